@@ -21,17 +21,35 @@
  *   A holder that times out in a repair is asked nothing more by it (its checks fail at once, for
  *   a later try), so one silent holder costs a repair one peer timeout, not one per chunk.
  *
+ * The parts live beside it, in private modules over a shared `ReplicaCore` (`_replica_core.ts`):
+ * the reads and read repair (`_replica_reads.ts`), the repair (`_replica_repair.ts`), what each
+ * peer was given, missed and served (`_replica_records.ts`), the background work and its bound
+ * (`_background_work.ts`), and replica failures and their reports (`_replica_failures.ts`).
+ *
  * @module
  */
 import { toHex } from "../protocols/hash.ts";
+import { BackgroundWork } from "./_background_work.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
-import { cidOfAsync, equalBytes, verifyCid } from "./_hash.ts";
-import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
+import { cidOfAsync } from "./_hash.ts";
+import type { ReplicaCore } from "./_replica_core.ts";
+import { FailureReports, type ReplicaFailure } from "./_replica_failures.ts";
+import { DEFAULT_MAX_MISSED_WRITES, ReplicaRecords } from "./_replica_records.ts";
+import { ReplicaReads } from "./_replica_reads.ts";
+import { ReplicaRepair } from "./_replica_repair.ts";
+import { ReplicationError } from "./errors.ts";
 import { GivenChunks } from "./given_chunks.ts";
 import { rankPeers } from "./rendezvous.ts";
-import { type PeerCallOptions, possessionProof, type StoragePeer } from "./storage_peer.ts";
+import type { PeerCallOptions, StoragePeer } from "./storage_peer.ts";
 
 export { GivenChunks, type GivenChunksOptions } from "./given_chunks.ts";
+export {
+  REPLICA_FAILURE_REASONS,
+  type ReplicaFailure,
+  type ReplicaFailureReason,
+  replicaFailureReason,
+} from "./_replica_failures.ts";
+export { DEFAULT_MAX_MISSED_WRITES } from "./_replica_records.ts";
 
 /** Options of {@link ReplicatedStore}. */
 export interface ReplicatedStoreOptions {
@@ -55,7 +73,7 @@ export interface ReplicatedStoreOptions {
   /**
    * Observer of replica failures (for logs and metrics; the StorageActor counts them by reason
    * and logs the peer): each failure once, and none of a call its caller cut off (see
-   * `ReplicatedStore.#report`).
+   * `FailureReports.report`).
    */
   onReplicaFailure?(event: ReplicaFailure): void;
   /**
@@ -72,23 +90,6 @@ export interface ReplicatedStoreOptions {
    */
   maxMissedWrites?: number;
 }
-
-/**
- * Default of {@link ReplicatedStoreOptions.maxMissedWrites}: 65 536 pairs, a few MiB of memory.
- * A holder that stays in the peer set but refuses every write (full, or hostile) misses the write
- * of every chunk it ranks for, and unbounded that record grew with everything the node ever wrote
- * (a review found it at stop 56). Forgetting an old miss blames no one: an auditor holds a holder
- * to what {@link ReplicatedStore.wasGiven} records, and a missed write is never given.
- */
-export const DEFAULT_MAX_MISSED_WRITES: number = 65_536;
-
-/**
- * Most (holder, chunk) pairs remembered as having served garbage (see
- * `ReplicatedStore.#readOrder`); past it the oldest is forgotten, and that holder is asked in its
- * rank again. The bound of the missed writes, for the same reason: a few MiB however many reads
- * the node serves.
- */
-const MAX_SERVED_GARBAGE = DEFAULT_MAX_MISSED_WRITES;
 
 /** Options of {@link ReplicatedStore.put}. */
 export interface ReplicatedPutOptions extends BlockStoreCallOptions {
@@ -113,98 +114,6 @@ export interface ReplicatedPutOptions extends BlockStoreCallOptions {
  * behind the quorum for 64 MiB; one that lags further slows the put to its pace.
  */
 export const DEFAULT_MAX_BACKGROUND_BYTES: number = 64 * 1024 * 1024;
-
-/**
- * Why a replica failed, in a few classes an operator can count (the node's
- * `veriflow_storage_replica_failures_total`):
- * - `corrupt`: it answered a read with bytes that do not match the CID (garbage), or said so of
- *   its own copy;
- * - `missing`: it does not hold the chunk (`chunk_not_found`);
- * - `timeout`: it did not answer within the peer timeout (or the connection's);
- * - `full`: it holds no more (`replica_quota_exceeded`, `quota_exceeded`, `disk_full`);
- * - `error`: anything else (unreachable, refused, an error of its own).
- */
-export type ReplicaFailureReason = "corrupt" | "missing" | "timeout" | "full" | "error";
-
-/** Every {@link ReplicaFailureReason}, in a fixed order (metrics list each from the start). */
-export const REPLICA_FAILURE_REASONS: readonly ReplicaFailureReason[] = [
-  "corrupt",
-  "missing",
-  "timeout",
-  "full",
-  "error",
-];
-
-/** A replica that failed an operation. */
-export interface ReplicaFailure {
-  /** Which operation. */
-  op: "put" | "get" | "prove" | "repair";
-  /** The peer. */
-  peerId: string;
-  /** The chunk. */
-  cid: string;
-  /** What went wrong. */
-  error: unknown;
-  /** `error`'s class (see {@link ReplicaFailureReason}). */
-  reason: ReplicaFailureReason;
-}
-
-/** The {@link ReplicaFailureReason} of a replica's failure `error`. */
-export function replicaFailureReason(error: unknown): ReplicaFailureReason {
-  if (isTimeout(error)) return "timeout";
-  switch ((error as { code?: unknown } | null)?.code) {
-    case "corrupt_chunk":
-      return "corrupt";
-    case "chunk_not_found":
-      return "missing";
-    case "replica_quota_exceeded":
-    case "quota_exceeded":
-    case "disk_full":
-      return "full";
-    default:
-      return "error";
-  }
-}
-
-/** Per peer id, how a peer timed out in one repair (see `ReplicatedStore.#ask`). */
-type Silent = Map<string, unknown>;
-
-/** A call that ran out of time: the store's peer timeout, or the connection's request timeout. */
-function isTimeout(error: unknown): boolean {
-  const e = error as { name?: unknown; code?: unknown } | null;
-  return e?.name === "TimeoutError" || e?.code === "request_timeout";
-}
-
-/** A peer's refusal because it holds no more for peers (`replica_quota_exceeded`). */
-function isFullRefusal(error: unknown): boolean {
-  return (error as { code?: unknown })?.code === "replica_quota_exceeded";
-}
-
-/**
- * Repair one holder's copy: `attempt`, and while what was tried fails because that peer holds no
- * more for peers (it keeps its rank), `substitute` on the next peer past the holders, as a put
- * hands a full holder's place on. A failure that ends it is a failed check (`failed`).
- */
-async function handOnWhenFull(
-  attempt: () => Promise<void>,
-  next: () => StoragePeer | undefined,
-  substitute: (peer: StoragePeer) => Promise<void>,
-  failed: () => void,
-): Promise<void> {
-  let run = attempt;
-  for (;;) {
-    try {
-      return await run();
-    } catch (error) {
-      const peer = isFullRefusal(error) ? next() : undefined;
-      if (peer === undefined) {
-        failed();
-        return;
-      }
-      run = () => substitute(peer);
-    }
-  }
-}
 
 /** Options of {@link ReplicatedStore.repair}. */
 export interface RepairOptions extends BlockStoreCallOptions {
@@ -260,34 +169,13 @@ export class ReplicatedStore implements BlockStore {
   #peers: StoragePeer[];
   readonly #r: number;
   readonly #w: number;
-  readonly #readParallelism: number;
   readonly #timeoutMs: number;
-  readonly #readRepair: boolean;
-  readonly #onFailure: ((event: ReplicaFailure) => void) | undefined;
-  /** Failures already told to {@link #onFailure} (see {@link #report}). */
-  readonly #reported = new WeakSet<object>();
-  readonly #background = new Set<Promise<unknown>>();
-  /**
-   * Bytes of the chunks whose puts resolved while copies past the quorum are in flight, and of
-   * the read repairs in flight.
-   */
-  #backgroundBytes = 0;
-  /** Read repairs in flight, as `<peer id> <cid>`: one at a time per holder and chunk. */
-  readonly #readRepairs = new Set<string>();
-  readonly #maxBackgroundBytes: number;
-  /**
-   * `<peer id> <cid>` of each chunk whose write a holder missed, until a write to it succeeds;
-   * oldest first, at most {@link #maxMissed}.
-   */
-  readonly #missed = new Set<string>();
-  readonly #maxMissed: number;
-  /**
-   * `<peer id> <cid>` of each read answer whose bytes did not match the CID, until that peer
-   * serves the chunk right; oldest first, at most {@link MAX_SERVED_GARBAGE}.
-   */
-  readonly #servedGarbage = new Set<string>();
-  /** Chunks each peer was given or proved; kept across {@link setPeers}. */
-  readonly #given: GivenChunks;
+  readonly #failures: FailureReports;
+  readonly #background: BackgroundWork;
+  /** What each peer was given (kept across {@link setPeers}), missed, and served. */
+  readonly #records: ReplicaRecords;
+  readonly #reads: ReplicaReads;
+  readonly #repair: ReplicaRepair;
 
   /**
    * A store replicating over `peers`.
@@ -318,14 +206,32 @@ export class ReplicatedStore implements BlockStore {
     if (this.#w < 1 || this.#w > this.#r) {
       throw new RangeError(`writeQuorum must be in [1, replicas], got ${this.#w}`);
     }
-    this.#readParallelism = Math.max(1, options?.readParallelism ?? 2);
     this.#timeoutMs = options?.peerTimeoutMs ?? 10_000;
-    this.#readRepair = options?.readRepair ?? true;
-    this.#maxBackgroundBytes = options?.maxBackgroundBytes ?? DEFAULT_MAX_BACKGROUND_BYTES;
-    this.#onFailure = options?.onReplicaFailure;
-    this.#given = options?.given ?? new GivenChunks();
-    this.#maxMissed = options?.maxMissedWrites ?? DEFAULT_MAX_MISSED_WRITES;
-    this.#given.setPeers(this.#peers.map((p) => p.id));
+    this.#background = new BackgroundWork(
+      options?.maxBackgroundBytes ?? DEFAULT_MAX_BACKGROUND_BYTES,
+    );
+    this.#failures = new FailureReports(options?.onReplicaFailure);
+    this.#records = new ReplicaRecords(
+      options?.given ?? new GivenChunks(),
+      options?.maxMissedWrites ?? DEFAULT_MAX_MISSED_WRITES,
+      (cid) => this.holders(cid),
+    );
+    this.#records.given.setPeers(this.#peers.map((p) => p.id));
+    const core: ReplicaCore = {
+      peers: () => this.#peers,
+      replicas: this.#r,
+      holders: (cid) => this.holders(cid),
+      call: (outer, fn) => this.#call(outer, fn),
+      failures: this.#failures,
+      records: this.#records,
+      background: this.#background,
+    };
+    this.#reads = new ReplicaReads(
+      core,
+      Math.max(1, options?.readParallelism ?? 2),
+      options?.readRepair ?? true,
+    );
+    this.#repair = new ReplicaRepair(core, this.#reads);
   }
 
   /** Copies of each chunk (r). */
@@ -345,10 +251,7 @@ export class ReplicatedStore implements BlockStore {
   setPeers(peers: readonly StoragePeer[]): void {
     this.#peers = distinctById(peers);
     const ids = new Set(peers.map((p) => p.id));
-    for (const pairs of [this.#missed, this.#servedGarbage]) {
-      for (const key of pairs) if (!ids.has(key.slice(0, key.indexOf(" ")))) pairs.delete(key);
-    }
-    this.#given.setPeers(ids);
+    this.#records.setPeers(ids);
   }
 
   /**
@@ -359,7 +262,7 @@ export class ReplicatedStore implements BlockStore {
    * later misses pushed it out.
    */
   missedWrite(peerId: string, cid: string): boolean {
-    return this.#missed.has(`${peerId} ${cid}`);
+    return this.#records.missedWrite(peerId, cid);
   }
 
   /**
@@ -370,43 +273,7 @@ export class ReplicatedStore implements BlockStore {
    * {@link setPeers}; a peer out of the set past the record's retention is forgotten.
    */
   wasGiven(peerId: string, cid: string): boolean {
-    return this.#given.has(peerId, cid);
-  }
-
-  /** Record the outcome of a write of `cid` to `peer` for {@link missedWrite} and {@link wasGiven}. */
-  #wrote(peer: StoragePeer, cid: string, ok: boolean): void {
-    const key = `${peer.id} ${cid}`;
-    if (ok) {
-      this.#given.add(peer.id, cid);
-      this.#missed.delete(key);
-    } else if (this.holders(cid).includes(peer)) {
-      remember(this.#missed, key, this.#maxMissed);
-    }
-  }
-
-  /**
-   * The peers to read `cid` from, in order: its rank order (`ranked`), except that a peer that
-   * served garbage for it (bytes not matching the CID) comes after every other, until it serves it
-   * right.
-   * Kept in rank, that peer was asked first on every read and sent a read-repair copy each time:
-   * one that keeps the chunk for audits (its possession proofs are right) but answers reads with
-   * a few bytes of garbage served nothing and had every reader upload the chunk to it again, read
-   * after read (a review found it at stop 56). Placement (writes, repairs, audits) keeps the rank.
-   */
-  #readOrder(cid: string, ranked: StoragePeer[]): StoragePeer[] {
-    if (this.#servedGarbage.size === 0) return ranked;
-    const last = (peer: StoragePeer) => this.#servedGarbage.has(`${peer.id} ${cid}`);
-    return [...ranked.filter((p) => !last(p)), ...ranked.filter(last)];
-  }
-
-  /**
-   * The peers past `cid`'s r holders, in rank order, one at a time: each takes the place of a
-   * holder that holds no more for peers (see {@link handOnWhenFull}), shared by its holders.
-   */
-  #substitutes(cid: string): () => StoragePeer | undefined {
-    let ranked: StoragePeer[] | undefined; // ranked only when a holder is full
-    let next = this.#r;
-    return () => (ranked ??= rankPeers(cid, this.#peers))[next++];
+    return this.#records.given.has(peerId, cid);
   }
 
   /** The r peers that should hold `cid`, best first. */
@@ -420,7 +287,9 @@ export class ReplicatedStore implements BlockStore {
    * down. Each counts as one of the chunk's copies, so an audit asks them too.
    */
   standIns(cid: string): StoragePeer[] {
-    return rankPeers(cid, this.#peers).slice(this.#r).filter((p) => this.#given.has(p.id, cid));
+    return rankPeers(cid, this.#peers).slice(this.#r).filter((p) =>
+      this.#records.given.has(p.id, cid)
+    );
   }
 
   /**
@@ -428,16 +297,8 @@ export class ReplicatedStore implements BlockStore {
    * the record of what each peer was given is written ({@link GivenChunks.flush}).
    */
   async flush(): Promise<void> {
-    await this.#settle();
-    await this.#given.flush();
-  }
-
-  /**
-   * Resolves when the background work in `tasks` has finished (default: all of it, put copies
-   * and read repairs).
-   */
-  async #settle(tasks: Set<Promise<unknown>> = this.#background): Promise<void> {
-    while (tasks.size > 0) await Promise.allSettled([...tasks]);
+    await this.#background.settle();
+    await this.#records.given.flush();
   }
 
   /**
@@ -466,18 +327,18 @@ export class ReplicatedStore implements BlockStore {
     let acks = 0;
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     let pending = 0;
-    let background = false; // this put's bytes count in #backgroundBytes
+    let background = false; // this put's bytes count in `BackgroundWork.bytes`
     const launch = () => {
       const peer = ranked[next++];
       pending++;
       const written = this.#call(cancel.signal, (signal) => write(peer, cid, bytes, { signal }))
         .then(() => {
-          this.#wrote(peer, cid, true);
+          this.#records.wrote(peer, cid, true);
           if (++acks === this.#w) resolve();
         }, (error) => {
-          this.#wrote(peer, cid, false);
+          this.#records.wrote(peer, cid, false);
           errors.push(error);
-          this.#report("put", peer, cid, error, cancel.signal);
+          this.#failures.report("put", peer, cid, error, cancel.signal);
           // Keep r writes going: hand this one's place to the next peer in rank order (unless
           // the caller gave up, in which case every peer would fail the same way).
           if (next < ranked.length && !cancel.signal.aborted) launch();
@@ -486,7 +347,7 @@ export class ReplicatedStore implements BlockStore {
           if (--pending > 0) return;
           if (background) {
             background = false;
-            this.#backgroundBytes -= bytes.length;
+            this.#background.bytes -= bytes.length;
           }
           if (acks < this.#w) {
             reject(
@@ -497,7 +358,7 @@ export class ReplicatedStore implements BlockStore {
             );
           }
         });
-      this.#track(written);
+      this.#background.track(written);
     };
     for (let i = 0; i < Math.min(this.#r, ranked.length); i++) launch();
     try {
@@ -512,29 +373,10 @@ export class ReplicatedStore implements BlockStore {
     // put, its next chunk) while those of every put hold more than the bound.
     if (pending > 0) {
       background = true;
-      this.#backgroundBytes += bytes.length;
+      this.#background.bytes += bytes.length;
     }
-    if (this.#backgroundBytes > this.#maxBackgroundBytes) await this.#room(options?.signal);
+    if (this.#background.bytes > this.#background.max) await this.#background.room(options?.signal);
     return cid;
-  }
-
-  /**
-   * Resolves once the copies past the quorum hold at most `maxBackgroundBytes` (each that lands or
-   * fails gives back its put's bytes); rejects with `signal`'s reason if it aborts first.
-   */
-  async #room(signal: AbortSignal | undefined): Promise<void> {
-    const { promise: abort, resolve } = Promise.withResolvers<void>();
-    const onAbort = () => resolve();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      while (this.#backgroundBytes > this.#maxBackgroundBytes && this.#background.size > 0) {
-        signal?.throwIfAborted();
-        const settled = [...this.#background].map((p) => p.then(() => {}, () => {}));
-        await Promise.race([abort, ...settled]);
-      }
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
   }
 
   /**
@@ -545,147 +387,7 @@ export class ReplicatedStore implements BlockStore {
    *   unreachable): the chunk may exist, try again later.
    */
   get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
-    return this.#get(cid, options);
-  }
-
-  /** {@link get}, its late answers and read repairs also tracked in `tasks`. */
-  async #get(
-    cid: string,
-    options: BlockStoreCallOptions | undefined,
-    tasks?: Set<Promise<unknown>>,
-  ): Promise<Uint8Array> {
-    const placed = rankPeers(cid, this.#peers);
-    const holders = new Set(placed.slice(0, this.#r));
-    const ranked = this.#readOrder(cid, placed);
-    const readRepair = this.#readRepair && options?.readRepair !== false;
-    // Cancels the slower replicas once a good copy is in; unlike the caller's signal and the
-    // timeout it does not cut their answers off: one that arrives anyway and proves its copy
-    // bad is still reported and repaired.
-    const done = new AbortController();
-    /** Replicas whose answer proved their copy bad (missing or corrupt): read repair's. */
-    const failed: StoragePeer[] = [];
-    let sawCorrupt = false;
-    /** Failures that say nothing of the replica's copy (a timeout, a peer unreachable). */
-    const unanswered: unknown[] = [];
-    let good: Uint8Array | undefined;
-    let next = 0;
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-    let pending = 0;
-    let settled = false;
-    const launch = () => {
-      const peer = ranked[next++];
-      pending++;
-      const read = this.#call(
-        options?.signal,
-        (s) => peer.getChunk(cid, { signal: AbortSignal.any([s, done.signal]) }),
-      )
-        .then(async (bytes) => {
-          const key = `${peer.id} ${cid}`;
-          if (!(await verifyCid(cid, bytes))) {
-            remember(this.#servedGarbage, key, MAX_SERVED_GARBAGE);
-            throw new CorruptChunkError(cid, `peer ${peer.id}`);
-          }
-          this.#servedGarbage.delete(key);
-          if (settled) return;
-          settled = true;
-          good = bytes;
-          resolve(bytes);
-        })
-        .catch((error) => {
-          if (settled) {
-            // A late answer. Only one that proves the copy bad counts: a replica cancelled
-            // because another was faster fails with our own abort, which says nothing.
-            const bad = error instanceof CorruptChunkError || error instanceof ChunkNotFoundError;
-            if (good && bad) {
-              this.#report("get", peer, cid, error);
-              if (readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good, tasks);
-            }
-            return;
-          }
-          if (options?.signal?.aborted) {
-            // The caller gave up: no replica failed, and every next one would fail the same way.
-            // Its reason, not `chunk_not_found`, which a repair would count as a lost chunk.
-            settled = true;
-            reject(options.signal.reason);
-            return;
-          }
-          if (error instanceof CorruptChunkError) sawCorrupt = true;
-          // Read repair only for an answer that proves the copy bad: a holder that timed out or
-          // could not be reached may well hold a good one, and one that is slow because it is
-          // overloaded was sent a chunk to write for each it failed to serve.
-          if (error instanceof CorruptChunkError || error instanceof ChunkNotFoundError) {
-            failed.push(peer);
-          } else unanswered.push(error);
-          this.#report("get", peer, cid, error);
-          if (next < ranked.length) launch();
-        })
-        .finally(() => {
-          if (--pending === 0 && !settled) {
-            settled = true;
-            // `chunk_not_found` only when every replica asked said so (or gave bad bytes): a
-            // replica that did not answer may hold it. Before, holders all unreachable made a
-            // file that exists read as one that does not (a 404 a client may cache), and a
-            // repair count the chunk lost and never try it again.
-            reject(
-              unanswered.length > 0
-                ? new ReplicationError(
-                  `no replica of ${cid} could be read: ${unanswered.length} of the storage ` +
-                    `peers asked did not answer`,
-                  new AggregateError(unanswered),
-                )
-                : sawCorrupt
-                ? new CorruptChunkError(cid, "every replica")
-                : new ChunkNotFoundError(cid, "any storage peer"),
-            );
-          }
-        });
-      this.#track(read, tasks); // flush() waits for late answers and the repairs they start
-    };
-    if (ranked.length === 0) throw new ChunkNotFoundError(cid, "any storage peer (none known)");
-    for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
-    try {
-      const bytes = await promise;
-      if (readRepair) {
-        for (const peer of failed) {
-          if (holders.has(peer)) this.#repairReplica(peer, cid, bytes, tasks);
-        }
-      }
-      return bytes;
-    } finally {
-      done.abort(); // cancel the slower replicas
-    }
-  }
-
-  /**
-   * Write the good `bytes` back to a holder that failed a read (read repair), in the background.
-   * Best effort, and bounded like the copies past a put's quorum: each holds its chunk until its
-   * holder answers or the peer timeout ends it, so one is sent only while the background copies
-   * hold at most `maxBackgroundBytes` with it, and only one at a time per holder and chunk.
-   * Without that a holder that answers reads `chunk_not_found` at once and writes never held a
-   * chunk per read for `peerTimeoutMs` (a file read at link speed: gigabytes), and concurrent
-   * reads of one chunk each sent it a copy. One not sent is left to the audit rounds and repairs.
-   */
-  #repairReplica(
-    peer: StoragePeer,
-    cid: string,
-    bytes: Uint8Array,
-    tasks?: Set<Promise<unknown>>,
-  ): void {
-    const key = `${peer.id} ${cid}`;
-    if (this.#readRepairs.has(key)) return; // a copy is on its way
-    if (this.#backgroundBytes + bytes.length > this.#maxBackgroundBytes) return;
-    this.#readRepairs.add(key);
-    this.#backgroundBytes += bytes.length;
-    this.#track(
-      this.#call(undefined, (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }))
-        .then(() => this.#wrote(peer, cid, true))
-        .catch((error) => this.#report("repair", peer, cid, error))
-        .finally(() => {
-          this.#readRepairs.delete(key);
-          this.#backgroundBytes -= bytes.length;
-        }),
-      tasks,
-    );
+    return this.#reads.get(cid, options);
   }
 
   /** True when any holder claims `cid`. */
@@ -703,252 +405,7 @@ export class ReplicatedStore implements BlockStore {
    * one that cannot (missing, corrupt, or a wrong proof) gets the chunk again.
    */
   async repair(cids: Iterable<string>, options?: RepairOptions): Promise<RepairReport> {
-    const report: RepairReport = { checked: 0, repaired: 0, lost: [], failedChecks: 0 };
-    // Holders that timed out in this repair: asked nothing more by it (see `#ask`).
-    const silent: Silent = new Map();
-    for (const cid of cids) {
-      options?.signal?.throwIfAborted();
-      report.checked++;
-      if (options?.presence) {
-        await this.#repairPresence(cid, options, report, silent);
-        continue;
-      }
-      const read = new Set<Promise<unknown>>();
-      const bytes = await this.#copyOf(cid, options, report, read);
-      if (bytes === undefined) continue;
-      // Let the read repairs of that get land before the holders are judged — those alone: the
-      // whole background (other puts' copies to a slow holder, other reads' repairs) held each
-      // chunk's repair for up to the peer timeout, and never let it go while uploads went on.
-      await this.#settle(read);
-      const nonce = crypto.getRandomValues(new Uint8Array(32));
-      const substitutes = this.#substitutes(cid);
-      /** Whether `peer` holds a good copy now: proven, or given one. Throws its failure. */
-      const ensure = async (peer: StoragePeer): Promise<void> => {
-        const expected = await possessionProof(nonce, peer.publicKey, bytes);
-        let proof: Uint8Array | null;
-        try {
-          [proof] = await this.#ask(
-            peer,
-            silent,
-            options?.signal,
-            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-          );
-        } catch (error) {
-          this.#report("prove", peer, cid, error, options?.signal);
-          throw error;
-        }
-        if (proof && equalBytes(proof, expected)) {
-          this.#wrote(peer, cid, true); // it holds a good copy, however it got it
-          return;
-        }
-        try {
-          await this.#ask(
-            peer,
-            silent,
-            options?.signal,
-            (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
-          );
-        } catch (error) {
-          this.#report("repair", peer, cid, error, options?.signal);
-          throw error;
-        }
-        this.#wrote(peer, cid, true);
-        report.repaired++;
-      };
-      const failed = () => this.#failedCheck(cid, options, report);
-      await Promise.all(
-        this.holders(cid).map((holder) =>
-          handOnWhenFull(() => ensure(holder), substitutes, ensure, failed)
-        ),
-      );
-    }
-    await this.#given.flush(); // what the holders proved or were sent is on disk when this returns
-    return report;
-  }
-
-  /**
-   * A verified copy of `cid` (local first), or undefined when it is lost (noted in `report`) or no
-   * replica answered (a failed check: tried again later).
-   */
-  async #copyOf(
-    cid: string,
-    options: RepairOptions | undefined,
-    report: RepairReport,
-    tasks?: Set<Promise<unknown>>,
-  ): Promise<Uint8Array | undefined> {
-    const local = await options?.local?.(cid).catch(() => undefined);
-    if (local !== undefined && await verifyCid(cid, local)) return local;
-    try {
-      return await this.#get(cid, options, tasks);
-    } catch (error) {
-      if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
-        report.lost.push(cid);
-        return undefined;
-      }
-      if (error instanceof ReplicationError && !options?.signal?.aborted) {
-        this.#failedCheck(cid, options, report);
-        return undefined;
-      }
-      throw error;
-    }
-  }
-
-  /**
-   * {@link RepairOptions.presence}: each holder proves the one chunk (one small message, as a
-   * `has_chunk` would be) and those that cannot get it. A holder that keeps only the CID answers
-   * `has_chunk` true but cannot prove; checked against a verified local copy, a wrong proof
-   * counts as lacking too. Without a local copy a proof is taken as presence, so nothing is read
-   * while every holder has its copy; once a copy is read for a holder that lacks it, every proof
-   * is checked against it.
-   */
-  async #repairPresence(
-    cid: string,
-    options: RepairOptions,
-    report: RepairReport,
-    silent: Silent,
-  ): Promise<void> {
-    const only = options.only?.(cid);
-    const holders = this.holders(cid).filter((peer) => !only || only.has(peer.id));
-    const nonce = crypto.getRandomValues(new Uint8Array(32));
-    const local = await options.local?.(cid).catch(() => undefined);
-    const verified = local !== undefined && await verifyCid(cid, local) ? local : undefined;
-    const defer = options.defer?.(cid);
-    if (defer !== undefined && defer.size > 0) {
-      // A better-ranked holder that proves it repairs it; one without it (it missed the write)
-      // or that does not answer leaves it to this node.
-      const above = this.#peers.filter((peer) => defer.has(peer.id));
-      const proven = await Promise.all(above.map(async (peer) => {
-        try {
-          const [proof] = await this.#ask(
-            peer,
-            silent,
-            options.signal,
-            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-          );
-          if (!(proof instanceof Uint8Array)) return false;
-          if (!verified) return true;
-          if (!equalBytes(proof, await possessionProof(nonce, peer.publicKey, verified))) {
-            return false;
-          }
-          this.#wrote(peer, cid, true); // proven against a good copy
-          return true;
-        } catch (error) {
-          this.#report("prove", peer, cid, error, options.signal);
-          return false;
-        }
-      }));
-      if (proven.some((ok) => ok)) return;
-    }
-    const proofs = await Promise.all(
-      holders.map((peer) =>
-        this.#ask(
-          peer,
-          silent,
-          options.signal,
-          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-        )
-          .then(
-            (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
-            (error) => {
-              this.#report("prove", peer, cid, error, options.signal);
-              this.#failedCheck(cid, options, report);
-              return undefined;
-            },
-          )
-      ),
-    );
-    const lacking: StoragePeer[] = [];
-    for (const [i, peer] of holders.entries()) {
-      const proof = proofs[i];
-      if (proof === undefined) continue; // no answer: retried on a later pass
-      const expected = verified && await possessionProof(nonce, peer.publicKey, verified);
-      if (!(proof instanceof Uint8Array) || (expected && !equalBytes(proof, expected))) {
-        lacking.push(peer);
-      } else if (expected) this.#wrote(peer, cid, true); // proven against a good copy
-    }
-    if (lacking.length === 0) return;
-    const bytes = verified ?? await this.#copyOf(cid, options, report);
-    if (bytes === undefined) return;
-    if (!verified) {
-      // A verified copy is here now: the proofs taken as presence without one are checked
-      // against it, so a holder claiming a chunk it lacks is not counted as a copy.
-      for (const [i, peer] of holders.entries()) {
-        const proof = proofs[i];
-        if (!(proof instanceof Uint8Array)) continue; // lacking already, or no answer
-        if (equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))) {
-          this.#wrote(peer, cid, true); // proven against a good copy
-        } else lacking.push(peer);
-      }
-    }
-    /** Give `peer` a copy; throws its failure. */
-    const give = async (peer: StoragePeer): Promise<void> => {
-      try {
-        // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
-        await this.#ask(
-          peer,
-          silent,
-          options.signal,
-          (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
-        );
-      } catch (error) {
-        this.#report("repair", peer, cid, error, options.signal);
-        throw error;
-      }
-      this.#wrote(peer, cid, true);
-      report.repaired++;
-    };
-    /** A peer past the holders: its proof (the put that placed the chunk may have given it a copy), else a copy. */
-    const provesOrGets = async (peer: StoragePeer): Promise<void> => {
-      try {
-        const [proof] = await this.#ask(
-          peer,
-          silent,
-          options.signal,
-          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-        );
-        if (
-          proof instanceof Uint8Array &&
-          equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))
-        ) return this.#wrote(peer, cid, true);
-      } catch (error) {
-        this.#report("prove", peer, cid, error, options.signal); // given a copy below, which may still land
-      }
-      await give(peer);
-    };
-    const substitutes = this.#substitutes(cid);
-    const failed = () => this.#failedCheck(cid, options, report);
-    await Promise.all(
-      lacking.map((holder) =>
-        handOnWhenFull(() => give(holder), substitutes, provesOrGets, failed)
-      ),
-    );
-  }
-
-  /** A holder check of `cid` failed (no answer, copy refused): counted, and told the caller. */
-  #failedCheck(cid: string, options: RepairOptions | undefined, report: RepairReport): void {
-    report.failedChecks++;
-    options?.onFailedCheck?.(cid);
-  }
-
-  /**
-   * {@link #call} for a repair, unless `peer` already timed out in it (`silent`): then it fails at
-   * once, as it did. A repair checks its chunks one after another, so a holder that never answers
-   * (gone quiet, hostile) held each chunk it holds for the peer timeout (10 s): a pass over a
-   * departed peer's chunks sat for hours behind one such new holder, the chunks after them short
-   * meanwhile. Now it costs one timeout per repair, and its chunks are failed checks (holder
-   * repair tries them again after a backoff; an audit round's, at a later round).
-   */
-  #ask<T>(
-    peer: StoragePeer,
-    silent: Silent,
-    outer: AbortSignal | undefined,
-    fn: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
-    if (silent.has(peer.id)) return Promise.reject(silent.get(peer.id));
-    return this.#call(outer, fn).catch((error) => {
-      if (isTimeout(error) && !outer?.aborted) silent.set(peer.id, error);
-      throw error;
-    });
+    return await this.#repair.run(cids, options);
   }
 
   #call<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -966,38 +423,6 @@ export class ReplicatedStore implements BlockStore {
     aborted.catch(() => {});
     return Promise.race([fn(signal), aborted]);
   }
-
-  /** Background work: {@link flush} waits for it, and `tasks` (a caller's own set) holds it too. */
-  #track(p: Promise<unknown>, tasks?: Set<Promise<unknown>>): void {
-    this.#background.add(p);
-    tasks?.add(p);
-    p.finally(() => {
-      this.#background.delete(p);
-      tasks?.delete(p);
-    }).catch(() => {});
-  }
-
-  /**
-   * Tell the observer that `peer` failed `op` on `cid`, unless the call was cut off by its caller
-   * (`outer` aborted: a client gone, the node stopping): every holder in flight then fails the
-   * same way, and none of them misbehaved.
-   */
-  #report(
-    op: ReplicaFailure["op"],
-    peer: StoragePeer,
-    cid: string,
-    error: unknown,
-    outer?: AbortSignal,
-  ): void {
-    if (outer?.aborted) return;
-    if (typeof error === "object" && error !== null) {
-      // One failure told once: a holder that timed out in a repair fails its later checks with
-      // that same timeout (`#ask`), which is not one more timeout per chunk.
-      if (this.#reported.has(error)) return;
-      this.#reported.add(error);
-    }
-    this.#onFailure?.({ op, peerId: peer.id, cid, error, reason: replicaFailureReason(error) });
-  }
 }
 
 /**
@@ -1010,16 +435,6 @@ function distinctById(peers: readonly StoragePeer[]): StoragePeer[] {
   const byId = new Map<string, StoragePeer>();
   for (const peer of peers) if (!byId.has(peer.id)) byId.set(peer.id, peer);
   return [...byId.values()];
-}
-
-/** Add `key` to `pairs` as its latest entry, forgetting the oldest past `max`. */
-function remember(pairs: Set<string>, key: string, max: number): void {
-  pairs.delete(key); // re-added as the latest
-  pairs.add(key);
-  for (const oldest of pairs) {
-    if (pairs.size <= max) break;
-    pairs.delete(oldest);
-  }
 }
 
 /** Hex id of a public key, the form {@link StoragePeer.id} uses. */

@@ -1,0 +1,175 @@
+/**
+ * A `ReplicatedStore`'s reads: `readParallelism` replicas asked at once, the first copy that
+ * verifies against the CID wins and the others are cancelled, a failed or corrupt replica makes the
+ * read fall back to the next one, and read repair writes the good bytes back to a holder whose
+ * answer proved its copy bad. The store owns one {@link ReplicaReads} over its {@link ReplicaCore};
+ * `ReplicatedStore.get` and its repairs (`_replica_repair.ts`, for a copy to re-send) read through
+ * it. Not part of the public API.
+ *
+ * @module
+ */
+import type { BlockStoreCallOptions } from "./block_store.ts";
+import { verifyCid } from "./_hash.ts";
+import type { ReplicaCore } from "./_replica_core.ts";
+import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
+import { rankPeers } from "./rendezvous.ts";
+import type { StoragePeer } from "./storage_peer.ts";
+
+/** A store's reads and read repairs (see the module doc). */
+export class ReplicaReads {
+  readonly #core: ReplicaCore;
+  readonly #readParallelism: number;
+  readonly #readRepair: boolean;
+  /** Read repairs in flight, as `<peer id> <cid>`: one at a time per holder and chunk. */
+  readonly #readRepairs = new Set<string>();
+
+  /**
+   * Reads over `core`, asking `readParallelism` replicas at once, with read repair when
+   * `readRepair`.
+   */
+  constructor(core: ReplicaCore, readParallelism: number, readRepair: boolean) {
+    this.#core = core;
+    this.#readParallelism = readParallelism;
+    this.#readRepair = readRepair;
+  }
+
+  /** `ReplicatedStore.get`, its late answers and read repairs also tracked in `tasks`. */
+  async get(
+    cid: string,
+    options: BlockStoreCallOptions | undefined,
+    tasks?: Set<Promise<unknown>>,
+  ): Promise<Uint8Array> {
+    const placed = rankPeers(cid, this.#core.peers());
+    const holders = new Set(placed.slice(0, this.#core.replicas));
+    const ranked = this.#core.records.readOrder(cid, placed);
+    const readRepair = this.#readRepair && options?.readRepair !== false;
+    // Cancels the slower replicas once a good copy is in; unlike the caller's signal and the
+    // timeout it does not cut their answers off: one that arrives anyway and proves its copy
+    // bad is still reported and repaired.
+    const done = new AbortController();
+    /** Replicas whose answer proved their copy bad (missing or corrupt): read repair's. */
+    const failed: StoragePeer[] = [];
+    let sawCorrupt = false;
+    /** Failures that say nothing of the replica's copy (a timeout, a peer unreachable). */
+    const unanswered: unknown[] = [];
+    let good: Uint8Array | undefined;
+    let next = 0;
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    let pending = 0;
+    let settled = false;
+    const launch = () => {
+      const peer = ranked[next++];
+      pending++;
+      const read = this.#core.call(
+        options?.signal,
+        (s) => peer.getChunk(cid, { signal: AbortSignal.any([s, done.signal]) }),
+      )
+        .then(async (bytes) => {
+          if (!(await verifyCid(cid, bytes))) {
+            this.#core.records.servedGarbage(peer, cid);
+            throw new CorruptChunkError(cid, `peer ${peer.id}`);
+          }
+          this.#core.records.servedRight(peer, cid);
+          if (settled) return;
+          settled = true;
+          good = bytes;
+          resolve(bytes);
+        })
+        .catch((error) => {
+          if (settled) {
+            // A late answer. Only one that proves the copy bad counts: a replica cancelled
+            // because another was faster fails with our own abort, which says nothing.
+            const bad = error instanceof CorruptChunkError || error instanceof ChunkNotFoundError;
+            if (good && bad) {
+              this.#core.failures.report("get", peer, cid, error);
+              if (readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good, tasks);
+            }
+            return;
+          }
+          if (options?.signal?.aborted) {
+            // The caller gave up: no replica failed, and every next one would fail the same way.
+            // Its reason, not `chunk_not_found`, which a repair would count as a lost chunk.
+            settled = true;
+            reject(options.signal.reason);
+            return;
+          }
+          if (error instanceof CorruptChunkError) sawCorrupt = true;
+          // Read repair only for an answer that proves the copy bad: a holder that timed out or
+          // could not be reached may well hold a good one, and one that is slow because it is
+          // overloaded was sent a chunk to write for each it failed to serve.
+          if (error instanceof CorruptChunkError || error instanceof ChunkNotFoundError) {
+            failed.push(peer);
+          } else unanswered.push(error);
+          this.#core.failures.report("get", peer, cid, error);
+          if (next < ranked.length) launch();
+        })
+        .finally(() => {
+          if (--pending === 0 && !settled) {
+            settled = true;
+            // `chunk_not_found` only when every replica asked said so (or gave bad bytes): a
+            // replica that did not answer may hold it. Before, holders all unreachable made a
+            // file that exists read as one that does not (a 404 a client may cache), and a
+            // repair count the chunk lost and never try it again.
+            reject(
+              unanswered.length > 0
+                ? new ReplicationError(
+                  `no replica of ${cid} could be read: ${unanswered.length} of the storage ` +
+                    `peers asked did not answer`,
+                  new AggregateError(unanswered),
+                )
+                : sawCorrupt
+                ? new CorruptChunkError(cid, "every replica")
+                : new ChunkNotFoundError(cid, "any storage peer"),
+            );
+          }
+        });
+      // flush() waits for late answers and the repairs they start
+      this.#core.background.track(read, tasks);
+    };
+    if (ranked.length === 0) throw new ChunkNotFoundError(cid, "any storage peer (none known)");
+    for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
+    try {
+      const bytes = await promise;
+      if (readRepair) {
+        for (const peer of failed) {
+          if (holders.has(peer)) this.#repairReplica(peer, cid, bytes, tasks);
+        }
+      }
+      return bytes;
+    } finally {
+      done.abort(); // cancel the slower replicas
+    }
+  }
+
+  /**
+   * Write the good `bytes` back to a holder that failed a read (read repair), in the background.
+   * Best effort, and bounded like the copies past a put's quorum: each holds its chunk until its
+   * holder answers or the peer timeout ends it, so one is sent only while the background copies
+   * hold at most `maxBackgroundBytes` with it, and only one at a time per holder and chunk.
+   * Without that a holder that answers reads `chunk_not_found` at once and writes never held a
+   * chunk per read for `peerTimeoutMs` (a file read at link speed: gigabytes), and concurrent
+   * reads of one chunk each sent it a copy. One not sent is left to the audit rounds and repairs.
+   */
+  #repairReplica(
+    peer: StoragePeer,
+    cid: string,
+    bytes: Uint8Array,
+    tasks?: Set<Promise<unknown>>,
+  ): void {
+    const key = `${peer.id} ${cid}`;
+    if (this.#readRepairs.has(key)) return; // a copy is on its way
+    if (this.#core.background.bytes + bytes.length > this.#core.background.max) return;
+    this.#readRepairs.add(key);
+    this.#core.background.bytes += bytes.length;
+    this.#core.background.track(
+      this.#core.call(undefined, (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }))
+        .then(() => this.#core.records.wrote(peer, cid, true))
+        .catch((error) => this.#core.failures.report("repair", peer, cid, error))
+        .finally(() => {
+          this.#readRepairs.delete(key);
+          this.#core.background.bytes -= bytes.length;
+        }),
+      tasks,
+    );
+  }
+}

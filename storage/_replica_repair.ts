@@ -1,0 +1,327 @@
+/**
+ * A `ReplicatedStore`'s repair: every holder of the given CIDs is checked with a possession
+ * proof (cheap: 32 bytes per chunk back, not the chunk) and re-sent the chunk when it is missing
+ * it or holds a bad copy; a holder that holds no more for peers hands its place to the next peer
+ * in rank order ({@link handOnWhenFull}); a holder that times out is asked nothing more by that
+ * repair. `ReplicatedStore.repair` (where the whole rule and its options are documented) runs
+ * {@link ReplicaRepair.run}; a copy to re-send is read through the store's {@link ReplicaReads}.
+ * Not part of the public API.
+ *
+ * @module
+ */
+import { equalBytes, verifyCid } from "./_hash.ts";
+import type { ReplicaCore } from "./_replica_core.ts";
+import { isTimeout } from "./_replica_failures.ts";
+import type { ReplicaReads } from "./_replica_reads.ts";
+import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
+import { rankPeers } from "./rendezvous.ts";
+import type { RepairOptions, RepairReport } from "./replicated_store.ts";
+import { possessionProof, type StoragePeer } from "./storage_peer.ts";
+
+/** Per peer id, how a peer timed out in one repair (see `ReplicaRepair.#ask`). */
+type Silent = Map<string, unknown>;
+
+/** A peer's refusal because it holds no more for peers (`replica_quota_exceeded`). */
+function isFullRefusal(error: unknown): boolean {
+  return (error as { code?: unknown })?.code === "replica_quota_exceeded";
+}
+
+/**
+ * Repair one holder's copy: `attempt`, and while what was tried fails because that peer holds no
+ * more for peers (it keeps its rank), `substitute` on the next peer past the holders, as a put
+ * hands a full holder's place on. A failure that ends it is a failed check (`failed`).
+ */
+async function handOnWhenFull(
+  attempt: () => Promise<void>,
+  next: () => StoragePeer | undefined,
+  substitute: (peer: StoragePeer) => Promise<void>,
+  failed: () => void,
+): Promise<void> {
+  let run = attempt;
+  for (;;) {
+    try {
+      return await run();
+    } catch (error) {
+      const peer = isFullRefusal(error) ? next() : undefined;
+      if (peer === undefined) {
+        failed();
+        return;
+      }
+      run = () => substitute(peer);
+    }
+  }
+}
+
+/** A store's repair passes (see the module doc). */
+export class ReplicaRepair {
+  readonly #core: ReplicaCore;
+  readonly #reads: ReplicaReads;
+
+  /** Repairs over `core`, reading copies through `reads`. */
+  constructor(core: ReplicaCore, reads: ReplicaReads) {
+    this.#core = core;
+    this.#reads = reads;
+  }
+
+  /** `ReplicatedStore.repair` (documented there). */
+  async run(cids: Iterable<string>, options?: RepairOptions): Promise<RepairReport> {
+    const report: RepairReport = { checked: 0, repaired: 0, lost: [], failedChecks: 0 };
+    // Holders that timed out in this repair: asked nothing more by it (see `#ask`).
+    const silent: Silent = new Map();
+    for (const cid of cids) {
+      options?.signal?.throwIfAborted();
+      report.checked++;
+      if (options?.presence) {
+        await this.#repairPresence(cid, options, report, silent);
+        continue;
+      }
+      const read = new Set<Promise<unknown>>();
+      const bytes = await this.#copyOf(cid, options, report, read);
+      if (bytes === undefined) continue;
+      // Let the read repairs of that get land before the holders are judged — those alone: the
+      // whole background (other puts' copies to a slow holder, other reads' repairs) held each
+      // chunk's repair for up to the peer timeout, and never let it go while uploads went on.
+      await this.#core.background.settle(read);
+      const nonce = crypto.getRandomValues(new Uint8Array(32));
+      const substitutes = this.#substitutes(cid);
+      /** Whether `peer` holds a good copy now: proven, or given one. Throws its failure. */
+      const ensure = async (peer: StoragePeer): Promise<void> => {
+        const expected = await possessionProof(nonce, peer.publicKey, bytes);
+        let proof: Uint8Array | null;
+        try {
+          [proof] = await this.#ask(
+            peer,
+            silent,
+            options?.signal,
+            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+          );
+        } catch (error) {
+          this.#core.failures.report("prove", peer, cid, error, options?.signal);
+          throw error;
+        }
+        if (proof && equalBytes(proof, expected)) {
+          this.#core.records.wrote(peer, cid, true); // it holds a good copy, however it got it
+          return;
+        }
+        try {
+          await this.#ask(
+            peer,
+            silent,
+            options?.signal,
+            (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
+          );
+        } catch (error) {
+          this.#core.failures.report("repair", peer, cid, error, options?.signal);
+          throw error;
+        }
+        this.#core.records.wrote(peer, cid, true);
+        report.repaired++;
+      };
+      const failed = () => this.#failedCheck(cid, options, report);
+      await Promise.all(
+        this.#core.holders(cid).map((holder) =>
+          handOnWhenFull(() => ensure(holder), substitutes, ensure, failed)
+        ),
+      );
+    }
+    // what the holders proved or were sent is on disk when this returns
+    await this.#core.records.given.flush();
+    return report;
+  }
+
+  /**
+   * A verified copy of `cid` (local first), or undefined when it is lost (noted in `report`) or no
+   * replica answered (a failed check: tried again later).
+   */
+  async #copyOf(
+    cid: string,
+    options: RepairOptions | undefined,
+    report: RepairReport,
+    tasks?: Set<Promise<unknown>>,
+  ): Promise<Uint8Array | undefined> {
+    const local = await options?.local?.(cid).catch(() => undefined);
+    if (local !== undefined && await verifyCid(cid, local)) return local;
+    try {
+      return await this.#reads.get(cid, options, tasks);
+    } catch (error) {
+      if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
+        report.lost.push(cid);
+        return undefined;
+      }
+      if (error instanceof ReplicationError && !options?.signal?.aborted) {
+        this.#failedCheck(cid, options, report);
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * {@link RepairOptions.presence}: each holder proves the one chunk (one small message, as a
+   * `has_chunk` would be) and those that cannot get it. A holder that keeps only the CID answers
+   * `has_chunk` true but cannot prove; checked against a verified local copy, a wrong proof
+   * counts as lacking too. Without a local copy a proof is taken as presence, so nothing is read
+   * while every holder has its copy; once a copy is read for a holder that lacks it, every proof
+   * is checked against it.
+   */
+  async #repairPresence(
+    cid: string,
+    options: RepairOptions,
+    report: RepairReport,
+    silent: Silent,
+  ): Promise<void> {
+    const only = options.only?.(cid);
+    const holders = this.#core.holders(cid).filter((peer) => !only || only.has(peer.id));
+    const nonce = crypto.getRandomValues(new Uint8Array(32));
+    const local = await options.local?.(cid).catch(() => undefined);
+    const verified = local !== undefined && await verifyCid(cid, local) ? local : undefined;
+    const defer = options.defer?.(cid);
+    if (defer !== undefined && defer.size > 0) {
+      // A better-ranked holder that proves it repairs it; one without it (it missed the write)
+      // or that does not answer leaves it to this node.
+      const above = this.#core.peers().filter((peer) => defer.has(peer.id));
+      const proven = await Promise.all(above.map(async (peer) => {
+        try {
+          const [proof] = await this.#ask(
+            peer,
+            silent,
+            options.signal,
+            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+          );
+          if (!(proof instanceof Uint8Array)) return false;
+          if (!verified) return true;
+          if (!equalBytes(proof, await possessionProof(nonce, peer.publicKey, verified))) {
+            return false;
+          }
+          this.#core.records.wrote(peer, cid, true); // proven against a good copy
+          return true;
+        } catch (error) {
+          this.#core.failures.report("prove", peer, cid, error, options.signal);
+          return false;
+        }
+      }));
+      if (proven.some((ok) => ok)) return;
+    }
+    const proofs = await Promise.all(
+      holders.map((peer) =>
+        this.#ask(
+          peer,
+          silent,
+          options.signal,
+          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+        )
+          .then(
+            (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
+            (error) => {
+              this.#core.failures.report("prove", peer, cid, error, options.signal);
+              this.#failedCheck(cid, options, report);
+              return undefined;
+            },
+          )
+      ),
+    );
+    const lacking: StoragePeer[] = [];
+    for (const [i, peer] of holders.entries()) {
+      const proof = proofs[i];
+      if (proof === undefined) continue; // no answer: retried on a later pass
+      const expected = verified && await possessionProof(nonce, peer.publicKey, verified);
+      if (!(proof instanceof Uint8Array) || (expected && !equalBytes(proof, expected))) {
+        lacking.push(peer);
+      } else if (expected) this.#core.records.wrote(peer, cid, true); // proven against a good copy
+    }
+    if (lacking.length === 0) return;
+    const bytes = verified ?? await this.#copyOf(cid, options, report);
+    if (bytes === undefined) return;
+    if (!verified) {
+      // A verified copy is here now: the proofs taken as presence without one are checked
+      // against it, so a holder claiming a chunk it lacks is not counted as a copy.
+      for (const [i, peer] of holders.entries()) {
+        const proof = proofs[i];
+        if (!(proof instanceof Uint8Array)) continue; // lacking already, or no answer
+        if (equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))) {
+          this.#core.records.wrote(peer, cid, true); // proven against a good copy
+        } else lacking.push(peer);
+      }
+    }
+    /** Give `peer` a copy; throws its failure. */
+    const give = async (peer: StoragePeer): Promise<void> => {
+      try {
+        // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
+        await this.#ask(
+          peer,
+          silent,
+          options.signal,
+          (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
+        );
+      } catch (error) {
+        this.#core.failures.report("repair", peer, cid, error, options.signal);
+        throw error;
+      }
+      this.#core.records.wrote(peer, cid, true);
+      report.repaired++;
+    };
+    /** A peer past the holders: its proof (the put that placed the chunk may have given it a copy), else a copy. */
+    const provesOrGets = async (peer: StoragePeer): Promise<void> => {
+      try {
+        const [proof] = await this.#ask(
+          peer,
+          silent,
+          options.signal,
+          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+        );
+        if (
+          proof instanceof Uint8Array &&
+          equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))
+        ) return this.#core.records.wrote(peer, cid, true);
+      } catch (error) {
+        // given a copy below, which may still land
+        this.#core.failures.report("prove", peer, cid, error, options.signal);
+      }
+      await give(peer);
+    };
+    const substitutes = this.#substitutes(cid);
+    const failed = () => this.#failedCheck(cid, options, report);
+    await Promise.all(
+      lacking.map((holder) =>
+        handOnWhenFull(() => give(holder), substitutes, provesOrGets, failed)
+      ),
+    );
+  }
+
+  /** A holder check of `cid` failed (no answer, copy refused): counted, and told the caller. */
+  #failedCheck(cid: string, options: RepairOptions | undefined, report: RepairReport): void {
+    report.failedChecks++;
+    options?.onFailedCheck?.(cid);
+  }
+
+  /**
+   * {@link ReplicaCore.call} for a repair, unless `peer` already timed out in it (`silent`): then
+   * it fails at once, as it did. A repair checks its chunks one after another, so a holder that
+   * never answers (gone quiet, hostile) held each chunk it holds for the peer timeout (10 s): a
+   * pass over a departed peer's chunks sat for hours behind one such new holder, the chunks after
+   * them short meanwhile. Now it costs one timeout per repair, and its chunks are failed checks
+   * (holder repair tries them again after a backoff; an audit round's, at a later round).
+   */
+  #ask<T>(
+    peer: StoragePeer,
+    silent: Silent,
+    outer: AbortSignal | undefined,
+    fn: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    if (silent.has(peer.id)) return Promise.reject(silent.get(peer.id));
+    return this.#core.call(outer, fn).catch((error) => {
+      if (isTimeout(error) && !outer?.aborted) silent.set(peer.id, error);
+      throw error;
+    });
+  }
+
+  /**
+   * The peers past `cid`'s r holders, in rank order, one at a time: each takes the place of a
+   * holder that holds no more for peers (see {@link handOnWhenFull}), shared by its holders.
+   */
+  #substitutes(cid: string): () => StoragePeer | undefined {
+    let ranked: StoragePeer[] | undefined; // ranked only when a holder is full
+    let next = this.#core.replicas;
+    return () => (ranked ??= rankPeers(cid, this.#core.peers()))[next++];
+  }
+}
