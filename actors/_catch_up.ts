@@ -11,19 +11,32 @@
  *   confirmed (the gossip it passed on), so a cheat is slashed in every ledger its receipt
  *   reached — of inference receipts, and of training receipts (the training validator's, settled
  *   here through `training_fraud`: sent as training gossip to the peers that offer training);
- * - the verdict of each challenge ending its start applied from disk (`_challenge_endings.ts`).
+ * - the verdict of each challenge ending its start applied from disk (`_challenge_endings.ts`),
+ *   and of each fault this validator decided (review s54). A "proof withheld" fault goes after
+ *   the receipt and job it is about (`ClaimEvidence`, `evidence`: kept while its challenge had
+ *   them; a start's has none, the job is not kept past the challenge's opening), as a claim the
+ *   NetworkActor passes on does: a peer takes a claim over only while it remembers the receipt
+ *   and job, so one that had forgotten the receipt (pushed out by a flood) held the claim for
+ *   evidence that never came, and one that never had it, for a receipt that never came — the
+ *   worker that withheld was paid there, or kept its stake, slashed here (review s58,
+ *   `tests/network/review_s58_catch_up_evidence_test.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
  * fraud proofs of at most {@link MAX_CATCH_UP_FRAUD_PROOF_BYTES} in all, and
- * {@link MAX_CATCH_UP_VERDICTS} verdicts (about 1.3 KiB each at most), written one after another
- * under the connection's write budget (a peer that does not read is sent no more). Connections
- * per key are bounded (`network/connection_limits.ts`), and a peer that reconnects pays a full
+ * {@link MAX_CATCH_UP_VERDICTS} verdicts (about 1.3 KiB each at most) with at most
+ * {@link MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES} of receipts and jobs ahead of them, written one
+ * after another under the connection's write budget (a peer that does not read is sent no more).
+ * Connections per key are bounded (`network/connection_limits.ts`), and a peer that reconnects pays a full
  * handshake for the same items again, never more: it cannot grow them. Only this ledger's
  * settlements grow them — a kept proof is a worker slashed here (a staked key's loss), at most
  * one per receipt (the ledger refuses a second conviction); a kept verdict, one of this
- * validator's own decisions. The two kinds are bounded apart, and convictions are sent first:
- * verdicts never push a conviction out, nor delay it. Past a bound the oldest verdict goes, and the
- * longest kept conviction of the worker holding the most (proofs, or bytes past the byte bound):
+ * validator's own decisions (a fault: a worker slashed here). The two kinds are bounded apart, and
+ * convictions are sent first: verdicts never push a conviction out, nor delay it; nor does their
+ * evidence, bounded apart again (a job may take `MAX_NETWORK_JOB_BYTES`, 448 KiB: 64 faults about
+ * such jobs would make each connect cost 28 MiB more; past the bound the worker whose receipts'
+ * evidence holds the most bytes gives up its longest kept first, and its verdict still goes,
+ * alone — taken over where the receipt is remembered). Past a bound the oldest verdict goes, and
+ * the longest kept conviction of the worker holding the most (proofs, or bytes past the byte bound):
  * a key convicted on purpose many times (cheap: a receipt contradicting its own job is convicted
  * without a model, for 20 × a one-token reward) pushes out its own convictions, not another cheat's.
  *
@@ -68,11 +81,13 @@
  * whose receipt was not recorded here before its proof (the settlement records it) is written
  * after its settlement: that one is lost if the process dies in between.
  *
- * Verdicts stay in memory only: they outlive the validator's restarts in this process, not a
- * process restart (the next start does not apply those endings again, so it has none to send). A
- * verdict moves no balance in a peer's ledger by itself: what a peer that connects only after a
- * second start misses is a "proof withheld" claim it would have taken over (asking the worker
- * itself) — a gap left open, narrower than a lost conviction's.
+ * Verdicts (and their evidence) stay in memory only: they outlive the validator's restarts in
+ * this process, not a process restart (the next start does not apply those endings again, so it
+ * has none to send). A verdict moves no balance in a peer's ledger by itself: what a peer that
+ * connects only after a second start misses is a "proof withheld" claim it would have taken over
+ * (asking the worker itself) — a gap left open, narrower than a lost conviction's. So is the
+ * evidence a start's fault lacks: a peer that remembers the receipt takes that claim over, one
+ * that forgot it holds it until a copy comes from elsewhere (`_peer_verdicts.ts`).
  *
  * Not part of the public API.
  *
@@ -107,6 +122,17 @@ export const MAX_CATCH_UP_FRAUD_PROOFS = 64;
  */
 export const MAX_CATCH_UP_FRAUD_PROOF_BYTES = 8 << 20;
 
+/**
+ * Most bytes of receipts and jobs kept ahead of "proof withheld" faults (canonical CBOR of each
+ * `ClaimEvidence`). An honest text job is a few KiB, so {@link MAX_CATCH_UP_VERDICTS} faults' fit
+ * far inside this; one about a job near `MAX_NETWORK_JOB_BYTES` (448 KiB) takes about a ninth of
+ * it. Bounded apart from the convictions' bytes (never pushing one out), at half of theirs: each
+ * connect costs at most 8 + 4 MiB of them. Past it, the longest kept evidence of the worker whose
+ * evidence holds the most bytes is dropped (its verdict is still sent, alone): a worker made to
+ * withhold on purpose with large jobs gives up its own, not another withholder's.
+ */
+export const MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES = 4 << 20;
+
 /** A conviction as it is kept: an inference or a training fraud proof. */
 type Conviction = Extract<CatchUpItem, { kind: "fraud_proof" | "training_fraud_proof" }>;
 
@@ -119,13 +145,16 @@ export const MAX_CATCH_UP_VERDICTS = 64;
 
 interface Kept<T> {
   item: T;
-  /** Hex key of the convicted worker or trainer (fraud proofs only). */
+  /**
+   * Hex key of the convicted worker or trainer (fraud proofs), or of the worker whose receipt a
+   * verdict's evidence is (verdicts with evidence).
+   */
   worker?: string;
   /** The accuser's key (fraud proofs only). */
   accuser?: Uint8Array;
   /** End of the receipt's window (ledger clock, ms): sent until then. */
   until: number;
-  /** Its size (canonical CBOR; fraud proofs only). */
+  /** Its size, or its evidence's (canonical CBOR; fraud proofs, verdicts with evidence). */
   bytes?: number;
   /** When it was kept, in this catch-up's order (fraud proofs only; kept on disk with it). */
   seq?: number;
@@ -168,6 +197,8 @@ export class CatchUp {
   /** Bytes of {@link CatchUp.#proofs}. */
   #proofBytes = 0;
   readonly #verdicts: Kept<Extract<CatchUpItem, { kind: "verdict" }>>[] = [];
+  /** Bytes of the evidence {@link CatchUp.#verdicts} carry. */
+  #evidenceBytes = 0;
   /** Where the convictions are kept on disk; none: memory only. */
   readonly #disk?: ReceiptFiles;
   /**
@@ -304,14 +335,26 @@ export class CatchUp {
 
   /**
    * Keep `item` for the peers that connect until `until`. A fraud proof about a receipt that has
-   * one kept already is not kept again (one conviction per receipt is all a ledger takes). Kept
+   * one kept already is not kept again (one conviction per receipt is all a ledger takes); a
+   * verdict's evidence is kept within {@link MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES}. Kept
    * in memory at once; a conviction is on disk once the returned promise resolves (a write that
    * fails is logged: the conviction is still sent until this process ends).
    */
   add(item: CatchUpItem, until: number): Promise<void> {
     if (item.kind === "verdict") {
-      this.#verdicts.push({ item, until });
-      if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#verdicts.shift();
+      const { evidence } = item;
+      const kept = evidence === undefined ? { item, until } : {
+        item,
+        until,
+        worker: toHex(evidence.receipt.worker),
+        bytes: encodeCanonical(evidence).length,
+      };
+      this.#verdicts.push(kept);
+      this.#evidenceBytes += kept.bytes ?? 0;
+      if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) {
+        this.#evidenceBytes -= this.#verdicts.shift()!.bytes ?? 0;
+      }
+      while (this.#evidenceBytes > MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES) this.#dropEvidence();
       return Promise.resolve();
     }
     const id = idOf(item);
@@ -364,6 +407,27 @@ export class CatchUp {
     return this.#proofs.keys().next().value!;
   }
 
+  /**
+   * Drop the evidence of the longest kept verdict of the worker whose verdicts' evidence holds the
+   * most bytes; the verdict stays, to be sent alone.
+   */
+  #dropEvidence(): void {
+    const weight = new Map<string, number>();
+    for (const kept of this.#verdicts) {
+      if (kept.bytes !== undefined) {
+        weight.set(kept.worker!, (weight.get(kept.worker!) ?? 0) + kept.bytes);
+      }
+    }
+    const most = Math.max(...weight.values());
+    const kept = this.#verdicts.find((k) =>
+      k.bytes !== undefined && weight.get(k.worker!) === most
+    )!;
+    this.#evidenceBytes -= kept.bytes!;
+    // A new item: one already handed out (a catch-up being sent) keeps what it carries.
+    kept.item = { kind: "verdict", verdict: kept.item.verdict };
+    kept.bytes = kept.worker = undefined;
+  }
+
   #forget(id: string): void {
     this.#proofBytes -= this.#proofs.get(id)?.bytes ?? 0;
     this.#proofs.delete(id);
@@ -403,14 +467,15 @@ export class CatchUp {
   }
 
   /**
-   * Those still inside their window at `now`, convictions first; the others are forgotten (and
-   * their files removed).
+   * Those still inside their window at `now`, convictions first (a verdict carrying its evidence,
+   * sent ahead of it); the others are forgotten (and their files removed).
    * @returns At most {@link MAX_CATCH_UP_FRAUD_PROOFS} + {@link MAX_CATCH_UP_VERDICTS} items.
    */
   current(now: number): CatchUpItem[] {
     for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
     const open = this.#verdicts.filter((k) => now <= k.until);
     this.#verdicts.splice(0, this.#verdicts.length, ...open);
+    this.#evidenceBytes = open.reduce((sum, k) => sum + (k.bytes ?? 0), 0);
     return [...[...this.#proofs.values()].map((k) => k.item), ...open.map((k) => k.item)];
   }
 }

@@ -210,7 +210,12 @@ export class Challenges {
           // the worker that withheld here (review s54).
           const until = ledger.receipt(id)?.pendingUntil;
           if (until !== undefined) {
-            await this.#core.catchUp().add({ kind: "verdict", verdict: result.verdict }, until);
+            // A "proof withheld" one with its receipt and job: sent ahead of it (review s58).
+            const evidence = claimEvidence(result.verdict, receipt, message.job);
+            await this.#core.catchUp().add(
+              { kind: "verdict", verdict: result.verdict, evidence },
+              until,
+            );
           }
           this.#core.tellNetwork(ctx, { type: "peer_convicted", key: worker });
         }

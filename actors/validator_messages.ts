@@ -17,6 +17,7 @@ import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
 import type { TrainingReceipt } from "../training/training_receipt.ts";
 import type { TrainingRoundTerms } from "../proof/ledger.ts";
 import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
+import type { ClaimEvidence } from "../network/network_actor.ts";
 
 /** Where a validator gets what a challenge needs beyond the announcement. */
 export interface ChallengeSource {
@@ -154,8 +155,9 @@ export interface ConvictedMessage {
 /**
  * What a ledger-keeping peer that connects is sent to catch up, whose receipt's window is still
  * open: every fraud proof this validator settled as confirmed (its own, a peer's it confirmed;
- * inference and training), then the verdict of each challenge ending its start applied
- * (`_catch_up.ts`). Answers `CatchUpItem[]`.
+ * inference and training), then the verdict of each challenge ending its start applied and of each
+ * fault it decided (a "proof withheld" one with its receipt and job, while kept: `_catch_up.ts`).
+ * Answers `CatchUpItem[]`.
  */
 export interface CatchUpMessage {
   /** Message tag. */
@@ -163,10 +165,12 @@ export interface CatchUpMessage {
 }
 /**
  * One thing a connecting peer is sent to catch up: a confirmed fraud proof (of an inference
- * receipt, or of a training receipt as training gossip carries it), or a verdict.
+ * receipt, or of a training receipt as training gossip carries it), or a verdict — a "proof
+ * withheld" fault with the receipt and job it is about (`evidence`, sent ahead of it, as a claim
+ * passed on is: `ClaimEvidence`) while this validator keeps them (bounded, `_catch_up.ts`).
  */
 export type CatchUpItem =
-  | { kind: "verdict"; verdict: Verdict }
+  | { kind: "verdict"; verdict: Verdict; evidence?: ClaimEvidence }
   | { kind: "fraud_proof"; proof: FraudProof }
   | { kind: "training_fraud_proof"; body: TrainingFraudProofBody };
 /**

@@ -5,7 +5,8 @@
  * This module holds the {@link Accusation} and {@link ClaimEvidence} types, how an accusation
  * goes on the wire ({@link notifyAccusation}, {@link notifyTraining}), whose stake it counts on
  * ({@link accuserOf}), and {@link CarriedClaimReceipts}: the receipt a claim is about, sent on
- * each connection once, ahead of the claim. The author's pledge that goes ahead of each is
+ * each connection once, ahead of the claim ({@link sendClaimEvidence}, also ahead of a fault sent
+ * in a connecting peer's catch-up, `catch_up.ts`). The author's pledge that goes ahead of each is
  * `pledge_sync.ts`'s (`PledgeSync.sendAhead`). Owned and used by the NetworkActor
  * (`network_actor.ts`, which re-exports the public names); not part of the public API.
  *
@@ -118,6 +119,20 @@ export function notifyTraining(connection: Connection, gossip: TrainingGossip): 
 }
 
 /**
+ * Send a claim's evidence (its receipt and job, {@link ClaimEvidence}) on `connection` as a
+ * `validation.receipt` announcement, ahead of the claim: resolves once the peer answered, whatever
+ * the answer (its validator handled the receipt: remembers it again, or records it), or the
+ * request failed; never rejects. Sent ahead of a claim passed on ({@link CarriedClaimReceipts})
+ * and of a fault sent in a connecting peer's catch-up (`catch_up.ts`).
+ */
+export function sendClaimEvidence(
+  connection: Connection,
+  evidence: ClaimEvidence,
+): Promise<unknown> {
+  return connection.request(ReceiptAnnouncementMessage, evidence).catch(() => {});
+}
+
+/**
  * The receipts each connection carried ahead of a "proof withheld" claim (see
  * {@link ClaimEvidence}); owned by the NetworkActor, used from its `receive` only.
  */
@@ -144,8 +159,7 @@ export class CarriedClaimReceipts {
     const sent = carried?.get(id);
     if (sent !== undefined || accusation.evidence === undefined) return sent;
     if (carried === undefined) this.#carriedReceipts.set(connection, carried = new Map());
-    const answered = connection.request(ReceiptAnnouncementMessage, accusation.evidence)
-      .catch(() => {});
+    const answered = sendClaimEvidence(connection, accusation.evidence);
     carried.set(id, answered);
     if (carried.size > MAX_CARRIED_CLAIM_RECEIPTS) carried.delete(carried.keys().next().value!);
     return answered;

@@ -10,9 +10,17 @@
  * good, `tests/network/review_s42_catch_up_pledge_test.ts`); convictions first, so a connection
  * that drops midway carries those. A training conviction goes as training gossip
  * (`training.fraud_proof`), to a peer that offers training only (its training validator checks
- * it; `tests/training/training_catch_up_test.ts`). A peer that has one already takes it once (a
- * verdict by its id, a fraud proof by its hash or its accuser's settled accusation, without
- * running the model again). The bounds, and who pays for them, are `_catch_up.ts`'s.
+ * it; `tests/training/training_catch_up_test.ts`). A "proof withheld" fault goes after the
+ * receipt and job it is about, when the validator kept them (`ClaimEvidence`, sent as the
+ * NetworkActor sends it ahead of a claim it passes on, `sendClaimEvidence`, and answered before
+ * the fault goes): a peer that forgot the receipt, or never had it, takes the claim over (review
+ * s58: sent alone, it was held there for good, and the worker that withheld was paid there, or
+ * kept its stake; `tests/network/review_s58_catch_up_evidence_test.ts`). Not counted in the
+ * receipts the connection carried ahead of claims (`CarriedClaimReceipts`, the NetworkActor's): a
+ * claim about the same receipt gossiped on it may carry the receipt once more. A peer that has one
+ * already takes it once (a verdict by its id, a fraud proof by its hash or its accuser's settled
+ * accusation, without running the model again; a copy of a receipt it remembers costs it a
+ * look-up). The bounds, and who pays for them, are `_catch_up.ts`'s.
  *
  * @module
  */
@@ -26,6 +34,7 @@ import {
 import { TRAINING_PROTOCOL, TrainingFraudProofMessage } from "../protocols/training_messages.ts";
 import { FrameTooLargeError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
+import { sendClaimEvidence } from "./_accusations.ts";
 
 /**
  * Ask the validator at `validator` (an actor path) for its catch-up and send it to the peer of
@@ -57,14 +66,18 @@ export function sendCatchUp(
     .catch(() => {}); // it closed, or the validator is restarting: nothing left to send
 }
 
-/** Send one catch-up item; a training conviction only to a peer that offers training. */
-function send(connection: Connection, item: CatchUpItem, training: boolean): Promise<void> {
+/**
+ * Send one catch-up item; a training conviction only to a peer that offers training; a verdict
+ * after its evidence, once the peer answered for it.
+ */
+async function send(connection: Connection, item: CatchUpItem, training: boolean): Promise<void> {
   switch (item.kind) {
     case "verdict":
-      return connection.notify(VerdictAnnouncementMessage, { verdict: item.verdict });
+      if (item.evidence !== undefined) await sendClaimEvidence(connection, item.evidence);
+      return await connection.notify(VerdictAnnouncementMessage, { verdict: item.verdict });
     case "fraud_proof":
-      return connection.notify(FraudProofAnnouncementMessage, { proof: item.proof });
+      return await connection.notify(FraudProofAnnouncementMessage, { proof: item.proof });
     case "training_fraud_proof":
-      return training ? connection.notify(TrainingFraudProofMessage, item.body) : Promise.resolve();
+      if (training) await connection.notify(TrainingFraudProofMessage, item.body);
   }
 }

@@ -1,0 +1,326 @@
+/**
+ * Review s58: a connecting peer's catch-up (`network/catch_up.ts`, `actors/_catch_up.ts`) sends
+ * the "proof withheld" faults this validator decided (a verdict `invalid / proof_unavailable`: a
+ * claim other ledgers take over on, asking the worker themselves) after their receipt and job
+ * (`ClaimEvidence`), as the NetworkActor sends a claim it passes on (review s57).
+ *
+ * A ledger takes a claim over only while it remembers the receipt and its job (bounded: 4096
+ * receipts, 64 MiB, one queue for every worker, `_validator_memory.ts`). The catch-up sent the
+ * claim alone: a peer that connected after the validator decided, and had forgotten the receipt
+ * (a worker with a colluding requester floods receipts until its withheld one is forgotten),
+ * held the claim for evidence that never came (review s58's late evidence), and paid the worker
+ * that withheld from it too, slashed in the validator's ledger. A peer that never had the
+ * receipt held the claim for a receipt that never came: the worker, slashed elsewhere, kept its
+ * stake there.
+ *
+ * The set-up: the validator V challenges the worker's receipt (it withholds from V: a fault),
+ * alone. The late peer L then connects to V. Every ledger runs on the test's clock; asserted on
+ * L's ledger after the window: statuses, balances and stake.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import {
+  CatchUp,
+  MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES,
+  MAX_CATCH_UP_VERDICTS,
+} from "../../actors/_catch_up.ts";
+import type {
+  CatchUpItem,
+  ChallengeSource,
+  ValidatorMessage,
+} from "../../actors/validator_messages.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { encodeCanonical } from "../../protocols/cbor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
+import { inputHashOf, type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { signServedProof } from "../../proof/served_proof.ts";
+import { eventually } from "../_helpers/wait.ts";
+import {
+  announceAssigned,
+  HONEST_MODELS,
+  type LedgerClock,
+  ledgerReads,
+  proveOn,
+  START,
+  textJob,
+  withheldVerdict,
+} from "../actors/_validator_fixture.ts";
+import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+
+const STAKE = 1_000_000;
+/** Receipts for near-maximal jobs: 160 take about 70 MiB, past the memory's 64 MiB. */
+const FLOOD = 160;
+const BIG_PROMPT = "x".repeat(MAX_NETWORK_JOB_BYTES - 1024);
+
+/** What a test runs on: a temp dir, a ledger clock at {@link START} and an actor system. */
+interface Setting {
+  dir: string;
+  clock: LedgerClock;
+  system: ActorSystem;
+}
+
+/** Run `test` in a fresh {@link Setting}, shut down and removed after it. */
+async function inSetting(name: string, test: (setting: Setting) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name });
+  try {
+    await test({ dir, clock, system });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
+
+/** The worker's work: its receipt, job, and a source that serves its proof data (counted). */
+async function work() {
+  const [worker, requester] = [Identity.generate(), Identity.generate()];
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker);
+  const id = receiptId(proved.receipt);
+  const counted = { fetches: 0 };
+  const serves: ChallengeSource = {
+    proof: (r) => {
+      counted.fetches++;
+      return Promise.resolve(
+        receiptId(r) === id ? signServedProof(id, proved.proof, worker) : undefined,
+      );
+    },
+  };
+  return { worker, requester, job, receipt: proved.receipt, id, serves, counted };
+}
+
+/**
+ * The validator V (challenges every receipt; the worker withholds from it) and the late peer L
+ * (challenges none of its own; `source` is how the worker answers it), both holding the stake of
+ * the worker, of V and of `flooder`, not connected.
+ */
+async function nodes(
+  { dir, clock, system }: Setting,
+  keys: { v: Identity; worker: Identity; flooder: Identity },
+  source: ChallengeSource,
+): Promise<{ nodeV: LedgerNode; nodeL: LedgerNode }> {
+  const nodeV = await spawnLedgerNode(system, dir, "v", {
+    identity: keys.v,
+    models: HONEST_MODELS,
+    clock,
+    validator: { challengeProbability: 1, source: withholds },
+  });
+  const nodeL = await spawnLedgerNode(system, dir, "l", {
+    identity: Identity.generate(),
+    models: HONEST_MODELS,
+    clock,
+    validator: { challengeProbability: 0, source },
+  });
+  for (const node of [nodeV, nodeL]) {
+    for (const key of [keys.worker, keys.v, keys.flooder]) {
+      await node.validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
+    }
+  }
+  return { nodeV, nodeL };
+}
+
+/** `flooder`'s receipts for near-maximal jobs, recorded by `validator`: older ones forgotten. */
+async function flood(validator: ActorRef<ValidatorMessage>, flooder: Identity): Promise<void> {
+  const requester = Identity.generate();
+  const { receipt: shape } = await proveOn(textJob(requester, "s58-shape"), flooder);
+  const { sig: _sig, worker: _worker, ...unsigned } = shape;
+  for (let n = 0; n < FLOOD; n++) {
+    const big: TextJob = { ...textJob(requester, `s58-flood-${n}`), prompt: BIG_PROMPT };
+    const receipt = signReceipt(
+      { ...unsigned, jobId: jobId(big), inputHash: inputHashOf(big) },
+      flooder,
+    );
+    const handled = await validator.ask<{ recorded: boolean }>({
+      type: "receipt",
+      receipt,
+      job: big,
+      assignment: signAssignment({ job: big, worker: flooder.publicKey, issuedAt: 0 }, requester),
+    });
+    assert.equal(handled.recorded, true);
+  }
+}
+
+/**
+ * V challenges the worker's receipt alone (no peer connected): the worker withholds, a fault kept
+ * for V's catch-up.
+ */
+async function vDecides(
+  nodeV: LedgerNode,
+  w: Awaited<ReturnType<typeof work>>,
+  clock: LedgerClock,
+): Promise<void> {
+  const handled = await announceAssigned(nodeV.validator, w.receipt, w.job, w.requester);
+  assert.equal(handled.challenged, true);
+  await handled.result;
+  const reads = ledgerReads(() => nodeV.validator, clock);
+  assert.equal((await reads.record(w.id))?.status, "fraud", "V slashed the worker");
+  const items = await nodeV.validator.ask<CatchUpItem[]>({ type: "catch_up" });
+  assert.equal(items.length, 1, "V keeps its fault for the peers that connect");
+}
+
+/** L received V's claim (its catch-up) and ended what it opened on it. */
+async function lCaughtUp(nodeL: LedgerNode, clock: LedgerClock): Promise<void> {
+  const reads = ledgerReads(() => nodeL.validator, clock);
+  await eventually(
+    async () => (await reads.stats()).peerVerdicts >= 1,
+    "L to record V's claim from its catch-up",
+  );
+  await reads.drained();
+}
+
+Deno.test("a withheld fault sent in a catch-up goes after its receipt: a late peer that forgot the receipt takes the claim over, and the worker that withholds there too is slashed there, not paid", () =>
+  inSetting("s58-catch-up-forgotten", async (setting) => {
+    const { clock } = setting;
+    const [v, flooder] = [Identity.generate(), Identity.generate()];
+    const w = await work();
+    const { nodeV, nodeL } = await nodes(setting, { v, worker: w.worker, flooder }, withholds);
+    // L records the worker's receipt (through the requester), then forgets it under a flood.
+    assert.equal(
+      (await announceAssigned(nodeL.validator, w.receipt, w.job, w.requester)).recorded,
+      true,
+    );
+    await flood(nodeL.validator, flooder);
+    // V decides meanwhile, with no peer connected: gossip reaches nobody.
+    await vDecides(nodeV, w, clock);
+
+    await joinLedgerNodes(nodeL, nodeV);
+    await lCaughtUp(nodeL, clock);
+    const readsL = ledgerReads(() => nodeL.validator, clock);
+    const { challenged } = await readsL.stats();
+    const record = (await readsL.record(w.id))!;
+    await readsL.closeWindow();
+    // The ledger first: who is paid in L.
+    assert.equal((await readsL.record(w.id))?.status, "fraud", "L paid the worker that withheld");
+    assert.deepEqual(
+      await readsL.account(w.worker.publicKey),
+      { balance: 0, stake: STAKE - record.locked, locked: 0 },
+      "slashed in L as in V, not paid",
+    );
+    assert.equal(challenged, 1, "L took V's claim over");
+  }));
+
+Deno.test("an honest worker's receipt forgotten by a late peer, claimed in a catch-up: taken over, served, cleared and paid once, also when the catch-up comes again on a reconnect", () =>
+  inSetting("s58-catch-up-honest", async (setting) => {
+    const { clock } = setting;
+    const [v, flooder] = [Identity.generate(), Identity.generate()];
+    const w = await work();
+    // The worker serves L (V's claim is false, or V could not reach it).
+    const { nodeV, nodeL } = await nodes(setting, { v, worker: w.worker, flooder }, w.serves);
+    assert.equal(
+      (await announceAssigned(nodeL.validator, w.receipt, w.job, w.requester)).recorded,
+      true,
+    );
+    const readsL = ledgerReads(() => nodeL.validator, clock);
+    const credit = (await readsL.record(w.id))!.credit;
+    assert.ok(credit > 0);
+    await flood(nodeL.validator, flooder);
+    await vDecides(nodeV, w, clock);
+
+    const first = await joinLedgerNodes(nodeL, nodeV);
+    await lCaughtUp(nodeL, clock);
+    assert.equal((await readsL.stats()).challenged, 1, "L took V's claim over");
+    assert.equal(w.counted.fetches, 1, "L asked the worker itself");
+    // A reconnect: the same catch-up (receipt, then claim) again, taken once.
+    await first.close();
+    const received = (await readsL.stats()).received;
+    await joinLedgerNodes(nodeL, nodeV);
+    await eventually(
+      async () => (await readsL.stats()).received > received,
+      "L to be sent the receipt again on the reconnect",
+    );
+    await readsL.drained();
+    assert.equal((await readsL.stats()).challenged, 1, "not taken over again");
+    assert.equal(w.counted.fetches, 1);
+    await readsL.closeWindow();
+    assert.equal((await readsL.record(w.id))?.status, "final");
+    assert.deepEqual(
+      await readsL.account(w.worker.publicKey),
+      { balance: credit, stake: STAKE, locked: 0 },
+      "cleared and paid once",
+    );
+  }));
+
+Deno.test("a late peer that never had the receipt records it from a catch-up's withheld fault (uncredited: no assignment came with it), takes the claim over, and slashes the worker that withholds there too", () =>
+  inSetting("s58-catch-up-unknown", async (setting) => {
+    const { clock } = setting;
+    const [v, flooder] = [Identity.generate(), Identity.generate()];
+    const w = await work();
+    const { nodeV, nodeL } = await nodes(setting, { v, worker: w.worker, flooder }, withholds);
+    await vDecides(nodeV, w, clock);
+
+    await joinLedgerNodes(nodeL, nodeV);
+    const readsL = ledgerReads(() => nodeL.validator, clock);
+    // Before review s58 nothing came that L could record: the claim was held for a receipt that
+    // never came (no counter shows it), so this wait gave up and the ledger tells the rest.
+    await eventually(
+      async () => (await readsL.stats()).peerVerdicts >= 1,
+      "L to record V's claim from its catch-up",
+      { timeoutMs: 5_000 },
+    ).catch(() => {});
+    await readsL.drained();
+    const before = await readsL.account(w.worker.publicKey);
+    const record = await readsL.record(w.id);
+    await readsL.closeWindow();
+    assert.equal(
+      (await readsL.record(w.id))?.status,
+      "fraud",
+      `L ${record === undefined ? "never recorded the receipt" : "did not slash the worker"}` +
+        ` (its stake there: ${before.stake} of ${STAKE})`,
+    );
+    assert.equal(record!.credit, 0, "no assignment came: nothing is paid for it here");
+    assert.deepEqual(
+      await readsL.account(w.worker.publicKey),
+      { balance: 0, stake: STAKE - record!.locked, locked: 0 },
+      "slashed in L as in V",
+    );
+  }));
+
+/** A fault's verdict by `by` about a fresh receipt of `worker` for a job of `promptBytes`. */
+async function faultOf(worker: Identity, by: Identity, promptBytes: number) {
+  const requester = Identity.generate();
+  const job: TextJob = {
+    ...textJob(requester, crypto.randomUUID()),
+    prompt: "y".repeat(promptBytes),
+  };
+  const { receipt: shape } = await proveOn(textJob(requester, "s58-shape"), worker);
+  const { sig: _sig, worker: _worker, ...unsigned } = shape;
+  const receipt: Receipt = signReceipt(
+    { ...unsigned, jobId: jobId(job), inputHash: inputHashOf(job) },
+    worker,
+  );
+  const verdict = withheldVerdict(receiptId(receipt), worker.publicKey, START, by);
+  return { kind: "verdict" as const, verdict, evidence: { receipt, job } };
+}
+
+Deno.test("a catch-up keeps its faults' receipts and jobs within a byte bound: past it the worker holding the most bytes gives its oldest up first, and every verdict is still sent", async () => {
+  const catchUp = new CatchUp();
+  const by = Identity.generate();
+  const [flooder, cheat] = [Identity.generate(), Identity.generate()];
+  const until = START + 1;
+  await catchUp.add(await faultOf(cheat, by, 1024), until);
+  // Near-maximal jobs: more than the bound holds.
+  const count = Math.ceil(MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES / MAX_NETWORK_JOB_BYTES) + 2;
+  assert.ok(count + 1 <= MAX_CATCH_UP_VERDICTS);
+  for (let n = 0; n < count; n++) {
+    await catchUp.add(await faultOf(flooder, by, MAX_NETWORK_JOB_BYTES - 1024), until);
+  }
+  const items = catchUp.current(START).flatMap((item) => item.kind === "verdict" ? [item] : []);
+  assert.equal(items.length, count + 1, "every verdict is kept");
+  assert.ok(items[0].evidence !== undefined, "the other worker's evidence is kept");
+  const carried = items.slice(1).map((item) => item.evidence !== undefined);
+  const dropped = carried.indexOf(true);
+  assert.ok(dropped > 0, "the flooder's oldest gave theirs up");
+  assert.deepEqual(carried, carried.map((_, n) => n >= dropped), "its oldest, and only those");
+  const bytes = items.reduce(
+    (sum, item) => sum + (item.evidence === undefined ? 0 : encodeCanonical(item.evidence).length),
+    0,
+  );
+  assert.ok(bytes <= MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES);
+});
