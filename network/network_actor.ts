@@ -6,10 +6,10 @@
  * - a local receipt is announced to every peer that keeps a ledger (`validation.receipt`);
  * - a verdict or fraud proof this node's validator signed is spread to every such peer; a fraud
  *   proof, or a "proof withheld" claim (`invalid / proof_unavailable`), after its author's pledge
- *   where that connection has not carried it yet (a ledger takes either only from a key with stake
- *   there: `PledgeSync.sendAhead`); a claim also after the receipt and job it is about, where the
- *   validator handed them over (a ledger takes a claim over only while it remembers them:
- *   {@link ClaimEvidence});
+ *   where that connection has not carried it in the last minute (a ledger takes either only from
+ *   a key with stake there: `PledgeSync.sendAhead`); a claim also after the receipt and job it is
+ *   about, where the validator handed them over (a ledger takes a claim over only while it
+ *   remembers them: {@link ClaimEvidence});
  * - such a peer is sent, on connect, this node's stake pledge and a bounded few its ledger
  *   recorded (the keys active there first), and later the pledge of a worker whose receipt it
  *   refused for want of stake, so a node that joins late learns the stake gossiped before it
@@ -135,8 +135,9 @@ export interface NetworkActorOptions {
    */
   pledge?: StakePledge;
   /**
-   * Clock of the per-peer pledge budgets, both ways, and of the limit on log lines peers cause
-   * (default `Date.now`; tests fake it).
+   * Clock of the per-peer pledge budgets, both ways, of the memo of pledges each connection
+   * carried (`pledge_sync.ts`) and of the limit on log lines peers cause (default `Date.now`;
+   * tests fake it).
    */
   now?: () => number;
   /** Options of every peer connection (keepalive, idle timeout, budgets). */
@@ -373,6 +374,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       validator: () => this.#services?.validator,
       tell: tellQuietly,
       log: (line) => this.#log(line),
+      now: options.now,
     });
     this.#transports = new PeerTransports({
       options,

@@ -6,7 +6,8 @@
  * gossiped before it came; a pledge new to this node's ledger is passed on to its other peers.
  * The evidence that counts in a ledger only from a key with stake there — a fraud proof, a "proof
  * withheld" claim — is passed on after its author's pledge, on the same connection, unless that
- * connection has carried the pledge already ({@link PledgeSync.sendAhead}).
+ * connection has carried the pledge in the last minute ({@link PledgeSync.sendAhead},
+ * {@link CARRIED_PLEDGE_TTL_MS}).
  * Every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`), held in the
  * NetworkActor's table: {@link PledgeSync} only reads the table, from the actor's `receive`, and
  * what it learns in the background (the validator's answers) comes back to the actor as a
@@ -43,15 +44,36 @@ export type PushPledgesMessage = Extract<NetworkMessage, { type: "push_pledges" 
 
 /**
  * Pledgers (keys) a connection is remembered to have carried, either way, so that
- * {@link PledgeSync.sendAhead} sends a pledge once per connection rather than ahead of each of
- * its author's fraud proofs and claims: a claimant's claims come one per receipt it challenged,
- * and each copy would take room from the budget the pledges a peer needs are sent out of. Past
- * it the oldest is forgotten, and sent again at most once more: a connection sends 64 pledges at
- * once and one per 12 s after (`pledge_budget.ts`), so it takes over half an hour to carry more.
- * About 30 KB per connection (256 hex keys in a set), 7 MB at the 256 connections a node holds
- * by default.
+ * {@link PledgeSync.sendAhead} sends a pledge once per connection and minute
+ * ({@link CARRIED_PLEDGE_TTL_MS}) rather than ahead of each of its author's fraud proofs and
+ * claims: a claimant's claims come one per receipt it challenged, and each copy would take room
+ * from the budget the pledges a peer needs are sent out of. Past it the oldest is forgotten, and
+ * sent again at most once more: a connection sends 64 pledges at once and one per 12 s after
+ * (`pledge_budget.ts`), so it takes over half an hour to carry more. About 40 KB per connection
+ * (256 hex keys and times in a map), 10 MB at the 256 connections a node holds by default.
  */
 export const MAX_CARRIED_PLEDGES = 256;
+
+/**
+ * How long a connection's memo of a pledge it carried ({@link MAX_CARRIED_PLEDGES}) holds, ms:
+ * past it, its author's next fraud proof or "proof withheld" claim on that connection goes after
+ * the pledge again ({@link PledgeSync.sendAhead}). A pledge is a one-way notify, so the memo says
+ * "sent", not "recorded": a peer whose validator was restarting when it came (its NetworkActor
+ * finds no validator and drops it, or it was in the mailbox of the validator that crashed) never
+ * records it. Remembered for good, every later proof or claim of that author on that connection
+ * went alone, and the peer held it for a pledge nothing else sends: it paid a cheat every other
+ * ledger slashed (review s58). A minute: a validator's restart takes seconds (the node
+ * supervisor's backoff starts at 100 ms, five restarts in 30 s at most), and a minute is a tenth
+ * of the challenge window (`DEFAULT_ECONOMICS.challengeWindowMs`), so evidence that comes a
+ * minute or more after a lost pledge brings it while the receipt can still be settled, and the
+ * peer then takes what it held of that author meanwhile too. The trade-off: evidence that comes
+ * within the minute after a lost pledge waits there for the author's next evidence a minute on
+ * (for good if none comes), as it did before; and an author's pledge costs a connection at most
+ * one send (about 150 bytes, one look-up at the peer) per minute instead of one, out of the same
+ * budget with the same reserves ({@link CLAIM_PLEDGE_RESERVE}), so a key that keeps claiming takes
+ * no more room than a stream of fresh claimant keys, one claim each, could already.
+ */
+export const CARRIED_PLEDGE_TTL_MS = 60_000;
 
 /**
  * Room a "proof withheld" claim's pledge sent ahead ({@link PledgeSync.sendAhead}) leaves to the
@@ -79,6 +101,8 @@ export interface PledgeSyncOptions {
   tell: (ctx: ActorContext<NetworkMessage>, message: NetworkMessage) => void;
   /** Where a failed relay is logged. */
   log: (line: string) => void;
+  /** Clock of the memo of pledges carried ({@link CARRIED_PLEDGE_TTL_MS}; default `Date.now`). */
+  now?: () => number;
 }
 
 /**
@@ -87,12 +111,14 @@ export interface PledgeSyncOptions {
  */
 export class PledgeSync {
   readonly #options: PledgeSyncOptions;
+  readonly #now: () => number;
   /**
-   * Per connection, the pledgers whose pledge it carried, oldest first (bounded:
-   * {@link MAX_CARRIED_PLEDGES}); gone with the connection. A peer that connects again is sent
-   * a pledge ahead once more: a copy it has costs it one look-up.
+   * Per connection, the pledgers whose pledge it carried and when, the oldest first (bounded:
+   * {@link MAX_CARRIED_PLEDGES}, and held {@link CARRIED_PLEDGE_TTL_MS}); gone with the
+   * connection. A peer that connects again is sent a pledge ahead once more: a copy it has costs
+   * it one look-up.
    */
-  readonly #carried = new WeakMap<Connection, Set<string>>();
+  readonly #carried = new WeakMap<Connection, Map<string, number>>();
 
   /**
    * The exchange of one NetworkActor, over its table.
@@ -100,6 +126,7 @@ export class PledgeSync {
    */
   constructor(options: PledgeSyncOptions) {
     this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -185,9 +212,10 @@ export class PledgeSync {
    * half for a claim (`withheld`, {@link CLAIM_PLEDGE_RESERVE}); with none left the evidence goes
    * alone (and is held there until the pledge comes). Not to the
    * author itself, nor to a peer that keeps no ledger, nor again on a connection that has
-   * carried the pledge already, either way ({@link MAX_CARRIED_PLEDGES}). Frames on a connection
-   * go out in the order sent, and a peer hands them to its validator in that order, so the
-   * pledge is recorded first.
+   * carried the pledge, either way, in the last {@link CARRIED_PLEDGE_TTL_MS} (a copy carried
+   * before may have been lost on the way into the peer's ledger: sent again then)
+   * ({@link MAX_CARRIED_PLEDGES}). Frames on a connection go out in the order sent, and a peer
+   * hands them to its validator in that order, so the pledge is recorded first.
    */
   sendAhead(
     connection: Connection,
@@ -257,18 +285,29 @@ export class PledgeSync {
     return sent;
   }
 
-  /** Whether `connection` carried `pledge`'s pledger's pledge (see {@link MAX_CARRIED_PLEDGES}). */
+  /**
+   * Whether `connection` carried `pledge`'s pledger's pledge in the last
+   * {@link CARRIED_PLEDGE_TTL_MS} (see {@link MAX_CARRIED_PLEDGES}).
+   */
   #hasCarried(connection: Connection, pledge: StakePledge): boolean {
-    return this.#carried.get(connection)?.has(toHex(pledge.key)) ?? false;
+    const at = this.#carried.get(connection)?.get(toHex(pledge.key));
+    return at !== undefined && this.#now() - at < CARRIED_PLEDGE_TTL_MS;
   }
 
-  /** Note that `connection` carried `pledge` (the oldest noted is forgotten past the bound). */
+  /**
+   * Note that `connection` carried `pledge` now (the oldest noted is forgotten past the bound,
+   * and those older than {@link CARRIED_PLEDGE_TTL_MS} as they come up: noted in time order).
+   */
   #carry(connection: Connection, pledge: StakePledge): void {
     let carried = this.#carried.get(connection);
-    if (carried === undefined) this.#carried.set(connection, carried = new Set());
+    if (carried === undefined) this.#carried.set(connection, carried = new Map());
     const key = toHex(pledge.key);
+    const now = this.#now();
     carried.delete(key); // to the back: carried again now
-    carried.add(key);
-    if (carried.size > MAX_CARRIED_PLEDGES) carried.delete(carried.values().next().value!);
+    carried.set(key, now);
+    for (const [oldest, at] of carried) {
+      if (carried.size <= MAX_CARRIED_PLEDGES && now - at < CARRIED_PLEDGE_TTL_MS) break;
+      carried.delete(oldest);
+    }
   }
 }
