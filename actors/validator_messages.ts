@@ -19,6 +19,9 @@ import type { TrainingRoundTerms } from "../proof/ledger.ts";
 import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
 import type { ClaimEvidence } from "../network/network_actor.ts";
 
+/** What a "proof withheld" claim travels after (see `network/_accusations.ts`). */
+export type { ClaimEvidence };
+
 /** Where a validator gets what a challenge needs beyond the announcement. */
 export interface ChallengeSource {
   /** The job a receipt is for, when the announcement did not carry it. */
