@@ -1,0 +1,123 @@
+/**
+ * The StorageActor's audits (`storage_actor.ts`, the `audit` and `audit_round` messages and the
+ * timed rounds of its `auditIntervalMs`): a holder challenged on chunks and judged with a signed
+ * verdict ({@link StorageAudits.audit}, `storage/audit.ts`), and one round over this node's
+ * replicated files at a time ({@link StorageAudits.auditRound}, `storage/audit_round.ts`), ended
+ * by the actor's stop. Owned by the actor, built in its constructor on its {@link StorageCore}.
+ * Not part of the public API.
+ *
+ * @module
+ */
+import { storageKey } from "../protocols/cid.ts";
+import { type AuditResult, StorageAuditor } from "../storage/audit.ts";
+import { type AuditRoundReport, runAuditRound } from "../storage/audit_round.ts";
+import type { BlockStore } from "../storage/block_store.ts";
+import { StorageError } from "../storage/errors.ts";
+import { FileStore } from "../storage/file_store.ts";
+import type { StoragePeer } from "../storage/storage_peer.ts";
+import type { StorageCore } from "./_storage_core.ts";
+
+/** The StorageActor's audit rounds and audits of single holders. */
+export class StorageAudits {
+  readonly #core: StorageCore;
+  /** The audit round running, if one is. */
+  #auditing: Promise<AuditRoundReport> | null = null;
+  /** Aborted when the actor stops: a running audit round ends after its current holder. */
+  readonly #stopping = new AbortController();
+
+  /** @param core The actor's state and calls (its options, stores, peers). */
+  constructor(core: StorageCore) {
+    this.#core = core;
+  }
+
+  /** End the round running after its current holder, and wait for it (the actor's stop). */
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#auditing?.catch(() => {});
+  }
+
+  /** One audit round (the `audit_round` message), or the one running. */
+  auditRound(): Promise<AuditRoundReport> {
+    if (this.#auditing === null) {
+      const round = this.#runAuditRound().finally(() => this.#auditing = null);
+      // A timed round's handle goes to no one (a `tell`): its failure is logged here, never
+      // left unhandled, which would end the process. A node without storage peers has nothing
+      // to audit: quiet. An asker still gets the rejection through `done`.
+      round.catch((error) => {
+        if (error instanceof StorageError && error.code === "not_replicated") return;
+        this.#core.options.log?.(`storage: audit round failed: ${String(error)}`);
+      });
+      this.#auditing = round;
+    }
+    return this.#auditing;
+  }
+
+  async #runAuditRound(): Promise<AuditRoundReport> {
+    const replicated = this.#core.replicated();
+    const store = this.#core.store();
+    if (!replicated || !this.#core.options.identity) {
+      throw new StorageError("not_replicated", "audits need storage peers and the node identity");
+    }
+    const roots: string[] = [];
+    for (const root of await store.pins()) {
+      if (!(await store.pinLabel(root))?.local) roots.push(root); // never leaves this node
+    }
+    // No read repair in the round's reads (the file's blocks, the reference copies): a holder
+    // audited later must not be handed, by them, a block it lost before it is challenged on it.
+    // The round repairs what failed.
+    const reads: BlockStore = {
+      put: (bytes, options) => replicated.put(bytes, options),
+      get: (cid, options) => replicated.get(cid, { ...options, readRepair: false }),
+      has: (cid, options) => replicated.has(cid, options),
+      isLegacyManifest: (cid) => store.isLegacyManifest(cid),
+    };
+    const files = new FileStore(reads, this.#core.fileOptions());
+    const report = await runAuditRound({
+      roots,
+      blocksOf: async (root) => (await files.blocks(root)).map(storageKey),
+      holders: (cid) => replicated.holders(cid),
+      standIns: (cid) => replicated.standIns(cid),
+      wasGiven: (peerId, cid) => this.#core.given().has(peerId, cid),
+      selfId: this.#core.self()?.id,
+      audit: (peer, cids) => this.audit(peer, cids),
+      repair: (cids) => replicated.repair(cids),
+      signal: this.#stopping.signal,
+    });
+    if (report.holders > 0 || report.errors > 0) {
+      this.#core.options.log?.(
+        `storage: audited ${report.holders} holder(s) on ${report.chunks} chunk(s) of ` +
+          `${report.files} file(s): ${report.failedHolders} failed` +
+          (report.failedChunks.length > 0
+            ? `; ${report.failedChunks.length} chunk(s) restored (${report.repaired} by repair)`
+            : "") +
+          (report.unplaced > 0
+            ? `; ${report.unplaced} chunk(s) checked on holders never given them`
+            : "") +
+          (report.errors > 0 ? `, ${report.errors} not reached (next round)` : ""),
+      );
+    }
+    return report;
+  }
+
+  async audit(holder: StoragePeer, cids: string[]): Promise<AuditResult> {
+    const identity = this.#core.options.identity;
+    if (!identity) throw new StorageError("no_identity", "audits need the node identity");
+    const blocks = this.#core.blocks();
+    const given = this.#core.given();
+    const auditor = new StorageAuditor({
+      identity,
+      // No read repair: see the round's reads (#runAuditRound).
+      reference: (cid, signal) => blocks.get(cid, { signal, readRepair: false }),
+      // Only a chunk this node knows it gave the holder (or saw it prove) is its fault to lack:
+      // one written while it was down or before it joined is not. The record outlives restarts.
+      wasGiven: (holderId, cid) => given.has(holderId, cid),
+      onVerdict: this.#core.options.onVerdict,
+    });
+    const result = await auditor.audit(holder, cids);
+    // What it proved it holds, it was given (however it got it): losing it later is its fault.
+    const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));
+    for (const cid of result.sampled) if (!open.has(cid)) given.add(holder.id, cid);
+    await given.flush();
+    return result;
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * What the StorageActor's parts share (`storage_actor.ts`): its options, the stores it opens at
+ * its start and rebuilds on `set_peers` (read through a call at each use, as the actor's own
+ * fields were), this node as one of its holders, the blocks and files every part reads through,
+ * and what its pins reach. The actor builds one {@link StorageCore} in its constructor and hands
+ * it to its parts: the put (`_storage_put.ts`), the answers to storage peers
+ * (`_storage_peer_requests.ts`) and the audits (`_storage_audits.ts`). Not part of the public API.
+ *
+ * @module
+ */
+import type { BlockStore } from "../storage/block_store.ts";
+import type { ChunkStore } from "../storage/chunk_store.ts";
+import type { FileStore, FileStoreOptions } from "../storage/file_store.ts";
+import type { GivenChunks } from "../storage/given_chunks.ts";
+import type { HolderRepair } from "../storage/holder_repair.ts";
+import type { ReplicatedStore } from "../storage/replicated_store.ts";
+import type { SelfPeer } from "./_storage_self_peer.ts";
+import type { StorageScope } from "./_storage_scope.ts";
+import type { StorageActorOptions } from "./storage_actor.ts";
+
+/** The StorageActor's state and calls its parts share (see the module doc). */
+export interface StorageCore {
+  /** The actor's options. */
+  readonly options: StorageActorOptions;
+  /** The local chunk store, open from the actor's start. */
+  store(): ChunkStore;
+  /** Which chunks each peer was given or proved (`given-chunks.log`), open from the start. */
+  given(): GivenChunks;
+  /** The replicated store over the storage peers; `null` while there are none. */
+  replicated(): ReplicatedStore | null;
+  /** This node's own store as one of its holders (with `holdHere`), from the start. */
+  self(): SelfPeer | null;
+  /** Holder repair of what this node holds for the network (with `holdHere`), from the start. */
+  holderRepair(): HolderRepair | null;
+  /** The files over `blocks()`, as rebuilt on the last peer change. */
+  files(): FileStore;
+  /** Where blocks are read and written: the peers when there are any, else the local store. */
+  blocks(): BlockStore;
+  /** The chunk size and in-memory bound of the files the actor reads and writes. */
+  fileOptions(): FileStoreOptions;
+  /** What the pins here reach, and the blocks running puts hold. */
+  readonly scope: StorageScope;
+}

@@ -1,0 +1,86 @@
+/**
+ * What a storage peer asks of this node's StorageActor (`storage_actor.ts`; the asking side is
+ * `storage_actor_peer.ts`): `put_chunk` (a copy to hold for the network), and `get_chunk`,
+ * `has_chunk` and `prove` (possession proofs), answered only for what this node holds for the
+ * network (`_storage_scope.ts`). Answered by the actor inside its `receive`, on its
+ * {@link StorageCore}. Not part of the public API.
+ *
+ * @module
+ */
+import { isCid, storageKey } from "../protocols/cid.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../storage/errors.ts";
+import { proveFromStore } from "../storage/storage_peer.ts";
+import type { StorageCore } from "./_storage_core.ts";
+import type {
+  StorageGetChunkMessage,
+  StorageHasChunkMessage,
+  StorageProveMessage,
+  StoragePutChunkMessage,
+} from "./storage_actor_messages.ts";
+
+/** The messages a storage peer sends this node's StorageActor. */
+export type StoragePeerRequest =
+  | StoragePutChunkMessage
+  | StorageGetChunkMessage
+  | StorageHasChunkMessage
+  | StorageProveMessage;
+
+/** Answer one request of a storage peer (the value named in its message type's documentation). */
+export async function answerPeer(core: StorageCore, message: StoragePeerRequest): Promise<unknown> {
+  const store = core.store();
+  switch (message.type) {
+    case "put_chunk":
+      // The writer counts this answer as a good copy here (its quorum): a copy already here is
+      // verified first, and a rotten one replaced, repair or not.
+      await store.put(message.bytes, {
+        cid: message.cid,
+        verifyExisting: true,
+        replica: true,
+      });
+      // Holder repair judges its placement under the peer set it came in under, too.
+      if (core.replicated()) {
+        core.holderRepair()?.noteWrite(core.replicated()!.peers, storageKey(message.cid));
+      }
+      return undefined;
+    // A peer is answered only for what this node holds for the network: to a peer a local-only
+    // object (or an unpinned leftover) is not here.
+    case "get_chunk":
+      if (!await core.scope.servesPeers(message.cid)) throw new ChunkNotFoundError(message.cid);
+      return await store.get(message.cid);
+    case "has_chunk":
+      return await core.scope.servesPeers(message.cid) && await store.has(message.cid);
+    case "prove": {
+      // Per CID: one this node cannot name (another hash, a typo) is not served here — it
+      // does not fail the batch, which would read as no answer for chunks it does hold.
+      const served: string[] = [];
+      for (const cid of message.cids) {
+        if (isCid(cid) && await core.scope.servesPeers(cid)) served.push(cid);
+      }
+      // Bound to this node's key, which peers know it by (`possessionProof`).
+      const prover = core.options.identity?.publicKey;
+      if (prover === undefined) {
+        throw new VeriflowError(
+          "no_identity",
+          "this storage node has no identity, so it cannot prove possession to peers",
+        );
+      }
+      const proofs = await proveFromStore(store, prover, message.nonce, served);
+      // A peer counts a chunk proven to it as given here, and audits this node for it from
+      // then on: it is held for the network now, whatever pin brought it (else unpinning this
+      // node's own file that shares it would collect it, and the peer blame the loss).
+      for (let i = 0; i < served.length; i++) {
+        if (proofs[i] === null || await store.isReplica(served[i])) continue;
+        // Past what it holds for peers, the proof still stands; the chunk stays the owner's.
+        await store.put(await store.get(served[i]), { cid: served[i], replica: true })
+          .catch((error) => {
+            if (!(error instanceof ReplicaQuotaExceededError)) throw error;
+          });
+      }
+      return message.cids.map((cid) => {
+        const i = served.indexOf(cid);
+        return i < 0 ? null : proofs[i];
+      });
+    }
+  }
+}

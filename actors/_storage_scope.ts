@@ -1,0 +1,216 @@
+/**
+ * Whose each block in the StorageActor's store is (`storage_actor.ts`): what the pins here reach
+ * ({@link PinScope}, read once and kept up to date), what this node's running puts hold, and from
+ * those what is this node's own only ({@link StorageScope.localOnly}: never sent to peers) and
+ * what it holds for the network ({@link StorageScope.servesPeers}: what peers may read and
+ * challenge; {@link StorageScope.heldForNetwork}: what holder repair may copy). Owned by the
+ * actor, built in its constructor; the put (`_storage_put.ts`) counts its blocks in it. Read and
+ * written only inside the actor's `receive` (and its start). Not part of the public API.
+ *
+ * @module
+ */
+import { isCid, storageKey } from "../protocols/cid.ts";
+import type { ChunkStore } from "../storage/chunk_store.ts";
+import { dagBlocks } from "../storage/dag_links.ts";
+import type { GivenChunks } from "../storage/given_chunks.ts";
+
+/**
+ * What the pins of a store reach (storage keys): the blocks of `local` pins (a trainer's private
+ * shard, never on peers) and the blocks of every other pin. Leaves are listed from their parents,
+ * not read, so a block missing here is still known to belong to its file.
+ */
+export interface PinScope {
+  /** Blocks reachable from a `local` pin. */
+  local: Set<string>;
+  /** Blocks reachable from any other pin. */
+  network: Set<string>;
+  /** The pins directory's modification time when this was read ({@link ChunkStore.pinsStamp}). */
+  stamp: number;
+}
+
+/** Add every block of the DAG under `root`, read with `get`, to `scope`'s `local` or `network`. */
+async function addDag(
+  scope: PinScope,
+  root: string,
+  local: boolean,
+  get: (cid: string) => Promise<Uint8Array>,
+  isLegacyManifest: (cid: string) => Promise<boolean>,
+): Promise<void> {
+  if (!isCid(root)) return; // a stray file among the pins roots nothing
+  const into = local ? scope.local : scope.network;
+  into.add(storageKey(root));
+  try {
+    for await (const block of dagBlocks(root, get, { isLegacyManifest })) {
+      into.add(storageKey(block.cid));
+    }
+  } catch {
+    // An unreadable root or inner node: what was reached is recorded (GC reports the rest).
+  }
+}
+
+/** What the pins of the actor's store reach, and the blocks its running puts hold. */
+export class StorageScope {
+  readonly #store: () => ChunkStore;
+  readonly #given: () => GivenChunks;
+  /** What the pins here reach, by label (see {@link PinScope}); `null` until read or after an unpin. */
+  #pinScope: Promise<PinScope> | null = null;
+  /** Storage keys stored by `local` puts still running (not pinned yet), with a count per key. */
+  readonly localPuts = new Map<string, number>();
+  /**
+   * Storage keys this node's running puts (not `local`) write or wrote to its own store as one of
+   * their holders (not pinned yet), with a count per key from the moment the write starts: held
+   * for the network like a pinned file's.
+   */
+  readonly ownPuts = new Map<string, number>();
+
+  /**
+   * @param store The actor's chunk store, open from its start.
+   * @param given Which chunks each peer was given or proved, open from the actor's start.
+   */
+  constructor(store: () => ChunkStore, given: () => GivenChunks) {
+    this.#store = store;
+    this.#given = given;
+  }
+
+  /** Drop what the pins reach: it is read again on next use (after an unpin). */
+  clear(): void {
+    this.#pinScope = null;
+  }
+
+  /**
+   * True when `cid` is this node's own: reachable from a `local` pin (or stored by a `local` put
+   * still running), and neither reachable from another pin nor held for a peer (a `replicas/`
+   * record: the network gave it to us). Such an object never leaves this node.
+   */
+  async localOnly(cid: string): Promise<boolean> {
+    const key = storageKey(cid);
+    const scope = await this.read();
+    if (!scope.local.has(key) && !this.localPuts.has(key)) return false;
+    if (scope.network.has(key) || this.ownPuts.has(key)) return false;
+    return !await this.#store().isReplica(key);
+  }
+
+  /**
+   * True when `cid` is one this node holds for the network, so a peer may read it (`get_chunk`),
+   * learn that it is here (`has_chunk`) and challenge it (`prove`): a chunk a peer gave it
+   * (`replicas/`), or an object of a pin that is not `local` or of a put of this node's still
+   * running (see {@link heldForNetwork}).
+   */
+  async servesPeers(cid: string): Promise<boolean> {
+    const key = storageKey(cid); // invalid_cid before it names a file
+    if (this.ownPuts.has(key) || await this.#store().isReplica(key)) return true;
+    return (await this.read()).network.has(key);
+  }
+
+  /**
+   * What this node holds for the network, which holder repair may copy to peers: the chunks peers
+   * gave it (`replicas/`), its objects of every pin but `local` ones and the copies its running
+   * puts wrote here as a holder. Never a block that only `local` pins reach, nor an unpinned
+   * leftover (a failed put's chunks, an unpinned file's).
+   */
+  async *heldForNetwork(): AsyncGenerator<string> {
+    const store = this.#store();
+    const listed = new Set<string>();
+    for await (const key of store.replicas()) {
+      if (!await store.has(key)) continue; // lost here: the holders that still have it repair it
+      listed.add(key);
+      yield key;
+    }
+    const scope = await this.read();
+    for (const keys of [scope.network, this.ownPuts.keys()]) {
+      for (const key of keys) {
+        if (listed.has(key)) continue;
+        listed.add(key);
+        if (await store.has(key)) yield key;
+      }
+    }
+  }
+
+  /**
+   * What the pins reach, read once and kept up to date: puts and pins here add to it, an unpin
+   * drops it (a block may be shared, so it is read again), and a pin another process made
+   * (`cli.ts put` into this store) shows as a change of the pins directory and reads it again.
+   */
+  async read(): Promise<PinScope> {
+    const stamp = await this.#store().pinsStamp();
+    const current = this.#pinScope && await this.#pinScope.catch(() => null);
+    if (current && current.stamp === stamp) return current;
+    const reading = this.#readScope(stamp);
+    this.#pinScope = reading;
+    reading.catch(() => {
+      if (this.#pinScope === reading) this.#pinScope = null;
+    });
+    return await reading;
+  }
+
+  async #readScope(stamp: number): Promise<PinScope> {
+    const store = this.#store();
+    const scope: PinScope = { local: new Set(), network: new Set(), stamp };
+    for (const root of await store.pins()) {
+      const label = await store.pinLabel(root).catch(() => undefined);
+      await addDag(
+        scope,
+        root,
+        label?.local === true,
+        (cid) => store.get(cid),
+        (cid) => store.isLegacyManifest(cid),
+      );
+    }
+    return scope;
+  }
+
+  /** Record a new pin of `root` (labelled `local` or not) in the scope, if one is kept. */
+  async add(root: string, local: boolean, blocks?: Iterable<string>): Promise<void> {
+    const pending = this.#pinScope;
+    const scope = pending && await pending.catch(() => null);
+    if (!scope || this.#pinScope !== pending) return; // read afresh on next use: it sees the pin
+    const into = local ? scope.local : scope.network;
+    if (blocks) { for (const cid of blocks) into.add(storageKey(cid)); }
+    else {
+      const store = this.#store();
+      await addDag(
+        scope,
+        root,
+        local,
+        (cid) => store.get(cid),
+        (cid) => store.isLegacyManifest(cid),
+      );
+    }
+    // Our own pin changed the directory: not another process's change.
+    scope.stamp = await this.#store().pinsStamp();
+  }
+
+  /** The storage keys of the blocks of the DAG under `root` this store can walk. */
+  async reached(root: string): Promise<Set<string>> {
+    const store = this.#store();
+    const scope: PinScope = { local: new Set(), network: new Set(), stamp: 0 };
+    await addDag(
+      scope,
+      root,
+      false,
+      (cid) => store.get(cid),
+      (cid) => store.isLegacyManifest(cid),
+    );
+    return scope.network;
+  }
+
+  /**
+   * Forget, for every holder, the blocks among `reached` (an unpinned file's) that no pin left
+   * here reaches: nobody here will audit them, and the record of what was given stays as small as
+   * what is kept.
+   *
+   * Being held for a peer (`replicas/`) does not keep a block's record: stores written before
+   * `SelfPeer` put this node's own copies into the put hold them as replicas too, which on disk
+   * cannot be told from a peer's `put_chunk` — skipping replicas forgot nothing at all there. A
+   * block that a peer did give this node loses what was recorded for it here: that only fails
+   * safe (no verdict), and a later repair or audit records it again.
+   */
+  async forgetGiven(reached: Iterable<string>): Promise<void> {
+    const scope = await this.read();
+    const gone: string[] = [];
+    for (const key of reached) {
+      if (!scope.network.has(key) && !scope.local.has(key)) gone.push(key);
+    }
+    await this.#given().forget(gone);
+  }
+}
