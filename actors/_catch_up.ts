@@ -35,10 +35,16 @@
  * evidence, bounded apart again (a job may take `MAX_NETWORK_JOB_BYTES`, 448 KiB: 64 faults about
  * such jobs would make each connect cost 28 MiB more; past the bound the worker whose receipts'
  * evidence holds the most bytes gives up its longest kept first, and its verdict still goes,
- * alone — taken over where the receipt is remembered). Past a bound the oldest verdict goes, and
- * the longest kept conviction of the worker holding the most (proofs, or bytes past the byte bound):
- * a key convicted on purpose many times (cheap: a receipt contradicting its own job is convicted
- * without a model, for 20 × a one-token reward) pushes out its own convictions, not another cheat's.
+ * alone — taken over where the receipt is remembered). Past a bound the longest kept of the worker
+ * holding the most goes: its conviction (by proofs, or bytes past the byte bound), or its verdict
+ * (by verdicts, weighed by the key each names as `target`, the node whose work it is about, which
+ * every verdict names: none is left unweighed). A key convicted on purpose many times (cheap: a
+ * receipt contradicting its own job is convicted without a model, for 20 × a one-token reward)
+ * pushes out its own convictions, not another cheat's; a worker that withholds on purpose many
+ * times (its colluding requester's receipts only lock stake), its own faults, not another
+ * withholder's. Until review s58 the oldest verdict went, whoever's: 64 faults of one worker
+ * pushed every other fault out, and a ledger that connected afterwards paid those workers,
+ * slashed here (`tests/actors/review_s58_catch_up_flood_test.ts`).
  *
  * Training convictions share both bounds, with no byte bound of their own. A training proof
  * carries model states (12 bytes a parameter each) and can be megabytes, but a connection sends
@@ -138,16 +144,19 @@ type Conviction = Extract<CatchUpItem, { kind: "fraud_proof" | "training_fraud_p
 
 /**
  * Most verdicts kept. A start applies only what a stop or a failed ledger write cut off between a
- * decision and its write — a few challenges — so this is reached only after a long outage under
- * load; past it the oldest go (they were still told to the network at once).
+ * decision and its write — a few challenges — and a fault is a worker slashed here, so this is
+ * reached only after a long outage under load or under a flood of faults made on purpose; past it
+ * the longest kept of the worker holding the most go (they were still told to the network at
+ * once).
  */
 export const MAX_CATCH_UP_VERDICTS = 64;
 
 interface Kept<T> {
   item: T;
   /**
-   * Hex key of the convicted worker or trainer (fraud proofs), or of the worker whose receipt a
-   * verdict's evidence is (verdicts with evidence).
+   * Hex key of the convicted worker or trainer (fraud proofs), or of the node whose work a verdict
+   * is about (its `target`, which every verdict names; for a fault, the worker whose receipt its
+   * evidence is): what the bounds weigh.
    */
   worker?: string;
   /** The accuser's key (fraud proofs only). */
@@ -343,17 +352,13 @@ export class CatchUp {
   add(item: CatchUpItem, until: number): Promise<void> {
     if (item.kind === "verdict") {
       const { evidence } = item;
-      const kept = evidence === undefined ? { item, until } : {
-        item,
-        until,
-        worker: toHex(evidence.receipt.worker),
-        bytes: encodeCanonical(evidence).length,
-      };
+      const worker = toHex(item.verdict.target);
+      const kept = evidence === undefined
+        ? { item, until, worker }
+        : { item, until, worker, bytes: encodeCanonical(evidence).length };
       this.#verdicts.push(kept);
       this.#evidenceBytes += kept.bytes ?? 0;
-      if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) {
-        this.#evidenceBytes -= this.#verdicts.shift()!.bytes ?? 0;
-      }
+      if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#dropVerdict();
       while (this.#evidenceBytes > MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES) this.#dropEvidence();
       return Promise.resolve();
     }
@@ -408,24 +413,45 @@ export class CatchUp {
   }
 
   /**
+   * Drop the longest kept verdict of the worker holding the most verdicts: dropped oldest first
+   * over all, one worker's run of faults made on purpose pushed every other worker's fault out,
+   * and a ledger that connected afterwards paid that worker, slashed here
+   * (`tests/actors/review_s58_catch_up_flood_test.ts`).
+   */
+  #dropVerdict(): void {
+    const [dropped] = this.#verdicts.splice(this.#heaviestVerdict("count"), 1);
+    this.#evidenceBytes -= dropped.bytes ?? 0;
+  }
+
+  /**
    * Drop the evidence of the longest kept verdict of the worker whose verdicts' evidence holds the
    * most bytes; the verdict stays, to be sent alone.
    */
   #dropEvidence(): void {
-    const weight = new Map<string, number>();
-    for (const kept of this.#verdicts) {
-      if (kept.bytes !== undefined) {
-        weight.set(kept.worker!, (weight.get(kept.worker!) ?? 0) + kept.bytes);
-      }
-    }
-    const most = Math.max(...weight.values());
-    const kept = this.#verdicts.find((k) =>
-      k.bytes !== undefined && weight.get(k.worker!) === most
-    )!;
+    const kept = this.#verdicts[this.#heaviestVerdict("bytes")];
     this.#evidenceBytes -= kept.bytes!;
     // A new item: one already handed out (a catch-up being sent) keeps what it carries.
     kept.item = { kind: "verdict", verdict: kept.item.verdict };
-    kept.bytes = kept.worker = undefined;
+    kept.bytes = undefined;
+  }
+
+  /**
+   * The index in {@link CatchUp.#verdicts} of the longest kept verdict of the worker holding the
+   * most: verdicts, or bytes of evidence (of the verdicts that still carry theirs), as
+   * {@link CatchUp.#heaviest} weighs convictions.
+   */
+  #heaviestVerdict(by: "count" | "bytes"): number {
+    const weighs = (kept: Kept<unknown>) => by === "count" || kept.bytes !== undefined;
+    const weight = new Map<string, number>();
+    for (const kept of this.#verdicts) {
+      if (!weighs(kept)) continue;
+      weight.set(
+        kept.worker!,
+        (weight.get(kept.worker!) ?? 0) + (by === "count" ? 1 : kept.bytes!),
+      );
+    }
+    const most = Math.max(...weight.values());
+    return this.#verdicts.findIndex((kept) => weighs(kept) && weight.get(kept.worker!) === most);
   }
 
   #forget(id: string): void {
