@@ -1,0 +1,183 @@
+/**
+ * The children of the node's supervisor, one per role, in start order ({@link nodeChildren}):
+ * storage, prover, validator, inference, the training roles (`_training_children.ts`) and the
+ * network last; each a `ChildSpec` whose factory builds the role's actor from the configuration,
+ * naming the actors it talks to by their registry names (`_actor_names.ts`). Used by `node.ts`,
+ * which hands them to `node/sup`. Not part of the public API.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { ActorRef } from "../actors/actor_ref.ts";
+import type { ChildSpec } from "../actors/actor.ts";
+import { InferenceActor, type InferenceMessage } from "../actors/inference_actor.ts";
+import { ProverActor, proverHook, type ProverMessage } from "../actors/prover_actor.ts";
+import { StorageActor } from "../actors/storage_actor.ts";
+import type { StorageMessage } from "../actors/storage_actor_messages.ts";
+import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
+import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type { ModelRegistry } from "../inference/model_registry.ts";
+import type { InferencePort } from "../inference/inference_port.ts";
+import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
+import { parsePeerAddress } from "../network/peer_address.ts";
+import type { Identity } from "../protocols/identity.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
+import { nodeHello } from "./node_hello.ts";
+import { type NodeConfig, replicaQuotaOf } from "./config.ts";
+import type { CalibrationStore } from "../proof/calibration.ts";
+import type { NodeActivity } from "./node_activity.ts";
+import type { OwnerKey } from "../storage/private_tier.ts";
+import { NODE_ACTORS } from "./_actor_names.ts";
+import {
+  addTrainingChildren,
+  type TrainingInputs,
+  trainingValidates,
+} from "./_training_children.ts";
+
+/** The supervisor's children for `config`, in start order. */
+export function nodeChildren(
+  config: NodeConfig,
+  identity: Identity,
+  models: ModelRegistry,
+  lookup: <M>(name: string) => ActorRef<M> | undefined,
+  localPort: () => InferencePort | undefined,
+  log: (line: string) => void,
+  calibration: CalibrationStore | undefined,
+  pledge: StakePledge | undefined,
+  activity: NodeActivity | undefined,
+  training: TrainingInputs,
+  ownerKey: OwnerKey,
+): ChildSpec<never>[] {
+  const children: ChildSpec<never>[] = [];
+  const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
+  const { roles } = config;
+  if (roles.storage) {
+    add<StorageMessage>({
+      name: NODE_ACTORS.storage,
+      factory: () =>
+        new StorageActor({
+          dir: join(config.dataDir, "store"),
+          store: {
+            quotaBytes: config.storage.quotaBytes,
+            replicaQuotaBytes: replicaQuotaOf(config.storage),
+            replicaMinFreeBytes: config.storage.replicaMinFreeBytes,
+            gcGraceMs: config.storage.gcGraceMs,
+          },
+          maxInMemoryBytes: config.storage.maxInMemoryBytes,
+          auditIntervalMs: config.storage.auditIntervalMs,
+          identity,
+          ownerKey,
+          // With storage peers, files are spread over them and this node (r copies each).
+          holdHere: true,
+          network: NODE_ACTORS.network,
+          log,
+          onVerdict: async (verdict) => {
+            await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.tell({
+              type: "verdict",
+              verdict,
+            });
+          },
+        }),
+    });
+  }
+  if (roles.prover) {
+    add<ProverMessage>({
+      name: NODE_ACTORS.prover,
+      factory: () =>
+        new ProverActor({
+          identity,
+          dir: join(config.dataDir, "proofs"),
+          proofRetentionMs: config.proofs.retentionMs,
+          // Each receipt is recorded in this node's ledger before it leaves the prover.
+          validator: roles.validator ? NODE_ACTORS.validator : undefined,
+          log,
+        }),
+    });
+  }
+  if (roles.validator) {
+    const unsafe = challengeProbabilityWarning(
+      config.validator.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,
+    );
+    if (unsafe !== undefined) log(`warning: validator: ${unsafe} (validator.challengeProbability)`);
+    add<ValidatorMessage>({
+      name: NODE_ACTORS.validator,
+      factory: () =>
+        new ValidatorActor({
+          identity,
+          ledgerDir: join(config.dataDir, "ledger"),
+          ledger: { checkpointEvery: config.ledger.checkpointEvery },
+          // `has` answers the intake's "can this ledger check it" from the registry, loading
+          // nothing: a receipt on a model not registered here earns no credit here.
+          models: {
+            has: (cid) => models.has(cid),
+            get: async (cid) => models.has(cid) ? await models.get(cid) : undefined,
+          },
+          challengeProbability: config.validator.challengeProbability,
+          validation: calibration && { calibration: calibration.lookup },
+          network: NODE_ACTORS.network,
+          log,
+          onActivity: activity && ((a) => activity.record(a)),
+          // The training validator resumes its own interrupted challenges (addTrainingChildren).
+          trainingProofsResumed: trainingValidates(config, training),
+        }),
+    });
+  }
+  if (roles.inference) {
+    add<InferenceMessage>({
+      name: NODE_ACTORS.inference,
+      factory: () => {
+        const prover = roles.prover ? lookup<ProverMessage>(NODE_ACTORS.prover) : undefined;
+        const validator = roles.validator
+          ? lookup<ValidatorMessage>(NODE_ACTORS.validator)
+          : undefined;
+        return new InferenceActor({
+          models,
+          concurrency: config.inference.concurrency,
+          queueLimit: config.inference.queueLimit,
+          prover: prover && proverHook(prover),
+          // One receipt per job, across restarts: the ledger remembers every one this node signed.
+          // Asked about this node's own: another key's receipt for the job (a requester, a router
+          // or a failover's first worker knew the job first) must not make it refuse the job.
+          receiptSigned: validator &&
+            ((jobId) =>
+              validator.ask<boolean>({ type: "job_recorded", jobId, worker: identity.publicKey })),
+        });
+      },
+    });
+  }
+  const names = addTrainingChildren(config, identity, models, lookup, log, training, add);
+  const { network } = config;
+  add<NetworkMessage>({
+    name: NODE_ACTORS.network,
+    factory: () =>
+      new NetworkActor({
+        identity,
+        listen: network.listening ? network.listen : undefined,
+        peers: network.peers.map(parsePeerAddress),
+        services: {
+          inference: localPort(),
+          prover: roles.prover ? NODE_ACTORS.prover : undefined,
+          validator: roles.validator ? NODE_ACTORS.validator : undefined,
+          storage: roles.storage ? NODE_ACTORS.storage : undefined,
+          ...names,
+        },
+        pledge,
+        connection: { keepaliveMs: network.keepaliveMs, idleTimeoutMs: network.idleTimeoutMs },
+        describe: nodeHello({
+          roles,
+          inference: localPort,
+          storage: () => roles.storage ? lookup<StorageMessage>(NODE_ACTORS.storage) : undefined,
+          queueLimit: config.inference.queueLimit,
+        }),
+        swarm: network.swarm.enabled
+          ? {
+            bootstrap: network.swarm.bootstrap,
+            bind: network.swarm.bind,
+            socketDir: config.dataDir,
+          }
+          : undefined,
+        log,
+      }),
+  });
+  return children;
+}

@@ -1,0 +1,64 @@
+/**
+ * The models a node serves: the configured one registered and loaded at start
+ * ({@link loadModels}, unless `startNode` was given a registry), and those it offers to clients
+ * and peers ({@link offeredModels}: less any whose workers all failed). Used by `node.ts`. Not
+ * part of the public API.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { ensureBuiltinModel } from "../inference/builtin_model.ts";
+import { ModelRegistry } from "../inference/model_registry.ts";
+import { webgpuPoolClamp } from "../inference/_model_worker_pool.ts";
+import type { ModelCatalog } from "../inference/inference_port.ts";
+import type { NodeConfig } from "./config.ts";
+
+/**
+ * The models this node offers (`/v1/models`, a peer's model list, the hello): those registered,
+ * less any whose pool gave up on every generation worker (`failed` in `/healthz`), on which every
+ * job fails until the node is restarted. Listed, such a model drew its clients' jobs and, through
+ * the hello, its peers' (a review found it at stop 45); it is offered again once it serves.
+ */
+export function offeredModels(models: ModelRegistry): ModelCatalog {
+  return {
+    list: () => {
+      const failed = new Set(
+        models.health().filter((m) => m.status === "failed").map((m) => m.cid),
+      );
+      return models.list().filter((m) => !failed.has(m.cid));
+    },
+  };
+}
+
+/** Register and load the configured model (a lazy load would land on the first job's TTFT). */
+export async function loadModels(config: NodeConfig, log: (line: string) => void) {
+  const inWorkers = config.model.workers > 0;
+  const pool = {
+    executionProvider: config.model.executionProvider,
+    ...(inWorkers ? { worker: true, workerCount: config.model.workers } : {}),
+    // The validator's forward passes on a worker of their own, never ahead of a token step.
+    ...(inWorkers && config.roles.validator
+      ? { validationWorkers: config.model.validationWorkers }
+      : {}),
+  };
+  const clamp = inWorkers ? webgpuPoolClamp(pool) : undefined;
+  if (clamp !== undefined) log(clamp);
+  const models = new ModelRegistry({
+    ...pool,
+    restart: config.model.restart,
+    onWorkerEvent: (event) => log(event.message),
+  });
+  if (!config.roles.inference && !config.roles.validator) return models;
+  const started = performance.now();
+  const dir = config.model.dir ??
+    await ensureBuiltinModel(join(config.dataDir, "models"), config.model.size, config.model.seed);
+  const model = await models.register(dir);
+  await models.get(model.cid);
+  const source = config.model.dir ? dir : `built-in ${config.model.size}`;
+  log(
+    `model ${model.cid} (${model.kind}, ${source}) ready in ${
+      Math.round(performance.now() - started)
+    } ms`,
+  );
+  return models;
+}

@@ -1,0 +1,222 @@
+/**
+ * The training roles' part of the node (docs/TRAINING.md, "The network round"): the corpus parts
+ * they need ({@link trainingInputs}, loaded before the tree starts) and their children of the
+ * supervision tree ({@link addTrainingChildren}: TrainingValidator, TrainerService,
+ * RoundCoordinator). Used by `node.ts` and by `_node_children.ts`, which adds them between the
+ * inference and the network children. Not part of the public API.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { ActorRef } from "../actors/actor_ref.ts";
+import type { ChildSpec } from "../actors/actor.ts";
+import type { StorageMessage } from "../actors/storage_actor_messages.ts";
+import type { ValidatorMessage } from "../actors/validator_actor.ts";
+import type { Account } from "../proof/ledger.ts";
+import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type { ModelRegistry } from "../inference/model_registry.ts";
+import type { Identity } from "../protocols/identity.ts";
+import { fromHex } from "../protocols/hash.ts";
+import type { NodeConfig } from "./config.ts";
+import { loadBrownCorpus, splitCorpus, type TextShard } from "../training/brown_corpus.ts";
+import { RoundModels } from "../training/round_models.ts";
+import {
+  type TrainerMessage,
+  TrainerService,
+  type TrainFunction,
+} from "../training/trainer_service.ts";
+import {
+  TrainingValidator,
+  type TrainingValidatorMessage,
+} from "../training/training_validator.ts";
+import { type CoordinatorMessage, RoundCoordinator } from "../training/round_coordinator.ts";
+import { JoinedTrainers } from "../training/joined_trainers.ts";
+import { keepShardPrivate } from "../training/private_shard.ts";
+import { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
+
+/** What the training roles need beyond the configuration: the corpus parts this node holds. */
+export interface TrainingInputs {
+  /** This trainer's private shard (`--train`). */
+  shard?: TextShard;
+  /** Held-out text the coordinator evaluates on (`--coordinate-training`). */
+  heldOut?: TextShard;
+  /** The trainer's train function (a test fixture's, or the honest default). */
+  train?: TrainFunction;
+}
+
+/** Load the corpus parts the configured training roles need (nothing when none is on). */
+export async function trainingInputs(
+  config: NodeConfig,
+  train: TrainFunction | undefined,
+  log: (line: string) => void,
+): Promise<TrainingInputs> {
+  const { trainer, coordinator, corpusDocs } = config.training;
+  if (!trainer.enabled && !coordinator.enabled) return {};
+  const docs = await loadBrownCorpus({ limit: corpusDocs });
+  const split = splitCorpus(docs, trainer.shards);
+  if (trainer.enabled) {
+    log(
+      `training: trainer on shard ${trainer.shard}/${trainer.shards} of ${docs.length} Brown ` +
+        `documents (kept on this node)`,
+    );
+  }
+  return {
+    shard: trainer.enabled ? split.shards[trainer.shard] : undefined,
+    heldOut: coordinator.enabled ? split.heldOut : undefined,
+    train,
+  };
+}
+
+/**
+ * Whether this node runs a TrainingValidator: a ledger-keeping node that trains, coordinates or
+ * is told to validate training.
+ */
+export function trainingValidates(config: NodeConfig, inputs: TrainingInputs): boolean {
+  const { roles, training } = config;
+  const trains = training.trainer.enabled && inputs.shard !== undefined;
+  return roles.validator && (trains || training.coordinator.enabled || training.validate);
+}
+
+/**
+ * The training children (docs/TRAINING.md, "The network round"): a TrainingValidator on a
+ * ledger-keeping node that trains, coordinates or is told to validate; a TrainerService with
+ * `--train`; a RoundCoordinator with `--coordinate-training`. Returns their registry names for
+ * the peer services.
+ */
+export function addTrainingChildren(
+  config: NodeConfig,
+  identity: Identity,
+  models: ModelRegistry,
+  lookup: <M>(name: string) => ActorRef<M> | undefined,
+  log: (line: string) => void,
+  inputs: TrainingInputs,
+  add: <M>(spec: ChildSpec<M>) => void,
+): { trainer?: string; coordinator?: string; trainingValidator?: string } {
+  const { roles, training } = config;
+  const trains = training.trainer.enabled && inputs.shard !== undefined;
+  const coordinates = training.coordinator.enabled;
+  const validates = trainingValidates(config, inputs);
+  if (!trains && !coordinates && !validates) return {};
+  const roundModels = new RoundModels({
+    modelsDir: join(config.dataDir, "models"),
+    storage: () => roles.storage ? lookup<StorageMessage>(NODE_ACTORS.storage) : undefined,
+  });
+  // A round's model is served here (and checkable by this node's validator).
+  const serve = roles.inference || roles.validator
+    ? async (dir: string) => {
+      await models.register(dir);
+    }
+    : undefined;
+  if (validates) {
+    const unsafe = challengeProbabilityWarning(
+      training.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,
+    );
+    if (unsafe !== undefined) {
+      log(`warning: training validator: ${unsafe} (training.challengeProbability)`);
+    }
+    add<TrainingValidatorMessage>({
+      name: TRAINING_ACTORS.validator,
+      factory: () =>
+        new TrainingValidator({
+          identity,
+          models: roundModels,
+          ledger: NODE_ACTORS.validator,
+          network: NODE_ACTORS.network,
+          serve,
+          challengeProbability: training.challengeProbability,
+          // Rounds started from a seeded model carry no momentum: the default seed and this
+          // node's coordinator's (round_audit.ts).
+          genesisSeeds: [...new Set([0, training.coordinator.seed])],
+          log,
+          // Its own fraud proofs until they settle, beside the ledger (resumed after a stop).
+          ownProofsDir: join(config.dataDir, "ledger"),
+        }),
+    });
+  }
+  if (trains) {
+    add<TrainerMessage>({
+      name: TRAINING_ACTORS.trainer,
+      factory: () =>
+        new TrainerService({
+          identity,
+          // The round slots it signed survive a restart: never two receipts for one slot.
+          dataDir: join(config.dataDir, "training"),
+          shard: inputs.shard!,
+          keepShard: roles.storage
+            ? async (shard) => {
+              const storage = lookup<StorageMessage>(NODE_ACTORS.storage);
+              if (storage === undefined) return shard;
+              const { shard: shardNo, shards } = training.trainer;
+              const kept = await keepShardPrivate(storage, config.dataDir, {
+                shard,
+                deal: { shard: shardNo, shards, corpusDocs: training.corpusDocs },
+              });
+              log(
+                `training: shard ${kept.stored ? "stored" : "found"} in the private tier as ` +
+                  `${kept.cid} (this node only, encrypted)`,
+              );
+              return kept.shard;
+            }
+            : undefined,
+          models: roundModels,
+          train: inputs.train,
+          // Openings reveal batches of the shard: owed to the round's coordinator and to keys
+          // with stake in this ledger, the bar a ledger sets for a peer's fraud proof.
+          stakeOf: roles.validator
+            ? async (key) =>
+              (await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.ask<Account>({
+                type: "account",
+                key,
+              }))?.stake ?? 0
+            : undefined,
+          refusedModel: validates
+            ? async (cid) =>
+              await lookup<TrainingValidatorMessage>(TRAINING_ACTORS.validator)?.ask<
+                string | null
+              >({ type: "model_standing", model: cid }) ?? null
+            : undefined,
+          log,
+        }),
+    });
+  }
+  if (coordinates) {
+    const c = training.coordinator;
+    // Outside the factory: a coordinator its supervisor restarts keeps the trainers joined on
+    // connections that stay open (they join only when a connection opens).
+    const joined = new JoinedTrainers();
+    add<CoordinatorMessage>({
+      name: TRAINING_ACTORS.coordinator,
+      factory: () =>
+        new RoundCoordinator({
+          identity,
+          arch: training.arch,
+          seed: c.seed,
+          rounds: c.rounds,
+          steps: c.steps,
+          roundDeadlineMs: c.deadlineMs,
+          minTrainers: c.minTrainers,
+          models: roundModels,
+          heldOut: inputs.heldOut,
+          validator: validates ? TRAINING_ACTORS.validator : undefined,
+          network: NODE_ACTORS.network,
+          convicted: roles.validator
+            ? async (trainer) =>
+              await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.ask<boolean>({
+                type: "convicted",
+                key: fromHex(trainer),
+              }) ?? false
+            : undefined,
+          serve,
+          // The rounds survive a crash or restart: resumed from the last finished one.
+          statePath: join(config.dataDir, "training", "coordinator.json"),
+          trainers: joined,
+          log,
+        }),
+    });
+  }
+  return {
+    trainer: trains ? TRAINING_ACTORS.trainer : undefined,
+    coordinator: coordinates ? TRAINING_ACTORS.coordinator : undefined,
+    trainingValidator: validates ? TRAINING_ACTORS.validator : undefined,
+  };
+}
