@@ -1,5 +1,5 @@
 /**
- * Review s48 of the node's one-receipt-per-job guard (`node/node.ts` wires the InferenceActor's
+ * Review s48 of the node's one-receipt-per-job guard (`node/_node_children.ts` wires the InferenceActor's
  * `receiptSigned` to the ValidatorActor's `job_recorded`): a worker refuses a job it already
  * signed a receipt for (a second run could sign a different receipt: equivocation, slashed). The
  * ledger was asked whether ANY receipt for the job is recorded, so a staked key that knew the

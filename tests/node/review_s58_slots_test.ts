@@ -38,7 +38,7 @@ class SeatedModel extends ScriptedModel {
   }
 }
 
-/** An InferenceActor as `node/node.ts` spawns it, its local port, and the hello the node sends. */
+/** An InferenceActor as `node/_node_children.ts` spawns it, its local port, and the hello the node sends. */
 async function worker(system: ActorSystem, name: string, models: StaticModels) {
   const ref: ActorRef<InferenceMessage> = await system.spawn<InferenceMessage>({
     name,
@@ -50,7 +50,7 @@ async function worker(system: ActorSystem, name: string, models: StaticModels) {
       }),
   });
   const port = new LocalInferencePort({ inference: ref, models });
-  // What `node/node.ts` hands `nodeHello` (before review s58, also `slots: concurrency`).
+  // What `node/_node_children.ts` hands `nodeHello` (before review s58, also `slots: concurrency`).
   const describe = nodeHello({
     roles,
     inference: () => port,
