@@ -6,12 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ReceiptHandled } from "../../actors/validator_actor.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ReceiptHandled, ValidatorMessage } from "../../actors/validator_actor.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { TextJob } from "../../protocols/job.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
+import { inputHashOf, type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
 import type { ProofData } from "../../proof/commitment.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
@@ -169,4 +170,37 @@ export async function startValidator(options: FixtureOptions) {
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** Receipts for near-maximal jobs: 160 take about 70 MiB, past a validator's 64 MiB memory. */
+const FLOOD = 160;
+/** A prompt that leaves a job just inside `MAX_NETWORK_JOB_BYTES`. */
+const BIG_PROMPT = "x".repeat(MAX_NETWORK_JOB_BYTES - 1024);
+
+/**
+ * `flooder`'s receipts for near-maximal jobs (each consistent with its job, shaped as `shape`),
+ * recorded by `validator`: enough to push every older receipt out of its memory (reviews s57, s58).
+ */
+export async function floodReceipts(
+  validator: ActorRef<ValidatorMessage>,
+  flooder: Identity,
+  shape: Receipt,
+  tag: string,
+): Promise<void> {
+  const requester = Identity.generate();
+  const { sig: _sig, worker: _worker, ...unsigned } = shape;
+  for (let n = 0; n < FLOOD; n++) {
+    const job: TextJob = { ...textJob(requester, `${tag}-flood-${n}`), prompt: BIG_PROMPT };
+    const receipt = signReceipt(
+      { ...unsigned, jobId: jobId(job), inputHash: inputHashOf(job) },
+      flooder,
+    );
+    const handled = await validator.ask<{ recorded: boolean }>({
+      type: "receipt",
+      receipt,
+      job,
+      origin: "ab".repeat(32),
+    });
+    assert.equal(handled.recorded, true);
+  }
 }

@@ -21,9 +21,9 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
+import type { TextJob } from "../../protocols/job.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-import { type Proved, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
+import { floodReceipts, type Proved, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
 import {
   announceAssigned,
   HONEST_MODELS,
@@ -38,13 +38,8 @@ import {
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { inputHashOf, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
-
-/** Receipts for near-maximal jobs: 160 take about 70 MiB, past the memory's 64 MiB. */
-const FLOOD = 160;
-/** A prompt that leaves a job just inside `MAX_NETWORK_JOB_BYTES`. */
-const BIG_PROMPT = "x".repeat(MAX_NETWORK_JOB_BYTES - 1024);
 
 type Fixture = Awaited<ReturnType<typeof startValidator>>;
 
@@ -54,23 +49,8 @@ type Fixture = Awaited<ReturnType<typeof startValidator>>;
  */
 async function flood(t: Fixture): Promise<void> {
   const flooder = await t.staked();
-  const requester = Identity.generate();
-  const { receipt: shape } = await proveOn(textJob(requester, "s57-shape"), flooder);
-  const { sig: _sig, worker: _worker, ...unsigned } = shape;
-  for (let n = 0; n < FLOOD; n++) {
-    const job: TextJob = { ...textJob(requester, `s57-flood-${n}`), prompt: BIG_PROMPT };
-    const receipt = signReceipt(
-      { ...unsigned, jobId: jobId(job), inputHash: inputHashOf(job) },
-      flooder,
-    );
-    const handled = await t.validator.ask<{ recorded: boolean }>({
-      type: "receipt",
-      receipt,
-      job,
-      origin: "ab".repeat(32),
-    });
-    assert.equal(handled.recorded, true);
-  }
+  const { receipt: shape } = await proveOn(textJob(Identity.generate(), "s57-shape"), flooder);
+  await floodReceipts(t.validator, flooder, shape, "s57");
 }
 
 /** What the network delivers ahead of a claim: the receipt and its job, from the claim's sender. */

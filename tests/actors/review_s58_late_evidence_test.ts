@@ -21,8 +21,7 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
-import { type Proved, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
+import { floodReceipts, type Proved, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
 import {
   announceAssigned,
   HONEST_MODELS,
@@ -35,44 +34,10 @@ import {
   withheldVerdict,
 } from "./_validator_fixture.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { inputHashOf, type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 
-/** Receipts for near-maximal jobs: 160 take about 70 MiB, past the memory's 64 MiB. */
-const FLOOD = 160;
-/** A prompt that leaves a job just inside `MAX_NETWORK_JOB_BYTES`. */
-const BIG_PROMPT = "x".repeat(MAX_NETWORK_JOB_BYTES - 1024);
-
 type Fixture = Awaited<ReturnType<typeof startValidator>>;
-
-/**
- * `flooder`'s receipts for near-maximal jobs (each consistent with its job, shaped as `shape`),
- * recorded by `validator`: enough to push every older receipt out of its memory.
- */
-async function flood(
-  validator: ActorRef<ValidatorMessage>,
-  flooder: Identity,
-  shape: Receipt,
-): Promise<void> {
-  const requester = Identity.generate();
-  const { sig: _sig, worker: _worker, ...unsigned } = shape;
-  for (let n = 0; n < FLOOD; n++) {
-    const job: TextJob = { ...textJob(requester, `s58-flood-${n}`), prompt: BIG_PROMPT };
-    const receipt = signReceipt(
-      { ...unsigned, jobId: jobId(job), inputHash: inputHashOf(job) },
-      flooder,
-    );
-    const handled = await validator.ask<{ recorded: boolean }>({
-      type: "receipt",
-      receipt,
-      job,
-      origin: "ab".repeat(32),
-    });
-    assert.equal(handled.recorded, true);
-  }
-}
 
 /** `worker`'s receipt, recorded here (its proof data served or not), then forgotten under a flood. */
 async function forgotten(t: Fixture, worker: Identity, served: boolean): Promise<Proved> {
@@ -80,10 +45,11 @@ async function forgotten(t: Fixture, worker: Identity, served: boolean): Promise
   if (!served) t.served.delete(proved.id);
   assert.equal((await t.announce(proved)).recorded, true);
   const flooder = await t.staked();
-  await flood(
+  await floodReceipts(
     t.validator,
     flooder,
     (await proveOn(textJob(flooder, "s58-shape"), flooder)).receipt,
+    "s58",
   );
   return proved;
 }
@@ -227,7 +193,12 @@ Deno.test("a claim recorded without its evidence is kept across a restart: the r
         await v.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
       }
       assert.equal((await announceAssigned(v, receipt, job, requester)).recorded, true);
-      await flood(v, flooder, (await proveOn(textJob(flooder, "s58-shape"), flooder)).receipt);
+      await floodReceipts(
+        v,
+        flooder,
+        (await proveOn(textJob(flooder, "s58-shape"), flooder)).receipt,
+        "s58",
+      );
       await v.ask({ type: "verdict", verdict: claim, origin: "cd".repeat(32) });
       await ledgerReads(() => v, clock).drained();
       assert.equal(fetches, 0, "forgotten here: not taken over");
