@@ -233,7 +233,9 @@ Deno.test("worker mode reads the prompt before the first pull, runs one step ahe
   const reader = stream.getReader();
   for (let i = 0; i < 3; i++) assert.equal((await reader.read()).done, false);
   assert.equal(await openSequences(worker), 1, "the KV cache lives in a worker");
-  // Backpressure: with no further pull the worker stops after the one step of credit.
+  // Backpressure: with no further pull the worker stops after the one step of credit (waited
+  // for, not given a fixed time: a loaded runner may take longer to compute it).
+  await eventually(async () => (await totalRuns(worker)) - before === 4, "the step ahead");
   await delay(30);
   assert.equal(await totalRuns(worker) - before, 4, "3 pulled chunks + 1 step ahead, no more");
   await reader.cancel();

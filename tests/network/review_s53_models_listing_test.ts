@@ -118,7 +118,6 @@ Deno.test("s53: where one stranger and one worker disagree on a model's name, th
         return models[0].name === INFO.name ? models.map((m) => m.name) : undefined;
       },
       "the staked worker's name",
-      { timeoutMs: 3_000 },
     ).catch(async () => (await port.models()).map((m) => m.name));
     assert.deepEqual(names, [INFO.name]);
   } finally {

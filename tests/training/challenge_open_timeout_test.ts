@@ -90,9 +90,8 @@ Deno.test("a training challenge whose open ask failed after the ledger took it s
     const status = async () =>
       (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
         ?.status;
-    await eventually(async () => (await status()) !== "challenged", "the hold to end", {
-      timeoutMs: 2_000,
-    }).catch(() => undefined);
+    await eventually(async () => (await status()) !== "challenged", "the hold to end")
+      .catch(() => undefined);
     clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
     await ledger.ask({ type: "finalize" });
 

@@ -105,7 +105,6 @@ Deno.test("an honest coordinator's outcome refused for a budget that replays of 
         return s.unverified.includes(fresh.model) ? s : undefined;
       },
       "the new outcome audited after the window",
-      { timeoutMs: 2_000 },
     ).catch(() => undefined);
     console.log(
       "after the window:",

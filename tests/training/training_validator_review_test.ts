@@ -313,7 +313,6 @@ Deno.test("this validator's own fraud proof held for a receipt not recorded yet 
         return status === "fraud";
       },
       "the lazy trainer convicted",
-      { timeoutMs: 3_000 },
     ).catch(() => undefined);
     assert.equal(status, "fraud", "the lazy trainer convicted");
   } finally {
