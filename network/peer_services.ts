@@ -44,6 +44,7 @@ import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
 import { type PledgeBudgets, PledgeGate } from "./pledge_budget.ts";
 import { ProofRequestQueue } from "./proof_request_queue.ts";
+import { ValidatorInbox } from "./_validator_inbox.ts";
 import {
   ChallengeMessage,
   JoinMessage,
@@ -107,6 +108,8 @@ export interface PeerServices {
  */
 const peerJobShares = new WeakMap<ActorSystem, PeerJobShares>();
 const proofQueues = new WeakMap<ActorSystem, ProofRequestQueue>();
+/** Each node's {@link ValidatorInbox}, by validator name: one per validator, for every connection. */
+const validatorInboxes = new WeakMap<ActorSystem, Map<string, ValidatorInbox>>();
 
 /** `cache`'s value for `system`, made on first use: one per node, shared by its connections. */
 function perSystem<T>(cache: WeakMap<ActorSystem, T>, system: ActorSystem, make: () => T): T {
@@ -123,6 +126,13 @@ function peerJobsOf(services: PeerServices): PeerJobShares {
 function proofQueueOf(services: PeerServices): ProofRequestQueue {
   return services.proofRequests ??
     perSystem(proofQueues, services.system, () => new ProofRequestQueue());
+}
+
+function validatorInboxOf(system: ActorSystem, name: string): ValidatorInbox {
+  const inboxes = perSystem(validatorInboxes, system, () => new Map<string, ValidatorInbox>());
+  let inbox = inboxes.get(name);
+  if (inbox === undefined) inboxes.set(name, inbox = new ValidatorInbox(system, name));
+  return inbox;
 }
 
 /** How long a relayed proof request may take at the worker. */
@@ -250,11 +260,15 @@ export function servePeer(
         refusal: handled.refusal ?? "refused",
       };
     });
+    // One-way evidence: the sender passes it on once, never learning whether the ledger took it.
+    // Handed over once the validator took it, or held (bounded, per node) while it is down or
+    // after it crashed with it queued, and handed over when it is back (`_validator_inbox.ts`).
+    const inbox = validatorInboxOf(system, name);
     connection.handle(VerdictAnnouncementMessage, async ({ verdict }) => {
-      await validator().tell({ type: "verdict", verdict, origin: peer });
+      await inbox.deliver(peer, { type: "verdict", verdict, origin: peer });
     });
     connection.handle(FraudProofAnnouncementMessage, async ({ proof }) => {
-      await validator().tell({ type: "fraud_proof", proof, origin: peer });
+      await inbox.deliver(peer, { type: "fraud_proof", proof, origin: peer });
     });
     // Pledges are valid from any fresh key and kept for good: what this connection may bring
     // the ledger is budgeted, and a peer that keeps on past it is cut off (`pledge_budget.ts`).
@@ -267,7 +281,7 @@ export function servePeer(
       // connect, or one we turned out to need (`network_actor.ts`): the ledger checks the
       // signature and keeps a key's first. A node pledges once, ever (`node/node_pledge.ts`).
       pledges.admit();
-      await validator().tell({ type: "pledge", pledge, origin: peer });
+      await inbox.deliver(peer, { type: "pledge", pledge, origin: peer });
     });
   }
   serveTraining(connection, peer, services);

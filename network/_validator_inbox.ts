@@ -1,0 +1,186 @@
+/**
+ * Where a peer's one-way evidence waits while this node's validator is down.
+ *
+ * A fraud proof, a verdict ("proof withheld" claim) or a stake pledge comes from a peer as a
+ * one-way notify, passed on once per connection: the sender never learns whether this node's
+ * ledger took it, and sends it again only on a new connection (its catch-up). Handed over with a
+ * `tell`, it was lost when no validator was registered (stopped; the error frame back is acted on
+ * by nobody) or when the validator crashed with it queued (a crashed incarnation's mailbox is
+ * discarded, and `tell` had resolved once it was queued): the receipt's window then closed here
+ * without it, and the cheat every other ledger slashed was paid in this one.
+ *
+ * So the evidence is handed over with an `ask`, which settles only once the validator's
+ * `receive` took it (quickly: a fraud proof's check, a forward pass, runs outside the mailbox
+ * and is not waited for), and what does not get there is held here, in one bounded queue per
+ * node, and handed over again:
+ *
+ * - no validator registered, or its mailbox closed for good (`ActorStoppedError`): held until
+ *   the actor system reports an actor of that name started (a `started` or `restarted` event);
+ * - the validator crashed before taking it (`ActorCrashedError`): asked again at once, which
+ *   waits in the mailbox for the supervisor's next incarnation — at most
+ *   {@link MAX_HANDOVERS} times in all, so a message that itself crashes the validator does not
+ *   crash it in a loop.
+ *
+ * A handover that times out is not held (the message is still queued there and will be taken),
+ * nor one refused for a full mailbox (overload: shedding it is the mailbox's job). Duplicates are
+ * harmless: the ledger takes each verdict, proof and pledge once.
+ *
+ * Who pays: this node, in memory, at most {@link MAX_HELD} messages and {@link MAX_HELD_BYTES}
+ * (CBOR) while its validator is down, of which each peer key may take only
+ * {@link MAX_HELD_PER_PEER} messages and {@link MAX_HELD_BYTES_PER_PEER}; past its share a
+ * peer's evidence is dropped as before (it can still come again on a new connection's
+ * catch-up), and never displaces another peer's. Nothing is kept across a restart of the node.
+ *
+ * @module
+ */
+import type { ActorSystem } from "../actors/actor_system.ts";
+import type { ActorRef } from "../actors/actor_ref.ts";
+import { ActorCrashedError, ActorStoppedError } from "../actors/errors.ts";
+import type {
+  FraudProofMessage,
+  PledgeMessage,
+  ValidatorMessage,
+  VerdictMessage,
+} from "../actors/validator_messages.ts";
+import { encodeCbor } from "../protocols/cbor.ts";
+
+/** A peer's one-way evidence for the validator. */
+export type PeerEvidence = FraudProofMessage | VerdictMessage | PledgeMessage;
+
+/**
+ * Most messages held for a validator that is down. A restart takes seconds (the node's supervisor
+ * backs off from 100 ms, 5 restarts in 30 s); a busy peer set passes on far fewer pieces of
+ * evidence than this in that time.
+ */
+export const MAX_HELD = 256;
+/**
+ * Most bytes held (CBOR of each message). A text job's fraud proof is a few KiB, a pledge about
+ * 150 B; one near a 1 MiB frame fits, four of them do not crowd out the rest of the peers.
+ */
+export const MAX_HELD_BYTES = 4 << 20;
+/** A peer key's share of {@link MAX_HELD}: one peer cannot fill the queue (an eighth). */
+export const MAX_HELD_PER_PEER = MAX_HELD / 8;
+/** A peer key's share of {@link MAX_HELD_BYTES} (an eighth: 512 KiB). */
+export const MAX_HELD_BYTES_PER_PEER = MAX_HELD_BYTES / 8;
+/**
+ * How many times one message is handed to crashing incarnations before it is dropped: the first
+ * try and one more. A message that crashes the validator by itself costs one extra restart, not
+ * a loop that spends the supervisor's restart budget.
+ */
+export const MAX_HANDOVERS = 2;
+
+interface Held {
+  peer: string;
+  message: PeerEvidence;
+  bytes: number;
+  /** Handovers that ended in a crash so far. */
+  crashes: number;
+}
+
+/** The one-way evidence of every peer on its way to the validator registered as `name`. */
+export class ValidatorInbox {
+  readonly #system: ActorSystem;
+  readonly #name: string;
+  #held: Held[] = [];
+  #bytes = 0;
+  readonly #perPeer = new Map<string, { count: number; bytes: number }>();
+  #flushing = false;
+  #again = false;
+
+  /**
+   * @param system The actor system the validator runs in (its events say when it is back).
+   * @param name The validator's registry name.
+   */
+  constructor(system: ActorSystem, name: string) {
+    this.#system = system;
+    this.#name = name;
+    system.events.subscribe((event) => {
+      if (
+        (event.type === "started" || event.type === "restarted") && event.name === name &&
+        this.#held.length > 0
+      ) void this.#flush();
+    });
+  }
+
+  /** How many messages are held now. */
+  get held(): number {
+    return this.#held.length;
+  }
+
+  /**
+   * Hand `message` from `peer` to the validator; resolves once it took it, or holds it for the
+   * validator's return (see the module docs). Rejects only as the handover did otherwise
+   * (a full mailbox, a timeout), like the `tell` it replaces.
+   */
+  async deliver(peer: string, message: PeerEvidence): Promise<void> {
+    const ref = this.#system.lookup<ValidatorMessage>(this.#name);
+    if (ref === undefined) return this.#hold({ peer, message, bytes: 0, crashes: 0 });
+    await this.#handOver(ref, { peer, message, bytes: 0, crashes: 0 });
+  }
+
+  /** Ask `ref` to take `item`; hold it if it did not get there (see the module docs). */
+  async #handOver(ref: ActorRef<ValidatorMessage>, item: Held): Promise<void> {
+    try {
+      await ref.ask(item.message);
+    } catch (error) {
+      if (error instanceof ActorCrashedError) {
+        if (++item.crashes >= MAX_HANDOVERS) return;
+        this.#hold(item);
+        // Asked again now, it waits in the mailbox for the supervisor's next incarnation.
+        void this.#flush();
+      } else if (error instanceof ActorStoppedError) {
+        this.#hold(item);
+        // A validator that replaced it already (its `started` event came first) takes it now.
+        const now = this.#system.lookup<ValidatorMessage>(this.#name);
+        if (now !== undefined && now !== ref) void this.#flush();
+      } else throw error;
+    }
+  }
+
+  #hold(item: Held): void {
+    if (item.bytes === 0) item.bytes = encodeCbor(item.message).length;
+    const share = this.#perPeer.get(item.peer) ?? { count: 0, bytes: 0 };
+    if (
+      this.#held.length >= MAX_HELD || this.#bytes + item.bytes > MAX_HELD_BYTES ||
+      share.count >= MAX_HELD_PER_PEER || share.bytes + item.bytes > MAX_HELD_BYTES_PER_PEER
+    ) return; // dropped, as before: past the node's bound or past this peer's share
+    share.count++;
+    share.bytes += item.bytes;
+    this.#perPeer.set(item.peer, share);
+    this.#held.push(item);
+    this.#bytes += item.bytes;
+  }
+
+  #release(item: Held): void {
+    this.#bytes -= item.bytes;
+    const share = this.#perPeer.get(item.peer)!;
+    share.count--;
+    share.bytes -= item.bytes;
+    if (share.count === 0) this.#perPeer.delete(item.peer);
+  }
+
+  /** Hand over what is held, in the order it came, while a validator is registered. */
+  async #flush(): Promise<void> {
+    if (this.#flushing) {
+      this.#again = true;
+      return;
+    }
+    this.#flushing = true;
+    try {
+      do {
+        this.#again = false;
+        const ref = this.#system.lookup<ValidatorMessage>(this.#name);
+        if (ref === undefined) return; // its `started` event flushes again
+        const items = this.#held;
+        this.#held = [];
+        for (const item of items) {
+          this.#release(item);
+          // A full mailbox or a timeout is not held (module docs): nothing left to do.
+          await this.#handOver(ref, item).catch(() => {});
+        }
+      } while (this.#again && this.#held.length > 0);
+    } finally {
+      this.#flushing = false;
+    }
+  }
+}
