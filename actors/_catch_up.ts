@@ -14,11 +14,11 @@
  * - the verdict of each challenge ending its start applied from disk (`_challenge_endings.ts`),
  *   and of each fault this validator decided (review s54). A "proof withheld" fault goes after
  *   the receipt and job it is about (`ClaimEvidence`, `evidence`: kept while its challenge had
- *   them; a start's has none, the job is not kept past the challenge's opening), as a claim the
- *   NetworkActor passes on does: a peer takes a claim over only while it remembers the receipt
- *   and job, so one that had forgotten the receipt (pushed out by a flood) held the claim for
- *   evidence that never came, and one that never had it, for a receipt that never came — the
- *   worker that withheld was paid there, or kept its stake, slashed here (review s58,
+ *   them; a start's, kept with its ending), as a claim the NetworkActor passes on does: a peer
+ *   takes a claim over only while it remembers the receipt and job, so one that had forgotten
+ *   the receipt (pushed out by a flood) held the claim for evidence that never came, and one that
+ *   never had it, for a receipt that never came — the worker that withheld was paid there, or
+ *   kept its stake, slashed here (review s58,
  *   `tests/network/review_s58_catch_up_evidence_test.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
@@ -91,9 +91,10 @@
  * this process, not a process restart (the next start does not apply those endings again, so it
  * has none to send). A verdict moves no balance in a peer's ledger by itself: what a peer that
  * connects only after a second start misses is a "proof withheld" claim it would have taken over
- * (asking the worker itself) — a gap left open, narrower than a lost conviction's. So is the
- * evidence a start's fault lacks: a peer that remembers the receipt takes that claim over, one
- * that forgot it holds it until a copy comes from elsewhere (`_peer_verdicts.ts`).
+ * (asking the worker itself) — a gap left open, narrower than a lost conviction's. A start's fault
+ * once lacked its evidence (the job was kept nowhere past the challenge's opening), and a peer that
+ * forgot the receipt, or never had it, held the claim for good; its ending keeps them now
+ * (`_challenge_endings.ts`, `tests/network/review_s58_start_fault_evidence_test.ts`).
  *
  * Not part of the public API.
  *

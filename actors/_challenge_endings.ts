@@ -15,12 +15,23 @@
  * whose receipt is no longer `challenged` at the start was applied (the write reached the log,
  * the crash came after it) or settled otherwise: it is removed, never applied twice.
  *
+ * A "proof withheld" fault keeps its receipt and job beside it (`evidence`): the job is kept
+ * nowhere else once the challenge opened, and a peer takes the fault's claim over only while it
+ * remembers them. Before review s58 the start's fault went to the peers (and to the catch-up of
+ * those that connect later) without them, and a peer that had forgotten the receipt, or never
+ * had it, held the claim for good: the worker that withheld was paid there, or kept its stake,
+ * slashed here (`tests/actors/review_s58_start_fault_evidence_test.ts`). Its cost: one job more
+ * in the ending's single write (a job may take `MAX_NETWORK_JOB_BYTES`, 448 KiB), only for such
+ * a fault, and on disk only until the ledger has the ending; what the start then keeps for the
+ * catch-up is bounded there (`_catch_up.ts`).
+ *
  * Written, durably, before the verdict is recorded; removed once the ledger has the ending. Not
  * part of the public API.
  *
  * @module
  */
 import type { Verdict } from "../protocols/verdict.ts";
+import type { ClaimEvidence } from "./validator_messages.ts";
 import { ReceiptFiles } from "./_receipt_files.ts";
 
 /** The folder under the ledger's directory. */
@@ -37,6 +48,13 @@ export interface ChallengeEnding {
   reason: string;
   /** This validator's signed verdict (recorded again at the start if the stop came first). */
   verdict: Verdict;
+  /**
+   * A "proof withheld" fault's receipt and job (`ClaimEvidence`, `claimEvidence`): what the
+   * start sends its verdict after, to the peers connected then and in the catch-up (see the
+   * module doc). Absent for any other ending. Untrusted when read: checked against the verdict's
+   * receipt id at the start.
+   */
+  evidence?: ClaimEvidence;
 }
 
 const STEPS: ReadonlySet<string> = new Set(["cleared", "fault", "unresolved"]);
@@ -82,5 +100,7 @@ function asEnding(value: unknown): ChallengeEnding | undefined {
   if (typeof kept.end !== "string" || !STEPS.has(kept.end)) return undefined;
   if (typeof kept.reason !== "string") return undefined;
   if (typeof kept.verdict !== "object" || kept.verdict === null) return undefined;
-  return { end: kept.end, reason: kept.reason, verdict: kept.verdict };
+  const ending: ChallengeEnding = { end: kept.end, reason: kept.reason, verdict: kept.verdict };
+  if (typeof kept.evidence === "object" && kept.evidence !== null) ending.evidence = kept.evidence;
+  return ending;
 }

@@ -158,9 +158,11 @@ export class Challenges {
       // settles it at the next start (`_receipt_files.ts`, `_challenge_endings.ts`).
       if (result.fraudProof) await this.#core.ownProofs().save(id, result.fraudProof);
       if (end !== undefined) {
-        await this.#core.endings().keep(id, { end, reason, verdict: result.verdict }).catch((
-          error,
-        ) =>
+        // A "proof withheld" fault with its receipt and job: the start sends it after them, as
+        // below (review s58; the job is kept nowhere else once the challenge opened).
+        const evidence = claimEvidence(result.verdict, receipt, message.job);
+        const ending = { end, reason, verdict: result.verdict, ...(evidence && { evidence }) };
+        await this.#core.endings().keep(id, ending).catch((error) =>
           // The ledger is asked all the same: only a failure of that too loses the ending.
           this.#core.log(`validator: ending of ${id.slice(0, 12)} not kept: ${error.message}`)
         );

@@ -20,7 +20,7 @@ import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
 import { LedgerRejectedError } from "../proof/ledger.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, ReceiptFiles } from "./_receipt_files.ts";
-import { type Challenges, endOf } from "./_challenges.ts";
+import { type Challenges, claimEvidence, endOf } from "./_challenges.ts";
 import type { FraudProofs } from "./_fraud_proofs.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
 import type { ValidatorMessage } from "./validator_messages.ts";
@@ -85,8 +85,17 @@ export class ValidatorRestart {
             // on (a copy the peers had is taken once). Told now, it reaches the peers connected
             // now (this actor's restart); kept, it reaches those that connect later (the node's
             // first start, where the network comes after this actor).
-            await this.#core.catchUp().add({ kind: "verdict", verdict }, record.pendingUntil);
-            this.#core.tellNetwork(ctx, { type: "publish_verdict", verdict });
+            // A "proof withheld" one after its receipt and job, kept with its ending (review
+            // s58): a peer that forgot the receipt, or never had it, takes the claim over.
+            const kept = ending!.evidence === undefined
+              ? undefined
+              : readDrawn(id, ending!.evidence);
+            const evidence = claimEvidence(verdict, kept?.receipt, kept?.job);
+            await this.#core.catchUp().add(
+              { kind: "verdict", verdict, evidence },
+              record.pendingUntil,
+            );
+            this.#core.tellNetwork(ctx, { type: "publish_verdict", verdict, evidence });
             if (ending!.end === "fault") {
               this.#core.tellNetwork(ctx, { type: "peer_convicted", key: record.worker });
             }
@@ -264,8 +273,9 @@ export class ValidatorRestart {
 }
 
 /**
- * The receipt and job kept at a receipt's draw (`#resumeDrawn`), or undefined when the record
- * does not read back as the receipt `id` bound to its job.
+ * The receipt and job kept at a receipt's draw (`#resumeDrawn`), at its intake, or with a
+ * "proof withheld" ending (`applyKeptEndings`), or undefined when the record does not read back
+ * as the receipt `id` bound to its job.
  */
 function readDrawn(id: string, kept: unknown): { receipt: Receipt; job: Job } | undefined {
   const record = kept as { receipt?: unknown; job?: Job } | undefined;

@@ -85,7 +85,7 @@ function holdNextAppend(): { called: Promise<void>; fail: () => void; restore: (
  * log's append throws before writing (the entry is lost); `index`, the history index's apply
  * throws after the log append (the entry is durable, the crash comes after it). Returns the undo.
  */
-function failDuring(method: EndingCall, fault: Fault, times: number): () => void {
+export function failDuring(method: EndingCall, fault: Fault, times: number): () => void {
   const original = Ledger.prototype[method] as (...args: unknown[]) => Promise<unknown>;
   const append = LedgerLog.prototype.append;
   const apply = LedgerIndex.prototype.apply;
@@ -178,6 +178,8 @@ export interface EndingWriteOptions {
   beforeReopen?: (ledgerDir: string, id: string) => Promise<void>;
   /** The validator's models; default {@link HONEST_MODELS}. */
   models?: ValidatorModelSource;
+  /** Run once the challenge ended after the restart, before the window closes. */
+  beforeClose?: (validator: ActorRef<ValidatorMessage>) => Promise<void>;
 }
 
 /**
@@ -191,7 +193,8 @@ export async function endingWriteFails(
   work: Work,
   method: EndingCall,
   fault: Fault,
-  { times = 1, network = false, beforeReopen, models = HONEST_MODELS }: EndingWriteOptions = {},
+  { times = 1, network = false, beforeReopen, models = HONEST_MODELS, beforeClose }:
+    EndingWriteOptions = {},
 ) {
   const model = work === "cheat" ? f.otherSeed : f.honest;
   const run = await faultRun(`ledger-write-${work}-${fault}`, model);
@@ -233,6 +236,7 @@ export async function endingWriteFails(
       "the challenge to end after the restart",
     );
     await ledger.drained();
+    await beforeClose?.(validator);
     await ledger.closeWindow();
     // Nothing is left kept once the ledger has every ending.
     for (const folder of [CHALLENGE_ENDINGS_DIR, OWN_FRAUD_PROOFS_DIR]) {
