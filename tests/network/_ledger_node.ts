@@ -20,9 +20,15 @@ import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import type { StakePledge } from "../../protocols/stake_pledge.ts";
 import { Ledger } from "../../proof/ledger.ts";
+import type { Account } from "../../proof/ledger.ts";
+import type { FraudProof } from "../../protocols/fraud_proof.ts";
+import { validateReceipt } from "../../proof/validation.ts";
 import {
+  announceAssigned,
+  f,
   type LedgerClock,
   proveOn,
+  START,
   textJob,
   withheldVerdict,
 } from "../actors/_validator_fixture.ts";
@@ -91,6 +97,51 @@ export async function joinLedgerNodes(x: LedgerNode, y: LedgerNode): Promise<Con
     y.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false }),
   ]);
   return connection;
+}
+
+/** `key`'s stake in `node`'s ledger. */
+export async function stakeIn(node: LedgerNode, key: Identity): Promise<number> {
+  return (await node.validator.ask<Account>({ type: "account", key: key.publicKey })).stake;
+}
+
+/** A cheat's receipt recorded in every node's ledger, and the accuser's proof of it. */
+export interface CaughtCheat {
+  job: TextJob;
+  proved: Awaited<ReturnType<typeof proveOn>>;
+  /** The receipt's id. */
+  id: string;
+  fraudProof: FraudProof;
+}
+
+/**
+ * `worker` cheats on `requester`'s job named `tag` (its tokens come from another model than the
+ * one it names), its receipt recorded in each of `nodes`' ledgers (after `deposit` of each of
+ * `staked` there, if given), and `accuser`'s fraud proof of it, made as at `START`.
+ */
+export async function caughtCheat(
+  nodes: readonly LedgerNode[],
+  parties: { worker: Identity; requester: Identity; accuser: Identity; tag: string },
+  staked: readonly Identity[] = [],
+  deposit = 0,
+): Promise<CaughtCheat> {
+  const { worker, requester, accuser, tag } = parties;
+  const job = textJob(requester, tag);
+  const proved = await proveOn(job, worker, f.otherSeed);
+  for (const node of nodes) {
+    for (const key of staked) {
+      await node.validator.ask({ type: "deposit", key: key.publicKey, amount: deposit });
+    }
+    const { recorded } = await announceAssigned(node.validator, proved.receipt, job, requester);
+    if (!recorded) throw new Error(`the cheat's receipt was not recorded`);
+  }
+  const { fraudProof } = await validateReceipt(
+    { job, receipt: proved.receipt, proof: proved.proof },
+    f.honest,
+    accuser,
+    { now: () => START },
+  );
+  if (fraudProof === undefined) throw new Error("the cheat was not caught");
+  return { job, proved, id: receiptId(proved.receipt), fraudProof };
 }
 
 /** A fresh worker's receipt, the job it ran and who asked for it. */

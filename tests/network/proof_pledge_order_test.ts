@@ -15,23 +15,20 @@ import type { Actor, ActorContext } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { FraudProofHandled, ValidatorStats } from "../../actors/validator_messages.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { validateReceipt } from "../../proof/validation.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import { PLEDGES_PUSHED_ON_CONNECT, signStakePledge } from "../../protocols/stake_pledge.ts";
 import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { lossFraud } from "../training/_loss_fraud.ts";
 import { TEST_ARCH } from "../training/_fixtures.ts";
+import { f, HONEST_MODELS } from "../actors/_validator_fixture.ts";
 import {
-  announceAssigned,
-  f,
-  HONEST_MODELS,
-  proveOn,
-  START,
-  textJob,
-} from "../actors/_validator_fixture.ts";
-import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+  caughtCheat,
+  joinLedgerNodes,
+  type LedgerNode,
+  spawnLedgerNode,
+  stakeIn,
+} from "./_ledger_node.ts";
 
 const WORKER_STAKE = 1_000_000;
 
@@ -61,26 +58,12 @@ Deno.test("a fraud proof passed on to a peer that lacks its accuser's pledge is 
 
     // A cheat (its tokens come from another model than the one it names), its receipt in both
     // ledgers, and the accuser's confirmed proof of it.
-    const job = textJob(requester, "pledge-order");
-    const proved = await proveOn(job, worker, f.otherSeed);
-    const id = receiptId(proved.receipt);
-    for (const to of [nodeB, nodeC]) {
-      assert.equal(
-        (await announceAssigned(to.validator, proved.receipt, job, requester)).recorded,
-        true,
-      );
-    }
-    const { fraudProof } = await validateReceipt(
-      { job, receipt: proved.receipt, proof: proved.proof },
-      f.honest,
-      accuser,
-      { now: () => START },
+    const { id, fraudProof } = await caughtCheat(
+      [nodeB, nodeC],
+      { worker, requester, accuser, tag: "pledge-order" },
     );
-    assert.ok(fraudProof, "the cheat is caught");
 
     await joinLedgerNodes(nodeB, nodeC);
-    const stakeIn = async (n: LedgerNode, key: Identity) =>
-      (await n.validator.ask<Account>({ type: "account", key: key.publicKey })).stake;
     await eventually(async () => (await stakeIn(nodeC, b)) === 10_000, "C to record B's pledge");
     assert.equal(await stakeIn(nodeC, accuser), 0, "C has not heard of the accuser");
 
@@ -162,8 +145,7 @@ Deno.test("a training fraud proof passed on to a peer that lacks its accuser's p
       assert.equal(await pledge(Identity.generate(), 1_000), true);
     }
     await joinLedgerNodes(nodeB, nodeC);
-    const stakeInC = async (key: Identity) =>
-      (await nodeC.validator.ask<Account>({ type: "account", key: key.publicKey })).stake;
+    const stakeInC = (key: Identity) => stakeIn(nodeC, key);
     await eventually(async () => (await stakeInC(b)) === 10_000, "C to record B's pledge");
     assert.equal(await stakeInC(accuser), 0, "C has not heard of the accuser");
 

@@ -28,12 +28,8 @@ import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account } from "../../proof/ledger.ts";
-import { validateReceipt } from "../../proof/validation.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
-  announceAssigned,
-  f,
   HONEST_MODELS,
   ledgerReads,
   proveOn,
@@ -41,7 +37,7 @@ import {
   textJob,
   withheldVerdict,
 } from "../actors/_validator_fixture.ts";
-import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+import { caughtCheat, joinLedgerNodes, spawnLedgerNode, stakeIn } from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
 
@@ -95,26 +91,13 @@ Deno.test("review s58: a fraud proof passed on to a peer whose validator missed 
     const [nodeB, nodeC] = [await node("b", b), await node("c", c)];
     // A cheat (its tokens come from another model than the one it names), its receipt in both
     // ledgers, and the accuser's proof of it.
-    const job = textJob(requester, "s58-pledge-resend");
-    const proved = await proveOn(job, worker, f.otherSeed);
-    const id = receiptId(proved.receipt);
-    for (const to of [nodeB, nodeC]) {
-      await to.validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-      assert.equal(
-        (await announceAssigned(to.validator, proved.receipt, job, requester)).recorded,
-        true,
-      );
-    }
-    const { fraudProof } = await validateReceipt(
-      { job, receipt: proved.receipt, proof: proved.proof },
-      f.honest,
-      accuser,
-      { now: () => START },
+    const { id, fraudProof } = await caughtCheat(
+      [nodeB, nodeC],
+      { worker, requester, accuser, tag: "s58-pledge-resend" },
+      [worker],
+      STAKE,
     );
-    assert.ok(fraudProof, "the cheat is caught");
     await joinLedgerNodes(nodeB, nodeC);
-    const stakeIn = async (n: LedgerNode, key: Identity) =>
-      (await n.validator.ask<Account>({ type: "account", key: key.publicKey })).stake;
     await eventually(async () => (await stakeIn(nodeC, b)) === 10_000, "C to record B's pledge");
     await eventually(async () => (await stakeIn(nodeB, c)) === 10_000, "B to record C's pledge");
 

@@ -22,27 +22,16 @@ import { ActorSystem, type ActorTreeNode } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { FraudProofHandled, ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account } from "../../proof/ledger.ts";
-import { validateReceipt } from "../../proof/validation.ts";
 import { eventually } from "../_helpers/wait.ts";
-import {
-  announceAssigned,
-  f,
-  HONEST_MODELS,
-  ledgerReads,
-  proveOn,
-  START,
-  textJob,
-} from "../actors/_validator_fixture.ts";
+import { HONEST_MODELS, ledgerReads, START } from "../actors/_validator_fixture.ts";
 import {
   MAX_HANDOVERS,
   MAX_HELD_PER_PEER,
   ValidatorInbox,
 } from "../../network/_validator_inbox.ts";
-import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+import { caughtCheat, joinLedgerNodes, spawnLedgerNode, stakeIn } from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
 
@@ -105,27 +94,13 @@ async function caughtCheatWhileDown(
         clock,
       });
     const [nodeB, nodeC] = [await node("b", b), await node("c", c)];
-    const job = textJob(requester, `s58-validator-down-${label}`);
-    const proved = await proveOn(job, worker, f.otherSeed);
-    const id = receiptId(proved.receipt);
-    for (const to of [nodeB, nodeC]) {
-      await to.validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-      await to.validator.ask({ type: "deposit", key: accuser.publicKey, amount: STAKE });
-      assert.equal(
-        (await announceAssigned(to.validator, proved.receipt, job, requester)).recorded,
-        true,
-      );
-    }
-    const { fraudProof } = await validateReceipt(
-      { job, receipt: proved.receipt, proof: proved.proof },
-      f.honest,
-      accuser,
-      { now: () => START },
+    const { id, fraudProof } = await caughtCheat(
+      [nodeB, nodeC],
+      { worker, requester, accuser, tag: `s58-validator-down-${label}` },
+      [worker, accuser],
+      STAKE,
     );
-    assert.ok(fraudProof, "the cheat is caught");
     await joinLedgerNodes(nodeB, nodeC);
-    const stakeIn = async (n: LedgerNode, key: Identity) =>
-      (await n.validator.ask<Account>({ type: "account", key: key.publicKey })).stake;
     await eventually(async () => (await stakeIn(nodeC, b)) === 10_000, "C to record B's pledge");
 
     const { passedOn, back } = await down(system, () => validatorOf(dir, "c", c, clock));
