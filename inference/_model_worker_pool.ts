@@ -373,6 +373,10 @@ export class ModelWorkerPool {
   /** How long the first loads took (ms): the yardstick of a replacement's. */
   #loadMs = 0;
   #stallTimer: ReturnType<typeof setInterval> | undefined;
+  /** Workers terminated as hung: threads that may still hold a core (see `#checkStalls`). */
+  #abandoned = 0;
+  /** When the first of them was terminated (Unix ms). */
+  #abandonedSince: number | undefined;
 
   private constructor(bytes: Uint8Array, options: ModelWorkerPoolOptions) {
     this.#bytes = bytes;
@@ -489,7 +493,13 @@ export class ModelWorkerPool {
       : workers.every((w) => w.state === "running")
       ? "ok"
       : "degraded";
-    return { status, restarts: workers.reduce((sum, w) => sum + w.restarts, 0), workers };
+    return {
+      status,
+      restarts: workers.reduce((sum, w) => sum + w.restarts, 0),
+      workers,
+      abandonedThreads: this.#abandoned,
+      ...(this.#abandonedSince === undefined ? {} : { abandonedSince: this.#abandonedSince }),
+    };
   }
 
   /**
@@ -613,10 +623,12 @@ export class ModelWorkerPool {
    * for ever while `/healthz` said ok. `terminate()` frees the slot at once; a thread stuck in a
    * native call may still run until that call returns, and one spinning in JavaScript runs on
    * (Deno 2.9.6's `terminate()` does not interrupt it, measured): either keeps its core until the
-   * process ends. A replacement whose load has gone
-   * unanswered that long (or {@link LOAD_STALL_FACTOR} × the first loads' time, if longer) is
-   * hung too (a crash of its own, counted against the restart limit): the requests waiting for
-   * it would otherwise wait for ever, as `/healthz` said degraded.
+   * process ends. So each is counted ({@link ModelHealth}'s `abandonedThreads`, which `/healthz`
+   * lists as a condition) and its log line says a restart of the node frees the core; the model's
+   * `status` is left to its workers, which serve again once replaced. A replacement whose load
+   * has gone unanswered that long (or {@link LOAD_STALL_FACTOR} × the first loads' time, if
+   * longer) is hung too (a crash of its own, counted against the restart limit): the requests
+   * waiting for it would otherwise wait for ever, as `/healthz` said degraded.
    */
   #checkStalls(): void {
     const { stallMs } = this.#restart;
@@ -633,6 +645,7 @@ export class ModelWorkerPool {
           } s (the first load took ${
             Math.round(this.#loadMs)
           } ms; model.restart.stallMs ${stallMs}); terminated`,
+          true,
         );
         continue;
       }
@@ -644,13 +657,29 @@ export class ModelWorkerPool {
         `it stalled: no answer to its ${slot.watched.size} request(s) for ${
           Math.round((now - since) / 1000)
         } s (model.restart.stallMs ${stallMs}); terminated`,
+        true,
       );
     }
   }
 
-  /** A worker died: fail what it held, then restart it after a backoff, or give up on it. */
-  #onDeath(slot: WorkerSlot, reason: string): void {
+  /**
+   * A worker died: fail what it held, then restart it after a backoff, or give up on it.
+   *
+   * @param slot The worker.
+   * @param reason Why, for its requests' error, its `lastError` and the log.
+   * @param hung Whether it is terminated as hung: its thread may run on (see `#checkStalls`).
+   */
+  #onDeath(slot: WorkerSlot, reason: string, hung = false): void {
     slot.worker.terminate();
+    if (hung) {
+      this.#abandoned++;
+      this.#abandonedSince ??= Date.now();
+    }
+    // For the operator only (the log), not the clients whose requests fail with `reason`.
+    const abandoned = hung
+      ? ` (its thread may keep a core until the process ends: ${this.#abandoned} so far; ` +
+        `restart the node to free them)`
+      : "";
     slot.outbox.discard();
     slot.incarnation++;
     slot.sequences = 0;
@@ -673,7 +702,7 @@ export class ModelWorkerPool {
           `and is no longer restarted (last: ${reason}); check the node's memory and the model, ` +
           `then restart the node`,
       );
-      this.#notify({ type: "gave_up", ...event, message: slot.failure.message });
+      this.#notify({ type: "gave_up", ...event, message: slot.failure.message + abandoned });
       this.#settleReady(slot);
       return;
     }
@@ -690,8 +719,8 @@ export class ModelWorkerPool {
     this.#notify({
       type: "crashed",
       ...event,
-      message: `model worker ${slot.index} (${slot.lane}) died: ${reason}; its requests failed, ` +
-        `restarting it in ${waitMs} ms`,
+      message: `model worker ${slot.index} (${slot.lane}) died: ${reason}${abandoned}; its ` +
+        `requests failed, restarting it in ${waitMs} ms`,
     });
     setTimeout(() => this.#restartSlot(slot), waitMs);
   }

@@ -66,6 +66,16 @@ export interface ModelHealth {
   restarts: number;
   /** Each worker (empty in-thread). */
   workers: ModelWorkerHealth[];
+  /**
+   * Workers terminated as hung (past `stallMs`), all of them together; each may still hold a
+   * core until the process ends: `terminate()` does not interrupt a thread stuck in a native
+   * call or spinning in JavaScript. A crashed worker's thread is gone and is not counted. They
+   * do not change `status` (the replacements serve), but the node computes on fewer cores: a
+   * restart of the node frees them. 0 in-thread; absent: 0 (a runtime that reports no workers).
+   */
+  abandonedThreads?: number;
+  /** When the first of `abandonedThreads` was terminated (Unix ms); absent if none. */
+  abandonedSince?: number;
 }
 
 /** A supervision event of a model worker, for the log. */
@@ -84,4 +94,9 @@ export interface ModelWorkerEvent {
 }
 
 /** The health of a model that computes on the calling thread: no workers to supervise. */
-export const IN_THREAD_HEALTH: Readonly<ModelHealth> = { status: "ok", restarts: 0, workers: [] };
+export const IN_THREAD_HEALTH: Readonly<ModelHealth> = {
+  status: "ok",
+  restarts: 0,
+  workers: [],
+  abandonedThreads: 0,
+};

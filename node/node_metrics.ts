@@ -64,6 +64,14 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
             value: model.restarts,
             labels,
           },
+          {
+            name: "veriflow_model_worker_threads_abandoned",
+            help:
+              "Model worker threads terminated as hung; each may keep a core until the process ends.",
+            type: "gauge" as const,
+            value: model.abandonedThreads ?? 0,
+            labels,
+          },
           ...lanes.flatMap((lane) =>
             (["running", "restarting", "failed"] as const).map((state) => ({
               name: "veriflow_model_workers",

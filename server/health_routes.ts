@@ -6,7 +6,11 @@
  * Given the models' runtime health, `/healthz` reports it under `model_runtime` and its
  * `status` follows it: `ok`; `degraded` while a model worker is being restarted or was given
  * up on and others still serve (HTTP 200); `failed` when a model has no worker left that can
- * serve (HTTP 503: take the node out of rotation and restart it).
+ * serve (HTTP 503: take the node out of rotation and restart it). A model whose workers were
+ * terminated as hung keeps its own `status` (`ok` once they are replaced) but counts them
+ * (`abandoned_threads`), and each such model is a `degraded` condition,
+ * `model_threads_abandoned`, until the node restarts: their threads may each still hold a core,
+ * so it serves on fewer cores than it was sized for.
  *
  * Given the node's other conditions (a proof store the disk refuses: see
  * `actors/prover_actor.ts`), `/healthz` lists those that hold now under `conditions` and its
@@ -73,12 +77,13 @@ export function healthRoutes(
     const now = Date.now();
     const stats = counted instanceof Error ? undefined : counted;
     const models = listed instanceof Error ? undefined : listed;
+    const runtime = modelHealth?.();
     const held = [
       ...(counted instanceof Error ? [inferenceUnresponsive(counted, now)] : []),
       ...(listed instanceof Error ? [modelsUnavailable(listed, now)] : []),
+      ...(runtime ?? []).filter((m) => (m.abandonedThreads ?? 0) > 0).map(threadsAbandoned),
       ...others,
     ];
-    const runtime = modelHealth?.();
     const statuses = [...(runtime ?? []), ...held].map((x) => x.status);
     const worst = (status: ModelHealth["status"]) => statuses.includes(status);
     const status: ModelHealth["status"] = worst("failed")
@@ -108,6 +113,7 @@ export function healthRoutes(
       name: m.name,
       status: m.status,
       restarts: m.restarts,
+      abandoned_threads: m.abandonedThreads ?? 0,
       workers: m.workers.map((w) => ({
         lane: w.lane,
         state: w.state,
@@ -149,6 +155,23 @@ function modelsUnavailable(error: Error, now: number): HealthCondition {
     message: `the inference port did not list its models (${error.message}): no job can be ` +
       `served until it does; on a node that forwards jobs, check that a worker is connected`,
     since: now,
+  };
+}
+
+/**
+ * The condition of a model whose workers were terminated as hung (see `healthRoutes`): their
+ * threads may hold a core each until the process ends, so the node computes on fewer cores
+ * while the model, its workers replaced, reports `ok`.
+ */
+function threadsAbandoned(model: RegisteredModelHealth): HealthCondition {
+  return {
+    component: "model_runtime",
+    status: "degraded",
+    code: "model_threads_abandoned",
+    message: `model ${model.name} (${model.cid}): ${model.abandonedThreads} worker thread(s) ` +
+      `terminated as hung (model.restart.stallMs) may each still hold a core until the process ` +
+      `ends; the model serves on its replacements, on fewer cores: restart the node to free them`,
+    since: model.abandonedSince ?? Date.now(),
   };
 }
 

@@ -208,6 +208,11 @@ Deno.test("a node whose model worker dies says so on /healthz and /metrics, rest
     metrics,
     new RegExp(`^veriflow_model_worker_restarts_total\\{model="${cid}"\\} 1$`, "m"),
   );
+  // A crashed worker's thread is gone: none is counted as abandoned (only those terminated hung).
+  assert.match(
+    metrics,
+    new RegExp(`^veriflow_model_worker_threads_abandoned\\{model="${cid}"\\} 0$`, "m"),
+  );
   assert.match(
     metrics,
     new RegExp(
