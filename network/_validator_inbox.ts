@@ -1,18 +1,20 @@
 /**
- * Where a peer's one-way evidence waits while this node's validator is down.
+ * Where a peer's one-way evidence waits while this node's validator (or training validator) is
+ * down.
  *
- * A fraud proof, a verdict ("proof withheld" claim) or a stake pledge comes from a peer as a
+ * A fraud proof, a verdict ("proof withheld" claim) or a stake pledge for the ValidatorActor, or
+ * a training receipt or training fraud proof for the TrainingValidator, comes from a peer as a
  * one-way notify, passed on once per connection: the sender never learns whether this node's
  * ledger took it, and sends it again only on a new connection (its catch-up). Handed over with a
  * `tell`, it was lost when no validator was registered (stopped; the error frame back is acted on
  * by nobody) or when the validator crashed with it queued (a crashed incarnation's mailbox is
  * discarded, and `tell` had resolved once it was queued): the receipt's window then closed here
- * without it, and the cheat every other ledger slashed was paid in this one.
+ * without it, and the cheat (or lazy trainer) every other ledger slashed was paid in this one.
  *
  * So the evidence is handed over with an `ask`, which settles only once the validator's
  * `receive` took it (quickly: a fraud proof's check, a forward pass, runs outside the mailbox
- * and is not waited for), and what does not get there is held here, in one bounded queue per
- * node, and handed over again:
+ * and is not waited for; a training proof's re-run likewise), and what does not get there is
+ * held here, in one bounded queue per node and validator, and handed over again:
  *
  * - no validator registered, or its mailbox closed for good (`ActorStoppedError`): held until
  *   the actor system reports an actor of that name started (a `started` or `restarted` event);
@@ -23,13 +25,14 @@
  *
  * A handover that times out is not held (the message is still queued there and will be taken),
  * nor one refused for a full mailbox (overload: shedding it is the mailbox's job). Duplicates are
- * harmless: the ledger takes each verdict, proof and pledge once.
+ * harmless: the ledger takes each verdict, proof, pledge and receipt once.
  *
  * Who pays: this node, in memory, at most {@link MAX_HELD} messages and {@link MAX_HELD_BYTES}
- * (CBOR) while its validator is down, of which each peer key may take only
- * {@link MAX_HELD_PER_PEER} messages and {@link MAX_HELD_BYTES_PER_PEER}; past its share a
- * peer's evidence is dropped as before (it can still come again on a new connection's
- * catch-up), and never displaces another peer's. Nothing is kept across a restart of the node.
+ * (CBOR; {@link MAX_HELD_TRAINING_BYTES} for the training validator) while its validator is
+ * down, of which each peer key may take only {@link MAX_HELD_PER_PEER} messages and an eighth of
+ * the bytes ({@link MAX_HELD_BYTES_PER_PEER}); past its share a peer's evidence is dropped as
+ * before (it can still come again on a new connection's catch-up), and never displaces another
+ * peer's. Nothing is kept across a restart of the node.
  *
  * @module
  */
@@ -39,12 +42,11 @@ import { ActorCrashedError, ActorStoppedError } from "../actors/errors.ts";
 import type {
   FraudProofMessage,
   PledgeMessage,
-  ValidatorMessage,
   VerdictMessage,
 } from "../actors/validator_messages.ts";
 import { encodeCbor } from "../protocols/cbor.ts";
 
-/** A peer's one-way evidence for the validator. */
+/** A peer's one-way evidence for the ValidatorActor (the inbox's default message type). */
 export type PeerEvidence = FraudProofMessage | VerdictMessage | PledgeMessage;
 
 /**
@@ -63,25 +65,44 @@ export const MAX_HELD_PER_PEER = MAX_HELD / 8;
 /** A peer key's share of {@link MAX_HELD_BYTES} (an eighth: 512 KiB). */
 export const MAX_HELD_BYTES_PER_PEER = MAX_HELD_BYTES / 8;
 /**
+ * Most bytes held for the training validator. A training fraud proof carries the two training
+ * states of its step, so it can be as large as a frame (1 MiB; about 750 KiB for the smallest test
+ * model): a peer's eighth (1.125 MiB) holds one of them with its envelope, which 512 KiB did not.
+ */
+export const MAX_HELD_TRAINING_BYTES = 9 << 20;
+/**
  * How many times one message is handed to crashing incarnations before it is dropped: the first
  * try and one more. A message that crashes the validator by itself costs one extra restart, not
  * a loop that spends the supervisor's restart budget.
  */
 export const MAX_HANDOVERS = 2;
 
-interface Held {
+/** Options of a {@link ValidatorInbox}. */
+export interface ValidatorInboxOptions {
+  /**
+   * Most bytes held (CBOR), of which each peer key may take an eighth (as of
+   * {@link MAX_HELD}). Default {@link MAX_HELD_BYTES}.
+   */
+  maxHeldBytes?: number;
+}
+
+interface Held<M> {
   peer: string;
-  message: PeerEvidence;
+  message: M;
   bytes: number;
   /** Handovers that ended in a crash so far. */
   crashes: number;
 }
 
-/** The one-way evidence of every peer on its way to the validator registered as `name`. */
-export class ValidatorInbox {
+/**
+ * The one-way evidence of every peer on its way to the validator registered as `name`, which
+ * takes messages of type `M` (default {@link PeerEvidence}: the ValidatorActor's).
+ */
+export class ValidatorInbox<M = PeerEvidence> {
   readonly #system: ActorSystem;
   readonly #name: string;
-  #held: Held[] = [];
+  readonly #maxBytes: number;
+  #held: Held<M>[] = [];
   #bytes = 0;
   readonly #perPeer = new Map<string, { count: number; bytes: number }>();
   #flushing = false;
@@ -90,10 +111,12 @@ export class ValidatorInbox {
   /**
    * @param system The actor system the validator runs in (its events say when it is back).
    * @param name The validator's registry name.
+   * @param options Its bounds (see {@link ValidatorInboxOptions}).
    */
-  constructor(system: ActorSystem, name: string) {
+  constructor(system: ActorSystem, name: string, options?: ValidatorInboxOptions) {
     this.#system = system;
     this.#name = name;
+    this.#maxBytes = options?.maxHeldBytes ?? MAX_HELD_BYTES;
     system.events.subscribe((event) => {
       if (
         (event.type === "started" || event.type === "restarted") && event.name === name &&
@@ -112,14 +135,14 @@ export class ValidatorInbox {
    * validator's return (see the module docs). Rejects only as the handover did otherwise
    * (a full mailbox, a timeout), like the `tell` it replaces.
    */
-  async deliver(peer: string, message: PeerEvidence): Promise<void> {
-    const ref = this.#system.lookup<ValidatorMessage>(this.#name);
+  async deliver(peer: string, message: M): Promise<void> {
+    const ref = this.#system.lookup<M>(this.#name);
     if (ref === undefined) return this.#hold({ peer, message, bytes: 0, crashes: 0 });
     await this.#handOver(ref, { peer, message, bytes: 0, crashes: 0 });
   }
 
   /** Ask `ref` to take `item`; hold it if it did not get there (see the module docs). */
-  async #handOver(ref: ActorRef<ValidatorMessage>, item: Held): Promise<void> {
+  async #handOver(ref: ActorRef<M>, item: Held<M>): Promise<void> {
     try {
       await ref.ask(item.message);
     } catch (error) {
@@ -131,18 +154,18 @@ export class ValidatorInbox {
       } else if (error instanceof ActorStoppedError) {
         this.#hold(item);
         // A validator that replaced it already (its `started` event came first) takes it now.
-        const now = this.#system.lookup<ValidatorMessage>(this.#name);
+        const now = this.#system.lookup<M>(this.#name);
         if (now !== undefined && now !== ref) void this.#flush();
       } else throw error;
     }
   }
 
-  #hold(item: Held): void {
+  #hold(item: Held<M>): void {
     if (item.bytes === 0) item.bytes = encodeCbor(item.message).length;
     const share = this.#perPeer.get(item.peer) ?? { count: 0, bytes: 0 };
     if (
-      this.#held.length >= MAX_HELD || this.#bytes + item.bytes > MAX_HELD_BYTES ||
-      share.count >= MAX_HELD_PER_PEER || share.bytes + item.bytes > MAX_HELD_BYTES_PER_PEER
+      this.#held.length >= MAX_HELD || this.#bytes + item.bytes > this.#maxBytes ||
+      share.count >= MAX_HELD_PER_PEER || share.bytes + item.bytes > this.#maxBytes / 8
     ) return; // dropped, as before: past the node's bound or past this peer's share
     share.count++;
     share.bytes += item.bytes;
@@ -151,7 +174,7 @@ export class ValidatorInbox {
     this.#bytes += item.bytes;
   }
 
-  #release(item: Held): void {
+  #release(item: Held<M>): void {
     this.#bytes -= item.bytes;
     const share = this.#perPeer.get(item.peer)!;
     share.count--;
@@ -169,7 +192,7 @@ export class ValidatorInbox {
     try {
       do {
         this.#again = false;
-        const ref = this.#system.lookup<ValidatorMessage>(this.#name);
+        const ref = this.#system.lookup<M>(this.#name);
         if (ref === undefined) return; // its `started` event flushes again
         const items = this.#held;
         this.#held = [];

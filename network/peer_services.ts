@@ -44,7 +44,12 @@ import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
 import { type PledgeBudgets, PledgeGate } from "./pledge_budget.ts";
 import { ProofRequestQueue } from "./proof_request_queue.ts";
-import { ValidatorInbox } from "./_validator_inbox.ts";
+import {
+  MAX_HELD_TRAINING_BYTES,
+  type PeerEvidence,
+  ValidatorInbox,
+  type ValidatorInboxOptions,
+} from "./_validator_inbox.ts";
 import {
   ChallengeMessage,
   JoinMessage,
@@ -108,8 +113,11 @@ export interface PeerServices {
  */
 const peerJobShares = new WeakMap<ActorSystem, PeerJobShares>();
 const proofQueues = new WeakMap<ActorSystem, ProofRequestQueue>();
-/** Each node's {@link ValidatorInbox}, by validator name: one per validator, for every connection. */
-const validatorInboxes = new WeakMap<ActorSystem, Map<string, ValidatorInbox>>();
+/**
+ * Each node's {@link ValidatorInbox}, by validator name: one per validator (the ValidatorActor,
+ * the TrainingValidator), for every connection.
+ */
+const validatorInboxes = new WeakMap<ActorSystem, Map<string, ValidatorInbox<unknown>>>();
 
 /** `cache`'s value for `system`, made on first use: one per node, shared by its connections. */
 function perSystem<T>(cache: WeakMap<ActorSystem, T>, system: ActorSystem, make: () => T): T {
@@ -128,11 +136,20 @@ function proofQueueOf(services: PeerServices): ProofRequestQueue {
     perSystem(proofQueues, services.system, () => new ProofRequestQueue());
 }
 
-function validatorInboxOf(system: ActorSystem, name: string): ValidatorInbox {
-  const inboxes = perSystem(validatorInboxes, system, () => new Map<string, ValidatorInbox>());
+/** The inbox of the validator `name`, taking `M` (`options` apply when it is made). */
+function validatorInboxOf<M = PeerEvidence>(
+  system: ActorSystem,
+  name: string,
+  options?: ValidatorInboxOptions,
+): ValidatorInbox<M> {
+  const inboxes = perSystem(
+    validatorInboxes,
+    system,
+    () => new Map<string, ValidatorInbox<unknown>>(),
+  );
   let inbox = inboxes.get(name);
-  if (inbox === undefined) inboxes.set(name, inbox = new ValidatorInbox(system, name));
-  return inbox;
+  if (inbox === undefined) inboxes.set(name, inbox = new ValidatorInbox(system, name, options));
+  return inbox as ValidatorInbox<M>;
 }
 
 /** How long a relayed proof request may take at the worker. */
@@ -337,11 +354,23 @@ function serveTraining(connection: Connection, peer: string, services: PeerServi
   const gossip = (message: TrainingValidatorMessage) =>
     actor<TrainingValidatorMessage>(services.trainingValidator, "the training validator")
       .tell(message);
+  // Training receipts and fraud proofs are one-way evidence for the ledger, passed on once per
+  // connection: handed over as the inference evidence is, or held while the training validator
+  // is down or after it crashed with them queued (`_validator_inbox.ts`). A training fraud proof
+  // can be as large as a frame, hence the larger hold.
+  const evidence = (message: TrainingValidatorMessage) => {
+    if (services.trainingValidator === undefined) {
+      throw new ServiceUnavailableError("the training validator");
+    }
+    return validatorInboxOf<TrainingValidatorMessage>(system, services.trainingValidator, {
+      maxHeldBytes: MAX_HELD_TRAINING_BYTES,
+    }).deliver(peer, message);
+  };
   connection.handle(TrainingReceiptMessage, async (body) => {
-    await gossip({ type: "receipt", body, origin: peer });
+    await evidence({ type: "receipt", body, origin: peer });
   });
   connection.handle(TrainingFraudProofMessage, async (body) => {
-    await gossip({ type: "fraud_proof", body, origin: peer });
+    await evidence({ type: "fraud_proof", body, origin: peer });
   });
   connection.handle(OutcomeMessage, async (body) => {
     await gossip({ type: "outcome", body, origin: peer });
