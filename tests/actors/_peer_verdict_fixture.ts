@@ -2,7 +2,9 @@
  * A ValidatorActor with a fake ledger clock, a recording network and workers whose proof data
  * the test controls (served, withheld, or held back until released), for tests of what peers'
  * verdicts can make a ledger do: `validator_verdict_bounds_test.ts`,
- * `validator_takeover_budget_test.ts`.
+ * `validator_takeover_budget_test.ts`. Also the floods of receipts that push older ones out of a
+ * validator's memory (`floodReceipts`, `floodAssignedReceipts`), for the claim tests of reviews
+ * s57 and s58 here and in `tests/network/`.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -18,6 +20,7 @@ import type { ProofData } from "../../proof/commitment.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { LOG_FILE } from "../../proof/ledger_log.ts";
+import { type JobAssignment, signAssignment } from "../../protocols/assignment.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import {
   announceAssigned,
@@ -148,6 +151,39 @@ export async function startValidator(options: FixtureOptions) {
     claimWithheld(proved: Proved, by: Identity): Promise<string | undefined> {
       return this.tell(this.verdict(proved, by, "invalid", "proof_unavailable"));
     },
+    /**
+     * The receipt and its job as the network delivers them ahead of a claim, from `from` (a copy
+     * of `proved`'s, or with `overrides`): a receipt this validator forgot while it was pending
+     * here is remembered again (review s57).
+     */
+    resend(
+      proved: Proved,
+      from: Identity,
+      overrides: { receipt?: unknown; job?: TextJob } = {},
+    ): Promise<{ recorded: boolean; refusal?: string }> {
+      return validator.ask<{ recorded: boolean; refusal?: string }>({
+        type: "receipt",
+        receipt: overrides.receipt ?? proved.receipt,
+        job: overrides.job ?? proved.job,
+        origin: toHex(from.publicKey),
+      });
+    },
+    /**
+     * `worker`'s proved job, recorded here (its proof data `served` or withheld), then pushed out
+     * of this validator's memory by a new staked flooder's {@link floodReceipts} (named `tag`).
+     */
+    async recordForgotten(worker: Identity, served: boolean, tag: string): Promise<Proved> {
+      const proved = await this.prove(worker);
+      if (!served) this.served.delete(proved.id);
+      assert.equal((await this.announce(proved)).recorded, true);
+      const flooder = await this.staked();
+      const { receipt: shape } = await proveOn(
+        textJob(Identity.generate(), `${tag}-shape`),
+        flooder,
+      );
+      await floodReceipts(validator, flooder, shape, tag);
+      return proved;
+    },
     /** The verdicts this validator passed on (or published), in order. */
     published: (): Verdict[] =>
       told.flatMap((m) => m.type === "publish_verdict" ? [m.verdict] : []),
@@ -178,16 +214,17 @@ const FLOOD = 160;
 const BIG_PROMPT = "x".repeat(MAX_NETWORK_JOB_BYTES - 1024);
 
 /**
- * `flooder`'s receipts for near-maximal jobs (each consistent with its job, shaped as `shape`),
- * recorded by `validator`: enough to push every older receipt out of its memory (reviews s57, s58).
+ * `flooder`'s receipts for near-maximal jobs of `requester` (each consistent with its job, shaped
+ * as `shape`), each handed to `validator` with what `delivery` adds for its job, and recorded.
  */
-export async function floodReceipts(
+async function flood(
   validator: ActorRef<ValidatorMessage>,
   flooder: Identity,
   shape: Receipt,
+  requester: Identity,
   tag: string,
+  delivery: (job: TextJob) => { origin: string } | { assignment: JobAssignment },
 ): Promise<void> {
-  const requester = Identity.generate();
   const { sig: _sig, worker: _worker, ...unsigned } = shape;
   for (let n = 0; n < FLOOD; n++) {
     const job: TextJob = { ...textJob(requester, `${tag}-flood-${n}`), prompt: BIG_PROMPT };
@@ -199,8 +236,41 @@ export async function floodReceipts(
       type: "receipt",
       receipt,
       job,
-      origin: "ab".repeat(32),
+      ...delivery(job),
     });
     assert.equal(handled.recorded, true);
   }
+}
+
+/**
+ * `flooder`'s receipts for near-maximal jobs (each consistent with its job, shaped as `shape`),
+ * recorded by `validator`: enough to push every older receipt out of its memory (reviews s57, s58).
+ */
+export function floodReceipts(
+  validator: ActorRef<ValidatorMessage>,
+  flooder: Identity,
+  shape: Receipt,
+  tag: string,
+): Promise<void> {
+  return flood(validator, flooder, shape, Identity.generate(), tag, () => ({
+    origin: "ab".repeat(32),
+  }));
+}
+
+/**
+ * `flooder`'s receipts for near-maximal jobs of `requester`, each with the requester's assignment
+ * (shaped as a receipt of `flooder`'s own, consistent with its job), recorded by `validator` as
+ * its own node's: enough to push every older receipt out of its memory (network tests of reviews
+ * s57, s58). `tag` names the jobs.
+ */
+export async function floodAssignedReceipts(
+  validator: ActorRef<ValidatorMessage>,
+  flooder: Identity,
+  requester: Identity,
+  tag: string,
+): Promise<void> {
+  const { receipt: shape } = await proveOn(textJob(requester, `${tag}-shape`), flooder);
+  await flood(validator, flooder, shape, requester, tag, (job) => ({
+    assignment: signAssignment({ job, worker: flooder.publicKey, issuedAt: 0 }, requester),
+  }));
 }

@@ -21,9 +21,8 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-import { floodReceipts, type Proved, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
+import { type Proved, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
 import {
   announceAssigned,
   HONEST_MODELS,
@@ -43,37 +42,9 @@ import { signServedProof } from "../../proof/served_proof.ts";
 
 type Fixture = Awaited<ReturnType<typeof startValidator>>;
 
-/**
- * A staked flooder's receipts for near-maximal jobs (each consistent with its job), announced
- * after everything before: enough to push the oldest receipts out of the validator's memory.
- */
-async function flood(t: Fixture): Promise<void> {
-  const flooder = await t.staked();
-  const { receipt: shape } = await proveOn(textJob(Identity.generate(), "s57-shape"), flooder);
-  await floodReceipts(t.validator, flooder, shape, "s57");
-}
-
-/** What the network delivers ahead of a claim: the receipt and its job, from the claim's sender. */
-function resend(
-  t: Fixture,
-  proved: Proved,
-  from: Identity,
-  overrides: { receipt?: unknown; job?: TextJob } = {},
-) {
-  return t.validator.ask<{ recorded: boolean; refusal?: string }>({
-    type: "receipt",
-    receipt: overrides.receipt ?? proved.receipt,
-    job: overrides.job ?? proved.job,
-    origin: toHex(from.publicKey),
-  });
-}
-
 /** `worker`'s receipt, recorded here, then forgotten under a flood. */
 async function forgotten(t: Fixture, worker: Identity, served: boolean): Promise<Proved> {
-  const proved = await t.prove(worker);
-  if (!served) t.served.delete(proved.id);
-  assert.equal((await t.announce(proved)).recorded, true);
-  await flood(t);
+  const proved = await t.recordForgotten(worker, served, "s57");
   // Forgotten: a claim that comes alone is not taken over (the s56 behaviour, kept).
   const alone = await t.staked();
   await t.claimWithheld(proved, alone);
@@ -88,7 +59,7 @@ Deno.test("a withheld claim about a receipt the memory forgot, brought with its 
     const worker = await t.staked();
     const claimant = await t.staked();
     const withheld = await forgotten(t, worker, false);
-    assert.equal((await resend(t, withheld, claimant)).recorded, true);
+    assert.equal((await t.resend(withheld, claimant)).recorded, true);
     await t.claimWithheld(withheld, claimant);
     await t.drained();
     const { challenged } = await t.stats();
@@ -117,17 +88,17 @@ Deno.test("an honest worker's forgotten receipt, re-sent twice with a claim: tak
     const honest = await forgotten(t, worker, true);
     const credit = (await t.record(honest.id))!.credit;
     assert.ok(credit > 0);
-    await resend(t, honest, claimant);
-    await resend(t, honest, claimant);
+    await t.resend(honest, claimant);
+    await t.resend(honest, claimant);
     await t.claimWithheld(honest, claimant);
-    await resend(t, honest, await t.staked());
+    await t.resend(honest, await t.staked());
     await t.drained();
     assert.equal((await t.stats()).challenged, 1, "taken over once");
     assert.equal(t.fetches(), 1);
     // Challenged here once: a copy that comes after, with another claimant's claim, does not
     // make this validator ask the worker again.
     const late = await t.staked();
-    await resend(t, honest, late);
+    await t.resend(honest, late);
     await t.claimWithheld(honest, late);
     await t.drained();
     assert.equal((await t.stats()).challenged, 1, "not asked again");
@@ -152,15 +123,15 @@ Deno.test("a forgotten receipt re-sent with another job, or with a signature not
     const withheld = await forgotten(t, worker, false);
     // Another job: refused at the intake (its id is not the receipt's job id).
     const other = { ...withheld.job, nonce: "another" };
-    assert.equal((await resend(t, withheld, first, { job: other })).refusal, "job_mismatch");
+    assert.equal((await t.resend(withheld, first, { job: other })).refusal, "job_mismatch");
     // The same id (it leaves out the signature and timings), signed by nobody: not the worker's.
     const forged = { ...withheld.receipt, sig: new Uint8Array(64) };
-    await resend(t, withheld, first, { receipt: forged });
+    await t.resend(withheld, first, { receipt: forged });
     await t.claimWithheld(withheld, first);
     await t.drained();
     assert.equal((await t.stats()).challenged, 0, "neither copy was taken as the receipt");
     // The genuine copy, with the next claim.
-    await resend(t, withheld, second);
+    await t.resend(withheld, second);
     await t.claimWithheld(withheld, second);
     await t.drained();
     assert.equal((await t.stats()).challenged, 1);
@@ -182,7 +153,7 @@ Deno.test("a receipt no longer pending, re-sent, is neither remembered again nor
     const credit = (await t.record(paid.id))!.credit;
     await t.closeWindow();
     assert.equal((await t.record(paid.id))!.status, "final");
-    for (let i = 0; i < 2; i++) await resend(t, paid, claimant);
+    for (let i = 0; i < 2; i++) await t.resend(paid, claimant);
     await t.announce(paid);
     await t.claimWithheld(paid, claimant);
     await t.drained();

@@ -13,15 +13,14 @@
 import assert from "node:assert/strict";
 import { CatchUp, MAX_CATCH_UP_VERDICTS } from "../../actors/_catch_up.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { CatchUpItem, ChallengeSource } from "../../actors/validator_messages.ts";
+import type { CatchUpItem } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { joinLedgerNodes, spawnLedgerNode } from "../network/_ledger_node.ts";
+import { joinLedgerNodes, spawnValidatorAndLatePeer } from "../network/_ledger_node.ts";
 import {
   announceAssigned,
-  HONEST_MODELS,
   ledgerReads,
   proveOn,
   START,
@@ -105,25 +104,11 @@ Deno.test("review s58: a late peer connecting after one worker's flood of withhe
   const system = new ActorSystem({ name: "s58-catch-up-flood" });
   try {
     const stake = 1_000_000;
-    const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
     const v = Identity.generate();
-    const nodeV = await spawnLedgerNode(system, dir, "v", {
-      identity: v,
-      models: HONEST_MODELS,
-      clock,
-      validator: { challengeProbability: 1, source: withholds },
+    const { nodeV, nodeL } = await spawnValidatorAndLatePeer({ dir, clock, system }, v, {
+      staked: [cheat, flooder, v],
+      stake,
     });
-    const nodeL = await spawnLedgerNode(system, dir, "l", {
-      identity: Identity.generate(),
-      models: HONEST_MODELS,
-      clock,
-      validator: { challengeProbability: 0, source: withholds },
-    });
-    for (const node of [nodeV, nodeL]) {
-      for (const key of [cheat, flooder, v]) {
-        await node.validator.ask({ type: "deposit", key: key.publicKey, amount: stake });
-      }
-    }
     const job = textJob(requester, crypto.randomUUID());
     const { receipt } = await proveOn(job, cheat);
     const id = receiptId(receipt);

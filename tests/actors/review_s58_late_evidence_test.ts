@@ -21,7 +21,7 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { floodReceipts, type Proved, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
+import { floodReceipts, STAKE, startValidator } from "./_peer_verdict_fixture.ts";
 import {
   announceAssigned,
   HONEST_MODELS,
@@ -39,31 +39,6 @@ import type { Verdict } from "../../protocols/verdict.ts";
 
 type Fixture = Awaited<ReturnType<typeof startValidator>>;
 
-/** `worker`'s receipt, recorded here (its proof data served or not), then forgotten under a flood. */
-async function forgotten(t: Fixture, worker: Identity, served: boolean): Promise<Proved> {
-  const proved = await t.prove(worker);
-  if (!served) t.served.delete(proved.id);
-  assert.equal((await t.announce(proved)).recorded, true);
-  const flooder = await t.staked();
-  await floodReceipts(
-    t.validator,
-    flooder,
-    (await proveOn(textJob(flooder, "s58-shape"), flooder)).receipt,
-    "s58",
-  );
-  return proved;
-}
-
-/** The receipt and its job, as the network delivers them ahead of a claim, from `from`. */
-function evidence(t: Fixture, proved: Proved, from: Identity) {
-  return t.validator.ask<{ recorded: boolean }>({
-    type: "receipt",
-    receipt: proved.receipt,
-    job: proved.job,
-    origin: toHex(from.publicKey),
-  });
-}
-
 /** `claim` arrives from `via` (a node that passed it on), with nothing ahead of it. */
 function relayed(t: Fixture, claim: Verdict, via: string = "cd".repeat(32)) {
   return t.validator.ask<string | undefined>({ type: "verdict", verdict: claim, origin: via });
@@ -74,7 +49,7 @@ Deno.test("a withheld claim that came first without its receipt (forgotten here)
   try {
     const worker = await t.staked();
     const claimant = await t.staked();
-    const withheld = await forgotten(t, worker, false);
+    const withheld = await t.recordForgotten(worker, false, "s58");
     const claim = t.verdict(withheld, claimant, "invalid", "proof_unavailable");
     // First without its evidence (passed on by a node that had settled or forgotten it).
     assert.notEqual(await relayed(t, claim), undefined, "recorded");
@@ -84,7 +59,7 @@ Deno.test("a withheld claim that came first without its receipt (forgotten here)
     // again, not this one (recorded already: the verdict intake would drop it as known).
     await t.validator.ask({ type: "deposit", key: claimant.publicKey, amount: 1 });
     // Then the receipt and its job, and the same claim behind them (from its author).
-    assert.equal((await evidence(t, withheld, claimant)).recorded, true);
+    assert.equal((await t.resend(withheld, claimant)).recorded, true);
     await t.tell(claim);
     await t.drained();
     const { challenged } = await t.stats();
@@ -110,7 +85,7 @@ Deno.test("an honest worker's forgotten receipt, claimed by two before it came b
   try {
     const worker = await t.staked();
     const [first, second] = [await t.staked(), await t.staked()];
-    const honest = await forgotten(t, worker, true);
+    const honest = await t.recordForgotten(worker, true, "s58");
     const credit = (await t.record(honest.id))!.credit;
     assert.ok(credit > 0);
     const claims = [first, second].map((by) =>
@@ -119,8 +94,8 @@ Deno.test("an honest worker's forgotten receipt, claimed by two before it came b
     for (const claim of claims) await relayed(t, claim);
     await t.drained();
     assert.equal((await t.stats()).challenged, 0);
-    await evidence(t, honest, first);
-    await evidence(t, honest, second);
+    await t.resend(honest, first);
+    await t.resend(honest, second);
     for (const claim of claims) await t.tell(claim);
     await t.drained();
     assert.equal((await t.stats()).challenged, 1, "taken over once");
@@ -142,12 +117,12 @@ Deno.test("a claim recorded before its receipt was no longer pending is not take
   try {
     const worker = await t.staked();
     const claimant = await t.staked();
-    const honest = await forgotten(t, worker, false);
+    const honest = await t.recordForgotten(worker, false, "s58");
     const credit = (await t.record(honest.id))!.credit;
     await relayed(t, t.verdict(honest, claimant, "invalid", "proof_unavailable"));
     await t.closeWindow();
     assert.equal((await t.record(honest.id))!.status, "final");
-    await evidence(t, honest, claimant);
+    await t.resend(honest, claimant);
     await t.drained();
     assert.equal((await t.stats()).challenged, 0, "past its window: nothing to take over");
     assert.equal(t.fetches(), 0);

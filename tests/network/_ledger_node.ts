@@ -2,15 +2,22 @@
  * Test fixture: a node as far as pledges and ledgers go — a ValidatorActor keeping its ledger
  * (challenging nothing unless told) and a NetworkActor with the node's pledge, spawned in a node's
  * start order (the validator first) — a join of two such nodes over an in-memory pair, and a
- * fault kept on disk before a node's start.
+ * fault kept on disk before a node's start. Also the settings the tests of several nodes share: a
+ * node with only its network over a stand-in ledger, pledged nodes, a validator V with a late peer
+ * L that catches up with it, and a cheat caught in every ledger.
  *
  * @module
  */
-import type { ActorSystem } from "../../actors/actor_system.ts";
+import type { Actor } from "../../actors/actor.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
 import { ValidatorActor, type ValidatorActorOptions } from "../../actors/validator_actor.ts";
-import type { ValidatorMessage, ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type {
+  ChallengeSource,
+  ValidatorMessage,
+  ValidatorModelSource,
+} from "../../actors/validator_messages.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
@@ -18,15 +25,19 @@ import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import type { StakePledge } from "../../protocols/stake_pledge.ts";
+import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
 import { Ledger } from "../../proof/ledger.ts";
-import type { Account } from "../../proof/ledger.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { eventually } from "../_helpers/wait.ts";
 import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import {
   announceAssigned,
   f,
+  HONEST_MODELS,
   type LedgerClock,
+  type LedgerReads,
+  ledgerReads,
   proveOn,
   START,
   textJob,
@@ -42,39 +53,55 @@ export interface LedgerNode {
   network: ActorRef<NetworkMessage>;
 }
 
+/** What a node's ValidatorActor is built with (see {@link spawnLedgerNode}). */
+export interface LedgerNodeValidatorOptions {
+  identity: Identity;
+  models: ValidatorModelSource;
+  /** The ledger's clock, ms, which the test moves (default its own). */
+  clock?: { t: number };
+  /** The validator's challenges: how many (default none) and where proof data comes from. */
+  validator?: Pick<ValidatorActorOptions, "challengeProbability" | "source">;
+}
+
+/**
+ * Node `name`'s ValidatorActor on its ledger under `dir/name`, as {@link spawnLedgerNode} builds
+ * it: for a test that starts it again after a stop or a crash.
+ */
+export function ledgerNodeValidator(
+  dir: string,
+  name: string,
+  options: LedgerNodeValidatorOptions,
+): ValidatorActor {
+  const { identity, models, clock } = options;
+  return new ValidatorActor({
+    identity,
+    ledgerDir: `${dir}/${name}`,
+    models,
+    challengeProbability: 0,
+    finalizeIntervalMs: 0,
+    network: `${name}/network`,
+    ledger: clock === undefined ? undefined : { now: () => clock.t },
+    ...options.validator,
+  });
+}
+
 /** Spawn node `name` in `system`, its ledger under `dir/name`. */
 export async function spawnLedgerNode(
   system: ActorSystem,
   dir: string,
   name: string,
-  options: {
-    identity: Identity;
+  options: LedgerNodeValidatorOptions & {
     pledge?: StakePledge;
-    models: ValidatorModelSource;
     /** The NetworkActor's clock (default its own). */
     now?: () => number;
     /** Where peers' training gossip goes (an actor path; default: the node offers no training). */
     trainingValidator?: string;
-    /** The ledger's clock, ms, which the test moves (default its own). */
-    clock?: { t: number };
-    /** The validator's challenges: how many (default none) and where proof data comes from. */
-    validator?: Pick<ValidatorActorOptions, "challengeProbability" | "source">;
   },
 ): Promise<LedgerNode> {
-  const { identity, pledge, models, now, trainingValidator, clock } = options;
+  const { identity, pledge, now, trainingValidator } = options;
   const validator = await system.spawn<ValidatorMessage>({
     name: `${name}/validator`,
-    factory: () =>
-      new ValidatorActor({
-        identity,
-        ledgerDir: `${dir}/${name}`,
-        models,
-        challengeProbability: 0,
-        finalizeIntervalMs: 0,
-        network: `${name}/network`,
-        ledger: clock === undefined ? undefined : { now: () => clock.t },
-        ...options.validator,
-      }),
+    factory: () => ledgerNodeValidator(dir, name, options),
   });
   const network = await system.spawn<NetworkMessage>({
     name: `${name}/network`,
@@ -87,6 +114,146 @@ export async function spawnLedgerNode(
       }),
   });
   return { validator, network };
+}
+
+/**
+ * Spawn node `name` with its key's pledge of {@link STAKE}, the honest models, and its network
+ * and ledger both on `clock`.
+ */
+export function spawnPledgedNode(
+  system: ActorSystem,
+  dir: string,
+  name: string,
+  identity: Identity,
+  clock: { t: number },
+): Promise<LedgerNode> {
+  return spawnLedgerNode(system, dir, name, {
+    identity,
+    pledge: signStakePledge(identity, STAKE, 1),
+    models: HONEST_MODELS,
+    now: () => clock.t,
+    clock,
+  });
+}
+
+/**
+ * Spawn node `name` as far as its NetworkActor goes: the actor `ledger` makes, a stand-in for its
+ * validator (one that notes what the network hands it), then the network, on `now` (default its
+ * own clock).
+ */
+export async function spawnNetworkNode(
+  system: ActorSystem,
+  name: string,
+  identity: Identity,
+  ledger: () => Actor<ValidatorMessage>,
+  now?: () => number,
+): Promise<LedgerNode> {
+  const validator = await system.spawn<ValidatorMessage>({
+    name: `${name}/validator`,
+    factory: ledger,
+  });
+  const network = await system.spawn<NetworkMessage>({
+    name: `${name}/network`,
+    factory: () =>
+      new NetworkActor({ identity, now, services: { validator: `${name}/validator` } }),
+  });
+  return { validator, network };
+}
+
+/** What a test of two or more nodes runs on: a temp dir, a ledger clock and an actor system. */
+export interface LedgerSetting {
+  dir: string;
+  clock: LedgerClock;
+  system: ActorSystem;
+}
+
+/**
+ * Run `test` in a fresh {@link LedgerSetting} (system `name`, the clock at `START`), shut down and
+ * removed after it.
+ */
+export async function inLedgerSetting(
+  name: string,
+  test: (setting: LedgerSetting) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name });
+  try {
+    await test({ dir, clock, system });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A worker that withholds its proof data from whoever asks. */
+const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
+
+/**
+ * The validator V (key `v`: it challenges every receipt, and the worker withholds from it) and a
+ * late peer L (a fresh key: it challenges none of its own; `source` is how the worker answers it,
+ * by default it withholds), with `stake` deposited in both ledgers for each of `staked` in order;
+ * not connected.
+ */
+export async function spawnValidatorAndLatePeer(
+  { dir, clock, system }: LedgerSetting,
+  v: Identity,
+  options: { staked: readonly Identity[]; stake: number; source?: ChallengeSource },
+): Promise<{ nodeV: LedgerNode; nodeL: LedgerNode }> {
+  const nodeV = await spawnLedgerNode(system, dir, "v", {
+    identity: v,
+    models: HONEST_MODELS,
+    clock,
+    validator: { challengeProbability: 1, source: withholds },
+  });
+  const nodeL = await spawnLedgerNode(system, dir, "l", {
+    identity: Identity.generate(),
+    models: HONEST_MODELS,
+    clock,
+    validator: { challengeProbability: 0, source: options.source ?? withholds },
+  });
+  for (const node of [nodeV, nodeL]) {
+    for (const key of options.staked) {
+      await node.validator.ask({ type: "deposit", key: key.publicKey, amount: options.stake });
+    }
+  }
+  return { nodeV, nodeL };
+}
+
+/** What the late peer L holds after {@link latePeerCatchesUp}. */
+export interface LatePeerCaughtUp {
+  /** L's ledger. */
+  readsL: LedgerReads;
+  /** The receipt's record in L before its window closed (undefined: L never recorded it). */
+  record: ReceiptRecord | undefined;
+  /** The worker's account in L before the window closed. */
+  before: Account;
+}
+
+/**
+ * The late peer L joins V and is given V's catch-up; once L recorded V's claim about receipt `id`
+ * (or 5 s went by without it: the ledger tells the rest) and its challenges ended, the receipt's
+ * record and `worker`'s account there are read, and L's challenge window closes.
+ */
+export async function latePeerCatchesUp(
+  nodeL: LedgerNode,
+  nodeV: LedgerNode,
+  clock: LedgerClock,
+  id: string,
+  worker: Identity,
+): Promise<LatePeerCaughtUp> {
+  await joinLedgerNodes(nodeL, nodeV);
+  const readsL = ledgerReads(() => nodeL.validator, clock);
+  await eventually(
+    async () => (await readsL.stats()).peerVerdicts >= 1,
+    "L to record V's claim from its catch-up",
+    { timeoutMs: 5_000 },
+  ).catch(() => {});
+  await readsL.drained();
+  const before = await readsL.account(worker.publicKey);
+  const record = await readsL.record(id);
+  await readsL.closeWindow();
+  return { readsL, record, before };
 }
 
 /** Join two nodes in memory (`x` dials); resolves with x's side of the connection. */

@@ -44,10 +44,10 @@ import {
   ledgerReads,
   proveOn,
   spawnValidator,
-  START,
   textJob,
 } from "../actors/_validator_fixture.ts";
 import {
+  inLedgerSetting,
   joinLedgerNodes,
   keptFault,
   type LedgerNode,
@@ -56,26 +56,6 @@ import {
 } from "./_ledger_node.ts";
 import { TEST_ARCH } from "../training/_fixtures.ts";
 import { lossFraud } from "../training/_loss_fraud.ts";
-
-/** What a test runs on: a temp dir, a ledger clock at {@link START} and an actor system. */
-interface Setting {
-  dir: string;
-  clock: LedgerClock;
-  system: ActorSystem;
-}
-
-/** Run `test` in a fresh {@link Setting} (system `name`), shut down and removed after it. */
-async function inSetting(name: string, test: (setting: Setting) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name });
-  try {
-    await test({ dir, clock, system });
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Wait until `reads` has receipt `id` settled as fraud (`what` names the wait on a timeout). */
 function untilFraud(reads: LedgerReads, id: string, what: string, timeoutMs?: number) {
@@ -143,7 +123,7 @@ const slashOf = (receipt: Receipt) =>
 const statsOf = (node: LedgerNode) => node.validator.ask<ValidatorStats>({ type: "stats" });
 
 Deno.test("a fault applied from a kept ending at a node's first start is passed on to the peer that connects after it", () =>
-  inSetting("catch-up-fault", async ({ dir, clock, system }) => {
+  inLedgerSetting("catch-up-fault", async ({ dir, clock, system }) => {
     const me = Identity.generate();
     // Before the stop: the challenge ended in a fault (the worker withheld its proof data),
     // kept on disk, and the stop came before the ledger had the verdict.
@@ -164,7 +144,7 @@ Deno.test("a fault applied from a kept ending at a node's first start is passed 
   }));
 
 Deno.test("an own fraud proof resumed at a node's first start is passed on to the peer that connects after it: the cheat is slashed there too", () =>
-  inSetting("catch-up-resumed", async ({ dir, clock, system }) => {
+  inLedgerSetting("catch-up-resumed", async ({ dir, clock, system }) => {
     const me = Identity.generate();
     const cheat = await cheatsWork();
     // Before the stop: the challenge caught the cheat, and the stop came while its proof was
@@ -216,7 +196,7 @@ Deno.test("an own fraud proof resumed at a node's first start is passed on to th
   }));
 
 Deno.test("a connecting peer's catch-up holds what is inside its receipt's window only", () =>
-  inSetting("catch-up-window", async ({ dir, clock, system }) => {
+  inLedgerSetting("catch-up-window", async ({ dir, clock, system }) => {
     const me = Identity.generate();
     await keptFault(`${dir}/a`, me, clock);
     const node = await startNode(system, dir, "a", me, clock);
@@ -278,7 +258,7 @@ async function convicting(
 }
 
 Deno.test("a cheat this validator convicts while a ledger is offline is slashed in that ledger once it connects", () =>
-  inSetting("catch-up-own", async ({ dir, clock, system }) => {
+  inLedgerSetting("catch-up-own", async ({ dir, clock, system }) => {
     const me = Identity.generate();
     const cheat = await cheatsWork();
     // C recorded the cheat's receipt (it came through other peers) and is offline now.
@@ -289,7 +269,7 @@ Deno.test("a cheat this validator convicts while a ledger is offline is slashed 
   }));
 
 Deno.test("a conviction a ledger is sent again when it reconnects is dropped before any check: the model is not run again", () =>
-  inSetting("catch-up-again", async ({ dir, clock, system }) => {
+  inLedgerSetting("catch-up-again", async ({ dir, clock, system }) => {
     const me = Identity.generate();
     const cheat = await cheatsWork();
     const c = await peerHolding(system, dir, clock, { ...cheat, validator: me }, "c");
@@ -312,7 +292,7 @@ Deno.test("a conviction a ledger is sent again when it reconnects is dropped bef
   }));
 
 Deno.test("a peer's conviction this validator confirmed and passed on reaches a ledger that connects after the gossip: the cheat is slashed there too", () =>
-  inSetting("catch-up-relayed", async ({ dir, clock, system }) => {
+  inLedgerSetting("catch-up-relayed", async ({ dir, clock, system }) => {
     const v = Identity.generate();
     const cheat = await cheatsWork();
     // C recorded the cheat's receipt and is connected to neither V nor A.

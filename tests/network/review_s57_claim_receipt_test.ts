@@ -24,12 +24,9 @@ import type {
   ValidatorMessage,
   ValidatorStats,
 } from "../../actors/validator_messages.ts";
-import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
-import { inputHashOf, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
@@ -41,12 +38,10 @@ import {
   textJob,
   withheldVerdict,
 } from "../actors/_validator_fixture.ts";
-import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { floodAssignedReceipts } from "../actors/_peer_verdict_fixture.ts";
+import { joinLedgerNodes, spawnLedgerNode, spawnNetworkNode } from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
-/** Receipts for near-maximal jobs: 160 take about 70 MiB, past the memory's 64 MiB. */
-const FLOOD = 160;
-const BIG_PROMPT = "x".repeat(MAX_NETWORK_JOB_BYTES - 1024);
 
 Deno.test("a 'proof withheld' claim passed on to a ledger that forgot its receipt goes after the receipt (once per connection): the worker that withholds from that ledger too is slashed there, not paid", async () => {
   const dir = await Deno.makeTempDir();
@@ -92,22 +87,7 @@ Deno.test("a 'proof withheld' claim passed on to a ledger that forgot its receip
       );
     }
     // C forgets the worker's receipt: the flood comes to C alone (from this node: not gossiped).
-    const { receipt: shape } = await proveOn(textJob(requester, "s57-shape"), flooder);
-    const { sig: _sig, worker: _worker, ...unsigned } = shape;
-    for (let n = 0; n < FLOOD; n++) {
-      const big: TextJob = { ...textJob(requester, `s57-flood-${n}`), prompt: BIG_PROMPT };
-      const receipt = signReceipt(
-        { ...unsigned, jobId: jobId(big), inputHash: inputHashOf(big) },
-        flooder,
-      );
-      const handled = await nodeC.validator.ask<{ recorded: boolean }>({
-        type: "receipt",
-        receipt,
-        job: big,
-        assignment: signAssignment({ job: big, worker: flooder.publicKey, issuedAt: 0 }, requester),
-      });
-      assert.equal(handled.recorded, true);
-    }
+    await floodAssignedReceipts(nodeC.validator, flooder, requester, "s57");
     await joinLedgerNodes(nodeB, nodeC);
     const readsB = ledgerReads(() => nodeB.validator, clock);
     const readsC = ledgerReads(() => nodeC.validator, clock);
@@ -193,17 +173,8 @@ Deno.test("a claim's receipt goes ahead of it once per connection: the claims of
     const [b, c, worker, requester] = Array.from({ length: 4 }, Identity.generate);
     const claimants = Array.from({ length: 3 }, Identity.generate);
     const handedAtC: string[] = [];
-    const node = async (name: string, identity: Identity, handed: string[]) => {
-      await system.spawn<ValidatorMessage>({
-        name: `${name}/validator`,
-        factory: () => new RecordingLedger(handed),
-      });
-      const network = await system.spawn<NetworkMessage>({
-        name: `${name}/network`,
-        factory: () => new NetworkActor({ identity, services: { validator: `${name}/validator` } }),
-      });
-      return { validator: undefined as never, network };
-    };
+    const node = (name: string, identity: Identity, handed: string[]) =>
+      spawnNetworkNode(system, name, identity, () => new RecordingLedger(handed));
     const nodeB = await node("b", b, []);
     const nodeC = await node("c", c, handedAtC);
     await joinLedgerNodes(nodeB, nodeC);

@@ -20,19 +20,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
 import {
   CatchUp,
   MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES,
   MAX_CATCH_UP_VERDICTS,
 } from "../../actors/_catch_up.ts";
-import type {
-  CatchUpItem,
-  ChallengeSource,
-  ValidatorMessage,
-} from "../../actors/validator_messages.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
+import type { CatchUpItem, ChallengeSource } from "../../actors/validator_messages.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
@@ -41,7 +34,6 @@ import { signServedProof } from "../../proof/served_proof.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
   announceAssigned,
-  HONEST_MODELS,
   type LedgerClock,
   ledgerReads,
   proveOn,
@@ -49,32 +41,17 @@ import {
   textJob,
   withheldVerdict,
 } from "../actors/_validator_fixture.ts";
-import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+import { floodAssignedReceipts } from "../actors/_peer_verdict_fixture.ts";
+import {
+  inLedgerSetting,
+  joinLedgerNodes,
+  latePeerCatchesUp,
+  type LedgerNode,
+  type LedgerSetting,
+  spawnValidatorAndLatePeer,
+} from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
-/** Receipts for near-maximal jobs: 160 take about 70 MiB, past the memory's 64 MiB. */
-const FLOOD = 160;
-const BIG_PROMPT = "x".repeat(MAX_NETWORK_JOB_BYTES - 1024);
-
-/** What a test runs on: a temp dir, a ledger clock at {@link START} and an actor system. */
-interface Setting {
-  dir: string;
-  clock: LedgerClock;
-  system: ActorSystem;
-}
-
-/** Run `test` in a fresh {@link Setting}, shut down and removed after it. */
-async function inSetting(name: string, test: (setting: Setting) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name });
-  try {
-    await test({ dir, clock, system });
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
 
@@ -97,54 +74,19 @@ async function work() {
 }
 
 /**
- * The validator V (challenges every receipt; the worker withholds from it) and the late peer L
- * (challenges none of its own; `source` is how the worker answers it), both holding the stake of
- * the worker, of V and of `flooder`, not connected.
+ * The validator V and the late peer L (`source` is how the worker answers L), both holding the
+ * stake of the worker, of V and of `flooder`, not connected.
  */
-async function nodes(
-  { dir, clock, system }: Setting,
+function nodes(
+  setting: LedgerSetting,
   keys: { v: Identity; worker: Identity; flooder: Identity },
   source: ChallengeSource,
 ): Promise<{ nodeV: LedgerNode; nodeL: LedgerNode }> {
-  const nodeV = await spawnLedgerNode(system, dir, "v", {
-    identity: keys.v,
-    models: HONEST_MODELS,
-    clock,
-    validator: { challengeProbability: 1, source: withholds },
+  return spawnValidatorAndLatePeer(setting, keys.v, {
+    staked: [keys.worker, keys.v, keys.flooder],
+    stake: STAKE,
+    source,
   });
-  const nodeL = await spawnLedgerNode(system, dir, "l", {
-    identity: Identity.generate(),
-    models: HONEST_MODELS,
-    clock,
-    validator: { challengeProbability: 0, source },
-  });
-  for (const node of [nodeV, nodeL]) {
-    for (const key of [keys.worker, keys.v, keys.flooder]) {
-      await node.validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
-    }
-  }
-  return { nodeV, nodeL };
-}
-
-/** `flooder`'s receipts for near-maximal jobs, recorded by `validator`: older ones forgotten. */
-async function flood(validator: ActorRef<ValidatorMessage>, flooder: Identity): Promise<void> {
-  const requester = Identity.generate();
-  const { receipt: shape } = await proveOn(textJob(requester, "s58-shape"), flooder);
-  const { sig: _sig, worker: _worker, ...unsigned } = shape;
-  for (let n = 0; n < FLOOD; n++) {
-    const big: TextJob = { ...textJob(requester, `s58-flood-${n}`), prompt: BIG_PROMPT };
-    const receipt = signReceipt(
-      { ...unsigned, jobId: jobId(big), inputHash: inputHashOf(big) },
-      flooder,
-    );
-    const handled = await validator.ask<{ recorded: boolean }>({
-      type: "receipt",
-      receipt,
-      job: big,
-      assignment: signAssignment({ job: big, worker: flooder.publicKey, issuedAt: 0 }, requester),
-    });
-    assert.equal(handled.recorded, true);
-  }
 }
 
 /**
@@ -176,7 +118,7 @@ async function lCaughtUp(nodeL: LedgerNode, clock: LedgerClock): Promise<void> {
 }
 
 Deno.test("a withheld fault sent in a catch-up goes after its receipt: a late peer that forgot the receipt takes the claim over, and the worker that withholds there too is slashed there, not paid", () =>
-  inSetting("s58-catch-up-forgotten", async (setting) => {
+  inLedgerSetting("s58-catch-up-forgotten", async (setting) => {
     const { clock } = setting;
     const [v, flooder] = [Identity.generate(), Identity.generate()];
     const w = await work();
@@ -186,7 +128,7 @@ Deno.test("a withheld fault sent in a catch-up goes after its receipt: a late pe
       (await announceAssigned(nodeL.validator, w.receipt, w.job, w.requester)).recorded,
       true,
     );
-    await flood(nodeL.validator, flooder);
+    await floodAssignedReceipts(nodeL.validator, flooder, Identity.generate(), "s58");
     // V decides meanwhile, with no peer connected: gossip reaches nobody.
     await vDecides(nodeV, w, clock);
 
@@ -207,7 +149,7 @@ Deno.test("a withheld fault sent in a catch-up goes after its receipt: a late pe
   }));
 
 Deno.test("an honest worker's receipt forgotten by a late peer, claimed in a catch-up: taken over, served, cleared and paid once, also when the catch-up comes again on a reconnect", () =>
-  inSetting("s58-catch-up-honest", async (setting) => {
+  inLedgerSetting("s58-catch-up-honest", async (setting) => {
     const { clock } = setting;
     const [v, flooder] = [Identity.generate(), Identity.generate()];
     const w = await work();
@@ -220,7 +162,7 @@ Deno.test("an honest worker's receipt forgotten by a late peer, claimed in a cat
     const readsL = ledgerReads(() => nodeL.validator, clock);
     const credit = (await readsL.record(w.id))!.credit;
     assert.ok(credit > 0);
-    await flood(nodeL.validator, flooder);
+    await floodAssignedReceipts(nodeL.validator, flooder, Identity.generate(), "s58");
     await vDecides(nodeV, w, clock);
 
     const first = await joinLedgerNodes(nodeL, nodeV);
@@ -248,26 +190,16 @@ Deno.test("an honest worker's receipt forgotten by a late peer, claimed in a cat
   }));
 
 Deno.test("a late peer that never had the receipt records it from a catch-up's withheld fault (uncredited: no assignment came with it), takes the claim over, and slashes the worker that withholds there too", () =>
-  inSetting("s58-catch-up-unknown", async (setting) => {
+  inLedgerSetting("s58-catch-up-unknown", async (setting) => {
     const { clock } = setting;
     const [v, flooder] = [Identity.generate(), Identity.generate()];
     const w = await work();
     const { nodeV, nodeL } = await nodes(setting, { v, worker: w.worker, flooder }, withholds);
     await vDecides(nodeV, w, clock);
 
-    await joinLedgerNodes(nodeL, nodeV);
-    const readsL = ledgerReads(() => nodeL.validator, clock);
     // Before review s58 nothing came that L could record: the claim was held for a receipt that
-    // never came (no counter shows it), so this wait gave up and the ledger tells the rest.
-    await eventually(
-      async () => (await readsL.stats()).peerVerdicts >= 1,
-      "L to record V's claim from its catch-up",
-      { timeoutMs: 5_000 },
-    ).catch(() => {});
-    await readsL.drained();
-    const before = await readsL.account(w.worker.publicKey);
-    const record = await readsL.record(w.id);
-    await readsL.closeWindow();
+    // never came (no counter shows it), so the wait for it gave up and the ledger tells the rest.
+    const { readsL, record, before } = await latePeerCatchesUp(nodeL, nodeV, clock, w.id, w.worker);
     assert.equal(
       (await readsL.record(w.id))?.status,
       "fraud",

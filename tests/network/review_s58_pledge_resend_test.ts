@@ -19,9 +19,7 @@
 import assert from "node:assert/strict";
 import type { Actor } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { FraudProofHandled, ValidatorMessage } from "../../actors/validator_messages.ts";
-import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
 import { CARRIED_PLEDGE_TTL_MS } from "../../network/pledge_sync.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -37,7 +35,14 @@ import {
   textJob,
   withheldVerdict,
 } from "../actors/_validator_fixture.ts";
-import { caughtCheat, joinLedgerNodes, spawnLedgerNode, stakeIn } from "./_ledger_node.ts";
+import {
+  caughtCheat,
+  joinLedgerNodes,
+  ledgerNodeValidator,
+  spawnNetworkNode,
+  spawnPledgedNode,
+  stakeIn,
+} from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
 
@@ -51,29 +56,6 @@ class Restarting implements Actor<ValidatorMessage> {
   }
 }
 
-/** Start node `name`'s ValidatorActor (again) on its ledger, as `spawnLedgerNode` does. */
-function startValidator(
-  system: ActorSystem,
-  dir: string,
-  name: string,
-  identity: Identity,
-  clock: { t: number },
-) {
-  return system.spawn<ValidatorMessage>({
-    name: `${name}/validator`,
-    factory: () =>
-      new ValidatorActor({
-        identity,
-        ledgerDir: `${dir}/${name}`,
-        models: HONEST_MODELS,
-        challengeProbability: 0,
-        finalizeIntervalMs: 0,
-        network: `${name}/network`,
-        ledger: { now: () => clock.t },
-      }),
-  });
-}
-
 Deno.test("review s58: a fraud proof passed on to a peer whose validator missed its accuser's pledge (restarting) goes after the pledge again: the cheat is slashed there too, not paid", async () => {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
@@ -81,13 +63,7 @@ Deno.test("review s58: a fraud proof passed on to a peer whose validator missed 
   try {
     const [b, c, accuser, worker, requester] = Array.from({ length: 5 }, Identity.generate);
     const node = (name: string, identity: Identity) =>
-      spawnLedgerNode(system, dir, name, {
-        identity,
-        pledge: signStakePledge(identity, 10_000, 1),
-        models: HONEST_MODELS,
-        now: () => clock.t,
-        clock,
-      });
+      spawnPledgedNode(system, dir, name, identity, clock);
     const [nodeB, nodeC] = [await node("b", b), await node("c", c)];
     // A cheat (its tokens come from another model than the one it names), its receipt in both
     // ledgers, and the accuser's proof of it.
@@ -120,7 +96,10 @@ Deno.test("review s58: a fraud proof passed on to a peer whose validator missed 
     await eventually(() => Promise.resolve(lost.includes("pledge")), "the pledge to reach C");
     // C's validator starts again on its ledger, which never recorded A's pledge.
     assert.equal(await system.stop("c/validator"), true);
-    await startValidator(system, dir, "c", c, clock);
+    await system.spawn<ValidatorMessage>({
+      name: "c/validator",
+      factory: () => ledgerNodeValidator(dir, "c", { identity: c, models: HONEST_MODELS, clock }),
+    });
     const readsB = ledgerReads(() => nodeB.validator, clock);
     // Looked up by name: the validator that runs now is a new ref under the same name.
     const readsC = ledgerReads(() => system.lookup<ValidatorMessage>("c/validator")!, clock);
@@ -191,22 +170,8 @@ Deno.test("review s58: a claimant's pledge goes ahead of its claims once per con
     const [b, c, claimant, worker, requester] = Array.from({ length: 5 }, Identity.generate);
     const pledge = signStakePledge(claimant, 50_000, 1);
     const handedAtC: string[] = [];
-    const node = async (name: string, identity: Identity, handed: string[]) => {
-      await system.spawn<ValidatorMessage>({
-        name: `${name}/validator`,
-        factory: () => new RecordingLedger(handed),
-      });
-      const network = await system.spawn<NetworkMessage>({
-        name: `${name}/network`,
-        factory: () =>
-          new NetworkActor({
-            identity,
-            now: () => clock.t,
-            services: { validator: `${name}/validator` },
-          }),
-      });
-      return { validator: undefined as never, network };
-    };
+    const node = (name: string, identity: Identity, handed: string[]) =>
+      spawnNetworkNode(system, name, identity, () => new RecordingLedger(handed), () => clock.t);
     const nodeB = await node("b", b, []);
     const nodeC = await node("c", c, handedAtC);
     await joinLedgerNodes(nodeB, nodeC);

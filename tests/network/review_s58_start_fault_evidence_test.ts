@@ -17,23 +17,20 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ChallengeSource } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
   announceAssigned,
-  HONEST_MODELS,
   ledgerReads,
   proveOn,
   START,
   textJob,
 } from "../actors/_validator_fixture.ts";
 import { failDuring } from "../actors/_ledger_write_fault.ts";
-import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { latePeerCatchesUp, spawnValidatorAndLatePeer } from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
-const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
 
 Deno.test("a withheld fault applied at the validator's start goes in its catch-up after its receipt and job: a late peer that never had the receipt takes the claim over and slashes the worker that withholds there too", async () => {
   const dir = await Deno.makeTempDir();
@@ -49,23 +46,10 @@ Deno.test("a withheld fault applied at the validator's start goes in its catch-u
     const job = textJob(requester, crypto.randomUUID());
     const { receipt } = await proveOn(job, worker);
     const id = receiptId(receipt);
-    const nodeV = await spawnLedgerNode(system, dir, "v", {
-      identity: v,
-      models: HONEST_MODELS,
-      clock,
-      validator: { challengeProbability: 1, source: withholds },
+    const { nodeV, nodeL } = await spawnValidatorAndLatePeer({ dir, clock, system }, v, {
+      staked: [worker, v],
+      stake: STAKE,
     });
-    const nodeL = await spawnLedgerNode(system, dir, "l", {
-      identity: Identity.generate(),
-      models: HONEST_MODELS,
-      clock,
-      validator: { challengeProbability: 0, source: withholds },
-    });
-    for (const node of [nodeV, nodeL]) {
-      for (const key of [worker, v]) {
-        await node.validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
-      }
-    }
     // V decides alone; the write of its verdict fails, and its restart applies the kept fault.
     const handled = await announceAssigned(nodeV.validator, receipt, job, requester);
     assert.equal(handled.challenged, true);
@@ -77,19 +61,9 @@ Deno.test("a withheld fault applied at the validator's start goes in its catch-u
       "V's restart to apply its kept fault",
     );
 
-    await joinLedgerNodes(nodeL, nodeV);
-    const readsL = ledgerReads(() => nodeL.validator, clock);
     // Before the fix nothing came that L could record: the claim was held for a receipt that
-    // never came, so this wait gave up and the ledger tells the rest.
-    await eventually(
-      async () => (await readsL.stats()).peerVerdicts >= 1,
-      "L to record V's claim from its catch-up",
-      { timeoutMs: 5_000 },
-    ).catch(() => {});
-    await readsL.drained();
-    const before = await readsL.account(worker.publicKey);
-    const record = await readsL.record(id);
-    await readsL.closeWindow();
+    // never came, so the wait for it gave up and the ledger tells the rest.
+    const { readsL, record, before } = await latePeerCatchesUp(nodeL, nodeV, clock, id, worker);
     assert.equal(
       (await readsL.record(id))?.status,
       "fraud",

@@ -17,8 +17,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Actor } from "../../actors/actor.ts";
-import { ActorSystem, type ActorTreeNode } from "../../actors/actor_system.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
@@ -38,26 +37,7 @@ import {
 import { TEST_ARCH } from "../training/_fixtures.ts";
 import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "../training/_loss_fraud.ts";
 import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
-
-/** A training validator incarnation that takes its first message, waits for `crash`, throws. */
-class CrashingIncarnation implements Actor<TrainingValidatorMessage> {
-  constructor(readonly crash: Promise<void>) {}
-
-  async receive(): Promise<unknown> {
-    await this.crash;
-    throw new Error("training validator crashed (test)");
-  }
-}
-
-/** The mailbox size of actor `name` in `tree`. */
-function queuedAt(tree: ActorTreeNode, name: string): number | undefined {
-  if (tree.name === name) return tree.mailbox?.size;
-  for (const child of tree.children ?? []) {
-    const found = queuedAt(child, name);
-    if (found !== undefined) return found;
-  }
-  return undefined;
-}
+import { CrashingIncarnation, queuedAt } from "./_validator_down.ts";
 
 /**
  * A — C holding the lazy receipt; `down` takes C's training validator down (given a factory of
@@ -173,7 +153,8 @@ Deno.test("review s58: a training fraud proof queued at a training validator tha
     let incarnations = 0;
     const ref = await system.spawn<TrainingValidatorMessage>({
       name,
-      factory: () => incarnations++ === 0 ? new CrashingIncarnation(crashing) : restart(),
+      factory: () =>
+        incarnations++ === 0 ? new CrashingIncarnation(crashing, "training validator") : restart(),
     });
     void ref.tell({ type: "stats" }).catch(() => {}); // what it is busy with when it crashes
     return {

@@ -18,11 +18,10 @@
  */
 import assert from "node:assert/strict";
 import type { Actor } from "../../actors/actor.ts";
-import { ActorSystem, type ActorTreeNode } from "../../actors/actor_system.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { FraudProofHandled, ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { HONEST_MODELS, ledgerReads, START } from "../actors/_validator_fixture.ts";
@@ -31,42 +30,16 @@ import {
   MAX_HELD_PER_PEER,
   ValidatorInbox,
 } from "../../network/_validator_inbox.ts";
-import { caughtCheat, joinLedgerNodes, spawnLedgerNode, stakeIn } from "./_ledger_node.ts";
+import {
+  caughtCheat,
+  joinLedgerNodes,
+  ledgerNodeValidator,
+  spawnPledgedNode,
+  stakeIn,
+} from "./_ledger_node.ts";
+import { CrashingIncarnation, queuedAt } from "./_validator_down.ts";
 
 const STAKE = 1_000_000;
-
-/** A validator incarnation that takes its first message, waits for `crash`, then throws. */
-class CrashingIncarnation implements Actor<ValidatorMessage> {
-  constructor(readonly crash: Promise<void>) {}
-
-  async receive(): Promise<unknown> {
-    await this.crash;
-    throw new Error("validator crashed (test)");
-  }
-}
-
-/** Node `name`'s ValidatorActor on its ledger, as `spawnLedgerNode` builds it. */
-function validatorOf(dir: string, name: string, identity: Identity, clock: { t: number }) {
-  return new ValidatorActor({
-    identity,
-    ledgerDir: `${dir}/${name}`,
-    models: HONEST_MODELS,
-    challengeProbability: 0,
-    finalizeIntervalMs: 0,
-    network: `${name}/network`,
-    ledger: { now: () => clock.t },
-  });
-}
-
-/** The mailbox size of actor `name` in `tree`. */
-function queuedAt(tree: ActorTreeNode, name: string): number | undefined {
-  if (tree.name === name) return tree.mailbox?.size;
-  for (const child of tree.children ?? []) {
-    const found = queuedAt(child, name);
-    if (found !== undefined) return found;
-  }
-  return undefined;
-}
 
 /**
  * B — C with the cheat's receipt in both ledgers; `down` takes C's validator down and returns
@@ -86,13 +59,7 @@ async function caughtCheatWhileDown(
   try {
     const [b, c, accuser, worker, requester] = Array.from({ length: 5 }, Identity.generate);
     const node = (name: string, identity: Identity) =>
-      spawnLedgerNode(system, dir, name, {
-        identity,
-        pledge: signStakePledge(identity, 10_000, 1),
-        models: HONEST_MODELS,
-        now: () => clock.t,
-        clock,
-      });
+      spawnPledgedNode(system, dir, name, identity, clock);
     const [nodeB, nodeC] = [await node("b", b), await node("c", c)];
     const { id, fraudProof } = await caughtCheat(
       [nodeB, nodeC],
@@ -103,7 +70,10 @@ async function caughtCheatWhileDown(
     await joinLedgerNodes(nodeB, nodeC);
     await eventually(async () => (await stakeIn(nodeC, b)) === 10_000, "C to record B's pledge");
 
-    const { passedOn, back } = await down(system, () => validatorOf(dir, "c", c, clock));
+    const { passedOn, back } = await down(
+      system,
+      () => ledgerNodeValidator(dir, "c", { identity: c, models: HONEST_MODELS, clock }),
+    );
     // Inside the receipt's window, A's proof reaches B, which confirms it and passes it on.
     clock.t += 60_000;
     assert.ok(clock.t < START + DEFAULT_ECONOMICS.challengeWindowMs / 2);
@@ -162,7 +132,8 @@ Deno.test("review s58: a fraud proof queued at a validator that crashes is hande
     let incarnations = 0;
     const ref = await system.spawn<ValidatorMessage>({
       name: "c/validator",
-      factory: () => incarnations++ === 0 ? new CrashingIncarnation(crashing) : restart(),
+      factory: () =>
+        incarnations++ === 0 ? new CrashingIncarnation(crashing, "validator") : restart(),
     });
     void ref.tell({ type: "stats" }); // the message it is busy with when it crashes
     return {
