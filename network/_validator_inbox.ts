@@ -3,17 +3,20 @@
  * down.
  *
  * A fraud proof, a verdict ("proof withheld" claim) or a stake pledge for the ValidatorActor, or
- * a training receipt or training fraud proof for the TrainingValidator, comes from a peer as a
- * one-way notify, passed on once per connection: the sender never learns whether this node's
+ * a training receipt, training fraud proof or round outcome for the TrainingValidator, comes from
+ * a peer as a one-way notify, passed on once per connection: the sender never learns whether this node's
  * ledger took it, and sends it again only on a new connection (its catch-up). Handed over with a
  * `tell`, it was lost when no validator was registered (stopped; the error frame back is acted on
  * by nobody) or when the validator crashed with it queued (a crashed incarnation's mailbox is
  * discarded, and `tell` had resolved once it was queued): the receipt's window then closed here
- * without it, and the cheat (or lazy trainer) every other ledger slashed was paid in this one.
+ * without it, and the cheat (or lazy trainer) every other ledger slashed was paid in this one;
+ * a lost round outcome was never audited here, and the round's honest trainers every other ledger
+ * credited went uncredited in this one.
  *
  * So the evidence is handed over with an `ask`, which settles only once the validator's
  * `receive` took it (quickly: a fraud proof's check, a forward pass, runs outside the mailbox
- * and is not waited for; a training proof's re-run likewise), and what does not get there is
+ * and is not waited for; a training proof's re-run and an outcome's audit likewise), and what
+ * does not get there is
  * held here, in one bounded queue per node and validator, and handed over again:
  *
  * - no validator registered, or its mailbox closed for good (`ActorStoppedError`): held until
@@ -25,7 +28,8 @@
  *
  * A handover that times out is not held (the message is still queued there and will be taken),
  * nor one refused for a full mailbox (overload: shedding it is the mailbox's job). Duplicates are
- * harmless: the ledger takes each verdict, proof, pledge and receipt once.
+ * harmless: the ledger takes each verdict, proof, pledge and receipt once, and the training
+ * validator audits each outcome once (`training/_outcome_gate.ts`).
  *
  * Who pays: this node, in memory, at most {@link MAX_HELD} messages and {@link MAX_HELD_BYTES}
  * (CBOR; {@link MAX_HELD_TRAINING_BYTES} for the training validator) while its validator is

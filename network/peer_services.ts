@@ -351,13 +351,11 @@ function serveTraining(connection: Connection, peer: string, services: PeerServi
     }
     return { bytes };
   });
-  const gossip = (message: TrainingValidatorMessage) =>
-    actor<TrainingValidatorMessage>(services.trainingValidator, "the training validator")
-      .tell(message);
-  // Training receipts and fraud proofs are one-way evidence for the ledger, passed on once per
-  // connection: handed over as the inference evidence is, or held while the training validator
-  // is down or after it crashed with them queued (`_validator_inbox.ts`). A training fraud proof
-  // can be as large as a frame, hence the larger hold.
+  // Training receipts, fraud proofs and round outcomes are one-way evidence for the ledger,
+  // passed on once per connection: handed over as the inference evidence is, or held while the
+  // training validator is down or after it crashed with them queued (`_validator_inbox.ts`). An
+  // outcome lost here was never audited here, so the round's honest trainers went uncredited in
+  // this ledger alone. A training fraud proof can be as large as a frame, hence the larger hold.
   const evidence = (message: TrainingValidatorMessage) => {
     if (services.trainingValidator === undefined) {
       throw new ServiceUnavailableError("the training validator");
@@ -373,6 +371,6 @@ function serveTraining(connection: Connection, peer: string, services: PeerServi
     await evidence({ type: "fraud_proof", body, origin: peer });
   });
   connection.handle(OutcomeMessage, async (body) => {
-    await gossip({ type: "outcome", body, origin: peer });
+    await evidence({ type: "outcome", body, origin: peer });
   });
 }

@@ -74,7 +74,8 @@ export class OutcomeAudits {
     // This node's own coordinator waits on `result` before it forgets the outcome (its
     // state keeps it until then, and a restart sends it again): it settles once the outcome
     // was passed on, or its audit here ended without (refused, no verdict); it rejects when
-    // this actor stopped before that. A peer's copy is told, its answer unused.
+    // this actor stopped before that. A peer's copy is handed over with an ask
+    // (`network/_validator_inbox.ts`), its answer unused.
     const ended = Promise.withResolvers<void>();
     ended.promise.catch(() => {}); // nobody may be waiting on it
     // Stopped with its `audited` still to come (told or not): that answer is lost.
