@@ -43,7 +43,7 @@ import {
 } from "../actors/_validator_fixture.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "../training/_fixtures.ts";
 import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
-import { CrashingIncarnation, queuedAt } from "./_validator_down.ts";
+import { crashingValidator, stoppedValidator } from "./_validator_down.ts";
 
 /** Stake of the round's coordinator and trainers in C's ledger: above any bar to be audited. */
 const ROUND_STAKE = 1_000_000;
@@ -191,46 +191,19 @@ async function outcomeWhileDown(
 }
 
 Deno.test("review s58: a round's outcome passed on while the peer's training validator is stopped is handed to it when it starts again: the round's trainers are credited there too", async () => {
-  await outcomeWhileDown("stopped", async (system, name, restart) => {
-    assert.equal(await system.stop(name), true);
-    return {
-      // C's NetworkActor finds no training validator, and nothing on either side shows the
-      // notify came: a short wait for it (too short could only let it find the validator back).
-      passedOn: () => new Promise((resolve) => setTimeout(resolve, 200)),
-      back: async () => {
-        await system.spawn<TrainingValidatorMessage>({ name, factory: restart });
-      },
-    };
-  });
+  await outcomeWhileDown("stopped", stoppedValidator);
 });
 
 Deno.test("review s58: a round's outcome queued at a training validator that crashes is handed to its next incarnation: the round's trainers are credited there too", async () => {
-  await outcomeWhileDown("crashed", async (system, name, restart) => {
-    // C's training validator is replaced by one whose first incarnation crashes with what is
-    // queued; the supervisor restarts it as the real one.
-    assert.equal(await system.stop(name), true);
-    let crash!: () => void;
-    const crashing = new Promise<void>((resolve) => crash = resolve);
-    let incarnations = 0;
-    const ref = await system.spawn<TrainingValidatorMessage>({
-      name,
-      factory: () =>
-        incarnations++ === 0
-          ? new CrashingIncarnation<TrainingValidatorMessage>(crashing, "training validator")
-          : restart(),
-    });
-    void ref.tell({ type: "stats" }).catch(() => {}); // what it is busy with when it crashes
-    return {
-      passedOn: async () => {
-        await eventually(
-          () => Promise.resolve((queuedAt(system.tree(), name) ?? 0) >= 1),
-          "A's outcome to be queued at C's training validator",
-        );
-      },
-      back: async () => {
-        crash();
-        await eventually(() => Promise.resolve(incarnations === 2), "C's validator to restart");
-      },
-    };
-  });
+  await outcomeWhileDown(
+    "crashed",
+    (system, name, restart) =>
+      crashingValidator<TrainingValidatorMessage>(
+        system,
+        name,
+        restart,
+        "training validator",
+        "A's outcome to be queued at C's training validator",
+      ),
+  );
 });

@@ -37,7 +37,7 @@ import {
 import { TEST_ARCH } from "../training/_fixtures.ts";
 import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "../training/_loss_fraud.ts";
 import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
-import { CrashingIncarnation, queuedAt } from "./_validator_down.ts";
+import { crashingValidator, stoppedValidator } from "./_validator_down.ts";
 
 /**
  * A — C holding the lazy receipt; `down` takes C's training validator down (given a factory of
@@ -130,44 +130,19 @@ async function convictedWhileDown(
 }
 
 Deno.test("review s58: a training fraud proof passed on while the peer's training validator is stopped is handed to it when it starts again: the lazy trainer is slashed there too, not paid", async () => {
-  await convictedWhileDown("stopped", async (system, name, restart) => {
-    assert.equal(await system.stop(name), true);
-    return {
-      // C's NetworkActor finds no training validator, and nothing on either side shows the
-      // notify came: a short wait for it (too short could only let it find the validator back).
-      passedOn: () => new Promise((resolve) => setTimeout(resolve, 200)),
-      back: async () => {
-        await system.spawn<TrainingValidatorMessage>({ name, factory: restart });
-      },
-    };
-  });
+  await convictedWhileDown("stopped", stoppedValidator);
 });
 
 Deno.test("review s58: a training fraud proof queued at a training validator that crashes is handed to its next incarnation: the lazy trainer is slashed there too, not paid", async () => {
-  await convictedWhileDown("crashed", async (system, name, restart) => {
-    // C's training validator is replaced by one whose first incarnation crashes with what is
-    // queued; the supervisor restarts it as the real one.
-    assert.equal(await system.stop(name), true);
-    let crash!: () => void;
-    const crashing = new Promise<void>((resolve) => crash = resolve);
-    let incarnations = 0;
-    const ref = await system.spawn<TrainingValidatorMessage>({
-      name,
-      factory: () =>
-        incarnations++ === 0 ? new CrashingIncarnation(crashing, "training validator") : restart(),
-    });
-    void ref.tell({ type: "stats" }).catch(() => {}); // what it is busy with when it crashes
-    return {
-      passedOn: async () => {
-        await eventually(
-          () => Promise.resolve((queuedAt(system.tree(), name) ?? 0) >= 1),
-          "A's proof to be queued at C's training validator",
-        );
-      },
-      back: async () => {
-        crash();
-        await eventually(() => Promise.resolve(incarnations === 2), "C's validator to restart");
-      },
-    };
-  });
+  await convictedWhileDown(
+    "crashed",
+    (system, name, restart) =>
+      crashingValidator<TrainingValidatorMessage>(
+        system,
+        name,
+        restart,
+        "training validator",
+        "A's proof to be queued at C's training validator",
+      ),
+  );
 });

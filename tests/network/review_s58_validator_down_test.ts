@@ -37,7 +37,7 @@ import {
   spawnPledgedNode,
   stakeIn,
 } from "./_ledger_node.ts";
-import { CrashingIncarnation, queuedAt } from "./_validator_down.ts";
+import { crashingValidator, stoppedValidator } from "./_validator_down.ts";
 
 const STAKE = 1_000_000;
 
@@ -109,46 +109,21 @@ async function caughtCheatWhileDown(
 }
 
 Deno.test("review s58: a fraud proof passed on while the peer's validator is stopped is handed to it when it starts again: the cheat is slashed there too, not paid", async () => {
-  await caughtCheatWhileDown("stopped", async (system, restart) => {
-    assert.equal(await system.stop("c/validator"), true);
-    return {
-      // C's NetworkActor finds no validator, and nothing on either side shows the notify came:
-      // a short wait for it (too short could only let it find the validator back, a pass).
-      passedOn: () => new Promise((resolve) => setTimeout(resolve, 200)),
-      back: async () => {
-        await system.spawn<ValidatorMessage>({ name: "c/validator", factory: restart });
-      },
-    };
-  });
+  await caughtCheatWhileDown(
+    "stopped",
+    (system, restart) => stoppedValidator(system, "c/validator", restart),
+  );
 });
 
 Deno.test("review s58: a fraud proof queued at a validator that crashes is handed to its next incarnation: the cheat is slashed there too, not paid", async () => {
-  await caughtCheatWhileDown("crashed", async (system, restart) => {
-    // C's validator is replaced by one whose first incarnation crashes with what is queued; the
-    // supervisor restarts it as the real validator on the same ledger.
-    assert.equal(await system.stop("c/validator"), true);
-    let crash!: () => void;
-    const crashing = new Promise<void>((resolve) => crash = resolve);
-    let incarnations = 0;
-    const ref = await system.spawn<ValidatorMessage>({
-      name: "c/validator",
-      factory: () =>
-        incarnations++ === 0 ? new CrashingIncarnation(crashing, "validator") : restart(),
-    });
-    void ref.tell({ type: "stats" }); // the message it is busy with when it crashes
-    return {
-      passedOn: async () => {
-        await eventually(
-          () => Promise.resolve((queuedAt(system.tree(), "c/validator") ?? 0) >= 1),
-          "B's proof to be queued at C's validator",
-        );
-      },
-      back: async () => {
-        crash();
-        await eventually(() => Promise.resolve(incarnations === 2), "C's validator to restart");
-      },
-    };
-  });
+  await caughtCheatWhileDown("crashed", (system, restart) =>
+    crashingValidator<ValidatorMessage>(
+      system,
+      "c/validator",
+      restart,
+      "validator",
+      "B's proof to be queued at C's validator",
+    ));
 });
 
 /** A validator stand-in that notes what it takes, or crashes on every `pledge` when `poisoned`. */
