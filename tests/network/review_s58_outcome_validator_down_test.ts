@@ -20,16 +20,12 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { type OutcomeBody, OutcomeMessage } from "../../protocols/training_messages.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { signOutcome } from "../../training/signed_outcome.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import { aggregateRound, trainAndSign } from "../../training/training_round.ts";
 import {
   TrainingValidator,
   type TrainingValidatorMessage,
@@ -41,56 +37,12 @@ import {
   ledgerReads,
   START,
 } from "../actors/_validator_fixture.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "../training/_fixtures.ts";
+import { honestRound } from "../training/_honest_round.ts";
 import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
 import { crashingValidator, stoppedValidator } from "./_validator_down.ts";
 
 /** Stake of the round's coordinator and trainers in C's ledger: above any bar to be audited. */
 const ROUND_STAKE = 1_000_000;
-
-/** An honest round 0 published in `models` (unsigned) and the trainers who made it. */
-async function honestRound(models: RoundModels) {
-  const split = await testSplit();
-  const trainers = split.shards.map(() => Identity.generate());
-  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  const reports = [];
-  for (const [i, shard] of split.shards.entries()) {
-    const { report } = await trainAndSign({
-      arch: TEST_ARCH,
-      round: 0,
-      startModel: seed.cid,
-      start: seed.weights,
-      shard,
-      steps: 3,
-      dataSeed: dataSeedOf(0, toHex(trainers[i].publicKey)),
-      hyper: TEST_HYPER,
-      identity: trainers[i],
-    });
-    reports.push(report);
-  }
-  const result = await aggregateRound(reports, {
-    arch: TEST_ARCH,
-    startModel: seed.cid,
-    start: seed.weights,
-    modelsDir: models.modelsDir,
-  });
-  const model = await models.publish(TEST_ARCH, result.weights);
-  const files = await Promise.all(
-    reports.map((r) => models.putFile(r.delta, `delta-${r.receipt.deltaHash}`)),
-  );
-  const outcome: OutcomeBody = {
-    round: 0,
-    startModel: seed.cid,
-    startFile: seed.file!,
-    model: model.cid,
-    file: model.file!,
-    arch: TEST_ARCH,
-    accepted: reports.map((r) => toHex(r.receipt.trainer)),
-    reports: reports.map((r, i) => ({ receipt: r.receipt, deltaFile: files[i]! })),
-    excluded: [],
-  };
-  return { outcome, trainers };
-}
 
 /**
  * A — C, the round's keys staked in C; `down` takes C's training validator down (given a factory
@@ -116,7 +68,7 @@ async function outcomeWhileDown(
       factory: () => new StorageActor({ dir: join(dir, "store") }),
     });
     const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => storageRef });
-    const round = await honestRound(models);
+    const round = await honestRound(models, 3);
     const coordinator = Identity.generate();
     const signed = signOutcome(round.outcome, coordinator);
     const [aKey, cKey] = [Identity.generate(), Identity.generate()];

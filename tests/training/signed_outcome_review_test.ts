@@ -13,12 +13,9 @@ import { cidOf } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { signOutcome } from "../../training/signed_outcome.ts";
 import type { TrainingReceipt } from "../../training/training_receipt.ts";
-import { aggregateRound, trainAndSign } from "../../training/training_round.ts";
 import {
   MAX_AUDITS_PER_COORDINATOR,
   PEER_AUDIT_WINDOW_MS,
@@ -29,7 +26,8 @@ import {
 import { eventually } from "../_helpers/wait.ts";
 import { spawnStakesLedger } from "./_stakes_ledger.ts";
 import { placeholderReceipt } from "./_placeholder_receipt.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { honestRound } from "./_honest_round.ts";
 
 const STAKE = 1_000_000;
 const file = (text: string) => cidOf(new TextEncoder().encode(text));
@@ -165,46 +163,8 @@ Deno.test("an outcome the per-model bound refuses takes nothing from its coordin
  * An honest round 0 (trained for real, its deltas and start model in `storage`), signed by
  * `coordinator`.
  */
-async function honestRound(models: RoundModels, coordinator: Identity) {
-  const split = await testSplit();
-  const trainers = split.shards.map(() => Identity.generate());
-  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  const reports = [];
-  for (const [i, shard] of split.shards.entries()) {
-    const { report } = await trainAndSign({
-      arch: TEST_ARCH,
-      round: 0,
-      startModel: seed.cid,
-      start: seed.weights,
-      shard,
-      steps: 2,
-      dataSeed: dataSeedOf(0, toHex(trainers[i].publicKey)),
-      hyper: TEST_HYPER,
-      identity: trainers[i],
-    });
-    reports.push(report);
-  }
-  const result = await aggregateRound(reports, {
-    arch: TEST_ARCH,
-    startModel: seed.cid,
-    start: seed.weights,
-    modelsDir: models.modelsDir,
-  });
-  const model = await models.publish(TEST_ARCH, result.weights);
-  const files = await Promise.all(
-    reports.map((r) => models.putFile(r.delta, `delta-${r.receipt.deltaHash}`)),
-  );
-  return signOutcome({
-    round: 0,
-    startModel: seed.cid,
-    startFile: seed.file!,
-    model: model.cid,
-    file: model.file!,
-    arch: TEST_ARCH,
-    accepted: reports.map((r) => toHex(r.receipt.trainer)),
-    reports: reports.map((r, i) => ({ receipt: r.receipt, deltaFile: files[i]! })),
-    excluded: [],
-  }, coordinator);
+async function signedHonestRound(models: RoundModels, coordinator: Identity) {
+  return signOutcome((await honestRound(models, 2)).outcome, coordinator);
 }
 
 // Failed on 0aeef43: round_audit.ts turned any error of `aggregateRound` into `delta_mismatch`,
@@ -224,7 +184,7 @@ Deno.test({
       });
       const storage = () => storageRef;
       const coordinator = Identity.generate();
-      const signed = await honestRound(
+      const signed = await signedHonestRound(
         new RoundModels({ modelsDir: join(dir, "coordinator"), storage }),
         coordinator,
       );

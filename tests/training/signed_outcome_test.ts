@@ -19,12 +19,9 @@ import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type OutcomeBody, OutcomeMessage } from "../../protocols/training_messages.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { outcomeSignature, signOutcome } from "../../training/signed_outcome.ts";
 import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
-import { aggregateRound, trainAndSign } from "../../training/training_round.ts";
 import {
   FALSE_OUTCOME_BENCH_MS,
   MAX_AUDITS_PER_COORDINATOR,
@@ -34,56 +31,13 @@ import {
 } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { placeholderReceipt } from "./_placeholder_receipt.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { honestRound } from "./_honest_round.ts";
 
 /** Local steps: the gate does not depend on how far the trainers got. */
 const H = 3;
 /** Stake of every key deposited here: above any ledger's bar for a peer's claim. */
 const STAKE = 1_000_000;
-
-/** An honest coordinator's round 0 (unsigned) and the trainers who made it. */
-async function honestRound(models: RoundModels) {
-  const split = await testSplit();
-  const trainers = split.shards.map(() => Identity.generate());
-  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  const reports = [];
-  for (const [i, shard] of split.shards.entries()) {
-    const { report } = await trainAndSign({
-      arch: TEST_ARCH,
-      round: 0,
-      startModel: seed.cid,
-      start: seed.weights,
-      shard,
-      steps: H,
-      dataSeed: dataSeedOf(0, toHex(trainers[i].publicKey)),
-      hyper: TEST_HYPER,
-      identity: trainers[i],
-    });
-    reports.push(report);
-  }
-  const result = await aggregateRound(reports, {
-    arch: TEST_ARCH,
-    startModel: seed.cid,
-    start: seed.weights,
-    modelsDir: models.modelsDir,
-  });
-  const model = await models.publish(TEST_ARCH, result.weights);
-  const files = await Promise.all(
-    reports.map((r) => models.putFile(r.delta, `delta-${r.receipt.deltaHash}`)),
-  );
-  const outcome: OutcomeBody = {
-    round: 0,
-    startModel: seed.cid,
-    startFile: seed.file!,
-    model: model.cid,
-    file: model.file!,
-    arch: TEST_ARCH,
-    accepted: reports.map((r) => toHex(r.receipt.trainer)),
-    reports: reports.map((r, i) => ({ receipt: r.receipt, deltaFile: files[i]! })),
-    excluded: [],
-  };
-  return { outcome, trainers, seed };
-}
 
 /**
  * An outcome of a later round from a start model this node never saw: its receipts are signed,
@@ -161,6 +115,7 @@ Deno.test("a round's outcome is audited only when a coordinator staked in this l
     const storage = () => storageRef;
     const round = await honestRound(
       new RoundModels({ modelsDir: join(dir, "coordinator"), storage }),
+      H,
     );
     const coordinator = Identity.generate();
     const signed = signOutcome(round.outcome, coordinator);
