@@ -34,20 +34,47 @@ import {
   trainingValidates,
 } from "./_training_children.ts";
 
-/** The supervisor's children for `config`, in start order. */
-export function nodeChildren(
-  config: NodeConfig,
-  identity: Identity,
-  models: ModelRegistry,
-  lookup: <M>(name: string) => ActorRef<M> | undefined,
-  localPort: () => InferencePort | undefined,
-  log: (line: string) => void,
-  calibration: CalibrationStore | undefined,
-  pledge: StakePledge | undefined,
-  activity: NodeActivity | undefined,
-  training: TrainingInputs,
-  ownerKey: OwnerKey,
-): ChildSpec<never>[] {
+/** What {@link nodeChildren} builds the roles' actors from: the node's parts, made by `node.ts`. */
+export interface NodeChildrenInputs {
+  /** The node's configuration (its roles, sizes and directories). */
+  config: NodeConfig;
+  /** The node's key pair: its actors sign and are known by it. */
+  identity: Identity;
+  /** The models this node holds (inference, validation, training). */
+  models: ModelRegistry;
+  /** Finds a running actor by its registry name (`NODE_ACTORS`). */
+  lookup: <M>(name: string) => ActorRef<M> | undefined;
+  /** The node's own inference port, once the inference actor runs (for the network's jobs). */
+  localPort: () => InferencePort | undefined;
+  /** The node's log. */
+  log: (line: string) => void;
+  /** The calibrated tolerances the validator checks with, where the node has them. */
+  calibration: CalibrationStore | undefined;
+  /** This node's signed stake pledge, announced to its peers. */
+  pledge: StakePledge | undefined;
+  /** Where the validator records what it did, for watchers (the dashboard's feed, `/metrics`). */
+  activity: NodeActivity | undefined;
+  /** The training roles' inputs (`_training_children.ts`). */
+  training: TrainingInputs;
+  /** The owner's key the storage's private tier encrypts this node's own files with. */
+  ownerKey: OwnerKey;
+}
+
+/** The supervisor's children for the node's configuration, in start order. */
+export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
+  const {
+    config,
+    identity,
+    models,
+    lookup,
+    localPort,
+    log,
+    calibration,
+    pledge,
+    activity,
+    training,
+    ownerKey,
+  } = inputs;
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
   const { roles } = config;

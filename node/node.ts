@@ -336,7 +336,7 @@ async function startSteps(
     maxRestarts: NODE_MAX_RESTARTS,
     withinMs: NODE_RESTART_WINDOW_MS,
     backoff: { initialMs: NODE_BACKOFF_INITIAL_MS },
-    children: nodeChildren(
+    children: nodeChildren({
       config,
       identity,
       models,
@@ -348,7 +348,7 @@ async function startSteps(
       activity,
       training,
       ownerKey,
-    ),
+    }),
   });
   step();
 
