@@ -117,7 +117,7 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
 /** An origin as browsers send it: scheme, host and optional port, nothing else. */
 const ORIGIN = /^https?:\/\/[^/\s?#]+$/;
 
-/** The zod fields of {@link EdgeConfig}, with defaults; `node/config.ts` spreads them into `http`. */
+/** The zod fields of {@link EdgeConfig}, with defaults; the node's configuration schema (`node/_config_schema.ts`) spreads them into `http`. */
 export const edgeConfigFields = {
   maxRequestBytes: z.number().int().min(1024).max(1 << 30).default(EDGE_DEFAULTS.maxRequestBytes),
   maxPromptChars: z.number().int().min(1).max(GENERATION_LIMITS.maxPromptChars)

@@ -1,0 +1,454 @@
+/**
+ * What a valid node configuration is: the zod schema behind `node/config.ts` (every field, its
+ * limits and default, the refusals an operator reads, the checks across fields), and its leaves
+ * as the rest of the node names them (`http.port`, `VERIFLOW_HTTP_PORT`, how each is read).
+ * `config.ts` validates against it; nothing else imports it. Private: `config.ts` (and so
+ * `mod.ts`) re-exports the leaves (`configLeaves`, `ConfigLeaf`, `ConfigLeafKind`, `ENV_PREFIX`).
+ *
+ * @module
+ */
+import {
+  DEFAULT_DATA_DIR,
+  SHELL_HOME_REFUSAL as NO_TILDE,
+  startsAtShellHome,
+} from "./default_data_dir.ts";
+import { z } from "zod";
+import { parsePeerAddress } from "../network/peer_address.ts";
+import { edgeConfigFields } from "../server/edge_config.ts";
+import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
+import {
+  DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
+  DEFAULT_GATHER_MS,
+  DEFAULT_STALL_TIMEOUT_MS,
+  DEFAULT_START_TIMEOUT_MS,
+  DEFAULT_TOKEN_BUDGET_MS,
+  DEFAULT_TOKENS_PER_EVENT,
+} from "../inference/remote_port.ts";
+import { DEFAULT_QUEUE_HOLD_MS } from "../network/failover.ts";
+import { MAX_GATHER_MS, MAX_TOKENS_PER_EVENT } from "../protocols/inference_messages.ts";
+import {
+  ArchitectureSchema,
+  MAX_REPORT_DELTA_BYTES,
+  MAX_ROUND_STEPS,
+  MAX_WIRE_MODEL_PARAMETERS,
+} from "../protocols/training_messages.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/hyper_params.ts";
+// Every setting that becomes a timer's delay is capped at it (~24.8 days): past it Deno warns and
+// waits 1 ms, so `--heartbeat 3000000000` logged a heartbeat every millisecond.
+import { MAX_TIMER_MS } from "../protocols/connection_timers.ts";
+
+/**
+ * Whether `text` is an address to dial: `HOST:PORT` with a port of 1–65535. Port 0 means "any"
+ * only when binding: as a peer or a DHT bootstrap node it names no listener, and the node
+ * dialled it forever, every attempt refused.
+ */
+function isDialAddress(text: string): boolean {
+  try {
+    return parsePeerAddress(text).port > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** What {@link isDialAddress} refuses, as the refusal says it. */
+const DIAL_ADDRESS = "expected HOST:PORT with a port 1–65535";
+
+/**
+ * Said of an empty host: the system's own refusal would come at start, blamed on the port.
+ */
+const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this machine only) " +
+  "or 0.0.0.0 (every interface), got an empty one";
+
+/**
+ * Said of an empty model path (`--model "$DIR"` with the variable unset): accepted, it bound the
+ * port, took the data directory and wrote the identity before the load failed on "".
+ */
+const MODEL_DIR_REQUIRED = "expected the directory of an exported model (model.onnx, " +
+  "config.json, tokenizer.json) or a .onnx file, got an empty path; leave it out for the " +
+  "built-in model";
+
+/** Whether `path` is free of a leading `~` (`SHELL_HOME_REFUSAL`, in `default_data_dir.ts`). */
+function notShellHome(path: string): boolean {
+  return !startsAtShellHome(path);
+}
+
+/**
+ * The shortest heartbeat: a line a second is already more than a person reads. Below it is a
+ * unit taken for seconds (`--heartbeat 10`), which logged a line — and asked three actors —
+ * every 10 ms.
+ */
+const MIN_HEARTBEAT_MS = 1_000;
+
+/**
+ * The shortest `training.arch.contextLength` a node can train or coordinate: its rounds train on
+ * samples of `DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes` bytes (the length each trainer commits its
+ * shard at), and the model reads all of a sample but its last byte at once. A shorter context
+ * crashed the coordinator at start, naming no setting.
+ */
+const MIN_TRAINING_CONTEXT = DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes - 1;
+
+/** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
+export const nodeConfigSchema = z.strictObject({
+  /** Where the node keeps its identity, models, chunks and ledger. */
+  dataDir: z.string().min(1).refine(notShellHome, NO_TILDE).default(DEFAULT_DATA_DIR),
+  /** Which actors this node runs. */
+  roles: z.strictObject({
+    storage: z.boolean().default(true),
+    inference: z.boolean().default(true),
+    prover: z.boolean().default(true),
+    validator: z.boolean().default(true),
+  }).prefault({}),
+  http: z.strictObject({
+    /** Loopback by default: exposing the API to a network is an explicit choice. */
+    hostname: z.string().min(1, HOST_REQUIRED).default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(8080),
+    /** The edge's limits and access rules (server/edge_config.ts; README, "Limits"). */
+    ...edgeConfigFields,
+  }).prefault({}),
+  model: z.strictObject({
+    /** Directory of an exported model (model.onnx, tokenizer.json, config.json); built-in when absent. */
+    dir: z.string().min(1, MODEL_DIR_REQUIRED).refine(notShellHome, NO_TILDE).optional(),
+    /** Size of the built-in model. */
+    size: z.enum(["tiny", "small", "brown"]).default("brown"),
+    /** Seed of the built-in model's weights. */
+    seed: z.number().int().min(0).default(0),
+    /**
+     * Execution provider to ask for (`--device`): `cuda` and `webgpu` fall back to CPU when they
+     * cannot start, with the reason logged and in `/v1/models` (`execution_provider_fallback`).
+     */
+    executionProvider: z.enum(["cpu", "cuda", "webgpu"]).default("cpu"),
+    /**
+     * Workers that run the model off the main thread (0: on the main thread). One by default:
+     * a single stream is as fast as in-thread (the worker computes the next token while the
+     * last one is sent), and the event loop — HTTP, WebSocket writes, actors, a validator's
+     * challenge — never waits for a compute step. More workers run concurrent jobs on more
+     * cores at one model copy each (docs/MODELS.md has the numbers).
+     */
+    workers: z.number().int().min(0).max(64).default(1),
+    /**
+     * Workers of their own for the validator's forward passes, beside `workers` (on a node
+     * that validates, with `workers` ≥ 1): a challenge never queues ahead of a token step, at
+     * one more model copy each. 0 shares the generation workers, which serve steps first.
+     */
+    validationWorkers: z.number().int().min(0).max(16).default(1),
+    /**
+     * A model worker that dies is restarted (its jobs fail), up to `maxRestarts` times in
+     * `withinMs` (all the model's workers together); past that it is given up and `/healthz`
+     * answers 503 until the node is restarted.
+     */
+    restart: z.strictObject({
+      maxRestarts: z.number().int().min(0).max(1_000).default(5),
+      withinMs: z.number().int().min(1).default(60_000),
+      /**
+       * A worker that leaves its requests unanswered this long is taken for hung (a graph that
+       * never ends) and restarted like a crash, its jobs failed; 0: never.
+       */
+      stallMs: z.number().int().min(0).default(120_000),
+    }).prefault({}),
+  }).prefault({}),
+  inference: z.strictObject({
+    /**
+     * Jobs computed at once per model that does not report its batch seats; a text model runs
+     * as many as it seats (batch size × workers), more or fewer. More wait in the queue.
+     */
+    concurrency: z.number().int().min(1).max(256).default(4),
+    /** Jobs allowed to wait; beyond that requests get 429. */
+    queueLimit: z.number().int().min(0).max(100_000).default(64),
+  }).prefault({}),
+  network: z.strictObject({
+    /**
+     * Where peers connect (TCP). Loopback by default, like the HTTP API: joining a network
+     * beyond this machine is an explicit choice. Port 0 picks a free one (printed at start).
+     */
+    listen: z.strictObject({
+      hostname: z.string().min(1, HOST_REQUIRED).default("127.0.0.1"),
+      port: z.number().int().min(0).max(65535).default(7700),
+    }).prefault({}),
+    /** Accept peer connections at all. */
+    listening: z.boolean().default(true),
+    /** Static peers to dial and keep dialled, `HOST:PORT` or `[IPV6]:PORT`. */
+    peers: z.array(z.string().refine(isDialAddress, DIAL_ADDRESS)).default([]),
+    /**
+     * Send a ping after this long without traffic. A third of the idle timeout: two pings can
+     * be lost before a live peer is taken for dead.
+     */
+    keepaliveMs: z.number().int().min(10).max(600_000).default(1_500),
+    /** A peer silent (or not reading) for this long is dropped and its jobs fail. */
+    idleTimeoutMs: z.number().int().min(50).max(3_600_000).default(5_000),
+    /**
+     * Find peers on Hyperswarm, through the swarm host (a Node.js child process: Node.js 20+
+     * must be installed). Off by default for now. `bootstrap`: DHT bootstrap nodes
+     * (`HOST:PORT`), or null for the public DHT; `bind`: the address the DHT binds
+     * (`127.0.0.1` for a local testnet).
+     */
+    swarm: z.strictObject({
+      enabled: z.boolean().default(false),
+      bootstrap: z.array(z.string().refine(isDialAddress, DIAL_ADDRESS)).nullable()
+        .default(null),
+      bind: z.string().min(1, HOST_REQUIRED).optional(),
+    }).prefault({}),
+    /**
+     * How a node without a model of its own forwards a client's job to a worker and when it
+     * moves the job on (docs/PROTOCOL.md, "Routing"): the worker's `start` within
+     * `startTimeoutMs`; a started job's next event within `stallTimeoutMs` (counted while the
+     * client reads); its first token within `firstTokenTimeoutMs` while the worker streams
+     * other jobs; another worker asked to take the job over beside the first after
+     * `queueHoldMs` without a first token (0: never); after the first token, at most
+     * `stallTimeoutMs` plus `tokenBudgetMs` per later token waiting on the worker (0: no such
+     * floor, only the stall timeout). `tokensPerEvent` and `gatherMs`: how many ready tokens
+     * the worker may send in one event, and how long it gathers them (1 and 0: each token on
+     * its own at once).
+     */
+    routing: z.strictObject({
+      startTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(DEFAULT_START_TIMEOUT_MS),
+      stallTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(DEFAULT_STALL_TIMEOUT_MS),
+      firstTokenTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS)
+        .default(DEFAULT_FIRST_TOKEN_TIMEOUT_MS),
+      queueHoldMs: z.number().int().min(0).max(MAX_TIMER_MS).default(DEFAULT_QUEUE_HOLD_MS),
+      tokenBudgetMs: z.number().int().min(0).max(MAX_TIMER_MS).default(DEFAULT_TOKEN_BUDGET_MS),
+      tokensPerEvent: z.number().int().min(1).max(MAX_TOKENS_PER_EVENT)
+        .default(DEFAULT_TOKENS_PER_EVENT),
+      gatherMs: z.number().int().min(0).max(MAX_GATHER_MS).default(DEFAULT_GATHER_MS),
+    }).refine(
+      (r) => r.firstTokenTimeoutMs >= r.stallTimeoutMs,
+      {
+        message: "firstTokenTimeoutMs must be at least stallTimeoutMs (a job queued behind " +
+          "others waits at least as long as a stalled one)",
+        path: ["firstTokenTimeoutMs"],
+      },
+    ).prefault({}),
+  }).refine(
+    // An idle connection hears only pings: peers that ping no sooner than they give up on each
+    // other drop every idle connection at the timeout, and redial, for ever.
+    (n) => n.keepaliveMs < n.idleTimeoutMs,
+    {
+      message: "keepaliveMs must be below idleTimeoutMs (an idle peer is heard only by its " +
+        "pings: a third of it lets two be lost)",
+      path: ["keepaliveMs"],
+    },
+  ).prefault({}),
+  /** The chunk store's limits (README, "Storage limits"). */
+  storage: z.strictObject({
+    /**
+     * Bytes the store may take on disk (every copy of every object plus 512 B per copy and 4 KiB
+     * per pack file); a put past it fails with `quota_exceeded`. Unset: no quota.
+     */
+    quotaBytes: z.number().int().min(0).optional(),
+    /**
+     * Most bytes held for other nodes (chunks peers put here), each with 512 B; past it a peer's
+     * chunk is refused with `replica_quota_exceeded` and goes to another holder. The node's own
+     * puts do not count. Unset: half of `quotaBytes`, so peers never take more than half of it;
+     * no cap of its own without a quota.
+     */
+    replicaQuotaBytes: z.number().int().min(0).optional(),
+    /**
+     * Free disk space a peer's chunk may never take: one that would leave less is refused with
+     * `replica_quota_exceeded`. Default 1 GiB.
+     */
+    replicaMinFreeBytes: z.number().int().min(0).default(1024 ** 3),
+    /** Unreferenced objects younger than this are never collected (a put's objects in flight). */
+    gcGraceMs: z.number().int().min(0).default(600_000),
+    /**
+     * How often this node audits the holders of its replicated files, ms (0: never): a round
+     * samples a few files and asks each holder for a few chunks it was given; a failure is a
+     * signed verdict in the ledger, and the failed chunks are repaired at once.
+     */
+    auditIntervalMs: z.number().int().min(0).max(MAX_TIMER_MS).default(600_000),
+    /** Largest file read whole into memory (`get_bytes`); larger ones must be streamed. */
+    maxInMemoryBytes: z.number().int().min(0).default(64 * 1024 * 1024),
+  }).prefault({}),
+  validator: z.strictObject({
+    /**
+     * Probability of challenging another node's receipt; default the economics' value. The
+     * worker cannot predict the coin (it is the validator's signature over the job id).
+     */
+    challengeProbability: z.number().min(0).max(1).optional(),
+  }).prefault({}),
+  /**
+   * Decentralized training (docs/TRAINING.md, "The network round"). `trainer`: train on shard
+   * `shard` of `shards` of the Brown corpus (`--train`, `--train-shard I/N`); the data stays on
+   * this node. `coordinator`: run `rounds` rounds (0: until stopped) of H = `steps` local steps,
+   * each waiting `deadlineMs` for reports, once `minTrainers` have joined (`--coordinate-training`).
+   * `validate`: take training gossip (receipts, fraud proofs, round models) on a node that
+   * neither trains nor coordinates (those always do, when they keep a ledger).
+   * `challengeProbability`: chance of challenging a training receipt (default the economics').
+   * `arch` is the trained model's architecture (default the built-in `tiny`); `corpusDocs`
+   * limits the corpus (every node of a network must use the same value: shards must not overlap).
+   */
+  training: z.strictObject({
+    arch: z.strictObject({
+      numLayers: z.number().int().min(1).max(64).default(2),
+      hiddenSize: z.number().int().min(1).max(8192).default(64),
+      numHeads: z.number().int().min(1).max(128).default(4),
+      contextLength: z.number().int().min(
+        MIN_TRAINING_CONTEXT,
+        `expected at least ${MIN_TRAINING_CONTEXT}: a round trains on samples of ` +
+          `${DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes} bytes, read ${MIN_TRAINING_CONTEXT} at once`,
+      ).max(65_536).default(256),
+    }).refine(
+      (arch) => ArchitectureSchema.safeParse(arch).success,
+      `hiddenSize must be a multiple of numHeads, and the model at most ${MAX_WIRE_MODEL_PARAMETERS} parameters, its delta within ${MAX_REPORT_DELTA_BYTES} bytes (a round's report carries it inline, a byte a parameter and a scale a row)`,
+    ).prefault({}),
+    corpusDocs: z.number().int().min(10).max(500).default(500),
+    trainer: z.strictObject({
+      enabled: z.boolean().default(false),
+      shard: z.number().int().min(0).default(0),
+      shards: z.number().int().min(1).max(1_000).default(1),
+    }).refine((t) => t.shard < t.shards, "shard must be below shards").prefault({}),
+    coordinator: z.strictObject({
+      enabled: z.boolean().default(false),
+      rounds: z.number().int().min(0).default(0),
+      steps: z.number().int().min(1).max(MAX_ROUND_STEPS).default(50),
+      deadlineMs: z.number().int().min(100).max(MAX_TIMER_MS).default(120_000),
+      minTrainers: z.number().int().min(1).max(1_000).default(1),
+      seed: z.number().int().min(0).default(0),
+    }).prefault({}),
+    validate: z.boolean().default(false),
+    challengeProbability: z.number().min(0).max(1).optional(),
+  }).prefault({}),
+  /**
+   * The ledger: a signed checkpoint of its working state every `checkpointEvery` entries (and
+   * on shutdown), so opening verifies at most that many entries; 0: only on shutdown.
+   */
+  ledger: z.strictObject({
+    checkpointEvery: z.number().int().min(0).max(1_000_000).default(1_024),
+  }).prefault({}),
+  /**
+   * Proof data the prover keeps for challenges: `retentionMs` after each job (default and least:
+   * 21 minutes, `MIN_PROOF_RETENTION_MS` in `proof/challenge_timing.ts` — the 5 minutes a receipt
+   * may take to reach a ledger, twice the 2.5 minutes clocks may differ, the 10-minute challenge
+   * window and the 1-minute proof deadline). A worker that deletes proof data a challenge can
+   * still ask for is slashed for withholding it, so less is refused.
+   */
+  proofs: z.strictObject({
+    retentionMs: z.number().int().min(MIN_PROOF_RETENTION_MS).optional(),
+  }).prefault({}),
+  /** Milliseconds between heartbeat lines, at least {@link MIN_HEARTBEAT_MS}; 0 turns them off. */
+  heartbeatMs: z.number().int().min(0).max(MAX_TIMER_MS)
+    .refine((ms) => ms === 0 || ms >= MIN_HEARTBEAT_MS, {
+      message: `is in milliseconds, at least ${MIN_HEARTBEAT_MS} (10000: a line every 10 s), ` +
+        "or 0 for none",
+    })
+    .default(10_000),
+  /**
+   * How log lines are written: `text` for a terminal (one readable line each), `json` for a log
+   * collector (one object per line: time, level, component, msg; see node/log_format.ts).
+   */
+  log: z.strictObject({
+    format: z.enum(["text", "json"]).default("text"),
+  }).prefault({}),
+  /**
+   * The live dashboard at `/` (server/dashboard_routes.ts). Read-only for anyone the API serves;
+   * submitting a job from it needs the operator token, kept in `<dataDir>/operator.token`.
+   */
+  dashboard: z.strictObject({
+    enabled: z.boolean().default(true),
+  }).prefault({}),
+  /**
+   * Stake recorded for the node's own key on first start (bookkeeping: there is no token). A
+   * receipt locks `slashMultiplier × tokens × price` of it during its challenge window, so the
+   * default backs about two hundred 256-token jobs per window at the default price.
+   */
+  selfStake: z.number().min(0).default(1_000_000),
+}).superRefine((c, ctx) => {
+  // The HTTP API binds first: the peer listener then failed on the node's own port, blamed on
+  // "another node on this port?", after the data directory was taken and the model loaded.
+  if (!c.network.listening || !sharePort(c.http, c.network.listen)) return;
+  ctx.addIssue({
+    code: "custom",
+    message: `the same as http.port (${c.http.port}) on ${c.network.listen.hostname}, which ` +
+      `the HTTP API takes first: give peers a port of their own (--p2p-port), or --no-listen`,
+    path: ["network", "listen", "port"],
+  });
+});
+
+/** Addresses that bind a port on every interface of the machine. */
+const EVERY_INTERFACE: ReadonlySet<string> = new Set(["0.0.0.0", "::", "[::]"]);
+
+/**
+ * Whether two listeners would ask for one port: the same non-zero port on the same address, or
+ * with either on every interface (port 0 picks a free one each).
+ */
+function sharePort(
+  a: { hostname: string; port: number },
+  b: { hostname: string; port: number },
+): boolean {
+  if (a.port === 0 || a.port !== b.port) return false;
+  return a.hostname === b.hostname || EVERY_INTERFACE.has(a.hostname) ||
+    EVERY_INTERFACE.has(b.hostname);
+}
+
+/** What kind of value a configuration leaf holds (how an environment variable is read). */
+export type ConfigLeafKind = "string" | "integer" | "number" | "boolean" | "list";
+
+/** A leaf of the configuration schema. */
+export interface ConfigLeaf {
+  /** Dotted key path (`http.port`). */
+  path: string;
+  /** Its environment variable (`VERIFLOW_HTTP_PORT`). */
+  env: string;
+  /** How its text form is read. */
+  kind: ConfigLeafKind;
+}
+
+/** Prefix of every configuration environment variable. */
+export const ENV_PREFIX = "VERIFLOW_";
+
+type ZodDef = {
+  type: string;
+  innerType?: ZodLike;
+  shape?: Record<string, ZodLike>;
+  checks?: { _zod: { def: { check: string; format?: string } } }[];
+};
+type ZodLike = { _zod: { def: ZodDef } };
+
+/** zod's number formats that only hold whole numbers (`z.number().int()` is `safeint`). */
+const INTEGER_FORMATS: ReadonlySet<string> = new Set(["safeint", "int32", "uint32"]);
+
+/** The leaf kind of a schema node, seen through default/optional/nullable wrappers. */
+function leafKind(schema: ZodLike): ConfigLeafKind | ZodLike {
+  let def = schema._zod.def;
+  while (def.innerType !== undefined && def.type !== "object") def = def.innerType._zod.def;
+  switch (def.type) {
+    case "object":
+      return { _zod: { def } };
+    case "number":
+      return def.checks?.some(({ _zod: { def: check } }) =>
+          check.check === "number_format" && INTEGER_FORMATS.has(check.format ?? "")
+        )
+        ? "integer"
+        : "number";
+    case "boolean":
+      return "boolean";
+    case "array":
+      return "list";
+    default:
+      return "string";
+  }
+}
+
+/** `checkpointEvery` → `CHECKPOINT_EVERY`. */
+function envSegment(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** Every leaf of the configuration schema, in schema order. */
+export function configLeaves(): ConfigLeaf[] {
+  const leaves: ConfigLeaf[] = [];
+  const walk = (schema: ZodLike, path: string[]) => {
+    const kind = leafKind(schema);
+    if (typeof kind === "string") {
+      leaves.push({
+        path: path.join("."),
+        env: ENV_PREFIX + path.map(envSegment).join("_"),
+        kind,
+      });
+      return;
+    }
+    for (const [key, child] of Object.entries(kind._zod.def.shape ?? {})) {
+      walk(child, [...path, key]);
+    }
+  };
+  walk(nodeConfigSchema as unknown as ZodLike, []);
+  return leaves;
+}

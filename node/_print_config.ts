@@ -1,0 +1,48 @@
+/**
+ * How `cli.ts start --print-config` shows a resolved configuration (`config.ts`'s
+ * `ResolvedConfig`): one leaf a line with where it came from, secrets counted, not shown.
+ * Used by `start_command.ts`. Private: `config.ts` (and so `mod.ts`) re-exports
+ * `formatResolvedConfig`.
+ *
+ * @module
+ */
+import type { ResolvedConfig } from "./config.ts";
+
+/**
+ * Leaves whose values are secrets: `--print-config` shows how many there are, never the values
+ * (its output is what an operator pastes into a bug report).
+ */
+const SECRET_LEAVES: ReadonlySet<string> = new Set(["http.apiKeys"]);
+
+/** How `--print-config` shows a value: JSON, or for a secret leaf only its count. */
+function shownValue(path: string, value: unknown): string {
+  if (value === undefined) return "(unset)";
+  if (!SECRET_LEAVES.has(path)) return JSON.stringify(value);
+  const count = Array.isArray(value) ? value.length : 1;
+  return count === 0 ? "[]" : `(${count} ${count === 1 ? "value" : "values"}, not shown)`;
+}
+
+/**
+ * The effective configuration, one leaf a line with where it came from, for
+ * `cli.ts start --print-config`; secrets (the API keys) are counted, not shown:
+ *
+ * ```
+ * http.port                 8080              default
+ * dataDir                   "/srv/vf"         env VERIFLOW_DATA_DIR
+ * http.apiKeys              (2 values, not shown)  env VERIFLOW_HTTP_API_KEYS
+ * ```
+ */
+export function formatResolvedConfig(resolved: ResolvedConfig): string {
+  const rows = [...resolved.origins].map(([path, origin]) => {
+    let value: unknown = resolved.config;
+    for (const key of path.split(".")) value = (value as Record<string, unknown>)?.[key];
+    const shown = shownValue(path, value);
+    const from = origin.by === undefined ? origin.source : `${origin.source} ${origin.by}`;
+    return [path, shown, from];
+  });
+  const width = (i: number) => Math.max(...rows.map((r) => r[i].length));
+  const [w0, w1] = [width(0), Math.min(width(1), 40)];
+  return rows.map(([path, shown, from]) => `${path.padEnd(w0)}  ${shown.padEnd(w1)}  ${from}`).join(
+    "\n",
+  );
+}
