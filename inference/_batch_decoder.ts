@@ -59,6 +59,11 @@
  * without waiting for the round trip to the caller, and the caller's requests are answered from
  * the steps already computed (or in flight). A closed sequence's steps ahead are dropped.
  *
+ * **Where the parts are.** This file holds the ticks, the executions and the batch's membership.
+ * A sequence's state, its handle and its steps ahead are in `_batched_sequence.ts`; which prompts
+ * are read together and how a long one is cut into pieces, with the budgets for both, in
+ * `_prefill_planner.ts`; the batch's cache in `_batch_cache.ts`.
+ *
  * Both execution modes run this: in-thread on the calling thread, in worker mode inside each
  * model worker (one batch per worker), so both feed onnxruntime the same tensors.
  *
@@ -69,13 +74,40 @@ import { BatchCache } from "./_batch_cache.ts";
 import {
   copySlots,
   type DecoderSession,
-  type PastCache,
   type SampledStep,
   sampleRow,
   type StepSampling,
 } from "./_decoder_session.ts";
 import { ModelDisposedError } from "./errors.ts";
-import type { ExecutionProvider } from "./_session.ts";
+import {
+  BatchedSequence,
+  deliver,
+  extendAhead,
+  MAX_RUN_AHEAD,
+  noteAsked,
+  type PendingStep,
+  SequenceState,
+} from "./_batched_sequence.ts";
+import {
+  GPU_PREFILL_GROUP_TOKENS,
+  MIN_PREFILL_PIECE,
+  PREFILL_GROUP_TOKENS,
+  PREFILL_STALL_FACTOR,
+  prefillGroupTokensFor,
+  PrefillPlanner,
+} from "./_prefill_planner.ts";
+
+// A sequence's handle and its run-ahead bound (`_batched_sequence.ts`), and the prompt budgets
+// (`_prefill_planner.ts`), importable from here as before.
+export {
+  BatchedSequence,
+  GPU_PREFILL_GROUP_TOKENS,
+  MAX_RUN_AHEAD,
+  MIN_PREFILL_PIECE,
+  PREFILL_GROUP_TOKENS,
+  PREFILL_STALL_FACTOR,
+  prefillGroupTokensFor,
+};
 
 /**
  * Default most sequences in one execution. Measured on the `small` model, one intra-op thread
@@ -83,63 +115,6 @@ import type { ExecutionProvider } from "./_session.ts";
  * tokens/s for twice the per-token latency of 8. Further sequences wait for a seat.
  */
 export const DEFAULT_MAX_BATCH = 8;
-
-/**
- * While others decode, a prompt piece costs about this many decode steps (a prompt is cut into
- * pieces of equal length, each within half of this budget of it). The running sequences'
- * inter-token latency during a join is then about (1 + this), at most (1 + 1.5 × this), × a
- * step's, within the 3 × median that keeps a stream smooth; a larger piece would bring the
- * joiner's first token sooner at the price of the others' smoothness.
- */
-export const PREFILL_STALL_FACTOR = 1;
-/**
- * Shortest prompt piece (but a prompt's last). Every execution pays a fixed cost, whatever its
- * length: reading the weights once (on `small`, 2-core VM: one execution of one token ≈ 5 ms,
- * the cost of ~15 more prompt tokens). A piece sized only by the decode step's length shrank to
- * a few tokens while the batch was small (a one-row step costs that fixed cost alone), each
- * piece paid it again, and a 128-token prompt took 16 executions instead of one: eight clients
- * arriving together waited ~0.7 s (p50) for a first token. At 64 tokens the fixed cost is at
- * most about a fifth of a piece; the running streams' gap during a join is then about one such
- * piece (~25 ms here), below a full batch's step (pieces of equal length, each at least this
- * long and at most 1.5 × the budget).
- */
-export const MIN_PREFILL_PIECE = 64;
-/**
- * Prompts that have not started yet are read whole and together, in one execution of at most
- * this many tokens (padding included): one fixed cost for all of them, and clients that arrive
- * together start together. Measured on `small` (2-core VM), eight 128-token prompts arriving
- * at once: read one piece at a time, the last got its first token after ~0.7 s; a 512-token
- * group takes ~170 ms, the one stall the running streams see for it. A longer prompt is read
- * alone, in pieces.
- */
-export const PREFILL_GROUP_TOKENS = 512;
-/**
- * The group budget on a GPU provider (`cuda`, `webgpu`). There an execution's cost barely
- * depends on its length at these sizes (H200, WebGPU, `small`: one execution of 128 prompt
- * tokens or of 1,024 cost about the same), so reading four prompts at a time made the 5th of
- * eight clients arriving together wait for a second group, and their time to first token was
- * 4.65 × one stream's. At this budget every waiting prompt up to the batch's seats is read in
- * one execution for prompts up to 512 tokens; the bound keeps one prefill's attention scores
- * (heads × tokens × its row's length) within device memory for longer prompts.
- */
-export const GPU_PREFILL_GROUP_TOKENS = 4096;
-
-/** The group budget for a session on `provider` (see {@link GPU_PREFILL_GROUP_TOKENS}). */
-export function prefillGroupTokensFor(provider: ExecutionProvider): number {
-  return provider === "cpu" ? PREFILL_GROUP_TOKENS : GPU_PREFILL_GROUP_TOKENS;
-}
-/** Weight of the newest measurement in the running per-token prefill cost. */
-const PREFILL_COST_SMOOTHING = 0.25;
-
-/**
- * Most steps a sequence is computed beyond the one its caller last asked for (see the module
- * doc). With one, every tick waited for the callers' requests to come back from the main thread
- * (a worker's onnxruntime execution blocks its thread, so they are read only between ticks):
- * 8 clients on `small` left 2.4 ms (mean; 6 ms at p90) between executions of ~27 ms. With two,
- * a tick seldom waits for them: 1.8 ms (4.8 at p90), mostly the reading and
- * answering of those requests between executions.
- */
-export const MAX_RUN_AHEAD = 2;
 
 /** Bounds of the wait for stragglers (see {@link gatherWaitMs}). */
 const GATHER_WAIT_MIN_MS = 1;
@@ -203,105 +178,11 @@ export interface BatchStats {
   prefillRuns: number;
 }
 
-/** A step asked for and not answered yet. */
-interface PendingStep {
-  tokens: readonly number[];
-  /** Tokens of `tokens` already in the cache (a prompt read over several ticks). */
-  fed: number;
-  sampling: StepSampling;
-  topLogprobs: number;
-  /** Submission order, for fairness among prompts and joiners. */
-  order: number;
-  /** Steps the caller promises to ask after this one (see the module doc); 0 for none. */
-  ahead: number;
-  resolve(step: SampledStep): void;
-  reject(error: unknown): void;
-}
-
-/** A step the batcher queued ahead of its caller's request, and what became of it. */
-interface StepAhead {
-  /** The token it feeds and the position it samples. */
-  token: number;
-  position: number;
-  /** Its outcome, once computed. */
-  outcome?: { step: SampledStep } | { error: unknown };
-  /** The caller's request for it, when it came before the outcome. */
-  waiter?: { resolve(step: SampledStep): void; reject(error: unknown): void; ahead: number };
-}
-
-/** One sequence's state in the batcher. */
-class SequenceState {
-  /** Tokens in its cache. */
-  length = 0;
-  /** Its cache when it is not a member of the batch (`null`: none yet, or in the batch). */
-  cache: PastCache | null = null;
-  /** Its row in the batch, when it is a member. */
-  row = -1;
-  pending: PendingStep | undefined;
-  /** Steps queued (or computed) ahead of the caller's requests, oldest first. */
-  aheads: StepAhead[] = [];
-  /** Position of the step the caller last asked for, and the last one it promised to ask. */
-  asked = -1;
-  promised = -1;
-  /** The last step computed (its sampled token and position), which the next step feeds. */
-  last: { token: number; position: number } | undefined;
-  closed = false;
-  /** A failed execution lost its cache: every later step fails with this. */
-  failure: unknown;
-  /** The rule and top-k count of its last step, which a step ahead repeats. */
-  lastSampling: { sampling: StepSampling; topLogprobs: number } | undefined;
-}
-
-/** A generation's handle on a {@link BatchedDecoder}: the same API as a lone sequence. */
-export class BatchedSequence {
-  #owner: BatchedDecoder;
-  #state: SequenceState;
-
-  /** @internal Created by {@link BatchedDecoder.sequence}. */
-  constructor(owner: BatchedDecoder, state: SequenceState) {
-    this.#owner = owner;
-    this.#state = state;
-  }
-
-  /** Tokens in the cache. */
-  get length(): number {
-    return this.#state.length;
-  }
-
-  /**
-   * Feed `tokens` after the cached ones and sample the next token from the last one's logits
-   * row under `sampling` (with its fingerprint and, with `topLogprobs` > 0, its most likely
-   * tokens), at the next step boundary of the batch. With `ahead` = n (`true`: 1), the caller
-   * promises the n steps after this one, each feeding back the token sampled before it: they
-   * are queued as soon as their token is known (see the module doc).
-   */
-  step(
-    tokens: readonly number[],
-    sampling: StepSampling,
-    topLogprobs = 0,
-    ahead: number | boolean = 0,
-  ): Promise<SampledStep> {
-    return this.#owner.submit(this.#state, tokens, sampling, topLogprobs, ahead);
-  }
-
-  /**
-   * Leave the batch and drop the cache. A step still waiting, or running in the batch now, is
-   * rejected ("closed"); the other members' steps are not disturbed.
-   */
-  close(): void {
-    this.#owner.closeSequence(this.#state);
-  }
-}
-
 /** Runs the steps of every sequence open on one session as batched executions. */
 export class BatchedDecoder {
   #decoder: DecoderSession;
   #maxBatch: number;
-  #prefillBudget: number | undefined;
-  #groupBudget: number;
-  /** Running estimate of a prompt token's cost (ms), and the last decode step's. */
-  #msPerPromptToken = 0;
-  #lastDecodeMs = 0;
+  #prefill: PrefillPlanner;
   /** Open sequences, in opening order. */
   #open = new Set<SequenceState>();
   /** The batch's members, by row, and their shared cache (`_batch_cache.ts`). */
@@ -339,16 +220,7 @@ export class BatchedDecoder {
     }
     // A graph without a mask and positions cannot tell padding from tokens: one row at a time.
     this.#maxBatch = decoder.canBatch ? maxBatch : 1;
-    const budget = options?.prefillTokensPerTick;
-    if (budget !== undefined && (!Number.isSafeInteger(budget) || budget < 1)) {
-      throw new RangeError("prefillTokensPerTick must be an integer ≥ 1");
-    }
-    this.#prefillBudget = budget;
-    const group = options?.prefillGroupTokens ?? budget ?? PREFILL_GROUP_TOKENS;
-    if (!Number.isSafeInteger(group) || group < 1) {
-      throw new RangeError("prefillGroupTokens must be an integer ≥ 1");
-    }
-    this.#groupBudget = group;
+    this.#prefill = new PrefillPlanner(this.#maxBatch, options);
     this.#cache = new BatchCache(decoder, this.#maxBatch);
   }
 
@@ -419,18 +291,18 @@ export class BatchedDecoder {
         this.#fail(state, error);
         return Promise.reject(error);
       }
-      this.#noteAsked(state, sampling.position, more);
+      noteAsked(state, sampling.position, more);
       const waiter = { resolve, reject, ahead: more };
       if (queued.outcome === undefined) queued.waiter = waiter;
       else {
         state.aheads.shift();
-        this.#deliver(queued.outcome, waiter);
+        deliver(queued.outcome, waiter);
       }
-      this.#extendAhead(state, true);
+      extendAhead(state, () => this.#order++, () => this.#schedule());
       return answer;
     }
     if (state.pending) return Promise.reject(new Error("a step of this sequence is pending"));
-    this.#noteAsked(state, sampling.position, more);
+    noteAsked(state, sampling.position, more);
     state.pending = {
       tokens: [...tokens],
       fed: 0,
@@ -443,59 +315,6 @@ export class BatchedDecoder {
     };
     this.#schedule();
     return answer;
-  }
-
-  /** The caller asked for the step at `position` and promised `ahead` more after it. */
-  #noteAsked(state: SequenceState, position: number, ahead: number): void {
-    state.asked = position;
-    state.promised = Math.max(state.promised, position + ahead);
-  }
-
-  /** Hand a step ahead's outcome to the caller's request. */
-  #deliver(
-    outcome: NonNullable<StepAhead["outcome"]>,
-    waiter: NonNullable<StepAhead["waiter"]>,
-  ): void {
-    if ("error" in outcome) waiter.reject(outcome.error);
-    else waiter.resolve(outcome.step);
-  }
-
-  /**
-   * Queue the sequence's next step on its caller's behalf, when the caller promised it, the step
-   * before it is computed (its token is what it feeds), none is pending, and it is at most
-   * {@link MAX_RUN_AHEAD} beyond the step last asked.
-   */
-  #extendAhead(state: SequenceState, schedule: boolean): void {
-    if (state.closed || state.failure !== undefined || state.pending) return;
-    const last = state.last;
-    const previous = state.lastSampling;
-    if (last === undefined || previous === undefined) return;
-    const tail = state.aheads.at(-1);
-    if (tail !== undefined && tail.outcome === undefined) return; // its token is not known yet
-    const position = last.position + 1;
-    if (position > state.promised || position - state.asked > MAX_RUN_AHEAD) return;
-    const queued: StepAhead = { token: last.token, position };
-    state.aheads.push(queued);
-    const sampling = { params: previous.sampling.params, position };
-    const settle = (outcome: NonNullable<StepAhead["outcome"]>) => {
-      queued.outcome = outcome;
-      if (state.aheads[0] === queued && queued.waiter) {
-        state.aheads.shift();
-        this.#deliver(outcome, queued.waiter);
-      }
-    };
-    state.pending = {
-      tokens: [last.token],
-      fed: 0,
-      sampling,
-      topLogprobs: previous.topLogprobs,
-      order: this.#order++,
-      ahead: 0,
-      resolve: (next) => settle({ step: next }),
-      reject: (error) => settle({ error }),
-    };
-    state.lastSampling = { sampling, topLogprobs: previous.topLogprobs };
-    if (schedule) this.#schedule();
   }
 
   /** @internal {@link BatchedSequence.close}. */
@@ -584,7 +403,7 @@ export class BatchedDecoder {
         // step later (H200, WebGPU, 8 clients: TTFT p50 132 ms, one stream's 39). A longer
         // one waits for its pieces (the running streams' stall stays bounded).
         await nextTurn();
-        if (this.#prefillGroup(this.#waitingPrompts()).length > 0) {
+        if (this.#prefill.group(this.#waitingPrompts()).length > 0) {
           this.#answeredPrompt = false;
           await this.#prefillStep();
           if (this.#answeredPrompt) await nextTurn();
@@ -653,7 +472,7 @@ export class BatchedDecoder {
       }
       const started = performance.now();
       const out = await this.#decoder.runRows(inputIds, batch, mask, positions, this.#cache.feed());
-      this.#lastDecodeMs = performance.now() - started;
+      this.#prefill.noteDecodeCost(performance.now() - started);
       this.#cache.stepped(1, out.present);
       logits = out.logits;
     } catch (error) {
@@ -684,7 +503,7 @@ export class BatchedDecoder {
   async #prefillStep(): Promise<void> {
     const waiting = this.#waitingPrompts();
     if (waiting.length === 0) return;
-    const group = this.#prefillGroup(waiting);
+    const group = this.#prefill.group(waiting);
     if (group.length > 1) return await this.#prefillTogether(group);
     const s = waiting[0];
     const p = s.pending!;
@@ -696,7 +515,10 @@ export class BatchedDecoder {
       // Alone in its group: whole, on its own cache (nothing to pad or copy).
       piece = p.tokens.slice(
         p.fed,
-        p.fed + (group.length === 1 ? remaining : this.#pieceLength(remaining)),
+        p.fed +
+          (group.length === 1
+            ? remaining
+            : this.#prefill.pieceLength(remaining, this.#members.some((m) => !m.closed))),
       );
       out = await this.#decoder.run(piece, s.length, s.cache ?? this.#decoder.emptyPast());
     } catch (error) {
@@ -704,7 +526,7 @@ export class BatchedDecoder {
       this.#fail(s, error);
       return;
     }
-    this.#notePrefillCost(performance.now() - started, piece.length);
+    this.#prefill.noteCost(performance.now() - started, piece.length);
     this.#stats.prefillRuns++;
     if (s.closed || s.pending !== p) return;
     s.cache = out.present;
@@ -723,24 +545,6 @@ export class BatchedDecoder {
       !s.closed && s.row < 0 && s.pending !== undefined &&
       (s.length === 0 || s.pending.tokens.length - s.pending.fed > 1)
     ).sort((a, b) => a.pending!.order - b.pending!.order);
-  }
-
-  /**
-   * The first waiting prompt and the not-yet-started ones after it (in order, none skipped) that
-   * fit one execution of the group budget (`prefillGroupTokens`), each read whole and left-padded
-   * to the longest; empty when the first one has started already or is longer than that.
-   */
-  #prefillGroup(waiting: SequenceState[]): SequenceState[] {
-    const group: SequenceState[] = [];
-    let width = 0;
-    for (const s of waiting) {
-      if (s.length > 0 || group.length >= this.#maxBatch) break;
-      const widened = Math.max(width, s.pending!.tokens.length);
-      if (widened * (group.length + 1) > this.#groupBudget) break;
-      group.push(s);
-      width = widened;
-    }
-    return group;
   }
 
   /** Read each prompt of `group` whole, in one execution, and answer each one's first step. */
@@ -776,7 +580,7 @@ export class BatchedDecoder {
       for (const s of group) this.#fail(s, error);
       return;
     }
-    this.#notePrefillCost(performance.now() - started, batch * width);
+    this.#prefill.noteCost(performance.now() - started, batch * width);
     this.#stats.prefillRuns++;
     const vocab = this.#decoder.shape.vocabSize;
     for (let i = 0; i < batch; i++) {
@@ -802,45 +606,6 @@ export class BatchedDecoder {
     }
   }
 
-  /** Fold an execution of `tokens` prompt tokens that took `ms` into the per-token cost. */
-  #notePrefillCost(ms: number, tokens: number): void {
-    // A short piece's cost is mostly the execution's fixed cost: it would inflate the estimate.
-    if (tokens < MIN_PREFILL_PIECE) return;
-    const perToken = ms / tokens;
-    this.#msPerPromptToken = this.#msPerPromptToken === 0
-      ? perToken
-      : this.#msPerPromptToken + PREFILL_COST_SMOOTHING * (perToken - this.#msPerPromptToken);
-  }
-
-  /**
-   * Prompt tokens to read this tick, of `remaining`: all of them with nobody decoding, else a
-   * piece within half a budget of the budget — the tokens that cost about
-   * {@link PREFILL_STALL_FACTOR} decode steps, no fewer than {@link MIN_PREFILL_PIECE} — and
-   * never shorter than that floor: the prompt is cut into pieces of equal length, as many as
-   * the budget goes into it, rounded (130 tokens at a budget of 64 are read as 65 + 65, not
-   * 64 + 64 + 2 nor 44 + 43 + 43; 128 at a budget of 100 whole; 190 at 100 as 95 + 95).
-   */
-  #pieceLength(remaining: number): number {
-    if (!this.#members.some((m) => !m.closed)) return remaining;
-    let budget = this.#prefillBudget ?? MIN_PREFILL_PIECE;
-    if (this.#prefillBudget === undefined && this.#msPerPromptToken > 0) {
-      budget = Math.max(
-        MIN_PREFILL_PIECE,
-        Math.floor(PREFILL_STALL_FACTOR * this.#lastDecodeMs / this.#msPerPromptToken),
-      );
-    }
-    if (remaining <= budget) return remaining;
-    // Pieces of equal length, as many as the budget goes into the prompt, rounded: each within
-    // half a budget of it (at most 1.5 ×). Never shorter than MIN_PREFILL_PIECE when the budget
-    // is the adaptive one: a short piece pays the fixed cost for little, and is too short for
-    // the cost estimate to count.
-    let pieces = Math.max(1, Math.round(remaining / budget));
-    if (this.#prefillBudget === undefined) {
-      pieces = Math.min(pieces, Math.max(1, Math.floor(remaining / MIN_PREFILL_PIECE)));
-    }
-    return Math.ceil(remaining / pieces);
-  }
-
   #answer(s: SequenceState, p: PendingStep, row: Float32Array): void {
     let step: SampledStep;
     try {
@@ -854,7 +619,7 @@ export class BatchedDecoder {
     s.lastSampling = { sampling: p.sampling, topLogprobs: p.topLogprobs };
     s.last = { token: step.tokenId, position: p.sampling.position };
     p.resolve(step);
-    this.#extendAhead(s, false);
+    extendAhead(s, () => this.#order++);
   }
 
   /**
