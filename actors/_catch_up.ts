@@ -12,7 +12,11 @@
  *   reached — of inference receipts, and of training receipts (the training validator's, settled
  *   here through `training_fraud`: sent as training gossip to the peers that offer training);
  * - the verdict of each challenge ending its start applied from disk (`_challenge_endings.ts`),
- *   and of each fault this validator decided (review s54). A "proof withheld" fault goes after
+ *   and of each fault this validator decided (review s54), a peer's claim it took over included:
+ *   the worker that withheld from it too is slashed here on this validator's own verdict, the one
+ *   kept (a claim only recorded and passed on is not: it moved nothing here, and keeping it would
+ *   let any staked key fill the bounds below; review s59,
+ *   `tests/network/review_s59_catchup_takeover_test.ts`). A "proof withheld" fault goes after
  *   the receipt and job it is about (`ClaimEvidence`, `evidence`: kept while its challenge had
  *   them; a start's, kept with its ending), as a claim the NetworkActor passes on does: a peer
  *   takes a claim over only while it remembers the receipt and job, so one that had forgotten
@@ -87,23 +91,39 @@
  * whose receipt was not recorded here before its proof (the settlement records it) is written
  * after its settlement: that one is lost if the process dies in between.
  *
- * Verdicts (and their evidence) stay in memory only: they outlive the validator's restarts in
- * this process, not a process restart (the next start does not apply those endings again, so it
- * has none to send). A verdict moves no balance in a peer's ledger by itself: what a peer that
- * connects only after a second start misses is a "proof withheld" claim it would have taken over
- * (asking the worker itself) — a gap left open, narrower than a lost conviction's. A start's fault
- * once lacked its evidence (the job was kept nowhere past the challenge's opening), and a peer that
- * forgot the receipt, or never had it, held the claim for good; its ending keeps them now
- * (`_challenge_endings.ts`, `tests/network/review_s58_start_fault_evidence_test.ts`).
+ * Verdicts are kept on disk too, with the evidence each still carries
+ * (`<ledger dir>/catch-up-verdicts/<verdict id>.cbor`, one file each, a `ReceiptFiles` folder):
+ * written by {@link CatchUp.add}, once the ledger has the ending (a fault's settlement, a start's
+ * applied ending), written again without its evidence when the byte bound drops it, removed when
+ * it is dropped past the count bound or found past its window; read back with the convictions,
+ * oldest first under the same bounds, only if the ledger recorded the verdict
+ * ({@link CatchUpReadOptions.recorded}), until its receipt's window there closes; a damaged entry
+ * (not a verdict as the wire carries it, evidence not the receipt it names bound to its job, a
+ * name not its id) is logged and removed. Until review s59 they were in memory only: the next
+ * start does not decide those faults again, so a ledger that was away when a validator decided
+ * one and met it only after its process restarted never heard the claim, never asked the worker,
+ * and paid the worker that withheld, slashed here
+ * (`tests/network/review_s59_catchup_restart_test.ts`). Written after the settlement, a verdict
+ * whose process died in between is lost (as a training conviction written after its settlement
+ * is). A start's fault once lacked its evidence (the job was kept nowhere past the challenge's
+ * opening), and a peer that forgot the receipt, or never had it, held the claim for good; its
+ * ending keeps them now (`_challenge_endings.ts`,
+ * `tests/network/review_s58_start_fault_evidence_test.ts`).
  *
  * Not part of the public API.
  *
  * @module
  */
 import { encodeCanonical } from "../protocols/cbor.ts";
+import { jobId } from "../protocols/job.ts";
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
-import { FraudProofAnnouncementMessage } from "../protocols/inference_messages.ts";
+import {
+  FraudProofAnnouncementMessage,
+  ReceiptAnnouncementMessage,
+  VerdictAnnouncementMessage,
+} from "../protocols/inference_messages.ts";
+import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
 import { ReceiptFiles } from "./_receipt_files.ts";
@@ -111,6 +131,12 @@ import type { CatchUpItem } from "./validator_messages.ts";
 
 /** The folder of kept convictions under the ledger's directory. */
 export const CATCH_UP_DIR = "catch-up";
+
+/**
+ * The folder of kept verdicts (with the evidence each carries) under the ledger's directory, one
+ * file each by verdict id (review s59).
+ */
+export const CATCH_UP_VERDICTS_DIR = "catch-up-verdicts";
 
 /**
  * Most convictions kept. A confirmed fraud proof is a staked worker slashed in this ledger; 64
@@ -143,6 +169,9 @@ export const MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES = 4 << 20;
 /** A conviction as it is kept: an inference or a training fraud proof. */
 type Conviction = Extract<CatchUpItem, { kind: "fraud_proof" | "training_fraud_proof" }>;
 
+/** A verdict as it is kept, with the receipt and job it goes after, if any. */
+type KeptVerdict = Extract<CatchUpItem, { kind: "verdict" }>;
+
 /**
  * Most verdicts kept. A start applies only what a stop or a failed ledger write cut off between a
  * decision and its write — a few challenges — and a fault is a worker slashed here, so this is
@@ -166,8 +195,10 @@ interface Kept<T> {
   until: number;
   /** Its size, or its evidence's (canonical CBOR; fraud proofs, verdicts with evidence). */
   bytes?: number;
-  /** When it was kept, in this catch-up's order (fraud proofs only; kept on disk with it). */
+  /** When it was kept, in this catch-up's order (kept on disk with it). */
   seq?: number;
+  /** Its verdict's id, which names its file (verdicts only). */
+  id?: string;
 }
 
 /** A conviction as its file holds it (untrusted when read). */
@@ -178,6 +209,16 @@ interface KeptFile {
   until: number;
   /** The conviction. */
   item: Conviction;
+}
+
+/** A verdict as its file holds it (untrusted when read). */
+interface KeptVerdictFile {
+  /** The order it was kept in: read back oldest first, so the bounds drop what they dropped. */
+  seq: number;
+  /** End of the receipt's window (ledger clock, ms). */
+  until: number;
+  /** The verdict, and the evidence it goes after where it still carries it. */
+  item: KeptVerdict;
 }
 
 /** How {@link CatchUp.of} reads a catch-up back. */
@@ -196,6 +237,12 @@ export interface CatchUpReadOptions {
    * (`Ledger.fraudSubject`), whose id is not `id` (`tests/actors/review_s46_variant_restart_test.ts`).
    */
   settled?: (id: string, accuser: Uint8Array, receipt?: Receipt) => number | undefined;
+  /**
+   * Whether the ledger recorded `verdict` (a kept verdict read back from disk): the end of its
+   * receipt's window if so. One it does not have (written by no settlement of this ledger) is
+   * not read back, and its file is removed. Absent: every one kept.
+   */
+  recorded?: (verdict: Verdict) => number | undefined;
 }
 
 /** A validator's catch-up for connecting peers, each item until its receipt's window closes. */
@@ -211,6 +258,10 @@ export class CatchUp {
   #evidenceBytes = 0;
   /** Where the convictions are kept on disk; none: memory only. */
   readonly #disk?: ReceiptFiles;
+  /** Where the verdicts are kept on disk (with {@link CatchUp.#disk}). */
+  readonly #verdictDisk?: ReceiptFiles;
+  /** The order of the next verdict kept. */
+  #verdictSeq = 0;
   /**
    * Convictions written ahead of their settlement ({@link CatchUp.write}), or read back from
    * disk, not kept yet: kept by {@link CatchUp.add} once settled, or at a start if the ledger
@@ -224,11 +275,13 @@ export class CatchUp {
   #log: (line: string) => void = () => {};
 
   /**
-   * A catch-up kept in memory only, or, with `ledgerDir`, whose convictions are kept on disk
-   * there (read back by {@link CatchUp.read}).
+   * A catch-up kept in memory only, or, with `ledgerDir`, whose convictions and verdicts are
+   * kept on disk there (read back by {@link CatchUp.read}).
    */
   constructor(ledgerDir?: string) {
-    if (ledgerDir !== undefined) this.#disk = ReceiptFiles.in(ledgerDir, CATCH_UP_DIR);
+    if (ledgerDir === undefined) return;
+    this.#disk = ReceiptFiles.in(ledgerDir, CATCH_UP_DIR);
+    this.#verdictDisk = ReceiptFiles.in(ledgerDir, CATCH_UP_VERDICTS_DIR);
   }
 
   /**
@@ -258,14 +311,16 @@ export class CatchUp {
 
   /**
    * A new catch-up of `ledgerDir` holding the convictions kept there that the ledger settled
-   * (`options.settled`), read back oldest first under the bounds (see the module doc). Throws
-   * only what `options.settled` throws: what cannot be read is logged and left out, a damaged
-   * entry removed.
+   * (`options.settled`) and the verdicts it recorded (`options.recorded`), read back oldest
+   * first under the bounds (see the module doc). Throws only what `options.settled` or
+   * `options.recorded` throws: what cannot be read is logged and left out, a damaged entry
+   * removed.
    */
   static async read(ledgerDir: string, options: CatchUpReadOptions): Promise<CatchUp> {
     const catchUp = new CatchUp(ledgerDir);
     const log = options.log ?? (() => {});
     catchUp.#log = log;
+    await catchUp.#readVerdicts(options);
     const disk = catchUp.#disk!;
     let kept: Map<string, unknown>;
     try {
@@ -294,6 +349,42 @@ export class CatchUp {
     catchUp.#settle(options);
     await catchUp.#writes;
     return catchUp;
+  }
+
+  /**
+   * Read back the verdicts kept on disk (see {@link CatchUp.read}): each that is a verdict as the
+   * wire carries it (its evidence, if any, the receipt it names and that receipt's job), named by
+   * its id, recorded by the ledger and inside the window the ledger gives its receipt, kept
+   * oldest first under the bounds; the others' files removed (a damaged one logged).
+   */
+  async #readVerdicts(options: CatchUpReadOptions): Promise<void> {
+    const disk = this.#verdictDisk!;
+    let kept: Map<string, unknown>;
+    try {
+      kept = await disk.all();
+    } catch (error) {
+      this.#log(`validator: catch-up verdicts not read: ${(error as Error).message}`);
+      return;
+    }
+    const now = options.now();
+    const found: [string, KeptVerdictFile][] = [];
+    for (const [id, value] of kept) {
+      const file = keptVerdictOf(value);
+      if (file === undefined || verdictIdOf(file.item.verdict) !== id) {
+        this.#log(`validator: catch-up verdict ${id.slice(0, 12)} is damaged: removed`);
+        this.#removeVerdict(id);
+        continue;
+      }
+      const end = options.recorded === undefined ? file.until : options.recorded(file.item.verdict);
+      if (end === undefined || now > end) this.#removeVerdict(id);
+      else found.push([id, { ...file, until: end }]);
+    }
+    found.sort(([, a], [, b]) => a.seq - b.seq);
+    for (const [id, { seq, until, item }] of found) {
+      this.#verdictSeq = Math.max(this.#verdictSeq, seq + 1);
+      this.#keepVerdict(item, until, seq, id);
+    }
+    await this.#writes;
   }
 
   /**
@@ -345,23 +436,22 @@ export class CatchUp {
 
   /**
    * Keep `item` for the peers that connect until `until`. A fraud proof about a receipt that has
-   * one kept already is not kept again (one conviction per receipt is all a ledger takes); a
-   * verdict's evidence is kept within {@link MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES}. Kept
-   * in memory at once; a conviction is on disk once the returned promise resolves (a write that
-   * fails is logged: the conviction is still sent until this process ends).
+   * one kept already is not kept again (one conviction per receipt is all a ledger takes), nor
+   * is a verdict kept already (by its id); a verdict's evidence is kept within
+   * {@link MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES}. Kept in memory at once; on disk once the returned
+   * promise resolves (a write that fails is logged: the item is still sent until this process
+   * ends).
    */
   add(item: CatchUpItem, until: number): Promise<void> {
     if (item.kind === "verdict") {
-      const { evidence } = item;
-      const worker = toHex(item.verdict.target);
-      const kept = evidence === undefined
-        ? { item, until, worker }
-        : { item, until, worker, bytes: encodeCanonical(evidence).length };
-      this.#verdicts.push(kept);
-      this.#evidenceBytes += kept.bytes ?? 0;
-      if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#dropVerdict();
-      while (this.#evidenceBytes > MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES) this.#dropEvidence();
-      return Promise.resolve();
+      const id = verdictId(item.verdict);
+      if (this.#verdicts.some((kept) => kept.id === id)) return this.#writes;
+      const seq = this.#verdictSeq++;
+      const kept = this.#keepVerdict(item, until, seq, id);
+      const disk = this.#verdictDisk;
+      // Dropped at once past the bound (nothing to write), or kept as it is now.
+      if (disk === undefined || !this.#verdicts.includes(kept)) return this.#writes;
+      return this.#saveVerdict(kept);
     }
     const id = idOf(item);
     if (this.#proofs.has(id)) return Promise.resolve();
@@ -376,6 +466,39 @@ export class CatchUp {
     if (written?.item === item && written.until === until) return this.#writes;
     const file: KeptFile = { seq, until, item };
     return this.#onDisk(() => disk.save(id, file), `conviction ${id.slice(0, 12)} not kept`);
+  }
+
+  /**
+   * Keep a verdict in memory (its evidence weighed), and drop what the bounds then push out
+   * (their files removed, or written again without the evidence dropped).
+   */
+  #keepVerdict(item: KeptVerdict, until: number, seq: number, id: string): Kept<KeptVerdict> {
+    const { evidence } = item;
+    const worker = toHex(item.verdict.target);
+    const kept: Kept<KeptVerdict> = evidence === undefined
+      ? { item, until, worker, seq, id }
+      : { item, until, worker, seq, id, bytes: encodeCanonical(evidence).length };
+    this.#verdicts.push(kept);
+    this.#evidenceBytes += kept.bytes ?? 0;
+    if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#dropVerdict();
+    while (this.#evidenceBytes > MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES) this.#dropEvidence();
+    return kept;
+  }
+
+  /** Write verdict `kept`'s file as it is kept now (after the disk's earlier writes). */
+  #saveVerdict(kept: Kept<KeptVerdict>): Promise<void> {
+    const disk = this.#verdictDisk;
+    if (disk === undefined) return this.#writes;
+    const id = kept.id!;
+    const file: KeptVerdictFile = { seq: kept.seq!, until: kept.until, item: kept.item };
+    return this.#onDisk(() => disk.save(id, file), `verdict ${id.slice(0, 12)} not kept`);
+  }
+
+  /** Remove the file of the verdict `id`, after the writes before it. */
+  #removeVerdict(id: string): void {
+    const disk = this.#verdictDisk;
+    if (disk === undefined) return;
+    this.#onDisk(() => disk.remove(id), `verdict ${id.slice(0, 12)} not removed`);
   }
 
   /** Keep a conviction in memory, and drop what the bounds then push out. */
@@ -422,6 +545,7 @@ export class CatchUp {
   #dropVerdict(): void {
     const [dropped] = this.#verdicts.splice(this.#heaviestVerdict("count"), 1);
     this.#evidenceBytes -= dropped.bytes ?? 0;
+    this.#removeVerdict(dropped.id!);
   }
 
   /**
@@ -434,6 +558,8 @@ export class CatchUp {
     // A new item: one already handed out (a catch-up being sent) keeps what it carries.
     kept.item = { kind: "verdict", verdict: kept.item.verdict };
     kept.bytes = undefined;
+    // On disk without it too: read back, the bounds hold whatever the folder holds.
+    void this.#saveVerdict(kept);
   }
 
   /**
@@ -501,10 +627,48 @@ export class CatchUp {
   current(now: number): CatchUpItem[] {
     for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
     const open = this.#verdicts.filter((k) => now <= k.until);
+    for (const kept of this.#verdicts) if (now > kept.until) this.#removeVerdict(kept.id!);
     this.#verdicts.splice(0, this.#verdicts.length, ...open);
     this.#evidenceBytes = open.reduce((sum, k) => sum + (k.bytes ?? 0), 0);
     return [...[...this.#proofs.values()].map((k) => k.item), ...open.map((k) => k.item)];
   }
+}
+
+/** A verdict's id, or undefined where it is not one (a damaged file's). */
+function verdictIdOf(verdict: Verdict): string | undefined {
+  try {
+    return verdictId(verdict);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A verdict's file as read back, if it is one: a verdict as the wire carries it, with, if any,
+ * evidence as `validation.receipt` carries it — the receipt the verdict names, bound to its job —
+ * its window and order.
+ */
+function keptVerdictOf(value: unknown): KeptVerdictFile | undefined {
+  const file = value as Partial<KeptVerdictFile> | undefined;
+  const { seq, until, item } = file ?? {};
+  if (!Number.isSafeInteger(seq) || seq! < 0 || !Number.isFinite(until)) return undefined;
+  if (typeof item !== "object" || item === null || item.kind !== "verdict") return undefined;
+  const { verdict, evidence } = item;
+  if (!VerdictAnnouncementMessage.schema.safeParse({ verdict }).success) return undefined;
+  if (evidence !== undefined) {
+    if (!ReceiptAnnouncementMessage.schema.safeParse(evidence).success) return undefined;
+    try {
+      const bound = receiptId(evidence.receipt) === verdict.subjectId &&
+        jobId(evidence.job) === evidence.receipt.jobId;
+      if (!bound) return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  const kept: KeptVerdict = evidence === undefined
+    ? { kind: "verdict", verdict }
+    : { kind: "verdict", verdict, evidence: { receipt: evidence.receipt, job: evidence.job } };
+  return { seq: seq!, until: until!, item: kept };
 }
 
 /** The receipt id a conviction is about (inference or training). */

@@ -30,7 +30,7 @@
  * - this node's own receipts its ledger refused (`<ledger dir>/own-refused-receipts/`, each with
  *   its job id, kept for good): the prover releases them all the same, so the job is one this
  *   node signed a receipt for even though its ledger holds none of its own (review s49);
- * - the catch-up's convictions (`_catch_up.ts`).
+ * - the catch-up's convictions and verdicts (`catch-up/`, `catch-up-verdicts/`: `_catch_up.ts`).
  *
  * Not part of the public API.
  *

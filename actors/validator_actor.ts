@@ -63,7 +63,7 @@ import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { receiptId } from "../protocols/receipt.ts";
-import type { Verdict } from "../protocols/verdict.ts";
+import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import { SteeringRecord } from "../proof/steering.ts";
@@ -179,9 +179,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #resumed = new Set<string>();
   /**
    * What a ledger-keeping peer that connects later is sent (`_catch_up.ts`): the convictions
-   * settled here, the verdicts the start applied. One per ledger directory in the process, so it
-   * outlives this actor's restarts; its convictions are kept on disk, and read back at the first
-   * start in a process.
+   * settled here, the faults decided here, the verdicts the start applied. One per ledger
+   * directory in the process, so it outlives this actor's restarts; kept on disk too (convictions
+   * and verdicts), and read back at the first start in a process.
    */
   #catchUp!: CatchUp;
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
@@ -285,6 +285,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const fraud = record?.status === "fraud" && ledger.hasAccused(accuser, record.receiptId);
         return fraud ? record.pendingUntil : undefined;
       },
+      // A verdict kept on disk is read back only if the ledger recorded it (it is kept after
+      // its settlement), until its receipt's window here closes.
+      recorded: (verdict) =>
+        ledger.hasVerdict(verdictId(verdict))
+          ? ledger.receipt(verdict.subjectId)?.pendingUntil
+          : undefined,
     });
     // Challenges decided before a failed ledger write (or a stop) cut them off: ended as
     // decided, before anything else reads the ledger (`_challenge_endings.ts`).
