@@ -93,7 +93,11 @@ export function accuserOf(accusation: Accusation): Uint8Array {
   }
 }
 
-/** Send `accusation` on `connection`, as the message of its protocol. */
+/**
+ * Send `accusation` on `connection`, as the message of its protocol: a one-way notify, resolved
+ * once written, sent again by the connection if the peer refuses it `busy`
+ * (`protocols/_connection_notices.ts`).
+ */
 export function notifyAccusation(connection: Connection, accusation: Accusation): Promise<void> {
   switch (accusation.kind) {
     case "inference":

@@ -19,6 +19,7 @@ import {
   CancelMessage,
   CORE_MESSAGES,
   CreditMessage,
+  type ErrorBody,
   ErrorMessage,
   PingMessage,
   PongMessage,
@@ -66,6 +67,13 @@ export interface InboundRouterOptions {
   refusalWindowMs: number;
   onProtocolError?: (error: ProtocolError) => void;
   onRemoteError?: (error: RemoteError) => void;
+  /**
+   * The peer answered our envelope `re` (a reply, chunk, end, error or pong): it read everything
+   * we sent before it (`_connection_notices.ts`).
+   */
+  readPast?: (re: number) => void;
+  /** The peer refused our one-way message `about` with `code` (`busy`: it is sent again). */
+  refusedOneWay?: (about: number, code: string) => void;
 }
 
 /** See the module doc. */
@@ -120,6 +128,8 @@ export class InboundRouter {
         return this.#o.responder.onCancel(raw.re, code, message);
       }
     }
+    // An answer about an id of ours (credit and cancel above name the peer's own requests).
+    if (raw.re < this.#o.issuedBelow()) this.#o.readPast?.(raw.re);
     this.#o.requester.onResponse(envelope, raw.re, this.#o.issuedBelow());
   }
 
@@ -196,7 +206,10 @@ export class InboundRouter {
       return;
     }
     if (envelope.type === ErrorMessage.type) {
-      const { code, message } = envelope.body as { code: string; message: string };
+      const { code, message, about } = envelope.body as ErrorBody;
+      // A one-way message of ours refused `busy` goes again after a backoff; each refusal is
+      // still reported (logs and metrics see how often the peer was too busy).
+      if (about !== undefined) this.#o.refusedOneWay?.(about, code);
       this.#o.onRemoteError?.(new RemoteError(code, message));
       return;
     }

@@ -188,6 +188,15 @@ export class WriteQueue {
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.sendFrames(frames);
+  }
+
+  /**
+   * {@link send} for frames already encoded ({@link encode}): a caller that needs a frame's size
+   * before it goes (a one-way message kept to be sent again, `_connection_notices.ts`).
+   */
+  sendFrames(frames: Uint8Array[][]): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closed);
     const size = frames.reduce((n, f) => n + frameBytes(f), 0);
     if (this.#waiters.length === 0 && this.#fits(size)) return this.#write(frames);
     return new Promise((resolve, reject) => this.#waiters.push({ frames, size, resolve, reject }));
@@ -256,7 +265,8 @@ export class WriteQueue {
   }
 }
 
-function frameBytes(frame: Uint8Array[]): number {
+/** The bytes of one encoded frame (its chunks, prefix included). */
+export function frameBytes(frame: Uint8Array[]): number {
   let bytes = 0;
   for (const part of frame) bytes += part.byteLength;
   return bytes;

@@ -17,8 +17,10 @@
  * The parts, one file each: the requester side (`_connection_requester.ts`: pending replies,
  * the receive side of streams, in-flight slots), the responder side
  * (`_connection_responder.ts`: admission, handlers, the credit-driven stream pump), the write
- * queue with its one byte budget (`_connection_write_queue.ts`) and liveness
- * (`_connection_keepalive.ts`). This file wires them: the read loop, refusals, and closing.
+ * queue with its one byte budget (`_connection_write_queue.ts`), liveness
+ * (`_connection_keepalive.ts`) and the one-way messages kept to be sent again if the peer refuses
+ * them `busy` (`_connection_notices.ts`). This file wires them: the read loop, refusals, and
+ * closing.
  *
  * {@link Connection.open} first runs the session handshake (`session_handshake.ts`): the peer
  * proves its key, both sides exchange their protocols (`connection_protocols.ts`), and the
@@ -79,7 +81,8 @@ import { authenticateTransport, type Session } from "./session_handshake.ts";
 import type { ConnectionCore, ControlFrame } from "./_connection_common.ts";
 import { Requester } from "./_connection_requester.ts";
 import { type AnyHandler, Responder } from "./_connection_responder.ts";
-import { WriteQueue } from "./_connection_write_queue.ts";
+import { frameBytes, WriteQueue } from "./_connection_write_queue.ts";
+import { Notices } from "./_connection_notices.ts";
 import {
   DEFAULT_MAX_REFUSALS,
   DEFAULT_REFUSAL_WINDOW_MS,
@@ -93,6 +96,11 @@ export type * from "./connection_options.ts";
 export { defineProtocol, type Protocol, type ProtocolOffer } from "./connection_protocols.ts";
 export { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
 export { DEFAULT_MAX_REFUSALS, DEFAULT_REFUSAL_WINDOW_MS } from "./_connection_inbound.ts";
+export {
+  BUSY_RETRY_BACKOFF_MS,
+  MAX_BUSY_RETRIES,
+  MAX_KEPT_NOTICES,
+} from "./_connection_notices.ts";
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_STREAM_WINDOW = 16;
@@ -136,6 +144,7 @@ export class Connection {
   readonly #requester: Requester;
   readonly #responder: Responder;
   readonly #keepalive: Keepalive;
+  readonly #notices: Notices;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
   /** Bytes read before the transport's (from the handshake), fed to the framing first. */
@@ -189,6 +198,16 @@ export class Connection {
       transportBytes: () => duplex.bytesWritten,
     });
     const core = this.#core();
+    this.#notices = new Notices({
+      timers: this.#timers,
+      maxBytes: options?.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      resend: (definition, body, tries) => {
+        if (this.#closing) return;
+        this.#sendOneWay(definition, body, tries).catch(() => {
+          // Fails only when the connection closes: nobody waits on a retry.
+        });
+      },
+    });
     this.#requester = new Requester(core, {
       maxPendingRequests: options?.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS,
     });
@@ -209,6 +228,8 @@ export class Connection {
       refusalWindowMs: options?.refusalWindowMs ?? DEFAULT_REFUSAL_WINDOW_MS,
       onProtocolError: options?.onProtocolError,
       onRemoteError: options?.onRemoteError,
+      readPast: (re) => this.#notices.readPast(re),
+      refusedOneWay: (about, code) => this.#notices.refusedOneWay(about, code),
     });
     this.#keepalive = new Keepalive({
       timers: this.#timers,
@@ -331,6 +352,8 @@ export class Connection {
       refused: this.#router.refused,
       droppedErrorReplies: this.#droppedErrorReplies,
       droppedFrames: this.#queue.dropped,
+      keptOneWay: this.#notices.size,
+      resentOneWay: this.#notices.resent,
     };
   }
 
@@ -423,7 +446,12 @@ export class Connection {
     return this.#requester.openStream(definition, body, window, options?.signal);
   }
 
-  /** Send a one-way message (a type with neither reply nor chunk); resolves once written. */
+  /**
+   * Send a one-way message (a type with neither reply nor chunk); resolves once written. Nothing
+   * answers it, but a peer too busy to take it says so (`busy`, its `maxInboundRequests` in use):
+   * it is then sent again after a backoff, a few times at most (`MAX_BUSY_RETRIES`,
+   * `_connection_notices.ts`), in the background. Any other refusal is final.
+   */
   notify<B>(definition: MessageDefinition<B, unknown, unknown>, body: B): Promise<void>;
   /** Send a one-way message of a registered type, by name. */
   notify(type: string, body: unknown): Promise<void>;
@@ -432,7 +460,7 @@ export class Connection {
     body: unknown,
   ): Promise<void> {
     const definition = this.#outbound(definitionOrType);
-    await this.#send([{ v: PROTOCOL_VERSION, type: definition.type, id: this.#nextId++, body }]);
+    await this.#sendOneWay(definition, body, 0);
   }
 
   /** Round-trip a `ping`; resolves with the round-trip time in milliseconds. */
@@ -519,6 +547,19 @@ export class Connection {
 
   #send(envelopes: readonly Envelope[]): Promise<void> {
     return this.#queue.send(envelopes);
+  }
+
+  /** Send a one-way message as a new envelope, kept until the peer reads past it. */
+  #sendOneWay(definition: MessageDefinition, body: unknown, tries: number): Promise<void> {
+    const id = this.#nextId++;
+    let frame: Uint8Array[];
+    try {
+      frame = this.#queue.encode({ v: PROTOCOL_VERSION, type: definition.type, id, body });
+    } catch (error) {
+      return Promise.reject(error); // too large: refused here, nothing sent
+    }
+    this.#notices.sent(id, definition, body, frameBytes(frame), tries);
+    return this.#queue.sendFrames([frame]);
   }
 
   /** A control frame that must arrive (credit, cancel): waits for room in the background. */
@@ -632,6 +673,7 @@ export class Connection {
         { cause: reason ?? undefined },
       );
     this.#queue.close(closedError);
+    this.#notices.close();
     this.#requester.failAll(closedError);
     this.#responder.abortAll(closedError);
     // Flush what is queued (the error frame of a framing failure included) and end our side;

@@ -174,4 +174,11 @@ export interface ConnectionStats {
   droppedErrorReplies: number;
   /** Best-effort frames (pongs, pings, error replies) dropped because the budget was full. */
   droppedFrames: number;
+  /**
+   * One-way messages kept until the peer reads past them, or waiting to be sent again after a
+   * `busy` refusal (`_connection_notices.ts`; at most `MAX_KEPT_NOTICES`).
+   */
+  keptOneWay: number;
+  /** One-way messages sent again after a `busy` refusal, in total. */
+  resentOneWay: number;
 }
