@@ -7,28 +7,107 @@
  * coin (`TrainingChallengeRun.afterRound`), and its model is fetched by CID and served. One that
  * does not hold is refused by the gate.
  *
- * Holds no state of its own (what is kept of each audit is the gate's). Owned by the validator,
- * whose `outcome` and `audited` messages it handles. Not part of the public API.
+ * **An outcome the ledger did not answer for is kept and taken again.** The ledger is asked twice
+ * for a peer's outcome: the coordinator's stake at the gate, and a credit per receipt once the
+ * audit held. A ledger that does not answer (the ValidatorActor stopped, restarting after a failed
+ * write, or past its ask's timeout) says nothing about either: the outcome is kept here
+ * ({@link MAX_KEPT_OUTCOMES}, an eighth of them per relaying peer at the gate) and taken again —
+ * through the gate, or its receipts credited again — after {@link END_RETRY_MS}, doubling,
+ * {@link MAX_END_ATTEMPTS} tries, as a challenge's ending or a peer's fraud proof whose settlement
+ * went unanswered (`_challenge_endings.ts`). Before (review s59), "no answer" at the gate read as
+ * stake 0 (`unstaked_coordinator`) and an unanswered credit as a refusal: passed on once, the
+ * outcome never came again (its model proven here shut out every later copy), and the round's
+ * honest trainers, credited in every other ledger, went unpaid in this one. Who pays when the
+ * ledger stays down past the tries, the bound is full, or the training validator stops meanwhile
+ * (the kept outcomes are memory only): those trainers, in this ledger alone, as before; a
+ * coordinator's or a relay's audit budget is charged only when the gate lets the outcome through.
+ * A node with no ledger at all audits no peer's outcome, as before. This node's own coordinator's
+ * credit of its round (the validator's `credit`) is kept and made again the same way: dropped
+ * unanswered, its trainers went unpaid in its own ledger whenever its own outcome did not credit
+ * them again (an audit here without the momentum of the round before credits nothing).
+ *
+ * Owned by the validator, whose `outcome`, `audited`, `credit` and `outcome_again` messages it
+ * handles;
+ * what is kept of each audit is the gate's. Not part of the public API.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
+import { encodeCbor } from "../protocols/cbor.ts";
+import { sha256Hex } from "../protocols/hash.ts";
 import type { OutcomeBody, TrainingGossip } from "../protocols/training_messages.ts";
 import type { AccountMessage, ReceiptStatusMessage } from "../actors/validator_messages.ts";
 import type { RoundAudit } from "./round_audit.ts";
 import type { OutcomeGate } from "./_outcome_gate.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
-import type { ReceiptCredits } from "./_receipt_credits.ts";
+import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
 import type { TrainingValidatorMessage, TrainingValidatorOptions } from "./training_validator.ts";
+
+/**
+ * Outcomes kept for a ledger that did not answer, at most: a round makes one outcome every few
+ * minutes, so a ledger down for the whole retry span (about four minutes) misses a handful; each
+ * is one frame at most (256 receipts), so the bound keeps the memory to a few MiB.
+ */
+export const MAX_KEPT_OUTCOMES = 16;
+/**
+ * Of those, the outcomes one relaying peer may have kept at the gate (not audited yet): an eighth,
+ * as the validator inboxes share their holds (`network/_validator_inbox.ts`), so a peer relaying
+ * outcomes signed by keys of its own while the ledger is down cannot shut out the genuine one.
+ */
+export const MAX_KEPT_OUTCOMES_PER_PEER = MAX_KEPT_OUTCOMES / 8;
+
+/**
+ * An outcome whose ledger ask went unanswered, kept to take again (see the module doc): at the
+ * `gate`, the coordinator's stake not answered, the outcome not audited yet; or its `credit`,
+ * some of its receipts' credit asks not answered (an audited round's, or this node's own
+ * coordinator's credit of its round).
+ */
+type UnsettledOutcome =
+  | {
+    stage: "gate";
+    /** The outcome. */
+    body: OutcomeBody;
+    /** The relaying peer's hex key, or `"local"`. */
+    origin: string;
+    /** Tries made so far. */
+    attempts: number;
+  }
+  | ({ stage: "credit" } & KeptCredit);
+
+/**
+ * A credit of receipts some of whose ledger asks went unanswered (the validator's `uncredited`
+ * message carries it back from outside the mailbox).
+ */
+export interface KeptCredit {
+  /** What is credited: kept once. */
+  key: string;
+  /** What is credited, for the log. */
+  what: string;
+  /** Credit the receipts (again): how many asks went unanswered. */
+  credit: () => Promise<number>;
+  /** Tries made so far. */
+  attempts: number;
+}
 
 /** What {@link OutcomeAudits} needs from the validator. */
 export interface OutcomeAuditsOptions {
-  /** The validator's options, read at each use (`models`, `serve`). */
-  settings: Pick<TrainingValidatorOptions, "models" | "serve">;
+  /**
+   * The validator's options, read at each use (`models`, `serve`; `ledger`: whether this node has
+   * one; `endRetryMs`: the first wait before an outcome the ledger did not answer for is taken
+   * again).
+   */
+  settings: Pick<TrainingValidatorOptions, "models" | "serve" | "ledger" | "endRetryMs">;
   /** Which outcomes are audited, and what is kept of each audit. */
   gate: OutcomeGate;
-  /** The receipts credited once a round is reproduced. */
-  credits: ReceiptCredits;
+  /**
+   * Credit the receipts a reproduced round averaged (`ReceiptCredits.creditRound`); resolves with
+   * how many of the ledger asks went unanswered (0: every receipt credited or refused).
+   */
+  creditRound(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    body: OutcomeBody,
+  ): Promise<number>;
   /** The challenge run: a peer's round's trainers are sampled on this node's own coin. */
   challenges: TrainingChallengeRun;
   /** Ask the ValidatorActor holding the ledger; rejects when there is none, or no answer. */
@@ -53,6 +132,10 @@ export class OutcomeAudits {
   /** Which outcomes are audited, and what is kept of each audit (`_outcome_gate.ts`). */
   readonly #outcomes: OutcomeGate;
   readonly #challenges: TrainingChallengeRun;
+  /** Outcomes the ledger did not answer for, by outcome hash, to take again (`outcome_again`). */
+  readonly #unsettled = new Map<string, UnsettledOutcome>();
+  /** Whether an `outcome_again` is on its way. */
+  #againScheduled = false;
 
   /** @param options See {@link OutcomeAuditsOptions}. */
   constructor(options: OutcomeAuditsOptions) {
@@ -67,9 +150,18 @@ export class OutcomeAudits {
    * through. From this node's coordinator (`origin: "local"`): `{ result }`, settled once it was
    * passed on or its audit ended without; rejected when this actor stopped first.
    */
-  async take(
+  take(
     message: Extract<TrainingValidatorMessage, { type: "outcome" }>,
     ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<{ result: Promise<void> } | undefined> {
+    return this.#take(message, ctx, 0);
+  }
+
+  /** {@link OutcomeAudits.take}, its gate tried `attempts` times before without a ledger answer. */
+  async #take(
+    message: { body: OutcomeBody; origin: string },
+    ctx: ActorContext<TrainingValidatorMessage>,
+    attempts: number,
   ): Promise<{ result: Promise<void> } | undefined> {
     // This node's own coordinator waits on `result` before it forgets the outcome (its
     // state keeps it until then, and a restart sends it again): it settles once the outcome
@@ -86,7 +178,17 @@ export class OutcomeAudits {
     const answer = message.origin === "local" ? { result: ended.promise } : undefined;
     // Signed by a staked coordinator, within its budget and its relay's, a copy of a model
     // not proven yet, or refused (`_outcome_gate.ts`).
-    if (!await this.#outcomes.mayAudit(message.body, message.origin, this.#stakeOf(ctx))) {
+    let admitted: boolean;
+    try {
+      admitted = await this.#outcomes.mayAudit(message.body, message.origin, this.#stakeOf(ctx));
+    } catch (error) {
+      // The ledger did not answer for the coordinator's stake: nothing charged, kept for later.
+      const { body, origin } = message;
+      this.#keep(ctx, { body, origin, stage: "gate", attempts: attempts + 1 }, error as Error);
+      ended.resolve();
+      return answer;
+    }
+    if (!admitted) {
       ended.resolve();
       return answer;
     }
@@ -112,7 +214,11 @@ export class OutcomeAudits {
     return answer;
   }
 
-  /** Serve and pass on an outcome that holds (or could not be checked here); refuse one that does not. */
+  /**
+   * Serve and pass on an outcome that holds (or could not be checked here); refuse one that does
+   * not. A reproduced round's receipts are credited outside the mailbox; those the ledger did not
+   * answer for come back as the validator's `uncredited`, to credit again.
+   */
   audited(
     body: OutcomeBody,
     audit: RoundAudit,
@@ -124,7 +230,13 @@ export class OutcomeAudits {
     const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
     // Its receipts are recorded before this node challenges any: a challenge holds its receipt
     // in the ledger, which it can only once the receipt is there.
-    const credited = audit.verified ? this.#creditRound(body, ctx) : Promise.resolve();
+    const credit: KeptCredit = {
+      key: `model:${body.model}`,
+      what: `outcome of ${name}`,
+      credit: () => this.#parts.creditRound(ctx, body),
+      attempts: 1,
+    };
+    const credited = audit.verified ? this.#creditOutside(ctx, credit) : Promise.resolve();
     this.#parts.publish(ctx, { kind: "outcome", body }, origin);
     // The coordinator challenged before it aggregated; this node samples the same receipts
     // on its own coin, so no trainer is checked by its coordinator alone.
@@ -142,6 +254,126 @@ export class OutcomeAudits {
     ).catch(() => {}); // this actor stopped meanwhile
   }
 
+  /**
+   * Credit receipts (`credit.credit`, its first try), keeping them to credit again when some of
+   * the ledger asks went unanswered: this node's own coordinator's credit of its round (the
+   * validator's `credit` message, answered once this first try ended), which before was dropped
+   * unanswered as a refusal is.
+   */
+  async credit(ctx: ActorContext<TrainingValidatorMessage>, credit: KeptCredit): Promise<void> {
+    this.uncredited(ctx, credit, await credit.credit());
+  }
+
+  /**
+   * A credit was tried (`credit.attempts` times) and `unanswered` of its ledger asks went
+   * unanswered (the validator's `uncredited`): kept to make again if any did.
+   */
+  uncredited(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    credit: KeptCredit,
+    unanswered: number,
+  ): void {
+    if (unanswered === 0) return;
+    const error = new Error(`${unanswered} credit asks not answered`);
+    this.#keep(ctx, { stage: "credit", ...credit }, error);
+  }
+
+  /**
+   * Take again every outcome the ledger did not answer for (the validator's `outcome_again`):
+   * through the gate, or its receipts credited again (kept again if still unanswered).
+   */
+  async again(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    this.#againScheduled = false;
+    const due = [...this.#unsettled.values()];
+    this.#unsettled.clear();
+    // One unanswered stake ask per round of tries: the gate asks in the mailbox, and a hung
+    // ledger holds each ask up to its timeout.
+    let unanswered: Error | undefined;
+    for (const kept of due) {
+      if (ctx.signal.aborted) return;
+      if (kept.stage === "gate" && unanswered !== undefined) {
+        this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
+      } else if (kept.stage === "gate") {
+        await this.#take(kept, ctx, kept.attempts);
+        if (this.#unsettled.has(gateKey(kept.body))) {
+          unanswered = new Error("the ledger did not answer for another outcome");
+        }
+      } else {
+        const { stage: _stage, ...credit } = kept;
+        void this.#creditOutside(ctx, { ...credit, attempts: credit.attempts + 1 });
+      }
+    }
+  }
+
+  /**
+   * Make `credit` outside the mailbox (its asks, one per receipt, each up to the ask's timeout,
+   * must not hold it); one some of whose asks went unanswered comes back as the validator's
+   * `uncredited`. Resolves once the credit was made.
+   */
+  #creditOutside(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    credit: KeptCredit,
+  ): Promise<void> {
+    return credit.credit().then((unanswered) => {
+      if (unanswered === 0 || ctx.signal.aborted) return;
+      // Told, not kept here: the kept outcomes change in the validator's `receive`.
+      void ctx.self.tell({ type: "uncredited", credit, unanswered }).catch(() => {});
+    }).catch((error) =>
+      this.#parts.log(`training: ${credit.what} not credited: ${(error as Error).message}`)
+    );
+  }
+
+  /**
+   * Keep `outcome`, whose ledger ask went unanswered (`error`), to take again after a wait that
+   * doubles; past {@link MAX_END_ATTEMPTS} tries, or past the bounds, it is dropped, logged: its
+   * trainers go unpaid in this ledger.
+   */
+  #keep(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    outcome: UnsettledOutcome,
+    error: Error,
+  ): void {
+    const { stage, attempts } = outcome;
+    const what = outcome.stage === "gate"
+      ? `outcome of round ${outcome.body.round} model ${
+        outcome.body.model.slice(0, 16)
+      }… (not audited)`
+      : `credit of the ${outcome.what}`;
+    const key = outcome.stage === "gate" ? gateKey(outcome.body) : `credit:${outcome.key}`;
+    const origin = outcome.stage === "gate" ? outcome.origin : "local";
+    const peerKept = [...this.#unsettled.values()]
+      .filter((u) => u.stage === "gate" && u.origin === origin && origin !== "local").length;
+    const dropped = ctx.signal.aborted
+      ? "the training validator stopped"
+      : attempts >= MAX_END_ATTEMPTS
+      ? `${attempts} tries`
+      : this.#unsettled.has(key)
+      ? undefined
+      : this.#unsettled.size >= MAX_KEPT_OUTCOMES
+      ? "too many kept"
+      : stage === "gate" && peerKept >= MAX_KEPT_OUTCOMES_PER_PEER
+      ? "too many kept from its relay"
+      : undefined;
+    if (dropped !== undefined) {
+      this.#parts.log(
+        `training: ${what} dropped, the ledger did not answer (${dropped}): ${error.message}; ` +
+          `its trainers go unpaid in this ledger`,
+      );
+      return;
+    }
+    this.#parts.log(`training: ${what} kept, the ledger did not answer: ${error.message}`);
+    this.#unsettled.set(key, outcome);
+    if (this.#againScheduled) return;
+    this.#againScheduled = true;
+    const fewest = Math.min(...[...this.#unsettled.values()].map((u) => u.attempts));
+    const first = this.#options.endRetryMs ?? END_RETRY_MS;
+    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
+    // Told, not run here: the kept outcomes change in the validator's `receive` (`outcome_again`).
+    void sleep(wait, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "outcome_again" });
+    }).catch(() => {}); // stopped meanwhile: the kept outcomes go with this incarnation
+  }
+
   async #adopt(body: OutcomeBody, how: string): Promise<void> {
     const model = await this.#options.models.get(body.model, body.arch, body.file);
     await this.#options.serve?.(model.dir);
@@ -150,11 +382,15 @@ export class OutcomeAudits {
         (body.heldOutLoss === undefined ? "" : ` (held-out loss ${body.heldOutLoss.toFixed(3)})`),
     );
   }
-  /** The outcome gate's question: the stake a key holds in the ledger (0: no answer). */
+  /**
+   * The outcome gate's question: the stake a key holds in the ledger (0 on a node with no ledger;
+   * rejected when the ledger it has does not answer: see the module doc).
+   */
   #stakeOf(ctx: ActorContext<TrainingValidatorMessage>): (key: Uint8Array) => Promise<number> {
-    return async (key) =>
-      (await this.#ledger<{ stake: number }>(ctx, { type: "account", key })
-        .catch(() => ({ stake: 0 }))).stake;
+    return async (key) => {
+      if (this.#options.ledger === undefined) return 0;
+      return (await this.#ledger<{ stake: number }>(ctx, { type: "account", key })).stake;
+    };
   }
 
   /** The audit's question: whether the ledger convicted a receipt (no answer: not). */
@@ -168,17 +404,15 @@ export class OutcomeAudits {
       }).catch(() => undefined))?.status === "fraud";
   }
 
-  #creditRound(
-    body: OutcomeBody,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
-    return this.#parts.credits.creditRound(body, ctx);
-  }
-
   #ledger<R>(
     ctx: ActorContext<TrainingValidatorMessage>,
     message: AccountMessage | ReceiptStatusMessage,
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
   }
+}
+
+/** The key of an outcome kept at the gate: its hash (copies of one model differ). */
+function gateKey(body: OutcomeBody): string {
+  return `gate:${sha256Hex(encodeCbor(body))}`;
 }

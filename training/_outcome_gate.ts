@@ -5,7 +5,8 @@
  *
  * - signed by its coordinator (`signed_outcome.ts`; this node's own coordinator signs too), and,
  *   from a peer, by a key that holds in this ledger at least the stake a ledger asks of a peer's
- *   accuser (`unstaked_coordinator`; a node without a ledger audits no peer's outcome) and is
+ *   accuser (`unstaked_coordinator`; a node without a ledger audits no peer's outcome; one whose
+ *   ledger does not answer takes the outcome again later, `_outcome_audits.ts`) and is
  *   not benched here ({@link FALSE_OUTCOME_BENCH_MS});
  * - within its coordinator's budget ({@link MAX_AUDITS_PER_COORDINATOR}) and its relay's
  *   ({@link MAX_AUDITS_PER_PEER}), per {@link PEER_AUDIT_WINDOW_MS} (`audit_budget.ts`);
@@ -183,7 +184,10 @@ export class OutcomeGate {
    * copies spent) mark the copy seen; one a pledge, another relay or a new window may undo does
    * not.
    * @param origin The relaying peer's hex key, or `"local"` for this node's own coordinator.
-   * @param stakeOf The stake a key holds in this node's ledger (0 when the ledger does not answer).
+   * @param stakeOf The stake a key holds in this node's ledger; it rejects when a ledger this
+   * node has does not answer (stopped, restarting), and so does this call then, before anything
+   * is charged or marked seen: "no answer" is not "no stake", and the caller takes the outcome
+   * again later (`_outcome_audits.ts`).
    */
   async mayAudit(
     body: OutcomeBody,

@@ -94,45 +94,65 @@ export class ReceiptCredits {
    * (recording those this ledger has not seen): only the accepted ones, after the challenge
    * and the outer step. A report left out — a failed challenge with or without a proof, a
    * check this validator could not run, a round that made no model — earns nothing.
+   * @returns How many of the ledger asks went unanswered (no ledger actor, or it crashed or
+   * stopped first): the caller makes the credit again (`_outcome_audits.ts`). A refusal (no
+   * stake, convicted) is an answer: that receipt earns nothing here.
    */
   async credit(
     receipts: readonly TrainingReceipt[],
     terms: TrainingReceiptBody["terms"],
     ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
+  ): Promise<number> {
+    let unanswered = 0;
     for (const receipt of receipts) {
-      const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
-        type: "training_receipt",
-        receipt,
-        terms,
-        credited: true,
-      }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.fresh) this.#recordedHere(receipt);
-      if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
+      if (!await this.#creditOne(ctx, receipt, terms)) unanswered++;
     }
+    return unanswered;
   }
 
   /**
    * Credit the receipts a reproduced round averaged (recording those this ledger has not seen):
    * the round ran, and their deltas are what made its model.
+   * @returns How many of the ledger asks went unanswered, as {@link ReceiptCredits.credit}.
    */
   async creditRound(
     body: OutcomeBody,
     ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
+  ): Promise<number> {
     // The round's H is the one its receipts share (the audit refuses an outcome whose receipts
     // differ: `steps_mismatch`), not each receipt's own claim.
     const steps = body.reports[0]?.receipt.steps ?? 0;
+    const terms = { round: body.round, startModel: body.startModel, steps };
+    let unanswered = 0;
     for (const { receipt } of body.reports) {
-      const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
+      if (!await this.#creditOne(ctx, receipt, terms)) unanswered++;
+    }
+    return unanswered;
+  }
+
+  /**
+   * Record `receipt` credited (a refusal — no stake, convicted — earns it nothing here).
+   * @returns Whether the ledger answered.
+   */
+  async #creditOne(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    receipt: TrainingReceipt,
+    terms: TrainingReceiptBody["terms"],
+  ): Promise<boolean> {
+    let answer: TrainingReceiptRecorded;
+    try {
+      answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
         type: "training_receipt",
         receipt,
-        terms: { round: body.round, startModel: body.startModel, steps },
+        terms,
         credited: true,
-      }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.fresh) this.#recordedHere(receipt);
-      if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
+      });
+    } catch {
+      return false; // no answer: the caller makes the credit again
     }
+    if (answer.fresh) this.#recordedHere(receipt);
+    if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
+    return true;
   }
 
   /**

@@ -9,7 +9,8 @@
  * ```
  * challenge   { report, connection, round… }  → { result: Promise<ChallengeOutcome> }
  * receipt     { body, origin }   record in the ledger (uncredited); new: pass on
- * credit      { receipts, terms } credit receipts whose deltas went into a round's model
+ * credit      { receipts, terms } credit receipts whose deltas went into a round's model (kept
+ *                                and made again when the ledger does not answer: `outcome_again`)
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
  * checked     { … }              internal: settle in the ledger; confirmed and new: pass on. A
  *                                peer's confirmed `opening_missing` is a claim, not settled on
@@ -29,6 +30,11 @@
  *                                ended without (rejected: this actor stopped first)
  * audited     { body, audit }    internal: reproduced (or not checkable here): serve the
  *                                model and pass on; not reproduced: the gate refuses it
+ * outcome_again {}               internal: take again the outcomes the ledger did not answer
+ *                                for (the coordinator's stake at the gate, or a receipt's
+ *                                credit): `_outcome_audits.ts`
+ * uncredited  { credit, unanswered } internal: a credit made outside the mailbox whose ledger
+ *                                asks went unanswered: kept to make again (`outcome_again`)
  * model_standing { model }       → why this node refused that round model, or null
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
@@ -127,7 +133,7 @@ import { ClaimTakeovers } from "./_claim_takeovers.ts";
 import { TrainingNetwork } from "./_training_network.ts";
 import { FraudProofChecks } from "./_fraud_proof_checks.ts";
 import { ReceiptCredits } from "./_receipt_credits.ts";
-import { OutcomeAudits } from "./_outcome_audits.ts";
+import { type KeptCredit, OutcomeAudits } from "./_outcome_audits.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -317,6 +323,8 @@ export type TrainingValidatorMessage =
     /** Called once it was passed on (or refused): see `outcome`'s answer. */
     ended?: () => void;
   }
+  | { type: "outcome_again" }
+  | { type: "uncredited"; credit: KeptCredit; unanswered: number }
   | { type: "adopted"; model: string }
   | { type: "model_standing"; model: string }
   | { type: "stats" }
@@ -495,7 +503,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     this.#audits = new OutcomeAudits({
       settings: options,
       gate: this.#outcomes,
-      credits: this.#credits,
+      creditRound: (ctx, body) => this.#credits.creditRound(body, ctx),
       challenges: this.#challenges,
       ask: (ctx, message) => this.#ledger(ctx, message),
       publish: (ctx, gossip, origin) => this.#network.publish(ctx, gossip, origin),
@@ -586,8 +594,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return { result: this.#challenges.challenge(message, ctx) };
       case "receipt":
         return await this.#credits.record(message.body, message.origin, ctx);
-      case "credit":
-        return await this.#credits.credit(message.receipts, message.terms, ctx);
+      case "credit": {
+        // Kept and credited again when the ledger did not answer (`_outcome_audits.ts`).
+        const { receipts, terms } = message;
+        return await this.#audits.credit(ctx, {
+          key: `round:${terms.round}:${terms.startModel}`,
+          what: `round ${terms.round} from this node's coordinator`,
+          credit: () => this.#credits.credit(receipts, terms, ctx),
+          attempts: 1,
+        });
+      }
       case "fraud_proof": {
         const key = copyKey(message.body);
         try {
@@ -618,6 +634,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         } finally {
           message.ended?.();
         }
+      case "outcome_again":
+        return await this.#audits.again(ctx);
+      case "uncredited":
+        return this.#audits.uncredited(ctx, message.credit, message.unanswered);
       case "adopted":
         this.#stats.adopted.push(message.model);
         return;

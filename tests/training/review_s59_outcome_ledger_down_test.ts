@@ -1,0 +1,292 @@
+/**
+ * Review s59: a round's outcome that reaches the training validator while this node's ledger
+ * cannot take it.
+ *
+ * A peer's `training.outcome` is passed on once per connection. The training validator asks its
+ * ledger twice for it: the coordinator's stake at the gate (`_outcome_gate.ts`), and, once the
+ * audit reproduced the round, a credit per receipt (`_receipt_credits.ts`). Both answers were
+ * taken as final when the ledger gave none:
+ *
+ * - at the gate, "no answer" read as stake 0: the outcome was refused (`unstaked_coordinator`)
+ *   and, passed on once, never came again;
+ * - at the credit, an ask that failed (the ValidatorActor crashed on a failed write, or was
+ *   stopped) was dropped as a refusal, and the model, proven, shut out every later copy.
+ *
+ * Either way the round's honest trainers, credited in every other ledger, went unpaid in this one.
+ * Each test reads the ledger outcome: the trainers' receipts final, their balances paid.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
+import { ValidatorActor } from "../../actors/validator_actor.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { type Account, Ledger } from "../../proof/ledger.ts";
+import type { ReceiptRecord } from "../../proof/ledger_state.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { OutcomeBody } from "../../protocols/training_messages.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { signOutcome } from "../../training/signed_outcome.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import {
+  TrainingValidator,
+  type TrainingValidatorMessage,
+  type TrainingValidatorStats,
+} from "../../training/training_validator.ts";
+import { MAX_KEPT_OUTCOMES } from "../../training/_outcome_audits.ts";
+import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
+import { cidOf } from "../../protocols/cid.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { honestRound } from "./_honest_round.ts";
+import { placeholderReceipt } from "./_placeholder_receipt.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+
+/** Local steps of the round: what is paid does not depend on them. */
+const H = 3;
+/** Stake of the round's coordinator and trainers here: above any bar to be audited or recorded. */
+const ROUND_STAKE = 1_000_000;
+/** The relaying peer (hex key). */
+const PEER = "ee".repeat(32);
+/** The ledger's name. */
+const LEDGER = "node/validator";
+/**
+ * First wait before an unanswered ledger ask is made again, ms: short, so the test waits little
+ * once the ledger is back; doubling, so a slow machine does not run the asks out first.
+ */
+const RETRY_MS = 20;
+
+/**
+ * A ledger and a training validator on one test clock, the round's keys staked in the ledger, an
+ * honest round's signed outcome; `stopLedger`/`startLedger` take the ledger down and back (its
+ * directory kept); `paid` reads the ledger outcome.
+ */
+async function onNode(
+  label: string,
+  test: (node: {
+    signed: OutcomeBody;
+    send: (body?: OutcomeBody, origin?: string) => Promise<unknown>;
+    training: ActorRef<TrainingValidatorMessage>;
+    stopLedger: () => Promise<void>;
+    startLedger: () => Promise<void>;
+    stats: () => Promise<TrainingValidatorStats>;
+    log: string[];
+    assertPaid: () => Promise<void>;
+  }) => Promise<void>,
+  retryMs = RETRY_MS,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-s59-outcome-${label}-` });
+  const system = new ActorSystem({ name: `s59-outcome-${label}` });
+  const clock = { t: 1_000_000 };
+  const log: string[] = [];
+  try {
+    const storageRef = await system.spawn<StorageMessage>({
+      name: "node/storage",
+      factory: () => new StorageActor({ dir: join(dir, "store") }),
+    });
+    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => storageRef });
+    const round = await honestRound(models, H);
+    const coordinator = Identity.generate();
+    const signed = signOutcome(round.outcome, coordinator);
+    const identity = Identity.generate();
+    const spawnLedger = () =>
+      system.spawn<ValidatorMessage>({
+        name: LEDGER,
+        factory: () =>
+          new ValidatorActor({
+            identity,
+            ledgerDir: join(dir, "ledger"),
+            ledger: { now: () => clock.t },
+            finalizeIntervalMs: 0,
+            models: { get: () => Promise.resolve(undefined) },
+          }),
+      });
+    await spawnLedger();
+    const ledger = () => system.lookup<ValidatorMessage>(LEDGER)!;
+    const training = await system.spawn<TrainingValidatorMessage>({
+      name: "node/training-validator",
+      factory: () =>
+        new TrainingValidator({
+          identity,
+          models,
+          ledger: LEDGER,
+          challengeProbability: 0,
+          now: () => clock.t,
+          endRetryMs: retryMs,
+          serve: () => Promise.resolve(),
+          log: (line) => log.push(line),
+        }),
+    });
+    for (const key of [coordinator, ...round.trainers]) {
+      await ledger().ask({ type: "deposit", key: key.publicKey, amount: ROUND_STAKE });
+    }
+    const receipts = round.outcome.reports.map((r) => r.receipt);
+    const record = (id: string) =>
+      ledger().ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
+    await test({
+      signed,
+      send: (body = signed, origin = PEER) => training.ask({ type: "outcome", body, origin }),
+      training,
+      stopLedger: async () => assert.ok(await system.stop(LEDGER), "the ledger stops"),
+      startLedger: async () => void await spawnLedger(),
+      stats: () => training.ask<TrainingValidatorStats>({ type: "stats" }),
+      log,
+      assertPaid: async () => {
+        // A bounded wait for the credit (the audit redoes the outer step); then the ledger is read.
+        await eventually(
+          async () => {
+            for (const receipt of receipts) {
+              if (((await record(trainingReceiptId(receipt)))?.credit ?? 0) <= 0) return false;
+            }
+            return true;
+          },
+          "the round's receipts credited",
+          { timeoutMs: 10_000 },
+        ).catch(() => {});
+        clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+        await ledger().ask({ type: "finalize" });
+        for (const [i, receipt] of receipts.entries()) {
+          const entry = await record(trainingReceiptId(receipt));
+          assert.ok(entry !== undefined, `trainer ${i}'s receipt was never recorded here`);
+          assert.equal(entry.status, "final", `trainer ${i}'s receipt final`);
+          assert.ok(entry.credit > 0, `trainer ${i} went uncredited in this ledger`);
+          const account = await ledger().ask<Account>({ type: "account", key: receipt.trainer });
+          assert.equal(account.balance, entry.credit, `trainer ${i} paid its credit`);
+        }
+      },
+    });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("review s59: a peer's round outcome handed over while this node's ledger is stopped is taken again once the ledger is back: the round's honest trainers are paid here too", () =>
+  onNode("gate-stopped", async (node) => {
+    await node.stopLedger();
+    await node.send();
+    // The gate asked for the coordinator's stake and got no answer: nothing audited yet.
+    await eventually(() => node.log.length > 0, "the gate to find no ledger");
+    assert.deepEqual((await node.stats()).adopted, [], "not audited without a ledger");
+    await node.startLedger();
+    await node.assertPaid();
+    const stats = await node.stats();
+    assert.equal(stats.adopted.length, 1, "audited and served once the ledger was back");
+    assert.ok(
+      !stats.outcomesRefused.some((r) => r.reason === "unstaked_coordinator"),
+      "a ledger that did not answer is not a coordinator without stake",
+    );
+  }));
+
+Deno.test("review s59: a reproduced round whose credit crashed the ledger (a failed write) is credited again once the ledger is back: the round's honest trainers are paid here too", async () => {
+  const record = Ledger.prototype.recordTrainingReceipt;
+  let failures = 0;
+  try {
+    // The first receipt's write fails as a disk does: the ValidatorActor crashes, restarts.
+    Ledger.prototype.recordTrainingReceipt = function () {
+      Ledger.prototype.recordTrainingReceipt = record;
+      failures++;
+      return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
+        code: "EIO",
+      }));
+    };
+    await onNode("credit-crashed", async (node) => {
+      await node.send();
+      await node.assertPaid();
+      assert.equal(failures, 1, "the first credit's write failed");
+    });
+  } finally {
+    Ledger.prototype.recordTrainingReceipt = record;
+  }
+});
+
+/** A signed outcome of a made-up round, by a fresh coordinator with no stake anywhere. */
+function junkOutcome(n: number): OutcomeBody {
+  const start = cidOf(new TextEncoder().encode(`a start model never seen ${n}`));
+  const receipt = placeholderReceipt(5, start);
+  return signOutcome({
+    round: 5,
+    startModel: start,
+    model: cidOf(new TextEncoder().encode(`model ${n}`)),
+    file: cidOf(new TextEncoder().encode(`model file ${n}`)),
+    arch: TEST_ARCH,
+    accepted: [toHex(receipt.trainer)],
+    reports: [{ receipt, deltaFile: cidOf(new TextEncoder().encode(`delta ${n}`)) }],
+    excluded: [],
+  }, Identity.generate());
+}
+
+Deno.test("review s59: a peer relaying a flood of signed outcomes while this node's ledger is down does not crowd out the genuine outcome another peer relays: its trainers are paid here", () =>
+  onNode("gate-flood", async (node) => {
+    await node.stopLedger();
+    const flooder = "ff".repeat(32);
+    for (let n = 0; n < MAX_KEPT_OUTCOMES; n++) await node.send(junkOutcome(n), flooder);
+    await node.send();
+    await eventually(
+      () =>
+        node.log.some((l) =>
+          l.includes(node.signed.model.slice(0, 16)) && l.includes("kept, the ledger")
+        ),
+      "the genuine outcome kept",
+    );
+    await node.startLedger();
+    await node.assertPaid();
+    // The flood, taken again once the ledger answered: its coordinators have no stake here.
+    await eventually(
+      async () => (await node.stats()).outcomesRefused.length > 0,
+      "the flood refused",
+    );
+    const refused = (await node.stats()).outcomesRefused;
+    assert.ok(refused.every((r) => r.reason === "unstaked_coordinator"), "only the flood refused");
+  }));
+
+Deno.test("review s59: an outcome kept for a ledger that stays down is dropped after a bounded number of tries, and charged to no budget: sent again once the ledger is back, it is audited and its trainers paid", () =>
+  // The first wait 1 ms: the tries (doubling) run out in about half a second.
+  onNode("gate-gives-up", async (node) => {
+    await node.stopLedger();
+    await node.send();
+    await eventually(
+      () => node.log.some((l) => l.includes("dropped") && l.includes(`${MAX_END_ATTEMPTS} tries`)),
+      "the tries to run out",
+    );
+    const tries = node.log.filter((l) => l.includes("kept, the ledger did not answer")).length;
+    assert.equal(tries, MAX_END_ATTEMPTS - 1, "kept after each try but the last");
+    assert.deepEqual((await node.stats()).adopted, [], "never audited without a ledger");
+    await node.startLedger();
+    await node.send(); // relayed again by a peer
+    await node.assertPaid();
+  }, 1));
+
+Deno.test("review s59: the receipts this node's coordinator credits whose write crashed the ledger are credited again once the ledger is back: its honest trainers are paid in its own ledger", async () => {
+  const record = Ledger.prototype.recordTrainingReceipt;
+  let failures = 0;
+  try {
+    Ledger.prototype.recordTrainingReceipt = function () {
+      Ledger.prototype.recordTrainingReceipt = record;
+      failures++;
+      return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
+        code: "EIO",
+      }));
+    };
+    await onNode("coordinator-credit-crashed", async (node) => {
+      // The coordinator's `credit`, its outcome not (yet) audited here: a training validator
+      // restarted since the round before has no momentum to reproduce it, and credits nothing
+      // for it (`round_audit.ts`), so this credit is the only one.
+      const { round, startModel, reports } = node.signed;
+      await node.training.ask({
+        type: "credit",
+        receipts: reports.map((r) => r.receipt),
+        terms: { round, startModel, steps: H },
+      });
+      await node.assertPaid();
+      assert.equal(failures, 1, "the first credit's write failed");
+    });
+  } finally {
+    Ledger.prototype.recordTrainingReceipt = record;
+  }
+});
