@@ -34,11 +34,11 @@ Deno.test("a holder that missed a chunk's write is its best survivor after a dep
     const peerOf = (i: number) =>
       new StorageActorPeer(
         {
-          ask: (m: StorageMessage) => {
+          ask: <R>(m: StorageMessage) => {
             if (i === 1 && refusing && m.type === "put_chunk") {
               return Promise.reject(new Error("node 1 is unreachable"));
             }
-            return actors[i].receive(m) as never;
+            return net.askerOf(i).ask<R>(m);
           },
         },
         ids[i].publicKey,

@@ -18,19 +18,16 @@ import { FileStore } from "../../storage/file_store.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import { cidOfAsync } from "../../storage/_hash.ts";
-import {
-  LocalStoragePeer,
-  type PeerCallOptions,
-  type StoragePeer,
-} from "../../storage/storage_peer.ts";
+import type { LocalStoragePeer, PeerCallOptions, StoragePeer } from "../../storage/storage_peer.ts";
 import { flipObjectBit, pseudoRandomBytes } from "./_helpers.ts";
 import { storageActors } from "./_storage_actors.ts";
+import { removePeers, TrackedStoragePeer } from "./_tracked_peer.ts";
 
 /**
  * A holder that stores what it is sent but claims, with made-up proofs, what it lacks; asked for
  * a chunk, it stalls until the reader gives up (so a read repair never hands it one by chance).
  */
-class ClaimingPeer extends LocalStoragePeer {
+class ClaimingPeer extends TrackedStoragePeer {
   override getChunk(_cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
     return new Promise((_, reject) => {
       const signal = options?.signal;
@@ -48,10 +45,18 @@ class ClaimingPeer extends LocalStoragePeer {
   }
 }
 
-async function openStore(dirs: string[]): Promise<ChunkStore> {
+/** A holder over a store in a new temporary directory, kept in `peers` to be removed. */
+async function holder<P extends TrackedStoragePeer>(
+  peers: TrackedStoragePeer[],
+  Peer: new (store: ChunkStore, publicKey: Uint8Array) => P,
+): Promise<P> {
   const dir = await Deno.makeTempDir({ prefix: "review_s49_" });
-  dirs.push(dir);
-  return await ChunkStore.open(dir, { durable: false });
+  const peer = new Peer(
+    await ChunkStore.open(dir, { durable: false }),
+    Identity.generate().publicKey,
+  );
+  peers.push(peer);
+  return peer;
 }
 
 /** How many of `peers` really hold a verified copy of `cid` (the network's count). */
@@ -67,12 +72,11 @@ async function realCopies(peers: LocalStoragePeer[], cid: string): Promise<numbe
 }
 
 Deno.test("a presence repair that fetched a copy checks every holder's proof against it: a holder claiming a chunk it lacks gets a copy", async () => {
-  const dirs: string[] = [];
+  const peers: TrackedStoragePeer[] = [];
   try {
-    const honest = new LocalStoragePeer(await openStore(dirs), Identity.generate().publicKey);
-    const missed = new LocalStoragePeer(await openStore(dirs), Identity.generate().publicKey);
-    const claimer = new ClaimingPeer(await openStore(dirs), Identity.generate().publicKey);
-    const peers = [honest, missed, claimer];
+    const honest = await holder(peers, TrackedStoragePeer);
+    await holder(peers, TrackedStoragePeer); // missed the write
+    const claimer = await holder(peers, ClaimingPeer);
     const bytes = pseudoRandomBytes(4096, 49);
     const cid = await cidOfAsync(bytes);
     await honest.putChunk(cid, bytes); // the only real copy; the other two hold none
@@ -86,7 +90,7 @@ Deno.test("a presence repair that fetched a copy checks every holder's proof aga
     assert.equal(report.repaired, 2);
     assert.ok(store.wasGiven(claimer.id, cid), "the claimer was given the copy it lacked");
   } finally {
-    for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+    await removePeers(peers); // a read a faster holder won still runs in the slower one
   }
 });
 

@@ -30,11 +30,12 @@ const R = 3;
 
 Deno.test("a stand-in that took a full holder's copy and deleted it fails the next audit round, and the chunk is back at r copies", async () => {
   const verdicts: Verdict[] = [];
-  const { ids, dirs, actors, peerOf } = await storageActors(
+  const net = await storageActors(
     5,
     { replicas: R, writeQuorum: 2 },
     (v) => void verdicts.push(v),
   );
+  const { ids, dirs, actors, peerOf } = net;
   // As node 0 (the owner) sees them: node 1 refuses every copy as full; every other node may
   // delete what it was given (`dropped`), and stores it again when given it again.
   const dropped = new Map<number, Set<string>>();
@@ -94,7 +95,6 @@ Deno.test("a stand-in that took a full holder's copy and deleted it fails the ne
     assert.ok(blamed.includes(toHex(ids[standIn].publicKey)), "the stand-in is blamed");
     assert.ok(!dropped.get(standIn)!.has(chunk), "the stand-in got its copy back");
   } finally {
-    for (const a of actors) await a.postStop().catch(() => {});
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
+    await net.remove();
   }
 });
