@@ -10,15 +10,35 @@
  * `pledge_sync.ts`'s (`PledgeSync.sendAhead`). Owned and used by the NetworkActor
  * (`network_actor.ts`, which re-exports the public names); not part of the public API.
  *
+ * Every `validation.receipt` announcement goes through {@link announceReceipt}: the claim's
+ * receipt, and each receipt the NetworkActor passes on (`announce_receipt`). It is a request, and
+ * a peer's connection refuses it `busy` at admission while it handles `maxInboundRequests` of our
+ * messages (a burst of our announcements while its validator works). Nothing announced it again:
+ * the honest worker's receipt was never recorded in that ledger and it was paid less there than in
+ * the others, and a claim went out without its receipt and was held there for good (review s59,
+ * `tests/network/review_s59_receipt_busy_ledger_test.ts`). So a `busy` refusal is asked again on
+ * the same connection after the backoff one-way messages get (`BUSY_RETRY_BACKOFF_MS`, doubled,
+ * at most `MAX_BUSY_RETRIES` times: `protocols/_connection_notices.ts`); any other ending (an
+ * answer, a refusal with a reason, a timeout, another error, the connection closed) is final.
+ *
  * @module
  */
-import type { Connection } from "../protocols/connection.ts";
-import type { TextJob } from "../protocols/job.ts";
+import {
+  BUSY_RETRY_BACKOFF_MS,
+  type Connection,
+  type ConnectionTimers,
+  MAX_BUSY_RETRIES,
+  SYSTEM_TIMERS,
+} from "../protocols/connection.ts";
+import { jobBytes, type TextJob } from "../protocols/job.ts";
+import { RemoteError } from "../protocols/protocol_errors.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import {
   FraudProofAnnouncementMessage,
+  type ReceiptAckBody,
+  type ReceiptAnnouncementBody,
   ReceiptAnnouncementMessage,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
@@ -123,17 +143,124 @@ export function notifyTraining(connection: Connection, gossip: TrainingGossip): 
 }
 
 /**
+ * Most receipt announcements one connection keeps waiting out a `busy` backoff
+ * ({@link announceReceipt}). A refused burst is as big as the peer's `maxInboundRequests` let
+ * through less what it held; 256, as {@link MAX_CARRIED_CLAIM_RECEIPTS}, covers a burst of ours
+ * many times over, and keeps the timers and promises one connection holds bounded.
+ */
+export const MAX_BUSY_RECEIPTS = 256;
+
+/**
+ * Most bytes of jobs (canonical CBOR, `jobBytes`) the receipt announcements one connection keeps
+ * waiting out a `busy` backoff may hold ({@link announceReceipt}; a receipt and its assignment, a
+ * few hundred bytes each, count in {@link MAX_BUSY_RECEIPTS}). One default frame: hundreds of
+ * ordinary jobs, and two of the largest (`MAX_NETWORK_JOB_BYTES`, 448 KiB) at once.
+ */
+export const MAX_BUSY_RECEIPT_BYTES = 1024 * 1024;
+
+/**
+ * Per connection, its receipt announcements waiting out a `busy` backoff: the bytes of their jobs,
+ * and how to end each wait early (the connection closed).
+ */
+interface BusyWaits {
+  bytes: number;
+  cancels: Set<() => void>;
+}
+
+/** {@link BusyWaits} by connection (one `closed` reaction each, not one per wait). */
+const busyWaits = new WeakMap<Connection, BusyWaits>();
+
+/**
+ * Announce a receipt on `connection` (`validation.receipt`), and ask again while the peer's
+ * connection refuses it `busy`: after {@link BUSY_RETRY_BACKOFF_MS}, doubled each time, at most
+ * {@link MAX_BUSY_RETRIES} times, on `timers` (the connection's clock: the NetworkActor's
+ * `connection.timers`). A copy refused at admission never reached the peer's validator, and one
+ * that did (a reply the peer could not queue, answered `busy` instead) is taken once there, so
+ * asking again never records anything twice. Any other ending is final: the peer's answer, a
+ * refusal with a reason in it (`recorded: false`), a timeout or another error, the connection
+ * closed (a new connection does not carry the receipt: lost there, as before).
+ *
+ * Who pays: the sender, in memory, at most {@link MAX_BUSY_RECEIPTS} announcements and
+ * {@link MAX_BUSY_RECEIPT_BYTES} of their jobs per connection waiting, kept by reference (one
+ * broadcast's copies share one body) and let go when the connection closes; past either bound a
+ * refused announcement is not kept, and the worker goes unpaid in that ledger, as before. On the
+ * wire, at most {@link MAX_BUSY_RETRIES} more copies of each; the peer pays a decode, a schema
+ * check and a small `error` frame for each it refuses (`busy` does not count towards its
+ * `maxRefusals`).
+ *
+ * @returns The peer's answer; rejects with the last error.
+ */
+export async function announceReceipt(
+  connection: Connection,
+  body: ReceiptAnnouncementBody,
+  timers: ConnectionTimers = SYSTEM_TIMERS,
+): Promise<ReceiptAckBody> {
+  let bytes: number | undefined;
+  for (let tries = 0;; tries++) {
+    try {
+      return await connection.request(ReceiptAnnouncementMessage, body);
+    } catch (error) {
+      const busy = error instanceof RemoteError && error.code === "busy";
+      if (!busy || tries >= MAX_BUSY_RETRIES || connection.isClosed) throw error;
+      bytes ??= jobBytes(body.job);
+      const waits = busyWaitsOf(connection);
+      if (
+        waits.cancels.size >= MAX_BUSY_RECEIPTS || waits.bytes + bytes > MAX_BUSY_RECEIPT_BYTES
+      ) throw error;
+      waits.bytes += bytes;
+      try {
+        await backoff(waits, timers, BUSY_RETRY_BACKOFF_MS * 2 ** tries);
+      } finally {
+        waits.bytes -= bytes;
+      }
+      if (connection.isClosed) throw error;
+    }
+  }
+}
+
+/** The {@link BusyWaits} of `connection`, made at its first wait. */
+function busyWaitsOf(connection: Connection): BusyWaits {
+  let waits = busyWaits.get(connection);
+  if (waits === undefined) {
+    const made: BusyWaits = { bytes: 0, cancels: new Set() };
+    busyWaits.set(connection, waits = made);
+    const cancel = () => {
+      for (const end of [...made.cancels]) end();
+    };
+    connection.closed.then(cancel, cancel);
+  }
+  return waits;
+}
+
+/** Resolves after `ms` on `timers`, or as soon as the connection of `waits` closes. */
+function backoff(waits: BusyWaits, timers: ConnectionTimers, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const end = () => {
+      waits.cancels.delete(end);
+      timers.clearTimeout(timer);
+      resolve();
+    };
+    const timer = timers.setTimeout(end, ms);
+    waits.cancels.add(end);
+  });
+}
+
+/**
  * Send a claim's evidence (its receipt and job, {@link ClaimEvidence}) on `connection` as a
  * `validation.receipt` announcement, ahead of the claim: resolves once the peer answered, whatever
  * the answer (its validator handled the receipt: remembers it again, or records it), or the
- * request failed; never rejects. Sent ahead of a claim passed on ({@link CarriedClaimReceipts})
- * and of a fault sent in a connecting peer's catch-up (`catch_up.ts`).
+ * request failed; never rejects. A `busy` refusal is asked again after a backoff
+ * ({@link announceReceipt}, on `timers`), and the claim waits for it: sent at once, it reached the
+ * peer without its receipt, and was held there for good (review s59). Sent ahead of a claim passed
+ * on ({@link CarriedClaimReceipts}) and of a fault sent in a connecting peer's catch-up
+ * (`catch_up.ts`).
  */
 export function sendClaimEvidence(
   connection: Connection,
   evidence: ClaimEvidence,
+  timers: ConnectionTimers = SYSTEM_TIMERS,
 ): Promise<unknown> {
-  return connection.request(ReceiptAnnouncementMessage, evidence).catch(() => {});
+  return announceReceipt(connection, evidence, timers).catch(() => {});
 }
 
 /**
@@ -141,6 +268,14 @@ export function sendClaimEvidence(
  * {@link ClaimEvidence}); owned by the NetworkActor, used from its `receive` only.
  */
 export class CarriedClaimReceipts {
+  /** The clock of a `busy` receipt's backoff ({@link sendClaimEvidence}). */
+  readonly #timers: ConnectionTimers;
+
+  /** @param timers The clock of a `busy` receipt's backoff (default the system's). */
+  constructor(timers: ConnectionTimers = SYSTEM_TIMERS) {
+    this.#timers = timers;
+  }
+
   /**
    * Per connection, the receipts it carried ahead of a claim, by id, oldest first (bounded:
    * {@link MAX_CARRIED_CLAIM_RECEIPTS}), each with the promise of the peer's answer; gone with
@@ -163,7 +298,7 @@ export class CarriedClaimReceipts {
     const sent = carried?.get(id);
     if (sent !== undefined || accusation.evidence === undefined) return sent;
     if (carried === undefined) this.#carriedReceipts.set(connection, carried = new Map());
-    const answered = sendClaimEvidence(connection, accusation.evidence);
+    const answered = sendClaimEvidence(connection, accusation.evidence, this.#timers);
     carried.set(id, answered);
     if (carried.size > MAX_CARRIED_CLAIM_RECEIPTS) carried.delete(carried.keys().next().value!);
     return answered;

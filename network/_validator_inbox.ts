@@ -5,7 +5,9 @@
  * A fraud proof, a verdict ("proof withheld" claim) or a stake pledge for the ValidatorActor, or
  * a training receipt, training fraud proof or round outcome for the TrainingValidator, comes from
  * a peer as a one-way notify, passed on once per connection: the sender never learns whether this node's
- * ledger took it, and sends it again only on a new connection (its catch-up). Handed over with a
+ * ledger took it, and sends it again only on a new connection (its catch-up), except when this
+ * node's connection refused it `busy` at admission (it never got here), which the sender's
+ * connection sends again after a backoff (`protocols/_connection_notices.ts`). Handed over with a
  * `tell`, it was lost when no validator was registered (stopped; the error frame back is acted on
  * by nobody) or when the validator crashed with it queued (a crashed incarnation's mailbox is
  * discarded, and `tell` had resolved once it was queued): the receipt's window then closed here

@@ -26,7 +26,7 @@
  */
 import type { ActorContext } from "../actors/actor.ts";
 import type { CatchUpItem, CatchUpMessage } from "../actors/validator_messages.ts";
-import type { Connection } from "../protocols/connection.ts";
+import { type Connection, type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection.ts";
 import {
   FraudProofAnnouncementMessage,
   VerdictAnnouncementMessage,
@@ -43,12 +43,14 @@ import { sendClaimEvidence } from "./_accusations.ts";
  * outlives the validator's restarts (one `CatchUp` per ledger directory), so a peer that
  * connects after a crash of the validator is still sent it
  * (`tests/network/network_review_s41_test.ts`); its convictions are kept on disk, so also after
- * the node's process restarted (`tests/network/catch_up_restart_test.ts`).
+ * the node's process restarted (`tests/network/catch_up_restart_test.ts`). `timers` is the clock of
+ * a claim's receipt asked again after a `busy` refusal (the NetworkActor's connection clock).
  */
 export function sendCatchUp(
   connection: Connection,
   validator: string,
   ctx: ActorContext<NetworkMessage>,
+  timers: ConnectionTimers = SYSTEM_TIMERS,
 ): void {
   ctx.system.lookup<CatchUpMessage>(validator)
     ?.ask<CatchUpItem[]>({ type: "catch_up" })
@@ -56,7 +58,7 @@ export function sendCatchUp(
       const training = connection.supports(TRAINING_PROTOCOL.name);
       for (const item of items) {
         if (connection.isClosed) return;
-        await send(connection, item, training).catch((error) => {
+        await send(connection, item, training, timers).catch((error) => {
           // Larger than a frame (a training proof of a large model: gossip could not carry it
           // either): that one is not sent, the rest are. Anything else: the connection closed.
           if (!(error instanceof FrameTooLargeError)) throw error;
@@ -70,10 +72,15 @@ export function sendCatchUp(
  * Send one catch-up item; a training conviction only to a peer that offers training; a verdict
  * after its evidence, once the peer answered for it.
  */
-async function send(connection: Connection, item: CatchUpItem, training: boolean): Promise<void> {
+async function send(
+  connection: Connection,
+  item: CatchUpItem,
+  training: boolean,
+  timers: ConnectionTimers,
+): Promise<void> {
   switch (item.kind) {
     case "verdict":
-      if (item.evidence !== undefined) await sendClaimEvidence(connection, item.evidence);
+      if (item.evidence !== undefined) await sendClaimEvidence(connection, item.evidence, timers);
       return await connection.notify(VerdictAnnouncementMessage, { verdict: item.verdict });
     case "fraud_proof":
       return await connection.notify(FraudProofAnnouncementMessage, { proof: item.proof });

@@ -3,7 +3,9 @@
  * listener, outbound ones to the static peers it is told about (`--peer HOST:PORT`), redialled
  * with backoff when they drop — and everything that goes out to peers goes through it:
  *
- * - a local receipt is announced to every peer that keeps a ledger (`validation.receipt`);
+ * - a local receipt is announced to every peer that keeps a ledger (`validation.receipt`), and
+ *   asked again after a backoff while a peer's connection refuses it `busy` (`announceReceipt`,
+ *   `_accusations.ts`: its worker went unpaid in that ledger);
  * - a verdict or fraud proof this node's validator signed is spread to every such peer; a fraud
  *   proof, or a "proof withheld" claim (`invalid / proof_unavailable`), after its author's pledge
  *   where that connection has not carried it in the last minute (a ledger takes either only from
@@ -39,7 +41,12 @@
  * @module
  */
 import type { Actor, ActorContext } from "../actors/actor.ts";
-import type { Connection, ConnectionOptions } from "../protocols/connection.ts";
+import {
+  type Connection,
+  type ConnectionOptions,
+  type ConnectionTimers,
+  SYSTEM_TIMERS,
+} from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
 import { LogLimiter } from "./log_limiter.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
@@ -57,7 +64,6 @@ import {
 } from "../protocols/stake_pledge.ts";
 import {
   INFERENCE_PROTOCOL,
-  ReceiptAnnouncementMessage,
   VALIDATION_PROTOCOL,
   VerdictAnnouncementMessage,
   type WireModelInfo,
@@ -84,6 +90,7 @@ import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_lim
 import {
   type Accusation,
   accuserOf,
+  announceReceipt,
   CarriedClaimReceipts,
   type ClaimEvidence,
   isWithheldClaim,
@@ -140,7 +147,10 @@ export interface NetworkActorOptions {
    * tests fake it).
    */
   now?: () => number;
-  /** Options of every peer connection (keepalive, idle timeout, budgets). */
+  /**
+   * Options of every peer connection (keepalive, idle timeout, budgets). Their `timers` also run
+   * the backoff of a receipt announcement a peer refused `busy` (`announceReceipt`).
+   */
   connection?: ConnectionOptions;
   /**
    * How many peer connections are held, in all and per peer key, and how many handshakes of
@@ -319,7 +329,11 @@ export type NetworkMessage =
 
 export { DEFAULT_HELLO_INTERVAL_MS, MAX_REDIAL_MS, REFUSED_MODEL_COOLDOWN_MS };
 export type { Accusation, ClaimEvidence };
-export { MAX_CARRIED_CLAIM_RECEIPTS } from "./_accusations.ts";
+export {
+  MAX_BUSY_RECEIPT_BYTES,
+  MAX_BUSY_RECEIPTS,
+  MAX_CARRIED_CLAIM_RECEIPTS,
+} from "./_accusations.ts";
 
 /** How long a new peer waits for the ledger's word on its conviction before it is routable. */
 const CONVICTION_CHECK_TIMEOUT_MS = 5_000;
@@ -345,8 +359,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #pledgeSendBudgets: PledgeBudgets;
   /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
   readonly #pledgeSync: PledgeSync;
+  /**
+   * The clock of a receipt announcement's backoff after a `busy` refusal (`announceReceipt`): the
+   * connections' own (`connection.timers`), so a test that fakes theirs moves this one too.
+   */
+  readonly #timers: ConnectionTimers;
   /** The receipts each connection carried ahead of a claim (`_accusations.ts`). */
-  readonly #carriedReceipts = new CarriedClaimReceipts();
+  readonly #carriedReceipts: CarriedClaimReceipts;
   /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
   readonly #peerLog: LogLimiter;
   /** The listener, the dials and the swarm (`_peer_transports.ts`). */
@@ -359,6 +378,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** @param options See {@link NetworkActorOptions}. */
   constructor(options: NetworkActorOptions) {
     this.#options = options;
+    this.#timers = options.connection?.timers ?? SYSTEM_TIMERS;
+    this.#carriedReceipts = new CarriedClaimReceipts(this.#timers);
     this.#limits = new ConnectionLimits(options.limits);
     this.#pledgeBudgets = new PledgeBudgets({ now: options.now });
     this.#pledgeSendBudgets = new PledgeBudgets({
@@ -454,12 +475,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#broadcast(
           VALIDATION_PROTOCOL,
           message.except,
+          // Asked again while the peer's connection is too busy to take it (`announceReceipt`).
           (c) =>
-            c.request(ReceiptAnnouncementMessage, {
+            announceReceipt(c, {
               receipt: message.receipt,
               job: message.job,
               ...(message.assignment ? { assignment: message.assignment } : {}),
-            })
+            }, this.#timers)
               .then((ack) => {
                 if (!ack.recorded) {
                   this.#peerLog.line(
@@ -629,7 +651,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       this.#pledgeSync.sendPledges(connection, ctx);
       // The convictions and start's verdicts gossip reached only the peers connected then,
       // after our pledge (`catch_up.ts`).
-      if (validator !== undefined) sendCatchUp(connection, validator, ctx);
+      if (validator !== undefined) sendCatchUp(connection, validator, ctx, this.#timers);
     }
   }
 

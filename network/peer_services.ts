@@ -277,7 +277,10 @@ export function servePeer(
         refusal: handled.refusal ?? "refused",
       };
     });
-    // One-way evidence: the sender passes it on once, never learning whether the ledger took it.
+    // One-way evidence: the sender passes it on once, never learning whether the ledger took it,
+    // except a `busy` refusal by this connection, which the sender's connection sends again after
+    // a backoff (`protocols/_connection_notices.ts`; a receipt announcement above is a request,
+    // asked again by the sender's NetworkActor: `announceReceipt`, `_accusations.ts`).
     // Handed over once the validator took it, or held (bounded, per node) while it is down or
     // after it crashed with it queued, and handed over when it is back (`_validator_inbox.ts`).
     const inbox = validatorInboxOf(system, name);
