@@ -178,7 +178,10 @@ const busyWaits = new WeakMap<Connection, BusyWaits>();
  * that did (a reply the peer could not queue, answered `busy` instead) is taken once there, so
  * asking again never records anything twice. Any other ending is final: the peer's answer, a
  * refusal with a reason in it (`recorded: false`), a timeout or another error, the connection
- * closed (a new connection does not carry the receipt: lost there, as before).
+ * closed (a new connection does not carry the receipt: lost there, as before). A peer whose
+ * validator is down (stopped, restarting) does not refuse at once: its handler waits for the
+ * validator, bounded, and answers `service_unavailable` only past that wait
+ * (`ValidatorInbox.ask`, `_validator_inbox.ts`).
  *
  * Who pays: the sender, in memory, at most {@link MAX_BUSY_RECEIPTS} announcements and
  * {@link MAX_BUSY_RECEIPT_BYTES} of their jobs per connection waiting, kept by reference (one

@@ -40,6 +40,26 @@
  * before (it can still come again on a new connection's catch-up), and never displaces another
  * peer's. Nothing is kept across a restart of the node.
  *
+ * A request for the validator — a peer's `validation.receipt` announcement, whose answer (recorded
+ * or not) goes back to the peer — goes through {@link ValidatorInbox.ask}. Answered at once with
+ * `service_unavailable` while no validator was registered, or with the crash while it crashed with
+ * the ask queued, it was lost for good: the sender asks again only after `busy`
+ * (`announceReceipt`, `_accusations.ts`), a new connection does not carry receipts, and the honest
+ * worker's receipt was never recorded in this ledger, so it was paid less here than in the others
+ * (review s59, `tests/network/review_s59_receipt_down_ledger_test.ts`). So the request waits here
+ * instead, as the evidence above is held: for a validator to start, and is asked of it then, or
+ * asked again at once after a crash ({@link MAX_HANDOVERS} in all). The wait is bounded in time,
+ * {@link MAX_WAIT_MS} on the connections' clock (`PeerServices.timers`), well under the sender's
+ * request timeout, and ends when the requester gives up or the connection closes; and in number,
+ * with bounds of its own (the held evidence's, counted apart, so a peer's receipts never crowd out
+ * its fraud proofs): {@link MAX_HELD} requests and {@link MAX_HELD_BYTES} per node, an eighth per
+ * peer key. Who pays: this node, holding the request it already decoded (and one of the
+ * connection's `maxInboundRequests` slots) for at most that long; the sender, one of its pending
+ * requests as long (and a "proof withheld" claim sent behind the receipt waits for its answer, as
+ * it should); past the wait or the bounds the request is answered `service_unavailable` as before,
+ * and the worker goes unpaid in this ledger alone (a validator down longer than a whole crash
+ * streak takes, or a peer announcing more than its share while it is down).
+ *
  * @module
  */
 import type { ActorSystem } from "../actors/actor_system.ts";
@@ -51,6 +71,7 @@ import type {
   VerdictMessage,
 } from "../actors/validator_messages.ts";
 import { encodeCbor } from "../protocols/cbor.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 
 /** A peer's one-way evidence for the ValidatorActor (the inbox's default message type). */
 export type PeerEvidence = FraudProofMessage | VerdictMessage | PledgeMessage;
@@ -83,6 +104,25 @@ export const MAX_HELD_TRAINING_BYTES = 9 << 20;
  */
 export const MAX_HANDOVERS = 2;
 
+/**
+ * Longest a request waits for a validator that is down ({@link ValidatorInbox.ask}). A third of a
+ * request's default timeout (30 s, `protocols/connection.ts`), so the sender hears the answer, or
+ * `service_unavailable`, well before it gives up on the request; and more than a whole crash
+ * streak of the node's supervisor (5 restarts backing off from 100 ms, doubled: 3.1 s) with the
+ * ledger's reopening after each.
+ */
+export const MAX_WAIT_MS = 10_000;
+
+/** Options of {@link ValidatorInbox.ask}. */
+export interface InboxAskOptions {
+  /** The error a request that got no validator ends with (past the wait, the bounds, the signal). */
+  unavailable: () => Error;
+  /** The clock of the wait, {@link MAX_WAIT_MS} (default the system's). */
+  timers?: ConnectionTimers;
+  /** Aborted: stop waiting (the requester gave up, or the connection closed). */
+  signal?: AbortSignal;
+}
+
 /** Options of a {@link ValidatorInbox}. */
 export interface ValidatorInboxOptions {
   /**
@@ -90,6 +130,43 @@ export interface ValidatorInboxOptions {
    * {@link MAX_HELD}). Default {@link MAX_HELD_BYTES}.
    */
   maxHeldBytes?: number;
+}
+
+/**
+ * What is kept, by count and CBOR bytes, per node and per peer key: at most {@link MAX_HELD} and
+ * `maxBytes`, of which a peer key takes an eighth of each.
+ */
+class Shares {
+  count = 0;
+  bytes = 0;
+  readonly #perPeer = new Map<string, { count: number; bytes: number }>();
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Count `bytes` of `peer`'s in, unless that is past a bound; whether it was. */
+  take(peer: string, bytes: number): boolean {
+    const share = this.#perPeer.get(peer) ?? { count: 0, bytes: 0 };
+    if (
+      this.count >= MAX_HELD || this.bytes + bytes > this.maxBytes ||
+      share.count >= MAX_HELD_PER_PEER || share.bytes + bytes > this.maxBytes / 8
+    ) return false;
+    share.count++;
+    share.bytes += bytes;
+    this.#perPeer.set(peer, share);
+    this.count++;
+    this.bytes += bytes;
+    return true;
+  }
+
+  /** Count `bytes` of `peer`'s out again. */
+  give(peer: string, bytes: number): void {
+    this.count--;
+    this.bytes -= bytes;
+    const share = this.#perPeer.get(peer)!;
+    share.count--;
+    share.bytes -= bytes;
+    if (share.count === 0) this.#perPeer.delete(peer);
+  }
 }
 
 interface Held<M> {
@@ -107,10 +184,15 @@ interface Held<M> {
 export class ValidatorInbox<M = PeerEvidence> {
   readonly #system: ActorSystem;
   readonly #name: string;
-  readonly #maxBytes: number;
   #held: Held<M>[] = [];
-  #bytes = 0;
-  readonly #perPeer = new Map<string, { count: number; bytes: number }>();
+  /** What {@link #held} takes of the bounds. */
+  readonly #heldShares: Shares;
+  /** What the requests waiting for a validator ({@link ask}) take of bounds of their own. */
+  readonly #waitShares: Shares;
+  /** How to wake each request waiting for a validator to start. */
+  readonly #waiters = new Set<() => void>();
+  /** How many times an actor of the validator's name started (or restarted). */
+  #starts = 0;
   #flushing = false;
   #again = false;
 
@@ -122,12 +204,14 @@ export class ValidatorInbox<M = PeerEvidence> {
   constructor(system: ActorSystem, name: string, options?: ValidatorInboxOptions) {
     this.#system = system;
     this.#name = name;
-    this.#maxBytes = options?.maxHeldBytes ?? MAX_HELD_BYTES;
+    const maxBytes = options?.maxHeldBytes ?? MAX_HELD_BYTES;
+    this.#heldShares = new Shares(maxBytes);
+    this.#waitShares = new Shares(maxBytes);
     system.events.subscribe((event) => {
-      if (
-        (event.type === "started" || event.type === "restarted") && event.name === name &&
-        this.#held.length > 0
-      ) void this.#flush();
+      if ((event.type !== "started" && event.type !== "restarted") || event.name !== name) return;
+      this.#starts++;
+      if (this.#held.length > 0) void this.#flush();
+      for (const wake of [...this.#waiters]) wake();
     });
   }
 
@@ -145,6 +229,74 @@ export class ValidatorInbox<M = PeerEvidence> {
     const ref = this.#system.lookup<M>(this.#name);
     if (ref === undefined) return this.#hold({ peer, message, bytes: 0, crashes: 0 });
     await this.#handOver(ref, { peer, message, bytes: 0, crashes: 0 });
+  }
+
+  /**
+   * Ask the validator `message`, a request from `peer` (a `validation.receipt` announcement), and
+   * resolve with its answer; while it is down, wait for it rather than answer at once (see the
+   * module docs): with no validator registered, or its mailbox closed for good
+   * (`ActorStoppedError`), the request waits for an actor of that name to start, at most
+   * {@link MAX_WAIT_MS} on `options.timers` in all, and is asked of it then; after a crash with the
+   * request queued (`ActorCrashedError`) it is asked again at once, which waits in the mailbox for
+   * the next incarnation, {@link MAX_HANDOVERS} times in all.
+   *
+   * @throws `options.unavailable()` when no validator took it within the wait, past this node's
+   * or `peer`'s share of the waiting requests' bounds, or once `options.signal` aborted; the
+   * last crash after {@link MAX_HANDOVERS}; any other error of the ask as it came (a timeout, a
+   * full mailbox).
+   */
+  async ask<R>(peer: string, message: M, options: InboxAskOptions): Promise<R> {
+    const timers = options.timers ?? SYSTEM_TIMERS;
+    let crashes = 0;
+    let waiting: { bytes: number; until: number } | undefined;
+    try {
+      for (;;) {
+        const starts = this.#starts;
+        const ref = this.#system.lookup<M>(this.#name);
+        if (ref !== undefined) {
+          try {
+            return await ref.ask<R>(message);
+          } catch (error) {
+            if (error instanceof ActorCrashedError) {
+              if (++crashes >= MAX_HANDOVERS) throw error;
+              continue; // asked again now: it waits in the mailbox for the next incarnation
+            }
+            if (!(error instanceof ActorStoppedError)) throw error;
+            if (this.#starts !== starts) continue; // one started since: it takes it now
+          }
+        }
+        if (waiting === undefined) {
+          const bytes = encodeCbor(message).length;
+          if (!this.#waitShares.take(peer, bytes)) throw options.unavailable();
+          waiting = { bytes, until: timers.now() + MAX_WAIT_MS };
+        }
+        const started = await this.#started(waiting.until - timers.now(), timers, options.signal);
+        if (!started) throw options.unavailable();
+      }
+    } finally {
+      if (waiting !== undefined) this.#waitShares.give(peer, waiting.bytes);
+    }
+  }
+
+  /**
+   * Resolves true once an actor of the validator's name starts, false after `ms` on `timers` or
+   * once `signal` aborts; nothing is left armed either way.
+   */
+  #started(ms: number, timers: ConnectionTimers, signal?: AbortSignal): Promise<boolean> {
+    if (ms <= 0 || signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const end = (started: boolean) => {
+        this.#waiters.delete(wake);
+        timers.clearTimeout(timer);
+        signal?.removeEventListener("abort", abort);
+        resolve(started);
+      };
+      const wake = () => end(true);
+      const abort = () => end(false);
+      const timer = timers.setTimeout(() => end(false), ms);
+      this.#waiters.add(wake);
+      signal?.addEventListener("abort", abort, { once: true });
+    });
   }
 
   /** Ask `ref` to take `item`; hold it if it did not get there (see the module docs). */
@@ -168,24 +320,12 @@ export class ValidatorInbox<M = PeerEvidence> {
 
   #hold(item: Held<M>): void {
     if (item.bytes === 0) item.bytes = encodeCbor(item.message).length;
-    const share = this.#perPeer.get(item.peer) ?? { count: 0, bytes: 0 };
-    if (
-      this.#held.length >= MAX_HELD || this.#bytes + item.bytes > this.#maxBytes ||
-      share.count >= MAX_HELD_PER_PEER || share.bytes + item.bytes > this.#maxBytes / 8
-    ) return; // dropped, as before: past the node's bound or past this peer's share
-    share.count++;
-    share.bytes += item.bytes;
-    this.#perPeer.set(item.peer, share);
-    this.#held.push(item);
-    this.#bytes += item.bytes;
+    // Dropped, as before, past the node's bound or past this peer's share.
+    if (this.#heldShares.take(item.peer, item.bytes)) this.#held.push(item);
   }
 
   #release(item: Held<M>): void {
-    this.#bytes -= item.bytes;
-    const share = this.#perPeer.get(item.peer)!;
-    share.count--;
-    share.bytes -= item.bytes;
-    if (share.count === 0) this.#perPeer.delete(item.peer);
+    this.#heldShares.give(item.peer, item.bytes);
   }
 
   /** Hand over what is held, in the order it came, while a validator is registered. */

@@ -431,6 +431,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
       system: ctx.system,
       self: this.#options.identity.publicKey,
       now: this.#options.now,
+      // A receipt's wait for a validator that is down runs on the connections' clock.
+      timers: this.#options.services.timers ?? this.#timers,
       connectionTo: (key, protocol) =>
         ctx.self.ask<Connection | undefined>({ type: "connection_to", key, protocol }),
     };

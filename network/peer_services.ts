@@ -18,7 +18,7 @@
  * @module
  */
 import type { ActorSystem } from "../actors/actor_system.ts";
-import type { Connection } from "../protocols/connection.ts";
+import type { Connection, ConnectionTimers } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
 import {
   FraudProofAnnouncementMessage,
@@ -93,6 +93,11 @@ export interface PeerServices {
   connectionTo?: (key: Uint8Array, protocol: string) => Promise<Connection | undefined>;
   /** Clock of each connection's pledge budget (`pledge_budget.ts`; default `Date.now`). */
   now?: () => number;
+  /**
+   * Clock of a request's wait for a validator that is down (`ValidatorInbox.ask`, at most
+   * `MAX_WAIT_MS`): the connections' own (`ConnectionOptions.timers`; default the system's).
+   */
+  timers?: ConnectionTimers;
   /** The receiving pledge budgets by peer key, kept across connections (`pledge_budget.ts`). */
   pledgeBudgets?: PledgeBudgets;
   /**
@@ -258,18 +263,21 @@ export function servePeer(
   }
   if (services.validator !== undefined) {
     const name = services.validator;
-    const validator = () => {
-      const ref = system.lookup<ValidatorMessage>(name);
-      if (ref === undefined) throw new ServiceUnavailableError("the validator");
-      return ref;
-    };
-    connection.handle(ReceiptAnnouncementMessage, async ({ receipt, job, assignment }) => {
-      const handled = await validator().ask<ReceiptHandled>({
+    const inbox = validatorInboxOf<ValidatorMessage>(system, name);
+    // A request: answered `service_unavailable` (or with the crash) while the validator was down,
+    // it was lost for good, and the honest worker went unpaid in this ledger alone. It waits for
+    // the validator instead, bounded in time and per peer (`ValidatorInbox.ask`).
+    connection.handle(ReceiptAnnouncementMessage, async ({ receipt, job, assignment }, ctx) => {
+      const handled = await inbox.ask<ReceiptHandled>(peer, {
         type: "receipt",
         receipt,
         job,
         assignment,
         origin: peer,
+      }, {
+        timers: services.timers,
+        signal: ctx.signal,
+        unavailable: () => new ServiceUnavailableError("the validator"),
       });
       // Never more than recorded-or-not: the draw stays with the validator.
       return handled.recorded ? { recorded: true } : {
@@ -283,7 +291,6 @@ export function servePeer(
     // asked again by the sender's NetworkActor: `announceReceipt`, `_accusations.ts`).
     // Handed over once the validator took it, or held (bounded, per node) while it is down or
     // after it crashed with it queued, and handed over when it is back (`_validator_inbox.ts`).
-    const inbox = validatorInboxOf(system, name);
     connection.handle(VerdictAnnouncementMessage, async ({ verdict }) => {
       await inbox.deliver(peer, { type: "verdict", verdict, origin: peer });
     });
