@@ -12,13 +12,33 @@
  * this validator's own proof. Served: the claim was false here, and it counts against its
  * claimant. A claim not taken over leaves the trainer as it was here.
  *
- * Owns the budget and the open takeovers per claimant, read and written only inside the
- * validator's `receive`; the takeover itself runs outside it and its end comes back as the
- * validator's `takeover_ended` message. Not part of the public API.
+ * **A claim the ledger did not answer for is kept and considered again.** Whether a claim is taken
+ * over asks the ledger twice: where the receipt stands (pending, inside its window) and this
+ * validator's own stake (a trainer opens its steps only to a staked key). A ledger that does not
+ * answer (the ValidatorActor stopped, restarting after a failed write, or past its ask's timeout)
+ * says nothing about either: the claim is kept ({@link MAX_KEPT_CLAIMS}, one per receipt, an
+ * eighth of them per claimant) and considered again after `END_RETRY_MS`, doubling,
+ * `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`), as a challenge's ending or a round's
+ * outcome whose ledger ask went unanswered (`_challenge_endings.ts`, `_outcome_audits.ts`). Before
+ * (review s59, `tests/training/review_s59_claim_ledger_down_test.ts`) "no answer" read as "not
+ * pending" or "unstaked": the claim, passed on once, never came again, and the withholding trainer,
+ * convicted in every ledger that took the claim over, was paid in this one. An answer (not
+ * pending, past its window, unstaked) and the budget's own refusals are final, as before. The
+ * takeover budget is charged once, when the takeover opens: a kept claim holds no credit and no
+ * open place of its claimant, and is refused at a later try when the budget has none by then. Who
+ * pays when the ledger stays down past the tries, the bound is full, the receipt's window closes
+ * meanwhile, or the training validator stops (kept claims are memory only): the trainer is paid
+ * here, as for any claim not taken over; every ledger that took it over convicts it.
+ *
+ * Owns the budget, the open takeovers per claimant and the kept claims, read and written only
+ * inside the validator's `receive`; the takeover itself runs outside it and its end comes back as
+ * the validator's `takeover_ended` message; a kept claim's next try is its `claims_again`. Not
+ * part of the public API.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
 import { TakeoverBudget } from "../actors/_takeover_budget.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -29,6 +49,7 @@ import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { ReceiptRecord } from "../proof/ledger_state.ts";
 import type { ReceiptStatusMessage } from "../actors/validator_messages.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
+import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
 import type {
   TakeoverOutcome,
   TakeoverRequest,
@@ -42,8 +63,35 @@ import type { TrainingValidatorMessage } from "./training_validator.ts";
  */
 const CLAIM_MEMORY_MS = DEFAULT_ECONOMICS.challengeWindowMs;
 
+/**
+ * Claims kept for a ledger that did not answer, at most: twice the takeover burst (8), the most
+ * takeovers that can open on credit at once, so a ledger down for the whole retry span (about four
+ * minutes) loses none of the claims its budget could have taken over; one claim holds one receipt
+ * and an architecture, a few KiB.
+ */
+export const MAX_KEPT_CLAIMS = 16;
+/**
+ * Of those, the claims one claimant may have kept: an eighth, as a relaying peer's kept outcomes
+ * (`_outcome_audits.ts`), so a key filing claims while the ledger is down cannot shut out another
+ * claimant's true one.
+ */
+export const MAX_KEPT_CLAIMS_PER_CLAIMANT = MAX_KEPT_CLAIMS / 8;
+
 /** The validator's context: the takeover's end is told to it. */
 type Context = ActorContext<TrainingValidatorMessage>;
+
+/** A claim whose takeover's ledger asks went unanswered, kept to consider again. */
+interface KeptClaim {
+  /** The claim (a peer's confirmed `opening_missing`). */
+  body: TrainingFraudProofBody;
+  /** Its claimant's key (hex). */
+  claimant: string;
+  /** Tries made so far. */
+  attempts: number;
+}
+
+/** A ledger ask of {@link ClaimTakeovers} that went unanswered: the claim is kept, not refused. */
+class LedgerUnanswered extends Error {}
 
 /** What {@link ClaimTakeovers} needs from the validator. */
 export interface ClaimTakeoversOptions {
@@ -55,6 +103,11 @@ export interface ClaimTakeoversOptions {
   challengeProbability: number;
   /** The ledger's clock (ms). */
   now: () => number;
+  /**
+   * First wait before a claim the ledger did not answer for is considered again, ms; default
+   * `END_RETRY_MS` (doubling, `MAX_END_ATTEMPTS` tries): the validator's `endRetryMs`.
+   */
+  retryMs?: number;
   /** Ask the ValidatorActor holding the ledger; rejects when it does not answer. */
   ask<R>(
     ctx: Context,
@@ -72,6 +125,10 @@ export class ClaimTakeovers {
   readonly #budget = new TakeoverBudget();
   /** Takeovers open now, per claimant (hex). */
   readonly #open = new Map<string, number>();
+  /** Claims the ledger did not answer for, by receipt id, to consider again (`claims_again`). */
+  readonly #kept = new Map<string, KeptClaim>();
+  /** Whether a `claims_again` is on its way. */
+  #againScheduled = false;
 
   /** @param options See {@link ClaimTakeoversOptions}. */
   constructor(options: ClaimTakeoversOptions) {
@@ -87,14 +144,52 @@ export class ClaimTakeovers {
   }
 
   /**
-   * A peer's confirmed `opening_missing` claim (`body`): take it over, or say why not in the log.
-   * Call inside the validator's `receive`.
+   * A peer's confirmed `opening_missing` claim (`body`): take it over, or say why not in the log;
+   * kept to consider again when the ledger did not answer (see the module doc). Call inside the
+   * validator's `receive`.
    */
-  async consider(body: TrainingFraudProofBody, ctx: Context): Promise<void> {
+  consider(body: TrainingFraudProofBody, ctx: Context): Promise<void> {
+    return this.#consider(body, ctx, 0);
+  }
+
+  /**
+   * Consider again every claim the ledger did not answer for (the validator's `claims_again`):
+   * kept again while it still does not answer. Call inside the validator's `receive`.
+   */
+  async again(ctx: Context): Promise<void> {
+    this.#againScheduled = false;
+    const due = [...this.#kept.values()];
+    this.#kept.clear();
+    // One unanswered ask per round of tries: the asks run in the mailbox, and a hung ledger holds
+    // each up to its timeout.
+    let unanswered: Error | undefined;
+    for (const kept of due) {
+      if (ctx.signal.aborted) return;
+      if (unanswered !== undefined) {
+        this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
+        continue;
+      }
+      await this.#consider(kept.body, ctx, kept.attempts);
+      if (this.#kept.has(trainingReceiptId(kept.body.proof.receipt))) {
+        unanswered = new Error("the ledger did not answer for another claim");
+      }
+    }
+  }
+
+  /** {@link ClaimTakeovers.consider}, tried `attempts` times before without a ledger answer. */
+  async #consider(body: TrainingFraudProofBody, ctx: Context, attempts: number): Promise<void> {
     const { proof } = body;
     const claimant = toHex(proof.validator);
     const trainer = toHex(proof.receipt.trainer).slice(0, 16);
-    const request = await this.#requestFor(body, claimant, ctx);
+    let request: TakeoverRequest | string;
+    try {
+      request = await this.#requestFor(body, claimant, ctx);
+    } catch (error) {
+      if (!(error instanceof LedgerUnanswered)) throw error;
+      // Nothing charged: kept, and considered again once the ledger answers.
+      this.#keep(ctx, { body, claimant, attempts: attempts + 1 }, error);
+      return;
+    }
     if (typeof request === "string") {
       this.#options.log(
         `training validator: ${claimant.slice(0, 16)}'s claim that trainer ${trainer} did not ` +
@@ -150,10 +245,11 @@ export class ClaimTakeovers {
       this.#open.get(claimant) ?? 0,
     );
     if (refusal !== undefined) return refusal;
-    const record = await this.#options.ask<ReceiptRecord | undefined>(ctx, {
+    // No answer is neither "not pending" nor "unstaked": the claim is kept (see the module doc).
+    const record = await this.#ledger<ReceiptRecord | undefined>(ctx, {
       type: "receipt_status",
       receiptId: id,
-    }).catch(() => undefined);
+    });
     if (record?.status !== "pending") return "not_pending";
     // Past its window (not finalized yet: the ledger's tick comes later) the ledger will not hold
     // it for a challenge, and the takeover is cleared unasked: refused before a credit is spent,
@@ -162,10 +258,7 @@ export class ClaimTakeovers {
     if (this.#options.now() > record.pendingUntil) return "window_closed";
     // The trainer opens its steps only to a key with a peer accuser's stake in its ledger: one
     // without would be refused, and that refusal taken for withholding.
-    const { stake } = await this.#options.ask<{ stake: number }>(ctx, {
-      type: "account",
-      key: self,
-    }).catch(() => ({ stake: 0 }));
+    const { stake } = await this.#ledger<{ stake: number }>(ctx, { type: "account", key: self });
     if (stake < DEFAULT_ECONOMICS.falseAccusationPenalty) return "unstaked";
     // None open: the takeover dials the trainer by its key (`TrainingChallengeRun.takeover`).
     const connection = await this.#options.connectionTo(ctx, receipt.trainer);
@@ -178,5 +271,60 @@ export class ClaimTakeovers {
       ...(connection === undefined ? {} : { connection }),
       pendingUntil: record.pendingUntil,
     };
+  }
+
+  /**
+   * Keep `claim`, whose ledger ask went unanswered (`error`), to consider again after a wait that
+   * doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is dropped, logged: the
+   * trainer is paid here, as for any claim not taken over.
+   */
+  #keep(ctx: Context, claim: KeptClaim, error: Error): void {
+    const id = trainingReceiptId(claim.body.proof.receipt);
+    const what = `${claim.claimant.slice(0, 16)}'s claim that trainer ${
+      toHex(claim.body.proof.receipt.trainer).slice(0, 16)
+    } did not open its steps`;
+    const claimantKept = [...this.#kept.values()]
+      .filter((kept) => kept.claimant === claim.claimant).length;
+    const dropped = ctx.signal.aborted
+      ? "the training validator stopped"
+      : claim.attempts >= MAX_END_ATTEMPTS
+      ? `${claim.attempts} tries`
+      : this.#kept.has(id)
+      ? "another claim about its receipt is kept" // one takeover per receipt: that one stands
+      : this.#kept.size >= MAX_KEPT_CLAIMS
+      ? "too many kept"
+      : claimantKept >= MAX_KEPT_CLAIMS_PER_CLAIMANT
+      ? "too many kept from its claimant"
+      : undefined;
+    if (dropped !== undefined) {
+      this.#options.log(
+        `training validator: ${what} not taken over, the ledger did not answer (${dropped}): ` +
+          `${error.message}; the trainer is not slashed here on its word`,
+      );
+      return;
+    }
+    this.#options.log(
+      `training validator: ${what} kept, the ledger did not answer: ${error.message}`,
+    );
+    this.#kept.set(id, claim);
+    if (this.#againScheduled) return;
+    this.#againScheduled = true;
+    const fewest = Math.min(...[...this.#kept.values()].map((kept) => kept.attempts));
+    const first = this.#options.retryMs ?? END_RETRY_MS;
+    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
+    // Told, not run here: the kept claims change in the validator's `receive` (`claims_again`).
+    void sleep(wait, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "claims_again" });
+    }).catch(() => {}); // stopped meanwhile: the kept claims go with this incarnation
+  }
+
+  /** Ask the ledger; an ask it did not answer rejects with {@link LedgerUnanswered}. */
+  #ledger<R>(
+    ctx: Context,
+    message: ReceiptStatusMessage | { type: "account"; key: Uint8Array },
+  ): Promise<R> {
+    return this.#options.ask<R>(ctx, message).catch((error) => {
+      throw new LedgerUnanswered((error as Error).message);
+    });
   }
 }

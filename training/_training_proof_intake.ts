@@ -14,6 +14,23 @@
  * What is held, and what was taken and not settled, is kept on disk (`ownProofsDir`) at each
  * recheck and at the stop, and read back at the next start.
  *
+ * **A peer's proof the ledger did not answer for is kept and taken again.** The intake asks the
+ * ledger where the receipt stands and what the accuser holds there. An ask the ValidatorActor did
+ * not answer (crashed on a failed read and restarting, stopped, past the ask's timeout) is neither
+ * "receipt unknown" nor "unstaked": the proof is kept ({@link MAX_UNANSWERED_PROOFS}, an eighth
+ * of them per accuser) and taken through the intake again at the first recheck after
+ * `END_RETRY_MS`, doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`), as a
+ * challenge's ending or a claim whose ledger ask went unanswered (`_challenge_endings.ts`,
+ * `_claim_takeovers.ts`). Before (review s59,
+ * `tests/training/review_s59_claim_intake_ledger_down_test.ts`) an unanswered receipt read was
+ * taken for "receipt unknown": the proof, held for a receipt the ledger had recorded already, was
+ * never released, and the lazy trainer, slashed in every other ledger, was paid in this one. Who
+ * pays when the ledger stays down past the tries, the bound is full, or the validator stops
+ * meanwhile (kept proofs are memory only): the lazy trainer goes unslashed here, as before. This
+ * validator's own proof is not refused for an unanswered read: it goes on to its settlement, which
+ * is asked again while the ledger does not answer (before, its challenge ended `undecided` at once,
+ * and the trainer it convicted went unslashed here).
+ *
  * {@link TrainingProofIntake} holds the state and the decisions; it asks the ledger through the
  * callback the validator gives, and, as `_challenge_endings.ts` does, tells the validator the
  * proofs to take again (`fraud_proof`) and its rechecks (`pledges_again`), so every change still
@@ -52,6 +69,7 @@ import type {
 import { MAX_UNBACKED_CHECKS_IN_FLIGHT, UnbackedChecks } from "../actors/_unbacked_checks.ts";
 import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
 import { trainingFraudProofHash, trainingFraudProofSigningBytes } from "./training_fraud_proof.ts";
+import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
 import {
   PLEDGE_HOLD_MS,
   PLEDGE_RECHECK_MS,
@@ -76,8 +94,42 @@ import type { TrainingValidatorMessage } from "./training_validator.ts";
  */
 const MAX_UNBACKED_FAILED = 4096;
 
+/**
+ * Peers' proofs kept because the ledger did not answer their intake, at most: a restart of the
+ * ValidatorActor takes a fraction of a second, in which a handful of proofs come; each holds a
+ * step's openings (a few MB for `tiny`), so the bound keeps the memory to tens of MB.
+ */
+export const MAX_UNANSWERED_PROOFS = 16;
+/**
+ * Of those, the proofs one accuser may have kept: an eighth, as the kept outcomes per relay and the
+ * kept claims per claimant, so a key filing proofs while the ledger is down cannot shut out another
+ * accuser's.
+ */
+export const MAX_UNANSWERED_PROOFS_PER_ACCUSER = MAX_UNANSWERED_PROOFS / 8;
+/** The intake's refusal when the ledger did not answer: kept, and taken again (module doc). */
+export const LEDGER_UNANSWERED = "ledger_unanswered";
+
 /** The validator's context, which the intake asks through and tells proofs to. */
 type Context = ActorContext<TrainingValidatorMessage>;
+
+/** A peer's proof whose intake the ledger did not answer, kept to take again. */
+interface UnansweredProof {
+  /** The proof. */
+  body: TrainingFraudProofBody;
+  /** The relaying peer's hex key. */
+  origin: string;
+  /** When it was first held (ledger clock, ms). */
+  since: number;
+  /** Its accuser's key (hex). */
+  accuser: string;
+  /** Tries made so far. */
+  attempts: number;
+  /** When it is taken again, at the first recheck after it (wall clock, ms). */
+  due: number;
+  /** Told to the validator again, its intake not ended yet. */
+  told: boolean;
+}
+
 /** The validator's `fraud_proof` message. */
 type FraudProofMessage = Extract<TrainingValidatorMessage, { type: "fraud_proof" }>;
 
@@ -106,6 +158,11 @@ export interface TrainingProofIntakeOptions {
    * staked, ms; default {@link PLEDGE_RECHECK_MS}.
    */
   pledgeRecheckMs?: number;
+  /**
+   * First wait before a proof the ledger did not answer for is taken again, ms; default
+   * `END_RETRY_MS` (doubling, `MAX_END_ATTEMPTS` tries): the validator's `endRetryMs`.
+   */
+  retryMs?: number;
   /** Ask the ValidatorActor holding the ledger; rejects when it does not answer. */
   ask<R>(ctx: Context, message: IntakeLedgerMessage): Promise<R>;
   /** Where one line per failed read or write goes. */
@@ -134,6 +191,8 @@ export class TrainingProofIntake {
   readonly #pledgeHeld = new PledgeHeldTrainingProofs();
   /** Whether a `pledges_again` is on its way. */
   #pledgesAgainScheduled = false;
+  /** Peers' proofs the ledger did not answer the intake for, by hash (see the module doc). */
+  readonly #unanswered = new Map<string, UnansweredProof>();
   /**
    * Peers' proofs checked although their pledged accuser's stake here falls short, per receipt
    * and in flight (`actors/_unbacked_checks.ts`, the inference side's bounds).
@@ -185,13 +244,34 @@ export class TrainingProofIntake {
     proof: TrainingFraudProofBody["proof"],
     own: boolean,
   ): Promise<IntakeVerdict> {
+    const verdict = await this.#admit(ctx, proof, own);
+    // Answered: no longer kept for a ledger that did not answer.
+    if (verdict.refusal !== LEDGER_UNANSWERED && this.#unanswered.size > 0) {
+      this.#unanswered.delete(trainingFraudProofHash(proof));
+    }
+    return verdict;
+  }
+
+  /** {@link TrainingProofIntake.admit}'s questions; {@link LEDGER_UNANSWERED}: one unanswered. */
+  async #admit(
+    ctx: Context,
+    proof: TrainingFraudProofBody["proof"],
+    own: boolean,
+  ): Promise<IntakeVerdict> {
+    // No answer is not "unknown" (nor, below, "unstaked"): kept and taken again (module doc).
+    const unanswered = Symbol("unanswered");
     const record = await this.#options.ask<
       { status: ReceiptStatus; pendingUntil: number } | undefined
     >(ctx, {
       type: "receipt_status",
       receiptId: trainingReceiptId(proof.receipt),
-    }).catch(() => undefined);
-    if (record === undefined) return { refusal: "receipt_unknown" };
+    }).catch(() => unanswered);
+    // This validator's own proof: its challenge holds the receipt there, and the settlement, asked
+    // again while unanswered (`_challenge_endings.ts`), is where the ledger says whether it can
+    // settle. Refused here, its challenge ended `undecided` at once: the trainer it convicted was
+    // left unslashed here (review s59, `tests/training/review_s59_claim_own_proof_down_test.ts`).
+    if (record === unanswered) return own ? {} : { refusal: LEDGER_UNANSWERED };
+    if (record === undefined || typeof record === "symbol") return { refusal: "receipt_unknown" };
     // As the inference intake: a receipt left unpaid or slashed only inside its window (past it
     // a confirmed proof would also be passed on to every peer, for nothing). On this actor's
     // clock, the one `pendingUntil` was set on (a node gives both the same): on the wall's, a
@@ -214,7 +294,8 @@ export class TrainingProofIntake {
     const accuser = await this.#options.ask<Account>(ctx, {
       type: "account",
       key: proof.validator,
-    }).catch(() => ({ balance: 0, stake: 0, locked: 0 }));
+    }).catch(() => unanswered);
+    if (typeof accuser === "symbol") return { refusal: LEDGER_UNANSWERED };
     if (freeStake(accuser) >= DEFAULT_ECONOMICS.falseAccusationPenalty) return {};
     // Short of free stake: a key that never pledged here waits for its pledge (`#holdForPledge`:
     // memory, never a re-run); one that pledged and spent it is checked all the same while the
@@ -223,7 +304,8 @@ export class TrainingProofIntake {
     const pledged = await this.#options.ask<boolean>(ctx, {
       type: "has_staked",
       key: proof.validator,
-    }).catch(() => false);
+    }).catch(() => unanswered);
+    if (typeof pledged === "symbol") return { refusal: LEDGER_UNANSWERED };
     const id = trainingReceiptId(proof.receipt);
     const open = now <= record.pendingUntil;
     // A copy of a proof whose charged check failed unsettled: taken again, not charged again.
@@ -247,6 +329,9 @@ export class TrainingProofIntake {
     refusal: string,
     since: number | undefined,
   ): Promise<{ held: boolean; awaitingPledge: boolean }> {
+    if (refusal === LEDGER_UNANSWERED) {
+      return { held: this.#keepUnanswered(ctx, body, origin, since), awaitingPledge: false };
+    }
     const held = refusal === "receipt_unknown" &&
       await this.#holdForReceipt(ctx, body, origin, since);
     const awaitingPledge = !held && origin !== "local" &&
@@ -319,7 +404,9 @@ export class TrainingProofIntake {
     const pledged = await this.#options.ask<boolean>(ctx, {
       type: "has_staked",
       key: proof.validator,
-    }).catch(() => false);
+    }).catch(() => undefined);
+    // No answer: kept and taken again (see the module doc), not dropped as "never pledged".
+    if (pledged === undefined) return this.#keepUnanswered(ctx, body, origin, since);
     if (!pledged) return false;
     this.#heldProofs.hold({
       receiptId: trainingReceiptId(proof.receipt),
@@ -354,6 +441,60 @@ export class TrainingProofIntake {
     ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
   }
 
+  /**
+   * Keep a peer's proof whose intake the ledger did not answer, to take again at the first
+   * recheck after a wait that doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is
+   * dropped, logged: its trainer goes unslashed here. This validator's own proof is not kept: it
+   * is never refused for an unanswered receipt read, and its accuser's stake is not asked.
+   * @returns Whether it is kept.
+   */
+  #keepUnanswered(
+    ctx: Context,
+    body: TrainingFraudProofBody,
+    origin: string,
+    since: number = this.#options.now(),
+  ): boolean {
+    const { proof } = body;
+    if (origin === "local" || !signedProof(proof)) return false;
+    const hash = trainingFraudProofHash(proof);
+    const before = this.#unanswered.get(hash);
+    const attempts = (before?.attempts ?? 0) + 1;
+    const accuser = toHex(proof.validator);
+    const fromAccuser = [...this.#unanswered.values()]
+      .filter((kept) => kept.accuser === accuser && kept !== before).length;
+    const dropped = ctx.signal.aborted
+      ? "the training validator stopped"
+      : attempts >= MAX_END_ATTEMPTS
+      ? `${attempts} tries`
+      : before === undefined && this.#unanswered.size >= MAX_UNANSWERED_PROOFS
+      ? "too many kept"
+      : fromAccuser >= MAX_UNANSWERED_PROOFS_PER_ACCUSER
+      ? "too many kept from its accuser"
+      : undefined;
+    const what = `fraud proof ${hash.slice(0, 12)}`;
+    if (dropped !== undefined) {
+      this.#unanswered.delete(hash);
+      this.#options.log(
+        `training validator: ${what} dropped, the ledger did not answer its intake (${dropped})`,
+      );
+      return false;
+    }
+    const first = this.#options.retryMs ?? END_RETRY_MS;
+    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (attempts - 1));
+    this.#unanswered.set(hash, {
+      body,
+      origin,
+      since: before?.since ?? since,
+      accuser,
+      attempts,
+      due: Date.now() + wait,
+      told: false,
+    });
+    this.#options.log(`training validator: ${what} kept, the ledger did not answer its intake`);
+    this.#pledgesAgainLater(ctx);
+    return true;
+  }
+
   /** What is kept on disk changed (a hold, the taken proofs): kept at the next recheck. */
   keepLater(ctx: Context): void {
     this.#keptChanged = true;
@@ -377,11 +518,13 @@ export class TrainingProofIntake {
   ): Promise<boolean> {
     const { proof } = body;
     if (!signedProof(proof)) return false;
-    // No answer: not "never staked" (held for nothing, it would only take a place).
+    // No answer: not "never staked" (held for it, it would only take a place); kept and taken
+    // again instead (see the module doc), not dropped as "staked".
     const staked = await this.#options.ask<boolean>(ctx, {
       type: "has_staked",
       key: proof.validator,
-    }).catch(() => true);
+    }).catch(() => undefined);
+    if (staked === undefined) return this.#keepUnanswered(ctx, body, origin, since);
     if (staked) return false;
     const held = this.#pledgeHeld.hold({
       receiptId: trainingReceiptId(proof.receipt),
@@ -401,7 +544,7 @@ export class TrainingProofIntake {
    */
   #pledgesAgainLater(ctx: Context): void {
     if (this.#pledgesAgainScheduled) return;
-    if (this.#pledgeHeld.size === 0 && !this.#keptChanged) return;
+    if (this.#pledgeHeld.size === 0 && !this.#keptChanged && this.#unanswered.size === 0) return;
     this.#pledgesAgainScheduled = true;
     // Told, not run here: the held proofs change in `receive` (`pledges_again`).
     void sleep(this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS, ctx.signal).then(() => {
@@ -412,10 +555,18 @@ export class TrainingProofIntake {
   /**
    * The proofs held for a pledge whose accuser has staked here since go through the intake
    * again; those held past {@link PLEDGE_HOLD_MS} are forgotten (their receipt's window closed).
-   * The validator's `pledges_again`.
+   * So do the proofs the ledger did not answer the intake for, once their wait is over. The
+   * validator's `pledges_again`.
    */
   async pledgesAgain(ctx: Context): Promise<void> {
     this.#pledgesAgainScheduled = false;
+    // Those the ledger did not answer for, once their wait is over: through the intake again.
+    const now = Date.now();
+    for (const kept of this.#unanswered.values()) {
+      if (kept.told || kept.due > now) continue;
+      kept.told = true;
+      this.#takeUp(ctx, kept);
+    }
     this.#pledgeHeld.expire(this.#options.now() - PLEDGE_HOLD_MS);
     for (const key of this.#pledgeHeld.accusers()) {
       if (ctx.signal.aborted) return;

@@ -17,6 +17,8 @@
  *                                its word: taken over instead (`_claim_takeovers.ts`)
  * takeover_ended { claimant, outcome } internal: a takeover of a claim ended (served: the claim
  *                                was false here)
+ * claims_again {}                internal: consider again the claims whose takeover's ledger
+ *                                asks went unanswered (`_claim_takeovers.ts`)
  * unchecked   { … }              internal: the check failed unsettled; the copies that waited
  *                                behind it go through the intake again
  * settle_again { key }           internal: ask the ledger again to settle a peer's checked
@@ -39,7 +41,8 @@
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
  * pledges_again {}               internal: the proofs held for their accuser's pledge whose
- *                                accuser has staked since go through the intake again; the
+ *                                accuser has staked since (or kept because the ledger did not
+ *                                answer their intake) go through the intake again; the
  *                                held ones (and those held for their receipt) are kept on disk
  *                                (`ownProofsDir`) for the next start
  * ```
@@ -247,7 +250,8 @@ export interface TrainingValidatorOptions {
   ownProofsDir?: string;
   /**
    * First wait before an ending ask that failed is asked again, ms; default
-   * {@link END_RETRY_MS} (doubling, at most `MAX_END_ATTEMPTS` asks: `_challenge_endings.ts`).
+   * {@link END_RETRY_MS} (doubling, at most `MAX_END_ATTEMPTS` asks: `_challenge_endings.ts`);
+   * the same for an outcome or a peer's claim kept because the ledger did not answer.
    */
   endRetryMs?: number;
   /**
@@ -330,6 +334,7 @@ export type TrainingValidatorMessage =
   | { type: "stats" }
   | { type: "end_again" }
   | { type: "pledges_again" }
+  | { type: "claims_again" }
   | {
     type: "takeover_ended";
     /** The claimant's key (hex). */
@@ -446,6 +451,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       dir,
       now: () => (this.#options.now ?? Date.now)(),
       pledgeRecheckMs: options.pledgeRecheckMs,
+      retryMs: options.endRetryMs,
       ask: (ctx, message) => this.#ledger(ctx, message),
       log: (line) => this.#log(line),
     });
@@ -476,6 +482,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       challenges: this.#challenges,
       challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
       now: () => this.#now(),
+      retryMs: options.endRetryMs,
       ask: (ctx, message) => this.#ledger(ctx, message),
       connectionTo: (ctx, trainer) => this.#network.connectionTo(ctx, trainer),
       log: (line) => this.#log(line),
@@ -656,6 +663,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return await this.#intake.pledgesAgain(ctx);
       case "takeover_ended":
         return this.#claims.ended(message.claimant, message.outcome);
+      case "claims_again":
+        return await this.#claims.again(ctx);
     }
   }
 

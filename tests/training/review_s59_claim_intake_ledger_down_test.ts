@@ -1,0 +1,188 @@
+/**
+ * Review s59: a peer's fraud proof whose intake asks a ledger that does not answer.
+ *
+ * The intake (`training/_training_proof_intake.ts`, `admit`) asks the ledger where the proof's
+ * receipt stands; an ask that went unanswered (the ValidatorActor crashed on a failed read and
+ * restarts) read as "receipt unknown here", and the proof was held for its receipt: released only
+ * when the ledger records that receipt again, which, recorded already, it never does. The lazy
+ * trainer, slashed in every other ledger, is paid in this one. The test reads the ledger outcome:
+ * the lazy receipt's status and the trainer's stake here.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { type Account, Ledger } from "../../proof/ledger.ts";
+import type { ReceiptRecord } from "../../proof/ledger_state.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
+
+/** The ledger's registry name. */
+const LEDGER = "node/validator";
+
+/**
+ * A ledger and a training validator on a test clock (retries 5 ms, doubling), a lazy receipt
+ * credited there (paid when final) and a staked accuser's confirmed proof against it; `down(true)`
+ * makes the ledger look stopped to the training validator (its lookup finds none, as after
+ * `system.stop`) while the test still reads it. `send` hands the proof over as a peer's; `assert`
+ * reads the ledger outcome after the window: the lazy trainer slashed here.
+ */
+async function withLazyReceipt(
+  name: string,
+  test: (context: {
+    id: string;
+    down: (value: boolean) => void;
+    send: () => Promise<unknown>;
+    log: string[];
+    record: () => Promise<ReceiptRecord>;
+    closeWindow: () => Promise<void>;
+    trainer: () => Promise<Account>;
+    assertSlashed: (taken: unknown) => Promise<void>;
+  }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-s59-intake-${name}-` });
+  const system = new ActorSystem({ name: `s59-intake-${name}` });
+  let clock = 1_000_000;
+  let down = false;
+  const log: string[] = [];
+  try {
+    const lookup = system.lookup.bind(system);
+    system.lookup = ((registered: string) =>
+      down && registered === LEDGER ? undefined : lookup(registered)) as typeof system.lookup;
+    const models = new RoundModels({
+      modelsDir: dir,
+      storage: () =>
+        undefined,
+    });
+    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    await system.spawn<NetworkMessage>({
+      name: "node/network",
+      factory: () => new RecordingNetwork([]),
+    });
+    const { ledger, training } = await spawnTrainingLedger(system, {
+      identity: Identity.generate(),
+      dir,
+      now: () => clock,
+      models,
+      challenge: {
+        challengeProbability: 0,
+        network: "node/network",
+        endRetryMs: 5,
+        pledgeRecheckMs: 50,
+        now: () => clock,
+        log: (line) => log.push(line),
+      },
+    });
+    const accuser = Identity.generate();
+    const proof = lossFraud(model.cid, accuser, 8);
+    const id = trainingReceiptId(proof.receipt);
+    await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
+    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
+    // The round's outcome credited the lazy receipt here: paid when its window closes.
+    await training.ask({
+      type: "credit",
+      receipts: [proof.receipt],
+      terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
+    });
+    const record = async () =>
+      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!;
+    const closeWindow = async () => {
+      clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await ledger.ask({ type: "finalize" });
+    };
+    const trainer = () => ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
+    const credited = await record();
+    assert.ok(credited.credit > 0 && credited.status === "pending", "credited, paid when final");
+    await test({
+      id,
+      log,
+      record,
+      closeWindow,
+      trainer,
+      down: (value) => down = value,
+      send: () =>
+        training.ask({
+          type: "fraud_proof",
+          body: { proof, arch: TEST_ARCH },
+          origin: "ee".repeat(32),
+        }),
+      assertSlashed: async (taken) => {
+        await eventually(
+          async () => (await record()).status === "fraud",
+          "the proof to settle",
+          { timeoutMs: 10_000 },
+        ).catch(() => {});
+        await closeWindow();
+        assert.equal(
+          (await record()).status,
+          "fraud",
+          `the lazy trainer was paid here (the intake answered ${JSON.stringify(taken)})`,
+        );
+        const account = await trainer();
+        assert.ok(account.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
+        assert.equal(account.balance, 0, "nothing paid");
+      },
+    });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("review s59: a peer's confirmed fraud proof whose intake found the ledger restarting (a failed read of where its receipt stands) still slashes the lazy trainer here", () =>
+  withLazyReceipt("restarting", async ({ id, send, assertSlashed }) => {
+    const receipt = Ledger.prototype.receipt;
+    let failures = 0;
+    try {
+      // The intake's read of where the receipt stands fails once, as a disk does: the
+      // ValidatorActor crashes, and its supervisor restarts it.
+      Ledger.prototype.receipt = function (receiptId: string) {
+        if (receiptId === id) {
+          Ledger.prototype.receipt = receipt;
+          failures++;
+          throw Object.assign(new Error("Input/output error (simulated)"), { code: "EIO" });
+        }
+        return receipt.call(this, receiptId);
+      };
+      const taken = await send();
+      assert.equal(failures, 1, "the read failed once");
+      await assertSlashed(taken);
+    } finally {
+      Ledger.prototype.receipt = receipt;
+    }
+  }));
+
+Deno.test("review s59: a peer's confirmed fraud proof handed over while this node's ledger is stopped is taken again once the ledger is back: the lazy trainer is slashed here too", () =>
+  withLazyReceipt("stopped", async ({ down, send, assertSlashed }) => {
+    down(true);
+    const taken = await send();
+    down(false);
+    await assertSlashed(taken);
+  }));
+
+Deno.test("review s59: a peer's fraud proof kept for a ledger that stays stopped is dropped after a bounded number of tries: the lazy trainer goes unslashed here (the written cost)", () =>
+  withLazyReceipt("gives-up", async (c) => {
+    c.down(true);
+    await c.send();
+    await eventually(
+      () => c.log.some((l) => l.includes("dropped") && l.includes(`(${MAX_END_ATTEMPTS} tries)`)),
+      "the tries to run out",
+    );
+    const kept = c.log.filter((l) => l.includes("kept, the ledger did not answer its intake"));
+    assert.equal(kept.length, MAX_END_ATTEMPTS - 1, "kept after each try but the last");
+    c.down(false);
+    await c.closeWindow();
+    const record = await c.record();
+    assert.equal(record.status, "final", "never checked here: paid, as before the fix");
+    assert.equal((await c.trainer()).balance, record.credit);
+  }));
