@@ -8,7 +8,10 @@
  * summary and the signed receipt. The local model computes a token only when the stream is
  * pulled, so a slow requester slows its own job here; a requester that stops reading for
  * `readerStallMs` loses its job, and one peer runs at most `maxJobs` jobs at once, over all its
- * connections ({@link ServeInferenceOptions}).
+ * connections ({@link ServeInferenceOptions}). A job whose stream is cancelled under it (its
+ * connection closed after the last token, before the `end` went out) keeps its receipt for the
+ * requester, which asks for it on a later connection with `inference.get_receipt`
+ * ({@link UnsentReceipts}).
  *
  * @module
  */
@@ -16,10 +19,12 @@ import type { Connection } from "../protocols/connection.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { Receipt } from "../protocols/receipt.ts";
+import { toHex } from "../protocols/hash.ts";
 import {
   type InferenceEvent,
   ListModelsMessage,
   QUEUED_EVENT_REPEAT_MS,
+  ReceiptRequestMessage,
   type StartEvent,
   SubmitMessage,
   type TokenEvent,
@@ -34,6 +39,7 @@ import type {
   StreamedToken,
 } from "./inference_port.ts";
 import { CANCELLED } from "./remote_errors.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 
 /** Options of {@link serveInference}. */
 export interface ServeInferenceOptions {
@@ -65,6 +71,11 @@ export interface ServeInferenceOptions {
   queuedRepeatMs?: number;
   /** Clock of the `queued` repeats (default the real one; tests pass a fake clock). */
   timers?: ConnectionTimers;
+  /**
+   * The node's receipts whose `end` event a connection lost, kept for their requester's
+   * `inference.get_receipt` on a later connection (one per node, with `peer`; absent: none kept).
+   */
+  unsent?: UnsentReceipts;
 }
 
 /**
@@ -77,6 +88,71 @@ export const DEFAULT_MAX_JOBS_PER_PEER = 32;
  * requester that has gone, not one that is slow.
  */
 export const DEFAULT_READER_STALL_MS = 60_000;
+
+/** Most receipts {@link UnsentReceipts} keeps on a node: a few hundred bytes each. */
+export const MAX_UNSENT_RECEIPTS = 256;
+/** Most of them for one requester key, so one requester cannot push out the others'. */
+export const MAX_UNSENT_RECEIPTS_PER_PEER = 32;
+/**
+ * How long one is kept: the challenge window. Its ledgers recorded it (the worker's own
+ * announcement, unassigned) about when it was signed, and an assignment that comes after the
+ * window closed there pays nothing.
+ */
+export const UNSENT_RECEIPT_KEEP_MS: number = DEFAULT_ECONOMICS.challengeWindowMs;
+
+/**
+ * Receipts of jobs whose `end` event this worker could not send (the requester's connection
+ * closed after the last token, before the end): kept for the requester that submitted the job,
+ * which asks for one with `inference.get_receipt` on a later connection and, if it matches what
+ * its client got, signs the assignment that pays it (`docs/PROTOCOL.md`, "Failover"). Before,
+ * the honest worker that delivered every token was paid in no ledger. Bounded: at most
+ * {@link MAX_UNSENT_RECEIPTS} ({@link MAX_UNSENT_RECEIPTS_PER_PEER} per requester), each for
+ * {@link UNSENT_RECEIPT_KEEP_MS}; past that the oldest goes, and its worker is paid nowhere, as
+ * before (the worker's memory is what it pays).
+ */
+export class UnsentReceipts {
+  /** By job id, oldest first. */
+  readonly #kept = new Map<string, { peer: string; receipt: Receipt; at: number }>();
+  readonly #now: () => number;
+
+  /**
+   * An empty store.
+   * @param now Clock in ms (default `Date.now`).
+   */
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  /** Keep `receipt`, signed for a job `peer` (hex key) submitted. */
+  keep(peer: string, receipt: Receipt): void {
+    this.#sweep();
+    this.#kept.delete(receipt.jobId);
+    const ofPeer = [...this.#kept].filter(([, k]) => k.peer === peer);
+    if (ofPeer.length >= MAX_UNSENT_RECEIPTS_PER_PEER) this.#kept.delete(ofPeer[0][0]);
+    if (this.#kept.size >= MAX_UNSENT_RECEIPTS) this.#kept.delete(this.#kept.keys().next().value!);
+    this.#kept.set(receipt.jobId, { peer, receipt, at: this.#now() });
+  }
+
+  /** The receipt of job `jobId` if `peer` submitted it; undefined when none is kept. */
+  get(peer: string, jobId: string): Receipt | undefined {
+    this.#sweep();
+    const kept = this.#kept.get(jobId);
+    return kept?.peer === peer ? kept.receipt : undefined;
+  }
+
+  /** How many are kept. */
+  get size(): number {
+    return this.#kept.size;
+  }
+
+  #sweep(): void {
+    const before = this.#now() - UNSENT_RECEIPT_KEEP_MS;
+    for (const [id, kept] of this.#kept) {
+      if (kept.at >= before) break; // oldest first
+      this.#kept.delete(id);
+    }
+  }
+}
 
 /** Checks per stall period: a stalled reader is noticed within 1 + 1/4 of the stall time. */
 const STALL_CHECKS = 4;
@@ -134,6 +210,14 @@ export function serveInference(
     shares.release(peer);
   };
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
+  // The requester's key, not `peer` (empty without shared counts): a kept receipt goes only to
+  // the key that submitted its job.
+  const requester = connection.peerKey === undefined ? undefined : toHex(connection.peerKey);
+  const unsent = options.unsent;
+  connection.handle(ReceiptRequestMessage, (body) => {
+    const receipt = requester === undefined ? undefined : unsent?.get(requester, body.jobId);
+    return Promise.resolve({ receipt: receipt ?? null });
+  });
   connection.handle(SubmitMessage, async (body, ctx) => {
     const { job, topLogprobs, resume, tokensPerEvent, gatherMs } = body;
     if (!shares.take(peer, maxJobs)) throw new PeerJobLimitError(maxJobs);
@@ -169,6 +253,9 @@ export function serveInference(
       timers: options.timers,
       queue,
       onFinished: release,
+      onUnsent: unsent === undefined || requester === undefined
+        ? undefined
+        : (receipt) => unsent.keep(requester, receipt),
     });
   });
 }
@@ -189,12 +276,23 @@ interface JobEventsOptions {
   queue?: QueuePosition;
   /** Called once when the stream is done with the job. */
   onFinished: () => void;
+  /** Called with the job's receipt when the stream was cancelled (its `end` maybe unsent). */
+  onUnsent?: (receipt: Receipt) => void;
 }
 
 /** A local job's handle as the stream of events the requester reads. */
 function jobEvents(
   handle: InferenceHandle,
-  { resumedFrom, stallMs, tokensPerEvent, gatherMs, timers, queue, onFinished }: JobEventsOptions,
+  {
+    resumedFrom,
+    stallMs,
+    tokensPerEvent,
+    gatherMs,
+    timers,
+    queue,
+    onFinished,
+    onUnsent,
+  }: JobEventsOptions,
 ): ReadableStream<InferenceEvent> {
   const reader = handle.tokens.getReader();
   // Up to `tokensPerEvent` tokens in one event when they are ready together, or came within
@@ -264,6 +362,13 @@ function jobEvents(
       reader.cancel(reason).catch(() => {});
       handle.cancel();
       finish();
+      // Cancelled under the stream (its connection closed, the requester's cancel): a job that
+      // had finished still gets its receipt, whose `end` event may never have gone out. Kept,
+      // for the requester to ask for later (`UnsentReceipts`); a cancelled job has none.
+      handle.done.then((summary) => {
+        // The local port's own prover signed it: a `Receipt`.
+        if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt);
+      });
     },
   }, { highWaterMark: 0 });
 

@@ -268,6 +268,12 @@ export interface RelayedOutput {
    * from workers this job lost, which signed none of it.
    */
   resumedAt: number;
+  /**
+   * The finish reason of the last token the client got (undefined: no token ended the job):
+   * set while the job ended otherwise, when every token was delivered and the worker's `end`
+   * event (its receipt) was lost with its connection.
+   */
+  lastToken?: "stop" | "length";
 }
 
 /** Options of {@link withFailover}. */
@@ -378,6 +384,8 @@ class FailoverJob {
    */
   #unattributed: { worker: Uint8Array; error: unknown }[] = [];
   #firstTokenAt = NaN;
+  /** The finish reason of the token that ended the job, once the client got it. */
+  #lastToken?: "stop" | "length";
   #cancelled = false;
   #ended = false;
   /** Between losing a worker and another taking over (or none). */
@@ -466,6 +474,7 @@ class FailoverJob {
       this.#output += token!.text;
       controller.enqueue(token!);
       if (token!.finishReason !== undefined) {
+        this.#lastToken = token!.finishReason;
         controller.close();
         this.#settle();
       }
@@ -735,6 +744,7 @@ class FailoverJob {
         output: this.#given === 0 ? this.#output : undefined,
         tokens: this.#delivered.length,
         resumedAt: this.#resumes === 0 ? 0 : this.#resumedAt,
+        lastToken: this.#lastToken,
       };
       this.#done.resolve(this.#o.settle(whole, attempt, relayed));
     });

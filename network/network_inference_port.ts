@@ -13,7 +13,7 @@
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { Connection } from "../protocols/connection.ts";
-import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
+import { jobBytes, jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   checkTextJob,
@@ -29,6 +29,9 @@ import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../protocols/inference_messages.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import {
   DEFAULT_STALL_TIMEOUT_MS,
@@ -53,6 +56,7 @@ import {
   type RelayedOutput,
   type ResumeOutcome,
   withFailover,
+  WORKER_LOST_CODES,
   type WorkerAttempt,
 } from "./failover.ts";
 
@@ -116,6 +120,71 @@ export interface ForwardingOptions extends RemoteInferencePortOptions {
 /** How long a lookup in the network actor may take (it answers from memory). */
 const LOOKUP_TIMEOUT_MS = 5_000;
 
+/**
+ * Most forwarded jobs a node remembers at once whose every token its client got and whose
+ * worker's `end` event (its receipt) was lost with the connection ({@link LostEnd}); past it a
+ * new one is not remembered, and its worker is paid nowhere, as before.
+ */
+export const MAX_LOST_ENDS = 64;
+/** Most of them for one worker key, so one worker that drops its ends does not fill the rest. */
+export const MAX_LOST_ENDS_PER_WORKER = 8;
+/**
+ * Most bytes they hold together (each its job, kept to announce with the receipt, and the text
+ * its client got, to check the receipt against): 4 MiB, nine of the largest jobs.
+ */
+export const MAX_LOST_END_BYTES = 4 * 1024 * 1024;
+/**
+ * How long one is remembered: the challenge window. The worker's own announcement put its
+ * receipt in the ledgers, unassigned, about when it was signed; an assignment that comes after
+ * the window closed there pays nothing.
+ */
+export const LOST_END_KEEP_MS = DEFAULT_ECONOMICS.challengeWindowMs;
+/**
+ * The first ask for its receipt comes this long after the loss (a worker dialling back in
+ * needs a moment), and each next one twice as long after, at most {@link LOST_END_MAX_ASK_MS}:
+ * about 25 asks a job over the window, a lookup each and a request when the worker is connected.
+ */
+export const LOST_END_FIRST_ASK_MS = 1_000;
+/** See {@link LOST_END_FIRST_ASK_MS}. */
+export const LOST_END_MAX_ASK_MS = 30_000;
+
+/**
+ * The system's timers, each unref'd: an ask for a lost end's receipt, due within the challenge
+ * window, must not keep a node's process alive after it stopped.
+ */
+const BACKGROUND_TIMERS: ConnectionTimers = {
+  now: () => SYSTEM_TIMERS.now(),
+  setTimeout: (callback, ms) => {
+    const id = SYSTEM_TIMERS.setTimeout(callback, ms) as number;
+    Deno.unrefTimer(id);
+    return id;
+  },
+  clearTimeout: (handle) => SYSTEM_TIMERS.clearTimeout(handle),
+};
+
+/**
+ * A forwarded job whose every token its client got and whose worker's `end` event, with its
+ * receipt, was lost with the worker's connection: the worker did all the work and is paid only
+ * through this node's assignment, so this node asks it for the receipt (`inference.get_receipt`)
+ * on a later connection and, if it is for exactly what the client got, signs nothing new but
+ * releases the assignment with it as for a normal end (`docs/PROTOCOL.md`, "Failover").
+ */
+interface LostEnd {
+  job: TextJob;
+  jobId: string;
+  worker: Uint8Array;
+  /** What the client got: the receipt must be for exactly these tokens and this text. */
+  relayed: RelayedOutput;
+  /** The client's summary (its `done`), the receipt checked as if it had come with it. */
+  summary: JobSummary;
+  assignment: JobAssignment;
+  bytes: number;
+  /** Past this (on the port's clock) it is forgotten. */
+  until: number;
+  /** The wait before the next ask. */
+  waitMs: number;
+}
+
 /** Forwards jobs to peers chosen by the {@link NetworkMessage} actor. */
 export class NetworkInferencePort implements InferencePort {
   readonly #network: ActorRef<NetworkMessage>;
@@ -142,6 +211,9 @@ export class NetworkInferencePort implements InferencePort {
    * `busy_refusals.ts`; a job it resumes and runs to its end forgets them.
    */
   readonly #unresumable: BusyRefusals;
+  /** Jobs whose worker's end event was lost after the last token, by job id ({@link LostEnd}). */
+  readonly #lostEnds = new Map<string, LostEnd>();
+  #lostEndBytes = 0;
 
   /**
    * Create the port.
@@ -260,6 +332,13 @@ export class NetworkInferencePort implements InferencePort {
           { job, worker: attempt.worker, issuedAt: attempt.assignedAt },
           this.#requester,
         );
+        // Every token delivered and the worker's connection lost before its end event: the
+        // receipt is asked for later, on another connection (nothing was left to resume).
+        const endLost = summary.receipt === undefined && relayed.lastToken !== undefined &&
+          WORKER_LOST_CODES.has(summary.error?.code ?? "");
+        if (endLost && assignment) {
+          this.#rememberLostEnd(job, attempt.worker, relayed, summary, assignment);
+        }
         const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
         // Nor one whose receipt was withheld: what the client got is not what it signed.
         const withheld = summary.receipt !== undefined && told.receipt === undefined;
@@ -496,6 +575,97 @@ export class NetworkInferencePort implements InferencePort {
       announce: true,
     }).catch(() => {});
     return summary;
+  }
+
+  /**
+   * Remember a job whose end event was lost after its last token ({@link LostEnd}), within
+   * the bounds ({@link MAX_LOST_ENDS}, {@link MAX_LOST_ENDS_PER_WORKER},
+   * {@link MAX_LOST_END_BYTES}; past them it is not, and its worker is paid nowhere), and ask
+   * its worker for the receipt later.
+   */
+  #rememberLostEnd(
+    job: TextJob,
+    worker: Uint8Array,
+    relayed: RelayedOutput,
+    summary: JobSummary,
+    assignment: JobAssignment,
+  ): void {
+    const key = toHex(worker);
+    const bytes = jobBytes(job) + 3 * (relayed.output?.length ?? 0); // UTF-8: 3 bytes a unit
+    const ofWorker = [...this.#lostEnds.values()].filter((l) => toHex(l.worker) === key).length;
+    const full = this.#lostEnds.size >= MAX_LOST_ENDS || ofWorker >= MAX_LOST_ENDS_PER_WORKER ||
+      this.#lostEndBytes + bytes > MAX_LOST_END_BYTES;
+    const id = jobId(job); // what the worker's start named (checked), and its receipt must
+    if (full || this.#lostEnds.has(id)) return;
+    const lost: LostEnd = {
+      job,
+      jobId: id,
+      worker,
+      relayed,
+      summary,
+      assignment,
+      bytes,
+      until: this.#timers.now() + LOST_END_KEEP_MS,
+      waitMs: LOST_END_FIRST_ASK_MS,
+    };
+    this.#lostEnds.set(lost.jobId, lost);
+    this.#lostEndBytes += bytes;
+    this.#askLater(lost);
+  }
+
+  /** The clock of the asks for lost ends: the worker ports' (tests pass a fake one). */
+  get #timers(): ConnectionTimers {
+    return this.#remote.timers ?? BACKGROUND_TIMERS;
+  }
+
+  /** Ask for `lost`'s receipt after its wait, unless that would be past its time: forget it. */
+  #askLater(lost: LostEnd): void {
+    if (this.#timers.now() + lost.waitMs > lost.until) {
+      this.#forgetLostEnd(lost);
+      return;
+    }
+    this.#timers.setTimeout(() => void this.#askForReceipt(lost), lost.waitMs);
+    lost.waitMs = Math.min(2 * lost.waitMs, LOST_END_MAX_ASK_MS);
+  }
+
+  #forgetLostEnd(lost: LostEnd): void {
+    if (this.#lostEnds.get(lost.jobId) !== lost) return;
+    this.#lostEnds.delete(lost.jobId);
+    this.#lostEndBytes -= lost.bytes;
+  }
+
+  /**
+   * Ask `lost`'s worker, if it is connected again, for the receipt whose end event was lost.
+   * None yet (not connected, no answer, or none kept: its prover may still be signing): asked
+   * again later. One that comes is checked as it would have been with the end event
+   * ({@link #checked}: signer, job, the text and the number of tokens the client got) and, if it
+   * holds, goes to the validator with the assignment; else it is refused, nothing is announced,
+   * the worker is kept off the model as for any receipt that fails, and the job forgotten.
+   */
+  async #askForReceipt(lost: LostEnd): Promise<void> {
+    if (this.#lostEnds.get(lost.jobId) !== lost) return;
+    const connection = await this.#network.ask<Connection | undefined>(
+      { type: "connection_to", key: lost.worker, protocol: INFERENCE_PROTOCOL.name },
+      { timeoutMs: LOOKUP_TIMEOUT_MS },
+    ).catch(() => undefined);
+    const answer = connection?.isClosed === false
+      ? await connection.request(ReceiptRequestMessage, { jobId: lost.jobId }).catch(() =>
+        undefined
+      )
+      : undefined;
+    if (answer?.receipt == null) {
+      this.#askLater(lost);
+      return;
+    }
+    this.#forgetLostEnd(lost);
+    const { error: _lost, ...summary } = lost.summary;
+    this.#checked(
+      { ...summary, finishReason: lost.relayed.lastToken!, receipt: answer.receipt },
+      lost.job,
+      lost.worker,
+      lost.relayed,
+      lost.assignment,
+    );
   }
 
   /** Whether a connected worker lists `model` (though none was picked for it). */

@@ -35,7 +35,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { TrainingError } from "../training/training_error.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
-import { PeerJobShares, serveInference } from "../inference/serve_inference.ts";
+import { PeerJobShares, serveInference, UnsentReceipts } from "../inference/serve_inference.ts";
 import type { ProverMessage } from "../actors/prover_actor.ts";
 import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
@@ -118,6 +118,11 @@ export interface PeerServices {
  */
 const peerJobShares = new WeakMap<ActorSystem, PeerJobShares>();
 const proofQueues = new WeakMap<ActorSystem, ProofRequestQueue>();
+/**
+ * Each node's receipts whose `end` event a connection lost (`UnsentReceipts`): kept across
+ * connections, since the requester asks for one on a later connection.
+ */
+const unsentReceipts = new WeakMap<ActorSystem, UnsentReceipts>();
 /**
  * Each node's {@link ValidatorInbox}, by validator name: one per validator (the ValidatorActor,
  * the TrainingValidator), for every connection.
@@ -230,7 +235,11 @@ export function servePeer(
   const peer = toHex(peerKey);
   if (services.inference !== undefined) {
     // One share per peer key, not per connection: a key may hold several connections.
-    serveInference(connection, services.inference, { peer, shares: peerJobsOf(services) });
+    serveInference(connection, services.inference, {
+      peer,
+      shares: peerJobsOf(services),
+      unsent: perSystem(unsentReceipts, system, () => new UnsentReceipts()),
+    });
   }
   const proofRequests = proofQueueOf(services);
   connection.handle(ProofRequestMessage, async ({ receiptId, worker }, { signal }) => {

@@ -12,6 +12,7 @@
  *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
  *   inference.list_models {}               → inference.models { models }
  *   inference.get_proof { receiptId }      → inference.proof { served: { proof, sig } | null }
+ *   inference.get_receipt { jobId }        → inference.receipt { receipt | null }
  *
  * validation (a node that keeps a ledger serves it)
  *   validation.receipt  { receipt, job }   → validation.receipt_ack { recorded, refusal? }
@@ -462,6 +463,39 @@ export const ProofRequestMessage: MessageDefinition<GetProofBody, ProofBody> = d
   { reply: ProofMessage },
 );
 
+/** Body of `inference.receipt`. */
+export interface KeptReceiptBody {
+  /**
+   * The worker's signed receipt of the job, kept because its `end` event could not be sent (the
+   * connection closed first), or null when it keeps none for this requester.
+   */
+  receipt: Receipt | null;
+}
+
+/** Reply to `inference.get_receipt`. */
+export const KeptReceiptMessage: MessageDefinition<KeptReceiptBody> = defineMessage(
+  "inference.receipt",
+  z.object({ receipt: ReceiptSchema.nullable() }),
+);
+
+/** Body of `inference.get_receipt`. */
+export interface GetReceiptBody {
+  /** Hex id of a job the asker submitted to this worker. */
+  jobId: string;
+}
+
+/**
+ * The requester of a job asks its worker for the receipt whose `end` event the connection lost
+ * after every token had been delivered (`docs/PROTOCOL.md`, "Failover"): asked on a later
+ * connection, answered only to the key that submitted the job.
+ */
+export const ReceiptRequestMessage: MessageDefinition<GetReceiptBody, KeptReceiptBody> =
+  defineMessage(
+    "inference.get_receipt",
+    z.object({ jobId: z.string().regex(HEX64) }),
+    { reply: KeptReceiptMessage },
+  );
+
 /** Body of `validation.receipt_ack`. */
 export interface ReceiptAckBody {
   /** Whether the receipt entered the ledger as pending (or was already there). */
@@ -541,6 +575,7 @@ export const INFERENCE_PROTOCOL_MESSAGES = [
   SubmitMessage,
   ListModelsMessage,
   ProofRequestMessage,
+  ReceiptRequestMessage,
 ] as const;
 
 /** The messages a ledger-keeping node serves. */

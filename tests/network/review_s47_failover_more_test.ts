@@ -234,8 +234,9 @@ Deno.test("s47 failover: a token that ends the job with length where the prompt 
   }
 });
 
-// (3) Every token delivered, the end event (receipt) lost with the connection: a design limit,
-// pinned as documented (`docs/PROOF.md`, "Failover"; `docs/PROTOCOL.md`, "Failover").
+// (3) Every token delivered, the end event (receipt) lost with the connection: the client's
+// stream ends without a receipt (the receipt is asked of the worker later, on another connection:
+// `tests/network/review_s59_late_receipt_end_test.ts`; `docs/PROOF.md`, "Failover").
 Deno.test("s47 failover: every token delivered and the connection lost before the end event: the client's done says connection_closed with no receipt, nothing reaches the validator, and the worker is not blamed", async () => {
   const lose = Promise.withResolvers<void>();
   const t = await setup((body, atWorker) =>
