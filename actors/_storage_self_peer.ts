@@ -34,16 +34,59 @@ export interface SelfPeerHooks {
  * the chunk, whose pin keeps it already. A peer's own `put_chunk` never comes through here: the
  * actor records it as a replica whatever this node pins, so a chunk shared between this node's
  * file and a peer's stays when the file goes.
+ *
+ * It knows the calls still running on it ({@link SelfPeer.settled}), and the actor's stop waits
+ * them out. A `ReplicatedStore` races each holder's call against its caller's signal and the peer
+ * timeout, so a read its caller gave up on (a client gone, a gateway request whose response was
+ * sent once a remote replica answered) settles there and goes on here: a chunk store read checks
+ * its signal only as it starts. The replicated store's `flush` cannot see it, and the actor's
+ * `postStop` returned while it still read (and could make `quarantine/` again in) the store's
+ * directory, which a restart opens next (review s59, `review_s59_self_peer_stop_test.ts`). These
+ * are local store operations, so unlike a remote peer's they end.
  */
 export class SelfPeer extends LocalStoragePeer {
   readonly #hooks: SelfPeerHooks;
+  /** The calls running on this peer, each until it settles. */
+  readonly #calls = new Set<Promise<unknown>>();
 
   constructor(store: ChunkStore, publicKey: Uint8Array, hooks: SelfPeerHooks) {
     super(store, publicKey);
     this.#hooks = hooks;
   }
 
-  override async putChunk(
+  /** Resolves once no call is running on this peer (the actor's `postStop`). */
+  async settled(): Promise<void> {
+    while (this.#calls.size > 0) await Promise.allSettled([...this.#calls]);
+  }
+
+  #track<T>(call: Promise<T>): Promise<T> {
+    this.#calls.add(call);
+    const done = () => this.#calls.delete(call);
+    call.then(done, done);
+    return call;
+  }
+
+  override getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
+    return this.#track(super.getChunk(cid, options));
+  }
+
+  override hasChunk(cid: string): Promise<boolean> {
+    return this.#track(super.hasChunk(cid));
+  }
+
+  override proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
+    return this.#track(super.proveChunks(nonce, cids));
+  }
+
+  override putChunk(
+    cid: string,
+    bytes: Uint8Array,
+    options?: PeerCallOptions & { repair?: boolean },
+  ): Promise<void> {
+    return this.#track(this.#putChunk(cid, bytes, options));
+  }
+
+  async #putChunk(
     cid: string,
     bytes: Uint8Array,
     options?: PeerCallOptions & { repair?: boolean },
@@ -64,13 +107,15 @@ export class SelfPeer extends LocalStoragePeer {
    * {@link PendingPut}, which records it until the file is pinned; the store itself once the put
    * is closing, when only the pin can root it).
    */
-  async putOwn(
+  putOwn(
     cid: string,
     bytes: Uint8Array,
     into: BlockStore,
     options: PeerCallOptions,
   ): Promise<void> {
-    await into.put(bytes, { signal: options.signal });
-    this.#hooks.noted(storageKey(cid));
+    return this.#track((async () => {
+      await into.put(bytes, { signal: options.signal });
+      this.#hooks.noted(storageKey(cid));
+    })());
   }
 }

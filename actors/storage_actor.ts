@@ -331,12 +331,18 @@ export class StorageActor {
     return { chunkSize: this.#options.chunkSize, maxInMemoryBytes: this.#options.maxInMemoryBytes };
   }
 
-  /** Let in-flight background replication finish (the runtime calls this on stop). */
+  /**
+   * Let in-flight background replication finish, and the calls still running on this node's own
+   * copy (`SelfPeer.settled`: a read its caller gave up on goes on in the store), so nothing of
+   * this instance still uses the store's directory once it returns (the runtime calls this on
+   * stop, and on a restart before the next instance opens the same directory).
+   */
   async postStop(): Promise<void> {
     await this.#audits.stop(); // it writes to the record closed below
     await this.#holderRepair?.idle();
     this.#holderRepair?.stop(); // its retry timer (queued retries wait for the next change)
     await this.#replicated?.flush();
+    await this.#self?.settled(); // what flush cannot see: calls whose race was already settled
     await this.#given?.close();
     this.#failures.flush(); // the count of the peers' lines left out, and their timers stopped
   }

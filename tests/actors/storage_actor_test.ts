@@ -33,6 +33,7 @@ import {
   type StoragePeer,
 } from "../../storage/storage_peer.ts";
 import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
+import { removePeers, trackedPeer, TrackedStoragePeer } from "../storage/_tracked_peer.ts";
 
 Deno.test("StorageActor answers put with a handle at once and serves get, get_bytes and ranges", async () => {
   const dir = await Deno.makeTempDir();
@@ -214,34 +215,33 @@ Deno.test("StorageActorPeer lets a replicated store and an auditor use a node th
 
 Deno.test("set_peers switches the actor's files to replicated storage and repair restores copies", async () => {
   const dir = await Deno.makeTempDir();
-  const peerDirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
-  const peers = await Promise.all(
-    peerDirs.map(async (d) =>
-      new LocalStoragePeer(
-        await ChunkStore.open(d, { durable: false }),
-        Identity.generate().publicKey,
-      )
-    ),
-  );
+  // Tracked: a read asks both peers and cancels the slower, which goes on in its store.
+  const peers = [await trackedPeer(), await trackedPeer()];
   const actor = new StorageActor({
     dir,
     chunkSize: 1024,
     replication: { replicas: 2, writeQuorum: 2 },
   });
-  unwrapReply(await actor.receive({ type: "set_peers", peers }));
-  const data = pseudoRandomBytes(5000, 8);
-  const { cid } = await (await actor.receive({ type: "put", source: streamOf(data) }) as PutHandle)
-    .done;
-  assert.equal(await peers[0].hasChunk(cid), true);
-  assert.equal(await peers[1].hasChunk(cid), true);
-  await peers[1].store.delete(cid);
-  const report = unwrapReply<StorageAnswers["repair"]>(await actor.receive({ type: "repair" }));
-  assert.deepEqual(report.lost, []);
-  assert.ok(report.checked >= 2, "the pinned file's manifest and chunks were checked");
-  // Restored by the pass itself or by the read repair of its verified read.
-  assert.equal(await peers[1].hasChunk(cid), true);
-  assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), data);
-  for (const d of [dir, ...peerDirs]) await Deno.remove(d, { recursive: true });
+  try {
+    unwrapReply(await actor.receive({ type: "set_peers", peers }));
+    const data = pseudoRandomBytes(5000, 8);
+    const { cid } =
+      await (await actor.receive({ type: "put", source: streamOf(data) }) as PutHandle)
+        .done;
+    assert.equal(await peers[0].hasChunk(cid), true);
+    assert.equal(await peers[1].hasChunk(cid), true);
+    await peers[1].store.delete(cid);
+    const report = unwrapReply<StorageAnswers["repair"]>(await actor.receive({ type: "repair" }));
+    assert.deepEqual(report.lost, []);
+    assert.ok(report.checked >= 2, "the pinned file's manifest and chunks were checked");
+    // Restored by the pass itself or by the read repair of its verified read.
+    assert.equal(await peers[1].hasChunk(cid), true);
+    assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), data);
+  } finally {
+    await actor.postStop(); // its read repairs and late reads land
+    await removePeers(peers); // and the reads it cancelled end in the peers' stores
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("CIDs of another codec, base or digest length, and non-strings, are invalid_cid: never pinned, never a crash", async () => {
@@ -460,9 +460,10 @@ async function restartableNode(options?: { holdHere?: boolean }) {
     dirs.push(d);
     return d;
   };
+  // Tracked: a read asks two holders and cancels the slower, which goes on in its store.
   const peers = await Promise.all(
     Array.from({ length: 4 }, async () =>
-      new LocalStoragePeer(
+      new TrackedStoragePeer(
         await ChunkStore.open(await tempDir(), { durable: false }),
         Identity.generate().publicKey,
       )),
@@ -502,7 +503,9 @@ async function restartableNode(options?: { holdHere?: boolean }) {
     : peers;
   const isHolder = (peer: { id: string }, cid: string) =>
     rankPeers(cid, ranked).slice(0, 3).some((p) => p.id === peer.id);
+  /** After the node's `postStop`: the calls it cancelled end in the peers, then all goes. */
   const cleanup = async () => {
+    for (const peer of peers) await peer.settled();
     for (const d of dirs) await Deno.remove(d, { recursive: true });
   };
   return {
@@ -745,16 +748,17 @@ Deno.test("a put's copies beyond the write quorum are still written when the cal
   };
   // One holder of every chunk (r = 3 of 3 peers) takes its copies only after the put is done.
   const late = Promise.withResolvers<void>();
-  class LatePeer extends LocalStoragePeer {
+  class LatePeer extends TrackedStoragePeer {
     override async putChunk(cid: string, bytes: Uint8Array, options?: PeerCallOptions) {
       await late.promise;
       return await super.putChunk(cid, bytes, options);
     }
   }
   const open = async () => await ChunkStore.open(await tempDir(), { durable: false });
+  // Tracked: the `stat` below asks two holders and cancels the slower, which goes on in its store.
   const peers = [
-    new LocalStoragePeer(await open(), Identity.generate().publicKey),
-    new LocalStoragePeer(await open(), Identity.generate().publicKey),
+    new TrackedStoragePeer(await open(), Identity.generate().publicKey),
+    new TrackedStoragePeer(await open(), Identity.generate().publicKey),
     new LatePeer(await open(), Identity.generate().publicKey),
   ];
   const actor = new StorageActor({
@@ -776,6 +780,8 @@ Deno.test("a put's copies beyond the write quorum are still written when the cal
   await actor.postStop(); // the writes beyond the quorum have finished
   const { chunks } = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
   for (const c of chunks) assert.equal(await peers[2].store.has(c), true, `third copy of ${c}`);
+  await actor.postStop();
+  for (const peer of peers) await peer.settled();
   for (const d of dirs) await Deno.remove(d, { recursive: true });
 });
 

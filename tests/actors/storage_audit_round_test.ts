@@ -21,9 +21,10 @@ import { AUDIT_CHUNKS_PER_HOLDER, planAuditRound } from "../../storage/audit_rou
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
-import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
+import type { StoragePeer } from "../../storage/storage_peer.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
+import { TrackedStoragePeer } from "../storage/_tracked_peer.ts";
 
 const REPLICAS = 3;
 
@@ -38,7 +39,8 @@ async function storageNode(auditIntervalMs = 0) {
   const stores = await Promise.all(
     Array.from({ length: 4 }, async () => ChunkStore.open(await tempDir(), { durable: false })),
   );
-  const peers = stores.map((store) => new LocalStoragePeer(store, Identity.generate().publicKey));
+  // Tracked: a read asks two holders and cancels the slower, which goes on in its store.
+  const peers = stores.map((store) => new TrackedStoragePeer(store, Identity.generate().publicKey));
   /**
    * Peer `i` throws away every copy it holds of `chunks`, once the put's copies beyond its write
    * quorum (written in the background) have all reached it; returns them.
@@ -69,7 +71,9 @@ async function storageNode(auditIntervalMs = 0) {
   const ranked = [{ id: toHex(identity.publicKey) }, ...peers];
   const holds = (peer: StoragePeer, cid: string) =>
     rankPeers(cid, ranked).slice(0, REPLICAS).some((p) => p.id === peer.id);
+  /** After the node stopped: the calls it cancelled end in the peers, then every directory goes. */
   const cleanup = async () => {
+    for (const peer of peers) await peer.settled();
     for (const d of dirs) await Deno.remove(d, { recursive: true });
   };
   return { options, peers, verdicts, holds, wipe, cleanup };

@@ -16,7 +16,8 @@ import type { AuditResult } from "../../storage/audit.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
-import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
+import type { StoragePeer } from "../../storage/storage_peer.ts";
+import { TrackedStoragePeer } from "../storage/_tracked_peer.ts";
 import { pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 
 const REPLICATION = { replicas: 3, writeQuorum: 2 };
@@ -29,9 +30,11 @@ for (const how of ["repair", "audit", "holder repair"] as const) {
       dirs.push(dir);
       return dir;
     };
+    // Tracked, and so are P's asks of A: a read asks two holders and cancels the slower, which
+    // goes on where it was asked.
     const others = await Promise.all(
       Array.from({ length: 3 }, async () =>
-        new LocalStoragePeer(
+        new TrackedStoragePeer(
           await ChunkStore.open(await tmp(), { durable: false }),
           Identity.generate().publicKey,
         )),
@@ -47,7 +50,16 @@ for (const how of ["repair", "audit", "holder repair"] as const) {
       replication: REPLICATION,
     });
     await a.preStart();
-    const aPeer = new StorageActorPeer({ ask: (m) => a.receive(m) as never }, idA.publicKey);
+    const asksOfA = new Set<Promise<unknown>>();
+    const aPeer = new StorageActorPeer({
+      ask: (m) => {
+        const call = a.receive(m);
+        asksOfA.add(call);
+        const done = () => asksOfA.delete(call);
+        call.then(done, done);
+        return call as never;
+      },
+    }, idA.publicKey);
     const verdicts: Verdict[] = [];
     const p = new StorageActor({
       dir: await tmp(),
@@ -105,8 +117,10 @@ for (const how of ["repair", "audit", "holder repair"] as const) {
       assert.deepEqual(audit.failures, []);
       assert.equal(verdicts.filter((v) => v.outcome !== "valid").length, 0, "A was blamed");
     } finally {
+      await p.postStop(); // P first: its late reads and repairs may still ask A
+      while (asksOfA.size > 0) await Promise.allSettled([...asksOfA]);
       await a.postStop();
-      await p.postStop();
+      for (const peer of others) await peer.settled();
       for (const dir of dirs) await Deno.remove(dir, { recursive: true });
     }
   });

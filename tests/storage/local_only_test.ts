@@ -13,19 +13,16 @@ import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { chunksToRepair } from "../../storage/holder_repair.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
-import {
-  LocalStoragePeer,
-  type PeerCallOptions,
-  type StoragePeer,
-} from "../../storage/storage_peer.ts";
+import type { PeerCallOptions, StoragePeer } from "../../storage/storage_peer.ts";
 import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { removePeers, trackedPeer, type TrackedStoragePeer } from "./_tracked_peer.ts";
 
 /** A peer over its own store that counts every call made to it. */
 class CountingPeer implements StoragePeer {
   readonly id: string;
   readonly publicKey: Uint8Array;
   readonly calls = { put: 0, get: 0, has: 0, prove: 0 };
-  constructor(readonly inner: LocalStoragePeer) {
+  constructor(readonly inner: TrackedStoragePeer) {
     this.id = inner.id;
     this.publicKey = inner.publicKey;
   }
@@ -53,16 +50,24 @@ class CountingPeer implements StoragePeer {
   }
 }
 
-async function counting(n: number): Promise<{ peers: CountingPeer[]; dirs: string[] }> {
-  const dirs: string[] = [];
+/**
+ * `n` counting peers, each over a tracked store: a read asks two holders and cancels the slower,
+ * which goes on in its store ({@link shutdown} waits for it).
+ */
+async function counting(n: number): Promise<{ peers: CountingPeer[] }> {
   const peers: CountingPeer[] = [];
-  for (let i = 0; i < n; i++) {
-    const dir = await Deno.makeTempDir();
-    dirs.push(dir);
-    const store = await ChunkStore.open(dir, { durable: false });
-    peers.push(new CountingPeer(new LocalStoragePeer(store, Identity.generate().publicKey)));
-  }
-  return { peers, dirs };
+  for (let i = 0; i < n; i++) peers.push(new CountingPeer(await trackedPeer()));
+  return { peers };
+}
+
+/**
+ * Stop the node (its background copies, read repairs and calls on its own copy end), wait out the
+ * calls still running in the peers' stores, then remove every directory.
+ */
+async function shutdown(actor: StorageActor, dir: string, peers: CountingPeer[]): Promise<void> {
+  await actor.postStop();
+  await removePeers(peers.map((p) => p.inner));
+  await Deno.remove(dir, { recursive: true });
 }
 
 /** A node that holds copies itself too (`holdHere`), as a running node does. */
@@ -95,7 +100,7 @@ async function put(
 }
 
 Deno.test("a local file is read from this node's store only: get, stat, get_bytes, get_block, export_car and the gateway neither ask the peers nor copy it to them", async () => {
-  const { peers, dirs } = await counting(2);
+  const { peers } = await counting(2);
   const { actor, dir } = await node(peers);
   try {
     const secret = pseudoRandomBytes(8 * 1024, 11);
@@ -135,12 +140,12 @@ Deno.test("a local file is read from this node's store only: get, stat, get_byte
       assert.equal(p.asked(), 0, "no peer was even asked for it");
     }
   } finally {
-    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+    await shutdown(actor, dir, peers);
   }
 });
 
 Deno.test("pinning a local file again, and a gc beside peers, keep it local (a UnixFS file with inner nodes)", async () => {
-  const { peers, dirs } = await counting(2);
+  const { peers } = await counting(2);
   const { actor, dir } = await node(peers, 256);
   try {
     const secret = pseudoRandomBytes(180 * 256, 12); // 180 leaves: the root links inner nodes
@@ -159,12 +164,12 @@ Deno.test("pinning a local file again, and a gc beside peers, keep it local (a U
     unwrapReply(await actor.receive({ type: "repair" }));
     for (const p of peers) assert.deepEqual(await p.objects(), []);
   } finally {
-    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+    await shutdown(actor, dir, peers);
   }
 });
 
 Deno.test("a file put for the network is still read through the peers, with read repair", async () => {
-  const { peers, dirs } = await counting(2);
+  const { peers } = await counting(2);
   const { actor, dir } = await node(peers);
   try {
     const bytes = pseudoRandomBytes(4 * 1024, 13);
@@ -182,12 +187,12 @@ Deno.test("a file put for the network is still read through the peers, with read
     const back = await Promise.all(peers.map((p) => p.inner.store.has(chunk)));
     assert.ok(back.includes(true), "a peer that answered chunk_not_found got the chunk back");
   } finally {
-    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+    await shutdown(actor, dir, peers);
   }
 });
 
 Deno.test("when a storage peer leaves, holder repair restores the network's files and never sends a local file out", async () => {
-  const { peers, dirs } = await counting(3);
+  const { peers } = await counting(3);
   const { actor, dir, id } = await node(peers);
   try {
     // 64 chunks each: this node is the best surviving holder of about a quarter of them.
@@ -227,12 +232,12 @@ Deno.test("when a storage peer leaves, holder repair restores the network's file
       secret,
     );
   } finally {
-    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+    await shutdown(actor, dir, peers);
   }
 });
 
 Deno.test("a peer is never served a local file: get_chunk is chunk_not_found, has_chunk false, prove null; what the node holds for the network is served as before", async () => {
-  const { peers, dirs } = await counting(2);
+  const { peers } = await counting(2);
   const { actor, dir } = await node(peers);
   try {
     const secret = pseudoRandomBytes(3 * 1024, 16);
@@ -281,7 +286,7 @@ Deno.test("a peer is never served a local file: get_chunk is chunk_not_found, ha
     assert.equal(await asPeer.hasChunk(secretInfo.chunks[0]), true);
     assert.deepEqual(await asPeer.getChunk(secretInfo.chunks[0]), same);
   } finally {
-    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+    await shutdown(actor, dir, peers);
   }
 });
 

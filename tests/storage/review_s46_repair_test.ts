@@ -6,13 +6,12 @@
  * failed on the code before its fix (the last one guards the cost of the fix).
  */
 import assert from "node:assert/strict";
-import { Identity } from "../../protocols/identity.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
 import { HolderRepair, type HolderRepairPass, MAX_RETRIES } from "../../storage/holder_repair.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
-import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
+import type { StoragePeer } from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
+import { removePeers, trackedPeer, type TrackedStoragePeer } from "./_tracked_peer.ts";
 
 const R = 3;
 const NODES = 5;
@@ -51,7 +50,8 @@ class ManualClock {
 
 interface Net {
   ids: string[];
-  base: LocalStoragePeer[];
+  /** Tracked: a read asks two holders and cancels the slower, which goes on in its store. */
+  base: TrackedStoragePeer[];
   cids: string[];
   stores: ReplicatedStore[];
   repairs: HolderRepair[];
@@ -62,17 +62,10 @@ interface Net {
   putsTo: number[];
   /** Nodes whose puts fail (a full, slow or refusing new holder). */
   refusing: Set<number>;
-  dirs: string[];
 }
 
 async function network(): Promise<Net> {
-  const dirs = await Promise.all(Array.from({ length: NODES }, () => Deno.makeTempDir()));
-  const base = await Promise.all(dirs.map(async (dir) =>
-    new LocalStoragePeer(
-      await ChunkStore.open(dir, { durable: false }),
-      Identity.generate().publicKey,
-    )
-  ));
+  const base = await Promise.all(Array.from({ length: NODES }, () => trackedPeer()));
   const writer = new ReplicatedStore(base, { replicas: R, writeQuorum: R });
   const cids: string[] = [];
   for (let i = 0; i < CHUNKS; i++) {
@@ -90,7 +83,6 @@ async function network(): Promise<Net> {
     moved: { bytes: 0 },
     putsTo: base.map(() => 0),
     refusing: new Set(),
-    dirs,
   };
   for (let i = 0; i < NODES; i++) {
     net.stores.push(new ReplicatedStore(linksOf(net, [0, 1, 2, 3, 4]), { replicas: R }));
@@ -166,9 +158,15 @@ function heldBy(net: Net, gone: number): string[] {
   return net.cids.filter((c) => rankPeers(c, all).slice(0, R).some((p) => p.id === net.ids[gone]));
 }
 
+/**
+ * Stop every node's repairs and let its store's background work land (copies past its quorum,
+ * read repairs), wait out the calls still running in the stores, then remove their directories.
+ */
 async function cleanup(net: Net): Promise<void> {
   for (const r of net.repairs) r.stop();
-  for (const d of net.dirs) await Deno.remove(d, { recursive: true });
+  await Promise.all(net.repairs.map((r) => r.idle()));
+  for (const store of net.stores) await store.flush();
+  await removePeers(net.base);
 }
 
 Deno.test("a repair copy a new holder refused is sent again later: the chunk gets back to r copies, one copy each", async () => {

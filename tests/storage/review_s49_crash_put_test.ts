@@ -48,11 +48,23 @@ Deno.test("an owner killed between a put's quorum and its last copies: audit rou
       replication: { replicas: R, writeQuorum: 2, peerTimeoutMs: 1e9 },
     });
   const actors = ids.map((_, i) => make(i));
+  /** Whether node 0 is its restarted incarnation (the killed one is never stopped). */
+  let restarted = false;
+  /**
+   * The calls running in the nodes (each until it ends): a read asks two holders and cancels the
+   * slower, which goes on in its node, so cleanup waits for them (as `_storage_actors.ts` does).
+   */
+  const calls = new Set<Promise<unknown>>();
   const peerOf = (i: number) =>
-    new StorageActorPeer(
-      { ask: (m: StorageMessage) => actors[i].receive(m) as never },
-      ids[i].publicKey,
-    );
+    new StorageActorPeer({
+      ask: (m: StorageMessage) => {
+        const call = actors[i].receive(m);
+        calls.add(call);
+        const done = () => calls.delete(call);
+        call.then(done, done);
+        return call as never;
+      },
+    }, ids[i].publicKey);
   try {
     for (const a of actors) await a.preStart();
     // Node 1 is slow: the owner (node 0) crashes before any of its copies arrive.
@@ -98,6 +110,7 @@ Deno.test("an owner killed between a put's quorum and its last copies: audit rou
 
     // Killed: no postStop, nothing in memory kept. The restarted owner sees the same peers.
     actors[0] = make(0);
+    restarted = true;
     await actors[0].preStart();
     unwrapReply(await actors[0].receive({ type: "set_peers", peers: [1, 2, 3].map(peerOf) }));
     const rounds = Math.ceil(CHUNKS / AUDIT_CHUNKS_PER_HOLDER) + 1;
@@ -111,7 +124,16 @@ Deno.test("an owner killed between a put's quorum and its last copies: audit rou
     );
     assert.equal(verdicts.length, 0, "the holder that never got its copies is not blamed");
   } finally {
-    for (const a of actors.slice(1)) await a.postStop();
+    // Every node running is stopped: the restarted owner too, whose audit rounds' read repairs
+    // and cancelled reads may still ask the others. The killed owner is not: its copies to the
+    // slow node never end (a crashed process's writes); its asks of the others are waited for.
+    const live = restarted ? actors : actors.slice(1);
+    let running: number;
+    do {
+      for (const a of live) await a.postStop();
+      running = calls.size;
+      while (calls.size > 0) await Promise.allSettled([...calls]);
+    } while (running > 0);
     for (const d of dirs) await Deno.remove(d, { recursive: true });
   }
 });
