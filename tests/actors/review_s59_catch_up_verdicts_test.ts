@@ -20,42 +20,23 @@ import {
 import type { CatchUpItem } from "../../actors/validator_messages.ts";
 import { decodeCbor, encodeCanonical } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
-import { inputHashOf, type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { MAX_NETWORK_JOB_BYTES } from "../../protocols/job.ts";
 import { verdictId } from "../../protocols/verdict.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { keptFault } from "../network/_ledger_node.ts";
-import {
-  catchUpAtStart,
-  inLedgerDir,
-  proveOn,
-  START,
-  textJob,
-  withheldVerdict,
-} from "./_validator_fixture.ts";
+import { type WithheldFault, withheldFault } from "./_withheld_fault.ts";
+import { catchUpAtStart, inLedgerDir, START } from "./_validator_fixture.ts";
 
 /** A kept verdict with its evidence. */
-type Fault = Extract<CatchUpItem, { kind: "verdict" }>;
+type Fault = WithheldFault;
 
 const by = Identity.generate();
 const until = START + DEFAULT_ECONOMICS.challengeWindowMs;
 const now = () => START;
 
 /** A fault's verdict by `by` about a fresh receipt of `worker`, with its receipt and a job of `promptBytes`. */
-async function faultOf(worker: Identity, promptBytes = 16): Promise<Fault> {
-  const requester = Identity.generate();
-  const job: TextJob = {
-    ...textJob(requester, crypto.randomUUID()),
-    prompt: "y".repeat(promptBytes),
-  };
-  const { receipt: shape } = await proveOn(textJob(requester, "s59-shape"), worker);
-  const { sig: _sig, worker: _worker, ...unsigned } = shape;
-  const receipt: Receipt = signReceipt(
-    { ...unsigned, jobId: jobId(job), inputHash: inputHashOf(job) },
-    worker,
-  );
-  const verdict = withheldVerdict(receiptId(receipt), worker.publicKey, START, by);
-  return { kind: "verdict", verdict, evidence: { receipt, job } };
+function faultOf(worker: Identity, promptBytes = 16): Promise<Fault> {
+  return withheldFault(worker, by, promptBytes, "s59-shape");
 }
 
 const verdictIds = (items: CatchUpItem[]) =>

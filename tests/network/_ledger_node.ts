@@ -4,7 +4,8 @@
  * start order (the validator first) — a join of two such nodes over an in-memory pair, and a
  * fault kept on disk before a node's start. Also the settings the tests of several nodes share: a
  * node with only its network over a stand-in ledger, pledged nodes, a validator V with a late peer
- * L that catches up with it, and a cheat caught in every ledger.
+ * L that catches up with it, a cheat caught in every ledger, a worker that withholds (or serves)
+ * its proof data, and a ledger directory copied as a new process reads it.
  *
  * @module
  */
@@ -19,7 +20,11 @@ import type {
   ValidatorModelSource,
 } from "../../actors/validator_messages.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
-import type { Connection } from "../../protocols/connection.ts";
+import type {
+  Connection,
+  ConnectionOptions,
+  ConnectionTimers,
+} from "../../protocols/connection.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
@@ -31,6 +36,8 @@ import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
 import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
+import { signServedProof } from "../../proof/served_proof.ts";
+import type { ProofData } from "../../proof/commitment.ts";
 import {
   announceAssigned,
   f,
@@ -85,23 +92,37 @@ export function ledgerNodeValidator(
   });
 }
 
+/** How {@link spawnLedgerNode} builds a node: its validator's options, then its network's. */
+export interface LedgerNodeOptions extends LedgerNodeValidatorOptions {
+  pledge?: StakePledge;
+  /** The NetworkActor's clock (default its own). */
+  now?: () => number;
+  /** Where peers' training gossip goes (an actor path; default: the node offers no training). */
+  trainingValidator?: string;
+  /** Options of the node's peer connections (default the NetworkActor's). */
+  connection?: ConnectionOptions;
+  /** Where the NetworkActor logs (default nowhere). */
+  log?: (line: string) => void;
+  /** The clock the node's peer handlers wait on (`PeerServices.timers`; default the connections'). */
+  peerTimers?: ConnectionTimers;
+  /** What is spawned in place of the validator, given the real one (default: the real one). */
+  wrap?: (validator: ValidatorActor) => Actor<ValidatorMessage>;
+}
+
 /** Spawn node `name` in `system`, its ledger under `dir/name`. */
 export async function spawnLedgerNode(
   system: ActorSystem,
   dir: string,
   name: string,
-  options: LedgerNodeValidatorOptions & {
-    pledge?: StakePledge;
-    /** The NetworkActor's clock (default its own). */
-    now?: () => number;
-    /** Where peers' training gossip goes (an actor path; default: the node offers no training). */
-    trainingValidator?: string;
-  },
+  options: LedgerNodeOptions,
 ): Promise<LedgerNode> {
-  const { identity, pledge, now, trainingValidator } = options;
+  const { identity, pledge, now, trainingValidator, connection, log, peerTimers, wrap } = options;
   const validator = await system.spawn<ValidatorMessage>({
     name: `${name}/validator`,
-    factory: () => ledgerNodeValidator(dir, name, options),
+    factory: () => {
+      const real = ledgerNodeValidator(dir, name, options);
+      return wrap === undefined ? real : wrap(real);
+    },
   });
   const network = await system.spawn<NetworkMessage>({
     name: `${name}/network`,
@@ -110,7 +131,13 @@ export async function spawnLedgerNode(
         identity,
         pledge,
         now,
-        services: { validator: `${name}/validator`, trainingValidator },
+        connection,
+        log,
+        services: {
+          validator: `${name}/validator`,
+          trainingValidator,
+          ...(peerTimers === undefined ? {} : { timers: peerTimers }),
+        },
       }),
   });
   return { validator, network };
@@ -186,8 +213,25 @@ export async function inLedgerSetting(
   }
 }
 
-/** A worker that withholds its proof data from whoever asks. */
-const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
+/**
+ * A worker that serves whoever asks its proof data `proof` of receipt `id` (signed by `worker`),
+ * and nothing for any other receipt (a validator's challenge source).
+ */
+export function servesProof(
+  id: string,
+  proof: ProofData,
+  worker: Identity,
+): ChallengeSource {
+  return {
+    proof: (r) =>
+      Promise.resolve(
+        receiptId(r) === id ? signServedProof(id, proof, worker) : undefined,
+      ),
+  };
+}
+
+/** A worker that withholds its proof data from whoever asks (a validator's challenge source). */
+export const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
 
 /**
  * The validator V (key `v`: it challenges every receipt, and the worker withholds from it) and a
@@ -258,12 +302,23 @@ export async function latePeerCatchesUp(
 
 /** Join two nodes in memory (`x` dials); resolves with x's side of the connection. */
 export async function joinLedgerNodes(x: LedgerNode, y: LedgerNode): Promise<Connection> {
+  const [connection] = await joinLedgerNodeEnds(x, y);
+  return connection;
+}
+
+/**
+ * Join two nodes in memory (`x` dials), as {@link joinLedgerNodes}; resolves with both ends of
+ * the connection: x's (to y), then y's (to x).
+ */
+export function joinLedgerNodeEnds(
+  x: LedgerNode,
+  y: LedgerNode,
+): Promise<[Connection, Connection]> {
   const [dx, dy] = memoryDuplexPair();
-  const [connection] = await Promise.all([
+  return Promise.all([
     x.network.ask<Connection>({ type: "attach", duplex: dx, address: "mem", outbound: true }),
     y.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false }),
   ]);
-  return connection;
 }
 
 /** `key`'s stake in `node`'s ledger. */
@@ -309,6 +364,20 @@ export async function caughtCheat(
   );
   if (fraudProof === undefined) throw new Error("the cheat was not caught");
   return { job, proved, id: receiptId(proved.receipt), fraudProof };
+}
+
+/**
+ * Copy directory `from` to `to`, files and folders: a ledger directory at rest, copied under
+ * another name while its node is down, reads as a new process reads it (the catch-up is one per
+ * ledger directory in a process).
+ */
+export async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    const [src, dst] = [`${from}/${entry.name}`, `${to}/${entry.name}`];
+    if (entry.isDirectory) await copyDir(src, dst);
+    else if (entry.isFile) await Deno.copyFile(src, dst);
+  }
 }
 
 /** A fresh worker's receipt, the job it ran and who asked for it. */

@@ -17,7 +17,6 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { CATCH_UP_VERDICTS_DIR } from "../../actors/_catch_up.ts";
-import type { ChallengeSource } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import {
@@ -28,26 +27,16 @@ import {
   textJob,
 } from "../actors/_validator_fixture.ts";
 import {
+  copyDir,
   inLedgerSetting,
   latePeerCatchesUp,
   type LedgerNode,
   type LedgerSetting,
   spawnLedgerNode,
+  withholds,
 } from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
-
-const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
-
-/** Copy directory `from` to `to`, files and folders (a ledger directory at rest). */
-async function copyDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [`${from}/${entry.name}`, `${to}/${entry.name}`];
-    if (entry.isDirectory) await copyDir(src, dst);
-    else if (entry.isFile) await Deno.copyFile(src, dst);
-  }
-}
 
 /** W's work, and the away ledger L holding W's and V's stake (`knows`: and W's receipt). */
 async function awayLedger({ dir, clock, system }: LedgerSetting, v: Identity, knows: boolean) {
@@ -104,19 +93,21 @@ async function vRestartsAfterDeciding(
   return await spawnV(system, "v2");
 }
 
+/**
+ * W's work and the away ledger L (`knows`: and W's receipt); V decides alone, its process restarts,
+ * and L catches up with V's new process ({@link latePeerCatchesUp}).
+ */
+async function awayLedgerCatchesUpAfterRestart(setting: LedgerSetting, knows: boolean) {
+  const v = Identity.generate();
+  const w = await awayLedger(setting, v, knows);
+  const nodeV2 = await vRestartsAfterDeciding(setting, v, w);
+  const caughtUp = await latePeerCatchesUp(w.nodeL, nodeV2, setting.clock, w.id, w.worker);
+  return { w, ...caughtUp };
+}
+
 Deno.test("a withheld fault a validator decided reaches, after its process restarted, a ledger that was away with the receipt: the worker is slashed there too, not paid", () =>
   inLedgerSetting("s59-catch-up-restart", async (setting) => {
-    const v = Identity.generate();
-    const w = await awayLedger(setting, v, true);
-    const nodeV2 = await vRestartsAfterDeciding(setting, v, w);
-
-    const { readsL, record, before } = await latePeerCatchesUp(
-      w.nodeL,
-      nodeV2,
-      setting.clock,
-      w.id,
-      w.worker,
-    );
+    const { w, readsL, record, before } = await awayLedgerCatchesUpAfterRestart(setting, true);
     assert.ok(record !== undefined && record.credit > 0, "L would pay the work");
     assert.equal(
       (await readsL.record(w.id))?.status,
@@ -135,17 +126,7 @@ Deno.test("a withheld fault a validator decided reaches, after its process resta
 
 Deno.test("a withheld fault kept across a process restart goes after its receipt and job: a ledger that never had the receipt records it, takes the claim over and slashes the worker", () =>
   inLedgerSetting("s59-catch-up-restart-evidence", async (setting) => {
-    const v = Identity.generate();
-    const w = await awayLedger(setting, v, false);
-    const nodeV2 = await vRestartsAfterDeciding(setting, v, w);
-
-    const { readsL, record, before } = await latePeerCatchesUp(
-      w.nodeL,
-      nodeV2,
-      setting.clock,
-      w.id,
-      w.worker,
-    );
+    const { w, readsL, record, before } = await awayLedgerCatchesUpAfterRestart(setting, false);
     assert.equal(
       (await readsL.record(w.id))?.status,
       "fraud",

@@ -11,7 +11,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { CatchUpItem, ChallengeSource } from "../../actors/validator_messages.ts";
+import type { CatchUpItem } from "../../actors/validator_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
@@ -23,11 +23,9 @@ import {
   proveOn,
   textJob,
 } from "../actors/_validator_fixture.ts";
-import { inLedgerSetting, joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { inLedgerSetting, joinLedgerNodes, spawnLedgerNode, withholds } from "./_ledger_node.ts";
 
 const STAKE = 1_000_000;
-
-const withholds: ChallengeSource = { proof: () => Promise.resolve(undefined) };
 
 Deno.test("a claim a node took over (the worker withheld from it too) reaches a ledger that connects only to it after the claim's author left: the worker is slashed there, not paid", () =>
   inLedgerSetting("s59-catch-up-takeover", async ({ dir, clock, system }) => {

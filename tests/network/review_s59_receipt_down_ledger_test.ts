@@ -21,13 +21,11 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorSystem } from "../../actors/actor_system.ts";
 import type { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
@@ -37,10 +35,15 @@ import {
   HONEST_MODELS,
   ledgerReads,
   proveOn,
-  START,
   textJob,
 } from "../actors/_validator_fixture.ts";
-import { type LedgerNode, ledgerNodeValidator } from "./_ledger_node.ts";
+import {
+  inLedgerSetting,
+  joinLedgerNodeEnds,
+  type LedgerNode,
+  ledgerNodeValidator,
+  spawnLedgerNode,
+} from "./_ledger_node.ts";
 import { crashingValidator, stoppedValidator, type TakenDown } from "./_validator_down.ts";
 
 const STAKE = 1_000_000;
@@ -71,33 +74,19 @@ async function joined(
   const logB: string[] = [];
   const identityC = Identity.generate();
   const node = async (name: "b" | "c"): Promise<LedgerNode> => {
-    const identity = name === "c" ? identityC : Identity.generate();
-    const validator = await system.spawn<ValidatorMessage>({
-      name: `${name}/validator`,
-      factory: () => ledgerNodeValidator(dir, name, { identity, models: HONEST_MODELS, clock }),
+    const spawned = await spawnLedgerNode(system, dir, name, {
+      identity: name === "c" ? identityC : Identity.generate(),
+      models: HONEST_MODELS,
+      clock,
+      now: () => clock.t,
+      log: name === "b" ? (line) => logB.push(line) : undefined,
+      peerTimers: name === "c" ? timersC : undefined,
     });
-    const network = await system.spawn<NetworkMessage>({
-      name: `${name}/network`,
-      factory: () =>
-        new NetworkActor({
-          identity,
-          now: () => clock.t,
-          log: name === "b" ? (line) => logB.push(line) : undefined,
-          services: {
-            validator: `${name}/validator`,
-            ...(name === "c" ? { timers: timersC } : {}),
-          },
-        }),
-    });
-    await validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-    return { validator, network };
+    await spawned.validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
+    return spawned;
   };
   const [nodeB, nodeC] = [await node("b"), await node("c")];
-  const [dB, dC] = memoryDuplexPair();
-  const [, atC] = await Promise.all([
-    nodeB.network.ask<Connection>({ type: "attach", duplex: dB, address: "mem", outbound: true }),
-    nodeC.network.ask<Connection>({ type: "attach", duplex: dC, address: "mem", outbound: false }),
-  ]);
+  const [, atC] = await joinLedgerNodeEnds(nodeB, nodeC);
   return { nodeB, nodeC, atC, logB, identityC };
 }
 
@@ -111,10 +100,7 @@ async function honestReceiptWhileDown(
   down: (system: ActorSystem, restart: () => ValidatorActor) => Promise<TakenDown>,
   reachedC: (setting: Joined, passedOn: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name: `s59-receipt-down-${label}` });
-  try {
+  await inLedgerSetting(`s59-receipt-down-${label}`, async ({ dir, clock, system }) => {
     const [worker, requester] = [Identity.generate(), Identity.generate()];
     const timersC = new ManualTimers();
     const setting = await joined(system, dir, clock, worker, timersC);
@@ -151,10 +137,7 @@ async function honestReceiptWhileDown(
       "the honest worker was paid less in C than in B",
     );
     assert.equal(timersC.pending, 0, "a wait's timer was left behind");
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 Deno.test("review s59: a receipt announced while the peer's validator is stopped is asked of it when it starts again: the honest worker is paid there as in the announcer's ledger", async () => {
@@ -186,11 +169,8 @@ Deno.test("review s59: a receipt announcement queued at a validator that crashes
   );
 });
 
-Deno.test("review s59: a receipt waits for a stopped validator MAX_WAIT_MS on the node's connection clock at most, then is refused service_unavailable as before: the worker goes unpaid in that ledger alone", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name: "s59-receipt-down-bound" });
-  try {
+Deno.test("review s59: a receipt waits for a stopped validator MAX_WAIT_MS on the node's connection clock at most, then is refused service_unavailable as before: the worker goes unpaid in that ledger alone", () =>
+  inLedgerSetting("s59-receipt-down-bound", async ({ dir, clock, system }) => {
     const [worker, requester] = [Identity.generate(), Identity.generate()];
     const timersC = new ManualTimers();
     const { nodeB, atC, logB, identityC } = await joined(system, dir, clock, worker, timersC);
@@ -218,8 +198,4 @@ Deno.test("review s59: a receipt waits for a stopped validator MAX_WAIT_MS on th
     await readsC.closeWindow();
     assert.equal(await readsC.record(receiptId(receipt)), undefined);
     assert.equal((await readsC.account(worker.publicKey)).balance, 0);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));

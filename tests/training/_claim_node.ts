@@ -29,7 +29,7 @@ import {
   type TrainingChallengeRunOptions,
 } from "../../training/_training_challenge_run.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
-import type { SealedStepOpenings } from "../../training/step_opening.ts";
+import { ChallengeMismatchError, type SealedStepOpenings } from "../../training/step_opening.ts";
 import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
 import {
   DEFAULT_OPENING_DEADLINE_MS,
@@ -343,6 +343,36 @@ export function bareChallengeRun(options: {
 /** The fraud proofs a {@link bareChallengeRun} told its validator. */
 export function toldProofs(told: Told[]): TrainingFraudProof[] {
   return told.filter((m) => m.type === "fraud_proof").map((m) => m.body!.proof);
+}
+
+/** A withholding trainer's receipt credited on a {@link claimNode} (see {@link creditWithholdingTrainer}). */
+export interface WithholdingTrainer {
+  receipt: TrainingReceipt;
+  /** The receipt's record on the node once credited (paid when final). */
+  record: ReceiptRecord;
+  /** Who the receipt was credited for (a fresh key). */
+  claimant: Identity;
+}
+
+/**
+ * A trainer that trained one receipt on `n`'s model and refuses every challenge (it withholds its
+ * openings): `connect` is handed its {@link trainerLink} (what `n`'s `link` should answer), then
+ * the receipt is credited on `n` for a fresh claimant.
+ */
+export async function creditWithholdingTrainer(
+  n: ClaimNode,
+  connect: (link: Connection) => void,
+): Promise<WithholdingTrainer> {
+  const t = await trainedEngine(n.model.cid, 1);
+  connect(
+    trainerLink(t.identity, () => {
+      throw new ChallengeMismatchError("refused");
+    }).connection,
+  );
+  const { receipt } = t.receipts[0];
+  const claimant = Identity.generate();
+  const record = await n.credited(receipt, claimant);
+  return { receipt, record, claimant };
 }
 
 /** After the window: `record`'s trainer paid in full on `n`, its stake whole. */

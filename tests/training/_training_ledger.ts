@@ -1,7 +1,8 @@
 /**
  * A node's ledger side for the training tests that run a coordinator alone: a ValidatorActor
  * (`node/validator`) on a test clock, and a TrainingValidator (`node/training-validator`) that
- * records into it, with whatever challenge options the test needs.
+ * records into it, with whatever challenge options the test needs; and a way to make the ledger look
+ * stopped to the training validator.
  */
 import { join } from "node:path";
 import type { ActorRef } from "../../actors/actor_ref.ts";
@@ -18,6 +19,24 @@ import {
 
 /** The training validator's registry name. */
 export const TRAINING_VALIDATOR = "node/training-validator";
+/** The ledger's (the ValidatorActor's) registry name. */
+export const LEDGER = "node/validator";
+
+/**
+ * A switch that makes the ledger look stopped to whoever looks it up by name in `system` (the
+ * training validator does, per ask): while on, `system.lookup(LEDGER)` finds none, as after
+ * `system.stop`, and a test that holds the ledger's ref still reads it. Lasts as long as `system`.
+ */
+export function ledgerDownSwitch(system: ActorSystem): (down: boolean) => void {
+  let down = false;
+  const lookup = system.lookup.bind(system);
+  system.lookup =
+    ((registered: string) =>
+      down && registered === LEDGER ? undefined : lookup(registered)) as typeof system.lookup;
+  return (value) => {
+    down = value;
+  };
+}
 
 /** What {@link spawnTrainingLedger} needs. */
 export interface TrainingLedgerOptions {
@@ -47,7 +66,7 @@ export async function spawnTrainingLedger(
 }> {
   const { identity, dir, now, models, challenge, resumeOwnProofs } = options;
   const ledger = await system.spawn<ValidatorMessage>({
-    name: "node/validator",
+    name: LEDGER,
     factory: () =>
       new ValidatorActor({
         identity,
@@ -65,7 +84,7 @@ export async function spawnTrainingLedger(
         new TrainingValidator({
           identity,
           models,
-          ledger: "node/validator",
+          ledger: LEDGER,
           ownProofsDir: resumeOwnProofs ? join(dir, "ledger") : undefined,
           ...challenge,
         }),

@@ -25,10 +25,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
-
-/** The ledger's registry name. */
-const LEDGER = "node/validator";
+import { ledgerDownSwitch, spawnTrainingLedger } from "./_training_ledger.ts";
 
 /**
  * A ledger and a training validator on a test clock (retries 5 ms, doubling), a lazy receipt
@@ -53,16 +50,12 @@ async function withLazyReceipt(
   const dir = await Deno.makeTempDir({ prefix: `veriflow-s59-intake-${name}-` });
   const system = new ActorSystem({ name: `s59-intake-${name}` });
   let clock = 1_000_000;
-  let down = false;
   const log: string[] = [];
   try {
-    const lookup = system.lookup.bind(system);
-    system.lookup = ((registered: string) =>
-      down && registered === LEDGER ? undefined : lookup(registered)) as typeof system.lookup;
+    const down = ledgerDownSwitch(system);
     const models = new RoundModels({
       modelsDir: dir,
-      storage: () =>
-        undefined,
+      storage: () => undefined,
     });
     const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
     await system.spawn<NetworkMessage>({
@@ -109,7 +102,7 @@ async function withLazyReceipt(
       record,
       closeWindow,
       trainer,
-      down: (value) => down = value,
+      down,
       send: () =>
         training.ask({
           type: "fraud_proof",

@@ -17,8 +17,7 @@ import { ValidatorActor } from "../../actors/validator_actor.ts";
 import { type Account, Ledger } from "../../proof/ledger.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { ChallengeMismatchError } from "../../training/step_opening.ts";
+import type { Identity } from "../../protocols/identity.ts";
 import { ClaimTakeovers } from "../../training/_claim_takeovers.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
 import { delay, eventually } from "../_helpers/wait.ts";
@@ -26,14 +25,13 @@ import {
   claim,
   type ClaimNode,
   claimNode,
+  creditWithholdingTrainer,
   STAKE,
-  trainedEngine,
   TRAINER_STAKE,
-  trainerLink,
+  type trainerLink,
+  type WithholdingTrainer,
 } from "./_claim_node.ts";
-
-/** The ledger's registry name on a {@link claimNode}. */
-const LEDGER = "node/validator";
+import { ledgerDownSwitch } from "./_training_ledger.ts";
 
 /**
  * Run `test` on a fresh {@link claimNode} whose trainer trained one receipt, credited here (paid
@@ -46,7 +44,7 @@ async function withWithholdingTrainer(
   name: string,
   test: (context: {
     n: ClaimNode;
-    receipt: Awaited<ReturnType<typeof trainedEngine>>["receipts"][number]["receipt"];
+    receipt: WithholdingTrainer["receipt"];
     record: ReceiptRecord;
     claimant: Identity;
     ledgerDown: (down: boolean) => void;
@@ -57,31 +55,21 @@ async function withWithholdingTrainer(
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
   const n = await claimNode(`s59-claim-${name}`, () => link);
   const again = ClaimTakeovers.prototype.again;
-  let down = false;
   let tries = 0;
   let hook: (tries: number) => void = () => {};
   try {
-    const lookup = n.system.lookup.bind(n.system);
-    n.system.lookup = ((registered: string) =>
-      down && registered === LEDGER ? undefined : lookup(registered)) as typeof n.system.lookup;
+    const ledgerDown = ledgerDownSwitch(n.system);
     ClaimTakeovers.prototype.again = function (ctx) {
       hook(++tries);
       return again.call(this, ctx);
     };
-    const t = await trainedEngine(n.model.cid, 1);
-    link = trainerLink(t.identity, () => {
-      throw new ChallengeMismatchError("refused");
-    }).connection;
-    const { receipt } = t.receipts[0];
-    const claimant = Identity.generate();
-    const record = await n.credited(receipt, claimant);
+    const { receipt, record, claimant } = await creditWithholdingTrainer(n, (to) => link = to);
     await test({
       n,
       receipt,
       record,
       claimant,
-      ledgerDown: (value) =>
-        down = value,
+      ledgerDown,
       tries: () => tries,
       onTry: (next) => hook = next,
     });
@@ -121,6 +109,29 @@ async function assertConvicted(n: ClaimNode, record: ReceiptRecord, trainer: Uin
   assert.equal(stats.faults, 1);
 }
 
+/**
+ * Take the ledger down (`ledgerDown(true)`) right after it released the claim's hold, so that the
+ * takeover's first ask (where the receipt stands) finds none; `armed()` is false once it went down.
+ * `restore()` puts the ValidatorActor's `receive` back.
+ */
+function downAfterHoldReleased(ledgerDown: (down: boolean) => void) {
+  const receive = ValidatorActor.prototype.receive;
+  let armed = true;
+  ValidatorActor.prototype.receive = function (message, ctx) {
+    if (armed && message.type === "training_checking" && message.hold === undefined) {
+      armed = false;
+      ledgerDown(true);
+    }
+    return receive.call(this, message, ctx);
+  };
+  return {
+    armed: () => armed,
+    restore: () => {
+      ValidatorActor.prototype.receive = receive;
+    },
+  };
+}
+
 Deno.test("review s59: a true opening_missing claim whose takeover found the ledger restarting (a failed read of this validator's stake) still convicts the withholding trainer here", () =>
   withWithholdingTrainer("stake-read", async ({ n, receipt, record, claimant, tries }) => {
     const account = Ledger.prototype.account;
@@ -149,27 +160,19 @@ Deno.test("review s59: a true opening_missing claim whose takeover found the led
 Deno.test("review s59: a true opening_missing claim whose takeover found the ledger stopped (where its receipt stands, unanswered) is considered again once the ledger is back, and convicts the withholding trainer here", () =>
   withWithholdingTrainer("status-read", async (c) => {
     const { n, receipt, record } = c;
-    const receive = ValidatorActor.prototype.receive;
-    let armed = true;
+    // The ledger stops right after it released the claim's hold: the takeover's first ask
+    // (where the receipt stands) finds none. It is back for the second try.
+    const down = downAfterHoldReleased(c.ledgerDown);
     try {
-      // The ledger stops right after it released the claim's hold: the takeover's first ask
-      // (where the receipt stands) finds none. It is back for the second try.
-      ValidatorActor.prototype.receive = function (message, ctx) {
-        if (armed && message.type === "training_checking" && message.hold === undefined) {
-          armed = false;
-          c.ledgerDown(true);
-        }
-        return receive.call(this, message, ctx);
-      };
       c.onTry((tries) => {
         if (tries >= 2) c.ledgerDown(false);
       });
       await n.claim(claim(receipt, c.claimant));
       await assertConvicted(n, record, receipt.trainer);
     } finally {
-      ValidatorActor.prototype.receive = receive;
+      down.restore();
     }
-    assert.equal(armed, false, "the ledger was down for the takeover");
+    assert.equal(down.armed(), false, "the ledger was down for the takeover");
     assert.ok(c.tries() >= 2, "considered again while the ledger stayed down");
   }));
 
@@ -203,16 +206,8 @@ Deno.test("review s59: a claim whose takeover the ledger refused (it answered: t
 Deno.test("review s59: a claim kept for a ledger that stays stopped is dropped after a bounded number of tries: the trainer, not taken over, is paid here once the ledger is back (the written cost)", () =>
   withWithholdingTrainer("gives-up", async (c) => {
     const { n, receipt, record } = c;
-    const receive = ValidatorActor.prototype.receive;
-    let armed = true;
+    const down = downAfterHoldReleased(c.ledgerDown);
     try {
-      ValidatorActor.prototype.receive = function (message, ctx) {
-        if (armed && message.type === "training_checking" && message.hold === undefined) {
-          armed = false;
-          c.ledgerDown(true);
-        }
-        return receive.call(this, message, ctx);
-      };
       await n.claim(claim(receipt, c.claimant));
       // Each try is one `claims_again` but the first (made as the claim came); the last try's
       // round is the (MAX_END_ATTEMPTS - 1)th.
@@ -224,7 +219,7 @@ Deno.test("review s59: a claim kept for a ledger that stays stopped is dropped a
       await delay(3_000);
       assert.equal(c.tries(), MAX_END_ATTEMPTS - 1, "bounded: no try after the last");
     } finally {
-      ValidatorActor.prototype.receive = receive;
+      down.restore();
     }
     await n.closeWindow();
     assert.equal((await n.record(record.receiptId)).status, "final");

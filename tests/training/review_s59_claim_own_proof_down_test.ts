@@ -12,23 +12,21 @@
 import assert from "node:assert/strict";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { ChallengeMismatchError } from "../../training/step_opening.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { claim, claimNode, trainedEngine, TRAINER_STAKE, trainerLink } from "./_claim_node.ts";
+import {
+  claim,
+  claimNode,
+  creditWithholdingTrainer,
+  TRAINER_STAKE,
+  type trainerLink,
+} from "./_claim_node.ts";
 
 Deno.test("review s59: this validator's own opening_missing whose intake found the ledger restarting (a failed read of where its receipt stands) still convicts the withholding trainer here", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
   const n = await claimNode("s59-own-proof-down", () => link);
   const receive = ValidatorActor.prototype.receive;
   try {
-    const t = await trainedEngine(n.model.cid, 1);
-    link = trainerLink(t.identity, () => {
-      throw new ChallengeMismatchError("refused");
-    }).connection;
-    const { receipt } = t.receipts[0];
-    const claimant = Identity.generate();
-    const record = await n.credited(receipt, claimant);
+    const { receipt, record, claimant } = await creditWithholdingTrainer(n, (to) => link = to);
     let opened = false;
     let failed = 0;
     // Once the takeover held the receipt, the next read of where it stands (the own proof's

@@ -40,12 +40,9 @@ import {
 } from "../../training/training_validator.ts";
 import { MAX_KEPT_OUTCOMES } from "../../training/_outcome_audits.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
-import { cidOf } from "../../protocols/cid.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { honestRound } from "./_honest_round.ts";
-import { placeholderReceipt } from "./_placeholder_receipt.ts";
-import { TEST_ARCH } from "./_fixtures.ts";
+import { uncheckableOutcome } from "./_uncheckable_outcome.ts";
 
 /** Local steps of the round: what is paid does not depend on them. */
 const H = 3;
@@ -166,6 +163,29 @@ async function onNode(
   }
 }
 
+/**
+ * Run `test` with the ledger's first training-receipt write failing as a disk does (EIO: the
+ * ValidatorActor crashes, and its supervisor restarts it); `failures()` counts the failed writes.
+ */
+async function withFirstCreditWriteFailing(
+  test: (failures: () => number) => Promise<void>,
+): Promise<void> {
+  const record = Ledger.prototype.recordTrainingReceipt;
+  let failures = 0;
+  try {
+    Ledger.prototype.recordTrainingReceipt = function () {
+      Ledger.prototype.recordTrainingReceipt = record;
+      failures++;
+      return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
+        code: "EIO",
+      }));
+    };
+    await test(() => failures);
+  } finally {
+    Ledger.prototype.recordTrainingReceipt = record;
+  }
+}
+
 Deno.test("review s59: a peer's round outcome handed over while this node's ledger is stopped is taken again once the ledger is back: the round's honest trainers are paid here too", () =>
   onNode("gate-stopped", async (node) => {
     await node.stopLedger();
@@ -183,42 +203,19 @@ Deno.test("review s59: a peer's round outcome handed over while this node's ledg
     );
   }));
 
-Deno.test("review s59: a reproduced round whose credit crashed the ledger (a failed write) is credited again once the ledger is back: the round's honest trainers are paid here too", async () => {
-  const record = Ledger.prototype.recordTrainingReceipt;
-  let failures = 0;
-  try {
-    // The first receipt's write fails as a disk does: the ValidatorActor crashes, restarts.
-    Ledger.prototype.recordTrainingReceipt = function () {
-      Ledger.prototype.recordTrainingReceipt = record;
-      failures++;
-      return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
-        code: "EIO",
-      }));
-    };
-    await onNode("credit-crashed", async (node) => {
+Deno.test("review s59: a reproduced round whose credit crashed the ledger (a failed write) is credited again once the ledger is back: the round's honest trainers are paid here too", () =>
+  // The first receipt's write fails as a disk does: the ValidatorActor crashes, restarts.
+  withFirstCreditWriteFailing((failures) =>
+    onNode("credit-crashed", async (node) => {
       await node.send();
       await node.assertPaid();
-      assert.equal(failures, 1, "the first credit's write failed");
-    });
-  } finally {
-    Ledger.prototype.recordTrainingReceipt = record;
-  }
-});
+      assert.equal(failures(), 1, "the first credit's write failed");
+    })
+  ));
 
 /** A signed outcome of a made-up round, by a fresh coordinator with no stake anywhere. */
 function junkOutcome(n: number): OutcomeBody {
-  const start = cidOf(new TextEncoder().encode(`a start model never seen ${n}`));
-  const receipt = placeholderReceipt(5, start);
-  return signOutcome({
-    round: 5,
-    startModel: start,
-    model: cidOf(new TextEncoder().encode(`model ${n}`)),
-    file: cidOf(new TextEncoder().encode(`model file ${n}`)),
-    arch: TEST_ARCH,
-    accepted: [toHex(receipt.trainer)],
-    reports: [{ receipt, deltaFile: cidOf(new TextEncoder().encode(`delta ${n}`)) }],
-    excluded: [],
-  }, Identity.generate());
+  return uncheckableOutcome(n, Identity.generate());
 }
 
 Deno.test("review s59: a peer relaying a flood of signed outcomes while this node's ledger is down does not crowd out the genuine outcome another peer relays: its trainers are paid here", () =>
@@ -262,18 +259,9 @@ Deno.test("review s59: an outcome kept for a ledger that stays down is dropped a
     await node.assertPaid();
   }, 1));
 
-Deno.test("review s59: the receipts this node's coordinator credits whose write crashed the ledger are credited again once the ledger is back: its honest trainers are paid in its own ledger", async () => {
-  const record = Ledger.prototype.recordTrainingReceipt;
-  let failures = 0;
-  try {
-    Ledger.prototype.recordTrainingReceipt = function () {
-      Ledger.prototype.recordTrainingReceipt = record;
-      failures++;
-      return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
-        code: "EIO",
-      }));
-    };
-    await onNode("coordinator-credit-crashed", async (node) => {
+Deno.test("review s59: the receipts this node's coordinator credits whose write crashed the ledger are credited again once the ledger is back: its honest trainers are paid in its own ledger", () =>
+  withFirstCreditWriteFailing((failures) =>
+    onNode("coordinator-credit-crashed", async (node) => {
       // The coordinator's `credit`, its outcome not (yet) audited here: a training validator
       // restarted since the round before has no momentum to reproduce it, and credits nothing
       // for it (`round_audit.ts`), so this credit is the only one.
@@ -284,9 +272,6 @@ Deno.test("review s59: the receipts this node's coordinator credits whose write 
         terms: { round, startModel, steps: H },
       });
       await node.assertPaid();
-      assert.equal(failures, 1, "the first credit's write failed");
-    });
-  } finally {
-    Ledger.prototype.recordTrainingReceipt = record;
-  }
-});
+      assert.equal(failures(), 1, "the first credit's write failed");
+    })
+  ));
