@@ -93,21 +93,28 @@
  *
  * Verdicts are kept on disk too, with the evidence each still carries
  * (`<ledger dir>/catch-up-verdicts/<verdict id>.cbor`, one file each, a `ReceiptFiles` folder):
- * written by {@link CatchUp.add}, once the ledger has the ending (a fault's settlement, a start's
- * applied ending), written again without its evidence when the byte bound drops it, removed when
- * it is dropped past the count bound or found past its window; read back with the convictions,
- * oldest first under the same bounds, only if the ledger recorded the verdict
- * ({@link CatchUpReadOptions.recorded}), until its receipt's window there closes; a damaged entry
- * (not a verdict as the wire carries it, evidence not the receipt it names bound to its job, a
- * name not its id) is logged and removed. Until review s59 they were in memory only: the next
+ * written durably just before the ledger applies the ending ({@link CatchUp.write}: a fault's
+ * settlement, a start's applied ending), kept and sent only once it has ({@link CatchUp.add}; its
+ * file removed by {@link CatchUp.discard} if the ledger ended the receipt otherwise), written
+ * again without its evidence when the byte bound drops it, removed when it is dropped past the
+ * count bound or found past its window; read back with the convictions (also at each start of
+ * the validator in the process, for one written ahead of a ledger write that failed), oldest
+ * first under the same bounds, only if the ledger recorded the verdict
+ * ({@link CatchUpReadOptions.recorded}) and, at the start, its receipt stands where the verdict's
+ * ending leaves it ({@link CatchUp.dropUnsettled}: a verdict is recorded before its ending is
+ * applied, so a fault whose settlement a stop cut off is not sent), until its receipt's window
+ * there closes; a damaged entry (not a verdict as the wire carries it, evidence not the receipt it
+ * names bound to its job, a name not its id) is logged and removed. Until review s59 they were in memory only: the next
  * start does not decide those faults again, so a ledger that was away when a validator decided
  * one and met it only after its process restarted never heard the claim, never asked the worker,
  * and paid the worker that withheld, slashed here
- * (`tests/network/review_s59_catchup_restart_test.ts`). Written after the settlement, a verdict
- * whose process died in between is lost (as a training conviction written after its settlement
- * is). A start's fault once lacked its evidence (the job was kept nowhere past the challenge's
- * opening), and a peer that forgot the receipt, or never had it, held the claim for good; its
- * ending keeps them now (`_challenge_endings.ts`,
+ * (`tests/network/review_s59_catchup_restart_test.ts`). Written after the settlement, as they first
+ * were, a verdict whose process died (or whose write failed) in between was lost for good: the
+ * next start found the receipt settled and nothing to apply, and a ledger that connected later
+ * paid the worker that withheld, slashed here (review s59,
+ * `tests/actors/review_s59_verdict_ahead_restart_test.ts`). A start's fault once lacked its
+ * evidence (the job was kept nowhere past the challenge's opening), and a peer that forgot the
+ * receipt, or never had it, held the claim for good; its ending keeps them now (`_challenge_endings.ts`,
  * `tests/network/review_s58_start_fault_evidence_test.ts`).
  *
  * Not part of the public API.
@@ -238,9 +245,12 @@ export interface CatchUpReadOptions {
    */
   settled?: (id: string, accuser: Uint8Array, receipt?: Receipt) => number | undefined;
   /**
-   * Whether the ledger recorded `verdict` (a kept verdict read back from disk): the end of its
-   * receipt's window if so. One it does not have (written by no settlement of this ledger) is
-   * not read back, and its file is removed. Absent: every one kept.
+   * Whether the ledger recorded `verdict` (a kept verdict read back from disk, or one written
+   * ahead, {@link CatchUp.write}): the end of its receipt's window if so. One it does not have
+   * (written by no settlement of this ledger, or ahead of a recording cut off) is not read back,
+   * and its file is removed. Absent: every one kept. A verdict is recorded before its ending is
+   * applied: the start then drops those whose ending the ledger lacks
+   * ({@link CatchUp.dropUnsettled}).
    */
   recorded?: (verdict: Verdict) => number | undefined;
 }
@@ -268,6 +278,12 @@ export class CatchUp {
    * settled them (see {@link CatchUpReadOptions.settled}).
    */
   readonly #written = new Map<string, KeptFile>();
+  /**
+   * Verdicts written ahead of their settlement ({@link CatchUp.write}), or read back from disk,
+   * not kept yet, by verdict id: kept by {@link CatchUp.add} once settled, or at a start if the
+   * ledger recorded them ({@link CatchUpReadOptions.recorded}); never sent before.
+   */
+  readonly #writtenVerdicts = new Map<string, KeptVerdictFile>();
   /** The disk's writes and removals, one after another (a removal never overtakes its write). */
   #writes: Promise<void> = Promise.resolve();
   /** The order of the next conviction kept. */
@@ -305,6 +321,7 @@ export class CatchUp {
     // Written ahead of a settlement a crash cut off (the ledger write failed): kept if the ledger
     // has it after all, its file removed if not.
     catchUp.#settle(options);
+    catchUp.#settleVerdicts(options);
     await catchUp.#writes;
     return catchUp;
   }
@@ -366,25 +383,50 @@ export class CatchUp {
       this.#log(`validator: catch-up verdicts not read: ${(error as Error).message}`);
       return;
     }
-    const now = options.now();
-    const found: [string, KeptVerdictFile][] = [];
     for (const [id, value] of kept) {
       const file = keptVerdictOf(value);
       if (file === undefined || verdictIdOf(file.item.verdict) !== id) {
         this.#log(`validator: catch-up verdict ${id.slice(0, 12)} is damaged: removed`);
         this.#removeVerdict(id);
-        continue;
+      } else {
+        this.#verdictSeq = Math.max(this.#verdictSeq, file.seq + 1);
+        this.#writtenVerdicts.set(id, file);
       }
-      const end = options.recorded === undefined ? file.until : options.recorded(file.item.verdict);
-      if (end === undefined || now > end) this.#removeVerdict(id);
-      else found.push([id, { ...file, until: end }]);
     }
-    found.sort(([, a], [, b]) => a.seq - b.seq);
-    for (const [id, { seq, until, item }] of found) {
-      this.#verdictSeq = Math.max(this.#verdictSeq, seq + 1);
-      this.#keepVerdict(item, until, seq, id);
-    }
+    this.#settleVerdicts(options);
     await this.#writes;
+  }
+
+  /**
+   * Keep, oldest first under the bounds, the verdicts written ahead (or read back) that the
+   * ledger recorded (`options.recorded`, with the ledger's window) and still inside their window;
+   * the others' files are removed.
+   */
+  #settleVerdicts(options: CatchUpReadOptions): void {
+    const written = [...this.#writtenVerdicts].sort(([, a], [, b]) => a.seq - b.seq);
+    this.#writtenVerdicts.clear();
+    const now = options.now();
+    for (const [id, { seq, until, item }] of written) {
+      if (this.#verdicts.some((kept) => kept.id === id)) continue; // its file is the kept one's
+      const end = options.recorded === undefined ? until : options.recorded(item.verdict);
+      if (end === undefined || now > end) this.#removeVerdict(id);
+      else this.#keepVerdict(item, end, seq, id);
+    }
+  }
+
+  /**
+   * At a start, after {@link CatchUp.of}: drop the kept verdicts whose ending the ledger does not
+   * have (`settled` false: a fault whose receipt it did not slash, written ahead of a settlement
+   * that a stop or a failed write cut off), their files removed. The ledger recording a verdict
+   * ({@link CatchUpReadOptions.recorded}) comes before its settlement: that alone would send
+   * peers a fault this ledger never settled. A start that applies the ending
+   * (`_challenge_endings.ts`) keeps it again.
+   */
+  dropUnsettled(settled: (verdict: Verdict) => boolean): void {
+    const kept = this.#verdicts.filter((k) => settled(k.item.verdict));
+    for (const k of this.#verdicts) if (!kept.includes(k)) this.#removeVerdict(k.id!);
+    this.#verdicts.splice(0, this.#verdicts.length, ...kept);
+    this.#evidenceBytes = kept.reduce((sum, k) => sum + (k.bytes ?? 0), 0);
   }
 
   /**
@@ -408,13 +450,16 @@ export class CatchUp {
   }
 
   /**
-   * Before the ledger settles conviction `item` (a confirmed fraud proof): its file, written
-   * durably, so a process that dies right after the settlement still has it at its next start,
-   * where it is read back only if the ledger settled it ({@link CatchUpReadOptions.settled}).
-   * Not sent before {@link CatchUp.add}; {@link CatchUp.discard} if the ledger refuses it. A
-   * write that fails is logged: the conviction is still kept by {@link CatchUp.add}, in memory.
+   * Before the ledger settles conviction `item` (a confirmed fraud proof), or the ending of
+   * verdict `item` (a fault, an ending a start applies): its file, written durably, so a process
+   * that dies right after the settlement still has it at its next start, where it is read back
+   * only if the ledger settled it ({@link CatchUpReadOptions.settled};
+   * {@link CatchUpReadOptions.recorded} and {@link CatchUp.dropUnsettled} for a verdict). Not
+   * sent before {@link CatchUp.add}; {@link CatchUp.discard} if the ledger refuses it. A write
+   * that fails is logged: the item is still kept by {@link CatchUp.add}, in memory.
    */
-  write(item: Conviction, until: number): Promise<void> {
+  write(item: Conviction | KeptVerdict, until: number): Promise<void> {
+    if (item.kind === "verdict") return this.#writeVerdict(item, until);
     const id = idOf(item);
     const disk = this.#disk;
     if (disk === undefined || this.#proofs.has(id)) return Promise.resolve();
@@ -429,9 +474,31 @@ export class CatchUp {
     return this.#onDisk(save, `conviction ${id.slice(0, 12)} not kept`);
   }
 
-  /** The ledger refused the conviction written ahead about receipt `id`: its file removed. */
+  /** A verdict's file written ahead of its ending's settlement (see {@link CatchUp.write}). */
+  #writeVerdict(item: KeptVerdict, until: number): Promise<void> {
+    const id = verdictId(item.verdict);
+    const disk = this.#verdictDisk;
+    if (disk === undefined || this.#verdicts.some((kept) => kept.id === id)) {
+      return Promise.resolve();
+    }
+    const file: KeptVerdictFile = { seq: this.#verdictSeq++, until, item };
+    this.#writtenVerdicts.set(id, file);
+    const save = () =>
+      disk.save(id, file).catch((error) => {
+        // Not on disk: {@link CatchUp.add} tries again.
+        if (this.#writtenVerdicts.get(id) === file) this.#writtenVerdicts.delete(id);
+        throw error;
+      });
+    return this.#onDisk(save, `verdict ${id.slice(0, 12)} not kept`);
+  }
+
+  /**
+   * The ledger refused what was written ahead as `id` (a conviction's receipt id, a verdict's
+   * id): its file removed.
+   */
   discard(id: string): void {
     if (this.#written.delete(id)) this.#remove(id);
+    if (this.#writtenVerdicts.delete(id)) this.#removeVerdict(id);
   }
 
   /**
@@ -446,11 +513,17 @@ export class CatchUp {
     if (item.kind === "verdict") {
       const id = verdictId(item.verdict);
       if (this.#verdicts.some((kept) => kept.id === id)) return this.#writes;
-      const seq = this.#verdictSeq++;
+      // Written ahead of its settlement: that file is this verdict's (its order kept).
+      const written = this.#writtenVerdicts.get(id);
+      this.#writtenVerdicts.delete(id);
+      const seq = written?.seq ?? this.#verdictSeq++;
       const kept = this.#keepVerdict(item, until, seq, id);
       const disk = this.#verdictDisk;
-      // Dropped at once past the bound (nothing to write), or kept as it is now.
+      // Dropped at once past the bound (its file removed), or kept as it is now.
       if (disk === undefined || !this.#verdicts.includes(kept)) return this.#writes;
+      if (written?.item === item && written.until === until && kept.item === item) {
+        return this.#writes;
+      }
       return this.#saveVerdict(kept);
     }
     const id = idOf(item);

@@ -16,7 +16,7 @@ import { PROOF_DEADLINE_MS } from "../proof/challenge_timing.ts";
 import type { ActorContext } from "./actor.ts";
 import type { Job } from "../protocols/job.ts";
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
-import type { Verdict } from "../protocols/verdict.ts";
+import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import { SteeringRecord } from "../proof/steering.ts";
 import type { ValidationResult } from "../proof/validation.ts";
@@ -204,22 +204,29 @@ export class Challenges {
         // Withheld past the deadline — no answer, "none", unsigned data, or no route to the
         // worker through the deadline — or the receipt that convicts its worker of steering: the
         // worker's failure, and no fraud proof can carry it. Not paid; the locked slash is burned.
+        // The verdict is the claim other ledgers take over on: kept for the peers that connect
+        // while the window is open, as a fault applied at the start is (`_catch_up.ts`). Gossip
+        // alone reached only the peers connected now, and a ledger away meanwhile paid the worker
+        // that withheld here (review s54). A "proof withheld" one with its receipt and job: sent
+        // ahead of it (review s58).
+        const until = ledger.receipt(id)?.pendingUntil;
+        const kept = until === undefined ? undefined : {
+          kind: "verdict" as const,
+          verdict: result.verdict,
+          evidence: claimEvidence(result.verdict, receipt, message.job),
+        };
+        // Written ahead of the settlement, sent only after it: written after it, a process that
+        // died in between (or a write that failed) lost it for good — the next start finds the
+        // receipt settled — and a ledger that met this validator only later paid the worker
+        // slashed here (review s59, `tests/actors/review_s59_verdict_ahead_restart_test.ts`).
+        if (kept !== undefined) await this.#core.catchUp().write(kept, until!);
         if (await this.#end(id, this.transitionOf(id, end, reason))) {
           this.#core.stats.slashes++;
-          // The verdict is the claim other ledgers take over on: kept for the peers that connect
-          // while the window is open, as a fault applied at the start is (`_catch_up.ts`).
-          // Gossip alone reached only the peers connected now, and a ledger away meanwhile paid
-          // the worker that withheld here (review s54).
-          const until = ledger.receipt(id)?.pendingUntil;
-          if (until !== undefined) {
-            // A "proof withheld" one with its receipt and job: sent ahead of it (review s58).
-            const evidence = claimEvidence(result.verdict, receipt, message.job);
-            await this.#core.catchUp().add(
-              { kind: "verdict", verdict: result.verdict, evidence },
-              until,
-            );
-          }
+          if (kept !== undefined) await this.#core.catchUp().add(kept, until!);
           this.#core.tellNetwork(ctx, { type: "peer_convicted", key: worker });
+        } else if (kept !== undefined) {
+          // Settled meanwhile otherwise (a checked fraud proof): not this fault's to send.
+          this.#core.catchUp().discard(verdictId(result.verdict));
         }
         if (reason === "steering") await this.settleSteering(receipt.worker);
       } else {

@@ -48,11 +48,16 @@ export class ValidatorRestart {
    * failed and crashed this actor, or a stop came first) as it was decided; one whose receipt is
    * no longer `challenged` has its ending in the ledger already, and is not applied twice. A
    * ledger write that fails again fails the start: the supervisor tries again after its backoff,
-   * and the ending stays kept for the next start.
+   * and the ending stays kept for the next start. First, the catch-up's verdicts whose ending
+   * this ledger does not have are dropped (written ahead of a settlement a stop or a failed write
+   * cut off: {@link endedAs}); one whose ending is applied below is kept again.
    */
   async applyKeptEndings(ctx: ActorContext<ValidatorMessage>): Promise<void> {
     const ledger = this.#core.ledger();
     const me = this.#core.options.identity.publicKey;
+    this.#core.catchUp().dropUnsettled((verdict) =>
+      endedAs(verdict, ledger.receipt(verdict.subjectId))
+    );
     for (const [id, ending] of await this.#core.endings().all()) {
       const verdict = ending?.verdict;
       const mine = verdict !== undefined && verdict.subject === "inference" &&
@@ -70,6 +75,22 @@ export class ValidatorRestart {
           throw error;
         });
         if (recorded) {
+          // The write that failed may have been the verdict's own: then it was never passed
+          // on (a copy the peers had is taken once). Told now, it reaches the peers connected
+          // now (this actor's restart); kept, it reaches those that connect later (the node's
+          // first start, where the network comes after this actor).
+          // A "proof withheld" one after its receipt and job, kept with its ending (review
+          // s58): a peer that forgot the receipt, or never had it, takes the claim over.
+          const kept = ending!.evidence === undefined ? undefined : readDrawn(id, ending!.evidence);
+          const item = {
+            kind: "verdict" as const,
+            verdict,
+            evidence: claimEvidence(verdict, kept?.receipt, kept?.job),
+          };
+          // Written ahead of the transition, as a fault decided in this life is (`_challenges.ts`):
+          // after it, a stop in between lost it (the next start finds the receipt ended and
+          // removes the ending; review s59).
+          await this.#core.catchUp().write(item, record.pendingUntil);
           const ended = await this.#challenges.transitionOf(id, ending!.end, verdict.reason)().then(
             () => true,
             (error) => {
@@ -81,24 +102,14 @@ export class ValidatorRestart {
             this.#core.stats.verdicts[verdict.outcome]++;
             if (ending!.end === "fault") this.#core.stats.slashes++;
             if (ending!.end === "unresolved") this.#core.stats.unresolved++;
-            // The write that failed may have been the verdict's own: then it was never passed
-            // on (a copy the peers had is taken once). Told now, it reaches the peers connected
-            // now (this actor's restart); kept, it reaches those that connect later (the node's
-            // first start, where the network comes after this actor).
-            // A "proof withheld" one after its receipt and job, kept with its ending (review
-            // s58): a peer that forgot the receipt, or never had it, takes the claim over.
-            const kept = ending!.evidence === undefined
-              ? undefined
-              : readDrawn(id, ending!.evidence);
-            const evidence = claimEvidence(verdict, kept?.receipt, kept?.job);
-            await this.#core.catchUp().add(
-              { kind: "verdict", verdict, evidence },
-              record.pendingUntil,
-            );
+            await this.#core.catchUp().add(item, record.pendingUntil);
+            const { evidence } = item;
             this.#core.tellNetwork(ctx, { type: "publish_verdict", verdict, evidence });
             if (ending!.end === "fault") {
               this.#core.tellNetwork(ctx, { type: "peer_convicted", key: record.worker });
             }
+          } else {
+            this.#core.catchUp().discard(verdictId(verdict));
           }
         }
       }
@@ -269,6 +280,25 @@ export class ValidatorRestart {
     }
     this.#core.held.release(id);
     return false;
+  }
+}
+
+/**
+ * Whether `record`, the ledger's record of `verdict`'s receipt, is where the verdict's ending
+ * (`endOf`) leaves it: a fault slashed (`fraud`), an undecided one `unpaid`, a cleared one open
+ * or paid. A verdict is recorded before its ending is applied, so its being recorded alone does
+ * not say the ending was: a fault written ahead of a settlement cut off would be sent, and its
+ * worker claimed against, with nothing settled here.
+ */
+function endedAs(verdict: Verdict, record: { status: string } | undefined): boolean {
+  const status = record?.status;
+  switch (endOf(verdict)) {
+    case "fault":
+      return status === "fraud";
+    case "unresolved":
+      return status === "unpaid";
+    default:
+      return status === "pending" || status === "final";
   }
 }
 
