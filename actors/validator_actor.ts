@@ -285,8 +285,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const fraud = record?.status === "fraud" && ledger.hasAccused(accuser, record.receiptId);
         return fraud ? record.pendingUntil : undefined;
       },
-      // A verdict kept on disk is read back only if the ledger recorded it (it is kept after
-      // its settlement), until its receipt's window here closes.
+      // A verdict kept on disk is read back only if the ledger recorded it, until its receipt's
+      // window here closes; one written ahead of a settlement a stop cut off is dropped at the
+      // start's kept endings (`_validator_restart.ts`, `endedAs`).
       recorded: (verdict) =>
         ledger.hasVerdict(verdictId(verdict))
           ? ledger.receipt(verdict.subjectId)?.pendingUntil
