@@ -193,6 +193,8 @@ export class TrainingChallengeRun {
    * the round's outcome came kept its delta from every ledger that took the claim over.
    */
   readonly #takingOver = new Map<string, Promise<void>>();
+  /** Receipts this run asked the ledger to hold, while recorded (`recordOpens`). */
+  #opened: Set<string> | undefined;
   readonly #stats: ChallengeRunStats = {
     challenged: 0,
     passed: 0,
@@ -547,6 +549,22 @@ export class TrainingChallengeRun {
     return { challenged: true, ok: false, reason: "delta_mismatch", proof };
   }
 
+  /**
+   * Record (`on`) or stop recording the receipts this run asks the ledger to hold `challenged`:
+   * the validator records them while its start has not read the challenges a previous incarnation
+   * left open (`training_validator.ts`, `#resume`), so that a later read does not end this
+   * incarnation's own challenges with the lost ones. Bounded by the challenges opened during
+   * those reads' retries (minutes at most).
+   */
+  recordOpens(on: boolean): void {
+    this.#opened = on ? this.#opened ?? new Set() : undefined;
+  }
+
+  /** Whether this run asked the ledger to hold receipt `id` while recording (`recordOpens`). */
+  openedHere(id: string): boolean {
+    return this.#opened?.has(id) ?? false;
+  }
+
   /** Whether receipt `id` was challenged here (by the coin or a takeover) within its window. */
   challengedHere(id: string): boolean {
     return this.#options.challenged.has(id);
@@ -662,6 +680,8 @@ export class TrainingChallengeRun {
    * `TrainingChallengeLedgerMessage`): held from then, until the challenge ends.
    */
   async #open(ctx: Context, id: string): Promise<void> {
+    // Before the ask: the ledger may hold it before this run hears back.
+    this.#opened?.add(id);
     // Not held (not recorded here, past its window, no ledger): the challenge runs all the same.
     const changed = await this.#options.ask<boolean>(ctx, {
       type: "training_challenge",

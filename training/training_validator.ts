@@ -19,6 +19,8 @@
  *                                was false here)
  * claims_again {}                internal: consider again the claims whose takeover's ledger
  *                                asks went unanswered (`_claim_takeovers.ts`)
+ * resume_again {}                internal: read again what the start could not read of the
+ *                                challenges the previous incarnation left in the ledger
  * unchecked   { … }              internal: the check failed unsettled; the copies that waited
  *                                behind it go through the intake again
  * settle_again { key }           internal: ask the ledger again to settle a peer's checked
@@ -122,7 +124,13 @@ import {
   type StepOpeningsCheck,
 } from "./step_check.ts";
 import type { TrainingFraudProof } from "./training_fraud_proof.ts";
-import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
+import {
+  ChallengeEndings,
+  END_RETRY_MS,
+  MAX_END_ATTEMPTS,
+  MAX_END_RETRY_MS,
+} from "./_challenge_endings.ts";
+import { sleep } from "../actors/_common.ts";
 import { copyKey, TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import { type IntakeLedgerMessage, TrainingProofIntake } from "./_training_proof_intake.ts";
 import {
@@ -251,7 +259,8 @@ export interface TrainingValidatorOptions {
   /**
    * First wait before an ending ask that failed is asked again, ms; default
    * {@link END_RETRY_MS} (doubling, at most `MAX_END_ATTEMPTS` asks: `_challenge_endings.ts`);
-   * the same for an outcome or a peer's claim kept because the ledger did not answer.
+   * the same for an outcome or a peer's claim kept because the ledger did not answer, and for
+   * the start's reads of the challenges a previous incarnation left open (`resume_again`).
    */
   endRetryMs?: number;
   /**
@@ -335,6 +344,7 @@ export type TrainingValidatorMessage =
   | { type: "end_again" }
   | { type: "pledges_again" }
   | { type: "claims_again" }
+  | { type: "resume_again" }
   | {
     type: "takeover_ended";
     /** The claimant's key (hex). */
@@ -407,6 +417,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #challenged: ChallengedReceipts;
   /** Takeovers of peers' `opening_missing` claims (`_claim_takeovers.ts`). */
   readonly #claims: ClaimTakeovers;
+  /**
+   * What this start still has to read of the challenges the previous incarnation left in the
+   * ledger, until the ledger answered (`#resume`): the own proofs and endings kept on disk
+   * (`kept`), those whose receipt's standing is not read yet (`unread`), whether the open
+   * challenges are (`openUnread`), and the rounds of reads made. Undefined once read (or given up).
+   */
+  #resuming:
+    | {
+      kept: Map<string, unknown>;
+      unread: Map<string, unknown>;
+      openUnread: boolean;
+      attempts: number;
+    }
+    | undefined;
 
   /** The fraud proofs checked and settled here (`_fraud_proof_checks.ts`). */
   readonly #proofs: FraudProofChecks;
@@ -524,58 +548,18 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * whose ending was kept (its ask had failed, or the stop came before the answer) is ended in
    * the ledger with it: passed, paid when its window closes. One whose receipt is no longer
    * challenged here is forgotten; one whose kept bytes are neither ends unresolved, as does every
-   * other challenge still open in the ledger.
+   * other challenge still open in the ledger. A read of these the ledger does not answer is read
+   * again (`resume_again`, {@link END_RETRY_MS} doubling, `MAX_END_ATTEMPTS` rounds), not taken
+   * as "none" (`#resume`).
    */
   async preStart(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
     await this.#challenged.readBack();
     const kept = await this.#ownProofs?.all() ?? new Map<string, unknown>();
-    for (const [id, value] of kept) {
-      let record: { status: ReceiptStatus } | undefined;
-      try {
-        record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
-          type: "receipt_status",
-          receiptId: id,
-        });
-      } catch (error) {
-        // No answer: not "no longer challenged". Kept for the next start (the ValidatorActor
-        // leaves a kept receipt `challenged` at its own).
-        this.#log(
-          `training validator: challenge of ${id.slice(0, 12)} left to the next start: ${
-            (error as Error).message
-          }`,
-        );
-        continue;
-      }
-      if (record?.status !== "challenged") {
-        await this.#ownProofs!.remove(id);
-        continue;
-      }
-      // Ended before the stop, the ledger not told: told now, with the verdict it had.
-      if (await this.#endings.resumeKept(ctx, id, value)) continue;
-      this.#endings.hold(id);
-      const body = value as TrainingFraudProofBody | undefined;
-      const proof = body?.proof;
-      const mine = proof?.validator instanceof Uint8Array &&
-        bytesEqual(proof.validator, this.#options.identity.publicKey);
-      let ours = false;
-      try {
-        ours = mine && trainingReceiptId(proof!.receipt) === id;
-      } catch {
-        // not a receipt
-      }
-      if (!ours) await this.#endings.end(ctx, id, "undecided", "validator_restarted");
-      else ctx.self.tell({ type: "fraud_proof", body: body!, origin: "local" }).catch(() => {});
-    }
-    // Restarted alone, the ledger running on: the challenges this validator had open without a
-    // proof or an ending kept lost their material with it, and end undecided (the node's own
-    // start ends them in the ValidatorActor's, before this one).
-    const open = await this.#ledger<string[]>(ctx, { type: "training_challenged" })
-      .catch(() => [] as string[]);
-    for (const id of open) {
-      if (this.#endings.holds(id) || kept.has(id)) continue;
-      this.#endings.hold(id);
-      await this.#endings.end(ctx, id, "undecided", "validator_restarted");
-    }
+    // Until the ledger answered both reads: the challenges this incarnation opens meanwhile are
+    // its own, not the lost ones a later read ends.
+    this.#challenges.recordOpens(true);
+    this.#resuming = { kept, unread: new Map(kept), openUnread: true, attempts: 0 };
+    await this.#resume(ctx);
     // The unbacked counts spent before, then the held and taken proofs through the intake
     // again, as a peer's proof goes (`_training_proof_intake.ts`); then kept as held now.
     for (const message of await this.#intake.readBack()) await this.receive(message, ctx);
@@ -665,7 +649,101 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return this.#claims.ended(message.claimant, message.outcome);
       case "claims_again":
         return await this.#claims.again(ctx);
+      case "resume_again":
+        return await this.#resume(ctx);
     }
+  }
+
+  /**
+   * Read what the previous incarnation left in the ledger (see {@link TrainingValidator.preStart}):
+   * where each receipt stands whose own proof or ending was kept, then the challenges held open
+   * there. A read the ledger does not answer (the ValidatorActor stopped, restarting, or busy past
+   * the ask's deadline) is not an answer: before, it read as "left to the next start" and "none
+   * open", and a validator restarted alone left those receipts `challenged`, held by nobody, until
+   * the node's next start (a convicted lazy trainer neither slashed nor paid here, its stake
+   * locked; the trainer of a lost challenge locked past its window). Now it is read again
+   * (`resume_again`) after `endRetryMs` ({@link END_RETRY_MS}), doubling, at most
+   * `MAX_END_ATTEMPTS` rounds, one unanswered ask per round; past them, left to the next start.
+   */
+  async #resume(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    const resuming = this.#resuming;
+    if (resuming === undefined) return;
+    resuming.attempts++;
+    let unanswered: Error | undefined;
+    for (const [id, value] of [...resuming.unread]) {
+      if (ctx.signal.aborted) return;
+      let record: { status: ReceiptStatus } | undefined;
+      try {
+        record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
+          type: "receipt_status",
+          receiptId: id,
+        });
+      } catch (error) {
+        // No answer: not "no longer challenged" (the ValidatorActor leaves a kept receipt
+        // `challenged` at its own start). Read again below.
+        unanswered = error as Error;
+        break;
+      }
+      resuming.unread.delete(id);
+      if (record?.status !== "challenged") {
+        await this.#ownProofs!.remove(id);
+        continue;
+      }
+      // Ended before the stop, the ledger not told: told now, with the verdict it had.
+      if (await this.#endings.resumeKept(ctx, id, value)) continue;
+      this.#endings.hold(id);
+      const body = value as TrainingFraudProofBody | undefined;
+      const proof = body?.proof;
+      const mine = proof?.validator instanceof Uint8Array &&
+        bytesEqual(proof.validator, this.#options.identity.publicKey);
+      let ours = false;
+      try {
+        ours = mine && trainingReceiptId(proof!.receipt) === id;
+      } catch {
+        // not a receipt
+      }
+      if (!ours) await this.#endings.end(ctx, id, "undecided", "validator_restarted");
+      else ctx.self.tell({ type: "fraud_proof", body: body!, origin: "local" }).catch(() => {});
+    }
+    // Restarted alone, the ledger running on: the challenges this validator had open without a
+    // proof or an ending kept lost their material with it, and end undecided (the node's own
+    // start ends them in the ValidatorActor's, before this one). Those this incarnation opened
+    // since its start are its own.
+    let open: string[] = [];
+    if (unanswered === undefined && resuming.openUnread) {
+      try {
+        open = await this.#ledger<string[]>(ctx, { type: "training_challenged" });
+        resuming.openUnread = false;
+      } catch (error) {
+        unanswered = error as Error;
+      }
+    }
+    for (const id of open) {
+      if (ctx.signal.aborted) return;
+      if (this.#endings.holds(id) || resuming.kept.has(id)) continue;
+      if (this.#challenges.openedHere(id)) continue;
+      this.#endings.hold(id);
+      await this.#endings.end(ctx, id, "undecided", "validator_restarted");
+    }
+    if (unanswered === undefined || resuming.attempts >= MAX_END_ATTEMPTS) {
+      this.#resuming = undefined;
+      this.#challenges.recordOpens(false);
+      if (unanswered !== undefined) {
+        this.#log(
+          `training validator: the challenges left open before this start left to the next start: ${unanswered.message}`,
+        );
+      }
+      return;
+    }
+    this.#log(
+      `training validator: the challenges left open before this start not read, read again: ${unanswered.message}`,
+    );
+    const first = this.#options.endRetryMs ?? END_RETRY_MS;
+    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (resuming.attempts - 1));
+    // Told, not run here: what the reads change, changes in `receive` (`resume_again`).
+    void sleep(wait, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "resume_again" });
+    }).catch(() => {}); // stopped meanwhile: the next start reads them
   }
 
   /** The ledger's clock (ms). */

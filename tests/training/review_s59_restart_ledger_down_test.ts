@@ -1,0 +1,338 @@
+/**
+ * Review s59: a training validator restarted alone (its supervisor restarts just it after a crash)
+ * while its ledger does not answer.
+ *
+ * At its start the training validator reads from the ledger what a previous incarnation left
+ * there: where each receipt stands whose own fraud proof was kept on disk (`receipt_status`), and
+ * which receipts are held `challenged` (`training_challenged`), to end those whose material was
+ * lost with the crash. Both reads took "no answer" as an answer: the kept proof was "left to the
+ * next start", the open challenges read as "none". The ValidatorActor leaves `challenged` a
+ * receipt whose own proof is kept (the training validator's to settle) and ends the others only
+ * at its own start, so with the ledger back the receipts stayed `challenged`, held by nobody, until
+ * the node's next start: the convicted lazy trainer was neither slashed nor paid here (its stake
+ * locked), while every other ledger slashed it; the trainer whose challenge the crash cut off had
+ * its stake locked and its receipt open past the window. Now an unanswered start read is asked
+ * again (the validator's `endRetryMs`, doubling, `MAX_END_ATTEMPTS` tries). Each test reads the
+ * ledger outcome after the window: the trainer's receipt status and account here.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Account } from "../../proof/ledger.ts";
+import type { ReceiptRecord } from "../../proof/ledger_state.ts";
+import { fromHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { ChallengeMismatchError } from "../../training/step_opening.ts";
+import type { InProcessTrainerEngine } from "../../training/trainer_engine.ts";
+import type { TrainingChallenge } from "../../training/training_challenge.ts";
+import { TrainingValidator } from "../../training/training_validator.ts";
+import { ValidatorActor } from "../../actors/validator_actor.ts";
+import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
+import type { SealedStepOpenings } from "../../training/step_opening.ts";
+import { delay, eventually } from "../_helpers/wait.ts";
+import {
+  assertPaid,
+  type ClaimNode,
+  claimNode,
+  trainedEngine,
+  TRAINER_STAKE,
+  trainerLink,
+} from "./_claim_node.ts";
+
+/** The ledger's registry name on a {@link claimNode}. */
+const LEDGER = "node/validator";
+
+/**
+ * A {@link claimNode} whose ledger can be made to look stopped to the training validator
+ * (`ledgerDown(true)`: its lookup finds none, as after `system.stop`) while the test still reads
+ * it, or to leave unanswered only its reads of the challenges open there (`readsDown(true)`:
+ * `training_challenged`, counted in `reads()`), and a trainer that trained one receipt, credited
+ * here (paid when final), whose answer to a challenge is `answer`; a trainer has `windowMs` on the
+ * wall clock to answer (a refusal is convicted when that deadline passes).
+ */
+async function withTrainer(
+  name: string,
+  windowMs: number,
+  answer: (context: {
+    ledgerDown: (down: boolean) => void;
+    challenge: TrainingChallenge;
+    engine: InProcessTrainerEngine;
+  }) => Promise<SealedStepOpenings>,
+  test: (context: {
+    n: ClaimNode;
+    record: ReceiptRecord;
+    challenge: () => Promise<unknown>;
+    ledgerDown: (down: boolean) => void;
+    readsDown: (down: boolean) => void;
+    reads: () => number;
+    /** What the training validator asked the ledger, in order. */
+    sent: { type: string; step?: unknown }[];
+  }) => Promise<void>,
+): Promise<void> {
+  let link: Connection | undefined;
+  const n = await claimNode(`s59-restart-${name}`, () => link, windowMs);
+  let down = false;
+  let readsDown = false;
+  let reads = 0;
+  const sent: { type: string; step?: unknown }[] = [];
+  const ledgerDown = (value: boolean) => down = value;
+  try {
+    const lookup = n.system.lookup.bind(n.system);
+    n.system.lookup = ((registered: string) => {
+      const ref = lookup(registered);
+      if (registered !== LEDGER || ref === undefined) return ref;
+      if (down) return undefined;
+      // The same ledger, whose answers to `training_challenged` are counted (or left out).
+      const counted = Object.create(ref);
+      counted.tell = ref.tell.bind(ref);
+      counted.ask = (message: { type: string; step?: unknown }, options?: unknown) => {
+        sent.push({ type: message.type, step: message.step });
+        if (message.type === "training_challenged" && reads++ >= 0 && readsDown) {
+          return Promise.reject(new Error("the ledger did not answer (simulated)"));
+        }
+        return (ref.ask as (m: unknown, o?: unknown) => Promise<unknown>)(message, options);
+      };
+      return counted;
+    }) as typeof n.system.lookup;
+    const t = await trainedEngine(n.model.cid, 1);
+    link = trainerLink(
+      t.identity,
+      (challenge) => answer({ ledgerDown, challenge, engine: t.engine }),
+    ).connection;
+    const { receipt, delta } = t.receipts[0];
+    const record = await n.credited(receipt, Identity.generate());
+    await test({
+      n,
+      record,
+      challenge: async () => (await n.deltaComes(receipt, delta, link!)).result,
+      ledgerDown,
+      readsDown: (value) => readsDown = value,
+      reads: () => reads,
+      sent,
+    });
+  } finally {
+    await n.close();
+  }
+}
+
+/** Challenges the silent trainer ({@link silent}) was asked, all tests together. */
+let silentAsked = 0;
+
+/** A trainer about to answer its challenge: it never does within a test. */
+function silent(): Promise<SealedStepOpenings> {
+  silentAsked++;
+  return new Promise(() => {});
+}
+
+/**
+ * Wait for the silent trainer to be asked (more than `before` times) its challenge of `record`'s
+ * receipt: held `challenged`
+ * here, and the challenge's mark kept on disk (written before the challenge goes out).
+ */
+async function asked(n: ClaimNode, record: ReceiptRecord, before: number): Promise<void> {
+  await eventually(() => silentAsked > before, "the trainer asked its challenge");
+  assert.equal((await n.record(record.receiptId)).status, "challenged", "the challenge's hold");
+}
+
+/** Wait (bounded) for `record`'s receipt to stand `status` here; then close its window. */
+async function settledAs(n: ClaimNode, record: ReceiptRecord, status: string): Promise<void> {
+  await eventually(
+    async () => (await n.record(record.receiptId)).status === status,
+    `the receipt to end ${status}`,
+    { timeoutMs: 10_000 },
+  ).catch(() => {});
+  await n.closeWindow();
+}
+
+Deno.test("review s59: a training validator restarted alone while its ledger does not answer still settles its kept own proof once the ledger is back: the lazy trainer is slashed here, not left challenged", () =>
+  withTrainer(
+    "kept-proof",
+    400,
+    ({ ledgerDown }) => {
+      // The ledger stops as the lazy trainer refuses to open its steps: the conviction that
+      // follows is kept on disk, and its settlement goes unanswered.
+      ledgerDown(true);
+      throw new ChallengeMismatchError("refused");
+    },
+    async ({ n, record, challenge, ledgerDown }) => {
+      const outcome = await challenge() as { ok?: boolean; reason?: string };
+      assert.equal(outcome.ok, false);
+      assert.equal(outcome.reason, "opening_missing");
+      // The training validator crashes and its supervisor restarts it, the ledger still down.
+      await n.restartTraining();
+      ledgerDown(false);
+      await settledAs(n, record, "fraud");
+      assert.equal(
+        (await n.record(record.receiptId)).status,
+        "fraud",
+        "the lazy trainer was not slashed here",
+      );
+      assert.deepEqual(
+        await n.account(fromHex(record.worker)),
+        { balance: 0, stake: TRAINER_STAKE - record.locked, locked: 0 } satisfies Account,
+      );
+    },
+  ));
+
+Deno.test("review s59: a training validator restarted alone while its ledger does not answer ends the challenge the crash cut off once the ledger is back: the trainer's stake is released, not left locked in a challenged receipt", () =>
+  withTrainer(
+    "open-challenge",
+    // A deadline of a minute on the wall clock: the challenge does not end on it in the test.
+    60_000,
+    // The trainer is about to answer (it never does within the test): the challenge is open.
+    silent,
+    async ({ n, record, challenge, ledgerDown }) => {
+      const before = silentAsked;
+      void challenge();
+      await asked(n, record, before);
+      // The training validator crashes and its supervisor restarts it, the ledger down: the
+      // challenge's material is lost with the crash, and nothing of it was kept.
+      ledgerDown(true);
+      await n.restartTraining();
+      ledgerDown(false);
+      await settledAs(n, record, "unpaid");
+      // As when the ledger answered at the restart (`challenge_hold_test.ts`): undecided, the
+      // work not paid, the trainer's stake whole and free.
+      assert.equal((await n.record(record.receiptId)).status, "unpaid", "left challenged here");
+      assert.deepEqual(
+        await n.account(fromHex(record.worker)),
+        { balance: 0, stake: TRAINER_STAKE, locked: 0 } satisfies Account,
+      );
+    },
+  ));
+
+Deno.test("review s59: a training validator restarted alone whose ledger answered at its start ends the challenge the crash cut off at once, without asking again", () =>
+  withTrainer(
+    "answered",
+    60_000,
+    silent,
+    async ({ n, record, challenge, reads }) => {
+      const before = silentAsked;
+      void challenge();
+      await asked(n, record, before);
+      const first = reads();
+      await n.restartTraining();
+      // Ended within the restarted validator's start: no retry needed.
+      assert.equal((await n.record(record.receiptId)).status, "unpaid");
+      await n.stats();
+      assert.equal(reads() - first, 1, "read once");
+      await n.closeWindow();
+      assert.deepEqual(
+        await n.account(fromHex(record.worker)),
+        { balance: 0, stake: TRAINER_STAKE, locked: 0 } satisfies Account,
+      );
+    },
+  ));
+
+/**
+ * A restarted training validator whose start read of the open challenges went unanswered
+ * challenges the honest trainer before the read comes back; with `race`, the read's answer
+ * (listing that challenge) reaches the validator while the challenge's own ending (passed) is
+ * being asked, so the challenge is not held there at that moment. Either way the read must leave
+ * the challenge to this incarnation: the honest trainer is paid.
+ */
+function ownChallenge(name: string, race: boolean): Promise<void> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  return withTrainer(
+    name,
+    60_000,
+    async ({ challenge, engine }) => {
+      await released;
+      return await engine.open(challenge);
+    },
+    async ({ n, record, challenge, readsDown, reads, sent }) => {
+      // The start's reads again wait (each `resume_again` told again later, not run) until
+      // `gated` is false: the challenge below opens before the read that comes back, however
+      // long it takes on a loaded machine.
+      const receive = TrainingValidator.prototype.receive;
+      const ledgerReceive = ValidatorActor.prototype.receive;
+      let gated = true;
+      TrainingValidator.prototype.receive = function (message, ctx) {
+        if (gated && message.type === "resume_again") {
+          setTimeout(() => ctx.self.tell(message).catch(() => {}), 10);
+          return Promise.resolve();
+        }
+        return receive.call(this, message, ctx);
+      };
+      if (race) {
+        // The ledger lists the open challenges, then, before its answer goes back, the trainer
+        // answers and the challenge's passed ending is asked (it waits behind this answer).
+        ValidatorActor.prototype.receive = async function (message, ctx) {
+          const answer = await ledgerReceive.call(this, message, ctx);
+          if (message.type === "training_challenged" && !gated) {
+            assert.deepEqual(answer, [record.receiptId]);
+            release();
+            await eventually(
+              () => sent.some((m) => m.type === "training_challenge" && m.step === "passed"),
+              "the challenge's passed ending asked",
+            );
+          }
+          return answer;
+        };
+      }
+      try {
+        // Restarted alone, its read of the open challenges unanswered: read again later.
+        readsDown(true);
+        const before = reads();
+        await n.restartTraining();
+        assert.equal(reads(), before + 1, "read at the start, unanswered");
+        // Meanwhile this incarnation challenges the honest trainer: held `challenged`.
+        const result = challenge();
+        await eventually(
+          async () => (await n.record(record.receiptId)).status === "challenged",
+          "the challenge's hold",
+        );
+        // The read is answered now, listing the challenge: this incarnation's own, left alone.
+        readsDown(false);
+        gated = false;
+        await eventually(() => reads() > before + 1, "the read again");
+        await n.stats(); // the read's round ran in the mailbox: it has ended once `stats` answers
+        if (!race) {
+          assert.equal((await n.record(record.receiptId)).status, "challenged", "ended as lost");
+          release();
+        }
+        assert.deepEqual(await result, { challenged: true, ok: true });
+      } finally {
+        TrainingValidator.prototype.receive = receive;
+        ValidatorActor.prototype.receive = ledgerReceive;
+      }
+      await assertPaid(n, record);
+      assert.equal(
+        sent.filter((m) => m.type === "training_challenge" && m.step === "undecided").length,
+        0,
+        "this incarnation's challenge was ended as a lost one",
+      );
+    },
+  );
+}
+
+Deno.test("review s59: a challenge the restarted training validator opened while its start read went unanswered is its own: the read that comes back does not end it, and the honest trainer is paid", () =>
+  ownChallenge("own-challenge", false));
+
+Deno.test("review s59: a challenge the restarted training validator opened while its start read went unanswered, whose passed ending is being asked as the read comes back, is not ended as lost: the honest trainer is paid", () =>
+  ownChallenge("own-ending", true));
+
+Deno.test("review s59: a start read the ledger never answers is asked a bounded number of times: the challenge the crash cut off stays challenged, as before the fix (the written cost)", () =>
+  withTrainer(
+    "gives-up",
+    60_000,
+    silent,
+    async ({ n, record, challenge, readsDown, reads }) => {
+      const before = silentAsked;
+      void challenge();
+      await asked(n, record, before);
+      readsDown(true);
+      const first = reads();
+      await n.restartTraining();
+      await eventually(() => reads() - first >= MAX_END_ATTEMPTS, "the tries to run out");
+      // The next round would have come after twice the last wait (5 ms doubling: 2.6 s); waited
+      // past it, on the wall clock that schedules it.
+      await delay(3_500);
+      assert.equal(reads() - first, MAX_END_ATTEMPTS, "bounded: no read after the last");
+      readsDown(false);
+      await n.closeWindow();
+      assert.equal((await n.record(record.receiptId)).status, "challenged");
+    },
+  ));
