@@ -22,6 +22,7 @@ const expected = (await collect(inThread.generate(PROMPT, GREEDY))).map((c) => c
 
 Deno.test("a replacement worker whose load never ends is taken for hung after stallMs: the generation waiting for it runs on the next replacement", async () => {
   const events: ModelWorkerEvent[] = [];
+  const began = performance.now();
   const model = await TextModel.load(dir, {
     worker: true,
     workerCount: 1,
@@ -30,6 +31,12 @@ Deno.test("a replacement worker whose load never ends is taken for hung after st
     restart: { backoffInitialMs: 0, stallMs: 1_000 },
     onWorkerEvent: (event) => events.push(event),
   });
+  // The pool gives the hung load up after stallMs or 4 × its first load's time (about this
+  // load's), then loads the next replacement: a machine slow enough to stretch the first load
+  // stretches both, so the waits below grow with it rather than race a fixed time (a CI run under
+  // load timed out at a fixed 60 s).
+  const loadMs = performance.now() - began;
+  const slow = { timeoutMs: 60_000 + 10 * loadMs };
   try {
     const running = model.generate(PROMPT, params({ maxTokens: 1000 }));
     const reader = running.getReader();
@@ -42,7 +49,6 @@ Deno.test("a replacement worker whose load never ends is taken for hung after st
     }, ModelWorkerError);
     // Real time (the pool's stall watch reads `performance.now`): the hung load is given up after
     // stallMs or 4 × the first load's time, which a busy machine stretches past the default wait.
-    const slow = { timeoutMs: 60_000 };
     await eventually(() => Deno.statSync(`${FLAGS}/load-held`), "the replacement loading", slow);
     // Opened while the only worker's replacement hangs in its load: its first step waits.
     const during = collect(model.generate(PROMPT, GREEDY));
