@@ -35,7 +35,7 @@ export interface SelfPeerHooks {
  * actor records it as a replica whatever this node pins, so a chunk shared between this node's
  * file and a peer's stays when the file goes.
  *
- * It knows the calls still running on it ({@link SelfPeer.settled}), and the actor's stop waits
+ * It knows the calls still running on it (`LocalStoragePeer.settled`), and the actor's stop waits
  * them out. A `ReplicatedStore` races each holder's call against its caller's signal and the peer
  * timeout, so a read its caller gave up on (a client gone, a gateway request whose response was
  * sent once a remote replica answered) settles there and goes on here: a chunk store read checks
@@ -46,36 +46,9 @@ export interface SelfPeerHooks {
  */
 export class SelfPeer extends LocalStoragePeer {
   readonly #hooks: SelfPeerHooks;
-  /** The calls running on this peer, each until it settles. */
-  readonly #calls = new Set<Promise<unknown>>();
-
   constructor(store: ChunkStore, publicKey: Uint8Array, hooks: SelfPeerHooks) {
     super(store, publicKey);
     this.#hooks = hooks;
-  }
-
-  /** Resolves once no call is running on this peer (the actor's `postStop`). */
-  async settled(): Promise<void> {
-    while (this.#calls.size > 0) await Promise.allSettled([...this.#calls]);
-  }
-
-  #track<T>(call: Promise<T>): Promise<T> {
-    this.#calls.add(call);
-    const done = () => this.#calls.delete(call);
-    call.then(done, done);
-    return call;
-  }
-
-  override getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
-    return this.#track(super.getChunk(cid, options));
-  }
-
-  override hasChunk(cid: string): Promise<boolean> {
-    return this.#track(super.hasChunk(cid));
-  }
-
-  override proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
-    return this.#track(super.proveChunks(nonce, cids));
   }
 
   override putChunk(
@@ -83,7 +56,7 @@ export class SelfPeer extends LocalStoragePeer {
     bytes: Uint8Array,
     options?: PeerCallOptions & { repair?: boolean },
   ): Promise<void> {
-    return this.#track(this.#putChunk(cid, bytes, options));
+    return this.track(this.#putChunk(cid, bytes, options));
   }
 
   async #putChunk(
@@ -113,7 +86,7 @@ export class SelfPeer extends LocalStoragePeer {
     into: BlockStore,
     options: PeerCallOptions,
   ): Promise<void> {
-    return this.#track((async () => {
+    return this.track((async () => {
       await into.put(bytes, { signal: options.signal });
       this.#hooks.noted(storageKey(cid));
     })());

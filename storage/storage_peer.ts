@@ -95,11 +95,19 @@ export async function proveFromStore(
   return out;
 }
 
-/** A storage peer backed by a {@link ChunkStore} in this process (tests, simulations). */
+/**
+ * A storage peer backed by a {@link ChunkStore} in this process (a node's own copy, tests,
+ * simulations). It knows the calls still running on it ({@link LocalStoragePeer.settled}): a call
+ * its caller stopped waiting for (a read cancelled when a faster replica answered, one past its
+ * timeout) goes on in the store, which re-reads its directories and may make `quarantine/` again,
+ * so whoever closes or removes the store waits them out first.
+ */
 export class LocalStoragePeer implements StoragePeer {
   readonly id: string;
   readonly publicKey: Uint8Array;
   readonly #store: ChunkStore;
+  /** The calls running on this peer, each until it settles. */
+  readonly #calls = new Set<Promise<unknown>>();
 
   /**
    * A peer serving `store`.
@@ -129,36 +137,51 @@ export class LocalStoragePeer implements StoragePeer {
     return this.#store;
   }
 
+  /** Resolves once no call is running on this peer. */
+  async settled(): Promise<void> {
+    while (this.#calls.size > 0) await Promise.allSettled([...this.#calls]);
+  }
+
+  /** Count `call` as running on this peer until it settles ({@link LocalStoragePeer.settled}). */
+  protected track<T>(call: Promise<T>): Promise<T> {
+    this.#calls.add(call);
+    const done = () => this.#calls.delete(call);
+    call.then(done, done);
+    return call;
+  }
+
   /**
    * Store a chunk after checking it hashes to `cid`. A copy already here is verified first
    * (whether or not this is a `repair`): the writer counts this answer as a good copy towards its
    * quorum, so a rotten one is replaced, never acknowledged.
    */
-  async putChunk(
+  putChunk(
     cid: string,
     bytes: Uint8Array,
     options?: PeerCallOptions & { repair?: boolean },
   ): Promise<void> {
-    await this.#store.put(bytes, {
-      cid,
-      verifyExisting: true,
-      signal: options?.signal,
-      replica: true, // held for another node: GC keeps it
-    });
+    return this.track(
+      this.#store.put(bytes, {
+        cid,
+        verifyExisting: true,
+        signal: options?.signal,
+        replica: true, // held for another node: GC keeps it
+      }).then(() => {}),
+    );
   }
 
   /** Read a verified chunk. */
   getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
-    return this.#store.get(cid, options);
+    return this.track(this.#store.get(cid, options));
   }
 
   /** Whether the chunk file exists. */
   hasChunk(cid: string): Promise<boolean> {
-    return this.#store.has(cid);
+    return this.track(this.#store.has(cid));
   }
 
   /** Prove possession of `cids` under `nonce`. */
   proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
-    return proveFromStore(this.#store, this.publicKey, nonce, cids);
+    return this.track(proveFromStore(this.#store, this.publicKey, nonce, cids));
   }
 }
