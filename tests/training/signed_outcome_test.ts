@@ -14,10 +14,9 @@ import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
-import { cidOf } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { type OutcomeBody, OutcomeMessage } from "../../protocols/training_messages.ts";
+import { OutcomeMessage } from "../../protocols/training_messages.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { outcomeSignature, signOutcome } from "../../training/signed_outcome.ts";
@@ -30,34 +29,13 @@ import {
   type TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { placeholderReceipt } from "./_placeholder_receipt.ts";
-import { TEST_ARCH } from "./_fixtures.ts";
 import { honestRound } from "./_honest_round.ts";
+import { uncheckableOutcome } from "./_uncheckable_outcome.ts";
 
 /** Local steps: the gate does not depend on how far the trainers got. */
 const H = 3;
 /** Stake of every key deposited here: above any ledger's bar for a peer's claim. */
 const STAKE = 1_000_000;
-
-/**
- * An outcome of a later round from a start model this node never saw: its receipts are signed,
- * so it passes every check before the outer step, and it cannot be checked here (served on its
- * coordinator's word, no fetch): one audit spent, nothing failed.
- */
-function uncheckableOutcome(n: number, coordinator: Identity): OutcomeBody {
-  const start = cidOf(new TextEncoder().encode(`a start model never seen ${n}`));
-  const receipt = placeholderReceipt(5, start);
-  return signOutcome({
-    round: 5,
-    startModel: start,
-    model: cidOf(new TextEncoder().encode(`model ${n}`)),
-    file: cidOf(new TextEncoder().encode(`model file ${n}`)),
-    arch: TEST_ARCH,
-    accepted: [toHex(receipt.trainer)],
-    reports: [{ receipt, deltaFile: cidOf(new TextEncoder().encode(`delta ${n}`)) }],
-    excluded: [],
-  }, coordinator);
-}
 
 /** One node's ledger and training validator (named apart, so that each step has its own). */
 async function spawnNode(
