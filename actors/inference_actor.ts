@@ -18,48 +18,26 @@
  * is a model that cannot be loaded, whatever the error (a bad `config.json` is the operator's
  * input, not a bug of this actor): that job is refused, typed, and every other job goes on.
  *
+ * Two private modules hold the rest: `_prepared_jobs.ts`, the checks a submission passes and the
+ * queue entry it becomes (with the child runner of a text job), and `_submit_job.ts`, the
+ * requester's side (`submitJob`, re-exported here).
+ *
  * @module
  */
 import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorRef } from "./actor_ref.ts";
-import { DuplicateJobError, JobCancelledError, TooManyJobsError } from "./inference_errors.ts";
-import {
-  type JobOutcome,
-  JobRunner,
-  type JobRunnerMessage,
-  type TextJobHandle,
-  TextJobRun,
-} from "./inference_job.ts";
+import { DuplicateJobError, TooManyJobsError } from "./inference_errors.ts";
+import type { JobOutcome, TextJobHandle } from "./inference_job.ts";
 import type { GenerativeModel, ModelSource, OneShotModel, ProverHook } from "./inference_models.ts";
-import { jobPromptText } from "../protocols/job_input.ts";
+import { type JobEntry, JobPreparer, type PreparedJob } from "./_prepared_jobs.ts";
 import {
   emptyInferenceStats,
   type InferenceStats,
   type ServedModelInfo,
 } from "../inference/inference_port.ts";
-import {
-  generationParamsSchema,
-  type Job,
-  jobId as computeJobId,
-  type TensorData,
-  type TensorJob,
-  type TextJob,
-} from "../protocols/job.ts";
+import { type Job, jobId as computeJobId, type TensorData } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import {
-  asModelLoadError,
-  ContextLengthError,
-  EmptyPromptError,
-  InvalidGenerationParamsError,
-  UnknownModelError,
-  WrongModelKindError,
-} from "../inference/errors.ts";
-import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
-import {
-  checkResumePrefix,
-  InvalidResumeError,
-  isResumable,
-} from "../inference/resumed_generation.ts";
+import { asModelLoadError, UnknownModelError } from "../inference/errors.ts";
 
 // The result types live with the port; re-exported so existing importers of this module keep
 // working. Each is defined once, in inference/inference_port.ts.
@@ -75,6 +53,7 @@ export type {
 export { DuplicateJobError, JobCancelledError, TooManyJobsError } from "./inference_errors.ts";
 export type { JobOutcome, JobRunnerMessage, TextJobHandle } from "./inference_job.ts";
 export type { GenerativeModel, ModelSource, OneShotModel, ProverHook } from "./inference_models.ts";
+export { submitJob, type SubmitJobOptions } from "./_submit_job.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Handles and replies
@@ -222,24 +201,6 @@ export const DEFAULT_QUEUE_LIMIT = 64;
 // The actor
 // ---------------------------------------------------------------------------------------------
 
-/** A job known to the actor, from submission to the end. */
-interface JobEntry {
-  jobId: string;
-  modelCid: string;
-  /** Starts the job in a child runner; called once when a slot frees. */
-  start: (ctx: ActorContext<InferenceMessage>) => Promise<void>;
-  /** Cancels the job wherever it is. */
-  cancel: () => void;
-  /**
-   * Whether the job has already ended (a queued job its requester cancelled), its `job_ended`
-   * still on the way: it is not given a slot that frees meanwhile.
-   */
-  ended: () => boolean;
-  state: "queued" | "running";
-  /** The submission's {@link SubmitJob.onQueued}. */
-  onQueued?: (position: number) => void;
-}
-
 /** Per-model slots and queue. */
 interface ModelLane {
   running: number;
@@ -279,8 +240,8 @@ export class InferenceActor implements Actor<InferenceMessage> {
   /** Ids of text jobs that finished here with a prover (so with a signed receipt). */
   #finished = new Set<string>();
   #receiptSigned?: (jobId: string) => Promise<boolean> | boolean;
-  #runnerSeq = 0;
   #stats: InferenceStats = emptyInferenceStats();
+  #preparer: JobPreparer;
 
   /**
    * Create it (the system calls this through the child spec's factory).
@@ -296,6 +257,11 @@ export class InferenceActor implements Actor<InferenceMessage> {
     this.#now = options.now ?? (() => performance.now());
     if (!(this.#concurrency >= 1)) throw new RangeError("concurrency must be at least 1");
     if (!(this.#queueLimit >= 0)) throw new RangeError("queueLimit must not be negative");
+    this.#preparer = new JobPreparer({
+      prover: this.#prover,
+      now: this.#now,
+      selfRef: () => this.#selfRef,
+    });
   }
 
   /** Handle one message; see {@link InferenceMessage}. */
@@ -374,7 +340,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     let prepared: PreparedJob;
     try {
       prepared = job.kind === "text"
-        ? this.#prepareText(
+        ? this.#preparer.prepareText(
           job,
           id,
           model,
@@ -383,7 +349,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
           message.resume,
           message.input,
         )
-        : this.#prepareTensor(job, id, model);
+        : this.#preparer.prepareTensor(job, id, model);
     } catch (error) {
       if (error instanceof VeriflowError) return { accepted: false, error };
       throw error;
@@ -399,158 +365,12 @@ export class InferenceActor implements Actor<InferenceMessage> {
     return { accepted: true, handle };
   }
 
-  #prepareText(
-    job: TextJob,
-    id: string,
-    model: GenerativeModel | OneShotModel,
-    submittedAt: number,
-    topLogprobs: number,
-    resume: readonly number[] = [],
-    input?: Uint8Array,
-  ): PreparedJob {
-    if (!("generate" in model)) {
-      throw new WrongModelKindError(model.info.cid, "text", model.info.kind);
-    }
-    if (!Number.isSafeInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > MAX_TOP_LOGPROBS) {
-      throw new InvalidGenerationParamsError(
-        `topLogprobs: must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${topLogprobs}`,
-      );
-    }
-    // Parameters are checked here, not when the job starts, so a bad request is refused with a
-    // typed error before it takes a queue slot.
-    const checked = generationParamsSchema.safeParse(job.params);
-    if (!checked.success) {
-      const issue = checked.error.issues[0];
-      const field = ["params", ...issue.path.map(String)].join(".");
-      throw new InvalidGenerationParamsError(`${field}: ${issue.message}`);
-    }
-    // The input's text, then the prompt: checked against the job's input CID first.
-    const promptIds = model.tokenizer.encode(jobPromptText(job, input));
-    const contextLength = model.info.contextLength ?? Infinity;
-    if (promptIds.length === 0) throw new EmptyPromptError();
-    // Refused up front (not by the model mid-stream) so the edge can answer 400 before any
-    // byte of a stream is sent. A prompt that fits but leaves less room than maxTokens simply
-    // ends with finish reason "length".
-    if (promptIds.length >= contextLength) {
-      throw new ContextLengthError(promptIds.length, contextLength);
-    }
-    if (resume.length > 0) {
-      if (!isResumable(model)) {
-        throw new InvalidResumeError(`model ${model.info.name} cannot resume a job here`);
-      }
-      checkResumePrefix(model, promptIds.length, resume, job.params);
-    }
-    const run = new TextJobRun({
-      job,
-      jobId: id,
-      model,
-      promptIds,
-      topLogprobs,
-      resume: resume.length > 0 ? resume : undefined,
-      prover: this.#prover,
-      input: job.input === undefined ? undefined : input,
-      submittedAt,
-      now: this.#now,
-      // The run reports its end through the mailbox: the actor's state is only ever touched
-      // from receive().
-      onEnd: (outcome, tokens) =>
-        tellQuietly(this.#selfRef, { type: "job_ended", jobId: id, outcome, tokens }),
-    });
-    const entry: JobEntry = {
-      jobId: id,
-      modelCid: job.model,
-      state: "queued",
-      // The run reports its end (job_ended) through the mailbox, where the entry leaves the
-      // queue or frees its slot: lanes are only ever touched inside receive().
-      cancel: () => run.cancel(),
-      ended: () => run.ended,
-      start: async (ctx) => {
-        await this.#spawnRunner(ctx, id, run);
-      },
-    };
-    return { entry, handle: run.handle(model.info, promptIds.length) };
-  }
-
-  #prepareTensor(
-    job: TensorJob,
-    id: string,
-    model: GenerativeModel | OneShotModel,
-  ): PreparedJob {
-    if (!("run" in model)) {
-      throw new WrongModelKindError(model.info.cid, "tensor", model.info.kind);
-    }
-    const outputs = Promise.withResolvers<Record<string, TensorData>>();
-    // A rejection the requester never awaits must not become an unhandled rejection.
-    outputs.promise.catch(() => {});
-    let settled = false;
-    const entry: JobEntry = {
-      jobId: id,
-      modelCid: job.model,
-      state: "queued",
-      cancel: () => {
-        // A running one-shot pass cannot be interrupted; only a queued job is cancelled.
-        if (entry.state !== "queued" || settled) return;
-        settled = true;
-        outputs.reject(new JobCancelledError(id));
-        tellQuietly(this.#selfRef, {
-          type: "job_ended",
-          jobId: id,
-          outcome: "cancelled",
-          tokens: 0,
-        });
-      },
-      ended: () => settled,
-      start: (ctx) => {
-        if (settled) return Promise.resolve(); // cancelled while queued; job_ended is on its way
-        const self = ctx.self;
-        model.run(job.inputs).then(
-          (result) => {
-            settled = true;
-            outputs.resolve(result);
-            tellQuietly(self, { type: "job_ended", jobId: id, outcome: "finished", tokens: 0 });
-          },
-          (error) => {
-            settled = true;
-            outputs.reject(error);
-            tellQuietly(self, { type: "job_ended", jobId: id, outcome: "failed", tokens: 0 });
-          },
-        );
-        return Promise.resolve();
-      },
-    };
-    return {
-      entry,
-      handle: {
-        kind: "tensor",
-        jobId: id,
-        model: model.info,
-        outputs: outputs.promise,
-        cancel: () => entry.cancel(),
-      },
-    };
-  }
-
   // The actor's own ref, captured on the first message so runners can report back.
   #selfRef?: ActorRef<InferenceMessage>;
 
   /** @internal Called by the system before the first message. */
   preStart(ctx: ActorContext<InferenceMessage>): void {
     this.#selfRef = ctx.self;
-  }
-
-  async #spawnRunner(
-    ctx: ActorContext<InferenceMessage>,
-    id: string,
-    run: TextJobRun,
-  ): Promise<ActorRef<JobRunnerMessage>> {
-    const name = `${ctx.name}/job-${id.slice(0, RUNNER_ID_CHARS)}-${++this.#runnerSeq}`;
-    return await ctx.spawn<JobRunnerMessage>({
-      name,
-      factory: () => new JobRunner(run),
-      // A job is not restarted after a crash: its requester has seen part of the stream, and a
-      // silent rerun would duplicate it. The runner reports the failure instead.
-      restart: "temporary",
-    });
   }
 
   async #startEntry(
@@ -654,14 +474,6 @@ export class InferenceActor implements Actor<InferenceMessage> {
   }
 }
 
-/** Hex characters of the job id used in a runner's name: unique enough to read in a tree. */
-const RUNNER_ID_CHARS = 12;
-
-interface PreparedJob {
-  entry: JobEntry;
-  handle: TextJobHandle | TensorJobHandle;
-}
-
 /** Tell a job's submitter its place in the queue (0: it left it); a throwing callback is ignored. */
 function tellPosition(entry: JobEntry, position: number): void {
   try {
@@ -691,111 +503,6 @@ function movedUp(lane: ModelLane, from: number): void {
     if (i >= from) tellPosition(entry, place);
   }
 }
-
-function tellQuietly(ref: ActorRef<InferenceMessage> | undefined, message: InferenceMessage): void {
-  // The actor may already be stopping; a lost "ended" note then has nobody left to inform.
-  ref?.tell(message).catch(() => {});
-}
-
-/** Options of {@link submitJob}. */
-export interface SubmitJobOptions {
-  /**
-   * Aborting it cancels the job (queued or running): by `handle.cancel()` once the job is
-   * accepted, by a `cancel` message while the submission is still unanswered.
-   */
-  signal?: AbortSignal;
-  /** How long to wait for the actor's answer; default two minutes (covers a model load). */
-  timeoutMs?: number;
-  /** Text jobs: top tokens listed per position ({@link SubmitJob.topLogprobs}); default 0. */
-  topLogprobs?: number;
-  /** Text jobs: resume after these delivered token ids ({@link SubmitJob.resume}). */
-  resume?: readonly number[];
-  /** Text jobs: the bytes of the job's `input` ({@link SubmitJob.input}). */
-  input?: Uint8Array;
-  /** The job's place in its model's queue while it waits ({@link SubmitJob.onQueued}). */
-  onQueued?: (position: number) => void;
-}
-
-/**
- * Submit a text job and unwrap the reply: resolves to the handle, or rejects with the typed
- * refusal ({@link TooManyJobsError}, `UnknownModelError`, `ContextLengthError`, ...).
- *
- * @example
- * ```ts ignore
- * const handle = await submitJob(inference, { kind: "text", model, prompt, params, nonce });
- * ```
- */
-export function submitJob(
-  ref: ActorRef<InferenceMessage>,
-  job: TextJob,
-  options?: SubmitJobOptions,
-): Promise<TextJobHandle>;
-/** Submit a one-shot tensor job; resolves to its handle (outputs arrive on `handle.outputs`). */
-export function submitJob(
-  ref: ActorRef<InferenceMessage>,
-  job: TensorJob,
-  options?: SubmitJobOptions,
-): Promise<TensorJobHandle>;
-/** Submit any job. */
-export async function submitJob(
-  ref: ActorRef<InferenceMessage>,
-  job: Job,
-  options?: SubmitJobOptions,
-): Promise<TextJobHandle | TensorJobHandle> {
-  const signal = options?.signal;
-  const sent = !signal?.aborted; // an ask with an aborted signal is refused before it is sent
-  let reply: SubmitReply;
-  try {
-    reply = await ref.ask<SubmitReply>(
-      {
-        type: "submit",
-        job,
-        topLogprobs: options?.topLogprobs,
-        resume: options?.resume,
-        input: options?.input,
-        onQueued: options?.onQueued,
-      },
-      { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal },
-    );
-  } catch (error) {
-    // Gave up waiting (aborted, timed out): the actor still handles the submission, and may
-    // accept the job with nobody left to read it. The cancel queues behind the submission, so
-    // it reaches the job once it exists.
-    if (sent) {
-      let jobId: string | undefined;
-      try {
-        jobId = computeJobId(job);
-      } catch {
-        // No id (no canonical bytes): the actor refuses such a job, so nothing is left to cancel.
-      }
-      if (jobId !== undefined) tellQuietly(ref, { type: "cancel", jobId });
-    }
-    throw error;
-  }
-  if (!reply.accepted) throw reply.error;
-  const { handle } = reply;
-  if (signal !== undefined) cancelOnAbort(signal, handle);
-  return handle;
-}
-
-/** Cancel `handle` when `signal` aborts, and forget the signal once a text job has ended. */
-function cancelOnAbort(signal: AbortSignal, handle: TextJobHandle | TensorJobHandle): void {
-  if (signal.aborted) {
-    handle.cancel();
-    return;
-  }
-  const onAbort = () => handle.cancel();
-  signal.addEventListener("abort", onAbort, { once: true });
-  // A long-lived signal must not keep every finished job's handle reachable.
-  const ended = handle.kind === "text" ? handle.done : handle.outputs;
-  ended.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
-}
-
-/**
- * How long a submission may take to be answered. It covers a first-time model load (seconds
- * for a large ONNX file); after that, answers take microseconds.
- */
-const SUBMIT_TIMEOUT_MS = 120_000;
 
 /**
  * The jobs `model` runs at once, if it says: its batch seats (`batchCapacity`; a worker given up
