@@ -28,11 +28,15 @@
  * its requests fail with a `ModelWorkerError` that says so, and {@link ModelWorkerPool.health}
  * reports it, as `/healthz` does. After `dispose()` requests fail with `ModelDisposedError`.
  *
+ * Two private modules hold the rest: `_pool_sizing.ts`, the pool's size and threads for the
+ * worker-mode options (`poolSizing`, re-exported here), and `_worker_slot.ts`, one worker as
+ * the pool tracks it and the sequences pinned to it ({@link RemoteSequence}).
+ *
  * @module
  */
 import type { TensorData } from "../protocols/job.ts";
-import type { DecoderShape, SampledStep, StepSampling } from "./_decoder_session.ts";
-import { cudaProviderInstalled, type SessionOptions } from "./_session.ts";
+import type { DecoderShape } from "./_decoder_session.ts";
+import type { SessionOptions } from "./_session.ts";
 import type { PreparedTensor } from "./_tensor_data.ts";
 import { BatchedPost, eachMessage } from "./_batched_post.ts";
 import {
@@ -52,21 +56,15 @@ import type {
   ModelWorkerLane,
   ModelWorkerRestartPolicy,
 } from "./model_health.ts";
+import { RemoteSequence, WorkerSlot } from "./_worker_slot.ts";
 
-/**
- * Most workers a pool starts by default. Every worker holds a whole session (the model's weights
- * once more in memory); past a few workers, cores are better spent as intra-op threads of each
- * (`intraOpThreads` defaults to cores / workers), which also speeds up a single stream.
- */
-export const DEFAULT_MAX_MODEL_WORKERS = 4;
-
-/** Worker-mode options as the pool reads them (declared publicly in `text_model.ts`). */
-export interface PoolSizing extends SessionOptions {
-  /** Generation workers in the pool. */
-  workerCount?: number;
-  /** Validation workers (forward passes only); default 0. */
-  validationWorkers?: number;
-}
+export {
+  DEFAULT_MAX_MODEL_WORKERS,
+  type PoolSizing,
+  poolSizing,
+  webgpuPoolClamp,
+} from "./_pool_sizing.ts";
+export { RemoteSequence } from "./_worker_slot.ts";
 
 /**
  * Five restarts in a minute: an isolated crash (a worker hit by a bad input, memory pressure)
@@ -94,74 +92,9 @@ const LOAD_STALL_FACTOR = 4;
 const STALL_CHECK_MAX_MS = 5_000;
 
 /**
- * The pool size and per-worker session options for `options`: `workerCount` (default one per
- * core up to {@link DEFAULT_MAX_MODEL_WORKERS}; one on CUDA, where sessions would share a single
- * device and each would hold its own copy of the weights in GPU memory), `intraOpThreads`
- * (default cores / workers, so a busy pool does not oversubscribe the CPU), and the validation
- * lane's workers and threads.
- *
- * On WebGPU the pool is always one worker and no validation lane, whatever was asked
- * ({@link webgpuPoolClamp}): onnxruntime-node has one WebGPU device per process, shared by every
- * session, and sessions run from two threads at once corrupt its command encoder (seen on an
- * H200: "CommandEncoder is already finished", then SIGSEGV, as a node with a generation and a
- * validation worker started).
- */
-export function poolSizing(
-  options: PoolSizing | undefined,
-): {
-  workerCount: number;
-  session: SessionOptions;
-  validationWorkers: number;
-  validationSession: SessionOptions;
-} {
-  const cores = Math.max(1, navigator.hardwareConcurrency || 1);
-  const cuda = options?.executionProvider === "cuda" && cudaProviderInstalled();
-  const asked = options?.workerCount ?? (cuda ? 1 : Math.min(cores, DEFAULT_MAX_MODEL_WORKERS));
-  if (!Number.isSafeInteger(asked) || asked < 1) {
-    throw new RangeError(`workerCount must be a positive integer`);
-  }
-  const askedValidation = options?.validationWorkers ?? 0;
-  if (!Number.isSafeInteger(askedValidation) || askedValidation < 0) {
-    throw new RangeError(`validationWorkers must be an integer ≥ 0`);
-  }
-  const webgpu = options?.executionProvider === "webgpu";
-  const workerCount = webgpu ? 1 : asked;
-  const validationWorkers = webgpu ? 0 : askedValidation;
-  const session = {
-    executionProvider: options?.executionProvider,
-    intraOpThreads: options?.intraOpThreads ?? Math.max(1, Math.floor(cores / workerCount)),
-    spinning: options?.spinning,
-    maxBatch: options?.maxBatch,
-  };
-  // Validation threads come on top of generation's, which keep every core they had: an idle
-  // validation worker costs nothing (its threads do not spin), a busy one shares the cores.
-  const validationSession = {
-    ...session,
-    intraOpThreads: options?.intraOpThreads ??
-      Math.max(1, Math.floor(cores / (workerCount + validationWorkers))),
-  };
-  return { workerCount, session, validationWorkers, validationSession };
-}
-
-/**
- * What {@link poolSizing} changes of a worker pool asked for on WebGPU (one generation worker,
- * no validation lane), as a sentence for the log; undefined when it changes nothing.
- */
-export function webgpuPoolClamp(options: PoolSizing | undefined): string | undefined {
-  if (options?.executionProvider !== "webgpu") return undefined;
-  const workers = options.workerCount ?? 1;
-  const validation = options.validationWorkers ?? 0;
-  if (workers <= 1 && validation === 0) return undefined;
-  return `webgpu: one model worker${
-    validation > 0 ? ", and the validator's forward passes share it" : ""
-  } (asked: ${workers} worker(s), ${validation} validation worker(s)): onnxruntime has one ` +
-    `WebGPU device per process, and sessions run on it from two threads at once crash`;
-}
-
-/**
  * The pool whose workers hold this process's WebGPU device, if any. onnxruntime-node has one per
  * process, and sessions running on it from two threads at once crash the process (see
- * {@link poolSizing}); but every model has a pool of its own, and a node on `webgpu` that serves a
+ * `poolSizing`); but every model has a pool of its own, and a node on `webgpu` that serves a
  * second model (a training round's model, beside its own) put a second thread on it, and the two
  * models' jobs ran on it at once. So a pool asked for `webgpu` while another holds the device
  * runs on CPU and says why ({@link WEBGPU_HELD}); the holder gives it back when its workers did
@@ -206,155 +139,6 @@ export interface ModelWorkerPoolOptions {
   onEvent?: (event: ModelWorkerEvent) => void;
   /** The worker's entry module; default `_model_worker.ts` (a test may wrap it to inject faults). */
   workerUrl?: string | URL;
-}
-
-interface PendingCall {
-  resolve(result: unknown): void;
-  reject(error: unknown): void;
-}
-
-/** One worker (across its restarts) and what the pool knows about its load. */
-class WorkerSlot {
-  readonly index: number;
-  readonly lane: ModelWorkerLane;
-  worker!: Worker;
-  /** Posts to `worker`: requests without transfers go together (`_batched_post.ts`). */
-  outbox!: BatchedPost<WorkerRequest>;
-  /** Bumped at each death: a sequence opened in an earlier incarnation has lost its cache. */
-  incarnation = 0;
-  state: ModelWorkerHealth["state"] = "running";
-  /** Resolves when a restarting worker runs again; rejects if the pool gives up on it. */
-  ready: Promise<void> = Promise.resolve();
-  readonly pending = new Map<number, PendingCall>();
-  /** Sequences placed here (in this incarnation) and not yet closed. */
-  sequences = 0;
-  /** Restarts after crashes. */
-  restarts = 0;
-  lastError: string | undefined;
-  /** Set once the pool gave up on it or was disposed: the error every later request gets. */
-  failure: Error | undefined;
-  /**
-   * Since when callers' requests have waited here without a reply (`performance.now()`): set
-   * when the first is posted, moved on by every reply, cleared when none is left. The pool's
-   * own requests do not count (a load: see `loadingSince`), but for its `dispose`.
-   */
-  waitingSince: number | undefined;
-  /** Callers' requests (and the pool's `dispose`) posted here and not yet answered. */
-  readonly watched = new Set<number>();
-  /**
-   * Since when a replacement's load has gone unanswered (`performance.now()`), while it restarts:
-   * the requests waiting for it (`ready`) are no worker's yet, so only this shows it hung.
-   */
-  loadingSince: number | undefined;
-
-  constructor(index: number, lane: ModelWorkerLane) {
-    this.index = index;
-    this.lane = lane;
-  }
-
-  /** Fail every pending request with `error`. */
-  failPending(error: Error): void {
-    for (const call of this.pending.values()) call.reject(error);
-    this.pending.clear();
-    this.watched.clear();
-    this.waitingSince = undefined;
-  }
-
-  /** Request `id` was answered (or given up). */
-  answered(id: number): void {
-    if (!this.watched.delete(id)) return;
-    this.waitingSince = this.watched.size === 0 ? undefined : performance.now();
-  }
-
-  /** Work queued here, for placing one-shot requests. */
-  get load(): number {
-    return this.pending.size + this.sequences;
-  }
-}
-
-/**
- * A generation's KV cache in one worker of a pool. It belongs to the incarnation of the worker
- * its first step is posted to: one opened while its worker restarts waits for a replacement that
- * runs (a replacement that dies while loading does not take it along), and fails only if the
- * worker that holds its cache dies.
- */
-export class RemoteSequence {
-  #pool: ModelWorkerPool;
-  #slot: WorkerSlot;
-  /** The incarnation holding the cache; undefined until the first step is posted. */
-  #incarnation: number | undefined;
-  #seq: number;
-  #open = true;
-
-  /**
-   * @param pool The pool.
-   * @param slot The worker it is pinned to.
-   * @param seq Its id in that worker.
-   */
-  constructor(pool: ModelWorkerPool, slot: WorkerSlot, seq: number) {
-    this.#pool = pool;
-    this.#slot = slot;
-    this.#seq = seq;
-    if (slot.state === "running") this.#bind();
-  }
-
-  #bind(): void {
-    this.#incarnation = this.#slot.incarnation;
-    this.#slot.sequences++;
-  }
-
-  /** Which worker of the pool holds the cache (0-based). */
-  get workerIndex(): number {
-    return this.#slot.index;
-  }
-
-  /**
-   * Feed `tokens` after the cached ones; the token the worker sampled from the last logits row
-   * under `sampling`, that row's fingerprint and, with `topLogprobs` > 0, its most likely tokens
-   * (the row stays in the worker).
-   */
-  step(
-    tokens: readonly number[],
-    sampling: StepSampling,
-    topLogprobs = 0,
-    ahead = 0,
-  ): Promise<SampledStep> {
-    if (!this.#open) return Promise.reject(new Error("the sequence is closed"));
-    if (this.#incarnation === undefined) {
-      // Opened while its worker restarts: bound to the first replacement that runs. `ready`
-      // settles once one does (or the pool gives up or is disposed: then it rejects).
-      if (this.#slot.state !== "running") {
-        return this.#slot.ready.then(() => this.step(tokens, sampling, topLogprobs, ahead));
-      }
-      this.#bind();
-    }
-    if (this.#incarnation !== this.#slot.incarnation) {
-      return Promise.reject(
-        new ModelWorkerError(
-          `model worker ${this.#slot.index} died during this generation and its KV cache with ` +
-            `it; submit the job again`,
-        ),
-      );
-    }
-    const args = { seq: this.#seq, tokens: [...tokens], sampling, topLogprobs, ahead };
-    return this.#pool.call(this.#slot, "step", args, []);
-  }
-
-  /** Free the cache in the worker (after any step already sent). Idempotent. */
-  close(): void {
-    if (!this.#open) return;
-    this.#open = false;
-    // Never reached a worker (a step still waiting for a replacement sees it closed), or died
-    // with the one it reached: nothing to free. Else that worker runs (a death changes the
-    // incarnation), and `drop` follows the steps already posted to it.
-    if (this.#incarnation === undefined || this.#incarnation !== this.#slot.incarnation) return;
-    this.#slot.sequences--;
-    if (this.#slot.state === "running" && !this.#slot.failure) {
-      // Nobody awaits it, but the stall watch does (`_worker_protocol.ts`); a worker that dies
-      // first took the cache with it.
-      this.#pool.call(this.#slot, "drop", { seq: this.#seq }, []).catch(() => {});
-    }
-  }
 }
 
 /** A fixed, supervised pool of model workers sharing one model (see the module doc). */
