@@ -51,17 +51,19 @@
  * refused step opening) against it. `ReceiptRecord.kind` tells the two apart.
  *
  * This file holds the public API: the `Ledger` class, its options and what it takes and
- * returns. Private modules beside it hold the pieces it composes: the one writer that signs,
- * appends, applies and checkpoints every entry in turn (`_ledger_writer.ts`); the amounts a
- * receipt earns, locks and loses, and the read-only view of the ledger the decisions take
+ * returns. Private modules beside it hold the pieces it composes: opening the ledger's directory
+ * (`_ledger_open.ts`: its log and index, recovery, the directory syncs); the one writer that
+ * signs, appends, applies and checkpoints every entry in turn (`_ledger_writer.ts`); the amounts
+ * a receipt earns, locks and loses, and the read-only view of the ledger the decisions take
  * (`_ledger_amounts.ts`); and the decisions made in the writer's turn — recording an inference
  * receipt (`_ledger_receipts.ts`), recording and crediting a training receipt
- * (`_ledger_training.ts`), settling a fraud proof (`_ledger_accusations.ts`), and settling a
- * steering conviction (`_ledger_steering.ts`).
+ * (`_ledger_training.ts`), opening and ending the owner's challenges
+ * (`_ledger_challenges.ts`), settling a fraud proof (`_ledger_accusations.ts`), settling a
+ * steering conviction (`_ledger_steering.ts`), and recording and listing stake pledges
+ * (`_ledger_pledges.ts`).
  *
  * @module
  */
-import { dirname, join, resolve } from "node:path";
 import { decodeCbor } from "../protocols/cbor.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -76,26 +78,24 @@ import {
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
 import { FRAME_HEADER_BYTES, type LedgerEntry } from "./ledger_entry.ts";
 import { LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
-import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
-import {
-  type Account,
-  type LedgerState,
-  type ReceiptKind,
-  type ReceiptRecord,
-  type ReceiptStatus,
-  roundCredits,
-} from "./ledger_state.ts";
-import { INDEX_FILE, LedgerIndex } from "./ledger_index.ts";
-import { type RecoveredLedger, recoverLedger } from "./ledger_recovery.ts";
-import { CHECKPOINT_FILE } from "./ledger_checkpoint.ts";
-import { removeTemporaries, syncDirectory } from "./_durable_file.ts";
-import { pathExists } from "../storage/path_exists.ts";
+import type { LedgerLog } from "./ledger_log.ts";
+import type { Account, LedgerState, ReceiptKind, ReceiptRecord } from "./ledger_state.ts";
+import type { LedgerIndex } from "./ledger_index.ts";
+import type { RecoveredLedger } from "./ledger_recovery.ts";
 import { LedgerWriter } from "./_ledger_writer.ts";
-import { type LedgerView, slashable } from "./_ledger_amounts.ts";
+import type { LedgerView } from "./_ledger_amounts.ts";
 import { receiptDecision } from "./_ledger_receipts.ts";
 import { trainingCreditDecision, trainingReceiptDecision } from "./_ledger_training.ts";
 import { fraudDecision, fraudSubjectOf } from "./_ledger_accusations.ts";
 import { steeringEntry, steeringSettlement } from "./_ledger_steering.ts";
+import { pledgeEntry, pledgesOf } from "./_ledger_pledges.ts";
+import {
+  clearDecision,
+  faultDecision,
+  openChallengeDecision,
+  unresolvedDecision,
+} from "./_ledger_challenges.ts";
+import { openLedgerFiles, syncOpenedDirectories } from "./_ledger_open.ts";
 
 export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
@@ -264,53 +264,18 @@ export class Ledger {
    *   recover.
    */
   static async open(dir: string, identity: Identity, options: LedgerOptions = {}): Promise<Ledger> {
-    // The directories this open creates (the ledger's, and any missing above it): each one's
-    // name lives in its parent, synced below.
-    const newDirs: string[] = [];
-    for (let d = resolve(dir); !await pathExists(d, { followSymlinks: false }); d = dirname(d)) {
-      newDirs.push(d);
-    }
-    await Deno.mkdir(dir, { recursive: true });
-    // A checkpoint, or a copy of a log's tail set aside, cut short by a crash: never read.
-    await removeTemporaries(
-      dir,
-      (name) => name === CHECKPOINT_FILE || name.startsWith(`${LOG_FILE}.`),
-    );
-    const log = await LedgerLog.open(join(dir, LOG_FILE), { write: true });
-    let index: LedgerIndex | undefined;
+    // The directory, its log and index, and what recovery found (`_ledger_open.ts`).
+    const { log, index, recovered, newDirs } = await openLedgerFiles(dir, identity, options);
     try {
-      const indexPath = join(dir, INDEX_FILE);
-      index = await openIndex(indexPath);
-      const recover = () =>
-        recoverLedger(dir, log, index!, identity.publicKey, options.now ?? Date.now);
-      let recovered;
-      try {
-        recovered = await recover();
-      } catch (error) {
-        if (!isIndexError(error)) throw error;
-        // The index is derived data, and SQLite found it damaged (a torn page, a bad sector):
-        // built anew from the log, once.
-        closeQuietly(index);
-        index = undefined;
-        await removeIndex(indexPath);
-        index = LedgerIndex.open(indexPath);
-        recovered = await recover();
-      }
       const ledger = new Ledger(dir, log, index, identity, options, recovered);
       if (ledger.#writer.seq === 0) {
         await ledger.#writer.append("genesis", { owner: ledger.#owner, version: 1 });
       }
-      // A new file's name lives in its directory: without this, a power cut before the first
-      // checkpoint (which syncs the directory) could lose the log with its acknowledged entries.
-      // Synced at every open, not only when this one created the files: an earlier open killed
-      // before its sync left them there, their names not yet durable (review s45). The parent
-      // too, for the same reason, and the parent of every directory this open created.
-      await syncDirectory(dir);
-      for (const d of new Set([resolve(dir), ...newDirs])) await syncDirectory(dirname(d));
+      await syncOpenedDirectories(dir, newDirs);
       await ledger.#writer.checkpointIfDue();
       return ledger;
     } catch (e) {
-      index?.close();
+      index.close();
       log.close();
       throw e;
     }
@@ -471,13 +436,7 @@ export class Ledger {
     if (!verifyStakePledge(pledge)) {
       throw new LedgerRejectedError("pledge_rejected", "stake pledge signature does not verify");
     }
-    const key = toHex(pledge.key);
-    const entry = await this.#writer.transition("stake", () =>
-      this.#state.hasStaked(key) ? null : {
-        key,
-        amount: pledge.amount,
-        pledge: { v: pledge.v, issuedAt: pledge.issuedAt, sig: pledge.sig },
-      });
+    const entry = await this.#writer.transition("stake", pledgeEntry(this.#state, pledge));
     return entry !== null;
   }
 
@@ -493,28 +452,7 @@ export class Ledger {
    *   first.
    */
   pledges(query?: PledgeQuery): StakePledge[] {
-    const all = this.#state.pledges();
-    if (query?.key !== undefined) {
-      const pledge = this.#pledgeOf(toHex(query.key));
-      return pledge === undefined ? [] : [{ ...pledge }];
-    }
-    if (query?.limit === undefined) return [...all].map((p) => ({ ...p }));
-    const active: StakePledge[] = [];
-    const idle: StakePledge[] = [];
-    for (const pledge of [...all].reverse()) {
-      const a = this.#state.account(toHex(pledge.key));
-      const touched = a.locked !== 0 || a.balance !== 0 || a.stake !== roundCredits(pledge.amount);
-      (touched ? active : idle).push(pledge);
-      if (active.length >= query.limit) break;
-    }
-    return [...active, ...idle].slice(0, Math.max(0, query.limit)).map((p) => ({ ...p }));
-  }
-
-  /** The pledge recorded for hex `key`, if any (a scan: asked only when a peer lacks one). */
-  #pledgeOf(key: string): StakePledge | undefined {
-    if (!this.#state.hasStaked(key)) return undefined;
-    for (const pledge of this.#state.pledges()) if (toHex(pledge.key) === key) return pledge;
-    return undefined;
+    return pledgesOf(this.#state, query);
   }
 
   /**
@@ -736,21 +674,12 @@ export class Ledger {
    * @throws {LedgerRejectedError} when the receipt is unknown, not pending, or past its window.
    */
   async openChallenge(receiptId: string): Promise<void> {
-    await this.#writer.transition("challenge", () => {
-      const rec = this.#pendingRecord(receiptId, ["pending"]);
-      if (this.#now() > rec.pendingUntil) {
-        throw new LedgerRejectedError("challenge_window_closed", "the challenge window has closed");
-      }
-      return { receiptId };
-    });
+    await this.#writer.transition("challenge", openChallengeDecision(this.#view, receiptId));
   }
 
   /** The challenge ended `valid`: the receipt is pending again and paid when its window closes. */
   async clearChallenge(receiptId: string): Promise<void> {
-    await this.#writer.transition("cleared", () => {
-      this.#pendingRecord(receiptId, ["challenged"]);
-      return { receiptId };
-    });
+    await this.#writer.transition("cleared", clearDecision(this.#view, receiptId));
   }
 
   /**
@@ -763,15 +692,10 @@ export class Ledger {
    * @param reason Stable reason code (`proof_unavailable`, ...).
    */
   async settleFault(receiptId: string, validator: Uint8Array, reason: string): Promise<void> {
-    await this.#writer.transition("fault", () => {
-      const rec = this.#pendingRecord(receiptId, ["challenged"]);
-      return {
-        receiptId,
-        validator: toHex(validator),
-        reason,
-        slashed: slashable(this.#view, rec),
-      };
-    });
+    await this.#writer.transition(
+      "fault",
+      faultDecision(this.#view, receiptId, validator, reason),
+    );
   }
 
   /** Whether this ledger's owner has settled a steering conviction of `worker` here. */
@@ -817,10 +741,7 @@ export class Ledger {
    * job is not paid, and the worker's locked stake is released.
    */
   async leaveUnresolved(receiptId: string, reason: string): Promise<void> {
-    await this.#writer.transition("unresolved", () => {
-      this.#pendingRecord(receiptId, ["pending", "challenged"]);
-      return { receiptId, reason };
-    });
+    await this.#writer.transition("unresolved", unresolvedDecision(this.#view, receiptId, reason));
   }
 
   /** Ids of receipts whose challenge by this ledger's owner is open. */
@@ -828,18 +749,6 @@ export class Ledger {
     return [...this.#state.openReceipts()].filter((r) => r.status === "challenged").map((r) =>
       r.receiptId
     );
-  }
-
-  #pendingRecord(receiptId: string, allowed: ReceiptStatus[]): ReceiptRecord {
-    const rec = this.#record(receiptId);
-    if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
-    if (!allowed.includes(rec.status)) {
-      throw new LedgerRejectedError(
-        "wrong_status",
-        `receipt is ${rec.status}, not ${allowed.join(" or ")}`,
-      );
-    }
-    return rec;
   }
 
   /**
@@ -867,35 +776,5 @@ export class Ledger {
   /** Wait for pending appends, write a checkpoint if entries came since the last, and close. */
   async close(): Promise<void> {
     await this.#writer.close();
-  }
-}
-
-/** Open the history index; one SQLite cannot read is deleted and built anew from the log. */
-async function openIndex(path: string): Promise<LedgerIndex> {
-  try {
-    return LedgerIndex.open(path);
-  } catch {
-    await removeIndex(path);
-    return LedgerIndex.open(path);
-  }
-}
-
-/** Delete the history index's files (it is rebuilt from the log). */
-async function removeIndex(path: string): Promise<void> {
-  for (const suffix of ["", "-wal", "-shm"]) {
-    await Deno.remove(`${path}${suffix}`).catch(() => {});
-  }
-}
-
-/** Whether `error` is SQLite's (`node:sqlite`): from the history index, not from the log. */
-function isIndexError(error: unknown): boolean {
-  return error instanceof Error && (error as { code?: unknown }).code === "ERR_SQLITE_ERROR";
-}
-
-function closeQuietly(index: LedgerIndex): void {
-  try {
-    index.close();
-  } catch {
-    // a damaged database may fail to close cleanly: it is deleted next
   }
 }
