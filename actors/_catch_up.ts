@@ -117,24 +117,33 @@
  * receipt, or never had it, held the claim for good; its ending keeps them now (`_challenge_endings.ts`,
  * `tests/network/review_s58_start_fault_evidence_test.ts`).
  *
- * Not part of the public API.
+ * The items and their files are `_catch_up_items.ts`'s; the verdicts' part of the catch-up, its
+ * bounds included, is `CatchUpVerdicts` (`_catch_up_verdicts.ts`), which `CatchUp` holds beside
+ * its convictions. Not part of the public API.
  *
  * @module
  */
 import { encodeCanonical } from "../protocols/cbor.ts";
-import { jobId } from "../protocols/job.ts";
-import { type Receipt, receiptId } from "../protocols/receipt.ts";
+import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
-import {
-  FraudProofAnnouncementMessage,
-  ReceiptAnnouncementMessage,
-  VerdictAnnouncementMessage,
-} from "../protocols/inference_messages.ts";
-import { type Verdict, verdictId } from "../protocols/verdict.ts";
-import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
-import { trainingReceiptId } from "../training/training_receipt.ts";
+import type { Verdict } from "../protocols/verdict.ts";
 import { ReceiptFiles } from "./_receipt_files.ts";
 import type { CatchUpItem } from "./validator_messages.ts";
+import {
+  type Conviction,
+  convictionOf,
+  idOf,
+  type Kept,
+  type KeptFile,
+  type KeptVerdict,
+} from "./_catch_up_items.ts";
+import {
+  CatchUpVerdicts,
+  MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES,
+  MAX_CATCH_UP_VERDICTS,
+} from "./_catch_up_verdicts.ts";
+
+export { MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES, MAX_CATCH_UP_VERDICTS };
 
 /** The folder of kept convictions under the ledger's directory. */
 export const CATCH_UP_DIR = "catch-up";
@@ -161,72 +170,6 @@ export const MAX_CATCH_UP_FRAUD_PROOFS = 64;
  * cost 64 MiB. Past it the longest kept of the worker holding the most bytes go.
  */
 export const MAX_CATCH_UP_FRAUD_PROOF_BYTES = 8 << 20;
-
-/**
- * Most bytes of receipts and jobs kept ahead of "proof withheld" faults (canonical CBOR of each
- * `ClaimEvidence`). An honest text job is a few KiB, so {@link MAX_CATCH_UP_VERDICTS} faults' fit
- * far inside this; one about a job near `MAX_NETWORK_JOB_BYTES` (448 KiB) takes about a ninth of
- * it. Bounded apart from the convictions' bytes (never pushing one out), at half of theirs: each
- * connect costs at most 8 + 4 MiB of them. Past it, the longest kept evidence of the worker whose
- * evidence holds the most bytes is dropped (its verdict is still sent, alone): a worker made to
- * withhold on purpose with large jobs gives up its own, not another withholder's.
- */
-export const MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES = 4 << 20;
-
-/** A conviction as it is kept: an inference or a training fraud proof. */
-type Conviction = Extract<CatchUpItem, { kind: "fraud_proof" | "training_fraud_proof" }>;
-
-/** A verdict as it is kept, with the receipt and job it goes after, if any. */
-type KeptVerdict = Extract<CatchUpItem, { kind: "verdict" }>;
-
-/**
- * Most verdicts kept. A start applies only what a stop or a failed ledger write cut off between a
- * decision and its write — a few challenges — and a fault is a worker slashed here, so this is
- * reached only after a long outage under load or under a flood of faults made on purpose; past it
- * the longest kept of the worker holding the most go (they were still told to the network at
- * once).
- */
-export const MAX_CATCH_UP_VERDICTS = 64;
-
-interface Kept<T> {
-  item: T;
-  /**
-   * Hex key of the convicted worker or trainer (fraud proofs), or of the node whose work a verdict
-   * is about (its `target`, which every verdict names; for a fault, the worker whose receipt its
-   * evidence is): what the bounds weigh.
-   */
-  worker?: string;
-  /** The accuser's key (fraud proofs only). */
-  accuser?: Uint8Array;
-  /** End of the receipt's window (ledger clock, ms): sent until then. */
-  until: number;
-  /** Its size, or its evidence's (canonical CBOR; fraud proofs, verdicts with evidence). */
-  bytes?: number;
-  /** When it was kept, in this catch-up's order (kept on disk with it). */
-  seq?: number;
-  /** Its verdict's id, which names its file (verdicts only). */
-  id?: string;
-}
-
-/** A conviction as its file holds it (untrusted when read). */
-interface KeptFile {
-  /** The order it was kept in: read back oldest first, so the bounds drop what they dropped. */
-  seq: number;
-  /** End of the receipt's window (ledger clock, ms). */
-  until: number;
-  /** The conviction. */
-  item: Conviction;
-}
-
-/** A verdict as its file holds it (untrusted when read). */
-interface KeptVerdictFile {
-  /** The order it was kept in: read back oldest first, so the bounds drop what they dropped. */
-  seq: number;
-  /** End of the receipt's window (ledger clock, ms). */
-  until: number;
-  /** The verdict, and the evidence it goes after where it still carries it. */
-  item: KeptVerdict;
-}
 
 /** How {@link CatchUp.of} reads a catch-up back. */
 export interface CatchUpReadOptions {
@@ -263,27 +206,19 @@ export class CatchUp {
   readonly #proofs = new Map<string, Kept<Conviction>>();
   /** Bytes of {@link CatchUp.#proofs}. */
   #proofBytes = 0;
-  readonly #verdicts: Kept<Extract<CatchUpItem, { kind: "verdict" }>>[] = [];
-  /** Bytes of the evidence {@link CatchUp.#verdicts} carry. */
-  #evidenceBytes = 0;
+  /**
+   * The verdicts kept, and their files beside {@link CatchUp.#disk}'s, written in one queue with
+   * the convictions' (`_catch_up_verdicts.ts`).
+   */
+  readonly #verdicts: CatchUpVerdicts;
   /** Where the convictions are kept on disk; none: memory only. */
   readonly #disk?: ReceiptFiles;
-  /** Where the verdicts are kept on disk (with {@link CatchUp.#disk}). */
-  readonly #verdictDisk?: ReceiptFiles;
-  /** The order of the next verdict kept. */
-  #verdictSeq = 0;
   /**
    * Convictions written ahead of their settlement ({@link CatchUp.write}), or read back from
    * disk, not kept yet: kept by {@link CatchUp.add} once settled, or at a start if the ledger
    * settled them (see {@link CatchUpReadOptions.settled}).
    */
   readonly #written = new Map<string, KeptFile>();
-  /**
-   * Verdicts written ahead of their settlement ({@link CatchUp.write}), or read back from disk,
-   * not kept yet, by verdict id: kept by {@link CatchUp.add} once settled, or at a start if the
-   * ledger recorded them ({@link CatchUpReadOptions.recorded}); never sent before.
-   */
-  readonly #writtenVerdicts = new Map<string, KeptVerdictFile>();
   /** The disk's writes and removals, one after another (a removal never overtakes its write). */
   #writes: Promise<void> = Promise.resolve();
   /** The order of the next conviction kept. */
@@ -295,9 +230,13 @@ export class CatchUp {
    * kept on disk there (read back by {@link CatchUp.read}).
    */
   constructor(ledgerDir?: string) {
-    if (ledgerDir === undefined) return;
-    this.#disk = ReceiptFiles.in(ledgerDir, CATCH_UP_DIR);
-    this.#verdictDisk = ReceiptFiles.in(ledgerDir, CATCH_UP_VERDICTS_DIR);
+    if (ledgerDir !== undefined) this.#disk = ReceiptFiles.in(ledgerDir, CATCH_UP_DIR);
+    this.#verdicts = new CatchUpVerdicts({
+      disk: ledgerDir === undefined ? undefined : ReceiptFiles.in(ledgerDir, CATCH_UP_VERDICTS_DIR),
+      onDisk: (write, what) => this.#onDisk(write, what),
+      writes: () => this.#writes,
+      log: (line) => this.#log(line),
+    });
   }
 
   /**
@@ -321,7 +260,7 @@ export class CatchUp {
     // Written ahead of a settlement a crash cut off (the ledger write failed): kept if the ledger
     // has it after all, its file removed if not.
     catchUp.#settle(options);
-    catchUp.#settleVerdicts(options);
+    catchUp.#verdicts.settle(options);
     await catchUp.#writes;
     return catchUp;
   }
@@ -337,7 +276,7 @@ export class CatchUp {
     const catchUp = new CatchUp(ledgerDir);
     const log = options.log ?? (() => {});
     catchUp.#log = log;
-    await catchUp.#readVerdicts(options);
+    await catchUp.#verdicts.read(options);
     const disk = catchUp.#disk!;
     let kept: Map<string, unknown>;
     try {
@@ -369,52 +308,6 @@ export class CatchUp {
   }
 
   /**
-   * Read back the verdicts kept on disk (see {@link CatchUp.read}): each that is a verdict as the
-   * wire carries it (its evidence, if any, the receipt it names and that receipt's job), named by
-   * its id, recorded by the ledger and inside the window the ledger gives its receipt, kept
-   * oldest first under the bounds; the others' files removed (a damaged one logged).
-   */
-  async #readVerdicts(options: CatchUpReadOptions): Promise<void> {
-    const disk = this.#verdictDisk!;
-    let kept: Map<string, unknown>;
-    try {
-      kept = await disk.all();
-    } catch (error) {
-      this.#log(`validator: catch-up verdicts not read: ${(error as Error).message}`);
-      return;
-    }
-    for (const [id, value] of kept) {
-      const file = keptVerdictOf(value);
-      if (file === undefined || verdictIdOf(file.item.verdict) !== id) {
-        this.#log(`validator: catch-up verdict ${id.slice(0, 12)} is damaged: removed`);
-        this.#removeVerdict(id);
-      } else {
-        this.#verdictSeq = Math.max(this.#verdictSeq, file.seq + 1);
-        this.#writtenVerdicts.set(id, file);
-      }
-    }
-    this.#settleVerdicts(options);
-    await this.#writes;
-  }
-
-  /**
-   * Keep, oldest first under the bounds, the verdicts written ahead (or read back) that the
-   * ledger recorded (`options.recorded`, with the ledger's window) and still inside their window;
-   * the others' files are removed.
-   */
-  #settleVerdicts(options: CatchUpReadOptions): void {
-    const written = [...this.#writtenVerdicts].sort(([, a], [, b]) => a.seq - b.seq);
-    this.#writtenVerdicts.clear();
-    const now = options.now();
-    for (const [id, { seq, until, item }] of written) {
-      if (this.#verdicts.some((kept) => kept.id === id)) continue; // its file is the kept one's
-      const end = options.recorded === undefined ? until : options.recorded(item.verdict);
-      if (end === undefined || now > end) this.#removeVerdict(id);
-      else this.#keepVerdict(item, end, seq, id);
-    }
-  }
-
-  /**
    * At a start, after {@link CatchUp.of}: drop the kept verdicts whose ending the ledger does not
    * have (`settled` false: a fault whose receipt it did not slash, written ahead of a settlement
    * that a stop or a failed write cut off), their files removed. The ledger recording a verdict
@@ -423,10 +316,7 @@ export class CatchUp {
    * (`_challenge_endings.ts`) keeps it again.
    */
   dropUnsettled(settled: (verdict: Verdict) => boolean): void {
-    const kept = this.#verdicts.filter((k) => settled(k.item.verdict));
-    for (const k of this.#verdicts) if (!kept.includes(k)) this.#removeVerdict(k.id!);
-    this.#verdicts.splice(0, this.#verdicts.length, ...kept);
-    this.#evidenceBytes = kept.reduce((sum, k) => sum + (k.bytes ?? 0), 0);
+    this.#verdicts.dropUnsettled(settled);
   }
 
   /**
@@ -459,7 +349,7 @@ export class CatchUp {
    * that fails is logged: the item is still kept by {@link CatchUp.add}, in memory.
    */
   write(item: Conviction | KeptVerdict, until: number): Promise<void> {
-    if (item.kind === "verdict") return this.#writeVerdict(item, until);
+    if (item.kind === "verdict") return this.#verdicts.write(item, until);
     const id = idOf(item);
     const disk = this.#disk;
     if (disk === undefined || this.#proofs.has(id)) return Promise.resolve();
@@ -474,31 +364,13 @@ export class CatchUp {
     return this.#onDisk(save, `conviction ${id.slice(0, 12)} not kept`);
   }
 
-  /** A verdict's file written ahead of its ending's settlement (see {@link CatchUp.write}). */
-  #writeVerdict(item: KeptVerdict, until: number): Promise<void> {
-    const id = verdictId(item.verdict);
-    const disk = this.#verdictDisk;
-    if (disk === undefined || this.#verdicts.some((kept) => kept.id === id)) {
-      return Promise.resolve();
-    }
-    const file: KeptVerdictFile = { seq: this.#verdictSeq++, until, item };
-    this.#writtenVerdicts.set(id, file);
-    const save = () =>
-      disk.save(id, file).catch((error) => {
-        // Not on disk: {@link CatchUp.add} tries again.
-        if (this.#writtenVerdicts.get(id) === file) this.#writtenVerdicts.delete(id);
-        throw error;
-      });
-    return this.#onDisk(save, `verdict ${id.slice(0, 12)} not kept`);
-  }
-
   /**
    * The ledger refused what was written ahead as `id` (a conviction's receipt id, a verdict's
    * id): its file removed.
    */
   discard(id: string): void {
     if (this.#written.delete(id)) this.#remove(id);
-    if (this.#writtenVerdicts.delete(id)) this.#removeVerdict(id);
+    this.#verdicts.discard(id);
   }
 
   /**
@@ -510,22 +382,7 @@ export class CatchUp {
    * ends).
    */
   add(item: CatchUpItem, until: number): Promise<void> {
-    if (item.kind === "verdict") {
-      const id = verdictId(item.verdict);
-      if (this.#verdicts.some((kept) => kept.id === id)) return this.#writes;
-      // Written ahead of its settlement: that file is this verdict's (its order kept).
-      const written = this.#writtenVerdicts.get(id);
-      this.#writtenVerdicts.delete(id);
-      const seq = written?.seq ?? this.#verdictSeq++;
-      const kept = this.#keepVerdict(item, until, seq, id);
-      const disk = this.#verdictDisk;
-      // Dropped at once past the bound (its file removed), or kept as it is now.
-      if (disk === undefined || !this.#verdicts.includes(kept)) return this.#writes;
-      if (written?.item === item && written.until === until && kept.item === item) {
-        return this.#writes;
-      }
-      return this.#saveVerdict(kept);
-    }
+    if (item.kind === "verdict") return this.#verdicts.add(item, until);
     const id = idOf(item);
     if (this.#proofs.has(id)) return Promise.resolve();
     // Written ahead of its settlement: that file is this conviction's (its order kept).
@@ -539,39 +396,6 @@ export class CatchUp {
     if (written?.item === item && written.until === until) return this.#writes;
     const file: KeptFile = { seq, until, item };
     return this.#onDisk(() => disk.save(id, file), `conviction ${id.slice(0, 12)} not kept`);
-  }
-
-  /**
-   * Keep a verdict in memory (its evidence weighed), and drop what the bounds then push out
-   * (their files removed, or written again without the evidence dropped).
-   */
-  #keepVerdict(item: KeptVerdict, until: number, seq: number, id: string): Kept<KeptVerdict> {
-    const { evidence } = item;
-    const worker = toHex(item.verdict.target);
-    const kept: Kept<KeptVerdict> = evidence === undefined
-      ? { item, until, worker, seq, id }
-      : { item, until, worker, seq, id, bytes: encodeCanonical(evidence).length };
-    this.#verdicts.push(kept);
-    this.#evidenceBytes += kept.bytes ?? 0;
-    if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#dropVerdict();
-    while (this.#evidenceBytes > MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES) this.#dropEvidence();
-    return kept;
-  }
-
-  /** Write verdict `kept`'s file as it is kept now (after the disk's earlier writes). */
-  #saveVerdict(kept: Kept<KeptVerdict>): Promise<void> {
-    const disk = this.#verdictDisk;
-    if (disk === undefined) return this.#writes;
-    const id = kept.id!;
-    const file: KeptVerdictFile = { seq: kept.seq!, until: kept.until, item: kept.item };
-    return this.#onDisk(() => disk.save(id, file), `verdict ${id.slice(0, 12)} not kept`);
-  }
-
-  /** Remove the file of the verdict `id`, after the writes before it. */
-  #removeVerdict(id: string): void {
-    const disk = this.#verdictDisk;
-    if (disk === undefined) return;
-    this.#onDisk(() => disk.remove(id), `verdict ${id.slice(0, 12)} not removed`);
   }
 
   /** Keep a conviction in memory, and drop what the bounds then push out. */
@@ -607,51 +431,6 @@ export class CatchUp {
     const most = Math.max(...weight.values());
     for (const [id, kept] of this.#proofs) if (weight.get(kept.worker!) === most) return id;
     return this.#proofs.keys().next().value!;
-  }
-
-  /**
-   * Drop the longest kept verdict of the worker holding the most verdicts: dropped oldest first
-   * over all, one worker's run of faults made on purpose pushed every other worker's fault out,
-   * and a ledger that connected afterwards paid that worker, slashed here
-   * (`tests/actors/review_s58_catch_up_flood_test.ts`).
-   */
-  #dropVerdict(): void {
-    const [dropped] = this.#verdicts.splice(this.#heaviestVerdict("count"), 1);
-    this.#evidenceBytes -= dropped.bytes ?? 0;
-    this.#removeVerdict(dropped.id!);
-  }
-
-  /**
-   * Drop the evidence of the longest kept verdict of the worker whose verdicts' evidence holds the
-   * most bytes; the verdict stays, to be sent alone.
-   */
-  #dropEvidence(): void {
-    const kept = this.#verdicts[this.#heaviestVerdict("bytes")];
-    this.#evidenceBytes -= kept.bytes!;
-    // A new item: one already handed out (a catch-up being sent) keeps what it carries.
-    kept.item = { kind: "verdict", verdict: kept.item.verdict };
-    kept.bytes = undefined;
-    // On disk without it too: read back, the bounds hold whatever the folder holds.
-    void this.#saveVerdict(kept);
-  }
-
-  /**
-   * The index in {@link CatchUp.#verdicts} of the longest kept verdict of the worker holding the
-   * most: verdicts, or bytes of evidence (of the verdicts that still carry theirs), as
-   * {@link CatchUp.#heaviest} weighs convictions.
-   */
-  #heaviestVerdict(by: "count" | "bytes"): number {
-    const weighs = (kept: Kept<unknown>) => by === "count" || kept.bytes !== undefined;
-    const weight = new Map<string, number>();
-    for (const kept of this.#verdicts) {
-      if (!weighs(kept)) continue;
-      weight.set(
-        kept.worker!,
-        (weight.get(kept.worker!) ?? 0) + (by === "count" ? 1 : kept.bytes!),
-      );
-    }
-    const most = Math.max(...weight.values());
-    return this.#verdicts.findIndex((kept) => weighs(kept) && weight.get(kept.worker!) === most);
   }
 
   #forget(id: string): void {
@@ -699,74 +478,7 @@ export class CatchUp {
    */
   current(now: number): CatchUpItem[] {
     for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
-    const open = this.#verdicts.filter((k) => now <= k.until);
-    for (const kept of this.#verdicts) if (now > kept.until) this.#removeVerdict(kept.id!);
-    this.#verdicts.splice(0, this.#verdicts.length, ...open);
-    this.#evidenceBytes = open.reduce((sum, k) => sum + (k.bytes ?? 0), 0);
-    return [...[...this.#proofs.values()].map((k) => k.item), ...open.map((k) => k.item)];
+    const open = this.#verdicts.current(now);
+    return [...[...this.#proofs.values()].map((k) => k.item), ...open];
   }
-}
-
-/** A verdict's id, or undefined where it is not one (a damaged file's). */
-function verdictIdOf(verdict: Verdict): string | undefined {
-  try {
-    return verdictId(verdict);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A verdict's file as read back, if it is one: a verdict as the wire carries it, with, if any,
- * evidence as `validation.receipt` carries it — the receipt the verdict names, bound to its job —
- * its window and order.
- */
-function keptVerdictOf(value: unknown): KeptVerdictFile | undefined {
-  const file = value as Partial<KeptVerdictFile> | undefined;
-  const { seq, until, item } = file ?? {};
-  if (!Number.isSafeInteger(seq) || seq! < 0 || !Number.isFinite(until)) return undefined;
-  if (typeof item !== "object" || item === null || item.kind !== "verdict") return undefined;
-  const { verdict, evidence } = item;
-  if (!VerdictAnnouncementMessage.schema.safeParse({ verdict }).success) return undefined;
-  if (evidence !== undefined) {
-    if (!ReceiptAnnouncementMessage.schema.safeParse(evidence).success) return undefined;
-    try {
-      const bound = receiptId(evidence.receipt) === verdict.subjectId &&
-        jobId(evidence.job) === evidence.receipt.jobId;
-      if (!bound) return undefined;
-    } catch {
-      return undefined;
-    }
-  }
-  const kept: KeptVerdict = evidence === undefined
-    ? { kind: "verdict", verdict }
-    : { kind: "verdict", verdict, evidence: { receipt: evidence.receipt, job: evidence.job } };
-  return { seq: seq!, until: until!, item: kept };
-}
-
-/** The receipt id a conviction is about (inference or training). */
-function idOf(item: Conviction): string {
-  return item.kind === "fraud_proof"
-    ? receiptId(item.proof.receipt)
-    : trainingReceiptId(item.body.proof.receipt);
-}
-
-/**
- * A conviction's file as read back, if it is one: a conviction as the wire carries it (the
- * schema a peer's copy is parsed with, so none is sent that a peer refuses), its window and order.
- */
-function convictionOf(value: unknown): KeptFile | undefined {
-  const file = value as Partial<KeptFile> | undefined;
-  const { seq, until, item } = file ?? {};
-  if (!Number.isSafeInteger(seq) || seq! < 0 || !Number.isFinite(until)) return undefined;
-  if (typeof item !== "object" || item === null) return undefined;
-  let valid: boolean;
-  if (item.kind === "fraud_proof") {
-    valid = FraudProofAnnouncementMessage.schema.safeParse({ proof: item.proof }).success;
-  } else if (item.kind === "training_fraud_proof") {
-    valid = TrainingFraudProofMessage.schema.safeParse(item.body).success;
-  } else {
-    valid = false;
-  }
-  return valid ? { seq: seq!, until: until!, item } : undefined;
 }
