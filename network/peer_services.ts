@@ -203,16 +203,33 @@ class WorkerUnreachableError extends VeriflowError {
  * to it) to fetch the proof: relayed for a receipt this node's ledger holds, to the worker
  * only (the request it sends names no worker, so it is not relayed again). The answer is the
  * worker's signed served proof, passed back untouched.
+ *
+ * The ledger is asked through the validator's inbox (`ValidatorInbox.ask`), as a receipt
+ * announcement is: while this node's validator is down (stopped, restarting) the request waits
+ * for it, at most `MAX_WAIT_MS` on the connections' clock and within the waits' bounds per node
+ * and per peer key, never past the asking validator giving up on it (its round ends). Answered
+ * `service_unavailable` at once, the asking validator asked again only in its next round, after
+ * a pause (0.5 s doubling to 8 s, `actors/_proof_fetch.ts`): a refusal in its last round before
+ * the deadline, from a validator back a moment later, was never asked again, and with this route
+ * up the missing proof was the worker's withholding — an honest worker slashed in that ledger for
+ * this node's restart (review s60, `tests/network/review_s60_relay_validator_down_test.ts`).
  */
 async function relayProof(
   services: PeerServices,
+  peer: string,
   receiptId: string,
   worker: Uint8Array,
   signal: AbortSignal,
 ): Promise<{ served: ServedProof | null }> {
-  const validator = services.validator &&
-    services.system.lookup<ValidatorMessage>(services.validator);
-  const known = validator && await validator.ask<unknown>({ type: "receipt_status", receiptId });
+  if (services.validator === undefined) {
+    throw new ServiceUnavailableError("a ledger holding that receipt");
+  }
+  const known = await validatorInboxOf<ValidatorMessage>(services.system, services.validator)
+    .ask<unknown>(peer, { type: "receipt_status", receiptId }, {
+      timers: services.timers,
+      signal,
+      unavailable: () => new ServiceUnavailableError("the validator"),
+    });
   if (!known) throw new ServiceUnavailableError("a ledger holding that receipt");
   const connection = await services.connectionTo?.(worker, INFERENCE_PROTOCOL.name);
   if (connection === undefined) throw new WorkerUnreachableError();
@@ -244,7 +261,7 @@ export function servePeer(
   const proofRequests = proofQueueOf(services);
   connection.handle(ProofRequestMessage, async ({ receiptId, worker }, { signal }) => {
     if (worker !== undefined && !(services.self && bytesEqual(worker, services.self))) {
-      return await relayProof(services, receiptId, worker, signal);
+      return await relayProof(services, peer, receiptId, worker, signal);
     }
     const name = services.prover;
     const prover = name === undefined ? undefined : system.lookup<ProverMessage>(name);

@@ -35,7 +35,10 @@
  *
  * Not covered: a `busy` whose `error` frame the peer dropped (its write budget full: error frames
  * are best effort) is not known here, and the message stays lost on that connection until a new
- * one's catch-up, as before.
+ * one's catch-up, as before. That is every refusal for a full write budget (the peer is not
+ * reading us, `_connection_responder.ts`): its `error` frame is offered to that very budget, so it
+ * is always dropped, and a one-way message refused so is never sent again (review s60; who pays:
+ * `docs/PROOF.md`, Known limits, "Evidence past a connection's retries").
  *
  * @module
  */
