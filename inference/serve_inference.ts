@@ -107,8 +107,10 @@ export const UNSENT_RECEIPT_KEEP_MS: number = DEFAULT_ECONOMICS.challengeWindowM
  * its client got, signs the assignment that pays it (`docs/PROTOCOL.md`, "Failover"). Before,
  * the honest worker that delivered every token was paid in no ledger. Bounded: at most
  * {@link MAX_UNSENT_RECEIPTS} ({@link MAX_UNSENT_RECEIPTS_PER_PEER} per requester), each for
- * {@link UNSENT_RECEIPT_KEEP_MS}; past that the oldest goes, and its worker is paid nowhere, as
- * before (the worker's memory is what it pays).
+ * {@link UNSENT_RECEIPT_KEEP_MS}; past that the oldest of the requester's own goes, or, the store
+ * full, the oldest of the requester that holds the most (a requester with few keeps them against
+ * keys that drop their jobs' ends: only 256 keys with one each push out another's one), and its
+ * worker is paid nowhere, as before (the worker's memory is what it pays).
  */
 export class UnsentReceipts {
   /** By job id, oldest first. */
@@ -129,8 +131,24 @@ export class UnsentReceipts {
     this.#kept.delete(receipt.jobId);
     const ofPeer = [...this.#kept].filter(([, k]) => k.peer === peer);
     if (ofPeer.length >= MAX_UNSENT_RECEIPTS_PER_PEER) this.#kept.delete(ofPeer[0][0]);
-    if (this.#kept.size >= MAX_UNSENT_RECEIPTS) this.#kept.delete(this.#kept.keys().next().value!);
+    if (this.#kept.size >= MAX_UNSENT_RECEIPTS) this.#kept.delete(this.#toGo());
     this.#kept.set(receipt.jobId, { peer, receipt, at: this.#now() });
+  }
+
+  /**
+   * The job id whose receipt goes when the store is full: the oldest of the requester that holds
+   * the most (of those, the one whose oldest is oldest). Before review s60 the oldest of all went,
+   * and 8 keys that each drop 32 jobs' ends pushed out every other requester's receipts, the one
+   * an honest router was about to ask for among them.
+   */
+  #toGo(): string {
+    const byPeer = new Map<string, string[]>();
+    for (const [id, { peer }] of this.#kept) { // oldest first: so is each requester's list
+      byPeer.set(peer, [...byPeer.get(peer) ?? [], id]);
+    }
+    let most: string[] = [];
+    for (const ids of byPeer.values()) if (ids.length > most.length) most = ids;
+    return most[0];
   }
 
   /** The receipt of job `jobId` if `peer` submitted it; undefined when none is kept. */
