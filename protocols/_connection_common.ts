@@ -39,8 +39,12 @@ export interface ConnectionCore {
   readonly hasRoomForReply: boolean;
   /** The error that things started after close fail with. */
   closedError(): ConnectionClosedError;
-  /** Refuse an inbound message: count it and tell the peer, addressed as well as possible. */
-  refuse(error: ProtocolError): void;
+  /**
+   * Refuse an inbound message: count it and tell the peer, addressed as well as possible.
+   * @param send How the `error` frame goes out: {@link offer}ed (best effort) unless given (an
+   * admission `busy`, whose frame may wait for room: `_connection_responder.ts`).
+   */
+  refuse(error: ProtocolError, send?: (frame: ControlFrame) => void): void;
 }
 
 /** An error's message, cut to what the wire accepts. */

@@ -33,7 +33,7 @@ import {
 } from "./protocol_errors.ts";
 import type { NegotiatedProtocols } from "./connection_protocols.ts";
 import type { Session } from "./session_handshake.ts";
-import { type ConnectionCore, errorText } from "./_connection_common.ts";
+import { type ConnectionCore, type ControlFrame, errorText } from "./_connection_common.ts";
 import type { Requester } from "./_connection_requester.ts";
 import type { Responder } from "./_connection_responder.ts";
 
@@ -133,8 +133,11 @@ export class InboundRouter {
     this.#o.requester.onResponse(envelope, raw.re, this.#o.issuedBelow());
   }
 
-  /** Report a refused inbound message to the peer, addressed as precisely as we can. */
-  refuse(error: ProtocolError): void {
+  /**
+   * Report a refused inbound message to the peer, addressed as precisely as we can.
+   * @param send How the `error` frame goes out (default: offered, dropped when the budget is full).
+   */
+  refuse(error: ProtocolError, send?: (frame: ControlFrame) => void): void {
     this.refused++;
     this.#o.onProtocolError?.(error);
     if (!(error instanceof BusyError) && this.#overLimit()) return;
@@ -155,12 +158,12 @@ export class InboundRouter {
     } else if (re !== undefined || (error.envelopeId !== undefined && this.#isOneWay(type))) {
       // Part of an exchange, or a one-way message: nothing on the peer waits on its id, and an
       // error `re` it would drop as a late answer, so `about` names it (its onRemoteError).
-      this.#sendError(error, { about: error.envelopeId });
+      this.#sendError(error, { about: error.envelopeId }, send);
     } else if (error.envelopeId !== undefined) {
       // Possibly a request: answering with re = its id fails it on the peer's side.
-      this.#sendError(error, { re: error.envelopeId });
+      this.#sendError(error, { re: error.envelopeId }, send);
     } else {
-      this.#sendError(error, {});
+      this.#sendError(error, {}, send);
     }
   }
 
@@ -192,11 +195,15 @@ export class InboundRouter {
     return true;
   }
 
-  /** Best-effort error reply (dropped when the byte budget is full). */
-  #sendError(error: ProtocolError, coords: { re?: number; about?: number }): void {
+  /** An error reply, best effort (dropped when the byte budget is full) unless `send` says. */
+  #sendError(
+    error: ProtocolError,
+    coords: { re?: number; about?: number },
+    send: (frame: ControlFrame) => void = (frame) => this.#o.core.offer(frame),
+  ): void {
     const body: Record<string, unknown> = { code: error.code, message: errorText(error) };
     if (coords.about !== undefined) body.about = coords.about;
-    this.#o.core.offer({ type: ErrorMessage.type, re: coords.re, body });
+    send({ type: ErrorMessage.type, re: coords.re, body });
   }
 
   /** A request (or one-way message) from the peer. */

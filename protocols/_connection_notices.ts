@@ -4,12 +4,13 @@
  *
  * A one-way message (`Connection.notify`) has no answer: it resolves once written. The peer's
  * connection refuses it `busy` at admission, as it refuses a request, when it already handles
- * `maxInboundRequests` of our messages or its write budget is full (`_connection_responder.ts`),
- * and says so in an `error` frame `about` the envelope's id. A request fails with that error and
- * its caller asks again; a one-way message's sender acted on nothing, so the message was lost on
- * that connection: a peer's fraud proof refused while a burst of its receipt announcements was in
- * flight never reached that ledger, and the cheat every other ledger slashed was paid there
- * (review s59, `tests/network/review_s59_busy_evidence_test.ts`).
+ * `maxInboundRequests` of our messages (a request, not a one-way message, is refused for a full
+ * write budget too: `_connection_responder.ts`), and says so in an `error` frame `about` the
+ * envelope's id. A request fails with that error and its caller asks again; a one-way message's
+ * sender acted on nothing, so the message was lost on that connection: a peer's fraud proof
+ * refused while a burst of its receipt announcements was in flight never reached that ledger, and
+ * the cheat every other ledger slashed was paid there (review s59,
+ * `tests/network/review_s59_busy_evidence_test.ts`).
  *
  * So each one-way message is kept here until the peer shows it read past it, and one refused
  * `busy` is sent again, as a new envelope, after a backoff: {@link BUSY_RETRY_BACKOFF_MS}, doubled
@@ -30,15 +31,19 @@
  *   peer that answers `busy` about everything gets every one-way message five times, no more;
  * - the receiver: a copy it refuses costs a decode, a schema check and a small `error` frame;
  *   `busy` refusals do not count towards `maxRefusals` (it is the receiver's load, not the
- *   sender's fault), so an honest sender is not cut off for its retries. The receiver queues
- *   nothing more and never stops reading: the waiting is the sender's.
+ *   sender's fault), so an honest sender is not cut off for its retries. The receiver never
+ *   stops reading: the waiting is the sender's, but for the `error` frame itself, which waits for
+ *   room in the receiver's write queue (at most `maxInboundRequests` such frames at once).
  *
- * Not covered: a `busy` whose `error` frame the peer dropped (its write budget full: error frames
- * are best effort) is not known here, and the message stays lost on that connection until a new
- * one's catch-up, as before. That is every refusal for a full write budget (the peer is not
- * reading us, `_connection_responder.ts`): its `error` frame is offered to that very budget, so it
- * is always dropped, and a one-way message refused so is never sent again (review s60; who pays:
- * `docs/PROOF.md`, Known limits, "Evidence past a connection's retries").
+ * Not covered: a `busy` whose `error` frame the peer dropped is not known here, and the message
+ * stays lost on that connection until a new one's catch-up. Until review s60 that was every
+ * refusal made while the peer's write budget to us was full (we were not reading it): the frame
+ * was offered to that very budget, so it was always dropped. Now the peer takes a one-way message
+ * whatever its write budget, and its `busy` answers wait for room, in order, like replies
+ * (`_connection_responder.ts`): one is dropped only past `maxInboundRequests` of them waiting at
+ * once, that is when we have not read the peer through a flood of more refusals than that (who
+ * pays: `docs/PROOF.md`, Known limits, "Evidence past a connection's retries";
+ * `tests/protocols/review_s60_busy_refusal_test.ts`).
  *
  * @module
  */

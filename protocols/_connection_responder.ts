@@ -2,14 +2,25 @@
  * The responder side of a `Connection`: peer requests we are handling, the handler runner,
  * and the pump that sends a handler's stream only while the requester has granted credit.
  *
- * Admission is where a flood is stopped: a peer request is refused with `busy` when
- * `maxInboundRequests` are running or when the write queue has no room (the peer is not
- * reading what we already owe it), so handlers do not pile up. A reply is checked again when
- * its handler is done, since a burst of requests all pass admission before any reply exists:
+ * Admission is where a flood is stopped: a peer message is refused with `busy` when
+ * `maxInboundRequests` are running, and a peer request also when the write queue has no room
+ * (the peer is not reading what we already owe it), so handlers do not pile up. A one-way
+ * message is not refused for a full write queue: it writes nothing back, and
+ * `maxInboundRequests` bounds its handlers all the same. A reply is checked again when its
+ * handler is done, since a burst of requests all pass admission before any reply exists:
  * replies wait for room up to one more budget's worth, and one past that is dropped and its
  * request answered `busy` instead. So replies held for a peer stay under twice the budget,
- * beside at most `maxInboundRequests` small `busy` answers; chunks wait under the stream's
- * credit. The read loop never waits for either.
+ * beside at most `maxInboundRequests` small `busy` answers from handlers and as many from
+ * admission (below); chunks wait under the stream's credit. The read loop never waits for any.
+ *
+ * `busy` is the one refusal its sender acts on: it asks again, or sends its one-way message
+ * again (`_connection_notices.ts`). So an admission `busy`'s `error` frame waits for room, in
+ * order, like a reply, instead of being offered like other refusals: offered, it was dropped
+ * exactly when the budget was full, which is when a refusal for a full budget is made, and the
+ * sender never learnt of it (review s60: the message lost on that connection, a request left to
+ * its timeout). At most `maxInboundRequests` of these answers wait or are queued at once, so a
+ * peer that never reads cannot make us hold more than that many small frames; past that bound a
+ * refusal is offered, and so dropped, like any other.
  *
  * @module
  */
@@ -64,6 +75,8 @@ export class Responder {
   readonly #handlers = new Map<string, AnyHandler>();
   readonly #inbound = new Map<number, InboundExchange>();
   readonly #context: (base: HandlerContextBase) => unknown;
+  /** Admission `busy` answers queued or waiting for room (at most `#maxInbound`). */
+  #busyAnswers = 0;
 
   /**
    * @param core The connection.
@@ -140,10 +153,11 @@ export class Responder {
       );
     }
     if (this.#inbound.size >= this.#maxInbound) {
-      return this.#core.refuse(new BusyError(this.#maxInbound, where));
+      return this.#refuseBusy(new BusyError(this.#maxInbound, where));
     }
-    if (!this.#core.hasRoom) {
-      return this.#core.refuse(new BusyError(NOT_READING, where));
+    const definition = this.#core.registry.get(envelope.type) as MessageDefinition;
+    if (!this.#core.hasRoom && (definition.reply || definition.chunk)) {
+      return this.#refuseBusy(new BusyError(NOT_READING, where));
     }
     const exchange: InboundExchange = {
       abort: new AbortController(),
@@ -155,6 +169,17 @@ export class Responder {
     this.#run(envelope, handler, exchange, extra).finally(() => {
       this.#inbound.delete(envelope.id);
       exchange.wake?.();
+    });
+  }
+
+  /** Refuse a peer message `busy` at admission; its answer waits for room (see the module doc). */
+  #refuseBusy(error: BusyError): void {
+    this.#core.refuse(error, (frame) => {
+      if (this.#busyAnswers >= this.#maxInbound) return this.#core.offer(frame);
+      this.#busyAnswers++;
+      this.#core.send([{ v: PROTOCOL_VERSION, id: this.#core.nextId(), ...frame }])
+        .catch(() => {}) // only fails when the connection closes: nobody left to tell
+        .finally(() => this.#busyAnswers--);
     });
   }
 

@@ -509,7 +509,7 @@ export class Connection {
       post: (frame) => this.#post(frame),
       offer: (frame) => this.#offer(frame),
       closedError: () => this.#closedError(),
-      refuse: (error) => this.#router.refuse(error),
+      refuse: (error, send) => this.#router.refuse(error, send),
     };
   }
 

@@ -49,9 +49,12 @@ export interface ConnectionOptions {
   /**
    * The connection's one write budget, in bytes (default 4 MiB): every frame we queue for the
    * transport counts until the transport takes it. Replies, chunks and requests wait for room;
-   * pongs, pings and error replies that do not fit are dropped (and counted); peer requests
-   * are refused with `busy` while it is full. 4 MiB is four maximal frames: enough to keep a
-   * fast link busy, small enough that a thousand stalled peers cost 4 GiB at most.
+   * pongs, pings and error replies that do not fit are dropped (and counted), except a `busy`
+   * refusal, which the peer acts on: it waits for room like a reply (at most
+   * `maxInboundRequests` of them at once). Peer requests are refused with `busy` while it is
+   * full (one-way messages are not: they write nothing back). 4 MiB is four maximal frames:
+   * enough to keep a fast link busy, small enough that a thousand stalled peers cost 4 GiB at
+   * most.
    */
   maxQueuedBytes?: number;
   /**

@@ -14,6 +14,8 @@ const Put = defineMessage("test.bp_put", z.object({ data: z.instanceof(Uint8Arra
 
 /** Frame overhead of a Chunk envelope beyond its data: generous, for the "+ one frame" slack. */
 const ENVELOPE_SLACK = 256;
+/** An encoded `busy` error answer, at most (a short message and the envelope). */
+const BUSY_ANSWER_BYTES = 256;
 
 Deno.test("outbound requests wait for a slot beyond maxPendingRequests, in order", async () => {
   const { client, server, close } = connectedPair({ maxPendingRequests: 2 });
@@ -65,9 +67,10 @@ Deno.test("time spent waiting for a slot counts against the request's timeout", 
 Deno.test("a peer that floods requests, pings and 1,000 streams and never reads keeps our queue within budget", async () => {
   const budget = 64 * 1024;
   const chunkBytes = 8 * 1024;
+  const maxInboundRequests = 1024; // the default, named for the bound below
   const timers = new ManualTimers(); // no timeouts fire: this is about memory, not liveness
   const { connection, peer } = connectionWithRawPeer(
-    { timers, maxQueuedBytes: budget },
+    { timers, maxQueuedBytes: budget, maxInboundRequests },
     { highWaterMarkBytes: 16 * 1024 },
   );
   connection.handle(Get, () => ({ data: new Uint8Array(chunkBytes) }));
@@ -105,16 +108,25 @@ Deno.test("a peer that floods requests, pings and 1,000 streams and never reads 
   assert.equal(stats.framesReceived, 4_000, "the read loop read every frame");
   assert.ok(maxQueued <= budget + chunkBytes + ENVELOPE_SLACK, `queued up to ${maxQueued} B`);
   assert.ok(stats.droppedFrames > 0, "pongs and busy errors beyond the budget were dropped");
-  assert.ok(stats.waitingSends <= stats.inboundRequests, "at most one waiting send per handler");
+  // Restated in review s60: an admission `busy` answer now waits for room (offered, it was
+  // always dropped when the budget was full, and the sender never learnt of the refusal), so
+  // beside one waiting send per handler up to maxInboundRequests small `busy` answers wait; past
+  // that they are dropped as before. Still a bound: a peer that never reads cannot grow it.
+  assert.ok(
+    stats.waitingSends <= stats.inboundRequests + maxInboundRequests,
+    "at most one waiting send per handler, and maxInboundRequests busy answers",
+  );
+  assert.ok(
+    stats.waitingBytes <= stats.inboundRequests * (chunkBytes + ENVELOPE_SLACK) +
+        maxInboundRequests * BUSY_ANSWER_BYTES,
+    `${stats.waitingBytes} B waiting`,
+  );
   assert.ok(stats.inboundRequests < 100, `${stats.inboundRequests} handlers admitted`);
   await peer.close();
   await connection.close();
   await timers.advance(3_000);
   await connection.closed;
 });
-
-/** An encoded `busy` error answer, at most (a short message and the envelope). */
-const BUSY_ANSWER_BYTES = 256;
 
 Deno.test("replies to a burst of requests from a peer that never reads do not pile up outside the budget, and each request is answered", async () => {
   const budget = 64 * 1024;

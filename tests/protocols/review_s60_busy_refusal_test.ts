@@ -1,0 +1,262 @@
+/**
+ * Review s60 (busy): a `busy` refusal made while the receiver's write budget to the sender is full
+ * must reach the sender, or the refused message must not be refused at all.
+ *
+ * Before: a message refused `busy` because the receiver was not being read (`NOT_READING`,
+ * `_connection_responder.ts`), or because its `maxInboundRequests` were in use while its budget
+ * was full, was answered with an `error` frame offered to that full budget: always dropped. A
+ * one-way message (a fraud proof) was lost on that connection without the s59 resend ever
+ * running; a request (a receipt announcement) waited out its 30 s timeout. The evidence first
+ * written by review s60 (net) is `tmp/s60/net/busy_error_dropped_evidence_test.ts`.
+ */
+import assert from "node:assert/strict";
+import { Connection } from "../../protocols/connection.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { ErrorMessage } from "../../protocols/messages.ts";
+import { RemoteError } from "../../protocols/protocol_errors.ts";
+import { BUSY_RETRY_BACKOFF_MS } from "../../protocols/_connection_notices.ts";
+import { connectionWithRawPeer, Echo, ManualTimers, Note, settle } from "./_helpers.ts";
+
+/** The receiver's write budget: two of the notes it owes fill it. */
+const BUDGET = 16 * 1024;
+const OWED_NOTE_BYTES = 8 * 1024;
+
+/**
+ * A sender that reads nothing until `open()` (a congested link, a large transfer from the peer),
+ * and a receiver that owes it more than its whole write budget, so that budget stays full.
+ */
+function slowReaderPair(serverOptions?: { maxInboundRequests?: number }) {
+  const timers = new ManualTimers();
+  const quiet = { timers, keepaliveMs: 0, idleTimeoutMs: 0 };
+  const [a, b] = memoryDuplexPair({ highWaterMarkBytes: 4 * 1024 });
+  const gate = Promise.withResolvers<void>();
+  const readable = a.readable.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      async transform(chunk, controller) {
+        await gate.promise;
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  const client = new Connection(
+    { readable, writable: a.writable },
+    { ...quiet, requestTimeoutMs: 30_000 },
+  );
+  const server = new Connection(b, { ...quiet, maxQueuedBytes: BUDGET, ...serverOptions });
+  client.handle(Note, () => {});
+  return {
+    timers,
+    client,
+    server,
+    /** The server starts owing the client; resolves once it owes more than its budget. */
+    async fill(): Promise<{ owed: Promise<unknown> }> {
+      const owed = Promise.all(
+        Array.from(
+          { length: 8 },
+          () => server.notify(Note, { text: "x".repeat(OWED_NOTE_BYTES) }).catch(() => {}),
+        ),
+      );
+      await settle();
+      assert.ok(server.stats().waitingSends > 0, "the server's write budget is full");
+      return { owed }; // not `owed` itself: an async function would wait for it
+    },
+    open: () => gate.resolve(),
+    async close() {
+      gate.resolve();
+      await client.close();
+      await server.close();
+    },
+  };
+}
+
+Deno.test("review s60: a one-way message that arrives while the receiver's write budget to its sender is full is taken, not refused busy into that budget and lost", async () => {
+  const pair = slowReaderPair();
+  const { client, server, timers } = pair;
+  const notes: string[] = [];
+  server.handle(Note, ({ text }) => {
+    notes.push(text);
+  });
+  server.handle(Echo, ({ text, n }) => ({ text, n }));
+  try {
+    const { owed } = await pair.fill();
+    await client.notify(Note, { text: "evidence" });
+    await settle();
+    const dropped = server.stats().droppedErrorReplies;
+    pair.open();
+    await owed;
+    // The peer answers something sent later: the sender forgets the message it kept.
+    assert.deepEqual(await client.request(Echo, { text: "later", n: 1 }), { text: "later", n: 1 });
+    await timers.advance(60_000);
+    assert.deepEqual(
+      notes.filter((t) => t === "evidence"),
+      ["evidence"],
+      `the one-way message was lost (${dropped} error frame(s) dropped, ` +
+        `${client.stats().resentOneWay} resent)`,
+    );
+    assert.equal(client.stats().keptOneWay, 0, "nothing left to send again");
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("review s60: a request refused busy while the receiver's write budget to its sender is full is told busy once the sender reads, not left to its request timeout; asked again it is answered", async () => {
+  const pair = slowReaderPair();
+  const { client, server } = pair;
+  const seen: string[] = [];
+  server.handle(Echo, ({ text, n }) => {
+    seen.push(text);
+    return { text, n };
+  });
+  try {
+    const { owed } = await pair.fill();
+    const first = client.request(Echo, { text: "receipt", n: 1 }).then(
+      (reply) => ({ reply }),
+      (error: unknown) => ({ error }),
+    );
+    await settle();
+    assert.equal(server.stats().refused, 1, "refused busy: the receiver is not being read");
+    pair.open();
+    await owed;
+    // No clock moves: only the refusal's own frame can settle the request.
+    const outcome = await Promise.race([first, settle().then(() => "still waiting" as const)]);
+    assert.notEqual(
+      outcome,
+      "still waiting",
+      "the busy refusal was dropped: the request waits out its 30 s timeout",
+    );
+    assert.ok(outcome !== "still waiting" && "error" in outcome, "refused, not answered");
+    const { error } = outcome as { error: unknown };
+    assert.ok(error instanceof RemoteError && error.code === "busy", `${error}`);
+    // The caller asks again (as `announceReceipt` does): the receiver now takes it.
+    assert.deepEqual(await client.request(Echo, { text: "receipt", n: 1 }), {
+      text: "receipt",
+      n: 1,
+    });
+    assert.deepEqual(seen, ["receipt"], "handled once, on the second ask");
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("review s60: a one-way message refused busy for maxInboundRequests while the receiver's write budget is full is sent again and delivered", async () => {
+  const pair = slowReaderPair({ maxInboundRequests: 1 });
+  const { client, server, timers } = pair;
+  const notes: string[] = [];
+  const release = Promise.withResolvers<void>();
+  server.handle(Note, async ({ text }) => {
+    if (text === "hold") await release.promise; // takes the receiver's only slot
+    notes.push(text);
+  });
+  try {
+    const { owed } = await pair.fill();
+    await client.notify(Note, { text: "hold" });
+    await client.notify(Note, { text: "evidence" });
+    await settle();
+    pair.open();
+    release.resolve();
+    await owed;
+    await settle();
+    await timers.advance(BUSY_RETRY_BACKOFF_MS);
+    assert.deepEqual(
+      notes,
+      ["hold", "evidence"],
+      `the refused message was lost (${server.stats().droppedErrorReplies} error frame(s) ` +
+        `dropped, ${client.stats().resentOneWay} resent)`,
+    );
+    assert.equal(client.stats().resentOneWay, 1, "delivered by the s59 resend");
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("review s60: a peer that floods requests and one-way messages and never reads still cannot grow our queue past the budget, maxInboundRequests handlers and maxInboundRequests waiting busy answers", async () => {
+  const maxInboundRequests = 8;
+  const timers = new ManualTimers();
+  const { connection, peer } = connectionWithRawPeer(
+    { timers, maxQueuedBytes: BUDGET, maxInboundRequests },
+    { highWaterMarkBytes: 4 * 1024 },
+  );
+  connection.handle(Echo, ({ text, n }) => ({ text: text.repeat(1024), n }));
+  connection.handle(Note, () => new Promise<void>(() => {})); // a handler that never ends
+  let id = 1;
+  let most = { queued: 0, handlers: 0, waiting: 0, waitingBeyondHandlers: 0 };
+  const sample = () => {
+    const s = connection.stats();
+    most = {
+      queued: Math.max(most.queued, s.queuedBytes),
+      handlers: Math.max(most.handlers, s.inboundRequests),
+      waiting: Math.max(most.waiting, s.waitingSends),
+      waitingBeyondHandlers: Math.max(
+        most.waitingBeyondHandlers,
+        s.waitingSends - s.inboundRequests,
+      ),
+    };
+  };
+  for (let i = 0; i < 300; i++) {
+    await peer.send({ v: 1, type: Echo.type, id: id++, body: { text: "0123456789abcdef", n: i } });
+    await peer.send({ v: 1, type: Note.type, id: id++, body: { text: "n" } });
+    await peer.send({ v: 1, type: "ping", id: id++, body: { nonce: i } });
+    sample();
+  }
+  await settle();
+  sample();
+  const stats = connection.stats();
+  assert.equal(stats.framesReceived, 900, "the read loop read every frame");
+  assert.ok(most.queued <= BUDGET + 16 * 1024 + 256, `queued up to ${most.queued} B`);
+  assert.ok(most.handlers <= maxInboundRequests, `${most.handlers} handlers at once`);
+  // Each handler waits on one send at most; beside them, at most maxInboundRequests `busy`
+  // answers wait for room. Past that a refusal is dropped, as any other refusal.
+  assert.ok(
+    most.waitingBeyondHandlers <= maxInboundRequests,
+    `${most.waitingBeyondHandlers} sends waiting beyond one per handler`,
+  );
+  assert.ok(stats.droppedErrorReplies > 0, "busy answers past the bound were dropped");
+  assert.ok(
+    stats.waitingBytes <= BUDGET + 16 * 1024 + maxInboundRequests * 256,
+    `${stats.waitingBytes} B waiting`,
+  );
+  const closed = connection.close();
+  await peer.close();
+  await timers.advance(3_000);
+  await closed;
+});
+
+Deno.test("review s60: busy answers that waited for room reach a peer that reads again: every request is answered, in the order it was sent", async () => {
+  const timers = new ManualTimers();
+  const { connection, peer } = connectionWithRawPeer(
+    { timers, maxQueuedBytes: BUDGET },
+    { highWaterMarkBytes: 4 * 1024 },
+  );
+  // Replies of 8 KiB: a few fill the budget, and the requests behind them are refused busy.
+  connection.handle(Echo, ({ text, n }) => ({ text: text.repeat(512), n }));
+  const sent = 40;
+  for (let n = 0; n < sent; n++) {
+    await peer.send({ v: 1, type: Echo.type, id: n + 1, body: { text: "0123456789abcdef", n } });
+  }
+  await settle();
+  assert.ok(connection.stats().refused > 0, "some were refused busy");
+  const answers: { re?: number; code?: string }[] = [];
+  for (let i = 0; i < sent; i++) {
+    const next = peer.next();
+    next.catch(() => {});
+    const envelope = await Promise.race([next, settle().then(() => undefined)]);
+    if (envelope === undefined) break; // nothing more comes: the rest were dropped
+    answers.push({
+      re: envelope.re,
+      code: envelope.type === ErrorMessage.type
+        ? (envelope.body as { code: string }).code
+        : undefined,
+    });
+  }
+  assert.deepEqual(
+    answers.map((a) => a.re),
+    Array.from({ length: sent }, (_, i) => i + 1),
+    `each request answered once, in order (${answers.length} of ${sent} answered)`,
+  );
+  assert.ok(answers.every((a) => a.code === undefined || a.code === "busy"));
+  assert.ok(answers.some((a) => a.code === "busy"), "the refused ones are told busy");
+  const closed = connection.close();
+  await peer.close();
+  await timers.advance(3_000);
+  await closed;
+});
