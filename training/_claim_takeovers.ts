@@ -27,8 +27,16 @@
  * takeover budget is charged once, when the takeover opens: a kept claim holds no credit and no
  * open place of its claimant, and is refused at a later try when the budget has none by then. Who
  * pays when the ledger stays down past the tries, the bound is full, the receipt's window closes
- * meanwhile, or the training validator stops (kept claims are memory only): the trainer is paid
+ * meanwhile: the trainer is paid
  * here, as for any claim not taken over; every ledger that took it over convicts it.
+ *
+ * **A kept claim outlives a stop.** It is on disk (`<ledger dir>/kept-training-claims/`, one file
+ * per claim, `_kept_held_training_proofs.ts`) before it counts as kept, and read back at the next
+ * start ({@link ClaimTakeovers.readBack}): untrusted, each goes through the validator's intake and
+ * check again as a peer's proof from its claimant, and a confirmed one is considered again. Before
+ * (review s60, `tests/training/review_s60_kept_restart_test.ts`) kept claims were memory only: a
+ * stop or restart of the training validator while the ledger was down lost them, and the
+ * withholding trainer every ledger that took the claim over convicted was paid here.
  *
  * Owns the budget, the open takeovers per claimant and the kept claims, read and written only
  * inside the validator's `receive`; the takeover itself runs outside it and its end comes back as
@@ -49,6 +57,9 @@ import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { ReceiptRecord } from "../proof/ledger_state.ts";
 import type { ReceiptStatusMessage } from "../actors/validator_messages.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
+import { trainingFraudProofHash } from "./training_fraud_proof.ts";
+import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
+import { KeptHeldTrainingProofs } from "./_kept_held_training_proofs.ts";
 import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
 import type {
   TakeoverOutcome,
@@ -77,6 +88,9 @@ export const MAX_KEPT_CLAIMS = 16;
  */
 export const MAX_KEPT_CLAIMS_PER_CLAIMANT = MAX_KEPT_CLAIMS / 8;
 
+/** The folder, under the ledger's directory, of the claims kept for a ledger that did not answer. */
+export const KEPT_TRAINING_CLAIMS_DIR = "kept-training-claims";
+
 /** The validator's context: the takeover's end is told to it. */
 type Context = ActorContext<TrainingValidatorMessage>;
 
@@ -104,6 +118,11 @@ export interface ClaimTakeoversOptions {
   /** The ledger's clock (ms). */
   now: () => number;
   /**
+   * The ledger's directory (`ownProofsDir`): the kept claims are kept in its
+   * {@link KEPT_TRAINING_CLAIMS_DIR} across a stop; absent, memory only.
+   */
+  dir?: string;
+  /**
    * First wait before a claim the ledger did not answer for is considered again, ms; default
    * `END_RETRY_MS` (doubling, `MAX_END_ATTEMPTS` tries): the validator's `endRetryMs`.
    */
@@ -129,10 +148,66 @@ export class ClaimTakeovers {
   readonly #kept = new Map<string, KeptClaim>();
   /** Whether a `claims_again` is on its way. */
   #againScheduled = false;
+  /** The kept claims across a stop (`dir`). */
+  readonly #store: KeptHeldTrainingProofs | undefined;
 
   /** @param options See {@link ClaimTakeoversOptions}. */
   constructor(options: ClaimTakeoversOptions) {
     this.#options = options;
+    this.#store = options.dir === undefined
+      ? undefined
+      : KeptHeldTrainingProofs.in(options.dir, KEPT_TRAINING_CLAIMS_DIR, MAX_KEPT_CLAIMS);
+  }
+
+  /**
+   * At start: the claims kept when the validator last stopped, as `fraud_proof` messages from
+   * their claimant (hex key) for the validator's intake and check again (nothing read is trusted:
+   * an entry that is not an `opening_missing` proof body with its claimant is dropped, logged).
+   * Once they went through the intake (now taken or held there, on its disk), call
+   * {@link ClaimTakeovers.keepOnDisk}: the folder then holds only what is kept again.
+   */
+  async readBack(): Promise<
+    { type: "fraud_proof"; body: TrainingFraudProofBody; origin: string }[]
+  > {
+    const read = await this.#store?.read().catch((error) => {
+      this.#options.log(
+        `training validator: kept claims not read back: ${(error as Error).message}`,
+      );
+      return [];
+    }) ?? [];
+    const again: { type: "fraud_proof"; body: TrainingFraudProofBody; origin: string }[] = [];
+    for (const { body, origin } of read) {
+      const parsed = TrainingFraudProofMessage.schema.safeParse(body);
+      const proof = parsed.success ? (parsed.data as TrainingFraudProofBody) : undefined;
+      if (
+        proof === undefined || proof.proof.reason !== "opening_missing" ||
+        typeof origin !== "string" || origin !== toHex(proof.proof.validator)
+      ) {
+        this.#options.log("training validator: a damaged kept claim dropped");
+        continue;
+      }
+      again.push({ type: "fraud_proof", body: proof, origin });
+    }
+    return again;
+  }
+
+  /**
+   * Make the folder hold the claims kept now (a claim taken over, answered or dropped since is
+   * removed). A failed write costs only the claims' survival of a restart, not their retry:
+   * logged.
+   */
+  async keepOnDisk(): Promise<void> {
+    const kept = [...this.#kept.values()].map((claim) => ({
+      hash: trainingFraudProofHash(claim.body.proof),
+      body: claim.body,
+      origin: claim.claimant,
+      since: this.#options.now(),
+    }));
+    await this.#store?.keep(kept).catch((error) =>
+      this.#options.log(
+        `training validator: kept claims not kept on disk: ${(error as Error).message}`,
+      )
+    );
   }
 
   /**
@@ -148,8 +223,8 @@ export class ClaimTakeovers {
    * kept to consider again when the ledger did not answer (see the module doc). Call inside the
    * validator's `receive`.
    */
-  consider(body: TrainingFraudProofBody, ctx: Context): Promise<void> {
-    return this.#consider(body, ctx, 0);
+  async consider(body: TrainingFraudProofBody, ctx: Context): Promise<void> {
+    await this.#consider(body, ctx, 0);
   }
 
   /**
@@ -166,7 +241,7 @@ export class ClaimTakeovers {
     for (const kept of due) {
       if (ctx.signal.aborted) return;
       if (unanswered !== undefined) {
-        this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
+        await this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
         continue;
       }
       await this.#consider(kept.body, ctx, kept.attempts);
@@ -174,6 +249,8 @@ export class ClaimTakeovers {
         unanswered = new Error("the ledger did not answer for another claim");
       }
     }
+    // Those taken over, answered or dropped leave the disk (stopped above: left there as kept).
+    await this.keepOnDisk();
   }
 
   /** {@link ClaimTakeovers.consider}, tried `attempts` times before without a ledger answer. */
@@ -187,7 +264,7 @@ export class ClaimTakeovers {
     } catch (error) {
       if (!(error instanceof LedgerUnanswered)) throw error;
       // Nothing charged: kept, and considered again once the ledger answers.
-      this.#keep(ctx, { body, claimant, attempts: attempts + 1 }, error);
+      await this.#keep(ctx, { body, claimant, attempts: attempts + 1 }, error);
       return;
     }
     if (typeof request === "string") {
@@ -278,16 +355,15 @@ export class ClaimTakeovers {
    * doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is dropped, logged: the
    * trainer is paid here, as for any claim not taken over.
    */
-  #keep(ctx: Context, claim: KeptClaim, error: Error): void {
+  async #keep(ctx: Context, claim: KeptClaim, error: Error): Promise<void> {
     const id = trainingReceiptId(claim.body.proof.receipt);
     const what = `${claim.claimant.slice(0, 16)}'s claim that trainer ${
       toHex(claim.body.proof.receipt.trainer).slice(0, 16)
     } did not open its steps`;
     const claimantKept = [...this.#kept.values()]
       .filter((kept) => kept.claimant === claim.claimant).length;
-    const dropped = ctx.signal.aborted
-      ? "the training validator stopped"
-      : claim.attempts >= MAX_END_ATTEMPTS
+    // A validator stopping keeps it too: on disk, considered again at the next start.
+    const dropped = claim.attempts >= MAX_END_ATTEMPTS
       ? `${claim.attempts} tries`
       : this.#kept.has(id)
       ? "another claim about its receipt is kept" // one takeover per receipt: that one stands
@@ -307,7 +383,9 @@ export class ClaimTakeovers {
       `training validator: ${what} kept, the ledger did not answer: ${error.message}`,
     );
     this.#kept.set(id, claim);
-    if (this.#againScheduled) return;
+    // On disk before it counts as kept (see the module doc): one write per claim newly kept.
+    await this.keepOnDisk();
+    if (this.#againScheduled || ctx.signal.aborted) return;
     this.#againScheduled = true;
     const fewest = Math.min(...[...this.#kept.values()].map((kept) => kept.attempts));
     const first = this.#options.retryMs ?? END_RETRY_MS;

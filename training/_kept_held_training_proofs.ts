@@ -64,8 +64,15 @@ export interface KeptHeldProof {
   since: unknown;
 }
 
-/** A held proof as it is kept: what the folder needs of either hold's entries. */
-export type HeldProofToKeep = Pick<PledgeHeldTrainingProof, "hash" | "body" | "origin" | "since">;
+/**
+ * An entry as it is kept: what the folder needs of either hold's entries (a held proof's `body`
+ * is its `TrainingFraudProofBody`). The same folder store keeps other CBOR bodies too, each in a
+ * folder of its own: the outcomes and the peers' receipts kept for a ledger that did not answer
+ * (`_outcome_audits.ts`, `_receipt_credits.ts`), each named by a 64-hex-digit hash of its key.
+ */
+export type HeldProofToKeep = Pick<PledgeHeldTrainingProof, "hash" | "origin" | "since"> & {
+  body: unknown;
+};
 
 /** The folder of held proofs of one ledger directory (see the module doc). */
 export class KeptHeldTrainingProofs {

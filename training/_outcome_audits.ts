@@ -18,13 +18,23 @@
  * stake 0 (`unstaked_coordinator`) and an unanswered credit as a refusal: passed on once, the
  * outcome never came again (its model proven here shut out every later copy), and the round's
  * honest trainers, credited in every other ledger, went unpaid in this one. Who pays when the
- * ledger stays down past the tries, the bound is full, or the training validator stops meanwhile
- * (the kept outcomes are memory only): those trainers, in this ledger alone, as before; a
- * coordinator's or a relay's audit budget is charged only when the gate lets the outcome through.
- * A node with no ledger at all audits no peer's outcome, as before. This node's own coordinator's
+ * ledger stays down past the tries, or the bound is full: those trainers, in this ledger alone,
+ * as before; a coordinator's or a relay's audit budget is charged only when the gate lets the
+ * outcome through. A node with no ledger at all audits no peer's outcome, as before. This node's own coordinator's
  * credit of its round (the validator's `credit`) is kept and made again the same way: dropped
  * unanswered, its trainers went unpaid in its own ledger whenever its own outcome did not credit
  * them again (an audit here without the momentum of the round before credits nothing).
+ *
+ * **A kept outcome outlives a stop.** It is on disk (`<ledger dir>/kept-training-outcomes/`, one
+ * file each, `_kept_held_training_proofs.ts`) before it counts as kept, and so is a kept credit
+ * while it is made again; at the next start ({@link OutcomeAudits.readBack}) each is taken again:
+ * an outcome (kept at the gate, or its credit) through the gate and its audit again, as a peer's
+ * copy (nothing read is trusted: one from `"local"` only when signed by this node's key), this
+ * node's coordinator's credit with its receipts' signatures checked. Before (review s60,
+ * `tests/training/review_s60_kept_outcome_restart_test.ts`) they were memory only: a stop or
+ * restart of the training validator while the ledger was down lost them, and the round's honest
+ * trainers went unpaid in this ledger alone. An audit or a first credit under way at a stop is
+ * not kept (its answer is lost with the incarnation, as before).
  *
  * Owned by the validator, whose `outcome`, `audited`, `credit` and `outcome_again` messages it
  * handles;
@@ -36,7 +46,16 @@ import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import { encodeCbor } from "../protocols/cbor.ts";
 import { sha256Hex } from "../protocols/hash.ts";
-import type { OutcomeBody, TrainingGossip } from "../protocols/training_messages.ts";
+import {
+  type OutcomeBody,
+  OutcomeMessage,
+  type TrainingGossip,
+  type TrainingReceiptBody,
+  TrainingReceiptMessage,
+} from "../protocols/training_messages.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { type TrainingReceipt, verifyTrainingReceipt } from "./training_receipt.ts";
+import { KeptHeldTrainingProofs } from "./_kept_held_training_proofs.ts";
 import type { AccountMessage, ReceiptStatusMessage } from "../actors/validator_messages.ts";
 import type { RoundAudit } from "./round_audit.ts";
 import type { OutcomeGate } from "./_outcome_gate.ts";
@@ -56,6 +75,16 @@ export const MAX_KEPT_OUTCOMES = 16;
  * outcomes signed by keys of its own while the ledger is down cannot shut out the genuine one.
  */
 export const MAX_KEPT_OUTCOMES_PER_PEER = MAX_KEPT_OUTCOMES / 8;
+/** The folder, under the ledger's directory, of the kept outcomes and credits (module doc). */
+export const KEPT_OUTCOMES_DIR = "kept-training-outcomes";
+
+/**
+ * What makes a kept outcome again at the next start, as the validator's message: a round outcome
+ * (through the gate and its audit again), or this node's coordinator's credit of its receipts.
+ */
+export type OutcomeAgain =
+  | { type: "outcome"; body: OutcomeBody; origin: string }
+  | { type: "credit"; receipts: TrainingReceipt[]; terms: TrainingReceiptBody["terms"] };
 
 /**
  * An outcome whose ledger ask went unanswered, kept to take again (see the module doc): at the
@@ -88,6 +117,8 @@ export interface KeptCredit {
   credit: () => Promise<number>;
   /** Tries made so far. */
   attempts: number;
+  /** What makes it again at the next start (kept on disk); absent: memory only. */
+  again?: OutcomeAgain;
 }
 
 /** What {@link OutcomeAudits} needs from the validator. */
@@ -97,7 +128,10 @@ export interface OutcomeAuditsOptions {
    * one; `endRetryMs`: the first wait before an outcome the ledger did not answer for is taken
    * again).
    */
-  settings: Pick<TrainingValidatorOptions, "models" | "serve" | "ledger" | "endRetryMs">;
+  settings: Pick<
+    TrainingValidatorOptions,
+    "models" | "serve" | "ledger" | "endRetryMs" | "identity" | "ownProofsDir" | "now"
+  >;
   /** Which outcomes are audited, and what is kept of each audit. */
   gate: OutcomeGate;
   /**
@@ -107,6 +141,15 @@ export interface OutcomeAuditsOptions {
   creditRound(
     ctx: ActorContext<TrainingValidatorMessage>,
     body: OutcomeBody,
+  ): Promise<number>;
+  /**
+   * Credit receipts this node's coordinator's round averaged (`ReceiptCredits.credit`): a kept
+   * credit read back at start is made with it; resolves with how many asks went unanswered.
+   */
+  creditReceipts(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    receipts: readonly TrainingReceipt[],
+    terms: TrainingReceiptBody["terms"],
   ): Promise<number>;
   /** The challenge run: a peer's round's trainers are sampled on this node's own coin. */
   challenges: TrainingChallengeRun;
@@ -136,6 +179,10 @@ export class OutcomeAudits {
   readonly #unsettled = new Map<string, UnsettledOutcome>();
   /** Whether an `outcome_again` is on its way. */
   #againScheduled = false;
+  /** Kept credits being made again (outside the mailbox): still on disk until they answer. */
+  readonly #retrying = new Map<string, UnsettledOutcome>();
+  /** The kept outcomes across a stop (`ownProofsDir`). */
+  readonly #store: KeptHeldTrainingProofs | undefined;
 
   /** @param options See {@link OutcomeAuditsOptions}. */
   constructor(options: OutcomeAuditsOptions) {
@@ -143,6 +190,112 @@ export class OutcomeAudits {
     this.#parts = options;
     this.#outcomes = options.gate;
     this.#challenges = options.challenges;
+    const dir = options.settings.ownProofsDir;
+    this.#store = dir === undefined
+      ? undefined
+      : KeptHeldTrainingProofs.in(dir, KEPT_OUTCOMES_DIR, MAX_KEPT_OUTCOMES);
+  }
+
+  /**
+   * At start: the outcomes and credits kept when the validator last stopped are kept again (in
+   * memory) and taken again at the first `outcome_again` (see the module doc). Nothing read is
+   * trusted: an entry that is not an outcome body from a peer (or from `"local"` signed by this
+   * node's key), nor a credit of receipts their trainers signed, is dropped, logged, and leaves
+   * the folder at its next write.
+   */
+  async readBack(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    const read = await this.#store?.read().catch((error) => {
+      this.#parts.log(`training: kept outcomes not read back: ${(error as Error).message}`);
+      return [];
+    }) ?? [];
+    for (const { body: entry } of read) {
+      const kept = this.#readEntry(ctx, entry);
+      if (kept === undefined) {
+        this.#parts.log("training: a damaged kept outcome dropped");
+        continue;
+      }
+      const key = kept.stage === "gate" ? gateKey(kept.body) : `credit:${kept.key}`;
+      if (this.#unsettled.size < MAX_KEPT_OUTCOMES) this.#unsettled.set(key, kept);
+    }
+    if (this.#unsettled.size > 0) this.#againLater(ctx);
+  }
+
+  /** A kept entry read back, as it is kept again; undefined when it is not one. */
+  #readEntry(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    entry: unknown,
+  ): UnsettledOutcome | undefined {
+    if (typeof entry !== "object" || entry === null) return undefined;
+    const again = entry as Record<string, unknown>;
+    if (again.type === "outcome" && typeof again.origin === "string") {
+      const parsed = OutcomeMessage.schema.safeParse(again.body);
+      if (!parsed.success) return undefined;
+      const body = parsed.data as OutcomeBody;
+      const own = body.coordinator instanceof Uint8Array &&
+        bytesEqual(body.coordinator, this.#options.identity.publicKey);
+      if (again.origin === "local" && !own) return undefined; // would skip the stake question
+      return { stage: "gate", body, origin: again.origin, attempts: 0 };
+    }
+    if (again.type === "credit" && Array.isArray(again.receipts)) {
+      const receipts: TrainingReceipt[] = [];
+      let terms: TrainingReceiptBody["terms"] | undefined;
+      for (const receipt of again.receipts) {
+        const parsed = TrainingReceiptMessage.schema.safeParse({ receipt, terms: again.terms });
+        if (!parsed.success) return undefined;
+        const body = parsed.data as TrainingReceiptBody;
+        if (!verifyTrainingReceipt(body.receipt).ok) return undefined;
+        receipts.push(body.receipt);
+        terms = body.terms;
+      }
+      if (terms === undefined) return undefined;
+      // One try made (its own, before the stop): made again, it is told back whatever the answer.
+      return { stage: "credit", ...this.coordinatorCredit(ctx, receipts, terms) };
+    }
+    return undefined;
+  }
+
+  /**
+   * This node's coordinator's credit of `receipts` (the validator's `credit`), kept and made again
+   * when the ledger does not answer, across a stop too.
+   */
+  coordinatorCredit(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    receipts: TrainingReceipt[],
+    terms: TrainingReceiptBody["terms"],
+  ): KeptCredit {
+    return {
+      key: `round:${terms.round}:${terms.startModel}`,
+      what: `round ${terms.round} from this node's coordinator`,
+      credit: () => this.#parts.creditReceipts(ctx, receipts, terms),
+      attempts: 1,
+      again: { type: "credit", receipts, terms },
+    };
+  }
+
+  /**
+   * Make the folder hold what is kept now, and the kept credits being made again. A failed write
+   * costs only their survival of a restart, not their retry: logged.
+   */
+  async #keepOnDisk(): Promise<void> {
+    if (this.#store === undefined) return;
+    const now = (this.#options.now ?? Date.now)();
+    const entries = [];
+    for (const [key, kept] of [...this.#unsettled, ...this.#retrying]) {
+      const again: OutcomeAgain | undefined = kept.stage === "gate"
+        ? { type: "outcome", body: kept.body, origin: kept.origin }
+        : kept.again;
+      if (again === undefined) continue;
+      const hash = sha256Hex(new TextEncoder().encode(key));
+      entries.push({
+        hash,
+        body: again,
+        origin: "origin" in again ? again.origin : "local",
+        since: now,
+      });
+    }
+    await this.#store.keep(entries).catch((error) =>
+      this.#parts.log(`training: kept outcomes not kept on disk: ${(error as Error).message}`)
+    );
   }
 
   /**
@@ -184,7 +337,11 @@ export class OutcomeAudits {
     } catch (error) {
       // The ledger did not answer for the coordinator's stake: nothing charged, kept for later.
       const { body, origin } = message;
-      this.#keep(ctx, { body, origin, stage: "gate", attempts: attempts + 1 }, error as Error);
+      await this.#keep(
+        ctx,
+        { body, origin, stage: "gate", attempts: attempts + 1 },
+        error as Error,
+      );
       ended.resolve();
       return answer;
     }
@@ -235,6 +392,8 @@ export class OutcomeAudits {
       what: `outcome of ${name}`,
       credit: () => this.#parts.creditRound(ctx, body),
       attempts: 1,
+      // Read back at the next start, it is audited again before anything is credited.
+      again: { type: "outcome", body, origin },
     };
     const credited = audit.verified ? this.#creditOutside(ctx, credit) : Promise.resolve();
     this.#parts.publish(ctx, { kind: "outcome", body }, origin);
@@ -261,21 +420,26 @@ export class OutcomeAudits {
    * unanswered as a refusal is.
    */
   async credit(ctx: ActorContext<TrainingValidatorMessage>, credit: KeptCredit): Promise<void> {
-    this.uncredited(ctx, credit, await credit.credit());
+    await this.uncredited(ctx, credit, await credit.credit());
   }
 
   /**
    * A credit was tried (`credit.attempts` times) and `unanswered` of its ledger asks went
    * unanswered (the validator's `uncredited`): kept to make again if any did.
    */
-  uncredited(
+  async uncredited(
     ctx: ActorContext<TrainingValidatorMessage>,
     credit: KeptCredit,
     unanswered: number,
-  ): void {
-    if (unanswered === 0) return;
+  ): Promise<void> {
+    // A kept credit made again answered (or not): no longer on disk as being made again.
+    const retried = this.#retrying.delete(`credit:${credit.key}`);
+    if (unanswered === 0) {
+      if (retried) await this.#keepOnDisk();
+      return;
+    }
     const error = new Error(`${unanswered} credit asks not answered`);
-    this.#keep(ctx, { stage: "credit", ...credit }, error);
+    await this.#keep(ctx, { stage: "credit", ...credit }, error);
   }
 
   /**
@@ -290,9 +454,10 @@ export class OutcomeAudits {
     // ledger holds each ask up to its timeout.
     let unanswered: Error | undefined;
     for (const kept of due) {
+      // Stopped: left on disk as kept, for the next start.
       if (ctx.signal.aborted) return;
       if (kept.stage === "gate" && unanswered !== undefined) {
-        this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
+        await this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
       } else if (kept.stage === "gate") {
         await this.#take(kept, ctx, kept.attempts);
         if (this.#unsettled.has(gateKey(kept.body))) {
@@ -300,9 +465,13 @@ export class OutcomeAudits {
         }
       } else {
         const { stage: _stage, ...credit } = kept;
+        // On disk until it answers (`uncredited`, told whatever the answer).
+        this.#retrying.set(`credit:${credit.key}`, kept);
         void this.#creditOutside(ctx, { ...credit, attempts: credit.attempts + 1 });
       }
     }
+    // Those taken again (audited now, or refused on an answer) leave the disk.
+    await this.#keepOnDisk();
   }
 
   /**
@@ -315,7 +484,8 @@ export class OutcomeAudits {
     credit: KeptCredit,
   ): Promise<void> {
     return credit.credit().then((unanswered) => {
-      if (unanswered === 0 || ctx.signal.aborted) return;
+      // A kept credit made again is told whatever the answer: it leaves the disk then.
+      if ((unanswered === 0 && credit.attempts <= 1) || ctx.signal.aborted) return;
       // Told, not kept here: the kept outcomes change in the validator's `receive`.
       void ctx.self.tell({ type: "uncredited", credit, unanswered }).catch(() => {});
     }).catch((error) =>
@@ -328,11 +498,11 @@ export class OutcomeAudits {
    * doubles; past {@link MAX_END_ATTEMPTS} tries, or past the bounds, it is dropped, logged: its
    * trainers go unpaid in this ledger.
    */
-  #keep(
+  async #keep(
     ctx: ActorContext<TrainingValidatorMessage>,
     outcome: UnsettledOutcome,
     error: Error,
-  ): void {
+  ): Promise<void> {
     const { stage, attempts } = outcome;
     const what = outcome.stage === "gate"
       ? `outcome of round ${outcome.body.round} model ${
@@ -343,9 +513,8 @@ export class OutcomeAudits {
     const origin = outcome.stage === "gate" ? outcome.origin : "local";
     const peerKept = [...this.#unsettled.values()]
       .filter((u) => u.stage === "gate" && u.origin === origin && origin !== "local").length;
-    const dropped = ctx.signal.aborted
-      ? "the training validator stopped"
-      : attempts >= MAX_END_ATTEMPTS
+    // A validator stopping keeps it too: on disk, taken again at the next start.
+    const dropped = attempts >= MAX_END_ATTEMPTS
       ? `${attempts} tries`
       : this.#unsettled.has(key)
       ? undefined
@@ -363,9 +532,16 @@ export class OutcomeAudits {
     }
     this.#parts.log(`training: ${what} kept, the ledger did not answer: ${error.message}`);
     this.#unsettled.set(key, outcome);
+    // On disk before it counts as kept (see the module doc): one write per outcome newly kept.
+    await this.#keepOnDisk();
+    if (!ctx.signal.aborted) this.#againLater(ctx);
+  }
+
+  /** Tell `outcome_again` after a wait that doubles with the fewest tries kept, unless on its way. */
+  #againLater(ctx: ActorContext<TrainingValidatorMessage>): void {
     if (this.#againScheduled) return;
     this.#againScheduled = true;
-    const fewest = Math.min(...[...this.#unsettled.values()].map((u) => u.attempts));
+    const fewest = Math.max(1, Math.min(...[...this.#unsettled.values()].map((u) => u.attempts)));
     const first = this.#options.endRetryMs ?? END_RETRY_MS;
     const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
     // Told, not run here: the kept outcomes change in the validator's `receive` (`outcome_again`).

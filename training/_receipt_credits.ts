@@ -7,27 +7,73 @@
  * (`TrainingChallengeRun.recorded`); one recorded lets the proofs held for it through the intake
  * again (`_training_proof_intake.ts`).
  *
- * Holds no state of its own: the ledger belongs to the ValidatorActor, asked through the
- * validator. Owned by the validator; its outcome audits (`_outcome_audits.ts`) credit a round
- * through it. Not part of the public API.
+ * **A peer's receipt the ledger did not answer for is kept and recorded again.** An ask the
+ * ValidatorActor did not answer (stopped, restarting after a failed write, past its ask's timeout)
+ * is neither "recorded" nor "refused": the receipt is kept ({@link MAX_KEPT_RECEIPTS}, an eighth of
+ * them per relaying peer; signed by its trainer only), on disk
+ * (`<ledger dir>/kept-training-receipts/`, one file each, `_kept_held_training_proofs.ts`) before
+ * it counts as kept, and recorded again (and passed on when new then) after `END_RETRY_MS`,
+ * doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`, its `receipts_again`), and at
+ * the next start. Before (review s60, `tests/training/review_s60_receipt_ledger_down_test.ts`) it
+ * was neither recorded nor passed on and never asked again: a peer's fraud proof about it found its
+ * receipt unknown here (held for a receipt that never came), and the lazy trainer every other
+ * ledger slashed kept its stake in this one, and in every node that heard of the receipt only
+ * through this one. Who pays when the ledger stays down past the tries or the bound is full: the
+ * same, as before. An answer (a refusal: no stake to lock, a duplicate) is final.
+ *
+ * The ledger belongs to the ValidatorActor, asked through the validator. Owned by the validator,
+ * read and written only inside its `receive`; its outcome audits (`_outcome_audits.ts`) credit a
+ * round through it. Not part of the public API.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import type {
-  OutcomeBody,
-  TrainingGossip,
-  TrainingReceiptBody,
+import { sleep } from "../actors/_common.ts";
+import {
+  type OutcomeBody,
+  type TrainingGossip,
+  type TrainingReceiptBody,
+  TrainingReceiptMessage,
 } from "../protocols/training_messages.ts";
 import type {
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
 } from "../actors/validator_messages.ts";
-import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
+import {
+  type TrainingReceipt,
+  trainingReceiptId,
+  verifyTrainingReceipt,
+} from "./training_receipt.ts";
+import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
+import { KeptHeldTrainingProofs } from "./_kept_held_training_proofs.ts";
 import type { TrainingProofIntake } from "./_training_proof_intake.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
 import type { ClaimTakeovers } from "./_claim_takeovers.ts";
 import type { TrainingValidatorMessage } from "./training_validator.ts";
+
+/**
+ * Peers' receipts kept for a ledger that did not answer, at most: one outcome frame's receipts (a
+ * round's reports, gossiped at once), so a ledger restarting as a round's receipts come loses
+ * none; a receipt is about a kilobyte.
+ */
+export const MAX_KEPT_RECEIPTS = 256;
+/**
+ * Of those, the receipts one relaying peer may have kept: an eighth, as the other holds, so a peer
+ * relaying receipts of keys of its own while the ledger is down cannot shut out the others'.
+ */
+export const MAX_KEPT_RECEIPTS_PER_PEER = MAX_KEPT_RECEIPTS / 8;
+/** The folder, under the ledger's directory, of the kept receipts (module doc). */
+export const KEPT_TRAINING_RECEIPTS_DIR = "kept-training-receipts";
+
+/** A peer's receipt whose record the ledger did not answer, kept to record again. */
+interface KeptReceipt {
+  /** The receipt with its round's terms. */
+  body: TrainingReceiptBody;
+  /** The relaying peer's hex key. */
+  origin: string;
+  /** Tries made so far. */
+  attempts: number;
+}
 
 /** What {@link ReceiptCredits} needs from the validator. */
 export interface ReceiptCreditsOptions {
@@ -48,6 +94,17 @@ export interface ReceiptCreditsOptions {
     gossip: TrainingGossip,
     origin: string,
   ): void;
+  /** Whether this node has a ledger at all (none: a receipt is not kept for one). */
+  hasLedger?: boolean;
+  /** The ledger's directory (`ownProofsDir`): the kept receipts go there; absent, memory only. */
+  dir?: string;
+  /**
+   * First wait before a receipt the ledger did not answer for is recorded again, ms; default
+   * `END_RETRY_MS` (doubling, `MAX_END_ATTEMPTS` tries): the validator's `endRetryMs`.
+   */
+  retryMs?: number;
+  /** Where one line per kept or dropped receipt goes. */
+  log?: (line: string) => void;
 }
 
 /** See the module doc. */
@@ -56,6 +113,12 @@ export class ReceiptCredits {
   readonly #intake: TrainingProofIntake;
   readonly #claims: ClaimTakeovers;
   readonly #challenges: TrainingChallengeRun;
+  /** Peers' receipts the ledger did not answer for, by receipt id (see the module doc). */
+  readonly #kept = new Map<string, KeptReceipt>();
+  /** Whether a `receipts_again` is on its way. */
+  #againScheduled = false;
+  /** The kept receipts across a stop (`dir`). */
+  readonly #store: KeptHeldTrainingProofs | undefined;
 
   /** @param options See {@link ReceiptCreditsOptions}. */
   constructor(options: ReceiptCreditsOptions) {
@@ -63,14 +126,107 @@ export class ReceiptCredits {
     this.#intake = options.intake;
     this.#claims = options.claims;
     this.#challenges = options.challenges;
+    this.#store = options.dir === undefined
+      ? undefined
+      : KeptHeldTrainingProofs.in(options.dir, KEPT_TRAINING_RECEIPTS_DIR, MAX_KEPT_RECEIPTS);
   }
 
-  /** Record a peer's receipt (`body`, from gossip) uncredited; new here: pass it on. */
-  async record(
+  /**
+   * Record a peer's receipt (`body`, from gossip) uncredited; new here: pass it on. Kept and
+   * recorded again when the ledger did not answer (see the module doc).
+   */
+  record(
     body: TrainingReceiptBody,
     origin: string,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<TrainingReceiptRecorded> {
+    return this.#record(body, origin, ctx, 0);
+  }
+
+  /**
+   * Record again every receipt the ledger did not answer for (the validator's `receipts_again`):
+   * kept again while it still does not answer; one unanswered ask per round of tries (the asks run
+   * in the mailbox, and a hung ledger holds each up to its timeout).
+   */
+  async again(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    this.#againScheduled = false;
+    const due = [...this.#kept.values()];
+    this.#kept.clear();
+    let unanswered: Error | undefined;
+    for (const kept of due) {
+      // Stopped: left on disk as kept, for the next start.
+      if (ctx.signal.aborted) return;
+      if (unanswered !== undefined) {
+        await this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
+        continue;
+      }
+      await this.#record(kept.body, kept.origin, ctx, kept.attempts);
+      if (this.#kept.has(trainingReceiptId(kept.body.receipt))) {
+        unanswered = new Error("the ledger did not answer for another receipt");
+      }
+    }
+    // Those recorded (or refused on an answer) leave the disk.
+    await this.keepOnDisk();
+  }
+
+  /**
+   * At start: the receipts kept when the validator last stopped are kept again (in memory) and
+   * recorded again at the first `receipts_again`, one unanswered ask per round as any kept receipt
+   * (not in the start itself: a hung ledger would hold it up to a timeout per receipt). Nothing
+   * read is trusted: an entry that is not a receipt its trainer signed, with terms and a relaying
+   * peer, is dropped, logged, and leaves the folder at its next write.
+   */
+  async readBack(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    const read = await this.#store?.read().catch((error) => {
+      this.#parts.log?.(
+        `training validator: kept receipts not read back: ${(error as Error).message}`,
+      );
+      return [];
+    }) ?? [];
+    for (const { body, origin } of read) {
+      const parsed = TrainingReceiptMessage.schema.safeParse(body);
+      const receipt = parsed.success ? (parsed.data as TrainingReceiptBody) : undefined;
+      if (
+        receipt === undefined || typeof origin !== "string" || origin === "local" ||
+        !verifyTrainingReceipt(receipt.receipt).ok
+      ) {
+        this.#parts.log?.("training validator: a damaged kept receipt dropped");
+        continue;
+      }
+      const id = trainingReceiptId(receipt.receipt);
+      if (this.#kept.size < MAX_KEPT_RECEIPTS) {
+        this.#kept.set(id, { body: receipt, origin, attempts: 0 });
+      }
+    }
+    if (this.#kept.size > 0) this.#againLater(ctx);
+  }
+
+  /**
+   * Make the folder hold the receipts kept now. A failed write costs only their survival of a
+   * restart, not their retry: logged.
+   */
+  async keepOnDisk(): Promise<void> {
+    const kept = [...this.#kept].map(([id, { body, origin }]) => ({
+      hash: id,
+      body,
+      origin,
+      since: 0,
+    }));
+    await this.#store?.keep(kept).catch((error) =>
+      this.#parts.log?.(
+        `training validator: kept receipts not kept on disk: ${(error as Error).message}`,
+      )
+    );
+  }
+
+  /** {@link ReceiptCredits.record}, tried `attempts` times before without a ledger answer. */
+  async #record(
+    body: TrainingReceiptBody,
+    origin: string,
+    ctx: ActorContext<TrainingValidatorMessage>,
+    attempts: number,
+  ): Promise<TrainingReceiptRecorded> {
+    let unanswered: Error | undefined;
     const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
       type: "training_receipt",
       receipt: body.receipt,
@@ -80,7 +236,14 @@ export class ReceiptCredits {
       // before its challenge and the outer step. It is paid once its delta went into a model:
       // `credit` from the coordinator, or an outcome this node audits (`creditRound`).
       credited: false,
-    }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
+    }).catch((error) => {
+      unanswered = error as Error;
+      return { recorded: false, fresh: false, refusal: (error as Error).message };
+    });
+    // No answer is not a refusal: kept and recorded again (see the module doc).
+    if (unanswered !== undefined && this.#parts.hasLedger !== false) {
+      await this.#keep(ctx, { body, origin, attempts: attempts + 1 }, unanswered);
+    }
     if (answer.fresh) {
       this.#parts.publish(ctx, { kind: "receipt", body }, origin);
       this.#recordedHere(body.receipt);
@@ -163,6 +326,59 @@ export class ReceiptCredits {
   #recordedHere(receipt: TrainingReceipt): void {
     this.#claims.earn();
     this.#challenges.recorded(trainingReceiptId(receipt));
+  }
+
+  /**
+   * Keep `receipt`, whose record went unanswered (`error`), to record again after a wait that
+   * doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is dropped, logged.
+   */
+  async #keep(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    receipt: KeptReceipt,
+    error: Error,
+  ): Promise<void> {
+    const id = trainingReceiptId(receipt.body.receipt);
+    if (this.#kept.has(id)) return; // another copy is kept: recorded with it
+    const fromPeer = [...this.#kept.values()]
+      .filter((kept) => kept.origin === receipt.origin).length;
+    // A validator stopping keeps it too: on disk, recorded again at the next start.
+    const dropped = receipt.origin === "local" || !verifyTrainingReceipt(receipt.body.receipt).ok
+      ? "not a peer's signed receipt"
+      : receipt.attempts >= MAX_END_ATTEMPTS
+      ? `${receipt.attempts} tries`
+      : this.#kept.size >= MAX_KEPT_RECEIPTS
+      ? "too many kept"
+      : fromPeer >= MAX_KEPT_RECEIPTS_PER_PEER
+      ? "too many kept from its relay"
+      : undefined;
+    const what = `training receipt ${id.slice(0, 12)}`;
+    if (dropped !== undefined) {
+      this.#parts.log?.(
+        `training validator: ${what} not recorded, the ledger did not answer (${dropped}): ` +
+          error.message,
+      );
+      return;
+    }
+    this.#kept.set(id, receipt);
+    // On disk before it counts as kept: one write per receipt newly kept, within the bound.
+    await this.keepOnDisk();
+    this.#parts.log?.(
+      `training validator: ${what} kept, the ledger did not answer: ${error.message}`,
+    );
+    if (!ctx.signal.aborted) this.#againLater(ctx);
+  }
+
+  /** Tell `receipts_again` after a wait that doubles with the fewest tries kept, unless on its way. */
+  #againLater(ctx: ActorContext<TrainingValidatorMessage>): void {
+    if (this.#againScheduled) return;
+    this.#againScheduled = true;
+    const fewest = Math.max(1, Math.min(...[...this.#kept.values()].map((kept) => kept.attempts)));
+    const first = this.#parts.retryMs ?? END_RETRY_MS;
+    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
+    // Told, not run here: the kept receipts change in the validator's `receive`.
+    void sleep(wait, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "receipts_again" });
+    }).catch(() => {}); // stopped meanwhile: the next start reads them from the disk
   }
 
   #ledger<R>(

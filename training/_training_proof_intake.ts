@@ -25,8 +25,11 @@
  * `tests/training/review_s59_claim_intake_ledger_down_test.ts`) an unanswered receipt read was
  * taken for "receipt unknown": the proof, held for a receipt the ledger had recorded already, was
  * never released, and the lazy trainer, slashed in every other ledger, was paid in this one. Who
- * pays when the ledger stays down past the tries, the bound is full, or the validator stops
- * meanwhile (kept proofs are memory only): the lazy trainer goes unslashed here, as before. This
+ * pays when the ledger stays down past the tries or the bound is full: the lazy trainer goes
+ * unslashed here, as before. A kept proof is on disk ({@link UNANSWERED_TRAINING_PROOFS_DIR})
+ * before it counts as kept, and read back through the intake at the next start with the held ones:
+ * memory only, a stop or restart of the validator while the ledger was down lost it, and the lazy
+ * trainer was paid here (review s60, `tests/training/review_s60_kept_restart_test.ts`). This
  * validator's own proof is not refused for an unanswered read: it goes on to its settlement, which
  * is asked again while the ledger does not answer (before, its challenge ended `undecided` at once,
  * and the trainer it convicted went unslashed here).
@@ -108,6 +111,11 @@ export const MAX_UNANSWERED_PROOFS = 16;
 export const MAX_UNANSWERED_PROOFS_PER_ACCUSER = MAX_UNANSWERED_PROOFS / 8;
 /** The intake's refusal when the ledger did not answer: kept, and taken again (module doc). */
 export const LEDGER_UNANSWERED = "ledger_unanswered";
+/**
+ * The folder, under the ledger's directory, of the peers' proofs kept because the ledger did not
+ * answer their intake (one file per proof, named by its hash: `_kept_held_training_proofs.ts`).
+ */
+export const UNANSWERED_TRAINING_PROOFS_DIR = "unanswered-training-proofs";
 
 /** The validator's context, which the intake asks through and tells proofs to. */
 type Context = ActorContext<TrainingValidatorMessage>;
@@ -214,6 +222,8 @@ export class TrainingProofIntake {
   readonly #keptReceiptHeld: KeptHeldTrainingProofs | undefined;
   /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
   readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
+  /** The proofs kept because the ledger did not answer their intake, across a stop. */
+  readonly #keptUnanswered: KeptHeldTrainingProofs | undefined;
 
   /** @param options See {@link TrainingProofIntakeOptions}. */
   constructor(options: TrainingProofIntakeOptions) {
@@ -226,6 +236,11 @@ export class TrainingProofIntake {
       MAX_RECEIPT_HELD_TRAINING_PROOFS,
     );
     this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
+    this.#keptUnanswered = dir === undefined ? undefined : KeptHeldTrainingProofs.in(
+      dir,
+      UNANSWERED_TRAINING_PROOFS_DIR,
+      MAX_UNANSWERED_PROOFS,
+    );
   }
 
   /**
@@ -330,7 +345,7 @@ export class TrainingProofIntake {
     since: number | undefined,
   ): Promise<{ held: boolean; awaitingPledge: boolean }> {
     if (refusal === LEDGER_UNANSWERED) {
-      return { held: this.#keepUnanswered(ctx, body, origin, since), awaitingPledge: false };
+      return { held: await this.#keepUnanswered(ctx, body, origin, since), awaitingPledge: false };
     }
     const held = refusal === "receipt_unknown" &&
       await this.#holdForReceipt(ctx, body, origin, since);
@@ -406,7 +421,7 @@ export class TrainingProofIntake {
       key: proof.validator,
     }).catch(() => undefined);
     // No answer: kept and taken again (see the module doc), not dropped as "never pledged".
-    if (pledged === undefined) return this.#keepUnanswered(ctx, body, origin, since);
+    if (pledged === undefined) return await this.#keepUnanswered(ctx, body, origin, since);
     if (!pledged) return false;
     this.#heldProofs.hold({
       receiptId: trainingReceiptId(proof.receipt),
@@ -448,12 +463,12 @@ export class TrainingProofIntake {
    * is never refused for an unanswered receipt read, and its accuser's stake is not asked.
    * @returns Whether it is kept.
    */
-  #keepUnanswered(
+  async #keepUnanswered(
     ctx: Context,
     body: TrainingFraudProofBody,
     origin: string,
     since: number = this.#options.now(),
-  ): boolean {
+  ): Promise<boolean> {
     const { proof } = body;
     if (origin === "local" || !signedProof(proof)) return false;
     const hash = trainingFraudProofHash(proof);
@@ -462,9 +477,8 @@ export class TrainingProofIntake {
     const accuser = toHex(proof.validator);
     const fromAccuser = [...this.#unanswered.values()]
       .filter((kept) => kept.accuser === accuser && kept !== before).length;
-    const dropped = ctx.signal.aborted
-      ? "the training validator stopped"
-      : attempts >= MAX_END_ATTEMPTS
+    // A validator stopping keeps it too: on disk, taken again at the next start (review s60).
+    const dropped = attempts >= MAX_END_ATTEMPTS
       ? `${attempts} tries`
       : before === undefined && this.#unanswered.size >= MAX_UNANSWERED_PROOFS
       ? "too many kept"
@@ -473,7 +487,8 @@ export class TrainingProofIntake {
       : undefined;
     const what = `fraud proof ${hash.slice(0, 12)}`;
     if (dropped !== undefined) {
-      this.#unanswered.delete(hash);
+      // Off the disk too: read back at the next start, it would be tried again for nothing.
+      if (this.#unanswered.delete(hash)) await this.#keepUnansweredOnDisk();
       this.#options.log(
         `training validator: ${what} dropped, the ledger did not answer its intake (${dropped})`,
       );
@@ -490,9 +505,34 @@ export class TrainingProofIntake {
       due: Date.now() + wait,
       told: false,
     });
+    // On disk before it counts as kept: memory only, a stop or restart of this validator while
+    // the ledger was down lost it, and the lazy trainer every other ledger slashed was paid here
+    // (review s60). One write per proof newly kept, bounded by the kept bound; a failed write
+    // costs only its survival of a restart (logged), not its retry.
+    await this.#keepUnansweredOnDisk();
     this.#options.log(`training validator: ${what} kept, the ledger did not answer its intake`);
     this.#pledgesAgainLater(ctx);
     return true;
+  }
+
+  /**
+   * Make the folder of the proofs kept for a ledger that did not answer hold those kept now (a
+   * proof dropped or answered since is removed). A failed write is logged.
+   */
+  async #keepUnansweredOnDisk(): Promise<void> {
+    const kept = [...this.#unanswered].map(([hash, { body, origin, since }]) => ({
+      hash,
+      body,
+      origin,
+      since,
+    }));
+    await this.#keptUnanswered?.keep(kept).catch((error) =>
+      this.#options.log(
+        `training validator: proofs kept for the ledger not kept on disk: ${
+          (error as Error).message
+        }`,
+      )
+    );
   }
 
   /** What is kept on disk changed (a hold, the taken proofs): kept at the next recheck. */
@@ -524,7 +564,7 @@ export class TrainingProofIntake {
       type: "has_staked",
       key: proof.validator,
     }).catch(() => undefined);
-    if (staked === undefined) return this.#keepUnanswered(ctx, body, origin, since);
+    if (staked === undefined) return await this.#keepUnanswered(ctx, body, origin, since);
     if (staked) return false;
     const held = this.#pledgeHeld.hold({
       receiptId: trainingReceiptId(proof.receipt),
@@ -633,6 +673,9 @@ export class TrainingProofIntake {
     take(await read(this.#keptPledgeHeld), now - PLEDGE_HOLD_MS);
     // Taken and not settled: the intake decides again (its window bounds how long that is).
     take(await read(this.#options.taken), -Infinity);
+    // Kept because the ledger did not answer their intake (review s60): asked again now, with
+    // this start's tries (the receipt's window bounds how long that goes on across starts).
+    take(await read(this.#keptUnanswered), -Infinity);
     // Longest held first, as they were held: the holds push those out first.
     again.sort((a, b) => a.since! - b.since!);
     return again;
@@ -655,6 +698,9 @@ export class TrainingProofIntake {
     };
     await this.#keptReceiptHeld?.keep(this.#heldProofs.all()).catch(failed);
     await this.#options.taken.keep().catch(failed);
+    // After the taken proofs: one answered since (taken now) is on disk there before it leaves
+    // this folder.
+    await this.#keepUnansweredOnDisk();
     // After the taken proofs: the checks of those on disk are not counted (below).
     await this.#keepUnbacked();
   }

@@ -8,7 +8,11 @@
  *
  * ```
  * challenge   { report, connection, round… }  → { result: Promise<ChallengeOutcome> }
- * receipt     { body, origin }   record in the ledger (uncredited); new: pass on
+ * receipt     { body, origin }   record in the ledger (uncredited); new: pass on (kept and
+ *                                recorded again when the ledger does not answer:
+ *                                `receipts_again`, `_receipt_credits.ts`)
+ * receipts_again {}              internal: record again the peers' receipts the ledger did not
+ *                                answer for
  * credit      { receipts, terms } credit receipts whose deltas went into a round's model (kept
  *                                and made again when the ledger does not answer: `outcome_again`)
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
@@ -337,6 +341,7 @@ export type TrainingValidatorMessage =
     ended?: () => void;
   }
   | { type: "outcome_again" }
+  | { type: "receipts_again" }
   | { type: "uncredited"; credit: KeptCredit; unanswered: number }
   | { type: "adopted"; model: string }
   | { type: "model_standing"; model: string }
@@ -506,6 +511,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       challenges: this.#challenges,
       challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
       now: () => this.#now(),
+      dir,
       retryMs: options.endRetryMs,
       ask: (ctx, message) => this.#ledger(ctx, message),
       connectionTo: (ctx, trainer) => this.#network.connectionTo(ctx, trainer),
@@ -517,6 +523,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       challenges: this.#challenges,
       ask: (ctx, message) => this.#ledger(ctx, message),
       publish: (ctx, gossip, origin) => this.#network.publish(ctx, gossip, origin),
+      hasLedger: options.ledger !== undefined,
+      dir,
+      retryMs: options.endRetryMs,
+      log: (line) => this.#log(line),
     });
     this.#proofs = new FraudProofChecks({
       settings: options,
@@ -535,6 +545,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       settings: options,
       gate: this.#outcomes,
       creditRound: (ctx, body) => this.#credits.creditRound(body, ctx),
+      creditReceipts: (ctx, receipts, terms) => this.#credits.credit(receipts, terms, ctx),
       challenges: this.#challenges,
       ask: (ctx, message) => this.#ledger(ctx, message),
       publish: (ctx, gossip, origin) => this.#network.publish(ctx, gossip, origin),
@@ -562,8 +573,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     await this.#resume(ctx);
     // The unbacked counts spent before, then the held and taken proofs through the intake
     // again, as a peer's proof goes (`_training_proof_intake.ts`); then kept as held now.
+    // The claims kept for a ledger that did not answer, too: through the intake and check again
+    // as their claimant's proofs, then considered again (`_claim_takeovers.ts`).
+    const claims = await this.#claims.readBack();
+    // The peers' receipts kept for a ledger that did not answer: recorded again at the first
+    // `receipts_again` (a proof read back below meanwhile is held for its receipt until then).
+    await this.#credits.readBack(ctx);
     for (const message of await this.#intake.readBack()) await this.receive(message, ctx);
+    for (const message of claims) await this.receive(message, ctx);
     await this.#intake.keep();
+    // Taken or held now (on the intake's disk): the claims' folder holds only what is kept again.
+    await this.#claims.keepOnDisk();
+    // The outcomes and credits kept for a ledger that did not answer: taken again
+    // (`outcome_again`, `_outcome_audits.ts`).
+    await this.#audits.readBack(ctx);
   }
 
   /**
@@ -588,12 +611,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "credit": {
         // Kept and credited again when the ledger did not answer (`_outcome_audits.ts`).
         const { receipts, terms } = message;
-        return await this.#audits.credit(ctx, {
-          key: `round:${terms.round}:${terms.startModel}`,
-          what: `round ${terms.round} from this node's coordinator`,
-          credit: () => this.#credits.credit(receipts, terms, ctx),
-          attempts: 1,
-        });
+        return await this.#audits.credit(
+          ctx,
+          this.#audits.coordinatorCredit(ctx, receipts, terms),
+        );
       }
       case "fraud_proof": {
         const key = copyKey(message.body);
@@ -627,8 +648,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         }
       case "outcome_again":
         return await this.#audits.again(ctx);
+      case "receipts_again":
+        return await this.#credits.again(ctx);
       case "uncredited":
-        return this.#audits.uncredited(ctx, message.credit, message.unanswered);
+        return await this.#audits.uncredited(ctx, message.credit, message.unanswered);
       case "adopted":
         this.#stats.adopted.push(message.model);
         return;

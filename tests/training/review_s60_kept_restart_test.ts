@@ -1,0 +1,193 @@
+/**
+ * Review s60: what a training validator keeps for a ledger that did not answer outlives a restart
+ * of the training validator.
+ *
+ * Stop 59 made the training validator keep, and take again, a peer's fraud proof whose intake the
+ * ledger (the ValidatorActor) did not answer (`training/_training_proof_intake.ts`) and a peer's
+ * true `opening_missing` claim whose takeover's ledger asks went unanswered
+ * (`training/_claim_takeovers.ts`). Both were kept in memory only: a stop or a restart of the
+ * training validator while one was kept lost it, nothing brought it back, and the lazy (or
+ * withholding) trainer every other ledger slashed was paid in this one. Each test restarts the
+ * training validator on the same ledger directory while the item is kept and reads the ledger
+ * outcome after the window: the trainer's receipt status and stake here.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { ValidatorActor } from "../../actors/validator_actor.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account } from "../../proof/ledger.ts";
+import type { ReceiptRecord } from "../../proof/ledger_state.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { ClaimTakeovers } from "../../training/_claim_takeovers.ts";
+import { TrainingValidator } from "../../training/training_validator.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import {
+  claim,
+  claimNode,
+  creditWithholdingTrainer,
+  TRAINER_STAKE,
+  type trainerLink,
+} from "./_claim_node.ts";
+import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
+import { ledgerDownSwitch, spawnTrainingLedger } from "./_training_ledger.ts";
+
+/**
+ * A peer's proof kept because the ledger did not answer its intake, the training validator then
+ * restarted (`killed`: its `postStop` does not run, as when the process is killed) and the ledger
+ * back: the lazy trainer slashed here after the window.
+ */
+async function keptProofAcrossRestart(name: string, killed: boolean): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-s60-kept-proof-${name}-` });
+  const system = new ActorSystem({ name: `s60-kept-proof-${name}` });
+  const postStop = TrainingValidator.prototype.postStop;
+  let clock = 1_000_000;
+  const log: string[] = [];
+  try {
+    const down = ledgerDownSwitch(system);
+    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    await system.spawn<NetworkMessage>({
+      name: "node/network",
+      factory: () => new RecordingNetwork([]),
+    });
+    const { ledger, training, restartTraining } = await spawnTrainingLedger(system, {
+      identity: Identity.generate(),
+      dir,
+      now: () => clock,
+      models,
+      resumeOwnProofs: true,
+      challenge: {
+        challengeProbability: 0,
+        network: "node/network",
+        endRetryMs: 5,
+        pledgeRecheckMs: 50,
+        now: () => clock,
+        log: (line) => log.push(line),
+      },
+    });
+    const accuser = Identity.generate();
+    const proof = lossFraud(model.cid, accuser, 8);
+    const id = trainingReceiptId(proof.receipt);
+    await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
+    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
+    // The round's outcome credited the lazy receipt here: paid when its window closes.
+    await training.ask({
+      type: "credit",
+      receipts: [proof.receipt],
+      terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
+    });
+    const record = async () =>
+      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!;
+    assert.equal((await record()).status, "pending", "credited, paid when final");
+    // The ledger is stopped when a peer's proof comes: kept, to take again.
+    down(true);
+    const taken = await training.ask({
+      type: "fraud_proof",
+      body: { proof, arch: TEST_ARCH },
+      origin: "ee".repeat(32),
+    });
+    assert.ok(
+      log.some((l) => l.includes("kept, the ledger did not answer its intake")),
+      `kept (${JSON.stringify(taken)})`,
+    );
+    // The training validator restarts (its supervisor, or the node) while the proof is kept;
+    // the ledger comes back after.
+    if (killed) TrainingValidator.prototype.postStop = () => Promise.resolve();
+    await restartTraining();
+    TrainingValidator.prototype.postStop = postStop;
+    down(false);
+    await eventually(
+      async () => (await record()).status === "fraud",
+      "the proof to settle",
+      { timeoutMs: 10_000 },
+    ).catch(() => {});
+    clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.ask({ type: "finalize" });
+    assert.equal((await record()).status, "fraud", "the lazy trainer was paid here");
+    const trainer = await ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
+    assert.ok(trainer.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
+    assert.equal(trainer.balance, 0, "nothing paid");
+  } finally {
+    TrainingValidator.prototype.postStop = postStop;
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake outlives a restart of the training validator: the lazy trainer is slashed here", () =>
+  keptProofAcrossRestart("stopped", false));
+
+Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake is on disk before it counts as kept: a training validator killed (no stop hook) and started again still slashes the lazy trainer here", () =>
+  keptProofAcrossRestart("killed", true));
+
+/**
+ * Take the ledger down (`ledgerDown(true)`) right after it released the claim's hold, so that the
+ * takeover's first ask (where the receipt stands) finds none; `armed()` is false once it went down.
+ * `restore()` puts the ValidatorActor's `receive` back.
+ */
+function downAfterHoldReleased(ledgerDown: (down: boolean) => void) {
+  const receive = ValidatorActor.prototype.receive;
+  let armed = true;
+  ValidatorActor.prototype.receive = function (message, ctx) {
+    if (armed && message.type === "training_checking" && message.hold === undefined) {
+      armed = false;
+      ledgerDown(true);
+    }
+    return receive.call(this, message, ctx);
+  };
+  return {
+    armed: () => armed,
+    restore: () => {
+      ValidatorActor.prototype.receive = receive;
+    },
+  };
+}
+
+Deno.test("review s60: a true opening_missing claim kept because the ledger did not answer its takeover outlives a restart of the training validator: the withholding trainer is convicted here", async () => {
+  let link: ReturnType<typeof trainerLink>["connection"] | undefined;
+  const n = await claimNode("s60-kept-claim", () => link);
+  const consider = ClaimTakeovers.prototype.consider;
+  let considered = 0;
+  const ledgerDown = ledgerDownSwitch(n.system);
+  const down = downAfterHoldReleased(ledgerDown);
+  try {
+    ClaimTakeovers.prototype.consider = function (body, ctx) {
+      return consider.call(this, body, ctx).finally(() => considered++);
+    };
+    const { receipt, record, claimant } = await creditWithholdingTrainer(n, (to) => link = to);
+    await n.claim(claim(receipt, claimant));
+    // Checked (confirmed: a claim), then considered with the ledger down: kept.
+    await eventually(() => considered >= 1, "the claim to be considered");
+    assert.equal(down.armed(), false, "the ledger was down for the takeover");
+    // The training validator restarts while the claim is kept; the ledger comes back after.
+    await n.restartTraining();
+    ledgerDown(false);
+    await eventually(
+      async () => (await n.record(record.receiptId)).status === "fraud",
+      "the takeover's own proof to settle",
+      { timeoutMs: 10_000 },
+    ).catch(() => {});
+    await n.closeWindow();
+    assert.equal(
+      (await n.record(record.receiptId)).status,
+      "fraud",
+      "the withholding trainer was paid here",
+    );
+    assert.deepEqual(
+      await n.account(receipt.trainer),
+      { balance: 0, stake: TRAINER_STAKE - record.locked, locked: 0 } satisfies Account,
+    );
+  } finally {
+    ClaimTakeovers.prototype.consider = consider;
+    down.restore();
+    await n.close();
+  }
+});
