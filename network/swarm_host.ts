@@ -18,11 +18,17 @@
  * The host reads the node's secret seed from its stdin, never from its command line or
  * environment (both are visible to other local users).
  *
+ * Three parts live in private modules beside this file, each owned by the host: the link's
+ * connections, their header read and checked and the bound on those still sending it
+ * (`_swarm_peer_acceptor.ts`); what the host's process prints, its pipes read line by line,
+ * logged a bounded number at a time, the last lines kept for a failed start
+ * (`_swarm_host_output.ts`); and the liveness check, a ping the running host must answer
+ * (`_swarm_host_liveness.ts`).
+ *
  * @module
  */
 import { fileURLToPath } from "node:url";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
-import type { SocketDuplex } from "../protocols/socket_duplex.ts";
 import {
   openSwarmLink,
   type SwarmLink,
@@ -33,46 +39,18 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { LogLimiter } from "./log_limiter.ts";
+import { SwarmHostLiveness } from "./_swarm_host_liveness.ts";
+import { SwarmHostOutput } from "./_swarm_host_output.ts";
+import { SwarmPeerAcceptor } from "./_swarm_peer_acceptor.ts";
 
 /** The host program, run by Node.js. */
 export const SWARM_HOST_SCRIPT = fileURLToPath(new URL("./swarm/host.mjs", import.meta.url));
 /** A local DHT testnet program (tests and the demo). */
 export const SWARM_TESTNET_SCRIPT = fileURLToPath(new URL("./swarm/testnet.mjs", import.meta.url));
 
-const HEADER_BYTES = 65;
-const TOKEN_BYTES = 32;
 /** How long the host may take to say it is ready. */
 const READY_TIMEOUT_MS = 30_000;
-/** A peer connection must deliver its header this fast, or it is dropped. */
-const HEADER_TIMEOUT_MS = 5_000;
-/**
- * Link connections whose header is still awaited, at most; past it, the oldest is cut. The host
- * writes its header as it connects, so only a connection another local process made waits
- * long: over loopback TCP any local user could hold one of the node's file descriptors per
- * connection for HEADER_TIMEOUT_MS, thousands at once (a review at stop 45). Room enough for
- * a burst of the host's own connections arriving together, each of which waits microseconds.
- */
-const MAX_PENDING_HEADERS = 256;
 const DEFAULT_RESTART = { initialMs: 250, maxMs: 10_000 };
-/** How many of the host's last stderr lines (and error events) a failed start quotes. */
-const LAST_LINES = 5;
-/** How long an exited host's pipes may take to deliver their last lines. */
-const LAST_LINES_WAIT_MS = 1_000;
-/**
- * How long a ping to a host that is up may go unanswered (it answers at once) before the host
- * is taken for hung, killed and restarted. A stuck event loop used to leave the node with a
- * swarm that delivered nothing, reported up, for good.
- */
-const HANG_TIMEOUT_MS = 30_000;
-/**
- * The liveness checks per hang timeout (one every third of it), and how many of them a ping
- * must have gone unanswered through before the host is taken for hung. Counted in checks as
- * well as time: after the node's own event loop stalled (a long synchronous step, a process
- * stopped and continued, a starved machine), the host's answer waits in the pipe until the
- * node reads it, and time alone took a host that had answered every ping for hung (review s54).
- */
-const LIVENESS_CHECKS = 3;
 /**
  * How long close() lets the host leave the swarm before it is killed (logged): the host bounds
  * its own leave below it ({@link DEFAULT_LEAVE_GRACE_MS}), so only a hung host gets here.
@@ -86,15 +64,6 @@ const STOP_GRACE_MS = 5_000;
  * ("postStop … did not finish within 5000 ms"), and every such stop took that long.
  */
 export const DEFAULT_LEAVE_GRACE_MS = 3_000;
-/**
- * The host's stderr lines written to the node's log per {@link STDERR_WINDOW_MS}: room for a
- * burst of connections it closed for holding too much (each a line), not for a flood — a host
- * (or a library in it) printing in a loop wrote every line, as fast as the pipe went.
- */
-const STDERR_LINES_PER_WINDOW = 100;
-const STDERR_WINDOW_MS = 10_000;
-/** The longest line taken from the host's pipes: the rest of a longer one is dropped. */
-const MAX_LINE_CHARS = 4 * 1024;
 /**
  * glibc's malloc settings for the host, whatever the node's own are (the host would inherit
  * those `deno task start` sets for the node: `storage/freed_memory.ts`). The host's buffers are
@@ -222,7 +191,8 @@ interface Waiting extends PromiseWithResolvers<void> {
 /** A supervised swarm host process. */
 export class SwarmHost {
   readonly #options: SwarmHostOptions;
-  readonly #token = crypto.getRandomValues(new Uint8Array(TOKEN_BYTES));
+  /** The link's connections: their headers read and checked (see `_swarm_peer_acceptor.ts`). */
+  readonly #peers: SwarmPeerAcceptor;
   #link: SwarmLink | undefined;
   readonly #topics = new Map<string, Joined>();
   readonly #waiting = new Map<string, Waiting>();
@@ -231,8 +201,6 @@ export class SwarmHost {
   #child: Deno.ChildProcess | undefined;
   #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #closing = false;
-  /** Link connections whose header is still being read: cut when the host is closed. */
-  readonly #accepting = new Set<SocketDuplex>();
   #restarts = 0;
   /** `n` of the restart delay (see {@link SwarmHostOptions.restart}). */
   #backoff = 0;
@@ -243,16 +211,10 @@ export class SwarmHost {
   /** Whether a host has ever been ready: until then an exit fails start(). */
   #cameUp = false;
   #restartTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Asks the running host, once it is up, whether it still answers. */
-  #livenessTimer: ReturnType<typeof setInterval> | undefined;
-  /** When the running host last wrote a line on its stdout (`performance.now()`). */
-  #heardAt = 0;
-  /** The running host's pipes, read to their end. */
-  #pipes: Promise<unknown> | undefined;
-  /** The host's stderr and stray stdout lines, a bounded number at a time. */
-  readonly #stderrLog: LogLimiter;
-  /** The current host's last stderr lines and error events, for a failed start's message. */
-  #lastLines: string[] = [];
+  /** Whether the running host, once up, still answers (see `_swarm_host_liveness.ts`). */
+  readonly #liveness: SwarmHostLiveness;
+  /** What the host prints: its pipes, its log lines, its last lines (`_swarm_host_output.ts`). */
+  readonly #output: SwarmHostOutput;
   readonly #ready = Promise.withResolvers<void>();
   #publicKey: Uint8Array | undefined;
 
@@ -267,10 +229,12 @@ export class SwarmHost {
       );
     }
     this.#options = options;
-    this.#stderrLog = new LogLimiter((line) => options.log?.(line), {
-      burst: STDERR_LINES_PER_WINDOW,
-      windowMs: STDERR_WINDOW_MS,
+    this.#peers = new SwarmPeerAcceptor({
+      onPeer: (peer) => options.onPeer(peer),
+      closing: () => this.#closing,
     });
+    this.#output = new SwarmHostOutput((line) => options.log?.(line));
+    this.#liveness = new SwarmHostLiveness(options, (message) => this.#send(message));
   }
 
   /**
@@ -281,7 +245,7 @@ export class SwarmHost {
     const host = new SwarmHost(options);
     try {
       host.#link = await openSwarmLink((duplex) => {
-        host.#accept(duplex).catch(() => duplex.close());
+        host.#peers.accept(duplex).catch(() => duplex.close());
       }, { kind: options.link, socketDir: options.socketDir, log: options.log });
       host.#spawn();
       await host.#ready.promise;
@@ -382,7 +346,7 @@ export class SwarmHost {
     this.#closing = true;
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#readyTimer);
-    clearInterval(this.#livenessTimer);
+    this.#liveness.stop();
     // Not awaited before the kill's timer is set: a hung host with its stdin pipe full never
     // takes the writes queued behind it, and the close waited for them for ever.
     void this.#stdin?.close().catch(() => {});
@@ -400,14 +364,11 @@ export class SwarmHost {
       }, STOP_GRACE_MS);
       await child.status.catch(() => {});
       clearTimeout(timer);
-      await this.#lastPipes();
+      await this.#output.lastPipes();
     }
-    this.#stderrLog.flush();
+    this.#output.stderrLog.flush();
     await this.#link?.close();
-    // A link connection still sending its header would otherwise reach `onPeer` after this
-    // close (the listener's close leaves accepted sockets open), or keep its timer running.
-    for (const duplex of this.#accepting) duplex.close();
-    this.#accepting.clear();
+    this.#peers.cutPending();
     for (const waiting of this.#waiting.values()) {
       waiting.reject(new SwarmHostError("the swarm host stopped"));
     }
@@ -476,11 +437,11 @@ export class SwarmHost {
       }
     }, readyMs);
     this.#stdin = child.stdin.getWriter();
-    this.#lastLines = [];
+    this.#output.lastLines = [];
     const config = {
       seed: toHex(this.#options.identity.exportSecretKey()),
       ...this.#link!.address,
-      token: toHex(this.#token),
+      token: toHex(this.#peers.token),
       bootstrap: this.#options.bootstrap,
       ...(this.#options.bind ? { bind: this.#options.bind } : {}),
       ...(this.#options.maxUnreadBytes !== undefined
@@ -495,115 +456,17 @@ export class SwarmHost {
       leaveGraceMs: this.#options.leaveGraceMs ?? DEFAULT_LEAVE_GRACE_MS,
     };
     this.#send(config).catch(() => {});
-    this.#pipes = Promise.all([
-      this.#readLines(child.stdout, (line) => {
-        this.#heardAt = performance.now();
-        this.#onEvent(line);
-      }),
-      this.#readLines(child.stderr, (line) => {
-        this.#remember(line);
-        this.#stderrLog.line("swarm host", `swarm host: ${line}`);
-      }),
-    ]);
+    this.#output.read(child, (line) => {
+      this.#liveness.heardAt = performance.now();
+      this.#onEvent(line);
+    });
     child.status.then(async (status) => {
       clearTimeout(this.#readyTimer);
       this.#readyTimer = undefined;
-      if (child === this.#child) clearInterval(this.#livenessTimer);
-      await this.#lastPipes();
+      if (child === this.#child) this.#liveness.stop();
+      await this.#output.lastPipes();
       this.#onExit(child, status);
     });
-  }
-
-  /**
-   * The pipes' last lines (the reason a start failed), unless something else (a process the host
-   * started) holds them open.
-   */
-  async #lastPipes(): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#pipes,
-      new Promise((resolve) => timer = setTimeout(resolve, LAST_LINES_WAIT_MS)),
-    ]);
-    clearTimeout(timer);
-  }
-
-  /** Ask the running host, now up, whether it still answers; kill it when it does not. */
-  #watchLiveness(): void {
-    clearInterval(this.#livenessTimer);
-    const child = this.#child!;
-    const hangMs = this.#options.hangTimeoutMs ?? HANG_TIMEOUT_MS;
-    this.#heardAt = performance.now();
-    /** When the ping not answered yet was sent (undefined: none is outstanding). */
-    let askedAt: number | undefined;
-    /** Checks that found that ping still unanswered. */
-    let missed = 0;
-    this.#livenessTimer = setInterval(() => {
-      const now = performance.now();
-      if (askedAt !== undefined && this.#heardAt >= askedAt) askedAt = undefined; // answered
-      if (askedAt === undefined) {
-        askedAt = now;
-        missed = 0;
-        this.#send({ op: "ping" }).catch(() => {}); // a write that fails: the host died
-        return;
-      }
-      // Unanswered: hung once it has been so for hangMs, over enough of this node's own checks
-      // for an answer that came while this node was busy to have been read (LIVENESS_CHECKS).
-      if (++missed < LIVENESS_CHECKS || now - askedAt < hangMs) return;
-      clearInterval(this.#livenessTimer);
-      this.#options.log?.(`the swarm host did not answer in ${hangMs / 1000} s; stopping it`);
-      try {
-        child.kill("SIGKILL"); // its exit reports the swarm down and restarts it
-      } catch {
-        // already gone
-      }
-    }, hangMs / LIVENESS_CHECKS);
-  }
-
-  #remember(line: string): void {
-    this.#lastLines.push(line);
-    if (this.#lastLines.length > LAST_LINES) this.#lastLines.shift();
-  }
-
-  async #readLines(stream: ReadableStream<Uint8Array>, handle: (line: string) => void) {
-    let buffered = "";
-    /** Within a line too long, its start already handed on: the rest is dropped. */
-    let cut = false;
-    // One line the node cannot take (an event with a field of the wrong type: `{"topic": 7}`
-    // threw in #onEvent) is logged, not the end of the reading: a throw here ended the loop
-    // below for good, and every later event of the host (its answers to joins, its pongs) went
-    // unread, as with the stray `null` of review s47 (review s54).
-    const onLine = (line: string) => {
-      try {
-        handle(line);
-      } catch (error) {
-        this.#stderrLog.line(
-          "swarm host line",
-          `swarm host: a line the node could not take (${(error as Error)?.message}): ${line}`,
-        );
-      }
-    };
-    try {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        buffered += text;
-        let newline;
-        while ((newline = buffered.indexOf("\n")) >= 0) {
-          // Cut here too: a long line whose end came in the same read as its start (one pipe
-          // read holds up to 64 KiB) used to be handed on whole (review s51).
-          if (!cut) {
-            onLine(newline > MAX_LINE_CHARS ? cutLine(buffered) : buffered.slice(0, newline));
-          }
-          cut = false;
-          buffered = buffered.slice(newline + 1);
-        }
-        if (buffered.length > MAX_LINE_CHARS) {
-          if (!cut) onLine(cutLine(buffered));
-          cut = true;
-          buffered = "";
-        }
-      }
-    } catch {
-      // the process went away; its exit is handled in #onExit
-    }
   }
 
   #onEvent(line: string): void {
@@ -617,7 +480,7 @@ export class SwarmHost {
     // parses (`null`, a number): an event is an object, and reading `.ev` of `null` threw and
     // ended the reading of the host's stdout for good (a review at stop 47).
     if (typeof parsed !== "object" || parsed === null) {
-      this.#stderrLog.line("swarm host stdout", `swarm host: ${line}`);
+      this.#output.stderrLog.line("swarm host stdout", `swarm host: ${line}`);
       return;
     }
     const event = parsed as {
@@ -644,7 +507,7 @@ export class SwarmHost {
         this.#cameUp = true;
         this.#upSince = performance.now();
         this.#ready.resolve();
-        this.#watchLiveness();
+        this.#liveness.watch(this.#child!);
         this.#options.onState?.("up");
         // After a restart: join every topic again, dial every dialled peer again.
         for (const [topic, joined] of this.#topics) {
@@ -671,11 +534,11 @@ export class SwarmHost {
           this.#options.log?.(error.message);
           return;
         }
-        this.#remember(`error: ${message}`);
-        this.#stderrLog.line("swarm host error", `swarm host error: ${message}`);
+        this.#output.remember(`error: ${message}`);
+        this.#output.stderrLog.line("swarm host error", `swarm host error: ${message}`);
         return;
       }
-      case "pong": // the liveness check's answer: any line counts (#heardAt)
+      case "pong": // the liveness check's answer: any line counts (heardAt)
         return;
       case "warning":
         this.#options.log?.(
@@ -696,8 +559,8 @@ export class SwarmHost {
     const how = status.signal ?? `code ${status.code}`;
     if (!this.#cameUp) {
       // Still starting: it would only die the same way again. start() fails, saying why.
-      const said = this.#lastLines.length > 0
-        ? `: ${this.#lastLines.join(" | ")}`
+      const said = this.#output.lastLines.length > 0
+        ? `: ${this.#output.lastLines.join(" | ")}`
         : ` and printed nothing (is "${this.#options.nodePath ?? "node"}" Node.js 20 or later?)`;
       this.#ready.reject(
         new SwarmHostError(`the swarm host exited before it was ready (${how})${said}`),
@@ -735,73 +598,4 @@ export class SwarmHost {
       }
     }, delay);
   }
-
-  /**
-   * A connection from the host: check its token, read the peer's key, hand it on. The header is
-   * read with a reader of its own size, so the peer's first bytes, even when they came in the
-   * same write, stay in the socket: the peer's readable is the socket's own byte stream, which a
-   * `Connection` reads straight into its buffers. (Read with a default reader, the header's read
-   * could take the peer's first bytes too, and handing them on first needed a stream layer
-   * without BYOB reads: the connection then copied each 256 KiB storage chunk twice more, for
-   * its whole life, whenever the peer spoke first.)
-   */
-  async #accept(duplex: SocketDuplex): Promise<void> {
-    if (this.#closing) return duplex.close();
-    const reader = duplex.readable.getReader({ mode: "byob" });
-    const timer = setTimeout(() => duplex.close(), HEADER_TIMEOUT_MS);
-    if (this.#accepting.size >= MAX_PENDING_HEADERS) {
-      const oldest = this.#accepting.values().next().value!;
-      this.#accepting.delete(oldest);
-      oldest.close(); // its read ends, and its #accept with it
-    }
-    this.#accepting.add(duplex);
-    let header = new Uint8Array(HEADER_BYTES);
-    try {
-      for (let filled = 0; filled < HEADER_BYTES;) {
-        const { value, done } = await reader.read(
-          new Uint8Array(header.buffer, filled, HEADER_BYTES - filled),
-        );
-        if (done || value === undefined) {
-          throw new SwarmHostError("connection ended before its header");
-        }
-        // A BYOB read hands the buffer back under a new owner: the same bytes.
-        header = new Uint8Array(value.buffer);
-        filled += value.byteLength;
-      }
-    } finally {
-      clearTimeout(timer);
-      this.#accepting.delete(duplex);
-      reader.releaseLock();
-    }
-    if (this.#closing || !constantTimeEqual(header.subarray(0, TOKEN_BYTES), this.#token)) {
-      duplex.close(); // not our host, or this host is closed
-      return;
-    }
-    this.#options.onPeer({
-      duplex: {
-        readable: duplex.readable,
-        writable: duplex.writable,
-        // What the link to the host took, within chunks: a slow peer drains it slowly, and a
-        // Connection counts that as reading (`ByteDuplex.bytesWritten`).
-        get bytesWritten() {
-          return duplex.bytesWritten;
-        },
-      },
-      remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + 32),
-      initiator: header[HEADER_BYTES - 1] === 1,
-      close: () => duplex.close(),
-    });
-  }
-}
-
-/** The first {@link MAX_LINE_CHARS} of a line too long, marked as cut. */
-function cutLine(text: string): string {
-  return `${text.slice(0, MAX_LINE_CHARS)}… (cut)`;
-}
-
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
 }
