@@ -34,8 +34,9 @@
  * (`_pack_index.ts`), what the quota charges (`_chunk_costs.ts`), the cap on what peers place
  * (`_replica_cap.ts`), `quarantine/` and what it takes (`_quarantine.ts`), the `pins/` and
  * `replicas/` records (`_root_records.ts`), a GC pass (`_chunk_gc.ts`), the per-CID slots, the
- * maintenance turn and the store lock (`_chunk_locks.ts`), the sweeps of crashed writers' temp
- * files (`_temp_sweeps.ts`) and directory stamps (`_dir_stamp.ts`).
+ * maintenance turn and the store lock (`_chunk_locks.ts`), a pack's rewrite without some of its
+ * copies (`_pack_rewrite.ts`), the sweeps of crashed writers' temp files (`_temp_sweeps.ts`) and
+ * directory stamps (`_dir_stamp.ts`).
  *
  * @module
  */
@@ -48,6 +49,7 @@ import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 import { collectGarbage } from "./_chunk_gc.ts";
 import { CidSlots, MaintenanceTurn, openStoreLock } from "./_chunk_locks.ts";
 import { PackIndex, readRange } from "./_pack_index.ts";
+import { removeFromPack } from "./_pack_rewrite.ts";
 import { Quarantine } from "./_quarantine.ts";
 import { ReplicaCap } from "./_replica_cap.ts";
 import { countFiles, readPinLabel, RootRecords } from "./_root_records.ts";
@@ -665,52 +667,21 @@ export class ChunkStore implements BlockStore {
   }
 
   /**
-   * Rewrite pack `name` without its copies at the offsets in `drop`, and without a second copy of
-   * an object in this pack: the survivors, verified, go into a new pack, then the old pack is
-   * deleted. A survivor that fails verification goes to quarantine instead, and the next copy of
-   * its object in this pack, if any, stands in. Objects left unindexed are looked up again in the
-   * other packs (a good copy elsewhere replaces a quarantined one). Runs under {@link #rewriting}.
-   *
-   * Copies are named by offset, not by CID, because a pack can hold one object twice (see
-   * {@link gc}): dropping one copy must never take the other with it. For the same reason a copy
-   * whose object is indexed in another pack survives too: that copy is unverified and may be the
-   * rotten one, while this one, verified on its way, is then the one read. Extra copies are GC's
-   * to drop, after it has found the good one.
+   * Rewrite pack `name` without its copies at the offsets in `drop` (see `_pack_rewrite.ts`, where
+   * the whole rule is documented). Runs under {@link #rewriting}.
    */
   async #removeFromPack(name: string, drop: ReadonlySet<number>): Promise<void> {
-    const info = this.#index.packs.get(name);
-    if (!info) return;
-    const path = this.#index.packPath(name);
-    const survivors = info.entries.filter((e) => !drop.has(e.offset));
-    const moved: Promise<WrittenObject>[] = [];
-    const saved = new Set<string>(); // objects with a good copy on its way to the new pack
-    for (const entry of survivors) {
-      if (saved.has(entry.cid)) continue; // one good copy of an object is enough
-      let bytes: Uint8Array;
-      try {
-        bytes = await readRange(path, entry.offset, entry.length);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-        // Another process rewrote or removed this pack first: take the directory as it is now.
-        await Promise.all(moved);
-        return await this.#index.reload();
-      }
-      if (await verifyCid(entry.cid, bytes)) {
-        saved.add(entry.cid);
-        moved.push(this.#writer.write(entry.cid, bytes));
-      } else {
-        await this.#quarantine.keep(entry.cid, bytes);
-        this.#index.unindex(entry.cid, name);
-      }
-    }
-    for (const written of await Promise.all(moved)) this.#index.setLocation(written);
-    await Deno.remove(path).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    });
-    if (this.#durable) await syncDir(this.#packsDir);
-    this.#index.dropPack(name);
-    for (const entry of info.entries) this.#index.unindex(entry.cid, name);
-    this.#index.indexOtherCopies(new Set(info.entries.map((e) => e.cid)));
+    return await removeFromPack(
+      {
+        index: this.#index,
+        writer: this.#writer,
+        quarantine: this.#quarantine,
+        durable: this.#durable,
+        packsDir: this.#packsDir,
+      },
+      name,
+      drop,
+    );
   }
 
   async #reloadIfChanged(): Promise<void> {
