@@ -1,6 +1,7 @@
 /**
- * Where a peer's one-way evidence waits while this node's validator (or training validator) is
- * down.
+ * Where a peer's one-way evidence, and this node's own receipts of the jobs it forwarded, wait
+ * while this node's validator (or training validator) is down; and how a peer's request for the
+ * validator waits for it.
  *
  * A fraud proof, a verdict ("proof withheld" claim) or a stake pledge for the ValidatorActor, or
  * a training receipt, training fraud proof or round outcome for the TrainingValidator, comes from
@@ -40,6 +41,20 @@
  * before (it can still come again on a new connection's catch-up), and never displaces another
  * peer's. Nothing is kept across a restart of the node.
  *
+ * This node's own receipts go through {@link ValidatorInbox.deliver} too: the forwarding port
+ * (`network/network_inference_port.ts`) hands each worker's receipt it checked, with the assignment
+ * it signed, to its validator, which records it and announces both to the other ledgers
+ * (`announce`). Handed over with a `tell`, it was lost as the peers' evidence was (no validator
+ * registered, or a crash with it queued), and the assignment existed nowhere else: the requester's
+ * ledger never recorded the receipt as assigned, no other ledger heard of it, the honest worker
+ * that delivered every token was paid in none, and this node refused every relay request for it
+ * (`relayProof` asks its ledger), so a validator that reaches the worker only through this node
+ * took the missing proof for the worker's withholding (review s60,
+ * `tests/network/review_s60_assign_validator_down_test.ts`). They are held in a share of the bounds
+ * of their own ({@link MAX_HELD} messages and the node's byte bound, an eighth of each per worker
+ * key, counted apart from the peers' evidence: `DeliverOptions.own`), so peers' evidence never
+ * crowds them out, nor they it; one worker's receipts past its eighth are dropped as before.
+ *
  * A request for the validator — a peer's `validation.receipt` announcement, whose answer (recorded
  * or not) goes back to the peer — goes through {@link ValidatorInbox.ask}. Answered at once with
  * `service_unavailable` while no validator was registered, or with the crash while it crashed with
@@ -58,7 +73,10 @@
  * requests as long (and a "proof withheld" claim sent behind the receipt waits for its answer, as
  * it should); past the wait or the bounds the request is answered `service_unavailable` as before,
  * and the worker goes unpaid in this ledger alone (a validator down longer than a whole crash
- * streak takes, or a peer announcing more than its share while it is down).
+ * streak takes, or a peer announcing more than its share while it is down). A relay's
+ * `receipt_status` (a validator not connected to a worker asks this node, the job's requester, to
+ * fetch its proof: `relayProof`, `network/peer_services.ts`) is a request of the same kind and
+ * waits the same way, in the same bounds (review s60, e6af3f8).
  *
  * @module
  */
@@ -123,6 +141,17 @@ export interface InboxAskOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link ValidatorInbox.deliver}. */
+export interface DeliverOptions {
+  /**
+   * This node's own message (a receipt its forwarding port checked, with the assignment it
+   * signed), not a peer's: held in a share of the bounds of its own, apart from the peers'
+   * evidence, so that neither crowds the other out; `peer` then names the receipt's worker, which
+   * takes an eighth of that share as a peer key does of the peers'.
+   */
+  own?: boolean;
+}
+
 /** Options of a {@link ValidatorInbox}. */
 export interface ValidatorInboxOptions {
   /**
@@ -175,6 +204,8 @@ interface Held<M> {
   bytes: number;
   /** Handovers that ended in a crash so far. */
   crashes: number;
+  /** Whose bounds it takes while held: the peers' evidence's or this node's own. */
+  shares: Shares;
 }
 
 /**
@@ -185,8 +216,10 @@ export class ValidatorInbox<M = PeerEvidence> {
   readonly #system: ActorSystem;
   readonly #name: string;
   #held: Held<M>[] = [];
-  /** What {@link #held} takes of the bounds. */
+  /** What the peers' evidence in {@link #held} takes of the bounds. */
   readonly #heldShares: Shares;
+  /** What this node's own messages in {@link #held} take of bounds of their own. */
+  readonly #ownShares: Shares;
   /** What the requests waiting for a validator ({@link ask}) take of bounds of their own. */
   readonly #waitShares: Shares;
   /** How to wake each request waiting for a validator to start. */
@@ -206,6 +239,7 @@ export class ValidatorInbox<M = PeerEvidence> {
     this.#name = name;
     const maxBytes = options?.maxHeldBytes ?? MAX_HELD_BYTES;
     this.#heldShares = new Shares(maxBytes);
+    this.#ownShares = new Shares(maxBytes);
     this.#waitShares = new Shares(maxBytes);
     system.events.subscribe((event) => {
       if ((event.type !== "started" && event.type !== "restarted") || event.name !== name) return;
@@ -223,12 +257,15 @@ export class ValidatorInbox<M = PeerEvidence> {
   /**
    * Hand `message` from `peer` to the validator; resolves once it took it, or holds it for the
    * validator's return (see the module docs). Rejects only as the handover did otherwise
-   * (a full mailbox, a timeout), like the `tell` it replaces.
+   * (a full mailbox, a timeout), like the `tell` it replaces. `options.own`: this node's own
+   * message, `peer` its worker's key, held in a share of its own ({@link DeliverOptions}).
    */
-  async deliver(peer: string, message: M): Promise<void> {
+  async deliver(peer: string, message: M, options?: DeliverOptions): Promise<void> {
+    const shares = options?.own ? this.#ownShares : this.#heldShares;
+    const item: Held<M> = { peer, message, bytes: 0, crashes: 0, shares };
     const ref = this.#system.lookup<M>(this.#name);
-    if (ref === undefined) return this.#hold({ peer, message, bytes: 0, crashes: 0 });
-    await this.#handOver(ref, { peer, message, bytes: 0, crashes: 0 });
+    if (ref === undefined) return this.#hold(item);
+    await this.#handOver(ref, item);
   }
 
   /**
@@ -321,11 +358,11 @@ export class ValidatorInbox<M = PeerEvidence> {
   #hold(item: Held<M>): void {
     if (item.bytes === 0) item.bytes = encodeCbor(item.message).length;
     // Dropped, as before, past the node's bound or past this peer's share.
-    if (this.#heldShares.take(item.peer, item.bytes)) this.#held.push(item);
+    if (item.shares.take(item.peer, item.bytes)) this.#held.push(item);
   }
 
   #release(item: Held<M>): void {
-    this.#heldShares.give(item.peer, item.bytes);
+    item.shares.give(item.peer, item.bytes);
   }
 
   /** Hand over what is held, in the order it came, while a validator is registered. */

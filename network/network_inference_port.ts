@@ -7,13 +7,17 @@
  * A worker that refused a job as full (or kept one without a token, or dropped it with its
  * connection) is asked last for a while (`busy_refusals.ts`): its hello's claim of room is not
  * believed until then. One that took a job over and refused tokens another worker then
- * reproduced is asked last to take jobs over, for a while of the same kind.
+ * reproduced is asked last to take jobs over, for a while of the same kind. A job whose every
+ * token reached the client and whose worker's `end` event (its receipt) was lost with the
+ * connection is remembered, and the receipt asked for later (`_lost_ends.ts`). A receipt that
+ * checks out goes to the node's validator with this node's signed assignment.
  *
  * @module
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
+import type { ActorSystem } from "../actors/actor_system.ts";
 import type { Connection } from "../protocols/connection.ts";
-import { jobBytes, jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
+import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   checkTextJob,
@@ -29,9 +33,6 @@ import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
-import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../protocols/inference_messages.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import {
   DEFAULT_STALL_TIMEOUT_MS,
@@ -41,8 +42,10 @@ import {
 } from "../inference/remote_port.ts";
 import { CANCELLED, WorkerStalledError, WorkerTooSlowError } from "../inference/remote_errors.ts";
 import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
-import type { NetworkMessage, ReachAnswer } from "./network_actor.ts";
+import type { NetworkMessage } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
+import { validatorInboxOf } from "./peer_services.ts";
+import { LostEnds } from "./_lost_ends.ts";
 import {
   DEFAULT_QUEUE_HOLD_MS,
   type HedgeRequest,
@@ -108,113 +111,41 @@ export class NoWorkerError extends VeriflowError {
   }
 }
 
-/** Options of a {@link NetworkInferencePort}'s worker ports and of its jobs' failover. */
+/**
+ * Options of a {@link NetworkInferencePort}'s worker ports and of its jobs' failover, and where
+ * its validator runs.
+ */
 export interface ForwardingOptions extends RemoteInferencePortOptions {
   /**
    * How long a client waits on a worker for its job's first token before another worker is
    * asked to take the job over beside it (default {@link DEFAULT_QUEUE_HOLD_MS}; `failover.ts`).
    */
   queueHoldMs?: number;
+  /**
+   * The actor system the port's validator runs in. Given, each checked receipt reaches the
+   * validator through the node's `ValidatorInbox` (`_validator_inbox.ts`), held while it is down
+   * (stopped, restarting) and handed to its next incarnation after a crash. Absent, it is told
+   * to the validator's ref once, and lost if that finds no validator or it crashes with the
+   * receipt queued: the assignment is then in no ledger, and the honest worker paid in none.
+   */
+  system?: ActorSystem;
 }
+
+// The lost-end store's bounds and timings, importable from here as before the move.
+export {
+  LOST_END_DIAL_AFTER_ASKS,
+  LOST_END_DIAL_MS,
+  LOST_END_FIRST_ASK_MS,
+  LOST_END_KEEP_MS,
+  LOST_END_MAX_ASK_MS,
+  MAX_LOST_END_BYTES,
+  MAX_LOST_END_DIALS,
+  MAX_LOST_ENDS,
+  MAX_LOST_ENDS_PER_WORKER,
+} from "./_lost_ends.ts";
 
 /** How long a lookup in the network actor may take (it answers from memory). */
 const LOOKUP_TIMEOUT_MS = 5_000;
-
-/**
- * Most forwarded jobs a node remembers at once whose every token its client got and whose
- * worker's `end` event (its receipt) was lost with the connection ({@link LostEnd}). When they
- * are all taken, a new one takes the place of the oldest job of the worker that holds the most,
- * if that worker holds more than the new one's would; else it is not remembered, and its worker
- * is paid nowhere, as before. So a worker with few lost ends keeps them: 8 keys that each drop
- * 8 ends (every slot, before review s60) take none from a ninth key's first 7, and only 64 keys
- * with one each (or more) leave a newcomer no room.
- */
-export const MAX_LOST_ENDS = 64;
-/** Most of them for one worker key, so one worker that drops its ends does not fill the rest. */
-export const MAX_LOST_ENDS_PER_WORKER = 8;
-/**
- * Most bytes they hold together (each its job, kept to announce with the receipt, and the text
- * its client got, to check the receipt against): 4 MiB, nine of the largest jobs.
- */
-export const MAX_LOST_END_BYTES = 4 * 1024 * 1024;
-/**
- * How long one is remembered: the challenge window. The worker's own announcement put its
- * receipt in the ledgers, unassigned, about when it was signed; an assignment that comes after
- * the window closed there pays nothing.
- */
-export const LOST_END_KEEP_MS = DEFAULT_ECONOMICS.challengeWindowMs;
-/**
- * The first ask for its receipt comes this long after the loss (a worker dialling back in
- * needs a moment), and each next one twice as long after, at most {@link LOST_END_MAX_ASK_MS}:
- * about 25 asks a job over the window, a lookup each and a request when the worker is connected.
- */
-export const LOST_END_FIRST_ASK_MS = 1_000;
-/** See {@link LOST_END_FIRST_ASK_MS}. */
-export const LOST_END_MAX_ASK_MS = 30_000;
-/**
- * A worker whose connection this many asks in a row found closed is dialled by its key (the
- * NetworkActor's `reach`, Hyperswarm's DHT): it may never dial this node back (it reconnected
- * elsewhere, or only this node can dial it), and before review s60 it was then never asked. The
- * first ask (1 s after the loss) leaves it its moment to dial back itself.
- */
-export const LOST_END_DIAL_AFTER_ASKS = 2;
-/**
- * How long one dial of a lost end's worker lasts (the swarm reconnects within it), and the
- * least time between two: the asks of one worker share one dial, released once none of its
- * lost ends is left. About 10 dials over the challenge window, against its 25 asks; nothing is
- * dialled without a swarm (`reach` does nothing there).
- */
-export const LOST_END_DIAL_MS = 60_000;
-/**
- * Most workers dialled at once for lost ends: a quarter of the NetworkActor's bound on dials
- * (`MAX_DIALS`, `dial_by_key.ts`), so that jobs dropped by many keys never take the dials its
- * validator needs to fetch a challenged worker's proof. Past it a worker is only asked if it is
- * connected, and dialled at a later ask.
- */
-export const MAX_LOST_END_DIALS = 8;
-/** Who holds this node's dials of lost ends' workers (`reach`, `release_reach`). */
-const LOST_END_DIAL_HOLDER = "lost-end";
-
-/**
- * The system's timers, each unref'd: an ask for a lost end's receipt, due within the challenge
- * window, must not keep a node's process alive after it stopped.
- */
-const BACKGROUND_TIMERS: ConnectionTimers = {
-  now: () => SYSTEM_TIMERS.now(),
-  setTimeout: (callback, ms) => {
-    const id = SYSTEM_TIMERS.setTimeout(callback, ms) as number;
-    Deno.unrefTimer(id);
-    return id;
-  },
-  clearTimeout: (handle) => SYSTEM_TIMERS.clearTimeout(handle),
-};
-
-/**
- * A forwarded job whose every token its client got and whose worker's `end` event, with its
- * receipt, was lost with the worker's connection: the worker did all the work and is paid only
- * through this node's assignment, so this node asks it for the receipt (`inference.get_receipt`)
- * on a later connection and, if it is for exactly what the client got, signs nothing new but
- * releases the assignment with it as for a normal end (`docs/PROTOCOL.md`, "Failover").
- */
-interface LostEnd {
-  job: TextJob;
-  jobId: string;
-  worker: Uint8Array;
-  /** What the client got: the receipt must be for exactly these tokens and this text. */
-  relayed: RelayedOutput;
-  /** The client's summary (its `done`), the receipt checked as if it had come with it. */
-  summary: JobSummary;
-  assignment: JobAssignment;
-  bytes: number;
-  /** Past this (on the port's clock) it is forgotten. */
-  until: number;
-  /** The wait before the next ask. */
-  waitMs: number;
-  /** The next ask's timer. */
-  timer?: unknown;
-  /** Asks in a row that found the worker's connection closed ({@link LOST_END_DIAL_AFTER_ASKS}). */
-  unreached: number;
-}
 
 /** Forwards jobs to peers chosen by the {@link NetworkMessage} actor. */
 export class NetworkInferencePort implements InferencePort {
@@ -242,19 +173,14 @@ export class NetworkInferencePort implements InferencePort {
    * `busy_refusals.ts`; a job it resumes and runs to its end forgets them.
    */
   readonly #unresumable: BusyRefusals;
-  /** Jobs whose worker's end event was lost after the last token, by job id ({@link LostEnd}). */
-  readonly #lostEnds = new Map<string, LostEnd>();
-  #lostEndBytes = 0;
-  /**
-   * Workers of lost ends dialled by key, by hex key: until when (the port's clock) no new dial is
-   * asked for ({@link LOST_END_DIAL_MS}, {@link MAX_LOST_END_DIALS}).
-   */
-  readonly #lostEndDials = new Map<string, number>();
+  /** Jobs whose worker's end event was lost after the last token (`_lost_ends.ts`). */
+  readonly #lostEnds: LostEnds;
 
   /**
    * Create the port.
    * @param network The node's NetworkActor.
-   * @param validator The node's ValidatorActor, which gets every receipt that checks out.
+   * @param validator The node's ValidatorActor, which gets every receipt that checks out
+   *   (through the node's validator inbox when `remote.system` is given: {@link ForwardingOptions}).
    * @param requester This node's identity: it signs each forwarded job's assignment to the
    *   worker it picked (`protocols/assignment.ts`), which is what lets the worker's receipt be
    *   credited in any ledger. Absent: no assignment, and the work earns nothing.
@@ -279,6 +205,13 @@ export class NetworkInferencePort implements InferencePort {
     this.#remote = remote;
     this.#validator = validator;
     this.#requester = requester;
+    this.#lostEnds = new LostEnds({
+      network,
+      timers: remote.timers,
+      lookupTimeoutMs: LOOKUP_TIMEOUT_MS,
+      checked: (summary, job, worker, relayed, assignment) =>
+        this.#checked(summary, job, worker, relayed, assignment),
+    });
   }
 
   /**
@@ -373,7 +306,7 @@ export class NetworkInferencePort implements InferencePort {
         const endLost = summary.receipt === undefined && relayed.lastToken !== undefined &&
           WORKER_LOST_CODES.has(summary.error?.code ?? "");
         if (endLost && assignment) {
-          this.#rememberLostEnd(job, attempt.worker, relayed, summary, assignment);
+          this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
         }
         const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
         // Nor one whose receipt was withheld: what the client got is not what it signed.
@@ -602,179 +535,36 @@ export class NetworkInferencePort implements InferencePort {
           { code: "receipt_rejected", message: `the worker's receipt: ${failure}` },
       };
     }
-    this.#validator?.tell({
+    this.#toValidator(worker, {
       type: "receipt",
       receipt: summary.receipt,
       job,
       assignment,
       origin: toHex(worker),
       announce: true,
-    }).catch(() => {});
+    });
     return summary;
   }
 
   /**
-   * Remember a job whose end event was lost after its last token ({@link LostEnd}), within
-   * the bounds ({@link MAX_LOST_ENDS}, {@link MAX_LOST_ENDS_PER_WORKER},
-   * {@link MAX_LOST_END_BYTES}: when they are full, in place of the oldest job of the worker that
-   * holds the most, if it holds more than this one's worker would; else it is not remembered,
-   * and its worker is paid nowhere), and ask its worker for the receipt later.
+   * Hand `message`, a checked receipt of `worker`'s with this node's assignment, to the node's
+   * validator: through its inbox (`ValidatorInbox.deliver`, in the share of this node's own
+   * messages) when the port knows the validator's system, else by a `tell` (see
+   * {@link ForwardingOptions.system}). The assignment exists nowhere else: lost here, the
+   * requester's ledger never records the receipt as assigned, no other ledger hears of it (this
+   * node's announcement is how it reaches them), the honest worker is paid in none, and this node
+   * refuses every relay request for the receipt (review s60).
    */
-  #rememberLostEnd(
-    job: TextJob,
-    worker: Uint8Array,
-    relayed: RelayedOutput,
-    summary: JobSummary,
-    assignment: JobAssignment,
-  ): void {
-    const key = toHex(worker);
-    const bytes = jobBytes(job) + 3 * (relayed.output?.length ?? 0); // UTF-8: 3 bytes a unit
-    const ofWorker = this.#lostEndsOf(key).length;
-    const id = jobId(job); // what the worker's start named (checked), and its receipt must
-    if (ofWorker >= MAX_LOST_ENDS_PER_WORKER || bytes > MAX_LOST_END_BYTES) return;
-    if (this.#lostEnds.has(id)) return;
-    while (
-      this.#lostEnds.size >= MAX_LOST_ENDS || this.#lostEndBytes + bytes > MAX_LOST_END_BYTES
-    ) {
-      const place = this.#lostEndToYield(ofWorker);
-      if (place === undefined) return; // every worker holds as few as this one: none yields
-      this.#forgetLostEnd(place);
-    }
-    const lost: LostEnd = {
-      job,
-      jobId: id,
-      worker,
-      relayed,
-      summary,
-      assignment,
-      bytes,
-      until: this.#timers.now() + LOST_END_KEEP_MS,
-      waitMs: LOST_END_FIRST_ASK_MS,
-      unreached: 0,
-    };
-    this.#lostEnds.set(lost.jobId, lost);
-    this.#lostEndBytes += bytes;
-    this.#askLater(lost);
-  }
-
-  /** The lost ends of worker `key` (hex), oldest first. */
-  #lostEndsOf(key: string): LostEnd[] {
-    return [...this.#lostEnds.values()].filter((l) => toHex(l.worker) === key);
-  }
-
-  /**
-   * The lost end that yields its place to a new one whose worker holds `held` now: the oldest of
-   * the worker that holds the most (of those, the one with the oldest), if it holds more than
-   * `held + 1`, what the new one's worker would then hold; else none. Fewer lost ends a worker
-   * has, the surer they are kept: keys that drop their ends fill the store only against each
-   * other, and an honest worker's one is taken only when every key holds one.
-   */
-  #lostEndToYield(held: number): LostEnd | undefined {
-    const byWorker = new Map<string, LostEnd[]>();
-    for (const lost of this.#lostEnds.values()) { // oldest first: so is each worker's list
-      const key = toHex(lost.worker);
-      byWorker.set(key, [...byWorker.get(key) ?? [], lost]);
-    }
-    let most: LostEnd[] = [];
-    for (const ends of byWorker.values()) if (ends.length > most.length) most = ends;
-    return most.length > held + 1 ? most[0] : undefined;
-  }
-
-  /** The clock of the asks for lost ends: the worker ports' (tests pass a fake one). */
-  get #timers(): ConnectionTimers {
-    return this.#remote.timers ?? BACKGROUND_TIMERS;
-  }
-
-  /** Ask for `lost`'s receipt after its wait, unless that would be past its time: forget it. */
-  #askLater(lost: LostEnd): void {
-    if (this.#timers.now() + lost.waitMs > lost.until) {
-      this.#forgetLostEnd(lost);
-      return;
-    }
-    lost.timer = this.#timers.setTimeout(() => void this.#askForReceipt(lost), lost.waitMs);
-    lost.waitMs = Math.min(2 * lost.waitMs, LOST_END_MAX_ASK_MS);
-  }
-
-  /** Forget `lost`: its ask is not made, and its worker's dial ends with its last lost end. */
-  #forgetLostEnd(lost: LostEnd): void {
-    if (this.#lostEnds.get(lost.jobId) !== lost) return;
-    this.#lostEnds.delete(lost.jobId);
-    this.#lostEndBytes -= lost.bytes;
-    this.#timers.clearTimeout(lost.timer);
-    this.#releaseDial(lost.worker);
-  }
-
-  /** End this node's dial of `worker` (if any) once none of its lost ends is left. */
-  #releaseDial(worker: Uint8Array): void {
-    const key = toHex(worker);
-    if (!this.#lostEndDials.has(key) || this.#lostEndsOf(key).length > 0) return;
-    this.#lostEndDials.delete(key);
-    this.#network.tell({ type: "release_reach", key: worker, holder: LOST_END_DIAL_HOLDER })
-      .catch(() => {});
-  }
-
-  /**
-   * Have the NetworkActor dial `worker` by its key for {@link LOST_END_DIAL_MS}, unless a dial of
-   * it asked for here has not run its time yet, or {@link MAX_LOST_END_DIALS} others have not.
-   * A dial refused by the NetworkActor's own bound (`"full"`), or not answered, is asked for
-   * again at the next ask; one with nothing to dial (no swarm, or connected now) is not before
-   * its time.
-   */
-  async #dial(worker: Uint8Array): Promise<void> {
-    const key = toHex(worker);
-    const now = this.#timers.now();
-    // A worker's entry stays until its last lost end is forgotten (it holds the dial's release).
-    const running = [...this.#lostEndDials.values()].filter((until) => until > now).length;
-    const until = this.#lostEndDials.get(key);
-    if (until !== undefined && until > now) return;
-    if (running >= MAX_LOST_END_DIALS) return;
-    this.#lostEndDials.set(key, now + LOST_END_DIAL_MS); // before the await: asks run at once
-    const answer = await this.#network.ask<ReachAnswer>(
-      { type: "reach", key: worker, forMs: LOST_END_DIAL_MS, holder: LOST_END_DIAL_HOLDER },
-      { timeoutMs: LOOKUP_TIMEOUT_MS },
-    ).catch(() => undefined);
-    if (this.#lostEndsOf(key).length === 0) {
-      this.#releaseDial(worker); // its last lost end went meanwhile (answered, or yielded)
-    } else if (answer === "full" || answer === undefined) this.#lostEndDials.set(key, now);
-  }
-
-  /**
-   * Ask `lost`'s worker, if it is connected again, for the receipt whose end event was lost.
-   * Not connected at {@link LOST_END_DIAL_AFTER_ASKS} asks in a row: dialled by its key
-   * ({@link #dial}), and the connection that comes up asked at the next. None yet (not
-   * connected, no answer, or none kept: its prover may still be signing): asked again later.
-   * One that comes is checked as it would have been with the end event ({@link #checked}:
-   * signer, job, the text and the number of tokens the client got) and, if it holds, goes to the
-   * validator with the assignment; else it is refused, nothing is announced, the worker is kept
-   * off the model as for any receipt that fails, and the job forgotten.
-   */
-  async #askForReceipt(lost: LostEnd): Promise<void> {
-    if (this.#lostEnds.get(lost.jobId) !== lost) return;
-    const connection = await this.#network.ask<Connection | undefined>(
-      { type: "connection_to", key: lost.worker, protocol: INFERENCE_PROTOCOL.name },
-      { timeoutMs: LOOKUP_TIMEOUT_MS },
-    ).catch(() => undefined);
-    if (this.#lostEnds.get(lost.jobId) !== lost) return; // yielded its place meanwhile
-    const open = connection?.isClosed === false ? connection : undefined;
-    lost.unreached = open === undefined ? lost.unreached + 1 : 0;
-    if (lost.unreached >= LOST_END_DIAL_AFTER_ASKS) await this.#dial(lost.worker);
-    const answer = open === undefined
-      ? undefined
-      : await open.request(ReceiptRequestMessage, { jobId: lost.jobId }).catch(() => undefined);
-    if (this.#lostEnds.get(lost.jobId) !== lost) return; // yielded its place meanwhile
-    if (answer?.receipt == null) {
-      this.#askLater(lost);
-      return;
-    }
-    this.#forgetLostEnd(lost);
-    const { error: _lost, ...summary } = lost.summary;
-    this.#checked(
-      { ...summary, finishReason: lost.relayed.lastToken!, receipt: answer.receipt },
-      lost.job,
-      lost.worker,
-      lost.relayed,
-      lost.assignment,
-    );
+  #toValidator(worker: Uint8Array, message: ValidatorMessage): void {
+    const validator = this.#validator;
+    if (validator === undefined) return;
+    const system = this.#remote.system;
+    const handed = system === undefined
+      ? validator.tell(message)
+      : validatorInboxOf<ValidatorMessage>(system, validator.name)
+        .deliver(toHex(worker), message, { own: true });
+    // A full mailbox or a timeout (the inbox holds neither): nothing more to do here.
+    handed.catch(() => {});
   }
 
   /** Whether a connected worker lists `model` (though none was picked for it). */

@@ -146,8 +146,12 @@ function proofQueueOf(services: PeerServices): ProofRequestQueue {
     perSystem(proofQueues, services.system, () => new ProofRequestQueue());
 }
 
-/** The inbox of the validator `name`, taking `M` (`options` apply when it is made). */
-function validatorInboxOf<M = PeerEvidence>(
+/**
+ * The inbox of the validator `name` in `system`, taking `M` (`options` apply when it is made):
+ * one per node and validator, shared by every connection's handlers and by the node's forwarding
+ * port, which hands its own receipts through it (`network_inference_port.ts`).
+ */
+export function validatorInboxOf<M = PeerEvidence>(
   system: ActorSystem,
   name: string,
   options?: ValidatorInboxOptions,

@@ -370,7 +370,9 @@ async function startSteps(
         network,
         validator,
         identity,
-        forwardingOptionsOf(config.network.routing),
+        // The validator's system: each checked receipt reaches it through the node's
+        // ValidatorInbox, held while it is down (review s60).
+        { ...forwardingOptionsOf(config.network.routing), system },
       ),
     ));
   let url: string | undefined;
