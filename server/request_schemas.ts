@@ -363,7 +363,7 @@ export const WsClientMessageSchema: z.ZodType<WsClientMessage> = z.discriminated
 export function parseRequest<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = withinUnion(result.error.issues[0]);
+  const issue = withinUnion(result.error.issues[0], value);
   const path = issue.path.map(String);
   // An unknown field is named as the field at fault, not as its parent object.
   if (issue.code === "unrecognized_keys") path.push(issue.keys[0]);
@@ -379,18 +379,47 @@ export function parseRequest<T>(schema: z.ZodType<T>, value: unknown): T {
  * What is wrong with a value a union (string or array: `stop`, `prompt`, chat `content`) refused:
  * when the value is of one branch's type (the others fail on the type itself), that branch's
  * first issue, under the union's path — five stop sequences are over the array's four, an image
- * part has the wrong `type` — where the union alone says only "Invalid input".
+ * part has the wrong `type` — where the union alone says only "Invalid input". When it is of no
+ * branch's type (missing, a number, null), the types it may be and the one it is, as a field of
+ * one type is told (`expected string or array, received undefined`).
+ *
+ * @param issue The first issue of the refusal.
+ * @param root The value parsed, where the refused value is looked up by the issue's path.
  */
-function withinUnion(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+function withinUnion(issue: z.core.$ZodIssue, root: unknown): z.core.$ZodIssue {
   while (issue.code === "invalid_union") {
     const ofItsType = issue.errors.filter((branch) =>
       !(branch[0]?.code === "invalid_type" && branch[0].path.length === 0)
     );
+    if (ofItsType.length === 0 && issue.errors.length > 0) {
+      const expected = new Set(
+        issue.errors.map((branch) => (branch[0] as z.core.$ZodIssueInvalidType).expected),
+      );
+      const message = `Invalid input: expected ${[...expected].join(" or ")}, received ${
+        typeName(valueAt(root, issue.path))
+      }`;
+      return { ...issue, message };
+    }
     const inner = ofItsType.length === 1 ? ofItsType[0][0] : undefined;
     if (inner === undefined) break;
     issue = { ...inner, path: [...issue.path, ...inner.path] };
   }
   return issue;
+}
+
+/** The value under `path` in `root` (undefined where a step is missing). */
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+/** A JSON value's type as zod's own messages name it: null and array apart from object. */
+function typeName(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
 }
 
 /** Parse a JSON text, or throw a {@link RequestValidationError} with code `invalid_json`. */
