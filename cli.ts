@@ -10,6 +10,7 @@
  * @module
  */
 import { VeriflowError } from "./protocols/errors.ts";
+import { nearestName } from "./node/nearest_name.ts";
 
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
@@ -156,7 +157,14 @@ async function dispatch(args: string[]): Promise<number> {
   }
   const run = COMMANDS[command];
   if (run === undefined) {
-    console.error(`unknown command: ${command}\n\n${USAGE}`);
+    // A typo (`strat`) gets the command it is near and stays one line above the prompt, as
+    // `start` answers `--prot`; a name near none gets the whole list to choose from.
+    const near = nearestName(command, Object.keys(COMMANDS));
+    console.error(
+      near === undefined
+        ? `error: unknown command: ${command}\n\n${USAGE}`
+        : `error: unknown command: ${command} (did you mean ${near}?)\nsee cli.ts help for every command`,
+    );
     return 2;
   }
   return await run(rest);

@@ -26,6 +26,7 @@ import {
   parseDecimalNumber,
   parseWholeNumber,
 } from "../node/number_flags.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
 import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
 import { terminalText } from "./_terminal_text.ts";
 
@@ -115,6 +116,23 @@ function defaultIo(): InferCommandIo {
   };
 }
 
+/** `infer`'s flags, as parseArgs takes them (and as a mistyped flag is matched against). */
+const INFER_OPTIONS = {
+  url: { type: "string", default: DEFAULT_INFER_URL },
+  model: { type: "string" },
+  "api-key": { type: "string" },
+  "max-tokens": { type: "string" },
+  temperature: { type: "string" },
+  "top-k": { type: "string" },
+  "top-p": { type: "string" },
+  seed: { type: "string" },
+  stop: { type: "string", multiple: true },
+  nonce: { type: "string" },
+  input: { type: "string" },
+  "idle-timeout": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /**
  * Run `infer` with command-line arguments; resolves to the exit status (0 ok, 1 failed, 2 bad
  * usage).
@@ -130,24 +148,11 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: {
-        url: { type: "string", default: DEFAULT_INFER_URL },
-        model: { type: "string" },
-        "api-key": { type: "string" },
-        "max-tokens": { type: "string" },
-        temperature: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        seed: { type: "string" },
-        stop: { type: "string", multiple: true },
-        nonce: { type: "string" },
-        input: { type: "string" },
-        "idle-timeout": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: INFER_OPTIONS,
     });
   } catch (error) {
-    await io.stderr(`${(error as Error).message}\n${USAGE}`);
+    // `--modl` is told `did you mean --model?`, as `start` tells `--prot`.
+    await io.stderr(`${flagProblem(error, Object.keys(INFER_OPTIONS))}\n${USAGE}`);
     return EXIT_USAGE;
   }
   const { values, positionals } = parsed;

@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
 import { bearerAuthorization } from "./_bearer.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
 import { readBoundedBody } from "../streams/bounded_body.ts";
 
 const HELP = `Usage: cli.ts status [--url URL] [--api-key KEY] [--json]
@@ -57,6 +58,14 @@ const PROCESS_IO: StatusIo = {
 // deno-lint-ignore no-explicit-any
 type State = any;
 
+/** `status`'s flags, as parseArgs takes them (and as a mistyped flag is matched against). */
+const STATUS_OPTIONS = {
+  url: { type: "string", default: "http://127.0.0.1:8080" },
+  "api-key": { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /**
  * Run `status`; resolves with the exit code.
  *
@@ -66,18 +75,10 @@ type State = any;
 export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
-        url: { type: "string", default: "http://127.0.0.1:8080" },
-        "api-key": { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
+    ({ values } = parseArgs({ args, strict: true, options: STATUS_OPTIONS }));
   } catch (error) {
-    io.err(`error: ${(error as Error).message}\n\n${HELP}`);
+    // `--jsn` is told `did you mean --json?`, as `start` tells `--prot`.
+    io.err(`error: ${flagProblem(error, Object.keys(STATUS_OPTIONS))}\n\n${HELP}`);
     return 2;
   }
   if (values.help) {
