@@ -7,6 +7,8 @@
  * @module
  */
 import type { ResolvedConfig } from "./config.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 
 /**
  * Leaves whose values are secrets: `--print-config` shows how many there are, never the values
@@ -14,9 +16,26 @@ import type { ResolvedConfig } from "./config.ts";
  */
 const SECRET_LEAVES: ReadonlySet<string> = new Set(["http.apiKeys"]);
 
+/**
+ * What an optional leaf left unset comes to, where the node puts a value of its own in its
+ * place: `(unset)` alone would hide the challenge rate or proof retention the node runs with.
+ * Leaves whose absence is simply nothing (`model.dir`, `http.apiKeysFile`) are not listed.
+ */
+const UNSET_MEANS: ReadonlyMap<string, string> = new Map([
+  ["validator.challengeProbability", String(DEFAULT_ECONOMICS.challengeProbability)],
+  ["training.challengeProbability", String(DEFAULT_ECONOMICS.challengeProbability)],
+  // The prover's default retention is the least a challenge needs (`DEFAULT_PROOF_RETENTION_MS`).
+  ["proofs.retentionMs", String(MIN_PROOF_RETENTION_MS)],
+  ["storage.quotaBytes", "no quota"],
+  ["storage.replicaQuotaBytes", "half of storage.quotaBytes, none without one"],
+]);
+
 /** How `--print-config` shows a value: JSON, or for a secret leaf only its count. */
 function shownValue(path: string, value: unknown): string {
-  if (value === undefined) return "(unset)";
+  if (value === undefined) {
+    const means = UNSET_MEANS.get(path);
+    return means === undefined ? "(unset)" : `(unset: ${means})`;
+  }
   if (!SECRET_LEAVES.has(path)) return JSON.stringify(value);
   const count = Array.isArray(value) ? value.length : 1;
   return count === 0 ? "[]" : `(${count} ${count === 1 ? "value" : "values"}, not shown)`;

@@ -172,6 +172,11 @@ const JOB_LOG_CHARS = 12;
 /** The name clients may use for "whichever model the node serves by default". */
 export const DEFAULT_MODEL_ALIAS = "default";
 
+/** `1 token`, `3 tokens`: a count in the operator's job lines. */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 /** Resolves models and submits text jobs on behalf of the client APIs. */
 export class InferenceGateway {
   #inference: InferencePort;
@@ -275,11 +280,11 @@ export class InferenceGateway {
     const who = [options.via, options.client?.label].filter((part) => part !== undefined);
     const tag = `job ${handle.jobId.slice(0, JOB_LOG_CHARS)}`;
     const log = this.#log;
-    log?.(`${tag} started (${[...who, `${handle.promptTokens} prompt tokens`].join(", ")})`);
+    log?.(`${tag} started (${[...who, count(handle.promptTokens, "prompt token")].join(", ")})`);
     handle.done.then((summary) => {
       release?.();
       if (log === undefined) return;
-      const tokens = `${summary.usage.completionTokens} tokens in ${
+      const tokens = `${count(summary.usage.completionTokens, "token")} in ${
         Math.round(summary.timings.totalMs)
       } ms`;
       if (summary.finishReason === "cancelled") log(`${tag} cancelled after ${tokens}`);
