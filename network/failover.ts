@@ -48,7 +48,6 @@
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
-import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { WorkerStalledError } from "../inference/remote_errors.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -58,127 +57,38 @@ import {
   type JobSummary,
   type StreamedToken,
 } from "../inference/inference_port.ts";
+import {
+  CAPACITY_REFUSAL_CODES,
+  codeOf,
+  isCapacityRefusal,
+  isJobError,
+  isStartedJobError,
+  isWorkerFault,
+  isWorkerLost,
+  isWorkerRefusal,
+  JOB_ERROR_CODES,
+  RESUME_REFUSALS,
+  STARTED_JOB_ERROR_CODES,
+  WORKER_FAULT_CODES,
+  WORKER_LOST_CODES,
+  WORKER_REFUSAL_CODES,
+} from "./_failure_codes.ts";
 
-/**
- * Codes a worker's failure carries when the job lost it: its connection failed, or it sent
- * nothing of the job for the stall timeout, or none of its tokens within the first-token
- * timeout, and the job was cancelled on it (`worker_stalled`).
- */
-export const WORKER_LOST_CODES: ReadonlySet<string> = new Set([
-  "connection_closed",
-  "peer_timeout",
-  "worker_stalled",
-]);
-
-/**
- * Codes of a worker's stream that broke the inference protocol, as the requester's side found
- * it (`inference_stream_invalid`: no `start` first, a resume nobody asked for, a token out of
- * order, an event where none may come): the worker's own fault, whatever it meant. The job goes
- * on as if the worker had been lost — to the next worker before its first token, resumed on
- * another after it — and the router keeps the worker off the model for a while. Ending the
- * client's job instead let one broken or malicious worker, chosen first for its claims of room,
- * fail every job for its model.
- */
-export const WORKER_FAULT_CODES: ReadonlySet<string> = new Set(["inference_stream_invalid"]);
-
-/** Whether `error` says the worker broke the inference protocol ({@link WORKER_FAULT_CODES}). */
-export function isWorkerFault(error: unknown): boolean {
-  return error instanceof VeriflowError && WORKER_FAULT_CODES.has(error.code);
-}
-
-/**
- * Codes of a worker's refusal to start a job that another worker need not share: it is full
- * (`too_many_jobs`, `busy`), its model is gone or failing, it cannot resume, it did not answer
- * in time, its connection was lost, or its stream broke the protocol. Any other refusal (bad
- * parameters, an empty prompt, a model of another kind) is about the job, and every worker
- * would give it.
- */
-export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
-  ...WORKER_LOST_CODES,
-  ...WORKER_FAULT_CODES,
-  "too_many_jobs",
-  "busy",
-  "request_timeout",
-  "unknown_model",
-  "model_load_failed",
-  "model_worker_failed",
-  "model_disposed",
-  "resume_unsupported",
-  // The job's input could not be read there (not reached, no storage, other bytes): another
-  // worker, a holder of it, may read it.
-  "input_not_found",
-  "input_unavailable",
-  "input_mismatch",
-]);
-
-/**
- * Codes of an error about the job itself or its requester, which every worker would give it (bad
- * parameters, a prompt that does not fit the model, a model of another kind, a request this side
- * sent wrong, a requester that stopped reading its tokens). A worker refuses such a job before
- * its `start`, and the refusal goes to the client when no other worker starts the job
- * (`NetworkInferencePort`: one worker's word alone ended every job it was picked for); once it
- * started the job, only
- * {@link STARTED_JOB_ERROR_CODES} end the client's job without holding the worker to account.
- */
-export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([
-  "invalid_generation_params",
-  "empty_prompt",
-  "prompt_too_long",
-  "context_length_exceeded",
-  "invalid_token",
-  "invalid_tensor_input",
-  "wrong_model_kind",
-  "invalid_request",
-  "duplicate_id",
-  // The job's input is not text, or too large: so for every worker. (`input_mismatch` is not:
-  // at a worker it means its own storage gave other bytes, and another worker may read them.)
-  "input_required",
-  "input_not_text",
-  "input_too_large",
-  // The client stopped reading, so this side stopped granting credit: the next worker would
-  // wait on it the same, and an honest worker must not be kept off the model for a slow client.
-  "reader_stalled",
-]);
-
-/** Whether `error` is about the job itself ({@link JOB_ERROR_CODES}). */
-export function isJobError(error: unknown): boolean {
-  return error instanceof VeriflowError && JOB_ERROR_CODES.has(error.code);
-}
-
-/**
- * Codes of {@link JOB_ERROR_CODES} a worker may end a job it *started* with: only that the
- * requester stopped reading (`reader_stalled`, which the remote port already found believable:
- * a worker that says so while this side waited on it breaks its stream). An honest worker checks
- * the rest (its parameters, its prompt, that it fits the context) before its `start`, so one
- * that starts a job and then calls it bad contradicts its own start, whatever it claims: the job
- * goes on elsewhere, as for any failure of its own, and a job truly bad is refused by the next
- * worker before its start.
- */
-export const STARTED_JOB_ERROR_CODES: ReadonlySet<string> = new Set(["reader_stalled"]);
-
-/** Whether `error`, ending a job its worker started, ends the client's job with it. */
-export function isStartedJobError(error: unknown): boolean {
-  return error instanceof VeriflowError && STARTED_JOB_ERROR_CODES.has(error.code);
-}
-
-/**
- * Codes of a worker's refusal that says only that it is full now: the worker's port queue or its
- * per-peer share of jobs (`too_many_jobs`, `inference/serve_inference.ts`), or the connection's
- * inbound request limit (`busy`). The worker did nothing for the job: asking the next one costs
- * no prefill and no token, so it does not spend the job's {@link MAX_WORKERS_PER_JOB}.
- */
-export const CAPACITY_REFUSAL_CODES: ReadonlySet<string> = new Set(["too_many_jobs", "busy"]);
-
-/** Whether `error` is a worker's refusal of a job because it is full now. */
-export function isCapacityRefusal(error: unknown): boolean {
-  return error instanceof VeriflowError && CAPACITY_REFUSAL_CODES.has(error.code);
-}
-
-/** Whether `error`, refusing a job, is the worker's own (so another worker may take the job). */
-export function isWorkerRefusal(error: unknown): boolean {
-  return isWorkerLost(error) ||
-    (error instanceof VeriflowError && WORKER_REFUSAL_CODES.has(error.code));
-}
+// Whose failure an error is, by its code (`_failure_codes.ts`): exported here, as before.
+export {
+  CAPACITY_REFUSAL_CODES,
+  isCapacityRefusal,
+  isJobError,
+  isStartedJobError,
+  isWorkerFault,
+  isWorkerLost,
+  isWorkerRefusal,
+  JOB_ERROR_CODES,
+  STARTED_JOB_ERROR_CODES,
+  WORKER_FAULT_CODES,
+  WORKER_LOST_CODES,
+  WORKER_REFUSAL_CODES,
+};
 
 /**
  * Most workers one job is tried on, the first included. Each resume costs the client a
@@ -337,12 +247,6 @@ export interface FailoverOptions {
    * `cancel` does, between workers too, whether or not the client still reads its tokens.
    */
   signal?: AbortSignal;
-}
-
-/** Whether `error` means the worker's connection is gone (so the job may resume elsewhere). */
-export function isWorkerLost(error: unknown): boolean {
-  return error instanceof ConnectionClosedError ||
-    (error instanceof VeriflowError && WORKER_LOST_CODES.has(error.code));
 }
 
 /**
@@ -802,11 +706,4 @@ class FailoverJob {
       },
     };
   }
-}
-
-/** Errors a resuming worker ends with before its first token when it cannot take the job. */
-const RESUME_REFUSALS: ReadonlySet<string> = new Set(["resume_mismatch", "invalid_resume"]);
-
-function codeOf(error: unknown): string {
-  return error instanceof VeriflowError ? error.code : "internal_error";
 }

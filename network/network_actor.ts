@@ -65,12 +65,11 @@ import {
 import {
   INFERENCE_PROTOCOL,
   VALIDATION_PROTOCOL,
-  VerdictAnnouncementMessage,
   type WireModelInfo,
 } from "../protocols/inference_messages.ts";
 import { offeredProtocols, type PeerServices } from "./peer_services.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
-import { TRAINING_PROTOCOL, type TrainingGossip } from "../protocols/training_messages.ts";
+import type { TrainingGossip } from "../protocols/training_messages.ts";
 import {
   PEER_PROTOCOL,
   type PeerHello,
@@ -87,16 +86,8 @@ import { PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
 import { sendCatchUp } from "./catch_up.ts";
 import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_limits.ts";
-import {
-  type Accusation,
-  accuserOf,
-  announceReceipt,
-  CarriedClaimReceipts,
-  type ClaimEvidence,
-  isWithheldClaim,
-  notifyAccusation,
-  notifyTraining,
-} from "./_accusations.ts";
+import type { Accusation, ClaimEvidence } from "./_accusations.ts";
+import { PeerGossip } from "./_peer_gossip.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
 import { DEFAULT_HELLO_INTERVAL_MS, PeerHellos } from "./_peer_hellos.ts";
 import { MAX_REDIAL_MS, PeerTransports } from "./_peer_transports.ts";
@@ -364,8 +355,6 @@ export class NetworkActor implements Actor<NetworkMessage> {
    * connections' own (`connection.timers`), so a test that fakes theirs moves this one too.
    */
   readonly #timers: ConnectionTimers;
-  /** The receipts each connection carried ahead of a claim (`_accusations.ts`). */
-  readonly #carriedReceipts: CarriedClaimReceipts;
   /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
   readonly #peerLog: LogLimiter;
   /** The listener, the dials and the swarm (`_peer_transports.ts`). */
@@ -374,12 +363,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #hellos: PeerHellos;
   /** Which worker a job goes to, and who lately refused a model (`_worker_routing.ts`). */
   readonly #routing: WorkerRouting;
+  /** Gossip to every peer: receipts, verdicts, accusations, training (`_peer_gossip.ts`). */
+  readonly #gossip: PeerGossip;
 
   /** @param options See {@link NetworkActorOptions}. */
   constructor(options: NetworkActorOptions) {
     this.#options = options;
     this.#timers = options.connection?.timers ?? SYSTEM_TIMERS;
-    this.#carriedReceipts = new CarriedClaimReceipts(this.#timers);
     this.#limits = new ConnectionLimits(options.limits);
     this.#pledgeBudgets = new PledgeBudgets({ now: options.now });
     this.#pledgeSendBudgets = new PledgeBudgets({
@@ -396,6 +386,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
       tell: tellQuietly,
       log: (line) => this.#log(line),
       now: options.now,
+    });
+    this.#gossip = new PeerGossip({
+      peers: this.#peers,
+      pledgeSync: this.#pledgeSync,
+      timers: this.#timers,
+      peerLog: this.#peerLog,
+      log: (line) => this.#log(line),
     });
     this.#transports = new PeerTransports({
       options,
@@ -474,69 +471,19 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return;
       }
       case "announce_receipt":
-        return this.#broadcast(
-          VALIDATION_PROTOCOL,
-          message.except,
-          // Asked again while the peer's connection is too busy to take it (`announceReceipt`).
-          (c) =>
-            announceReceipt(c, {
-              receipt: message.receipt,
-              job: message.job,
-              ...(message.assignment ? { assignment: message.assignment } : {}),
-            }, this.#timers)
-              .then((ack) => {
-                if (!ack.recorded) {
-                  this.#peerLog.line(
-                    "receipt refused",
-                    `peer ${short(c)}: receipt refused (${ack.refusal})`,
-                  );
-                }
-                // Its ledger lacks the worker's stake (the pledge was not among those pushed
-                // on connect, or its gossip was dropped): it keeps the receipt until it arrives.
-                if (ack.refusal === "insufficient_stake") {
-                  this.#pledgeSync.sendNeeded(c, message.receipt.worker, ctx);
-                }
-              }),
-        );
+        return this.#gossip.announceReceipt(message, ctx);
       case "publish_verdict":
-        // A claim a ledger takes over only from a claimant with stake there: after its pledge.
-        if (isWithheldClaim(message.verdict)) {
-          const { verdict, evidence } = message;
-          return this.#publishAccusation({ kind: "withheld", verdict, evidence }, message, ctx);
-        }
-        return this.#broadcast(
-          VALIDATION_PROTOCOL,
-          message.except,
-          (c) => c.notify(VerdictAnnouncementMessage, { verdict: message.verdict }),
-        );
+        return this.#gossip.publishVerdict(message, ctx);
       case "publish_fraud_proof":
-        return this.#publishAccusation({ kind: "inference", proof: message.proof }, message, ctx);
-      case "publish_accusation": {
-        const { accusation, pledge } = message;
-        return this.#broadcast(
-          accusation.kind === "fraud_proof" ? TRAINING_PROTOCOL : VALIDATION_PROTOCOL,
-          message.except,
-          (c) => {
-            this.#pledgeSync.sendAhead(c, pledge, accusation.kind);
-            const ahead = this.#carriedReceipts.receiptAhead(c, accusation);
-            if (ahead === undefined) return notifyAccusation(c, accusation);
-            return ahead.then(() => notifyAccusation(c, accusation));
-          },
-        );
-      }
+        return this.#gossip.publishFraudProof(message, ctx);
+      case "publish_accusation":
+        return this.#gossip.sendAccusation(message);
       case "publish_pledge":
         return this.#pledgeSync.relayPledge(message.pledge, message.except);
       case "push_pledges":
         return this.#pledgeSync.pushPledges(message);
       case "publish_training":
-        if (message.gossip.kind === "fraud_proof") {
-          return this.#publishAccusation(message.gossip, message, ctx);
-        }
-        return this.#broadcast(
-          TRAINING_PROTOCOL,
-          message.except,
-          (c) => notifyTraining(c, message.gossip),
-        );
+        return this.#gossip.publishTraining(message, ctx);
       case "connection_to":
         return this.#connectionTo(message.key, message.protocol);
       case "reach":
@@ -738,44 +685,6 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /**
-   * Pass a fraud proof or a "proof withheld" claim on to every peer but `except`, each after its
-   * author's pledge: looked up in our ledger first, then sent (`publish_accusation`).
-   */
-  #publishAccusation(
-    accusation: Accusation,
-    { except }: { except?: string },
-    ctx: ActorContext<NetworkMessage>,
-  ): void {
-    this.#pledgeSync.lookUpPledge(
-      accuserOf(accusation),
-      ctx,
-      (pledge) => ({ type: "publish_accusation", accusation, pledge, except }),
-    );
-  }
-
-  /**
-   * Send to one connection of every peer that offers `protocol`, but the peer `except` (hex
-   * key); failures are logged.
-   */
-  #broadcast(
-    protocol: Protocol,
-    except: string | undefined,
-    send: (connection: Connection) => Promise<unknown>,
-  ): number {
-    let sent = 0;
-    for (const [key, list] of this.#peers) {
-      if (key === except) continue;
-      const entry = list.find((p) => !p.connection.isClosed);
-      if (entry === undefined || !entry.connection.supports(protocol.name)) continue;
-      sent++;
-      send(entry.connection).catch((error) =>
-        this.#log(`peer ${entry.info.key.slice(0, 16)}: ${(error as Error).message}`)
-      );
-    }
-    return sent;
-  }
-
-  /**
    * An open connection to the peer with `key` that speaks `protocol`. Answered from memory: the
    * caller makes its request outside this actor, so a slow or dead peer never holds the mailbox.
    */
@@ -788,10 +697,6 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #log(line: string): void {
     this.#options.log?.(line);
   }
-}
-
-function short(connection: Connection): string {
-  return connection.peerKey === undefined ? "?" : toHex(connection.peerKey).slice(0, 16);
 }
 
 function tellQuietly(ctx: ActorContext<NetworkMessage>, message: NetworkMessage): void {

@@ -1,0 +1,220 @@
+/**
+ * The NetworkActor's gossip: what it spreads to one connection of every peer that offers the
+ * protocol, but the peer it came from (`except`). A receipt goes to every ledger-keeping peer,
+ * asked again while a peer refuses it `busy` (`announceReceipt`, `_accusations.ts`), and a peer
+ * that refused it for want of the worker's stake is sent the worker's pledge
+ * (`PledgeSync.sendNeeded`); a verdict goes to every such peer; a fraud proof or a "proof
+ * withheld" claim goes after its author's pledge, looked up in this node's ledger first
+ * (`PledgeSync.lookUpPledge`, then the actor's `publish_accusation` message) and sent once per
+ * connection (`PledgeSync.sendAhead`), and a claim after the receipt it is about
+ * (`CarriedClaimReceipts`); training gossip goes to every training peer. A send that fails is
+ * logged. Owned and used by the NetworkActor (`network_actor.ts`), whose `receive` hands it the
+ * `announce_receipt`, `publish_verdict`, `publish_fraud_proof`, `publish_accusation` and
+ * `publish_training` messages; not part of the public API.
+ *
+ * @module
+ */
+import type { ActorContext } from "../actors/actor.ts";
+import type { Connection, ConnectionTimers } from "../protocols/connection.ts";
+import type { Protocol } from "../protocols/connection_protocols.ts";
+import { toHex } from "../protocols/hash.ts";
+import {
+  VALIDATION_PROTOCOL,
+  VerdictAnnouncementMessage,
+} from "../protocols/inference_messages.ts";
+import { TRAINING_PROTOCOL } from "../protocols/training_messages.ts";
+import type { LogLimiter } from "./log_limiter.ts";
+import type { PledgeSync } from "./pledge_sync.ts";
+import {
+  type Accusation,
+  accuserOf,
+  announceReceipt,
+  CarriedClaimReceipts,
+  isWithheldClaim,
+  notifyAccusation,
+  notifyTraining,
+} from "./_accusations.ts";
+import type { PeerEntry } from "./_peer_entry.ts";
+import type { NetworkMessage } from "./network_actor.ts";
+
+/** Options of {@link PeerGossip}: what it needs of the NetworkActor. */
+export interface PeerGossipOptions {
+  /** The actor's open connections by hex peer key, the oldest first (only read). */
+  peers: ReadonlyMap<string, readonly PeerEntry[]>;
+  /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
+  pledgeSync: PledgeSync;
+  /**
+   * The clock of a receipt announcement's backoff after a `busy` refusal (`announceReceipt`), and
+   * of the receipts each connection carried ahead of a claim: the connections' own.
+   */
+  timers: ConnectionTimers;
+  /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
+  peerLog: LogLimiter;
+  /** Where a failed send is logged. */
+  log: (line: string) => void;
+}
+
+/** What the NetworkActor spreads to its peers; see the module doc. */
+export class PeerGossip {
+  readonly #peers: ReadonlyMap<string, readonly PeerEntry[]>;
+  readonly #pledgeSync: PledgeSync;
+  readonly #timers: ConnectionTimers;
+  readonly #peerLog: LogLimiter;
+  readonly #log: (line: string) => void;
+
+  /** The receipts each connection carried ahead of a claim (`_accusations.ts`). */
+  readonly #carriedReceipts: CarriedClaimReceipts;
+
+  /**
+   * Create it.
+   * @param options See {@link PeerGossipOptions}.
+   */
+  constructor(options: PeerGossipOptions) {
+    this.#peers = options.peers;
+    this.#pledgeSync = options.pledgeSync;
+    this.#timers = options.timers;
+    this.#carriedReceipts = new CarriedClaimReceipts(this.#timers);
+    this.#peerLog = options.peerLog;
+    this.#log = options.log;
+  }
+
+  /**
+   * A receipt to every ledger-keeping peer but `except` (`announce_receipt`); answers to how many
+   * it went.
+   */
+  announceReceipt(
+    message: Extract<NetworkMessage, { type: "announce_receipt" }>,
+    ctx: ActorContext<NetworkMessage>,
+  ): number {
+    return this.#broadcast(
+      VALIDATION_PROTOCOL,
+      message.except,
+      // Asked again while the peer's connection is too busy to take it (`announceReceipt`).
+      (c) =>
+        announceReceipt(c, {
+          receipt: message.receipt,
+          job: message.job,
+          ...(message.assignment ? { assignment: message.assignment } : {}),
+        }, this.#timers)
+          .then((ack) => {
+            if (!ack.recorded) {
+              this.#peerLog.line(
+                "receipt refused",
+                `peer ${short(c)}: receipt refused (${ack.refusal})`,
+              );
+            }
+            // Its ledger lacks the worker's stake (the pledge was not among those pushed
+            // on connect, or its gossip was dropped): it keeps the receipt until it arrives.
+            if (ack.refusal === "insufficient_stake") {
+              this.#pledgeSync.sendNeeded(c, message.receipt.worker, ctx);
+            }
+          }),
+    );
+  }
+
+  /**
+   * A verdict to every ledger-keeping peer but `except`; a "proof withheld" claim after its
+   * author's pledge (`publish_verdict`).
+   */
+  publishVerdict(
+    message: Extract<NetworkMessage, { type: "publish_verdict" }>,
+    ctx: ActorContext<NetworkMessage>,
+  ): number | void {
+    // A claim a ledger takes over only from a claimant with stake there: after its pledge.
+    if (isWithheldClaim(message.verdict)) {
+      const { verdict, evidence } = message;
+      return this.#publishAccusation({ kind: "withheld", verdict, evidence }, message, ctx);
+    }
+    return this.#broadcast(
+      VALIDATION_PROTOCOL,
+      message.except,
+      (c) => c.notify(VerdictAnnouncementMessage, { verdict: message.verdict }),
+    );
+  }
+
+  /**
+   * A fraud proof to every ledger-keeping peer but `except`, after its author's pledge
+   * (`publish_fraud_proof`).
+   */
+  publishFraudProof(
+    message: Extract<NetworkMessage, { type: "publish_fraud_proof" }>,
+    ctx: ActorContext<NetworkMessage>,
+  ): void {
+    return this.#publishAccusation({ kind: "inference", proof: message.proof }, message, ctx);
+  }
+
+  /** An accusation to every peer but `except`, each after `pledge` (`publish_accusation`). */
+  sendAccusation(message: Extract<NetworkMessage, { type: "publish_accusation" }>): number {
+    const { accusation, pledge } = message;
+    return this.#broadcast(
+      accusation.kind === "fraud_proof" ? TRAINING_PROTOCOL : VALIDATION_PROTOCOL,
+      message.except,
+      (c) => {
+        this.#pledgeSync.sendAhead(c, pledge, accusation.kind);
+        const ahead = this.#carriedReceipts.receiptAhead(c, accusation);
+        if (ahead === undefined) return notifyAccusation(c, accusation);
+        return ahead.then(() => notifyAccusation(c, accusation));
+      },
+    );
+  }
+
+  /**
+   * Training gossip to every training peer but `except`; a fraud proof after its author's pledge
+   * (`publish_training`).
+   */
+  publishTraining(
+    message: Extract<NetworkMessage, { type: "publish_training" }>,
+    ctx: ActorContext<NetworkMessage>,
+  ): number | void {
+    if (message.gossip.kind === "fraud_proof") {
+      return this.#publishAccusation(message.gossip, message, ctx);
+    }
+    return this.#broadcast(
+      TRAINING_PROTOCOL,
+      message.except,
+      (c) => notifyTraining(c, message.gossip),
+    );
+  }
+
+  /**
+   * Pass a fraud proof or a "proof withheld" claim on to every peer but `except`, each after its
+   * author's pledge: looked up in our ledger first, then sent (`publish_accusation`).
+   */
+  #publishAccusation(
+    accusation: Accusation,
+    { except }: { except?: string },
+    ctx: ActorContext<NetworkMessage>,
+  ): void {
+    this.#pledgeSync.lookUpPledge(
+      accuserOf(accusation),
+      ctx,
+      (pledge) => ({ type: "publish_accusation", accusation, pledge, except }),
+    );
+  }
+
+  /**
+   * Send to one connection of every peer that offers `protocol`, but the peer `except` (hex
+   * key); failures are logged.
+   */
+  #broadcast(
+    protocol: Protocol,
+    except: string | undefined,
+    send: (connection: Connection) => Promise<unknown>,
+  ): number {
+    let sent = 0;
+    for (const [key, list] of this.#peers) {
+      if (key === except) continue;
+      const entry = list.find((p) => !p.connection.isClosed);
+      if (entry === undefined || !entry.connection.supports(protocol.name)) continue;
+      sent++;
+      send(entry.connection).catch((error) =>
+        this.#log(`peer ${entry.info.key.slice(0, 16)}: ${(error as Error).message}`)
+      );
+    }
+    return sent;
+  }
+}
+
+function short(connection: Connection): string {
+  return connection.peerKey === undefined ? "?" : toHex(connection.peerKey).slice(0, 16);
+}
