@@ -1,11 +1,12 @@
 /**
  * The challenge run of a TrainingValidator (`training_validator.ts`): the coin that decides
  * whether a report is challenged, the hold of its receipt in the ledger, the download of the
- * trainer's sealed openings within the challenge's deadline, the re-run of the opened steps and
- * what that verdict leaves: the receipt's challenge ended `passed` or `undecided`
- * (`_challenge_endings.ts`), or this validator's own fraud proof kept on disk and told to the
- * validator (`fraud_proof`, origin `local`), which checks and settles it as a peer's. A refusal,
- * silence or junk from the trainer waits for the deadline and ends in an `opening_missing` proof.
+ * trainer's sealed openings within the challenge's deadline (`_challenge_answer.ts`), the re-run
+ * of the opened steps and what that verdict leaves: the receipt's challenge ended `passed` or
+ * `undecided` (`_challenge_endings.ts`), or this validator's own fraud proof kept on disk and told
+ * to the validator (`fraud_proof`, origin `local`), which checks and settles it as a peer's. A
+ * refusal, silence or junk from the trainer waits for the deadline and ends in an
+ * `opening_missing` proof.
  *
  * A challenge comes from the validator's `challenge` message (the coordinator's reports) or from
  * an outcome audited there ({@link TrainingChallengeRun.afterRound}: each trainer of a finished
@@ -34,18 +35,14 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
-import {
-  ChallengeMessage,
-  OpeningPartMessage,
-  type OutcomeBody,
-  type OutcomeReport,
-  type TrainingFraudProofBody,
+import type {
+  OutcomeBody,
+  OutcomeReport,
+  TrainingFraudProofBody,
 } from "../protocols/training_messages.ts";
 import type { ReceiptStatus } from "../proof/ledger_state.ts";
 import type {
@@ -61,11 +58,7 @@ import {
 } from "./training_receipt.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
-import {
-  drawTrainingChallenge,
-  type TrainingChallenge,
-  trainingChallengeId,
-} from "./training_challenge.ts";
+import { drawTrainingChallenge, type TrainingChallenge } from "./training_challenge.ts";
 import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { deltaMismatch } from "./step_verify.ts";
@@ -78,6 +71,7 @@ import {
 import type { ChallengeEndings } from "./_challenge_endings.ts";
 import type { ChallengedReceipts } from "./_challenged_receipts.ts";
 import { KeptLastSteps } from "./_kept_last_steps.ts";
+import { checkedAnswer } from "./_challenge_answer.ts";
 import type {
   ChallengeOutcome,
   ChallengeRequest,
@@ -85,9 +79,6 @@ import type {
   TrainingValidatorOptions,
   TrainingValidatorStats,
 } from "./training_validator.ts";
-
-/** Past a challenge's deadline by this much before "no answer" is claimed (clock rounding). */
-const DEADLINE_MARGIN_MS = 50;
 
 /** The validator's context: its signal stops a run, and the run tells it its fraud proofs. */
 type Context = ActorContext<TrainingValidatorMessage>;
@@ -339,7 +330,7 @@ export class TrainingChallengeRun {
     const { receipt, delta } = request.report;
     const id = trainingReceiptId(receipt);
     const trainer = toHex(receipt.trainer).slice(0, 16);
-    const check = await this.#answer(
+    const check = await checkedAnswer(
       receipt,
       request.connection,
       challenge,
@@ -353,6 +344,7 @@ export class TrainingChallengeRun {
           shardSize: request.shardSize,
           shardRoot: request.shardRoot,
         }),
+      (line) => this.#options.log(line),
     );
     const endings = this.#options.endings;
     if (check.ok) {
@@ -431,7 +423,7 @@ export class TrainingChallengeRun {
       // training; checked for availability only, it was paid in every other ledger, and the
       // takeover's mark kept those ledgers' own coins from ever re-running it. No delta here:
       // state H is checked against it when it comes (the last step kept, below).
-      const check = await this.#answer(
+      const check = await checkedAnswer(
         receipt,
         connection,
         challenge,
@@ -445,6 +437,7 @@ export class TrainingChallengeRun {
             shardRoot: receipt.shardRoot,
             onLastStep: (opening, endWeights) => last = { opening, endWeights },
           }),
+        (line) => this.#options.log(line),
       );
       if (check.ok) {
         // State H is checked against the delta once the round's outcome (or the coordinator's
@@ -552,9 +545,9 @@ export class TrainingChallengeRun {
   /**
    * Record (`on`) or stop recording the receipts this run asks the ledger to hold `challenged`:
    * the validator records them while its start has not read the challenges a previous incarnation
-   * left open (`training_validator.ts`, `#resume`), so that a later read does not end this
-   * incarnation's own challenges with the lost ones. Bounded by the challenges opened during
-   * those reads' retries (minutes at most).
+   * left open (`_challenge_resume.ts`), so that a later read does not end this incarnation's own
+   * challenges with the lost ones. Bounded by the challenges opened during those reads' retries
+   * (minutes at most).
    */
   recordOpens(on: boolean): void {
     this.#opened = on ? this.#opened ?? new Set() : undefined;
@@ -602,55 +595,6 @@ export class TrainingChallengeRun {
         validator: this.#options.identity,
         startWeights: start.weights,
       });
-  }
-
-  /**
-   * The trainer's answer to `challenge`, checked by the check `prepare` gives (its model loaded
-   * only after the fetch: a takeover may open at the window's very end, and the trainer's
-   * retention leaves it only the deadline). A refusal, silence or a failed fetch waits for the
-   * deadline and is checked as no answer; so is an answer that is not the trainer's signed answer
-   * when it came over the trainer's own connection, or one it signed that opens nothing.
-   */
-  async #answer(
-    receipt: TrainingReceipt,
-    connection: Connection,
-    challenge: TrainingChallenge,
-    ctx: Context,
-    prepare: () => Promise<(answer: SealedStepOpenings | undefined) => Promise<StepOpeningsCheck>>,
-  ): Promise<StepOpeningsCheck> {
-    const trainer = toHex(receipt.trainer).slice(0, 16);
-    let sealed: SealedStepOpenings | undefined;
-    try {
-      sealed = await fetchOpenings(connection, challenge, ctx.signal);
-    } catch (error) {
-      // Refused, silent, or gone: the opening is missing. Its proof (the signed challenge with
-      // no answer) holds only once the challenge's deadline has passed: wait for it.
-      const why = (error as { code?: string }).code ?? (error as Error).message;
-      this.#options.log(`training validator: trainer ${trainer} did not open its steps (${why})`);
-      sealed = undefined;
-      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
-    }
-    const checkAnswer = await prepare();
-    const check = await checkAnswer(sealed);
-    const ownConnection = bytesEqual(connection.peerKey ?? new Uint8Array(0), receipt.trainer);
-    if (
-      check.ok ||
-      !(check.reason === "opening_unopenable" ||
-        (check.reason === "opening_unsigned" && ownConnection))
-    ) return check;
-    // An answer that is not the trainer's signed answer is "someone else's": ignored, keep
-    // waiting. But one that came over the trainer's own authenticated connection (it answers
-    // each part request once: nothing else will come), or one the trainer signed that opens
-    // nothing, is no answer: past the deadline, with its `opening_missing` proof. A proof
-    // issued before the deadline would be refuted by every checker, and a lazy trainer
-    // cannot send junk for free.
-    this.#options.log(
-      `training validator: trainer ${trainer} answered with an opening that is ${
-        check.reason === "opening_unsigned" ? "unsigned" : "signed but cannot be opened"
-      }; waiting for the deadline`,
-    );
-    await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
-    return await checkAnswer(undefined);
   }
 
   /**
@@ -716,39 +660,4 @@ export class TrainingChallengeRun {
 /** `request`'s start file, as an optional field. */
 function startFileOf(request: { startFile?: string }): { startFile?: string } {
   return request.startFile === undefined ? {} : { startFile: request.startFile };
-}
-
-/**
- * Ask the trainer to answer `challenge` and download the sealed answer part by part, within
- * the challenge's deadline. Throws when the trainer refuses, goes, or runs past the deadline,
- * or when what arrives is not what it announced.
- */
-async function fetchOpenings(
-  connection: Connection,
-  challenge: TrainingChallenge,
-  signal: AbortSignal,
-): Promise<SealedStepOpenings> {
-  const left = () => Math.max(1, challenge.deadline - Date.now());
-  const header = await connection.request(ChallengeMessage, { challenge }, {
-    timeoutMs: left(),
-    signal,
-  });
-  const challengeId = trainingChallengeId(challenge);
-  const bytes = new Uint8Array(header.size);
-  let at = 0;
-  for (let index = 0; index < header.parts; index++) {
-    const part = await connection.request(OpeningPartMessage, { challengeId, index }, {
-      timeoutMs: left(),
-      signal,
-    });
-    if (at + part.bytes.length > bytes.length) throw new Error("answer longer than announced");
-    bytes.set(part.bytes, at);
-    at += part.bytes.length;
-  }
-  if (at !== bytes.length || sha256Hex(bytes) !== header.sha256) {
-    throw new Error("answer does not match its announced hash");
-  }
-  // Parsed by the check itself: a malformed answer is one that cannot be opened. The trainer
-  // wrote these bytes: no cbor-x extension may turn them into more than they hold.
-  return decodeCheckedCbor(bytes) as SealedStepOpenings;
 }

@@ -14,25 +14,12 @@
  * What is held, and what was taken and not settled, is kept on disk (`ownProofsDir`) at each
  * recheck and at the stop, and read back at the next start.
  *
- * **A peer's proof the ledger did not answer for is kept and taken again.** The intake asks the
- * ledger where the receipt stands and what the accuser holds there. An ask the ValidatorActor did
- * not answer (crashed on a failed read and restarting, stopped, past the ask's timeout) is neither
- * "receipt unknown" nor "unstaked": the proof is kept ({@link MAX_UNANSWERED_PROOFS}, an eighth
- * of them per accuser) and taken through the intake again at the first recheck after
- * `END_RETRY_MS`, doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`), as a
- * challenge's ending or a claim whose ledger ask went unanswered (`_challenge_endings.ts`,
- * `_claim_takeovers.ts`). Before (review s59,
- * `tests/training/review_s59_claim_intake_ledger_down_test.ts`) an unanswered receipt read was
- * taken for "receipt unknown": the proof, held for a receipt the ledger had recorded already, was
- * never released, and the lazy trainer, slashed in every other ledger, was paid in this one. Who
- * pays when the ledger stays down past the tries or the bound is full: the lazy trainer goes
- * unslashed here, as before. A kept proof is on disk ({@link UNANSWERED_TRAINING_PROOFS_DIR})
- * before it counts as kept, and read back through the intake at the next start with the held ones:
- * memory only, a stop or restart of the validator while the ledger was down lost it, and the lazy
- * trainer was paid here (review s60, `tests/training/review_s60_kept_restart_test.ts`). This
- * validator's own proof is not refused for an unanswered read: it goes on to its settlement, which
- * is asked again while the ledger does not answer (before, its challenge ended `undecided` at once,
- * and the trainer it convicted went unslashed here).
+ * **A peer's proof the ledger did not answer for is kept and taken again**
+ * (`_unanswered_training_proofs.ts`): an ask the ValidatorActor did not answer is neither "receipt
+ * unknown" nor "unstaked" ({@link LEDGER_UNANSWERED}). This validator's own proof is not refused
+ * for an unanswered read: it goes on to its settlement, which is asked again while the ledger does
+ * not answer (before, its challenge ended `undecided` at once, and the trainer it convicted went
+ * unslashed here).
  *
  * {@link TrainingProofIntake} holds the state and the decisions; it asks the ledger through the
  * callback the validator gives, and, as `_challenge_endings.ts` does, tells the validator the
@@ -53,7 +40,6 @@
  */
 import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
-import { verifySignature } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import {
@@ -70,9 +56,8 @@ import type {
   ReceiptStatusMessage,
 } from "../actors/validator_messages.ts";
 import { MAX_UNBACKED_CHECKS_IN_FLIGHT, UnbackedChecks } from "../actors/_unbacked_checks.ts";
-import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
-import { trainingFraudProofHash, trainingFraudProofSigningBytes } from "./training_fraud_proof.ts";
-import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
+import { trainingReceiptId } from "./training_receipt.ts";
+import { trainingFraudProofHash } from "./training_fraud_proof.ts";
 import {
   PLEDGE_HOLD_MS,
   PLEDGE_RECHECK_MS,
@@ -84,6 +69,7 @@ import {
   RECEIPT_HELD_TRAINING_PROOFS_DIR,
 } from "./_kept_held_training_proofs.ts";
 import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
+import { signedProof, UnansweredTrainingProofs } from "./_unanswered_training_proofs.ts";
 import type { TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import {
   MAX_RECEIPT_HELD_TRAINING_PROOFS,
@@ -97,46 +83,11 @@ import type { TrainingValidatorMessage } from "./training_validator.ts";
  */
 const MAX_UNBACKED_FAILED = 4096;
 
-/**
- * Peers' proofs kept because the ledger did not answer their intake, at most: a restart of the
- * ValidatorActor takes a fraction of a second, in which a handful of proofs come; each holds a
- * step's openings (a few MB for `tiny`), so the bound keeps the memory to tens of MB.
- */
-export const MAX_UNANSWERED_PROOFS = 16;
-/**
- * Of those, the proofs one accuser may have kept: an eighth, as the kept outcomes per relay and the
- * kept claims per claimant, so a key filing proofs while the ledger is down cannot shut out another
- * accuser's.
- */
-export const MAX_UNANSWERED_PROOFS_PER_ACCUSER = MAX_UNANSWERED_PROOFS / 8;
 /** The intake's refusal when the ledger did not answer: kept, and taken again (module doc). */
 export const LEDGER_UNANSWERED = "ledger_unanswered";
-/**
- * The folder, under the ledger's directory, of the peers' proofs kept because the ledger did not
- * answer their intake (one file per proof, named by its hash: `_kept_held_training_proofs.ts`).
- */
-export const UNANSWERED_TRAINING_PROOFS_DIR = "unanswered-training-proofs";
 
 /** The validator's context, which the intake asks through and tells proofs to. */
 type Context = ActorContext<TrainingValidatorMessage>;
-
-/** A peer's proof whose intake the ledger did not answer, kept to take again. */
-interface UnansweredProof {
-  /** The proof. */
-  body: TrainingFraudProofBody;
-  /** The relaying peer's hex key. */
-  origin: string;
-  /** When it was first held (ledger clock, ms). */
-  since: number;
-  /** Its accuser's key (hex). */
-  accuser: string;
-  /** Tries made so far. */
-  attempts: number;
-  /** When it is taken again, at the first recheck after it (wall clock, ms). */
-  due: number;
-  /** Told to the validator again, its intake not ended yet. */
-  told: boolean;
-}
 
 /** The validator's `fraud_proof` message. */
 type FraudProofMessage = Extract<TrainingValidatorMessage, { type: "fraud_proof" }>;
@@ -199,8 +150,11 @@ export class TrainingProofIntake {
   readonly #pledgeHeld = new PledgeHeldTrainingProofs();
   /** Whether a `pledges_again` is on its way. */
   #pledgesAgainScheduled = false;
-  /** Peers' proofs the ledger did not answer the intake for, by hash (see the module doc). */
-  readonly #unanswered = new Map<string, UnansweredProof>();
+  /**
+   * Peers' proofs the ledger did not answer the intake for, by hash
+   * (`_unanswered_training_proofs.ts`).
+   */
+  readonly #unanswered: UnansweredTrainingProofs;
   /**
    * Peers' proofs checked although their pledged accuser's stake here falls short, per receipt
    * and in flight (`actors/_unbacked_checks.ts`, the inference side's bounds).
@@ -222,8 +176,6 @@ export class TrainingProofIntake {
   readonly #keptReceiptHeld: KeptHeldTrainingProofs | undefined;
   /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
   readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
-  /** The proofs kept because the ledger did not answer their intake, across a stop. */
-  readonly #keptUnanswered: KeptHeldTrainingProofs | undefined;
 
   /** @param options See {@link TrainingProofIntakeOptions}. */
   constructor(options: TrainingProofIntakeOptions) {
@@ -236,11 +188,13 @@ export class TrainingProofIntake {
       MAX_RECEIPT_HELD_TRAINING_PROOFS,
     );
     this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
-    this.#keptUnanswered = dir === undefined ? undefined : KeptHeldTrainingProofs.in(
+    this.#unanswered = new UnansweredTrainingProofs({
+      settings: options,
       dir,
-      UNANSWERED_TRAINING_PROOFS_DIR,
-      MAX_UNANSWERED_PROOFS,
-    );
+      takeUp: (ctx, held) => this.#takeUp(ctx, held),
+      recheckLater: (ctx) => this.#pledgesAgainLater(ctx),
+      log: (line) => this.#options.log(line),
+    });
   }
 
   /**
@@ -345,7 +299,7 @@ export class TrainingProofIntake {
     since: number | undefined,
   ): Promise<{ held: boolean; awaitingPledge: boolean }> {
     if (refusal === LEDGER_UNANSWERED) {
-      return { held: await this.#keepUnanswered(ctx, body, origin, since), awaitingPledge: false };
+      return { held: await this.#unanswered.keep(ctx, body, origin, since), awaitingPledge: false };
     }
     const held = refusal === "receipt_unknown" &&
       await this.#holdForReceipt(ctx, body, origin, since);
@@ -421,7 +375,7 @@ export class TrainingProofIntake {
       key: proof.validator,
     }).catch(() => undefined);
     // No answer: kept and taken again (see the module doc), not dropped as "never pledged".
-    if (pledged === undefined) return await this.#keepUnanswered(ctx, body, origin, since);
+    if (pledged === undefined) return await this.#unanswered.keep(ctx, body, origin, since);
     if (!pledged) return false;
     this.#heldProofs.hold({
       receiptId: trainingReceiptId(proof.receipt),
@@ -456,85 +410,6 @@ export class TrainingProofIntake {
     ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
   }
 
-  /**
-   * Keep a peer's proof whose intake the ledger did not answer, to take again at the first
-   * recheck after a wait that doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is
-   * dropped, logged: its trainer goes unslashed here. This validator's own proof is not kept: it
-   * is never refused for an unanswered receipt read, and its accuser's stake is not asked.
-   * @returns Whether it is kept.
-   */
-  async #keepUnanswered(
-    ctx: Context,
-    body: TrainingFraudProofBody,
-    origin: string,
-    since: number = this.#options.now(),
-  ): Promise<boolean> {
-    const { proof } = body;
-    if (origin === "local" || !signedProof(proof)) return false;
-    const hash = trainingFraudProofHash(proof);
-    const before = this.#unanswered.get(hash);
-    const attempts = (before?.attempts ?? 0) + 1;
-    const accuser = toHex(proof.validator);
-    const fromAccuser = [...this.#unanswered.values()]
-      .filter((kept) => kept.accuser === accuser && kept !== before).length;
-    // A validator stopping keeps it too: on disk, taken again at the next start (review s60).
-    const dropped = attempts >= MAX_END_ATTEMPTS
-      ? `${attempts} tries`
-      : before === undefined && this.#unanswered.size >= MAX_UNANSWERED_PROOFS
-      ? "too many kept"
-      : fromAccuser >= MAX_UNANSWERED_PROOFS_PER_ACCUSER
-      ? "too many kept from its accuser"
-      : undefined;
-    const what = `fraud proof ${hash.slice(0, 12)}`;
-    if (dropped !== undefined) {
-      // Off the disk too: read back at the next start, it would be tried again for nothing.
-      if (this.#unanswered.delete(hash)) await this.#keepUnansweredOnDisk();
-      this.#options.log(
-        `training validator: ${what} dropped, the ledger did not answer its intake (${dropped})`,
-      );
-      return false;
-    }
-    const first = this.#options.retryMs ?? END_RETRY_MS;
-    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (attempts - 1));
-    this.#unanswered.set(hash, {
-      body,
-      origin,
-      since: before?.since ?? since,
-      accuser,
-      attempts,
-      due: Date.now() + wait,
-      told: false,
-    });
-    // On disk before it counts as kept: memory only, a stop or restart of this validator while
-    // the ledger was down lost it, and the lazy trainer every other ledger slashed was paid here
-    // (review s60). One write per proof newly kept, bounded by the kept bound; a failed write
-    // costs only its survival of a restart (logged), not its retry.
-    await this.#keepUnansweredOnDisk();
-    this.#options.log(`training validator: ${what} kept, the ledger did not answer its intake`);
-    this.#pledgesAgainLater(ctx);
-    return true;
-  }
-
-  /**
-   * Make the folder of the proofs kept for a ledger that did not answer hold those kept now (a
-   * proof dropped or answered since is removed). A failed write is logged.
-   */
-  async #keepUnansweredOnDisk(): Promise<void> {
-    const kept = [...this.#unanswered].map(([hash, { body, origin, since }]) => ({
-      hash,
-      body,
-      origin,
-      since,
-    }));
-    await this.#keptUnanswered?.keep(kept).catch((error) =>
-      this.#options.log(
-        `training validator: proofs kept for the ledger not kept on disk: ${
-          (error as Error).message
-        }`,
-      )
-    );
-  }
-
   /** What is kept on disk changed (a hold, the taken proofs): kept at the next recheck. */
   keepLater(ctx: Context): void {
     this.#keptChanged = true;
@@ -564,7 +439,7 @@ export class TrainingProofIntake {
       type: "has_staked",
       key: proof.validator,
     }).catch(() => undefined);
-    if (staked === undefined) return await this.#keepUnanswered(ctx, body, origin, since);
+    if (staked === undefined) return await this.#unanswered.keep(ctx, body, origin, since);
     if (staked) return false;
     const held = this.#pledgeHeld.hold({
       receiptId: trainingReceiptId(proof.receipt),
@@ -601,12 +476,7 @@ export class TrainingProofIntake {
   async pledgesAgain(ctx: Context): Promise<void> {
     this.#pledgesAgainScheduled = false;
     // Those the ledger did not answer for, once their wait is over: through the intake again.
-    const now = Date.now();
-    for (const kept of this.#unanswered.values()) {
-      if (kept.told || kept.due > now) continue;
-      kept.told = true;
-      this.#takeUp(ctx, kept);
-    }
+    this.#unanswered.takeUpDue(ctx);
     this.#pledgeHeld.expire(this.#options.now() - PLEDGE_HOLD_MS);
     for (const key of this.#pledgeHeld.accusers()) {
       if (ctx.signal.aborted) return;
@@ -675,7 +545,7 @@ export class TrainingProofIntake {
     take(await read(this.#options.taken), -Infinity);
     // Kept because the ledger did not answer their intake (review s60): asked again now, with
     // this start's tries (the receipt's window bounds how long that goes on across starts).
-    take(await read(this.#keptUnanswered), -Infinity);
+    take(await read(this.#unanswered.store), -Infinity);
     // Longest held first, as they were held: the holds push those out first.
     again.sort((a, b) => a.since! - b.since!);
     return again;
@@ -700,7 +570,7 @@ export class TrainingProofIntake {
     await this.#options.taken.keep().catch(failed);
     // After the taken proofs: one answered since (taken now) is on disk there before it leaves
     // this folder.
-    await this.#keepUnansweredOnDisk();
+    await this.#unanswered.keepOnDisk();
     // After the taken proofs: the checks of those on disk are not counted (below).
     await this.#keepUnbacked();
   }
@@ -717,10 +587,4 @@ export class TrainingProofIntake {
       this.#options.log(`training validator: unbacked counts not kept: ${(error as Error).message}`)
     );
   }
-}
-
-/** Whether `proof` is signed by its accuser, about a receipt its trainer signed (worth holding). */
-function signedProof(proof: TrainingFraudProofBody["proof"]): boolean {
-  return verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig) &&
-    verifyTrainingReceipt(proof.receipt).ok;
 }

@@ -25,6 +25,7 @@
  *                                asks went unanswered (`_claim_takeovers.ts`)
  * resume_again {}                internal: read again what the start could not read of the
  *                                challenges the previous incarnation left in the ledger
+ *                                (`_challenge_resume.ts`)
  * unchecked   { … }              internal: the check failed unsettled; the copies that waited
  *                                behind it go through the intake again
  * settle_again { key }           internal: ask the ledger again to settle a peer's checked
@@ -80,8 +81,9 @@
  *
  * The parts, each in its own private module: the fraud proofs checked and settled here
  * (`_fraud_proof_checks.ts`), the receipts recorded and credited (`_receipt_credits.ts`), the
- * round outcomes audited and their models served (`_outcome_audits.ts`), and the ways to the
- * NetworkActor (`_training_network.ts`).
+ * round outcomes audited and their models served (`_outcome_audits.ts`), the ways to the
+ * NetworkActor (`_training_network.ts`), and what the start reads of the challenges the previous
+ * incarnation left in the ledger (`_challenge_resume.ts`).
  *
  * @module
  */
@@ -89,7 +91,6 @@ import { join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type {
   OutcomeBody,
   ReportBody,
@@ -97,7 +98,6 @@ import type {
   TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
-import type { ReceiptStatus } from "../proof/ledger_state.ts";
 import type {
   ReceiptStatusMessage,
   TrainingChallengedMessage,
@@ -119,7 +119,7 @@ import {
   type OutcomeGateStats,
   PEER_AUDIT_WINDOW_MS,
 } from "./_outcome_gate.ts";
-import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
+import type { TrainingReceipt } from "./training_receipt.ts";
 import { DEFAULT_OPENING_DEADLINE_MS, type TrainingChallenge } from "./training_challenge.ts";
 import type { SealedStepOpenings } from "./step_opening.ts";
 import {
@@ -128,13 +128,7 @@ import {
   type StepOpeningsCheck,
 } from "./step_check.ts";
 import type { TrainingFraudProof } from "./training_fraud_proof.ts";
-import {
-  ChallengeEndings,
-  END_RETRY_MS,
-  MAX_END_ATTEMPTS,
-  MAX_END_RETRY_MS,
-} from "./_challenge_endings.ts";
-import { sleep } from "../actors/_common.ts";
+import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
 import { copyKey, TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import { type IntakeLedgerMessage, TrainingProofIntake } from "./_training_proof_intake.ts";
 import {
@@ -145,6 +139,7 @@ import {
 import { ChallengedReceipts } from "./_challenged_receipts.ts";
 import { TAKEOVER_LAST_STEPS_DIR } from "./_kept_last_steps.ts";
 import { ClaimTakeovers } from "./_claim_takeovers.ts";
+import { ChallengeResume } from "./_challenge_resume.ts";
 import { TrainingNetwork } from "./_training_network.ts";
 import { FraudProofChecks } from "./_fraud_proof_checks.ts";
 import { ReceiptCredits } from "./_receipt_credits.ts";
@@ -424,18 +419,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #claims: ClaimTakeovers;
   /**
    * What this start still has to read of the challenges the previous incarnation left in the
-   * ledger, until the ledger answered (`#resume`): the own proofs and endings kept on disk
-   * (`kept`), those whose receipt's standing is not read yet (`unread`), whether the open
-   * challenges are (`openUnread`), and the rounds of reads made. Undefined once read (or given up).
+   * ledger, until the ledger answered (`_challenge_resume.ts`).
    */
-  #resuming:
-    | {
-      kept: Map<string, unknown>;
-      unread: Map<string, unknown>;
-      openUnread: boolean;
-      attempts: number;
-    }
-    | undefined;
+  readonly #resume: ChallengeResume;
 
   /** The fraud proofs checked and settled here (`_fraud_proof_checks.ts`). */
   readonly #proofs: FraudProofChecks;
@@ -506,6 +492,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       reach: (ctx, trainer, forMs, holder) => this.#network.reach(ctx, trainer, forMs, holder),
       log: (line) => this.#log(line),
     });
+    this.#resume = new ChallengeResume({
+      settings: options,
+      ownProofs: this.#ownProofs,
+      endings: this.#endings,
+      challenges: this.#challenges,
+      ask: (ctx, message) => this.#ledger(ctx, message),
+      log: (line) => this.#log(line),
+    });
     this.#claims = new ClaimTakeovers({
       identity: options.identity,
       challenges: this.#challenges,
@@ -561,7 +555,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * challenged here is forgotten; one whose kept bytes are neither ends unresolved, as does every
    * other challenge still open in the ledger. A read of these the ledger does not answer is read
    * again (`resume_again`, {@link END_RETRY_MS} doubling, `MAX_END_ATTEMPTS` rounds), not taken
-   * as "none" (`#resume`).
+   * as "none" (`_challenge_resume.ts`).
    */
   async preStart(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
     await this.#challenged.readBack();
@@ -569,8 +563,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     // Until the ledger answered both reads: the challenges this incarnation opens meanwhile are
     // its own, not the lost ones a later read ends.
     this.#challenges.recordOpens(true);
-    this.#resuming = { kept, unread: new Map(kept), openUnread: true, attempts: 0 };
-    await this.#resume(ctx);
+    this.#resume.begin(kept);
+    await this.#resume.read(ctx);
     // The unbacked counts spent before, then the held and taken proofs through the intake
     // again, as a peer's proof goes (`_training_proof_intake.ts`); then kept as held now.
     // The claims kept for a ledger that did not answer, too: through the intake and check again
@@ -673,100 +667,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "claims_again":
         return await this.#claims.again(ctx);
       case "resume_again":
-        return await this.#resume(ctx);
+        return await this.#resume.read(ctx);
     }
-  }
-
-  /**
-   * Read what the previous incarnation left in the ledger (see {@link TrainingValidator.preStart}):
-   * where each receipt stands whose own proof or ending was kept, then the challenges held open
-   * there. A read the ledger does not answer (the ValidatorActor stopped, restarting, or busy past
-   * the ask's deadline) is not an answer: before, it read as "left to the next start" and "none
-   * open", and a validator restarted alone left those receipts `challenged`, held by nobody, until
-   * the node's next start (a convicted lazy trainer neither slashed nor paid here, its stake
-   * locked; the trainer of a lost challenge locked past its window). Now it is read again
-   * (`resume_again`) after `endRetryMs` ({@link END_RETRY_MS}), doubling, at most
-   * `MAX_END_ATTEMPTS` rounds, one unanswered ask per round; past them, left to the next start.
-   */
-  async #resume(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    const resuming = this.#resuming;
-    if (resuming === undefined) return;
-    resuming.attempts++;
-    let unanswered: Error | undefined;
-    for (const [id, value] of [...resuming.unread]) {
-      if (ctx.signal.aborted) return;
-      let record: { status: ReceiptStatus } | undefined;
-      try {
-        record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
-          type: "receipt_status",
-          receiptId: id,
-        });
-      } catch (error) {
-        // No answer: not "no longer challenged" (the ValidatorActor leaves a kept receipt
-        // `challenged` at its own start). Read again below.
-        unanswered = error as Error;
-        break;
-      }
-      resuming.unread.delete(id);
-      if (record?.status !== "challenged") {
-        await this.#ownProofs!.remove(id);
-        continue;
-      }
-      // Ended before the stop, the ledger not told: told now, with the verdict it had.
-      if (await this.#endings.resumeKept(ctx, id, value)) continue;
-      this.#endings.hold(id);
-      const body = value as TrainingFraudProofBody | undefined;
-      const proof = body?.proof;
-      const mine = proof?.validator instanceof Uint8Array &&
-        bytesEqual(proof.validator, this.#options.identity.publicKey);
-      let ours = false;
-      try {
-        ours = mine && trainingReceiptId(proof!.receipt) === id;
-      } catch {
-        // not a receipt
-      }
-      if (!ours) await this.#endings.end(ctx, id, "undecided", "validator_restarted");
-      else ctx.self.tell({ type: "fraud_proof", body: body!, origin: "local" }).catch(() => {});
-    }
-    // Restarted alone, the ledger running on: the challenges this validator had open without a
-    // proof or an ending kept lost their material with it, and end undecided (the node's own
-    // start ends them in the ValidatorActor's, before this one). Those this incarnation opened
-    // since its start are its own.
-    let open: string[] = [];
-    if (unanswered === undefined && resuming.openUnread) {
-      try {
-        open = await this.#ledger<string[]>(ctx, { type: "training_challenged" });
-        resuming.openUnread = false;
-      } catch (error) {
-        unanswered = error as Error;
-      }
-    }
-    for (const id of open) {
-      if (ctx.signal.aborted) return;
-      if (this.#endings.holds(id) || resuming.kept.has(id)) continue;
-      if (this.#challenges.openedHere(id)) continue;
-      this.#endings.hold(id);
-      await this.#endings.end(ctx, id, "undecided", "validator_restarted");
-    }
-    if (unanswered === undefined || resuming.attempts >= MAX_END_ATTEMPTS) {
-      this.#resuming = undefined;
-      this.#challenges.recordOpens(false);
-      if (unanswered !== undefined) {
-        this.#log(
-          `training validator: the challenges left open before this start left to the next start: ${unanswered.message}`,
-        );
-      }
-      return;
-    }
-    this.#log(
-      `training validator: the challenges left open before this start not read, read again: ${unanswered.message}`,
-    );
-    const first = this.#options.endRetryMs ?? END_RETRY_MS;
-    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (resuming.attempts - 1));
-    // Told, not run here: what the reads change, changes in `receive` (`resume_again`).
-    void sleep(wait, ctx.signal).then(() => {
-      if (!ctx.signal.aborted) return ctx.self.tell({ type: "resume_again" });
-    }).catch(() => {}); // stopped meanwhile: the next start reads them
   }
 
   /** The ledger's clock (ms). */

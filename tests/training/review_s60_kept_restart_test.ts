@@ -3,7 +3,7 @@
  * of the training validator.
  *
  * Stop 59 made the training validator keep, and take again, a peer's fraud proof whose intake the
- * ledger (the ValidatorActor) did not answer (`training/_training_proof_intake.ts`) and a peer's
+ * ledger (the ValidatorActor) did not answer (`training/_unanswered_training_proofs.ts`) and a peer's
  * true `opening_missing` claim whose takeover's ledger asks went unanswered
  * (`training/_claim_takeovers.ts`). Both were kept in memory only: a stop or a restart of the
  * training validator while one was kept lost it, nothing brought it back, and the lazy (or
