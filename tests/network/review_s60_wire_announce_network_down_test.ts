@@ -1,0 +1,143 @@
+/**
+ * Review s60 (wire): the ValidatorActor hands the announcement of a receipt it recorded with this
+ * node's assignment (`announce_receipt`) to its own NetworkActor, which sends it to the ledgers
+ * connected at that moment. A connection's catch-up carries no receipts, so an announcement the
+ * NetworkActor never sent — it was stopped (not started again yet) or crashed with it queued — is
+ * the assignment lost for every other ledger: the honest worker that delivered every token is paid
+ * in the forwarding node's ledger and in no other.
+ *
+ * The set-up: A (the forwarding node: its validator records the worker's receipt with A's
+ * assignment, `announce: true`, as `NetworkInferencePort` hands it over) and C, joined, on the
+ * test's clock, the worker staked in both. A's NetworkActor is down when A's validator records the
+ * receipt; it comes back, A and C connect again, and both windows close.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Actor } from "../../actors/actor.ts";
+import type { ActorSystem } from "../../actors/actor_system.ts";
+import type { ReceiptHandled } from "../../actors/validator_messages.ts";
+import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { HONEST_MODELS, ledgerReads, proveOn, textJob } from "../actors/_validator_fixture.ts";
+import {
+  inLedgerSetting,
+  joinLedgerNodes,
+  type LedgerNode,
+  spawnLedgerNode,
+} from "./_ledger_node.ts";
+import { crashingValidator, stoppedValidator, type TakenDown } from "./_validator_down.ts";
+
+const WORKER_STAKE = 1_000_000;
+
+/**
+ * A's NetworkActor is taken down by `down` while A's validator records (and announces) the
+ * worker's assigned receipt; once the announcement can have reached it, it comes back and A
+ * dials C again (`joinedBefore` false: A and C meet only then, A's NetworkActor up all along). The
+ * ledger outcome in C when the window closes: the worker is paid, as in A.
+ */
+async function announcedWhileNetworkDown(
+  label: string,
+  down: (system: ActorSystem, restart: () => Actor<NetworkMessage>) => Promise<TakenDown>,
+  joinedBefore = true,
+): Promise<void> {
+  await inLedgerSetting(`s60-wire-${label}`, async ({ dir, clock, system }) => {
+    const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];
+    const nodeA = await spawnLedgerNode(system, dir, "a", {
+      identity: a,
+      models: HONEST_MODELS,
+      clock,
+    });
+    const nodeC = await spawnLedgerNode(system, dir, "c", {
+      identity: c,
+      models: HONEST_MODELS,
+      clock,
+    });
+    for (const node of [nodeA, nodeC]) {
+      await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+    }
+    if (joinedBefore) await joinLedgerNodes(nodeA, nodeC);
+
+    const { passedOn, back } = await down(
+      system,
+      () => new NetworkActor({ identity: a, services: { validator: "a/validator" } }),
+    );
+    const job = textJob(a, `s60-wire-${label}`);
+    const { receipt } = await proveOn(job, worker);
+    const id = receiptId(receipt);
+    // As the forwarding port hands it over (`NetworkInferencePort`, `#checked`).
+    const handled = await nodeA.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job,
+      assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, a),
+      origin: toHex(worker.publicKey),
+      announce: true,
+    });
+    assert.equal(handled.recorded, true, "A records the receipt");
+    await passedOn();
+    await back();
+    const aAgain: LedgerNode = {
+      validator: nodeA.validator,
+      network: system.lookup<NetworkMessage>("a/network")!,
+    };
+    await joinLedgerNodes(aAgain, nodeC);
+
+    const readsA = ledgerReads(() => nodeA.validator, clock);
+    const readsC = ledgerReads(() => nodeC.validator, clock);
+    await eventually(
+      async () => (await readsC.record(id)) !== undefined,
+      "C to record the receipt A announced",
+      { timeoutMs: 3_000 },
+    ).catch(() => {}); // lost: the ledgers tell below
+    await readsA.closeWindow();
+    await nodeC.validator.ask({ type: "finalize" });
+    const paid = receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
+    assert.equal((await readsA.account(worker.publicKey)).balance, paid, "paid in A");
+    assert.equal(
+      (await readsC.record(id))?.requester,
+      toHex(a.publicKey),
+      "C never heard of A's assignment",
+    );
+    assert.equal(
+      (await readsC.account(worker.publicKey)).balance,
+      paid,
+      "the honest worker was not paid in a ledger that hears of the job only through A",
+    );
+  });
+}
+
+Deno.test("review s60 (wire): a receipt A's validator announces while A's NetworkActor is stopped reaches C once it starts again and connects: the honest worker is paid tokens × price in C as in A", async () => {
+  await announcedWhileNetworkDown(
+    "stopped",
+    (system, restart) => stoppedValidator(system, "a/network", restart),
+  );
+});
+
+Deno.test("review s60 (wire): a receipt announcement queued at A's NetworkActor when it crashes reaches C through its next incarnation: the honest worker is paid tokens × price in C as in A", async () => {
+  await announcedWhileNetworkDown(
+    "crashed",
+    (system, restart) =>
+      crashingValidator<NetworkMessage>(
+        system,
+        "a/network",
+        restart,
+        "network",
+        "the announcement to be queued at A's network",
+      ),
+  );
+});
+
+Deno.test("review s60 (wire): a receipt A's validator announces while A has no ledger-keeping peer reaches C when C connects: the honest worker is paid tokens × price in C as in A", async () => {
+  const up = () => Promise.resolve();
+  await announcedWhileNetworkDown(
+    "unconnected",
+    () => Promise.resolve({ passedOn: up, back: up }),
+    false,
+  );
+});
