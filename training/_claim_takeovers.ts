@@ -32,11 +32,12 @@
  *
  * **A kept claim outlives a stop.** It is on disk (`<ledger dir>/kept-training-claims/`, one file
  * per claim, `_kept_held_training_proofs.ts`) before it counts as kept, and read back at the next
- * start ({@link ClaimTakeovers.readBack}): untrusted, each goes through the validator's intake and
- * check again as a peer's proof from its claimant, and a confirmed one is considered again. Before
- * (review s60, `tests/training/review_s60_kept_restart_test.ts`) kept claims were memory only: a
- * stop or restart of the training validator while the ledger was down lost them, and the
- * withholding trainer every ledger that took the claim over convicted was paid here.
+ * start ({@link ClaimTakeovers.readBack}; the mechanism, kept, retried and read back as the kept
+ * receipts and outcomes: `_ledger_retries.ts`): untrusted, each goes through the validator's
+ * intake and check again as a peer's proof from its claimant, and a confirmed one is considered
+ * again. Before (review s60, `tests/training/review_s60_kept_restart_test.ts`) kept claims were
+ * memory only: a stop or restart of the training validator while the ledger was down lost them,
+ * and the withholding trainer every ledger that took the claim over convicted was paid here.
  *
  * Owns the budget, the open takeovers per claimant and the kept claims, read and written only
  * inside the validator's `receive`; the takeover itself runs outside it and its end comes back as
@@ -46,7 +47,6 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import { sleep } from "../actors/_common.ts";
 import { TakeoverBudget } from "../actors/_takeover_budget.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -59,8 +59,7 @@ import type { ReceiptStatusMessage } from "../actors/validator_messages.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
 import { trainingFraudProofHash } from "./training_fraud_proof.ts";
 import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
-import { KeptHeldTrainingProofs } from "./_kept_held_training_proofs.ts";
-import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
+import { LedgerRetries } from "./_ledger_retries.ts";
 import type {
   TakeoverOutcome,
   TakeoverRequest,
@@ -145,18 +144,44 @@ export class ClaimTakeovers {
   /** Takeovers open now, per claimant (hex). */
   readonly #open = new Map<string, number>();
   /** Claims the ledger did not answer for, by receipt id, to consider again (`claims_again`). */
-  readonly #kept = new Map<string, KeptClaim>();
-  /** Whether a `claims_again` is on its way. */
-  #againScheduled = false;
-  /** The kept claims across a stop (`dir`). */
-  readonly #store: KeptHeldTrainingProofs | undefined;
+  readonly #kept: LedgerRetries<KeptClaim>;
 
   /** @param options See {@link ClaimTakeoversOptions}. */
   constructor(options: ClaimTakeoversOptions) {
     this.#options = options;
-    this.#store = options.dir === undefined
-      ? undefined
-      : KeptHeldTrainingProofs.in(options.dir, KEPT_TRAINING_CLAIMS_DIR, MAX_KEPT_CLAIMS);
+    const what = ({ claimant, body }: KeptClaim) =>
+      `${claimant.slice(0, 16)}'s claim that trainer ${
+        toHex(body.proof.receipt.trainer).slice(0, 16)
+      } did not open its steps`;
+    this.#kept = new LedgerRetries<KeptClaim>({
+      dir: options.dir,
+      folder: KEPT_TRAINING_CLAIMS_DIR,
+      max: MAX_KEPT_CLAIMS,
+      maxPerShare: MAX_KEPT_CLAIMS_PER_CLAIMANT,
+      shareName: "claimant",
+      key: (claim) => trainingReceiptId(claim.body.proof.receipt),
+      share: (claim) => claim.claimant,
+      // One takeover per receipt: the claim kept stands.
+      duplicate: { dropped: "another claim about its receipt is kept" },
+      onDisk: (_id, claim) => ({
+        hash: trainingFraudProofHash(claim.body.proof),
+        body: claim.body,
+        origin: claim.claimant,
+        since: options.now(),
+      }),
+      tryAgain: (claim, ctx) => this.#consider(claim.body, ctx, claim.attempts),
+      again: { type: "claims_again" },
+      retryMs: () => options.retryMs,
+      label: "training validator: kept claims",
+      noun: "claim",
+      kept: (claim, error) =>
+        `training validator: ${what(claim)} kept, the ledger did not answer: ${error.message}`,
+      // The trainer is paid here, as for any claim not taken over.
+      dropped: (claim, reason, error) =>
+        `training validator: ${what(claim)} not taken over, the ledger did not answer ` +
+        `(${reason}): ${error.message}; the trainer is not slashed here on its word`,
+      log: (line) => options.log(line),
+    });
   }
 
   /**
@@ -169,12 +194,7 @@ export class ClaimTakeovers {
   async readBack(): Promise<
     { type: "fraud_proof"; body: TrainingFraudProofBody; origin: string }[]
   > {
-    const read = await this.#store?.read().catch((error) => {
-      this.#options.log(
-        `training validator: kept claims not read back: ${(error as Error).message}`,
-      );
-      return [];
-    }) ?? [];
+    const read = await this.#kept.read();
     const again: { type: "fraud_proof"; body: TrainingFraudProofBody; origin: string }[] = [];
     for (const { body, origin } of read) {
       const parsed = TrainingFraudProofMessage.schema.safeParse(body);
@@ -196,18 +216,8 @@ export class ClaimTakeovers {
    * removed). A failed write costs only the claims' survival of a restart, not their retry:
    * logged.
    */
-  async keepOnDisk(): Promise<void> {
-    const kept = [...this.#kept.values()].map((claim) => ({
-      hash: trainingFraudProofHash(claim.body.proof),
-      body: claim.body,
-      origin: claim.claimant,
-      since: this.#options.now(),
-    }));
-    await this.#store?.keep(kept).catch((error) =>
-      this.#options.log(
-        `training validator: kept claims not kept on disk: ${(error as Error).message}`,
-      )
-    );
+  keepOnDisk(): Promise<void> {
+    return this.#kept.keepOnDisk();
   }
 
   /**
@@ -231,26 +241,8 @@ export class ClaimTakeovers {
    * Consider again every claim the ledger did not answer for (the validator's `claims_again`):
    * kept again while it still does not answer. Call inside the validator's `receive`.
    */
-  async again(ctx: Context): Promise<void> {
-    this.#againScheduled = false;
-    const due = [...this.#kept.values()];
-    this.#kept.clear();
-    // One unanswered ask per round of tries: the asks run in the mailbox, and a hung ledger holds
-    // each up to its timeout.
-    let unanswered: Error | undefined;
-    for (const kept of due) {
-      if (ctx.signal.aborted) return;
-      if (unanswered !== undefined) {
-        await this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
-        continue;
-      }
-      await this.#consider(kept.body, ctx, kept.attempts);
-      if (this.#kept.has(trainingReceiptId(kept.body.proof.receipt))) {
-        unanswered = new Error("the ledger did not answer for another claim");
-      }
-    }
-    // Those taken over, answered or dropped leave the disk (stopped above: left there as kept).
-    await this.keepOnDisk();
+  again(ctx: Context): Promise<void> {
+    return this.#kept.again(ctx);
   }
 
   /** {@link ClaimTakeovers.consider}, tried `attempts` times before without a ledger answer. */
@@ -264,7 +256,7 @@ export class ClaimTakeovers {
     } catch (error) {
       if (!(error instanceof LedgerUnanswered)) throw error;
       // Nothing charged: kept, and considered again once the ledger answers.
-      await this.#keep(ctx, { body, claimant, attempts: attempts + 1 }, error);
+      await this.#kept.keep(ctx, { body, claimant, attempts: attempts + 1 }, error);
       return;
     }
     if (typeof request === "string") {
@@ -348,52 +340,6 @@ export class ClaimTakeovers {
       ...(connection === undefined ? {} : { connection }),
       pendingUntil: record.pendingUntil,
     };
-  }
-
-  /**
-   * Keep `claim`, whose ledger ask went unanswered (`error`), to consider again after a wait that
-   * doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is dropped, logged: the
-   * trainer is paid here, as for any claim not taken over.
-   */
-  async #keep(ctx: Context, claim: KeptClaim, error: Error): Promise<void> {
-    const id = trainingReceiptId(claim.body.proof.receipt);
-    const what = `${claim.claimant.slice(0, 16)}'s claim that trainer ${
-      toHex(claim.body.proof.receipt.trainer).slice(0, 16)
-    } did not open its steps`;
-    const claimantKept = [...this.#kept.values()]
-      .filter((kept) => kept.claimant === claim.claimant).length;
-    // A validator stopping keeps it too: on disk, considered again at the next start.
-    const dropped = claim.attempts >= MAX_END_ATTEMPTS
-      ? `${claim.attempts} tries`
-      : this.#kept.has(id)
-      ? "another claim about its receipt is kept" // one takeover per receipt: that one stands
-      : this.#kept.size >= MAX_KEPT_CLAIMS
-      ? "too many kept"
-      : claimantKept >= MAX_KEPT_CLAIMS_PER_CLAIMANT
-      ? "too many kept from its claimant"
-      : undefined;
-    if (dropped !== undefined) {
-      this.#options.log(
-        `training validator: ${what} not taken over, the ledger did not answer (${dropped}): ` +
-          `${error.message}; the trainer is not slashed here on its word`,
-      );
-      return;
-    }
-    this.#options.log(
-      `training validator: ${what} kept, the ledger did not answer: ${error.message}`,
-    );
-    this.#kept.set(id, claim);
-    // On disk before it counts as kept (see the module doc): one write per claim newly kept.
-    await this.keepOnDisk();
-    if (this.#againScheduled || ctx.signal.aborted) return;
-    this.#againScheduled = true;
-    const fewest = Math.min(...[...this.#kept.values()].map((kept) => kept.attempts));
-    const first = this.#options.retryMs ?? END_RETRY_MS;
-    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
-    // Told, not run here: the kept claims change in the validator's `receive` (`claims_again`).
-    void sleep(wait, ctx.signal).then(() => {
-      if (!ctx.signal.aborted) return ctx.self.tell({ type: "claims_again" });
-    }).catch(() => {}); // stopped meanwhile: the kept claims go with this incarnation
   }
 
   /** Ask the ledger; an ask it did not answer rejects with {@link LedgerUnanswered}. */

@@ -67,8 +67,8 @@ export interface KeptHeldProof {
 /**
  * An entry as it is kept: what the folder needs of either hold's entries (a held proof's `body`
  * is its `TrainingFraudProofBody`). The same folder store keeps other CBOR bodies too, each in a
- * folder of its own: the outcomes and the peers' receipts kept for a ledger that did not answer
- * (`_outcome_audits.ts`, `_receipt_credits.ts`), each named by a 64-hex-digit hash of its key.
+ * folder of its own: the claims, outcomes and peers' receipts kept for a ledger that did not answer
+ * (`_ledger_retries.ts`), each named by a 64-hex-digit hash.
  */
 export type HeldProofToKeep = Pick<PledgeHeldTrainingProof, "hash" | "origin" | "since"> & {
   body: unknown;

@@ -12,14 +12,14 @@
  * audit held. A ledger that does not answer (the ValidatorActor stopped, restarting after a failed
  * write, or past its ask's timeout) says nothing about either: the outcome is kept here
  * ({@link MAX_KEPT_OUTCOMES}, an eighth of them per relaying peer at the gate) and taken again —
- * through the gate, or its receipts credited again — after {@link END_RETRY_MS}, doubling,
- * {@link MAX_END_ATTEMPTS} tries, as a challenge's ending or a peer's fraud proof whose settlement
- * went unanswered (`_challenge_endings.ts`). Before (review s59), "no answer" at the gate read as
- * stake 0 (`unstaked_coordinator`) and an unanswered credit as a refusal: passed on once, the
- * outcome never came again (its model proven here shut out every later copy), and the round's
- * honest trainers, credited in every other ledger, went unpaid in this one. Who pays when the
- * ledger stays down past the tries, or the bound is full: those trainers, in this ledger alone,
- * as before; a coordinator's or a relay's audit budget is charged only when the gate lets the
+ * through the gate, or its receipts credited again — after `END_RETRY_MS`, doubling,
+ * `MAX_END_ATTEMPTS` tries, as a challenge's ending or a peer's fraud proof whose settlement
+ * went unanswered (`_challenge_endings.ts`; the mechanism: `_ledger_retries.ts`). Before (review
+ * s59), "no answer" at the gate read as stake 0 (`unstaked_coordinator`) and an unanswered credit
+ * as a refusal: passed on once, the outcome never came again (its model proven here shut out every
+ * later copy), and the round's honest trainers, credited in every other ledger, went unpaid in
+ * this one. Who pays when the ledger stays down past the tries, or the bound is full: those
+ * trainers, in this ledger alone, as before; a coordinator's or a relay's audit budget is charged only when the gate lets the
  * outcome through. A node with no ledger at all audits no peer's outcome, as before. This node's own coordinator's
  * credit of its round (the validator's `credit`) is kept and made again the same way: dropped
  * unanswered, its trainers went unpaid in its own ledger whenever its own outcome did not credit
@@ -43,7 +43,6 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import { sleep } from "../actors/_common.ts";
 import { encodeCbor } from "../protocols/cbor.ts";
 import { sha256Hex } from "../protocols/hash.ts";
 import {
@@ -55,12 +54,11 @@ import {
 } from "../protocols/training_messages.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { type TrainingReceipt, verifyTrainingReceipt } from "./training_receipt.ts";
-import { KeptHeldTrainingProofs } from "./_kept_held_training_proofs.ts";
+import { LedgerRetries } from "./_ledger_retries.ts";
 import type { AccountMessage, ReceiptStatusMessage } from "../actors/validator_messages.ts";
 import type { RoundAudit } from "./round_audit.ts";
 import type { OutcomeGate } from "./_outcome_gate.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
-import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
 import type { TrainingValidatorMessage, TrainingValidatorOptions } from "./training_validator.ts";
 
 /**
@@ -176,13 +174,9 @@ export class OutcomeAudits {
   readonly #outcomes: OutcomeGate;
   readonly #challenges: TrainingChallengeRun;
   /** Outcomes the ledger did not answer for, by outcome hash, to take again (`outcome_again`). */
-  readonly #unsettled = new Map<string, UnsettledOutcome>();
-  /** Whether an `outcome_again` is on its way. */
-  #againScheduled = false;
+  readonly #unsettled: LedgerRetries<UnsettledOutcome>;
   /** Kept credits being made again (outside the mailbox): still on disk until they answer. */
   readonly #retrying = new Map<string, UnsettledOutcome>();
-  /** The kept outcomes across a stop (`ownProofsDir`). */
-  readonly #store: KeptHeldTrainingProofs | undefined;
 
   /** @param options See {@link OutcomeAuditsOptions}. */
   constructor(options: OutcomeAuditsOptions) {
@@ -190,10 +184,61 @@ export class OutcomeAudits {
     this.#parts = options;
     this.#outcomes = options.gate;
     this.#challenges = options.challenges;
-    const dir = options.settings.ownProofsDir;
-    this.#store = dir === undefined
-      ? undefined
-      : KeptHeldTrainingProofs.in(dir, KEPT_OUTCOMES_DIR, MAX_KEPT_OUTCOMES);
+    const settings = options.settings;
+    const what = (outcome: UnsettledOutcome) =>
+      outcome.stage === "gate"
+        ? `outcome of round ${outcome.body.round} model ${
+          outcome.body.model.slice(0, 16)
+        }… (not audited)`
+        : `credit of the ${outcome.what}`;
+    this.#unsettled = new LedgerRetries<UnsettledOutcome>({
+      dir: settings.ownProofsDir,
+      folder: KEPT_OUTCOMES_DIR,
+      max: MAX_KEPT_OUTCOMES,
+      maxPerShare: MAX_KEPT_OUTCOMES_PER_PEER,
+      shareName: "relay",
+      key: unsettledKey,
+      // Only at the gate, and only a peer's copy: a credit is this node's own.
+      share: (outcome) =>
+        outcome.stage === "gate" && outcome.origin !== "local" ? outcome.origin : undefined,
+      duplicate: "replaces",
+      onDisk: (key, kept) => {
+        const again: OutcomeAgain | undefined = kept.stage === "gate"
+          ? { type: "outcome", body: kept.body, origin: kept.origin }
+          : kept.again;
+        if (again === undefined) return undefined;
+        return {
+          hash: sha256Hex(new TextEncoder().encode(key)),
+          body: again,
+          origin: "origin" in again ? again.origin : "local",
+          since: (settings.now ?? Date.now)(),
+        };
+      },
+      inFlight: () => this.#retrying,
+      tryAgain: async (kept, ctx) => {
+        if (kept.stage === "gate") {
+          await this.#take(kept, ctx, kept.attempts);
+          return;
+        }
+        const { stage: _stage, ...credit } = kept;
+        // On disk until it answers (`uncredited`, told whatever the answer).
+        this.#retrying.set(`credit:${credit.key}`, kept);
+        void this.#creditOutside(ctx, { ...credit, attempts: credit.attempts + 1 });
+      },
+      // One unanswered stake ask per round of tries: the gate asks in the mailbox; a credit is
+      // made outside it.
+      inMailbox: (kept) => kept.stage === "gate",
+      again: { type: "outcome_again" },
+      retryMs: () => settings.endRetryMs,
+      label: "training: kept outcomes",
+      noun: "outcome",
+      kept: (outcome, error) =>
+        `training: ${what(outcome)} kept, the ledger did not answer: ${error.message}`,
+      dropped: (outcome, reason, error) =>
+        `training: ${what(outcome)} dropped, the ledger did not answer (${reason}): ` +
+        `${error.message}; its trainers go unpaid in this ledger`,
+      log: (line) => options.log(line),
+    });
   }
 
   /**
@@ -204,20 +249,16 @@ export class OutcomeAudits {
    * the folder at its next write.
    */
   async readBack(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    const read = await this.#store?.read().catch((error) => {
-      this.#parts.log(`training: kept outcomes not read back: ${(error as Error).message}`);
-      return [];
-    }) ?? [];
-    for (const { body: entry } of read) {
+    const restored: UnsettledOutcome[] = [];
+    for (const { body: entry } of await this.#unsettled.read()) {
       const kept = this.#readEntry(ctx, entry);
       if (kept === undefined) {
         this.#parts.log("training: a damaged kept outcome dropped");
         continue;
       }
-      const key = kept.stage === "gate" ? gateKey(kept.body) : `credit:${kept.key}`;
-      if (this.#unsettled.size < MAX_KEPT_OUTCOMES) this.#unsettled.set(key, kept);
+      restored.push(kept);
     }
-    if (this.#unsettled.size > 0) this.#againLater(ctx);
+    this.#unsettled.restore(ctx, restored);
   }
 
   /** A kept entry read back, as it is kept again; undefined when it is not one. */
@@ -273,32 +314,6 @@ export class OutcomeAudits {
   }
 
   /**
-   * Make the folder hold what is kept now, and the kept credits being made again. A failed write
-   * costs only their survival of a restart, not their retry: logged.
-   */
-  async #keepOnDisk(): Promise<void> {
-    if (this.#store === undefined) return;
-    const now = (this.#options.now ?? Date.now)();
-    const entries = [];
-    for (const [key, kept] of [...this.#unsettled, ...this.#retrying]) {
-      const again: OutcomeAgain | undefined = kept.stage === "gate"
-        ? { type: "outcome", body: kept.body, origin: kept.origin }
-        : kept.again;
-      if (again === undefined) continue;
-      const hash = sha256Hex(new TextEncoder().encode(key));
-      entries.push({
-        hash,
-        body: again,
-        origin: "origin" in again ? again.origin : "local",
-        since: now,
-      });
-    }
-    await this.#store.keep(entries).catch((error) =>
-      this.#parts.log(`training: kept outcomes not kept on disk: ${(error as Error).message}`)
-    );
-  }
-
-  /**
    * Take an outcome (the `outcome` message): audit it outside the mailbox when the gate lets it
    * through. From this node's coordinator (`origin: "local"`): `{ result }`, settled once it was
    * passed on or its audit ended without; rejected when this actor stopped first.
@@ -337,7 +352,7 @@ export class OutcomeAudits {
     } catch (error) {
       // The ledger did not answer for the coordinator's stake: nothing charged, kept for later.
       const { body, origin } = message;
-      await this.#keep(
+      await this.#unsettled.keep(
         ctx,
         { body, origin, stage: "gate", attempts: attempts + 1 },
         error as Error,
@@ -435,43 +450,19 @@ export class OutcomeAudits {
     // A kept credit made again answered (or not): no longer on disk as being made again.
     const retried = this.#retrying.delete(`credit:${credit.key}`);
     if (unanswered === 0) {
-      if (retried) await this.#keepOnDisk();
+      if (retried) await this.#unsettled.keepOnDisk();
       return;
     }
     const error = new Error(`${unanswered} credit asks not answered`);
-    await this.#keep(ctx, { stage: "credit", ...credit }, error);
+    await this.#unsettled.keep(ctx, { stage: "credit", ...credit }, error);
   }
 
   /**
    * Take again every outcome the ledger did not answer for (the validator's `outcome_again`):
    * through the gate, or its receipts credited again (kept again if still unanswered).
    */
-  async again(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    this.#againScheduled = false;
-    const due = [...this.#unsettled.values()];
-    this.#unsettled.clear();
-    // One unanswered stake ask per round of tries: the gate asks in the mailbox, and a hung
-    // ledger holds each ask up to its timeout.
-    let unanswered: Error | undefined;
-    for (const kept of due) {
-      // Stopped: left on disk as kept, for the next start.
-      if (ctx.signal.aborted) return;
-      if (kept.stage === "gate" && unanswered !== undefined) {
-        await this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
-      } else if (kept.stage === "gate") {
-        await this.#take(kept, ctx, kept.attempts);
-        if (this.#unsettled.has(gateKey(kept.body))) {
-          unanswered = new Error("the ledger did not answer for another outcome");
-        }
-      } else {
-        const { stage: _stage, ...credit } = kept;
-        // On disk until it answers (`uncredited`, told whatever the answer).
-        this.#retrying.set(`credit:${credit.key}`, kept);
-        void this.#creditOutside(ctx, { ...credit, attempts: credit.attempts + 1 });
-      }
-    }
-    // Those taken again (audited now, or refused on an answer) leave the disk.
-    await this.#keepOnDisk();
+  again(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    return this.#unsettled.again(ctx);
   }
 
   /**
@@ -491,63 +482,6 @@ export class OutcomeAudits {
     }).catch((error) =>
       this.#parts.log(`training: ${credit.what} not credited: ${(error as Error).message}`)
     );
-  }
-
-  /**
-   * Keep `outcome`, whose ledger ask went unanswered (`error`), to take again after a wait that
-   * doubles; past {@link MAX_END_ATTEMPTS} tries, or past the bounds, it is dropped, logged: its
-   * trainers go unpaid in this ledger.
-   */
-  async #keep(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    outcome: UnsettledOutcome,
-    error: Error,
-  ): Promise<void> {
-    const { stage, attempts } = outcome;
-    const what = outcome.stage === "gate"
-      ? `outcome of round ${outcome.body.round} model ${
-        outcome.body.model.slice(0, 16)
-      }… (not audited)`
-      : `credit of the ${outcome.what}`;
-    const key = outcome.stage === "gate" ? gateKey(outcome.body) : `credit:${outcome.key}`;
-    const origin = outcome.stage === "gate" ? outcome.origin : "local";
-    const peerKept = [...this.#unsettled.values()]
-      .filter((u) => u.stage === "gate" && u.origin === origin && origin !== "local").length;
-    // A validator stopping keeps it too: on disk, taken again at the next start.
-    const dropped = attempts >= MAX_END_ATTEMPTS
-      ? `${attempts} tries`
-      : this.#unsettled.has(key)
-      ? undefined
-      : this.#unsettled.size >= MAX_KEPT_OUTCOMES
-      ? "too many kept"
-      : stage === "gate" && peerKept >= MAX_KEPT_OUTCOMES_PER_PEER
-      ? "too many kept from its relay"
-      : undefined;
-    if (dropped !== undefined) {
-      this.#parts.log(
-        `training: ${what} dropped, the ledger did not answer (${dropped}): ${error.message}; ` +
-          `its trainers go unpaid in this ledger`,
-      );
-      return;
-    }
-    this.#parts.log(`training: ${what} kept, the ledger did not answer: ${error.message}`);
-    this.#unsettled.set(key, outcome);
-    // On disk before it counts as kept (see the module doc): one write per outcome newly kept.
-    await this.#keepOnDisk();
-    if (!ctx.signal.aborted) this.#againLater(ctx);
-  }
-
-  /** Tell `outcome_again` after a wait that doubles with the fewest tries kept, unless on its way. */
-  #againLater(ctx: ActorContext<TrainingValidatorMessage>): void {
-    if (this.#againScheduled) return;
-    this.#againScheduled = true;
-    const fewest = Math.max(1, Math.min(...[...this.#unsettled.values()].map((u) => u.attempts)));
-    const first = this.#options.endRetryMs ?? END_RETRY_MS;
-    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
-    // Told, not run here: the kept outcomes change in the validator's `receive` (`outcome_again`).
-    void sleep(wait, ctx.signal).then(() => {
-      if (!ctx.signal.aborted) return ctx.self.tell({ type: "outcome_again" });
-    }).catch(() => {}); // stopped meanwhile: the kept outcomes go with this incarnation
   }
 
   async #adopt(body: OutcomeBody, how: string): Promise<void> {
@@ -586,6 +520,11 @@ export class OutcomeAudits {
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
   }
+}
+
+/** The key of a kept outcome: at the gate its hash (copies of one model differ), or its credit's. */
+function unsettledKey(outcome: UnsettledOutcome): string {
+  return outcome.stage === "gate" ? gateKey(outcome.body) : `credit:${outcome.key}`;
 }
 
 /** The key of an outcome kept at the gate: its hash (copies of one model differ). */

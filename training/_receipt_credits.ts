@@ -14,11 +14,11 @@
  * (`<ledger dir>/kept-training-receipts/`, one file each, `_kept_held_training_proofs.ts`) before
  * it counts as kept, and recorded again (and passed on when new then) after `END_RETRY_MS`,
  * doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`, its `receipts_again`), and at
- * the next start. Before (review s60, `tests/training/review_s60_receipt_ledger_down_test.ts`) it
- * was neither recorded nor passed on and never asked again: a peer's fraud proof about it found its
- * receipt unknown here (held for a receipt that never came), and the lazy trainer every other
- * ledger slashed kept its stake in this one, and in every node that heard of the receipt only
- * through this one. Who pays when the ledger stays down past the tries or the bound is full: the
+ * the next start (the mechanism: `_ledger_retries.ts`). Before (review s60,
+ * `tests/training/review_s60_receipt_ledger_down_test.ts`) it was neither recorded nor passed on
+ * and never asked again: a peer's fraud proof about it found its receipt unknown here (held for a
+ * receipt that never came), and the lazy trainer every other ledger slashed kept its stake in this
+ * one, and in every node that heard of the receipt only through this one. Who pays when the ledger stays down past the tries or the bound is full: the
  * same, as before. An answer (a refusal: no stake to lock, a duplicate) is final.
  *
  * The ledger belongs to the ValidatorActor, asked through the validator. Owned by the validator,
@@ -28,7 +28,6 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import { sleep } from "../actors/_common.ts";
 import {
   type OutcomeBody,
   type TrainingGossip,
@@ -44,8 +43,7 @@ import {
   trainingReceiptId,
   verifyTrainingReceipt,
 } from "./training_receipt.ts";
-import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
-import { KeptHeldTrainingProofs } from "./_kept_held_training_proofs.ts";
+import { LedgerRetries } from "./_ledger_retries.ts";
 import type { TrainingProofIntake } from "./_training_proof_intake.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
 import type { ClaimTakeovers } from "./_claim_takeovers.ts";
@@ -114,11 +112,7 @@ export class ReceiptCredits {
   readonly #claims: ClaimTakeovers;
   readonly #challenges: TrainingChallengeRun;
   /** Peers' receipts the ledger did not answer for, by receipt id (see the module doc). */
-  readonly #kept = new Map<string, KeptReceipt>();
-  /** Whether a `receipts_again` is on its way. */
-  #againScheduled = false;
-  /** The kept receipts across a stop (`dir`). */
-  readonly #store: KeptHeldTrainingProofs | undefined;
+  readonly #kept: LedgerRetries<KeptReceipt>;
 
   /** @param options See {@link ReceiptCreditsOptions}. */
   constructor(options: ReceiptCreditsOptions) {
@@ -126,9 +120,36 @@ export class ReceiptCredits {
     this.#intake = options.intake;
     this.#claims = options.claims;
     this.#challenges = options.challenges;
-    this.#store = options.dir === undefined
-      ? undefined
-      : KeptHeldTrainingProofs.in(options.dir, KEPT_TRAINING_RECEIPTS_DIR, MAX_KEPT_RECEIPTS);
+    const what = (kept: KeptReceipt) =>
+      `training receipt ${trainingReceiptId(kept.body.receipt).slice(0, 12)}`;
+    this.#kept = new LedgerRetries<KeptReceipt>({
+      dir: options.dir,
+      folder: KEPT_TRAINING_RECEIPTS_DIR,
+      max: MAX_KEPT_RECEIPTS,
+      maxPerShare: MAX_KEPT_RECEIPTS_PER_PEER,
+      shareName: "relay",
+      key: (kept) => trainingReceiptId(kept.body.receipt),
+      share: (kept) => kept.origin,
+      refusal: (kept) =>
+        kept.origin === "local" || !verifyTrainingReceipt(kept.body.receipt).ok
+          ? "not a peer's signed receipt"
+          : undefined,
+      duplicate: "ignored", // another copy is kept: recorded with it
+      onDisk: (id, { body, origin }) => ({ hash: id, body, origin, since: 0 }),
+      tryAgain: async (kept, ctx) => {
+        await this.#record(kept.body, kept.origin, ctx, kept.attempts);
+      },
+      again: { type: "receipts_again" },
+      retryMs: () => options.retryMs,
+      label: "training validator: kept receipts",
+      noun: "receipt",
+      kept: (kept, error) =>
+        `training validator: ${what(kept)} kept, the ledger did not answer: ${error.message}`,
+      dropped: (kept, reason, error) =>
+        `training validator: ${what(kept)} not recorded, the ledger did not answer (${reason}): ` +
+        error.message,
+      log: (line) => options.log?.(line),
+    });
   }
 
   /**
@@ -148,25 +169,8 @@ export class ReceiptCredits {
    * kept again while it still does not answer; one unanswered ask per round of tries (the asks run
    * in the mailbox, and a hung ledger holds each up to its timeout).
    */
-  async again(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    this.#againScheduled = false;
-    const due = [...this.#kept.values()];
-    this.#kept.clear();
-    let unanswered: Error | undefined;
-    for (const kept of due) {
-      // Stopped: left on disk as kept, for the next start.
-      if (ctx.signal.aborted) return;
-      if (unanswered !== undefined) {
-        await this.#keep(ctx, { ...kept, attempts: kept.attempts + 1 }, unanswered);
-        continue;
-      }
-      await this.#record(kept.body, kept.origin, ctx, kept.attempts);
-      if (this.#kept.has(trainingReceiptId(kept.body.receipt))) {
-        unanswered = new Error("the ledger did not answer for another receipt");
-      }
-    }
-    // Those recorded (or refused on an answer) leave the disk.
-    await this.keepOnDisk();
+  again(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    return this.#kept.again(ctx);
   }
 
   /**
@@ -177,13 +181,8 @@ export class ReceiptCredits {
    * peer, is dropped, logged, and leaves the folder at its next write.
    */
   async readBack(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    const read = await this.#store?.read().catch((error) => {
-      this.#parts.log?.(
-        `training validator: kept receipts not read back: ${(error as Error).message}`,
-      );
-      return [];
-    }) ?? [];
-    for (const { body, origin } of read) {
+    const restored: KeptReceipt[] = [];
+    for (const { body, origin } of await this.#kept.read()) {
       const parsed = TrainingReceiptMessage.schema.safeParse(body);
       const receipt = parsed.success ? (parsed.data as TrainingReceiptBody) : undefined;
       if (
@@ -193,30 +192,17 @@ export class ReceiptCredits {
         this.#parts.log?.("training validator: a damaged kept receipt dropped");
         continue;
       }
-      const id = trainingReceiptId(receipt.receipt);
-      if (this.#kept.size < MAX_KEPT_RECEIPTS) {
-        this.#kept.set(id, { body: receipt, origin, attempts: 0 });
-      }
+      restored.push({ body: receipt, origin, attempts: 0 });
     }
-    if (this.#kept.size > 0) this.#againLater(ctx);
+    this.#kept.restore(ctx, restored);
   }
 
   /**
    * Make the folder hold the receipts kept now. A failed write costs only their survival of a
    * restart, not their retry: logged.
    */
-  async keepOnDisk(): Promise<void> {
-    const kept = [...this.#kept].map(([id, { body, origin }]) => ({
-      hash: id,
-      body,
-      origin,
-      since: 0,
-    }));
-    await this.#store?.keep(kept).catch((error) =>
-      this.#parts.log?.(
-        `training validator: kept receipts not kept on disk: ${(error as Error).message}`,
-      )
-    );
+  keepOnDisk(): Promise<void> {
+    return this.#kept.keepOnDisk();
   }
 
   /** {@link ReceiptCredits.record}, tried `attempts` times before without a ledger answer. */
@@ -242,7 +228,7 @@ export class ReceiptCredits {
     });
     // No answer is not a refusal: kept and recorded again (see the module doc).
     if (unanswered !== undefined && this.#parts.hasLedger !== false) {
-      await this.#keep(ctx, { body, origin, attempts: attempts + 1 }, unanswered);
+      await this.#kept.keep(ctx, { body, origin, attempts: attempts + 1 }, unanswered);
     }
     if (answer.fresh) {
       this.#parts.publish(ctx, { kind: "receipt", body }, origin);
@@ -326,59 +312,6 @@ export class ReceiptCredits {
   #recordedHere(receipt: TrainingReceipt): void {
     this.#claims.earn();
     this.#challenges.recorded(trainingReceiptId(receipt));
-  }
-
-  /**
-   * Keep `receipt`, whose record went unanswered (`error`), to record again after a wait that
-   * doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is dropped, logged.
-   */
-  async #keep(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    receipt: KeptReceipt,
-    error: Error,
-  ): Promise<void> {
-    const id = trainingReceiptId(receipt.body.receipt);
-    if (this.#kept.has(id)) return; // another copy is kept: recorded with it
-    const fromPeer = [...this.#kept.values()]
-      .filter((kept) => kept.origin === receipt.origin).length;
-    // A validator stopping keeps it too: on disk, recorded again at the next start.
-    const dropped = receipt.origin === "local" || !verifyTrainingReceipt(receipt.body.receipt).ok
-      ? "not a peer's signed receipt"
-      : receipt.attempts >= MAX_END_ATTEMPTS
-      ? `${receipt.attempts} tries`
-      : this.#kept.size >= MAX_KEPT_RECEIPTS
-      ? "too many kept"
-      : fromPeer >= MAX_KEPT_RECEIPTS_PER_PEER
-      ? "too many kept from its relay"
-      : undefined;
-    const what = `training receipt ${id.slice(0, 12)}`;
-    if (dropped !== undefined) {
-      this.#parts.log?.(
-        `training validator: ${what} not recorded, the ledger did not answer (${dropped}): ` +
-          error.message,
-      );
-      return;
-    }
-    this.#kept.set(id, receipt);
-    // On disk before it counts as kept: one write per receipt newly kept, within the bound.
-    await this.keepOnDisk();
-    this.#parts.log?.(
-      `training validator: ${what} kept, the ledger did not answer: ${error.message}`,
-    );
-    if (!ctx.signal.aborted) this.#againLater(ctx);
-  }
-
-  /** Tell `receipts_again` after a wait that doubles with the fewest tries kept, unless on its way. */
-  #againLater(ctx: ActorContext<TrainingValidatorMessage>): void {
-    if (this.#againScheduled) return;
-    this.#againScheduled = true;
-    const fewest = Math.max(1, Math.min(...[...this.#kept.values()].map((kept) => kept.attempts)));
-    const first = this.#parts.retryMs ?? END_RETRY_MS;
-    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
-    // Told, not run here: the kept receipts change in the validator's `receive`.
-    void sleep(wait, ctx.signal).then(() => {
-      if (!ctx.signal.aborted) return ctx.self.tell({ type: "receipts_again" });
-    }).catch(() => {}); // stopped meanwhile: the next start reads them from the disk
   }
 
   #ledger<R>(

@@ -7,9 +7,9 @@
  * not answer (crashed on a failed read and restarting, stopped, past the ask's timeout) is neither
  * "receipt unknown" nor "unstaked": the proof is kept ({@link MAX_UNANSWERED_PROOFS}, an eighth
  * of them per accuser) and taken through the intake again at the first recheck after
- * `END_RETRY_MS`, doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`), as a
- * challenge's ending or a claim whose ledger ask went unanswered (`_challenge_endings.ts`,
- * `_claim_takeovers.ts`). Before (review s59,
+ * `END_RETRY_MS`, doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`, `retryWait` in
+ * `_ledger_retries.ts`), as a challenge's ending or a claim whose ledger ask went unanswered
+ * (`_challenge_endings.ts`, `_claim_takeovers.ts`). Before (review s59,
  * `tests/training/review_s59_claim_intake_ledger_down_test.ts`) an unanswered receipt read was
  * taken for "receipt unknown": the proof, held for a receipt the ledger had recorded already, was
  * never released, and the lazy trainer, slashed in every other ledger, was paid in this one. Who
@@ -31,7 +31,8 @@ import { toHex } from "../protocols/hash.ts";
 import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
 import { trainingFraudProofHash, trainingFraudProofSigningBytes } from "./training_fraud_proof.ts";
-import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
+import { MAX_END_ATTEMPTS } from "./_challenge_endings.ts";
+import { retryWait } from "./_ledger_retries.ts";
 import { KeptHeldTrainingProofs } from "./_kept_held_training_proofs.ts";
 import type { TrainingProofIntakeOptions } from "./_training_proof_intake.ts";
 import type { TrainingValidatorMessage } from "./training_validator.ts";
@@ -166,8 +167,7 @@ export class UnansweredTrainingProofs {
       );
       return false;
     }
-    const first = this.#options.retryMs ?? END_RETRY_MS;
-    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (attempts - 1));
+    const wait = retryWait(this.#options.retryMs, attempts);
     this.#unanswered.set(hash, {
       body,
       origin,
