@@ -52,6 +52,7 @@ export {
   jobId,
   type JobPrecision,
   MAX_NETWORK_JOB_BYTES,
+  MIN_SAMPLING_TEMPERATURE,
   type TensorData,
   type TensorJob,
   type TextJob,

@@ -88,15 +88,18 @@ export function asModelLoadError(what: string, error: unknown): VeriflowError {
   return new ModelLoadError(`${what}: ${message}`, { cause: error });
 }
 
-/** A model CID the registry does not know. */
+/**
+ * A model CID (or, at the edge, a name) the node does not serve. The message says where the
+ * node's list is, since over HTTP and the WebSocket it is all the client sees.
+ */
 export class UnknownModelError extends InferenceError {
   /**
    * Name the unknown model.
    *
-   * @param cid The unknown CID.
+   * @param cid The unknown CID or name.
    */
   constructor(cid: string) {
-    super("unknown_model", `no model registered under ${cid}`);
+    super("unknown_model", `no model named ${cid} on this node (GET /v1/models lists its models)`);
   }
 }
 

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, resolve, sep as SEP } from "node:path";
 import { VeriflowError } from "../protocols/errors.ts";
 
 /** File name of the lock inside the data directory. */
@@ -76,13 +76,37 @@ export class DataDirNotDirectoryError extends VeriflowError {
   /**
    * Create the error.
    * @param dir The data directory.
+   * @param options Standard error options (the OS error as `cause`); `through`, the file on the
+   *   way to `dir` when the path runs through one (`/dev/null` for `/dev/null/x`).
+   */
+  constructor(dir: string, options?: ErrorOptions & { through?: string }) {
+    const what = options?.through === undefined
+      ? `--data names a file, not a directory: ${dir}`
+      : `--data ${dir} runs through a file, ${options.through}`;
+    super(
+      "data_dir_not_directory",
+      `${what}; give the path of a directory (it is created if missing)`,
+      options,
+    );
+  }
+}
+
+/**
+ * The data directory cannot be created where its path puts it: a parent that takes no new
+ * directories (`/proc`, `/sys`), or a broken symbolic link on the way (mkdir's ENOENT).
+ */
+export class DataDirUncreatableError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param dir The data directory.
    * @param options Standard error options (the OS error as `cause`).
    */
   constructor(dir: string, options?: ErrorOptions) {
     super(
-      "data_dir_not_directory",
-      `--data names a file, not a directory: ${dir}; give the path of a directory (it is ` +
-        `created if missing)`,
+      "data_dir_uncreatable",
+      `--data ${dir} cannot be created: a directory on its path takes no new entries (a ` +
+        `system file system such as /proc) or a symbolic link on it points nowhere; use ` +
+        `another --data directory`,
       options,
     );
   }
@@ -104,16 +128,21 @@ const UNWRITABLE_CODES: ReadonlySet<string> = new Set([
 /**
  * `error` as a {@link DataDirUnwritableError} when it says `dir` cannot be written, as a
  * {@link DataDirNotDirectoryError} when `dir` is a file (EEXIST from mkdir) or under one
- * (ENOTDIR); else itself.
+ * (ENOTDIR, naming that file), as a {@link DataDirUncreatableError} when mkdir found no way to
+ * create it (`creating`: the error came from mkdir, whose ENOENT is about the path, not a file
+ * that went away); else itself.
  */
-function asDataDirError(dir: string, error: unknown): unknown {
+async function asDataDirError(dir: string, error: unknown, creating = false): Promise<unknown> {
   if (!(error instanceof Error)) return error;
   const code = (error as { code?: unknown }).code;
-  if (
-    error instanceof Deno.errors.AlreadyExists || error instanceof Deno.errors.NotADirectory ||
-    code === "EEXIST" || code === "ENOTDIR"
-  ) {
+  if (error instanceof Deno.errors.AlreadyExists || code === "EEXIST") {
     return new DataDirNotDirectoryError(dir, { cause: error });
+  }
+  if (error instanceof Deno.errors.NotADirectory || code === "ENOTDIR") {
+    return new DataDirNotDirectoryError(dir, { cause: error, through: await fileOnPath(dir) });
+  }
+  if (creating && (error instanceof Deno.errors.NotFound || code === "ENOENT")) {
+    return new DataDirUncreatableError(dir, { cause: error });
   }
   const cannotWrite = error instanceof Deno.errors.PermissionDenied ||
     (typeof code === "string" && UNWRITABLE_CODES.has(code));
@@ -154,15 +183,21 @@ export class DataDirLock {
    *   this one) has it.
    * @throws {DataDirUnwritableError} when `dir` cannot be created or its lock file written.
    * @throws {DataDirNotDirectoryError} when `dir` is a file, or a path through one.
+   * @throws {DataDirUncreatableError} when `dir` cannot be made where its path puts it (under
+   *   `/proc`, through a broken symbolic link).
    */
   static async acquire(dir: string, purpose: string): Promise<DataDirLock> {
     const path = join(dir, DATA_DIR_LOCK_FILE);
-    let file: Deno.FsFile;
     try {
       await Deno.mkdir(dir, { recursive: true });
+    } catch (error) {
+      throw await asDataDirError(dir, error, true);
+    }
+    let file: Deno.FsFile;
+    try {
       file = await Deno.open(path, { read: true, write: true, create: true });
     } catch (error) {
-      throw asDataDirError(dir, error);
+      throw await asDataDirError(dir, error);
     }
     let locked = false;
     try {
@@ -177,7 +212,7 @@ export class DataDirLock {
     } catch (error) {
       if (locked) await file.unlock().catch(() => {});
       file.close();
-      throw asDataDirError(dir, error);
+      throw await asDataDirError(dir, error);
     }
   }
 
@@ -191,6 +226,21 @@ export class DataDirLock {
       this.#file.close();
     }
   }
+}
+
+/**
+ * The first path on the way to `dir` that is there but not a directory (`/dev/null` for
+ * `/dev/null/x`), or `undefined` when none is found (the path changed since).
+ */
+async function fileOnPath(dir: string): Promise<string | undefined> {
+  const parts = resolve(dir).split(SEP);
+  for (let i = 2; i <= parts.length; i++) {
+    const path = parts.slice(0, i).join(SEP);
+    const info = await Deno.stat(path).catch(() => undefined);
+    if (info === undefined) return undefined;
+    if (!info.isDirectory) return path;
+  }
+  return undefined;
 }
 
 async function readOwner(path: string): Promise<DataDirOwner | undefined> {
