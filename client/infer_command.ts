@@ -74,12 +74,12 @@ const EXIT_FAILURE = 1;
 /** Exit status after a stop signal: 128 + SIGINT, as shells report. */
 const EXIT_INTERRUPTED = 130;
 
-const USAGE = `usage: veriflow infer [options] [PROMPT...]
+const USAGE = `Usage: cli.ts infer [options] [PROMPT...]
 
   --url URL           node's API (default ${DEFAULT_INFER_URL}; /v1/stream is added)
   --model ID          model CID or name (default: the node's default model)
   --api-key KEY       the node's API key (default: $VERIFLOW_API_KEY, if set)
-  --max-tokens N      new tokens at most
+  --max-tokens N      new tokens at most (1 to 4096)
   --temperature T     0 = greedy (default), up to 2
   --top-k K           keep the K most likely tokens (0 = off)
   --top-p P           nucleus mass in [0, 1] (0: the most likely token only)
@@ -180,6 +180,12 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
       await io.stderr(`${whole ? notWholeNumber(name, text) : notDecimalNumber(name, text)}\n`);
       return EXIT_USAGE;
     }
+    const range = NUMBER_RANGES[flag];
+    if (range !== undefined && (value < range[0] || value > range[1])) {
+      // Said here, by the flag's name, rather than by the node as its wire field (`max_tokens`).
+      await io.stderr(`--${flag} ${text} is out of range: ${range[0]} to ${range[1]}\n`);
+      return EXIT_USAGE;
+    }
     numbers[flag] = value;
   }
   const badUrl = checkUrl(values.url);
@@ -262,6 +268,20 @@ const NUMBER_FLAGS = [
   ["seed", true],
   ["idle-timeout", false],
 ] as const;
+
+/**
+ * The ranges docs/API.md documents for the number flags the node bounds: the node's
+ * `GENERATION_LIMITS` (protocols/job.ts), written out because that module loads cbor-x, which
+ * reads the environment as it loads, and `infer` runs with `--allow-net` alone
+ * (tests/client/review_s60_ux2_infer_test.ts checks the two agree). `--seed` is any safe
+ * integer, which the node takes as it is; `--idle-timeout` is the client's own.
+ */
+const NUMBER_RANGES: Partial<Record<(typeof NUMBER_FLAGS)[number][0], [number, number]>> = {
+  "max-tokens": [1, 4096],
+  temperature: [0, 2],
+  "top-k": [0, 1 << 20],
+  "top-p": [0, 1],
+};
 
 /** A seed: a whole number in decimal digits, which may be negative (the node takes an int64). */
 function parseSeed(text: string): number | undefined {
@@ -355,8 +375,9 @@ async function printJob(
     const done = await job.done;
     const { completion_tokens } = done.usage;
     const ttft = done.timings.ttft_ms === null ? "-" : `${done.timings.ttft_ms.toFixed(1)} ms`;
+    const tokens = completion_tokens === 1 ? "1 token" : `${completion_tokens} tokens`;
     await io.stderr(
-      `\n[${completion_tokens} tokens, ${done.timings.tokens_per_s.toFixed(1)} tok/s, ` +
+      `\n[${tokens}, ${done.timings.tokens_per_s.toFixed(1)} tok/s, ` +
         `ttft ${ttft}, finish ${done.finish_reason}, job ${done.job_id.slice(0, JOB_ID_CHARS)}` +
         `${done.receipt === undefined ? "" : ", receipt"}]\n`,
     );

@@ -9,7 +9,7 @@
 import { DEFAULT_MODEL_SEED } from "../inference/model_builder.ts";
 
 /** What `cli.ts calibrate --help` prints. */
-export const CALIBRATE_USAGE = `usage: veriflow calibrate [options]
+export const CALIBRATE_USAGE = `Usage: cli.ts calibrate [options]
 
   --model DIR           an exported model directory (default: the built-in model)
   --model-size S        built-in model size: brown (default, trained), tiny or small

@@ -9,6 +9,7 @@
  * @module
  */
 import { listenForStopSignals } from "../node/stop_signals.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
@@ -120,9 +121,15 @@ export function parseCommand(
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs;
   } catch (error) {
-    console.error((error as Error).message);
+    // `--privat` is told `did you mean --private?`, as `start` tells `--prot`.
+    console.error(flagProblem(error, [...Object.keys(options), "help"]));
     return usage(text, 2);
   }
+}
+
+/** `1 file`, `2 files`: a count and its noun, in the plural unless it is one. */
+export function countOf(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 /** Print `text` (stdout for help, stderr otherwise) and answer `code`. */

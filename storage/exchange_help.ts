@@ -10,7 +10,7 @@
 export const DEFAULT_NODE_URL = "http://127.0.0.1:8080";
 
 /** What `cli.ts export --help` prints. */
-export const EXPORT_USAGE = `usage: export CID [--data DIR] [-o FILE]
+export const EXPORT_USAGE = `Usage: cli.ts export CID [--data DIR] [-o FILE]
   Write the DAG of CID (every block, depth first) as a CAR v1 file to stdout or FILE.
 
 Examples:
@@ -18,7 +18,7 @@ Examples:
   deno run -A cli.ts export CID --data /srv/veriflow > file.car`;
 
 /** What `cli.ts import --help` prints. */
-export const IMPORT_USAGE = `usage: import [--data DIR] FILE|-
+export const IMPORT_USAGE = `Usage: cli.ts import [--data DIR] FILE|-
   Read a CAR file, verify every block against its CID, store and pin its roots; prints them.
 
 Examples:
@@ -27,9 +27,9 @@ Examples:
 
 /** What `cli.ts share --help` prints. */
 export const SHARE_USAGE =
-  `usage: share CID [--expires DURATION] [--password] [--url URL] [--key-file F] [--data DIR]
-       share revoke ID [--data DIR]
-       share open LINK [-o FILE] [--password]
+  `Usage: cli.ts share CID [--expires DURATION] [--password] [--url URL] [--key-file F] [--data DIR]
+       cli.ts share revoke ID [--data DIR]
+       cli.ts share open LINK [-o FILE] [--password]
   Print a link that lets someone without your key read private file CID (the key rides in the
   link's #fragment, or wrapped under a password read from stdin/the terminal) until it expires
   (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it (default

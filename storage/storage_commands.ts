@@ -28,6 +28,7 @@ import { storageKey } from "../protocols/cid.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
+  countOf,
   failedPut,
   parseCommand,
   reportErrors,
@@ -296,14 +297,16 @@ export async function runLs(args: string[]): Promise<number> {
       console.log(`${f.cid}  ${f.tier.padEnd(7)}  ${size.padStart(10)}  ${name}${damage}`);
     }
     const quota = stats.quotaBytes === null ? "no quota" : `quota ${formatBytes(stats.quotaBytes)}`;
-    const replicas = stats.replicaCount > 0 ? `, ${stats.replicaCount} chunks held for peers` : "";
+    const replicas = stats.replicaCount > 0
+      ? `, ${countOf(stats.replicaCount, "chunk")} held for peers`
+      : "";
     // Counted in the usage and the quota; only the operator removes it (see ChunkStoreStats).
     const quarantined = stats.quarantineBytes > 0
       ? ` (${formatBytes(stats.quarantineBytes)} of it in quarantine/: bad copies set aside, ` +
         `delete them once looked at)`
       : "";
     console.log(
-      `${listed.length} files, ${stats.objectCount} objects${replicas}, ${
+      `${countOf(listed.length, "file")}, ${countOf(stats.objectCount, "object")}${replicas}, ${
         formatBytes(stats.usedBytes)
       } used${quarantined}, ${quota}`,
     );

@@ -8,8 +8,8 @@
 
 /** What `cli.ts put --help` prints. */
 export const PUT_USAGE =
-  `usage: put [--private] [--key-file FILE] [--name NAME] [--mime TYPE] [--data DIR]
-           [--quota BYTES] [--progress] FILE|DIR
+  `Usage: cli.ts put [--private] [--key-file FILE] [--name NAME] [--mime TYPE] [--data DIR]
+                  [--quota BYTES] [--progress] FILE|DIR
   Store FILE (use - for stdin) or the directory DIR and print its CID. A public file's or
   directory's CID is its UnixFS id, the one \`ipfs add --cid-version 1 --raw-leaves\` gives.
   --name and --mime are sealed in a private file's manifest (a public id has no name); each is
@@ -21,7 +21,7 @@ Examples:
 
 /** What `cli.ts get --help` prints. */
 export const GET_USAGE =
-  `usage: get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
+  `Usage: cli.ts get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
   Write the file (or bytes START..END-1) to FILE or stdout; every chunk is verified.
 
 Examples:
@@ -29,7 +29,7 @@ Examples:
   deno run -A cli.ts get CID --range 0-100 --data /srv/veriflow     # its first 100 bytes`;
 
 /** What `cli.ts ls --help` prints. */
-export const LS_USAGE = `usage: ls [--data DIR] [--json] [--verify]
+export const LS_USAGE = `Usage: cli.ts ls [--data DIR] [--json] [--verify]
   List the pinned files and the store's capacity, and count the objects no pinned file references
   (gc removes them). A file with chunks missing from the store is flagged DAMAGED; --verify also
   reads and hashes every chunk (slow: reads the whole store).
@@ -39,7 +39,7 @@ Examples:
   deno run -A cli.ts ls --verify --data /srv/veriflow`;
 
 /** What `cli.ts gc --help` prints. */
-export const GC_USAGE = `usage: gc [--grace-ms MS] [--data DIR] [--json]
+export const GC_USAGE = `Usage: cli.ts gc [--grace-ms MS] [--data DIR] [--json]
   Remove the objects that no pinned file, replica held for a peer or running put references
   (the leftovers of an interrupted put, unpinned files) once they are older than the grace
   period: --grace-ms, default 600000 (10 min), what a put may take between storing an object

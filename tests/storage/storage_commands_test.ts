@@ -28,7 +28,7 @@ Deno.test("cli put prints a CID that cli get writes back byte for byte; ls lists
   const ls = await capture(() => runLs(["--data", `${dir}/node`]));
   assert.equal(ls.code, 0);
   assert.match(ls.out, new RegExp(`${cid}\\s+public\\s+683\\.6 KiB\\s+in\\.bin`));
-  assert.match(ls.out, /1 files, 4 objects/);
+  assert.match(ls.out, /1 file, 4 objects/);
   await Deno.remove(dir, { recursive: true });
 });
 
