@@ -408,10 +408,10 @@ export async function runGc(args: string[]): Promise<number> {
     }
     if (values.json) return;
     const abandoned = result.abandonedPuts > 0
-      ? `; ${result.abandonedPuts} interrupted puts released`
+      ? `; ${countOf(result.abandonedPuts, "interrupted put")} released`
       : "";
     console.log(
-      `removed ${result.removed} objects (${formatBytes(result.freedBytes)}); kept ` +
+      `removed ${countOf(result.removed, "object")} (${formatBytes(result.freedBytes)}); kept ` +
         `${result.kept} referenced and ${result.young} younger than the grace period${abandoned}`,
     );
   });

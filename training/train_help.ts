@@ -18,7 +18,7 @@ export const DEFAULT_EVAL_SAMPLES = 128;
 
 /** What `cli.ts train --help` prints. */
 export const TRAIN_USAGE =
-  `usage: train --out DIR [--trainers N] [--rounds R] [--steps H] [--size S] [--seed S]
+  `Usage: cli.ts train --out DIR [--trainers N] [--rounds R] [--steps H] [--size S] [--seed S]
              [--minutes M] [--batch B] [--lr X] [--eval-samples K] [--log-format text|json]
 
 DiLoCo training on this machine: N trainers, each a worker on its own Brown corpus shard,

@@ -139,7 +139,7 @@ Deno.test("a node whose files live on peers holds their manifests: GC in another
 
   const gc = await cli("gc", "--data", data, "--grace-ms", "0");
   assert.equal(gc.code, 0, gc.err);
-  assert.match(gc.out, /^removed 1 objects/);
+  assert.match(gc.out, /^removed 1 object \(/);
   const after = await ChunkStore.open(`${data}/store`);
   assert.equal(await after.has(junk), false);
   assert.equal(await after.has(cid), true, "the pinned manifest is held here");
@@ -172,7 +172,7 @@ Deno.test("a pinned dag-cbor blob with the manifest tag but not a manifest's sha
   const again = await store.put(pseudoRandomBytes(2000, 6));
   const gc = await cli("gc", "--data", data, "--grace-ms", "0");
   assert.equal(gc.code, 0, gc.err);
-  assert.match(gc.out, /^removed 1 objects/);
+  assert.match(gc.out, /^removed 1 object \(/);
   const after = await ChunkStore.open(`${data}/store`);
   assert.equal(await after.has(again), false);
   assert.equal(await after.has(listed), true);

@@ -140,7 +140,7 @@ Deno.test("cli gc removes what a put killed with -9 left behind, once past the g
   assert.equal(young.code, 0, young.err);
   assert.match(
     young.out,
-    /removed 0 objects .*; kept 0 referenced and \d+ younger than the grace period; 1 interrupted puts released/,
+    /removed 0 objects .*; kept 0 referenced and \d+ younger than the grace period; 1 interrupted put released/,
   );
   const old = await capture(() => runGc(["--data", data, "--grace-ms", "0"]));
   assert.equal(old.code, 0, old.err);
