@@ -58,15 +58,28 @@ function ioError(): Error {
   return Object.assign(new Error("Input/output error (os error 5) (simulated)"), { code: "EIO" });
 }
 
+/** A ledger log append held by {@link holdNextAppend}. */
+export interface HeldAppend {
+  /** Resolves once the append is under way. */
+  called: Promise<void>;
+  /** Let the held append throw (an I/O error, nothing written). */
+  fail: () => void;
+  /** Put the log's append back (if the held one never came). */
+  restore: () => void;
+}
+
 /**
  * The next ledger log append waits for `fail()`, then throws (nothing written): a write that is
- * under way while the test lines up what comes next. `called` resolves once it is.
+ * under way while the test lines up what comes next (the validator that owns the log is busy with
+ * it until then, and crashes with what is queued). `under`: only an append to a log under that
+ * directory is held (one node's ledger among several); others write as usual.
  */
-function holdNextAppend(): { called: Promise<void>; fail: () => void; restore: () => void } {
+export function holdNextAppend(under?: string): HeldAppend {
   const append = LedgerLog.prototype.append;
   const called = Promise.withResolvers<void>();
   const failed = Promise.withResolvers<void>();
-  LedgerLog.prototype.append = function () {
+  LedgerLog.prototype.append = function (this: LedgerLog, frame: Uint8Array) {
+    if (under !== undefined && !this.path.startsWith(under)) return append.call(this, frame);
     LedgerLog.prototype.append = append;
     called.resolve();
     return failed.promise.then(() => Promise.reject(ioError()));

@@ -4,7 +4,8 @@
  * start order (the validator first) — a join of two such nodes over an in-memory pair, and a
  * fault kept on disk before a node's start. Also the settings the tests of several nodes share: a
  * node with only its network over a stand-in ledger, pledged nodes, a validator V with a late peer
- * L that catches up with it, a cheat caught in every ledger, a worker that withholds (or serves)
+ * L that catches up with it, a forwarding node and a peer with a worker staked in both, a cheat
+ * caught in every ledger, a worker that withholds (or serves)
  * its proof data, and a ledger directory copied as a new process reads it.
  *
  * @module
@@ -192,6 +193,34 @@ export interface LedgerSetting {
   dir: string;
   clock: LedgerClock;
   system: ActorSystem;
+}
+
+/**
+ * Spawn node `a` (the node that forwards a job to `worker`) and node `c` (a peer that hears of the
+ * job's receipt only through A) in `setting`, under keys `keys.a` and `keys.c`, on the honest
+ * models and the setting's clock, `worker` staked `stake` in both ledgers. They are not joined.
+ */
+export async function spawnNodesStakingWorker(
+  setting: LedgerSetting,
+  keys: { a: Identity; c: Identity },
+  worker: Identity,
+  stake: number,
+): Promise<{ nodeA: LedgerNode; nodeC: LedgerNode }> {
+  const { system, dir, clock } = setting;
+  const nodeA = await spawnLedgerNode(system, dir, "a", {
+    identity: keys.a,
+    models: HONEST_MODELS,
+    clock,
+  });
+  const nodeC = await spawnLedgerNode(system, dir, "c", {
+    identity: keys.c,
+    models: HONEST_MODELS,
+    clock,
+  });
+  for (const node of [nodeA, nodeC]) {
+    await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: stake });
+  }
+  return { nodeA, nodeC };
 }
 
 /**

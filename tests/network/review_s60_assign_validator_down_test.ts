@@ -22,109 +22,28 @@ import type { Actor } from "../../actors/actor.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import {
-  emptyInferenceStats,
-  type InferenceHandle,
-  type InferencePort,
-  type JobSummary,
-  type ServedModelInfo,
-  type StreamedToken,
-} from "../../inference/inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import { servePeer } from "../../network/peer_services.ts";
 import { MAX_HELD, MAX_HELD_PER_PEER, ValidatorInbox } from "../../network/_validator_inbox.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { bytesEqual } from "../../protocols/bytes_equal.ts";
-import { proveJob } from "../../proof/prover.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
-import { manualStream } from "../proof/_models.ts";
-import { f, HONEST_MODELS, ledgerReads } from "../actors/_validator_fixture.ts";
+import { HONEST_MODELS, ledgerReads } from "../actors/_validator_fixture.ts";
 import {
   inLedgerSetting,
   joinLedgerNodes,
   ledgerNodeValidator,
-  spawnLedgerNode,
+  spawnNodesStakingWorker,
 } from "./_ledger_node.ts";
+import { clientJob, connectWorker, OneWorker, ProvingWorkerPort } from "./_proving_worker.ts";
 import { crashingValidator, stoppedValidator, type TakenDown } from "./_validator_down.ts";
 
 const WORKER_STAKE = 1_000_000;
 
-const INFO: ServedModelInfo = { cid: f.honest.info.cid, name: "honest", kind: "text" };
-
-/** A worker's port: each job runs on the honest model and is proved under `identity`. */
-class ProvingPort implements InferencePort {
-  receipt?: Receipt;
-  constructor(readonly identity: Identity) {}
-  models() {
-    return Promise.resolve([INFO]);
-  }
-  stats() {
-    return Promise.resolve(emptyInferenceStats());
-  }
-  async submit(job: TextJob): Promise<InferenceHandle> {
-    const ids = f.honest.tokenizer.encode(job.prompt);
-    const chunks = await Array.fromAsync(manualStream(() => f.honest, ids, job.params));
-    const proved = await proveJob(job, ReadableStream.from(chunks), this.identity);
-    this.receipt = proved.receipt;
-    const eos = f.honest.info.eosTokenId;
-    const tokens: StreamedToken[] = chunks.map((c, i) => ({
-      index: c.index,
-      tokenId: c.tokenId,
-      text: c.text,
-      ...(i === chunks.length - 1
-        ? { finishReason: c.tokenId === eos ? "stop" as const : "length" as const }
-        : {}),
-    }));
-    const summary: JobSummary = {
-      jobId: jobId(job),
-      finishReason: tokens.at(-1)!.finishReason!,
-      usage: { promptTokens: ids.length, completionTokens: tokens.length },
-      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-      receipt: proved.receipt,
-    };
-    return {
-      jobId: jobId(job),
-      model: INFO,
-      promptTokens: ids.length,
-      tokens: ReadableStream.from(tokens),
-      done: Promise.resolve(summary),
-      cancel: () => {},
-    };
-  }
-}
-
-/** The port's stand-in for A's NetworkActor: the worker's open connection, for jobs and by key. */
-class OneWorker implements Actor<NetworkMessage> {
-  connection?: Connection;
-  receive(message: NetworkMessage): unknown {
-    const open = this.connection?.isClosed === false ? this.connection : undefined;
-    switch (message.type) {
-      case "worker":
-        return open;
-      case "connection_to":
-        return open && bytesEqual(open.peerKey!, message.key) ? open : undefined;
-      case "worker_models":
-        return [INFO];
-    }
-    return undefined;
-  }
-}
-
 /** A job of A's client on the honest model. */
-const JOB: TextJob = {
-  kind: "text",
-  model: f.honest.info.cid,
-  prompt: "Settle this",
-  params: { maxTokens: 4, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-  nonce: "s60-assign",
-};
+const JOB: TextJob = clientJob("s60-assign");
 
 /**
  * A forwards its client's job while `down` holds its validator down (the port is built on the
@@ -137,35 +56,18 @@ async function forwardedWhileDown(
   label: string,
   down: (system: ActorSystem, restart: () => Actor<ValidatorMessage>) => Promise<TakenDown>,
 ): Promise<void> {
-  await inLedgerSetting(`s60-assign-${label}`, async ({ dir, clock, system }) => {
+  await inLedgerSetting(`s60-assign-${label}`, async (setting) => {
+    const { dir, clock, system } = setting;
     const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];
-    const nodeA = await spawnLedgerNode(system, dir, "a", {
-      identity: a,
-      models: HONEST_MODELS,
-      clock,
-    });
-    const nodeC = await spawnLedgerNode(system, dir, "c", {
-      identity: c,
-      models: HONEST_MODELS,
-      clock,
-    });
-    for (const node of [nodeA, nodeC]) {
-      await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-    }
+    const { nodeA, nodeC } = await spawnNodesStakingWorker(setting, { a, c }, worker, WORKER_STAKE);
     await joinLedgerNodes(nodeA, nodeC);
 
     // The worker, a node of its own, connected to A.
     const workerSystem = new ActorSystem({ name: `s60-assign-worker-${label}` });
     const jobs = new OneWorker();
     const jobsRef = await system.spawn<NetworkMessage>({ name: "a/jobs", factory: () => jobs });
-    const workerPort = new ProvingPort(worker);
-    const [da, dw] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL];
-    const [toWorker, atWorker] = await Promise.all([
-      Connection.open(da, { identity: a, protocols }),
-      Connection.open(dw, { identity: worker, protocols }),
-    ]);
-    servePeer(atWorker, a.publicKey, { system: workerSystem, inference: workerPort });
+    const workerPort = new ProvingWorkerPort(worker);
+    const { toWorker, atWorker } = await connectWorker(a, worker, workerPort, workerSystem);
     jobs.connection = toWorker;
 
     try {

@@ -11,15 +11,15 @@
  */
 import assert from "node:assert/strict";
 import { announceReceipt } from "../../network/_accusations.ts";
-import { BUSY_RETRY_BACKOFF_MS, Connection } from "../../protocols/connection.ts";
+import { BUSY_RETRY_BACKOFF_MS } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import {
   type ReceiptAnnouncementBody,
   ReceiptAnnouncementMessage,
 } from "../../protocols/inference_messages.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { proveOn, textJob } from "../actors/_validator_fixture.ts";
 import { ManualTimers, Note, settle } from "../protocols/_helpers.ts";
+import { slowReaderPair } from "../protocols/_slow_reader_pair.ts";
 
 const announced: ReceiptAnnouncementBody = await (async () => {
   const job = textJob(Identity.generate(), "s60-busy-receipt");
@@ -30,22 +30,12 @@ const announced: ReceiptAnnouncementBody = await (async () => {
 Deno.test("review s60: a receipt announcement refused busy while the peer's write budget to us is full is asked again once we read, and reaches the peer's validator", async () => {
   const timers = new ManualTimers();
   // Nothing else is due on this clock: no keepalive, no idle timeout; the request timeout is the
-  // default 30 s a lost refusal ran into.
-  const quiet = { timers, keepaliveMs: 0, idleTimeoutMs: 0, requestTimeoutMs: 30_000 };
-  const [a, b] = memoryDuplexPair({ highWaterMarkBytes: 4 * 1024 });
-  const gate = Promise.withResolvers<void>();
-  // We read nothing from the peer until `gate` (a congested link, a large transfer from it).
-  const readable = a.readable.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      async transform(chunk, controller) {
-        await gate.promise;
-        controller.enqueue(chunk);
-      },
-    }),
-  );
-  const sender = new Connection({ readable, writable: a.writable }, quiet);
-  const peer = new Connection(b, { ...quiet, maxQueuedBytes: 16 * 1024 });
-  sender.handle(Note, () => {});
+  // default 30 s a lost refusal ran into. We read nothing from the peer until `open()` (a
+  // congested link, a large transfer from it).
+  const { client: sender, server: peer, open, close } = slowReaderPair(timers, {
+    requestTimeoutMs: 30_000,
+    maxQueuedBytes: 16 * 1024,
+  });
   const taken: string[] = [];
   peer.handle(ReceiptAnnouncementMessage, ({ receipt }) => {
     taken.push(receipt.jobId);
@@ -63,7 +53,7 @@ Deno.test("review s60: a receipt announcement refused busy while the peer's writ
     );
     await settle();
     assert.equal(peer.stats().refused, 1, "refused busy: we are not reading the peer");
-    gate.resolve();
+    open();
     await owed;
     await timers.advance(BUSY_RETRY_BACKOFF_MS); // the one backoff of a busy refusal
     const outcome = await Promise.race([answer, settle().then(() => "still waiting" as const)]);
@@ -74,8 +64,6 @@ Deno.test("review s60: a receipt announcement refused busy while the peer's writ
     );
     assert.deepEqual(taken, [announced.receipt.jobId], "the peer's handler took it, once");
   } finally {
-    gate.resolve();
-    await sender.close();
-    await peer.close();
+    await close();
   }
 });

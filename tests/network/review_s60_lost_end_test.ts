@@ -28,14 +28,7 @@
 import assert from "node:assert/strict";
 import type { Actor } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  emptyInferenceStats,
-  type InferenceHandle,
-  type InferencePort,
-  type JobSummary,
-  type ServedModelInfo,
-  type StreamedToken,
-} from "../../inference/inference_port.ts";
+import type { StreamedToken } from "../../inference/inference_port.ts";
 import type { NetworkMessage, ReachAnswer } from "../../network/network_actor.ts";
 import {
   LOST_END_DIAL_MS,
@@ -46,45 +39,30 @@ import {
   MAX_LOST_ENDS_PER_WORKER,
   NetworkInferencePort,
 } from "../../network/network_inference_port.ts";
-import { servePeer } from "../../network/peer_services.ts";
 import {
   MAX_UNSENT_RECEIPTS,
   MAX_UNSENT_RECEIPTS_PER_PEER,
 } from "../../inference/serve_inference.ts";
-import { Connection } from "../../protocols/connection.ts";
+import type { Connection } from "../../protocols/connection.ts";
 import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
 import { Identity } from "../../protocols/identity.ts";
-import {
-  INFERENCE_PROTOCOL,
-  ReceiptRequestMessage,
-  SubmitMessage,
-} from "../../protocols/inference_messages.ts";
+import { ReceiptRequestMessage, SubmitMessage } from "../../protocols/inference_messages.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { manualStream } from "../proof/_models.ts";
+import { ledgerReads, START } from "../actors/_validator_fixture.ts";
 import {
-  f,
-  HONEST_MODELS,
-  ledgerReads,
-  spawnValidator,
-  START,
-} from "../actors/_validator_fixture.ts";
+  clientJob,
+  connectWorker,
+  HONEST_INFO,
+  ProvingWorkerPort,
+  spawnRouter,
+} from "./_proving_worker.ts";
 
 const WORKER_STAKE = 1_000_000;
 
-const INFO: ServedModelInfo = { cid: f.honest.info.cid, name: "honest", kind: "text" };
-
-const JOB: TextJob = {
-  kind: "text",
-  model: f.honest.info.cid,
-  prompt: "Settle this",
-  params: { maxTokens: 4, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-  nonce: "s60-lost-end",
-};
+const JOB: TextJob = clientJob("s60-lost-end");
 
 /**
  * A clock the test steps: timers fire when {@link advance} passes their time, in order, each
@@ -126,57 +104,12 @@ class SteppedTimers implements ConnectionTimers {
 
 /**
  * A worker's port: each job streams the honest model's tokens for `JOB`'s prompt; its `done`
- * waits for {@link release}. `prove`: the job is proved under `identity` and its receipt comes
- * with `done` (an honest worker); else none (a key that only drops its ends).
+ * waits for `release`. The job is proved and its receipt comes with `done` (an honest worker);
+ * with `prove: false`, none (a key that only drops its ends).
  */
-class WorkerPort implements InferencePort {
-  release = Promise.withResolvers<void>();
-  receipt?: Receipt;
-  constructor(readonly identity: Identity, readonly prove: boolean) {}
-  models() {
-    return Promise.resolve([INFO]);
-  }
-  stats() {
-    return Promise.resolve(emptyInferenceStats());
-  }
-  async submit(job: TextJob): Promise<InferenceHandle> {
-    const ids = f.honest.tokenizer.encode(job.prompt);
-    const chunks = await Array.fromAsync(manualStream(() => f.honest, ids, job.params));
-    const receipt = this.prove
-      ? (await proveJob(job, ReadableStream.from(chunks), this.identity)).receipt
-      : undefined;
-    this.receipt = receipt;
-    const eos = f.honest.info.eosTokenId;
-    const tokens: StreamedToken[] = chunks.map((c, i) => ({
-      index: c.index,
-      tokenId: c.tokenId,
-      text: c.text,
-      ...(i === chunks.length - 1
-        ? { finishReason: c.tokenId === eos ? "stop" as const : "length" as const }
-        : {}),
-    }));
-    const summary: JobSummary = {
-      jobId: jobId(job),
-      finishReason: tokens.at(-1)!.finishReason!,
-      usage: { promptTokens: ids.length, completionTokens: tokens.length },
-      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-      receipt,
-    };
-    let i = 0;
-    const release = this.release.promise;
-    return {
-      jobId: jobId(job),
-      model: INFO,
-      promptTokens: ids.length,
-      tokens: new ReadableStream<StreamedToken>({
-        pull: (c) => {
-          c.enqueue(tokens[i++]);
-          if (i === tokens.length) c.close();
-        },
-      }, { highWaterMark: 0 }),
-      done: release.then(() => summary),
-      cancel: () => {},
-    };
+class WorkerPort extends ProvingWorkerPort {
+  constructor(identity: Identity, options: { prove?: boolean } = {}) {
+    super(identity, { ...options, held: true });
   }
 }
 
@@ -205,7 +138,7 @@ class Workers implements Actor<NetworkMessage> {
         this.released.push(toHex(message.key));
         return undefined;
       case "worker_models":
-        return [INFO];
+        return [HONEST_INFO];
     }
     return undefined; // announce_receipt, worker_refused_model: nothing to do here
   }
@@ -219,19 +152,7 @@ async function setUp(label: string) {
   const workerSystem = new ActorSystem({ name: `s60-lost-end-worker-${label}` });
   const router = Identity.generate();
   const network = new Workers();
-  const networkRef = await routerSystem.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => network,
-  });
-  const validator = await spawnValidator(routerSystem, {
-    name: "router/validator",
-    identity: router,
-    ledgerDir: `${dir}/router`,
-    clock,
-    challengeProbability: 0, // nothing here is about a challenge
-    network: "router/network",
-    models: HONEST_MODELS,
-  });
+  const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
   const timers = new SteppedTimers();
   const port = new NetworkInferencePort(networkRef, validator, router, {
     tokensPerEvent: 1,
@@ -240,13 +161,7 @@ async function setUp(label: string) {
   const closing: Connection[] = [];
   /** A new connection router — worker (`port` serving it as a node serves its peers). */
   const connect = async (identity: Identity, workerPort: WorkerPort) => {
-    const [a, b] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL];
-    const [toWorker, atWorker] = await Promise.all([
-      Connection.open(a, { identity: router, protocols }),
-      Connection.open(b, { identity, protocols }),
-    ]);
-    servePeer(atWorker, router.publicKey, { system: workerSystem, inference: workerPort });
+    const { toWorker, atWorker } = await connectWorker(router, identity, workerPort, workerSystem);
     network.open.set(toHex(identity.publicKey), toWorker);
     network.current = toWorker;
     closing.push(toWorker, atWorker);
@@ -300,13 +215,7 @@ async function setUp(label: string) {
   /** A connection of a new requester key to the worker `identity` serves with `workerPort`. */
   const requester = async (identity: Identity, workerPort: WorkerPort) => {
     const other = Identity.generate();
-    const [a, b] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL];
-    const [toWorker, atWorker] = await Promise.all([
-      Connection.open(a, { identity: other, protocols }),
-      Connection.open(b, { identity, protocols }),
-    ]);
-    servePeer(atWorker, other.publicKey, { system: workerSystem, inference: workerPort });
+    const { toWorker, atWorker } = await connectWorker(other, identity, workerPort, workerSystem);
     closing.push(toWorker, atWorker);
     return toWorker;
   };
@@ -344,7 +253,7 @@ Deno.test("review s60: a worker that does not dial the router back after its end
   try {
     const worker = Identity.generate();
     await t.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-    const workerPort = new WorkerPort(worker, true);
+    const workerPort = new WorkerPort(worker);
     const tokens = await t.loseEnd(worker, workerPort);
     const receipt = workerPort.receipt!;
     assert.equal(receipt.tokenCount, tokens);
@@ -376,7 +285,7 @@ Deno.test("review s60: the dials for a lost end are bounded: not one each ask, a
   const t = await setUp("bounded");
   try {
     const worker = Identity.generate();
-    const workerPort = new WorkerPort(worker, true);
+    const workerPort = new WorkerPort(worker);
     await t.loseEnd(worker, workerPort);
     let asks = 0;
     const asked = () => asks++;
@@ -408,7 +317,7 @@ Deno.test("review s60: lost ends of many workers dial at most MAX_LOST_END_DIALS
     for (let k = 0; k < MAX_LOST_END_DIALS + 4; k++) {
       const dropper = Identity.generate();
       keys.push(toHex(dropper.publicKey));
-      await t.loseEnd(dropper, new WorkerPort(dropper, false));
+      await t.loseEnd(dropper, new WorkerPort(dropper, { prove: false }));
     }
     t.network.onReach = () => true; // dialled, and never comes up
     // The first and second asks of each (the second dials), within one dial's time; each ask
@@ -428,12 +337,12 @@ Deno.test("review s60: 8 keys that each drop 8 ends do not fill the router's mem
     assert.equal(MAX_LOST_ENDS, 8 * MAX_LOST_ENDS_PER_WORKER, "the attack's numbers changed");
     for (let k = 0; k < MAX_LOST_ENDS / MAX_LOST_ENDS_PER_WORKER; k++) {
       const dropper = Identity.generate();
-      const dropperPort = new WorkerPort(dropper, false);
+      const dropperPort = new WorkerPort(dropper, { prove: false });
       for (let n = 0; n < MAX_LOST_ENDS_PER_WORKER; n++) await t.loseEnd(dropper, dropperPort);
     }
     const worker = Identity.generate();
     await t.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-    const workerPort = new WorkerPort(worker, true);
+    const workerPort = new WorkerPort(worker);
     await t.loseEnd(worker, workerPort);
     const receipt = workerPort.receipt!;
     // The honest worker dials back in (the droppers do not); the router's first asks come.
@@ -458,7 +367,7 @@ Deno.test("review s60: other requester keys that drop their jobs' ends on a work
   try {
     const worker = Identity.generate();
     await t.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-    const workerPort = new WorkerPort(worker, true);
+    const workerPort = new WorkerPort(worker);
     await t.loseEnd(worker, workerPort);
     const receipt = workerPort.receipt!;
     // Before the router is back: 8 other keys each drop as many ends on the worker as it keeps

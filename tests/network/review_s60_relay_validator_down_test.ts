@@ -22,7 +22,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
 import {
   type ReceiptHandled,
@@ -49,6 +49,7 @@ import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { loadFixture, manualStream } from "../proof/_models.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
+import { inLedgerSetting } from "./_ledger_node.ts";
 import { stoppedValidator } from "./_validator_down.ts";
 
 /** V's proof deadline: rounds of at most a quarter of it, so the fix has several to spare. */
@@ -159,23 +160,8 @@ async function line(system: ActorSystem, dir: string, timersR: ManualTimers) {
   };
 }
 
-/** Run `test` on a fresh system and temp dir, both gone after it. */
-async function inSetting(
-  name: string,
-  test: (system: ActorSystem, dir: string) => Promise<void>,
-): Promise<void> {
-  const system = new ActorSystem({ name });
-  const dir = await Deno.makeTempDir();
-  try {
-    await test(system, dir);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("review s60: a relay whose validator is down when the validator asks it holds the proof request until its validator is back: the honest worker is cleared, not slashed, in the asking validator's ledger", async () => {
-  await inSetting("s60-relay-down", async (system, dir) => {
+  await inLedgerSetting("s60-relay-down", async ({ system, dir }) => {
     const timersR = new ManualTimers();
     const { vValidator, atR, w, id, toV, restartR } = await line(system, dir, timersR);
     const { back } = await stoppedValidator<ValidatorMessage>(system, "r/validator", restartR);
@@ -209,7 +195,7 @@ Deno.test("review s60: a relay whose validator is down when the validator asks i
 });
 
 Deno.test("review s60: a relay holds a proof request for its validator MAX_WAIT_MS on its connections' clock at most, then answers service_unavailable as before", async () => {
-  await inSetting("s60-relay-down-bound", async (system, dir) => {
+  await inLedgerSetting("s60-relay-down-bound", async ({ system, dir }) => {
     const timersR = new ManualTimers();
     const { atR, r, w, id, restartR } = await line(system, dir, timersR);
     const { back } = await stoppedValidator<ValidatorMessage>(system, "r/validator", restartR);

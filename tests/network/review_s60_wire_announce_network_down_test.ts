@@ -24,12 +24,12 @@ import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { HONEST_MODELS, ledgerReads, proveOn, textJob } from "../actors/_validator_fixture.ts";
+import { ledgerReads, proveOn, textJob } from "../actors/_validator_fixture.ts";
 import {
   inLedgerSetting,
   joinLedgerNodes,
   type LedgerNode,
-  spawnLedgerNode,
+  spawnNodesStakingWorker,
 } from "./_ledger_node.ts";
 import { crashingValidator, stoppedValidator, type TakenDown } from "./_validator_down.ts";
 
@@ -46,21 +46,10 @@ async function announcedWhileNetworkDown(
   down: (system: ActorSystem, restart: () => Actor<NetworkMessage>) => Promise<TakenDown>,
   joinedBefore = true,
 ): Promise<void> {
-  await inLedgerSetting(`s60-wire-${label}`, async ({ dir, clock, system }) => {
+  await inLedgerSetting(`s60-wire-${label}`, async (setting) => {
+    const { clock, system } = setting;
     const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];
-    const nodeA = await spawnLedgerNode(system, dir, "a", {
-      identity: a,
-      models: HONEST_MODELS,
-      clock,
-    });
-    const nodeC = await spawnLedgerNode(system, dir, "c", {
-      identity: c,
-      models: HONEST_MODELS,
-      clock,
-    });
-    for (const node of [nodeA, nodeC]) {
-      await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-    }
+    const { nodeA, nodeC } = await spawnNodesStakingWorker(setting, { a, c }, worker, WORKER_STAKE);
     if (joinedBefore) await joinLedgerNodes(nodeA, nodeC);
 
     const { passedOn, back } = await down(

@@ -32,44 +32,16 @@ import { Identity } from "../../protocols/identity.ts";
 import { parseReceipt, receiptId } from "../../protocols/receipt.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Ledger } from "../../proof/ledger.ts";
-import { LedgerLog } from "../../proof/ledger_log.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { queuedAt } from "../network/_validator_down.ts";
+import { type HeldAppend, holdNextAppend } from "../actors/_ledger_write_fault.ts";
 
 /** The worker's stake in A's and C's ledgers. */
 const WORKER_STAKE = 1_000_000;
 
 /** Give-up time of a wait on the three nodes (a dial, a restart, an announcement). */
 const ACROSS_NODES_MS = 20_000;
-
-/** An I/O error as the OS reports one. */
-function ioError(): Error {
-  return Object.assign(new Error("Input/output error (os error 5) (simulated)"), { code: "EIO" });
-}
-
-/**
- * The next ledger log append under `dir` waits for `fail()`, then throws (nothing written): the
- * validator that owns the log is busy with it until then, and crashes with what is queued.
- */
-function holdNextAppendUnder(dir: string) {
-  const append = LedgerLog.prototype.append;
-  const called = Promise.withResolvers<void>();
-  const failed = Promise.withResolvers<void>();
-  LedgerLog.prototype.append = function (this: LedgerLog, frame: Uint8Array) {
-    if (!this.path.startsWith(dir)) return append.call(this, frame);
-    LedgerLog.prototype.append = append;
-    called.resolve();
-    return failed.promise.then(() => Promise.reject(ioError()));
-  };
-  return {
-    called: called.promise,
-    fail: () => failed.resolve(),
-    restore: () => {
-      LedgerLog.prototype.append = append;
-    },
-  };
-}
 
 Deno.test({
   name:
@@ -79,7 +51,7 @@ Deno.test({
   fn: async () => {
     const root = await Deno.makeTempDir({ prefix: "veriflow-s60-wire-" });
     const nodes: VeriflowNode[] = [];
-    let held: ReturnType<typeof holdNextAppendUnder> | undefined;
+    let held: HeldAppend | undefined;
     try {
       await buildGptModel({ size: "tiny", seed: 0, outDir: join(root, "model") });
       const start = async (
@@ -137,7 +109,7 @@ Deno.test({
       }
 
       // A's validator is busy with a ledger write while the job ends.
-      held = holdNextAppendUnder(join(root, "a"));
+      held = holdNextAppend(join(root, "a"));
       const busy = validatorOf(a).ask({
         type: "deposit",
         key: Identity.generate().publicKey,

@@ -10,12 +10,11 @@
  * written by review s60 (net) is `tmp/s60/net/busy_error_dropped_evidence_test.ts`.
  */
 import assert from "node:assert/strict";
-import { Connection } from "../../protocols/connection.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { ErrorMessage } from "../../protocols/messages.ts";
 import { RemoteError } from "../../protocols/protocol_errors.ts";
 import { BUSY_RETRY_BACKOFF_MS } from "../../protocols/_connection_notices.ts";
 import { connectionWithRawPeer, Echo, ManualTimers, Note, settle } from "./_helpers.ts";
+import { slowReaderPair } from "./_slow_reader_pair.ts";
 
 /** The receiver's write budget: two of the notes it owes fill it. */
 const BUDGET = 16 * 1024;
@@ -25,25 +24,12 @@ const OWED_NOTE_BYTES = 8 * 1024;
  * A sender that reads nothing until `open()` (a congested link, a large transfer from the peer),
  * and a receiver that owes it more than its whole write budget, so that budget stays full.
  */
-function slowReaderPair(serverOptions?: { maxInboundRequests?: number }) {
+function fullBudgetPair(serverOptions?: { maxInboundRequests?: number }) {
   const timers = new ManualTimers();
-  const quiet = { timers, keepaliveMs: 0, idleTimeoutMs: 0 };
-  const [a, b] = memoryDuplexPair({ highWaterMarkBytes: 4 * 1024 });
-  const gate = Promise.withResolvers<void>();
-  const readable = a.readable.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      async transform(chunk, controller) {
-        await gate.promise;
-        controller.enqueue(chunk);
-      },
-    }),
-  );
-  const client = new Connection(
-    { readable, writable: a.writable },
-    { ...quiet, requestTimeoutMs: 30_000 },
-  );
-  const server = new Connection(b, { ...quiet, maxQueuedBytes: BUDGET, ...serverOptions });
-  client.handle(Note, () => {});
+  const { client, server, open, close } = slowReaderPair(timers, {
+    maxQueuedBytes: BUDGET,
+    ...serverOptions,
+  });
   return {
     timers,
     client,
@@ -60,17 +46,13 @@ function slowReaderPair(serverOptions?: { maxInboundRequests?: number }) {
       assert.ok(server.stats().waitingSends > 0, "the server's write budget is full");
       return { owed }; // not `owed` itself: an async function would wait for it
     },
-    open: () => gate.resolve(),
-    async close() {
-      gate.resolve();
-      await client.close();
-      await server.close();
-    },
+    open,
+    close,
   };
 }
 
 Deno.test("review s60: a one-way message that arrives while the receiver's write budget to its sender is full is taken, not refused busy into that budget and lost", async () => {
-  const pair = slowReaderPair();
+  const pair = fullBudgetPair();
   const { client, server, timers } = pair;
   const notes: string[] = [];
   server.handle(Note, ({ text }) => {
@@ -100,7 +82,7 @@ Deno.test("review s60: a one-way message that arrives while the receiver's write
 });
 
 Deno.test("review s60: a request refused busy while the receiver's write budget to its sender is full is told busy once the sender reads, not left to its request timeout; asked again it is answered", async () => {
-  const pair = slowReaderPair();
+  const pair = fullBudgetPair();
   const { client, server } = pair;
   const seen: string[] = [];
   server.handle(Echo, ({ text, n }) => {
@@ -139,7 +121,7 @@ Deno.test("review s60: a request refused busy while the receiver's write budget 
 });
 
 Deno.test("review s60: a one-way message refused busy for maxInboundRequests while the receiver's write budget is full is sent again and delivered", async () => {
-  const pair = slowReaderPair({ maxInboundRequests: 1 });
+  const pair = fullBudgetPair({ maxInboundRequests: 1 });
   const { client, server, timers } = pair;
   const notes: string[] = [];
   const release = Promise.withResolvers<void>();

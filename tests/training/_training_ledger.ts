@@ -1,16 +1,24 @@
 /**
  * A node's ledger side for the training tests that run a coordinator alone: a ValidatorActor
  * (`node/validator`) on a test clock, and a TrainingValidator (`node/training-validator`) that
- * records into it, with whatever challenge options the test needs; and a way to make the ledger look
- * stopped to the training validator.
+ * records into it, with whatever challenge options the test needs; a way to make the ledger look
+ * stopped to the training validator, or to take it down right after it released a claim's hold;
+ * and such a ledger side with a lazy trainer's receipt and a peer's fraud proof of it at hand.
  */
 import { join } from "node:path";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import type { Identity } from "../../protocols/identity.ts";
-import type { RoundModels } from "../../training/round_models.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { type RoundModel, RoundModels } from "../../training/round_models.ts";
+import type { TrainingFraudProof } from "../../training/training_fraud_proof.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
 import {
   TrainingValidator,
   type TrainingValidatorMessage,
@@ -63,20 +71,27 @@ export async function spawnTrainingLedger(
   training: ActorRef<TrainingValidatorMessage>;
   /** Stop the training validator and start it again as before (a restart of it alone). */
   restartTraining: () => Promise<ActorRef<TrainingValidatorMessage>>;
+  /**
+   * Spawn the ledger again as before, on the same directory (after the test stopped it with
+   * `system.stop(LEDGER)`); look it up by name from then on.
+   */
+  startLedger: () => Promise<ActorRef<ValidatorMessage>>;
 }> {
   const { identity, dir, now, models, challenge, resumeOwnProofs } = options;
-  const ledger = await system.spawn<ValidatorMessage>({
-    name: LEDGER,
-    factory: () =>
-      new ValidatorActor({
-        identity,
-        ledgerDir: join(dir, "ledger"),
-        ledger: { now },
-        finalizeIntervalMs: 0,
-        models: { get: () => Promise.resolve(undefined) },
-        trainingProofsResumed: resumeOwnProofs,
-      }),
-  });
+  const startLedger = () =>
+    system.spawn<ValidatorMessage>({
+      name: LEDGER,
+      factory: () =>
+        new ValidatorActor({
+          identity,
+          ledgerDir: join(dir, "ledger"),
+          ledger: { now },
+          finalizeIntervalMs: 0,
+          models: { get: () => Promise.resolve(undefined) },
+          trainingProofsResumed: resumeOwnProofs,
+        }),
+    });
+  const ledger = await startLedger();
   const spawnTraining = () =>
     system.spawn<TrainingValidatorMessage>({
       name: TRAINING_VALIDATOR,
@@ -94,5 +109,99 @@ export async function spawnTrainingLedger(
     if (!await system.stop(TRAINING_VALIDATOR)) throw new Error("the training validator stops");
     return await spawnTraining();
   };
-  return { ledger, training, restartTraining };
+  return { ledger, training, restartTraining, startLedger };
+}
+
+/**
+ * Take the ledger down (`ledgerDown(true)`, from {@link ledgerDownSwitch}) right after it released
+ * a claim's hold, so that the takeover's first ask (where the receipt stands) finds none;
+ * `armed()` is false once it went down. `restore()` puts the ValidatorActor's `receive` back.
+ */
+export function downAfterHoldReleased(
+  ledgerDown: (down: boolean) => void,
+): { armed: () => boolean; restore: () => void } {
+  const receive = ValidatorActor.prototype.receive;
+  let armed = true;
+  ValidatorActor.prototype.receive = function (message, ctx) {
+    if (armed && message.type === "training_checking" && message.hold === undefined) {
+      armed = false;
+      ledgerDown(true);
+    }
+    return receive.call(this, message, ctx);
+  };
+  return {
+    armed: () => armed,
+    restore: () => {
+      ValidatorActor.prototype.receive = receive;
+    },
+  };
+}
+
+/** What {@link spawnLazyReceiptLedger} needs besides the system and the directory. */
+export interface LazyReceiptLedgerOptions {
+  /** The ledger's and the training validator's clock, ms. */
+  now: () => number;
+  /** Where `node/network` (a {@link RecordingNetwork}) notes what it is told (default nowhere). */
+  told?: NetworkMessage[];
+  /** Where the training validator logs (default its own). */
+  log?: (line: string) => void;
+}
+
+/** A training ledger side with a lazy trainer's receipt, and the fraud proof that convicts it. */
+export interface LazyReceiptLedger {
+  /** The ledger looks stopped to the training validator while on ({@link ledgerDownSwitch}). */
+  down: (down: boolean) => void;
+  /** The published model the receipt starts from. */
+  model: RoundModel;
+  ledger: ActorRef<ValidatorMessage>;
+  training: ActorRef<TrainingValidatorMessage>;
+  /** Stop the training validator and start it again on the same directory. */
+  restartTraining: () => Promise<ActorRef<TrainingValidatorMessage>>;
+  /** An accuser's `loss_mismatch` proof against the lazy receipt (`proof.receipt`). */
+  proof: TrainingFraudProof;
+  /** The lazy receipt's id. */
+  id: string;
+}
+
+/**
+ * In `system`, on `dir`: a recording `node/network`, a {@link spawnTrainingLedger} ledger side
+ * that keeps and resumes its own proofs (no challenges; retries after 5 ms, doubling; a pledge
+ * rechecked after 50 ms), a seeded `TEST_ARCH` model published, and a lazy trainer's receipt from
+ * it with an accuser's proof of it ({@link lossFraud}); the accuser and the lazy trainer
+ * ({@link LAZY_TRAINER_STAKE}) staked. Nothing of the receipt is handed to the node yet.
+ */
+export async function spawnLazyReceiptLedger(
+  system: ActorSystem,
+  dir: string,
+  options: LazyReceiptLedgerOptions,
+): Promise<LazyReceiptLedger> {
+  const { now, told = [], log } = options;
+  const down = ledgerDownSwitch(system);
+  const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+  const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  await system.spawn<NetworkMessage>({
+    name: "node/network",
+    factory: () => new RecordingNetwork(told),
+  });
+  const { ledger, training, restartTraining } = await spawnTrainingLedger(system, {
+    identity: Identity.generate(),
+    dir,
+    now,
+    models,
+    resumeOwnProofs: true,
+    challenge: {
+      challengeProbability: 0,
+      network: "node/network",
+      endRetryMs: 5,
+      pledgeRecheckMs: 50,
+      now,
+      ...(log === undefined ? {} : { log }),
+    },
+  });
+  const accuser = Identity.generate();
+  const proof = lossFraud(model.cid, accuser, 8);
+  const id = trainingReceiptId(proof.receipt);
+  await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
+  await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
+  return { down, model, ledger, training, restartTraining, proof, id };
 }

@@ -18,7 +18,6 @@ import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account } from "../../proof/ledger.ts";
@@ -28,12 +27,10 @@ import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { signOutcome } from "../../training/signed_outcome.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import {
-  TrainingValidator,
-  type TrainingValidatorMessage,
-} from "../../training/training_validator.ts";
+import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { honestRound } from "./_honest_round.ts";
+import { LEDGER, spawnTrainingLedger, TRAINING_VALIDATOR } from "./_training_ledger.ts";
 
 /** Local steps of the round: what is paid does not depend on them. */
 const H = 3;
@@ -41,10 +38,6 @@ const H = 3;
 const ROUND_STAKE = 1_000_000;
 /** The relaying peer (hex key). */
 const PEER = "ee".repeat(32);
-/** The ledger's name. */
-const LEDGER = "node/validator";
-/** The training validator's name. */
-const TRAINING = "node/training-validator";
 /** First wait before an unanswered ledger ask is made again, ms (doubling). */
 const RETRY_MS = 20;
 
@@ -79,39 +72,21 @@ async function onNode(
     const round = await honestRound(models, H);
     const coordinator = Identity.generate();
     const signed = signOutcome(round.outcome, coordinator);
-    const identity = Identity.generate();
-    const spawnLedger = () =>
-      system.spawn<ValidatorMessage>({
-        name: LEDGER,
-        factory: () =>
-          new ValidatorActor({
-            identity,
-            ledgerDir: join(dir, "ledger"),
-            ledger: { now: () => clock.t },
-            finalizeIntervalMs: 0,
-            models: { get: () => Promise.resolve(undefined) },
-            trainingProofsResumed: true,
-          }),
-      });
-    await spawnLedger();
+    const { startLedger, restartTraining } = await spawnTrainingLedger(system, {
+      identity: Identity.generate(),
+      dir,
+      now: () => clock.t,
+      models,
+      resumeOwnProofs: true,
+      challenge: {
+        challengeProbability: 0,
+        now: () => clock.t,
+        endRetryMs: RETRY_MS,
+        serve: () => Promise.resolve(),
+        log: (line) => log.push(line),
+      },
+    });
     const ledger = () => system.lookup<ValidatorMessage>(LEDGER)!;
-    const spawnTraining = () =>
-      system.spawn<TrainingValidatorMessage>({
-        name: TRAINING,
-        factory: () =>
-          new TrainingValidator({
-            identity,
-            models,
-            ledger: LEDGER,
-            challengeProbability: 0,
-            now: () => clock.t,
-            endRetryMs: RETRY_MS,
-            serve: () => Promise.resolve(),
-            ownProofsDir: join(dir, "ledger"),
-            log: (line) => log.push(line),
-          }),
-      });
-    await spawnTraining();
     for (const key of [coordinator, ...round.trainers]) {
       await ledger().ask({ type: "deposit", key: key.publicKey, amount: ROUND_STAKE });
     }
@@ -120,13 +95,10 @@ async function onNode(
       ledger().ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
     await test({
       signed,
-      training: () => system.lookup<TrainingValidatorMessage>(TRAINING),
+      training: () => system.lookup<TrainingValidatorMessage>(TRAINING_VALIDATOR),
       stopLedger: async () => assert.ok(await system.stop(LEDGER), "the ledger stops"),
-      startLedger: async () => void await spawnLedger(),
-      restartTraining: async () => {
-        assert.ok(await system.stop(TRAINING), "the training validator stops");
-        await spawnTraining();
-      },
+      startLedger: async () => void await startLedger(),
+      restartTraining: async () => void await restartTraining(),
       log,
       assertPaid: async () => {
         // A bounded wait for the credit (the audit redoes the outer step); then the ledger is read.

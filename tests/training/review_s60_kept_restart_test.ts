@@ -15,16 +15,9 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account } from "../../proof/ledger.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import { trainingReceiptId } from "../../training/training_receipt.ts";
-import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ClaimTakeovers } from "../../training/_claim_takeovers.ts";
 import { TrainingValidator } from "../../training/training_validator.ts";
@@ -36,8 +29,12 @@ import {
   TRAINER_STAKE,
   type trainerLink,
 } from "./_claim_node.ts";
-import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
-import { ledgerDownSwitch, spawnTrainingLedger } from "./_training_ledger.ts";
+import { LAZY_TRAINER_STAKE } from "./_loss_fraud.ts";
+import {
+  downAfterHoldReleased,
+  ledgerDownSwitch,
+  spawnLazyReceiptLedger,
+} from "./_training_ledger.ts";
 
 /**
  * A peer's proof kept because the ledger did not answer its intake, the training validator then
@@ -51,33 +48,11 @@ async function keptProofAcrossRestart(name: string, killed: boolean): Promise<vo
   let clock = 1_000_000;
   const log: string[] = [];
   try {
-    const down = ledgerDownSwitch(system);
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    await system.spawn<NetworkMessage>({
-      name: "node/network",
-      factory: () => new RecordingNetwork([]),
-    });
-    const { ledger, training, restartTraining } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: () => clock,
-      models,
-      resumeOwnProofs: true,
-      challenge: {
-        challengeProbability: 0,
-        network: "node/network",
-        endRetryMs: 5,
-        pledgeRecheckMs: 50,
+    const { down, model, ledger, training, restartTraining, proof, id } =
+      await spawnLazyReceiptLedger(system, dir, {
         now: () => clock,
         log: (line) => log.push(line),
-      },
-    });
-    const accuser = Identity.generate();
-    const proof = lossFraud(model.cid, accuser, 8);
-    const id = trainingReceiptId(proof.receipt);
-    await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
-    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
+      });
     // The round's outcome credited the lazy receipt here: paid when its window closes.
     await training.ask({
       type: "credit",
@@ -127,29 +102,6 @@ Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger di
 
 Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake is on disk before it counts as kept: a training validator killed (no stop hook) and started again still slashes the lazy trainer here", () =>
   keptProofAcrossRestart("killed", true));
-
-/**
- * Take the ledger down (`ledgerDown(true)`) right after it released the claim's hold, so that the
- * takeover's first ask (where the receipt stands) finds none; `armed()` is false once it went down.
- * `restore()` puts the ValidatorActor's `receive` back.
- */
-function downAfterHoldReleased(ledgerDown: (down: boolean) => void) {
-  const receive = ValidatorActor.prototype.receive;
-  let armed = true;
-  ValidatorActor.prototype.receive = function (message, ctx) {
-    if (armed && message.type === "training_checking" && message.hold === undefined) {
-      armed = false;
-      ledgerDown(true);
-    }
-    return receive.call(this, message, ctx);
-  };
-  return {
-    armed: () => armed,
-    restore: () => {
-      ValidatorActor.prototype.receive = receive;
-    },
-  };
-}
 
 Deno.test("review s60: a true opening_missing claim kept because the ledger did not answer its takeover outlives a restart of the training validator: the withholding trainer is convicted here", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;

@@ -17,15 +17,10 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { Account } from "../../proof/ledger.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import { trainingReceiptId } from "../../training/training_receipt.ts";
-import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
-import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
-import { ledgerDownSwitch, spawnTrainingLedger } from "./_training_ledger.ts";
+import { LAZY_TRAINER_STAKE } from "./_loss_fraud.ts";
+import { spawnLazyReceiptLedger } from "./_training_ledger.ts";
 
 /** The relaying peers (hex keys). */
 const RELAY = "ee".repeat(32);
@@ -41,32 +36,8 @@ async function receiptWhileLedgerDown(name: string, restart: boolean): Promise<v
   const clock = 1_000_000;
   const told: NetworkMessage[] = [];
   try {
-    const down = ledgerDownSwitch(system);
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    await system.spawn<NetworkMessage>({
-      name: "node/network",
-      factory: () => new RecordingNetwork(told),
-    });
-    const { ledger, training, restartTraining } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: () => clock,
-      models,
-      resumeOwnProofs: true,
-      challenge: {
-        challengeProbability: 0,
-        network: "node/network",
-        endRetryMs: 5,
-        pledgeRecheckMs: 50,
-        now: () => clock,
-      },
-    });
-    const accuser = Identity.generate();
-    const proof = lossFraud(model.cid, accuser, 8);
-    const id = trainingReceiptId(proof.receipt);
-    await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
-    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
+    const { down, model, ledger, training, restartTraining, proof, id } =
+      await spawnLazyReceiptLedger(system, dir, { now: () => clock, told });
     const record = () =>
       ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
     // The receipt's gossip comes while the ledger does not answer.
