@@ -23,7 +23,16 @@
  *   the receipt (pushed out by a flood) held the claim for evidence that never came, and one that
  *   never had it, for a receipt that never came — the worker that withheld was paid there, or
  *   kept its stake, slashed here (review s58,
- *   `tests/network/review_s58_catch_up_evidence_test.ts`).
+ *   `tests/network/review_s58_catch_up_evidence_test.ts`);
+ * - after them, the announcement of each receipt THIS node assigned (it forwarded the job: the
+ *   worker's receipt, its job and this node's signed assignment, which no other node holds) while
+ *   the receipt is pending in its ledger inside the window: the announcement made when it was
+ *   recorded reached only the ledgers connected then, and one that reached none (no peer, the
+ *   NetworkActor down, a peer's validator down past its inbox's bound, `busy` past the retries)
+ *   left the honest worker paid in this ledger alone. Kept on disk
+ *   (`<ledger dir>/catch-up-receipts/`), bounded apart from the rest (never pushing a conviction
+ *   or a verdict out), weighed per worker; `_catch_up_receipts.ts` (review s60,
+ *   `tests/network/review_s60_catchup_receipts_test.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
  * fraud proofs of at most {@link MAX_CATCH_UP_FRAUD_PROOF_BYTES} in all, and
@@ -128,7 +137,6 @@ import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { ReceiptFiles } from "./_receipt_files.ts";
-import type { CatchUpItem } from "./validator_messages.ts";
 import {
   type Conviction,
   convictionOf,
@@ -142,8 +150,25 @@ import {
   MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES,
   MAX_CATCH_UP_VERDICTS,
 } from "./_catch_up_verdicts.ts";
+import {
+  type AssignedPending,
+  type AssignedReceiptItem,
+  CATCH_UP_RECEIPTS_DIR,
+  type CatchUpEntry,
+  CatchUpReceipts,
+  MAX_CATCH_UP_RECEIPT_BYTES,
+  MAX_CATCH_UP_RECEIPTS,
+} from "./_catch_up_receipts.ts";
 
-export { MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES, MAX_CATCH_UP_VERDICTS };
+export {
+  type AssignedReceiptItem,
+  CATCH_UP_RECEIPTS_DIR,
+  type CatchUpEntry,
+  MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES,
+  MAX_CATCH_UP_RECEIPT_BYTES,
+  MAX_CATCH_UP_RECEIPTS,
+  MAX_CATCH_UP_VERDICTS,
+};
 
 /** The folder of kept convictions under the ledger's directory. */
 export const CATCH_UP_DIR = "catch-up";
@@ -196,6 +221,12 @@ export interface CatchUpReadOptions {
    * ({@link CatchUp.dropUnsettled}).
    */
   recorded?: (verdict: Verdict) => number | undefined;
+  /**
+   * Whether the ledger holds receipt `id` pending, assigned by this node, inside its window: its
+   * end if so. A kept announcement of an assigned receipt (`_catch_up_receipts.ts`) is read back
+   * only then, and its file removed otherwise. Absent: every one inside the window its file holds.
+   */
+  assignedPending?: AssignedPending;
 }
 
 /** A validator's catch-up for connecting peers, each item until its receipt's window closes. */
@@ -211,6 +242,11 @@ export class CatchUp {
    * the convictions' (`_catch_up_verdicts.ts`).
    */
   readonly #verdicts: CatchUpVerdicts;
+  /**
+   * The announcements of receipts this node assigned, pending here (`_catch_up_receipts.ts`):
+   * sent after the convictions and the verdicts, bounded apart from them.
+   */
+  readonly #receipts: CatchUpReceipts;
   /** Where the convictions are kept on disk; none: memory only. */
   readonly #disk?: ReceiptFiles;
   /**
@@ -233,6 +269,12 @@ export class CatchUp {
     if (ledgerDir !== undefined) this.#disk = ReceiptFiles.in(ledgerDir, CATCH_UP_DIR);
     this.#verdicts = new CatchUpVerdicts({
       disk: ledgerDir === undefined ? undefined : ReceiptFiles.in(ledgerDir, CATCH_UP_VERDICTS_DIR),
+      onDisk: (write, what) => this.#onDisk(write, what),
+      writes: () => this.#writes,
+      log: (line) => this.#log(line),
+    });
+    this.#receipts = new CatchUpReceipts({
+      disk: ledgerDir === undefined ? undefined : ReceiptFiles.in(ledgerDir, CATCH_UP_RECEIPTS_DIR),
       onDisk: (write, what) => this.#onDisk(write, what),
       writes: () => this.#writes,
       log: (line) => this.#log(line),
@@ -277,6 +319,7 @@ export class CatchUp {
     const log = options.log ?? (() => {});
     catchUp.#log = log;
     await catchUp.#verdicts.read(options);
+    await catchUp.#receipts.read(options.now(), options.assignedPending);
     const disk = catchUp.#disk!;
     let kept: Map<string, unknown>;
     try {
@@ -381,8 +424,9 @@ export class CatchUp {
    * promise resolves (a write that fails is logged: the item is still sent until this process
    * ends).
    */
-  add(item: CatchUpItem, until: number): Promise<void> {
+  add(item: CatchUpEntry, until: number): Promise<void> {
     if (item.kind === "verdict") return this.#verdicts.add(item, until);
+    if (item.kind === "assigned_receipt") return this.#receipts.add(item, until);
     const id = idOf(item);
     if (this.#proofs.has(id)) return Promise.resolve();
     // Written ahead of its settlement: that file is this conviction's (its order kept).
@@ -473,12 +517,21 @@ export class CatchUp {
 
   /**
    * Those still inside their window at `now`, convictions first (a verdict carrying its evidence,
-   * sent ahead of it); the others are forgotten (and their files removed).
-   * @returns At most {@link MAX_CATCH_UP_FRAUD_PROOFS} + {@link MAX_CATCH_UP_VERDICTS} items.
+   * sent ahead of it), then the verdicts, then the announcements of receipts this node assigned
+   * that `assignedPending` finds pending (absent: inside the window each was kept with); the
+   * others are forgotten (and their files removed).
+   * @returns At most {@link MAX_CATCH_UP_FRAUD_PROOFS} + {@link MAX_CATCH_UP_VERDICTS} +
+   * {@link MAX_CATCH_UP_RECEIPTS} items.
    */
-  current(now: number): CatchUpItem[] {
+  current(now: number, assignedPending?: AssignedPending): CatchUpEntry[] {
     for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
     const open = this.#verdicts.current(now);
-    return [...[...this.#proofs.values()].map((k) => k.item), ...open];
+    const receipts = this.#receipts.current(now, assignedPending);
+    return [...[...this.#proofs.values()].map((k) => k.item), ...open, ...receipts];
+  }
+
+  /** Resolves once the disk's writes queued so far are done (a validator's stop awaits it). */
+  written(): Promise<void> {
+    return this.#writes;
   }
 }

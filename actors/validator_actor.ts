@@ -63,7 +63,6 @@ import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { receiptId } from "../protocols/receipt.ts";
-import { encodeCanonical } from "../protocols/cbor.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
@@ -146,21 +145,6 @@ export interface ValidatorActorOptions {
 
 /** Default finalize timer period: a fraction of the default 10-minute window. */
 export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
-
-/**
- * Most announcements of assigned receipts kept for the next ledger-keeping peer to connect,
- * while they reached none (`#unsent`), and most bytes of them (receipt, job and assignment as CBOR).
- * What fills them: the receipts of jobs this node forwarded and the assigned receipts it passes on,
- * while its NetworkActor is down (stopped, or restarting with no connection yet) — when it forwards
- * no job — or while it has no ledger-keeping peer. The bounds of the validator inbox's hold
- * (`network/_validator_inbox.ts`); past them the oldest kept goes first.
- */
-export const MAX_UNSENT_ANNOUNCEMENTS = 256;
-/** See {@link MAX_UNSENT_ANNOUNCEMENTS}. */
-export const MAX_UNSENT_ANNOUNCEMENT_BYTES = 4 * 1024 * 1024;
-
-/** An `announce_receipt` message for the NetworkActor. */
-type ReceiptAnnouncement = Extract<NetworkMessage, { type: "announce_receipt" }>;
 // Declared beside the receipt intake that refuses past it; public here (`mod.ts` exports it).
 export { MAX_OPEN_CHALLENGES_PER_WORKER };
 
@@ -200,12 +184,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * and verdicts), and read back at the first start in a process.
    */
   #catchUp!: CatchUp;
-  /**
-   * Announcements of assigned receipts recorded here that reached no ledger (`#tellNetwork`), by
-   * receipt id, with their size: sent again when a ledger-keeping peer connects (`catch_up`).
-   */
-  readonly #unsent = new Map<string, { message: ReceiptAnnouncement; bytes: number }>();
-  #unsentBytes = 0;
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
@@ -314,6 +292,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         ledger.hasVerdict(verdictId(verdict))
           ? ledger.receipt(verdict.subjectId)?.pendingUntil
           : undefined,
+      // An announcement of a receipt this node assigned, while it is pending here.
+      assignedPending: (id) => this.#assignedPending(id),
     });
     // Challenges decided before a failed ledger write (or a stop) cut them off: ended as
     // decided, before anything else reads the ledger (`_challenge_endings.ts`).
@@ -384,6 +364,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    */
   async postStop(): Promise<void> {
     await this.#work.catch(() => {});
+    // What the catch-up queued for disk (an assigned receipt's announcement kept as it was
+    // recorded) is there before the process may end.
+    await this.#catchUp?.written();
     if (this.#ledger !== undefined) await this.#keepHeld();
     await this.#ledger?.close();
   }
@@ -491,13 +474,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const rest = pledges.filter((pledge) => !keys.has(toHex(pledge.key)));
         return [...first, ...rest].slice(0, Math.max(0, message.limit));
       }
-      case "announcement_unsent":
-        this.#keepUnsent(message.announcement);
-        return;
       case "catch_up":
-        // A ledger-keeping peer connected: what reached no ledger goes now, to it and the rest.
-        this.#announceUnsent(ctx, ledger);
-        return this.#catchUp.current(this.#now());
+        return this.#catchUp.current(this.#now(), (id) => this.#assignedPending(id));
       case "deposit":
         await ledger.deposit(message.key, message.amount);
         this.#fraudProofs.takePledgeHeldProofs(toHex(message.key), ctx);
@@ -576,68 +554,39 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   }
 
   /**
-   * Hand `message` to the NetworkActor. Verdicts, fraud proofs and convictions go with a `tell`:
-   * one lost with a NetworkActor that is down (stopped, or crashed with it queued) reaches each
-   * ledger-keeping peer that connects afterwards in its catch-up (`_catch_up.ts`), and a
-   * NetworkActor starting again has no connection until its peers connect. A receipt's
-   * announcement (`announce_receipt`) is in no catch-up: lost, the assignment it carries reached
-   * no other ledger, and the honest worker was paid in this node's ledger and in no other (review
-   * s60, `tests/network/review_s60_wire_announce_network_down_test.ts`). So it is asked, and one
-   * that reached no ledger-keeping peer (none registered, a crash with it queued, or none
-   * connected: the answer 0) is kept (`#unsent`, bounded) and sent again when one connects.
+   * Hand `message` to the NetworkActor, with a `tell`: one lost with a NetworkActor that is down
+   * (stopped, or crashed with it queued), or that reached no ledger-keeping peer, reaches each
+   * that connects afterwards in its catch-up (`_catch_up.ts`). A receipt's announcement
+   * (`announce_receipt`) with this node's own assignment (it forwarded the job: no other node
+   * holds the assignment) is kept in the catch-up first, on disk, while the receipt is pending
+   * here: lost, the assignment reached no other ledger, and the honest worker was paid in this
+   * node's ledger and in no other (review s60,
+   * `tests/network/review_s60_wire_announce_network_down_test.ts`; kept in memory only, it was
+   * lost with a restart of the process before a peer connected,
+   * `tests/network/review_s60_catchup_receipts_test.ts`). A peer's assigned receipt passed on is
+   * not kept: its requester's catch-up carries it.
    */
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
+    if (message.type === "announce_receipt" && message.assignment !== undefined) {
+      const until = this.#assignedPending(receiptId(message.receipt));
+      if (until !== undefined) {
+        const { receipt, job, assignment } = message;
+        void this.#catchUp.add({ kind: "assigned_receipt", receipt, job, assignment }, until);
+      }
+    }
     const name = this.#options.network;
     if (name === undefined) return;
-    const network = ctx.system.lookup<NetworkMessage>(name);
-    if (message.type !== "announce_receipt") {
-      network?.tell(message).catch(() => {});
-      return;
-    }
-    if (network === undefined) return this.#keepUnsent(message);
-    // Not awaited: the NetworkActor asks this actor too. One that reached no ledger comes back
-    // through the mailbox (`announcement_unsent`) to be kept.
-    const unsent = () =>
-      ctx.self.tell({ type: "announcement_unsent", announcement: message }).catch(() => {});
-    network.ask<number>(message).then((sent) => {
-      if (sent === 0) unsent();
-    }, unsent);
-  }
-
-  /** Keep `message`, which reached no ledger, for the next peer (see {@link #tellNetwork}). */
-  #keepUnsent(message: ReceiptAnnouncement): void {
-    const id = receiptId(message.receipt);
-    if (this.#unsent.has(id)) return;
-    const bytes = encodeCanonical({
-      receipt: message.receipt,
-      job: message.job,
-      assignment: message.assignment,
-    }).length;
-    if (bytes > MAX_UNSENT_ANNOUNCEMENT_BYTES) return;
-    // Past the bounds, the oldest kept goes first.
-    for (const [oldest, kept] of this.#unsent) {
-      if (
-        this.#unsent.size < MAX_UNSENT_ANNOUNCEMENTS &&
-        this.#unsentBytes + bytes <= MAX_UNSENT_ANNOUNCEMENT_BYTES
-      ) break;
-      this.#unsent.delete(oldest);
-      this.#unsentBytes -= kept.bytes;
-    }
-    this.#unsent.set(id, { message, bytes });
-    this.#unsentBytes += bytes;
+    ctx.system.lookup<NetworkMessage>(name)?.tell(message).catch(() => {});
   }
 
   /**
-   * Announce again what reached no ledger, while its receipt is pending here (past its window no
-   * ledger pays it); what again reaches none is kept again.
+   * The end of receipt `id`'s window if this ledger holds it pending, assigned by this node, inside
+   * the window (what the catch-up carries the announcement of).
    */
-  #announceUnsent(ctx: ActorContext<ValidatorMessage>, ledger: Ledger): void {
-    const unsent = [...this.#unsent.entries()];
-    this.#unsent.clear();
-    this.#unsentBytes = 0;
-    for (const [id, { message }] of unsent) {
-      if (this.#inWindow(ledger.receipt(id))) this.#tellNetwork(ctx, message);
-    }
+  #assignedPending(id: string): number | undefined {
+    const record = this.#ledger?.receipt(id);
+    const mine = record?.requester === toHex(this.#options.identity.publicKey);
+    return mine && this.#inWindow(record) ? record.pendingUntil : undefined;
   }
 
   /** Serial work queue: one validation (one forward pass) at a time. */

@@ -7,7 +7,6 @@
  */
 import type { Job, TensorData, TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
-import type { JobAssignment } from "../protocols/assignment.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
@@ -222,27 +221,6 @@ export interface FraudCheckedMessage {
   /** The peer it came from (not sent back there). */
   origin?: Origin;
 }
-/**
- * Internal: an announcement of an assigned receipt that reached no ledger-keeping peer (the
- * NetworkActor's answer was 0, or it did not answer): kept here and sent again when one connects.
- */
-export interface AnnouncementUnsentMessage {
-  /** Message tag. */
-  type: "announcement_unsent";
-  /** The NetworkActor's `announce_receipt` message, as it was handed to it. */
-  announcement: {
-    /** Message tag. */
-    type: "announce_receipt";
-    /** The receipt. */
-    receipt: Receipt;
-    /** Its job. */
-    job: TextJob;
-    /** The requester's assignment of the job to the receipt's worker. */
-    assignment?: JobAssignment;
-    /** Hex key of the peer it came from: not sent back there. */
-    except?: string;
-  };
-}
 /** Internal: a challenge ended without a result (the actor stopping, an error). */
 export interface ChallengeFailedMessage {
   /** Message tag. */
@@ -387,7 +365,6 @@ export type ValidatorMessage =
   | CatchUpMessage
   | ChallengedMessage
   | ChallengeFailedMessage
-  | AnnouncementUnsentMessage
   | FraudCheckedMessage
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage

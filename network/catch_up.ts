@@ -20,12 +20,19 @@
  * claim about the same receipt gossiped on it may carry the receipt once more. A peer that has one
  * already takes it once (a verdict by its id, a fraud proof by its hash or its accuser's settled
  * accusation, without running the model again; a copy of a receipt it remembers costs it a
- * look-up). The bounds, and who pays for them, are `_catch_up.ts`'s.
+ * look-up). Last, the receipts this node assigned that are pending in its ledger
+ * (`actors/_catch_up_receipts.ts`), each as the `validation.receipt` request, with this node's
+ * assignment, that the NetworkActor sends when the validator records one (`announceReceipt`,
+ * asked again after `busy`): the announcement then reached only the ledgers connected at that
+ * moment, and an honest worker went unpaid in every other (review s60,
+ * `tests/network/review_s60_catchup_receipts_test.ts`). The bounds, and who pays for them, are
+ * `_catch_up.ts`'s.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import type { CatchUpItem, CatchUpMessage } from "../actors/validator_messages.ts";
+import type { CatchUpMessage } from "../actors/validator_messages.ts";
+import type { CatchUpEntry } from "../actors/_catch_up_receipts.ts";
 import { type Connection, type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection.ts";
 import {
   FraudProofAnnouncementMessage,
@@ -34,7 +41,7 @@ import {
 import { TRAINING_PROTOCOL, TrainingFraudProofMessage } from "../protocols/training_messages.ts";
 import { FrameTooLargeError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
-import { sendClaimEvidence } from "./_accusations.ts";
+import { announceReceipt, sendClaimEvidence } from "./_accusations.ts";
 
 /**
  * Ask the validator at `validator` (an actor path) for its catch-up and send it to the peer of
@@ -53,7 +60,7 @@ export function sendCatchUp(
   timers: ConnectionTimers = SYSTEM_TIMERS,
 ): void {
   ctx.system.lookup<CatchUpMessage>(validator)
-    ?.ask<CatchUpItem[]>({ type: "catch_up" })
+    ?.ask<CatchUpEntry[]>({ type: "catch_up" })
     .then(async (items) => {
       const training = connection.supports(TRAINING_PROTOCOL.name);
       for (const item of items) {
@@ -70,11 +77,13 @@ export function sendCatchUp(
 
 /**
  * Send one catch-up item; a training conviction only to a peer that offers training; a verdict
- * after its evidence, once the peer answered for it.
+ * after its evidence, once the peer answered for it; a receipt this node assigned as the
+ * `validation.receipt` request the NetworkActor sends when its validator records one (asked
+ * again after a `busy` refusal), once the peer answered for it.
  */
 async function send(
   connection: Connection,
-  item: CatchUpItem,
+  item: CatchUpEntry,
   training: boolean,
   timers: ConnectionTimers,
 ): Promise<void> {
@@ -86,5 +95,14 @@ async function send(
       return await connection.notify(FraudProofAnnouncementMessage, { proof: item.proof });
     case "training_fraud_proof":
       if (training) await connection.notify(TrainingFraudProofMessage, item.body);
+      return;
+    case "assigned_receipt": {
+      const { receipt, job, assignment } = item;
+      // An answer without recording (a refusal with a reason) is the peer's ledger's to decide;
+      // an error other than the connection closing moves on to the next item.
+      await announceReceipt(connection, { receipt, job, assignment }, timers).catch((error) => {
+        if (connection.isClosed) throw error;
+      });
+    }
   }
 }

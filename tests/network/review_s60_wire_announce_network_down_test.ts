@@ -1,10 +1,12 @@
 /**
  * Review s60 (wire): the ValidatorActor hands the announcement of a receipt it recorded with this
  * node's assignment (`announce_receipt`) to its own NetworkActor, which sends it to the ledgers
- * connected at that moment. A connection's catch-up carries no receipts, so an announcement the
- * NetworkActor never sent — it was stopped (not started again yet) or crashed with it queued — is
- * the assignment lost for every other ledger: the honest worker that delivered every token is paid
- * in the forwarding node's ledger and in no other.
+ * connected at that moment. A connection's catch-up carried no receipts, so an announcement the
+ * NetworkActor never sent — it was stopped (not started again yet) or crashed with it queued — was
+ * the assignment lost for every other ledger: the honest worker that delivered every token was paid
+ * in the forwarding node's ledger and in no other. Now the catch-up carries this node's assigned
+ * receipts while they are pending (`actors/_catch_up_receipts.ts`), sent when a ledger-keeping peer
+ * connects.
  *
  * The set-up: A (the forwarding node: its validator records the worker's receipt with A's
  * assignment, `announce: true`, as `NetworkInferencePort` hands it over) and C, joined, on the
