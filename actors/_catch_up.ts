@@ -137,6 +137,7 @@ import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { ReceiptFiles } from "./_receipt_files.ts";
+import type { CatchUpItem } from "./validator_messages.ts";
 import {
   type Conviction,
   convictionOf,
@@ -152,18 +153,14 @@ import {
 } from "./_catch_up_verdicts.ts";
 import {
   type AssignedPending,
-  type AssignedReceiptItem,
   CATCH_UP_RECEIPTS_DIR,
-  type CatchUpEntry,
   CatchUpReceipts,
   MAX_CATCH_UP_RECEIPT_BYTES,
   MAX_CATCH_UP_RECEIPTS,
 } from "./_catch_up_receipts.ts";
 
 export {
-  type AssignedReceiptItem,
   CATCH_UP_RECEIPTS_DIR,
-  type CatchUpEntry,
   MAX_CATCH_UP_CLAIM_EVIDENCE_BYTES,
   MAX_CATCH_UP_RECEIPT_BYTES,
   MAX_CATCH_UP_RECEIPTS,
@@ -424,7 +421,7 @@ export class CatchUp {
    * promise resolves (a write that fails is logged: the item is still sent until this process
    * ends).
    */
-  add(item: CatchUpEntry, until: number): Promise<void> {
+  add(item: CatchUpItem, until: number): Promise<void> {
     if (item.kind === "verdict") return this.#verdicts.add(item, until);
     if (item.kind === "assigned_receipt") return this.#receipts.add(item, until);
     const id = idOf(item);
@@ -523,7 +520,7 @@ export class CatchUp {
    * @returns At most {@link MAX_CATCH_UP_FRAUD_PROOFS} + {@link MAX_CATCH_UP_VERDICTS} +
    * {@link MAX_CATCH_UP_RECEIPTS} items.
    */
-  current(now: number, assignedPending?: AssignedPending): CatchUpEntry[] {
+  current(now: number, assignedPending?: AssignedPending): CatchUpItem[] {
     for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
     const open = this.#verdicts.current(now);
     const receipts = this.#receipts.current(now, assignedPending);

@@ -36,12 +36,11 @@
  */
 import { encodeCanonical } from "../protocols/cbor.ts";
 import { toHex } from "../protocols/hash.ts";
-import { jobId, type TextJob } from "../protocols/job.ts";
-import { type Receipt, receiptId } from "../protocols/receipt.ts";
-import type { JobAssignment } from "../protocols/assignment.ts";
+import { jobId } from "../protocols/job.ts";
+import { receiptId } from "../protocols/receipt.ts";
 import { ReceiptAnnouncementMessage } from "../protocols/inference_messages.ts";
 import type { ReceiptFiles } from "./_receipt_files.ts";
-import type { CatchUpItem } from "./validator_messages.ts";
+import type { AssignedReceiptItem } from "./validator_messages.ts";
 import type { Kept } from "./_catch_up_items.ts";
 
 /** The folder of kept announcements of assigned receipts under the ledger's directory. */
@@ -60,24 +59,6 @@ export const MAX_CATCH_UP_RECEIPTS = 256;
  * connect cost over 100 MiB. Past it the longest kept of the worker holding the most bytes goes.
  */
 export const MAX_CATCH_UP_RECEIPT_BYTES = 4 << 20;
-
-/**
- * The announcement of a receipt this node assigned: the worker's receipt, its job and this node's
- * signed assignment, as `validation.receipt` carries them.
- */
-export interface AssignedReceiptItem {
-  /** Item tag. */
-  kind: "assigned_receipt";
-  /** The worker's signed receipt. */
-  receipt: Receipt;
-  /** Its job. */
-  job: TextJob;
-  /** This node's assignment of the job to the receipt's worker. */
-  assignment: JobAssignment;
-}
-
-/** What the validator's `catch_up` answers: the convictions, the verdicts, then the receipts. */
-export type CatchUpEntry = CatchUpItem | AssignedReceiptItem;
 
 /** An announcement as its file holds it (untrusted when read). */
 interface KeptReceiptFile {

@@ -7,6 +7,7 @@
  */
 import type { Job, TensorData, TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
+import type { JobAssignment } from "../protocols/assignment.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
@@ -159,8 +160,9 @@ export interface ConvictedMessage {
  * What a ledger-keeping peer that connects is sent to catch up, whose receipt's window is still
  * open: every fraud proof this validator settled as confirmed (its own, a peer's it confirmed;
  * inference and training), then the verdict of each challenge ending its start applied and of each
- * fault it decided (a "proof withheld" one with its receipt and job, while kept: `_catch_up.ts`).
- * Answers `CatchUpItem[]`.
+ * fault it decided (a "proof withheld" one with its receipt and job, while kept: `_catch_up.ts`),
+ * then the receipts it assigned that are pending here (`_catch_up_receipts.ts`). Answers
+ * `CatchUpItem[]`.
  */
 export interface CatchUpMessage {
   /** Message tag. */
@@ -168,14 +170,30 @@ export interface CatchUpMessage {
 }
 /**
  * One thing a connecting peer is sent to catch up: a confirmed fraud proof (of an inference
- * receipt, or of a training receipt as training gossip carries it), or a verdict — a "proof
+ * receipt, or of a training receipt as training gossip carries it), a verdict — a "proof
  * withheld" fault with the receipt and job it is about (`evidence`, sent ahead of it, as a claim
- * passed on is: `ClaimEvidence`) while this validator keeps them (bounded, `_catch_up.ts`).
+ * passed on is: `ClaimEvidence`) while this validator keeps them (bounded, `_catch_up.ts`) — or
+ * the announcement of a receipt this node assigned, pending here (`_catch_up_receipts.ts`).
  */
 export type CatchUpItem =
   | { kind: "verdict"; verdict: Verdict; evidence?: ClaimEvidence }
   | { kind: "fraud_proof"; proof: FraudProof }
-  | { kind: "training_fraud_proof"; body: TrainingFraudProofBody };
+  | { kind: "training_fraud_proof"; body: TrainingFraudProofBody }
+  | AssignedReceiptItem;
+/**
+ * The announcement of a receipt this node assigned: the worker's receipt, its job and this node's
+ * signed assignment, as `validation.receipt` carries them.
+ */
+export interface AssignedReceiptItem {
+  /** Item tag. */
+  kind: "assigned_receipt";
+  /** The worker's signed receipt. */
+  receipt: Receipt;
+  /** Its job. */
+  job: TextJob;
+  /** This node's assignment of the job to the receipt's worker. */
+  assignment: JobAssignment;
+}
 /**
  * Whether a receipt for job `jobId` is recorded here (signed by `worker`, when given: a worker
  * asks about its own, since a receipt any other key signed for the job says nothing of whether

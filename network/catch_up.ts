@@ -31,8 +31,7 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import type { CatchUpMessage } from "../actors/validator_messages.ts";
-import type { CatchUpEntry } from "../actors/_catch_up_receipts.ts";
+import type { CatchUpItem, CatchUpMessage } from "../actors/validator_messages.ts";
 import { type Connection, type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection.ts";
 import {
   FraudProofAnnouncementMessage,
@@ -60,7 +59,7 @@ export function sendCatchUp(
   timers: ConnectionTimers = SYSTEM_TIMERS,
 ): void {
   ctx.system.lookup<CatchUpMessage>(validator)
-    ?.ask<CatchUpEntry[]>({ type: "catch_up" })
+    ?.ask<CatchUpItem[]>({ type: "catch_up" })
     .then(async (items) => {
       const training = connection.supports(TRAINING_PROTOCOL.name);
       for (const item of items) {
@@ -83,7 +82,7 @@ export function sendCatchUp(
  */
 async function send(
   connection: Connection,
-  item: CatchUpEntry,
+  item: CatchUpItem,
   training: boolean,
   timers: ConnectionTimers,
 ): Promise<void> {

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { CATCH_UP_RECEIPTS_DIR, CatchUp, MAX_CATCH_UP_RECEIPTS } from "../../actors/_catch_up.ts";
-import type { AssignedReceiptItem } from "../../actors/_catch_up_receipts.ts";
+import type { AssignedReceiptItem } from "../../actors/validator_messages.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
