@@ -16,7 +16,11 @@ import { rankPeers } from "../storage/rendezvous.ts";
 import { DEFAULT_REPLICAS } from "../storage/replicated_store.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { toHex } from "../protocols/hash.ts";
-import { INFERENCE_PROTOCOL, type WireModelInfo } from "../protocols/inference_messages.ts";
+import {
+  INFERENCE_PROTOCOL,
+  SubmitMessage,
+  type WireModelInfo,
+} from "../protocols/inference_messages.ts";
 import type { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
 import { listedModels, type ModelListing } from "./model_listing.ts";
@@ -97,7 +101,10 @@ export class WorkerRouting {
           models: refused ? info.models.filter((m) => m !== model) : info.models,
           convicted: info.convicted,
           load: hello?.load,
-          inFlight: connection.stats().pendingRequests,
+          // Its jobs only: a receipt announcement, a catch-up's receipts or a proof fetch
+          // waiting on its validator is no load on its model (review s60: counted, a worker
+          // that had just connected looked busy with the catch-up's receipts and got no job).
+          inFlight: connection.pendingRequestsOf(SubmitMessage),
           standing: this.#standing.get(info.key),
           holdsInput: holders?.has(info.key) ?? false,
         });

@@ -6,13 +6,14 @@
  * 1. **Eligible**: serves the job's model; not convicted in this node's ledger; not excluded
  *    (a worker that just failed this job).
  * 2. **Has capacity**: a free slot or queue place, counting the larger of its hello's running +
- *    queued jobs and this node's requests in flight to it (a hello lags a burst of jobs this
- *    router just sent). When none has, every eligible worker stays in (the job queues there, or
+ *    queued jobs and this node's jobs in flight to it (a hello lags a burst of jobs this router
+ *    just sent; its other requests — a receipt announcement, a catch-up's receipts, a proof
+ *    fetch — are no load on its model and do not count). When none has, every eligible worker stays in (the job queues there, or
  *    is refused with `too_many_jobs`).
  * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
  *    so validators will record and pay it) before one without.
  * 4. **A free slot**: a worker where the job starts at once (its running + queued jobs, or this
- *    node's requests in flight to it, below its hello's `slots`) before one where it would wait in
+ *    node's jobs in flight to it, below its hello's `slots`) before one where it would wait in
  *    the queue, however less loaded: a queued job waits for a whole generation to end. The slots
  *    are the jobs the worker really runs side by side (its models' batch seats, `node_hello.ts`):
  *    a worker that seats 8 and runs 5 takes the job before one that seats 1 and runs 1.
@@ -21,10 +22,10 @@
  *    from them. The router computes the holders as its storage places chunks (rendezvous over its
  *    storage peers and itself, `NetworkActor`), and sets `holdsInput` for them.
  * 6. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
- *    node's requests in flight to it (hellos lag; our own count does not).
+ *    node's jobs in flight to it (hellos lag; our own count does not).
  *
  * A worker connected more than once (a TCP connection each way, a swarm one) is a candidate per
- * connection, and this node's requests in flight to it are those on all of them: counted per
+ * connection, and this node's jobs in flight to it are those on all of them: counted per
  * connection, a worker with one slot looked free on its second connection with a job running
  * from the first, and a peer that opened more connections took that many more jobs.
  * 7. **Track record**: the higher ledger balance (credit for finished, unchallenged work).
@@ -49,7 +50,7 @@ export interface WorkerCandidate {
   convicted: boolean;
   /** Its last hello's load, if it sent one. */
   load?: PeerLoad;
-  /** Requests this node has in flight to it on this connection (summed over the key's). */
+  /** Jobs this node has in flight to it on this connection (summed over the key's). */
   inFlight: number;
   /** Its account in this node's ledger, if this node keeps one. */
   standing?: { stake: number; locked: number; balance: number };

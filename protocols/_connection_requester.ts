@@ -91,6 +91,13 @@ export class Requester {
     return this.#pending.size;
   }
 
+  /** Those of them of message `definition`. */
+  sizeOf(definition: MessageDefinition): number {
+    let n = 0;
+    for (const pending of this.#pending.values()) if (pending.definition === definition) n++;
+    return n;
+  }
+
   /** Requests and streams waiting for a slot. */
   get waiting(): number {
     return this.#slotWaiters.length;

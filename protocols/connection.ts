@@ -336,6 +336,14 @@ export class Connection {
     return this.#protocols?.supports(name) ?? false;
   }
 
+  /**
+   * Our requests and streams of message `definition` awaiting a reply or still streaming on this
+   * connection (`stats().pendingRequests` counts those of every message).
+   */
+  pendingRequestsOf(definition: MessageDefinition): number {
+    return this.#requester.sizeOf(definition);
+  }
+
   /** A snapshot of counters and gauges. */
   stats(): ConnectionStats {
     return {

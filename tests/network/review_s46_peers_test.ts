@@ -8,7 +8,11 @@ import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { INFERENCE_PROTOCOL, ListModelsMessage } from "../../protocols/inference_messages.ts";
+import {
+  INFERENCE_PROTOCOL,
+  ListModelsMessage,
+  SubmitMessage,
+} from "../../protocols/inference_messages.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import {
   PEER_PROTOCOL,
@@ -37,9 +41,9 @@ const MODEL = { cid: "m", name: "m", kind: "text" as const };
 
 /**
  * A fake worker with `identity` connects to the router `network` once more; it answers the
- * router's first model listing on this connection and holds every later request (a job the
- * router sent it, as far as the router's count of requests in flight goes). Resolves with the
- * router's side and the worker's side.
+ * router's first model listing on this connection and holds every later request: every job
+ * (`inference.submit`) and every later listing (a request in flight that is not a job).
+ * Resolves with the router's side and the worker's side.
  */
 async function joinWorker(network: ActorRef<NetworkMessage>, identity: Identity) {
   const [near, far] = memoryDuplexPair();
@@ -52,6 +56,7 @@ async function joinWorker(network: ActorRef<NetworkMessage>, identity: Identity)
     ListModelsMessage,
     () => listed++ === 0 ? { models: [MODEL] } : new Promise<never>(() => {}),
   );
+  workerSide.handle(SubmitMessage, () => new Promise<never>(() => {}));
   return { routerSide, workerSide };
 }
 
@@ -89,8 +94,11 @@ Deno.test("s46: a worker connected twice is full by the router's own count of jo
       return rows.length === 3 && rows.every((r) => r.load !== undefined && r.models.length > 0);
     }, "three rows with hellos and models");
     // The router sends `twice` a job on its first connection: its one slot is taken.
-    const job = first.routerSide.request(ListModelsMessage, {}).catch(() => {});
-    await eventually(() => first.routerSide.stats().pendingRequests === 1, "the job in flight");
+    const held = first.routerSide.openStream(SubmitMessage, { job: job(1) });
+    await eventually(
+      () => first.routerSide.pendingRequestsOf(SubmitMessage) === 1,
+      "the job in flight",
+    );
     const pick = await network.ask<Connection | undefined>({ type: "worker", model: "m" });
     assert.equal(
       toHex(pick!.peerKey!),
@@ -98,7 +106,45 @@ Deno.test("s46: a worker connected twice is full by the router's own count of jo
       "not `twice` again over its other connection: it has no room",
     );
     await Promise.all([first.workerSide.close(), second.workerSide.close()]);
-    await job;
+    await held.cancel().catch(() => {});
+  } finally {
+    await system.shutdown();
+  }
+});
+
+Deno.test("s60: a request in flight to a worker that is not a job (a receipt announcement, a catch-up's receipt, a listing) is no load on it: the idle worker still gets the job", async () => {
+  const system = new ActorSystem({ name: "s60-not-a-job" });
+  const router = Identity.generate();
+  const [idle, other] = [Identity.generate(), Identity.generate()];
+  try {
+    const network = await system.spawn<NetworkMessage>({
+      name: "router/network",
+      factory: () => new NetworkActor({ identity: router, services: {} }),
+    });
+    // `idle`: one slot, nothing running; `other`: two jobs running of four slots.
+    const a = await joinWorker(network, idle);
+    const b = await joinWorker(network, other);
+    let seq = 0;
+    const hello = (id: Identity, body: PeerHelloBody, c: Connection) =>
+      c.notify(PeerHelloMessage, { hello: signPeerHello(id, body, ++seq, Date.now()) });
+    await hello(idle, load(0, 1), a.workerSide);
+    await hello(other, load(2, 4), b.workerSide);
+    await eventually(async () => {
+      const rows = await network.ask<PeerInfo[]>({ type: "peers" });
+      return rows.length === 2 && rows.every((r) => r.load !== undefined && r.models.length > 0);
+    }, "two rows with hellos and models");
+    // The router has a request in flight to `idle` that is not a job (its worker holds it, as a
+    // peer's validator holds a receipt announcement while it records it).
+    const listing = a.routerSide.request(ListModelsMessage, {}).catch(() => {});
+    await eventually(() => a.routerSide.stats().pendingRequests === 1, "the request in flight");
+    const pick = await network.ask<Connection | undefined>({ type: "worker", model: "m" });
+    assert.equal(
+      toHex(pick!.peerKey!),
+      toHex(idle.publicKey),
+      "the idle worker: a request that is not a job takes none of its slots",
+    );
+    await Promise.all([a.workerSide.close(), b.workerSide.close()]);
+    await listing;
   } finally {
     await system.shutdown();
   }
