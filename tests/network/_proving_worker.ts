@@ -68,6 +68,8 @@ export interface ProvingWorkerOptions {
    * (default false: the tokens are all there and `done` resolves at once).
    */
   held?: boolean;
+  /** The text streamed at position 0 differs from what was proved (default false). */
+  altered?: boolean;
 }
 
 /**
@@ -79,11 +81,15 @@ export class ProvingWorkerPort implements InferencePort {
   release = Promise.withResolvers<void>();
   /** The last job's receipt (none when not proving). */
   receipt?: Receipt;
+  /** The last job. */
+  job?: TextJob;
   readonly #prove: boolean;
   readonly #held: boolean;
+  readonly #altered: boolean;
   constructor(readonly identity: Identity, options: ProvingWorkerOptions = {}) {
     this.#prove = options.prove ?? true;
     this.#held = options.held ?? false;
+    this.#altered = options.altered ?? false;
   }
   models(): Promise<ServedModelInfo[]> {
     return Promise.resolve([HONEST_INFO]);
@@ -98,11 +104,12 @@ export class ProvingWorkerPort implements InferencePort {
       ? (await proveJob(job, ReadableStream.from(chunks), this.identity)).receipt
       : undefined;
     this.receipt = receipt;
+    this.job = job;
     const eos = f.honest.info.eosTokenId;
     const tokens: StreamedToken[] = chunks.map((c, i) => ({
       index: c.index,
       tokenId: c.tokenId,
-      text: c.text,
+      text: this.#altered && i === 0 ? `${c.text}!` : c.text,
       ...(i === chunks.length - 1
         ? { finishReason: c.tokenId === eos ? "stop" as const : "length" as const }
         : {}),

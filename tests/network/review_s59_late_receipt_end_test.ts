@@ -18,119 +18,20 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Actor } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ReceiptHandled } from "../../actors/validator_actor.ts";
-import {
-  emptyInferenceStats,
-  type InferenceHandle,
-  type InferencePort,
-  type JobSummary,
-  type ServedModelInfo,
-  type StreamedToken,
-} from "../../inference/inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
+import type { StreamedToken } from "../../inference/inference_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import { servePeer } from "../../network/peer_services.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { bytesEqual } from "../../protocols/bytes_equal.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
-import { manualStream } from "../proof/_models.ts";
-import {
-  f,
-  HONEST_MODELS,
-  ledgerReads,
-  spawnValidator,
-  START,
-} from "../actors/_validator_fixture.ts";
+import { f, ledgerReads, START } from "../actors/_validator_fixture.ts";
+import { connectWorker, OneWorker, ProvingWorkerPort, spawnRouter } from "./_proving_worker.ts";
 
 const WORKER_STAKE = 1_000_000;
-
-const INFO: ServedModelInfo = { cid: f.honest.info.cid, name: "honest", kind: "text" };
-
-/**
- * A worker's port: each job runs on the honest model and is proved under `identity`; its `done`
- * (with the receipt) waits for `release`. `altered` changes the text streamed at position 0, so
- * the receipt is for another output than the client got.
- */
-class ProvingPort implements InferencePort {
-  readonly release = Promise.withResolvers<void>();
-  receipt?: Receipt;
-  job?: TextJob;
-  constructor(readonly identity: Identity, readonly altered = false) {}
-  models() {
-    return Promise.resolve([INFO]);
-  }
-  stats() {
-    return Promise.resolve(emptyInferenceStats());
-  }
-  async submit(job: TextJob): Promise<InferenceHandle> {
-    const ids = f.honest.tokenizer.encode(job.prompt);
-    const chunks = await Array.fromAsync(manualStream(() => f.honest, ids, job.params));
-    const proved = await proveJob(job, ReadableStream.from(chunks), this.identity);
-    this.receipt = proved.receipt;
-    this.job = job;
-    const eos = f.honest.info.eosTokenId;
-    const tokens: StreamedToken[] = chunks.map((c, i) => ({
-      index: c.index,
-      tokenId: c.tokenId,
-      text: this.altered && i === 0 ? `${c.text}!` : c.text,
-      ...(i === chunks.length - 1
-        ? { finishReason: c.tokenId === eos ? "stop" as const : "length" as const }
-        : {}),
-    }));
-    const summary: JobSummary = {
-      jobId: jobId(job),
-      finishReason: tokens.at(-1)!.finishReason!,
-      usage: { promptTokens: ids.length, completionTokens: tokens.length },
-      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-      receipt: proved.receipt,
-    };
-    let i = 0;
-    return {
-      jobId: jobId(job),
-      model: INFO,
-      promptTokens: ids.length,
-      tokens: new ReadableStream<StreamedToken>({
-        pull: (c) => {
-          c.enqueue(tokens[i++]);
-          if (i === tokens.length) c.close();
-        },
-      }, { highWaterMark: 0 }),
-      // The job finished with its last token; its receipt comes once the test says.
-      done: this.release.promise.then(() => summary),
-      cancel: () => {},
-    };
-  }
-}
-
-/** The router's NetworkActor stand-in: the worker's open connection, for jobs and by key. */
-class OneWorker implements Actor<NetworkMessage> {
-  connection?: Connection;
-  /** Workers kept off the model (a receipt that failed the router's check). */
-  readonly avoided: string[] = [];
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker_refused_model") this.avoided.push(message.key);
-    const open = this.connection?.isClosed === false ? this.connection : undefined;
-    switch (message.type) {
-      case "worker":
-        return open;
-      case "connection_to":
-        return open && bytesEqual(open.peerKey!, message.key) ? open : undefined;
-      case "worker_models":
-        return [INFO];
-    }
-    return undefined; // announce_receipt: nothing to do here
-  }
-}
 
 /** Router and worker, each a node of its own, not yet connected. */
 async function setUp(label: string, altered: boolean) {
@@ -140,37 +41,19 @@ async function setUp(label: string, altered: boolean) {
   const workerSystem = new ActorSystem({ name: `s59-late-end-worker-${label}` });
   const [router, worker] = [Identity.generate(), Identity.generate()];
   const network = new OneWorker();
-  const networkRef = await routerSystem.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => network,
-  });
-  const validator = await spawnValidator(routerSystem, {
-    name: "router/validator",
-    identity: router,
-    ledgerDir: `${dir}/router`,
-    clock,
-    challengeProbability: 0, // nothing here is about a challenge
-    network: "router/network",
-    models: HONEST_MODELS,
-  });
+  const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
   await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
   const timers = new FakeTimers();
   const port = new NetworkInferencePort(networkRef, validator, router, {
     tokensPerEvent: 1,
     timers,
   });
-  const workerPort = new ProvingPort(worker, altered);
+  const workerPort = new ProvingWorkerPort(worker, { held: true, altered });
   /** A new connection router — worker, the worker serving it as a node serves its peers. */
   const connect = async () => {
-    const [a, b] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL];
-    const [toWorker, atWorker] = await Promise.all([
-      Connection.open(a, { identity: router, protocols }),
-      Connection.open(b, { identity: worker, protocols }),
-    ]);
-    servePeer(atWorker, router.publicKey, { system: workerSystem, inference: workerPort });
-    network.connection = toWorker;
-    return { toWorker, atWorker };
+    const ends = await connectWorker(router, worker, workerPort, workerSystem);
+    network.connection = ends.toWorker;
+    return ends;
   };
   return {
     clock,
