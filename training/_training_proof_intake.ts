@@ -78,8 +78,9 @@ import {
 import type { TrainingValidatorMessage } from "./training_validator.ts";
 
 /**
- * Unbacked proofs whose check failed before its re-run remembered: as many as the validator
- * remembers gossip items (its `SEEN_LIMIT`), oldest forgotten first.
+ * Proofs whose unbacked check is counted already remembered (those whose check failed before its
+ * re-run, the kept claims read back): as many as the validator remembers gossip items (its
+ * `SEEN_LIMIT`), oldest forgotten first.
  */
 const MAX_UNBACKED_FAILED = 4096;
 
@@ -161,15 +162,23 @@ export class TrainingProofIntake {
    */
   readonly #unbacked = new UnbackedChecks();
   /**
-   * Unbacked proofs (by hash) whose check failed before its re-run (`arch_mismatch`, the start
-   * model out of reach): another copy of the same proof is checked without charging its receipt
-   * again (a failure in the re-run itself is not: each re-run is charged). The architecture and
-   * start file travel unsigned beside the proof, so a relay with no key could otherwise spend a
-   * receipt's whole unbacked budget on copies of its honest accuser's proof, and the genuine copy
-   * was then skipped (the lazy trainer paid here). Bounded by {@link MAX_UNBACKED_FAILED}, oldest
-   * forgotten first.
+   * Proofs (by hash) whose unbacked check is counted already, taken again without charging their
+   * receipt again (nor counting them against the budget their own charge spent):
+   *
+   * - an unbacked proof whose check failed before its re-run (`arch_mismatch`, the start model
+   *   out of reach): another copy of it (a failure in the re-run itself is not: each re-run is
+   *   charged). The architecture and start file travel unsigned beside the proof, so a relay
+   *   with no key could otherwise spend a receipt's whole unbacked budget on copies of its honest
+   *   accuser's proof, and the genuine copy was then skipped (the lazy trainer paid here);
+   * - a claim kept because the ledger did not answer its takeover (`_claim_takeovers.ts`), read
+   *   back at start ({@link TrainingProofIntake.chargedBefore}): its charge is in the counts read
+   *   back. Before (review s61, `tests/training/review_s61_kept_claim_charge_test.ts`) each start
+   *   charged it again: a claim kept across a few restarts spent its receipt's whole unbacked
+   *   budget, was refused itself (`unstaked_accuser`), and the withholding trainer was paid here.
+   *
+   * Bounded by {@link MAX_UNBACKED_FAILED}, oldest forgotten first.
    */
-  readonly #unbackedFailed = new Set<string>();
+  readonly #chargedAlready = new Set<string>();
   /** The proofs held for their accuser's pledge, across a stop (`ownProofsDir`). */
   readonly #keptPledgeHeld: KeptHeldTrainingProofs | undefined;
   /** The proofs held for their receipt, across a stop (`ownProofsDir`). */
@@ -277,8 +286,9 @@ export class TrainingProofIntake {
     if (typeof pledged === "symbol") return { refusal: LEDGER_UNANSWERED };
     const id = trainingReceiptId(proof.receipt);
     const open = now <= record.pendingUntil;
-    // A copy of a proof whose charged check failed unsettled: taken again, not charged again.
-    const retry = this.#unbackedFailed.has(trainingFraudProofHash(proof)) &&
+    // Its check counted already (a copy of a proof whose charged check failed unsettled, a kept
+    // claim read back): taken again, not charged again (`#chargedAlready`).
+    const retry = this.#chargedAlready.has(trainingFraudProofHash(proof)) &&
       this.#unbacked.inFlight < MAX_UNBACKED_CHECKS_IN_FLIGHT;
     if (pledged && open && (retry || this.#unbacked.available(id, toHex(proof.validator)))) {
       return { unbacked: record.pendingUntil };
@@ -322,9 +332,9 @@ export class TrainingProofIntake {
   ): Promise<boolean> {
     // An unbacked check counts against its receipt from here; its in-flight place is freed
     // when it settles (`checked`) or fails (`unchecked`).
-    // A copy of a proof whose charged check failed is not charged again (its in-flight
+    // One whose check is counted already is not charged again (`#chargedAlready`; its in-flight
     // place is `#seen`'s one per hash; `admit` still caps it with the others).
-    const charged = until !== undefined && !this.#unbackedFailed.delete(hash);
+    const charged = until !== undefined && !this.#chargedAlready.delete(hash);
     if (charged) {
       this.#unbacked.take(id, toHex(proof.validator), hash, until!);
       // On disk before the re-run: a restart must not grant the receipt its budget again.
@@ -344,9 +354,26 @@ export class TrainingProofIntake {
    * architecture): the next copy is not charged again.
    */
   failedBeforeRerun(hash: string): void {
-    this.#unbackedFailed.add(hash);
-    if (this.#unbackedFailed.size > MAX_UNBACKED_FAILED) {
-      this.#unbackedFailed.delete(this.#unbackedFailed.values().next().value!);
+    this.#countedAlready(hash);
+  }
+
+  /**
+   * At start, after {@link TrainingProofIntake.readBack} (the counts spent before restored): the
+   * claims kept because the ledger did not answer their takeover (`_claim_takeovers.ts`), read
+   * back to go through the intake again. A claim's check was charged (when unbacked) before it
+   * was kept, and that charge is in the counts read back: taken again, it is not charged again,
+   * nor refused for the budget its own charge spent. One that was backed then and is unbacked now
+   * is not charged this once either (at most the kept claims, a few per claimant).
+   */
+  chargedBefore(proofs: Iterable<TrainingFraudProofBody["proof"]>): void {
+    for (const proof of proofs) this.#countedAlready(trainingFraudProofHash(proof));
+  }
+
+  /** Proof `hash`'s unbacked check is counted already: taken again, it is not charged again. */
+  #countedAlready(hash: string): void {
+    this.#chargedAlready.add(hash);
+    if (this.#chargedAlready.size > MAX_UNBACKED_FAILED) {
+      this.#chargedAlready.delete(this.#chargedAlready.values().next().value!);
     }
   }
 

@@ -574,6 +574,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     // `receipts_again` (a proof read back below meanwhile is held for its receipt until then).
     await this.#credits.readBack(ctx);
     for (const message of await this.#intake.readBack()) await this.receive(message, ctx);
+    // A claim's check was charged to its receipt's unbacked budget before it was kept: that
+    // charge is in the counts read back, and taking it again does not charge it again.
+    this.#intake.chargedBefore(claims.map((message) => message.body.proof));
     for (const message of claims) await this.receive(message, ctx);
     await this.#intake.keep();
     // Taken or held now (on the intake's disk): the claims' folder holds only what is kept again.
