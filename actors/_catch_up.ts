@@ -32,7 +32,10 @@
  *   left the honest worker paid in this ledger alone. Kept on disk
  *   (`<ledger dir>/catch-up-receipts/`), bounded apart from the rest (never pushing a conviction
  *   or a verdict out), weighed per worker; `_catch_up_receipts.ts` (review s60,
- *   `tests/network/review_s60_catchup_receipts_test.ts`).
+ *   `tests/network/review_s60_catchup_receipts_test.ts`). Written ahead of the ledger's record, so
+ *   a process killed right after it still has it; their workers' pledges go first among those
+ *   pushed on connect, after the accusers' ({@link CatchUp.workers}; review s61,
+ *   `tests/network/review_s61_catchup_crash_test.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
  * fraud proofs of at most {@link MAX_CATCH_UP_FRAUD_PROOF_BYTES} in all, and
@@ -137,7 +140,7 @@ import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { ReceiptFiles } from "./_receipt_files.ts";
-import type { CatchUpItem } from "./validator_messages.ts";
+import type { AssignedReceiptItem, CatchUpItem } from "./validator_messages.ts";
 import {
   type Conviction,
   convictionOf,
@@ -300,6 +303,8 @@ export class CatchUp {
     // has it after all, its file removed if not.
     catchUp.#settle(options);
     catchUp.#verdicts.settle(options);
+    // An assigned receipt's announcement written ahead of a record a crash cut off: likewise.
+    catchUp.#receipts.settle(options.now(), options.assignedPending);
     await catchUp.#writes;
     return catchUp;
   }
@@ -386,10 +391,13 @@ export class CatchUp {
    * only if the ledger settled it ({@link CatchUpReadOptions.settled};
    * {@link CatchUpReadOptions.recorded} and {@link CatchUp.dropUnsettled} for a verdict). Not
    * sent before {@link CatchUp.add}; {@link CatchUp.discard} if the ledger refuses it. A write
-   * that fails is logged: the item is still kept by {@link CatchUp.add}, in memory.
+   * that fails is logged: the item is still kept by {@link CatchUp.add}, in memory. Likewise
+   * before the ledger records a receipt this node assigned: its announcement
+   * (`CatchUpReceipts.write`; {@link CatchUp.discardAssigned} if the ledger did not record it).
    */
-  write(item: Conviction | KeptVerdict, until: number): Promise<void> {
+  write(item: Conviction | KeptVerdict | AssignedReceiptItem, until: number): Promise<void> {
     if (item.kind === "verdict") return this.#verdicts.write(item, until);
+    if (item.kind === "assigned_receipt") return this.#receipts.write(item, until);
     const id = idOf(item);
     const disk = this.#disk;
     if (disk === undefined || this.#proofs.has(id)) return Promise.resolve();
@@ -411,6 +419,14 @@ export class CatchUp {
   discard(id: string): void {
     if (this.#written.delete(id)) this.#remove(id);
     this.#verdicts.discard(id);
+  }
+
+  /**
+   * The ledger did not record receipt `id` as assigned by this node (or it was not announced):
+   * the announcement written ahead of it is removed (one kept by {@link CatchUp.add} stays).
+   */
+  discardAssigned(id: string): void {
+    this.#receipts.discard(id);
   }
 
   /**
@@ -510,6 +526,19 @@ export class CatchUp {
       if (!seen.has(toHex(key))) seen.set(toHex(key), key);
     }
     return [...seen.values()];
+  }
+
+  /**
+   * The workers (public keys, one each, oldest kept first) of the announcements of receipts this
+   * node assigned kept inside their window at `now`: their pledges go among the first pushed on
+   * connect, after the accusers' ({@link CatchUp.accusers}). A peer that lacks one refuses the
+   * receipt `insufficient_stake` and is sent the pledge then (`network/catch_up.ts`), but out of
+   * the room kept back for pledges a peer needs (`PLEDGE_SEND_RESERVE`, 16 at once): with more
+   * workers than that, the others' receipts were held there for pledges that did not fit, and
+   * those honest workers went unpaid (review s61, `tests/network/review_s61_catchup_crash_test.ts`).
+   */
+  workers(now: number): Uint8Array[] {
+    return this.#receipts.workers(now);
   }
 
   /**

@@ -17,7 +17,11 @@
  * were never sent again.
  *
  * Kept on disk (`<ledger dir>/catch-up-receipts/<receipt id>.cbor`, one file each, a
- * `ReceiptFiles` folder) as they are kept, and read back when a process first opens the catch-up
+ * `ReceiptFiles` folder), written durably just before the ledger records the receipt as assigned
+ * by this node ({@link CatchUpReceipts.write}: a process killed right after the record has it;
+ * written after it, until review s61, a kill between the two lost it for good,
+ * `tests/network/review_s61_catchup_crash_test.ts`), its file removed if the ledger did not record
+ * it so ({@link CatchUpReceipts.discard}), and read back when a process first opens the catch-up
  * of its ledger directory; kept, read back and sent only while the ledger holds the receipt
  * pending, assigned by this node, inside its window ({@link CatchUpReceiptsOptions.pending}): one
  * that left `pending` (final, fraud, unpaid) or whose window closed is dropped and its file
@@ -114,6 +118,13 @@ export class CatchUpReceipts {
   readonly #kept = new Map<string, Kept<AssignedReceiptItem>>();
   /** Bytes of {@link CatchUpReceipts.#kept}. */
   #bytes = 0;
+  /**
+   * Announcements written ahead of the ledger's record ({@link CatchUpReceipts.write}), not kept
+   * yet: kept by {@link CatchUpReceipts.add} once recorded, their files removed by
+   * {@link CatchUpReceipts.discard} if not, or at a start as the ledger has them
+   * ({@link CatchUpReceipts.settle}).
+   */
+  readonly #written = new Map<string, KeptReceiptFile>();
   /** The order of the next one kept. */
   #seq = 0;
   readonly #options: CatchUpReceiptsOptions;
@@ -159,18 +170,74 @@ export class CatchUpReceipts {
   }
 
   /**
+   * Before the ledger records `item`'s receipt as assigned by this node: its file, written durably
+   * (once the returned promise resolves), so a process killed right after the record still has the
+   * announcement at its next start, where it is read back only if the ledger holds the receipt
+   * pending, assigned by this node ({@link CatchUpReceipts.read}). Written after the record, as it
+   * was until review s61, a kill between the two left the receipt pending here and no file to
+   * carry its job and assignment: no peer that connected afterwards heard of it, and the honest
+   * worker was paid in this ledger alone (`tests/network/review_s61_catchup_crash_test.ts`). Not
+   * sent before {@link CatchUpReceipts.add}; {@link CatchUpReceipts.discard} if the ledger did not
+   * record it. `until`: the window's end the record is expected to get (the ledger's own is used
+   * wherever the ledger is asked). A write that fails is logged, and {@link CatchUpReceipts.add}
+   * writes it again.
+   */
+  write(item: AssignedReceiptItem, until: number): Promise<void> {
+    const id = receiptId(item.receipt);
+    const disk = this.#options.disk;
+    if (disk === undefined || this.#kept.has(id) || this.#written.has(id)) {
+      return this.#options.writes();
+    }
+    const file: KeptReceiptFile = { seq: this.#seq++, until, item };
+    this.#written.set(id, file);
+    const save = () =>
+      disk.save(id, file).catch((error) => {
+        // Not on disk: `add` writes it again.
+        if (this.#written.get(id) === file) this.#written.delete(id);
+        throw error;
+      });
+    return this.#options.onDisk(save, `receipt ${id.slice(0, 12)} not written ahead`);
+  }
+
+  /** The ledger did not record receipt `id` as written ahead: its file is removed. */
+  discard(id: string): void {
+    if (this.#written.delete(id)) this.#remove(id);
+  }
+
+  /**
+   * At a start in this process, those written ahead of a record that a crash of the validator cut
+   * off: kept if the ledger holds their receipt pending, assigned by this node (`pending`; absent:
+   * inside the window each was written with), their files removed if not.
+   */
+  settle(now: number, pending?: AssignedPending): void {
+    const written = [...this.#written].sort(([, x], [, y]) => x.seq - y.seq);
+    this.#written.clear();
+    for (const [id, { seq, until, item }] of written) {
+      const end = pending === undefined ? until : pending(id);
+      if (end === undefined || now > end) this.#remove(id);
+      else this.#keep(id, item, end, seq);
+    }
+  }
+
+  /**
    * Keep `item` (a receipt this node assigned, recorded pending) for the peers that connect until
    * `until`, unless kept already. In memory at once; on disk once the returned promise resolves
-   * (a write that fails is logged: it is still sent until this process ends).
+   * (written ahead of the record, {@link CatchUpReceipts.write}: not again; a write that fails is
+   * logged: it is still sent until this process ends).
    */
   add(item: AssignedReceiptItem, until: number): Promise<void> {
     const id = receiptId(item.receipt);
     if (this.#kept.has(id)) return this.#options.writes();
-    const seq = this.#seq++;
+    const written = this.#written.get(id);
+    this.#written.delete(id);
+    const seq = written?.seq ?? this.#seq++;
     this.#keep(id, item, until, seq);
     const disk = this.#options.disk;
-    // Dropped at once past a bound (too large alone): nothing to write.
-    if (disk === undefined || !this.#kept.has(id)) return this.#options.writes();
+    // Dropped at once past a bound (too large alone, its file removed): nothing to write; written
+    // ahead: on disk already.
+    if (disk === undefined || !this.#kept.has(id) || written !== undefined) {
+      return this.#options.writes();
+    }
     const file: KeptReceiptFile = { seq, until, item };
     return this.#options.onDisk(() => disk.save(id, file), `receipt ${id.slice(0, 12)} not kept`);
   }
@@ -214,6 +281,19 @@ export class CatchUpReceipts {
     const disk = this.#options.disk;
     if (disk === undefined) return;
     void this.#options.onDisk(() => disk.remove(id), `receipt ${id.slice(0, 12)} not removed`);
+  }
+
+  /**
+   * The workers (public keys, one each, that of the longest kept first) of the announcements kept
+   * inside their window at `now`: their pledges go among the first pushed on connect.
+   */
+  workers(now: number): Uint8Array[] {
+    const seen = new Map<string, Uint8Array>();
+    for (const kept of this.#kept.values()) {
+      if (now > kept.until || seen.has(kept.worker!)) continue;
+      seen.set(kept.worker!, kept.item.receipt.worker);
+    }
+    return [...seen.values()];
   }
 
   /**

@@ -62,7 +62,10 @@ import { PROOF_DEADLINE_MS } from "../proof/challenge_timing.ts";
 import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { receiptId } from "../protocols/receipt.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
+import { parseReceipt, type Receipt, receiptId } from "../protocols/receipt.ts";
+import { jobId as jobIdOf } from "../protocols/job.ts";
+import { verifyAssignment } from "../protocols/assignment.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
@@ -95,6 +98,8 @@ import { ValidatorRestart } from "./_validator_restart.ts";
 import { PeerVerdicts } from "./_peer_verdicts.ts";
 import type {
   ChallengeSource,
+  ReceiptHandled,
+  ReceiptMessage,
   ValidatorActivity,
   ValidatorMessage,
   ValidatorModelSource,
@@ -330,7 +335,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     this.#heldFile = file;
     // Spent before the stop: still spent (before the held proofs below may spend more).
     this.#fraudProofs.unbacked.restore(held.unbacked);
-    for (const message of held.receipts) await this.#intake.onReceipt(message, ctx).catch(() => {});
+    for (const message of held.receipts) await this.#onReceipt(message, ctx).catch(() => {});
     // Each with the time it was first taken (kept: a restart after the window closed must not
     // make a proof taken inside it too late), before the finalize timer below can pay its receipt.
     for (const { proof, origin, takenAt } of held.proofs) {
@@ -392,7 +397,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const ledger = this.#ledger!;
     switch (message.type) {
       case "receipt":
-        return await this.#intake.onReceipt(message, ctx);
+        return await this.#onReceipt(message, ctx);
       case "challenged":
         return await this.#challenges.onChallenged(message, ctx);
       case "fraud_proof":
@@ -466,12 +471,20 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         if (message.limit === undefined) return pledges;
         // The connect push: the accusers of the convictions a connecting peer is sent first
         // (`_catch_up.ts`); without its accuser's pledge a conviction is held there for good.
-        // One pass over the pledges (a key's look-up is a scan of them all).
-        const keys = new Set(this.#catchUp.accusers(this.#now()).map(toHex));
-        const first = keys.size === 0
-          ? []
-          : ledger.pledges().filter((pledge) => keys.has(toHex(pledge.key)));
-        const rest = pledges.filter((pledge) => !keys.has(toHex(pledge.key)));
+        // Then the workers of the receipts this node assigned that the catch-up carries: a peer
+        // lacking one is sent it when it refuses the receipt, but only as far as the room kept
+        // for that goes (review s61). One pass over the pledges (a key's look-up is a scan of
+        // them all).
+        const now = this.#now();
+        const keys = [...this.#catchUp.accusers(now), ...this.#catchUp.workers(now)].map(toHex);
+        const wanted = new Map(keys.map((key) => [key, undefined as StakePledge | undefined]));
+        if (wanted.size > 0) {
+          for (const pledge of ledger.pledges()) {
+            if (wanted.has(toHex(pledge.key))) wanted.set(toHex(pledge.key), pledge);
+          }
+        }
+        const first = [...wanted.values()].filter((pledge) => pledge !== undefined);
+        const rest = pledges.filter((pledge) => !wanted.has(toHex(pledge.key)));
         return [...first, ...rest].slice(0, Math.max(0, message.limit));
       }
       case "catch_up":
@@ -563,8 +576,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * node's ledger and in no other (review s60,
    * `tests/network/review_s60_wire_announce_network_down_test.ts`; kept in memory only, it was
    * lost with a restart of the process before a peer connected,
-   * `tests/network/review_s60_catchup_receipts_test.ts`). A peer's assigned receipt passed on is
-   * not kept: its requester's catch-up carries it.
+   * `tests/network/review_s60_catchup_receipts_test.ts`). Its file was written ahead of the
+   * ledger's record ({@link ValidatorActor.#writeAhead}, review s61): kept here, it is not written
+   * again. A peer's assigned receipt passed on is not kept: its requester's catch-up carries it.
    */
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
     if (message.type === "announce_receipt" && message.assignment !== undefined) {
@@ -577,6 +591,57 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const name = this.#options.network;
     if (name === undefined) return;
     ctx.system.lookup<NetworkMessage>(name)?.tell(message).catch(() => {});
+  }
+
+  /**
+   * A receipt through the intake (`_receipt_intake.ts`), the announcement of one this node
+   * assigned written ahead of its record ({@link ValidatorActor.#writeAhead}).
+   */
+  async #onReceipt(
+    message: ReceiptMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<ReceiptHandled> {
+    const ahead = await this.#writeAhead(message);
+    const handled = await this.#intake.onReceipt(message, ctx);
+    // Not recorded as assigned here, or not announced (not kept by `#tellNetwork`): its file goes.
+    // (A throw leaves it to the next start, which asks the ledger: `CatchUp.of`.)
+    if (ahead !== undefined) this.#catchUp.discardAssigned(ahead);
+    return handled;
+  }
+
+  /**
+   * Before the intake: the announcement of a receipt that comes with this node's own assignment
+   * (valid, for its job and worker), which the ledger does not hold assigned yet, is written to
+   * the catch-up's disk ahead of the ledger's record (`CatchUp.write`): a process killed between
+   * the record (durable once the ledger answers) and a file written after it lost the
+   * announcement, and no peer that connected afterwards heard of the assignment (review s61,
+   * `tests/network/review_s61_catchup_crash_test.ts`). Its receipt id if written; a file whose
+   * receipt the ledger then does not hold assigned here is removed (`CatchUp.discardAssigned`),
+   * or at the next start if the process dies first. The assignment's signature is checked only
+   * for one naming this node as its requester: any other message costs a comparison of keys.
+   */
+  async #writeAhead(message: ReceiptMessage): Promise<string | undefined> {
+    const { assignment, job } = message;
+    const requester = (assignment as { requester?: unknown } | undefined)?.requester;
+    if (job?.kind !== "text" || !(requester instanceof Uint8Array)) return undefined;
+    if (!bytesEqual(requester, this.#options.identity.publicKey)) return undefined;
+    let receipt: Receipt;
+    let bound: boolean;
+    try {
+      receipt = parseReceipt(message.receipt);
+      bound = jobIdOf(job) === receipt.jobId;
+    } catch {
+      return undefined; // garbage: the intake refuses it
+    }
+    const id = receiptId(receipt);
+    const ledger = this.#ledger!;
+    if (!bound || ledger.receipt(id)?.requester !== undefined) return undefined;
+    if (!verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker })) {
+      return undefined;
+    }
+    const until = this.#now() + ledger.economics.challengeWindowMs;
+    await this.#catchUp.write({ kind: "assigned_receipt", receipt, job, assignment }, until);
+    return id;
   }
 
   /**

@@ -25,13 +25,18 @@
  * assignment, that the NetworkActor sends when the validator records one (`announceReceipt`,
  * asked again after `busy`): the announcement then reached only the ledgers connected at that
  * moment, and an honest worker went unpaid in every other (review s60,
- * `tests/network/review_s60_catchup_receipts_test.ts`). The bounds, and who pays for them, are
- * `_catch_up.ts`'s.
+ * `tests/network/review_s60_catchup_receipts_test.ts`). Their workers' pledges go first among
+ * those pushed on connect (after the accusers', the validator's `pledges` answer); a peer that
+ * still lacks one refuses the receipt `insufficient_stake`, holds it, and is sent the pledge, once
+ * per worker and connect, as for the NetworkActor's own announcement (review s61: nothing sent it,
+ * and the worker went unpaid there, `tests/network/review_s61_catchup_crash_test.ts`). The bounds,
+ * and who pays for them, are `_catch_up.ts`'s.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
 import type { CatchUpItem, CatchUpMessage } from "../actors/validator_messages.ts";
+import { toHex } from "../protocols/hash.ts";
 import { type Connection, type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection.ts";
 import {
   FraudProofAnnouncementMessage,
@@ -51,20 +56,35 @@ import { announceReceipt, sendClaimEvidence } from "./_accusations.ts";
  * (`tests/network/network_review_s41_test.ts`); its convictions are kept on disk, so also after
  * the node's process restarted (`tests/network/catch_up_restart_test.ts`). `timers` is the clock of
  * a claim's receipt asked again after a `busy` refusal (the NetworkActor's connection clock).
+ * `sendPledge` sends the peer `worker`'s pledge when it refused a catch-up receipt of that worker
+ * for want of its stake (`PledgeSync.sendNeeded`, once per worker and connect): it holds the
+ * receipt until the pledge comes, and the connect push carries only `PLEDGES_PUSHED_ON_CONNECT`
+ * pledges (the catch-up's workers among the first, but there may be more of them), so a peer that
+ * joined after the worker's pledge went round held it for a pledge nothing sent, and the honest
+ * worker went unpaid there (review s61, `tests/network/review_s61_catchup_crash_test.ts`).
  */
 export function sendCatchUp(
   connection: Connection,
   validator: string,
   ctx: ActorContext<NetworkMessage>,
   timers: ConnectionTimers = SYSTEM_TIMERS,
+  sendPledge: (worker: Uint8Array) => void = () => {},
 ): void {
   ctx.system.lookup<CatchUpMessage>(validator)
     ?.ask<CatchUpItem[]>({ type: "catch_up" })
     .then(async (items) => {
       const training = connection.supports(TRAINING_PROTOCOL.name);
+      // Workers whose pledge this peer was sent for a refusal: once each per connect.
+      const pledged = new Set<string>();
+      const lacksStake = (worker: Uint8Array) => {
+        const key = toHex(worker);
+        if (pledged.has(key)) return;
+        pledged.add(key);
+        sendPledge(worker);
+      };
       for (const item of items) {
         if (connection.isClosed) return;
-        await send(connection, item, training, timers).catch((error) => {
+        await send(connection, item, training, timers, lacksStake).catch((error) => {
           // Larger than a frame (a training proof of a large model: gossip could not carry it
           // either): that one is not sent, the rest are. Anything else: the connection closed.
           if (!(error instanceof FrameTooLargeError)) throw error;
@@ -78,13 +98,15 @@ export function sendCatchUp(
  * Send one catch-up item; a training conviction only to a peer that offers training; a verdict
  * after its evidence, once the peer answered for it; a receipt this node assigned as the
  * `validation.receipt` request the NetworkActor sends when its validator records one (asked
- * again after a `busy` refusal), once the peer answered for it.
+ * again after a `busy` refusal), once the peer answered for it, `lacksStake` told of its worker
+ * if the peer refused it for want of the worker's stake.
  */
 async function send(
   connection: Connection,
   item: CatchUpItem,
   training: boolean,
   timers: ConnectionTimers,
+  lacksStake: (worker: Uint8Array) => void,
 ): Promise<void> {
   switch (item.kind) {
     case "verdict":
@@ -99,9 +121,11 @@ async function send(
       const { receipt, job, assignment } = item;
       // An answer without recording (a refusal with a reason) is the peer's ledger's to decide;
       // an error other than the connection closing moves on to the next item.
-      await announceReceipt(connection, { receipt, job, assignment }, timers).catch((error) => {
-        if (connection.isClosed) throw error;
-      });
+      const ack = await announceReceipt(connection, { receipt, job, assignment }, timers)
+        .catch((error) => {
+          if (connection.isClosed) throw error;
+        });
+      if (ack?.refusal === "insufficient_stake") lacksStake(receipt.worker);
     }
   }
 }

@@ -600,7 +600,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
       this.#pledgeSync.sendPledges(connection, ctx);
       // The convictions and start's verdicts gossip reached only the peers connected then,
       // after our pledge (`catch_up.ts`).
-      if (validator !== undefined) sendCatchUp(connection, validator, ctx, this.#timers);
+      if (validator !== undefined) {
+        sendCatchUp(connection, validator, ctx, this.#timers, (worker) => {
+          this.#pledgeSync.sendNeeded(connection, worker, ctx);
+        });
+      }
     }
   }
 
