@@ -27,6 +27,10 @@
  * ```ts ignore
  * import { verifyReceipt } from "./mod.ts";
  *
+ * // `receipt` as received (a `done` message's, or a final SSE chunk's `veriflow_receipt`); `job`,
+ * // the TextJob you asked for, binds it to your prompt, nonce and params (docs/API.md says how to
+ * // rebuild it); `output`, the text you were sent. Signature and binding only: that the model
+ * // computed the text is what validators check (`validateReceipt`, with the model and proof data).
  * const check = verifyReceipt(receipt, { job, output: text });
  * if (!check.ok) throw new Error(check.reason);
  * ```

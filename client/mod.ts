@@ -8,10 +8,9 @@
  * @example
  * ```ts ignore
  * import { StreamClient } from "@veriflow/node/client";
- * const client = await StreamClient.connect("ws://127.0.0.1:8080");
+ * using client = await StreamClient.connect("ws://127.0.0.1:8080"); // closed when the scope ends
  * const job = client.infer({ prompt: "The history of", max_tokens: 16 });
  * for await (const token of job.tokens) console.log(token.text);
- * client.close();
  * ```
  *
  * @module

@@ -4,11 +4,10 @@
  *
  * @example
  * ```ts ignore
- * const client = await StreamClient.connect("ws://127.0.0.1:8080");
+ * using client = await StreamClient.connect("ws://127.0.0.1:8080"); // or call client.close()
  * const job = client.infer({ prompt: "Hello", max_tokens: 16 });
  * for await (const token of job.tokens) Deno.stdout.write(new TextEncoder().encode(token.text));
  * console.log(await job.done); // { finish_reason, usage, timings, receipt? }
- * client.close();
  * ```
  *
  * @module
@@ -107,6 +106,12 @@ export interface InferOptions {
    * every 10 s while it does not (the server's `queued` message).
    */
   onQueued?: (position: number) => void;
+  /**
+   * Aborting it cancels the job, as {@link StreamJob.cancel} does (the node ends it with `done`,
+   * `finish_reason: "cancelled"`), so `AbortSignal.timeout(ms)` bounds a job. Already aborted,
+   * the job is not sent: it fails at once with the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 /** One job started on the socket. */
@@ -363,7 +368,8 @@ export class StreamClient {
    * sent, the running job goes on, and the failed job's `cancel` does nothing to it. A request
    * that cannot go on the wire (an `id` that is not a string, which the server could not name in
    * its answer; a value JSON cannot encode, such as a BigInt) fails the job at once with a
-   * {@link StreamRequestError} of code `invalid_request`; nothing is sent.
+   * {@link StreamRequestError} of code `invalid_request`; nothing is sent. So does an
+   * `options.signal` already aborted, with the signal's reason; aborted later, it cancels the job.
    *
    * The client reads the socket as fast as the server sends, so a job's tokens that the caller
    * has not read yet wait in memory, up to the job's `max_tokens`: the WebSocket API has no way
@@ -399,6 +405,8 @@ export class StreamClient {
         ),
       );
     }
+    const signal = options.signal;
+    if (signal?.aborted) return failedJob(id, signal.reason);
     if (this.#socket.readyState !== WebSocket.OPEN) {
       const failure = () => this.#closedError(this.#closeMessage, this.#closeDetails);
       // The server's close is on its way: the job fails with its code and reason (a 1001 says
@@ -452,6 +460,12 @@ export class StreamClient {
     // Callers that only read tokens must not see unhandled rejections from the promises.
     job.start.promise.catch(() => {});
     job.done.promise.catch(() => {});
+    if (signal !== undefined) {
+      // Held only while the job runs: a long-lived signal must not keep every ended job alive.
+      signal.addEventListener("abort", cancel, { once: true });
+      const release = () => signal.removeEventListener("abort", cancel);
+      job.done.promise.then(release, release);
+    }
     this.#jobs.set(id, job);
     this.#startIdleTimer();
     this.#socket.send(frame); // open: checked above, and nothing has run since
@@ -471,6 +485,16 @@ export class StreamClient {
    */
   close(): void {
     this.#closeSocket({ message: "the client closed the socket" });
+  }
+
+  /**
+   * {@link StreamClient.close}, for `using`: a client held with
+   * `using client = await StreamClient.connect(url)` closes when its block ends, however it
+   * ends (a `throw`, a `return`, a `break` out of a job's tokens), so no open socket keeps the
+   * process alive. Synchronous, as `close` is: it does not wait for the node's answer.
+   */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /**
