@@ -30,13 +30,14 @@ import type { TextJob } from "../../protocols/job.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
-import { HONEST_MODELS, ledgerReads } from "../actors/_validator_fixture.ts";
+import { HONEST_MODELS } from "../actors/_validator_fixture.ts";
 import {
   inLedgerSetting,
   joinLedgerNodes,
   ledgerNodeValidator,
   spawnNodesStakingWorker,
 } from "./_ledger_node.ts";
+import { windowsClosed } from "./_assigned_receipt.ts";
 import { clientJob, connectWorker, OneWorker, ProvingWorkerPort } from "./_proving_worker.ts";
 import { crashingValidator, stoppedValidator, type TakenDown } from "./_validator_down.ts";
 
@@ -97,15 +98,13 @@ async function forwardedWhileDown(
       await passedOn();
       await back();
 
-      const readsA = ledgerReads(() => system.lookup<ValidatorMessage>("a/validator")!, clock);
-      const readsC = ledgerReads(() => nodeC.validator, clock);
-      await eventually(
-        async () => (await readsC.record(id)) !== undefined,
+      const { readsA, readsC } = await windowsClosed(
+        clock,
+        () => system.lookup<ValidatorMessage>("a/validator")!,
+        nodeC.validator,
+        id,
         "C to record the receipt A announced",
-        { timeoutMs: 3_000 },
-      ).catch(() => {}); // lost: the ledgers tell below
-      await readsA.closeWindow();
-      await nodeC.validator.ask({ type: "finalize" });
+      );
       const paid = receipt.tokenCount * 1; // DEFAULT_ECONOMICS.defaultTokenPrice
       const recordA = await readsA.record(id);
       assert.equal(recordA?.status, "final", "A (the requester) never recorded the receipt");

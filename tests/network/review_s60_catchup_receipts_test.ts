@@ -19,19 +19,14 @@
  *
  * @module
  */
-import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ReceiptHandled } from "../../actors/validator_messages.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { MAX_WAIT_MS } from "../../network/_validator_inbox.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { HONEST_MODELS, ledgerReads, proveOn, textJob } from "../actors/_validator_fixture.ts";
+import { HONEST_MODELS, textJob } from "../actors/_validator_fixture.ts";
+import { paidInCAsInA, recordAssigned } from "./_assigned_receipt.ts";
 import {
   copyDir,
   inLedgerSetting,
@@ -69,62 +64,8 @@ function spawnNode(
   });
 }
 
-/** The worker's receipt of `job` as A's forwarding port hands it to A's validator. */
-async function recordAssigned(
-  nodeA: LedgerNode,
-  a: Identity,
-  worker: Identity,
-  job: ReturnType<typeof textJob>,
-): Promise<{ id: string; tokens: number }> {
-  const { receipt } = await proveOn(job, worker);
-  const handled = await nodeA.validator.ask<ReceiptHandled>({
-    type: "receipt",
-    receipt,
-    job,
-    assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, a),
-    origin: toHex(worker.publicKey),
-    announce: true,
-  });
-  assert.equal(handled.recorded, true, "A records the receipt");
-  return { id: receiptId(receipt), tokens: receipt.tokenCount };
-}
-
-/**
- * Once C's ledger recorded receipt `id` (or 3 s went by: the ledgers tell), both windows close;
- * the worker must be paid `tokens` × price in C, under A's assignment, as in A.
- */
-async function paidInCAsInA(
-  { clock }: LedgerSetting,
-  nodeA: LedgerNode,
-  nodeC: LedgerNode,
-  a: Identity,
-  worker: Identity,
-  id: string,
-  tokens: number,
-): Promise<void> {
-  const readsA = ledgerReads(() => nodeA.validator, clock);
-  const readsC = ledgerReads(() => nodeC.validator, clock);
-  await eventually(
-    async () => (await readsC.record(id)) !== undefined,
-    "C to record the receipt from A's catch-up",
-    { timeoutMs: 3_000 },
-  ).catch(() => {}); // lost: the ledgers tell below
-  await readsA.closeWindow();
-  await nodeC.validator.ask({ type: "finalize" });
-  const paid = tokens * DEFAULT_ECONOMICS.defaultTokenPrice;
-  assert.equal((await readsA.account(worker.publicKey)).balance, paid, "paid in A");
-  assert.equal(
-    (await readsC.record(id))?.requester,
-    toHex(a.publicKey),
-    "C never heard of A's assignment",
-  );
-  assert.equal((await readsC.record(id))?.status, "final");
-  assert.equal(
-    (await readsC.account(worker.publicKey)).balance,
-    paid,
-    "the honest worker was not paid in a ledger that hears of the job only through A",
-  );
-}
+/** What C waits for before the windows close: A's catch-up reached it. */
+const FROM_CATCH_UP = "C to record the receipt from A's catch-up";
 
 Deno.test("review s60: a receipt A assigned and recorded while no ledger-keeping peer was connected reaches C after A's process restarted: the honest worker is paid tokens × price in C as in A", () =>
   inLedgerSetting("s60-catch-up-receipts-restart", async (setting) => {
@@ -150,8 +91,7 @@ Deno.test("review s60: a receipt A assigned and recorded while no ledger-keeping
     const nodeC = await spawnNode(setting, system, "c", c);
     await nodeC.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
     await joinLedgerNodes(nodeC, nodeA2);
-    const { id, tokens } = recorded;
-    await paidInCAsInA(setting, nodeA2, nodeC, a, worker, id, tokens);
+    await paidInCAsInA(setting.clock, { nodeA: nodeA2, nodeC }, a, worker, recorded, FROM_CATCH_UP);
   }));
 
 Deno.test("review s60: a receipt A assigned, announced while C's validator was down past C's inbox wait (answered service_unavailable), reaches C when they meet again: the honest worker is paid tokens × price in C as in A", () =>
@@ -190,5 +130,12 @@ Deno.test("review s60: a receipt A assigned, announced while C's validator was d
       network: nodeC.network,
     };
     await joinLedgerNodes(nodeA, cAgain);
-    await paidInCAsInA(setting, nodeA, cAgain, a, worker, id, tokens);
+    await paidInCAsInA(
+      setting.clock,
+      { nodeA, nodeC: cAgain },
+      a,
+      worker,
+      { id, tokens },
+      FROM_CATCH_UP,
+    );
   }));

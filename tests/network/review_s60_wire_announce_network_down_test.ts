@@ -15,18 +15,12 @@
  *
  * @module
  */
-import assert from "node:assert/strict";
 import type { Actor } from "../../actors/actor.ts";
 import type { ActorSystem } from "../../actors/actor_system.ts";
-import type { ReceiptHandled } from "../../actors/validator_messages.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { eventually } from "../_helpers/wait.ts";
-import { ledgerReads, proveOn, textJob } from "../actors/_validator_fixture.ts";
+import { textJob } from "../actors/_validator_fixture.ts";
+import { paidInCAsInA, recordAssigned } from "./_assigned_receipt.ts";
 import {
   inLedgerSetting,
   joinLedgerNodes,
@@ -59,18 +53,8 @@ async function announcedWhileNetworkDown(
       () => new NetworkActor({ identity: a, services: { validator: "a/validator" } }),
     );
     const job = textJob(a, `s60-wire-${label}`);
-    const { receipt } = await proveOn(job, worker);
-    const id = receiptId(receipt);
     // As the forwarding port hands it over (`NetworkInferencePort`, `#checked`).
-    const handled = await nodeA.validator.ask<ReceiptHandled>({
-      type: "receipt",
-      receipt,
-      job,
-      assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, a),
-      origin: toHex(worker.publicKey),
-      announce: true,
-    });
-    assert.equal(handled.recorded, true, "A records the receipt");
+    const recorded = await recordAssigned(nodeA, a, worker, job);
     await passedOn();
     await back();
     const aAgain: LedgerNode = {
@@ -79,26 +63,13 @@ async function announcedWhileNetworkDown(
     };
     await joinLedgerNodes(aAgain, nodeC);
 
-    const readsA = ledgerReads(() => nodeA.validator, clock);
-    const readsC = ledgerReads(() => nodeC.validator, clock);
-    await eventually(
-      async () => (await readsC.record(id)) !== undefined,
+    await paidInCAsInA(
+      clock,
+      { nodeA, nodeC },
+      a,
+      worker,
+      recorded,
       "C to record the receipt A announced",
-      { timeoutMs: 3_000 },
-    ).catch(() => {}); // lost: the ledgers tell below
-    await readsA.closeWindow();
-    await nodeC.validator.ask({ type: "finalize" });
-    const paid = receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
-    assert.equal((await readsA.account(worker.publicKey)).balance, paid, "paid in A");
-    assert.equal(
-      (await readsC.record(id))?.requester,
-      toHex(a.publicKey),
-      "C never heard of A's assignment",
-    );
-    assert.equal(
-      (await readsC.account(worker.publicKey)).balance,
-      paid,
-      "the honest worker was not paid in a ledger that hears of the job only through A",
     );
   });
 }

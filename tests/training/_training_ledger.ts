@@ -3,20 +3,27 @@
  * (`node/validator`) on a test clock, and a TrainingValidator (`node/training-validator`) that
  * records into it, with whatever challenge options the test needs; a way to make the ledger look
  * stopped to the training validator, or to take it down right after it released a claim's hold;
- * and such a ledger side with a lazy trainer's receipt and a peer's fraud proof of it at hand.
+ * and such a ledger side with a lazy trainer's receipt and a peer's fraud proof of it at hand
+ * (`spawnLazyReceiptLedger`; `onLazyReceiptLedger` runs a test on one in a system of its own),
+ * with the ledger outcome that proof must have: the lazy trainer slashed here.
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ActorSystem } from "../../actors/actor_system.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account } from "../../proof/ledger.ts";
+import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { type RoundModel, RoundModels } from "../../training/round_models.ts";
 import type { TrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
 import {
@@ -29,6 +36,8 @@ import {
 export const TRAINING_VALIDATOR = "node/training-validator";
 /** The ledger's (the ValidatorActor's) registry name. */
 export const LEDGER = "node/validator";
+/** The peer a fraud proof comes from (hex key). */
+const PEER = "ee".repeat(32);
 
 /**
  * A switch that makes the ledger look stopped to whoever looks it up by name in `system` (the
@@ -145,6 +154,11 @@ export interface LazyReceiptLedgerOptions {
   told?: NetworkMessage[];
   /** Where the training validator logs (default its own). */
   log?: (line: string) => void;
+  /**
+   * The training validator keeps its own fraud proofs and resumes them at start, as a node does
+   * (default true; false: kept in memory only).
+   */
+  resumeOwnProofs?: boolean;
 }
 
 /** A training ledger side with a lazy trainer's receipt, and the fraud proof that convicts it. */
@@ -161,11 +175,27 @@ export interface LazyReceiptLedger {
   proof: TrainingFraudProof;
   /** The lazy receipt's id. */
   id: string;
+  /**
+   * The round's outcome credits the lazy receipt here (paid when its window closes), through the
+   * training validator first spawned; resolves with its record, asserted credited and pending.
+   */
+  credit: () => Promise<ReceiptRecord>;
+  /** The lazy receipt's record here. */
+  record: () => Promise<ReceiptRecord>;
+  /** The lazy trainer's account here. */
+  trainer: () => Promise<Account>;
+  /** Hand `proof` over as a peer's, to the training validator first spawned. */
+  send: () => Promise<unknown>;
+  /**
+   * After a bounded wait for the proof to settle, `closeWindow()`: the lazy receipt `fraud` here
+   * (else fail with `paidHere`), the lazy trainer's stake cut and nothing paid.
+   */
+  assertSlashed: (closeWindow: () => Promise<void>, paidHere: string) => Promise<void>;
 }
 
 /**
  * In `system`, on `dir`: a recording `node/network`, a {@link spawnTrainingLedger} ledger side
- * that keeps and resumes its own proofs (no challenges; retries after 5 ms, doubling; a pledge
+ * that keeps and resumes its own proofs unless told not to (no challenges; retries after 5 ms, doubling; a pledge
  * rechecked after 50 ms), a seeded `TEST_ARCH` model published, and a lazy trainer's receipt from
  * it with an accuser's proof of it ({@link lossFraud}); the accuser and the lazy trainer
  * ({@link LAZY_TRAINER_STAKE}) staked. Nothing of the receipt is handed to the node yet.
@@ -175,7 +205,7 @@ export async function spawnLazyReceiptLedger(
   dir: string,
   options: LazyReceiptLedgerOptions,
 ): Promise<LazyReceiptLedger> {
-  const { now, told = [], log } = options;
+  const { now, told = [], log, resumeOwnProofs = true } = options;
   const down = ledgerDownSwitch(system);
   const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
   const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
@@ -188,7 +218,7 @@ export async function spawnLazyReceiptLedger(
     dir,
     now,
     models,
-    resumeOwnProofs: true,
+    resumeOwnProofs,
     challenge: {
       challengeProbability: 0,
       network: "node/network",
@@ -203,5 +233,88 @@ export async function spawnLazyReceiptLedger(
   const id = trainingReceiptId(proof.receipt);
   await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
   await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
-  return { down, model, ledger, training, restartTraining, proof, id };
+  const record = async () =>
+    (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!;
+  const trainer = () => ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
+  return {
+    down,
+    model,
+    ledger,
+    training,
+    restartTraining,
+    proof,
+    id,
+    credit: async () => {
+      await training.ask({
+        type: "credit",
+        receipts: [proof.receipt],
+        terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
+      });
+      const credited = await record();
+      assert.ok(credited.credit > 0 && credited.status === "pending", "credited, paid when final");
+      return credited;
+    },
+    record,
+    trainer,
+    send: () =>
+      training.ask({ type: "fraud_proof", body: { proof, arch: TEST_ARCH }, origin: PEER }),
+    assertSlashed: async (closeWindow, paidHere) => {
+      await eventually(
+        async () => (await record()).status === "fraud",
+        "the proof to settle",
+        { timeoutMs: 10_000 },
+      ).catch(() => {});
+      await closeWindow();
+      assert.equal((await record()).status, "fraud", paidHere);
+      const account = await trainer();
+      assert.ok(account.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
+      assert.equal(account.balance, 0, "nothing paid");
+    },
+  };
+}
+
+/** What a test run {@link onLazyReceiptLedger} gets. */
+export interface LazyReceiptRun extends LazyReceiptLedger {
+  /** What the training validator logged. */
+  log: string[];
+  /** Move the ledger's clock past the challenge window and finalize: what is paid is paid now. */
+  closeWindow: () => Promise<void>;
+  /** {@link LazyReceiptLedger.assertSlashed} with {@link LazyReceiptRun.closeWindow}. */
+  slashed: (paidHere: string) => Promise<void>;
+}
+
+/**
+ * Run `test` on a {@link spawnLazyReceiptLedger} ledger side in a system and a temporary directory
+ * of its own (both named after `name`), on a test clock that only `closeWindow` moves; both are
+ * shut down and removed after.
+ */
+export async function onLazyReceiptLedger(
+  name: string,
+  options: Pick<LazyReceiptLedgerOptions, "resumeOwnProofs">,
+  test: (run: LazyReceiptRun) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-${name}-` });
+  const system = new ActorSystem({ name });
+  let clock = 1_000_000;
+  const log: string[] = [];
+  try {
+    const lazy = await spawnLazyReceiptLedger(system, dir, {
+      now: () => clock,
+      log: (line) => log.push(line),
+      ...options,
+    });
+    const closeWindow = async () => {
+      clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await lazy.ledger.ask({ type: "finalize" });
+    };
+    await test({
+      ...lazy,
+      log,
+      closeWindow,
+      slashed: (paidHere) => lazy.assertSlashed(closeWindow, paidHere),
+    });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
 }

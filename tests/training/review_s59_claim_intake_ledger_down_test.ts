@@ -11,125 +11,38 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { type Account, Ledger } from "../../proof/ledger.ts";
-import type { ReceiptRecord } from "../../proof/ledger_state.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import { trainingReceiptId } from "../../training/training_receipt.ts";
-import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { Ledger } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
-import { TEST_ARCH } from "./_fixtures.ts";
-import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
-import { ledgerDownSwitch, spawnTrainingLedger } from "./_training_ledger.ts";
+import { type LazyReceiptRun, onLazyReceiptLedger } from "./_training_ledger.ts";
 
 /**
  * A ledger and a training validator on a test clock (retries 5 ms, doubling), a lazy receipt
- * credited there (paid when final) and a staked accuser's confirmed proof against it; `down(true)`
- * makes the ledger look stopped to the training validator (its lookup finds none, as after
- * `system.stop`) while the test still reads it. `send` hands the proof over as a peer's; `assert`
- * reads the ledger outcome after the window: the lazy trainer slashed here.
+ * credited there (paid when final) and a staked accuser's confirmed proof against it
+ * ({@link onLazyReceiptLedger}, its own proofs kept in memory only); `down(true)` makes the
+ * ledger look stopped to the training validator (its lookup finds none, as after `system.stop`)
+ * while the test still reads it. `send` hands the proof over as a peer's; `assert` reads the
+ * ledger outcome after the window: the lazy trainer slashed here.
  */
 async function withLazyReceipt(
   name: string,
-  test: (context: {
-    id: string;
-    down: (value: boolean) => void;
-    send: () => Promise<unknown>;
-    log: string[];
-    record: () => Promise<ReceiptRecord>;
-    closeWindow: () => Promise<void>;
-    trainer: () => Promise<Account>;
-    assertSlashed: (taken: unknown) => Promise<void>;
-  }) => Promise<void>,
+  test: (
+    context: Omit<LazyReceiptRun, "assertSlashed"> & {
+      assertSlashed: (taken: unknown) => Promise<void>;
+    },
+  ) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-s59-intake-${name}-` });
-  const system = new ActorSystem({ name: `s59-intake-${name}` });
-  let clock = 1_000_000;
-  const log: string[] = [];
-  try {
-    const down = ledgerDownSwitch(system);
-    const models = new RoundModels({
-      modelsDir: dir,
-      storage: () => undefined,
-    });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    await system.spawn<NetworkMessage>({
-      name: "node/network",
-      factory: () => new RecordingNetwork([]),
-    });
-    const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: () => clock,
-      models,
-      challenge: {
-        challengeProbability: 0,
-        network: "node/network",
-        endRetryMs: 5,
-        pledgeRecheckMs: 50,
-        now: () => clock,
-        log: (line) => log.push(line),
-      },
-    });
-    const accuser = Identity.generate();
-    const proof = lossFraud(model.cid, accuser, 8);
-    const id = trainingReceiptId(proof.receipt);
-    await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
-    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
+  await onLazyReceiptLedger(`s59-intake-${name}`, { resumeOwnProofs: false }, async (lazy) => {
     // The round's outcome credited the lazy receipt here: paid when its window closes.
-    await training.ask({
-      type: "credit",
-      receipts: [proof.receipt],
-      terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
-    });
-    const record = async () =>
-      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!;
-    const closeWindow = async () => {
-      clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await ledger.ask({ type: "finalize" });
-    };
-    const trainer = () => ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
-    const credited = await record();
-    assert.ok(credited.credit > 0 && credited.status === "pending", "credited, paid when final");
+    await lazy.credit();
     await test({
-      id,
-      log,
-      record,
-      closeWindow,
-      trainer,
-      down,
-      send: () =>
-        training.ask({
-          type: "fraud_proof",
-          body: { proof, arch: TEST_ARCH },
-          origin: "ee".repeat(32),
-        }),
-      assertSlashed: async (taken) => {
-        await eventually(
-          async () => (await record()).status === "fraud",
-          "the proof to settle",
-          { timeoutMs: 10_000 },
-        ).catch(() => {});
-        await closeWindow();
-        assert.equal(
-          (await record()).status,
-          "fraud",
+      ...lazy,
+      assertSlashed: (taken) =>
+        lazy.slashed(
           `the lazy trainer was paid here (the intake answered ${JSON.stringify(taken)})`,
-        );
-        const account = await trainer();
-        assert.ok(account.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
-        assert.equal(account.balance, 0, "nothing paid");
-      },
+        ),
     });
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 Deno.test("review s59: a peer's confirmed fraud proof whose intake found the ledger restarting (a failed read of where its receipt stands) still slashes the lazy trainer here", () =>

@@ -13,8 +13,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
-import { type Account, Ledger } from "../../proof/ledger.ts";
+import { Ledger } from "../../proof/ledger.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import type { Identity } from "../../protocols/identity.ts";
@@ -27,11 +26,11 @@ import {
   claimNode,
   creditWithholdingTrainer,
   STAKE,
-  TRAINER_STAKE,
   type trainerLink,
   type WithholdingTrainer,
 } from "./_claim_node.ts";
-import { ledgerDownSwitch } from "./_training_ledger.ts";
+import { assertWithholderSlashed, takeoverSettled } from "./_claim_conviction.ts";
+import { downAfterHoldReleased, ledgerDownSwitch } from "./_training_ledger.ts";
 
 /**
  * Run `test` on a fresh {@link claimNode} whose trainer trained one receipt, credited here (paid
@@ -84,52 +83,11 @@ async function withWithholdingTrainer(
  * locked stake slashed, nothing paid — on this validator's own takeover, made once.
  */
 async function assertConvicted(n: ClaimNode, record: ReceiptRecord, trainer: Uint8Array) {
-  // A bounded wait for the takeover (the trainer's deadline on the wall clock) to settle.
-  await eventually(
-    async () => (await n.record(record.receiptId)).status === "fraud",
-    "the takeover's own proof to settle",
-    { timeoutMs: 10_000 },
-  ).catch(() => {});
-  await n.closeWindow();
-  assert.equal(
-    (await n.record(record.receiptId)).status,
-    "fraud",
-    "the withholding trainer was paid here",
-  );
-  assert.deepEqual(
-    await n.account(trainer),
-    {
-      balance: 0,
-      stake: TRAINER_STAKE - record.locked,
-      locked: 0,
-    } satisfies Account,
-  );
+  await takeoverSettled(async () => (await n.record(record.receiptId)).status === "fraud");
+  await assertWithholderSlashed(n, record, trainer);
   const stats = await n.stats();
   assert.equal(stats.takeovers, 1, "taken over once, whatever the tries before");
   assert.equal(stats.faults, 1);
-}
-
-/**
- * Take the ledger down (`ledgerDown(true)`) right after it released the claim's hold, so that the
- * takeover's first ask (where the receipt stands) finds none; `armed()` is false once it went down.
- * `restore()` puts the ValidatorActor's `receive` back.
- */
-function downAfterHoldReleased(ledgerDown: (down: boolean) => void) {
-  const receive = ValidatorActor.prototype.receive;
-  let armed = true;
-  ValidatorActor.prototype.receive = function (message, ctx) {
-    if (armed && message.type === "training_checking" && message.hold === undefined) {
-      armed = false;
-      ledgerDown(true);
-    }
-    return receive.call(this, message, ctx);
-  };
-  return {
-    armed: () => armed,
-    restore: () => {
-      ValidatorActor.prototype.receive = receive;
-    },
-  };
 }
 
 Deno.test("review s59: a true opening_missing claim whose takeover found the ledger restarting (a failed read of this validator's stake) still convicts the withholding trainer here", () =>

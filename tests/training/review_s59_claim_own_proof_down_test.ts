@@ -11,15 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
-import type { Account } from "../../proof/ledger.ts";
-import { eventually } from "../_helpers/wait.ts";
-import {
-  claim,
-  claimNode,
-  creditWithholdingTrainer,
-  TRAINER_STAKE,
-  type trainerLink,
-} from "./_claim_node.ts";
+import { claim, claimNode, creditWithholdingTrainer, type trainerLink } from "./_claim_node.ts";
+import { assertWithholderSlashed, takeoverSettled } from "./_claim_conviction.ts";
 
 Deno.test("review s59: this validator's own opening_missing whose intake found the ledger restarting (a failed read of where its receipt stands) still convicts the withholding trainer here", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
@@ -50,26 +43,14 @@ Deno.test("review s59: this validator's own opening_missing whose intake found t
         byTest: true,
       } as { type: "receipt_status"; receiptId: string }))?.status;
     await n.claim(claim(receipt, claimant));
-    await eventually(
-      async () => (await status()) === "fraud",
-      "the takeover's own proof to settle",
-      { timeoutMs: 10_000 },
-    ).catch(() => {});
+    await takeoverSettled(async () => (await status()) === "fraud");
     ValidatorActor.prototype.receive = receive;
-    await n.closeWindow();
     assert.equal(failed, 1, "the own proof's read failed once");
-    assert.equal(
-      (await n.record(record.receiptId)).status,
-      "fraud",
+    await assertWithholderSlashed(
+      n,
+      record,
+      receipt.trainer,
       "the withholding trainer was not slashed here",
-    );
-    assert.deepEqual(
-      await n.account(receipt.trainer),
-      {
-        balance: 0,
-        stake: TRAINER_STAKE - record.locked,
-        locked: 0,
-      } satisfies Account,
     );
   } finally {
     ValidatorActor.prototype.receive = receive;

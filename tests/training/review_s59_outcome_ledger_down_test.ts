@@ -18,150 +18,21 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { type Account, Ledger } from "../../proof/ledger.ts";
-import type { ReceiptRecord } from "../../proof/ledger_state.ts";
+import { Ledger } from "../../proof/ledger.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import { signOutcome } from "../../training/signed_outcome.ts";
-import { trainingReceiptId } from "../../training/training_receipt.ts";
-import {
-  TrainingValidator,
-  type TrainingValidatorMessage,
-  type TrainingValidatorStats,
-} from "../../training/training_validator.ts";
 import { MAX_KEPT_OUTCOMES } from "../../training/_outcome_audits.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { honestRound } from "./_honest_round.ts";
+import { H, onRoundLedger, type RoundLedger } from "./_round_ledger.ts";
 import { uncheckableOutcome } from "./_uncheckable_outcome.ts";
 
-/** Local steps of the round: what is paid does not depend on them. */
-const H = 3;
-/** Stake of the round's coordinator and trainers here: above any bar to be audited or recorded. */
-const ROUND_STAKE = 1_000_000;
-/** The relaying peer (hex key). */
-const PEER = "ee".repeat(32);
-/** The ledger's name. */
-const LEDGER = "node/validator";
 /**
- * First wait before an unanswered ledger ask is made again, ms: short, so the test waits little
- * once the ledger is back; doubling, so a slow machine does not run the asks out first.
+ * The round ledger ({@link onRoundLedger}): an honest round's signed outcome, its keys staked;
+ * `retryMs` the first wait before an unanswered ledger ask is made again (default 20 ms).
  */
-const RETRY_MS = 20;
-
-/**
- * A ledger and a training validator on one test clock, the round's keys staked in the ledger, an
- * honest round's signed outcome; `stopLedger`/`startLedger` take the ledger down and back (its
- * directory kept); `paid` reads the ledger outcome.
- */
-async function onNode(
-  label: string,
-  test: (node: {
-    signed: OutcomeBody;
-    send: (body?: OutcomeBody, origin?: string) => Promise<unknown>;
-    training: ActorRef<TrainingValidatorMessage>;
-    stopLedger: () => Promise<void>;
-    startLedger: () => Promise<void>;
-    stats: () => Promise<TrainingValidatorStats>;
-    log: string[];
-    assertPaid: () => Promise<void>;
-  }) => Promise<void>,
-  retryMs = RETRY_MS,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-s59-outcome-${label}-` });
-  const system = new ActorSystem({ name: `s59-outcome-${label}` });
-  const clock = { t: 1_000_000 };
-  const log: string[] = [];
-  try {
-    const storageRef = await system.spawn<StorageMessage>({
-      name: "node/storage",
-      factory: () => new StorageActor({ dir: join(dir, "store") }),
-    });
-    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => storageRef });
-    const round = await honestRound(models, H);
-    const coordinator = Identity.generate();
-    const signed = signOutcome(round.outcome, coordinator);
-    const identity = Identity.generate();
-    const spawnLedger = () =>
-      system.spawn<ValidatorMessage>({
-        name: LEDGER,
-        factory: () =>
-          new ValidatorActor({
-            identity,
-            ledgerDir: join(dir, "ledger"),
-            ledger: { now: () => clock.t },
-            finalizeIntervalMs: 0,
-            models: { get: () => Promise.resolve(undefined) },
-          }),
-      });
-    await spawnLedger();
-    const ledger = () => system.lookup<ValidatorMessage>(LEDGER)!;
-    const training = await system.spawn<TrainingValidatorMessage>({
-      name: "node/training-validator",
-      factory: () =>
-        new TrainingValidator({
-          identity,
-          models,
-          ledger: LEDGER,
-          challengeProbability: 0,
-          now: () => clock.t,
-          endRetryMs: retryMs,
-          serve: () => Promise.resolve(),
-          log: (line) => log.push(line),
-        }),
-    });
-    for (const key of [coordinator, ...round.trainers]) {
-      await ledger().ask({ type: "deposit", key: key.publicKey, amount: ROUND_STAKE });
-    }
-    const receipts = round.outcome.reports.map((r) => r.receipt);
-    const record = (id: string) =>
-      ledger().ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
-    await test({
-      signed,
-      send: (body = signed, origin = PEER) => training.ask({ type: "outcome", body, origin }),
-      training,
-      stopLedger: async () => assert.ok(await system.stop(LEDGER), "the ledger stops"),
-      startLedger: async () => void await spawnLedger(),
-      stats: () => training.ask<TrainingValidatorStats>({ type: "stats" }),
-      log,
-      assertPaid: async () => {
-        // A bounded wait for the credit (the audit redoes the outer step); then the ledger is read.
-        await eventually(
-          async () => {
-            for (const receipt of receipts) {
-              if (((await record(trainingReceiptId(receipt)))?.credit ?? 0) <= 0) return false;
-            }
-            return true;
-          },
-          "the round's receipts credited",
-          { timeoutMs: 10_000 },
-        ).catch(() => {});
-        clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-        await ledger().ask({ type: "finalize" });
-        for (const [i, receipt] of receipts.entries()) {
-          const entry = await record(trainingReceiptId(receipt));
-          assert.ok(entry !== undefined, `trainer ${i}'s receipt was never recorded here`);
-          assert.equal(entry.status, "final", `trainer ${i}'s receipt final`);
-          assert.ok(entry.credit > 0, `trainer ${i} went uncredited in this ledger`);
-          const account = await ledger().ask<Account>({ type: "account", key: receipt.trainer });
-          assert.equal(account.balance, entry.credit, `trainer ${i} paid its credit`);
-        }
-      },
-    });
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const onNode = (label: string, test: (node: RoundLedger) => Promise<void>, retryMs?: number) =>
+  onRoundLedger({ name: `s59-outcome-${label}`, retryMs }, test);
 
 /**
  * Run `test` with the ledger's first training-receipt write failing as a disk does (EIO: the
@@ -266,7 +137,7 @@ Deno.test("review s59: the receipts this node's coordinator credits whose write 
       // restarted since the round before has no momentum to reproduce it, and credits nothing
       // for it (`round_audit.ts`), so this credit is the only one.
       const { round, startModel, reports } = node.signed;
-      await node.training.ask({
+      await node.training().ask({
         type: "credit",
         receipts: reports.map((r) => r.receipt),
         terms: { round, startModel, steps: H },

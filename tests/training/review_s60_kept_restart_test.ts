@@ -14,26 +14,15 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account } from "../../proof/ledger.ts";
-import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ClaimTakeovers } from "../../training/_claim_takeovers.ts";
 import { TrainingValidator } from "../../training/training_validator.ts";
-import { TEST_ARCH } from "./_fixtures.ts";
-import {
-  claim,
-  claimNode,
-  creditWithholdingTrainer,
-  TRAINER_STAKE,
-  type trainerLink,
-} from "./_claim_node.ts";
-import { LAZY_TRAINER_STAKE } from "./_loss_fraud.ts";
+import { claim, claimNode, creditWithholdingTrainer, type trainerLink } from "./_claim_node.ts";
+import { assertWithholderSlashed, takeoverSettled } from "./_claim_conviction.ts";
 import {
   downAfterHoldReleased,
   ledgerDownSwitch,
-  spawnLazyReceiptLedger,
+  onLazyReceiptLedger,
 } from "./_training_ledger.ts";
 
 /**
@@ -42,59 +31,29 @@ import {
  * back: the lazy trainer slashed here after the window.
  */
 async function keptProofAcrossRestart(name: string, killed: boolean): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-s60-kept-proof-${name}-` });
-  const system = new ActorSystem({ name: `s60-kept-proof-${name}` });
-  const postStop = TrainingValidator.prototype.postStop;
-  let clock = 1_000_000;
-  const log: string[] = [];
-  try {
-    const { down, model, ledger, training, restartTraining, proof, id } =
-      await spawnLazyReceiptLedger(system, dir, {
-        now: () => clock,
-        log: (line) => log.push(line),
-      });
-    // The round's outcome credited the lazy receipt here: paid when its window closes.
-    await training.ask({
-      type: "credit",
-      receipts: [proof.receipt],
-      terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
-    });
-    const record = async () =>
-      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!;
-    assert.equal((await record()).status, "pending", "credited, paid when final");
-    // The ledger is stopped when a peer's proof comes: kept, to take again.
-    down(true);
-    const taken = await training.ask({
-      type: "fraud_proof",
-      body: { proof, arch: TEST_ARCH },
-      origin: "ee".repeat(32),
-    });
-    assert.ok(
-      log.some((l) => l.includes("kept, the ledger did not answer its intake")),
-      `kept (${JSON.stringify(taken)})`,
-    );
-    // The training validator restarts (its supervisor, or the node) while the proof is kept;
-    // the ledger comes back after.
-    if (killed) TrainingValidator.prototype.postStop = () => Promise.resolve();
-    await restartTraining();
-    TrainingValidator.prototype.postStop = postStop;
-    down(false);
-    await eventually(
-      async () => (await record()).status === "fraud",
-      "the proof to settle",
-      { timeoutMs: 10_000 },
-    ).catch(() => {});
-    clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-    await ledger.ask({ type: "finalize" });
-    assert.equal((await record()).status, "fraud", "the lazy trainer was paid here");
-    const trainer = await ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
-    assert.ok(trainer.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
-    assert.equal(trainer.balance, 0, "nothing paid");
-  } finally {
-    TrainingValidator.prototype.postStop = postStop;
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await onLazyReceiptLedger(`s60-kept-proof-${name}`, {}, async (lazy) => {
+    const postStop = TrainingValidator.prototype.postStop;
+    try {
+      // The round's outcome credited the lazy receipt here: paid when its window closes.
+      await lazy.credit();
+      // The ledger is stopped when a peer's proof comes: kept, to take again.
+      lazy.down(true);
+      const taken = await lazy.send();
+      assert.ok(
+        lazy.log.some((l) => l.includes("kept, the ledger did not answer its intake")),
+        `kept (${JSON.stringify(taken)})`,
+      );
+      // The training validator restarts (its supervisor, or the node) while the proof is kept;
+      // the ledger comes back after.
+      if (killed) TrainingValidator.prototype.postStop = () => Promise.resolve();
+      await lazy.restartTraining();
+      TrainingValidator.prototype.postStop = postStop;
+      lazy.down(false);
+      await lazy.slashed("the lazy trainer was paid here");
+    } finally {
+      TrainingValidator.prototype.postStop = postStop;
+    }
+  });
 }
 
 Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake outlives a restart of the training validator: the lazy trainer is slashed here", () =>
@@ -122,21 +81,8 @@ Deno.test("review s60: a true opening_missing claim kept because the ledger did 
     // The training validator restarts while the claim is kept; the ledger comes back after.
     await n.restartTraining();
     ledgerDown(false);
-    await eventually(
-      async () => (await n.record(record.receiptId)).status === "fraud",
-      "the takeover's own proof to settle",
-      { timeoutMs: 10_000 },
-    ).catch(() => {});
-    await n.closeWindow();
-    assert.equal(
-      (await n.record(record.receiptId)).status,
-      "fraud",
-      "the withholding trainer was paid here",
-    );
-    assert.deepEqual(
-      await n.account(receipt.trainer),
-      { balance: 0, stake: TRAINER_STAKE - record.locked, locked: 0 } satisfies Account,
-    );
+    await takeoverSettled(async () => (await n.record(record.receiptId)).status === "fraud");
+    await assertWithholderSlashed(n, record, receipt.trainer);
   } finally {
     ClaimTakeovers.prototype.consider = consider;
     down.restore();
