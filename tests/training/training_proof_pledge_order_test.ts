@@ -104,10 +104,11 @@ async function settleIn(
       }
     }
     // The proof is re-run and settled outside the mailbox. Before stop 40 it never was when it
-    // came before the pledge: the outcome below then shows what this ledger did instead.
-    await eventually(async () => (await status()) !== "pending", "the proof to settle", {
-      timeoutMs: 5_000,
-    }).catch(() => undefined);
+    // came before the pledge: the outcome below then shows what this ledger did instead. Waited
+    // for as long as any effect (EVENTUALLY_GIVE_UP_MS): the re-run took 1 s here and over 3 s on
+    // a loaded machine, and a window closed while it ran paid the lazy trainer.
+    await eventually(async () => (await status()) !== "pending", "the proof to settle")
+      .catch(() => undefined);
     // The receipt's window closes on the ledger's clock: a receipt still pending is paid.
     clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
     await ledger.ask({ type: "finalize" });
