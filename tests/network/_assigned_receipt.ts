@@ -27,7 +27,7 @@ import type { LedgerNode } from "./_ledger_node.ts";
  * `NetworkInferencePort`: A's assignment, announced), asserted recorded.
  */
 export async function recordAssigned(
-  nodeA: LedgerNode,
+  nodeA: Pick<LedgerNode, "validator">,
   a: Identity,
   worker: Identity,
   job: ReturnType<typeof textJob>,
@@ -46,7 +46,8 @@ export async function recordAssigned(
 }
 
 /**
- * Once C's ledger recorded receipt `id` (or 3 s went by, waiting for `what`: the ledgers tell),
+ * Once C's ledger recorded receipt `id` (or the shared limit went by, waiting for `what`: the
+ * ledgers tell),
  * both windows close, A's (`validatorA()`, which may be restarted) and C's; the reads of both.
  */
 export async function windowsClosed(
@@ -58,11 +59,9 @@ export async function windowsClosed(
 ): Promise<{ readsA: LedgerReads; readsC: LedgerReads }> {
   const readsA = ledgerReads(validatorA, clock);
   const readsC = ledgerReads(() => validatorC, clock);
-  await eventually(
-    async () => (await readsC.record(id)) !== undefined,
-    what,
-    { timeoutMs: 3_000 },
-  ).catch(() => {}); // lost: the ledgers tell below
+  // Every caller expects C to record it: waited for as long as any effect (a loaded machine).
+  await eventually(async () => (await readsC.record(id)) !== undefined, what)
+    .catch(() => {}); // lost: the ledgers tell below
   await readsA.closeWindow();
   await validatorC.ask({ type: "finalize" });
   return { readsA, readsC };

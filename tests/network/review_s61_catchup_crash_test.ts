@@ -23,11 +23,9 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
-import type { ReceiptHandled, ValidatorMessage } from "../../actors/validator_messages.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import {
   PLEDGE_SEND_RESERVE,
   PLEDGES_PUSHED_ON_CONNECT,
@@ -35,7 +33,7 @@ import {
 } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { HONEST_MODELS, ledgerReads, proveOn, textJob } from "../actors/_validator_fixture.ts";
+import { HONEST_MODELS, ledgerReads, textJob } from "../actors/_validator_fixture.ts";
 import {
   inLedgerSetting,
   joinLedgerNodes,
@@ -43,6 +41,7 @@ import {
   type LedgerSetting,
   spawnLedgerNode,
 } from "./_ledger_node.ts";
+import { paidInCAsInA, recordAssigned } from "./_assigned_receipt.ts";
 
 const WORKER_STAKE = 1_000_000;
 
@@ -69,63 +68,6 @@ function spawnNode(
     clock,
     now: () => clock.t,
   });
-}
-
-/** The worker's receipt of `job` as A's forwarding port hands it to A's validator. */
-async function recordAssigned(
-  validatorA: LedgerNode["validator"],
-  a: Identity,
-  worker: Identity,
-  job: ReturnType<typeof textJob>,
-): Promise<{ id: string; tokens: number }> {
-  const { receipt } = await proveOn(job, worker);
-  const handled = await validatorA.ask<ReceiptHandled>({
-    type: "receipt",
-    receipt,
-    job,
-    assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, a),
-    origin: toHex(worker.publicKey),
-    announce: true,
-  });
-  assert.equal(handled.recorded, true, "A records the receipt");
-  return { id: receiptId(receipt), tokens: receipt.tokenCount };
-}
-
-/**
- * Once C's ledger recorded receipt `id` (or 3 s went by: the ledgers tell), both windows close;
- * the worker must be paid `tokens` × price in C, under A's assignment, as in A.
- */
-async function paidInCAsInA(
-  { clock }: LedgerSetting,
-  nodeA: LedgerNode,
-  nodeC: LedgerNode,
-  a: Identity,
-  worker: Identity,
-  id: string,
-  tokens: number,
-): Promise<void> {
-  const readsA = ledgerReads(() => nodeA.validator, clock);
-  const readsC = ledgerReads(() => nodeC.validator, clock);
-  await eventually(
-    async () => (await readsC.record(id)) !== undefined,
-    "C to record the receipt from A's catch-up",
-    { timeoutMs: 3_000 },
-  ).catch(() => {}); // lost: the ledgers tell below
-  await readsA.closeWindow();
-  await nodeC.validator.ask({ type: "finalize" });
-  const paid = tokens * DEFAULT_ECONOMICS.defaultTokenPrice;
-  assert.equal((await readsA.account(worker.publicKey)).balance, paid, "paid in A");
-  assert.equal(
-    (await readsC.record(id))?.requester,
-    toHex(a.publicKey),
-    "C never heard of A's assignment",
-  );
-  assert.equal((await readsC.record(id))?.status, "final");
-  assert.equal(
-    (await readsC.account(worker.publicKey)).balance,
-    paid,
-    "the honest worker was not paid in a ledger that hears of the job only through A",
-  );
 }
 
 Deno.test("review s61: A's process killed right after its ledger recorded a receipt A assigned (no peer connected) still sends it to C after the restart: the honest worker is paid tokens × price in C as in A", () =>
@@ -158,7 +100,7 @@ Deno.test("review s61: A's process killed right after its ledger recorded a rece
           }),
       });
       await validatorA.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-      recorded = await recordAssigned(validatorA, a, worker, job);
+      recorded = await recordAssigned({ validator: validatorA }, a, worker, job);
     } finally {
       await first.shutdown();
     }
@@ -166,7 +108,7 @@ Deno.test("review s61: A's process killed right after its ledger recorded a rece
 
     // The process that starts on what the kill left; C, away until now, connects to it.
     const nodeA2 = await spawnNode(setting, system, "a2", a);
-    const { id, tokens } = recorded;
+    const { id } = recorded;
     assert.equal(
       (await nodeA2.validator.ask<{ requester?: string }>({
         type: "receipt_status",
@@ -179,7 +121,14 @@ Deno.test("review s61: A's process killed right after its ledger recorded a rece
     const nodeC = await spawnNode(setting, system, "c", c);
     await nodeC.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
     await joinLedgerNodes(nodeC, nodeA2);
-    await paidInCAsInA(setting, nodeA2, nodeC, a, worker, id, tokens);
+    await paidInCAsInA(
+      clock,
+      { nodeA: nodeA2, nodeC },
+      a,
+      worker,
+      recorded,
+      "C to record the receipt from A's catch-up",
+    );
   }));
 
 /**
@@ -212,7 +161,7 @@ async function workersPaidInC(
   }
   const recorded: { id: string; tokens: number }[] = [];
   for (const [n, worker] of workers.entries()) {
-    recorded.push(await recordAssigned(nodeA.validator, a, worker, textJob(a, `s61-${n}`)));
+    recorded.push(await recordAssigned(nodeA, a, worker, textJob(a, `s61-${n}`)));
   }
 
   const nodeC = await spawnNode(setting, system, "c", c);
@@ -232,7 +181,6 @@ async function workersPaidInC(
       return true;
     },
     "C to record every receipt of A's catch-up",
-    { timeoutMs: 3_000 },
   ).catch(() => {}); // lost: the ledgers tell below
   await readsA.closeWindow();
   await nodeC.validator.ask({ type: "finalize" });
