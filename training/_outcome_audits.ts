@@ -29,8 +29,10 @@
  * file each, `_kept_held_training_proofs.ts`) before it counts as kept, and so is a kept credit
  * while it is made again; at the next start ({@link OutcomeAudits.readBack}) each is taken again:
  * an outcome (kept at the gate, or its credit) through the gate and its audit again, as a peer's
- * copy (nothing read is trusted: one from `"local"` only when signed by this node's key), this
- * node's coordinator's credit with its receipts' signatures checked. Before (review s60,
+ * copy (nothing read is trusted: one from `"local"` only when signed by this node's key; a round
+ * after the first is reproduced from the momentum the gate kept on disk, `_outcome_gate.ts`,
+ * memory only before review s61, when such a round read back was taken unverified and credited
+ * nothing), this node's coordinator's credit with its receipts' signatures checked. Before (review s60,
  * `tests/training/review_s60_kept_outcome_restart_test.ts`) they were memory only: a stop or
  * restart of the training validator while the ledger was down lost them, and the round's honest
  * trainers went unpaid in this ledger alone. An audit or a first credit under way at a stop is
@@ -407,7 +409,8 @@ export class OutcomeAudits {
       what: `outcome of ${name}`,
       credit: () => this.#parts.creditRound(ctx, body),
       attempts: 1,
-      // Read back at the next start, it is audited again before anything is credited.
+      // Read back at the next start, it is audited again before anything is credited (a round
+      // after the first from the momentum the gate kept on disk: `_outcome_gate.ts`).
       again: { type: "outcome", body, origin },
     };
     const credited = audit.verified ? this.#creditOutside(ctx, credit) : Promise.resolve();

@@ -22,6 +22,20 @@
  * refused (`model_standing`), and its signer benched. The gate holds state and decisions only:
  * the validator asks its ledger, serves the model and passes the outcome on.
  *
+ * **The momenta outlive a stop.** A reproduced round's momentum is written to
+ * {@link OutcomeGateOptions.momentaDir} (`<model CID>.momentum.cbor`: its H, and the momentum as ONNX
+ * weights under their SHA-256, the latest {@link KEPT_MOMENTA} files kept) before its audit
+ * returns, and an audit whose start model's momentum is not in memory reads it there. Before
+ * (review s61, `tests/training/review_s61_kept_credit_round_test.ts`) they were memory only: a
+ * restarted training validator could audit no round after the first of a run it had followed
+ * (`the round that made its start model was not seen`), so it took every later round unverified
+ * and credited none of it — a peer's outcome kept for a ledger that did not answer and read back
+ * at the start, and every round after, whose honest trainers every other ledger paid went unpaid
+ * in this one. What is read is checked against its hash and its architecture (a file that is not
+ * whole reads as not seen: a round taken unverified, never one refused, nor its coordinator
+ * benched, for this node's own disk); it is this node's own computation on the operator's disk,
+ * trusted as the ledger beside it is.
+ *
  * @example
  * ```ts ignore
  * const gate = new OutcomeGate({ models, seen });
@@ -36,13 +50,20 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
-import { encodeCbor } from "../protocols/cbor.ts";
+import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
+import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import type { OutcomeBody } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { RoundModels } from "./round_models.ts";
-import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
+import {
+  gptModelBytesFromWeights,
+  type GptWeights,
+  seededGptWeights,
+  weightsFromOnnx,
+} from "./gpt_weights.ts";
 import { auditRound, type RoundAudit } from "./round_audit.ts";
 import { AuditBudget } from "./audit_budget.ts";
 import { outcomeSignature } from "./signed_outcome.ts";
@@ -92,8 +113,17 @@ export const FALSE_OUTCOME_BENCH_MS = 60 * 60_000;
 const BLAMELESS_AUDIT_FAILURES: ReadonlySet<string> = new Set(["convicted_included"]);
 /** Refused outcomes kept in the stats (the latest): a flood of them does not grow the node. */
 const KEPT_OUTCOME_REFUSALS = 64;
-/** Momenta of audited rounds kept: the next round starts from the latest. */
+/** Momenta of audited rounds kept (in memory, and on disk): the next round starts from the latest. */
 const KEPT_MOMENTA = 4;
+/** The folder, under the round models' directory, of the momenta kept across a stop. */
+export const AUDITED_MOMENTA_DIR = "audited-momenta";
+/** Format of a momentum file ({@link OutcomeGateOptions.momentaDir}); another one reads as none. */
+const MOMENTUM_FILE_VERSION = 1;
+/**
+ * Age past which a temporary file of an interrupted momentum write is removed, ms: no write of
+ * one model-sized file lasts that long, so a younger one may be a write in progress.
+ */
+const MOMENTUM_TEMPORARY_MS = 10 * 60_000;
 /** Architectures whose genesis CIDs are kept: outcomes name theirs, a few in a network. */
 const KEPT_GENESIS_ARCHS = 4;
 /**
@@ -121,6 +151,11 @@ export interface OutcomeGateOptions {
    * A round from one starts with no momentum, so it is audited whatever its number.
    */
   genesisSeeds?: readonly number[];
+  /**
+   * Where the momenta of reproduced rounds are kept across a stop (see the module doc; the
+   * validator's: `<modelsDir>/audited-momenta`); absent: memory only.
+   */
+  momentaDir?: string;
   /** Clock of the audit budgets and of the bench, ms; default `Date.now`. */
   now?: () => number;
   /** Where one line per refused outcome, refused model and benched coordinator goes. */
@@ -243,20 +278,38 @@ export class OutcomeGate {
 
   /**
    * Redo the round's outer step (`round_audit.ts`) before its model is taken, from the momentum
-   * of the round before it that this gate kept (none from a genesis model).
+   * of the round before it that this gate kept (none from a genesis model): in memory, or on disk
+   * from before a stop. A reproduced round's momentum is on disk before this resolves (a failed
+   * write is logged: it costs only the next round's audit after a stop).
    * @param convicted Whether this node's ledger convicted a receipt.
    */
-  audit(
+  async audit(
     body: OutcomeBody,
     convicted: (receiptId: string) => Promise<boolean>,
   ): Promise<RoundAudit> {
-    return auditRound(body, {
+    // Read here, outside the mailbox, and used for this audit only: the gate's memory changes
+    // only when an audit held (`auditHeld`, which keeps this round's own momentum).
+    const start = body.round > 0 && !this.#momentum.has(body.startModel)
+      ? await this.#readMomentum(body.startModel, body.arch)
+      : undefined;
+    const audit = await auditRound(body, {
       models: this.#options.models,
-      momentumAfter: (cid) => this.#momentum.get(cid),
-      stepsAfter: (cid) => this.#steps.get(cid),
+      momentumAfter: (cid) =>
+        this.#momentum.get(cid) ?? (cid === body.startModel ? start?.momentum : undefined),
+      stepsAfter: (cid) =>
+        this.#steps.get(cid) ?? (cid === body.startModel ? start?.steps : undefined),
       isGenesis: (cid, arch) => this.#genesisModels(arch).has(cid),
       convicted,
     });
+    if (audit.ok && audit.verified) {
+      await this.#writeMomentum(body, audit.momentum).catch((error) =>
+        this.#log(
+          `training: the momentum of round ${body.round} model ${body.model.slice(0, 16)}… ` +
+            `not kept on disk: ${(error as Error).message}`,
+        )
+      );
+    }
+    return audit;
   }
 
   /**
@@ -374,6 +427,81 @@ export class OutcomeGate {
     );
   }
 
+  /**
+   * Write the momentum after round `body` (what the next round's audit starts from) to the
+   * momenta's folder, and leave only the latest {@link KEPT_MOMENTA} there.
+   */
+  async #writeMomentum(body: OutcomeBody, momentum: GptWeights): Promise<void> {
+    const dir = this.#options.momentaDir;
+    if (dir === undefined) return;
+    await Deno.mkdir(dir, { recursive: true });
+    const onnx = gptModelBytesFromWeights(body.arch, momentum);
+    const file = {
+      v: MOMENTUM_FILE_VERSION,
+      steps: body.reports[0].receipt.steps,
+      hash: sha256Hex(onnx),
+      onnx,
+    };
+    await writeFileDurably(join(dir, momentumFileName(body.model)), encodeCbor(file));
+    // Rounds move on: the latest few are enough to audit the next (by write time, across stops).
+    const files: { path: string; at: number }[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile || !entry.name.endsWith(MOMENTUM_SUFFIX)) continue;
+      const path = join(dir, entry.name);
+      const at = (await Deno.stat(path).catch(() => undefined))?.mtime?.getTime();
+      if (at !== undefined) files.push({ path, at });
+    }
+    files.sort((a, b) => b.at - a.at);
+    for (const { path } of files.slice(KEPT_MOMENTA)) await Deno.remove(path).catch(() => {});
+    await removeTemporaries(dir, undefined, { olderThanMs: MOMENTUM_TEMPORARY_MS });
+  }
+
+  /**
+   * The momentum after the round that made `model`, and its H, as a reproduced round's audit
+   * wrote them before a stop; undefined when there is none, or it is not whole (logged).
+   */
+  async #readMomentum(
+    model: string,
+    arch: OutcomeBody["arch"],
+  ): Promise<{ momentum: GptWeights; steps: number } | undefined> {
+    const dir = this.#options.momentaDir;
+    if (dir === undefined) return undefined;
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(join(dir, momentumFileName(model)));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      this.#log(`training: the kept momentum of model ${model.slice(0, 16)}… not read: ${error}`);
+      return undefined;
+    }
+    const why = (reason: string) => {
+      this.#log(
+        `training: the kept momentum of model ${model.slice(0, 16)}… not read: ${reason}`,
+      );
+      return undefined;
+    };
+    let file: unknown;
+    try {
+      file = decodeCbor(bytes);
+    } catch {
+      return why("not CBOR");
+    }
+    const { v, steps, hash, onnx } =
+      (typeof file === "object" && file !== null ? file : {}) as Record<string, unknown>;
+    if (
+      v !== MOMENTUM_FILE_VERSION || !Number.isSafeInteger(steps) || typeof hash !== "string" ||
+      !(onnx instanceof Uint8Array)
+    ) {
+      return why("not a momentum file");
+    }
+    if (sha256Hex(onnx) !== hash) return why("its weights do not match their hash");
+    try {
+      return { momentum: weightsFromOnnx(onnx, arch), steps: steps as number };
+    } catch (error) {
+      return why((error as Error).message);
+    }
+  }
+
   #now(): number {
     return (this.#options.now ?? Date.now)();
   }
@@ -381,4 +509,16 @@ export class OutcomeGate {
   #log(line: string): void {
     this.#options.log?.(line);
   }
+}
+
+/** How a momentum file's name ends ({@link OutcomeGateOptions.momentaDir}). */
+const MOMENTUM_SUFFIX = ".momentum.cbor";
+
+/** The file of the momentum after the round that made `model`: named by its CID. */
+function momentumFileName(model: string): string {
+  // A CID from an outcome: base32 lower-case letters and digits only (the schema's); anything
+  // else is hashed, so no name reaches outside the folder.
+  return `${
+    /^[a-z0-9]{1,128}$/.test(model) ? model : sha256Hex(new TextEncoder().encode(model))
+  }${MOMENTUM_SUFFIX}`;
 }

@@ -111,6 +111,7 @@ import type { RoundModels } from "./round_models.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, ReceiptFiles } from "../actors/_receipt_files.ts";
 import type { RoundAudit } from "./round_audit.ts";
 import {
+  AUDITED_MOMENTA_DIR,
   DEFAULT_GENESIS_SEEDS,
   FALSE_OUTCOME_BENCH_MS,
   MAX_AUDITS_PER_COORDINATOR,
@@ -438,6 +439,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     this.#network = new TrainingNetwork(options);
     this.#outcomes = new OutcomeGate({
       models: options.models,
+      // Beside the round models: an audit after a stop starts from the momentum kept there.
+      momentaDir: join(options.models.modelsDir, AUDITED_MOMENTA_DIR),
       seen: { has: (key) => this.#seen.has(key), add: (key) => this.#firstTime(key) },
       genesisSeeds: options.genesisSeeds,
       now: () => (this.#options.now ?? Date.now)(),
