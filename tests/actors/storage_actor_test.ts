@@ -615,8 +615,29 @@ const servedUnproven = { has: true, get: true };
 Deno.test("with holdHere, an unpinned file's own copies go at the next gc: peers are no longer served them and holder repair no longer copies them", async () => {
   const node = await restartableNode({ holdHere: true });
   const actor = await node.start();
-  const { cid, chunks } = await node.put(actor, pseudoRandomBytes(16 * 1024, 51));
   const self = { id: node.selfId };
+  // A peer whose departure this node repairs: one ranked among the holders of a chunk whose first
+  // other holder is this node.
+  const repairedBy = (chunks: string[]) =>
+    node.peers.find((p) =>
+      chunks.some((c) => {
+        const ranked = rankPeers(c, [self, ...node.peers]).slice(0, 3);
+        return ranked.some((h) => h.id === p.id) &&
+          ranked.find((h) => h.id !== p.id)?.id === self.id;
+      })
+    );
+  // The keys are random, so which chunks this node ranks first or second for is too: with one
+  // fixed file no chunk had a peer whose departure it repairs in ~0.03 % of runs (0.6^16). Pick
+  // the file by its chunks (raw 1 KiB leaves) until one has.
+  let data = pseudoRandomBytes(16 * 1024, 51);
+  const leaves = (bytes: Uint8Array) =>
+    Array.from({ length: 16 }, (_, i) => cidOf(bytes.subarray(i * 1024, (i + 1) * 1024)));
+  for (let seed = 52; !repairedBy(leaves(data)); seed++) {
+    assert.ok(seed < 1_000, "some file has a chunk whose holder's departure this node repairs");
+    data = pseudoRandomBytes(16 * 1024, seed);
+  }
+  const { cid, chunks } = await node.put(actor, data);
+  assert.deepEqual(chunks, leaves(data), "the file's chunks are its raw 1 KiB leaves");
   const mine = chunks.filter((c) => node.isHolder(self, c));
   assert.ok(mine.length > 0, "the node holds some of its own chunks");
   for (const c of mine) assert.deepEqual(await peerView(actor, c, false), servedUnproven, c);
@@ -627,12 +648,7 @@ Deno.test("with holdHere, an unpinned file's own copies go at the next gc: peers
 
   // A peer leaves whose chunks this node would be the one to repair: nothing of the unpinned
   // file is copied to the peers that take its place.
-  const dropped = node.peers.find((p) =>
-    chunks.some((c) => {
-      const ranked = rankPeers(c, [self, ...node.peers]).slice(0, 3);
-      return ranked.some((h) => h.id === p.id) && ranked.find((h) => h.id !== p.id)?.id === self.id;
-    })
-  );
+  const dropped = repairedBy(chunks);
   assert.ok(dropped, "a peer whose departure this node repairs");
   const objects = async () => {
     let n = 0;

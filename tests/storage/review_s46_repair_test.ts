@@ -68,8 +68,26 @@ async function network(): Promise<Net> {
   const base = await Promise.all(Array.from({ length: NODES }, () => trackedPeer()));
   const writer = new ReplicatedStore(base, { replicas: R, writeQuorum: R });
   const cids: string[] = [];
-  for (let i = 0; i < CHUNKS; i++) {
-    cids.push(await writer.put(pseudoRandomBytes(CHUNK_BYTES, 4600 + i)));
+  // The keys are random, so where each chunk ranks them is too: with CHUNKS fixed chunks, node 4
+  // held none that ranks node 0 next (or first among the survivors) in ~0.006 % of runs each
+  // (0.85^60), and a test below had no case to look at. Put chunks until both exist.
+  const all = base.map((p) => ({ id: p.id }));
+  const cases = (cid: string) => {
+    const ranked = rankPeers(cid, all);
+    const held = ranked.slice(0, R);
+    return {
+      refused: held.includes(all[4]) && ranked[R] === all[0],
+      exposed: held.includes(all[4]) && held.find((p) => p !== all[4]) === all[0],
+    };
+  };
+  let [refused, exposed] = [false, false];
+  for (let i = 0; i < CHUNKS || !refused || !exposed; i++) {
+    assert.ok(i < 1_000, "some chunk of node 4's ranks node 0 next, and some first among the rest");
+    const cid = await writer.put(pseudoRandomBytes(CHUNK_BYTES, 4600 + i));
+    cids.push(cid);
+    const found = cases(cid);
+    refused ||= found.refused;
+    exposed ||= found.exposed;
   }
   await writer.flush();
   const net: Net = {

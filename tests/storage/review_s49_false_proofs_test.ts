@@ -99,7 +99,6 @@ Deno.test("after a departure, a survivor whose own copy rotted does not count a 
   const net = await storageActors(5, { replicas: R, writeQuorum: R });
   const { hexIds, dirs, actors } = net;
   const CLAIMER = 3;
-  const LEAVER = 4;
   try {
     for (const a of actors) await a.preStart();
     const peerOf = (i: number): StoragePeer => {
@@ -132,23 +131,30 @@ Deno.test("after a departure, a survivor whose own copy rotted does not count a 
       storageKey,
     );
     // Chunks the leaver held and the claimer ranks next for (it takes the leaver's place, with
-    // no copy): the best survivor's own copy rots before the departure.
+    // no copy): the best survivor's own copy rots before the departure. The keys are random, so
+    // which chunks those are is too: with node 4 always the leaver, none was in ~0.003 % of runs
+    // (0.85^65). The leaver is the first of nodes 4, 2 and 1 (not the writer, not the claimer)
+    // that has such chunks: any does whenever the claimer ranks next for a block at all.
     const all = hexIds.map((id) => ({ id }));
-    const targets = blocks.filter((b) => {
-      const ranked = rankPeers(b, all).map((p) => hexIds.indexOf(p.id));
-      return ranked.slice(0, R).includes(LEAVER) && ranked[R] === CLAIMER;
-    });
-    assert.ok(targets.length > 0, "some chunk puts the claimer in the leaver's place");
+    const targetsOf = (leaver: number) =>
+      blocks.filter((b) => {
+        const ranked = rankPeers(b, all).map((p) => hexIds.indexOf(p.id));
+        return ranked.slice(0, R).includes(leaver) && ranked[R] === CLAIMER;
+      });
+    const leaver = [4, 2, 1].find((i) => targetsOf(i).length > 0);
+    assert.ok(leaver !== undefined, "some chunk puts the claimer in a leaver's place");
+    const targets = targetsOf(leaver);
     for (const b of targets) {
-      const best = rankPeers(b, all).map((p) => hexIds.indexOf(p.id)).find((i) => i !== LEAVER)!;
+      const best = rankPeers(b, all).map((p) => hexIds.indexOf(p.id)).find((i) => i !== leaver)!;
       await flipObjectBit(dirs[best], b, 7);
     }
-    await setPeers([0, 1, 2, 3]);
+    const live = [0, 1, 2, 3, 4].filter((i) => i !== leaver);
+    await setPeers(live);
     for (const a of actors) await a.postStop();
     const short: string[] = [];
     for (const b of targets) {
       let copies = 0;
-      for (const i of [0, 1, 2, 3]) {
+      for (const i of live) {
         const [proof] = unwrapReply<(Uint8Array | null)[]>(
           await actors[i].receive({ type: "prove", nonce: new Uint8Array(32), cids: [b] }),
         );
