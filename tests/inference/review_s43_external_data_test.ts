@@ -45,36 +45,30 @@ function externalAddModel(location: string): Uint8Array {
   })).finish();
 }
 
-/** Run `fn` with the working directory `dir` (where onnxruntime looks for external data). */
-async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const before = Deno.cwd();
-  Deno.chdir(dir);
-  try {
-    return await fn();
-  } finally {
-    Deno.chdir(before);
-  }
-}
-
+/**
+ * The tests below write each external file where onnxruntime would look for it only from the
+ * working directory `tmp`, and do not change into it: the working directory is the whole test
+ * process's, and under `--parallel` every test file beside this one saw it (a child process one
+ * of them spawned then kept a directory removed after). The refusal names the tensor, which a
+ * load that got as far as onnxruntime (finding the file or not) never does: it is what shows the
+ * loaders refuse before reading anything.
+ */
 Deno.test("a tensor model whose weights are in an external file is refused, not run under the id of its model.onnx", async () => {
   const dir = join(tmp, "tensor");
   await Deno.mkdir(dir);
   await Deno.writeFile(join(dir, "model.onnx"), externalAddModel("weights.bin"));
   await Deno.writeFile(join(tmp, "weights.bin"), f32(10, 20));
-  await inDir(tmp, async () => {
-    await assert.rejects(
-      TensorModel.load(dir, { graphOptimizationLevel: "disabled", intraOpThreads: 1 }),
-      (e) =>
-        e instanceof ModelLoadError && /tensor w keeps its data in another file/.test(e.message),
-    );
-    const registry = new ModelRegistry({ graphOptimizationLevel: "disabled", intraOpThreads: 1 });
-    try {
-      const { cid } = await registry.register(dir);
-      await assert.rejects(registry.get(cid), /keeps its data in another file/);
-    } finally {
-      await registry.close();
-    }
-  });
+  await assert.rejects(
+    TensorModel.load(dir, { graphOptimizationLevel: "disabled", intraOpThreads: 1 }),
+    (e) => e instanceof ModelLoadError && /tensor w keeps its data in another file/.test(e.message),
+  );
+  const registry = new ModelRegistry({ graphOptimizationLevel: "disabled", intraOpThreads: 1 });
+  try {
+    const { cid } = await registry.register(dir);
+    await assert.rejects(registry.get(cid), /keeps its data in another file/);
+  } finally {
+    await registry.close();
+  }
 });
 
 Deno.test("a text model with a tensor in an external file is refused", async () => {
@@ -87,12 +81,10 @@ Deno.test("a text model with a tensor in an external file is refused", async () 
   bias.dataLocation = EXTERNAL;
   bias.externalData = [{ key: "location", value: "lm_head.bias.bin" }];
   await Deno.writeFile(path, onnx.ModelProto.encode(model).finish());
-  await inDir(tmp, async () => {
-    await assert.rejects(
-      TextModel.load(built.dir, { graphOptimizationLevel: "disabled", intraOpThreads: 1 }),
-      (e) => e instanceof ModelLoadError && /lm_head\.bias keeps its data/.test(e.message),
-    );
-  });
+  await assert.rejects(
+    TextModel.load(built.dir, { graphOptimizationLevel: "disabled", intraOpThreads: 1 }),
+    (e) => e instanceof ModelLoadError && /lm_head\.bias keeps its data/.test(e.message),
+  );
 });
 
 Deno.test("external data is found wherever a tensor may be: a Constant's value in a subgraph, a sparse initializer", async () => {
