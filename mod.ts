@@ -10,8 +10,9 @@
  *
  * // Its own data directory and ports, so it runs beside a `deno task start` node (whose are
  * // ./.veriflow, 8080 and 7700). It rejects with a typed error (HttpListenError,
- * // DataDirLockedError, ConfigError, ModelLoadError …) and releases what it took.
- * const node = await startNode(
+ * // DataDirLockedError, ConfigError, ModelLoadError …) and releases what it took; once up,
+ * // `await using` shuts it down at the end of the block, however the block ends.
+ * await using node = await startNode(
  *   parseNodeConfig({
  *     dataDir: "./.veriflow/embedded",
  *     http: { port: 0 },
@@ -20,7 +21,6 @@
  *   { log: console.log },
  * );
  * console.log(node.url, node.tree());
- * await node.shutdown();
  * ```
  *
  * @example Check a receipt you were given

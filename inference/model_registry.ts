@@ -89,16 +89,17 @@ export interface RegisteredModelHealth extends ModelHealth {
 }
 
 /**
- * Registry of models by CID with lazily created, shared sessions.
+ * Registry of models by CID with lazily created, shared sessions. `await using` closes it at
+ * the end of the block.
  *
  * @example
  * ```ts ignore
- * const registry = new ModelRegistry({ executionProvider: "cuda" });
+ * await using registry = new ModelRegistry({ executionProvider: "cuda" });
  * const { cid } = await registry.register(await ensureBuiltinModel("./.veriflow/models"));
  * const model = await registry.getText(cid); // session created here, once
  * ```
  */
-export class ModelRegistry {
+export class ModelRegistry implements AsyncDisposable {
   #options: ModelRegistryOptions;
   #entries = new Map<string, Entry>();
 
@@ -254,6 +255,11 @@ export class ModelRegistry {
     for (const settled of await Promise.allSettled(loads)) {
       if (settled.status === "fulfilled") await settled.value.dispose();
     }
+  }
+
+  /** {@link close}, so that `await using registry = new ModelRegistry()` releases it. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #load(entry: Entry): Promise<LoadedModel> {

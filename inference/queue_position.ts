@@ -34,7 +34,11 @@ export interface QueuePositionOptions {
   timers?: ConnectionTimers;
 }
 
-/** See the module doc. */
+/**
+ * Where a queued job stands, for whoever streams it on: fed by `SubmitOptions.onQueued`
+ * ({@link QueuePosition.update}), read with {@link QueuePosition.next}; the module doc tells
+ * the whole protocol.
+ */
 export class QueuePosition {
   readonly #repeatMs: number;
   readonly #timers: ConnectionTimers;

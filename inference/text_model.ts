@@ -263,19 +263,19 @@ export interface ForwardOptions {
 }
 
 /**
- * A loaded decoder-only text model.
+ * A loaded decoder-only text model. `await using` disposes it at the end of the block.
  *
  * @example
  * ```ts ignore
  * const dir = await ensureBuiltinModel("./.veriflow/models", "tiny", 0);
- * const model = await TextModel.load(dir);
+ * await using model = await TextModel.load(dir);
  * const ids = model.tokenizer.encode("Hello");
  * for await (const chunk of model.generate(ids, { ...DEFAULT_GENERATION_PARAMS, maxTokens: 8 })) {
  *   console.log(chunk.text);
  * }
  * ```
  */
-export class TextModel {
+export class TextModel implements AsyncDisposable {
   /** Model metadata, including the execution provider in use. */
   readonly info: ModelInfo;
   /** The model's tokenizer. */
@@ -527,6 +527,11 @@ export class TextModel {
   dispose(): Promise<void> {
     this.#disposing ??= this.#engine.dispose();
     return this.#disposing;
+  }
+
+  /** {@link dispose}, so that `await using model = await TextModel.load(…)` releases it. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   #checkUsable(): void {

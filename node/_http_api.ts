@@ -79,6 +79,7 @@ export async function serveHttpApi(
     log,
     modelHealth: () => models.health(),
     conditions: () => proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
+    nodeKey: identity.publicKey,
     dashboard: config.dashboard.enabled
       ? {
         jobs: jobMonitor,

@@ -182,6 +182,38 @@ export function forwardingOptionsOf(
 // Compile-time proof that the schema produces exactly a NodeConfig.
 const _schemaMatches: (c: z.infer<typeof nodeConfigSchema>) => NodeConfig = (c) => c;
 
+/**
+ * A configuration section `T` as {@link parseNodeConfig} takes it: every field optional (each
+ * has a default), sections within it the same way, lists and other values as they are.
+ */
+export type ConfigInput<T> = {
+  [K in keyof T]?: T[K] extends readonly unknown[] ? T[K]
+    : T[K] extends object ? ConfigInput<T[K]>
+    : T[K];
+};
+
+/**
+ * What {@link parseNodeConfig} takes: a {@link NodeConfig} with every field optional (each has
+ * a default), nested the same way. Typed so that an editor completes the keys and `deno check`
+ * refuses a misspelt one; a value read from JSON is `unknown` until the schema has checked it,
+ * so cast it (`parseNodeConfig(JSON.parse(text) as NodeConfigInput)`): the run-time check
+ * still names each wrong key, with a "did you mean".
+ *
+ * @example
+ * ```ts ignore
+ * const input: NodeConfigInput = { http: { port: 0 }, model: { size: "tiny" } };
+ * const config = parseNodeConfig(input);
+ * ```
+ */
+export type NodeConfigInput = ConfigInput<NodeConfig>;
+
+// Compile-time proof that NodeConfigInput is exactly what the schema takes (`z.input`): spelt
+// out over NodeConfig rather than as `z.input`, so that its documentation names no private type.
+const _inputMatches: [
+  (c: z.input<typeof nodeConfigSchema>) => NodeConfigInput,
+  (c: NodeConfigInput) => z.input<typeof nodeConfigSchema>,
+] = [(c) => c, (c) => c];
+
 /** Where a configuration value came from, highest precedence last. */
 export type ConfigSource = "default" | "file" | "env" | "flag";
 
@@ -351,7 +383,8 @@ export function resolveNodeConfig(layers: readonly ConfigLayer[]): ResolvedConfi
     }
     return { source: "default" };
   };
-  const config = parseNodeConfig(merged, (path) => {
+  // The layers' values are checked by the schema here, not by their type.
+  const config = parseNodeConfig(merged as NodeConfigInput, (path) => {
     const origin = originOf(path);
     return origin.by === undefined ? undefined : origin.by;
   });
@@ -372,11 +405,12 @@ export function replicaQuotaOf(storage: NodeConfig["storage"]): number | undefin
  * Validate a raw configuration value (from JSON); throws {@link ConfigError} naming every wrong
  * key path and the reason.
  *
- * @param raw The value (a parsed file, or merged layers).
+ * @param raw The value (a parsed file, or merged layers); absent, every default. Typed, so that
+ *   a misspelt key is a compile error too; cast a value read from JSON ({@link NodeConfigInput}).
  * @param setBy What set the value at a dotted path (a flag, a variable, a file), to name it.
  */
 export function parseNodeConfig(
-  raw: unknown,
+  raw?: NodeConfigInput,
   setBy: (path: string) => string | undefined = () => undefined,
 ): NodeConfig {
   const result = nodeConfigSchema.safeParse(raw ?? {});

@@ -119,8 +119,11 @@ export interface NodeJobs {
   queued: number;
 }
 
-/** A running node. */
-export interface VeriflowNode {
+/**
+ * A running node. It is `AsyncDisposable`: `await using node = await startNode(…)` shuts it
+ * down when the block ends, however it ends (`[Symbol.asyncDispose]` is {@link shutdown}).
+ */
+export interface VeriflowNode extends AsyncDisposable {
   /** The node's ed25519 identity (signs receipts, verdicts, ledger entries; proves its peers). */
   readonly identity: Identity;
   /** The actor system holding the supervision tree. */
@@ -163,9 +166,11 @@ export interface VeriflowNode {
  *
  * @example
  * ```ts ignore
- * const node = await startNode(parseNodeConfig({ http: { port: 0 } }), { log: console.log });
+ * // Shut down at the end of the block, however it ends.
+ * await using node = await startNode(parseNodeConfig({ http: { port: 0 } }), {
+ *   log: console.log,
+ * });
  * console.log(node.url);
- * await node.shutdown();
  * ```
  */
 export async function startNode(
@@ -211,7 +216,7 @@ export async function startNode(
       await lock.release();
     }
   };
-  return { ...node, shutdown, finished };
+  return { ...node, shutdown, finished, [Symbol.asyncDispose]: shutdown };
 }
 
 /**
@@ -421,5 +426,16 @@ async function startSteps(
     );
     return addr === undefined ? undefined : { hostname: addr.hostname, port: addr.port };
   };
-  return { identity, system, models, url, peerAddress, tree, jobs, shutdown, finished };
+  return {
+    identity,
+    system,
+    models,
+    url,
+    peerAddress,
+    tree,
+    jobs,
+    shutdown,
+    finished,
+    [Symbol.asyncDispose]: shutdown,
+  };
 }

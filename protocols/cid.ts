@@ -48,10 +48,11 @@ export class InvalidCidError extends VeriflowError {
   /**
    * Create the error.
    * @param input The rejected string.
-   * @param reason Why it was rejected.
+   * @param reason Why it was rejected, in this project's words.
+   * @param options `cause`: the parser's own error, when it refused the string.
    */
-  constructor(input: string, reason: string) {
-    super("invalid_cid", `not a valid Veriflow CID (${reason}): ${input.slice(0, 80)}`);
+  constructor(input: string, reason: string, options?: ErrorOptions) {
+    super("invalid_cid", `not a valid Veriflow CID (${reason}): ${input.slice(0, 80)}`, options);
   }
 }
 
@@ -87,6 +88,11 @@ export function storageKey(cid: string): string {
   return cid.startsWith(RAW_PREFIX) ? cid : cidFromDigest(digest);
 }
 
+/** {@link cidDigest}'s reason for a string the CID parser cannot read at all. */
+const UNREADABLE_CIDV1 = "not a CID: expected a base32 CIDv1 such as bafkrei… or bafybei…";
+/** {@link canonicalCid}'s, which reads the other forms IPFS tools print too. */
+const UNREADABLE_CID = "not a CID: expected one such as bafkrei…, bafybei…, Qm…, k… or z…";
+
 /** Every raw-codec sha2-256 CIDv1 string starts so ("b" base32, v1, 0x55, 0x12, 32 bytes). */
 const RAW_PREFIX = "bafkrei";
 
@@ -101,7 +107,9 @@ export function cidDigest(cid: string): Uint8Array {
   try {
     parsed = CID.parse(cid);
   } catch (cause) {
-    throw new InvalidCidError(cid, (cause as Error).message);
+    // The parser's wording ("multibase decoder must be provided") speaks of its own options,
+    // not of what the caller should give: that is said here, the parser's reason kept as cause.
+    throw new InvalidCidError(cid, UNREADABLE_CIDV1, { cause });
   }
   if (parsed.version !== 1) throw new InvalidCidError(cid, "not CIDv1");
   if (!CODECS.has(parsed.code)) {
@@ -156,7 +164,7 @@ export function canonicalCid(input: string): string {
   try {
     parsed = CID.parse(input, ANY_BASE).toV1();
   } catch (cause) {
-    throw new InvalidCidError(input, (cause as Error).message);
+    throw new InvalidCidError(input, UNREADABLE_CID, { cause });
   }
   if (!CODECS.has(parsed.code)) {
     throw new InvalidCidError(input, "not the raw, dag-pb or dag-cbor codec");

@@ -136,8 +136,11 @@ const MAX_READ_BYTES = 256 * 1024;
  */
 const SHRINK_AFTER_SMALL_READS = 64;
 
-/** A multiplexed message connection over a byte duplex. See the module doc. */
-export class Connection {
+/**
+ * A multiplexed message connection over a byte duplex. See the module doc. `await using`
+ * closes it at the end of the block.
+ */
+export class Connection implements AsyncDisposable {
   readonly #registry: MessageRegistry;
   readonly #timers: ConnectionTimers;
   readonly #queue: WriteQueue;
@@ -488,6 +491,14 @@ export class Connection {
   close(reason?: Error): Promise<void> {
     this.#shutdown(reason ?? null);
     return this.#closed;
+  }
+
+  /**
+   * {@link close} with no reason, so that `await using conn = await Connection.open(…)` closes
+   * it when the block ends, however it ends.
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // -------------------------------------------------------------------------------------------

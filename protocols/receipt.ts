@@ -255,6 +255,11 @@ export interface VerifyReceiptOptions {
  * `job` (id, model, input hash, params) and that `output` hashes to the signed output hash.
  * Never throws.
  *
+ * Without `job` it checks only that the receipt's worker signed `output` for some job: pass the
+ * job you asked for to bind it to your prompt and params (`docs/API.md` shows how to rebuild
+ * it). Neither shows that the model produced the output: validators re-run sampled receipts
+ * (`validateReceipt`, `proof/validation.ts`).
+ *
  * @example
  * ```ts
  * import { verifyReceipt } from "./receipt.ts";

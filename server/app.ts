@@ -73,6 +73,8 @@ export interface AppOptions {
   modelHealth?: () => RegisteredModelHealth[];
   /** The node's other conditions that hold now, reported by `/healthz`; none by default. */
   conditions?: () => Promise<HealthCondition[]>;
+  /** The node's public key, reported (hex) by `/healthz` as `node_key`; absent, not reported. */
+  nodeKey?: Uint8Array;
   /**
    * Serve the live dashboard at `/` (see `dashboard_routes.ts`); its jobs go to `inference`,
    * which should be the port `jobs` wraps. Absent: no dashboard.
@@ -154,7 +156,10 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   }
   app.use("*", originPolicy(edge.allowedOrigins));
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
-  app.route("/", healthRoutes(gateway, metrics, options.modelHealth, options.conditions));
+  app.route(
+    "/",
+    healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey),
+  );
   app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers));
   app.route("/v1", streamRoutes(gateway, edge, stats, options.log));
   return app;

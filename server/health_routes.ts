@@ -21,6 +21,9 @@
  * a port that does not list its models (a router with no worker connected: `no_worker`), with
  * `models` null: no job can be served until it does.
  *
+ * Given the node's public key, `/healthz` reports it, hex, as `node_key`: a client pins it as a
+ * receipt's `worker`, or adds it as a routed job's `requester`, without reading the node's log.
+ *
  * @module
  */
 import { Hono } from "hono";
@@ -28,6 +31,7 @@ import type { InferenceStats } from "../inference/inference_port.ts";
 import type { ModelHealth } from "../inference/model_health.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
+import { toHex } from "../protocols/hash.ts";
 import {
   type MetricSample,
   type MetricsCollector,
@@ -57,13 +61,16 @@ export interface HealthCondition {
  * @param modelHealth The loaded models' runtime health (see the module doc); none by default.
  * @param conditions The node's other conditions that hold now (see the module doc); none by
  *   default.
+ * @param nodeKey The node's public key, reported (hex) as `node_key`; absent, no `node_key`.
  */
 export function healthRoutes(
   gateway: InferenceGateway,
   metrics: MetricsRegistry,
   modelHealth?: () => RegisteredModelHealth[],
   conditions?: () => Promise<HealthCondition[]>,
+  nodeKey?: Uint8Array,
 ): Hono {
+  const node_key = nodeKey === undefined ? undefined : toHex(nodeKey);
   const routes = new Hono();
   routes.get("/healthz", async (c) => {
     const [counted, listed, others] = await Promise.all([
@@ -93,6 +100,7 @@ export function healthRoutes(
       : "ok";
     const body = {
       status,
+      ...(node_key === undefined ? {} : { node_key }),
       models: models?.length ?? null,
       active_jobs: stats?.activeJobs ?? null,
       queued_jobs: stats?.queuedJobs ?? null,
