@@ -11,6 +11,7 @@ import type { ActorEvent, ActorKind, StopReason } from "./events.ts";
 import type { RestartPolicy } from "./actor.ts";
 import type { Registry } from "./registry.ts";
 import type { AskDeadlines } from "./_ask_deadlines.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 
 /** How a (re)start came about. */
 export interface StartInfo {
@@ -61,16 +62,23 @@ export interface RuntimeEnv {
   readonly drainBatch: number;
 }
 
-/** Sleeps `ms`, resolving early (without error) when `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/**
+ * Sleeps `ms` on `timers` (the real clock by default; a test's fake timers it fires by hand),
+ * resolving early (without error) when `signal` aborts.
+ */
+export function sleep(
+  ms: number,
+  signal: AbortSignal,
+  timers: ConnectionTimers = SYSTEM_TIMERS,
+): Promise<void> {
   if (ms <= 0 || signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
-      clearTimeout(timer);
+      timers.clearTimeout(timer);
       signal.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = timers.setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
   });
 }

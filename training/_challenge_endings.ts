@@ -29,6 +29,7 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { sleep } from "../actors/_common.ts";
 import type { ReceiptFiles } from "../actors/_receipt_files.ts";
 import type { TrainingValidatorMessage } from "./training_validator.ts";
@@ -84,6 +85,10 @@ export interface ChallengeEndingsOptions {
   ownProofs?: ReceiptFiles;
   /** First wait before an ending ask that failed is asked again, ms; default {@link END_RETRY_MS}. */
   retryMs?: number;
+  /**
+   * The timers its waits before a try again run on (the validator's `timers`); default real time.
+   */
+  timers?: ConnectionTimers;
   /** Ask the ledger to end the challenge of `receiptId`; rejects when it does not answer. */
   askEnd(
     ctx: Context,
@@ -234,7 +239,7 @@ export class ChallengeEndings {
     const first = this.#options.retryMs ?? END_RETRY_MS;
     const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
     // Told, not run here: the endings change state in the validator's `receive` (`end_again`).
-    void sleep(wait, ctx.signal).then(() => {
+    void sleep(wait, ctx.signal, this.#options.timers).then(() => {
       if (!ctx.signal.aborted) return ctx.self.tell({ type: "end_again" });
     }).catch(() => {}); // the validator stopped meanwhile: the kept endings wait for its next start
   }

@@ -39,8 +39,8 @@ type LedgerTrainingMessage = ReceiptStatusMessage | TrainingChallengedMessage;
 
 /** What {@link ChallengeResume} needs from the validator. */
 export interface ChallengeResumeOptions {
-  /** The validator's options, read at each use (`identity`, `endRetryMs`). */
-  settings: Pick<TrainingValidatorOptions, "identity" | "endRetryMs">;
+  /** The validator's options, read at each use (`identity`, `endRetryMs`, `timers`). */
+  settings: Pick<TrainingValidatorOptions, "identity" | "endRetryMs" | "timers">;
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   ownProofs: ReceiptFiles | undefined;
   /** The challenges the validator holds in its ledger, until they end. */
@@ -182,7 +182,7 @@ export class ChallengeResume {
     const first = this.#options.endRetryMs ?? END_RETRY_MS;
     const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (resuming.attempts - 1));
     // Told, not run here: what the reads change, changes in `receive` (`resume_again`).
-    void sleep(wait, ctx.signal).then(() => {
+    void sleep(wait, ctx.signal, this.#options.timers).then(() => {
       if (!ctx.signal.aborted) return ctx.self.tell({ type: "resume_again" });
     }).catch(() => {}); // stopped meanwhile: the next start reads them
   }

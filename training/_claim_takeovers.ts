@@ -49,6 +49,7 @@
 import type { ActorContext } from "../actors/actor.ts";
 import { TakeoverBudget } from "../actors/_takeover_budget.ts";
 import type { Connection } from "../protocols/connection.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
@@ -126,6 +127,10 @@ export interface ClaimTakeoversOptions {
    * `END_RETRY_MS` (doubling, `MAX_END_ATTEMPTS` tries): the validator's `endRetryMs`.
    */
   retryMs?: number;
+  /**
+   * The timers its waits before a try again run on (the validator's `timers`); default real time.
+   */
+  timers?: ConnectionTimers;
   /** Ask the ValidatorActor holding the ledger; rejects when it does not answer. */
   ask<R>(
     ctx: Context,
@@ -172,6 +177,7 @@ export class ClaimTakeovers {
       tryAgain: (claim, ctx) => this.#consider(claim.body, ctx, claim.attempts),
       again: { type: "claims_again" },
       retryMs: () => options.retryMs,
+      timers: options.timers,
       label: "training validator: kept claims",
       noun: "claim",
       kept: (claim, error) =>

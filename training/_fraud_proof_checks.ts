@@ -38,8 +38,10 @@ type CheckedMessage = Extract<TrainingValidatorMessage, { type: "checked" }>;
 
 /** What {@link FraudProofChecks} needs from the validator. */
 export interface FraudProofChecksOptions {
-  /** The validator's options, read at each use (`models`, `now`, `openingDeadlineMs`). */
-  settings: Pick<TrainingValidatorOptions, "models" | "now" | "openingDeadlineMs">;
+  /**
+   * The validator's options, read at each use (`models`, `now`, `openingDeadlineMs`, `timers`).
+   */
+  settings: Pick<TrainingValidatorOptions, "models" | "now" | "openingDeadlineMs" | "timers">;
   /** The validator's incarnation, told with each check's failure (its `#incarnation`). */
   incarnation: object;
   /** The validator's counters of proofs checked and confirmed here. */
@@ -347,7 +349,7 @@ export class FraudProofChecks {
       return;
     }
     // Told, not run here: the taken proofs change in `receive` (`settle_again`).
-    void sleep(again.wait, ctx.signal).then(() => {
+    void sleep(again.wait, ctx.signal, this.#options.timers).then(() => {
       if (!ctx.signal.aborted) return ctx.self.tell({ type: "settle_again", key });
     }).catch(() => {}); // stopped meanwhile: kept on disk, taken up at the next start
   }

@@ -10,21 +10,24 @@
  * others), **on disk** beside the ledger (`<ledger dir>/<folder>/`, one file each,
  * `_kept_held_training_proofs.ts`) before it counts as kept, **tried again** after
  * {@link END_RETRY_MS} (the validator's `endRetryMs`), doubling up to {@link MAX_END_RETRY_MS}, by
- * one message to the validator scheduled once, **read back** at the next start, and **dropped**,
- * logged, past {@link MAX_END_ATTEMPTS} tries or the bounds. One unanswered ask per round of tries
+ * one message to the validator scheduled once on the validator's `timers` (`sleep`: real
+ * time by default, a test's fake timers it fires by hand), **read back** at the next start, and
+ * **dropped**, logged, past {@link MAX_END_ATTEMPTS} tries or the bounds. One unanswered ask per round of tries
  * stops the round: the rest are kept again with one more try (the asks run in the mailbox, and a
  * hung ledger holds each up to its timeout).
  *
  * Each owner supplies only what differs: the key, the share key, how one is tried again, what the
  * log says. Read and written only inside the validator's `receive`. The peers' fraud proofs the
  * intake keeps for a ledger that did not answer (`_unanswered_training_proofs.ts`) are taken again
- * at the intake's own recheck, each at its own time, and share only {@link retryWait}. Not part of
- * the public API.
+ * at the intake's own recheck, each at its own time, and share only {@link retryWait} (their waits
+ * run on real time: the intake's recheck is not on the validator's `timers`). Not part of the
+ * public API.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { END_RETRY_MS, MAX_END_ATTEMPTS, MAX_END_RETRY_MS } from "./_challenge_endings.ts";
 import {
   type HeldProofToKeep,
@@ -89,6 +92,8 @@ export interface LedgerRetriesOptions<T extends Retried> {
   again: TrainingValidatorMessage;
   /** First wait before a try again, ms, read at each use; default {@link END_RETRY_MS}. */
   retryMs(): number | undefined;
+  /** The timers the waits before a try again run on (the validator's `timers`); default real time. */
+  timers?: ConnectionTimers;
   /** What the log calls them all, before `not read back` or `not kept on disk`. */
   label: string;
   /** What the log calls one, after `the ledger did not answer for another`. */
@@ -229,7 +234,7 @@ export class LedgerRetries<T extends Retried> {
     const fewest = Math.min(...[...this.#kept.values()].map((kept) => kept.attempts));
     const wait = retryWait(this.#options.retryMs(), fewest);
     // Told, not run here: what is kept changes in the validator's `receive`.
-    void sleep(wait, ctx.signal).then(() => {
+    void sleep(wait, ctx.signal, this.#options.timers).then(() => {
       if (!ctx.signal.aborted) return ctx.self.tell(this.#options.again);
     }).catch(() => {}); // stopped meanwhile: the next start reads them from the disk
   }

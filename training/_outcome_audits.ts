@@ -126,11 +126,11 @@ export interface OutcomeAuditsOptions {
   /**
    * The validator's options, read at each use (`models`, `serve`; `ledger`: whether this node has
    * one; `endRetryMs`: the first wait before an outcome the ledger did not answer for is taken
-   * again).
+   * again; `timers`: what its wait runs on).
    */
   settings: Pick<
     TrainingValidatorOptions,
-    "models" | "serve" | "ledger" | "endRetryMs" | "identity" | "ownProofsDir" | "now"
+    "models" | "serve" | "ledger" | "endRetryMs" | "identity" | "ownProofsDir" | "now" | "timers"
   >;
   /** Which outcomes are audited, and what is kept of each audit. */
   gate: OutcomeGate;
@@ -232,6 +232,7 @@ export class OutcomeAudits {
       inMailbox: (kept) => kept.stage === "gate",
       again: { type: "outcome_again" },
       retryMs: () => settings.endRetryMs,
+      timers: settings.timers,
       label: "training: kept outcomes",
       noun: "outcome",
       kept: (outcome, error) =>

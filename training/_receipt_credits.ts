@@ -28,6 +28,7 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import {
   type OutcomeBody,
   type TrainingGossip,
@@ -101,6 +102,10 @@ export interface ReceiptCreditsOptions {
    * `END_RETRY_MS` (doubling, `MAX_END_ATTEMPTS` tries): the validator's `endRetryMs`.
    */
   retryMs?: number;
+  /**
+   * The timers its waits before a try again run on (the validator's `timers`); default real time.
+   */
+  timers?: ConnectionTimers;
   /** Where one line per kept or dropped receipt goes. */
   log?: (line: string) => void;
 }
@@ -141,6 +146,7 @@ export class ReceiptCredits {
       },
       again: { type: "receipts_again" },
       retryMs: () => options.retryMs,
+      timers: options.timers,
       label: "training validator: kept receipts",
       noun: "receipt",
       kept: (kept, error) =>

@@ -89,7 +89,7 @@
  */
 import { join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
-import type { Connection } from "../protocols/connection.ts";
+import type { Connection, ConnectionTimers } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type {
   OutcomeBody,
@@ -263,6 +263,15 @@ export interface TrainingValidatorOptions {
    * the start's reads of the challenges a previous incarnation left open (`resume_again`).
    */
   endRetryMs?: number;
+  /**
+   * The timers the waits before a try again run on: of the ending asks (`end_again`), the start's
+   * reads (`resume_again`), the settlements (`settle_again`), and the claims, peers' receipts and
+   * outcomes kept because the ledger did not answer (`claims_again`, `receipts_again`,
+   * `outcome_again`); default the real clock (`SYSTEM_TIMERS`). Tests pass fake timers and fire
+   * exactly the waits scheduled, instead of sleeping past them on the wall clock. The intake's
+   * rechecks (`pledges_again`) run on real time.
+   */
+  timers?: ConnectionTimers;
   /**
    * How often the ledger is asked whether the accusers of the proofs held for their pledge have
    * staked, ms; default `PLEDGE_RECHECK_MS` (`_pledge_held_training_proofs.ts`).
@@ -452,6 +461,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     this.#endings = new ChallengeEndings({
       ownProofs: this.#ownProofs,
       retryMs: options.endRetryMs,
+      timers: options.timers,
       askEnd: (ctx, receiptId, step, reason) =>
         this.#ledger<boolean>(ctx, { type: "training_challenge", receiptId, step, reason }),
       settleInLedger: (ctx, checked) => this.#proofs.settleInLedger(ctx, checked),
@@ -510,6 +520,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       now: () => this.#now(),
       dir,
       retryMs: options.endRetryMs,
+      timers: options.timers,
       ask: (ctx, message) => this.#ledger(ctx, message),
       connectionTo: (ctx, trainer) => this.#network.connectionTo(ctx, trainer),
       log: (line) => this.#log(line),
@@ -523,6 +534,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       hasLedger: options.ledger !== undefined,
       dir,
       retryMs: options.endRetryMs,
+      timers: options.timers,
       log: (line) => this.#log(line),
     });
     this.#proofs = new FraudProofChecks({

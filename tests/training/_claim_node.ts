@@ -46,6 +46,7 @@ import {
 import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
 import type {
   TrainingValidatorMessage,
+  TrainingValidatorOptions,
   TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
@@ -162,13 +163,15 @@ class TrainerNetwork implements Actor<{ type: string }> {
 /**
  * A ledger and training validator on a test clock (challenge probability 1, its own answer
  * window `windowMs`), staked, with `link` as its way to the trainer and `reach` as its network's
- * answer to a dial by key (default: no swarm).
+ * answer to a dial by key (default: no swarm); `validator` adds to the training validator's
+ * options (`timers` a test fires by hand for its waits before a try again, `log`).
  */
 export async function claimNode(
   name: string,
   link: () => Connection | undefined,
   windowMs = 400,
   reach: (message: DialMessage) => boolean | "full" = () => false,
+  validator: Pick<TrainingValidatorOptions, "timers" | "log"> = {},
 ) {
   const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-${name}-` });
   const system = new ActorSystem({ name });
@@ -195,6 +198,7 @@ export async function claimNode(
       network: "node/network",
       endRetryMs: 5,
       now,
+      ...validator,
     },
     resumeOwnProofs: true,
   });

@@ -19,7 +19,9 @@ import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import type { Identity } from "../../protocols/identity.ts";
 import { ClaimTakeovers } from "../../training/_claim_takeovers.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
-import { delay, eventually } from "../_helpers/wait.ts";
+import { retryWait } from "../../training/_ledger_retries.ts";
+import { FakeTimers } from "../_helpers/fake_timers.ts";
+import { eventually } from "../_helpers/wait.ts";
 import {
   claim,
   type ClaimNode,
@@ -37,7 +39,8 @@ import { downAfterHoldReleased, ledgerDownSwitch } from "./_training_ledger.ts";
  * when final) and refuses every challenge (it withholds its openings); `claimant` is staked here.
  * `ledgerDown(true)` makes the ledger look stopped to the training validator (its lookup finds
  * none, as after `system.stop`) while the test still reads it; `tries()` counts the validator's
- * `claims_again` rounds.
+ * `claims_again` rounds. With `timers`, the validator's waits before a try again run on them (the
+ * test fires them); otherwise on real time.
  */
 async function withWithholdingTrainer(
   name: string,
@@ -50,9 +53,10 @@ async function withWithholdingTrainer(
     tries: () => number;
     onTry: (hook: (tries: number) => void) => void;
   }) => Promise<void>,
+  timers?: FakeTimers,
 ): Promise<void> {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
-  const n = await claimNode(`s59-claim-${name}`, () => link);
+  const n = await claimNode(`s59-claim-${name}`, () => link, undefined, undefined, { timers });
   const again = ClaimTakeovers.prototype.again;
   let tries = 0;
   let hook: (tries: number) => void = () => {};
@@ -161,20 +165,36 @@ Deno.test("review s59: a claim whose takeover the ledger refused (it answered: t
     assert.equal((await n.stats()).takeovers, 0);
   }));
 
-Deno.test("review s59: a claim kept for a ledger that stays stopped is dropped after a bounded number of tries: the trainer, not taken over, is paid here once the ledger is back (the written cost)", () =>
-  withWithholdingTrainer("gives-up", async (c) => {
+Deno.test("review s59: a claim kept for a ledger that stays stopped is dropped after a bounded number of tries: the trainer, not taken over, is paid here once the ledger is back (the written cost)", () => {
+  // The validator's waits before a try again, fired here one by one: no wall-clock sleep races
+  // them (a regression's extra try, later than the sleep, went unseen).
+  const timers = new FakeTimers();
+  return withWithholdingTrainer("gives-up", async (c) => {
     const { n, receipt, record } = c;
     const down = downAfterHoldReleased(c.ledgerDown);
     try {
       await n.claim(claim(receipt, c.claimant));
       // Each try is one `claims_again` but the first (made as the claim came); the last try's
-      // round is the (MAX_END_ATTEMPTS - 1)th.
-      await eventually(() => c.tries() >= MAX_END_ATTEMPTS - 1, "the tries to run out");
-      await n.stats(); // that round ran in the mailbox: it has ended once `stats` answers
+      // round is the (MAX_END_ATTEMPTS - 1)th. Each round comes after exactly one wait,
+      // `endRetryMs` (5 ms) doubling with the tries made.
+      for (let round = 1; round <= MAX_END_ATTEMPTS - 1; round++) {
+        await eventually(() => timers.armed.size > 0, `the wait before round ${round}`);
+        await n.stats(); // the round that scheduled it has ended once `stats` answers
+        assert.deepEqual(
+          [...timers.armed.values()].map(({ ms }) => ms),
+          [retryWait(5, round)],
+          `one wait before round ${round}`,
+        );
+        assert.equal(c.tries(), round - 1);
+        timers.fireAll();
+        await eventually(() => c.tries() >= round, `round ${round}`);
+      }
+      await n.stats(); // the last round ran in the mailbox: it has ended once `stats` answers
       c.ledgerDown(false);
-      // Nothing more is tried: the next round would have come after twice the last wait
-      // (5 ms doubling: 1.3 s); waited past it, on the wall clock that schedules it.
-      await delay(3_000);
+      // Nothing more is tried: no wait is scheduled after the last try, and none fires one.
+      assert.equal(timers.armed.size, 0, "bounded: no wait scheduled after the last try");
+      timers.fireAll();
+      await n.stats();
       assert.equal(c.tries(), MAX_END_ATTEMPTS - 1, "bounded: no try after the last");
     } finally {
       down.restore();
@@ -182,4 +202,5 @@ Deno.test("review s59: a claim kept for a ledger that stays stopped is dropped a
     await n.closeWindow();
     assert.equal((await n.record(record.receiptId)).status, "final");
     assert.equal((await n.stats()).takeovers, 0, "never taken over: no budget spent");
-  }));
+  }, timers);
+});

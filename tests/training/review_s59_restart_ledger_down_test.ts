@@ -30,7 +30,7 @@ import { TrainingValidator } from "../../training/training_validator.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
 import type { SealedStepOpenings } from "../../training/step_opening.ts";
-import { delay, eventually } from "../_helpers/wait.ts";
+import { eventually } from "../_helpers/wait.ts";
 import {
   assertPaid,
   type ClaimNode,
@@ -68,10 +68,15 @@ async function withTrainer(
     reads: () => number;
     /** What the training validator asked the ledger, in order. */
     sent: { type: string; step?: unknown }[];
+    /** The training validator's log lines, in order. */
+    logs: string[];
   }) => Promise<void>,
 ): Promise<void> {
   let link: Connection | undefined;
-  const n = await claimNode(`s59-restart-${name}`, () => link, windowMs);
+  const logs: string[] = [];
+  const n = await claimNode(`s59-restart-${name}`, () => link, windowMs, undefined, {
+    log: (line) => logs.push(line),
+  });
   let down = false;
   let readsDown = false;
   let reads = 0;
@@ -110,6 +115,7 @@ async function withTrainer(
       readsDown: (value) => readsDown = value,
       reads: () => reads,
       sent,
+      logs,
     });
   } finally {
     await n.close();
@@ -319,17 +325,33 @@ Deno.test("review s59: a start read the ledger never answers is asked a bounded 
     "gives-up",
     60_000,
     silent,
-    async ({ n, record, challenge, readsDown, reads }) => {
+    async ({ n, record, challenge, readsDown, reads, logs }) => {
       const before = silentAsked;
       void challenge();
       await asked(n, record, before);
       readsDown(true);
       const first = reads();
+      const logged = logs.length;
       await n.restartTraining();
       await eventually(() => reads() - first >= MAX_END_ATTEMPTS, "the tries to run out");
-      // The next round would have come after twice the last wait (5 ms doubling: 2.6 s); waited
-      // past it, on the wall clock that schedules it.
-      await delay(3_500);
+      await n.stats(); // the last read's round ran in the mailbox: it has ended once `stats` answers
+      // Nothing more is read: each read again is scheduled with one `read again` line, in the
+      // round of the read before it, and the last read's round leaves them to the next start
+      // instead. Read from the log, not by sleeping past the next wait on the wall clock (an extra
+      // read, later than the sleep, went unseen).
+      const resume = logs.slice(logged).filter((line) =>
+        line.includes("the challenges left open before this start")
+      );
+      assert.equal(
+        resume.filter((line) => line.includes("not read, read again")).length,
+        MAX_END_ATTEMPTS - 1,
+        "a read again scheduled after each read but the last",
+      );
+      assert.match(
+        resume.at(-1) ?? "",
+        /left to the next start/,
+        "bounded: no read after the last",
+      );
       assert.equal(reads() - first, MAX_END_ATTEMPTS, "bounded: no read after the last");
       readsDown(false);
       await n.closeWindow();
