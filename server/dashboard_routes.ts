@@ -184,20 +184,40 @@ const STATIC_FILES: Record<string, string> = {
 };
 const STATIC_DIR = new URL("./dashboard/", import.meta.url);
 
+/**
+ * A message fanned out to every open page, as the text a page gets: with every job's text
+ * (`true`) or without it (`false`, see {@link withoutJobText}). Each form is encoded once per
+ * message, whatever the number of pages.
+ */
+type Encoded = (withJobText: boolean) => string;
+
+/** What the sources answered for one snapshot; `unavailable` names those that failed. */
+interface Answers {
+  peers: unknown[] | undefined;
+  validator: Awaited<ReturnType<DashboardSources["validator"]>>;
+  storage: unknown;
+  models: Awaited<ReturnType<InferencePort["models"]>> | undefined;
+  stats: InferenceStats | undefined;
+  training: TrainingView | undefined;
+  unavailable: string[];
+}
+
 /** The shared side of every open page: one snapshot per tick, fanned out. */
 class DashboardHub {
   readonly #options: DashboardOptions;
-  readonly #sessions = new Set<(message: unknown) => void>();
+  readonly #sessions = new Set<(message: Encoded) => void>();
   readonly #ledger: { time: number; balance: number; stake: number; locked: number }[] = [];
   #timer?: ReturnType<typeof setInterval>;
   #unsubscribe: (() => void)[] = [];
+  /** The round of asks in progress, if any (see {@link DashboardHub.#ask}). */
+  #asking?: Promise<Answers>;
 
   constructor(options: DashboardOptions) {
     this.#options = options;
   }
 
   /** Add a page; the hub runs while any page is open. */
-  join(send: (message: unknown) => void): () => void {
+  join(send: (message: Encoded) => void): () => void {
     this.#sessions.add(send);
     if (this.#sessions.size === 1) this.#start();
     return () => {
@@ -207,13 +227,18 @@ class DashboardHub {
   }
 
   /**
-   * The node's state now. `activity` (the feed's recent items, up to 200) is in it unless
-   * `withActivity` is false: the ticks a live page gets every second leave it out, since the page
-   * has it from its first snapshot and each new item as an `activity` message (re-sending ~30 KB a
-   * second left a page on a slow link further behind the longer it stayed open).
+   * The sources' answers: one round of asks, shared by every snapshot asked for while it runs. A
+   * snapshot is asked for by each page that opens and by each `GET /dashboard/state`: a burst of
+   * them (one API key's reads, a reconnecting crowd) asked every actor once per request, seven
+   * asks each in the mailboxes that carry the node's peer traffic.
    */
-  async snapshot(withActivity = true): Promise<Record<string, JsonValue>> {
-    const { sources, inference, jobs } = this.#options;
+  #ask(): Promise<Answers> {
+    this.#asking ??= this.#askSources().finally(() => (this.#asking = undefined));
+    return this.#asking;
+  }
+
+  async #askSources(): Promise<Answers> {
+    const { sources, inference } = this.#options;
     // A source that fails (an ask to a wedged or restarting actor timing out) is null like an
     // absent one, and named in `unavailable`: the page must not show it as switched off, nor its
     // last figures as live.
@@ -231,6 +256,18 @@ class DashboardHub {
       settle("stats", inference.stats()) as Promise<InferenceStats | undefined>,
       settle("training", sources.training?.() ?? Promise.resolve(undefined)),
     ]);
+    return { peers, validator, storage, models, stats, training, unavailable };
+  }
+
+  /**
+   * The node's state now. `activity` (the feed's recent items, up to 200) is in it unless
+   * `withActivity` is false: the ticks a live page gets every second leave it out, since the page
+   * has it from its first snapshot and each new item as an `activity` message (re-sending ~30 KB a
+   * second left a page on a slow link further behind the longer it stayed open).
+   */
+  async snapshot(withActivity = true): Promise<Record<string, JsonValue>> {
+    const { sources, jobs } = this.#options;
+    const { peers, validator, storage, models, stats, training, unavailable } = await this.#ask();
     if (validator !== undefined) {
       const { balance, stake, locked } = validator.account;
       const time = (this.#options.now ?? Date.now)();
@@ -256,8 +293,23 @@ class DashboardHub {
     }) as Record<string, JsonValue>;
   }
 
+  /**
+   * Send `message` to every page. It is encoded (and its job text blanked) once per form, not
+   * once per page: a snapshot carries every live job's output (up to 4 KiB each), and each open
+   * page — any API key may open as many as it likes — re-encoding it every tick made the node's
+   * work grow with the pages watching, not with what it does.
+   */
   #broadcast(message: unknown): void {
-    for (const send of this.#sessions) send(message);
+    const forms = new Map<boolean, string>();
+    const encoded: Encoded = (withJobText) => {
+      let text = forms.get(withJobText);
+      if (text === undefined) {
+        text = JSON.stringify(withJobText ? message : withoutJobText(message));
+        forms.set(withJobText, text);
+      }
+      return text;
+    };
+    for (const send of this.#sessions) send(encoded);
   }
 
   #start(): void {
@@ -457,17 +509,21 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
     const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.raw);
-    const forThisPage = (message: unknown) =>
-      access === "operator" || onThisMachine ? message : withoutJobText(message);
+    // Read at each send: a page that gives the operator token later sees job text from then on.
+    const withJobText = () => access === "operator" || onThisMachine;
+    const forThisPage = (message: unknown) => withJobText() ? message : withoutJobText(message);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
     let badTokens = 0;
     let leave: (() => void) | undefined;
     let prompt: AbortController | undefined;
-    const send = (message: unknown) => {
+    /** Send `text` unless the page stopped reading: it loses updates, never the node's memory. */
+    const sendText = (text: string) => {
       if (socket.readyState !== WebSocket.OPEN) return;
-      // A page that stopped reading loses updates, never the node's memory.
       if (socket.bufferedAmount > MAX_PAGE_BUFFERED_BYTES) return;
-      socket.send(JSON.stringify(message));
+      socket.send(text);
+    };
+    const send = (message: unknown) => {
+      if (socket.readyState === WebSocket.OPEN) sendText(JSON.stringify(message));
     };
     /**
      * The page's own prompt is never dropped: one runs at a time, its tokens bounded by its
@@ -483,7 +539,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       send(forThisPage(await hub.snapshot()));
       // A page that left during the snapshot has had its close: joining now would never end.
       if (socket.readyState !== WebSocket.OPEN) return;
-      leave ??= hub.join((message) => send(forThisPage(message)));
+      leave ??= hub.join((encoded) => sendText(encoded(withJobText())));
     };
     socket.onopen = () => {
       if (access !== "none") void welcome();

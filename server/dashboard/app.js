@@ -131,7 +131,10 @@ function handle(message) {
       $("prompt-hint").textContent = `job ${short(message.jobId)} on ${message.model}`;
       break;
     case "prompt_token":
-      $("prompt-output").textContent += message.text;
+      // Appended as a text node of its own: `textContent +=` copied and laid out all the output
+      // so far at every token, quadratic in a long job (4,096 tokens of a worker's 1,024
+      // characters). The receipt is checked against `textContent`, all of them joined.
+      $("prompt-output").append(message.text);
       break;
     case "prompt_done":
       void onPromptDone(message.summary);
@@ -369,23 +372,58 @@ function renderJobs(jobs) {
   drawJobs(jobs.recent);
 }
 
+/**
+ * Live jobs the panel draws at most (the rest are counted): a node keeps up to its queue limit
+ * (64 by default) plus its running jobs live, and a row per job, each with up to
+ * {@link KEPT_JOB_TEXT} characters, made the panel as long as the queue.
+ */
+const SHOWN_LIVE_JOBS = 20;
+/** Finished jobs drawn under the live ones. */
+const SHOWN_RECENT_JOBS = 5;
+/** The drawn rows by job id, kept from draw to draw: a job's token updates its row alone. */
+const jobRows = new Map();
+
+/** A job's meta line. */
+const jobMeta = (job) =>
+  `${short(job.jobId)} · ${job.model} · ${job.state} · ${job.tokens} tokens` +
+  (job.ttftMs !== undefined ? ` · TTFT ${Math.round(job.ttftMs)} ms` : "") +
+  (job.tokensPerS ? ` · ${job.tokensPerS.toFixed(1)} tok/s` : "");
+
+/** `job`'s row, made once and then updated in place (only what changed is written). */
+function jobRow(job) {
+  let row = jobRows.get(job.jobId);
+  if (row === undefined) {
+    const meta = el("div", { class: "meta" });
+    const text = el("div", { class: "text" });
+    row = { node: el("div", { class: "job", "data-job": job.jobId }, meta, text), meta, text };
+    jobRows.set(job.jobId, row);
+  }
+  row.node.dataset.state = job.state;
+  const meta = jobMeta(job);
+  if (row.meta.textContent !== meta) row.meta.textContent = meta;
+  if (row.text.textContent !== job.text) row.text.textContent = job.text;
+  return row.node;
+}
+
+/**
+ * The jobs panel: the first {@link SHOWN_LIVE_JOBS} live jobs, a count of the others, then the
+ * latest finished ones. Rows are reused by job id, so a redraw moves rows rather than rebuilding
+ * every job's text.
+ */
 function drawJobs(recent = state.snapshot?.jobs?.recent ?? []) {
   const live = [...state.jobs.values()];
-  const rows = [...live, ...recent.filter((j) => !state.jobs.has(j.jobId)).slice(0, 5)];
-  $("jobs").replaceChildren(...rows.map((job) =>
-    el(
-      "div",
-      { class: "job", "data-job": job.jobId, "data-state": job.state },
-      el(
-        "div",
-        { class: "meta" },
-        `${short(job.jobId)} · ${job.model} · ${job.state} · ${job.tokens} tokens` +
-          (job.ttftMs !== undefined ? ` · TTFT ${Math.round(job.ttftMs)} ms` : "") +
-          (job.tokensPerS ? ` · ${job.tokensPerS.toFixed(1)} tok/s` : ""),
-      ),
-      el("div", { class: "text" }, job.text),
-    )
-  ));
+  const shown = [
+    ...live.slice(0, SHOWN_LIVE_JOBS),
+    ...recent.filter((j) => !state.jobs.has(j.jobId)).slice(0, SHOWN_RECENT_JOBS),
+  ];
+  const ids = new Set(shown.map((job) => job.jobId));
+  for (const jobId of jobRows.keys()) if (!ids.has(jobId)) jobRows.delete(jobId);
+  const more = live.length - SHOWN_LIVE_JOBS;
+  const rows = shown.map(jobRow);
+  if (more > 0) {
+    rows.splice(SHOWN_LIVE_JOBS, 0, el("div", { class: "hint" }, `${more} more live jobs`));
+  }
+  $("jobs").replaceChildren(...rows);
 }
 
 /**
@@ -404,6 +442,10 @@ function onJob(event) {
     job.tokens++;
     job.text = (job.text + event.text).slice(-KEPT_JOB_TEXT);
     job.tokensPerS = event.tokensPerS;
+    // Its own row only, if drawn: redrawing the panel at every token of every live job cost
+    // the page n² rows for n jobs streaming.
+    if (jobRows.has(job.jobId)) jobRow(job);
+    return;
   } else if (event.type === "job_ended") {
     state.jobs.delete(event.job.jobId);
     if (event.job.ttftMs !== undefined) ttftChart.push([event.job.ttftMs]);
