@@ -209,6 +209,8 @@ export function gatewayRoutes(
         "content-type": RAW_MEDIA_TYPE,
         "content-length": String(bytes.length),
         "cache-control": "private, no-store",
+        // Stored bytes on the node's origin, as every other answer of them.
+        ...UNTRUSTED_CONTENT_HEADERS,
       },
     });
   });

@@ -215,6 +215,13 @@ Deno.test("a share link opens a private file without the owner's key; it fails a
     const stray = await fetch(`${link.split("#")[0]}/${other.cid}`);
     await stray.body?.cancel();
     assert.equal(stray.status, 404);
+    // A share's answer is a stored file's bytes on the node's (and its dashboard's) origin: it
+    // carries the headers every other answer of stored bytes does (review s61).
+    const manifest = await fetch(`${link.split("#")[0]}/${cid}`);
+    await manifest.body?.cancel();
+    assert.equal(manifest.status, 200);
+    assert.equal(manifest.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(manifest.headers.get("content-security-policy"), "sandbox; default-src 'none'");
 
     node.clock.now = record.expiresAt!;
     await assert.rejects(openShareLink(link), { code: "share_expired" });
