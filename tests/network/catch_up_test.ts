@@ -58,12 +58,8 @@ import { TEST_ARCH } from "../training/_fixtures.ts";
 import { lossFraud } from "../training/_loss_fraud.ts";
 
 /** Wait until `reads` has receipt `id` settled as fraud (`what` names the wait on a timeout). */
-function untilFraud(reads: LedgerReads, id: string, what: string, timeoutMs?: number) {
-  return eventually(
-    async () => (await reads.record(id))?.status === "fraud",
-    what,
-    { timeoutMs },
-  );
+function untilFraud(reads: LedgerReads, id: string, what: string) {
+  return eventually(async () => (await reads.record(id))?.status === "fraud", what);
 }
 
 /** A node's ledger-keeping actors (validator, then network), its ledger under `dir/name`. */
@@ -137,7 +133,6 @@ Deno.test("a fault applied from a kept ending at a node's first start is passed 
     await eventually(
       async () => (await statsOf(peer)).peerVerdicts > 0,
       "the peer to receive the fault verdict applied at the start",
-      { timeoutMs: 5_000 },
     );
     // Once: the start's verdict is sent on connect, not again by another path.
     assert.equal((await statsOf(peer)).peerVerdicts, 1);
@@ -185,7 +180,6 @@ Deno.test("an own fraud proof resumed at a node's first start is passed on to th
     await eventually(
       async () => (await statsOf(peer)).fraudProofsChecked > 0,
       "the peer to receive the resumed fraud proof",
-      { timeoutMs: 5_000 },
     );
     const peerReads = ledgerReads(() => peer.validator, clock);
     await untilFraud(peerReads, cheat.id, "the cheat's receipt to settle as fraud at the peer");
@@ -219,13 +213,9 @@ async function assertSlashedAfterCatchUp(
   cheat: Cheat,
 ): Promise<void> {
   const reads = ledgerReads(() => ledger.validator, clock);
-  // A bounded wait for the conviction to arrive; without it the window closes on what is there.
-  await untilFraud(
-    reads,
-    cheat.id,
-    "the conviction to reach the ledger that connected after it",
-    5_000,
-  )
+  // A wait for the conviction to arrive (every caller expects it); without it the window closes
+  // on what is there.
+  await untilFraud(reads, cheat.id, "the conviction to reach the ledger that connected after it")
     .catch(() => {});
   await reads.closeWindow();
   assert.equal(

@@ -210,7 +210,6 @@ Deno.test("s46: a node connected three times to a peer still gets it the worker'
           receiptId: receiptId(r),
         }),
       "C to record the worker's receipt",
-      { timeoutMs: 5_000 },
     );
     assert.equal(atC.status, "pending");
     const account = await c.validator.ask<Account>({ type: "account", key: worker.publicKey });

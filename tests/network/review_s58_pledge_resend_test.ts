@@ -119,7 +119,6 @@ Deno.test("review s58: a fraud proof passed on to a peer whose validator missed 
     await eventually(
       async () => (await readsC.record(id))?.status === "fraud",
       "C to settle the proof",
-      { timeoutMs: 5_000 },
     ).catch(() => {}); // held there for want of the pledge: the window closes below
 
     await readsC.closeWindow();

@@ -93,7 +93,6 @@ async function caughtCheatWhileDown(
     await eventually(
       async () => (await readsC.record(id))?.status === "fraud",
       "C to settle the proof",
-      { timeoutMs: 3_000 },
     ).catch(() => {}); // lost: the window closes below
 
     await readsC.closeWindow();

@@ -154,7 +154,7 @@ Deno.test({
       // Lost, these waits end without it: the ledgers below tell.
       for (const [node, what] of [[a, "A"], [c, "C"]] as const) {
         await eventually(assigned(node), `${what} to record the receipt as A's assignment`, {
-          timeoutMs: 5_000,
+          timeoutMs: ACROSS_NODES_MS,
         }).catch(() => {});
       }
 
