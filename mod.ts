@@ -162,6 +162,19 @@ export * from "./server/metrics_registry.ts";
 export * from "./server/http_errors.ts";
 export { EDGE_DEFAULTS, type EdgeConfig } from "./server/edge_config.ts";
 export type * from "./server/stream_protocol.ts";
+// The OpenAI-style streamed chunks as the `/v1` routes write them, Veriflow's fields included.
+export type {
+  ChatCompletionChunk,
+  ChatCompletionChunkChoice,
+  ChatLogprobs,
+  ChatTokenLogprob,
+  CompletionChunk,
+  CompletionChunkChoice,
+  CompletionLogprobs,
+  OpenAiFinishReason,
+  OpenAiStreamChunk,
+  VeriflowChunkFields,
+} from "./server/openai_shapes.ts";
 export * from "./server/chat_template.ts";
 export * from "./client/stream_client.ts";
 
@@ -314,6 +327,9 @@ export * from "./node/data_dir_lock.ts";
 // What startNode refuses a port or an API keys file with.
 export { HttpListenError } from "./node/http_listener.ts";
 export { PeerListenError } from "./network/peer_listener.ts";
+// What `VeriflowNode.peers()` lists.
+export type { PeerInfo } from "./network/network_actor.ts";
+export type { PeerLoad, PeerStorage } from "./protocols/peer_hello.ts";
 export { ApiKeysFileError } from "./server/api_keys.ts";
 
 // Training (docs/TRAINING.md): corpus, local AdamW, int8 deltas, receipts, DiLoCo rounds, the

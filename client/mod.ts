@@ -34,3 +34,17 @@ export type {
   WsTopLogprob,
 } from "../server/stream_protocol.ts";
 export type { FinishReason as JobFinishReason } from "../inference/inference_port.ts";
+// The OpenAI-style streamed chunks of `/v1/completions` and `/v1/chat/completions`, with
+// Veriflow's fields (`veriflow_receipt`, …): read them from the `openai` package's chunks.
+export type {
+  ChatCompletionChunk,
+  ChatCompletionChunkChoice,
+  ChatLogprobs,
+  ChatTokenLogprob,
+  CompletionChunk,
+  CompletionChunkChoice,
+  CompletionLogprobs,
+  OpenAiFinishReason,
+  OpenAiStreamChunk,
+  VeriflowChunkFields,
+} from "../server/openai_shapes.ts";

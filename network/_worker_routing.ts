@@ -16,6 +16,7 @@ import { rankPeers } from "../storage/rendezvous.ts";
 import { DEFAULT_REPLICAS } from "../storage/replicated_store.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { toHex } from "../protocols/hash.ts";
+import { formatPeerAddress } from "./peer_address.ts";
 import {
   INFERENCE_PROTOCOL,
   SubmitMessage,
@@ -37,6 +38,13 @@ import type { NetworkActorOptions } from "./network_actor.ts";
 export const REFUSED_MODEL_COOLDOWN_MS = 60_000;
 /** Most refusals remembered; past it, expired ones go first, then the oldest. */
 const MAX_REFUSED_MODELS = 4_096;
+/**
+ * How long after it starts a node on Hyperswarm counts as still finding its peers
+ * ({@link WorkerRouting.connecting}): the swarm host starts in the background, then each topic's
+ * DHT lookup and the peers' dials take seconds to tens of seconds on the public DHT. After it, a
+ * swarm node without a worker is one the swarm found none for, and a retry hint would be a guess.
+ */
+export const SWARM_SETTLE_MS = 30_000;
 
 /** Options of {@link WorkerRouting}: what it needs of the NetworkActor. */
 export interface WorkerRoutingOptions {
@@ -60,6 +68,8 @@ export class WorkerRouting {
   readonly #standing: ReadonlyMap<string, WorkerCandidate["standing"]>;
   /** `key:model` → until when (ms) that worker is not picked for that model (it refused it). */
   readonly #refused = new Map<string, number>();
+  /** When the actor (re)started, by its clock: its dials and its swarm start with it. */
+  readonly #startedAt: number;
 
   /** @param parts See {@link WorkerRoutingOptions}. */
   constructor(parts: WorkerRoutingOptions) {
@@ -67,6 +77,7 @@ export class WorkerRouting {
     this.#options = parts.options;
     this.#peers = parts.peers;
     this.#standing = parts.standing;
+    this.#startedAt = (parts.options.now ?? Date.now)();
   }
 
   get #services(): PeerServices | undefined {
@@ -151,6 +162,29 @@ export class WorkerRouting {
     }
     this.#refused.delete(`${key}:${model}`);
     this.#refused.set(`${key}:${model}`, now + REFUSED_MODEL_COOLDOWN_MS);
+  }
+
+  /**
+   * Whether this node is still connecting to peers it will have, so that a job it has no worker
+   * for now may find one in a moment (the forwarding port's `no_worker` then carries a retry
+   * hint): a configured static peer (`peers`) has no open connection (its dial, or redial, has not
+   * succeeded), a connected peer serving inference has not answered its first model listing or
+   * its conviction check, or the node joins a swarm and started less than
+   * {@link SWARM_SETTLE_MS} ago. A router with none of these (no peer configured, or every one
+   * connected and listed) has nothing to wait for.
+   */
+  connecting(): boolean {
+    const { peers = [], swarm, now = Date.now } = this.#options;
+    const open = [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed);
+    // A static peer's dial reports its connection under the address it was configured with.
+    const dialled = new Set(open.filter((p) => p.info.outbound).map((p) => p.info.address));
+    if (peers.some((address) => !dialled.has(formatPeerAddress(address)))) return true;
+    const settling = open.some((p) =>
+      p.connection.supports(INFERENCE_PROTOCOL.name) &&
+      (p.checking === true || (p.listing === true && p.models.length === 0))
+    );
+    if (settling) return true;
+    return swarm !== undefined && now() - this.#startedAt < SWARM_SETTLE_MS;
   }
 
   /**

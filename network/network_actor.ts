@@ -293,6 +293,12 @@ export type NetworkMessage =
     model: string;
   }
   | { type: "worker_models" }
+  /**
+   * Whether the node is still connecting to peers it will have (a configured peer not connected,
+   * a new peer's models not listed yet, a swarm just joined: `WorkerRouting.connecting`).
+   * Answers a boolean.
+   */
+  | { type: "connecting" }
   | { type: "peers" }
   | { type: "listening" }
   | { type: "peer_convicted"; key: string }
@@ -496,6 +502,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#routing.refusedModel(message.key, message.model);
       case "worker_models":
         return this.#routing.workerModels();
+      case "connecting":
+        return this.#routing.connecting();
       case "peers":
         return [...this.#peers.values()].flat().map((p) => ({ ...p.info }));
       case "listening":

@@ -88,26 +88,51 @@ function isOwnFailure(error: unknown): boolean {
     (error instanceof VeriflowError && error.code === CANCELLED);
 }
 
-/** No connected peer serves inference for the job's model. */
+/**
+ * Seconds a client is told to wait before it retries a job refused `no_worker` while the node is
+ * still connecting to its peers ({@link NoWorkerError.retryAfterS}): a static peer's first redial
+ * comes after 250 ms, and its handshake and model listing take a few round trips on a LAN, so a
+ * worker that is coming is most often there a second later; one second is also the least a
+ * `Retry-After` can say. A peer that stays away costs the client one more refusal per second.
+ */
+export const NO_WORKER_RETRY_AFTER_S = 1;
+
+/**
+ * No connected peer serves inference for the job's model. While the node is still connecting
+ * to its peers (the NetworkActor's `connecting`: a configured peer not connected yet, a new
+ * peer's models not listed yet, a swarm just joined) it says when to retry
+ * ({@link retryAfterS}): the edge sends that as `Retry-After` with the 503 and as the WebSocket
+ * error's `retry_after_s`. Without it, no worker is expected to come by itself.
+ */
 export class NoWorkerError extends VeriflowError {
+  /**
+   * Seconds after which the job may find a worker ({@link NO_WORKER_RETRY_AFTER_S}), when the
+   * node is still connecting to its peers; absent otherwise.
+   */
+  readonly retryAfterS?: number;
+
   /**
    * Create the error.
    * @param model The model the job named (`any`: no worker at all).
    * @param listed A connected peer lists the model, but none may be given the job now (each was
    *   kept off the model after a failure, or is convicted): the message says so, so an operator
    *   who sees the peer connected does not look for a network fault.
+   * @param connecting The node is still connecting to its peers: the error carries
+   *   {@link retryAfterS} and its message says a worker may connect shortly.
    */
-  constructor(model: string, listed = false) {
+  constructor(model: string, listed = false, connecting = false) {
+    const why = model === "any"
+      ? "no connected peer runs a model: jobs cannot be forwarded yet"
+      : listed
+      ? `connected peers serve model ${model}, but none may take a job for it now: each was ` +
+        `kept off the model for a while after a failure (a refusal, a stall, a bad receipt) ` +
+        `or is convicted; try again shortly`
+      : `no connected peer serves inference for model ${model}`;
     super(
       "no_worker",
-      model === "any"
-        ? "no connected peer runs a model: jobs cannot be forwarded yet"
-        : listed
-        ? `connected peers serve model ${model}, but none may take a job for it now: each was ` +
-          `kept off the model for a while after a failure (a refusal, a stall, a bad receipt) ` +
-          `or is convicted; try again shortly`
-        : `no connected peer serves inference for model ${model}`,
+      connecting ? `${why} (this node is still connecting to its peers: retry shortly)` : why,
     );
+    if (connecting) this.retryAfterS = NO_WORKER_RETRY_AFTER_S;
   }
 }
 
@@ -403,7 +428,10 @@ export class NetworkInferencePort implements InferencePort {
         this.#noteRefusal(worker, job.model, error);
       }
     }
-    if (refusedBy.length === 0) throw new NoWorkerError(job.model, await this.#listed(job.model));
+    if (refusedBy.length === 0) {
+      const [listed, connecting] = await Promise.all([this.#listed(job.model), this.#connecting()]);
+      throw new NoWorkerError(job.model, listed, connecting);
+    }
     throw refusal;
   }
 
@@ -576,15 +604,25 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
+   * Whether the node is still connecting to its peers (the network actor's `connecting`): a
+   * `no_worker` then says when to retry. An actor that does not answer in time: no hint.
+   */
+  #connecting(): Promise<boolean> {
+    return this.#network.ask<boolean>({ type: "connecting" }, { timeoutMs: LOOKUP_TIMEOUT_MS })
+      .then((connecting) => connecting === true, () => false);
+  }
+
+  /**
    * Every model some connected worker runs (as each listed on connect: no round trip per
    * request). Rejects with {@link NoWorkerError} when no worker is connected, so a client is
-   * told why (503) rather than that its model is unknown.
+   * told why (503) rather than that its model is unknown, and when to retry while the node is
+   * still connecting to its peers.
    */
   async models(): Promise<readonly ServedModelInfo[]> {
     const models = await this.#network.ask<ServedModelInfo[]>({ type: "worker_models" }, {
       timeoutMs: LOOKUP_TIMEOUT_MS,
     });
-    if (models.length === 0) throw new NoWorkerError("any");
+    if (models.length === 0) throw new NoWorkerError("any", false, await this.#connecting());
     return models;
   }
 

@@ -49,7 +49,7 @@ import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import type { ModelRegistry } from "../inference/model_registry.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
-import type { NetworkMessage } from "../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import { checkPeerAddress } from "../network/peer_listener.ts";
 import { NetworkInferencePort } from "../network/network_inference_port.ts";
 import type { PeerAddress } from "../network/peer_address.ts";
@@ -138,6 +138,14 @@ export interface VeriflowNode extends AsyncDisposable {
    * node runs no network or does not listen.
    */
   peerAddress(): Promise<PeerAddress | undefined>;
+  /**
+   * The node's open peer connections now, as its NetworkActor's table shows them: key, address,
+   * direction, protocols, the models each runs (once listed) and its last hello. A configured
+   * peer shows here once its dial and handshake are done; its models follow one round trip
+   * later. There is no event to wait on: a program that forwards a job before then gets
+   * `no_worker` with a retry hint (`retryAfterS`) while the node is still connecting.
+   */
+  peers(): Promise<PeerInfo[]>;
   /** The supervision tree as text. */
   tree(): string;
   /** Jobs running and queued now (none when the node serves no jobs). */
@@ -426,12 +434,15 @@ async function startSteps(
     );
     return addr === undefined ? undefined : { hostname: addr.hostname, port: addr.port };
   };
+  const peers = async (): Promise<PeerInfo[]> =>
+    await lookup<NetworkMessage>(NODE_ACTORS.network)?.ask<PeerInfo[]>({ type: "peers" }) ?? [];
   return {
     identity,
     system,
     models,
     url,
     peerAddress,
+    peers,
     tree,
     jobs,
     shutdown,

@@ -262,16 +262,28 @@ export const DEFAULT_RETRY_AFTER_S = 1;
 /**
  * Seconds a client should wait before retrying a refused request: every 429 and every 503 for
  * the node's overload ({@link NODE_OVERLOAD_CODES}), by default {@link DEFAULT_RETRY_AFTER_S},
- * and a 503 whose error says when (a node still starting).
+ * and a 503 whose error says when: a node still starting (an {@link EdgeError}), or a typed
+ * error of a port's with a `retryAfterS` of its own (a forwarding node's `no_worker` while it is
+ * still connecting to its peers, `network_inference_port.ts`'s `NoWorkerError`).
  */
 export function retryAfterOf(error: unknown): number | undefined {
   const status = httpStatusOf(error);
-  const seconds = error instanceof EdgeError ? error.retryAfterS : undefined;
+  const seconds = retryAfterSOf(error);
   if (status === 503 && seconds !== undefined) return Math.max(1, Math.ceil(seconds));
   const overloaded = status === 503 && error instanceof VeriflowError &&
     NODE_OVERLOAD_CODES.has(error.code);
   if (status !== 429 && !overloaded) return undefined;
   return Math.max(1, Math.ceil(seconds ?? DEFAULT_RETRY_AFTER_S));
+}
+
+/**
+ * The `retryAfterS` a typed error carries (an {@link EdgeError}'s, or a port's error that has one:
+ * the edge does not import the ports' error classes), when it is a finite number.
+ */
+function retryAfterSOf(error: unknown): number | undefined {
+  if (!(error instanceof VeriflowError)) return undefined;
+  const seconds = (error as { retryAfterS?: unknown }).retryAfterS;
+  return typeof seconds === "number" && Number.isFinite(seconds) ? seconds : undefined;
 }
 
 /**

@@ -30,7 +30,14 @@ import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import { jobFailureForClient, openAiErrorBody, receiptErrorForClient } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
-import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
+import {
+  type OpenAiFinishReason,
+  type OpenAiStreamChunk,
+  type ResponseShape,
+  stringifyAnswer,
+  type VeriflowChunkFields,
+} from "./openai_shapes.ts";
+import type { WireUsage } from "./stream_protocol.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
 import { wireUsage } from "./stream_protocol.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
@@ -123,13 +130,13 @@ const RESPONSE_ID_CHARS = 24;
 const MS_PER_S = 1000;
 
 /** OpenAI has only `stop` and `length` for a job that ran to its end. */
-function openAiFinishReason(reason: FinishReason): string | null {
+function openAiFinishReason(reason: FinishReason): OpenAiFinishReason {
   return reason === "stop" || reason === "length" ? reason : null;
 }
 
 /** The Veriflow fields of a finished job's last chunk or body. */
-function veriflowFields(summary: JobSummary, stop: string | undefined): Record<string, unknown> {
-  const fields: Record<string, unknown> = { veriflow_job_id: summary.jobId };
+function veriflowFields(summary: JobSummary, stop: string | undefined): VeriflowChunkFields {
+  const fields: VeriflowChunkFields = { veriflow_job_id: summary.jobId };
   if (stop !== undefined) fields.veriflow_stop = stop;
   if (summary.receipt !== undefined) fields.veriflow_receipt = toJsonValue(summary.receipt);
   // Why it has none, an internal failure's text withheld (`receiptErrorForClient`).
@@ -217,6 +224,14 @@ const SSE_HEADERS = {
   "x-accel-buffering": "no",
 };
 
+/**
+ * A streamed chunk as `sseAnswer` builds it: an {@link OpenAiStreamChunk}, its `object` and its
+ * choices those of the route's shape.
+ */
+type StreamChunkBody =
+  & Omit<OpenAiStreamChunk, "object" | "choices">
+  & { object: OpenAiStreamChunk["object"]; choices: OpenAiStreamChunk["choices"][number][] };
+
 /** The SSE answer: one `data:` event per released piece of text. */
 export function sseAnswer(
   handle: InferenceHandle,
@@ -232,20 +247,23 @@ export function sseAnswer(
   // OpenAI's convention when usage is asked for: `usage: null` on every chunk but the last.
   const usageField = options.includeUsage ? { usage: null } : {};
   const write = answerJson(options);
-  const chunk = (choices: Record<string, unknown>[], extra?: Record<string, unknown>) =>
-    encoder.encode(
-      `data: ${
-        write({
-          id,
-          object: shape.chunkObject,
-          created,
-          model: handle.model.cid,
-          choices,
-          ...usageField,
-          ...extra,
-        })
-      }\n\n`,
-    );
+  // Every chunk is an `OpenAiStreamChunk` (`CompletionChunk`, `ChatCompletionChunk`: the types
+  // clients import), built here by that type so that the two cannot drift apart.
+  const chunk = (
+    choices: OpenAiStreamChunk["choices"][number][],
+    extra?: VeriflowChunkFields & { usage?: WireUsage },
+  ) => {
+    const value: StreamChunkBody = {
+      id,
+      object: shape.chunkObject,
+      created,
+      model: handle.model.cid,
+      choices,
+      ...usageField,
+      ...extra,
+    };
+    return encoder.encode(`data: ${write(value)}\n\n`);
+  };
   let opened = shape.openingChoice === undefined;
   /** The stream has ended: closed after its last event, or cancelled by its reader. */
   let closed = false;

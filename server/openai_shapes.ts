@@ -15,6 +15,179 @@
  * @module
  */
 import type { StreamedToken } from "../inference/inference_port.ts";
+import type { WireUsage } from "./stream_protocol.ts";
+
+// ---------------------------------------------------------------------------------------------
+// The streamed chunks, as the routes write them (`sseAnswer` builds each one by these types)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * OpenAI's `finish_reason` of a choice: `stop` (end of text or a stop sequence) or `length`
+ * (`max_tokens` or the context) on a job's last chunk, `null` on every other. A job that fails or
+ * is cancelled ends with an error event instead (`data: {"error": …}`, the HTTP error body).
+ */
+export type OpenAiFinishReason = "stop" | "length" | null;
+
+/**
+ * The fields Veriflow adds to a finished job's last chunk (the one with `finish_reason`), and to
+ * a non-streamed answer's body. Every other chunk has none of them. OpenAI clients keep them on
+ * the objects they hand back (the `openai` package does): read them by widening its chunk type.
+ *
+ * @example Read a receipt with the `openai` package
+ * ```ts ignore
+ * import OpenAI from "openai";
+ * import { type VeriflowChunkFields, verifyReceipt } from "@veriflow/node";
+ *
+ * const client = new OpenAI({ baseURL: "http://127.0.0.1:8080/v1", apiKey: "unused" });
+ * const stream = await client.chat.completions.create({
+ *   model: "default",
+ *   messages: [{ role: "user", content: "Once upon a time" }],
+ *   max_tokens: 16,
+ *   stream: true,
+ * });
+ * let text = "";
+ * let end: VeriflowChunkFields = {};
+ * for await (const chunk of stream) {
+ *   text += chunk.choices[0]?.delta.content ?? "";
+ *   const fields = chunk as typeof chunk & VeriflowChunkFields;
+ *   if (fields.veriflow_job_id !== undefined) end = fields; // the last chunk
+ * }
+ * // The receipt commits to the text with the matched stop sequence put back.
+ * const check = verifyReceipt(end.veriflow_receipt, { output: text + (end.veriflow_stop ?? "") });
+ * ```
+ */
+export interface VeriflowChunkFields {
+  /** The job's id (hex): the hash of the job the node ran, which its receipt names. */
+  veriflow_job_id?: string;
+  /**
+   * The stop sequence that ended the job, left out of the text as OpenAI does, together with
+   * any text its last token carried after it: `text + veriflow_stop` is the output the receipt
+   * commits to. Absent when no stop sequence matched.
+   */
+  veriflow_stop?: string;
+  /**
+   * The job's signed receipt, when the node runs a prover (on a node that forwarded the job:
+   * the worker's, checked), as JSON with byte strings as lower-case hex. Check it with
+   * `verifyReceipt`, read it with `parseReceipt`.
+   */
+  veriflow_receipt?: unknown;
+  /**
+   * Why a job that finished has no receipt: its prover failed, or (on a node that forwarded
+   * the job) the worker's receipt did not check out (`receipt_rejected`). An internal failure's
+   * message is withheld: `internal server error`.
+   */
+  veriflow_receipt_error?: { code: string; message: string };
+}
+
+/** `logprobs` of a {@link CompletionChunkChoice}, when the request asked for them (`logprobs: N`). */
+export interface CompletionLogprobs {
+  /** Each token's text: what it added to the output. */
+  tokens: string[];
+  /** Each token's log-probability (the model's log-softmax, before temperature and cuts). */
+  token_logprobs: (number | null)[];
+  /**
+   * Per token, `{ text: logprob }` of the most likely tokens, most likely first, the sampled
+   * one always among them (written in that order even when a text looks like an integer).
+   */
+  top_logprobs: Record<string, number>[];
+  /** Each token's character offset in the output. */
+  text_offset: number[];
+}
+
+/** The one choice of a {@link CompletionChunk}. */
+export interface CompletionChunkChoice {
+  /** Always 0: one choice per request. */
+  index: number;
+  /** The text this chunk adds; `""` on the last chunk. */
+  text: string;
+  /** The tokens' logprobs, or `null` unless asked for. */
+  logprobs: CompletionLogprobs | null;
+  /** Set on the job's last chunk only. */
+  finish_reason: OpenAiFinishReason;
+}
+
+/**
+ * One `data:` event of `POST /v1/completions` with `stream: true`, as the node writes it (the
+ * stream ends with `data: [DONE]`). The last chunk with a choice carries `finish_reason` and the
+ * {@link VeriflowChunkFields}; with `stream_options.include_usage`, every chunk has `usage: null`
+ * and one more chunk, with no choice, has the usage.
+ */
+export interface CompletionChunk extends VeriflowChunkFields {
+  /** `cmpl-` and the first 24 hex characters of the job id; the same on every chunk. */
+  id: string;
+  /** Always `text_completion`. */
+  object: "text_completion";
+  /** Unix time, seconds, of the stream's start. */
+  created: number;
+  /** The CID of the model that ran the job. */
+  model: string;
+  /** One choice; none on the usage chunk. */
+  choices: CompletionChunkChoice[];
+  /** With `stream_options.include_usage` only: `null`, then the usage on the extra last chunk. */
+  usage?: WireUsage | null;
+}
+
+/** One token of {@link ChatLogprobs}. */
+export interface ChatTokenLogprob {
+  /** The text it added to the output. */
+  token: string;
+  /** Its log-probability. */
+  logprob: number | null;
+  /** Its text's UTF-8 bytes. */
+  bytes: number[];
+  /** The most likely tokens at its position (empty unless `top_logprobs` was asked for). */
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/** `logprobs` of a {@link ChatCompletionChunkChoice}, when the request asked for them. */
+export interface ChatLogprobs {
+  /** The chunk's tokens. */
+  content: ChatTokenLogprob[];
+  /** Always `null`. */
+  refusal: null;
+}
+
+/** The one choice of a {@link ChatCompletionChunk}. */
+export interface ChatCompletionChunkChoice {
+  /** Always 0: one choice per request. */
+  index: number;
+  /**
+   * What this chunk adds: the first chunk `{ role: "assistant", content: "" }`, then
+   * `{ content }`, and `{}` on the last.
+   */
+  delta: { role?: "assistant"; content?: string };
+  /** The tokens' logprobs, or `null` unless asked for. */
+  logprobs: ChatLogprobs | null;
+  /** Set on the job's last chunk only. */
+  finish_reason: OpenAiFinishReason;
+}
+
+/**
+ * One `data:` event of `POST /v1/chat/completions` with `stream: true`, as the node writes it
+ * (the stream ends with `data: [DONE]`); see {@link CompletionChunk} for the last chunk and the
+ * usage.
+ */
+export interface ChatCompletionChunk extends VeriflowChunkFields {
+  /** `chatcmpl-` and the first 24 hex characters of the job id; the same on every chunk. */
+  id: string;
+  /** Always `chat.completion.chunk`. */
+  object: "chat.completion.chunk";
+  /** Unix time, seconds, of the stream's start. */
+  created: number;
+  /** The CID of the model that ran the job. */
+  model: string;
+  /** One choice; none on the usage chunk. */
+  choices: ChatCompletionChunkChoice[];
+  /** With `stream_options.include_usage` only: `null`, then the usage on the extra last chunk. */
+  usage?: WireUsage | null;
+}
+
+/** A streamed chunk of either route. */
+export type OpenAiStreamChunk = CompletionChunk | ChatCompletionChunk;
+
+// ---------------------------------------------------------------------------------------------
+// The response families
+// ---------------------------------------------------------------------------------------------
 
 /** How a response family shapes its choices. */
 export interface ResponseShape {
@@ -23,20 +196,23 @@ export interface ResponseShape {
   /** `object` of a full response. */
   object: string;
   /** `object` of a streamed chunk. */
-  chunkObject: string;
-  /** The choice of a streamed chunk: a text piece, or the end (`text` null). */
+  chunkObject: OpenAiStreamChunk["object"];
+  /**
+   * The choice of a streamed chunk: a text piece, or the end (`text` null). `logprobs` is what
+   * this shape's {@link logprobs} wrote.
+   */
   chunkChoice(
     text: string | null,
     logprobs: unknown | null,
-    finishReason: string | null,
-  ): Record<string, unknown>;
+    finishReason: OpenAiFinishReason,
+  ): OpenAiStreamChunk["choices"][number];
   /** A chunk sent before any token (chat announces the assistant role), if any. */
-  openingChoice?(): Record<string, unknown>;
+  openingChoice?(): OpenAiStreamChunk["choices"][number];
   /** The choice of a full response. */
   fullChoice(
     text: string,
     logprobs: unknown | null,
-    finishReason: string | null,
+    finishReason: OpenAiFinishReason,
   ): Record<string, unknown>;
   /** The logprobs of `tokens`, the first of which starts at character `offset` of the output. */
   logprobs(tokens: readonly StreamedToken[], offset: number): unknown;
@@ -100,10 +276,11 @@ export const COMPLETION_SHAPE: ResponseShape = {
   idPrefix: "cmpl",
   object: "text_completion",
   chunkObject: "text_completion",
-  chunkChoice: (text, logprobs, finishReason) => ({
+  chunkChoice: (text, logprobs, finishReason): CompletionChunkChoice => ({
     index: 0,
     text: text ?? "",
-    logprobs,
+    // This shape's own `logprobs` (its top lists are OrderedJsonObjects, written as objects).
+    logprobs: logprobs as CompletionLogprobs | null,
     finish_reason: finishReason,
   }),
   fullChoice: (text, logprobs, finishReason) => ({
@@ -155,13 +332,13 @@ export const CHAT_SHAPE: ResponseShape = {
   idPrefix: "chatcmpl",
   object: "chat.completion",
   chunkObject: "chat.completion.chunk",
-  chunkChoice: (text, logprobs, finishReason) => ({
+  chunkChoice: (text, logprobs, finishReason): ChatCompletionChunkChoice => ({
     index: 0,
     delta: text === null ? {} : { content: text },
-    logprobs,
+    logprobs: logprobs as ChatLogprobs | null, // this shape's own `logprobs`
     finish_reason: finishReason,
   }),
-  openingChoice: () => ({
+  openingChoice: (): ChatCompletionChunkChoice => ({
     index: 0,
     delta: { role: "assistant", content: "" },
     logprobs: null,
@@ -173,7 +350,7 @@ export const CHAT_SHAPE: ResponseShape = {
     logprobs,
     finish_reason: finishReason,
   }),
-  logprobs: (tokens) => ({
+  logprobs: (tokens): ChatLogprobs => ({
     content: tokens.map((token) => ({
       token: token.text,
       logprob: token.logprob ?? null,
