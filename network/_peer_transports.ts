@@ -43,6 +43,60 @@ const STABLE_CONNECTION_MS = 10_000;
 /** Default first redial delay. */
 const DEFAULT_REDIAL_MS = 250;
 
+/**
+ * Codes of a handshake that failed on what the other end sent, not on the network: whatever
+ * answered there speaks another protocol (an HTTP server's first bytes read as a frame of about
+ * 1 GB: `frame_too_large`). The commonest cause is a `--peer` given a node's HTTP `--port`.
+ */
+const NOT_OUR_PROTOCOL = new Set([
+  "frame_too_large",
+  "truncated_frame",
+  "malformed_cbor",
+  "nesting_too_deep",
+  "invalid_envelope",
+  "unknown_version",
+  "unknown_type",
+  "invalid_body",
+]);
+
+/**
+ * Why a dial of `address` failed, as the operator's log says it: the error's own text, and what
+ * to check when the cause is a likely mistake in the address (nothing listening, or something
+ * that is not a Veriflow peer port). `stage` says whether the TCP connect or the handshake after
+ * it failed: only a handshake can show the other end speaks another protocol.
+ */
+function dialFailure(error: unknown, stage: "connect" | "handshake", address: string): string {
+  const message = error instanceof Error ? error.message : String(error);
+  if (stage === "connect" && error instanceof Deno.errors.ConnectionRefused) {
+    return `${message} (is a node running there, with --p2p-port ${portOf(address)}?)`;
+  }
+  if (stage === "handshake") {
+    // A handshake that failed on a frame wraps the frame's error (`handshake_failed`, its
+    // `cause`): the cause's code says whether the other end spoke our protocol at all.
+    const code = codeOf((error as { cause?: unknown } | null)?.cause) ?? codeOf(error);
+    if (code !== undefined && NOT_OUR_PROTOCOL.has(code)) {
+      return `not a Veriflow peer port: what answered sent no handshake of ours (${message}); ` +
+        `give the node's --p2p-port (default 7700), not its HTTP --port`;
+    }
+    if (code === "peer_timeout") {
+      return `${message} (a connection was accepted but no Veriflow handshake came: is ` +
+        `${portOf(address)} the node's --p2p-port, not its HTTP --port or another service?)`;
+    }
+  }
+  return message;
+}
+
+/** The stable `code` of a typed error, if it has one. */
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** The port of a formatted `HOST:PORT` address. */
+function portOf(address: string): string {
+  return address.slice(address.lastIndexOf(":") + 1);
+}
+
 /** Options of {@link PeerTransports}: what it needs of the NetworkActor. */
 export interface PeerTransportsOptions {
   /**
@@ -134,10 +188,11 @@ export class PeerTransports {
     for (const address of peers) void this.#dialLoop(address, ctx);
     if (this.#options.swarm !== undefined) {
       // In the background: start-up does not wait for the DHT, and a swarm that cannot start
-      // (no Node.js) leaves the node on its TCP peers, saying why.
-      this.#joinSwarm(this.#options.swarm, ctx).catch((error) =>
-        this.#log(`swarm unavailable: ${(error as Error).message}`)
-      );
+      // (no Node.js) leaves the node on its TCP peers, saying why. A join the node's own
+      // stopping cut short (its bootstrap never answered) is no failure to report at Ctrl-C.
+      this.#joinSwarm(this.#options.swarm, ctx).catch((error) => {
+        if (!ctx.signal.aborted) this.#log(`swarm unavailable: ${(error as Error).message}`);
+      });
     }
   }
 
@@ -179,6 +234,8 @@ export class PeerTransports {
     for (const join of topics) {
       await swarm.join(join.topic, { server: join.server, client: join.client });
     }
+    // A join the node's stopping settled (the host's last flush) joined nothing worth a line.
+    if (ctx.signal.aborted) return;
     this.#log(
       `swarm joined     ${
         options.bootstrap === null ? "the public DHT" : `bootstrap ${options.bootstrap.join(", ")}`
@@ -267,11 +324,17 @@ export class PeerTransports {
     const first = this.#options.redialMs ?? DEFAULT_REDIAL_MS;
     let wait = first;
     const text = formatPeerAddress(address);
+    // The failure last logged: a peer that stays down, or stays the wrong kind of port, is said
+    // once, not at every redial (at the cap, a line every 10 s for as long as the node runs).
+    let logged: string | undefined;
     while (!ctx.signal.aborted) {
+      let stage: "connect" | "handshake" = "connect";
       try {
         // Stopped with the actor: a dial under way does not outlive it.
         const duplex = await connectTcp(address, { signal: ctx.signal });
+        stage = "handshake";
         const connection = await this.open(duplex, () => duplex.close(), ctx);
+        logged = undefined; // connected: the next failure is news again
         const since = performance.now();
         try {
           await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
@@ -285,7 +348,14 @@ export class PeerTransports {
         if (performance.now() - since >= STABLE_CONNECTION_MS) wait = first;
       } catch (error) {
         if (ctx.signal.aborted) return;
-        this.#log(`peer ${text}: ${(error as Error).message}; retrying in ${wait} ms`);
+        const why = dialFailure(error, stage, text);
+        if (why !== logged) {
+          logged = why;
+          this.#log(
+            `peer ${text}: ${why}; retrying in ${wait} ms, then backing off to every ` +
+              `${MAX_REDIAL_MS / 1000} s (said again only when the failure changes)`,
+          );
+        }
       }
       await sleep(wait, ctx.signal);
       wait = Math.min(wait * 2, MAX_REDIAL_MS);

@@ -351,9 +351,22 @@ export const nodeConfigSchema = z.strictObject({
    */
   selfStake: z.number().min(0).default(1_000_000),
 }).superRefine((c, ctx) => {
+  if (!c.network.listening) return;
+  // A peer to dial that is this node's own listener: the node dialled itself for as long as it
+  // ran, each side of every attempt logging "the peer claims our own key", which names neither
+  // the address nor the flag.
+  c.network.peers.forEach((peer, i) => {
+    if (!isDialAddress(peer) || !dialsListener(peer, c.network.listen)) return;
+    ctx.addIssue({
+      code: "custom",
+      message: `${peer} is this node's own peer port (--p2p-port ${c.network.listen.port}): ` +
+        `a node does not peer with itself; give the other node's --p2p-port`,
+      path: ["network", "peers", i],
+    });
+  });
   // The HTTP API binds first: the peer listener then failed on the node's own port, blamed on
   // "another node on this port?", after the data directory was taken and the model loaded.
-  if (!c.network.listening || !sharePort(c.http, c.network.listen)) return;
+  if (!sharePort(c.http, c.network.listen)) return;
   ctx.addIssue({
     code: "custom",
     message: `the same as http.port (${c.http.port}) on ${c.network.listen.hostname}, which ` +
@@ -361,6 +374,27 @@ export const nodeConfigSchema = z.strictObject({
     path: ["network", "listen", "port"],
   });
 });
+
+/** Names of this machine's loopback interface a peer address may use. */
+const LOOPBACK: ReadonlySet<string> = new Set(["localhost", "::1"]);
+
+/** Whether `host` names this machine's loopback interface (127.0.0.0/8, ::1, localhost). */
+function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host.toLowerCase()) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/**
+ * Whether dialling `peer` (a valid `HOST:PORT`) reaches the listener `listen` of the same node:
+ * its port, on its address, or on loopback when it listens there or on every interface. Another
+ * host at the same port is another machine's node; port 0 is a free port no peer can name.
+ */
+function dialsListener(peer: string, listen: { hostname: string; port: number }): boolean {
+  const { hostname, port } = parsePeerAddress(peer);
+  if (listen.port === 0 || port !== listen.port) return false;
+  if (hostname === listen.hostname) return true;
+  return isLoopback(hostname) &&
+    (isLoopback(listen.hostname) || EVERY_INTERFACE.has(listen.hostname));
+}
 
 /** Addresses that bind a port on every interface of the machine. */
 const EVERY_INTERFACE: ReadonlySet<string> = new Set(["0.0.0.0", "::", "[::]"]);
