@@ -446,10 +446,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   constructor(options: TrainingValidatorOptions) {
     this.#options = options;
     this.#network = new TrainingNetwork(options);
+    // A validator given no round models (a ledger-only one; tests of its coin) keeps no momenta.
+    const modelsDir = options.models?.modelsDir;
     this.#outcomes = new OutcomeGate({
       models: options.models,
       // Beside the round models: an audit after a stop starts from the momentum kept there.
-      momentaDir: join(options.models.modelsDir, AUDITED_MOMENTA_DIR),
+      momentaDir: modelsDir === undefined ? undefined : join(modelsDir, AUDITED_MOMENTA_DIR),
       seen: { has: (key) => this.#seen.has(key), add: (key) => this.#firstTime(key) },
       genesisSeeds: options.genesisSeeds,
       now: () => (this.#options.now ?? Date.now)(),
