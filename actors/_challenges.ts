@@ -236,7 +236,9 @@ export class Challenges {
         }
       }
       this.#core.log(
-        `validator: challenged job ${receipt.jobId.slice(0, 12)} → ${outcome}` +
+        `validator: challenged job ${receipt.jobId.slice(0, 12)} → ${outcome}, worker ${
+          toHex(receipt.worker).slice(0, 16)
+        }` +
           ` (${reason}; ${result.stats.positions} positions re-checked in ${
             Math.round(result.stats.totalMs)
           } ms)`,

@@ -105,6 +105,11 @@ export class ReceiptIntake {
     // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
     const fresh = ledger.receipt(id) === undefined;
+    if (!fresh) {
+      // Counted apart: the heartbeat's receipts are jobs, not announcements of them.
+      this.#core.stats.copies++;
+      if (origin !== undefined && origin !== "local") this.#core.stats.copiesFromPeers++;
+    }
     // Its window would open now: only while its worker must still hold its proof data. (One
     // signed ahead of this clock is taken: its worker only makes itself answerable for longer.)
     const signedEnd = receipt.timings.startedAt + receipt.timings.totalMs;

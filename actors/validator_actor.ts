@@ -203,6 +203,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #stats: ValidatorStats = {
     received: 0,
     fromPeers: 0,
+    copies: 0,
+    copiesFromPeers: 0,
     refused: 0,
     own: 0,
     challenged: 0,

@@ -452,10 +452,17 @@ export interface FraudProofHandled {
 
 /** Counters of the validator (served on `/metrics` and in the heartbeat). */
 export interface ValidatorStats {
-  /** Receipts handed to the validator (local and from peers). */
+  /**
+   * Receipts handed to the validator (local and from peers), copies included: a job's receipt
+   * comes once from the router that checked it and again in each announcement of it.
+   */
   received: number;
   /** Receipts from peers among them. */
   fromPeers: number;
+  /** Receipts among {@link received} that this ledger already held (copies of one job's). */
+  copies: number;
+  /** Copies among {@link fromPeers}. */
+  copiesFromPeers: number;
   /** Receipts the ledger refused (malformed, bad signature, not enough stake). */
   refused: number;
   /** Own receipts: recorded and announced, never challenged here. */

@@ -116,6 +116,11 @@ export interface JobSummary {
   receipt?: unknown;
   /** The error that ended the job (`finishReason: "error"`) or the prover's failure. */
   error?: { code: string; message: string };
+  /**
+   * The key (hex) of the peer worker that ran the job, when a router forwarded it
+   * (`NetworkInferencePort`); absent for a job run on this node. The edge's log names it.
+   */
+  worker?: string;
 }
 
 /** What a requester gets back for an accepted text job. */

@@ -76,6 +76,11 @@ export interface ServeInferenceOptions {
    * `inference.get_receipt` on a later connection (one per node, with `peer`; absent: none kept).
    */
   unsent?: UnsentReceipts;
+  /**
+   * The worker's log: one line per job this connection's peer ran here, when it ends (absent:
+   * none). A worker otherwise shows its peers' jobs only as counts in its heartbeat.
+   */
+  log?: (line: string) => void;
 }
 
 /**
@@ -263,6 +268,8 @@ export function serveInference(
       throw error;
     }
     options.onJob?.(handle.jobId);
+    const log = options.log;
+    if (log !== undefined) handle.done.then((summary) => log(servedLine(summary, requester)));
     return jobEvents(handle, {
       resumedFrom: resume?.length ?? 0,
       stallMs,
@@ -276,6 +283,29 @@ export function serveInference(
         : (receipt) => unsent.keep(requester, receipt),
     });
   });
+}
+
+/** Characters of a job id in a log line: as many as the edge's lines show (`inference_gateway.ts`). */
+const JOB_LOG_CHARS = 12;
+/** Characters of a peer key in a log line: as many as the network's `peer up` lines show. */
+const KEY_LOG_CHARS = 16;
+
+/**
+ * The worker's one line for a job a peer ran here, in the shape of the edge's end lines:
+ * `job <id> served for peer <key>: <finish> after N tokens in T ms, receipt signed`.
+ */
+function servedLine(summary: JobSummary, requester: string | undefined): string {
+  const n = summary.usage.completionTokens;
+  const tokens = `${n} ${n === 1 ? "token" : "tokens"} in ${
+    Math.round(summary.timings.totalMs)
+  } ms`;
+  const error = summary.error;
+  const receipt = summary.receipt !== undefined
+    ? "receipt signed"
+    : `without a receipt${error === undefined ? "" : `: ${error.code}: ${error.message}`}`;
+  return `job ${summary.jobId.slice(0, JOB_LOG_CHARS)} served for peer ${
+    requester?.slice(0, KEY_LOG_CHARS) ?? "(no key)"
+  }: ${summary.finishReason} after ${tokens}, ${receipt}`;
 }
 
 /** How {@link jobEvents} streams one job. */

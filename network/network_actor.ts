@@ -438,6 +438,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       timers: this.#options.services.timers ?? this.#timers,
       connectionTo: (key, protocol) =>
         ctx.self.ask<Connection | undefined>({ type: "connection_to", key, protocol }),
+      log: this.#options.services.log ?? ((line) => this.#log(line)),
     };
     this.#protocols = [...offeredProtocols(this.#services), PEER_PROTOCOL];
     if (this.#options.describe !== undefined) {
@@ -655,8 +656,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (before.some((p) => p.connection === connection && p.storage !== undefined)) {
       this.#storagePeersChanged(ctx);
     }
-    const why = connection.closeReason ? `: ${connection.closeReason.message}` : "";
-    this.#log(`peer down ${key.slice(0, 16)}${why}`);
+    // Its address tells an operator which --peer it was; a close with no recorded reason (the
+    // peer killed, or stopped: the wire carries no goodbye) says that much rather than nothing.
+    const address = before.find((p) => p.connection === connection)?.info.address;
+    const why = connection.closeReason?.message ?? "connection closed";
+    this.#log(`peer down ${key.slice(0, 16)}${address === undefined ? "" : ` ${address}`}: ${why}`);
   }
 
   /**

@@ -342,7 +342,8 @@ export class NetworkInferencePort implements InferencePort {
         // Only a job it took over after tokens were delivered, and ran to its end, shows it
         // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
         if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
-        return told;
+        // The worker that ended the job (the last one, after a failover): the edge's log names it.
+        return { ...told, worker: toHex(attempt.worker) };
       },
       lost: (worker, error) => {
         // A worker that went silent on a running job (its connection alive) would cost the

@@ -110,6 +110,8 @@ export interface PeerServices {
    * (`serve_inference.ts`); default: one per actor system.
    */
   peerJobs?: PeerJobShares;
+  /** Where one line per job a peer ran here goes (`serve_inference.ts`); none by default. */
+  log?: (line: string) => void;
 }
 
 /**
@@ -260,6 +262,7 @@ export function servePeer(
       peer,
       shares: peerJobsOf(services),
       unsent: perSystem(unsentReceipts, system, () => new UnsentReceipts()),
+      log: services.log,
     });
   }
   const proofRequests = proofQueueOf(services);

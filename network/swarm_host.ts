@@ -40,6 +40,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { SwarmHostLiveness } from "./_swarm_host_liveness.ts";
+import { denoStandInNode } from "./_swarm_node_path.ts";
 import { SwarmHostOutput } from "./_swarm_host_output.ts";
 import { SwarmPeerAcceptor } from "./_swarm_peer_acceptor.ts";
 
@@ -239,9 +240,19 @@ export class SwarmHost {
 
   /**
    * Start the host and wait until it is ready.
-   * @throws {SwarmHostError} when Node.js cannot be run or the host does not come up.
+   * @throws {SwarmHostError} when Node.js cannot be run (or `node` is Deno's stand-in for it) or
+   *   the host does not come up.
    */
   static async start(options: SwarmHostOptions): Promise<SwarmHost> {
+    // Refused before anything runs: in Deno's stand-in the host dies on Hyperswarm's native addon
+    // with a symbol lookup error that never says Node.js is missing (`_swarm_node_path.ts`).
+    const standIn = denoStandInNode(options.nodePath ?? "node");
+    if (standIn !== undefined) {
+      throw new SwarmHostError(
+        `cannot start the swarm host with ${standIn}: that "node" is Deno's stand-in, not ` +
+          `Node.js (Hyperswarm runs in Node.js: install Node.js 20 or later, or set the path to it)`,
+      );
+    }
     const host = new SwarmHost(options);
     try {
       host.#link = await openSwarmLink((duplex) => {

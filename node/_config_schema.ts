@@ -54,6 +54,15 @@ function isDialAddress(text: string): boolean {
 const DIAL_ADDRESS = "expected HOST:PORT with a port 1–65535";
 
 /**
+ * A `HOST:PORT` list item, refused quoting the item: with several `--peer` flags, the index alone
+ * (`network.peers.1`) left the operator counting flags from 0.
+ */
+const dialAddress = () =>
+  z.string().refine(isDialAddress, {
+    error: (issue) => `${DIAL_ADDRESS}, got ${JSON.stringify(issue.input)}`,
+  });
+
+/**
  * Said of an empty host: the system's own refusal would come at start, blamed on the port.
  */
 const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this machine only) " +
@@ -167,7 +176,7 @@ export const nodeConfigSchema = z.strictObject({
     /** Accept peer connections at all. */
     listening: z.boolean().default(true),
     /** Static peers to dial and keep dialled, `HOST:PORT` or `[IPV6]:PORT`. */
-    peers: z.array(z.string().refine(isDialAddress, DIAL_ADDRESS)).default([]),
+    peers: z.array(dialAddress()).default([]),
     /**
      * Send a ping after this long without traffic. A third of the idle timeout: two pings can
      * be lost before a live peer is taken for dead.
@@ -183,7 +192,7 @@ export const nodeConfigSchema = z.strictObject({
      */
     swarm: z.strictObject({
       enabled: z.boolean().default(false),
-      bootstrap: z.array(z.string().refine(isDialAddress, DIAL_ADDRESS)).nullable()
+      bootstrap: z.array(dialAddress()).nullable()
         .default(null),
       bind: z.string().min(1, HOST_REQUIRED).optional(),
     }).prefault({}),

@@ -90,7 +90,12 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         const a = await validator.ask<Account>({ type: "account", key: options.publicKey }, {
           timeoutMs: ASK_TIMEOUT_MS,
         });
-        return `receipts ${s.received} (${s.fromPeers} from peers) challenged ${s.challenged} ` +
+        // Receipts new here, one per job: a job's receipt comes from its router and again in
+        // each announcement, and those copies are shown apart.
+        const copies = `${s.copies} ${s.copies === 1 ? "copy" : "copies"}`;
+        return `receipts ${s.received - s.copies} (${
+          s.fromPeers - s.copiesFromPeers
+        } from peers, ${copies}) challenged ${s.challenged} ` +
           `fraud ${s.verdicts.fraud} slashes ${s.slashes} · credit ${a.balance} stake ${a.stake} (locked ${a.locked})`;
       }),
     ];

@@ -223,6 +223,11 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           "Receipts announced by peers.",
           t.fromPeers,
         ),
+        counter(
+          "veriflow_validator_receipt_copies_total",
+          "Receipts among those handed in that this ledger already held (copies of one job's receipt).",
+          t.copies,
+        ),
         counter("veriflow_validator_refused_total", "Receipts the ledger refused.", t.refused),
         counter(
           "veriflow_validator_own_receipts_total",

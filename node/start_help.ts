@@ -42,7 +42,8 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
   --p2p-port N      port peers connect to (default 7700; 0 picks a free one)
   --p2p-host H      address peers connect to (default 127.0.0.1)
   --no-listen       accept no peer connections (dial out only)
-  --peer HOST:PORT  dial this peer and keep it dialled (repeatable)
+  --peer HOST:PORT  dial this peer and keep it dialled (repeatable); PORT is
+                    the peer's --p2p-port, not its HTTP --port
   --swarm           find peers on Hyperswarm's public DHT (needs Node.js 20+ installed)
   --swarm-bootstrap HOST:PORT
                     find peers on Hyperswarm through these DHT bootstrap nodes (repeatable)

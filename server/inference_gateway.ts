@@ -284,9 +284,11 @@ export class InferenceGateway {
     handle.done.then((summary) => {
       release?.();
       if (log === undefined) return;
+      // A job a router forwarded names the peer that ran it: else the line reads like one run here.
+      const on = summary.worker === undefined ? "" : ` on worker ${summary.worker.slice(0, 16)}`;
       const tokens = `${count(summary.usage.completionTokens, "token")} in ${
         Math.round(summary.timings.totalMs)
-      } ms`;
+      } ms${on}`;
       if (summary.finishReason === "cancelled") log(`${tag} cancelled after ${tokens}`);
       else if (summary.finishReason === "error") {
         // The one record of why: a client is not told an internal failure's text (its message

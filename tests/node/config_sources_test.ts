@@ -161,11 +161,11 @@ Deno.test("http.drainTimeoutMs: 30 s by default, set by the file or VERIFLOW_HTT
 Deno.test("a bad list item is refused naming the flag, variable or file that set its list", async () => {
   await assert.rejects(
     resolveStartConfig(["--peer", "nohostport"]),
-    /network\.peers\.0: expected HOST:PORT with a port 1–65535 \[from --peer\]/,
+    /network\.peers\.0: expected HOST:PORT with a port 1–65535, got "nohostport" \[from --peer\]/,
   );
   await assert.rejects(
     resolveStartConfig([], { VERIFLOW_NETWORK_PEERS: "127.0.0.1:7701,bad" }),
-    /network\.peers\.1: expected HOST:PORT with a port 1–65535 \[from VERIFLOW_NETWORK_PEERS\]/,
+    /network\.peers\.1: expected HOST:PORT with a port 1–65535, got "bad" \[from VERIFLOW_NETWORK_PEERS\]/,
   );
   const file = await tempFile({ http: { apiKeys: ["short"] } });
   await assert.rejects(

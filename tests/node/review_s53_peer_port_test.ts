@@ -9,7 +9,7 @@ import { resolveStartConfig } from "../../node/start_command.ts";
 Deno.test("--peer HOST:0 is refused at start, naming the flag and what a peer address needs", async () => {
   await assert.rejects(
     resolveStartConfig(["--peer", "127.0.0.1:0"]),
-    /network\.peers\.0: expected HOST:PORT with a port 1–65535 \[from --peer\]/,
+    /network\.peers\.0: expected HOST:PORT with a port 1–65535, got "127\.0\.0\.1:0" \[from --peer\]/,
   );
   await assert.rejects(
     resolveStartConfig(["--peer", "[::1]:0"]),
