@@ -468,8 +468,11 @@ function renderValidator(validator, answering) {
     return;
   }
   const t = validator.stats;
+  const copies = t.copies ?? 0;
   $("validator-summary").textContent =
-    `${t.received} receipts (${t.fromPeers} from peers, ${t.own} own) · ${t.challenged} challenged · ` +
+    // One per job, as the heartbeat counts them: a job's receipt also comes in each announcement.
+    `${t.received - copies} receipts (${t.fromPeers - (t.copiesFromPeers ?? 0)} from peers, ` +
+    `${t.own} own, ${copies} ${copies === 1 ? "copy" : "copies"}) · ${t.challenged} challenged · ` +
     `verdicts ${t.verdicts.valid} valid, ${t.verdicts.fraud} fraud, ${t.verdicts.invalid} invalid, ` +
     `${t.verdicts.inconclusive} inconclusive · ${t.peerVerdicts} from peers · ${t.slashes} slashes · ` +
     `${t.openChallenges} open`;

@@ -273,9 +273,12 @@ Deno.test({
             answering
               ? Promise.resolve({
                 stats: {
-                  received: 3,
-                  fromPeers: 1,
+                  received: 4,
+                  fromPeers: 2,
                   own: 2,
+                  // A fourth receipt handed in was a copy (from a peer) of one held: 3 jobs.
+                  copies: 1,
+                  copiesFromPeers: 1,
                   challenged: 0,
                   verdicts: { valid: 0, fraud: 0, invalid: 0, inconclusive: 0 },
                   peerVerdicts: 0,
@@ -298,6 +301,10 @@ Deno.test({
       const { page, problems } = await openPage(browser);
       await page.goto(`${server.url}/`);
       await page.locator("#validator-summary", { hasText: "3 receipts" }).waitFor();
+      assert.match(
+        await text(page, "#validator-summary"),
+        /^3 receipts \(1 from peers, 2 own, 1 copy\)/,
+      );
       assert.match(await text(page, "#ledger-summary"), /^credit 5 · stake 1000/);
       answering = false;
       await page.locator("#validator-summary", { hasText: /^(?!3 receipts)/ }).waitFor();
