@@ -20,6 +20,7 @@ import { listenForPeers } from "./peer_listener.ts";
 import type { LogLimiter } from "./log_limiter.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { FRAMING_ERROR_CODES } from "../protocols/protocol_errors.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import { toHex } from "../protocols/hash.ts";
 import { PeerHelloMessage, type PeerRole } from "../protocols/peer_hello.ts";
@@ -48,16 +49,7 @@ const DEFAULT_REDIAL_MS = 250;
  * answered there speaks another protocol (an HTTP server's first bytes read as a frame of about
  * 1 GB: `frame_too_large`). The commonest cause is a `--peer` given a node's HTTP `--port`.
  */
-const NOT_OUR_PROTOCOL = new Set([
-  "frame_too_large",
-  "truncated_frame",
-  "malformed_cbor",
-  "nesting_too_deep",
-  "invalid_envelope",
-  "unknown_version",
-  "unknown_type",
-  "invalid_body",
-]);
+const NOT_OUR_PROTOCOL: ReadonlySet<string> = new Set(FRAMING_ERROR_CODES);
 
 /**
  * Why a dial of `address` failed, as the operator's log says it: the error's own text, and what

@@ -10,8 +10,11 @@
  */
 import { VeriflowError } from "./errors.ts";
 
-/** Stable error codes of the wire protocol. Never renamed once published. */
-export const PROTOCOL_ERROR_CODES = [
+/**
+ * The codes of bytes that are not this protocol's frames or messages: what a peer that speaks
+ * something else sends (an HTTP server's first bytes read as a frame of about 1 GB).
+ */
+export const FRAMING_ERROR_CODES = [
   "frame_too_large",
   "truncated_frame",
   "malformed_cbor",
@@ -20,6 +23,11 @@ export const PROTOCOL_ERROR_CODES = [
   "unknown_version",
   "unknown_type",
   "invalid_body",
+] as const;
+
+/** Stable error codes of the wire protocol. Never renamed once published. */
+export const PROTOCOL_ERROR_CODES = [
+  ...FRAMING_ERROR_CODES,
   "bad_signature",
   "no_handler",
   "unexpected_message",
