@@ -29,19 +29,12 @@ import type { DashboardSources, TrainingView } from "../../server/dashboard_rout
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { CHROMIUM, requireChromium } from "./_helpers.ts";
+import { CHROMIUM, QUIET_SOURCES, requireChromium } from "./_helpers.ts";
 
 const OPERATOR = "op-token-0123456789abcdef";
 const MODEL: ServedModelInfo = { cid: "bafkmodel", name: "held", kind: "text" };
 
-const SOURCES: DashboardSources = {
-  node: { key: "00".repeat(32), version: "test" },
-  tree: () => ({ name: "node", kind: "system", status: "running", restarts: 0, children: [] }),
-  onLifecycle: () => () => {},
-  peers: () => Promise.resolve([]),
-  validator: () => Promise.resolve(undefined),
-  storage: () => Promise.resolve(undefined),
-};
+const SOURCES: DashboardSources = QUIET_SOURCES;
 
 /** A port whose jobs stream nothing until the test ends them (or the requester cancels). */
 function heldPort() {

@@ -28,7 +28,7 @@ import { JobMonitor } from "../../server/job_monitor.ts";
 import { toJsonValue } from "../../server/json_value.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { CHROMIUM, requireChromium } from "./_helpers.ts";
+import { CHROMIUM, QUIET_SOURCES, requireChromium } from "./_helpers.ts";
 
 const OPERATOR = "op-token-0123456789abcdef";
 const MODEL: ServedModelInfo = { cid: "bafkmodel", name: "held", kind: "text" };
@@ -95,12 +95,7 @@ function signingPort() {
 }
 
 const SOURCES: DashboardSources = {
-  node: { key: "00".repeat(32), version: "test" },
-  tree: () => ({ name: "node", kind: "system", status: "running", restarts: 0, children: [] }),
-  onLifecycle: () => () => {},
-  peers: () => Promise.resolve([]),
-  validator: () => Promise.resolve(undefined),
-  storage: () => Promise.resolve(undefined),
+  ...QUIET_SOURCES,
   // A verdict whose fraud proof the node no longer keeps (it keeps the last 32).
   activity: {
     recent: () => [{

@@ -23,17 +23,10 @@ import { createApp } from "../../server/app.ts";
 import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor, MAX_KEPT_TEXT } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
-import { CHROMIUM, requireChromium } from "./_helpers.ts";
+import { CHROMIUM, QUIET_SOURCES, requireChromium } from "./_helpers.ts";
 
 const MODEL: ServedModelInfo = { cid: "bafkmodel", name: "routed", kind: "text" };
-const SOURCES: DashboardSources = {
-  node: { key: "00".repeat(32), version: "test" },
-  tree: () => ({ name: "node", kind: "system", status: "running", restarts: 0, children: [] }),
-  onLifecycle: () => () => {},
-  peers: () => Promise.resolve([]),
-  validator: () => Promise.resolve(undefined),
-  storage: () => Promise.resolve(undefined),
-};
+const SOURCES: DashboardSources = QUIET_SOURCES;
 /** The longest token text a worker peer may send (`MAX_TOKEN_TEXT_LENGTH`). */
 const TOKEN_CHARS = 1024;
 /** Tokens streamed: 50 times what the node keeps of a job's output. */

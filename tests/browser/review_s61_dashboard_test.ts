@@ -9,7 +9,6 @@
  *   worker peer's 1,024-character tokens is 4 M characters, copied ~8 G times over in the tab.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
 import {
   emptyInferenceStats,
   type InferenceHandle,
@@ -18,22 +17,11 @@ import {
   type StreamedToken,
 } from "../../inference/inference_port.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { createApp } from "../../server/app.ts";
-import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
-import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { CHROMIUM, requireChromium } from "./_helpers.ts";
+import { inChromium, openPageAt, QUIET_SOURCES } from "./_helpers.ts";
 
 const MODEL: ServedModelInfo = { cid: "bafkmodel", name: "queued", kind: "text" };
-const SOURCES: DashboardSources = {
-  node: { key: "00".repeat(32), version: "test" },
-  tree: () => ({ name: "node", kind: "system", status: "running", restarts: 0, children: [] }),
-  onLifecycle: () => () => {},
-  peers: () => Promise.resolve([]),
-  validator: () => Promise.resolve(undefined),
-  storage: () => Promise.resolve(undefined),
-};
 /** Live jobs at once: fewer than a node's default queue holds. */
 const LIVE_JOBS = 40;
 /** Live jobs the page draws at most (`SHOWN_LIVE_JOBS` in `server/dashboard/app.js`). */
@@ -69,56 +57,54 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await requireChromium();
     const { port, controllers } = manyJobs();
     const monitor = new JobMonitor();
-    const app = createApp({
+    const options = {
       inference: monitor.wrap(port),
-      dashboard: { sources: SOURCES, jobs: monitor, operatorToken: "op-token-0123456789abcdef" },
-    });
-    const server = serve({ app, port: 0 });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    const readers: ReadableStreamDefaultReader<StreamedToken>[] = [];
-    try {
-      const page = await browser.newPage();
-      const problems: string[] = [];
-      page.on("pageerror", (e) => problems.push(e.message));
-      await page.goto(`${server.url}/`);
-      // The first snapshot is drawn: the page has joined the live feed.
-      await page.locator("#access", { hasText: "read-only" }).waitFor();
-      await page.locator("#validator-summary", { hasText: /\S/ }).waitFor();
-      const watched = monitor.wrap(port);
-      for (let i = 0; i < LIVE_JOBS; i++) {
-        readers.push((await watched.submit({} as TextJob)).tokens.getReader());
-      }
-      const more = LIVE_JOBS - SHOWN_LIVE_JOBS;
-      await page.locator("#jobs", { hasText: `${more} more live jobs` }).waitFor();
-      const rows = Number(await page.evaluate(`document.querySelectorAll('#jobs .job').length`));
-      assert.equal(rows, SHOWN_LIVE_JOBS, "live jobs drawn");
+      dashboard: {
+        sources: QUIET_SOURCES,
+        jobs: monitor,
+        operatorToken: "op-token-0123456789abcdef",
+      },
+    };
+    await inChromium(options, async (server, browser) => {
+      const readers: ReadableStreamDefaultReader<StreamedToken>[] = [];
+      try {
+        const { page, problems } = await openPageAt(browser, `${server.url}/`);
+        // The first snapshot is drawn: the page has joined the live feed.
+        await page.locator("#access", { hasText: "read-only" }).waitFor();
+        await page.locator("#validator-summary", { hasText: /\S/ }).waitFor();
+        const watched = monitor.wrap(port);
+        for (let i = 0; i < LIVE_JOBS; i++) {
+          readers.push((await watched.submit({} as TextJob)).tokens.getReader());
+        }
+        const more = LIVE_JOBS - SHOWN_LIVE_JOBS;
+        await page.locator("#jobs", { hasText: `${more} more live jobs` }).waitFor();
+        const rows = Number(await page.evaluate(`document.querySelectorAll('#jobs .job').length`));
+        assert.equal(rows, SHOWN_LIVE_JOBS, "live jobs drawn");
 
-      // Hold on to two rows, then stream a token of the first job.
-      await page.evaluate(`globalThis.rows = [
+        // Hold on to two rows, then stream a token of the first job.
+        await page.evaluate(`globalThis.rows = [
         document.querySelector('#jobs .job[data-job="job0"]'),
         document.querySelector('#jobs .job[data-job="job1"]'),
       ]`);
-      controllers[0].enqueue({ index: 0, tokenId: 1, text: "hello" });
-      await readers[0].read();
-      await page.locator('#jobs .job[data-job="job0"] .meta', { hasText: "1 tokens" }).waitFor();
-      assert.equal(
-        await page.locator('#jobs .job[data-job="job0"] .text').textContent(),
-        "hello",
-      );
-      const kept = await page.evaluate(`[
+        controllers[0].enqueue({ index: 0, tokenId: 1, text: "hello" });
+        await readers[0].read();
+        await page.locator('#jobs .job[data-job="job0"] .meta', { hasText: "1 tokens" }).waitFor();
+        assert.equal(
+          await page.locator('#jobs .job[data-job="job0"] .text').textContent(),
+          "hello",
+        );
+        const kept = await page.evaluate(`[
         globalThis.rows[0] === document.querySelector('#jobs .job[data-job="job0"]'),
         globalThis.rows[1] === document.querySelector('#jobs .job[data-job="job1"]'),
       ]`);
-      assert.deepEqual(kept, [true, true], "the rows drawn are the ones the token found");
-      assert.deepEqual(problems, [], "no page errors");
-    } finally {
-      for (const reader of readers) await reader.cancel();
-      await browser.close();
-      await server.shutdown();
-    }
+        assert.deepEqual(kept, [true, true], "the rows drawn are the ones the token found");
+        assert.deepEqual(problems, [], "no page errors");
+      } finally {
+        for (const reader of readers) await reader.cancel();
+      }
+    });
   },
 });
 
@@ -128,21 +114,15 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await requireChromium();
     const { port, controllers } = manyJobs();
     const monitor = new JobMonitor();
     const operator = "op-token-0123456789abcdef";
-    const app = createApp({
+    const options = {
       inference: monitor.wrap(port),
-      dashboard: { sources: SOURCES, jobs: monitor, operatorToken: operator, tickMs: 60_000 },
-    });
-    const server = serve({ app, port: 0 });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    try {
-      const page = await browser.newPage();
-      const problems: string[] = [];
-      page.on("pageerror", (e) => problems.push(e.message));
-      await page.goto(`${server.url}/`);
+      dashboard: { sources: QUIET_SOURCES, jobs: monitor, operatorToken: operator, tickMs: 60_000 },
+    };
+    await inChromium(options, async (server, browser) => {
+      const { page, problems } = await openPageAt(browser, `${server.url}/`);
       await page.locator("#validator-summary", { hasText: /\S/ }).waitFor();
       await page.fill("#token", operator);
       await page.click("#auth-form button");
@@ -160,9 +140,6 @@ Deno.test({
       );
       assert.deepEqual(kept, [true, "Once"], "the first token's text, where it was");
       assert.deepEqual(problems, [], "no page errors");
-    } finally {
-      await browser.close();
-      await server.shutdown();
-    }
+    });
   },
 });

@@ -196,6 +196,27 @@ export interface LedgerSetting {
 }
 
 /**
+ * Spawn node `name` under key `identity` in `on` (`setting`'s system or another process's), on the
+ * honest models, its ledger under `setting`'s dir and its ledger and network both on `setting`'s
+ * clock; `more`: its peer handlers' clock and its NetworkActor's log (default theirs, nowhere).
+ */
+export function spawnSettingNode(
+  { dir, clock }: LedgerSetting,
+  on: ActorSystem,
+  name: string,
+  identity: Identity,
+  more: Pick<LedgerNodeOptions, "peerTimers" | "log"> = {},
+): Promise<LedgerNode> {
+  return spawnLedgerNode(on, dir, name, {
+    identity,
+    models: HONEST_MODELS,
+    clock,
+    now: () => clock.t,
+    ...more,
+  });
+}
+
+/**
  * Spawn node `a` (the node that forwards a job to `worker`) and node `c` (a peer that hears of the
  * job's receipt only through A) in `setting`, under keys `keys.a` and `keys.c`, on the honest
  * models and the setting's clock, `worker` staked `stake` in both ledgers. They are not joined.

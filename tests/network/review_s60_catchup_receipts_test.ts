@@ -34,35 +34,11 @@ import {
   joinLedgerNodes,
   type LedgerNode,
   ledgerNodeValidator,
-  type LedgerSetting,
-  spawnLedgerNode,
+  spawnSettingNode,
 } from "./_ledger_node.ts";
 import { stoppedValidator } from "./_validator_down.ts";
 
 const WORKER_STAKE = 1_000_000;
-
-/**
- * Node `name` under key `identity` on the honest models and the setting's clock, in `on`; its
- * connections' handlers wait on `peerTimers` (default their own clock), and its NetworkActor logs
- * to `log`.
- */
-function spawnNode(
-  { dir, clock }: LedgerSetting,
-  on: ActorSystem,
-  name: string,
-  identity: Identity,
-  peerTimers?: ManualTimers,
-  log?: (line: string) => void,
-): Promise<LedgerNode> {
-  return spawnLedgerNode(on, dir, name, {
-    identity,
-    models: HONEST_MODELS,
-    clock,
-    now: () => clock.t,
-    peerTimers,
-    log,
-  });
-}
 
 /** What C waits for before the windows close: A's catch-up reached it. */
 const FROM_CATCH_UP = "C to record the receipt from A's catch-up";
@@ -78,7 +54,7 @@ Deno.test("review s60: a receipt A assigned and recorded while no ledger-keeping
     const first = new ActorSystem({ name: "s60-first-life" });
     let recorded: { id: string; tokens: number };
     try {
-      const nodeA = await spawnNode(setting, first, "a", a);
+      const nodeA = await spawnSettingNode(setting, first, "a", a);
       await nodeA.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
       recorded = await recordAssigned(nodeA, a, worker, job);
     } finally {
@@ -87,8 +63,8 @@ Deno.test("review s60: a receipt A assigned and recorded while no ledger-keeping
     await copyDir(`${dir}/a`, `${dir}/a2`);
 
     // A's second life; C, away until now, connects to it.
-    const nodeA2 = await spawnNode(setting, system, "a2", a);
-    const nodeC = await spawnNode(setting, system, "c", c);
+    const nodeA2 = await spawnSettingNode(setting, system, "a2", a);
+    const nodeC = await spawnSettingNode(setting, system, "c", c);
     await nodeC.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
     await joinLedgerNodes(nodeC, nodeA2);
     await paidInCAsInA(setting.clock, { nodeA: nodeA2, nodeC }, a, worker, recorded, FROM_CATCH_UP);
@@ -100,8 +76,10 @@ Deno.test("review s60: a receipt A assigned, announced while C's validator was d
     const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];
     const timersC = new ManualTimers();
     const logA: string[] = [];
-    const nodeA = await spawnNode(setting, system, "a", a, undefined, (line) => logA.push(line));
-    const nodeC = await spawnNode(setting, system, "c", c, timersC);
+    const nodeA = await spawnSettingNode(setting, system, "a", a, {
+      log: (line) => logA.push(line),
+    });
+    const nodeC = await spawnSettingNode(setting, system, "c", c, { peerTimers: timersC });
     for (const node of [nodeA, nodeC]) {
       await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
     }

@@ -37,9 +37,8 @@ import { HONEST_MODELS, ledgerReads, textJob } from "../actors/_validator_fixtur
 import {
   inLedgerSetting,
   joinLedgerNodes,
-  type LedgerNode,
   type LedgerSetting,
-  spawnLedgerNode,
+  spawnSettingNode,
 } from "./_ledger_node.ts";
 import { paidInCAsInA, recordAssigned } from "./_assigned_receipt.ts";
 
@@ -53,21 +52,6 @@ function copyDirNow(from: string, to: string): void {
     if (entry.isDirectory) copyDirNow(src, dst);
     else if (entry.isFile) Deno.copyFileSync(src, dst);
   }
-}
-
-/** Node `name` under key `identity` on the honest models and the setting's clock, in `on`. */
-function spawnNode(
-  { dir, clock }: LedgerSetting,
-  on: ActorSystem,
-  name: string,
-  identity: Identity,
-): Promise<LedgerNode> {
-  return spawnLedgerNode(on, dir, name, {
-    identity,
-    models: HONEST_MODELS,
-    clock,
-    now: () => clock.t,
-  });
 }
 
 Deno.test("review s61: A's process killed right after its ledger recorded a receipt A assigned (no peer connected) still sends it to C after the restart: the honest worker is paid tokens × price in C as in A", () =>
@@ -107,7 +91,7 @@ Deno.test("review s61: A's process killed right after its ledger recorded a rece
     assert.equal(killedAt, 1, "the kill is stood in for once, as the receipt is recorded");
 
     // The process that starts on what the kill left; C, away until now, connects to it.
-    const nodeA2 = await spawnNode(setting, system, "a2", a);
+    const nodeA2 = await spawnSettingNode(setting, system, "a2", a);
     const { id } = recorded;
     assert.equal(
       (await nodeA2.validator.ask<{ requester?: string }>({
@@ -118,7 +102,7 @@ Deno.test("review s61: A's process killed right after its ledger recorded a rece
       toHex(a.publicKey),
       "the kill left the receipt recorded in A's ledger, assigned by A",
     );
-    const nodeC = await spawnNode(setting, system, "c", c);
+    const nodeC = await spawnSettingNode(setting, system, "c", c);
     await nodeC.validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
     await joinLedgerNodes(nodeC, nodeA2);
     await paidInCAsInA(
@@ -146,7 +130,7 @@ async function workersPaidInC(
   const { system, clock } = setting;
   const [a, c] = [Identity.generate(), Identity.generate()];
   const workers = Array.from({ length: workerCount }, () => Identity.generate());
-  const nodeA = await spawnNode(setting, system, "a", a);
+  const nodeA = await spawnSettingNode(setting, system, "a", a);
   const pledge = (key: Identity) =>
     nodeA.validator.ask<boolean>({
       type: "pledge",
@@ -164,7 +148,7 @@ async function workersPaidInC(
     recorded.push(await recordAssigned(nodeA, a, worker, textJob(a, `s61-${n}`)));
   }
 
-  const nodeC = await spawnNode(setting, system, "c", c);
+  const nodeC = await spawnSettingNode(setting, system, "c", c);
   for (const worker of workers) {
     assert.equal(
       await nodeC.validator.ask<boolean>({ type: "has_staked", key: worker.publicKey }),

@@ -16,16 +16,10 @@ import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import type { TextJob } from "../../protocols/job.ts";
+import { quietSources } from "./_dashboard_sources.ts";
 
 /** A node with nothing running: the socket's admission is all these tests look at. */
-const IDLE_SOURCES: DashboardSources = {
-  node: { key: "00".repeat(32), version: "test" },
-  tree: () => ({}),
-  onLifecycle: () => () => {},
-  peers: () => Promise.resolve(undefined),
-  validator: () => Promise.resolve(undefined),
-  storage: () => Promise.resolve(undefined),
-};
+const IDLE_SOURCES: DashboardSources = quietSources();
 const IDLE_PORT: InferencePort = {
   submit: () => Promise.reject(new Error("no jobs in this test")),
   models: () => Promise.resolve([]),

@@ -19,18 +19,12 @@ import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { quietSources } from "./_dashboard_sources.ts";
 
 const KEY = "a-real-api-key-0123456789";
 const OPERATOR = "op-token-0123456789abcdef";
 
-const SOURCES: DashboardSources = {
-  node: { key: "00".repeat(32), version: "test" },
-  tree: () => ({}),
-  onLifecycle: () => () => {},
-  peers: () => Promise.resolve(undefined),
-  validator: () => Promise.resolve(undefined),
-  storage: () => Promise.resolve(undefined),
-};
+const SOURCES: DashboardSources = quietSources();
 const IDLE_PORT: InferencePort = {
   submit: () => Promise.reject(new Error("no jobs in this test")),
   models: () => Promise.resolve([]),

@@ -6,6 +6,7 @@
 import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { params, SCRIPTED_LOGPROB, startTestNode, type TestNode } from "./_fixtures.ts";
+import { post, sseEvents } from "./_sse.ts";
 import { StopTrimmer } from "../../server/stop_trimmer.ts";
 import type { StreamedToken } from "../../inference/inference_port.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
@@ -20,19 +21,6 @@ async function withNode(body: (node: TestNode, client: OpenAI) => Promise<void>)
   } finally {
     await node.close();
   }
-}
-
-/** The `data:` events of an SSE body, parsed (without `[DONE]`). */
-async function sseEvents(response: Response): Promise<Record<string, unknown>[]> {
-  const text = await response.text();
-  assert(text.endsWith("data: [DONE]\n\n"), text);
-  return text.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) =>
-    JSON.parse(e.slice("data: ".length))
-  );
-}
-
-function post(node: TestNode, path: string, body: unknown): Promise<Response> {
-  return fetch(`${node.url}${path}`, { method: "POST", body: JSON.stringify(body) });
 }
 
 Deno.test("A matched stop sequence is not part of the returned text (full and streamed); veriflow_stop names it", async () => {

@@ -17,10 +17,10 @@ import type {
 } from "../../inference/inference_port.ts";
 import { emptyInferenceStats } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
-import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { quietSources } from "./_dashboard_sources.ts";
 import { checkReceipt } from "../../server/dashboard/receipt_check.js";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
@@ -178,14 +178,7 @@ Deno.test("review s45: a dashboard page that fell behind on its updates still ge
     },
   };
   // A large tree: the snapshot a page is sent first is more than the socket may hold unread.
-  const sources: DashboardSources = {
-    node: { key: "00".repeat(32), version: "test" },
-    tree: () => ({ name: "x".repeat(24 << 20) }),
-    onLifecycle: () => () => {},
-    peers: () => Promise.resolve(undefined),
-    validator: () => Promise.resolve(undefined),
-    storage: () => Promise.resolve(undefined),
-  };
+  const sources = quietSources({ tree: () => ({ name: "x".repeat(24 << 20) }) });
   const jobs = new JobMonitor();
   const app = createApp({
     inference: jobs.wrap(port),
@@ -258,19 +251,13 @@ Deno.test("review s45: a dashboard page reading with an API key gets no job text
     validator: "cd".repeat(32),
     sig: "ef".repeat(64),
   };
-  const sources: DashboardSources = {
-    node: { key: "00".repeat(32), version: "test" },
-    tree: () => ({}),
-    onLifecycle: () => () => {},
-    peers: () => Promise.resolve(undefined),
-    validator: () => Promise.resolve(undefined),
-    storage: () => Promise.resolve(undefined),
+  const sources = quietSources({
     activity: {
       recent: () => [],
       subscribe: () => () => {},
       fraudProof: (id) => (id === "p1" ? JSON.parse(JSON.stringify(PROOF)) : undefined),
     },
-  };
+  });
   const jobs = new JobMonitor();
   const app = createApp({
     inference: jobs.wrap({

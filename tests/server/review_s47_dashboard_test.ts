@@ -20,6 +20,7 @@ import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
 import type { CoordinatorMessage, CoordinatorStatus } from "../../training/round_coordinator.ts";
+import { quietSources } from "./_dashboard_sources.ts";
 
 /** A coordinator that has finished `rounds` rounds, each leaving one trainer out. */
 function coordinatorWith(rounds: number): ActorRef<CoordinatorMessage> {
@@ -79,14 +80,7 @@ const KEY = "a-real-api-key-0123456789";
 
 /** A node whose every client is on another machine (its peer address is not loopback). */
 function remoteNode() {
-  const sources: DashboardSources = {
-    node: { key: "00".repeat(32), version: "test" },
-    tree: () => ({}),
-    onLifecycle: () => () => {},
-    peers: () => Promise.resolve(undefined),
-    validator: () => Promise.resolve(undefined),
-    storage: () => Promise.resolve(undefined),
-  };
+  const sources: DashboardSources = quietSources();
   const port: InferencePort = {
     submit: () => Promise.reject(new Error("no jobs")),
     models: () => Promise.resolve([]),

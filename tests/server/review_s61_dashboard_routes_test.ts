@@ -14,10 +14,10 @@ import assert from "node:assert/strict";
 import { assertEquals } from "./_assert.ts";
 import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
-import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { delay, eventually } from "../_helpers/wait.ts";
+import { quietSources } from "./_dashboard_sources.ts";
 
 const PORT: InferencePort = {
   submit: () => Promise.reject(new Error("no jobs")),
@@ -31,15 +31,10 @@ const SNAPSHOTS = 3;
 
 Deno.test("review s61: a snapshot is encoded once for all the dashboard pages open, not once per page", async () => {
   let computed = 0;
-  const sources: DashboardSources = {
-    node: { key: "00".repeat(32), version: "test" },
+  const sources = quietSources({
     // Called once per snapshot the hub computes.
     tree: () => (computed++, {}),
-    onLifecycle: () => () => {},
-    peers: () => Promise.resolve(undefined),
-    validator: () => Promise.resolve(undefined),
-    storage: () => Promise.resolve(undefined),
-  };
+  });
   const jobs = new JobMonitor();
   const app = createApp({
     inference: jobs.wrap(PORT),
@@ -94,15 +89,10 @@ Deno.test("review s61: dashboard state reads that arrive while the sources are b
   const READS = 20;
   let asked = 0;
   const held = Promise.withResolvers<unknown[]>();
-  const sources: DashboardSources = {
-    node: { key: "00".repeat(32), version: "test" },
-    tree: () => ({}),
-    onLifecycle: () => () => {},
+  const sources = quietSources({
     // The network actor, slow to answer: every read in the burst arrives while it is asked.
     peers: () => (asked++, held.promise),
-    validator: () => Promise.resolve(undefined),
-    storage: () => Promise.resolve(undefined),
-  };
+  });
   const jobs = new JobMonitor();
   const app = createApp({
     inference: jobs.wrap(PORT),

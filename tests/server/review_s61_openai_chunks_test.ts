@@ -9,7 +9,8 @@
  */
 import OpenAI from "openai";
 import { assert, assertEquals } from "./_assert.ts";
-import { startTestNode, type TestNode } from "./_fixtures.ts";
+import { startTestNode } from "./_fixtures.ts";
+import { post, sseEvents } from "./_sse.ts";
 import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -123,19 +124,6 @@ function checkVeriflow(chunk: Record<string, unknown>): void {
   if (chunk.veriflow_receipt_error !== undefined) {
     keysWithin(chunk.veriflow_receipt_error, RECEIPT_ERROR_KEYS, "veriflow_receipt_error");
   }
-}
-
-/** The `data:` events of an SSE body, parsed (without `[DONE]`). */
-async function sseEvents(response: Response): Promise<Record<string, unknown>[]> {
-  const text = await response.text();
-  assert(text.endsWith("data: [DONE]\n\n"), text);
-  return text.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) =>
-    JSON.parse(e.slice("data: ".length))
-  );
-}
-
-function post(node: TestNode, path: string, body: unknown): Promise<Response> {
-  return fetch(`${node.url}${path}`, { method: "POST", body: JSON.stringify(body) });
 }
 
 /** A test node whose prover writes its proof data under `dir`. */

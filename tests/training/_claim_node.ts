@@ -207,9 +207,9 @@ export async function claimNode(
   const training = () => system.lookup<TrainingValidatorMessage>("node/training-validator")!;
   const record = async (id: string) =>
     (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!;
-  /** `key` pledges {@link STAKE} here (as a peer's pledge). */
-  const pledge = (key: Identity) =>
-    ledger.ask({ type: "pledge", pledge: signStakePledge(key, STAKE, 1), origin: PEER });
+  /** `key` pledges `stake` (default {@link STAKE}) here (as a peer's pledge). */
+  const pledge = (key: Identity, stake = STAKE) =>
+    ledger.ask({ type: "pledge", pledge: signStakePledge(key, stake, 1), origin: PEER });
   /** Record and credit `receipt` (paid when final), its trainer staked. */
   const credit = async (receipt: TrainingReceipt) => {
     await ledger.ask({ type: "deposit", key: receipt.trainer, amount: TRAINER_STAKE });
@@ -234,9 +234,16 @@ export async function claimNode(
     record,
     pledge,
     credit,
-    /** Pledge `claimant`; record and credit `receipt` (paid when final), its trainer staked. */
-    credited: async (receipt: TrainingReceipt, claimant: Identity): Promise<ReceiptRecord> => {
-      await pledge(claimant);
+    /**
+     * Pledge `claimant` (`stake`, default {@link STAKE}); record and credit `receipt` (paid when
+     * final), its trainer staked.
+     */
+    credited: async (
+      receipt: TrainingReceipt,
+      claimant: Identity,
+      stake = STAKE,
+    ): Promise<ReceiptRecord> => {
+      await pledge(claimant, stake);
       await credit(receipt);
       const recorded = await record(trainingReceiptId(receipt));
       assert.ok(recorded.credit > 0 && recorded.locked > 0, "credited and locked: paid when final");
@@ -361,11 +368,12 @@ export interface WithholdingTrainer {
 /**
  * A trainer that trained one receipt on `n`'s model and refuses every challenge (it withholds its
  * openings): `connect` is handed its {@link trainerLink} (what `n`'s `link` should answer), then
- * the receipt is credited on `n` for a fresh claimant.
+ * the receipt is credited on `n` for a fresh claimant, pledged `stake` (default {@link STAKE}).
  */
 export async function creditWithholdingTrainer(
   n: ClaimNode,
   connect: (link: Connection) => void,
+  stake = STAKE,
 ): Promise<WithholdingTrainer> {
   const t = await trainedEngine(n.model.cid, 1);
   connect(
@@ -375,7 +383,7 @@ export async function creditWithholdingTrainer(
   );
   const { receipt } = t.receipts[0];
   const claimant = Identity.generate();
-  const record = await n.credited(receipt, claimant);
+  const record = await n.credited(receipt, claimant, stake);
   return { receipt, record, claimant };
 }
 

@@ -23,55 +23,28 @@ import assert from "node:assert/strict";
 import { MAX_UNBACKED_CHECKS_PER_RECEIPT } from "../../actors/_unbacked_checks.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { signStakePledge } from "../../protocols/stake_pledge.ts";
-import { ChallengeMismatchError } from "../../training/step_opening.ts";
-import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { ClaimTakeovers } from "../../training/_claim_takeovers.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
   claim,
   claimNode,
-  PEER,
-  trainedEngine,
+  creditWithholdingTrainer,
   TRAINER_STAKE,
-  trainerLink,
+  type trainerLink,
 } from "./_claim_node.ts";
 import { downAfterHoldReleased, ledgerDownSwitch } from "./_training_ledger.ts";
 
-/** What a claimant short of stake pledged here: below a false accusation's penalty. */
+/**
+ * What a claimant short of stake pledged here: below a false accusation's penalty, its claims are
+ * checked unbacked.
+ */
 const SHORT_STAKE = DEFAULT_ECONOMICS.falseAccusationPenalty / 2;
 /**
  * Restarts, the claim kept at each but the last: charged once per pass before the fix, the claim's
  * own passes spent all its receipt's unbacked checks, and the last read-back was refused.
  */
 const RESTARTS = MAX_UNBACKED_CHECKS_PER_RECEIPT;
-
-/**
- * A withholding trainer's receipt credited on `n` (paid when final), and a claimant that pledged
- * here but holds less free stake than a false accusation's penalty: its claims are checked
- * unbacked.
- */
-async function withholdingReceipt(
-  n: Awaited<ReturnType<typeof claimNode>>,
-  connect: (link: ReturnType<typeof trainerLink>["connection"]) => void,
-): Promise<{ receipt: TrainingReceipt; claimant: Identity }> {
-  const t = await trainedEngine(n.model.cid, 1);
-  connect(
-    trainerLink(t.identity, () => {
-      throw new ChallengeMismatchError("refused");
-    }).connection,
-  );
-  const { receipt } = t.receipts[0];
-  const claimant = Identity.generate();
-  await n.ledger.ask({
-    type: "pledge",
-    pledge: signStakePledge(claimant, SHORT_STAKE, 1),
-    origin: PEER,
-  });
-  await n.credit(receipt);
-  return { receipt, claimant };
-}
 
 Deno.test("review s61: a claim checked unbacked and kept because the ledger did not answer its takeover is not charged to its receipt's unbacked budget again at each restart: read back after three restarts it is still taken over and the withholding trainer is convicted here", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
@@ -84,7 +57,7 @@ Deno.test("review s61: a claim checked unbacked and kept because the ledger did 
     ClaimTakeovers.prototype.consider = function (body, ctx) {
       return consider.call(this, body, ctx).finally(() => considered++);
     };
-    const { receipt, claimant } = await withholdingReceipt(n, (to) => link = to);
+    const { receipt, claimant } = await creditWithholdingTrainer(n, (to) => link = to, SHORT_STAKE);
     const id = trainingReceiptId(receipt);
     // Checked unbacked (one of the receipt's three), confirmed, then considered with the ledger
     // down: kept.
@@ -135,7 +108,7 @@ Deno.test("review s61: a claim passed on again (a peer's restart read it back) c
     ClaimTakeovers.prototype.consider = function (body, ctx) {
       return takeover.call(this, body, ctx).finally(() => considered++);
     };
-    const { receipt, claimant } = await withholdingReceipt(n, (to) => link = to);
+    const { receipt, claimant } = await creditWithholdingTrainer(n, (to) => link = to, SHORT_STAKE);
     const id = trainingReceiptId(receipt);
     const proof = claim(receipt, claimant);
     await n.claim(proof);

@@ -27,17 +27,16 @@ import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { AUDITED_MOMENTA_DIR } from "../../training/_outcome_gate.ts";
-import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { signOutcome } from "../../training/signed_outcome.ts";
-import { aggregateRound, trainAndSign, type TrainerReport } from "../../training/training_round.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import type {
   TrainingValidatorMessage,
   TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, testSplit } from "./_fixtures.ts";
+import { type RoundStart, trainedRound } from "./_honest_round.ts";
 import { ledgerDownSwitch, spawnTrainingLedger } from "./_training_ledger.ts";
 
 /** Local steps of each round. */
@@ -88,49 +87,16 @@ async function withRounds(name: string, test: (here: RoundsHere) => Promise<void
     const split = await testSplit();
     const trainers = split.shards.map(() => Identity.generate());
     const coordinatorKey = Identity.generate();
-    const round = async (
-      n: number,
-      start: { cid: string; file?: string; weights: GptWeights },
-      momentum?: GptWeights,
-    ) => {
-      const reports: TrainerReport[] = [];
-      for (const [i, shard] of split.shards.entries()) {
-        const { report } = await trainAndSign({
-          arch: TEST_ARCH,
-          round: n,
-          startModel: start.cid,
-          start: start.weights,
-          shard,
-          steps: H,
-          dataSeed: dataSeedOf(n, toHex(trainers[i].publicKey)),
-          hyper: TEST_HYPER,
-          identity: trainers[i],
-        });
-        reports.push(report);
-      }
-      const result = await aggregateRound(reports, {
-        arch: TEST_ARCH,
-        startModel: start.cid,
-        start: start.weights,
-        momentum,
-        modelsDir: coordinator.modelsDir,
-      });
-      const model = await coordinator.publish(TEST_ARCH, result.weights);
-      const files = await Promise.all(
-        reports.map((r) => coordinator.putFile(r.delta, `delta-${r.receipt.deltaHash}`)),
-      );
-      const outcome: OutcomeBody = signOutcome({
+    /** Round `n` from `start` (the momentum carried), as the coordinator signs it. */
+    const round = async (n: number, start: RoundStart, momentum?: GptWeights) => {
+      const made = await trainedRound(coordinator, {
         round: n,
-        startModel: start.cid,
-        ...(start.file ? { startFile: start.file } : {}),
-        model: model.cid,
-        file: model.file!,
-        arch: TEST_ARCH,
-        accepted: reports.map((r) => toHex(r.receipt.trainer)),
-        reports: reports.map((r, i) => ({ receipt: r.receipt, deltaFile: files[i]! })),
-        excluded: [],
-      }, coordinatorKey);
-      return { outcome, model: { ...model, weights: result.weights }, momentum: result.momentum };
+        start,
+        momentum,
+        trainers,
+        steps: H,
+      });
+      return { ...made, outcome: signOutcome(made.outcome, coordinatorKey) };
     };
     const seed = await coordinator.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
     const r0 = await round(0, seed);
