@@ -66,7 +66,10 @@ export class WorkerRouting {
   readonly #parts: WorkerRoutingOptions;
   readonly #peers: ReadonlyMap<string, readonly PeerEntry[]>;
   readonly #standing: ReadonlyMap<string, WorkerCandidate["standing"]>;
-  /** `key:model` → until when (ms) that worker is not picked for that model (it refused it). */
+  /**
+   * `key:model` → until when (ms, by {@link #now}) that worker is not picked for that model (it
+   * refused it).
+   */
   readonly #refused = new Map<string, number>();
   /** When the actor (re)started, by its clock: its dials and its swarm start with it. */
   readonly #startedAt: number;
@@ -77,7 +80,12 @@ export class WorkerRouting {
     this.#options = parts.options;
     this.#peers = parts.peers;
     this.#standing = parts.standing;
-    this.#startedAt = (parts.options.now ?? Date.now)();
+    this.#startedAt = this.#now();
+  }
+
+  /** The actor's clock (`NetworkActorOptions.now`): cooldowns and the swarm's settling run on it. */
+  #now(): number {
+    return (this.#options.now ?? Date.now)();
   }
 
   get #services(): PeerServices | undefined {
@@ -97,7 +105,7 @@ export class WorkerRouting {
   worker(model?: string, exclude: readonly string[] = [], input?: string): Connection | undefined {
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     const holders = input === undefined ? undefined : this.#inputHolders(input);
-    const now = Date.now();
+    const now = this.#now();
     for (const list of this.#peers.values()) {
       for (const { connection, info, hello, checking } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
@@ -152,7 +160,7 @@ export class WorkerRouting {
 
   /** Note that worker `key` refused a job for `model` it listed (see `worker_refused_model`). */
   refusedModel(key: string, model: string): void {
-    const now = Date.now();
+    const now = this.#now();
     if (this.#refused.size >= MAX_REFUSED_MODELS) {
       for (const [pair, until] of this.#refused) if (until <= now) this.#refused.delete(pair);
       // Still full of live entries: the oldest go first (a Map keeps insertion order).
@@ -174,7 +182,7 @@ export class WorkerRouting {
    * connected and listed) has nothing to wait for.
    */
   connecting(): boolean {
-    const { peers = [], swarm, now = Date.now } = this.#options;
+    const { peers = [], swarm } = this.#options;
     const open = [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed);
     // A static peer's dial reports its connection under the address it was configured with.
     const dialled = new Set(open.filter((p) => p.info.outbound).map((p) => p.info.address));
@@ -184,7 +192,28 @@ export class WorkerRouting {
       (p.checking === true || (p.listing === true && p.models.length === 0))
     );
     if (settling) return true;
-    return swarm !== undefined && now() - this.#startedAt < SWARM_SETTLE_MS;
+    return swarm !== undefined && this.#now() - this.#startedAt < SWARM_SETTLE_MS;
+  }
+
+  /**
+   * How long (ms) until the first open worker connection that lists `model` and is kept off it
+   * after a failure ({@link refusedModel}) may be picked for it again; undefined when none is
+   * kept off it. The forwarding port's `no_worker` says so as its retry hint: without one, a
+   * client told "try again shortly" could only guess when. A convicted worker is never picked
+   * again, so it does not count; a peer that does not list the model is not coming for it either.
+   */
+  keptOffMs(model: string): number | undefined {
+    const now = this.#now();
+    let first: number | undefined;
+    for (const list of this.#peers.values()) {
+      for (const { connection, info } of list) {
+        if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
+        if (info.convicted || !info.models.includes(model)) continue;
+        const until = this.#refused.get(`${info.key}:${model}`) ?? 0;
+        if (until > now && (first === undefined || until < first)) first = until;
+      }
+    }
+    return first === undefined ? undefined : first - now;
   }
 
   /**

@@ -294,11 +294,14 @@ export type NetworkMessage =
   }
   | { type: "worker_models" }
   /**
-   * Whether the node is still connecting to peers it will have (a configured peer not connected,
-   * a new peer's models not listed yet, a swarm just joined: `WorkerRouting.connecting`).
-   * Answers a boolean.
+   * Whether a job the node has no worker for now may find one later, and when: `connecting`,
+   * the node is still connecting to peers it will have (a configured peer not connected, a new
+   * peer's models not listed yet, a swarm just joined: `WorkerRouting.connecting`); `keptOffMs`,
+   * with `model`, how long until the first connected worker kept off that model after a failure
+   * may take it again (`WorkerRouting.keptOffMs`; absent when none is). Answers
+   * `{ connecting: boolean; keptOffMs?: number }`.
    */
-  | { type: "connecting" }
+  | { type: "connecting"; model?: string }
   | { type: "peers" }
   | { type: "listening" }
   | { type: "peer_convicted"; key: string }
@@ -504,7 +507,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "worker_models":
         return this.#routing.workerModels();
       case "connecting":
-        return this.#routing.connecting();
+        return {
+          connecting: this.#routing.connecting(),
+          keptOffMs: message.model === undefined
+            ? undefined
+            : this.#routing.keptOffMs(message.model),
+        };
       case "peers":
         return [...this.#peers.values()].flat().map((p) => ({ ...p.info }));
       case "listening":

@@ -100,14 +100,16 @@ export const NO_WORKER_RETRY_AFTER_S = 1;
 /**
  * No connected peer serves inference for the job's model. While the node is still connecting
  * to its peers (the NetworkActor's `connecting`: a configured peer not connected yet, a new
- * peer's models not listed yet, a swarm just joined) it says when to retry
+ * peer's models not listed yet, a swarm just joined), or while each connected worker that lists
+ * the model is only kept off it for a while after a failure, it says when to retry
  * ({@link retryAfterS}): the edge sends that as `Retry-After` with the 503 and as the WebSocket
  * error's `retry_after_s`. Without it, no worker is expected to come by itself.
  */
 export class NoWorkerError extends VeriflowError {
   /**
-   * Seconds after which the job may find a worker ({@link NO_WORKER_RETRY_AFTER_S}), when the
-   * node is still connecting to its peers; absent otherwise.
+   * Seconds after which the job may find a worker: {@link NO_WORKER_RETRY_AFTER_S} while the
+   * node is still connecting to its peers, the seconds until the first worker kept off the model
+   * may take it again (rounded up, at least 1), the smaller when both hold; absent otherwise.
    */
   readonly retryAfterS?: number;
 
@@ -119,8 +121,11 @@ export class NoWorkerError extends VeriflowError {
    *   who sees the peer connected does not look for a network fault.
    * @param connecting The node is still connecting to its peers: the error carries
    *   {@link retryAfterS} and its message says a worker may connect shortly.
+   * @param keptOffMs How long (ms) until the first connected worker kept off the model after a
+   *   failure may take it again (not a convicted one: it never will): the error carries it as
+   *   {@link retryAfterS}, in whole seconds rounded up.
    */
-  constructor(model: string, listed = false, connecting = false) {
+  constructor(model: string, listed = false, connecting = false, keptOffMs?: number) {
     const why = model === "any"
       ? "no connected peer runs a model: jobs cannot be forwarded yet"
       : listed
@@ -132,7 +137,12 @@ export class NoWorkerError extends VeriflowError {
       "no_worker",
       connecting ? `${why} (this node is still connecting to its peers: retry shortly)` : why,
     );
-    if (connecting) this.retryAfterS = NO_WORKER_RETRY_AFTER_S;
+    const hints: number[] = [];
+    if (connecting) hints.push(NO_WORKER_RETRY_AFTER_S);
+    if (keptOffMs !== undefined && keptOffMs > 0) {
+      hints.push(Math.max(1, Math.ceil(keptOffMs / 1000)));
+    }
+    if (hints.length > 0) this.retryAfterS = Math.min(...hints);
   }
 }
 
@@ -430,8 +440,11 @@ export class NetworkInferencePort implements InferencePort {
       }
     }
     if (refusedBy.length === 0) {
-      const [listed, connecting] = await Promise.all([this.#listed(job.model), this.#connecting()]);
-      throw new NoWorkerError(job.model, listed, connecting);
+      const [listed, { connecting, keptOffMs }] = await Promise.all([
+        this.#listed(job.model),
+        this.#connecting(job.model),
+      ]);
+      throw new NoWorkerError(job.model, listed, connecting, keptOffMs);
     }
     throw refusal;
   }
@@ -605,12 +618,21 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * Whether the node is still connecting to its peers (the network actor's `connecting`): a
+   * Whether the node is still connecting to its peers, and (with `model`) how long until the
+   * first worker kept off that model may take it again (the network actor's `connecting`): a
    * `no_worker` then says when to retry. An actor that does not answer in time: no hint.
    */
-  #connecting(): Promise<boolean> {
-    return this.#network.ask<boolean>({ type: "connecting" }, { timeoutMs: LOOKUP_TIMEOUT_MS })
-      .then((connecting) => connecting === true, () => false);
+  #connecting(model?: string): Promise<{ connecting: boolean; keptOffMs?: number }> {
+    return this.#network.ask<{ connecting: boolean; keptOffMs?: number }>(
+      { type: "connecting", model },
+      { timeoutMs: LOOKUP_TIMEOUT_MS },
+    ).then(
+      (answer) => ({
+        connecting: answer?.connecting === true,
+        keptOffMs: typeof answer?.keptOffMs === "number" ? answer.keptOffMs : undefined,
+      }),
+      () => ({ connecting: false }),
+    );
   }
 
   /**
@@ -623,7 +645,9 @@ export class NetworkInferencePort implements InferencePort {
     const models = await this.#network.ask<ServedModelInfo[]>({ type: "worker_models" }, {
       timeoutMs: LOOKUP_TIMEOUT_MS,
     });
-    if (models.length === 0) throw new NoWorkerError("any", false, await this.#connecting());
+    if (models.length === 0) {
+      throw new NoWorkerError("any", false, (await this.#connecting()).connecting);
+    }
     return models;
   }
 
