@@ -5,6 +5,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -113,4 +114,14 @@ export async function connectWorker(
   };
   await peer.notify(PeerHelloMessage, { hello: signPeerHello(identity, hello, 1, Date.now()) });
   return peer;
+}
+
+/** What `promise` rejected with; it must reject (a refused job, a refused listing). */
+export async function refusal(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  assert.fail("expected a refusal");
 }

@@ -15,16 +15,7 @@ import type { PeerAddress } from "../../network/peer_address.ts";
 import type { VeriflowError } from "../../protocols/errors.ts";
 import { errorResponse, retryAfterOf } from "../../server/http_errors.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { connectWorker, job, TwoTokenWorker } from "./_router_fixture.ts";
-
-async function refusal(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a refusal");
-}
+import { connectWorker, job, refusal, TwoTokenWorker } from "./_router_fixture.ts";
 
 Deno.test("review s61: no_worker while every worker of the model is kept off it says when the first comes back", async () => {
   let clock = Date.now();

@@ -17,7 +17,7 @@ import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import { errorResponse, retryAfterOf } from "../../server/http_errors.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { job, MODEL, TwoTokenWorker } from "./_router_fixture.ts";
+import { job, MODEL, refusal, TwoTokenWorker } from "./_router_fixture.ts";
 
 /** A loopback address nothing listens on (bound, read, released). */
 function deadAddress(): PeerAddress {
@@ -38,15 +38,6 @@ async function router(peers: PeerAddress[]) {
   });
   const port = new NetworkInferencePort(net, undefined, Identity.generate());
   return { net, port, close: () => system.shutdown() };
-}
-
-async function refusal(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a refusal");
 }
 
 Deno.test("review s61: a router whose configured peer is not connected yet says when to retry no_worker", async () => {
