@@ -38,17 +38,21 @@ export { formatResolvedConfig } from "./_print_config.ts";
 /** Options of a {@link ConfigError}. */
 export interface ConfigErrorOptions extends ErrorOptions {
   /**
-   * Whether the message names the keys (or `VERIFLOW_*` variables) at fault, so that the
-   * operator can look them up (`start --print-config`); false for a file that cannot be read
-   * or parsed. Default false.
+   * How many keys (or `VERIFLOW_*` variables) at fault the message names, so that the operator
+   * can look them up (`start --print-config`); 0 for a file that cannot be read or parsed.
+   * Default 0.
    */
-  namesKeys?: boolean;
+  keysNamed?: number;
 }
 
 /** The configuration file failed to parse or validate. */
 export class ConfigError extends VeriflowError {
-  /** Whether the message names the keys at fault (see {@link ConfigErrorOptions}). */
-  readonly namesKeys: boolean;
+  /** How many keys at fault the message names (see {@link ConfigErrorOptions}). */
+  readonly keysNamed: number;
+  /** Whether the message names any key at fault. */
+  get namesKeys(): boolean {
+    return this.keysNamed > 0;
+  }
   /**
    * Create the error.
    * @param message What is wrong, field by field.
@@ -56,7 +60,7 @@ export class ConfigError extends VeriflowError {
    */
   constructor(message: string, options?: ConfigErrorOptions) {
     super("invalid_config", message, options);
-    this.namesKeys = options?.namesKeys ?? false;
+    this.keysNamed = options?.keysNamed ?? 0;
   }
 }
 
@@ -345,7 +349,9 @@ export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
     layer.setBy.set(leaf.path, name);
   }
   if (problems.length > 0) {
-    throw new ConfigError(`invalid environment:\n${problems.join("\n")}`, { namesKeys: true });
+    throw new ConfigError(`invalid environment:\n${problems.join("\n")}`, {
+      keysNamed: problems.length,
+    });
   }
   return layer;
 }
@@ -449,7 +455,9 @@ export function parseNodeConfig(
       const by = sourceOf(at.length === 0 ? ["(root)"] : at);
       return [`  ${path}: ${issue.message}${by === undefined ? "" : ` [from ${by}]`}`];
     });
-    throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`, { namesKeys: true });
+    throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`, {
+      keysNamed: issues.length,
+    });
   }
   return result.data;
 }

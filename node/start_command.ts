@@ -345,14 +345,16 @@ export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO):
     // itself what to fix. Each problem already names where its value came from, and
     // --print-config resolves the same configuration, so it fails the same way until the key
     // is fixed: it is offered as the check afterwards, and not at all to whoever just ran it.
+    const fix = error instanceof ConfigError && error.keysNamed > 1
+      ? `\nfix the ${error.keysNamed} keys named above`
+      : "\nfix the key named above";
     const hint = !(error instanceof ConfigError) || error instanceof StartUsageError
       ? "\nsee cli.ts start --help"
       : !error.namesKeys
       ? ""
       : args.includes("--print-config")
-      ? "\nfix the key named above"
-      : "\nfix the key named above; then cli.ts start --print-config shows every value and " +
-        "where it came from";
+      ? fix
+      : `${fix}; then cli.ts start --print-config shows every value and where it came from`;
     io.err(`error: ${(error as Error).message}${hint}`);
     return 2;
   }

@@ -261,6 +261,19 @@ Deno.test("start hints at the key named above only when a key is named", async (
   // Where a key or variable is named, the hint stays.
   assert.match(await startErr(["--model-size", "huge"]), keyHint);
   assert.match(await startErr([], { VERIFLOW_HTTP_PROT: "1" }), keyHint);
+  // Two keys at fault: the hint counts them, so the operator looks for both.
+  await Deno.writeTextFile(
+    join(dir, "two.json"),
+    JSON.stringify({ roles: { storag: true }, http: { prot: 1 } }),
+  );
+  const two = await startErr(["--config", join(dir, "two.json")]);
+  assert.match(two, /roles\.storag: unknown key/);
+  assert.match(two, /http\.prot: unknown key/);
+  assert.match(two, /fix the 2 keys named above/);
+  assert.match(
+    await startErr([], { VERIFLOW_HTTP_PORT: "abc", VERIFLOW_MODEL_SEED: "x" }),
+    /fix the 2 keys named above/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
