@@ -8,13 +8,13 @@
  * | type | when | body |
  * | --- | --- | --- |
  * | `hello` | on connect | `node` (key, version), `access` (`read` or `operator`) |
- * | `snapshot` | on connect, then every `tickMs` | tree, peers, jobs, validator, ledger history, storage, training, models, the parts that did not answer (`unavailable`); the first also the recent `activity` |
+ * | `snapshot` | on connect, then every `tickMs` | tree, peers, jobs (those the page draws, the others counted), validator, ledger history, storage, training, models, the parts that did not answer (`unavailable`); the first also the recent `activity` |
  * | `lifecycle` | an actor starts, crashes, restarts, stops | the event |
  * | `job` | a job starts, streams a token, ends | a `JobEvent` (`job_monitor.ts`) |
  * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
  * | `prompt_token`, `prompt_done`, `prompt_error` | the page's own job | its tokens, summary |
  * | `fraud_proof` | asked for | the proof as JSON |
- * | `error` | a refused request | `code`, `message` |
+ * | `error` | a refused request | `code`, `message`, `retryAfterS` when over the client's allowance |
  *
  * Page to server: `{type:"auth", token}` (the operator token, or an API key for reading from
  * another machine), `{type:"prompt", job}` (a complete text job: the page chose its nonce, so it
@@ -28,6 +28,11 @@
  * other name needs that origin in `http.allowedOrigins`, as on `/v1`, since a DNS-rebinding page
  * names its own domain in both `Host` and `Origin`.
  *
+ * Each client (the operator token, an API key, this machine, anyone without a key) has its own
+ * allowance of sockets open, sockets opened a minute and state reads a minute
+ * ({@link DashboardLimits}): over it, a 429 with `Retry-After`, or on a socket an `error` and close
+ * 1013.
+ *
  * @module
  */
 import { namesAnAddress } from "./host_guard.ts";
@@ -40,6 +45,8 @@ import { type EdgeEnv, fromThisMachine } from "./client_access.ts";
 import type { JobMonitor } from "./job_monitor.ts";
 import { type JsonValue, toJsonValue } from "./json_value.ts";
 import { originPolicy } from "./origin_policy.ts";
+import { type EdgeError, errorResponse } from "./http_errors.ts";
+import { KeyLimits } from "./key_limits.ts";
 
 /** An actor lifecycle event as the page shows it. */
 export interface LifecycleItem {
@@ -156,7 +163,36 @@ export interface DashboardOptions {
   tickMs?: number;
   /** Wall clock for the ledger history; default `Date.now`. */
   now?: () => number;
+  /** Per-client limits; {@link DEFAULT_DASHBOARD_LIMITS} for what is left out. */
+  limits?: Partial<DashboardLimits>;
 }
+
+/**
+ * What one dashboard client may take (a client: the operator token, one API key, this machine, or
+ * anyone else reading without a key, all of those one client). Each open socket is a live-state
+ * subscription sent a snapshot every tick, and each socket opened or state read asks every actor:
+ * without a limit, one key could open sockets until the node had none left for anyone else.
+ */
+export interface DashboardLimits {
+  /** Sockets one client may hold open at once (429 or close 1013, `key_concurrency_exceeded`). */
+  socketsPerClient: number;
+  /** Sockets one client may open per minute, bursts included (`rate_limited`). */
+  socketOpensPerMinute: number;
+  /** `GET /dashboard/state` reads one client may make per minute, bursts included (429). */
+  stateReadsPerMinute: number;
+  /** Clock in milliseconds for the per-minute allowances; default `performance.now`. */
+  now?: () => number;
+}
+
+/**
+ * The limits a node runs with: a few tabs per client with room to spare, a reload a second, and
+ * `cli.ts status` (one read) run in a loop once a second.
+ */
+export const DEFAULT_DASHBOARD_LIMITS: DashboardLimits = Object.freeze({
+  socketsPerClient: 8,
+  socketOpensPerMinute: 60,
+  stateReadsPerMinute: 60,
+});
 
 /** A snapshot a second: live enough to watch, a few asks per second to the actors. */
 export const DEFAULT_TICK_MS = 1_000;
@@ -173,6 +209,16 @@ const MAX_UNAUTHENTICATED_MESSAGE_BYTES = 4096;
 const MAX_PAGE_BUFFERED_BYTES = 4 << 20;
 /** Tokens a page may get wrong on one socket before it is closed (1008). */
 const MAX_BAD_TOKENS = 3;
+/** WebSocket close code "Try Again Later" (RFC 6455 registry): a client over its allowance. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
+/**
+ * Live jobs a snapshot lists, the first submitted first (the rest counted in `leftOut`): what the
+ * page draws (`SHOWN_LIVE_JOBS` in `dashboard/app.js`). A node keeps its whole queue live, each job
+ * with up to `MAX_KEPT_TEXT` characters, and sent them all to every page every tick.
+ */
+const SNAPSHOT_LIVE_JOBS = 20;
+/** Finished jobs a snapshot lists, newest first: what the page draws (`SHOWN_RECENT_JOBS`). */
+const SNAPSHOT_RECENT_JOBS = 5;
 
 const STATIC_FILES: Record<string, string> = {
   "index.html": "text/html; charset=utf-8",
@@ -282,7 +328,10 @@ class DashboardHub {
       node: sources.node,
       tree: sources.tree(),
       peers: peers ?? null,
-      jobs: { ...jobs.snapshot(), stats: stats ?? null },
+      jobs: {
+        ...jobs.snapshot({ live: SNAPSHOT_LIVE_JOBS, recent: SNAPSHOT_RECENT_JOBS }),
+        stats: stats ?? null,
+      },
       validator: validator ?? null,
       ledger: this.#ledger,
       storage: storage ?? null,
@@ -423,6 +472,24 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   const otherPages = originPolicy(options.allowedOrigins);
   const cache = new Map<string, Uint8Array>();
+  const limits = { ...DEFAULT_DASHBOARD_LIMITS, ...options.limits };
+  const sockets = new KeyLimits({
+    concurrency: limits.socketsPerClient,
+    requestsPerMinute: limits.socketOpensPerMinute,
+    now: limits.now,
+    things: { holder: "this client", held: "dashboard sockets open", started: "dashboard sockets" },
+  });
+  const stateReads = new KeyLimits({
+    // Reads under way at once share one round of asks: the allowance per minute bounds them.
+    concurrency: Number.POSITIVE_INFINITY,
+    requestsPerMinute: limits.stateReadsPerMinute,
+    now: limits.now,
+    things: {
+      holder: "this client",
+      held: "dashboard state reads under way",
+      started: "dashboard state reads",
+    },
+  });
 
   const serveFile = async (name: string) => {
     let body = cache.get(name);
@@ -434,8 +501,10 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       headers: {
         "content-type": STATIC_FILES[name],
         "cache-control": "no-cache",
-        // The page loads only its own scripts and talks only to this node.
-        "content-security-policy": "default-src 'self'; connect-src 'self' ws: wss:; " +
+        // The page loads only its own scripts and talks only to this node: `'self'` covers its
+        // own origin's `ws:`/`wss:` (CSP Level 3); `ws: wss:` let a script that got into the
+        // page (the operator token is in its session) open a socket to any host.
+        "content-security-policy": "default-src 'self'; connect-src 'self'; " +
           "img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
         "x-content-type-options": "nosniff",
       },
@@ -465,6 +534,16 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     ownMachine(addr, request) || options.allowUnauthenticatedRemote;
   /** An API key or the operator token: the access it grants, if any. */
   const grant = (token: string) => grantOf(token, options.keys, options.operatorToken);
+  /**
+   * Who a client is, for its limits: the operator token, an API key (by its id, never the key),
+   * this machine, or anyone else reading without a key (`allowUnauthenticatedRemote`), all one.
+   */
+  const clientOf = (token: string | undefined, onThisMachine: boolean): string => {
+    const granted = token === undefined ? undefined : grant(token);
+    if (granted === "operator") return "operator";
+    if (granted === "read") return `key ${options.keys.identify(`Bearer ${token}`).keyId}`;
+    return onThisMachine ? "this machine" : "anonymous";
+  };
 
   // The state and the socket: the node's own page, or an origin the policy lets in (a page of
   // another origin could not read the state, but would make the node compute snapshots).
@@ -491,8 +570,18 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     }
     // As on the socket: job text only for this machine and the operator token.
     const mine = ownMachine(c.env?.remoteAddr, c.req.raw);
-    const snapshot = await hub.snapshot();
-    return c.json(mine || granted === "operator" ? snapshot : withoutJobText(snapshot));
+    let release: () => void;
+    try {
+      release = stateReads.admit(clientOf(bearer, mine));
+    } catch (error) {
+      return errorResponse(error);
+    }
+    try {
+      const snapshot = await hub.snapshot();
+      return c.json(mine || granted === "operator" ? snapshot : withoutJobText(snapshot));
+    } finally {
+      release();
+    }
   });
 
   routes.get("/dashboard/live", (c) => {
@@ -509,10 +598,30 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
     const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.raw);
+    /**
+     * This socket's place in its client's allowance, held from when it may read to its close:
+     * taken before the upgrade for a client known then (this machine), else at its first `auth`
+     * accepted. A page that gives the operator token later keeps the place it had.
+     */
+    let release: (() => void) | undefined;
+    if (access !== "none") {
+      try {
+        release = sockets.admit(clientOf(undefined, onThisMachine));
+      } catch (error) {
+        return errorResponse(error);
+      }
+    }
     // Read at each send: a page that gives the operator token later sees job text from then on.
     const withJobText = () => access === "operator" || onThisMachine;
     const forThisPage = (message: unknown) => withJobText() ? message : withoutJobText(message);
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(c.req.raw);
+    } catch (error) {
+      release?.(); // not a WebSocket after all: no socket to hold the place
+      throw error;
+    }
+    const { socket, response } = upgraded;
     let badTokens = 0;
     let leave: (() => void) | undefined;
     let prompt: AbortController | undefined;
@@ -533,7 +642,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const sendOwn = (message: unknown) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
     };
-    const refuse = (code: string, message: string) => send({ type: "error", code, message });
+    const refuse = (code: string, message: string, retryAfterS?: number) =>
+      send({ type: "error", code, message, ...(retryAfterS === undefined ? {} : { retryAfterS }) });
     const welcome = async () => {
       send({ type: "hello", node: options.sources.node, access });
       send(forThisPage(await hub.snapshot()));
@@ -553,6 +663,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     };
     socket.onclose = () => {
       leave?.();
+      release?.();
       prompt?.abort();
     };
     socket.onmessage = (event) => {
@@ -574,6 +685,20 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           if (granted === undefined) {
             if (++badTokens >= MAX_BAD_TOKENS) return socket.close(1008, "tokens not accepted");
             return refuse("bad_token", "that token is not accepted");
+          }
+          if (release === undefined) {
+            try {
+              release = sockets.admit(clientOf(message.token as string, onThisMachine));
+            } catch (error) {
+              const { code, message, retryAfterS } = error as EdgeError;
+              refuse(code, message, retryAfterS);
+              return socket.close(
+                CLOSE_TRY_AGAIN_LATER,
+                code === "rate_limited"
+                  ? "dashboard sockets opened too fast: retry later"
+                  : "too many dashboard sockets open for this client",
+              );
+            }
           }
           const before = access;
           if (granted === "operator" || access === "none") access = granted;

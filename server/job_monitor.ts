@@ -50,6 +50,24 @@ export type JobEvent =
   | { type: "job_token"; jobId: string; index: number; text: string; tokensPerS?: number }
   | { type: "job_ended"; job: WatchedJob; summary: JobSummary };
 
+/** How many jobs {@link JobMonitor.snapshot} lists at most; all of them where left out. */
+export interface JobSnapshotBounds {
+  /** Live jobs listed, the first submitted first. */
+  live?: number;
+  /** Finished jobs listed, newest first. */
+  recent?: number;
+}
+
+/** What {@link JobMonitor.snapshot} answers. */
+export interface JobSnapshot {
+  /** Jobs queued or streaming, the first submitted first. */
+  live: WatchedJob[];
+  /** Finished jobs, newest first. */
+  recent: WatchedJob[];
+  /** How many of each the bounds left out. */
+  leftOut: { live: number; recent: number };
+}
+
 /** Output kept per job for the dashboard: enough to read, bounded whatever the job's length. */
 export const MAX_KEPT_TEXT = 4_096;
 /** Finished jobs kept for a page that opens late. */
@@ -105,11 +123,23 @@ export class JobMonitor {
     };
   }
 
-  /** Jobs streaming or queued now, and the last finished ones (newest first). */
-  snapshot(): { live: WatchedJob[]; recent: WatchedJob[] } {
+  /**
+   * Jobs streaming or queued now (the first submitted first), and the last finished ones (newest
+   * first): at most `bounds.live` and `bounds.recent` of them (all by default), with how many
+   * of each were left out. Only the jobs listed are copied.
+   */
+  snapshot(bounds: JobSnapshotBounds = {}): JobSnapshot {
+    const live: WatchedJob[] = [];
+    const maxLive = bounds.live ?? Infinity;
+    for (const job of this.#live.values()) {
+      if (live.length >= maxLive) break;
+      live.push({ ...job, text: job.text.slice(-MAX_KEPT_TEXT) });
+    }
+    const recent = this.#recent.slice(0, bounds.recent ?? Infinity).map((j) => ({ ...j }));
     return {
-      live: [...this.#live.values()].map((j) => ({ ...j, text: j.text.slice(-MAX_KEPT_TEXT) })),
-      recent: this.#recent.map((j) => ({ ...j })),
+      live,
+      recent,
+      leftOut: { live: this.#live.size - live.length, recent: this.#recent.length - recent.length },
     };
   }
 

@@ -2,20 +2,46 @@
  * Per-API-key limits: how many jobs one key may have at once (`http.perKeyConcurrency`) and how
  * many it may start per minute (`http.perKeyRequestsPerMinute`, a token bucket that holds one
  * minute's worth, so a quiet key may burst). One key cannot take the whole node: the node's own
- * queue (`inference.queueLimit`) is shared by every key.
+ * queue (`inference.queueLimit`) is shared by every key. The dashboard limits its sockets and
+ * state reads per client the same way (`dashboard_routes.ts`, {@link KeyLimitsOptions.things}).
  *
  * @module
  */
 import { EdgeError } from "./http_errors.ts";
 
+/** How a refusal names what is limited, for the client reading it (see {@link JOB_LIMITS}). */
+export interface LimitedThings {
+  /** Who is limited: `this API key`. */
+  holder: string;
+  /** What it holds at once: `jobs running or queued`. */
+  held: string;
+  /** What it starts: `jobs`. */
+  started: string;
+  /** Where the operator sets the limit at once, if anywhere: `http.perKeyConcurrency`. */
+  concurrencySetting?: string;
+  /** Where the operator sets the limit per minute, if anywhere. */
+  rateSetting?: string;
+}
+
+/** The `/v1` jobs of one API key: the default of {@link KeyLimitsOptions.things}. */
+export const JOB_LIMITS: LimitedThings = Object.freeze({
+  holder: "this API key",
+  held: "jobs running or queued",
+  started: "jobs",
+  concurrencySetting: "http.perKeyConcurrency",
+  rateSetting: "http.perKeyRequestsPerMinute",
+});
+
 /** Options of {@link KeyLimits}. */
 export interface KeyLimitsOptions {
-  /** Jobs one key may have running or queued. */
+  /** Jobs (or whatever is admitted) one key may have running or queued. */
   concurrency: number;
-  /** Jobs one key may start per minute. */
+  /** Jobs (or whatever is admitted) one key may start per minute. */
   requestsPerMinute: number;
   /** Clock in milliseconds; default `performance.now`. Tests pass their own. */
   now?: () => number;
+  /** What is admitted, as the refusals name it; default {@link JOB_LIMITS}. */
+  things?: LimitedThings;
 }
 
 const MS_PER_MINUTE = 60_000;
@@ -34,6 +60,7 @@ export class KeyLimits {
   #concurrency: number;
   #perMinute: number;
   #now: () => number;
+  #things: LimitedThings;
   #keys = new Map<string, KeyState>();
 
   /**
@@ -45,10 +72,11 @@ export class KeyLimits {
     this.#concurrency = options.concurrency;
     this.#perMinute = options.requestsPerMinute;
     this.#now = options.now ?? (() => performance.now());
+    this.#things = options.things ?? JOB_LIMITS;
   }
 
   /**
-   * Admit one job of `keyId`, or throw a 429 (`key_concurrency_exceeded`, `rate_limited`)
+   * Admit one job (or whatever {@link KeyLimitsOptions.things} names) of `keyId`, or throw a 429 (`key_concurrency_exceeded`, `rate_limited`)
    * with the seconds after which a retry can succeed. Call the returned function when the job
    * has ended; with `refund` true when the node refused it before it started (no room), which
    * gives its start back: the key pays for the jobs it starts, not for the node being full.
@@ -62,11 +90,13 @@ export class KeyLimits {
     );
     state.at = now;
     this.#keys.set(keyId, state);
+    const { holder, held, started, concurrencySetting, rateSetting } = this.#things;
+    const setting = (name?: string) => name === undefined ? "" : ` (${name})`;
     if (state.running >= this.#concurrency) {
       throw new EdgeError(
         "key_concurrency_exceeded",
-        `this API key already has ${state.running} jobs running or queued, its limit ` +
-          `(http.perKeyConcurrency); wait for one to end`,
+        `${holder} already has ${state.running} ${held}, its limit` +
+          `${setting(concurrencySetting)}; wait for one to end`,
         { retryAfterS: 1 },
       );
     }
@@ -74,8 +104,8 @@ export class KeyLimits {
       const waitMs = (1 - state.tokens) * MS_PER_MINUTE / this.#perMinute;
       throw new EdgeError(
         "rate_limited",
-        `this API key has started ${this.#perMinute} jobs in the last minute, its limit ` +
-          `(http.perKeyRequestsPerMinute); retry after the Retry-After seconds`,
+        `${holder} has started ${this.#perMinute} ${started} in the last minute, its limit` +
+          `${setting(rateSetting)}; retry after the Retry-After seconds`,
         { retryAfterS: Math.ceil(waitMs / MS_PER_S) },
       );
     }

@@ -36,8 +36,13 @@ const state = {
   access: "none",
   /** @type {any} */
   snapshot: undefined,
-  /** Live jobs by id: their text grows token by token. */
+  /**
+   * Live jobs by id, the first submitted first: those the last snapshot listed, and those started
+   * since. Their text grows token by token.
+   */
   jobs: new Map(),
+  /** Live jobs the last snapshot counted but did not list (`jobs.leftOut.live`), less those ended. */
+  unlistedJobs: 0,
   /** The prompt box's job, while it runs. */
   prompt: undefined,
   node: undefined,
@@ -358,12 +363,13 @@ function renderPeers(peers, s) {
 function renderJobs(jobs) {
   if (!jobs) return;
   // The snapshot says which jobs are live: one whose `job_ended` this page missed (its socket
-  // dropped, or updates were dropped while it fell behind) is over, not live for good.
-  const live = new Set(jobs.live.map((job) => job.jobId));
-  for (const jobId of state.jobs.keys()) if (!live.has(jobId)) state.jobs.delete(jobId);
-  for (const job of jobs.live) {
-    if (!state.jobs.has(job.jobId)) state.jobs.set(job.jobId, { ...job });
-  }
+  // dropped, or updates were dropped while it fell behind) is over, not live for good. It lists
+  // the first ones (those drawn) and counts the others: the page follows those it lists, each
+  // with the text it has of it (kept from its tokens), in the node's order.
+  const listed = new Map();
+  for (const job of jobs.live) listed.set(job.jobId, state.jobs.get(job.jobId) ?? { ...job });
+  state.jobs = listed;
+  state.unlistedJobs = jobs.leftOut?.live ?? 0;
   const stats = jobs.stats;
   $("jobs-summary").textContent = stats
     ? `${stats.activeJobs} running · ${stats.queuedJobs} queued · ${stats.jobsFinished} done · ` +
@@ -418,7 +424,7 @@ function drawJobs(recent = state.snapshot?.jobs?.recent ?? []) {
   ];
   const ids = new Set(shown.map((job) => job.jobId));
   for (const jobId of jobRows.keys()) if (!ids.has(jobId)) jobRows.delete(jobId);
-  const more = live.length - SHOWN_LIVE_JOBS;
+  const more = live.length + state.unlistedJobs - SHOWN_LIVE_JOBS;
   const rows = shown.map(jobRow);
   if (more > 0) {
     rows.splice(SHOWN_LIVE_JOBS, 0, el("div", { class: "hint" }, `${more} more live jobs`));
@@ -434,8 +440,11 @@ function drawJobs(recent = state.snapshot?.jobs?.recent ?? []) {
 const KEPT_JOB_TEXT = 4_096;
 
 function onJob(event) {
-  if (event.type === "job_started") state.jobs.set(event.job.jobId, { ...event.job });
-  else if (event.type === "job_token") {
+  if (event.type === "job_started") {
+    // Behind jobs the snapshot only counted: counted too, listed by a later snapshot if drawn.
+    if (state.unlistedJobs > 0) state.unlistedJobs++;
+    else state.jobs.set(event.job.jobId, { ...event.job });
+  } else if (event.type === "job_token") {
     const job = state.jobs.get(event.jobId);
     if (!job) return;
     if (job.tokens === 0) job.state = "streaming";
@@ -447,7 +456,10 @@ function onJob(event) {
     if (jobRows.has(job.jobId)) jobRow(job);
     return;
   } else if (event.type === "job_ended") {
-    state.jobs.delete(event.job.jobId);
+    // One the page does not follow was among those the snapshot counted.
+    if (!state.jobs.delete(event.job.jobId)) {
+      state.unlistedJobs = Math.max(0, state.unlistedJobs - 1);
+    }
     if (event.job.ttftMs !== undefined) ttftChart.push([event.job.ttftMs]);
     if (event.job.tokensPerS) rateChart.push([event.job.tokensPerS]);
     const recent = state.snapshot?.jobs?.recent;

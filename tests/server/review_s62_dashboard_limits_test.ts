@@ -1,0 +1,232 @@
+/**
+ * Review (s62) of the dashboard's per-client limits (`server/dashboard_routes.ts`): one API key,
+ * the operator token or this machine could open dashboard sockets (each a live-state
+ * subscription, fed a snapshot every second) until the node ran out of them, and read
+ * `GET /dashboard/state` (a round of asks to every actor) as fast as it liked. Each client now has
+ * its own allowance: a socket over it is refused (429 with `Retry-After` before the upgrade when
+ * the client is known then, else an `error` and close 1013 at its `auth`), a state read over it
+ * is 429 with `Retry-After`; other clients are not affected.
+ */
+import assert from "node:assert/strict";
+import { Hono } from "hono";
+import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
+import { ApiKeys } from "../../server/api_keys.ts";
+import { createApp } from "../../server/app.ts";
+import type { EdgeEnv } from "../../server/client_access.ts";
+import { type DashboardLimits, dashboardRoutes } from "../../server/dashboard_routes.ts";
+import { JobMonitor } from "../../server/job_monitor.ts";
+import { serve } from "../../server/serve.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { quietSources } from "./_dashboard_sources.ts";
+
+const KEY = "a-real-api-key-0123456789";
+const OTHER_KEY = "another-api-key-0123456789";
+const OPERATOR = "op-token-0123456789abcdef";
+const PORT: InferencePort = {
+  submit: () => Promise.reject(new Error("no jobs")),
+  models: () => Promise.resolve([]),
+  stats: () => Promise.resolve({} as InferenceStats),
+};
+const REMOTE = { transport: "tcp", hostname: "198.51.100.9", port: 4242 } as Deno.NetAddr;
+const LOOPBACK = { transport: "tcp", hostname: "127.0.0.1", port: 4242 } as Deno.NetAddr;
+
+/**
+ * The dashboard's routes alone, with `limits` and a clock the test moves, every request coming
+ * from `peer`; served on a free port.
+ */
+function dashboardNode(peer: Deno.NetAddr, limits: Partial<DashboardLimits>) {
+  let ms = 0;
+  const jobs = new JobMonitor();
+  const app = new Hono<EdgeEnv>();
+  app.route(
+    "/",
+    dashboardRoutes({
+      sources: quietSources(),
+      inference: jobs.wrap(PORT),
+      jobs,
+      operatorToken: OPERATOR,
+      keys: new ApiKeys([KEY, OTHER_KEY]),
+      allowUnauthenticatedRemote: false,
+      allowedOrigins: [],
+      tickMs: 60_000,
+      limits: { ...limits, now: () => ms },
+    }),
+  );
+  const fetchFrom = (req: Request) => app.fetch(req, { remoteAddr: peer });
+  const server = serve({ app: { fetch: fetchFrom }, hostname: "127.0.0.1", port: 0 });
+  return { server, fetchFrom, advance: (by: number) => (ms += by) };
+}
+
+type Message = { type: string; code?: string; access?: string; retryAfterS?: number };
+
+/** A dashboard socket to `url`: its messages, and its close code and reason once closed. */
+async function openSocket(url: string) {
+  const ws = new WebSocket(url.replace("http", "ws") + "/dashboard/live");
+  const messages: Message[] = [];
+  const closed = Promise.withResolvers<{ code: number; reason: string }>();
+  ws.onmessage = (e) => messages.push(JSON.parse(e.data));
+  ws.onclose = (e) => closed.resolve({ code: e.code, reason: e.reason });
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error("no socket"));
+  });
+  const next = (predicate: (m: Message) => boolean, what: string) =>
+    eventually(() => messages.find(predicate), what);
+  return { ws, messages, closed: closed.promise, next };
+}
+
+/** A socket of `url` let in with `token`: it has had its first snapshot. */
+async function pageWith(url: string, token: string) {
+  const page = await openSocket(url);
+  page.ws.send(JSON.stringify({ type: "auth", token }));
+  await page.next((m) => m.type === "snapshot", "the first snapshot");
+  return page;
+}
+
+/** A WebSocket upgrade of `/dashboard/live` as `fetchFrom` answers it, before any upgrade. */
+function upgradeRequest(url: string): Request {
+  return new Request(`${url}/dashboard/live`, {
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+    },
+  });
+}
+
+Deno.test("review s62: one API key's dashboard sockets are capped (error + close 1013 at its auth); another key and the operator still get in; a closed socket frees its place", async () => {
+  const { server } = dashboardNode(REMOTE, { socketsPerClient: 2 });
+  const open: WebSocket[] = [];
+  try {
+    for (let i = 0; i < 2; i++) open.push((await pageWith(server.url, KEY)).ws);
+    const third = await openSocket(server.url);
+    third.ws.send(JSON.stringify({ type: "auth", token: KEY }));
+    const refusal = await third.next(
+      (m) => m.type === "error" && m.code !== "api_key_required",
+      "refused",
+    );
+    assert.equal(refusal.code, "key_concurrency_exceeded");
+    assert.ok((refusal.retryAfterS ?? 0) >= 1, "says when to retry");
+    const { code, reason } = await third.closed;
+    assert.equal(code, 1013, "Try Again Later");
+    assert.match(reason, /dashboard sockets/);
+    assert.ok(!third.messages.some((m) => m.type === "snapshot"), "no snapshot for it");
+
+    open.push((await pageWith(server.url, OTHER_KEY)).ws);
+    open.push((await pageWith(server.url, OPERATOR)).ws);
+
+    // One of the key's sockets closes: the key may open one again.
+    open[0].close();
+    await eventually(async () => {
+      const again = await openSocket(server.url);
+      again.ws.send(JSON.stringify({ type: "auth", token: KEY }));
+      const answer = await again.next(
+        (m) => m.type === "snapshot" || (m.type === "error" && m.code !== "api_key_required"),
+        "an answer",
+      );
+      if (answer.type === "snapshot") return open.push(again.ws);
+      await again.closed;
+      return undefined;
+    }, "a place for the key again");
+  } finally {
+    for (const ws of open) ws.close();
+    await server.shutdown();
+  }
+});
+
+Deno.test("review s62: this machine's page over its socket cap is answered 429 with Retry-After before the upgrade", async () => {
+  const { server, fetchFrom } = dashboardNode(LOOPBACK, { socketsPerClient: 2 });
+  const open: WebSocket[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const page = await openSocket(server.url);
+      await page.next((m) => m.type === "snapshot", "the first snapshot");
+      open.push(page.ws);
+    }
+    const response = await fetchFrom(upgradeRequest(server.url));
+    assert.equal(response.status, 429);
+    assert.ok(Number(response.headers.get("retry-after")) >= 1);
+    assert.equal((await response.json()).error.code, "key_concurrency_exceeded");
+  } finally {
+    for (const ws of open) ws.close();
+    await server.shutdown();
+  }
+});
+
+Deno.test("review s62: sockets opened per minute are capped per client, refilling with the clock", async () => {
+  const { server, fetchFrom, advance } = dashboardNode(LOOPBACK, { socketOpensPerMinute: 2 });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const page = await openSocket(server.url);
+      await page.next((m) => m.type === "snapshot", "the first snapshot");
+      page.ws.close();
+      await page.closed;
+    }
+    const refused = await fetchFrom(upgradeRequest(server.url));
+    assert.equal(refused.status, 429);
+    assert.equal((await refused.json()).error.code, "rate_limited");
+    assert.equal(refused.headers.get("retry-after"), "30", "one open every 30 s");
+    advance(30_000);
+    const page = await openSocket(server.url);
+    await page.next((m) => m.type === "snapshot", "a snapshot after the wait");
+    page.ws.close();
+    await page.closed;
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("review s62: GET /dashboard/state is rate-limited per client (429, Retry-After); other clients unaffected; it refills with the clock", async () => {
+  const { server, fetchFrom, advance } = dashboardNode(REMOTE, { stateReadsPerMinute: 3 });
+  const read = (token: string) =>
+    fetchFrom(
+      new Request(`${server.url}/dashboard/state`, {
+        headers: { authorization: `Bearer ${token}` },
+      }),
+    );
+  try {
+    for (let i = 0; i < 3; i++) {
+      const ok = await read(KEY);
+      assert.equal(ok.status, 200);
+      await ok.body?.cancel();
+    }
+    const refused = await read(KEY);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get("retry-after"), "20");
+    assert.equal((await refused.json()).error.code, "rate_limited");
+    for (const other of [OTHER_KEY, OPERATOR]) {
+      const ok = await read(other);
+      assert.equal(ok.status, 200, "another client reads");
+      await ok.body?.cancel();
+    }
+    advance(20_000);
+    const again = await read(KEY);
+    assert.equal(again.status, 200);
+    await again.body?.cancel();
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("review s62: the node's app caps state reads per API key by default", async () => {
+  const jobs = new JobMonitor();
+  const app = createApp({
+    inference: jobs.wrap(PORT),
+    edge: { apiKeys: [KEY] },
+    dashboard: { sources: quietSources(), jobs, operatorToken: OPERATOR, tickMs: 60_000 },
+  });
+  const statuses: number[] = [];
+  for (let i = 0; i < 200 && !statuses.includes(429); i++) {
+    const response = await app.fetch(
+      new Request("http://node.example/dashboard/state", {
+        headers: { authorization: `Bearer ${KEY}` },
+      }),
+      { remoteAddr: REMOTE },
+    );
+    statuses.push(response.status);
+    await response.body?.cancel();
+  }
+  assert.ok(statuses.includes(429), "refused at some point");
+  assert.ok(statuses.filter((s) => s === 200).length >= 30, "a burst of reads first");
+});
