@@ -79,7 +79,12 @@ export class StorageAudits {
       standIns: (cid) => replicated.standIns(cid),
       wasGiven: (peerId, cid) => this.#core.given().has(peerId, cid),
       selfId: this.#core.self()?.id,
-      audit: (peer, cids) => this.audit(peer, cids),
+      // At its turn: a holder that left since the round began is not reached, not judged.
+      peer: (peerId) => this.#core.replicated()?.peers.find((p) => p.id === peerId),
+      // The stop calls off the audit running, not only the holders after it: waited out, it held
+      // the stop for its timeout (30 s, and as long for the references, past the actor system's
+      // stop bound) and then blamed the holder for an answer this node's stop cut off (review s62).
+      audit: (peer, cids) => this.audit(peer, cids, this.#stopping.signal),
       repair: (cids) => replicated.repair(cids),
       signal: this.#stopping.signal,
     });
@@ -99,7 +104,11 @@ export class StorageAudits {
     return report;
   }
 
-  async audit(holder: StoragePeer, cids: string[]): Promise<AuditResult> {
+  /**
+   * Audit `holder` on `cids` (the `audit` message, and each holder of a round), signing a verdict
+   * on failure. `signal` calls it off: then nobody is judged, and it rejects with its reason.
+   */
+  async audit(holder: StoragePeer, cids: string[], signal?: AbortSignal): Promise<AuditResult> {
     const identity = this.#core.options.identity;
     if (!identity) throw new StorageError("no_identity", "audits need the node identity");
     const blocks = this.#core.blocks();
@@ -113,7 +122,7 @@ export class StorageAudits {
       wasGiven: (holderId, cid) => given.has(holderId, cid),
       onVerdict: this.#core.options.onVerdict,
     });
-    const result = await auditor.audit(holder, cids);
+    const result = await auditor.audit(holder, cids, { signal });
     // What it proved it holds, it was given (however it got it): losing it later is its fault.
     const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));
     for (const cid of result.sampled) if (!open.has(cid)) given.add(holder.id, cid);

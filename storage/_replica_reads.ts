@@ -66,7 +66,7 @@ export class ReplicaReads {
       )
         .then(async (bytes) => {
           if (!(await verifyCid(cid, bytes))) {
-            this.#core.records.servedGarbage(peer, cid);
+            this.#core.records.failedToServe(peer, cid);
             throw new CorruptChunkError(cid, `peer ${peer.id}`);
           }
           this.#core.records.servedRight(peer, cid);
@@ -76,6 +76,10 @@ export class ReplicaReads {
           resolve(bytes);
         })
         .catch((error) => {
+          // Read last for this chunk from now on, as a holder serving garbage is: one that keeps
+          // it for its audits but answers reads `chunk_not_found` was asked first on every read
+          // and sent a read-repair copy each time (review s62).
+          if (error instanceof ChunkNotFoundError) this.#core.records.failedToServe(peer, cid);
           if (settled) {
             // A late answer. Only one that proves the copy bad counts: a replica cancelled
             // because another was faster fails with our own abort, which says nothing.

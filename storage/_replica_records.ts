@@ -1,7 +1,7 @@
 /**
  * What a `ReplicatedStore` remembers of its peers, chunk by chunk: which chunks each was
- * given or proved ({@link GivenChunks}), which writes a holder missed, and which peers served
- * garbage for a chunk (read last until they serve it right). The store owns one
+ * given or proved ({@link GivenChunks}), which writes a holder missed, and which peers answered a
+ * read of a chunk without its bytes (read last until they serve it right). The store owns one
  * {@link ReplicaRecords}: its puts, reads (`_replica_reads.ts`) and repairs
  * (`_replica_repair.ts`) record outcomes in it, and `missedWrite`, `wasGiven` and `setPeers`
  * read or prune it. Not part of the public API.
@@ -21,12 +21,12 @@ import type { StoragePeer } from "./storage_peer.ts";
 export const DEFAULT_MAX_MISSED_WRITES: number = 65_536;
 
 /**
- * Most (holder, chunk) pairs remembered as having served garbage (see
+ * Most (holder, chunk) pairs remembered as having answered a read without the chunk's bytes (see
  * {@link ReplicaRecords.readOrder}); past it the oldest is forgotten, and that holder is asked in
  * its rank again. The bound of the missed writes, for the same reason: a few MiB however many
  * reads the node serves.
  */
-const MAX_SERVED_GARBAGE = DEFAULT_MAX_MISSED_WRITES;
+const MAX_UNSERVED = DEFAULT_MAX_MISSED_WRITES;
 
 /** A store's record of what its peers were given, missed, and served (see the module doc). */
 export class ReplicaRecords {
@@ -37,10 +37,11 @@ export class ReplicaRecords {
   readonly #missed = new Set<string>();
   readonly #maxMissed: number;
   /**
-   * `<peer id> <cid>` of each read answer whose bytes did not match the CID, until that peer
-   * serves the chunk right; oldest first, at most {@link MAX_SERVED_GARBAGE}.
+   * `<peer id> <cid>` of each read answered without the chunk's bytes (`chunk_not_found`, or bytes
+   * not matching the CID), until that peer serves the chunk right; oldest first, at most
+   * {@link MAX_UNSERVED}.
    */
-  readonly #servedGarbage = new Set<string>();
+  readonly #unserved = new Set<string>();
   /** Chunks each peer was given or proved; kept across {@link setPeers}. */
   readonly #given: GivenChunks;
   /** The store's `holders`: the r peers that should hold a chunk. */
@@ -66,11 +67,11 @@ export class ReplicaRecords {
   }
 
   /**
-   * The peer set is now `ids`: forget the missed writes and garbage of peers outside it, and tell
+   * The peer set is now `ids`: forget the missed writes and unserved reads of peers outside it, and tell
    * {@link GivenChunks.setPeers}.
    */
   setPeers(ids: Set<string>): void {
-    for (const pairs of [this.#missed, this.#servedGarbage]) {
+    for (const pairs of [this.#missed, this.#unserved]) {
       for (const key of pairs) if (!ids.has(key.slice(0, key.indexOf(" ")))) pairs.delete(key);
     }
     this.#given.setPeers(ids);
@@ -92,28 +93,33 @@ export class ReplicaRecords {
     }
   }
 
-  /** `peer` answered a read of `cid` with bytes that do not match it. */
-  servedGarbage(peer: StoragePeer, cid: string): void {
-    remember(this.#servedGarbage, `${peer.id} ${cid}`, MAX_SERVED_GARBAGE);
+  /**
+   * `peer` answered a read of `cid` without its bytes: `chunk_not_found`, or bytes that do not
+   * match it.
+   */
+  failedToServe(peer: StoragePeer, cid: string): void {
+    remember(this.#unserved, `${peer.id} ${cid}`, MAX_UNSERVED);
   }
 
   /** `peer` answered a read of `cid` with its bytes. */
   servedRight(peer: StoragePeer, cid: string): void {
-    this.#servedGarbage.delete(`${peer.id} ${cid}`);
+    this.#unserved.delete(`${peer.id} ${cid}`);
   }
 
   /**
    * The peers to read `cid` from, in order: its rank order (`ranked`), except that a peer that
-   * served garbage for it (bytes not matching the CID) comes after every other, until it serves it
-   * right.
+   * answered a read of it without its bytes (bytes not matching the CID, or `chunk_not_found`)
+   * comes after every other, until it serves it right.
    * Kept in rank, that peer was asked first on every read and sent a read-repair copy each time:
    * one that keeps the chunk for audits (its possession proofs are right) but answers reads with
-   * a few bytes of garbage served nothing and had every reader upload the chunk to it again, read
-   * after read (a review found it at stop 56). Placement (writes, repairs, audits) keeps the rank.
+   * a few bytes of garbage (a review found it at stop 56), or with `chunk_not_found` (review s62),
+   * served nothing and had every reader upload the chunk to it again, read after read. An honest
+   * holder that lost the chunk is sent its one read-repair copy and read after the others for it,
+   * which costs nothing while they serve. Placement (writes, repairs, audits) keeps the rank.
    */
   readOrder(cid: string, ranked: StoragePeer[]): StoragePeer[] {
-    if (this.#servedGarbage.size === 0) return ranked;
-    const last = (peer: StoragePeer) => this.#servedGarbage.has(`${peer.id} ${cid}`);
+    if (this.#unserved.size === 0) return ranked;
+    const last = (peer: StoragePeer) => this.#unserved.has(`${peer.id} ${cid}`);
     return [...ranked.filter((p) => !last(p)), ...ranked.filter(last)];
   }
 }

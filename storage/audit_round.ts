@@ -146,6 +146,14 @@ export interface AuditRoundDeps extends AuditPlanSources {
   roots: readonly string[];
   /** The storage keys of a file's blocks. */
   blocksOf(root: string): Promise<string[]>;
+  /**
+   * The peer with id `peerId` as the peer set has it now, or `undefined` once it has left. A round
+   * asks each holder at its turn through this: planned at the start, a holder that left meanwhile
+   * (an orderly restart) was challenged on the connection it had left behind and signed a
+   * `no_response` verdict for an honest departure, which holder repair already handles (review
+   * s62); one back on a new connection is asked on that one. Default: the peer as planned.
+   */
+  peer?(peerId: string): StoragePeer | undefined;
   /** Audit `peer` on `cids` (signing a verdict on failure: `StorageAuditor`). */
   audit(peer: StoragePeer, cids: string[]): Promise<AuditResult>;
   /** Restore r copies of `cids`. */
@@ -202,8 +210,13 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
     standIns: (cid) => placement.get(cid)?.standIns ?? NO_PEERS,
   };
   const failed = new Set<string>();
-  for (const { peer, cids } of planAuditRound(chunks, placed)) {
+  for (const { peer: planned, cids } of planAuditRound(chunks, placed)) {
     if (deps.signal?.aborted) return report;
+    const peer = deps.peer === undefined ? planned : deps.peer(planned.id);
+    if (peer === undefined) {
+      report.errors++; // it left: not reached (its record of what it was given is kept)
+      continue;
+    }
     let result: AuditResult;
     try {
       result = await deps.audit(peer, cids);
