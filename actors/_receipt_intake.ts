@@ -29,7 +29,12 @@ import type { Challenges } from "./_challenges.ts";
 import type { FraudProofs } from "./_fraud_proofs.ts";
 import type { PeerVerdicts } from "./_peer_verdicts.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
-import type { ReceiptHandled, ReceiptMessage, ValidatorMessage } from "./validator_messages.ts";
+import {
+  INSUFFICIENT_STAKE_NOT_KEPT,
+  type ReceiptHandled,
+  type ReceiptMessage,
+  type ValidatorMessage,
+} from "./validator_messages.ts";
 
 /**
  * Most open challenges per worker: beyond it, that worker's new receipts are refused here (not
@@ -171,8 +176,11 @@ export class ReceiptIntake {
       this.#core.stats.refused++;
       if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
         // Its pledge may just not have arrived yet (it comes on the worker's own connection,
-        // the receipt on the requester's): taken again once it does.
-        this.#core.memory.awaitStake(worker, message);
+        // the receipt on the requester's): taken again once it does. Past the bounds of what
+        // waits, not kept, and the refusal says so: its sender sends it again after the pledge.
+        if (!this.#core.memory.awaitStake(worker, id, message)) {
+          refusal = INSUFFICIENT_STAKE_NOT_KEPT;
+        }
       }
       if (refusal === "equivocation") {
         this.#core.stats.slashes++;

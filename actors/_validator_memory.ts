@@ -16,16 +16,29 @@
 import type { Job } from "../protocols/job.ts";
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import type { Verdict } from "../protocols/verdict.ts";
-import { toHex } from "../protocols/hash.ts";
-import { encodeCanonical } from "../protocols/cbor.ts";
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { encodeCanonical, encodeCbor } from "../protocols/cbor.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
 import type { HeldEvidence, KeptProof } from "./_held_evidence.ts";
 
-/** Receipts kept per worker whose pledge has not arrived yet, and workers kept at once. */
-const MAX_AWAITING_STAKE_PER_WORKER = 16;
-const MAX_AWAITING_STAKE_WORKERS = 256;
+/**
+ * Receipts kept per worker whose pledge has not arrived yet (it has no stake here), and workers
+ * kept at once: anyone can sign receipts of fresh keys that never pledge, so what waits is
+ * bounded. Past either bound a receipt is not kept, and none kept is evicted for it: its refusal
+ * says so (`INSUFFICIENT_STAKE_NOT_KEPT`, `validator_messages.ts`), and its sender, which recorded
+ * it and holds the worker's pledge, sends the pledge and then the receipt again
+ * (`network/_peer_gossip.ts`). Refused alike and dropped unsaid (or an older worker's evicted
+ * unsaid, past the workers), an honest worker that served more than 16 jobs before its pledge
+ * reached this ledger went unpaid here for the rest (review s62,
+ * `tests/network/review_s62_early_receipts_test.ts`). Who pays for a flood of fresh keys that
+ * fills the workers: every later worker's early receipts, which are no longer kept here for a
+ * pledge that comes another way (the worker's own connection), only sent again by their senders.
+ */
+export const MAX_AWAITING_STAKE_PER_WORKER = 16;
+/** See {@link MAX_AWAITING_STAKE_PER_WORKER}. */
+export const MAX_AWAITING_STAKE_WORKERS = 256;
 /**
  * Peers' receipts not challenged here yet, remembered with their jobs for taking over a
  * withheld-proof challenge (once: a receipt leaves when its challenge opens, or when it is no
@@ -208,8 +221,11 @@ export function judgedKey(verdict: Verdict): string {
 
 /** The validator's bounded memories, each forgetting its oldest entry first. */
 export class ValidatorMemory {
-  /** Receipts refused for a worker with no stake here yet, by worker, until its pledge comes. */
-  readonly #awaitingStake = new Map<string, ReceiptMessage[]>();
+  /**
+   * Receipts refused for a worker with no stake here yet, by worker, then by receipt id (and
+   * assignment: {@link awaitStake}), until its pledge comes.
+   */
+  readonly #awaitingStake = new Map<string, Map<string, ReceiptMessage>>();
   /**
    * Peers' receipts not challenged here yet, with their jobs (see `_peer_verdicts.ts`'s
    * `#takeOverWithheld`), oldest first, each with its bytes (see
@@ -247,16 +263,28 @@ export class ValidatorMemory {
   /** Held claims by claimant (hex key). */
   readonly #claimsBy = new Map<string, number>();
 
-  /** Keep `message` until `worker` pledges stake here (bounded per worker and in workers). */
-  awaitStake(worker: string, message: ReceiptMessage): void {
-    const waiting = this.#awaitingStake.get(worker) ?? [];
-    if (waiting.length >= MAX_AWAITING_STAKE_PER_WORKER) return;
-    waiting.push(message);
-    this.#awaitingStake.delete(worker); // re-inserted last: the oldest worker is dropped first
-    this.#awaitingStake.set(worker, waiting);
-    while (this.#awaitingStake.size > MAX_AWAITING_STAKE_WORKERS) {
-      this.#awaitingStake.delete(this.#awaitingStake.keys().next().value!);
+  /**
+   * Keep `message`, receipt `id` of `worker`, until `worker` pledges stake here; whether it is
+   * kept. Not past {@link MAX_AWAITING_STAKE_PER_WORKER} for the worker, nor for a worker new
+   * here past {@link MAX_AWAITING_STAKE_WORKERS}: nothing kept is evicted, so the refusal of every
+   * receipt not kept can say so. A copy of one kept with the same assignment (or none: passed on
+   * by another peer) takes no more room; one with another assignment is kept beside it (which of
+   * them is valid is the ledger's to decide when they are taken again: a copy without one, or
+   * with a forged one, must not stand in for the requester's).
+   */
+  awaitStake(worker: string, id: string, message: ReceiptMessage): boolean {
+    const copy = message.assignment === undefined
+      ? id
+      : `${id}/${sha256Hex(encodeCbor(message.assignment))}`;
+    let waiting = this.#awaitingStake.get(worker);
+    if (waiting?.has(copy)) return true;
+    if (waiting === undefined) {
+      if (this.#awaitingStake.size >= MAX_AWAITING_STAKE_WORKERS) return false;
+      this.#awaitingStake.set(worker, waiting = new Map());
     }
+    if (waiting.size >= MAX_AWAITING_STAKE_PER_WORKER) return false;
+    waiting.set(copy, message);
+    return true;
   }
 
   /** The receipts that waited for `worker`'s pledge, in order, forgotten here. */
@@ -264,7 +292,7 @@ export class ValidatorMemory {
     const waiting = this.#awaitingStake.get(worker);
     if (waiting === undefined) return undefined;
     this.#awaitingStake.delete(worker);
-    return waiting;
+    return [...waiting.values()];
   }
 
   /**
@@ -590,7 +618,7 @@ export class ValidatorMemory {
    * held for their receipt, and peers' "proof withheld" claims held ({@link holdClaim}).
    */
   waiting(): Waiting {
-    const receipts = [...this.#awaitingStake.values()].flat();
+    const receipts = [...this.#awaitingStake.values()].flatMap((waiting) => [...waiting.values()]);
     const taken = this.#keptTaken();
     const held = [...this.#held.values()].flatMap((proofs) => [...proofs.values()]);
     const proofs: KeptProof[] = [

@@ -390,13 +390,28 @@ export type ValidatorMessage =
   | TrainingChallengeLedgerMessage
   | TrainingChallengedMessage;
 
+/**
+ * A receipt's refusal for want of its worker's stake, when the validator did not keep it for the
+ * worker's pledge: the worker has no stake here yet, as for `insufficient_stake` (which says the
+ * receipt is kept, and taken again once the pledge comes), but the validator already keeps as many
+ * receipts as it keeps waiting, for that worker or for as many workers
+ * (`actors/_validator_memory.ts`). Answered so that its sender, which holds it, sends the pledge
+ * and then the receipt again (`network/_peer_gossip.ts`): refused like the others, it was dropped
+ * unsaid, and an honest worker that served more jobs than that before its pledge reached this
+ * ledger went unpaid here for the rest (review s62).
+ */
+export const INSUFFICIENT_STAKE_NOT_KEPT = "insufficient_stake_not_kept";
+
 /** The answer to a `receipt` message. */
 export interface ReceiptHandled {
   /** Receipt id. */
   receiptId: string;
   /** Whether it is pending in the ledger (false: refused, see `refusal`). */
   recorded: boolean;
-  /** Why the ledger refused it (error code). */
+  /**
+   * Why the ledger refused it (error code); for want of its worker's stake, `insufficient_stake`
+   * when it is kept for the worker's pledge, {@link INSUFFICIENT_STAKE_NOT_KEPT} when it is not.
+   */
   refusal?: string;
   /**
    * Why it was recorded without credit here, though assigned: `model_unavailable` (this

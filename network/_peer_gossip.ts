@@ -3,8 +3,9 @@
  * protocol, but the peer it came from (`except`). A receipt goes to every ledger-keeping peer,
  * asked again while a peer refuses it `busy` (`announceReceipt`, `_accusations.ts`), and a peer
  * that refused it for want of the worker's stake is sent the worker's pledge
- * (`PledgeSync.sendNeeded`); a verdict goes to every such peer; a fraud proof or a "proof
- * withheld" claim goes after its author's pledge, looked up in this node's ledger first
+ * (`PledgeSync.sendNeeded`), and the receipt again after it if the peer did not keep it for the
+ * pledge (`INSUFFICIENT_STAKE_NOT_KEPT`); a verdict goes to every such peer; a fraud proof or a
+ * "proof withheld" claim goes after its author's pledge, looked up in this node's ledger first
  * (`PledgeSync.lookUpPledge`, then the actor's `publish_accusation` message) and sent once per
  * connection (`PledgeSync.sendAhead`), and a claim after the receipt it is about
  * (`CarriedClaimReceipts`); training gossip goes to every training peer. A send that fails is
@@ -19,9 +20,12 @@ import type { Connection, ConnectionTimers } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
+  type ReceiptAckBody,
+  type ReceiptAnnouncementBody,
   VALIDATION_PROTOCOL,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
+import { INSUFFICIENT_STAKE_NOT_KEPT } from "../actors/validator_messages.ts";
 import { TRAINING_PROTOCOL } from "../protocols/training_messages.ts";
 import type { LogLimiter } from "./log_limiter.ts";
 import type { PledgeSync } from "./pledge_sync.ts";
@@ -36,6 +40,15 @@ import {
 } from "./_accusations.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
 import type { NetworkMessage } from "./network_actor.ts";
+
+/**
+ * Most receipt announcements one connection holds while the worker's pledge goes ahead of them
+ * ({@link PeerGossip}: a peer that did not keep one for the pledge, `INSUFFICIENT_STAKE_NOT_KEPT`,
+ * is sent it again after the pledge). Each waits a look-up in this node's ledger and a write;
+ * 256, as `MAX_BUSY_RECEIPTS`, is many times the receipts a peer keeps waiting for one worker
+ * (16) and bounds what a peer that refuses everything so can make this node hold.
+ */
+export const MAX_RECEIPTS_AWAITING_PLEDGE = 256;
 
 /** Options of {@link PeerGossip}: what it needs of the NetworkActor. */
 export interface PeerGossipOptions {
@@ -64,6 +77,11 @@ export class PeerGossip {
 
   /** The receipts each connection carried ahead of a claim (`_accusations.ts`). */
   readonly #carriedReceipts: CarriedClaimReceipts;
+  /**
+   * Per connection, its receipt announcements waiting for the worker's pledge to go ahead of
+   * them ({@link MAX_RECEIPTS_AWAITING_PLEDGE}).
+   */
+  readonly #awaitingPledge = new WeakMap<Connection, number>();
 
   /**
    * Create it.
@@ -86,29 +104,64 @@ export class PeerGossip {
     message: Extract<NetworkMessage, { type: "announce_receipt" }>,
     ctx: ActorContext<NetworkMessage>,
   ): number {
+    const body: ReceiptAnnouncementBody = {
+      receipt: message.receipt,
+      job: message.job,
+      ...(message.assignment ? { assignment: message.assignment } : {}),
+    };
     return this.#broadcast(
       VALIDATION_PROTOCOL,
       message.except,
       // Asked again while the peer's connection is too busy to take it (`announceReceipt`).
       (c) =>
-        announceReceipt(c, {
-          receipt: message.receipt,
-          job: message.job,
-          ...(message.assignment ? { assignment: message.assignment } : {}),
-        }, this.#timers)
-          .then((ack) => {
-            if (!ack.recorded) {
-              this.#peerLog.line(
-                "receipt refused",
-                `peer ${short(c)}: receipt refused (${ack.refusal})`,
-              );
-            }
-            // Its ledger lacks the worker's stake (the pledge was not among those pushed
-            // on connect, or its gossip was dropped): it keeps the receipt until it arrives.
-            if (ack.refusal === "insufficient_stake") {
-              this.#pledgeSync.sendNeeded(c, message.receipt.worker, ctx);
-            }
-          }),
+        announceReceipt(c, body, this.#timers).then((ack) => {
+          this.#refused(c, ack);
+          // Its ledger lacks the worker's stake (the pledge was not among those pushed
+          // on connect, or its gossip was dropped): it keeps the receipt until it arrives.
+          if (ack.refusal === "insufficient_stake") {
+            this.#pledgeSync.sendNeeded(c, message.receipt.worker, ctx);
+          }
+          // ... or, past what it keeps waiting, not: sent again after the pledge.
+          if (ack.refusal === INSUFFICIENT_STAKE_NOT_KEPT) {
+            return this.#announceAfterPledge(c, body, ctx);
+          }
+        }),
+    );
+  }
+
+  /**
+   * Announce `body` on `connection` again, once, after the worker's pledge: the peer refused it
+   * for want of the worker's stake and did not keep it for the pledge
+   * ({@link INSUFFICIENT_STAKE_NOT_KEPT}), so it is sent once the pledge is written ahead of it
+   * (`PledgeSync.sendNeeded`), which its validator takes first; not when no pledge was sent (none
+   * here, or no room in the peer's budget) — the copy would be refused again — and not again if
+   * refused again. Who pays: this node, at most {@link MAX_RECEIPTS_AWAITING_PLEDGE} announcements
+   * per connection held while the pledge goes (a validator's look-up and a write), past which one
+   * is dropped and the worker goes unpaid in that ledger, as every one did before (review s62);
+   * and one more request on the wire per receipt the peer did not keep.
+   */
+  async #announceAfterPledge(
+    connection: Connection,
+    body: ReceiptAnnouncementBody,
+    ctx: ActorContext<NetworkMessage>,
+  ): Promise<void> {
+    const waiting = this.#awaitingPledge.get(connection) ?? 0;
+    if (waiting >= MAX_RECEIPTS_AWAITING_PLEDGE) return;
+    this.#awaitingPledge.set(connection, waiting + 1);
+    try {
+      if (!await this.#pledgeSync.sendNeeded(connection, body.receipt.worker, ctx)) return;
+    } finally {
+      this.#awaitingPledge.set(connection, this.#awaitingPledge.get(connection)! - 1);
+    }
+    this.#refused(connection, await announceReceipt(connection, body, this.#timers));
+  }
+
+  /** Log a peer's refusal of a receipt we announced (a few at a time, `LogLimiter`). */
+  #refused(connection: Connection, ack: ReceiptAckBody): void {
+    if (ack.recorded) return;
+    this.#peerLog.line(
+      "receipt refused",
+      `peer ${short(connection)}: receipt refused (${ack.refusal})`,
     );
   }
 

@@ -119,6 +119,12 @@ export class PledgeSync {
    * it one look-up.
    */
   readonly #carried = new WeakMap<Connection, Map<string, number>>();
+  /**
+   * Per connection, the workers whose pledge {@link sendNeeded} is sending it, by hex key: how to
+   * tell whoever waits for it once it is written ({@link pushPledges}) or not sent. One send each
+   * at a time, whatever number of refusals asked for it; gone with the connection.
+   */
+  readonly #needed = new WeakMap<Connection, Map<string, PromiseWithResolvers<boolean>>>();
 
   /**
    * The exchange of one NetworkActor, over its table.
@@ -163,19 +169,46 @@ export class PledgeSync {
 
   /**
    * A peer refused a receipt of `worker` for want of stake: it keeps the receipt until the
-   * worker's pledge arrives, so it is sent the pledge our ledger holds (out of the room kept
-   * back for this, {@link PLEDGE_SEND_RESERVE}).
+   * worker's pledge arrives (or says it did not keep it: the receipt is then sent again after
+   * the pledge, `_peer_gossip.ts`), so it is sent the pledge our ledger holds (out of the room kept
+   * back for this, {@link PLEDGE_SEND_RESERVE}). Refusals that come while the pledge is on its way
+   * share that one send. Resolves true once the pledge is written on the connection (what is
+   * sent on it after goes after it, and the peer's validator takes it first), false when none
+   * was sent: no pledge here (a deposit), no ledger, no room left in the peer's budget, the
+   * connection closed.
    */
-  sendNeeded(connection: Connection, worker: Uint8Array, ctx: ActorContext<NetworkMessage>): void {
+  sendNeeded(
+    connection: Connection,
+    worker: Uint8Array,
+    ctx: ActorContext<NetworkMessage>,
+  ): Promise<boolean> {
     const validator = this.#options.validator();
-    if (validator === undefined || connection.isClosed) return;
-    if (bytesEqual(worker, connection.peerKey!)) return; // its own stake is its own to record
-    ctx.system.lookup<{ type: "pledges"; key: Uint8Array }>(validator)
-      ?.ask<StakePledge[]>({ type: "pledges", key: worker })
+    if (validator === undefined || connection.isClosed) return Promise.resolve(false);
+    // Its own stake is its own to record.
+    if (bytesEqual(worker, connection.peerKey!)) return Promise.resolve(false);
+    const key = toHex(worker);
+    let needed = this.#needed.get(connection);
+    if (needed === undefined) this.#needed.set(connection, needed = new Map());
+    const sending = needed.get(key);
+    if (sending !== undefined) return sending.promise;
+    const waiting = Promise.withResolvers<boolean>();
+    needed.set(key, waiting);
+    const ledger = ctx.system.lookup<{ type: "pledges"; key: Uint8Array }>(validator);
+    if (ledger === undefined) this.#sentNeeded(connection, key, false);
+    ledger?.ask<StakePledge[]>({ type: "pledges", key: worker })
       .then((pledges) => {
-        if (pledges.length === 0) return; // a deposit, not a pledge: nothing to pass on
+        // A deposit, not a pledge: nothing to pass on.
+        if (pledges.length === 0) return this.#sentNeeded(connection, key, false);
         this.#options.tell(ctx, { type: "push_pledges", connection, pledges, needed: true });
-      }, () => {});
+      }, () => this.#sentNeeded(connection, key, false));
+    return waiting.promise;
+  }
+
+  /** Tell whoever waits for the pledge of `key` needed on `connection` whether it was `sent`. */
+  #sentNeeded(connection: Connection, key: string, sent: boolean): void {
+    const needed = this.#needed.get(connection);
+    needed?.get(key)?.resolve(sent);
+    needed?.delete(key);
   }
 
   /**
@@ -240,8 +273,13 @@ export class PledgeSync {
    */
   pushPledges(message: PushPledgesMessage): void {
     const { connection } = message;
+    // Pledges `needed` ({@link sendNeeded}): whoever waits for one learns whether it was written.
+    const sent = (pledges: readonly StakePledge[], written: boolean) => {
+      if (!message.needed) return;
+      for (const { key } of pledges) this.#sentNeeded(connection, toHex(key), written);
+    };
     const entry = this.#options.entryOf(connection);
-    if (entry === undefined || connection.isClosed) return;
+    if (entry === undefined || connection.isClosed) return sent(message.pledges, false);
     const reserve = message.needed ? 0 : PLEDGE_SEND_RESERVE;
     const fits: StakePledge[] = [];
     for (const pledge of message.pledges) {
@@ -249,11 +287,19 @@ export class PledgeSync {
       fits.push(pledge);
       this.#carry(connection, pledge);
     }
+    sent(message.pledges.slice(fits.length), false);
     if (fits.length === 0) return;
     (async () => {
-      for (const pledge of fits) {
-        if (connection.isClosed) return;
-        await connection.notify(StakeAnnouncementMessage, { pledge });
+      let written = 0;
+      try {
+        for (const pledge of fits) {
+          if (connection.isClosed) return;
+          await connection.notify(StakeAnnouncementMessage, { pledge });
+          sent([pledge], true);
+          written++;
+        }
+      } finally {
+        sent(fits.slice(written), false);
       }
     })().catch(() => {}); // it closed: nothing left to send
   }
