@@ -19,9 +19,8 @@
  * Each owner supplies only what differs: the key, the share key, how one is tried again, what the
  * log says. Read and written only inside the validator's `receive`. The peers' fraud proofs the
  * intake keeps for a ledger that did not answer (`_unanswered_training_proofs.ts`) are taken again
- * at the intake's own recheck, each at its own time, and share only {@link retryWait} (their waits
- * run on real time: the intake's recheck is not on the validator's `timers`). Not part of the
- * public API.
+ * through the intake each after its own wait (`unanswered_again`), and share only
+ * {@link retryWait} and the validator's `timers`. Not part of the public API.
  *
  * @module
  */

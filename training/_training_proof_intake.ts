@@ -9,7 +9,7 @@
  * `_kept_unbacked_training_checks.ts`). A peer's proof that outran its receipt is held until the
  * receipt is recorded (`_receipt_held_training_proofs.ts`); one whose accuser never pledged here is
  * held until it has (`_pledge_held_training_proofs.ts`, the ledger asked again every
- * {@link PLEDGE_RECHECK_MS}).
+ * {@link PLEDGE_RECHECK_MS}, on the validator's `timers`).
  * Released, a proof goes through the intake again, taken meanwhile (`_taken_training_proofs.ts`).
  * What is held, and what was taken and not settled, is kept on disk (`ownProofsDir`) at each
  * recheck and at the stop, and read back at the next start.
@@ -23,8 +23,10 @@
  *
  * {@link TrainingProofIntake} holds the state and the decisions; it asks the ledger through the
  * callback the validator gives, and, as `_challenge_endings.ts` does, tells the validator the
- * proofs to take again (`fraud_proof`) and its rechecks (`pledges_again`), so every change still
- * happens in the validator's `receive`. Owned by the validator, read and written only there.
+ * proofs to take again (`fraud_proof`), its rechecks (`pledges_again`) and the waits over of the
+ * proofs kept for a ledger that did not answer (`unanswered_again`), both waits on the validator's
+ * `timers`, so every change still happens in the validator's `receive`. Owned by the validator,
+ * read and written only there.
  *
  * @example
  * ```ts ignore
@@ -40,6 +42,7 @@
  */
 import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import {
@@ -123,6 +126,12 @@ export interface TrainingProofIntakeOptions {
    * `END_RETRY_MS` (doubling, `MAX_END_ATTEMPTS` tries): the validator's `endRetryMs`.
    */
   retryMs?: number;
+  /**
+   * The timers its rechecks (`pledges_again`) and the waits before a proof the ledger did not
+   * answer for is taken again (`unanswered_again`) run on: the validator's `timers`; default the
+   * real clock.
+   */
+  timers?: ConnectionTimers;
   /** Ask the ValidatorActor holding the ledger; rejects when it does not answer. */
   ask<R>(ctx: Context, message: IntakeLedgerMessage): Promise<R>;
   /** Where one line per failed read or write goes. */
@@ -201,7 +210,6 @@ export class TrainingProofIntake {
       settings: options,
       dir,
       takeUp: (ctx, held) => this.#takeUp(ctx, held),
-      recheckLater: (ctx) => this.#pledgesAgainLater(ctx),
       log: (line) => this.#options.log(line),
     });
   }
@@ -481,15 +489,18 @@ export class TrainingProofIntake {
   }
 
   /**
-   * Ask the ledger again, after {@link PLEDGE_RECHECK_MS}, while proofs wait for a pledge; and
-   * keep the proofs held for their receipt then, when they changed.
+   * Ask the ledger again, after {@link PLEDGE_RECHECK_MS} on the validator's `timers`, while
+   * proofs wait for a pledge; and keep the proofs held for their receipt then, when they changed.
+   * (The proofs kept for a ledger that did not answer are on disk as they are kept, and each
+   * waits on its own: `unanswered_again`.)
    */
   #pledgesAgainLater(ctx: Context): void {
     if (this.#pledgesAgainScheduled) return;
-    if (this.#pledgeHeld.size === 0 && !this.#keptChanged && this.#unanswered.size === 0) return;
+    if (this.#pledgeHeld.size === 0 && !this.#keptChanged) return;
     this.#pledgesAgainScheduled = true;
+    const wait = this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS;
     // Told, not run here: the held proofs change in `receive` (`pledges_again`).
-    void sleep(this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS, ctx.signal).then(() => {
+    void sleep(wait, ctx.signal, this.#options.timers).then(() => {
       if (!ctx.signal.aborted) return ctx.self.tell({ type: "pledges_again" });
     }).catch(() => {}); // this actor stopped meanwhile: the held proofs go with it
   }
@@ -497,13 +508,10 @@ export class TrainingProofIntake {
   /**
    * The proofs held for a pledge whose accuser has staked here since go through the intake
    * again; those held past {@link PLEDGE_HOLD_MS} are forgotten (their receipt's window closed).
-   * So do the proofs the ledger did not answer the intake for, once their wait is over. The
-   * validator's `pledges_again`.
+   * The validator's `pledges_again`.
    */
   async pledgesAgain(ctx: Context): Promise<void> {
     this.#pledgesAgainScheduled = false;
-    // Those the ledger did not answer for, once their wait is over: through the intake again.
-    this.#unanswered.takeUpDue(ctx);
     this.#pledgeHeld.expire(this.#options.now() - PLEDGE_HOLD_MS);
     for (const key of this.#pledgeHeld.accusers()) {
       if (ctx.signal.aborted) return;
@@ -515,6 +523,15 @@ export class TrainingProofIntake {
     // At most one write per recheck (never one per proof that came): a kill loses one's worth.
     await this.keep();
     this.#pledgesAgainLater(ctx);
+  }
+
+  /**
+   * The wait of a peer's proof kept after `attempts` tries because the ledger did not answer its
+   * intake is over: it goes through the intake again (`_unanswered_training_proofs.ts`). The
+   * validator's `unanswered_again`.
+   */
+  unansweredAgain(ctx: Context, hash: string, attempts: number): void {
+    this.#unanswered.again(ctx, hash, attempts);
   }
 
   /**

@@ -6,10 +6,13 @@
  * ledger where the receipt stands and what the accuser holds there. An ask the ValidatorActor did
  * not answer (crashed on a failed read and restarting, stopped, past the ask's timeout) is neither
  * "receipt unknown" nor "unstaked": the proof is kept ({@link MAX_UNANSWERED_PROOFS}, an eighth
- * of them per accuser) and taken through the intake again at the first recheck after
- * `END_RETRY_MS`, doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`, `retryWait` in
+ * of them per accuser) and taken through the intake again after its own wait, `END_RETRY_MS`
+ * doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`, `retryWait` in
  * `_ledger_retries.ts`), as a challenge's ending or a claim whose ledger ask went unanswered
- * (`_challenge_endings.ts`, `_claim_takeovers.ts`). Before (review s59,
+ * (`_challenge_endings.ts`, `_claim_takeovers.ts`). The wait runs on the validator's `timers`, as
+ * theirs do, and ends in the validator's `unanswered_again` message: the proof is taken again in
+ * its `receive` (until stop 62 a kept proof was due on the wall clock and taken at the first
+ * intake recheck after it, both on real time whatever `timers` said). Before (review s59,
  * `tests/training/review_s59_claim_intake_ledger_down_test.ts`) an unanswered receipt read was
  * taken for "receipt unknown": the proof, held for a receipt the ledger had recorded already, was
  * never released, and the lazy trainer, slashed in every other ledger, was paid in this one. Who
@@ -20,12 +23,13 @@
  * trainer was paid here (review s60, `tests/training/review_s60_kept_restart_test.ts`).
  *
  * {@link UnansweredTrainingProofs} holds them, in memory and on disk; owned by the intake, which
- * tells it the proofs to keep and the ones answered since, and is told back, from its rechecks,
- * the proofs to take again. Not part of the public API.
+ * tells it the proofs to keep, the ones answered since and the waits over (`unanswered_again`),
+ * and is told back the proofs to take again. Not part of the public API.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
 import { verifySignature } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
@@ -68,18 +72,16 @@ interface UnansweredProof {
   since: number;
   /** Its accuser's key (hex). */
   accuser: string;
-  /** Tries made so far. */
+  /** Tries made so far: its wait's `unanswered_again` names them (an older wait's is stale). */
   attempts: number;
-  /** When it is taken again, at the first recheck after it (wall clock, ms). */
-  due: number;
   /** Told to the validator again, its intake not ended yet. */
   told: boolean;
 }
 
 /** What {@link UnansweredTrainingProofs} needs from the intake. */
 export interface UnansweredTrainingProofsOptions {
-  /** The intake's options, read at each use (`now`, `retryMs`). */
-  settings: Pick<TrainingProofIntakeOptions, "now" | "retryMs">;
+  /** The intake's options, read at each use (`now`, `retryMs`, `timers`). */
+  settings: Pick<TrainingProofIntakeOptions, "now" | "retryMs" | "timers">;
   /** The ledger's directory (`ownProofsDir`): the kept proofs are kept there. */
   dir?: string;
   /** A kept proof whose wait is over goes through the intake again, taken meanwhile. */
@@ -87,8 +89,6 @@ export interface UnansweredTrainingProofsOptions {
     ctx: Context,
     held: { body: TrainingFraudProofBody; origin: string; since: number },
   ): void;
-  /** Ask the intake's recheck (`pledges_again`) to come, when none is on its way. */
-  recheckLater(ctx: Context): void;
   /** Where one line per proof kept or dropped, and per failed write, goes. */
   log(line: string): void;
 }
@@ -130,10 +130,11 @@ export class UnansweredTrainingProofs {
   }
 
   /**
-   * Keep a peer's proof whose intake the ledger did not answer, to take again at the first
-   * recheck after a wait that doubles; past `MAX_END_ATTEMPTS` tries, or past the bounds, it is
-   * dropped, logged: its trainer goes unslashed here. This validator's own proof is not kept: it
-   * is never refused for an unanswered receipt read, and its accuser's stake is not asked.
+   * Keep a peer's proof whose intake the ledger did not answer, to take again after a wait that
+   * doubles, on the validator's `timers` (`unanswered_again`); past `MAX_END_ATTEMPTS` tries, or
+   * past the bounds, it is dropped, logged: its trainer goes unslashed here. This validator's own
+   * proof is not kept: it is never refused for an unanswered receipt read, and its accuser's stake
+   * is not asked.
    * @returns Whether it is kept.
    */
   async keep(
@@ -167,14 +168,12 @@ export class UnansweredTrainingProofs {
       );
       return false;
     }
-    const wait = retryWait(this.#options.retryMs, attempts);
     this.#unanswered.set(hash, {
       body,
       origin,
       since: before?.since ?? since,
       accuser,
       attempts,
-      due: Date.now() + wait,
       told: false,
     });
     // On disk before it counts as kept: memory only, a stop or restart of this validator while
@@ -183,8 +182,20 @@ export class UnansweredTrainingProofs {
     // costs only its survival of a restart (logged), not its retry.
     await this.keepOnDisk();
     this.#parts.log(`training validator: ${what} kept, the ledger did not answer its intake`);
-    this.#parts.recheckLater(ctx);
+    this.#againLater(ctx, hash, attempts);
     return true;
+  }
+
+  /**
+   * Tell the validator `unanswered_again` for proof `hash`, kept after `attempts` tries, once its
+   * wait is over: {@link retryWait} on the validator's `timers` (real time by default).
+   */
+  #againLater(ctx: Context, hash: string, attempts: number): void {
+    const wait = retryWait(this.#options.retryMs, attempts);
+    // Told, not run here: the kept proofs change in the validator's `receive`.
+    void sleep(wait, ctx.signal, this.#options.timers).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "unanswered_again", hash, attempts });
+    }).catch(() => {}); // stopped meanwhile: the next start reads it from the disk
   }
 
   /**
@@ -207,14 +218,16 @@ export class UnansweredTrainingProofs {
     );
   }
 
-  /** The kept proofs whose wait is over go through the intake again (the intake's recheck). */
-  takeUpDue(ctx: Context): void {
-    const now = Date.now();
-    for (const kept of this.#unanswered.values()) {
-      if (kept.told || kept.due > now) continue;
-      kept.told = true;
-      this.#parts.takeUp(ctx, kept);
-    }
+  /**
+   * The wait of proof `hash`, kept after `attempts` tries, is over (the validator's
+   * `unanswered_again`): it goes through the intake again, unless it was answered, dropped, taken
+   * again already, or kept again since (that keep's own wait takes it).
+   */
+  again(ctx: Context, hash: string, attempts: number): void {
+    const kept = this.#unanswered.get(hash);
+    if (kept === undefined || kept.told || kept.attempts !== attempts) return;
+    kept.told = true;
+    this.#parts.takeUp(ctx, kept);
   }
 }
 

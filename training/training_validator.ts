@@ -48,10 +48,12 @@
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
  * pledges_again {}               internal: the proofs held for their accuser's pledge whose
- *                                accuser has staked since (or kept because the ledger did not
- *                                answer their intake) go through the intake again; the
+ *                                accuser has staked since go through the intake again; the
  *                                held ones (and those held for their receipt) are kept on disk
  *                                (`ownProofsDir`) for the next start
+ * unanswered_again { hash, attempts } internal: the wait of a peer's proof kept because the
+ *                                ledger did not answer its intake is over: through the intake
+ *                                again (`_unanswered_training_proofs.ts`)
  * ```
  *
  * Whether a fraud proof is worth its re-run here (its receipt recorded and open, its accuser's
@@ -265,11 +267,12 @@ export interface TrainingValidatorOptions {
   endRetryMs?: number;
   /**
    * The timers the waits before a try again run on: of the ending asks (`end_again`), the start's
-   * reads (`resume_again`), the settlements (`settle_again`), and the claims, peers' receipts and
-   * outcomes kept because the ledger did not answer (`claims_again`, `receipts_again`,
-   * `outcome_again`); default the real clock (`SYSTEM_TIMERS`). Tests pass fake timers and fire
-   * exactly the waits scheduled, instead of sleeping past them on the wall clock. The intake's
-   * rechecks (`pledges_again`) run on real time.
+   * reads (`resume_again`), the settlements (`settle_again`), the claims, peers' receipts,
+   * outcomes and peers' fraud proofs kept because the ledger did not answer (`claims_again`,
+   * `receipts_again`, `outcome_again`, `unanswered_again`), and the intake's rechecks of the
+   * proofs held for their accuser's pledge (`pledges_again`); default the real clock
+   * (`SYSTEM_TIMERS`). Tests pass fake timers and fire exactly the waits scheduled, instead of
+   * sleeping past them on the wall clock.
    */
   timers?: ConnectionTimers;
   /**
@@ -353,6 +356,13 @@ export type TrainingValidatorMessage =
   | { type: "stats" }
   | { type: "end_again" }
   | { type: "pledges_again" }
+  | {
+    type: "unanswered_again";
+    /** The kept proof's hash. */
+    hash: string;
+    /** Its tries when it was kept (a wait of an earlier keep is stale). */
+    attempts: number;
+  }
   | { type: "claims_again" }
   | { type: "resume_again" }
   | {
@@ -482,6 +492,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       now: () => (this.#options.now ?? Date.now)(),
       pledgeRecheckMs: options.pledgeRecheckMs,
       retryMs: options.endRetryMs,
+      timers: options.timers,
       ask: (ctx, message) => this.#ledger(ctx, message),
       log: (line) => this.#log(line),
     });
@@ -682,6 +693,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return await this.#endings.again(ctx);
       case "pledges_again":
         return await this.#intake.pledgesAgain(ctx);
+      case "unanswered_again":
+        return this.#intake.unansweredAgain(ctx, message.hash, message.attempts);
       case "takeover_ended":
         return this.#claims.ended(message.claimant, message.outcome);
       case "claims_again":

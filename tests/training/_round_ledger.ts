@@ -48,6 +48,12 @@ export interface RoundLedger {
   send: (body?: OutcomeBody, origin?: string) => Promise<unknown>;
   /** The training validator now registered (a new one after `restartTraining`). */
   training: () => ActorRef<TrainingValidatorMessage>;
+  /** The ledger now registered (a new one after `startLedger`). */
+  ledger: () => ActorRef<ValidatorMessage>;
+  /** Each trainer's stake here before anything was recorded (the coordinator's too). */
+  stake: number;
+  /** Move the ledger's clock past the challenge window and finalize: what is paid is paid now. */
+  closeWindow: () => Promise<void>;
   /** Stop the ledger (its directory kept). */
   stopLedger: () => Promise<void>;
   /** Spawn the ledger again as before, on the same directory. */
@@ -119,6 +125,12 @@ export async function onRoundLedger(
       signed,
       send: (body = signed, origin = PEER) => training().ask({ type: "outcome", body, origin }),
       training,
+      ledger,
+      stake: ROUND_STAKE,
+      closeWindow: async () => {
+        clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+        await ledger().ask({ type: "finalize" });
+      },
       stopLedger: async () => assert.ok(await system.stop(LEDGER), "the ledger stops"),
       startLedger: async () => void await startLedger(),
       restartTraining: async () => void await restartTraining(),
