@@ -86,6 +86,7 @@ export * from "./protocols/memory_duplex.ts";
 export * from "./protocols/tcp_transport.ts";
 export * from "./protocols/session_handshake.ts";
 export * from "./protocols/inference_messages.ts";
+export * from "./protocols/peer_goodbye.ts";
 export {
   signStakePledge,
   STAKE_PLEDGE_VERSION,

@@ -4,9 +4,11 @@
  * its topics, the peers dialled by key (`reach`, `dial_by_key.ts`), and the authenticated
  * handshake every connection is opened with, whatever its transport
  * ({@link PeerTransports.open}: the bounds on handshakes at once, `connection_limits.ts`; the
- * key a swarm connection's Noise handshake proved; the peer services served on it). A connection
- * opened here is handed to the actor as a `peer_up` message: the actor's table is only touched
- * in its `receive`. Owned and used by the NetworkActor (`network_actor.ts`, which re-exports
+ * key a swarm connection's Noise handshake proved; the peer services served on it), and the
+ * goodbyes (`protocols/peer_goodbye.ts`): said to every peer when the node stops, and heard from
+ * a peer that stops, whose connection then closes at once. A connection opened here is handed to
+ * the actor as a `peer_up` message (a peer's goodbye as `peer_down`): the actor's table is only
+ * touched in its `receive`. Owned and used by the NetworkActor (`network_actor.ts`, which re-exports
  * {@link MAX_REDIAL_MS}); not part of the public API.
  *
  * @module
@@ -24,10 +26,18 @@ import { FRAMING_ERROR_CODES } from "../protocols/protocol_errors.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import { toHex } from "../protocols/hash.ts";
 import { PeerHelloMessage, type PeerRole } from "../protocols/peer_hello.ts";
+import {
+  GOODBYE_PROTOCOL,
+  type GoodbyeReason,
+  PeerGoodbyeMessage,
+  PeerStoppedError,
+} from "../protocols/peer_goodbye.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { type PeerServices, servePeer } from "./peer_services.ts";
 import { nodeTopics } from "./swarm_topics.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import type { PledgeBudgets } from "./pledge_budget.ts";
+import type { PeerEntry } from "./_peer_entry.ts";
 import { KeyDials } from "./dial_by_key.ts";
 import { addressGroup, type ConnectionLimits } from "./connection_limits.ts";
 import type {
@@ -43,6 +53,13 @@ export const MAX_REDIAL_MS = 10_000;
 const STABLE_CONNECTION_MS = 10_000;
 /** Default first redial delay. */
 const DEFAULT_REDIAL_MS = 250;
+/**
+ * Most a stopping node waits for its goodbyes to be written ({@link PeerTransports.close}):
+ * a goodbye is one small frame, written at once to every peer that reads us; a peer that stopped
+ * reading (our writes to it stuck) is not worth holding the stop for: its goodbye is flushed with
+ * the connection's close, if at all, and it sees the connection drop, as before goodbyes.
+ */
+export const GOODBYE_WAIT_MS = 500;
 
 /**
  * Codes of a handshake that failed on what the other end sent, not on the network: whatever
@@ -102,8 +119,11 @@ export interface PeerTransportsOptions {
   pledgeBudgets: PledgeBudgets;
   /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
   peerLog: LogLimiter;
-  /** The actor's open connections by hex peer key (only read: `reach` dials no connected key). */
-  peers: ReadonlyMap<string, unknown>;
+  /**
+   * The actor's open connections by hex peer key (only read: `reach` dials no connected key, and
+   * a stopping node says goodbye to each).
+   */
+  peers: ReadonlyMap<string, readonly PeerEntry[]>;
   /** The protocols every connection offers (set in the actor's `preStart`). */
   protocols: () => Protocol[];
   /** What this node serves to peers (set in the actor's `preStart`). */
@@ -116,7 +136,7 @@ export interface PeerTransportsOptions {
 export class PeerTransports {
   readonly #options: NetworkActorOptions;
   readonly #parts: PeerTransportsOptions;
-  readonly #peers: ReadonlyMap<string, unknown>;
+  readonly #peers: ReadonlyMap<string, readonly PeerEntry[]>;
   #listener?: TcpListener;
   #swarm?: SwarmHost;
   /** Bounds on connections and handshakes (`connection_limits.ts`). */
@@ -146,8 +166,14 @@ export class PeerTransports {
     return this.#dials;
   }
 
+  /** What every connection offers: the actor's protocols, and goodbyes (sent and read here). */
   get #protocols(): Protocol[] {
-    return this.#parts.protocols();
+    return [...this.#parts.protocols(), GOODBYE_PROTOCOL];
+  }
+
+  /** The connections' clock (the bound on the goodbyes' wait). */
+  get #timers(): ConnectionTimers {
+    return this.#options.connection?.timers ?? SYSTEM_TIMERS;
   }
 
   get #services(): PeerServices | undefined {
@@ -235,8 +261,12 @@ export class PeerTransports {
     );
   }
 
-  /** Close the listener, the dials and the swarm (in the actor's `postStop`, first). */
+  /**
+   * Say goodbye to every peer (`stopping`), then close the listener, the dials and the swarm (in
+   * the actor's `postStop`, first; the actor closes the connections after it).
+   */
   async close(): Promise<void> {
+    await this.#sayGoodbye("stopping");
     await this.#listener?.close();
     this.#dials?.stop();
     await this.#swarm?.close();
@@ -294,7 +324,37 @@ export class PeerTransports {
     connection.handle(PeerHelloMessage, ({ hello }) => {
       this.#parts.tell(ctx, { type: "peer_hello", connection, hello });
     });
+    connection.handle(PeerGoodbyeMessage, ({ reason }) => {
+      // Closed here, in the read loop, before the peer's own close can arrive: everything pending
+      // on it fails with why (a router's jobs fail over, but the stop is not the worker's
+      // failure), and the actor drops the peer now, not once the transport has wound down.
+      void connection.close(new PeerStoppedError(reason));
+      this.#parts.tell(ctx, { type: "peer_down", connection });
+    });
     return connection;
+  }
+
+  /**
+   * Tell every open connection that speaks {@link GOODBYE_PROTOCOL} that this node leaves, and
+   * why; resolves once the goodbyes are written, or after {@link GOODBYE_WAIT_MS}, whichever comes
+   * first: a stop never waits on a peer. A peer that does not know goodbyes gets none.
+   */
+  async #sayGoodbye(reason: GoodbyeReason): Promise<void> {
+    const sent: Promise<void>[] = [];
+    for (const list of this.#peers.values()) {
+      for (const { connection } of list) {
+        if (connection.isClosed || !connection.supports(GOODBYE_PROTOCOL.name)) continue;
+        sent.push(connection.notify(PeerGoodbyeMessage, { reason }).catch(() => {}));
+      }
+    }
+    if (sent.length === 0) return;
+    const timers = this.#timers;
+    let timer: unknown;
+    const waited = new Promise<void>((resolve) => {
+      timer = timers.setTimeout(resolve, GOODBYE_WAIT_MS);
+    });
+    await Promise.race([Promise.all(sent), waited]);
+    timers.clearTimeout(timer);
   }
 
   /** See the `reach` message: dial `key` when no connection to it is open. */

@@ -49,6 +49,7 @@ import {
 } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
 import { LogLimiter } from "./log_limiter.ts";
+import { PeerStoppedError } from "../protocols/peer_goodbye.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -655,6 +656,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const key = connection.peerKey === undefined ? undefined : toHex(connection.peerKey);
     if (key === undefined) return;
     const before = this.#peers.get(key) ?? [];
+    // Dropped already: a peer's goodbye drops it at once, and its close comes after.
+    if (!before.some((p) => p.connection === connection)) return;
     const list = before.filter((p) => p.connection !== connection);
     if (list.length === 0) {
       this.#peers.delete(key);
@@ -665,10 +668,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
       this.#storagePeersChanged(ctx);
     }
     // Its address tells an operator which --peer it was; a close with no recorded reason (the
-    // peer killed, or stopped: the wire carries no goodbye) says that much rather than nothing.
+    // peer killed, or one older than goodbyes stopped) says that much rather than nothing.
     const address = before.find((p) => p.connection === connection)?.info.address;
-    const why = connection.closeReason?.message ?? "connection closed";
-    this.#log(`peer down ${key.slice(0, 16)}${address === undefined ? "" : ` ${address}`}: ${why}`);
+    const at = `${key.slice(0, 16)}${address === undefined ? "" : ` ${address}`}`;
+    const reason = connection.closeReason;
+    if (reason instanceof PeerStoppedError) this.#log(`peer ${at} stopped (${reason.reason})`);
+    else this.#log(`peer down ${at}: ${reason?.message ?? "connection closed"}`);
   }
 
   /**

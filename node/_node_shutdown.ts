@@ -1,9 +1,11 @@
 /**
- * How a started node stops ({@link nodeShutdown}): `shutdown()` stops the heartbeat, the HTTP
- * API, the actors and the models in that order, each step whatever the one before did; `finished`
- * settles once the actor system has terminated — by `shutdown`, or with `fatal` when the node
- * supervisor gave up — after the same shutdown. Used by `node.ts` for `VeriflowNode`'s `shutdown`
- * and `finished`. Not part of the public API.
+ * How a started node stops ({@link nodeShutdown}): `shutdown()` says so (`stopping`), then stops
+ * the heartbeat, the HTTP API, the actors (the network first: it says goodbye to every peer before
+ * its connections close, `protocols/peer_goodbye.ts`) and the models in that order, each step
+ * whatever the one before did; `finished` settles once the actor system has terminated — by
+ * `shutdown`, or with `fatal` when the node supervisor gave up — after the same shutdown. Used by
+ * `node.ts` for `VeriflowNode`'s `shutdown`, `finished` and `waitForPeer`. Not part of the public
+ * API.
  *
  * @module
  */
@@ -20,12 +22,22 @@ export interface NodeShutdownParts {
   log: (line: string) => void;
 }
 
-/** The node's `shutdown` (idempotent) and its `finished`, over `parts`. */
+/**
+ * The node's `shutdown` (idempotent), its `finished`, and `stopping`, a signal aborted as the
+ * shutdown begins (either way: what waits on the node, `waitForPeer`, gives up then), over
+ * `parts`.
+ */
 export function nodeShutdown(
   { heartbeat, http, system, models, log }: NodeShutdownParts,
-): { shutdown: () => Promise<void>; finished: Promise<{ fatal?: string }> } {
+): {
+  shutdown: () => Promise<void>;
+  finished: Promise<{ fatal?: string }>;
+  stopping: AbortSignal;
+} {
   let stopping: Promise<void> | undefined;
+  const began = new AbortController();
   const shutdown = (): Promise<void> => {
+    began.abort();
     // Each step runs whatever the one before it did: a port that failed to close must not leave
     // the actors (the ledger, the proof store) running, nor a model that failed to release
     // reject the stop, which left the data directory locked and, in `cli.ts start`, ended the
@@ -54,5 +66,5 @@ export function nodeShutdown(
     await shutdown();
     return fatal === undefined ? {} : { fatal };
   });
-  return { shutdown, finished };
+  return { shutdown, finished, stopping: began.signal };
 }

@@ -73,8 +73,10 @@ import { nodeChildren } from "./_node_children.ts";
 import { trainingInputs } from "./_training_children.ts";
 import { apiLines, serveHttpApi } from "./_http_api.ts";
 import { nodeShutdown } from "./_node_shutdown.ts";
+import { waitForPeer, type WaitForPeerOptions } from "./wait_for_peer.ts";
 
 export { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
+export { NodeStoppedError, PEER_WAIT_POLL_MS, type WaitForPeerOptions } from "./wait_for_peer.ts";
 
 /**
  * NodeSupervisor restart intensity: 5 restarts in 30 s. A role that crashes in a loop (a bad
@@ -142,10 +144,31 @@ export interface VeriflowNode extends AsyncDisposable {
    * The node's open peer connections now, as its NetworkActor's table shows them: key, address,
    * direction, protocols, the models each runs (once listed) and its last hello. A configured
    * peer shows here once its dial and handshake are done; its models follow one round trip
-   * later. There is no event to wait on: a program that forwards a job before then gets
+   * later. To wait for one, {@link waitForPeer}; a program that forwards a job before then gets
    * `no_worker` with a retry hint (`retryAfterS`) while the node is still connecting.
    */
   peers(): Promise<PeerInfo[]>;
+  /**
+   * Resolves with the first peer in {@link peers} that `predicate` accepts (default: any): one
+   * connected now, or the first to connect, list its models or send its hello later (the table is
+   * looked at every `PEER_WAIT_POLL_MS`, `node/wait_for_peer.ts`).
+   * @param predicate Which peer, e.g. one that serves a model.
+   * @param options `signal`: aborting it rejects the wait with the signal's reason.
+   * @returns The peer, as the table showed it when it matched.
+   * @throws {NodeStoppedError} the node stopped (`shutdown`, or its supervisor gave up) first.
+   *
+   * @example
+   * ```ts ignore
+   * // Wait up to a minute for a peer that serves the model, then forward a job to it.
+   * const worker = await node.waitForPeer((peer) => peer.models.includes(modelCid), {
+   *   signal: AbortSignal.timeout(60_000),
+   * });
+   * ```
+   */
+  waitForPeer(
+    predicate?: (peer: PeerInfo) => boolean,
+    options?: WaitForPeerOptions,
+  ): Promise<PeerInfo>;
   /** The supervision tree as text. */
   tree(): string;
   /** Jobs running and queued now (none when the node serves no jobs). */
@@ -422,7 +445,7 @@ async function startSteps(
     log,
   });
 
-  const { shutdown, finished } = nodeShutdown({ heartbeat, http, system, models, log });
+  const { shutdown, finished, stopping } = nodeShutdown({ heartbeat, http, system, models, log });
 
   const jobs = async (): Promise<NodeJobs> => {
     const stats = await port?.stats();
@@ -443,6 +466,8 @@ async function startSteps(
     url,
     peerAddress,
     peers,
+    waitForPeer: (predicate, waitOptions) =>
+      waitForPeer({ peers, stopping }, predicate, waitOptions),
     tree,
     jobs,
     shutdown,

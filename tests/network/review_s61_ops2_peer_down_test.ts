@@ -3,10 +3,15 @@
  * peer stopped gracefully both logged `peer down cfb2ea56c5f002b4` with nothing after it, so an
  * operator with several peers could not tell which `--peer` it was, or that the connection had
  * only closed. The line now carries the peer's address, and a reason (`connection closed` when
- * the connection recorded none).
+ * the connection recorded none). B is a bare connection, not a node: a node stopped cleanly says
+ * goodbye since review s62 (`peer KEY ADDR stopped (stopping)`), and this is the line of a peer that
+ * went away without one (killed, or older than goodbyes).
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { PEER_PROTOCOL } from "../../protocols/peer_hello.ts";
+import { tcpDuplex } from "../../protocols/tcp_transport.ts";
 import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -17,18 +22,17 @@ Deno.test({
     "review s61 ops2: 'peer down' names the peer's address and why, when the peer goes away without a reason",
   sanitizeResources: false,
   fn: async () => {
-    const b = new ActorSystem({ name: "review-s61-ops2-b" });
+    // B: a bare connection on a TCP listener that speaks only the peer protocol (no goodbye).
     const bIdentity = Identity.generate();
-    const bNet = await b.spawn<NetworkMessage>({
-      name: "b/network",
-      factory: () =>
-        new NetworkActor({
-          identity: bIdentity,
-          services: {},
-          listen: { hostname: "127.0.0.1", port: 0 },
-        }),
-    });
-    const { port } = await bNet.ask<Deno.NetAddr>({ type: "listening" });
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { port } = listener.addr as Deno.NetAddr;
+    const bConnection = (async () => {
+      const conn = await listener.accept();
+      return await Connection.open(tcpDuplex(conn), {
+        identity: bIdentity,
+        protocols: [PEER_PROTOCOL],
+      });
+    })();
     const lines: string[] = [];
     const a = new ActorSystem({ name: "review-s61-ops2-a" });
     const aNet = await a.spawn<NetworkMessage>({
@@ -49,7 +53,7 @@ Deno.test({
         async () => (await aNet.ask<PeerInfo[]>({ type: "peers" })).length === 1 || undefined,
         "A connected to B",
       );
-      await b.shutdown();
+      await (await bConnection).close();
       const down = await eventually(
         () => lines.find((l) => l.startsWith("peer down")),
         "A's peer down line",
@@ -57,8 +61,9 @@ Deno.test({
       assert.match(down, new RegExp(`^peer down ${key} 127\\.0\\.0\\.1:${port}: \\S`));
       assert.match(down, /connection closed/);
     } finally {
+      listener.close();
       await a.shutdown();
-      await b.shutdown().catch(() => {});
+      await (await bConnection.catch(() => undefined))?.close();
     }
   },
 });
