@@ -61,7 +61,10 @@ export interface AppOptions {
    * for what is left out. An unreadable `apiKeysFile` throws here.
    */
   edge?: Partial<EdgeConfig>;
-  /** The timers of the request body deadline (`http.requestBodyTimeoutMs`); default the global. */
+  /**
+   * The timers of the request body deadline (`http.requestBodyTimeoutMs`) and the dashboard's
+   * `auth` deadline; default the global.
+   */
   timers?: DrainTimers;
   /**
    * Where a line per job start, end and cancel goes, and one per internal error a request ran
@@ -151,6 +154,13 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
         allowUnauthenticatedRemote: edge.allowUnauthenticatedRemote,
         allowedOrigins: edge.allowedOrigins,
         maxRequestBytes: edge.maxRequestBytes,
+        limits: {
+          socketsPerClient: edge.dashboardSocketsPerClient,
+          socketOpensPerMinute: edge.dashboardSocketOpensPerMinute,
+          stateReadsPerMinute: edge.dashboardStateReadsPerMinute,
+        },
+        timers: options.timers,
+        stats,
       }),
     );
   }

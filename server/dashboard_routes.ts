@@ -28,10 +28,12 @@
  * other name needs that origin in `http.allowedOrigins`, as on `/v1`, since a DNS-rebinding page
  * names its own domain in both `Host` and `Origin`.
  *
- * Each client (the operator token, an API key, this machine, anyone without a key) has its own
- * allowance of sockets open, sockets opened a minute and state reads a minute
- * ({@link DashboardLimits}): over it, a 429 with `Retry-After`, or on a socket an `error` and close
- * 1013.
+ * Each client (the operator token, an API key, this machine, each address reading without a key)
+ * has its own allowance of sockets open, sockets opened a minute and state reads a minute
+ * ({@link DashboardLimits}; `http.dashboard*`): over it, a 429 with `Retry-After`, or on a socket
+ * an `error` and close 1013. A socket that must send its `auth` and has not within
+ * {@link DASHBOARD_AUTH_TIMEOUT_MS} is closed (1008). Each refusal is counted in the edge's
+ * `veriflow_http_refused_total` as `/v1`'s are.
  *
  * @module
  */
@@ -45,8 +47,13 @@ import { type EdgeEnv, fromThisMachine } from "./client_access.ts";
 import type { JobMonitor } from "./job_monitor.ts";
 import { type JsonValue, toJsonValue } from "./json_value.ts";
 import { originPolicy } from "./origin_policy.ts";
-import { type EdgeError, errorResponse } from "./http_errors.ts";
+import { EdgeError, errorResponse } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
+import { clientAddress } from "./client_address.ts";
+import { EDGE_DEFAULTS } from "./edge_config.ts";
+import type { EdgeStats } from "./edge_stats.ts";
+import type { DrainTimers } from "./serve.ts";
+import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 
 /** An actor lifecycle event as the page shows it. */
 export interface LifecycleItem {
@@ -165,11 +172,16 @@ export interface DashboardOptions {
   now?: () => number;
   /** Per-client limits; {@link DEFAULT_DASHBOARD_LIMITS} for what is left out. */
   limits?: Partial<DashboardLimits>;
+  /** The timers of the `auth` deadline ({@link DASHBOARD_AUTH_TIMEOUT_MS}); default the global. */
+  timers?: DrainTimers;
+  /** Where refusals are counted for `/metrics` (the edge's, shared with `/v1`); nowhere if absent. */
+  stats?: EdgeStats;
 }
 
 /**
  * What one dashboard client may take (a client: the operator token, one API key, this machine, or
- * anyone else reading without a key, all of those one client). Each open socket is a live-state
+ * one address reading without a key, an IPv6 one by its /64: `client_address.ts`; every reader
+ * behind one proxy or NAT is one client). Each open socket is a live-state
  * subscription sent a snapshot every tick, and each socket opened or state read asks every actor:
  * without a limit, one key could open sockets until the node had none left for anyone else.
  */
@@ -185,14 +197,22 @@ export interface DashboardLimits {
 }
 
 /**
- * The limits a node runs with: a few tabs per client with room to spare, a reload a second, and
- * `cli.ts status` (one read) run in a loop once a second.
+ * The limits a node runs with: `http.dashboardSocketsPerClient`,
+ * `http.dashboardSocketOpensPerMinute` and `http.dashboardStateReadsPerMinute` (why these values:
+ * `EDGE_DEFAULTS`).
  */
 export const DEFAULT_DASHBOARD_LIMITS: DashboardLimits = Object.freeze({
-  socketsPerClient: 8,
-  socketOpensPerMinute: 60,
-  stateReadsPerMinute: 60,
+  socketsPerClient: EDGE_DEFAULTS.dashboardSocketsPerClient,
+  socketOpensPerMinute: EDGE_DEFAULTS.dashboardSocketOpensPerMinute,
+  stateReadsPerMinute: EDGE_DEFAULTS.dashboardStateReadsPerMinute,
 });
+
+/**
+ * How long a socket that must say who it is (not from this machine, and no anonymous reading)
+ * may stay open without an accepted `auth`: it holds no place in any allowance and gets no
+ * snapshot, so without a deadline it stayed open for good. A page sends its `auth` as it opens.
+ */
+export const DASHBOARD_AUTH_TIMEOUT_MS = 10_000;
 
 /** A snapshot a second: live enough to watch, a few asks per second to the actors. */
 export const DEFAULT_TICK_MS = 1_000;
@@ -473,11 +493,18 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const otherPages = originPolicy(options.allowedOrigins);
   const cache = new Map<string, Uint8Array>();
   const limits = { ...DEFAULT_DASHBOARD_LIMITS, ...options.limits };
+  const timers = options.timers ?? SYSTEM_TIMERS;
   const sockets = new KeyLimits({
     concurrency: limits.socketsPerClient,
     requestsPerMinute: limits.socketOpensPerMinute,
     now: limits.now,
-    things: { holder: "this client", held: "dashboard sockets open", started: "dashboard sockets" },
+    things: {
+      holder: "this client",
+      held: "dashboard sockets open",
+      started: "dashboard sockets",
+      concurrencySetting: "http.dashboardSocketsPerClient",
+      rateSetting: "http.dashboardSocketOpensPerMinute",
+    },
   });
   const stateReads = new KeyLimits({
     // Reads under way at once share one round of asks: the allowance per minute bounds them.
@@ -488,8 +515,14 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       holder: "this client",
       held: "dashboard state reads under way",
       started: "dashboard state reads",
+      rateSetting: "http.dashboardStateReadsPerMinute",
     },
   });
+  /** Count a refusal for `/metrics`, as the app counts `/v1`'s; answer it if it is a request's. */
+  const refused = (error: unknown): Response => {
+    options.stats?.countRefusal(error);
+    return errorResponse(error);
+  };
 
   const serveFile = async (name: string) => {
     let body = cache.get(name);
@@ -536,13 +569,18 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const grant = (token: string) => grantOf(token, options.keys, options.operatorToken);
   /**
    * Who a client is, for its limits: the operator token, an API key (by its id, never the key),
-   * this machine, or anyone else reading without a key (`allowUnauthenticatedRemote`), all one.
+   * this machine, or one address reading without a key (`allowUnauthenticatedRemote`): each
+   * anonymous reader has its own allowance, so one of them cannot take every place.
    */
-  const clientOf = (token: string | undefined, onThisMachine: boolean): string => {
+  const clientOf = (
+    token: string | undefined,
+    onThisMachine: boolean,
+    addr: Deno.Addr | undefined,
+  ): string => {
     const granted = token === undefined ? undefined : grant(token);
     if (granted === "operator") return "operator";
     if (granted === "read") return `key ${options.keys.identify(`Bearer ${token}`).keyId}`;
-    return onThisMachine ? "this machine" : "anonymous";
+    return onThisMachine ? "this machine" : `anonymous ${clientAddress(addr)}`;
   };
 
   // The state and the socket: the node's own page, or an origin the policy lets in (a page of
@@ -560,6 +598,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const open = openRead(c.env?.remoteAddr, c.req.raw);
     const granted = bearer === undefined ? undefined : grant(bearer);
     if (!open && granted === undefined) {
+      options.stats?.countRefusal(new EdgeError("api_key_required", "no key"));
       return c.json({
         error: {
           code: "api_key_required",
@@ -572,9 +611,9 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const mine = ownMachine(c.env?.remoteAddr, c.req.raw);
     let release: () => void;
     try {
-      release = stateReads.admit(clientOf(bearer, mine));
+      release = stateReads.admit(clientOf(bearer, mine, c.env?.remoteAddr));
     } catch (error) {
-      return errorResponse(error);
+      return refused(error);
     }
     try {
       const snapshot = await hub.snapshot();
@@ -598,6 +637,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
     const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.raw);
+    const remoteAddr = c.env?.remoteAddr;
     /**
      * This socket's place in its client's allowance, held from when it may read to its close:
      * taken before the upgrade for a client known then (this machine), else at its first `auth`
@@ -606,9 +646,9 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     let release: (() => void) | undefined;
     if (access !== "none") {
       try {
-        release = sockets.admit(clientOf(undefined, onThisMachine));
+        release = sockets.admit(clientOf(undefined, onThisMachine, remoteAddr));
       } catch (error) {
-        return errorResponse(error);
+        return refused(error);
       }
     }
     // Read at each send: a page that gives the operator token later sees job text from then on.
@@ -622,6 +662,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       throw error;
     }
     const { socket, response } = upgraded;
+    /** The `auth` deadline of a socket that must say who it is, until it has. */
+    let authDeadline: unknown;
+    const clearAuthDeadline = () => {
+      if (authDeadline !== undefined) timers.clearTimeout(authDeadline);
+      authDeadline = undefined;
+    };
     let badTokens = 0;
     let leave: (() => void) | undefined;
     let prompt: AbortController | undefined;
@@ -659,9 +705,16 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           "api_key_required",
           "send {type:'auth', token} with an API key or the operator token",
         );
+        authDeadline = timers.setTimeout(() => {
+          authDeadline = undefined;
+          if (release !== undefined || socket.readyState !== WebSocket.OPEN) return;
+          options.stats?.countRefusal(new EdgeError("api_key_required", "no auth in time"));
+          socket.close(1008, `no accepted auth within ${DASHBOARD_AUTH_TIMEOUT_MS / 1000} s`);
+        }, DASHBOARD_AUTH_TIMEOUT_MS);
       }
     };
     socket.onclose = () => {
+      clearAuthDeadline();
       leave?.();
       release?.();
       prompt?.abort();
@@ -688,8 +741,9 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           }
           if (release === undefined) {
             try {
-              release = sockets.admit(clientOf(message.token as string, onThisMachine));
+              release = sockets.admit(clientOf(message.token as string, onThisMachine, remoteAddr));
             } catch (error) {
+              options.stats?.countRefusal(error);
               const { code, message, retryAfterS } = error as EdgeError;
               refuse(code, message, retryAfterS);
               return socket.close(
@@ -699,6 +753,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
                   : "too many dashboard sockets open for this client",
               );
             }
+            clearAuthDeadline();
           }
           const before = access;
           if (granted === "operator" || access === "none") access = granted;

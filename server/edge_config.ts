@@ -77,6 +77,16 @@ export interface EdgeConfig {
    * Ignored when keys are configured (then every client needs one).
    */
   allowUnauthenticatedRemote: boolean;
+  /**
+   * Dashboard sockets (`/dashboard/live`) one client may hold open at once: the operator token,
+   * one API key, this machine, or one address reading without a key (429, or close 1013 at its
+   * `auth`; `key_concurrency_exceeded`).
+   */
+  dashboardSocketsPerClient: number;
+  /** Dashboard sockets one client may open per minute, bursts included (`rate_limited`). */
+  dashboardSocketOpensPerMinute: number;
+  /** `GET /dashboard/state` reads one client may make per minute, bursts included (429). */
+  dashboardStateReadsPerMinute: number;
 }
 
 /**
@@ -98,6 +108,8 @@ export interface EdgeConfig {
  *   kills the node; a manager that waits less (`docker stop`: 10 s) needs it lowered.
  * - 4 concurrent jobs and 120 starts a minute per key: a key gets the node's default
  *   concurrency, but cannot fill its queue alone.
+ * - 8 dashboard sockets, 60 opened and 60 state reads a minute per client: a few tabs with room to
+ *   spare, a reload a second, and `cli.ts status` (one read) run in a loop once a second.
  */
 export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   maxRequestBytes: 1 << 20,
@@ -112,6 +124,9 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   perKeyConcurrency: 4,
   perKeyRequestsPerMinute: 120,
   allowUnauthenticatedRemote: false,
+  dashboardSocketsPerClient: 8,
+  dashboardSocketOpensPerMinute: 60,
+  dashboardStateReadsPerMinute: 60,
 });
 
 /** An origin as browsers send it: scheme, host and optional port, nothing else. */
@@ -147,6 +162,12 @@ export const edgeConfigFields = {
   perKeyRequestsPerMinute: z.number().int().min(1).max(1_000_000)
     .default(EDGE_DEFAULTS.perKeyRequestsPerMinute),
   allowUnauthenticatedRemote: z.boolean().default(false),
+  dashboardSocketsPerClient: z.number().int().min(1).max(100_000)
+    .default(EDGE_DEFAULTS.dashboardSocketsPerClient),
+  dashboardSocketOpensPerMinute: z.number().int().min(1).max(1_000_000)
+    .default(EDGE_DEFAULTS.dashboardSocketOpensPerMinute),
+  dashboardStateReadsPerMinute: z.number().int().min(1).max(1_000_000)
+    .default(EDGE_DEFAULTS.dashboardStateReadsPerMinute),
 };
 
 /** {@link EdgeConfig} with the defaults filled in for the fields `partial` leaves out. */

@@ -4,6 +4,7 @@
  * minute's worth, so a quiet key may burst). One key cannot take the whole node: the node's own
  * queue (`inference.queueLimit`) is shared by every key. The dashboard limits its sockets and
  * state reads per client the same way (`dashboard_routes.ts`, {@link KeyLimitsOptions.things}).
+ * A key idle for a minute is forgotten, so what is kept is bounded by the keys seen lately.
  *
  * @module
  */
@@ -62,6 +63,8 @@ export class KeyLimits {
   #now: () => number;
   #things: LimitedThings;
   #keys = new Map<string, KeyState>();
+  /** When idle keys were last forgotten ({@link KeyLimits.#forgetIdle}). */
+  #sweptAt = Number.NEGATIVE_INFINITY;
 
   /**
    * Create it.
@@ -75,6 +78,11 @@ export class KeyLimits {
     this.#things = options.things ?? JOB_LIMITS;
   }
 
+  /** How many keys (clients) it keeps a state for now. */
+  get size(): number {
+    return this.#keys.size;
+  }
+
   /**
    * Admit one job (or whatever {@link KeyLimitsOptions.things} names) of `keyId`, or throw a 429 (`key_concurrency_exceeded`, `rate_limited`)
    * with the seconds after which a retry can succeed. Call the returned function when the job
@@ -83,6 +91,7 @@ export class KeyLimits {
    */
   admit(keyId: string): (refund?: boolean) => void {
     const now = this.#now();
+    this.#forgetIdle(now);
     const state = this.#keys.get(keyId) ?? { running: 0, tokens: this.#perMinute, at: now };
     state.tokens = Math.min(
       this.#perMinute,
@@ -118,5 +127,18 @@ export class KeyLimits {
       state.running--;
       if (refund) state.tokens = Math.min(this.#perMinute, state.tokens + 1);
     };
+  }
+
+  /**
+   * At most once a minute, forget the keys with nothing running that started nothing for a
+   * minute: their buckets are full again, so each is as a key never seen. The dashboard's keys
+   * include every address that read without one, which no configuration bounds.
+   */
+  #forgetIdle(now: number): void {
+    if (now - this.#sweptAt < MS_PER_MINUTE) return;
+    this.#sweptAt = now;
+    for (const [keyId, state] of this.#keys) {
+      if (state.running === 0 && now - state.at >= MS_PER_MINUTE) this.#keys.delete(keyId);
+    }
   }
 }
