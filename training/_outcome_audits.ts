@@ -25,6 +25,15 @@
  * unanswered, its trainers went unpaid in its own ledger whenever its own outcome did not credit
  * them again (an audit here without the momentum of the round before credits nothing).
  *
+ * **An audit storage failed is kept and made again too.** The audit fetches the round's deltas
+ * (and its start model) from storage; a read that fails (not found, past its timeout, bytes that
+ * are not the file: `RoundModels.getFile`) is storage's failure, not a verdict on the round: nobody
+ * is credited, slashed or benched for it. The outcome, admitted at the gate already (marked seen,
+ * its audit budgets charged), comes back as the validator's `unaudited` and is kept with the
+ * others (stage `audit`, the same bounds and tries, its relay's share) and audited again without
+ * passing the gate again. Before (stop 62) it was lost for good: another relay's copy was dropped
+ * as seen, and the round's honest trainers stayed unpaid in this ledger after storage recovered.
+ *
  * **A kept outcome outlives a stop.** It is on disk (`<ledger dir>/kept-training-outcomes/`, one
  * file each, `_kept_held_training_proofs.ts`) before it counts as kept, and so is a kept credit
  * while it is made again; at the next start ({@link OutcomeAudits.readBack}) each is taken again:
@@ -45,6 +54,8 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
+import { ActorError } from "../actors/errors.ts";
+import { StorageError } from "../storage/errors.ts";
 import { encodeCbor } from "../protocols/cbor.ts";
 import { sha256Hex } from "../protocols/hash.ts";
 import {
@@ -86,23 +97,31 @@ export type OutcomeAgain =
   | { type: "outcome"; body: OutcomeBody; origin: string }
   | { type: "credit"; receipts: TrainingReceipt[]; terms: TrainingReceiptBody["terms"] };
 
+/** An outcome kept before its audit ended: at the gate, or for its audit (see below). */
+interface KeptOutcome {
+  /** The outcome. */
+  body: OutcomeBody;
+  /** The relaying peer's hex key, or `"local"`. */
+  origin: string;
+  /** Tries made so far. */
+  attempts: number;
+}
+
 /**
- * An outcome whose ledger ask went unanswered, kept to take again (see the module doc): at the
- * `gate`, the coordinator's stake not answered, the outcome not audited yet; or its `credit`,
- * some of its receipts' credit asks not answered (an audited round's, or this node's own
- * coordinator's credit of its round).
+ * An outcome kept to take again (see the module doc): at the `gate`, the coordinator's stake not
+ * answered by the ledger, the outcome not audited yet; for its `audit`, admitted at the gate
+ * (charged, marked seen) and its audit ended without a verdict because storage failed it (a
+ * delta not found, bytes that are not the file, an ask past its timeout); or its `credit`, some
+ * of its receipts' credit asks not answered (an audited round's, or this node's own coordinator's
+ * credit of its round).
  */
 type UnsettledOutcome =
-  | {
-    stage: "gate";
-    /** The outcome. */
-    body: OutcomeBody;
-    /** The relaying peer's hex key, or `"local"`. */
-    origin: string;
-    /** Tries made so far. */
-    attempts: number;
-  }
+  | ({ stage: "gate" } & KeptOutcome)
+  | ({ stage: "audit" } & KeptOutcome)
   | ({ stage: "credit" } & KeptCredit);
+
+/** An outcome kept for its audit (see {@link UnsettledOutcome}). */
+type UnsettledAudit = Extract<UnsettledOutcome, { stage: "audit" }>;
 
 /**
  * A credit of receipts some of whose ledger asks went unanswered (the validator's `uncredited`
@@ -188,11 +207,13 @@ export class OutcomeAudits {
     this.#challenges = options.challenges;
     const settings = options.settings;
     const what = (outcome: UnsettledOutcome) =>
-      outcome.stage === "gate"
-        ? `outcome of round ${outcome.body.round} model ${
-          outcome.body.model.slice(0, 16)
-        }… (not audited)`
-        : `credit of the ${outcome.what}`;
+      outcome.stage === "credit"
+        ? `credit of the ${outcome.what}`
+        : `outcome of round ${outcome.body.round} model ${outcome.body.model.slice(0, 16)}… ` +
+          (outcome.stage === "gate" ? "(not audited)" : "(its audit not ended)");
+    // Why it is kept: the ledger did not answer, or storage failed its audit (no verdict either).
+    const why = (outcome: UnsettledOutcome) =>
+      outcome.stage === "audit" ? "storage failed in its audit" : "the ledger did not answer";
     this.#unsettled = new LedgerRetries<UnsettledOutcome>({
       dir: settings.ownProofsDir,
       folder: KEPT_OUTCOMES_DIR,
@@ -200,12 +221,13 @@ export class OutcomeAudits {
       maxPerShare: MAX_KEPT_OUTCOMES_PER_PEER,
       shareName: "relay",
       key: unsettledKey,
-      // Only at the gate, and only a peer's copy: a credit is this node's own.
+      // Only a peer's copy, at the gate or its audit: a credit is this node's own.
       share: (outcome) =>
-        outcome.stage === "gate" && outcome.origin !== "local" ? outcome.origin : undefined,
+        outcome.stage !== "credit" && outcome.origin !== "local" ? outcome.origin : undefined,
       duplicate: "replaces",
       onDisk: (key, kept) => {
-        const again: OutcomeAgain | undefined = kept.stage === "gate"
+        // An audit storage failed is read back as the outcome: through the gate and audited again.
+        const again: OutcomeAgain | undefined = kept.stage !== "credit"
           ? { type: "outcome", body: kept.body, origin: kept.origin }
           : kept.again;
         if (again === undefined) return undefined;
@@ -222,6 +244,13 @@ export class OutcomeAudits {
           await this.#take(kept, ctx, kept.attempts);
           return;
         }
+        if (kept.stage === "audit") {
+          // Admitted already (charged, marked seen): audited again, on disk until it ends.
+          const retry = { ...kept, attempts: kept.attempts + 1 };
+          this.#retrying.set(unsettledKey(retry), retry);
+          this.#audit(retry, ctx);
+          return;
+        }
         const { stage: _stage, ...credit } = kept;
         // On disk until it answers (`uncredited`, told whatever the answer).
         this.#retrying.set(`credit:${credit.key}`, kept);
@@ -236,9 +265,9 @@ export class OutcomeAudits {
       label: "training: kept outcomes",
       noun: "outcome",
       kept: (outcome, error) =>
-        `training: ${what(outcome)} kept, the ledger did not answer: ${error.message}`,
+        `training: ${what(outcome)} kept, ${why(outcome)}: ${error.message}`,
       dropped: (outcome, reason, error) =>
-        `training: ${what(outcome)} dropped, the ledger did not answer (${reason}): ` +
+        `training: ${what(outcome)} dropped, ${why(outcome)} (${reason}): ` +
         `${error.message}; its trainers go unpaid in this ledger`,
       log: (line) => options.log(line),
     });
@@ -367,26 +396,51 @@ export class OutcomeAudits {
       ended.resolve();
       return answer;
     }
-    // Audited outside the mailbox; served and passed on only when it holds (`audited`).
-    void this.#outcomes.audit(message.body, this.#convicted(ctx)).then(
-      (audit) =>
-        ctx.self.tell({
-          type: "audited",
-          body: message.body,
-          audit,
-          origin: message.origin,
-          ended: ended.resolve,
-        }),
+    const { body, origin } = message;
+    this.#audit({ stage: "audit", body, origin, attempts: 1 }, ctx, ended);
+    return answer;
+  }
+
+  /**
+   * Audit `kept.body` outside the mailbox (its try `kept.attempts`): served and passed on only
+   * when it holds (`audited`); an audit storage failed (no verdict) comes back as the validator's
+   * `unaudited`, to make again, and so does a try again that failed otherwise (it leaves the
+   * disk). `ended`: told once its first try ended (see {@link OutcomeAudits.take}).
+   */
+  #audit(
+    kept: UnsettledAudit,
+    ctx: ActorContext<TrainingValidatorMessage>,
+    ended?: PromiseWithResolvers<void>,
+  ): void {
+    const { body, origin, attempts } = kept;
+    void this.#outcomes.audit(body, this.#convicted(ctx)).then(
+      (audit) => ctx.self.tell({ type: "audited", body, audit, origin, ended: ended?.resolve }),
       (error) => {
         this.#parts.log(
-          `training: model ${message.body.model.slice(0, 16)} not adopted: ${
-            (error as Error).message
-          }`,
+          `training: model ${body.model.slice(0, 16)} not adopted: ${(error as Error).message}`,
         );
-        ended.resolve();
+        ended?.resolve();
+        // Stopped meanwhile: a try again is on disk still, for the next start to take.
+        if ((!isStorageFailure(error) && attempts <= 1) || ctx.signal.aborted) return;
+        return ctx.self.tell({ type: "unaudited", body, origin, attempts, error: error as Error });
       },
-    ).catch((error) => ended.reject(error)); // this actor stopped meanwhile
-    return answer;
+    ).catch((error) => ended?.reject(error)); // this actor stopped meanwhile: kept on disk
+  }
+
+  /**
+   * An audit ended without a verdict (the validator's `unaudited`), its try `attempts`: kept to
+   * make again (`outcome_again`) when storage failed it, within the tries and the bounds; a try
+   * again that failed otherwise leaves the disk (logged by the audit).
+   */
+  async unaudited(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    outcome: { body: OutcomeBody; origin: string; attempts: number; error: Error },
+  ): Promise<void> {
+    const { body, origin, attempts, error } = outcome;
+    const kept: UnsettledAudit = { stage: "audit", body, origin, attempts };
+    const retried = this.#retrying.delete(unsettledKey(kept));
+    if (isStorageFailure(error)) await this.#unsettled.keep(ctx, kept, error);
+    if (retried) await this.#unsettled.keepOnDisk();
   }
 
   /**
@@ -394,12 +448,16 @@ export class OutcomeAudits {
    * not. A reproduced round's receipts are credited outside the mailbox; those the ledger did not
    * answer for come back as the validator's `uncredited`, to credit again.
    */
-  audited(
+  async audited(
     body: OutcomeBody,
     audit: RoundAudit,
     origin: string,
     ctx: ActorContext<TrainingValidatorMessage>,
-  ): void {
+  ): Promise<void> {
+    // An audit made again (storage failed it before) ended with a verdict: it leaves the disk.
+    if (this.#retrying.delete(unsettledKey({ stage: "audit", body, origin, attempts: 0 }))) {
+      await this.#unsettled.keepOnDisk();
+    }
     if (!audit.ok) return this.#outcomes.auditFailed(body, audit, origin);
     if (!this.#outcomes.auditHeld(body, audit)) return; // another copy proved it first
     const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
@@ -528,7 +586,18 @@ export class OutcomeAudits {
 
 /** The key of a kept outcome: at the gate its hash (copies of one model differ), or its credit's. */
 function unsettledKey(outcome: UnsettledOutcome): string {
-  return outcome.stage === "gate" ? gateKey(outcome.body) : `credit:${outcome.key}`;
+  if (outcome.stage === "credit") return `credit:${outcome.key}`;
+  return outcome.stage === "gate" ? gateKey(outcome.body) : `audit:${gateKey(outcome.body)}`;
+}
+
+/**
+ * Whether an audit that threw failed on storage (a delta or the start model not found, its bytes
+ * not the file, a storage ask past its timeout or to a storage actor gone): no verdict on the round,
+ * made again ({@link OutcomeAudits.unaudited}). Its only other asks, the ledger's, answer "not
+ * convicted" when unanswered.
+ */
+function isStorageFailure(error: unknown): boolean {
+  return error instanceof StorageError || error instanceof ActorError;
 }
 
 /** The key of an outcome kept at the gate: its hash (copies of one model differ). */

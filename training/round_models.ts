@@ -9,8 +9,9 @@
  * `config.json` and tokenizer files of the architecture, and is computed from the architecture
  * and the weights alone (`gpt_weights.ts` `gptModelId`), so the model a round made is the model
  * nodes serve under the same id. Storage holds only the `model.onnx` (its file id is the UnixFS
- * root of those bytes): the other files follow from the architecture. What comes back from
- * storage is checked against the id, with the architecture's files, before it is written, so a
+ * root of those bytes): the other files follow from the architecture. Every file read from
+ * storage is checked against its file id ({@link RoundModels.getFile}); a model is checked
+ * against the id, with the architecture's files, before it is written, so a
  * holder cannot substitute another model; a directory found on disk is checked the same way.
  *
  * A round's model is also published as its **outer update** from the round's start model
@@ -36,6 +37,8 @@ import {
 import { applyOuterUpdate } from "./outer_step.ts";
 import { TrainingError } from "./training_error.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
+import { CorruptChunkError } from "../storage/errors.ts";
+import { storedFileId } from "./_file_id.ts";
 
 /** How long a model download from storage may take before the round gives up on it. */
 const FETCH_TIMEOUT_MS = 60_000;
@@ -200,17 +203,24 @@ export class RoundModels {
   }
 
   /**
-   * The bytes of a file {@link putFile} stored (here or on a peer).
+   * The bytes of a file {@link putFile} stored (here or on a peer), checked against the file id
+   * (`_file_id.ts`): bytes storage returns that are not the file are storage's failure, never
+   * read as the file (an audit read them as the coordinator's delta, and benched an honest
+   * coordinator for a broken storage).
    * @throws {TrainingError} `file_unavailable` when this node has no storage.
+   * @throws {CorruptChunkError} (`corrupt_chunk`, a storage error) when the bytes storage
+   *   returned are not the file `file`; any other storage error as storage threw it.
    */
   async getFile(file: string): Promise<Uint8Array> {
     const storage = this.#options.storage();
     if (storage === undefined) {
       throw new TrainingError("file_unavailable", `file ${file} is not fetchable from here`);
     }
-    return unwrapReply<Uint8Array>(
+    const bytes = unwrapReply<Uint8Array>(
       await storage.ask({ type: "get_bytes", cid: file }, { timeoutMs: FETCH_TIMEOUT_MS }),
     );
+    if (await storedFileId(bytes) !== file) throw new CorruptChunkError(file, "storage");
+    return bytes;
   }
 
   /** Where model directories go. */

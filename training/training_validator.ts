@@ -44,6 +44,10 @@
  *                                credit): `_outcome_audits.ts`
  * uncredited  { credit, unanswered } internal: a credit made outside the mailbox whose ledger
  *                                asks went unanswered: kept to make again (`outcome_again`)
+ * unaudited   { body, origin, attempts, error } internal: an audit that ended without a verdict
+ *                                (storage failed it: a delta not found, bytes that are not the
+ *                                file, an ask past its timeout): kept to make again
+ *                                (`outcome_again`), bounded tries, nothing charged again
  * model_standing { model }       → why this node refused that round model, or null
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
@@ -351,6 +355,7 @@ export type TrainingValidatorMessage =
   | { type: "outcome_again" }
   | { type: "receipts_again" }
   | { type: "uncredited"; credit: KeptCredit; unanswered: number }
+  | { type: "unaudited"; body: OutcomeBody; origin: string; attempts: number; error: Error }
   | { type: "adopted"; model: string }
   | { type: "model_standing"; model: string }
   | { type: "stats" }
@@ -667,7 +672,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return await this.#audits.take(message, ctx);
       case "audited":
         try {
-          return this.#audits.audited(message.body, message.audit, message.origin, ctx);
+          return await this.#audits.audited(message.body, message.audit, message.origin, ctx);
         } finally {
           message.ended?.();
         }
@@ -677,6 +682,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return await this.#credits.again(ctx);
       case "uncredited":
         return await this.#audits.uncredited(ctx, message.credit, message.unanswered);
+      case "unaudited":
+        return await this.#audits.unaudited(ctx, message);
       case "adopted":
         this.#stats.adopted.push(message.model);
         return;

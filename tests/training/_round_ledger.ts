@@ -11,6 +11,7 @@ import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
+import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account } from "../../proof/ledger.ts";
@@ -40,6 +41,12 @@ const PEER = "ee".repeat(32);
  */
 const RETRY_MS = 20;
 
+/**
+ * What storage answers a read (`get_bytes`) of one of the round's delta files with: its bytes, or
+ * a rejection (the read failed).
+ */
+export type DeltaRead = (file: string) => Promise<Uint8Array>;
+
 /** What a test run {@link onRoundLedger} gets. */
 export interface RoundLedger {
   /** The round's outcome, signed by its (staked) coordinator. */
@@ -64,6 +71,11 @@ export interface RoundLedger {
   /** What the training validator logged. */
   log: string[];
   /**
+   * From now on, every read of the round's delta files from storage (`get_bytes`, as the audit's
+   * `RoundModels.getFile` asks) is answered by `read`; undefined: by the node's storage again.
+   */
+  deltaReads: (read: DeltaRead | undefined) => void;
+  /**
    * After a bounded wait for every receipt's credit, close the window: every trainer's receipt
    * final and its credit paid here.
    */
@@ -78,6 +90,8 @@ export interface RoundLedgerOptions {
   retryMs?: number;
   /** The training validator keeps what it keeps in the ledger's directory, as a node does. */
   resumeOwnProofs?: boolean;
+  /** The training validator's timers (its waits before a try again); default real time. */
+  timers?: ConnectionTimers;
 }
 
 /** Run `test` on a fresh {@link RoundLedger}; everything is shut down and removed after. */
@@ -85,7 +99,7 @@ export async function onRoundLedger(
   options: RoundLedgerOptions,
   test: (node: RoundLedger) => Promise<void>,
 ): Promise<void> {
-  const { name, retryMs = RETRY_MS, resumeOwnProofs } = options;
+  const { name, retryMs = RETRY_MS, resumeOwnProofs, timers } = options;
   const dir = await Deno.makeTempDir({ prefix: `veriflow-${name}-` });
   const system = new ActorSystem({ name });
   const clock = { t: 1_000_000 };
@@ -95,7 +109,22 @@ export async function onRoundLedger(
       name: "node/storage",
       factory: () => new StorageActor({ dir: join(dir, "store") }),
     });
-    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => storageRef });
+    let deltaRead: { files: Set<string>; read: DeltaRead } | undefined;
+    // The node's storage, but for the round's delta files while a test answers their reads.
+    const storage: ActorRef<StorageMessage> = {
+      name: storageRef.name,
+      tell: (message) => storageRef.tell(message),
+      ask: <R>(message: StorageMessage, askOptions?: Parameters<typeof storageRef.ask>[1]) => {
+        if (message.type !== "get_bytes" || !deltaRead?.files.has(message.cid)) {
+          return storageRef.ask<R>(message, askOptions);
+        }
+        return deltaRead.read(message.cid).then(
+          (value) => ({ ok: true, value }) as R,
+          (error) => ({ ok: false, error }) as R,
+        );
+      },
+    };
+    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => storage });
     const round = await honestRound(models, H);
     const coordinator = Identity.generate();
     const signed = signOutcome(round.outcome, coordinator);
@@ -109,6 +138,7 @@ export async function onRoundLedger(
         challengeProbability: 0,
         now: () => clock.t,
         endRetryMs: retryMs,
+        timers,
         serve: () => Promise.resolve(),
         log: (line) => log.push(line),
       },
@@ -136,6 +166,10 @@ export async function onRoundLedger(
       restartTraining: async () => void await restartTraining(),
       stats: () => training().ask<TrainingValidatorStats>({ type: "stats" }),
       log,
+      deltaReads: (read) => {
+        const files = new Set(round.outcome.reports.map((r) => r.deltaFile));
+        deltaRead = read === undefined ? undefined : { files, read };
+      },
       assertPaid: async () => {
         // A bounded wait for the credit (the audit redoes the outer step); then the ledger is read.
         await eventually(
@@ -163,5 +197,44 @@ export async function onRoundLedger(
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * After the audit's end (with or without a verdict): none of the round's trainers credited here
+ * (no receipt with a credit), none slashed or charged (its stake whole, nothing locked, nothing
+ * paid), and the round's coordinator neither paid nor charged.
+ */
+export async function assertNobodyPaidNorSlashed(node: RoundLedger): Promise<void> {
+  // The audit's verdict (or its end without one) is in: what it credited is in the ledger by now.
+  await node.stats();
+  const ledger = node.ledger();
+  for (const [i, { receipt }] of node.signed.reports.entries()) {
+    const record = await ledger.ask<ReceiptRecord | undefined>({
+      type: "receipt_status",
+      receiptId: trainingReceiptId(receipt),
+    });
+    assert.equal(record?.credit ?? 0, 0, `trainer ${i} credited for an outcome not checked here`);
+    assert.notEqual(record?.status, "fraud", `trainer ${i} slashed for storage's failure`);
+    assert.deepEqual(
+      await ledger.ask<Account>({ type: "account", key: receipt.trainer }),
+      { balance: 0, stake: node.stake, locked: 0 } satisfies Account,
+      `trainer ${i} neither paid nor slashed nor charged here`,
+    );
+  }
+  assert.deepEqual(
+    await ledger.ask<Account>({ type: "account", key: node.signed.coordinator! }),
+    { balance: 0, stake: node.stake, locked: 0 } satisfies Account,
+    "the coordinator neither paid nor charged",
+  );
+}
+
+/** Close the window: every trainer of the round still unpaid here, and none slashed. */
+export async function assertUnpaidAfterWindow(node: RoundLedger): Promise<void> {
+  await node.closeWindow();
+  for (const [i, { receipt }] of node.signed.reports.entries()) {
+    const account = await node.ledger().ask<Account>({ type: "account", key: receipt.trainer });
+    assert.equal(account.balance, 0, `trainer ${i} paid for an outcome not checked here`);
+    assert.equal(account.stake, node.stake, `trainer ${i} slashed for storage's failure`);
   }
 }
