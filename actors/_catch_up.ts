@@ -35,7 +35,13 @@
  *   `tests/network/review_s60_catchup_receipts_test.ts`). Written ahead of the ledger's record, so
  *   a process killed right after it still has it; their workers' pledges go first among those
  *   pushed on connect, after the accusers' ({@link CatchUp.workers}; review s61,
- *   `tests/network/review_s61_catchup_crash_test.ts`).
+ *   `tests/network/review_s61_catchup_crash_test.ts`);
+ * - last, the announcement of each peer's assigned receipt this node's validator recorded and
+ *   passed on (a relay's: another node's assignment), while it is pending here inside the window:
+ *   passed on to no ledger (none connected, or each refused it), it reached none past this node,
+ *   and a ledger that connected to this node only paid the honest worker nothing. Memory only,
+ *   bounded apart from this node's own ({@link CatchUp.addRelayed}; review s62,
+ *   `tests/network/review_s62_relay_no_validator_test.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
  * fraud proofs of at most {@link MAX_CATCH_UP_FRAUD_PROOF_BYTES} in all, and
@@ -160,6 +166,8 @@ import {
   CatchUpReceipts,
   MAX_CATCH_UP_RECEIPT_BYTES,
   MAX_CATCH_UP_RECEIPTS,
+  MAX_RELAYED_CATCH_UP_RECEIPT_BYTES,
+  MAX_RELAYED_CATCH_UP_RECEIPTS,
 } from "./_catch_up_receipts.ts";
 
 export {
@@ -168,6 +176,8 @@ export {
   MAX_CATCH_UP_RECEIPT_BYTES,
   MAX_CATCH_UP_RECEIPTS,
   MAX_CATCH_UP_VERDICTS,
+  MAX_RELAYED_CATCH_UP_RECEIPT_BYTES,
+  MAX_RELAYED_CATCH_UP_RECEIPTS,
 };
 
 /** The folder of kept convictions under the ledger's directory. */
@@ -247,6 +257,11 @@ export class CatchUp {
    * sent after the convictions and the verdicts, bounded apart from them.
    */
   readonly #receipts: CatchUpReceipts;
+  /**
+   * The announcements of peers' assigned receipts this node passed on, pending here (a relay's,
+   * review s62): sent last, in memory only, bounded apart from this node's own.
+   */
+  readonly #relayed: CatchUpReceipts;
   /** Where the convictions are kept on disk; none: memory only. */
   readonly #disk?: ReceiptFiles;
   /**
@@ -278,6 +293,13 @@ export class CatchUp {
       onDisk: (write, what) => this.#onDisk(write, what),
       writes: () => this.#writes,
       log: (line) => this.#log(line),
+    });
+    this.#relayed = new CatchUpReceipts({
+      onDisk: (write, what) => this.#onDisk(write, what),
+      writes: () => this.#writes,
+      log: (line) => this.#log(line),
+      maxReceipts: MAX_RELAYED_CATCH_UP_RECEIPTS,
+      maxBytes: MAX_RELAYED_CATCH_UP_RECEIPT_BYTES,
     });
   }
 
@@ -455,6 +477,18 @@ export class CatchUp {
     return this.#onDisk(() => disk.save(id, file), `conviction ${id.slice(0, 12)} not kept`);
   }
 
+  /**
+   * Keep `item`, a peer's assigned receipt (another node's assignment) this node's validator
+   * recorded pending and passed on, for the peers that connect until `until`, unless kept already:
+   * in memory only, bounded apart from this node's own ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}),
+   * sent after them. Passed on to no ledger (none connected, or each refused it), it reached no
+   * ledger past this node, and one that connected to this node only paid the honest worker
+   * nothing (review s62, `tests/network/review_s62_relay_no_validator_test.ts`).
+   */
+  addRelayed(item: AssignedReceiptItem, until: number): void {
+    void this.#relayed.add(item, until);
+  }
+
   /** Keep a conviction in memory, and drop what the bounds then push out. */
   #keep(item: Conviction, until: number, seq: number): void {
     const id = idOf(item);
@@ -538,22 +572,28 @@ export class CatchUp {
    * those honest workers went unpaid (review s61, `tests/network/review_s61_catchup_crash_test.ts`).
    */
   workers(now: number): Uint8Array[] {
-    return this.#receipts.workers(now);
+    return [...this.#receipts.workers(now), ...this.#relayed.workers(now)];
   }
 
   /**
    * Those still inside their window at `now`, convictions first (a verdict carrying its evidence,
    * sent ahead of it), then the verdicts, then the announcements of receipts this node assigned
-   * that `assignedPending` finds pending (absent: inside the window each was kept with); the
-   * others are forgotten (and their files removed).
+   * that `assignedPending` finds pending (absent: inside the window each was kept with), last the
+   * peers' assigned receipts this node passed on that `relayedPending` finds pending (likewise);
+   * the others are forgotten (and their files removed).
    * @returns At most {@link MAX_CATCH_UP_FRAUD_PROOFS} + {@link MAX_CATCH_UP_VERDICTS} +
-   * {@link MAX_CATCH_UP_RECEIPTS} items.
+   * {@link MAX_CATCH_UP_RECEIPTS} + {@link MAX_RELAYED_CATCH_UP_RECEIPTS} items.
    */
-  current(now: number, assignedPending?: AssignedPending): CatchUpItem[] {
+  current(
+    now: number,
+    assignedPending?: AssignedPending,
+    relayedPending?: AssignedPending,
+  ): CatchUpItem[] {
     for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
     const open = this.#verdicts.current(now);
     const receipts = this.#receipts.current(now, assignedPending);
-    return [...[...this.#proofs.values()].map((k) => k.item), ...open, ...receipts];
+    const relayed = this.#relayed.current(now, relayedPending);
+    return [...[...this.#proofs.values()].map((k) => k.item), ...open, ...receipts, ...relayed];
   }
 
   /** Resolves once the disk's writes queued so far are done (a validator's stop awaits it). */

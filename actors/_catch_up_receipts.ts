@@ -33,8 +33,20 @@
  * bounds the validator's memory list had. Only this node's own forwarded jobs fill them: a
  * requester's flood of jobs is its own cost. Past a bound the longest kept of the worker holding
  * the most (announcements, or bytes) goes, so a worker given many jobs (or jobs of
- * `MAX_NETWORK_JOB_BYTES`) pushes out its own receipts, not another worker's. Not part of the
- * public API.
+ * `MAX_NETWORK_JOB_BYTES`) pushes out its own receipts, not another worker's.
+ *
+ * A relay's too (review s62): the catch-up holds a second `CatchUpReceipts`, in memory only, of
+ * the peers' assigned receipts this node's validator recorded and passed on (not its own
+ * assignment: the ledger holds it pending, assigned by another node). Passed on to no ledger —
+ * none connected, or each refused it — it reached no ledger past this node, and a ledger that
+ * then connected to this node only never heard of the job: the honest worker went unpaid there
+ * (`tests/network/review_s62_relay_no_validator_test.ts`). Their requester's catch-up carries
+ * them too, but only to the peers that connect to it. Bounded apart
+ * ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}, {@link MAX_RELAYED_CATCH_UP_RECEIPT_BYTES}: they never
+ * push this node's own out), weighed per worker as above: a requester and a staked worker
+ * flooding this relay push out that worker's longest kept first, not another worker's. Memory
+ * only: a restart of this process loses them (then only the requester's catch-up carries them).
+ * Not part of the public API.
  *
  * @module
  */
@@ -64,6 +76,19 @@ export const MAX_CATCH_UP_RECEIPTS = 256;
  */
 export const MAX_CATCH_UP_RECEIPT_BYTES = 4 << 20;
 
+/**
+ * Most announcements kept of peers' assigned receipts this node passed on (a relay's,
+ * {@link CatchUpReceiptsOptions.maxReceipts} of the catch-up's second `CatchUpReceipts`): a relay
+ * passes on every peer's assigned receipt its ledger records, and without a bound of their own
+ * they would push this node's own assignments out (its own are the only copy of the assignment:
+ * a peer's is held by its requester too). As many as of its own, so a connect costs at most
+ * twice what it did.
+ */
+export const MAX_RELAYED_CATCH_UP_RECEIPTS = 256;
+
+/** Most bytes of the relayed ones kept (canonical CBOR), as {@link MAX_CATCH_UP_RECEIPT_BYTES}. */
+export const MAX_RELAYED_CATCH_UP_RECEIPT_BYTES = 4 << 20;
+
 /** An announcement as its file holds it (untrusted when read). */
 interface KeptReceiptFile {
   /** The order it was kept in: read back oldest first, so the bounds drop what they dropped. */
@@ -75,8 +100,9 @@ interface KeptReceiptFile {
 }
 
 /**
- * The end of the window of receipt `id` if the ledger holds it pending, assigned by this node,
- * inside its window now; undefined otherwise (not kept, or dropped).
+ * The end of the window of receipt `id` if the ledger holds it pending, assigned by this node
+ * (for the relayed ones: assigned by anyone), inside its window now; undefined otherwise (not
+ * kept, or dropped).
  */
 export type AssignedPending = (id: string) => number | undefined;
 
@@ -90,6 +116,10 @@ export interface CatchUpReceiptsOptions {
   writes(): Promise<void>;
   /** Where a damaged entry, or a folder that failed, is reported (the catch-up's log now). */
   log(line: string): void;
+  /** Most announcements kept; default {@link MAX_CATCH_UP_RECEIPTS}. */
+  maxReceipts?: number;
+  /** Most bytes of them kept (canonical CBOR); default {@link MAX_CATCH_UP_RECEIPT_BYTES}. */
+  maxBytes?: number;
 }
 
 /** An announcement's file as read back, if it is one (see the module doc). */
@@ -248,8 +278,10 @@ export class CatchUpReceipts {
     const bytes = encodeCanonical({ receipt, job, assignment }).length;
     this.#kept.set(id, { item, until, bytes, worker: toHex(receipt.worker), seq });
     this.#bytes += bytes;
-    while (this.#kept.size > MAX_CATCH_UP_RECEIPTS) this.#forget(this.#heaviest("count"));
-    while (this.#bytes > MAX_CATCH_UP_RECEIPT_BYTES) this.#forget(this.#heaviest("bytes"));
+    const { maxReceipts = MAX_CATCH_UP_RECEIPTS, maxBytes = MAX_CATCH_UP_RECEIPT_BYTES } =
+      this.#options;
+    while (this.#kept.size > maxReceipts) this.#forget(this.#heaviest("count"));
+    while (this.#bytes > maxBytes) this.#forget(this.#heaviest("bytes"));
   }
 
   /**

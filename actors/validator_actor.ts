@@ -490,7 +490,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return [...first, ...rest].slice(0, Math.max(0, message.limit));
       }
       case "catch_up":
-        return this.#catchUp.current(this.#now(), (id) => this.#assignedPending(id));
+        return this.#catchUp.current(
+          this.#now(),
+          (id) => this.#assignedPending(id),
+          (id) => this.#assignedPending(id, true),
+        );
       case "deposit":
         await ledger.deposit(message.key, message.amount);
         this.#fraudProofs.takePledgeHeldProofs(toHex(message.key), ctx);
@@ -580,15 +584,21 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * lost with a restart of the process before a peer connected,
    * `tests/network/review_s60_catchup_receipts_test.ts`). Its file was written ahead of the
    * ledger's record ({@link ValidatorActor.#writeAhead}, review s61): kept here, it is not written
-   * again. A peer's assigned receipt passed on is not kept: its requester's catch-up carries it.
+   * again. A peer's assigned receipt passed on is kept too, in memory, bounded apart
+   * (`CatchUp.addRelayed`): passed on to no ledger, it reached none past this node, and a ledger
+   * that connected to this node only never heard of the job (review s62,
+   * `tests/network/review_s62_relay_no_validator_test.ts`; its requester's catch-up reaches only
+   * the requester's peers).
    */
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
     if (message.type === "announce_receipt" && message.assignment !== undefined) {
-      const until = this.#assignedPending(receiptId(message.receipt));
-      if (until !== undefined) {
-        const { receipt, job, assignment } = message;
-        void this.#catchUp.add({ kind: "assigned_receipt", receipt, job, assignment }, until);
-      }
+      const id = receiptId(message.receipt);
+      const { receipt, job, assignment } = message;
+      const item = { kind: "assigned_receipt", receipt, job, assignment } as const;
+      const until = this.#assignedPending(id);
+      if (until !== undefined) void this.#catchUp.add(item, until);
+      const relayedUntil = until === undefined ? this.#assignedPending(id, true) : undefined;
+      if (relayedUntil !== undefined) this.#catchUp.addRelayed(item, relayedUntil);
     }
     const name = this.#options.network;
     if (name === undefined) return;
@@ -647,13 +657,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   }
 
   /**
-   * The end of receipt `id`'s window if this ledger holds it pending, assigned by this node, inside
-   * the window (what the catch-up carries the announcement of).
+   * The end of receipt `id`'s window if this ledger holds it pending, assigned by this node (by
+   * any node, `byAnyone`: a peer's this node passed on), inside the window (what the catch-up
+   * carries the announcement of).
    */
-  #assignedPending(id: string): number | undefined {
+  #assignedPending(id: string, byAnyone = false): number | undefined {
     const record = this.#ledger?.receipt(id);
-    const mine = record?.requester === toHex(this.#options.identity.publicKey);
-    return mine && this.#inWindow(record) ? record.pendingUntil : undefined;
+    const requester = record?.requester;
+    const assigned = byAnyone
+      ? requester !== undefined
+      : requester === toHex(this.#options.identity.publicKey);
+    return assigned && this.#inWindow(record) ? record.pendingUntil : undefined;
   }
 
   /** Serial work queue: one validation (one forward pass) at a time. */

@@ -29,13 +29,20 @@
  * those pushed on connect (after the accusers', the validator's `pledges` answer); a peer that
  * still lacks one refuses the receipt `insufficient_stake`, holds it, and is sent the pledge, once
  * per worker and connect, as for the NetworkActor's own announcement (review s61: nothing sent it,
- * and the worker went unpaid there, `tests/network/review_s61_catchup_crash_test.ts`). The bounds,
- * and who pays for them, are `_catch_up.ts`'s.
+ * and the worker went unpaid there, `tests/network/review_s61_catchup_crash_test.ts`); a peer
+ * that refuses it `insufficient_stake_not_kept` (it did not keep it) is sent the pledge and the
+ * receipt again after it, once (review s62). After those, the peers' assigned receipts this node
+ * passed on (a relay's, review s62), sent the same way. The bounds, and who pays for them, are
+ * `_catch_up.ts`'s.
  *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
-import type { CatchUpItem, CatchUpMessage } from "../actors/validator_messages.ts";
+import {
+  type CatchUpItem,
+  type CatchUpMessage,
+  INSUFFICIENT_STAKE_NOT_KEPT,
+} from "../actors/validator_messages.ts";
 import { toHex } from "../protocols/hash.ts";
 import { type Connection, type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection.ts";
 import {
@@ -61,26 +68,39 @@ import { announceReceipt, sendClaimEvidence } from "./_accusations.ts";
  * receipt until the pledge comes, and the connect push carries only `PLEDGES_PUSHED_ON_CONNECT`
  * pledges (the catch-up's workers among the first, but there may be more of them), so a peer that
  * joined after the worker's pledge went round held it for a pledge nothing sent, and the honest
- * worker went unpaid there (review s61, `tests/network/review_s61_catchup_crash_test.ts`).
+ * worker went unpaid there (review s61, `tests/network/review_s61_catchup_crash_test.ts`). A peer
+ * that refused it {@link INSUFFICIENT_STAKE_NOT_KEPT} (it keeps as many of that worker's receipts
+ * as it keeps waiting, and not this one) is sent the receipt again, once, after the pledge:
+ * `sendPledge` resolves true once the pledge is written on the connection (`PledgeSync.sendNeeded`;
+ * a `void` answer, or false, sends nothing again — it would be refused again). Until review s62
+ * only `insufficient_stake` was heard, and such a receipt was lost on that connection
+ * (`tests/network/review_s62_relay_catch_up_not_kept_test.ts`).
  */
 export function sendCatchUp(
   connection: Connection,
   validator: string,
   ctx: ActorContext<NetworkMessage>,
   timers: ConnectionTimers = SYSTEM_TIMERS,
-  sendPledge: (worker: Uint8Array) => void = () => {},
+  sendPledge: (worker: Uint8Array) => Promise<boolean> | void = () => {},
 ): void {
   ctx.system.lookup<CatchUpMessage>(validator)
     ?.ask<CatchUpItem[]>({ type: "catch_up" })
     .then(async (items) => {
       const training = connection.supports(TRAINING_PROTOCOL.name);
-      // Workers whose pledge this peer was sent for a refusal: once each per connect.
-      const pledged = new Set<string>();
+      // Workers whose pledge this peer was sent for a refusal, once each per connect: whether it
+      // was written (what a receipt it did not keep waits for).
+      const pledged = new Map<string, Promise<boolean>>();
       const lacksStake = (worker: Uint8Array) => {
         const key = toHex(worker);
-        if (pledged.has(key)) return;
-        pledged.add(key);
-        sendPledge(worker);
+        let sent = pledged.get(key);
+        if (sent === undefined) {
+          sent = Promise.resolve(sendPledge(worker)).then(
+            (written) => written === true,
+            () => false,
+          );
+          pledged.set(key, sent);
+        }
+        return sent;
       };
       for (const item of items) {
         if (connection.isClosed) return;
@@ -99,14 +119,15 @@ export function sendCatchUp(
  * after its evidence, once the peer answered for it; a receipt this node assigned as the
  * `validation.receipt` request the NetworkActor sends when its validator records one (asked
  * again after a `busy` refusal), once the peer answered for it, `lacksStake` told of its worker
- * if the peer refused it for want of the worker's stake.
+ * if the peer refused it for want of the worker's stake, and sent again once after the pledge if
+ * the peer did not keep it for the pledge ({@link INSUFFICIENT_STAKE_NOT_KEPT}).
  */
 async function send(
   connection: Connection,
   item: CatchUpItem,
   training: boolean,
   timers: ConnectionTimers,
-  lacksStake: (worker: Uint8Array) => void,
+  lacksStake: (worker: Uint8Array) => Promise<boolean>,
 ): Promise<void> {
   switch (item.kind) {
     case "verdict":
@@ -119,13 +140,20 @@ async function send(
       return;
     case "assigned_receipt": {
       const { receipt, job, assignment } = item;
+      const body = { receipt, job, assignment };
       // An answer without recording (a refusal with a reason) is the peer's ledger's to decide;
       // an error other than the connection closing moves on to the next item.
-      const ack = await announceReceipt(connection, { receipt, job, assignment }, timers)
-        .catch((error) => {
+      const announce = () =>
+        announceReceipt(connection, body, timers).catch((error) => {
           if (connection.isClosed) throw error;
         });
-      if (ack?.refusal === "insufficient_stake") lacksStake(receipt.worker);
+      const ack = await announce();
+      // Kept there for the pledge: taken again once it comes.
+      if (ack?.refusal === "insufficient_stake") void lacksStake(receipt.worker);
+      // Not kept: sent again once the pledge is written ahead of it (not if none was).
+      if (ack?.refusal === INSUFFICIENT_STAKE_NOT_KEPT && await lacksStake(receipt.worker)) {
+        await announce();
+      }
     }
   }
 }

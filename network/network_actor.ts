@@ -619,9 +619,14 @@ export class NetworkActor implements Actor<NetworkMessage> {
       // The convictions and start's verdicts gossip reached only the peers connected then,
       // after our pledge (`catch_up.ts`).
       if (validator !== undefined) {
-        sendCatchUp(connection, validator, ctx, this.#timers, (worker) => {
-          this.#pledgeSync.sendNeeded(connection, worker, ctx);
-        });
+        // Resolves once the pledge is written: a receipt the peer did not keep goes after it.
+        sendCatchUp(
+          connection,
+          validator,
+          ctx,
+          this.#timers,
+          (worker) => this.#pledgeSync.sendNeeded(connection, worker, ctx),
+        );
       }
     }
   }
