@@ -88,6 +88,7 @@ export class StorageAudits {
       repair: (cids) => replicated.repair(cids),
       signal: this.#stopping.signal,
     });
+    replicated.auditRoundEnded(); // the holders' strikes age by rounds (`failedAudit`)
     if (report.holders > 0 || report.errors > 0) {
       this.#core.options.log?.(
         `storage: audited ${report.holders} holder(s) on ${report.chunks} chunk(s) of ` +
@@ -127,6 +128,16 @@ export class StorageAudits {
     const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));
     for (const cid of result.sampled) if (!open.has(cid)) given.add(holder.id, cid);
     await given.flush();
+    // This node's own verdict has a consequence here, where it alone decides: the holder is placed
+    // last for what it failed (the repair after puts it on the next peer, not back on it), and
+    // for everything while it fails round after round (`ReplicatedStore.failedAudit`). Before
+    // review s62 it kept its rank, and each round's repair sent it a fresh copy, paid by this node.
+    if (result.failures.length > 0) {
+      this.#core.replicated()?.failedAudit(
+        holder.id,
+        result.failures.map((f) => storageKey(f.cid)),
+      );
+    }
     return result;
   }
 }

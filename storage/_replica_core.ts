@@ -21,6 +21,8 @@ export interface ReplicaCore {
   readonly replicas: number;
   /** The r peers that should hold `cid`, best first (`ReplicatedStore.holders`). */
   holders(cid: string): StoragePeer[];
+  /** Every peer in the order `cid` is placed on them (`ReplicatedStore.placement`). */
+  placement(cid: string): StoragePeer[];
   /**
    * One call to a peer: `fn` under a signal that aborts with `outer` or at the peer timeout, and
    * rejected at the timeout even if the peer ignores its signal.

@@ -12,7 +12,6 @@ import type { BlockStoreCallOptions } from "./block_store.ts";
 import { verifyCid } from "./_hash.ts";
 import type { ReplicaCore } from "./_replica_core.ts";
 import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
-import { rankPeers } from "./rendezvous.ts";
 import type { StoragePeer } from "./storage_peer.ts";
 
 /** A store's reads and read repairs (see the module doc). */
@@ -39,7 +38,7 @@ export class ReplicaReads {
     options: BlockStoreCallOptions | undefined,
     tasks?: Set<Promise<unknown>>,
   ): Promise<Uint8Array> {
-    const placed = rankPeers(cid, this.#core.peers());
+    const placed = this.#core.placement(cid);
     const holders = new Set(placed.slice(0, this.#core.replicas));
     const ranked = this.#core.records.readOrder(cid, placed);
     const readRepair = this.#readRepair && options?.readRepair !== false;

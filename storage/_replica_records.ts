@@ -1,10 +1,12 @@
 /**
  * What a `ReplicatedStore` remembers of its peers, chunk by chunk: which chunks each was
- * given or proved ({@link GivenChunks}), which writes a holder missed, and which peers answered a
- * read of a chunk without its bytes (read last until they serve it right). The store owns one
- * {@link ReplicaRecords}: its puts, reads (`_replica_reads.ts`) and repairs
- * (`_replica_repair.ts`) record outcomes in it, and `missedWrite`, `wasGiven` and `setPeers`
- * read or prune it. Not part of the public API.
+ * given or proved ({@link GivenChunks}), which writes a holder missed, which peers answered a
+ * read of a chunk without its bytes (read last until they serve it right), and which failed this
+ * node's audit of a chunk (placed last for it), or audits in several recent rounds (placed last
+ * for every chunk for a while). The store owns one {@link ReplicaRecords}: its puts, reads
+ * (`_replica_reads.ts`) and repairs (`_replica_repair.ts`) record outcomes in it, the owner's
+ * audits record their failures (`ReplicatedStore.failedAudit`), and `holders`, `missedWrite`,
+ * `wasGiven` and `setPeers` read or prune it. Not part of the public API.
  *
  * @module
  */
@@ -28,6 +30,33 @@ export const DEFAULT_MAX_MISSED_WRITES: number = 65_536;
  */
 const MAX_UNSERVED = DEFAULT_MAX_MISSED_WRITES;
 
+/**
+ * Most (holder, chunk) pairs remembered as failed in an audit of this node's (see
+ * {@link ReplicaRecords.failedAudit}); past it the oldest is forgotten and that holder is placed in
+ * its rank again (the next audit of it judges it again). The bound of the unserved reads.
+ */
+const MAX_FAILED_AUDITS = DEFAULT_MAX_MISSED_WRITES;
+
+/**
+ * Audit rounds, out of the last {@link STRIKE_WINDOW_ROUNDS} of this node's, in which a holder
+ * failed an audit before it is placed last for every chunk: three, so one audit an honest holder
+ * missed (it was unreachable while its connection was still up: `no_response`) or one lost chunk
+ * costs it the chunks it failed, not its standing; a holder that keeps little fails round after
+ * round (one keeping a fraction k of its chunks passes a round's four with probability k⁴).
+ */
+export const DEMOTION_STRIKES = 3;
+
+/** The recent rounds {@link DEMOTION_STRIKES} are counted in. */
+export const STRIKE_WINDOW_ROUNDS = 8;
+
+/**
+ * Audit rounds a holder stays placed last for every chunk after its latest strike: a day at the
+ * default round every 10 minutes (`storage.auditIntervalMs`). Rounds, not time, so a node that audits nobody (stopped, no peers) does not
+ * forgive anyone meanwhile, and a test needs no clock. A holder placed last is still asked for
+ * the copies it was given (a stand-in), so one that fails on keeps itself demoted.
+ */
+export const DEMOTION_ROUNDS = 144;
+
 /** A store's record of what its peers were given, missed, and served (see the module doc). */
 export class ReplicaRecords {
   /**
@@ -42,6 +71,18 @@ export class ReplicaRecords {
    * {@link MAX_UNSERVED}.
    */
   readonly #unserved = new Set<string>();
+  /**
+   * `<peer id> <cid>` of each chunk a holder failed an audit of this node's on, until a write of it
+   * to that holder succeeds (or it proves it in a repair); oldest first, at most
+   * {@link MAX_FAILED_AUDITS}.
+   */
+  readonly #failedAudits = new Set<string>();
+  /** Per peer, the audit rounds ({@link #round}) it failed an audit in, the latest last. */
+  readonly #strikes = new Map<string, number[]>();
+  /** Per peer placed last for every chunk, the round after which it is placed in rank again. */
+  readonly #demoted = new Map<string, number>();
+  /** Audit rounds ended ({@link auditRoundEnded}): the clock of strikes and demotions. */
+  #round = 0;
   /** Chunks each peer was given or proved; kept across {@link setPeers}. */
   readonly #given: GivenChunks;
   /** The store's `holders`: the r peers that should hold a chunk. */
@@ -71,8 +112,11 @@ export class ReplicaRecords {
    * {@link GivenChunks.setPeers}.
    */
   setPeers(ids: Set<string>): void {
-    for (const pairs of [this.#missed, this.#unserved]) {
+    for (const pairs of [this.#missed, this.#unserved, this.#failedAudits]) {
       for (const key of pairs) if (!ids.has(key.slice(0, key.indexOf(" ")))) pairs.delete(key);
+    }
+    for (const byPeer of [this.#strikes, this.#demoted]) {
+      for (const id of byPeer.keys()) if (!ids.has(id)) byPeer.delete(id);
     }
     this.#given.setPeers(ids);
   }
@@ -88,6 +132,7 @@ export class ReplicaRecords {
     if (ok) {
       this.#given.add(peer.id, cid);
       this.#missed.delete(key);
+      this.#failedAudits.delete(key); // it holds a good copy again
     } else if (this.#holders(cid).includes(peer)) {
       remember(this.#missed, key, this.#maxMissed);
     }
@@ -107,20 +152,75 @@ export class ReplicaRecords {
   }
 
   /**
-   * The peers to read `cid` from, in order: its rank order (`ranked`), except that a peer that
-   * answered a read of it without its bytes (bytes not matching the CID, or `chunk_not_found`)
-   * comes after every other, until it serves it right.
+   * This node audited `peerId` and it failed on `cids` (this node's own signed verdict: what it
+   * saw itself, not a peer's word). It is placed last for each of them ({@link placementOrder}),
+   * and a strike counts against it for this round; with {@link DEMOTION_STRIKES} in the last
+   * {@link STRIKE_WINDOW_ROUNDS} rounds it is placed last for every chunk for
+   * {@link DEMOTION_ROUNDS} rounds.
+   */
+  failedAudit(peerId: string, cids: readonly string[]): void {
+    for (const cid of cids) remember(this.#failedAudits, `${peerId} ${cid}`, MAX_FAILED_AUDITS);
+    const strikes = (this.#strikes.get(peerId) ?? [])
+      .filter((round) => round > this.#round - STRIKE_WINDOW_ROUNDS && round !== this.#round);
+    strikes.push(this.#round);
+    this.#strikes.set(peerId, strikes);
+    if (strikes.length >= DEMOTION_STRIKES) {
+      this.#demoted.set(peerId, this.#round + DEMOTION_ROUNDS);
+    }
+  }
+
+  /** An audit round of this node's ended: strikes age, and demotions that ran out end. */
+  auditRoundEnded(): void {
+    this.#round++;
+    for (const [id, until] of this.#demoted) if (until < this.#round) this.#demoted.delete(id);
+    for (const [id, strikes] of this.#strikes) {
+      if (strikes[strikes.length - 1] <= this.#round - STRIKE_WINDOW_ROUNDS) {
+        this.#strikes.delete(id);
+      }
+    }
+  }
+
+  /** Whether `peerId` is placed last for every chunk (see {@link failedAudit}). */
+  demoted(peerId: string): boolean {
+    return this.#demoted.has(peerId);
+  }
+
+  /**
+   * The peers to place `cid` on, in order: its rank order (`ranked`), except that a peer that
+   * failed this node's audit of it, or is demoted for every chunk, comes after every other. Its
+   * first r are the chunk's holders (writes, repairs, audits): kept in rank, a holder that kept
+   * nothing was sent a fresh copy of each chunk it failed by every round's repair, which the
+   * auditor paid, and its share of every put (review s62). Past the others it is still a fallback
+   * when too few peers are left.
+   */
+  placementOrder(cid: string, ranked: StoragePeer[]): StoragePeer[] {
+    if (this.#failedAudits.size === 0 && this.#demoted.size === 0) return ranked;
+    const last = (peer: StoragePeer) =>
+      this.#demoted.has(peer.id) || this.#failedAudits.has(`${peer.id} ${cid}`);
+    return [...ranked.filter((p) => !last(p)), ...ranked.filter(last)];
+  }
+
+  /** Whether `peerId` failed this node's audit of `cid` (and holds no good copy of it since). */
+  failedAuditOf(peerId: string, cid: string): boolean {
+    return this.#failedAudits.has(`${peerId} ${cid}`);
+  }
+
+  /**
+   * The peers to read `cid` from, in order: its placement order (`placed`, {@link placementOrder}),
+   * except that a peer that answered a read of it without its bytes (bytes not matching
+   * the CID, or `chunk_not_found`) comes after every other, until it serves it right.
    * Kept in rank, that peer was asked first on every read and sent a read-repair copy each time:
    * one that keeps the chunk for audits (its possession proofs are right) but answers reads with
    * a few bytes of garbage (a review found it at stop 56), or with `chunk_not_found` (review s62),
    * served nothing and had every reader upload the chunk to it again, read after read. An honest
    * holder that lost the chunk is sent its one read-repair copy and read after the others for it,
-   * which costs nothing while they serve. Placement (writes, repairs, audits) keeps the rank.
+   * which costs nothing while they serve. Placement (writes, repairs, audits) keeps its order:
+   * a read answered without bytes proves nothing to anyone, an audit failed is this node's verdict.
    */
-  readOrder(cid: string, ranked: StoragePeer[]): StoragePeer[] {
-    if (this.#unserved.size === 0) return ranked;
+  readOrder(cid: string, placed: StoragePeer[]): StoragePeer[] {
+    if (this.#unserved.size === 0) return placed;
     const last = (peer: StoragePeer) => this.#unserved.has(`${peer.id} ${cid}`);
-    return [...ranked.filter((p) => !last(p)), ...ranked.filter(last)];
+    return [...placed.filter((p) => !last(p)), ...placed.filter(last)];
   }
 }
 

@@ -14,7 +14,6 @@ import type { ReplicaCore } from "./_replica_core.ts";
 import { isTimeout } from "./_replica_failures.ts";
 import type { ReplicaReads } from "./_replica_reads.ts";
 import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
-import { rankPeers } from "./rendezvous.ts";
 import type { RepairOptions, RepairReport } from "./replicated_store.ts";
 import { possessionProof, type StoragePeer } from "./storage_peer.ts";
 
@@ -316,12 +315,12 @@ export class ReplicaRepair {
   }
 
   /**
-   * The peers past `cid`'s r holders, in rank order, one at a time: each takes the place of a
+   * The peers past `cid`'s r holders, in placement order, one at a time: each takes the place of a
    * holder that holds no more for peers (see {@link handOnWhenFull}), shared by its holders.
    */
   #substitutes(cid: string): () => StoragePeer | undefined {
     let ranked: StoragePeer[] | undefined; // ranked only when a holder is full
     let next = this.#core.replicas;
-    return () => (ranked ??= rankPeers(cid, this.#core.peers()))[next++];
+    return () => (ranked ??= this.#core.placement(cid))[next++];
   }
 }

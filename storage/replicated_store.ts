@@ -49,7 +49,12 @@ export {
   type ReplicaFailureReason,
   replicaFailureReason,
 } from "./_replica_failures.ts";
-export { DEFAULT_MAX_MISSED_WRITES } from "./_replica_records.ts";
+export {
+  DEFAULT_MAX_MISSED_WRITES,
+  DEMOTION_ROUNDS,
+  DEMOTION_STRIKES,
+  STRIKE_WINDOW_ROUNDS,
+} from "./_replica_records.ts";
 
 /** Options of {@link ReplicatedStore}. */
 export interface ReplicatedStoreOptions {
@@ -221,6 +226,7 @@ export class ReplicatedStore implements BlockStore {
       peers: () => this.#peers,
       replicas: this.#r,
       holders: (cid) => this.holders(cid),
+      placement: (cid) => this.placement(cid),
       call: (outer, fn) => this.#call(outer, fn),
       failures: this.#failures,
       records: this.#records,
@@ -276,20 +282,52 @@ export class ReplicatedStore implements BlockStore {
     return this.#records.given.has(peerId, cid);
   }
 
-  /** The r peers that should hold `cid`, best first. */
+  /** The r peers that should hold `cid`, best first (the first r of {@link placement}). */
   holders(cid: string): StoragePeer[] {
-    return rankPeers(cid, this.#peers).slice(0, this.#r);
+    return this.placement(cid).slice(0, this.#r);
+  }
+
+  /**
+   * Every peer in the order `cid` is placed on them: the rendezvous rank, except that a peer that
+   * failed this node's audit of `cid`, or audits in several recent rounds, comes last (see
+   * {@link failedAudit}). The first r are its holders; the rest, the fallback when one fails.
+   */
+  placement(cid: string): StoragePeer[] {
+    return this.#records.placementOrder(cid, rankPeers(cid, this.#peers));
   }
 
   /**
    * The peers past the first r that this store knows were given `cid` ({@link wasGiven}), best
    * first: stand-ins that took a full holder's copy (it keeps its rank), or holders a join pushed
-   * down. Each counts as one of the chunk's copies, so an audit asks them too.
+   * down. Each counts as one of the chunk's copies, so an audit asks them too; one that failed
+   * this node's audit of `cid` holds no copy of it and is not one.
    */
   standIns(cid: string): StoragePeer[] {
-    return rankPeers(cid, this.#peers).slice(this.#r).filter((p) =>
-      this.#records.given.has(p.id, cid)
+    return this.placement(cid).slice(this.#r).filter((p) =>
+      this.#records.given.has(p.id, cid) && !this.#records.failedAuditOf(p.id, cid)
     );
+  }
+
+  /**
+   * This node audited `peerId` and it failed on `cids` (storage keys; this node's own signed
+   * verdict, never a peer's, which nobody can check): it is placed last for each of them, so the
+   * repair that follows puts them on the next peer instead of sending it a fresh copy, and with
+   * failures in {@link DEMOTION_STRIKES} of the last {@link STRIKE_WINDOW_ROUNDS} audit rounds it
+   * is placed last for every chunk for {@link DEMOTION_ROUNDS} rounds. Kept in memory (a restart
+   * forgets it: the verdicts stay in the ledger); forgotten when the peer leaves the peer set.
+   */
+  failedAudit(peerId: string, cids: readonly string[]): void {
+    this.#records.failedAudit(peerId, cids);
+  }
+
+  /** An audit round of this node's ended: the clock of {@link failedAudit}'s strikes. */
+  auditRoundEnded(): void {
+    this.#records.auditRoundEnded();
+  }
+
+  /** Whether `peerId` is placed last for every chunk now (see {@link failedAudit}). */
+  demoted(peerId: string): boolean {
+    return this.#records.demoted(peerId);
   }
 
   /**
@@ -311,7 +349,7 @@ export class ReplicatedStore implements BlockStore {
   async put(bytes: Uint8Array, options?: ReplicatedPutOptions): Promise<string> {
     const cid = await cidOfAsync(bytes);
     const write = options?.write ?? ((peer, cid, bytes, o) => peer.putChunk(cid, bytes, o));
-    const ranked = rankPeers(cid, this.#peers);
+    const ranked = this.placement(cid);
     if (ranked.length < this.#w) {
       throw new ReplicationError(`need ${this.#w} storage peers, have ${ranked.length}`);
     }

@@ -71,12 +71,16 @@ async function storageNode(auditIntervalMs = 0) {
   const ranked = [{ id: toHex(identity.publicKey) }, ...peers];
   const holds = (peer: StoragePeer, cid: string) =>
     rankPeers(cid, ranked).slice(0, REPLICAS).some((p) => p.id === peer.id);
+  /** The r holders of `cid` once `demoted` is placed last: the peers among them (`undefined`: the node). */
+  const placedWithout = (demoted: StoragePeer, cid: string) =>
+    rankPeers(cid, ranked.filter((p) => p.id !== demoted.id)).slice(0, REPLICAS)
+      .map((p) => peers.find((peer) => peer.id === p.id));
   /** After the node stopped: the calls it cancelled end in the peers, then every directory goes. */
   const cleanup = async () => {
     for (const peer of peers) await peer.settled();
     for (const d of dirs) await Deno.remove(d, { recursive: true });
   };
-  return { options, peers, verdicts, holds, wipe, cleanup };
+  return { options, peers, verdicts, holds, placedWithout, wipe, cleanup };
 }
 
 async function putFile(actor: StorageActor, seed: number): Promise<string[]> {
@@ -134,9 +138,15 @@ Deno.test("an audit round convicts a holder that threw away the chunks it was gi
     assert.equal(verdict.outcome, "invalid");
     assert.equal(verdict.reason, "missing_chunk");
     assert.deepEqual(verdict.target, cheat.publicKey);
-    // Restored by the round: its reference reads repair what they find lacking, the repair the
-    // rest; both are done when the round is.
-    for (const cid of report.failedChunks) assert.ok(await cheat.hasChunk(cid), cid);
+    // Restored by the round's repair, on the next peers: the node's own verdict places the cheat
+    // last for the chunks it failed, so it is not sent them again (review s62: before, each
+    // round's repair gave it a fresh copy, paid by the node).
+    for (const cid of report.failedChunks) {
+      assert.equal(await cheat.hasChunk(cid), false, `${cid}: not sent to the cheat again`);
+      for (const holder of node.placedWithout(cheat, cid)) {
+        if (holder !== undefined) assert.ok(await holder.hasChunk(cid), `${cid}: on the next peer`);
+      }
+    }
   } finally {
     await actor.postStop();
     await node.cleanup();

@@ -99,7 +99,16 @@ Deno.test("a stand-in that took a full holder's copy and deleted it fails the ne
     await unwrapReply<AuditRoundHandle>(await actors[0].receive({ type: "audit_round" })).done;
     const blamed = verdicts.map((v) => toHex(v.target));
     assert.ok(blamed.includes(toHex(ids[standIn].publicKey)), "the stand-in is blamed");
-    assert.ok(!dropped.get(standIn)!.has(chunk), "the stand-in got its copy back");
+    // Review s62: the owner's own verdict places the stand-in last for the chunk it failed, so the
+    // round's repair hands the full holder's copy to the next peer, not back to it (before, it was
+    // sent a fresh copy every round it failed, paid by the owner).
+    assert.ok(dropped.get(standIn)!.has(chunk), "the stand-in is not sent the chunk again");
+    const copies = [];
+    for (const i of [0, 1, 2, 3, 4]) {
+      if (i === standIn) continue;
+      if ((await peerOf(i).proveChunks(new Uint8Array(32), [chunk]))[0] !== null) copies.push(i);
+    }
+    assert.equal(copies.length, R, `the chunk is back at r copies (on ${copies})`);
   } finally {
     await net.remove();
   }
