@@ -1,6 +1,7 @@
 /**
  * Settling accusations: which receipt a fraud proof settles here ({@link fraudSubjectOf}: the
- * receipt it names, or the variant of it its worker had recorded here for the same job), the
+ * receipt it names, or the variant of it its worker had recorded here for the same job, or —
+ * another worker's receipt holding the job — the receipt itself, never recorded here), the
  * other claim a proof about a variant reveals ({@link otherClaim}: equivocation too), and what a
  * checked fraud proof does to the ledger ({@link fraudDecision}: confirmed, the worker is slashed
  * and the validator rewarded; refuted, the validator pays for a false accusation). Used by
@@ -41,8 +42,39 @@ export function fraudSubjectOf(
   if (!verifyReceipt(receipt).ok) return undefined;
   const recordedId = view.index.jobReceipt(receipt.jobId);
   const recorded = recordedId === undefined ? undefined : view.record(recordedId);
-  const same = recorded?.kind === "inference" && recorded.worker === toHex(receipt.worker);
-  return same ? recorded : undefined;
+  if (recorded?.kind !== "inference") return undefined;
+  const worker = toHex(receipt.worker);
+  if (recorded.worker === worker) return recorded;
+  // Another variant of a receipt of this worker's convicted here unrecorded: that one, once.
+  const convicted = view.index.unrecordedConviction(receipt.jobId, worker);
+  if (convicted !== undefined) return view.record(convicted);
+  return unrecordedSubject(view, receipt, id, recorded);
+}
+
+/**
+ * The record a proof about `receipt` settles when another worker's receipt, `holder`, holds its
+ * job here, so it was never recorded (the second of a job its requester assigned twice, a
+ * copier's after the worker's: refused `double_assignment` or `job_already_recorded`): the
+ * receipt itself, as where it was recorded first — unpaid (the job's one payment is not its),
+ * locking what it would have (the slash comes out of its worker's stake, as for an unpaid
+ * receipt), inside the holder's window. Review s62: such a proof settled nowhere there, the
+ * cheat keeping its stake (or a false accuser its penalty) only where the other came first.
+ */
+function unrecordedSubject(
+  view: LedgerView,
+  receipt: Receipt,
+  id: string,
+  holder: ReceiptRecord,
+): ReceiptRecord {
+  return {
+    receiptId: id,
+    kind: "inference",
+    worker: toHex(receipt.worker),
+    status: "unpaid",
+    credit: 0,
+    locked: lockOf(view, rewardOf(view, receipt)),
+    pendingUntil: holder.pendingUntil,
+  };
 }
 
 /**
@@ -67,6 +99,15 @@ export function otherClaim(
     jobId: receipt.jobId,
     locked: lockOf(view, rewardOf(view, receipt)),
   };
+}
+
+/**
+ * The lock of the claim a confirmed proof is about: `rec`'s own, or, for `receipt`, another
+ * claim its worker signed for the job (`Ledger.fraudSubject`), the lock that claim would take.
+ */
+function provedLock(view: LedgerView, rec: ReceiptRecord, receipt: Receipt | undefined): number {
+  if (receipt === undefined || receiptId(receipt) === rec.receiptId) return rec.locked;
+  return lockOf(view, rewardOf(view, receipt));
 }
 
 /**
@@ -96,8 +137,22 @@ export function fraudDecision(
     // window it still takes a proof, as every ledger that did not challenge does: else the
     // cheat keeps here the stake it loses everywhere else.
     const unpaid = rec.status === "unpaid";
-    // A receipt already slashed takes only a refuted proof (see `takesFraudProofs`).
-    if (!takesFraudProofs(rec.status) || (rec.status === "fraud" && settlement.confirmed)) {
+    // Never recorded here (another worker's receipt holds the job: `unrecordedSubject`): a
+    // confirmed proof records it, convicted, so it settles once, as where it was recorded.
+    const unrecorded = settlement.receipt !== undefined && view.record(rec.receiptId) === undefined
+      ? settlement.receipt.jobId
+      : undefined;
+    // Slashed for equivocation while it still took proofs, with no accuser rewarded yet: a
+    // confirmed proof is rewarded out of that slash, and slashes nothing more (below).
+    const unrewarded = settlement.confirmed && rec.status === "fraud"
+      ? view.index.unrewardedSlash(rec.receiptId)
+      : undefined;
+    // A receipt already slashed takes only a refuted proof (see `takesFraudProofs`), but for
+    // the one confirmed proof an equivocation left unrewarded.
+    if (
+      !takesFraudProofs(rec.status) ||
+      (rec.status === "fraud" && settlement.confirmed && unrewarded === undefined)
+    ) {
       throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
     }
     // After its window, only this ledger's own open challenge still settles a receipt: a
@@ -137,10 +192,23 @@ export function fraudDecision(
     // that claim was recorded, and the job is marked so that the claim coming here later is
     // not slashed again (review s54: 10 tokens recorded here, a proof about its 1,000-token
     // variant cut 200 here and 20,000 there, its accuser rewarded 100 here and 10,000 there).
-    const other = settlement.confirmed ? otherClaim(view, rec, settlement.receipt) : undefined;
-    const slashed = other === undefined
+    const other = settlement.confirmed && unrewarded === undefined
+      ? otherClaim(view, rec, settlement.receipt)
+      : undefined;
+    const slashed = unrewarded !== undefined
+      ? 0
+      : other === undefined
       ? slashable(view, rec)
       : equivocationSlash(view, rec, other.locked);
+    // What the accuser's share is of: the slash of the claim it proved, never more than was
+    // taken. Against one of a worker's two contradicting claims that is the proved claim's
+    // lock, whichever claim came first and whether the equivocation was settled before, with
+    // or after the proof (review s62: 0, 100 or 300 by the order, the worker losing 600 in all).
+    const earned = unrewarded !== undefined
+      ? Math.min(unrewarded, provedLock(view, rec, settlement.receipt))
+      : other === undefined
+      ? slashed
+      : Math.min(slashed, provedLock(view, rec, settlement.receipt));
     // The variant the proof was about, when it is not the receipt recorded here.
     const variant = rec.receiptId === settlement.receiptId ? {} : { variant: settlement.receiptId };
     return settlement.confirmed
@@ -152,9 +220,18 @@ export function fraudDecision(
         slashed,
         reward: settlement.wordOnly
           ? 0
-          : roundCredits(slashed * view.economics.validatorRewardShare),
+          : roundCredits(earned * view.economics.validatorRewardShare),
         reason: settlement.reason,
-        ...(unpaid ? { worker: rec.worker } : {}),
+        ...(unpaid || unrewarded !== undefined ? { worker: rec.worker } : {}),
+        ...(unrecorded !== undefined
+          ? {
+            unrecorded: {
+              jobId: unrecorded,
+              locked: rec.locked,
+              pendingUntil: rec.pendingUntil,
+            },
+          }
+          : {}),
         ...(other === undefined ? {} : { equivocated: other.jobId }),
       }
       : {

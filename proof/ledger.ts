@@ -366,7 +366,10 @@ export class Ledger {
    * job (other fingerprints, timings or output) and send each ledger another: each records the
    * first it sees and refuses the rest, yet a proof against any of them convicts the worker that
    * signed it, on every ledger (review s46). A receipt another key signed never settles
-   * against this worker's.
+   * against this worker's: when another worker's receipt holds the job here (a job assigned
+   * twice, a copier's receipt after the worker's), `receipt` is its own subject, never recorded
+   * here — unpaid, locking what it would have, inside the holder's window (review s62: it
+   * settled nowhere where the other receipt came first).
    */
   fraudSubject(receipt: Receipt): ReceiptRecord | undefined {
     const r = fraudSubjectOf(this.#view, receipt);

@@ -47,8 +47,12 @@ export const INDEX_FILE = "index.sqlite";
  * at open and built anew from the log, once, or it would answer from rows the log contradicts.
  * 2: receipts recorded uncredited carry {@link uncreditedReceiptKey} (stop 47; an index of
  * format 1 paid them on a late assignment after an upgrade, review s48).
+ * 3: a receipt slashed for equivocation while it still took fraud proofs keeps what was slashed
+ * until a confirmed proof rewards its accuser ({@link LedgerIndex.unrewardedSlash}), and a receipt
+ * never recorded, convicted, is remembered by its job and worker
+ * ({@link LedgerIndex.unrecordedConviction}; stop 62).
  */
-const INDEX_FORMAT = 2;
+const INDEX_FORMAT = 3;
 
 /**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
@@ -101,6 +105,12 @@ const SCHEMA = `
     validator TEXT NOT NULL, receipt TEXT NOT NULL, PRIMARY KEY (validator, receipt)
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS proofs (hash TEXT PRIMARY KEY) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS unrewarded (
+    receipt TEXT PRIMARY KEY, slashed REAL NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS unrecorded (
+    job TEXT NOT NULL, worker TEXT NOT NULL, receipt TEXT NOT NULL, PRIMARY KEY (job, worker)
+  ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS verdicts (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, verdict BLOB NOT NULL,
     validator TEXT, target TEXT
@@ -109,7 +119,15 @@ const SCHEMA = `
 `;
 
 /** The tables that hold what entries said (all but `meta`, the index's position and format). */
-const ENTRY_TABLES = ["receipts", "jobs", "accusations", "proofs", "verdicts"] as const;
+const ENTRY_TABLES = [
+  "receipts",
+  "jobs",
+  "accusations",
+  "proofs",
+  "unrewarded",
+  "unrecorded",
+  "verdicts",
+] as const;
 
 /** SQL that deletes every row of {@link ENTRY_TABLES}. */
 const FORGET_ROWS = ENTRY_TABLES.map((t) => `DELETE FROM ${t};`).join(" ");
@@ -147,6 +165,13 @@ export class LedgerIndex {
       accuse: p("INSERT OR IGNORE INTO accusations (validator, receipt) VALUES (?, ?)"),
       proof: p("SELECT 1 FROM proofs WHERE hash = ?"),
       settle: p("INSERT OR IGNORE INTO proofs (hash) VALUES (?)"),
+      unrewarded: p("SELECT slashed FROM unrewarded WHERE receipt = ?"),
+      keepUnrewarded: p("INSERT OR REPLACE INTO unrewarded (receipt, slashed) VALUES (?, ?)"),
+      rewarded: p("DELETE FROM unrewarded WHERE receipt = ?"),
+      unrecorded: p("SELECT receipt FROM unrecorded WHERE job = ? AND worker = ?"),
+      convictUnrecorded: p(
+        "INSERT OR IGNORE INTO unrecorded (job, worker, receipt) VALUES (?, ?, ?)",
+      ),
       verdictById: p("SELECT 1 FROM verdicts WHERE id = ?"),
       verdict: p(
         "INSERT INTO verdicts (seq, id, verdict, validator, target) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET verdict = excluded.verdict, validator = excluded.validator, target = excluded.target",
@@ -317,14 +342,32 @@ export class LedgerIndex {
         q.settle.run(b.fraudProof);
         // A proof about another claim of the worker's for the job: its equivocation too.
         if (typeof b.equivocated === "string") q.equivocate.run(b.equivocated);
+        q.rewarded.run(b.receiptId);
+        // A receipt never recorded here (another worker's held its job), convicted: its row.
+        if (typeof b.unrecorded === "object" && b.unrecorded !== null) {
+          const { jobId, locked, pendingUntil } = b.unrecorded as {
+            jobId: string;
+            locked: number;
+            pendingUntil: number;
+          };
+          q.insertReceipt.run(b.receiptId, b.worker, 0, null, locked, pendingUntil, "inference");
+          q.convictUnrecorded.run(jobId, b.worker, b.receiptId);
+        }
         return void status("fraud");
       case "false_accusation":
         q.accuse.run(b.validator, b.receiptId);
         q.settle.run(b.fraudProof);
         return;
-      case "equivocation":
+      case "equivocation": {
         q.equivocate.run(b.jobId);
+        // Slashed while it still took fraud proofs, with no accuser rewarded: a confirmed proof
+        // coming later still earns its accuser its share, as where it came before this entry.
+        const was = (q.receipt.get(b.receiptId) as { status: ReceiptStatus } | undefined)?.status;
+        if (was === "pending" || was === "challenged" || was === "unpaid") {
+          q.keepUnrewarded.run(b.receiptId, b.slashed);
+        }
         return void status("fraud");
+      }
       case "assigned":
         return void q.assign.run(b.requester, b.credit, b.receiptId);
       case "double_assignment":
@@ -408,6 +451,25 @@ export class LedgerIndex {
   /** Whether `validator` (hex) has had an accusation against `receiptId` settled. */
   hasAccused(validator: string, receiptId: string): boolean {
     return this.#q.accused.get(validator, receiptId) !== undefined;
+  }
+
+  /**
+   * What an equivocation entry slashed from `receiptId` while it still took fraud proofs, when
+   * no confirmed fraud proof has rewarded an accuser for it since; else undefined. A confirmed
+   * proof about it (or about the worker's other claim) then earns its share out of this, as it
+   * would have before the equivocation came (`fraudDecision`).
+   */
+  unrewardedSlash(receiptId: string): number | undefined {
+    return (this.#q.unrewarded.get(receiptId) as { slashed: number } | undefined)?.slashed;
+  }
+
+  /**
+   * The receipt of `worker` (hex) for `jobId` convicted here without ever being recorded
+   * (another worker's receipt held the job), if any: a proof about another variant of it
+   * settles against it (`fraudSubjectOf`), so the worker is slashed once for the job.
+   */
+  unrecordedConviction(jobId: string, worker: string): string | undefined {
+    return (this.#q.unrecorded.get(jobId, worker) as { receipt: string } | undefined)?.receipt;
   }
 
   /** Whether the fraud proof with this hash has been settled. */

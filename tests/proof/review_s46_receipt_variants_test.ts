@@ -150,11 +150,14 @@ Deno.test("review s46: a copier's variant of an honest worker's receipt convicts
     const { proof: copied } = await t.variants(copier, job);
     assert.ok((await t.announce(a, job)).recorded);
     const handled = await t.gossip(copied);
-    handled.result?.catch(() => {});
-    assert.equal(handled.queued, false, "not checked against the worker's receipt");
+    // Checked against the copier's own receipt, never recorded here (the worker's holds the job),
+    // and settled against it (review s62: before, it was not taken here at all).
+    assert.equal(handled.queued, true, "checked against the copier's own receipt");
+    assert.equal((await handled.result!).confirmed, true);
     await t.closeWindow();
     assert.equal((await t.record(receiptId(a)))?.status, "final");
     assert.equal((await t.account(t.worker.publicKey)).stake, WORKER_STAKE);
+    assert.equal((await t.record(receiptId(copied.receipt)))?.status, "fraud", "the copier's");
   } finally {
     await t.close();
   }
@@ -208,7 +211,7 @@ Deno.test("review s46: the ledger settles a proof about the worker's variant aga
   });
 });
 
-Deno.test("review s46: the ledger never charges a worker for a variant it did not sign, nor for another job; a refuted proof about a variant stays refuted", async () => {
+Deno.test("review s46: the ledger never charges a worker for a variant it did not sign, nor for another job; another key's receipt for the job convicts that key (review s62); a refuted proof about a variant stays refuted", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await ledgerWith(dir, clock);
     await ledger.deposit(other.publicKey, 1_000_000);
@@ -227,12 +230,25 @@ Deno.test("review s46: the ledger never charges a worker for a variant it did no
     forged.sig = new Uint8Array(forged.sig).map((x, i) => i === 0 ? x ^ 1 : x);
     // The worker's receipt for another job (not recorded here).
     const elsewhere = fixtureReceipt(4_603, 40, worker);
-    for (const receipt of [copied, forged, elsewhere]) {
+    for (const receipt of [forged, elsewhere]) {
       await assert.rejects(
         ledger.settleFraud({ ...base, receiptId: receiptId(receipt), receipt }),
         (e: LedgerRejectedError) => e.code === "unknown_receipt",
       );
     }
+    // Another key's receipt for the job settles against itself, never recorded here (review
+    // s62: before, nowhere where the worker's came first): its signer is slashed what it would
+    // have locked, the worker's receipt untouched.
+    const onCopied = await ledger.settleFraud({
+      ...base,
+      fraudProofHash: "f3".repeat(32),
+      receiptId: receiptId(copied),
+      receipt: copied,
+    });
+    assert.equal(onCopied.body.receiptId, receiptId(copied));
+    assert.equal(ledger.account(other.publicKey).stake, 1_000_000 - rec.locked);
+    assert.equal(ledger.receipt(receiptId(copied))?.status, "fraud");
+    assert.equal(ledger.receipt(rec.receiptId)?.status, "pending");
     // A receipt that is not the one the settlement names.
     const b = resigned(a, { outputHash: "77".repeat(32) }, worker);
     await assert.rejects(
@@ -249,6 +265,8 @@ Deno.test("review s46: the ledger never charges a worker for a variant it did no
       ledger.account(accuser.publicKey).stake,
       1_000_000 - ledger.economics.falseAccusationPenalty,
     );
+    assert.equal(ledger.account(accuser.publicKey).balance, rec.locked * SHARE);
+    assert.equal(ledger.account(worker.publicKey).stake, 1_000_000);
     await ledger.close();
   });
 });

@@ -106,7 +106,7 @@ Deno.test("review s47: at p = 1, a receipt the validator could not check at inta
   }
 });
 
-Deno.test("review s47: equivocation on a receipt left unpaid by the owner's undecided challenge cuts the stake once; a peer's confirmed proof after it settles nothing; replayed from the log alike", () =>
+Deno.test("review s47: equivocation on a receipt left unpaid by the owner's undecided challenge cuts the stake once; a peer's confirmed proof after it slashes nothing more and earns its share, as where it came first (review s62); replayed from the log alike", () =>
   withLedgerDir(async (dir, clock) => {
     const owner = Identity.generate();
     const worker = Identity.generate();
@@ -128,21 +128,26 @@ Deno.test("review s47: equivocation on a receipt left unpaid by the owner's unde
     const slashed = { balance: 0, stake: 10_000 - 10 * M, locked: 0 };
     assert.deepEqual(ledger.account(worker.publicKey), slashed);
     assert.equal(ledger.receipt(id)?.status, "fraud");
-    await assert.rejects(
-      () =>
-        ledger.settleFraud({
-          receiptId: id,
-          fraudProofHash: "ab".repeat(32),
-          validator: accuser.publicKey,
-          confirmed: true,
-          reason: "mismatch",
-        }),
-      { code: "not_pending" },
-    );
+    // Before review s62 refused `not_pending`: its accuser earned nothing here and its share
+    // where the proof came before the equivocation.
+    const settled = await ledger.settleFraud({
+      receiptId: id,
+      fraudProofHash: "ab".repeat(32),
+      validator: accuser.publicKey,
+      confirmed: true,
+      reason: "mismatch",
+    });
+    assert.equal(settled.body.slashed, 0);
+    const share = {
+      balance: 10 * M * DEFAULT_ECONOMICS.validatorRewardShare,
+      stake: 1_000,
+      locked: 0,
+    };
+    assert.deepEqual(ledger.account(accuser.publicKey), share);
     await ledger.close();
     ledger = await Ledger.open(dir, owner, options);
     assert.deepEqual(ledger.account(worker.publicKey), slashed);
-    assert.deepEqual(ledger.account(accuser.publicKey), { balance: 0, stake: 1_000, locked: 0 });
+    assert.deepEqual(ledger.account(accuser.publicKey), share);
     clock.t += WINDOW + 1;
     await ledger.finalizeDue();
     assert.deepEqual(ledger.account(worker.publicKey), slashed);

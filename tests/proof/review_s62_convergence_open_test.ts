@@ -1,10 +1,11 @@
 /**
  * Review s62: the two orders the convergence property test (`review_s62_convergence_test.ts`)
- * found still ending otherwise, OPEN: both tests fail against the current code and are marked
- * `ignore` until the ledger's rules settle them (docs/PROOF.md, "Same evidence, any order, same
- * ledger"). Each feeds the same signed evidence to fresh ledgers in the smallest orders that show
- * it and asserts they end alike. Run them with `deno test -A --filter divergence` after removing
- * `ignore`.
+ * found still ending otherwise, both settled now (docs/PROOF.md, "Same evidence, any order, same
+ * ledger"): the accuser's share against one of a worker's two contradicting receipts is the
+ * proved claim's in every order (`review_s62_equivocation_reward_test.ts`), and a proof about a
+ * receipt another worker's holds the job from settles against that receipt itself
+ * (`review_s62_unrecorded_proof_test.ts`). Each feeds the same signed evidence to fresh ledgers
+ * in the smallest orders that showed it and asserts they end alike; both failed before.
  *
  * @module
  */
@@ -40,7 +41,6 @@ async function accounts(order: Evidence[], names: (keyof typeof parties)[]) {
 }
 
 Deno.test({
-  ignore: true, // open: see the module doc
   name:
     "divergence 1: a confirmed proof against one of a worker's two contradicting receipts rewards its accuser 0, 100 or 300 depending on the order",
   fn: async () => {
@@ -62,7 +62,6 @@ Deno.test({
 });
 
 Deno.test({
-  ignore: true, // open: see the module doc
   name:
     "divergence 2: a proof about a receipt a ledger never recorded (another worker's holds the job) settles only where it came first",
   fn: async () => {
