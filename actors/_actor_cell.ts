@@ -13,7 +13,13 @@
  * @module
  */
 
-import type { Actor, ActorContext, ChildSpec, RestartPolicy } from "./actor.ts";
+import {
+  type Actor,
+  type ActorContext,
+  type ChildSpec,
+  LaterReply,
+  type RestartPolicy,
+} from "./actor.ts";
 import type { ActorRef, AskOptions } from "./actor_ref.ts";
 import type { ActorSystem, ActorTreeNode } from "./actor_system.ts";
 import type { StopReason } from "./events.ts";
@@ -245,15 +251,19 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
         this.#crash(error, reply);
         return;
       }
-      if (
+      if (result instanceof LaterReply) {
+        // Answered when its work settles; the next message is handled meanwhile.
+        if (reply !== undefined) {
+          result.then((v) => reply.resolve(v), (e) => reply.reject(e));
+        }
+      } else if (
         result !== null && typeof result === "object" &&
         typeof (result as PromiseLike<unknown>).then === "function"
       ) {
         this.#scheduled = false;
         this.#awaitHandler(result as PromiseLike<unknown>, reply);
         return;
-      }
-      if (reply !== undefined) reply.resolve(result);
+      } else if (reply !== undefined) reply.resolve(result);
       // The handler ended this incarnation: ctx.stop(), or a final stop of itself (e.g.
       // `ctx.system.stop(ctx.name)`), whose queued step then rejects what is still queued.
       if (this.#exitRequested || this.#final) {

@@ -33,7 +33,8 @@ import type { MailboxOptions } from "./mailbox.ts";
 export interface Actor<M> {
   /**
    * Handles one message. The return value (or the value its promise resolves to) answers an
-   * `ask`; throwing (or rejecting) crashes this instance.
+   * `ask`; throwing (or rejecting) crashes this instance. A {@link LaterReply} returned answers it
+   * when its answer settles, and lets the next message in at once.
    */
   receive(message: M, ctx: ActorContext<M>): unknown;
   /** Runs before the first message of each incarnation; throwing counts as a crash. */
@@ -43,6 +44,49 @@ export interface Actor<M> {
    * Errors are reported on the event feed and otherwise ignored.
    */
   postStop?(ctx: ActorContext<M>): void | Promise<void>;
+}
+
+/**
+ * An answer `receive` gives later, without holding the mailbox: returned by `receive` (not
+ * resolved to: a promise `receive` returns holds the next message back until it settles), it lets
+ * the next message in at once, and the ask is answered with what `answer` resolves to, or rejected
+ * with what it rejects with, which does not crash the actor. The gen_server `noreply` and later
+ * `reply` shape: for a long ask whose work changes none of the actor's state (a transfer, a read),
+ * or sends what it changes back to the actor as a message, so that one slow caller does not make
+ * every other wait. The answer runs on past the incarnation that gave it unless its work takes
+ * `ctx.signal`; its ask's timeout bounds the caller's wait either way.
+ *
+ * It is a promise of the answer too, so code that calls `receive` directly (a test) awaits it as
+ * it awaits any other.
+ *
+ * @example
+ * ```ts
+ * import { type Actor, LaterReply } from "./actor.ts";
+ *
+ * type Msg = { type: "fetch"; url: string } | { type: "ping" };
+ * class Fetcher implements Actor<Msg> {
+ *   receive(msg: Msg): LaterReply<string> | string {
+ *     if (msg.type === "ping") return "pong"; // answered even while fetches run
+ *     return new LaterReply(fetch(msg.url).then((r) => r.text()));
+ *   }
+ * }
+ * ```
+ */
+export class LaterReply<T> extends Promise<T> {
+  /** What it derives (`then`, `catch`) is a plain promise, not a reply given later. */
+  static override get [Symbol.species](): PromiseConstructor {
+    return Promise;
+  }
+
+  /**
+   * A reply given when `answer` settles.
+   *
+   * @param answer The answer; an unobserved rejection of it is never left unhandled.
+   */
+  constructor(answer: Promise<T>) {
+    super((resolve, reject) => answer.then(resolve, reject));
+    this.catch(() => {}); // a `tell` has no one to report it to
+  }
 }
 
 /**

@@ -10,7 +10,9 @@
  *
  * Long transfers never hold the mailbox: `put` answers at once with a {@link PutHandle} whose
  * `done` settles when the file is stored, and `get` answers with the file's `ReadableStream` as
- * soon as the manifest is read. The chunk store is safe under concurrent transfers (per-CID
+ * soon as the manifest is read; `put_bytes`, `get_bytes`, `repair` and `audit` are answered later
+ * ({@link LATER_REPLIES}), their work outside the mailbox, so a storage peer's `prove` never waits
+ * behind them. The chunk store is safe under concurrent transfers (per-CID
  * write joining, atomic renames), so the actor stays responsive while gigabytes move.
  *
  * Its parts are private modules beside it, over one shared {@link StorageCore}
@@ -42,6 +44,7 @@ import {
 } from "../storage/replicated_store.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../storage/given_chunks.ts";
 import type { StoragePeer } from "../storage/storage_peer.ts";
+import { LaterReply } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import { HolderRepair } from "../storage/holder_repair.ts";
 import type {
@@ -57,6 +60,31 @@ import { answerPeer } from "./_storage_peer_requests.ts";
 import { startPut } from "./_storage_put.ts";
 import { StorageScope } from "./_storage_scope.ts";
 import { SelfPeer } from "./_storage_self_peer.ts";
+
+/**
+ * The asks the StorageActor answers later ({@link LaterReply}), their work outside its mailbox:
+ * the long ones whose work touches only what a `put` and an audit round already touch from outside
+ * it (the store's contents, the running puts' counts, the peers' records). Run inside it, one of them held every other
+ * message back, and a storage peer's `prove` that waited behind a trainer's `put_bytes` of a
+ * round model past the auditor's timeout was judged `no_response`: an honest, busy holder
+ * signed off as failed (review s62). `pin` and `gc` still run inside it: they change the pins.
+ */
+export const LATER_REPLIES: ReadonlySet<StorageMessage["type"]> = new Set([
+  "put_bytes",
+  "get_bytes",
+  "repair",
+  "audit",
+]);
+
+/** A message of {@link LATER_REPLIES}. */
+type LaterReplyMessage = Extract<
+  StorageMessage,
+  { type: "put_bytes" | "get_bytes" | "repair" | "audit" }
+>;
+
+function isLaterReply(message: StorageMessage): message is LaterReplyMessage {
+  return LATER_REPLIES.has(message.type);
+}
 
 /** Options of {@link StorageActor}. */
 export interface StorageActorOptions {
@@ -148,6 +176,8 @@ export class StorageActor {
   readonly #audits: StorageAudits;
   /** Storage peers' failures, counted and logged (`_storage_peer_failures.ts`). */
   readonly #failures: PeerFailures;
+  /** The answers of asks answered later ({@link LATER_REPLIES}) still running. */
+  readonly #running = new Set<Promise<unknown>>();
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -338,6 +368,7 @@ export class StorageActor {
    * stop, and on a restart before the next instance opens the same directory).
    */
   async postStop(): Promise<void> {
+    await Promise.allSettled(this.#running); // asks answered later: cut off by the actor's signal
     await this.#audits.stop(); // it writes to the record closed below
     await this.#holderRepair?.idle();
     this.#holderRepair?.stop(); // its retry timer (queued retries wait for the next change)
@@ -349,9 +380,30 @@ export class StorageActor {
 
   /**
    * Handle one message. `put` is answered with a {@link PutHandle}; every other message with a
-   * {@link StorageReply} of the value named in its message type's documentation.
+   * {@link StorageReply} of the value named in its message type's documentation. The long asks
+   * of {@link LATER_REPLIES} are answered with a {@link LaterReply}: their work runs outside the
+   * mailbox, as a `put`'s does.
    */
-  async receive(
+  receive(
+    message: StorageMessage,
+    ctx?: StorageActorContext,
+  ): Promise<StorageReply<unknown> | PutHandle> {
+    if (isLaterReply(message)) {
+      const answer = this.#later(message, ctx).then(
+        (value): StorageReply<unknown> => ({ ok: true, value }),
+        (error): StorageReply<unknown> => {
+          if (error instanceof VeriflowError) return { ok: false, error };
+          throw error; // the caller's to see; nothing of the actor's state is in doubt
+        },
+      );
+      this.#running.add(answer);
+      answer.then(() => this.#running.delete(answer), () => this.#running.delete(answer));
+      return new LaterReply(answer);
+    }
+    return this.#receive(message, ctx);
+  }
+
+  async #receive(
     message: StorageMessage,
     ctx?: StorageActorContext,
   ): Promise<StorageReply<unknown> | PutHandle> {
@@ -365,12 +417,15 @@ export class StorageActor {
     }
   }
 
-  async #handle(message: StorageMessage, ctx?: StorageActorContext): Promise<unknown> {
-    const store = this.#store!;
-    const files = this.#files!;
+  /**
+   * The work of a message answered later ({@link LATER_REPLIES}): it reads the stores and peers
+   * as they are when it is taken, and changes nothing the actor's other messages read but the
+   * store's contents and the peers' records, which are safe under concurrent use (the put's and
+   * the audit round's work runs so already).
+   */
+  async #later(message: LaterReplyMessage, ctx?: StorageActorContext): Promise<unknown> {
+    await this.preStart(ctx);
     switch (message.type) {
-      case "put":
-        return startPut(this.#core, message, ctx);
       case "put_bytes": {
         const { done } = startPut(this.#core, {
           type: "put",
@@ -383,17 +438,38 @@ export class StorageActor {
         }, ctx);
         return await done;
       }
+      // `local` (the gateway's `only-if-cached`): this node's own store only.
+      case "get_bytes":
+        return await (message.local ? this.#local! : this.#files!).content(message.cid, {
+          key: this.#options.ownerKey,
+          signal: ctx?.signal,
+        });
+      case "repair":
+        return await this.#repair(message.cids, ctx?.signal);
+      case "audit":
+        return await this.#audits.audit(message.holder, message.cids, ctx?.signal);
+    }
+  }
+
+  async #handle(message: StorageMessage, ctx?: StorageActorContext): Promise<unknown> {
+    const store = this.#store!;
+    const files = this.#files!;
+    switch (message.type) {
+      case "put":
+        return startPut(this.#core, message, ctx);
+      case "put_bytes":
+      case "get_bytes":
+      case "repair":
+      case "audit":
+        return await this.#later(message, ctx);
       // `local` (the gateway's `only-if-cached`): this node's own store only, as `get_bytes`.
+      // `receive` answers these later
       case "get":
         return await (message.local ? this.#local! : files).get(message.cid, {
           key: this.#options.ownerKey,
           start: message.start,
           end: message.end,
           signal: message.signal,
-        });
-      case "get_bytes":
-        return await (message.local ? this.#local! : files).content(message.cid, {
-          key: this.#options.ownerKey,
         });
       case "stat": {
         const info = await (message.local ? this.#local! : files).stat(message.cid, {
@@ -442,10 +518,6 @@ export class StorageActor {
       case "has_chunk":
       case "prove":
         return await answerPeer(this.#core, message);
-      case "repair":
-        return await this.#repair(message.cids);
-      case "audit":
-        return await this.#audits.audit(message.holder, message.cids);
       case "audit_round":
         return { done: this.#audits.auditRound() };
       case "set_peers":
@@ -507,7 +579,7 @@ export class StorageActor {
     return out;
   }
 
-  async #repair(cids: string[] | undefined): Promise<RepairReport> {
+  async #repair(cids: string[] | undefined, signal?: AbortSignal): Promise<RepairReport> {
     const replicated = this.#replicated;
     if (!replicated) {
       throw new StorageError("not_replicated", "this node has no storage peers to repair across");
@@ -528,6 +600,7 @@ export class StorageActor {
         for (const block of await files.blocks(root)) targets.push(storageKey(block));
       }
     }
-    return await replicated.repair(targets); // the record of what it gave is flushed by it
+    // The record of what it gave is flushed by it; the actor's stop cuts it off.
+    return await replicated.repair(targets, { signal });
   }
 }
