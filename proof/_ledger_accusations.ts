@@ -59,20 +59,27 @@ export function fraudSubjectOf(
  * locking what it would have (the slash comes out of its worker's stake, as for an unpaid
  * receipt), inside the holder's window. Review s62: such a proof settled nowhere there, the
  * cheat keeping its stake (or a false accuser its penalty) only where the other came first.
+ * Only a receipt this ledger could have recorded: its worker has the free stake to lock it, as
+ * recording it would take (else none, as where it came first and was refused for want of stake;
+ * review s62 red team: any free key signed made-up receipts for a job recorded here, each proof
+ * about one checked — a forward pass — and settled, slashing nothing and costing its accuser
+ * nothing).
  */
 function unrecordedSubject(
   view: LedgerView,
   receipt: Receipt,
   id: string,
   holder: ReceiptRecord,
-): ReceiptRecord {
+): ReceiptRecord | undefined {
+  const locked = lockOf(view, rewardOf(view, receipt));
+  if (locked > freeStake(view.account(receipt.worker))) return undefined;
   return {
     receiptId: id,
     kind: "inference",
     worker: toHex(receipt.worker),
     status: "unpaid",
     credit: 0,
-    locked: lockOf(view, rewardOf(view, receipt)),
+    locked,
     pendingUntil: holder.pendingUntil,
   };
 }

@@ -148,6 +148,9 @@ Deno.test("review s46: a copier's variant of an honest worker's receipt convicts
     const a = (await proveOn(job, t.worker)).receipt;
     // The copier signs a receipt for the same job under its own key, with a lie in it: caught.
     const { proof: copied } = await t.variants(copier, job);
+    // Staked, as a receipt must be to be recorded anywhere (review s62 red team: a key with no
+    // stake to lock its receipt is no proof's subject, else free keys buy checks for nothing).
+    await t.validator.ask({ type: "deposit", key: copier.publicKey, amount: WORKER_STAKE });
     assert.ok((await t.announce(a, job)).recorded);
     const handled = await t.gossip(copied);
     // Checked against the copier's own receipt, never recorded here (the worker's holds the job),
@@ -158,6 +161,8 @@ Deno.test("review s46: a copier's variant of an honest worker's receipt convicts
     assert.equal((await t.record(receiptId(a)))?.status, "final");
     assert.equal((await t.account(t.worker.publicKey)).stake, WORKER_STAKE);
     assert.equal((await t.record(receiptId(copied.receipt)))?.status, "fraud", "the copier's");
+    const copierLock = copied.receipt.tokenCount * PRICE * M;
+    assert.equal((await t.account(copier.publicKey)).stake, WORKER_STAKE - copierLock);
   } finally {
     await t.close();
   }
