@@ -29,8 +29,8 @@ import { serve } from "../../server/serve.ts";
 import { ConfigError, parseNodeConfig } from "../../node/config.ts";
 import { runStart, type StartCommandIo } from "../../node/start_command.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
-import { eventually } from "../_helpers/wait.ts";
 import { quietSources } from "./_dashboard_sources.ts";
+import { openDashboardSocket } from "./_dashboard_socket.ts";
 
 const KEY = "a-real-api-key-0123456789";
 const OPERATOR = "op-token-0123456789abcdef";
@@ -76,24 +76,6 @@ function dashboardNode(
   return { server, fetchFrom, timers, stats, peer };
 }
 
-type Message = { type: string; code?: string; access?: string };
-
-/** A dashboard socket to `url`: its messages, and its close code and reason once closed. */
-async function openSocket(url: string) {
-  const ws = new WebSocket(url.replace("http", "ws") + "/dashboard/live");
-  const messages: Message[] = [];
-  const closed = Promise.withResolvers<{ code: number; reason: string }>();
-  ws.onmessage = (e) => messages.push(JSON.parse(e.data));
-  ws.onclose = (e) => closed.resolve({ code: e.code, reason: e.reason });
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = () => reject(new Error("no socket"));
-  });
-  const next = (predicate: (m: Message) => boolean, what: string) =>
-    eventually(() => messages.find(predicate), what);
-  return { ws, messages, closed: closed.promise, next };
-}
-
 /** The deadline timers armed now (those of {@link DASHBOARD_AUTH_TIMEOUT_MS}). */
 const authDeadlines = (timers: FakeTimers) =>
   [...timers.armed.values()].filter((t) => t.ms === DASHBOARD_AUTH_TIMEOUT_MS);
@@ -101,7 +83,7 @@ const authDeadlines = (timers: FakeTimers) =>
 Deno.test("review s62: a dashboard socket that never authenticates is closed (1008) at its deadline, on the injected timers, and the refusal is counted", async () => {
   const { server, timers, stats } = dashboardNode();
   try {
-    const page = await openSocket(server.url);
+    const page = await openDashboardSocket(server.url);
     await page.next((m) => m.code === "api_key_required", "asked to authenticate");
     assert.equal(authDeadlines(timers).length, 1, "a deadline armed for it");
     assert.equal(DASHBOARD_AUTH_TIMEOUT_MS, 10_000);
@@ -120,14 +102,14 @@ Deno.test("review s62: a socket that authenticates in time has its deadline clea
   const { server, timers, peer } = dashboardNode();
   const open: WebSocket[] = [];
   try {
-    const page = await openSocket(server.url);
+    const page = await openDashboardSocket(server.url);
     open.push(page.ws);
     page.ws.send(JSON.stringify({ type: "auth", token: KEY }));
     await page.next((m) => m.type === "snapshot", "its snapshot");
     assert.equal(authDeadlines(timers).length, 0, "cleared once it authenticated");
 
     peer.now = LOOPBACK;
-    const mine = await openSocket(server.url);
+    const mine = await openDashboardSocket(server.url);
     open.push(mine.ws);
     await mine.next((m) => m.type === "snapshot", "this machine's snapshot, without auth");
     assert.equal(authDeadlines(timers).length, 0, "none armed for this machine's socket");
@@ -148,11 +130,11 @@ Deno.test("review s62: a dashboard socket refused over its client's allowance (c
   const { server, stats } = dashboardNode({ limits: { socketsPerClient: 1 } });
   const open: WebSocket[] = [];
   try {
-    const first = await openSocket(server.url);
+    const first = await openDashboardSocket(server.url);
     open.push(first.ws);
     first.ws.send(JSON.stringify({ type: "auth", token: KEY }));
     await first.next((m) => m.type === "snapshot", "its snapshot");
-    const second = await openSocket(server.url);
+    const second = await openDashboardSocket(server.url);
     second.ws.send(JSON.stringify({ type: "auth", token: KEY }));
     assert.equal((await second.closed).code, 1013);
     assert.equal(stats.refused.get("key_concurrency_exceeded"), 1);
@@ -176,7 +158,7 @@ Deno.test("review s62: anonymous readers each have their own allowance by addres
   };
   try {
     for (let i = 0; i < 2; i++) {
-      const page = await openSocket(server.url);
+      const page = await openDashboardSocket(server.url);
       await page.next((m) => m.type === "snapshot", "an anonymous snapshot");
       open.push(page.ws);
     }
@@ -193,7 +175,7 @@ Deno.test("review s62: anonymous readers each have their own allowance by addres
     assert.equal(over.status, 429, "this address is at its cap");
     await over.body?.cancel();
     peer.now = addr("203.0.113.7");
-    const other = await openSocket(server.url);
+    const other = await openDashboardSocket(server.url);
     open.push(other.ws);
     await other.next((m) => m.type === "snapshot", "another address still gets in");
 

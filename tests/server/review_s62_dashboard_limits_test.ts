@@ -18,6 +18,7 @@ import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { quietSources } from "./_dashboard_sources.ts";
+import { openDashboardSocket } from "./_dashboard_socket.ts";
 
 const KEY = "a-real-api-key-0123456789";
 const OTHER_KEY = "another-api-key-0123456789";
@@ -57,27 +58,9 @@ function dashboardNode(peer: Deno.NetAddr, limits: Partial<DashboardLimits>) {
   return { server, fetchFrom, advance: (by: number) => (ms += by) };
 }
 
-type Message = { type: string; code?: string; access?: string; retryAfterS?: number };
-
-/** A dashboard socket to `url`: its messages, and its close code and reason once closed. */
-async function openSocket(url: string) {
-  const ws = new WebSocket(url.replace("http", "ws") + "/dashboard/live");
-  const messages: Message[] = [];
-  const closed = Promise.withResolvers<{ code: number; reason: string }>();
-  ws.onmessage = (e) => messages.push(JSON.parse(e.data));
-  ws.onclose = (e) => closed.resolve({ code: e.code, reason: e.reason });
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = () => reject(new Error("no socket"));
-  });
-  const next = (predicate: (m: Message) => boolean, what: string) =>
-    eventually(() => messages.find(predicate), what);
-  return { ws, messages, closed: closed.promise, next };
-}
-
 /** A socket of `url` let in with `token`: it has had its first snapshot. */
 async function pageWith(url: string, token: string) {
-  const page = await openSocket(url);
+  const page = await openDashboardSocket(url);
   page.ws.send(JSON.stringify({ type: "auth", token }));
   await page.next((m) => m.type === "snapshot", "the first snapshot");
   return page;
@@ -100,7 +83,7 @@ Deno.test("review s62: one API key's dashboard sockets are capped (error + close
   const open: WebSocket[] = [];
   try {
     for (let i = 0; i < 2; i++) open.push((await pageWith(server.url, KEY)).ws);
-    const third = await openSocket(server.url);
+    const third = await openDashboardSocket(server.url);
     third.ws.send(JSON.stringify({ type: "auth", token: KEY }));
     const refusal = await third.next(
       (m) => m.type === "error" && m.code !== "api_key_required",
@@ -119,7 +102,7 @@ Deno.test("review s62: one API key's dashboard sockets are capped (error + close
     // One of the key's sockets closes: the key may open one again.
     open[0].close();
     await eventually(async () => {
-      const again = await openSocket(server.url);
+      const again = await openDashboardSocket(server.url);
       again.ws.send(JSON.stringify({ type: "auth", token: KEY }));
       const answer = await again.next(
         (m) => m.type === "snapshot" || (m.type === "error" && m.code !== "api_key_required"),
@@ -140,7 +123,7 @@ Deno.test("review s62: this machine's page over its socket cap is answered 429 w
   const open: WebSocket[] = [];
   try {
     for (let i = 0; i < 2; i++) {
-      const page = await openSocket(server.url);
+      const page = await openDashboardSocket(server.url);
       await page.next((m) => m.type === "snapshot", "the first snapshot");
       open.push(page.ws);
     }
@@ -158,7 +141,7 @@ Deno.test("review s62: sockets opened per minute are capped per client, refillin
   const { server, fetchFrom, advance } = dashboardNode(LOOPBACK, { socketOpensPerMinute: 2 });
   try {
     for (let i = 0; i < 2; i++) {
-      const page = await openSocket(server.url);
+      const page = await openDashboardSocket(server.url);
       await page.next((m) => m.type === "snapshot", "the first snapshot");
       page.ws.close();
       await page.closed;
@@ -168,7 +151,7 @@ Deno.test("review s62: sockets opened per minute are capped per client, refillin
     assert.equal((await refused.json()).error.code, "rate_limited");
     assert.equal(refused.headers.get("retry-after"), "30", "one open every 30 s");
     advance(30_000);
-    const page = await openSocket(server.url);
+    const page = await openDashboardSocket(server.url);
     await page.next((m) => m.type === "snapshot", "a snapshot after the wait");
     page.ws.close();
     await page.closed;
