@@ -28,6 +28,7 @@ import {
   slashable,
 } from "./_ledger_amounts.ts";
 import type { FraudSettlement } from "./ledger.ts";
+import { unrecordedBody, unrecordedRecord } from "./_ledger_unrecorded.ts";
 
 /** `Ledger.fraudSubject`, for a proof that names its receipt `id` (another: none). */
 export function fraudSubjectOf(
@@ -45,10 +46,18 @@ export function fraudSubjectOf(
   if (recorded?.kind !== "inference") return undefined;
   const worker = toHex(receipt.worker);
   if (recorded.worker === worker) return recorded;
-  // Another variant of a receipt of this worker's convicted here unrecorded: that one, once.
-  const convicted = view.index.unrecordedConviction(receipt.jobId, worker);
-  if (convicted !== undefined) return view.record(convicted);
-  return unrecordedSubject(view, receipt, id, recorded);
+  // A claim of this worker's for the job known here unrecorded (convicted, or the second of a
+  // double assignment): that one, as the variant recorded would be, so the worker is slashed
+  // once for the job.
+  const known = view.index.unrecordedClaim(receipt.jobId, worker);
+  const kept = known === undefined ? undefined : view.record(known.receiptId);
+  if (kept !== undefined) return kept;
+  const rec = known === undefined
+    ? unrecordedSubject(view, receipt, id, recorded)
+    : unrecordedRecord(view, known, worker, recorded);
+  // Only a receipt this ledger could have recorded (see `unrecordedSubject`).
+  if (rec === undefined || rec.locked > freeStake(view.account(receipt.worker))) return undefined;
+  return rec;
 }
 
 /**
@@ -59,7 +68,8 @@ export function fraudSubjectOf(
  * locking what it would have (the slash comes out of its worker's stake, as for an unpaid
  * receipt), inside the holder's window. Review s62: such a proof settled nowhere there, the
  * cheat keeping its stake (or a false accuser its penalty) only where the other came first.
- * Only a receipt this ledger could have recorded: its worker has the free stake to lock it, as
+ * Only a receipt this ledger could have recorded is a subject (`fraudSubjectOf` checks it, for a
+ * claim kept by the index too): its worker has the free stake to lock it, as
  * recording it would take (else none, as where it came first and was refused for want of stake;
  * review s62 red team: any free key signed made-up receipts for a job recorded here, each proof
  * about one checked — a forward pass — and settled, slashing nothing and costing its accuser
@@ -70,9 +80,8 @@ function unrecordedSubject(
   receipt: Receipt,
   id: string,
   holder: ReceiptRecord,
-): ReceiptRecord | undefined {
+): ReceiptRecord {
   const locked = lockOf(view, rewardOf(view, receipt));
-  if (locked > freeStake(view.account(receipt.worker))) return undefined;
   return {
     receiptId: id,
     kind: "inference",
@@ -96,9 +105,15 @@ export function otherClaim(
   receipt: Receipt | undefined,
 ): { jobId: string; locked: number } | undefined {
   if (receipt === undefined || receiptId(receipt) === rec.receiptId) return undefined;
-  if (view.index.equivocated(receipt.jobId)) return undefined;
-  const claim = view.index.claim(receipt.jobId);
-  if (claim === undefined) return undefined;
+  // `rec` never recorded here, another worker's receipt holding the job: its own claim, and
+  // its worker's equivocation, not the job holder's.
+  const side = view.index.unrecordedClaim(receipt.jobId, rec.worker);
+  const known = side?.receiptId === rec.receiptId ? side : undefined;
+  if (known === undefined ? view.index.equivocated(receipt.jobId) : known.equivocated) {
+    return undefined;
+  }
+  const claim = known ?? view.index.claim(receipt.jobId);
+  if (claim === undefined || claim.outputHash === null) return undefined;
   if (claim.outputHash === receipt.outputHash && claim.tokens === receipt.tokenCount) {
     return undefined;
   }
@@ -147,7 +162,14 @@ export function fraudDecision(
     // Never recorded here (another worker's receipt holds the job: `unrecordedSubject`): a
     // confirmed proof records it, convicted, so it settles once, as where it was recorded.
     const unrecorded = settlement.receipt !== undefined && view.record(rec.receiptId) === undefined
-      ? settlement.receipt.jobId
+      ? unrecordedBody(
+        settlement.receipt.jobId,
+        rec,
+        rec.receiptId === settlement.receiptId
+          ? { outputHash: settlement.receipt.outputHash, tokens: settlement.receipt.tokenCount }
+          : view.index.unrecordedClaim(settlement.receipt.jobId, rec.worker) ??
+            { outputHash: null, tokens: null },
+      )
       : undefined;
     // Slashed for equivocation while it still took proofs, with no accuser rewarded yet: a
     // confirmed proof is rewarded out of that slash, and slashes nothing more (below).
@@ -230,15 +252,9 @@ export function fraudDecision(
           : roundCredits(earned * view.economics.validatorRewardShare),
         reason: settlement.reason,
         ...(unpaid || unrewarded !== undefined ? { worker: rec.worker } : {}),
-        ...(unrecorded !== undefined
-          ? {
-            unrecorded: {
-              jobId: unrecorded,
-              locked: rec.locked,
-              pendingUntil: rec.pendingUntil,
-            },
-          }
-          : {}),
+        // Its claim: another claim of its worker's for the job coming later is equivocation
+        // (`unrecordedEquivocation`), as where this receipt held the job.
+        ...(unrecorded !== undefined ? { unrecorded } : {}),
         ...(other === undefined ? {} : { equivocated: other.jobId }),
       }
       : {

@@ -18,6 +18,7 @@ import type { LedgerEntryKind } from "./ledger_entry.ts";
 import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts";
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
 import { equivocationSlash, type LedgerView, lockOf, rewardOf } from "./_ledger_amounts.ts";
+import { unrecordedEquivocation } from "./_ledger_unrecorded.ts";
 
 /**
  * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
@@ -68,6 +69,11 @@ export function receiptDecision(
         };
       }
     }
+    // Another worker's receipt holds the job, and a claim of this worker's for it is kept here
+    // (a double assignment's second receipt, one convicted unrecorded, one the job was taken
+    // from): another claim is its equivocation all the same.
+    const againstKept = unrecordedEquivocation(view, receipt, check.receiptId, locked, first);
+    if (againstKept !== undefined) return againstKept;
     if (receipt.kind === "text" && receipt.commitment.chunkSize < MIN_COMMITMENT_CHUNK_SIZE) {
       // Not recorded, so never paid: no fraud proof against it would reach the other ledgers.
       throw new LedgerRejectedError(
@@ -135,7 +141,10 @@ export function receiptDecision(
       first !== undefined && requester !== null && first.worker !== worker &&
       first.requester !== undefined
     ) {
-      const twice = doubleAssignment(first, receipt, assignment);
+      const twice = doubleAssignment(first, receipt, assignment, {
+        receiptId: check.receiptId,
+        locked,
+      });
       if (twice !== undefined) return twice;
     }
     if (firstId !== undefined && !supersedes) {
@@ -171,11 +180,29 @@ export function receiptDecision(
 /**
  * The entry for a job its requester assigned twice, `first` holding it and `second` the other
  * worker's receipt with its assignment: the first loses its credit while it is open; undefined
- * when it has none left to lose (closed, or earning nothing).
+ * when it has none left to lose (closed, or earning nothing). `unrecorded`: `second` is not
+ * recorded here (its id, and the stake it would lock); the entry keeps its claim for the index
+ * (`LedgerIndex.unrecordedClaim`), so its worker's other claim for the job is equivocation.
  */
-export function doubleAssignment(first: ReceiptRecord, second: Receipt, assignment: unknown) {
+export function doubleAssignment(
+  first: ReceiptRecord,
+  second: Receipt,
+  assignment: unknown,
+  unrecorded?: { receiptId: string; locked: number },
+) {
   const open = first.status === "pending" || first.status === "challenged";
   if (!open || first.credit <= 0) return undefined;
+  const known = unrecorded === undefined ? {} : {
+    unrecorded: {
+      jobId: second.jobId,
+      worker: toHex(second.worker),
+      receiptId: unrecorded.receiptId,
+      outputHash: second.outputHash,
+      tokens: second.tokenCount,
+      locked: unrecorded.locked,
+      pendingUntil: first.pendingUntil,
+    },
+  };
   return {
     kind: "double_assignment" as const,
     body: {
@@ -184,6 +211,7 @@ export function doubleAssignment(first: ReceiptRecord, second: Receipt, assignme
       second: second as unknown as Record<string, unknown>,
       assignment: assignment as unknown as Record<string, unknown>,
       uncredited: first.credit,
+      ...known,
     },
   };
 }

@@ -38,6 +38,43 @@ export function uncreditedReceiptKey(receiptId: string): string {
   return `uncredited/${receiptId}`;
 }
 
+/**
+ * A worker's claim for a job another worker's receipt holds here
+ * ({@link LedgerIndex.unrecordedClaim}).
+ */
+export interface UnrecordedClaim {
+  /**
+   * Its receipt's id: recorded here only if the job was taken from it, else a row of its own
+   * once convicted.
+   */
+  receiptId: string;
+  /** The output it claims (null: convicted by an entry written before index format 4). */
+  outputHash: string | null;
+  /** The token count it claims (null as `outputHash`). */
+  tokens: number | null;
+  /** The stake it would lock, as when it became known. */
+  locked: number;
+  /** Whether its worker was slashed for equivocation on the job. */
+  equivocated: boolean;
+}
+
+/** What an entry says of a receipt never recorded here (`unrecorded` in its body). */
+interface UnrecordedBody {
+  jobId: string;
+  locked: number;
+  pendingUntil: number;
+  outputHash?: string;
+  tokens?: number;
+  worker?: string;
+  receiptId?: string;
+}
+
+/** An entry body's `unrecorded` field, when it has one. */
+function unrecordedOf(body: Record<string, unknown>): UnrecordedBody | undefined {
+  const u = body.unrecorded;
+  return typeof u === "object" && u !== null ? u as UnrecordedBody : undefined;
+}
+
 /** File name of the index inside the ledger directory. */
 export const INDEX_FILE = "index.sqlite";
 
@@ -50,9 +87,14 @@ export const INDEX_FILE = "index.sqlite";
  * 3: a receipt slashed for equivocation while it still took fraud proofs keeps what was slashed
  * until a confirmed proof rewards its accuser ({@link LedgerIndex.unrewardedSlash}), and a receipt
  * never recorded, convicted, is remembered by its job and worker
- * ({@link LedgerIndex.unrecordedConviction}; stop 62).
+ * (`unrecordedConviction`; stop 62).
+ * 4: a worker's claim for a job another worker's receipt holds, known from the log (the second
+ * receipt of a double assignment, one convicted unrecorded, or one another worker's assigned
+ * receipt took the job from), is kept with its claim, lock, and whether its worker was slashed
+ * for equivocation on the job ({@link LedgerIndex.unrecordedClaim}, replacing
+ * `unrecordedConviction` and format 3's table; review s62).
  */
-const INDEX_FORMAT = 3;
+const INDEX_FORMAT = 4;
 
 /**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
@@ -108,8 +150,11 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS unrewarded (
     receipt TEXT PRIMARY KEY, slashed REAL NOT NULL
   ) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS unrecorded (
-    job TEXT NOT NULL, worker TEXT NOT NULL, receipt TEXT NOT NULL, PRIMARY KEY (job, worker)
+  DROP TABLE IF EXISTS unrecorded;
+  CREATE TABLE IF NOT EXISTS unrecorded_claims (
+    job TEXT NOT NULL, worker TEXT NOT NULL, receipt TEXT NOT NULL, output_hash TEXT,
+    tokens INTEGER, locked REAL NOT NULL, equivocated INTEGER NOT NULL,
+    PRIMARY KEY (job, worker)
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS verdicts (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, verdict BLOB NOT NULL,
@@ -125,7 +170,7 @@ const ENTRY_TABLES = [
   "accusations",
   "proofs",
   "unrewarded",
-  "unrecorded",
+  "unrecorded_claims",
   "verdicts",
 ] as const;
 
@@ -168,9 +213,12 @@ export class LedgerIndex {
       unrewarded: p("SELECT slashed FROM unrewarded WHERE receipt = ?"),
       keepUnrewarded: p("INSERT OR REPLACE INTO unrewarded (receipt, slashed) VALUES (?, ?)"),
       rewarded: p("DELETE FROM unrewarded WHERE receipt = ?"),
-      unrecorded: p("SELECT receipt FROM unrecorded WHERE job = ? AND worker = ?"),
-      convictUnrecorded: p(
-        "INSERT OR IGNORE INTO unrecorded (job, worker, receipt) VALUES (?, ?, ?)",
+      unrecorded: p("SELECT * FROM unrecorded_claims WHERE job = ? AND worker = ?"),
+      keepUnrecorded: p(
+        "INSERT INTO unrecorded_claims (job, worker, receipt, output_hash, tokens, locked, equivocated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, worker) DO NOTHING",
+      ),
+      equivocateUnrecorded: p(
+        "UPDATE unrecorded_claims SET equivocated = 1 WHERE job = ? AND worker = ?",
       ),
       verdictById: p("SELECT 1 FROM verdicts WHERE id = ?"),
       verdict: p(
@@ -302,6 +350,7 @@ export class LedgerIndex {
     const status = (s: ReceiptStatus) => q.status.run(s, b.receiptId);
     switch (entry.kind) {
       case "receipt":
+        this.#keepSuperseded(b.jobId, b.worker);
         q.insertReceipt.run(
           b.receiptId,
           b.worker,
@@ -337,32 +386,41 @@ export class LedgerIndex {
         return void status("fraud");
       case "final":
         return void status("final");
-      case "fraud":
+      case "fraud": {
         q.accuse.run(b.validator, b.receiptId);
         q.settle.run(b.fraudProof);
-        // A proof about another claim of the worker's for the job: its equivocation too.
-        if (typeof b.equivocated === "string") q.equivocate.run(b.equivocated);
         q.rewarded.run(b.receiptId);
         // A receipt never recorded here (another worker's held its job), convicted: its row.
-        if (typeof b.unrecorded === "object" && b.unrecorded !== null) {
-          const { jobId, locked, pendingUntil } = b.unrecorded as {
-            jobId: string;
-            locked: number;
-            pendingUntil: number;
-          };
-          q.insertReceipt.run(b.receiptId, b.worker, 0, null, locked, pendingUntil, "inference");
-          q.convictUnrecorded.run(jobId, b.worker, b.receiptId);
+        const unrecorded = unrecordedOf(b);
+        if (unrecorded !== undefined) this.#convictUnrecorded(b, unrecorded);
+        // A proof about another claim of the worker's for the job: its equivocation too (of
+        // that worker only, where another worker's receipt holds the job).
+        if (typeof b.equivocated === "string") {
+          if (unrecorded !== undefined) q.equivocateUnrecorded.run(unrecorded.jobId, b.worker);
+          else q.equivocate.run(b.equivocated);
         }
         return void status("fraud");
+      }
       case "false_accusation":
         q.accuse.run(b.validator, b.receiptId);
         q.settle.run(b.fraudProof);
         return;
       case "equivocation": {
-        q.equivocate.run(b.jobId);
         // Slashed while it still took fraud proofs, with no accuser rewarded: a confirmed proof
         // coming later still earns its accuser its share, as where it came before this entry.
-        const was = (q.receipt.get(b.receiptId) as { status: ReceiptStatus } | undefined)?.status;
+        // One never recorded here (another worker's receipt holds the job) took them unless it
+        // was convicted: it is convicted now, and that worker's claims for the job settled.
+        const unrecorded = unrecordedOf(b);
+        const fresh = unrecorded !== undefined && q.receipt.get(b.receiptId) === undefined;
+        if (unrecorded !== undefined) {
+          this.#convictUnrecorded(b, unrecorded);
+          q.equivocateUnrecorded.run(b.jobId, b.worker);
+        } else {
+          q.equivocate.run(b.jobId);
+        }
+        const was = fresh
+          ? "unpaid"
+          : (q.receipt.get(b.receiptId) as { status: ReceiptStatus } | undefined)?.status;
         if (was === "pending" || was === "challenged" || was === "unpaid") {
           q.keepUnrewarded.run(b.receiptId, b.slashed);
         }
@@ -370,8 +428,24 @@ export class LedgerIndex {
       }
       case "assigned":
         return void q.assign.run(b.requester, b.credit, b.receiptId);
-      case "double_assignment":
+      case "double_assignment": {
+        // The second worker's claim for the job, known here though never recorded (absent
+        // from entries written before index format 4).
+        const u = unrecordedOf(b);
+        if (u?.worker !== undefined && u.receiptId !== undefined) {
+          const { jobId, worker, receiptId, outputHash, tokens, locked } = u;
+          q.keepUnrecorded.run(
+            jobId,
+            worker,
+            receiptId,
+            outputHash ?? null,
+            tokens ?? null,
+            locked,
+            0,
+          );
+        }
         return void q.uncredit.run(b.receiptId);
+      }
       case "challenge":
         return void status("challenged");
       case "cleared":
@@ -453,6 +527,48 @@ export class LedgerIndex {
     return this.#q.accused.get(validator, receiptId) !== undefined;
   }
 
+  /** Rows for `b.receiptId` of `b.worker`, never recorded here, now convicted. */
+  #convictUnrecorded(b: Record<string, never>, u: UnrecordedBody): void {
+    const q = this.#q;
+    const worker: string = b.worker;
+    if (q.receipt.get(b.receiptId) === undefined) {
+      q.insertReceipt.run(b.receiptId, worker, 0, null, u.locked, u.pendingUntil, "inference");
+    }
+    // Its claim (absent from entries written before format 4: it then takes no equivocation).
+    q.keepUnrecorded.run(
+      u.jobId,
+      worker,
+      b.receiptId,
+      u.outputHash ?? null,
+      u.tokens ?? null,
+      u.locked,
+      0,
+    );
+  }
+
+  /**
+   * A receipt entry for `jobId` of `worker` (hex) taking the job from another worker's receipt
+   * recorded without an assignment (a copier's, say): that receipt is kept as its worker's
+   * claim for the job, its equivocation with it, so its worker's other claims for the job still
+   * settle against it ({@link unrecordedClaim}).
+   */
+  #keepSuperseded(jobId: string, worker: string): void {
+    const q = this.#q;
+    const job = q.job.get(jobId) as Record<string, never> | undefined;
+    if (job === undefined) return;
+    const rec = q.receipt.get(job.receipt) as Record<string, never> | undefined;
+    if (rec === undefined || rec.worker === worker) return;
+    q.keepUnrecorded.run(
+      jobId,
+      rec.worker,
+      job.receipt,
+      job.output_hash,
+      job.tokens,
+      rec.locked,
+      job.equivocated,
+    );
+  }
+
   /**
    * What an equivocation entry slashed from `receiptId` while it still took fraud proofs, when
    * no confirmed fraud proof has rewarded an accuser for it since; else undefined. A confirmed
@@ -464,12 +580,22 @@ export class LedgerIndex {
   }
 
   /**
-   * The receipt of `worker` (hex) for `jobId` convicted here without ever being recorded
-   * (another worker's receipt held the job), if any: a proof about another variant of it
-   * settles against it (`fraudSubjectOf`), so the worker is slashed once for the job.
+   * The claim of `worker` (hex) for `jobId` known here though another worker's receipt holds
+   * the job (the second receipt of a double assignment, or a receipt convicted here unrecorded),
+   * if any: a proof about it or another variant of it settles against it (`fraudSubjectOf`), and
+   * another claim of that worker for the job is its equivocation (`receiptDecision`), so the
+   * worker is slashed once for the job, as where its receipt held it.
    */
-  unrecordedConviction(jobId: string, worker: string): string | undefined {
-    return (this.#q.unrecorded.get(jobId, worker) as { receipt: string } | undefined)?.receipt;
+  unrecordedClaim(jobId: string, worker: string): UnrecordedClaim | undefined {
+    const row = this.#q.unrecorded.get(jobId, worker) as Record<string, never> | undefined;
+    if (row === undefined) return undefined;
+    return {
+      receiptId: row.receipt,
+      outputHash: row.output_hash,
+      tokens: row.tokens,
+      locked: row.locked,
+      equivocated: row.equivocated === 1,
+    };
   }
 
   /** Whether the fraud proof with this hash has been settled. */
