@@ -13,22 +13,40 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ledgerReads, textJob } from "../actors/_validator_fixture.ts";
 import { recordAssigned } from "./_assigned_receipt.ts";
-import { inLedgerSetting, joinLedgerNodes, spawnSettingNode, STAKE } from "./_ledger_node.ts";
+import {
+  inLedgerSetting,
+  joinLedgerNodes,
+  type LedgerSetting,
+  spawnSettingNode,
+  STAKE,
+} from "./_ledger_node.ts";
+
+/**
+ * Nodes A, R and C, each staking worker W; R joined to A alone; W's receipt for a job A assigned
+ * (named `job`) recorded in A and, passed on, in R.
+ */
+async function relayed(setting: LedgerSetting, job: string) {
+  const { system, clock } = setting;
+  const [a, r, c, worker] = [1, 2, 3, 4].map(() => Identity.generate());
+  const nodeA = await spawnSettingNode(setting, system, "a", a);
+  const nodeR = await spawnSettingNode(setting, system, "r", r);
+  const nodeC = await spawnSettingNode(setting, system, "c", c);
+  for (const node of [nodeA, nodeR, nodeC]) {
+    await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
+  }
+  await joinLedgerNodes(nodeR, nodeA);
+  const { id, tokens } = await recordAssigned(nodeA, a, worker, textJob(a, job));
+  const readsR = ledgerReads(() => nodeR.validator, clock);
+  await eventually(async () => (await readsR.record(id)) !== undefined, "R to record it");
+  return { clock, worker, nodeA, nodeR, nodeC, id, tokens, readsR };
+}
 
 Deno.test("review s62: a receipt R passed on while no other ledger was connected to it reaches C, which connects to R only: the honest worker is paid in C as in A", () =>
   inLedgerSetting("s62-relay-no-validator", async (setting) => {
-    const { system, clock } = setting;
-    const [a, r, c, worker] = [1, 2, 3, 4].map(() => Identity.generate());
-    const nodeA = await spawnSettingNode(setting, system, "a", a);
-    const nodeR = await spawnSettingNode(setting, system, "r", r);
-    const nodeC = await spawnSettingNode(setting, system, "c", c);
-    for (const node of [nodeA, nodeR, nodeC]) {
-      await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-    }
-    await joinLedgerNodes(nodeR, nodeA);
-    const { id, tokens } = await recordAssigned(nodeA, a, worker, textJob(a, "s62-relay"));
-    const readsR = ledgerReads(() => nodeR.validator, clock);
-    await eventually(async () => (await readsR.record(id)) !== undefined, "R to record it");
+    const { clock, worker, nodeA, nodeR, nodeC, id, tokens, readsR } = await relayed(
+      setting,
+      "s62-relay",
+    );
 
     await joinLedgerNodes(nodeC, nodeR);
     const readsC = ledgerReads(() => nodeC.validator, clock);
@@ -47,18 +65,10 @@ Deno.test("review s62: a receipt R passed on while no other ledger was connected
 
 Deno.test("review s62: a ledger that has A's receipt already is sent it again in R's catch-up and takes it as a copy: the honest worker is paid once there", () =>
   inLedgerSetting("s62-relay-copy", async (setting) => {
-    const { system, clock } = setting;
-    const [a, r, c, worker] = [1, 2, 3, 4].map(() => Identity.generate());
-    const nodeA = await spawnSettingNode(setting, system, "a", a);
-    const nodeR = await spawnSettingNode(setting, system, "r", r);
-    const nodeC = await spawnSettingNode(setting, system, "c", c);
-    for (const node of [nodeA, nodeR, nodeC]) {
-      await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-    }
-    await joinLedgerNodes(nodeR, nodeA);
-    const { id, tokens } = await recordAssigned(nodeA, a, worker, textJob(a, "s62-relay-copy"));
-    const readsR = ledgerReads(() => nodeR.validator, clock);
-    await eventually(async () => (await readsR.record(id)) !== undefined, "R to record it");
+    const { clock, worker, nodeA, nodeR, nodeC, id, tokens, readsR } = await relayed(
+      setting,
+      "s62-relay-copy",
+    );
 
     // C hears of it first from A's catch-up, then again from R's.
     await joinLedgerNodes(nodeC, nodeA);
