@@ -43,7 +43,7 @@ async function relayed(setting: LedgerSetting, job: string) {
 
 Deno.test("review s62: a receipt R passed on while no other ledger was connected to it reaches C, which connects to R only: the honest worker is paid in C as in A", () =>
   inLedgerSetting("s62-relay-no-validator", async (setting) => {
-    const { clock, worker, nodeA, nodeR, nodeC, id, tokens, readsR } = await relayed(
+    const { clock, worker, nodeR, nodeC, id, tokens, readsR } = await relayed(
       setting,
       "s62-relay",
     );
@@ -65,7 +65,7 @@ Deno.test("review s62: a receipt R passed on while no other ledger was connected
 
 Deno.test("review s62: a ledger that has A's receipt already is sent it again in R's catch-up and takes it as a copy: the honest worker is paid once there", () =>
   inLedgerSetting("s62-relay-copy", async (setting) => {
-    const { clock, worker, nodeA, nodeR, nodeC, id, tokens, readsR } = await relayed(
+    const { clock, worker, nodeA, nodeR, nodeC, id, tokens } = await relayed(
       setting,
       "s62-relay-copy",
     );
