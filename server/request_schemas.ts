@@ -183,7 +183,8 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
 
 const chatContentSchema = z.union([
   promptText,
-  z.array(z.looseObject({ type: z.literal("text"), text: promptText })),
+  // At least one part, as OpenAI: an empty list is a mistake, not an empty turn to run.
+  z.array(z.looseObject({ type: z.literal("text"), text: promptText })).min(1),
 ]);
 
 /** `POST /v1/chat/completions` body. */
@@ -220,10 +221,10 @@ const isEmptyObject = (value: unknown) =>
 const TOOLS = "the node runs plain text generation, without tool calling";
 
 /**
- * The OpenAI fields the node refuses rather than ignores: ignoring them would return an answer
- * that silently differs from what was asked (a web search, a shorter answer). Fields that change
- * nothing in the output (`user`, `metadata`, `store`, `service_tier`, `parallel_tool_calls`
- * without tools) are ignored.
+ * The OpenAI fields (and vLLM's sampling extensions) the node refuses rather than ignores:
+ * ignoring them would return an answer that silently differs from what was asked (a web search,
+ * a shorter answer, a repetition penalty). Fields that change nothing in the output (`user`,
+ * `metadata`, `store`, `service_tier`, `parallel_tool_calls` without tools) are ignored.
  */
 const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   tools: { harmless: isEmptyArray, why: TOOLS },
@@ -254,6 +255,30 @@ const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
     // OpenAI's default: what every answer here is.
     harmless: (value) => value === "medium",
     why: "answers are not steered shorter or longer (max_tokens bounds their length)",
+  },
+  // OpenAI refuses it for a model that does not reason; `none` asks for what every answer is.
+  reasoning_effort: {
+    harmless: (value) => value === "none",
+    why: "the models here do not reason before answering",
+  },
+  // vLLM's sampling extensions, sent by clients of OpenAI-compatible servers (this node takes
+  // vLLM's `top_k`): each would change the answer, so a value other than its no-op is refused.
+  repetition_penalty: {
+    harmless: (value) => value === 1,
+    why: "the sampling rule has no penalties",
+  },
+  min_p: { harmless: (value) => value === 0, why: "the sampling rule has no min-p cut" },
+  min_tokens: {
+    harmless: (value) => value === 0,
+    why: "a job ends at its first stop (the end of text or a stop sequence)",
+  },
+  ignore_eos: {
+    harmless: (value) => value === false,
+    why: "a job ends at the model's end of text",
+  },
+  include_stop_str_in_output: {
+    harmless: (value) => value === false,
+    why: "a matched stop sequence is left out of the text and sent as veriflow_stop",
   },
 };
 
@@ -328,7 +353,9 @@ export function refuseTooManyMessages(raw: unknown, max: number): void {
 }
 
 // The WebSocket messages are our own protocol: an unknown field is a mistake (a typo like
-// `max_token` would otherwise run with the default), so it is refused, naming the field.
+// `max_token` would otherwise run with the default), so it is refused, naming the field. A known
+// optional field may be `null`, which means absent, as for the sampling fields (clients that
+// write unset fields as null).
 
 /** WebSocket `infer`: start a job on this socket under the client's `id`. */
 const wsInferSchema = z.strictObject({
@@ -336,11 +363,11 @@ const wsInferSchema = z.strictObject({
   id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
   prompt: promptText,
   /** A stored file the model reads before the prompt, by CID (the job's `input`). */
-  input: inputCid.optional(),
+  input: inputCid.nullish(),
   /** Requester-chosen job nonce; random when absent. */
-  nonce: wellFormed(z.string().max(maxNonceChars)).optional(),
+  nonce: wellFormed(z.string().max(maxNonceChars)).nullish(),
   /** Each token message carries its logprob and this many top tokens. */
-  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
   ...samplingFields,
 });
 

@@ -61,16 +61,17 @@ export interface WsInferMessage extends SamplingRequest {
   prompt: string;
   /**
    * CID of a stored public file of one chunk whose text the model reads before the prompt (the
-   * job's `input`, `protocols/job_input.ts`).
+   * job's `input`, `protocols/job_input.ts`); `null`: none.
    */
-  input?: string;
-  /** Job nonce; random when absent. */
-  nonce?: string;
+  input?: string | null;
+  /** Job nonce; random when absent (or `null`). */
+  nonce?: string | null;
   /**
    * Log-probabilities on each `token` message: with 0 the token's own (`logprob`), with N > 0
-   * also the N most likely tokens at its position (`top_logprobs`), up to 20. Absent: neither.
+   * also the N most likely tokens at its position (`top_logprobs`), up to 20. Absent (or
+   * `null`): neither.
    */
-  logprobs?: number;
+  logprobs?: number | null;
 }
 
 /** Client → server: cancel the job started under `id`. */

@@ -287,10 +287,11 @@ export class StreamSession {
       handle = await this.#gateway.startText({
         model: request.model,
         prompt: request.prompt,
-        input: request.input,
+        // `null` is absent (`WsInferMessage`).
+        input: request.input ?? undefined,
         params: toGenerationParams(request),
-        nonce: request.nonce,
-        topLogprobs: request.logprobs,
+        nonce: request.nonce ?? undefined,
+        topLogprobs: request.logprobs ?? undefined,
       }, { client: this.#options.client, via: "ws", onQueued: queue.update });
     } catch (error) {
       queue.close();
@@ -323,7 +324,7 @@ export class StreamSession {
         }
         const { done, value } = read;
         if (done) break;
-        this.#send(tokenMessage(id, value, request.logprobs));
+        this.#send(tokenMessage(id, value, request.logprobs ?? undefined));
         if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
         else if (this.#gateway.computesOnEventLoop) await this.#flushed();
       }
