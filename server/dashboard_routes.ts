@@ -32,8 +32,11 @@
  * has its own allowance of sockets open, sockets opened a minute and state reads a minute
  * ({@link DashboardLimits}; `http.dashboard*`): over it, a 429 with `Retry-After`, or on a socket
  * an `error` and close 1013. A socket that must send its `auth` and has not within
- * {@link DASHBOARD_AUTH_TIMEOUT_MS} is closed (1008). Each refusal is counted in the edge's
- * `veriflow_http_refused_total` as `/v1`'s are.
+ * {@link DASHBOARD_AUTH_TIMEOUT_MS} is closed (1008). Since one client may connect from many
+ * addresses, the node also caps every address's anonymous sockets together (past it, a socket
+ * must send a key to read) and its sockets waiting for their `auth` (per address: 429; in all:
+ * the one that waited longest is pushed out). Each refusal, a wrong token included, is counted in
+ * the edge's `veriflow_http_refused_total` as `/v1`'s are.
  *
  * @module
  */
@@ -192,19 +195,39 @@ export interface DashboardLimits {
   socketOpensPerMinute: number;
   /** `GET /dashboard/state` reads one client may make per minute, bursts included (429). */
   stateReadsPerMinute: number;
+  /**
+   * Sockets reading without a key (each address's, `allowUnauthenticatedRemote`) open at once,
+   * node-wide: past it, a socket opens as one that must send its `auth` (told `too_many_sockets`),
+   * so the clients with a key still read however many addresses read without one.
+   */
+  anonymousSockets: number;
+  /**
+   * Sockets still to send their `auth` open at once, node-wide: one more pushes out the one that
+   * has waited longest (`too_many_sockets`, close 1013; see `AuthPendingSockets`).
+   */
+  authPendingSockets: number;
+  /**
+   * Sockets still to send their `auth` one address (an IPv6 one by its /64) may hold open at once
+   * (429 `key_concurrency_exceeded`).
+   */
+  authPendingSocketsPerAddress: number;
   /** Clock in milliseconds for the per-minute allowances; default `performance.now`. */
   now?: () => number;
 }
 
 /**
  * The limits a node runs with: `http.dashboardSocketsPerClient`,
- * `http.dashboardSocketOpensPerMinute` and `http.dashboardStateReadsPerMinute` (why these values:
- * `EDGE_DEFAULTS`).
+ * `http.dashboardSocketOpensPerMinute`, `http.dashboardStateReadsPerMinute`,
+ * `http.dashboardAnonymousSockets`, `http.dashboardAuthPendingSockets` and
+ * `http.dashboardAuthPendingSocketsPerAddress` (why these values: `EDGE_DEFAULTS`).
  */
 export const DEFAULT_DASHBOARD_LIMITS: DashboardLimits = Object.freeze({
   socketsPerClient: EDGE_DEFAULTS.dashboardSocketsPerClient,
   socketOpensPerMinute: EDGE_DEFAULTS.dashboardSocketOpensPerMinute,
   stateReadsPerMinute: EDGE_DEFAULTS.dashboardStateReadsPerMinute,
+  anonymousSockets: EDGE_DEFAULTS.dashboardAnonymousSockets,
+  authPendingSockets: EDGE_DEFAULTS.dashboardAuthPendingSockets,
+  authPendingSocketsPerAddress: EDGE_DEFAULTS.dashboardAuthPendingSocketsPerAddress,
 });
 
 /**
@@ -213,6 +236,72 @@ export const DEFAULT_DASHBOARD_LIMITS: DashboardLimits = Object.freeze({
  * snapshot, so without a deadline it stayed open for good. A page sends its `auth` as it opens.
  */
 export const DASHBOARD_AUTH_TIMEOUT_MS = 10_000;
+
+/**
+ * Sockets of one kind open at once, with a cap, in all (`key` left out) or per key: the
+ * dashboard's anonymous readers and its sockets still to send their `auth`, which no API key
+ * bounds (one client may connect from any number of addresses). A key with nothing open is
+ * forgotten, so what is kept is bounded by the sockets open.
+ */
+class OpenSockets {
+  readonly #limit: number;
+  readonly #refusal: (open: number) => EdgeError;
+  readonly #open = new Map<string, number>();
+
+  /** `refusal` is the error thrown when `open` sockets (the cap) are already open. */
+  constructor(limit: number, refusal: (open: number) => EdgeError) {
+    this.#limit = limit;
+    this.#refusal = refusal;
+  }
+
+  /** Take a place for one socket of `key`, or throw the refusal; call the result at its close. */
+  take(key = ""): () => void {
+    const open = this.#open.get(key) ?? 0;
+    if (open >= this.#limit) throw this.#refusal(open);
+    this.#open.set(key, open + 1);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const left = (this.#open.get(key) ?? 1) - 1;
+      if (left === 0) this.#open.delete(key);
+      else this.#open.set(key, left);
+    };
+  }
+}
+
+/**
+ * The sockets still to send their `auth`, node-wide, oldest first, with a cap. One more past it
+ * pushes the oldest out rather than being refused: refusing the newest let anyone who kept the
+ * places full (a socket from each of a few addresses every 10 s) keep out every page that must
+ * send a key, while pushed out, a page that sends its token as it opens (as the dashboard's does)
+ * gets in unless the places turn over faster than its first message arrives.
+ */
+class AuthPendingSockets {
+  readonly #limit: number;
+  /** Each waiting socket's push-out, oldest first (a `Set` keeps insertion order). */
+  readonly #waiting = new Set<() => void>();
+
+  /** At most `limit` sockets waiting at once. */
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /**
+   * Add one socket, first pushing out the oldest ones past the cap (`pushOut` is called on each,
+   * and that one has left); call the result when it leaves (an accepted `auth`, its close).
+   */
+  join(pushOut: () => void): () => void {
+    for (const oldest of this.#waiting) {
+      if (this.#waiting.size < this.#limit) break;
+      this.#waiting.delete(oldest);
+      oldest();
+    }
+    const entry = () => pushOut(); // its own identity, whatever `pushOut` is
+    this.#waiting.add(entry);
+    return () => void this.#waiting.delete(entry);
+  }
+}
 
 /** A snapshot a second: live enough to watch, a few asks per second to the actors. */
 export const DEFAULT_TICK_MS = 1_000;
@@ -518,6 +607,72 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       rateSetting: "http.dashboardStateReadsPerMinute",
     },
   });
+  /** The node's anonymous readers' sockets, every address together. */
+  const anonymousSockets = new OpenSockets(
+    limits.anonymousSockets,
+    (open) =>
+      new EdgeError(
+        "too_many_sockets",
+        `the node already has ${open} anonymous dashboard sockets open, its limit ` +
+          "(http.dashboardAnonymousSockets): send {type:'auth', token} with an API key or the " +
+          "operator token to read, or retry later",
+        { retryAfterS: 1 },
+      ),
+  );
+  /** Every place of a socket still to send its `auth` is back within the auth deadline. */
+  const authPendingRetryS = DASHBOARD_AUTH_TIMEOUT_MS / 1000;
+  const authPendingSockets = new AuthPendingSockets(limits.authPendingSockets);
+  /** What a socket pushed out of the waiting places is told. */
+  const pushedOut = () =>
+    new EdgeError(
+      "too_many_sockets",
+      `the node holds at most ${limits.authPendingSockets} dashboard sockets waiting for their ` +
+        "auth (http.dashboardAuthPendingSockets) and this one had waited longest: reconnect and " +
+        "send {type:'auth', token} as the socket opens",
+      { retryAfterS: 1 },
+    );
+  const authPendingPerAddress = new OpenSockets(
+    limits.authPendingSocketsPerAddress,
+    (open) =>
+      new EdgeError(
+        "key_concurrency_exceeded",
+        `this address already has ${open} dashboard sockets waiting for their auth, its limit ` +
+          "(http.dashboardAuthPendingSocketsPerAddress); send their auth or close one",
+        { retryAfterS: authPendingRetryS },
+      ),
+  );
+  /**
+   * A place for a socket that reads without saying who it is: this machine's in its allowance; an
+   * anonymous reader's in its address's allowance and in the node's anonymous sockets (which throw
+   * `too_many_sockets` when all are taken, giving back the address's place and its opening).
+   */
+  const readerPlace = (onThisMachine: boolean, addr: Deno.Addr | undefined): () => void => {
+    const client = sockets.admit(clientOf(undefined, onThisMachine, addr));
+    if (onThisMachine) return client;
+    let node: () => void;
+    try {
+      node = anonymousSockets.take();
+    } catch (error) {
+      client(true);
+      throw error;
+    }
+    return () => {
+      node();
+      client();
+    };
+  };
+  /**
+   * A place for a socket still to send its `auth`: in its address's (or throw) and in the node's,
+   * whence it may be pushed out (`pushOut`, see {@link AuthPendingSockets}).
+   */
+  const authPendingPlace = (addr: Deno.Addr | undefined, pushOut: () => void): () => void => {
+    const address = authPendingPerAddress.take(clientAddress(addr));
+    const node = authPendingSockets.join(pushOut);
+    return () => {
+      node();
+      address();
+    };
+  };
   /** Count a refusal for `/metrics`, as the app counts `/v1`'s; answer it if it is a request's. */
   const refused = (error: unknown): Response => {
     options.stats?.countRefusal(error);
@@ -644,13 +799,34 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
      * accepted. A page that gives the operator token later keeps the place it had.
      */
     let release: (() => void) | undefined;
+    /**
+     * Why a socket that could have read without a key must send its `auth`: the node's anonymous
+     * places are all taken. It is told so, and may still read with a key or the operator token.
+     */
+    let noAnonymousPlace: EdgeError | undefined;
     if (access !== "none") {
       try {
-        release = sockets.admit(clientOf(undefined, onThisMachine, remoteAddr));
+        release = readerPlace(onThisMachine, remoteAddr);
+      } catch (error) {
+        if ((error as EdgeError).code !== "too_many_sockets") return refused(error);
+        noAnonymousPlace = error as EdgeError;
+        access = "none";
+      }
+    }
+    /** This socket's place among those still to send their `auth`, held until one is accepted. */
+    let leaveAuthPending: (() => void) | undefined;
+    if (access === "none") {
+      try {
+        leaveAuthPending = authPendingPlace(remoteAddr, () => pushOut());
       } catch (error) {
         return refused(error);
       }
+      if (noAnonymousPlace !== undefined) options.stats?.countRefusal(noAnonymousPlace);
     }
+    const giveBackPlaces = () => {
+      leaveAuthPending?.();
+      release?.();
+    };
     // Read at each send: a page that gives the operator token later sees job text from then on.
     const withJobText = () => access === "operator" || onThisMachine;
     const forThisPage = (message: unknown) => withJobText() ? message : withoutJobText(message);
@@ -658,7 +834,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     try {
       upgraded = Deno.upgradeWebSocket(c.req.raw);
     } catch (error) {
-      release?.(); // not a WebSocket after all: no socket to hold the place
+      giveBackPlaces(); // not a WebSocket after all: no socket to hold the place
       throw error;
     }
     const { socket, response } = upgraded;
@@ -690,6 +866,23 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     };
     const refuse = (code: string, message: string, retryAfterS?: number) =>
       send({ type: "error", code, message, ...(retryAfterS === undefined ? {} : { retryAfterS }) });
+    /** Whether newer sockets waiting for their `auth` pushed this one out: it is closing. */
+    let wasPushedOut = false;
+    const closePushedOut = () => {
+      const { code, message, retryAfterS } = pushedOut();
+      refuse(code, message, retryAfterS);
+      socket.close(CLOSE_TRY_AGAIN_LATER, "pushed out by newer sockets waiting for their auth");
+    };
+    /**
+     * Newer sockets waiting for their `auth` pushed this one out (only ever after this handler
+     * has returned, so `socket` is there); one pushed out before it opened is closed as it opens.
+     */
+    function pushOut(): void {
+      wasPushedOut = true;
+      clearAuthDeadline();
+      options.stats?.countRefusal(pushedOut());
+      if (socket.readyState === WebSocket.OPEN) closePushedOut();
+    }
     const welcome = async () => {
       send({ type: "hello", node: options.sources.node, access });
       send(forThisPage(await hub.snapshot()));
@@ -698,16 +891,29 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       leave ??= hub.join((encoded) => sendText(encoded(withJobText())));
     };
     socket.onopen = () => {
+      if (wasPushedOut) return closePushedOut();
       if (access !== "none") void welcome();
       else {
         send({ type: "hello", node: options.sources.node, access });
-        refuse(
-          "api_key_required",
-          "send {type:'auth', token} with an API key or the operator token",
-        );
+        if (noAnonymousPlace !== undefined) {
+          const { code, message, retryAfterS } = noAnonymousPlace;
+          refuse(code, message, retryAfterS);
+        } else {
+          refuse(
+            "api_key_required",
+            "send {type:'auth', token} with an API key or the operator token",
+          );
+        }
         authDeadline = timers.setTimeout(() => {
           authDeadline = undefined;
           if (release !== undefined || socket.readyState !== WebSocket.OPEN) return;
+          // Refused at its open for want of an anonymous place (counted then): as over an allowance.
+          if (noAnonymousPlace !== undefined) {
+            return socket.close(
+              CLOSE_TRY_AGAIN_LATER,
+              "no place for anonymous dashboard readers and no accepted auth: retry later",
+            );
+          }
           options.stats?.countRefusal(new EdgeError("api_key_required", "no auth in time"));
           socket.close(1008, `no accepted auth within ${DASHBOARD_AUTH_TIMEOUT_MS / 1000} s`);
         }, DASHBOARD_AUTH_TIMEOUT_MS);
@@ -716,10 +922,11 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     socket.onclose = () => {
       clearAuthDeadline();
       leave?.();
-      release?.();
+      giveBackPlaces();
       prompt?.abort();
     };
     socket.onmessage = (event) => {
+      if (wasPushedOut) return; // closing
       const limit = access === "none" ? MAX_UNAUTHENTICATED_MESSAGE_BYTES : maxMessageBytes;
       // Binary messages too: refused, but one over the limit closes the socket as text does.
       if (messageBytesOver(event.data, limit)) {
@@ -736,6 +943,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
         case "auth": {
           const granted = typeof message.token === "string" ? grant(message.token) : undefined;
           if (granted === undefined) {
+            options.stats?.countRefusal(new EdgeError("bad_token", "that token is not accepted"));
             if (++badTokens >= MAX_BAD_TOKENS) return socket.close(1008, "tokens not accepted");
             return refuse("bad_token", "that token is not accepted");
           }
@@ -754,6 +962,9 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
               );
             }
             clearAuthDeadline();
+            // It reads in its client's allowance now: its place among the waiting is free.
+            leaveAuthPending?.();
+            leaveAuthPending = undefined;
           }
           const before = access;
           if (granted === "operator" || access === "none") access = granted;

@@ -87,6 +87,24 @@ export interface EdgeConfig {
   dashboardSocketOpensPerMinute: number;
   /** `GET /dashboard/state` reads one client may make per minute, bursts included (429). */
   dashboardStateReadsPerMinute: number;
+  /**
+   * Dashboard sockets reading without a key (`allowUnauthenticatedRemote`) the node holds open
+   * at once, every address together: past it, a socket must send an API key or the operator
+   * token to read (`too_many_sockets`), so anonymous readers on many addresses cannot take the
+   * places of the clients with a key.
+   */
+  dashboardAnonymousSockets: number;
+  /**
+   * Dashboard sockets still to send their `auth` the node holds open at once, every address
+   * together: one more pushes out the one that has waited longest (`too_many_sockets`, close
+   * 1013), so pages that send their token at once still get in. Each is closed within 10 s anyway.
+   */
+  dashboardAuthPendingSockets: number;
+  /**
+   * Dashboard sockets still to send their `auth` one address (an IPv6 one by its /64) may hold
+   * open at once (429 `key_concurrency_exceeded`).
+   */
+  dashboardAuthPendingSocketsPerAddress: number;
 }
 
 /**
@@ -110,6 +128,11 @@ export interface EdgeConfig {
  *   concurrency, but cannot fill its queue alone.
  * - 8 dashboard sockets, 60 opened and 60 state reads a minute per client: a few tabs with room to
  *   spare, a reload a second, and `cli.ts status` (one read) run in a loop once a second.
+ * - 64 anonymous dashboard sockets: each is sent the snapshot every second (encoded once for all,
+ *   a few tens of KiB), a few MiB a second at most, while a node serving a public page still
+ *   has room for dozens of readers.
+ * - 64 sockets waiting for their `auth`, 8 per address: such a socket is sent nothing and lives
+ *   10 s at most; 64 lets a crowd of key holders' pages open at once, 8 is one client's sockets.
  */
 export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   maxRequestBytes: 1 << 20,
@@ -127,6 +150,9 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   dashboardSocketsPerClient: 8,
   dashboardSocketOpensPerMinute: 60,
   dashboardStateReadsPerMinute: 60,
+  dashboardAnonymousSockets: 64,
+  dashboardAuthPendingSockets: 64,
+  dashboardAuthPendingSocketsPerAddress: 8,
 });
 
 /** An origin as browsers send it: scheme, host and optional port, nothing else. */
@@ -168,6 +194,12 @@ export const edgeConfigFields = {
     .default(EDGE_DEFAULTS.dashboardSocketOpensPerMinute),
   dashboardStateReadsPerMinute: z.number().int().min(1).max(1_000_000)
     .default(EDGE_DEFAULTS.dashboardStateReadsPerMinute),
+  dashboardAnonymousSockets: z.number().int().min(1).max(100_000)
+    .default(EDGE_DEFAULTS.dashboardAnonymousSockets),
+  dashboardAuthPendingSockets: z.number().int().min(1).max(100_000)
+    .default(EDGE_DEFAULTS.dashboardAuthPendingSockets),
+  dashboardAuthPendingSocketsPerAddress: z.number().int().min(1).max(100_000)
+    .default(EDGE_DEFAULTS.dashboardAuthPendingSocketsPerAddress),
 };
 
 /** {@link EdgeConfig} with the defaults filled in for the fields `partial` leaves out. */

@@ -81,6 +81,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   missing_api_key: 401,
   invalid_api_key: 401,
   api_key_required: 403,
+  // A dashboard socket's `auth` with a token that is neither an API key nor the operator token.
+  bad_token: 401,
   origin_not_allowed: 403,
   misdirected_request: 421,
   request_too_large: 413,
@@ -112,6 +114,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   too_many_uploads: 429,
   rate_limited: 429,
   key_concurrency_exceeded: 429,
+  // The node's dashboard sockets of one kind (anonymous, waiting for their `auth`) all taken.
+  too_many_sockets: 429,
   // Files (`file_routes.ts`).
   invalid_cid: 400,
   key_required: 403,

@@ -11,70 +11,28 @@
  *   could take every place: each address now has its own (an IPv6 one per /64).
  */
 import assert from "node:assert/strict";
-import { Hono } from "hono";
-import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
-import { ApiKeys } from "../../server/api_keys.ts";
 import { createApp } from "../../server/app.ts";
-import type { EdgeEnv } from "../../server/client_access.ts";
 import {
   DASHBOARD_AUTH_TIMEOUT_MS,
-  type DashboardLimits,
-  dashboardRoutes,
   DEFAULT_DASHBOARD_LIMITS,
 } from "../../server/dashboard_routes.ts";
-import { EdgeStats } from "../../server/edge_stats.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { KeyLimits } from "../../server/key_limits.ts";
-import { serve } from "../../server/serve.ts";
 import { ConfigError, parseNodeConfig } from "../../node/config.ts";
 import { runStart, type StartCommandIo } from "../../node/start_command.ts";
-import { FakeTimers } from "../_helpers/fake_timers.ts";
+import type { FakeTimers } from "../_helpers/fake_timers.ts";
 import { quietSources } from "./_dashboard_sources.ts";
 import { openDashboardSocket } from "./_dashboard_socket.ts";
-
-const KEY = "a-real-api-key-0123456789";
-const OPERATOR = "op-token-0123456789abcdef";
-const PORT: InferencePort = {
-  submit: () => Promise.reject(new Error("no jobs")),
-  models: () => Promise.resolve([]),
-  stats: () => Promise.resolve({} as InferenceStats),
-};
-const addr = (hostname: string) => ({ transport: "tcp", hostname, port: 4242 }) as Deno.NetAddr;
-const REMOTE = addr("198.51.100.9");
-const LOOPBACK = addr("127.0.0.1");
-
-/**
- * The dashboard's routes alone on a free port, with fake timers, a stats object and `limits`;
- * each request comes from `peer.now` (the test changes it between connections).
- */
-function dashboardNode(
-  options: { allowUnauthenticatedRemote?: boolean; limits?: Partial<DashboardLimits> } = {},
-) {
-  const timers = new FakeTimers();
-  const stats = new EdgeStats();
-  const peer = { now: REMOTE };
-  const jobs = new JobMonitor();
-  const app = new Hono<EdgeEnv>();
-  app.route(
-    "/",
-    dashboardRoutes({
-      sources: quietSources(),
-      inference: jobs.wrap(PORT),
-      jobs,
-      operatorToken: OPERATOR,
-      keys: new ApiKeys([KEY]),
-      allowUnauthenticatedRemote: options.allowUnauthenticatedRemote ?? false,
-      allowedOrigins: [],
-      tickMs: 60_000,
-      limits: { ...options.limits, now: () => 0 },
-      timers,
-      stats,
-    }),
-  );
-  const fetchFrom = (req: Request) => app.fetch(req, { remoteAddr: peer.now });
-  const server = serve({ app: { fetch: fetchFrom }, hostname: "127.0.0.1", port: 0 });
-  return { server, fetchFrom, timers, stats, peer };
-}
+import {
+  addr,
+  dashboardNode,
+  KEY,
+  LOOPBACK,
+  NO_JOBS_PORT as PORT,
+  OPERATOR,
+  REMOTE,
+  upgradeRequest,
+} from "./_dashboard_node.ts";
 
 /** The deadline timers armed now (those of {@link DASHBOARD_AUTH_TIMEOUT_MS}). */
 const authDeadlines = (timers: FakeTimers) =>
@@ -162,16 +120,7 @@ Deno.test("review s62: anonymous readers each have their own allowance by addres
       await page.next((m) => m.type === "snapshot", "an anonymous snapshot");
       open.push(page.ws);
     }
-    const over = await fetchFrom(
-      new Request(`${server.url}/dashboard/live`, {
-        headers: {
-          upgrade: "websocket",
-          connection: "Upgrade",
-          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-          "sec-websocket-version": "13",
-        },
-      }),
-    );
+    const over = await fetchFrom(upgradeRequest(`${server.url}/dashboard/live`));
     assert.equal(over.status, 429, "this address is at its cap");
     await over.body?.cancel();
     peer.now = addr("203.0.113.7");
