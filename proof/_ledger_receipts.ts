@@ -3,7 +3,9 @@
  * ({@link receiptDecision}), decided in the writer's turn on what is recorded then — a new
  * pending receipt, its assignment arriving late, equivocation (a second, different receipt of
  * the same worker for the job: slashed on arrival), a job its requester assigned twice
- * ({@link doubleAssignment}: neither paid), or a refusal. `Ledger.recordReceipt` writes what it
+ * ({@link doubleAssignment}: neither paid), a receipt refused because another worker's open
+ * receipt holds its job, kept as its worker's claim (`unrecorded_claim`,
+ * `_ledger_unrecorded.ts`), or a refusal. `Ledger.recordReceipt` writes what it
  * decides; `Ledger.receiptRefusal` asks it and writes nothing (`ledger.ts`). Not part of the
  * public API.
  *
@@ -18,7 +20,7 @@ import type { LedgerEntryKind } from "./ledger_entry.ts";
 import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts";
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
 import { equivocationSlash, type LedgerView, lockOf, rewardOf } from "./_ledger_amounts.ts";
-import { unrecordedEquivocation } from "./_ledger_unrecorded.ts";
+import { claimBody, unrecordedClaimEntry, unrecordedEquivocation } from "./_ledger_unrecorded.ts";
 
 /**
  * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
@@ -71,9 +73,22 @@ export function receiptDecision(
     }
     // Another worker's receipt holds the job, and a claim of this worker's for it is kept here
     // (a double assignment's second receipt, one convicted unrecorded, one the job was taken
-    // from): another claim is its equivocation all the same.
+    // from, one refused while the job was held): another claim is its equivocation all the
+    // same. Assigned, with the job's recorded receipt assigned to another worker, it is a double
+    // assignment too: the holder loses its credit in the same entry, as where this receipt came
+    // before its worker's other claim (stop 63).
     const againstKept = unrecordedEquivocation(view, receipt, check.receiptId, locked, first);
-    if (againstKept !== undefined) return againstKept;
+    if (againstKept !== undefined) {
+      const twice = requester !== null && first !== undefined && first.requester !== undefined
+        ? doubleAssignment(first, receipt, assignment)
+        : undefined;
+      if (twice === undefined) return againstKept;
+      const { receiptId, uncredited } = twice.body;
+      return {
+        ...againstKept,
+        body: { ...againstKept.body, doubleAssignment: { receiptId, assignment, uncredited } },
+      };
+    }
     if (receipt.kind === "text" && receipt.commitment.chunkSize < MIN_COMMITMENT_CHUNK_SIZE) {
       // Not recorded, so never paid: no fraud proof against it would reach the other ledgers.
       throw new LedgerRejectedError(
@@ -148,6 +163,10 @@ export function receiptDecision(
       if (twice !== undefined) return twice;
     }
     if (firstId !== undefined && !supersedes) {
+      // Another worker's open receipt holds the job: this one is kept as its worker's claim for
+      // the job (once per job and staked worker; nothing locked or credited), then refused.
+      const kept = unrecordedClaimEntry(view, receipt, check.receiptId, locked, first);
+      if (kept !== undefined) return kept;
       // One payment per job: the same work re-signed with other timings, signed again under
       // another key, or answered again from a cache is not paid twice.
       throw new LedgerRejectedError(
@@ -192,17 +211,9 @@ export function doubleAssignment(
 ) {
   const open = first.status === "pending" || first.status === "challenged";
   if (!open || first.credit <= 0) return undefined;
-  const known = unrecorded === undefined ? {} : {
-    unrecorded: {
-      jobId: second.jobId,
-      worker: toHex(second.worker),
-      receiptId: unrecorded.receiptId,
-      outputHash: second.outputHash,
-      tokens: second.tokenCount,
-      locked: unrecorded.locked,
-      pendingUntil: first.pendingUntil,
-    },
-  };
+  const known = unrecorded === undefined
+    ? {}
+    : { unrecorded: claimBody(second, unrecorded.receiptId, unrecorded.locked, first) };
   return {
     kind: "double_assignment" as const,
     body: {

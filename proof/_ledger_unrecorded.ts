@@ -1,10 +1,12 @@
 /**
  * A worker's claim for a job another worker's receipt holds here, so it was never recorded: the
  * second receipt of a job its requester assigned twice (its `double_assignment` entry keeps it),
- * or one a confirmed fraud proof convicted (`unrecordedSubject` in `_ledger_accusations.ts`).
- * The index keeps one such claim per job and worker (`LedgerIndex.unrecordedClaim`); this module
- * turns it into the record a proof settles ({@link unrecordedRecord}), the body entries keep of
- * it ({@link unrecordedBody}), and the equivocation another claim of the worker's for the job is
+ * one a confirmed fraud proof convicted (`unrecordedSubject` in `_ledger_accusations.ts`), or one
+ * refused `job_already_recorded` while the other's receipt was open ({@link unrecordedClaimEntry}:
+ * an `unrecorded_claim` entry keeps it). The index keeps one such claim per job and worker
+ * (`LedgerIndex.unrecordedClaim`); this module turns it into the record a proof settles
+ * ({@link unrecordedRecord}), the body entries keep of it ({@link unrecordedBody},
+ * {@link claimBody}), and the equivocation another claim of the worker's for the job is
  * ({@link unrecordedEquivocation}). Review s62: where the worker's receipt held the job, the same
  * evidence convicted it and slashed the larger claim's lock; where another's did, the variant
  * was refused `job_already_recorded` and the worker kept 13,860 more. Not part of the public API.
@@ -14,8 +16,8 @@
 import { toHex } from "../protocols/hash.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import type { UnrecordedClaim } from "./ledger_index.ts";
-import type { ReceiptRecord } from "./ledger_state.ts";
-import { equivocationSlash, type LedgerView } from "./_ledger_amounts.ts";
+import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
+import { equivocationSlash, freeStake, type LedgerView } from "./_ledger_amounts.ts";
 
 /**
  * The record a proof about `claim` (of `worker`, hex) settles while `holder` holds its job: its
@@ -97,6 +99,71 @@ export function unrecordedEquivocation(
       slashed,
       worker,
       unrecorded: unrecordedBody(receipt.jobId, rec, claim),
+    },
+  };
+}
+
+/**
+ * What an entry keeping `receipt` (`receiptId`, locking `locked`; never recorded here) as its
+ * worker's claim for its job says of it (`unrecorded` in a `double_assignment` or
+ * `unrecorded_claim` body): the index keeps it (`LedgerIndex.unrecordedClaim`).
+ */
+export function claimBody(
+  receipt: Receipt,
+  receiptId: string,
+  locked: number,
+  holder: ReceiptRecord,
+): Record<string, unknown> {
+  return {
+    jobId: receipt.jobId,
+    worker: toHex(receipt.worker),
+    receiptId,
+    outputHash: receipt.outputHash,
+    tokens: receipt.tokenCount,
+    locked,
+    pendingUntil: holder.pendingUntil,
+  };
+}
+
+/**
+ * The `unrecorded_claim` entry keeping `receipt` (`receiptId`, locking `locked`), about to be
+ * refused `job_already_recorded` because `holder`, another worker's receipt, holds its job: its
+ * worker's claim for the job, so a later, different receipt of that worker for it is its
+ * equivocation ({@link unrecordedEquivocation}) whichever came first (stop 63: a variant refused
+ * before the worker's assigned receipt came left no trace, and the worker kept 13,860 more than
+ * where its receipts came the other way round). It locks and credits nothing, and touches no
+ * other record. Undefined (refused, nothing written) unless `holder` is still open (pending or
+ * challenged: inside its window, where a proof about the claim still settles), no claim of the
+ * worker's for the job is kept yet (one entry per job and worker: the same claim signed again is
+ * refused as before, another is equivocation), and the worker's free stake covers its lock on top
+ * of those of its claims kept so far whose windows are not over
+ * (`LedgerIndex.refusedClaimLocks`), as recording them all would take (a key with no stake
+ * writes nothing, as `unrecordedSubject` makes it no proof's subject). So a copier gets claims
+ * kept for no more jobs at a time than its stake would lock receipts for, and its second claim
+ * for a job costs it the larger claim's lock.
+ */
+export function unrecordedClaimEntry(
+  view: LedgerView,
+  receipt: Receipt,
+  receiptId: string,
+  locked: number,
+  holder: ReceiptRecord | undefined,
+) {
+  const worker = toHex(receipt.worker);
+  if (holder === undefined || holder.kind !== "inference" || holder.worker === worker) {
+    return undefined;
+  }
+  const open = holder.status === "pending" || holder.status === "challenged";
+  if (!open || view.now() > holder.pendingUntil) return undefined;
+  if (view.index.unrecordedClaim(receipt.jobId, worker) !== undefined) return undefined;
+  const kept = view.index.refusedClaimLocks(worker, view.now());
+  if (roundCredits(locked + kept) > freeStake(view.account(receipt.worker))) return undefined;
+  return {
+    kind: "unrecorded_claim" as const,
+    body: {
+      jobId: receipt.jobId,
+      receipt: receipt as unknown as Record<string, unknown>,
+      unrecorded: claimBody(receipt, receiptId, locked, holder),
     },
   };
 }

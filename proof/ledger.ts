@@ -470,7 +470,10 @@ export class Ledger {
    * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
    *   for a job another receipt was recorded for (one payment per job; except that an assigned
    *   receipt takes the job from another worker's unassigned one, which stays recorded and
-   *   earns nothing); `double_assignment` for a receipt assigned to another worker than the
+   *   earns nothing; refused `job_already_recorded` while another worker's receipt holding the
+   *   job is open, it is kept as its worker's claim for the job, once per job and staked worker,
+   *   so that worker's later, different receipt for it is `equivocation`); `double_assignment`
+   *   for a receipt assigned to another worker than the
    *   job's recorded assigned receipt (the requester contradicted itself: the recorded one
    *   loses its credit if still open); `receipt_rejected` for a
    *   text receipt whose commitment has fewer than {@link MIN_COMMITMENT_CHUNK_SIZE} positions
@@ -507,12 +510,19 @@ export class Ledger {
         "the job's requester assigned it to two workers: neither receipt is paid",
       );
     }
+    if (entry?.kind === "unrecorded_claim") {
+      throw new LedgerRejectedError(
+        "job_already_recorded",
+        "another receipt for this job is already recorded (this one is kept as its worker's claim)",
+      );
+    }
     return this.receipt(check.receiptId)!;
   }
 
   /**
-   * The code {@link Ledger.recordReceipt} would refuse `receipt` with now (`equivocation` and
-   * `double_assignment` included: refused, though they write an entry), or undefined when it
+   * The code {@link Ledger.recordReceipt} would refuse `receipt` with now (`equivocation`,
+   * `double_assignment`, and `job_already_recorded` for a receipt kept as its worker's claim
+   * included: refused, though they write an entry), or undefined when it
    * would record it (or attach its assignment). Writes nothing. A caller that must do work for a
    * receipt only once it is recorded asks first: the ValidatorActor keeps a drawn receipt on disk
    * before recording it, and doing that for one the ledger then refuses made the refusal take
@@ -527,6 +537,7 @@ export class Ledger {
     if (!check.ok) return "receipt_rejected";
     try {
       const { kind } = receiptDecision(this.#view, receipt, check, options)();
+      if (kind === "unrecorded_claim") return "job_already_recorded";
       return kind === "equivocation" || kind === "double_assignment" ? kind : undefined;
     } catch (error) {
       if (error instanceof LedgerError) return error.code;

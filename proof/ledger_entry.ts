@@ -29,6 +29,9 @@ export const GENESIS_PREV = "0".repeat(64);
  * through the same `final`, `fraud`, `false_accusation`, `challenge`, `cleared`, `fault` and
  * `unresolved` entries as an inference receipt. `double_assignment` records a job's requester
  * assigning it to two workers: the open receipt recorded first loses its credit.
+ * `unrecorded_claim` keeps a receipt refused because another worker's open receipt holds its
+ * job, as its worker's claim for the job (moving nothing: a later, different receipt of that
+ * worker for the job is its equivocation).
  */
 export type LedgerEntryKind =
   | "genesis"
@@ -42,6 +45,7 @@ export type LedgerEntryKind =
   | "assigned"
   | "equivocation"
   | "double_assignment"
+  | "unrecorded_claim"
   | "challenge"
   | "cleared"
   | "fault"

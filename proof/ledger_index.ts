@@ -93,8 +93,13 @@ export const INDEX_FILE = "index.sqlite";
  * receipt took the job from), is kept with its claim, lock, and whether its worker was slashed
  * for equivocation on the job ({@link LedgerIndex.unrecordedClaim}, replacing
  * `unrecordedConviction` and format 3's table; review s62).
+ * 5: a receipt refused while another worker's receipt held its job is kept as its worker's claim
+ * (`unrecorded_claim` entries; {@link LedgerIndex.refusedClaimLocks}), an equivocation that is a
+ * double assignment too unpays the job's holder (`doubleAssignment` in its body), and a proof
+ * convicting a receipt the job was taken from for equivocation marks that worker's claim, not the
+ * job (stop 63): an index built before lacks those rows or marks the wrong one.
  */
-const INDEX_FORMAT = 4;
+const INDEX_FORMAT = 5;
 
 /**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
@@ -156,6 +161,11 @@ const SCHEMA = `
     tokens INTEGER, locked REAL NOT NULL, equivocated INTEGER NOT NULL,
     PRIMARY KEY (job, worker)
   ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS refused_claims (
+    job TEXT NOT NULL, worker TEXT NOT NULL, locked REAL NOT NULL, until INTEGER NOT NULL,
+    PRIMARY KEY (job, worker)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS refused_claims_by_worker ON refused_claims (worker, until);
   CREATE TABLE IF NOT EXISTS verdicts (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, verdict BLOB NOT NULL,
     validator TEXT, target TEXT
@@ -171,6 +181,7 @@ const ENTRY_TABLES = [
   "proofs",
   "unrewarded",
   "unrecorded_claims",
+  "refused_claims",
   "verdicts",
 ] as const;
 
@@ -216,6 +227,12 @@ export class LedgerIndex {
       unrecorded: p("SELECT * FROM unrecorded_claims WHERE job = ? AND worker = ?"),
       keepUnrecorded: p(
         "INSERT INTO unrecorded_claims (job, worker, receipt, output_hash, tokens, locked, equivocated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, worker) DO NOTHING",
+      ),
+      keepRefused: p(
+        "INSERT INTO refused_claims (job, worker, locked, until) VALUES (?, ?, ?, ?) ON CONFLICT (job, worker) DO NOTHING",
+      ),
+      refusedLocks: p(
+        "SELECT COALESCE(SUM(locked), 0) AS locked FROM refused_claims WHERE worker = ? AND until >= ?",
       ),
       equivocateUnrecorded: p(
         "UPDATE unrecorded_claims SET equivocated = 1 WHERE job = ? AND worker = ?",
@@ -397,7 +414,7 @@ export class LedgerIndex {
         // that worker only, where another worker's receipt holds the job).
         if (typeof b.equivocated === "string") {
           if (unrecorded !== undefined) q.equivocateUnrecorded.run(unrecorded.jobId, b.worker);
-          else q.equivocate.run(b.equivocated);
+          else this.#equivocateOf(b.equivocated, b.receiptId);
         }
         return void status("fraud");
       }
@@ -424,27 +441,25 @@ export class LedgerIndex {
         if (was === "pending" || was === "challenged" || was === "unpaid") {
           q.keepUnrewarded.run(b.receiptId, b.slashed);
         }
+        // Assigned while another worker's assigned receipt held the job: that one is unpaid.
+        const twice = b.doubleAssignment as { receiptId: string } | undefined;
+        if (twice !== undefined) q.uncredit.run(twice.receiptId);
         return void status("fraud");
       }
       case "assigned":
         return void q.assign.run(b.requester, b.credit, b.receiptId);
-      case "double_assignment": {
+      case "double_assignment":
         // The second worker's claim for the job, known here though never recorded (absent
         // from entries written before index format 4).
-        const u = unrecordedOf(b);
-        if (u?.worker !== undefined && u.receiptId !== undefined) {
-          const { jobId, worker, receiptId, outputHash, tokens, locked } = u;
-          q.keepUnrecorded.run(
-            jobId,
-            worker,
-            receiptId,
-            outputHash ?? null,
-            tokens ?? null,
-            locked,
-            0,
-          );
-        }
+        this.#keepClaim(unrecordedOf(b));
         return void q.uncredit.run(b.receiptId);
+      case "unrecorded_claim": {
+        // A receipt refused while another worker's receipt held its job: its worker's claim,
+        // and the stake it would lock inside the holder's window (`refusedClaimLocks`).
+        const u = unrecordedOf(b);
+        this.#keepClaim(u);
+        if (u?.worker !== undefined) q.keepRefused.run(u.jobId, u.worker, u.locked, u.pendingUntil);
+        return;
       }
       case "challenge":
         return void status("challenged");
@@ -527,6 +542,37 @@ export class LedgerIndex {
     return this.#q.accused.get(validator, receiptId) !== undefined;
   }
 
+  /** The claim an entry keeps (`unrecorded` in its body, naming its worker and receipt). */
+  #keepClaim(u: UnrecordedBody | undefined): void {
+    if (u?.worker === undefined || u.receiptId === undefined) return;
+    const { jobId, worker, receiptId, outputHash, tokens, locked } = u;
+    this.#q.keepUnrecorded.run(
+      jobId,
+      worker,
+      receiptId,
+      outputHash ?? null,
+      tokens ?? null,
+      locked,
+      0,
+    );
+  }
+
+  /**
+   * `jobId` settled for equivocation by a proof about recorded `receiptId`: the job's, when that
+   * receipt holds it; else (the job was taken from it, `#keepSuperseded`) its worker's claim
+   * only. Stop 63: the job's mark let the copier's variant coming later be slashed again, and
+   * spared the holder's own equivocation.
+   */
+  #equivocateOf(jobId: string, receiptId: string): void {
+    const q = this.#q;
+    const job = q.job.get(jobId) as { receipt: string } | undefined;
+    const rec = q.receipt.get(receiptId) as { worker: string } | undefined;
+    if (job === undefined || job.receipt === receiptId || rec === undefined) {
+      return void q.equivocate.run(jobId);
+    }
+    q.equivocateUnrecorded.run(jobId, rec.worker);
+  }
+
   /** Rows for `b.receiptId` of `b.worker`, never recorded here, now convicted. */
   #convictUnrecorded(b: Record<string, never>, u: UnrecordedBody): void {
     const q = this.#q;
@@ -567,6 +613,16 @@ export class LedgerIndex {
       rec.locked,
       job.equivocated,
     );
+  }
+
+  /**
+   * What the claims of `worker` (hex) kept from its refused receipts (`unrecorded_claim`
+   * entries) would lock together, counting those whose job holder's window is not over at `now`:
+   * a claim is kept only while the worker's free stake covers this and its own lock
+   * (`unrecordedClaimEntry`), so one stake keeps claims for a bounded number of jobs at a time.
+   */
+  refusedClaimLocks(worker: string, now: number): number {
+    return (this.#q.refusedLocks.get(worker, now) as { locked: number }).locked;
   }
 
   /**

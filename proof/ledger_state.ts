@@ -342,7 +342,8 @@ export class LedgerState {
     switch (entry.kind) {
       case "genesis":
       case "verdict":
-        return; // verdicts move no balance; the history index keeps them
+      case "unrecorded_claim":
+        return; // they move no balance; the history index keeps them
       case "false_accusation":
         move(this.#account(b.validator), "stake", -b.penalty);
         return;
@@ -402,6 +403,11 @@ export class LedgerState {
           const second = b.second as unknown as { worker: Uint8Array };
           move(this.#account(toHex(second.worker)), "stake", -b.slashed);
         }
+        // The second receipt came assigned while another worker's assigned receipt held the
+        // job: that one is not paid either (as a `double_assignment`).
+        const twice = b.doubleAssignment as { receiptId: string } | undefined;
+        const holder = twice === undefined ? undefined : this.#open.get(twice.receiptId);
+        if (holder) holder.credit = 0;
         return;
       }
       case "training_equivocation": {

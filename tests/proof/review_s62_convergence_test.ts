@@ -88,9 +88,10 @@ Deno.test("review s62: honest ledgers that get the same evidence in 20 different
       w1: { balance: 19, stake: 100_000 - 120, locked: 0 },
       // B's lock (240) and E's larger claim (20 × 30 = 600) slashed.
       w2: { balance: 0, stake: 100_000 - 240 - 600, locked: 0 },
-      // C 8 + F 20 + H 9 + J 3; L's lock (20 × 11 = 220) slashed.
-      w3: { balance: 40, stake: 100_000 - 220, locked: 0 },
-      copier: { balance: 0, stake: 10_000, locked: 0 },
+      // C 8 + F 20 + H 9 + J 3 + M 9; L's lock (20 × 11 = 220) slashed.
+      w3: { balance: 49, stake: 100_000 - 220, locked: 0 },
+      // M's larger claim's lock (20 × 30 = 600) slashed, once, for its equivocation.
+      copier: { balance: 0, stake: 10_000 - 600, locked: 0 },
       // Half of B's and L's slashes; its false proof of F costs 100.
       v1: { balance: 120 + 110, stake: 1_000 - 100, locked: 0 },
       // Half of I's slash; its false proof of B costs 100.

@@ -206,8 +206,8 @@ export interface World {
  * contradicting receipts for one job, an honest receipt falsely accused, a
  * job its requester assigned to two workers, a copier racing the worker, a proof about a variant
  * of a receipt (another signature of the same claim), and an accuser pledged for less than two
- * penalties accusing twice, a cheat convicted whether or not its assignment came first; and three
- * finalize ticks.
+ * penalties accusing twice, a cheat convicted whether or not its assignment came first, a
+ * copier's copy and variant of a worker's receipt; and three finalize ticks.
  */
 export function buildWorld(): World {
   const { w1, w2, w3, copier, v1, v2, v3 } = parties;
@@ -341,6 +341,23 @@ export function buildWorld(): World {
   evidence.push(announce("L w3 bare", l, false));
   evidence.push(announce("L w3 assigned", l, true));
   evidence.push(proof("L proof v1 (confirmed)", signedProof(l, 6212, v1), l, v1, true));
+
+  // M: the copier's copy of w3's receipt and a variant of its own (another output, 30 tokens),
+  // both bare: the copier is slashed the larger claim's lock once, whichever of its two claims
+  // came, before or after w3's (stop 63: refused after w3's, the first is kept as its claim, an
+  // `unrecorded_claim` entry, so the second is its equivocation there too).
+  const m = receipt(6213, 9, w3);
+  const mCopy = receipt(6213, 9, copier);
+  const mVariant = resigned(mCopy, { tokenCount: 30, outputHash: "88".repeat(32) }, copier);
+  jobs.push({
+    n: 6213,
+    about: "copier's copy and variant",
+    receipts: [m, mCopy, mVariant],
+    firstComesFirst: true,
+  });
+  evidence.push(announce("M w3", m, true));
+  evidence.push(announce("M copier copy", mCopy, false));
+  evidence.push(announce("M copier variant", mVariant, false));
 
   evidence.push(tick("tick 1"), tick("tick 2"), tick("tick 3"));
   return { evidence, jobs, verdictIds };
