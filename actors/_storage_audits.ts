@@ -3,7 +3,8 @@
  * timed rounds of its `auditIntervalMs`): a holder challenged on chunks and judged with a signed
  * verdict ({@link StorageAudits.audit}, `storage/audit.ts`), and one round over this node's
  * replicated files at a time ({@link StorageAudits.auditRound}, `storage/audit_round.ts`), ended
- * by the actor's stop. Owned by the actor, built in its constructor on its {@link StorageCore}.
+ * by the node's stop (`StorageCore.stopping`). Owned by the actor, built in its constructor on its
+ * {@link StorageCore}.
  * Not part of the public API.
  *
  * @module
@@ -22,17 +23,17 @@ export class StorageAudits {
   readonly #core: StorageCore;
   /** The audit round running, if one is. */
   #auditing: Promise<AuditRoundReport> | null = null;
-  /** Aborted when the actor stops: a running audit round ends after its current holder. */
-  readonly #stopping = new AbortController();
 
   /** @param core The actor's state and calls (its options, stores, peers). */
   constructor(core: StorageCore) {
     this.#core = core;
   }
 
-  /** End the round running after its current holder, and wait for it (the actor's stop). */
-  async stop(): Promise<void> {
-    this.#stopping.abort();
+  /**
+   * Wait for the round running, if one is (the actor's stop, once it has aborted
+   * `StorageCore.stopping`, which calls off its audit under way and the holders after it).
+   */
+  async settled(): Promise<void> {
     await this.#auditing?.catch(() => {});
   }
 
@@ -72,6 +73,7 @@ export class StorageAudits {
       isLegacyManifest: (cid) => store.isLegacyManifest(cid),
     };
     const files = new FileStore(reads, this.#core.fileOptions());
+    const stopping = this.#core.stopping;
     const report = await runAuditRound({
       roots,
       blocksOf: async (root) => (await files.blocks(root)).map(storageKey),
@@ -84,9 +86,12 @@ export class StorageAudits {
       // The stop calls off the audit running, not only the holders after it: waited out, it held
       // the stop for its timeout (30 s, and as long for the references, past the actor system's
       // stop bound) and then blamed the holder for an answer this node's stop cut off (review s62).
-      audit: (peer, cids) => this.audit(peer, cids, this.#stopping.signal),
-      repair: (cids) => replicated.repair(cids),
-      signal: this.#stopping.signal,
+      // The node's stop too, which closes the holders' connections before this actor stops: each
+      // holder after the one cut off failed at once on its closed connection, and was blamed, and
+      // the repair after counted each copy it could not send against its holder (stop 63).
+      audit: (peer, cids) => this.audit(peer, cids),
+      repair: (cids) => replicated.repair(cids, { signal: stopping }),
+      signal: stopping,
     });
     replicated.auditRoundEnded(); // the holders' strikes age by rounds (`failedAudit`)
     if (report.holders > 0 || report.errors > 0) {
@@ -107,7 +112,8 @@ export class StorageAudits {
 
   /**
    * Audit `holder` on `cids` (the `audit` message, and each holder of a round), signing a verdict
-   * on failure. `signal` calls it off: then nobody is judged, and it rejects with its reason.
+   * on failure. `signal`, or the node's stop (`StorageCore.stopping`), calls it off: then nobody
+   * is judged, and it rejects with its reason.
    */
   async audit(holder: StoragePeer, cids: string[], signal?: AbortSignal): Promise<AuditResult> {
     const identity = this.#core.options.identity;
@@ -121,9 +127,15 @@ export class StorageAudits {
       // Only a chunk this node knows it gave the holder (or saw it prove) is its fault to lack:
       // one written while it was down or before it joined is not. The record outlives restarts.
       wasGiven: (holderId, cid) => given.has(holderId, cid),
+      // The holder's answer failed once the node was stopping: its network had closed the
+      // connection (it stops before this actor), which the holder did nothing to (stop 63).
+      stopping: () => this.#core.stopped(),
       onVerdict: this.#core.options.onVerdict,
     });
-    const result = await auditor.audit(holder, cids, { signal });
+    const stopping = this.#core.stopping;
+    const result = await auditor.audit(holder, cids, {
+      signal: signal === undefined ? stopping : AbortSignal.any([signal, stopping]),
+    });
     // What it proved it holds, it was given (however it got it): losing it later is its fault.
     const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));
     for (const cid of result.sampled) if (!open.has(cid)) given.add(holder.id, cid);

@@ -40,4 +40,17 @@ export interface StorageCore {
   fileOptions(): FileStoreOptions;
   /** What the pins here reach, and the blocks running puts hold. */
   readonly scope: StorageScope;
+  /**
+   * Aborted once this node is stopping ({@link StorageCore.stopped}): the audits under way are
+   * called off with it, judging no one.
+   */
+  readonly stopping: AbortSignal;
+  /**
+   * Whether this node is stopping: the actor's stop has begun, or its actor system's shutdown. The
+   * shutdown stops the NetworkActor, and every connection to a storage peer with it, before this
+   * actor (the network first: it says goodbye), so a peer's call that fails from then on failed by
+   * this node's stop, not the peer's fault. The first call that sees the shutdown aborts
+   * {@link StorageCore.stopping}.
+   */
+  stopped(): boolean;
 }

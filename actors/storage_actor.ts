@@ -178,6 +178,10 @@ export class StorageActor {
   readonly #failures: PeerFailures;
   /** The answers of asks answered later ({@link LATER_REPLIES}) still running. */
   readonly #running = new Set<Promise<unknown>>();
+  /** Aborted once this node is stopping (`StorageCore.stopping`, `#stopped`). */
+  readonly #stopping = new AbortController();
+  /** The actor system this actor runs in (from its start), whose shutdown is the node's stop. */
+  #system: ActorSystem | undefined;
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -213,6 +217,8 @@ export class StorageActor {
       blocks: () => this.#blocks(),
       fileOptions: () => this.#fileOptions(),
       scope: this.#scope,
+      stopping: this.#stopping.signal,
+      stopped: () => this.#stopped(),
     };
     this.#audits = new StorageAudits(this.#core);
   }
@@ -224,6 +230,7 @@ export class StorageActor {
   }
 
   async #open(ctx: StorageActorContext | undefined): Promise<void> {
+    this.#system = ctx?.system;
     const store = await ChunkStore.open(this.#options.dir, this.#options.store);
     this.#store = store;
     this.#given = await GivenChunks.open(join(this.#options.dir, GIVEN_CHUNKS_FILE), {
@@ -304,6 +311,9 @@ export class StorageActor {
         ...this.#options.replication,
         given: this.#given!,
         onReplicaFailure: (event) => {
+          // A peer's call cut off by this node's stop (its network closed the connection first)
+          // is no failure of that peer's: counted, it showed in the log and `/metrics` (stop 63).
+          if (this.#stopped()) return;
           this.#failures.failed(event);
           this.#options.replication?.onReplicaFailure?.(event);
         },
@@ -352,6 +362,15 @@ export class StorageActor {
       isLegacyManifest: (cid) => store.isLegacyManifest(cid),
     };
   }
+
+  /** See {@link StorageCore.stopped}. */
+  #stopped(): boolean {
+    if (!this.#stopping.signal.aborted && this.#system?.stopping === true) {
+      this.#stopping.abort(new DOMException("the node is stopping", "AbortError"));
+    }
+    return this.#stopping.signal.aborted;
+  }
+
   /** Resolves when repair passes started by departed holders are done (tests, shutdown). */
   repairIdle(): Promise<void> {
     return this.#holderRepair?.idle() ?? Promise.resolve();
@@ -369,7 +388,10 @@ export class StorageActor {
    */
   async postStop(): Promise<void> {
     await Promise.allSettled(this.#running); // asks answered later: cut off by the actor's signal
-    await this.#audits.stop(); // it writes to the record closed below
+    // The audits under way are called off (`StorageCore.stopping`), and waited for: they write to
+    // the record closed below.
+    this.#stopping.abort(new DOMException("the storage actor is stopping", "AbortError"));
+    await this.#audits.settled();
     await this.#holderRepair?.idle();
     this.#holderRepair?.stop(); // its retry timer (queued retries wait for the next change)
     await this.#replicated?.flush();

@@ -1,9 +1,10 @@
 /**
  * How a started node stops ({@link nodeShutdown}): `shutdown()` says so (`stopping`), then stops
  * the heartbeat, the HTTP API, the actors (the network first: it says goodbye to every peer before
- * its connections close, `protocols/peer_goodbye.ts`) and the models in that order, each step
- * whatever the one before did; `finished` settles once the actor system has terminated — by
- * `shutdown`, or with `fatal` when the node supervisor gave up — after the same shutdown. Used by
+ * its connections close, `protocols/peer_goodbye.ts`; the StorageActor, stopped after it, blames
+ * no holder for a call those closes cut off, `StorageCore.stopped`) and the models in that order,
+ * each step whatever the one before did; `finished` settles once the actor system has terminated —
+ * by `shutdown`, or with `fatal` when the node supervisor gave up — after the same shutdown. Used by
  * `node.ts` for `VeriflowNode`'s `shutdown`, `finished` and `waitForPeer`. Not part of the public
  * API.
  *

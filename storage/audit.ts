@@ -105,6 +105,13 @@ export interface StorageAuditorOptions {
    * sampled chunk was given.
    */
   wasGiven?(holderId: string, cid: string): boolean;
+  /**
+   * Whether the auditor's own node is stopping, asked when the holder's answer fails (no answer,
+   * an error): a node stops its network, and every connection to a holder with it, before its
+   * storage, and a challenge its own stop cut off says nothing of the holder. Then nobody is
+   * judged, and the audit rejects as when its `signal` aborts. Default: never.
+   */
+  stopping?(): boolean;
   /** Also sign a `valid` verdict for passed audits. Default `false`. */
   signPasses?: boolean;
   /** Receives every signed verdict (the ledger's sink). */
@@ -161,8 +168,11 @@ export class StorageAuditor {
     let proofs: (Uint8Array | null)[] | null = null;
     try {
       proofs = await untilAborted(holder.proveChunks(nonce, sampled, { signal }), signal);
-    } catch {
+    } catch (error) {
       options?.signal?.throwIfAborted(); // our own cancellation is not the holder's fault
+      if (this.#options.stopping?.()) { // nor is our own stop
+        throw new DOMException(`the auditing node is stopping (${String(error)})`, "AbortError");
+      }
     }
     // Blame needs a reference copy: a chunk nobody can produce proves nothing against anyone.
     const referenceTimeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
