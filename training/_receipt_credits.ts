@@ -19,7 +19,14 @@
  * and never asked again: a peer's fraud proof about it found its receipt unknown here (held for a
  * receipt that never came), and the lazy trainer every other ledger slashed kept its stake in this
  * one, and in every node that heard of the receipt only through this one. Who pays when the ledger stays down past the tries or the bound is full: the
- * same, as before. An answer (a refusal: no stake to lock, a duplicate) is final.
+ * same, as before. An answer (a refusal: no stake to lock, a duplicate) is final, but one:
+ *
+ * **A peer's receipt that came before its trainer's stake is held for it** (review s63,
+ * `_stake_held_training_receipts.ts`): refused `insufficient_stake` while its trainer has never
+ * staked here, it is recorded again once the trainer has (the validator's `stakes_again`, every
+ * `pledgeRecheckMs`), as where the pledge came first. Before, it stayed unrecorded here: the proof
+ * about a lazy one was held for it for good, and that trainer kept here the stake every other
+ * ledger slashed.
  *
  * The ledger belongs to the ValidatorActor, asked through the validator. Owned by the validator,
  * read and written only inside its `receive`; its outcome audits (`_outcome_audits.ts`) credit a
@@ -28,7 +35,9 @@
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
+import { toHex } from "../protocols/hash.ts";
 import {
   type OutcomeBody,
   type TrainingGossip,
@@ -36,6 +45,7 @@ import {
   TrainingReceiptMessage,
 } from "../protocols/training_messages.ts";
 import type {
+  HasStakedMessage,
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
 } from "../actors/validator_messages.ts";
@@ -45,6 +55,8 @@ import {
   verifyTrainingReceipt,
 } from "./training_receipt.ts";
 import { LedgerRetries } from "./_ledger_retries.ts";
+import { STAKE_HOLD_MS, StakeHeldTrainingReceipts } from "./_stake_held_training_receipts.ts";
+import { PLEDGE_RECHECK_MS } from "./_pledge_held_training_proofs.ts";
 import type { TrainingProofIntake } from "./_training_proof_intake.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
 import type { ClaimTakeovers } from "./_claim_takeovers.ts";
@@ -85,7 +97,7 @@ export interface ReceiptCreditsOptions {
   /** Ask the ValidatorActor holding the ledger; rejects when there is none, or no answer. */
   ask<R>(
     ctx: ActorContext<TrainingValidatorMessage>,
-    message: TrainingReceiptLedgerMessage,
+    message: TrainingReceiptLedgerMessage | HasStakedMessage,
   ): Promise<R>;
   /** Pass gossip on to every peer but the one it came from. */
   publish(
@@ -106,6 +118,13 @@ export interface ReceiptCreditsOptions {
    * The timers its waits before a try again run on (the validator's `timers`); default real time.
    */
   timers?: ConnectionTimers;
+  /**
+   * How often the ledger is asked whether the trainers of the receipts held for their stake have
+   * staked, ms; default `PLEDGE_RECHECK_MS` (the validator's `pledgeRecheckMs`).
+   */
+  stakeRecheckMs?: number;
+  /** The validator's clock, ms (when a receipt was held for its trainer's stake); default now. */
+  now?: () => number;
   /** Where one line per kept or dropped receipt goes. */
   log?: (line: string) => void;
 }
@@ -118,6 +137,10 @@ export class ReceiptCredits {
   readonly #challenges: TrainingChallengeRun;
   /** Peers' receipts the ledger did not answer for, by receipt id (see the module doc). */
   readonly #kept: LedgerRetries<KeptReceipt>;
+  /** Peers' receipts refused before their trainer's stake came here (see the module doc). */
+  readonly #stakeHeld = new StakeHeldTrainingReceipts();
+  /** Whether a `stakes_again` is on its way. */
+  #stakesAgainScheduled = false;
 
   /** @param options See {@link ReceiptCreditsOptions}. */
   constructor(options: ReceiptCreditsOptions) {
@@ -236,12 +259,72 @@ export class ReceiptCredits {
     if (unanswered !== undefined && this.#parts.hasLedger !== false) {
       await this.#kept.keep(ctx, { body, origin, attempts: attempts + 1 }, unanswered);
     }
+    if (answer.refusal === "insufficient_stake" && origin !== "local") {
+      await this.#holdForStake(ctx, body, origin);
+    }
     if (answer.fresh) {
       this.#parts.publish(ctx, { kind: "receipt", body }, origin);
       this.#recordedHere(body.receipt);
     }
     if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(body.receipt));
     return answer;
+  }
+
+  /**
+   * Hold a peer's receipt refused for want of its trainer's stake when that trainer never staked
+   * here: its pledge may not have come yet (see the module doc). Recorded again once it has
+   * ({@link ReceiptCredits.stakesAgain}).
+   */
+  async #holdForStake(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    body: TrainingReceiptBody,
+    origin: string,
+  ): Promise<void> {
+    const staked = await this.#parts.ask<boolean>(ctx, {
+      type: "has_staked",
+      key: body.receipt.trainer,
+    }).catch(() => true); // no answer: not held (the refusal stands, as before)
+    if (staked) return;
+    const since = (this.#parts.now ?? Date.now)();
+    if (!this.#stakeHeld.hold({ body, origin, since })) {
+      this.#parts.log?.(
+        `training validator: training receipt ${
+          trainingReceiptId(body.receipt).slice(0, 12)
+        } not held for its trainer's stake (the hold is full)`,
+      );
+    }
+    this.#stakesAgainLater(ctx);
+  }
+
+  /**
+   * Record again the receipts held for their trainer's stake whose trainer has staked here since
+   * (a trainer's pledge lets through its receipts that came first, in order); those held past
+   * `STAKE_HOLD_MS` are forgotten. The validator's `stakes_again`.
+   */
+  async stakesAgain(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    this.#stakesAgainScheduled = false;
+    this.#stakeHeld.expire((this.#parts.now ?? Date.now)() - STAKE_HOLD_MS);
+    for (const trainer of this.#stakeHeld.trainers()) {
+      if (ctx.signal.aborted) return;
+      const staked = await this.#parts.ask<boolean>(ctx, { type: "has_staked", key: trainer })
+        .catch(() => false);
+      if (!staked) continue;
+      for (const held of this.#stakeHeld.take(toHex(trainer))) {
+        await this.#record(held.body, held.origin, ctx, 0);
+      }
+    }
+    this.#stakesAgainLater(ctx);
+  }
+
+  /** Ask the ledger again after the recheck wait, while receipts wait for their trainer's stake. */
+  #stakesAgainLater(ctx: ActorContext<TrainingValidatorMessage>): void {
+    if (this.#stakesAgainScheduled || this.#stakeHeld.size === 0) return;
+    this.#stakesAgainScheduled = true;
+    const wait = this.#parts.stakeRecheckMs ?? PLEDGE_RECHECK_MS;
+    // Told, not run here: the held receipts change in `receive` (`stakes_again`).
+    void sleep(wait, ctx.signal, this.#parts.timers).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "stakes_again" });
+    }).catch(() => {}); // this actor stopped meanwhile: the held receipts go with it
   }
 
   /**
@@ -322,7 +405,7 @@ export class ReceiptCredits {
 
   #ledger<R>(
     ctx: ActorContext<TrainingValidatorMessage>,
-    message: TrainingReceiptLedgerMessage,
+    message: TrainingReceiptLedgerMessage | HasStakedMessage,
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
   }

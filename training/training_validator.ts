@@ -55,6 +55,9 @@
  *                                accuser has staked since go through the intake again; the
  *                                held ones (and those held for their receipt) are kept on disk
  *                                (`ownProofsDir`) for the next start
+ * stakes_again {}                internal: the peers' receipts held for their trainer's stake
+ *                                whose trainer has staked since are recorded again
+ *                                (`_receipt_credits.ts`, `_stake_held_training_receipts.ts`)
  * unanswered_again { hash, attempts } internal: the wait of a peer's proof kept because the
  *                                ledger did not answer its intake is over: through the intake
  *                                again (`_unanswered_training_proofs.ts`)
@@ -280,8 +283,9 @@ export interface TrainingValidatorOptions {
    */
   timers?: ConnectionTimers;
   /**
-   * How often the ledger is asked whether the accusers of the proofs held for their pledge have
-   * staked, ms; default `PLEDGE_RECHECK_MS` (`_pledge_held_training_proofs.ts`).
+   * How often the ledger is asked whether the accusers of the proofs held for their pledge, and
+   * the trainers of the peers' receipts held for their stake, have staked, ms; default
+   * `PLEDGE_RECHECK_MS` (`_pledge_held_training_proofs.ts`).
    */
   pledgeRecheckMs?: number;
 }
@@ -361,6 +365,7 @@ export type TrainingValidatorMessage =
   | { type: "stats" }
   | { type: "end_again" }
   | { type: "pledges_again" }
+  | { type: "stakes_again" }
   | {
     type: "unanswered_again";
     /** The kept proof's hash. */
@@ -553,6 +558,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       dir,
       retryMs: options.endRetryMs,
       timers: options.timers,
+      stakeRecheckMs: options.pledgeRecheckMs,
+      now: () => this.#now(),
       log: (line) => this.#log(line),
     });
     this.#proofs = new FraudProofChecks({
@@ -700,6 +707,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return await this.#endings.again(ctx);
       case "pledges_again":
         return await this.#intake.pledgesAgain(ctx);
+      case "stakes_again":
+        return await this.#credits.stakesAgain(ctx);
       case "unanswered_again":
         return this.#intake.unansweredAgain(ctx, message.hash, message.attempts);
       case "takeover_ended":
