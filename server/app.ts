@@ -35,6 +35,7 @@ import { KeyLimits } from "./key_limits.ts";
 import { MetricsRegistry } from "./metrics_registry.ts";
 import { openAiRoutes } from "./openai_routes.ts";
 import { originPolicy } from "./origin_policy.ts";
+import { allowedMethods } from "./allowed_methods.ts";
 import { streamRoutes } from "./stream_routes.ts";
 import type { DrainTimers } from "./serve.ts";
 
@@ -130,9 +131,24 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
     }
     return errorResponse(error);
   });
-  app.notFound((c) =>
-    errorResponse(new VeriflowError("not_found", `no route for ${c.req.method} ${c.req.path}`))
-  );
+  app.notFound((c) => {
+    // A known path asked with another method is the client's wrong method, not a wrong URL:
+    // 405 with `Allow`, as OpenAI answers it ("Invalid method for URL").
+    const allowed = allowedMethods(app.routes, c.req.path);
+    if (allowed.length === 0) {
+      return errorResponse(
+        new VeriflowError("not_found", `no route for ${c.req.method} ${c.req.path}`),
+      );
+    }
+    const response = errorResponse(
+      new VeriflowError(
+        "method_not_allowed",
+        `Invalid method for URL (${c.req.method} ${c.req.path}): it takes ${allowed.join(", ")}`,
+      ),
+    );
+    response.headers.set("allow", allowed.join(", "));
+    return response;
+  });
   // Before every route: a request from this machine under a name it was not given is a
   // DNS-rebinding page's (`host_guard.ts`).
   app.use(

@@ -99,6 +99,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   // A name two listed models claim (`AmbiguousModelError`): the client asks by CID.
   ambiguous_model: 400,
   not_found: 404,
+  // A known path asked with a method it does not take (`allowed_methods.ts`; `Allow` names them).
+  method_not_allowed: 405,
   duplicate_job: 409,
   // A job's `input` (`protocols/job_input.ts`): the client's (not text, too large, not the
   // named block), or no node has it (404), or this node could not read it now (503).
