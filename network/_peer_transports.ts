@@ -5,8 +5,10 @@
  * handshake every connection is opened with, whatever its transport
  * ({@link PeerTransports.open}: the bounds on handshakes at once, `connection_limits.ts`; the
  * key a swarm connection's Noise handshake proved; the peer services served on it), and the
- * goodbyes (`protocols/peer_goodbye.ts`): said to every peer when the node stops, and heard from
- * a peer that stops, whose connection then closes at once. A connection opened here is handed to
+ * goodbyes (`protocols/peer_goodbye.ts`): said when the node stops to every connection opened
+ * here, in the actor's table or not yet (a `peer_up` the stop discarded), and to one whose
+ * handshake ends once the stop began (refused with it); and heard from a peer that stops, whose
+ * connection then closes at once. A connection opened here is handed to
  * the actor as a `peer_up` message (a peer's goodbye as `peer_down`): the actor's table is only
  * touched in its `receive`. Owned and used by the NetworkActor (`network_actor.ts`, which re-exports
  * {@link MAX_REDIAL_MS}); not part of the public API.
@@ -119,10 +121,7 @@ export interface PeerTransportsOptions {
   pledgeBudgets: PledgeBudgets;
   /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
   peerLog: LogLimiter;
-  /**
-   * The actor's open connections by hex peer key (only read: `reach` dials no connected key, and
-   * a stopping node says goodbye to each).
-   */
+  /** The actor's open connections by hex peer key (only read: `reach` dials no connected key). */
   peers: ReadonlyMap<string, readonly PeerEntry[]>;
   /** The protocols every connection offers (set in the actor's `preStart`). */
   protocols: () => Protocol[];
@@ -145,6 +144,14 @@ export class PeerTransports {
   #dials?: KeyDials;
   readonly #pledgeBudgets: PledgeBudgets;
   readonly #peerLog: LogLimiter;
+  /**
+   * Every connection opened here and not closed yet, in the table or not: one whose `peer_up`
+   * waits in the actor's mailbox belongs to no one else, and a stop that discards the message
+   * must still say goodbye to it and close it ({@link PeerTransports.close}).
+   */
+  readonly #open = new Set<Connection>();
+  /** The connections told goodbye already: a peer is told once. */
+  readonly #toldGoodbye = new WeakSet<Connection>();
 
   /** @param parts See {@link PeerTransportsOptions}. */
   constructor(parts: PeerTransportsOptions) {
@@ -197,7 +204,7 @@ export class PeerTransports {
               outbound: false,
               host: group,
             })
-              .catch(() => connection.close()), // stopping: nobody would own it
+              .catch(() => this.#refuse(connection)), // stopping: nobody would own it
           (error) => this.handshakeFailed(remote, error),
         );
       }, (line) => this.#log(line));
@@ -228,7 +235,7 @@ export class PeerTransports {
         this.open(peer.duplex, peer.close, ctx, peer.remoteKey).then(
           (connection) =>
             ctx.self.tell({ type: "peer_up", connection, address, outbound: peer.initiator })
-              .catch(() => connection.close()),
+              .catch(() => this.#refuse(connection)),
           (error) => this.handshakeFailed(address, error),
         );
       },
@@ -263,13 +270,25 @@ export class PeerTransports {
 
   /**
    * Say goodbye to every peer (`stopping`), then close the listener, the dials and the swarm (in
-   * the actor's `postStop`, first; the actor closes the connections after it).
+   * the actor's `postStop`, first), and the connections that never reached the actor's table (a
+   * `peer_up` the stop discarded); the actor closes its table's after it.
    */
   async close(): Promise<void> {
-    await this.#sayGoodbye("stopping");
+    await this.#sayGoodbye([...this.#open], "stopping");
     await this.#listener?.close();
     this.#dials?.stop();
     await this.#swarm?.close();
+    await Promise.all([...this.#open].map((connection) => connection.close()));
+  }
+
+  /**
+   * Say goodbye (`stopping`) to a connection the stopping actor will not take, then close it: its
+   * handshake ended once the stop began, or its `peer_up` found the mailbox closed. The peer sees
+   * a stop, as the ones in the table do, not a connection dropped under it.
+   */
+  async #refuse(connection: Connection): Promise<void> {
+    await this.#sayGoodbye([connection], "stopping");
+    await connection.close();
   }
 
   /**
@@ -312,9 +331,14 @@ export class PeerTransports {
     }
     // Once the connection is done, so is the socket, even if a peer that stopped reading
     // still holds our last writes (a half-closed peer never ends them).
-    connection.closed.then(() => close());
+    this.#open.add(connection);
+    connection.closed.then(() => {
+      this.#open.delete(connection);
+      close();
+    });
     if (ctx.signal.aborted) {
-      await connection.close();
+      // The handshake ended after the stop began: refused with the goodbye the others got.
+      await this.#refuse(connection);
       throw new Error("the network actor stopped");
     }
     servePeer(connection, connection.peerKey!, {
@@ -335,17 +359,18 @@ export class PeerTransports {
   }
 
   /**
-   * Tell every open connection that speaks {@link GOODBYE_PROTOCOL} that this node leaves, and
-   * why; resolves once the goodbyes are written, or after {@link GOODBYE_WAIT_MS}, whichever comes
-   * first: a stop never waits on a peer. A peer that does not know goodbyes gets none.
+   * Tell each of `connections` that is open and speaks {@link GOODBYE_PROTOCOL} that this node
+   * leaves, and why (once per connection); resolves once the goodbyes are written, or after
+   * {@link GOODBYE_WAIT_MS}, whichever comes first: a stop never waits on a peer. A peer that does
+   * not know goodbyes gets none.
    */
-  async #sayGoodbye(reason: GoodbyeReason): Promise<void> {
+  async #sayGoodbye(connections: Iterable<Connection>, reason: GoodbyeReason): Promise<void> {
     const sent: Promise<void>[] = [];
-    for (const list of this.#peers.values()) {
-      for (const { connection } of list) {
-        if (connection.isClosed || !connection.supports(GOODBYE_PROTOCOL.name)) continue;
-        sent.push(connection.notify(PeerGoodbyeMessage, { reason }).catch(() => {}));
-      }
+    for (const connection of connections) {
+      if (connection.isClosed || !connection.supports(GOODBYE_PROTOCOL.name)) continue;
+      if (this.#toldGoodbye.has(connection)) continue;
+      this.#toldGoodbye.add(connection);
+      sent.push(connection.notify(PeerGoodbyeMessage, { reason }).catch(() => {}));
     }
     if (sent.length === 0) return;
     const timers = this.#timers;
@@ -391,7 +416,7 @@ export class PeerTransports {
         try {
           await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
         } catch (error) {
-          await connection.close(); // stopping: nobody would own it
+          await this.#refuse(connection); // stopping: nobody would own it
           throw error;
         }
         await connection.closed;

@@ -32,7 +32,8 @@
  * any message) and named protocols (`peer_services.ts`), so a peer that does not keep a ledger
  * is never sent a receipt and one that does not serve inference is never sent a job. Peer
  * connections come and go by messages to this actor (`peer_up`, `peer_down`); its table is only
- * touched in `receive`.
+ * touched in `receive`, and each change of it (a peer up, its models, hello or conviction, a peer
+ * down) is told to `peerChanges` there (`peer_changes.ts`), for whoever waits on a peer.
  *
  * Transports: TCP (static peers on a LAN or loopback) and, when configured, Hyperswarm through
  * the swarm host (`swarm_host.ts`), which hands this actor each peer's byte stream with the key
@@ -49,6 +50,7 @@ import {
 } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
 import { LogLimiter } from "./log_limiter.ts";
+import type { PeerChange, PeerChanges } from "./peer_changes.ts";
 import { PeerStoppedError } from "../protocols/peer_goodbye.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -166,6 +168,12 @@ export interface NetworkActorOptions {
    * time between two `inference.list_models` asked of one peer.
    */
   helloIntervalMs?: number;
+  /**
+   * Where the table's changes are told (`peer_changes.ts`: a peer up, its models, hello or
+   * conviction, a peer down), for whoever waits on a peer; made by the caller, so it outlives the
+   * actor's restarts. Absent: told nowhere.
+   */
+  peerChanges?: PeerChanges;
 }
 
 /** How the node joins Hyperswarm. */
@@ -456,6 +464,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     await this.#transports.close();
     const all = [...this.#peers.values()].flat();
     this.#peers.clear();
+    for (const entry of all) this.#changed("down", entry);
     await Promise.all(all.map((p) => p.connection.close()));
     this.#peerLog.flush();
   }
@@ -472,6 +481,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
         if (entry) {
           entry.models = message.models;
           entry.info.models = message.models.map((m) => m.cid);
+          this.#changed("updated", entry);
           this.#hellos.listed(entry, ctx);
         }
         return;
@@ -515,7 +525,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
             : this.#routing.keptOffMs(message.model),
         };
       case "peers":
-        return [...this.#peers.values()].flat().map((p) => ({ ...p.info }));
+        return [...this.#peers.values()].flat().map((p) => copyOf(p.info));
       case "listening":
         return this.#transports.listening;
       case "peer_convicted":
@@ -528,8 +538,14 @@ export class NetworkActor implements Actor<NetworkMessage> {
       }
       case "storage_peers":
         return this.#holders();
-      case "peer_hello":
-        return this.#hellos.onHello(message.connection, message.hello, ctx);
+      case "peer_hello": {
+        const entry = this.#entryOf(message.connection);
+        const before = entry?.hello;
+        this.#hellos.onHello(message.connection, message.hello, ctx);
+        // Kept (signed by its key, and newer): what the table shows of it changed.
+        if (entry !== undefined && entry.hello !== before) this.#changed("updated", entry);
+        return;
+      }
       case "hello_signed":
         return this.#hellos.sendHello(message.hello);
       case "peer_standing": {
@@ -589,8 +605,18 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const pledges = this.#pledgeSendBudgets.of(key);
     const validator = this.#services?.validator;
     const checking = validator !== undefined && !info.convicted;
-    list.push({ connection, info, models: [], storage, pledges, checking, host: message.host });
+    const entry: PeerEntry = {
+      connection,
+      info,
+      models: [],
+      storage,
+      pledges,
+      checking,
+      host: message.host,
+    };
+    list.push(entry);
     this.#peers.set(key, list);
+    this.#changed("up", entry);
     if (storage !== undefined) this.#storagePeersChanged(ctx);
     this.#log(
       `peer up   ${key.slice(0, 16)} ${message.address} (${
@@ -598,7 +624,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       })`,
     );
     connection.closed.then(() => tellQuietly(ctx, { type: "peer_down", connection }));
-    if (connection.supports(INFERENCE_PROTOCOL.name)) this.#hellos.askModels(list.at(-1)!, ctx);
+    if (connection.supports(INFERENCE_PROTOCOL.name)) this.#hellos.askModels(entry, ctx);
     // A worker slashed here before (in an earlier connection or run) is not sent jobs, nor
     // any job until the ledger said (a validator that does not answer in time clears it).
     if (checking) {
@@ -663,19 +689,18 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const before = this.#peers.get(key) ?? [];
     // Dropped already: a peer's goodbye drops it at once, and its close comes after.
     if (!before.some((p) => p.connection === connection)) return;
+    const gone = before.find((p) => p.connection === connection)!;
     const list = before.filter((p) => p.connection !== connection);
     if (list.length === 0) {
       this.#peers.delete(key);
       // Asked again at its next hello: kept, it grew for every key that ever said hello.
       this.#hellos.forget(key);
     } else this.#peers.set(key, list);
-    if (before.some((p) => p.connection === connection && p.storage !== undefined)) {
-      this.#storagePeersChanged(ctx);
-    }
+    if (gone.storage !== undefined) this.#storagePeersChanged(ctx);
+    this.#changed("down", gone);
     // Its address tells an operator which --peer it was; a close with no recorded reason (the
     // peer killed, or one older than goodbyes stopped) says that much rather than nothing.
-    const address = before.find((p) => p.connection === connection)?.info.address;
-    const at = `${key.slice(0, 16)}${address === undefined ? "" : ` ${address}`}`;
+    const at = `${key.slice(0, 16)} ${gone.info.address}`;
     const reason = connection.closeReason;
     if (reason instanceof PeerStoppedError) this.#log(`peer ${at} stopped (${reason.reason})`);
     else this.#log(`peer down ${at}: ${reason?.message ?? "connection closed"}`);
@@ -707,8 +732,16 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #onConvicted(key: string): void {
     if (this.#convicted.has(key)) return;
     this.#convicted.add(key);
-    for (const entry of this.#peers.get(key) ?? []) entry.info.convicted = true;
+    for (const entry of this.#peers.get(key) ?? []) {
+      entry.info.convicted = true;
+      this.#changed("updated", entry);
+    }
     this.#log(`peer ${key.slice(0, 16)} convicted of cheating: no more jobs are routed to it`);
+  }
+
+  /** Tell the peer changes (`peer_changes.ts`) what became of `entry`, with a copy of its info. */
+  #changed(type: PeerChange["type"], entry: PeerEntry): void {
+    this.#options.peerChanges?.emit({ type, peer: copyOf(entry.info) });
   }
 
   #entryOf(connection: Connection): PeerEntry | undefined {
@@ -731,6 +764,22 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #log(line: string): void {
     this.#options.log?.(line);
   }
+}
+
+/**
+ * A copy of a peer's info that its holder may change: its lists and its hello's parts are the
+ * table's own, and a listener or an asker that changed them changed the table.
+ */
+function copyOf(info: PeerInfo): PeerInfo {
+  const copy = {
+    ...info,
+    protocols: [...info.protocols],
+    models: [...info.models],
+    roles: [...info.roles],
+  };
+  if (info.load !== undefined) copy.load = { ...info.load };
+  if (info.storage !== undefined) copy.storage = { ...info.storage };
+  return copy;
 }
 
 function tellQuietly(ctx: ActorContext<NetworkMessage>, message: NetworkMessage): void {

@@ -20,6 +20,7 @@ import type { ModelRegistry } from "../inference/model_registry.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
+import type { PeerChanges } from "../network/peer_changes.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { nodeHello } from "./node_hello.ts";
@@ -58,6 +59,8 @@ export interface NodeChildrenInputs {
   training: TrainingInputs;
   /** The owner's key the storage's private tier encrypts this node's own files with. */
   ownerKey: OwnerKey;
+  /** Where the NetworkActor tells its peer table's changes (`VeriflowNode.waitForPeer` hears). */
+  peerChanges: PeerChanges;
 }
 
 /** The supervisor's children for the node's configuration, in start order. */
@@ -74,6 +77,7 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
     activity,
     training,
     ownerKey,
+    peerChanges,
   } = inputs;
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
@@ -196,6 +200,7 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           storage: () => roles.storage ? lookup<StorageMessage>(NODE_ACTORS.storage) : undefined,
           queueLimit: config.inference.queueLimit,
         }),
+        peerChanges,
         swarm: network.swarm.enabled
           ? {
             bootstrap: network.swarm.bootstrap,

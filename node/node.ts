@@ -51,6 +51,7 @@ import type { InferencePort } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import { checkPeerAddress } from "../network/peer_listener.ts";
+import { PeerChanges } from "../network/peer_changes.ts";
 import { NetworkInferencePort } from "../network/network_inference_port.ts";
 import type { PeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -76,7 +77,7 @@ import { nodeShutdown } from "./_node_shutdown.ts";
 import { waitForPeer, type WaitForPeerOptions } from "./wait_for_peer.ts";
 
 export { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
-export { NodeStoppedError, PEER_WAIT_POLL_MS, type WaitForPeerOptions } from "./wait_for_peer.ts";
+export { NodeStoppedError, PEER_TABLE_RETRY_MS, type WaitForPeerOptions } from "./wait_for_peer.ts";
 
 /**
  * NodeSupervisor restart intensity: 5 restarts in 30 s. A role that crashes in a loop (a bad
@@ -151,7 +152,7 @@ export interface VeriflowNode extends AsyncDisposable {
   /**
    * Resolves with the first peer in {@link peers} that `predicate` accepts (default: any): one
    * connected now, or the first to connect, list its models or send its hello later (the table is
-   * looked at every `PEER_WAIT_POLL_MS`, `node/wait_for_peer.ts`).
+   * read once, then the NetworkActor's peer changes are heard: `node/wait_for_peer.ts`).
    * @param predicate Which peer, e.g. one that serves a model.
    * @param options `signal`: aborting it rejects the wait with the signal's reason.
    * @returns The peer, as the table showed it when it matched.
@@ -366,6 +367,8 @@ async function startSteps(
       );
   };
 
+  // The peer table's changes, told by the NetworkActor (any incarnation of it): waitForPeer's.
+  const peerChanges = new PeerChanges();
   await system.supervise({
     name: NODE_ACTORS.supervisor,
     strategy: "one_for_one",
@@ -384,6 +387,7 @@ async function startSteps(
       activity,
       training,
       ownerKey,
+      peerChanges,
     }),
   });
   step();
@@ -467,7 +471,7 @@ async function startSteps(
     peerAddress,
     peers,
     waitForPeer: (predicate, waitOptions) =>
-      waitForPeer({ peers, stopping }, predicate, waitOptions),
+      waitForPeer({ peers, changes: peerChanges, stopping }, predicate, waitOptions),
     tree,
     jobs,
     shutdown,

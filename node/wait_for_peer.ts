@@ -3,12 +3,15 @@
  * a peer before it goes on (one that serves a model it will forward jobs for, a configured peer's
  * first connection) and would otherwise poll `peers()` itself.
  *
- * It looks at the node's peer table (`peers()`, the NetworkActor's answer) at once and then every
- * {@link PEER_WAIT_POLL_MS}, and resolves with the first peer that matches: one connected before
- * the call, or one that connects, lists its models or says its hello later. It rejects when the
+ * It hears the NetworkActor's peer changes (`network/peer_changes.ts`: a peer up, its models
+ * listed, its hello, its conviction) from the call on, reads the node's peer table (`peers()`)
+ * once, and resolves with the first peer that matches: one in the table, or one a change shows
+ * later. Nothing is asked again while it waits: a wait costs one read, and a test of the predicate
+ * per change (run as the change is told: keep the predicate quick). A read that fails (the
+ * NetworkActor restarting, whose new connections are told as changes anyway, or one that did not
+ * answer an ask in time) is made again after {@link PEER_TABLE_RETRY_MS}. It rejects when the
  * caller's signal aborts (with the signal's reason) or when the node stops
- * ({@link NodeStoppedError}), and looks no more after either. The table has no change event to
- * wait on: one `peers` ask per wait per interval is what a look costs, an in-process message.
+ * ({@link NodeStoppedError}), and hears no more after either.
  *
  * @example
  * ```ts ignore
@@ -25,15 +28,17 @@
  * @module
  */
 import type { PeerInfo } from "../network/network_actor.ts";
+import type { PeerChange, PeerChangeSource } from "../network/peer_changes.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 
 /**
- * Between two looks at the peer table. A peer's models come one round trip after its handshake
- * and its hello at once: a quarter second is below what a program waiting on a peer notices, and
- * four asks a second is nothing to the NetworkActor.
+ * Before a failed read of the peer table is made again. It fails only when the NetworkActor is
+ * restarting (its new connections are heard as changes meanwhile) or did not answer an ask in
+ * time: a second later is soon enough for a peer that was there all along, and no load on an
+ * actor that is struggling.
  */
-export const PEER_WAIT_POLL_MS = 250;
+export const PEER_TABLE_RETRY_MS = 1_000;
 
 /** The node stopped (or was stopping) while something waited on it. Code `node_stopped`. */
 export class NodeStoppedError extends VeriflowError {
@@ -52,23 +57,25 @@ export interface WaitForPeerOptions {
   signal?: AbortSignal;
 }
 
-/** What {@link waitForPeer} looks at: a node's peer table and its stop. */
+/** What {@link waitForPeer} looks at: a node's peer table, its changes and its stop. */
 export interface PeerTable {
   /** The peers connected now (`VeriflowNode.peers`). */
   peers(): Promise<PeerInfo[]>;
+  /** The table's changes as the NetworkActor tells them (the node's `PeerChanges`). */
+  changes: PeerChangeSource;
   /** Aborted when the node begins to stop. */
   stopping: AbortSignal;
-  /** The clock of the looks (default the real one; tests pass fake timers). */
+  /** The clock of a failed read's retry (default the real one; tests pass fake timers). */
   timers?: ConnectionTimers;
 }
 
 /**
  * Resolve with the first peer in `table` that `predicate` accepts, now or later; see the module
  * doc.
- * @param table The node's peers and its stop.
+ * @param table The node's peers, their changes and its stop.
  * @param predicate Which peer (default: any).
  * @param options The caller's signal.
- * @returns The peer, as the table showed it when it matched.
+ * @returns The peer, as the table or the change showed it when it matched.
  * @throws {NodeStoppedError} the node stopped first.
  * @throws the signal's reason when it aborted first, or what `predicate` threw.
  */
@@ -88,31 +95,40 @@ export function waitForPeer(
     if (ended) return;
     ended = true;
     timers.clearTimeout(timer);
+    unsubscribe();
     signal?.removeEventListener("abort", onAbort);
     table.stopping.removeEventListener("abort", onStop);
     settle();
   };
-  const onAbort = () => end(() => reject(signal!.reason));
-  const onStop = () => end(() => reject(new NodeStoppedError()));
-  signal?.addEventListener("abort", onAbort, { once: true });
-  table.stopping.addEventListener("abort", onStop, { once: true });
-  const look = async () => {
-    let peers: PeerInfo[] = [];
-    try {
-      peers = await table.peers();
-    } catch {
-      // The NetworkActor is restarting (its supervisor's doing): the next look asks again.
-    }
-    if (ended) return;
+  /** Resolve with the first of `peers` that matches, if one does. */
+  const test = (peers: readonly PeerInfo[]) => {
     let found: PeerInfo | undefined;
     try {
       found = peers.find(predicate);
     } catch (error) {
       return end(() => reject(error));
     }
-    if (found !== undefined) return end(() => resolve(found));
-    timer = timers.setTimeout(() => void look(), PEER_WAIT_POLL_MS);
+    if (found !== undefined) end(() => resolve(found));
   };
-  void look();
+  const onAbort = () => end(() => reject(signal!.reason));
+  const onStop = () => end(() => reject(new NodeStoppedError()));
+  // Heard before the table is read: a peer that changes while the read is under way is not
+  // missed between the two.
+  const unsubscribe = table.changes.subscribe((change: PeerChange) => {
+    if (!ended && change.type !== "down") test([change.peer]);
+  });
+  signal?.addEventListener("abort", onAbort, { once: true });
+  table.stopping.addEventListener("abort", onStop, { once: true });
+  const read = async () => {
+    let peers: PeerInfo[];
+    try {
+      peers = await table.peers();
+    } catch {
+      if (!ended) timer = timers.setTimeout(() => void read(), PEER_TABLE_RETRY_MS);
+      return;
+    }
+    if (!ended) test(peers);
+  };
+  void read();
   return promise;
 }

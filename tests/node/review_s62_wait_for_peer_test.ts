@@ -3,8 +3,9 @@
  * serves a model, or a configured peer's first connection — but to poll `peers()` itself. The
  * node now has `waitForPeer(predicate?, { signal })`: it resolves with the first peer in its table
  * that matches (already connected, or connecting later), and rejects when the signal aborts or the
- * node stops (`NodeStoppedError`, code `node_stopped`). The waits below run on fake timers, or on
- * real nodes' own events: no test sleeps.
+ * node stops (`NodeStoppedError`, code `node_stopped`). The waits below run on a fake peer table
+ * and its changes (since review s63 the wait hears the NetworkActor's peer changes instead of
+ * reading the table every 250 ms), or on real nodes' own events: no test sleeps.
  */
 import assert from "node:assert/strict";
 import type { PeerInfo } from "../../network/network_actor.ts";
@@ -12,7 +13,8 @@ import { formatPeerAddress } from "../../network/peer_address.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
-import { NodeStoppedError, PEER_WAIT_POLL_MS, waitForPeer } from "../../node/wait_for_peer.ts";
+import { PeerChanges } from "../../network/peer_changes.ts";
+import { NodeStoppedError, waitForPeer } from "../../node/wait_for_peer.ts";
 import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 
 const NO_ROLES = { inference: false, prover: false, validator: false, storage: false };
@@ -30,10 +32,11 @@ function peer(key: string, models: string[] = []): PeerInfo {
   };
 }
 
-/** A node's peer table, changed by the test, looked at on fake timers. */
+/** A node's peer table and its changes, changed by the test. */
 function fakeNode() {
   const table: PeerInfo[] = [];
   const timers = new FakeTimers();
+  const changes = new PeerChanges();
   const stop = new AbortController();
   let looks = 0;
   const source = {
@@ -41,10 +44,11 @@ function fakeNode() {
       looks++;
       return Promise.resolve([...table]);
     },
+    changes,
     stopping: stop.signal,
     timers,
   };
-  return { table, timers, stop, source, looks: () => looks };
+  return { table, timers, changes, stop, source, looks: () => looks };
 }
 
 Deno.test("review s62: waitForPeer resolves at once with a peer already connected that matches", async () => {
@@ -63,17 +67,16 @@ Deno.test("review s62: waitForPeer resolves with a peer that connects (or lists 
   const settled = tracker(waiting);
   await turns(2);
   assert.equal(settled(), false, "no peer serves m yet");
-  assert.deepEqual([...node.timers.armed.values()].map((t) => t.ms), [PEER_WAIT_POLL_MS]);
-  // The next look finds nothing new: still waiting, and one more look armed.
-  node.timers.fireAll();
+  // A change that shows nothing new: still waiting.
+  node.changes.emit({ type: "updated", peer: peer("aa") });
   await turns(2);
   assert.equal(settled(), false);
-  // A peer's models are listed: the next look finds it.
+  // A peer's models are listed: the change shows it.
   node.table[0] = peer("aa", ["m"]);
-  node.timers.fireAll();
+  node.changes.emit({ type: "updated", peer: peer("aa", ["m"]) });
   assert.equal((await waiting).key, "aa");
   assert.equal(node.timers.armed.size, 0);
-  assert.equal(node.looks(), 3);
+  assert.equal(node.looks(), 1, "the table was read once");
 });
 
 Deno.test("review s62: waitForPeer rejects with the signal's reason when it aborts, and stops looking", async () => {
