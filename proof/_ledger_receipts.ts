@@ -12,7 +12,6 @@
  * @module
  */
 import { toHex } from "../protocols/hash.ts";
-import { steeringEvidenceKey, uncreditedReceiptKey } from "./ledger_index.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import { verifyAssignment } from "../protocols/assignment.ts";
 import { isTokenWidth, MIN_COMMITMENT_CHUNK_SIZE } from "./commitment.ts";
@@ -21,6 +20,7 @@ import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts"
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
 import { equivocationSlash, type LedgerView, lockOf, rewardOf } from "./_ledger_amounts.ts";
 import { claimBody, unrecordedClaimEntry, unrecordedEquivocation } from "./_ledger_unrecorded.ts";
+import { lateAssignment, takesAssignment } from "./_ledger_late_assignment.ts";
 
 /**
  * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
@@ -60,6 +60,11 @@ export function receiptDecision(
         (claim.outputHash !== receipt.outputHash || claim.tokens !== receipt.tokenCount) &&
         (first.status !== "fraud" || slashed > 0)
       ) {
+        // Assigned, while the record it contradicts holds the job without an assignment: the
+        // requester assigned the job to this worker, and the entry records that on the record
+        // (`requester`; convicted, it earns nothing), so another worker's assigned receipt is a
+        // double assignment, not a takeover (stop 63).
+        const assignedTo = requester !== null && takesAssignment(view, first) ? { requester } : {};
         return {
           kind: "equivocation",
           body: {
@@ -67,6 +72,7 @@ export function receiptDecision(
             receiptId: first.receiptId,
             second: receipt as unknown as Record<string, unknown>,
             slashed,
+            ...assignedTo,
           },
         };
       }
@@ -107,7 +113,6 @@ export function receiptDecision(
     const existing = view.record(check.receiptId);
     if (existing !== undefined) {
       // Recorded before without its assignment: the requester's announcement came second.
-      const open = existing.status === "pending" || existing.status === "challenged";
       // Meanwhile another worker's assigned receipt took the job from it: the requester
       // assigned the job twice, and this ends as if both had come with their assignments
       // (below): the one holding the job loses its credit while open, this one earns nothing.
@@ -124,22 +129,38 @@ export function receiptDecision(
       // assigned here (another worker's assigned receipt for it is a double assignment, not a
       // takeover of the job), and the owner passes the assigned receipt on, once, to the
       // ledgers that hear it only through it and pay it (review s48: they never heard it).
-      const undecided = existing.status === "unpaid";
-      if (requester !== null && (open || undecided) && existing.requester === undefined) {
-        // Evidence of a steering conviction is never paid, whenever its assignment comes.
-        // Whether the owner could check it was decided at intake, where it was drawn or not:
-        // recorded uncredited (its model was not here), it earns nothing whatever the owner
-        // holds when its assignment comes; recorded checkable, it is credited even if the
-        // model has left since (review s47: the late announcement decided both ways).
-        const unpaid = undecided ||
-          view.index.proofSettled(steeringEvidenceKey(check.receiptId)) ||
-          view.index.proofSettled(uncreditedReceiptKey(check.receiptId));
-        return {
-          kind: "assigned",
-          body: { receiptId: check.receiptId, requester, credit: unpaid ? 0 : reward },
-        };
-      }
+      // Convicted inside its window, it takes its assignment too, earning nothing: the job is
+      // assigned here, so another worker's assigned receipt is a double assignment (stop 63).
+      // Evidence of a steering conviction is never paid, whenever its assignment comes.
+      // Whether the owner could check it was decided at intake, where it was drawn or not:
+      // recorded uncredited (its model was not here), it earns nothing whatever the owner
+      // holds when its assignment comes; recorded checkable, it is credited even if the
+      // model has left since (review s47: the late announcement decided both ways).
+      const late = requester === null
+        ? undefined
+        : lateAssignment(view, existing, requester, reward);
+      if (late !== undefined) return late;
       throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
+    }
+    // Assigned to the worker whose own receipt holds the job without an assignment (the same
+    // claim signed again, or another claim once the job's equivocation is settled): the
+    // assignment names the job and the worker, not a receipt, so it is recorded on that record,
+    // and pays it if this is the work it records (same output, token count and lock; still
+    // once: this receipt is not recorded). Else an assigned receipt of another worker would
+    // later take the job over and be paid, where in every other order the job was assigned
+    // twice and neither was (stop 63).
+    if (requester !== null && first !== undefined && first.worker === worker) {
+      const claim = view.index.claim(receipt.jobId);
+      const same = claim?.outputHash === receipt.outputHash &&
+        claim.tokens === receipt.tokenCount && first.locked === locked;
+      const late = lateAssignment(
+        view,
+        first,
+        requester,
+        same ? reward : undefined,
+        check.receiptId,
+      );
+      if (late !== undefined) return late;
     }
     // An assigned receipt takes the job from another worker's receipt recorded without one: a
     // copier that re-signed the worker's announced receipt under its own key and got here

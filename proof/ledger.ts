@@ -465,7 +465,11 @@ export class Ledger {
    * but earns 0. The slash `slashMultiplier × reward` is locked from the worker's free stake
    * until it is final. A receipt recorded without an assignment gets one attached by a later
    * call that brings it (the requester's announcement may arrive after the worker's), while it
-   * is open, or left unpaid by its owner's undecided challenge (earning nothing then).
+   * is open, or left unpaid by its owner's undecided challenge or convicted inside its window
+   * (earning nothing then); an assignment coming with another receipt of the same worker for
+   * the job attaches to the worker's record holding it all the same (paying it only if that
+   * receipt is the same claim: output, token count and lock), and the receipt it came with is
+   * refused `job_already_recorded` (`_ledger_late_assignment.ts`).
    *
    * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
    *   for a job another receipt was recorded for (one payment per job; except that an assigned
@@ -516,6 +520,12 @@ export class Ledger {
         "another receipt for this job is already recorded (this one is kept as its worker's claim)",
       );
     }
+    if (entry?.kind === "assigned" && entry.body.receiptId !== check.receiptId) {
+      throw new LedgerRejectedError(
+        "job_already_recorded",
+        "another receipt of this worker holds the job (its assignment is recorded on that one)",
+      );
+    }
     return this.receipt(check.receiptId)!;
   }
 
@@ -536,8 +546,9 @@ export class Ledger {
     const check = verifyReceipt(receipt);
     if (!check.ok) return "receipt_rejected";
     try {
-      const { kind } = receiptDecision(this.#view, receipt, check, options)();
+      const { kind, body } = receiptDecision(this.#view, receipt, check, options)();
       if (kind === "unrecorded_claim") return "job_already_recorded";
+      if (kind === "assigned" && body.receiptId !== check.receiptId) return "job_already_recorded";
       return kind === "equivocation" || kind === "double_assignment" ? kind : undefined;
     } catch (error) {
       if (error instanceof LedgerError) return error.code;

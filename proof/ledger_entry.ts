@@ -31,7 +31,10 @@ export const GENESIS_PREV = "0".repeat(64);
  * assigning it to two workers: the open receipt recorded first loses its credit.
  * `unrecorded_claim` keeps a receipt refused because another worker's open receipt holds its
  * job, as its worker's claim for the job (moving nothing: a later, different receipt of that
- * worker for the job is its equivocation).
+ * worker for the job is its equivocation). `assigned` records a job's assignment on its
+ * worker's record that holds the job without one (credited only while open, and only for the
+ * work it records), whichever receipt of that worker's it came with (`receivedWith` when
+ * another); an `equivocation` whose second receipt came assigned carries its `requester`.
  */
 export type LedgerEntryKind =
   | "genesis"

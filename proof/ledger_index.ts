@@ -444,6 +444,9 @@ export class LedgerIndex {
         // Assigned while another worker's assigned receipt held the job: that one is unpaid.
         const twice = b.doubleAssignment as { receiptId: string } | undefined;
         if (twice !== undefined) q.uncredit.run(twice.receiptId);
+        // Assigned while the worker's own unassigned record held the job: the job is assigned
+        // to it (absent from entries written before stop 63, which never carried it).
+        if (typeof b.requester === "string") q.assign.run(b.requester, 0, b.receiptId);
         return void status("fraud");
       }
       case "assigned":
