@@ -7,7 +7,8 @@
  * An ask the ValidatorActor did not answer (stopped, restarting after a failed write, past its
  * ask's timeout) is neither a yes nor a no: the thing asked about is **kept** (at most `max`, and
  * `maxPerShare` of them per share key: a relaying peer, a claimant, so one key cannot shut out the
- * others), **on disk** beside the ledger (`<ledger dir>/<folder>/`, one file each,
+ * others; what an owner tries outside the mailbox meanwhile, on disk too, counts in both), **on
+ * disk** beside the ledger (`<ledger dir>/<folder>/`, one file each,
  * `_kept_held_training_proofs.ts`) before it counts as kept, **tried again** after
  * {@link END_RETRY_MS} (the validator's `endRetryMs`), doubling up to {@link MAX_END_RETRY_MS}, by
  * one message to the validator scheduled once on the validator's `timers` (`sleep`: real
@@ -78,7 +79,10 @@ export interface LedgerRetriesOptions<T extends Retried> {
   duplicate: "ignored" | "replaces" | { dropped: string };
   /** The file of `item`, kept under `key`; undefined: memory only. */
   onDisk(key: string, item: T): HeldProofToKeep | undefined;
-  /** Items being tried again outside the mailbox: on disk too until they answer. */
+  /**
+   * Items being tried outside the mailbox (again, or a first time an owner keeps across a stop):
+   * on disk too until they answer, and counted in the bounds.
+   */
   inFlight?(): Iterable<[string, T]>;
   /** Try `item` again; one that goes unanswered again is given back to {@link LedgerRetries.keep}. */
   tryAgain(item: T, ctx: Context): Promise<void>;
@@ -157,10 +161,6 @@ export class LedgerRetries<T extends Retried> {
     const key = options.key(item);
     const duplicate = this.#kept.has(key) ? options.duplicate : undefined;
     if (duplicate === "ignored") return;
-    const share = options.share(item);
-    const fromShare = share === undefined
-      ? 0
-      : [...this.#kept.values()].filter((kept) => options.share(kept) === share).length;
     const dropped = options.refusal?.(item) ??
       (item.attempts >= MAX_END_ATTEMPTS
         ? `${item.attempts} tries`
@@ -168,11 +168,7 @@ export class LedgerRetries<T extends Retried> {
         ? undefined
         : duplicate !== undefined
         ? duplicate.dropped
-        : this.#kept.size >= options.max
-        ? "too many kept"
-        : fromShare >= options.maxPerShare
-        ? `too many kept from its ${options.shareName}`
-        : undefined);
+        : this.outOfBounds(item));
     if (dropped !== undefined) {
       options.log(options.dropped(item, dropped, error));
       return;
@@ -181,6 +177,26 @@ export class LedgerRetries<T extends Retried> {
     await this.keepOnDisk();
     options.log(options.kept(item, error));
     if (!ctx.signal.aborted) this.#againLater(ctx);
+  }
+
+  /**
+   * Why `item` would not fit beside what is kept and what is tried outside the mailbox
+   * (`inFlight`), both on disk, other keys than its own: `too many kept` (`max`), or too many
+   * from its share (`maxPerShare`); undefined: it fits. {@link LedgerRetries.keep} asks it, and
+   * so does an owner before it puts something on disk while it is tried the first time.
+   */
+  outOfBounds(item: T): string | undefined {
+    const options = this.#options;
+    const key = options.key(item);
+    const held = new Map([...this.#kept, ...(options.inFlight?.() ?? [])]);
+    held.delete(key);
+    const share = options.share(item);
+    const fromShare = share === undefined
+      ? 0
+      : [...held.values()].filter((other) => options.share(other) === share).length;
+    if (held.size >= options.max) return "too many kept";
+    if (fromShare >= options.maxPerShare) return `too many kept from its ${options.shareName}`;
+    return undefined;
   }
 
   /**

@@ -44,8 +44,21 @@
  * nothing), this node's coordinator's credit with its receipts' signatures checked. Before (review s60,
  * `tests/training/review_s60_kept_outcome_restart_test.ts`) they were memory only: a stop or
  * restart of the training validator while the ledger was down lost them, and the round's honest
- * trainers went unpaid in this ledger alone. An audit or a first credit under way at a stop is
- * not kept (its answer is lost with the incarnation, as before).
+ * trainers went unpaid in this ledger alone.
+ *
+ * **An audit or a credit under way at a stop is not lost either.** An outcome the gate admitted
+ * is on disk (stage `audit`, as one storage failed) before its audit starts, and stays there
+ * until its audit ended and, when it held, its credit answered (the credit takes its place); so
+ * is this node's coordinator's credit while its first try is made. At the next start each is
+ * taken again as a kept one is. Before (stop 63, `tests/training/
+ * review_s63_outcome_audit_stop_test.ts`) they were memory only: the validator's `audited`,
+ * `unaudited` or `uncredited` tell to a stopped incarnation was refused, a relay's later copy was
+ * dropped as seen, and the round's honest trainers went unpaid in this ledger after the restart.
+ * What is under way counts in the kept outcomes' bounds ({@link MAX_KEPT_OUTCOMES}, a relay's
+ * share {@link MAX_KEPT_OUTCOMES_PER_PEER}), beside what is kept: a peer relaying outcomes of
+ * keys of its own gets no more disk than its share; past the bounds an audit runs in memory only,
+ * as before, logged (who pays, if the validator stops then: that round's trainers, in this
+ * ledger alone).
  *
  * Owned by the validator, whose `outcome`, `audited`, `credit` and `outcome_again` messages it
  * handles;
@@ -196,7 +209,13 @@ export class OutcomeAudits {
   readonly #challenges: TrainingChallengeRun;
   /** Outcomes the ledger did not answer for, by outcome hash, to take again (`outcome_again`). */
   readonly #unsettled: LedgerRetries<UnsettledOutcome>;
-  /** Kept credits being made again (outside the mailbox): still on disk until they answer. */
+  /**
+   * Audits and credits under way (outside the mailbox, or a coordinator's credit in it): an
+   * outcome admitted at the gate until its audit ended, a credit (of an audited outcome, or this
+   * node's coordinator's) until it answered, a kept one made again likewise. On disk until then,
+   * within the kept outcomes' bounds (`#underWay`): a stop meanwhile loses
+   * nothing, the next start takes them again.
+   */
   readonly #retrying = new Map<string, UnsettledOutcome>();
 
   /** @param options See {@link OutcomeAuditsOptions}. */
@@ -206,11 +225,6 @@ export class OutcomeAudits {
     this.#outcomes = options.gate;
     this.#challenges = options.challenges;
     const settings = options.settings;
-    const what = (outcome: UnsettledOutcome) =>
-      outcome.stage === "credit"
-        ? `credit of the ${outcome.what}`
-        : `outcome of round ${outcome.body.round} model ${outcome.body.model.slice(0, 16)}… ` +
-          (outcome.stage === "gate" ? "(not audited)" : "(its audit not ended)");
     // Why it is kept: the ledger did not answer, or storage failed its audit (no verdict either).
     const why = (outcome: UnsettledOutcome) =>
       outcome.stage === "audit" ? "storage failed in its audit" : "the ledger did not answer";
@@ -265,9 +279,9 @@ export class OutcomeAudits {
       label: "training: kept outcomes",
       noun: "outcome",
       kept: (outcome, error) =>
-        `training: ${what(outcome)} kept, ${why(outcome)}: ${error.message}`,
+        `training: ${describe(outcome)} kept, ${why(outcome)}: ${error.message}`,
       dropped: (outcome, reason, error) =>
-        `training: ${what(outcome)} dropped, ${why(outcome)} (${reason}): ` +
+        `training: ${describe(outcome)} dropped, ${why(outcome)} (${reason}): ` +
         `${error.message}; its trainers go unpaid in this ledger`,
       log: (line) => options.log(line),
     });
@@ -397,15 +411,18 @@ export class OutcomeAudits {
       return answer;
     }
     const { body, origin } = message;
-    this.#audit({ stage: "audit", body, origin, attempts: 1 }, ctx, ended);
+    // Admitted (charged, marked seen): on disk until its audit ends, or its credit answered.
+    const audit: UnsettledAudit = { stage: "audit", body, origin, attempts: 1 };
+    await this.#underWay(audit);
+    this.#audit(audit, ctx, ended);
     return answer;
   }
 
   /**
    * Audit `kept.body` outside the mailbox (its try `kept.attempts`): served and passed on only
-   * when it holds (`audited`); an audit storage failed (no verdict) comes back as the validator's
-   * `unaudited`, to make again, and so does a try again that failed otherwise (it leaves the
-   * disk). `ended`: told once its first try ended (see {@link OutcomeAudits.take}).
+   * when it holds (`audited`); one that failed comes back as the validator's `unaudited` (made
+   * again when storage failed it; it leaves the disk otherwise). Stopped meanwhile, it stays on
+   * disk. `ended`: told once its first try ended (see {@link OutcomeAudits.take}).
    */
   #audit(
     kept: UnsettledAudit,
@@ -420,8 +437,9 @@ export class OutcomeAudits {
           `training: model ${body.model.slice(0, 16)} not adopted: ${(error as Error).message}`,
         );
         ended?.resolve();
-        // Stopped meanwhile: a try again is on disk still, for the next start to take.
-        if ((!isStorageFailure(error) && attempts <= 1) || ctx.signal.aborted) return;
+        // Stopped meanwhile: on disk still (within the bounds), for the next start to take.
+        if (ctx.signal.aborted) return;
+        // Told whatever the failure: it leaves the disk, or is kept to make again.
         return ctx.self.tell({ type: "unaudited", body, origin, attempts, error: error as Error });
       },
     ).catch((error) => ended?.reject(error)); // this actor stopped meanwhile: kept on disk
@@ -429,8 +447,8 @@ export class OutcomeAudits {
 
   /**
    * An audit ended without a verdict (the validator's `unaudited`), its try `attempts`: kept to
-   * make again (`outcome_again`) when storage failed it, within the tries and the bounds; a try
-   * again that failed otherwise leaves the disk (logged by the audit).
+   * make again (`outcome_again`) when storage failed it, within the tries and the bounds; one that
+   * failed otherwise leaves the disk (logged by the audit).
    */
   async unaudited(
     ctx: ActorContext<TrainingValidatorMessage>,
@@ -445,8 +463,9 @@ export class OutcomeAudits {
 
   /**
    * Serve and pass on an outcome that holds (or could not be checked here); refuse one that does
-   * not. A reproduced round's receipts are credited outside the mailbox; those the ledger did not
-   * answer for come back as the validator's `uncredited`, to credit again.
+   * not. Its audit leaves the disk; a reproduced round's credit takes its place there until it
+   * answered. Its receipts are credited outside the mailbox, and the credit comes back as the
+   * validator's `uncredited` (kept to credit again when some asks went unanswered).
    */
   async audited(
     body: OutcomeBody,
@@ -454,12 +473,15 @@ export class OutcomeAudits {
     origin: string,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
-    // An audit made again (storage failed it before) ended with a verdict: it leaves the disk.
-    if (this.#retrying.delete(unsettledKey({ stage: "audit", body, origin, attempts: 0 }))) {
-      await this.#unsettled.keepOnDisk();
+    // Its audit ended with a verdict: it leaves the disk, its credit (if any) in its place.
+    this.#retrying.delete(unsettledKey({ stage: "audit", body, origin, attempts: 0 }));
+    if (!audit.ok) {
+      this.#outcomes.auditFailed(body, audit, origin);
+      return await this.#unsettled.keepOnDisk();
     }
-    if (!audit.ok) return this.#outcomes.auditFailed(body, audit, origin);
-    if (!this.#outcomes.auditHeld(body, audit)) return; // another copy proved it first
+    if (!this.#outcomes.auditHeld(body, audit)) {
+      return await this.#unsettled.keepOnDisk(); // another copy proved it first
+    }
     const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
     // Its receipts are recorded before this node challenges any: a challenge holds its receipt
     // in the ledger, which it can only once the receipt is there.
@@ -472,6 +494,9 @@ export class OutcomeAudits {
       // after the first from the momentum the gate kept on disk: `_outcome_gate.ts`).
       again: { type: "outcome", body, origin },
     };
+    // On disk until it answered (`uncredited`): a stop meanwhile loses nothing.
+    if (audit.verified) await this.#underWay({ stage: "credit", ...credit });
+    else await this.#unsettled.keepOnDisk();
     const credited = audit.verified ? this.#creditOutside(ctx, credit) : Promise.resolve();
     this.#parts.publish(ctx, { kind: "outcome", body }, origin);
     // The coordinator challenged before it aggregated; this node samples the same receipts
@@ -497,6 +522,8 @@ export class OutcomeAudits {
    * unanswered as a refusal is.
    */
   async credit(ctx: ActorContext<TrainingValidatorMessage>, credit: KeptCredit): Promise<void> {
+    // On disk until it answered: a stop while the ledger holds its asks loses nothing.
+    await this.#underWay({ stage: "credit", ...credit });
     await this.uncredited(ctx, credit, await credit.credit());
   }
 
@@ -509,7 +536,7 @@ export class OutcomeAudits {
     credit: KeptCredit,
     unanswered: number,
   ): Promise<void> {
-    // A kept credit made again answered (or not): no longer on disk as being made again.
+    // A credit under way answered (or not): no longer on disk as under way.
     const retried = this.#retrying.delete(`credit:${credit.key}`);
     if (unanswered === 0) {
       if (retried) await this.#unsettled.keepOnDisk();
@@ -529,21 +556,36 @@ export class OutcomeAudits {
 
   /**
    * Make `credit` outside the mailbox (its asks, one per receipt, each up to the ask's timeout,
-   * must not hold it); one some of whose asks went unanswered comes back as the validator's
-   * `uncredited`. Resolves once the credit was made.
+   * must not hold it); it comes back as the validator's `uncredited` (leaving the disk, or kept
+   * when some asks went unanswered). Resolves once the credit was made.
    */
   #creditOutside(
     ctx: ActorContext<TrainingValidatorMessage>,
     credit: KeptCredit,
   ): Promise<void> {
     return credit.credit().then((unanswered) => {
-      // A kept credit made again is told whatever the answer: it leaves the disk then.
-      if ((unanswered === 0 && credit.attempts <= 1) || ctx.signal.aborted) return;
+      // Told whatever the answer (it leaves the disk then); stopped meanwhile, it stays there.
+      if (ctx.signal.aborted) return;
       // Told, not kept here: the kept outcomes change in the validator's `receive`.
       void ctx.self.tell({ type: "uncredited", credit, unanswered }).catch(() => {});
     }).catch((error) =>
       this.#parts.log(`training: ${credit.what} not credited: ${(error as Error).message}`)
     );
+  }
+
+  /**
+   * Put `outcome` on disk while it is under way (an admitted outcome's first audit, a credit's
+   * first try), so that a stop before it ends loses nothing: the next start takes it again
+   * ({@link OutcomeAudits.readBack}). Within the kept outcomes' bounds (a relay's share of
+   * {@link MAX_KEPT_OUTCOMES}, counted with what is kept and under way): past them it runs in
+   * memory only, as before, logged. A credit that takes the place of its outcome's audit has
+   * its room.
+   */
+  async #underWay(outcome: UnsettledOutcome): Promise<void> {
+    const full = this.#unsettled.outOfBounds(outcome);
+    if (full === undefined) this.#retrying.set(unsettledKey(outcome), outcome);
+    else this.#parts.log(`training: ${describe(outcome)} not kept on disk meanwhile (${full})`);
+    await this.#unsettled.keepOnDisk();
   }
 
   async #adopt(body: OutcomeBody, how: string): Promise<void> {
@@ -582,6 +624,14 @@ export class OutcomeAudits {
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
   }
+}
+
+/** What the log calls a kept outcome. */
+function describe(outcome: UnsettledOutcome): string {
+  return outcome.stage === "credit"
+    ? `credit of the ${outcome.what}`
+    : `outcome of round ${outcome.body.round} model ${outcome.body.model.slice(0, 16)}… ` +
+      (outcome.stage === "gate" ? "(not audited)" : "(its audit not ended)");
 }
 
 /** The key of a kept outcome: at the gate its hash (copies of one model differ), or its credit's. */

@@ -42,12 +42,14 @@
  * outcome_again {}               internal: take again the outcomes the ledger did not answer
  *                                for (the coordinator's stake at the gate, or a receipt's
  *                                credit): `_outcome_audits.ts`
- * uncredited  { credit, unanswered } internal: a credit made outside the mailbox whose ledger
- *                                asks went unanswered: kept to make again (`outcome_again`)
- * unaudited   { body, origin, attempts, error } internal: an audit that ended without a verdict
- *                                (storage failed it: a delta not found, bytes that are not the
- *                                file, an ask past its timeout): kept to make again
- *                                (`outcome_again`), bounded tries, nothing charged again
+ * uncredited  { credit, unanswered } internal: a credit made outside the mailbox ended: it
+ *                                leaves the disk, or, some ledger asks unanswered, is kept to
+ *                                make again (`outcome_again`)
+ * unaudited   { body, origin, attempts, error } internal: an audit that ended without a verdict:
+ *                                it leaves the disk, or, storage failed it (a delta not found,
+ *                                bytes that are not the file, an ask past its timeout), is kept
+ *                                to make again (`outcome_again`), bounded tries, nothing
+ *                                charged again
  * model_standing { model }       → why this node refused that round model, or null
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
