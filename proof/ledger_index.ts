@@ -98,8 +98,12 @@ export const INDEX_FILE = "index.sqlite";
  * double assignment too unpays the job's holder (`doubleAssignment` in its body), and a proof
  * convicting a receipt the job was taken from for equivocation marks that worker's claim, not the
  * job (stop 63): an index built before lacks those rows or marks the wrong one.
+ * 6: a training receipt slashed for equivocation while it still took fraud proofs keeps what was
+ * slashed for a confirmed proof coming later, as an inference receipt does since format 3
+ * (`training_equivocation` entries; review s63): an index built before has no such row, and a
+ * proof about that receipt was refused `not_pending`, its accuser unpaid.
  */
-const INDEX_FORMAT = 5;
+const INDEX_FORMAT = 6;
 
 /**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
@@ -398,9 +402,16 @@ export class LedgerIndex {
         // The trainer's slot in its round: one receipt per trainer and round, as per job.
         q.recordJob.run(b.slot, b.receiptId, null, null);
         return;
-      case "training_equivocation":
+      case "training_equivocation": {
+        // As `equivocation`: slashed while it still took fraud proofs, a confirmed proof coming
+        // later earns its accuser its share of the slash, as where it came first.
+        const was = (q.receipt.get(b.receiptId) as { status: ReceiptStatus } | undefined)?.status;
         q.equivocate.run(b.slot);
+        if (was === "pending" || was === "challenged" || was === "unpaid") {
+          q.keepUnrewarded.run(b.receiptId, b.slashed);
+        }
         return void status("fraud");
+      }
       case "final":
         return void status("final");
       case "fraud": {
@@ -629,10 +640,11 @@ export class LedgerIndex {
   }
 
   /**
-   * What an equivocation entry slashed from `receiptId` while it still took fraud proofs, when
-   * no confirmed fraud proof has rewarded an accuser for it since; else undefined. A confirmed
-   * proof about it (or about the worker's other claim) then earns its share out of this, as it
-   * would have before the equivocation came (`fraudDecision`).
+   * What an equivocation entry (`equivocation` or `training_equivocation`) slashed from
+   * `receiptId` while it still took fraud proofs, when no confirmed fraud proof has rewarded an
+   * accuser for it since; else undefined. A confirmed proof about it (or about the worker's other
+   * claim) then earns its share out of this, as it would have before the equivocation came
+   * (`fraudDecision`).
    */
   unrewardedSlash(receiptId: string): number | undefined {
     return (this.#q.unrewarded.get(receiptId) as { slashed: number } | undefined)?.slashed;

@@ -7,12 +7,11 @@
  * 7 steps, lock 140; slashed 140 in every order, as it is), where the ledger records the first
  * that comes and answers the other `equivocation`:
  *
- * 1. A confirmed proof about the recorded receipt, coming after the contradicting one, is refused
- *    `not_pending` (the equivocation closed it as `fraud`): its accuser unpaid, where before the
- *    contradicting receipt it earned half the proved claim's lock. The inference side keeps an
- *    equivocation's slash unrewarded for such a proof (`LedgerIndex.unrewardedSlash`, commit
- *    73eb603); a `training_equivocation` entry does not (`proof/ledger_index.ts`, not
- *    `_ledger_training.ts`).
+ * 1. (Fixed: index format 6.) A confirmed proof about the recorded receipt, coming after the
+ *    contradicting one, was refused `not_pending` (the equivocation closed it as `fraud`): its
+ *    accuser unpaid, where before the contradicting receipt it earned half the proved claim's
+ *    lock. A `training_equivocation` entry now keeps its slash unrewarded for such a proof, as an
+ *    `equivocation` does (`LedgerIndex.unrewardedSlash`); the test runs.
  * 2. and 3. A proof about the receipt that was not recorded (the other came first) is held by the
  *    TrainingValidator for a receipt that never comes (`_receipt_held_training_proofs.ts`): a
  *    confirmed one pays its accuser nothing, a refuted one costs it nothing, where the same proof
@@ -23,8 +22,8 @@
  *    came is forgotten: the smaller is recorded and paid, the cheat keeping its stake, where the
  *    other order slashes it all (a refusal writes nothing to the log, on the inference side too).
  *
- * Each is an ignored test until its fix lands (the files it needs are another change's: see the
- * s63 helper-B report); each fails as it is, naming the first order that ends otherwise.
+ * 2–4 are ignored tests until their fix lands (see the s63 helper-B design note); each fails as
+ * it is, naming the first order that ends otherwise.
  *
  * @module
  */
@@ -81,11 +80,7 @@ const pledges = () => [pledge("pledge t1", t1, 10_000), pledge("pledge v1", v1, 
 
 Deno.test({
   name:
-    "review s63 (open): a confirmed proof about a trainer's recorded receipt pays its accuser whether the contradicting receipt came before it or after (60 orders)",
-  // Open: the accuser is unpaid in 28 of the 60 orders (`not_pending`). Needs
-  // `proof/ledger_index.ts` to keep a `training_equivocation`'s slash unrewarded, as it does an
-  // `equivocation`'s.
-  ignore: true,
+    "review s63: a confirmed proof about a trainer's recorded receipt pays its accuser whether the contradicting receipt came before it or after (60 orders)",
   fn: async () => {
     const evidence = [
       ...pledges(),
