@@ -28,6 +28,18 @@
  * about a lazy one was held for it for good, and that trainer kept here the stake every other
  * ledger slashed.
  *
+ * **The receipt a fraud proof held for its receipt carries is recorded as a peer's** (review s63,
+ * `tests/training/review_s63_redteam_stake_hold_test.ts`, `proofHeld`): signed by its trainer,
+ * against the round it names (as the ledger records it when a proof outruns it:
+ * `actors/_validator_training.ts`), through the same path and checks as a peer's receipt, held
+ * for its trainer's stake in places of its own (`_stake_held_training_receipts.ts`). Before, the
+ * lazy trainer's own receipts for made-up rounds (terms are not signed) pushed its lazy receipt
+ * out of the hold, its pledge let only them through, and the proof waited for good. It records
+ * nothing a peer could not: anyone holding the proof holds the receipt and could relay it; the
+ * receipt is recorded uncredited (never paid from here), and only for a proof the intake held
+ * for its receipt, signed by an accuser that pledged here, about a receipt its trainer signed (a
+ * proof from a key with no pledge here waits for it first, `_pledge_held_training_proofs.ts`).
+ *
  * The ledger belongs to the ValidatorActor, asked through the validator. Owned by the validator,
  * read and written only inside its `receive`; its outcome audits (`_outcome_audits.ts`) credit a
  * round through it. Not part of the public API.
@@ -49,6 +61,7 @@ import type {
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
 } from "../actors/validator_messages.ts";
+import type { TrainingFraudProof } from "./training_fraud_proof.ts";
 import {
   type TrainingReceipt,
   trainingReceiptId,
@@ -194,6 +207,29 @@ export class ReceiptCredits {
   }
 
   /**
+   * A peer's fraud proof `proof` is held for its receipt, unknown here
+   * (`_training_proof_intake.ts`): its receipt, which it carries signed by its trainer, is
+   * recorded as a peer's relayed by `origin`, against the round it names; refused for want of its
+   * trainer's stake, it is held for it with `proof`'s accuser (see the module doc). Recorded, it
+   * releases the proof.
+   */
+  async proofHeld(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    proof: TrainingFraudProof,
+    origin: string,
+  ): Promise<void> {
+    const { receipt } = proof;
+    if (!verifyTrainingReceipt(receipt).ok) return;
+    // From an accuser that pledged here only, as the intake holds it (a ledger that does not
+    // answer: not now; the proof is taken again, and this asked again, when it does).
+    const ask = { type: "has_staked" as const, key: proof.validator };
+    const pledged = await this.#parts.ask<boolean>(ctx, ask).catch(() => false);
+    if (!pledged) return;
+    const terms = { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps };
+    await this.#record({ receipt, terms }, origin, ctx, 0, toHex(proof.validator));
+  }
+
+  /**
    * Record again every receipt the ledger did not answer for (the validator's `receipts_again`):
    * kept again while it still does not answer; one unanswered ask per round of tries (the asks run
    * in the mailbox, and a hung ledger holds each up to its timeout).
@@ -234,12 +270,16 @@ export class ReceiptCredits {
     return this.#kept.keepOnDisk();
   }
 
-  /** {@link ReceiptCredits.record}, tried `attempts` times before without a ledger answer. */
+  /**
+   * {@link ReceiptCredits.record}, tried `attempts` times before without a ledger answer;
+   * `accuser`: carried by that accuser's proof held for it ({@link ReceiptCredits.proofHeld}).
+   */
   async #record(
     body: TrainingReceiptBody,
     origin: string,
     ctx: ActorContext<TrainingValidatorMessage>,
     attempts: number,
+    accuser?: string,
   ): Promise<TrainingReceiptRecorded> {
     let unanswered: Error | undefined;
     const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
@@ -259,8 +299,8 @@ export class ReceiptCredits {
     if (unanswered !== undefined && this.#parts.hasLedger !== false) {
       await this.#kept.keep(ctx, { body, origin, attempts: attempts + 1 }, unanswered);
     }
-    if (answer.refusal === "insufficient_stake" && origin !== "local") {
-      await this.#holdForStake(ctx, body, origin);
+    if (answer.refusal === "insufficient_stake" && (origin !== "local" || accuser !== undefined)) {
+      await this.#holdForStake(ctx, body, origin, accuser);
     }
     if (answer.fresh) {
       this.#parts.publish(ctx, { kind: "receipt", body }, origin);
@@ -273,12 +313,13 @@ export class ReceiptCredits {
   /**
    * Hold a peer's receipt refused for want of its trainer's stake when that trainer never staked
    * here: its pledge may not have come yet (see the module doc). Recorded again once it has
-   * ({@link ReceiptCredits.stakesAgain}).
+   * ({@link ReceiptCredits.stakesAgain}). One a proof carried (`accuser`) in places of its own.
    */
   async #holdForStake(
     ctx: ActorContext<TrainingValidatorMessage>,
     body: TrainingReceiptBody,
     origin: string,
+    accuser: string | undefined,
   ): Promise<void> {
     const staked = await this.#parts.ask<boolean>(ctx, {
       type: "has_staked",
@@ -286,7 +327,7 @@ export class ReceiptCredits {
     }).catch(() => true); // no answer: not held (the refusal stands, as before)
     if (staked) return;
     const since = (this.#parts.now ?? Date.now)();
-    if (!this.#stakeHeld.hold({ body, origin, since })) {
+    if (!this.#stakeHeld.hold({ body, origin, since, ...(accuser ? { accuser } : {}) })) {
       this.#parts.log?.(
         `training validator: training receipt ${
           trainingReceiptId(body.receipt).slice(0, 12)
@@ -310,7 +351,7 @@ export class ReceiptCredits {
         .catch(() => false);
       if (!staked) continue;
       for (const held of this.#stakeHeld.take(toHex(trainer))) {
-        await this.#record(held.body, held.origin, ctx, 0);
+        await this.#record(held.body, held.origin, ctx, 0, held.accuser);
       }
     }
     this.#stakesAgainLater(ctx);

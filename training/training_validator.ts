@@ -658,7 +658,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "fraud_proof": {
         const key = copyKey(message.body);
         try {
-          return await this.#proofs.take(message, key, ctx);
+          const answer = await this.#proofs.take(message, key, ctx);
+          // Held for its receipt: the receipt it carries is recorded as a peer's
+          // (`_receipt_credits.ts`, `proofHeld`): its trainer cannot hide it from the proof.
+          const { held, skipped } = answer as { held?: boolean; skipped?: string };
+          if (held === true && skipped === "receipt_unknown") {
+            await this.#credits.proofHeld(ctx, message.body.proof, message.origin);
+          }
+          return answer;
         } finally {
           // Told again from a hold, now taken: being checked, waiting, held again or refused.
           if (this.#taken.handled(key)) this.#intake.keepLater(ctx);
