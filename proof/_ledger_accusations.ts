@@ -28,7 +28,7 @@ import {
   slashable,
 } from "./_ledger_amounts.ts";
 import type { FraudSettlement } from "./ledger.ts";
-import { unrecordedBody, unrecordedRecord } from "./_ledger_unrecorded.ts";
+import { stakeCovers, unrecordedBody, unrecordedRecord } from "./_ledger_unrecorded.ts";
 
 /** `Ledger.fraudSubject`, for a proof that names its receipt `id` (another: none). */
 export function fraudSubjectOf(
@@ -55,8 +55,8 @@ export function fraudSubjectOf(
   const rec = known === undefined
     ? unrecordedSubject(view, receipt, id, recorded)
     : unrecordedRecord(view, known, worker, recorded);
-  // Only a receipt this ledger could have recorded (see `unrecordedSubject`).
-  if (rec === undefined || rec.locked > freeStake(view.account(receipt.worker))) return undefined;
+  // Only a claim its worker's stake backs (`stakeCovers`, as for keeping a refused claim).
+  if (rec === undefined || !stakeCovers(view, receipt.worker, rec.locked)) return undefined;
   return rec;
 }
 
@@ -68,10 +68,11 @@ export function fraudSubjectOf(
  * locking what it would have (the slash comes out of its worker's stake, as for an unpaid
  * receipt), inside the holder's window. Review s62: such a proof settled nowhere there, the
  * cheat keeping its stake (or a false accuser its penalty) only where the other came first.
- * Only a receipt this ledger could have recorded is a subject (`fraudSubjectOf` checks it, for a
- * claim kept by the index too): its worker has the free stake to lock it, as
- * recording it would take (else none, as where it came first and was refused for want of stake;
- * review s62 red team: any free key signed made-up receipts for a job recorded here, each proof
+ * Only a claim its worker's stake backs is a subject (`fraudSubjectOf` checks it, for a claim
+ * kept by the index too, with `stakeCovers`): its worker has staked, and its whole stake covers
+ * the lock (the bound a refused claim is kept under; stop 63 red team: free stake, which other
+ * jobs' locks change, made the proof settle or not by the order a ledger heard them; review s62
+ * red team: any free key signed made-up receipts for a job recorded here, each proof
  * about one checked — a forward pass — and settled, slashing nothing and costing its accuser
  * nothing).
  */

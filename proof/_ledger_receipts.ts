@@ -3,8 +3,8 @@
  * ({@link receiptDecision}), decided in the writer's turn on what is recorded then — a new
  * pending receipt, its assignment arriving late, equivocation (a second, different receipt of
  * the same worker for the job: slashed on arrival), a job its requester assigned twice
- * ({@link doubleAssignment}: neither paid), a receipt refused because another worker's open
- * receipt holds its job, kept as its worker's claim (`unrecorded_claim`,
+ * ({@link doubleAssignment}: neither paid), a receipt refused because another worker's
+ * receipt holds its job inside its window, kept as its worker's claim (`unrecorded_claim`,
  * `_ledger_unrecorded.ts`), or a refusal. `Ledger.recordReceipt` writes what it
  * decides; `Ledger.receiptRefusal` asks it and writes nothing (`ledger.ts`). Not part of the
  * public API.
@@ -184,8 +184,9 @@ export function receiptDecision(
       if (twice !== undefined) return twice;
     }
     if (firstId !== undefined && !supersedes) {
-      // Another worker's open receipt holds the job: this one is kept as its worker's claim for
-      // the job (once per job and staked worker; nothing locked or credited), then refused.
+      // Another worker's receipt holds the job, inside its window: this one is kept as its
+      // worker's claim for the job (once per job and staked worker; nothing locked or
+      // credited), then refused.
       const kept = unrecordedClaimEntry(view, receipt, check.receiptId, locked, first);
       if (kept !== undefined) return kept;
       // One payment per job: the same work re-signed with other timings, signed again under
@@ -197,7 +198,13 @@ export function receiptDecision(
     }
     const acc = view.state.account(worker);
     const free = roundCredits(acc.stake - acc.locked);
-    if (locked > free) throw new InsufficientStakeError(locked, free);
+    // A key that never staked gets nothing recorded, whatever its lock: a receipt of 0 tokens
+    // locks 0 and earns 0, and was recorded all the same, a log entry for any made-up key (stop
+    // 63 red team). Refused for want of stake, it is held until the worker's pledge comes, as
+    // any receipt whose pledge is late (`ValidatorActor`).
+    if (locked > free || !view.state.hasStaked(worker)) {
+      throw new InsufficientStakeError(locked, free);
+    }
     return {
       kind: "receipt",
       body: {

@@ -2,7 +2,7 @@
  * A worker's claim for a job another worker's receipt holds here, so it was never recorded: the
  * second receipt of a job its requester assigned twice (its `double_assignment` entry keeps it),
  * one a confirmed fraud proof convicted (`unrecordedSubject` in `_ledger_accusations.ts`), or one
- * refused `job_already_recorded` while the other's receipt was open ({@link unrecordedClaimEntry}:
+ * refused `job_already_recorded` inside the other's receipt's window ({@link unrecordedClaimEntry}:
  * an `unrecorded_claim` entry keeps it). The index keeps one such claim per job and worker
  * (`LedgerIndex.unrecordedClaim`); this module turns it into the record a proof settles
  * ({@link unrecordedRecord}), the body entries keep of it ({@link unrecordedBody},
@@ -17,7 +17,22 @@ import { toHex } from "../protocols/hash.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import type { UnrecordedClaim } from "./ledger_index.ts";
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
-import { equivocationSlash, freeStake, type LedgerView } from "./_ledger_amounts.ts";
+import { equivocationSlash, type LedgerView } from "./_ledger_amounts.ts";
+
+/**
+ * Whether `worker`'s stake backs claims never recorded here locking `locked` together: it has
+ * staked (a key that never did, or lost it all, backs none, not even a claim of 0 tokens that
+ * locks 0) and its whole stake covers them. The whole stake, not what its receipts leave free:
+ * the locks of its receipts for other jobs come and go with what a ledger heard first, so two
+ * ledgers hearing the same receipts in another order would keep different claims (stop 63 red
+ * team: the copier slashed 140 in one order and kept its 300 in the other). Bounds the claims
+ * kept ({@link unrecordedClaimEntry}) and the subject of a proof about a claim never recorded
+ * (`fraudSubjectOf`).
+ */
+export function stakeCovers(view: LedgerView, worker: Uint8Array, locked: number): boolean {
+  const { stake } = view.account(worker);
+  return stake > 0 && locked <= stake;
+}
 
 /**
  * The record a proof about `claim` (of `worker`, hex) settles while `holder` holds its job: its
@@ -132,15 +147,19 @@ export function claimBody(
  * equivocation ({@link unrecordedEquivocation}) whichever came first (stop 63: a variant refused
  * before the worker's assigned receipt came left no trace, and the worker kept 13,860 more than
  * where its receipts came the other way round). It locks and credits nothing, and touches no
- * other record. Undefined (refused, nothing written) unless `holder` is still open (pending or
- * challenged: inside its window, where a proof about the claim still settles), no claim of the
- * worker's for the job is kept yet (one entry per job and worker: the same claim signed again is
- * refused as before, another is equivocation), and the worker's free stake covers its lock on top
- * of those of its claims kept so far whose windows are not over
- * (`LedgerIndex.refusedClaimLocks`), as recording them all would take (a key with no stake
- * writes nothing, as `unrecordedSubject` makes it no proof's subject). So a copier gets claims
- * kept for no more jobs at a time than its stake would lock receipts for, and its second claim
- * for a job costs it the larger claim's lock.
+ * other record. Undefined (refused, nothing written) unless `holder`'s window is not over
+ * (whatever its status: convicted or not yet, where a proof about the claim still settles; stop
+ * 63 red team: kept only while the holder was open, the copier was slashed or not by whether
+ * the holder's conviction came first), no claim of the worker's for the job is kept yet (one
+ * entry per job and worker: the same claim signed again is refused as before, another is
+ * equivocation), and the worker's stake backs its lock on top of those of its claims kept so far
+ * whose windows are not over (`LedgerIndex.refusedClaimLocks`; {@link stakeCovers}: a key that
+ * never staked writes nothing, not even for a claim of 0 tokens, as it is no proof's subject).
+ * So a copier gets claims kept for no more jobs at a time than its stake would lock receipts
+ * for, and its second claim for a job costs it the larger claim's lock. A claim first reaching
+ * a ledger after the holder's window is not kept (by design: the window bounds the evidence a
+ * job takes, and the claims one stake keeps), so its worker's later other claim is refused
+ * there, where a ledger that kept the first inside the window slashes it.
  */
 export function unrecordedClaimEntry(
   view: LedgerView,
@@ -153,11 +172,10 @@ export function unrecordedClaimEntry(
   if (holder === undefined || holder.kind !== "inference" || holder.worker === worker) {
     return undefined;
   }
-  const open = holder.status === "pending" || holder.status === "challenged";
-  if (!open || view.now() > holder.pendingUntil) return undefined;
+  if (view.now() > holder.pendingUntil) return undefined;
   if (view.index.unrecordedClaim(receipt.jobId, worker) !== undefined) return undefined;
   const kept = view.index.refusedClaimLocks(worker, view.now());
-  if (roundCredits(locked + kept) > freeStake(view.account(receipt.worker))) return undefined;
+  if (!stakeCovers(view, receipt.worker, roundCredits(locked + kept))) return undefined;
   return {
     kind: "unrecorded_claim" as const,
     body: {
