@@ -49,6 +49,8 @@ export type DeltaRead = (file: string) => Promise<Uint8Array>;
 
 /** What a test run {@link onRoundLedger} gets. */
 export interface RoundLedger {
+  /** The test's temporary directory (the ledger's is `<dir>/ledger`). */
+  dir: string;
   /** The round's outcome, signed by its (staked) coordinator. */
   signed: OutcomeBody;
   /** Hand `body` (default the round's) over as `origin`'s (default a peer's) `outcome`. */
@@ -152,6 +154,7 @@ export async function onRoundLedger(
     const record = (id: string) =>
       ledger().ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
     await test({
+      dir,
       signed,
       send: (body = signed, origin = PEER) => training().ask({ type: "outcome", body, origin }),
       training,

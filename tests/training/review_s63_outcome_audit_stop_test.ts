@@ -17,7 +17,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { type ActorContext, LaterReply } from "../../actors/actor.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
@@ -69,24 +69,9 @@ async function paidAfterRestart(node: RoundLedger, timers: FakeTimers): Promise<
   await node.assertPaid();
 }
 
-/**
- * The kept outcomes' files on disk beside the ledger of the test named `label`: its temporary
- * directory is the newest `veriflow-s63-audit-stop-<label>-*` (one left by a killed run is older).
- */
-async function keptFiles(label: string): Promise<string[]> {
-  const probe = await Deno.makeTempDir();
-  await Deno.remove(probe);
-  const temp = dirname(probe);
-  const prefix = `veriflow-s63-audit-stop-${label}-`;
-  const dirs: { path: string; at: number }[] = [];
-  for await (const entry of Deno.readDir(temp)) {
-    if (!entry.isDirectory || !entry.name.startsWith(prefix)) continue;
-    const path = join(temp, entry.name);
-    dirs.push({ path, at: (await Deno.stat(path)).mtime?.getTime() ?? 0 });
-  }
-  assert.ok(dirs.length > 0, `a directory ${prefix}*`);
-  const newest = dirs.reduce((a, b) => (b.at > a.at ? b : a));
-  const dir = join(newest.path, "ledger", KEPT_OUTCOMES_DIR);
+/** The kept outcomes' files on disk beside the ledger of `node`. */
+async function keptFiles(node: RoundLedger): Promise<string[]> {
+  const dir = join(node.dir, "ledger", KEPT_OUTCOMES_DIR);
   return await Array.fromAsync(Deno.readDir(dir)).then(
     (entries) => entries.filter((e) => e.name.endsWith(".cbor")).map((e) => e.name),
     () => [],
@@ -147,7 +132,7 @@ Deno.test("review s63: a relay flooding outcomes admitted at the gate keeps at m
     }
     await node.send(); // the genuine one, from the fixture's peer
     await eventually(storage.started, "the audits under way");
-    const files = await keptFiles("flood");
+    const files = await keptFiles(node);
     assert.equal(
       files.length,
       MAX_KEPT_OUTCOMES_PER_PEER + 1,
