@@ -28,14 +28,15 @@ import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 
 /**
- * The lazy receipt (a fresh trainer's, round 0 from `startModel`, a seeded `TEST_ARCH` model,
- * one step of `batchSize` samples) and the `loss_mismatch` proof `accuser` (default a fresh key)
- * signs against it.
+ * The lazy receipt (`trainer`'s, default a fresh key: round 0 from `startModel`, a seeded
+ * `TEST_ARCH` model, one step of `batchSize` samples, its loss made up: 999) and the
+ * `loss_mismatch` proof `accuser` (default a fresh key) signs against it.
  */
 export function lossFraud(
   startModel: string,
   accuser: Identity = Identity.generate(),
   batchSize = 8,
+  trainer: Identity = Identity.generate(),
 ): TrainingFraudProof {
   const start = seededGptWeights(TEST_ARCH, 0);
   const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, batchSize, sampleBytes: 65 };
@@ -59,7 +60,7 @@ export function lossFraud(
     losses: [999],
     deltaHash: "dd".repeat(32),
     deltaBytes: 1,
-  }, Identity.generate());
+  }, trainer);
   const challenge = drawTrainingChallenge(receipt, accuser);
   const opening = {
     step: 0,

@@ -23,36 +23,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import {
-  checkpointPath,
-  checkpointsRootOf,
-  commitShard,
-  encodeTrainingState,
-  shardPath,
-  startTrainingState,
-  trainingStateHash,
-} from "../../training/training_state.ts";
-import { batchIndices, sampleAt, type TextShard } from "../../training/brown_corpus.ts";
-import {
-  signTrainingReceipt,
-  TRAINING_RECEIPT_VERSION,
-  trainingReceiptId,
-} from "../../training/training_receipt.ts";
-import { drawTrainingChallenge } from "../../training/training_challenge.ts";
-import {
-  signTrainingFraudProof,
-  TRAINING_FRAUD_PROOF_VERSION,
-  type TrainingFraudProof,
-} from "../../training/training_fraud_proof.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import type { TrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { toHex } from "../../protocols/hash.ts";
 import {
   MAX_STAKE_HELD_PER_ORIGIN,
@@ -61,12 +37,11 @@ import {
   MAX_STAKE_HELD_TRAINING_RECEIPTS,
   StakeHeldTrainingReceipts,
 } from "../../training/_stake_held_training_receipts.ts";
-import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { START, trainingReceipt } from "../proof/_training_receipt.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
-import { LAZY_TRAINER_STAKE } from "./_loss_fraud.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
+import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
+import { inStakeHoldLedger } from "./_stake_hold_ledger.ts";
 
 /** The accuser's pledge: well above the false-accusation penalty. */
 const ACCUSER_PLEDGE = 10_000;
@@ -74,84 +49,19 @@ const ACCUSER_PLEDGE = 10_000;
 const PEER = "ee".repeat(32);
 /** The peer relaying the trainer's receipts for made-up rounds (the trainer itself, say). */
 const TRAINER_PEER = "ef".repeat(32);
-/** How often the held evidence is checked again for its pledge here (ms): fast, for the test. */
-const RECHECK_MS = 5;
 /** Samples a step. */
 const BATCH = 8;
 
-/**
- * `trainer`'s lazy receipt (round 0 from `startModel`, one step whose loss it made up: 999) and
- * `accuser`'s `loss_mismatch` proof against it (as `lossFraud` in `_loss_fraud.ts`, whose trainer
- * key is not at hand).
- */
+/** `trainer`'s lazy receipt and `accuser`'s `loss_mismatch` proof against it (`lossFraud`). */
 function lazyFraud(startModel: string, trainer: Identity, accuser: Identity): TrainingFraudProof {
-  const start = seededGptWeights(TEST_ARCH, 0);
-  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, batchSize: BATCH, sampleBytes: 65 };
-  const bytes = new Uint8Array(BATCH * 65).map((_, i) => 32 + (i * 7) % 90);
-  const shard: TextShard = { documents: [{ id: "x", bytes }] };
-  const commitment = commitShard(shard, 65);
-  const s0 = startTrainingState(start);
-  const hashes = [trainingStateHash(TEST_ARCH, s0), trainingStateHash(TEST_ARCH, s0)];
-  const receipt = signTrainingReceipt({
-    v: TRAINING_RECEIPT_VERSION,
-    round: 0,
-    startModel,
-    steps: 1,
-    dataSeed: 1,
-    hyper,
-    samplesRoot: "aa".repeat(32),
-    sampleCount: BATCH,
-    checkpointsRoot: checkpointsRootOf(hashes),
-    shardRoot: commitment.root,
-    shardSize: commitment.size,
-    losses: [999],
-    deltaHash: "dd".repeat(32),
-    deltaBytes: 1,
-  }, trainer);
-  const challenge = drawTrainingChallenge(receipt, accuser);
-  const opening = {
-    step: 0,
-    before: encodeTrainingState(TEST_ARCH, s0),
-    beforePath: checkpointPath(hashes, 0),
-    after: encodeTrainingState(TEST_ARCH, s0),
-    afterPath: checkpointPath(hashes, 1),
-    samples: batchIndices(1, 0, BATCH, commitment.size).map((index) => ({
-      index,
-      bytes: sampleAt(shard, 65, index).bytes.slice(),
-      path: shardPath(commitment, index),
-    })),
-  };
-  return signTrainingFraudProof({
-    v: TRAINING_FRAUD_PROOF_VERSION,
-    reason: "loss_mismatch",
-    receipt,
-    challenge,
-    opening,
-    issuedAt: Date.now(),
-  }, accuser);
+  return lossFraud(startModel, accuser, BATCH, trainer);
 }
 
 Deno.test("stake hold red team: a lazy trainer's receipts for made-up rounds, relayed before its pledge, push its held lazy receipt out, and it keeps here the stake the other ledgers slashed", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-redteam-stake-hold-" });
-  const system = new ActorSystem({ name: "redteam-stake-hold" });
-  let clock = Date.now();
-  try {
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  await inStakeHoldLedger("made-up-rounds", async ({ ledger, training, model, tick }) => {
     const trainer = Identity.generate();
     const accuser = Identity.generate();
-    const proof = lazyFraud(model.cid, trainer, accuser);
-    await system.spawn<NetworkMessage>({
-      name: "node/network",
-      factory: () => new RecordingNetwork([]),
-    });
-    const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: () => clock,
-      models,
-      challenge: { challengeProbability: 0, network: "node/network", pledgeRecheckMs: RECHECK_MS },
-    });
+    const proof = lazyFraud(model, trainer, accuser);
     const id = trainingReceiptId(proof.receipt);
     const status = async () =>
       (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
@@ -159,7 +69,7 @@ Deno.test("stake hold red team: a lazy trainer's receipts for made-up rounds, re
     const pledge = signStakePledge(accuser, ACCUSER_PLEDGE, 1);
     assert.equal(await ledger.ask({ type: "pledge", pledge, origin: PEER }), true);
     // The lazy receipt, before the trainer's pledge: held for it.
-    const terms = { round: 0, startModel: model.cid, steps: proof.receipt.steps };
+    const terms = { round: 0, startModel: model, steps: proof.receipt.steps };
     await training.ask({ type: "receipt", body: { receipt: proof.receipt, terms }, origin: PEER });
     // Two receipts of the trainer's for made-up rounds, refused for its stake all the same.
     for (const round of [1_000, 1_001]) {
@@ -176,7 +86,7 @@ Deno.test("stake hold red team: a lazy trainer's receipts for made-up rounds, re
     await training.ask({ type: "fraud_proof", body: { proof, arch: TEST_ARCH }, origin: PEER });
     await eventually(async () => (await status()) === "fraud", "the proof to settle")
       .catch(() => undefined);
-    clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    tick(DEFAULT_ECONOMICS.challengeWindowMs + 1);
     await ledger.ask({ type: "finalize" });
     const trainerEnd = await ledger.ask<Account>({ type: "account", key: trainer.publicKey });
     const accuserEnd = await ledger.ask<Account>({ type: "account", key: accuser.publicKey });
@@ -185,48 +95,11 @@ Deno.test("stake hold red team: a lazy trainer's receipts for made-up rounds, re
     assert.equal(await status(), "fraud", "the lazy receipt is recorded and convicted");
     assert.ok(trainerEnd.stake < LAZY_TRAINER_STAKE, `its stake cut: ${trainerEnd.stake}`);
     assert.ok(accuserEnd.balance > 0, `its accuser rewarded: ${accuserEnd.balance}`);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
-/** A fresh ledger and training validator for `run`, on a clock the test moves. */
-async function inLedger(
-  name: string,
-  run: (world: {
-    ledger: Awaited<ReturnType<typeof spawnTrainingLedger>>["ledger"];
-    training: Awaited<ReturnType<typeof spawnTrainingLedger>>["training"];
-    model: string;
-    tick: (ms: number) => void;
-  }) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-redteam-stake-hold-${name}-` });
-  const system = new ActorSystem({ name: `redteam-stake-hold-${name}` });
-  let clock = Date.now();
-  try {
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    await system.spawn<NetworkMessage>({
-      name: "node/network",
-      factory: () => new RecordingNetwork([]),
-    });
-    const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: () => clock,
-      models,
-      challenge: { challengeProbability: 0, network: "node/network", pledgeRecheckMs: RECHECK_MS },
-    });
-    await run({ ledger, training, model: model.cid, tick: (ms) => clock += ms });
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("stake hold red team: the proof before the pledge, then the trainer's receipts for made-up rounds and 8 relaying peers filling the hold: the lazy receipt is still recorded once the trainer stakes, and the trainer slashed", async () => {
-  await inLedger("proof-first", async ({ ledger, training, model, tick }) => {
+  await inStakeHoldLedger("proof-first", async ({ ledger, training, model, tick }) => {
     const trainer = Identity.generate();
     const accuser = Identity.generate();
     const proof = lazyFraud(model, trainer, accuser);
@@ -282,7 +155,7 @@ Deno.test("stake hold red team: the proof before the pledge, then the trainer's 
 });
 
 Deno.test("stake hold red team: a proof from a key that never pledged here does not get the receipt it carries recorded (no lock on its staked trainer's stake)", async () => {
-  await inLedger("unpledged", async ({ ledger, training, model }) => {
+  await inStakeHoldLedger("unpledged", async ({ ledger, training, model }) => {
     const trainer = Identity.generate();
     const stranger = Identity.generate();
     const proof = lazyFraud(model, trainer, stranger);

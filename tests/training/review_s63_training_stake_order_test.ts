@@ -11,8 +11,6 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -21,7 +19,6 @@ import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import type { TrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { toHex } from "../../protocols/hash.ts";
@@ -34,14 +31,12 @@ import {
 } from "../../training/_stake_held_training_receipts.ts";
 import { START, trainingReceipt } from "../proof/_training_receipt.ts";
 import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
+import { inStakeHoldLedger } from "./_stake_hold_ledger.ts";
 
 /** The accuser's pledge: well above the false-accusation penalty. */
 const ACCUSER_PLEDGE = 10_000;
 /** Where the gossip comes from. */
 const PEER = "ee".repeat(32);
-/** How often the held evidence is checked again for its pledge here (ms): fast, for the test. */
-const RECHECK_MS = 5;
 
 /** One piece of evidence reaching a node. */
 type Arrival = "receipt" | "trainer stake" | "proof";
@@ -63,24 +58,9 @@ async function settleIn(
   accuser: Identity,
 ): Promise<Outcome> {
   const name = `stake-order-${order.join("-").replaceAll(" ", "_")}`;
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-${name}-` });
-  const system = new ActorSystem({ name });
-  let clock = Date.now();
-  try {
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    assert.equal(model.cid, proof.receipt.startModel);
-    await system.spawn<NetworkMessage>({
-      name: "node/network",
-      factory: () => new RecordingNetwork([]),
-    });
-    const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: () => clock,
-      models,
-      challenge: { challengeProbability: 0, network: "node/network", pledgeRecheckMs: RECHECK_MS },
-    });
+  let outcome: Outcome | undefined;
+  await inStakeHoldLedger(name, async ({ ledger, training, model, tick }) => {
+    assert.equal(model, proof.receipt.startModel);
     const id = trainingReceiptId(proof.receipt);
     const status = async () =>
       (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
@@ -89,7 +69,7 @@ async function settleIn(
     assert.equal(await ledger.ask({ type: "pledge", pledge, origin: PEER }), true);
     for (const arrival of order) {
       if (arrival === "receipt") {
-        const terms = { round: 0, startModel: model.cid, steps: proof.receipt.steps };
+        const terms = { round: 0, startModel: model, steps: proof.receipt.steps };
         await training.ask({
           type: "receipt",
           body: { receipt: proof.receipt, terms },
@@ -113,17 +93,15 @@ async function settleIn(
     // Recorded and re-run and settled outside the mailbox: waited for as long as any effect.
     await eventually(async () => (await status()) === "fraud", "the proof to settle")
       .catch(() => undefined);
-    clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    tick(DEFAULT_ECONOMICS.challengeWindowMs + 1);
     await ledger.ask({ type: "finalize" });
-    return {
+    outcome = {
       status: await status(),
       trainer: await ledger.ask<Account>({ type: "account", key: proof.receipt.trainer }),
       accuser: await ledger.ask<Account>({ type: "account", key: accuser.publicKey }),
     };
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
+  return outcome!;
 }
 
 Deno.test("review s63: a lazy trainer's receipt that came before its trainer's stake is settled as where the stake came first: slashed, its accuser rewarded, in every order of receipt, stake and proof", async () => {

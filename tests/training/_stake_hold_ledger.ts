@@ -1,0 +1,62 @@
+/**
+ * A fresh ledger and training validator (the network a recorder, no challenges of its own, the
+ * held evidence checked again every few ms) on a clock the test moves, with the `TEST_ARCH` start
+ * model published: the world of the s63 stake-hold tests (`review_s63_training_stake_order_test.ts`,
+ * `review_s63_redteam_stake_hold_test.ts`).
+ */
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
+
+/** How often the held evidence is checked again for its pledge here (ms): fast, for the test. */
+export const STAKE_HOLD_RECHECK_MS = 5;
+
+type Spawned = Awaited<ReturnType<typeof spawnTrainingLedger>>;
+
+/** What {@link inStakeHoldLedger} hands its test. */
+export interface StakeHoldWorld {
+  ledger: Spawned["ledger"];
+  training: Spawned["training"];
+  /** The published start model's CID. */
+  model: string;
+  /** Move the ledger's clock on by `ms`. */
+  tick: (ms: number) => void;
+}
+
+/** Run `run` in a fresh world named `name`, then stop it and remove its directory. */
+export async function inStakeHoldLedger(
+  name: string,
+  run: (world: StakeHoldWorld) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-stake-hold-${name}-` });
+  const system = new ActorSystem({ name: `stake-hold-${name}` });
+  let clock = Date.now();
+  try {
+    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    await system.spawn<NetworkMessage>({
+      name: "node/network",
+      factory: () => new RecordingNetwork([]),
+    });
+    const { ledger, training } = await spawnTrainingLedger(system, {
+      identity: Identity.generate(),
+      dir,
+      now: () => clock,
+      models,
+      challenge: {
+        challengeProbability: 0,
+        network: "node/network",
+        pledgeRecheckMs: STAKE_HOLD_RECHECK_MS,
+      },
+    });
+    await run({ ledger, training, model: model.cid, tick: (ms) => clock += ms });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
