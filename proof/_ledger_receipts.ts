@@ -85,9 +85,17 @@ export function receiptDecision(
     // before its worker's other claim (stop 63).
     const againstKept = unrecordedEquivocation(view, receipt, check.receiptId, locked, first);
     if (againstKept !== undefined) {
-      const twice = requester !== null && first !== undefined && first.requester !== undefined
-        ? doubleAssignment(first, receipt, assignment)
-        : undefined;
+      if (requester === null || first === undefined) return againstKept;
+      // Assigned, the holder recorded without an assignment: as an assigned receipt takes such
+      // a job (`supersedes`, below), the job passes to the worker's convicted claim, assigned
+      // to it (`requester`; it earns nothing). Else the assignment was lost with the entry, and
+      // the holder's own assignment coming later was paid (or a third worker's assigned receipt
+      // took the job over), where in every other order the job was a double assignment and
+      // neither was (stop 63 red team).
+      if (first.requester === undefined) {
+        return { ...againstKept, body: { ...againstKept.body, requester } };
+      }
+      const twice = doubleAssignment(first, receipt, assignment);
       if (twice === undefined) return againstKept;
       const { receiptId, uncredited } = twice.body;
       return {

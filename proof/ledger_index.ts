@@ -102,8 +102,13 @@ export const INDEX_FILE = "index.sqlite";
  * slashed for a confirmed proof coming later, as an inference receipt does since format 3
  * (`training_equivocation` entries; review s63): an index built before has no such row, and a
  * proof about that receipt was refused `not_pending`, its accuser unpaid.
+ * 7: a job another worker's assigned receipt took from a receipt recorded without an assignment
+ * loses the job's mark of equivocation (the former holder's worker's, kept with its claim), and
+ * an equivocation against a kept claim whose second receipt came assigned passes the job to that
+ * claim (stop 63 red team): an index built before kept the mark on the job, so the new holder's
+ * own other claim for the job was refused, not slashed.
  */
-const INDEX_FORMAT = 6;
+const INDEX_FORMAT = 7;
 
 /**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
@@ -220,6 +225,7 @@ export class LedgerIndex {
       equivocate: p(
         "INSERT INTO jobs (job, equivocated) VALUES (?, 1) ON CONFLICT (job) DO UPDATE SET equivocated = 1",
       ),
+      unequivocate: p("UPDATE jobs SET equivocated = 0 WHERE job = ?"),
       convicted: p("SELECT 1 FROM receipts WHERE worker = ? AND status = 'fraud' LIMIT 1"),
       accused: p("SELECT 1 FROM accusations WHERE validator = ? AND receipt = ?"),
       accuse: p("INSERT OR IGNORE INTO accusations (validator, receipt) VALUES (?, ?)"),
@@ -443,6 +449,9 @@ export class LedgerIndex {
         if (unrecorded !== undefined) {
           this.#convictUnrecorded(b, unrecorded);
           q.equivocateUnrecorded.run(b.jobId, b.worker);
+          // Its second receipt came assigned, the holder recorded without an assignment: the
+          // job passes to this claim, as to an assigned receipt recorded (`receipt` above).
+          if (typeof b.requester === "string") this.#takeJob(b, unrecorded);
         } else {
           q.equivocate.run(b.jobId);
         }
@@ -607,10 +616,28 @@ export class LedgerIndex {
   }
 
   /**
+   * An `equivocation` entry convicting `b.receiptId`, a claim of `b.worker` never recorded here,
+   * whose second receipt came with the job's assignment while another worker's receipt held the
+   * job without one: the job passes to the convicted claim (its row, assigned by the caller) and
+   * is settled for equivocation, as where the assigned receipt was recorded first, taking the
+   * job, and the claim came second; the holder's receipt is kept as its worker's claim
+   * (`#keepSuperseded`). So the holder's own assignment coming later, or a third worker's
+   * assigned receipt, is a double assignment, not paid (stop 63 red team).
+   */
+  #takeJob(b: Record<string, never>, u: UnrecordedBody): void {
+    const q = this.#q;
+    this.#keepSuperseded(u.jobId, b.worker);
+    q.recordJob.run(u.jobId, b.receiptId, u.outputHash ?? null, u.tokens ?? null);
+    q.equivocate.run(u.jobId);
+  }
+
+  /**
    * A receipt entry for `jobId` of `worker` (hex) taking the job from another worker's receipt
    * recorded without an assignment (a copier's, say): that receipt is kept as its worker's
    * claim for the job, its equivocation with it, so its worker's other claims for the job still
-   * settle against it ({@link unrecordedClaim}).
+   * settle against it ({@link unrecordedClaim}); the job's mark of equivocation, that worker's,
+   * goes with it (stop 63: kept on the job, the new holder's own other claim for it was not its
+   * equivocation, and w2 was paid 700 and kept 14,000 in 2 of 24 orders).
    */
   #keepSuperseded(jobId: string, worker: string): void {
     const q = this.#q;
@@ -627,6 +654,7 @@ export class LedgerIndex {
       rec.locked,
       job.equivocated,
     );
+    q.unequivocate.run(jobId);
   }
 
   /**
