@@ -460,8 +460,12 @@ export class FraudProofs {
       : { kind: "training_fraud_proof", body: message.body } as const;
     // Written ahead of the settlement, as an inference conviction is (`onFraudChecked`); a
     // receipt not recorded here yet (the proof outran it) is recorded by the settlement, and its
-    // conviction written after it.
-    const before = this.#core.ledger().receipt(id);
+    // conviction written after it. The record is the one the proof settles against: the proved
+    // receipt's, or, that one not recorded here, the one recorded for its trainer's round
+    // (`Ledger.trainingFraudSubject`; review s63: such a conviction was kept for no peer).
+    const subject = () =>
+      this.#core.ledger().receipt(id) ?? this.#core.ledger().trainingFraudSubject(receipt);
+    const before = subject();
     if (message.confirmed && conviction !== undefined && before?.kind === "training") {
       if (before.status !== "fraud") {
         await this.#core.catchUp().write(conviction, before.pendingUntil);
@@ -481,7 +485,7 @@ export class FraudProofs {
     // Gossip reached the peers connected then: kept for those that connect while the window is
     // open, or a ledger the receipt reached through others, away now, pays the lazy trainer
     // every other ledger slashed (`tests/training/training_catch_up_test.ts`).
-    const until = this.#core.ledger().receipt(id)?.pendingUntil;
+    const until = subject()?.pendingUntil;
     if (conviction !== undefined && until !== undefined) {
       await this.#core.catchUp().add(conviction, until);
     }

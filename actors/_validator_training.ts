@@ -71,12 +71,16 @@ export async function settleTrainingFraud(
       terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
     });
   }
-  const record = ledger.receipt(id);
+  // The record the proof settles: the receipt's, or — answered `equivocation` (or
+  // `round_already_recorded`), another receipt of its trainer for the round recorded first — that
+  // one (review s63: dropped here, `settled: false`, the accuser unpaid).
+  const record = ledger.trainingFraudSubject(receipt);
   if (record === undefined || !takesFraudProofs(record.status)) {
     return { settled: false, slashed: 0 };
   }
   const settled = await ledger.settleTrainingFraud({
     receiptId: id,
+    trainingReceipt: receipt,
     fraudProofHash: message.fraudProofHash,
     validator: message.validator,
     confirmed: message.confirmed,
@@ -92,7 +96,10 @@ export async function settleTrainingFraud(
   if (settled === undefined || !message.confirmed) {
     return { settled: settled !== undefined, slashed: 0 };
   }
-  return { settled: true, slashed: record.locked };
+  // What the entry slashed (the larger claim's lock, for a proof revealing the equivocation; 0
+  // where an equivocation entry slashed before it).
+  const { slashed } = settled.body as { slashed?: unknown };
+  return { settled: true, slashed: typeof slashed === "number" ? slashed : record.locked };
 }
 
 /**

@@ -90,6 +90,7 @@ import {
 import { ChallengeEndings } from "./_challenge_endings.ts";
 import { CatchUp } from "./_catch_up.ts";
 import { holdTrainingChallenge, recordTrainingReceipt } from "./_validator_training.ts";
+import { trainingReceiptId } from "../training/training_receipt.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
 import { FraudProofs } from "./_fraud_proofs.ts";
 import { Challenges } from "./_challenges.ts";
@@ -525,7 +526,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "account":
         return ledger.account(message.key);
       case "receipt_status":
-        return ledger.receipt(message.receiptId);
+        // A training fraud proof's receipt: the record the proof would settle (the receipt's, or
+        // the one its trainer had recorded for the round, where this one was its equivocation).
+        return message.trainingReceipt !== undefined &&
+            trainingReceiptId(message.trainingReceipt) === message.receiptId
+          ? ledger.trainingFraudSubject(message.trainingReceipt)
+          : ledger.receipt(message.receiptId);
       case "convicted":
         return ledger.convicted(message.key);
       case "job_recorded": {

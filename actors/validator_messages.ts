@@ -137,12 +137,18 @@ export interface AccountMessage {
   /** The key. */
   key: Uint8Array;
 }
-/** Look up a receipt's ledger record. Answers `ReceiptRecord` (proof/ledger.ts) or undefined. */
+/**
+ * Look up a receipt's ledger record. Answers `ReceiptRecord` (proof/ledger.ts) or undefined; with
+ * `trainingReceipt`, the record a fraud proof about that receipt settles (`Ledger.trainingFraudSubject`:
+ * its own, or the one its trainer had recorded for the round).
+ */
 export interface ReceiptStatusMessage {
   /** Message tag. */
   type: "receipt_status";
   /** Receipt id. */
   receiptId: string;
+  /** The training receipt `receiptId` names, as its trainer signed it (a fraud proof carries it). */
+  trainingReceipt?: TrainingReceipt;
 }
 /** Ask for the validator's {@link ValidatorStats}. */
 export interface ValidatorStatsMessage {

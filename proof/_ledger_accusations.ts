@@ -1,7 +1,8 @@
 /**
  * Settling accusations: which receipt a fraud proof settles here ({@link fraudSubjectOf}: the
  * receipt it names, or the variant of it its worker had recorded here for the same job, or —
- * another worker's receipt holding the job — the receipt itself, never recorded here), the
+ * another worker's receipt holding the job — the receipt itself, never recorded here; for a
+ * training receipt `trainingFraudSubjectOf`, `_ledger_training.ts`), the
  * other claim a proof about a variant reveals ({@link otherClaim}: equivocation too), and what a
  * checked fraud proof does to the ledger ({@link fraudDecision}: confirmed, the worker is slashed
  * and the validator rewarded; refuted, the validator pays for a false accusation). Used by
@@ -29,6 +30,11 @@ import {
 } from "./_ledger_amounts.ts";
 import type { FraudSettlement } from "./ledger.ts";
 import { stakeCovers, unrecordedBody, unrecordedRecord } from "./_ledger_unrecorded.ts";
+import {
+  otherTrainingClaim,
+  trainingFraudSubjectOf,
+  trainingProvedLock,
+} from "./_ledger_training.ts";
 
 /** `Ledger.fraudSubject`, for a proof that names its receipt `id` (another: none). */
 export function fraudSubjectOf(
@@ -146,8 +152,12 @@ export function fraudDecision(
 ): () => Record<string, unknown> {
   const validator = toHex(settlement.validator);
   return () => {
-    // The receipt named, or the variant of it its worker had recorded here for the job.
-    const rec = settlement.receipt === undefined
+    // The receipt named, or the variant of it its worker had recorded here for the job (for a
+    // training receipt: the receipt its trainer had recorded here for the round).
+    const training = receiptKind === "training" ? settlement.trainingReceipt : undefined;
+    const rec = training !== undefined
+      ? trainingFraudSubjectOf(view, training, settlement.receiptId)
+      : settlement.receipt === undefined
       ? view.record(settlement.receiptId)
       : fraudSubjectOf(view, settlement.receipt, settlement.receiptId);
     if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
@@ -222,9 +232,14 @@ export function fraudDecision(
     // that claim was recorded, and the job is marked so that the claim coming here later is
     // not slashed again (review s54: 10 tokens recorded here, a proof about its 1,000-token
     // variant cut 200 here and 20,000 there, its accuser rewarded 100 here and 10,000 there).
-    const other = settlement.confirmed && unrewarded === undefined
-      ? otherClaim(view, rec, settlement.receipt)
-      : undefined;
+    const other = !settlement.confirmed || unrewarded !== undefined
+      ? undefined
+      : training !== undefined
+      ? otherTrainingClaim(view, rec, training)
+      : otherClaim(view, rec, settlement.receipt);
+    const proved = training !== undefined
+      ? trainingProvedLock(view, rec, training)
+      : provedLock(view, rec, settlement.receipt);
     const slashed = unrewarded !== undefined
       ? 0
       : other === undefined
@@ -235,10 +250,10 @@ export function fraudDecision(
     // lock, whichever claim came first and whether the equivocation was settled before, with
     // or after the proof (review s62: 0, 100 or 300 by the order, the worker losing 600 in all).
     const earned = unrewarded !== undefined
-      ? Math.min(unrewarded, provedLock(view, rec, settlement.receipt))
+      ? Math.min(unrewarded, proved)
       : other === undefined
       ? slashed
-      : Math.min(slashed, provedLock(view, rec, settlement.receipt));
+      : Math.min(slashed, proved);
     // The variant the proof was about, when it is not the receipt recorded here.
     const variant = rec.receiptId === settlement.receiptId ? {} : { variant: settlement.receiptId };
     return settlement.confirmed

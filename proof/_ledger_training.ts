@@ -3,20 +3,28 @@
  * ({@link trainingSlot}: one receipt, and one payment, per trainer and round), what a training
  * receipt brought to the ledger is ({@link trainingReceiptDecision}: a new pending receipt, or
  * equivocation — a second, different receipt of the trainer for the round, slashed on arrival —
- * or a refusal), and crediting one recorded without credit ({@link trainingCreditDecision}).
- * Each decision runs in the writer's turn. Used by `Ledger.recordTrainingReceipt` and
- * `Ledger.creditTrainingReceipt` (`ledger.ts`, which checks the receipt's signature and its
+ * or a refusal), crediting one recorded without credit ({@link trainingCreditDecision}), and
+ * which record a fraud proof about a training receipt settles ({@link trainingFraudSubjectOf}:
+ * the receipt's own, or the one recorded in its trainer's slot) with the other claim it reveals
+ * ({@link otherTrainingClaim}). Each decision runs in the writer's turn. Used by
+ * `Ledger.recordTrainingReceipt`, `Ledger.creditTrainingReceipt`, `Ledger.trainingFraudSubject`
+ * and `Ledger.settleTrainingFraud` (`ledger.ts`, which checks the receipt's signature and its
  * round's terms first, and re-exports `trainingSlot`). Not part of the public API (but
  * `trainingSlot`).
  *
  * @module
  */
 import { toHex } from "../protocols/hash.ts";
-import type { TrainingReceipt } from "../training/training_receipt.ts";
+import {
+  type TrainingReceipt,
+  trainingReceiptId,
+  verifyTrainingReceipt,
+} from "../training/training_receipt.ts";
 import type { LedgerEntryKind } from "./ledger_entry.ts";
 import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts";
-import { roundCredits } from "./ledger_state.ts";
+import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
 import { equivocationSlash, type LedgerView, lockOf } from "./_ledger_amounts.ts";
+import { stakeCovers } from "./_ledger_unrecorded.ts";
 import type { TrainingRoundTerms } from "./ledger.ts";
 
 /**
@@ -42,8 +50,8 @@ export function trainingReceiptDecision(
   options: { credited?: boolean },
 ): () => { kind: LedgerEntryKind; body: Record<string, unknown> } {
   const trainer = toHex(receipt.trainer);
-  const slot = trainingSlot(trainer, receipt.round, receipt.startModel);
-  const reward = roundCredits(receipt.steps * view.economics.trainingCreditPerStep);
+  const slot = slotOf(receipt);
+  const reward = trainingRewardOf(view, receipt);
   const locked = lockOf(view, reward);
   const credit = options.credited === false ? 0 : reward;
   return () => {
@@ -118,4 +126,79 @@ export function trainingCreditDecision(
       credit: roundCredits(rec.locked / view.economics.slashMultiplier),
     };
   };
+}
+
+/** The slot `receipt` claims: its trainer's in its round ({@link trainingSlot}). */
+function slotOf(receipt: TrainingReceipt): string {
+  return trainingSlot(toHex(receipt.trainer), receipt.round, receipt.startModel);
+}
+
+/** What `receipt` earns: its steps at `trainingCreditPerStep`, to the quantum. */
+function trainingRewardOf(view: LedgerView, receipt: TrainingReceipt): number {
+  return roundCredits(receipt.steps * view.economics.trainingCreditPerStep);
+}
+
+/**
+ * `Ledger.trainingFraudSubject`: the record a fraud proof about `receipt` (named `id`; another
+ * id: none) settles here. Its own, when it is recorded; else — the ledger recorded another receipt
+ * of its trainer for the round first, and answered this one `equivocation` or
+ * `round_already_recorded` — the receipt recorded in that slot, as the inference side settles a
+ * proof about a variant against the receipt its worker had recorded for the job
+ * (`fraudSubjectOf`): the trainer's signature binds it to both. Only a receipt this ledger could
+ * have recorded is a subject: its signature checks, and its trainer's stake backs its lock
+ * (`stakeCovers`, the bound for claims never recorded: a key without stake must not buy re-runs
+ * with receipts it made up), or the slot was slashed for equivocation already (that slash took
+ * the stake that backed it). Review s63: where the other receipt came first, the proof was held for
+ * its receipt forever, its accuser unpaid (or a false one uncharged).
+ */
+export function trainingFraudSubjectOf(
+  view: LedgerView,
+  receipt: TrainingReceipt,
+  id = trainingReceiptId(receipt),
+): ReceiptRecord | undefined {
+  if (id !== trainingReceiptId(receipt)) return undefined;
+  const own = view.record(id);
+  if (own !== undefined) return own;
+  if (!verifyTrainingReceipt(receipt).ok) return undefined;
+  const recordedId = view.index.jobReceipt(slotOf(receipt));
+  const recorded = recordedId === undefined ? undefined : view.record(recordedId);
+  if (recorded?.kind !== "training") return undefined;
+  // Or the slot was slashed for equivocation already: the stake that backed the lock is what
+  // that slash took, so the proof settles whether it came before the receipt or after it.
+  const locked = lockOf(view, trainingRewardOf(view, receipt));
+  const backed = stakeCovers(view, receipt.trainer, locked) ||
+    view.index.equivocated(slotOf(receipt));
+  return backed ? recorded : undefined;
+}
+
+/**
+ * The other claim `receipt` makes for the slot of `rec` (the receipt its trainer had recorded
+ * there, which a proof about `receipt` settles: {@link trainingFraudSubjectOf}): the slot and the
+ * stake `receipt` would lock, while the slot is not slashed for equivocation yet; else undefined
+ * (`rec` itself, or no receipt given). A confirmed proof about it proves the equivocation too:
+ * slashed once, the larger claim's lock, as where the second receipt came (`otherClaim` for
+ * inference).
+ */
+export function otherTrainingClaim(
+  view: LedgerView,
+  rec: ReceiptRecord,
+  receipt: TrainingReceipt | undefined,
+): { jobId: string; locked: number } | undefined {
+  if (receipt === undefined || trainingReceiptId(receipt) === rec.receiptId) return undefined;
+  const slot = slotOf(receipt);
+  if (view.index.equivocated(slot)) return undefined;
+  return { jobId: slot, locked: trainingProvedLock(view, rec, receipt) };
+}
+
+/**
+ * The lock of the training claim a confirmed proof is about: `rec`'s own, or, for `receipt`
+ * (another receipt of its trainer for the slot), the lock that receipt would take.
+ */
+export function trainingProvedLock(
+  view: LedgerView,
+  rec: ReceiptRecord,
+  receipt: TrainingReceipt | undefined,
+): number {
+  if (receipt === undefined || trainingReceiptId(receipt) === rec.receiptId) return rec.locked;
+  return lockOf(view, trainingRewardOf(view, receipt));
 }

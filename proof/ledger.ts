@@ -85,7 +85,11 @@ import type { RecoveredLedger } from "./ledger_recovery.ts";
 import { LedgerWriter } from "./_ledger_writer.ts";
 import type { LedgerView } from "./_ledger_amounts.ts";
 import { receiptDecision } from "./_ledger_receipts.ts";
-import { trainingCreditDecision, trainingReceiptDecision } from "./_ledger_training.ts";
+import {
+  trainingCreditDecision,
+  trainingFraudSubjectOf,
+  trainingReceiptDecision,
+} from "./_ledger_training.ts";
 import { fraudDecision, fraudSubjectOf } from "./_ledger_accusations.ts";
 import { steeringEntry, steeringSettlement } from "./_ledger_steering.ts";
 import { pledgeEntry, pledgesOf } from "./_ledger_pledges.ts";
@@ -148,6 +152,12 @@ export interface FraudSettlement {
    * (another variant it signed: see {@link Ledger.fraudSubject}).
    */
   receipt?: Receipt;
+  /**
+   * For a training receipt: that receipt, as its trainer signed it (the proof carries it). Given,
+   * a proof about a receipt not recorded here (another receipt of its trainer for the round was
+   * recorded first) settles against the one recorded (see {@link Ledger.trainingFraudSubject}).
+   */
+  trainingReceipt?: TrainingReceipt;
   /** Hex hash of the fraud proof. */
   fraudProofHash: string;
   /** The validator who submitted it. */
@@ -373,6 +383,18 @@ export class Ledger {
    */
   fraudSubject(receipt: Receipt): ReceiptRecord | undefined {
     const r = fraudSubjectOf(this.#view, receipt);
+    return r && { ...r };
+  }
+
+  /**
+   * The record a fraud proof about training receipt `receipt` settles here: its own when it is
+   * recorded; else the receipt its trainer had recorded here for the same round (it signed both,
+   * so a proof about either convicts it: the later one was answered `equivocation` or
+   * `round_already_recorded`, and settled nowhere, review s63), when its signature checks and its
+   * trainer's stake backs its lock (a key without stake buys no re-runs). Undefined otherwise.
+   */
+  trainingFraudSubject(receipt: TrainingReceipt): ReceiptRecord | undefined {
+    const r = trainingFraudSubjectOf(this.#view, receipt);
     return r && { ...r };
   }
 

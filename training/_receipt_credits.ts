@@ -306,7 +306,7 @@ export class ReceiptCredits {
       this.#parts.publish(ctx, { kind: "receipt", body }, origin);
       this.#recordedHere(body.receipt);
     }
-    if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(body.receipt));
+    if (settlesHere(answer)) this.#intake.release(ctx, trainingReceiptId(body.receipt));
     return answer;
   }
 
@@ -430,7 +430,7 @@ export class ReceiptCredits {
       return false; // no answer: the caller makes the credit again
     }
     if (answer.fresh) this.#recordedHere(receipt);
-    if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
+    if (settlesHere(answer)) this.#intake.release(ctx, trainingReceiptId(receipt));
     return true;
   }
 
@@ -450,4 +450,17 @@ export class ReceiptCredits {
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
   }
+}
+
+/**
+ * Whether a fraud proof about a receipt the ledger answered `answer` can settle here now, so the
+ * proofs held for it are taken up again (the intake asks the ledger again): it is recorded, or it
+ * was the trainer's equivocation, and such a proof settles against the receipt recorded for the
+ * round (`Ledger.trainingFraudSubject`). Review s63: released only when recorded, a proof about
+ * the contradicting receipt was held until it lapsed. Not on `round_already_recorded` (the slot
+ * slashed before): a proof about such a receipt finds its subject when it comes, and one held
+ * for it would be held again, its receipt recorded again, without end.
+ */
+function settlesHere(answer: TrainingReceiptRecorded): boolean {
+  return answer.recorded || answer.refusal === "equivocation";
 }

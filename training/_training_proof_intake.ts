@@ -247,10 +247,13 @@ export class TrainingProofIntake {
     // No answer is not "unknown" (nor, below, "unstaked"): kept and taken again (module doc).
     const unanswered = Symbol("unanswered");
     const record = await this.#options.ask<
-      { status: ReceiptStatus; pendingUntil: number } | undefined
+      { receiptId?: string; status: ReceiptStatus; pendingUntil: number } | undefined
     >(ctx, {
       type: "receipt_status",
       receiptId: trainingReceiptId(proof.receipt),
+      // The record the proof settles: its receipt's, or the one its trainer had recorded for the
+      // round where this receipt was answered `equivocation` (review s63: held for it forever).
+      trainingReceipt: proof.receipt,
     }).catch(() => unanswered);
     // This validator's own proof: its challenge holds the receipt there, and the settlement, asked
     // again while unanswered (`_challenge_endings.ts`), is where the ledger says whether it can
@@ -267,10 +270,12 @@ export class TrainingProofIntake {
     if (own) return {};
     // One accusation per accuser and receipt, as the ledger settles (`repeated_accusation`):
     // the same claim signed again is a new proof hash, and would be re-run and passed on again.
+    // The receipt the proof settles against: for one about another receipt of the trainer's for
+    // the round, the one recorded (else each receipt the trainer signed bought a re-run).
     const accused = await this.#options.ask<boolean>(ctx, {
       type: "has_accused",
       validator: proof.validator,
-      receiptId: trainingReceiptId(proof.receipt),
+      receiptId: record.receiptId ?? trainingReceiptId(proof.receipt),
     }).catch(() => false);
     if (accused) return { refusal: "repeated_accusation" };
     // Its free stake (review s45, as the inference intake): what its own receipts lock as a

@@ -12,17 +12,19 @@
  *    accuser unpaid, where before the contradicting receipt it earned half the proved claim's
  *    lock. A `training_equivocation` entry now keeps its slash unrewarded for such a proof, as an
  *    `equivocation` does (`LedgerIndex.unrewardedSlash`); the test runs.
- * 2. and 3. A proof about the receipt that was not recorded (the other came first) is held by the
- *    TrainingValidator for a receipt that never comes (`_receipt_held_training_proofs.ts`): a
- *    confirmed one pays its accuser nothing, a refuted one costs it nothing, where the same proof
- *    settles if its receipt came first. The inference side settles a proof about a variant
- *    against the receipt recorded for the job (`fraudSubjectOf`); `settleTrainingFraud` takes
- *    only a receipt id.
+ * 2. and 3. (Fixed.) A proof about the receipt that was not recorded (the other came first) was
+ *    held by the TrainingValidator for a receipt that never comes
+ *    (`_receipt_held_training_proofs.ts`): a confirmed one paid its accuser nothing, a refuted one
+ *    cost it nothing, where the same proof settles if its receipt came first. The settlement now
+ *    carries the signed receipt (`FraudSettlement.trainingReceipt`) and settles against the
+ *    receipt recorded in the trainer's slot (`Ledger.trainingFraudSubject`), as the inference
+ *    side settles a proof about a variant (`fraudSubjectOf`); the node takes such a proof once
+ *    that subject is known (`proofCarrying` below, as the intake asks). The tests run.
  * 4. The larger receipt refused for want of free stake (`insufficient_stake`) before the smaller
  *    came is forgotten: the smaller is recorded and paid, the cheat keeping its stake, where the
  *    other order slashes it all (a refusal writes nothing to the log, on the inference side too).
  *
- * 2–4 are ignored tests until their fix lands (see the s63 helper-B design note); each fails as
+ * 4 is an ignored test until its fix lands (see the s63 helper-B design note); each fails as
  * it is, naming the first order that ends otherwise.
  *
  * @module
@@ -30,6 +32,9 @@
 import assert from "node:assert/strict";
 import { trainingReceipt } from "./_training_receipt.ts";
 import { withoutFsync } from "./_ledger_fixtures.ts";
+import type { Identity } from "../../protocols/identity.ts";
+import { LedgerError } from "../../proof/ledger_errors.ts";
+import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
 import { type Evidence, pledge } from "./review_s62_convergence_world.ts";
 import {
   permutations,
@@ -76,6 +81,41 @@ async function everyOrder(
 const before = (names: string[], first: string, second: string) =>
   names.indexOf(first) < names.indexOf(second);
 
+/**
+ * A checked training fraud proof about `r` by `by` carrying `r` (`trainingReceipt`), settled as
+ * the node takes it: once the ledger knows the record it settles (`trainingFraudSubject`: `r`'s,
+ * or the one its trainer had recorded for the round) and `by` has pledged.
+ */
+function proofCarrying(
+  name: string,
+  hash: string,
+  r: TrainingReceipt,
+  by: Identity,
+  confirmed: boolean,
+): Evidence {
+  return {
+    name,
+    ready: (ledger) =>
+      ledger.trainingFraudSubject(r) !== undefined && ledger.hasStaked(by.publicKey),
+    deliver: async (ledger) => {
+      try {
+        await ledger.settleTrainingFraud({
+          receiptId: trainingReceiptId(r),
+          trainingReceipt: r,
+          fraudProofHash: hash,
+          validator: by.publicKey,
+          confirmed,
+          reason: confirmed ? "opening_mismatch" : "ok",
+        });
+        return undefined;
+      } catch (error) {
+        if (error instanceof LedgerError) return error.code;
+        throw error;
+      }
+    },
+  };
+}
+
 const pledges = () => [pledge("pledge t1", t1, 10_000), pledge("pledge v1", v1, 1_000)];
 
 Deno.test({
@@ -99,17 +139,14 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s63 (open): a confirmed proof about the contradicting receipt a ledger did not record pays its accuser there too (60 orders)",
-  // Open: held for its receipt forever in all 60 orders, the accuser unpaid. Needs the training
-  // settlement to carry its signed receipt and settle against the trainer's slot
-  // (`Ledger.settleTrainingFraud`, `_ledger_accusations.ts`, the intake's hold).
-  ignore: true,
+    "review s63: a confirmed proof about the contradicting receipt a ledger did not record pays its accuser there too (60 orders)",
+  // Was held for its receipt forever in all 60 orders, the accuser unpaid.
   fn: async () => {
     const evidence = [
       ...pledges(),
       trainingAnnounce("small", small, true),
       trainingAnnounce("big", big, true),
-      trainingProof("proof small", proofHash(9), small, v1, true),
+      proofCarrying("proof small", proofHash(9), small, v1, true),
     ];
     const tried = await everyOrder(evidence, (n) => before(n, "big", "small"), {
       t1: { balance: 0, stake: 10_000 - 140, locked: 0 },
@@ -121,15 +158,14 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s63 (open): a refuted proof about either of a trainer's contradicting receipts costs its accuser the penalty in every order (120 orders)",
-  // Open: in the 60 orders where the other receipt came first the proof is held forever, free.
-  ignore: true,
+    "review s63: a refuted proof about either of a trainer's contradicting receipts costs its accuser the penalty in every order (120 orders)",
+  // Was held forever, free, in the 60 orders where the other receipt came first.
   fn: async () => {
     const evidence = [
       ...pledges(),
       trainingAnnounce("small", small, true),
       trainingAnnounce("big", big, true),
-      trainingProof("proof small", proofHash(9), small, v1, false),
+      proofCarrying("proof small", proofHash(9), small, v1, false),
     ];
     const tried = await everyOrder(evidence, () => true, {
       t1: { balance: 0, stake: 10_000 - 140, locked: 0 },
