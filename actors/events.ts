@@ -139,9 +139,24 @@ export type ActorEvent =
 /** A subscriber callback. */
 export type ActorEventListener = (event: ActorEvent) => void;
 
-/** Fan-out of {@link ActorEvent}s to subscribers. */
-export class EventFeed {
-  #listeners: ActorEventListener[] = [];
+/**
+ * Fan-out of events to subscribers: the actor runtime's {@link ActorEvent}s (the default `E`), and
+ * any other feed of the same shape (the NetworkActor's peer changes, `network/peer_changes.ts`).
+ * A listener that throws is reported on the console and the others still hear the event: a
+ * listener cannot break the code that emits.
+ */
+export class EventFeed<E = ActorEvent> {
+  #listeners: ((event: E) => void)[] = [];
+  readonly #what: string;
+
+  /**
+   * A feed with no subscribers yet.
+   * @param what What the feed carries, for the console line of a listener that throws
+   * (`<what> listener threw:`); default `actor event`.
+   */
+  constructor(what = "actor event") {
+    this.#what = what;
+  }
 
   /**
    * Registers a listener; returns the function that unregisters it. A function subscribed twice
@@ -150,7 +165,7 @@ export class EventFeed {
    * @param listener Called synchronously with each event.
    * @returns An unsubscribe function (idempotent).
    */
-  subscribe(listener: ActorEventListener): () => void {
+  subscribe(listener: (event: E) => void): () => void {
     // Copy-on-write so emitting never sees a list mutated by a listener mid-loop.
     this.#listeners = [...this.#listeners, listener];
     let subscribed = true;
@@ -169,13 +184,13 @@ export class EventFeed {
     return this.#listeners.length;
   }
 
-  /** Delivers `event` to every subscriber. Used by the runtime. */
-  emit(event: ActorEvent): void {
+  /** Delivers `event` to every subscriber (never throws). Used by the runtime. */
+  emit(event: E): void {
     for (const listener of this.#listeners) {
       try {
         listener(event);
       } catch (error) {
-        console.error("actor event listener threw:", error);
+        console.error(`${this.#what} listener threw:`, error);
       }
     }
   }

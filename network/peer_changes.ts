@@ -33,6 +33,7 @@
  *
  * @module
  */
+import { EventFeed } from "../actors/events.ts";
 import type { PeerInfo } from "./network_actor.ts";
 
 /** One change of the NetworkActor's peer table; see the module doc. */
@@ -56,44 +57,10 @@ export interface PeerChangeSource {
   subscribe(listener: PeerChangeListener): () => void;
 }
 
-/** Fan-out of {@link PeerChange}s to subscribers; see the module doc. */
-export class PeerChanges implements PeerChangeSource {
-  /** Copied on write, so a listener that subscribes or leaves mid-emit changes no loop. */
-  #listeners: readonly PeerChangeListener[] = [];
-
-  /** Number of current subscribers. */
-  get size(): number {
-    return this.#listeners.length;
-  }
-
-  /**
-   * Hear every change from now on. A function subscribed twice hears each change twice, and each
-   * unsubscribe removes one of its subscriptions.
-   * @param listener Called synchronously with each change.
-   * @returns The function that stops it (idempotent).
-   */
-  subscribe(listener: PeerChangeListener): () => void {
-    this.#listeners = [...this.#listeners, listener];
-    let subscribed = true;
-    return () => {
-      if (!subscribed) return;
-      subscribed = false;
-      const index = this.#listeners.indexOf(listener);
-      this.#listeners = [...this.#listeners.slice(0, index), ...this.#listeners.slice(index + 1)];
-    };
-  }
-
-  /**
-   * Tell every subscriber `change` (the NetworkActor's part). Never throws.
-   * @param change What changed, with a copy of the peer's info.
-   */
-  emit(change: PeerChange): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(change);
-      } catch (error) {
-        console.error("peer change listener threw:", error);
-      }
-    }
+/** Fan-out of {@link PeerChange}s to subscribers (an {@link EventFeed}); see the module doc. */
+export class PeerChanges extends EventFeed<PeerChange> implements PeerChangeSource {
+  /** A feed with no subscribers yet. */
+  constructor() {
+    super("peer change");
   }
 }
