@@ -52,6 +52,7 @@ import { type JsonValue, toJsonValue } from "./json_value.ts";
 import { originPolicy } from "./origin_policy.ts";
 import { EdgeError, errorResponse } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
+import { AuthPendingSockets, OpenSockets } from "./dashboard_socket_caps.ts";
 import { clientAddress } from "./client_address.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
@@ -236,72 +237,6 @@ export const DEFAULT_DASHBOARD_LIMITS: DashboardLimits = Object.freeze({
  * snapshot, so without a deadline it stayed open for good. A page sends its `auth` as it opens.
  */
 export const DASHBOARD_AUTH_TIMEOUT_MS = 10_000;
-
-/**
- * Sockets of one kind open at once, with a cap, in all (`key` left out) or per key: the
- * dashboard's anonymous readers and its sockets still to send their `auth`, which no API key
- * bounds (one client may connect from any number of addresses). A key with nothing open is
- * forgotten, so what is kept is bounded by the sockets open.
- */
-class OpenSockets {
-  readonly #limit: number;
-  readonly #refusal: (open: number) => EdgeError;
-  readonly #open = new Map<string, number>();
-
-  /** `refusal` is the error thrown when `open` sockets (the cap) are already open. */
-  constructor(limit: number, refusal: (open: number) => EdgeError) {
-    this.#limit = limit;
-    this.#refusal = refusal;
-  }
-
-  /** Take a place for one socket of `key`, or throw the refusal; call the result at its close. */
-  take(key = ""): () => void {
-    const open = this.#open.get(key) ?? 0;
-    if (open >= this.#limit) throw this.#refusal(open);
-    this.#open.set(key, open + 1);
-    let given = false;
-    return () => {
-      if (given) return;
-      given = true;
-      const left = (this.#open.get(key) ?? 1) - 1;
-      if (left === 0) this.#open.delete(key);
-      else this.#open.set(key, left);
-    };
-  }
-}
-
-/**
- * The sockets still to send their `auth`, node-wide, oldest first, with a cap. One more past it
- * pushes the oldest out rather than being refused: refusing the newest let anyone who kept the
- * places full (a socket from each of a few addresses every 10 s) keep out every page that must
- * send a key, while pushed out, a page that sends its token as it opens (as the dashboard's does)
- * gets in unless the places turn over faster than its first message arrives.
- */
-class AuthPendingSockets {
-  readonly #limit: number;
-  /** Each waiting socket's push-out, oldest first (a `Set` keeps insertion order). */
-  readonly #waiting = new Set<() => void>();
-
-  /** At most `limit` sockets waiting at once. */
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  /**
-   * Add one socket, first pushing out the oldest ones past the cap (`pushOut` is called on each,
-   * and that one has left); call the result when it leaves (an accepted `auth`, its close).
-   */
-  join(pushOut: () => void): () => void {
-    for (const oldest of this.#waiting) {
-      if (this.#waiting.size < this.#limit) break;
-      this.#waiting.delete(oldest);
-      oldest();
-    }
-    const entry = () => pushOut(); // its own identity, whatever `pushOut` is
-    this.#waiting.add(entry);
-    return () => void this.#waiting.delete(entry);
-  }
-}
 
 /** A snapshot a second: live enough to watch, a few asks per second to the actors. */
 export const DEFAULT_TICK_MS = 1_000;
