@@ -37,7 +37,8 @@ import { openAiRoutes } from "./openai_routes.ts";
 import { originPolicy } from "./origin_policy.ts";
 import { allowedMethods } from "./allowed_methods.ts";
 import { streamRoutes } from "./stream_routes.ts";
-import type { DrainTimers } from "./serve.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
+import { contentEncodingGuard } from "./content_encoding_guard.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -63,10 +64,11 @@ export interface AppOptions {
    */
   edge?: Partial<EdgeConfig>;
   /**
-   * The timers of the request body deadline (`http.requestBodyTimeoutMs`) and the dashboard's
-   * `auth` deadline; default the global.
+   * The clock and timers of the edge's deadlines: the request body's
+   * (`http.requestBodyTimeoutMs`), an SSE or WebSocket client's idle cut-off
+   * (`http.clientIdleTimeoutMs`) and the dashboard's `auth` deadline; default the system's.
    */
-  timers?: DrainTimers;
+  timers?: ConnectionTimers;
   /**
    * Where a line per job start, end and cancel goes, and one per internal error a request ran
    * into (answered 500 without its message: untyped, or typed with no status of its own), with
@@ -159,6 +161,8 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
         grantOf(token, keys, options.dashboard?.operatorToken) !== undefined;
     }),
   );
+  // Before any route reads a body: one in a content coding would be read as its plain bytes.
+  app.use("*", contentEncodingGuard());
   if (options.dashboard !== undefined) {
     // Before the origin policy: the page's own origin is this node, checked by the route.
     app.route(
@@ -190,6 +194,6 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
     healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey),
   );
   app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers));
-  app.route("/v1", streamRoutes(gateway, edge, stats, options.log));
+  app.route("/v1", streamRoutes(gateway, edge, stats, options.log, options.timers));
   return app;
 }

@@ -51,6 +51,27 @@ export class RequestTimeoutError extends EdgeError {
   }
 }
 
+/**
+ * A request body that broke off before its end: the client closed or reset its connection (or
+ * sent a malformed chunk) while the node was reading it (HTTP 400). The client's doing, not the
+ * node's: no internal error is logged for it.
+ */
+export class IncompleteBodyError extends EdgeError {
+  /**
+   * Create it.
+   *
+   * @param cause The read's failure, as the HTTP server reported it.
+   */
+  constructor(cause: unknown) {
+    super(
+      "incomplete_body",
+      "the request body broke off before its end (the connection closed or failed while it " +
+        "was being sent); send the request again, whole",
+      { cause },
+    );
+  }
+}
+
 /** How long {@link readBodyText} (or {@link idleDeadlineBody}) waits, and the timers it waits on. */
 export interface BodyDeadline {
   /**
@@ -88,6 +109,9 @@ export async function readBodyText(
       () => new RequestTooLargeError("request body", maxBytes),
       timeUp.signal,
     );
+  } catch (error) {
+    // Too large and too slow are the edge's own; any other failure is the read's.
+    throw error instanceof EdgeError ? error : new IncompleteBodyError(error);
   } finally {
     if (timer !== undefined) timers.clearTimeout(timer);
   }
@@ -107,7 +131,8 @@ export async function readBodyText(
  * a read that waits counts (the stream pulls nothing ahead), so a consumer slow to write what it
  * read is never blamed on the sender. Past the deadline, `body` is cancelled, the stream errors
  * with a {@link RequestTimeoutError} and `signal` aborts with it, so the consumer can stop its
- * own work (and tell why) even where it is not reading.
+ * own work (and tell why) even where it is not reading; a body that breaks off does the same with
+ * an {@link IncompleteBodyError}.
  */
 export function idleDeadlineBody(
   body: ReadableStream<Uint8Array>,
@@ -134,7 +159,11 @@ export function idleDeadlineBody(
       try {
         next = await reader.read();
       } catch (error) {
-        if (!timeUp.signal.aborted) controller.error(error);
+        if (timeUp.signal.aborted) return; // errored by the deadline
+        // The body broke off: the consumer is told why, as by the deadline.
+        const broken = new IncompleteBodyError(error);
+        timeUp.abort(broken);
+        controller.error(broken);
         return;
       } finally {
         disarm();

@@ -86,6 +86,10 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   origin_not_allowed: 403,
   misdirected_request: 421,
   request_too_large: 413,
+  // A body in a content coding the node does not decode (`content_encoding_guard.ts`).
+  unsupported_content_encoding: 415,
+  // A body that broke off before its end: the client closed or reset its connection mid-body.
+  incomplete_body: 400,
   // The edge's own: the client's body was too slow. A port's is the upstream's (504, below).
   request_timeout: 408,
   context_length_exceeded: 400,
@@ -295,7 +299,8 @@ function retryAfterSOf(error: unknown): number | undefined {
 /**
  * A JSON response in the OpenAI error shape with the right status; a 429 (and a 503 that knows
  * when, or is the node's overload) carries `Retry-After`, a 401 `WWW-Authenticate: Bearer`
- * (what OpenAI clients expect).
+ * (what OpenAI clients expect), a 415 the one content coding the node reads (`Accept-Encoding:
+ * identity`, RFC 9110 15.5.16).
  */
 export function errorResponse(error: unknown): Response {
   const status = httpStatusOf(error);
@@ -303,5 +308,6 @@ export function errorResponse(error: unknown): Response {
   const retryAfter = retryAfterOf(error);
   if (retryAfter !== undefined) headers.set("retry-after", String(retryAfter));
   if (status === 401) headers.set("www-authenticate", 'Bearer realm="veriflow"');
+  if (status === 415) headers.set("accept-encoding", "identity");
   return Response.json(openAiErrorBody(error), { status, headers });
 }

@@ -34,7 +34,8 @@ import { type AnswerOptions, fullAnswer, sseAnswer } from "./openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shapes.ts";
 import { readBodyText } from "./body_limit.ts";
 import { RequestValidationError } from "./http_errors.ts";
-import { drainBeforeShutdown, type DrainTimers } from "./serve.ts";
+import { drainBeforeShutdown } from "./serve.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import {
   ChatCompletionRequestSchema,
   CompletionRequestSchema,
@@ -45,12 +46,15 @@ import {
   toGenerationParams,
 } from "./request_schemas.ts";
 
-/** Routes of the OpenAI-compatible API; mount under `/v1`. */
+/**
+ * Routes of the OpenAI-compatible API; mount under `/v1`. `timers` (default the system's) is the
+ * clock of the request body's deadline and of an SSE client's idle cut-off.
+ */
 export function openAiRoutes(
   gateway: InferenceGateway,
   edge: EdgeConfig,
   stats: EdgeStats,
-  timers?: DrainTimers,
+  timers?: ConnectionTimers,
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   const deadline = { timeoutMs: edge.requestBodyTimeoutMs, timers };
@@ -71,6 +75,7 @@ export function openAiRoutes(
         drainBeforeShutdown(raw, drain, options.stream ? "sse" : "json"),
       stops: request.params.stop,
       idleTimeoutMs: edge.clientIdleTimeoutMs,
+      timers,
       stats,
       computesOnEventLoop: gateway.computesOnEventLoop,
       // Read only for one body: a stream learns it from its body's cancel.

@@ -13,18 +13,21 @@ import { EdgeError } from "./http_errors.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import { drainBeforeShutdown } from "./serve.ts";
 import { StreamSession } from "./stream_session.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 
 export { WS_HIGH_WATER_BYTES } from "./stream_session.ts";
 
 /**
  * Routes of the WebSocket API; mount under `/v1`. `log` takes a line per untyped error a frame
- * ran into (answered `internal_error`); nowhere by default.
+ * ran into (answered `internal_error`); nowhere by default. `timers` (default the system's) is
+ * the clock of a client's idle cut-off.
  */
 export function streamRoutes(
   gateway: InferenceGateway,
   edge: EdgeConfig,
   stats: EdgeStats,
   log?: (line: string) => void,
+  timers?: ConnectionTimers,
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   routes.get("/stream", (c) => {
@@ -57,6 +60,7 @@ export function streamRoutes(
       client: c.get("client"),
       stats,
       log,
+      timers,
     });
     const withdraw = drainBeforeShutdown(
       c.req.raw,

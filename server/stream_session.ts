@@ -43,6 +43,7 @@ import {
   retryAfterOf,
 } from "./http_errors.ts";
 import { shutdownError } from "./serve.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import {
   parseJsonText,
   parseRequest,
@@ -125,6 +126,8 @@ export interface StreamSessionOptions {
   client: ClientIdentity;
   /** Where refusals and idle cut-offs are counted. */
   stats: EdgeStats;
+  /** The clock and timers of the idle cut-off; default the system's. */
+  timers?: ConnectionTimers;
   /**
    * Where an untyped error a frame ran into (a bug, answered `internal_error` without its
    * message) is logged, with its stack; nowhere by default.
@@ -380,23 +383,24 @@ export class StreamSession {
   }
 
   async #watchBuffer(): Promise<void> {
+    const timers = this.#options.timers ?? SYSTEM_TIMERS;
     let buffered = this.#socket.bufferedAmount;
-    let idleSince = performance.now();
+    let idleSince = timers.now();
     while (
       this.#socket.readyState === WebSocket.OPEN &&
       this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES
     ) {
       if (this.#socket.bufferedAmount < buffered) {
         buffered = this.#socket.bufferedAmount;
-        idleSince = performance.now();
-      } else if (performance.now() - idleSince >= this.#options.idleTimeoutMs) {
+        idleSince = timers.now();
+      } else if (timers.now() - idleSince >= this.#options.idleTimeoutMs) {
         this.#options.stats.idleTimeouts++;
         this.#cutOff(
           `read nothing for ${this.#options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
         );
         return;
       }
-      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+      await new Promise<void>((resolve) => timers.setTimeout(resolve, DRAIN_POLL_MS));
     }
   }
 

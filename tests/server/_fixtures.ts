@@ -28,6 +28,7 @@ import { TextModel, type TokenChunk } from "../../inference/text_model.ts";
 import { fingerprintOf } from "../../proof/fingerprint.ts";
 import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../../protocols/job.ts";
 import { createApp } from "../../server/app.ts";
+import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
 import type { EdgeConfig } from "../../server/edge_config.ts";
 import { serve } from "../../server/serve.ts";
 
@@ -220,6 +221,8 @@ export interface TestNodeOptions {
   log?: (line: string) => void;
   /** Reads a job's input by CID (a node's storage); none by default. */
   readInput?: JobInputReader;
+  /** The app's clock and timers (its deadlines: body, SSE idle client); default the system's. */
+  timers?: ConnectionTimers;
 }
 
 /** A running test node. */
@@ -268,6 +271,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     defaultModel: model.info.cid,
     edge: options.edge,
     log: options.log,
+    timers: options.timers,
   });
   const abort = new AbortController();
   const server = serve({ app, port: 0, signal: abort.signal });
