@@ -29,7 +29,7 @@ const BUILT_SIZES = Object.keys(GPT_MODEL_SIZES).filter((size) =>
   TRAINED_BUILTIN_MODELS[size as GptModelSize] === undefined
 );
 
-const USAGE = `usage: build-model [--kind gpt|mlp] [--size tiny|small] [--seed N] --out DIR
+const USAGE = `Usage: cli.ts build-model [--kind gpt|mlp] [--size tiny|small] [--seed N] --out DIR
 (a trained size such as brown is installed from its checked-in weights, not built)
   --kind   gpt (decoder text model, default) or mlp (one-shot tensor model)
   --size   ${BUILT_SIZES.join(" | ")} (default tiny; gpt only)
