@@ -113,13 +113,18 @@ export class StorageAudits {
   /**
    * Audit `holder` on `cids` (the `audit` message, and each holder of a round), signing a verdict
    * on failure. `signal`, or the node's stop (`StorageCore.stopping`), calls it off: then nobody
-   * is judged, and it rejects with its reason.
+   * is judged, and it rejects with its reason. An answer lost on a connection this node's network
+   * closed since `holder` came from it (`StorageCore.network`) judges no one either: it rejects with
+   * `HolderNotReachedError`, which a round counts as not reached.
    */
   async audit(holder: StoragePeer, cids: string[], signal?: AbortSignal): Promise<AuditResult> {
     const identity = this.#core.options.identity;
     if (!identity) throw new StorageError("no_identity", "audits need the node identity");
     const blocks = this.#core.blocks();
     const given = this.#core.given();
+    // The network the challenge goes out on: the one `holder` came from.
+    const network = this.#core.network;
+    const generation = network.generationOf(holder);
     const auditor = new StorageAuditor({
       identity,
       // No read repair: see the round's reads (#runAuditRound).
@@ -130,6 +135,9 @@ export class StorageAudits {
       // The holder's answer failed once the node was stopping: its network had closed the
       // connection (it stops before this actor), which the holder did nothing to (stop 63).
       stopping: () => this.#core.stopped(),
+      // Nor did it do anything to the connection this node's network closed when it went down (a
+      // crash, a restart): not reached, audited again next round (stop 64).
+      closedHere: () => network.downSince(generation),
       onVerdict: this.#core.options.onVerdict,
     });
     const stopping = this.#core.stopping;

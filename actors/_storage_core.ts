@@ -14,6 +14,7 @@ import type { FileStore, FileStoreOptions } from "../storage/file_store.ts";
 import type { GivenChunks } from "../storage/given_chunks.ts";
 import type { HolderRepair } from "../storage/holder_repair.ts";
 import type { ReplicatedStore } from "../storage/replicated_store.ts";
+import type { NetworkRestarts } from "./_storage_network_restarts.ts";
 import type { SelfPeer } from "./_storage_self_peer.ts";
 import type { StorageScope } from "./_storage_scope.ts";
 import type { StorageActorOptions } from "./storage_actor.ts";
@@ -53,4 +54,10 @@ export interface StorageCore {
    * {@link StorageCore.stopping}.
    */
   stopped(): boolean;
+  /**
+   * Which network each storage peer came from, and whether that network has gone down since (its
+   * stop closed the peer's connection: a call then failed on this node's side). See
+   * `_storage_network_restarts.ts`.
+   */
+  readonly network: NetworkRestarts;
 }

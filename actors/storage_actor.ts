@@ -55,6 +55,7 @@ import type {
 } from "./storage_actor_messages.ts";
 import { StorageAudits } from "./_storage_audits.ts";
 import type { StorageCore } from "./_storage_core.ts";
+import { NetworkRestarts } from "./_storage_network_restarts.ts";
 import { PeerFailures } from "./_storage_peer_failures.ts";
 import { answerPeer } from "./_storage_peer_requests.ts";
 import { startPut } from "./_storage_put.ts";
@@ -182,6 +183,8 @@ export class StorageActor {
   readonly #stopping = new AbortController();
   /** The actor system this actor runs in (from its start), whose shutdown is the node's stop. */
   #system: ActorSystem | undefined;
+  /** Which network each storage peer came from, and its restarts (`_storage_network_restarts.ts`). */
+  readonly #network = new NetworkRestarts();
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -219,6 +222,7 @@ export class StorageActor {
       scope: this.#scope,
       stopping: this.#stopping.signal,
       stopped: () => this.#stopped(),
+      network: this.#network,
     };
     this.#audits = new StorageAudits(this.#core);
   }
@@ -268,6 +272,10 @@ export class StorageActor {
           this.#options.log?.(`storage: repair after a departure failed: ${String(error)}`),
       });
     }
+    // Its network going down closes the connection to every storage peer it told of (stop 64).
+    if (this.#options.network && ctx?.system && ctx.self) {
+      this.#network.listen(ctx.system.events, this.#options.network, ctx.self, ctx.signal);
+    }
     this.#setPeers(this.#options.peers ?? [], ctx?.signal);
     const every = this.#options.auditIntervalMs ?? 0;
     if (every > 0 && ctx?.self !== undefined) {
@@ -297,6 +305,7 @@ export class StorageActor {
    * the local store. Holders that left have what they held repaired (see `holder_repair.ts`).
    */
   #setPeers(remote: readonly StoragePeer[], signal?: AbortSignal): void {
+    this.#network.took(remote);
     const peers = remote.length === 0 || this.#self === null ? remote : [this.#self, ...remote];
     const before = this.#replicated?.peers ?? [];
     if (peers.length === 0) {
@@ -542,6 +551,9 @@ export class StorageActor {
         return await answerPeer(this.#core, message);
       case "audit_round":
         return { done: this.#audits.auditRound() };
+      case "network_down":
+        this.#network.tookDown(message.generation);
+        return undefined;
       case "set_peers":
         this.#peerUpdates++;
         this.#setPeers(message.peers, ctx?.signal);

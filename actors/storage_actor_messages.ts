@@ -255,6 +255,19 @@ export interface StorageSetPeersMessage {
   peers: readonly StoragePeer[];
 }
 
+/**
+ * The NetworkActor named in the actor's `network` option went down (crashed, or stopped to be
+ * restarted), closing every connection to a storage peer it had made. The actor tells itself this
+ * when it hears so in its actor system's events: in its mailbox, behind any `set_peers` that network
+ * sent before, so the peers told from then on come from the next one (`_storage_network_restarts.ts`).
+ */
+export interface StorageNetworkDownMessage {
+  /** Message tag. */
+  type: "network_down";
+  /** How many times the network has gone down, this one included. */
+  generation: number;
+}
+
 /** Every message the StorageActor accepts. */
 export type StorageMessage =
   | StoragePutMessage
@@ -274,6 +287,7 @@ export type StorageMessage =
   | StorageAuditMessage
   | StorageAuditRoundMessage
   | StorageSetPeersMessage
+  | StorageNetworkDownMessage
   | StorageGetBlockMessage
   | StorageExportCarMessage
   | StorageShareMessage;
@@ -340,6 +354,8 @@ export interface StorageAnswers {
   audit_round: AuditRoundHandle;
   /** Nothing. */
   set_peers: undefined;
+  /** Nothing. */
+  network_down: undefined;
   /** The block. */
   get_block: Uint8Array;
   /** The CAR's bytes. */

@@ -22,7 +22,9 @@
  * it. Blame needs evidence: a chunk for which no verified reference copy can be fetched (perhaps
  * nobody ever stored it) is not judged, and neither is one the holder admits not holding when
  * the caller knows it was never given it (`wasGiven`: it was down when the chunk was written).
- * The holder's answer is awaited for `timeoutMs` at most, whether or not it honours the abort.
+ * The holder's answer is awaited for `timeoutMs` at most, whether or not it honours the abort. An
+ * answer lost on the auditor's own side judges no one: its node stopping (`stopping`), or its
+ * network closing the holder's connection (`closedHere`: a crash or restart of it).
  *
  * @module
  */
@@ -31,6 +33,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
 import { digestOf, equalBytes } from "./_hash.ts";
+import { HolderNotReachedError } from "./errors.ts";
 import { possessionProof, type StoragePeer } from "./storage_peer.ts";
 import { sample } from "./_crypto_sample.ts";
 
@@ -112,6 +115,16 @@ export interface StorageAuditorOptions {
    * judged, and the audit rejects as when its `signal` aborts. Default: never.
    */
   stopping?(): boolean;
+  /**
+   * Whether the connection the challenge to `holder` went out on has been closed by the auditor's
+   * own side (its network crashed or was restarted, and closed every connection it had), asked
+   * when the holder's answer fails while the node runs: an answer lost so says nothing of the
+   * holder. Then nobody is judged, and the audit rejects with {@link HolderNotReachedError} (a
+   * round counts the holder as not reached, and audits it again next round). A holder that hangs
+   * up by itself is still `no_response`: else one lacking a chunk would hang up on every challenge
+   * it would fail. Default: never.
+   */
+  closedHere?(holder: StoragePeer): boolean;
   /** Also sign a `valid` verdict for passed audits. Default `false`. */
   signPasses?: boolean;
   /** Receives every signed verdict (the ledger's sink). */
@@ -173,6 +186,7 @@ export class StorageAuditor {
       if (this.#options.stopping?.()) { // nor is our own stop
         throw new DOMException(`the auditing node is stopping (${String(error)})`, "AbortError");
       }
+      if (this.#options.closedHere?.(holder)) throw new HolderNotReachedError(holder.id, error);
     }
     // Blame needs a reference copy: a chunk nobody can produce proves nothing against anyone.
     const referenceTimeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);

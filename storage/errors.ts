@@ -137,6 +137,30 @@ export class ReplicationError extends StorageError {
   }
 }
 
+/**
+ * An audited holder's answer was lost on the auditor's own side: the connection it came on was
+ * closed by the auditor's network (it crashed or was restarted meanwhile). Nobody is judged: the
+ * holder is audited again next round (`audit.ts`, `closedHere`).
+ */
+export class HolderNotReachedError extends StorageError {
+  /** The holder's id. */
+  readonly holderId: string;
+  /**
+   * Build the error.
+   *
+   * @param holderId The holder's id.
+   * @param cause How its call failed.
+   */
+  constructor(holderId: string, cause: unknown) {
+    super(
+      "holder_not_reached",
+      `holder ${holderId.slice(0, 16)} not reached: this node's network closed its connection`,
+      { cause },
+    );
+    this.holderId = holderId;
+  }
+}
+
 /** A byte range outside the file was asked for. */
 export class RangeNotSatisfiableError extends StorageError {
   /**
