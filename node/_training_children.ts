@@ -130,6 +130,9 @@ export function addTrainingChildren(
           log,
           // Its own fraud proofs until they settle, beside the ledger (resumed after a stop).
           ownProofsDir: join(config.dataDir, "ledger"),
+          // The economics its ledger runs with: the ValidatorActor (`_node_children.ts`) is given
+          // none, so the defaults (a receipt is held for its trainer's stake a challenge window).
+          economics: DEFAULT_ECONOMICS,
         }),
     });
   }

@@ -21,12 +21,16 @@
  * one, and in every node that heard of the receipt only through this one. Who pays when the ledger stays down past the tries or the bound is full: the
  * same, as before. An answer (a refusal: no stake to lock, a duplicate) is final, but one:
  *
- * **A peer's receipt that came before its trainer's stake is held for it** (review s63,
- * `_stake_held_training_receipts.ts`): refused `insufficient_stake` while its trainer has never
- * staked here, it is recorded again once the trainer has (the validator's `stakes_again`, every
- * `pledgeRecheckMs`), as where the pledge came first. Before, it stayed unrecorded here: the proof
- * about a lazy one was held for it for good, and that trainer kept here the stake every other
- * ledger slashed.
+ * **A receipt that came before its trainer's stake is held for it** (review s63,
+ * `_stake_held_training_receipts.ts`): a peer's receipt refused `insufficient_stake` while its
+ * trainer has never staked here is recorded again once the trainer has (the validator's
+ * `stakes_again`, every `pledgeRecheckMs`), as where the pledge came first. Before, it stayed
+ * unrecorded here: the proof about a lazy one was held for it for good, and that trainer kept here
+ * the stake every other ledger slashed. So is a credit (review s64): refused so, it is recorded
+ * credited then, and the honest trainer every ledger that had its pledge first paid is paid here
+ * too. Held for the challenge window of the node's ledger (`stakeHoldMs`, the validator's
+ * `economics`: it was the default one whatever the ledger's), and kept beside the ledger across a
+ * restart (`_kept_stake_held_training_receipts.ts`: memory only, a restart forgot them).
  *
  * **The receipt a fraud proof held for its receipt carries is recorded as a peer's** (review s63,
  * `tests/training/review_s63_redteam_stake_hold_test.ts`, `proofHeld`): signed by its trainer,
@@ -68,7 +72,12 @@ import {
   verifyTrainingReceipt,
 } from "./training_receipt.ts";
 import { LedgerRetries } from "./_ledger_retries.ts";
-import { STAKE_HOLD_MS, StakeHeldTrainingReceipts } from "./_stake_held_training_receipts.ts";
+import {
+  DEFAULT_STAKE_HOLD_MS,
+  type StakeHeldTrainingReceipt,
+  StakeHeldTrainingReceipts,
+} from "./_stake_held_training_receipts.ts";
+import { KeptStakeHeldTrainingReceipts } from "./_kept_stake_held_training_receipts.ts";
 import { PLEDGE_RECHECK_MS } from "./_pledge_held_training_proofs.ts";
 import type { TrainingProofIntake } from "./_training_proof_intake.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
@@ -120,7 +129,10 @@ export interface ReceiptCreditsOptions {
   ): void;
   /** Whether this node has a ledger at all (none: a receipt is not kept for one). */
   hasLedger?: boolean;
-  /** The ledger's directory (`ownProofsDir`): the kept receipts go there; absent, memory only. */
+  /**
+   * The ledger's directory (`ownProofsDir`): the kept receipts and those held for their trainer's
+   * stake go there; absent, memory only.
+   */
   dir?: string;
   /**
    * First wait before a receipt the ledger did not answer for is recorded again, ms; default
@@ -136,6 +148,11 @@ export interface ReceiptCreditsOptions {
    * staked, ms; default `PLEDGE_RECHECK_MS` (the validator's `pledgeRecheckMs`).
    */
   stakeRecheckMs?: number;
+  /**
+   * How long a receipt is held for its trainer's stake, ms: the challenge window of the node's
+   * ledger (the validator's `economics`); default `DEFAULT_STAKE_HOLD_MS`.
+   */
+  stakeHoldMs?: number;
   /** The validator's clock, ms (when a receipt was held for its trainer's stake); default now. */
   now?: () => number;
   /** Where one line per kept or dropped receipt goes. */
@@ -152,6 +169,8 @@ export class ReceiptCredits {
   readonly #kept: LedgerRetries<KeptReceipt>;
   /** Peers' receipts refused before their trainer's stake came here (see the module doc). */
   readonly #stakeHeld = new StakeHeldTrainingReceipts();
+  /** Their file beside the ledger (`dir`); absent, memory only. */
+  readonly #keptStakeHeld: KeptStakeHeldTrainingReceipts | undefined;
   /** Whether a `stakes_again` is on its way. */
   #stakesAgainScheduled = false;
 
@@ -161,6 +180,9 @@ export class ReceiptCredits {
     this.#intake = options.intake;
     this.#claims = options.claims;
     this.#challenges = options.challenges;
+    this.#keptStakeHeld = options.dir === undefined
+      ? undefined
+      : KeptStakeHeldTrainingReceipts.in(options.dir);
     const what = (kept: KeptReceipt) =>
       `training receipt ${trainingReceiptId(kept.body.receipt).slice(0, 12)}`;
     this.#kept = new LedgerRetries<KeptReceipt>({
@@ -260,6 +282,44 @@ export class ReceiptCredits {
       restored.push({ body: receipt, origin, attempts: 0 });
     }
     this.#kept.restore(ctx, restored);
+    await this.#readBackStakeHeld(ctx);
+  }
+
+  /**
+   * At start: the receipts held for their trainer's stake when the validator last stopped are
+   * held again, oldest first, through the hold's bounds, and recorded at the next `stakes_again`
+   * once their trainer has staked; those held past their window are forgotten, an entry that is not
+   * a receipt its trainer signed, with terms, a relaying peer and the time it was held, is dropped
+   * (logged), and the file then holds what is held (`_kept_stake_held_training_receipts.ts`).
+   */
+  async #readBackStakeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    if (this.#keptStakeHeld === undefined) return;
+    const now = this.#now();
+    const kept = await this.#keptStakeHeld.read().catch((error) => {
+      this.#parts.log?.(`training validator: stake-held receipts not read: ${error.message}`);
+      return [];
+    });
+    for (const entry of kept) {
+      const held = stakeHeldEntry(entry, now);
+      if (held === undefined) {
+        this.#parts.log?.("training validator: a damaged stake-held receipt dropped");
+      } else if (held.since >= now - this.#stakeHoldMs()) {
+        this.#stakeHeld.hold(held);
+      }
+    }
+    await this.keepStakeHeld();
+    this.#stakesAgainLater(ctx);
+  }
+
+  /**
+   * Make the file beside the ledger hold the receipts held for their trainer's stake now (at each
+   * `stakes_again`, and at the validator's stop). A failed write costs only their survival of a
+   * restart, not their hold: logged.
+   */
+  async keepStakeHeld(): Promise<void> {
+    await this.#keptStakeHeld?.keep(this.#stakeHeld.all()).catch((error) =>
+      this.#parts.log?.(`training validator: stake-held receipts not kept: ${error.message}`)
+    );
   }
 
   /**
@@ -300,7 +360,11 @@ export class ReceiptCredits {
       await this.#kept.keep(ctx, { body, origin, attempts: attempts + 1 }, unanswered);
     }
     if (answer.refusal === "insufficient_stake" && (origin !== "local" || accuser !== undefined)) {
-      await this.#holdForStake(ctx, body, origin, accuser);
+      await this.#holdForStake(ctx, {
+        body,
+        origin,
+        ...(accuser === undefined ? {} : { accuser }),
+      });
     }
     if (answer.fresh) {
       this.#parts.publish(ctx, { kind: "receipt", body }, origin);
@@ -311,26 +375,24 @@ export class ReceiptCredits {
   }
 
   /**
-   * Hold a peer's receipt refused for want of its trainer's stake when that trainer never staked
-   * here: its pledge may not have come yet (see the module doc). Recorded again once it has
-   * ({@link ReceiptCredits.stakesAgain}). One a proof carried (`accuser`) in places of its own.
+   * Hold a receipt refused for want of its trainer's stake when that trainer never staked here:
+   * its pledge may not have come yet (see the module doc). Recorded again once it has
+   * ({@link ReceiptCredits.stakesAgain}). One a proof carried (`accuser`), or a credit
+   * (`credited`), in places of their own.
    */
   async #holdForStake(
     ctx: ActorContext<TrainingValidatorMessage>,
-    body: TrainingReceiptBody,
-    origin: string,
-    accuser: string | undefined,
+    held: Omit<StakeHeldTrainingReceipt, "since">,
   ): Promise<void> {
     const staked = await this.#parts.ask<boolean>(ctx, {
       type: "has_staked",
-      key: body.receipt.trainer,
+      key: held.body.receipt.trainer,
     }).catch(() => true); // no answer: not held (the refusal stands, as before)
     if (staked) return;
-    const since = (this.#parts.now ?? Date.now)();
-    if (!this.#stakeHeld.hold({ body, origin, since, ...(accuser ? { accuser } : {}) })) {
+    if (!this.#stakeHeld.hold({ ...held, since: this.#now() })) {
       this.#parts.log?.(
         `training validator: training receipt ${
-          trainingReceiptId(body.receipt).slice(0, 12)
+          trainingReceiptId(held.body.receipt).slice(0, 12)
         } not held for its trainer's stake (the hold is full)`,
       );
     }
@@ -339,22 +401,35 @@ export class ReceiptCredits {
 
   /**
    * Record again the receipts held for their trainer's stake whose trainer has staked here since
-   * (a trainer's pledge lets through its receipts that came first, in order); those held past
-   * `STAKE_HOLD_MS` are forgotten. The validator's `stakes_again`.
+   * (a trainer's pledge lets through its receipts that came first, in order; a credit is recorded
+   * credited); those held past the ledger's challenge window (`stakeHoldMs`) are forgotten; then
+   * their file is kept. The validator's `stakes_again`.
    */
   async stakesAgain(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
     this.#stakesAgainScheduled = false;
-    this.#stakeHeld.expire((this.#parts.now ?? Date.now)() - STAKE_HOLD_MS);
+    this.#stakeHeld.expire(this.#now() - this.#stakeHoldMs());
     for (const trainer of this.#stakeHeld.trainers()) {
       if (ctx.signal.aborted) return;
       const staked = await this.#parts.ask<boolean>(ctx, { type: "has_staked", key: trainer })
         .catch(() => false);
       if (!staked) continue;
-      for (const held of this.#stakeHeld.take(toHex(trainer))) {
-        await this.#record(held.body, held.origin, ctx, 0, held.accuser);
-      }
+      for (const held of this.#stakeHeld.take(toHex(trainer))) await this.#retake(ctx, held);
     }
+    await this.keepStakeHeld();
     this.#stakesAgainLater(ctx);
+  }
+
+  /** Record a receipt held for its trainer's stake again, now that its trainer has staked. */
+  async #retake(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    held: StakeHeldTrainingReceipt,
+  ): Promise<void> {
+    if (!held.credited) {
+      await this.#record(held.body, held.origin, ctx, 0, held.accuser);
+      return;
+    }
+    // A credit the ledger did not answer is held again as it was: asked at the next recheck.
+    if (!await this.#creditOne(ctx, held.body.receipt, held.body.terms)) this.#stakeHeld.hold(held);
   }
 
   /** Ask the ledger again after the recheck wait, while receipts wait for their trainer's stake. */
@@ -410,7 +485,9 @@ export class ReceiptCredits {
   }
 
   /**
-   * Record `receipt` credited (a refusal — no stake, convicted — earns it nothing here).
+   * Record `receipt` credited (a refusal — no stake, convicted — earns it nothing here), but one
+   * refused before its trainer's pledge is held for it and recorded credited once it comes (see
+   * the module doc).
    * @returns Whether the ledger answered.
    */
   async #creditOne(
@@ -428,6 +505,9 @@ export class ReceiptCredits {
       });
     } catch {
       return false; // no answer: the caller makes the credit again
+    }
+    if (answer.refusal === "insufficient_stake") {
+      await this.#holdForStake(ctx, { body: { receipt, terms }, origin: "local", credited: true });
     }
     if (answer.fresh) this.#recordedHere(receipt);
     if (settlesHere(answer)) this.#intake.release(ctx, trainingReceiptId(receipt));
@@ -450,6 +530,39 @@ export class ReceiptCredits {
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
   }
+
+  /** The validator's clock, ms. */
+  #now(): number {
+    return (this.#parts.now ?? Date.now)();
+  }
+
+  /** How long a receipt is held for its trainer's stake, ms. */
+  #stakeHoldMs(): number {
+    return this.#parts.stakeHoldMs ?? DEFAULT_STAKE_HOLD_MS;
+  }
+}
+
+/**
+ * `entry`, read back from the stake-held file, as a held receipt: a receipt its trainer signed,
+ * with its round's terms, a relaying peer and when it was held (not after `now`), or undefined.
+ */
+function stakeHeldEntry(entry: unknown, now: number): StakeHeldTrainingReceipt | undefined {
+  if (typeof entry !== "object" || entry === null) return undefined;
+  const { body, origin, since, accuser, credited } = entry as Record<string, unknown>;
+  const parsed = TrainingReceiptMessage.schema.safeParse(body);
+  if (!parsed.success || !verifyTrainingReceipt(parsed.data.receipt).ok) return undefined;
+  if (typeof origin !== "string" || typeof since !== "number" || !Number.isFinite(since)) {
+    return undefined;
+  }
+  if (accuser !== undefined && typeof accuser !== "string") return undefined;
+  if (credited !== undefined && credited !== true) return undefined;
+  return {
+    body: parsed.data as TrainingReceiptBody,
+    origin,
+    since: Math.min(since, now),
+    ...(accuser === undefined ? {} : { accuser }),
+    ...(credited ? { credited } : {}),
+  };
 }
 
 /**

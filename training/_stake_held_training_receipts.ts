@@ -25,9 +25,22 @@
  * receipt carries (`ReceiptCredits.proofHeld`) is held with its accuser: never pushed out by its
  * trainer's receipts nor shut out by a full hold of peers' ones, bounded as those proofs are
  * ({@link MAX_STAKE_HELD_PROVED}, {@link MAX_STAKE_HELD_PROVED_PER_ACCUSER}: an accuser's third
- * pushes out its own oldest, past them all the oldest goes). Held for a challenge window
- * ({@link STAKE_HOLD_MS}) at most. Memory only: a restart forgets them (as before this hold). Owned
- * by the validator, read and written only inside its `receive`.
+ * pushes out its own oldest, past them all the oldest goes).
+ *
+ * **So has a credit** (review s64, `tests/training/review_s64_stake_hold_kept_test.ts`): a receipt
+ * this node's coordinator or one of its audits credited (`credited`), refused before its trainer's
+ * pledge: recorded credited once it comes, as where the pledge came first (it was final: the honest
+ * trainer every other ledger paid went unpaid here). A credit is this node's own finding (an audit
+ * re-ran the round; a coordinator's report passed its challenge), so it is neither pushed out by
+ * peers' receipts nor proofs' ones, nor counted in a relaying peer's share: at most
+ * {@link MAX_STAKE_HELD_CREDITS}, past them the oldest credit goes. The same receipt held again
+ * keeps the strongest of its places (a credit, then a proof's, then a peer's) and when it was
+ * first held.
+ *
+ * Held for a challenge window at most: the one the node's ledger runs with (the validator's
+ * `economics`, default {@link DEFAULT_STAKE_HOLD_MS}). Kept across a restart by the validator
+ * (`_kept_stake_held_training_receipts.ts`). Owned by the validator, read and written only inside
+ * its `receive`.
  *
  * @example
  * ```ts ignore
@@ -62,11 +75,14 @@ export const MAX_STAKE_HELD_PER_ORIGIN = MAX_STAKE_HELD_TRAINING_RECEIPTS / 8;
 export const MAX_STAKE_HELD_PROVED = MAX_RECEIPT_HELD_TRAINING_PROOFS;
 /** Of those, per accuser: as many as its proofs held for their receipt (its third: oldest goes). */
 export const MAX_STAKE_HELD_PROVED_PER_ACCUSER = MAX_RECEIPT_HELD_PER_ACCUSER;
+/** Credits held, in places of their own: a round's reports from fresh trainers, as peers' ones. */
+export const MAX_STAKE_HELD_CREDITS = MAX_STAKE_HELD_TRAINING_RECEIPTS;
 /**
- * How long a receipt is held, ms: a challenge window. A trainer whose pledge has not come by then
- * is not in the rounds its receipts are for.
+ * How long a receipt is held by default, ms: the default challenge window (the validator holds
+ * them for its ledger's). A trainer whose pledge has not come by then is not in the rounds its
+ * receipts are for.
  */
-export const STAKE_HOLD_MS: number = DEFAULT_ECONOMICS.challengeWindowMs;
+export const DEFAULT_STAKE_HOLD_MS: number = DEFAULT_ECONOMICS.challengeWindowMs;
 
 /** A peer's receipt held for its trainer's stake. */
 export interface StakeHeldTrainingReceipt {
@@ -81,10 +97,24 @@ export interface StakeHeldTrainingReceipt {
    * proofs' places (see the module doc). Absent: a peer's receipt from gossip.
    */
   accuser?: string;
+  /**
+   * Credited by this node (its coordinator, or an audit): recorded credited once its trainer
+   * has staked, held in the credits' places (see the module doc).
+   */
+  credited?: true;
 }
 
 /** A held receipt with its trainer (hex) and id. */
 type HeldEntry = StakeHeldTrainingReceipt & { trainer: string; id: string };
+
+/** The places a held receipt can take, weakest first (the same receipt keeps the strongest). */
+const PLACES = ["peer", "proved", "credit"] as const;
+
+/** Which places `held` takes. */
+function placeOf(held: StakeHeldTrainingReceipt): (typeof PLACES)[number] {
+  if (held.credited) return "credit";
+  return held.accuser === undefined ? "peer" : "proved";
+}
 
 /** Training receipts held until their trainer has stake here, oldest first. */
 export class StakeHeldTrainingReceipts {
@@ -97,40 +127,43 @@ export class StakeHeldTrainingReceipts {
   }
 
   /**
-   * Hold `held` until its trainer has stake here (the same receipt again: held once; carried by a
-   * proof, it moves to the proofs' places). A peer's receipt: past
+   * Hold `held` until its trainer has stake here (the same receipt again: held once, in the
+   * strongest of its places, since it was first held). A peer's receipt: past
    * {@link MAX_STAKE_HELD_PER_TRAINER} its trainer's oldest peer's receipt goes; past a full hold,
    * or its relaying peer's share, it is not held. One a proof carried (`accuser`): past
    * {@link MAX_STAKE_HELD_PROVED_PER_ACCUSER} its accuser's oldest goes, else past
-   * {@link MAX_STAKE_HELD_PROVED} the oldest of them.
+   * {@link MAX_STAKE_HELD_PROVED} the oldest of them. A credit: past
+   * {@link MAX_STAKE_HELD_CREDITS} the oldest credit goes.
    * @returns Whether it is held.
    */
   hold(held: StakeHeldTrainingReceipt): boolean {
     const trainer = toHex(held.body.receipt.trainer);
     const id = trainingReceiptId(held.body.receipt);
     const same = this.#held.find((h) => h.id === id);
-    if (same !== undefined && (same.accuser !== undefined || held.accuser === undefined)) {
-      return true;
+    const place = placeOf(held);
+    if (same !== undefined) {
+      if (PLACES.indexOf(placeOf(same)) >= PLACES.indexOf(place)) return true;
+      this.#drop(same);
     }
-    if (held.accuser !== undefined) {
-      if (same !== undefined) this.#held.splice(this.#held.indexOf(same), 1);
-      const proved = this.#held.filter((h) => h.accuser !== undefined);
-      const own = proved.filter((h) => h.accuser === held.accuser);
+    const entry = { ...held, since: same?.since ?? held.since, trainer, id };
+    const others = this.#held.filter((h) => placeOf(h) === place);
+    if (place === "credit") {
+      if (others.length >= MAX_STAKE_HELD_CREDITS) this.#drop(others[0]);
+    } else if (place === "proved") {
+      const own = others.filter((h) => h.accuser === held.accuser);
       if (own.length >= MAX_STAKE_HELD_PROVED_PER_ACCUSER) this.#drop(own[0]);
-      else if (proved.length >= MAX_STAKE_HELD_PROVED) this.#drop(proved[0]);
-      this.#held.push({ ...held, since: same?.since ?? held.since, trainer, id });
-      return true;
+      else if (others.length >= MAX_STAKE_HELD_PROVED) this.#drop(others[0]);
+    } else {
+      const own = others.filter((h) => h.trainer === trainer);
+      if (own.length >= MAX_STAKE_HELD_PER_TRAINER) this.#drop(own[0]);
+      else if (
+        others.length >= MAX_STAKE_HELD_TRAINING_RECEIPTS ||
+        others.filter((h) => h.origin === held.origin).length >= MAX_STAKE_HELD_PER_ORIGIN
+      ) {
+        return false;
+      }
     }
-    const peers = this.#held.filter((h) => h.accuser === undefined);
-    const own = peers.filter((h) => h.trainer === trainer);
-    if (own.length >= MAX_STAKE_HELD_PER_TRAINER) this.#drop(own[0]);
-    else if (
-      peers.length >= MAX_STAKE_HELD_TRAINING_RECEIPTS ||
-      peers.filter((h) => h.origin === held.origin).length >= MAX_STAKE_HELD_PER_ORIGIN
-    ) {
-      return false;
-    }
-    this.#held.push({ ...held, trainer, id });
+    this.#held.push(entry);
     return true;
   }
 
@@ -150,7 +183,12 @@ export class StakeHeldTrainingReceipts {
   take(trainer: string): StakeHeldTrainingReceipt[] {
     const taken = this.#held.filter((h) => h.trainer === trainer);
     for (const h of taken) this.#held.splice(this.#held.indexOf(h), 1);
-    return taken.map(({ body, origin, since, accuser }) => ({ body, origin, since, accuser }));
+    return taken.map(asHeld);
+  }
+
+  /** Every receipt held, oldest first (what the validator keeps on disk). */
+  all(): StakeHeldTrainingReceipt[] {
+    return this.#held.map(asHeld);
   }
 
   /** Forget the receipts held since before `before` (ms). */
@@ -159,4 +197,15 @@ export class StakeHeldTrainingReceipts {
       if (this.#held[i].since < before) this.#held.splice(i, 1);
     }
   }
+}
+
+/** `entry` as it was held, without what the hold adds. */
+function asHeld({ body, origin, since, accuser, credited }: HeldEntry): StakeHeldTrainingReceipt {
+  return {
+    body,
+    origin,
+    since,
+    ...(accuser === undefined ? {} : { accuser }),
+    ...(credited ? { credited } : {}),
+  };
 }

@@ -108,7 +108,7 @@ import type {
   TrainingFraudProofBody,
   TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import { DEFAULT_ECONOMICS, type EconomicParams } from "../proof/economics.ts";
 import type {
   ReceiptStatusMessage,
   TrainingChallengedMessage,
@@ -262,8 +262,9 @@ export interface TrainingValidatorOptions {
    * `own-training-fraud-proofs/` from the failed challenge to their settlement, and resumed at
    * start (set the ValidatorActor's `trainingProofsResumed` with it); peers' proofs held for
    * their accuser's pledge are kept in its `pledge-held-training-proofs/`, those held for their
-   * receipt in its `receipt-held-training-proofs/`, both taken up again at start, and the
-   * unbacked checks spent per receipt in its `training-unbacked-checks.cbor`. Absent: not kept,
+   * receipt in its `receipt-held-training-proofs/`, both taken up again at start, the
+   * unbacked checks spent per receipt in its `training-unbacked-checks.cbor`, and the receipts
+   * held for their trainer's stake in its `stake-held-training-receipts.cbor`. Absent: not kept,
    * and a stop before the settlement leaves the receipt unresolved.
    */
   ownProofsDir?: string;
@@ -290,6 +291,12 @@ export interface TrainingValidatorOptions {
    * `PLEDGE_RECHECK_MS` (`_pledge_held_training_proofs.ts`).
    */
   pledgeRecheckMs?: number;
+  /**
+   * The economics the node's ledger (the ValidatorActor's `ledger.economics`) runs with; default
+   * `DEFAULT_ECONOMICS`. A receipt refused before its trainer's stake is held for its
+   * `challengeWindowMs` (`_stake_held_training_receipts.ts`).
+   */
+  economics?: Partial<EconomicParams>;
 }
 
 /** A report to challenge, with what the check needs. */
@@ -561,6 +568,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       retryMs: options.endRetryMs,
       timers: options.timers,
       stakeRecheckMs: options.pledgeRecheckMs,
+      stakeHoldMs: { ...DEFAULT_ECONOMICS, ...options.economics }.challengeWindowMs,
       now: () => this.#now(),
       log: (line) => this.#log(line),
     });
@@ -613,7 +621,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     // as their claimant's proofs, then considered again (`_claim_takeovers.ts`).
     const claims = await this.#claims.readBack();
     // The peers' receipts kept for a ledger that did not answer: recorded again at the first
-    // `receipts_again` (a proof read back below meanwhile is held for its receipt until then).
+    // `receipts_again` (a proof read back below meanwhile is held for its receipt until then);
+    // those held for their trainer's stake: held again, recorded once it has staked.
     await this.#credits.readBack(ctx);
     for (const message of await this.#intake.readBack()) await this.receive(message, ctx);
     // A claim's check was charged to its receipt's unbacked budget before it was kept: that
@@ -630,11 +639,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
 
   /**
    * Keep the held proofs, the peers' proofs taken and not settled (waiting in the mailbox, being
-   * checked: their answer, told after the stop, is lost) and the spent unbacked checks for the
-   * next start.
+   * checked: their answer, told after the stop, is lost), the spent unbacked checks and the
+   * receipts held for their trainer's stake for the next start.
    */
   async postStop(): Promise<void> {
     await this.#intake.keep();
+    await this.#credits.keepStakeHeld();
   }
 
   /** Handle one message; see {@link TrainingValidatorMessage}. */

@@ -14,7 +14,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { DEFAULT_ECONOMICS, type EconomicParams } from "../../proof/economics.ts";
 import type { Account } from "../../proof/ledger.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -69,6 +69,11 @@ export interface TrainingLedgerOptions {
   challenge: Omit<TrainingValidatorOptions, "identity" | "models" | "ledger">;
   /** Keep the training validator's own fraud proofs and resume them at start, as a node does. */
   resumeOwnProofs?: boolean;
+  /**
+   * The ledger's economics (default the defaults): given to the ledger and to the training
+   * validator, as a node gives both the same.
+   */
+  economics?: Partial<EconomicParams>;
 }
 
 /** Spawn the ledger and the training validator under `system`. */
@@ -78,15 +83,18 @@ export async function spawnTrainingLedger(
 ): Promise<{
   ledger: ActorRef<ValidatorMessage>;
   training: ActorRef<TrainingValidatorMessage>;
-  /** Stop the training validator and start it again as before (a restart of it alone). */
-  restartTraining: () => Promise<ActorRef<TrainingValidatorMessage>>;
+  /**
+   * Stop the training validator and start it again as before (a restart of it alone), running
+   * `meanwhile` while it is stopped.
+   */
+  restartTraining: (meanwhile?: () => void) => Promise<ActorRef<TrainingValidatorMessage>>;
   /**
    * Spawn the ledger again as before, on the same directory (after the test stopped it with
    * `system.stop(LEDGER)`); look it up by name from then on.
    */
   startLedger: () => Promise<ActorRef<ValidatorMessage>>;
 }> {
-  const { identity, dir, now, models, challenge, resumeOwnProofs } = options;
+  const { identity, dir, now, models, challenge, resumeOwnProofs, economics } = options;
   const startLedger = () =>
     system.spawn<ValidatorMessage>({
       name: LEDGER,
@@ -94,7 +102,7 @@ export async function spawnTrainingLedger(
         new ValidatorActor({
           identity,
           ledgerDir: join(dir, "ledger"),
-          ledger: { now },
+          ledger: { now, economics },
           finalizeIntervalMs: 0,
           models: { get: () => Promise.resolve(undefined) },
           trainingProofsResumed: resumeOwnProofs,
@@ -110,12 +118,14 @@ export async function spawnTrainingLedger(
           models,
           ledger: LEDGER,
           ownProofsDir: resumeOwnProofs ? join(dir, "ledger") : undefined,
+          economics,
           ...challenge,
         }),
     });
   const training = await spawnTraining();
-  const restartTraining = async () => {
+  const restartTraining = async (meanwhile?: () => void) => {
     if (!await system.stop(TRAINING_VALIDATOR)) throw new Error("the training validator stops");
+    meanwhile?.();
     return await spawnTraining();
   };
   return { ledger, training, restartTraining, startLedger };

@@ -23,10 +23,10 @@ import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { toHex } from "../../protocols/hash.ts";
 import {
+  DEFAULT_STAKE_HOLD_MS,
   MAX_STAKE_HELD_PER_ORIGIN,
   MAX_STAKE_HELD_PER_TRAINER,
   MAX_STAKE_HELD_TRAINING_RECEIPTS,
-  STAKE_HOLD_MS,
   StakeHeldTrainingReceipts,
 } from "../../training/_stake_held_training_receipts.ts";
 import { START, trainingReceipt } from "../proof/_training_receipt.ts";
@@ -156,6 +156,6 @@ Deno.test("review s63: the receipts held for their trainer's stake are bounded: 
   assert.equal(held.trainers().length, MAX_STAKE_HELD_TRAINING_RECEIPTS - 2);
   held.expire(15); // those held at 10 go, those held at 20 stay
   assert.equal(held.size, MAX_STAKE_HELD_TRAINING_RECEIPTS - MAX_STAKE_HELD_PER_ORIGIN);
-  held.expire(20 + STAKE_HOLD_MS);
+  held.expire(20 + DEFAULT_STAKE_HOLD_MS);
   assert.equal(held.size, 0);
 });

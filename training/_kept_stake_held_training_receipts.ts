@@ -1,0 +1,57 @@
+/**
+ * The training receipts a TrainingValidator holds for their trainer's stake
+ * (`_stake_held_training_receipts.ts`), kept across a stop beside the ledger in
+ * `<ledger dir>/stake-held-training-receipts.cbor`.
+ *
+ * Memory only, a restart forgot them (review s64, `tests/training/review_s64_stake_hold_kept_test.ts`):
+ * a peer's receipt that came before its trainer's pledge and a restart was not recorded here (only a
+ * fraud proof about it, which carries it, brought it back), so its trainer's contradicting receipt
+ * for the round was recorded here where every ledger that had the pledge first convicted it
+ * (`equivocation`), and a credit held so was lost for good (the honest trainer unpaid here). The
+ * inference side keeps its
+ * receipts held for stake in its held-evidence file (`actors/_held_evidence.ts`); this is the same
+ * mechanism (`proof/_kept_cbor_file.ts`), one file, bounded as the hold is in memory (at most 64
+ * peers' receipts, 16 carried by proofs and 64 credits, about a kilobyte each).
+ *
+ * The validator writes it at each recheck of the held receipts (`stakes_again`, every
+ * `pledgeRecheckMs` while any is held: never once per message, so a stranger's flood of receipts
+ * makes it write no more often than that), after reading it back, and at its stop; the file is
+ * rewritten only when its bytes change, and removed when nothing is held. What is read back is
+ * untrusted: `ReceiptCredits.readBack` checks each entry as a peer's receipt, forgets those held
+ * past their window, and holds the rest again through the same bounds. Not part of the public API.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { KeptCborFile } from "../proof/_kept_cbor_file.ts";
+import type { StakeHeldTrainingReceipt } from "./_stake_held_training_receipts.ts";
+
+/** The file under the ledger's directory. */
+export const STAKE_HELD_TRAINING_RECEIPTS_FILE = "stake-held-training-receipts.cbor";
+
+/** The receipts held for their trainer's stake of one ledger directory (see the module doc). */
+export class KeptStakeHeldTrainingReceipts {
+  readonly #file: KeptCborFile;
+
+  private constructor(file: KeptCborFile) {
+    this.#file = file;
+  }
+
+  /** The file of `ledgerDir`. */
+  static in(ledgerDir: string): KeptStakeHeldTrainingReceipts {
+    return new KeptStakeHeldTrainingReceipts(
+      new KeptCborFile(join(ledgerDir, STAKE_HELD_TRAINING_RECEIPTS_FILE)),
+    );
+  }
+
+  /** What the file holds, oldest first, untrusted (each entry checked by the caller); none: []. */
+  async read(): Promise<unknown[]> {
+    const value = await this.#file.read();
+    return Array.isArray(value) ? value : [];
+  }
+
+  /** Make the file hold `held`, durably; removed when empty. Returns whether the disk changed. */
+  keep(held: readonly StakeHeldTrainingReceipt[]): Promise<boolean> {
+    return this.#file.keep(held.length === 0 ? undefined : held);
+  }
+}
