@@ -5,7 +5,8 @@
  * the same worker for the job: slashed on arrival), a job its requester assigned twice
  * ({@link doubleAssignment}: neither paid), a receipt refused because another worker's
  * receipt holds its job inside its window, kept as its worker's claim (`unrecorded_claim`,
- * `_ledger_unrecorded.ts`), or a refusal. `Ledger.recordReceipt` writes what it
+ * `_ledger_unrecorded.ts`), one refused for want of stake, kept as its worker's claim too
+ * (`_ledger_stake_refused.ts`), or a refusal. `Ledger.recordReceipt` writes what it
  * decides; `Ledger.receiptRefusal` asks it and writes nothing (`ledger.ts`). Not part of the
  * public API.
  *
@@ -21,6 +22,7 @@ import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
 import { equivocationSlash, type LedgerView, lockOf, rewardOf } from "./_ledger_amounts.ts";
 import { claimBody, unrecordedClaimEntry, unrecordedEquivocation } from "./_ledger_unrecorded.ts";
 import { lateAssignment, takesAssignment } from "./_ledger_late_assignment.ts";
+import { stakeRefusedClaim } from "./_ledger_stake_refused.ts";
 
 /**
  * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
@@ -82,10 +84,13 @@ export function receiptDecision(
     // from, one refused while the job was held): another claim is its equivocation all the
     // same. Assigned, with the job's recorded receipt assigned to another worker, it is a double
     // assignment too: the holder loses its credit in the same entry, as where this receipt came
-    // before its worker's other claim (stop 63).
+    // before its worker's other claim (stop 63). With no receipt holding the job, the claim was
+    // kept refused for want of stake: the job passes to it, convicted (`holdsJob`), assigned if
+    // this receipt came assigned, as where this receipt was recorded first (stop 64).
     const againstKept = unrecordedEquivocation(view, receipt, check.receiptId, locked, first);
     if (againstKept !== undefined) {
-      if (requester === null || first === undefined) return againstKept;
+      if (requester === null) return againstKept;
+      if (first === undefined) return { ...againstKept, body: { ...againstKept.body, requester } };
       // Assigned, the holder recorded without an assignment: as an assigned receipt takes such
       // a job (`supersedes`, below), the job passes to the worker's convicted claim, assigned
       // to it (`requester`; it earns nothing). Else the assignment was lost with the entry, and
@@ -209,8 +214,12 @@ export function receiptDecision(
     // A key that never staked gets nothing recorded, whatever its lock: a receipt of 0 tokens
     // locks 0 and earns 0, and was recorded all the same, a log entry for any made-up key (stop
     // 63 red team). Refused for want of stake, it is held until the worker's pledge comes, as
-    // any receipt whose pledge is late (`ValidatorActor`).
+    // any receipt whose pledge is late (`ValidatorActor`). A staked worker's is kept as its
+    // claim for the job first (`_ledger_stake_refused.ts`: once per job, within its stake), so
+    // its other claim for the job is its equivocation, as where this one was recorded (stop 64).
     if (locked > free || !view.state.hasStaked(worker)) {
+      const kept = stakeRefusedClaim(view, receipt, check.receiptId, locked);
+      if (kept !== undefined) return kept;
       throw new InsufficientStakeError(locked, free);
     }
     return {

@@ -2,15 +2,16 @@
  * Recording training receipts: the slot a trainer's receipt takes in its round
  * ({@link trainingSlot}: one receipt, and one payment, per trainer and round), what a training
  * receipt brought to the ledger is ({@link trainingReceiptDecision}: a new pending receipt, or
- * equivocation — a second, different receipt of the trainer for the round, slashed on arrival —
- * or a refusal), crediting one recorded without credit ({@link trainingCreditDecision}), and
- * which record a fraud proof about a training receipt settles ({@link trainingFraudSubjectOf}:
- * the receipt's own, or the one recorded in its trainer's slot) with the other claim it reveals
- * ({@link otherTrainingClaim}). Each decision runs in the writer's turn. Used by
- * `Ledger.recordTrainingReceipt`, `Ledger.creditTrainingReceipt`, `Ledger.trainingFraudSubject`
- * and `Ledger.settleTrainingFraud` (`ledger.ts`, which checks the receipt's signature and its
- * round's terms first, and re-exports `trainingSlot`). Not part of the public API (but
- * `trainingSlot`).
+ * equivocation — a second, different receipt of the trainer for the round, slashed on arrival,
+ * or one coming after its other claim was kept, refused for want of stake
+ * (`_ledger_stake_refused.ts`) — or a refusal), crediting one recorded without credit
+ * ({@link trainingCreditDecision}), and which record a fraud proof about a training receipt
+ * settles ({@link trainingFraudSubjectOf}: the receipt's own, or the one recorded in its trainer's
+ * slot) with the other claim it reveals ({@link otherTrainingClaim}). Each decision runs in the
+ * writer's turn. Used by `Ledger.recordTrainingReceipt`, `Ledger.creditTrainingReceipt`,
+ * `Ledger.trainingFraudSubject` and `Ledger.settleTrainingFraud` (`ledger.ts`, which checks the
+ * receipt's signature and its round's terms first, and re-exports `trainingSlot`). Not part of the
+ * public API (but `trainingSlot`).
  *
  * @module
  */
@@ -25,6 +26,7 @@ import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts"
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
 import { equivocationSlash, type LedgerView, lockOf } from "./_ledger_amounts.ts";
 import { stakeCovers } from "./_ledger_unrecorded.ts";
+import { keptTrainingEquivocation, stakeRefusedTrainingClaim } from "./_ledger_stake_refused.ts";
 import type { TrainingRoundTerms } from "./ledger.ts";
 
 /**
@@ -85,9 +87,18 @@ export function trainingReceiptDecision(
         "another receipt of this trainer for this round is already recorded",
       );
     }
+    // No receipt holds the slot, but the trainer's other claim for it was kept, refused for
+    // want of stake: this one is its equivocation, as where that one was recorded (stop 64).
+    const againstKept = keptTrainingEquivocation(view, receipt, receiptId, slot, locked);
+    if (againstKept !== undefined) return againstKept;
     const acc = view.state.account(trainer);
     const free = roundCredits(acc.stake - acc.locked);
-    if (locked > free) throw new InsufficientStakeError(locked, free);
+    if (locked > free) {
+      // Kept as the trainer's claim for the slot first (once, within its stake), then refused.
+      const kept = stakeRefusedTrainingClaim(view, receipt, receiptId, slot, locked);
+      if (kept !== undefined) return kept;
+      throw new InsufficientStakeError(locked, free);
+    }
     return {
       kind: "training_receipt",
       body: {

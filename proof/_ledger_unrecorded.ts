@@ -3,8 +3,10 @@
  * second receipt of a job its requester assigned twice (its `double_assignment` entry keeps it),
  * one a confirmed fraud proof convicted (`unrecordedSubject` in `_ledger_accusations.ts`), or one
  * refused `job_already_recorded` inside the other's receipt's window ({@link unrecordedClaimEntry}:
- * an `unrecorded_claim` entry keeps it). The index keeps one such claim per job and worker
- * (`LedgerIndex.unrecordedClaim`); this module turns it into the record a proof settles
+ * an `unrecorded_claim` entry keeps it); or, no receipt holding the job, one refused for want of
+ * stake (`_ledger_stake_refused.ts`, an `unrecorded_claim` entry too). The index keeps one such
+ * claim per job and worker (`LedgerIndex.unrecordedClaim`), kept under one bound
+ * ({@link claimKeepable}); this module turns it into the record a proof settles
  * ({@link unrecordedRecord}), the body entries keep of it ({@link unrecordedBody},
  * {@link claimBody}), and the equivocation another claim of the worker's for the job is
  * ({@link unrecordedEquivocation}). Review s62: where the worker's receipt held the job, the same
@@ -35,16 +37,34 @@ export function stakeCovers(view: LedgerView, worker: Uint8Array, locked: number
 }
 
 /**
+ * Whether `worker`'s stake backs keeping one more claim never recorded here, locking `locked`
+ * ({@link unrecordedClaimEntry}, `stakeRefusedClaim` of `_ledger_stake_refused.ts`): it has
+ * staked, and its whole stake ({@link stakeCovers}) covers this claim's lock and those of its
+ * claims kept so far whose windows are not over (`LedgerIndex.refusedClaimLocks`), each counted
+ * at most at the stake (a claim's slash is what is left of the stake at most; stop 64: a claim
+ * refused because its lock is over the stake was never kept, and the worker's smaller claim for
+ * the job was paid). So one stake keeps claims for no more jobs at a time than it could lock
+ * receipts for (one, while a claim's lock is over it).
+ */
+export function claimKeepable(view: LedgerView, worker: Uint8Array, locked: number): boolean {
+  const { stake } = view.account(worker);
+  if (stake <= 0) return false;
+  const kept = view.index.refusedClaimLocks(toHex(worker), view.now(), stake);
+  return roundCredits(Math.min(locked, stake) + kept) <= stake;
+}
+
+/**
  * The record a proof about `claim` (of `worker`, hex) settles while `holder` holds its job: its
  * own record if it has one (the job taken from it, or convicted since); else, never recorded,
  * unpaid, locking what it would have (its slash comes out of the worker's stake, as for an
- * unpaid receipt), inside the holder's window.
+ * unpaid receipt), inside the holder's window (a claim kept for want of stake, no receipt
+ * holding its job: its own, `LedgerIndex.refusedClaimUntil`).
  */
 export function unrecordedRecord(
   view: LedgerView,
   claim: UnrecordedClaim,
   worker: string,
-  holder: ReceiptRecord,
+  holder: { pendingUntil: number },
 ): ReceiptRecord | undefined {
   const kept = view.record(claim.receiptId);
   if (kept !== undefined) return kept;
@@ -79,10 +99,12 @@ export function unrecordedBody(
 
 /**
  * The equivocation entry `receipt` (`receiptId`, locking `locked`) is when another worker's
- * receipt, `holder`, holds its job here and the index knows another claim of the same worker for
- * the job (a receipt never recorded here): that claim slashed up to the larger claim's lock
- * (`equivocationSlash`), once per job and worker, as where that claim held the job. Undefined
- * otherwise (then `receipt` is refused, as any other receipt for a job held).
+ * receipt, `holder`, holds its job here (or none does) and the index knows another claim of the
+ * same worker for the job (a receipt never recorded here; with no holder, one refused for want
+ * of stake, `_ledger_stake_refused.ts`): that claim slashed up to the larger claim's lock
+ * (`equivocationSlash`), once per job and worker, as where that claim held the job (with no
+ * holder, the entry says `holdsJob`: the convicted claim holds the job from then on). Undefined
+ * otherwise (then `receipt` is refused, as any other receipt for a job held, or recorded).
  */
 export function unrecordedEquivocation(
   view: LedgerView,
@@ -92,7 +114,7 @@ export function unrecordedEquivocation(
   holder: ReceiptRecord | undefined,
 ) {
   const worker = toHex(receipt.worker);
-  if (holder === undefined || holder.worker === worker) return undefined;
+  if (holder?.worker === worker) return undefined;
   const claim = view.index.unrecordedClaim(receipt.jobId, worker);
   if (claim === undefined || claim.equivocated || claim.receiptId === receiptId) return undefined;
   // Its claim unknown (convicted before index format 4), or the same claim signed twice: no
@@ -101,7 +123,10 @@ export function unrecordedEquivocation(
   if (claim.outputHash === receipt.outputHash && claim.tokens === receipt.tokenCount) {
     return undefined;
   }
-  const rec = unrecordedRecord(view, claim, worker, holder);
+  // No receipt holds the job: the claim was kept refused for want of stake, for its own window.
+  const until = holder?.pendingUntil ?? view.index.refusedClaimUntil(receipt.jobId, worker);
+  if (until === undefined) return undefined;
+  const rec = unrecordedRecord(view, claim, worker, { pendingUntil: until });
   if (rec === undefined) return undefined;
   const slashed = equivocationSlash(view, rec, locked);
   if (rec.status === "fraud" && slashed <= 0) return undefined;
@@ -114,6 +139,9 @@ export function unrecordedEquivocation(
       slashed,
       worker,
       unrecorded: unrecordedBody(receipt.jobId, rec, claim),
+      // The job passes to the convicted claim, as where this receipt was recorded first and the
+      // claim came second: the worker's later receipts for it are refused, not recorded and paid.
+      ...(holder === undefined ? { holdsJob: true } : {}),
     },
   };
 }
@@ -121,13 +149,14 @@ export function unrecordedEquivocation(
 /**
  * What an entry keeping `receipt` (`receiptId`, locking `locked`; never recorded here) as its
  * worker's claim for its job says of it (`unrecorded` in a `double_assignment` or
- * `unrecorded_claim` body): the index keeps it (`LedgerIndex.unrecordedClaim`).
+ * `unrecorded_claim` body), inside `holder`'s window (the job's holder's, or the claim's own
+ * for one refused for want of stake): the index keeps it (`LedgerIndex.unrecordedClaim`).
  */
 export function claimBody(
   receipt: Receipt,
   receiptId: string,
   locked: number,
-  holder: ReceiptRecord,
+  holder: { pendingUntil: number },
 ): Record<string, unknown> {
   return {
     jobId: receipt.jobId,
@@ -153,8 +182,8 @@ export function claimBody(
  * the holder's conviction came first), no claim of the worker's for the job is kept yet (one
  * entry per job and worker: the same claim signed again is refused as before, another is
  * equivocation), and the worker's stake backs its lock on top of those of its claims kept so far
- * whose windows are not over (`LedgerIndex.refusedClaimLocks`; {@link stakeCovers}: a key that
- * never staked writes nothing, not even for a claim of 0 tokens, as it is no proof's subject).
+ * whose windows are not over ({@link claimKeepable}: a key that never staked writes nothing, not
+ * even for a claim of 0 tokens, as it is no proof's subject).
  * So a copier gets claims kept for no more jobs at a time than its stake would lock receipts
  * for, and its second claim for a job costs it the larger claim's lock. A claim first reaching
  * a ledger after the holder's window is not kept (by design: the window bounds the evidence a
@@ -174,8 +203,7 @@ export function unrecordedClaimEntry(
   }
   if (view.now() > holder.pendingUntil) return undefined;
   if (view.index.unrecordedClaim(receipt.jobId, worker) !== undefined) return undefined;
-  const kept = view.index.refusedClaimLocks(worker, view.now());
-  if (!stakeCovers(view, receipt.worker, roundCredits(locked + kept))) return undefined;
+  if (!claimKeepable(view, receipt.worker, locked)) return undefined;
   return {
     kind: "unrecorded_claim" as const,
     body: {

@@ -85,6 +85,7 @@ import type { RecoveredLedger } from "./ledger_recovery.ts";
 import { LedgerWriter } from "./_ledger_writer.ts";
 import type { LedgerView } from "./_ledger_amounts.ts";
 import { receiptDecision } from "./_ledger_receipts.ts";
+import { stakeRefusal } from "./_ledger_stake_refused.ts";
 import {
   trainingCreditDecision,
   trainingFraudSubjectOf,
@@ -505,7 +506,9 @@ export class Ledger {
    *   text receipt whose commitment has fewer than {@link MIN_COMMITMENT_CHUNK_SIZE} positions
    *   per chunk (its fraud proofs would not fit the frame that carries them to other nodes) or
    *   packs its tokens at a width no proof data has (not 2 or 4: no fraud proof could open it).
-   * @throws {InsufficientStakeError} when the worker cannot back the slash.
+   * @throws {InsufficientStakeError} when the worker cannot back the slash (a staked worker's
+   *   receipt is kept as its claim for the job first, once per job and within its stake, so its
+   *   other claim for the job is `equivocation`: `_ledger_stake_refused.ts`).
    *
    * `options.uncredited` (a reason code, kept in the entry): recorded, locked and slashable like
    * any receipt, but earning 0 here even with its assignment (the ledger's owner cannot check
@@ -536,6 +539,8 @@ export class Ledger {
         "the job's requester assigned it to two workers: neither receipt is paid",
       );
     }
+    const refused = entry === null ? undefined : stakeRefusal(this.#view, entry, receipt.worker);
+    if (refused !== undefined) throw refused;
     if (entry?.kind === "unrecorded_claim") {
       throw new LedgerRejectedError(
         "job_already_recorded",
@@ -553,8 +558,8 @@ export class Ledger {
 
   /**
    * The code {@link Ledger.recordReceipt} would refuse `receipt` with now (`equivocation`,
-   * `double_assignment`, and `job_already_recorded` for a receipt kept as its worker's claim
-   * included: refused, though they write an entry), or undefined when it
+   * `double_assignment`, and `job_already_recorded` or `insufficient_stake` for a receipt kept as
+   * its worker's claim included: refused, though they write an entry), or undefined when it
    * would record it (or attach its assignment). Writes nothing. A caller that must do work for a
    * receipt only once it is recorded asks first: the ValidatorActor keeps a drawn receipt on disk
    * before recording it, and doing that for one the ledger then refuses made the refusal take
@@ -569,6 +574,7 @@ export class Ledger {
     if (!check.ok) return "receipt_rejected";
     try {
       const { kind, body } = receiptDecision(this.#view, receipt, check, options)();
+      if (stakeRefusal(this.#view, { kind, body }, receipt.worker)) return "insufficient_stake";
       if (kind === "unrecorded_claim") return "job_already_recorded";
       if (kind === "assigned" && body.receiptId !== check.receiptId) return "job_already_recorded";
       return kind === "equivocation" || kind === "double_assignment" ? kind : undefined;
@@ -595,7 +601,9 @@ export class Ledger {
    *   claiming more steps than the round's H, `equivocation` (after slashing),
    *   `duplicate_receipt`, or `round_already_recorded` (the trainer's round already has a
    *   receipt, slashed before).
-   * @throws {InsufficientStakeError} when the trainer cannot back the slash.
+   * @throws {InsufficientStakeError} when the trainer cannot back the slash (kept as its claim for
+   *   the round first, once and within its stake, so its other receipt for the round is
+   *   `equivocation`: `_ledger_stake_refused.ts`).
    */
   async recordTrainingReceipt(
     receipt: TrainingReceipt,
@@ -623,6 +631,8 @@ export class Ledger {
     const entry = await this.#writer.transitionOf(
       trainingReceiptDecision(this.#view, receipt, receiptId, terms, options),
     );
+    const refused = entry === null ? undefined : stakeRefusal(this.#view, entry, receipt.trainer);
+    if (refused !== undefined) throw refused;
     if (entry?.kind === "training_equivocation") {
       throw new LedgerRejectedError(
         "equivocation",

@@ -107,8 +107,15 @@ export const INDEX_FILE = "index.sqlite";
  * an equivocation against a kept claim whose second receipt came assigned passes the job to that
  * claim (stop 63 red team): an index built before kept the mark on the job, so the new holder's
  * own other claim for the job was refused, not slashed.
+ * 8: a receipt refused for want of stake is kept as its worker's claim though no receipt holds
+ * its job (`unrecorded_claim` with `refused`, inference and training; stop 64); a claim recorded
+ * later as its worker's receipt (the same receipt, after a pledge) is that receipt from then on,
+ * its claim row gone; an equivocation against a claim no receipt held (`holdsJob`, or a
+ * `training_equivocation` carrying `unrecorded`) passes the job to the convicted claim: an index
+ * built before keeps the recorded receipt's claim row, so a job taken from it later kept the
+ * row's old mark (its worker's other claim slashed twice).
  */
-const INDEX_FORMAT = 7;
+const INDEX_FORMAT = 8;
 
 /**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
@@ -242,8 +249,10 @@ export class LedgerIndex {
         "INSERT INTO refused_claims (job, worker, locked, until) VALUES (?, ?, ?, ?) ON CONFLICT (job, worker) DO NOTHING",
       ),
       refusedLocks: p(
-        "SELECT COALESCE(SUM(locked), 0) AS locked FROM refused_claims WHERE worker = ? AND until >= ?",
+        "SELECT COALESCE(SUM(MIN(locked, ?)), 0) AS locked FROM refused_claims WHERE worker = ? AND until >= ?",
       ),
+      refusedUntil: p("SELECT until FROM refused_claims WHERE job = ? AND worker = ?"),
+      forgetClaim: p("DELETE FROM unrecorded_claims WHERE job = ? AND worker = ? AND receipt = ?"),
       equivocateUnrecorded: p(
         "UPDATE unrecorded_claims SET equivocated = 1 WHERE job = ? AND worker = ?",
       ),
@@ -394,6 +403,9 @@ export class LedgerIndex {
           typeof b.outputHash === "string" ? b.tokens : null,
         );
         if (typeof b.uncredited === "string") q.settle.run(uncreditedReceiptKey(b.receiptId));
+        // Kept before as its worker's claim (refused: for want of stake, or while another's
+        // receipt held the job): the record stands for it now, and takes its marks.
+        q.forgetClaim.run(b.jobId, b.worker, b.receiptId);
         return;
       case "training_receipt":
         q.insertReceipt.run(
@@ -407,11 +419,33 @@ export class LedgerIndex {
         );
         // The trainer's slot in its round: one receipt per trainer and round, as per job.
         q.recordJob.run(b.slot, b.receiptId, null, null);
+        q.forgetClaim.run(b.slot, b.worker, b.receiptId);
         return;
       case "training_equivocation": {
         // As `equivocation`: slashed while it still took fraud proofs, a confirmed proof coming
-        // later earns its accuser its share of the slash, as where it came first.
-        const was = (q.receipt.get(b.receiptId) as { status: ReceiptStatus } | undefined)?.status;
+        // later earns its accuser its share of the slash, as where it came first. Against a
+        // claim kept for want of stake (`unrecorded`: no receipt held the slot), the convicted
+        // claim's row holds the slot from now on, as the receipt recorded first would.
+        const unrecorded = unrecordedOf(b);
+        const fresh = unrecorded !== undefined && q.receipt.get(b.receiptId) === undefined;
+        if (unrecorded !== undefined) {
+          if (fresh) {
+            q.insertReceipt.run(
+              b.receiptId,
+              b.worker,
+              0,
+              null,
+              unrecorded.locked,
+              unrecorded.pendingUntil,
+              "training",
+            );
+          }
+          q.recordJob.run(b.slot, b.receiptId, null, null);
+          q.equivocateUnrecorded.run(b.slot, b.worker);
+        }
+        const was = fresh
+          ? "unpaid"
+          : (q.receipt.get(b.receiptId) as { status: ReceiptStatus } | undefined)?.status;
         q.equivocate.run(b.slot);
         if (was === "pending" || was === "challenged" || was === "unpaid") {
           q.keepUnrewarded.run(b.receiptId, b.slashed);
@@ -449,9 +483,10 @@ export class LedgerIndex {
         if (unrecorded !== undefined) {
           this.#convictUnrecorded(b, unrecorded);
           q.equivocateUnrecorded.run(b.jobId, b.worker);
-          // Its second receipt came assigned, the holder recorded without an assignment: the
-          // job passes to this claim, as to an assigned receipt recorded (`receipt` above).
-          if (typeof b.requester === "string") this.#takeJob(b, unrecorded);
+          // Its second receipt came assigned, the holder recorded without an assignment, or no
+          // receipt held the job (a claim kept for want of stake: `holdsJob`): the job passes to
+          // this claim, as to an assigned receipt recorded (`receipt` above).
+          if (typeof b.requester === "string" || b.holdsJob === true) this.#takeJob(b, unrecorded);
         } else {
           q.equivocate.run(b.jobId);
         }
@@ -659,12 +694,22 @@ export class LedgerIndex {
 
   /**
    * What the claims of `worker` (hex) kept from its refused receipts (`unrecorded_claim`
-   * entries) would lock together, counting those whose job holder's window is not over at `now`:
-   * a claim is kept only while the worker's free stake covers this and its own lock
-   * (`unrecordedClaimEntry`), so one stake keeps claims for a bounded number of jobs at a time.
+   * entries) would lock together, each counted at most at `stake` (its worker's), counting those
+   * whose window is not over at `now`: a claim is kept only while the worker's stake covers this
+   * and its own lock (`claimKeepable`), so one stake keeps claims for a bounded number of jobs at
+   * a time.
    */
-  refusedClaimLocks(worker: string, now: number): number {
-    return (this.#q.refusedLocks.get(worker, now) as { locked: number }).locked;
+  refusedClaimLocks(worker: string, now: number, stake: number): number {
+    return (this.#q.refusedLocks.get(stake, worker, now) as { locked: number }).locked;
+  }
+
+  /**
+   * When the window of `worker`'s (hex) claim for `jobId` kept from a refused receipt
+   * (`unrecorded_claim`) ends: its job's holder's, or, kept for want of stake with no receipt
+   * holding the job, one challenge window from when it came. Undefined if none was kept.
+   */
+  refusedClaimUntil(jobId: string, worker: string): number | undefined {
+    return (this.#q.refusedUntil.get(jobId, worker) as { until: number } | undefined)?.until;
   }
 
   /**

@@ -93,21 +93,25 @@ Deno.test("refused claim: a staked copier's refused receipt writes one entry, lo
   });
 });
 
-Deno.test("refused claim: nothing is written for a key without the free stake to lock its receipt, or once the job's receipt has closed", async () => {
+Deno.test("refused claim: nothing is written for a key without stake, or once the job's receipt has closed; a claim locking more than the whole stake is kept, counted at the stake", async () => {
   await withHeldJob(async (ledger, clock) => {
     const before = ledger.length;
     // No stake at all.
     assert.equal(await refusedCode(ledger, receipt(6301, 7, w3)), "job_already_recorded");
     assert.equal(ledger.length, before);
-    // Staked, but for less than this receipt would lock (100 tokens: 2,000 > 1,000).
+    // Staked, but for less than this receipt would lock (100 tokens: 2,000 > 1,000): kept since
+    // stop 64, counted at the stake (its slash is the stake at most), as where it came before the
+    // job's receipt (refused `insufficient_stake`, kept: `review_s64_stake_refused_claim_test.ts`);
+    // before, it was kept in that order and not in this one. The stake then keeps no other claim.
     await ledger.recordPledge(signStakePledge(w3, 1_000, 0));
     const staked = ledger.length;
     assert.equal(await refusedCode(ledger, receipt(6301, 100, w3)), "job_already_recorded");
-    assert.equal(ledger.length, staked);
+    assert.equal(ledger.length, staked + 1);
     // The job's receipt final: its window is over, nothing more is kept for the job.
     clock.t += WINDOW + 1;
     await ledger.finalizeDue();
     const closed = ledger.length;
+    assert.deepEqual(ledger.account(w3.publicKey), { balance: 0, stake: 1_000, locked: 0 });
     assert.equal(await refusedCode(ledger, copy), "job_already_recorded");
     assert.equal(ledger.length, closed);
     assert.deepEqual(ledger.account(copier.publicKey), { balance: 0, stake: 10_000, locked: 0 });

@@ -20,12 +20,14 @@
  *    receipt recorded in the trainer's slot (`Ledger.trainingFraudSubject`), as the inference
  *    side settles a proof about a variant (`fraudSubjectOf`); the node takes such a proof once
  *    that subject is known (`proofCarrying` below, as the intake asks). The tests run.
- * 4. The larger receipt refused for want of free stake (`insufficient_stake`) before the smaller
- *    came is forgotten: the smaller is recorded and paid, the cheat keeping its stake, where the
- *    other order slashes it all (a refusal writes nothing to the log, on the inference side too).
+ * 4. (Fixed: stop 64.) The larger receipt refused for want of free stake (`insufficient_stake`)
+ *    before the smaller came was forgotten: the smaller was recorded and paid, the cheat keeping
+ *    its stake, where the other order slashes it all (a refusal wrote nothing to the log, on the
+ *    inference side too: `review_s64_stake_refused_claim_test.ts`). A staked trainer's receipt
+ *    refused for want of stake is kept as its claim for the round (`unrecorded_claim`,
+ *    `proof/_ledger_stake_refused.ts`); the test runs.
  *
- * 4 is an ignored test until its fix lands (see the s63 helper-B design note); each fails as
- * it is, naming the first order that ends otherwise.
+ * Each names the first order that ends otherwise when it fails.
  *
  * @module
  */
@@ -177,11 +179,10 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s63 (open): a trainer whose larger contradicting receipt its stake could not back is slashed whether that receipt came first or second (6 orders)",
-  // Open: refused `insufficient_stake` first, the larger claim is forgotten and the smaller paid
-  // (3 of 6 orders). The ledger writes nothing for a refusal; remembering the claim takes a new
-  // entry (`proof/ledger_entry.ts`).
-  ignore: true,
+    "review s63: a trainer whose larger contradicting receipt its stake could not back is slashed whether that receipt came first or second (6 orders)",
+  // Refused `insufficient_stake` first, the larger claim was forgotten and the smaller paid (3 of
+  // 6 orders). It is kept as the trainer's claim for the round now (`unrecorded_claim`,
+  // `proof/_ledger_stake_refused.ts`, stop 64).
   fn: async () => {
     // 100 backs the smaller lock (80), not the larger (140).
     const evidence = [
