@@ -23,6 +23,7 @@ import {
   type JobSummary,
   type StreamedToken,
 } from "./inference_port.ts";
+import { UnreadTime } from "./_unread_time.ts";
 import {
   CANCELLED,
   errorInfo,
@@ -36,7 +37,15 @@ import {
  * How long the end event (summary and receipt) may take after the last token: the worker only
  * has to finish signing, so a long wait means it will never come.
  */
-const END_EVENT_TIMEOUT_MS = 30_000;
+export const END_EVENT_TIMEOUT_MS = 30_000;
+
+/**
+ * How long a worker has to close a job's event stream after its end event. An honest worker's
+ * stream ends right behind its end (the exchange's end frame follows the end event, at most a
+ * credit grant's round trip later); one left open holds one of this side's request slots on the
+ * connection, and up to a credit window of buffered events, until it is cancelled.
+ */
+export const END_CLOSE_GRACE_MS = 5_000;
 
 /**
  * How long this side must have waited in a read of a job, granting the worker all its credit,
@@ -45,6 +54,17 @@ const END_EVENT_TIMEOUT_MS = 30_000;
  * that did pulls its job's events at once.
  */
 export const READER_STALL_GRACE_MS = 10_000;
+
+/**
+ * The least time this side must have left a job's events unread, over its last reads
+ * (`_unread_time.ts`), for a worker's word that it stopped reading (`reader_stalled`) to be
+ * believed: an honest worker says so after its reader stall timeout without credit (60 s by
+ * default, `DEFAULT_READER_STALL_MS`), so a sixth of that leaves room for a worker configured
+ * shorter, and far more than the milliseconds a router that reads each event as it comes leaves
+ * between its reads. A worker that says so sooner (or with no such wait at all) is not believed:
+ * its stream is broken.
+ */
+export const MIN_READER_STALL_MS = 10_000;
 
 /**
  * How long after a worker's last `queued` event the job is taken to have left its queue: the
@@ -120,6 +140,11 @@ export interface RemoteJobContext {
   tokenBudgetMs: number;
   /** The worker's progress on the job's model, shared by the port's jobs of that model. */
   progress: ModelProgress;
+  /**
+   * The job stream's credit window, in events (`submitWindow`): how many of this side's last
+   * reads can hold a worker's wait for credit (`_unread_time.ts`).
+   */
+  creditWindow: number;
   /** The submission's `onQueued`: given each `queued` event's place. */
   onQueued?: (position: number) => void;
   /** Called once, with the job's summary, when it ends. */
@@ -179,6 +204,8 @@ export class RemoteJob {
    * the token stream fails with, read in progress or not.
    */
   #failedWith: VeriflowError | undefined;
+  /** How long this side left the job's events unread, over its last reads. */
+  readonly #unread: UnreadTime;
 
   constructor(
     start: StartEvent,
@@ -190,6 +217,9 @@ export class RemoteJob {
     this.#from = from;
     this.#reader = reader;
     this.#o = context;
+    // A worker without credit waits through fewer than half a window of this side's reads, and
+    // its error comes behind at most a window of buffered events (`_unread_time.ts`).
+    this.#unread = new UnreadTime(2 * context.creditWindow + 1, context.timers.now());
     this.#hold(true); // started, and not read yet
     cancelOnAbort(context.signal, () => this.#cancel(), this.#done.promise);
   }
@@ -222,9 +252,11 @@ export class RemoteJob {
             for (;;) {
               this.#awaitRead(since, timers.now() + wait());
               result = undefined;
+              this.#unread.reading(timers.now());
               try {
                 result = await this.#reader.read();
               } finally {
+                this.#unread.read(timers.now());
                 this.#readDue = NaN;
                 if (streaming) this.#waited += timers.now() - since;
                 // The worker answered (an event, or its error), unless the job ended this side.
@@ -241,19 +273,8 @@ export class RemoteJob {
           } catch (error) {
             failure = typedRefusal(error, this.#o.job);
             result = undefined; // what was read (a place further back) is what failed
-            // A worker says this side stopped reading only when it had no credit for its reader
-            // stall timeout, and this side grants all its credit while it waits in a read: one
-            // that says so while this side had been waiting on it past the grace (far more than
-            // a round trip) is not telling the truth, and its stream is broken.
-            const waitedMs = timers.now() - since;
-            if (
-              failure instanceof VeriflowError && failure.code === "reader_stalled" &&
-              waitedMs >= READER_STALL_GRACE_MS
-            ) {
-              failure = new InferenceStreamError(
-                `the worker said the requester stopped reading, while it had been waiting on ` +
-                  `the worker for ${Math.round(waitedMs)} ms`,
-              );
+            if (failure instanceof VeriflowError && failure.code === "reader_stalled") {
+              failure = this.#judgeReaderStalled(failure, timers.now() - since);
             }
           } finally {
             this.#o.progress.waiting.delete(this.#behindStall);
@@ -494,6 +515,28 @@ export class RemoteJob {
     this.#end("error", error);
   }
 
+  /**
+   * The worker said this side stopped reading (`reader_stalled`), in answer to a read that had
+   * waited `waitedMs` on it. A worker says so only when it had no credit for its reader stall
+   * timeout, and it can lack credit only while this side does not read: believed when this side
+   * left the job's events unread for {@link MIN_READER_STALL_MS} over its last reads, and the
+   * read that got the error did not wait on the worker for {@link READER_STALL_GRACE_MS} (it
+   * granted all its credit then, which reaches the worker within a round trip). Otherwise the
+   * worker said what this side knows to be false: its stream is broken (its code is a worker
+   * fault: the job goes on elsewhere, and the worker is kept off the model). Believed whenever the
+   * read in progress was young, one worker picked first ended every client's job it was given,
+   * with nothing paid and no other worker asked, and stayed first.
+   */
+  #judgeReaderStalled(said: VeriflowError, waitedMs: number): VeriflowError {
+    const unreadMs = this.#unread.unreadMs(this.#o.timers.now());
+    if (waitedMs < READER_STALL_GRACE_MS && unreadMs >= MIN_READER_STALL_MS) return said;
+    return new InferenceStreamError(
+      `the worker said the requester stopped reading, while it had left the job's events ` +
+        `unread for ${Math.round(unreadMs)} ms over its last reads and had been waiting on the ` +
+        `worker for ${Math.round(waitedMs)} ms`,
+    );
+  }
+
   /** Another job of the model stalled on the worker while this one waits for its first token. */
   readonly #behindStall = () => this.#stalled(this.#o.stallTimeoutMs, false);
 
@@ -501,14 +544,22 @@ export class RemoteJob {
     // A worker that never sends its end would leave `done` pending forever.
     const { timers, progress } = this.#o;
     this.#hold(false);
+    let timedOut = false;
     const timer = timers.setTimeout(() => {
+      timedOut = true;
       this.#reader.cancel(new InferenceStreamError("no end event after the last token"))
         .catch(() => {});
     }, END_EVENT_TIMEOUT_MS);
     try {
       const { done, value } = await this.#reader.read().finally(() => timers.clearTimeout(timer));
       if (done || value.kind !== "end") {
-        throw new InferenceStreamError("expected the end event after the last token");
+        throw new InferenceStreamError(
+          timedOut
+            ? `no end event within ${END_EVENT_TIMEOUT_MS} ms of the last token`
+            : done
+            ? "the worker's stream ended after the last token without its end event"
+            : `a ${value.kind} event after the last token, where the end event was due`,
+        );
       }
       progress.delivered(timers.now());
       // The job ended as its last token said, which the client was streamed: the end event's
@@ -516,8 +567,32 @@ export class RemoteJob {
       const { error: _theWorkers, ...summary } = value.summary as JobSummary;
       this.#resolve({ ...summary, finishReason: this.#lastTokenSeen! });
     } catch (error) {
-      this.#end("error", error);
+      // The worker's own doing (what it sent, or failed to send, where its end was due) breaks
+      // its stream; a lost connection (its end may be asked for later: `_lost_ends.ts`) or this
+      // side's own cancel ends the job as before.
+      if (error instanceof InferenceStreamError || error instanceof RemoteError) {
+        this.#brokeAfterLastToken(error);
+      } else this.#end("error", error);
     }
+  }
+
+  /**
+   * The worker broke its stream after the job's last token, where its end event (summary and
+   * receipt) was due: another event came, its stream closed or failed, or nothing came within
+   * {@link END_EVENT_TIMEOUT_MS}. The client has every token and the job ended as the last token
+   * said, so its summary says that, with no receipt (none was read: nothing of this job pays the
+   * worker, and nothing unsigned reaches the validator) and the break as its `error`
+   * (`inference_stream_invalid`, a worker fault: the router keeps the worker off the model as
+   * for any broken stream). Ended `error` instead, the client was told its whole answer failed,
+   * and the worker went unjudged.
+   */
+  #brokeAfterLastToken(error: InferenceStreamError | RemoteError): void {
+    const broken = error instanceof InferenceStreamError ? error : new InferenceStreamError(
+      `the worker failed the job after its last token, where its end event was due ` +
+        `(${error.code}: ${error.message})`,
+    );
+    this.#reader.cancel(broken).catch(() => {});
+    this.#end(this.#lastTokenSeen!, broken);
   }
 
   /**
@@ -598,9 +673,35 @@ export class RemoteJob {
     this.#clearStallTimer();
     this.#ended = true;
     this.#hold(false);
-    this.#reader.releaseLock();
+    this.#closeAfterEnd();
     this.#o.onEnd(summary);
     this.#done.resolve(summary);
+  }
+
+  /**
+   * The end event was read: the worker's stream must end behind it. Released only, a stream its
+   * worker kept open (or went on sending on) held one of this side's request slots on the
+   * connection, and a credit window of buffered events, for every job until the connection
+   * closed: past the connection's `maxPendingRequests` every request to that peer waited. So it
+   * is read once more: an event there is cancelled at once, and a stream still open after
+   * {@link END_CLOSE_GRACE_MS} is cancelled then. An honest worker's stream ends by itself, and is
+   * not cancelled: a cancel that raced its end would have it keep the job's receipt as unsent
+   * (`UnsentReceipts`, `serve_inference.ts`), for a requester that has it.
+   */
+  #closeAfterEnd(): void {
+    const { timers } = this.#o;
+    const cancel = (why: string) =>
+      this.#reader.cancel(new InferenceStreamError(why)).catch(() => {});
+    const timer = timers.setTimeout(
+      () => cancel(`the stream stayed open ${END_CLOSE_GRACE_MS} ms after the end event`),
+      END_CLOSE_GRACE_MS,
+    );
+    this.#reader.read().then(
+      ({ done, value }) => {
+        if (!done) cancel(`a ${value.kind} event after the end event`);
+      },
+      () => {}, // the stream failed (its connection closed): nothing left to free
+    ).finally(() => timers.clearTimeout(timer));
   }
 
   /** A summary measured on this side, for a job that ended without the worker's end event. */

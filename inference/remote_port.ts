@@ -279,9 +279,10 @@ export class RemoteInferencePort implements InferencePort {
     // Always asked: a queued job then tells this side it is alive (and where it stands), and
     // is not taken for a stalled one however long the jobs ahead of it run.
     body.queued = true;
+    const creditWindow = submitWindow(this.#tokensPerEvent);
     const events = this.#connection.openStream(SubmitMessage, body, {
       signal: options.signal,
-      window: submitWindow(this.#tokensPerEvent),
+      window: creditWindow,
     });
     const reader = events.getReader();
     let first: ReadableStreamReadResult<InferenceEvent>;
@@ -366,6 +367,7 @@ export class RemoteInferencePort implements InferencePort {
       firstTokenTimeoutMs: this.#firstTokenTimeoutMs,
       tokenBudgetMs: this.#tokenBudgetMs,
       progress,
+      creditWindow,
       onQueued: options.onQueued,
       signal: options.signal,
       onEnd: (summary) => {

@@ -109,7 +109,8 @@ export function isJobError(error: unknown): boolean {
 /**
  * Codes of {@link JOB_ERROR_CODES} a worker may end a job it *started* with: only that the
  * requester stopped reading (`reader_stalled`, which the remote port already found believable:
- * a worker that says so while this side waited on it breaks its stream). An honest worker checks
+ * a worker that says so while this side had not left the job's events unread for long, or while
+ * it waited on the worker, breaks its stream; `inference/_remote_job.ts`). An honest worker checks
  * the rest (its parameters, its prompt, that it fits the context) before its `start`, so one
  * that starts a job and then calls it bad contradicts its own start, whatever it claims: the job
  * goes on elsewhere, as for any failure of its own, and a job truly bad is refused by the next

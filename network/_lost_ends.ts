@@ -7,8 +7,11 @@
  * its key when it does not come back by itself (`reach`, {@link MAX_LOST_END_DIALS} at once). A
  * receipt that comes is handed back to the port, which checks it as it would have been with the
  * end event and hands it to its validator with the assignment (`docs/PROTOCOL.md`, "Failover";
- * reviews s59, s60). Used only by `network_inference_port.ts`, which re-exports its constants;
- * moved out of it (review s60), not rewritten.
+ * reviews s59, s60). Given a folder, it keeps them on disk too (`_lost_end_files.ts`) and asks
+ * for those it finds there when it starts: in memory only, a router that restarted forgot every
+ * receipt it still had to ask for, and those honest workers went unpaid (review s64). Used only
+ * by `network_inference_port.ts`, which re-exports its constants; moved out of it (review s60),
+ * not rewritten.
  *
  * @module
  */
@@ -23,6 +26,7 @@ import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../protocols/inferenc
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { NetworkMessage, ReachAnswer } from "./network_actor.ts";
 import type { RelayedOutput } from "./failover.ts";
+import { LostEndFiles, type StoredLostEnd } from "./_lost_end_files.ts";
 
 /**
  * Most forwarded jobs a node remembers at once whose every token its client got and whose
@@ -112,6 +116,8 @@ interface LostEnd {
   bytes: number;
   /** Past this (on the port's clock) it is forgotten. */
   until: number;
+  /** The same time in unix ms: what is kept on disk, where the port's clock means nothing. */
+  expiresAt: number;
   /** The wait before the next ask. */
   waitMs: number;
   /** The next ask's timer. */
@@ -128,6 +134,13 @@ export interface LostEndsOptions {
   timers?: ConnectionTimers;
   /** How long a lookup in the network actor may take. */
   lookupTimeoutMs: number;
+  /**
+   * The folder to keep the lost ends in as well (`<dataDir>/lost-ends`, `LOST_ENDS_DIR`), read
+   * back when the store starts. Absent: memory only, and a restart forgets them.
+   */
+  dir?: string;
+  /** Unix ms now: when a kept lost end expires across a restart (default `Date.now`). */
+  wallClock?: () => number;
   /**
    * Check a lost end's receipt that came (in `summary`) as it would have been with the end event,
    * and hand it on: the port's own check, which also keeps a worker whose receipt fails off the
@@ -157,9 +170,17 @@ export class LostEnds {
    * asked for ({@link LOST_END_DIAL_MS}, {@link MAX_LOST_END_DIALS}).
    */
   readonly #lostEndDials = new Map<string, number>();
+  /** Where they are kept on disk too (none: memory only). */
+  readonly #files?: LostEndFiles;
+  readonly #wallClock: () => number;
+  /**
+   * Settles once the lost ends kept on disk are read back and their asks armed (at once without
+   * a folder). A folder that cannot be read leaves the store as it is: memory only until then.
+   */
+  readonly loaded: Promise<void>;
 
   /**
-   * Create the store, empty.
+   * Create the store, empty, or with the lost ends kept in its folder, once {@link loaded}.
    * @param options What it works with ({@link LostEndsOptions}).
    */
   constructor(options: LostEndsOptions) {
@@ -167,6 +188,24 @@ export class LostEnds {
     this.#lookupTimeoutMs = options.lookupTimeoutMs;
     this.#checked = options.checked;
     this.#timers = options.timers ?? BACKGROUND_TIMERS;
+    this.#wallClock = options.wallClock ?? Date.now;
+    if (options.dir !== undefined) this.#files = new LostEndFiles(options.dir);
+    this.loaded = this.#load().catch(() => {});
+  }
+
+  /**
+   * Read back the lost ends kept on disk (a restart): each not expired is remembered again within
+   * the bounds, for what is left of its window, and asked for from its first wait.
+   */
+  async #load(): Promise<void> {
+    if (this.#files === undefined) return;
+    const wall = this.#wallClock();
+    for (const stored of await this.#files.all(wall)) {
+      if (this.#lostEnds.has(jobId(stored.job))) continue;
+      const lost = this.#lostEnd(stored, this.#timers.now() + stored.expiresAt - wall);
+      if (this.#keep(lost)) this.#askLater(lost);
+      else this.#files.remove(lost.jobId).catch(() => {});
+    }
   }
 
   /**
@@ -183,34 +222,45 @@ export class LostEnds {
     summary: JobSummary,
     assignment: JobAssignment,
   ): void {
-    const key = toHex(worker);
-    const bytes = jobBytes(job) + 3 * (relayed.output?.length ?? 0); // UTF-8: 3 bytes a unit
-    const ofWorker = this.#lostEndsOf(key).length;
-    const id = jobId(job); // what the worker's start named (checked), and its receipt must
-    if (ofWorker >= MAX_LOST_ENDS_PER_WORKER || bytes > MAX_LOST_END_BYTES) return;
-    if (this.#lostEnds.has(id)) return;
-    while (
-      this.#lostEnds.size >= MAX_LOST_ENDS || this.#lostEndBytes + bytes > MAX_LOST_END_BYTES
-    ) {
-      const place = this.#lostEndToYield(ofWorker);
-      if (place === undefined) return; // every worker holds as few as this one: none yields
-      this.#forgetLostEnd(place);
-    }
-    const lost: LostEnd = {
-      job,
-      jobId: id,
-      worker,
-      relayed,
-      summary,
-      assignment,
-      bytes,
-      until: this.#timers.now() + LOST_END_KEEP_MS,
+    const expiresAt = this.#wallClock() + LOST_END_KEEP_MS;
+    const stored = { job, worker, relayed, summary, assignment, expiresAt };
+    const lost = this.#lostEnd(stored, this.#timers.now() + LOST_END_KEEP_MS);
+    if (this.#lostEnds.has(lost.jobId) || !this.#keep(lost)) return;
+    this.#files?.save(stored).catch(() => {}); // not written: kept in memory only, as before
+    this.#askLater(lost);
+  }
+
+  /** A lost end of `stored`, forgotten past `until` on the port's clock, not asked yet. */
+  #lostEnd(stored: StoredLostEnd, until: number): LostEnd {
+    const { job, relayed } = stored;
+    return {
+      ...stored,
+      jobId: jobId(job), // what the worker's start named (checked), and its receipt must
+      bytes: jobBytes(job) + 3 * (relayed.output?.length ?? 0), // UTF-8: 3 bytes a unit
+      until,
       waitMs: LOST_END_FIRST_ASK_MS,
       unreached: 0,
     };
+  }
+
+  /**
+   * Take `lost` into the store if the bounds let it in (in place of the oldest of the worker that
+   * holds the most, when full): whether it was.
+   */
+  #keep(lost: LostEnd): boolean {
+    const ofWorker = this.#lostEndsOf(toHex(lost.worker)).length;
+    if (ofWorker >= MAX_LOST_ENDS_PER_WORKER || lost.bytes > MAX_LOST_END_BYTES) return false;
+    while (
+      this.#lostEnds.size >= MAX_LOST_ENDS ||
+      this.#lostEndBytes + lost.bytes > MAX_LOST_END_BYTES
+    ) {
+      const place = this.#lostEndToYield(ofWorker);
+      if (place === undefined) return false; // every worker holds as few as this one: none yields
+      this.#forgetLostEnd(place);
+    }
     this.#lostEnds.set(lost.jobId, lost);
-    this.#lostEndBytes += bytes;
-    this.#askLater(lost);
+    this.#lostEndBytes += lost.bytes;
+    return true;
   }
 
   /** The lost ends of worker `key` (hex), oldest first. */
@@ -252,6 +302,7 @@ export class LostEnds {
     this.#lostEnds.delete(lost.jobId);
     this.#lostEndBytes -= lost.bytes;
     this.#timers.clearTimeout(lost.timer);
+    this.#files?.remove(lost.jobId).catch(() => {});
     this.#releaseDial(lost.worker);
   }
 

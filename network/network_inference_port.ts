@@ -59,6 +59,7 @@ import {
   type RelayedOutput,
   type ResumeOutcome,
   withFailover,
+  WORKER_FAULT_CODES,
   WORKER_LOST_CODES,
   type WorkerAttempt,
 } from "./failover.ts";
@@ -164,7 +165,16 @@ export interface ForwardingOptions extends RemoteInferencePortOptions {
    * receipt queued: the assignment is then in no ledger, and the honest worker paid in none.
    */
   system?: ActorSystem;
+  /**
+   * The folder the port keeps its lost ends in (`<dataDir>/lost-ends`, {@link LOST_ENDS_DIR}:
+   * jobs whose worker's `end` event, its receipt, was lost with the connection after the last
+   * token), read back when the port starts, so that a restart still asks for those receipts.
+   * Absent: memory only, and a restart forgets them (their honest workers are paid nowhere).
+   */
+  lostEndsDir?: string;
 }
+
+export { LOST_ENDS_DIR } from "./_lost_end_files.ts";
 
 // The lost-end store's bounds and timings, importable from here as before the move.
 export {
@@ -244,6 +254,7 @@ export class NetworkInferencePort implements InferencePort {
       network,
       timers: remote.timers,
       lookupTimeoutMs: LOOKUP_TIMEOUT_MS,
+      dir: remote.lostEndsDir,
       checked: (summary, job, worker, relayed, assignment) =>
         this.#checked(summary, job, worker, relayed, assignment),
     });
@@ -344,9 +355,15 @@ export class NetworkInferencePort implements InferencePort {
           this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
         }
         const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
+        // Every token delivered and the worker's stream broken where its end was due (another
+        // event, no end in time: `_remote_job.ts`): the client has its whole answer, and no
+        // receipt pays for it. Kept off the model as any worker whose stream broke the protocol.
+        const brokeAtEnd = summary.receipt === undefined &&
+          WORKER_FAULT_CODES.has(summary.error?.code ?? "");
+        if (brokeAtEnd) this.#avoid(attempt.worker, job.model);
         // Nor one whose receipt was withheld: what the client got is not what it signed.
         const withheld = summary.receipt !== undefined && told.receipt === undefined;
-        const finished = !withheld &&
+        const finished = !withheld && !brokeAtEnd &&
           (summary.finishReason === "stop" || summary.finishReason === "length");
         if (finished) this.#busy.took(toHex(attempt.worker));
         // Only a job it took over after tokens were delivered, and ran to its end, shows it

@@ -52,7 +52,7 @@ import { LocalInferencePort } from "../inference/local_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import { checkPeerAddress } from "../network/peer_listener.ts";
 import { PeerChanges } from "../network/peer_changes.ts";
-import { NetworkInferencePort } from "../network/network_inference_port.ts";
+import { LOST_ENDS_DIR, NetworkInferencePort } from "../network/network_inference_port.ts";
 import type { PeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -411,8 +411,13 @@ async function startSteps(
         validator,
         identity,
         // The validator's system: each checked receipt reaches it through the node's
-        // ValidatorInbox, held while it is down (review s60).
-        { ...forwardingOptionsOf(config.network.routing), system },
+        // ValidatorInbox, held while it is down (review s60). Receipts a lost worker still owes
+        // are kept on disk, so a restart still asks for them (review s64).
+        {
+          ...forwardingOptionsOf(config.network.routing),
+          system,
+          lostEndsDir: join(config.dataDir, LOST_ENDS_DIR),
+        },
       ),
     ));
   let url: string | undefined;

@@ -137,6 +137,33 @@ class FailsItself extends ScriptedPort {
   }
 }
 
+/**
+ * Streams `before` tokens of a job, then, once {@link stopped} is called (its requester stopped
+ * reading meanwhile), fails it as a worker whose requester gave it no credit does.
+ */
+class GivesUpOnReader extends ScriptedPort {
+  readonly #gave = Promise.withResolvers<void>();
+  constructor(readonly before: number) {
+    super();
+  }
+  /** The requester has not read for the worker's reader stall timeout. */
+  stopped(): void {
+    this.#gave.resolve();
+  }
+  tokens(from: number, done: (summary: JobSummary) => void): ReadableStream<StreamedToken> {
+    let i = from;
+    return new ReadableStream({
+      pull: async (c) => {
+        if (i < from + this.before) return c.enqueue(token(i++));
+        await this.#gave.promise;
+        const message = "the requester stopped reading";
+        done(summaryOf("error", { code: "reader_stalled", message }));
+        c.error(new VeriflowError("reader_stalled", message));
+      },
+    }, { highWaterMark: 0 });
+  }
+}
+
 /** Streams one token of a job, then drops its connection (and dials back in later). */
 class Dropper extends ScriptedPort {
   connection?: Connection;
@@ -211,14 +238,7 @@ async function router() {
    * how it ended.
    */
   const run = async (nonce: string) => {
-    const j: TextJob = {
-      kind: "text",
-      model: MODEL,
-      prompt: "hi",
-      params: params({ maxTokens: TOKENS }),
-      nonce,
-    };
-    const handle = await port.submit(j);
+    const handle = await port.submit(jobOf(nonce));
     const got: number[] = [];
     const all = (async () => {
       try {
@@ -235,7 +255,12 @@ async function router() {
     for (const c of links) await c.close();
     await system.shutdown();
   };
-  return { timers, connect, run, close };
+  return { timers, port, connect, run, close };
+}
+
+/** The job of every test here, told apart by `nonce`. */
+function jobOf(nonce: string): TextJob {
+  return { kind: "text", model: MODEL, prompt: "hi", params: params({ maxTokens: TOKENS }), nonce };
 }
 
 const WHOLE = Array.from({ length: TOKENS }, (_, i) => i);
@@ -327,22 +352,35 @@ for (
 // reader_stalled: the client stopped reading; a slow client must not get honest workers kept
 // off the model (nor spend others on a job nobody reads). An error about the job itself after
 // the worker's start (context_length_exceeded, ...) is the worker's own:
-// review_s45_routing_more_test.ts.
-for (const code of ["reader_stalled"]) {
-  Deno.test(`a worker that ends a job it started with an error about its requester (${code}) ends the client's job: no other worker is asked, and the worker stays in favour`, async () => {
-    const r = await router();
-    try {
-      const honest = new Honest();
-      await r.connect(Identity.generate(), honest, BUSY);
-      const failing = new FailsItself(2, code);
-      await r.connect(Identity.generate(), failing, IDLE);
-      const first = await r.run("c1");
-      assert.deepEqual(first, { got: [0, 1], finishReason: "error", code });
-      assert.equal(honest.ran, 0);
-      await r.run("c2");
-      assert.equal(failing.submits, 2, "it was kept off the model for the job's own error");
-    } finally {
-      await r.close();
-    }
-  });
-}
+// review_s45_routing_more_test.ts. Until review s64 this test had the worker say so at once
+// while its client read every token as it came, and pinned that the router believed it: a worker
+// that said so of every job ended each client's job it was picked for and stayed first
+// (`review_s64_reader_stalled_test.ts`). Its client now really stops reading, for a minute (the
+// workers' default reader stall timeout).
+Deno.test("a worker that ends a job it started with an error about its requester (reader_stalled) after the client stopped reading for a minute ends the client's job: no other worker is asked, and the worker stays in favour", async () => {
+  const r = await router();
+  try {
+    const honest = new Honest();
+    await r.connect(Identity.generate(), honest, BUSY);
+    const staller = new GivesUpOnReader(2);
+    await r.connect(Identity.generate(), staller, IDLE);
+    const handle = await r.port.submit(jobOf("c1"));
+    const reader = handle.tokens.getReader();
+    const got: number[] = [];
+    for (let i = 0; i < 2; i++) got.push((await reader.read()).value!.index);
+    // The client stops reading for a minute; the worker gives up on it meanwhile.
+    await r.timers.advance(60_000);
+    staller.stopped();
+    await assert.rejects(reader.read(), { code: "reader_stalled" });
+    assert.deepEqual(got, [0, 1]);
+    const summary = await handle.done;
+    assert.equal(summary.finishReason, "error");
+    assert.equal(summary.error?.code, "reader_stalled");
+    assert.equal(honest.ran, 0);
+    const next = await r.port.submit(jobOf("c2"));
+    assert.equal(staller.submits, 2, "it was kept off the model for its requester's stall");
+    next.cancel();
+  } finally {
+    await r.close();
+  }
+});

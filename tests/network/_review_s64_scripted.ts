@@ -1,0 +1,146 @@
+/**
+ * What the s64 red-team tests of the router's failover share: a worker whose every job is a
+ * scripted wire stream, the wire events of the six-token job of `_hostile_worker_fixture.ts`,
+ * and a router over in-memory worker connections on a fake clock, with a NetworkActor stand-in
+ * that records whom it keeps off the model and a ValidatorActor stand-in that records what it
+ * is told (the ledger's input).
+ *
+ * @module
+ */
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ValidatorMessage } from "../../actors/validator_actor.ts";
+import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { BusyRefusals } from "../../network/busy_refusals.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import {
+  type InferenceEvent,
+  type SubmitBody,
+  SubmitMessage,
+} from "../../protocols/inference_messages.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import type { VeriflowError } from "../../protocols/errors.ts";
+import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
+import { INFO } from "./_router_fixture.ts";
+import {
+  linked,
+  Recorder,
+  type TestWorker,
+  TEXT,
+  token,
+  TOKENS,
+  Workers,
+} from "./_hostile_worker_fixture.ts";
+
+/**
+ * A worker that answers each job with the stream `script` gives (its `n`th submission, from 0),
+ * or refuses it by throwing.
+ */
+export function scriptedWorker(
+  script: (body: SubmitBody, n: number, identity: Identity) => ReadableStream<InferenceEvent>,
+): Promise<TestWorker> {
+  return linked((atWorker, submissions, identity) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      return Promise.resolve().then(() => script(body, submissions.length - 1, identity));
+    });
+  });
+}
+
+/** A stream of `list`, one event per pull, left open (or failed with `fail`'s error). */
+export function events(list: InferenceEvent[], fail?: Promise<VeriflowError>): ReadableStream {
+  let i = 0;
+  return new ReadableStream<InferenceEvent>({
+    pull: async (c) => {
+      if (i < list.length) c.enqueue(list[i++]);
+      else if (fail !== undefined) c.error(await fail);
+      else await new Promise(() => {});
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** The start event of `job` (`extra`: a `resumedFrom`, ...). */
+export function start(job: TextJob, extra: Partial<InferenceEvent & { kind: "start" }> = {}) {
+  return { kind: "start", jobId: jobId(job), model: INFO, promptTokens: 1, ...extra } as const;
+}
+
+/** Token `i` of the job on the wire (its text `text`). */
+export function wireToken(i: number, text = TEXT[i]): InferenceEvent {
+  const { index, tokenId, finishReason } = token(i);
+  return { kind: "token", index, tokenId, text, ...(finishReason ? { finishReason } : {}) };
+}
+
+/** A receipt `identity` signs for `job` over `output` and `tokenCount` tokens. */
+export function receiptFor(job: TextJob, identity: Identity, output: string, tokenCount = TOKENS) {
+  return signReceipt({
+    v: 1,
+    kind: "text",
+    jobId: jobId(job),
+    model: job.model,
+    inputHash: inputHashOf(job),
+    params: job.params,
+    outputHash: textOutputHash(output),
+    commitment: { scheme: "vf-fp1", root: "0".repeat(64), chunkSize: 16, tokenBytes: 4 },
+    tokenCount,
+    timings: { startedAt: 0, firstTokenMs: 0, totalMs: 0 },
+  }, identity);
+}
+
+/** The end event of `job` after `tokens` of the worker's tokens, with `receipt` if given. */
+export function endEvent(job: TextJob, tokens: number, receipt?: unknown): InferenceEvent {
+  return {
+    kind: "end",
+    summary: {
+      jobId: jobId(job),
+      finishReason: "length",
+      usage: { promptTokens: 1, completionTokens: tokens },
+      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+      ...(receipt ? { receipt } : {}),
+    },
+  } as InferenceEvent;
+}
+
+/**
+ * A router's inference port over `connections` (best first), on `timers`, one token per event,
+ * with no queue hold (a hedge would muddle what each test shows).
+ */
+export async function router(connections: Connection[], timers = new ManualTimers()) {
+  const system = new ActorSystem({ name: "review-s64" });
+  const workers = new Workers(connections);
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => workers,
+  });
+  const recorder = new Recorder();
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "router/validator",
+    factory: () => recorder,
+  });
+  const now = () => timers.now();
+  const busy = new BusyRefusals({ now });
+  const port = new NetworkInferencePort(
+    network,
+    validator,
+    Identity.generate(),
+    { tokensPerEvent: 1, timers, queueHoldMs: Infinity },
+    busy,
+    new BusyRefusals({ now }),
+  );
+  return { system, workers, recorder, port, busy, timers };
+}
+
+/** Read a job to its end: the text the client got, the code its stream failed with, its done. */
+export async function run(port: NetworkInferencePort, job: TextJob) {
+  const handle = await port.submit(job);
+  let text = "";
+  let failed: string | undefined;
+  try {
+    for await (const t of handle.tokens) text += t.text;
+  } catch (error) {
+    failed = (error as { code?: string }).code ?? String(error);
+  }
+  const summary = await handle.done;
+  return { handle, text, failed, summary };
+}
