@@ -37,6 +37,7 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
         cid: message.cid,
         verifyExisting: true,
         replica: true,
+        giver: message.from, // its fair share of what this node holds for peers
       });
       // Holder repair judges its placement under the peer set it came in under, too.
       if (core.replicated()) {

@@ -152,6 +152,11 @@ export interface StoragePutChunkMessage {
   bytes: Uint8Array;
   /** Re-verify an existing copy and replace it if bad. */
   repair?: boolean;
+  /**
+   * Hex of the key of the writer, as its connection proved it: the chunk is counted against that
+   * writer's fair share of what this node holds for peers. Unset: counted for no peer.
+   */
+  from?: string;
 }
 /** A peer reads a chunk. Answered with `Uint8Array`. */
 export interface StorageGetChunkMessage {

@@ -10,7 +10,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import type { ShareRecord } from "../storage/share_links.ts";
-import type { PeerCallOptions, StoragePeer } from "../storage/storage_peer.ts";
+import type { PeerCallOptions, PutChunkOptions, StoragePeer } from "../storage/storage_peer.ts";
 import { type PutHandle, type StorageMessage, unwrapReply } from "./storage_actor_messages.ts";
 
 /** The part of an `ActorRef<StorageMessage>` {@link StorageActorPeer} needs. */
@@ -43,15 +43,13 @@ export class StorageActorPeer implements StoragePeer {
     this.id = toHex(publicKey);
   }
 
-  /** Store a chunk (verified against `cid` by the store). */
-  async putChunk(
-    cid: string,
-    bytes: Uint8Array,
-    options?: PeerCallOptions & { repair?: boolean },
-  ): Promise<void> {
-    unwrapReply(
-      await this.#ref.ask({ type: "put_chunk", cid, bytes, repair: options?.repair }, options),
-    );
+  /**
+   * Store a chunk (verified against `cid` by the store), counted for `options.from` (the remote
+   * writer, where `serveStoragePeer` answers one) against its fair share.
+   */
+  async putChunk(cid: string, bytes: Uint8Array, options?: PutChunkOptions): Promise<void> {
+    const { repair, from } = options ?? {};
+    unwrapReply(await this.#ref.ask({ type: "put_chunk", cid, bytes, repair, from }, options));
   }
 
   /** Read a verified chunk. */

@@ -5,12 +5,15 @@
  * (`replicaMinFreeBytes`) that replica writes never take. `ChunkStore` owns one
  * {@link ReplicaCap}: it asks {@link ReplicaCap.room} before a replica write, holds a recorded
  * CID for peers, and tells it around every change of its index so the charge follows the copy
- * indexed. Not part of the public API.
+ * indexed. Past the cap as a whole, each chunk is charged to the peer that placed it (its giver),
+ * and a giver's chunk must also fit that peer's share (`_replica_shares.ts`). Not part of the
+ * public API.
  *
  * @module
  */
 import { statfs } from "node:fs/promises";
 import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+import { NO_GIVER, ReplicaShares } from "./_replica_shares.ts";
 import { ReplicaQuotaExceededError } from "./errors.ts";
 import type { ChunkStoreFaults } from "./chunk_store.ts";
 import type { WrittenObject } from "./pack_writer.ts";
@@ -29,6 +32,8 @@ export interface ReplicaCapOptions {
   reserved(): number;
   /** The store's test hooks: `freeBytes` answers instead of the OS. */
   faults: ChunkStoreFaults | undefined;
+  /** The store's clock (ms): when each giver last asked for room. */
+  clock: () => number;
 }
 
 /** The replica set and what it is charged against the replica cap and the disk's reserve. */
@@ -44,10 +49,12 @@ export class ReplicaCap {
   /** What `ChunkStoreStats.replicaBytes` reports: the indexed objects of `#replicaSet`. */
   #replicaBytes = 0;
   /**
-   * Replica writes in flight, charged until they are indexed (then briefly twice). The store adds
-   * each write's {@link room} before it and takes it off after.
+   * Replica writes in flight, charged until they are indexed (then briefly twice): each write's
+   * {@link room}, from its {@link reserve} to its {@link release}.
    */
-  reserved = 0;
+  #reservedBytes = 0;
+  /** Each chunk's giver and what each giver is charged. */
+  readonly #shares: ReplicaShares;
 
   /** A cap as `options` describe it, over an empty replica set. */
   constructor(options: ReplicaCapOptions) {
@@ -57,6 +64,7 @@ export class ReplicaCap {
     this.#index = options.index;
     this.#reserved = options.reserved;
     this.#faults = options.faults;
+    this.#shares = new ReplicaShares(options.clock);
   }
 
   /** The cap on the bytes held for peers (`Infinity`: none of its own). */
@@ -79,26 +87,33 @@ export class ReplicaCap {
     return this.#replicaSet.has(cid);
   }
 
-  /**
-   * Put `cid` in the set without charging it (a record found on open, before the index is read:
-   * indexing its object charges it).
-   */
-  add(cid: string): void {
-    this.#replicaSet.add(cid);
+  /** Bytes charged to `giver`: its chunks held here and its writes in flight. */
+  heldFor(giver: string): number {
+    return this.#shares.heldFor(giver);
   }
 
   /**
-   * What a replica write of `length` bytes for `cid` is charged against the replica cap, after
-   * checking it fits there and, with `free` bytes free on the disk, outside the disk's reserve.
+   * Put `cid`, placed by `giver`, in the set without charging it (a record found on open, before
+   * the index is read: indexing its object charges it).
+   */
+  add(cid: string, giver: string): void {
+    this.#replicaSet.add(cid);
+    this.#shares.assign(cid, giver);
+  }
+
+  /**
+   * What a replica write of `length` bytes for `cid`, placed by `giver`, is charged against the
+   * replica cap, after checking it fits there, in `giver`'s share of it and, with `free` bytes
+   * free on the disk, outside the disk's reserve.
    *
    * @throws {ReplicaQuotaExceededError} it does not.
    */
-  room(cid: string, length: number, free: number): number {
+  room(cid: string, length: number, free: number, giver: string): number {
     const cost = length + OBJECT_OVERHEAD_BYTES;
     // A copy replacing one already charged (a repair after quarantine is charged anew: the
     // quarantine released it) moves nothing into the cap.
     const charged = this.#replicaSet.has(cid) && this.#index.has(cid);
-    const held = this.#replicaBytes + this.reserved;
+    const held = this.#replicaBytes + this.#reservedBytes;
     if (!charged && held + cost > this.#replicaQuota) {
       throw new ReplicaQuotaExceededError(
         cost,
@@ -115,7 +130,33 @@ export class ReplicaCap {
         );
       }
     }
-    return charged ? 0 : cost;
+    if (charged) return 0;
+    // The room peers may have: the cap, or what they hold and the disk can still give them.
+    const diskRoom = this.#replicaMinFree > 0
+      ? held + Math.max(0, free - this.#reserved() - PACK_OVERHEAD_BYTES - this.#replicaMinFree)
+      : Infinity;
+    const allowance = Math.min(this.#replicaQuota, diskRoom);
+    if (!this.#shares.fits(giver, cost, held, allowance)) {
+      throw new ReplicaQuotaExceededError(
+        cost,
+        `this peer's share of the ${allowance} bytes it holds for peers (` +
+          `${this.#shares.heldFor(giver)} held for it, ${held} for all, ` +
+          `${this.#shares.recentGivers} peers asking)`,
+      );
+    }
+    return cost;
+  }
+
+  /** Charge `cost` (a {@link room}) to `giver` while its write is in flight. */
+  reserve(giver: string, cost: number): void {
+    this.#reservedBytes += cost;
+    this.#shares.charge(giver, cost);
+  }
+
+  /** Take off what {@link reserve} charged, once the write is done (or failed). */
+  release(giver: string, cost: number): void {
+    this.#reservedBytes -= cost;
+    this.#shares.charge(giver, -cost);
   }
 
   /** Free bytes of the store's filesystem: the test hook's answer, else the OS's. */
@@ -123,17 +164,22 @@ export class ReplicaCap {
     return await (this.#faults?.freeBytes?.() ?? diskFreeBytes(this.#dir));
   }
 
-  /** Record `cid` as held for other nodes (its record was written): charged while indexed. */
-  holdForPeers(cid: string): void {
+  /**
+   * Record `cid` as held for other nodes, placed by `giver` (its write is under way, or its record
+   * was written): charged while indexed. One already in the set keeps the giver it has.
+   */
+  holdForPeers(cid: string, giver: string = NO_GIVER): void {
     if (this.#replicaSet.has(cid)) return;
     this.#replicaSet.add(cid);
-    this.#replicaBytes += this.#replicaCharge(cid);
+    this.#shares.assign(cid, giver);
+    this.#chargeBy(cid, this.#replicaCharge(cid));
   }
 
   /** Take `cid` out of the set (its write or record failed): no longer charged. */
   leaveReplicaSet(cid: string): void {
     if (!this.#replicaSet.delete(cid)) return;
-    this.#replicaBytes -= this.#replicaCharge(cid);
+    this.#chargeBy(cid, -this.#replicaCharge(cid));
+    this.#shares.unassign(cid);
   }
 
   /**
@@ -141,12 +187,18 @@ export class ReplicaCap {
    * or is replaced there (then {@link charge} charges the new one).
    */
   uncharge(cid: string): void {
-    if (this.#replicaSet.has(cid)) this.#replicaBytes -= this.#replicaCharge(cid);
+    if (this.#replicaSet.has(cid)) this.#chargeBy(cid, -this.#replicaCharge(cid));
   }
 
   /** Charge `cid` for its indexed copy: called after the index took a copy of it. */
   charge(cid: string): void {
-    if (this.#replicaSet.has(cid)) this.#replicaBytes += this.#replicaCharge(cid);
+    if (this.#replicaSet.has(cid)) this.#chargeBy(cid, this.#replicaCharge(cid));
+  }
+
+  /** Add `bytes` (negative: take them off) to what is held for peers, and to `cid`'s giver. */
+  #chargeBy(cid: string, bytes: number): void {
+    this.#replicaBytes += bytes;
+    this.#shares.chargeChunk(cid, bytes);
   }
 
   /** What an object counts against the replica cap while indexed: its bytes and overhead. */

@@ -34,11 +34,19 @@ export class RootRecords {
    * with content (a pin's label) is written whole or not at all (a temporary file, fsynced, then
    * renamed): written in place, a power cut could leave the entry with no content, and a `local`
    * file's label lost that way made its chunks served to peers after the restart (a review
-   * found it at stop 33).
+   * found it at stop 33). `whole = false` writes it in place, with the directory synced as for an
+   * empty file: for content that may read back torn (a replica's giver, `_replica_record.ts`).
    */
-  async touchRoot(sub: string, cid: string, content = new Uint8Array()): Promise<void> {
+  async touchRoot(
+    sub: string,
+    cid: string,
+    content = new Uint8Array(),
+    whole = true,
+  ): Promise<void> {
     const path = join(this.#dir, sub, cid);
-    if (this.#durable && content.length > 0) return await writeFileDurably(path, content);
+    if (this.#durable && whole && content.length > 0) {
+      return await writeFileDurably(path, content);
+    }
     await Deno.writeFile(path, content);
     if (this.#durable) await this.syncRootDir(join(this.#dir, sub));
   }

@@ -52,6 +52,8 @@ import { PackIndex, readRange } from "./_pack_index.ts";
 import { removeFromPack } from "./_pack_rewrite.ts";
 import { Quarantine } from "./_quarantine.ts";
 import { ReplicaCap } from "./_replica_cap.ts";
+import { encodeReplicaRecord, readReplicaRecord } from "./_replica_record.ts";
+import { NO_GIVER } from "./_replica_shares.ts";
 import { countFiles, readPinLabel, RootRecords } from "./_root_records.ts";
 import { sweepPackTemporaries, sweepPinTemporaries } from "./_temp_sweeps.ts";
 import { ChunkNotFoundError, CorruptChunkError, QuotaExceededError } from "./errors.ts";
@@ -66,6 +68,7 @@ import { pathExists } from "./path_exists.ts";
 import { PackWriter, syncDir, type WrittenObject } from "./pack_writer.ts";
 
 export { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+export { RECENT_GIVER_MS } from "./_replica_shares.ts";
 
 /** Test hooks that inject faults into the write path. */
 export interface ChunkStoreFaults {
@@ -94,7 +97,9 @@ export interface ChunkStoreOptions {
    * Most bytes this store holds for other nodes: the objects under `replicas/` records (peers'
    * `put_chunk`s), each with {@link OBJECT_OVERHEAD_BYTES}. A replica write past it fails with
    * `replica_quota_exceeded` and nothing is written; the node's own puts are not counted, so
-   * peers can never take the rest of {@link quotaBytes}. Default: no cap of its own.
+   * peers can never take the rest of {@link quotaBytes}. Default: no cap of its own. Shared
+   * fairly among the peers that place chunks ({@link ChunkPutOptions.giver}): one over its share
+   * takes only room that no other peer asking lately is owed (see `_replica_shares.ts`).
    */
   replicaQuotaBytes?: number;
   /**
@@ -206,6 +211,14 @@ export interface ChunkPutOptions extends BlockStoreCallOptions {
    * recorded under `replicas/` and GC keeps it. Default `false`.
    */
   replica?: boolean;
+  /**
+   * The peer that placed a `replica` (hex of the key its connection proved): the chunk is
+   * recorded and counted as that peer's, and refused with `replica_quota_exceeded` past its fair
+   * share of {@link ChunkStoreOptions.replicaQuotaBytes} while other peers ask for room. A chunk
+   * held already keeps its first giver. Default: none — counted for no peer, bounded by the cap
+   * as a whole only.
+   */
+  giver?: string;
 }
 
 const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
@@ -253,6 +266,7 @@ export class ChunkStore implements BlockStore {
       index: this.#index,
       reserved: () => this.#reserved,
       faults: options?.faults,
+      clock: this.#clock,
     });
     this.#quarantine = new Quarantine(dir);
     this.#roots = new RootRecords(dir, this.#durable);
@@ -300,8 +314,10 @@ export class ChunkStore implements BlockStore {
     await sweepPinTemporaries(store.#dir);
     // Asked once now, so a process not allowed to ask (`--allow-sys=statfs`) fails to open.
     if (store.#replicas.minFree > 0) await store.#replicas.diskFree();
-    // Before the index is read, so indexing each replica's object charges it.
-    for await (const cid of store.replicas()) store.#replicas.add(cid);
+    // Before the index is read, so indexing each replica's object charges it (to its giver).
+    for await (const cid of store.replicas()) {
+      store.#replicas.add(cid, await readReplicaRecord(join(dir, REPLICAS_DIR, cid)));
+    }
     await store.#exclusive(() => store.#index.reload());
     await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
     await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
@@ -352,18 +368,36 @@ export class ChunkStore implements BlockStore {
     if (options?.cid !== undefined && cidCodec(options.cid) === DAG_PB_CODEC) {
       assertDagBlockSize(options.cid, bytes.length);
     }
-    await this.#slots.run(cid, () => this.#writeIfAbsent(cid, bytes, options));
-    // Recorded after the write: until then the object is inside the grace period, and a record
-    // of an object that failed to store would root nothing.
-    if (options?.replica) {
-      await this.#roots.touchRoot(REPLICAS_DIR, cid).catch(async (error) => {
+    await this.#slots.run(cid, async () => {
+      await this.#writeIfAbsent(cid, bytes, options);
+      // Recorded after the write (until then the object is inside the grace period, and a record
+      // of an object that failed to store would root nothing), in the CID's slot, so that two
+      // givers of one chunk leave one record, the first's.
+      if (options?.replica) await this.#recordReplica(cid, options.giver ?? NO_GIVER);
+    });
+    return cid;
+  }
+
+  /**
+   * Bytes held here for the peer `giver` (hex of its key; `""`: for no peer), each chunk with
+   * {@link OBJECT_OVERHEAD_BYTES}, writes in flight included: what its fair share is judged on.
+   */
+  heldFor(giver: string): number {
+    return this.#replicas.heldFor(giver);
+  }
+
+  /** Write the `replicas/` record of `cid`, placed by `giver`, unless it has one already. */
+  async #recordReplica(cid: string, giver: string): Promise<void> {
+    if (await this.isReplica(cid)) return this.#replicas.holdForPeers(cid, giver);
+    // Written in place, not atomically: a torn record still roots the chunk, and reads back
+    // as placed by no peer (`_replica_record.ts`).
+    await this.#roots.touchRoot(REPLICAS_DIR, cid, encodeReplicaRecord(giver), false)
+      .catch(async (error) => {
         // Charged from its write or its check: a record that failed roots nothing.
         if (!await this.isReplica(cid)) this.#replicas.leaveReplicaSet(cid);
         throw error;
       });
-      this.#replicas.holdForPeers(cid);
-    }
-    return cid;
+    this.#replicas.holdForPeers(cid, giver);
   }
 
   async #writeIfAbsent(
@@ -386,13 +420,14 @@ export class ChunkStore implements BlockStore {
     const rooted = existing !== undefined && !young && options?.replica === true &&
       await this.isReplica(cid);
     const forPeers = options?.replica === true;
+    const giver = options?.giver ?? NO_GIVER;
     // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
     if (existing && (young || rooted) && (!verifyExisting || await this.#quarantineLocked(cid))) {
       // A peer's record of a copy already here (the node's own, young) holds it for peers for good:
       // charged from now, so it must fit as a written one must (nothing is written: no disk check).
       if (forPeers) {
-        this.#replicas.room(cid, existing.length, Infinity);
-        this.#replicas.holdForPeers(cid);
+        this.#replicas.room(cid, existing.length, Infinity, giver);
+        this.#replicas.holdForPeers(cid, giver);
       }
       return;
     }
@@ -406,13 +441,13 @@ export class ChunkStore implements BlockStore {
     if (taken + cost > this.#quota) {
       throw new QuotaExceededError(cost, this.#quota - taken);
     }
-    const replicaCost = forPeers ? this.#replicas.room(cid, bytes.length, free) : 0;
+    const replicaCost = forPeers ? this.#replicas.room(cid, bytes.length, free, giver) : 0;
     // Joins the replica set before it is written, so the write is charged from when onPack
     // indexes it (the reserve and the charge overlap until then, never a gap between them).
     const joined = forPeers && !this.#replicas.has(cid);
-    if (joined) this.#replicas.holdForPeers(cid);
+    if (joined) this.#replicas.holdForPeers(cid, giver);
     this.#reserved += cost;
-    this.#replicas.reserved += replicaCost;
+    this.#replicas.reserve(giver, replicaCost);
     let done = false;
     try {
       // A new object is indexed by onPack; a fresh copy over an old one counts as one more copy
@@ -422,7 +457,7 @@ export class ChunkStore implements BlockStore {
       done = true;
     } finally {
       this.#reserved -= cost;
-      this.#replicas.reserved -= replicaCost;
+      this.#replicas.release(giver, replicaCost);
       // A failed write roots nothing: it leaves the set unless a record already put it there.
       if (joined && !done && !await this.isReplica(cid)) this.#replicas.leaveReplicaSet(cid);
     }

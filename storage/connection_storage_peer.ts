@@ -20,7 +20,7 @@ import {
   PutChunkMessage,
 } from "../protocols/storage_messages.ts";
 import { ChunkNotFoundError, CorruptChunkError } from "./errors.ts";
-import type { PeerCallOptions, StoragePeer } from "./storage_peer.ts";
+import type { PeerCallOptions, PutChunkOptions, StoragePeer } from "./storage_peer.ts";
 
 /** Options of {@link ConnectionStoragePeer}. */
 export interface ConnectionStoragePeerOptions {
@@ -70,12 +70,11 @@ export class ConnectionStoragePeer implements StoragePeer {
     this.#timeoutMs = options?.timeoutMs;
   }
 
-  /** Store a chunk on the remote node. */
-  async putChunk(
-    cid: string,
-    bytes: Uint8Array,
-    options?: PeerCallOptions & { repair?: boolean },
-  ): Promise<void> {
+  /**
+   * Store a chunk on the remote node. `options.from` is not sent: the remote node counts the
+   * chunk for the key this connection proved, whatever a writer would claim.
+   */
+  async putChunk(cid: string, bytes: Uint8Array, options?: PutChunkOptions): Promise<void> {
     await this.#request(
       () =>
         this.#connection.request(PutChunkMessage, { cid, bytes, repair: options?.repair }, {
@@ -149,7 +148,9 @@ export class ConnectionStoragePeer implements StoragePeer {
 export function serveStoragePeer(connection: Connection, peer: StoragePeer): Connection {
   return connection
     .handle(PutChunkMessage, async ({ cid, bytes, repair }, { signal }) => {
-      await peer.putChunk(cid, bytes, { repair, signal });
+      // Counted against the writer's fair share by the key its handshake proved (none without).
+      const from = connection.peerKey && toHex(connection.peerKey);
+      await peer.putChunk(cid, bytes, { repair, signal, from });
       return {};
     })
     .handle(GetChunkMessage, async ({ cid }, { signal }) => ({

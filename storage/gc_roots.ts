@@ -7,6 +7,7 @@
  *                   process holds an exclusive lock on the file while it runs
  * pins/<cid>        a file the owner keeps: the object, and every chunk it lists if a manifest
  * replicas/<cid>    a chunk this node holds for another node (received by put_chunk)
+ *                   — its content names the peer that placed it (`_replica_record.ts`)
  * ```
  *
  * Readers take them in that order — pending puts, then pins — because a put commits by pinning

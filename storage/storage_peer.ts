@@ -19,6 +19,19 @@ export interface PeerCallOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link StoragePeer.putChunk}. */
+export interface PutChunkOptions extends PeerCallOptions {
+  /** The write is a repair. */
+  repair?: boolean;
+  /**
+   * Hex of the key of the node that asked, where a store serves a remote writer
+   * (`serveStoragePeer` sets it from the key the connection proved; a client never sends it):
+   * the chunk is counted against that writer's fair share of what the store holds for peers
+   * (`ChunkPutOptions.giver`). Unset: counted for no peer.
+   */
+  from?: string;
+}
+
 /** A node that holds chunks for others. */
 export interface StoragePeer {
   /** Stable id of the peer (hex of its public key); rendezvous hashing ranks peers by it. */
@@ -30,11 +43,7 @@ export interface StoragePeer {
    * before it answers (the writer counts the answer as a good copy); `repair` says the write is
    * a repair.
    */
-  putChunk(
-    cid: string,
-    bytes: Uint8Array,
-    options?: PeerCallOptions & { repair?: boolean },
-  ): Promise<void>;
+  putChunk(cid: string, bytes: Uint8Array, options?: PutChunkOptions): Promise<void>;
   /** The bytes of `cid`; callers verify them again (a peer may lie). */
   getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array>;
   /** Whether the peer claims to hold `cid`. */
@@ -155,17 +164,14 @@ export class LocalStoragePeer implements StoragePeer {
    * (whether or not this is a `repair`): the writer counts this answer as a good copy towards its
    * quorum, so a rotten one is replaced, never acknowledged.
    */
-  putChunk(
-    cid: string,
-    bytes: Uint8Array,
-    options?: PeerCallOptions & { repair?: boolean },
-  ): Promise<void> {
+  putChunk(cid: string, bytes: Uint8Array, options?: PutChunkOptions): Promise<void> {
     return this.track(
       this.#store.put(bytes, {
         cid,
         verifyExisting: true,
         signal: options?.signal,
         replica: true, // held for another node: GC keeps it
+        giver: options?.from,
       }).then(() => {}),
     );
   }
