@@ -21,7 +21,7 @@ import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { encodeCanonical } from "../protocols/cbor.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { MAX_OPENING_PART_BYTES, type OpeningsBody } from "../protocols/training_messages.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type { EconomicParams } from "../proof/economics.ts";
 import { DEFAULT_TRACE_RETAIN_MS } from "./trace_store.ts";
 import { ChallengeMismatchError } from "./step_opening.ts";
 import {
@@ -59,6 +59,11 @@ export interface ChallengeAdmissionOptions {
    * `TrainerServiceOptions.stakeOf`.
    */
   stakeOf?: (key: Uint8Array) => Promise<number>;
+  /**
+   * The economics the ledger `stakeOf` reads runs with (the service's, defaults merged): a
+   * challenger is owed an opening with its `falseAccusationPenalty` of stake there.
+   */
+  economics: EconomicParams;
   /** The coordinator each recent receipt was trained for (owed its openings). */
   coordinators: ReceiptCoordinators;
   /** The trainer's engine, which opens the challenged steps (set once the service started). */
@@ -224,7 +229,7 @@ export class ChallengeAdmission {
     const stakeOf = this.#options.stakeOf;
     if (stakeOf === undefined) return false;
     const stake = await stakeOf(challenge.validator).catch(() => 0);
-    return stake >= DEFAULT_ECONOMICS.falseAccusationPenalty;
+    return stake >= this.#options.economics.falseAccusationPenalty;
   }
 
   /** Open and seal the challenged steps outside the mailbox; the bytes come back by `opened`. */

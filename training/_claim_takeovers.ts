@@ -54,7 +54,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type { EconomicParams } from "../proof/economics.ts";
 import type { ReceiptRecord } from "../proof/ledger_state.ts";
 import type { ReceiptStatusMessage } from "../actors/validator_messages.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
@@ -67,12 +67,6 @@ import type {
   TrainingChallengeRun,
 } from "./_training_challenge_run.ts";
 import type { TrainingValidatorMessage } from "./training_validator.ts";
-
-/**
- * How long a false claim (a takeover the trainer answered) counts against its claimant, ms: one
- * challenge window, as for inference's claims.
- */
-const CLAIM_MEMORY_MS = DEFAULT_ECONOMICS.challengeWindowMs;
 
 /**
  * Claims kept for a ledger that did not answer, at most: twice the takeover burst (8), the most
@@ -117,6 +111,13 @@ export interface ClaimTakeoversOptions {
   challengeProbability: number;
   /** The ledger's clock (ms). */
   now: () => number;
+  /**
+   * The economics the ledger runs with (the validator's, defaults merged): a false claim (a
+   * takeover the trainer answered) counts against its claimant one `challengeWindowMs`, as for
+   * inference's claims, and a claim is taken over only while this validator holds the
+   * `falseAccusationPenalty` of stake a trainer asks of a peer's accuser.
+   */
+  economics: EconomicParams;
   /**
    * The ledger's directory (`ownProofsDir`): the kept claims are kept in its
    * {@link KEPT_TRAINING_CLAIMS_DIR} across a stop; absent, memory only.
@@ -298,7 +299,10 @@ export class ClaimTakeovers {
     if (open > 0) this.#open.set(claimant, open);
     else this.#open.delete(claimant);
     if (outcome === "served") {
-      this.#budget.foundFalse(claimant, this.#options.now() + CLAIM_MEMORY_MS);
+      this.#budget.foundFalse(
+        claimant,
+        this.#options.now() + this.#options.economics.challengeWindowMs,
+      );
     }
   }
 
@@ -334,7 +338,7 @@ export class ClaimTakeovers {
     // The trainer opens its steps only to a key with a peer accuser's stake in its ledger: one
     // without would be refused, and that refusal taken for withholding.
     const { stake } = await this.#ledger<{ stake: number }>(ctx, { type: "account", key: self });
-    if (stake < DEFAULT_ECONOMICS.falseAccusationPenalty) return "unstaked";
+    if (stake < this.#options.economics.falseAccusationPenalty) return "unstaked";
     // None open: the takeover dials the trainer by its key (`TrainingChallengeRun.takeover`).
     const connection = await this.#options.connectionTo(ctx, receipt.trainer);
     // Challenged meanwhile (the asks above await): not again.

@@ -55,7 +55,7 @@ import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import type { OutcomeBody } from "../protocols/training_messages.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type { EconomicParams } from "../proof/economics.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { RoundModels } from "./round_models.ts";
 import {
@@ -156,6 +156,12 @@ export interface OutcomeGateOptions {
    * validator's: `<modelsDir>/audited-momenta`); absent: memory only.
    */
   momentaDir?: string;
+  /**
+   * The economics this node's ledger runs with (the validator's, defaults merged): a peer's
+   * outcome is audited only when its coordinator holds its `falseAccusationPenalty` of stake
+   * there, the stake the ledger asks of a peer's accuser.
+   */
+  economics: EconomicParams;
   /** Clock of the audit budgets and of the bench, ms; default `Date.now`. */
   now?: () => number;
   /** Where one line per refused outcome, refused model and benched coordinator goes. */
@@ -247,7 +253,7 @@ export class OutcomeGate {
       }
       if (until !== undefined) this.#benched.delete(coordinator);
       const stake = await stakeOf(body.coordinator!);
-      if (stake < DEFAULT_ECONOMICS.falseAccusationPenalty) {
+      if (stake < this.#options.economics.falseAccusationPenalty) {
         this.#refuseOutcome(body, origin, "unstaked_coordinator");
         return false;
       }

@@ -15,8 +15,9 @@
  * spent its stake is checked unbacked, in either order), one per accuser and receipt. It costs
  * this node memory and one ledger question per held accuser and recheck, never a re-run, and
  * that memory is bounded per accuser, per receipt and in all, the longest held pushed out first,
- * and for at most {@link PLEDGE_HOLD_MS}. Keys are free, so a flood of them can push an honest
- * proof out before its pledge comes: it is then skipped, as every such proof was before. The
+ * and for at most the challenge window the ledger runs with (the validator's `economics`; until
+ * review s64 the default window whatever the ledger's). Keys are free, so a flood of them can push
+ * an honest proof out before its pledge comes: it is then skipped, as every such proof was before. The
  * actor keeps what is held across a stop (`_kept_held_training_proofs.ts`, when it has a
  * ledger directory). Owned by the actor, read and written only inside its `receive`. Not part of
  * the public API.
@@ -24,7 +25,6 @@
  * @module
  */
 import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 
 /**
  * Proofs held in all. A training proof can be megabytes (an `opening_mismatch` carries the
@@ -50,11 +50,6 @@ export const MAX_PLEDGE_HELD_PER_RECEIPT = 4;
  * and the questions are in-process, one per held accuser.
  */
 export const PLEDGE_RECHECK_MS = 1_000;
-/**
- * How long a proof is held, ms: a receipt's challenge window. Past it, its receipt (recorded by
- * the time the proof came, or later) is settled or final here, and no longer takes a proof.
- */
-export const PLEDGE_HOLD_MS = DEFAULT_ECONOMICS.challengeWindowMs;
 
 /** A proof waiting for its accuser's pledge. */
 export interface PledgeHeldTrainingProof {
@@ -125,7 +120,11 @@ export class PledgeHeldTrainingProofs {
     return taken;
   }
 
-  /** Forget the proofs held since before `before`, ms ({@link PLEDGE_HOLD_MS}). */
+  /**
+   * Forget the proofs held since before `before`, ms: a challenge window ago (the ledger's). Past
+   * it, a proof's receipt (recorded by the time the proof came, or later) is settled or final
+   * there, and no longer takes a proof.
+   */
   expire(before: number): void {
     for (const held of [...this.#held.values()]) {
       if (held.since < before) this.#held.delete(held.hash);

@@ -57,7 +57,7 @@ import {
   verifyTrainingReceipt,
 } from "./training_receipt.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import { DEFAULT_ECONOMICS, type EconomicParams } from "../proof/economics.ts";
 import { drawTrainingChallenge, type TrainingChallenge } from "./training_challenge.ts";
 import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import type { GptWeights } from "./gpt_weights.ts";
@@ -144,6 +144,12 @@ export interface TrainingChallengeRunOptions {
   challenged: ChallengedReceipts;
   /** The ledger's clock (ms): how long a challenged receipt is remembered. */
   now: () => number;
+  /**
+   * The economics the ledger runs with (the validator's, defaults merged): a receipt challenged
+   * here whose window the ledger did not say is remembered its `challengeWindowMs` (and the
+   * opening deadline); default `DEFAULT_ECONOMICS` (a run outside a validator: tests).
+   */
+  economics?: EconomicParams;
   /** Ask the ValidatorActor holding the ledger; rejects when it does not answer (or is none). */
   ask<R>(ctx: Context, message: ChallengeRunLedgerMessage): Promise<R>;
   /** Whether a ValidatorActor holding the ledger is on this node now. */
@@ -171,6 +177,8 @@ export interface TrainingChallengeRunOptions {
 /** See the module doc. */
 export class TrainingChallengeRun {
   readonly #options: TrainingChallengeRunOptions;
+  /** The ledger's challenge window, ms ({@link TrainingChallengeRunOptions.economics}). */
+  readonly #window: number;
   /**
    * Takeovers' last opened steps, by receipt id, until their delta comes: in memory and, with
    * {@link TrainingChallengeRunOptions.lastStepsDir}, on disk (`_kept_last_steps.ts`).
@@ -198,6 +206,7 @@ export class TrainingChallengeRun {
   /** @param options See {@link TrainingChallengeRunOptions}. */
   constructor(options: TrainingChallengeRunOptions) {
     this.#options = options;
+    this.#window = (options.economics ?? DEFAULT_ECONOMICS).challengeWindowMs;
     this.#lastSteps = new KeptLastSteps(options.lastStepsDir, options.now, options.log);
   }
 
@@ -570,7 +579,7 @@ export class TrainingChallengeRun {
   #remember(id: string, pendingUntil: number | undefined): Promise<void> {
     const until = Math.max(
       pendingUntil ?? 0,
-      this.#options.now() + DEFAULT_ECONOMICS.challengeWindowMs + this.#options.openingDeadlineMs,
+      this.#options.now() + this.#window + this.#options.openingDeadlineMs,
     );
     return this.#options.challenged.mark(id, until);
   }

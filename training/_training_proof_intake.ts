@@ -49,7 +49,7 @@ import {
   type TrainingFraudProofBody,
   TrainingFraudProofMessage,
 } from "../protocols/training_messages.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type { EconomicParams } from "../proof/economics.ts";
 import { type ReceiptStatus, worthFraudCheck } from "../proof/ledger_state.ts";
 import { type Account, freeStake } from "../proof/ledger.ts";
 import type {
@@ -61,11 +61,7 @@ import type {
 import { MAX_UNBACKED_CHECKS_IN_FLIGHT, UnbackedChecks } from "../actors/_unbacked_checks.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
 import { trainingFraudProofHash } from "./training_fraud_proof.ts";
-import {
-  PLEDGE_HOLD_MS,
-  PLEDGE_RECHECK_MS,
-  PledgeHeldTrainingProofs,
-} from "./_pledge_held_training_proofs.ts";
+import { PLEDGE_RECHECK_MS, PledgeHeldTrainingProofs } from "./_pledge_held_training_proofs.ts";
 import {
   type KeptHeldProof,
   KeptHeldTrainingProofs,
@@ -116,6 +112,12 @@ export interface TrainingProofIntakeOptions {
   dir?: string;
   /** The ledger's clock, ms (a receipt's `pendingUntil`, how long a proof is held). */
   now(): number;
+  /**
+   * The economics the ledger runs with (the validator's, defaults merged): a peer's accuser with
+   * its `falseAccusationPenalty` of free stake is checked backed, and a proof is held for its
+   * accuser's pledge its `challengeWindowMs` at most.
+   */
+  economics: EconomicParams;
   /**
    * How often the ledger is asked whether the accusers of the proofs held for their pledge have
    * staked, ms; default {@link PLEDGE_RECHECK_MS}.
@@ -287,7 +289,7 @@ export class TrainingProofIntake {
       key: proof.validator,
     }).catch(() => unanswered);
     if (typeof accuser === "symbol") return { refusal: LEDGER_UNANSWERED };
-    if (freeStake(accuser) >= DEFAULT_ECONOMICS.falseAccusationPenalty) return {};
+    if (freeStake(accuser) >= this.#options.economics.falseAccusationPenalty) return {};
     // Short of free stake: a key that never pledged here waits for its pledge (`#holdForPledge`:
     // memory, never a re-run); one that pledged and spent it is checked all the same while the
     // receipt could settle, within the unbacked budget. A refuted one costs it what free stake it
@@ -512,12 +514,13 @@ export class TrainingProofIntake {
 
   /**
    * The proofs held for a pledge whose accuser has staked here since go through the intake
-   * again; those held past {@link PLEDGE_HOLD_MS} are forgotten (their receipt's window closed).
+   * again; those held past the ledger's challenge window are forgotten (their receipt's window
+   * closed).
    * The validator's `pledges_again`.
    */
   async pledgesAgain(ctx: Context): Promise<void> {
     this.#pledgesAgainScheduled = false;
-    this.#pledgeHeld.expire(this.#options.now() - PLEDGE_HOLD_MS);
+    this.#pledgeHeld.expire(this.#options.now() - this.#options.economics.challengeWindowMs);
     for (const key of this.#pledgeHeld.accusers()) {
       if (ctx.signal.aborted) return;
       const staked = await this.#options.ask<boolean>(ctx, { type: "has_staked", key })
@@ -546,7 +549,7 @@ export class TrainingProofIntake {
    * peer's proof goes: signatures verified, the ledger asked, held again (for a pledge: for the
    * time they have left), or checked now that their accuser has staked or their receipt is
    * recorded. Nothing read is trusted: an entry that is not a proof body with a peer's origin
-   * and a time held (for a pledge: inside {@link PLEDGE_HOLD_MS}; for a receipt, not after now:
+   * and a time held (for a pledge: inside the ledger's challenge window; for a receipt, not after now:
    * that hold has no time bound in memory either) is dropped; one marked as this validator's own
    * is taken as a peer's from its own key when its own key signed it, dropped otherwise (it would
    * skip the stake question). Once they went through, {@link TrainingProofIntake.keep} makes the
@@ -589,7 +592,7 @@ export class TrainingProofIntake {
       }
     };
     take(await read(this.#keptReceiptHeld), -Infinity);
-    take(await read(this.#keptPledgeHeld), now - PLEDGE_HOLD_MS);
+    take(await read(this.#keptPledgeHeld), now - this.#options.economics.challengeWindowMs);
     // Taken and not settled: the intake decides again (its window bounds how long that is).
     take(await read(this.#options.taken), -Infinity);
     // Kept because the ledger did not answer their intake (review s60): asked again now, with

@@ -47,6 +47,7 @@
 import { join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import { removeTemporaries } from "../proof/_durable_file.ts";
+import { DEFAULT_ECONOMICS, type EconomicParams } from "../proof/economics.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -126,6 +127,13 @@ export interface TrainerServiceOptions {
    * `opening_missing` over one refused is not taken by any ledger.
    */
   stakeOf?: (key: Uint8Array) => Promise<number>;
+  /**
+   * The economics the ledger {@link TrainerServiceOptions.stakeOf} reads runs with (the
+   * ValidatorActor's `ledger.economics`); default `DEFAULT_ECONOMICS`. A challenger is owed an
+   * opening with its `falseAccusationPenalty` of stake there: the bar that ledger sets for a peer's
+   * accuser, whose `opening_missing` it would take.
+   */
+  economics?: Partial<EconomicParams>;
   /** Where one line per join, round and challenge goes. */
   log?: (line: string) => void;
   /**
@@ -254,6 +262,7 @@ export class TrainerService implements Actor<TrainerMessage> {
     this.#challengeAdmission = new ChallengeAdmission({
       dataDir: options.dataDir,
       stakeOf: options.stakeOf,
+      economics: { ...DEFAULT_ECONOMICS, ...options.economics },
       coordinators: this.#coordinators,
       engine,
       now,

@@ -293,8 +293,14 @@ export interface TrainingValidatorOptions {
   pledgeRecheckMs?: number;
   /**
    * The economics the node's ledger (the ValidatorActor's `ledger.economics`) runs with; default
-   * `DEFAULT_ECONOMICS`. A receipt refused before its trainer's stake is held for its
-   * `challengeWindowMs` (`_stake_held_training_receipts.ts`).
+   * `DEFAULT_ECONOMICS`. Merged with the defaults once, here, and given to every part: its
+   * `challengeWindowMs` is how long a receipt refused before its trainer's stake and a peer's
+   * proof refused before its accuser's pledge are held (`_stake_held_training_receipts.ts`,
+   * `_pledge_held_training_proofs.ts`), how long a receipt challenged here and a claimant's false
+   * claim are remembered (`_training_challenge_run.ts`, `_claim_takeovers.ts`); its
+   * `falseAccusationPenalty` is the stake a peer's accuser needs to be checked backed
+   * (`_training_proof_intake.ts`), a round's coordinator to be audited (`_outcome_gate.ts`) and
+   * this validator to take a claim over (`_claim_takeovers.ts`), as the ledger asks of an accuser.
    */
   economics?: Partial<EconomicParams>;
 }
@@ -474,6 +480,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
     this.#options = options;
+    // Resolved once: every part holds, charges and admits by the economics its ledger runs with.
+    const economics: EconomicParams = { ...DEFAULT_ECONOMICS, ...options.economics };
     this.#network = new TrainingNetwork(options);
     // A validator given no round models (a ledger-only one; tests of its coin) keeps no momenta.
     const modelsDir = options.models?.modelsDir;
@@ -483,6 +491,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       momentaDir: modelsDir === undefined ? undefined : join(modelsDir, AUDITED_MOMENTA_DIR),
       seen: { has: (key) => this.#seen.has(key), add: (key) => this.#firstTime(key) },
       genesisSeeds: options.genesisSeeds,
+      economics,
       now: () => (this.#options.now ?? Date.now)(),
       log: (line) => this.#log(line),
     });
@@ -509,6 +518,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       taken: this.#taken,
       dir,
       now: () => (this.#options.now ?? Date.now)(),
+      economics,
       pledgeRecheckMs: options.pledgeRecheckMs,
       retryMs: options.endRetryMs,
       timers: options.timers,
@@ -520,6 +530,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       identity: options.identity,
       challenged: this.#challenged,
       now: () => this.#now(),
+      economics,
       models: options.models,
       challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
       random: options.random ?? secureRandom,
@@ -550,6 +561,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       challenges: this.#challenges,
       challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
       now: () => this.#now(),
+      economics,
       dir,
       retryMs: options.endRetryMs,
       timers: options.timers,
@@ -568,7 +580,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       retryMs: options.endRetryMs,
       timers: options.timers,
       stakeRecheckMs: options.pledgeRecheckMs,
-      stakeHoldMs: { ...DEFAULT_ECONOMICS, ...options.economics }.challengeWindowMs,
+      stakeHoldMs: economics.challengeWindowMs,
       now: () => this.#now(),
       log: (line) => this.#log(line),
     });

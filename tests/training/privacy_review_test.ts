@@ -196,6 +196,35 @@ Deno.test("with a ledger, a challenger with a fraud proof's stake there is answe
   }
 });
 
+Deno.test("review s64: the bar is the penalty of the ledger the trainer asks: a challenger staked past the default penalty but short of that ledger's larger one is not answered, one with it is", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-privacy-" });
+  const system = new ActorSystem({ name: "privacy-economics" });
+  try {
+    const penalty = DEFAULT_ECONOMICS.falseAccusationPenalty * 5;
+    const between = Identity.generate();
+    const staked = Identity.generate();
+    const stakes = new Map([
+      [toHex(between.publicKey), (DEFAULT_ECONOMICS.falseAccusationPenalty + penalty) / 2],
+      [toHex(staked.publicKey), penalty],
+    ]);
+    const stakeOf = (key: Uint8Array) => Promise.resolve(stakes.get(toHex(key)) ?? 0);
+    const { ref, receipt } = await trainedTrainer(system, dir, Identity.generate(), {
+      stakeOf,
+      economics: { falseAccusationPenalty: penalty },
+    });
+    // Before: answered (the default penalty was the bar whatever the ledger's).
+    const below = await challengeAs(ref, drawTrainingChallenge(receipt, between), between, receipt);
+    // Compared as a word: a diff of an answer's openings is too large to print.
+    const refusal = "refused" in below ? below.refused : "answered";
+    assert.equal(refusal, "challenge_mismatch", "less stake than that ledger asks");
+    const answer = await challengeAs(ref, drawTrainingChallenge(receipt, staked), staked, receipt);
+    assert.ok("openings" in answer, "a validator with that ledger's penalty is answered");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a challenge the trainer refuses for naming more steps than a challenge draws cannot convict it: its opening_missing proof is refuted", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-privacy-" });
   const system = new ActorSystem({ name: "privacy-greedy" });
