@@ -5,149 +5,27 @@
  * are fake.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import { BusyRefusals } from "../../network/busy_refusals.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import type { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
-import {
-  type InferenceEvent,
-  type SubmitBody,
-  SubmitMessage,
-} from "../../protocols/inference_messages.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
+import type { InferenceEvent } from "../../protocols/inference_messages.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
 import { ManualTimers, settle } from "../protocols/_helpers.ts";
-import { INFO } from "./_router_fixture.ts";
 import {
   Honest,
   honestWorker,
   jobFor,
-  linked,
-  Recorder,
   type TestWorker,
   TEXT,
-  token,
   TOKENS,
-  Workers,
 } from "./_hostile_worker_fixture.ts";
-
-/**
- * A worker that answers each job with the stream `script` gives (its `n`th submission, from 0),
- * or refuses it by throwing.
- */
-function scriptedWorker(
-  script: (body: SubmitBody, n: number, identity: Identity) => ReadableStream<InferenceEvent>,
-): Promise<TestWorker> {
-  return linked((atWorker, submissions, identity) => {
-    atWorker.handle(SubmitMessage, (body) => {
-      submissions.push(body);
-      return Promise.resolve().then(() => script(body, submissions.length - 1, identity));
-    });
-  });
-}
-
-/** A stream of `events`, left open (or failed with `error` once `fail` resolves). */
-function events(list: InferenceEvent[], fail?: Promise<VeriflowError>): ReadableStream {
-  let i = 0;
-  return new ReadableStream<InferenceEvent>({
-    // One event per pull: an error fails the stream only once every event went out.
-    pull: async (c) => {
-      if (i < list.length) c.enqueue(list[i++]);
-      else if (fail !== undefined) c.error(await fail);
-      else await new Promise(() => {});
-    },
-  }, { highWaterMark: 0 });
-}
-
-function start(job: TextJob, extra: Partial<InferenceEvent & { kind: "start" }> = {}) {
-  return { kind: "start", jobId: jobId(job), model: INFO, promptTokens: 1, ...extra } as const;
-}
-
-function wireToken(i: number, text = TEXT[i]): InferenceEvent {
-  const { index, tokenId, finishReason } = token(i);
-  return { kind: "token", index, tokenId, text, ...(finishReason ? { finishReason } : {}) };
-}
-
-/** A receipt `identity` signs for `job` over `output` (`TOKENS` tokens). */
-function receiptFor(job: TextJob, identity: Identity, output: string) {
-  return signReceipt({
-    v: 1,
-    kind: "text",
-    jobId: jobId(job),
-    model: job.model,
-    inputHash: inputHashOf(job),
-    params: job.params,
-    outputHash: textOutputHash(output),
-    commitment: { scheme: "vf-fp1", root: "0".repeat(64), chunkSize: 16, tokenBytes: 4 },
-    tokenCount: TOKENS,
-    timings: { startedAt: 0, firstTokenMs: 0, totalMs: 0 },
-  }, identity);
-}
-
-function endEvent(job: TextJob, tokens: number, receipt?: unknown, promptTokens = 1) {
-  return {
-    kind: "end",
-    summary: {
-      jobId: jobId(job),
-      finishReason: "length",
-      usage: { promptTokens, completionTokens: tokens },
-      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-      ...(receipt ? { receipt } : {}),
-    },
-  } as InferenceEvent;
-}
-
-async function router(
-  connections: Connection[],
-  timers = new ManualTimers(),
-  queueHoldMs = Infinity,
-) {
-  const system = new ActorSystem({ name: "review-s45-more" });
-  const workers = new Workers(connections);
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => workers,
-  });
-  const recorder = new Recorder();
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => recorder,
-  });
-  const now = () => timers.now();
-  const busy = new BusyRefusals({ now });
-  const unresumable = new BusyRefusals({ now });
-  const port = new NetworkInferencePort(
-    network,
-    validator,
-    Identity.generate(),
-    {
-      tokensPerEvent: 1,
-      timers,
-      queueHoldMs,
-    },
-    busy,
-    unresumable,
-  );
-  return { system, workers, recorder, port, busy, unresumable, timers };
-}
-
-/** Read a job to its end: the text the client got, and how it ended. */
-async function run(port: NetworkInferencePort, job: TextJob) {
-  const handle = await port.submit(job);
-  let text = "";
-  let failed: string | undefined;
-  try {
-    for await (const t of handle.tokens) text += t.text;
-  } catch (error) {
-    failed = (error as { code?: string }).code ?? String(error);
-  }
-  const summary = await handle.done;
-  return { handle, text, failed, summary };
-}
+import {
+  endEvent,
+  events,
+  receiptFor,
+  router,
+  run,
+  scriptedWorker,
+  start,
+  wireToken,
+} from "./_scripted_worker_fixture.ts";
 
 // 1. A worker that took a job over and signs a receipt that fails only over the text.
 

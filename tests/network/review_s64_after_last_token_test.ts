@@ -28,7 +28,7 @@ import {
   scriptedWorker,
   start,
   wireToken,
-} from "./_review_s64_scripted.ts";
+} from "./_scripted_worker_fixture.ts";
 
 /** A worker that streams the whole job, then one more token, then its end with a receipt. */
 function overrunner() {

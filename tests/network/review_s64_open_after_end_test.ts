@@ -27,7 +27,7 @@ import {
   scriptedWorker,
   start,
   wireToken,
-} from "./_review_s64_scripted.ts";
+} from "./_scripted_worker_fixture.ts";
 
 /** Jobs run before the check. */
 const JOBS = 3;

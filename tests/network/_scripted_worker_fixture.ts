@@ -1,5 +1,5 @@
 /**
- * What the s64 red-team tests of the router's failover share: a worker whose every job is a
+ * Scripted workers for the router's tests (reviews s45 and s64): a worker whose every job is a
  * scripted wire stream, the wire events of the six-token job of `_hostile_worker_fixture.ts`,
  * and a router over in-memory worker connections on a fake clock, with a NetworkActor stand-in
  * that records whom it keeps off the model and a ValidatorActor stand-in that records what it
@@ -88,14 +88,22 @@ export function receiptFor(job: TextJob, identity: Identity, output: string, tok
   }, identity);
 }
 
-/** The end event of `job` after `tokens` of the worker's tokens, with `receipt` if given. */
-export function endEvent(job: TextJob, tokens: number, receipt?: unknown): InferenceEvent {
+/**
+ * The end event of `job` after `tokens` of the worker's tokens (of a prompt of `promptTokens`),
+ * with `receipt` if given.
+ */
+export function endEvent(
+  job: TextJob,
+  tokens: number,
+  receipt?: unknown,
+  promptTokens = 1,
+): InferenceEvent {
   return {
     kind: "end",
     summary: {
       jobId: jobId(job),
       finishReason: "length",
-      usage: { promptTokens: 1, completionTokens: tokens },
+      usage: { promptTokens, completionTokens: tokens },
       timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
       ...(receipt ? { receipt } : {}),
     },
@@ -104,10 +112,14 @@ export function endEvent(job: TextJob, tokens: number, receipt?: unknown): Infer
 
 /**
  * A router's inference port over `connections` (best first), on `timers`, one token per event,
- * with no queue hold (a hedge would muddle what each test shows).
+ * with no queue hold unless `queueHoldMs` is given (a hedge would muddle what most tests show).
  */
-export async function router(connections: Connection[], timers = new ManualTimers()) {
-  const system = new ActorSystem({ name: "review-s64" });
+export async function router(
+  connections: Connection[],
+  timers = new ManualTimers(),
+  queueHoldMs = Infinity,
+) {
+  const system = new ActorSystem({ name: "scripted-router" });
   const workers = new Workers(connections);
   const network = await system.spawn<NetworkMessage>({
     name: "router/network",
@@ -120,15 +132,16 @@ export async function router(connections: Connection[], timers = new ManualTimer
   });
   const now = () => timers.now();
   const busy = new BusyRefusals({ now });
+  const unresumable = new BusyRefusals({ now });
   const port = new NetworkInferencePort(
     network,
     validator,
     Identity.generate(),
-    { tokensPerEvent: 1, timers, queueHoldMs: Infinity },
+    { tokensPerEvent: 1, timers, queueHoldMs },
     busy,
-    new BusyRefusals({ now }),
+    unresumable,
   );
-  return { system, workers, recorder, port, busy, timers };
+  return { system, workers, recorder, port, busy, unresumable, timers };
 }
 
 /** Read a job to its end: the text the client got, the code its stream failed with, its done. */
