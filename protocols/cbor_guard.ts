@@ -6,6 +6,11 @@
  * scanner walks the items iteratively (no recursion), in one pass over the header bytes only
  * (string contents are skipped, not read), and rejects:
  * - nesting deeper than `maxDepth`,
+ * - more than `maxValues` built values: maps, arrays and byte strings, each an object cbor-x
+ *   allocates (~0.3–0.7 µs each, where a number or a short text string costs about what its
+ *   bytes cost in any frame). One byte is enough for each, so a 1 MiB frame could otherwise
+ *   stand for a million objects built before any schema looks; a peer's frame is bounded
+ *   (`DEFAULT_MAX_FRAME_VALUES`), a stored block or file is not unless its reader says,
  * - lengths that run past the end of the frame (including item counts larger than the bytes
  *   left, since every item takes at least one byte),
  * - indefinite-length items and reserved encodings (Veriflow's encoder never emits them),
@@ -23,6 +28,48 @@ import { MalformedCborError, NestingTooDeepError, ProtocolError } from "./protoc
  * while keeping cbor-x's recursion far from the stack limit.
  */
 export const DEFAULT_MAX_CBOR_DEPTH = 64;
+
+/**
+ * Default bound on the built values (maps, arrays, byte strings) of one peer frame
+ * (`ConnectionOptions.maxFrameValues`): 65,536. The most an honest node sends in the default
+ * 1 MiB frame, measured, is a fraud proof opening ~2,100 chunks of a long output: ~34,000 (see
+ * docs/PROTOCOL.md for each message that carries arrays). Numbers and text strings are not
+ * counted, so a training outcome's loss traces (up to ~200,000 numbers a frame) are not either.
+ * A frame of 330,000 empty maps took cbor-x ~245 ms to build; the costliest frame this bound and
+ * {@link frameValueBound} let through (65,536 empty byte strings) costs ~35–45 ms.
+ */
+export const DEFAULT_MAX_FRAME_VALUES = 65_536;
+
+/**
+ * A peer's frame holds at most one built value (map, array, byte string) per this many of its
+ * bytes, beyond {@link FRAME_VALUES_FLOOR} (see {@link frameValueBound}). Honest frames hold one
+ * per 21 bytes or more (a `ping` or `credit`: 2 in ~42 bytes; a fraud proof's chunk openings one
+ * per ~31; a token event one per 27–40); 8 leaves them more than twice that. A frame packed
+ * with empty maps or byte strings (one per 1–3 bytes) cost ~0.2–0.7 µs a byte to decode; one
+ * per 8 bytes costs ~0.065, a few times a `ping`'s (~0.013–0.04, measured on a shared 2-core
+ * machine).
+ */
+export const MIN_BYTES_PER_FRAME_VALUE = 8;
+
+/** Built values any frame may hold whatever its size (an envelope and a small body need 2–20). */
+export const FRAME_VALUES_FLOOR = 64;
+
+/**
+ * The most maps, arrays and byte strings a peer's frame of `byteLength` bytes may hold: one per
+ * {@link MIN_BYTES_PER_FRAME_VALUE} bytes beyond {@link FRAME_VALUES_FLOOR}, and never more than
+ * `maxValues` (default {@link DEFAULT_MAX_FRAME_VALUES}). A bound on the count alone leaves a
+ * peer free to send frames just under it, each as dense as it likes: the density is what sets
+ * the CPU a byte of its traffic costs.
+ */
+export function frameValueBound(
+  byteLength: number,
+  maxValues: number = DEFAULT_MAX_FRAME_VALUES,
+): number {
+  return Math.min(
+    maxValues,
+    FRAME_VALUES_FLOOR + Math.floor(byteLength / MIN_BYTES_PER_FRAME_VALUE),
+  );
+}
 
 /** RFC 8746 typed-array tags (uint8..float128 arrays): the only tags our profile allows. */
 const TYPED_ARRAY_TAG_MIN = 64;
@@ -45,14 +92,19 @@ const AI_EIGHT_BYTES = 27;
 
 /**
  * Check that `bytes` is exactly one well-formed CBOR item in Veriflow's profile, nested no
- * deeper than `maxDepth`. Throws {@link MalformedCborError} or {@link NestingTooDeepError}.
+ * deeper than `maxDepth`, of at most `maxValues` maps, arrays and byte strings (default: no
+ * bound but the bytes'; a peer's frame passes {@link DEFAULT_MAX_FRAME_VALUES} or its
+ * connection's bound). Throws {@link MalformedCborError} or {@link NestingTooDeepError}.
  */
 export function checkCborStructure(
   bytes: Uint8Array,
   maxDepth: number = DEFAULT_MAX_CBOR_DEPTH,
+  maxValues: number = Number.POSITIVE_INFINITY,
 ): void {
   const end = bytes.byteLength;
   if (end === 0) throw new MalformedCborError("empty frame");
+  // Maps, arrays and byte strings read so far: refused at the first one too many.
+  let values = 0;
   // remaining[i] = items still expected in the i-th open container.
   const remaining: number[] = [];
   // Set when the item just read is a tag: its content must be a byte string.
@@ -62,6 +114,14 @@ export function checkCborStructure(
     if (pos >= end) throw new MalformedCborError("frame ends inside a CBOR item");
     const initial = bytes[pos++];
     const major = initial >> 5;
+    if (
+      (major === MAJOR_BYTES || major === MAJOR_ARRAY || major === MAJOR_MAP) &&
+      ++values > maxValues
+    ) {
+      throw new MalformedCborError(
+        `frame holds more than ${maxValues} maps, arrays and byte strings`,
+      );
+    }
     const ai = initial & 0x1f;
     let arg: number;
     if (ai < AI_ONE_BYTE) {
@@ -138,14 +198,16 @@ export function checkCborStructure(
  * Decode CBOR that someone else wrote (a peer's frame, a stored block or file its author
  * made): {@link checkCborStructure} first, then cbor-x. Without the check, cbor-x's tag
  * extensions (packed-value tables, records, shared references, dates, sets) decode too: a few
- * hundred bytes can then stand for an array of millions of items. Throws
- * {@link MalformedCborError} or {@link NestingTooDeepError}.
+ * hundred bytes can then stand for an array of millions of items. `maxValues` bounds its maps,
+ * arrays and byte strings (default none: a stored block is as large as its author made it;
+ * frames pass their bound). Throws {@link MalformedCborError} or {@link NestingTooDeepError}.
  */
 export function decodeCheckedCbor(
   bytes: Uint8Array,
   maxDepth: number = DEFAULT_MAX_CBOR_DEPTH,
+  maxValues: number = Number.POSITIVE_INFINITY,
 ): unknown {
-  checkCborStructure(bytes, maxDepth);
+  checkCborStructure(bytes, maxDepth, maxValues);
   try {
     return decodeCbor(bytes);
   } catch (cause) {

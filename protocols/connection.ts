@@ -51,7 +51,7 @@
  *
  * @module
  */
-import { type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
+import { type DecodeEnvelopeOptions, type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
 import type { ByteDuplex } from "./memory_duplex.ts";
 import type {
   AnyMessageDefinition,
@@ -65,7 +65,7 @@ import {
   UnexpectedMessageError,
   UnknownTypeError,
 } from "./protocol_errors.ts";
-import { DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
+import { DEFAULT_MAX_CBOR_DEPTH, DEFAULT_MAX_FRAME_VALUES } from "./cbor_guard.ts";
 import { type ConnectionTimers, MAX_TIMER_MS, SYSTEM_TIMERS } from "./connection_timers.ts";
 import { NegotiatedProtocols, type Protocol, type ProtocolOffer } from "./connection_protocols.ts";
 import type {
@@ -153,7 +153,8 @@ export class Connection implements AsyncDisposable {
   /** Bytes read before the transport's (from the handshake), fed to the framing first. */
   readonly #leftover: Uint8Array;
   readonly #splitter: FrameSplitter;
-  readonly #maxDepth: number;
+  /** The depth and value bounds of each inbound frame. */
+  readonly #decodeLimits: DecodeEnvelopeOptions;
   readonly #requestTimeoutMs: number;
   readonly #streamWindow: number;
   readonly #closeGraceMs: number;
@@ -243,7 +244,10 @@ export class Connection implements AsyncDisposable {
       onTimeout: (error) => this.#shutdown(error),
     });
     this.#splitter = new FrameSplitter({ maxFrameBytes });
-    this.#maxDepth = options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH;
+    this.#decodeLimits = {
+      maxDepth: options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH,
+      maxValues: options?.maxFrameValues ?? DEFAULT_MAX_FRAME_VALUES,
+    };
     this.#leftover = (options as { [LEFTOVER]?: Uint8Array })?.[LEFTOVER] ?? new Uint8Array(0);
     this.#reader = readerOf(duplex.readable);
     if ((options as { [START_AFTER_MACROTASK]?: boolean })?.[START_AFTER_MACROTASK]) {
@@ -601,7 +605,7 @@ export class Connection implements AsyncDisposable {
 
   async #readLoop(): Promise<void> {
     let failure: Error | null = null;
-    const decode = { maxDepth: this.#maxDepth };
+    const decode = this.#decodeLimits;
     /** The read buffer the splitter is lent now: reused by the next read. */
     let lent: ArrayBufferLike | null = null;
     const onFrame = (payload: Uint8Array) => {

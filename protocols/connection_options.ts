@@ -22,6 +22,14 @@ export interface ConnectionOptions {
   /** Deepest CBOR nesting accepted (default `DEFAULT_MAX_CBOR_DEPTH`). */
   maxDepth?: number;
   /**
+   * Most maps, arrays and byte strings (the values cbor-x builds an object for) one inbound
+   * frame may hold (default `DEFAULT_MAX_FRAME_VALUES`, 65,536: about twice the most an honest
+   * node sends, see docs/PROTOCOL.md), and never more than one per 8 of its bytes beyond 64
+   * (`frameValueBound`). Counted by the structural check before cbor-x builds any; a frame over
+   * it is refused `malformed_cbor` and counted toward {@link maxRefusals} like any refusal.
+   */
+  maxFrameValues?: number;
+  /**
    * Default timeout of {@link Connection.request} (default 30 s: long enough for a slow peer
    * under load, short enough that a lost reply frees its caller). Time spent waiting for a
    * slot or for room in the byte budget counts.

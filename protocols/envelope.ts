@@ -20,7 +20,12 @@
  */
 import { z } from "zod";
 import { encodeCbor, encodeCborWithHeadroom } from "./cbor.ts";
-import { decodeCheckedCbor, DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
+import {
+  decodeCheckedCbor,
+  DEFAULT_MAX_CBOR_DEPTH,
+  DEFAULT_MAX_FRAME_VALUES,
+  frameValueBound,
+} from "./cbor_guard.ts";
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./identity.ts";
 import type { BodySchema } from "./message_registry.ts";
 import {
@@ -138,6 +143,11 @@ function envelopeFast(raw: unknown): Envelope<unknown> | undefined {
 export interface DecodeEnvelopeOptions {
   /** Maximum CBOR nesting depth (default {@link DEFAULT_MAX_CBOR_DEPTH}). */
   maxDepth?: number;
+  /**
+   * Most maps, arrays and byte strings in the envelope, its body's included (default
+   * {@link DEFAULT_MAX_FRAME_VALUES}); fewer in a small frame (see `frameValueBound`).
+   */
+  maxValues?: number;
 }
 
 /** Encode an envelope as CBOR. Optional fields that are `undefined` are left out. */
@@ -194,12 +204,16 @@ function coordinates(raw: unknown): ProtocolErrorOptions {
 }
 
 /**
- * Decode and check an envelope (not its body): well-formed CBOR within the depth limit, the
- * envelope shape, and the protocol version. Throws a `ProtocolError` subclass
+ * Decode and check an envelope (not its body): well-formed CBOR within the depth and value
+ * limits, the envelope shape, and the protocol version. Throws a `ProtocolError` subclass
  * (`malformed_cbor`, `nesting_too_deep`, `invalid_envelope`, `unknown_version`).
  */
 export function decodeEnvelope(bytes: Uint8Array, options?: DecodeEnvelopeOptions): Envelope {
-  const raw = decodeCheckedCbor(bytes, options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH);
+  const raw = decodeCheckedCbor(
+    bytes,
+    options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH,
+    frameValueBound(bytes.byteLength, options?.maxValues ?? DEFAULT_MAX_FRAME_VALUES),
+  );
   const fast = envelopeFast(raw);
   const parsed = fast === undefined
     ? envelopeSchema.safeParse(raw)

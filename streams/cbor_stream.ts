@@ -30,6 +30,11 @@ import { MalformedCborError, ProtocolError } from "../protocols/protocol_errors.
 export interface CborDecoderStreamOptions {
   /** Maximum nesting depth of a decoded value (default {@link DEFAULT_MAX_CBOR_DEPTH}). */
   maxDepth?: number;
+  /**
+   * Most maps, arrays and byte strings one envelope's frame may hold, and at most one per 8 of
+   * its bytes beyond 64 (`frameValueBound`; default `DEFAULT_MAX_FRAME_VALUES`, the envelope's).
+   */
+  maxValues?: number;
 }
 
 /** One decoded frame: the envelope, or the typed reason it was refused. */
