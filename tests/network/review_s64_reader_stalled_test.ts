@@ -16,7 +16,14 @@ import assert from "node:assert/strict";
 import { MIN_READER_STALL_MS } from "../../inference/_remote_job.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { Honest, honestWorker, jobFor, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
-import { events, router, run, scriptedWorker, start, wireToken } from "./_scripted_worker_fixture.ts";
+import {
+  events,
+  router,
+  run,
+  scriptedWorker,
+  start,
+  wireToken,
+} from "./_scripted_worker_fixture.ts";
 
 /** A worker that streams the job's first two tokens and then fails it with its own error. */
 function dropper() {
