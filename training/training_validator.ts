@@ -227,7 +227,10 @@ export interface TrainingValidatorOptions {
   network?: string;
   /** Serve a round's model directory (register it with the node's models); absent: don't. */
   serve?: (dir: string) => Promise<void>;
-  /** Chance of challenging a receipt; default {@link DEFAULT_TRAINING_CHALLENGE_PROBABILITY}. */
+  /**
+   * Chance of challenging a receipt; default the `economics`' `challengeProbability`
+   * ({@link DEFAULT_TRAINING_CHALLENGE_PROBABILITY} under the default economics).
+   */
   challengeProbability?: number;
   /**
    * Uniform draws in [0, 1) for the challenge coin; default {@link secureRandom}, a CSPRNG. A
@@ -532,7 +535,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       now: () => this.#now(),
       economics,
       models: options.models,
-      challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
+      challengeProbability: options.challengeProbability ?? economics.challengeProbability,
       random: options.random ?? secureRandom,
       openingDeadlineMs: options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS,
       check: options.check ?? checkStepOpenings,
@@ -559,7 +562,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     this.#claims = new ClaimTakeovers({
       identity: options.identity,
       challenges: this.#challenges,
-      challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
+      challengeProbability: options.challengeProbability ?? economics.challengeProbability,
       now: () => this.#now(),
       economics,
       dir,
