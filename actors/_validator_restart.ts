@@ -121,8 +121,17 @@ export class ValidatorRestart {
    * At start: end or resume each challenge open when this validator last stopped (see the
    * comments below), open the challenges of receipts drawn before the stop (`#resumeDrawn`), and
    * remember the receipts challenged here before the stop that are open again.
+   *
+   * @param ctx The actor's context.
+   * @param ownVerdicts This validator's own verdicts, as the start read them once from the ledger
+   * for its steering record (`validator_actor.ts`), after the kept endings were applied: the
+   * challenges they ended. A verdict recorded after that read is of a challenge opened since
+   * (`#resumeDrawn`), remembered as challenged at its open.
    */
-  async resumeChallenges(ctx: ActorContext<ValidatorMessage>): Promise<void> {
+  async resumeChallenges(
+    ctx: ActorContext<ValidatorMessage>,
+    ownVerdicts: readonly Verdict[],
+  ): Promise<void> {
     const kept = await this.#core.ownProofs().all();
     // Which of the challenges open at the stop were taken over on a peer's claim: those end as a
     // takeover undecided here does (review s54: ended unresolved, an honest worker lost its pay
@@ -168,14 +177,11 @@ export class ValidatorRestart {
     // After the challenges open at the stop have ended above: not one of those just opened.
     await this.#resumeDrawn(ctx);
     // Receipts challenged here before the stop that are open again (cleared: paid when their
-    // window closes): a copy of one that comes ahead of a peer's claim must not have this validator
-    // ask the worker again (`_receipt_intake.ts`, `#forgottenPending`). Each such challenge ended in a verdict signed
-    // here, or was a takeover the stop cut off (cleared above). One read of this validator's own
-    // verdicts, at the start only.
-    const me = this.#core.options.identity.publicKey;
-    for (
-      const id of [...this.#core.ledger().verdictsBy(me).map((v) => v.subjectId), ...claims.keys()]
-    ) {
+    // window closes): a copy of one that comes ahead of a peer's claim must not have this
+    // validator ask the worker again (`_receipt_intake.ts`, `#forgottenPending`). Each such
+    // challenge ended in a verdict signed here (the start's one read of them), or was a takeover
+    // the stop cut off (cleared above).
+    for (const id of [...ownVerdicts.map((v) => v.subjectId), ...claims.keys()]) {
       if (this.#core.inWindow(this.#core.ledger().receipt(id))) this.#core.memory.challenged(id);
     }
   }

@@ -307,8 +307,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // decided, before anything else reads the ledger (`_challenge_endings.ts`).
     this.#endings = ChallengeEndings.in(this.#options.ledgerDir);
     await this.#restart.applyKeptEndings(ctx);
+    // This validator's own verdicts, read once (2 to 3 s on a ledger of 200,000 verdicts): its
+    // steering record, and the receipts it challenged before the stop (`resumeChallenges`).
+    const ownVerdicts = this.#ledger.verdictsBy(this.#options.identity.publicKey);
     this.#challenges.steering = SteeringRecord.fromVerdicts(
-      this.#ledger.verdictsBy(this.#options.identity.publicKey),
+      ownVerdicts,
       this.#options.identity.publicKey,
     );
     // A conviction whose claw-back a crash interrupted is settled now.
@@ -330,7 +333,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // caught its worker cheating is settled from its fraud proof, kept on disk for this; the
     // others' material is gone, so they end undecided — the job is not paid — rather than slip
     // into payment.
-    await this.#restart.resumeChallenges(ctx);
+    await this.#restart.resumeChallenges(ctx, ownVerdicts);
     // Before the held evidence below: a claim held for its receipt may be about one of these.
     await this.#restart.restorePending();
     // What waited here at the last keep for a pledge or a receipt goes through the intake again.
