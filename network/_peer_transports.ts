@@ -26,6 +26,7 @@ import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { FRAMING_ERROR_CODES } from "../protocols/protocol_errors.ts";
 import { SwarmHost } from "./swarm_host.ts";
+import { SwarmSettling } from "./_swarm_settling.ts";
 import { toHex } from "../protocols/hash.ts";
 import { PeerHelloMessage, type PeerRole } from "../protocols/peer_hello.ts";
 import {
@@ -142,6 +143,8 @@ export class PeerTransports {
   readonly #limits: ConnectionLimits;
   /** Peers dialled by key (`reach`); only with a swarm. */
   #dials?: KeyDials;
+  /** Whether the swarm is still finding its peers (its host's states, on the actor's clock). */
+  readonly #settling: SwarmSettling;
   readonly #pledgeBudgets: PledgeBudgets;
   readonly #peerLog: LogLimiter;
   /**
@@ -161,6 +164,16 @@ export class PeerTransports {
     this.#limits = parts.limits;
     this.#pledgeBudgets = parts.pledgeBudgets;
     this.#peerLog = parts.peerLog;
+    const now = () => (this.#options.now ?? Date.now)();
+    this.#settling = new SwarmSettling(this.#options.swarm !== undefined, now);
+  }
+
+  /**
+   * Whether the swarm is still finding its peers: its host starting, or up and joined less than
+   * `SWARM_SETTLE_MS` ago (`_swarm_settling.ts`); false without a swarm.
+   */
+  get swarmSettling(): boolean {
+    return this.#settling.settling;
   }
 
   /** Where this node accepts peer connections (undefined: it listens nowhere). */
@@ -216,6 +229,7 @@ export class PeerTransports {
       // (no Node.js) leaves the node on its TCP peers, saying why. A join the node's own
       // stopping cut short (its bootstrap never answered) is no failure to report at Ctrl-C.
       this.#joinSwarm(this.#options.swarm, ctx).catch((error) => {
+        this.#settling.failed();
         if (!ctx.signal.aborted) this.#log(`swarm unavailable: ${(error as Error).message}`);
       });
     }
@@ -229,7 +243,12 @@ export class PeerTransports {
       nodePath: options.nodePath,
       socketDir: options.socketDir,
       log: (line) => this.#log(line),
-      onState: (state) => this.#log(`swarm ${state}`),
+      onState: (state) => {
+        // Each coming up (a restart joins its topics again) opens the window anew.
+        if (state === "up") this.#settling.up();
+        else this.#settling.down();
+        this.#log(`swarm ${state}`);
+      },
       onPeer: (peer) => {
         const address = `swarm:${toHex(peer.remoteKey).slice(0, 16)}`;
         this.open(peer.duplex, peer.close, ctx, peer.remoteKey).then(
@@ -261,6 +280,8 @@ export class PeerTransports {
     }
     // A join the node's stopping settled (the host's last flush) joined nothing worth a line.
     if (ctx.signal.aborted) return;
+    // Its topics joined: the window for finding its peers counts from here.
+    this.#settling.up();
     this.#log(
       `swarm joined     ${
         options.bootstrap === null ? "the public DHT" : `bootstrap ${options.bootstrap.join(", ")}`

@@ -38,13 +38,6 @@ import type { NetworkActorOptions } from "./network_actor.ts";
 export const REFUSED_MODEL_COOLDOWN_MS = 60_000;
 /** Most refusals remembered; past it, expired ones go first, then the oldest. */
 const MAX_REFUSED_MODELS = 4_096;
-/**
- * How long after it starts a node on Hyperswarm counts as still finding its peers
- * ({@link WorkerRouting.connecting}): the swarm host starts in the background, then each topic's
- * DHT lookup and the peers' dials take seconds to tens of seconds on the public DHT. After it, a
- * swarm node without a worker is one the swarm found none for, and a retry hint would be a guess.
- */
-export const SWARM_SETTLE_MS = 30_000;
 
 /** Options of {@link WorkerRouting}: what it needs of the NetworkActor. */
 export interface WorkerRoutingOptions {
@@ -58,6 +51,11 @@ export interface WorkerRoutingOptions {
   holders: () => ConnectionStoragePeer[];
   /** What this node serves to peers (set in the actor's `preStart`): whether it stores. */
   services: () => PeerServices | undefined;
+  /**
+   * Whether the node's swarm is still finding its peers: its host starting, or up less than
+   * `SWARM_SETTLE_MS` ago (`PeerTransports.swarmSettling`); absent: never (no swarm).
+   */
+  swarmSettling?: () => boolean;
 }
 
 /** Picks the worker for a job; see the module doc. */
@@ -71,8 +69,6 @@ export class WorkerRouting {
    * refused it).
    */
   readonly #refused = new Map<string, number>();
-  /** When the actor (re)started, by its clock: its dials and its swarm start with it. */
-  readonly #startedAt: number;
 
   /** @param parts See {@link WorkerRoutingOptions}. */
   constructor(parts: WorkerRoutingOptions) {
@@ -80,10 +76,9 @@ export class WorkerRouting {
     this.#options = parts.options;
     this.#peers = parts.peers;
     this.#standing = parts.standing;
-    this.#startedAt = this.#now();
   }
 
-  /** The actor's clock (`NetworkActorOptions.now`): cooldowns and the swarm's settling run on it. */
+  /** The actor's clock (`NetworkActorOptions.now`): the cooldowns run on it. */
   #now(): number {
     return (this.#options.now ?? Date.now)();
   }
@@ -177,12 +172,12 @@ export class WorkerRouting {
    * for now may find one in a moment (the forwarding port's `no_worker` then carries a retry
    * hint): a configured static peer (`peers`) has no open connection (its dial, or redial, has not
    * succeeded), a connected peer serving inference has not answered its first model listing or
-   * its conviction check, or the node joins a swarm and started less than
-   * {@link SWARM_SETTLE_MS} ago. A router with none of these (no peer configured, or every one
-   * connected and listed) has nothing to wait for.
+   * its conviction check, or the node's swarm is still finding its peers (its host starting, or
+   * up and joined less than `SWARM_SETTLE_MS` ago: `_swarm_settling.ts`). A router with none of
+   * these (no peer configured, or every one connected and listed) has nothing to wait for.
    */
   connecting(): boolean {
-    const { peers = [], swarm } = this.#options;
+    const { peers = [] } = this.#options;
     const open = [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed);
     // A static peer's dial reports its connection under the address it was configured with.
     const dialled = new Set(open.filter((p) => p.info.outbound).map((p) => p.info.address));
@@ -192,7 +187,7 @@ export class WorkerRouting {
       (p.checking === true || (p.listing === true && p.models.length === 0))
     );
     if (settling) return true;
-    return swarm !== undefined && this.#now() - this.#startedAt < SWARM_SETTLE_MS;
+    return this.#parts.swarmSettling?.() ?? false;
   }
 
   /**

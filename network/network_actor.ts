@@ -436,6 +436,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       standing: this.#hellos.standing,
       holders: () => this.#holders(),
       services: () => this.#services,
+      swarmSettling: () => this.#transports.swarmSettling,
     });
   }
 
