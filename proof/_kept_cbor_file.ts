@@ -3,9 +3,10 @@
  * differs from what is on disk, removed when there is nothing to keep, and never written when
  * nothing changed — so an actor may call {@link KeptCborFile.keep} at every tick, and a flood of
  * messages costs at most one write per tick. What is read back is untrusted (the caller checks
- * each entry as it would a peer's). The held-evidence file (`actors/_held_evidence.ts`) and the
- * training validator's unbacked-check counts (`training/_kept_unbacked_training_checks.ts`) are
- * kept this way. Not part of the public API.
+ * each entry as it would a peer's). The held-evidence file (`actors/_held_evidence.ts`) is kept
+ * this way, and, as a {@link KeptCborList}, the training validator's unbacked-check counts
+ * (`training/_kept_unbacked_training_checks.ts`) and its receipts held for their trainer's stake
+ * (`training/_kept_stake_held_training_receipts.ts`). Not part of the public API.
  *
  * @module
  */
@@ -73,5 +74,36 @@ export class KeptCborFile {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     });
     this.#kept = undefined;
+  }
+}
+
+/**
+ * A {@link KeptCborFile} holding a list: read back as a list (none, or not a list: empty), and
+ * no file while the list is empty.
+ */
+export class KeptCborList<T> {
+  readonly #file: KeptCborFile;
+  readonly #entry: (item: T) => unknown;
+
+  /**
+   * The list kept at `path`.
+   *
+   * @param path The file.
+   * @param entry What of an item is written (default: the item as it is).
+   */
+  constructor(path: string, entry: (item: T) => unknown = (item) => item) {
+    this.#file = new KeptCborFile(path);
+    this.#entry = entry;
+  }
+
+  /** What the file holds, untrusted (the caller checks each entry); none: []. */
+  async read(): Promise<unknown[]> {
+    const value = await this.#file.read();
+    return Array.isArray(value) ? value : [];
+  }
+
+  /** Make the file hold `items`, durably; removed when empty. Returns whether the disk changed. */
+  keep(items: readonly T[]): Promise<boolean> {
+    return this.#file.keep(items.length === 0 ? undefined : items.map(this.#entry));
   }
 }

@@ -23,35 +23,18 @@
  * @module
  */
 import { join } from "node:path";
-import { KeptCborFile } from "../proof/_kept_cbor_file.ts";
+import { KeptCborList } from "../proof/_kept_cbor_file.ts";
 import type { StakeHeldTrainingReceipt } from "./_stake_held_training_receipts.ts";
 
 /** The file under the ledger's directory. */
 export const STAKE_HELD_TRAINING_RECEIPTS_FILE = "stake-held-training-receipts.cbor";
 
 /** The receipts held for their trainer's stake of one ledger directory (see the module doc). */
-export class KeptStakeHeldTrainingReceipts {
-  readonly #file: KeptCborFile;
+export type KeptStakeHeldTrainingReceipts = KeptCborList<StakeHeldTrainingReceipt>;
 
-  private constructor(file: KeptCborFile) {
-    this.#file = file;
-  }
-
-  /** The file of `ledgerDir`. */
-  static in(ledgerDir: string): KeptStakeHeldTrainingReceipts {
-    return new KeptStakeHeldTrainingReceipts(
-      new KeptCborFile(join(ledgerDir, STAKE_HELD_TRAINING_RECEIPTS_FILE)),
-    );
-  }
-
-  /** What the file holds, oldest first, untrusted (each entry checked by the caller); none: []. */
-  async read(): Promise<unknown[]> {
-    const value = await this.#file.read();
-    return Array.isArray(value) ? value : [];
-  }
-
-  /** Make the file hold `held`, durably; removed when empty. Returns whether the disk changed. */
-  keep(held: readonly StakeHeldTrainingReceipt[]): Promise<boolean> {
-    return this.#file.keep(held.length === 0 ? undefined : held);
-  }
+/** The receipts held for their trainer's stake kept in `ledgerDir`, oldest first. */
+export function keptStakeHeldTrainingReceipts(ledgerDir: string): KeptStakeHeldTrainingReceipts {
+  return new KeptCborList<StakeHeldTrainingReceipt>(
+    join(ledgerDir, STAKE_HELD_TRAINING_RECEIPTS_FILE),
+  );
 }

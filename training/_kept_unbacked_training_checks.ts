@@ -19,38 +19,19 @@
  * @module
  */
 import { join } from "node:path";
-import { KeptCborFile } from "../proof/_kept_cbor_file.ts";
+import { KeptCborList } from "../proof/_kept_cbor_file.ts";
 import type { SpentUnbacked } from "../actors/_unbacked_checks.ts";
 
 /** The file under the ledger's directory. */
 export const UNBACKED_TRAINING_CHECKS_FILE = "training-unbacked-checks.cbor";
 
 /** The spent unbacked checks of one ledger directory (see the module doc). */
-export class KeptUnbackedTrainingChecks {
-  readonly #file: KeptCborFile;
+export type KeptUnbackedTrainingChecks = KeptCborList<SpentUnbacked>;
 
-  private constructor(file: KeptCborFile) {
-    this.#file = file;
-  }
-
-  /** The file of `ledgerDir`. */
-  static in(ledgerDir: string): KeptUnbackedTrainingChecks {
-    return new KeptUnbackedTrainingChecks(
-      new KeptCborFile(join(ledgerDir, UNBACKED_TRAINING_CHECKS_FILE)),
-    );
-  }
-
-  /** What the file holds, untrusted (`UnbackedChecks.restore` checks each entry); none: []. */
-  async read(): Promise<unknown[]> {
-    const value = await this.#file.read();
-    return Array.isArray(value) ? value : [];
-  }
-
-  /** Make the file hold `spent`, durably; removed when empty. Returns whether the disk changed. */
-  keep(spent: readonly SpentUnbacked[]): Promise<boolean> {
-    if (spent.length === 0) return this.#file.keep(undefined);
-    return this.#file.keep(
-      spent.map(({ receiptId, checks, until }) => ({ receiptId, checks, until })),
-    );
-  }
+/** The spent unbacked checks kept in `ledgerDir` (each entry its receipt id, count and end). */
+export function keptUnbackedTrainingChecks(ledgerDir: string): KeptUnbackedTrainingChecks {
+  return new KeptCborList<SpentUnbacked>(
+    join(ledgerDir, UNBACKED_TRAINING_CHECKS_FILE),
+    ({ receiptId, checks, until }) => ({ receiptId, checks, until }),
+  );
 }

@@ -77,7 +77,10 @@ import {
   type StakeHeldTrainingReceipt,
   StakeHeldTrainingReceipts,
 } from "./_stake_held_training_receipts.ts";
-import { KeptStakeHeldTrainingReceipts } from "./_kept_stake_held_training_receipts.ts";
+import {
+  type KeptStakeHeldTrainingReceipts,
+  keptStakeHeldTrainingReceipts,
+} from "./_kept_stake_held_training_receipts.ts";
 import { PLEDGE_RECHECK_MS } from "./_pledge_held_training_proofs.ts";
 import type { TrainingProofIntake } from "./_training_proof_intake.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
@@ -182,7 +185,7 @@ export class ReceiptCredits {
     this.#challenges = options.challenges;
     this.#keptStakeHeld = options.dir === undefined
       ? undefined
-      : KeptStakeHeldTrainingReceipts.in(options.dir);
+      : keptStakeHeldTrainingReceipts(options.dir);
     const what = (kept: KeptReceipt) =>
       `training receipt ${trainingReceiptId(kept.body.receipt).slice(0, 12)}`;
     this.#kept = new LedgerRetries<KeptReceipt>({

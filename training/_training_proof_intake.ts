@@ -67,7 +67,10 @@ import {
   KeptHeldTrainingProofs,
   RECEIPT_HELD_TRAINING_PROOFS_DIR,
 } from "./_kept_held_training_proofs.ts";
-import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
+import {
+  type KeptUnbackedTrainingChecks,
+  keptUnbackedTrainingChecks,
+} from "./_kept_unbacked_training_checks.ts";
 import { signedProof, UnansweredTrainingProofs } from "./_unanswered_training_proofs.ts";
 import type { TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import {
@@ -207,7 +210,7 @@ export class TrainingProofIntake {
       RECEIPT_HELD_TRAINING_PROOFS_DIR,
       MAX_RECEIPT_HELD_TRAINING_PROOFS,
     );
-    this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
+    this.#keptUnbacked = dir === undefined ? undefined : keptUnbackedTrainingChecks(dir);
     this.#unanswered = new UnansweredTrainingProofs({
       settings: options,
       dir,
