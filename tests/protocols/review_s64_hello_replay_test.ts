@@ -41,46 +41,8 @@ function counted(hello: PeerHello): { hello: PeerHello; sigReads: () => number }
   return { hello: copy as unknown as PeerHello, sigReads: () => reads };
 }
 
-Deno.test({
-  name:
-    "review s64: a peer resending a hello already taken (seq not newer) costs no signature check (each replay was parsed, encoded and verified again)",
-  // Failed before the fix ("a replayed hello's signature was looked at", 150 !== 0): each
-  // replay's signature was read three times (verifyPeerHello's parse and verify,
-  // knownHelloFields) before its seq was compared in PeerHellos.onHello.
-  fn() {
-    const peer = Identity.generate();
-    const connection = { peerKey: peer.publicKey, supports: () => false } as unknown as Connection;
-    const entry = {
-      connection,
-      info: { key: toHex(peer.publicKey), roles: [], models: [], protocols: [] },
-      models: [],
-    } as unknown as PeerEntry;
-    const hellos = new PeerHellos({
-      options: { identity: Identity.generate() } as NetworkActorOptions,
-      peers: new Map(),
-      entryOf: () => entry,
-      services: () => undefined,
-      peerLog: new LogLimiter(() => {}),
-      tell: () => {},
-    });
-    const ctx = {} as ActorContext<NetworkMessage>;
-    const body = { version: "0.1.0", roles: ["storage" as const], models: [] };
-    const hello = signPeerHello(peer, body, 7, 1_000);
-    hellos.onHello(connection, hello, ctx);
-    assert.equal(entry.hello?.seq, 7, "the first hello is taken");
-
-    let replayReads = 0;
-    for (let i = 0; i < 50; i++) {
-      const replay = counted(hello);
-      hellos.onHello(connection, replay.hello, ctx);
-      replayReads += replay.sigReads();
-    }
-    assert.equal(entry.hello?.seq, 7);
-    assert.equal(replayReads, 0, "a replayed hello's signature was looked at");
-  },
-});
-
-Deno.test("review s64: a forged hello with a higher seq is still verified (refused, counted), and a genuine newer one is kept", () => {
+/** A peer's connection with its entry, and the PeerHellos that takes its hellos. */
+function helloWorld() {
   const peer = Identity.generate();
   const connection = { peerKey: peer.publicKey, supports: () => false } as unknown as Connection;
   const entry = {
@@ -98,6 +60,34 @@ Deno.test("review s64: a forged hello with a higher seq is still verified (refus
   });
   const ctx = {} as ActorContext<NetworkMessage>;
   const body = { version: "0.1.0", roles: ["storage" as const], models: [] };
+  return { peer, connection, entry, hellos, ctx, body };
+}
+
+Deno.test({
+  name:
+    "review s64: a peer resending a hello already taken (seq not newer) costs no signature check (each replay was parsed, encoded and verified again)",
+  // Failed before the fix ("a replayed hello's signature was looked at", 150 !== 0): each
+  // replay's signature was read three times (verifyPeerHello's parse and verify,
+  // knownHelloFields) before its seq was compared in PeerHellos.onHello.
+  fn() {
+    const { peer, connection, entry, hellos, ctx, body } = helloWorld();
+    const hello = signPeerHello(peer, body, 7, 1_000);
+    hellos.onHello(connection, hello, ctx);
+    assert.equal(entry.hello?.seq, 7, "the first hello is taken");
+
+    let replayReads = 0;
+    for (let i = 0; i < 50; i++) {
+      const replay = counted(hello);
+      hellos.onHello(connection, replay.hello, ctx);
+      replayReads += replay.sigReads();
+    }
+    assert.equal(entry.hello?.seq, 7);
+    assert.equal(replayReads, 0, "a replayed hello's signature was looked at");
+  },
+});
+
+Deno.test("review s64: a forged hello with a higher seq is still verified (refused, counted), and a genuine newer one is kept", () => {
+  const { peer, connection, entry, hellos, ctx, body } = helloWorld();
   hellos.onHello(connection, signPeerHello(peer, body, 7, 1_000), ctx);
   // seq 9 claimed over a signature made for seq 8: not the peer's hello.
   const forged = { ...signPeerHello(peer, body, 8, 2_000), seq: 9 } as PeerHello;
