@@ -75,6 +75,11 @@ export interface AppOptions {
    * its stack; nowhere by default.
    */
   log?: (line: string) => void;
+  /**
+   * Where an OpenAI request that samples without a `seed` gets its job's seed
+   * (`request_seed.ts`); default a fresh random one per request, as OpenAI's samples vary.
+   */
+  drawSeed?: () => number;
   /** The loaded models' runtime health, reported by `/healthz` (see `health_routes.ts`). */
   modelHealth?: () => RegisteredModelHealth[];
   /** The node's other conditions that hold now, reported by `/healthz`; none by default. */
@@ -193,7 +198,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
     "/",
     healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey),
   );
-  app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers));
+  app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers, options.drawSeed));
   app.route("/v1", streamRoutes(gateway, edge, stats, options.log, options.timers));
   return app;
 }

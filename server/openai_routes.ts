@@ -8,7 +8,8 @@
  * once, here; fields OpenAI defines but this node cannot honour (`tools`, `response_format`,
  * `logit_bias`, ...) are refused with a 400 naming the field rather than ignored. The top tokens
  * a request asks for (chat `top_logprobs`, completions `logprobs: N`) go with the submission, not
- * into the job.
+ * into the job. A request that samples without a `seed` gets a fresh one, as OpenAI's samples
+ * vary from call to call (`request_seed.ts`).
  * Each accepted job's answer is registered with the server's graceful shutdown (`serve.ts`), so
  * a stopping node lets it finish, or past the drain deadline ends it with `shutting_down`.
  *
@@ -35,6 +36,7 @@ import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shape
 import { readBodyText } from "./body_limit.ts";
 import { RequestValidationError } from "./http_errors.ts";
 import { drainBeforeShutdown } from "./serve.ts";
+import { drawRequestSeed, requestJobSeed } from "./request_seed.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import {
   ChatCompletionRequestSchema,
@@ -48,13 +50,16 @@ import {
 
 /**
  * Routes of the OpenAI-compatible API; mount under `/v1`. `timers` (default the system's) is the
- * clock of the request body's deadline and of an SSE client's idle cut-off.
+ * clock of the request body's deadline and of an SSE client's idle cut-off; `drawSeed` (default
+ * {@link drawRequestSeed}) gives the seed of a request that samples without one
+ * (`request_seed.ts`).
  */
 export function openAiRoutes(
   gateway: InferenceGateway,
   edge: EdgeConfig,
   stats: EdgeStats,
   timers?: ConnectionTimers,
+  drawSeed: () => number = drawRequestSeed,
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   const deadline = { timeoutMs: edge.requestBodyTimeoutMs, timers };
@@ -87,13 +92,15 @@ export function openAiRoutes(
     refuseUnsupportedFields(body as unknown as Record<string, unknown>, "completions");
     const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
     const topLogprobs = body.logprobs ?? 0;
+    const params = toGenerationParams(body, body.max_completion_tokens);
+    params.seed = requestJobSeed(params, body.seed, drawSeed);
     return await answer(
       c.req.raw,
       {
         model: body.model,
         prompt,
         input: body.veriflow_input ?? undefined,
-        params: toGenerationParams(body, body.max_completion_tokens),
+        params,
         topLogprobs,
       },
       COMPLETION_SHAPE,
@@ -115,6 +122,7 @@ export function openAiRoutes(
       body.messages.map((m) => ({ role: m.role, content: flattenChatContent(m.content) })),
     );
     const params = toGenerationParams(body, body.max_completion_tokens);
+    params.seed = requestJobSeed(params, body.seed, drawSeed);
     // The end of the turn stays a stop whatever the request's `stop` (`withTurnStop`). A list
     // already as long as a job's may be leaves it no room: refused here, naming the field,
     // rather than sent on as a job every port refuses (or run without the turn's end).

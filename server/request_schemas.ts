@@ -159,6 +159,27 @@ const TOKEN_ID_PROMPT =
   "token ids are not taken as a prompt (a job's prompt is text, which its receipt commits to); " +
   "send the prompt as a string";
 
+/**
+ * OpenAI's `n`: one job is one choice, so 1 only, and a refusal that says how to get more, not
+ * zod's bare "expected 1".
+ */
+const oneChoice = z.literal(1, {
+  error: "must be 1: one choice per request is generated (send the request again for another; " +
+    "without a seed, a sampled request gets a fresh one each time)",
+}).nullish();
+
+/** Roles of OpenAI's tool calling, which a conversation here cannot have (see `tools`). */
+const TOOL_ROLES: ReadonlySet<unknown> = new Set(["tool", "function"]);
+
+/** A chat message's role; a tool calling role is refused saying so. */
+const chatRole = z.enum(["system", "developer", "user", "assistant"], {
+  error: (issue) =>
+    TOOL_ROLES.has(issue.input)
+      ? `'${issue.input}' messages are not taken: the node runs plain text generation, ` +
+        "without tool calling"
+      : undefined,
+});
+
 /** `POST /v1/completions` body. Unknown fields are ignored, as OpenAI clients send many. */
 export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObject({
   ...samplingFields,
@@ -176,8 +197,10 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
   veriflow_input: inputCid.nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
-  n: z.literal(1).nullish(),
-  echo: z.literal(false).nullish(),
+  n: oneChoice,
+  echo: z.literal(false, {
+    error: "must be false: the prompt is not echoed (prepend it to the text yourself)",
+  }).nullish(),
   logprobs: z.number().int().min(0).max(MAX_COMPLETION_LOGPROBS).nullish(),
 }).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
 
@@ -193,12 +216,12 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.l
   /** OpenAI's newer name for `max_tokens`. */
   max_completion_tokens: maxTokensSchema.nullish(),
   messages: z.array(z.looseObject({
-    role: z.enum(["system", "developer", "user", "assistant"]),
+    role: chatRole,
     content: chatContentSchema,
   })).min(1),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
-  n: z.literal(1).nullish(),
+  n: oneChoice,
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
 }).refine((body) => !body.top_logprobs || body.logprobs === true, {
