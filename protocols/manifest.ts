@@ -14,18 +14,41 @@
  *
  * The `type` tag lets a reader tell a manifest from an arbitrary stored blob.
  *
+ * A private file whose chunk list would make its manifest too large for one block (the wire
+ * carries 512 KiB: ~8,600 chunks, ~2.1 GiB at 256 KiB) keeps its manifest as a **tree**: the
+ * root lists `branches` instead of `chunks`, each a {@link ManifestBranch} (a node's CID and how
+ * many chunks it holds), and each node (type {@link MANIFEST_NODE_TYPE}, dag-cbor) lists either
+ * chunks or branches again. The chunk counts let a range read descend only the branches it
+ * needs (a chunk's byte offset is its index times the sealed chunk size). A file small enough
+ * for one manifest keeps the flat v1 format, so its id is what it always was.
+ *
  * @module
  */
 import { z } from "zod";
 import { encodeCanonical } from "./cbor.ts";
 import { decodeCheckedCbor } from "./cbor_guard.ts";
-import { cidOf, DAG_CBOR_CODEC, isCid, RAW_CODEC } from "./cid.ts";
+import { cidCodec, cidOf, DAG_CBOR_CODEC, isCid, RAW_CODEC } from "./cid.ts";
 import { VeriflowError } from "./errors.ts";
 
 /** The `type` tag every manifest carries. */
 export const MANIFEST_TYPE = "veriflow/manifest";
 /** The manifest format version this code writes and reads. */
 export const MANIFEST_VERSION = 1;
+
+/** The `type` tag of an inner node of a private file's manifest tree. */
+export const MANIFEST_NODE_TYPE = "veriflow/manifest-node";
+/**
+ * Largest manifest node a reader takes: 2 MiB, the bound of every DAG node (`storage/errors.ts`'s
+ * `MAX_DAG_BLOCK_BYTES`). Writers keep nodes far smaller (to one wire block); this only bounds
+ * what a hostile tree can make a reader decode.
+ */
+export const MAX_MANIFEST_NODE_BYTES = 2 * 1024 * 1024;
+/**
+ * Most levels of nodes below a manifest tree's root. One level holds ~8,600 × 6,500 chunks of
+ * 256 KiB (over 14 TB) at the default limits; the bound stops a hostile tree from making a
+ * reader descend without end.
+ */
+export const MAX_MANIFEST_DEPTH = 8;
 
 /** Bytes that should be a manifest are not a valid one. */
 export class InvalidManifestError extends VeriflowError {
@@ -63,6 +86,30 @@ export interface PublicManifest {
   mime?: string;
 }
 
+/** One subtree of a private file's manifest tree: its node and how many chunks it holds. */
+export interface ManifestBranch {
+  /** The node's CID (dag-cbor), a {@link ManifestNode}. */
+  cid: string;
+  /** Chunks under it, in all (at least one). */
+  chunks: number;
+}
+
+/**
+ * An inner node of a private file's manifest tree: exactly one of `chunks` (the bottom level)
+ * or `branches` (nodes again). It carries no salt and no sealed data: it is part of a file, not
+ * a file.
+ */
+export interface ManifestNode {
+  /** Always {@link MANIFEST_NODE_TYPE}. */
+  type: typeof MANIFEST_NODE_TYPE;
+  /** Format version, {@link MANIFEST_VERSION}. */
+  v: 1;
+  /** CIDs of the ciphertext chunks, in file order. */
+  chunks?: string[];
+  /** The subtrees, in file order. */
+  branches?: ManifestBranch[];
+}
+
 /** Manifest of a private file: everything but the ciphertext chunk list is sealed. */
 export interface PrivateManifest {
   /** Always {@link MANIFEST_TYPE}. */
@@ -71,8 +118,13 @@ export interface PrivateManifest {
   v: 1;
   /** Tier. */
   tier: "private";
-  /** CIDs of the ciphertext chunks, in file order. */
+  /** CIDs of the ciphertext chunks, in file order; empty when `branches` lists them. */
   chunks: string[];
+  /**
+   * The manifest tree's subtrees, in file order, when one manifest would be too large. Absent
+   * in a flat manifest (every file written before trees, and every file that fits).
+   */
+  branches?: ManifestBranch[];
   /** Random per-file salt from which the file's keys are derived. */
   salt: Uint8Array;
   /** The sealed {@link SealedFileInfo}: nonce ‖ ciphertext ‖ tag. */
@@ -109,13 +161,26 @@ const publicSchema = z.object({
   mime: z.string().optional(),
 }).strict();
 
+const branchSchema = z.object({
+  cid: cidString.refine((c) => cidCodec(c) === DAG_CBOR_CODEC, "a branch is not a dag-cbor node"),
+  chunks: count.positive().refine(Number.isSafeInteger, "chunk count past 2^53"),
+}).strict();
+
 const privateSchema = z.object({
   type: z.literal(MANIFEST_TYPE),
   v: z.literal(MANIFEST_VERSION),
   tier: z.literal("private"),
   chunks: z.array(cidString),
+  branches: z.array(branchSchema).min(1).optional(),
   salt: byteString,
   sealed: byteString,
+}).strict();
+
+const nodeSchema = z.object({
+  type: z.literal(MANIFEST_NODE_TYPE),
+  v: z.literal(MANIFEST_VERSION),
+  chunks: z.array(cidString).min(1).optional(),
+  branches: z.array(branchSchema).min(1).optional(),
 }).strict();
 
 /** zod schema of a manifest (either tier). */
@@ -161,6 +226,10 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) throw new InvalidManifestError(parsed.error.issues[0]?.message ?? "shape");
   const m = parsed.data;
+  if (m.tier === "private" && m.branches !== undefined) {
+    if (m.chunks.length > 0) throw new InvalidManifestError("both chunks and branches");
+    chunkCountOf(m); // the total must be a safe integer
+  }
   if (m.tier === "public") {
     const expected = m.size === 0 ? 0 : Math.ceil(m.size / m.chunkSize);
     if (m.chunks.length !== expected) {
@@ -170,6 +239,56 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
     }
   }
   return m;
+}
+
+/**
+ * Parse the bytes of a manifest tree's node; throws {@link InvalidManifestError} on anything
+ * else, and on a node over {@link MAX_MANIFEST_NODE_BYTES} before decoding it.
+ */
+export function decodeManifestNode(bytes: Uint8Array): ManifestNode {
+  if (bytes.length > MAX_MANIFEST_NODE_BYTES) {
+    throw new InvalidManifestError(
+      `a manifest node of ${bytes.length} bytes (limit ${MAX_MANIFEST_NODE_BYTES})`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = decodeCheckedCbor(view(bytes));
+  } catch (cause) {
+    throw new InvalidManifestError("not CBOR", cause);
+  }
+  const parsed = nodeSchema.safeParse(raw);
+  if (!parsed.success) throw new InvalidManifestError(parsed.error.issues[0]?.message ?? "shape");
+  const node = parsed.data as ManifestNode;
+  if ((node.chunks === undefined) === (node.branches === undefined)) {
+    throw new InvalidManifestError("a manifest node lists chunks or branches, exactly one");
+  }
+  chunkCountOf(node);
+  return node;
+}
+
+/**
+ * How many chunks a manifest (or tree node) holds: its chunks, or what its branches say they
+ * hold (checked against each node as a reader descends into it).
+ *
+ * @throws {InvalidManifestError} the branches claim more than 2^53 chunks.
+ */
+export function chunkCountOf(manifest: { chunks?: string[]; branches?: ManifestBranch[] }): number {
+  if (manifest.branches === undefined) return manifest.chunks?.length ?? 0;
+  let total = 0;
+  for (const branch of manifest.branches) total += branch.chunks;
+  if (!Number.isSafeInteger(total)) throw new InvalidManifestError("chunk count past 2^53");
+  return total;
+}
+
+/**
+ * What a manifest or tree node links, in file order: its chunks, then its branches' nodes (one
+ * of the two is empty). What GC, repair, audits and CAR export walk.
+ */
+export function manifestLinks(
+  manifest: { chunks?: string[]; branches?: ManifestBranch[] },
+): string[] {
+  return [...(manifest.chunks ?? []), ...(manifest.branches ?? []).map((b) => b.cid)];
 }
 
 /** True when `bytes` are a well-formed manifest ({@link decodeManifest} accepts them). */
@@ -184,13 +303,23 @@ export function isManifest(bytes: Uint8Array): boolean {
 
 /** True when `bytes` look like a manifest (cheap check on the type tag, no full validation). */
 export function looksLikeManifest(bytes: Uint8Array): boolean {
+  return typeTagOf(bytes) === MANIFEST_TYPE;
+}
+
+/** True when `bytes` look like a manifest tree's node (the type tag only, as above). */
+export function looksLikeManifestNode(bytes: Uint8Array): boolean {
+  return typeTagOf(bytes) === MANIFEST_NODE_TYPE;
+}
+
+/** The `type` field of a CBOR map, if `bytes` are one. */
+function typeTagOf(bytes: Uint8Array): unknown {
   // A manifest is a CBOR map (major type 5); most raw blobs fail this one-byte test.
-  if (bytes.length === 0 || (bytes[0] & CBOR_MAJOR_MASK) !== CBOR_MAP_MAJOR) return false;
+  if (bytes.length === 0 || (bytes[0] & CBOR_MAJOR_MASK) !== CBOR_MAP_MAJOR) return undefined;
   try {
     const raw = decodeCheckedCbor(view(bytes)) as { type?: unknown } | null;
-    return typeof raw === "object" && raw !== null && raw.type === MANIFEST_TYPE;
+    return typeof raw === "object" && raw !== null ? raw.type : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Which blocks a stored object links to, whatever kind of root it is: a UnixFS (dag-pb) node
  * links its children, a manifest (dag-cbor, or raw-labelled in stores written before UnixFS,
- * when the store's record says so: `legacy_manifests.ts`) lists its chunks, a raw leaf links
+ * when the store's record says so: `legacy_manifests.ts`) lists its chunks (and a manifest
+ * tree's root and nodes their branches' nodes, dag-cbor too), a raw leaf links
  * nothing, whatever its bytes look like. GC, repair, `ls`, CAR export and the gateway all
  * walk a file's DAG with these, so they agree on what a file is made of.
  *
@@ -17,25 +18,38 @@ import {
   storageKey,
 } from "../protocols/cid.ts";
 import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
-import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
+import {
+  decodeManifest,
+  decodeManifestNode,
+  looksLikeManifest,
+  looksLikeManifestNode,
+  manifestLinks,
+} from "../protocols/manifest.ts";
 import { assertDagBlockSize, dagPbLinks } from "./unixfs.ts";
 import { BlockTooLargeError } from "./errors.ts";
 
 /**
- * The chunks a manifest keeps alive; for an object already known to be a manifest (by its
- * dag-cbor codec or the store's record), never to tell whether it is one. A valid manifest keeps its chunks; an object that
- * carries the manifest tag but not a manifest's shape (a future version, or a hostile blob)
- * keeps every valid CID in its `chunks` field, so GC never guesses less than the object names
- * and never throws on it; any other object keeps nothing but itself.
+ * The blocks a manifest keeps alive; for an object already known to be a manifest (by its
+ * dag-cbor codec or the store's record), never to tell whether it is one. A valid manifest keeps
+ * its chunks, and a manifest tree's root or node (`protocols/manifest.ts`) its branches' nodes
+ * too. An object that carries a manifest's tag but not its shape (a future version, or a
+ * hostile blob) keeps every valid CID in its `chunks` field and its `branches`' `cid`s, so GC
+ * never guesses less than the object names and never throws on it; any other object keeps
+ * nothing but itself.
  */
 export function chunksReferencedBy(bytes: Uint8Array): string[] {
-  if (!looksLikeManifest(bytes)) return [];
+  const isManifest = looksLikeManifest(bytes);
+  if (!isManifest && !looksLikeManifestNode(bytes)) return [];
   try {
-    return decodeManifest(bytes).chunks;
+    return manifestLinks(isManifest ? decodeManifest(bytes) : decodeManifestNode(bytes));
   } catch {
-    const raw = decodeCheckedCbor(bytes.slice()) as { chunks?: unknown }; // a copy: see manifest.ts
-    if (!Array.isArray(raw.chunks)) return [];
-    return raw.chunks.filter((c): c is string => typeof c === "string" && isCid(c));
+    // A copy: see manifest.ts.
+    const raw = decodeCheckedCbor(bytes.slice()) as { chunks?: unknown; branches?: unknown };
+    const chunks = Array.isArray(raw.chunks) ? raw.chunks : [];
+    const branches = Array.isArray(raw.branches)
+      ? raw.branches.map((b) => (b as { cid?: unknown } | null)?.cid)
+      : [];
+    return [...chunks, ...branches].filter((c): c is string => typeof c === "string" && isCid(c));
   }
 }
 

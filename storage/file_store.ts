@@ -14,11 +14,13 @@
  * @module
  */
 import {
+  chunkCountOf,
   decodeManifest,
   encodeManifest,
+  looksLikeManifestNode,
   type Manifest,
-  MANIFEST_TYPE,
-  MANIFEST_VERSION,
+  type ManifestBranch,
+  manifestLinks,
   type SealedFileInfo,
   type StorageTier,
 } from "../protocols/manifest.ts";
@@ -32,6 +34,11 @@ import {
   storageKey,
 } from "../protocols/cid.ts";
 import { dagBlocks } from "./dag_links.ts";
+import {
+  buildPrivateManifest,
+  DEFAULT_MAX_MANIFEST_BYTES,
+  manifestChunks,
+} from "./manifest_tree.ts";
 import {
   buildDirectory,
   buildFile,
@@ -83,6 +90,13 @@ export interface FileStoreOptions {
    * {@link DEFAULT_MAX_IN_MEMORY_BYTES} (64 MiB).
    */
   maxInMemoryBytes?: number;
+  /**
+   * Largest manifest block a private put writes: past it, the chunk list is split into a
+   * manifest tree (`manifest_tree.ts`) whose every node fits. Default
+   * {@link DEFAULT_MAX_MANIFEST_BYTES} (512 KiB, one wire block); smaller only in tests, to
+   * build trees from small files. Reading takes any tree, whatever limit wrote it.
+   */
+  maxManifestBytes?: number;
 }
 
 /** Options of {@link FileStore.put}. */
@@ -162,6 +176,7 @@ export class FileStore {
   readonly #chunkSize: number;
   readonly #concurrency: number;
   readonly #maxInMemoryBytes: number;
+  readonly #maxManifestBytes: number;
 
   /**
    * Files over `blocks`.
@@ -183,6 +198,7 @@ export class FileStore {
     this.#chunkSize = options?.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.#concurrency = Math.max(1, options?.concurrency ?? DEFAULT_FILE_CONCURRENCY);
     this.#maxInMemoryBytes = options?.maxInMemoryBytes ?? DEFAULT_MAX_IN_MEMORY_BYTES;
+    this.#maxManifestBytes = options?.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
   }
 
   /** Store a stream as a file; resolves once every chunk and the manifest are acknowledged. */
@@ -239,7 +255,7 @@ export class FileStore {
       const root = await buildFile(leaves, (bytes) => this.#blocks.put(bytes, { signal }));
       return { cid: root.cid, size, chunkCount, tier: "public", tsize: root.tsize };
     }
-    const manifest = await this.#manifest(chunks, size, options, cipher);
+    const manifest = await this.#manifest(chunks, size, options, cipher, signal);
     const bytes = encodeManifest(manifest);
     const key = await this.#blocks.put(bytes, { signal });
     const cid = cidFromDigest(cidDigest(key), DAG_CBOR_CODEC);
@@ -267,15 +283,21 @@ export class FileStore {
     size: number,
     options: PutFileOptions | undefined,
     cipher: FileCipher,
+    signal: AbortSignal | undefined,
   ): Promise<Manifest> {
-    const base = { type: MANIFEST_TYPE, v: MANIFEST_VERSION, chunks } as const;
     const info: SealedFileInfo = {
       size,
       chunkSize: this.#chunkSize,
       name: options?.name,
       mime: options?.mime,
     };
-    return { ...base, tier: "private", salt: cipher.salt, sealed: await cipher.sealInfo(info) };
+    const root = { salt: cipher.salt, sealed: await cipher.sealInfo(info) };
+    return await buildPrivateManifest(
+      chunks,
+      root,
+      this.#maxManifestBytes,
+      (bytes) => this.#blocks.put(bytes, { signal }),
+    );
   }
 
   /**
@@ -311,6 +333,11 @@ export class FileStore {
     const codec = cidCodec(cid);
     const bytes = await this.#get(cid, signal);
     if (codec === DAG_CBOR_CODEC) {
+      if (looksLikeManifestNode(bytes)) {
+        throw new InvalidManifestError(
+          `${cid} is a node of a private file's manifest tree, not a file: ask for the file's id`,
+        );
+      }
       const manifest = decodeManifest(bytes);
       if (manifest.tier !== "private") {
         throw new InvalidManifestError(
@@ -388,12 +415,12 @@ export class FileStore {
         tier: "private",
         size: null,
         chunkSize: null,
-        chunks: manifest.chunks,
+        chunks: manifestLinks(manifest),
       };
       return { info };
     }
     const cipher = await key.file(manifest.salt);
-    return { info: await privateInfo(cid, manifest, cipher), cipher };
+    return { info: await privateInfo(cid, manifest, cipher), cipher, manifest };
   }
 
   /**
@@ -418,11 +445,11 @@ export class FileStore {
     const manifest = await this.manifest(cid, options);
     if (manifest.tier !== "private") throw new InvalidManifestError(`${cid} is not private`);
     const info = await privateInfo(cid, manifest, cipher);
-    return { info, stream: this.#stream({ info, cipher }, options) };
+    return { info, stream: this.#stream({ info, cipher, manifest }, options) };
   }
 
   #stream(opened: Opened, options: Omit<GetFileOptions, "key"> | undefined) {
-    const { info, cipher, unixfs } = opened;
+    const { info, cipher, unixfs, manifest } = opened;
     const size = info.size!;
     const start = options?.start ?? 0;
     const end = options?.end ?? size;
@@ -436,7 +463,14 @@ export class FileStore {
     const signal = options?.signal ? AbortSignal.any([abort.signal, options.signal]) : abort.signal;
     const pieces = unixfs
       ? filePieces(unixfs, start, end, (c) => this.#get(c, signal))
-      : manifestPieces(info.chunks, size, info.chunkSize!, start, end);
+      : manifestPieces(
+        manifest ?? { chunks: info.chunks },
+        size,
+        info.chunkSize!,
+        start,
+        end,
+        (c) => this.#get(c, signal),
+      );
     const fetchPiece = async (piece: FilePiece & { index?: number }): Promise<Uint8Array> => {
       const stored = piece.data ?? await this.#get(piece.cid, signal);
       // A private chunk's nonce and associated data are its index in the file.
@@ -546,6 +580,8 @@ interface Opened {
   info: FileInfo;
   cipher?: FileCipher;
   unixfs?: UnixfsNode & { cid: string };
+  /** A private file's root manifest: its chunks, or the tree that lists them. */
+  manifest?: Manifest & { tier: "private" };
 }
 
 async function privateInfo(
@@ -555,27 +591,32 @@ async function privateInfo(
 ): Promise<FileInfo> {
   const sealed = await cipher.openInfo(manifest.sealed);
   const expected = sealed.size === 0 ? 0 : Math.ceil(sealed.size / sealed.chunkSize);
-  if (expected !== manifest.chunks.length) {
+  if (expected !== chunkCountOf(manifest)) {
     throw new InvalidManifestError("sealed size does not match the chunk count");
   }
-  return { cid, tier: "private", chunks: manifest.chunks, ...sealed };
+  return { cid, tier: "private", chunks: manifestLinks(manifest), ...sealed };
 }
 
-/** The chunks of a manifest file overlapping `[start, end)`. */
+/**
+ * The chunks of a manifest file overlapping `[start, end)`: a flat manifest's from its list, a
+ * manifest tree's through the nodes on their path only (`manifest_tree.ts`).
+ */
 async function* manifestPieces(
-  chunks: readonly string[],
+  manifest: { chunks: string[]; branches?: ManifestBranch[] },
   size: number,
   chunkSize: number,
   start: number,
   end: number,
+  get: (cid: string) => Promise<Uint8Array>,
 ): AsyncGenerator<FilePiece & { index: number }> {
   if (start === end) return;
   const first = Math.floor(start / chunkSize);
   const last = Math.ceil(end / chunkSize) - 1;
-  for (let i = first; i <= last; i++) {
-    const length = i === chunks.length - 1 ? size - i * chunkSize : chunkSize;
+  const lastIndex = Math.ceil(size / chunkSize) - 1;
+  for await (const { cid, index: i } of manifestChunks(manifest, first, last, get)) {
+    const length = i === lastIndex ? size - i * chunkSize : chunkSize;
     const from = i === first ? start - i * chunkSize : 0;
     const to = i === last ? end - i * chunkSize : length;
-    yield { cid: chunks[i], size: length, from, to, index: i };
+    yield { cid, size: length, from, to, index: i };
   }
 }

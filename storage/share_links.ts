@@ -31,7 +31,12 @@
 import { dirname, join } from "node:path";
 import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import { isCid, storageKey } from "../protocols/cid.ts";
-import { decodeManifest } from "../protocols/manifest.ts";
+import {
+  decodeManifest,
+  decodeManifestNode,
+  type ManifestBranch,
+  MAX_MANIFEST_NODE_BYTES,
+} from "../protocols/manifest.ts";
 import type { BlockStore } from "./block_store.ts";
 import { verifyCid } from "./_hash.ts";
 import {
@@ -333,6 +338,7 @@ export async function openShareLink(
   // manifest's own bound.
   const { chunkSize } = await cipher.openInfo(manifest.sealed);
   blocks.chunkLimit = Math.min(chunkSize + GCM_TAG_BYTES, MAX_SHARE_MANIFEST_BYTES);
+  blocks.expectNodes(manifest.branches);
   return await new FileStore(blocks).getWithCipher(parsed.cid, cipher, { signal: options?.signal });
 }
 
@@ -359,6 +365,8 @@ class ShareBlocks implements BlockStore {
   #manifest: Uint8Array | undefined;
   /** Largest chunk body taken (set from the sealed chunk size once the manifest is open). */
   chunkLimit = MAX_SHARE_MANIFEST_BYTES;
+  /** Storage keys of the manifest tree nodes its parents named (a 2 GiB stretch of file each). */
+  readonly #nodes = new Set<string>();
   constructor(link: ParsedShareLink, fetcher: typeof fetch, timeoutMs: number) {
     this.#link = link;
     this.#fetch = fetcher;
@@ -367,13 +375,24 @@ class ShareBlocks implements BlockStore {
   put(): Promise<string> {
     return Promise.reject(new StorageError("read_only", "a share link only reads"));
   }
+  /** Take `branches`' nodes as manifest nodes, not chunks, when they are asked for. */
+  expectNodes(branches: readonly ManifestBranch[] | undefined): void {
+    for (const branch of branches ?? []) this.#nodes.add(storageKey(branch.cid));
+  }
   async has(cid: string): Promise<boolean> {
     return await this.get(cid).then(() => true, () => false);
   }
   async get(cid: string, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
     const isManifest = storageKey(cid) === storageKey(this.#link.cid);
     if (isManifest && this.#manifest !== undefined) return this.#manifest;
-    const limit = isManifest ? MAX_SHARE_MANIFEST_BYTES : this.chunkLimit;
+    // A manifest tree's node is bounded as every reader bounds one. The file reads blocks by
+    // storage key, which no longer names the codec: the nodes are known from their parents.
+    const isNode = this.#nodes.has(storageKey(cid));
+    const limit = isManifest
+      ? MAX_SHARE_MANIFEST_BYTES
+      : isNode
+      ? MAX_MANIFEST_NODE_BYTES
+      : this.chunkLimit;
     const timeout = new AbortController();
     let timer = setTimeout(() => timeout.abort(), this.#timeoutMs);
     const signal = options?.signal === undefined
@@ -413,6 +432,7 @@ class ShareBlocks implements BlockStore {
       }
       if (!await verifyCid(cid, bytes)) throw new CorruptChunkError(cid, this.#link.url);
       if (isManifest) this.#manifest = bytes;
+      if (isNode) this.expectNodes(branchesOf(bytes));
       return bytes;
     } finally {
       clearTimeout(timer);
@@ -442,6 +462,15 @@ class ShareBlocks implements BlockStore {
       `cannot reach ${origin} (${why}): the node serving the link is down or the address is ` +
         `wrong; ask whoever shared it whether the node is up`,
     );
+  }
+}
+
+/** The branches a manifest node lists; none if it is no node (its reader says why). */
+function branchesOf(bytes: Uint8Array): ManifestBranch[] | undefined {
+  try {
+    return decodeManifestNode(bytes).branches;
+  } catch {
+    return undefined;
   }
 }
 
