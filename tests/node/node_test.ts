@@ -102,7 +102,12 @@ Deno.test("a node starts its supervision tree, serves a completion with a verifi
 Deno.test("a worker started without the validator role is told its work reaches no peer", async () => {
   const dataDir = await Deno.makeTempDir();
   const lines: string[] = [];
-  const node = await start(dataDir, { roles: { validator: false } }, (line) => lines.push(line));
+  // No model worker: the roles line does not depend on one (a worker's start saved).
+  const node = await start(
+    dataDir,
+    { roles: { validator: false }, model: { workers: 0 } },
+    (line) => lines.push(line),
+  );
   try {
     assert.ok(
       lines.some((l) => l.startsWith("roles: the prover is on and the validator off")),
@@ -251,6 +256,8 @@ Deno.test("a node's validator takes the calibration profiles in <data>/calibrati
         http: { port: 0 },
         network: { listen: { port: 0 } },
         heartbeatMs: 0,
+        // The model is registered (its CID named by /v1/models) but no worker loads it.
+        model: { workers: 0 },
       });
     let node = await startNode(config(), { log: (l) => lines.push(l) });
     const models = await (await fetch(`${node.url}/v1/models`)).json();
@@ -376,7 +383,11 @@ Deno.test("a validator configured to challenge so rarely that cheating pays says
   for (const [p, warned] of [[0.01, true], [0, true], [undefined, false]] as const) {
     const dataDir = await Deno.makeTempDir();
     const lines: string[] = [];
-    const extra = p === undefined ? {} : { validator: { challengeProbability: p } };
+    // No model worker: the warning is the validator's, said as its role is set up (a worker's
+    // start saved per node).
+    const extra = p === undefined
+      ? { model: { workers: 0 } }
+      : { model: { workers: 0 }, validator: { challengeProbability: p } };
     const node = await start(dataDir, extra, (l) => lines.push(l));
     try {
       const warning = lines.filter((l) =>

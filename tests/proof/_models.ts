@@ -1,6 +1,7 @@
 /**
  * Test fixtures of the proof suite: the honest tiny model and the cheats' models (another seed,
- * 1 %-perturbed weights, a smaller model), built once per test process into a temp directory;
+ * 1 %-perturbed weights, a smaller model), built once per source version
+ * (`tests/_helpers/build_cache.ts`) and copied into a temp directory of each test process;
  * the cheaper copies of a model a worker might run instead (weights rounded to bf16/fp16,
  * quantized to int8 per tensor or per channel, relative noise, an int8 KV cache), built by
  * rewriting the ONNX file; and a view of a model whose logits come back rounded to fp16.
@@ -11,6 +12,7 @@ import { buildGptModel } from "../../inference/model_builder.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
 import { fp16Logits, mapModelWeights, roundToBf16, roundToFp16 } from "../../proof/_precision.ts";
+import { cachedDir, cachedJson, copyDir } from "../_helpers/build_cache.ts";
 
 const { onnx } = onnxProto;
 const FLOAT = 1;
@@ -215,6 +217,14 @@ export function fp16LogitsModel(model: TextModel): TextModel {
   });
 }
 
+/** The fixture's model directories under `dir`: honest, other (seed), smaller, perturbed. */
+async function buildFixtureModels(dir: string): Promise<void> {
+  const honest = await buildGptModel({ size: "tiny", seed: 0, outDir: `${dir}/honest` });
+  await buildGptModel({ size: "tiny", seed: 1, outDir: `${dir}/other` });
+  await buildGptModel({ size: "tiny", seed: 0, numLayers: 1, outDir: `${dir}/smaller` });
+  await perturbModel(honest.dir, `${dir}/perturbed`, 0.01);
+}
+
 /** The shared fixture (built on first use). */
 export function loadFixture(): Promise<Fixture> {
   fixture ??= (async () => {
@@ -227,10 +237,11 @@ export function loadFixture(): Promise<Fixture> {
         // already gone
       }
     });
-    const honest = await buildGptModel({ size: "tiny", seed: 0, outDir: `${dir}/honest` });
-    await buildGptModel({ size: "tiny", seed: 1, outDir: `${dir}/other` });
-    await buildGptModel({ size: "tiny", seed: 0, numLayers: 1, outDir: `${dir}/smaller` });
-    await perturbModel(honest.dir, `${dir}/perturbed`, 0.01);
+    // Built once per source version (the same bytes every time), copied here: tests build
+    // variants next to them and must not write into the shared copy.
+    // This file is in the key: its perturbModel builds one of them.
+    const key = { v: 1, builder: await Deno.readTextFile(new URL(import.meta.url)) };
+    await copyDir(await cachedDir("proof-fixture-models", key, buildFixtureModels), dir);
     return {
       dir,
       honest: await TextModel.load(`${dir}/honest`, { intraOpThreads: 1 }),
@@ -288,11 +299,18 @@ export function loadCalibratedFixture(): Promise<CalibratedFixture> {
   calibrated ??= (async () => {
     const f = await loadFixture();
     const honestDir = `${f.dir}/honest`;
-    const profile = await calibrateModel(honestDir, {
+    // Measured once per machine and source version (seconds of generations), shared by the
+    // test files that use it; the honest model is the same bytes every time.
+    const options = {
       jobs: 8,
-      precisions: ["fp32", "bf16"],
+      precisions: ["fp32", "bf16"] as JobPrecision[],
       reference: { threads: 2 },
-    });
+    };
+    const profile = await cachedJson(
+      "proof-fixture-calibration",
+      { v: 1, model: textModelId(await readTextModelFiles(honestDir)), options },
+      () => calibrateModel(honestDir, options),
+    );
     await buildVariant(honestDir, `${f.dir}/logits-fp16`, "logits-fp16");
     return {
       profile,
@@ -322,7 +340,7 @@ export function loadCalibratedFixture(): Promise<CalibratedFixture> {
 import type { TokenChunk } from "../../inference/text_model.ts";
 import { sampleToken } from "../../inference/sampler.ts";
 import { fingerprintOf } from "../../proof/fingerprint.ts";
-import type { GenerationParams } from "../../protocols/job.ts";
+import type { GenerationParams, JobPrecision } from "../../protocols/job.ts";
 import { calibrateModel } from "../../proof/calibrate_model.ts";
 import type { CalibrationLookup, CalibrationProfile } from "../../proof/calibration.ts";
 
