@@ -14,7 +14,9 @@
  * `Content-Length` is counted from the nodes it reads and the sizes their links record. A
  * manifest's chunks are sized by nothing it reads (a private one seals its chunk size): a `HEAD`
  * of a CAR that holds them says no length, as its `GET`, which streams, says none
- * (`serve.ts` keeps the runtime from sending `Content-Length: 0` in its place).
+ * (`serve.ts` keeps the runtime from sending `Content-Length: 0` in its place). A manifest tree's
+ * inner nodes (`storage/manifest_tree.ts`) are not read either: each lists such chunks, so the
+ * first one met already says there is no length to tell.
  *
  * @module
  */
@@ -175,7 +177,10 @@ async function isLegacyManifest(request: GatewayRequest, cid: string): Promise<b
   return info === undefined || info.chunks.length !== 1 || info.chunks[0] !== cid;
 }
 
-/** What {@link sizedOnly}'s reader throws in place of reading a chunk a manifest lists. */
+/**
+ * What {@link sizedOnly}'s reader throws in place of reading a block a manifest links: a chunk, or
+ * a manifest tree's node (which lists chunks).
+ */
 class UnsizedLeaf extends Error {}
 
 /**
@@ -183,7 +188,9 @@ class UnsizedLeaf extends Error {}
  * manifest's chunks (a private manifest seals its chunk size, and even a public one's last chunk
  * is its own length). Refused with {@link UnsizedLeaf} rather than read: the length is not worth
  * the whole file (fetched from the storage peers, maybe), and the `GET` sends none either. A
- * manifest is known by its bytes as the walk reads it, before its chunks are listed.
+ * manifest tree's nodes, which `chunksReferencedBy` lists beside the chunks, are refused alike:
+ * below every node are chunks nothing sizes, so reading it could not give a length. A manifest is
+ * known by its bytes as the walk reads it, before its chunks are listed.
  */
 function sizedOnly(read: ReadBlock): ReadBlock {
   /** Storage keys of the chunks of the manifests read. */

@@ -32,16 +32,8 @@
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
 import { untilCancelled } from "./cancellable_body.ts";
 import { Hono } from "hono";
-import {
-  canonicalCid,
-  DAG_PB_CODEC,
-  identityBlock,
-  isCid,
-  RAW_CODEC,
-  storageKey,
-} from "../protocols/cid.ts";
+import { canonicalCid, DAG_PB_CODEC, identityBlock, isCid, RAW_CODEC } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { decodeManifest } from "../protocols/manifest.ts";
 import { CAR_MEDIA_TYPE } from "../storage/car.ts";
 import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
@@ -50,6 +42,7 @@ import { decodeUnixfs, sameName, type UnixfsNode } from "../storage/unixfs.ts";
 import { encodeNameSegment, nameText, resolveUnixfsPath } from "../storage/unixfs_path.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import { carResponse } from "./gateway_car.ts";
+import { ShareBlockIndex } from "./gateway_share_blocks.ts";
 import { headerType, SNIFF_BYTES, typeFromBytes, typeFromName } from "./gateway_content_type.ts";
 import { DIRECTORY_INDEX_VERSION, directoryIndex, type IndexEntry } from "./gateway_directory.ts";
 import { contentPath, rawTarget } from "./gateway_paths.ts";
@@ -83,6 +76,11 @@ export interface GatewayRoutesOptions {
    * `MAX_RANGE_STEPS` by default.
    */
   maxRangeSteps?: number;
+  /**
+   * Links of shared files' manifests kept to tell which blocks a share serves
+   * (`gateway_share_blocks.ts`): `DEFAULT_SHARE_INDEX_LINKS` by default.
+   */
+  shareIndexLinks?: number;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -91,6 +89,7 @@ export function gatewayRoutes(
   options?: GatewayRoutesOptions,
 ): Hono<EdgeEnv> {
   const now = options?.now ?? Date.now;
+  const shareBlocks = new ShareBlockIndex(options?.shareIndexLinks);
   const app = new Hono<EdgeEnv>();
   const port = () => {
     const found = storage();
@@ -191,17 +190,14 @@ export function gatewayRoutes(
     if (record.expiresAt !== null && now() >= record.expiresAt) {
       return shareRefusal(new ShareUnavailableError("share_expired", id));
     }
-    const manifestBytes = await storagePort.block(record.cid, c.req.raw.signal);
-    const wanted = storageKey(cid);
-    if (wanted !== storageKey(record.cid)) {
-      const chunks = decodeManifest(manifestBytes).chunks.map(storageKey);
-      if (!chunks.includes(wanted)) {
-        throw new EdgeError("chunk_not_found", `${cid} is not part of share ${id}`);
-      }
+    // Any block of the shared file (its manifest, a manifest tree's nodes, its chunks), found
+    // through what its manifests link; never another file's.
+    const signal = c.req.raw.signal;
+    const read = (block: string) => storagePort.block(block, signal);
+    if (!await shareBlocks.reaches(record.cid, cid, read)) {
+      throw new EdgeError("chunk_not_found", `${cid} is not part of share ${id}`);
     }
-    const bytes = wanted === storageKey(record.cid)
-      ? manifestBytes
-      : await storagePort.block(cid, c.req.raw.signal);
+    const bytes = await read(cid);
     // The length named, not left to the runtime: Hono answers a HEAD with these headers and no
     // body, which the runtime would otherwise send as `Content-Length: 0`.
     return new Response(bytes as Uint8Array<ArrayBuffer>, {
