@@ -342,6 +342,30 @@ export async function openShareLink(
   return await new FileStore(blocks).getWithCipher(parsed.cid, cipher, { signal: options?.signal });
 }
 
+/** Largest error body a share link's node may send: the error object names its code. */
+const MAX_SHARE_ERROR_BYTES = 4096;
+
+/**
+ * The `error.code` of a node's refusal (`{ error: { code, ... } }`, docs/API.md "Errors"), or
+ * `undefined` when its body is not one (or does not come before `signal`); the body is consumed. A 404 is `share_not_found` unless
+ * the node says `chunk_not_found`: the share opens, but not that block (missing there, or not part
+ * of the shared file), which "no share" would misreport.
+ */
+async function refusedCode(
+  response: Response,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  try {
+    const tooLong = () => new Error("not an error object");
+    const body = await readBoundedBody(response, MAX_SHARE_ERROR_BYTES, tooLong, signal);
+    const code = JSON.parse(new TextDecoder().decode(body))?.error?.code;
+    return typeof code === "string" ? code : undefined;
+  } catch {
+    await response.body?.cancel().catch(() => {});
+    return undefined;
+  }
+}
+
 /**
  * Largest manifest a share link's node may send: a private manifest lists each chunk's CID (about
  * 62 bytes), so 16 MiB lists some 270,000 chunks, a 66 GiB file at the default chunk size. Past
@@ -410,11 +434,14 @@ class ShareBlocks implements BlockStore {
         throw new ShareUnavailableError("share_expired", this.#link.id);
       }
       if (!response.ok) {
-        await response.body?.cancel();
-        if (response.status === 404) {
+        if (response.status !== 404) {
+          await response.body?.cancel();
+          throw new ChunkNotFoundError(cid, `share ${this.#link.id} (HTTP ${response.status})`);
+        }
+        if (await refusedCode(response, signal) !== "chunk_not_found") {
           throw new ShareUnavailableError("share_not_found", this.#link.id);
         }
-        throw new ChunkNotFoundError(cid, `share ${this.#link.id} (HTTP ${response.status})`);
+        throw new ChunkNotFoundError(cid, `share ${this.#link.id} (the node does not serve it)`);
       }
       // The body gets its own allowance: the answer came, now its bytes must.
       clearTimeout(timer);
