@@ -30,7 +30,11 @@ import {
   UnknownModelError,
   WrongModelKindError,
 } from "./errors.ts";
-import { InvalidResumeError, ResumeMismatchError } from "./resumed_generation.ts";
+import {
+  InvalidResumeError,
+  RESUME_MISMATCH_MESSAGE,
+  ResumeMismatchError,
+} from "./resumed_generation.ts";
 
 /** The peer's stream broke the protocol (no `start` first, events out of order). */
 export class InferenceStreamError extends VeriflowError {
@@ -191,6 +195,11 @@ export function typedRefusal(error: unknown, job: TextJob): unknown {
     const fields = typed as { -readonly [K in "tokens" | "contextLength"]: number };
     fields.tokens = Number(numbers?.[1] ?? NaN);
     fields.contextLength = Number(numbers?.[2] ?? NaN);
+  }
+  if (typed instanceof ResumeMismatchError) {
+    // Read-only for callers; set once here, as the worker's constructor set it.
+    const position = RESUME_MISMATCH_MESSAGE.exec(error.message)?.[1];
+    (typed as { -readonly [K in "position"]: number }).position = Number(position ?? NaN);
   }
   return typed;
 }

@@ -53,13 +53,27 @@ export class InvalidResumeError extends VeriflowError {
  */
 export class ResumeMismatchError extends VeriflowError {
   /**
+   * The first prefix position whose token is not what this worker's model gives there (NaN: the
+   * prefix is not what failed, or a worker's refusal whose message does not say). A requester
+   * learns it from the message, `prefix token <t> is …` ({@link RESUME_MISMATCH_MESSAGE}).
+   */
+  readonly position: number;
+  /**
    * Create it.
    * @param message Which position and why.
+   * @param position The first prefix position that is not the model's (default NaN).
    */
-  constructor(message: string) {
+  constructor(message: string, position = NaN) {
     super("resume_mismatch", message);
+    this.position = position;
   }
 }
+
+/**
+ * How a {@link ResumeMismatchError} over a prefix token begins; group 1 is its position. The
+ * wire carries an error's code and message only, so a requester reads the position from here.
+ */
+export const RESUME_MISMATCH_MESSAGE = /^prefix token (\d+) is /;
 
 /** What a model needs to resume a job: `TextModel` has all of it. */
 export interface ResumableModel {
@@ -179,6 +193,7 @@ export function resumeGeneration(
       if (expected !== tokenId) {
         throw new ResumeMismatchError(
           `prefix token ${t} is ${tokenId}, but the job's sampling rule gives ${expected} here`,
+          t,
         );
       }
       const { text, stopped } = append(tokenId);

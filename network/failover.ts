@@ -50,6 +50,7 @@
 import { VeriflowError } from "../protocols/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { WorkerStalledError } from "../inference/remote_errors.ts";
+import { ResumeMismatchError } from "../inference/resumed_generation.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
   cancelOnAbort,
@@ -121,6 +122,33 @@ export class WorkerLostError extends VeriflowError {
    */
   constructor(code: string, message: string, cause: unknown) {
     super(code, message, { cause });
+  }
+}
+
+/**
+ * A forwarded job lost its worker after tokens that are not the job's output: each worker that
+ * took it over refused them (`resume_mismatch`), and none streamed on from them. The client
+ * has been streamed text that is not the model's from {@link position} on; its stream ends with
+ * this error rather than as if the rest were lost in the network. The lost worker signed
+ * nothing for its part (a receipt covers a finished job only), so no ledger can charge it: the
+ * error and the router's log are all the evidence there is.
+ */
+export class DeliveredTokensDivergedError extends VeriflowError {
+  /**
+   * Create it.
+   * @param message What happened, naming the worker and the position.
+   * @param position The first delivered position a takeover worker said is wrong (NaN: none
+   * said which).
+   * @param worker The lost worker's key (hex).
+   * @param cause The refusal that said where.
+   */
+  constructor(
+    message: string,
+    readonly position: number,
+    readonly worker: string,
+    cause: unknown,
+  ) {
+    super("delivered_tokens_diverged", message, { cause });
   }
 }
 
@@ -228,6 +256,11 @@ export interface FailoverOptions {
    * budget, which is one for the whole job.
    */
   before?: { workers: readonly Uint8Array[]; spent: number };
+  /**
+   * The job's `maxTokens`: a worker that takes the job over may name a context window smaller
+   * than the first worker's when the prompt and `maxTokens` still fit it (unknown: it may not).
+   */
+  maxTokens?: number;
   /** Most workers the job may spend ({@link MAX_WORKERS_PER_JOB}): lost or refusing at a cost. */
   maxWorkers?: number;
   /** Most workers to ask, those full included ({@link MAX_WORKERS_ASKED_PER_JOB}). */
@@ -282,6 +315,16 @@ class FailoverJob {
   #lost?: { worker: Uint8Array; error: unknown };
   /** Workers that took the job over but could not resume it, with the last one's code. */
   #unresumed = { count: 0, code: "" };
+  /**
+   * The earliest position a takeover worker said the delivered tokens go wrong at
+   * (`resume_mismatch`), and its refusal: why the job ends if nobody streams on from them.
+   */
+  #diverged?: { position: number; error: unknown };
+  /**
+   * Workers that took the job over naming a context window it does not fit in (it would end
+   * early for its length): cancelled before their first token, with the last one's window.
+   */
+  #unfit = { count: 0, window: 0 };
   /**
    * Those of them no later worker has yet shown wrong, with their refusals: reported to
    * `unreproduced` at the first token of a worker that took the job over after them.
@@ -412,6 +455,7 @@ class FailoverJob {
     if (refusedResume) {
       this.#unresumed = { count: this.#unresumed.count + 1, code: codeOf(error) };
       this.#unattributed.push({ worker: this.#attempt.worker, error });
+      this.#noteDivergence(error);
     }
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;
@@ -458,10 +502,22 @@ class FailoverJob {
         why = `the last one asked refused (${codeOf(outcome.error)})`;
         continue;
       }
+      if (!this.#fits(outcome.attempt)) {
+        this.#excluded.push(outcome.attempt.worker);
+        this.#spent++;
+        why = undefined;
+        continue;
+      }
       this.#takeOver(outcome.attempt, outcome.attempt.handle.tokens.getReader());
       return undefined;
     }
     why ??= `${this.#excluded.length} workers were tried`;
+    const cause = error instanceof Error ? error.message : String(error);
+    // Only tokens a worker delivered: a client's own prefix that no worker takes is refused with
+    // the refusal's code, as a job submitted with a bad prefix is.
+    if (this.#diverged !== undefined && this.#lost !== undefined) {
+      return this.#divergedError(lost, cause, why);
+    }
     // A worker that took the job over and then could not reproduce what was delivered is the
     // reason more often than a missing worker: say so.
     const { count, code } = this.#unresumed;
@@ -469,11 +525,70 @@ class FailoverJob {
       why += `; ${count} worker(s) that took it over could not reproduce the delivered tokens ` +
         `(${code})`;
     }
-    const cause = error instanceof Error ? error.message : String(error);
+    if (this.#unfit.count > 0) {
+      const jobWindow = this.#jobWindow();
+      why += `; ${this.#unfit.count} worker(s) that took it over name a context window too ` +
+        `small to finish it (the last: a context window of ${this.#unfit.window} tokens; the ` +
+        `job's first worker's: ${Number.isFinite(jobWindow) ? `${jobWindow} tokens` : "none"})`;
+    }
     return new WorkerLostError(
       codeOf(error),
       `the worker ${toHex(lost).slice(0, KEY_CHARS)} was lost after ${this.#delivered.length} ` +
         `tokens (${cause}), and the job could not resume: ${why}`,
+      error,
+    );
+  }
+
+  /** The context window of the job's first worker, in tokens (Infinity: it named none). */
+  #jobWindow(): number {
+    return this.#o.first.handle.model.contextLength ?? Infinity;
+  }
+
+  /**
+   * Whether `attempt`, a worker that took the job over, can finish it where the job's first
+   * worker would have: a token may end the job for its length where the prompt and the output
+   * fill the context window the worker's start names, so a smaller one than the first worker's
+   * would cut the client's answer short and call it finished. Unless the prompt and `maxTokens`
+   * fit it anyway, the worker is cancelled before its first token (it spends one of the job's
+   * tries) and the next one is asked. It is not judged: which of the two windows is the model's
+   * is not known here.
+   */
+  #fits(attempt: WorkerAttempt): boolean {
+    const window = attempt.handle.model.contextLength ?? Infinity;
+    const needed = attempt.handle.promptTokens + (this.#o.maxTokens ?? Infinity);
+    if (window >= this.#jobWindow() || window >= needed) return true;
+    attempt.handle.cancel();
+    this.#unfit = { count: this.#unfit.count + 1, window };
+    return false;
+  }
+
+  /** A takeover's refusal of the delivered tokens: the earliest position any of them named. */
+  #noteDivergence(error: unknown): void {
+    if (!(error instanceof ResumeMismatchError)) return;
+    const known = this.#diverged?.position ?? NaN;
+    if (this.#diverged === undefined || error.position < known || Number.isNaN(known)) {
+      this.#diverged = { position: error.position, error };
+    }
+  }
+
+  /**
+   * The job's end when the workers that took it over refused the tokens the lost worker had
+   * delivered and none streamed on from them: the client's text is not the model's from there.
+   */
+  #divergedError(lost: Uint8Array, cause: string, why: string): DeliveredTokensDivergedError {
+    const { position, error } = this.#diverged!;
+    const where = Number.isNaN(position) ? "" : ` from token ${position} on`;
+    const said = error instanceof Error ? error.message : String(error);
+    const key = toHex(lost);
+    const { count } = this.#unresumed;
+    // The refusers' word against the lost worker's: said as theirs, not as the router's finding.
+    return new DeliveredTokensDivergedError(
+      `the ${this.#delivered.length} tokens delivered are not the job's output${where}, by the ` +
+        `word of the workers that took the job over: the worker ${key.slice(0, KEY_CHARS)} ` +
+        `sent them and was lost (${cause}); ${count} worker(s) that took it over could not ` +
+        `reproduce them (${codeOf(error)}: ${said}), and none streamed on from them (${why})`,
+      position,
+      key,
       error,
     );
   }
@@ -546,6 +661,10 @@ class FailoverJob {
       return undefined;
     }
     const hedge = answer.attempt;
+    if (!this.#fits(hedge)) {
+      this.#excluded.push(hedge.worker); // asked, and it spent nothing of the job: no try spent
+      return undefined;
+    }
     this.#hedging = hedge;
     const reader = hedge.handle.tokens.getReader();
     const first = reader.read().then(
@@ -595,8 +714,10 @@ class FailoverJob {
   #hedgeFailed(worker: Uint8Array, error: unknown): void {
     // It was handed the delivered tokens: with none, it had no prefix to refuse (`#failOver`).
     const refusedResume = this.#delivered.length > 0 && RESUME_REFUSALS.has(codeOf(error));
-    if (refusedResume) this.#unattributed.push({ worker, error });
-    else if (
+    if (refusedResume) {
+      this.#unattributed.push({ worker, error });
+      this.#noteDivergence(error);
+    } else if (
       isWorkerLost(error) || (error instanceof VeriflowError && !isStartedJobError(error))
     ) {
       this.#o.lost?.(worker, error);
@@ -607,6 +728,7 @@ class FailoverJob {
   #attributeRefusals(): void {
     const refusals = this.#unattributed;
     this.#unattributed = [];
+    this.#diverged = undefined; // a worker streams on from the tokens: they were the job's
     for (const { worker, error } of refusals) this.#o.unreproduced?.(worker, error);
   }
 

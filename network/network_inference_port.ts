@@ -335,6 +335,7 @@ export class NetworkInferencePort implements InferencePort {
       before,
       signal: options?.signal,
       prefix: options?.resume,
+      maxTokens: job.params.maxTokens,
       resume: (exclude, prefix, hedge) => this.#resume(job, options, exclude, prefix, hedge),
       queueHoldMs: this.#remote.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS,
       timers: this.#remote.timers,

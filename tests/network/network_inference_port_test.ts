@@ -832,7 +832,12 @@ Deno.test("a job whose only other worker cannot reproduce the delivered tokens e
     const error = await assertRejects(async () => {
       while (!(await reader.read()).done) { /* read until the error */ }
     }, VeriflowError);
-    assertEquals(error.code, "connection_closed", "the lost worker's code");
+    // Review s65: the delivered tokens are disputed (a takeover refused them), not only lost.
+    assertEquals(
+      error.code,
+      "delivered_tokens_diverged",
+      "the client was not told its text is disputed",
+    );
     assert(error.message.includes("no other connected worker"), error.message);
     assert(
       error.message.includes("1 worker(s) that took it over could not reproduce") &&

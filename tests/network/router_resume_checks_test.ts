@@ -1,0 +1,271 @@
+/**
+ * A resumed stream is checked, not believed (`network/failover.ts`): what the router does when
+ * the worker it lost mid-stream had sent tokens that are not the job's output, and when the
+ * worker that takes the job over names a context window too small to finish it.
+ *
+ * Workers are in-memory connections that write scripted `inference.event`s; the router's
+ * NetworkActor and ValidatorActor are stand-ins that record whom it keeps off the model and
+ * what reaches the ledger (`_scripted_worker_fixture.ts`).
+ */
+import assert from "node:assert/strict";
+import { ResumeMismatchError } from "../../inference/resumed_generation.ts";
+import type { InferenceEvent } from "../../protocols/inference_messages.ts";
+import { SubmitMessage } from "../../protocols/inference_messages.ts";
+import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { type ResumeOutcome, withFailover } from "../../network/failover.ts";
+import type { StreamedToken } from "../../inference/inference_port.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
+import { INFO } from "./_router_fixture.ts";
+import { attempt, TOKENS as FAILOVER_TOKENS } from "./_failover_fixture.ts";
+import { jobFor, linked, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
+import {
+  endEvent,
+  events,
+  receiptFor,
+  router,
+  scriptedWorker,
+  start,
+  wireToken,
+} from "./_scripted_worker_fixture.ts";
+
+/** Where the lost worker's tokens go wrong: its token 1 is not the model's. */
+const WRONG_AT = 1;
+/** The wrong token it sends there (the job's is `97 + 1`, text "b"). */
+const WRONG = { kind: "token", index: WRONG_AT, tokenId: 200, text: "Z" } as const;
+
+/**
+ * A worker that starts each job, sends `tokens` and loses its connection once the client has
+ * read them all (the router sees `connection_closed`, as for a crashed worker): the tokens are
+ * delivered first, as they are by a worker that dies mid-stream.
+ */
+async function lostAfter(tokens: InferenceEvent[]): Promise<LostWorker> {
+  const delivered = Promise.withResolvers<void>();
+  const worker = await linked((atWorker, submissions) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      const list: InferenceEvent[] = [start(body.job), ...tokens];
+      let i = 0;
+      return Promise.resolve(
+        new ReadableStream<InferenceEvent>({
+          pull: async (c) => {
+            if (i < list.length) return c.enqueue(list[i++]);
+            await delivered.promise;
+            await atWorker.close();
+            await new Promise(() => {});
+          },
+        }, { highWaterMark: 0 }),
+      );
+    });
+  });
+  return { ...worker, read: (n) => void (n === tokens.length && delivered.resolve()) };
+}
+
+/** A worker of {@link lostAfter}: `read(n)` tells it the client has read `n` tokens. */
+interface LostWorker extends TestWorker {
+  read(tokens: number): void;
+}
+
+/** Read a job to its end, telling `lost` each token the client reads (`run`, with the hook). */
+async function runJob(port: NetworkInferencePort, job: TextJob, lost: LostWorker) {
+  const handle = await port.submit(job);
+  let text = "";
+  let tokens = 0;
+  let failed: string | undefined;
+  try {
+    for await (const t of handle.tokens) {
+      text += t.text;
+      lost.read(++tokens);
+    }
+  } catch (error) {
+    failed = (error as { code?: string }).code ?? String(error);
+  }
+  return { text, failed, summary: await handle.done };
+}
+
+/**
+ * A worker that takes a resumed job over and refuses its prefix after its start, as
+ * `resumeGeneration` does for a token its model does not give there.
+ */
+function refusesPrefix(): Promise<TestWorker> {
+  return scriptedWorker((body) => {
+    const k = body.resume?.length ?? 0;
+    const refusal = new ResumeMismatchError(
+      `prefix token ${WRONG_AT} is ${WRONG.tokenId}, but the job's sampling rule gives ` +
+        `${97 + WRONG_AT} here`,
+      WRONG_AT,
+    );
+    return events([start(body.job, { resumedFrom: k })], Promise.resolve(refusal));
+  });
+}
+
+/** An honest worker that runs each job from where it is asked to resume to its end. */
+function honest(): Promise<TestWorker> {
+  return scriptedWorker((body, _n, identity) => {
+    const k = body.resume?.length ?? 0;
+    const list: InferenceEvent[] = [start(body.job, k > 0 ? { resumedFrom: k } : {})];
+    for (let i = k; i < TOKENS; i++) list.push(wireToken(i));
+    list.push(endEvent(body.job, TOKENS - k, receiptFor(body.job, identity, TEXT)));
+    return events(list);
+  });
+}
+
+// Failed before the fix: the stream ended `connection_closed`, "the job could not resume … (resume_mismatch)",
+// a message that blamed the network and did not say which token went wrong.
+Deno.test("router resume: tokens a lost worker got wrong, refused by the worker that takes the job over, end the client's stream with delivered_tokens_diverged naming the first wrong token; nothing reaches the ledger", async () => {
+  const liar = await lostAfter([wireToken(0), WRONG]);
+  const checker = await refusesPrefix();
+  const r = await router([liar.toWorker, checker.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("diverged"), liar);
+    assert.equal(got.text, "aZ", "the client has what the lost worker sent");
+    assert.deepEqual(checker.submissions[0].resume, [97, WRONG.tokenId]);
+    assert.equal(got.failed, "delivered_tokens_diverged");
+    assert.equal(got.summary.finishReason, "error");
+    assert.equal(got.summary.error?.code, "delivered_tokens_diverged");
+    const message = got.summary.error?.message ?? "";
+    assert.match(message, /from token 1 on/);
+    assert.match(message, new RegExp(liar.key.slice(0, 16)));
+    assert.match(message, /prefix token 1 is 200/, "the refuser's own words are kept");
+    // The lost worker signed nothing for its part (no receipt, no signed frame): nothing is
+    // paid and nothing is charged; the refuser, which may be right, is not blamed.
+    assert.equal(got.summary.receipt, undefined);
+    assert.deepEqual(r.recorder.told, [], "a receipt reached the validator");
+    assert.equal(r.workers.avoided.has(checker.key), false, "the refuser was kept off the model");
+    assert.deepEqual(r.unresumable.askedLast(), [], "the refuser was asked last");
+  } finally {
+    await liar.close();
+    await checker.close();
+    await r.system.shutdown();
+  }
+});
+
+Deno.test("router resume: a refusal of the delivered tokens that a later worker shows wrong (it streams on from them) does not end the stream", async () => {
+  const lost = await lostAfter([wireToken(0), wireToken(1)]);
+  const checker = await refusesPrefix();
+  const good = await honest();
+  const r = await router([lost.toWorker, checker.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("reproduced"), lost);
+    assert.equal(got.failed, undefined);
+    assert.equal(got.text, TEXT);
+    assert.equal(got.summary.finishReason, "length");
+    assert.ok(got.summary.receipt !== undefined, "the finishing worker's receipt was withheld");
+  } finally {
+    await lost.close();
+    await checker.close();
+    await good.close();
+    await r.system.shutdown();
+  }
+});
+
+/**
+ * A worker that takes the job over naming a context window of `window` tokens (prompt 1), ends
+ * it for its length at the last position that window allows, and signs a receipt over what it
+ * ran: an honest worker's run of a model with that window.
+ */
+function smallWindow(window: number): Promise<TestWorker> {
+  return scriptedWorker((body, _n, identity) => {
+    const k = body.resume?.length ?? 0;
+    const last = window - 2; // prompt 1 + output `last + 1` fill the window
+    const list: InferenceEvent[] = [
+      start(body.job, { resumedFrom: k, model: { ...INFO, contextLength: window } }),
+    ];
+    for (let i = k; i < last; i++) list.push(wireToken(i));
+    list.push({ ...wireToken(last), finishReason: "length" } as InferenceEvent);
+    const text = TEXT.slice(0, last + 1);
+    list.push(endEvent(body.job, last + 1 - k, receiptFor(body.job, identity, text, last + 1)));
+    return events(list);
+  });
+}
+
+// Failed before the fix: the client got "abc" and finish reason length with the small-window
+// worker's receipt: the job cut at 3 of its 6 tokens, silently.
+Deno.test("router resume: a worker that takes the job over with a smaller context window than the job's first worker is not given it: the next worker that fits finishes the job", async () => {
+  const lost = await lostAfter([wireToken(0), wireToken(1)]);
+  const tight = await smallWindow(4);
+  const good = await honest();
+  const r = await router([lost.toWorker, tight.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("window"), lost);
+    assert.equal(got.failed, undefined);
+    assert.equal(got.text, TEXT, "the job was cut short by the takeover's context window");
+    assert.equal(got.summary.finishReason, "length");
+    assert.equal(tight.submissions.length, 1, "the small-window worker was not asked");
+    const receipts = r.recorder.told.filter((m) => m.type === "receipt");
+    assert.equal(receipts.length, 1);
+    assert.equal(receipts[0].type === "receipt" && receipts[0].origin, good.key);
+  } finally {
+    await lost.close();
+    await tight.close();
+    await good.close();
+    await r.system.shutdown();
+  }
+});
+
+Deno.test("router resume: when only a worker with a smaller context window is left, the stream ends with an error that says so, never cut short as finished", async () => {
+  const lost = await lostAfter([wireToken(0), wireToken(1)]);
+  const tight = await smallWindow(4);
+  const r = await router([lost.toWorker, tight.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("window-only"), lost);
+    assert.equal(got.text, "ab");
+    assert.equal(got.failed, "connection_closed");
+    assert.equal(got.summary.finishReason, "error");
+    assert.match(got.summary.error?.message ?? "", /context window of 4 tokens/);
+    assert.deepEqual(r.recorder.told, [], "the small-window worker's receipt reached the ledger");
+  } finally {
+    await lost.close();
+    await tight.close();
+    await r.system.shutdown();
+  }
+});
+
+// Failed before the fix: the small-window hedge's first token won, the worker holding the job was
+// reported lost, and the hedge (which ends the job for its length at its window) kept it.
+Deno.test("router resume: a hedge whose start names a smaller context window than the job's first worker is cancelled before its first token, and the job keeps its place", async () => {
+  const timers = new ManualTimers();
+  // The first worker holds the job (started, no token) until released.
+  const release = Promise.withResolvers<void>();
+  const first = attempt(0, 0);
+  const inner = first.handle.tokens.getReader();
+  first.handle.tokens = new ReadableStream<StreamedToken>({
+    async pull(controller) {
+      await release.promise;
+      const r = await inner.read();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+  }, { highWaterMark: 0 });
+  const hedge = attempt(1, 0);
+  hedge.handle.model = { ...hedge.handle.model, contextLength: 2 };
+  let hedgeCancelled = false;
+  hedge.handle.cancel = () => void (hedgeCancelled = true);
+  const hedgeAsked = Promise.withResolvers<void>();
+  const lost: number[] = [];
+  const handle = withFailover({
+    first,
+    maxTokens: FAILOVER_TOKENS,
+    settle: (s) => s,
+    lost: (worker) => void lost.push(worker[0]),
+    queueHoldMs: 1_000,
+    timers,
+    resume(): Promise<ResumeOutcome> {
+      hedgeAsked.resolve();
+      return Promise.resolve({ kind: "started", attempt: hedge });
+    },
+  });
+  const reader = handle.tokens.getReader();
+  const firstRead = reader.read();
+  await timers.advance(1_000);
+  await hedgeAsked.promise;
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+  assert.ok(hedgeCancelled, "the small-window hedge was not cancelled");
+  release.resolve();
+  assert.equal((await firstRead).value?.index, 0);
+  let rest = 0;
+  while (!(await reader.read()).done) rest++;
+  assert.equal(rest, FAILOVER_TOKENS - 1);
+  assert.deepEqual(lost, [], "the worker that held the job was reported lost to the hedge");
+  assert.equal((await handle.done).finishReason, "length");
+});
