@@ -43,6 +43,7 @@ import type { PledgeBudgets } from "./pledge_budget.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
 import { KeyDials } from "./dial_by_key.ts";
 import { addressGroup, type ConnectionLimits } from "./connection_limits.ts";
+import { WireBudget } from "../protocols/wire_budget.ts";
 import type {
   NetworkActorOptions,
   NetworkMessage,
@@ -148,6 +149,13 @@ export class PeerTransports {
   readonly #pledgeBudgets: PledgeBudgets;
   readonly #peerLog: LogLimiter;
   /**
+   * The node's budget shared by every connection opened here (`protocols/wire_budget.ts`): the
+   * one in the actor's `connection` options (the node's config), else one with the defaults.
+   */
+  readonly #budget: WireBudget;
+  /** Stops logging the budget's refusals. */
+  readonly #unwatchBudget: () => void;
+  /**
    * Every connection opened here and not closed yet, in the table or not: one whose `peer_up`
    * waits in the actor's mailbox belongs to no one else, and a stop that discards the message
    * must still say goodbye to it and close it ({@link PeerTransports.close}).
@@ -164,8 +172,18 @@ export class PeerTransports {
     this.#limits = parts.limits;
     this.#pledgeBudgets = parts.pledgeBudgets;
     this.#peerLog = parts.peerLog;
+    this.#budget = this.#options.connection?.budget ?? new WireBudget();
+    this.#unwatchBudget = this.#budget.onRefusal((peer, reason) => {
+      const who = /^[0-9a-f]{64}$/.test(peer) ? peer.slice(0, 16) : peer;
+      this.#peerLog.line("wire budget", `peer ${who}: request refused busy: ${reason}`);
+    });
     const now = () => (this.#options.now ?? Date.now)();
     this.#settling = new SwarmSettling(this.#options.swarm !== undefined, now);
+  }
+
+  /** The node's budget shared by every connection opened here (what it holds: `stats()`). */
+  get budget(): WireBudget {
+    return this.#budget;
   }
 
   /**
@@ -295,6 +313,7 @@ export class PeerTransports {
    * `peer_up` the stop discarded); the actor closes its table's after it.
    */
   async close(): Promise<void> {
+    this.#unwatchBudget();
     await this.#sayGoodbye([...this.#open], "stopping");
     await this.#listener?.close();
     this.#dials?.stop();
@@ -336,6 +355,7 @@ export class PeerTransports {
     try {
       connection = await Connection.open(duplex, {
         ...this.#options.connection,
+        budget: this.#budget,
         identity: this.#options.identity,
         protocols: this.#protocols,
       });

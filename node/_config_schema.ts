@@ -36,6 +36,17 @@ import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/hyper_params.ts";
 // Every setting that becomes a timer's delay is capped at it (~24.8 days): past it Deno warns and
 // waits 1 ms, so `--heartbeat 3000000000` logged a heartbeat every millisecond.
 import { MAX_TIMER_MS } from "../protocols/connection_timers.ts";
+import {
+  DEFAULT_NODE_MAX_HANDLERS,
+  DEFAULT_NODE_MAX_HANDLERS_PER_PEER,
+  DEFAULT_NODE_MAX_QUEUED_BYTES,
+  DEFAULT_NODE_MAX_STREAMS,
+  DEFAULT_NODE_MAX_STREAMS_PER_PEER,
+} from "../protocols/wire_budget.ts";
+import {
+  DEFAULT_FRAME_TIMEOUT_MS,
+  DEFAULT_STREAM_CREDIT_TIMEOUT_MS,
+} from "../protocols/connection.ts";
 
 /**
  * Whether `text` is an address to dial: `HOST:PORT` with a port of 1–65535. Port 0 means "any"
@@ -184,6 +195,21 @@ export const nodeConfigSchema = z.strictObject({
     keepaliveMs: z.number().int().min(10).max(600_000).default(1_500),
     /** A peer silent (or not reading) for this long is dropped and its jobs fail. */
     idleTimeoutMs: z.number().int().min(50).max(3_600_000).default(5_000),
+    /**
+     * The node's wire limits, shared by all its peer connections (`WireConfig`; docs/PROTOCOL.md,
+     * "Limits and defaults"): without them each connection's own bounds multiplied by the
+     * connections a node holds.
+     */
+    wire: z.strictObject({
+      maxHandlers: z.number().int().min(1).default(DEFAULT_NODE_MAX_HANDLERS),
+      maxHandlersPerPeer: z.number().int().min(1).default(DEFAULT_NODE_MAX_HANDLERS_PER_PEER),
+      maxStreams: z.number().int().min(1).default(DEFAULT_NODE_MAX_STREAMS),
+      maxStreamsPerPeer: z.number().int().min(1).default(DEFAULT_NODE_MAX_STREAMS_PER_PEER),
+      maxQueuedBytes: z.number().int().min(1).default(DEFAULT_NODE_MAX_QUEUED_BYTES),
+      streamCreditTimeoutMs: z.number().int().min(0).max(MAX_TIMER_MS)
+        .default(DEFAULT_STREAM_CREDIT_TIMEOUT_MS),
+      frameTimeoutMs: z.number().int().min(0).max(MAX_TIMER_MS).default(DEFAULT_FRAME_TIMEOUT_MS),
+    }).prefault({}),
     /**
      * Find peers on Hyperswarm, through the swarm host (a Node.js child process: Node.js 20+
      * must be installed). Off by default for now. `bootstrap`: DHT bootstrap nodes

@@ -24,7 +24,7 @@ import type { PeerChanges } from "../network/peer_changes.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { nodeHello } from "./node_hello.ts";
-import { type NodeConfig, replicaQuotaOf } from "./config.ts";
+import { connectionOptionsOf, type NodeConfig, replicaQuotaOf } from "./config.ts";
 import type { CalibrationStore } from "../proof/calibration.ts";
 import type { NodeActivity } from "./node_activity.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
@@ -193,7 +193,7 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           ...names,
         },
         pledge,
-        connection: { keepaliveMs: network.keepaliveMs, idleTimeoutMs: network.idleTimeoutMs },
+        connection: connectionOptionsOf(network),
         describe: nodeHello({
           roles,
           inference: localPort,

@@ -22,6 +22,8 @@ import {
   parseWholeNumber,
 } from "./number_flags.ts";
 import type { RemoteInferencePortOptions } from "../inference/remote_port.ts";
+import type { ConnectionOptions } from "../protocols/connection_options.ts";
+import { WireBudget } from "../protocols/wire_budget.ts";
 import { configLeaves, ENV_PREFIX, nodeConfigSchema } from "./_config_schema.ts";
 
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
@@ -96,6 +98,7 @@ export interface NodeConfig {
     idleTimeoutMs: number;
     swarm: { enabled: boolean; bootstrap: string[] | null; bind?: string };
     routing: RoutingConfig;
+    wire: WireConfig;
   };
   /**
    * Chunk store limits: quota (none), what peers may place here (half the quota; 1 GiB of disk
@@ -165,6 +168,52 @@ export interface RoutingConfig {
   tokensPerEvent: number;
   /** How long the worker gathers ready tokens into one event. */
   gatherMs: number;
+}
+
+/**
+ * `network.wire`: the node's wire limits, shared by all its peer connections (docs/PROTOCOL.md,
+ * "Limits and defaults"; `protocols/wire_budget.ts`): peer requests running (4096, 1024 for one
+ * peer key), streams served (1024, 256 for one key), bytes queued to all peers before requests are
+ * refused `busy` (256 MiB); and per connection, how long a stream served waits for credit (120 s)
+ * and a frame begun to be whole (60 s; 0: never, for either).
+ */
+export interface WireConfig {
+  /** Most peer requests running on all connections. */
+  maxHandlers: number;
+  /** Most of those for one peer key. */
+  maxHandlersPerPeer: number;
+  /** Most streams served on all connections. */
+  maxStreams: number;
+  /** Most of those to one peer key. */
+  maxStreamsPerPeer: number;
+  /** Most bytes queued to all peers before requests are refused `busy`. */
+  maxQueuedBytes: number;
+  /** A stream served ends `credit_timeout` after this long without credit; 0: never. */
+  streamCreditTimeoutMs: number;
+  /** A connection closes `peer_timeout` when a frame begun is not whole this long after; 0: never. */
+  frameTimeoutMs: number;
+}
+
+/**
+ * The options of every peer connection of a node with `network`'s config: its liveness, its
+ * stream and frame deadlines, and one {@link WireBudget} of `network.wire`'s bounds, new for each
+ * call (a NetworkActor started again starts with an empty one: its connections closed).
+ * @example
+ * ```ts
+ * import { connectionOptionsOf, parseNodeConfig } from "./config.ts";
+ * const options = connectionOptionsOf(parseNodeConfig({}).network);
+ * console.log(options.budget?.maxHandlers); // 4096
+ * ```
+ */
+export function connectionOptionsOf(network: NodeConfig["network"]): ConnectionOptions {
+  const { streamCreditTimeoutMs, frameTimeoutMs, ...bounds } = network.wire;
+  return {
+    keepaliveMs: network.keepaliveMs,
+    idleTimeoutMs: network.idleTimeoutMs,
+    streamCreditTimeoutMs,
+    frameTimeoutMs,
+    budget: new WireBudget(bounds),
+  };
 }
 
 /**

@@ -29,12 +29,14 @@ import type { MessageDefinition } from "./message_registry.ts";
 import { EndMessage, ErrorMessage } from "./messages.ts";
 import {
   BusyError,
+  CreditTimeoutError,
   NoHandlerError,
   type ProtocolError,
   StreamCancelledError,
   UnexpectedMessageError,
 } from "./protocol_errors.ts";
 import { type ConnectionCore, errorCode, errorText } from "./_connection_common.ts";
+import type { WireBudget } from "./wire_budget.ts";
 
 /** Why a request is refused when the write budget is full. */
 const NOT_READING = "the peer is not reading our replies";
@@ -57,6 +59,16 @@ export interface HandlerContextBase {
   signal: AbortSignal;
 }
 
+/** The responder's bounds beyond its own `maxInbound`. */
+export interface ResponderLimits {
+  /** The node's budget shared by all its connections (`wire_budget.ts`), if any. */
+  budget?: WireBudget;
+  /** Who the peer is, for the budget's per-peer shares (its hex key, or this connection's label). */
+  peer: () => string;
+  /** End a served stream that had no credit for this long (0 = never). */
+  creditTimeoutMs: number;
+}
+
 /** A peer request we are handling. */
 interface InboundExchange {
   abort: AbortController;
@@ -75,6 +87,7 @@ export class Responder {
   readonly #handlers = new Map<string, AnyHandler>();
   readonly #inbound = new Map<number, InboundExchange>();
   readonly #context: (base: HandlerContextBase) => unknown;
+  readonly #limits: ResponderLimits;
   /** Admission `busy` answers queued or waiting for room (at most `#maxInbound`). */
   #busyAnswers = 0;
 
@@ -82,15 +95,18 @@ export class Responder {
    * @param core The connection.
    * @param maxInbound Most peer requests handled at once.
    * @param context Completes a handler context (adds the connection).
+   * @param limits The node's budget and the stream credit deadline.
    */
   constructor(
     core: ConnectionCore,
     maxInbound: number,
     context: (base: HandlerContextBase) => unknown,
+    limits: ResponderLimits,
   ) {
     this.#core = core;
     this.#maxInbound = maxInbound;
     this.#context = context;
+    this.#limits = limits;
   }
 
   /** Peer requests being handled. */
@@ -156,8 +172,19 @@ export class Responder {
       return this.#refuseBusy(new BusyError(this.#maxInbound, where));
     }
     const definition = this.#core.registry.get(envelope.type) as MessageDefinition;
-    if (!this.#core.hasRoom && (definition.reply || definition.chunk)) {
+    const answered = Boolean(definition.reply || definition.chunk);
+    if (!this.#core.hasRoom && answered) {
       return this.#refuseBusy(new BusyError(NOT_READING, where));
+    }
+    // Then the node's budget, shared by all its connections: its bytes (for a request that is
+    // answered, as above), then a handler slot, and a stream slot for a stream.
+    const { budget } = this.#limits;
+    const stream = Boolean(definition.chunk);
+    const peer = budget === undefined ? undefined : this.#limits.peer();
+    if (budget !== undefined && peer !== undefined) {
+      const refused = (answered ? budget.byteRefusal(peer) : undefined) ??
+        budget.admit(peer, stream);
+      if (refused !== undefined) return this.#refuseBusy(new BusyError(refused, where));
     }
     const exchange: InboundExchange = {
       abort: new AbortController(),
@@ -169,6 +196,7 @@ export class Responder {
     this.#run(envelope, handler, exchange, extra).finally(() => {
       this.#inbound.delete(envelope.id);
       exchange.wake?.();
+      if (peer !== undefined) budget?.release(peer, stream);
     });
   }
 
@@ -268,11 +296,26 @@ export class Responder {
       exchange.wake?.();
     };
     reader.closed.then(onSettled, onSettled);
+    const { creditTimeoutMs } = this.#limits;
+    const timers = this.#core.timers;
     try {
       for (;;) {
         while (exchange.credits === 0 && !signal.aborted && !settled) {
+          // No credit for creditTimeoutMs (credit that comes restarts it): the requester stopped
+          // reading, and the stream ends with a typed error instead of holding its handler.
+          let stalled = false;
+          const timer = creditTimeoutMs > 0
+            ? timers.setTimeout(() => {
+              stalled = true;
+              exchange.wake?.();
+            }, creditTimeoutMs)
+            : undefined;
           await new Promise<void>((resolve) => (exchange.wake = resolve));
           exchange.wake = null;
+          timers.clearTimeout(timer);
+          if (stalled && exchange.credits === 0 && !signal.aborted && !settled) {
+            throw new CreditTimeoutError(creditTimeoutMs, { envelopeId: re });
+          }
         }
         if (signal.aborted) return;
         const { done, value } = await reader.read();

@@ -55,6 +55,11 @@ export interface WriteQueueOptions {
    * taking a large chunk piece by piece is not taken for a peer that stopped reading.
    */
   transportBytes?: () => number | undefined;
+  /**
+   * Called with every change of the queued bytes (+ when a frame is handed to the writer, −
+   * when the transport takes it): the node's budget counts them (`wire_budget.ts`).
+   */
+  onQueued?: (delta: number) => void;
 }
 
 /**
@@ -80,6 +85,7 @@ export class WriteQueue {
   readonly #timers: ConnectionTimers;
   readonly #onWrite?: () => void;
   readonly #transportBytes?: () => number | undefined;
+  readonly #onQueued?: (delta: number) => void;
   /** `transportBytes` when progress was last stamped. */
   #lastTransportBytes: number | undefined;
   #waiters: Waiter[] = [];
@@ -102,6 +108,7 @@ export class WriteQueue {
     this.#timers = options.timers;
     this.#onWrite = options.onWrite;
     this.#transportBytes = options.transportBytes;
+    this.#onQueued = options.onQueued;
     this.#lastTransportBytes = this.#transportBytes?.();
   }
 
@@ -239,6 +246,7 @@ export class WriteQueue {
       for (const part of frame) {
         const size = part.byteLength;
         this.#queuedBytes += size;
+        this.#onQueued?.(size);
         writes.push(
           this.#writer.write(part).then(
             () => this.#taken(size),
@@ -256,6 +264,7 @@ export class WriteQueue {
 
   #taken(size: number): void {
     this.#queuedBytes -= size;
+    this.#onQueued?.(-size);
     this.#lastProgress = this.#timers.now();
     this.#lastTransportBytes = this.#transportBytes?.();
     while (this.#waiters.length > 0 && !this.#closed && this.#fits(this.#waiters[0].size)) {

@@ -61,6 +61,7 @@ import type {
 import { CORE_MESSAGES, createCoreRegistry, ErrorMessage, PingMessage } from "./messages.ts";
 import {
   ConnectionClosedError,
+  PeerTimeoutError,
   ProtocolError,
   UnexpectedMessageError,
   UnknownTypeError,
@@ -77,6 +78,7 @@ import type {
   OpenStreamOptions,
   RequestOptions,
 } from "./connection_options.ts";
+import type { WireBudget } from "./wire_budget.ts";
 import { authenticateTransport, type Session } from "./session_handshake.ts";
 import type { ConnectionCore, ControlFrame } from "./_connection_common.ts";
 import { Requester } from "./_connection_requester.ts";
@@ -89,12 +91,23 @@ import {
   InboundRouter,
 } from "./_connection_inbound.ts";
 import { Keepalive } from "./_connection_keepalive.ts";
+import { toHex } from "./hash.ts";
 import { decodeFrame } from "../streams/cbor_stream.ts";
 import { DEFAULT_MAX_FRAME_BYTES, FrameSplitter } from "../streams/length_prefixed_stream.ts";
 
 export type * from "./connection_options.ts";
 export { defineProtocol, type Protocol, type ProtocolOffer } from "./connection_protocols.ts";
 export { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
+export {
+  DEFAULT_NODE_MAX_HANDLERS,
+  DEFAULT_NODE_MAX_HANDLERS_PER_PEER,
+  DEFAULT_NODE_MAX_QUEUED_BYTES,
+  DEFAULT_NODE_MAX_STREAMS,
+  DEFAULT_NODE_MAX_STREAMS_PER_PEER,
+  WireBudget,
+  type WireBudgetOptions,
+  type WireBudgetStats,
+} from "./wire_budget.ts";
 export { DEFAULT_MAX_REFUSALS, DEFAULT_REFUSAL_WINDOW_MS } from "./_connection_inbound.ts";
 export {
   BUSY_RETRY_BACKOFF_MS,
@@ -112,6 +125,10 @@ const DEFAULT_CLOSE_GRACE_MS = 2_000;
 export const DEFAULT_KEEPALIVE_MS = 1_500;
 /** See {@link ConnectionOptions.idleTimeoutMs}. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
+/** See {@link ConnectionOptions.streamCreditTimeoutMs}. */
+export const DEFAULT_STREAM_CREDIT_TIMEOUT_MS = 120_000;
+/** See {@link ConnectionOptions.frameTimeoutMs}. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 60_000;
 /** Private constructor flag of {@link Connection.open}. */
 const START_AFTER_MACROTASK = Symbol("startAfterMacrotask");
 /** Private constructor option of {@link Connection.open}: bytes read before the transport's. */
@@ -135,6 +152,8 @@ const MAX_READ_BYTES = 256 * 1024;
  * (a few small reads) keeps it.
  */
 const SHRINK_AFTER_SMALL_READS = 64;
+/** Connections made so far: a connection without a peer key counts as its own peer in a budget. */
+let connectionsMade = 0;
 
 /**
  * A multiplexed message connection over a byte duplex. See the module doc. `await using`
@@ -158,6 +177,7 @@ export class Connection implements AsyncDisposable {
   readonly #requestTimeoutMs: number;
   readonly #streamWindow: number;
   readonly #closeGraceMs: number;
+  readonly #budget: WireBudget | undefined;
   readonly #router: InboundRouter;
   readonly #closed: Promise<void>;
   #resolveClosed!: () => void;
@@ -168,6 +188,14 @@ export class Connection implements AsyncDisposable {
   #session: Session | undefined;
   #protocols: NegotiatedProtocols | undefined;
   #nextId = 1;
+  /** Who the peer is in the node's budget: its hex key once the handshake proved it. */
+  #peerLabel = `connection ${++connectionsMade}`;
+  /** Bytes this connection counts in the node's budget now; given back whole at the end. */
+  #budgetBytes = 0;
+  #budgetReleased = false;
+  readonly #frameTimeoutMs: number;
+  /** Armed while a frame has begun and is not whole (`frameTimeoutMs`). */
+  #frameTimer: unknown;
   #framesReceived = 0;
   #droppedErrorReplies = 0;
 
@@ -186,6 +214,9 @@ export class Connection implements AsyncDisposable {
     this.#streamWindow = options?.streamWindow ?? DEFAULT_STREAM_WINDOW;
     this.#closeGraceMs = options?.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
     if (!(this.#streamWindow >= 1)) throw new RangeError("streamWindow must be >= 1");
+    this.#frameTimeoutMs = options?.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+    const budget = options?.budget;
+    this.#budget = budget;
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
 
     // Framing runs inline on both sides, not as TransformStreams: a stream stage costs more
@@ -200,6 +231,11 @@ export class Connection implements AsyncDisposable {
       timers: this.#timers,
       onWrite: () => this.#keepalive?.sent(),
       transportBytes: () => duplex.bytesWritten,
+      onQueued: budget === undefined ? undefined : (delta) => {
+        if (this.#budgetReleased) return;
+        this.#budgetBytes += delta;
+        budget.queued(delta);
+      },
     });
     const core = this.#core();
     this.#notices = new Notices({
@@ -219,6 +255,11 @@ export class Connection implements AsyncDisposable {
       core,
       options?.maxInboundRequests ?? DEFAULT_MAX_INBOUND_REQUESTS,
       (base): HandlerContext => ({ ...base, connection: this }),
+      {
+        budget,
+        peer: () => this.#peerLabel,
+        creditTimeoutMs: options?.streamCreditTimeoutMs ?? DEFAULT_STREAM_CREDIT_TIMEOUT_MS,
+      },
     );
     this.#router = new InboundRouter({
       core,
@@ -296,6 +337,7 @@ export class Connection implements AsyncDisposable {
 
   #adopt(session: Session, protocols: readonly Protocol[]): void {
     this.#session = session;
+    this.#peerLabel = toHex(session.peerKey);
     this.#protocols = new NegotiatedProtocols(protocols, session.peerProtocols);
     for (const p of protocols) this.#registry.register(...p.messages);
   }
@@ -623,7 +665,10 @@ export class Connection implements AsyncDisposable {
       else this.#router.refuse(frame.error);
     };
     try {
-      if (this.#leftover.byteLength > 0) this.#splitter.push(this.#leftover, onFrame);
+      if (this.#leftover.byteLength > 0) {
+        this.#splitter.push(this.#leftover, onFrame);
+        this.#frameDeadline();
+      }
       if (this.#reader instanceof ReadableStreamBYOBReader) {
         // A byte stream (a socket): each read lands in one buffer of ours, reused, that the
         // splitter only borrows (it gathers unfinished frames into their own buffer, and a
@@ -651,6 +696,7 @@ export class Connection implements AsyncDisposable {
           lent = value.buffer;
           this.#splitter.pushLent(value, onFrame);
           lent = null;
+          this.#frameDeadline();
         }
       } else {
         for (;;) {
@@ -661,6 +707,7 @@ export class Connection implements AsyncDisposable {
           }
           this.#keepalive.received();
           this.#splitter.push(value, onFrame);
+          this.#frameDeadline();
         }
       }
     } catch (error) {
@@ -675,8 +722,36 @@ export class Connection implements AsyncDisposable {
     }
     this.#readEnded = true;
     this.#timers.clearTimeout(this.#graceTimer);
+    this.#timers.clearTimeout(this.#frameTimer);
     this.#shutdown(failure);
+    this.#releaseBudgetBytes(this.#budget);
     this.#resolveClosed();
+  }
+
+  /**
+   * Arm the frame deadline when a read left a frame unfinished, clear it when none is: a frame
+   * must be whole within `frameTimeoutMs` of its first bytes, however many trickle in.
+   */
+  #frameDeadline(): void {
+    if (!this.#splitter.midFrame) {
+      if (this.#frameTimer !== undefined) this.#timers.clearTimeout(this.#frameTimer);
+      this.#frameTimer = undefined;
+      return;
+    }
+    if (this.#frameTimer !== undefined || this.#frameTimeoutMs <= 0) return;
+    const ms = this.#frameTimeoutMs;
+    this.#frameTimer = this.#timers.setTimeout(() => {
+      this.#frameTimer = undefined;
+      this.#shutdown(new PeerTimeoutError(`a frame begun ${ms} ms ago is not whole yet`));
+    }, ms);
+  }
+
+  /** The bytes still queued leave the node's count: the connection is done with its transport. */
+  #releaseBudgetBytes(budget: WireBudget | undefined): void {
+    if (this.#budgetReleased) return;
+    this.#budgetReleased = true;
+    budget?.queued(-this.#budgetBytes);
+    this.#budgetBytes = 0;
   }
 
   // -------------------------------------------------------------------------------------------

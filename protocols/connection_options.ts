@@ -12,6 +12,7 @@ import type { Identity } from "./identity.ts";
 import type { MessageRegistry } from "./message_registry.ts";
 import type { Protocol } from "./connection_protocols.ts";
 import type { ProtocolError, RemoteError } from "./protocol_errors.ts";
+import type { WireBudget } from "./wire_budget.ts";
 
 /** Options of a {@link Connection}. */
 export interface ConnectionOptions {
@@ -88,6 +89,26 @@ export interface ConnectionOptions {
    * (default 2 s: a live peer answers in a round trip; a dead one must not hold us open).
    */
   closeGraceMs?: number;
+  /**
+   * The node's budget shared by all its connections (`wire_budget.ts`; default none: this
+   * connection's own bounds only). Peer requests are also refused `busy` when it is spent.
+   */
+  budget?: WireBudget;
+  /**
+   * End a stream we serve with `credit_timeout` (its handler aborted, its source cancelled) when
+   * the requester granted no credit for this long (default 120 s, `DEFAULT_STREAM_CREDIT_TIMEOUT_MS`;
+   * 0 = never). A requester that never reads held the handler, and whatever its source holds,
+   * for as long as it kept the connection alive with pings. Above the inference worker's own
+   * 60 s reader stall (`inference/serve_inference.ts`), which ends a job with a better reason.
+   */
+  streamCreditTimeoutMs?: number;
+  /**
+   * Close with `peer_timeout` when a frame whose first bytes arrived is not whole this long
+   * after (default 60 s, `DEFAULT_FRAME_TIMEOUT_MS`; 0 = never): a peer that announces a large
+   * frame and sends a byte per keepalive period kept the connection, and its read buffer, for
+   * ever, since every byte counted as life. A maximal frame (1 MiB) in 60 s is 140 kbit/s.
+   */
+  frameTimeoutMs?: number;
   /** The clock of every timeout, keepalive and deadline (default the real one; tests fake it). */
   timers?: ConnectionTimers;
   /** Called for each inbound message this side refuses (for logs and metrics). */

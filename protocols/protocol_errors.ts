@@ -37,6 +37,7 @@ export const PROTOCOL_ERROR_CODES = [
   "request_timeout",
   "request_cancelled",
   "stream_cancelled",
+  "credit_timeout",
   "connection_closed",
   "peer_timeout",
   "too_many_refusals",
@@ -272,6 +273,26 @@ export class StreamCancelledError extends ProtocolError {
    */
   constructor(message: string, options?: ProtocolErrorOptions) {
     super("stream_cancelled", message, options);
+  }
+}
+
+/**
+ * A stream we serve ended because its requester granted no credit for `streamCreditTimeoutMs`:
+ * it stopped reading, and holding the handler (and what its source holds) for it would let any
+ * peer pin them for as long as it answers pings. The connection stays open.
+ */
+export class CreditTimeoutError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param timeoutMs How long the stream waited for credit.
+   * @param options The stream's coordinates.
+   */
+  constructor(timeoutMs: number, options?: ProtocolErrorOptions) {
+    super(
+      "credit_timeout",
+      `no credit for ${timeoutMs} ms: the requester stopped reading`,
+      options,
+    );
   }
 }
 

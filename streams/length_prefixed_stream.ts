@@ -165,6 +165,14 @@ export class FrameSplitter {
     return this.#buffer.byteLength + this.#pieces.reduce((n, p) => n + p.buffer.byteLength, 0);
   }
 
+  /**
+   * Whether a frame has begun and is not whole yet (some of its prefix or payload arrived): a
+   * connection gives such a frame a deadline (`frameTimeoutMs`).
+   */
+  get midFrame(): boolean {
+    return this.#length >= 0 || this.#headerFilled > 0;
+  }
+
   /** Feed a chunk; `onFrame` gets each payload completed by it, in order. */
   push(chunk: Uint8Array, onFrame: (payload: Uint8Array) => void): void {
     this.#push(chunk, onFrame, false);
