@@ -23,8 +23,9 @@ Usage: deno run [permissions] cli.ts <command> [options]
 Commands:
   start [--config FILE] [--port N] [--host H] [--data DIR] [--model DIR] [--no-ROLE]
                           run a node (roles: storage, inference, prover, validator)
-  infer [--url URL] [options] PROMPT
+  infer [--url URL] [options] PROMPT|-
                           stream a completion from a running node, token by token
+                          (-: the prompt is read from stdin)
   put [--private] [--key-file F] [--name N] [--mime T] [--progress] [--data DIR] FILE|DIR|-
                           store a file or directory; prints its CID (public: its IPFS UnixFS id)
   get CID [-o FILE] [--range START-END] [--key-file F] [--progress] [--data DIR]

@@ -21,13 +21,17 @@ export interface StorageAsker {
 
 /**
  * This node's StorageActor seen as a {@link StoragePeer}, so the peer-facing side of the
- * protocol goes through the actor that owns the store:
- * `serveStoragePeer(connection, new StorageActorPeer(storageRef, identity.publicKey))`.
+ * protocol goes through the actor that owns the store. `network/peer_services.ts` builds one for
+ * each connection with the key that connection's handshake authenticated, the remote peer's:
+ * `serveStoragePeer(connection, new StorageActorPeer(storageRef, peerKey))`. That key is only the
+ * label {@link id} and {@link publicKey} carry: no method reads it (a proof is bound to the
+ * StorageActor's own identity, and a chunk's writer is the connection's key, which
+ * `serveStoragePeer` passes as `from`).
  */
 export class StorageActorPeer implements StoragePeer {
-  /** Hex of the node's public key. */
+  /** Hex of {@link publicKey}. */
   readonly id: string;
-  /** The node's public key. */
+  /** The key it was built with: the remote peer's, as `network/peer_services.ts` builds it. */
   readonly publicKey: Uint8Array;
   readonly #ref: StorageAsker;
 
@@ -35,7 +39,8 @@ export class StorageActorPeer implements StoragePeer {
    * A peer backed by the StorageActor behind `ref`.
    *
    * @param ref The StorageActor's ref (anything with its `ask`).
-   * @param publicKey This node's public key.
+   * @param publicKey The key it goes by: the remote peer's on a served connection (a test
+   *   serving a node's own store passes that node's).
    */
   constructor(ref: StorageAsker, publicKey: Uint8Array) {
     this.#ref = ref;

@@ -41,7 +41,10 @@ if (names.includes("--help") || names.includes("-h")) {
 
 const unknown = names.filter((n) => !(BENCHES as readonly string[]).includes(n));
 if (unknown.length > 0) {
-  console.error(`unknown bench: ${unknown.join(", ")} (known: ${BENCHES.join(", ")})`);
+  console.error(
+    `error: unknown bench: ${unknown.join(", ")} (known: ${BENCHES.join(", ")}); see cli.ts ` +
+      "bench --help",
+  );
   Deno.exit(2);
 }
 

@@ -27,6 +27,7 @@ import {
   parseWholeNumber,
 } from "../node/number_flags.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
+import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
 import { terminalText } from "./_terminal_text.ts";
 
@@ -41,6 +42,11 @@ export interface InferCommandIo {
   stdoutIsTerminal?: boolean;
   /** Receives the summary line and errors. */
   stderr: (text: string) => void | Promise<void>;
+  /**
+   * Reads all of stdin, for the prompt `-`. The process's io reads its stdin to the end; an io
+   * without `stdin` has nothing there.
+   */
+  stdin?: () => Promise<string>;
   /** Aborting it cancels the job, as a stop signal does (exit 130). */
   signal?: AbortSignal;
   /**
@@ -67,14 +73,14 @@ export interface InferCommandIo {
 /** The node a bare `infer` talks to: the default local node. */
 export const DEFAULT_INFER_URL = "ws://127.0.0.1:8080";
 
-/** Exit status for a usage error, as is customary for command-line tools. */
-const EXIT_USAGE = 2;
 /** Exit status when the job or the connection failed. */
 const EXIT_FAILURE = 1;
 /** Exit status after a stop signal: 128 + SIGINT, as shells report. */
 const EXIT_INTERRUPTED = 130;
 
 const USAGE = `Usage: cli.ts infer [options] [PROMPT...]
+
+The words of PROMPT are joined with spaces; - reads the prompt from stdin.
 
   --url URL           node's API (default ${DEFAULT_INFER_URL}; /v1/stream is added)
   --model ID          model CID or name (default: the node's default model)
@@ -96,6 +102,7 @@ Ctrl-C cancels the job on the node and exits 130.
 
 Examples:
   deno run --allow-net cli.ts infer --max-tokens 32 "Once upon a time"
+  echo "Once upon a time" | deno run --allow-net cli.ts infer -
   VERIFLOW_API_KEY=KEY deno run --allow-net --allow-env=VERIFLOW_API_KEY cli.ts infer \\
     --url ws://HOST:8080 "Once upon a time"
 `;
@@ -111,6 +118,7 @@ function defaultIo(): InferCommandIo {
       await Deno.stderr.write(encoder.encode(text));
     },
     stdoutIsTerminal: Deno.stdout.isTerminal(),
+    stdin: () => new Response(Deno.stdin.readable).text(),
     env: (name) => Deno.env.get(name),
     onStopSignal: listenForStopSignals,
   };
@@ -152,7 +160,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     });
   } catch (error) {
     // `--modl` is told `did you mean --model?`, as `start` tells `--prot`.
-    await io.stderr(`${flagProblem(error, Object.keys(INFER_OPTIONS))}\n${USAGE}`);
+    await io.stderr(usageErrorText(flagProblem(error, Object.keys(INFER_OPTIONS)), USAGE));
     return EXIT_USAGE;
   }
   const { values, positionals } = parsed;
@@ -162,7 +170,12 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
   }
   // A job about a stored file may have no prompt of its own: the file is what the model reads.
   if (positionals.length === 0 && values.input === undefined) {
-    await io.stderr(`no prompt given\n${USAGE}`);
+    await io.stderr(
+      usageErrorText(
+        "no prompt given: give PROMPT, - to read it from stdin, or --input CID",
+        USAGE,
+      ),
+    );
     return EXIT_USAGE;
   }
   // Plain decimal only, as `start` reads numbers: Number() also takes "0x10" and "1e1".
@@ -177,24 +190,37 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
       : parseDecimalNumber(text);
     if (value === undefined) {
       const name = `--${flag}`;
-      await io.stderr(`${whole ? notWholeNumber(name, text) : notDecimalNumber(name, text)}\n`);
+      const problem = whole ? notWholeNumber(name, text) : notDecimalNumber(name, text);
+      await io.stderr(usageErrorText(problem, USAGE));
       return EXIT_USAGE;
     }
     const range = NUMBER_RANGES[flag];
     if (range !== undefined && (value < range[0] || value > range[1])) {
       // Said here, by the flag's name, rather than by the node as its wire field (`max_tokens`).
-      await io.stderr(`--${flag} ${text} is out of range: ${range[0]} to ${range[1]}\n`);
+      await io.stderr(
+        usageErrorText(`--${flag} ${text} is out of range: ${range[0]} to ${range[1]}`, USAGE),
+      );
       return EXIT_USAGE;
     }
     numbers[flag] = value;
   }
   const badUrl = checkUrl(values.url);
   if (badUrl !== undefined) {
-    await io.stderr(
+    await io.stderr(usageErrorText(
       `--url ${JSON.stringify(values.url)}: ${badUrl}; give the node's address, like ` +
-        `${DEFAULT_INFER_URL}\n`,
-    );
+        DEFAULT_INFER_URL,
+      USAGE,
+    ));
     return EXIT_USAGE;
+  }
+  // `-`, as `put -` and `import -` take it: the prompt is on stdin (a file's, a pipe's).
+  let prompt = positionals.join(" ");
+  if (positionals.length === 1 && positionals[0] === "-") {
+    prompt = withoutLastLineEnd(await (io.stdin?.() ?? Promise.resolve("")));
+    if (prompt === "" && values.input === undefined) {
+      await io.stderr(usageErrorText("no prompt on stdin (- reads the prompt from it)", USAGE));
+      return EXIT_USAGE;
+    }
   }
 
   // Ctrl-C (or io.signal) interrupts: while connecting it gives up; while the job runs it sends
@@ -235,7 +261,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     }
     try {
       job = client.infer({
-        prompt: positionals.join(" "),
+        prompt,
         model: values.model,
         max_tokens: numbers["max-tokens"],
         temperature: numbers["temperature"],
@@ -282,6 +308,14 @@ const NUMBER_RANGES: Partial<Record<(typeof NUMBER_FLAGS)[number][0], [number, n
   "top-k": [0, 1 << 20],
   "top-p": [0, 1],
 };
+
+/**
+ * `text` without the one line end that closes it: `echo hi | infer -` asks about "hi", as the
+ * prompt typed on the command line would; any other whitespace is the prompt's own.
+ */
+function withoutLastLineEnd(text: string): string {
+  return text.replace(/\r?\n$/, "");
+}
 
 /** A seed: a whole number in decimal digits, which may be negative (the node takes an int64). */
 function parseSeed(text: string): number | undefined {

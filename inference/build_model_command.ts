@@ -15,6 +15,8 @@
 import { TRAINED_BUILTIN_MODELS } from "./builtin_model.ts";
 import { parseArgs } from "node:util";
 import { parseWholeNumber } from "../node/number_flags.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
+import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import {
   buildGptModel,
   buildMlpModel,
@@ -40,6 +42,15 @@ Examples:
   deno run -A cli.ts build-model --out models/tiny
   deno run -A cli.ts build-model --size small --seed 1 --out models/small`;
 
+/** `build-model`'s flags, as parseArgs takes them (and as a mistyped flag is matched against). */
+const BUILD_MODEL_OPTIONS = {
+  kind: { type: "string", default: "gpt" },
+  size: { type: "string", default: "tiny" },
+  seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
+  out: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /**
  * Parse the command arguments and build; returns the process exit code (0 ok, 1 the directory
  * cannot be written, 2 usage).
@@ -49,19 +60,11 @@ Examples:
 export async function runBuildModel(args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        kind: { type: "string", default: "gpt" },
-        size: { type: "string", default: "tiny" },
-        seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
-        out: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
+    ({ values } = parseArgs({ args, options: BUILD_MODEL_OPTIONS }));
   } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 2;
+    // `--sed` is told `did you mean --seed?`, as every command tells a mistyped flag.
+    console.error(usageErrorText(flagProblem(error, Object.keys(BUILD_MODEL_OPTIONS)), USAGE));
+    return EXIT_USAGE;
   }
   if (values.help) {
     console.log(USAGE);
@@ -70,8 +73,8 @@ export async function runBuildModel(args: string[]): Promise<number> {
   // The first bad flag is named with what it takes, then the usage (as calibrate's). The seed in
   // decimal digits only, as `start` reads numbers: Number() takes "" as 0 and "0x10" as 16.
   const bad = (line: string) => {
-    console.error(`${line}\n${USAGE}`);
-    return 2;
+    console.error(usageErrorText(line, USAGE));
+    return EXIT_USAGE;
   };
   const seed = parseWholeNumber(values.seed);
   if (!["gpt", "mlp"].includes(values.kind)) {
@@ -88,11 +91,10 @@ export async function runBuildModel(args: string[]): Promise<number> {
   if (values.kind === "gpt" && trained !== undefined) {
     // Its weights come from training, not from a seed: building would give a random model
     // under the trained one's name.
-    console.error(
+    return bad(
       `${values.size} is a trained model: the node installs the checked-in weights ` +
         `(model.onnx CID ${trained.cid}); to reproduce them: ${trained.command}`,
     );
-    return 2;
   }
   const started = performance.now();
   let built: BuiltModel;

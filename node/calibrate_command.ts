@@ -35,10 +35,8 @@ import { flagProblem } from "./_unknown_flag.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
 import { commandDataDir } from "./default_data_dir.ts";
 import { CALIBRATE_USAGE } from "./calibrate_help.ts";
+import { EXIT_USAGE, usageErrorText } from "./usage_error_text.ts";
 
-/** Where the node keeps its data unless told otherwise (as `cli.ts start`). */
-/** Exit status for a usage error. */
-const EXIT_USAGE = 2;
 /**
  * Exit status when the measured profile fails its own self-check (nothing is saved), or the
  * model cannot be loaded or installed, or the profile written.
@@ -97,7 +95,7 @@ export async function runCalibrate(
     ({ values } = parseArgs({ args, strict: true, options: flags }));
   } catch (error) {
     // A mistyped flag with the one it is near (`--job` → `--jobs`), as the other commands say it.
-    console.error(`error: ${flagProblem(error, Object.keys(flags))}\n${CALIBRATE_USAGE}`);
+    console.error(usageErrorText(flagProblem(error, Object.keys(flags)), CALIBRATE_USAGE));
     return EXIT_USAGE;
   }
   if (values.help) {
@@ -124,7 +122,7 @@ export async function runCalibrate(
   const precisions = values.precisions.split(",") as JobPrecision[];
   // The first bad flag is named with what it takes, then the usage (as parseArgs' own errors).
   const bad = (line: string) => {
-    console.error(`${line}\n${CALIBRATE_USAGE}`);
+    console.error(usageErrorText(line, CALIBRATE_USAGE));
     return EXIT_USAGE;
   };
   if (jobs === undefined) return bad(`--jobs expects a positive integer, got "${values.jobs}"`);

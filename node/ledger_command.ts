@@ -21,6 +21,7 @@ import { DataDirLock } from "./data_dir_lock.ts";
 import { CorruptIdentityError, IDENTITY_FILE } from "./node_identity.ts";
 import { commandDataDir } from "./default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
+import { EXIT_USAGE, usageErrorText } from "./usage_error_text.ts";
 
 /** Where the command's lines go (the console by default; tests capture them). */
 export interface CommandOutput {
@@ -46,8 +47,8 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
   try {
     parsed = parseArgs({ args, allowPositionals: true, options });
   } catch (error) {
-    io.err(`error: ${flagProblem(error, Object.keys(options))}\n\n${LEDGER_USAGE}`);
-    return 2;
+    io.err(usageErrorText(flagProblem(error, Object.keys(options)), LEDGER_USAGE));
+    return EXIT_USAGE;
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -57,12 +58,12 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
   const [action, ...extra] = positionals;
   if ((action !== "verify" && action !== "repair") || extra.length > 0) {
     const why = action === undefined
-      ? ""
+      ? "missing the ledger action (verify or repair)"
       : action !== "verify" && action !== "repair"
       ? `unknown ledger action ${JSON.stringify(action)} (it takes verify or repair)`
       : `unexpected ${JSON.stringify(extra.join(" "))} after ledger ${action} (flags only)`;
-    io.err(`${why === "" ? "" : `error: ${why}\n\n`}${LEDGER_USAGE}`);
-    return 2;
+    io.err(usageErrorText(why, LEDGER_USAGE));
+    return EXIT_USAGE;
   }
   const dataDir = commandDataDir(values.data);
   try {

@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { unknownFlagMessage } from "./_unknown_flag.ts";
+import { flagProblem, unknownFlagMessage } from "./_unknown_flag.ts";
 import {
   ConfigError,
   type ConfigLayer,
@@ -250,7 +250,12 @@ function parseStartFlags(args: string[]) {
     if (token.kind !== "option" || Object.hasOwn(START_OPTIONS, token.name)) continue;
     throw new StartUsageError(unknownFlagMessage(token.rawName, known));
   }
-  return parseArgs({ args, strict: true, options: START_OPTIONS });
+  try {
+    return parseArgs({ args, strict: true, options: START_OPTIONS });
+  } catch (error) {
+    // `--port` with no value: said as every command says it (`--port needs a value`).
+    throw new StartUsageError(flagProblem(error, Object.keys(START_OPTIONS)), { cause: error });
+  }
 }
 
 /** Parse `start` flags (and `env`) into a validated configuration; see {@link resolveStartConfig}. */

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { flagProblem } from "./_unknown_flag.ts";
+import { EXIT_USAGE, usageErrorText } from "./usage_error_text.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { toHex } from "../protocols/hash.ts";
@@ -92,12 +93,17 @@ Exit codes: 0 built · 1 it could not be written · 2 bad flags.`;
 export async function runModel(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "build") return await runBuildModel(rest);
-  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
+  if (sub === "--help" || sub === "-h" || sub === "help") {
     console.log(MODEL_HELP);
-    return sub === undefined ? 2 : 0;
+    return 0;
   }
-  console.error(`error: unknown model command "${sub}" (try: model build --out DIR)`);
-  return 2;
+  console.error(usageErrorText(
+    sub === undefined
+      ? "missing the model command (build)"
+      : `unknown model command "${sub}" (try: model build --out DIR)`,
+    MODEL_HELP,
+  ));
+  return EXIT_USAGE;
 }
 
 /** A child Deno running `script` with `args`; its exit code. */

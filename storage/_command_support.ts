@@ -10,14 +10,18 @@
  */
 import { listenForStopSignals } from "../node/stop_signals.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
+import { EXIT_USAGE, operandProblem, usageErrorText } from "../node/usage_error_text.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
 import { formatBytes } from "./progress_bar.ts";
 
-/** A bad command line: its message is the usage text or what is wrong; exit code 2. */
+/**
+ * A bad command line: its message says what is wrong; exit code 2, the message on an `error:`
+ * line with where to read the command's usage (see {@link reportErrors}).
+ */
 export class UsageError extends VeriflowError {
-  /** @param message What is wrong, or the usage text. */
+  /** @param message What is wrong. */
   constructor(message: string) {
     super("usage", message);
   }
@@ -107,8 +111,9 @@ export function failedPut(error: unknown, stored: { objects: number; bytes: numb
 export type ParsedArgs = { values: Record<string, unknown>; positionals: string[] };
 
 /**
- * Parse `args` against `options`; on `--help`/`-h` (when `options` has no `help` of its own) or
- * a bad argument, print `text` and answer the exit code instead.
+ * Parse `args` against `options`; on `--help`/`-h` (when `options` has no `help` of its own)
+ * print `text` and answer 0; on a bad argument, print what is wrong as an `error:` line, then
+ * `text`, and answer 2.
  */
 export function parseCommand(
   args: string[],
@@ -122,9 +127,24 @@ export function parseCommand(
     return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs;
   } catch (error) {
     // `--privat` is told `did you mean --private?`, as `start` tells `--prot`.
-    console.error(flagProblem(error, [...Object.keys(options), "help"]));
-    return usage(text, 2);
+    console.error(usageErrorText(flagProblem(error, [...Object.keys(options), "help"]), text));
+    return EXIT_USAGE;
   }
+}
+
+/**
+ * When `positionals` are not exactly the operands `names` (each with what it is for), print what
+ * is wrong as an `error:` line, then `text`, and answer 2; `undefined` when they are.
+ */
+export function wrongOperands(
+  positionals: readonly string[],
+  names: readonly (readonly [name: string, what: string])[],
+  text: string,
+): number | undefined {
+  const problem = operandProblem(positionals, names);
+  if (problem === undefined) return undefined;
+  console.error(usageErrorText(problem, text));
+  return EXIT_USAGE;
 }
 
 /** `1 file`, `2 files`: a count and its noun, in the plural unless it is one. */
@@ -138,15 +158,23 @@ export function usage(text: string, code: number): number {
   return code;
 }
 
-/** Run a command's body and turn its failure into an exit code and one line on stderr. */
-export async function reportErrors(body: () => Promise<void>): Promise<number> {
+/**
+ * Run a command's body and turn its failure into an exit code and one line on stderr. A
+ * {@link UsageError}'s line (a flag's value the body refused: `--range 5-1`) ends with where to
+ * read the usage of `command` (`put`), when given: kept to one line, as every other failure is.
+ */
+export async function reportErrors(
+  body: () => Promise<void>,
+  command?: string,
+): Promise<number> {
   try {
     await body();
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(error.message);
-      return 2;
+      const hint = command === undefined ? "" : ` (see cli.ts ${command} --help)`;
+      console.error(`error: ${error.message}${hint}`);
+      return EXIT_USAGE;
     }
     if (error instanceof InterruptedError) {
       console.error(`interrupted: ${error.message}`);

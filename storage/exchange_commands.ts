@@ -23,9 +23,9 @@ import {
   InterruptedError,
   parseCommand,
   reportErrors,
-  usage,
   UsageError,
   writeOutput,
+  wrongOperands,
 } from "./_command_support.ts";
 import { DEFAULT_NODE_URL, EXPORT_USAGE, IMPORT_USAGE, SHARE_USAGE } from "./exchange_help.ts";
 
@@ -36,7 +36,12 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
     output: { type: "string", short: "o" },
   }, EXPORT_USAGE);
   if (typeof parsed === "number") return parsed;
-  if (parsed.positionals.length !== 1) return usage(EXPORT_USAGE, 2);
+  const wrong = wrongOperands(
+    parsed.positionals,
+    [["CID", "the file or directory to export"]],
+    EXPORT_USAGE,
+  );
+  if (wrong !== undefined) return wrong;
   const [cid] = parsed.positionals;
   return await reportErrors(async () => {
     const dir = dataDir(parsed.values);
@@ -49,14 +54,19 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
       isLegacyManifest: (c) => store.isLegacyManifest(c),
     });
     await writeOutput(car, parsed.values.output as string | undefined, io);
-  });
+  }, "export");
 }
 
 /** `import FILE`: store a CAR's blocks, verified, and pin its roots. */
 export async function runImport(args: string[]): Promise<number> {
   const parsed = parseCommand(args, { data: { type: "string" } }, IMPORT_USAGE);
   if (typeof parsed === "number") return parsed;
-  if (parsed.positionals.length !== 1) return usage(IMPORT_USAGE, 2);
+  const wrong = wrongOperands(
+    parsed.positionals,
+    [["FILE", "the CAR file to import; - for stdin"]],
+    IMPORT_USAGE,
+  );
+  if (wrong !== undefined) return wrong;
   const [path] = parsed.positionals;
   return await reportErrors(async () => {
     // The file first: one that is not there must not leave a new, empty store in --data.
@@ -89,7 +99,7 @@ export async function runImport(args: string[]): Promise<number> {
     } finally {
       await pending.release();
     }
-  });
+  }, "import");
 }
 
 /**
@@ -128,9 +138,16 @@ export async function runShare(
   }, SHARE_USAGE);
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
+  // `share revoke` without its ID is told so, not taken for the file with the CID "revoke".
+  const wrong = wrongOperands(
+    positionals,
+    SHARE_OPERANDS[positionals[0]] ?? SHARE_CID,
+    SHARE_USAGE,
+  );
+  if (wrong !== undefined) return wrong;
   const dir = dataDir(values);
   return await reportErrors(async () => {
-    if (positionals[0] === "revoke" && positionals.length === 2) {
+    if (positionals[0] === "revoke") {
       // A mistyped --data is named as such, not taken for a share that is not there.
       // Opened as the node opens it: a crashed create's temporaries are swept here too.
       const shares = await ShareStore.open(await existingStoreDir(dir));
@@ -139,7 +156,7 @@ export async function runShare(
       console.log(`revoked ${positionals[1]}`);
       return;
     }
-    if (positionals[0] === "open" && positionals.length === 2) {
+    if (positionals[0] === "open") {
       const password = values.password ? await readPassword() : undefined;
       const { stream } = await openShareLink(positionals[1], {
         password,
@@ -148,7 +165,6 @@ export async function runShare(
       await writeOutput(stream, values.output as string | undefined, io, { private: true });
       return;
     }
-    if (positionals.length !== 1) throw new UsageError(SHARE_USAGE);
     const [cid] = positionals;
     const now = Date.now();
     const expiresAt = values.expires === undefined
@@ -175,8 +191,17 @@ export async function runShare(
       ? "until revoked"
       : `until ${new Date(expiresAt).toISOString()}`;
     console.error(`share ${record.id} opens ${cid} ${until}; revoke: share revoke ${record.id}`);
-  });
+  }, "share");
 }
+
+/** `share CID`'s operand. */
+const SHARE_CID = [["CID", "the private file to share, as put --private printed it"]] as const;
+
+/** The operands of `share revoke` and `share open`, by their first word. */
+const SHARE_OPERANDS: Record<string, readonly (readonly [string, string])[]> = {
+  revoke: [["revoke", "the action"], ["ID", "the share to revoke, as share printed it"]],
+  open: [["open", "the action"], ["LINK", "the link share printed"]],
+};
 
 /**
  * `30s`, `15m`, `24h`, `7d` → milliseconds. A duration of none (`0s`) is refused: the link it

@@ -35,6 +35,7 @@ import {
   usage,
   UsageError,
   writeOutput,
+  wrongOperands,
 } from "./_command_support.ts";
 import { GC_USAGE, GET_USAGE, LS_USAGE, PUT_USAGE } from "./storage_help.ts";
 import { MAX_FILE_LABEL_CHARS, MEDIA_TYPE } from "../protocols/media_type.ts";
@@ -54,7 +55,12 @@ export async function runPut(args: string[]): Promise<number> {
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   if (values.help) return usage(PUT_USAGE, 0);
-  if (positionals.length !== 1) return usage(PUT_USAGE, 2);
+  const wrong = wrongOperands(
+    positionals,
+    [["FILE", "the file or directory to store; - for stdin"]],
+    PUT_USAGE,
+  );
+  if (wrong !== undefined) return wrong;
   const [path] = positionals;
   const dataDir = commandDataDir(values.data);
   return await reportErrors(async () => {
@@ -126,7 +132,7 @@ export async function runPut(args: string[]): Promise<number> {
       bar?.stop();
       await pending.release();
     }
-  });
+  }, "put");
 }
 
 /**
@@ -173,7 +179,12 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   if (values.help) return usage(GET_USAGE, 0);
-  if (positionals.length !== 1) return usage(GET_USAGE, 2);
+  const wrong = wrongOperands(
+    positionals,
+    [["CID", "the file to read, as put printed it"]],
+    GET_USAGE,
+  );
+  if (wrong !== undefined) return wrong;
   const [cid] = positionals;
   const dataDir = commandDataDir(values.data);
   const output = values.output as string | undefined;
@@ -221,7 +232,7 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
     } finally {
       bar?.stop();
     }
-  });
+  }, "get");
 }
 
 /**
@@ -256,7 +267,8 @@ export async function runLs(args: string[]): Promise<number> {
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   if (values.help) return usage(LS_USAGE, 0);
-  if (positionals.length !== 0) return usage(LS_USAGE, 2);
+  const wrong = wrongOperands(positionals, [], LS_USAGE);
+  if (wrong !== undefined) return wrong;
   const dataDir = commandDataDir(values.data);
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
@@ -317,7 +329,7 @@ export async function runLs(args: string[]): Promise<number> {
           `unpinned file's): \`cli.ts gc\` removes them once older than the grace period`,
       );
     }
-  });
+  }, "ls");
 }
 
 /** Objects of `store` that are neither in `reached` nor held for a peer. */
@@ -391,7 +403,8 @@ export async function runGc(args: string[]): Promise<number> {
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   if (values.help) return usage(GC_USAGE, 0);
-  if (positionals.length !== 0) return usage(GC_USAGE, 2);
+  const wrong = wrongOperands(positionals, [], GC_USAGE);
+  if (wrong !== undefined) return wrong;
   const dataDir = commandDataDir(values.data);
   return await reportErrors(async () => {
     const graceMs = wholeNumberFlag("--grace-ms", values["grace-ms"]);
@@ -414,7 +427,7 @@ export async function runGc(args: string[]): Promise<number> {
       `removed ${countOf(result.removed, "object")} (${formatBytes(result.freedBytes)}); kept ` +
         `${result.kept} referenced and ${result.young} younger than the grace period${abandoned}`,
     );
-  });
+  }, "gc");
 }
 
 /**

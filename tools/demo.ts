@@ -36,6 +36,7 @@ import { loadOrCreateIdentity } from "../node/node_identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { NodeProcess } from "./node_process.ts";
 import { rankPeers } from "../storage/rendezvous.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
 
 /** Exit status for a bad flag, as every `cli.ts` command answers one. */
 const EXIT_USAGE = 2;
@@ -45,8 +46,10 @@ function parseFlags(args: string[]): { quiet?: boolean } {
   try {
     return parseArgs({ args, strict: true, options: { quiet: { type: "boolean" } } }).values;
   } catch (error) {
+    // `--quite` is told `did you mean --quiet?`, as every command tells a mistyped flag.
     console.error(
-      `error: ${(error as Error).message} (usage: cli.ts demo [--quiet]; see cli.ts demo --help)`,
+      `error: ${flagProblem(error, ["quiet"])} (usage: cli.ts demo [--quiet]; see cli.ts demo ` +
+        "--help)",
     );
     Deno.exit(EXIT_USAGE);
   }

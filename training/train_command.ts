@@ -43,6 +43,8 @@ import { TrainingError } from "./training_error.ts";
 import { renderLossChart } from "./loss_chart.ts";
 import { WorkerTrainerEngine } from "./trainer_engine.ts";
 import { DEFAULT_EVAL_SAMPLES, TRAIN_USAGE } from "./train_help.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
+import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 
 /** Nats → bits. */
 const BITS_PER_NAT = 1 / Math.LN2;
@@ -348,6 +350,30 @@ function decimalFlag(name: string, raw: string): number {
   return value;
 }
 
+/** `train`'s flags, as parseArgs takes them (and as a mistyped flag is matched against). */
+const TRAIN_OPTIONS = {
+  trainers: { type: "string", default: "2" },
+  rounds: { type: "string", default: "10" },
+  steps: { type: "string", default: "50" },
+  size: { type: "string", default: "tiny" },
+  layers: { type: "string" },
+  width: { type: "string" },
+  heads: { type: "string" },
+  context: { type: "string" },
+  seed: { type: "string", default: "0" },
+  out: { type: "string" },
+  minutes: { type: "string" },
+  batch: { type: "string" },
+  "sample-bytes": { type: "string" },
+  lr: { type: "string" },
+  "eval-samples": { type: "string" },
+  "corpus-limit": { type: "string" },
+  backend: { type: "string", default: "wasm" },
+  "keep-rounds": { type: "boolean" },
+  "log-format": { type: "string", default: "text" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /**
  * Parse the command arguments and train; returns the process exit code (0 done, 1 the
  * training failed, 2 bad flags).
@@ -358,31 +384,7 @@ export async function runTrain(args: string[]): Promise<number> {
   let options: TrainRunOptions;
   let json: boolean;
   try {
-    const { values } = parseArgs({
-      args,
-      options: {
-        trainers: { type: "string", default: "2" },
-        rounds: { type: "string", default: "10" },
-        steps: { type: "string", default: "50" },
-        size: { type: "string", default: "tiny" },
-        layers: { type: "string" },
-        width: { type: "string" },
-        heads: { type: "string" },
-        context: { type: "string" },
-        seed: { type: "string", default: "0" },
-        out: { type: "string" },
-        minutes: { type: "string" },
-        batch: { type: "string" },
-        "sample-bytes": { type: "string" },
-        lr: { type: "string" },
-        "eval-samples": { type: "string" },
-        "corpus-limit": { type: "string" },
-        backend: { type: "string", default: "wasm" },
-        "keep-rounds": { type: "boolean" },
-        "log-format": { type: "string", default: "text" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    const { values } = parseArgs({ args, options: TRAIN_OPTIONS });
     if (values.help) {
       console.log(TRAIN_USAGE);
       return 0;
@@ -454,8 +456,9 @@ export async function runTrain(args: string[]): Promise<number> {
       keepRounds: values["keep-rounds"] ?? false,
     };
   } catch (error) {
-    console.error(`train: ${(error as Error).message}\n\n${TRAIN_USAGE}`);
-    return 2;
+    // What parseArgs refused (`--rouds`: did you mean --rounds?) or a flag's value did not pass.
+    console.error(usageErrorText(flagProblem(error, Object.keys(TRAIN_OPTIONS)), TRAIN_USAGE));
+    return EXIT_USAGE;
   }
 
   const view = json ? new JsonView() : new TextView(options, Deno.stdout.isTerminal());

@@ -27,13 +27,13 @@ async function calibrate(
 
 Deno.test("calibrate names the bad flag and why on its first line, and exits 2", async () => {
   const cases: [string[], RegExp][] = [
-    [["--jobs", "abc"], /^--jobs expects a positive integer, got "abc"$/],
-    [["--tokens", "0"], /^--tokens expects a positive integer, got "0"$/],
-    [["--seed=-1"], /^--seed expects a non-negative integer, got "-1"$/],
-    [["--threads", "1,x"], /^--threads expects positive integers/],
-    [["--reference-threads", "0"], /^--reference-threads expects a positive integer/],
-    [["--precisions", "fp32,fp8"], /^--precisions expects .*, got "fp8"$/],
-    [["--model-size", "huge"], /^--model-size expects .*, got "huge"$/],
+    [["--jobs", "abc"], /^error: --jobs expects a positive integer, got "abc"$/],
+    [["--tokens", "0"], /^error: --tokens expects a positive integer, got "0"$/],
+    [["--seed=-1"], /^error: --seed expects a non-negative integer, got "-1"$/],
+    [["--threads", "1,x"], /^error: --threads expects positive integers/],
+    [["--reference-threads", "0"], /^error: --reference-threads expects a positive integer/],
+    [["--precisions", "fp32,fp8"], /^error: --precisions expects .*, got "fp8"$/],
+    [["--model-size", "huge"], /^error: --model-size expects .*, got "huge"$/],
   ];
   for (const [args, first] of cases) {
     const r = await calibrate(args);
@@ -88,7 +88,7 @@ Deno.test("calibrate that cannot load the model, install the built-in one or sav
     // A seed for the trained size is a flag it does not take: a usage error.
     const seeded = await calibrate(["--seed", "3", "--data", data]);
     assert.equal(seeded.code, 2);
-    assert.match(seeded.first, /^the trained model brown has one set of weights/);
+    assert.match(seeded.first, /^error: the trained model brown has one set of weights/);
   } finally {
     await Deno.remove(data, { recursive: true });
   }

@@ -64,10 +64,10 @@ Deno.test('number flags of gc, put, calibrate and build-model are read as start 
     for (const text of ["", "1e3", "0x10"]) {
       const gc = await capture(() => runGc(["--data", data, "--grace-ms", text]));
       assert.equal(gc.code, 2, `gc --grace-ms "${text}": ${gc.out}`);
-      assert.match(gc.err, /^--grace-ms expects a whole number in decimal digits/);
+      assert.match(gc.err, /^error: --grace-ms expects a whole number in decimal digits/);
       const put = await capture(() => runPut(["--data", data, "--quota", text, file]));
       assert.equal(put.code, 2, `put --quota "${text}": ${put.out}`);
-      assert.match(put.err, /^--quota expects a whole number in decimal digits/);
+      assert.match(put.err, /^error: --quota expects a whole number in decimal digits/);
     }
     // Never measured: a stand-in that says so if the flags were taken.
     const calibrate = () => Promise.reject(new Error("the bad flag was taken"));
@@ -77,13 +77,13 @@ Deno.test('number flags of gc, put, calibrate and build-model are read as start 
           .catch((error) => (console.error(String(error)), -1))
       );
       assert.equal(r.code, 2, `calibrate ${args.join(" ")}: ${r.err}`);
-      assert.match(r.err, new RegExp(`^${args[0]} expects`));
+      assert.match(r.err, new RegExp(`^error: ${args[0]} expects`));
     }
     for (const text of ["", "0x10", "1e3"]) {
       const out = join(dir, "model");
       const r = await capture(() => runBuildModel(["--seed", text, "--out", out]));
       assert.equal(r.code, 2, `build-model --seed "${text}": ${r.out}`);
-      assert.match(r.err, /^--seed expects/);
+      assert.match(r.err, /^error: --seed expects/);
       assert.equal(await exists(out), false);
     }
   } finally {
@@ -95,10 +95,10 @@ Deno.test("build-model names the flag at fault and what it takes on its first li
   const dir = await Deno.makeTempDir();
   try {
     const cases: [string[], RegExp][] = [
-      [["--size", "huge", "--out", dir], /^--size expects tiny or small, got "huge"$/],
-      [["--size", "constructor", "--out", dir], /^--size expects tiny or small/],
-      [["--kind", "cnn", "--out", dir], /^--kind expects gpt or mlp, got "cnn"$/],
-      [["--size", "tiny"], /^--out DIR is missing/],
+      [["--size", "huge", "--out", dir], /^error: --size expects tiny or small, got "huge"$/],
+      [["--size", "constructor", "--out", dir], /^error: --size expects tiny or small/],
+      [["--kind", "cnn", "--out", dir], /^error: --kind expects gpt or mlp, got "cnn"$/],
+      [["--size", "tiny"], /^error: --out DIR is missing/],
     ];
     for (const [args, first] of cases) {
       const r = await capture(() => runBuildModel(args));

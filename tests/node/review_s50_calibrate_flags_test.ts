@@ -29,7 +29,7 @@ Deno.test("calibrate refuses --model-size or --seed beside --model with exit 2 n
       }
       const first = lines.join("\n").split("\n")[0];
       assert.equal(code, 2, `${extra.join(" ")}: ${first}`);
-      assert.match(first, new RegExp(`^${extra[0]} has no effect beside --model`));
+      assert.match(first, new RegExp(`^error: ${extra[0]} has no effect beside --model`));
     }
     // Either alone is still taken: a missing DIR is the work failing (1), not a bad flag.
     const { error } = console;

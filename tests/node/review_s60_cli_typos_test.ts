@@ -43,7 +43,8 @@ Deno.test("infer: an unknown flag is named with the flag it is near", async () =
   const io = { stdout: () => {}, stderr: (t: string) => void err.push(t) };
   assertEquals(await runInfer(["--modl", "x", "hi"], io), 2);
   const said = err.join("");
-  assert(said.startsWith("unknown flag --modl (did you mean --model?)\n"), said);
+  // Stop 65: after `error: `, as every command's usage errors are.
+  assert(said.startsWith("error: unknown flag --modl (did you mean --model?)\n"), said);
   assert(!said.includes("positional argument"), said);
 });
 
