@@ -39,9 +39,14 @@
  * - last, the announcement of each peer's assigned receipt this node's validator recorded and
  *   passed on (a relay's: another node's assignment), while it is pending here inside the window:
  *   passed on to no ledger (none connected, or each refused it), it reached none past this node,
- *   and a ledger that connected to this node only paid the honest worker nothing. Memory only,
- *   bounded apart from this node's own ({@link CatchUp.addRelayed}; review s62,
- *   `tests/network/review_s62_relay_no_validator_test.ts`).
+ *   and a ledger that connected to this node only paid the honest worker nothing. Bounded apart
+ *   from this node's own ({@link CatchUp.addRelayed}; review s62,
+ *   `tests/network/review_s62_relay_no_validator_test.ts`); kept on disk
+ *   (`<ledger dir>/catch-up-relayed/`, {@link CATCH_UP_RELAYED_DIR}) and read back at the next
+ *   start: memory only until review s65, a restart of the relay lost them, and a requester that
+ *   announced to the relay alone and never talked to another ledger (gone, or hostile) left the
+ *   honest worker paid in the relay's ledger and unpaid in every ledger that met it afterwards
+ *   (`tests/network/review_s65_relay_restart_test.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
  * fraud proofs of at most {@link MAX_CATCH_UP_FRAUD_PROOF_BYTES} in all, and
@@ -190,6 +195,12 @@ export const CATCH_UP_DIR = "catch-up";
 export const CATCH_UP_VERDICTS_DIR = "catch-up-verdicts";
 
 /**
+ * The folder of kept announcements of peers' assigned receipts this node passed on (a relay's),
+ * under the ledger's directory, one file each by receipt id (review s65).
+ */
+export const CATCH_UP_RELAYED_DIR = "catch-up-relayed";
+
+/**
  * Most convictions kept. A confirmed fraud proof is a staked worker slashed in this ledger; 64
  * inside one challenge window (10 minutes by default) is a rate of cheats far past what a
  * network that slashes them sees, so this is reached only under a flood of convictions, and past
@@ -259,7 +270,7 @@ export class CatchUp {
   readonly #receipts: CatchUpReceipts;
   /**
    * The announcements of peers' assigned receipts this node passed on, pending here (a relay's,
-   * review s62): sent last, in memory only, bounded apart from this node's own.
+   * review s62): sent last, bounded apart from this node's own, kept on disk (review s65).
    */
   readonly #relayed: CatchUpReceipts;
   /** Where the convictions are kept on disk; none: memory only. */
@@ -277,8 +288,8 @@ export class CatchUp {
   #log: (line: string) => void = () => {};
 
   /**
-   * A catch-up kept in memory only, or, with `ledgerDir`, whose convictions and verdicts are
-   * kept on disk there (read back by {@link CatchUp.read}).
+   * A catch-up kept in memory only, or, with `ledgerDir`, whose convictions, verdicts and
+   * announcements are kept on disk there (read back by {@link CatchUp.read}).
    */
   constructor(ledgerDir?: string) {
     if (ledgerDir !== undefined) this.#disk = ReceiptFiles.in(ledgerDir, CATCH_UP_DIR);
@@ -295,6 +306,7 @@ export class CatchUp {
       log: (line) => this.#log(line),
     });
     this.#relayed = new CatchUpReceipts({
+      disk: ledgerDir === undefined ? undefined : ReceiptFiles.in(ledgerDir, CATCH_UP_RELAYED_DIR),
       onDisk: (write, what) => this.#onDisk(write, what),
       writes: () => this.#writes,
       log: (line) => this.#log(line),
@@ -344,6 +356,9 @@ export class CatchUp {
     catchUp.#log = log;
     await catchUp.#verdicts.read(options);
     await catchUp.#receipts.read(options.now(), options.assignedPending);
+    // A relay's, inside the window each was kept with: each send asks the ledger whether it is
+    // still pending (`current`), as for those kept in this process.
+    await catchUp.#relayed.read(options.now());
     const disk = catchUp.#disk!;
     let kept: Map<string, unknown>;
     try {
@@ -480,10 +495,14 @@ export class CatchUp {
   /**
    * Keep `item`, a peer's assigned receipt (another node's assignment) this node's validator
    * recorded pending and passed on, for the peers that connect until `until`, unless kept already:
-   * in memory only, bounded apart from this node's own ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}),
-   * sent after them. Passed on to no ledger (none connected, or each refused it), it reached no
-   * ledger past this node, and one that connected to this node only paid the honest worker
-   * nothing (review s62, `tests/network/review_s62_relay_no_validator_test.ts`).
+   * bounded apart from this node's own ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}), sent after them.
+   * Passed on to no ledger (none connected, or each refused it), it reached no ledger past this
+   * node, and one that connected to this node only paid the honest worker nothing (review s62,
+   * `tests/network/review_s62_relay_no_validator_test.ts`). In memory at once, on disk after it
+   * ({@link CATCH_UP_RELAYED_DIR}, read back at the next start; written after the record, not
+   * ahead: a process killed between the two loses this one, which its requester's catch-up
+   * still carries); memory only until review s65, when a restart of the relay lost every one
+   * (`tests/network/review_s65_relay_restart_test.ts`).
    */
   addRelayed(item: AssignedReceiptItem, until: number): void {
     void this.#relayed.add(item, until);

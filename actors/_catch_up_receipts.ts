@@ -35,18 +35,22 @@
  * the most (announcements, or bytes) goes, so a worker given many jobs (or jobs of
  * `MAX_NETWORK_JOB_BYTES`) pushes out its own receipts, not another worker's.
  *
- * A relay's too (review s62): the catch-up holds a second `CatchUpReceipts`, in memory only, of
- * the peers' assigned receipts this node's validator recorded and passed on (not its own
- * assignment: the ledger holds it pending, assigned by another node). Passed on to no ledger —
- * none connected, or each refused it — it reached no ledger past this node, and a ledger that
- * then connected to this node only never heard of the job: the honest worker went unpaid there
- * (`tests/network/review_s62_relay_no_validator_test.ts`). Their requester's catch-up carries
- * them too, but only to the peers that connect to it. Bounded apart
- * ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}, {@link MAX_RELAYED_CATCH_UP_RECEIPT_BYTES}: they never
- * push this node's own out), weighed per worker as above: a requester and a staked worker
- * flooding this relay push out that worker's longest kept first, not another worker's. Memory
- * only: a restart of this process loses them (then only the requester's catch-up carries them).
- * Not part of the public API.
+ * A relay's too (review s62): the catch-up holds a second `CatchUpReceipts` of the peers' assigned
+ * receipts this node's validator recorded and passed on (not its own assignment: the ledger holds
+ * it pending, assigned by another node). Passed on to no ledger — none connected, or each refused
+ * it — it reached no ledger past this node, and a ledger that then connected to this node only
+ * never heard of the job: the honest worker went unpaid there
+ * (`tests/network/review_s62_relay_no_validator_test.ts`). Their requester's catch-up carries them
+ * too, but only to the peers that connect to it. Bounded apart
+ * ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}, {@link MAX_RELAYED_CATCH_UP_RECEIPT_BYTES}: they never push this
+ * node's own out), weighed per worker as above: a requester and a staked worker flooding this relay
+ * push out that worker's longest kept first, not another worker's. Kept on disk in a folder of
+ * their own (`catch-up-relayed/`), written after the record (`add`, not ahead: a kill between the
+ * two loses that one, which its requester's catch-up still carries), read back at the next start
+ * inside the window each was kept with, and sent only while the ledger holds it pending. Memory
+ * only until review s65: a restart lost them, and a requester that announced to the relay alone and
+ * never talked to another ledger left the honest worker unpaid in every ledger that met the relay
+ * afterwards (`tests/network/review_s65_relay_restart_test.ts`). Not part of the public API.
  *
  * @module
  */

@@ -30,7 +30,8 @@
  * - this node's own receipts its ledger refused (`<ledger dir>/own-refused-receipts/`, each with
  *   its job id, kept for good): the prover releases them all the same, so the job is one this
  *   node signed a receipt for even though its ledger holds none of its own (review s49);
- * - the catch-up's convictions and verdicts (`catch-up/`, `catch-up-verdicts/`: `_catch_up.ts`).
+ * - the catch-up's convictions and verdicts, and the peers' receipts it relays (`catch-up/`,
+ *   `catch-up-verdicts/`, `catch-up-relayed/`: `_catch_up.ts`).
  *
  * Not part of the public API.
  *

@@ -53,11 +53,15 @@ import { TRAINING_PROTOCOL, TrainingFraudProofMessage } from "../protocols/train
 import { FrameTooLargeError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import { announceReceipt, sendClaimEvidence } from "./_accusations.ts";
+import { askValidatorFor } from "./_validator_ask.ts";
 
 /**
  * Ask the validator at `validator` (an actor path) for its catch-up and send it to the peer of
  * `connection`, one item after another (each waits for room in the connection's write budget).
- * A validator that does not answer (restarting) sends nothing to this peer. The catch-up
+ * A validator that is down when the peer connects (stopped, restarting, too busy to answer in
+ * time) is waited for while the connection is open, and asked once it is back
+ * (`_validator_ask.ts`): until review s65 it sent nothing to this peer for as long as the
+ * connection lasted (`tests/network/review_s65_catch_up_validator_back_test.ts`). The catch-up
  * outlives the validator's restarts (one `CatchUp` per ledger directory), so a peer that
  * connects after a crash of the validator is still sent it
  * (`tests/network/network_review_s41_test.ts`); its convictions are kept on disk, so also after
@@ -83,8 +87,8 @@ export function sendCatchUp(
   timers: ConnectionTimers = SYSTEM_TIMERS,
   sendPledge: (worker: Uint8Array) => Promise<boolean> | void = () => {},
 ): void {
-  ctx.system.lookup<CatchUpMessage>(validator)
-    ?.ask<CatchUpItem[]>({ type: "catch_up" })
+  const ask: CatchUpMessage = { type: "catch_up" };
+  askValidatorFor<CatchUpItem[]>(ctx.system, validator, ask, connection)
     .then(async (items) => {
       const training = connection.supports(TRAINING_PROTOCOL.name);
       // Workers whose pledge this peer was sent for a refusal, once each per connect: whether it
@@ -111,7 +115,7 @@ export function sendCatchUp(
         });
       }
     })
-    .catch(() => {}); // it closed, or the validator is restarting: nothing left to send
+    .catch(() => {}); // it closed, or the validator failed every ask: nothing left to send
 }
 
 /**
