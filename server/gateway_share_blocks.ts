@@ -8,7 +8,10 @@
  * storage key, in a bounded cache shared by every share: blocks are named by their hash, so what
  * one links never changes, whichever share or request read it. An 8 GiB file's tree (a root and
  * 4 nodes) is read once, then every chunk request is a few set lookups; a tree past the bound
- * is read again as its nodes are evicted, each request still answered right.
+ * is read again as its nodes are evicted, each request still answered right. As a reader asks
+ * for a file's chunks in order, the path to the last one found in each file is searched first,
+ * from its bottom up, so even a tree past the bound costs a few node reads per chunk, not a walk
+ * of the whole tree; a node of the file its store lost hides only the blocks below it.
  *
  * @module
  */
@@ -21,6 +24,9 @@ import { chunksReferencedBy } from "../storage/dag_links.ts";
  * 256 KiB chunk size, so the files shared at once are each read once.
  */
 export const DEFAULT_SHARE_INDEX_LINKS = 131_072;
+
+/** Files whose last found path is kept ({@link ShareBlockIndex.reaches}): a few blocks each. */
+const LAST_PATHS = 1024;
 
 /** Reads a block by CID (the node's storage port, with the request's signal). */
 export type ReadShareBlock = (cid: string) => Promise<Uint8Array>;
@@ -41,6 +47,11 @@ export class ShareBlockIndex {
   /** Reads in progress, by storage key: requests that miss together read a block once. */
   readonly #pending = new Map<string, Promise<Links>>();
   #held = 0;
+  /**
+   * Per shared file (its root's storage key), the path of manifest blocks that linked the block
+   * last found in it, root first; least recently used first.
+   */
+  readonly #lastPaths = new Map<string, string[]>();
 
   /**
    * An index keeping at most `maxLinks` links in all.
@@ -61,25 +72,86 @@ export class ShareBlockIndex {
    * True when the block `cid` is the file `root` or reachable from it, reading (with `read`)
    * only the manifest blocks not cached; the walk stops at the first block that links `cid`.
    * It goes no deeper than {@link MAX_MANIFEST_DEPTH} levels of nodes, as every reader of a tree.
+   * A node below the root that cannot be read is passed over; its error is thrown when no other
+   * node links `cid` (the block may be below it), the root's at once.
    */
   async reaches(root: string, cid: string, read: ReadShareBlock): Promise<boolean> {
     const wanted = storageKey(cid);
-    if (wanted === storageKey(root)) return true;
+    const rootKey = storageKey(root);
+    if (wanted === rootKey) return true;
+    // A reader asks for a file's chunks in order: the next is most often linked by the node that
+    // linked the last, or near it. The last path found is searched first, from its bottom up,
+    // then the whole tree (which alone decides a block that is not the file's).
+    const last = this.#lastPaths.get(rootKey) ?? [];
+    for (let i = last.length - 1; i >= 1; i--) {
+      const below = await this.#search(last[i], wanted, MAX_MANIFEST_DEPTH - i, read)
+        .catch(() => undefined);
+      if (below !== undefined) {
+        this.#rememberPath(rootKey, [...last.slice(0, i), ...below]);
+        return true;
+      }
+    }
+    const path = await this.#search(root, wanted, MAX_MANIFEST_DEPTH, read);
+    if (path === undefined) return false;
+    this.#rememberPath(rootKey, path);
+    return true;
+  }
+
+  /**
+   * The path of manifest blocks from `top` to the one that links `wanted` (each reached from the
+   * one before), walking at most `levels` levels of nodes below `top`; `undefined` if none does.
+   * A node below `top` that cannot be read (lost by its store) hides only what is below it: the
+   * walk goes on through its siblings, and its error is thrown only if none of them links it.
+   */
+  async #search(
+    top: string,
+    wanted: string,
+    levels: number,
+    read: ReadShareBlock,
+  ): Promise<string[] | undefined> {
+    const parents = new Map<string, string>();
     const visited = new Set<string>();
-    let level = [root];
-    for (let depth = 0; depth <= MAX_MANIFEST_DEPTH && level.length > 0; depth++) {
+    let unread: { error: unknown } | undefined;
+    let level = [top];
+    for (let depth = 0; depth <= levels && level.length > 0; depth++) {
       const next: string[] = [];
       for (const block of level) {
         const key = storageKey(block);
         if (visited.has(key)) continue;
         visited.add(key);
-        const links = await this.#linksOf(key, block, read);
-        if (links.keys.has(wanted)) return true;
-        next.push(...links.nodes);
+        let links: Links;
+        try {
+          links = await this.#linksOf(key, block, read);
+        } catch (error) {
+          if (depth === 0) throw error;
+          unread ??= { error };
+          continue;
+        }
+        if (links.keys.has(wanted)) {
+          const path = [block];
+          for (let up = parents.get(key); up !== undefined; up = parents.get(storageKey(up))) {
+            path.unshift(up);
+          }
+          return path;
+        }
+        for (const node of links.nodes) {
+          if (!parents.has(storageKey(node))) parents.set(storageKey(node), block);
+          next.push(node);
+        }
       }
       level = next;
     }
-    return false;
+    if (unread !== undefined) throw unread.error;
+    return undefined;
+  }
+
+  /** Keeps `path` as the last found in the file `rootKey`, for {@link LAST_PATHS} files. */
+  #rememberPath(rootKey: string, path: string[]): void {
+    this.#lastPaths.delete(rootKey);
+    this.#lastPaths.set(rootKey, path);
+    if (this.#lastPaths.size > LAST_PATHS) {
+      this.#lastPaths.delete(this.#lastPaths.keys().next().value!);
+    }
   }
 
   /**

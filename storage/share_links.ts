@@ -438,7 +438,10 @@ class ShareBlocks implements BlockStore {
           await response.body?.cancel();
           throw new ChunkNotFoundError(cid, `share ${this.#link.id} (HTTP ${response.status})`);
         }
-        if (await refusedCode(response, signal) !== "chunk_not_found") {
+        const code = await refusedCode(response, signal);
+        // An error object that did not come in time says nothing: no "no share" in its place.
+        if (signal.aborted) throw this.#failure(signal.reason, options?.signal, timeout.signal);
+        if (code !== "chunk_not_found") {
           throw new ShareUnavailableError("share_not_found", this.#link.id);
         }
         throw new ChunkNotFoundError(cid, `share ${this.#link.id} (the node does not serve it)`);
