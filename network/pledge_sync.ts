@@ -27,6 +27,7 @@ import {
 import { StakeAnnouncementMessage, VALIDATION_PROTOCOL } from "../protocols/inference_messages.ts";
 import type { Accusation, NetworkMessage } from "./network_actor.ts";
 import type { PledgeBudget } from "./pledge_budget.ts";
+import { askValidatorFor } from "./_validator_ask.ts";
 
 /** One connection in the NetworkActor's table, as the pledge exchange sees it. */
 export interface PledgePeer {
@@ -143,7 +144,12 @@ export class PledgeSync {
    * reaches only the peers connected at the time). Not all of them: a ledger may hold thousands
    * of pledges of fresh keys that never did anything (a review pushed a newcomer 5,413). A
    * pledge left out reaches the peer when it needs it: it refuses a receipt of that worker with
-   * `insufficient_stake`, keeps the receipt, and is sent the pledge (`sendNeeded`).
+   * `insufficient_stake`, keeps the receipt, and is sent the pledge (`sendNeeded`). A validator
+   * down at the connect (stopped, restarting, too busy) is waited for while the connection is open
+   * and asked once it is back (`_validator_ask.ts`), as for the catch-up: asked once, it sent this
+   * peer none of them for the whole connection, and the peer held a conviction of the catch-up for
+   * an accuser's pledge nothing sent (review s65,
+   * `tests/network/review_s65_pledge_validator_back_test.ts`).
    *
    * Cost: at most {@link PLEDGES_PUSHED_ON_CONNECT} + 1 `validation.stake` messages of about 150
    * bytes per connection each way (7 KB), under the 100 refusals a peer tolerates, so one that
@@ -155,16 +161,16 @@ export class PledgeSync {
     const validator = this.#options.validator();
     if (validator === undefined) return;
     const peer = connection.peerKey!;
-    ctx.system.lookup<{ type: "pledges"; limit: number }>(validator)
-      // Two more than sent: the peer's own and ours are left out below.
-      ?.ask<StakePledge[]>({ type: "pledges", limit: PLEDGES_PUSHED_ON_CONNECT + 2 })
+    // Two more than sent: the peer's own and ours are left out below.
+    const ask = { type: "pledges", limit: PLEDGES_PUSHED_ON_CONNECT + 2 };
+    askValidatorFor<StakePledge[]>(ctx.system, validator, ask, connection)
       .then((recorded) => {
         // Not ours again (it went first), nor the peer's own: it knows its own stake.
         const pledges = recorded.filter((p) =>
           !bytesEqual(p.key, peer) && !(own && bytesEqual(p.key, own.key))
         ).slice(0, PLEDGES_PUSHED_ON_CONNECT);
         this.#options.tell(ctx, { type: "push_pledges", connection, pledges });
-      }, () => {}); // a validator restarting: the next connection carries them
+      }, () => {}); // it closed, or the validator failed every ask: the next connect sends them
   }
 
   /**
@@ -270,6 +276,16 @@ export class PledgeSync {
    * Send `pledges` to one peer, as far as its budget goes (the rest are not sent: a peer that
    * needs one gets it then). Sent one after another, each waiting for room in the connection's
    * write budget, so a slow peer slows this down rather than piling it up in memory.
+   *
+   * A pledge of the connect push ({@link sendPledges}: not `needed`) that an open connection of
+   * the same peer key carried in the last {@link CARRIED_PLEDGE_TTL_MS} is not sent again: the
+   * budget is the key's, across its connections, and a copy took the room of a pledge the peer
+   * lacks. A node connected to a peer more than once pushes on each connection; a connection's
+   * own pledge goes at once and its ledger's pledges once the validator answers, so when the
+   * first connection's answer came after a later connection's own pledge (a validator down or
+   * slow at the connect, `_validator_ask.ts`), that copy took the room of one of the pledges the
+   * first push carries (review s65; `tests/network/review_s46_peers_test.ts`, "connected three
+   * times").
    */
   pushPledges(message: PushPledgesMessage): void {
     const { connection } = message;
@@ -281,13 +297,16 @@ export class PledgeSync {
     const entry = this.#options.entryOf(connection);
     if (entry === undefined || connection.isClosed) return sent(message.pledges, false);
     const reserve = message.needed ? 0 : PLEDGE_SEND_RESERVE;
+    const pushed = message.needed
+      ? message.pledges
+      : message.pledges.filter((pledge) => !this.#keyCarried(connection, pledge));
     const fits: StakePledge[] = [];
-    for (const pledge of message.pledges) {
+    for (const pledge of pushed) {
       if (!entry.pledges.take(reserve)) break;
       fits.push(pledge);
       this.#carry(connection, pledge);
     }
-    sent(message.pledges.slice(fits.length), false);
+    sent(pushed.slice(fits.length), false);
     if (fits.length === 0) return;
     (async () => {
       let written = 0;
@@ -338,6 +357,17 @@ export class PledgeSync {
   #hasCarried(connection: Connection, pledge: StakePledge): boolean {
     const at = this.#carried.get(connection)?.get(toHex(pledge.key));
     return at !== undefined && this.#now() - at < CARRIED_PLEDGE_TTL_MS;
+  }
+
+  /**
+   * Whether an open connection of `connection`'s peer key (`connection` too) carried `pledge`'s
+   * pledger's pledge in the last {@link CARRIED_PLEDGE_TTL_MS}.
+   */
+  #keyCarried(connection: Connection, pledge: StakePledge): boolean {
+    const connections = this.#options.peers.get(toHex(connection.peerKey!)) ?? [];
+    return connections.some((peer) =>
+      !peer.connection.isClosed && this.#hasCarried(peer.connection, pledge)
+    );
   }
 
   /**
