@@ -35,6 +35,7 @@ import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.
 import { Ledger } from "../../proof/ledger.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { stoppedValidator } from "./_validator_down.ts";
 import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
@@ -468,4 +469,26 @@ export async function keptFault(
     verdict,
   });
   return { receipt, job, requester, worker, id };
+}
+
+/**
+ * Joins `c` to `a` while `a`'s validator (`a/validator` in `system`) is stopped, then starts it
+ * again (as {@link ledgerNodeValidator} of `dir` and `a`, with `options`): what A's peer gets once
+ * its validator is back (review s65). Resolves with A as it is now, its new validator's ref.
+ */
+export async function joinWhileValidatorDown(
+  system: ActorSystem,
+  dir: string,
+  c: LedgerNode,
+  a: LedgerNode,
+  options: LedgerNodeValidatorOptions,
+): Promise<LedgerNode> {
+  const { back } = await stoppedValidator<ValidatorMessage>(
+    system,
+    "a/validator",
+    () => ledgerNodeValidator(dir, "a", options),
+  );
+  await joinLedgerNodes(c, a);
+  await back();
+  return { validator: system.lookup<ValidatorMessage>("a/validator")!, network: a.network };
 }

@@ -14,19 +14,15 @@
  *
  * @module
  */
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { HONEST_MODELS, textJob } from "../actors/_validator_fixture.ts";
 import { paidInCAsInA, recordAssigned } from "./_assigned_receipt.ts";
 import {
   inLedgerSetting,
-  joinLedgerNodes,
-  type LedgerNode,
-  ledgerNodeValidator,
+  joinWhileValidatorDown,
   spawnSettingNode,
   STAKE,
 } from "./_ledger_node.ts";
-import { stoppedValidator } from "./_validator_down.ts";
 
 Deno.test("review s65: a ledger that connects while A's validator is down is sent A's catch-up once the validator is back: the honest worker is paid in C as in A", () =>
   inLedgerSetting("s65-catch-up-validator-back", async (setting) => {
@@ -40,18 +36,11 @@ Deno.test("review s65: a ledger that connects while A's validator is down is sen
     // Recorded while no ledger was connected: A's catch-up holds it.
     const recorded = await recordAssigned(nodeA, a, worker, textJob(a, "s65-validator-back"));
 
-    const { back } = await stoppedValidator<ValidatorMessage>(
-      system,
-      "a/validator",
-      () => ledgerNodeValidator(dir, "a", { identity: a, models: HONEST_MODELS, clock }),
-    );
-    await joinLedgerNodes(nodeC, nodeA);
-    await back();
-
-    const aAgain: LedgerNode = {
-      validator: system.lookup<ValidatorMessage>("a/validator")!,
-      network: nodeA.network,
-    };
+    const aAgain = await joinWhileValidatorDown(system, dir, nodeC, nodeA, {
+      identity: a,
+      models: HONEST_MODELS,
+      clock,
+    });
     await paidInCAsInA(
       clock,
       { nodeA: aAgain, nodeC },

@@ -16,7 +16,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { FraudProofHandled, ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { FraudProofHandled } from "../../actors/validator_messages.ts";
 import type { ReceiptRecord } from "../../proof/ledger.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
@@ -25,14 +25,12 @@ import { HONEST_MODELS } from "../actors/_validator_fixture.ts";
 import {
   caughtCheat,
   inLedgerSetting,
-  joinLedgerNodes,
+  joinWhileValidatorDown,
   type LedgerNode,
-  ledgerNodeValidator,
   spawnSettingNode,
   STAKE,
   stakeIn,
 } from "./_ledger_node.ts";
-import { stoppedValidator } from "./_validator_down.ts";
 
 const ACCUSER_STAKE = 50_000;
 
@@ -62,17 +60,11 @@ Deno.test("review s65: a ledger that connects while A's validator is down is sen
     assert.equal((await recordIn(nodeA))?.status, "fraud");
     assert.equal(await stakeIn(nodeC, accuser), 0, "C has not heard of the accuser");
 
-    const { back } = await stoppedValidator<ValidatorMessage>(
-      system,
-      "a/validator",
-      () => ledgerNodeValidator(dir, "a", { identity: a, models: HONEST_MODELS, clock }),
-    );
-    await joinLedgerNodes(nodeC, nodeA);
-    await back();
-    const aAgain: LedgerNode = {
-      validator: system.lookup<ValidatorMessage>("a/validator")!,
-      network: nodeA.network,
-    };
+    const aAgain = await joinWhileValidatorDown(system, dir, nodeC, nodeA, {
+      identity: a,
+      models: HONEST_MODELS,
+      clock,
+    });
 
     await eventually(
       async () => (await stakeIn(nodeC, accuser)) === ACCUSER_STAKE,

@@ -6,48 +6,7 @@
  * reader looking for a revoked link.
  */
 import assert from "node:assert/strict";
-import { storageKey } from "../../protocols/cid.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
-import { FileStore } from "../../storage/file_store.ts";
-import { OwnerKey } from "../../storage/private_tier.ts";
-import { createShareLink, openShareLink, ShareStore } from "../../storage/share_links.ts";
-import { startGatewayNode } from "../server/_gateway_node.ts";
-import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
-
-const OWNER = await OwnerKey.fromSecret(new Uint8Array(32).fill(7));
-
-/** Opens a share of a 5-chunk private file whose node answers `refusal` for its third chunk. */
-async function openWithRefusedChunk(refusal: () => Response): Promise<unknown> {
-  const dir = await Deno.makeTempDir();
-  const store = await ChunkStore.open(dir);
-  const files = new FileStore(store, { chunkSize: 64 });
-  const put = await files.put(streamOf(pseudoRandomBytes(64 * 5, 12), 100), { key: OWNER });
-  const node = await startGatewayNode(dir, { ownerKey: OWNER });
-  try {
-    const { link } = await createShareLink({
-      cid: put.cid,
-      owner: OWNER,
-      files,
-      shares: new ShareStore(dir),
-      baseUrl: node.url,
-      expiresAt: null,
-      now: 0,
-    });
-    const chunks = (await files.blocks(put.cid)).filter((cid) => cid !== put.cid);
-    const refused = storageKey(chunks[2]);
-    const fetchRefusing: typeof fetch = (input, init) => {
-      const url = String(input instanceof Request ? input.url : input);
-      const cid = url.slice(url.lastIndexOf("/") + 1);
-      return cid !== put.cid && storageKey(cid) === refused
-        ? Promise.resolve(refusal())
-        : fetch(input, init);
-    };
-    const opened = await openShareLink(link, { fetch: fetchRefusing });
-    return await collect(opened.stream).then(() => "read whole", (error) => error);
-  } finally {
-    await node.close();
-  }
-}
+import { readShareAnsweringThirdChunk as openWithRefusedChunk } from "./_share_read_fixture.ts";
 
 const errorObject = (code: string, message: string) =>
   new Response(
