@@ -48,3 +48,25 @@ export function attempt(worker: number, from: number, until?: number): WorkerAtt
     assignedAt: 0,
   };
 }
+
+/**
+ * {@link attempt}`(worker, from)` that holds the job (started, no token) until `release()`: a
+ * first worker a hedge is asked beside.
+ */
+export function heldAttempt(worker: number, from: number): {
+  attempt: WorkerAttempt;
+  release: () => void;
+} {
+  const release = Promise.withResolvers<void>();
+  const held = attempt(worker, from);
+  const inner = held.handle.tokens.getReader();
+  held.handle.tokens = new ReadableStream<StreamedToken>({
+    async pull(controller) {
+      await release.promise;
+      const r = await inner.read();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+  }, { highWaterMark: 0 });
+  return { attempt: held, release: () => release.resolve() };
+}

@@ -12,7 +12,7 @@ import { VeriflowError } from "../../protocols/errors.ts";
 import { ConnectionClosedError } from "../../protocols/protocol_errors.ts";
 import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
 import type { StreamedToken } from "../../inference/inference_port.ts";
-import { attempt } from "./_failover_fixture.ts";
+import { attempt, heldAttempt } from "./_failover_fixture.ts";
 
 /** A worker that started the job and fails it with `code` before its first token. */
 function failsAtOnce(worker: number, code: string): WorkerAttempt {
@@ -91,17 +91,7 @@ function fakeTimers() {
 Deno.test(`s54 failover: a hedge asked beside a worker that holds the job before any token (no prefix to replay) and fails with "resume_mismatch" is reported lost`, async () => {
   const { timers, advance } = fakeTimers();
   // The first worker holds the job (started, no token) until released.
-  const release = Promise.withResolvers<void>();
-  const first = attempt(0, 0);
-  const inner = first.handle.tokens.getReader();
-  first.handle.tokens = new ReadableStream<StreamedToken>({
-    async pull(controller) {
-      await release.promise;
-      const r = await inner.read();
-      if (r.done) controller.close();
-      else controller.enqueue(r.value);
-    },
-  }, { highWaterMark: 0 });
+  const { attempt: first, release } = heldAttempt(0, 0);
   const lost: number[] = [];
   const hedgeAsked = Promise.withResolvers<void>();
   const handle = withFailover({
@@ -122,7 +112,7 @@ Deno.test(`s54 failover: a hedge asked beside a worker that holds the job before
   await hedgeAsked.promise;
   // Let the hedge's failure be taken in before the first worker streams on.
   for (let i = 0; i < 20; i++) await Promise.resolve();
-  release.resolve();
+  release();
   assert.equal((await firstRead).value?.index, 0);
   await reader.cancel();
   assert.deepEqual(lost, [1], "the hedge's own failure was not reported");

@@ -14,10 +14,9 @@ import { SubmitMessage } from "../../protocols/inference_messages.ts";
 import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type ResumeOutcome, withFailover } from "../../network/failover.ts";
-import type { StreamedToken } from "../../inference/inference_port.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { INFO } from "./_router_fixture.ts";
-import { attempt, TOKENS as FAILOVER_TOKENS } from "./_failover_fixture.ts";
+import { attempt, heldAttempt, TOKENS as FAILOVER_TOKENS } from "./_failover_fixture.ts";
 import { jobFor, linked, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
   endEvent,
@@ -226,17 +225,7 @@ Deno.test("router resume: when only a worker with a smaller context window is le
 Deno.test("router resume: a hedge whose start names a smaller context window than the job's first worker is cancelled before its first token, and the job keeps its place", async () => {
   const timers = new ManualTimers();
   // The first worker holds the job (started, no token) until released.
-  const release = Promise.withResolvers<void>();
-  const first = attempt(0, 0);
-  const inner = first.handle.tokens.getReader();
-  first.handle.tokens = new ReadableStream<StreamedToken>({
-    async pull(controller) {
-      await release.promise;
-      const r = await inner.read();
-      if (r.done) controller.close();
-      else controller.enqueue(r.value);
-    },
-  }, { highWaterMark: 0 });
+  const { attempt: first, release } = heldAttempt(0, 0);
   const hedge = attempt(1, 0);
   hedge.handle.model = { ...hedge.handle.model, contextLength: 2 };
   let hedgeCancelled = false;
@@ -261,7 +250,7 @@ Deno.test("router resume: a hedge whose start names a smaller context window tha
   await hedgeAsked.promise;
   for (let i = 0; i < 20; i++) await Promise.resolve();
   assert.ok(hedgeCancelled, "the small-window hedge was not cancelled");
-  release.resolve();
+  release();
   assert.equal((await firstRead).value?.index, 0);
   let rest = 0;
   while (!(await reader.read()).done) rest++;
