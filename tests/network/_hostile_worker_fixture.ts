@@ -1,11 +1,9 @@
 /**
- * What the router's review tests share: an honest worker's port, stand-ins for the
- * NetworkActor and the ValidatorActor, and in-memory worker connections
+ * What the router's review tests share: an honest worker's port, a router over stand-ins for
+ * the NetworkActor and the ValidatorActor (`_router_doubles.ts`), and in-memory worker connections
  * (`review_s45_routing_test.ts`, `review_s45_routing_more_test.ts`).
  */
-import type { Actor } from "../../actors/actor.ts";
 import type { ActorSystem } from "../../actors/actor_system.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import {
   emptyInferenceStats,
@@ -15,9 +13,8 @@ import {
   type StreamedToken,
   type SubmitOptions,
 } from "../../inference/inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { BusyRefusals } from "../../network/busy_refusals.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL, type SubmitBody } from "../../protocols/inference_messages.ts";
@@ -26,6 +23,7 @@ import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { params } from "../server/_fixtures.ts";
 import { INFO, MODEL } from "./_router_fixture.ts";
+import { spawnRouter, type Workers } from "./_router_doubles.ts";
 
 export const TOKENS = 6;
 export const TEXT = "abcdef";
@@ -83,32 +81,6 @@ export class Honest implements InferencePort {
   }
 }
 
-/** Stands in for the NetworkActor: the first connection not excluded nor kept off the model. */
-export class Workers implements Actor<NetworkMessage> {
-  readonly avoided = new Set<string>();
-  constructor(readonly connections: Connection[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) =>
-        !exclude.includes(toHex(c.peerKey!)) && !this.avoided.has(toHex(c.peerKey!))
-      );
-    }
-    if (message.type === "worker_models") return [INFO];
-    if (message.type === "worker_refused_model") this.avoided.add(message.key);
-    return undefined;
-  }
-}
-
-/** Stands in for the ValidatorActor: records what it is told. */
-export class Recorder implements Actor<ValidatorMessage> {
-  readonly told: ValidatorMessage[] = [];
-  receive(message: ValidatorMessage): undefined {
-    if (message.type !== "stats") this.told.push(message);
-    return undefined;
-  }
-}
-
 export interface TestWorker {
   identity: Identity;
   key: string;
@@ -150,8 +122,7 @@ export function jobFor(nonce: string): TextJob {
 }
 
 /**
- * A router's inference port in `system` over `workers` (its NetworkActor stand-in, as
- * `router/network`) and a {@link Recorder} as its ValidatorActor, one token per event; `busy`
+ * A router's inference port in `system` over `workers` (`spawnRouter`), one token per event; `busy`
  * its record of workers that refused as full (default the port's own).
  */
 export async function routerPort(
@@ -159,15 +130,5 @@ export async function routerPort(
   workers: Workers,
   busy?: BusyRefusals,
 ): Promise<NetworkInferencePort> {
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => workers,
-  });
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => new Recorder(),
-  });
-  return new NetworkInferencePort(network, validator, Identity.generate(), {
-    tokensPerEvent: 1,
-  }, busy);
+  return (await spawnRouter(system, workers, { tokensPerEvent: 1 }, busy)).port;
 }

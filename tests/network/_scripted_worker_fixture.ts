@@ -8,12 +8,9 @@
  * @module
  */
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { BusyRefusals } from "../../network/busy_refusals.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
+import type { Identity } from "../../protocols/identity.ts";
 import {
   type InferenceEvent,
   type SubmitBody,
@@ -24,15 +21,9 @@ import type { VeriflowError } from "../../protocols/errors.ts";
 import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { INFO } from "./_router_fixture.ts";
-import {
-  linked,
-  Recorder,
-  type TestWorker,
-  TEXT,
-  token,
-  TOKENS,
-  Workers,
-} from "./_hostile_worker_fixture.ts";
+import { linked, type TestWorker, TEXT, token, TOKENS } from "./_hostile_worker_fixture.ts";
+import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { spawnRouter, Workers } from "./_router_doubles.ts";
 
 /**
  * A worker that answers each job with the stream `script` gives (its `n`th submission, from 0),
@@ -121,22 +112,12 @@ export async function router(
 ) {
   const system = new ActorSystem({ name: "scripted-router" });
   const workers = new Workers(connections);
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => workers,
-  });
-  const recorder = new Recorder();
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => recorder,
-  });
   const now = () => timers.now();
   const busy = new BusyRefusals({ now });
   const unresumable = new BusyRefusals({ now });
-  const port = new NetworkInferencePort(
-    network,
-    validator,
-    Identity.generate(),
+  const { port, recorder } = await spawnRouter(
+    system,
+    workers,
     { tokensPerEvent: 1, timers, queueHoldMs },
     busy,
     unresumable,

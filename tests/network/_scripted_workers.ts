@@ -1,12 +1,10 @@
 /**
  * What the router tests with scripted workers share (`queue_hold_test.ts`,
  * `review_s50_stalled_worker_test.ts`): the model the workers serve, its scripted tokens, a job
- * for it, a stand-in for the NetworkActor that hands out workers, and a router over them on one
- * fake clock.
+ * for it, and a router over them on one fake clock (its NetworkActor `_router_doubles.ts`'s).
  *
  * @module
  */
-import type { Actor } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import type { InferencePort, StreamedToken } from "../../inference/inference_port.ts";
@@ -14,13 +12,13 @@ import type { BusyRefusals } from "../../network/busy_refusals.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { params, ScriptedModel } from "../server/_fixtures.ts";
+import { Workers } from "./_router_doubles.ts";
 
 /** The model every scripted worker serves. */
 export const served = new ScriptedModel().info;
@@ -43,21 +41,6 @@ export const job = (nonce: string): TextJob => ({
   params: params({ maxTokens: TOKENS }),
   nonce,
 });
-
-/** Stands in for the NetworkActor: the first open worker not excluded, in the order given. */
-export class Workers implements Actor<NetworkMessage> {
-  /** @param connections The router's connections to its workers, best first. */
-  constructor(readonly connections: Connection[]) {}
-  /** Answers `worker` and `worker_models`. */
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
-    }
-    if (message.type === "worker_models") return [served];
-    return undefined;
-  }
-}
 
 /**
  * A router over `ports`, in the order the network picks them, on one fake clock: each port is
@@ -85,7 +68,7 @@ export async function routerOver(
   }
   const network = await system.spawn<NetworkMessage>({
     name: "router/network",
-    factory: () => new Workers(toWorkers),
+    factory: () => new Workers(toWorkers, [served]),
   });
   const port = new NetworkInferencePort(
     network,

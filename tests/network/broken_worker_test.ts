@@ -7,15 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import type { TextModel, TokenChunk } from "../../inference/text_model.ts";
 import type { StreamedToken } from "../../inference/inference_port.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import {
@@ -30,32 +26,7 @@ import { parseReceipt } from "../../protocols/receipt.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { loadTinyModel, params, StaticModels } from "../server/_fixtures.ts";
-
-/** Stands in for the NetworkActor: the first connection not excluded nor kept off the model. */
-class Workers implements Actor<NetworkMessage> {
-  readonly avoided = new Set<string>();
-  constructor(readonly connections: Connection[], readonly models: unknown[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) =>
-        !exclude.includes(toHex(c.peerKey!)) && !this.avoided.has(toHex(c.peerKey!))
-      );
-    }
-    if (message.type === "worker_models") return this.models;
-    if (message.type === "worker_refused_model") this.avoided.add(message.key);
-    return undefined;
-  }
-}
-
-/** Stands in for the ValidatorActor: records what it is told. */
-class Recorder implements Actor<ValidatorMessage> {
-  readonly told: ValidatorMessage[] = [];
-  receive(message: ValidatorMessage): undefined {
-    if (message.type !== "stats") this.told.push(message);
-    return undefined;
-  }
-}
+import { spawnRouter, Workers } from "./_router_doubles.ts";
 
 interface TestWorker {
   identity: Identity;
@@ -143,23 +114,12 @@ async function setup(
   const broken = await scriptedWorker(await script(model));
   const honest = await honestWorker(system, model);
   const workers = new Workers([broken.toWorker, honest.toWorker], [model.info]);
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => workers,
-  });
-  const recorder = new Recorder();
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => recorder,
-  });
-  const port = new NetworkInferencePort(network, validator, Identity.generate());
+  const { port, recorder, settled } = await spawnRouter(system, workers);
   const close = async () => {
     await broken.close();
     await honest.close();
     await system.shutdown();
   };
-  // Mailboxes are FIFO: once an ask is answered, every earlier tell has been handled.
-  const settled = () => validator.ask({ type: "stats" });
   return { model, port, broken, honest, workers, recorder, settled, close };
 }
 

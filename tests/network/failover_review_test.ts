@@ -4,12 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import type { StreamedToken } from "../../inference/inference_port.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import {
@@ -25,6 +21,7 @@ import { toHex } from "../../protocols/hash.ts";
 import { fingerprintOf } from "../../proof/fingerprint.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { params } from "../server/_fixtures.ts";
+import { spawnRouter, Workers } from "./_router_doubles.ts";
 
 const MODEL = { cid: "bafkreviewmodel", name: "review", kind: "text" as const };
 const TOKENS = 8;
@@ -115,58 +112,17 @@ async function scripted(
   return { identity, toWorker, atWorker, submissions };
 }
 
-/** Stands in for the NetworkActor: the first open connection not excluded nor kept off. */
-class Workers implements Actor<NetworkMessage> {
-  readonly avoided = new Set<string>();
-  constructor(readonly connections: Connection[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) =>
-        !c.isClosed && !exclude.includes(toHex(c.peerKey!)) &&
-        !this.avoided.has(toHex(c.peerKey!))
-      );
-    }
-    if (message.type === "worker_models") return [MODEL];
-    if (message.type === "worker_refused_model") this.avoided.add(message.key);
-    return undefined;
-  }
-}
-
-/** Stands in for the ValidatorActor: records what it is told. */
-class Recorder implements Actor<ValidatorMessage> {
-  readonly told: ValidatorMessage[] = [];
-  receive(message: ValidatorMessage): undefined {
-    if (message.type !== "stats") this.told.push(message);
-    return undefined;
-  }
-}
-
 /** A router over `workers`, in the order it prefers them. */
 async function routerOver(workers: ScriptedWorker[]) {
   const system = new ActorSystem({ name: "failover-review" });
-  const net = new Workers(workers.map((w) => w.toWorker));
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => net,
-  });
-  const recorder = new Recorder();
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => recorder,
-  });
-  const port = new NetworkInferencePort(network, validator, Identity.generate());
+  const net = new Workers(workers.map((w) => w.toWorker), [MODEL]);
+  const { port, recorder, settled } = await spawnRouter(system, net);
   const job: TextJob = {
     kind: "text",
     model: MODEL.cid,
     prompt: "hi",
     params: params({ maxTokens: TOKENS }),
     nonce: crypto.randomUUID(),
-  };
-  // Mailboxes are FIFO: once an ask is answered, every earlier tell has been handled.
-  const settled = async () => {
-    await validator.ask({ type: "stats" });
-    await network.ask({ type: "worker_models" });
   };
   const close = async () => {
     for (const w of workers) {

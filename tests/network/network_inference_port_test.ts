@@ -37,6 +37,7 @@ import { checkFraudProof } from "../../proof/fraud_check.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { loadTinyModel, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+import { Recorder, Workers } from "./_router_doubles.ts";
 
 /** Stands in for the NetworkActor: one worker connection, its models; records what it is told. */
 class OneWorker implements Actor<NetworkMessage> {
@@ -49,15 +50,6 @@ class OneWorker implements Actor<NetworkMessage> {
     if (message.type === "worker") return this.connection;
     if (message.type === "worker_models") return this.models;
     this.told.push(message);
-    return undefined;
-  }
-}
-
-/** Stands in for the ValidatorActor: records what it is told. */
-class Recorder implements Actor<ValidatorMessage> {
-  constructor(readonly told: ValidatorMessage[]) {}
-  receive(message: ValidatorMessage): undefined {
-    if (message.type !== "stats") this.told.push(message);
     return undefined;
   }
 }
@@ -231,22 +223,6 @@ Deno.test("a relayed job's top logprobs reach the client through the forwarding 
 // ---------------------------------------------------------------------------------------------
 // Failover: the worker is lost mid-stream and another resumes the job
 // ---------------------------------------------------------------------------------------------
-
-/** Stands in for the NetworkActor: several workers, the first open one not excluded. */
-class Workers implements Actor<NetworkMessage> {
-  /** What the router told the network (`worker_refused_model`, …). */
-  readonly told: NetworkMessage[] = [];
-  constructor(readonly connections: Connection[], readonly models: unknown[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
-    }
-    if (message.type === "worker_models") return this.models;
-    this.told.push(message);
-    return undefined;
-  }
-}
 
 /** A byte duplex whose link can be cut at once in both directions (a worker that dies). */
 function severable(inner: ByteDuplex): { duplex: ByteDuplex; sever: () => void } {

@@ -4,10 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { Identity } from "../../protocols/identity.ts";
+import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { type InferenceEvent, SubmitMessage } from "../../protocols/inference_messages.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { toHex } from "../../protocols/hash.ts";
@@ -17,12 +14,11 @@ import {
   honestWorker,
   jobFor,
   linked,
-  Recorder,
   type TestWorker,
   token,
   TOKENS,
-  Workers,
 } from "./_hostile_worker_fixture.ts";
+import { spawnRouter, Workers } from "./_router_doubles.ts";
 
 /** A worker that answers every job with the events `script` gives, then leaves it open. */
 function scriptedWorker(script: (job: TextJob) => InferenceEvent[]): Promise<TestWorker> {
@@ -45,24 +41,12 @@ async function setup(script: (job: TextJob) => InferenceEvent[]) {
   const honestPort = new Honest();
   const honest = await honestWorker(honestPort);
   const workers = new Workers([hostile.toWorker, honest.toWorker]);
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => workers,
-  });
-  const recorder = new Recorder();
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => recorder,
-  });
-  const port = new NetworkInferencePort(network, validator, Identity.generate(), {
-    tokensPerEvent: 1,
-  });
+  const { port, recorder, settled } = await spawnRouter(system, workers, { tokensPerEvent: 1 });
   const close = async () => {
     await hostile.close();
     await honest.close();
     await system.shutdown();
   };
-  const settled = () => validator.ask({ type: "stats" });
   const run1 = (nonce: string) => run(port, jobFor(nonce));
   return { port, hostile, honest, honestPort, workers, recorder, settled, close, run1 };
 }

@@ -7,11 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { BusyRefusals } from "../../network/busy_refusals.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { Identity } from "../../protocols/identity.ts";
 import {
   type InferenceEvent,
   type SubmitBody,
@@ -25,12 +22,11 @@ import {
   honestWorker,
   jobFor,
   linked,
-  Recorder,
   type TestWorker,
   token,
   TOKENS,
-  Workers,
 } from "./_hostile_worker_fixture.ts";
+import { spawnRouter, Workers } from "./_router_doubles.ts";
 
 /** A worker that answers each job with the stream `script` gives. */
 function scriptedWorker(
@@ -88,20 +84,9 @@ async function setup(script: Parameters<typeof scriptedWorker>[0]) {
   const honestPort = new Honest();
   const honest = await honestWorker(honestPort);
   const workers = new Workers([hostile.toWorker, honest.toWorker]);
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => workers,
-  });
-  const recorder = new Recorder();
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => recorder,
-  });
   let now = 0;
   const busy = new BusyRefusals({ now: () => now });
-  const port = new NetworkInferencePort(network, validator, Identity.generate(), {
-    tokensPerEvent: 1,
-  }, busy);
+  const { port, recorder } = await spawnRouter(system, workers, { tokensPerEvent: 1 }, busy);
   const close = async () => {
     await hostile.close();
     await honest.close();

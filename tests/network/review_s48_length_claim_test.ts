@@ -20,8 +20,8 @@ import {
   routerPort,
   token,
   TOKENS,
-  Workers,
 } from "./_hostile_worker_fixture.ts";
+import { Workers } from "./_router_doubles.ts";
 
 /** A worker's events for `job`: a start naming no context window, then tokens 0…2, the last ending the job for its length. */
 function cutShort(job: TextJob): InferenceEvent[] {

@@ -22,8 +22,8 @@ import {
   routerPort,
   type TestWorker,
   TOKENS,
-  Workers,
 } from "./_hostile_worker_fixture.ts";
+import { Workers } from "./_router_doubles.ts";
 
 /** A worker that refuses every job before its start with an error frame of `code`. */
 function refuser(code: string): Promise<TestWorker> {

@@ -17,13 +17,10 @@ import {
   InferenceActor,
   type InferenceMessage,
 } from "../../actors/inference_actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import type { GenerateOptions, TextModel, TokenChunk } from "../../inference/text_model.ts";
 import type { InferenceHandle } from "../../inference/inference_port.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -33,7 +30,7 @@ import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { parseReceipt } from "../../protocols/receipt.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { loadTinyModel, params, StaticModels } from "../server/_fixtures.ts";
-import { Recorder, Workers } from "./_hostile_worker_fixture.ts";
+import { spawnRouter, Workers } from "./_router_doubles.ts";
 
 /** Tokens of every job here: seeded sampling, so each position is the rule's, not argmax's. */
 const JOB_PARAMS = params({ maxTokens: 16, temperature: 0.9, topK: 40, seed: 5 });
@@ -78,16 +75,7 @@ async function routerOver(tiny: TextModel, models: GenerativeModel[]) {
     workers.push(await startWorker(system, `worker${i}`, model));
   }
   const net = new Workers(workers.map((w) => w.toWorker));
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => net,
-  });
-  const recorder = new Recorder();
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => recorder,
-  });
-  const port = new NetworkInferencePort(network, validator, Identity.generate());
+  const { port, recorder, settled } = await spawnRouter(system, net);
   const job = (nonce: string): TextJob => ({
     kind: "text",
     model: tiny.info.cid,
@@ -95,11 +83,6 @@ async function routerOver(tiny: TextModel, models: GenerativeModel[]) {
     params: JOB_PARAMS,
     nonce,
   });
-  // Mailboxes are FIFO: once an ask is answered, every earlier tell has been handled.
-  const settled = async () => {
-    await validator.ask({ type: "stats" });
-    await network.ask({ type: "worker_models" });
-  };
   const close = async () => {
     for (const w of workers) await w.close();
     await system.shutdown();

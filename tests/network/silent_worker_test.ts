@@ -7,7 +7,6 @@
  */
 import { assert, assertEquals } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
@@ -41,21 +40,7 @@ import {
   StaticModels,
 } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
-
-/** Stands in for the NetworkActor: the first open worker not excluded; records what it is told. */
-class Workers implements Actor<NetworkMessage> {
-  readonly told: NetworkMessage[] = [];
-  constructor(readonly connections: Connection[], readonly models: unknown[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
-    }
-    if (message.type === "worker_models") return this.models;
-    this.told.push(message);
-    return undefined;
-  }
-}
+import { Workers } from "./_router_doubles.ts";
 
 /** A port that accepts every submission and never answers it, until its requester cancels. */
 class SilentPort implements InferencePort {
