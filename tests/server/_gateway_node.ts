@@ -39,16 +39,20 @@ export interface RawAnswer {
   body: string;
 }
 
-/** Start a node over the store in `dir`; `close` also removes `dir`. */
-export async function startGatewayNode(dir: string, options?: GatewayNodeOptions) {
-  const system = new ActorSystem({ name: "gateway-test" });
+/**
+ * A node's StorageActor over the store in `dir` (in an actor system named `name`), and the
+ * gateway's port to it with every block and CAR it reads counted in `reads`.
+ */
+export async function countedStorage(dir: string, name: string, ownerKey?: OwnerKey) {
+  const system = new ActorSystem({ name });
   const storage = await system.spawn<StorageMessage>({
     name: "node/storage",
-    factory: () => new StorageActor({ dir, ownerKey: options?.ownerKey }) as never,
+    factory: () => new StorageActor({ dir, ownerKey }) as never,
   });
   /** CIDs the gateway read through its port: single blocks, and whole CARs. */
   const reads = { blocks: [] as string[], cars: [] as string[] };
-  const counting = (port: GatewayStorage): GatewayStorage => ({
+  const port = storageGateway(storage);
+  const gateway = (): GatewayStorage => ({
     ...port,
     block: (cid, signal, options) => {
       reads.blocks.push(cid);
@@ -59,8 +63,14 @@ export async function startGatewayNode(dir: string, options?: GatewayNodeOptions
       return port.car(cid, scope, signal, options);
     },
   });
+  return { system, reads, gateway };
+}
+
+/** Start a node over the store in `dir`; `close` also removes `dir`. */
+export async function startGatewayNode(dir: string, options?: GatewayNodeOptions) {
+  const { system, reads, gateway } = await countedStorage(dir, "gateway-test", options?.ownerKey);
   const app = createApp({ inference: {} as InferencePort });
-  app.route("/", gatewayRoutes(() => counting(storageGateway(storage)), options?.routes));
+  app.route("/", gatewayRoutes(gateway, options?.routes));
   const requests: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
     const url = new URL(req.url);

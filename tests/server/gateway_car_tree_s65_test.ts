@@ -10,14 +10,9 @@ import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { serve } from "../../server/serve.ts";
-import type { GatewayStorage } from "../../storage/gateway_port.ts";
-import { readCar } from "./_gateway_node.ts";
+import { countedStorage, readCar } from "./_gateway_node.ts";
 
 const CHUNK = 64;
 const LIMIT = 1024;
@@ -28,24 +23,8 @@ const OWNER = await OwnerKey.fromSecret(new Uint8Array(32).fill(8));
  * (`serve.ts`, which keeps a HEAD's length as the routes say it), every block and CAR read counted.
  */
 async function startNode(dir: string) {
-  const system = new ActorSystem({ name: "gateway-car-tree" });
-  const storage = await system.spawn<StorageMessage>({
-    name: "node/storage",
-    factory: () => new StorageActor({ dir, ownerKey: OWNER }) as never,
-  });
-  const reads = { blocks: [] as string[], cars: [] as string[] };
-  const counting = (port: GatewayStorage): GatewayStorage => ({
-    ...port,
-    block: (cid, signal, options) => {
-      reads.blocks.push(cid);
-      return port.block(cid, signal, options);
-    },
-    car: (cid, scope, signal, options) => {
-      reads.cars.push(cid);
-      return port.car(cid, scope, signal, options);
-    },
-  });
-  const server = serve({ app: gatewayRoutes(() => counting(storageGateway(storage))) });
+  const { system, reads, gateway } = await countedStorage(dir, "gateway-car-tree", OWNER);
+  const server = serve({ app: gatewayRoutes(gateway) });
   return {
     reads,
     get: async (path: string, init?: RequestInit) => {
