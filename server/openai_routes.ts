@@ -22,6 +22,7 @@ import { QUEUED_EVENT_REPEAT_MS } from "../protocols/inference_messages.ts";
 import { GENERATION_LIMITS } from "../protocols/job.ts";
 import {
   CHAT_TURN_STOP,
+  chatTrimmedStops,
   flattenChatContent,
   renderChatPrompt,
   withTurnStop,
@@ -72,13 +73,15 @@ export function openAiRoutes(
     client: ClientIdentity,
     options: Pick<AnswerOptions, "logprobs" | "includeUsage"> & {
       stream: boolean;
+      /** The stop sequences trimmed from the text; default the job's. */
+      stops?: readonly string[];
     },
   ) =>
     respond(gateway, request, shape, client, {
       ...options,
       drainBeforeShutdown: (drain) =>
         drainBeforeShutdown(raw, drain, options.stream ? "sse" : "json"),
-      stops: request.params.stop,
+      stops: options.stops ?? request.params.stop,
       idleTimeoutMs: edge.clientIdleTimeoutMs,
       timers,
       stats,
@@ -123,16 +126,20 @@ export function openAiRoutes(
     );
     const params = toGenerationParams(body, body.max_completion_tokens);
     params.seed = requestJobSeed(params, body.seed, drawSeed);
-    // The end of the turn stays a stop whatever the request's `stop` (`withTurnStop`). A list
-    // already as long as a job's may be leaves it no room: refused here, naming the field,
-    // rather than sent on as a job every port refuses (or run without the turn's end).
+    // The end of the turn stays a stop whatever the request's `stop` (`withTurnStop`), and a
+    // stop that cannot end the output first takes no slot. A list that still needs more than a
+    // job holds is refused here, naming the field, rather than sent on as a job every port
+    // refuses (or run without the turn's end).
+    const trimmed = chatTrimmedStops(params.stop);
     params.stop = withTurnStop(params.stop);
     if (params.stop.length > GENERATION_LIMITS.maxStopSequences) {
       throw new RequestValidationError(
         "invalid_request",
-        `'stop': at most ${GENERATION_LIMITS.maxStopSequences - 1} stop sequences here, ` +
-          `unless one is part of ${JSON.stringify(CHAT_TURN_STOP)}: the chat template's end ` +
-          `of turn takes the last of a job's ${GENERATION_LIMITS.maxStopSequences}`,
+        `'stop': at most ${GENERATION_LIMITS.maxStopSequences - 1} stop sequences here that ` +
+          `each end the output on their own: the chat template's end of turn ` +
+          `(${JSON.stringify(CHAT_TURN_STOP)}) takes the last of a job's ` +
+          `${GENERATION_LIMITS.maxStopSequences}, unless one of them is part of it (such as ` +
+          `"\n"); one that contains another (or the end of turn) takes none`,
         "stop",
       );
     }
@@ -147,6 +154,7 @@ export function openAiRoutes(
         stream: body.stream ?? false,
         includeUsage: body.stream_options?.include_usage ?? false,
         logprobs: body.logprobs ?? false,
+        stops: trimmed,
       },
     );
   });

@@ -242,12 +242,14 @@ const isEmptyArray = (value: unknown) => Array.isArray(value) && value.length ==
 const isEmptyObject = (value: unknown) =>
   typeof value === "object" && value !== null && Object.keys(value).length === 0;
 const TOOLS = "the node runs plain text generation, without tool calling";
+const STRUCTURED = "output is not constrained to a format (JSON mode, schemas)";
 
 /**
- * The OpenAI fields (and vLLM's sampling extensions) the node refuses rather than ignores:
- * ignoring them would return an answer that silently differs from what was asked (a web search,
- * a shorter answer, a repetition penalty). Fields that change nothing in the output (`user`,
- * `metadata`, `store`, `service_tier`, `parallel_tool_calls` without tools) are ignored.
+ * The OpenAI fields (and vLLM's sampling and structured-output extensions) the node refuses
+ * rather than ignores: ignoring them would return an answer that silently differs from what was
+ * asked (a web search, a shorter answer, a repetition penalty, free text for a JSON schema).
+ * Fields that change nothing in the output (`user`, `metadata`, `store`, `service_tier`,
+ * `parallel_tool_calls` without tools) are ignored.
  */
 const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   tools: { harmless: isEmptyArray, why: TOOLS },
@@ -256,7 +258,7 @@ const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   function_call: { harmless: (value) => value === "none", why: TOOLS },
   response_format: {
     harmless: (value) => (value as { type?: unknown })?.type === "text",
-    why: "output is not constrained to a format (JSON mode, schemas)",
+    why: STRUCTURED,
   },
   logit_bias: { harmless: isEmptyObject, why: "the sampling rule has no logit bias" },
   presence_penalty: { harmless: (value) => value === 0, why: "the sampling rule has no penalties" },
@@ -303,6 +305,31 @@ const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
     harmless: (value) => value === false,
     why: "a matched stop sequence is left out of the text and sent as veriflow_stop",
   },
+  // vLLM's structured output (its `guided_*` fields, and `structured_outputs` that replaced
+  // them): a client that sends one expects text of that form, which nothing here makes.
+  guided_json: { harmless: () => false, why: STRUCTURED },
+  guided_regex: { harmless: () => false, why: STRUCTURED },
+  guided_choice: { harmless: () => false, why: STRUCTURED },
+  guided_grammar: { harmless: () => false, why: STRUCTURED },
+  structured_outputs: { harmless: () => false, why: STRUCTURED },
+  stop_token_ids: {
+    harmless: isEmptyArray,
+    why: "stop sequences are text ('stop'), which a job's receipt commits to, not token ids",
+  },
+  bad_words: { harmless: isEmptyArray, why: "the sampling rule bans no words" },
+  allowed_token_ids: { harmless: () => false, why: "the sampling rule has no allow list" },
+  use_beam_search: {
+    harmless: (value) => value === false,
+    why: "a job samples one token at a time (greedy or random), without beam search",
+  },
+  prompt_logprobs: {
+    harmless: () => false,
+    why: "logprobs are given for the generated tokens only",
+  },
+  truncate_prompt_tokens: {
+    harmless: () => false,
+    why: "a prompt is never cut (one past the context is refused: context_length_exceeded)",
+  },
 };
 
 /**
@@ -320,13 +347,33 @@ const COMPLETION_UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> 
 /**
  * Chat reads no stored input: its prompt is the rendered conversation, and an input's text before
  * it would come before the template's own start. Refused, not ignored: a chat answer that never
- * read the file a client named differs silently from what was asked.
+ * read the file a client named differs silently from what was asked. So are vLLM's chat template
+ * switches (`echo`, `add_generation_prompt`, `continue_final_message`, `chat_template`) but for
+ * the values that ask for what the template does.
  */
 const CHAT_UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   ...UNSUPPORTED_FIELDS,
   veriflow_input: {
     harmless: () => false,
     why: "chat takes no stored input (its prompt is the conversation); use /v1/completions",
+  },
+  // vLLM's switches of its chat template: this node's template (`chat_template.ts`) always ends
+  // the prompt with a new assistant turn and answers with that turn alone.
+  echo: {
+    harmless: (value) => value === false,
+    why: "the conversation is not echoed (prepend its last message yourself)",
+  },
+  add_generation_prompt: {
+    harmless: (value) => value === true,
+    why: "the chat template always opens the assistant's turn",
+  },
+  continue_final_message: {
+    harmless: (value) => value === false,
+    why: "the chat template opens a new assistant turn; use /v1/completions to continue a text",
+  },
+  chat_template: {
+    harmless: () => false,
+    why: "the node renders every conversation with its own template (docs/API.md)",
   },
 };
 
