@@ -312,6 +312,11 @@ export type NetworkMessage =
    */
   | { type: "connecting"; model?: string }
   | { type: "peers" }
+  /**
+   * What the node's wire budget, shared by every peer connection, holds and has counted (answers
+   * a `WireBudgetReport`, `protocols/wire_budget.ts`; for `/metrics` and the heartbeat).
+   */
+  | { type: "wire" }
   | { type: "listening" }
   | { type: "peer_convicted"; key: string }
   | { type: "storage_peers" }
@@ -527,6 +532,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         };
       case "peers":
         return [...this.#peers.values()].flat().map((p) => copyOf(p.info));
+      case "wire":
+        return this.#transports.budget.report();
       case "listening":
         return this.#transports.listening;
       case "peer_convicted":

@@ -1,7 +1,8 @@
 /**
  * The node's heartbeat: one log line every `everyMs` with what an operator checks first —
- * uptime and memory, jobs and tokens, peers, the validator's receipts and verdicts, and this
- * node's own ledger account.
+ * uptime and memory, jobs and tokens, peers, the validator's receipts and verdicts, this
+ * node's own ledger account, and — once a wire limit has refused, ended or closed anything — what
+ * the node's wire budget did (`describeWire`).
  *
  * @module
  */
@@ -10,6 +11,7 @@ import type { Account, ValidatorMessage, ValidatorStats } from "../actors/valida
 import type { InferencePort } from "../inference/inference_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
+import type { WireBudgetReport } from "../protocols/wire_budget.ts";
 
 /** Options of {@link startHeartbeat}. */
 export interface HeartbeatOptions {
@@ -81,6 +83,12 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         return `peers ${peers.length} (workers ${workers}` +
           (convicted > 0 ? `, convicted ${convicted})` : ")");
       }),
+      await part("wire", async () => {
+        const report = await options.network()?.ask<WireBudgetReport>({ type: "wire" }, {
+          timeoutMs: ASK_TIMEOUT_MS,
+        });
+        return report === undefined ? undefined : describeWire(report);
+      }),
       await part("validator", async () => {
         const validator = options.validator();
         if (validator === undefined) return undefined;
@@ -107,6 +115,30 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
       clearInterval(timer);
     },
   };
+}
+
+/**
+ * `wire refused 12 (handlers_per_peer 12) · streams ended 1 (credit_timeout 1) · connections
+ * closed 2 (frame_timeout 2) · queued 1.5/256 MiB`, or undefined while no wire limit has refused,
+ * ended or closed anything (a calm node's line stays short; `/metrics` has every figure).
+ */
+export function describeWire(report: WireBudgetReport): string | undefined {
+  const counted = (counts: Record<string, number>) => {
+    const seen = Object.entries(counts).filter(([, n]) => n > 0);
+    const total = seen.reduce((sum, [, n]) => sum + n, 0);
+    return { total, text: `${total} (${seen.map(([why, n]) => `${why} ${n}`).join(", ")})` };
+  };
+  const refused = counted(report.refusedBy);
+  const ended = counted(report.streamsEnded);
+  const closed = counted(report.connectionsClosed);
+  if (refused.total + ended.total + closed.total === 0) return undefined;
+  const mib = (bytes: number) => Number((bytes / 2 ** 20).toFixed(1));
+  return [
+    refused.total > 0 ? `wire refused ${refused.text}` : "wire",
+    ended.total > 0 ? `streams ended ${ended.text}` : "",
+    closed.total > 0 ? `connections closed ${closed.text}` : "",
+    `queued ${mib(report.queuedBytes)}/${mib(report.limits.maxQueuedBytes)} MiB`,
+  ].filter((p) => p !== "").join(" · ");
 }
 
 /** `model NAME degraded: 0/1 workers running, 3 restarts`, for a model that is not `ok`. */

@@ -4,7 +4,7 @@
  * ledger account, and process memory. Operators watch the proof pipeline the same way they
  * watch tokens per second.
  *
- * One collector per source (process, prover, validator, network), each registered under its
+ * One collector per source (process, prover, validator, network, wire), each registered under its
  * name: a source that does not answer in time (a validator with a long mailbox) leaves only its
  * own series out of that scrape, counted by the registry, and the rest are served.
  *
@@ -17,6 +17,7 @@ import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { MetricSample, MetricsCollector } from "../server/metrics_registry.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { ActorTreeNode } from "../actors/actor_system.ts";
+import type { WireBudgetReport } from "../protocols/wire_budget.ts";
 import {
   type StorageAnswers,
   type StorageMessage,
@@ -46,7 +47,7 @@ const SCRAPE_ASK_TIMEOUT_MS = 1_000;
 
 /**
  * The node's collectors by name (`actors`, `storage`, `process`, `models`, `prover`,
- * `validator`, `network`).
+ * `validator`, `network`, `wire`).
  */
 export function nodeCollectors(sources: NodeCollectorSources): Record<string, MetricsCollector> {
   return {
@@ -303,6 +304,14 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
       );
       return samples;
     },
+    wire: async () => {
+      const network = sources.network();
+      if (network === undefined) return [];
+      const report = await network.ask<WireBudgetReport>({ type: "wire" }, {
+        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
+      });
+      return wireSamples(report);
+    },
     network: async () => {
       const network = sources.network();
       if (network === undefined) return [];
@@ -360,6 +369,77 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
       ];
     },
   };
+}
+
+/**
+ * The node's wire budget (`protocols/wire_budget.ts`, shared by every peer connection) as
+ * samples: what it holds beside each bound, then what each bound refused, ended or closed. By
+ * limit and reason only: the log names the peer (a series per key would grow with every peer).
+ */
+function wireSamples(report: WireBudgetReport): MetricSample[] {
+  const gauge = (name: string, help: string, value: number): MetricSample => ({
+    name,
+    help,
+    type: "gauge",
+    value,
+  });
+  return [
+    gauge(
+      "veriflow_wire_handlers",
+      "Peer requests running on all peer connections.",
+      report.handlers,
+    ),
+    gauge(
+      "veriflow_wire_max_handlers",
+      "network.wire.maxHandlers: past it peer requests are answered busy.",
+      report.limits.maxHandlers,
+    ),
+    gauge("veriflow_wire_streams", "Streams served on all peer connections.", report.streams),
+    gauge(
+      "veriflow_wire_max_streams",
+      "network.wire.maxStreams: past it peer streams are answered busy.",
+      report.limits.maxStreams,
+    ),
+    gauge(
+      "veriflow_wire_queued_bytes",
+      "Bytes queued for all peer connections' transports, held against network.wire.maxQueuedBytes.",
+      report.queuedBytes,
+    ),
+    gauge(
+      "veriflow_wire_max_queued_bytes",
+      "network.wire.maxQueuedBytes: past it peer requests that are answered are refused busy.",
+      report.limits.maxQueuedBytes,
+    ),
+    ...Object.entries(report.refusedBy).map(([limit, value]) => ({
+      name: "veriflow_wire_refused_total",
+      help: "Peer messages answered busy, by the bound that refused them: the node's " +
+        "(handlers, handlers_per_peer, streams, streams_per_peer, queued_bytes) or the " +
+        "connection's own (connection_requests, connection_queued_bytes).",
+      type: "counter" as const,
+      value,
+      labels: { limit },
+    })),
+    ...Object.entries(report.streamsEnded).map(([reason, value]) => ({
+      name: "veriflow_wire_streams_ended_total",
+      help: "Streams served that a limit ended: credit_timeout (no credit for " +
+        "streamCreditTimeoutMs), busy (the requester not reading what it was sent).",
+      type: "counter" as const,
+      value,
+      labels: { reason },
+    })),
+    // frame_timeout is always listed (0 until one), so an alert on it has a series to read.
+    ...Object.entries({ frame_timeout: 0, ...report.connectionsClosed }).map((
+      [reason, value],
+    ) => ({
+      name: "veriflow_wire_connections_closed_total",
+      help: "Peer connections closed for a limit or the peer's fault, by reason: frame_timeout " +
+        "(a frame not whole frameTimeoutMs after its first bytes), peer_timeout, " +
+        "too_many_refusals, frame_too_large, truncated_frame.",
+      type: "counter" as const,
+      value,
+      labels: { reason },
+    })),
+  ];
 }
 
 /**

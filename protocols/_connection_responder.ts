@@ -169,11 +169,13 @@ export class Responder {
       );
     }
     if (this.#inbound.size >= this.#maxInbound) {
+      this.#limits.budget?.connectionRefused("connection_requests");
       return this.#refuseBusy(new BusyError(this.#maxInbound, where));
     }
     const definition = this.#core.registry.get(envelope.type) as MessageDefinition;
     const answered = Boolean(definition.reply || definition.chunk);
     if (!this.#core.hasRoom && answered) {
+      this.#limits.budget?.connectionRefused("connection_queued_bytes");
       return this.#refuseBusy(new BusyError(NOT_READING, where));
     }
     // Then the node's budget, shared by all its connections: its bytes (for a request that is
@@ -246,11 +248,12 @@ export class Responder {
           // for room like a reply, so the requester is told at once to ask again, not left to
           // its request timeout.
           const where = { envelopeId: envelope.id, envelopeType: envelope.type };
+          this.#limits.budget?.connectionRefused("connection_queued_bytes");
           throw new BusyError(NOT_READING, where);
         }
         const id = this.#core.nextId();
         const reply = { v: PROTOCOL_VERSION, type: definition.reply.type, id, re: envelope.id };
-        await this.#core.send([{ ...reply, body: result }]);
+        await this.#sendWhileOpen(signal, [{ ...reply, body: result }]);
       }
     } catch (error) {
       if (signal.aborted || this.#core.isClosing) return; // the requester is gone: nobody to tell
@@ -262,7 +265,7 @@ export class Responder {
       }
       // The requester waits on this: it is its reply, so it waits for room like one.
       const id = this.#core.nextId();
-      await this.#core.send([{
+      await this.#sendWhileOpen(signal, [{
         v: PROTOCOL_VERSION,
         type: ErrorMessage.type,
         id,
@@ -271,6 +274,28 @@ export class Responder {
       }])
         .catch(() => {}); // only fails when the connection closes: nobody left to tell
     }
+  }
+
+  /**
+   * Send an exchange's frames, but stop waiting once its signal aborts (the connection closed, or
+   * the requester gave up): the frames stay with the transport, while the exchange ends and gives
+   * back its slots in the node's budget. Waiting on, it held them until the transport settled its
+   * write, and a transport aborted with a write in flight to a peer that never reads may never
+   * settle it (a `TransformStream` pipe does not): each such connection kept its streams' slots in
+   * the node's budget for good (red team, stop 66).
+   */
+  #sendWhileOpen(signal: AbortSignal, envelopes: Envelope[]): Promise<void> {
+    const sent = this.#core.send(envelopes);
+    sent.catch(() => {}); // the race below may be lost to the abort: nobody else waits on it
+    if (signal.aborted) return Promise.reject(signal.reason);
+    let onAbort = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    return Promise.race([sent, aborted]).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
   }
 
   /** Send a handler's stream as chunks, only while the requester has granted credit. */
@@ -314,6 +339,7 @@ export class Responder {
           exchange.wake = null;
           timers.clearTimeout(timer);
           if (stalled && exchange.credits === 0 && !signal.aborted && !settled) {
+            this.#limits.budget?.streamEnded("credit_timeout");
             throw new CreditTimeoutError(creditTimeoutMs, { envelopeId: re });
           }
         }
@@ -322,7 +348,7 @@ export class Responder {
         if (signal.aborted) return;
         const id = this.#core.nextId();
         if (done) {
-          await this.#core.send([{
+          await this.#sendWhileOpen(signal, [{
             v: PROTOCOL_VERSION,
             type: EndMessage.type,
             id,
@@ -336,11 +362,18 @@ export class Responder {
           // burst of streams is admitted while nothing is owed yet, and each pump then held one
           // encoded chunk outside the budget (1024 of them of up to a frame each). Past that
           // the stream ends `busy` (its requester asks again), its source cancelled below.
+          this.#limits.budget?.streamEnded("busy");
           throw new BusyError(NOT_READING, { envelopeId: re });
         }
         exchange.credits--;
         exchange.inFlight++;
-        await this.#core.send([{ v: PROTOCOL_VERSION, type: chunkType, id, re, body: value }]);
+        await this.#sendWhileOpen(signal, [{
+          v: PROTOCOL_VERSION,
+          type: chunkType,
+          id,
+          re,
+          body: value,
+        }]);
       }
     } catch (error) {
       if (!signal.aborted) reader.cancel(error).catch(() => {});

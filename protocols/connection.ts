@@ -104,9 +104,14 @@ export {
   DEFAULT_NODE_MAX_QUEUED_BYTES,
   DEFAULT_NODE_MAX_STREAMS,
   DEFAULT_NODE_MAX_STREAMS_PER_PEER,
+  type StreamEndReason,
+  WIRE_LIMITS,
   WireBudget,
+  type WireBudgetCounts,
   type WireBudgetOptions,
+  type WireBudgetReport,
   type WireBudgetStats,
+  type WireLimit,
 } from "./wire_budget.ts";
 export { DEFAULT_MAX_REFUSALS, DEFAULT_REFUSAL_WINDOW_MS } from "./_connection_inbound.ts";
 export {
@@ -268,7 +273,7 @@ export class Connection implements AsyncDisposable {
       session: () => this.#session,
       protocols: () => this.#protocols,
       issuedBelow: () => this.#nextId,
-      close: (error) => this.#shutdown(error),
+      close: (error) => this.#shutdown(error, errorCodeOf(error)),
       maxRefusals: options?.maxRefusals ?? DEFAULT_MAX_REFUSALS,
       refusalWindowMs: options?.refusalWindowMs ?? DEFAULT_REFUSAL_WINDOW_MS,
       onProtocolError: options?.onProtocolError,
@@ -282,7 +287,7 @@ export class Connection implements AsyncDisposable {
       idleTimeoutMs: options?.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       stalledFor: (now) => this.#queue.stalledFor(now),
       ping: () => this.#offer({ type: PingMessage.type, body: { nonce: this.#nextId } }),
-      onTimeout: (error) => this.#shutdown(error),
+      onTimeout: (error) => this.#shutdown(error, error.code),
     });
     this.#splitter = new FrameSplitter({ maxFrameBytes });
     this.#decodeLimits = {
@@ -647,6 +652,7 @@ export class Connection implements AsyncDisposable {
 
   async #readLoop(): Promise<void> {
     let failure: Error | null = null;
+    let fault: string | undefined;
     const decode = this.#decodeLimits;
     /** The read buffer the splitter is lent now: reused by the next read. */
     let lent: ArrayBufferLike | null = null;
@@ -718,12 +724,14 @@ export class Connection implements AsyncDisposable {
           : new ConnectionClosedError("transport read failed", { cause: error });
         this.#router.reportFatal(typed);
         failure = typed;
+        // Broken framing is the peer's fault (counted); a failed transport read is not.
+        if (error instanceof ProtocolError) fault = error.code;
       }
     }
     this.#readEnded = true;
     this.#timers.clearTimeout(this.#graceTimer);
     this.#timers.clearTimeout(this.#frameTimer);
-    this.#shutdown(failure);
+    this.#shutdown(failure, fault);
     this.#releaseBudgetBytes(this.#budget);
     this.#resolveClosed();
   }
@@ -742,7 +750,10 @@ export class Connection implements AsyncDisposable {
     const ms = this.#frameTimeoutMs;
     this.#frameTimer = this.#timers.setTimeout(() => {
       this.#frameTimer = undefined;
-      this.#shutdown(new PeerTimeoutError(`a frame begun ${ms} ms ago is not whole yet`));
+      this.#shutdown(
+        new PeerTimeoutError(`a frame begun ${ms} ms ago is not whole yet`),
+        "frame_timeout",
+      );
     }, ms);
   }
 
@@ -757,9 +768,15 @@ export class Connection implements AsyncDisposable {
   // -------------------------------------------------------------------------------------------
   // Closing
 
-  #shutdown(reason: Error | null): void {
+  /**
+   * @param reason Why (null: a clean close).
+   * @param limit The limit or peer fault that closed it, counted in the node's budget; none for
+   *   a close asked for locally or a transport that failed.
+   */
+  #shutdown(reason: Error | null, limit?: string): void {
     if (this.#closing) return;
     this.#closing = true;
+    if (limit !== undefined) this.#budget?.connectionClosed(limit);
     this.#closeReason = reason;
     this.#keepalive.stop();
     // A peer timeout or refusal limit is itself a ConnectionClosedError with its own code:
@@ -794,6 +811,11 @@ export class Connection implements AsyncDisposable {
       );
     }
   }
+}
+
+/** The code of a typed error (`too_many_refusals`), or undefined. */
+function errorCodeOf(error: Error): string | undefined {
+  return error instanceof ProtocolError ? error.code : undefined;
 }
 
 /** A BYOB reader where the transport is a byte stream (a socket), else a default one. */

@@ -23,6 +23,11 @@
  *
  * A connection without a handshake (no peer key) counts as its own peer.
  *
+ * The budget is also where the node's wire limits are counted for an operator
+ * ({@link WireBudget.report}, `/metrics` `veriflow_wire_*`): its own refusals by bound, and, from
+ * every connection given it, the refusals of the connection's own bounds, the streams a limit
+ * ended (`credit_timeout`, `busy`) and the connections one closed (`frame_timeout`, …).
+ *
  * @example
  * ```ts
  * import { WireBudget } from "./wire_budget.ts";
@@ -72,6 +77,58 @@ export interface WireBudgetOptions {
   maxQueuedBytes?: number;
 }
 
+/**
+ * The bound that refused a peer message `busy`, as `/metrics` labels it
+ * (`veriflow_wire_refused_total{limit}`): one of the node's own (this budget's) or, for a
+ * connection given this budget, one of that connection's (`connection_requests`: its
+ * `maxInboundRequests`; `connection_queued_bytes`: its `maxQueuedBytes`, the peer not reading).
+ */
+export type WireLimit =
+  | "handlers"
+  | "handlers_per_peer"
+  | "streams"
+  | "streams_per_peer"
+  | "queued_bytes"
+  | "connection_requests"
+  | "connection_queued_bytes";
+
+/** Every {@link WireLimit}, in the order `/metrics` lists them. */
+export const WIRE_LIMITS: readonly WireLimit[] = [
+  "handlers",
+  "handlers_per_peer",
+  "streams",
+  "streams_per_peer",
+  "queued_bytes",
+  "connection_requests",
+  "connection_queued_bytes",
+];
+
+/**
+ * Why a stream served on a connection given this budget ended early: its requester granted no
+ * credit for `streamCreditTimeoutMs` (`credit_timeout`), or did not read what it was sent, past
+ * twice the connection's byte budget (`busy`).
+ */
+export type StreamEndReason = "credit_timeout" | "busy";
+
+/**
+ * What a budget has counted since it was made (for `/metrics`): refusals by the bound that made
+ * them, streams ended and connections closed by the limit that cut them.
+ */
+export interface WireBudgetCounts {
+  /** Peer messages answered `busy` at admission (or a reply dropped for bytes), by bound. */
+  refusedBy: Record<WireLimit, number>;
+  /** Streams served that ended early, by reason. */
+  streamsEnded: Record<StreamEndReason, number>;
+  /** Connections closed for a limit or a peer's fault, by reason (see {@link WireBudget.connectionClosed}). */
+  connectionsClosed: Record<string, number>;
+}
+
+/** What an operator reads of a budget: what it holds, its bounds, and its counts. */
+export interface WireBudgetReport extends WireBudgetStats, WireBudgetCounts {
+  /** The bounds it was made with. */
+  limits: Required<WireBudgetOptions>;
+}
+
 /** What a {@link WireBudget} holds now. */
 export interface WireBudgetStats {
   /** Peer requests running, on all connections. */
@@ -103,6 +160,12 @@ export class WireBudget {
   #streams = 0;
   #queuedBytes = 0;
   #refused = 0;
+  readonly #refusedBy = Object.fromEntries(WIRE_LIMITS.map((l) => [l, 0])) as Record<
+    WireLimit,
+    number
+  >;
+  readonly #streamsEnded: Record<StreamEndReason, number> = { credit_timeout: 0, busy: 0 };
+  readonly #connectionsClosed: Record<string, number> = {};
 
   /**
    * Creates an empty budget.
@@ -153,6 +216,47 @@ export class WireBudget {
     };
   }
 
+  /** What the budget holds, its bounds and its counts, as plain data (an actor's answer). */
+  report(): WireBudgetReport {
+    return {
+      ...this.stats(),
+      limits: {
+        maxHandlers: this.maxHandlers,
+        maxHandlersPerPeer: this.maxHandlersPerPeer,
+        maxStreams: this.maxStreams,
+        maxStreamsPerPeer: this.maxStreamsPerPeer,
+        maxQueuedBytes: this.maxQueuedBytes,
+      },
+      refusedBy: { ...this.#refusedBy },
+      streamsEnded: { ...this.#streamsEnded },
+      connectionsClosed: { ...this.#connectionsClosed },
+    };
+  }
+
+  /**
+   * Count a peer message a connection given this budget refused `busy` for one of its own bounds
+   * (not counted in `stats().refused`, nor told to {@link onRefusal}: the connection's load).
+   */
+  connectionRefused(limit: "connection_requests" | "connection_queued_bytes"): void {
+    this.#refusedBy[limit]++;
+  }
+
+  /** Count a stream served on a connection given this budget that ended for `reason`. */
+  streamEnded(reason: StreamEndReason): void {
+    this.#streamsEnded[reason]++;
+  }
+
+  /**
+   * Count a connection given this budget closed for a limit or a fault of its peer: `reason` is a
+   * frame not whole `frameTimeoutMs` after its first bytes (`frame_timeout`), a silent or
+   * non-reading peer (`peer_timeout`), too many refusals in a window (`too_many_refusals`), or
+   * broken framing (the framing error's code: `frame_too_large`, `truncated_frame`). A close asked
+   * for locally, or a transport that failed, is not counted.
+   */
+  connectionClosed(reason: string): void {
+    this.#connectionsClosed[reason] = (this.#connectionsClosed[reason] ?? 0) + 1;
+  }
+
   /**
    * Take a handler slot (and a stream slot for a streamed request) for `peer`; the caller gives
    * them back with {@link release} once the handler (and its stream) is done.
@@ -161,10 +265,10 @@ export class WireBudget {
    * @returns Why it is refused, or undefined: the slots are taken.
    */
   admit(peer: string, stream: boolean): string | undefined {
-    const reason = this.#refusal(peer, stream);
-    if (reason !== undefined) {
-      this.#refuse(peer, reason);
-      return reason;
+    const refusal = this.#refusal(peer, stream);
+    if (refusal !== undefined) {
+      this.#refuse(peer, refusal);
+      return refusal.reason;
     }
     this.#handlers++;
     this.#handlersOf.set(peer, (this.#handlersOf.get(peer) ?? 0) + 1);
@@ -190,21 +294,36 @@ export class WireBudget {
     this.#queuedBytes = Math.max(0, this.#queuedBytes + delta);
   }
 
-  #refusal(peer: string, stream: boolean): string | undefined {
+  #refusal(peer: string, stream: boolean): Refusal | undefined {
     if (this.#handlers >= this.maxHandlers) {
-      return `node busy: ${this.#handlers} peer requests running on all connections (at most ${this.maxHandlers})`;
+      return {
+        limit: "handlers",
+        reason:
+          `node busy: ${this.#handlers} peer requests running on all connections (at most ${this.maxHandlers})`,
+      };
     }
     const ofPeer = this.#handlersOf.get(peer) ?? 0;
     if (ofPeer >= this.maxHandlersPerPeer) {
-      return `${ofPeer} peer requests running for this peer (at most ${this.maxHandlersPerPeer})`;
+      return {
+        limit: "handlers_per_peer",
+        reason:
+          `${ofPeer} peer requests running for this peer (at most ${this.maxHandlersPerPeer})`,
+      };
     }
     if (stream) {
       if (this.#streams >= this.maxStreams) {
-        return `node busy: ${this.#streams} streams served on all connections (at most ${this.maxStreams})`;
+        return {
+          limit: "streams",
+          reason:
+            `node busy: ${this.#streams} streams served on all connections (at most ${this.maxStreams})`,
+        };
       }
       const streamsOf = this.#streamsOf.get(peer) ?? 0;
       if (streamsOf >= this.maxStreamsPerPeer) {
-        return `${streamsOf} streams served to this peer (at most ${this.maxStreamsPerPeer})`;
+        return {
+          limit: "streams_per_peer",
+          reason: `${streamsOf} streams served to this peer (at most ${this.maxStreamsPerPeer})`,
+        };
       }
     }
     return undefined;
@@ -219,14 +338,21 @@ export class WireBudget {
     if (this.hasRoom) return undefined;
     const reason =
       `node busy: ${this.#queuedBytes} bytes queued on all connections (at most ${this.maxQueuedBytes})`;
-    this.#refuse(peer, reason);
+    this.#refuse(peer, { limit: "queued_bytes", reason });
     return reason;
   }
 
-  #refuse(peer: string, reason: string): void {
+  #refuse(peer: string, { limit, reason }: Refusal): void {
     this.#refused++;
+    this.#refusedBy[limit]++;
     for (const listener of this.#listeners) listener(peer, reason);
   }
+}
+
+/** A refusal by one of the budget's own bounds: which, and the text the peer is answered. */
+interface Refusal {
+  limit: WireLimit;
+  reason: string;
 }
 
 function decrement(counts: Map<string, number>, key: string): void {
