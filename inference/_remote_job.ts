@@ -402,6 +402,8 @@ export class RemoteJob {
   /**
    * The connection closed: a job that has not ended ends here, with the connection's error
    * (`connection_closed`, or why it closed: `peer_timeout`, ...), whether or not anyone reads.
+   * After the job's last token it ended as that token said (the client has every token): only
+   * its end event, the receipt, was lost, and may be asked for later (`_lost_ends.ts`).
    */
   connectionClosed(reason: Error | null): void {
     if (this.#ended) return;
@@ -412,7 +414,7 @@ export class RemoteJob {
     this.#failedWith = error;
     // Free the event stream too; the token stream then fails with the same error if read.
     this.#reader.cancel(error).catch(() => {});
-    this.#end("error", error);
+    this.#end(this.#lastTokenSeen ?? "error", error);
   }
 
   /**
@@ -568,11 +570,14 @@ export class RemoteJob {
       this.#resolve({ ...summary, finishReason: this.#lastTokenSeen! });
     } catch (error) {
       // The worker's own doing (what it sent, or failed to send, where its end was due) breaks
-      // its stream; a lost connection (its end may be asked for later: `_lost_ends.ts`) or this
-      // side's own cancel ends the job as before.
+      // its stream. A lost connection does not undo the job either: the client has every token
+      // and the job ended as its last token said, so the summary says that, with the loss as its
+      // `error` and no receipt (the receipt may be asked for later: `_lost_ends.ts`, and pays the
+      // worker then). Ended `error` instead, the client was told its whole answer failed while
+      // its requester could still be charged for it once the receipt came.
       if (error instanceof InferenceStreamError || error instanceof RemoteError) {
         this.#brokeAfterLastToken(error);
-      } else this.#end("error", error);
+      } else this.#end(this.#lastTokenSeen!, error);
     }
   }
 

@@ -131,7 +131,9 @@ export class WorkerLostError extends VeriflowError {
  * has been streamed text that is not the model's from {@link position} on; its stream ends with
  * this error rather than as if the rest were lost in the network. The lost worker signed
  * nothing for its part (a receipt covers a finished job only), so no ledger can charge it: the
- * error and the router's log are all the evidence there is.
+ * error and the router's log are all the evidence there is (left open; the signed running
+ * commitment that would convict it is designed in `docs/PROOF.md`, "Left open: a lost worker's
+ * wrong tokens").
  */
 export class DeliveredTokensDivergedError extends VeriflowError {
   /**

@@ -364,7 +364,8 @@ export class NetworkInferencePort implements InferencePort {
         if (brokeAtEnd) this.#avoid(attempt.worker, job.model);
         // Nor one whose receipt was withheld: what the client got is not what it signed.
         const withheld = summary.receipt !== undefined && told.receipt === undefined;
-        const finished = !withheld && !brokeAtEnd &&
+        // A lost end is no job run to its end yet: its receipt has not come (`_lost_ends.ts`).
+        const finished = !withheld && !brokeAtEnd && !endLost &&
           (summary.finishReason === "stop" || summary.finishReason === "length");
         if (finished) this.#busy.took(toHex(attempt.worker));
         // Only a job it took over after tokens were delivered, and ran to its end, shows it

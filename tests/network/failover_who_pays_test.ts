@@ -1,0 +1,399 @@
+/**
+ * Who pays when a routed job's worker fails (`network/failover.ts`,
+ * `network/network_inference_port.ts`): one test per way a routed job can end, each pinning
+ * what the client sees (every position once, none missing, or a clear error) and what reaches
+ * the router's validator, the ledger's input — the one receipt that credits a worker, with the
+ * assignment naming it, or nothing (nobody paid) — and whom the router blames locally (kept off
+ * the model, or asked last).
+ *
+ * Workers are in-memory connections that write scripted `inference.event`s
+ * (`_scripted_worker_fixture.ts`); the router runs on a fake clock.
+ */
+import assert from "node:assert/strict";
+import { ResumeMismatchError } from "../../inference/resumed_generation.ts";
+import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import type { ValidatorMessage } from "../../actors/validator_actor.ts";
+import { type InferenceEvent, SubmitMessage } from "../../protocols/inference_messages.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import type { JobAssignment } from "../../protocols/assignment.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import { DEFAULT_STALL_TIMEOUT_MS, DEFAULT_START_TIMEOUT_MS } from "../../inference/remote_port.ts";
+import { eventually } from "../server/_fixtures.ts";
+import { jobFor, linked, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
+import {
+  endEvent,
+  events,
+  receiptFor,
+  router,
+  scriptedWorker,
+  start,
+  wireToken,
+} from "./_scripted_worker_fixture.ts";
+
+/** A worker of {@link crashes}: `read(n)` tells it the client has read `n` tokens. */
+interface CrashingWorker extends TestWorker {
+  read(tokens: number): void;
+}
+
+/**
+ * A worker that starts each job, sends `list` and loses its connection once the client has read
+ * `after` tokens (default: every token in `list`), as a worker that crashes mid-stream.
+ */
+async function crashes(list: InferenceEvent[], after?: number): Promise<CrashingWorker> {
+  const sent = after ?? list.filter((e) => e.kind === "token").length;
+  const delivered = Promise.withResolvers<void>();
+  if (sent === 0) delivered.resolve();
+  const worker = await linked((atWorker, submissions) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      const all: InferenceEvent[] = [start(body.job), ...list];
+      let i = 0;
+      return Promise.resolve(
+        new ReadableStream<InferenceEvent>({
+          pull: async (c) => {
+            if (i < all.length) return c.enqueue(all[i++]);
+            await delivered.promise;
+            await atWorker.close();
+            await new Promise(() => {});
+          },
+        }, { highWaterMark: 0 }),
+      );
+    });
+  });
+  return { ...worker, read: (n) => void (n === sent && delivered.resolve()) };
+}
+
+/** An honest worker: runs each job from where it is asked to resume, to its end and receipt. */
+function honest(): Promise<TestWorker> {
+  return scriptedWorker((body, _n, identity) => {
+    const k = body.resume?.length ?? 0;
+    const list: InferenceEvent[] = [start(body.job, k > 0 ? { resumedFrom: k } : {})];
+    for (let i = k; i < TOKENS; i++) list.push(wireToken(i));
+    list.push(endEvent(body.job, TOKENS - k, receiptFor(body.job, identity, TEXT)));
+    return events(list);
+  });
+}
+
+/** What the client got: each token's position, the text, its stream's error code, its done. */
+async function runJob(port: NetworkInferencePort, job: TextJob, crashing?: CrashingWorker) {
+  const handle = await port.submit(job);
+  const positions: number[] = [];
+  let text = "";
+  let failed: string | undefined;
+  try {
+    for await (const t of handle.tokens) {
+      positions.push(t.index);
+      text += t.text;
+      crashing?.read(positions.length);
+    }
+  } catch (error) {
+    failed = (error as { code?: string }).code ?? String(error);
+  }
+  return { positions, text, failed, summary: await handle.done };
+}
+
+/** Every position of the job once, in order. */
+const ALL = Array.from({ length: TOKENS }, (_, i) => i);
+
+/**
+ * The ledger's input: for each receipt the router handed its validator, the worker it credits
+ * (the receipt's origin), checked to be the worker its assignment names.
+ */
+function credited(told: ValidatorMessage[]): string[] {
+  return told.filter((m) => m.type === "receipt").map((m) => {
+    assert.ok(m.type === "receipt");
+    const assignment = m.assignment as JobAssignment;
+    assert.equal(toHex(assignment.worker), m.origin, "assigned to another worker");
+    return m.origin!;
+  });
+}
+
+/** Close each worker and shut the router down. */
+async function closeAll(r: Awaited<ReturnType<typeof router>>, workers: TestWorker[]) {
+  for (const w of workers) await w.close();
+  await r.system.shutdown();
+}
+
+Deno.test("who pays: a worker that refuses the job as full is asked last and spent nothing; the next worker runs it and is credited", async () => {
+  const full = await scriptedWorker(() => {
+    throw new VeriflowError("too_many_jobs", "full");
+  });
+  const good = await honest();
+  const r = await router([full.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("refused-full"));
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(full.submissions.length, 1);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    assert.equal(r.workers.avoided.has(full.key), false);
+    assert.ok(r.busy.askedLast().includes(full.key), "the full worker is asked first");
+  } finally {
+    await closeAll(r, [full, good]);
+  }
+});
+
+Deno.test("who pays: a worker that takes the job and never starts it is passed over at the start timeout and asked last; the next worker is credited", async () => {
+  const silent = await linked((atWorker, submissions) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      return new Promise<never>(() => {});
+    });
+  });
+  const good = await honest();
+  const r = await router([silent.toWorker, good.toWorker]);
+  try {
+    const running = runJob(r.port, jobFor("never-starts"));
+    await eventually(() => silent.submissions.length === 1, "the silent worker asked first");
+    await r.timers.advance(DEFAULT_START_TIMEOUT_MS);
+    const got = await running;
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(good.submissions[0].resume, undefined);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    assert.ok(r.busy.askedLast().includes(silent.key), "the silent worker is asked first");
+  } finally {
+    await closeAll(r, [silent, good]);
+  }
+});
+
+Deno.test("who pays: a worker that crashes before its first token — the next worker runs the job from its start and is credited for all of it; the crashed one is asked last, not kept off", async () => {
+  const crashed = await crashes([]);
+  const good = await honest();
+  const r = await router([crashed.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("crash-before-first"), crashed);
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.text, TEXT);
+    assert.equal(got.failed, undefined);
+    assert.equal(good.submissions[0].resume, undefined, "a job nobody streamed is not resumed");
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    assert.equal(r.workers.avoided.has(crashed.key), false);
+    assert.ok(r.busy.askedLast().includes(crashed.key), "the crashed worker is asked first");
+  } finally {
+    await closeAll(r, [crashed, good]);
+  }
+});
+
+Deno.test("who pays: a worker that crashes after two tokens — the takeover resumes from position 2, the client gets each position once, and the takeover alone is credited, for the whole job", async () => {
+  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const good = await honest();
+  const r = await router([crashed.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("crash-mid"), crashed);
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.text, TEXT);
+    assert.deepEqual(good.submissions[0].resume, [97, 98]);
+    assert.equal(got.summary.finishReason, "length");
+    assert.equal(got.summary.usage.completionTokens, TOKENS);
+    assert.deepEqual(credited(r.recorder.told), [good.key], "the crashed worker signed nothing");
+    assert.equal(r.workers.avoided.has(crashed.key), false);
+    assert.ok(r.busy.askedLast().includes(crashed.key));
+  } finally {
+    await closeAll(r, [crashed, good]);
+  }
+});
+
+Deno.test("who pays: a worker that fails a started job with an error frame of its own (internal_error) is kept off the model; the takeover is credited", async () => {
+  const failing = await scriptedWorker((body) =>
+    events(
+      [start(body.job), wireToken(0)],
+      Promise.resolve(new VeriflowError("internal_error", "model died")),
+    )
+  );
+  const good = await honest();
+  const r = await router([failing.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("own-error"));
+    assert.deepEqual(got.positions, ALL);
+    assert.deepEqual(good.submissions[0].resume, [97]);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    await eventually(() => r.workers.avoided.has(failing.key), "the failing worker kept off");
+  } finally {
+    await closeAll(r, [failing, good]);
+  }
+});
+
+Deno.test("who pays: a duplicated (replayed) token frame breaks the worker's stream: the client never sees the position twice, the takeover resumes after it, and the duplicating worker is kept off the model and paid nothing", async () => {
+  const replays = await scriptedWorker((body) =>
+    events([start(body.job), wireToken(0), wireToken(1), wireToken(1), wireToken(2)])
+  );
+  const good = await honest();
+  const r = await router([replays.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("replayed-frame"));
+    assert.deepEqual(got.positions, ALL, "a position reached the client twice or not at all");
+    assert.equal(got.text, TEXT);
+    assert.deepEqual(good.submissions[0].resume, [97, 98]);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    await eventually(() => r.workers.avoided.has(replays.key), "the duplicating worker kept off");
+  } finally {
+    await closeAll(r, [replays, good]);
+  }
+});
+
+Deno.test("who pays: garbage where a token is due (a second start frame) breaks the stream: the worker is kept off the model and paid nothing; the takeover finishes and is credited", async () => {
+  const garbage = await scriptedWorker((body) =>
+    events([start(body.job), wireToken(0), start(body.job), wireToken(1)])
+  );
+  const good = await honest();
+  const r = await router([garbage.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("garbage-frame"));
+    assert.deepEqual(got.positions, ALL);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    await eventually(() => r.workers.avoided.has(garbage.key), "the garbling worker kept off");
+  } finally {
+    await closeAll(r, [garbage, good]);
+  }
+});
+
+Deno.test("who pays: a worker that answers for a job it was not given (its end carries a receipt signed for another job) is paid nothing, kept off the model, and the client is told receipt_rejected", async () => {
+  const other = jobFor("someone-elses-job");
+  const wrongJob = await scriptedWorker((body, _n, identity) => {
+    const list: InferenceEvent[] = [start(body.job)];
+    for (let i = 0; i < TOKENS; i++) list.push(wireToken(i));
+    list.push(endEvent(body.job, TOKENS, receiptFor(other, identity, TEXT)));
+    return events(list);
+  });
+  const r = await router([wrongJob.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("answered-for-another"));
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.summary.receipt, undefined);
+    assert.equal(got.summary.error?.code, "receipt_rejected");
+    assert.deepEqual(credited(r.recorder.told), [], "a receipt for another job was paid");
+    await eventually(() => r.workers.avoided.has(wrongJob.key), "the worker kept off");
+  } finally {
+    await closeAll(r, [wrongJob]);
+  }
+});
+
+Deno.test("who pays: a takeover that claims the resume and then replays the delivered positions is not relayed twice: it is kept off the model and the next worker finishes and is credited", async () => {
+  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const replayer = await scriptedWorker((body) => {
+    const k = body.resume?.length ?? 0;
+    // It says it resumed from k, then streams from 0: the client's positions 0 and 1 again.
+    return events([start(body.job, { resumedFrom: k }), wireToken(0), wireToken(1)]);
+  });
+  const good = await honest();
+  const r = await router([crashed.toWorker, replayer.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("takeover-replays"), crashed);
+    assert.deepEqual(got.positions, ALL, "a position reached the client twice");
+    assert.deepEqual(good.submissions[0].resume, [97, 98]);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    await eventually(() => r.workers.avoided.has(replayer.key), "the replaying takeover kept off");
+  } finally {
+    await closeAll(r, [crashed, replayer, good]);
+  }
+});
+
+Deno.test("who pays: a takeover whose receipt counts only its own part (tokenCount 4 of 6) is paid nothing and kept off the model; the client has its whole answer and is told receipt_rejected", async () => {
+  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const short = await scriptedWorker((body, _n, identity) => {
+    const k = body.resume?.length ?? 0;
+    const list: InferenceEvent[] = [start(body.job, { resumedFrom: k })];
+    for (let i = k; i < TOKENS; i++) list.push(wireToken(i));
+    list.push(endEvent(body.job, TOKENS - k, receiptFor(body.job, identity, TEXT, TOKENS - k)));
+    return events(list);
+  });
+  const r = await router([crashed.toWorker, short.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("takeover-short-receipt"), crashed);
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.summary.error?.code, "receipt_rejected");
+    assert.deepEqual(credited(r.recorder.told), []);
+    await eventually(() => r.workers.avoided.has(short.key), "the takeover kept off");
+  } finally {
+    await closeAll(r, [crashed, short]);
+  }
+});
+
+Deno.test("who pays: a takeover that goes silent after its start is cut at the stall timeout and asked last; the next worker resumes from the same tokens and is credited", async () => {
+  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const silent = await scriptedWorker((body) =>
+    events([start(body.job, { resumedFrom: body.resume?.length ?? 0 })])
+  );
+  const good = await honest();
+  const r = await router([crashed.toWorker, silent.toWorker, good.toWorker]);
+  try {
+    const running = runJob(r.port, jobFor("takeover-silent"), crashed);
+    await eventually(() => silent.submissions.length === 1, "the job taken over");
+    // Past the stall timeout on the router's clock, in steps so each timer set meanwhile fires.
+    for (let waited = 0; waited <= DEFAULT_STALL_TIMEOUT_MS; waited += 1_000) {
+      if (good.submissions.length > 0) break;
+      await r.timers.advance(1_000);
+    }
+    const got = await running;
+    assert.deepEqual(got.positions, ALL);
+    assert.deepEqual(good.submissions[0].resume, [97, 98]);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    assert.ok(r.busy.askedLast().includes(silent.key), "the silent takeover is asked first");
+  } finally {
+    await closeAll(r, [crashed, silent, good]);
+  }
+});
+
+Deno.test("who pays: a worker that streams the whole job and crashes before its end event is not failed over: the client has every token once, nothing is paid yet, and the job is remembered to ask its receipt", async () => {
+  const tokens = Array.from({ length: TOKENS }, (_, i) => wireToken(i));
+  const crashed = await crashes(tokens);
+  const good = await honest();
+  const r = await router([crashed.toWorker, good.toWorker]);
+  try {
+    const got = await runJob(r.port, jobFor("crash-before-end"), crashed);
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.failed, undefined, "the client's stream failed");
+    // Failed before the fix: finishReason "error", a client with its whole answer told it
+    // failed, while the receipt asked for later could still charge its requester for it.
+    assert.equal(got.summary.finishReason, "length", "the client was told its answer failed");
+    assert.equal(got.summary.error?.code, "connection_closed");
+    assert.equal(got.summary.receipt, undefined);
+    assert.equal(good.submissions.length, 0, "a job with nothing left to run was resumed");
+    assert.deepEqual(credited(r.recorder.told), [], "paid before its receipt came");
+  } finally {
+    await closeAll(r, [crashed, good]);
+  }
+});
+
+/** Where the lying worker's tokens go wrong, and the wrong token it sends there. */
+const WRONG_AT = 1;
+const WRONG = { kind: "token", index: WRONG_AT, tokenId: 200, text: "Z" } as const;
+
+// LEFT OPEN (helper-F, stop 66): a worker that streams tokens that are not the job's output and
+// then drops signs nothing (stream frames are unsigned; a receipt covers a finished job only), so
+// its lie, shown by every takeover's `resume_mismatch`, convicts nobody: nothing is charged to it
+// in any ledger. Closing it needs the worker to sign a running commitment over the tokens it
+// streams, which the router keeps and turns into a fraud proof on divergence — a wire, worker,
+// validator and ledger change, designed in docs/PROOF.md, "Left open: a lost worker's wrong
+// tokens". Unignore once that lands: this test then says what must hold.
+Deno.test({
+  name:
+    "who pays (LEFT OPEN): a worker that delivers wrong tokens and drops is charged: the router hands its validator signed evidence against it",
+  ignore: true,
+  fn: async () => {
+    const liar = await crashes([wireToken(0), WRONG]);
+    const checker = await scriptedWorker((body) =>
+      events(
+        [start(body.job, { resumedFrom: body.resume?.length ?? 0 })],
+        Promise.resolve(
+          new ResumeMismatchError(
+            `prefix token ${WRONG_AT} is ${WRONG.tokenId}, but the job's sampling rule gives ` +
+              `${97 + WRONG_AT} here`,
+            WRONG_AT,
+          ),
+        ),
+      )
+    );
+    const r = await router([liar.toWorker, checker.toWorker]);
+    try {
+      const got = await runJob(r.port, jobFor("left-open-liar"), liar);
+      assert.equal(got.failed, "delivered_tokens_diverged");
+      // What must come: evidence against the liar (its signed commitment to the wrong token at
+      // WRONG_AT, with the router's assignment) reaches the validator, so a ledger can slash it.
+      const evidence = r.recorder.told.filter((m) => m.type !== "receipt");
+      assert.ok(evidence.length > 0, "nothing reached the ledger against the lying worker");
+    } finally {
+      await closeAll(r, [liar, checker]);
+    }
+  },
+});
