@@ -25,6 +25,7 @@ import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
 import { blocksReferencedBy, isDagNode, storedLinks } from "./dag_links.ts";
 import { storageKey } from "../protocols/cid.ts";
+import { chunkCountOf } from "../protocols/manifest.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
@@ -276,14 +277,19 @@ export async function runLs(args: string[]): Promise<number> {
     const listed: ListedFile[] = [];
     // Every block the pinned files reach, to count what they do not (undefined: one is damaged).
     let reached: Set<string> | undefined = new Set<string>();
+    // A damaged file's chunk count, as `ls` prints it: `info.chunks` are its root's links (a
+    // manifest tree's few branches, a large UnixFS file's inner nodes), not its chunks.
+    const chunkTotals = new Map<string, string>();
     for (const cid of await store.pins()) {
       try {
         const info: ListedFile = { ...await files.stat(cid), ...await store.pinLabel(cid) };
         reached?.add(storageKey(cid));
-        const damage = await damageOf(store, info.chunks, values.verify === true, reached);
+        const walked = await damageOf(store, info.chunks, values.verify === true, reached);
+        const { damage } = walked;
         if (damage.missing + damage.corrupt > 0) {
           info.damage = damage;
           reached = undefined; // a lost inner node hides what is below it
+          chunkTotals.set(cid, await chunkTotalOf(files, info, walked));
         }
         listed.push(info);
       } catch (error) {
@@ -304,7 +310,9 @@ export async function runLs(args: string[]): Promise<number> {
       const size = f.size === null ? "?" : formatBytes(f.size);
       const name = f.tier === "private" ? "(private)" : (f.name ?? "");
       const damage = f.damage
-        ? `  DAMAGED: ${describeDamage(f.damage)} of ${f.chunks.length} chunks; put the file again`
+        ? `  DAMAGED: ${describeDamage(f.damage)} of ${
+          chunkTotals.get(f.cid)
+        } chunks; put the file again`
         : "";
       console.log(`${f.cid}  ${f.tier.padEnd(7)}  ${size.padStart(10)}  ${name}${damage}`);
     }
@@ -343,17 +351,44 @@ async function countUnreferenced(store: ChunkStore, reached: Set<string>): Promi
   return count;
 }
 
+/** What {@link damageOf} found below a file's root. */
+interface WalkedFile {
+  /** Blocks missing, and (with `verify`) failing their hash: inner nodes and chunks alike. */
+  damage: { missing: number; corrupt: number };
+  /** Chunks (blocks that link nothing) met, present or not. */
+  chunks: number;
+  /** True when an inner node could not be read: the chunks below it were not met. */
+  hidden: boolean;
+}
+
+/**
+ * How many chunks the damaged file `info` has: a private file's root says (a manifest tree's
+ * branches carry their counts, so a lost node hides none); any other file's are the chunks the
+ * walk met, "at least" that many when a lost inner node hid some.
+ */
+async function chunkTotalOf(
+  files: FileStore,
+  info: FileInfo,
+  walked: WalkedFile,
+): Promise<string> {
+  if (info.tier === "private") return String(chunkCountOf(await files.manifest(info.cid)));
+  return walked.hidden ? `at least ${walked.chunks}` : String(walked.chunks);
+}
+
 /**
  * Blocks of a file (below its root) that are missing from `store`, or (with `verify`) fail
- * their hash; a UnixFS file's inner nodes are walked. Each block walked goes into `reached`.
+ * their hash; a UnixFS file's inner nodes and a manifest tree's nodes are walked. Each block
+ * walked goes into `reached`.
  */
 async function damageOf(
   store: ChunkStore,
   chunks: readonly string[],
   verify: boolean,
   reached?: Set<string>,
-): Promise<{ missing: number; corrupt: number }> {
+): Promise<WalkedFile> {
   const damage = { missing: 0, corrupt: 0 };
+  let leaves = 0;
+  let hidden = false;
   const seen = new Set<string>();
   // A file's inlined (identity CID) links are stored nowhere: no key to look up, no damage.
   const stack = storedLinks(chunks);
@@ -362,8 +397,12 @@ async function damageOf(
     if (seen.has(cid)) continue;
     seen.add(cid);
     reached?.add(storageKey(cid));
-    if (!await store.has(cid)) damage.missing++;
-    else if (isDagNode(cid)) {
+    const node = isDagNode(cid);
+    if (!node) leaves++;
+    if (!await store.has(cid)) {
+      damage.missing++;
+      hidden ||= node;
+    } else if (node) {
       // An inner UnixFS node: read (so verified) to find the blocks below it.
       const bytes = await store.get(cid).catch((error) => {
         if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
@@ -373,6 +412,7 @@ async function damageOf(
         return undefined;
       });
       if (bytes) stack.push(...blocksReferencedBy(cid, bytes));
+      else hidden = true;
     } else if (verify) {
       await store.get(cid).catch((error) => {
         if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
@@ -382,7 +422,7 @@ async function damageOf(
       });
     }
   }
-  return damage;
+  return { damage, chunks: leaves, hidden };
 }
 
 function describeDamage(damage: { missing: number; corrupt: number }): string {
@@ -415,7 +455,8 @@ export async function runGc(args: string[]): Promise<number> {
       throw new StorageError(
         "unreadable_root",
         `nothing removed: pinned ${result.unreadableRoots.join(", ")} cannot be read here ` +
-          `(missing or corrupt), so GC cannot know what it references. Put the file again to ` +
+          `(its root or an inner node is missing or corrupt; \`cli.ts ls\` flags it), so GC ` +
+          `cannot know what it references. Put the file again to ` +
           `restore it, or unpin it (delete ${join(dataDir, "store", "pins", "<cid>")}).`,
       );
     }
