@@ -29,6 +29,7 @@
  * @module
  */
 import { isCid } from "../protocols/cid.ts";
+import { MAX_PROVE_CIDS } from "../protocols/storage_messages.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
@@ -92,7 +93,7 @@ export interface StorageAuditorOptions {
    */
   reference(cid: string, signal: AbortSignal): Promise<Uint8Array>;
   /**
-   * Chunks sampled per round. Default 4: a holder that dropped a fraction f of its chunks
+   * Chunks sampled per round, 1 to `MAX_PROVE_CIDS` (64, what one challenge names). Default 4: a holder that dropped a fraction f of its chunks
    * escapes one round with probability (1-f)^4 — 66 % for f = 10 %, but repeated rounds
    * compound it down quickly.
    */
@@ -155,6 +156,14 @@ export class StorageAuditor {
    * ```
    */
   constructor(options: StorageAuditorOptions) {
+    const size = options.sampleSize;
+    if (size !== undefined && !(Number.isInteger(size) && size >= 1 && size <= MAX_PROVE_CIDS)) {
+      // A challenge names at most MAX_PROVE_CIDS chunks: one naming more is refused as malformed
+      // by the holder's side, and the holder would be blamed for the auditor's own request.
+      throw new RangeError(
+        `sampleSize ${size}: an audit samples 1 to ${MAX_PROVE_CIDS} chunks (one challenge)`,
+      );
+    }
     this.#options = options;
   }
 
