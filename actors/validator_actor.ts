@@ -424,28 +424,40 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "verdict":
         return await this.#peerVerdicts.onVerdict(message, ctx);
       case "pledge": {
-        // A key with stake here is answered before the ledger checks the signature: every
-        // connection brings every pledge its peer holds (anti-entropy), so repeats are the
+        // A pledge that adds nothing here is answered before the ledger checks the signature:
+        // every connection brings every pledge its peer holds (anti-entropy), so repeats are the
         // common case, and each would otherwise cost a signature check.
-        if (ledger.hasStaked(message.pledge.key)) return false;
-        const recorded = await ledger.recordPledge(message.pledge).catch(() => false);
-        if (recorded) {
-          this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
-          this.#fraudProofs.takePledgeHeldProofs(toHex(message.pledge.key), ctx);
-          this.#peerVerdicts.takeClaimsOf(toHex(message.pledge.key), ctx);
-          // Its standing changed: the router weighs it again.
-          this.#tellNetwork(ctx, { type: "peer_staked", key: toHex(message.pledge.key) });
+        const { pledge } = message;
+        if (ledger.knowsPledge(pledge)) return false;
+        const recorded = await ledger.recordPledge(pledge).catch(() => false);
+        if (!recorded) return false;
+        const key = toHex(pledge.key);
+        // Recorded: the key's first pledge (its stake), or a second, different one that convicts
+        // it of pledge equivocation (its stake forfeited: nothing it held waits for that).
+        const convicted = ledger.pledgeEquivocated(pledge.key);
+        if (!convicted) {
+          this.#replayAwaitingStake(key, ctx);
+          this.#fraudProofs.takePledgeHeldProofs(key, ctx);
+          this.#peerVerdicts.takeClaimsOf(key, ctx);
         }
-        if (recorded && message.origin !== undefined && message.origin !== "local") {
+        // Its standing changed: the router weighs it again.
+        this.#tellNetwork(ctx, { type: "peer_staked", key });
+        if (convicted) {
+          // Every ledger that holds either pledge must come to hold both: the first goes to every
+          // peer (the one the second came from may lack it: gossip passes on what is new), the
+          // second to all but where it came from. A ledger that holds a pledge already passes
+          // nothing on, so this ends; each send is out of the peer's budget (`pledge_budget.ts`).
+          const [first] = ledger.pledges({ key: pledge.key });
+          this.#tellNetwork(ctx, { type: "publish_pledge", pledge: first });
+        }
+        const fromPeer = message.origin !== undefined && message.origin !== "local";
+        if (fromPeer || convicted) {
           // Gossip: ledgers that are not the pledger's direct peers need its stake too, or
           // they refuse its receipts (and, for a validator, its verdicts).
-          this.#tellNetwork(ctx, {
-            type: "publish_pledge",
-            pledge: message.pledge,
-            except: message.origin,
-          });
+          const except = fromPeer ? message.origin : undefined;
+          this.#tellNetwork(ctx, { type: "publish_pledge", pledge, except });
         }
-        return recorded;
+        return true;
       }
       case "training_receipt":
         return await recordTrainingReceipt(ledger, message);
@@ -483,13 +495,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // them all).
         const now = this.#now();
         const keys = [...this.#catchUp.accusers(now), ...this.#catchUp.workers(now)].map(toHex);
-        const wanted = new Map(keys.map((key) => [key, undefined as StakePledge | undefined]));
+        // (Both pledges of a key convicted of pledge equivocation: a peer holding one needs the
+        // other to convict it too.)
+        const wanted = new Map(keys.map((key) => [key, [] as StakePledge[]]));
         if (wanted.size > 0) {
-          for (const pledge of ledger.pledges()) {
-            if (wanted.has(toHex(pledge.key))) wanted.set(toHex(pledge.key), pledge);
-          }
+          for (const pledge of ledger.pledges()) wanted.get(toHex(pledge.key))?.push(pledge);
         }
-        const first = [...wanted.values()].filter((pledge) => pledge !== undefined);
+        const first = [...wanted.values()].flat();
         const rest = pledges.filter((pledge) => !wanted.has(toHex(pledge.key)));
         return [...first, ...rest].slice(0, Math.max(0, message.limit));
       }

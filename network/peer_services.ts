@@ -339,7 +339,8 @@ export function servePeer(
     connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
       // A peer's own pledge, one it passes on (gossip), one of those its ledger pushes when we
       // connect, or one we turned out to need (`network_actor.ts`): the ledger checks the
-      // signature and keeps a key's first. A node pledges once, ever (`node/node_pledge.ts`).
+      // signature and counts a key's first as its stake; a second, different one convicts the key
+      // of pledge equivocation. A node pledges once, ever (`node/node_pledge.ts`).
       pledges.admit();
       await inbox.deliver(peer, { type: "pledge", pledge, origin: peer });
     });

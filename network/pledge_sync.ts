@@ -3,7 +3,10 @@
  * of the pledges this node holds. Such a peer is sent, on connect, this node's stake pledge and
  * a bounded few its ledger recorded (the keys active there first), and later the pledge of a
  * worker whose receipt it refused for want of stake, so a node that joins late learns the stake
- * gossiped before it came; a pledge new to this node's ledger is passed on to its other peers.
+ * gossiped before it came; a pledge new to this node's ledger is passed on to its other peers,
+ * and so is a second, different pledge of a pledged key (it convicts the key of pledge
+ * equivocation, `proof/_ledger_pledges.ts`), with the key's first: every ledger that holds
+ * either comes to hold both, and settles the key alike.
  * The evidence that counts in a ledger only from a key with stake there — a fraud proof, a "proof
  * withheld" claim — is passed on after its author's pledge, on the same connection, unless that
  * connection has carried the pledge in the last minute ({@link PledgeSync.sendAhead},
@@ -44,14 +47,15 @@ export interface PledgePeer {
 export type PushPledgesMessage = Extract<NetworkMessage, { type: "push_pledges" }>;
 
 /**
- * Pledgers (keys) a connection is remembered to have carried, either way, so that
+ * Pledges a connection is remembered to have carried, either way (by signature: a key convicted
+ * of pledge equivocation has two, and carrying one is not carrying the other), so that
  * {@link PledgeSync.sendAhead} sends a pledge once per connection and minute
  * ({@link CARRIED_PLEDGE_TTL_MS}) rather than ahead of each of its author's fraud proofs and
  * claims: a claimant's claims come one per receipt it challenged, and each copy would take room
  * from the budget the pledges a peer needs are sent out of. Past it the oldest is forgotten, and
  * sent again at most once more: a connection sends 64 pledges at once and one per 12 s after
- * (`pledge_budget.ts`), so it takes over half an hour to carry more. About 40 KB per connection
- * (256 hex keys and times in a map), 10 MB at the 256 connections a node holds by default.
+ * (`pledge_budget.ts`), so it takes over half an hour to carry more. About 70 KB per connection
+ * (256 hex signatures and times in a map), 18 MB at the 256 connections a node holds by default.
  */
 export const MAX_CARRIED_PLEDGES = 256;
 
@@ -114,7 +118,7 @@ export class PledgeSync {
   readonly #options: PledgeSyncOptions;
   readonly #now: () => number;
   /**
-   * Per connection, the pledgers whose pledge it carried and when, the oldest first (bounded:
+   * Per connection, the pledges it carried (by hex signature) and when, the oldest first (bounded:
    * {@link MAX_CARRIED_PLEDGES}, and held {@link CARRIED_PLEDGE_TTL_MS}); gone with the
    * connection. A peer that connects again is sent a pledge ahead once more: a copy it has costs
    * it one look-up.
@@ -324,7 +328,8 @@ export class PledgeSync {
   }
 
   /**
-   * Gossip of a pledge new to our ledger: to one connection of every `validation/1` peer but
+   * Gossip of a pledge new to our ledger (a key's first, or a second that convicts it, and then
+   * its first again: `actors/validator_actor.ts`): to one connection of every `validation/1` peer but
    * `except` (where it came from) and the pledger itself, each within its budget, keeping
    * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is dropped for that peer, so a flood
    * through this node reaches each peer at the budget's pace at most.
@@ -351,17 +356,17 @@ export class PledgeSync {
   }
 
   /**
-   * Whether `connection` carried `pledge`'s pledger's pledge in the last
-   * {@link CARRIED_PLEDGE_TTL_MS} (see {@link MAX_CARRIED_PLEDGES}).
+   * Whether `connection` carried `pledge` in the last {@link CARRIED_PLEDGE_TTL_MS} (see
+   * {@link MAX_CARRIED_PLEDGES}).
    */
   #hasCarried(connection: Connection, pledge: StakePledge): boolean {
-    const at = this.#carried.get(connection)?.get(toHex(pledge.key));
+    const at = this.#carried.get(connection)?.get(toHex(pledge.sig));
     return at !== undefined && this.#now() - at < CARRIED_PLEDGE_TTL_MS;
   }
 
   /**
-   * Whether an open connection of `connection`'s peer key (`connection` too) carried `pledge`'s
-   * pledger's pledge in the last {@link CARRIED_PLEDGE_TTL_MS}.
+   * Whether an open connection of `connection`'s peer key (`connection` too) carried `pledge` in
+   * the last {@link CARRIED_PLEDGE_TTL_MS}.
    */
   #keyCarried(connection: Connection, pledge: StakePledge): boolean {
     const connections = this.#options.peers.get(toHex(connection.peerKey!)) ?? [];
@@ -377,7 +382,7 @@ export class PledgeSync {
   #carry(connection: Connection, pledge: StakePledge): void {
     let carried = this.#carried.get(connection);
     if (carried === undefined) this.#carried.set(connection, carried = new Map());
-    const key = toHex(pledge.key);
+    const key = toHex(pledge.sig);
     const now = this.#now();
     carried.delete(key); // to the back: carried again now
     carried.set(key, now);

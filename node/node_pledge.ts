@@ -1,9 +1,9 @@
 /**
  * The node's stake pledge, signed once and kept in `<dataDir>/stake_pledge.cbor`: every peer,
- * on every run, gets the same bytes. Ledgers keep the first pledge they see of a key, and
- * pledges travel by gossip, so a key with two pledges in the network (say 1,000 and then
- * 5,000) would have different stake in different ledgers; with one pledge it has the same stake
- * everywhere. A changed `selfStake` is not re-pledged: the node says so and keeps the old one.
+ * on every run, gets the same bytes. A ledger counts the first pledge it sees of a key as its
+ * stake, and a second, different one convicts the key of pledge equivocation (stake and balance
+ * forfeited in every ledger that comes to hold both, `docs/PROTOCOL.md`, "Stake pledges"), so
+ * a node signs a pledge only when it holds none of its key, and says where it keeps it. A changed `selfStake` is not re-pledged: the node says so and keeps the old one.
  * A pledge by another key found there (a start under the wrong `identity.key`) is set aside as
  * `stake_pledge.<key hex>.cbor`, not written over, and taken back when that key returns.
  *
@@ -57,6 +57,13 @@ export async function loadOrCreatePledge(
   if (kept !== undefined) log(`stake: pledging anew for this node's key`);
   const pledge = signStakePledge(identity, amount, now());
   await writeFileDurably(path, encodeCanonical(pledge));
+  // A key signs one pledge, ever: a second, different one that reaches a ledger holding the
+  // first convicts the key of pledge equivocation (its stake and balance forfeited).
+  log(
+    `stake: pledged ${amount} for key ${toHex(identity.publicKey).slice(0, 16)}… in ${path}; ` +
+      `keep this file with the key: a key that pledged before (another data directory) and ` +
+      `pledges again is convicted of pledge equivocation and loses its stake`,
+  );
   return pledge;
 }
 

@@ -60,7 +60,8 @@
  * (`_ledger_training.ts`), opening and ending the owner's challenges
  * (`_ledger_challenges.ts`), settling a fraud proof (`_ledger_accusations.ts`), settling a
  * steering conviction (`_ledger_steering.ts`), and recording and listing stake pledges
- * (`_ledger_pledges.ts`).
+ * (`_ledger_pledges.ts`: a key's second, different pledge convicts it of pledge equivocation, its
+ * account forfeited in `ledger_state.ts`).
  *
  * @module
  */
@@ -93,7 +94,7 @@ import {
 } from "./_ledger_training.ts";
 import { fraudDecision, fraudSubjectOf } from "./_ledger_accusations.ts";
 import { steeringEntry, steeringSettlement } from "./_ledger_steering.ts";
-import { pledgeEntry, pledgesOf } from "./_ledger_pledges.ts";
+import { pledgeEntry, pledgesOf, pledgeStanding } from "./_ledger_pledges.ts";
 import {
   clearDecision,
   faultDecision,
@@ -399,9 +400,32 @@ export class Ledger {
     return r && { ...r };
   }
 
-  /** Whether `worker` has ever been slashed here (a confirmed fraud, a fault, equivocation). */
+  /**
+   * Whether `worker` has ever been slashed here (a confirmed fraud, a fault, equivocation, two
+   * different pledges: {@link Ledger.pledgeEquivocated}).
+   */
   convicted(worker: Uint8Array): boolean {
-    return this.#index.convicted(toHex(worker));
+    return this.pledgeEquivocated(worker) || this.#index.convicted(toHex(worker));
+  }
+
+  /**
+   * Whether `key` is convicted here of pledge equivocation: it signed two different pledges and
+   * this ledger holds both. Its stake and balance are forfeited (it keeps no stake but what its
+   * open receipts lock, and earns nothing), the same in every ledger that holds both, whichever
+   * it heard first.
+   */
+  pledgeEquivocated(key: Uint8Array): boolean {
+    return this.#state.pledgeEquivocated(toHex(key)) !== undefined;
+  }
+
+  /**
+   * Whether `pledge` would add nothing here: its key has stake and this is its recorded pledge,
+   * the key's stake is a deposit, or the key is convicted of pledge equivocation already. A map
+   * look-up and no signature check: every connection brings every pledge its peer holds, so
+   * repeats are the common case. False: {@link Ledger.recordPledge} may record it.
+   */
+  knowsPledge(pledge: StakePledge): boolean {
+    return pledgeStanding(this.#state, pledge) === "known";
   }
 
   /** The id of the receipt recorded for job `jobId`, if any (a job is paid once). */
@@ -453,16 +477,18 @@ export class Ledger {
    * Record another key's signed stake pledge, once per key: a key that already has stake here
    * (pledged, deposited, or slashed down to nothing) cannot add more by pledging again. The
    * signed pledge is kept whole (in its entry and in the working state), so it can be passed on
-   * to peers that join later ({@link Ledger.pledges}).
+   * to peers that join later ({@link Ledger.pledges}). A second pledge of a pledged key that
+   * differs from its first is recorded too (`pledge_equivocation`): it convicts the key
+   * ({@link Ledger.pledgeEquivocated}), and is passed on with the first.
    *
-   * @returns whether the pledge was recorded (false: the key already has stake here).
+   * @returns whether the pledge was recorded (false: nothing new, {@link Ledger.knowsPledge}).
    * @throws {LedgerRejectedError} for a pledge whose signature does not verify.
    */
   async recordPledge(pledge: StakePledge): Promise<boolean> {
     if (!verifyStakePledge(pledge)) {
       throw new LedgerRejectedError("pledge_rejected", "stake pledge signature does not verify");
     }
-    const entry = await this.#writer.transition("stake", pledgeEntry(this.#state, pledge));
+    const entry = await this.#writer.transitionOf(pledgeEntry(this.#state, pledge));
     return entry !== null;
   }
 
@@ -471,8 +497,10 @@ export class Ledger {
    * itself). Deposits are not pledges and are not listed. Held in memory, one per pledged key
    * (about 150 bytes each), and in every checkpoint.
    *
+   * A key convicted of pledge equivocation has both its pledges listed, first then second.
+   *
    * @param query Absent: every pledge, in the order recorded. `key`: that key's pledge only
-   *   (none or one). `limit`: at most that many, for a peer that connects (a ledger may hold
+   *   (none or one; both of a convicted key). `limit`: at most that many, for a peer that connects (a ledger may hold
    *   thousands of pledges of keys that never did anything): the keys active here first (an open
    *   receipt, a balance, stake that changed since the pledge), then the rest, each group newest
    *   first.

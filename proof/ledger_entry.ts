@@ -35,10 +35,13 @@ export const GENESIS_PREV = "0".repeat(64);
  * worker's record that holds the job without one (credited only while open, and only for the
  * work it records), whichever receipt of that worker's it came with (`receivedWith` when
  * another); an `equivocation` whose second receipt came assigned carries its `requester`.
+ * `pledge_equivocation` records a key's second, different signed pledge (its first is the `stake`
+ * entry): the key is convicted and its stake and balance forfeited (`ledger_state.ts`).
  */
 export type LedgerEntryKind =
   | "genesis"
   | "stake"
+  | "pledge_equivocation"
   | "receipt"
   | "training_receipt"
   | "training_equivocation"

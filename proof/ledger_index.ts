@@ -549,6 +549,7 @@ export class LedgerIndex {
       }
       case "genesis":
       case "stake":
+      case "pledge_equivocation":
         return; // balances live in the working state (ledger_state.ts)
     }
   }

@@ -19,6 +19,13 @@
  * of the moves that made it (up to about a billion credits; past 2^53 millionths, about nine
  * billion, an amount is left as it is). Entries and checkpoints hold plain numbers as before.
  *
+ * A key that signed two different pledges, both recorded here (`pledge_equivocation`), is
+ * convicted of pledge equivocation, and its account is forfeited from then on: no balance, and no
+ * stake but what its open receipts lock, each lock forfeited as it is released or slashed. Two
+ * ledgers that heard its pledges in the other order (one backing receipts the other refused, or
+ * paid before the conviction) end with the same account once every window has closed, all zeros,
+ * and an accuser's share of a slash is what it would be without the conviction.
+ *
  * @module
  */
 import { fromHex, toHex } from "../protocols/hash.ts";
@@ -121,6 +128,11 @@ export interface LedgerStateSnapshot {
    * replays from genesis instead (`ledger_recovery.ts`).
    */
   pledges?: [string, number, number, Uint8Array, number][];
+  /**
+   * The second pledge of each key convicted of pledge equivocation, as `pledges` holds its first.
+   * Absent when there is none (so a state without one encodes as it did before the rule).
+   */
+  equivocated?: [string, number, number, Uint8Array, number][];
 }
 
 /**
@@ -163,9 +175,9 @@ export function roundCredits(amount: number): number {
   return Math.round(scaled) / PER_CREDIT || 0;
 }
 
-/** `account[field] += delta`, kept to the quantum ({@link roundCredits}). */
-function move(account: Account, field: keyof Account, delta: number): void {
-  account[field] = roundCredits(account[field] + delta);
+/** A pledge as a snapshot row: `[key, amount, issuedAt, sig, v]`. */
+function pledgeRow(key: string, p: StakePledge): [string, number, number, Uint8Array, number] {
+  return [key, p.amount, p.issuedAt, p.sig, p.v];
 }
 
 /** Balances and open receipts; see the module doc. */
@@ -175,6 +187,10 @@ export class LedgerState {
   readonly #staked = new Set<string>();
   /** The signed pledge of each pledged key, as recorded (in the order recorded). */
   readonly #pledges = new Map<string, StakePledge>();
+  /** The second pledge of each key convicted of pledge equivocation (`pledge_equivocation`). */
+  readonly #equivocated = new Map<string, StakePledge>();
+  /** The accounts of those keys: forfeited ({@link LedgerState.pledgeEquivocated}). */
+  readonly #forfeited = new WeakSet<Account>();
   /** Receipts in their window or under challenge, in the order they were recorded. */
   readonly #open = new Map<string, ReceiptRecord>();
   /** Arrival order of each open receipt (ties in the due queue). */
@@ -198,6 +214,9 @@ export class LedgerState {
     for (const [key, amount, issuedAt, sig, v] of snapshot.pledges ?? []) {
       state.#pledges.set(key, { v, key: fromHex(key), amount, issuedAt, sig });
     }
+    for (const [key, amount, issuedAt, sig, v] of snapshot.equivocated ?? []) {
+      state.#forfeit(key, { v, key: fromHex(key), amount, issuedAt, sig });
+    }
     for (
       const [receiptId, worker, status, credit, requester, locked, pendingUntil, kind] of snapshot
         .open
@@ -219,7 +238,7 @@ export class LedgerState {
 
   /** This state as a checkpoint stores it. */
   snapshot(): LedgerStateSnapshot {
-    return {
+    const snapshot: LedgerStateSnapshot = {
       accounts: [...this.#accounts].map(([key, a]) => [
         key,
         a.balance,
@@ -240,8 +259,12 @@ export class LedgerState {
         if (r.kind === "training") row.push("training");
         return row;
       }),
-      pledges: [...this.#pledges].map(([key, p]) => [key, p.amount, p.issuedAt, p.sig, p.v]),
+      pledges: [...this.#pledges].map(([key, p]) => pledgeRow(key, p)),
     };
+    if (this.#equivocated.size > 0) {
+      snapshot.equivocated = [...this.#equivocated].map(([key, p]) => pledgeRow(key, p));
+    }
+    return snapshot;
   }
 
   /** Keys with an account here. */
@@ -267,6 +290,19 @@ export class LedgerState {
   /** The signed pledges recorded, in the order recorded (the live objects: do not change them). */
   pledges(): IterableIterator<StakePledge> {
     return this.#pledges.values();
+  }
+
+  /** The first pledge recorded of hex `key`, if any (the live object: do not change it). */
+  pledgeOf(key: string): StakePledge | undefined {
+    return this.#pledges.get(key);
+  }
+
+  /**
+   * The second pledge of hex `key` when `key` is convicted of pledge equivocation (it signed two
+   * different pledges, and this ledger holds both): its stake and balance are forfeited.
+   */
+  pledgeEquivocated(key: string): StakePledge | undefined {
+    return this.#equivocated.get(key);
   }
 
   /** The open receipt `receiptId`, if it is open (the live record: do not hand it out). */
@@ -313,6 +349,45 @@ export class LedgerState {
     return a;
   }
 
+  /**
+   * `account[field] += delta`, kept to the quantum ({@link roundCredits}); a forfeited account
+   * is then held to its rule ({@link LedgerState.#hold}).
+   */
+  #move(account: Account, field: keyof Account, delta: number): void {
+    account[field] = roundCredits(account[field] + delta);
+    this.#hold(account);
+  }
+
+  /**
+   * `account`'s stake cut by `amount`, never below zero (only a steering conviction cuts stake
+   * that open receipts lock, and a slash after it takes what is left).
+   */
+  #cut(account: Account, amount: number): void {
+    account.stake = Math.max(0, roundCredits(account.stake - amount));
+    this.#hold(account);
+  }
+
+  /**
+   * A forfeited account (its key convicted of pledge equivocation) earns nothing and keeps no
+   * stake but what its open receipts lock: a balance is forfeited, and so is each lock as it is
+   * released (paid, left unpaid) or slashed. Whatever order the evidence came in, such an account
+   * ends at zero once every window has closed; and an accuser's share of a slash is what it would
+   * be without the conviction (the lock is still there to slash), before it or after.
+   */
+  #hold(account: Account): void {
+    if (!this.#forfeited.has(account)) return;
+    account.balance = 0;
+    account.stake = account.locked;
+  }
+
+  /** Hex `key` convicted of pledge equivocation by its `second` pledge: its account forfeited. */
+  #forfeit(key: string, second: StakePledge): void {
+    this.#equivocated.set(key, second);
+    const account = this.#account(key);
+    this.#forfeited.add(account);
+    this.#hold(account);
+  }
+
   #admit(rec: ReceiptRecord): void {
     const order = this.#order++;
     this.#open.set(rec.receiptId, rec);
@@ -325,10 +400,8 @@ export class LedgerState {
   #slash(rec: ReceiptRecord, amount: number): void {
     this.#close(rec);
     const worker = this.#account(rec.worker);
-    move(worker, "locked", -rec.locked);
-    // Never below zero: only a steering conviction (`settleSteering`) cuts stake that open
-    // receipts lock, and a slash after it takes what is left.
-    worker.stake = Math.max(0, roundCredits(worker.stake - amount));
+    this.#move(worker, "locked", -rec.locked);
+    this.#cut(worker, amount);
   }
 
   #close(rec: ReceiptRecord): void {
@@ -345,15 +418,19 @@ export class LedgerState {
       case "unrecorded_claim":
         return; // they move no balance; the history index keeps them
       case "false_accusation":
-        move(this.#account(b.validator), "stake", -b.penalty);
+        this.#move(this.#account(b.validator), "stake", -b.penalty);
         return;
       case "stake": {
-        move(this.#account(b.key), "stake", b.amount);
+        this.#move(this.#account(b.key), "stake", b.amount);
         this.#staked.add(b.key);
         const pledge = pledgeOf(b);
         if (pledge !== undefined) this.#pledges.set(b.key, pledge);
         return;
       }
+      case "pledge_equivocation":
+        // The key's second, different pledge (its first is recorded): convicted.
+        this.#forfeit(b.key, pledgeOf(b)!);
+        return;
       case "receipt":
       case "training_receipt": {
         const rec: ReceiptRecord = {
@@ -367,7 +444,7 @@ export class LedgerState {
         };
         if (b.requester) rec.requester = b.requester;
         this.#admit(rec);
-        move(this.#account(rec.worker), "locked", rec.locked);
+        this.#move(this.#account(rec.worker), "locked", rec.locked);
         return;
       }
       case "final": {
@@ -375,8 +452,8 @@ export class LedgerState {
         if (!rec) return;
         this.#close(rec);
         const acc = this.#account(rec.worker);
-        move(acc, "locked", -rec.locked);
-        move(acc, "balance", rec.credit);
+        this.#move(acc, "locked", -rec.locked);
+        this.#move(acc, "balance", rec.credit);
         return;
       }
       case "fraud": {
@@ -385,12 +462,11 @@ export class LedgerState {
           this.#slash(rec, b.slashed as number);
         } else if (typeof b.worker === "string") {
           // An unpaid receipt (closed, its lock released): its stake is cut as much.
-          const worker = this.#account(b.worker);
-          worker.stake = Math.max(0, roundCredits(worker.stake - b.slashed));
+          this.#cut(this.#account(b.worker), b.slashed);
         } else {
           return;
         }
-        move(this.#account(b.validator), "balance", b.reward);
+        this.#move(this.#account(b.validator), "balance", b.reward);
         return;
       }
       case "equivocation": {
@@ -401,7 +477,7 @@ export class LedgerState {
           // The first receipt was already closed (paid or unpaid): its stake is cut as much.
           // The second receipt is the same worker's (the ledger checked that before writing).
           const second = b.second as unknown as { worker: Uint8Array };
-          move(this.#account(toHex(second.worker)), "stake", -b.slashed);
+          this.#move(this.#account(toHex(second.worker)), "stake", -b.slashed);
         }
         // The second receipt came assigned while another worker's assigned receipt held the
         // job: that one is not paid either (as a `double_assignment`).
@@ -414,7 +490,7 @@ export class LedgerState {
         // As `equivocation`: the first receipt slashed, or its stake cut as much if it closed.
         const rec = this.#open.get(b.receiptId);
         if (rec) this.#slash(rec, b.slashed as number);
-        else move(this.#account(b.worker), "stake", -b.slashed);
+        else this.#move(this.#account(b.worker), "stake", -b.slashed);
         return;
       }
       case "double_assignment": {
@@ -450,7 +526,7 @@ export class LedgerState {
         const rec = this.#open.get(b.receiptId);
         if (!rec) return;
         this.#close(rec);
-        move(this.#account(rec.worker), "locked", -rec.locked);
+        this.#move(this.#account(rec.worker), "locked", -rec.locked);
         return;
       }
       case "steering": {
@@ -460,7 +536,7 @@ export class LedgerState {
           const rec = this.#open.get(id);
           if (rec) rec.credit = 0;
         }
-        move(this.#account(b.worker), "stake", -b.slashed);
+        this.#move(this.#account(b.worker), "stake", -b.slashed);
         return;
       }
     }

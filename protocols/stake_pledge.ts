@@ -4,8 +4,11 @@
  * A ledger records a receipt only when its worker has free stake to lock against it, so every
  * node that settles a worker's receipts must know that worker's stake. Until Veriflow settles
  * on a chain, the stake is what the worker pledges: each node records a key's pledge once (the
- * first it sees; later pledges of the same key are ignored, so a slashed worker cannot refill
- * its stake by pledging again) and slashes it on proven fraud. The pledge is signed so nobody
+ * first it sees) and slashes it on proven fraud. A second pledge of the same key that differs is
+ * proof that the key told ledgers two stakes: it convicts the key of pledge equivocation and
+ * forfeits its stake in every ledger that holds both (`proof/_ledger_pledges.ts`), so a slashed
+ * worker cannot refill its stake by pledging again, and a key gains nothing by pledging one
+ * amount here and another there. An honest node signs one pledge, ever (`node/node_pledge.ts`). The pledge is signed so nobody
  * can pledge — or refuse to pledge — in another key's name; what a pledge is worth outside the
  * network is the settlement layer's question, not this one's.
  *

@@ -8,13 +8,13 @@
  * in one and refused (`insufficient_stake`) in the other, and a conviction slashes each its own
  * amount — the honest ledgers end with different balances.
  *
- * LEFT OPEN (`ignore: true`): the fix is not contained in the gossip/catch-up files. Two valid
- * pledges of one key are a proof of equivocation anyone can check; the ledgers would need a rule
- * they all reach whatever the order (say: the key's stake becomes the smaller of the two, or none,
- * once both are seen), a ledger entry kind that records the second pledge (the ledger drops it
- * now, so nothing could pass it on), and the pledge gossip passing on a conflicting pledge of a
- * staked key instead of dropping it. Until then the amount a key's stake has differs between
- * ledgers that first heard of it from different peers.
+ * Fixed (stop 66): two valid pledges of one key that differ are a proof of its equivocation. A
+ * ledger that holds both records the second (`pledge_equivocation`) and convicts the key: its
+ * stake and balance are forfeited (`proof/ledger_state.ts`), whichever pledge it heard first; and
+ * it passes the second on, with the first, to its peers, so each honest ledger that holds either
+ * comes to hold both. Here each ledger's connect push carries its pledge to the other, and both
+ * end with the key's stake at nothing (`tests/proof/ledger_pledge_equivocation_test.ts` pins the
+ * ledger rule with receipts recorded in between).
  *
  * @module
  */
@@ -28,8 +28,7 @@ import { inLedgerSetting, joinLedgerNodes, spawnSettingNode } from "./_ledger_no
 
 Deno.test({
   name:
-    "review s65 (open): a key's two pledges of different amounts, one handed to each of two honest ledgers, leave its stake different in them for good, even after they meet",
-  ignore: true,
+    "review s65: a key's two pledges of different amounts, one handed to each of two honest ledgers, convict it in both once they meet: its stake is forfeited alike",
   fn: () =>
     inLedgerSetting("s65-pledge-equivocation", async (setting) => {
       const { system } = setting;
@@ -48,14 +47,19 @@ Deno.test({
       // The honest ledgers meet: each pushes the pledge it holds to the other.
       await joinLedgerNodes(nodeB, nodeC);
       await eventually(
-        async () => (await stakeIn(nodeB)) === (await stakeIn(nodeC)),
-        "B and C to agree on the key's stake",
-        { timeoutMs: 2_000 },
-      ).catch(() => {}); // they never do: asserted below
-      assert.equal(
-        await stakeIn(nodeC),
-        await stakeIn(nodeB),
-        "the key's stake differs between two honest ledgers for good",
+        async () => (await stakeIn(nodeB)) === 0 && (await stakeIn(nodeC)) === 0,
+        "B and C to convict the key of pledge equivocation",
+        { timeoutMs: 10_000 },
       );
+      for (const node of [nodeB, nodeC]) {
+        assert.deepEqual(
+          await node.validator.ask<Account>({ type: "account", key: hostile.publicKey }),
+          { balance: 0, stake: 0, locked: 0 },
+        );
+        assert.equal(
+          await node.validator.ask({ type: "convicted", key: hostile.publicKey }),
+          true,
+        );
+      }
     }),
 });

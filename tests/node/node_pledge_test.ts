@@ -15,19 +15,22 @@ Deno.test("a node pledges once: the same pledge on every run, even when selfStak
     const first = await loadOrCreatePledge(dir, identity, 5_000, (l) => lines.push(l), () => 42);
     assert.ok(verifyStakePledge(first));
     assert.equal(first.amount, 5_000);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /pledged 5000 for key .* keep this file with the key/);
     const again = await loadOrCreatePledge(dir, identity, 5_000, (l) => lines.push(l), () => 99);
     assert.deepEqual(again, first, "read back, not re-signed");
-    assert.equal(lines.length, 0);
+    assert.equal(lines.length, 1, "read back: nothing said");
     const changed = await loadOrCreatePledge(dir, identity, 9_000, (l) => lines.push(l));
     assert.deepEqual(changed, first);
-    assert.match(lines[0], /pledged 5000 .* selfStake 9000 is not pledged again/);
+    assert.match(lines[1], /pledged 5000 .* selfStake 9000 is not pledged again/);
     // A pledge by another key (a copied data directory) is replaced by this key's own.
     const other = signStakePledge(Identity.generate(), 1, 1);
     await Deno.writeFile(join(dir, PLEDGE_FILE), encodeCanonical(other));
     const own = await loadOrCreatePledge(dir, identity, 7_000, (l) => lines.push(l));
     assert.deepEqual(own.key, identity.publicKey);
     assert.equal(own.amount, 7_000);
-    assert.match(lines[1], /not a pledge by this node's key/);
+    assert.match(lines[2], /not a pledge by this node's key/);
+    assert.match(lines.at(-1)!, /pledged 7000 for key /);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

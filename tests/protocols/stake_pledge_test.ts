@@ -12,7 +12,7 @@ Deno.test("a stake pledge verifies under its own key and not after any change", 
   assert.equal(verifyStakePledge({ ...pledge, amount: -1 }), false);
 });
 
-Deno.test("a ledger records a key's pledge once: a second pledge cannot refill a slashed stake", async () => {
+Deno.test("a ledger records a key's pledge once: a second, different pledge cannot refill a stake, it convicts the key and forfeits it", async () => {
   const dir = await Deno.makeTempDir();
   const owner = Identity.generate();
   const worker = Identity.generate();
@@ -21,18 +21,23 @@ Deno.test("a ledger records a key's pledge once: a second pledge cannot refill a
     assert.equal(ledger.hasStaked(worker.publicKey), false);
     assert.equal(await ledger.recordPledge(signStakePledge(worker, 5000, 1)), true);
     assert.equal(ledger.account(worker.publicKey).stake, 5000);
-    assert.equal(await ledger.recordPledge(signStakePledge(worker, 9000, 2)), false);
+    // The same pledge again changes nothing.
+    assert.equal(await ledger.recordPledge(signStakePledge(worker, 5000, 1)), false);
     assert.equal(ledger.account(worker.publicKey).stake, 5000);
+    // Another is a proof of pledge equivocation: recorded, and the key's stake forfeited.
+    assert.equal(await ledger.recordPledge(signStakePledge(worker, 9000, 2)), true);
+    assert.equal(ledger.account(worker.publicKey).stake, 0);
     const forged = { ...signStakePledge(worker, 1, 3), amount: 7 };
     await assert.rejects(() => ledger.recordPledge(forged), { code: "pledge_rejected" });
   } finally {
     await ledger.close();
   }
-  // The pledge survives a reopen, and still counts as the key's one pledge.
+  // The conviction survives a reopen: a third pledge adds nothing.
   const reopened = await Ledger.open(dir, owner);
   try {
     assert.equal(reopened.hasStaked(worker.publicKey), true);
     assert.equal(await reopened.recordPledge(signStakePledge(worker, 9000, 4)), false);
+    assert.equal(reopened.account(worker.publicKey).stake, 0);
   } finally {
     await reopened.close();
     await Deno.remove(dir, { recursive: true });
