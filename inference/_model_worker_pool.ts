@@ -139,6 +139,8 @@ export interface ModelWorkerPoolOptions {
   onEvent?: (event: ModelWorkerEvent) => void;
   /** The worker's entry module; default `_model_worker.ts` (a test may wrap it to inject faults). */
   workerUrl?: string | URL;
+  /** What the supervision reads as the time (ms, monotonic); default `performance.now`. */
+  supervisionClock?: () => number;
 }
 
 /** A fixed, supervised pool of model workers sharing one model (see the module doc). */
@@ -147,6 +149,8 @@ export class ModelWorkerPool {
   #options: ModelWorkerPoolOptions;
   #bytes: Uint8Array;
   #restart: ModelWorkerRestartPolicy;
+  /** The supervision's time (`supervisionClock`): stalls, the first load, restart windows. */
+  #now: () => number;
   #restartTimes: number[] = [];
   /** How to release the requests waiting for each restarting worker. */
   #readyHandlers = new Map<WorkerSlot, { resolve(): void; reject(error: Error): void }>();
@@ -166,6 +170,7 @@ export class ModelWorkerPool {
     this.#bytes = bytes;
     this.#options = options;
     this.#restart = { ...DEFAULT_WORKER_RESTART, ...options.restart };
+    this.#now = options.supervisionClock ?? (() => performance.now());
     const { stallMs } = this.#restart;
     if (stallMs > 0) {
       const every = Math.min(STALL_CHECK_MAX_MS, Math.max(1, stallMs / 4));
@@ -180,7 +185,7 @@ export class ModelWorkerPool {
     this.#slots = [
       ...Array.from({ length: options.workerCount }, () => "generation" as const),
       ...Array.from({ length: validation }, () => "validation" as const),
-    ].map((lane, index) => new WorkerSlot(index, lane));
+    ].map((lane, index) => new WorkerSlot(index, lane, this.#now));
     for (const slot of this.#slots) this.#spawn(slot);
   }
 
@@ -207,9 +212,9 @@ export class ModelWorkerPool {
     // Taken before the loads, so two pools starting together do not both get the device.
     if (asksWebgpu && !held) webgpuHolder = pool;
     try {
-      const began = performance.now();
+      const began = pool.#now();
       const loads = await Promise.all(pool.#slots.map((slot) => pool.#load(slot)));
-      pool.#loadMs = performance.now() - began;
+      pool.#loadMs = pool.#now() - began;
       // No adapter here (the workers fell back to CPU): the device is free for another pool.
       if (webgpuHolder === pool && !loads.some((l) => l.executionProvider === "webgpu")) {
         webgpuHolder = undefined;
@@ -347,7 +352,7 @@ export class ModelWorkerPool {
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
       if (watch) {
-        if (slot.watched.size === 0) slot.waitingSince = performance.now();
+        if (slot.watched.size === 0) slot.waitingSince = this.#now();
         slot.watched.add(id);
       }
       slot.outbox.post({ op, id, ...args } as WorkerRequest, transfer);
@@ -416,7 +421,7 @@ export class ModelWorkerPool {
    */
   #checkStalls(): void {
     const { stallMs } = this.#restart;
-    const now = performance.now();
+    const now = this.#now();
     const loadLimit = Math.max(stallMs, LOAD_STALL_FACTOR * this.#loadMs);
     for (const slot of this.#slots) {
       if (slot.failure) continue;
@@ -473,7 +478,7 @@ export class ModelWorkerPool {
     slot.failPending(error);
     // Requests waiting for a replacement: rejected now, not left waiting for one never coming.
     if (this.#disposed || slot.failure) return this.#settleReady(slot);
-    const now = performance.now();
+    const now = this.#now();
     this.#restartTimes = this.#restartTimes.filter((t) => now - t < this.#restart.withinMs);
     const event = { worker: slot.index, lane: slot.lane };
     if (this.#restartTimes.length >= this.#restart.maxRestarts) {
@@ -513,7 +518,7 @@ export class ModelWorkerPool {
     if (this.#disposed || slot.failure) return this.#settleReady(slot);
     this.#spawn(slot);
     const incarnation = slot.incarnation;
-    slot.loadingSince = performance.now();
+    slot.loadingSince = this.#now();
     try {
       await this.#load(slot);
     } catch (error) {

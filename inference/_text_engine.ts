@@ -106,6 +106,7 @@ export async function workerEngine(
     restart: options.restart,
     onEvent: options.onWorkerEvent,
     workerUrl: options.workerUrl,
+    supervisionClock: options.supervisionClock,
   });
   const engine: TextEngine = {
     sequence: () => pool.openSequence(),

@@ -43,7 +43,7 @@ export class WorkerSlot {
   /** Set once the pool gave up on it or was disposed: the error every later request gets. */
   failure: Error | undefined;
   /**
-   * Since when callers' requests have waited here without a reply (`performance.now()`): set
+   * Since when callers' requests have waited here without a reply (the pool's clock): set
    * when the first is posted, moved on by every reply, cleared when none is left. The pool's
    * own requests do not count (a load: see `loadingSince`), but for its `dispose`.
    */
@@ -51,14 +51,17 @@ export class WorkerSlot {
   /** Callers' requests (and the pool's `dispose`) posted here and not yet answered. */
   readonly watched = new Set<number>();
   /**
-   * Since when a replacement's load has gone unanswered (`performance.now()`), while it restarts:
+   * Since when a replacement's load has gone unanswered (the pool's clock), while it restarts:
    * the requests waiting for it (`ready`) are no worker's yet, so only this shows it hung.
    */
   loadingSince: number | undefined;
+  /** The pool's supervision clock (`performance.now` unless a test gave another). */
+  readonly #now: () => number;
 
-  constructor(index: number, lane: ModelWorkerLane) {
+  constructor(index: number, lane: ModelWorkerLane, now: () => number = () => performance.now()) {
     this.index = index;
     this.lane = lane;
+    this.#now = now;
   }
 
   /** Fail every pending request with `error`. */
@@ -72,7 +75,7 @@ export class WorkerSlot {
   /** Request `id` was answered (or given up). */
   answered(id: number): void {
     if (!this.watched.delete(id)) return;
-    this.waitingSince = this.watched.size === 0 ? undefined : performance.now();
+    this.waitingSince = this.watched.size === 0 ? undefined : this.#now();
   }
 
   /** Work queued here, for placing one-shot requests. */

@@ -118,6 +118,7 @@ export class TensorModel {
         restart: options.restart,
         onEvent: options.onWorkerEvent,
         workerUrl: options.workerUrl,
+        supervisionClock: options.supervisionClock,
       });
       engine = {
         run: (feeds) => pool.run(feeds),

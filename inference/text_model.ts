@@ -158,6 +158,14 @@ export interface ModelWorkerOptions {
    * request handler) and may add to it.
    */
   workerUrl?: string | URL;
+  /**
+   * What the pool's supervision reads as the time (ms, monotonic): when a worker's requests or a
+   * replacement's load went unanswered (`restart.stallMs`), how long the first load took, and
+   * the restart window (`restart.withinMs`). Default `performance.now`. For tests: a fake clock
+   * takes a worker for hung without waiting `stallMs` in real time (the watch still looks every
+   * quarter of `stallMs`, at most 5 s, of real time).
+   */
+  supervisionClock?: () => number;
 }
 
 /** Options of {@link TextModel.load}. */

@@ -12,6 +12,7 @@ import {
   holdModelSteps,
   releaseModelSteps,
 } from "./_worker_faults.ts";
+import { SupervisionClock } from "./_supervision_clock.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TextModel, type TextModelOptions } from "../../inference/text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "../../inference/model_health.ts";
@@ -240,13 +241,19 @@ Deno.test("on WebGPU the pool is one worker with no validation lane, and the nod
 });
 
 Deno.test("a model worker that leaves its steps unanswered past stallMs is taken for hung: the generation fails saying so, the worker is restarted and serves again", async () => {
-  await using pool = await crashable({ restart: { backoffInitialMs: 0, stallMs: 1_000 } });
+  // The stall watch's clock, moved on by hand once the steps are held: stalled exactly then,
+  // without waiting stallMs in real time.
+  const clock = new SupervisionClock();
+  await using pool = await crashable({
+    restart: { backoffInitialMs: 0, stallMs: 1_000 },
+    supervisionClock: clock.now,
+  });
   const { model, events } = pool;
   // The worker keeps every step it is sent, as one stuck in a graph that never ends would.
   holdModelSteps();
   let error: unknown;
   try {
-    error = await failureOf(model.generate(PROMPT, GREEDY));
+    error = await clock.passUntil(250, failureOf(model.generate(PROMPT, GREEDY)));
   } finally {
     releaseModelSteps();
   }

@@ -14,6 +14,7 @@ import {
   holdModelSteps,
   releaseModelSteps,
 } from "./_worker_faults.ts";
+import { SupervisionClock } from "./_supervision_clock.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import type { ModelWorkerEvent } from "../../inference/model_health.ts";
@@ -37,6 +38,8 @@ const IDLE_PORT: InferencePort = {
 
 Deno.test("review s58: a worker terminated as hung is counted as an abandoned thread once its replacement runs, the log says a restart frees its core, and /healthz lists it (a crashed worker's is not)", async () => {
   const events: ModelWorkerEvent[] = [];
+  // The stall watch's clock: still through the crash, moved on by hand once the steps are held.
+  const clock = new SupervisionClock();
   const model = await TextModel.load(dir, {
     worker: true,
     workerCount: 1,
@@ -44,6 +47,7 @@ Deno.test("review s58: a worker terminated as hung is counted as an abandoned th
     workerUrl: FAULTY_WORKER_URL,
     restart: { backoffInitialMs: 0, stallMs: 1_000 },
     onWorkerEvent: (event) => events.push(event),
+    supervisionClock: clock.now,
   });
   const health = new Hono().route(
     "/",
@@ -71,10 +75,13 @@ Deno.test("review s58: a worker terminated as hung is counted as an abandoned th
     assert.equal((await healthz()).conditions, undefined);
 
     // A hang: the worker keeps its step, as one stuck in a graph that never ends would; the
-    // stall watch (real time, as it reads `performance.now`) terminates it.
+    // stall watch terminates it once its clock has passed stallMs.
     holdModelSteps();
     try {
-      await assert.rejects(collect(model.generate(PROMPT, GREEDY)), /stalled/);
+      await clock.passUntil(
+        250,
+        assert.rejects(collect(model.generate(PROMPT, GREEDY)), /stalled/),
+      );
     } finally {
       releaseModelSteps();
     }
