@@ -125,16 +125,61 @@ export async function router(
   return { system, workers, recorder, port, busy, unresumable, timers };
 }
 
-/** Read a job to its end: the text the client got, the code its stream failed with, its done. */
-export async function run(port: NetworkInferencePort, job: TextJob) {
+/**
+ * Read a job to its end: each token's position and the text the client got, the code its stream
+ * failed with, its done; `crashing` is told each token the client reads.
+ */
+export async function run(port: NetworkInferencePort, job: TextJob, crashing?: CrashingWorker) {
   const handle = await port.submit(job);
+  const positions: number[] = [];
   let text = "";
   let failed: string | undefined;
   try {
-    for await (const t of handle.tokens) text += t.text;
+    for await (const t of handle.tokens) {
+      positions.push(t.index);
+      text += t.text;
+      crashing?.read(positions.length);
+    }
   } catch (error) {
     failed = (error as { code?: string }).code ?? String(error);
   }
   const summary = await handle.done;
-  return { handle, text, failed, summary };
+  return { handle, positions, text, failed, summary };
+}
+
+/** A worker of {@link crashingWorker}: `read(n)` tells it the client has read `n` tokens. */
+export interface CrashingWorker extends TestWorker {
+  read(tokens: number): void;
+}
+
+/**
+ * A worker that starts each job, sends `list` and loses its connection once the client has read
+ * `after` tokens (default: every token in `list`), as a worker that crashes mid-stream (the
+ * router sees `connection_closed`).
+ */
+export async function crashingWorker(
+  list: InferenceEvent[],
+  after?: number,
+): Promise<CrashingWorker> {
+  const sent = after ?? list.filter((e) => e.kind === "token").length;
+  const delivered = Promise.withResolvers<void>();
+  if (sent === 0) delivered.resolve();
+  const worker = await linked((atWorker, submissions) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      const all: InferenceEvent[] = [start(body.job), ...list];
+      let i = 0;
+      return Promise.resolve(
+        new ReadableStream<InferenceEvent>({
+          pull: async (c) => {
+            if (i < all.length) return c.enqueue(all[i++]);
+            await delivered.promise;
+            await atWorker.close();
+            await new Promise(() => {});
+          },
+        }, { highWaterMark: 0 }),
+      );
+    });
+  });
+  return { ...worker, read: (n) => void (n === sent && delivered.resolve()) };
 }

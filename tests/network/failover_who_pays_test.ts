@@ -11,10 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { ResumeMismatchError } from "../../inference/resumed_generation.ts";
-import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { type InferenceEvent, SubmitMessage } from "../../protocols/inference_messages.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import type { JobAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
@@ -22,47 +20,16 @@ import { DEFAULT_STALL_TIMEOUT_MS, DEFAULT_START_TIMEOUT_MS } from "../../infere
 import { eventually } from "../server/_fixtures.ts";
 import { jobFor, linked, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
+  crashingWorker,
   endEvent,
   events,
   receiptFor,
   router,
+  run,
   scriptedWorker,
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
-
-/** A worker of {@link crashes}: `read(n)` tells it the client has read `n` tokens. */
-interface CrashingWorker extends TestWorker {
-  read(tokens: number): void;
-}
-
-/**
- * A worker that starts each job, sends `list` and loses its connection once the client has read
- * `after` tokens (default: every token in `list`), as a worker that crashes mid-stream.
- */
-async function crashes(list: InferenceEvent[], after?: number): Promise<CrashingWorker> {
-  const sent = after ?? list.filter((e) => e.kind === "token").length;
-  const delivered = Promise.withResolvers<void>();
-  if (sent === 0) delivered.resolve();
-  const worker = await linked((atWorker, submissions) => {
-    atWorker.handle(SubmitMessage, (body) => {
-      submissions.push(body);
-      const all: InferenceEvent[] = [start(body.job), ...list];
-      let i = 0;
-      return Promise.resolve(
-        new ReadableStream<InferenceEvent>({
-          pull: async (c) => {
-            if (i < all.length) return c.enqueue(all[i++]);
-            await delivered.promise;
-            await atWorker.close();
-            await new Promise(() => {});
-          },
-        }, { highWaterMark: 0 }),
-      );
-    });
-  });
-  return { ...worker, read: (n) => void (n === sent && delivered.resolve()) };
-}
 
 /** An honest worker: runs each job from where it is asked to resume, to its end and receipt. */
 function honest(): Promise<TestWorker> {
@@ -73,24 +40,6 @@ function honest(): Promise<TestWorker> {
     list.push(endEvent(body.job, TOKENS - k, receiptFor(body.job, identity, TEXT)));
     return events(list);
   });
-}
-
-/** What the client got: each token's position, the text, its stream's error code, its done. */
-async function runJob(port: NetworkInferencePort, job: TextJob, crashing?: CrashingWorker) {
-  const handle = await port.submit(job);
-  const positions: number[] = [];
-  let text = "";
-  let failed: string | undefined;
-  try {
-    for await (const t of handle.tokens) {
-      positions.push(t.index);
-      text += t.text;
-      crashing?.read(positions.length);
-    }
-  } catch (error) {
-    failed = (error as { code?: string }).code ?? String(error);
-  }
-  return { positions, text, failed, summary: await handle.done };
 }
 
 /** Every position of the job once, in order. */
@@ -122,7 +71,7 @@ Deno.test("who pays: a worker that refuses the job as full is asked last and spe
   const good = await honest();
   const r = await router([full.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("refused-full"));
+    const got = await run(r.port, jobFor("refused-full"));
     assert.deepEqual(got.positions, ALL);
     assert.equal(full.submissions.length, 1);
     assert.deepEqual(credited(r.recorder.told), [good.key]);
@@ -143,7 +92,7 @@ Deno.test("who pays: a worker that takes the job and never starts it is passed o
   const good = await honest();
   const r = await router([silent.toWorker, good.toWorker]);
   try {
-    const running = runJob(r.port, jobFor("never-starts"));
+    const running = run(r.port, jobFor("never-starts"));
     await eventually(() => silent.submissions.length === 1, "the silent worker asked first");
     await r.timers.advance(DEFAULT_START_TIMEOUT_MS);
     const got = await running;
@@ -157,11 +106,11 @@ Deno.test("who pays: a worker that takes the job and never starts it is passed o
 });
 
 Deno.test("who pays: a worker that crashes before its first token — the next worker runs the job from its start and is credited for all of it; the crashed one is asked last, not kept off", async () => {
-  const crashed = await crashes([]);
+  const crashed = await crashingWorker([]);
   const good = await honest();
   const r = await router([crashed.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("crash-before-first"), crashed);
+    const got = await run(r.port, jobFor("crash-before-first"), crashed);
     assert.deepEqual(got.positions, ALL);
     assert.equal(got.text, TEXT);
     assert.equal(got.failed, undefined);
@@ -175,11 +124,11 @@ Deno.test("who pays: a worker that crashes before its first token — the next w
 });
 
 Deno.test("who pays: a worker that crashes after two tokens — the takeover resumes from position 2, the client gets each position once, and the takeover alone is credited, for the whole job", async () => {
-  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const crashed = await crashingWorker([wireToken(0), wireToken(1)]);
   const good = await honest();
   const r = await router([crashed.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("crash-mid"), crashed);
+    const got = await run(r.port, jobFor("crash-mid"), crashed);
     assert.deepEqual(got.positions, ALL);
     assert.equal(got.text, TEXT);
     assert.deepEqual(good.submissions[0].resume, [97, 98]);
@@ -203,7 +152,7 @@ Deno.test("who pays: a worker that fails a started job with an error frame of it
   const good = await honest();
   const r = await router([failing.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("own-error"));
+    const got = await run(r.port, jobFor("own-error"));
     assert.deepEqual(got.positions, ALL);
     assert.deepEqual(good.submissions[0].resume, [97]);
     assert.deepEqual(credited(r.recorder.told), [good.key]);
@@ -220,7 +169,7 @@ Deno.test("who pays: a duplicated (replayed) token frame breaks the worker's str
   const good = await honest();
   const r = await router([replays.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("replayed-frame"));
+    const got = await run(r.port, jobFor("replayed-frame"));
     assert.deepEqual(got.positions, ALL, "a position reached the client twice or not at all");
     assert.equal(got.text, TEXT);
     assert.deepEqual(good.submissions[0].resume, [97, 98]);
@@ -238,7 +187,7 @@ Deno.test("who pays: garbage where a token is due (a second start frame) breaks 
   const good = await honest();
   const r = await router([garbage.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("garbage-frame"));
+    const got = await run(r.port, jobFor("garbage-frame"));
     assert.deepEqual(got.positions, ALL);
     assert.deepEqual(credited(r.recorder.told), [good.key]);
     await eventually(() => r.workers.avoided.has(garbage.key), "the garbling worker kept off");
@@ -257,7 +206,7 @@ Deno.test("who pays: a worker that answers for a job it was not given (its end c
   });
   const r = await router([wrongJob.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("answered-for-another"));
+    const got = await run(r.port, jobFor("answered-for-another"));
     assert.deepEqual(got.positions, ALL);
     assert.equal(got.summary.receipt, undefined);
     assert.equal(got.summary.error?.code, "receipt_rejected");
@@ -269,7 +218,7 @@ Deno.test("who pays: a worker that answers for a job it was not given (its end c
 });
 
 Deno.test("who pays: a takeover that claims the resume and then replays the delivered positions is not relayed twice: it is kept off the model and the next worker finishes and is credited", async () => {
-  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const crashed = await crashingWorker([wireToken(0), wireToken(1)]);
   const replayer = await scriptedWorker((body) => {
     const k = body.resume?.length ?? 0;
     // It says it resumed from k, then streams from 0: the client's positions 0 and 1 again.
@@ -278,7 +227,7 @@ Deno.test("who pays: a takeover that claims the resume and then replays the deli
   const good = await honest();
   const r = await router([crashed.toWorker, replayer.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("takeover-replays"), crashed);
+    const got = await run(r.port, jobFor("takeover-replays"), crashed);
     assert.deepEqual(got.positions, ALL, "a position reached the client twice");
     assert.deepEqual(good.submissions[0].resume, [97, 98]);
     assert.deepEqual(credited(r.recorder.told), [good.key]);
@@ -289,7 +238,7 @@ Deno.test("who pays: a takeover that claims the resume and then replays the deli
 });
 
 Deno.test("who pays: a takeover whose receipt counts only its own part (tokenCount 4 of 6) is paid nothing and kept off the model; the client has its whole answer and is told receipt_rejected", async () => {
-  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const crashed = await crashingWorker([wireToken(0), wireToken(1)]);
   const short = await scriptedWorker((body, _n, identity) => {
     const k = body.resume?.length ?? 0;
     const list: InferenceEvent[] = [start(body.job, { resumedFrom: k })];
@@ -299,7 +248,7 @@ Deno.test("who pays: a takeover whose receipt counts only its own part (tokenCou
   });
   const r = await router([crashed.toWorker, short.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("takeover-short-receipt"), crashed);
+    const got = await run(r.port, jobFor("takeover-short-receipt"), crashed);
     assert.deepEqual(got.positions, ALL);
     assert.equal(got.summary.error?.code, "receipt_rejected");
     assert.deepEqual(credited(r.recorder.told), []);
@@ -310,14 +259,14 @@ Deno.test("who pays: a takeover whose receipt counts only its own part (tokenCou
 });
 
 Deno.test("who pays: a takeover that goes silent after its start is cut at the stall timeout and asked last; the next worker resumes from the same tokens and is credited", async () => {
-  const crashed = await crashes([wireToken(0), wireToken(1)]);
+  const crashed = await crashingWorker([wireToken(0), wireToken(1)]);
   const silent = await scriptedWorker((body) =>
     events([start(body.job, { resumedFrom: body.resume?.length ?? 0 })])
   );
   const good = await honest();
   const r = await router([crashed.toWorker, silent.toWorker, good.toWorker]);
   try {
-    const running = runJob(r.port, jobFor("takeover-silent"), crashed);
+    const running = run(r.port, jobFor("takeover-silent"), crashed);
     await eventually(() => silent.submissions.length === 1, "the job taken over");
     // Past the stall timeout on the router's clock, in steps so each timer set meanwhile fires.
     for (let waited = 0; waited <= DEFAULT_STALL_TIMEOUT_MS; waited += 1_000) {
@@ -336,11 +285,11 @@ Deno.test("who pays: a takeover that goes silent after its start is cut at the s
 
 Deno.test("who pays: a worker that streams the whole job and crashes before its end event is not failed over: the client has every token once, nothing is paid yet, and the job is remembered to ask its receipt", async () => {
   const tokens = Array.from({ length: TOKENS }, (_, i) => wireToken(i));
-  const crashed = await crashes(tokens);
+  const crashed = await crashingWorker(tokens);
   const good = await honest();
   const r = await router([crashed.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("crash-before-end"), crashed);
+    const got = await run(r.port, jobFor("crash-before-end"), crashed);
     assert.deepEqual(got.positions, ALL);
     assert.equal(got.failed, undefined, "the client's stream failed");
     // Failed before the fix: finishReason "error", a client with its whole answer told it
@@ -371,7 +320,7 @@ Deno.test({
     "who pays (LEFT OPEN): a worker that delivers wrong tokens and drops is charged: the router hands its validator signed evidence against it",
   ignore: true,
   fn: async () => {
-    const liar = await crashes([wireToken(0), WRONG]);
+    const liar = await crashingWorker([wireToken(0), WRONG]);
     const checker = await scriptedWorker((body) =>
       events(
         [start(body.job, { resumedFrom: body.resume?.length ?? 0 })],
@@ -386,7 +335,7 @@ Deno.test({
     );
     const r = await router([liar.toWorker, checker.toWorker]);
     try {
-      const got = await runJob(r.port, jobFor("left-open-liar"), liar);
+      const got = await run(r.port, jobFor("left-open-liar"), liar);
       assert.equal(got.failed, "delivered_tokens_diverged");
       // What must come: evidence against the liar (its signed commitment to the wrong token at
       // WRONG_AT, with the router's assignment) reaches the validator, so a ledger can slash it.

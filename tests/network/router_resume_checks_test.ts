@@ -10,19 +10,18 @@
 import assert from "node:assert/strict";
 import { ResumeMismatchError } from "../../inference/resumed_generation.ts";
 import type { InferenceEvent } from "../../protocols/inference_messages.ts";
-import { SubmitMessage } from "../../protocols/inference_messages.ts";
-import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import { type ResumeOutcome, withFailover } from "../../network/failover.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { INFO } from "./_router_fixture.ts";
 import { attempt, heldAttempt, TOKENS as FAILOVER_TOKENS } from "./_failover_fixture.ts";
-import { jobFor, linked, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
+import { jobFor, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
+  crashingWorker,
   endEvent,
   events,
   receiptFor,
   router,
+  run,
   scriptedWorker,
   start,
   wireToken,
@@ -32,55 +31,6 @@ import {
 const WRONG_AT = 1;
 /** The wrong token it sends there (the job's is `97 + 1`, text "b"). */
 const WRONG = { kind: "token", index: WRONG_AT, tokenId: 200, text: "Z" } as const;
-
-/**
- * A worker that starts each job, sends `tokens` and loses its connection once the client has
- * read them all (the router sees `connection_closed`, as for a crashed worker): the tokens are
- * delivered first, as they are by a worker that dies mid-stream.
- */
-async function lostAfter(tokens: InferenceEvent[]): Promise<LostWorker> {
-  const delivered = Promise.withResolvers<void>();
-  const worker = await linked((atWorker, submissions) => {
-    atWorker.handle(SubmitMessage, (body) => {
-      submissions.push(body);
-      const list: InferenceEvent[] = [start(body.job), ...tokens];
-      let i = 0;
-      return Promise.resolve(
-        new ReadableStream<InferenceEvent>({
-          pull: async (c) => {
-            if (i < list.length) return c.enqueue(list[i++]);
-            await delivered.promise;
-            await atWorker.close();
-            await new Promise(() => {});
-          },
-        }, { highWaterMark: 0 }),
-      );
-    });
-  });
-  return { ...worker, read: (n) => void (n === tokens.length && delivered.resolve()) };
-}
-
-/** A worker of {@link lostAfter}: `read(n)` tells it the client has read `n` tokens. */
-interface LostWorker extends TestWorker {
-  read(tokens: number): void;
-}
-
-/** Read a job to its end, telling `lost` each token the client reads (`run`, with the hook). */
-async function runJob(port: NetworkInferencePort, job: TextJob, lost: LostWorker) {
-  const handle = await port.submit(job);
-  let text = "";
-  let tokens = 0;
-  let failed: string | undefined;
-  try {
-    for await (const t of handle.tokens) {
-      text += t.text;
-      lost.read(++tokens);
-    }
-  } catch (error) {
-    failed = (error as { code?: string }).code ?? String(error);
-  }
-  return { text, failed, summary: await handle.done };
-}
 
 /**
  * A worker that takes a resumed job over and refuses its prefix after its start, as
@@ -112,11 +62,11 @@ function honest(): Promise<TestWorker> {
 // Failed before the fix: the stream ended `connection_closed`, "the job could not resume … (resume_mismatch)",
 // a message that blamed the network and did not say which token went wrong.
 Deno.test("router resume: tokens a lost worker got wrong, refused by the worker that takes the job over, end the client's stream with delivered_tokens_diverged naming the first wrong token; nothing reaches the ledger", async () => {
-  const liar = await lostAfter([wireToken(0), WRONG]);
+  const liar = await crashingWorker([wireToken(0), WRONG]);
   const checker = await refusesPrefix();
   const r = await router([liar.toWorker, checker.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("diverged"), liar);
+    const got = await run(r.port, jobFor("diverged"), liar);
     assert.equal(got.text, "aZ", "the client has what the lost worker sent");
     assert.deepEqual(checker.submissions[0].resume, [97, WRONG.tokenId]);
     assert.equal(got.failed, "delivered_tokens_diverged");
@@ -140,12 +90,12 @@ Deno.test("router resume: tokens a lost worker got wrong, refused by the worker 
 });
 
 Deno.test("router resume: a refusal of the delivered tokens that a later worker shows wrong (it streams on from them) does not end the stream", async () => {
-  const lost = await lostAfter([wireToken(0), wireToken(1)]);
+  const lost = await crashingWorker([wireToken(0), wireToken(1)]);
   const checker = await refusesPrefix();
   const good = await honest();
   const r = await router([lost.toWorker, checker.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("reproduced"), lost);
+    const got = await run(r.port, jobFor("reproduced"), lost);
     assert.equal(got.failed, undefined);
     assert.equal(got.text, TEXT);
     assert.equal(got.summary.finishReason, "length");
@@ -181,12 +131,12 @@ function smallWindow(window: number): Promise<TestWorker> {
 // Failed before the fix: the client got "abc" and finish reason length with the small-window
 // worker's receipt: the job cut at 3 of its 6 tokens, silently.
 Deno.test("router resume: a worker that takes the job over with a smaller context window than the job's first worker is not given it: the next worker that fits finishes the job", async () => {
-  const lost = await lostAfter([wireToken(0), wireToken(1)]);
+  const lost = await crashingWorker([wireToken(0), wireToken(1)]);
   const tight = await smallWindow(4);
   const good = await honest();
   const r = await router([lost.toWorker, tight.toWorker, good.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("window"), lost);
+    const got = await run(r.port, jobFor("window"), lost);
     assert.equal(got.failed, undefined);
     assert.equal(got.text, TEXT, "the job was cut short by the takeover's context window");
     assert.equal(got.summary.finishReason, "length");
@@ -203,11 +153,11 @@ Deno.test("router resume: a worker that takes the job over with a smaller contex
 });
 
 Deno.test("router resume: when only a worker with a smaller context window is left, the stream ends with an error that says so, never cut short as finished", async () => {
-  const lost = await lostAfter([wireToken(0), wireToken(1)]);
+  const lost = await crashingWorker([wireToken(0), wireToken(1)]);
   const tight = await smallWindow(4);
   const r = await router([lost.toWorker, tight.toWorker]);
   try {
-    const got = await runJob(r.port, jobFor("window-only"), lost);
+    const got = await run(r.port, jobFor("window-only"), lost);
     assert.equal(got.text, "ab");
     assert.equal(got.failed, "connection_closed");
     assert.equal(got.summary.finishReason, "error");
