@@ -2,7 +2,8 @@
  * A `Connection` over a byte-stream transport, as a socket gives one (a `type: "bytes"`
  * readable, read with a BYOB reader into the connection's reused buffer), and on the other end a
  * hand-driven {@link RawPeer}: for red-team tests that must go through the read loop a real
- * socket goes through, on a fake clock.
+ * socket goes through, on a fake clock; and {@link byteStreamOf}, any stream served as such a
+ * transport.
  *
  * @module
  */
@@ -38,15 +39,40 @@ export function connectionOverByteStream(
   transport?: ByteStreamPeerOptions,
 ): ByteStreamPeer {
   const [a, b] = memoryDuplexPair({ highWaterMarkBytes: transport?.highWaterMarkBytes });
-  const readBytes = transport?.readBytes ?? 64 * 1024;
-  let reads = 0;
-  const source = a.readable.getReader();
+  const wrapped = byteStreamOf(a.readable, transport?.readBytes ?? 64 * 1024);
+  const duplex: ByteDuplex = {
+    readable: wrapped.readable,
+    writable: a.writable,
+    get bytesWritten() {
+      return a.bytesWritten;
+    },
+  };
+  const connection = new Connection(duplex, { keepaliveMs: 0, idleTimeoutMs: 0, ...options });
+  return { connection, peer: rawPeer(b), reads: wrapped.byobReads };
+}
+
+/**
+ * `source` as a byte stream whose reads bring at most `readBytes` each: a BYOB read gets them
+ * copied into its own buffer, as a socket's read does; a default read gets a chunk of its own.
+ */
+export function byteStreamOf(
+  source: ReadableStream<Uint8Array>,
+  readBytes: number,
+): { readable: ReadableStream<Uint8Array>; byobReads: () => number; offered: number[] } {
+  const reader = source.getReader();
   let pending: Uint8Array = new Uint8Array(0);
+  let byobReads = 0;
+  /** The size of each buffer a BYOB read offered, in order. */
+  const offered: number[] = [];
   const readable = new ReadableStream({
     type: "bytes",
     async pull(controller) {
+      if (controller.byobRequest) {
+        byobReads++;
+        offered.push(controller.byobRequest.view!.byteLength);
+      }
       while (pending.byteLength === 0) {
-        const { done, value } = await source.read();
+        const { done, value } = await reader.read();
         if (done) {
           controller.close();
           controller.byobRequest?.respond(0);
@@ -54,7 +80,6 @@ export function connectionOverByteStream(
         }
         pending = value;
       }
-      reads++;
       const request = controller.byobRequest;
       if (request?.view) {
         const { buffer, byteOffset, byteLength } = request.view;
@@ -68,15 +93,7 @@ export function connectionOverByteStream(
         pending = pending.subarray(n);
       }
     },
-    cancel: (reason) => source.cancel(reason),
+    cancel: (reason) => reader.cancel(reason),
   });
-  const duplex: ByteDuplex = {
-    readable,
-    writable: a.writable,
-    get bytesWritten() {
-      return a.bytesWritten;
-    },
-  };
-  const connection = new Connection(duplex, { keepaliveMs: 0, idleTimeoutMs: 0, ...options });
-  return { connection, peer: rawPeer(b), reads: () => reads };
+  return { readable, byobReads: () => byobReads, offered };
 }

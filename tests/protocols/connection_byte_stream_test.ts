@@ -20,6 +20,7 @@ import {
 import { connectUnix, listenUnix, unixSocketsSupported } from "../../protocols/unix_transport.ts";
 import { encodeFrame, LengthPrefixedDecoderStream } from "../../streams/length_prefixed_stream.ts";
 import { concatBytes } from "../_helpers/bytes.ts";
+import { byteStreamOf } from "./_byte_stream_peer.ts";
 
 const Stored = defineMessage("test.stored", z.object({ n: z.number() }));
 const Put = defineMessage(
@@ -32,53 +33,6 @@ const MAX_FRAME = 1 << 20;
 
 function bodyOf(n: number, length: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (i * 7 + n * 13) & 0xff);
-}
-
-/**
- * `source` as a byte stream whose reads bring at most `readBytes` each: a BYOB read gets them
- * copied into its own buffer, as a socket's read does; a default read gets a chunk of its own.
- */
-function byteStreamOf(
-  source: ReadableStream<Uint8Array>,
-  readBytes: number,
-): { readable: ReadableStream<Uint8Array>; byobReads: () => number; offered: number[] } {
-  const reader = source.getReader();
-  let pending: Uint8Array = new Uint8Array(0);
-  let byobReads = 0;
-  /** The size of each buffer a BYOB read offered, in order. */
-  const offered: number[] = [];
-  const readable = new ReadableStream({
-    type: "bytes",
-    async pull(controller) {
-      if (controller.byobRequest) {
-        byobReads++;
-        offered.push(controller.byobRequest.view!.byteLength);
-      }
-      while (pending.byteLength === 0) {
-        const { done, value } = await reader.read();
-        if (done) {
-          controller.close();
-          controller.byobRequest?.respond(0);
-          return;
-        }
-        pending = value;
-      }
-      const request = controller.byobRequest;
-      if (request?.view) {
-        const { buffer, byteOffset, byteLength } = request.view;
-        const n = Math.min(readBytes, byteLength, pending.byteLength);
-        new Uint8Array(buffer, byteOffset, n).set(pending.subarray(0, n));
-        pending = pending.subarray(n);
-        request.respond(n);
-      } else {
-        const n = Math.min(readBytes, pending.byteLength);
-        controller.enqueue(pending.slice(0, n));
-        pending = pending.subarray(n);
-      }
-    },
-    cancel: (reason) => reader.cancel(reason),
-  });
-  return { readable, byobReads: () => byobReads, offered };
 }
 
 /** Send `count` bodies of `length` bytes to `server`'s handler, which keeps what it gets. */
