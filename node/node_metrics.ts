@@ -45,6 +45,11 @@ export interface NodeCollectorSources {
 /** A short ask: a metrics scrape must not hang on a busy actor. */
 const SCRAPE_ASK_TIMEOUT_MS = 1_000;
 
+/** A gauge's sample. */
+function gauge(name: string, help: string, value: number): MetricSample {
+  return { name, help, type: "gauge", value };
+}
+
 /**
  * The node's collectors by name (`actors`, `storage`, `process`, `models`, `prover`,
  * `validator`, `network`, `wire`).
@@ -114,12 +119,6 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
       const peers = await sources.network()?.ask<PeerInfo[]>({ type: "peers" }, {
         timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
       }).catch(() => undefined);
-      const gauge = (name: string, help: string, value: number): MetricSample => ({
-        name,
-        help,
-        type: "gauge",
-        value,
-      });
       return [
         gauge(
           "veriflow_storage_used_bytes",
@@ -377,12 +376,6 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
  * limit and reason only: the log names the peer (a series per key would grow with every peer).
  */
 function wireSamples(report: WireBudgetReport): MetricSample[] {
-  const gauge = (name: string, help: string, value: number): MetricSample => ({
-    name,
-    help,
-    type: "gauge",
-    value,
-  });
   return [
     gauge(
       "veriflow_wire_handlers",
