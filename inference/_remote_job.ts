@@ -10,7 +10,13 @@
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
+import {
+  ConnectionClosedError,
+  ProtocolError,
+  RemoteError,
+  RequestCancelledError,
+  StreamCancelledError,
+} from "../protocols/protocol_errors.ts";
 import {
   type InferenceEvent,
   QUEUED_EVENT_REPEAT_MS,
@@ -574,24 +580,26 @@ export class RemoteJob {
       // and the job ended as its last token said, so the summary says that, with the loss as its
       // `error` and no receipt (the receipt may be asked for later: `_lost_ends.ts`, and pays the
       // worker then). Ended `error` instead, the client was told its whole answer failed while
-      // its requester could still be charged for it once the receipt came.
-      if (error instanceof InferenceStreamError || error instanceof RemoteError) {
-        this.#brokeAfterLastToken(error);
-      } else this.#end(this.#lastTokenSeen!, error);
+      // its requester could still be charged for it once the receipt came. Only a lost
+      // connection or this side's own cancel is that: any other protocol error is a frame of
+      // the worker's this side refused (an end event the wire schema rejects: `invalid_body`),
+      // the worker's own doing like any other break (review, stop 66).
+      if (isWorkerBreak(error)) this.#brokeAfterLastToken(error);
+      else this.#end(this.#lastTokenSeen!, error);
     }
   }
 
   /**
    * The worker broke its stream after the job's last token, where its end event (summary and
-   * receipt) was due: another event came, its stream closed or failed, or nothing came within
-   * {@link END_EVENT_TIMEOUT_MS}. The client has every token and the job ended as the last token
-   * said, so its summary says that, with no receipt (none was read: nothing of this job pays the
-   * worker, and nothing unsigned reaches the validator) and the break as its `error`
-   * (`inference_stream_invalid`, a worker fault: the router keeps the worker off the model as
-   * for any broken stream). Ended `error` instead, the client was told its whole answer failed,
-   * and the worker went unjudged.
+   * receipt) was due: another event came, one this side refused (`invalid_body`), its stream
+   * closed or failed, or nothing came within {@link END_EVENT_TIMEOUT_MS}. The client has every
+   * token and the job ended as the last token said, so its summary says that, with no receipt
+   * (none was read: nothing of this job pays the worker, and nothing unsigned reaches the
+   * validator) and the break as its `error` (`inference_stream_invalid`, a worker fault: the
+   * router keeps the worker off the model as for any broken stream). Ended `error` instead, the
+   * client was told its whole answer failed, and the worker went unjudged.
    */
-  #brokeAfterLastToken(error: InferenceStreamError | RemoteError): void {
+  #brokeAfterLastToken(error: InferenceStreamError | ProtocolError): void {
     const broken = error instanceof InferenceStreamError ? error : new InferenceStreamError(
       `the worker failed the job after its last token, where its end event was due ` +
         `(${error.code}: ${error.message})`,
@@ -733,4 +741,16 @@ export class RemoteJob {
     this.#o.onEnd(summary);
     this.#done.resolve(summary);
   }
+}
+
+/**
+ * Whether an error that ended a job's stream after its last token is the worker's doing: a
+ * broken stream, its own `error` frame, or a frame of its this side refused (any protocol error
+ * but a lost connection, `ConnectionClosedError`, or a cancel, `StreamCancelledError` and this
+ * side's `RequestCancelledError`).
+ */
+function isWorkerBreak(error: unknown): error is InferenceStreamError | ProtocolError {
+  if (error instanceof InferenceStreamError) return true;
+  return error instanceof ProtocolError && !(error instanceof ConnectionClosedError) &&
+    !(error instanceof StreamCancelledError) && !(error instanceof RequestCancelledError);
 }

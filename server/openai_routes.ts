@@ -139,7 +139,7 @@ export function openAiRoutes(
           `each end the output on their own: the chat template's end of turn ` +
           `(${JSON.stringify(CHAT_TURN_STOP)}) takes the last of a job's ` +
           `${GENERATION_LIMITS.maxStopSequences}, unless one of them is part of it (such as ` +
-          `"\n"); one that contains another (or the end of turn) takes none`,
+          `${JSON.stringify("\n")}); one that contains another (or the end of turn) takes none`,
         "stop",
       );
     }
