@@ -6,6 +6,7 @@ import {
   type OpenConnectionOptions,
 } from "../../protocols/connection.ts";
 import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
+import { RemoteError } from "../../protocols/protocol_errors.ts";
 import { Identity } from "../../protocols/identity.ts";
 import {
   type ByteDuplex,
@@ -200,4 +201,14 @@ export function rawPeer(b: ByteDuplex): RawPeer {
     },
     close: () => writer.close(),
   };
+}
+
+/** Whether `promise` settled as a `busy` refusal. */
+export async function refusedBusy(promise: Promise<unknown>): Promise<boolean> {
+  try {
+    await promise;
+    return false;
+  } catch (error) {
+    return error instanceof RemoteError && error.code === "busy";
+  }
 }

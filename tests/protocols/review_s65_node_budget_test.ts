@@ -22,6 +22,7 @@ import {
   Echo,
   ManualTimers,
   openPair,
+  refusedBusy,
   settle,
 } from "./_helpers.ts";
 
@@ -41,16 +42,6 @@ function heldEcho(release: Promise<void>) {
     await release;
     return { text, n };
   };
-}
-
-/** Whether `promise` settled as a `busy` refusal. */
-async function refusedBusy(promise: Promise<unknown>): Promise<boolean> {
-  try {
-    await promise;
-    return false;
-  } catch (error) {
-    return error instanceof RemoteError && error.code === "busy";
-  }
 }
 
 Deno.test("N connections each within their own maxInboundRequests run at most the node's maxHandlers together; the rest are answered busy", async () => {

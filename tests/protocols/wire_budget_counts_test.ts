@@ -10,28 +10,18 @@ import {
   DEFAULT_FRAME_TIMEOUT_MS,
   WireBudget,
 } from "../../protocols/connection.ts";
-import { RemoteError } from "../../protocols/protocol_errors.ts";
 import {
   connectedPair,
   connectionWithRawPeer,
   CountTo,
   Echo,
   ManualTimers,
+  refusedBusy,
   settle,
 } from "./_helpers.ts";
 
 /** Liveness off: these tests are about counts, not about time. */
 const QUIET: ConnectionOptions = { keepaliveMs: 0, idleTimeoutMs: 0 };
-
-/** Whether `promise` settled as a `busy` refusal. */
-async function refusedBusy(promise: Promise<unknown>): Promise<boolean> {
-  try {
-    await promise;
-    return false;
-  } catch (error) {
-    return error instanceof RemoteError && error.code === "busy";
-  }
-}
 
 Deno.test("a budget's report names the bound behind each busy refusal: the node's per-peer handlers, its streams, and a connection's own maxInboundRequests", async () => {
   const budget = new WireBudget({ maxHandlersPerPeer: 2, maxStreams: 1 });
