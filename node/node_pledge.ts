@@ -1,11 +1,12 @@
 /**
- * The node's stake pledge, signed once and kept in `<dataDir>/stake_pledge.cbor`: every peer,
- * on every run, gets the same bytes. A ledger counts the first pledge it sees of a key as its
- * stake, and a second, different one convicts the key of pledge equivocation (stake and balance
- * forfeited in every ledger that comes to hold both, `docs/PROTOCOL.md`, "Stake pledges"), so
- * a node signs a pledge only when it holds none of its key, and says where it keeps it. A changed `selfStake` is not re-pledged: the node says so and keeps the old one.
- * A pledge by another key found there (a start under the wrong `identity.key`) is set aside as
- * `stake_pledge.<key hex>.cbor`, not written over, and taken back when that key returns.
+ * The node's stake pledge, signed once and kept in `<dataDir>/stake_pledge.cbor`: every peer, on
+ * every run, gets the same bytes. A ledger counts the first pledge it sees of a key as its stake,
+ * and a second, different one convicts the key of pledge equivocation (stake and balance forfeited
+ * in every ledger that comes to hold both, `docs/PROTOCOL.md`, "Stake pledges"), so a node signs a
+ * pledge only when it holds none of its key, and says where it keeps it. A changed `selfStake` is
+ * not re-pledged: the node says so and keeps the old one. A pledge by another key found there (a
+ * start under the wrong `identity.key`) is set aside as `stake_pledge.<key hex>.cbor`, not written
+ * over, and taken back when that key returns.
  *
  * @module
  */

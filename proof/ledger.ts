@@ -500,10 +500,10 @@ export class Ledger {
    * A key convicted of pledge equivocation has both its pledges listed, first then second.
    *
    * @param query Absent: every pledge, in the order recorded. `key`: that key's pledge only
-   *   (none or one; both of a convicted key). `limit`: at most that many, for a peer that connects (a ledger may hold
-   *   thousands of pledges of keys that never did anything): the keys active here first (an open
-   *   receipt, a balance, stake that changed since the pledge), then the rest, each group newest
-   *   first.
+   *   (none or one; both of a convicted key). `limit`: at most that many, for a peer that connects
+   *   (a ledger may hold thousands of pledges of keys that never did anything): the keys active
+   *   here first (an open receipt, a balance, stake that changed since the pledge), then the rest,
+   *   each group newest first.
    */
   pledges(query?: PledgeQuery): StakePledge[] {
     return pledgesOf(this.#state, query);

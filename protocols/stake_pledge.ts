@@ -1,16 +1,16 @@
 /**
  * Stake pledges: a key's signed statement that it puts `amount` of stake behind its work.
  *
- * A ledger records a receipt only when its worker has free stake to lock against it, so every
- * node that settles a worker's receipts must know that worker's stake. Until Veriflow settles
- * on a chain, the stake is what the worker pledges: each node records a key's pledge once (the
- * first it sees) and slashes it on proven fraud. A second pledge of the same key that differs is
- * proof that the key told ledgers two stakes: it convicts the key of pledge equivocation and
- * forfeits its stake in every ledger that holds both (`proof/_ledger_pledges.ts`), so a slashed
- * worker cannot refill its stake by pledging again, and a key gains nothing by pledging one
- * amount here and another there. An honest node signs one pledge, ever (`node/node_pledge.ts`). The pledge is signed so nobody
- * can pledge — or refuse to pledge — in another key's name; what a pledge is worth outside the
- * network is the settlement layer's question, not this one's.
+ * A ledger records a receipt only when its worker has free stake to lock against it, so every node
+ * that settles a worker's receipts must know that worker's stake. Until Veriflow settles on a
+ * chain, the stake is what the worker pledges: each node records a key's pledge once (the first it
+ * sees) and slashes it on proven fraud. A second pledge of the same key that differs is proof that
+ * the key told ledgers two stakes: it convicts the key of pledge equivocation and forfeits its
+ * stake in every ledger that holds both (`proof/_ledger_pledges.ts`), so a slashed worker cannot
+ * refill its stake by pledging again, and a key gains nothing by pledging one amount here and
+ * another there. An honest node signs one pledge, ever (`node/node_pledge.ts`). The pledge is
+ * signed so nobody can pledge — or refuse to pledge — in another key's name; what a pledge is worth
+ * outside the network is the settlement layer's question, not this one's.
  *
  * A pledge costs its signer a key pair and every ledger that records it about 380 bytes of log
  * for good, so what one peer connection may bring a ledger is budgeted (a token bucket per

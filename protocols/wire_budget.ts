@@ -119,7 +119,10 @@ export interface WireBudgetCounts {
   refusedBy: Record<WireLimit, number>;
   /** Streams served that ended early, by reason. */
   streamsEnded: Record<StreamEndReason, number>;
-  /** Connections closed for a limit or a peer's fault, by reason (see {@link WireBudget.connectionClosed}). */
+  /**
+   * Connections closed for a limit or a peer's fault, by reason (see
+   * {@link WireBudget.connectionClosed}).
+   */
   connectionsClosed: Record<string, number>;
 }
 

@@ -93,9 +93,9 @@ export interface StorageAuditorOptions {
    */
   reference(cid: string, signal: AbortSignal): Promise<Uint8Array>;
   /**
-   * Chunks sampled per round, 1 to `MAX_PROVE_CIDS` (64, what one challenge names). Default 4: a holder that dropped a fraction f of its chunks
-   * escapes one round with probability (1-f)^4 — 66 % for f = 10 %, but repeated rounds
-   * compound it down quickly.
+   * Chunks sampled per round, 1 to `MAX_PROVE_CIDS` (64, what one challenge names). Default 4:
+   * a holder that dropped a fraction f of its chunks escapes one round with probability
+   * (1-f)^4 — 66 % for f = 10 %, but repeated rounds compound it down quickly.
    */
   sampleSize?: number;
   /**
