@@ -4,8 +4,8 @@
  * after the entry is durable, once, during one named ledger call) and the run around it — a
  * worker's job announced to a validator that challenges everything, the crash, the supervisor's
  * restart with the ledger reopened from disk, and the window closed; or a peer's fraud proof in
- * the validator's hands when a write fails. For `validator_ledger_write_failure_test.ts` and
- * `validator_endings_review_test.ts`. No clock is raced: the ledger's clock is the test's.
+ * the validator's hands when a write fails. For `validator_challenge_endings_test.ts`. No clock is
+ * raced: the ledger's clock is the test's.
  *
  * @module
  */

@@ -1,10 +1,10 @@
 /**
  * A ValidatorActor with a fake ledger clock, a recording network and workers whose proof data
  * the test controls (served, withheld, or held back until released), for tests of what peers'
- * verdicts can make a ledger do: `validator_verdict_bounds_test.ts`,
- * `validator_takeover_budget_test.ts`. Also the floods of receipts that push older ones out of a
- * validator's memory (`floodReceipts`, `floodAssignedReceipts`), for the claim tests of reviews
- * s57 and s58 here and in `tests/network/`.
+ * verdicts can make a ledger do: `validator_peer_verdicts_test.ts`, `validator_takeover_test.ts`.
+ * Also the floods of receipts that push older ones out of a validator's memory (`floodReceipts`,
+ * `floodAssignedReceipts`), for the claim tests here (`validator_claim_evidence_test.ts`,
+ * `validator_withheld_test.ts`) and in `tests/network/`.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";

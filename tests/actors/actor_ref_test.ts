@@ -1,3 +1,11 @@
+/**
+ * Talking to an actor through its ref (`actors/actor_ref.ts`): tell and ask, their replies,
+ * timeouts, aborts and deadlines, crashes and restarts behind a ref, full mailboxes; and
+ * `LaterReply`, an ask answered when its work settles while the actor goes on with its next
+ * messages.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import {
@@ -9,6 +17,7 @@ import {
 } from "../../actors/errors.ts";
 import { deferred, isPending } from "./_helpers.ts";
 import { delay } from "../_helpers/wait.ts";
+import { LaterReply } from "../../actors/actor.ts";
 
 type Msg = { type: "echo"; value: number } | { type: "crash" } | { type: "hold" };
 
@@ -362,4 +371,47 @@ Deno.test("messages an actor tells itself are handled after the current one, in 
   await done.promise;
   assert.deepEqual(seen, [0, 1, 2, 3, 4, 5]);
   await system.shutdown();
+});
+
+// -------------------------------------------------------------------------------------------------
+// `LaterReply`: an ask answered when its work settles, while the actor goes on with its next
+// messages (the gen_server `noreply` shape the StorageActor's long asks use).
+
+type SlowMsg = { type: "slow"; fail?: boolean } | { type: "ping" };
+
+Deno.test("a later reply lets the next message in, answers its ask when its work settles, and a failed one crashes nothing", async () => {
+  const system = new ActorSystem({ name: "later-reply-test" });
+  const gate = Promise.withResolvers<void>();
+  let starts = 0;
+  try {
+    const ref = await system.spawn<SlowMsg>({
+      name: "later",
+      factory: () => {
+        starts++;
+        return {
+          receive: (msg: SlowMsg) => {
+            if (msg.type === "ping") return "pong";
+            return new LaterReply(
+              gate.promise.then(() => {
+                if (msg.fail) throw new Error("the work failed");
+                return "slow done";
+              }),
+            );
+          },
+        };
+      },
+    });
+    const slow = ref.ask<string>({ type: "slow" });
+    const failing = ref.ask<string>({ type: "slow", fail: true });
+    // Answered while both slow asks wait on the gate.
+    assert.equal(await ref.ask<string>({ type: "ping" }), "pong");
+    gate.resolve();
+    assert.equal(await slow, "slow done");
+    await assert.rejects(failing, /the work failed/);
+    assert.equal(await ref.ask<string>({ type: "ping" }), "pong");
+    assert.equal(starts, 1, "the failed answer is the asker's, not a crash");
+  } finally {
+    gate.resolve();
+    await system.shutdown();
+  }
 });

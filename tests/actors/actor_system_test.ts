@@ -1,3 +1,10 @@
+/**
+ * The actor system (`actors/actor_system.ts`, `actors/registry.ts`): shutdown and its timeouts,
+ * lifecycle hooks, linked children, the supervision tree, the events feed, the name registry, and
+ * bad specs or options refused at once with a typed error.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import type { Actor, ActorContext, ChildSpec } from "../../actors/actor.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
@@ -13,6 +20,8 @@ import {
 import type { CrashedEvent } from "../../actors/events.ts";
 import { deferred, recordEvents, SETTLE_GUARD_MS, settlesWithin } from "./_helpers.ts";
 import { delay, eventually } from "../_helpers/wait.ts";
+import { Registry } from "../../actors/registry.ts";
+import type { SupervisorSpec } from "../../actors/supervisor.ts";
 
 function recorder(name: string, stops: string[]): { name: string; factory: () => Actor<string> } {
   return {
@@ -608,4 +617,103 @@ Deno.test("linked children giving up while their parent is in preStart fail that
   assert.ok(crashes[1].reason instanceof EscalatedError, String(crashes[1].reason));
   assert.equal(system.lookup("q/child"), undefined);
   await system.shutdown();
+});
+
+Deno.test("registry keeps names unique and lets only the holder release a name", () => {
+  const registry = new Registry<object>();
+  const a = {};
+  const b = {};
+  registry.register("node/storage", a);
+  registry.register("node/storage", a); // idempotent for the same owner
+  assert.throws(() => registry.register("node/storage", b), NameTakenError);
+  registry.unregister("node/storage", b); // a stale owner cannot evict the holder
+  assert.equal(registry.get("node/storage"), a);
+  registry.unregister("node/storage", a);
+  assert.equal(registry.has("node/storage"), false);
+  registry.register("node/storage", b);
+  assert.deepEqual(registry.names(), ["node/storage"]);
+  assert.equal(registry.size, 1);
+});
+
+Deno.test("registry rejects empty and padded names with InvalidNameError", () => {
+  const registry = new Registry<object>();
+  for (const bad of ["", " x", "x ", 42 as unknown as string]) {
+    const error = (() => {
+      try {
+        registry.register(bad, {});
+      } catch (e) {
+        return e;
+      }
+    })();
+    assert.ok(error instanceof InvalidNameError, `accepted ${JSON.stringify(bad)}`);
+    assert.equal(error.code, "invalid_name");
+  }
+});
+
+// -------------------------------------------------------------------------------------------------
+// Bad input to `spawn`/`supervise` and to the system options must fail at once with a typed error,
+// not be taken as something else. Each test failed before its fix.
+
+Deno.test("spawn of a spec without a factory rejects with TypeError and registers nothing", async () => {
+  const system = new ActorSystem({ name: "t" });
+  // A spec built from configuration (untyped) that lost its factory.
+  const spec = { name: "t/worker" } as unknown as ChildSpec<string>;
+  await assert.rejects(system.spawn(spec), TypeError);
+  assert.equal(system.lookupSupervisor("t/worker"), undefined, "taken for a supervisor");
+  assert.deepEqual(system.names(), []);
+  assert.deepEqual(system.tree().children, []);
+  // The name is still free for the real actor.
+  const ref = await system.spawn<string>({
+    name: "t/worker",
+    factory: () => ({ receive: (m) => m }),
+  });
+  assert.equal(await ref.ask("hi"), "hi");
+  await system.shutdown();
+});
+
+Deno.test("ctx.spawn of a spec without a factory rejects with TypeError", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const parent = await system.spawn<string>({
+    name: "t/parent",
+    factory: () => ({
+      async receive(_m, ctx) {
+        const child = await ctx.spawn({ name: "t/parent/job" } as unknown as ChildSpec<string>);
+        return typeof child;
+      },
+    }),
+  });
+  await assert.rejects(parent.ask("go"), (error: Error) => {
+    // The parent crashed on the rejected spawn: the cause must be the TypeError.
+    return error.cause instanceof TypeError;
+  });
+  assert.equal(system.lookupSupervisor("t/parent/job"), undefined, "taken for a supervisor");
+  await system.shutdown();
+});
+
+Deno.test("supervise of an actor spec rejects with TypeError and registers nothing", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const spec = {
+    name: "t/sup",
+    factory: () => ({ receive: () => 1 }),
+  } as unknown as SupervisorSpec;
+  await assert.rejects(system.supervise(spec), TypeError);
+  assert.equal(system.lookup("t/sup"), undefined, "taken for an actor");
+  assert.deepEqual(system.names(), []);
+  await system.shutdown();
+});
+
+Deno.test("a stopTimeoutMs no timer can honour (Infinity, NaN, negative, past 2^31-1 ms) is refused with RangeError", () => {
+  // Timers clamp such delays to 1 ms: `Infinity` ("never abandon") abandoned every in-flight
+  // message, preStart and postStop of a stop after 1 ms and rejected their asks.
+  for (const stopTimeoutMs of [Infinity, NaN, -1, 2 ** 31]) {
+    assert.throws(() => new ActorSystem({ stopTimeoutMs }), RangeError, String(stopTimeoutMs));
+  }
+  for (const stopTimeoutMs of [0, 1, 2 ** 31 - 1]) new ActorSystem({ stopTimeoutMs });
+});
+
+Deno.test("a negative or NaN askTimeoutMs is refused when the system is built, not at every ask", () => {
+  for (const askTimeoutMs of [-1, NaN]) {
+    assert.throws(() => new ActorSystem({ askTimeoutMs }), RangeError, String(askTimeoutMs));
+  }
+  for (const askTimeoutMs of [0, 1, Infinity]) new ActorSystem({ askTimeoutMs });
 });

@@ -1,3 +1,9 @@
+/**
+ * The actor event feed (`actors/events.ts`): what it reports, and that each subscription's
+ * unsubscribe removes that subscription only.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import { type ActorEvent, EventFeed, formatEvent } from "../../actors/events.ts";
 import { HookTimeoutError } from "../../actors/errors.ts";
@@ -61,4 +67,31 @@ Deno.test("formatEvent renders one readable line per event type", () => {
     }),
     'preStart of "a" did not finish within 5000 ms',
   );
+});
+
+// -------------------------------------------------------------------------------------------------
+// Each subscription's unsubscribe removes that subscription only. Failed before its fix.
+
+const EVENT: ActorEvent = { type: "started", kind: "actor", name: "x", time: 0 };
+
+Deno.test("unsubscribing one of two subscriptions of the same listener keeps the other", () => {
+  const feed = new EventFeed();
+  const seen: string[] = [];
+  const listener = (e: ActorEvent) => void seen.push(e.name);
+  // Two parts of a program that happen to share one (module-level) listener.
+  const first = feed.subscribe(listener);
+  const second = feed.subscribe(listener);
+  feed.emit(EVENT);
+  assert.deepEqual(seen, ["x", "x"]);
+  first();
+  assert.equal(feed.size, 1, "the second subscription was removed with the first");
+  feed.emit({ ...EVENT, name: "y" });
+  assert.deepEqual(seen, ["x", "x", "y"]);
+  // Idempotent: calling the same unsubscribe again must not take the other copy.
+  first();
+  assert.equal(feed.size, 1);
+  second();
+  assert.equal(feed.size, 0);
+  feed.emit({ ...EVENT, name: "z" });
+  assert.deepEqual(seen, ["x", "x", "y"]);
 });

@@ -1,11 +1,20 @@
+/**
+ * The InferenceActor (`actors/inference_actor.ts`): jobs run, streamed, teed to the prover, queued,
+ * cancelled and refused with typed errors; a model that cannot be loaded refuses its jobs without
+ * crashing the actor; and cancel storms from a client that goes away.
+ *
+ * @module
+ */
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import {
+  type GenerativeModel,
   InferenceActor,
   type InferenceActorOptions,
   type InferenceMessage,
   type InferenceStats,
+  type ModelSource,
   type OneShotModel,
   submitJob,
   type SubmitReply,
@@ -13,8 +22,7 @@ import {
   TooManyJobsError,
 } from "../../actors/inference_actor.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
-import type { TensorData, TextJob } from "../../protocols/job.ts";
-import { GENERATION_LIMITS, jobId } from "../../protocols/job.ts";
+import { GENERATION_LIMITS, jobId, type TensorData, type TextJob } from "../../protocols/job.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import {
   eventually,
@@ -24,6 +32,10 @@ import {
   scriptedText,
   StaticModels,
 } from "../server/_fixtures.ts";
+import { join } from "node:path";
+import { ModelLoadError } from "../../inference/errors.ts";
+import { buildGptModel } from "../../inference/model_builder.ts";
+import { ModelRegistry } from "../../inference/model_registry.ts";
 
 let nonce = 0;
 function textJob(model: string, prompt: string, maxTokens: number): TextJob {
@@ -542,4 +554,150 @@ Deno.test("InferenceActor runs no more jobs than a model seats, below `concurren
     model.release(3);
     assertEquals((await Promise.all(texts)).length, 3);
   });
+});
+
+// -------------------------------------------------------------------------------------------------
+// A model that cannot be loaded refuses the jobs asking for it, whatever the error its source
+// raises: a bad model file is the operator's input, not a bug of the InferenceActor, so it must
+// not crash the actor — whose stop cancels every running job, on every model.
+
+/** A source that serves `models` and fails every `get` of `broken` with `error`. */
+class BrokenSource implements ModelSource {
+  #models: StaticModels;
+  #broken: string;
+  #error: unknown;
+  constructor(models: GenerativeModel[], broken: string, error: unknown) {
+    this.#models = new StaticModels(models);
+    this.#broken = broken;
+    this.#error = error;
+  }
+  get(cid: string): Promise<GenerativeModel | OneShotModel | undefined> {
+    return cid === this.#broken ? Promise.reject(this.#error) : this.#models.get(cid);
+  }
+}
+
+function smallJob(model: string, maxTokens: number): TextJob {
+  return { kind: "text", model, prompt: "x", params: params({ maxTokens }), nonce: `n${++nonce}` };
+}
+
+const BROKEN = "bafkbrokenmodel";
+
+for (
+  const [label, thrown] of [
+    ["a TypeError (a config.json of null read unguarded)", new TypeError("null has no n_layer")],
+    ["a thrown non-Error value", "bad model"],
+  ] as const
+) {
+  Deno.test(`InferenceActor refuses a job whose model fails to load with ${label} as model_load_failed, and a running job on another model goes on`, async () => {
+    const model = new ScriptedModel({ gated: true });
+    const system = new ActorSystem({ name: "inference-model-load-test" });
+    const ref = await system.spawn<InferenceMessage>({
+      name: "inference",
+      factory: () => new InferenceActor({ models: new BrokenSource([model], BROKEN, thrown) }),
+    });
+    try {
+      const running = await submitJob(ref, smallJob(model.info.cid, 3));
+      const reader = running.tokens.getReader();
+      model.release(1);
+      assertEquals((await reader.read()).value?.text, "a");
+
+      let refusal: unknown;
+      await submitJob(ref, smallJob(BROKEN, 3)).catch((e) => refusal = e);
+      assert(refusal instanceof ModelLoadError, `refused with ${refusal}`);
+      assertEquals(refusal.code, "model_load_failed");
+      assertEquals(refusal.cause, thrown);
+      assert(refusal.message.includes(BROKEN), refusal.message);
+
+      // The actor is still there: the running job goes on to its end, and a new one runs.
+      model.release(2);
+      assertEquals((await reader.read()).value?.text, "b");
+      assertEquals((await reader.read()).value?.text, "c");
+      assert((await reader.read()).done);
+      assertEquals((await running.done).finishReason, "length");
+      model.release(1);
+      const next = await submitJob(ref, smallJob(model.info.cid, 1));
+      for await (const _ of next.tokens); // drain
+      assertEquals((await next.done).finishReason, "length");
+    } finally {
+      model.release(1e6);
+      await system.shutdown();
+    }
+  });
+}
+
+Deno.test("InferenceActor over a ModelRegistry refuses a job for a model whose config.json is null with model_load_failed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-null-config-" });
+  const registry = new ModelRegistry({ intraOpThreads: 1 });
+  const system = new ActorSystem({ name: "inference-null-config-test" });
+  try {
+    await buildGptModel({ size: "tiny", seed: 0, outDir: dir });
+    await Deno.writeTextFile(join(dir, "config.json"), "null");
+    const { cid } = await registry.register(dir);
+    const ref = await system.spawn<InferenceMessage>({
+      name: "inference",
+      factory: () => new InferenceActor({ models: registry }),
+    });
+    let refusal: unknown;
+    await submitJob(ref, smallJob(cid, 3)).catch((e) => refusal = e);
+    assert(refusal instanceof ModelLoadError, `refused with ${refusal}`);
+    assertEquals(refusal.code, "model_load_failed");
+    // Refused, not crashed: the actor still answers.
+    assertEquals((await ref.ask<{ activeJobs: number }>({ type: "stats" })).activeJobs, 0);
+  } finally {
+    await system.shutdown();
+    await registry.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// -------------------------------------------------------------------------------------------------
+// Cancel storms on the InferenceActor: a client that goes away cancels its running and its
+// queued jobs in the same turn (a WebSocket's close, `StreamSession`'s `cancelAll`, in the order
+// it started them). The running job's end frees its slot before the queued jobs' ends have been
+// read from the mailbox: a queued job that has already ended must not be given the slot (a runner
+// spawned for nothing, `jobs_started_total` counting it), the next live one must.
+
+Deno.test("InferenceActor: a running and a queued job cancelled in the same turn, running first, leave the queued ones unstarted (no slot, not counted started) and the next job runs at once", async () => {
+  const model = new ScriptedModel({ gated: true });
+  const system = new ActorSystem({ name: "cancel-storm" });
+  const ref = await system.spawn<InferenceMessage>({
+    name: "inference",
+    factory: () =>
+      new InferenceActor({ models: new StaticModels([model]), concurrency: 1, queueLimit: 8 }),
+  });
+  try {
+    const running = await submitJob(ref, smallJob(model.info.cid, 2));
+    const queued = [];
+    for (let i = 0; i < 3; i++) queued.push(await submitJob(ref, smallJob(model.info.cid, 2)));
+    const stats = () => ref.ask<InferenceStats>({ type: "stats" });
+    assertEquals([(await stats()).activeJobs, (await stats()).queuedJobs], [1, 3]);
+
+    // The client goes away: every job of it cancelled in one turn, in the order it started them.
+    running.cancel();
+    for (const handle of queued) handle.cancel();
+    for (const handle of [running, ...queued]) {
+      assertEquals((await handle.done).finishReason, "cancelled");
+    }
+    const honest = await submitJob(ref, smallJob(model.info.cid, 2));
+    model.release(2);
+    let text = "";
+    for await (const token of honest.tokens) text += token.text;
+    assertEquals(text, "ab");
+    assertEquals((await honest.done).finishReason, "length");
+    const s = await stats();
+    assertEquals(
+      {
+        started: s.jobsStarted,
+        cancelled: s.jobsCancelled,
+        finished: s.jobsFinished,
+        active: s.activeJobs,
+        queued: s.queuedJobs,
+      },
+      { started: 2, cancelled: 4, finished: 1, active: 0, queued: 0 },
+      "only the first job and the honest one got a slot",
+    );
+  } finally {
+    model.release(1e6);
+    await system.shutdown();
+  }
 });

@@ -1,3 +1,10 @@
+/**
+ * Supervisors (`actors/supervisor.ts`): strategies, restart intensity and escalation, restart
+ * backoff (its rhythm under a fake clock, and options no timer can honour refused), the `stopped`
+ * event and the name it frees, and children that will not come back.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import type { Actor, ActorContext, ChildSpec, RestartPolicy } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -7,10 +14,16 @@ import {
   EscalatedError,
   HookTimeoutError,
 } from "../../actors/errors.ts";
-import type { CrashedEvent, EscalatedEvent, RestartedEvent } from "../../actors/events.ts";
-import type { SupervisionStrategy } from "../../actors/supervisor.ts";
+import type {
+  ActorEvent,
+  CrashedEvent,
+  EscalatedEvent,
+  RestartedEvent,
+} from "../../actors/events.ts";
+import type { BackoffOptions, SupervisionStrategy, Supervisor } from "../../actors/supervisor.ts";
 import { deferred, recordEvents, SETTLE_GUARD_MS, settlesWithin } from "./_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { FakeClock, until } from "./_fake_clock.ts";
 
 type Msg = "inc" | "get" | "crash" | "exit";
 
@@ -472,3 +485,360 @@ Deno.test("a group restart halts a sibling still in its first preStart at once: 
   assert.ok(!eventLog.includes("crashed:b"), eventLog.join(" "));
   await settlesWithin(system.shutdown(), SETTLE_GUARD_MS, "shutdown");
 });
+
+// -------------------------------------------------------------------------------------------------
+// Backoff rhythm: a child that keeps crashing backs off all the way to `maxMs`, even when each
+// delay is longer than the intensity window. Before the fix the backoff exponent was the number of
+// restarts inside `withinMs`, and that window (which includes the backoff wait) never held more
+// than the latest exit once delays outgrew it: such a crash loop restarted at `initialMs` forever,
+// neither backing off nor escalating.
+//
+// Time is a fake clock: the runtime reads `performance.now()` and waits with `setTimeout`, so the
+// test swaps both for the length of a test and fires each backoff timer by hand. Nothing waits on
+// real time.
+
+const crashy: ChildSpec<string> = {
+  name: "t/crashy",
+  factory: () => ({
+    receive: (m) => {
+      if (m === "boom") throw new Error("crash loop");
+      return m;
+    },
+  }),
+};
+
+/** Crashes the child, fires its backoff timer, waits for the restart; returns the delay. */
+async function crashAndRestart(
+  clock: FakeClock,
+  system: ActorSystem,
+  events: ActorEvent[],
+): Promise<number> {
+  const restarts = events.filter((e) => e.type === "restarted").length;
+  await system.lookup<string>("t/crashy")!.tell("boom");
+  await until(() => clock.pending === 1, "the backoff timer");
+  const waited = clock.fireNext();
+  await until(
+    () => events.filter((e) => e.type === "restarted").length === restarts + 1,
+    "the restart",
+  );
+  const restarted = events.findLast((e) => e.type === "restarted") as RestartedEvent;
+  assert.equal(restarted.delayMs, waited, "the restarted event names the wait");
+  return waited;
+}
+
+/**
+ * `test` with a fake clock installed and a system whose `t/sup` supervises the crashy child
+ * (3 restarts within 1 s; backoff from 2 s, doubling, to 16 s), its events recorded.
+ */
+async function withCrashLoop(
+  test: (clock: FakeClock, system: ActorSystem, events: ActorEvent[]) => Promise<void>,
+): Promise<void> {
+  const clock = new FakeClock();
+  const restore = clock.install();
+  try {
+    const system = new ActorSystem({ name: "t" });
+    const events: ActorEvent[] = [];
+    system.events.subscribe((e) => void events.push(e));
+    await system.supervise({
+      name: "t/sup",
+      maxRestarts: 3,
+      withinMs: 1_000,
+      backoff: { initialMs: 2_000, factor: 2, maxMs: 16_000 },
+      children: [crashy],
+    });
+    await test(clock, system, events);
+    await system.shutdown();
+  } finally {
+    restore();
+  }
+}
+
+Deno.test("a crash-looping child whose backoff outgrows withinMs still backs off to maxMs", () =>
+  withCrashLoop(async (clock, system, events) => {
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) delays.push(await crashAndRestart(clock, system, events));
+    // Every crash comes right after its restart: a crash loop, which must back off.
+    assert.deepEqual(delays, [2_000, 4_000, 8_000, 16_000, 16_000, 16_000]);
+  }));
+
+Deno.test("the backoff starts over at initialMs once the children stayed up a whole withinMs", () =>
+  withCrashLoop(async (clock, system, events) => {
+    const delays: number[] = [];
+    for (let i = 0; i < 3; i++) delays.push(await crashAndRestart(clock, system, events));
+    clock.now += 1_001; // up for longer than withinMs since its last restart
+    delays.push(await crashAndRestart(clock, system, events));
+    delays.push(await crashAndRestart(clock, system, events));
+    clock.now += 999; // not quite: the loop goes on
+    delays.push(await crashAndRestart(clock, system, events));
+    assert.deepEqual(delays, [2_000, 4_000, 8_000, 2_000, 4_000, 8_000]);
+  }));
+
+// -------------------------------------------------------------------------------------------------
+// Backoff options no timer can honour (negative, NaN, or past the 2^31 - 1 ms a timer can wait) are
+// refused with `RangeError` where they are given, the system's options and a supervisor's spec.
+// Each test failed before its fix.
+
+/** The longest wait a timer takes; longer ones (and Infinity) fire after about 1 ms. */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+
+const BAD: Array<[string, BackoffOptions]> = [
+  ["factor -2", { initialMs: 10, factor: -2 }],
+  ["factor NaN", { initialMs: 10, factor: NaN }],
+  ["factor Infinity", { initialMs: 10, factor: Infinity }],
+  ["maxMs -1", { initialMs: 10, maxMs: -1 }],
+  ["maxMs NaN", { initialMs: 10, maxMs: NaN }],
+  ["maxMs 2^31", { initialMs: 10, maxMs: TIMER_MAX_MS + 1 }],
+  ["maxMs Infinity", { initialMs: 10, maxMs: Infinity }],
+  ["initialMs 2^31", { initialMs: TIMER_MAX_MS + 1 }],
+  ["initialMs Infinity", { initialMs: Infinity }],
+];
+
+Deno.test("a system with backoff factor, maxMs or initialMs no timer can honour is refused with RangeError", () => {
+  for (const [label, backoff] of BAD) {
+    assert.throws(() => new ActorSystem({ name: "t", backoff }), RangeError, label);
+  }
+});
+
+Deno.test("a supervisor spec with a bad backoff is refused with RangeError and registers nothing", async () => {
+  const system = new ActorSystem({ name: "t" });
+  for (const [label, backoff] of BAD) {
+    await assert.rejects(
+      system.supervise({
+        name: "t/sup",
+        backoff,
+        children: [{ name: "t/child", factory: () => ({ receive: () => 1 }) }],
+      }),
+      RangeError,
+      label,
+    );
+    assert.deepEqual(system.names(), [], label);
+  }
+  await system.shutdown();
+});
+
+Deno.test("backoff values at the limits are accepted: factor below 1, maxMs and initialMs of 2^31 - 1 ms", async () => {
+  const system = new ActorSystem({
+    name: "t",
+    backoff: { initialMs: TIMER_MAX_MS, maxMs: TIMER_MAX_MS, factor: 0.5 },
+  });
+  const sup = await system.supervise({ name: "t/sup", backoff: { initialMs: 0, factor: 0 } });
+  assert.equal(typeof sup.spawn, "function");
+  await system.shutdown();
+});
+
+// -------------------------------------------------------------------------------------------------
+// The `stopped` event and the name it frees, the restart backoff of one child against its
+// siblings', and children that will not come back.
+//
+// Backoff tests run on a fake clock: the runtime reads `performance.now()` and waits with
+// `setTimeout`, so those tests swap both for their own length and fire each timer by hand.
+// Nothing waits on real time.
+
+type EchoMsg = "get" | "boom" | "exit";
+
+function echo(name: string, restart?: RestartPolicy): ChildSpec<EchoMsg> {
+  return {
+    name,
+    restart,
+    factory: () => ({
+      receive: (m, ctx) => {
+        if (m === "boom") throw new Error(`${name} crashed`);
+        if (m === "exit") return ctx.stop();
+        return name;
+      },
+    }),
+  };
+}
+
+// ---- the stopped event and the name ---------------------------------------------------------
+
+Deno.test("a stopped listener can respawn a running actor's name as soon as it hears `stopped`", async () => {
+  const system = new ActorSystem({ name: "t" });
+  await system.spawn(echo("t/worker"));
+  const respawned: Promise<unknown>[] = [];
+  system.events.subscribe((e) => {
+    if (e.type === "stopped" && e.name === "t/worker" && respawned.length === 0) {
+      // A watchdog that replaces a removed worker under its well-known name.
+      respawned.push(system.spawn(echo("t/worker")));
+    }
+  });
+  assert.equal(await system.stop("t/worker"), true);
+  assert.equal(respawned.length, 1, "the stop announced itself");
+  await respawned[0]; // rejected with NameTakenError while the name was freed after the event
+  assert.equal(await system.lookup<EchoMsg>("t/worker")!.ask("get"), "t/worker");
+  await system.shutdown();
+});
+
+// ---- backoff: one crash streak per child ----------------------------------------------------
+
+/** Crashes `name`, fires its backoff timer, waits for its restart; returns the delay. */
+async function crashAndRestartNamed(
+  clock: FakeClock,
+  system: ActorSystem,
+  events: ActorEvent[],
+  name: string,
+): Promise<number> {
+  const restarted = () => events.filter((e) => e.type === "restarted" && e.name === name).length;
+  const before = restarted();
+  await system.lookup<EchoMsg>(name)!.tell("boom");
+  await until(() => clock.pending === 1, "the backoff timer");
+  const waited = clock.fireNext();
+  await until(() => restarted() === before + 1, `the restart of ${name}`);
+  const event = events.findLast((e) => e.type === "restarted") as RestartedEvent;
+  assert.equal(event.delayMs, waited, "the restarted event names the wait");
+  return waited;
+}
+
+Deno.test("one_for_one: a sibling's crash loop does not lengthen a stable child's first backoff; each keeps its own streak", async () => {
+  const clock = new FakeClock();
+  const restore = clock.install();
+  try {
+    const system = new ActorSystem({ name: "t" });
+    const events: ActorEvent[] = [];
+    system.events.subscribe((e) => void events.push(e));
+    await system.supervise({
+      name: "t/sup",
+      maxRestarts: 10,
+      withinMs: 5_000,
+      backoff: { initialMs: 2_000, factor: 2, maxMs: 16_000 },
+      children: [echo("t/flappy"), echo("t/steady")],
+    });
+    const delays: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      delays.push(`flappy ${await crashAndRestartNamed(clock, system, events, "t/flappy")}`);
+    }
+    // t/steady has run since the start: its first crash is the first of its own streak.
+    delays.push(`steady ${await crashAndRestartNamed(clock, system, events, "t/steady")}`);
+    // t/flappy crashes again well within withinMs of its restart: its own loop goes on.
+    delays.push(`flappy ${await crashAndRestartNamed(clock, system, events, "t/flappy")}`);
+    assert.deepEqual(delays, [
+      "flappy 2000",
+      "flappy 4000",
+      "flappy 8000",
+      "steady 2000",
+      "flappy 16000",
+    ]);
+    await system.shutdown();
+  } finally {
+    restore();
+  }
+});
+
+Deno.test("one_for_all: a child brought back by a group restart carries on that restart's streak", async () => {
+  const clock = new FakeClock();
+  const restore = clock.install();
+  try {
+    const system = new ActorSystem({ name: "t" });
+    const events: ActorEvent[] = [];
+    system.events.subscribe((e) => void events.push(e));
+    await system.supervise({
+      name: "t/sup",
+      strategy: "one_for_all",
+      maxRestarts: 10,
+      withinMs: 5_000,
+      backoff: { initialMs: 2_000, factor: 2, maxMs: 16_000 },
+      children: [echo("t/flappy"), echo("t/other")],
+    });
+    const delays: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      delays.push(`flappy ${await crashAndRestartNamed(clock, system, events, "t/flappy")}`);
+    }
+    // t/other was restarted with the group just now: the group's crash loop goes on.
+    delays.push(`other ${await crashAndRestartNamed(clock, system, events, "t/other")}`);
+    assert.deepEqual(delays, ["flappy 2000", "flappy 4000", "other 8000"]);
+    await system.shutdown();
+  } finally {
+    restore();
+  }
+});
+
+// ---- children that will not come back, under a supervisor that is down ---------------------
+
+/**
+ * `test` on a fake clock with `t/sup` (which gives up at its first crash) holding `t/a`, under a
+ * root that restarts it after a 10 s backoff; `t/a` has crashed, so `t/sup` is down, waiting.
+ * `clock.fireNext()` then restarts `t/sup`.
+ */
+async function withDownSupervisor(
+  test: (
+    clock: FakeClock,
+    system: ActorSystem,
+    events: ActorEvent[],
+    sup: Supervisor,
+  ) => Promise<void>,
+): Promise<void> {
+  const clock = new FakeClock();
+  const restore = clock.install();
+  try {
+    // A postStop's stopTimeoutMs timer must not come due before the backoff's.
+    const system = new ActorSystem({
+      name: "t",
+      backoff: { initialMs: 10_000 },
+      stopTimeoutMs: 60_000,
+    });
+    const events: ActorEvent[] = [];
+    system.events.subscribe((e) => void events.push(e));
+    const sup = await system.supervise({ name: "t/sup", maxRestarts: 0, children: [echo("t/a")] });
+    await system.lookup<EchoMsg>("t/a")!.tell("boom");
+    await until(() => clock.pending === 1, "the root's backoff before restarting t/sup");
+    assert.equal(system.tree().children[0].status, "down");
+    await test(clock, system, events, sup);
+    await system.shutdown();
+  } finally {
+    restore();
+  }
+}
+
+const restartedSup = (events: ActorEvent[]) => () =>
+  events.some((e) => e.type === "restarted" && e.name === "t/sup");
+
+Deno.test("a temporary child that ends while its supervisor is down is removed, and not restarted with it", () =>
+  withDownSupervisor(async (clock, system, events, sup) => {
+    await sup.spawn(echo("t/tmp", "temporary"));
+    await system.lookup<EchoMsg>("t/tmp")!.tell("exit");
+    await until(() => !sup.childNames().includes("t/tmp"), "t/tmp leaving t/sup's children");
+    assert.equal(system.lookup("t/tmp"), undefined);
+    clock.fireNext();
+    await until(restartedSup(events), "t/sup's restart");
+    assert.deepEqual(sup.childNames(), ["t/a"]);
+    assert.ok(!events.some((e) => e.type === "restarted" && e.name === "t/tmp"));
+  }));
+
+Deno.test("a supervisor's restart does not restart a temporary child whose exit is still being reported", () =>
+  withDownSupervisor(async (clock, system, events, sup) => {
+    let releasePostStop!: () => void;
+    const postStopped = new Promise<void>((resolve) => (releasePostStop = resolve));
+    await sup.spawn<EchoMsg>({
+      name: "t/tmp",
+      restart: "temporary",
+      factory: () => ({ receive: (_m, ctx) => ctx.stop(), postStop: () => postStopped }),
+    });
+    await system.lookup<EchoMsg>("t/tmp")!.tell("exit");
+    await until(
+      () => events.some((e) => e.type === "stopped" && e.name === "t/tmp"),
+      "t/tmp's exit",
+    );
+    // Its postStop still runs, so t/sup has not heard of the exit when its restart comes.
+    clock.fireNext();
+    await until(restartedSup(events), "t/sup's restart");
+    releasePostStop();
+    await until(() => !sup.childNames().includes("t/tmp"), "t/tmp leaving t/sup's children");
+    assert.ok(!events.some((e) => e.type === "restarted" && e.name === "t/tmp"));
+  }));
+
+Deno.test("asks queued to a child that was down when its supervisor gave up are answered by its restart", () =>
+  withDownSupervisor(async (clock, system, events) => {
+    // t/sup halted t/a (already down) when it gave up: what waits for t/a is kept for its next
+    // incarnation, as for any message sent while no incarnation runs, not dropped nor leaked.
+    const ask = system.lookup<EchoMsg>("t/a")!.ask<string>("get", { timeoutMs: Infinity });
+    clock.fireNext();
+    await until(restartedSup(events), "t/sup's restart");
+    assert.equal(await ask, "t/a");
+  }));
+
+Deno.test("asks queued to a down child are rejected when its supervisor is stopped instead", () =>
+  withDownSupervisor(async (_clock, system) => {
+    const ask = system.lookup<EchoMsg>("t/a")!.ask<string>("get", { timeoutMs: Infinity });
+    assert.equal(await system.stop("t/sup"), true);
+    await assert.rejects(ask, ActorStoppedError);
+  }));

@@ -1,17 +1,10 @@
 /**
- * A challenged worker that does not deliver its proof data by the deadline withheld it,
- * whichever way it failed to deliver: no answer, "none", or no route reaching it — its own
- * connection, the job's requester, the other ledger-keeping peers, each tried again until the
- * deadline. It used to end `inconclusive / worker_unreachable` (unpaid, not slashed) when only a
- * relay answered, so a requester colluding with a cheat answered "none" for it and the cheat
- * was never slashed (an auditor: 5 of 5 drawn cheats unpaid, stake untouched). A worker reached
- * late but within the deadline is judged on what it serves; the validator's own failure stays
- * unpaid and unslashed. A validator not connected to the worker dials it by its key (`reach`),
- * so an honest worker whose requester answers "none" for it is still reached. Assertions are on
- * the ledger after the window: status, balance, stake.
+ * Who pays when a challenged worker's proof data does not come (`actors/_proof_fetch.ts`): every
+ * route is tried until the deadline, a relay speaks for itself and not for the worker, and a
+ * library's own proof hook failing is this node's gap, not the worker's withholding. Assertions are
+ * on the ledger after the window.
  *
- * The routes are a stand-in NetworkActor: which keys it is connected to, what each connection
- * answers a proof request, and whether the worker's connection comes up only once dialled.
+ * @module
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -27,12 +20,29 @@ import {
   announceAssigned,
   f,
   HONEST_MODELS,
+  inLedgerDir,
   ledgerReads,
   proveOn,
   spawnValidator,
   START,
   textJob,
 } from "./_validator_fixture.ts";
+import { bytesEqual } from "../../protocols/bytes_equal.ts";
+
+// -------------------------------------------------------------------------------------------------
+// A challenged worker that does not deliver its proof data by the deadline withheld it,
+// whichever way it failed to deliver: no answer, "none", or no route reaching it — its own
+// connection, the job's requester, the other ledger-keeping peers, each tried again until the
+// deadline. It used to end `inconclusive / worker_unreachable` (unpaid, not slashed) when only a
+// relay answered, so a requester colluding with a cheat answered "none" for it and the cheat
+// was never slashed (an auditor: 5 of 5 drawn cheats unpaid, stake untouched). A worker reached
+// late but within the deadline is judged on what it serves; the validator's own failure stays
+// unpaid and unslashed. A validator not connected to the worker dials it by its key (`reach`),
+// so an honest worker whose requester answers "none" for it is still reached. Assertions are on
+// the ledger after the window: status, balance, stake.
+//
+// The routes are a stand-in NetworkActor: which keys it is connected to, what each connection
+// answers a proof request, and whether the worker's connection comes up only once dialled.
 
 const WORKER_STAKE = 10_000;
 /** Short: the worker is never reached, so the test waits the whole deadline out. */
@@ -373,4 +383,164 @@ Deno.test("a worker dialled by its key that never connects is still slashed like
   } finally {
     await t.close();
   }
+});
+
+// -------------------------------------------------------------------------------------------------
+// Who pays when a validator cannot reach the worker itself. It asks through the job's requester
+// (the relay its assignment names); a relay that answers "none", or brings data the worker did
+// not sign, speaks for itself, not for the worker: it is asked again until the deadline. A worker
+// that delivers nothing signed by then, by any route, withheld: slashed. It used to end
+// `inconclusive / worker_unreachable` (not paid, not slashed) when only a relay had answered, so
+// a requester colluding with a cheat answered "none" for it and the cheat was never slashed; an
+// honest worker's duty is to stay reachable (directly or through its relays) until the deadline.
+// A worker asked directly that answers "none" has refused: slashed at once. Every route is tried:
+// `tests/actors/validator_proof_delivery_test.ts`.
+
+for (const answer of ["none", "unsigned data", "none, from the worker itself"] as const) {
+  Deno.test(`proof requested, answer: ${answer} → ${answer.includes("worker itself") ? "refused: slashed" : "nothing signed by the deadline: withheld, slashed"}`, async () => {
+    const direct = answer.includes("worker itself");
+    const me = Identity.generate();
+    const worker = Identity.generate();
+    const requester = Identity.generate(); // the relay: lies
+    const clock = { t: START };
+    const dir = await Deno.makeTempDir();
+    const system = new ActorSystem({ name: "relay" });
+    let relayAsked = 0;
+    let unsigned = (): unknown => null;
+    let workerAsked = 0;
+    // A stand-in NetworkActor: not connected to the worker; connected to the requester, which
+    // answers every proof request with `null` (it never asks the worker).
+    await system.spawn<{ type: string; key?: Uint8Array }>({
+      name: "node/network",
+      factory: () => ({
+        receive(m: { type: string; key?: Uint8Array }) {
+          if (m.type !== "connection_to") return undefined;
+          if (bytesEqual(m.key!, worker.publicKey)) {
+            workerAsked++;
+            return direct ? { request: () => Promise.resolve({ served: null }) } : undefined;
+          }
+          if (bytesEqual(m.key!, requester.publicKey)) {
+            return {
+              request: () => {
+                relayAsked++;
+                return Promise.resolve({ served: answer === "none" ? null : unsigned() });
+              },
+            };
+          }
+          return undefined;
+        },
+      }),
+    });
+    const validator = await spawnValidator(system, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: 1,
+      network: "node/network",
+      proofDeadlineMs: 1_200, // two asks: at once, then after the first 500 ms pause
+      models: HONEST_MODELS,
+    });
+    try {
+      await validator.ask({ type: "deposit", key: worker.publicKey, amount: 10_000 });
+      const job = textJob(requester, "job-honest");
+      // HONEST work, on the right model.
+      const proved = await proveOn(job, worker);
+      unsigned = () => ({ proof: proved.proof, sig: new Uint8Array(64) });
+      const id = receiptId(proved.receipt);
+      const handled = await announceAssigned(validator, proved.receipt, job, requester, {
+        issuedAt: START,
+      });
+      assert.equal(handled.challenged, true);
+      const result = await handled.result!;
+      assert.deepEqual([result.verdict.outcome, result.verdict.reason], [
+        "invalid",
+        "proof_unavailable",
+      ]);
+      if (!direct) assert.ok(relayAsked >= 2, `the relay was asked again (${relayAsked})`);
+      assert.ok(workerAsked >= 1);
+      const ledger = ledgerReads(() => validator, clock);
+      await ledger.closeWindow();
+      const rec = (await ledger.record(id))!;
+      const w = await ledger.account(worker.publicKey);
+      assert.equal(rec.status, "fraud");
+      assert.deepEqual(w, { balance: 0, stake: 10_000 - 160, locked: 0 });
+    } finally {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+// -------------------------------------------------------------------------------------------------
+// A validator embedded with its own way to the worker's proof data (`ChallengeSource.proof`, the
+// library's hook) blamed the worker for that hook's failure. An error thrown by it counted as
+// "withheld", the worker's fault: a library user's transport outage slashed honest workers. The
+// hook's throw is this node's gap, as no route to the worker is (`inconclusive /
+// worker_unreachable`: unpaid, not slashed); its answer `undefined` is still the worker's
+// withholding.
+
+/** What the hook does: throw (its own failure) or answer nothing (the worker withheld). */
+type Hook = "throws" | "answers_nothing";
+
+/** Where an honest worker's receipt, and its worker, stand after the window. */
+interface Outcome {
+  verdict: string;
+  status: string | undefined;
+  account: { balance: number; stake: number; locked: number };
+}
+
+/** An honest worker's receipt challenged by a validator whose proof hook does `hook`. */
+async function challengedThrough(hook: Hook): Promise<Outcome> {
+  let outcome: Outcome | undefined;
+  await inLedgerDir(async (ledgerDir) => {
+    const clock = { t: START };
+    const worker = Identity.generate();
+    const requester = Identity.generate();
+    const job = textJob(requester, `s52-source-${hook}`);
+    const { receipt } = await proveOn(job, worker, f.honest);
+    const system = new ActorSystem({ name: `s52-proof-source-${hook}` });
+    try {
+      const validator = await spawnValidator(system, {
+        identity: Identity.generate(),
+        ledgerDir,
+        clock,
+        challengeProbability: 1,
+        models: HONEST_MODELS,
+        source: {
+          proof: () =>
+            hook === "throws"
+              ? Promise.reject(new Error("the embedding's own transport is down"))
+              : Promise.resolve<ServedProof | undefined>(undefined),
+        },
+      });
+      await validator.ask({ type: "deposit", key: worker.publicKey, amount: 10_000 });
+      const handled = await announceAssigned(validator, receipt, job, requester);
+      assert.deepEqual([handled.recorded, handled.challenged], [true, true]);
+      const result = await handled.result;
+      const reads = ledgerReads(() => validator, clock);
+      await reads.drained();
+      await reads.closeWindow();
+      outcome = {
+        verdict: `${result?.verdict.outcome}/${result?.verdict.reason}`,
+        status: (await reads.record(receiptId(receipt)))?.status,
+        account: await reads.account(worker.publicKey),
+      };
+    } finally {
+      await system.shutdown();
+    }
+  });
+  return outcome!;
+}
+
+Deno.test("review s52: a proof hook that throws is the validator's own gap: inconclusive (worker_unreachable), the honest worker unpaid but not slashed", async () => {
+  const { verdict, status, account } = await challengedThrough("throws");
+  assert.equal(verdict, "inconclusive/worker_unreachable");
+  assert.equal(status, "unpaid");
+  assert.deepEqual(account, { balance: 0, stake: 10_000, locked: 0 }, "not slashed");
+});
+
+Deno.test("review s52: a proof hook that answers nothing is still the worker's withholding: slashed", async () => {
+  const { verdict, account } = await challengedThrough("answers_nothing");
+  assert.equal(verdict, "invalid/proof_unavailable");
+  assert.ok(account.stake < 10_000, `withheld: slashed (stake ${account.stake})`);
 });

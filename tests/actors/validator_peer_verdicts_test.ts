@@ -1,15 +1,10 @@
 /**
- * Review s47: several validators' verdicts on one receipt, across ledgers that settled it in
- * different ways. A peer's verdict moves no balance itself, but an `invalid / proof_unavailable`
- * one makes every ledger it reaches ask the worker (a takeover), and verdicts reach ledgers not
- * connected to their author only by being passed on. A ledger whose own challenge had ended
- * (unresolved, slashed) refused the verdict and so did not pass it on: a ledger behind it never
- * heard the claim and paid the worker that withheld from the claimant and from it (in a 20-node
- * run with 18 challengers one verdict reached 1 of the 20 ledgers).
+ * Peers' verdicts at a validator (`actors/_peer_verdicts.ts`): passed on even where this ledger's
+ * own challenge has ended, so a claim reaches the ledgers behind it; a conviction settles alike
+ * before or after acceptances; and what a verdict may cost a ledger (its details bounded, one about
+ * a receipt no longer open neither recorded nor passed on).
  *
- * Also pinned, on real actors and ledgers: a conviction settles a receipt alike whether a
- * dishonest acceptance came before it or after, and a false conviction never slashes an honest
- * worker, before or after honest acceptances.
+ * @module
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -20,7 +15,13 @@ import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
+import {
+  MAX_VERDICT_DETAILS_BYTES,
+  signVerdict,
+  type Verdict,
+  verdictId,
+  verifyVerdict,
+} from "../../protocols/verdict.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
@@ -38,8 +39,25 @@ import {
   textJob,
   withheldVerdict,
 } from "./_validator_fixture.ts";
+import { encodeCanonical } from "../../protocols/cbor.ts";
+import { VerdictAnnouncementMessage } from "../../protocols/inference_messages.ts";
+import { failedChallenge } from "../../actors/_run_challenge.ts";
+import { STAKE, startValidator } from "./_peer_verdict_fixture.ts";
 
-const STAKE = 1_000_000;
+// -------------------------------------------------------------------------------------------------
+// Several validators' verdicts on one receipt, across ledgers that settled it in different ways. A
+// peer's verdict moves no balance itself, but an `invalid / proof_unavailable` one makes every
+// ledger it reaches ask the worker (a takeover), and verdicts reach ledgers not connected to their
+// author only by being passed on. A ledger whose own challenge had ended (unresolved, slashed)
+// refused the verdict and so did not pass it on: a ledger behind it never heard the claim and paid
+// the worker that withheld from the claimant and from it (in a 20-node run with 18 challengers one
+// verdict reached 1 of the 20 ledgers).
+//
+// Also pinned, on real actors and ledgers: a conviction settles a receipt alike whether a
+// dishonest acceptance came before it or after, and a false conviction never slashes an honest
+// worker, before or after honest acceptances.
+
+const VERDICTS_STAKE = 1_000_000;
 const NETWORK = "test/network";
 
 /** One node's validator and ledger, with what it told its network. */
@@ -102,7 +120,7 @@ async function network() {
       return node;
     },
     async stakeOn(node: Node, key: Identity): Promise<void> {
-      await node.validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
+      await node.validator.ask({ type: "deposit", key: key.publicKey, amount: VERDICTS_STAKE });
     },
     /** A key staked on every node (a worker, or a validator known to all). */
     async staked(): Promise<Identity> {
@@ -183,7 +201,7 @@ Deno.test("review s47: a ledger whose own challenge ended undecided still passes
     const atP = await p.account(worker.publicKey);
     assert.equal((await p.record(proved.id))!.status, "fraud", "P took the claim over");
     assert.equal(atP.balance, 0, "the withholder is not paid behind S");
-    assert.ok(atP.stake < STAKE, "and is slashed there");
+    assert.ok(atP.stake < VERDICTS_STAKE, "and is slashed there");
     assert.equal(relayed.length, 1, "S passed the claim on once");
   } finally {
     await net.close();
@@ -256,7 +274,7 @@ Deno.test("review s47: a cheat's conviction settles every ledger alike whether a
     }
     assert.deepEqual(balances[1], balances[0]);
     assert.equal(balances[0].cheat.balance, 0, "the cheat is paid nowhere");
-    assert.ok(balances[0].cheat.stake < STAKE, "and slashed everywhere");
+    assert.ok(balances[0].cheat.stake < VERDICTS_STAKE, "and slashed everywhere");
     assert.ok(balances[0].finder > 0, "its finder rewarded everywhere");
   } finally {
     await net.close();
@@ -297,9 +315,129 @@ Deno.test("review s47: a false conviction of an honest worker, before or after h
     assert.deepEqual(outcomes[2], outcomes[0]);
     assert.equal(outcomes[0].status, "final");
     assert.ok(outcomes[0].worker.balance > 0);
-    assert.equal(outcomes[0].worker.stake, STAKE, "the honest worker is never slashed");
-    assert.ok(outcomes[0].liar.stake < STAKE, "the liar pays its penalty everywhere");
+    assert.equal(outcomes[0].worker.stake, VERDICTS_STAKE, "the honest worker is never slashed");
+    assert.ok(outcomes[0].liar.stake < VERDICTS_STAKE, "the liar pays its penalty everywhere");
   } finally {
     await net.close();
+  }
+});
+
+// -------------------------------------------------------------------------------------------------
+// What a peer's verdict may cost a ledger. A verdict is recorded for good (append-only log)
+// and passed on to every ledger peer, and stake is self-pledged: so its `details` are bounded
+// in the one schema (`MAX_VERDICT_DETAILS_BYTES`), and a verdict about a receipt that is no
+// longer open here (final, or past its window: it can change nothing) is neither recorded nor
+// passed on. Asserted on the ledger: its log does not grow, and the worker is paid as before.
+//
+// It used to be recorded and passed on whatever it carried: 45 MB of padded verdicts from
+// freshly pledged keys grew each ledger of the network by about 93 MB.
+
+/** Details of exactly `bytes` bytes of canonical CBOR: `{ note: "x…x" }`. */
+function detailsOf(bytes: number): Record<string, string> {
+  // A map of one entry (1 byte), the key "note" (5), the string's head (3 bytes up to 65535).
+  const details = { note: "x".repeat(bytes - 9) };
+  assert.equal(encodeCanonical(details).length, bytes);
+  return details;
+}
+
+Deno.test("verdict details are bounded in the schema: at the bound a verdict verifies, one byte over it is refused, on the wire too", () => {
+  const by = Identity.generate();
+  const signed = (details: Record<string, string>) =>
+    signVerdict({
+      v: 1,
+      subject: "storage",
+      subjectId: "audit-1",
+      target: new Uint8Array(32),
+      outcome: "valid",
+      reason: "ok",
+      details,
+      issuedAt: 1,
+    }, by);
+  assert.equal(verifyVerdict(signed(detailsOf(MAX_VERDICT_DETAILS_BYTES))), true);
+  const over = signed(detailsOf(MAX_VERDICT_DETAILS_BYTES + 1));
+  assert.equal(verifyVerdict(over), false);
+  assert.equal(verifyVerdict(signed({ note: "x".repeat(900_000) })), false);
+  assert.equal(VerdictAnnouncementMessage.schema.safeParse({ verdict: over }).success, false);
+});
+
+Deno.test("padded verdicts from freshly staked keys are neither recorded nor passed on; honest verdicts of the largest kinds still are, and the worker is paid", async () => {
+  const t = await startValidator({ p: 0, model: true });
+  try {
+    const worker = await t.staked();
+    const proved = await t.prove(worker);
+    assert.equal((await t.announce(proved)).recorded, true);
+    const credit = (await t.record(proved.id))!.credit;
+    assert.ok(credit > 0);
+    // Keys pledged for nothing, each padding one verdict to most of a frame.
+    const keys = [await t.staked(), await t.staked(), await t.staked()];
+    const judges = [await t.staked(), await t.staked()];
+    const before = await t.logBytes();
+    for (const key of keys) {
+      const padded = t.verdict(proved, key, "valid", "ok", { note: "x".repeat(900_000) });
+      assert.equal(await t.tell(padded), undefined, "a padded verdict is refused");
+    }
+    assert.equal(await t.logBytes(), before, "the ledger did not grow");
+    assert.equal(t.published().length, 0, "nothing was passed on");
+    assert.equal((await t.stats()).refusedVerdicts, 3);
+
+    // The largest honest verdicts: a failed takeover's 200-character message, in characters
+    // of 3 UTF-8 bytes each, and a full validation's figures.
+    const failed = failedChallenge(proved.receipt, "€".repeat(300), judges[0], true).verdict;
+    const detailBytes = encodeCanonical(failed.details).length;
+    assert.ok(detailBytes > 600 && detailBytes <= MAX_VERDICT_DETAILS_BYTES, `${detailBytes}`);
+    const validated = (await validateReceipt(
+      { job: proved.job, receipt: proved.receipt, proof: proved.proof },
+      f.honest,
+      judges[1],
+    )).verdict;
+    assert.equal(validated.outcome, "valid");
+    for (const honest of [failed, validated]) {
+      assert.equal(await t.tell(honest), verdictId(honest), "recorded");
+    }
+    assert.deepEqual(t.published().map(verdictId), [failed, validated].map(verdictId));
+    const grown = (await t.logBytes()) - before;
+    assert.ok(grown > 0 && grown < 8 * MAX_VERDICT_DETAILS_BYTES, `grew ${grown} bytes`);
+
+    await t.closeWindow();
+    assert.equal((await t.record(proved.id))!.status, "final");
+    assert.deepEqual(await t.account(worker.publicKey), {
+      balance: credit,
+      stake: STAKE,
+      locked: 0,
+    });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a peer's verdict about a receipt past its window here, or final, is neither recorded nor passed on", async () => {
+  const t = await startValidator({ p: 0, model: false });
+  try {
+    const worker = await t.staked();
+    const first = await t.prove(worker);
+    await t.announce(first);
+    const second = await t.prove(worker);
+    await t.announce(second);
+    const credit = (await t.record(first.id))!.credit;
+    const judge = await t.staked();
+    // Past the window, not finalized yet (the finalize timer comes every 10 s): it can change
+    // nothing any more, so a claim about it neither grows the ledger nor opens a takeover.
+    t.clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    assert.equal((await t.record(first.id))!.status, "pending");
+    let before = await t.logBytes();
+    assert.equal(await t.claimWithheld(first, judge), undefined);
+    assert.equal(await t.logBytes(), before, "the ledger did not grow");
+    await t.validator.ask({ type: "finalize" });
+    assert.equal((await t.record(second.id))!.status, "final");
+    before = await t.logBytes();
+    assert.equal(await t.tell(t.verdict(second, judge, "valid", "ok")), undefined);
+    assert.equal(await t.logBytes(), before, "the ledger did not grow");
+    assert.equal(t.published().length, 0, "nothing was passed on");
+    assert.equal((await t.stats()).challenged, 0, "no takeover");
+    assert.equal((await t.stats()).refusedVerdicts, 2);
+    assert.equal((await t.record(first.id))!.status, "final");
+    assert.equal((await t.account(worker.publicKey)).balance, 2 * credit, "both are paid");
+  } finally {
+    await t.close();
   }
 });

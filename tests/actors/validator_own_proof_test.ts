@@ -1,19 +1,19 @@
 /**
- * A validator's own fraud proof outlives a restart between its verdict and its settlement, and
- * an own proof whose check fails ends its challenge. Before, a validator stopped while it was
- * checking the proof of a cheat it had just caught (the verdict recorded, the receipt
- * `challenged`) found the receipt challenged at its next start with its material gone and left
- * it unresolved: its own ledger neither paid nor slashed the cheat, while every ledger it had
- * sent the proof to slashed it. And a check that threw left the challenge open for as long as
- * the validator ran. And a validator that stopped after booking its own refuted proof but before
- * clearing the challenge re-checked the proof at its next start, was refused a second settlement
- * (one accusation per accuser and receipt) and left the honest work unresolved: unpaid there.
+ * A validator's own fraud proof: it outlives a restart between the verdict and its settlement, a
+ * check that fails ends its challenge, it is checked whatever the validator's stake, and a peer's
+ * confirmed proof still settles a receipt whose own challenge here ended undecided.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { OWN_FRAUD_PROOFS_DIR, ReceiptFiles } from "../../actors/_receipt_files.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage, ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type {
+  FraudProofHandled,
+  ValidatorMessage,
+  ValidatorModelSource,
+} from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { fraudProofHash } from "../../protocols/fraud_proof.ts";
@@ -35,6 +35,18 @@ import {
   START,
   textJob,
 } from "./_validator_fixture.ts";
+import { validateReceipt } from "../../proof/validation.ts";
+
+// -------------------------------------------------------------------------------------------------
+// A validator's own fraud proof outlives a restart between its verdict and its settlement, and
+// an own proof whose check fails ends its challenge. Before, a validator stopped while it was
+// checking the proof of a cheat it had just caught (the verdict recorded, the receipt
+// `challenged`) found the receipt challenged at its next start with its material gone and left
+// it unresolved: its own ledger neither paid nor slashed the cheat, while every ledger it had
+// sent the proof to slashed it. And a check that threw left the challenge open for as long as
+// the validator ran. And a validator that stopped after booking its own refuted proof but before
+// clearing the challenge re-checked the proof at its next start, was refused a second settlement
+// (one accusation per accuser and receipt) and left the honest work unresolved: unpaid there.
 
 const WORKER_STAKE = 10_000;
 
@@ -212,6 +224,116 @@ Deno.test("a validator stopped between booking its own refuted proof and clearin
     assert.deepEqual(kept, [], "the settled proof is still kept");
   } finally {
     await system?.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// -------------------------------------------------------------------------------------------------
+// A validator's own fraud proof is checked whatever its stake: one with less than the false
+// accusation penalty staked in its own ledger (a node run with `selfStake: 0`, or one whose
+// stake went on penalties) used to skip its own proof as `unstaked_accuser`, and the caught
+// cheat's receipt ended unpaid with nothing slashed.
+
+for (const validatorStake of [1_000, 0]) {
+  Deno.test(`a cheat caught by a validator with own stake ${validatorStake} is slashed`, async () => {
+    const worker = Identity.generate();
+    const requester = Identity.generate();
+    const me = Identity.generate();
+    const dir = await Deno.makeTempDir();
+    const clock = { t: START };
+    const system = new ActorSystem({ name: "unstaked" });
+    try {
+      const job = textJob(requester, crypto.randomUUID());
+      const proved = await proveOn(job, worker, f.otherSeed); // a cheat: another model
+      const id = receiptId(proved.receipt);
+      const validator = await spawnValidator(system, {
+        identity: me,
+        ledgerDir: `${dir}/ledger`,
+        clock,
+        challengeProbability: 1,
+        models: { has: (cid) => cid === f.honest.info.cid, ...HONEST_MODELS },
+        source: { proof: () => Promise.resolve(signServedProof(id, proved.proof, worker)) },
+      });
+      await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+      if (validatorStake > 0) {
+        await validator.ask({ type: "deposit", key: me.publicKey, amount: validatorStake });
+      }
+      const handled = await announceAssigned(validator, proved.receipt, job, requester);
+      const { verdict } = await handled.result!;
+      const ledger = ledgerReads(() => validator, clock);
+      await ledger.closeWindow();
+      const record = (await ledger.record(id))!;
+      const account = await ledger.account(worker.publicKey);
+      const slash = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
+        DEFAULT_ECONOMICS.slashMultiplier;
+      assert.equal(verdict.outcome, "fraud");
+      assert.equal(record.status, "fraud", "the caught cheat's receipt did not end as fraud");
+      assert.equal(account.stake, WORKER_STAKE - slash, "the caught cheat was not slashed");
+    } finally {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+// -------------------------------------------------------------------------------------------------
+// A validator whose own challenge of a cheat ended undecided (it restarted mid-challenge: the
+// receipt is `unpaid` here, its lock released) still settles a peer's confirmed fraud proof of
+// that receipt inside its window, as every ledger that did not challenge does. It used to skip
+// the proof (`not_pending`): the cheat went unpaid here but kept the stake it lost everywhere
+// else, and could back more work with it in this ledger.
+
+Deno.test("a receipt left unresolved by this validator's restart is slashed by a peer's confirmed fraud proof inside its window", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const [me, worker, accuser, requester] = Array.from({ length: 4 }, Identity.generate);
+  const job = textJob(requester, "unresolved-then-proven");
+  const proved = await proveOn(job, worker, f.otherSeed); // a cheat: another model
+  const id = receiptId(proved.receipt);
+  const { fraudProof } = await validateReceipt(
+    { job, receipt: proved.receipt, proof: proved.proof },
+    f.honest,
+    accuser,
+    { now: () => START },
+  );
+  assert.ok(fraudProof, "the cheat is caught by the accuser");
+
+  // The validator had recorded the receipt and opened its challenge when it stopped.
+  const ledgerDir = `${dir}/ledger`;
+  const before = await Ledger.open(ledgerDir, me, { now: () => clock.t });
+  await before.deposit(worker.publicKey, WORKER_STAKE);
+  await before.deposit(accuser.publicKey, 10_000);
+  const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
+  const lock = (await before.recordReceipt(proved.receipt, { assignment })).locked;
+  await before.openChallenge(id);
+  await before.close();
+
+  const system = new ActorSystem({ name: "unresolved-proof" });
+  try {
+    const validator = await spawnValidator(system, {
+      identity: me,
+      ledgerDir,
+      clock,
+      challengeProbability: 0,
+      models: HONEST_MODELS,
+    });
+    const ledger = ledgerReads(() => validator, clock);
+    assert.equal((await ledger.record(id))?.status, "unpaid", "ended undecided at the start");
+    assert.equal((await ledger.account(worker.publicKey)).locked, 0, "its lock released");
+
+    const handled = await validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: fraudProof,
+      origin: "ab".repeat(32),
+    });
+    assert.equal(handled.skipped, undefined, "taken, not skipped");
+    await handled.result;
+    assert.equal((await ledger.record(id))?.status, "fraud");
+    assert.equal((await ledger.account(worker.publicKey)).stake, WORKER_STAKE - lock);
+    await ledger.closeWindow();
+    assert.equal((await ledger.account(worker.publicKey)).balance, 0, "and never paid");
+  } finally {
+    await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 });
