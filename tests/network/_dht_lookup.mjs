@@ -1,4 +1,4 @@
-// Look a topic up on the DHT and print the announcers' keys, one JSON array (tests/network/swarm_host_rejoin_test.ts):
+// Look a topic up on the DHT and print the announcers' keys, one JSON array (tests/network/swarm_host_test.ts):
 //   node _dht_lookup.mjs <bootstrap host:port> <topic hex>
 import { testnetDht } from "./_testnet_dht.mjs";
 

@@ -1,4 +1,4 @@
-// A remote attacker (tests/network/review_s45_swarm_test.ts): one key pair, two connections to
+// A remote attacker (tests/network/swarm_host_limits_test.ts): one key pair, two connections to
 // the victim by its key. The first trickles a byte every 200 ms and stays open; the second, a
 // "reconnect" of the same key that Hyperswarm holds back until the first closes, sends BYTES.
 // Prints one line {"sent": n, "closed": bool} once the second connection's bytes were all

@@ -1,4 +1,4 @@
-// A remote attacker (tests/network/swarm_host_unread_test.ts): K fresh key pairs (free to make),
+// A remote attacker (tests/network/swarm_host_limits_test.ts): K fresh key pairs (free to make),
 // each connects to the victim by its key through the DHT and sends BYTES, staying under the
 // victim's per-connection limit, and keeps the connection open. Prints one line
 // {"sent": n, "closed": m} once every connection has had all its bytes taken in by the victim's

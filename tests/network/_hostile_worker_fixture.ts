@@ -1,7 +1,7 @@
 /**
  * What the router's review tests share: an honest worker's port, a router over stand-ins for
  * the NetworkActor and the ValidatorActor (`_router_doubles.ts`), and in-memory worker connections
- * (`review_s45_routing_test.ts`, `review_s45_routing_more_test.ts`).
+ * (`broken_worker_test.ts`, `worker_claims_test.ts`).
  */
 import type { ActorSystem } from "../../actors/actor_system.ts";
 import { serveInference } from "../../inference/serve_inference.ts";

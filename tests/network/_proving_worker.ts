@@ -3,8 +3,8 @@
  * to — the worker's inference port, which runs each job on the honest model and proves it, and
  * the in-memory connection router → worker that the worker serves as a node serves its peers
  * (`servePeer`) — and the forwarding node's side: a stand-in for its NetworkActor that knows one
- * worker, and the router's real ledger. For the tests of a forwarded job's receipt (`review_s60_lost_end_test.ts`,
- * `review_s60_assign_validator_down_test.ts`).
+ * worker, and the router's real ledger. For the tests of a forwarded job's receipt (`lost_end_test.ts`,
+ * `validator_inbox_test.ts`).
  *
  * @module
  */

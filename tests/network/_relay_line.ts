@@ -1,6 +1,6 @@
 /**
- * The line V — R — W for a proof relayed through the job's requester (`proof_relay_test.ts`,
- * `review_s60_relay_validator_down_test.ts`): V (a validator that challenges every receipt) and
+ * The line V — R — W for a proof relayed through the job's requester (`dial_by_key_test.ts`,
+ * `validator_down_test.ts`): V (a validator that challenges every receipt) and
  * W (the worker, serving its proofs) never meet; R, the requester, is connected to both. W's
  * honest receipt of R's job is proved, staked for, and (if `relayHoldsReceipt`) recorded in R's
  * ledger; it is not yet given to V.

@@ -1,6 +1,6 @@
 /**
- * What the router tests with scripted workers share (`queue_hold_test.ts`,
- * `review_s50_stalled_worker_test.ts`): the model the workers serve, its scripted tokens, a job
+ * What the router tests with scripted workers share (`failover_test.ts`,
+ * `silent_worker_test.ts`): the model the workers serve, its scripted tokens, a job
  * for it, and a router over them on one fake clock (its NetworkActor `_router_doubles.ts`'s).
  *
  * @module

@@ -1,4 +1,4 @@
-// A node's own process for the swarm host's environment test (review_s45_swarm_test.ts): it runs
+// A node's own process for the swarm host's environment test (swarm_host_limits_test.ts): it runs
 // with the environment the test gives it (an API key among it), starts a SwarmHost on the
 // stand-in `node` script named by its argument, and exits once the start has settled. Its own
 // process, because the environment is the process's: set in the test's, every test file beside

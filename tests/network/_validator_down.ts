@@ -1,7 +1,7 @@
 /**
  * Test fixture for a node's validator (inference or training) that is down when a peer's
  * evidence reaches it — stopped, or crashing with the evidence queued — and a look at an
- * actor's mailbox (`review_s58_validator_down_test.ts`, `review_s58_training_validator_down_test.ts`).
+ * actor's mailbox (`validator_down_test.ts`, `validator_down_test.ts`).
  *
  * @module
  */

@@ -1,17 +1,7 @@
 /**
- * A ledger-keeping peer that connects catches up (`actors/_catch_up.ts`): gossip reaches only the
- * peers connected at the moment. A node starts its NetworkActor after its ValidatorActor
- * (`node/node.ts`), and its peers connect after that: the verdict of a challenge ending kept on
- * disk (`_challenge_endings.ts`) and applied at the start, or an own fraud proof resumed at the
- * start (`_receipt_files.ts`), was told to a network that did not exist yet, or that had no
- * peer yet, and was lost. A conviction gossiped while a peer was offline (restarting, or not
- * joined yet) never reached it either, though the cheat's receipt had, through other peers. A
- * peer's ledger then never heard that the worker withheld its proof data (it took over nothing,
- * and paid the work), or that it cheated (it paid the cheat). Now each ledger-keeping peer that
- * connects is sent them, while their receipts' windows are open, and takes each once.
- *
- * The node's start order is reproduced with its two actors (validator, then network), joined to
- * peer nodes in memory. No clock is raced: every ledger runs on the test's clock.
+ * A ledger-keeping peer that connects catches up (`network/catch_up.ts`, `actors/_catch_up.ts`):
+ * what it is sent, when, and from a validator that was down when it connected or applied it at its
+ * start.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -24,7 +14,6 @@ import type {
   ValidatorModelSource,
 } from "../../actors/validator_messages.ts";
 import { sendCatchUp } from "../../network/catch_up.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { FrameTooLargeError } from "../../protocols/protocol_errors.ts";
 import type { ValidatorStats } from "../../actors/validator_actor.ts";
@@ -44,18 +33,41 @@ import {
   ledgerReads,
   proveOn,
   spawnValidator,
+  START,
   textJob,
 } from "../actors/_validator_fixture.ts";
 import {
   inLedgerSetting,
   joinLedgerNodes,
+  joinWhileValidatorDown,
   keptFault,
   type LedgerNode,
   spawnLedgerNode,
+  spawnSettingNode,
   STAKE,
 } from "./_ledger_node.ts";
 import { TEST_ARCH } from "../training/_fixtures.ts";
 import { lossFraud } from "../training/_loss_fraud.ts";
+import { paidInCAsInA, recordAssigned } from "./_assigned_receipt.ts";
+import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
+import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
+
+// ---- catch-up -------------------------------------------------------------------------------------
+// A ledger-keeping peer that connects catches up (`actors/_catch_up.ts`): gossip reaches only the
+// peers connected at the moment. A node starts its NetworkActor after its ValidatorActor
+// (`node/node.ts`), and its peers connect after that: the verdict of a challenge ending kept on
+// disk (`_challenge_endings.ts`) and applied at the start, or an own fraud proof resumed at the
+// start (`_receipt_files.ts`), was told to a network that did not exist yet, or that had no peer
+// yet, and was lost. A conviction gossiped while a peer was offline (restarting, or not joined yet)
+// never reached it either, though the cheat's receipt had, through other peers. A peer's ledger
+// then never heard that the worker withheld its proof data (it took over nothing, and paid the
+// work), or that it cheated (it paid the cheat). Now each ledger-keeping peer that connects is sent
+// them, while their receipts' windows are open, and takes each once.
+//
+// The node's start order is reproduced with its two actors (validator, then network), joined to
+// peer nodes in memory. No clock is raced: every ledger runs on the test's clock.
 
 /** Wait until `reads` has receipt `id` settled as fraud (`what` names the wait on a timeout). */
 function untilFraud(reads: LedgerReads, id: string, what: string) {
@@ -333,4 +345,191 @@ Deno.test("a catch-up item too large for a frame is skipped and the rest are sti
   assert.deepEqual(await sentTo(true, false), ["training.fraud_proof", "validation.fraud_proof"]);
   assert.deepEqual(await sentTo(true, true), ["validation.fraud_proof"], "the rest were not sent");
   assert.deepEqual(await sentTo(false, false), ["validation.fraud_proof"]);
+});
+
+// ---- a validator back after the connect -----------------------------------------------------------
+// An honest node whose validator is down at the moment a ledger connects sent that ledger no
+// catch-up at all, for as long as the connection lasted (`network/catch_up.ts`: "a validator that
+// does not answer sends nothing to this peer"). The validator comes back seconds later (the
+// supervisor restarts it; a peer's message that crashes it is enough), but nothing asked it again:
+// a peer that stays connected — the usual case, a connection lives for hours — never heard of the
+// receipts this node assigned, its convictions or its faults, and the honest ledgers ended
+// different (here: the honest worker paid in A and unpaid in C).
+//
+// A assigns and records W's receipt while no ledger is connected (it is in A's catch-up), then
+// its validator stops; C connects to A; A's validator comes back. Asserted on both ledgers after
+// the window: W is paid tokens × price in C as in A, under A's assignment.
+
+Deno.test("review s65: a ledger that connects while A's validator is down is sent A's catch-up once the validator is back: the honest worker is paid in C as in A", () =>
+  inLedgerSetting("s65-catch-up-validator-back", async (setting) => {
+    const { dir, clock, system } = setting;
+    const [a, c, worker] = [1, 2, 3].map(() => Identity.generate());
+    const nodeA = await spawnSettingNode(setting, system, "a", a);
+    const nodeC = await spawnSettingNode(setting, system, "c", c);
+    for (const node of [nodeA, nodeC]) {
+      await node.validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
+    }
+    // Recorded while no ledger was connected: A's catch-up holds it.
+    const recorded = await recordAssigned(nodeA, a, worker, textJob(a, "s65-validator-back"));
+
+    const aAgain = await joinWhileValidatorDown(system, dir, nodeC, nodeA, {
+      identity: a,
+      models: HONEST_MODELS,
+      clock,
+    });
+    await paidInCAsInA(
+      clock,
+      { nodeA: aAgain, nodeC },
+      a,
+      worker,
+      recorded,
+      "C to record the receipt from A's catch-up, once A's validator is back",
+    );
+  }));
+
+// ---- start publications ---------------------------------------------------------------------------
+// The start's publications sent on connect, now part of a connecting peer's catch-up
+// (`actors/_catch_up.ts`): a verdict a validator applied at its start reaches the peers that
+// connect after it.
+
+/** A node's ledger-keeping actors in its start order (validator, then network), with a pledge. */
+async function startLedgerNode(
+  system: ActorSystem,
+  name: string,
+  identity: Identity,
+  ledgerDir: string,
+  clock: LedgerClock,
+  pledge?: StakePledge,
+): Promise<LedgerNodeStartPublications> {
+  const validator = await spawnValidator(system, {
+    name: `${name}/validator`,
+    identity,
+    ledgerDir,
+    clock,
+    models: HONEST_MODELS,
+    challengeProbability: 0,
+    network: `${name}/network`,
+  });
+  const network = await system.spawn<NetworkMessage>({
+    name: `${name}/network`,
+    factory: () =>
+      new NetworkActor({ identity, pledge, services: { validator: `${name}/validator` } }),
+  });
+  return { validator, network };
+}
+
+interface LedgerNodeStartPublications {
+  validator: ActorRef<ValidatorMessage>;
+  network: ActorRef<NetworkMessage>;
+}
+
+/** Join two nodes in memory (`x` dials); resolves with x's connection. */
+async function joinNodes(
+  x: LedgerNodeStartPublications,
+  y: LedgerNodeStartPublications,
+): Promise<Connection> {
+  const [dx, dy] = memoryDuplexPair();
+  const [cx] = await Promise.all([
+    x.network.ask<Connection>({ type: "attach", duplex: dx, address: "mem", outbound: true }),
+    y.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false }),
+  ]);
+  return cx;
+}
+
+Deno.test("a start's verdict reaches a peer that knows the validator's stake only from the pledge sent on connect, and reconnects resend it", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name: "review-s41-pledge-order" });
+  try {
+    const me = Identity.generate();
+    const work = await keptFault(`${dir}/a`, me, clock);
+    // The peer holds the worker's receipt and stake, but not ours: that comes with our pledge.
+    const peer = await startLedgerNode(system, "b", Identity.generate(), `${dir}/b`, clock);
+    await peer.validator.ask({ type: "deposit", key: work.worker.publicKey, amount: STAKE });
+    const handled = await announceAssigned(peer.validator, work.receipt, work.job, work.requester);
+    assert.equal(handled.recorded, true);
+    const pledge = signStakePledge(me, STAKE, START);
+    const node = await startLedgerNode(system, "a", me, `${dir}/a`, clock, pledge);
+    const stats = () => peer.validator.ask<ValidatorStats>({ type: "stats" });
+    let connection = await joinNodes(node, peer);
+    await eventually(
+      async () => (await stats()).peerVerdicts > 0,
+      "the peer to record the start's verdict (after our pledge)",
+    );
+    assert.equal((await stats()).refusedVerdicts, 0);
+    // The same peer key reconnecting: every connection is sent the whole set again.
+    const rounds = 5;
+    for (let r = 0; r < rounds; r++) {
+      await connection.close();
+      connection = await joinNodes(node, peer);
+      await eventually(async () => (await stats()).peerVerdicts === r + 2, `copy ${r + 2}`);
+    }
+    const s = await stats();
+    console.log(
+      `peer verdict copies after ${rounds} reconnects: ${s.peerVerdicts}, refused ${s.refusedVerdicts}`,
+    );
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// Finding, not fixed here (the fix is in `actors/validator_actor.ts`, outside this review's
+// files): the start's publications live in the ValidatorActor instance, and a restart by its
+// supervisor makes a new one, while the kept ending was applied and dropped at the first start.
+// Fails on the current code ("0 kept, the peer recorded 0"); un-ignore with the fix.
+Deno.test({
+  name:
+    "a start's verdict still reaches a peer that connects after the validator was restarted (a crash after its start)",
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const clock = { t: START };
+    const system = new ActorSystem({ name: "review-s41-restart" });
+    try {
+      const me = Identity.generate();
+      const work = await keptFault(`${dir}/a`, me, clock);
+      const node = await startLedgerNode(system, "a", me, `${dir}/a`, clock);
+      let restarts = 0;
+      system.events.subscribe((event) => {
+        if (event.type === "restarted" && event.name.endsWith("a/validator")) restarts++;
+      });
+      assert.equal((await node.validator.ask<unknown[]>({ type: "catch_up" })).length, 1);
+      // The validator crashes after its start (here: a local verdict whose signature fails, which
+      // it does not limp past) and its supervisor restarts it. The kept ending was applied and
+      // dropped at the first start: the restart has nothing of its own to tell again.
+      const forged = signVerdict({
+        v: 1,
+        subject: "inference",
+        subjectId: work.id,
+        target: work.worker.publicKey,
+        outcome: "valid",
+        reason: "ok",
+        issuedAt: clock.t,
+      }, me);
+      forged.sig = new Uint8Array(forged.sig.length);
+      await node.validator.tell({ type: "verdict", verdict: forged }).catch(() => {});
+      await eventually(() => restarts > 0, "the validator's restart");
+      await node.validator.ask({ type: "stats" }); // back up
+      const peer = await startLedgerNode(system, "b", Identity.generate(), `${dir}/b`, clock);
+      await peer.validator.ask({ type: "deposit", key: work.worker.publicKey, amount: STAKE });
+      await peer.validator.ask({ type: "deposit", key: me.publicKey, amount: STAKE });
+      const handled = await announceAssigned(
+        peer.validator,
+        work.receipt,
+        work.job,
+        work.requester,
+      );
+      assert.equal(handled.recorded, true);
+      await joinNodes(node, peer);
+      const stats = () => peer.validator.ask<ValidatorStats>({ type: "stats" });
+      await eventually(
+        async () => (await stats()).peerVerdicts >= 1,
+        "the peer to hear of the fault after the validator's restart",
+      );
+      assert.equal((await stats()).peerVerdicts, 1);
+    } finally {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

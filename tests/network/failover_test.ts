@@ -1,18 +1,47 @@
 /**
- * The failover budget of a forwarded job (`network/failover.ts`): workers that turn a resume
- * away as full spend none of it; the job still asks a bounded number of workers.
+ * The failover of a forwarded job (`network/failover.ts`): its budget of workers, a resume refused,
+ * a client's own prefix, a takeover with no prefix, and the queue hold of a worker that holds the job
+ * without its first token.
  */
 import assert from "node:assert/strict";
 import {
+  DEFAULT_QUEUE_HOLD_MS,
   MAX_WORKERS_ASKED_PER_JOB,
   MAX_WORKERS_PER_JOB,
   type ResumeOutcome,
   withFailover,
   type WorkerAttempt,
 } from "../../network/failover.ts";
-import type { JobSummary, StreamedToken } from "../../inference/inference_port.ts";
+import type {
+  InferenceHandle,
+  InferencePort,
+  InferenceStats,
+  JobSummary,
+  ServedModelInfo,
+  StreamedToken,
+  SubmitOptions,
+} from "../../inference/inference_port.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { attempt, summary, token, TOKENS } from "./_failover_fixture.ts";
+import { attempt, heldAttempt, summary, token, TOKENS } from "./_failover_fixture.ts";
+import { ConnectionClosedError } from "../../protocols/protocol_errors.ts";
+import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
+import { assert as assertQueueHold, assertEquals } from "../server/_assert.ts";
+import { TooManyJobsError } from "../../actors/inference_errors.ts";
+import { DEFAULT_FIRST_TOKEN_TIMEOUT_MS } from "../../inference/remote_port.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import { eventually } from "../server/_fixtures.ts";
+import { StallingPort } from "../inference/_stalling_port.ts";
+import {
+  job,
+  routerOver,
+  script,
+  served,
+  TOKENS as TOKENS_QUEUE_HOLD,
+} from "./_scripted_workers.ts";
+
+// ---- failover -------------------------------------------------------------------------------------
+// The failover budget of a forwarded job (`network/failover.ts`): workers that turn a resume away
+// as full spend none of it; the job still asks a bounded number of workers.
 
 /**
  * A job whose first worker is lost after 2 tokens; `full` other workers then refuse its resume
@@ -226,4 +255,302 @@ Deno.test("failover: a prefix no later worker takes blames none of the workers t
   assert.equal(got.length, 2);
   assert.equal(done.error?.code, "connection_closed");
   assert.deepEqual(blamed, []);
+});
+
+// ---- a client's own prefix ------------------------------------------------------------------------
+// Failover (`network/failover.ts`): a job submitted with the client's own prefix
+// (`SubmitOptions.resume`) is a resume from its first worker on, and a worker that cannot reproduce
+// that prefix refuses it as any worker that takes a job over does.
+
+/**
+ * A job the client submits after its own 2 tokens; its first worker (0) refuses that prefix,
+ * and each later worker asked either refuses it too or, from `reproducer` on, streams on.
+ */
+async function clientPrefix(reproducer: number) {
+  const lost: number[] = [];
+  const blamed: number[] = [];
+  const handle = withFailover({
+    first: refusesPrefix(0),
+    prefix: [100, 101],
+    settle: (s) => s,
+    lost: (worker) => void lost.push(worker[0]),
+    unreproduced: (worker) => void blamed.push(worker[0]),
+    resume(exclude, prefix): Promise<ResumeOutcome> {
+      const worker = exclude.length;
+      if (worker > 3) return Promise.resolve({ kind: "none" });
+      return Promise.resolve({
+        kind: "started",
+        attempt: worker >= reproducer ? attempt(worker, prefix.length) : refusesPrefix(worker),
+      });
+    },
+  });
+  const got: StreamedToken[] = [];
+  let error: unknown;
+  try {
+    for await (const t of handle.tokens) got.push(t);
+  } catch (e) {
+    error = e;
+  }
+  return { got, error, lost, blamed, done: await handle.done };
+}
+
+Deno.test("s47 failover: a first worker that cannot reproduce the client's own prefix refused a resume; it is not reported lost, and once a later worker reproduces the prefix it is reported unreproduced", async () => {
+  const { got, error, lost, blamed, done } = await clientPrefix(1);
+  assert.equal(error, undefined);
+  assert.deepEqual(got.map((t) => t.index), [2, 3, 4, 5]);
+  assert.equal(done.finishReason, "length");
+  // Reported lost, the router kept it off the model as one that failed a job it started.
+  assert.deepEqual(lost, [], "an honest refusal of a prefix was taken for a failure");
+  assert.deepEqual(blamed, [0]);
+});
+
+Deno.test("s47 failover: a client prefix every worker refuses blames none of them (it may be invented) and ends with the refusal's code", async () => {
+  const { got, error, lost, blamed, done } = await clientPrefix(Infinity);
+  assert.equal(got.length, 0);
+  assert.equal((error as VeriflowError).code, "resume_mismatch");
+  assert.match((error as Error).message, /could not reproduce the delivered tokens/);
+  assert.deepEqual(lost, [], "honest workers that refused an invented prefix were blamed");
+  assert.deepEqual(blamed, []);
+  assert.equal(done.error?.code, "resume_mismatch");
+});
+
+// ---- a takeover handed no prefix ------------------------------------------------------------------
+// Failover (`network/failover.ts`): a worker handed no prefix to replay cannot refuse one. A worker
+// that takes a job over before any token was delivered (the first worker lost after its `start`, or
+// a hedge beside a worker that holds the job queued) is submitted the job from its beginning, with
+// no `resume`; a `resume_mismatch` or `invalid_resume` from it is a failure of its own, as any
+// other code after its `start`, and it is reported lost (the router keeps it off the model), not
+// parked as an honest refuser of a prefix.
+
+/** A worker that started the job and fails it with `code` before its first token. */
+function failsAtOnce(worker: number, code: string): WorkerAttempt {
+  const failing = attempt(worker, 0);
+  failing.handle.tokens = new ReadableStream<StreamedToken>({
+    pull: (controller) => controller.error(new VeriflowError(code, "no prefix of mine")),
+  }, { highWaterMark: 0 });
+  return failing;
+}
+
+/** A first worker lost after its `start`, before any token. */
+function lostAtOnce(worker: number): WorkerAttempt {
+  const lost = attempt(worker, 0);
+  lost.handle.tokens = new ReadableStream<StreamedToken>({
+    pull: (controller) => controller.error(new ConnectionClosedError("worker gone")),
+  }, { highWaterMark: 0 });
+  return lost;
+}
+
+for (const code of ["resume_mismatch", "invalid_resume"]) {
+  Deno.test(`s54 failover: a worker that takes a job over before any token (no prefix to replay) and fails it with "${code}" is reported lost, not taken for a refuser of a prefix`, async () => {
+    const lost: number[] = [];
+    const blamed: number[] = [];
+    const prefixes: number[] = [];
+    const handle = withFailover({
+      first: lostAtOnce(0),
+      settle: (s) => s,
+      lost: (worker) => void lost.push(worker[0]),
+      unreproduced: (worker) => void blamed.push(worker[0]),
+      resume(exclude, prefix): Promise<ResumeOutcome> {
+        prefixes.push(prefix.length);
+        const worker = exclude.length;
+        return Promise.resolve({
+          kind: "started",
+          attempt: worker === 1 ? failsAtOnce(1, code) : attempt(worker, prefix.length),
+        });
+      },
+    });
+    const got: StreamedToken[] = [];
+    for await (const t of handle.tokens) got.push(t);
+    assert.deepEqual(got.map((t) => t.index), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(prefixes, [0, 0], "both takeovers were handed no prefix");
+    // Worker 1 was handed nothing to reproduce: its code is its own failure.
+    assert.deepEqual(lost, [0, 1]);
+    assert.deepEqual(blamed, [], "worker 1 refused no prefix");
+  });
+}
+
+/** A clock whose timers fire only when the test advances it. */
+function fakeTimers() {
+  let now = 0;
+  const due: { at: number; fn: () => void; id: number }[] = [];
+  let next = 1;
+  const timers: ConnectionTimers = {
+    now: () => now,
+    setTimeout: (fn: () => void, ms: number) => {
+      const id = next++;
+      due.push({ at: now + ms, fn, id });
+      return id;
+    },
+    clearTimeout: (id: unknown) => {
+      const i = due.findIndex((t) => t.id === id);
+      if (i >= 0) due.splice(i, 1);
+    },
+  } as unknown as ConnectionTimers;
+  const advance = (ms: number) => {
+    now += ms;
+    for (const t of due.filter((t) => t.at <= now)) {
+      due.splice(due.indexOf(t), 1);
+      t.fn();
+    }
+  };
+  return { timers, advance };
+}
+
+Deno.test(`s54 failover: a hedge asked beside a worker that holds the job before any token (no prefix to replay) and fails with "resume_mismatch" is reported lost`, async () => {
+  const { timers, advance } = fakeTimers();
+  // The first worker holds the job (started, no token) until released.
+  const { attempt: first, release } = heldAttempt(0, 0);
+  const lost: number[] = [];
+  const hedgeAsked = Promise.withResolvers<void>();
+  const handle = withFailover({
+    first,
+    settle: (s) => s,
+    lost: (worker) => void lost.push(worker[0]),
+    queueHoldMs: 1_000,
+    timers,
+    resume(): Promise<ResumeOutcome> {
+      hedgeAsked.resolve();
+      return Promise.resolve({ kind: "started", attempt: failsAtOnce(1, "resume_mismatch") });
+    },
+  });
+  const reader = handle.tokens.getReader();
+  const firstRead = reader.read();
+  await Promise.resolve();
+  advance(1_000);
+  await hedgeAsked.promise;
+  // Let the hedge's failure be taken in before the first worker streams on.
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+  release();
+  assert.equal((await firstRead).value?.index, 0);
+  await reader.cancel();
+  assert.deepEqual(lost, [1], "the hedge's own failure was not reported");
+});
+
+// ---- queue hold -----------------------------------------------------------------------------------
+// The queue hold of a forwarded job (`network/failover.ts`): a worker that holds a job without its
+// first token ("you are at place 1") is not waited on alone past the hold. Another worker is asked
+// to take the job over beside it; the first of the two to send a token keeps the job. A hedge that
+// cannot run the job at once is cancelled and the job keeps its place. The router's timers are a
+// fake clock the tests advance: no real time is waited on.
+
+/**
+ * A worker that starts every job and says it is at place 1 of its queue, for ever (its `queued`
+ * repeats keep the job from looking stalled), until its requester cancels it; with `permits`,
+ * it runs a job once `release` lets it out of the queue.
+ */
+class PlaceOnePort implements InferencePort {
+  submits = 0;
+  cancelled = 0;
+  readonly #inner = new StallingPort(served, script, { permits: 0 });
+  submit(j: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
+    this.submits++;
+    options?.onQueued?.(1);
+    options?.signal?.addEventListener("abort", () => this.cancelled++, { once: true });
+    return this.#inner.submit(j, options);
+  }
+  /** Let the queued jobs run. */
+  release(n: number): void {
+    this.#inner.release(n);
+  }
+  models(): Promise<readonly ServedModelInfo[]> {
+    return Promise.resolve([served]);
+  }
+  stats(): Promise<InferenceStats> {
+    return Promise.reject(new Error("not asked"));
+  }
+}
+
+/** A worker that refuses every job as full. */
+class FullPort implements InferencePort {
+  submits = 0;
+  submit(_j: TextJob): Promise<InferenceHandle> {
+    this.submits++;
+    return Promise.reject(new TooManyJobsError("full"));
+  }
+  models(): Promise<readonly ServedModelInfo[]> {
+    return Promise.resolve([served]);
+  }
+  stats(): Promise<InferenceStats> {
+    return Promise.reject(new Error("not asked"));
+  }
+}
+
+/** Whether `promise` has settled (after the turns the fake clock already let run). */
+function settledFlag(promise: Promise<unknown>): { settled: boolean } {
+  const flag = { settled: false };
+  promise.then(() => flag.settled = true, () => flag.settled = true);
+  return flag;
+}
+
+async function readAll(reader: ReadableStreamDefaultReader<StreamedToken>) {
+  const tokens: StreamedToken[] = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return tokens;
+    tokens.push(value);
+  }
+}
+
+Deno.test("a worker that keeps a job at place 1 of its queue holds it for the queue hold, not the first-token timeout: a free worker takes it over, the client gets every token once, and the next job goes to the free worker first", async () => {
+  const placeOne = new PlaceOnePort();
+  const free = new StallingPort(served, script);
+  const t = await routerOver([placeOne, free]);
+  try {
+    const handle = await t.port.submit(job("held"));
+    assertEquals(placeOne.submits, 1, "the worker that claims the place is picked first");
+    const reader = handle.tokens.getReader();
+    const first = reader.read();
+    const flag = settledFlag(first);
+    await t.timers.advance(DEFAULT_QUEUE_HOLD_MS - 1);
+    assertQueueHold(!flag.settled, "moved before the queue hold");
+    await t.timers.advance(1);
+    // The fake clock stands still from here, far short of the first-token timeout: only the
+    // hold could move the job.
+    await eventually(() => flag.settled, "the job moved to the free worker at the hold");
+    assertQueueHold(t.timers.now() < DEFAULT_FIRST_TOKEN_TIMEOUT_MS);
+    const head = await first;
+    assertQueueHold(!head.done);
+    const tokens = [head.value, ...await readAll(reader)];
+    assertEquals(tokens.map((x) => x.index), script.map((x) => x.index));
+    assertEquals(tokens.map((x) => x.tokenId), script.map((x) => x.tokenId));
+    const summary = await handle.done;
+    assertEquals([summary.finishReason, summary.error], ["length", undefined]);
+    assertEquals(summary.usage.completionTokens, TOKENS_QUEUE_HOLD);
+    await eventually(() => placeOne.cancelled === 1, "the held job cancelled on its worker");
+    // Full against its hello's word: asked last for a while, so the next job runs at once.
+    const next = await t.port.submit(job("next"));
+    assertEquals(placeOne.submits, 1, "the next job asked the worker that held the last");
+    assertEquals((await readAll(next.tokens.getReader())).length, TOKENS_QUEUE_HOLD);
+    assertEquals(free.submits, 2);
+    assertEquals(jobId(job("next")), (await next.done).jobId);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a job queued on a busy worker keeps its place when no other worker can run it at once: the hedge refused as full, the job runs where it queued", async () => {
+  const busy = new PlaceOnePort();
+  const full = new FullPort();
+  const t = await routerOver([busy, full]);
+  try {
+    const handle = await t.port.submit(job("keeps-place"));
+    const reader = handle.tokens.getReader();
+    const first = reader.read();
+    const flag = settledFlag(first);
+    await t.timers.advance(DEFAULT_QUEUE_HOLD_MS);
+    await eventually(() => full.submits === 1, "the other worker asked at the hold");
+    // Its refusal as full ends the hedge: the job stays queued where it was, past further holds.
+    await t.timers.advance(DEFAULT_QUEUE_HOLD_MS - 1);
+    assertQueueHold(!flag.settled, "the job left its place for nothing");
+    busy.release(TOKENS_QUEUE_HOLD);
+    const head = await first;
+    assertQueueHold(!head.done);
+    const tokens = [head.value, ...await readAll(reader)];
+    assertEquals(tokens.map((x) => x.index), script.map((x) => x.index));
+    const summary = await handle.done;
+    assertEquals([summary.finishReason, summary.error], ["length", undefined]);
+    assertEquals([busy.submits, busy.cancelled], [1, 0]);
+  } finally {
+    await t.close();
+  }
 });

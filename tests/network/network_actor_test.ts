@@ -1,7 +1,7 @@
 /**
- * The NetworkActor's routing: jobs go to a connected worker that lists the model, and never to
- * one this node's ledger has slashed — told by the validator when the slash lands, or asked when
- * the worker connects again.
+ * The NetworkActor: routing around slashed workers, attached connections, signed hellos (on every
+ * connection, flooded, from a newer version), and a reconnecting worker held back until the ledger
+ * said whether it is convicted.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -13,13 +13,23 @@ import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/
 import { PeerListenError } from "../../network/peer_listener.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
+import { INFERENCE_PROTOCOL, ListModelsMessage } from "../../protocols/inference_messages.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { helloPair } from "./_hello_pair.ts";
-import { type PeerHelloBody, signPeerHello } from "../../protocols/peer_hello.ts";
+import {
+  knownHelloFields,
+  type PeerHelloBody,
+  signPeerHello,
+  verifyPeerHello,
+} from "../../protocols/peer_hello.ts";
 import { ScriptedModel, StaticModels } from "../server/_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
+
+// ---- network actor --------------------------------------------------------------------------------
+// The NetworkActor's routing: jobs go to a connected worker that lists the model, and never to one
+// this node's ledger has slashed — told by the validator when the slash lands, or asked when the
+// worker connects again.
 
 /** Stands in for the ValidatorActor: answers whether a key is convicted, from a set. */
 class Convictions implements Actor<{ type: "convicted"; key: Uint8Array }> {
@@ -248,3 +258,227 @@ Deno.test("a peer address this machine does not have is blamed on --p2p-host; a 
   );
   assert.match(taken.message, /choose one with --p2p-port/);
 });
+
+// ---- hello connections ----------------------------------------------------------------------------
+// A node's changed hello goes on every open connection of each peer: the peer keeps a hello per
+// connection and weighs each as a routing candidate. Sent on the first only, a full worker still
+// looked idle on its other connections (a TCP one each way, a swarm one), in routing and in
+// `/metrics` (found by a review at stop 33).
+
+Deno.test("a peer connected twice sees a node's new hello on both connections", async () => {
+  const system = new ActorSystem({ name: "hello-second" });
+  const [a, b] = [Identity.generate(), Identity.generate()];
+  let running = 0;
+  const describeB = (): Promise<PeerHelloBody> =>
+    Promise.resolve({
+      version: "1",
+      roles: ["inference"],
+      models: ["m"],
+      load: { running, queued: 0, slots: 4, queueLimit: 0 },
+    });
+  try {
+    const na = await system.spawn<NetworkMessage>({
+      name: "a/network",
+      factory: () => new NetworkActor({ identity: a, services: {} }),
+    });
+    const nb = await system.spawn<NetworkMessage>({
+      name: "b/network",
+      factory: () =>
+        new NetworkActor({ identity: b, services: {}, describe: describeB, helloIntervalMs: 10 }),
+    });
+    const join = async () => {
+      const [da, db] = memoryDuplexPair();
+      await Promise.all([
+        na.ask<Connection>({ type: "attach", duplex: da, address: "mem:b", outbound: true }),
+        nb.ask<Connection>({ type: "attach", duplex: db, address: "mem:a", outbound: false }),
+      ]);
+    };
+    await join();
+    await join(); // e.g. B's swarm connection beside the TCP one
+    const rows = () => na.ask<PeerInfo[]>({ type: "peers" });
+    await eventually(
+      async () => (await rows()).every((r) => r.load?.running === 0) || undefined,
+      "hellos",
+    );
+    running = 4; // B is full now: its next hello says so
+    await eventually(
+      async () => (await rows()).some((r) => r.load?.running === 4) || undefined,
+      "B's new hello",
+    );
+    await eventually(
+      async () => (await rows()).every((r) => r.load?.running === 4) || undefined,
+      "B's new hello on both of its connections",
+    );
+    assert.equal((await rows()).length, 2);
+  } finally {
+    await system.shutdown();
+  }
+});
+
+// ---- hello flood ----------------------------------------------------------------------------------
+// A peer's hellos are cheap to send and each may name other models: the NetworkActor must not turn
+// a flood of them into a flood of `inference.list_models` requests held open on its side.
+
+Deno.test("a flood of hellos each naming other models asks the peer for its model list at most twice: one in flight, one after it", async () => {
+  const system = new ActorSystem({ name: "hello-flood-test" });
+  const worker = Identity.generate();
+  const model = new ScriptedModel();
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    // The least time between two lists asked of one peer: short, so the second comes soon.
+    factory: () =>
+      new NetworkActor({ identity: Identity.generate(), services: {}, helloIntervalMs: 50 }),
+  });
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [near, far] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity: worker, protocols }),
+  ]);
+  let asked = 0;
+  far.handle(ListModelsMessage, () => {
+    asked++;
+    return { models: [{ ...model.info }] };
+  });
+  try {
+    await network.tell({ type: "peer_up", connection: near, address: "memory", outbound: true });
+    const hellos = 500;
+    for (let seq = 1; seq <= hellos; seq++) {
+      const body: PeerHelloBody = {
+        version: "1",
+        roles: ["inference"],
+        models: [`model-${seq}`], // never what the list says: each hello differs from it
+        load: { running: 0, queued: 0, slots: 4, queueLimit: 4 },
+      };
+      await network.tell({
+        type: "peer_hello",
+        connection: near,
+        hello: signPeerHello(worker, body, seq, Date.now()),
+      });
+    }
+    // Mailboxes are FIFO: once this is answered, every hello has been handled.
+    await network.ask<PeerInfo[]>({ type: "peers" });
+    // The hellos named other models while the first list was out: it is asked once more.
+    await eventually(() => asked >= 2 ? true : undefined, "the list asked again");
+    await new Promise((resolve) => setTimeout(resolve, 200)); // room for any further asks
+    assert.equal(asked, 2, `list_models asked ${asked} times for ${hellos} hellos`);
+    const [row] = await network.ask<PeerInfo[]>({ type: "peers" });
+    assert.deepEqual(row.models, [model.info.cid]);
+  } finally {
+    await near.close();
+    await far.close();
+    await system.shutdown();
+  }
+});
+
+// ---- hello forward compat -------------------------------------------------------------------------
+// A hello from a newer version, with a field this one does not know, signed over all of it:
+// verified over what was signed, kept without the unknown field, and the connection stays. The
+// hello schema used to strip unknown fields before the signature check, so such a hello failed it —
+// ignored at first, and since the hello-flood fix it closed the connection on every connect (a
+// review at stop 34).
+
+Deno.test("a newer peer's hello with one more signed field: the connection stays", async () => {
+  const system = new ActorSystem({ name: "hello-compat" });
+  const describeB = (): Promise<PeerHelloBody> =>
+    Promise.resolve({
+      version: "9.9.9",
+      roles: ["inference"],
+      models: ["m"],
+      load: { running: 0, queued: 0, slots: 4, queueLimit: 8 },
+      region: "eu-west", // a field a later version adds to its hello
+    } as PeerHelloBody);
+  try {
+    const { na, toB, lines } = await helloPair(system, describeB, 50);
+    const peers = await eventually(async () => {
+      const rows = await na.ask<PeerInfo[]>({ type: "peers" });
+      return rows[0]?.version === "9.9.9" ? rows : undefined;
+    }, "B's hello taken");
+    assert.equal(toB.isClosed, false, `closed: ${String(toB.closeReason)}`);
+    assert.deepEqual(peers[0].roles, ["inference"]);
+    assert.ok(!lines.some((l) => l.includes("hello refused")), lines.join("\n"));
+  } finally {
+    await system.shutdown();
+  }
+});
+
+Deno.test("verifyPeerHello checks a hello over every field signed, a later version's too; knownHelloFields keeps this version's", () => {
+  const node = Identity.generate();
+  const body = { version: "9.9.9", roles: ["inference"], models: [], region: "eu" };
+  const hello = signPeerHello(node, body as PeerHelloBody, 1, 0);
+  assert.equal(verifyPeerHello(hello), true);
+  assert.equal(verifyPeerHello({ ...hello, region: "us" }), false, "the extra field is signed");
+  const kept = knownHelloFields(hello);
+  assert.equal("region" in kept, false);
+  assert.deepEqual(kept.roles, ["inference"]);
+});
+
+// ---- conviction check -----------------------------------------------------------------------------
+// A worker reconnecting to a node is routed nothing until the node's ledger said whether it is
+// convicted: a worker the ledger convicted in an earlier run (the NetworkActor's own memory of
+// convictions starts empty) was picked for jobs from its model list until a busy validator answered
+// (found by a review at stop 33).
+
+/** A ledger that knows which keys are convicted, and answers once the test lets it (busy). */
+class GatedConvictions implements Actor<{ type: "convicted"; key: Uint8Array }> {
+  readonly gate = Promise.withResolvers<void>();
+  constructor(readonly convicted: Set<string>) {}
+  async receive(message: { type: "convicted"; key: Uint8Array }): Promise<boolean> {
+    await this.gate.promise;
+    return this.convicted.has(toHex(message.key));
+  }
+}
+
+for (const convicted of [true, false]) {
+  Deno.test(`a reconnecting worker${convicted ? " the ledger convicted" : ""} gets no job until the ledger answered, ${convicted ? "and none after" : "and jobs after"}`, async () => {
+    const system = new ActorSystem({ name: "convicted-window" });
+    const model = new ScriptedModel();
+    const models = new StaticModels([model]);
+    const inference = await system.spawn<InferenceMessage>({
+      name: "w/inference",
+      factory: () => new InferenceActor({ models }),
+    });
+    const cheat = Identity.generate();
+    const ledger = new GatedConvictions(new Set(convicted ? [toHex(cheat.publicKey)] : []));
+    await system.spawn({ name: "node/validator", factory: () => ledger });
+    const network = await system.spawn<NetworkMessage>({
+      name: "node/network",
+      factory: () =>
+        new NetworkActor({
+          identity: Identity.generate(),
+          services: { validator: "node/validator" },
+        }),
+    });
+    const [a, b] = memoryDuplexPair();
+    const protocols = [INFERENCE_PROTOCOL];
+    const [near, far] = await Promise.all([
+      Connection.open(a, { identity: Identity.generate(), protocols }),
+      Connection.open(b, { identity: cheat, protocols }),
+    ]);
+    serveInference(far, new LocalInferencePort({ inference, models }));
+    try {
+      await network.tell({ type: "peer_up", connection: near, address: "mem", outbound: false });
+      await eventually(async () => {
+        const peers = await network.ask<PeerInfo[]>({ type: "peers" });
+        return peers[0]?.models.length ? true : undefined;
+      }, "the worker's model list");
+      const job = () =>
+        network.ask<Connection | undefined>({ type: "worker", model: model.info.cid });
+      assert.equal(await job(), undefined, "not while the ledger has not answered");
+      ledger.gate.resolve();
+      if (convicted) {
+        await eventually(async () => {
+          const peers = await network.ask<PeerInfo[]>({ type: "peers" });
+          return peers[0].convicted ? true : undefined;
+        }, "the ledger's answer");
+        assert.equal(await job(), undefined);
+      } else {
+        await eventually(async () => (await job()) === near ? true : undefined, "routable");
+      }
+    } finally {
+      await near.close();
+      await far.close();
+      await system.shutdown();
+    }
+  });
+}

@@ -1,10 +1,10 @@
 /**
- * The swarm host: Hyperswarm in a supervised Node.js child, peers delivered to Deno as byte
- * duplexes whose Noise-authenticated key is the key the connection layer's handshake proves.
- * Runs a local DHT testnet on 127.0.0.1 (no traffic leaves the machine).
+ * The swarm host (`network/swarm_host.ts`, `network/swarm/host.mjs`): Hyperswarm in a supervised
+ * Node.js child, its start, its topics joined again with other options, its leave and stop, Ctrl-C in
+ * a terminal, and its refusal to run under Deno's `node` stand-in.
  */
 import assert from "node:assert/strict";
-import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
+import { SwarmHost, SwarmHostError, type SwarmPeer } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -14,6 +14,13 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { createSocket } from "node:dgram";
 import { eventually } from "../_helpers/wait.ts";
+import { denoStandInNode } from "../../network/_swarm_node_path.ts";
+import { base, script, settled } from "./_swarm_host_fixture.ts";
+
+// ---- swarm host -----------------------------------------------------------------------------------
+// The swarm host: Hyperswarm in a supervised Node.js child, peers delivered to Deno as byte
+// duplexes whose Noise-authenticated key is the key the connection layer's handshake proves. Runs a
+// local DHT testnet on 127.0.0.1 (no traffic leaves the machine).
 
 /** A queue of the peers a host delivers; waiting for one fails the test instead of hanging it. */
 function peerQueue() {
@@ -237,4 +244,232 @@ Deno.test({
       await testnet.stop();
     }
   },
+});
+
+// ---- swarm host leave -----------------------------------------------------------------------------
+// A swarm host asked to stop leaves the swarm within its leave grace and exits on its own, even
+// when no DHT node can be reached any more: it was killed by the node 5 s later instead, while the
+// network actor's stop was abandoned at the same moment (a node stopped after its testnet, or with
+// its network gone, took 5 s and warned "postStop … did not finish").
+
+/** A host on `bootstrap` with its log collected, joined to one topic. */
+async function joinedHost(bootstrap: string[], leaveGraceMs: number) {
+  const log: string[] = [];
+  const host = await SwarmHost.start({
+    identity: Identity.generate(),
+    bootstrap,
+    bind: "127.0.0.1",
+    onPeer: (peer) => peer.close(),
+    log: (line) => log.push(line),
+    leaveGraceMs,
+  });
+  await host.join(crypto.getRandomValues(new Uint8Array(32)), { server: true, client: true });
+  return { host, log };
+}
+
+Deno.test("a host whose DHT is gone gives up leaving after its grace and exits by itself, not killed", async () => {
+  const testnet = await startLocalTestnet();
+  let stopped = false;
+  try {
+    const { host, log } = await joinedHost(testnet.bootstrap, 300);
+    await testnet.stop();
+    stopped = true;
+    await host.close();
+    assert.ok(
+      log.some((line) => line.includes("could not leave the swarm within 300 ms")),
+      `the host says why it left uncleanly:\n${log.join("\n")}`,
+    );
+    assert.deepEqual(log.filter((line) => line.includes("killed")), [], "and was not killed");
+  } finally {
+    if (!stopped) await testnet.stop();
+  }
+});
+
+Deno.test("a host whose DHT answers leaves cleanly: no give-up line", async () => {
+  const testnet = await startLocalTestnet();
+  try {
+    const { host, log } = await joinedHost(testnet.bootstrap, 4_000);
+    await host.close();
+    assert.deepEqual(log.filter((line) => /could not leave|killed/.test(line)), []);
+  } finally {
+    await testnet.stop();
+  }
+});
+
+Deno.test("leaveGraceMs outside 1 … 4,999 ms is refused", async () => {
+  for (const leaveGraceMs of [0, 5_000, 1.5, NaN]) {
+    await assert.rejects(
+      SwarmHost.start({ identity: Identity.generate(), bootstrap: [], onPeer() {}, leaveGraceMs }),
+      (error: Error) => error instanceof RangeError && error.message.includes("leaveGraceMs"),
+    );
+  }
+});
+
+// ---- swarm host rejoin ----------------------------------------------------------------------------
+// join(topic) again with other options: the node records the new ones (and a restarted host joins
+// with them), but the running host only added a Hyperswarm session to the topic: the first
+// session's `server` stayed, so the node kept announcing a topic it asked only to look up (a review
+// at stop 34). The host now leaves the topic and joins it again with the new options, and runs the
+// ops on one topic one after another.
+
+/**
+ * A host on a fresh local testnet, a random topic it joined, and whether the DHT lists the host
+ * among the topic's announcers now.
+ */
+function withJoinedHost(
+  fn: (host: SwarmHost, topic: Uint8Array, announced: () => Promise<boolean>) => Promise<void>,
+) {
+  return async () => {
+    const testnet = await startLocalTestnet();
+    const host = await SwarmHost.start({
+      identity: Identity.generate(),
+      bootstrap: testnet.bootstrap,
+      bind: "127.0.0.1",
+      onPeer: (p) => p.close(),
+    });
+    const topic = crypto.getRandomValues(new Uint8Array(32));
+    const lookup = fileURLToPath(new URL("./_dht_lookup.mjs", import.meta.url));
+    const announced = async () => {
+      const out = await new Deno.Command("node", {
+        args: [lookup, testnet.bootstrap[0], toHex(topic)],
+      }).output();
+      const keys: string[] = JSON.parse(new TextDecoder().decode(out.stdout));
+      return keys.includes(toHex(host.publicKey));
+    };
+    try {
+      await host.join(topic); // server + client
+      assert.ok(await announced(), "announced after the first join");
+      await fn(host, topic, announced);
+    } finally {
+      await host.close();
+      await testnet.stop();
+    }
+  };
+}
+
+Deno.test({
+  name: "swarm host: joining a topic again as client only stops announcing it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: withJoinedHost(async (host, topic, announced) => {
+    await host.join(topic, { server: false, client: true }); // resolved: "joined"
+    assert.ok(!(await announced()), "still announced as client only");
+    await host.join(topic); // and announced again when asked
+    assert.ok(await announced());
+  }),
+});
+
+Deno.test({
+  name: "swarm host: a join with other options then a leave at once ends with the topic left",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  // The rejoin leaves the topic first; a leave sent meanwhile used to finish during it, and the
+  // join then announced the topic again after the node was told "left" (a review at stop 34).
+  fn: withJoinedHost(async (host, topic, announced) => {
+    const rejoin = host.join(topic, { server: true, client: false }).catch((e) => e);
+    await host.leave(topic); // the host answers in order: the join is done by now
+    await rejoin;
+    assert.ok(!(await announced()), "the node left the topic, yet its host still announces it");
+  }),
+});
+
+// ---- swarm host sigint ----------------------------------------------------------------------------
+// Ctrl-C in a terminal sends SIGINT to the whole foreground process group: the Deno node and its
+// swarm host (spawned in the same group). The node stops gracefully; the host should stay up until
+// the node closes it (leaving the swarm cleanly). Run the node stand-in in its own group (setsid)
+// and send SIGINT to that group, as a terminal does. (The host used to die of it, and the node
+// logged a crash and started a new host mid-shutdown: a review at stop 34.)
+
+const CHILD = fileURLToPath(new URL("./_swarm_sigint_child.ts", import.meta.url));
+
+Deno.test("swarm host: Ctrl-C (SIGINT to the process group) does not kill the host under a node that stops gracefully", async () => {
+  const child = new Deno.Command("setsid", {
+    args: [Deno.execPath(), "run", "-A", CHILD],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("READY")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  // The terminal's Ctrl-C: SIGINT to every process of the foreground group.
+  const kill = await new Deno.Command("kill", { args: ["-INT", "--", `-${child.pid}`] }).output();
+  assert.equal(kill.code, 0);
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  await child.status;
+  const result = JSON.parse(out.trim().split("\n").at(-1)!);
+  assert.deepEqual(
+    {
+      restarts: result.restarts,
+      states: result.states,
+      samePid: result.pidAtClose === result.firstPid,
+    },
+    { restarts: 0, states: ["up"], samePid: true },
+    "the host died of the SIGINT and was restarted during the node's graceful stop",
+  );
+});
+
+// ---- ops2 stand in node ---------------------------------------------------------------------------
+// With no Node.js installed, Deno answers `node` with its own stand-in
+// (`~/.cache/deno/node_compat_bin/node`, put first on the PATH it gives child processes), and the
+// swarm host died in it with `symbol lookup error: …/udx-native.node: undefined symbol:
+// uv_interface_addresses`: nothing said Node.js was missing. The swarm host now refuses to start
+// under the stand-in, with a sentence that says so, before it runs anything.
+
+/** A directory named like Deno's, holding an executable `node` that records that it ran. */
+async function standIn(): Promise<{ dir: string; bin: string; nodePath: string }> {
+  const { dir } = await script("true", "veriflow-stand-in-");
+  const bin = join(dir, "node_compat_bin");
+  await Deno.mkdir(bin);
+  const nodePath = join(bin, "node");
+  await Deno.writeTextFile(nodePath, `#!/bin/sh\necho ran > "${dir}/ran"\nexit 127\n`, {
+    mode: 0o755,
+  });
+  return { dir, bin, nodePath };
+}
+
+Deno.test({
+  name:
+    "review s61 ops2: the swarm host refuses Deno's stand-in node with a sentence naming it, and runs nothing",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const { dir, nodePath } = await standIn();
+    try {
+      const error = await settled(
+        SwarmHost.start({ ...base(), nodePath }).then(() => undefined, (e) => e),
+        "start()",
+      );
+      assert.ok(error instanceof SwarmHostError, `start() rejects: ${error}`);
+      assert.match(error.message, /is Deno's stand-in, not Node\.js/);
+      assert.match(error.message, /install Node\.js 20 or later, or set the path to it/);
+      assert.ok(error.message.includes(nodePath), error.message);
+      await assert.rejects(Deno.stat(join(dir, "ran")), Deno.errors.NotFound, "nothing ran");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("review s61 ops2: a bare `node` is looked up on the PATH: the stand-in first on it is named; a real node first is not", async () => {
+  const { dir, bin } = await standIn();
+  const real = join(dir, "real");
+  await Deno.mkdir(real);
+  await Deno.writeTextFile(join(real, "node"), "#!/bin/sh\n", { mode: 0o755 });
+  try {
+    assert.equal(denoStandInNode("node", `${bin}:${real}`), join(bin, "node"));
+    assert.equal(denoStandInNode("node", `${real}:${bin}`), undefined);
+    assert.equal(denoStandInNode("node", `${join(dir, "none")}`), undefined);
+    assert.equal(denoStandInNode(join(real, "node"), bin), undefined, "a path is taken as given");
+    assert.equal(denoStandInNode(join(bin, "node"), real), join(bin, "node"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
