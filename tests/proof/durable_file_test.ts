@@ -1,6 +1,8 @@
 /**
- * What a process killed inside `writeFileDurably` leaves (its `<name>.<uuid>.tmp`) is removed by
- * the stores that own the file at their start, and nothing else is.
+ * Files that must survive a crash or a power cut: what `writeFileDurably` leaves behind when a
+ * process dies inside it, and the worker's proof store.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -14,6 +16,11 @@ import {
   KeptHeldTrainingProofs,
   PLEDGE_HELD_TRAINING_PROOFS_DIR,
 } from "../../training/_kept_held_training_proofs.ts";
+import { ProofStore } from "../../proof/proof_store.ts";
+import type { ProofData } from "../../proof/commitment.ts";
+
+// What a process killed inside `writeFileDurably` leaves (its `<name>.<uuid>.tmp`) is removed by
+// the stores that own the file at their start, and nothing else is.
 
 /** A temporary file as `writeFileDurably` names one for `target`, left in `dir`. */
 async function leftover(dir: string, target: string): Promise<string> {
@@ -97,5 +104,42 @@ Deno.test("the proof folders' reads at the start remove the temporary files of s
     assert.deepEqual(await names(join(dir, PLEDGE_HELD_TRAINING_PROOFS_DIR)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// The worker's proof store against a power cut.
+
+const proof: ProofData = {
+  scheme: "vf-fp2",
+  chunkSize: 32,
+  tokenBytes: 2,
+  tokens: new Uint8Array([0, 65]),
+  fingerprints: new Uint8Array([1, 2, 3, 4]),
+};
+
+Deno.test("proof store: the first record in a new store directory syncs the directory's parent too, so a power cut cannot lose the whole directory", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const dir = join(dataDir, "proofs"); // as the node's `<dataDir>/proofs`, made by the first put
+  const open = Deno.open;
+  const opened: string[] = [];
+  // Every directory sync opens the directory: seen here, without a power cut.
+  Deno.open = ((path: string | URL, options?: Deno.OpenOptions) => {
+    if (options?.read && !options.write) opened.push(String(path));
+    return open(path, options);
+  }) as typeof Deno.open;
+  try {
+    const store = new ProofStore(dir, { retentionMs: 60_000, now: () => 1_700_000_000_000 });
+    await store.put({ receiptId: "a".repeat(64), provedAt: 1_700_000_000_000, proof });
+  } finally {
+    Deno.open = open;
+  }
+  try {
+    // `proofs` is a new entry of the data directory: until that directory is synced, a power
+    // cut may drop it, and with it every record "durably" written in it — the receipts have
+    // left the worker, and each challenge of them finds nothing: slashed for withholding.
+    assert.ok(opened.includes(dataDir), `the data directory is synced (opened: ${opened})`);
+    assert.ok(opened.includes(dir), `the store directory is synced (opened: ${opened})`);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
   }
 });

@@ -1,3 +1,9 @@
+/**
+ * The ledger (`proof/ledger.ts`): receipts, windows, fraud settlements, stake, assignments and
+ * equivocation, asserted on the balances they leave; `receiptRefusal`; and calls racing each other.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import {
   assigned,
@@ -5,6 +11,7 @@ import {
   receipt as fixtureReceipt,
   requester,
   resigned,
+  withLedgerDir,
 } from "./_ledger_fixtures.ts";
 import { MIN_COMMITMENT_CHUNK_SIZE } from "../../proof/commitment.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -25,6 +32,7 @@ import {
   LedgerRejectedError,
   LedgerTamperedError,
 } from "../../proof/ledger.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 
 const owner = Identity.generate();
 const worker = Identity.generate();
@@ -660,6 +668,129 @@ Deno.test("ledger: two different receipts of one worker for one job are equivoca
     assert.deepEqual(ledger.account(worker.publicKey), {
       balance: 5,
       stake: 10_000 - 200 - 100,
+      locked: 0,
+    });
+    await ledger.close();
+  }));
+
+// `Ledger.receiptRefusal`, the question the ValidatorActor asks before it does any work that
+// depends on a receipt's challenge coin (`tests/actors/review_s52_coin_probe_test.ts`): it must
+// answer what `recordReceipt` then does, and write nothing — not even the slash of an equivocation,
+// which `recordReceipt` writes.
+
+const M = DEFAULT_ECONOMICS.slashMultiplier;
+
+Deno.test("review s52: receiptRefusal answers what recordReceipt then does, and writes nothing", () =>
+  withLedgerDir(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, Identity.generate(), { now: () => clock.t });
+    try {
+      const worker = Identity.generate();
+      const copier = Identity.generate();
+      await ledger.deposit(worker.publicKey, 10 * M);
+      await ledger.deposit(copier.publicKey, 1_000);
+      const first = fixtureReceipt(1, 10, worker);
+      const cases: [
+        string,
+        () => ReturnType<typeof fixtureReceipt>,
+        unknown,
+        string | undefined,
+      ][] = [
+        // 10 tokens lock all 10·m of the stake: nothing left for a second receipt.
+        ["recordable", () => first, assigned(first), undefined],
+        ["stake all locked", () => fixtureReceipt(2, 1, worker), {}, "insufficient_stake"],
+        ["the same receipt again", () => first, {}, "duplicate_receipt"],
+        [
+          "another key's copy, unassigned",
+          () => fixtureReceipt(1, 10, copier),
+          {},
+          "job_already_recorded",
+        ],
+        [
+          "another claim for the job",
+          () => resigned(first, { tokenCount: 9 }, worker),
+          {},
+          "equivocation",
+        ],
+      ];
+      for (const [name, make, options, refusal] of cases) {
+        const r = make();
+        const length = ledger.length;
+        const stake = ledger.account(worker.publicKey).stake;
+        assert.equal(
+          ledger.receiptRefusal(r, options as { assignment?: unknown }),
+          refusal,
+          name,
+        );
+        assert.equal(ledger.length, length, `${name}: nothing written`);
+        assert.equal(ledger.account(worker.publicKey).stake, stake, `${name}: nothing slashed`);
+        const outcome = await ledger.recordReceipt(r, options as { assignment?: unknown }).then(
+          () => undefined,
+          (error) => (error as { code: string }).code,
+        );
+        assert.equal(outcome, refusal, `${name}: recordReceipt`);
+      }
+      assert.equal(ledger.receipt(receiptId(first))!.status, "fraud", "the equivocation slashed");
+    } finally {
+      await ledger.close();
+    }
+  }));
+
+// Calls of `recordReceipt` (and `recordTrainingReceipt`) racing each other: whether a receipt is
+// equivocation, a late assignment or new is decided in one turn of the ledger's writer, so the
+// outcome is the one the same calls one after the other give.
+
+/** The code each settled call ended with: "ok", or its error's code. */
+function outcomes(results: PromiseSettledResult<unknown>[]): string[] {
+  return results.map((r) => r.status === "fulfilled" ? "ok" : (r.reason as { code: string }).code);
+}
+
+Deno.test("ledger: the worker's announcement and the requester's arriving together record the receipt once, credited", () =>
+  withLedgerDir(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    await ledger.deposit(worker.publicKey, 1e9);
+    for (const order of ["worker first", "requester first"]) {
+      const r = fixtureReceipt(order === "worker first" ? 1 : 2, 10, worker);
+      const calls = order === "worker first"
+        ? [ledger.recordReceipt(r), ledger.recordReceipt(r, assigned(r))]
+        : [ledger.recordReceipt(r, assigned(r)), ledger.recordReceipt(r)];
+      const results = await Promise.allSettled(calls);
+      const rec = ledger.receipt(receiptId(r))!;
+      assert.deepEqual(
+        { credit: rec.credit, requester: rec.requester },
+        { credit: 10, requester: toHex(requester.publicKey) },
+        order,
+      );
+      // The worker's copy after the requester's is the duplicate it always was.
+      assert.deepEqual(
+        outcomes(results),
+        order === "worker first" ? ["ok", "ok"] : ["ok", "duplicate_receipt"],
+        order,
+      );
+    }
+    clock.t += ledger.economics.challengeWindowMs;
+    await ledger.finalizeDue();
+    assert.equal(ledger.account(worker.publicKey).balance, 20, "both jobs paid");
+    await ledger.close();
+  }));
+
+Deno.test("ledger: two different receipts of one worker for one job arriving together are equivocation, slashed", () =>
+  withLedgerDir(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    await ledger.deposit(worker.publicKey, 1e9);
+    const first = fixtureReceipt(3, 10, worker);
+    const second = resigned(first, { outputHash: "44".repeat(32) }, worker);
+    const results = await Promise.allSettled([
+      ledger.recordReceipt(first, assigned(first)),
+      ledger.recordReceipt(second, assigned(second)),
+    ]);
+    assert.deepEqual(outcomes(results), ["ok", "equivocation"]);
+    assert.ok(ledger.convicted(worker.publicKey));
+    assert.equal(ledger.receipt(receiptId(first))?.status, "fraud");
+    assert.equal(ledger.receipt(receiptId(second)), undefined);
+    const slashed = 10 * ledger.economics.slashMultiplier;
+    assert.deepEqual(ledger.account(worker.publicKey), {
+      balance: 0,
+      stake: 1e9 - slashed,
       locked: 0,
     });
     await ledger.close();

@@ -1,16 +1,19 @@
 /**
- * Honest receipts at the edges of what a job and a model allow must validate, and receipts no
- * honest worker can produce must cost the worker on evidence any node can check: near-zero
- * temperatures, masked (−∞) logits, chunk size 1 commitments, prompts that fill the context
- * window. Each test builds on the tiny model or a scripted stand-in (fast).
+ * Validation at the edges: honest receipts at the edges of what a job and a model allow validate
+ * (near-zero temperatures, masked logits, chunk size 1, prompts that fill the context window,
+ * models with several end tokens), and receipts no honest worker can produce, shaped on purpose
+ * included, cost the worker on evidence any node can check, without ever making the checker throw.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
-import { generationParamsSchema, type TextJob } from "../../protocols/job.ts";
+import { generationParamsSchema, jobId, type TextJob } from "../../protocols/job.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
 import {
+  type FraudKind,
   type FraudProof,
   FraudProofSchema,
   fraudProofSize,
@@ -18,12 +21,31 @@ import {
 } from "../../protocols/fraud_proof.ts";
 import { FraudProofAnnouncementMessage } from "../../protocols/inference_messages.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../../streams/length_prefixed_stream.ts";
-import { MIN_COMMITMENT_CHUNK_SIZE, openChunks } from "../../proof/commitment.ts";
+import {
+  chunkLeaf,
+  type ChunkOpening,
+  commitmentRootFrom,
+  MIN_COMMITMENT_CHUNK_SIZE,
+  openChunks,
+} from "../../proof/commitment.ts";
 import { connectedPair } from "../protocols/_helpers.ts";
 import { verifyVerdict } from "../../protocols/verdict.ts";
 import { BUILTIN_EOS_TOKEN_ID, BUILTIN_PAD_TOKEN_ID } from "../../inference/byte_tokenizer.ts";
 import { tinyModel } from "../inference/_fixtures.ts";
 import { generateChunks, scriptedModel } from "./_scripted_model.ts";
+import type { TextModel, TokenChunk } from "../../inference/text_model.ts";
+import { GREEDY, listedEndsFixture, PROMPT } from "../inference/_review_s53_eos_fixture.ts";
+import { sha256, toHex } from "../../protocols/hash.ts";
+import { inputHashOf, type Receipt, signReceipt } from "../../protocols/receipt.ts";
+import { FINGERPRINT_BYTES, FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
+import { MerkleTree } from "../../proof/merkle.ts";
+import { Ledger, LedgerRejectedError } from "../../proof/ledger.ts";
+import { assigned, job as fixtureJob, withLedgerDir } from "./_ledger_fixtures.ts";
+
+// Honest receipts at the edges of what a job and a model allow must validate, and receipts no
+// honest worker can produce must cost the worker on evidence any node can check: near-zero
+// temperatures, masked (−∞) logits, chunk size 1 commitments, prompts that fill the context window.
+// Each test builds on the tiny model or a scripted stand-in (fast).
 
 const tiny = await tinyModel();
 Deno.test.afterAll(() => tiny.cleanup());
@@ -307,5 +329,202 @@ Deno.test("a receipt for an empty prompt is termination fraud at position 0 that
     assert.ok(await announces(proof));
     const check = await checkFraudProof(proof, m);
     assert.ok(check.confirmed, `${what}: ${check.reason}`);
+  }
+});
+
+// The validators' end checks on a model that lists several end tokens (`eos_token_id: [256, b]` in
+// `config.json`): an output ending at any listed id is where generation ends, so a receipt ending
+// at `b` validates, and a worker that ran on past `b` (billing every token after it) is convicted
+// with a fraud proof any node confirms. The end set is the model's, bound by its id: on the same
+// weights listing only 256, ending at `b` stays a truncation.
+
+const f = await listedEndsFixture();
+Deno.test.afterAll(f.cleanup);
+
+const worker = Identity.generate();
+const validator = Identity.generate();
+
+function jobFor(model: TextModel, nonce: string): TextJob {
+  return { kind: "text", model: model.info.cid, prompt: PROMPT, params: GREEDY, nonce };
+}
+
+/**
+ * The plain run's chunks up to and including the second end id, ended there; that token's text
+ * "" where it is an end token (`asEnd`), as generation renders one.
+ */
+function endedAtSecond(asEnd: boolean): TokenChunk[] {
+  return f.plainRun.slice(0, f.stopAt + 1).map((c, t) =>
+    t === f.stopAt
+      ? { ...c, text: asEnd ? "" : c.text, finishReason: "stop" }
+      : { ...c, finishReason: undefined }
+  );
+}
+
+/** Prove `chunks` as `model`'s job, validate the receipt on `model`, check any fraud proof. */
+async function challenge(model: TextModel, chunks: TokenChunk[], nonce: string) {
+  const job = jobFor(model, nonce);
+  const run = await proveJob(job, ReadableStream.from(chunks), worker);
+  const result = await validateReceipt(
+    { job, receipt: run.receipt, proof: run.proof, output: run.output },
+    model,
+    validator,
+  );
+  assert.ok(verifyVerdict(result.verdict));
+  const confirmed = result.fraudProof
+    ? (await checkFraudProof(result.fraudProof, model)).confirmed
+    : undefined;
+  return { run, verdict: result.verdict, confirmed };
+}
+
+Deno.test("a receipt whose output ends at the second listed end id validates", async () => {
+  const { verdict } = await challenge(f.listed, endedAtSecond(true), "ends-at-second");
+  assert.equal(verdict.outcome, "valid", verdict.reason);
+});
+
+Deno.test("the listed model's own generation ends at the second id and its receipt validates", async () => {
+  const chunks = await Array.fromAsync(
+    f.listed.generate(f.listed.tokenizer.encode(PROMPT), GREEDY),
+  );
+  const { run, verdict } = await challenge(f.listed, chunks, "generated");
+  assert.equal(run.receipt.tokenCount, f.stopAt + 1);
+  assert.equal(verdict.outcome, "valid", verdict.reason);
+});
+
+Deno.test("a worker that ran past the second listed end id (rendering it as '') is convicted of overrun at it, and the fraud proof checks", async () => {
+  const cheat = f.plainRun.map((c, t) => (t === f.stopAt ? { ...c, text: "" } : c));
+  const { run, verdict, confirmed } = await challenge(f.listed, cheat, "ran-past-quiet");
+  assert.equal(run.receipt.tokenCount, GREEDY.maxTokens, "the cheat billed to maxTokens");
+  assert.equal(verdict.outcome, "fraud");
+  assert.equal(verdict.reason, "overrun");
+  assert.equal(confirmed, true);
+});
+
+Deno.test("a worker that ran past the second listed end id, printing it, is convicted and the fraud proof checks", async () => {
+  const { verdict, confirmed } = await challenge(f.listed, f.plainRun, "ran-past-loud");
+  assert.equal(verdict.outcome, "fraud");
+  assert.equal(confirmed, true);
+});
+
+Deno.test("on the same weights listing only the built-in EOS, ending at the second id is still a truncation, and running on is valid", async () => {
+  const cut = await challenge(f.plain, endedAtSecond(false), "plain-cut");
+  assert.equal(cut.verdict.outcome, "fraud");
+  assert.equal(cut.verdict.reason, "truncated");
+  assert.equal(cut.confirmed, true);
+  const whole = await challenge(f.plain, f.plainRun, "plain-whole");
+  assert.equal(whole.verdict.outcome, "valid", whole.verdict.reason);
+});
+
+// Fraud proofs against receipts a cheater shaped on purpose. Every field value the receipt schema
+// admits must end in a judgement: a receipt no proof could ever convict is refused when recorded
+// (so never paid), and a validly signed proof never makes the checker throw (a throw settles
+// nothing: the accused keeps its pay and the accuser its stake).
+
+const owner = Identity.generate();
+const accuser = Identity.generate();
+
+const MODEL = "bafkreimodel"; // the fixture jobs' model
+const TOKENS = 4; // one chunk of the fewest positions a ledger records
+
+/**
+ * A worker's receipt for `job` whose commitment packs its tokens `tokenBytes` wide, with the
+ * one opening of its one chunk (genuine: its path leads to the signed root). The output hash is
+ * one no tokens decode to: an `output` fraud on its face.
+ */
+function shapedReceipt(
+  job: TextJob,
+  tokenBytes: number,
+): { receipt: Receipt; opening: ChunkOpening } {
+  const tokens = new Uint8Array(TOKENS * tokenBytes).fill(0x41);
+  const fingerprints = new Uint8Array(TOKENS * FINGERPRINT_BYTES);
+  const leaf = chunkLeaf(0, sha256(tokens), sha256(fingerprints));
+  const tree = new MerkleTree([leaf]);
+  const root = toHex(commitmentRootFrom(TOKENS, TOKENS, tokenBytes, tree.root()));
+  const receipt = signReceipt({
+    v: 1,
+    kind: "text",
+    jobId: jobId(job),
+    model: MODEL,
+    inputHash: inputHashOf(job),
+    params: job.params,
+    outputHash: "ab".repeat(32),
+    commitment: { scheme: FINGERPRINT_SCHEME, root, chunkSize: TOKENS, tokenBytes },
+    tokenCount: TOKENS,
+    timings: { startedAt: 0, firstTokenMs: 1, totalMs: 2 },
+  }, worker);
+  return {
+    receipt,
+    opening: { index: 0, tokens, fingerprintsHash: sha256(fingerprints), path: tree.path(0) },
+  };
+}
+
+function proofAgainst(
+  job: TextJob,
+  receipt: Receipt,
+  opening: ChunkOpening,
+  kind: FraudKind,
+) {
+  return signFraudProof({
+    v: 1,
+    kind,
+    job,
+    receipt,
+    chunks: [opening],
+    cited: [{ position: kind === "termination" ? TOKENS : 0 }],
+    issuedAt: 1,
+  }, accuser);
+}
+
+Deno.test("review s46: a text receipt signing a token width no proof data has (0, 1, 3) is refused when recorded, or its fraud proof convicts", async () => {
+  for (const tokenBytes of [0, 1, 3]) {
+    await withLedgerDir(async (dir, clock) => {
+      const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+      await ledger.deposit(worker.publicKey, 1_000_000);
+      await ledger.deposit(accuser.publicKey, 1_000_000);
+      const job = fixtureJob(9_000 + tokenBytes);
+      const { receipt, opening } = shapedReceipt(job, tokenBytes);
+      const recorded = await ledger.recordReceipt(receipt, assigned(receipt)).then(
+        (rec) => rec,
+        (error) => {
+          assert.ok(error instanceof LedgerRejectedError, String(error));
+          assert.equal(error.code, "receipt_rejected");
+          return undefined;
+        },
+      );
+      if (recorded !== undefined) {
+        // Recorded, so payable: the proof of the worker's own lie must settle it.
+        const model = scriptedModel(MODEL);
+        const proof = proofAgainst(job, receipt, opening, "output");
+        const check = await checkFraudProof(proof, model);
+        assert.equal(check.confirmed, true, `tokenBytes ${tokenBytes}: ${check.reason}`);
+        await ledger.settleFraud({
+          receiptId: recorded.receiptId,
+          fraudProofHash: check.proofHash,
+          validator: accuser.publicKey,
+          confirmed: true,
+          reason: check.reason,
+        });
+      }
+      clock.t += ledger.economics.challengeWindowMs + 1;
+      await ledger.finalizeDue();
+      // Not paid either way: refused (no record), or slashed by the proof.
+      assert.ok(ledger.account(worker.publicKey).balance <= 0, `tokenBytes ${tokenBytes}: paid`);
+      assert.ok(ledger.account(worker.publicKey).stake <= 1_000_000);
+      await ledger.close();
+    });
+  }
+});
+
+Deno.test("review s46: a signed proof against a receipt of an odd token width is judged, never thrown on", async () => {
+  const model = scriptedModel(MODEL);
+  for (const tokenBytes of [0, 1, 3]) {
+    const job = fixtureJob(9_100 + tokenBytes);
+    const { receipt, opening } = shapedReceipt(job, tokenBytes);
+    for (const kind of ["output", "termination", "sampling", "fingerprint"] as const) {
+      // Without the model too: the checker must answer, not throw.
+      for (const m of [model, undefined]) {
+        const check = await checkFraudProof(proofAgainst(job, receipt, opening, kind), m);
+        assert.equal(typeof check.reason, "string", `${kind} / ${tokenBytes}`);
+      }
+    }
   }
 });

@@ -1,9 +1,8 @@
 /**
  * The training evidence of a small network, signed with the real signing code, to feed to fresh
- * ledgers in any order (`review_s63_training_convergence_test.ts`: do honest ledgers that get the
- * same training evidence in different orders end the same?). The training twin of
- * `review_s62_convergence_world.ts`, whose {@link Evidence}, `pledge`, `tick`, `feed` and
- * `shuffled` it uses as they are.
+ * ledgers in any order (`ledger_convergence_test.ts`: do honest ledgers that get the same training
+ * evidence in different orders end the same?). The training twin of `_convergence_world.ts`, whose
+ * {@link Evidence}, `pledge`, `tick`, `feed` and `shuffled` it uses as they are.
  *
  * What the node in front of a ledger guarantees, and no more, is modelled by each piece's
  * `ready`: a training receipt reaches the ledger once its trainer's pledge is recorded (the
@@ -31,7 +30,7 @@ import {
   seeded,
   tick,
   WINDOW,
-} from "./review_s62_convergence_world.ts";
+} from "./_convergence_world.ts";
 import { LedgerError } from "../../proof/ledger_errors.ts";
 
 /** Credit per step here: 1, so a receipt's credit is its steps and its lock 20 × them. */

@@ -1,10 +1,10 @@
 /**
- * Review (stop 47): the claims of docs/PROOF.md, "What is detected, and what is not" and
- * "Threat model", held against a real cheating worker and the real validator's ledger. Each cheat
- * the doc says is detected is proved by a worker, announced to a ValidatorActor with its job and
- * the requester's assignment, challenged (coin 1), and must end `fraud` in that ledger: not paid,
- * the locked slash taken, the validator rewarded. Honest variants the doc says are never flagged
- * (top logprobs asked, stop strings, a `maxTokens` cut) must be paid.
+ * The claims of docs/PROOF.md, "What is detected, and what is not" and "Threat model", held against
+ * a real cheating worker and the real validator's ledger. Each cheat the doc says is detected is
+ * proved by a worker, announced to a ValidatorActor with its job and the requester's assignment,
+ * challenged (coin 1), and must end `fraud` in that ledger: not paid, the locked slash taken, the
+ * validator rewarded. Honest variants the doc says are never flagged (top logprobs asked, stop
+ * strings, a `maxTokens` cut) must be paid.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";

@@ -1,13 +1,11 @@
 /**
- * Fractional prices (review s57): amounts are `tokens × price` (× `slashMultiplier`), and with a
- * price like 0.1 binary floating point made them, and the balances summed from them, drift by an
- * ulp: a lock of 3 tokens at 0.1 × 20 was 6.000000000000001, so a worker with exactly 6 free was
- * refused it; `locked` ended at ±1.8e-15 instead of 0 once every receipt was final; and two
- * ledgers that met the same receipts in another order ended with other balances (0.6 here,
- * 0.6000000000000001 there). Amounts and balances are now kept to a millionth of a credit.
+ * The ledger's money: balances a sequence of settlements leaves, and amounts kept to a millionth
+ * of a credit so that fractional prices never drift or end otherwise in another order.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
-import { Ledger } from "../../proof/ledger.ts";
+import { Ledger, type TrainingRoundTerms } from "../../proof/ledger.ts";
 import { roundCredits } from "../../proof/ledger_state.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -16,6 +14,15 @@ import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
 import { readCheckpoint, signCheckpoint, writeCheckpoint } from "../../proof/ledger_checkpoint.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { START, trainingReceipt } from "./_training_receipt.ts";
+
+// Fractional prices: amounts are `tokens × price` (× `slashMultiplier`), and with a price like 0.1
+// binary floating point made them, and the balances summed from them, drift by an ulp: a lock of 3
+// tokens at 0.1 × 20 was 6.000000000000001, so a worker with exactly 6 free was refused it;
+// `locked` ended at ±1.8e-15 instead of 0 once every receipt was final; and two ledgers that met
+// the same receipts in another order ended with other balances (0.6 here, 0.6000000000000001
+// there). Amounts and balances are now kept to a millionth of a credit.
 
 const PRICE = 0.1;
 const M = DEFAULT_ECONOMICS.slashMultiplier;
@@ -140,3 +147,54 @@ Deno.test("ledger verify: a checkpoint written before amounts were kept to the q
     assert.equal((await verifyLedger(dir)).checkpoint.check, "does_not_match");
   });
 });
+
+// The ledger's money: each test asserts the balances a sequence of settlements leaves, not only
+// what the calls return.
+
+const owner = Identity.generate();
+const trainer = Identity.generate();
+const accuser = Identity.generate();
+const WINDOW = 100;
+const PER_STEP = 10;
+const MULTIPLIER = 20;
+
+const terms = (round: number): TrainingRoundTerms => ({ round, startModel: START, steps: 4 });
+
+Deno.test("review s44: a trainer's equivocation on a paid round after a slash took its stake never drives the stake below zero, live or reopened", () =>
+  withLedgerDir(async (dir, clock) => {
+    const options = {
+      now: () => clock.t,
+      economics: { challengeWindowMs: WINDOW, trainingCreditPerStep: PER_STEP },
+    };
+    let ledger = await Ledger.open(dir, owner, options);
+    const lock = 4 * PER_STEP * MULTIPLIER; // 800
+    await ledger.deposit(trainer.publicKey, lock);
+    await ledger.deposit(accuser.publicKey, 1_000);
+    // Round 1: recorded and paid; its lock released.
+    await ledger.recordTrainingReceipt(trainingReceipt(trainer, 1, 4), terms(1));
+    clock.t += WINDOW + 1;
+    await ledger.finalizeDue();
+    assert.equal(ledger.account(trainer.publicKey).balance, 4 * PER_STEP);
+    // Round 2: caught, the whole stake slashed.
+    const cheat = trainingReceipt(trainer, 2, 4);
+    await ledger.recordTrainingReceipt(cheat, terms(2));
+    await ledger.settleTrainingFraud({
+      receiptId: trainingReceiptId(cheat),
+      fraudProofHash: "77".repeat(32),
+      validator: accuser.publicKey,
+      confirmed: true,
+      reason: "step_mismatch",
+    });
+    assert.equal(ledger.account(trainer.publicKey).stake, 0);
+    // A second, different receipt for the paid round 1: equivocation, slashed on arrival. Its
+    // stake has nothing left to take: it stays at zero (as an inference worker's does).
+    await assert.rejects(
+      () => ledger.recordTrainingReceipt(trainingReceipt(trainer, 1, 4, "d2"), terms(1)),
+      { code: "equivocation" },
+    );
+    assert.equal(ledger.account(trainer.publicKey).stake, 0, "never below zero");
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, options);
+    assert.equal(ledger.account(trainer.publicKey).stake, 0, "never below zero, reopened");
+    await ledger.close();
+  }));

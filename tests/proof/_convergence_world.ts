@@ -1,8 +1,8 @@
 /**
- * The evidence of a small network, signed with the real signing code, and the means to feed it to
- * a fresh ledger in any order and read what that ledger ends with. Used by
- * `review_s62_convergence_test.ts` (do honest ledgers that get the same evidence in different
- * orders end the same?).
+ * The evidence of a small network, signed with the real signing code, and the means to feed it to a
+ * fresh ledger in any order and read what that ledger ends with. Used by
+ * `ledger_convergence_test.ts` (do honest ledgers that get the same evidence in different orders
+ * end the same?).
  *
  * Every key comes from a fixed seed, so a run replays exactly. Each piece of evidence is an
  * {@link Evidence}: what a ledger does with it (`deliver`) and when the node in front of the

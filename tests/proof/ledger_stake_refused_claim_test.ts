@@ -1,14 +1,7 @@
 /**
- * Stop 64 (ledger, inference): a worker's receipt refused for want of free stake leaves a trace.
- * A worker staked 1,000 signs two contradicting receipts for one job, both assigned: 40 tokens
- * (lock 800) and 70 tokens (lock 1,400, more than its stake). Small first: recorded, and the big
- * one is its `equivocation`, slashed the larger claim's lock, what is left of the stake at most
- * (1,000). Big first, it was refused `insufficient_stake` and forgotten (the ledger wrote
- * nothing), so the small one was recorded and paid 40, the cheat keeping its stake (3 of 6
- * orders). A staked key's receipt refused for want of stake is now kept as its worker's claim
- * for the job (`unrecorded_claim`, `refused: "insufficient_stake"`), then refused as before; a
- * trainer's training receipt for its round slot alike (the last two tests; the six orders are
- * `review_s63_training_convergence_open_test.ts`'s case 4).
+ * A worker's receipt refused for want of free stake leaves a trace (`unrecorded_claim`,
+ * `refused: "insufficient_stake"`): the same contradicting receipts end the same in every order,
+ * for inference receipts and for a trainer's training receipts alike.
  *
  * @module
  */
@@ -20,9 +13,8 @@ import { Ledger } from "../../proof/ledger.ts";
 import { INDEX_FILE } from "../../proof/ledger_index.ts";
 import { LedgerError } from "../../proof/ledger_errors.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
-import { receiptId as receiptIdOf } from "../../protocols/receipt.ts";
+import { type Receipt, receiptId as receiptIdOf } from "../../protocols/receipt.ts";
 import { assigned, receipt, requester, withLedgerDir, withoutFsync } from "./_ledger_fixtures.ts";
-import type { Receipt } from "../../protocols/receipt.ts";
 import {
   type Evidence,
   feed,
@@ -33,14 +25,25 @@ import {
   seeded,
   signedProof,
   WINDOW,
-} from "./review_s62_convergence_world.ts";
-import { PER_STEP, permutations, roundTerms } from "./review_s63_training_convergence_world.ts";
+} from "./_convergence_world.ts";
+import { PER_STEP, permutations, roundTerms } from "./_training_convergence_world.ts";
 import { trainingReceipt } from "./_training_receipt.ts";
 import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
 
+const { v1 } = parties;
+
+// A worker's receipt refused for want of free stake leaves a trace. A worker staked 1,000 signs two
+// contradicting receipts for one job, both assigned: 40 tokens (lock 800) and 70 tokens (lock
+// 1,400, more than its stake). Small first: recorded, and the big one is its `equivocation`,
+// slashed the larger claim's lock, what is left of the stake at most (1,000). Big first, it was
+// refused `insufficient_stake` and forgotten (the ledger wrote nothing), so the small one was
+// recorded and paid 40, the cheat keeping its stake (3 of 6 orders). A staked key's receipt refused
+// for want of stake is now kept as its worker's claim for the job (`unrecorded_claim`, `refused:
+// "insufficient_stake"`), then refused as before; a trainer's training receipt for its round slot
+// alike (the last two tests; the six orders are `ledger_convergence_test.ts`'s training case 4).
+
 const w = seeded(64);
 const other = seeded(65);
-const { v1 } = parties;
 /** Another worker, holding the job in one test. */
 const w1 = seeded(68);
 /** w's two contradicting receipts for job 6401: 40 tokens (lock 800) and 70 (lock 1,400). */

@@ -1,11 +1,6 @@
 /**
- * Review s63 (ledger, training): a fraud proof about a trainer's receipt this ledger did not
- * record — another receipt of the trainer for the round was recorded first — settles against the
- * recorded one (`Ledger.trainingFraudSubject`, the settlement carrying the signed receipt as
- * `trainingReceipt`), adversarially: it settles once (the slot marked, so the contradicting
- * receipt coming later is not slashed again, and a second proof is refused), a receipt no stake
- * backs is no subject (no re-runs bought with made-up receipts), and the log replays to the same
- * balances and the same refusals, index rebuilt or not (no new index rows: no format bump).
+ * A fraud proof about a trainer's receipt the ledger did not record (another receipt of the
+ * trainer for the round was) settles against the recorded one, once, and replays alike.
  *
  * @module
  */
@@ -19,15 +14,19 @@ import { Identity } from "../../protocols/identity.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { trainingReceipt } from "./_training_receipt.ts";
 import { withLedgerDir } from "./_ledger_fixtures.ts";
-import { seeded, WINDOW } from "./review_s62_convergence_world.ts";
-import {
-  PER_STEP,
-  proofHash,
-  roundTerms,
-  trainingParties,
-} from "./review_s63_training_convergence_world.ts";
+import { seeded, WINDOW } from "./_convergence_world.ts";
+import { PER_STEP, proofHash, roundTerms, trainingParties } from "./_training_convergence_world.ts";
 
 const { t1, v1, v2 } = trainingParties;
+
+// A fraud proof about a trainer's receipt this ledger did not record — another receipt of the
+// trainer for the round was recorded first — settles against the recorded one
+// (`Ledger.trainingFraudSubject`, the settlement carrying the signed receipt as `trainingReceipt`),
+// adversarially: it settles once (the slot marked, so the contradicting receipt coming later is not
+// slashed again, and a second proof is refused), a receipt no stake backs is no subject (no re-runs
+// bought with made-up receipts), and the log replays to the same balances and the same refusals,
+// index rebuilt or not (no new index rows: no format bump).
+
 /** t1's two contradicting receipts for round 9: 4 steps (lock 80) and 7 steps (lock 140). */
 const small = trainingReceipt(t1, 9, 4, "d1");
 const big = trainingReceipt(t1, 9, 7, "d2");
