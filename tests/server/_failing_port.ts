@@ -1,6 +1,6 @@
 /**
  * A stand-in inference port whose every job fails at once with a given error, for tests of what
- * a failed job tells its client (`review_s53b_*_failure_text_test.ts`).
+ * a failed job tells its client (`job_failures_test.ts`).
  *
  * @module
  */

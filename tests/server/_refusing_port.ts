@@ -1,7 +1,6 @@
 /**
  * An inference port that refuses jobs, for the tests of what a refusal costs an API key
- * (`review_s47_upload_edges_test.ts`, `review_s52_upstream_failures_test.ts`,
- * `review_s52_health_overload_test.ts`).
+ * (`file_routes_test.ts`, `job_failures_test.ts`, `healthz_test.ts`).
  */
 import type {
   InferenceHandle,

@@ -1,3 +1,8 @@
+/**
+ * `createApp`: the node's ModelRegistry as model source, receipts that verify against the streamed
+ * text, the edge depending on the inference port only, and 405 with `Allow` for a known path asked
+ * with a method it does not take.
+ */
 import { assert, assertEquals } from "./_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
@@ -13,6 +18,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { fromHex, toHex } from "../../protocols/hash.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
 import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
+import { refusingPort } from "./_refusing_port.ts";
 
 Deno.test("createApp works with the node's ModelRegistry as model source and catalog, and mounts extra routes and metrics", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-app-test-" });
@@ -156,4 +162,86 @@ Deno.test("The HTTP and WebSocket edge depends on the inference port only: no se
     if (/from\s+["']\.\.\/actors\//.test(source)) offenders.push(entry.name);
   }
   assertEquals(offenders, []);
+});
+
+// A known path asked with a method it does not take is 405 with `Allow`, in OpenAI's error shape
+// (`GET /v1/chat/completions` was a 404 `not_found`, as if the route did not exist: a client
+// library's wrong method read as a wrong base URL); an unknown path is still 404.
+
+async function withApp(run: (url: string) => Promise<void>): Promise<void> {
+  const app = createApp({ inference: refusingPort(() => undefined) });
+  const abort = new AbortController();
+  const server = serve({ app, signal: abort.signal });
+  try {
+    await run(server.url);
+  } finally {
+    abort.abort();
+    await server.finished;
+  }
+}
+
+Deno.test("a known path with a method it does not take is 405 with Allow; an unknown path is 404", async () => {
+  await withApp(async (url) => {
+    const answers: unknown[] = [];
+    for (
+      const [method, path] of [
+        ["GET", "/v1/chat/completions"],
+        ["PUT", "/v1/completions"],
+        ["DELETE", "/v1/models"],
+        ["POST", "/v1/models"],
+      ] as const
+    ) {
+      const response = await fetch(`${url}${path}`, { method });
+      const body = await response.json();
+      answers.push([
+        method,
+        path,
+        response.status,
+        response.headers.get("allow"),
+        body.error.code,
+        body.error.type,
+        body.error.message,
+      ]);
+    }
+    assertEquals(answers, [
+      [
+        "GET",
+        "/v1/chat/completions",
+        405,
+        "POST",
+        "method_not_allowed",
+        "invalid_request_error",
+        "Invalid method for URL (GET /v1/chat/completions): it takes POST",
+      ],
+      [
+        "PUT",
+        "/v1/completions",
+        405,
+        "POST",
+        "method_not_allowed",
+        "invalid_request_error",
+        "Invalid method for URL (PUT /v1/completions): it takes POST",
+      ],
+      [
+        "DELETE",
+        "/v1/models",
+        405,
+        "GET, HEAD",
+        "method_not_allowed",
+        "invalid_request_error",
+        "Invalid method for URL (DELETE /v1/models): it takes GET, HEAD",
+      ],
+      [
+        "POST",
+        "/v1/models",
+        405,
+        "GET, HEAD",
+        "method_not_allowed",
+        "invalid_request_error",
+        "Invalid method for URL (POST /v1/models): it takes GET, HEAD",
+      ],
+    ]);
+    const missing = await fetch(`${url}/v1/nothing`, { method: "POST" });
+    assertEquals([missing.status, (await missing.json()).error.code], [404, "not_found"]);
+  });
 });

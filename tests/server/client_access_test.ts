@@ -1,16 +1,30 @@
 /**
- * Who may use the API: loopback only without keys, every client with a key when keys are set,
- * and per-key concurrency and rate limits answered with 429 and Retry-After.
+ * Who may use the API and from where: loopback only without keys (a reverse proxy's relayed client
+ * is not), every client with a key when keys are set, the keys a node may be configured with,
+ * per-key limits, the DNS-rebinding guard on `Host` and browser origins with CORS.
  */
 import OpenAI from "openai";
-import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { assertEquals, assertRejects } from "./_assert.ts";
 import { eventually, startTestNode, type TestNode } from "./_fixtures.ts";
 import { WsProbe } from "./_ws_probe.ts";
-import type { EdgeConfig } from "../../server/edge_config.ts";
+import { type EdgeConfig, edgeConfig } from "../../server/edge_config.ts";
 import { describeAccess, isLoopback } from "../../server/client_access.ts";
-import { ApiKeys } from "../../server/api_keys.ts";
+import { ApiKeys, ApiKeysFileError } from "../../server/api_keys.ts";
 import { KeyLimits } from "../../server/key_limits.ts";
 import type { WsErrorMessage } from "../../server/stream_protocol.ts";
+import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
+import { createApp } from "../../server/app.ts";
+import type { DashboardSources } from "../../server/dashboard_routes.ts";
+import { JobMonitor } from "../../server/job_monitor.ts";
+import { resolveStartConfig } from "../../node/start_command.ts";
+import { ConfigError } from "../../node/config.ts";
+import { notWholeNumber, parseWholeNumber } from "../../node/number_flags.ts";
+import { join } from "node:path";
+import assert from "node:assert/strict";
+import { serve } from "../../server/serve.ts";
+
+// Who may use the API: loopback only without keys, every client with a key when keys are set,
+// and per-key concurrency and rate limits answered with 429 and Retry-After.
 
 async function withNode(
   edge: Partial<EdgeConfig>,
@@ -225,4 +239,331 @@ Deno.test("KeyLimits: a token bucket of one minute's starts, refilled over time;
   now += 6_000;
   limits.admit("k")(); // one start refilled
   limits.admit("other")(); // keys do not share a bucket
+});
+
+// The operator's and the API's edges: who counts as this machine's own client, which API keys a
+// node may be configured with, and how numbers are read from flags.
+
+const SOURCES: DashboardSources = {
+  node: { key: "00".repeat(32), version: "test" },
+  tree: () => ({}),
+  onLifecycle: () => () => {},
+  peers: () => Promise.resolve([]),
+  validator: () => Promise.resolve(undefined),
+  storage: () => Promise.resolve(undefined),
+};
+const PORT: InferencePort = {
+  submit: () => Promise.reject(new Error("no jobs")),
+  models: () => Promise.resolve([{ cid: "bafkmodel", name: "m", kind: "text" }] as never),
+  stats: () => Promise.resolve({} as InferenceStats),
+};
+
+Deno.test("a loopback request a reverse proxy relays (Forwarded, X-Forwarded-For, X-Real-IP) is not this machine's client: without keys /v1 and the dashboard's state refuse it", async () => {
+  const jobs = new JobMonitor();
+  const app = createApp({
+    inference: jobs.wrap(PORT),
+    edge: edgeConfig({}),
+    dashboard: { sources: SOURCES, jobs, operatorToken: "op-token-0123456789abcdef" },
+  });
+  const loopback = { transport: "tcp", hostname: "127.0.0.1", port: 40000 } as const;
+  const get = (path: string, headers: Record<string, string>) =>
+    app.fetch(new Request(`http://127.0.0.1${path}`, { headers }), { remoteAddr: loopback });
+  // A proxy on this machine reached by its public address keeps that address as `Host` (Caddy,
+  // nginx's `proxy_set_header Host $host`), or sends the upstream's (nginx's default
+  // `$proxy_host`): either names the node by an address, as this machine's own clients do.
+  const relayed: Record<string, string>[] = [
+    { host: "203.0.113.5", "x-forwarded-for": "198.51.100.7" },
+    { host: "127.0.0.1:8080", "x-real-ip": "198.51.100.7" },
+    { host: "[2001:db8::5]", forwarded: "for=198.51.100.7;proto=https" },
+  ];
+  for (const headers of relayed) {
+    for (const path of ["/v1/models", "/dashboard/state"]) {
+      const response = await get(path, headers);
+      const { error } = await response.json();
+      assertEquals([response.status, error?.code], [
+        path === "/v1/models" ? 403 : 401,
+        "api_key_required",
+      ], `${path} ${JSON.stringify(headers)}`);
+    }
+  }
+  // This machine's own client, which relays nobody, is still served without a key.
+  for (const path of ["/v1/models", "/dashboard/state"]) {
+    const own = await get(path, { host: "127.0.0.1:8080" });
+    assertEquals(own.status, 200, path);
+    await own.body?.cancel();
+  }
+});
+
+Deno.test("an API key no client can send (a blank inside, a character outside visible ASCII) is refused at start naming the option, from a flag and from the keys file alike", async () => {
+  for (
+    const key of [
+      "correct horse battery staple",
+      "clé-secrète-0123456789",
+      "tab\tseparated-key-0123",
+    ]
+  ) {
+    const error = await assertRejects(
+      () => resolveStartConfig(["--api-key", key]),
+      ConfigError,
+    );
+    assert(error.message.includes("http.apiKeys"), error.message);
+    // The message must not echo the secret itself.
+    assert(!error.message.includes(key), error.message);
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/keys`;
+    await Deno.writeTextFile(file, "# keys\nclé-secrète-0123456789\n");
+    const error = await assertRejects(
+      () => Promise.resolve().then(() => describeAccess({ ...edgeConfig({ apiKeysFile: file }) })),
+      ApiKeysFileError,
+    );
+    assert(error.message.includes("line 2"), error.message);
+    assert(!error.message.includes("clé"), error.message);
+    // A well-formed key (visible ASCII, one word) is still accepted both ways.
+    await Deno.writeTextFile(file, "# keys\nsk-0123456789abcdef_~+/=.\n");
+    assert(describeAccess({ ...edgeConfig({ apiKeysFile: file }) }).includes("1 API key"));
+    const { config } = await resolveStartConfig(["--api-key", "sk-0123456789abcdef_~+/=."]);
+    assertEquals(config.http.apiKeys, ["sk-0123456789abcdef_~+/=."]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a whole number past 2^53 is refused as too large, not read as a neighbouring number nobody wrote", () => {
+  // 2^53 + 1 has no double of its own: Number() reads it as 2^53.
+  assertEquals(parseWholeNumber("9007199254740993"), undefined);
+  assertEquals(parseWholeNumber("99999999999999999999"), undefined);
+  assertEquals(parseWholeNumber("9007199254740991"), Number.MAX_SAFE_INTEGER);
+  const message = notWholeNumber("--quota", "99999999999999999999");
+  assert(message.includes("too large"), message);
+});
+
+// An API key may hold `#` (`--api-key` takes any visible ASCII), but the keys file cut every line
+// at its first `#`, as if a comment began there: the same key read from the file became its first
+// part, a key clients never send (or, shorter than 16 characters, refused the file). A comment now
+// starts at a line's start or after a space.
+
+/** Which of `asked` a node with `file` as its keys file accepts. */
+async function accepted(file: string, asked: string[]): Promise<string[]> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "keys");
+    await Deno.writeTextFile(path, file);
+    const keys = ApiKeys.fromConfig({ apiKeys: [], apiKeysFile: path });
+    return asked.filter((key) => {
+      try {
+        keys.identify(`Bearer ${key}`);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("review s52: a key with a # in it read from the keys file is that whole key, as --api-key takes it", async () => {
+  const key = "team#7-3f9a1c0de8b24f67a5";
+  assertEquals(await accepted(`${key}\n`, [key, "team"]), [key]);
+});
+
+Deno.test("review s52: comments in the keys file still start a line or follow a space", async () => {
+  const a = "aaaaaaaaaaaaaaaaaaaa";
+  const b = "bbbbbbbbbbbbbbbbbbbb";
+  const file = `# the team's keys\n${a} # alice\n\t# ${b} retired\n`;
+  assertEquals(await accepted(file, [a, b]), [a]);
+});
+
+// DNS rebinding (`server/host_guard.ts`): a request from this machine must name the node by an
+// address, `localhost` or a name in `http.allowedHosts`. A page whose name was re-pointed at
+// 127.0.0.1 sends its own name as `Host` and no `Origin`; `/v1/models` and `/metrics` used to
+// answer it as a local client. Requests are written by hand over TCP: fetch does not let a test
+// choose `Host`.
+
+const GUARD_PORT: InferencePort = {
+  submit: () => Promise.reject(new Error("no jobs")),
+  models: () => Promise.resolve([{ cid: "bafkmodel", name: "private", kind: "text" }] as never),
+  stats: () => Promise.resolve({} as InferenceStats),
+};
+
+/** GET `path` from 127.0.0.1:`port` with exactly `headers`; the status and the body. */
+async function rawGet(port: number, path: string, headers: Record<string, string>) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const head = [`GET ${path} HTTP/1.1`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  await conn.write(new TextEncoder().encode([...head, "Connection: close", "", ""].join("\r\n")));
+  let text = "";
+  const buf = new Uint8Array(1 << 16);
+  for (;;) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  conn.close();
+  return { status: Number(text.split(" ")[1]), body: text.slice(text.indexOf("\r\n\r\n") + 4) };
+}
+
+Deno.test("a request from this machine under a name it was not given is refused on every route; an address, localhost, a listed name or a valid credential is served", async () => {
+  const jobs = new JobMonitor();
+  const key = "a-long-random-api-key-1234";
+  const app = createApp({
+    inference: jobs.wrap(GUARD_PORT),
+    edge: edgeConfig({ allowedHosts: ["proxy.example"], apiKeys: [key] }),
+    dashboard: { sources: SOURCES, jobs, operatorToken: "op-token-0123456789abcdef" },
+  });
+  const server = serve({ app, hostname: "127.0.0.1", port: 0 });
+  const port = Number(new URL(server.url).port);
+  try {
+    for (const path of ["/v1/models", "/metrics", "/healthz", "/dashboard/state"]) {
+      const evil = await rawGet(port, path, { Host: `evil.example:${port}` });
+      assert.equal(evil.status, 421, `${path} under a rebound name`);
+      assert.match(evil.body, /misdirected_request/);
+      assert.doesNotMatch(evil.body, /private/, "nothing of the node's");
+    }
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `proxy.example:${port}`]) {
+      const ok = await rawGet(port, "/v1/models", { Host: host, Authorization: `Bearer ${key}` });
+      assert.equal(ok.status, 200, host);
+      assert.match(ok.body, /private/);
+    }
+    assert.equal((await rawGet(port, "/metrics", { Host: "proxy.example" })).status, 200);
+    // A credential no rebinding page has lets a request in under any name; a made-up one not.
+    const named = (authorization: string) =>
+      rawGet(port, "/metrics", { Host: `node.example:${port}`, Authorization: authorization });
+    assert.equal((await named(`Bearer ${key}`)).status, 200);
+    assert.equal((await named("Bearer op-token-0123456789abcdef")).status, 200);
+    assert.equal((await named("Bearer not-a-key-at-all-0000")).status, 421);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+// Browser origins: refused unless allowed; allowed ones get CORS headers and preflights.
+
+const EVIL = "http://evil.example";
+const APP = "https://app.example";
+
+Deno.test("By default a page from another origin cannot drive the node: a text/plain POST and a WebSocket are refused (403 origin_not_allowed)", async () => {
+  await withNode({}, async (node) => {
+    // The "simple request" a page can send without a preflight.
+    const post = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { origin: EVIL, "content-type": "text/plain" },
+      body: JSON.stringify({ prompt: "Hello", max_tokens: 2 }),
+    });
+    const { error } = await post.json();
+    assertEquals([post.status, error.code], [403, "origin_not_allowed"]);
+    assert(error.message.includes("--allow-origin"), error.message);
+    assertEquals(post.headers.get("access-control-allow-origin"), null);
+    await WsProbe.open(node.wsUrl, { origin: EVIL }).then(
+      () => assert(false, "the WebSocket handshake must be refused"),
+      () => {},
+    );
+    assertEquals((await node.stats()).jobsStarted, 0);
+    // Clients that are not browsers send no Origin and are served as before.
+    const plain = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ prompt: "Hello", max_tokens: 2 }),
+    });
+    assertEquals(plain.status, 200);
+    await plain.text();
+  });
+});
+
+Deno.test("An allowed origin (http.allowedOrigins) gets a working preflight and CORS headers; others stay refused", async () => {
+  await withNode({ allowedOrigins: [APP] }, async (node) => {
+    const preflight = await fetch(`${node.url}/v1/chat/completions`, {
+      method: "OPTIONS",
+      headers: {
+        origin: APP,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+      },
+    });
+    assertEquals(preflight.status, 204);
+    assertEquals(preflight.headers.get("access-control-allow-origin"), APP);
+    assert(preflight.headers.get("access-control-allow-methods")!.includes("POST"));
+    assert(preflight.headers.get("access-control-allow-headers")!.includes("authorization"));
+    const post = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { origin: APP, "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Hello", max_tokens: 2 }),
+    });
+    assertEquals(post.status, 200);
+    assertEquals(post.headers.get("access-control-allow-origin"), APP);
+    assertEquals(post.headers.get("vary"), "Origin");
+    assertEquals((await post.json()).object, "text_completion");
+    // Error bodies are readable by the allowed page too.
+    const missing = await fetch(`${node.url}/v1/nothing`, { headers: { origin: APP } });
+    assertEquals(missing.status, 404);
+    assertEquals(missing.headers.get("access-control-allow-origin"), APP);
+    await missing.body?.cancel();
+    const ws = await WsProbe.open(node.wsUrl, { origin: APP });
+    ws.send({ type: "infer", id: "a", prompt: "Hi", max_tokens: 2 });
+    assertEquals((await ws.end("a")).type, "done");
+    await ws.close();
+    const other = await fetch(`${node.url}/v1/models`, { headers: { origin: EVIL } });
+    assertEquals(other.status, 403);
+    await other.body?.cancel();
+  });
+});
+
+Deno.test('The openai client works from an allowed origin with "*"', async () => {
+  await withNode({ allowedOrigins: ["*"] }, async (node) => {
+    const client = new OpenAI({
+      baseURL: `${node.url}/v1`,
+      apiKey: "unused",
+      maxRetries: 0,
+      defaultHeaders: { origin: EVIL },
+    });
+    const completion = await client.completions.create({
+      model: "default",
+      prompt: "Hi",
+      max_tokens: 2,
+    });
+    assertEquals(completion.object, "text_completion");
+  });
+});
+
+Deno.test("A browser running the official openai client passes the preflight: the headers it sends (x-stainless-*) are allowed for an allowed origin, and a malformed header list is not echoed", async () => {
+  // The header names the official client sends with a streamed chat request, as it sends them.
+  let sent: string[] = [];
+  const capture = new OpenAI({
+    baseURL: "http://127.0.0.1:9/v1",
+    apiKey: "sk-browser",
+    maxRetries: 0,
+    dangerouslyAllowBrowser: true,
+    fetch: (_url, init) => {
+      sent = [...new Headers(init?.headers).keys()];
+      return Promise.reject(new Error("captured"));
+    },
+  });
+  await capture.chat.completions.create({
+    model: "default",
+    messages: [{ role: "user", content: "Hi" }],
+    stream: true,
+  }).catch(() => {});
+  // What a browser's preflight asks for: not the simple headers, nor those a page cannot set.
+  const custom = sent.filter((name) => !["accept", "content-type", "user-agent"].includes(name));
+  assert(custom.some((name) => name.startsWith("x-stainless-")), `sent: ${sent.join(", ")}`);
+  await withNode({ allowedOrigins: [APP] }, async (node) => {
+    const preflight = (requested: string) =>
+      fetch(`${node.url}/v1/chat/completions`, {
+        method: "OPTIONS",
+        headers: {
+          origin: APP,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": requested,
+        },
+      });
+    const answer = await preflight(custom.join(","));
+    assertEquals(answer.status, 204);
+    const allowed = (answer.headers.get("access-control-allow-headers") ?? "")
+      .split(",").map((name) => name.trim().toLowerCase());
+    for (const name of custom) assert(allowed.includes(name), `${name} not allowed: ${allowed}`);
+    assert(answer.headers.get("vary")!.includes("Access-Control-Request-Headers"));
+    // Only a list of header names is echoed back.
+    const odd = await preflight("x-a, x-b: evil");
+    assertEquals(odd.headers.get("access-control-allow-headers"), "authorization, content-type");
+  });
 });

@@ -1,6 +1,6 @@
 /**
- * The edge's bounded inputs: body size, prompt length (before tokenisation), WebSocket message
- * size and fields, and clients that stop reading.
+ * The edge's bounded inputs: body size, prompt length (before tokenisation), WebSocket message size
+ * and fields, and clients that stop reading, cut off on the clock and timers the edge is given.
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { eventually, startTestNode, type TestNode } from "./_fixtures.ts";
@@ -12,11 +12,17 @@ import { LOOPBACK_CLIENT } from "../../server/client_identity.ts";
 import {
   type SessionSocket,
   StreamSession,
+  type StreamSessionOptions,
   WS_CLOSE,
   WS_HIGH_WATER_BYTES,
   WS_MAX_BUFFERED_BYTES,
 } from "../../server/stream_session.ts";
 import type { WsErrorMessage } from "../../server/stream_protocol.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
+
+// The edge's bounded inputs: body size, prompt length (before tokenisation), WebSocket message
+// size and fields, and clients that stop reading.
 
 async function withNode(
   edge: Partial<EdgeConfig>,
@@ -277,4 +283,111 @@ Deno.test("A chat with more messages and content parts than http.maxChatMessages
     assertEquals(ok.status, 200);
     await ok.text();
   });
+});
+
+// The SSE idle cut-off of the OpenAI routes (`http.clientIdleTimeoutMs`) runs on the clock and
+// timers the app was built with (`createApp({ timers })`), as its other deadlines do, so a test (or
+// an embedder) with a fake clock drives it without sleeping.
+
+/** A minute: far longer than the test runs, so only the fake clock can reach it. */
+const IDLE_MS = 60_000;
+
+Deno.test("review s64: the SSE idle cut-off of /v1/completions and /v1/chat/completions runs on the app's injected clock: a client that stops reading is cut when the fake clock passes http.clientIdleTimeoutMs, not before", async () => {
+  for (
+    const [path, body] of [
+      ["/v1/completions", { model: "gated", prompt: "x", max_tokens: 50, stream: true }],
+      ["/v1/chat/completions", {
+        model: "gated",
+        messages: [{ role: "user", content: "x" }],
+        max_tokens: 50,
+        stream: true,
+      }],
+    ] as const
+  ) {
+    const timers = new ManualTimers();
+    const node = await startTestNode({ edge: { clientIdleTimeoutMs: IDLE_MS }, timers });
+    try {
+      const response = await node.app.fetch(
+        new Request(`http://127.0.0.1${path}`, { method: "POST", body: JSON.stringify(body) }),
+        LOOPBACK_INFO,
+      );
+      assertEquals(response.status, 200, path);
+      const reader = response.body!.getReader();
+      node.gated.release(100);
+      assertEquals((await reader.read()).done, false, path); // one event, then no more reads
+      await timers.advance(IDLE_MS - 1);
+      assertEquals((await node.stats()).jobsCancelled, 0, `${path}: cut before its deadline`);
+      await timers.advance(1);
+      await eventually(
+        async () => (await node.stats()).jobsCancelled === 1,
+        `${path}: the idle client's job cancelled by the fake clock`,
+      );
+      const metrics = await (await node.app.fetch(
+        new Request("http://127.0.0.1/metrics"),
+        LOOPBACK_INFO,
+      )).text();
+      assert(metrics.includes("veriflow_http_idle_timeouts_total 1\n"), metrics);
+      await reader.read().then(() => {}, () => {}); // the body was errored
+      assertEquals(timers.pending, 0, `${path}: no timer left armed`);
+    } finally {
+      await node.close();
+    }
+  }
+});
+
+// The WebSocket API's idle cut-off (`http.clientIdleTimeoutMs`, a client that leaves its replies
+// unread over the high-water mark) runs on the clock and timers it is given, as the SSE one does
+// (above), so a fake clock drives it.
+
+/** A socket whose client never reads: its send buffer is over the high-water mark from the start. */
+class UnreadSocket implements SessionSocket {
+  readyState: number = WebSocket.OPEN;
+  bufferedAmount = WS_HIGH_WATER_BYTES + 1;
+  sent: string[] = [];
+  closedWith: { code?: number; reason?: string } | undefined;
+  onmessage: ((event: MessageEvent) => void) | null = null;
+  onclose: ((event: CloseEvent) => void) | null = null;
+  onerror: ((event: Event) => void) | null = null;
+  send(data: string): void {
+    this.sent.push(data);
+    this.bufferedAmount += data.length;
+  }
+  close(code?: number, reason?: string): void {
+    this.readyState = WebSocket.CLOSED;
+    this.closedWith = { code, reason };
+  }
+}
+
+const WS_IDLE_MS = 200;
+
+Deno.test("review s64: a WebSocket client that leaves its replies unread is cut off (1008) when the injected clock passes http.clientIdleTimeoutMs, not before, with no real time waited", async () => {
+  const timers = new ManualTimers();
+  const stats = new EdgeStats();
+  const socket = new UnreadSocket();
+  const options: StreamSessionOptions = {
+    maxMessageBytes: 1 << 20,
+    idleTimeoutMs: WS_IDLE_MS,
+    client: LOOPBACK_CLIENT,
+    stats,
+    timers,
+  };
+  new StreamSession(
+    socket,
+    new InferenceGateway({ inference: {} as InferencePort }),
+    options,
+  );
+  // One refusal, no job: only the session's watch of the buffer can end this client.
+  socket.onmessage?.(new MessageEvent("message", { data: JSON.stringify({ type: "dance" }) }));
+  assertEquals(socket.sent.length, 1);
+  await timers.advance(WS_IDLE_MS - 1);
+  assertEquals(socket.readyState, WebSocket.OPEN, "cut before its deadline");
+  await timers.advance(WS_IDLE_MS);
+  assertEquals(socket.closedWith?.code, WS_CLOSE.policyViolation);
+  assert(
+    socket.closedWith!.reason!.includes("http.clientIdleTimeoutMs"),
+    socket.closedWith!.reason,
+  );
+  assertEquals(stats.idleTimeouts, 1);
+  await timers.advance(WS_IDLE_MS);
+  assertEquals(timers.pending, 0, "the watch ended with the socket");
 });

@@ -1,4 +1,7 @@
-/** The job monitor keeps a bounded tail of each job's text, and tells listeners only when asked. */
+/**
+ * The job monitor (`server/job_monitor.ts`) and the operator's view of jobs: a bounded tail of each
+ * job's text, listeners told only when asked, and job log lines that count in English.
+ */
 import assert from "node:assert/strict";
 import { type JobEvent, JobMonitor, MAX_KEPT_TEXT } from "../../server/job_monitor.ts";
 import {
@@ -9,6 +12,10 @@ import {
   type StreamedToken,
 } from "../../inference/inference_port.ts";
 import type { TextJob } from "../../protocols/job.ts";
+import "./_assert.ts";
+import { eventually, startTestNode } from "./_fixtures.ts";
+
+// The job monitor keeps a bounded tail of each job's text, and tells listeners only when asked.
 
 /** A port whose one job streams `count` tokens "t0 ", "t1 ", … and ends. */
 function portOf(count: number): InferencePort {
@@ -190,4 +197,32 @@ Deno.test("a job cancelled through its handle, its stream left unread (an SSE cl
   assert.deepEqual(monitor.snapshot().live, []);
   assert.deepEqual(ended, ["cancelled"]);
   assert.equal(monitor.snapshot().recent[0].tokens, 2);
+});
+
+// The operator's job lines count in English: "after 1 token", "1 prompt token", not "1 tokens" (a
+// WebSocket closed after its first token logged `job 5c99936d90c1 cancelled after 1 tokens in 17
+// ms`).
+
+Deno.test("a one-token job's lines say 'token', and a many-token job's 'tokens'", async () => {
+  const lines: string[] = [];
+  const node = await startTestNode({ log: (line) => lines.push(line) });
+  try {
+    for (const max_tokens of [1, 3]) {
+      const response = await fetch(`${node.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "a", max_tokens }),
+      });
+      const body = await response.text();
+      assert(response.ok, body);
+    }
+    await eventually(() => lines.filter((line) => line.includes(" ended (")).length === 2);
+    const said = lines.join("\n");
+    assert(/ ended \(length\) after 1 token in \d+ ms/.test(said), said);
+    assert(/ ended \(length\) after 3 tokens in \d+ ms/.test(said), said);
+    assert(/\(completions, loopback, 1 prompt token\)/.test(said), said);
+    assert(!/\b1 (prompt )?tokens\b/.test(said), said);
+  } finally {
+    await node.close();
+  }
 });

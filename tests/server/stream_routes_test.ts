@@ -1,17 +1,38 @@
+/**
+ * The WebSocket API `/v1/stream` (`server/stream_routes.ts`): jobs started, streamed, cancelled and
+ * refused on one socket, `queued` reports while a job waits for a slot (an SSE comment on the
+ * OpenAI routes), a job's input named by CID, and a relayed job's timings in its `done`.
+ */
 import { assert, assertEquals } from "./_assert.ts";
-import { directText, eventually, params, startTestNode, type TestNode } from "./_fixtures.ts";
+import {
+  directText,
+  eventually,
+  loadTinyModel,
+  params,
+  startTestNode,
+  StaticModels,
+  type TestNode,
+} from "./_fixtures.ts";
 import { WsProbe } from "./_ws_probe.ts";
-import type {
-  WsDoneMessage,
-  WsErrorMessage,
-  WsStartMessage,
-  WsTokenMessage,
+import {
+  doneMessage,
+  type WsDoneMessage,
+  type WsErrorMessage,
+  type WsStartMessage,
+  type WsTokenMessage,
 } from "../../server/stream_protocol.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
+import type { InferencePort, JobSummary } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { serve } from "../../server/serve.ts";
+import OpenAI from "openai";
+import { StreamClient } from "../../client/stream_client.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
+import { LocalInferencePort } from "../../inference/local_port.ts";
+import { cidOf } from "../../protocols/cid.ts";
+import { ChunkNotFoundError } from "../../storage/errors.ts";
 
 async function withNode(
   options: Parameters<typeof startTestNode>[0],
@@ -331,4 +352,267 @@ Deno.test("WS /v1/stream: logprobs N puts each token's logprob and its N most li
     assert(error.message.includes("'logprobs'"), error.message);
     await probe.close();
   });
+});
+
+// A job that waits for a slot says so to its client: a `queued` message on `/v1/stream`, an SSE
+// comment on the OpenAI routes, between the start and the first token.
+
+async function withQueueingNode(body: (node: TestNode) => Promise<void>): Promise<void> {
+  const node = await startTestNode({ concurrency: 1, queueLimit: 4 });
+  try {
+    await body(node);
+  } finally {
+    await node.close();
+  }
+}
+
+Deno.test("WS /v1/stream: a queued job gets start, then its place in the queue, then its tokens; a job that starts at once gets no queued message", async () => {
+  await withQueueingNode(async (node) => {
+    const probe = await WsProbe.open(node.wsUrl);
+    probe.send({ type: "infer", id: "a", model: "gated", prompt: "x", max_tokens: 1 });
+    await probe.next((m) => m.type === "start" && m.id === "a");
+    probe.send({ type: "infer", id: "b", model: "gated", prompt: "x", max_tokens: 1 });
+    probe.send({ type: "infer", id: "c", model: "gated", prompt: "x", max_tokens: 1 });
+    await probe.next((m) => m.type === "queued" && m.id === "c");
+    node.gated.release(3);
+    for (const id of ["a", "b", "c"]) await probe.end(id);
+    const kinds = (id: string) =>
+      probe.messages.filter((m) => m.id === id).map((m) =>
+        m.type === "queued" ? `queued ${m.position}` : m.type
+      );
+    assertEquals(kinds("a"), ["start", "token", "done"]);
+    assertEquals(kinds("b"), ["start", "queued 1", "token", "done"]);
+    // c moved up when a ended and b got the slot.
+    assertEquals(kinds("c"), ["start", "queued 2", "queued 1", "token", "done"]);
+    await probe.close();
+  });
+});
+
+Deno.test("StreamClient hands each queued place to onQueued, before the tokens", async () => {
+  await withQueueingNode(async (node) => {
+    const client = await StreamClient.connect(node.wsUrl);
+    try {
+      const ahead = client.infer({ model: "gated", prompt: "x", max_tokens: 1 });
+      await ahead.start;
+      const seen: string[] = [];
+      const job = client.infer({ model: "gated", prompt: "x", max_tokens: 2 }, {
+        onQueued: (position) => seen.push(`queued ${position}`),
+      });
+      await job.start;
+      while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
+      node.gated.release(3);
+      for await (const token of job.tokens) seen.push(`token ${token.index}`);
+      assertEquals(seen, ["queued 1", "token 0", "token 1"]);
+      assertEquals((await job.done).finish_reason, "length");
+      await ahead.done;
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("POST /v1/completions (stream: true): a queued job's SSE carries `: queued N` comments before its first chunk, and the openai client still reads the text", async () => {
+  await withQueueingNode(async (node) => {
+    const hold = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gated", prompt: "x", max_tokens: 1, stream: true }),
+    });
+    const response = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gated", prompt: "x", max_tokens: 2, stream: true }),
+    });
+    assertEquals(response.status, 200);
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    while (!text.includes("\n\n")) text += decoder.decode((await reader.read()).value);
+    assertEquals(text, ": queued 1\n\n", "the first event is the place, as a comment");
+    node.gated.release(3);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    const events = text.split("\n\n").filter((e) => e !== "");
+    assertEquals(events[0], ": queued 1");
+    assert(events.slice(1).every((e) => e.startsWith("data: ")), text);
+    assertEquals(events.at(-1), "data: [DONE]");
+    await hold.body!.cancel();
+
+    // An OpenAI client reading a queued stream skips the comment.
+    const first = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gated", prompt: "x", max_tokens: 1, stream: true }),
+    });
+    const openai = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: "none" });
+    const stream = await openai.completions.create({
+      model: "gated",
+      prompt: "x",
+      max_tokens: 2,
+      stream: true,
+    });
+    node.gated.release(3);
+    let got = "";
+    for await (const chunk of stream) got += chunk.choices[0]?.text ?? "";
+    assertEquals(got, "ab");
+    await first.body!.cancel();
+  });
+});
+
+// A job's input by CID at the edge: `veriflow_input` on `/v1/completions` and `input` on a
+// WebSocket `infer` name a stored file whose text the model reads before the prompt; a value
+// that cannot name one is a 400 naming the field, a file stored nowhere a 404.
+
+const LOOPBACK = { transport: "tcp", hostname: "127.0.0.1", port: 40000 } as const;
+const STORED = new TextEncoder().encode("Minutes of the meeting: the budget passed. ");
+const INPUT = cidOf(STORED);
+
+async function withApp(fn: (app: ReturnType<typeof createApp>) => Promise<void>): Promise<void> {
+  const model = await loadTinyModel();
+  const system = new ActorSystem({ name: "input-edge" });
+  try {
+    const models = new StaticModels([model]);
+    const inference = await system.spawn<InferenceMessage>({
+      name: "node/inference",
+      factory: () => new InferenceActor({ models }),
+    });
+    const readInput = (cid: string) =>
+      cid === INPUT
+        ? Promise.resolve(STORED)
+        : Promise.reject(new ChunkNotFoundError(cid, "any storage peer"));
+    await fn(createApp({ inference: new LocalInferencePort({ inference, models, readInput }) }));
+  } finally {
+    await system.shutdown();
+  }
+}
+
+async function complete(app: ReturnType<typeof createApp>, body: Record<string, unknown>) {
+  const response = await app.fetch(
+    new Request("http://127.0.0.1/v1/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ max_tokens: 8, seed: 3, temperature: 0.7, ...body }),
+    }),
+    { remoteAddr: LOOPBACK },
+  );
+  return { status: response.status, body: await response.json() };
+}
+
+Deno.test("POST /v1/completions with veriflow_input: the model reads the stored text, then the prompt", async () => {
+  await withApp(async (app) => {
+    const withInput = await complete(app, { prompt: "Next: ", veriflow_input: INPUT });
+    assertEquals(withInput.status, 200, JSON.stringify(withInput.body));
+    const inline = await complete(app, { prompt: new TextDecoder().decode(STORED) + "Next: " });
+    assertEquals(withInput.body.choices[0].text, inline.body.choices[0].text);
+    assertEquals(withInput.body.usage.prompt_tokens, inline.body.usage.prompt_tokens);
+  });
+});
+
+Deno.test("veriflow_input that cannot name a one-chunk file is a 400 on the field; one stored nowhere a 404", async () => {
+  await withApp(async (app) => {
+    const dagPb = "bafybeif7ztnhq65lumvvtr4ekcwd2ifwgm3awq4zfr3srh462rwyinlb4y";
+    for (const value of [dagPb, "not-a-cid", 7]) {
+      const answer = await complete(app, { prompt: "x", veriflow_input: value });
+      assertEquals(answer.status, 400, JSON.stringify(answer.body));
+      assertEquals(answer.body.error.param, "veriflow_input");
+    }
+    const missing = await complete(app, {
+      prompt: "x",
+      veriflow_input: cidOf(new TextEncoder().encode("never stored")),
+    });
+    assertEquals(missing.status, 404, JSON.stringify(missing.body));
+    assertEquals(missing.body.error.code, "input_not_found");
+  });
+});
+
+Deno.test("WS infer with input streams the same tokens as the stored text sent inline", async () => {
+  await withApp(async (app) => {
+    const abort = new AbortController();
+    const server = serve({ app, port: 0, signal: abort.signal });
+    const ws = await WsProbe.open(`${server.url.replace("http:", "ws:")}/v1/stream`);
+    try {
+      const text = async (id: string, fields: Record<string, unknown>) => {
+        ws.send({ type: "infer", id, max_tokens: 8, seed: 3, temperature: 0.7, ...fields });
+        return { end: await ws.end(id), out: ws.text(id) };
+      };
+      const a = await text("a", { prompt: "Next: ", input: INPUT });
+      assertEquals(a.end.type, "done", JSON.stringify(a.end));
+      const b = await text("b", { prompt: new TextDecoder().decode(STORED) + "Next: " });
+      assertEquals(a.out, b.out);
+      assert(a.out.length > 0);
+    } finally {
+      await ws.close();
+      abort.abort();
+      await server.finished;
+    }
+  });
+});
+
+Deno.test("review s54: veriflow_input on /v1/chat/completions is a 400 unsupported_field, not a chat answer that ignored the file", async () => {
+  await withApp(async (app) => {
+    const chat = async (body: Record<string, unknown>) => {
+      const response = await app.fetch(
+        new Request("http://127.0.0.1/v1/chat/completions", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            max_tokens: 4,
+            seed: 3,
+            messages: [{ role: "user", content: "Summarize the file." }],
+            ...body,
+          }),
+        }),
+        { remoteAddr: LOOPBACK },
+      );
+      return { status: response.status, body: await response.json() };
+    };
+    const refused = await chat({ veriflow_input: INPUT });
+    assertEquals(refused.status, 400, JSON.stringify(refused.body));
+    assertEquals(refused.body.error.code, "unsupported_field");
+    assertEquals(refused.body.error.param, "veriflow_input");
+    // null asks for nothing, as for the other refused fields.
+    assertEquals((await chat({ veriflow_input: null })).status, 200);
+  });
+});
+
+// What a streaming client receives at a job's end when the job was relayed: a router's summaries
+// time only what they can see (`queueMs` and, for a cancelled job or one resumed on another worker,
+// `tokensPerS` are NaN), and NaN is `null` in JSON — a `done` whose `tokens_per_s` is `null` where
+// the API promises a number breaks its clients (`done.timings.tokens_per_s.toFixed(1)`, as
+// `veriflow infer` prints it).
+
+/** The `done` a client parses for `summary`. */
+function onTheWire(summary: JobSummary): WsDoneMessage {
+  return JSON.parse(JSON.stringify(doneMessage("a", summary)));
+}
+
+Deno.test("review s45: a relayed job's done carries numbers (or the documented null) in its timings, never a NaN turned null", () => {
+  // As `_remote_job.ts` ends a cancelled job, and `failover.ts` one resumed on another worker.
+  const relayed: JobSummary[] = [
+    {
+      jobId: "ab".repeat(32),
+      finishReason: "cancelled",
+      usage: { promptTokens: 3, completionTokens: 2 },
+      timings: { queueMs: NaN, ttftMs: 12, totalMs: 40, tokensPerS: NaN },
+    },
+    {
+      jobId: "ab".repeat(32),
+      finishReason: "length",
+      usage: { promptTokens: 3, completionTokens: 5 },
+      timings: { queueMs: NaN, ttftMs: 12, totalMs: 40, tokensPerS: 125 },
+    },
+  ];
+  for (const summary of relayed) {
+    const { timings } = onTheWire(summary);
+    assertEquals(typeof timings.tokens_per_s, "number", "tokens_per_s is a number");
+    assert(Number.isFinite(timings.tokens_per_s));
+    assertEquals(typeof timings.total_ms, "number");
+    // Unknown on a node that relayed the job: said as such (null), as ttft_ms without a token.
+    assert(timings.queue_ms === null || Number.isFinite(timings.queue_ms));
+  }
+  assertEquals(onTheWire(relayed[1]).timings.tokens_per_s, 125);
+  assertEquals(onTheWire(relayed[0]).timings.tokens_per_s, 0);
 });

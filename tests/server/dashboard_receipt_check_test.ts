@@ -1,37 +1,65 @@
 /**
- * Review (s45) of the dashboard's in-page receipt check (`server/dashboard/receipt_check.js`):
- * the page says "verified" only for a receipt the node's own `verifyReceipt` accepts for the same
- * job and output. A receipt correctly signed by its worker but not well formed (a kind other than
- * the job's, another format version, no commitment to its tokens — which no validator could ever
- * challenge —, a field the node does not sign) is not a receipt for the job.
- *
- * And the socket (`server/dashboard_routes.ts`): a page that fell behind (over 4 MiB unread) lost
- * its own prompt's tokens and receipt with the updates, and was left "streaming…" for good.
+ * The dashboard's in-page receipt check (`server/dashboard/receipt_check.js`): its canonical CBOR
+ * encoder writes the node's bytes, and the page says "verified" only for a receipt the node's own
+ * `verifyReceipt` accepts for the same job and output; and what the socket still sends a page about
+ * its own job (tokens, receipt, fraud proofs) when it falls behind or reads with an API key.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  JobSummary,
-  StreamedToken,
+import {
+  checkReceipt,
+  encodeCanonical as inBrowser,
+} from "../../server/dashboard/receipt_check.js";
+import { encodeCanonical as onNode } from "../../protocols/cbor.ts";
+import { toHex } from "../../protocols/hash.ts";
+import {
+  emptyInferenceStats,
+  type InferenceHandle,
+  type InferencePort,
+  type JobSummary,
+  type StreamedToken,
 } from "../../inference/inference_port.ts";
-import { emptyInferenceStats } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { quietSources } from "./_dashboard_sources.ts";
-import { checkReceipt } from "../../server/dashboard/receipt_check.js";
 import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
-import { jobId } from "../../protocols/job.ts";
-import type { TextJob } from "../../protocols/job.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
 import {
   inputHashOf,
   receiptSigningBytes,
   textOutputHash,
   verifyReceipt,
 } from "../../protocols/receipt.ts";
+
+// The dashboard checks receipts in the browser with its own canonical CBOR encoder
+// (`server/dashboard/receipt_check.js`): it must write the node's bytes (`protocols/cbor.ts`),
+// or a receipt over a job with non-ASCII map keys would not verify in the page.
+
+Deno.test("the dashboard's receipt check encodes canonical CBOR byte for byte as the node does, non-ASCII and index-like keys included", () => {
+  const values = [
+    { "é": 1, ab: 2, c: 3 }, // "é" is one UTF-16 unit, shorter than "ab"
+    { a: 1, "10": 2, bb: [1, "x"] },
+    { z: { "\uE000": 1, "𝄞": 2, "ß": null } },
+    {
+      kind: "text",
+      model: "bafk",
+      prompt: "hé",
+      nonce: "n",
+      params: { temperature: 0.5, topK: 0, topP: 1, seed: 7, maxTokens: 5 },
+    },
+  ];
+  for (const value of values) assertEquals(toHex(inBrowser(value)), toHex(onNode(value)));
+});
+
+// The dashboard's in-page receipt check (`server/dashboard/receipt_check.js`): the page says
+// "verified" only for a receipt the node's own `verifyReceipt` accepts for the same job and output.
+// A receipt correctly signed by its worker but not well formed (a kind other than the job's,
+// another format version, no commitment to its tokens — which no validator could ever challenge —,
+// a field the node does not sign) is not a receipt for the job.
+//
+// And the socket (`server/dashboard_routes.ts`): a page that fell behind (over 4 MiB unread) lost
+// its own prompt's tokens and receipt with the updates, and was left "streaming…" for good.
 
 const JOB = {
   kind: "text",

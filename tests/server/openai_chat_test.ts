@@ -1,17 +1,9 @@
 /**
- * Review at stop 66 of the OpenAI-compatible API driven by the `openai` package as a demanding
- * client drives it. Chat `stop`: OpenAI takes 4 stop sequences, and the chat template's end of
- * turn (`"\nUser:"`) must stay a stop beside them in a job that holds 4; a stop that cannot end
- * the output before another of the list (it contains the end of turn, or another stop, or is
- * listed twice) takes no slot of the job, so such a list of 4 is a job, not a 400, and its text
- * is still trimmed as OpenAI trims it. And the sampling extensions of vLLM's OpenAI server that
- * clients of OpenAI-compatible servers send (structured output, token-id stops and bans, beam
- * search, prompt logprobs, prompt truncation; chat template switches) are refused naming the
- * field, not ignored into an answer that silently differs from what was asked. The last two
- * tests hold what the client already gets right: its ways to stop a stream cancel the job, and a
- * stream's chunks agree with each other and with their usage.
+ * How `/v1/chat/completions` turns a conversation into a job (`server/chat_template.ts`): the end
+ * of turn stays a stop beside the client's stop sequences (OpenAI's 4), text parts stay apart,
+ * vLLM's extensions are refused naming the field, and the `openai` client's streams cancel and
+ * agree.
  */
-import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { GENERATION_LIMITS, type TextJob } from "../../protocols/job.ts";
 import type {
@@ -22,12 +14,92 @@ import type {
   StreamedToken,
 } from "../../inference/inference_port.ts";
 import { CHAT_TURN_STOP } from "../../server/chat_template.ts";
+import { recordingApp } from "./_recording_app.ts";
+import OpenAI from "openai";
 import { createApp } from "../../server/app.ts";
 import { serve } from "../../server/serve.ts";
 import type { VeriflowChunkFields } from "../../server/openai_shapes.ts";
 import { eventually, startTestNode } from "./_fixtures.ts";
 
-const MODEL: ServedModelInfo = { cid: "bafkscriptedchat", name: "scripted", kind: "text" };
+// How `/v1/chat/completions` turns a conversation into a job: the chat template's end-of-turn stop
+// (`"\nUser:"`) must stay a stop whatever `stop` the client sends (as a model's end-of-turn token
+// stays one under vLLM and OpenAI), or the model runs on into a user turn it makes up and answers
+// itself; and a message whose content is text parts
+// (`[{type:"text",text:"a"},{type:"text",text:"b"}]`, what OpenAI's clients and LangChain send)
+// keeps its parts apart as vLLM does (joined by a newline) instead of gluing their words.
+
+const MODEL: ServedModelInfo = { cid: "bafkchatmodel", name: "chat", kind: "text" };
+
+Deno.test("review s53: a chat request's own stop sequences are added to the end-of-turn stop, not put in its place (a list, a string, an empty list)", async () => {
+  const { jobs, chat } = recordingApp(MODEL);
+  await chat({ stop: ["\n\n"] });
+  await chat({ stop: "END" });
+  await chat({ stop: [] });
+  await chat({});
+  assertEquals(jobs.length, 4);
+  for (const job of jobs) {
+    assert(
+      job.params.stop.includes(CHAT_TURN_STOP),
+      `the end-of-turn stop is kept: ${JSON.stringify(job.params.stop)}`,
+    );
+  }
+  assert(jobs[0].params.stop.includes("\n\n"), "the client's stop is kept too");
+  assert(jobs[1].params.stop.includes("END"), "the client's stop is kept too");
+  // No stop repeated: a job's stops are what its receipt commits to.
+  for (const job of jobs) assertEquals(new Set(job.params.stop).size, job.params.stop.length);
+});
+
+Deno.test("review s53: chat stops that already end every turn (the turn stop itself, or a part of it such as a newline) take no extra slot; a full list of other stops is a 400 naming 'stop', never a job over the limit", async () => {
+  const { jobs, chat } = recordingApp(MODEL);
+  const full = ["a", "b", "c", "\n"].slice(0, GENERATION_LIMITS.maxStopSequences);
+  // "\n" ends the output at the turn's first character, so the list stops every turn already.
+  await chat({ stop: full });
+  await chat({ stop: [CHAT_TURN_STOP] });
+  assertEquals(jobs.map((job) => job.params.stop), [full, [CHAT_TURN_STOP]]);
+  // As many stops as a job may hold, none of which ends a turn: no room for the turn's stop.
+  const others = ["w", "x", "y", "z"].slice(0, GENERATION_LIMITS.maxStopSequences);
+  const refused = await chat({ stop: others });
+  assertEquals(refused.status, 400);
+  const error = refused.error;
+  assertEquals([error.code, error.param, error.type], [
+    "invalid_request",
+    "stop",
+    "invalid_request_error",
+  ]);
+  assertEquals(jobs.length, 2, "the refused request made no job");
+  for (const job of jobs) {
+    assert(job.params.stop.length <= GENERATION_LIMITS.maxStopSequences);
+  }
+});
+
+Deno.test("review s53: chat content given as text parts keeps the parts apart (joined by a newline, as vLLM does), so their words are not glued together", async () => {
+  const { jobs, chat } = recordingApp(MODEL);
+  await chat({
+    messages: [{
+      role: "user",
+      content: [{ type: "text", text: "Translate this:" }, { type: "text", text: "Good morning" }],
+    }],
+  });
+  assertEquals(jobs.length, 1);
+  assertEquals(jobs[0].prompt, "User: Translate this:\nGood morning\nAssistant:");
+  // One part is the string itself.
+  await chat({ messages: [{ role: "user", content: [{ type: "text", text: "Hi there" }] }] });
+  assertEquals(jobs[1].prompt, "User: Hi there\nAssistant:");
+});
+
+// The OpenAI-compatible API driven by the `openai` package as a demanding client drives it. Chat
+// `stop`: OpenAI takes 4 stop sequences, and the chat template's end of turn (`"\nUser:"`) must
+// stay a stop beside them in a job that holds 4; a stop that cannot end the output before another
+// of the list (it contains the end of turn, or another stop, or is listed twice) takes no slot of
+// the job, so such a list of 4 is a job, not a 400, and its text is still trimmed as OpenAI trims
+// it. And the sampling extensions of vLLM's OpenAI server that clients of OpenAI-compatible servers
+// send (structured output, token-id stops and bans, beam search, prompt logprobs, prompt
+// truncation; chat template switches) are refused naming the field, not ignored into an answer that
+// silently differs from what was asked. The last two tests hold what the client already gets right:
+// its ways to stop a stream cancel the job, and a stream's chunks agree with each other and with
+// their usage.
+
+const SCRIPTED_MODEL: ServedModelInfo = { cid: "bafkscriptedchat", name: "scripted", kind: "text" };
 /** The CID of the test node's gated model (`_fixtures.ts`), what its answers name. */
 const MODEL_GATED = "bafkscriptedgated";
 
@@ -52,7 +124,7 @@ function scriptedNode() {
       }));
       return Promise.resolve({
         jobId,
-        model: MODEL,
+        model: SCRIPTED_MODEL,
         promptTokens: 3,
         tokens: ReadableStream.from(tokens),
         done: Promise.resolve({
@@ -64,7 +136,7 @@ function scriptedNode() {
         cancel() {},
       });
     },
-    models: () => Promise.resolve([MODEL]),
+    models: () => Promise.resolve([SCRIPTED_MODEL]),
     stats: () => Promise.resolve({} as InferenceStats),
   };
   const abort = new AbortController();
@@ -192,9 +264,9 @@ Deno.test("review s66: vLLM's sampling extensions that would change the answer (
 });
 
 // A non-streamed call aborted by its client is not here: Deno's server does not abort a request's
-// signal when its client closes the connection unless the request arrived in one read (headers
-// and a small body together), and the openai client's requests do not, so such a job runs to its
-// end (docs/API.md, "Responses"; reported at stop 66).
+// signal when its client closes the connection unless the request arrived in one read (headers and
+// a small body together), and the openai client's requests do not, so such a job runs to its end
+// (docs/API.md, "Responses").
 Deno.test("review s66: the openai client's ways to stop a stream (stream.controller.abort() mid-stream, a break out of the loop) each cancel the job on the node", async () => {
   const node = await startTestNode();
   const client = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: "unused", maxRetries: 0 });
@@ -280,4 +352,19 @@ Deno.test("review s66: a stream read with the openai client keeps id, created an
   } finally {
     await node.close();
   }
+});
+
+// The 400 for a chat `stop` list that needs a fifth slot names the stop that takes no slot as JSON
+// (`"\n"`, two characters between quotes), as it names the end of turn. Written into a template
+// literal as `"\n"`, it was a real line break between two quotes: the message a client logs showed
+// `"` and `"` on two lines instead of the stop to send.
+
+Deno.test("review s66: the chat 'stop' refusal names the newline stop as JSON, with no line break in the message", async () => {
+  const { jobs, chat } = recordingApp(MODEL);
+  const refused = await chat({ stop: ["w", "x", "y", "z"] });
+  assertEquals(refused.status, 400);
+  const message: string = refused.error.message;
+  assert(!message.includes("\n"), `a line break in the message: ${JSON.stringify(message)}`);
+  assert(message.includes('"\\n"'), message);
+  assertEquals(jobs.length, 0);
 });

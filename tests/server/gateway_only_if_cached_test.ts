@@ -1,9 +1,7 @@
 /**
- * Review s56 of `Cache-Control: only-if-cached` on the gateway's `/ipfs` routes (Path Gateway
- * spec: a gateway asked so answers from what it holds and never fetches from the network; data it
- * does not hold is `412 Precondition Failed`, and a `HEAD` so asked is the cheap "do you have it?"
- * probe). The node here has one storage peer, every block read from it counted: before the fix the
- * node read from that peer whatever the header said. Each test failed on the code before the fix.
+ * `Cache-Control: only-if-cached` on the gateway's routes (Path Gateway spec): a gateway asked so
+ * answers from what it holds and never fetches from the network; data it does not hold is `412
+ * Precondition Failed`, and a `HEAD` so asked is the cheap "do you have it?" probe.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -20,10 +18,15 @@ import { createApp } from "../../server/app.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { serve } from "../../server/serve.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import type { PutFileResult } from "../../storage/file_store.ts";
-import { FileStore } from "../../storage/file_store.ts";
+import { FileStore, type PutFileResult } from "../../storage/file_store.ts";
 import { CountingPeer } from "./_counting_peer.ts";
 import { blockMaker, readCar } from "./_gateway_node.ts";
+import { onlyIfCached } from "../../server/gateway_request.ts";
+import { OwnerKey } from "../../storage/private_tier.ts";
+import { ShareStore } from "../../storage/share_links.ts";
+
+// The `/ipfs` routes under `only-if-cached`. The node here has one storage peer, every block read
+// from it counted: before the fix the node read from that peer whatever the header said.
 
 const text = (s: string) => new TextEncoder().encode(s);
 const ONLY_IF_CACHED = { "cache-control": "only-if-cached" };
@@ -184,4 +187,106 @@ Deno.test("only-if-cached is read from a Cache-Control list, in any case", async
   } finally {
     await node.close();
   }
+});
+
+// The attacker's side of `only-if-cached`: every gateway route that reads content keeps to the
+// node's own store under it, the share links' `/share/{id}/{cid}` included (it read the manifest
+// and the chunk from the storage peers whatever the header said), and the directive is read as RFC
+// 9111 writes a `Cache-Control` list, not inside another directive's quoted argument (`no-cache="a,
+// only-if-cached"` names a header field, and was taken for the directive: a request that asked for
+// a fetch got a 412).
+
+Deno.test("red team s56: a share link's read under only-if-cached keeps to the node's own store (412 not_cached, the peer never asked)", async () => {
+  const dir = await Deno.makeTempDir();
+  const peerDir = await Deno.makeTempDir();
+  const peerStore = await ChunkStore.open(peerDir);
+  const peer = new CountingPeer(peerStore, Identity.generate().publicKey);
+  // A file only the peer holds, shared from this node (its share record is local).
+  const far = await new FileStore(peerStore, { chunkSize: 1024 })
+    .put(ReadableStream.from([new Uint8Array(3000).fill(7)]));
+  const share = await new ShareStore(dir).create(far.cid, { expiresAt: null, now: Date.now() });
+  const ownerKey = await OwnerKey.fromSecret(new Uint8Array(32).fill(9));
+  const system = new ActorSystem({ name: "redteam-only-if-cached" });
+  const storage = await system.spawn<StorageMessage>({
+    name: "node/storage",
+    factory: () =>
+      new StorageActor({
+        dir,
+        chunkSize: 1024,
+        peers: [peer],
+        holdHere: true,
+        identity: Identity.generate(),
+        ownerKey,
+      }) as never,
+  });
+  const app = createApp({ inference: {} as InferencePort });
+  app.route("/", gatewayRoutes(() => storageGateway(storage)));
+  const server = serve({ app });
+  try {
+    const url = `${server.url}/share/${share.id}/${far.cid}`;
+    for (const method of ["GET", "HEAD"]) {
+      const response = await fetch(url, {
+        method,
+        headers: { "cache-control": "only-if-cached" },
+      });
+      const body = new Uint8Array(await response.arrayBuffer());
+      assert.equal(response.status, 412, method);
+      if (method === "GET") {
+        assert.equal(JSON.parse(new TextDecoder().decode(body)).error.code, "not_cached");
+      }
+    }
+    assert.deepEqual(peer.asked, [], "no read went to the storage peer");
+    // Without the header the node fetches it from its peer.
+    const fetched = await fetch(url);
+    await fetched.body?.cancel();
+    assert.equal(fetched.status, 200);
+    // A chunk a share does not list is still its 404 under the header (the share's manifest
+    // held here): the route's own refusal, not a block this node would have fetched.
+    const held = unwrapReply<PutFileResult>(
+      await storage.ask<StorageReply<PutFileResult>>({
+        type: "put_bytes",
+        bytes: new Uint8Array(2500).fill(3),
+        private: true,
+      }),
+    );
+    const heldShare = await new ShareStore(dir).create(held.cid, {
+      expiresAt: null,
+      now: Date.now(),
+    });
+    const stray = await fetch(`${server.url}/share/${heldShare.id}/${far.cid}`, {
+      headers: { "cache-control": "only-if-cached" },
+    });
+    await stray.body?.cancel();
+    assert.equal(stray.status, 404);
+  } finally {
+    await server.shutdown();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(peerDir, { recursive: true });
+  }
+});
+
+Deno.test("red team s56: only-if-cached is a directive of the list, not a word inside another directive's quoted argument", () => {
+  for (
+    const value of [
+      "only-if-cached",
+      "max-age=0, only-if-cached",
+      "ONLY-IF-CACHED",
+      'no-cache="set-cookie", only-if-cached',
+      'private="a,b" ,Only-If-Cached',
+    ]
+  ) assert.equal(onlyIfCached(value), true, value);
+  for (
+    const value of [
+      undefined,
+      "",
+      "max-age=0",
+      'no-cache="x, only-if-cached"',
+      'no-cache="only-if-cached"',
+      'no-cache="set-cookie, only-if-cached, x-id"',
+      'private="a,only-if-cached,b"',
+      'private="only-if-cached,x", max-age=0',
+      "only-if-cached-not",
+    ]
+  ) assert.equal(onlyIfCached(value), false, String(value));
 });
