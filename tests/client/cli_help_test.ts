@@ -1,9 +1,18 @@
 /**
- * Every command of `cli.ts` answers `--help` with its usage and exit 0, and the issue's command
- * list is all there; an unknown command exits 2.
+ * `cli.ts --help` of every command: its usage, exit 0, one header form for all.
  */
 import assert from "node:assert/strict";
 import { COMMANDS } from "../../cli.ts";
+import { CALIBRATE_USAGE } from "../../node/calibrate_help.ts";
+import { LEDGER_USAGE } from "../../node/ledger_help.ts";
+import { START_HELP } from "../../node/start_help.ts";
+import { EXPORT_USAGE, IMPORT_USAGE, SHARE_USAGE } from "../../storage/exchange_help.ts";
+import { GC_USAGE, GET_USAGE, LS_USAGE, PUT_USAGE } from "../../storage/storage_help.ts";
+
+// ---- every command answers `--help` -------------------------------------------------------------
+//
+// Every command of `cli.ts` answers `--help` with its usage and exit 0, and the issue's command
+// list is all there; an unknown command exits 2.
 
 const REQUIRED = [
   "start",
@@ -67,4 +76,56 @@ Deno.test("cli.ts: an unknown command exits 2 with the usage", async () => {
   }).output();
   assert.equal(out.code, 2);
   assert.match(new TextDecoder().decode(out.stderr), /unknown command: nosuch[\s\S]*status/);
+});
+
+// ---- every help starts `Usage: cli.ts <command>` ------------------------------------------------
+//
+// Every command's help starts the same way, `Usage: cli.ts <command> …`, as README runs them (`deno
+// run -A cli.ts put README.md`) — not `usage: veriflow …` (there is no `veriflow` binary) nor a
+// bare `usage: put …`.
+
+Deno.test("each command's help starts with `Usage: cli.ts <command>`", () => {
+  const helps: [string, string][] = [
+    ["start", START_HELP],
+    ["ledger", LEDGER_USAGE],
+    ["calibrate", CALIBRATE_USAGE],
+    ["put", PUT_USAGE],
+    ["get", GET_USAGE],
+    ["ls", LS_USAGE],
+    ["gc", GC_USAGE],
+    ["export", EXPORT_USAGE],
+    ["import", IMPORT_USAGE],
+    ["share", SHARE_USAGE],
+  ];
+  for (const [command, text] of helps) {
+    assert.ok(text.startsWith(`Usage: cli.ts ${command} `), `${command}: ${text.split("\n")[0]}`);
+  }
+});
+
+Deno.test("share's other forms are written as cli.ts runs them too", () => {
+  const lines = SHARE_USAGE.split("\n");
+  assert.ok(lines[1].trimStart().startsWith("cli.ts share revoke ID"), lines[1]);
+  assert.ok(lines[2].trimStart().startsWith("cli.ts share open LINK"), lines[2]);
+});
+
+// ---- `build-model --help` -----------------------------------------------------------------------
+//
+// `build-model --help` is the one command help left that does not start as every other does
+// (`Usage: cli.ts <command> …`, the section above): it says `usage: build-model …` (fixed:
+// `inference/build_model_command.ts`'s `USAGE`).
+
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+
+Deno.test({
+  name:
+    "review s64: build-model --help starts with `Usage: cli.ts build-model`, as every other command's help",
+  fn: async () => {
+    const { stdout } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", CLI, "build-model", "--help"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const first = new TextDecoder().decode(stdout).split("\n")[0];
+    assert.ok(first.startsWith("Usage: cli.ts build-model "), first);
+  },
 });

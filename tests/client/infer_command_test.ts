@@ -1,13 +1,22 @@
-import { assert, assertEquals } from "../server/_assert.ts";
-import { directText, eventually, startTestNode } from "../server/_fixtures.ts";
-import { silentPort, stallingServer } from "./_stub_servers.ts";
+/**
+ * `cli.ts infer` (`client/infer_command.ts`): its flags, what it prints, and the error line that
+ * tells a person what to do next.
+ */
+import { apiKeyFromEnv } from "../../client/_api_key_variable.ts";
 import { runInfer } from "../../client/infer_command.ts";
-import { cidOf } from "../../protocols/cid.ts";
 import {
   DEFAULT_STREAM_CONNECT_TIMEOUT_MS,
   MAX_STREAM_TIMEOUT_MS,
+  StreamClient,
 } from "../../client/stream_client.ts";
+import { cidOf } from "../../protocols/cid.ts";
+import { GENERATION_LIMITS } from "../../protocols/job.ts";
+import { assert, assertEquals } from "../server/_assert.ts";
+import { directText, eventually, startTestNode } from "../server/_fixtures.ts";
+import { doneFrame, scriptedServer, silentPort, stallingServer } from "./_stub_servers.ts";
 import { recordTimeouts } from "./_timers.ts";
+
+// ---- flags, output and errors -------------------------------------------------------------------
 
 function captureIo() {
   const out: string[] = [];
@@ -291,5 +300,254 @@ Deno.test("runInfer --input: the node reads the stored text before the prompt; w
     );
   } finally {
     await node.close();
+  }
+});
+
+// ---- the README's first hour --------------------------------------------------------------------
+//
+// `cli.ts infer` as the README's first hour meets it: exit 1 promises "a line saying why and what
+// to do next" (README, "Exit codes"). A newcomer who runs the README's `infer` with no node up, or
+// names a model the node does not serve, must be told what to do, as `cli.ts status` already does
+// for the first.
+
+function captureErrors() {
+  const err: string[] = [];
+  return { err, io: { stdout: () => {}, stderr: (t: string) => void err.push(t) } };
+}
+
+Deno.test("runInfer with no node at --url exits 1 saying to start one or to give its address", async () => {
+  // A port that was free a moment ago: nothing listens on it.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const { err, io } = captureErrors();
+  assertEquals(await runInfer(["--url", `ws://127.0.0.1:${port}`, "hi"], io), 1);
+  const text = err.join("");
+  assert(text.includes(`cannot connect to ws://127.0.0.1:${port}/v1/stream`), text);
+  assert(text.includes("deno task start") && text.includes("--url"), text);
+});
+
+Deno.test("runInfer --model naming no model the node serves exits 1 saying where the node's models are listed", async () => {
+  const node = await startTestNode();
+  try {
+    const { err, io } = captureErrors();
+    assertEquals(await runInfer(["--url", node.url, "--model", "nope", "hi"], io), 1);
+    const text = err.join("");
+    assert(text.includes("(unknown_model)"), text);
+    assert(text.includes(`${node.url}/v1/models`), text);
+    assert(text.includes("without --model"), text);
+  } finally {
+    await node.close();
+  }
+});
+
+// ---- a node that asks to wait -------------------------------------------------------------------
+//
+// `cli.ts infer` (`client/infer_command.ts`): what its error line tells a person the node asked to
+// wait before retrying (a refusal's `retry_after_s`).
+
+/**
+ * A `/v1/stream` stand-in that refuses every job as the node refuses a key over its start rate
+ * (`rate_limited`, with `retry_after_s`; the message is the node's).
+ */
+function refusingServer(retryAfterS: number): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type !== "infer") return;
+      socket.send(JSON.stringify({
+        type: "error",
+        id: message.id,
+        code: "rate_limited",
+        message: "this API key has started 60 jobs in the last minute, its limit " +
+          "(http.perKeyRequestsPerMinute); retry after the Retry-After seconds",
+        retry_after_s: retryAfterS,
+      }));
+    };
+    return response;
+  });
+}
+
+Deno.test("review s49: runInfer on a refusal with retry_after_s says how many seconds to wait (a terminal shows no Retry-After header)", async () => {
+  const server = refusingServer(17);
+  try {
+    const err: string[] = [];
+    const status = await runInfer(["--url", `ws://127.0.0.1:${server.addr.port}`, "hi"], {
+      stdout: () => {},
+      stderr: (text) => void err.push(text),
+    });
+    assertEquals(status, 1);
+    const said = err.join("");
+    assert(said.includes("(rate_limited)"), said);
+    assert(/retry in 17 s/.test(said), said);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+// ---- an empty API key ---------------------------------------------------------------------------
+//
+// An empty API key. `VERIFLOW_API_KEY=` (set, but to nothing: what `export VERIFLOW_API_KEY=` or a
+// CI template with the secret missing leaves) is no key: `cli.ts status` already reads it so, but
+// `cli.ts infer` sent it, and the client refused it as a key holding "a character an HTTP header
+// cannot carry", which an empty key does not: the job against a node that needs no key never ran,
+// and the message sent its user looking for a stray space.
+
+const emptyKeyEnv = (name: string) => name === "VERIFLOW_API_KEY" ? "" : undefined;
+
+Deno.test("review s52: VERIFLOW_API_KEY set to nothing counts as no key, as status reads it", () => {
+  assertEquals(apiKeyFromEnv(emptyKeyEnv), { key: undefined, unreadable: false });
+});
+
+Deno.test("review s52: cli.ts infer with VERIFLOW_API_KEY set to nothing runs the job on a node that needs no key, and exits 0", async () => {
+  const node = await startTestNode();
+  node.gated.release(1_000);
+  try {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runInfer(
+      ["--url", node.url, "--model", "gated", "--max-tokens", "3", "hi"],
+      { stdout: (t) => void out.push(t), stderr: (t) => void err.push(t), env: emptyKeyEnv },
+    );
+    assertEquals([code, out.join("")], [0, "abc"], err.join(""));
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("review s52: an empty API key given to StreamClient.connect is said to be empty, not to hold a character a header cannot carry", async () => {
+  const error = await StreamClient.connect("ws://127.0.0.1:9/v1/stream", { apiKey: "" }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert(error instanceof TypeError, `connect did not reject with a TypeError: ${error}`);
+  assert(/empty/.test(error.message), error.message);
+  assert(!/cannot carry/.test(error.message), error.message);
+});
+
+// ---- text from a node reaches the terminal ------------------------------------------------------
+//
+// `cli.ts infer` (`client/infer_command.ts`): the text it prints is what a node sent, on a router a
+// remote worker's, and it went to the terminal raw. A worker that streamed escape sequences drove
+// the user's terminal: set its title, wrote to its clipboard (OSC 52), hid or rewrote what was
+// printed before. On a terminal, control characters other than newline and tab are now shown as
+// escapes; a pipe still gets the bytes as sent. What the node says on stderr (an error's code and
+// message, a receipt error's) is escaped too, always.
+
+/** What a hostile worker streams: a clipboard write, a title change and a cleared line. */
+const HOSTILE = ["Hi", "\x1b]52;c;Y3VybCBldmlsLnNo\x07", "\x1b]0;owned\x07", "\r\x1b[2K", "\n\tok"];
+
+/** What `infer` printed on stdout, to a terminal or not. */
+async function printed(stdoutIsTerminal: boolean): Promise<string> {
+  const server = scriptedServer(HOSTILE.map((text, index) => ({ index, text })));
+  try {
+    const out: string[] = [];
+    const status = await runInfer(["--url", `ws://127.0.0.1:${server.addr.port}`, "hi"], {
+      stdout: (text) => void out.push(text),
+      stderr: () => {},
+      stdoutIsTerminal,
+    });
+    assertEquals(status, 0);
+    return out.join("");
+  } finally {
+    await server.shutdown();
+  }
+}
+
+Deno.test("review s52: on a terminal, infer shows a worker's control characters as escapes instead of letting them drive the terminal; newline and tab stay", async () => {
+  assertEquals(
+    await printed(true),
+    "Hi\\x1b]52;c;Y3VybCBldmlsLnNo\\x07\\x1b]0;owned\\x07\\x0d\\x1b[2K\n\tok",
+  );
+});
+
+Deno.test("review s52: piped, infer writes the text as the node sent it", async () => {
+  assertEquals(await printed(false), HOSTILE.join(""));
+});
+
+/** What `infer` printed on stderr when the node ended its job with `end`. */
+async function toldOnStderr(end: (id: string) => Record<string, unknown>): Promise<string> {
+  const server = scriptedServer([{ index: 0, text: "Hi" }], end);
+  try {
+    const err: string[] = [];
+    await runInfer(["--url", `ws://127.0.0.1:${server.addr.port}`, "hi"], {
+      stdout: () => {},
+      stderr: (text) => void err.push(text),
+      stdoutIsTerminal: false,
+    });
+    return err.join("");
+  } finally {
+    await server.shutdown();
+  }
+}
+
+/** A clipboard write (OSC 52) and a cleared line, as a node's error text. */
+const HOSTILE_MESSAGE = "no\x1b]52;c;Y3VybCBldmlsLnNo\x07\r\x1b[2K";
+
+Deno.test("review s53: a node's error message and code are shown on stderr with their control characters as escapes", async () => {
+  const told = await toldOnStderr((id) => ({
+    type: "error",
+    id,
+    code: "bad\x1b[2J",
+    message: HOSTILE_MESSAGE,
+  }));
+  assertEquals(told.includes("\x1b"), false, JSON.stringify(told));
+  assertEquals(told.includes("no\\x1b]52;c;Y3VybCBldmlsLnNo\\x07\\x0d\\x1b[2K"), true, told);
+  assertEquals(told.includes("bad\\x1b[2J"), true, told);
+});
+
+Deno.test("review s53: a receipt error's message is shown on stderr with its control characters as escapes", async () => {
+  const told = await toldOnStderr((id) => ({
+    ...doneFrame(id, 1),
+    receipt_error: { code: "proof_store_failed", message: HOSTILE_MESSAGE },
+  }));
+  assertEquals(told.includes("\x1b"), false, JSON.stringify(told));
+  assertEquals(told.includes("warning: the job ended without a receipt"), true, told);
+});
+
+// ---- help, summary and flag ranges --------------------------------------------------------------
+//
+// `cli.ts infer` as a client user meets it: its help starts as the other commands' do (`Usage:
+// cli.ts infer`, not a `veriflow` binary there is none of); a one-token job's summary says "1
+// token"; and a flag outside the range docs/API.md documents is refused before anything is sent,
+// naming the flag (not the wire field) with exit 2, as every other bad flag value is.
+
+Deno.test("infer --help starts with the header the other commands use", async () => {
+  const { out, io } = captureIo();
+  assertEquals(await runInfer(["--help"], io), 0);
+  assert(out.join("").startsWith("Usage: cli.ts infer [options] [PROMPT...]\n"), out.join(""));
+});
+
+Deno.test("infer's summary counts a one-token job as 1 token", async () => {
+  const node = await startTestNode();
+  try {
+    const { err, io } = captureIo();
+    const status = await runInfer(["--url", node.url, "--max-tokens", "1", "Hello"], io);
+    assertEquals(status, 0, err.join(""));
+    const summary = err.join("");
+    assert(/\n\[1 token, /.test(summary), summary);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("infer refuses a number flag outside its documented range, naming the flag, exit 2, before connecting", async () => {
+  // The node's own bounds: the command's copy of them must agree.
+  const { maxTokens, maxTemperature, maxTopK } = GENERATION_LIMITS;
+  const cases: [string[], string][] = [
+    [["--max-tokens", "99999"], `--max-tokens 99999 is out of range: 1 to ${maxTokens}`],
+    [["--max-tokens", "0"], `--max-tokens 0 is out of range: 1 to ${maxTokens}`],
+    [["--temperature", "2.5"], `--temperature 2.5 is out of range: 0 to ${maxTemperature}`],
+    [["--top-p", "1.5"], "--top-p 1.5 is out of range: 0 to 1"],
+    [["--top-k", `${maxTopK + 1}`], `--top-k ${maxTopK + 1} is out of range: 0 to ${maxTopK}`],
+  ];
+  for (const [flags, expected] of cases) {
+    const { err, io } = captureIo();
+    // Nothing listens on port 9: a check made after connecting would say so instead.
+    const status = await runInfer(["--url", "ws://127.0.0.1:9", ...flags, "hi"], io);
+    assertEquals(status, 2, `${flags.join(" ")}: ${err.join("")}`);
+    // One error line, then the usage (stop 65: before, the line had no `error: ` before it).
+    assert(err.join("").startsWith(`error: ${expected}\n\nUsage: cli.ts infer`), err.join(""));
   }
 });

@@ -1,8 +1,8 @@
 /**
- * `StreamClient` against a bare WebSocket server: what a job started on a socket that is no
- * longer open does.
+ * `StreamClient` (`client/stream_client.ts`) against bare or stub WebSocket servers: jobs on one
+ * socket, request ids a caller reuses, and what a server may send back.
  */
-import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
+import nodeAssert from "node:assert/strict";
 import {
   InvalidStreamUrlError,
   MAX_STREAM_TIMEOUT_MS,
@@ -11,8 +11,20 @@ import {
   StreamClosedError,
   StreamRequestError,
 } from "../../client/stream_client.ts";
-import { silentPort, stallingServer } from "./_stub_servers.ts";
+import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
+import {
+  doneFrame,
+  scriptedServer,
+  silentPort,
+  stallingServer,
+  startFrame,
+} from "./_stub_servers.ts";
 import { recordTimeouts } from "./_timers.ts";
+
+// ---- jobs on a socket that is no longer open ----------------------------------------------------
+//
+// `StreamClient` against a bare WebSocket server: what a job started on a socket that is no longer
+// open does.
 
 /** A `/v1/stream` stand-in that answers nothing; with `closeOnOpen`, it closes each socket. */
 function serveSockets(closeOnOpen: boolean): Deno.HttpServer<Deno.NetAddr> {
@@ -412,5 +424,207 @@ Deno.test("StreamClient: a refusal's retry_after_s reaches the caller as StreamR
     } finally {
       await server.shutdown();
     }
+  }
+});
+
+// ---- a request id already running ---------------------------------------------------------------
+//
+// `StreamClient` with a caller-chosen request id that is already running on the socket: the new job
+// fails in the client's own error vocabulary, naming the id, and the running job goes on.
+
+/**
+ * A `/v1/stream` stand-in that starts each job and ends it only when cancelled (`done`,
+ * `finish_reason: "cancelled"`). `messages` has what clients sent, in order.
+ */
+function cancellableServer(): Deno.HttpServer<Deno.NetAddr> & { messages: unknown[] } {
+  const messages: unknown[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      messages.push(message);
+      if (message.type === "infer") {
+        socket.send(JSON.stringify(startFrame(message.id)));
+      } else if (message.type === "cancel") {
+        socket.send(JSON.stringify(doneFrame(message.id, 0, "cancelled")));
+      }
+    };
+    return response;
+  });
+  return Object.assign(server, { messages });
+}
+
+Deno.test("StreamClient.infer with the id of a running job fails that call with StreamRequestError duplicate_id naming the id, sends nothing, and leaves the running job alone", async () => {
+  const server = cancellableServer();
+  const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+  try {
+    const running = client.infer({ id: "job-7", prompt: "x", max_tokens: 4 });
+    await running.start;
+    const again = client.infer({ id: "job-7", prompt: "y", max_tokens: 4 });
+    nodeAssert.equal(again.id, "job-7");
+    const isDuplicate = (error: unknown) => {
+      nodeAssert.ok(error instanceof StreamRequestError, String(error));
+      nodeAssert.equal(error.code, "duplicate_id");
+      nodeAssert.match(error.message, /job-7/);
+      return true;
+    };
+    await nodeAssert.rejects(again.start, isDuplicate);
+    await nodeAssert.rejects(again.done, isDuplicate);
+    await nodeAssert.rejects(again.tokens.getReader().read(), isDuplicate);
+    again.cancel(); // the failed call's cancel must not reach the running job
+    // The server answers in order: once a later job has started, it has read every frame
+    // sent before it, and neither the refused infer nor its cancel was among them.
+    const probe = client.infer({ id: "probe", prompt: "z", max_tokens: 1 });
+    await probe.start;
+    nodeAssert.deepEqual(
+      server.messages.map((m) => [(m as { type: string }).type, (m as { id: string }).id]),
+      [["infer", "job-7"], ["infer", "probe"]],
+    );
+    // The running job still ends by its own cancel.
+    running.cancel();
+    nodeAssert.equal((await running.done).finish_reason, "cancelled");
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
+
+// ---- a reused request id ------------------------------------------------------------------------
+//
+// The streaming client when a caller reuses a request id — a finished job's `cancel` (or the cancel
+// of its token stream) must not reach the job now running under that id.
+
+/**
+ * A `/v1/stream` stand-in: the first `infer` of each id ends at once (`start`, one token,
+ * `done`); a later one with the same id starts and keeps running. `messages` has what clients
+ * sent.
+ */
+function reusedIdServer(): Deno.HttpServer<Deno.NetAddr> & { messages: { type: string }[] } {
+  const messages: { type: string }[] = [];
+  const seen = new Set<string>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      messages.push(message);
+      if (message.type !== "infer") return;
+      const id = message.id;
+      socket.send(JSON.stringify(startFrame(id)));
+      socket.send(JSON.stringify({ type: "token", id, index: 0, token_id: 65, text: "A" }));
+      socket.send(JSON.stringify({ type: "token", id, index: 1, token_id: 66, text: "B" }));
+      if (seen.has(id)) return; // the second job under this id runs on
+      seen.add(id);
+      socket.send(JSON.stringify(doneFrame(id, 2)));
+    };
+    return response;
+  });
+  return Object.assign(server, { messages });
+}
+
+Deno.test("review s45: a finished job's cancel() does not cancel the job now running under the same id", async () => {
+  const server = reusedIdServer();
+  const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
+    idleTimeoutMs: 0,
+  });
+  try {
+    const first = client.infer({ id: "a", prompt: "x" });
+    await first.done;
+    const second = client.infer({ id: "a", prompt: "y" });
+    await second.start;
+    first.cancel(); // the first job has ended: nothing to cancel
+    // A round trip on another id: whatever the client sent before it has reached the server.
+    await client.infer({ id: "probe", prompt: "z" }).done;
+    assertEquals(server.messages.map((m) => m.type), ["infer", "infer", "infer"]);
+  } finally {
+    client.close();
+    await client.closed;
+    await server.shutdown();
+  }
+});
+
+Deno.test("review s45: leaving a finished job's token loop early does not cancel the job now running under the same id", async () => {
+  const server = reusedIdServer();
+  const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
+    idleTimeoutMs: 0,
+  });
+  try {
+    const first = client.infer({ id: "a", prompt: "x" });
+    await first.done; // both tokens wait unread
+    const second = client.infer({ id: "a", prompt: "y" });
+    await second.start;
+    for await (const token of first.tokens) {
+      assertEquals(token.text, "A");
+      break; // cancels the token stream of a job that has ended
+    }
+    await client.infer({ id: "probe", prompt: "z" }).done;
+    assertEquals(server.messages.map((m) => m.type), ["infer", "infer", "infer"]);
+  } finally {
+    client.close();
+    await client.closed;
+    await server.shutdown();
+  }
+});
+
+// ---- a job's tokens are the ones it asked for ---------------------------------------------------
+//
+// The streaming client (`client/stream_client.ts`) against a hostile or faulty server: a job's
+// tokens must be the ones it asked for, in order, and no more than its `max_tokens`. Before, the
+// client queued whatever `token` frames came (a server could fill a caller's memory past the bound
+// the docs tell it to rely on, or hand it tokens out of order).
+
+/** A server that answers each job with `start`, then the token indices given, then `done`. */
+function indexedServer(indices: number[]): Deno.HttpServer<Deno.NetAddr> {
+  return scriptedServer(indices.map((index) => ({ index, text: "A" })));
+}
+
+async function readAll(stream: ReadableStream<{ index: number }>): Promise<number[]> {
+  const seen: number[] = [];
+  for await (const token of stream) seen.push(token.index);
+  return seen;
+}
+
+Deno.test("review s50: a server that sends more tokens than the job's max_tokens fails the job as a protocol error, after the tokens it was owed", async () => {
+  const server = indexedServer([0, 1, 2, 3, 4]);
+  const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+  try {
+    const job = client.infer({ prompt: "x", max_tokens: 2 });
+    const seen: number[] = [];
+    const error = await assertRejects(async () => {
+      for await (const token of job.tokens) seen.push(token.index);
+    }, StreamClosedError);
+    assert(error.message.includes("more tokens than the job's max_tokens (2)"), error.message);
+    assertEquals(seen, [0, 1]);
+    await assertRejects(() => job.done, StreamClosedError);
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
+
+Deno.test("review s50: a token out of order (an index skipped or repeated) fails the job as a protocol error", async () => {
+  for (const indices of [[0, 2], [0, 0]]) {
+    const server = indexedServer(indices);
+    const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+    try {
+      const job = client.infer({ prompt: "x", max_tokens: 8 });
+      const error = await assertRejects(() => readAll(job.tokens), StreamClosedError);
+      assert(error.message.includes("out of order"), error.message);
+    } finally {
+      client.close();
+      await server.shutdown();
+    }
+  }
+});
+
+Deno.test("review s50: tokens in order and within max_tokens still arrive whole", async () => {
+  const server = indexedServer([0, 1, 2]);
+  const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+  try {
+    const job = client.infer({ prompt: "x", max_tokens: 3 });
+    assertEquals(await readAll(job.tokens), [0, 1, 2]);
+    assertEquals((await job.done).usage.completion_tokens, 3);
+  } finally {
+    client.close();
+    await server.shutdown();
   }
 });

@@ -1,5 +1,5 @@
 /**
- * Subprocess of crash_test.ts: puts a large generated file into a store and reports each stored
+ * Subprocess of chunk_store_durability_test.ts: puts a large generated file into a store and reports each stored
  * chunk on stdout, so the test can SIGKILL it mid-way.
  * Usage: deno run -A _crash_put_worker.ts STORE_DIR SIZE_MIB
  */

@@ -1,6 +1,6 @@
 /**
- * A storage holder in memory for the replicated-store tests (`review_s52_aborted_read_test.ts`,
- * `review_s52_put_memory_test.ts`): it keeps what it is given and proves what it keeps; tests
+ * A storage holder in memory for the replicated-store tests (`replicated_store_test.ts`,
+ * `misbehaving_holders_test.ts`): it keeps what it is given and proves what it keeps; tests
  * extend it to hold writes back or stall reads.
  */
 import { Identity } from "../../protocols/identity.ts";

@@ -7,8 +7,8 @@
  * a faster replica answered (`ReplicatedStore` reads two at a time), or one past its timeout. The
  * node's actor still reads its store and may make `quarantine/` again, so {@link StorageActors.remove}
  * stops every node and waits out the calls still running in one before it removes a directory
- * (the shape of the stop 57 CI failure, `_tracked_peer.ts`; review s59,
- * `review_s59_storage_actors_cleanup_test.ts`).
+ * (the shape of the stop 57 CI failure, `_tracked_peer.ts`; review s59, the fixture's cleanup
+ * test in `holder_repair_test.ts`).
  */
 import { StorageActor } from "../../actors/storage_actor.ts";
 import { type StorageMessage, unwrapReply } from "../../actors/storage_actor_messages.ts";

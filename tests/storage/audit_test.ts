@@ -1,13 +1,20 @@
+/**
+ * `StorageAuditor` (`storage/audit.ts`): challenges a holder answers with a proof of possession,
+ * the signed verdicts they end in, and the auditor's own settings.
+ */
 import assert from "node:assert/strict";
-import { Identity } from "../../protocols/identity.ts";
-import { type Verdict, verifyVerdict } from "../../protocols/verdict.ts";
 import { cidOf } from "../../protocols/cid.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { MAX_PROVE_CIDS } from "../../protocols/storage_messages.ts";
+import { type Verdict, verifyVerdict } from "../../protocols/verdict.ts";
 import { StorageAuditor } from "../../storage/audit.ts";
-import { ChunkNotFoundError } from "../../storage/errors.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
+import { ChunkNotFoundError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
+
+// ---- challenges and verdicts --------------------------------------------------------------------
 
 async function setup() {
   const dir = await Deno.makeTempDir();
@@ -198,4 +205,31 @@ Deno.test("a CID no store accepts is never sampled: it cannot turn an honest hol
   assert.equal(result.passed, true);
   assert.equal(verdicts.length, 0);
   await Deno.remove(dir, { recursive: true });
+});
+
+// ---- a sample size no challenge can carry -------------------------------------------------------
+//
+// A `StorageAuditor` whose `sampleSize` no challenge can carry (above `MAX_PROVE_CIDS`, the most a
+// `storage.prove` names) is refused when it is made: before, each audit sent a challenge the
+// holder's side refuses as malformed, and the auditor blamed the holder (`no_response`) for its own
+// request.
+
+const base = {
+  identity: Identity.generate(),
+  reference: () => Promise.reject(new Error("not read")),
+};
+
+Deno.test("a StorageAuditor is refused a sampleSize no challenge can carry, or that samples nothing", () => {
+  for (const sampleSize of [MAX_PROVE_CIDS + 1, 0, -1, 1.5, NaN, Infinity]) {
+    assert.throws(
+      () => new StorageAuditor({ ...base, sampleSize }),
+      (error: unknown) =>
+        error instanceof RangeError && /sampleSize/.test(error.message) &&
+        error.message.includes(String(MAX_PROVE_CIDS)),
+      `sampleSize ${sampleSize}`,
+    );
+  }
+  for (const sampleSize of [1, 4, MAX_PROVE_CIDS, undefined]) {
+    new StorageAuditor({ ...base, sampleSize });
+  }
 });

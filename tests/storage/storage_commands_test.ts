@@ -1,10 +1,19 @@
+/**
+ * The storage commands a user runs (`storage/storage_commands.ts`, `storage/exchange_commands.ts`):
+ * `put`, `get`, `ls`, `gc`, `import`, `share`, their flags and what they print.
+ */
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { MAX_FILE_LABEL_CHARS } from "../../protocols/media_type.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
+import { runExport, runImport, runShare } from "../../storage/exchange_commands.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { runGc, runGet, runLs, runPut } from "../../storage/storage_commands.ts";
+import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { flipObjectBit, pseudoRandomBytes } from "./_helpers.ts";
-import { captureConsole as capture } from "../_helpers/console_capture.ts";
+
+// ---- put, get, ls and gc ------------------------------------------------------------------------
 
 /** Run a command with console.log/error captured. */
 
@@ -337,4 +346,285 @@ Deno.test("cli ls counts no object of pinned files (with inner nodes), directori
   const after = await capture(() => runLs(["--data", node]));
   assert.match(after.out, /^1 objects no pinned file references/m);
   await Deno.remove(dir, { recursive: true });
+});
+
+// ---- `put`, `get -o`, `import`, `share` on awkward input ----------------------------------------
+//
+// The storage commands a user runs: `put`, `get -o`, `import`, `share`.
+
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+
+Deno.test("cli share --expires past the latest date a clock can show is a usage error, and no share is created", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "d");
+  await Deno.writeTextFile(join(dir, "s.txt"), "private");
+  const put = await capture(() => runPut(["--private", "--data", data, join(dir, "s.txt")]));
+  assert.equal(put.code, 0, put.err);
+  const cid = put.out.trim();
+  // 200 million days: a finite number of milliseconds, past what a Date can hold. It used to
+  // store the share and print its link, then fail (exit 1, "Invalid time value") when saying
+  // until when it opens: the link worked although the command said it failed.
+  const shared = await capture(() =>
+    runShare([cid, "--expires", "200000000d", "--data", data, "--url", "http://127.0.0.1:9"])
+  );
+  assert.equal(shared.code, 2, shared.err);
+  assert.equal(shared.out, "");
+  assert.match(shared.err, /--expires/);
+  const shares = join(data, "store", "shares");
+  const records = await exists(shares) ? await Array.fromAsync(Deno.readDir(shares)) : [];
+  assert.deepEqual(records, []);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli get -o FILE whose name is long but legal (240 bytes of unicode) writes it", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "d");
+  const bytes = pseudoRandomBytes(300_000, 7);
+  await Deno.writeFile(join(dir, "in.bin"), bytes);
+  const put = await capture(() => runPut(["--data", data, join(dir, "in.bin")]));
+  assert.equal(put.code, 0, put.err);
+  const cid = put.out.trim();
+  // 120 × "é" is 240 bytes, under the 255 a name may have; the temporary file's name used to
+  // be this name plus a UUID and ".part", too long: "File name too long (os error 36)".
+  const output = join(dir, "é".repeat(120));
+  await Deno.writeTextFile(output, "old"); // and the name is legal: plain writes take it
+  const got = await capture(() => runGet([cid, "-o", output, "--data", data]));
+  assert.equal(got.code, 0, got.err);
+  assert.deepEqual(await Deno.readFile(output), bytes);
+  // Nothing else is left beside it.
+  const names = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+  assert.deepEqual(names, ["d", "in.bin", "é".repeat(120)].sort());
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli import of a directory is one error line naming it, and creates no store in --data", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "d");
+  const notCar = join(dir, "cars");
+  await Deno.mkdir(notCar);
+  const imported = await capture(() => runImport(["--data", data, notCar]));
+  assert.notEqual(imported.code, 0);
+  assert.equal(imported.err.split("\n").length, 1, imported.err);
+  assert.ok(imported.err.includes(notCar), imported.err);
+  // A path that is not a CAR file must not leave a new, empty store, as a missing one does not.
+  assert.equal(await exists(data), false);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli put --progress that fails midway ends the bar's line before its error line", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(join(dir, "big.bin"), pseudoRandomBytes(2_000_000, 9));
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      CLI,
+      "put",
+      "--progress",
+      "--quota",
+      "600000",
+      "--data",
+      join(dir, "d"),
+      join(dir, "big.bin"),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 1, err);
+  assert.match(err, /\rput /); // the bar was drawn
+  // The error is a line of its own, not appended to the bar's ("put ... 1.2 MiB/serror [...").
+  assert.match(err, /\nerror \[quota_exceeded\]/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+// ---- `get --range` ------------------------------------------------------------------------------
+//
+// (README: "Exit codes", "Storage from the command line") `cli.ts get CID --range A-B` reads bytes
+// A to B-1, and a range whose end comes before its start is a bad flag, so the command exits 2
+// naming `--range`, as every command answers a bad flag. It exited 1 with `range_not_satisfiable:
+// range [5, 2) is outside a N-byte file`, which is not what was wrong.
+
+Deno.test("cli get --range with END before START exits 2 naming --range, not 1 as out of the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/in.txt`, new TextEncoder().encode("0123456789"));
+    const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.txt`]));
+    assert.equal(put.code, 0, put.err);
+    const cid = put.out.trim();
+
+    const inverted = await capture(() =>
+      runGet([cid, "--range", "5-2", "-o", `${dir}/out.txt`, "--data", `${dir}/node`])
+    );
+    assert.equal(inverted.code, 2, inverted.err);
+    assert.match(inverted.err, /--range/);
+    assert.doesNotMatch(inverted.err, /outside/);
+
+    // A range inside the file still reads bytes A to B-1, and one past its end is still refused
+    // as the work failing (exit 1): the file decides that, not the flag.
+    const inside = await capture(() =>
+      runGet([cid, "--range", "2-5", "-o", `${dir}/part.txt`, "--data", `${dir}/node`])
+    );
+    assert.equal(inside.code, 0, inside.err);
+    assert.equal(await Deno.readTextFile(`${dir}/part.txt`), "234");
+    const past = await capture(() =>
+      runGet([cid, "--range", "2-50", "-o", `${dir}/past.txt`, "--data", `${dir}/node`])
+    );
+    assert.equal(past.code, 1, past.err);
+    assert.match(past.err, /range_not_satisfiable/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---- `put --mime` -------------------------------------------------------------------------------
+//
+// `cli.ts put --mime`: the type a file is recorded with must be one a header carries.
+
+/** Labels no `Content-Type` header can carry, which `POST /v1/files` refuses. */
+const BAD_LABELS: Record<string, string> = {
+  "holds CR LF": "text/plain\r\nx-evil: 1",
+  "holds NUL": "text/plain\0",
+  "holds characters past Latin-1": "text/plain; name=日本",
+  "is empty": "",
+  "has no subtype": "text",
+};
+
+for (const [what, mime] of Object.entries(BAD_LABELS)) {
+  for (const tier of ["public", "private"]) {
+    Deno.test(`cli put --mime whose label ${what} (${tier} tier) is a one-line usage error naming --mime, exit 2, and stores nothing`, async () => {
+      const dir = await Deno.makeTempDir();
+      const data = join(dir, "d");
+      await Deno.writeTextFile(join(dir, "f.txt"), "hello");
+      const args = tier === "private" ? ["--private"] : [];
+      const put = await capture(() =>
+        runPut([...args, "--mime", mime, "--data", data, join(dir, "f.txt")])
+      );
+      // It used to store the file (exit 0) with that label as its type: every read of it then
+      // had no header to carry it in.
+      assert.equal(put.code, 2, put.out);
+      assert.equal(put.out, "");
+      assert.equal(put.err.split("\n").length, 1, put.err);
+      assert.match(put.err, /--mime/);
+      assert.equal(await exists(data), false, "no store is created, nothing is stored");
+      await Deno.remove(dir, { recursive: true });
+    });
+  }
+}
+
+Deno.test("cli put --mime with a media type and parameters records it as the file's type", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "d");
+  await Deno.writeTextFile(join(dir, "f.txt"), "hello");
+  const mime = "text/plain; charset=utf-8";
+  const put = await capture(() => runPut(["--mime", mime, "--data", data, join(dir, "f.txt")]));
+  assert.equal(put.code, 0, put.err);
+  const store = await ChunkStore.open(join(data, "store"));
+  assert.equal((await store.pinLabel(put.out.trim()))?.mime, mime);
+  await Deno.remove(dir, { recursive: true });
+});
+
+// ---- `put --name` and `--mime` labels -----------------------------------------------------------
+//
+// `cli.ts put --name` / `--mime`: a label the put cannot record as given is a usage error before
+// anything is stored, as `POST /v1/files` refuses it, never a put that exits 0 and drops it (one
+// over `MAX_FILE_LABEL_CHARS`, or any label on a directory, which has none).
+
+/** A directory with `f.txt` and `tree/a.txt`, and a data directory not yet made. */
+async function fixture(): Promise<{ dir: string; data: string }> {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "f.txt"), "hello");
+  await Deno.mkdir(join(dir, "tree"));
+  await Deno.writeTextFile(join(dir, "tree", "a.txt"), "a");
+  return { dir, data: join(dir, "d") };
+}
+
+const LONG = MAX_FILE_LABEL_CHARS + 1;
+
+const OVERLONG: Record<string, string[]> = {
+  "--name": ["--name", "n".repeat(LONG)],
+  // A label several KiB long was stored with exit 0, and its pin label, too large to be one the
+  // store wrote, then read as none: the type given with it was lost as well.
+  "--name of several KiB": ["--name", "n".repeat(8 * 1024), "--mime", "text/plain"],
+  "--mime": ["--mime", `text/plain; x=${"v".repeat(LONG)}`],
+};
+
+for (const [what, flags] of Object.entries(OVERLONG)) {
+  for (const tier of ["public", "private"]) {
+    Deno.test(`cli put ${what} over ${MAX_FILE_LABEL_CHARS} chars (${tier} tier) is a one-line usage error naming the flag and the limit, exit 2, and stores nothing`, async () => {
+      const { dir, data } = await fixture();
+      const args = tier === "private" ? ["--private"] : [];
+      const put = await capture(() =>
+        runPut([...args, ...flags, "--data", data, join(dir, "f.txt")])
+      );
+      assert.equal(put.code, 2, `${put.out}\n${put.err}`);
+      assert.equal(put.out, "");
+      assert.equal(put.err.split("\n").length, 1, put.err);
+      assert.match(put.err, new RegExp(`${flags[0]} .*${MAX_FILE_LABEL_CHARS}`));
+      assert.equal(await exists(data), false, "no store is created, nothing is stored");
+      await Deno.remove(dir, { recursive: true });
+    });
+  }
+}
+
+Deno.test(`cli put --name and --mime of ${MAX_FILE_LABEL_CHARS} chars are recorded as given`, async () => {
+  const { dir, data } = await fixture();
+  const name = "n".repeat(MAX_FILE_LABEL_CHARS);
+  const mime = `text/plain; x=${"v".repeat(MAX_FILE_LABEL_CHARS - "text/plain; x=".length)}`;
+  const put = await capture(() =>
+    runPut(["--name", name, "--mime", mime, "--data", data, join(dir, "f.txt")])
+  );
+  assert.equal(put.code, 0, put.err);
+  const store = await ChunkStore.open(join(data, "store"));
+  assert.deepEqual(await store.pinLabel(put.out.trim()), { name, mime });
+  await Deno.remove(dir, { recursive: true });
+});
+
+for (const flags of [["--name", "site"], ["--mime", "text/html"]]) {
+  Deno.test(`cli put ${flags[0]} with a directory is a one-line usage error naming it, exit 2, and stores nothing`, async () => {
+    const { dir, data } = await fixture();
+    const put = await capture(() => runPut([...flags, "--data", data, join(dir, "tree")]));
+    // It used to put the directory (exit 0) and drop the label without a word.
+    assert.equal(put.code, 2, `${put.out}\n${put.err}`);
+    assert.equal(put.out, "");
+    assert.equal(put.err.split("\n").length, 1, put.err);
+    assert.match(put.err, new RegExp(`${flags[0]}.*directory`));
+    assert.equal(await exists(data), false, "no store is created, nothing is stored");
+    await Deno.remove(dir, { recursive: true });
+  });
+}
+
+// ---- mistyped flags -----------------------------------------------------------------------------
+//
+// The storage commands answer a mistyped flag with the flag it is near, as `start`, `infer` and
+// `status` do, not with parseArgs' advice about positionals; and `ls` counts "1 file".
+
+Deno.test("put, get, ls and export name a mistyped flag with the one it is near", async () => {
+  const cases: [string, () => Promise<number>, string][] = [
+    ["put", () => runPut(["--privat", "x"]), "unknown flag --privat (did you mean --private?)"],
+    ["get", () => runGet(["CID", "--rang", "0-1"]), "unknown flag --rang (did you mean --range?)"],
+    ["ls", () => runLs(["--jsn"]), "unknown flag --jsn (did you mean --json?)"],
+    ["export", () => runExport(["CID", "--dat", "x"]), "unknown flag --dat (did you mean --data?)"],
+  ];
+  for (const [name, run, expected] of cases) {
+    const { code, err } = await capture(run);
+    assert.equal(code, 2, name);
+    // Stop 65: after `error: `, as every command's usage errors are.
+    assert.ok(err.startsWith(`error: ${expected}\n`), `${name}: ${err}`);
+    assert.doesNotMatch(err, /positional argument/, name);
+  }
+});
+
+Deno.test("ls counts one stored file as 1 file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/in.txt`, "hello\n");
+    const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.txt`]));
+    assert.equal(put.code, 0, put.err);
+    const ls = await capture(() => runLs(["--data", `${dir}/node`]));
+    assert.equal(ls.code, 0, ls.err);
+    assert.match(ls.out, /^1 file, \d+ objects?,/m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

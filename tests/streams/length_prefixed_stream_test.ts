@@ -1,16 +1,32 @@
+/**
+ * The framing streams (`streams/length_prefixed_stream.ts`, `streams/cbor_stream.ts`): frames cut
+ * from and written to a byte stream, chunks only lent for the call, a pipeline stage's back-pressure
+ * and cancellation, and CBOR values over frames.
+ */
 import assert from "node:assert/strict";
 import v8 from "node:v8";
 import vm from "node:vm";
+import { encodeCbor } from "../../protocols/cbor.ts";
+import type { Envelope } from "../../protocols/envelope.ts";
+import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
+import {
+  CborDecoderStream,
+  CborEncoderStream,
+  EnvelopeDecoderStream,
+  EnvelopeEncoderStream,
+} from "../../streams/cbor_stream.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
   FrameSplitter,
   LengthPrefixedDecoderStream,
   LengthPrefixedEncoderStream,
 } from "../../streams/length_prefixed_stream.ts";
-import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
-import { prng } from "../_prng.ts";
+import { concatBytes, joinBytes } from "../_helpers/bytes.ts";
 import { delay } from "../_helpers/wait.ts";
-import { joinBytes } from "../_helpers/bytes.ts";
+import { prng } from "../_prng.ts";
+
+// ---- frames in and out --------------------------------------------------------------------------
 
 async function encodeAll(payloads: Uint8Array[]): Promise<Uint8Array> {
   return joinBytes(
@@ -234,4 +250,282 @@ Deno.test("a frame spread over whole reads keeps them as views until it complete
   assert.equal(frames.length, 1);
   assert.deepEqual(frames[0].subarray(READ_BUFFER_BYTES, 2 * READ_BUFFER_BYTES), reads[1]);
   assert.equal(frames[0][2 * READ_BUFFER_BYTES], 2);
+});
+
+// ---- the framing streams as a pipeline stage ----------------------------------------------------
+//
+// The framing streams as a pipeline stage: a slow reader holds the writer back, cancelling either
+// end reaches the other, and a stream cut inside a prefix or a payload ends with `truncated_frame`
+// naming what was missing.
+
+Deno.test("a decoder whose reader reads nothing makes its writer wait after a frame or two, not buffer what it is given", async () => {
+  const decoder = new LengthPrefixedDecoderStream();
+  const writer = decoder.writable.getWriter();
+  let accepted = 0;
+  for (let i = 0; i < 100; i++) {
+    void writer.write(encodeFrame(new Uint8Array(1000), 1 << 20)).then(() => accepted++, () => {});
+  }
+  await delay(0);
+  assert.ok(accepted <= 2, `${accepted} writes accepted with nobody reading`);
+  assert.ok((writer.desiredSize ?? 0) <= 0, "the writer is told to wait");
+  // Reading lets the writes through, in order.
+  const reader = decoder.readable.getReader();
+  for (let i = 0; i < 100; i++) assert.equal((await reader.read()).value?.byteLength, 1000);
+  await writer.close();
+  assert.equal((await reader.read()).done, true);
+});
+
+Deno.test("cancelling the frames cancels the byte source; aborting the bytes errors the frames", async () => {
+  let cancelled: unknown = undefined;
+  const source = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.enqueue(encodeFrame(new Uint8Array([1]), 1 << 20));
+    },
+    cancel(reason) {
+      cancelled = reason;
+    },
+  });
+  const frames = source.pipeThrough(new LengthPrefixedDecoderStream()).getReader();
+  await frames.read();
+  const reason = new Error("connection closed");
+  await frames.cancel(reason);
+  assert.equal(cancelled, reason);
+
+  const decoder = new LengthPrefixedDecoderStream();
+  const writer = decoder.writable.getWriter();
+  const reader = decoder.readable.getReader();
+  const failure = new Error("socket reset");
+  await writer.abort(failure);
+  await assert.rejects(reader.read(), (e) => e === failure);
+});
+
+Deno.test("a stream cut inside the prefix or the payload ends with truncated_frame naming the bytes missing", async () => {
+  const wire = encodeFrame(new Uint8Array(10), 1 << 20); // 4 + 10 bytes
+  for (const [cut, missing] of [[1, 3], [3, 1], [4, 10], [9, 5], [13, 1]]) {
+    const pieces = Array.from({ length: cut }, (_, i) => wire.slice(i, i + 1));
+    await assert.rejects(
+      Array.fromAsync(ReadableStream.from(pieces).pipeThrough(new LengthPrefixedDecoderStream())),
+      (e: unknown) =>
+        e instanceof TruncatedFrameError && e.code === "truncated_frame" &&
+        e.message.includes(` ${missing} bytes short`),
+      `cut after ${cut} bytes`,
+    );
+  }
+});
+
+// ---- `FrameSplitter.pushLent` -------------------------------------------------------------------
+//
+// `FrameSplitter.pushLent`: chunks that are only lent for the call (a `Connection`'s reused read
+// buffer). Every test feeds the bytes through one buffer that is scribbled over after each push, as
+// the next socket read would, so a payload that kept a view of it shows up corrupt.
+
+const MAX = 1 << 20;
+const SCRIBBLE = 0xee;
+
+function payloadOf(length: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
+}
+
+/**
+ * Feed `wire` to a splitter through one reused buffer, cut at `cuts`; returns the payloads as
+ * they are once everything was fed (an `onFrame` view of the lent chunk is copied, as the
+ * contract asks; a gathered payload is kept as given).
+ */
+function feedLent(wire: Uint8Array, cuts: number[], splitter = new FrameSplitter()): Uint8Array[] {
+  const lent = new Uint8Array(wire.byteLength);
+  const got: Uint8Array[] = [];
+  let from = 0;
+  for (const to of [...cuts, wire.byteLength]) {
+    const chunk = lent.subarray(0, to - from);
+    chunk.set(wire.subarray(from, to));
+    splitter.pushLent(chunk, (p) => got.push(p.buffer === lent.buffer ? p.slice() : p));
+    lent.fill(SCRIBBLE); // the next read lands here
+    from = to;
+  }
+  splitter.end();
+  return got;
+}
+
+Deno.test("a lent chunk: a frame split at every byte boundary comes out whole and is not a view of the reused buffer", () => {
+  const payload = payloadOf(300, 1);
+  const wire = encodeFrame(payload, MAX);
+  for (let cut = 1; cut < wire.byteLength; cut++) {
+    const got = feedLent(wire, [cut]);
+    assert.equal(got.length, 1, `cut at ${cut}`);
+    assert.deepEqual(got[0], payload, `cut at ${cut}`);
+  }
+});
+
+Deno.test("a lent chunk: every frame of a run cut into one-byte reads comes out intact", () => {
+  const payloads = [payloadOf(5, 2), payloadOf(0, 3), payloadOf(4096 + 7, 4), payloadOf(1, 5)];
+  const wire = concatBytes(...payloads.map((p) => encodeFrame(p, MAX)));
+  const cuts = Array.from({ length: wire.byteLength - 1 }, (_, i) => i + 1);
+  assert.deepEqual(feedLent(wire, cuts), payloads);
+});
+
+Deno.test("a lent chunk: two frames in one read, and a prefix split across reads", () => {
+  const a = payloadOf(10, 6);
+  const b = payloadOf(20, 7);
+  const c = payloadOf(70_000, 8);
+  const wire = concatBytes(...[a, b, c].map((p) => encodeFrame(p, MAX)));
+  // Read 1: frame a, frame b and two bytes of c's prefix; read 2: the rest of the prefix and
+  // part of c; read 3: the rest of c.
+  const cPrefix = 4 + 10 + 4 + 20;
+  for (const cuts of [[cPrefix + 2, cPrefix + 1000], [cPrefix + 2, cPrefix + 4], [cPrefix]]) {
+    assert.deepEqual(feedLent(wire, cuts), [a, b, c], `cuts ${cuts}`);
+  }
+});
+
+Deno.test("a lent chunk: a payload gathered over reads is the splitter's own buffer of exactly its length", () => {
+  const payload = payloadOf(262_200, 9);
+  const wire = encodeFrame(payload, MAX);
+  const lent = new Uint8Array(wire.byteLength);
+  const splitter = new FrameSplitter();
+  const got: Uint8Array[] = [];
+  // As a Unix socket delivers a 256 KiB storage chunk: ~208 KiB, then the rest.
+  for (const [from, to] of [[0, 212_992], [212_992, wire.byteLength]]) {
+    const chunk = lent.subarray(0, to - from);
+    chunk.set(wire.subarray(from, to));
+    splitter.pushLent(chunk, (p) => got.push(p));
+    // The first read brought over half the frame: its one buffer, of the frame's length, is
+    // made now (no more than twice what arrived), so the frame costs one buffer and one copy.
+    if (got.length === 0) assert.equal(splitter.heldBytes, payload.byteLength);
+    lent.fill(SCRIBBLE);
+  }
+  assert.equal(got.length, 1);
+  assert.notEqual(got[0].buffer, lent.buffer);
+  assert.equal(got[0].buffer.byteLength, payload.byteLength);
+  assert.deepEqual(got[0], payload);
+});
+
+Deno.test("a lent chunk: a frame over the limit is refused from its prefix, before anything is gathered", () => {
+  const splitter = new FrameSplitter({ maxFrameBytes: 1000 });
+  const prefix = new Uint8Array(4);
+  new DataView(prefix.buffer).setUint32(0, 1001);
+  // The prefix split across reads, as the refusal must not depend on how it arrived.
+  splitter.pushLent(prefix.subarray(0, 3), () => assert.fail("no frame"));
+  assert.throws(
+    () => splitter.pushLent(prefix.subarray(3), () => assert.fail("no frame")),
+    FrameTooLargeError,
+  );
+  assert.equal(splitter.heldBytes, 0);
+});
+
+Deno.test("a lent chunk: input that stops inside a frame ends with truncated_frame", () => {
+  const wire = encodeFrame(payloadOf(100, 10), MAX);
+  const splitter = new FrameSplitter();
+  splitter.pushLent(wire.slice(0, 50), () => assert.fail("no frame"));
+  assert.throws(() => splitter.end(), TruncatedFrameError);
+});
+
+Deno.test("lent and owned chunks mix: views kept from owned chunks are gathered with the lent bytes", () => {
+  const payload = payloadOf(5000, 11);
+  const wire = encodeFrame(payload, MAX);
+  const splitter = new FrameSplitter();
+  const got: Uint8Array[] = [];
+  splitter.push(wire.slice(0, 3000), (p) => got.push(p)); // the handshake's leftover: owned
+  const lent = wire.slice(3000);
+  splitter.pushLent(lent, (p) => got.push(p));
+  lent.fill(SCRIBBLE);
+  assert.equal(got.length, 1);
+  assert.deepEqual(got[0], payload);
+});
+
+Deno.test("a lent chunk: a frame whose start came at the end of a full read gets one buffer of its length at once", () => {
+  // 256 KiB storage chunks through a 256 KiB read buffer: each frame (payload and prefix) is a
+  // little larger than one read, so it spans two, and where it starts in the first depends on
+  // the frames before it. Growing from twice its first piece copied the frame twice.
+  const readBuffer = new Uint8Array(256 * 1024);
+  const payload = payloadOf(262_263, 12);
+  const before = payloadOf(readBuffer.byteLength - 4 - 36_667, 13);
+  const wire = concatBytes(encodeFrame(before, MAX), encodeFrame(payload, MAX));
+  const splitter = new FrameSplitter();
+  const got: Uint8Array[] = [];
+  for (const [from, to] of [[0, readBuffer.byteLength], [readBuffer.byteLength, wire.byteLength]]) {
+    const chunk = readBuffer.subarray(0, to - from);
+    chunk.set(wire.subarray(from, to));
+    splitter.pushLent(chunk, (p) => got.push(p.buffer === readBuffer.buffer ? p.slice() : p));
+    if (got.length === 1) assert.equal(splitter.heldBytes, payload.byteLength);
+    readBuffer.fill(SCRIBBLE);
+  }
+  assert.equal(got.length, 2);
+  assert.deepEqual(got[0], before);
+  assert.equal(got[1].buffer.byteLength, payload.byteLength);
+  assert.deepEqual(got[1], payload);
+});
+
+Deno.test("a lent chunk: a partial frame holds at most twice what arrived, or what a full read brought", () => {
+  // A peer announcing the largest frame and sending ten bytes of it costs a small buffer, not
+  // the announced length and not the read buffer's size: those bytes did not fill the read.
+  const readBuffer = new Uint8Array(64 * 1024);
+  const splitter = new FrameSplitter({ maxFrameBytes: 16 << 20 });
+  const prefix = new Uint8Array(4);
+  new DataView(prefix.buffer).setUint32(0, 16 << 20);
+  const chunk = readBuffer.subarray(0, 14);
+  chunk.set(prefix);
+  splitter.pushLent(chunk, () => assert.fail("no frame"));
+  assert.ok(splitter.heldBytes <= 4096, `holds ${splitter.heldBytes}`);
+  // As more arrives, the bound grows with it: twice what arrived.
+  const more = readBuffer.subarray(0, 60_000);
+  for (let i = 0; i < 3; i++) splitter.pushLent(more, () => assert.fail("no frame"));
+  assert.ok(splitter.heldBytes <= 2 * (10 + 3 * 60_000), `holds ${splitter.heldBytes}`);
+});
+
+// ---- CBOR values over frames --------------------------------------------------------------------
+
+Deno.test("envelopes round-trip through the envelope codec streams", async () => {
+  const envelopes: Envelope[] = [
+    { v: 1, type: "ping", id: 1, body: { nonce: 5 } },
+    { v: 1, type: "test.data", id: 2, re: 1, body: { bytes: new Uint8Array([1, 2, 3]) } },
+  ];
+  const out = await Array.fromAsync(
+    ReadableStream.from(envelopes)
+      .pipeThrough(new EnvelopeEncoderStream())
+      .pipeThrough(new EnvelopeDecoderStream()),
+  );
+  assert.deepEqual(out.map((f) => f.ok && f.envelope), envelopes);
+});
+
+Deno.test("absent optional envelope fields are left out of the encoding, not sent as null", async () => {
+  const [payload] = await Array.fromAsync(
+    ReadableStream.from([{ v: 1, type: "ping", id: 1, re: undefined, body: null } as Envelope])
+      .pipeThrough(new EnvelopeEncoderStream()),
+  );
+  assert.equal(
+    payload.byteLength,
+    encodeCbor({ v: 1, type: "ping", id: 1, body: null }).byteLength,
+  );
+});
+
+Deno.test("the envelope decoder reports a bad frame as a typed result and keeps going", async () => {
+  const good = encodeCbor({ v: 1, type: "ping", id: 1, body: { nonce: 1 } });
+  const out = await Array.fromAsync(
+    ReadableStream.from([
+      new Uint8Array([0xff]),
+      encodeCbor({ v: 9, type: "x", id: 2, body: 0 }),
+      good,
+    ])
+      .pipeThrough(new EnvelopeDecoderStream()),
+  );
+  assert.equal(out.length, 3);
+  assert.deepEqual(out.map((f) => f.ok ? "ok" : f.error.code), [
+    "malformed_cbor",
+    "unknown_version",
+    "ok",
+  ]);
+});
+
+Deno.test("the plain CBOR decoder round-trips values and errors on a bad payload", async () => {
+  const values = [1, "two", { three: [3] }, new Uint8Array([4])];
+  const out = await Array.fromAsync(
+    ReadableStream.from(values).pipeThrough(new CborEncoderStream())
+      .pipeThrough(new CborDecoderStream()),
+  );
+  assert.deepEqual(out, values);
+  await assert.rejects(
+    Array.fromAsync(
+      ReadableStream.from([new Uint8Array([0x9f])]).pipeThrough(new CborDecoderStream()),
+    ),
+    (e: unknown) => (e as { code?: string }).code === "malformed_cbor",
+  );
 });

@@ -1,18 +1,18 @@
 /**
- * A hostile or damaged CAR on import: a section or header that announces more bytes than any block
- * may have is refused from its length, before those bytes are read (the reader buffered them all,
- * then refused the block, or failed at the end of the input); a CAR cut short or with an unreadable
- * section is `invalid_car`, a typed error the CLI reports, never an untyped one.
+ * Importing CARs (`storage/car.ts`, `cli.ts import`): ones other tools or this node's gateway
+ * write, and hostile or damaged ones, each refused with a typed error the CLI reports.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { CarWriter } from "@ipld/car";
-import { varint } from "multiformats";
-import { CID } from "multiformats/cid";
 import * as dagPb from "@ipld/dag-pb";
 import { UnixFS } from "ipfs-unixfs";
+import { varint } from "multiformats";
+import { CID } from "multiformats/cid";
 import { identity } from "multiformats/hashes/identity";
 import { cidOf, DAG_PB_CODEC, RAW_CODEC, storageKey } from "../../protocols/cid.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
+import { cidOfAsync } from "../../storage/_hash.ts";
 import type { BlockStore } from "../../storage/block_store.ts";
 import { exportCar, importCar } from "../../storage/car.ts";
 import {
@@ -20,9 +20,15 @@ import {
   CorruptChunkError,
   MAX_CAR_BLOCK_BYTES,
 } from "../../storage/errors.ts";
-import { cidOfAsync } from "../../storage/_hash.ts";
-import { collect } from "./_helpers.ts";
 import { concatBytes, joinBytes } from "../_helpers/bytes.ts";
+import { collect } from "./_helpers.ts";
+
+// ---- hostile or damaged CARs --------------------------------------------------------------------
+//
+// A hostile or damaged CAR on import: a section or header that announces more bytes than any block
+// may have is refused from its length, before those bytes are read (the reader buffered them all,
+// then refused the block, or failed at the end of the input); a CAR cut short or with an unreadable
+// section is `invalid_car`, a typed error the CLI reports, never an untyped one.
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -222,4 +228,58 @@ Deno.test("a CAR section of an identity CID that announces more bytes than its C
   assert.equal(rejected instanceof CorruptChunkError, true, String(rejected));
   assert.equal(pulled.bytes <= 2 * PIECE, true, `read ${pulled.bytes} bytes before refusing`);
   assert.equal(store.blocks.size, 0);
+});
+
+// ---- `cli.ts import` ----------------------------------------------------------------------------
+//
+// `cli.ts import` of CARs other tools (or this node's gateway) write: a CAR cut short is reported
+// as `invalid_car` (exit 1), never an uncaught error; a CAR whose root is an identity CID (the
+// gateway's `?format=car` of one) imports and prints that root.
+
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+
+async function cli(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    err: new TextDecoder().decode(out.stderr),
+  };
+}
+
+async function cliCarOf(roots: CID[], blocks: { cid: CID; bytes: Uint8Array }[]) {
+  const { writer, out } = CarWriter.create(roots);
+  const reading = collect(ReadableStream.from(out));
+  for (const block of blocks) await writer.put(block);
+  await writer.close();
+  return await reading;
+}
+
+Deno.test("cli import of a CAR cut short inside a block exits 1 with invalid_car, not an uncaught error", async () => {
+  const dir = await Deno.makeTempDir();
+  const bytes = new Uint8Array(5000).fill(3);
+  const cid = CID.parse(cidOf(bytes, RAW_CODEC));
+  const car = await cliCarOf([cid], [{ cid, bytes }]);
+  await Deno.writeFile(join(dir, "cut.car"), car.subarray(0, car.length - 100));
+  const result = await cli(["import", "--data", join(dir, "data"), join(dir, "cut.car")]);
+  assert.equal(result.code, 1, result.err);
+  assert.match(result.err, /error \[invalid_car\]: the CAR file is cut short/);
+  assert.doesNotMatch(result.err, /Uncaught|\n\s+at /);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli import of the CAR of an identity CID (as the gateway writes it) prints its root", async () => {
+  const dir = await Deno.makeTempDir();
+  const inlined = new TextEncoder().encode("tiny");
+  const cid = CID.createV1(RAW_CODEC, identity.digest(inlined));
+  await Deno.writeFile(join(dir, "id.car"), await cliCarOf([cid], [{ cid, bytes: inlined }]));
+  const result = await cli(["import", "--data", join(dir, "data"), join(dir, "id.car")]);
+  assert.equal(result.code, 0, result.err);
+  assert.equal(result.stdout.trim(), cid.toString());
+  await Deno.remove(dir, { recursive: true });
 });

@@ -1,15 +1,19 @@
 /**
- * `readBoundedBody` against a sender that cuts its body into tiny pieces. Deno hands each read
- * of an HTTP body (a request's, or a `fetch` response's) over as a view of a fresh 64 KiB
- * buffer however few bytes came: a body sent in one-byte HTTP chunks arrives as one-byte views
- * of 64 KiB buffers. The limit is on bytes, so what the reader holds must be about the bytes
- * that arrived, not 64 KiB for each of them.
+ * `readBoundedBody` (`streams/bounded_body.ts`): an HTTP body read whole up to a limit on bytes.
  */
 import assert from "node:assert/strict";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { readBoundedBody } from "../../streams/bounded_body.ts";
 import { delay } from "../_helpers/wait.ts";
+
+// ---- a sender that cuts its body into tiny pieces -----------------------------------------------
+//
+// `readBoundedBody` against a sender that cuts its body into tiny pieces. Deno hands each read of
+// an HTTP body (a request's, or a `fetch` response's) over as a view of a fresh 64 KiB buffer
+// however few bytes came: a body sent in one-byte HTTP chunks arrives as one-byte views of 64 KiB
+// buffers. The limit is on bytes, so what the reader holds must be about the bytes that arrived,
+// not 64 KiB for each of them.
 
 /** What Deno hands over per body read: a view of a fresh buffer of this size. */
 const READ_BUFFER_BYTES = 64 * 1024;

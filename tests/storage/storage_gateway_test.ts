@@ -1,22 +1,25 @@
 /**
- * Review s53 of a gateway block read its client gave up on (`storageGateway(ref).block(cid,
- * signal)`, `actors/storage_actor_peer.ts`): the signal was dropped on the way to the
- * StorageActor, so the read's fetch from a storage peer ran on to its own timeout (10 s by
- * default), holding the peer connection's slot and the actor's attention for a reader long gone.
- *
- * @module
+ * The StorageActor's gateway (`storageGateway`, `actors/storage_actor_peer.ts`) as the HTTP
+ * gateway uses it.
  */
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
-import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import type { StorageMessage, StorageReply } from "../../actors/storage_actor_messages.ts";
+import { storageGateway } from "../../actors/storage_actor_peer.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
 import { cidOf, DAG_PB_CODEC } from "../../protocols/cid.ts";
 import type { VeriflowError } from "../../protocols/errors.ts";
-import type { PeerCallOptions } from "../../storage/storage_peer.ts";
-import { MemoryPeer } from "./_memory_peer.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";
+import type { PeerCallOptions } from "../../storage/storage_peer.ts";
+import { MemoryPeer } from "./_memory_peer.ts";
+
+// ---- a block read its client gave up on ---------------------------------------------------------
+//
+// A gateway block read its client gave up on (`storageGateway(ref).block(cid, signal)`,
+// `actors/storage_actor_peer.ts`): the signal was dropped on the way to the StorageActor, so the
+// read's fetch from a storage peer ran on to its own timeout (10 s by default), holding the peer
+// connection's slot and the actor's attention for a reader long gone.
 
 /** A storage peer whose reads never answer: they end only when their signal aborts them. */
 class SilentPeer extends MemoryPeer {

@@ -1,18 +1,7 @@
 /**
- * Stop 64 (the "known limit" of review s62): a restart of the auditor's own NetworkActor blamed the
- * holders it was auditing. The network's stop closes every connection it made, so a challenge under
- * way failed on a connection this node closed, and a holder reached after it on the connection the
- * old network had left behind failed at once: each signed `no_response` and was placed last for
- * what it was asked, though it did nothing. Now the StorageActor hears its network go down (the
- * actor system's events) and a holder's answer lost across that is "not reached": no verdict, no
- * demotion, audited again next round. A holder that hangs up by itself, with the network running,
- * is still `no_response` (else one lacking a chunk would hang up on every challenge it would fail).
- *
- * The node is an actor system with the StorageActor first and a stand-in network second (the node's
- * order); the stand-in connects to each holder over an in-memory `Connection` when it starts (a
- * restart connects anew), tells the StorageActor its holders (`set_peers`), and closes every
- * connection it made when it stops, as the NetworkActor does. No clock is involved: a challenged
- * holder answers nothing until its connection closes.
+ * Audits cut short by this node, not by the holder: the auditor's node stopping, its network
+ * restarting, or a holder leaving the peer set while a round runs. Nobody is judged for what this
+ * node did; a holder that fails by itself is still judged.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -27,14 +16,292 @@ import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { ConnectionClosedError } from "../../protocols/protocol_errors.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import { StorageAuditor } from "../../storage/audit.ts";
 import type { AuditRoundReport } from "../../storage/audit_round.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
-import type { PeerCallOptions } from "../../storage/storage_peer.ts";
-import { MemoryPeer } from "./_memory_peer.ts";
+import { ChunkNotFoundError } from "../../storage/errors.ts";
+import {
+  type PeerCallOptions,
+  possessionProof,
+  type StoragePeer,
+} from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { MemoryPeer } from "./_memory_peer.ts";
+
+// ---- the auditor's `stopping` -------------------------------------------------------------------
+//
+// `StorageAuditor`'s `stopping`: a holder's answer that fails while the auditor's own node is
+// stopping (its network closed the connection) judges no one; a wrong answer is still judged, and a
+// failed one while the node runs is `no_response` as before.
+
+/** A holder whose connection is closed: every challenge fails at once. */
+class ClosedHolder extends MemoryPeer {
+  override proveChunks(): Promise<(Uint8Array | null)[]> {
+    return Promise.reject(new ConnectionClosedError("connection is closed"));
+  }
+}
+
+/** A holder that answers every challenge with made-up proofs. */
+class LyingHolder extends MemoryPeer {
+  override proveChunks(_nonce: Uint8Array, cids: readonly string[]) {
+    return Promise.resolve(cids.map(() => new Uint8Array(32)));
+  }
+}
+
+/** Audit `holder` on two chunks this auditor holds, with its node `stopping` or not. */
+async function auditWith(holder: MemoryPeer, stopping: boolean) {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ChunkStore.open(dir, { durable: false });
+    const chunks = [
+      await store.put(pseudoRandomBytes(512, 1)),
+      await store.put(pseudoRandomBytes(512, 2)),
+    ];
+    const verdicts: Verdict[] = [];
+    const auditor = new StorageAuditor({
+      identity: Identity.generate(),
+      reference: (cid) => store.get(cid),
+      sampleSize: chunks.length,
+      stopping: () => stopping,
+      onVerdict: (verdict) => void verdicts.push(verdict),
+    });
+    const result = await auditor.audit(holder, chunks).catch((error: Error) => error);
+    return { result, verdicts };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("an auditor whose node is stopping judges no holder whose answer failed: the audit is called off", async () => {
+  const { result, verdicts } = await auditWith(new ClosedHolder(), true);
+  assert.ok(result instanceof DOMException && result.name === "AbortError", String(result));
+  assert.deepEqual(verdicts, []);
+});
+
+Deno.test("a failed answer while the node runs is no_response, and a wrong one is judged even while it stops", async () => {
+  const running = await auditWith(new ClosedHolder(), false);
+  assert.deepEqual(running.verdicts.map((v) => v.reason), ["no_response"]);
+  const lying = await auditWith(new LyingHolder(), true);
+  assert.deepEqual(lying.verdicts.map((v) => v.reason), ["wrong_proof"]);
+});
+
+// ---- a round in flight when the StorageActor stops ----------------------------------------------
+//
+// An audit round in flight when the StorageActor stops. The round ended "after the holder being
+// audited", but that audit was not told: it waited out its timeout (30 s, and as long again for the
+// reference copies) — far past the actor system's stop bound (5 s), so a restart opened the store
+// while the old round still ran on it — and then signed a `no_response` verdict against the holder
+// whose answer the node's own stop had cut off. Now the stop aborts the audit running: nobody is
+// judged on it, and the stop does not wait it out.
+
+/** A holder that keeps its chunks but answers a challenge only when the challenger gives up. */
+class SilentProver extends MemoryPeer {
+  /** The signals of the challenges it was sent. */
+  readonly challenges: AbortSignal[] = [];
+  readonly #asked = Promise.withResolvers<void>();
+  /** Resolves at its first challenge. */
+  readonly asked = this.#asked.promise;
+
+  override proveChunks(
+    _nonce: Uint8Array,
+    _cids: readonly string[],
+    options?: PeerCallOptions,
+  ): Promise<(Uint8Array | null)[]> {
+    const signal = options?.signal;
+    if (signal === undefined) return Promise.reject(new Error("challenge without a signal"));
+    this.challenges.push(signal);
+    this.#asked.resolve();
+    return new Promise((_, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+  }
+}
+
+Deno.test("a StorageActor's stop ends the audit in flight at once: the holder it was asking is judged on nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  const peers = Array.from({ length: 4 }, () => new SilentProver());
+  const verdicts: Verdict[] = [];
+  const actor = new StorageActor({
+    dir,
+    chunkSize: 1024,
+    store: { durable: false },
+    peers,
+    replication: { replicas: 3, writeQuorum: 3 },
+    identity: Identity.generate(),
+    holdHere: true,
+    onVerdict: (v) => {
+      verdicts.push(v);
+    },
+  });
+  await actor.preStart();
+  try {
+    const handle = await actor.receive({
+      type: "put",
+      source: streamOf(pseudoRandomBytes(8192, 62)),
+    }) as PutHandle;
+    await handle.done;
+    // Every block has three holders, two at least among the peers, each given its copy (a quorum
+    // of three): whatever the keys, some peer is audited, and the round waits on its answer.
+    const { done } = unwrapReply<AuditRoundHandle>(await actor.receive({ type: "audit_round" }));
+    await Promise.race(peers.map((p) => p.asked));
+    await actor.postStop();
+    const asked = peers.flatMap((p) => p.challenges);
+    assert.equal(asked.length, 1, "one holder was being asked when the node stopped");
+    assert.equal(asked[0].aborted, true, "its challenge is called off by the stop");
+    assert.deepEqual(verdicts, [], "no verdict about an answer the node's own stop cut off");
+    const report = await done;
+    assert.equal(report.failedHolders, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---- a holder that leaves the peer set before its turn ------------------------------------------
+//
+// A holder that leaves the peer set while an audit round runs, before its turn. The round planned
+// its holders when it started and asked each in turn, so a holder that had left (an orderly
+// restart; its connection closed, the network told the StorageActor) was challenged on the
+// connection it had left behind, failed at once, and got a signed `no_response` verdict — an honest
+// departure judged as a failed audit, which holder repair already handles (its chunks are copied to
+// the holders left). Now each holder is asked as the peer set has it at its turn: one that left is
+// not reached (tried at a later round if it comes back, its record of what it was given kept), and
+// one that came back on a new connection is asked on that one.
+//
+// Fixed keys and a fixed file: the placement, and so the round's order of holders, is the same on
+// every run.
+
+/** Identity `n` of the test, the same on every run. */
+const fixedIdentity = (n: number) => Identity.fromSecretKey(new Uint8Array(32).fill(n));
+
+/** An honest holder in memory whose challenges wait for `gate`; once `gone`, every call fails. */
+class GatedHolder implements StoragePeer {
+  readonly id: string;
+  readonly publicKey: Uint8Array;
+  readonly chunks = new Map<string, Uint8Array>();
+  /** Its connection closed (it left): every call fails, as one on a closed connection does. */
+  gone = false;
+  /** Challenges it was sent after it left. */
+  challengedWhileGone = 0;
+  readonly #gate: Promise<void>;
+  readonly #asked: () => void;
+
+  constructor(identity: Identity, gate: Promise<void>, asked: (peer: GatedHolder) => void) {
+    this.publicKey = identity.publicKey;
+    this.id = toHex(identity.publicKey);
+    this.#gate = gate;
+    this.#asked = () => asked(this);
+  }
+
+  #closed(): Promise<never> {
+    return Promise.reject(new Error("connection closed"));
+  }
+
+  putChunk(cid: string, bytes: Uint8Array): Promise<void> {
+    if (this.gone) return this.#closed();
+    this.chunks.set(cid, bytes);
+    return Promise.resolve();
+  }
+
+  getChunk(cid: string, _options?: PeerCallOptions): Promise<Uint8Array> {
+    if (this.gone) return this.#closed();
+    const bytes = this.chunks.get(cid);
+    return bytes ? Promise.resolve(bytes) : Promise.reject(new ChunkNotFoundError(cid));
+  }
+
+  hasChunk(cid: string): Promise<boolean> {
+    if (this.gone) return this.#closed();
+    return Promise.resolve(this.chunks.has(cid));
+  }
+
+  async proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
+    if (this.gone) {
+      this.challengedWhileGone++;
+      return await this.#closed();
+    }
+    this.#asked();
+    await this.#gate;
+    const out: (Uint8Array | null)[] = [];
+    for (const cid of cids) {
+      const bytes = this.chunks.get(cid);
+      out.push(bytes ? await possessionProof(nonce, this.publicKey, bytes) : null);
+    }
+    return out;
+  }
+}
+
+Deno.test("a holder that left the peer set while an audit round ran is not challenged at its turn, nor judged: not reached", async () => {
+  const dir = await Deno.makeTempDir();
+  const gate = Promise.withResolvers<void>();
+  const firstAsked = Promise.withResolvers<GatedHolder>();
+  const peers = [1, 2, 3, 4].map((n) =>
+    new GatedHolder(fixedIdentity(n), gate.promise, (p) => firstAsked.resolve(p))
+  );
+  const verdicts: Verdict[] = [];
+  const actor = new StorageActor({
+    dir,
+    chunkSize: 1024,
+    store: { durable: false },
+    peers,
+    // A quorum of three: every holder has its copy (and is recorded as given it) once the put is.
+    replication: { replicas: 3, writeQuorum: 3 },
+    identity: fixedIdentity(9),
+    holdHere: true,
+    onVerdict: (v) => {
+      verdicts.push(v);
+    },
+  });
+  await actor.preStart();
+  try {
+    const handle = await actor.receive({
+      type: "put",
+      source: streamOf(pseudoRandomBytes(16_384, 62)),
+    }) as PutHandle;
+    await handle.done;
+    const { done } = unwrapReply<AuditRoundHandle>(await actor.receive({ type: "audit_round" }));
+    // The round is on its first holder: every other peer leaves (its connection closes, and the
+    // network tells the actor), then the first one answers.
+    const first = await firstAsked.promise;
+    for (const peer of peers) if (peer !== first) peer.gone = true;
+    unwrapReply(await actor.receive({ type: "set_peers", peers: [first] }));
+    gate.resolve();
+    const report = await done;
+    await actor.repairIdle();
+
+    assert.deepEqual(
+      peers.map((p) => p.challengedWhileGone),
+      [0, 0, 0, 0],
+      "no holder is challenged after it left",
+    );
+    assert.deepEqual(verdicts, [], "an honest departure is no failed audit");
+    assert.equal(report.failedHolders, 0);
+    assert.equal(report.holders, 1, "the holder still there was audited");
+    assert.ok(report.errors >= 1, "the holders planned that had left count as not reached");
+  } finally {
+    await actor.postStop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---- the auditor's own network restarts mid-round -----------------------------------------------
+//
+// A restart of the auditor's own NetworkActor blamed the holders it was auditing. The network's
+// stop closes every connection it made, so a challenge under way failed on a connection this node
+// closed, and a holder reached after it on the connection the old network had left behind failed at
+// once: each signed `no_response` and was placed last for what it was asked, though it did nothing.
+// Now the StorageActor hears its network go down (the actor system's events) and a holder's answer
+// lost across that is "not reached": no verdict, no demotion, audited again next round. A holder
+// that hangs up by itself, with the network running, is still `no_response` (else one lacking a
+// chunk would hang up on every challenge it would fail).
+//
+// The node is an actor system with the StorageActor first and a stand-in network second (the node's
+// order); the stand-in connects to each holder over an in-memory `Connection` when it starts (a
+// restart connects anew), tells the StorageActor its holders (`set_peers`), and closes every
+// connection it made when it stops, as the NetworkActor does. No clock is involved: a challenged
+// holder answers nothing until its connection closes.
 
 /** Holders in the test: with this node, five, and every chunk on all of them. */
 const HOLDERS = 4;
