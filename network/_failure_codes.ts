@@ -40,7 +40,14 @@ export function isWorkerLost(error: unknown): boolean {
  * client's job instead let one broken or malicious worker, chosen first for its claims of room,
  * fail every job for its model.
  */
-export const WORKER_FAULT_CODES: ReadonlySet<string> = new Set(["inference_stream_invalid"]);
+export const WORKER_FAULT_CODES: ReadonlySet<string> = new Set([
+  "inference_stream_invalid",
+  // Its connection cut off for sending more frames this side refused than an honest peer ever
+  // does (`too_many_refusals`, `protocols/_connection_inbound.ts`): lost, so the job goes on
+  // elsewhere, and its own doing. Taken only for lost, it was asked last for a while and then
+  // picked again; after its last token it was neither kept off nor its end asked for later.
+  "too_many_refusals",
+]);
 
 /** Whether `error` says the worker broke the inference protocol ({@link WORKER_FAULT_CODES}). */
 export function isWorkerFault(error: unknown): boolean {

@@ -383,7 +383,8 @@ export class NetworkInferencePort implements InferencePort {
         // its hello claims, is asked last for a while like one that refused the job as full
         // (else a worker that claims room, starts each job and says nothing wins every job,
         // each held for the stall timeout). So is one whose connection was lost (it may dial
-        // back in under its key). So is one that streamed the job below the delivery floor
+        // back in under its key), unless it was cut off for the frames it sent this side
+        // refused (`too_many_refusals`, a `WORKER_FAULT_CODES` code: its own doing). So is one that streamed the job below the delivery floor
         // (`WorkerTooSlowError`): each of its tokens came within the stall timeout, and an honest
         // worker on a slow or crowded machine does that too, so it is not kept off the model;
         // the next jobs go to faster workers first. One that broke the protocol, or failed the
@@ -397,7 +398,7 @@ export class NetworkInferencePort implements InferencePort {
         // over then; else the stall timeout moved it, later): asked last for at least that long.
         const queued = error instanceof WorkerStalledError && (error.busy || error.tokens === 0);
         const slow = error instanceof WorkerTooSlowError;
-        const closed = error instanceof ConnectionClosedError;
+        const closed = error instanceof ConnectionClosedError && !isWorkerFault(error);
         if (queued) this.#busy.refused(toHex(worker), this.#heldMs());
         else if (slow || closed) this.#busy.refused(toHex(worker));
         else this.#avoid(worker, job.model);

@@ -156,6 +156,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   ask_timeout: 503,
   mailbox_full: 503,
   connection_closed: 502,
+  // A forwarded job's worker cut off for the frames it sent that this node refused.
+  too_many_refusals: 502,
   // Every worker that could take a lost job over refused the tokens it had sent (`failover.ts`).
   delivered_tokens_diverged: 502,
   peer_timeout: 504,

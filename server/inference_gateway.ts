@@ -115,6 +115,8 @@ const NODE_REFUSALS: ReadonlySet<string> = new Set([
   "request_timeout",
   "connection_closed",
   "peer_timeout",
+  // Its connection cut off for the frames it sent that the router refused: the worker's doing.
+  "too_many_refusals",
 ]);
 
 /**

@@ -368,6 +368,71 @@ Deno.test({
   },
 });
 
+// ---- a worker cut off for the frames it sent that its router refused ---------------------------
+// The connection is lost (`too_many_refusals`), so the job moves on as for any loss, but through
+// the worker's own doing (`network/_failure_codes.ts`): it is kept off the model, not only asked
+// last, and cut off where its end event was due it is paid nothing.
+
+/**
+ * A worker that starts each job, sends `tokens`, and then, instead of anything more, sends its
+ * router stream requests a router does not serve (a router takes no jobs): each is refused, and
+ * past the connection's refusal limit the router cuts it off.
+ */
+function flooding(tokens: InferenceEvent[]) {
+  return linked((atWorker, submissions) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      const list: InferenceEvent[] = [start(body.job), ...tokens];
+      let i = 0;
+      return Promise.resolve(
+        new ReadableStream<InferenceEvent>({
+          pull: (c) => {
+            if (i < list.length) return c.enqueue(list[i++]);
+            for (let n = 0; n < 150; n++) {
+              atWorker.openStream(SubmitMessage, body).cancel().catch(() => {});
+            }
+            return new Promise(() => {});
+          },
+        }, { highWaterMark: 0 }),
+      );
+    });
+  });
+}
+
+Deno.test("who pays: a worker that floods its router with refused messages mid-stream is cut off (too_many_refusals), kept off the model and paid nothing; the takeover resumes and is credited", async () => {
+  const flooder = await flooding([wireToken(0), wireToken(1)]);
+  const good = await honest();
+  const r = await router([flooder.toWorker, good.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("refusal-flood"));
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.text, TEXT);
+    assert.equal(flooder.toWorker.closeReason?.constructor.name, "TooManyRefusalsError");
+    assert.deepEqual(good.submissions[0].resume, [97, 98]);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    await eventually(() => r.workers.avoided.has(flooder.key), "the flooder kept off the model");
+  } finally {
+    await closeAll(r, [flooder, good]);
+  }
+});
+
+Deno.test("who pays: a worker that floods its router with refused messages where its end event was due is cut off, paid nothing and kept off the model; the client has every token", async () => {
+  const flooder = await flooding(ALL.map((i) => wireToken(i)));
+  const r = await router([flooder.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("refusal-flood-at-end"));
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.text, TEXT);
+    assert.equal(got.summary.finishReason, "length");
+    assert.equal(got.summary.receipt, undefined);
+    assert.equal(got.summary.error?.code, "too_many_refusals");
+    assert.deepEqual(credited(r.recorder.told), [], "a worker cut off at its end was paid");
+    await eventually(() => r.workers.avoided.has(flooder.key), "the flooder kept off the model");
+  } finally {
+    await closeAll(r, [flooder]);
+  }
+});
+
 // ---- what a takeover can get relayed and paid -----------------------------------------------------
 // Failover seen from the wire, with workers scripted event by event: what a worker that takes over
 // a job (or the first one) can and cannot get the router to relay, accept and pay.

@@ -29,7 +29,7 @@ import assert from "node:assert/strict";
 import { DeliveredTokensDivergedError } from "../../network/failover.ts";
 import { errorResponse, httpStatusOf } from "../../server/http_errors.ts";
 import OpenAI from "openai";
-import { codesOfRetries, refusingPort } from "./_refusing_port.ts";
+import { codesOfRetries, REFUSING_PORT_MODEL, refusingPort } from "./_refusing_port.ts";
 import { serve } from "../../server/serve.ts";
 import { StartTimeoutError } from "../../inference/remote_errors.ts";
 import { RequestTimeoutError } from "../../server/body_limit.ts";
@@ -498,6 +498,8 @@ const NOT_STARTED: [string, () => Error][] = [
   ["request_timeout", () => new StartTimeoutError(START_TIMEOUT_MS)],
   ["connection_closed", () => new VeriflowError("connection_closed", "the worker went away")],
   ["peer_timeout", () => new VeriflowError("peer_timeout", "the worker went silent")],
+  // The router cut the worker's connection off for the frames it sent that were refused.
+  ["too_many_refusals", () => new VeriflowError("too_many_refusals", "the worker was cut off")],
 ];
 
 for (const [code, refusal] of NOT_STARTED) {
@@ -510,3 +512,22 @@ for (const [code, refusal] of NOT_STARTED) {
     assertEquals(codes, Array(5).fill(code));
   });
 }
+
+Deno.test("a forwarded job whose worker was cut off for the frames it sent (too_many_refusals) before it started is answered 502 server_error, a bad gateway, not 500", async () => {
+  const app = createApp({
+    inference: refusingPort(() => new VeriflowError("too_many_refusals", "the worker was cut off")),
+  });
+  const response = await app.fetch(
+    new Request("http://127.0.0.1/v1/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", host: "127.0.0.1" },
+      body: JSON.stringify({ model: REFUSING_PORT_MODEL.name, prompt: "hi", max_tokens: 1 }),
+    }),
+    { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 } },
+  );
+  const answer = await response.json();
+  assertEquals(
+    [response.status, answer.error?.type, answer.error?.code],
+    [502, "server_error", "too_many_refusals"],
+  );
+});
