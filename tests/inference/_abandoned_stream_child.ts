@@ -1,9 +1,9 @@
 /**
- * Child process of `text_model_abandoned_stream_test.ts`, run with `--v8-flags=--expose-gc` (the
+ * Child process of `text_model_test.ts` (a dropped stream), run with `--v8-flags=--expose-gc` (the
  * test runner has no `gc`): on a worker-mode model in `Deno.args[0]`, opens streams, reads one
  * chunk of each and drops them without cancelling, with no signal and with one long-lived
- * `AbortSignal`; collects garbage; prints, as JSON, the KV caches the worker held before and
- * after, and the abort listeners still on the signal.
+ * `AbortSignal`; collects garbage; prints, as JSON, the KV caches the worker held before and after,
+ * and the abort listeners still on the signal.
  *
  * @module
  */

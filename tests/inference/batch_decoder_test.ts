@@ -1,7 +1,7 @@
 /**
- * Continuous batching (`inference/_batch_decoder.ts`): generations sharing one session's
- * executions get the tokens and fingerprints they get alone, whatever joins or leaves the batch
- * around them, and a long prompt is read in pieces between the others' steps.
+ * Continuous batching (`inference/_batch_decoder.ts`): generations sharing one session's executions
+ * get the tokens and fingerprints they get alone; a failure inside a tick outside the model's
+ * execution; and when ticks start.
  */
 import assert from "node:assert/strict";
 import {
@@ -23,9 +23,17 @@ import { TextModel, type TokenChunk } from "../../inference/text_model.ts";
 import type { SamplingParams } from "../../inference/sampler.ts";
 import { MIN_LOGIT_EPS } from "../../proof/calibration.ts";
 import { collect, params } from "./_fixtures.ts";
+import { setImmediate } from "node:timers";
+import * as ort from "onnxruntime-node";
+
+// Continuous batching (`inference/_batch_decoder.ts`): generations sharing one session's executions
+// get the tokens and fingerprints they get alone, whatever joins or leaves the batch around them,
+// and a long prompt is read in pieces between the others' steps.
 
 const dir = await Deno.makeTempDir({ prefix: "veriflow-batch-test-" });
+
 await buildGptModel({ size: "tiny", seed: 0, outDir: dir });
+
 const SHAPE = { numLayers: 2, numKeyValueHeads: 4, headDim: 16, vocabSize: 260 };
 
 /** Prompts of mixed lengths (1 to 90 tokens). */
@@ -455,4 +463,281 @@ Deno.test("a sequence closed while its batched step runs is dropped without dist
   } finally {
     await decoder.session.release();
   }
+});
+
+// A failure inside a batch tick (`inference/_batch_decoder.ts`) outside the model's execution —
+// here an allocation of a sequence's own cache, as under memory pressure — fails the steps it
+// touches and nothing else. A tick is started with `void`: a failure escaping it would be an
+// unhandled rejection, which ends the process (in worker mode, the worker with every generation on
+// it), so these tests also fail if one escapes.
+
+const dirFailures = await Deno.makeTempDir({ prefix: "veriflow-batch-failures-test-" });
+
+await buildGptModel({ size: "tiny", seed: 0, outDir: dirFailures });
+
+Deno.test.afterAll(() => Deno.remove(dirFailures, { recursive: true }));
+
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 1 };
+
+async function decoderSessionFailures(): Promise<DecoderSession> {
+  const { session } = await createSession(await Deno.readFile(`${dirFailures}/model.onnx`), {
+    intraOpThreads: 1,
+  });
+  return new DecoderSession(session, SHAPE);
+}
+
+/** Make the next allocation of a cache of `batch` rows and `width` positions fail, once. */
+function failNextAllocation(decoder: DecoderSession, batch: number, width: number): Error {
+  const error = new RangeError("Array buffer allocation failed");
+  const allocate = decoder.allocatePast.bind(decoder);
+  decoder.allocatePast = (b, w) => {
+    if (b !== batch || w !== width) return allocate(b, w);
+    decoder.allocatePast = allocate;
+    throw error;
+  };
+  return error;
+}
+
+/** `n` greedy tokens after `prompt` on `sequence`. */
+async function greedy(
+  sequence: {
+    step(
+      t: readonly number[],
+      s: { params: typeof GREEDY; position: number },
+    ): Promise<SampledStep>;
+  },
+  prompt: number[],
+  n: number,
+): Promise<number[]> {
+  const out: number[] = [];
+  let feed = prompt;
+  for (let t = 0; t < n; t++) {
+    const step = await sequence.step(feed, { params: GREEDY, position: t });
+    out.push(step.tokenId);
+    feed = [step.tokenId];
+  }
+  return out;
+}
+
+Deno.test("a failed copy of a straggler out of the batch fails that step's members, not the process, and later sequences still run", async () => {
+  const decoder = await decoderSessionFailures();
+  try {
+    const batched = new BatchedDecoder(decoder);
+    const a = batched.sequence();
+    const b = batched.sequence();
+    const [sa, sb] = await Promise.all([
+      a.step([72, 101], { params: GREEDY, position: 0 }),
+      b.step([104, 105], { params: GREEDY, position: 0 }),
+    ]);
+    // Both join the batch.
+    const [sa1] = await Promise.all([
+      a.step([sa.tokenId], { params: GREEDY, position: 1 }),
+      b.step([sb.tokenId], { params: GREEDY, position: 1 }),
+    ]);
+    // b straggles; at the tick a asks for, b's 3 positions are copied out of the batch into a
+    // cache of its own, and that allocation fails.
+    const error = failNextAllocation(decoder, 1, 3);
+    await assert.rejects(
+      a.step([sa1.tokenId], { params: GREEDY, position: 2 }),
+      (e) => e === error,
+    );
+    // The batch's cache was reset: b's rows went with it.
+    await assert.rejects(b.step([5], { params: GREEDY, position: 2 }), (e) => e === error);
+    a.close();
+    b.close();
+    // A later sequence gets what it gets alone, on the same batcher.
+    const prompt = [84, 104, 101, 32];
+    assert.deepEqual(
+      await greedy(batched.sequence(), prompt, 6),
+      await greedy(decoder.sequence(), prompt, 6),
+    );
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("a failed allocation of one prompt's own cache after a group's prefill fails that sequence alone", async () => {
+  const decoder = await decoderSessionFailures();
+  try {
+    const batched = new BatchedDecoder(decoder);
+    const first = [72, 101, 108, 108, 111];
+    const second = [104, 105, 33];
+    // Both prompts arrive in one turn: read together, then each copied into a cache of its own;
+    // the first one's fails.
+    const error = failNextAllocation(decoder, 1, first.length);
+    const [lost, kept] = await Promise.allSettled([
+      greedy(batched.sequence(), first, 4),
+      greedy(batched.sequence(), second, 4),
+    ]);
+    assert.equal(lost.status, "rejected");
+    assert.equal((lost as PromiseRejectedResult).reason, error);
+    assert.deepEqual(kept, {
+      status: "fulfilled",
+      value: await greedy(decoder.sequence(), second, 4),
+    });
+    assert.deepEqual(
+      await greedy(batched.sequence(), first, 4),
+      await greedy(decoder.sequence(), first, 4),
+    );
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+// When the batcher's ticks start (`inference/_batch_decoder.ts`, "When a tick starts"): in the
+// steady state the next tick follows the last without waiting for another turn of the event loop,
+// provided the loop turned while the last one ran; a backend that answers in a microtask still gets
+// a turn per tick, so it cannot starve timers and messages.
+//
+// Both run on a stand-in onnxruntime session (the fixed-cache graph's names and shapes, logits
+// that make greedy sampling pick the next byte), so what is tested is the scheduling alone.
+
+const SHAPE_TICK = { numLayers: 1, numKeyValueHeads: 2, headDim: 4, vocabSize: 16 };
+
+/**
+ * A session with the fixed-cache decoder's inputs and outputs whose logits make token t + 1
+ * (mod the vocabulary) the likeliest after t; `yieldTurn` answers after a `setImmediate`, as
+ * onnxruntime-node does, else in a microtask.
+ */
+function standInSession(yieldTurn: boolean): ort.InferenceSession {
+  const { numKeyValueHeads: heads, headDim, vocabSize } = SHAPE_TICK;
+  const caches = ["kv_cache.0.key", "kv_cache.0.value"];
+  return {
+    inputNames: ["input_ids", "attention_mask", "position_ids", ...caches],
+    outputNames: ["logits", "kv_new.0.key", "kv_new.0.value"],
+    async run(feeds: Record<string, ort.Tensor>) {
+      if (yieldTurn) await new Promise((resolve) => setImmediate(resolve));
+      const [batch, n] = feeds.input_ids.dims;
+      const ids = feeds.input_ids.data as BigInt64Array;
+      const logits = new Float32Array(batch * n * vocabSize);
+      for (let i = 0; i < batch * n; i++) {
+        logits[i * vocabSize + (Number(ids[i]) + 1) % vocabSize] = 1;
+      }
+      const fresh = () =>
+        new ort.Tensor("float32", new Float32Array(batch * heads * n * headDim), [
+          batch,
+          heads,
+          n,
+          headDim,
+        ]);
+      return {
+        logits: new ort.Tensor("float32", logits, [batch, n, vocabSize]),
+        "kv_new.0.key": fresh(),
+        "kv_new.0.value": fresh(),
+      };
+    },
+  } as unknown as ort.InferenceSession;
+}
+
+/** `steps` tokens after `prompt`, each step promising the rest (as `TextModel` does). */
+async function generate(
+  sequence: BatchedSequence,
+  prompt: number[],
+  steps: number,
+  onStep: () => void,
+): Promise<number[]> {
+  const tokens: number[] = [];
+  let feed = prompt;
+  for (let t = 0; t < steps; t++) {
+    const step = await sequence.step(feed, { params: GREEDY, position: t }, 0, steps - 1 - t);
+    tokens.push(step.tokenId);
+    onStep();
+    feed = [step.tokenId];
+  }
+  return tokens;
+}
+
+Deno.test("a backend answering in a microtask still lets timers run between ticks", async () => {
+  const batched = new BatchedDecoder(new DecoderSession(standInSession(false), SHAPE_TICK));
+  let steps = 0;
+  let stepsWhenTimerRan = -1;
+  const timer = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      stepsWhenTimerRan = steps;
+      resolve();
+    }, 0)
+  );
+  const runs = [[3], [5, 6]].map((prompt) =>
+    generate(batched.sequence(), prompt, 200, () => steps++)
+  );
+  const [a, b] = await Promise.all(runs);
+  await timer;
+  assert.deepEqual(a.slice(0, 3), [4, 5, 6]);
+  assert.deepEqual(b.slice(0, 3), [7, 8, 9]);
+  // Chaining ticks without a turn would have run all 400 steps before the timer.
+  assert.ok(
+    stepsWhenTimerRan >= 0 && stepsWhenTimerRan < 40,
+    `the timer ran after ${stepsWhenTimerRan} of 400 steps`,
+  );
+  batched.dispose();
+});
+
+Deno.test("in the steady state a tick follows the last one in the same turn of the event loop", async () => {
+  const batched = new BatchedDecoder(new DecoderSession(standInSession(true), SHAPE_TICK));
+  // Counts the loop's turns: each callback queues the next, which runs in the following turn.
+  let turns = 0;
+  let counting = true;
+  const count = () => {
+    turns++;
+    if (counting) setImmediate(count);
+  };
+  setImmediate(count);
+  const runs = [[1], [2], [3]].map((prompt) => generate(batched.sequence(), prompt, 100, () => {}));
+  await Promise.all(runs);
+  counting = false;
+  const { ticks } = batched.stats();
+  // Each execution takes a turn; a tick that waited for one more before starting took two. (A
+  // prompt's tick runs its first decode step too: 99 ticks for 100 tokens.)
+  assert.ok(ticks >= 99, `${ticks} ticks`);
+  assert.ok(turns < 1.3 * ticks, `${turns} turns for ${ticks} ticks`);
+  batched.dispose();
+});
+
+Deno.test("a first token is answered before the next tick's execution is set up", async () => {
+  // The steady state starts the next tick at once, and setting up its execution (the new
+  // member's prompt cache copied into the batch) is synchronous work: a first token waiting for
+  // its reply behind it reached its client that much later (time to first token).
+  const session = standInSession(true);
+  let runs = 0;
+  const run = session.run.bind(session);
+  session.run = ((feeds: Record<string, ort.Tensor>) => {
+    runs++;
+    return run(feeds);
+  }) as typeof session.run;
+  const batched = new BatchedDecoder(new DecoderSession(session, SHAPE_TICK));
+  // The step promises the steps after it, so the batcher queues the next one by itself.
+  const first = batched.sequence().step([1, 2, 3], { params: GREEDY, position: 0 }, 0, 10);
+  // The reply goes out a few promise hops after the step settles (the worker's request handler).
+  const runsWhenAnswered = await first.then(async (step) => {
+    for (let hop = 0; hop < 4; hop++) await Promise.resolve();
+    assert.equal(step.tokenId, 4);
+    return runs;
+  });
+  assert.equal(runsWhenAnswered, 1, "the next execution started before the first token's reply");
+  batched.dispose();
+});
+
+Deno.test("a prompt waiting when a tick starts is read before that tick's decode step, and joins it", async () => {
+  // Read after the decode step, prompts that arrived while one stream's prompt was read got
+  // their first tokens a step later (8 clients on WebGPU: TTFT p50 132 ms, one stream's 39).
+  const session = standInSession(true);
+  const runs: string[] = [];
+  let second: Promise<number[]> | undefined;
+  const batched = new BatchedDecoder(new DecoderSession(session, SHAPE_TICK));
+  const run = session.run.bind(session);
+  session.run = ((feeds: Record<string, ort.Tensor>) => {
+    const [batch, n] = feeds.input_ids.dims;
+    runs.push(`${batch}x${n}`);
+    // The second client arrives while the first one's prompt is read.
+    second ??= generate(batched.sequence(), [7, 8, 9], 3, () => {});
+    return run(feeds);
+  }) as typeof session.run;
+  const first = await generate(batched.sequence(), [1, 2, 3, 4, 5], 3, () => {});
+  assert.deepEqual(first, [6, 7, 8]);
+  assert.deepEqual(await second, [10, 11, 12]);
+  // The first prompt alone; then the second prompt, then one step for both; then both again.
+  assert.deepEqual(runs.slice(0, 4), ["1x5", "1x3", "2x1", "2x1"]);
+  batched.dispose();
 });

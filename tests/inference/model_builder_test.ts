@@ -1,15 +1,25 @@
+/**
+ * The model builder (`inference/model_builder.ts`), `cli.ts build-model`, and the tensor model it
+ * builds for tests (`inference/tensor_model.ts`).
+ */
 import assert from "node:assert/strict";
 import * as ort from "onnxruntime-node";
 import {
   buildGptModel,
+  buildMlpModel,
   GPT_MODEL_SIZES,
   gptModelBytes,
   resolveArchitecture,
 } from "../../inference/model_builder.ts";
-import { cidOf } from "../../protocols/cid.ts";
+import { cidOf, matchesCid } from "../../protocols/cid.ts";
 import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
+import { runBuildModel } from "../../inference/build_model_command.ts";
+import { TensorModel } from "../../inference/tensor_model.ts";
+import { InvalidTensorInputError } from "../../inference/errors.ts";
+import type { TensorData } from "../../protocols/job.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-builder-test-" });
+
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
 
 Deno.test("the same size and seed build byte-identical models (same CID); another seed differs", () => {
@@ -150,3 +160,109 @@ function feeds(
   }
   return f;
 }
+
+Deno.test("build-model writes a loadable model directory and prints its CID; bad arguments and trained sizes exit 2", async () => {
+  const out = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...a: unknown[]) => lines.push(a.join(" "));
+  const errors: string[] = [];
+  console.error = (...a: unknown[]) => errors.push(a.join(" "));
+  try {
+    assert.equal(await runBuildModel(["--size", "tiny", "--seed", "2", "--out", out]), 0);
+    const { cid } = JSON.parse(lines[0]);
+    assert.equal(cid, textModelId(await readTextModelFiles(out)), "the model's id");
+    assert.equal(await runBuildModel(["--kind", "mlp", "--out", `${out}/mlp`]), 0);
+    // A tensor model's id is its model.onnx's CID.
+    assert.ok(matchesCid(JSON.parse(lines[1]).cid, await Deno.readFile(`${out}/mlp/model.onnx`)));
+    assert.equal(await runBuildModel(["--size", "huge", "--out", out]), 2);
+    // A trained size is installed from its weights, never built from a seed under its name.
+    assert.equal(await runBuildModel(["--size", "brown", "--out", `${out}/brown`]), 2);
+    assert.match(errors.at(-1)!, /brown is a trained model.*cli\.ts train/);
+    await assert.rejects(Deno.stat(`${out}/brown`));
+    assert.equal(await runBuildModel(["--seed", "x", "--out", out]), 2);
+    assert.equal(await runBuildModel([]), 2);
+    assert.equal(await runBuildModel(["--bogus"]), 2);
+  } finally {
+    console.log = log;
+    console.error = error;
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("build-model into a directory it cannot create exits 1 with one line naming --out", async () => {
+  const dir = await Deno.makeTempDir();
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => errors.push(a.join(" "));
+  try {
+    const file = `${dir}/a-file`;
+    await Deno.writeTextFile(file, "");
+    assert.equal(await runBuildModel(["--out", `${file}/model`]), 1);
+    assert.equal(errors.length, 1, errors.join("\n"));
+    assert.match(errors[0], /^error: cannot write the model to .*a-file\/model: .*; give --out a /);
+    assert.doesNotMatch(errors[0], /\n/);
+  } finally {
+    console.error = error;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+const dir = await Deno.makeTempDir({ prefix: "veriflow-tensor-test-" });
+
+const built = await buildMlpModel({ outDir: dir, inputSize: 4, hiddenSize: 8, outputSize: 3 });
+
+const model = await TensorModel.load(dir, { intraOpThreads: 1 });
+
+Deno.test.afterAll(async () => {
+  await model.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+function f32(dims: number[], values: number[]): TensorData {
+  return { type: "float32", dims, data: new Uint8Array(new Float32Array(values).buffer) };
+}
+
+Deno.test("a one-shot MLP runs: tensor bytes in, tensor bytes out, deterministic", async () => {
+  assert.equal(model.info.kind, "tensor");
+  assert.equal(model.info.cid, built.cid);
+  assert.deepEqual(model.info.inputs, [{
+    name: "input",
+    type: "float32",
+    shape: ["batch_size", 4],
+  }]);
+  const input = f32([2, 4], [1, 2, 3, 4, -1, 0, 0.5, 2]);
+  const a = await model.run({ input });
+  const b = await model.run({ input });
+  assert.deepEqual(a.output.dims, [2, 3]);
+  assert.equal(a.output.type, "float32");
+  assert.deepEqual(a.output.data, b.output.data);
+  const values = new Float32Array(a.output.data.buffer);
+  assert.ok(values.every(Number.isFinite));
+  assert.ok(new Set(values).size > 1);
+});
+
+Deno.test("an unaligned input byte view is accepted (copied into an aligned buffer)", async () => {
+  const base = new Uint8Array(1 + 16);
+  base.set(new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer), 1);
+  const out = await model.run({ input: { type: "float32", dims: [1, 4], data: base.subarray(1) } });
+  const ref = await model.run({ input: f32([1, 4], [1, 2, 3, 4]) });
+  assert.deepEqual(out.output.data, ref.output.data);
+});
+
+Deno.test("bad tensor inputs fail with invalid_tensor_input: missing, unknown, wrong type, wrong size, wrong shape", async () => {
+  const bad: Record<string, TensorData>[] = [
+    {},
+    { input: f32([1, 4], [1, 2, 3, 4]), extra: f32([1], [1]) },
+    { input: { type: "int32", dims: [1, 4], data: new Uint8Array(16) } },
+    { input: { type: "float32", dims: [1, 4], data: new Uint8Array(12) } },
+    { input: f32([1, 5], [1, 2, 3, 4, 5]) },
+  ];
+  for (const inputs of bad) {
+    await assert.rejects(
+      model.run(inputs),
+      (e: unknown) => e instanceof InvalidTensorInputError && e.code === "invalid_tensor_input",
+    );
+  }
+});

@@ -1,3 +1,8 @@
+/**
+ * The model registry (`inference/model_registry.ts`): what it loads and serves, a load failure
+ * reaching its callers typed, a `--model` path with no model there, and `unknown_model` saying
+ * where the list is.
+ */
 import assert from "node:assert/strict";
 import { ModelRegistry } from "../../inference/model_registry.ts";
 import { BUILDER_VERSION, buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
@@ -7,8 +12,11 @@ import { TensorModel } from "../../inference/tensor_model.ts";
 import { ModelLoadError, UnknownModelError, WrongModelKindError } from "../../inference/errors.ts";
 import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
 import { cidOf, matchesCid } from "../../protocols/cid.ts";
+import { join } from "node:path";
+import { assert as assertTrue, assertRejects } from "../server/_assert.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-registry-test-" });
+
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
 
 Deno.test("register reads metadata without loading; get loads lazily once and reuses the session", async () => {
@@ -191,4 +199,92 @@ Deno.test("a tensor model's id is the CID of its model.onnx, whatever else its d
   } finally {
     await registry.close();
   }
+});
+
+// Whatever makes a model fail to load reaches the registry's callers typed, as `model_load_failed`:
+// the InferenceActor and the validators then refuse what needed the model instead of crashing on an
+// untyped error from a file (or an option) an operator supplied.
+
+const tmpLoadFailure = await Deno.makeTempDir({ prefix: "veriflow-registry-load-failure-test-" });
+
+Deno.test.afterAll(() => Deno.remove(tmpLoadFailure, { recursive: true }));
+
+function isLoadFailure(e: unknown): boolean {
+  assert.ok(e instanceof ModelLoadError, `${(e as Error)?.constructor?.name}: ${e}`);
+  assert.equal(e.code, "model_load_failed");
+  return true;
+}
+
+Deno.test("TextModel.load wraps an untyped failure while loading (a RangeError from the session options) as model_load_failed, with the cause", async () => {
+  const dir = join(tmpLoadFailure, "text");
+  await buildGptModel({ size: "tiny", seed: 0, outDir: dir });
+  const error = await TextModel.load(dir, { intraOpThreads: -1 }).catch((e) => e);
+  isLoadFailure(error);
+  assert.ok(error.cause instanceof RangeError);
+});
+
+Deno.test("ModelRegistry.get reports any load failure as model_load_failed, a tensor model's untyped one included; the failure answers for failedLoadRetryMs, then the next get tries again", async () => {
+  const dir = join(tmpLoadFailure, "mlp");
+  await buildMlpModel({ seed: 0, outDir: dir });
+  let clock = 0;
+  const registry = new ModelRegistry({
+    intraOpThreads: -1,
+    failedLoadRetryMs: 1_000,
+    now: () => clock,
+  });
+  try {
+    const { cid } = await registry.register(join(dir, "model.onnx"));
+    const first = await registry.get(cid).catch((e) => e);
+    isLoadFailure(first);
+    assert.ok(first.cause instanceof RangeError, `${first.cause}`);
+    // Within the interval the same failure answers: no session is built for each job.
+    clock = 999;
+    assert.equal(await registry.get(cid).catch((e) => e), first, "no new load within 1 s");
+    clock = 1_000;
+    const second = await registry.get(cid).catch((e) => e);
+    isLoadFailure(second);
+    assert.notEqual(second, first, "a new load once the interval is over");
+  } finally {
+    await registry.close();
+  }
+});
+
+// The operator's first `--model DIR`: a path with no model there stops the node with `error: the
+// node did not start: <the ModelLoadError's message>` (the start command prints a typed error's own
+// message, not its cause), so that message must say why (the OS's reason) and what a model path is,
+// not only "no model at DIR".
+//
+// @module
+
+Deno.test("registering a model path that does not exist says why and what a model path holds", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const missing = `${dir}/no-such-model`;
+    const error = await assertRejects(() => new ModelRegistry().register(missing), ModelLoadError);
+    assertTrue(error.message.includes(missing), error.message);
+    assertTrue(/no such file/i.test(error.message), error.message);
+    assertTrue(error.message.includes("model.onnx"), error.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("registering a directory without model.onnx says which file is missing and why", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const error = await assertRejects(() => new ModelRegistry().register(dir), ModelLoadError);
+    assertTrue(error.message.includes(`${dir}/model.onnx`), error.message);
+    assertTrue(/no such file/i.test(error.message), error.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// `unknown_model` says where the list is: over HTTP and the WebSocket the error's own text is all a
+// client sees, and "no model registered under nope" left it guessing which names the node serves.
+
+Deno.test("UnknownModelError names the model and points at GET /v1/models", () => {
+  const error = new UnknownModelError("nope");
+  assert.equal(error.code, "unknown_model");
+  assert.equal(error.message, "no model named nope on this node (GET /v1/models lists its models)");
 });

@@ -1,12 +1,16 @@
 /**
- * ReadAhead (`inference/_token_read_ahead.ts`) with gathering, on a fake clock: the first token
- * goes at once, tokens that come within `gatherMs` of the last take wait for it and go out
- * together, a token after a longer pause goes at once, a full batch or the stream's end does
- * not wait; without gathering, each take returns what is ready.
+ * Token delivery timing: read-ahead with gathering (`inference/_token_read_ahead.ts`) and the time
+ * a stream's tokens waited unread (`inference/_unread_time.ts`).
  */
 import assert from "node:assert/strict";
 import { ReadAhead } from "../../inference/_token_read_ahead.ts";
 import { ManualTimers, settle } from "../protocols/_helpers.ts";
+import { UnreadTime } from "../../inference/_unread_time.ts";
+
+// ReadAhead (`inference/_token_read_ahead.ts`) with gathering, on a fake clock: the first token
+// goes at once, tokens that come within `gatherMs` of the last take wait for it and go out
+// together, a token after a longer pause goes at once, a full batch or the stream's end does not
+// wait; without gathering, each take returns what is ready.
 
 /** A stream the test feeds, read through a ReadAhead. */
 function source(limit: number, gatherMs: number) {
@@ -87,4 +91,27 @@ Deno.test("ReadAhead without gathering takes what is ready, never waiting on the
   controller.enqueue(1);
   assert.deepEqual(await peek(ahead.take()), [1]);
   assert.equal(timers.pending, 0);
+});
+
+Deno.test("UnreadTime sums the time between reads over the last reads only, and the time since the last read ended", () => {
+  const unread = new UnreadTime(2, 0);
+  assert.equal(unread.unreadMs(5), 5, "unread since it began");
+  unread.reading(5); // 5 ms unread before the first read
+  assert.equal(unread.unreadMs(100), 5, "a read in progress is not time left unread");
+  unread.read(100);
+  unread.reading(130); // 30
+  unread.read(130);
+  assert.equal(unread.unreadMs(130), 35);
+  unread.reading(131); // 1: the first read's 5 ms drops out of the last two
+  unread.read(131);
+  assert.equal(unread.unreadMs(131), 31);
+  assert.equal(unread.unreadMs(141), 41, "and the time since the last read ended");
+});
+
+Deno.test("UnreadTime counts a read begun twice once", () => {
+  const unread = new UnreadTime(4, 0);
+  unread.reading(10);
+  unread.reading(20);
+  unread.read(20);
+  assert.equal(unread.unreadMs(20), 10);
 });

@@ -1,13 +1,16 @@
 /**
- * `cli.ts calibrate` refuses a bad flag value with exit 2 and a first line naming the flag and
- * what it takes, before it builds or measures anything; and it saves no profile whose own
- * self-check failed.
+ * `cli.ts calibrate`: its flags (bad values refused before anything is built or measured,
+ * `--model-size` and `--seed` picking a built-in model) and the profiles it saves.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCalibrate, type RunCalibrateOptions } from "../../node/calibrate_command.ts";
 import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
 import type { CalibrationProfile, NoiseProfile } from "../../proof/calibration.ts";
+
+// `cli.ts calibrate` refuses a bad flag value with exit 2 and a first line naming the flag and what
+// it takes, before it builds or measures anything; and it saves no profile whose own self-check
+// failed.
 
 /** Run calibrate with `args`, console.error captured; its exit code and first stderr line. */
 async function calibrate(
@@ -143,6 +146,45 @@ Deno.test("calibrate saves no profile whose self-check failed: exits 1 naming th
   } finally {
     console.error = error;
     console.log = log;
+    await Deno.remove(data, { recursive: true });
+  }
+});
+
+// `--model-size` and `--seed` pick a built-in model, so beside `--model DIR` they have no effect.
+// `calibrate` measured DIR and said nothing, so an operator who asked for `--model-size small` got
+// a profile of another model. It now refuses the pair with exit 2 naming both flags, as `start`
+// refuses `--model-size` beside `--model`, before it loads or measures anything.
+//
+// @module
+
+Deno.test("calibrate refuses --model-size or --seed beside --model with exit 2 naming both, before loading", async () => {
+  const data = await Deno.makeTempDir({ prefix: "veriflow-calibrate-" });
+  try {
+    // DIR does not exist: a command that went on to load it would exit 1 saying so.
+    const model = join(data, "none");
+    for (const extra of [["--model-size", "small"], ["--seed", "3"]]) {
+      const lines: string[] = [];
+      const { error } = console;
+      console.error = (...a: unknown[]) => void lines.push(a.join(" "));
+      let code: number;
+      try {
+        code = await runCalibrate(["--model", model, ...extra, "--data", data]);
+      } finally {
+        console.error = error;
+      }
+      const first = lines.join("\n").split("\n")[0];
+      assert.equal(code, 2, `${extra.join(" ")}: ${first}`);
+      assert.match(first, new RegExp(`^error: ${extra[0]} has no effect beside --model`));
+    }
+    // Either alone is still taken: a missing DIR is the work failing (1), not a bad flag.
+    const { error } = console;
+    console.error = () => {};
+    try {
+      assert.equal(await runCalibrate(["--model", model, "--data", data]), 1);
+    } finally {
+      console.error = error;
+    }
+  } finally {
     await Deno.remove(data, { recursive: true });
   }
 });

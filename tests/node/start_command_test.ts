@@ -1,12 +1,19 @@
 /**
- * `cli.ts start`'s life cycle, driven in-process with a fake process (signals, output, clock):
- * Ctrl-C during start-up, a second Ctrl-C during the drain, a taken port, `--no-inference`.
+ * `cli.ts start` (`node/start_command.ts`): its life cycle in-process with a fake process (Ctrl-C
+ * during start-up and the drain, a taken port, `--no-inference`), the settings it refuses before it
+ * starts a node, its help, and the stop signals it listens to.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runStart, runUntilStopped, type StartCommandIo } from "../../node/start_command.ts";
+import {
+  configFromArgs,
+  resolveStartConfig,
+  runStart,
+  runUntilStopped,
+  type StartCommandIo,
+} from "../../node/start_command.ts";
 import { startNode, type VeriflowNode } from "../../node/node.ts";
-import { parseNodeConfig } from "../../node/config.ts";
+import { ConfigError, parseNodeConfig } from "../../node/config.ts";
 import { DataDirLock, DataDirLockedError } from "../../node/data_dir_lock.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
@@ -16,6 +23,22 @@ import {
   holdModelSteps,
   releaseModelSteps,
 } from "../inference/_worker_faults.ts";
+import { quietProcess } from "./_quiet_process.ts";
+import { IDENTITY_FILE, loadOrCreateIdentity } from "../../node/node_identity.ts";
+import { runLedger } from "../../node/ledger_command.ts";
+import { loadOrCreatePledge, PLEDGE_FILE } from "../../node/node_pledge.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { decodeCbor } from "../../protocols/cbor.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { PeerTimeoutError } from "../../protocols/protocol_errors.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
+import { START_HELP } from "../../node/start_help.ts";
+import { DUPLICATE_SIGNAL_MS, stopSignalNames, StopSignals } from "../../node/stop_signals.ts";
+
+// `cli.ts start`'s life cycle, driven in-process with a fake process (signals, output, clock):
+// Ctrl-C during start-up, a second Ctrl-C during the drain, a taken port, `--no-inference`.
 
 /** A process for `runStart`: Ctrl-C on demand, a hand-moved clock, captured output. */
 function fakeProcess() {
@@ -265,4 +288,397 @@ Deno.test("a start refused for a typed reason names its code, as every other com
     fake.err[0],
     /^error \[data_dir_locked\]: the node did not start: data directory \/srv\/vf is in use/,
   );
+});
+
+// The operator's side of `cli.ts start`: settings that would start a node other than the one asked
+// for, and a bad setting found only after the model loaded.
+
+/** Flags of a node on free ports, no heartbeat, the quick built-in model. */
+const flagsOperator = (dataDir: string, ...more: string[]) => [
+  ...["--data", dataDir, "--port", "0", "--p2p-port", "0", "--heartbeat", "0"],
+  ...["--model-size", "tiny", ...more],
+];
+
+Deno.test("a timer setting past setTimeout's limit (2^31-1 ms) is refused naming its key: Deno would fire it every millisecond", async () => {
+  const tooLong = String(2 ** 31);
+  for (
+    const [args, key] of [
+      [["--heartbeat", tooLong], /heartbeatMs/],
+      [
+        ["--coordinate-training", "--training-deadline", tooLong],
+        /training\.coordinator\.deadlineMs/,
+      ],
+    ] as const
+  ) {
+    await assert.rejects(configFromArgs([...args]), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.match(error.message, key);
+      return true;
+    });
+  }
+  assert.throws(
+    () => parseNodeConfig({ storage: { auditIntervalMs: 2 ** 31 } }),
+    /storage\.auditIntervalMs/,
+  );
+  // The longest a timer can wait is still accepted.
+  assert.equal(
+    (await configFromArgs(["--heartbeat", String(2 ** 31 - 1)])).heartbeatMs,
+    2 ** 31 - 1,
+  );
+});
+
+Deno.test("an --api-keys-file that cannot be read stops start in one line before the data directory is made or the model loads", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const dataDir = join(parent, "data");
+    const missing = join(parent, "keys.txt");
+    const fake = quietProcess();
+    assert.equal(await runStart(flagsOperator(dataDir, "--api-keys-file", missing), fake.io), 1);
+    assert.equal(fake.err.length, 1, fake.err.join("\n"));
+    assert.match(fake.err[0], new RegExp(`API keys file ${missing}`));
+    assert.ok(!fake.out.some((line) => line.startsWith("model ")), fake.out.join("\n"));
+    await assert.rejects(Deno.stat(dataDir), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+Deno.test("a flag the rest of the command line leaves without effect is refused naming both, exit 2, before anything starts", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const dataDir = join(parent, "data");
+    const cases: [string[], RegExp][] = [
+      [["--no-inference", "--no-validator", "--model", "/models/x"], /--model\b.*--no-inference/],
+      [["--no-inference", "--no-validator", "--workers", "4"], /--workers.*--no-inference/],
+      [["--cuda", "--device", "cpu"], /--cuda.*--device cpu|--device cpu.*--cuda/],
+      [["--no-listen", "--p2p-host", "0.0.0.0"], /--p2p-host.*--no-listen/],
+      [["--swarm-bind", "127.0.0.1"], /--swarm-bind.*--swarm/],
+      [
+        ["--no-validator", "--challenge-probability", "1"],
+        /--challenge-probability.*--no-validator/,
+      ],
+      [["--train-shard", "1/2"], /--train-shard.*--train\b/],
+      [["--training-rounds", "3"], /--training-rounds.*--coordinate-training/],
+      [["--model", "/models/x", "--model-size", "small"], /--model-size.*--model\b/],
+    ];
+    for (const [more, named] of cases) {
+      const fake = quietProcess();
+      const args = flagsOperator(dataDir, ...more).filter((a, i, all) =>
+        // `flags` gives --model-size tiny; a case that names its own model drops it.
+        !(more.includes("--model-size") || more.includes("--model")) ||
+        !((a === "--model-size" && all[i + 1] === "tiny") ||
+          (a === "tiny" && all[i - 1] === "--model-size"))
+      );
+      assert.equal(await runStart(args, fake.io), 2, `${more.join(" ")}: ${fake.err.join("\n")}`);
+      const [first] = fake.err.join("\n").split("\n");
+      assert.match(first, /^error: /, more.join(" "));
+      assert.match(first, named, more.join(" "));
+      await assert.rejects(Deno.stat(dataDir), Deno.errors.NotFound);
+    }
+    // What the README runs is not refused: a validator without inference still loads the model
+    // and challenges; a dial-out node has peers; a swarm node binds its DHT.
+    for (
+      const ok of [
+        ["--no-inference", "--no-prover", "--challenge-probability", "1", "--workers", "2"],
+        ["--no-listen", "--peer", "127.0.0.1:7711"],
+        ["--swarm-bootstrap", "127.0.0.1:49737", "--swarm-bind", "127.0.0.1"],
+        ["--train", "--train-shard", "0/2", "--no-listen"],
+        ["--coordinate-training", "--training-rounds", "2", "--no-inference"],
+        ["--device", "cuda", "--cuda"],
+      ]
+    ) {
+      await configFromArgs(ok);
+    }
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+// The node's life cycle as an operator lives it: a setting left empty by a script (`--model
+// "$MODEL_DIR"` with the variable unset) is a configuration error, not a node that binds, locks and
+// writes its identity before failing; and what a crash during the identity's creation leaves in the
+// data directory is cleared by the next start; and a start under the wrong identity key does not
+// destroy the node's one stake pledge; a configuration file with a byte-order mark, a mistyped
+// `ledger` flag, and a keepalive that cannot keep a connection alive.
+
+Deno.test("an empty --model or --swarm-bind (a script's unset variable) is refused naming its key, exit 2, before the data directory is made", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const dataDir = join(parent, "node");
+    const cases: [string[], string, string][] = [
+      [["--model", ""], "model.dir", "--model"],
+      [["--swarm", "--swarm-bind", ""], "network.swarm.bind", "--swarm-bind"],
+    ];
+    for (const [more, key, flag] of cases) {
+      const proc = quietProcess();
+      const code = await runStart(
+        ["--data", dataDir, "--port", "0", "--p2p-port", "0", "--heartbeat", "0", ...more],
+        proc.io,
+      );
+      assert.equal(code, 2, `${more.join(" ")}: ${[...proc.out, ...proc.err].join("\n")}`);
+      assert.match(
+        proc.err.join("\n"),
+        new RegExp(`${key.replace(".", "\\.")}: .*\\[from ${flag}\\]`),
+      );
+      assert.deepEqual(proc.out, [], "nothing started");
+      assert.equal(await Deno.stat(dataDir).then(() => true, () => false), false, "no data dir");
+    }
+    // The file and the environment are read by the same schema.
+    assert.throws(
+      () => parseNodeConfig({ model: { dir: "" } }),
+      (e) => e instanceof ConfigError && /model\.dir: /.test(e.message),
+    );
+    await assert.rejects(
+      () => configFromArgs([], { VERIFLOW_MODEL_DIR: "" }),
+      (e) =>
+        e instanceof ConfigError && /model\.dir: .*\[from VERIFLOW_MODEL_DIR\]/.test(e.message),
+    );
+    // A directory that is given still starts as before.
+    assert.equal((await configFromArgs(["--model", "/models/x"])).model.dir, "/models/x");
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+Deno.test("a temporary identity file a crash left (the key's own bytes, or a key never published) is removed once the identity is on disk", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A first start killed between writing the new key and publishing it: an orphan key.
+    const orphan = `${IDENTITY_FILE}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeFile(join(dir, orphan), crypto.getRandomValues(new Uint8Array(32)), {
+      mode: 0o600,
+    });
+    const first = await loadOrCreateIdentity(dir);
+    // A start killed between publishing the key (a hard link) and removing the temporary name:
+    // a second name for the node's secret, which moving identity.key aside would not move.
+    const twin = `${IDENTITY_FILE}.${crypto.randomUUID()}.tmp`;
+    await Deno.link(join(dir, IDENTITY_FILE), join(dir, twin));
+    // Not the identity's: left alone.
+    const foreign = `stake_pledge.cbor.${crypto.randomUUID()}.tmp`;
+    await Deno.writeFile(join(dir, foreign), new Uint8Array([1]));
+    const again = await loadOrCreateIdentity(dir);
+    assert.equal(toHex(again.publicKey), toHex(first.publicKey));
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(names, [IDENTITY_FILE, foreign].sort());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a creator whose temporary file another creator swept before it could publish is handed the published key", async () => {
+  const dir = await Deno.makeTempDir();
+  const link = Deno.link;
+  let other: string | undefined;
+  try {
+    // Just before this creator publishes, another process (a `cli.ts put` beside the node's
+    // first start: it takes no lock) publishes its own key and sweeps this one's temporary file.
+    Deno.link = async (from, to) => {
+      Deno.link = link;
+      other = toHex((await loadOrCreateIdentity(dir)).publicKey);
+      return await link(from, to);
+    };
+    const mine = toHex((await loadOrCreateIdentity(dir)).publicKey);
+    assert.ok(other !== undefined, "the other creator ran");
+    assert.equal(mine, other, "the key on disk, not an error nor a key of its own");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [IDENTITY_FILE]);
+  } finally {
+    Deno.link = link;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a start under another identity.key (a wrong backup restored) does not cost the node its pledge: back on its own key, it sends the same pledge as before", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const node = Identity.generate();
+    const lines: string[] = [];
+    const log = (line: string) => void lines.push(line);
+    const first = await loadOrCreatePledge(dir, node, 5_000, log, () => 42);
+    // The operator restores the wrong identity.key: that start pledges for the other key (and
+    // then stops, its ledger being this node's), writing over the node's pledge.
+    const wrong = await loadOrCreatePledge(dir, Identity.generate(), 5_000, log, () => 43);
+    assert.notDeepEqual(wrong.key, node.publicKey);
+    assert.match(lines.join("\n"), /not a pledge by this node's key/);
+    // The right key back, and selfStake raised meanwhile: peers already hold the first pledge,
+    // so the node must send exactly it, not sign a second one with the new amount.
+    const again = await loadOrCreatePledge(dir, node, 9_000, log, () => 99);
+    assert.deepEqual(again, first, "the node's one pledge, not a second one");
+    assert.deepEqual(
+      decodeCbor(await Deno.readFile(join(dir, PLEDGE_FILE))),
+      first,
+      "and it is the one on disk again",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a configuration file saved with a byte-order mark (Notepad, PowerShell 5) is read as the JSON it is", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "veriflow.json");
+    const json = JSON.stringify({ http: { port: 9123 } });
+    await Deno.writeFile(path, new TextEncoder().encode(`\uFEFF${json}\n`));
+    const config = await configFromArgs(["--config", path]);
+    assert.equal(config.http.port, 9123);
+    // Anything else that is not JSON is still refused, naming the file.
+    await Deno.writeTextFile(path, `\uFEFF\uFEFF${json}`);
+    await assert.rejects(
+      () => configFromArgs(["--config", path]),
+      (e) => e instanceof ConfigError && e.message.startsWith(`${path} is not valid JSON`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a mistyped ledger flag is named with the flag it is near, as start's are, exit 2", async () => {
+  const err: string[] = [];
+  const io = { out: () => {}, err: (line: string) => void err.push(line) };
+  assert.equal(await runLedger(["verify", "--dat", "x"], io), 2);
+  assert.match(err.join("\n"), /^error: unknown flag --dat \(did you mean --data\?\)\n\nUsage:/);
+  err.length = 0;
+  assert.equal(await runLedger(["repair", "--frobnicate"], io), 2);
+  assert.match(err.join("\n"), /^error: unknown flag --frobnicate\n\nUsage:/);
+});
+
+Deno.test("a keepalive no shorter than the idle timeout is refused naming both keys: idle peers on that configuration drop each other", async () => {
+  // What such a configuration does: two idle connections with it time each other out.
+  const timers = new ManualTimers();
+  const [a, b] = memoryDuplexPair();
+  const options = { timers, keepaliveMs: 10_000, idleTimeoutMs: 5_000 };
+  const client = new Connection(a, options);
+  const server = new Connection(b, options);
+  for (let t = 0; t < 30_000 && !client.isClosed; t += 500) await timers.advance(500);
+  assert.ok(client.isClosed && client.closeReason instanceof PeerTimeoutError, "dropped");
+  await server.close().catch(() => {});
+  // So it is refused at start, naming the key and the one it must stay under.
+  for (const network of [{ keepaliveMs: 10_000, idleTimeoutMs: 5_000 }, { keepaliveMs: 5_000 }]) {
+    assert.throws(
+      () => parseNodeConfig({ network }),
+      (e) => e instanceof ConfigError && /network\.keepaliveMs: .*idleTimeoutMs/.test(e.message),
+      JSON.stringify(network),
+    );
+  }
+  await assert.rejects(
+    () => configFromArgs([], { VERIFLOW_NETWORK_KEEPALIVE_MS: "6000" }),
+    (e) =>
+      e instanceof ConfigError &&
+      /network\.keepaliveMs: .*\[from VERIFLOW_NETWORK_KEEPALIVE_MS\]/.test(e.message),
+  );
+  // The defaults, and a keepalive below the timeout, are as before.
+  assert.equal(parseNodeConfig({}).network.keepaliveMs, 1_500);
+  assert.equal(
+    parseNodeConfig({ network: { keepaliveMs: 2_000, idleTimeoutMs: 6_000 } }).network
+      .keepaliveMs,
+    2_000,
+  );
+});
+
+// A peer to dial, or a DHT bootstrap node, needs a port: `HOST:0` names no listener anywhere (port
+// 0 means "any" only when binding). It was accepted, and the node then dialled port 0 forever,
+// every attempt refused, with nothing saying why the peer never connected.
+
+Deno.test("--peer HOST:0 is refused at start, naming the flag and what a peer address needs", async () => {
+  await assert.rejects(
+    resolveStartConfig(["--peer", "127.0.0.1:0"]),
+    /network\.peers\.0: expected HOST:PORT with a port 1–65535, got "127\.0\.0\.1:0" \[from --peer\]/,
+  );
+  await assert.rejects(
+    resolveStartConfig(["--peer", "[::1]:0"]),
+    /network\.peers\.0: expected HOST:PORT with a port 1–65535/,
+  );
+});
+
+Deno.test("a DHT bootstrap node at port 0 is refused the same way; real ports still pass", async () => {
+  await assert.rejects(
+    resolveStartConfig(["--swarm-bootstrap", "127.0.0.1:0"]),
+    /network\.swarm\.bootstrap\.0: expected HOST:PORT with a port 1–65535/,
+  );
+  const { config } = await resolveStartConfig([
+    "--peer",
+    "127.0.0.1:1",
+    "--peer",
+    "[::1]:65535",
+    "--swarm-bootstrap",
+    "127.0.0.1:49737",
+  ]);
+  assert.deepEqual(config.network.peers, ["127.0.0.1:1", "[::1]:65535"]);
+});
+
+// A `--peer` that is the node's own peer port (a slip copying the README's three-node example:
+// `--p2p-port 7712 --peer 127.0.0.1:7712`) was accepted. The node then dialled itself for as long
+// as it ran: its dial said `the peer claims our own key`, and its listener a `handshake failed: the
+// peer claims our own key` line for every redial, neither saying that the address was the node's
+// own. It is now refused at start, like a `--p2p-port` equal to `--port`.
+
+Deno.test("review s61 ops: a --peer that is the node's own peer port is refused at start, naming it", async () => {
+  await assert.rejects(
+    resolveStartConfig([
+      "--p2p-port",
+      "7712",
+      "--peer",
+      "127.0.0.1:7711",
+      "--peer",
+      "127.0.0.1:7712",
+    ]),
+    /network\.peers\.1: 127\.0\.0\.1:7712 is this node's own peer port \(--p2p-port 7712\)/,
+  );
+  // `localhost` names the same loopback listener; so does any loopback address for a node
+  // listening on every interface.
+  await assert.rejects(
+    resolveStartConfig(["--p2p-port", "7712", "--peer", "localhost:7712"]),
+    /network\.peers\.0: localhost:7712 is this node's own peer port/,
+  );
+  await assert.rejects(
+    resolveStartConfig(["--p2p-host", "0.0.0.0", "--p2p-port", "7712", "--peer", "127.0.0.1:7712"]),
+    /network\.peers\.0: 127\.0\.0\.1:7712 is this node's own peer port/,
+  );
+});
+
+Deno.test("review s61 ops: the same port on another host, another port, or no listener is no self-dial", async () => {
+  const ok = async (args: string[]) => (await resolveStartConfig(args)).config.network.peers;
+  // Another machine's node on the default port, from a node listening on every interface.
+  assert.deepEqual(
+    await ok(["--p2p-host", "0.0.0.0", "--p2p-port", "7712", "--peer", "10.1.2.3:7712"]),
+    ["10.1.2.3:7712"],
+  );
+  assert.deepEqual(await ok(["--p2p-port", "7712", "--peer", "127.0.0.1:7711"]), [
+    "127.0.0.1:7711",
+  ]);
+  // A node that listens on no port dials whatever it is given.
+  assert.deepEqual(await ok(["--no-listen", "--peer", "127.0.0.1:7700"]), ["127.0.0.1:7700"]);
+  // Port 0 picks a free port: no configured peer can name it.
+  assert.deepEqual(await ok(["--p2p-port", "0", "--peer", "127.0.0.1:7700"]), ["127.0.0.1:7700"]);
+});
+
+// The common `--peer` slip is the peer's HTTP `--port` in place of its `--p2p-port`; the help line
+// said only `dial this peer`. It now says which port.
+
+Deno.test("review s61 ops2: start's help says --peer takes the peer's --p2p-port, not its HTTP --port", () => {
+  const line = START_HELP.split("\n").find((l) => l.trimStart().startsWith("--peer "));
+  assert.ok(line !== undefined, "a --peer line");
+  const block = START_HELP.slice(START_HELP.indexOf(line), START_HELP.indexOf("--swarm "));
+  assert.match(block, /the peer's --p2p-port, not its HTTP --port/);
+});
+
+Deno.test("the first stop signal stops gracefully, a forwarded copy of it is ignored, a second one forces", () => {
+  let now = 1_000;
+  const signals = new StopSignals(() => now);
+  assert.equal(signals.stopping, false);
+  assert.equal(signals.next(), "stop");
+  assert.equal(signals.stopping, true);
+  // `deno task` forwards the terminal's SIGINT, which the node also gets directly.
+  now += 2;
+  assert.equal(signals.next(), "ignore");
+  now += DUPLICATE_SIGNAL_MS;
+  assert.equal(signals.next(), "force");
+  now += DUPLICATE_SIGNAL_MS;
+  assert.equal(signals.next(), "force");
+});
+
+Deno.test("the stop signals are SIGINT and SIGTERM, and on Windows (where registering SIGTERM throws) SIGINT and SIGBREAK", () => {
+  assert.deepEqual(stopSignalNames("linux"), ["SIGINT", "SIGTERM"]);
+  assert.deepEqual(stopSignalNames("darwin"), ["SIGINT", "SIGTERM"]);
+  assert.deepEqual(stopSignalNames("windows"), ["SIGINT", "SIGBREAK"]);
 });

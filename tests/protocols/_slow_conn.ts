@@ -1,7 +1,7 @@
 /**
- * A slow link for the keepalive tests (`review_s46_guard_keepalive_test.ts`,
- * `review_s52_tcp_progress_test.ts`): the part of a `Deno.Conn` (or, with `"tcp"`, a
- * `Deno.TcpConn`) that `socketDuplex` and `tcpDuplex` use, on the manual clock.
+ * A slow link for the slow-peer tests (`connection_slow_peer_test.ts`): the part of a `Deno.Conn`
+ * (or, with `"tcp"`, a `Deno.TcpConn`) that `socketDuplex` and `tcpDuplex` use, on the manual
+ * clock.
  */
 import { encodeEnvelope, type Envelope } from "../../protocols/envelope.ts";
 import type { ManualTimers } from "./_helpers.ts";

@@ -1,19 +1,43 @@
+/**
+ * A `Connection` under backpressure: streams' credit, the write budget, and hostile stream senders
+ * and requesters that must not make queues grow without bound.
+ */
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { defineMessage } from "../../protocols/message_registry.ts";
-import { RequestTimeoutError } from "../../protocols/protocol_errors.ts";
+import { defineMessage, MessageRegistry } from "../../protocols/message_registry.ts";
+import {
+  ConnectionClosedError,
+  FlowControlError,
+  type ProtocolError,
+  RequestTimeoutError,
+} from "../../protocols/protocol_errors.ts";
 import { ErrorMessage } from "../../protocols/messages.ts";
-import { connectedPair, connectionWithRawPeer, Echo, ManualTimers, settle } from "./_helpers.ts";
+import {
+  connectedPair,
+  connectionWithRawPeer,
+  Count,
+  CountTo,
+  Echo,
+  ManualTimers,
+  settle,
+} from "./_helpers.ts";
+import type { Envelope } from "../../protocols/envelope.ts";
+import type { ConnectionCore } from "../../protocols/_connection_common.ts";
+import { Requester } from "../../protocols/_connection_requester.ts";
 
 const Chunk = defineMessage("test.bp_chunk", z.object({ data: z.instanceof(Uint8Array) }));
+
 const Get = defineMessage("test.bp_get", z.object({ i: z.number().int() }), { reply: Chunk });
+
 const Watch = defineMessage("test.bp_watch", z.object({ i: z.number().int() }), { chunk: Chunk });
+
 const Put = defineMessage("test.bp_put", z.object({ data: z.instanceof(Uint8Array) }), {
   reply: Chunk,
 });
 
 /** Frame overhead of a Chunk envelope beyond its data: generous, for the "+ one frame" slack. */
 const ENVELOPE_SLACK = 256;
+
 /** An encoded `busy` error answer, at most (a short message and the envelope). */
 const BUSY_ANSWER_BYTES = 256;
 
@@ -190,4 +214,182 @@ Deno.test("our own requests wait for room in the byte budget when the peer does 
   await timers.advance(3_000);
   await closed;
   await Promise.all(pending);
+});
+
+// The connection layer under a hostile stream sender: the credit frames a stream's reader sends
+// back must not pile up without bound while the peer does not read them
+// (`protocols/_connection_requester.ts`, the receive side of `openStream`).
+//
+// Credit is a frame that must arrive, so it waits for room in the write budget instead of being
+// dropped. The peer's allowance grows as soon as our reader has read (that is what credit is
+// for), so a peer that keeps sending the chunks it knows it may send, and does not read what we
+// send, made our reader queue one more credit frame per half window read, each waiting outside
+// the budget: memory that grew with every chunk the peer sent, for as long as it read a trickle
+// (enough for the keepalive to see progress).
+
+Deno.test("a peer that sends a stream's chunks and never reads our credits leaves at most one credit frame of that stream waiting, and is held to the credit it was sent", async () => {
+  const window = 16;
+  const chunks = 4_000;
+  const timers = new ManualTimers(); // no timeouts fire: this is about memory, not liveness
+  const { connection, peer } = connectionWithRawPeer(
+    { timers, maxQueuedBytes: 1024 },
+    { highWaterMarkBytes: 1024 },
+  );
+  const stream = connection.openStream(CountTo, { to: chunks }, { window });
+  let read = 0;
+  const reading = (async () => {
+    for await (const _ of stream) read++;
+  })().then(() => null, (error) => error);
+  await settle();
+  const re = 1; // our first id: the request (the peer never reads it, but knows the scheme)
+  let id = 1;
+  let mostWaiting = 0;
+  for (let i = 0; i < chunks; i++) {
+    // As fast as the credit our reader frees would allow, had the peer read it: each half
+    // window read frees that much more.
+    await peer.send({ v: 1, type: Count.type, id: id++, re, body: { i } });
+    if (i % (window / 2) === window / 2 - 1) {
+      await settle();
+      mostWaiting = Math.max(mostWaiting, connection.stats().waitingSends);
+    }
+  }
+  await peer.send({ v: 1, type: "end", id: id++, re, body: null });
+  const outcome = await reading;
+  assert.ok(mostWaiting <= 2, `${mostWaiting} sends waited for room (credit frames of one stream)`);
+  // Our credit never reached the peer: past the credit that went out, its chunks break the
+  // flow control, and the stream ends there.
+  assert.ok(outcome instanceof FlowControlError, `the stream ended with ${outcome}`);
+  assert.ok(read < chunks, `${read} chunks read`);
+  const closed = connection.close();
+  await peer.close();
+  await timers.advance(3_000);
+  await closed;
+});
+
+Deno.test("credit the reader frees while its last credit frame waits goes out in one frame once that one is taken, and counts only then", async () => {
+  // A Requester alone, over a core whose sends resolve when the test says (the transport
+  // taking the frame), so the wait is exact.
+  const sent: { envelopes: readonly Envelope[]; taken: PromiseWithResolvers<void> }[] = [];
+  const refused: ProtocolError[] = [];
+  let nextId = 1;
+  const core: ConnectionCore = {
+    registry: new MessageRegistry([CountTo]),
+    timers: new ManualTimers(),
+    isClosing: false,
+    hasRoom: true,
+    hasRoomForReply: true,
+    nextId: () => nextId++,
+    send(envelopes) {
+      const taken = Promise.withResolvers<void>();
+      sent.push({ envelopes, taken });
+      return taken.promise;
+    },
+    post: () => {}, // the cancel at the end
+    offer: () => {},
+    closedError: () => new ConnectionClosedError("closed"),
+    refuse: (error) => void refused.push(error),
+  };
+  const requester = new Requester(core, { maxPendingRequests: 8 });
+  const reader = requester.openStream(CountTo, { to: 100 }, 4).getReader();
+  assert.equal(sent.length, 1, "the request and its first credit, together");
+  const re = sent[0].envelopes[0].id;
+  sent[0].taken.resolve();
+  let peerId = 1;
+  const chunk = (i: number) =>
+    requester.onResponse(
+      { v: 1, type: Count.type, id: peerId++, re, body: { i } },
+      re,
+      nextId,
+    );
+  const credits = () =>
+    sent.slice(1).map((s) => (s.envelopes[0].body as { chunks: number }).chunks);
+  for (let i = 0; i < 4; i++) chunk(i);
+  for (let i = 0; i < 2; i++) await reader.read();
+  assert.deepEqual(credits(), [2], "half the window read: credit for it");
+  for (let i = 0; i < 2; i++) await reader.read();
+  assert.deepEqual(credits(), [2], "while that frame waits, no second one");
+  for (let i = 4; i < 6; i++) chunk(i); // within the 4 + 2 the peer was sent
+  for (let i = 0; i < 2; i++) await reader.read();
+  assert.equal(refused.length, 0);
+  chunk(6); // beyond what the peer was sent: the 4 owed have not gone out
+  assert.equal(refused.length, 1);
+  assert.equal(refused[0].code, "flow_control_violation");
+  // (On a Connection the router then fails the stream.) The waiting frame is taken: what was
+  // owed goes out, in one frame.
+  sent[1].taken.resolve();
+  await settle();
+  assert.deepEqual(credits(), [2, 4]);
+  await reader.cancel();
+});
+
+// The connection layer under a hostile requester: the chunks of streams we serve to a peer that
+// does not read must stay within the write budget, as replies do
+// (`protocols/_connection_responder.ts`, `#pump`; `protocols/_connection_write_queue.ts`).
+//
+// A burst of stream requests is admitted while nothing is owed yet (the write queue is empty
+// when they arrive); once their handlers answer, each stream's pump encodes its next chunk and
+// waits for room with it. Replies in the same burst wait beyond the budget only up to one more
+// budget's worth and are answered `busy` past that; stream chunks had no such bound, so every
+// admitted stream held one encoded chunk outside the budget: `maxInboundRequests` (1024) times
+// the largest chunk per connection.
+
+const ChunkStreamBudget = defineMessage(
+  "test.s49_chunk",
+  z.object({ data: z.instanceof(Uint8Array) }),
+);
+
+const WatchStreamBudget = defineMessage("test.s49_watch", z.object({ i: z.number().int() }), {
+  chunk: ChunkStreamBudget,
+});
+
+Deno.test("chunks of a burst of streams to a peer that never reads do not pile up outside the budget, and each stream is ended", async () => {
+  const budget = 64 * 1024;
+  const chunkBytes = 16 * 1024;
+  const streams = 1_000;
+  const timers = new ManualTimers(); // no timeouts fire: this is about memory, not liveness
+  const { connection, peer } = connectionWithRawPeer(
+    { timers, maxQueuedBytes: budget },
+    { highWaterMarkBytes: 16 * 1024 },
+  );
+  // An async handler (a job that starts, an actor ask): the whole burst is admitted before any
+  // chunk exists, since nothing is owed yet when the requests arrive.
+  const release = Promise.withResolvers<void>();
+  connection.handle(WatchStreamBudget, async () => {
+    await release.promise;
+    return new ReadableStream({
+      pull: (c) => c.enqueue({ data: new Uint8Array(chunkBytes) }),
+    }, { highWaterMark: 0 });
+  });
+  let id = 1;
+  for (let i = 0; i < streams; i++) {
+    const re = id++;
+    await peer.send({ v: 1, type: WatchStreamBudget.type, id: re, body: { i } });
+    await peer.send({ v: 1, type: "credit", id: id++, re, body: { chunks: 16 } });
+  }
+  await settle();
+  assert.equal(connection.stats().inboundRequests, streams, "the burst was admitted");
+  release.resolve();
+  await settle();
+  const stats = connection.stats();
+  // As for replies: one budget queued, at most one more budget's worth waiting (plus a frame
+  // each way over), and the rest are ~100-byte `busy` answers.
+  const held = stats.queuedBytes + stats.waitingBytes;
+  const bound = 2 * budget + 2 * (chunkBytes + ENVELOPE_SLACK) + streams * BUSY_ANSWER_BYTES;
+  assert.ok(held <= bound, `${held} B held for the peer (bound ${bound})`);
+  // The peer reads now: every stream is ended (`busy` or still running), none left hanging.
+  const busy = new Set<number>();
+  const chunked = new Set<number>();
+  while (busy.size + chunked.size < streams) {
+    const frame = await peer.next();
+    if (frame.type === ErrorMessage.type) {
+      assert.equal((frame.body as { code: string }).code, "busy");
+      busy.add(frame.re!);
+      chunked.delete(frame.re!);
+    } else if (!busy.has(frame.re!)) chunked.add(frame.re!);
+  }
+  assert.ok(busy.size > 900, `${busy.size} answered busy`);
+  const closed = connection.close();
+  await peer.close();
+  await timers.advance(3_000);
+  await closed;
 });

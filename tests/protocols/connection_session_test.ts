@@ -1,3 +1,7 @@
+/**
+ * A `Connection`'s session and its handshake (`protocols/session_handshake.ts`): the signed
+ * handshake, its frame reading (one byte at a time, on a socket), and its timeout.
+ */
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { Connection, defineProtocol } from "../../protocols/connection.ts";
@@ -5,7 +9,7 @@ import { encodeCbor } from "../../protocols/cbor.ts";
 import type { Envelope } from "../../protocols/envelope.ts";
 import { signEnvelope } from "../../protocols/envelope_signing.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { type ByteDuplex, memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { defineMessage } from "../../protocols/message_registry.ts";
 import {
   HandshakeError,
@@ -13,9 +17,18 @@ import {
   TooManyRefusalsError,
   UnsupportedProtocolError,
 } from "../../protocols/protocol_errors.ts";
-import { sessionIdOf, sessionProofBytes } from "../../protocols/session_handshake.ts";
+import {
+  authenticateTransport,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  runSessionHandshake,
+  sessionIdOf,
+  sessionProofBytes,
+} from "../../protocols/session_handshake.ts";
 import { EnvelopeDecoderStream } from "../../streams/cbor_stream.ts";
-import { LengthPrefixedDecoderStream } from "../../streams/length_prefixed_stream.ts";
+import {
+  LENGTH_PREFIX_BYTES,
+  LengthPrefixedDecoderStream,
+} from "../../streams/length_prefixed_stream.ts";
 import {
   connectionWithRawPeer,
   Echo,
@@ -24,11 +37,19 @@ import {
   openWithRawPeer,
   settle,
 } from "./_helpers.ts";
+import { SWARM_LINK_READ_BYTES } from "../../network/swarm_link.ts";
+import { socketDuplex } from "../../protocols/socket_duplex.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { FakeTimers } from "../_helpers/fake_timers.ts";
 
 const EchoProtocol = defineProtocol("test.echo", 1, [Echo]);
+
 const Said = defineMessage("test.said", z.object({ text: z.string() }));
+
 const Say = defineMessage("test.say", z.object({ text: z.string() }), { reply: Said });
+
 const SayV1 = defineProtocol("test.talk", 1, [Say]);
+
 const SayV2 = defineProtocol("test.talk", 2, [Say]);
 
 Deno.test("open() proves both keys: peerKey, one shared sessionId, and ctx.peer in handlers", async () => {
@@ -315,4 +336,218 @@ Deno.test("a peer refused more than maxRefusals times within the window is cut o
   await peer.close().catch(() => {});
   await timers.advance(10_000);
   await connection.closed;
+});
+
+// The handshake's frame reading: a peer that sends its handshake frame one byte at a time must cost
+// the node copying linear in the frame, not quadratic (before the fix, each byte read copied
+// everything read so far: ~128M byte copies for one 16 KiB frame, before the peer is even
+// authenticated). The first test failed on the code before its fix; the second pins that frames
+// still come through whole when read a byte at a time.
+
+/** A readable that hands out `bytes` in chunks of `chunkBytes` (views, not copies). */
+function trickle(bytes: Uint8Array, chunkBytes: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (at >= bytes.byteLength) return; // then silence: the peer keeps the line open
+      controller.enqueue(bytes.subarray(at, at + chunkBytes));
+      at += chunkBytes;
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** A writable that takes every byte and keeps none. */
+function sink(): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({ write() {} });
+}
+
+/**
+ * Run `work`, counting the bytes copied by `Uint8Array.prototype.set` and `slice` meanwhile
+ * (the ways bytes are copied between buffers here).
+ */
+async function countCopiedBytes(work: () => Promise<unknown>): Promise<number> {
+  const proto = Uint8Array.prototype;
+  const set = proto.set;
+  const slice = proto.slice;
+  let copied = 0;
+  proto.set = function (this: Uint8Array, source: ArrayLike<number>, offset?: number) {
+    copied += source.length;
+    return set.call(this, source, offset);
+  };
+  proto.slice = function (this: Uint8Array, start?: number, end?: number) {
+    const out = slice.call(this, start, end);
+    copied += out.byteLength;
+    return out;
+  };
+  try {
+    await work();
+  } finally {
+    proto.set = set;
+    proto.slice = slice;
+  }
+  return copied;
+}
+
+Deno.test("a largest handshake frame sent one byte at a time costs copying linear in its size, not quadratic", async () => {
+  const payloadBytes = MAX_HANDSHAKE_FRAME_BYTES;
+  const wire = new Uint8Array(LENGTH_PREFIX_BYTES + payloadBytes); // zeros: not an envelope
+  new DataView(wire.buffer).setUint32(0, payloadBytes);
+  const duplex: ByteDuplex = { readable: trickle(wire, 1), writable: sink() };
+  const timers = new ManualTimers(); // never advanced: no deadline races the reading
+  let refused: unknown;
+  const copied = await countCopiedBytes(async () => {
+    await authenticateTransport(duplex, { identity: Identity.generate(), timers })
+      .catch((error) => refused = error);
+  });
+  assert.ok(refused instanceof HandshakeError, `refused with ${refused}`);
+  // The whole frame was read before it was refused: the cost measured is the reading's.
+  // Linear: a few copies of each byte (joining, the payload handed out, our own frames).
+  const bound = 8 * wire.byteLength;
+  assert.ok(
+    copied <= bound,
+    `copied ${copied} bytes to read a ${wire.byteLength}-byte frame (bound ${bound})`,
+  );
+});
+
+Deno.test("a handshake whose peer's bytes arrive one at a time still completes, and the bytes after its proof come through intact", async () => {
+  // Two honest sides; between them, each direction re-chunked to one byte per read.
+  const alice = Identity.generate();
+  const bob = Identity.generate();
+  const aToB = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      for (let i = 0; i < chunk.byteLength; i++) controller.enqueue(chunk.subarray(i, i + 1));
+    },
+  });
+  const bToA = new TransformStream<Uint8Array, Uint8Array>();
+  const a: ByteDuplex = { readable: bToA.readable, writable: aToB.writable };
+  const b: ByteDuplex = { readable: aToB.readable, writable: bToA.writable };
+  const after = new TextEncoder().encode("first bytes after the handshake");
+  const [ea, eb] = await Promise.all([
+    runSessionHandshake(a, { identity: alice, timers: new ManualTimers() }).then((ea) => {
+      // Not awaited: the write resolves only as the other side reads, below.
+      ea.duplex.writable.getWriter().write(after).catch(() => {});
+      return ea;
+    }),
+    runSessionHandshake(b, { identity: bob, timers: new ManualTimers() }),
+  ]);
+  assert.deepEqual(ea.session.peerKey, bob.publicKey);
+  assert.deepEqual(eb.session.peerKey, alice.publicKey);
+  assert.deepEqual(ea.session.sessionId, eb.session.sessionId);
+  const reader = eb.duplex.readable.getReader();
+  const got: number[] = [];
+  while (got.length < after.byteLength) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    got.push(...value);
+  }
+  assert.deepEqual(new Uint8Array(got), after);
+});
+
+// The handshake's reads on a socket (`protocols/session_handshake.ts` over
+// `protocols/socket_duplex.ts`): the handshake read with a default reader, for which a socket
+// duplex allocates its read buffer, `readBufferBytes` (256 KiB on the swarm link, 64 KiB on TCP),
+// and keeps it until a BYOB reader takes over after the handshake. Every connection still in its
+// handshake held one: strangers holding the swarm host's 512 connections in their handshakes,
+// sending nothing, cost the node 128 MiB. Real sockets on 127.0.0.1.
+
+/** A socket pair on 127.0.0.1; `reads` lists the size of each buffer the node's side reads into. */
+async function socketPair(): Promise<{ node: Deno.Conn; peer: Deno.Conn; reads: number[] }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [peer, accepted] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port }),
+    listener.accept(),
+  ]);
+  listener.close();
+  const reads: number[] = [];
+  const node = {
+    read: (into: Uint8Array) => {
+      reads.push(into.byteLength);
+      return accepted.read(into);
+    },
+    write: (bytes: Uint8Array) => accepted.write(bytes),
+    closeWrite: () => accepted.closeWrite(),
+    close: () => accepted.close(),
+    localAddr: accepted.localAddr,
+    remoteAddr: accepted.remoteAddr,
+  } as unknown as Deno.Conn;
+  return { node, peer, reads };
+}
+
+Deno.test("handshake review s54: a peer that stalls in its handshake costs no socket read buffer, only what it sent", async () => {
+  const { node, peer, reads } = await socketPair();
+  const duplex = socketDuplex(node, { readBufferBytes: SWARM_LINK_READ_BYTES });
+  const timers = new ManualTimers();
+  const outcome = authenticateTransport(duplex, { identity: Identity.generate(), timers })
+    .then(() => "authenticated", (error) => error);
+  // The peer says nothing more than the length of a hello it never sends.
+  const prefix = new Uint8Array(LENGTH_PREFIX_BYTES);
+  new DataView(prefix.buffer).setUint32(0, 200);
+  await peer.write(prefix);
+  // Real socket I/O, which the manual clock does not wait for: the handshake has read the length
+  // and waits for the hello it announced. (After the deadline the connection is drained with the
+  // duplex's read buffer, for a moment, as it closes: not what a stalled peer holds.)
+  await eventually(() => reads.length >= 2, "the handshake waiting for the announced hello");
+  const whileStalled = reads.slice();
+  await timers.advance(5_000); // the handshake's deadline
+  assert.ok(await outcome instanceof PeerTimeoutError);
+  assert.ok(
+    Math.max(...whileStalled) <= MAX_HANDSHAKE_FRAME_BYTES,
+    `the node read into buffers of ${whileStalled.join(", ")} bytes for a peer that sent 4`,
+  );
+  duplex.close();
+  peer.close();
+});
+
+Deno.test("handshake review s54: over sockets read exactly, a connection runs after the handshake with the peer's first frames intact", async () => {
+  const { node, peer, reads } = await socketPair();
+  const [a, b] = [
+    socketDuplex(node, { readBufferBytes: SWARM_LINK_READ_BYTES }),
+    socketDuplex(peer),
+  ];
+  const alice = Identity.generate();
+  const bob = Identity.generate();
+  const [ca, cb] = await Promise.all([
+    Connection.open(a, { identity: alice }),
+    Connection.open(b, { identity: bob }),
+  ]);
+  try {
+    assert.deepEqual(ca.peerKey, bob.publicKey);
+    assert.deepEqual(cb.peerKey, alice.publicKey);
+    // Both ways, right after the handshake (the peer's first frames may come with its proof).
+    await Promise.all([ca.ping(), cb.ping()]);
+    assert.ok(Math.max(...reads) > MAX_HANDSHAKE_FRAME_BYTES, "the connection reads in bulk");
+  } finally {
+    await Promise.all([ca.close(), cb.close()]);
+  }
+});
+
+// `handshakeTimeoutMs` that cannot be a deadline (0, negative, not a number, past a timer's bound)
+// is refused by `Connection.open` before any I/O, with an error naming the option. Accepted before,
+// 0 armed a deadline already due: every handshake over TCP on 127.0.0.1 failed with "no handshake
+// from the peer within 0 ms", while 0 means "never" for `idleTimeoutMs` and `keepaliveMs`.
+
+for (const bad of [0, -1, Number.NaN, 2 ** 31]) {
+  Deno.test(`review s55: handshakeTimeoutMs ${bad} is refused, naming the option, before any timer or byte`, async () => {
+    const timers = new FakeTimers();
+    const [a, b] = memoryDuplexPair();
+    const reader = b.readable.getReader();
+    const reading = reader.read();
+    await assert.rejects(
+      () => Connection.open(a, { identity: Identity.generate(), timers, handshakeTimeoutMs: bad }),
+      (e: Error) => e instanceof RangeError && /handshakeTimeoutMs/.test(e.message),
+    );
+    assert.equal(timers.armed.size, 0, "no deadline armed");
+    await reader.cancel();
+    assert.deepEqual(await reading, { done: true, value: undefined }, "nothing was sent");
+  });
+}
+
+Deno.test("review s55: a positive handshakeTimeoutMs still opens both sides", async () => {
+  const [a, b] = memoryDuplexPair();
+  const [left, right] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), handshakeTimeoutMs: 60_000 }),
+    Connection.open(b, { identity: Identity.generate(), handshakeTimeoutMs: 2 ** 31 - 1 }),
+  ]);
+  assert.ok(left.peerKey && right.peerKey);
+  await Promise.all([left.close(), right.close()]);
 });

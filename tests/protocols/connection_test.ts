@@ -1,18 +1,32 @@
+/**
+ * A `Connection` (`protocols/connection.ts`) and its message registry: requests, answers, one-way
+ * messages and errors, and what a hostile peer's bad input (bad frames, bad bodies, refused
+ * messages) leads to.
+ */
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { defineMessage } from "../../protocols/message_registry.ts";
+import { defineMessage, MessageRegistry } from "../../protocols/message_registry.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { encodeEnvelope } from "../../protocols/envelope.ts";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from "../../streams/length_prefixed_stream.ts";
+import { encodeEnvelope, type Envelope } from "../../protocols/envelope.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  LengthPrefixedDecoderStream,
+} from "../../streams/length_prefixed_stream.ts";
 import {
   ConnectionClosedError,
   FrameTooLargeError,
+  HandshakeError,
+  InvalidBodyError,
+  type ProtocolError,
   RemoteError,
   RequestCancelledError,
   RequestTimeoutError,
   StreamCancelledError,
+  TruncatedFrameError,
+  UnknownTypeError,
 } from "../../protocols/protocol_errors.ts";
 import {
   connectedPair,
@@ -21,11 +35,17 @@ import {
   CountTo,
   Echo,
   Echoed,
+  ManualTimers,
   Note,
+  settle,
 } from "./_helpers.ts";
 import { delay } from "../_helpers/wait.ts";
+import { createCoreRegistry } from "../../protocols/messages.ts";
+import { encodeCbor } from "../../protocols/cbor.ts";
+import { Identity } from "../../protocols/identity.ts";
 
 const Blob = defineMessage("test.blob", z.object({ data: z.instanceof(Uint8Array) }));
+
 const Blobs = defineMessage("test.blobs", z.object({ size: z.number().int() }), { chunk: Blob });
 
 function countingSource(to: number, onPull?: (i: number) => void): ReadableStream<{ i: number }> {
@@ -432,4 +452,298 @@ Deno.test("bytes a handler keeps do not pin the socket read they arrived in", as
   assert.ok(bytes.buffer.byteLength < 1024, `16 bytes pin ${bytes.buffer.byteLength}`);
   await peer.close();
   await connection.close();
+});
+
+const Reply = defineMessage("reg.reply", z.object({ ok: z.boolean() }));
+
+const Ask = defineMessage("reg.ask", z.object({ q: z.string().max(5) }), { reply: Reply });
+
+Deno.test("registering a request registers its reply type too", () => {
+  const registry = new MessageRegistry().register(Ask);
+  assert.ok(registry.has("reg.ask") && registry.has("reg.reply"));
+});
+
+Deno.test("parseBody returns the parsed body and strips unknown keys", () => {
+  const registry = new MessageRegistry([Ask]);
+  assert.deepEqual(registry.parseBody("reg.ask", { q: "hi", junk: 1 }), { q: "hi" });
+});
+
+Deno.test("parseBody refuses unknown types and bad bodies with typed errors", () => {
+  const registry = new MessageRegistry([Ask]);
+  assert.throws(() => registry.parseBody("reg.nope", {}), UnknownTypeError);
+  assert.throws(
+    () => registry.parseBody("reg.ask", { q: "too long" }, { envelopeId: 4 }),
+    (e: unknown) =>
+      e instanceof InvalidBodyError && e.code === "invalid_body" && e.envelopeId === 4,
+  );
+});
+
+Deno.test("two different definitions cannot claim one type name", () => {
+  const registry = new MessageRegistry([Ask]);
+  registry.register(Ask); // same definition again: fine
+  assert.throws(() => registry.register(defineMessage("reg.ask", z.null())), TypeError);
+});
+
+Deno.test("type names are validated and reply/chunk are exclusive", () => {
+  assert.throws(() => defineMessage("Bad Name", z.null()), TypeError);
+  assert.throws(() => defineMessage("", z.null()), TypeError);
+  assert.throws(() => defineMessage("a.b", z.null(), { reply: Reply, chunk: Reply }), TypeError);
+});
+
+Deno.test("the core registry holds the control messages", () => {
+  const registry = createCoreRegistry();
+  for (const t of ["ping", "pong", "error", "credit", "cancel", "end"]) {
+    assert.ok(registry.has(t), t);
+  }
+  assert.throws(() => registry.parseBody("credit", { chunks: 0 }), InvalidBodyError);
+});
+
+// A `Connection` against a hostile peer: each test failed on the code before its fix.
+
+/** Collects unhandled rejections (Deno ends the process on one) while `body` runs. */
+async function withoutUnhandledRejections(body: () => Promise<void>): Promise<unknown[]> {
+  const rejections: unknown[] = [];
+  const onUnhandled = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    rejections.push(event.reason);
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    await body();
+    await settle();
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+  return rejections;
+}
+
+function framed(value: unknown): Uint8Array {
+  const payload = encodeCbor(value);
+  const frame = new Uint8Array(4 + payload.byteLength);
+  new DataView(frame.buffer).setUint32(0, payload.byteLength);
+  frame.set(payload, 4);
+  return frame;
+}
+
+Deno.test("a peer that stops reading during the handshake makes open() fail, not the process (our hello's write failing is not an unhandled rejection)", async () => {
+  const rejections = await withoutUnhandledRejections(async () => {
+    const [a, b] = memoryDuplexPair();
+    // The peer hangs up its reading side at once: our hello's write fails while we wait for
+    // its hello, which never comes.
+    await b.readable.cancel(new Error("peer stopped reading"));
+    const timers = new ManualTimers();
+    const opening = Connection.open(a, { identity: Identity.generate(), timers });
+    const outcome = opening.then(() => "open", (error) => error);
+    await settle();
+    await timers.advance(10_000);
+    assert.equal((await outcome as Error).name, "PeerTimeoutError");
+    await b.writable.close().catch(() => {});
+  });
+  assert.deepEqual(rejections.map(String), [], "an unhandled rejection ends a Deno process");
+});
+
+Deno.test("a peer that stops reading after our hello and sends a bad proof: open() rejects with handshake_failed, nothing unhandled (our proof's write)", async () => {
+  const rejections = await withoutUnhandledRejections(async () => {
+    const [a, b] = memoryDuplexPair();
+    const opening = Connection.open(a, { identity: Identity.generate() });
+    const outcome = opening.then(() => "open", (error) => error);
+    const frames = b.readable.pipeThrough(new LengthPrefixedDecoderStream()).getReader();
+    await frames.read(); // our hello
+    await frames.cancel(new Error("peer stopped reading")); // our proof's write will fail
+    const writer = b.writable.getWriter();
+    const hello = {
+      key: Identity.generate().publicKey,
+      nonce: crypto.getRandomValues(new Uint8Array(32)),
+      protocols: [],
+    };
+    await writer.write(framed({ v: 1, type: "session.hello", id: 0, body: hello }));
+    await settle();
+    await writer.write(
+      framed({ v: 1, type: "session.proof", id: 1, body: { sig: new Uint8Array(64) } }),
+    )
+      .catch(() => {});
+    const error = await outcome;
+    assert.ok(error instanceof HandshakeError, String(error));
+    await writer.close().catch(() => {});
+  });
+  assert.deepEqual(rejections.map(String), [], "an unhandled rejection ends a Deno process");
+});
+
+Deno.test("a body refused by its schema stops at its first wrong-typed item: a frame of 20,000 bad items costs one check, not 20,000 (a 1 MiB frame of them blocked the node ~1 s)", async () => {
+  let checks = 0;
+  const item = z.preprocess((value) => {
+    checks++;
+    return value;
+  }, z.object({ a: z.number() }));
+  const Done = defineMessage("test.batch_done", z.object({}));
+  const Batch = defineMessage("test.batch", z.object({ items: z.array(item) }), { reply: Done });
+  const { connection, peer } = connectionWithRawPeer();
+  let ran = false;
+  connection.handle(Batch, () => {
+    ran = true;
+    return {};
+  });
+  const items = Array.from({ length: 20_000 }, () => ({ a: "not a number" }));
+  await peer.send({ v: 1, type: Batch.type, id: 1, body: { items } });
+  const refusal = await peer.next();
+  assert.equal(refusal.type, "error");
+  assert.equal(refusal.re, 1);
+  assert.equal((refusal.body as { code: string }).code, "invalid_body");
+  assert.equal(ran, false);
+  assert.ok(checks <= 2, `${checks} item checks for one refused frame`);
+  await peer.close();
+  await connection.close();
+});
+
+/** Send a bad frame, expect an error envelope with `code` (addressed by `re` when given). */
+async function expectRefusal(
+  peer: ReturnType<typeof connectionWithRawPeer>["peer"],
+  payload: unknown,
+  code: string,
+  re?: number,
+): Promise<Envelope> {
+  await peer.send(payload);
+  const reply = await peer.next();
+  assert.equal(reply.type, "error", `reply to a ${code} frame`);
+  assert.equal((reply.body as { code: string }).code, code);
+  assert.equal(reply.re, re, `re of the ${code} error`);
+  return reply;
+}
+
+Deno.test("each bad inbound message gets its typed error back and the connection stays usable", async () => {
+  const seen: string[] = [];
+  const { connection, peer } = connectionWithRawPeer({
+    onProtocolError: (e: ProtocolError) => seen.push(e.code),
+  });
+  connection.handle(Echo, (b) => ({ text: b.text, n: b.n }));
+  await expectRefusal(peer, new Uint8Array([0xff, 0x00]), "malformed_cbor");
+  await expectRefusal(peer, new Uint8Array(5000).fill(0x81), "nesting_too_deep");
+  await expectRefusal(peer, [1, 2, 3], "invalid_envelope");
+  await expectRefusal(
+    peer,
+    { v: 1, type: "test.echo", id: 5, body: {}, x: 1 },
+    "invalid_envelope",
+    5,
+  );
+  await expectRefusal(peer, { v: 7, type: "test.echo", id: 6, body: {} }, "unknown_version", 6);
+  await expectRefusal(peer, { v: 1, type: "test.nope", id: 7, body: {} }, "unknown_type", 7);
+  await expectRefusal(
+    peer,
+    { v: 1, type: "test.echo", id: 8, body: { text: 1 } },
+    "invalid_body",
+    8,
+  );
+  await expectRefusal(
+    peer,
+    { v: 1, type: "test.echoed", id: 9, body: { text: "a", n: 1 } },
+    "no_handler",
+    9,
+  );
+  await expectRefusal(
+    peer,
+    {
+      v: 1,
+      type: "test.echo",
+      id: 10,
+      body: { text: "a", n: 1 },
+      sig: new Uint8Array(64),
+      from: new Uint8Array(32),
+    },
+    "bad_signature",
+    10,
+  );
+  // A reply to a request that was never sent is refused, about that envelope.
+  const stray = await expectRefusal(
+    peer,
+    { v: 1, type: Echoed.type, id: 11, re: 999_999, body: { text: "a", n: 1 } },
+    "unexpected_message",
+  );
+  assert.equal((stray.body as { about?: number }).about, 11);
+  // An error is never answered with an error (no ping-pong between confused peers).
+  await peer.send({ v: 1, type: "error", id: 12, body: { code: 5 } });
+  // ...and a valid request still works afterwards.
+  await peer.send({ v: 1, type: "test.echo", id: 13, body: { text: "still", n: 1 } });
+  const reply = await peer.next();
+  assert.deepEqual([reply.type, reply.re, reply.body], ["test.echoed", 13, {
+    text: "still",
+    n: 1,
+  }]);
+  assert.equal(connection.isClosed, false);
+  assert.equal(seen.length, 11);
+  await peer.close();
+  await connection.close();
+});
+
+Deno.test("a frame over maxFrameBytes closes the connection with frame_too_large, nothing crashes", async () => {
+  const { connection, peer } = connectionWithRawPeer({ maxFrameBytes: 1024 });
+  connection.handle(Echo, (b) => b);
+  const pending = connection.request(Echo, { text: "x", n: 1 });
+  await peer.next(); // the request
+  await peer.sendBytes(new Uint8Array([0x00, 0x10, 0x00, 0x00])); // announces 1 MiB
+  const farewell = await peer.next();
+  assert.deepEqual([farewell.type, (farewell.body as { code: string }).code], [
+    "error",
+    "frame_too_large",
+  ]);
+  await assert.rejects(pending, ConnectionClosedError);
+  await connection.closed;
+  assert.ok(connection.closeReason instanceof FrameTooLargeError);
+  await peer.close().catch(() => {});
+});
+
+Deno.test("a peer that ends inside a frame closes the connection with truncated_frame", async () => {
+  const { connection, peer } = connectionWithRawPeer();
+  await peer.sendBytes(new Uint8Array([0x00, 0x00, 0x00, 0x20, 0xa1])); // 32 announced, 1 sent
+  await peer.close();
+  await connection.closed;
+  assert.ok(connection.closeReason instanceof TruncatedFrameError);
+  assert.equal(connection.closeReason?.code, "truncated_frame");
+});
+
+Deno.test("a repeated request id while the first is running is refused", async () => {
+  const { connection, peer } = connectionWithRawPeer();
+  const release = Promise.withResolvers<void>();
+  connection.handle(Echo, async (b) => {
+    await release.promise;
+    return b;
+  });
+  await peer.send(encodeCbor({ v: 1, type: "test.echo", id: 1, body: { text: "a", n: 1 } }));
+  await expectRefusal(
+    peer,
+    { v: 1, type: "test.echo", id: 1, body: { text: "b", n: 1 } },
+    "unexpected_message",
+    1,
+  );
+  release.resolve();
+  assert.deepEqual((await peer.next()).body, { text: "a", n: 1 });
+  await peer.close();
+  await connection.close();
+});
+
+// The wire between peers: each test failed on the code before its fix.
+
+Deno.test("a one-way message the peer refuses (no handler, bad body, busy) reaches the sender's onRemoteError: the refusal was addressed re = its id, which the sender drops as a late answer", async () => {
+  const told: string[] = [];
+  const Strict = defineMessage("test.strict_note", z.object({ n: z.number().int() }));
+  const { client, server, close } = connectedPair(
+    { onRemoteError: (e: RemoteError) => told.push(e.code) },
+    { maxInboundRequests: 1 },
+  );
+  // Note is known to the server, but it has no handler for it.
+  server.registry.register(Note);
+  await client.notify(Note, { text: "nobody listens" });
+  // A body the server's schema refuses (outbound bodies are not validated by the sender).
+  let release!: () => void;
+  server.handle(Strict, () => new Promise<void>((resolve) => (release = resolve)));
+  await client.notify(Strict, { n: 1.5 });
+  await settle();
+  // The one inbound slot is taken by a running one-way handler: the next one is busy.
+  await client.notify(Strict, { n: 1 });
+  await settle();
+  await client.notify(Strict, { n: 2 });
+  await settle();
+  assert.deepEqual(told, ["no_handler", "invalid_body", "busy"]);
+  assert.equal(client.stats().pendingRequests, 0);
+  release();
+  await close();
 });

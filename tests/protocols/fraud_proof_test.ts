@@ -1,8 +1,14 @@
+/**
+ * Fraud proofs (`protocols/fraud_proof.ts`): their encoding, and the job they carry loosely but
+ * within bounds.
+ */
 import assert from "node:assert/strict";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import {
   FRAUD_PROOF_VERSION,
+  FraudProofSchema,
   MalformedFraudProofError,
+  MAX_FRAUD_PROOF_JOB_VALUES,
   parseFraudProof,
   signFraudProof,
   verifyFraudProofSignature,
@@ -18,6 +24,7 @@ const job: TextJob = {
   params: { ...DEFAULT_GENERATION_PARAMS, stop: ["ü"] },
   nonce: "n1",
 };
+
 const receipt = signReceipt({
   v: 1,
   kind: "text",
@@ -30,6 +37,7 @@ const receipt = signReceipt({
   tokenCount: 3,
   timings: { startedAt: 1, firstTokenMs: 2, totalMs: 3 },
 }, Identity.generate());
+
 const proof = signFraudProof({
   v: FRAUD_PROOF_VERSION,
   kind: "output",
@@ -60,4 +68,43 @@ Deno.test("fraud proof: a lone surrogate anywhere in the loosely checked job mak
     assert.equal(verifyFraudProofSignature(bad), false);
     assert.throws(() => parseFraudProof(bad), MalformedFraudProofError);
   }
+});
+
+// A fraud proof carries its job loosely (the checker re-derives the job's id from it, so fields a
+// later version adds must pass), but a job can honestly hold only so many values. Unbounded, a
+// `validation.fraud_proof` whose job held ~100,000 extra fields passed the schema, and its checker
+// encoded and hashed all of them before finding the job's id wrong, each time a peer sent it. Now
+// the job's values are counted before its schema reads them.
+//
+// @module
+
+/** A text job as a fraud proof carries it, with `extra` more fields. */
+function jobFraudProof(extra: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    kind: "text",
+    model: "bafkmodel",
+    nonce: "n",
+    prompt: "The history of",
+    params: { maxTokens: 16, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ["\n\n"] },
+  };
+  for (let i = 0; i < extra; i++) out[`f${i}`] = i;
+  return out;
+}
+
+/** The schema's complaints about the proof's `job` (the rest of this stand-in proof is empty). */
+function jobIssues(value: Record<string, unknown>): string[] {
+  const parsed = FraudProofSchema.safeParse({ v: 1, kind: "receipt", job: value });
+  assert.equal(parsed.success, false, "the stand-in proof has no receipt: never valid");
+  return parsed.error!.issues.filter((i) => i.path[0] === "job").map((i) => i.message);
+}
+
+Deno.test("review s52: a fraud proof whose job holds 100,000 extra fields is refused at the job, before its values are read", () => {
+  const issues = jobIssues(jobFraudProof(100_000));
+  assert.equal(issues.length, 1, `the job is refused: ${JSON.stringify(issues)}`);
+  assert.match(issues[0], /at most \d+ values/);
+});
+
+Deno.test("review s52: a fraud proof's job with a later version's few extra fields still passes its schema", () => {
+  assert.deepEqual(jobIssues(jobFraudProof(10)), []);
+  assert.ok(MAX_FRAUD_PROOF_JOB_VALUES >= 256, "room for an honest job's values");
 });

@@ -1,3 +1,6 @@
+/**
+ * Hashing and byte helpers (`protocols/hash.ts`, `protocols/bytes_equal.ts`).
+ */
 import assert from "node:assert/strict";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { hmac } from "@noble/hashes/hmac.js";
@@ -10,6 +13,7 @@ import {
   toHex,
 } from "../../protocols/hash.ts";
 import { prng } from "../_prng.ts";
+import { bytesEqual } from "../../protocols/bytes_equal.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
 
@@ -100,4 +104,18 @@ Deno.test("fromHex reverses toHex and refuses what is not hex", () => {
   assert.deepEqual(fromHex(toHex(bytes)), bytes);
   assert.throws(() => fromHex("abc"), TypeError);
   assert.throws(() => fromHex("zz"), TypeError);
+});
+
+Deno.test("bytesEqual is true exactly when lengths and every byte agree", () => {
+  assert.equal(bytesEqual(new Uint8Array(0), new Uint8Array(0)), true);
+  assert.equal(bytesEqual(new Uint8Array([1, 2, 3]), new Uint8Array([1, 2, 3])), true);
+  assert.equal(bytesEqual(new Uint8Array([1, 2, 3]), new Uint8Array([1, 2, 4])), false);
+  assert.equal(bytesEqual(new Uint8Array([9, 2, 3]), new Uint8Array([1, 2, 3])), false);
+  assert.equal(bytesEqual(new Uint8Array([1, 2]), new Uint8Array([1, 2, 0])), false);
+});
+
+Deno.test("bytesEqual compares the viewed bytes of subarrays, not their whole buffers", () => {
+  const buffer = new Uint8Array([0, 7, 8, 0]);
+  assert.equal(bytesEqual(buffer.subarray(1, 3), new Uint8Array([7, 8])), true);
+  assert.equal(bytesEqual(buffer.subarray(0, 2), new Uint8Array([7, 8])), false);
 });

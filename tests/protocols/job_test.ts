@@ -1,3 +1,6 @@
+/**
+ * Jobs and assignments on the wire (`protocols/job.ts`, `protocols/assignment.ts`).
+ */
 import assert from "node:assert/strict";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import {
@@ -12,12 +15,17 @@ import {
   textJobSchema,
 } from "../../protocols/job.ts";
 import { ILL_FORMED_STRING_MESSAGE } from "../../protocols/well_formed.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { signAssignment, verifyAssignment } from "../../protocols/assignment.ts";
 
 const L = GENERATION_LIMITS;
+
 const params = (p: Partial<GenerationParams> = {}): GenerationParams => ({
   ...DEFAULT_GENERATION_PARAMS,
   ...p,
 });
+
 const job = (j: Partial<TextJob> = {}): TextJob => ({
   kind: "text",
   model: "bafkreimodel",
@@ -135,4 +143,44 @@ Deno.test("tensorJobSchema refuses an input name, tensor type, model or nonce wi
     tensorJob({ nonce: "\uDBFF" }),
   ];
   bad.forEach((b, i) => assert.ok(!tensorJobSchema.safeParse(b).success, `case ${i}`));
+});
+
+const requester = Identity.generate();
+
+const worker = Identity.generate().publicKey;
+
+const jobAssignment: TextJob = {
+  kind: "text",
+  model: "bafkreimodel",
+  prompt: "hi",
+  params: { ...DEFAULT_GENERATION_PARAMS },
+  nonce: "1",
+  requester: toHex(requester.publicKey),
+};
+
+Deno.test("signAssignment refuses what no ledger would verify, instead of signing it silently", () => {
+  // The good case verifies.
+  const good = signAssignment({ job: jobAssignment, worker, issuedAt: 5 }, requester);
+  assert.equal(verifyAssignment(good, { jobId: jobId(jobAssignment), worker }), true);
+  // A job naming another requester, a time that is not one, a key that is not one.
+  assert.throws(
+    () =>
+      signAssignment(
+        { job: { ...jobAssignment, requester: undefined }, worker, issuedAt: 5 },
+        requester,
+      ),
+    TypeError,
+  );
+  for (const issuedAt of [NaN, -1, Infinity]) {
+    assert.throws(
+      () => signAssignment({ job: jobAssignment, worker, issuedAt }, requester),
+      TypeError,
+      `${issuedAt}`,
+    );
+  }
+  assert.throws(
+    () =>
+      signAssignment({ job: jobAssignment, worker: new Uint8Array(31), issuedAt: 5 }, requester),
+    TypeError,
+  );
 });

@@ -1,20 +1,38 @@
-/** TCP transport tests: every socket is on 127.0.0.1. */
+/**
+ * The TCP transport (`protocols/tcp_transport.ts`) and its listener's accept loop: connections over
+ * real sockets, and a dial to an address that never answers.
+ */
 import assert from "node:assert/strict";
 import { Connection, defineProtocol } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { ByteDuplex } from "../../protocols/memory_duplex.ts";
-import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
-import { connectTcp, listenTcp, type TcpDuplex, tcpDuplex } from "../../protocols/tcp_transport.ts";
+import {
+  FrameTooLargeError,
+  PeerTimeoutError,
+  TruncatedFrameError,
+} from "../../protocols/protocol_errors.ts";
+import {
+  CONNECT_TIMEOUT_MS,
+  connectTcp,
+  listenTcp,
+  type TcpDuplex,
+  tcpDuplex,
+} from "../../protocols/tcp_transport.ts";
 import { EnvelopeDecoderStream } from "../../streams/cbor_stream.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
   LengthPrefixedDecoderStream,
 } from "../../streams/length_prefixed_stream.ts";
-import { CountTo, Echo } from "./_helpers.ts";
+import { CountTo, Echo, ManualTimers } from "./_helpers.ts";
 import { encodeEnvelope } from "../../protocols/envelope.ts";
+import { acceptEach } from "../../protocols/_accept_loop.ts";
+import { settled } from "../network/_swarm_host_fixture.ts";
+
+// TCP transport tests: every socket is on 127.0.0.1.
 
 const LOCALHOST = "127.0.0.1";
+
 /** Tries of the farewell test: the bug it guards against lost the frame in 80 of 80 tries. */
 const FAREWELL_TRIES = 40;
 
@@ -191,3 +209,186 @@ async function waitUntil(condition: () => boolean, everyMs = 5): Promise<void> {
   }
   assert.ok(condition(), "the condition never held");
 }
+
+/** A listener whose accepts answer from `script` in turn: a connection, or an error thrown. */
+function scriptedListener(script: (string | Error)[]) {
+  let i = 0;
+  let closed = false;
+  let wake: (() => void) | undefined;
+  const listener = {
+    accept(): Promise<Deno.Conn> {
+      if (closed) return Promise.reject(new Deno.errors.BadResource("closed"));
+      const next = script[i++];
+      if (next === undefined) {
+        // Nothing more: wait until closed, as a real listener does.
+        return new Promise((_, reject) => {
+          wake = () => reject(new Deno.errors.BadResource("closed"));
+        });
+      }
+      return next instanceof Error
+        ? Promise.reject(next)
+        : Promise.resolve({ name: next } as unknown as Deno.Conn);
+    },
+  } as unknown as Deno.Listener<Deno.Conn>;
+  const close = () => {
+    closed = true;
+    wake?.();
+  };
+  return { listener, close, closed: () => closed };
+}
+
+Deno.test("a failed accept (out of file descriptors) is retried, not taken for the listener's end; closing ends the loop", async () => {
+  const emfile = new Error("Too many open files (os error 24)");
+  const { listener, close, closed } = scriptedListener(["a", emfile, emfile, "b", "c"]);
+  const accepted: string[] = [];
+  const waits: number[] = [];
+  const loop = acceptEach(
+    listener,
+    (conn) => accepted.push((conn as unknown as { name: string }).name),
+    closed,
+    { wait: (ms) => (waits.push(ms), Promise.resolve()) },
+  );
+  while (accepted.length < 3) await new Promise((r) => setTimeout(r, 1));
+  assert.deepEqual(accepted, ["a", "b", "c"], "accepting goes on after the errors");
+  assert.deepEqual(waits, [50, 100], "backing off between retries");
+  close();
+  await loop; // and ends once closed
+});
+
+Deno.test("a run of failed accepts is logged as a run: its first error, a reminder every 60, and the recovery", async () => {
+  const emfile = new Error("Too many open files (os error 24)");
+  const reset = new Error("Connection reset by peer (os error 104)");
+  const script = ["a", ...Array(130).fill(emfile), "b", reset, "c"];
+  const { listener, close, closed } = scriptedListener(script);
+  const accepted: string[] = [];
+  const lines: string[] = [];
+  const loop = acceptEach(
+    listener,
+    (conn) => accepted.push((conn as unknown as { name: string }).name),
+    closed,
+    { log: (line) => lines.push(line), wait: () => Promise.resolve() },
+  );
+  while (accepted.length < 3) await new Promise((r) => setTimeout(r, 1));
+  assert.deepEqual(lines, [
+    "accept failed (Too many open files (os error 24)); retrying",
+    "accept still failing after 60 tries (Too many open files (os error 24))",
+    "accept still failing after 120 tries (Too many open files (os error 24))",
+    "accepting again after 130 failed accept(s)",
+    "accept failed (Connection reset by peer (os error 104)); retrying",
+    "accepting again after 1 failed accept(s)",
+  ]);
+  close();
+  await loop;
+});
+
+// The TCP transport's dial (`protocols/tcp_transport.ts`): a peer whose address takes the SYN and
+// never answers it (a full accept queue here, on 127.0.0.1; a host that is down or a firewall that
+// drops, on a network) held `connectTcp` for the system's own SYN retries (about two minutes on
+// Linux), with no deadline and no way to give up: a node's dial loop to a static peer waited that
+// long between tries, and went on after the node stopped.
+
+/**
+ * A listener on 127.0.0.1 that accepts nothing, its accept queue filled: a connect to it is
+ * neither accepted nor refused (the kernel drops its SYN). The filling connects are set up
+ * one by one until one does not complete within 2 s (a loopback connect takes microseconds;
+ * set-up, not the behaviour under test).
+ */
+async function unansweredAddress(): Promise<{ port: number; close(): Promise<void> }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const held: Deno.Conn[] = [];
+  let stuck: Promise<unknown> | undefined;
+  while (stuck === undefined && held.length < 20_000) {
+    const connecting = Deno.connect({ hostname: "127.0.0.1", port });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const conn = await Promise.race([
+      connecting,
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 2_000)),
+    ]);
+    clearTimeout(timer);
+    if (conn === undefined) stuck = connecting.then((c) => c.close(), () => {});
+    else held.push(conn);
+  }
+  return {
+    port,
+    async close() {
+      listener.close(); // the SYNs still sent are refused now
+      for (const conn of held) conn.close();
+      await stuck;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "tcp review s54: a connect the peer never answers fails with peer_timeout at its deadline (CONNECT_TIMEOUT_MS by default), on the connection's clock",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const target = await unansweredAddress();
+    try {
+      const timers = new ManualTimers();
+      const byDefault = connectTcp({ hostname: "127.0.0.1", port: target.port }, { timers });
+      const short = connectTcp({ hostname: "127.0.0.1", port: target.port }, {
+        timers,
+        timeoutMs: 1_000,
+      });
+      const outcomes = [byDefault, short].map((p) => p.then(() => "connected", (error) => error));
+      await timers.advance(1_000);
+      const first = await settled(outcomes[1], "the 1 s connect", 5_000);
+      assert.ok(first instanceof PeerTimeoutError, String(first));
+      assert.equal(first.code, "peer_timeout");
+      await timers.advance(CONNECT_TIMEOUT_MS - 1_000);
+      const second = await settled(outcomes[0], "the default connect", 5_000);
+      assert.ok(second instanceof PeerTimeoutError, String(second));
+      assert.equal(timers.pending, 0, "no deadline left armed");
+    } finally {
+      await target.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "tcp review s54: a connect under way gives up when its signal is aborted, with the reason",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const target = await unansweredAddress();
+    try {
+      const timers = new ManualTimers();
+      const stop = new AbortController();
+      const connecting = connectTcp({ hostname: "127.0.0.1", port: target.port }, {
+        timers,
+        signal: stop.signal,
+      }).then(() => "connected", (error) => error);
+      const reason = new Error("the node stopped");
+      stop.abort(reason);
+      assert.equal(await settled(connecting, "the aborted connect", 5_000), reason);
+      assert.equal(timers.pending, 0, "its deadline cleared");
+      // Aborted before it started: refused at once.
+      const late = await connectTcp({ hostname: "127.0.0.1", port: target.port }, {
+        signal: stop.signal,
+      }).then(() => "connected", (error) => error);
+      assert.equal(late, reason);
+    } finally {
+      await target.close();
+    }
+  },
+});
+
+Deno.test("tcp review s54: a connect that is answered clears its deadline", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const timers = new ManualTimers();
+  try {
+    const accepted = listener.accept();
+    const duplex = await connectTcp(
+      { hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port },
+      { timers },
+    );
+    assert.equal(timers.pending, 0);
+    duplex.close();
+    (await accepted).close();
+  } finally {
+    listener.close();
+  }
+});

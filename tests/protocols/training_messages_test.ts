@@ -1,7 +1,7 @@
 /**
- * The training wire schemas refuse what a peer must not make a node parse or act on: a delta
- * or an answer part past its bound, an architecture that cannot be built, a round without a
- * CID, and they take well-formed bodies as sent.
+ * The training wire schemas refuse what a peer must not make a node parse or act on: a delta or an
+ * answer part past its bound, an architecture that cannot be built, a round without a CID, and they
+ * take well-formed bodies as sent.
  */
 import assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
@@ -10,6 +10,7 @@ import {
   JoinMessage,
   MAX_OPENING_PART_BYTES,
   MAX_REPORT_DELTA_BYTES,
+  MAX_WIRE_MODEL_PARAMETERS,
   OpeningsMessage,
   PartMessage,
   RoundMessage,
@@ -17,8 +18,12 @@ import {
 } from "../../protocols/training_messages.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { TEST_ARCH } from "../training/_fixtures.ts";
+import { ConfigError, parseNodeConfig } from "../../node/config.ts";
+import { gptWeightShapes, seededGptWeights } from "../../training/gpt_weights.ts";
+import { encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
 
 const cid = cidOf(new TextEncoder().encode("a model"));
+
 const round = {
   round: 3,
   startModel: cid,
@@ -91,4 +96,33 @@ Deno.test("a join carries only the shard's size and root, and the protocol lists
       "training.outcome",
     ],
   );
+});
+
+// An architecture "no round can carry" was bounded by its parameter count, while a report carries
+// the encoded int8 delta: one scale (4 bytes) per row and a header per tensor on top of a byte per
+// parameter. Architectures between the two passed the wire schema and the configuration, and every
+// report of theirs was refused (`delta over 983040 bytes`).
+
+Deno.test("an architecture on the wire is refused when its encoded delta would not fit a report, not only past a byte a parameter", () => {
+  // 975,604 parameters (under the 983,040 bound), 20,096 rows of scales and 29 tensor headers.
+  const arch = { numLayers: 2, hiddenSize: 188, numHeads: 4, contextLength: 128 };
+  const parameters = gptWeightShapes(arch).reduce(
+    (n, [, shape]) => n + shape.reduce((a, b) => a * b, 1),
+    0,
+  );
+  assert.ok(parameters <= MAX_WIRE_MODEL_PARAMETERS, "under a byte a parameter");
+  // The delta a trainer of it reports: every report of this model is refused on the wire.
+  const delta = encodeInt8Delta(quantizeDelta(seededGptWeights(arch, 0)));
+  assert.ok(delta.byteLength > MAX_REPORT_DELTA_BYTES, `its delta is ${delta.byteLength} bytes`);
+  assert.equal(ArchitectureSchema.safeParse(arch).success, false, "so the architecture is too");
+  assert.throws(
+    () => parseNodeConfig({ training: { arch } }),
+    (error: unknown) => error instanceof ConfigError && /training\.arch/.test(error.message),
+    "and a node configured to train it does not start",
+  );
+  // The largest the bound's own test admits still fits, delta and all.
+  const widest = { numLayers: 1, hiddenSize: 256, numHeads: 4, contextLength: 64 };
+  const widestDelta = encodeInt8Delta(quantizeDelta(seededGptWeights(widest, 0)));
+  assert.ok(widestDelta.byteLength <= MAX_REPORT_DELTA_BYTES);
+  assert.ok(ArchitectureSchema.safeParse(widest).success);
 });
