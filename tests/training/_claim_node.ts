@@ -1,9 +1,9 @@
 /**
- * The set-up of the stop 51 tests of claims and takeovers (`review_s51_claim_takeover_test.ts`,
- * `review_s51_takeover_attack_test.ts`, `review_s51_delta_check_test.ts`): a ledger and a
- * training validator on one test clock whose network stand-in gives a connection to a trainer
- * stand-in, the trainers' engines, and a peer's `opening_missing` claim as every checker confirms
- * it.
+ * The set-up of the tests of claims and takeovers (`claim_takeover_test.ts`,
+ * `takeover_kept_step_test.ts`, `ledger_retries_test.ts`, `ledger_retries_restart_test.ts`): a
+ * ledger and a training validator on one test clock whose network stand-in gives a connection to a
+ * trainer stand-in, the trainers' engines, and a peer's `opening_missing` claim as every checker
+ * confirms it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";

@@ -1,8 +1,7 @@
 /**
- * A ledger and a training validator on one directory (the node's layout), on one test clock,
- * whose fraud-proof checks can be held at a known point: the set-up of the tests of what the
- * training validator keeps across a stop (`training_proof_hold_restart_test.ts`,
- * `review_s42_split_test.ts`).
+ * A ledger and a training validator on one directory (the node's layout), on one test clock, whose
+ * fraud-proof checks can be held at a known point: the set-up of the tests of what the training
+ * validator keeps across a stop (`training_proof_intake_test.ts`).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";

@@ -1,10 +1,9 @@
 /**
- * A fresh ledger and training validator (the network a recorder, no challenges of its own, the
- * held evidence checked again every few ms) on a clock the test moves, with the `TEST_ARCH` start
- * model published: the world of the stake-hold tests (`review_s63_training_stake_order_test.ts`,
- * `review_s63_redteam_stake_hold_test.ts`, `review_s64_stake_hold_kept_test.ts`). Given
- * `economics`, the ledger and the validator run them; given `kept`, the validator keeps what it
- * holds beside the ledger, as a node does, and can be restarted on it.
+ * A fresh ledger and training validator (the network a recorder, no challenges of its own, the held
+ * evidence checked again every few ms) on a clock the test moves, with the `TEST_ARCH` start model
+ * published: the world of the stake-hold tests (`stake_held_receipts_test.ts`). Given `economics`,
+ * the ledger and the validator run them; given `kept`, the validator keeps what it holds beside the
+ * ledger, as a node does, and can be restarted on it.
  */
 import { join } from "node:path";
 import type { ActorRef } from "../../actors/actor_ref.ts";

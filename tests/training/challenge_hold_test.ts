@@ -1,10 +1,9 @@
 /**
- * A training receipt this validator is challenging is `challenged` in its ledger until the
- * challenge ends, as an inference receipt is: not paid while the check runs, paid after a pass,
- * and not paid at all when the validator stops mid-challenge. Before, a validator that audited
- * a round (crediting its receipts) and then challenged a trainer on its own coin left the
- * receipt `pending`: stopped mid-challenge (the lazy trainer's proof never made), it paid the
- * trainer once the window closed — a validator-side gap finalized the receipt.
+ * A training receipt a validator challenges is `challenged` in its ledger from the challenge's open
+ * to its end (asks to the ValidatorActor): not paid while the check runs, paid after a pass,
+ * slashed on a conviction, also when an open or end ask fails.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -33,6 +32,21 @@ import { lossFraud } from "./_loss_fraud.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR } from "../../actors/_receipt_files.ts";
 import { encodeCbor } from "../../protocols/cbor.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
+import { join } from "node:path";
+import { ValidatorActor } from "../../actors/validator_actor.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import { answeringConnection, LosesOpenAnswer } from "./_lost_open_answer.ts";
+import type { TrainingFraudProof } from "../../training/training_fraud_proof.ts";
+import type { StepOpeningsCheck } from "../../training/step_check.ts";
+
+// ------------------------------------------------------------------------------------------------
+// A training receipt this validator is challenging is `challenged` in its ledger until the
+// challenge ends, as an inference receipt is: not paid while the check runs, paid after a pass, and
+// not paid at all when the validator stops mid-challenge. Before, a validator that audited a round
+// (crediting its receipts) and then challenged a trainer on its own coin left the receipt
+// `pending`: stopped mid-challenge (the lazy trainer's proof never made), it paid the trainer once
+// the window closed — a validator-side gap finalized the receipt.
+// ------------------------------------------------------------------------------------------------
 
 const STAKE = 10_000_000;
 
@@ -276,4 +290,362 @@ Deno.test("a training validator restarted alone, the ledger running on, ends the
     await n.system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// ------------------------------------------------------------------------------------------------
+// A training challenge opens its hold in the ledger by an ask to the ValidatorActor
+// (`training_challenge` `open`). An ask that fails (a timeout, the answer lost) does not take its
+// message back: the ValidatorActor may still move the receipt to `challenged` after the ask gave
+// up. Before, the training validator then did not hold the receipt, so its ending (passed,
+// undecided) was never asked: the receipt stayed `challenged` with nobody holding it, and an honest
+// trainer whose challenge passed was not paid when its window closed (the next start ended it
+// unresolved, unpaid). Now a failed open ask holds the receipt all the same, and its ending is
+// asked; a ledger that never opened it answers false.
+// ------------------------------------------------------------------------------------------------
+
+const LEDGER = "node/validator";
+/** What the training validator asks: the ledger, behind a stand-in that loses one answer. */
+const PROXY = "node/validator-proxy";
+
+Deno.test("a training challenge whose open ask failed after the ledger took it still ends there: the honest trainer whose challenge passed is paid when its window closes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-open-timeout-" });
+  const system = new ActorSystem({ name: "open-timeout" });
+  try {
+    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const start = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    const me = Identity.generate();
+    let clock = Date.now();
+    const ledger = await system.spawn<ValidatorMessage>({
+      name: LEDGER,
+      factory: () =>
+        new ValidatorActor({
+          identity: me,
+          ledgerDir: join(dir, "ledger"),
+          ledger: { now: () => clock },
+          finalizeIntervalMs: 0,
+          models: { get: () => Promise.resolve(undefined) },
+          trainingProofsResumed: true,
+        }),
+    });
+    const proxy = new LosesOpenAnswer(LEDGER);
+    await system.spawn<ValidatorMessage>({ name: PROXY, factory: () => proxy });
+    const training = await system.spawn<TrainingValidatorMessage>({
+      name: "node/training-validator",
+      factory: () =>
+        new TrainingValidator({
+          identity: me,
+          models,
+          ledger: PROXY,
+          ownProofsDir: join(dir, "ledger"),
+          challengeProbability: 1,
+          random: () => 0,
+          check: () => Promise.resolve({ ok: true }),
+          endRetryMs: 10,
+          now: () => clock,
+        }),
+    });
+    // The check says it passes: an honest trainer's receipt.
+    const { receipt } = lossFraud(start.cid, me);
+    const id = trainingReceiptId(receipt);
+    const terms = { round: 0, startModel: receipt.startModel, steps: receipt.steps };
+    await ledger.ask({ type: "deposit", key: receipt.trainer, amount: STAKE });
+    await training.ask({ type: "credit", receipts: [receipt], terms });
+    const { result } = await training.ask<{ result: Promise<ChallengeOutcome> }>({
+      type: "challenge",
+      report: { receipt, delta: new Uint8Array(1) },
+      connection: answeringConnection(),
+      terms,
+      arch: TEST_ARCH,
+      shardSize: receipt.shardSize,
+      shardRoot: receipt.shardRoot,
+    });
+    assert.deepEqual(await result, { challenged: true, ok: true });
+    const status = async () =>
+      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
+        ?.status;
+    await eventually(async () => (await status()) !== "challenged", "the hold to end")
+      .catch(() => undefined);
+    clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.ask({ type: "finalize" });
+
+    assert.equal(proxy.lost, 1, "the open's answer was lost once");
+    assert.equal(await status(), "final", "the pass reached the ledger");
+    const paid = await ledger.ask<Account>({ type: "account", key: receipt.trainer });
+    assert.ok(paid.balance > 0, "the honest trainer is paid");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// A training challenge ends in its validator's ledger by an ask to the ValidatorActor; when that
+// ask fails (the ValidatorActor restarting, a timeout) the verdict must still reach the ledger.
+// Before, a failed ending ask was dropped: the receipt stayed `challenged` with nobody holding it,
+// and the ValidatorActor's next start (or the training validator's) ended it unresolved — an honest
+// trainer whose challenge passed was never paid in that ledger, and a lazy one whose fraud proof
+// was confirmed had its stake released instead of slashed. Who pays now, the first ask failed: a
+// passed challenge's trainer is paid when the window closes, an undecided one's is not, a convicted
+// one is slashed.
+// ------------------------------------------------------------------------------------------------
+
+const TRAINING = "node/training-validator";
+/** The first re-ask of a failed ending, ms: short, so a test waits little once the ledger is back. */
+const END_RETRY_MS = 10;
+
+/**
+ * A node's ledger side as `node.ts` wires it (own training proofs kept and resumed), on clock
+ * `clock`, with a training validator that challenges every receipt and whose step check is
+ * `check`; the ValidatorActor can be stopped and started again alone.
+ */
+async function ledgerNodeEnd(
+  dir: string,
+  me: Identity,
+  clock: { t: number },
+  check: TrainingValidatorOptions["check"],
+  models: RoundModels = new RoundModels({ modelsDir: dir, storage: () => undefined }),
+) {
+  const system = new ActorSystem({ name: "challenge-end-retry" });
+  const lines: string[] = [];
+  const startLedger = () =>
+    system.spawn<ValidatorMessage>({
+      name: LEDGER,
+      factory: () =>
+        new ValidatorActor({
+          identity: me,
+          ledgerDir: join(dir, "ledger"),
+          ledger: { now: () => clock.t },
+          finalizeIntervalMs: 0,
+          models: { get: () => Promise.resolve(undefined) },
+          trainingProofsResumed: true,
+        }),
+    });
+  await startLedger();
+  const training = await system.spawn<TrainingValidatorMessage>({
+    name: TRAINING,
+    factory: () =>
+      new TrainingValidator({
+        identity: me,
+        models,
+        ledger: LEDGER,
+        ownProofsDir: join(dir, "ledger"),
+        challengeProbability: 1,
+        random: () => 0,
+        check,
+        log: (line) => lines.push(line),
+        // Unknown to the code before the fix (ignored there): its retry is what is tested.
+        ...{ endRetryMs: END_RETRY_MS },
+      }),
+  });
+  const ledger = () => system.lookup<ValidatorMessage>(LEDGER)!;
+  const status = async (id: string) =>
+    (await ledger().ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
+      ?.status;
+  const account = (key: Uint8Array) => ledger().ask<Account>({ type: "account", key });
+  const closeWindow = async () => {
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger().ask({ type: "finalize" });
+  };
+  /** The ValidatorActor alone stops (a crash, its supervisor's restart): its asks now fail. */
+  const stopLedger = () => system.stop(LEDGER);
+  /**
+   * `report`'s trainer staked and its receipt credited, as an audited round's receipts are, then
+   * challenged over `connection`: the receipt's id and the challenge's end.
+   */
+  const creditAndChallenge = async (report: ChallengeRequest["report"], connection: Connection) => {
+    const { receipt } = report;
+    const terms = { round: 0, startModel: receipt.startModel, steps: receipt.steps };
+    await ledger().ask({ type: "deposit", key: receipt.trainer, amount: STAKE });
+    await training.ask({ type: "credit", receipts: [receipt], terms });
+    const { result } = await training.ask<{ result: Promise<ChallengeOutcome> }>({
+      type: "challenge",
+      report,
+      connection,
+      terms,
+      arch: TEST_ARCH,
+      shardSize: receipt.shardSize,
+      shardRoot: receipt.shardRoot,
+    });
+    result.catch(() => {});
+    return { id: trainingReceiptId(receipt), result };
+  };
+  return {
+    system,
+    lines,
+    status,
+    account,
+    closeWindow,
+    stopLedger,
+    startLedger,
+    creditAndChallenge,
+  };
+}
+
+/** A connection that answers every challenge with `{}` (the injected check decides). */
+function answeringConnectionEnd(): Connection {
+  const body = encodeCbor({});
+  return {
+    peerKey: Identity.generate().publicKey,
+    request: (_type: unknown, payload: { challenge?: unknown }) =>
+      Promise.resolve(
+        payload.challenge !== undefined
+          ? { size: body.length, parts: 1, sha256: sha256Hex(body) }
+          : { bytes: body },
+      ),
+  } as unknown as Connection;
+}
+
+/** A step check that waits for `gate` and then answers `answer`. */
+function gatedCheck(
+  gate: Promise<void>,
+  answer: StepOpeningsCheck,
+): TrainingValidatorOptions["check"] {
+  return () => gate.then(() => answer);
+}
+
+/** A lazy receipt (its fraud proof by `me`) to challenge: no training needed. */
+function lazyReceipt(me: Identity): { proof: TrainingFraudProof; startCid: string } {
+  const startCid = RoundModels.cidOf(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  return { proof: lossFraud(startCid, me), startCid };
+}
+
+/** A temporary directory with a published start model, removed after `body`. */
+async function withDir(prefix: string, body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await new RoundModels({ modelsDir: dir, storage: () => undefined })
+      .publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a passed training challenge whose ending ask fails while the ledger restarts is paid when its window closes", async () => {
+  await withDir("veriflow-end-retry-pass-", async (dir) => {
+    const me = Identity.generate();
+    const clock = { t: Date.now() };
+    const gate = Promise.withResolvers<void>();
+    const n = await ledgerNodeEnd(dir, me, clock, gatedCheck(gate.promise, { ok: true }));
+    try {
+      const { proof: { receipt } } = lazyReceipt(me); // the check says it passes: an honest one
+      const { id, result } = await n.creditAndChallenge(
+        { receipt, delta: new Uint8Array(1) },
+        answeringConnectionEnd(),
+      );
+      await eventually(async () => (await n.status(id)) === "challenged", "the hold");
+      await n.stopLedger();
+      gate.resolve(); // the check passes while the ledger is down: the ending ask fails
+      assert.deepEqual(await result, { challenged: true, ok: true });
+      await n.startLedger();
+      await eventually(async () => (await n.status(id)) !== "challenged", "the hold to end");
+      assert.equal(await n.status(id), "pending", "the pass did not reach the ledger");
+      await n.closeWindow();
+      assert.equal(await n.status(id), "final");
+      assert.ok((await n.account(receipt.trainer)).balance > 0, "the honest trainer is paid");
+    } finally {
+      await n.system.shutdown();
+    }
+  });
+});
+
+Deno.test("a passed training challenge whose ending ask failed is ended passed at the node's next start, not unresolved", async () => {
+  await withDir("veriflow-end-retry-restart-", async (dir) => {
+    const me = Identity.generate();
+    const clock = { t: Date.now() };
+    const gate = Promise.withResolvers<void>();
+    const first = await ledgerNodeEnd(dir, me, clock, gatedCheck(gate.promise, { ok: true }));
+    let second: Awaited<ReturnType<typeof ledgerNodeEnd>> | undefined;
+    try {
+      const { proof: { receipt } } = lazyReceipt(me);
+      const { id, result } = await first.creditAndChallenge(
+        { receipt, delta: new Uint8Array(1) },
+        answeringConnectionEnd(),
+      );
+      await eventually(async () => (await first.status(id)) === "challenged", "the hold");
+      await first.stopLedger();
+      gate.resolve();
+      assert.deepEqual(await result, { challenged: true, ok: true });
+      // The whole node stops before the ledger is back (its pending re-ask with it).
+      await first.system.shutdown();
+
+      second = await ledgerNodeEnd(dir, me, clock, gatedCheck(Promise.resolve(), { ok: true }));
+      const n = second;
+      await eventually(async () => (await n.status(id)) !== "challenged", "the hold to end");
+      assert.equal(await n.status(id), "pending", "the pass was lost at the restart");
+      await n.closeWindow();
+      assert.ok((await n.account(receipt.trainer)).balance > 0, "the honest trainer is paid");
+    } finally {
+      await first.system.shutdown();
+      await second?.system.shutdown();
+    }
+  });
+});
+
+Deno.test("a training fraud proof whose settlement ask fails while the ledger restarts still slashes the lazy trainer", async () => {
+  await withDir("veriflow-end-retry-fraud-", async (dir) => {
+    const me = Identity.generate();
+    const clock = { t: Date.now() };
+    const gate = Promise.withResolvers<void>();
+    const { proof } = lazyReceipt(me);
+    const { receipt } = proof;
+    // The step check finds what the proof says; its re-check waits for `gate` (the models).
+    const check: TrainingValidatorOptions["check"] = () =>
+      Promise.resolve({ ok: false, reason: proof.reason, proof });
+    const n = await ledgerNodeEnd(dir, me, clock, check, new GatedModels(dir, gate.promise));
+    try {
+      const { id, result } = await n.creditAndChallenge(
+        { receipt, delta: new Uint8Array(1) },
+        answeringConnectionEnd(),
+      );
+      const locked = (await n.account(receipt.trainer)).locked;
+      const outcome = await result;
+      assert.ok(outcome.challenged && !outcome.ok, "the challenge fails with the proof");
+      assert.equal(await n.status(id), "challenged");
+      await n.stopLedger();
+      gate.resolve(); // the proof is checked while the ledger is down: its settlement ask fails
+      await eventually(
+        () => n.lines.some((line) => line.includes("not settled")),
+        "the settlement to fail",
+      );
+      await n.startLedger();
+      await eventually(async () => (await n.status(id)) !== "challenged", "the hold to end");
+      assert.equal(await n.status(id), "fraud", "the confirmed proof did not reach the ledger");
+      assert.equal((await n.account(receipt.trainer)).stake, STAKE - locked, "slashed");
+    } finally {
+      await n.system.shutdown();
+    }
+  });
+});
+
+Deno.test("an undecided training challenge whose ending ask fails while the ledger restarts leaves the trainer unpaid", async () => {
+  await withDir("veriflow-end-retry-undecided-", async (dir) => {
+    const me = Identity.generate();
+    const clock = { t: Date.now() };
+    const gate = Promise.withResolvers<void>();
+    // Failed without a proof (nothing any checker could confirm): undecided.
+    const undecided = { ok: false, reason: "opening_mismatch" } as StepOpeningsCheck;
+    const n = await ledgerNodeEnd(dir, me, clock, gatedCheck(gate.promise, undecided));
+    try {
+      const { proof: { receipt } } = lazyReceipt(me);
+      const { id, result } = await n.creditAndChallenge(
+        { receipt, delta: new Uint8Array(1) },
+        answeringConnectionEnd(),
+      );
+      await eventually(async () => (await n.status(id)) === "challenged", "the hold");
+      await n.stopLedger();
+      gate.resolve();
+      const outcome = await result;
+      assert.ok(outcome.challenged && !outcome.ok && outcome.proof === undefined);
+      await n.startLedger();
+      await eventually(async () => (await n.status(id)) !== "challenged", "the hold to end");
+      assert.equal(await n.status(id), "unpaid");
+      await n.closeWindow();
+      const account = await n.account(receipt.trainer);
+      assert.equal(account.balance, 0, "paid for an undecided challenge");
+      assert.equal(account.stake, STAKE, "slashed without a proof");
+    } finally {
+      await n.system.shutdown();
+    }
+  });
 });

@@ -1,8 +1,9 @@
 /**
- * A trainer's traces on disk (`training/trace_store.ts`): a run saved before a restart opens
- * challenged steps afterwards, checked by a validator as an answer from the live run would be;
- * a trace is kept for its retention and no longer; a damaged, foreign or other-shard file is
- * never opened from.
+ * What a trainer keeps on disk to answer challenges: its runs' traces (`training/trace_store.ts`),
+ * so a challenge of a run from before a restart is answered, and the sealed answers not fetched
+ * yet.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
@@ -19,11 +20,31 @@ import {
 import {
   drawTrainingChallenge,
   type TrainingChallenge,
+  trainingChallengeId,
 } from "../../training/training_challenge.ts";
 import type { TrainingError } from "../../training/training_error.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { trainAndSign } from "../../training/training_round.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, TEST_HYPER, testRoundBody, testSplit } from "./_fixtures.ts";
+import { join } from "node:path";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { sha256Hex, toHex } from "../../protocols/hash.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import {
+  type ChallengeAccepted,
+  type RoundAccepted,
+  type TrainerMessage,
+  TrainerService,
+  type TrainerStats,
+} from "../../training/trainer_service.ts";
+import { MAX_OPENING_PART_BYTES, type OpeningsBody } from "../../protocols/training_messages.ts";
+
+// ------------------------------------------------------------------------------------------------
+// A trainer's traces on disk (`training/trace_store.ts`): a run saved before a restart opens
+// challenged steps afterwards, checked by a validator as an answer from the live run would be; a
+// trace is kept for its retention and no longer; a damaged, foreign or other-shard file is never
+// opened from.
+// ------------------------------------------------------------------------------------------------
 
 const H = 6;
 const split = await testSplit();
@@ -163,4 +184,141 @@ Deno.test("a run older than the traces kept in memory is opened from disk", asyn
     assert.equal(await validates(first, (c) => engine.open(c)), true);
     await engine.close();
   });
+});
+
+// ------------------------------------------------------------------------------------------------
+// A trainer keeps its runs' traces on disk so that a challenge of a run from before a restart is
+// answered (`trace_store.ts`), and opens a challenge only for a challenger it owes one (the
+// receipt's coordinator, or a key staked in its ledger). Together: the coordinator a run was
+// trained for is still owed its opening after the trainer restarts.
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("a restarted trainer still opens a challenge from the coordinator it trained the run for (no ledger here)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-diff-review-" });
+  const split = await testSplit();
+  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  const identity = Identity.generate();
+  const coordinator = Identity.generate();
+  // The node's trainer: the honest engine in its worker, keeping traces under its data directory.
+  const spawn = (system: ActorSystem) =>
+    system.spawn<TrainerMessage>({
+      name: "node/trainer",
+      factory: () =>
+        new TrainerService({
+          identity,
+          shard: split.shards[0],
+          models,
+          sampleBytes: TEST_HYPER.sampleBytes,
+          dataDir: join(dir, "training"),
+        }),
+    });
+  const body = testRoundBody(seed.cid, 4);
+  const before = new ActorSystem({ name: "trainer-before-restart" });
+  let receipt;
+  try {
+    const ref = await spawn(before);
+    const { report } = await ref.ask<RoundAccepted>({
+      type: "round",
+      body,
+      coordinator: toHex(coordinator.publicKey),
+    });
+    receipt = (await report).receipt;
+  } finally {
+    await before.shutdown();
+  }
+  const after = new ActorSystem({ name: "trainer-after-restart" });
+  try {
+    const ref = await spawn(after);
+    const challenge = drawTrainingChallenge(receipt, coordinator, { steps: 2 });
+    const { openings } = await ref.ask<ChallengeAccepted>({
+      type: "challenge",
+      challenge,
+      from: coordinator.publicKey,
+    });
+    // Refused, the coordinator's opening_missing slashes the honest trainer in every ledger.
+    const header = await openings;
+    assert.ok(header.size > 0, "the opening of the run from before the restart is sent");
+  } finally {
+    await after.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// A trainer keeps each sealed answer until its validator fetched it or its challenge's deadline
+// passed: one pushed out before it was fetched is `unknown_opening` to its validator, which takes
+// it as missing, and its `opening_missing` slashes the honest trainer. They were kept in memory, up
+// to 64 of them whatever their size — 29 MB each for `tiny`, ~1.9 GB. Memory now holds a bounded
+// number of bytes of them; the unfetched ones past it wait in the trainer's data directory, still
+// answered part by part.
+// ------------------------------------------------------------------------------------------------
+
+/** A stake every ledger takes a peer's fraud proof from. */
+const STAKE = 10_000_000;
+/** The bytes of answers this test's trainer keeps in memory: about one answer of TEST_ARCH. */
+const KEPT_BYTES = 2_000_000;
+
+Deno.test("review s53b kept answers: answers past the memory bound are not dropped — memory holds at most the bound, and every validator still fetches its whole answer before its deadline (no unknown_opening, no opening_missing to slash the honest trainer)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-kept-answers-" });
+  const split = await testSplit();
+  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  const validators = [Identity.generate(), Identity.generate(), Identity.generate()];
+  const staked = new Set(validators.map((v) => toHex(v.publicKey)));
+  const system = new ActorSystem({ name: "s53b-kept-answers" });
+  try {
+    const ref = await system.spawn<TrainerMessage>({
+      name: "node/trainer",
+      factory: () =>
+        new TrainerService({
+          identity: Identity.generate(),
+          shard: split.shards[0],
+          models,
+          sampleBytes: TEST_HYPER.sampleBytes,
+          dataDir: join(dir, "training"),
+          stakeOf: (key) => Promise.resolve(staked.has(toHex(key)) ? STAKE : 0),
+          keptAnswerBytes: KEPT_BYTES,
+        }),
+    });
+    const body = testRoundBody(seed.cid, 6);
+    const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
+    const { receipt } = await report;
+    // Three validators' answers are made before any is fetched (they audit one round).
+    const challenges = validators.map((v) => drawTrainingChallenge(receipt, v, { steps: 2 }));
+    const headers: OpeningsBody[] = [];
+    for (const challenge of challenges) {
+      const { openings } = await ref.ask<ChallengeAccepted>({
+        type: "challenge",
+        challenge,
+        from: challenge.validator,
+      });
+      headers.push(await openings);
+    }
+    const total = headers.reduce((sum, h) => sum + h.size, 0);
+    assert.ok(total > 2 * KEPT_BYTES, `the answers (${total} bytes) are past the bound`);
+    // Written aside in the background: held until their writes end.
+    let held = Infinity;
+    for (let i = 0; i < 100 && held > KEPT_BYTES; i++) {
+      held = (await ref.ask<TrainerStats>({ type: "stats" })).answerBytes;
+      if (held > KEPT_BYTES) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(held <= KEPT_BYTES, `answers held in memory: ${held} bytes, bound ${KEPT_BYTES}`);
+    // Each validator fetches its answer, part by part, whole.
+    for (const [i, challenge] of challenges.entries()) {
+      const challengeId = trainingChallengeId(challenge);
+      const bytes = new Uint8Array(headers[i].size);
+      for (let index = 0, at = 0; index < headers[i].parts; index++) {
+        const part = await ref.ask<Uint8Array | undefined>({ type: "part", challengeId, index });
+        assert.ok(part !== undefined, `validator ${i}'s part ${index} (unknown_opening)`);
+        bytes.set(part, at);
+        at += part.length;
+      }
+      assert.equal(sha256Hex(bytes), headers[i].sha256, `validator ${i}'s answer, whole`);
+      assert.ok(headers[i].size > MAX_OPENING_PART_BYTES, "an answer of several parts");
+    }
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

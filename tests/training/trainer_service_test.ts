@@ -1,10 +1,9 @@
 /**
- * The TrainerService signs at most one receipt per round slot (round, start model), the slot
- * every ledger counts equivocation by. A coordinator restarted with another H — or a second
- * coordinator on the default seed — asks an honest trainer for "round 0 from the seeded model"
- * again on other terms; signing both would slash the trainer in every ledger. It refuses the
- * second (`slot_signed`), also after its own restart when it keeps a data directory, and still
- * answers the same request again (training is deterministic: the same receipt).
+ * The TrainerService's rounds: one receipt per round slot, one round at a time per coordinator, and
+ * a round whose coordinator is gone abandoned before or during training, so nothing is signed for
+ * it and no later round waits behind it.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -13,9 +12,14 @@ import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { RoundBody } from "../../protocols/training_messages.ts";
+import {
+  type ReportBody,
+  type RoundBody,
+  RoundMessage,
+  TRAINING_PROTOCOL,
+} from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
@@ -32,6 +36,19 @@ import {
 } from "../../training/training_challenge.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 import { standInTraining } from "./_stand_in_train.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { servePeer } from "../../network/peer_services.ts";
+import { WorkerTrainerEngine } from "../../training/trainer_engine.ts";
+
+// ------------------------------------------------------------------------------------------------
+// The TrainerService signs at most one receipt per round slot (round, start model), the slot every
+// ledger counts equivocation by. A coordinator restarted with another H — or a second coordinator
+// on the default seed — asks an honest trainer for "round 0 from the seeded model" again on other
+// terms; signing both would slash the trainer in every ledger. It refuses the second
+// (`slot_signed`), also after its own restart when it keeps a data directory, and still answers the
+// same request again (training is deterministic: the same receipt).
+// ------------------------------------------------------------------------------------------------
 
 /** The trainer's stake, as its pledge would bring it. */
 const STAKE = 10_000_000;
@@ -205,7 +222,7 @@ Deno.test("a trainer opens only the challenges it owes: from the challenge's val
     const { trainer, round } = await trainerFixture(dir);
     const validator = Identity.generate();
     // The validator has stake in this trainer's ledger (a fresh key is owed nothing:
-    // `privacy_review_test.ts`).
+    // `trainer_privacy_test.ts`).
     const stakeOf = (key: Uint8Array) =>
       Promise.resolve(toHex(key) === toHex(validator.publicKey) ? STAKE : 0);
     const ref = await trainer(system, "node/trainer", join(dir, "data"), stakeOf);
@@ -309,5 +326,368 @@ Deno.test("one round at a time per coordinator: a second while its first waits o
     gate.resolve();
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// A trainer takes one round at a time per coordinator (`round_in_progress`). It kept that slot for
+// a round whose coordinator was gone — its connection closed, a restarted coordinator's request
+// lost — so the restarted coordinator's next rounds were refused until the lost round ended. The
+// `round` message now carries the request's signal (the peer service's handler signal: aborted when
+// its connection closes, or the request is cancelled): once nobody waits for a round, its
+// coordinator's slot is free, and a lost round that has not started training is abandoned — nothing
+// is signed for it, so no ledger pays or slashes anything for it.
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * A trainer whose training (a stand-in for `trainAndSign`: a receipt that is a pure function of
+ * the round) waits for `trainGate`, and whose start-model check waits for `modelGate`; it
+ * records the rounds it trained (signed a receipt for).
+ */
+async function fixture(dir: string, gates: { train?: Promise<void>; model?: Promise<void> }) {
+  const split = await testSplit();
+  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  const signed: number[] = [];
+  const entered: number[] = [];
+  const train: TrainFunction = async (options) => {
+    entered.push(options.round);
+    await gates.train;
+    signed.push(options.round);
+    return standInTraining(options, (i, o) => 1e-3 * Math.sin(i + o.round));
+  };
+  const system = new ActorSystem({ name: "s53b-lost-round" });
+  const ref = await system.spawn<TrainerMessage>({
+    name: "node/trainer",
+    factory: () =>
+      new TrainerService({
+        identity: Identity.generate(),
+        shard: split.shards[0],
+        models,
+        train,
+        sampleBytes: TEST_HYPER.sampleBytes,
+        dataDir: join(dir, "data"),
+        refusedModel: async () => {
+          await gates.model;
+          return null;
+        },
+      }),
+  });
+  /** Round `n`'s request. */
+  const bodyOf = (n: number): RoundBody => ({
+    round: n,
+    startModel: seed.cid,
+    startFile: seed.cid,
+    arch: TEST_ARCH,
+    steps: 3,
+    dataSeed: 7,
+    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+    deadline: Date.now() + 60_000,
+  });
+  /** Ask for round `n` for `coordinator`, waited on while `gone` is not aborted. */
+  const ask = async (n: number, coordinator: string, gone?: AbortSignal) => {
+    const body = bodyOf(n);
+    const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator, gone });
+    return { report }; // not the report itself: an async function would wait for it
+  };
+  /** Until `count` rounds entered training (polled: the stand-in's own record). */
+  const training = async (count: number) => {
+    while (entered.length < count) await new Promise((resolve) => setTimeout(resolve, 1));
+  };
+  return { system, round: ask, bodyOf, signed, training };
+}
+
+const codeOf = (report: Promise<ReportBody>) =>
+  report.then(() => "reported", (e: { code?: string }) => e.code ?? "thrown");
+
+Deno.test("review s53b lost round: once the connection that asked for a round closes, its coordinator's next round (a restarted coordinator's) is taken, not refused round_in_progress; a coordinator still waiting keeps its slot", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-lost-round-" });
+  const gate = Promise.withResolvers<void>();
+  const { system, round, signed, training } = await fixture(dir, { train: gate.promise });
+  try {
+    const connection = new AbortController();
+    const lost = (await round(0, "c0", connection.signal)).report;
+    const waited = (await round(0, "c1", new AbortController().signal)).report;
+    await training(2);
+    // While its connection is open, the coordinator's second round is refused, as before.
+    assert.equal(await codeOf((await round(1, "c0")).report), "round_in_progress");
+    connection.abort(new Error("connection closed"));
+    const next = (await round(1, "c0", new AbortController().signal)).report;
+    // The other coordinator, still waiting, keeps its slot.
+    assert.equal(await codeOf((await round(1, "c1")).report), "round_in_progress");
+    gate.resolve();
+    assert.equal((await next).receipt.round, 1, "the restarted coordinator's round is trained");
+    assert.equal((await waited).receipt.round, 0);
+    // The lost round had started training: it ran to its end (nobody reads its report, so it
+    // is paid nowhere; its receipt is its honest run, so nothing slashes it).
+    await codeOf(lost);
+    assert.deepEqual(signed.toSorted(), [0, 0, 1]);
+  } finally {
+    gate.resolve();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("review s53b lost round: a round whose coordinator is gone before it started training is abandoned (round_abandoned): nothing is trained or signed for it, so nothing is paid or slashed for it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-abandoned-" });
+  const model = Promise.withResolvers<void>();
+  const { system, round, signed } = await fixture(dir, { model: model.promise });
+  try {
+    const connection = new AbortController();
+    const lost = (await round(0, "c0", connection.signal)).report;
+    connection.abort(new Error("connection closed"));
+    model.resolve();
+    assert.equal(await codeOf(lost), "round_abandoned");
+    assert.deepEqual(signed, [], "no receipt signed for the lost round");
+    // Its slot is free, and the same request again (the coordinator back) is trained anew.
+    const back = (await round(0, "c0", new AbortController().signal)).report;
+    assert.equal((await back).receipt.round, 0);
+    assert.deepEqual(signed, [0]);
+  } finally {
+    model.resolve();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("review s53b lost round: the same request again over a new connection, after the first closed, shares the running round's report (trained once)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-same-again-" });
+  const gate = Promise.withResolvers<void>();
+  const { system, round, signed, training } = await fixture(dir, { train: gate.promise });
+  try {
+    const first = new AbortController();
+    const lost = (await round(0, "c0", first.signal)).report;
+    await training(1);
+    first.abort(new Error("connection closed"));
+    const again = (await round(0, "c0", new AbortController().signal)).report;
+    assert.equal(again, lost, "the running round's report");
+    assert.equal(
+      await codeOf((await round(1, "c0")).report),
+      "round_in_progress",
+      "waited on again",
+    );
+    gate.resolve();
+    await again;
+    assert.deepEqual(signed, [0], "trained once");
+  } finally {
+    gate.resolve();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("review s53b lost round: over the wire, a coordinator whose connection closed while its round trained (it restarted) has its next round taken over its new connection, not refused round_in_progress", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-wire-" });
+  const gate = Promise.withResolvers<void>();
+  const { system, bodyOf, signed, training } = await fixture(dir, { train: gate.promise });
+  const coordinator = Identity.generate();
+  const node = Identity.generate();
+  const open: Connection[] = [];
+  /** A connection from the coordinator to the trainer's node, served as the node serves peers. */
+  const connect = async () => {
+    const [a, b] = memoryDuplexPair();
+    const [atCoordinator, atTrainer] = await Promise.all([
+      Connection.open(a, { identity: coordinator, protocols: [TRAINING_PROTOCOL] }),
+      Connection.open(b, { identity: node, protocols: [TRAINING_PROTOCOL] }),
+    ]);
+    servePeer(atTrainer, coordinator.publicKey, { system, trainer: "node/trainer" });
+    open.push(atCoordinator, atTrainer);
+    return atCoordinator;
+  };
+  try {
+    const before = await connect();
+    const lost = before.request(RoundMessage, bodyOf(0), { timeoutMs: 60_000 })
+      .then(() => "reported", (e: { code?: string }) => e.code ?? "thrown");
+    await training(1);
+    await before.close(); // the coordinator restarts
+    await lost;
+    const after = await connect();
+    const next = after.request(RoundMessage, bodyOf(1), { timeoutMs: 60_000 })
+      .then((report) => report.receipt.round, (e: { code?: string }) => e.code ?? "thrown");
+    // The lost round still trains when the next is asked for: taken (it enters training), or
+    // refused (answered at once).
+    await Promise.race([next, training(2)]);
+    gate.resolve();
+    assert.equal(await next, 1, "the restarted coordinator's next round, trained");
+    assert.deepEqual(signed.toSorted(), [0, 1]);
+  } finally {
+    gate.resolve();
+    await Promise.all(open.map((c) => c.close().catch(() => {})));
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// A round whose coordinator is gone while it already trains is lost: nobody will ever read its
+// report. Before, it still ran all its H local steps, and a trainer's rounds run one after another
+// in its engine's worker, so every round asked after it — the restarted coordinator's next one,
+// another coordinator's — waited behind up to `MAX_ROUND_STEPS` steps of work nobody pays for, and
+// missed its deadline (unpaid); and one key could queue round after round there by closing its
+// connection once each had entered training. A round now stops at its next step (`round_abandoned`,
+// nothing signed) once it is lost for good: nobody waits for it and its coordinator asked for
+// another round, or nobody waits for it and its deadline has passed.
+// ------------------------------------------------------------------------------------------------
+
+const STEPS = 50;
+
+/**
+ * A trainer whose training is a stand-in that takes `STEPS` steps, each after the engine's
+ * `between` (where a lost round stops) and after the test lets it go (`step()`); it records
+ * the steps each round took and the rounds it signed. Its clock is the test's.
+ */
+async function fixtureCancel(dir: string) {
+  const split = await testSplit();
+  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  const taken = new Map<number, number>();
+  const signed: number[] = [];
+  let go = Promise.withResolvers<void>();
+  const train: TrainFunction = async (options) => {
+    for (let step = 0; step < options.steps; step++) {
+      await options.between?.();
+      await go.promise;
+      taken.set(options.round, step + 1);
+      options.onStep?.(step, 3);
+    }
+    signed.push(options.round);
+    return standInTraining(options, (i, o) => 1e-3 * Math.sin(i + o.round));
+  };
+  const clock = { now: 1_000_000 };
+  const system = new ActorSystem({ name: "s54-lost-round" });
+  const ref = await system.spawn<TrainerMessage>({
+    name: "node/trainer",
+    factory: () =>
+      new TrainerService({
+        identity: Identity.generate(),
+        shard: split.shards[0],
+        models,
+        train,
+        sampleBytes: TEST_HYPER.sampleBytes,
+        dataDir: join(dir, "data"),
+        now: () => clock.now,
+      }),
+  });
+  const bodyOf = (n: number): RoundBody => ({
+    round: n,
+    startModel: seed.cid,
+    startFile: seed.cid,
+    arch: TEST_ARCH,
+    steps: STEPS,
+    dataSeed: 7,
+    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+    deadline: clock.now + 60_000,
+  });
+  const round = async (n: number, coordinator: string, gone?: AbortSignal) => {
+    const { report } = await ref.ask<RoundAccepted>({
+      type: "round",
+      body: bodyOf(n),
+      coordinator,
+      gone,
+    });
+    return { report };
+  };
+  /** Let every waiting step go, and the next ones wait again. */
+  const step = () => {
+    const released = go;
+    go = Promise.withResolvers<void>();
+    released.resolve();
+  };
+  /** Let the steps run freely from now on. */
+  const free = () => {
+    const released = go;
+    go = Promise.withResolvers<void>();
+    go.resolve();
+    released.resolve();
+  };
+  /** Until round `n` took `count` steps (its `step` messages, polled in the mailbox). */
+  const until = async (n: number, count: number) => {
+    while ((taken.get(n) ?? 0) < count) {
+      step();
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  };
+  return { system, ref, round, step, free, until, taken, signed, clock };
+}
+
+Deno.test("review s54 lost round: a round already training whose coordinator is gone and asked for its next round stops at its next step (round_abandoned, nothing signed); the next round is trained", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s54-lost-round-" });
+  const { system, round, until, free, taken, signed } = await fixtureCancel(dir);
+  try {
+    const connection = new AbortController();
+    const lost = (await round(0, "c0", connection.signal)).report;
+    await until(0, 2);
+    connection.abort(new Error("connection closed")); // the coordinator restarts
+    const next = (await round(1, "c0", new AbortController().signal)).report;
+    free();
+    assert.equal(await codeOf(lost), "round_abandoned", "the lost round stopped");
+    assert.ok(taken.get(0)! < STEPS, `the lost round took ${taken.get(0)} of ${STEPS} steps`);
+    assert.equal((await next).receipt.round, 1);
+    assert.deepEqual(signed, [1], "nothing signed for the lost round");
+  } finally {
+    free();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("review s54 lost round: a round already training that nobody waits for stops at its next step once its deadline passed (the trainer's clock); before that it goes on, and another coordinator's round is trained", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s54-past-deadline-" });
+  const { system, round, until, free, taken, signed, clock } = await fixtureCancel(dir);
+  try {
+    const connection = new AbortController();
+    const lost = (await round(0, "c0", connection.signal)).report;
+    const other = (await round(0, "c1", new AbortController().signal)).report;
+    await until(0, 2);
+    connection.abort(new Error("connection closed")); // gone for good: no next round
+    await until(0, 4); // its deadline not passed: it goes on (the same request may come again)
+    clock.now += 120_000;
+    free();
+    assert.equal(await codeOf(lost), "round_abandoned", "the lost round stopped");
+    assert.ok(taken.get(0)! < STEPS, `the lost round took ${taken.get(0)} of ${STEPS} steps`);
+    assert.equal((await other).receipt.round, 0, "a waited-for round past its deadline goes on");
+    assert.equal(taken.get(0)! >= 4, true);
+    assert.equal(signed.length, 1, "one receipt: the waited-for round's");
+  } finally {
+    free();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("review s54 lost round: a worker engine's round whose signal aborts stops at its next step (round_abandoned), one queued behind it never starts, and the worker goes on to the next round", async () => {
+  const split = await testSplit();
+  const start = seededGptWeights(TEST_ARCH, 0);
+  const round = (n: number, steps: number) => ({
+    arch: TEST_ARCH,
+    round: n,
+    startModel: gptModelId(TEST_ARCH, start),
+    start,
+    steps,
+    dataSeed: 3,
+    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+  });
+  const engine = new WorkerTrainerEngine(Identity.generate(), split.shards[0]);
+  try {
+    const cancel = new AbortController();
+    let heard = 0;
+    const lost = engine.train(round(0, 150), () => {
+      if (++heard === 2) cancel.abort();
+    }, cancel.signal).then(() => "reported", (e: { code?: string }) => e.code ?? "thrown");
+    // Queued behind round 0, and lost before it starts: it never starts.
+    const queuedCancel = new AbortController();
+    let queuedSteps = 0;
+    const queued = engine.train(round(1, 2), () => queuedSteps++, queuedCancel.signal)
+      .then(() => "reported", (e: { code?: string }) => e.code ?? "thrown");
+    queuedCancel.abort();
+    const next = engine.train(round(2, 2));
+    next.catch(() => {}); // awaited below; a failure there fails the test, not the runner
+    assert.equal(await lost, "round_abandoned");
+    assert.equal(await queued, "round_abandoned");
+    assert.equal(queuedSteps, 0, "the queued round never started");
+    assert.equal((await next).receipt.round, 2, "the worker went on to the next round");
+  } finally {
+    await engine.close();
   }
 });

@@ -1,10 +1,9 @@
 /**
- * Who pays for a training receipt. Its terms (round, start model, H) travel with it by gossip,
- * and nothing on the wire shows that a coordinator ran that round: a trainer could gossip a
- * receipt for 400 steps of a round nobody ran and every ledger paid it (found by a review).
- * Gossip alone now records the receipt (its slash locked, so a fraud proof still takes it) and
- * pays nothing; the credit comes when an outcome this node audited names the receipt, or when
- * this node coordinated the round itself.
+ * Who pays for a training receipt, from the reports a coordinator takes: gossip alone credits
+ * nothing, a stakeless trainer's delta is left out, one piece of work is paid once, and a lazy
+ * trainer whose answer cannot be opened is slashed while its validator pays nothing.
+ *
+ * @module
  */
 import { oneRound, reportingTrainer } from "./_reporting_trainer.ts";
 import assert from "node:assert/strict";
@@ -18,6 +17,8 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import {
   signTrainingReceipt,
   TRAINING_RECEIPT_VERSION,
+  type TrainingReceipt,
+  trainingReceiptId,
   type UnsignedTrainingReceipt,
 } from "../../training/training_receipt.ts";
 import {
@@ -31,6 +32,18 @@ import { encodeCanonical } from "../../protocols/cbor.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { sealInput } from "../../proof/private_input.ts";
+import { openingContext, sealOpeningBytes } from "../../training/step_opening.ts";
+import { type TrainingChallenge, trainingChallengeId } from "../../training/training_challenge.ts";
+
+// ------------------------------------------------------------------------------------------------
+// Who pays for a training receipt. Its terms (round, start model, H) travel with it by gossip, and
+// nothing on the wire shows that a coordinator ran that round: a trainer could gossip a receipt for
+// 400 steps of a round nobody ran and every ledger paid it (found by a review). Gossip alone now
+// records the receipt (its slash locked, so a fraud proof still takes it) and pays nothing; the
+// credit comes when an outcome this node audited names the receipt, or when this node coordinated
+// the round itself.
+// ------------------------------------------------------------------------------------------------
 
 const SEED_CID = "bafkreihwoyd6pmgo7xulmv67id2d5oadfacqqcqzqju76bvhzkvvjtckom";
 
@@ -167,6 +180,141 @@ Deno.test("a coordinator's ledger pays only the trainers whose deltas went into 
     const left = await ledger.ask<Account>({ type: "account", key: lazy.publicKey });
     assert.equal(left.balance, 0, "a trainer whose delta was left out is not paid");
     assert.equal(left.stake, STAKE - credit * DEFAULT_ECONOMICS.slashMultiplier, "slashed");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// A trainer whose receipt the coordinator's ledger refuses (no stake to lock) has nothing at risk:
+// a fraud proof against it would settle nowhere. Its delta is left out of the round. It used to be
+// averaged in whatever the ledger said (found by a review), so a fresh key could push a made-up
+// delta into the model every round the coin did not draw it.
+// ------------------------------------------------------------------------------------------------
+
+const STEPS = 3;
+
+Deno.test("a trainer with no stake has its receipt refused by the ledger and its delta left out of the round", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-stakeless-" });
+  const system = new ActorSystem({ name: "stakeless" });
+  try {
+    // The production default is 0.1: 9 rounds in 10 the coordinator challenges nothing. Here 0.
+    const { ledger, start, shard, join, ended } = await oneRound(system, dir, {
+      challenge: { challengeProbability: 0 },
+      steps: STEPS,
+      minTrainers: 1,
+      stakes: [],
+    });
+    const sybil = Identity.generate(); // fresh key, never deposited anything
+    const sent: TrainingReceipt[] = [];
+    // A large made-up "delta" (a poisoning attempt), no training.
+    await join(reportingTrainer(sybil, start, shard, { value: () => 500, sent }));
+    const record = await ended();
+    assert.deepEqual(record.accepted, []);
+    assert.equal(record.model, record.startModel, "no model made of nothing");
+    const why = record.excluded.find((e) => e.key === toHex(sybil.publicKey))?.reason ?? "";
+    assert.match(why, /receipt not recorded \(insufficient_stake\)/);
+    const inLedger = await ledger.ask({
+      type: "receipt_status",
+      receiptId: trainingReceiptId(sent[0]),
+    });
+    assert.equal(inLedger ?? undefined, undefined, "nothing recorded, nothing to pay");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// One piece of training work is paid once. A trainer whose shard is one repeated sample trains
+// batches that do not depend on its data seed, so a second key of its own can sign the very same
+// trace and pass every challenge; the coordinator takes the first report of a trajectory or delta
+// and leaves out (unpaid, not averaged) any other report of the same. The test failed before the
+// coordinator (`training/_round_run.ts`) refused the copy: both were accepted.
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("review s54: two keys reporting the same training in a round: the first is taken, the copy left out as duplicate_work", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-duplicate-work-" });
+  const system = new ActorSystem({ name: "duplicate-work" });
+  try {
+    const [first, copy] = [Identity.generate(), Identity.generate()];
+    const { start, shard, join, ended } = await oneRound(system, dir, {
+      challenge: { challengeProbability: 0 },
+      steps: 2,
+      minTrainers: 2,
+      stakes: [[first, 1_000_000], [copy, 1_000_000]],
+    });
+    // The same delta under both keys.
+    const value = (i: number) => 1e-3 * Math.cos(i);
+    await join(reportingTrainer(first, start, shard, { value }));
+    await join(reportingTrainer(copy, start, shard, { value }));
+    const record = await ended();
+    assert.equal(record.accepted.length, 1, JSON.stringify(record));
+    const left = record.excluded.find((e) => e.key !== record.accepted[0]);
+    assert.ok(left, JSON.stringify(record));
+    assert.match(left.reason, /^duplicate_work: the same training as /);
+    assert.ok([toHex(first.publicKey), toHex(copy.publicKey)].includes(left.key));
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// The ledger outcome of a lazy trainer that answers its challenge at once with an answer it signed
+// but sealed to another key (it can never be opened): slashed once the deadline passed, and the
+// honest validator pays nothing. A proof used to be issued before the deadline, which every checker
+// refuted (`before_deadline`): the lazy trainer kept its stake and the validator paid the
+// false-accusation penalty (found by a review).
+// ------------------------------------------------------------------------------------------------
+
+/** A signed answer to `challenge` whose box is sealed to some other key: it never opens. */
+function unopenableAnswer(challenge: TrainingChallenge, trainer: Identity): Uint8Array {
+  const plaintext = encodeCanonical({ whatever: 1 });
+  const sealed = sealOpeningBytes(plaintext, challenge, trainer);
+  sealed.box = sealInput(
+    plaintext,
+    Identity.generate().publicKey,
+    openingContext(challenge.receiptId, trainingChallengeId(challenge)),
+  );
+  return encodeCanonical(sealed);
+}
+
+Deno.test("a lazy trainer answering with a signed answer that cannot be opened is slashed after the deadline; the validator is not penalized", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-unopenable-" });
+  const system = new ActorSystem({ name: "unopenable" });
+  try {
+    const lazy = Identity.generate();
+    const { me, clock, ledger, training, start, shard, join, ended } = await oneRound(
+      system,
+      dir,
+      {
+        challenge: { challengeProbability: 1, openingDeadlineMs: 2_000 },
+        steps: STEPS,
+        minTrainers: 1,
+        stakes: [[lazy, STAKE]],
+      },
+    );
+    await ledger.ask({ type: "deposit", key: me.publicKey, amount: 1_000 });
+    await join(reportingTrainer(lazy, start, shard, {
+      answer: (challenge) => unopenableAnswer(challenge, lazy),
+    }));
+    assert.deepEqual((await ended()).accepted, [], "its delta is not averaged in");
+    await eventually(async () => {
+      const s = await training.ask<TrainingValidatorStats>({ type: "stats" });
+      return s.checked >= 1 ? s : undefined;
+    }, "the proof to be checked and settled");
+    const stats = await training.ask<TrainingValidatorStats>({ type: "stats" });
+    assert.deepEqual([stats.frauds, stats.confirmed], [1, 1], "one proof, confirmed");
+    clock.t += 24 * 60 * 60 * 1000;
+    await ledger.ask({ type: "finalize" });
+    const lazyAcc = await ledger.ask<Account>({ type: "account", key: lazy.publicKey });
+    const meAcc = await ledger.ask<Account>({ type: "account", key: me.publicKey });
+    const slash = STEPS * DEFAULT_ECONOMICS.trainingCreditPerStep *
+      DEFAULT_ECONOMICS.slashMultiplier;
+    assert.equal(lazyAcc.stake, STAKE - slash, "the lazy trainer should be slashed");
+    assert.equal(meAcc.stake, 1_000, "the honest validator should not be penalized");
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });

@@ -1,19 +1,7 @@
 /**
- * Review s59: a training validator restarted alone (its supervisor restarts just it after a crash)
- * while its ledger does not answer.
- *
- * At its start the training validator reads from the ledger what a previous incarnation left
- * there: where each receipt stands whose own fraud proof was kept on disk (`receipt_status`), and
- * which receipts are held `challenged` (`training_challenged`), to end those whose material was
- * lost with the crash. Both reads took "no answer" as an answer: the kept proof was "left to the
- * next start", the open challenges read as "none". The ValidatorActor leaves `challenged` a
- * receipt whose own proof is kept (the training validator's to settle) and ends the others only
- * at its own start, so with the ledger back the receipts stayed `challenged`, held by nobody, until
- * the node's next start: the convicted lazy trainer was neither slashed nor paid here (its stake
- * locked), while every other ledger slashed it; the trainer whose challenge the crash cut off had
- * its stake locked and its receipt open past the window. Now an unanswered start read is asked
- * again (the validator's `endRetryMs`, doubling, `MAX_END_ATTEMPTS` tries). Each test reads the
- * ledger outcome after the window: the trainer's receipt status and account here.
+ * What the training validator keeps for a ledger that did not answer outlives a restart of the
+ * validator, and a kept file damaged meanwhile costs only itself; a validator restarted while its
+ * ledger does not answer still settles what a previous incarnation left.
  *
  * @module
  */
@@ -23,22 +11,59 @@ import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { fromHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { Connection } from "../../protocols/connection.ts";
-import { ChallengeMismatchError } from "../../training/step_opening.ts";
+import { ChallengeMismatchError, type SealedStepOpenings } from "../../training/step_opening.ts";
 import type { InProcessTrainerEngine } from "../../training/trainer_engine.ts";
 import type { TrainingChallenge } from "../../training/training_challenge.ts";
-import { TrainingValidator } from "../../training/training_validator.ts";
+import {
+  TrainingValidator,
+  type TrainingValidatorStats,
+} from "../../training/training_validator.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
-import type { SealedStepOpenings } from "../../training/step_opening.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
   assertPaid,
+  claim,
   type ClaimNode,
   claimNode,
+  creditWithholdingTrainer,
   trainedEngine,
   TRAINER_STAKE,
   trainerLink,
 } from "./_claim_node.ts";
+import { ClaimTakeovers, KEPT_TRAINING_CLAIMS_DIR } from "../../training/_claim_takeovers.ts";
+import { assertWithholderSlashed, takeoverSettled } from "./_claim_conviction.ts";
+import {
+  downAfterHoldReleased,
+  ledgerDownSwitch,
+  onLazyReceiptLedger,
+  spawnTrainingLedger,
+} from "./_training_ledger.ts";
+import { join } from "node:path";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { encodeCanonical } from "../../protocols/cbor.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { KEPT_OUTCOMES_DIR } from "../../training/_outcome_audits.ts";
+import { KEPT_TRAINING_RECEIPTS_DIR } from "../../training/_receipt_credits.ts";
+import { UNANSWERED_TRAINING_PROOFS_DIR } from "../../training/_unanswered_training_proofs.ts";
+
+// ------------------------------------------------------------------------------------------------
+// A training validator restarted alone (its supervisor restarts just it after a crash) while its
+// ledger does not answer.
+//
+// At its start the training validator reads from the ledger what a previous incarnation left there:
+// where each receipt stands whose own fraud proof was kept on disk (`receipt_status`), and which
+// receipts are held `challenged` (`training_challenged`), to end those whose material was lost with
+// the crash. Both reads took "no answer" as an answer: the kept proof was "left to the next start",
+// the open challenges read as "none". The ValidatorActor leaves `challenged` a receipt whose own
+// proof is kept (the training validator's to settle) and ends the others only at its own start, so
+// with the ledger back the receipts stayed `challenged`, held by nobody, until the node's next
+// start: the convicted lazy trainer was neither slashed nor paid here (its stake locked), while
+// every other ledger slashed it; the trainer whose challenge the crash cut off had its stake locked
+// and its receipt open past the window. Now an unanswered start read is asked again (the
+// validator's `endRetryMs`, doubling, `MAX_END_ATTEMPTS` tries). Each test reads the ledger outcome
+// after the window: the trainer's receipt status and account here.
+// ------------------------------------------------------------------------------------------------
 
 /** The ledger's registry name on a {@link claimNode}. */
 const LEDGER = "node/validator";
@@ -358,3 +383,155 @@ Deno.test("review s59: a start read the ledger never answers is asked a bounded 
       assert.equal((await n.record(record.receiptId)).status, "challenged");
     },
   ));
+
+// ------------------------------------------------------------------------------------------------
+// What a training validator keeps for a ledger that did not answer outlives a restart of the
+// training validator.
+//
+// The training validator keeps, and takes again, a peer's fraud proof whose intake the ledger (the
+// ValidatorActor) did not answer (`training/_unanswered_training_proofs.ts`) and a peer's true
+// `opening_missing` claim whose takeover's ledger asks went unanswered
+// (`training/_claim_takeovers.ts`). Both were kept in memory only: a stop or a restart of the
+// training validator while one was kept lost it, nothing brought it back, and the lazy (or
+// withholding) trainer every other ledger slashed was paid in this one. Each test restarts the
+// training validator on the same ledger directory while the item is kept and reads the ledger
+// outcome after the window: the trainer's receipt status and stake here.
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * A peer's proof kept because the ledger did not answer its intake, the training validator then
+ * restarted (`killed`: its `postStop` does not run, as when the process is killed) and the ledger
+ * back: the lazy trainer slashed here after the window.
+ */
+async function keptProofAcrossRestart(name: string, killed: boolean): Promise<void> {
+  await onLazyReceiptLedger(`s60-kept-proof-${name}`, {}, async (lazy) => {
+    const postStop = TrainingValidator.prototype.postStop;
+    try {
+      // The round's outcome credited the lazy receipt here: paid when its window closes.
+      await lazy.credit();
+      // The ledger is stopped when a peer's proof comes: kept, to take again.
+      lazy.down(true);
+      const taken = await lazy.send();
+      assert.ok(
+        lazy.log.some((l) => l.includes("kept, the ledger did not answer its intake")),
+        `kept (${JSON.stringify(taken)})`,
+      );
+      // The training validator restarts (its supervisor, or the node) while the proof is kept;
+      // the ledger comes back after.
+      if (killed) TrainingValidator.prototype.postStop = () => Promise.resolve();
+      await lazy.restartTraining();
+      TrainingValidator.prototype.postStop = postStop;
+      lazy.down(false);
+      await lazy.slashed("the lazy trainer was paid here");
+    } finally {
+      TrainingValidator.prototype.postStop = postStop;
+    }
+  });
+}
+
+Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake outlives a restart of the training validator: the lazy trainer is slashed here", () =>
+  keptProofAcrossRestart("stopped", false));
+
+Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake is on disk before it counts as kept: a training validator killed (no stop hook) and started again still slashes the lazy trainer here", () =>
+  keptProofAcrossRestart("killed", true));
+
+Deno.test("review s60: a true opening_missing claim kept because the ledger did not answer its takeover outlives a restart of the training validator: the withholding trainer is convicted here", async () => {
+  let link: ReturnType<typeof trainerLink>["connection"] | undefined;
+  const n = await claimNode("s60-kept-claim", () => link);
+  const consider = ClaimTakeovers.prototype.consider;
+  let considered = 0;
+  const ledgerDown = ledgerDownSwitch(n.system);
+  const down = downAfterHoldReleased(ledgerDown);
+  try {
+    ClaimTakeovers.prototype.consider = function (body, ctx) {
+      return consider.call(this, body, ctx).finally(() => considered++);
+    };
+    const { receipt, record, claimant } = await creditWithholdingTrainer(n, (to) => link = to);
+    await n.claim(claim(receipt, claimant));
+    // Checked (confirmed: a claim), then considered with the ledger down: kept.
+    await eventually(() => considered >= 1, "the claim to be considered");
+    assert.equal(down.armed(), false, "the ledger was down for the takeover");
+    // The training validator restarts while the claim is kept; the ledger comes back after.
+    await n.restartTraining();
+    ledgerDown(false);
+    await takeoverSettled(async () => (await n.record(record.receiptId)).status === "fraud");
+    await assertWithholderSlashed(n, record, receipt.trainer);
+  } finally {
+    ClaimTakeovers.prototype.consider = consider;
+    down.restore();
+    await n.close();
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// What a training validator kept on disk for a ledger that did not answer (the claims, the peers'
+// receipts, the round outcomes and credits, `training/_ledger_retries.ts`; the peers' proofs whose
+// intake went unanswered, `training/_unanswered_training_proofs.ts`) is read back at the next
+// start, untrusted. A file damaged meanwhile (cut short, not CBOR, CBOR of the wrong shape) must
+// cost only itself: the validator starts, drops it (a line in the log for one that decodes, `a
+// damaged kept … dropped`), and the folder no longer holds it once the owner writes it again (the
+// claims' at this very start).
+// ------------------------------------------------------------------------------------------------
+
+/** The folders of what is kept for a ledger that did not answer, under the ledger's directory. */
+const FOLDERS = [
+  KEPT_TRAINING_CLAIMS_DIR,
+  KEPT_OUTCOMES_DIR,
+  KEPT_TRAINING_RECEIPTS_DIR,
+  UNANSWERED_TRAINING_PROOFS_DIR,
+];
+
+/** Damaged files, by name (a proof hash, as the kept files are named). */
+function damagedFiles(): Map<string, Uint8Array> {
+  const whole = encodeCanonical({ body: { proof: { reason: "opening_missing" } }, origin: "ee" });
+  return new Map([
+    // Cut short (a disk that lost the file's tail).
+    [`${"a1".repeat(32)}.cbor`, whole.subarray(0, Math.floor(whole.length / 2))],
+    // Not CBOR at all.
+    [`${"b2".repeat(32)}.cbor`, new TextEncoder().encode("\xff\xfe not cbor \x00\x01")],
+    // CBOR of the wrong shape: an entry, but not of anything kept.
+    [`${"c3".repeat(32)}.cbor`, encodeCanonical({ body: { x: 1 }, origin: 7, since: "then" })],
+    // CBOR, not an entry.
+    [`${"d4".repeat(32)}.cbor`, encodeCanonical([1, 2, 3])],
+  ]);
+}
+
+Deno.test("review s61: damaged files among what the training validator kept for a ledger that did not answer (cut short, not CBOR, the wrong shape) do not stop its start: dropped, logged when they decode, the claims' folder cleared at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s61-damaged-kept-" });
+  const system = new ActorSystem({ name: "s61-damaged-kept" });
+  const log: string[] = [];
+  try {
+    const ledgerDir = join(dir, "ledger");
+    for (const folder of FOLDERS) {
+      await Deno.mkdir(join(ledgerDir, folder), { recursive: true });
+      for (const [name, bytes] of damagedFiles()) {
+        await Deno.writeFile(join(ledgerDir, folder, name), bytes);
+      }
+    }
+    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+    const { training } = await spawnTrainingLedger(system, {
+      identity: Identity.generate(),
+      dir,
+      now: () => 1_000_000,
+      models,
+      challenge: { log: (line) => log.push(line), endRetryMs: 5 },
+      resumeOwnProofs: true,
+    });
+    // Started, and answering.
+    const stats = await training.ask<TrainingValidatorStats>({ type: "stats" });
+    assert.equal(stats.checked, 0);
+    for (const what of ["claim", "outcome", "receipt"]) {
+      assert.ok(
+        log.some((line) => line.includes(`a damaged kept ${what} dropped`)),
+        `a damaged kept ${what} logged: ${JSON.stringify(log)}`,
+      );
+    }
+    assert.ok(!log.some((line) => line.includes("not read back")), JSON.stringify(log));
+    // The claims' folder is written at the start (`ClaimTakeovers.keepOnDisk`): nothing damaged left.
+    const left = await Array.fromAsync(Deno.readDir(join(ledgerDir, KEPT_TRAINING_CLAIMS_DIR)));
+    assert.deepEqual(left.map((entry) => entry.name), []);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
