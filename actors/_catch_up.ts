@@ -16,14 +16,14 @@
  *   the worker that withheld from it too is slashed here on this validator's own verdict, the one
  *   kept (a claim only recorded and passed on is not: it moved nothing here, and keeping it would
  *   let any staked key fill the bounds below; review s59,
- *   `tests/network/review_s59_catchup_takeover_test.ts`). A "proof withheld" fault goes after
+ *   `tests/network/catch_up_evidence_test.ts`). A "proof withheld" fault goes after
  *   the receipt and job it is about (`ClaimEvidence`, `evidence`: kept while its challenge had
  *   them; a start's, kept with its ending), as a claim the NetworkActor passes on does: a peer
  *   takes a claim over only while it remembers the receipt and job, so one that had forgotten
  *   the receipt (pushed out by a flood) held the claim for evidence that never came, and one that
  *   never had it, for a receipt that never came — the worker that withheld was paid there, or
  *   kept its stake, slashed here (review s58,
- *   `tests/network/review_s58_catch_up_evidence_test.ts`);
+ *   `tests/network/catch_up_evidence_test.ts`);
  * - after them, the announcement of each receipt THIS node assigned (it forwarded the job: the
  *   worker's receipt, its job and this node's signed assignment, which no other node holds) while
  *   the receipt is pending in its ledger inside the window: the announcement made when it was
@@ -32,21 +32,21 @@
  *   left the honest worker paid in this ledger alone. Kept on disk
  *   (`<ledger dir>/catch-up-receipts/`), bounded apart from the rest (never pushing a conviction
  *   or a verdict out), weighed per worker; `_catch_up_receipts.ts` (review s60,
- *   `tests/network/review_s60_catchup_receipts_test.ts`). Written ahead of the ledger's record, so
+ *   `tests/network/catch_up_receipts_test.ts`). Written ahead of the ledger's record, so
  *   a process killed right after it still has it; their workers' pledges go first among those
  *   pushed on connect, after the accusers' ({@link CatchUp.workers}; review s61,
- *   `tests/network/review_s61_catchup_crash_test.ts`);
+ *   `tests/network/catch_up_restart_test.ts`);
  * - last, the announcement of each peer's assigned receipt this node's validator recorded and
  *   passed on (a relay's: another node's assignment), while it is pending here inside the window:
  *   passed on to no ledger (none connected, or each refused it), it reached none past this node,
  *   and a ledger that connected to this node only paid the honest worker nothing. Bounded apart
  *   from this node's own ({@link CatchUp.addRelayed}; review s62,
- *   `tests/network/review_s62_relay_no_validator_test.ts`); kept on disk
+ *   `tests/network/catch_up_receipts_test.ts`); kept on disk
  *   (`<ledger dir>/catch-up-relayed/`, {@link CATCH_UP_RELAYED_DIR}) and read back at the next
  *   start: memory only until review s65, a restart of the relay lost them, and a requester that
  *   announced to the relay alone and never talked to another ledger (gone, or hostile) left the
  *   honest worker paid in the relay's ledger and unpaid in every ledger that met it afterwards
- *   (`tests/network/review_s65_relay_restart_test.ts`).
+ *   (`tests/network/catch_up_receipts_test.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
  * fraud proofs of at most {@link MAX_CATCH_UP_FRAUD_PROOF_BYTES} in all, and
@@ -71,7 +71,7 @@
  * times (its colluding requester's receipts only lock stake), its own faults, not another
  * withholder's. Until review s58 the oldest verdict went, whoever's: 64 faults of one worker
  * pushed every other fault out, and a ledger that connected afterwards paid those workers,
- * slashed here (`tests/actors/review_s58_catch_up_flood_test.ts`).
+ * slashed here (`tests/actors/catch_up_test.ts`).
  *
  * Training convictions share both bounds, with no byte bound of their own. A training proof
  * carries model states (12 bytes a parameter each) and can be megabytes, but a connection sends
@@ -106,11 +106,11 @@
  * empty: neither stops the node. Written ahead of its settlement, a conviction the process died
  * right after settling is read back (before, written after it, it was lost, and a ledger that
  * connected only to the restarted node paid the cheat:
- * `tests/network/review_s43_catch_up_died_test.ts`); so only what the ledger settled as fraud
+ * `tests/network/catch_up_restart_test.ts`); so only what the ledger settled as fraud
  * on that accuser's proof is read back, sent until the receipt's window in the ledger closes
  * (not the window its file holds, unsigned), and the others' files are removed — also at each
  * start of the validator in the process, for one written ahead of a ledger write that failed
- * and crashed it (`tests/actors/review_s43_catch_up_unsettled_test.ts`). A training conviction
+ * and crashed it (`tests/actors/catch_up_kept_test.ts`). A training conviction
  * whose receipt was not recorded here before its proof (the settlement records it) is written
  * after its settlement: that one is lost if the process dies in between.
  *
@@ -131,14 +131,14 @@
  * start does not decide those faults again, so a ledger that was away when a validator decided
  * one and met it only after its process restarted never heard the claim, never asked the worker,
  * and paid the worker that withheld, slashed here
- * (`tests/network/review_s59_catchup_restart_test.ts`). Written after the settlement, as they first
+ * (`tests/network/catch_up_restart_test.ts`). Written after the settlement, as they first
  * were, a verdict whose process died (or whose write failed) in between was lost for good: the
  * next start found the receipt settled and nothing to apply, and a ledger that connected later
  * paid the worker that withheld, slashed here (review s59,
- * `tests/actors/review_s59_verdict_ahead_restart_test.ts`). A start's fault once lacked its
+ * `tests/actors/catch_up_kept_test.ts`). A start's fault once lacked its
  * evidence (the job was kept nowhere past the challenge's opening), and a peer that forgot the
  * receipt, or never had it, held the claim for good; its ending keeps them now (`_challenge_endings.ts`,
- * `tests/network/review_s58_start_fault_evidence_test.ts`).
+ * `tests/network/catch_up_restart_test.ts`).
  *
  * The items and their files are `_catch_up_items.ts`'s; the verdicts' part of the catch-up, its
  * bounds included, is `CatchUpVerdicts` (`_catch_up_verdicts.ts`), which `CatchUp` holds beside
@@ -230,7 +230,7 @@ export interface CatchUpReadOptions {
    * refused it, or the process or the actor died before it settled). Absent: every one kept.
    * `receipt`: an inference conviction's receipt, as its proof carries it: a proof about one
    * variant of a receipt settles against the variant its worker had recorded there for the job
-   * (`Ledger.fraudSubject`), whose id is not `id` (`tests/actors/review_s46_variant_restart_test.ts`).
+   * (`Ledger.fraudSubject`), whose id is not `id` (`tests/actors/catch_up_kept_test.ts`).
    */
   settled?: (id: string, accuser: Uint8Array, receipt?: Receipt) => number | undefined;
   /**
@@ -498,11 +498,11 @@ export class CatchUp {
    * bounded apart from this node's own ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}), sent after them.
    * Passed on to no ledger (none connected, or each refused it), it reached no ledger past this
    * node, and one that connected to this node only paid the honest worker nothing (review s62,
-   * `tests/network/review_s62_relay_no_validator_test.ts`). In memory at once, on disk after it
+   * `tests/network/catch_up_receipts_test.ts`). In memory at once, on disk after it
    * ({@link CATCH_UP_RELAYED_DIR}, read back at the next start; written after the record, not
    * ahead: a process killed between the two loses this one, which its requester's catch-up
    * still carries); memory only until review s65, when a restart of the relay lost every one
-   * (`tests/network/review_s65_relay_restart_test.ts`).
+   * (`tests/network/catch_up_receipts_test.ts`).
    */
   addRelayed(item: AssignedReceiptItem, until: number): void {
     void this.#relayed.add(item, until);
@@ -528,7 +528,7 @@ export class CatchUp {
    * The receipt id of the longest kept conviction of the worker holding the most (proofs, or
    * bytes; see the module doc): dropped oldest first over all, one worker's run of convictions
    * pushed out every other cheat's, which a ledger that connects later then paid
-   * (`tests/actors/review_s42_catch_up_fairness_test.ts`).
+   * (`tests/actors/catch_up_test.ts`).
    */
   #heaviest(by: "count" | "bytes"): string {
     const weight = new Map<string, number>();
@@ -588,7 +588,7 @@ export class CatchUp {
    * receipt `insufficient_stake` and is sent the pledge then (`network/catch_up.ts`), but out of
    * the room kept back for pledges a peer needs (`PLEDGE_SEND_RESERVE`, 16 at once): with more
    * workers than that, the others' receipts were held there for pledges that did not fit, and
-   * those honest workers went unpaid (review s61, `tests/network/review_s61_catchup_crash_test.ts`).
+   * those honest workers went unpaid (review s61, `tests/network/catch_up_restart_test.ts`).
    */
   workers(now: number): Uint8Array[] {
     return [...this.#receipts.workers(now), ...this.#relayed.workers(now)];

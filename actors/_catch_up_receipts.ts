@@ -13,14 +13,14 @@
  * and the honest worker that delivered every token was paid there and in no other ledger. Until
  * review s60 those that reached no peer were kept in the validator's memory (`#unsent`), lost
  * with a restart of its process before a peer connected
- * (`tests/network/review_s60_catchup_receipts_test.ts`); those a peer answered without recording
+ * (`tests/network/catch_up_receipts_test.ts`); those a peer answered without recording
  * were never sent again.
  *
  * Kept on disk (`<ledger dir>/catch-up-receipts/<receipt id>.cbor`, one file each, a
  * `ReceiptFiles` folder), written durably just before the ledger records the receipt as assigned
  * by this node ({@link CatchUpReceipts.write}: a process killed right after the record has it;
  * written after it, until review s61, a kill between the two lost it for good,
- * `tests/network/review_s61_catchup_crash_test.ts`), its file removed if the ledger did not record
+ * `tests/network/catch_up_restart_test.ts`), its file removed if the ledger did not record
  * it so ({@link CatchUpReceipts.discard}), and read back when a process first opens the catch-up
  * of its ledger directory; kept, read back and sent only while the ledger holds the receipt
  * pending, assigned by this node, inside its window ({@link CatchUpReceiptsOptions.pending}): one
@@ -40,7 +40,7 @@
  * it pending, assigned by another node). Passed on to no ledger — none connected, or each refused
  * it — it reached no ledger past this node, and a ledger that then connected to this node only
  * never heard of the job: the honest worker went unpaid there
- * (`tests/network/review_s62_relay_no_validator_test.ts`). Their requester's catch-up carries them
+ * (`tests/network/catch_up_receipts_test.ts`). Their requester's catch-up carries them
  * too, but only to the peers that connect to it. Bounded apart
  * ({@link MAX_RELAYED_CATCH_UP_RECEIPTS}, {@link MAX_RELAYED_CATCH_UP_RECEIPT_BYTES}: they never push this
  * node's own out), weighed per worker as above: a requester and a staked worker flooding this relay
@@ -50,7 +50,7 @@
  * inside the window each was kept with, and sent only while the ledger holds it pending. Memory
  * only until review s65: a restart lost them, and a requester that announced to the relay alone and
  * never talked to another ledger left the honest worker unpaid in every ledger that met the relay
- * afterwards (`tests/network/review_s65_relay_restart_test.ts`). Not part of the public API.
+ * afterwards (`tests/network/catch_up_receipts_test.ts`). Not part of the public API.
  *
  * @module
  */
@@ -210,7 +210,7 @@ export class CatchUpReceipts {
    * pending, assigned by this node ({@link CatchUpReceipts.read}). Written after the record, as it
    * was until review s61, a kill between the two left the receipt pending here and no file to
    * carry its job and assignment: no peer that connected afterwards heard of it, and the honest
-   * worker was paid in this ledger alone (`tests/network/review_s61_catchup_crash_test.ts`). Not
+   * worker was paid in this ledger alone (`tests/network/catch_up_restart_test.ts`). Not
    * sent before {@link CatchUpReceipts.add}; {@link CatchUpReceipts.discard} if the ledger did not
    * record it. `until`: the window's end the record is expected to get (the ledger's own is used
    * wherever the ledger is asked). A write that fails is logged, and {@link CatchUpReceipts.add}

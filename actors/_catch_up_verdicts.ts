@@ -215,7 +215,7 @@ export class CatchUpVerdicts {
    * Drop the longest kept verdict of the worker holding the most verdicts: dropped oldest first
    * over all, one worker's run of faults made on purpose pushed every other worker's fault out,
    * and a ledger that connected afterwards paid that worker, slashed here
-   * (`tests/actors/review_s58_catch_up_flood_test.ts`).
+   * (`tests/actors/catch_up_test.ts`).
    */
   #dropVerdict(): void {
     const [dropped] = this.#verdicts.splice(this.#heaviestVerdict("count"), 1);

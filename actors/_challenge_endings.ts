@@ -20,7 +20,7 @@
  * remembers them. Before review s58 the start's fault went to the peers (and to the catch-up of
  * those that connect later) without them, and a peer that had forgotten the receipt, or never
  * had it, held the claim for good: the worker that withheld was paid there, or kept its stake,
- * slashed here (`tests/actors/review_s58_start_fault_evidence_test.ts`). Its cost: one job more
+ * slashed here (`tests/actors/catch_up_test.ts`). Its cost: one job more
  * in the ending's single write (a job may take `MAX_NETWORK_JOB_BYTES`, 448 KiB), only for such
  * a fault, and on disk only until the ledger has the ending; what the start then keeps for the
  * catch-up is bounded there (`_catch_up.ts`).

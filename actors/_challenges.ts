@@ -218,7 +218,7 @@ export class Challenges {
         // Written ahead of the settlement, sent only after it: written after it, a process that
         // died in between (or a write that failed) lost it for good — the next start finds the
         // receipt settled — and a ledger that met this validator only later paid the worker
-        // slashed here (review s59, `tests/actors/review_s59_verdict_ahead_restart_test.ts`).
+        // slashed here (review s59, `tests/actors/catch_up_kept_test.ts`).
         if (kept !== undefined) await this.#core.catchUp().write(kept, until!);
         if (await this.#end(id, this.transitionOf(id, end, reason))) {
           this.#core.stats.slashes++;

@@ -284,7 +284,7 @@ export class FraudProofs {
    * The id of the receipt a fraud proof about `proof.receipt` settles here: its own, or the
    * variant its worker had recorded here for the job (`Ledger.fraudSubject`). One accusation per
    * accuser and receipt is keyed on it, or an accuser re-signing its claim against each variant
-   * of one receipt has each checked again (`tests/actors/review_s46_variant_restart_test.ts`).
+   * of one receipt has each checked again (`tests/actors/catch_up_kept_test.ts`).
    */
   #subjectId(proof: FraudProof): string {
     return this.#core.ledger().fraudSubject(proof.receipt)?.receiptId ?? receiptId(proof.receipt);

@@ -41,8 +41,8 @@ export interface SelfPeerHooks {
  * sent once a remote replica answered) settles there and goes on here: a chunk store read checks
  * its signal only as it starts. The replicated store's `flush` cannot see it, and the actor's
  * `postStop` returned while it still read (and could make `quarantine/` again in) the store's
- * directory, which a restart opens next (review s59, `review_s59_self_peer_stop_test.ts`). These
- * are local store operations, so unlike a remote peer's they end.
+ * directory, which a restart opens next (review s59, `tests/actors/storage_node_stop_test.ts`).
+ * These are local store operations, so unlike a remote peer's they end.
  */
 export class SelfPeer extends LocalStoragePeer {
   readonly #hooks: SelfPeerHooks;

@@ -32,7 +32,7 @@ import type { HeldEvidence, KeptProof } from "./_held_evidence.ts";
  * (`network/_peer_gossip.ts`). Refused alike and dropped unsaid (or an older worker's evicted
  * unsaid, past the workers), an honest worker that served more than 16 jobs before its pledge
  * reached this ledger went unpaid here for the rest (review s62,
- * `tests/network/review_s62_early_receipts_test.ts`). Who pays for a flood of fresh keys that
+ * `tests/network/catch_up_receipts_test.ts`). Who pays for a flood of fresh keys that
  * fills the workers: every later worker's early receipts, which are no longer kept here for a
  * pledge that comes another way (the worker's own connection), only sent again by their senders.
  */

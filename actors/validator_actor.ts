@@ -601,14 +601,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * holds the assignment) is kept in the catch-up first, on disk, while the receipt is pending
    * here: lost, the assignment reached no other ledger, and the honest worker was paid in this
    * node's ledger and in no other (review s60,
-   * `tests/network/review_s60_wire_announce_network_down_test.ts`; kept in memory only, it was
+   * `tests/network/validator_down_test.ts`; kept in memory only, it was
    * lost with a restart of the process before a peer connected,
-   * `tests/network/review_s60_catchup_receipts_test.ts`). Its file was written ahead of the
+   * `tests/network/catch_up_receipts_test.ts`). Its file was written ahead of the
    * ledger's record ({@link ValidatorActor.#writeAhead}, review s61): kept here, it is not written
    * again. A peer's assigned receipt passed on is kept too, in memory, bounded apart
    * (`CatchUp.addRelayed`): passed on to no ledger, it reached none past this node, and a ledger
    * that connected to this node only never heard of the job (review s62,
-   * `tests/network/review_s62_relay_no_validator_test.ts`; its requester's catch-up reaches only
+   * `tests/network/catch_up_receipts_test.ts`; its requester's catch-up reaches only
    * the requester's peers).
    */
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
@@ -648,7 +648,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * the catch-up's disk ahead of the ledger's record (`CatchUp.write`): a process killed between
    * the record (durable once the ledger answers) and a file written after it lost the
    * announcement, and no peer that connected afterwards heard of the assignment (review s61,
-   * `tests/network/review_s61_catchup_crash_test.ts`). Its receipt id if written; a file whose
+   * `tests/network/catch_up_restart_test.ts`). Its receipt id if written; a file whose
    * receipt the ledger then does not hold assigned here is removed (`CatchUp.discardAssigned`),
    * or at the next start if the process dies first. The assignment's signature is checked only
    * for one naming this node as its requester: any other message costs a comparison of keys.

@@ -299,7 +299,7 @@ const NUMBER_FLAGS = [
  * The ranges docs/API.md documents for the number flags the node bounds: the node's
  * `GENERATION_LIMITS` (protocols/job.ts), written out because that module loads cbor-x, which
  * reads the environment as it loads, and `infer` runs with `--allow-net` alone
- * (tests/client/review_s60_ux2_infer_test.ts checks the two agree). `--seed` is any safe
+ * (tests/client/infer_command_test.ts checks the two agree). `--seed` is any safe
  * integer, which the node takes as it is; `--idle-timeout` is the client's own.
  */
 const NUMBER_RANGES: Partial<Record<(typeof NUMBER_FLAGS)[number][0], [number, number]>> = {

@@ -16,7 +16,7 @@
  * messages (a burst of our announcements while its validator works). Nothing announced it again:
  * the honest worker's receipt was never recorded in that ledger and it was paid less there than in
  * the others, and a claim went out without its receipt and was held there for good (review s59,
- * `tests/network/review_s59_receipt_busy_ledger_test.ts`). So a `busy` refusal is asked again on
+ * `tests/network/busy_announcements_test.ts`). So a `busy` refusal is asked again on
  * the same connection after the backoff one-way messages get (`BUSY_RETRY_BACKOFF_MS`, doubled,
  * at most `MAX_BUSY_RETRIES` times: `protocols/_connection_notices.ts`); any other ending (an
  * answer, a refusal with a reason, a timeout, another error, the connection closed) is final.

@@ -5,7 +5,7 @@
  * within the ask's timeout) sent that peer nothing, for as long as the connection lasted. A connection lives for hours, so a ledger
  * that connected at the wrong second never heard of this node's convictions, faults and assigned
  * receipts, and paid the worker this ledger slashed, or left unpaid the honest worker this ledger
- * paid (review s65, `tests/network/review_s65_catch_up_validator_back_test.ts`).
+ * paid (review s65, `tests/network/catch_up_test.ts`).
  *
  * So the ask waits for the validator while the connection is open: with none registered (or its
  * mailbox closed for good) until an actor of that name starts (a `started` or `restarted` event),

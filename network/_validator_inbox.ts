@@ -50,7 +50,7 @@
  * that delivered every token was paid in none, and this node refused every relay request for it
  * (`relayProof` asks its ledger), so a validator that reaches the worker only through this node
  * took the missing proof for the worker's withholding (review s60,
- * `tests/network/review_s60_assign_validator_down_test.ts`). They are held in a share of the bounds
+ * `tests/network/validator_inbox_test.ts`). They are held in a share of the bounds
  * of their own ({@link MAX_HELD} messages and the node's byte bound, an eighth of each per worker
  * key, counted apart from the peers' evidence: `DeliverOptions.own`), so peers' evidence never
  * crowds them out, nor they it; one worker's receipts past its eighth are dropped as before.
@@ -61,7 +61,7 @@
  * the ask queued, it was lost for good: the sender asks again only after `busy`
  * (`announceReceipt`, `_accusations.ts`), a new connection does not carry receipts, and the honest
  * worker's receipt was never recorded in this ledger, so it was paid less here than in the others
- * (review s59, `tests/network/review_s59_receipt_down_ledger_test.ts`). So the request waits here
+ * (review s59, `tests/network/validator_inbox_test.ts`). So the request waits here
  * instead, as the evidence above is held: for a validator to start, and is asked of it then, or
  * asked again at once after a crash ({@link MAX_HANDOVERS} in all). The wait is bounded in time,
  * {@link MAX_WAIT_MS} on the connections' clock (`PeerServices.timers`), well under the sender's

@@ -7,7 +7,7 @@
  * (`PledgeSync.sendPledges` sends it first on connect), so the peer has the accuser's stake when
  * the proof comes (a peer's conviction's accuser has its pledge among the first pushed on connect,
  * the validator's `pledges` answer: a peer that lacks it holds the proof until it comes, not for
- * good, `tests/network/review_s42_catch_up_pledge_test.ts`); convictions first, so a connection
+ * good, `tests/network/catch_up_evidence_test.ts`); convictions first, so a connection
  * that drops midway carries those. A training conviction goes as training gossip
  * (`training.fraud_proof`), to a peer that offers training only (its training validator checks
  * it; `tests/training/training_catch_up_test.ts`). A "proof withheld" fault goes after the
@@ -15,7 +15,7 @@
  * NetworkActor sends it ahead of a claim it passes on, `sendClaimEvidence`, and answered before
  * the fault goes): a peer that forgot the receipt, or never had it, takes the claim over (review
  * s58: sent alone, it was held there for good, and the worker that withheld was paid there, or
- * kept its stake; `tests/network/review_s58_catch_up_evidence_test.ts`). Not counted in the
+ * kept its stake; `tests/network/catch_up_evidence_test.ts`). Not counted in the
  * receipts the connection carried ahead of claims (`CarriedClaimReceipts`, the NetworkActor's): a
  * claim about the same receipt gossiped on it may carry the receipt once more. A peer that has one
  * already takes it once (a verdict by its id, a fraud proof by its hash or its accuser's settled
@@ -25,11 +25,11 @@
  * assignment, that the NetworkActor sends when the validator records one (`announceReceipt`,
  * asked again after `busy`): the announcement then reached only the ledgers connected at that
  * moment, and an honest worker went unpaid in every other (review s60,
- * `tests/network/review_s60_catchup_receipts_test.ts`). Their workers' pledges go first among
+ * `tests/network/catch_up_receipts_test.ts`). Their workers' pledges go first among
  * those pushed on connect (after the accusers', the validator's `pledges` answer); a peer that
  * still lacks one refuses the receipt `insufficient_stake`, holds it, and is sent the pledge, once
  * per worker and connect, as for the NetworkActor's own announcement (review s61: nothing sent it,
- * and the worker went unpaid there, `tests/network/review_s61_catchup_crash_test.ts`); a peer
+ * and the worker went unpaid there, `tests/network/catch_up_restart_test.ts`); a peer
  * that refuses it `insufficient_stake_not_kept` (it did not keep it) is sent the pledge and the
  * receipt again after it, once (review s62). After those, the peers' assigned receipts this node
  * passed on (a relay's, review s62), sent the same way. The bounds, and who pays for them, are
@@ -61,10 +61,10 @@ import { askValidatorFor } from "./_validator_ask.ts";
  * A validator that is down when the peer connects (stopped, restarting, too busy to answer in
  * time) is waited for while the connection is open, and asked once it is back
  * (`_validator_ask.ts`): until review s65 it sent nothing to this peer for as long as the
- * connection lasted (`tests/network/review_s65_catch_up_validator_back_test.ts`). The catch-up
+ * connection lasted (`tests/network/catch_up_test.ts`). The catch-up
  * outlives the validator's restarts (one `CatchUp` per ledger directory), so a peer that
  * connects after a crash of the validator is still sent it
- * (`tests/network/network_review_s41_test.ts`); its convictions are kept on disk, so also after
+ * (`tests/network/catch_up_test.ts`); its convictions are kept on disk, so also after
  * the node's process restarted (`tests/network/catch_up_restart_test.ts`). `timers` is the clock of
  * a claim's receipt asked again after a `busy` refusal (the NetworkActor's connection clock).
  * `sendPledge` sends the peer `worker`'s pledge when it refused a catch-up receipt of that worker
@@ -72,13 +72,13 @@ import { askValidatorFor } from "./_validator_ask.ts";
  * receipt until the pledge comes, and the connect push carries only `PLEDGES_PUSHED_ON_CONNECT`
  * pledges (the catch-up's workers among the first, but there may be more of them), so a peer that
  * joined after the worker's pledge went round held it for a pledge nothing sent, and the honest
- * worker went unpaid there (review s61, `tests/network/review_s61_catchup_crash_test.ts`). A peer
+ * worker went unpaid there (review s61, `tests/network/catch_up_restart_test.ts`). A peer
  * that refused it {@link INSUFFICIENT_STAKE_NOT_KEPT} (it keeps as many of that worker's receipts
  * as it keeps waiting, and not this one) is sent the receipt again, once, after the pledge:
  * `sendPledge` resolves true once the pledge is written on the connection (`PledgeSync.sendNeeded`;
  * a `void` answer, or false, sends nothing again — it would be refused again). Until review s62
  * only `insufficient_stake` was heard, and such a receipt was lost on that connection
- * (`tests/network/review_s62_relay_catch_up_not_kept_test.ts`).
+ * (`tests/network/catch_up_receipts_test.ts`).
  */
 export function sendCatchUp(
   connection: Connection,

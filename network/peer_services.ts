@@ -218,7 +218,7 @@ class WorkerUnreachableError extends VeriflowError {
  * a pause (0.5 s doubling to 8 s, `actors/_proof_fetch.ts`): a refusal in its last round before
  * the deadline, from a validator back a moment later, was never asked again, and with this route
  * up the missing proof was the worker's withholding — an honest worker slashed in that ledger for
- * this node's restart (review s60, `tests/network/review_s60_relay_validator_down_test.ts`).
+ * this node's restart (review s60, `tests/network/validator_down_test.ts`).
  */
 async function relayProof(
   services: PeerServices,

@@ -153,7 +153,7 @@ export class PledgeSync {
    * and asked once it is back (`_validator_ask.ts`), as for the catch-up: asked once, it sent this
    * peer none of them for the whole connection, and the peer held a conviction of the catch-up for
    * an accuser's pledge nothing sent (review s65,
-   * `tests/network/review_s65_pledge_validator_back_test.ts`).
+   * `tests/network/pledge_sync_test.ts`).
    *
    * Cost: at most {@link PLEDGES_PUSHED_ON_CONNECT} + 1 `validation.stake` messages of about 150
    * bytes per connection each way (7 KB), under the 100 refusals a peer tolerates, so one that
@@ -288,7 +288,7 @@ export class PledgeSync {
    * own pledge goes at once and its ledger's pledges once the validator answers, so when the
    * first connection's answer came after a later connection's own pledge (a validator down or
    * slow at the connect, `_validator_ask.ts`), that copy took the room of one of the pledges the
-   * first push carries (review s65; `tests/network/review_s46_peers_test.ts`, "connected three
+   * first push carries (review s65; `tests/network/peers_test.ts`, "connected three
    * times").
    */
   pushPledges(message: PushPledgesMessage): void {

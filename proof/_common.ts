@@ -307,7 +307,7 @@ const FLOAT_TYPES: Record<
 > = {
   float32: { bytes: 4, read: (v, i) => v.getFloat32(i, true), step: 0, tiny: 0 },
   // Before, float64 and float16 outputs were compared bit for bit: an honest worker whose machine
-  // rounded one element differently was convicted (`tests/proof/review_s45_accusation_test.ts`).
+  // rounded one element differently was convicted (`tests/proof/tensor_validation_test.ts`).
   float64: { bytes: 8, read: (v, i) => v.getFloat64(i, true), step: 0, tiny: 0 },
   float16: { bytes: 2, read: (v, i) => v.getFloat16(i, true), step: 2 ** -10, tiny: 2 ** -24 },
 };

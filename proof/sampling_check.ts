@@ -379,7 +379,7 @@ class ToleratedRace {
    * run picks the token. Without it a tied run of tail ids at the cut, none of them definitely
    * kept, let a worker pick the head or any of them that beat the definite rival, though an
    * honest run keeps nearly all of them and so their best
-   * (`tests/proof/review_s50_top_p_race_test.ts`).
+   * (`tests/proof/sampling_check_test.ts`).
    */
   #canReachTopP(token: number): boolean {
     const m = this.#mass;

@@ -10,7 +10,7 @@
  * sender acted on nothing, so the message was lost on that connection: a peer's fraud proof
  * refused while a burst of its receipt announcements was in flight never reached that ledger, and
  * the cheat every other ledger slashed was paid there (review s59,
- * `tests/network/review_s59_busy_evidence_test.ts`).
+ * `tests/network/busy_announcements_test.ts`).
  *
  * So each one-way message is kept here until the peer shows it read past it, and one refused
  * `busy` is sent again, as a new envelope, after a backoff: {@link BUSY_RETRY_BACKOFF_MS}, doubled
@@ -43,7 +43,7 @@
  * (`_connection_responder.ts`): one is dropped only past `maxInboundRequests` of them waiting at
  * once, that is when we have not read the peer through a flood of more refusals than that (who
  * pays: `docs/PROOF.md`, Known limits, "Evidence past a connection's retries";
- * `tests/protocols/review_s60_busy_refusal_test.ts`).
+ * `tests/protocols/connection_busy_test.ts`).
  *
  * @module
  */

@@ -104,7 +104,7 @@ function isBytes(value: unknown, length: number): value is Uint8Array {
  * object, its keys in the schema's order, the body and byte strings as decoded); undefined
  * when it is not sure the schema would take it as is (an unknown key, an `undefined` value, a
  * field out of range), and the schema then decides. It only ever takes what the schema takes,
- * so every refusal and its message stay the schema's (`tests/protocols/envelope_fast_test.ts`).
+ * so every refusal and its message stay the schema's (`tests/protocols/envelope_test.ts`).
  * Why: every frame a node reads is an envelope, and a router reads one per event it relays.
  */
 function envelopeFast(raw: unknown): Envelope<unknown> | undefined {

@@ -20,7 +20,7 @@
  * eighth of them per claimant) and considered again after `END_RETRY_MS`, doubling,
  * `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`), as a challenge's ending or a round's
  * outcome whose ledger ask went unanswered (`_challenge_endings.ts`, `_outcome_audits.ts`). Before
- * (review s59, `tests/training/review_s59_claim_ledger_down_test.ts`) "no answer" read as "not
+ * (review s59, `tests/training/ledger_retries_test.ts`) "no answer" read as "not
  * pending" or "unstaked": the claim, passed on once, never came again, and the withholding trainer,
  * convicted in every ledger that took the claim over, was paid in this one. An answer (not
  * pending, past its window, unstaked) and the budget's own refusals are final, as before. The
@@ -35,7 +35,7 @@
  * start ({@link ClaimTakeovers.readBack}; the mechanism, kept, retried and read back as the kept
  * receipts and outcomes: `_ledger_retries.ts`): untrusted, each goes through the validator's
  * intake and check again as a peer's proof from its claimant, and a confirmed one is considered
- * again. Before (review s60, `tests/training/review_s60_kept_restart_test.ts`) kept claims were
+ * again. Before (review s60, `tests/training/ledger_retries_restart_test.ts`) kept claims were
  * memory only: a stop or restart of the training validator while the ledger was down lost them,
  * and the withholding trainer every ledger that took the claim over convicted was paid here.
  *

@@ -7,7 +7,7 @@
  * Lost at a restart, a held proof was a branch where this ledger settled differently from the
  * others: the pledge came after the restart, found nothing held, and the lazy trainer every
  * other ledger slashed was paid here at its window's end (`tests/training/
- * training_proof_pledge_restart_test.ts`). The inference side keeps its equivalent in one
+ * tests/training/training_proof_pledge_test.ts`). The inference side keeps its equivalent in one
  * held-evidence file (`actors/_held_evidence.ts`); a training proof can be megabytes (an
  * `opening_mismatch` carries the trainer's whole answer), so here each proof is its own file,
  * written once and removed once it is no longer held, never rewritten whole.
@@ -20,14 +20,14 @@
  * asks the ledger, as for a peer's proof.
  *
  * The same store keeps, in a folder of its own ({@link RECEIPT_HELD_TRAINING_PROOFS_DIR}), the
- * peers' proofs the actor holds for a receipt not recorded here yet (`MAX_RECEIPT_HELD_TRAINING_PROOFS` in
- * `_receipt_held_training_proofs.ts`, also 16): lost at a restart between the proof and its receipt, this
- * ledger paid the lazy trainer the others slashed (`tests/training/
- * training_proof_hold_restart_test.ts`). And in a third ({@link TAKEN_TRAINING_PROOFS_DIR}), the
- * peers' proofs taken and not settled yet: one taken up from either hold and waiting in the
- * mailbox, or being checked, at a stop was in neither hold nor on disk, and this ledger paid the
- * lazy trainer (the training side of the ValidatorActor's held evidence, `waiting()`). Not part
- * of the public API.
+ * peers' proofs the actor holds for a receipt not recorded here yet
+ * (`MAX_RECEIPT_HELD_TRAINING_PROOFS` in `_receipt_held_training_proofs.ts`, also 16): lost at a
+ * restart between the proof and its receipt, this ledger paid the lazy trainer the others slashed
+ * (`tests/training/ tests/training/training_proof_intake_test.ts`). And in a third ({@link
+ * TAKEN_TRAINING_PROOFS_DIR}), the peers' proofs taken and not settled yet: one taken up from
+ * either hold and waiting in the mailbox, or being checked, at a stop was in neither hold nor on
+ * disk, and this ledger paid the lazy trainer (the training side of the ValidatorActor's held
+ * evidence, `waiting()`). Not part of the public API.
  *
  * @module
  */

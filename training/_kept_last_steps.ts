@@ -6,15 +6,15 @@
  * A takeover of a peer's `opening_missing` claim takes this validator's one challenge of the
  * receipt, and a claim carries no delta: the kept step (step H − 1's opening, whose state H is the
  * trainer's committed end state) is the only check this ledger makes of the delta when it comes
- * (the coordinator's report, the round's outcome), since the coin refuses a receipt challenged
- * here and the trainer refuses a second challenge. Until review s53 the steps were kept in memory
- * only, at most 8: one lost with a restart of the training validator, or pushed out by 8 later
- * takeovers before its round's outcome came, left the delta unchecked here, and a lazy trainer
- * whose delta is not its trained end state was paid (`tests/training/
- * review_s53_kept_step_test.ts`). On disk, a step is kept until it is checked or its receipt's
- * window here closes (`until`, the ledger's clock); memory holds the latest
- * {@link MAX_KEPT_LAST_STEPS_IN_MEMORY} (3.6 MB each for `tiny`), the rest are read back when
- * their delta comes. Without a directory, memory alone, as before.
+ * (the coordinator's report, the round's outcome), since the coin refuses a receipt challenged here
+ * and the trainer refuses a second challenge. Until review s53 the steps were kept in memory only,
+ * at most 8: one lost with a restart of the training validator, or pushed out by 8 later takeovers
+ * before its round's outcome came, left the delta unchecked here, and a lazy trainer whose delta is
+ * not its trained end state was paid (`tests/training/ tests/training/takeover_kept_step_test.ts`).
+ * On disk, a step is kept until it is checked or its receipt's window here closes (`until`, the
+ * ledger's clock); memory holds the latest {@link MAX_KEPT_LAST_STEPS_IN_MEMORY} (3.6 MB each for
+ * `tiny`), the rest are read back when their delta comes. Without a directory, memory alone, as
+ * before.
  *
  * Written durably before the takeover ends `passed`, so a stop after that finds it. What is read
  * back is checked for its form (a damaged file is treated as absent); the proof it may give is

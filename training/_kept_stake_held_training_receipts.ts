@@ -3,7 +3,7 @@
  * (`_stake_held_training_receipts.ts`), kept across a stop beside the ledger in
  * `<ledger dir>/stake-held-training-receipts.cbor`.
  *
- * Memory only, a restart forgot them (review s64, `tests/training/review_s64_stake_hold_kept_test.ts`):
+ * Memory only, a restart forgot them (review s64, `tests/training/stake_held_receipts_test.ts`):
  * a peer's receipt that came before its trainer's pledge and a restart was not recorded here (only a
  * fraud proof about it, which carries it, brought it back), so its trainer's contradicting receipt
  * for the round was recorded here where every ledger that had the pledge first convicted it

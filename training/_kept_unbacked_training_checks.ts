@@ -6,7 +6,7 @@
  * Memory only, each start of the training validator granted every receipt its budget again: a
  * stranger's pledged keys, their stake spent, could have this node re-run 3 more false proofs per
  * receipt per restart, each costing its accuser what stake it had left
- * (`tests/training/training_proof_hold_restart_test.ts`). The inference side keeps its count with
+ * (`tests/training/training_proof_intake_test.ts`). The inference side keeps its count with
  * its held evidence (`actors/_held_evidence.ts`); the training side has no such file, so this one
  * holds the count alone: a few dozen bytes per receipt still inside its window.
  *

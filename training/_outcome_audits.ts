@@ -42,7 +42,7 @@
  * after the first is reproduced from the momentum the gate kept on disk, `_outcome_gate.ts`,
  * memory only before review s61, when such a round read back was taken unverified and credited
  * nothing), this node's coordinator's credit with its receipts' signatures checked. Before (review s60,
- * `tests/training/review_s60_kept_outcome_restart_test.ts`) they were memory only: a stop or
+ * `tests/training/outcome_audits_test.ts`) they were memory only: a stop or
  * restart of the training validator while the ledger was down lost them, and the round's honest
  * trainers went unpaid in this ledger alone.
  *
@@ -51,7 +51,7 @@
  * until its audit ended and, when it held, its credit answered (the credit takes its place); so
  * is this node's coordinator's credit while its first try is made. At the next start each is
  * taken again as a kept one is. Before (stop 63, `tests/training/
- * review_s63_outcome_audit_stop_test.ts`) they were memory only: the validator's `audited`,
+ * tests/training/outcome_audits_test.ts`) they were memory only: the validator's `audited`,
  * `unaudited` or `uncredited` tell to a stopped incarnation was refused, a relay's later copy was
  * dropped as seen, and the round's honest trainers went unpaid in this ledger after the restart.
  * What is under way counts in the kept outcomes' bounds ({@link MAX_KEPT_OUTCOMES}, a relay's

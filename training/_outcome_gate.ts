@@ -26,7 +26,7 @@
  * {@link OutcomeGateOptions.momentaDir} (`<model CID>.momentum.cbor`: its H, and the momentum as ONNX
  * weights under their SHA-256, the latest {@link KEPT_MOMENTA} files kept) before its audit
  * returns, and an audit whose start model's momentum is not in memory reads it there. Before
- * (review s61, `tests/training/review_s61_kept_credit_round_test.ts`) they were memory only: a
+ * (review s61, `tests/training/outcome_audits_test.ts`) they were memory only: a
  * restarted training validator could audit no round after the first of a run it had followed
  * (`the round that made its start model was not seen`), so it took every later round unverified
  * and credited none of it — a peer's outcome kept for a ledger that did not answer and read back

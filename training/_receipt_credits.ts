@@ -15,7 +15,7 @@
  * it counts as kept, and recorded again (and passed on when new then) after `END_RETRY_MS`,
  * doubling, `MAX_END_ATTEMPTS` tries (the validator's `endRetryMs`, its `receipts_again`), and at
  * the next start (the mechanism: `_ledger_retries.ts`). Before (review s60,
- * `tests/training/review_s60_receipt_ledger_down_test.ts`) it was neither recorded nor passed on
+ * `tests/training/ledger_retries_test.ts`) it was neither recorded nor passed on
  * and never asked again: a peer's fraud proof about it found its receipt unknown here (held for a
  * receipt that never came), and the lazy trainer every other ledger slashed kept its stake in this
  * one, and in every node that heard of the receipt only through this one. Who pays when the ledger stays down past the tries or the bound is full: the
@@ -33,7 +33,7 @@
  * restart (`_kept_stake_held_training_receipts.ts`: memory only, a restart forgot them).
  *
  * **The receipt a fraud proof held for its receipt carries is recorded as a peer's** (review s63,
- * `tests/training/review_s63_redteam_stake_hold_test.ts`, `proofHeld`): signed by its trainer,
+ * `tests/training/stake_held_receipts_test.ts`, `proofHeld`): signed by its trainer,
  * against the round it names (as the ledger records it when a proof outruns it:
  * `actors/_validator_training.ts`), through the same path and checks as a peer's receipt, held
  * for its trainer's stake in places of its own (`_stake_held_training_receipts.ts`). Before, the

@@ -6,7 +6,7 @@
  * outrun it. Taken as final, that refusal left the receipt unrecorded here for good: a fraud
  * proof about it was held for a receipt that never came, and the lazy trainer every ledger that
  * had its pledge first slashed kept its stake here (review s63,
- * `tests/training/review_s63_training_stake_order_test.ts`). The inference side holds such
+ * `tests/training/stake_held_receipts_test.ts`). The inference side holds such
  * receipts too (`actors/_validator_memory.ts`, `awaitStake`).
  *
  * Only a peer's receipt its trainer signed, from a trainer that never staked here (one whose
@@ -21,13 +21,13 @@
  * pushed it out of its two places, its pledge let only them through, and the proof about the lazy
  * one (held for its receipt, `_receipt_held_training_proofs.ts`) waited for it for good: the
  * trainer kept here the stake every other ledger slashed (review s63,
- * `tests/training/review_s63_redteam_stake_hold_test.ts`). The receipt a proof held for its
+ * `tests/training/stake_held_receipts_test.ts`). The receipt a proof held for its
  * receipt carries (`ReceiptCredits.proofHeld`) is held with its accuser: never pushed out by its
  * trainer's receipts nor shut out by a full hold of peers' ones, bounded as those proofs are
  * ({@link MAX_STAKE_HELD_PROVED}, {@link MAX_STAKE_HELD_PROVED_PER_ACCUSER}: an accuser's third
  * pushes out its own oldest, past them all the oldest goes).
  *
- * **So has a credit** (review s64, `tests/training/review_s64_stake_hold_kept_test.ts`): a receipt
+ * **So has a credit** (review s64, `tests/training/stake_held_receipts_test.ts`): a receipt
  * this node's coordinator or one of its audits credited (`credited`), refused before its trainer's
  * pledge: recorded credited once it comes, as where the pledge came first (it was final: the honest
  * trainer every other ledger paid went unpaid here). A credit is this node's own finding (an audit

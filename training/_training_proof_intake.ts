@@ -186,7 +186,7 @@ export class TrainingProofIntake {
    *   accuser's proof, and the genuine copy was then skipped (the lazy trainer paid here);
    * - a claim kept because the ledger did not answer its takeover (`_claim_takeovers.ts`), read
    *   back at start ({@link TrainingProofIntake.chargedBefore}): its charge is in the counts read
-   *   back. Before (review s61, `tests/training/review_s61_kept_claim_charge_test.ts`) each start
+   *   back. Before (review s61, `tests/training/ledger_retries_test.ts`) each start
    *   charged it again: a claim kept across a few restarts spent its receipt's whole unbacked
    *   budget, was refused itself (`unstaked_accuser`), and the withholding trainer was paid here.
    *
@@ -263,7 +263,7 @@ export class TrainingProofIntake {
     // This validator's own proof: its challenge holds the receipt there, and the settlement, asked
     // again while unanswered (`_challenge_endings.ts`), is where the ledger says whether it can
     // settle. Refused here, its challenge ended `undecided` at once: the trainer it convicted was
-    // left unslashed here (review s59, `tests/training/review_s59_claim_own_proof_down_test.ts`).
+    // left unslashed here (review s59, `tests/training/ledger_retries_test.ts`).
     if (record === unanswered) return own ? {} : { refusal: LEDGER_UNANSWERED };
     if (record === undefined || typeof record === "symbol") return { refusal: "receipt_unknown" };
     // As the inference intake: a receipt left unpaid or slashed only inside its window (past it

@@ -13,14 +13,14 @@
  * theirs do, and ends in the validator's `unanswered_again` message: the proof is taken again in
  * its `receive` (until stop 62 a kept proof was due on the wall clock and taken at the first
  * intake recheck after it, both on real time whatever `timers` said). Before (review s59,
- * `tests/training/review_s59_claim_intake_ledger_down_test.ts`) an unanswered receipt read was
+ * `tests/training/ledger_retries_test.ts`) an unanswered receipt read was
  * taken for "receipt unknown": the proof, held for a receipt the ledger had recorded already, was
  * never released, and the lazy trainer, slashed in every other ledger, was paid in this one. Who
  * pays when the ledger stays down past the tries or the bound is full: the lazy trainer goes
  * unslashed here, as before. A kept proof is on disk ({@link UNANSWERED_TRAINING_PROOFS_DIR})
  * before it counts as kept, and read back through the intake at the next start with the held ones:
  * memory only, a stop or restart of the validator while the ledger was down lost it, and the lazy
- * trainer was paid here (review s60, `tests/training/review_s60_kept_restart_test.ts`).
+ * trainer was paid here (review s60, `tests/training/ledger_retries_restart_test.ts`).
  *
  * {@link UnansweredTrainingProofs} holds them, in memory and on disk; owned by the intake, which
  * tells it the proofs to keep, the ones answered since and the waits over (`unanswered_again`),

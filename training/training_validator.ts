@@ -438,7 +438,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * so a failure of a check the crashed incarnation ran reached the restarted one, which had taken
    * the same proof again from disk and was checking it: it forgot that copy (its `seen` mark, its
    * unbacked place, its kept file), and nobody settled the proof here
-   * (`tests/training/review_s42_split_test.ts`).
+   * (`tests/training/training_proof_intake_test.ts`).
    */
   readonly #incarnation = {};
   /** Which outcomes are audited, and what is kept of each audit (`_outcome_gate.ts`). */

@@ -208,7 +208,7 @@ Deno.test("a catch-up folder that cannot be read does not stop the validator's s
 // -------------------------------------------------------------------------------------------------
 // What a validator's start reads back from `<ledger>/catch-up/` is what its ledger settled. The
 // catch-up writes a conviction's file ahead of its settlement (so a process that dies right after
-// the settlement keeps it: `tests/network/review_s43_catch_up_died_test.ts`), and a process or
+// the settlement keeps it: `tests/network/catch_up_restart_test.ts`), and a process or
 // actor that dies before the ledger settled it leaves a file the ledger never took; a file's window
 // is written beside it, unsigned. Before, both were read back as they were: a connecting peer was
 // sent a conviction this ledger had not settled (taking one of the 64 places), and one past the
@@ -266,7 +266,7 @@ Deno.test("review s43: a conviction read back is sent until its receipt's window
 // ledger recorded, inside their receipt's window there; a damaged entry logged and removed, never
 // stopping the start. Before, they were kept in memory only, and a ledger that met the validator
 // only after its process restarted paid the worker that withheld
-// (`tests/network/review_s59_catchup_restart_test.ts`).
+// (`tests/network/catch_up_restart_test.ts`).
 
 /** A kept verdict with its evidence. */
 type Fault = WithheldFault;

@@ -105,7 +105,7 @@ Deno.test("review s60: a kept receipt announcement is read back from disk while 
 // -------------------------------------------------------------------------------------------------
 // The announcement of a receipt this node assigned is written to the catch-up's disk ahead of the
 // ledger's record (`CatchUp.write`, `ValidatorActor`'s `#writeAhead`), so a process killed right
-// after the record still sends it (`tests/network/review_s61_catchup_crash_test.ts`). Pinned here:
+// after the record still sends it (`tests/network/catch_up_restart_test.ts`). Pinned here:
 // what is written ahead is not sent before the ledger recorded it; its file goes if the ledger did
 // not record it; one whose record a crash of the validator cut off is kept at the next start in the
 // process only if the ledger has it; and a receipt the ledger refused (its worker unstaked) leaves

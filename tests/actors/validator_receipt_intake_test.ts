@@ -505,7 +505,7 @@ Deno.test("review s52: a receipt the ledger refuses does no work that depends on
 // answered `insufficient_stake` as if kept: their senders never sent them again, and the honest
 // worker went unpaid here for them. Now what is not kept is answered `INSUFFICIENT_STAKE_NOT_KEPT`
 // (its sender sends it again after the pledge: the network half is
-// `tests/network/review_s62_early_receipts_test.ts`), and nothing kept is evicted. Asserted on the
+// `tests/network/catch_up_receipts_test.ts`), and nothing kept is evicted. Asserted on the
 // ledger: who is paid for what.
 
 /** A peer that passes receipts on (hex key). */

@@ -281,8 +281,8 @@ Deno.test("review s49: a receipt this node signed that its own ledger refused (a
 // -------------------------------------------------------------------------------------------------
 // A peer's fraud proof being checked when the ValidatorActor crashes: the crashed incarnation's
 // check ends and its `fraud_checked` reaches the restarted incarnation (`ctx.self` outlives a
-// supervisor's restart), which has taken the same proof again from the held evidence and checks
-// it too. The training validator lost such a proof (`tests/training/review_s42_split_test.ts`);
+// supervisor's restart), which has taken the same proof again from the held evidence and checks it
+// too. The training validator lost such a proof (`tests/training/training_proof_intake_test.ts`);
 // here the ledger must slash the cheat exactly once and reward the accuser once, whichever of the
 // two results comes first. No clock is raced: the model loads each check waits on are gates the
 // test opens, and the ledger's clock is the test's.

@@ -447,7 +447,7 @@ Deno.test("review s59: a fraud proof refused busy by a peer's connection (a burs
 // we read, and reaches the peer's handler. Before, that refusal's `error` frame was offered to the
 // full budget and always dropped: the announcement waited out its 30 s request timeout and was
 // final, and the honest worker went unpaid in that ledger. The connection-level cases are
-// `review_s60_busy_refusal_test.ts`; filed here beside them because the fix is there
+// `tests/protocols/connection_busy_test.ts`; filed here beside them because the fix is there
 // (`protocols/_connection_responder.ts`).
 
 const announcedBusyReceipt: ReceiptAnnouncementBody = await (async () => {

@@ -207,7 +207,7 @@ Deno.test("a key's two pledges: a ledger that got only one of them on connect co
 // stake and balance are forfeited (`proof/ledger_state.ts`), whichever pledge it heard first; and
 // it passes the second on, with the first, to its peers, so each honest ledger that holds either
 // comes to hold both. Here each ledger's connect push carries its pledge to the other, and both
-// end with the key's stake at nothing (`tests/proof/ledger_pledge_equivocation_test.ts` pins the
+// end with the key's stake at nothing (`tests/proof/ledger_pledges_test.ts` pins the
 // ledger rule with receipts recorded in between).
 
 Deno.test({

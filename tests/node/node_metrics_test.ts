@@ -357,7 +357,7 @@ Deno.test("review s50: a peer connected twice has one veriflow_peer_jobs and one
 // What the node says about its peers (`node/node_metrics.ts`, `node/heartbeat.ts`,
 // `node/dashboard_sources.ts`): counts of peers, not of connections. A peer key is often connected
 // twice (both nodes dialled each other with `--peer`, or a TCP and a swarm connection: the
-// `NetworkActor` keeps both, `tests/network/review_s46_peers_test.ts`), and the router sends jobs,
+// `NetworkActor` keeps both, `tests/network/peers_test.ts`), and the router sends jobs,
 // and the storage actor files, to the key (`worker_choice.ts`, `#holders`). Counted per connection,
 // such a peer was two workers on `/metrics` and in the heartbeat, two storage peers, and the
 // dashboard added the bytes it stores twice: an operator read twice the replication the node had.

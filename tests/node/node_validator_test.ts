@@ -117,7 +117,7 @@ Deno.test("a node's validator credits a peer's receipt only on a model registere
 // lost with the mailbox when the validator crashes with it queued: the assignment exists nowhere
 // else, so the requester's ledger records only the worker's own (unassigned) announcement and no
 // other ledger hears of the assignment: the honest worker that delivered every token is paid in
-// none. `tests/network/review_s60_assign_validator_down_test.ts` builds the port by hand; this test
+// none. `tests/network/validator_inbox_test.ts` builds the port by hand; this test
 // pins the wiring.
 //
 // The set-up: three nodes in this process over 127.0.0.1 (tiny model): A forwards its client's

@@ -7,7 +7,7 @@
  * What the node in front of a ledger guarantees, and no more, is modelled by each piece's
  * `ready`: a training receipt reaches the ledger once its trainer's pledge is recorded (the
  * TrainingValidator holds a peer's receipt refused before it: `_stake_held_training_receipts.ts`,
- * review s63, `tests/training/review_s63_training_stake_order_test.ts`); a training fraud
+ * review s63, `tests/training/stake_held_receipts_test.ts`); a training fraud
  * proof once the receipt it names is recorded and its accuser has pledged (the TrainingValidator
  * holds it until then: `training/_receipt_held_training_proofs.ts`,
  * `training/_pledge_held_training_proofs.ts`); a credit from an audited round outcome once its

@@ -374,7 +374,7 @@ Deno.test("R2 kept claim assignment: an index of format 6 (the job's equivocatio
 // assigned to that worker, nothing paid here — also after its index is rebuilt from the log. It
 // refused the assignment, so a requester's second, contradicting assignment to another worker took
 // the job and was paid here, which it is not the other way round (and the owner's validator never
-// passed the assigned receipt on: `tests/actors/review_s48_late_assignment_test.ts`).
+// passed the assigned receipt on: `tests/actors/validator_receipt_gossip_test.ts`).
 
 const DEFAULT_WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
 const STAKE = 10_000;

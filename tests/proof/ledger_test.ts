@@ -674,7 +674,7 @@ Deno.test("ledger: two different receipts of one worker for one job are equivoca
   }));
 
 // `Ledger.receiptRefusal`, the question the ValidatorActor asks before it does any work that
-// depends on a receipt's challenge coin (`tests/actors/review_s52_coin_probe_test.ts`): it must
+// depends on a receipt's challenge coin (`tests/actors/validator_receipt_intake_test.ts`): it must
 // answer what `recordReceipt` then does, and write nothing — not even the slash of an equivocation,
 // which `recordReceipt` writes.
 

@@ -3,7 +3,7 @@
  * what the other (the server) sends until the test says (a congested link, a large transfer from
  * the peer), so that what the server owes it piles up in the server's write budget. For the tests
  * of a `busy` refusal made while that budget is full (`connection_busy_test.ts`,
- * `tests/network/review_s60_busy_receipt_test.ts`).
+ * `tests/network/busy_announcements_test.ts`).
  *
  * @module
  */

@@ -27,7 +27,7 @@ import { slowReaderPair } from "./_slow_reader_pair.ts";
 // with an `error` frame `about` the envelope. A request fails with it (its caller asks again); a
 // one-way message's sender acted on nothing, so the message was lost on that connection: a
 // peer's fraud proof refused while a burst of its receipt announcements was in flight never
-// reached that ledger (`tests/network/review_s59_busy_evidence_test.ts`).
+// reached that ledger (`tests/network/busy_announcements_test.ts`).
 //
 // @module
 
