@@ -235,7 +235,7 @@ const sentAt = async (ledgerDir: string, me: Identity, t: number): Promise<Catch
 
 const fileOf = (ledgerDir: string) => join(ledgerDir, CATCH_UP_DIR, `${id}.cbor`);
 
-Deno.test("review s43: a conviction file for a receipt the ledger did not settle as fraud is not sent to a connecting peer, and is removed", () =>
+Deno.test("a conviction file for a receipt the ledger did not settle as fraud is not sent to a connecting peer, and is removed", () =>
   inLedgerDir(async (ledgerDir) => {
     const me = Identity.generate();
     await ledgerWith(ledgerDir, me, false);
@@ -246,7 +246,7 @@ Deno.test("review s43: a conviction file for a receipt the ledger did not settle
     await assert.rejects(Deno.stat(fileOf(ledgerDir)), Deno.errors.NotFound);
   }));
 
-Deno.test("review s43: a conviction read back is sent until its receipt's window in the ledger closes, whatever its file says", () =>
+Deno.test("a conviction read back is sent until its receipt's window in the ledger closes, whatever its file says", () =>
   inLedgerDir(async (ledgerDir) => {
     const me = Identity.generate();
     await ledgerWith(ledgerDir, me, true);
@@ -446,7 +446,7 @@ async function variants(worker: Identity, requester: Identity, accuser: Identity
 const convictions = (items: CatchUpItem[]) =>
   items.flatMap((i) => i.kind === "fraud_proof" ? [receiptId(i.proof.receipt)] : []);
 
-Deno.test("review s46: a validator stopped after the ledger settled a variant's conviction, before the rest ran, still sends it by catch-up after the restart, and in a new process", async () => {
+Deno.test("a validator stopped after the ledger settled a variant's conviction, before the rest ran, still sends it by catch-up after the restart, and in a new process", async () => {
   const dir = await Deno.makeTempDir();
   const [me, worker, requester, accuser] = Array.from({ length: 4 }, Identity.generate);
   const ledgerDir = `${dir}/ledger`;
@@ -529,7 +529,7 @@ Deno.test("review s46: a validator stopped after the ledger settled a variant's 
   }
 });
 
-Deno.test("review s46: one accuser's proof about variant B, while its proof about the recorded variant A is being checked, is a repeated accusation: not checked a second time", async () => {
+Deno.test("one accuser's proof about variant B, while its proof about the recorded variant A is being checked, is a repeated accusation: not checked a second time", async () => {
   const dir = await Deno.makeTempDir();
   const [me, worker, requester, accuser] = Array.from({ length: 4 }, Identity.generate);
   const clock = { t: START };

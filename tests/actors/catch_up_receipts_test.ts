@@ -61,7 +61,7 @@ async function announcements(
 const ids = (items: { kind: string; receipt?: Receipt }[]) =>
   items.filter((i) => i.kind === "assigned_receipt").map((i) => receiptId(i.receipt!));
 
-Deno.test("review s60: one worker given more jobs than the catch-up keeps pushes out its own receipts, not another worker's", async () => {
+Deno.test("one worker given more jobs than the catch-up keeps pushes out its own receipts, not another worker's", async () => {
   const requester = Identity.generate();
   const [flooder, other] = [Identity.generate(), Identity.generate()];
   const catchUp = new CatchUp();
@@ -75,7 +75,7 @@ Deno.test("review s60: one worker given more jobs than the catch-up keeps pushes
   assert.ok(kept.includes(receiptId(others.receipt)), "the other worker's receipt was pushed out");
 });
 
-Deno.test("review s60: a kept receipt announcement is read back from disk while the ledger holds it pending, and dropped with its file once it left pending", async () => {
+Deno.test("a kept receipt announcement is read back from disk while the ledger holds it pending, and dropped with its file once it left pending", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const requester = Identity.generate();
@@ -135,7 +135,7 @@ async function files(ledgerDir: string): Promise<string[]> {
 const sentIds = (items: CatchUpItem[]) =>
   items.flatMap((i) => i.kind === "assigned_receipt" ? [receiptId(i.receipt)] : []);
 
-Deno.test("review s61: an announcement written ahead is on disk before the ledger's record and not sent until added; kept by add without a second write; its file removed when discarded", async () => {
+Deno.test("an announcement written ahead is on disk before the ledger's record and not sent until added; kept by add without a second write; its file removed when discarded", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const requester = Identity.generate();
@@ -167,7 +167,7 @@ Deno.test("review s61: an announcement written ahead is on disk before the ledge
   }
 });
 
-Deno.test("review s61: announcements written ahead of records a crash of the validator cut off are kept at its next start in the process if the ledger recorded them, their files removed if not", async () => {
+Deno.test("announcements written ahead of records a crash of the validator cut off are kept at its next start in the process if the ledger recorded them, their files removed if not", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const requester = Identity.generate();
@@ -191,7 +191,7 @@ Deno.test("review s61: announcements written ahead of records a crash of the val
   }
 });
 
-Deno.test("review s61: a receipt A assigned that A's ledger refuses (its worker unstaked) leaves no catch-up file; once the worker's pledge has it recorded, assigned by A, it is kept and sent", async () => {
+Deno.test("a receipt A assigned that A's ledger refuses (its worker unstaked) leaves no catch-up file; once the worker's pledge has it recorded, assigned by A, it is kept and sent", async () => {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "s61-write-ahead" });
   try {
@@ -247,7 +247,7 @@ Deno.test("review s61: a receipt A assigned that A's ledger refuses (its worker 
 // push out its own, not another worker's), sent after this node's own, and dropped once the ledger
 // no longer holds them pending.
 
-Deno.test("review s62: a flood of one worker's relayed receipts pushes out its own, never another worker's nor this node's own assignment, which goes first", async () => {
+Deno.test("a flood of one worker's relayed receipts pushes out its own, never another worker's nor this node's own assignment, which goes first", async () => {
   const [self, peer] = [Identity.generate(), Identity.generate()];
   const [flooder, other, mine] = [Identity.generate(), Identity.generate(), Identity.generate()];
   const catchUp = new CatchUp();
@@ -270,7 +270,7 @@ Deno.test("review s62: a flood of one worker's relayed receipts pushes out its o
   );
 });
 
-Deno.test("review s62: a relayed receipt the ledger no longer holds pending is dropped from the catch-up", async () => {
+Deno.test("a relayed receipt the ledger no longer holds pending is dropped from the catch-up", async () => {
   const [peer, worker] = [Identity.generate(), Identity.generate()];
   const catchUp = new CatchUp();
   const [first, second] = await announcements(peer, worker, 2);

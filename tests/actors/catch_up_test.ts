@@ -174,7 +174,7 @@ const keptProofIds = (kept: CatchUp) =>
     item.kind === "fraud_proof" ? [receiptId(item.proof.receipt)] : []
   );
 
-Deno.test("review s42: one worker's many convictions do not push another worker's conviction out of the catch-up", () => {
+Deno.test("one worker's many convictions do not push another worker's conviction out of the catch-up", () => {
   const kept = new CatchUp();
   const cheat = about(cheatBase, 1);
   kept.add({ kind: "fraud_proof", proof: cheat }, until);
@@ -189,7 +189,7 @@ Deno.test("review s42: one worker's many convictions do not push another worker'
   );
 });
 
-Deno.test("review s42: one worker's frame-sized convictions do not push another worker's conviction out by bytes", () => {
+Deno.test("one worker's frame-sized convictions do not push another worker's conviction out by bytes", () => {
   const kept = new CatchUp();
   const cheat = about(cheatBase, 2);
   kept.add({ kind: "fraud_proof", proof: cheat }, until);
@@ -224,7 +224,7 @@ const fault = (worker: Identity, i: number): CatchUpItem => ({
 const keptVerdictIds = (kept: CatchUp) =>
   kept.current(START).flatMap((item) => item.kind === "verdict" ? [item.verdict.subjectId] : []);
 
-Deno.test("review s58: one worker's many withheld faults do not push another worker's fault out of the catch-up", () => {
+Deno.test("one worker's many withheld faults do not push another worker's fault out of the catch-up", () => {
   const kept = new CatchUp();
   kept.add(fault(cheat, 0), until);
   for (let i = 1; i <= 2 * MAX_CATCH_UP_VERDICTS; i++) kept.add(fault(faultFlooder, i), until);
@@ -247,7 +247,7 @@ Deno.test("review s58: one worker's many withheld faults do not push another wor
   );
 });
 
-Deno.test("review s58: a fault kept with its evidence is not pushed out by another worker's flood, and keeps its evidence", async () => {
+Deno.test("a fault kept with its evidence is not pushed out by another worker's flood, and keeps its evidence", async () => {
   const kept = new CatchUp();
   const job = textJob(floodRequester, "s58-flood");
   const { receipt } = await proveOn(job, cheat);
@@ -260,7 +260,7 @@ Deno.test("review s58: a fault kept with its evidence is not pushed out by anoth
   assert.deepEqual(mine.evidence, { receipt, job });
 });
 
-Deno.test("review s58: past the verdicts' bound, the worker holding the most gives up its oldest, whoever that is", () => {
+Deno.test("past the verdicts' bound, the worker holding the most gives up its oldest, whoever that is", () => {
   const kept = new CatchUp();
   const [a, b] = [Identity.generate(), Identity.generate()];
   // Half each, then one more of each: each time the one that just went past the other pays.
@@ -283,7 +283,7 @@ Deno.test("review s58: past the verdicts' bound, the worker holding the most giv
  * recorded X's receipt (credited), connects after: before, V's catch-up held only F's faults,
  * and L paid X, slashed in V.
  */
-Deno.test("review s58: a late peer connecting after one worker's flood of withheld faults still hears of another worker's fault, and slashes it there, not pays it", async () => {
+Deno.test("a late peer connecting after one worker's flood of withheld faults still hears of another worker's fault, and slashes it there, not pays it", async () => {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
   const system = new ActorSystem({ name: "s58-catch-up-flood" });

@@ -274,7 +274,7 @@ async function drawingValidator(loads: (TextModel | Error)[], p = 1) {
   };
 }
 
-Deno.test("review s50: an own challenge that caught a cheat but whose fraud proof's check throws is undecided: the worker unpaid, its lock released, the validator charged nothing; a peer's confirmed proof inside the window still slashes it", async () => {
+Deno.test("an own challenge that caught a cheat but whose fraud proof's check throws is undecided: the worker unpaid, its lock released, the validator charged nothing; a peer's confirmed proof inside the window still slashes it", async () => {
   // Load 1: the challenge validates on the honest model and catches the cheat. Load 2: the
   // check of its own fraud proof fails to load the model.
   // Load 3 on: the model is back, for a peer's proof.
@@ -338,7 +338,7 @@ Deno.test("review s50: an own challenge that caught a cheat but whose fraud proo
   }
 });
 
-Deno.test("review s50: an own challenge whose fraud proof the check refutes charges the validator the false accusation, and the work stands: paid at the window, nothing slashed", async () => {
+Deno.test("an own challenge whose fraud proof the check refutes charges the validator the false accusation, and the work stands: paid at the window, nothing slashed", async () => {
   // Load 1: the challenge validates the honest work on another model and "catches" it. Load 2:
   // the check re-runs the cited positions on the receipt's real model and refutes the proof.
   const t = await drawingValidator([disguised(f.otherSeed, f.honest), f.honest]);
@@ -370,7 +370,7 @@ Deno.test("review s50: an own challenge whose fraud proof the check refutes char
   }
 });
 
-Deno.test("review s50: an own challenge ending inconclusive / validator_error leaves the work unpaid with the worker's lock released: nobody slashed, nobody rewarded", async () => {
+Deno.test("an own challenge ending inconclusive / validator_error leaves the work unpaid with the worker's lock released: nobody slashed, nobody rewarded", async () => {
   const t = await drawingValidator([new Error("the model file is corrupt")]);
   try {
     const { id, handled } = await t.work("validator-error", f.honest);
@@ -399,7 +399,7 @@ Deno.test("review s50: an own challenge ending inconclusive / validator_error le
   }
 });
 
-Deno.test("review s50: a takeover whose own fraud proof's check throws decides nothing here: the claim leaves the honest work paid, as without it", async () => {
+Deno.test("a takeover whose own fraud proof's check throws decides nothing here: the claim leaves the honest work paid, as without it", async () => {
   // This validator's coin never fires (p = 0): only a peer's "proof withheld" claim makes it
   // ask. Load 1: its model file holds other weights under the receipt's model name, so it finds
   // the honest work "fraud". Load 2: the check of that proof fails to load the model at all.
@@ -448,7 +448,7 @@ function garbled(id: string, served: ServedProof, worker: Identity): ServedProof
   return signServedProof(id, { ...served.proof, tokens }, worker);
 }
 
-Deno.test("review s50: a worker caught serving signed data that does not open its commitment is slashed though the model fails to load for the check: a commitment proof needs no model", async () => {
+Deno.test("a worker caught serving signed data that does not open its commitment is slashed though the model fails to load for the check: a commitment proof needs no model", async () => {
   // Load 1: the challenge validates. Load 2 on: the model no longer loads.
   const t = await drawingValidator([f.honest, new Error("the model file went away")]);
   try {
@@ -475,7 +475,7 @@ Deno.test("review s50: a worker caught serving signed data that does not open it
   }
 });
 
-Deno.test("review s50: a peer's commitment fraud proof slashes the cheat in a ledger whose model fails to load: it needs none, and the cheat is not paid there", async () => {
+Deno.test("a peer's commitment fraud proof slashes the cheat in a ledger whose model fails to load: it needs none, and the cheat is not paid there", async () => {
   // This validator never draws (p = 0), and its model never loads.
   const t = await drawingValidator([new Error("the model file is corrupt")], 0);
   try {

@@ -50,7 +50,7 @@ import type { FraudProof } from "../../protocols/fraud_proof.ts";
 // events leaves, not only what the calls return. The set-up (a validator whose checks can be held,
 // a staked worker and accuser, one recorded receipt) is `_held_receipt_fixture.ts`.
 
-Deno.test("review s44: a peer's fraud proof taken inside the window slashes the cheat even when its check ends after the window closed; the cheat is never paid meanwhile", () =>
+Deno.test("a peer's fraud proof taken inside the window slashes the cheat even when its check ends after the window closed; the cheat is never paid meanwhile", () =>
   withHeldReceipt("checked-across-the-window", true, async (held) => {
     const { validator, ledger, clock, slow, worker, accuser, job, proved, id, rec } = held;
     const { fraudProof } = await validateReceipt(
@@ -88,7 +88,7 @@ Deno.test("review s44: a peer's fraud proof taken inside the window slashes the 
     );
   }));
 
-Deno.test("review s44: an honest receipt held back while a false proof taken inside its window is checked is paid at the next tick, and the accuser pays", () =>
+Deno.test("an honest receipt held back while a false proof taken inside its window is checked is paid at the next tick, and the accuser pays", () =>
   withHeldReceipt("held-then-paid", false, async (held) => {
     const { validator, ledger, clock, slow, worker, accuser, proved, id, rec } = held;
     clock.t = rec.pendingUntil - 1;
@@ -111,7 +111,7 @@ Deno.test("review s44: an honest receipt held back while a false proof taken ins
     );
   }));
 
-Deno.test("review s44: a receipt held for a peer's proof whose check never reports is paid once the hold lapses", () =>
+Deno.test("a receipt held for a peer's proof whose check never reports is paid once the hold lapses", () =>
   withHeldReceipt("held-never-checked", false, async (held) => {
     const { validator, ledger, clock, slow, worker, accuser, proved, id, rec } = held;
     clock.t = rec.pendingUntil - 1;
@@ -137,7 +137,7 @@ Deno.test("review s44: a receipt held for a peer's proof whose check never repor
 // ledger whatever its check says (its accuser risks nothing), so holding the receipt for it only
 // lets any staked key delay an honest worker's pay.
 
-Deno.test("review s44 diff: a peer's proof taken after the window closed does not hold an honest receipt out of the finalize tick", () =>
+Deno.test("a peer's proof taken after the window closed does not hold an honest receipt out of the finalize tick", () =>
   withHeldReceipt("late-proof-holds-nothing", false, async (held) => {
     const { validator, ledger, clock, slow, worker, accuser, proved, id, rec } = held;
     // The window has closed; before the finalize tick, a false proof comes (a slow check).
@@ -158,7 +158,7 @@ Deno.test("review s44 diff: a peer's proof taken after the window closed does no
     await taken.result?.catch(() => {});
   }));
 
-Deno.test("review s44 diff: a peer's training proof taken after the window closed does not hold an honest training receipt out of the finalize tick", () =>
+Deno.test("a peer's training proof taken after the window closed does not hold an honest training receipt out of the finalize tick", () =>
   onLedgerNode("review-s44-diff-late-training-proof", async (node) => {
     const penalty = DEFAULT_ECONOMICS.falseAccusationPenalty;
     const lazy = lossFraud(node.model.cid, Identity.generate(), 8);
@@ -242,7 +242,7 @@ function falseTrainingProof(lazy: TrainingFraudProof, accuser: Identity): Traini
   }, accuser);
 }
 
-Deno.test("review s44: a peer's training fraud proof taken inside the window slashes the lazy trainer even when its re-run ends after the window closed; the trainer is never paid meanwhile", () =>
+Deno.test("a peer's training fraud proof taken inside the window slashes the lazy trainer even when its re-run ends after the window closed; the trainer is never paid meanwhile", () =>
   onLedgerNode("review-s44-training-hold", async (node) => {
     const accuser = Identity.generate();
     const proof = lossFraud(node.model.cid, accuser, 8);
@@ -270,7 +270,7 @@ Deno.test("review s44: a peer's training fraud proof taken inside the window sla
     );
   }, TRAINING_START));
 
-Deno.test("review s44: a training receipt held back while a false proof taken inside its window is checked is paid at the next tick, and the accuser pays", () =>
+Deno.test("a training receipt held back while a false proof taken inside its window is checked is paid at the next tick, and the accuser pays", () =>
   onLedgerNode("review-s44-training-held-paid", async (node) => {
     const lazy = lossFraud(node.model.cid, Identity.generate(), 8);
     const accuser = Identity.generate();
@@ -295,7 +295,7 @@ Deno.test("review s44: a training receipt held back while a false proof taken in
     assert.equal((await node.account(accuser.publicKey)).stake, 10 * PENALTY - PENALTY);
   }, TRAINING_START));
 
-Deno.test("review s44: a peer's training fraud proof taken inside the window and kept across a restart of the training validator after the window closed still slashes the lazy trainer, which is not paid meanwhile", () =>
+Deno.test("a peer's training fraud proof taken inside the window and kept across a restart of the training validator after the window closed still slashes the lazy trainer, which is not paid meanwhile", () =>
   onLedgerNode("review-s44-training-restart", async (node) => {
     const accuser = Identity.generate();
     const proof = lossFraud(node.model.cid, accuser, 8);

@@ -311,7 +311,7 @@ function resigned(proof: FraudProof, by: Identity, issuedAt: number): FraudProof
   return signFraudProof({ ...unsigned, issuedAt }, by);
 }
 
-Deno.test("review s42: the held evidence keeps no more proofs than its documented bounds, however many one staked accuser has in flight", async () => {
+Deno.test("the held evidence keeps no more proofs than its documented bounds, however many one staked accuser has in flight", async () => {
   const run = await gatedRun("s42-held-evidence-bound");
   try {
     const { validator, work: { receipt } } = run;
@@ -339,7 +339,7 @@ Deno.test("review s42: the held evidence keeps no more proofs than its documente
   }
 });
 
-Deno.test("review s42: a re-signed copy of an accusation still being checked is refused as a repeat; the first settles, and the cheat is slashed once", async () => {
+Deno.test("a re-signed copy of an accusation still being checked is refused as a repeat; the first settles, and the cheat is slashed once", async () => {
   const run = await gatedRun("s42-accusation-in-flight", f.otherSeed);
   try {
     const { validator, clock, work, job, worker: cheat } = run;
@@ -386,7 +386,7 @@ Deno.test("review s42: a re-signed copy of an accusation still being checked is 
   }
 });
 
-Deno.test("review s42: past the bound, the held evidence leaves out the newest proof in flight, and its unbacked check stays spent for the restart", async () => {
+Deno.test("past the bound, the held evidence leaves out the newest proof in flight, and its unbacked check stays spent for the restart", async () => {
   const run = await gatedRun("s42-unbacked-left-out");
   try {
     const { validator, work: { receipt } } = run;
@@ -416,7 +416,7 @@ Deno.test("review s42: past the bound, the held evidence leaves out the newest p
   }
 });
 
-Deno.test("review s42: past the bound, each accuser's oldest proof in flight is kept before any accuser's second: a flooding key's newest are left out, not another accuser's one", async () => {
+Deno.test("past the bound, each accuser's oldest proof in flight is kept before any accuser's second: a flooding key's newest are left out, not another accuser's one", async () => {
   const [worker, requester, flooder, finder] = Array.from({ length: 4 }, Identity.generate);
   const { receipt } = await proveOn(textJob(requester, crypto.randomUUID()), worker);
   const memory = new ValidatorMemory();
@@ -452,7 +452,7 @@ Deno.test("review s42: past the bound, each accuser's oldest proof in flight is 
 // confirmed proof was refused and the cheat paid at the next finalize tick. Each test asserts the
 // balances, not only the verdicts.
 
-Deno.test("review s44: a peer's fraud proof taken inside the window, kept at a kill and taken again after the window closed, still slashes the cheat, which no finalize pays meanwhile", async () => {
+Deno.test("a peer's fraud proof taken inside the window, kept at a kill and taken again after the window closed, still slashes the cheat, which no finalize pays meanwhile", async () => {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
   const [me, worker, accuser, requester] = Array.from({ length: 4 }, Identity.generate);
@@ -534,7 +534,7 @@ Deno.test("review s44: a peer's fraud proof taken inside the window, kept at a k
   }
 });
 
-Deno.test("review s44: a held-evidence file written before proofs kept their taken time is read as before: its proofs are taken now", async () => {
+Deno.test("a held-evidence file written before proofs kept their taken time is read as before: its proofs are taken now", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const { file } = await HeldEvidenceFile.open(dir);

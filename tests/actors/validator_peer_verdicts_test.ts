@@ -175,7 +175,7 @@ const BROKEN_MODELS: ValidatorModelSource = {
   get: () => Promise.reject(new Error("model store unreadable")),
 };
 
-Deno.test("review s47: a ledger whose own challenge ended undecided still passes on a peer's withheld claim inside the window: the ledger behind it takes it over and slashes the withholder, who is paid nowhere", async () => {
+Deno.test("a ledger whose own challenge ended undecided still passes on a peer's withheld claim inside the window: the ledger behind it takes it over and slashes the withholder, who is paid nowhere", async () => {
   const net = await network();
   try {
     // V claims; S draws every receipt but cannot read its model store; P, connected to S
@@ -208,7 +208,7 @@ Deno.test("review s47: a ledger whose own challenge ended undecided still passes
   }
 });
 
-Deno.test("review s47: a ledger that slashed a withholder on its own challenge still passes on another validator's withheld claim inside the window, and refuses it after", async () => {
+Deno.test("a ledger that slashed a withholder on its own challenge still passes on another validator's withheld claim inside the window, and refuses it after", async () => {
   const net = await network();
   try {
     const claimant = await net.node(0);
@@ -236,7 +236,7 @@ Deno.test("review s47: a ledger that slashed a withholder on its own challenge s
   }
 });
 
-Deno.test("review s47: a cheat's conviction settles every ledger alike whether a dishonest acceptance came before it or after", async () => {
+Deno.test("a cheat's conviction settles every ledger alike whether a dishonest acceptance came before it or after", async () => {
   const net = await network();
   try {
     const finder = await net.node(0);
@@ -281,7 +281,7 @@ Deno.test("review s47: a cheat's conviction settles every ledger alike whether a
   }
 });
 
-Deno.test("review s47: a false conviction of an honest worker, before or after honest acceptances, never slashes it: every ledger pays it and charges the accuser alike", async () => {
+Deno.test("a false conviction of an honest worker, before or after honest acceptances, never slashes it: every ledger pays it and charges the accuser alike", async () => {
   const net = await network();
   try {
     const judge = await net.node(1);

@@ -532,14 +532,14 @@ async function challengedThrough(hook: Hook): Promise<Outcome> {
   return outcome!;
 }
 
-Deno.test("review s52: a proof hook that throws is the validator's own gap: inconclusive (worker_unreachable), the honest worker unpaid but not slashed", async () => {
+Deno.test("a proof hook that throws is the validator's own gap: inconclusive (worker_unreachable), the honest worker unpaid but not slashed", async () => {
   const { verdict, status, account } = await challengedThrough("throws");
   assert.equal(verdict, "inconclusive/worker_unreachable");
   assert.equal(status, "unpaid");
   assert.deepEqual(account, { balance: 0, stake: 10_000, locked: 0 }, "not slashed");
 });
 
-Deno.test("review s52: a proof hook that answers nothing is still the worker's withholding: slashed", async () => {
+Deno.test("a proof hook that answers nothing is still the worker's withholding: slashed", async () => {
   const { verdict, account } = await challengedThrough("answers_nothing");
   assert.equal(verdict, "invalid/proof_unavailable");
   assert.ok(account.stake < 10_000, `withheld: slashed (stake ${account.stake})`);

@@ -308,7 +308,7 @@ async function paidBehind(
   }
 }
 
-Deno.test("review s48: a ledger behind one whose challenge ended undecided pays the honest worker whichever copy of its receipt (without or with the assignment) reached that one first", async () => {
+Deno.test("a ledger behind one whose challenge ended undecided pays the honest worker whichever copy of its receipt (without or with the assignment) reached that one first", async () => {
   const assignedFirst = await paidBehind(false);
   assert.equal(assignedFirst.balance, assignedFirst.credit, "control: assigned copy first");
   assert.equal(assignedFirst.announced, 1, "control: passed on once");
@@ -330,7 +330,7 @@ Deno.test("review s48: a ledger behind one whose challenge ended undecided pays 
 // copies beside them. And the validator's verdict line (`validator: challenged job … → valid`) did
 // not name the worker it judged: it now says `, worker <key16>` after the outcome.
 
-Deno.test("review s61 ops2: copies of a receipt are counted apart, the heartbeat shows one receipt per job, and the verdict line names the worker", async () => {
+Deno.test("copies of a receipt are counted apart, the heartbeat shows one receipt per job, and the verdict line names the worker", async () => {
   const f = await loadFixture();
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "review-s61-ops2-copies" });

@@ -449,7 +449,7 @@ Deno.test("a model source without `has` is asked by `get` at intake: the unheld 
 // never challenged. Now nothing depends on the coin before the ledger has taken the receipt: the
 // draw is kept only for a receipt the ledger records.
 
-Deno.test("review s52: a receipt the ledger refuses does no work that depends on its coin (nothing of its draw is written); recorded later, it is drawn and the cheat slashed", () =>
+Deno.test("a receipt the ledger refuses does no work that depends on its coin (nothing of its draw is written); recorded later, it is drawn and the cheat slashed", () =>
   inLedgerDir(async (ledgerDir) => {
     const clock = { t: START };
     const me = Identity.generate();
@@ -563,7 +563,7 @@ async function withValidator(
   });
 }
 
-Deno.test("review s62: 20 receipts of one worker before its pledge: 16 kept (a copy of one takes no room), 4 refused as not kept; once the pledge comes and the 4 are sent again, the worker is paid for all 20", () =>
+Deno.test("20 receipts of one worker before its pledge: 16 kept (a copy of one takes no room), 4 refused as not kept; once the pledge comes and the 4 are sent again, the worker is paid for all 20", () =>
   withValidator("s62-awaiting-per-worker", async (validator, clock) => {
     const [requester, worker] = [Identity.generate(), Identity.generate()];
     const jobs = MAX_AWAITING_STAKE_PER_WORKER + 4;
@@ -601,7 +601,7 @@ Deno.test("review s62: 20 receipts of one worker before its pledge: 16 kept (a c
     );
   }));
 
-Deno.test("review s62: receipts of as many fresh keys as a validator keeps waiting do not evict an honest worker's kept receipt: the next key's is refused as not kept, and the honest worker is paid once its pledge comes", () =>
+Deno.test("receipts of as many fresh keys as a validator keeps waiting do not evict an honest worker's kept receipt: the next key's is refused as not kept, and the honest worker is paid once its pledge comes", () =>
   withValidator("s62-awaiting-workers", async (validator, clock) => {
     const [requester, honest] = [Identity.generate(), Identity.generate()];
     const early = await work(requester, honest, "s62-honest");

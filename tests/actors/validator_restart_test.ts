@@ -126,14 +126,14 @@ async function afterCrashAtDraw(cheat: boolean) {
   }
 }
 
-Deno.test("review s48: a cheat drawn before a crash that came before its challenge opened is slashed after the restart, not paid unchecked", async () => {
+Deno.test("a cheat drawn before a crash that came before its challenge opened is slashed after the restart, not paid unchecked", async () => {
   const { status, account } = await afterCrashAtDraw(true);
   assert.equal(status, "fraud", "the restarted validator owes the challenge it drew");
   assert.equal(account.balance, 0, "the cheat keeps no pay");
   assert.ok(account.stake < DRAWN_STAKE, "its stake is slashed");
 });
 
-Deno.test("review s48: an honest receipt drawn before a crash that came before its challenge opened is checked after the restart and paid", async () => {
+Deno.test("an honest receipt drawn before a crash that came before its challenge opened is checked after the restart and paid", async () => {
   const { status, account, credit } = await afterCrashAtDraw(false);
   assert.equal(status, "final");
   assert.deepEqual(account, { balance: credit, stake: DRAWN_STAKE, locked: 0 });
@@ -146,7 +146,7 @@ Deno.test("review s48: an honest receipt drawn before a crash that came before i
 // to 3 s on a ledger of 200,000 verdicts, each), so a start took twice that. Counted through the
 // ledger's reader; no timing.
 
-Deno.test("review s64: a validator's start reads its own verdicts from the ledger once (its steering record and the receipts it challenged come from one read)", async () => {
+Deno.test("a validator's start reads its own verdicts from the ledger once (its steering record and the receipts it challenged come from one read)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s64-start-reads-" });
   const system = new ActorSystem({ name: "s64-start-reads" });
   const me = Identity.generate();
@@ -193,7 +193,7 @@ Deno.test("review s64: a validator's start reads its own verdicts from the ledge
 // again, and a second receipt could be signed: the ledgers that recorded the first slash the honest
 // worker's stake.
 
-Deno.test("review s49: a receipt this node signed that its own ledger refused (another key's receipt held the job) still makes it refuse the job after a restart", async () => {
+Deno.test("a receipt this node signed that its own ledger refused (another key's receipt held the job) still makes it refuse the job after a restart", async () => {
   await inLedgerDir(async (ledgerDir) => {
     const clock = { t: START };
     const me = Identity.generate();

@@ -131,7 +131,7 @@ function text(page: Page, selector: string): Promise<string> {
 
 Deno.test({
   name:
-    "review s45: dashboard in chromium: a fraud proof no longer kept, clicked while the prompt runs, does not end the prompt; its receipt is checked against the page's job",
+    "dashboard in chromium: a fraud proof no longer kept, clicked while the prompt runs, does not end the prompt; its receipt is checked against the page's job",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -177,7 +177,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s45: dashboard in chromium: a prompt_done the page ran no prompt for is not shown as a verified receipt",
+    "dashboard in chromium: a prompt_done the page ran no prompt for is not shown as a verified receipt",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -229,7 +229,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s45: dashboard in chromium: after the socket comes back, the activity feed is the node's: no storage audit twice, no receipt missed while it was down",
+    "dashboard in chromium: after the socket comes back, the activity feed is the node's: no storage audit twice, no receipt missed while it was down",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {

@@ -156,7 +156,7 @@ function otherServer() {
 
 Deno.test({
   name:
-    "review s62: dashboard in chromium: the live socket works under connect-src 'self', and a socket to another port is blocked by the page's CSP",
+    "dashboard in chromium: the live socket works under connect-src 'self', and a socket to another port is blocked by the page's CSP",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -229,7 +229,7 @@ function heldJobs() {
 
 Deno.test({
   name:
-    "review s62: dashboard in chromium: with more live jobs than a snapshot lists, the page keeps counting the others tick after tick, and draws the next when a drawn one ends",
+    "dashboard in chromium: with more live jobs than a snapshot lists, the page keeps counting the others tick after tick, and draws the next when a drawn one ends",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -319,7 +319,7 @@ function manyJobs() {
 
 Deno.test({
   name:
-    "review s61: dashboard in chromium: with many jobs live, the page draws a bounded number of them (the rest counted), and a job's token redraws that job's row only",
+    "dashboard in chromium: with many jobs live, the page draws a bounded number of them (the rest counted), and a job's token redraws that job's row only",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -376,7 +376,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s61: dashboard in chromium: the prompt box's output grows by appending each token, not by rewriting all the output so far",
+    "dashboard in chromium: the prompt box's output grows by appending each token, not by rewriting all the output so far",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {

@@ -117,8 +117,7 @@ Deno.test("share's other forms are written as cli.ts runs them too", () => {
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 
 Deno.test({
-  name:
-    "review s64: build-model --help starts with `Usage: cli.ts build-model`, as every other command's help",
+  name: "build-model --help starts with `Usage: cli.ts build-model`, as every other command's help",
   fn: async () => {
     const { stdout } = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", CLI, "build-model", "--help"],

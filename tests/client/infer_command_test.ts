@@ -369,7 +369,7 @@ function refusingServer(retryAfterS: number): Deno.HttpServer<Deno.NetAddr> {
   });
 }
 
-Deno.test("review s49: runInfer on a refusal with retry_after_s says how many seconds to wait (a terminal shows no Retry-After header)", async () => {
+Deno.test("runInfer on a refusal with retry_after_s says how many seconds to wait (a terminal shows no Retry-After header)", async () => {
   const server = refusingServer(17);
   try {
     const err: string[] = [];
@@ -396,11 +396,11 @@ Deno.test("review s49: runInfer on a refusal with retry_after_s says how many se
 
 const emptyKeyEnv = (name: string) => name === "VERIFLOW_API_KEY" ? "" : undefined;
 
-Deno.test("review s52: VERIFLOW_API_KEY set to nothing counts as no key, as status reads it", () => {
+Deno.test("VERIFLOW_API_KEY set to nothing counts as no key, as status reads it", () => {
   assertEquals(apiKeyFromEnv(emptyKeyEnv), { key: undefined, unreadable: false });
 });
 
-Deno.test("review s52: cli.ts infer with VERIFLOW_API_KEY set to nothing runs the job on a node that needs no key, and exits 0", async () => {
+Deno.test("cli.ts infer with VERIFLOW_API_KEY set to nothing runs the job on a node that needs no key, and exits 0", async () => {
   const node = await startTestNode();
   node.gated.release(1_000);
   try {
@@ -416,7 +416,7 @@ Deno.test("review s52: cli.ts infer with VERIFLOW_API_KEY set to nothing runs th
   }
 });
 
-Deno.test("review s52: an empty API key given to StreamClient.connect is said to be empty, not to hold a character a header cannot carry", async () => {
+Deno.test("an empty API key given to StreamClient.connect is said to be empty, not to hold a character a header cannot carry", async () => {
   const error = await StreamClient.connect("ws://127.0.0.1:9/v1/stream", { apiKey: "" }).then(
     () => undefined,
     (e: Error) => e,
@@ -455,14 +455,14 @@ async function printed(stdoutIsTerminal: boolean): Promise<string> {
   }
 }
 
-Deno.test("review s52: on a terminal, infer shows a worker's control characters as escapes instead of letting them drive the terminal; newline and tab stay", async () => {
+Deno.test("on a terminal, infer shows a worker's control characters as escapes instead of letting them drive the terminal; newline and tab stay", async () => {
   assertEquals(
     await printed(true),
     "Hi\\x1b]52;c;Y3VybCBldmlsLnNo\\x07\\x1b]0;owned\\x07\\x0d\\x1b[2K\n\tok",
   );
 });
 
-Deno.test("review s52: piped, infer writes the text as the node sent it", async () => {
+Deno.test("piped, infer writes the text as the node sent it", async () => {
   assertEquals(await printed(false), HOSTILE.join(""));
 });
 
@@ -485,7 +485,7 @@ async function toldOnStderr(end: (id: string) => Record<string, unknown>): Promi
 /** A clipboard write (OSC 52) and a cleared line, as a node's error text. */
 const HOSTILE_MESSAGE = "no\x1b]52;c;Y3VybCBldmlsLnNo\x07\r\x1b[2K";
 
-Deno.test("review s53: a node's error message and code are shown on stderr with their control characters as escapes", async () => {
+Deno.test("a node's error message and code are shown on stderr with their control characters as escapes", async () => {
   const told = await toldOnStderr((id) => ({
     type: "error",
     id,
@@ -497,7 +497,7 @@ Deno.test("review s53: a node's error message and code are shown on stderr with 
   assertEquals(told.includes("bad\\x1b[2J"), true, told);
 });
 
-Deno.test("review s53: a receipt error's message is shown on stderr with its control characters as escapes", async () => {
+Deno.test("a receipt error's message is shown on stderr with its control characters as escapes", async () => {
   const told = await toldOnStderr((id) => ({
     ...doneFrame(id, 1),
     receipt_error: { code: "proof_store_failed", message: HOSTILE_MESSAGE },

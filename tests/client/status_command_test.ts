@@ -221,7 +221,7 @@ const VERSION = "1.0\u009b2J\u202e0.1";
 
 Deno.test({
   name:
-    "review s50: status --json shows a peer's version with its C1 controls and bidi overrides escaped, the same JSON value",
+    "status --json shows a peer's version with its C1 controls and bidi overrides escaped, the same JSON value",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {

@@ -56,7 +56,7 @@ function answeringServer(): Deno.HttpServer<Deno.NetAddr> & { messages: unknown[
 /** An idle timeout no other timer of the test uses, so its arming can be told apart. */
 const IDLE_MS = 98_765;
 
-Deno.test("review s49: infer with a value JSON cannot encode (a BigInt seed) fails that job (invalid_request), never throws, and leaves no phantom job holding its id or the idle watch", async () => {
+Deno.test("infer with a value JSON cannot encode (a BigInt seed) fails that job (invalid_request), never throws, and leaves no phantom job holding its id or the idle watch", async () => {
   const server = answeringServer();
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
     idleTimeoutMs: IDLE_MS,
@@ -85,7 +85,7 @@ Deno.test("review s49: infer with a value JSON cannot encode (a BigInt seed) fai
   }
 });
 
-Deno.test("review s49: infer with an id that is not a string (a JavaScript caller's number or null) fails at once (invalid_request naming it), not after the idle timeout blaming the node", async () => {
+Deno.test("infer with an id that is not a string (a JavaScript caller's number or null) fails at once (invalid_request naming it), not after the idle timeout blaming the node", async () => {
   const server = answeringServer();
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
     idleTimeoutMs: IDLE_MS,
@@ -114,7 +114,7 @@ Deno.test("review s49: infer with an id that is not a string (a JavaScript calle
   }
 });
 
-Deno.test("review s49: a job started after the idle timeout closed the socket is told of the timeout (details.timeout idle), not that the caller closed it", async () => {
+Deno.test("a job started after the idle timeout closed the socket is told of the timeout (details.timeout idle), not that the caller closed it", async () => {
   const server = stallingServer();
   try {
     const url = `ws://127.0.0.1:${server.addr.port}`;
@@ -157,7 +157,7 @@ function startlessServer(withToken: boolean): Deno.HttpServer<Deno.NetAddr> {
   });
 }
 
-Deno.test("review s49: a server that ends a job it never started (done or token before start) fails the job as a protocol error; job.start never hangs", async () => {
+Deno.test("a server that ends a job it never started (done or token before start) fails the job as a protocol error; job.start never hangs", async () => {
   for (const withToken of [false, true]) {
     const server = startlessServer(withToken);
     const url = `ws://127.0.0.1:${server.addr.port}`;
@@ -177,7 +177,7 @@ Deno.test("review s49: a server that ends a job it never started (done or token 
   }
 });
 
-Deno.test("review s49: a job started after a protocol error closed the socket is told that the server is not a Veriflow /v1/stream, not a vague close", async () => {
+Deno.test("a job started after a protocol error closed the socket is told that the server is not a Veriflow /v1/stream, not a vague close", async () => {
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request);
     socket.onmessage = () => socket.send("not json <html>");
@@ -246,7 +246,7 @@ class LaggingCloseSocket extends EventTarget {
   }
 }
 
-Deno.test("review s49: a job started while the server's close is on its way, or after `closed`, carries the server's close code and reason (1001 shutting down), not a bare 'the socket is closed'", async () => {
+Deno.test("a job started while the server's close is on its way, or after `closed`, carries the server's close code and reason (1001 shutting down), not a bare 'the socket is closed'", async () => {
   const real = globalThis.WebSocket;
   globalThis.WebSocket = LaggingCloseSocket as unknown as typeof WebSocket;
   try {
@@ -452,7 +452,7 @@ function cancellableServer(): Deno.HttpServer<Deno.NetAddr> & { messages: unknow
   return Object.assign(server, { messages });
 }
 
-Deno.test("review s61: a StreamClient held with `using` closes at the end of its block: its running job fails as after close(), and `closed` resolves", async () => {
+Deno.test("a StreamClient held with `using` closes at the end of its block: its running job fails as after close(), and `closed` resolves", async () => {
   const server = stallingServer();
   try {
     let client: StreamClient;
@@ -475,13 +475,13 @@ Deno.test("review s61: a StreamClient held with `using` closes at the end of its
   }
 });
 
-Deno.test("review s61: a StreamClient is Disposable, so its type says `using` takes it", () => {
+Deno.test("a StreamClient is Disposable, so its type says `using` takes it", () => {
   // A compile-time check (deno check) as much as a run-time one: `Symbol.dispose` is a method.
   const dispose: (this: StreamClient) => void = StreamClient.prototype[Symbol.dispose];
   assertEquals(typeof dispose, "function");
 });
 
-Deno.test("review s61: aborting infer's signal cancels the running job, as cancel() does: the server is sent `cancel` and the job ends `cancelled`", async () => {
+Deno.test("aborting infer's signal cancels the running job, as cancel() does: the server is sent `cancel` and the job ends `cancelled`", async () => {
   const server = cancellableServer();
   try {
     using client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
@@ -505,7 +505,7 @@ Deno.test("review s61: aborting infer's signal cancels the running job, as cance
   }
 });
 
-Deno.test("review s61: infer with a signal already aborted sends nothing and fails the job at once with the signal's reason", async () => {
+Deno.test("infer with a signal already aborted sends nothing and fails the job at once with the signal's reason", async () => {
   const server = cancellableServer();
   try {
     using client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
@@ -534,7 +534,7 @@ const SECRET = "sk-very-secret-0123456789";
 for (
   const [what, key] of [["a line break", `${SECRET}\nx`], ["a letter past ASCII", `${SECRET}é`]]
 ) {
-  Deno.test(`review s49: StreamClient.connect with an API key holding ${what} rejects without showing the key`, async () => {
+  Deno.test(`StreamClient.connect with an API key holding ${what} rejects without showing the key`, async () => {
     const error = await StreamClient.connect("ws://127.0.0.1:9/v1/stream", { apiKey: key }).then(
       () => undefined,
       (e: Error) => e,
@@ -544,7 +544,7 @@ for (
     nodeAssert.match(error.message, /API key/);
   });
 
-  Deno.test(`review s49: cli.ts status with an API key holding ${what} says what is wrong with it, without showing it or blaming the node`, async () => {
+  Deno.test(`cli.ts status with an API key holding ${what} says what is wrong with it, without showing it or blaming the node`, async () => {
     const err: string[] = [];
     const code = await runStatus(["--url", "http://127.0.0.1:9", "--api-key", key], {
       out: () => {},

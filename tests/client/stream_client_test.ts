@@ -521,7 +521,7 @@ function reusedIdServer(): Deno.HttpServer<Deno.NetAddr> & { messages: { type: s
   return Object.assign(server, { messages });
 }
 
-Deno.test("review s45: a finished job's cancel() does not cancel the job now running under the same id", async () => {
+Deno.test("a finished job's cancel() does not cancel the job now running under the same id", async () => {
   const server = reusedIdServer();
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
     idleTimeoutMs: 0,
@@ -542,7 +542,7 @@ Deno.test("review s45: a finished job's cancel() does not cancel the job now run
   }
 });
 
-Deno.test("review s45: leaving a finished job's token loop early does not cancel the job now running under the same id", async () => {
+Deno.test("leaving a finished job's token loop early does not cancel the job now running under the same id", async () => {
   const server = reusedIdServer();
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
     idleTimeoutMs: 0,
@@ -583,7 +583,7 @@ async function readAll(stream: ReadableStream<{ index: number }>): Promise<numbe
   return seen;
 }
 
-Deno.test("review s50: a server that sends more tokens than the job's max_tokens fails the job as a protocol error, after the tokens it was owed", async () => {
+Deno.test("a server that sends more tokens than the job's max_tokens fails the job as a protocol error, after the tokens it was owed", async () => {
   const server = indexedServer([0, 1, 2, 3, 4]);
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
   try {
@@ -601,7 +601,7 @@ Deno.test("review s50: a server that sends more tokens than the job's max_tokens
   }
 });
 
-Deno.test("review s50: a token out of order (an index skipped or repeated) fails the job as a protocol error", async () => {
+Deno.test("a token out of order (an index skipped or repeated) fails the job as a protocol error", async () => {
   for (const indices of [[0, 2], [0, 0]]) {
     const server = indexedServer(indices);
     const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
@@ -616,7 +616,7 @@ Deno.test("review s50: a token out of order (an index skipped or repeated) fails
   }
 });
 
-Deno.test("review s50: tokens in order and within max_tokens still arrive whole", async () => {
+Deno.test("tokens in order and within max_tokens still arrive whole", async () => {
   const server = indexedServer([0, 1, 2]);
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
   try {

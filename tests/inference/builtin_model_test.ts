@@ -88,7 +88,7 @@ Deno.test("a model cached under a one-line alias (before aliases listed every fi
   );
 });
 
-Deno.test("review s49: what a build killed mid-way left (a staging directory, an alias's .tmp) is removed once it is an hour old; a fresh one, maybe another process's build under way, is left alone", async () => {
+Deno.test("what a build killed mid-way left (a staging directory, an alias's .tmp) is removed once it is an hour old; a fresh one, maybe another process's build under way, is left alone", async () => {
   const models = join(tmp, `models-${++cases}`);
   await Deno.mkdir(models, { recursive: true });
   const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);

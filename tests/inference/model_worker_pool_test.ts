@@ -386,7 +386,7 @@ const IDLE_PORT: InferencePort = {
   stats: () => Promise.resolve(emptyInferenceStats()),
 };
 
-Deno.test("review s58: a worker terminated as hung is counted as an abandoned thread once its replacement runs, the log says a restart frees its core, and /healthz lists it (a crashed worker's is not)", async () => {
+Deno.test("a worker terminated as hung is counted as an abandoned thread once its replacement runs, the log says a restart frees its core, and /healthz lists it (a crashed worker's is not)", async () => {
   const events: ModelWorkerEvent[] = [];
   // The stall watch's clock: still through the crash, moved on by hand once the steps are held.
   const clock = new SupervisionClock();

@@ -695,7 +695,7 @@ async function served(worker: TwoTokenWorker) {
   return { lines, port, requester: toHex(requester.publicKey), close };
 }
 
-Deno.test("review s61 ops2: a worker logs one line per job it served a peer, naming the job, the peer and the receipt", async () => {
+Deno.test("a worker logs one line per job it served a peer, naming the job, the peer and the receipt", async () => {
   const node = await served(new SigningWorker());
   try {
     const j = job("served-1");
@@ -720,7 +720,7 @@ Deno.test("review s61 ops2: a worker logs one line per job it served a peer, nam
   }
 });
 
-Deno.test("review s61 ops2: a served job that ended without a receipt says so", async () => {
+Deno.test("a served job that ended without a receipt says so", async () => {
   const node = await served(new TwoTokenWorker(false, "", ""));
   try {
     const handle = await node.port.submit(job("served-2"));

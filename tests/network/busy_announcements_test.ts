@@ -104,7 +104,7 @@ function busyPair(answer: () => ReceiptAckBody = () => ({ recorded: true })) {
   };
 }
 
-Deno.test("review s59: a receipt announcement refused busy is asked again after a backoff, and the peer's answer is what it resolves with", async () => {
+Deno.test("a receipt announcement refused busy is asked again after a backoff, and the peer's answer is what it resolves with", async () => {
   const pair = busyPair();
   try {
     const { holding } = await pair.fill();
@@ -123,7 +123,7 @@ Deno.test("review s59: a receipt announcement refused busy is asked again after 
   }
 });
 
-Deno.test("review s59: a peer that stays busy is asked 1 + MAX_BUSY_RETRIES times, each after twice the wait, then the announcement fails busy", async () => {
+Deno.test("a peer that stays busy is asked 1 + MAX_BUSY_RETRIES times, each after twice the wait, then the announcement fails busy", async () => {
   const pair = busyPair();
   try {
     const { holding } = await pair.fill();
@@ -152,7 +152,7 @@ Deno.test("review s59: a peer that stays busy is asked 1 + MAX_BUSY_RETRIES time
   }
 });
 
-Deno.test("review s59: a receipt refused with a reason, or failed for anything but busy, is not asked again", async () => {
+Deno.test("a receipt refused with a reason, or failed for anything but busy, is not asked again", async () => {
   // A refusal with a reason: the peer's validator decided.
   const refusing = busyPair(() => ({ recorded: false, refusal: "insufficient_stake" }));
   refusing.release(); // nothing held
@@ -192,7 +192,7 @@ Deno.test("review s59: a receipt refused with a reason, or failed for anything b
   }
 });
 
-Deno.test("review s59: a connection keeps at most MAX_BUSY_RECEIPTS announcements and MAX_BUSY_RECEIPT_BYTES of jobs waiting out a busy backoff; past that one fails at once", async () => {
+Deno.test("a connection keeps at most MAX_BUSY_RECEIPTS announcements and MAX_BUSY_RECEIPT_BYTES of jobs waiting out a busy backoff; past that one fails at once", async () => {
   // The count.
   const counted = busyPair();
   try {
@@ -237,7 +237,7 @@ Deno.test("review s59: a connection keeps at most MAX_BUSY_RECEIPTS announcement
   }
 });
 
-Deno.test("review s59: a receipt announcement waiting out a busy backoff fails once its connection closes, its timer cleared", async () => {
+Deno.test("a receipt announcement waiting out a busy backoff fails once its connection closes, its timer cleared", async () => {
   const pair = busyPair();
   await pair.fill();
   const armed = pair.timers.pending;
@@ -273,7 +273,7 @@ Deno.test("review s59: a receipt announcement waiting out a busy backoff fails o
 
 const STAKE = 1_000_000;
 
-Deno.test("review s59: a receipt announcement refused busy by a peer's connection is asked again after a backoff: the honest worker is paid in that ledger as in the announcer's", () =>
+Deno.test("a receipt announcement refused busy by a peer's connection is asked again after a backoff: the honest worker is paid in that ledger as in the announcer's", () =>
   inLedgerSetting("s59-receipt-busy", async ({ dir, clock, system }) => {
     const [worker, requester] = [Identity.generate(), Identity.generate()];
     const setting = await busySetting(system, dir, clock, [worker], STAKE);
@@ -313,7 +313,7 @@ Deno.test("review s59: a receipt announcement refused busy by a peer's connectio
     );
   }));
 
-Deno.test("review s59: a claim's receipt refused busy is asked again before the claim goes: the worker that withholds is slashed in a ledger that never had the receipt, not left unslashed", () =>
+Deno.test("a claim's receipt refused busy is asked again before the claim goes: the worker that withholds is slashed in a ledger that never had the receipt, not left unslashed", () =>
   inLedgerSetting("s59-claim-receipt-busy", async ({ dir, clock, system }) => {
     const [worker, requester, claimant] = Array.from({ length: 3 }, Identity.generate);
     const job = textJob(requester, "s59-claim-receipt-busy");
@@ -383,7 +383,7 @@ Deno.test("review s59: a claim's receipt refused busy is asked again before the 
 // and B passes its confirmed proof on then. B's connection runs on the test's clock, which the
 // test moves past the sender's backoff once C's burst is over.
 
-Deno.test("review s59: a fraud proof refused busy by a peer's connection (a burst of its receipt announcements in flight) is sent again after a backoff: the cheat is slashed there too, not paid", () =>
+Deno.test("a fraud proof refused busy by a peer's connection (a burst of its receipt announcements in flight) is sent again after a backoff: the cheat is slashed there too, not paid", () =>
   inLedgerSetting("s59-busy-evidence", async ({ dir, clock, system }) => {
     const [b, c, accuser, worker, requester] = Array.from({ length: 5 }, Identity.generate);
     // C's validator is held while B's burst of receipt announcements (the cheat's receipt) is in
@@ -456,7 +456,7 @@ const announcedBusyReceipt: ReceiptAnnouncementBody = await (async () => {
   return { receipt, job };
 })();
 
-Deno.test("review s60: a receipt announcement refused busy while the peer's write budget to us is full is asked again once we read, and reaches the peer's validator", async () => {
+Deno.test("a receipt announcement refused busy while the peer's write budget to us is full is asked again once we read, and reaches the peer's validator", async () => {
   const timers = new ManualTimers();
   // Nothing else is due on this clock: no keepalive, no idle timeout; the request timeout is the
   // default 30 s a lost refusal ran into. We read nothing from the peer until `open()` (a

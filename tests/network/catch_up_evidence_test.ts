@@ -56,7 +56,7 @@ import { toHex } from "../../protocols/hash.ts";
 
 const STAKE = 10_000;
 
-Deno.test("review s42: a peer's conviction sent in the catch-up reaches a ledger that lacks its accuser's pledge: the cheat is slashed there too", async () => {
+Deno.test("a peer's conviction sent in the catch-up reaches a ledger that lacks its accuser's pledge: the cheat is slashed there too", async () => {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
   const system = new ActorSystem({ name: "s42-catch-up-pledge" });

@@ -76,7 +76,7 @@ const WORKER_STAKE = 1_000_000;
 /** What C waits for before the windows close: A's catch-up reached it. */
 const FROM_CATCH_UP = "C to record the receipt from A's catch-up";
 
-Deno.test("review s60: a receipt A assigned and recorded while no ledger-keeping peer was connected reaches C after A's process restarted: the honest worker is paid tokens × price in C as in A", () =>
+Deno.test("a receipt A assigned and recorded while no ledger-keeping peer was connected reaches C after A's process restarted: the honest worker is paid tokens × price in C as in A", () =>
   inLedgerSetting("s60-catch-up-receipts-restart", async (setting) => {
     const { dir, system } = setting;
     const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];
@@ -103,7 +103,7 @@ Deno.test("review s60: a receipt A assigned and recorded while no ledger-keeping
     await paidInCAsInA(setting.clock, { nodeA: nodeA2, nodeC }, a, worker, recorded, FROM_CATCH_UP);
   }));
 
-Deno.test("review s60: a receipt A assigned, announced while C's validator was down past C's inbox wait (answered service_unavailable), reaches C when they meet again: the honest worker is paid tokens × price in C as in A", () =>
+Deno.test("a receipt A assigned, announced while C's validator was down past C's inbox wait (answered service_unavailable), reaches C when they meet again: the honest worker is paid tokens × price in C as in A", () =>
   inLedgerSetting("s60-catch-up-receipts-down", async (setting) => {
     const { dir, clock, system } = setting;
     const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];
@@ -178,7 +178,7 @@ async function relayed(setting: LedgerSetting, job: string) {
   return { clock, worker, nodeA, nodeR, nodeC, id, tokens, readsR };
 }
 
-Deno.test("review s62: a receipt R passed on while no other ledger was connected to it reaches C, which connects to R only: the honest worker is paid in C as in A", () =>
+Deno.test("a receipt R passed on while no other ledger was connected to it reaches C, which connects to R only: the honest worker is paid in C as in A", () =>
   inLedgerSetting("s62-relay-no-validator", async (setting) => {
     const { clock, worker, nodeR, nodeC, id, tokens, readsR } = await relayed(
       setting,
@@ -200,7 +200,7 @@ Deno.test("review s62: a receipt R passed on while no other ledger was connected
     );
   }));
 
-Deno.test("review s62: a ledger that has A's receipt already is sent it again in R's catch-up and takes it as a copy: the honest worker is paid once there", () =>
+Deno.test("a ledger that has A's receipt already is sent it again in R's catch-up and takes it as a copy: the honest worker is paid once there", () =>
   inLedgerSetting("s62-relay-copy", async (setting) => {
     const { clock, worker, nodeA, nodeR, nodeC, id, tokens } = await relayed(
       setting,
@@ -238,7 +238,7 @@ Deno.test("review s62: a ledger that has A's receipt already is sent it again in
 // (the catch-up is one per ledger directory in a process, `CatchUp.of`), as
 // the assigned receipts' tests above do.
 
-Deno.test("review s65: a receipt a relay R recorded and passed on to no ledger reaches C after R's process restarted, though its requester never talks to C: the honest worker is paid in C as in R", () =>
+Deno.test("a receipt a relay R recorded and passed on to no ledger reaches C after R's process restarted, though its requester never talks to C: the honest worker is paid in C as in R", () =>
   inLedgerSetting("s65-relay-restart", async (setting) => {
     const { dir, clock, system } = setting;
     const [a, r, c, worker] = [1, 2, 3, 4].map(() => Identity.generate());
@@ -330,7 +330,7 @@ function connectionTo(peer: ActorRef<ValidatorMessage>, origin: string): Connect
   } as unknown as Connection;
 }
 
-Deno.test("review s62: catch-up receipts a peer refused as not kept for the worker's pledge are sent again after the pledge: the honest worker is paid there for every job", () =>
+Deno.test("catch-up receipts a peer refused as not kept for the worker's pledge are sent again after the pledge: the honest worker is paid there for every job", () =>
   inLedgerDir(async (ledgerDir) => {
     const system = new ActorSystem({ name: "s62-catch-up-not-kept" });
     const clock = { t: START };
@@ -408,7 +408,7 @@ Deno.test("review s62: catch-up receipts a peer refused as not kept for the work
 /** More jobs than a ledger keeps waiting for one worker's pledge (16). */
 const JOBS = 20;
 
-Deno.test("review s62: 20 of an honest worker's receipts reach C before its pledge: every one is paid in C as in A (C told A of those it did not keep, and A sent them again after the pledge)", () =>
+Deno.test("20 of an honest worker's receipts reach C before its pledge: every one is paid in C as in A (C told A of those it did not keep, and A sent them again after the pledge)", () =>
   inLedgerSetting("s62-early-receipts", async (setting) => {
     const { system, clock } = setting;
     const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];

@@ -122,7 +122,7 @@ async function firstLifeMain(dir: string): Promise<never> {
 
 if (Deno.args[0] === "first-life") await firstLifeMain(Deno.args[1]);
 
-Deno.test("review s43: a conviction whose settlement the process died right after still reaches, after the restart, a ledger that connects only to this node: the cheat is slashed there", async () => {
+Deno.test("a conviction whose settlement the process died right after still reaches, after the restart, a ledger that connects only to this node: the cheat is slashed there", async () => {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "review-s43-died" });
   try {
@@ -181,7 +181,7 @@ function failIndexDuringSettlement(): () => void {
   return restore;
 }
 
-Deno.test("review s43: a conviction whose durable ledger write crashed the validator reaches a ledger that connects after the restart: the cheat is slashed there", async () => {
+Deno.test("a conviction whose durable ledger write crashed the validator reaches a ledger that connects after the restart: the cheat is slashed there", async () => {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "review-s43-write-fault" });
   const counts = { crashes: 0, restarts: 0 };
@@ -456,7 +456,7 @@ function copyDirNow(from: string, to: string): void {
   }
 }
 
-Deno.test("review s61: A's process killed right after its ledger recorded a receipt A assigned (no peer connected) still sends it to C after the restart: the honest worker is paid tokens × price in C as in A", () =>
+Deno.test("A's process killed right after its ledger recorded a receipt A assigned (no peer connected) still sends it to C after the restart: the honest worker is paid tokens × price in C as in A", () =>
   inLedgerSetting("s61-catch-up-crash", async (setting) => {
     const { dir, clock, system } = setting;
     const [a, c, worker] = [Identity.generate(), Identity.generate(), Identity.generate()];
@@ -583,19 +583,19 @@ async function workersPaidInC(
   );
 }
 
-Deno.test("review s61: C joins after the worker's pledge went round, with more active keys pledged after it in A than A pushes on connect: the honest worker is paid tokens × price in C as in A", () =>
+Deno.test("C joins after the worker's pledge went round, with more active keys pledged after it in A than A pushes on connect: the honest worker is paid tokens × price in C as in A", () =>
   inLedgerSetting(
     "s61-catch-up-pledge",
     (setting) => workersPaidInC(setting, 1, PLEDGES_PUSHED_ON_CONNECT + 1),
   ));
 
-Deno.test("review s61: C lacks the stake of more workers of A's catch-up receipts than the room A keeps for pledges a peer needs, with more active keys pledged after them: the connect push carries those workers' pledges first, and each honest worker is paid in C as in A", () =>
+Deno.test("C lacks the stake of more workers of A's catch-up receipts than the room A keeps for pledges a peer needs, with more active keys pledged after them: the connect push carries those workers' pledges first, and each honest worker is paid in C as in A", () =>
   inLedgerSetting(
     "s61-catch-up-pledges-first",
     (setting) => workersPaidInC(setting, PLEDGE_SEND_RESERVE + 4, PLEDGES_PUSHED_ON_CONNECT + 1),
   ));
 
-Deno.test("review s61: C lacks the stake of more workers of A's catch-up receipts than A pushes on connect: those left out are sent when C refuses their receipts insufficient_stake, and each honest worker is paid in C as in A", () =>
+Deno.test("C lacks the stake of more workers of A's catch-up receipts than A pushes on connect: those left out are sent when C refuses their receipts insufficient_stake, and each honest worker is paid in C as in A", () =>
   inLedgerSetting(
     "s61-catch-up-pledges-needed",
     (setting) => workersPaidInC(setting, PLEDGES_PUSHED_ON_CONNECT + 4, 0),

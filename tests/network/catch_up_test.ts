@@ -360,7 +360,7 @@ Deno.test("a catch-up item too large for a frame is skipped and the rest are sti
 // its validator stops; C connects to A; A's validator comes back. Asserted on both ledgers after
 // the window: W is paid tokens × price in C as in A, under A's assignment.
 
-Deno.test("review s65: a ledger that connects while A's validator is down is sent A's catch-up once the validator is back: the honest worker is paid in C as in A", () =>
+Deno.test("a ledger that connects while A's validator is down is sent A's catch-up once the validator is back: the honest worker is paid in C as in A", () =>
   inLedgerSetting("s65-catch-up-validator-back", async (setting) => {
     const { dir, clock, system } = setting;
     const [a, c, worker] = [1, 2, 3].map(() => Identity.generate());

@@ -77,7 +77,7 @@ class HoldingWorker implements InferencePort {
 
 Deno.test({
   name:
-    "review s62: a worker that stops cleanly says goodbye: its job fails over, the router logs it stopped and drops it, and the dropped job is still held against it",
+    "a worker that stops cleanly says goodbye: its job fails over, the router logs it stopped and drops it, and the dropped job is still held against it",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -187,7 +187,7 @@ async function nodeAndPeer(protocols = [PEER_PROTOCOL, GOODBYE_PROTOCOL], duplex
   return { system, peer, problems };
 }
 
-Deno.test("review s62: a stopping node says goodbye (stopping) to a peer that speaks it, before its connection closes", async () => {
+Deno.test("a stopping node says goodbye (stopping) to a peer that speaks it, before its connection closes", async () => {
   const { system, peer, problems } = await nodeAndPeer();
   const reasons: string[] = [];
   peer.handle(PeerGoodbyeMessage, ({ reason }) => {
@@ -200,7 +200,7 @@ Deno.test("review s62: a stopping node says goodbye (stopping) to a peer that sp
   assert.deepEqual(problems, []);
 });
 
-Deno.test("review s62: a peer that does not offer the goodbye protocol is sent none, and sees its connection close as before", async () => {
+Deno.test("a peer that does not offer the goodbye protocol is sent none, and sees its connection close as before", async () => {
   const { system, peer, problems } = await nodeAndPeer([PEER_PROTOCOL]);
   await system.shutdown();
   await peer.closed;
@@ -209,7 +209,7 @@ Deno.test("review s62: a peer that does not offer the goodbye protocol is sent n
   assert.equal(peer.closeReason, null, "a plain close, as before goodbyes");
 });
 
-Deno.test("review s62: a goodbye the peer never reads holds the stop GOODBYE_WAIT_MS at most", async () => {
+Deno.test("a goodbye the peer never reads holds the stop GOODBYE_WAIT_MS at most", async () => {
   const timers = new FakeTimers();
   const system = new ActorSystem({ name: "review-s62-goodbye-stuck" });
   const net = await system.spawn<NetworkMessage>({
@@ -296,7 +296,7 @@ function listen(peer: Connection): string[] {
 
 Deno.test({
   name:
-    "review s63: a stopping node says goodbye to a peer whose handshake ends during the stop, and to one whose peer_up the stop discarded",
+    "a stopping node says goodbye to a peer whose handshake ends during the stop, and to one whose peer_up the stop discarded",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

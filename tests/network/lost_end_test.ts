@@ -160,7 +160,7 @@ async function lostEndThenBack(
   return receipt;
 }
 
-Deno.test("review s59: every token delivered and the worker's connection lost before its end event: the router asks the worker for its receipt on the next connection, and the honest worker is paid tokens × price in the router's ledger after the window", async () => {
+Deno.test("every token delivered and the worker's connection lost before its end event: the router asks the worker for its receipt on the next connection, and the honest worker is paid tokens × price in the router's ledger after the window", async () => {
   const t = await setUp("paid", false);
   try {
     const receipt = await lostEndThenBack(t);
@@ -182,7 +182,7 @@ Deno.test("review s59: every token delivered and the worker's connection lost be
   }
 });
 
-Deno.test("review s59: the worker's own unassigned announcement recorded first (0 credit), the router's late assignment attaches to it: paid tokens × price after the window", async () => {
+Deno.test("the worker's own unassigned announcement recorded first (0 credit), the router's late assignment attaches to it: paid tokens × price after the window", async () => {
   const t = await setUp("attached", false);
   try {
     const receipt = await lostEndThenBack(t, true);
@@ -203,7 +203,7 @@ Deno.test("review s59: the worker's own unassigned announcement recorded first (
   }
 });
 
-Deno.test("review s59: a worker's late receipt for other output than the client got is refused: nothing recorded, nothing paid", async () => {
+Deno.test("a worker's late receipt for other output than the client got is refused: nothing recorded, nothing paid", async () => {
   const t = await setUp("refused", true);
   try {
     const receipt = await lostEndThenBack(t);
@@ -227,7 +227,7 @@ Deno.test("review s59: a worker's late receipt for other output than the client 
 // `inference/serve_inference.ts`): kept only for the key that submitted the job, a bounded number
 // per key, for the challenge window. The ledger outcome is pinned in the section above.
 
-Deno.test("review s59: a worker keeps a receipt whose end event it could not send only for the key that submitted the job, a bounded number per key, for the challenge window", () => {
+Deno.test("a worker keeps a receipt whose end event it could not send only for the key that submitted the job, a bounded number per key, for the challenge window", () => {
   let now = 0;
   const kept = new UnsentReceipts(() => now);
   const receiptFor = (n: number) => ({ jobId: n.toString(16).padStart(64, "0") }) as Receipt;
@@ -534,7 +534,7 @@ async function runAsks(t: Awaited<ReturnType<typeof setUpLostEnd>>, done: () => 
   );
 }
 
-Deno.test("review s60: a worker that does not dial the router back after its end event was lost is dialled by its key and asked; the honest worker is paid tokens × price in the router's ledger", async () => {
+Deno.test("a worker that does not dial the router back after its end event was lost is dialled by its key and asked; the honest worker is paid tokens × price in the router's ledger", async () => {
   const t = await setUpLostEnd("dial");
   try {
     const worker = Identity.generate();
@@ -567,7 +567,7 @@ Deno.test("review s60: a worker that does not dial the router back after its end
   }
 });
 
-Deno.test("review s60: the dials for a lost end are bounded: not one each ask, and a node without a swarm is asked no more than that", async () => {
+Deno.test("the dials for a lost end are bounded: not one each ask, and a node without a swarm is asked no more than that", async () => {
   const t = await setUpLostEnd("bounded");
   try {
     const worker = Identity.generate();
@@ -601,7 +601,7 @@ Deno.test("review s60: the dials for a lost end are bounded: not one each ask, a
   }
 });
 
-Deno.test("review s60: lost ends of many workers dial at most MAX_LOST_END_DIALS of them at once, leaving the NetworkActor's other dials to its validator", async () => {
+Deno.test("lost ends of many workers dial at most MAX_LOST_END_DIALS of them at once, leaving the NetworkActor's other dials to its validator", async () => {
   const t = await setUpLostEnd("many");
   try {
     const keys: string[] = [];
@@ -622,7 +622,7 @@ Deno.test("review s60: lost ends of many workers dial at most MAX_LOST_END_DIALS
   }
 });
 
-Deno.test("review s60: 8 keys that each drop 8 ends do not fill the router's memory of lost ends: an honest worker's lost end after them is still asked for, and paid", async () => {
+Deno.test("8 keys that each drop 8 ends do not fill the router's memory of lost ends: an honest worker's lost end after them is still asked for, and paid", async () => {
   const t = await setUpLostEnd("fair");
   try {
     assert.equal(MAX_LOST_ENDS, 8 * MAX_LOST_ENDS_PER_WORKER, "the attack's numbers changed");
@@ -652,7 +652,7 @@ Deno.test("review s60: 8 keys that each drop 8 ends do not fill the router's mem
   }
 });
 
-Deno.test("review s60: other requester keys that drop their jobs' ends on a worker do not push out the receipt it keeps for the router: the router's late ask still gets it, and the honest worker is paid", async () => {
+Deno.test("other requester keys that drop their jobs' ends on a worker do not push out the receipt it keeps for the router: the router's late ask still gets it, and the honest worker is paid", async () => {
   const t = await setUpLostEnd("worker-fair");
   try {
     const worker = Identity.generate();
@@ -790,7 +790,7 @@ async function keptOnDisk(dir: string): Promise<string[]> {
 }
 
 for (const kept of [true, false]) {
-  Deno.test(`review s64: a router that restarts after a worker's end event was lost ${kept ? "asks for the receipt it kept on disk when the worker is back: the honest worker is paid tokens × price" : "with its lost ends in memory only forgets the receipt: the honest worker is paid nothing"}`, async () => {
+  Deno.test(`a router that restarts after a worker's end event was lost ${kept ? "asks for the receipt it kept on disk when the worker is back: the honest worker is paid tokens × price" : "with its lost ends in memory only forgets the receipt: the honest worker is paid nothing"}`, async () => {
     const t = await setUpLostEndRestart(kept ? "kept" : "memory", kept);
     try {
       const before = t.start();

@@ -170,7 +170,7 @@ function about(lines: string[], peer: PeerAddress): string[] {
   return lines.filter((line) => line.startsWith(`peer ${peer.hostname}:${peer.port}:`));
 }
 
-Deno.test("review s61 ops: a --peer that answers like an HTTP server is named as not a peer port, once for many redials", async () => {
+Deno.test("a --peer that answers like an HTTP server is named as not a peer port, once for many redials", async () => {
   // What a peer's HTTP port (or any other service) sends a client that speaks first.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const peer = { hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port };
@@ -207,7 +207,7 @@ Deno.test("review s61 ops: a --peer that answers like an HTTP server is named as
   }
 });
 
-Deno.test("review s61 ops: a --peer nobody listens on is logged once with what to check, and again when the failure changes", async () => {
+Deno.test("a --peer nobody listens on is logged once with what to check, and again when the failure changes", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const peer = { hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port };
   listener.close(); // nothing listens there now: every dial is refused
@@ -252,8 +252,7 @@ Deno.test("review s61 ops: a --peer nobody listens on is logged once with what t
 });
 
 Deno.test({
-  name:
-    "review s61 ops: Ctrl-C on a node whose swarm bootstrap never answered does not log 'swarm unavailable'",
+  name: "Ctrl-C on a node whose swarm bootstrap never answered does not log 'swarm unavailable'",
   // The swarm host is a Node.js child process with its own pipes.
   sanitizeOps: false,
   sanitizeResources: false,
@@ -300,8 +299,7 @@ Deno.test({
 // or older than goodbyes).
 
 Deno.test({
-  name:
-    "review s61 ops2: 'peer down' names the peer's address and why, when the peer goes away without a reason",
+  name: "'peer down' names the peer's address and why, when the peer goes away without a reason",
   sanitizeResources: false,
   fn: async () => {
     // B: a bare connection on a TCP listener that speaks only the peer protocol (no goodbye).
@@ -358,7 +356,7 @@ Deno.test({
 
 const LOAD = { running: 0, queued: 0, slots: 4, queueLimit: 0 };
 
-Deno.test("review s61 ops2: a job the router forwarded names its worker, in the summary and in the edge's end line", async () => {
+Deno.test("a job the router forwarded names its worker, in the summary and in the edge's end line", async () => {
   const system = new ActorSystem({ name: "review-s61-ops2-forwarded" });
   const net = await system.spawn<NetworkMessage>({
     name: "router/network",
@@ -404,7 +402,7 @@ Deno.test("review s61 ops2: a job the router forwarded names its worker, in the 
   }
 });
 
-Deno.test("review s61 ops2: a job run here (no worker in its summary) keeps the end line as it was", async () => {
+Deno.test("a job run here (no worker in its summary) keeps the end line as it was", async () => {
   const lines: string[] = [];
   const local = new TwoTokenWorker(false, "", "");
   const gateway = new InferenceGateway({ inference: local, log: (line) => lines.push(line) });
@@ -422,7 +420,7 @@ Deno.test("review s61 ops2: a job run here (no worker in its summary) keeps the 
   assert.match(ended, /^job [0-9a-f]{12} ended \(length\) after 2 tokens in \d+ ms$/);
 });
 
-Deno.test("review s61 ops2: a worker node logs each job a peer ran on it, naming the peer (its NetworkActor passes its log to the peer services)", async () => {
+Deno.test("a worker node logs each job a peer ran on it, naming the peer (its NetworkActor passes its log to the peer services)", async () => {
   const system = new ActorSystem({ name: "review-s61-ops2-served" });
   const [router, worker] = [Identity.generate(), Identity.generate()];
   const workerLines: string[] = [];

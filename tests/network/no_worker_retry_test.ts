@@ -29,7 +29,7 @@ import { SWARM_SETTLE_MS } from "../../network/_swarm_settling.ts";
 // when. It now carries `retry_after_s` (HTTP `Retry-After`): the seconds until the earliest such
 // worker may take the model again, by the routing's own clock.
 
-Deno.test("review s61: no_worker while every worker of the model is kept off it says when the first comes back", async () => {
+Deno.test("no_worker while every worker of the model is kept off it says when the first comes back", async () => {
   let clock = Date.now();
   const system = new ActorSystem({ name: "review-s61-kept-off" });
   try {
@@ -115,7 +115,7 @@ async function keptOff(now: () => number, peers: PeerAddress[] = []) {
   return { net, port, key: toHex(identity.publicKey), close: () => system.shutdown() };
 }
 
-Deno.test("review s61: a kept-off worker that is then convicted gives no_worker no retry hint", async () => {
+Deno.test("a kept-off worker that is then convicted gives no_worker no retry hint", async () => {
   const clock = Date.now();
   const r = await keptOff(() => clock);
   try {
@@ -129,7 +129,7 @@ Deno.test("review s61: a kept-off worker that is then convicted gives no_worker 
   }
 });
 
-Deno.test("review s61: kept off and still connecting, no_worker carries the smaller hint", async () => {
+Deno.test("kept off and still connecting, no_worker carries the smaller hint", async () => {
   const clock = Date.now();
   const r = await keptOff(() => clock, [deadAddress()]);
   try {
@@ -162,7 +162,7 @@ async function router(peers: PeerAddress[]) {
   return { net, port, close: () => system.shutdown() };
 }
 
-Deno.test("review s61: a router whose configured peer is not connected yet says when to retry no_worker", async () => {
+Deno.test("a router whose configured peer is not connected yet says when to retry no_worker", async () => {
   const r = await router([deadAddress()]);
   try {
     const error = await refusal(r.port.submit(job("s61-first")));
@@ -182,7 +182,7 @@ Deno.test("review s61: a router whose configured peer is not connected yet says 
   }
 });
 
-Deno.test("review s61: a router with no peer to wait for answers no_worker without a retry hint", async () => {
+Deno.test("a router with no peer to wait for answers no_worker without a retry hint", async () => {
   const r = await router([]);
   try {
     const error = await refusal(r.port.submit(job("s61-none")));
@@ -194,7 +194,7 @@ Deno.test("review s61: a router with no peer to wait for answers no_worker witho
   }
 });
 
-Deno.test("review s61: once its configured peer is connected and listed, no_worker for another model has no hint", async () => {
+Deno.test("once its configured peer is connected and listed, no_worker for another model has no hint", async () => {
   const address = deadAddress();
   const r = await router([address]);
   const identity = Identity.generate();
@@ -271,7 +271,7 @@ async function swarmNode(
 
 Deno.test({
   name:
-    "review s64: a swarm node whose host came up after the window's length is connecting for the window from its join, then settled",
+    "a swarm node whose host came up after the window's length is connecting for the window from its join, then settled",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -298,8 +298,7 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "review s64: a swarm node whose host is still starting past the window's length counts as connecting",
+  name: "a swarm node whose host is still starting past the window's length counts as connecting",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -322,7 +321,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "review s64: a swarm node whose host could not start is not connecting",
+  name: "a swarm node whose host could not start is not connecting",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {

@@ -284,7 +284,7 @@ const LOAD = { running: 1, queued: 0, slots: 4, queueLimit: 4 };
 
 Deno.test({
   name:
-    "review s63: the NetworkActor tells its peer changes: up, updated (models, hello, conviction) and down, each with the peer as the table shows it",
+    "the NetworkActor tells its peer changes: up, updated (models, hello, conviction) and down, each with the peer as the table shows it",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -355,7 +355,7 @@ Deno.test({
   },
 });
 
-Deno.test("review s63: a peer change listener that throws does not keep the change from the others", () => {
+Deno.test("a peer change listener that throws does not keep the change from the others", () => {
   const changes = new PeerChanges();
   const heard: string[] = [];
   const quiet = console.error;

@@ -407,7 +407,7 @@ Deno.test("red team s56: fresh claimants' claims do not spend the room kept for 
 // then answers. Asserted on C's ledger: every pledge of A's connect push is recorded there, with
 // its amount.
 
-Deno.test("review s65: a node connected three times to a peer while its validator is slow pushes it every pledge of its connect push: the later connections' copies of its own pledge take none of their room", async () => {
+Deno.test("a node connected three times to a peer while its validator is slow pushes it every pledge of its connect push: the later connections' copies of its own pledge take none of their room", async () => {
   const system = new ActorSystem({ name: "s65-pledge-connected-twice" });
   const dir = await Deno.makeTempDir();
   const now = () => 1_000_000; // the budgets' clock never moves: no room comes back

@@ -212,7 +212,7 @@ Deno.test("a key's two pledges: a ledger that got only one of them on connect co
 
 Deno.test({
   name:
-    "review s65: a key's two pledges of different amounts, one handed to each of two honest ledgers, convict it in both once they meet: its stake is forfeited alike",
+    "a key's two pledges of different amounts, one handed to each of two honest ledgers, convict it in both once they meet: its stake is forfeited alike",
   fn: () =>
     inLedgerSetting("s65-pledge-equivocation", async (setting) => {
       const { system } = setting;
@@ -265,7 +265,7 @@ Deno.test({
 
 const ACCUSER_STAKE = 50_000;
 
-Deno.test("review s65: a ledger that connects while A's validator is down is sent A's pledges once the validator is back: the accuser's stake is recorded in C, and A's conviction settles in C as in A", () =>
+Deno.test("a ledger that connects while A's validator is down is sent A's pledges once the validator is back: the accuser's stake is recorded in C, and A's conviction settles in C as in A", () =>
   inLedgerSetting("s65-pledge-validator-back", async (setting) => {
     const { dir, clock, system } = setting;
     const [a, c, worker, accuser, requester] = [1, 2, 3, 4, 5].map(() => Identity.generate());
@@ -338,7 +338,7 @@ class Restarting implements Actor<ValidatorMessage> {
   }
 }
 
-Deno.test("review s58: a fraud proof passed on to a peer whose validator missed its accuser's pledge (restarting) goes after the pledge again: the cheat is slashed there too, not paid", async () => {
+Deno.test("a fraud proof passed on to a peer whose validator missed its accuser's pledge (restarting) goes after the pledge again: the cheat is slashed there too, not paid", async () => {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
   const system = new ActorSystem({ name: "s58-pledge-resend" });
@@ -444,7 +444,7 @@ class RecordingLedger implements Actor<ValidatorMessage> {
   }
 }
 
-Deno.test("review s58: a claimant's pledge goes ahead of its claims once per connection while the memo is fresh, and again ahead of a claim once it is older than CARRIED_PLEDGE_TTL_MS", async () => {
+Deno.test("a claimant's pledge goes ahead of its claims once per connection while the memo is fresh, and again ahead of a claim once it is older than CARRIED_PLEDGE_TTL_MS", async () => {
   const system = new ActorSystem({ name: "s58-pledge-memo" });
   const clock = { t: START };
   try {

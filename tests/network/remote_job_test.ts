@@ -77,7 +77,7 @@ function cutShort(job: TextJob): InferenceEvent[] {
   ];
 }
 
-Deno.test("review s48: a token that ends the job with length before max_tokens, from a worker whose start names no context window, breaks the stream: the job resumes on another worker and the cutter is kept off the model", async () => {
+Deno.test("a token that ends the job with length before max_tokens, from a worker whose start names no context window, breaks the stream: the job resumes on another worker and the cutter is kept off the model", async () => {
   const system = new ActorSystem({ name: "review-s48-length" });
   const cutter = await linked((atWorker) => {
     atWorker.handle(SubmitMessage, (body) => {
@@ -200,7 +200,7 @@ function overrunner() {
 // Failed before the fix: "the worker that broke its stream after the last token stayed in favour"
 // (the client's done said error inference_stream_invalid; nothing was paid to anyone).
 Deno.test({
-  name: "review s64: a worker that sends a token after the job's last one (where its end event " +
+  name: "a worker that sends a token after the job's last one (where its end event " +
     "is due) broke its stream: the client keeps the whole text, nothing is paid, and the worker " +
     "is kept off the model like any worker whose stream broke the protocol",
   fn: async () => {
@@ -254,7 +254,7 @@ function closedAfter(list: InferenceEvent[]): ReadableStream<InferenceEvent> {
 for (const after of ["nothing", "close", "fail"] as const) {
   // Before the fix the job ended `error` (inference_stream_invalid, or the worker's code), and
   // the worker stayed first for the next job.
-  Deno.test(`review s64: a worker whose last token is followed by ${after === "nothing" ? "nothing (its connection up) for the end event's timeout" : after === "close" ? "the close of its stream, without an end event" : "an error of its own"} broke its stream: the client keeps the whole text, told it ended as its last token said, nothing is paid, and the worker is kept off the model`, async () => {
+  Deno.test(`a worker whose last token is followed by ${after === "nothing" ? "nothing (its connection up) for the end event's timeout" : after === "close" ? "the close of its stream, without an end event" : "an error of its own"} broke its stream: the client keeps the whole text, told it ended as its last token said, nothing is paid, and the worker is kept off the model`, async () => {
     const worker = await lastTokenThen(after);
     const r = await router([worker.toWorker]);
     try {
@@ -292,7 +292,7 @@ for (const after of ["nothing", "close", "fail"] as const) {
 // worker's own `error` frame or a stream break): the job ended with `invalid_body` and the worker
 // went unjudged, free to do it on every job of the model.
 
-Deno.test("review s66: a worker whose end event is refused (invalid_body) after every token is judged a broken stream: kept off the model, paid nothing", async () => {
+Deno.test("a worker whose end event is refused (invalid_body) after every token is judged a broken stream: kept off the model, paid nothing", async () => {
   const bad = await scriptedWorker((body) => {
     const list: InferenceEvent[] = [start(body.job)];
     for (let i = 0; i < TOKENS; i++) list.push(wireToken(i));
@@ -376,7 +376,7 @@ async function runJobs(r: Awaited<ReturnType<typeof router>>) {
   assert.equal(r.recorder.told.length, JOBS, "each receipt reached the validator");
 }
 
-Deno.test("review s64: a job's event stream that its worker leaves open after the end event is cancelled by the router once the end is read and the close grace passed (its request slot freed); the client and the ledger outcome are as for an honest worker", async () => {
+Deno.test("a job's event stream that its worker leaves open after the end event is cancelled by the router once the end is read and the close grace passed (its request slot freed); the client and the ledger outcome are as for an honest worker", async () => {
   const { worker, counts } = await workerThat("stays open");
   const r = await router([worker.toWorker]);
   try {
@@ -396,7 +396,7 @@ Deno.test("review s64: a job's event stream that its worker leaves open after th
   }
 });
 
-Deno.test("review s64: a job's event stream whose worker sends another event after the end event is cancelled at once, without waiting for the close grace", async () => {
+Deno.test("a job's event stream whose worker sends another event after the end event is cancelled at once, without waiting for the close grace", async () => {
   const { worker, counts } = await workerThat("sends more");
   const r = await router([worker.toWorker]);
   try {
@@ -412,7 +412,7 @@ Deno.test("review s64: a job's event stream whose worker sends another event aft
   }
 });
 
-Deno.test("review s64: an honest worker's event stream, which ends right after its end event, is never cancelled by the router (its receipt is not kept as unsent for a requester that has it)", async () => {
+Deno.test("an honest worker's event stream, which ends right after its end event, is never cancelled by the router (its receipt is not kept as unsent for a requester that has it)", async () => {
   const { worker, counts } = await workerThat("closes");
   const r = await router([worker.toWorker]);
   try {
@@ -477,7 +477,7 @@ for (const tokens of [0, 2]) {
   // Failed before the fix: the client's stream failed with reader_stalled after `tokens` tokens
   // (text "" or "ab", honestPort.resumes []), and the worker was not kept off the model.
   Deno.test({
-    name: `review s64: a worker that says the requester stopped reading after ${tokens} tokens, ` +
+    name: `a worker that says the requester stopped reading after ${tokens} tokens, ` +
       `while the router read every token at once (no time passed), is lost: the job resumes on ` +
       `the honest worker, the client gets the whole text, and the liar is kept off the model`,
 
@@ -505,7 +505,7 @@ for (const tokens of [0, 2]) {
 // Failed before the fix: the client's stream failed with reader_stalled after "ab" (the honest
 // worker was never asked: honestPort.resumes []), and the liar was not kept off the model.
 Deno.test({
-  name: "review s64: a worker that takes a job over after a lost one and at once says the " +
+  name: "a worker that takes a job over after a lost one and at once says the " +
     "requester stopped reading (the router read every token as it came) is lost in turn: the " +
     "job resumes on the third worker, and the client gets the whole text",
 
@@ -552,7 +552,7 @@ async function bufferedStaller() {
 
 for (const pausedMs of [60_000, MIN_READER_STALL_MS - 1]) {
   const believed = pausedMs >= MIN_READER_STALL_MS;
-  Deno.test(`review s64: a worker that says the requester stopped reading after the client stopped for ${pausedMs} ms, behind events the router then reads at once, is ${believed ? "believed: the client's job ends with it, no other worker is asked, and the worker stays in favour" : "not believed: the job resumes on the honest worker, and the worker is kept off the model"}`, async () => {
+  Deno.test(`a worker that says the requester stopped reading after the client stopped for ${pausedMs} ms, behind events the router then reads at once, is ${believed ? "believed: the client's job ends with it, no other worker is asked, and the worker stays in favour" : "not believed: the job resumes on the honest worker, and the worker is kept off the model"}`, async () => {
     const { worker, gaveUp } = await bufferedStaller();
     const honestPort = new Honest();
     const honest = await honestWorker(honestPort);

@@ -436,8 +436,7 @@ async function standIn(): Promise<{ dir: string; bin: string; nodePath: string }
 }
 
 Deno.test({
-  name:
-    "review s61 ops2: the swarm host refuses Deno's stand-in node with a sentence naming it, and runs nothing",
+  name: "the swarm host refuses Deno's stand-in node with a sentence naming it, and runs nothing",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -458,7 +457,7 @@ Deno.test({
   },
 });
 
-Deno.test("review s61 ops2: a bare `node` is looked up on the PATH: the stand-in first on it is named; a real node first is not", async () => {
+Deno.test("a bare `node` is looked up on the PATH: the stand-in first on it is named; a real node first is not", async () => {
   const { dir, bin } = await standIn();
   const real = join(dir, "real");
   await Deno.mkdir(real);

@@ -147,14 +147,14 @@ async function caughtCheatWhileDown(
   }
 }
 
-Deno.test("review s58: a fraud proof passed on while the peer's validator is stopped is handed to it when it starts again: the cheat is slashed there too, not paid", async () => {
+Deno.test("a fraud proof passed on while the peer's validator is stopped is handed to it when it starts again: the cheat is slashed there too, not paid", async () => {
   await caughtCheatWhileDown(
     "stopped",
     (system, restart) => stoppedValidator(system, "c/validator", restart),
   );
 });
 
-Deno.test("review s58: a fraud proof queued at a validator that crashes is handed to its next incarnation: the cheat is slashed there too, not paid", async () => {
+Deno.test("a fraud proof queued at a validator that crashes is handed to its next incarnation: the cheat is slashed there too, not paid", async () => {
   await caughtCheatWhileDown("crashed", (system, restart) =>
     crashingValidator<ValidatorMessage>(
       system,
@@ -180,7 +180,7 @@ class Taking implements Actor<ValidatorMessage> {
 const verdictFrom = (peer: string, n: number) =>
   ({ type: "verdict", verdict: { n } as never, origin: peer }) as const;
 
-Deno.test("review s58: the inbox holds a peer's evidence only up to the peer's share while no validator runs, and hands over what it held when one starts", async () => {
+Deno.test("the inbox holds a peer's evidence only up to the peer's share while no validator runs, and hands over what it held when one starts", async () => {
   const system = new ActorSystem({ name: "s58-inbox-share" });
   try {
     const inbox = new ValidatorInbox(system, "v");
@@ -200,7 +200,7 @@ Deno.test("review s58: the inbox holds a peer's evidence only up to the peer's s
   }
 });
 
-Deno.test("review s58: evidence that crashes the validator by itself is handed to MAX_HANDOVERS incarnations, then dropped", async () => {
+Deno.test("evidence that crashes the validator by itself is handed to MAX_HANDOVERS incarnations, then dropped", async () => {
   const system = new ActorSystem({ name: "s58-inbox-poison" });
   try {
     const crashes: string[] = [];
@@ -327,11 +327,11 @@ async function convictedWhileDown(
   }
 }
 
-Deno.test("review s58: a training fraud proof passed on while the peer's training validator is stopped is handed to it when it starts again: the lazy trainer is slashed there too, not paid", async () => {
+Deno.test("a training fraud proof passed on while the peer's training validator is stopped is handed to it when it starts again: the lazy trainer is slashed there too, not paid", async () => {
   await convictedWhileDown("stopped", stoppedValidator);
 });
 
-Deno.test("review s58: a training fraud proof queued at a training validator that crashes is handed to its next incarnation: the lazy trainer is slashed there too, not paid", async () => {
+Deno.test("a training fraud proof queued at a training validator that crashes is handed to its next incarnation: the lazy trainer is slashed there too, not paid", async () => {
   await convictedWhileDown(
     "crashed",
     (system, name, restart) =>
@@ -460,11 +460,11 @@ async function outcomeWhileDown(
   }
 }
 
-Deno.test("review s58: a round's outcome passed on while the peer's training validator is stopped is handed to it when it starts again: the round's trainers are credited there too", async () => {
+Deno.test("a round's outcome passed on while the peer's training validator is stopped is handed to it when it starts again: the round's trainers are credited there too", async () => {
   await outcomeWhileDown("stopped", stoppedValidator);
 });
 
-Deno.test("review s58: a round's outcome queued at a training validator that crashes is handed to its next incarnation: the round's trainers are credited there too", async () => {
+Deno.test("a round's outcome queued at a training validator that crashes is handed to its next incarnation: the round's trainers are credited there too", async () => {
   await outcomeWhileDown(
     "crashed",
     (system, name, restart) =>
@@ -523,7 +523,7 @@ async function line(system: ActorSystem, dir: string, timersR: ManualTimers) {
   };
 }
 
-Deno.test("review s60: a relay whose validator is down when the validator asks it holds the proof request until its validator is back: the honest worker is cleared, not slashed, in the asking validator's ledger", async () => {
+Deno.test("a relay whose validator is down when the validator asks it holds the proof request until its validator is back: the honest worker is cleared, not slashed, in the asking validator's ledger", async () => {
   await inLedgerSetting("s60-relay-down", async ({ system, dir }) => {
     const timersR = new ManualTimers();
     const { vValidator, atR, w, id, toV, restartR } = await line(system, dir, timersR);
@@ -557,7 +557,7 @@ Deno.test("review s60: a relay whose validator is down when the validator asks i
   });
 });
 
-Deno.test("review s60: a relay holds a proof request for its validator MAX_WAIT_MS on its connections' clock at most, then answers service_unavailable as before", async () => {
+Deno.test("a relay holds a proof request for its validator MAX_WAIT_MS on its connections' clock at most, then answers service_unavailable as before", async () => {
   await inLedgerSetting("s60-relay-down-bound", async ({ system, dir }) => {
     const timersR = new ManualTimers();
     const { atR, r, w, id, restartR } = await line(system, dir, timersR);
@@ -644,14 +644,14 @@ async function announcedWhileNetworkDown(
   });
 }
 
-Deno.test("review s60 (wire): a receipt A's validator announces while A's NetworkActor is stopped reaches C once it starts again and connects: the honest worker is paid tokens × price in C as in A", async () => {
+Deno.test("a receipt A's validator announces while A's NetworkActor is stopped reaches C once it starts again and connects: the honest worker is paid tokens × price in C as in A", async () => {
   await announcedWhileNetworkDown(
     "stopped",
     (system, restart) => stoppedValidator(system, "a/network", restart),
   );
 });
 
-Deno.test("review s60 (wire): a receipt announcement queued at A's NetworkActor when it crashes reaches C through its next incarnation: the honest worker is paid tokens × price in C as in A", async () => {
+Deno.test("a receipt announcement queued at A's NetworkActor when it crashes reaches C through its next incarnation: the honest worker is paid tokens × price in C as in A", async () => {
   await announcedWhileNetworkDown(
     "crashed",
     (system, restart) =>
@@ -665,7 +665,7 @@ Deno.test("review s60 (wire): a receipt announcement queued at A's NetworkActor 
   );
 });
 
-Deno.test("review s60 (wire): a receipt A's validator announces while A has no ledger-keeping peer reaches C when C connects: the honest worker is paid tokens × price in C as in A", async () => {
+Deno.test("a receipt A's validator announces while A has no ledger-keeping peer reaches C when C connects: the honest worker is paid tokens × price in C as in A", async () => {
   const up = () => Promise.resolve();
   await announcedWhileNetworkDown(
     "unconnected",

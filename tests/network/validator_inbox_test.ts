@@ -94,7 +94,7 @@ async function settled(promise: Promise<unknown>): Promise<boolean> {
   return done;
 }
 
-Deno.test("review s59: a request that finds no validator waits for one to start and is answered by it", async () => {
+Deno.test("a request that finds no validator waits for one to start and is answered by it", async () => {
   await withInbox("s59-wait-start", async (system, inbox, timers) => {
     const answer = inbox.ask<number>("p1", ask(7), {
       timers,
@@ -110,7 +110,7 @@ Deno.test("review s59: a request that finds no validator waits for one to start 
   });
 });
 
-Deno.test("review s59: a request waits MAX_WAIT_MS on its clock at most, then is answered unavailable and never asked", async () => {
+Deno.test("a request waits MAX_WAIT_MS on its clock at most, then is answered unavailable and never asked", async () => {
   await withInbox("s59-wait-bound", async (system, inbox, timers) => {
     const answer = inbox.ask<number>("p1", ask(1), {
       timers,
@@ -131,7 +131,7 @@ Deno.test("review s59: a request waits MAX_WAIT_MS on its clock at most, then is
   });
 });
 
-Deno.test("review s59: a request stops waiting once its requester gives up (the signal)", async () => {
+Deno.test("a request stops waiting once its requester gives up (the signal)", async () => {
   await withInbox("s59-wait-signal", async (_system, inbox, timers) => {
     const gone = new AbortController();
     const answer = inbox.ask<number>("p1", ask(1), {
@@ -146,7 +146,7 @@ Deno.test("review s59: a request stops waiting once its requester gives up (the 
   });
 });
 
-Deno.test("review s59: requests wait only up to a peer's share and the node's bound; past them they are answered unavailable at once, and a share frees as its waits end", async () => {
+Deno.test("requests wait only up to a peer's share and the node's bound; past them they are answered unavailable at once, and a share frees as its waits end", async () => {
   await withInbox("s59-wait-shares", async (system, inbox, timers) => {
     const options = { timers, unavailable: () => new Unavailable() };
     const waiting: Promise<number>[] = [];
@@ -176,7 +176,7 @@ Deno.test("review s59: requests wait only up to a peer's share and the node's bo
   });
 });
 
-Deno.test("review s59: a request queued at a validator that crashes is asked of its next incarnation, MAX_HANDOVERS times in all", async () => {
+Deno.test("a request queued at a validator that crashes is asked of its next incarnation, MAX_HANDOVERS times in all", async () => {
   await withInbox("s59-wait-crash", async (system, inbox, timers) => {
     const taken: number[] = [];
     await system.spawn<Ask>({ name: "v", factory: () => new Answering(taken, true) });
@@ -302,7 +302,7 @@ async function honestReceiptWhileDown(
   });
 }
 
-Deno.test("review s59: a receipt announced while the peer's validator is stopped is asked of it when it starts again: the honest worker is paid there as in the announcer's ledger", async () => {
+Deno.test("a receipt announced while the peer's validator is stopped is asked of it when it starts again: the honest worker is paid there as in the announcer's ledger", async () => {
   await honestReceiptWhileDown(
     "stopped",
     (system, restart) => stoppedValidator(system, "c/validator", restart),
@@ -316,7 +316,7 @@ Deno.test("review s59: a receipt announced while the peer's validator is stopped
   );
 });
 
-Deno.test("review s59: a receipt announcement queued at a validator that crashes is asked of its next incarnation: the honest worker is paid there as in the announcer's ledger", async () => {
+Deno.test("a receipt announcement queued at a validator that crashes is asked of its next incarnation: the honest worker is paid there as in the announcer's ledger", async () => {
   await honestReceiptWhileDown(
     "crashed",
     (system, restart) =>
@@ -331,7 +331,7 @@ Deno.test("review s59: a receipt announcement queued at a validator that crashes
   );
 });
 
-Deno.test("review s59: a receipt waits for a stopped validator MAX_WAIT_MS on the node's connection clock at most, then is refused service_unavailable as before: the worker goes unpaid in that ledger alone", () =>
+Deno.test("a receipt waits for a stopped validator MAX_WAIT_MS on the node's connection clock at most, then is refused service_unavailable as before: the worker goes unpaid in that ledger alone", () =>
   inLedgerSetting("s59-receipt-down-bound", async ({ dir, clock, system }) => {
     const [worker, requester] = [Identity.generate(), Identity.generate()];
     const timersC = new ManualTimers();
@@ -465,14 +465,14 @@ async function forwardedWhileDown(
   });
 }
 
-Deno.test("review s60: a forwarded job's receipt checked while the node's own validator is stopped is handed over when it starts again: the honest worker is paid tokens × price in the requester's ledger and in a peer's that hears of it only through the requester", async () => {
+Deno.test("a forwarded job's receipt checked while the node's own validator is stopped is handed over when it starts again: the honest worker is paid tokens × price in the requester's ledger and in a peer's that hears of it only through the requester", async () => {
   await forwardedWhileDown(
     "stopped",
     (system, restart) => stoppedValidator(system, "a/validator", restart),
   );
 });
 
-Deno.test("review s60: a forwarded job's receipt queued at the node's own validator when it crashes is handed to its next incarnation: the honest worker is paid tokens × price in the requester's ledger and in a peer's that hears of it only through the requester", async () => {
+Deno.test("a forwarded job's receipt queued at the node's own validator when it crashes is handed to its next incarnation: the honest worker is paid tokens × price in the requester's ledger and in a peer's that hears of it only through the requester", async () => {
   await forwardedWhileDown(
     "crashed",
     (system, restart) =>
@@ -495,7 +495,7 @@ class Taking implements Actor<ValidatorMessage> {
   }
 }
 
-Deno.test("review s60: the node's own receipts are held in a share of their own: peers' evidence filling the inbox while the validator is down does not crowd them out, and one worker's receipts take at most an eighth of it", async () => {
+Deno.test("the node's own receipts are held in a share of their own: peers' evidence filling the inbox while the validator is down does not crowd them out, and one worker's receipts take at most an eighth of it", async () => {
   const system = new ActorSystem({ name: "s60-assign-own-share" });
   try {
     const inbox = new ValidatorInbox<ValidatorMessage>(system, "v");

@@ -648,7 +648,7 @@ Deno.test("a configuration file path led by ~ (--config, VERIFLOW_CONFIG) is ref
 // find which one, where `--port abc` says `got "abc"`. The refusal now quotes the address it
 // refused.
 
-Deno.test("review s61 ops2: a malformed --peer is refused quoting the address, among several", async () => {
+Deno.test("a malformed --peer is refused quoting the address, among several", async () => {
   await assert.rejects(
     resolveStartConfig([
       "--peer",
@@ -662,7 +662,7 @@ Deno.test("review s61 ops2: a malformed --peer is refused quoting the address, a
   );
 });
 
-Deno.test("review s61 ops2: a DHT bootstrap without a port is refused quoting it", async () => {
+Deno.test("a DHT bootstrap without a port is refused quoting it", async () => {
   await assert.rejects(
     resolveStartConfig(["--swarm-bootstrap", "1.2.3.4"]),
     /network\.swarm\.bootstrap\.0: expected HOST:PORT with a port 1–65535, got "1\.2\.3\.4"/,

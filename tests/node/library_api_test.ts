@@ -271,7 +271,7 @@ function portIsFree(port: number): boolean {
   }
 }
 
-Deno.test("review s61: a node held with `await using` is shut down when its block throws: its HTTP port is free again and `finished` has resolved", async () => {
+Deno.test("a node held with `await using` is shut down when its block throws: its HTTP port is free again and `finished` has resolved", async () => {
   const dir = await Deno.makeTempDir();
   // Every node started, so that the test stops what the block may have leaked (before the fix,
   // `await using` threw a TypeError and left the node running).
@@ -305,7 +305,7 @@ Deno.test("review s61: a node held with `await using` is shut down when its bloc
   }
 });
 
-Deno.test("review s61: a VeriflowNode, a TextModel, a ModelRegistry and a Connection are AsyncDisposable in their types", () => {
+Deno.test("a VeriflowNode, a TextModel, a ModelRegistry and a Connection are AsyncDisposable in their types", () => {
   // Compile-time: `deno check` refuses these assignments when the types do not say so.
   const takes = (_: AsyncDisposable) => {};
   const node = null as unknown as VeriflowNode;
@@ -319,7 +319,7 @@ Deno.test("review s61: a VeriflowNode, a TextModel, a ModelRegistry and a Connec
   }
 });
 
-Deno.test("review s61: a TextModel held with `await using` is disposed when its block throws: it refuses work afterwards", async () => {
+Deno.test("a TextModel held with `await using` is disposed when its block throws: it refuses work afterwards", async () => {
   const dir = await Deno.makeTempDir();
   const loaded: TextModel[] = [];
   try {
@@ -346,7 +346,7 @@ Deno.test("review s61: a TextModel held with `await using` is disposed when its 
   }
 });
 
-Deno.test("review s61: a ModelRegistry held with `await using` closes when its block throws: the models it loaded are disposed and it lists none", async () => {
+Deno.test("a ModelRegistry held with `await using` closes when its block throws: the models it loaded are disposed and it lists none", async () => {
   const dir = await Deno.makeTempDir();
   const registries: ModelRegistry[] = [];
   try {
@@ -373,7 +373,7 @@ Deno.test("review s61: a ModelRegistry held with `await using` closes when its b
   }
 });
 
-Deno.test("review s61: a Connection held with `await using` closes when its block throws: the peer sees it end", async () => {
+Deno.test("a Connection held with `await using` closes when its block throws: the peer sees it end", async () => {
   const pair = connectedPair({ keepaliveMs: 0, idleTimeoutMs: 0 }, {
     keepaliveMs: 0,
     idleTimeoutMs: 0,
@@ -393,7 +393,7 @@ Deno.test("review s61: a Connection held with `await using` closes when its bloc
   }
 });
 
-Deno.test("review s61: parseNodeConfig's parameter is typed (NodeConfigInput): a misspelt key is a type error, and still a ConfigError with a suggestion at run time", () => {
+Deno.test("parseNodeConfig's parameter is typed (NodeConfigInput): a misspelt key is a type error, and still a ConfigError with a suggestion at run time", () => {
   const typed: NodeConfigInput = { http: { port: 0 }, network: { listening: false } };
   assert.equal(parseNodeConfig(typed).http.port, 0);
   assert.throws(
@@ -410,7 +410,7 @@ Deno.test("review s61: parseNodeConfig's parameter is typed (NodeConfigInput): a
   );
 });
 
-Deno.test("review s61: a string that is no CID is refused in the project's words, naming what a CID looks like, with the parser's reason kept as the cause", () => {
+Deno.test("a string that is no CID is refused in the project's words, naming what a CID looks like, with the parser's reason kept as the cause", () => {
   for (const refuse of [() => cidDigest("not-a-cid"), () => canonicalCid("not-a-cid")]) {
     assert.throws(refuse, (error: unknown) => {
       assert.ok(error instanceof InvalidCidError);
@@ -424,14 +424,14 @@ Deno.test("review s61: a string that is no CID is refused in the project's words
   }
 });
 
-Deno.test("review s61: QueuePosition's own summary says what it is (an editor's hover shows no module doc)", async () => {
+Deno.test("QueuePosition's own summary says what it is (an editor's hover shows no module doc)", async () => {
   const doc = await docOf("inference/queue_position.ts", "QueuePosition");
   assert.doesNotMatch(doc, /^See the module doc/);
   assert.match(doc.split("\n")[0], /queued job/);
   assert.match(doc, /onQueued/);
 });
 
-Deno.test("review s61: verifyReceipt's JSDoc says what a check without `job` leaves unproven", async () => {
+Deno.test("verifyReceipt's JSDoc says what a check without `job` leaves unproven", async () => {
   const doc = await docOf("protocols/receipt.ts", "verifyReceipt");
   assert.match(doc, /Without `job`/);
   assert.match(doc, /some job/);

@@ -252,7 +252,7 @@ function registryOf(
 
 type InferenceMsg = { type: "start"; id: string } | { type: "end"; name: string };
 
-Deno.test("review s50: /metrics has no series per job: the per-job runners (temporary, never restarted) are not in veriflow_actor_restarts_total", async () => {
+Deno.test("/metrics has no series per job: the per-job runners (temporary, never restarted) are not in veriflow_actor_restarts_total", async () => {
   const system = new ActorSystem({ name: "node" });
   // What the inference actor does per job: a linked runner named after the job id and a
   // sequence number (`#spawnRunner`), temporary, stopped when the job ends.
@@ -324,7 +324,7 @@ async function connectAs(
   return peer;
 }
 
-Deno.test("review s50: a peer connected twice has one veriflow_peer_jobs and one veriflow_peer_stored_bytes series, and /metrics stays valid", async () => {
+Deno.test("a peer connected twice has one veriflow_peer_jobs and one veriflow_peer_stored_bytes series, and /metrics stays valid", async () => {
   const system = new ActorSystem({ name: "s50-peer-twice" });
   const net = await system.spawn<NetworkMessage>({
     name: "node/network",

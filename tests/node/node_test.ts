@@ -571,7 +571,7 @@ Deno.test("the heartbeat starts no beat while one waits on a wedged actor, and l
 //
 // @module
 
-Deno.test("review s48: a receipt another key signed for a job does not make this node refuse the job as already finished; its own does", async () => {
+Deno.test("a receipt another key signed for a job does not make this node refuse the job as already finished; its own does", async () => {
   const dir = await Deno.makeTempDir();
   const node = await startNode(
     parseNodeConfig({

@@ -138,7 +138,7 @@ const ACROSS_NODES_MS = 20_000;
 
 Deno.test({
   name:
-    "review s60 (node): a forwarded job's receipt queued at the forwarding node's validator when it crashes reaches its next incarnation: the honest worker is paid tokens × price in the forwarding node's ledger and in a peer's that hears of it only through it",
+    "a forwarded job's receipt queued at the forwarding node's validator when it crashes reaches its next incarnation: the honest worker is paid tokens × price in the forwarding node's ledger and in a peer's that hears of it only through it",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {

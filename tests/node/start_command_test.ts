@@ -612,7 +612,7 @@ Deno.test("a DHT bootstrap node at port 0 is refused the same way; real ports st
 // peer claims our own key` line for every redial, neither saying that the address was the node's
 // own. It is now refused at start, like a `--p2p-port` equal to `--port`.
 
-Deno.test("review s61 ops: a --peer that is the node's own peer port is refused at start, naming it", async () => {
+Deno.test("a --peer that is the node's own peer port is refused at start, naming it", async () => {
   await assert.rejects(
     resolveStartConfig([
       "--p2p-port",
@@ -636,7 +636,7 @@ Deno.test("review s61 ops: a --peer that is the node's own peer port is refused 
   );
 });
 
-Deno.test("review s61 ops: the same port on another host, another port, or no listener is no self-dial", async () => {
+Deno.test("the same port on another host, another port, or no listener is no self-dial", async () => {
   const ok = async (args: string[]) => (await resolveStartConfig(args)).config.network.peers;
   // Another machine's node on the default port, from a node listening on every interface.
   assert.deepEqual(
@@ -655,7 +655,7 @@ Deno.test("review s61 ops: the same port on another host, another port, or no li
 // The common `--peer` slip is the peer's HTTP `--port` in place of its `--p2p-port`; the help line
 // said only `dial this peer`. It now says which port.
 
-Deno.test("review s61 ops2: start's help says --peer takes the peer's --p2p-port, not its HTTP --port", () => {
+Deno.test("start's help says --peer takes the peer's --p2p-port, not its HTTP --port", () => {
   const line = START_HELP.split("\n").find((l) => l.trimStart().startsWith("--peer "));
   assert.ok(line !== undefined, "a --peer line");
   const block = START_HELP.slice(START_HELP.indexOf(line), START_HELP.indexOf("--swarm "));

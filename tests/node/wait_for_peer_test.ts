@@ -20,7 +20,7 @@ import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 
 const NO_ROLES = { inference: false, prover: false, validator: false, storage: false };
 
-Deno.test("review s61: VeriflowNode.peers() lists the node's connected peers, and a node with no peer none", async () => {
+Deno.test("VeriflowNode.peers() lists the node's connected peers, and a node with no peer none", async () => {
   const dirs = await Promise.all([0, 1, 2].map(() => Deno.makeTempDir({ prefix: "lib3-s61-" })));
   try {
     await using b = await startNode(parseNodeConfig({
@@ -98,7 +98,7 @@ function fakeNode() {
   return { table, timers, changes, stop, source, looks: () => looks };
 }
 
-Deno.test("review s62: waitForPeer resolves at once with a peer already connected that matches", async () => {
+Deno.test("waitForPeer resolves at once with a peer already connected that matches", async () => {
   const node = fakeNode();
   node.table.push(peer("aa"), peer("bb", ["m"]));
   const found = await waitForPeer(node.source, (p) => p.models.includes("m"));
@@ -107,7 +107,7 @@ Deno.test("review s62: waitForPeer resolves at once with a peer already connecte
   assert.equal((await waitForPeer(node.source)).key, "aa", "no predicate: any peer");
 });
 
-Deno.test("review s62: waitForPeer resolves with a peer that connects (or lists the model) later", async () => {
+Deno.test("waitForPeer resolves with a peer that connects (or lists the model) later", async () => {
   const node = fakeNode();
   node.table.push(peer("aa"));
   const waiting = waitForPeer(node.source, (p) => p.models.includes("m"));
@@ -126,7 +126,7 @@ Deno.test("review s62: waitForPeer resolves with a peer that connects (or lists 
   assert.equal(node.looks(), 1, "the table was read once");
 });
 
-Deno.test("review s62: waitForPeer rejects with the signal's reason when it aborts, and stops looking", async () => {
+Deno.test("waitForPeer rejects with the signal's reason when it aborts, and stops looking", async () => {
   const node = fakeNode();
   const abort = new AbortController();
   const waiting = waitForPeer(node.source, () => true, { signal: abort.signal });
@@ -144,7 +144,7 @@ Deno.test("review s62: waitForPeer rejects with the signal's reason when it abor
   assert.equal(node.looks(), looks);
 });
 
-Deno.test("review s62: waitForPeer rejects with NodeStoppedError when the node stops, and stops looking", async () => {
+Deno.test("waitForPeer rejects with NodeStoppedError when the node stops, and stops looking", async () => {
   const node = fakeNode();
   const waiting = waitForPeer(node.source);
   await turns(2);
@@ -159,7 +159,7 @@ Deno.test("review s62: waitForPeer rejects with NodeStoppedError when the node s
   await assert.rejects(waitForPeer(node.source), NodeStoppedError);
 });
 
-Deno.test("review s62: waitForPeer rejects with what the predicate throws", async () => {
+Deno.test("waitForPeer rejects with what the predicate throws", async () => {
   const node = fakeNode();
   node.table.push(peer("aa"));
   const bad = new TypeError("bad predicate");
@@ -171,7 +171,7 @@ Deno.test("review s62: waitForPeer rejects with what the predicate throws", asyn
   );
 });
 
-Deno.test("review s62: VeriflowNode.waitForPeer resolves when a peer connects later, and rejects on abort and on shutdown", async () => {
+Deno.test("VeriflowNode.waitForPeer resolves when a peer connects later, and rejects on abort and on shutdown", async () => {
   const dirs = await Promise.all([0, 1].map(() => Deno.makeTempDir({ prefix: "s62-wait-" })));
   try {
     await using b = await startNode(parseNodeConfig({
@@ -237,7 +237,7 @@ function fakeNodeWaitForPeer(answer?: () => Promise<PeerInfo[]>) {
   return { table, timers, changes, stop, source, reads: () => reads };
 }
 
-Deno.test("review s63: waitForPeer reads the table once, then resolves on the change that shows the peer, with no timer armed", async () => {
+Deno.test("waitForPeer reads the table once, then resolves on the change that shows the peer, with no timer armed", async () => {
   const node = fakeNodeWaitForPeer();
   node.table.push(peer("aa"));
   const waiting = waitForPeer(node.source, (p) => p.models.includes("m"));
@@ -257,7 +257,7 @@ Deno.test("review s63: waitForPeer reads the table once, then resolves on the ch
   assert.equal(node.changes.size, 0, "the wait no longer hears changes");
 });
 
-Deno.test("review s63: waitForPeer hears a change told while its read is under way, and a peer going down is no match", async () => {
+Deno.test("waitForPeer hears a change told while its read is under way, and a peer going down is no match", async () => {
   const read = Promise.withResolvers<PeerInfo[]>();
   const node = fakeNodeWaitForPeer(() => read.promise);
   const waiting = waitForPeer(node.source, (p) => p.key === "cc");
@@ -270,7 +270,7 @@ Deno.test("review s63: waitForPeer hears a change told while its read is under w
   read.resolve([]);
 });
 
-Deno.test("review s63: a failed read of the table is made again after PEER_TABLE_RETRY_MS", async () => {
+Deno.test("a failed read of the table is made again after PEER_TABLE_RETRY_MS", async () => {
   let fail = true;
   const node = fakeNodeWaitForPeer(() =>
     fail ? Promise.reject(new Error("restarting")) : Promise.resolve([peer("aa")])
@@ -287,7 +287,7 @@ Deno.test("review s63: a failed read of the table is made again after PEER_TABLE
   assert.equal(node.timers.armed.size, 0);
 });
 
-Deno.test("review s63: waitForPeer stops hearing changes when its signal aborts, when the node stops, or when the predicate throws", async () => {
+Deno.test("waitForPeer stops hearing changes when its signal aborts, when the node stops, or when the predicate throws", async () => {
   const node = fakeNodeWaitForPeer();
   const abort = new AbortController();
   const aborted = waitForPeer(node.source, () => false, { signal: abort.signal });

@@ -179,7 +179,7 @@ function honestRun(job: TextJob, worker: Identity, seed?: number): Promise<Prove
   return proveJob(job, manualStream(() => f.honest, ids, job.params, { seed }), worker);
 }
 
-Deno.test("review s47: every computation cheat the threat model lists ends fraud in the ledger: not paid, slashed, finder rewarded", async () => {
+Deno.test("every computation cheat the threat model lists ends fraud in the ledger: not paid, slashed, finder rewarded", async () => {
   await withLedger(async (t) => {
     let n = 0;
     const job = (overrides: Partial<TextJob> = {}) =>
@@ -254,7 +254,7 @@ Deno.test("review s47: every computation cheat the threat model lists ends fraud
   });
 });
 
-Deno.test("review s47: a worker that emits an out-of-vocabulary token id (no computation behind it) is slashed", async () => {
+Deno.test("a worker that emits an out-of-vocabulary token id (no computation behind it) is slashed", async () => {
   await withLedger(async (t) => {
     const j = textJob(t.requester, "oov", JOB);
     const run = await honestRun(j, t.worker);
@@ -270,7 +270,7 @@ Deno.test("review s47: a worker that emits an out-of-vocabulary token id (no com
   });
 });
 
-Deno.test("review s47: honest receipts with top logprobs asked, stop strings and a maxTokens cut are valid (calibrated)", async () => {
+Deno.test("honest receipts with top logprobs asked, stop strings and a maxTokens cut are valid (calibrated)", async () => {
   const c = await loadCalibratedFixture();
   const worker = Identity.generate();
   const validator = Identity.generate();
@@ -320,7 +320,7 @@ Deno.test("review s47: honest receipts with top logprobs asked, stop strings and
 // A sequential test's rejection stands once the evidence crossed the limit (Ville's bound is on
 // ever crossing it), so the record keeps a conviction, and a convicted worker's receipt that
 // passes over an end is steering whatever else it shows.
-Deno.test("review s47: a convicted steerer cannot buy its conviction back by taking a few ends", async () => {
+Deno.test("a convicted steerer cannot buy its conviction back by taking a few ends", async () => {
   const record = new SteeringRecord();
   const key = "steerer";
   record.add(key, { passed: 26, taken: 0 });

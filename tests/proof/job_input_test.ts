@@ -292,7 +292,7 @@ async function* oneToken(vocab: number): AsyncIterable<ProverChunk> {
   yield { index: 0, tokenId: 65, text: "A", logits: new Float32Array(vocab) };
 }
 
-Deno.test("review s54: jobPromptText refuses an input that with its job passes MAX_NETWORK_JOB_BYTES (input_too_large)", () => {
+Deno.test("jobPromptText refuses an input that with its job passes MAX_NETWORK_JOB_BYTES (input_too_large)", () => {
   const { job, input } = oversizeJob("m");
   let code = "accepted";
   try {
@@ -303,7 +303,7 @@ Deno.test("review s54: jobPromptText refuses an input that with its job passes M
   assert.equal(code, "input_too_large");
 });
 
-Deno.test("review s54: a receipt for a job whose input passes the network job bound is not a fraud proof no frame carries, but withheld-invalid", async () => {
+Deno.test("a receipt for a job whose input passes the network job bound is not a fraud proof no frame carries, but withheld-invalid", async () => {
   const f = await loadFixture();
   const cid = f.honest.info.cid;
   const { job, input } = oversizeJob(cid);
@@ -328,7 +328,7 @@ Deno.test("review s54: a receipt for a job whose input passes the network job bo
   assert.equal(result.fraudProof, undefined);
 });
 
-Deno.test("review s54: a validator without the model does not clear proof data served without the job's input", async () => {
+Deno.test("a validator without the model does not clear proof data served without the job's input", async () => {
   const f = await loadFixture();
   const cid = f.honest.info.cid;
   const stored = new TextEncoder().encode("Notes: the river rose.\n");

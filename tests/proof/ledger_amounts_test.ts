@@ -160,7 +160,7 @@ const MULTIPLIER = 20;
 
 const terms = (round: number): TrainingRoundTerms => ({ round, startModel: START, steps: 4 });
 
-Deno.test("review s44: a trainer's equivocation on a paid round after a slash took its stake never drives the stake below zero, live or reopened", () =>
+Deno.test("a trainer's equivocation on a paid round after a slash took its stake never drives the stake below zero, live or reopened", () =>
   withLedgerDir(async (dir, clock) => {
     const options = {
       now: () => clock.t,

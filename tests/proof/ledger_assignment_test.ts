@@ -418,7 +418,7 @@ async function settle(assignedFirst: boolean) {
   return out!;
 }
 
-Deno.test("review s48: an assignment that comes after the owner's undecided challenge is kept, earning nothing: a second worker's contradicting assignment is not paid, as when it came first", async () => {
+Deno.test("an assignment that comes after the owner's undecided challenge is kept, earning nothing: a second worker's contradicting assignment is not paid, as when it came first", async () => {
   const control = await settle(true);
   assert.deepEqual(control, { a: 0, b: 0, aRequester: true, bRecorded: false });
   assert.deepEqual(await settle(false), control);
@@ -430,7 +430,7 @@ Deno.test("review s48: an assignment that comes after the owner's undecided chal
 // the index from the log, and an index an earlier version built (one that applied the receipt
 // before the marker existed).
 
-Deno.test("review s48: a receipt recorded uncredited stays unpaid on a late assignment after the index is rebuilt from the log, and after an upgrade from an index built before the marker", () =>
+Deno.test("a receipt recorded uncredited stays unpaid on a late assignment after the index is rebuilt from the log, and after an upgrade from an index built before the marker", () =>
   withLedgerDir(async (dir, clock) => {
     const owner = Identity.generate();
     const worker = Identity.generate();

@@ -101,7 +101,7 @@ async function settle(
   return out!;
 }
 
-Deno.test("review s62: honest ledgers that get the same evidence in 20 different orders end with the same balances, stakes, slashes and receipt statuses", async () => {
+Deno.test("honest ledgers that get the same evidence in 20 different orders end with the same balances, stakes, slashes and receipt statuses", async () => {
   const world = buildWorld();
   await withoutFsync(async () => {
     const reference = await settle(world, world.evidence, 100);
@@ -138,7 +138,7 @@ Deno.test("review s62: honest ledgers that get the same evidence in 20 different
   });
 });
 
-Deno.test("review s62: a proof that reaches a ledger after its receipt's window is the one order meant to end otherwise (the cheat paid there), while one taken inside the window and checked after it ends as inside", async () => {
+Deno.test("a proof that reaches a ledger after its receipt's window is the one order meant to end otherwise (the cheat paid there), while one taken inside the window and checked after it ends as inside", async () => {
   const { w2, v1 } = parties;
   const cheat = receipt(6221, 12, w2);
   const id = receiptId(cheat);
@@ -342,7 +342,7 @@ Deno.test({
 /** The seeds of the orders tried: fixed, so every run tries the same 20. */
 const TRAINING_SEEDS = Array.from({ length: 20 }, (_, i) => 6300 + i);
 
-Deno.test("review s63: honest ledgers that get the same training evidence in 20 different orders end with the same balances, stakes, slashes and receipt statuses", async () => {
+Deno.test("honest ledgers that get the same training evidence in 20 different orders end with the same balances, stakes, slashes and receipt statuses", async () => {
   const world = buildTrainingWorld();
   await withoutFsync(async () => {
     const reference = await settleTraining(world.slots, world.evidence, 200);
@@ -484,7 +484,7 @@ const pledges = () => [pledge("pledge t1", t1, 10_000), pledge("pledge v1", v1, 
 
 Deno.test({
   name:
-    "review s63: a confirmed proof about a trainer's recorded receipt pays its accuser whether the contradicting receipt came before it or after (60 orders)",
+    "a confirmed proof about a trainer's recorded receipt pays its accuser whether the contradicting receipt came before it or after (60 orders)",
   fn: async () => {
     const evidence = [
       ...pledges(),
@@ -503,7 +503,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s63: a confirmed proof about the contradicting receipt a ledger did not record pays its accuser there too (60 orders)",
+    "a confirmed proof about the contradicting receipt a ledger did not record pays its accuser there too (60 orders)",
   // Was held for its receipt forever in all 60 orders, the accuser unpaid.
   fn: async () => {
     const evidence = [
@@ -522,7 +522,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s63: a refuted proof about either of a trainer's contradicting receipts costs its accuser the penalty in every order (120 orders)",
+    "a refuted proof about either of a trainer's contradicting receipts costs its accuser the penalty in every order (120 orders)",
   // Was held forever, free, in the 60 orders where the other receipt came first.
   fn: async () => {
     const evidence = [
@@ -541,7 +541,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s63: a trainer whose larger contradicting receipt its stake could not back is slashed whether that receipt came first or second (6 orders)",
+    "a trainer whose larger contradicting receipt its stake could not back is slashed whether that receipt came first or second (6 orders)",
   // Refused `insufficient_stake` first, the larger claim was forgotten and the smaller paid (3 of
   // 6 orders). It is kept as the trainer's claim for the round now (`unrecorded_claim`,
   // `proof/_ledger_stake_refused.ts`, stop 64).

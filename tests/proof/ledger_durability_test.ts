@@ -79,7 +79,7 @@ Deno.test("ledger: a new ledger syncs its directory once ledger.log and index.sq
 // and the names of the ledger's files and directories, which a power cut loses unless their
 // directory was synced.
 
-Deno.test("review s45: a torn last append whose zeros cover only its signer is cut on open, at every byte of the signer", () =>
+Deno.test("a torn last append whose zeros cover only its signer is cut on open, at every byte of the signer", () =>
   withLedgerDir(async (dir, clock) => {
     let ledger = await Ledger.open(dir, owner, { now: () => clock.t });
     await ledger.deposit(staker.publicKey, 100);
@@ -191,7 +191,7 @@ class PowerCut {
   }
 }
 
-Deno.test("review s45: a ledger first opened by a process killed before its directory sync keeps acknowledged entries through a power cut", () =>
+Deno.test("a ledger first opened by a process killed before its directory sync keeps acknowledged entries through a power cut", () =>
   withLedgerDir(async (parent, clock) => {
     const dir = `${parent}/ledger`;
     const power = new PowerCut();
@@ -231,7 +231,7 @@ Deno.test("review s45: a ledger first opened by a process killed before its dire
     }
   }));
 
-Deno.test("review s45: a ledger whose directory's parent is new too keeps acknowledged entries through a power cut", () =>
+Deno.test("a ledger whose directory's parent is new too keeps acknowledged entries through a power cut", () =>
   withLedgerDir(async (root, clock) => {
     const dir = `${root}/data/ledger`;
     const power = new PowerCut();
@@ -253,7 +253,7 @@ Deno.test("review s45: a ledger whose directory's parent is new too keeps acknow
     }
   }));
 
-Deno.test("review s45: an entry a killed process wrote but never fsync'd, kept by the next open and covered by its checkpoint, survives a power cut", () =>
+Deno.test("an entry a killed process wrote but never fsync'd, kept by the next open and covered by its checkpoint, survives a power cut", () =>
   withLedgerDir(async (dir, clock) => {
     let ledger = await Ledger.open(dir, owner, { now: () => clock.t });
     await ledger.deposit(staker.publicKey, 100);
@@ -320,7 +320,7 @@ Deno.test("review s45: an entry a killed process wrote but never fsync'd, kept b
 
 const M = DEFAULT_ECONOMICS.slashMultiplier;
 
-Deno.test("review s51: a steering conviction over more paid receipts than one entry can list is settled, and the ledger still opens with the cut", () =>
+Deno.test("a steering conviction over more paid receipts than one entry can list is settled, and the ledger still opens with the cut", () =>
   withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const steerer = Identity.generate();
@@ -369,7 +369,7 @@ Deno.test("review s51: a steering conviction over more paid receipts than one en
     assert.equal(report.entries, 2 * count + 3); // genesis, deposit, receipts, finals, steering
   }));
 
-Deno.test("review s51: an entry too large to read back is refused before it is written, never acknowledged; the ledger opens with everything it acknowledged", () =>
+Deno.test("an entry too large to read back is refused before it is written, never acknowledged; the ledger opens with everything it acknowledged", () =>
   withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const worker = Identity.generate();
@@ -418,7 +418,7 @@ Deno.test("review s51: an entry too large to read back is refused before it is w
     }
   }));
 
-Deno.test("review s51: an index whose kept position does not parse (a damaged row SQLite reads without complaint) is rebuilt from the log on open", async () => {
+Deno.test("an index whose kept position does not parse (a damaged row SQLite reads without complaint) is rebuilt from the log on open", async () => {
   for (const damaged of ['{"seq":12,"he', "null", "7"]) {
     await withLedgerDir(async (dir, clock) => {
       const me = Identity.generate();

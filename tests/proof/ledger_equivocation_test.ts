@@ -103,7 +103,7 @@ async function settle(
   return outcome;
 }
 
-Deno.test("review s54: a worker's two contradicting receipts for one job cost it the same on every ledger, whichever arrives first, and whether a fraud proof convicted the first", async () => {
+Deno.test("a worker's two contradicting receipts for one job cost it the same on every ledger, whichever arrives first, and whether a fraud proof convicted the first", async () => {
   const worker = Identity.generate();
   const small = receipt(5401, 10, worker);
   const big = resigned(small, { tokenCount: 1_000, outputHash: "77".repeat(32) }, worker);
@@ -125,7 +125,7 @@ Deno.test("review s54: a worker's two contradicting receipts for one job cost it
 const PER_STEP = 10;
 const terms: TrainingRoundTerms = { round: 1, startModel: START, steps: 8 };
 
-Deno.test("review s54: a trainer's two receipts for one round cost it the same on every ledger, whichever arrives first, and whether a fraud proof convicted the first", async () => {
+Deno.test("a trainer's two receipts for one round cost it the same on every ledger, whichever arrives first, and whether a fraud proof convicted the first", async () => {
   const trainer = Identity.generate();
   const small = trainingReceipt(trainer, 1, 1, "d1");
   const big = trainingReceipt(trainer, 1, 8, "d2");
@@ -175,7 +175,7 @@ Deno.test("review s54: a trainer's two receipts for one round cost it the same o
   }
 });
 
-Deno.test("review s54: a confirmed fraud proof about the worker's other, larger claim for a job costs it and rewards its accuser as where that claim was recorded; the claim arriving later adds nothing", async () => {
+Deno.test("a confirmed fraud proof about the worker's other, larger claim for a job costs it and rewards its accuser as where that claim was recorded; the claim arriving later adds nothing", async () => {
   const worker = Identity.generate();
   const small = receipt(5403, 10, worker);
   const big = resigned(small, { tokenCount: 1_000, outputHash: "88".repeat(32) }, worker);

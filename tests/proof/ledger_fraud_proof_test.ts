@@ -184,7 +184,7 @@ Deno.test("ledger: a refuted proof that comes after the receipt was slashed stil
 // (`FraudSettlement.takenAt`): reopened, the log replays to the same balances, and a receipt held
 // unpaid for a refuted one is paid once, live or reopened.
 
-Deno.test("review s44 diff: settlements taken after the window by their takenAt replay to the same balances when the ledger is reopened, and the held receipt is paid once", () =>
+Deno.test("settlements taken after the window by their takenAt replay to the same balances when the ledger is reopened, and the held receipt is paid once", () =>
   withLedgerDir(async (dir, clock) => {
     const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
     let ledger = await Ledger.open(dir, owner, options);
@@ -478,7 +478,7 @@ async function setup() {
   };
 }
 
-Deno.test("review s46: a confirmed proof against the worker's variant B of a job settles the ledger that recorded its variant A: slashed, not paid, the accuser rewarded", async () => {
+Deno.test("a confirmed proof against the worker's variant B of a job settles the ledger that recorded its variant A: slashed, not paid, the accuser rewarded", async () => {
   const t = await setup();
   try {
     const { job, a, proof } = await t.variants();
@@ -500,7 +500,7 @@ Deno.test("review s46: a confirmed proof against the worker's variant B of a job
   }
 });
 
-Deno.test("review s46: a proof against variant B that arrives before variant A is recorded settles it once A comes in", async () => {
+Deno.test("a proof against variant B that arrives before variant A is recorded settles it once A comes in", async () => {
   const t = await setup();
   try {
     const { job, a, b, proof } = await t.variants();
@@ -521,7 +521,7 @@ Deno.test("review s46: a proof against variant B that arrives before variant A i
   }
 });
 
-Deno.test("review s46: a copier's variant of an honest worker's receipt convicts the copier, never the worker who did not sign it", async () => {
+Deno.test("a copier's variant of an honest worker's receipt convicts the copier, never the worker who did not sign it", async () => {
   const t = await setup();
   try {
     const copier = Identity.generate();
@@ -559,7 +559,7 @@ async function ledgerWith(dir: string, clock: { t: number }) {
   return ledger;
 }
 
-Deno.test("review s46: the ledger settles a proof about the worker's variant against its recorded receipt, once; the same proof again is refused; a restart replays the outcome", async () => {
+Deno.test("the ledger settles a proof about the worker's variant against its recorded receipt, once; the same proof again is refused; a restart replays the outcome", async () => {
   await withLedgerDir(async (dir, clock) => {
     let ledger = await ledgerWith(dir, clock);
     const a = fixtureReceipt(4_601, 40, worker);
@@ -594,7 +594,7 @@ Deno.test("review s46: the ledger settles a proof about the worker's variant aga
   });
 });
 
-Deno.test("review s46: the ledger never charges a worker for a variant it did not sign, nor for another job; another key's receipt for the job convicts that key (review s62); a refuted proof about a variant stays refuted", async () => {
+Deno.test("the ledger never charges a worker for a variant it did not sign, nor for another job; another key's receipt for the job convicts that key (review s62); a refuted proof about a variant stays refuted", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await ledgerWith(dir, clock);
     await ledger.deposit(other.publicKey, 1_000_000);

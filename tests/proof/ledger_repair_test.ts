@@ -310,7 +310,7 @@ Deno.test("ledger: zeros do not excuse damage — a bad frame mid-log stays dama
 
 // The ledger's integrity checks (verify, repair, checkpoints) and the commitments.
 
-Deno.test("review s46: a checkpoint file damaged into CBOR null is reported unreadable by ledger verify, and repair removes it", () =>
+Deno.test("a checkpoint file damaged into CBOR null is reported unreadable by ledger verify, and repair removes it", () =>
   withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
     await ledger.deposit(worker.publicKey, 1_000);
@@ -345,7 +345,7 @@ async function appendToLog(dir: string, bytes: Uint8Array): Promise<void> {
   await Deno.writeFile(`${dir}/ledger.log`, out);
 }
 
-Deno.test("review s46: two repairs at the same clock reading keep both sets of rejected bytes: the second never overwrites the first", () =>
+Deno.test("two repairs at the same clock reading keep both sets of rejected bytes: the second never overwrites the first", () =>
   withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
     await ledger.deposit(worker.publicKey, 1_000);

@@ -130,7 +130,7 @@ function announce(name: string, r: Receipt): Evidence {
 
 Deno.test({
   name:
-    "review s64: a worker whose larger contradicting receipt its stake could not back is slashed whether that receipt came first or second (6 orders)",
+    "a worker whose larger contradicting receipt its stake could not back is slashed whether that receipt came first or second (6 orders)",
   fn: async () => {
     const evidence = [
       pledge("pledge w", w, 1_000),
@@ -194,21 +194,21 @@ async function provedInEveryOrder(r: Receipt, reward: number): Promise<void> {
 
 Deno.test({
   name:
-    "review s64: a confirmed proof about the smaller receipt pays its accuser alike whether the larger was kept for want of stake or came second (120 orders)",
+    "a confirmed proof about the smaller receipt pays its accuser alike whether the larger was kept for want of stake or came second (120 orders)",
   // Half the proved claim's lock (800).
   fn: () => provedInEveryOrder(small, 400),
 });
 
 Deno.test({
   name:
-    "review s64: a confirmed proof about the larger receipt, kept for want of stake or answered equivocation, pays its accuser alike (120 orders)",
+    "a confirmed proof about the larger receipt, kept for want of stake or answered equivocation, pays its accuser alike (120 orders)",
   // Half the proved claim's lock (1,400), what the stake had at most (1,000).
   fn: () => provedInEveryOrder(big, 500),
 });
 
 Deno.test({
   name:
-    "review s64: with another worker's assigned receipt for the job, the worker's two claims end alike in every order, its larger claim refused for want of stake or while the job was held (120 orders)",
+    "with another worker's assigned receipt for the job, the worker's two claims end alike in every order, its larger claim refused for want of stake or while the job was held (120 orders)",
   // The claim over the stake is kept under one bound on both paths (`claimKeepable`: counted at
   // the stake), or it was kept where it came before the other's receipt and not after it.
   fn: async () => {
@@ -242,7 +242,7 @@ Deno.test({
   },
 });
 
-Deno.test("review s64: the refused receipt sent again once the stake backs it is recorded, not taken for equivocation", async () => {
+Deno.test("the refused receipt sent again once the stake backs it is recorded, not taken for equivocation", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, seeded(91), options(clock));
     await ledger.recordPledge(signStakePledge(w, 1_000, 0));
@@ -279,7 +279,7 @@ Deno.test("review s64: the refused receipt sent again once the stake backs it is
   });
 });
 
-Deno.test("review s64: a refused receipt is kept only for a staked key, once per job, and the kept claims' locks (each capped at the stake) stay within the stake", async () => {
+Deno.test("a refused receipt is kept only for a staked key, once per job, and the kept claims' locks (each capped at the stake) stay within the stake", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, seeded(92), options(clock));
     // A key that never staked: refused, nothing written.
@@ -334,7 +334,7 @@ const trainingOptions = (clock: { t: number }) => ({
   checkpointEvery: 0,
 });
 
-Deno.test("review s64: a trainer's receipt refused for want of stake is kept, its other receipt for the round then its equivocation, after an index rebuild too", async () => {
+Deno.test("a trainer's receipt refused for want of stake is kept, its other receipt for the round then its equivocation, after an index rebuild too", async () => {
   await withLedgerDir(async (dir, clock) => {
     const owner = seeded(93);
     let ledger = await Ledger.open(dir, owner, trainingOptions(clock));
@@ -361,7 +361,7 @@ Deno.test("review s64: a trainer's receipt refused for want of stake is kept, it
   });
 });
 
-Deno.test("review s64: a trainer's refused receipt sent again once its stake backs it is recorded, and its other receipt is then its equivocation", async () => {
+Deno.test("a trainer's refused receipt sent again once its stake backs it is recorded, and its other receipt is then its equivocation", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, seeded(94), trainingOptions(clock));
     await ledger.recordPledge(signStakePledge(t, 100, 0));
@@ -418,7 +418,7 @@ async function thirdClaimAfterTakeover(asFormat7: boolean) {
   return out!;
 }
 
-Deno.test("review s64: a kept claim recorded later is its record: a job taken from it keeps its equivocation mark, and the worker's third claim is not slashed again", async () => {
+Deno.test("a kept claim recorded later is its record: a job taken from it keeps its equivocation mark, and the worker's third claim is not slashed again", async () => {
   // Its claim row left beside its record, the takeover kept the row's (unmarked) claim, and the
   // third claim was slashed again: 600 more.
   assert.deepEqual(await thirdClaimAfterTakeover(false), {
@@ -427,7 +427,7 @@ Deno.test("review s64: a kept claim recorded later is its record: a job taken fr
   });
 });
 
-Deno.test("review s64: an index of format 7 (a kept claim's row beside its later record) is rebuilt from the log", async () => {
+Deno.test("an index of format 7 (a kept claim's row beside its later record) is rebuilt from the log", async () => {
   assert.deepEqual(await thirdClaimAfterTakeover(true), {
     answer: "job_already_recorded",
     w: { balance: 0, stake: 600, locked: 0 },

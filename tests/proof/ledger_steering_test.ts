@@ -234,7 +234,7 @@ async function assertSettled(
   assert.equal(ledger.account(steerer.publicKey).stake, expected.stake);
 }
 
-Deno.test("review s52: a steering conviction over more pending receipts than one entry can list is settled: none of them paid, the cut taken once, the same after a reopen and an index rebuild", () =>
+Deno.test("a steering conviction over more pending receipts than one entry can list is settled: none of them paid, the cut taken once, the same after a reopen and an index rebuild", () =>
   withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const steerer = Identity.generate();
@@ -324,7 +324,7 @@ Deno.test("review s52: a steering conviction over more pending receipts than one
 
 const STAKE = 1_000_000;
 
-Deno.test("review s50: a steering conviction and the fault of the receipt that completes it reward no one: the owner, the requester and the other workers keep their accounts, and the cut is burned", () =>
+Deno.test("a steering conviction and the fault of the receipt that completes it reward no one: the owner, the requester and the other workers keep their accounts, and the cut is burned", () =>
   withLedgerDir(async (dir, clock) => {
     const owner = Identity.generate();
     const steerer = Identity.generate();

@@ -680,7 +680,7 @@ Deno.test("ledger: two different receipts of one worker for one job are equivoca
 
 const M = DEFAULT_ECONOMICS.slashMultiplier;
 
-Deno.test("review s52: receiptRefusal answers what recordReceipt then does, and writes nothing", () =>
+Deno.test("receiptRefusal answers what recordReceipt then does, and writes nothing", () =>
   withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, Identity.generate(), { now: () => clock.t });
     try {

@@ -69,7 +69,7 @@ async function bigRecorded(ledger: Ledger): Promise<void> {
   await ledger.recordTrainingReceipt(big, roundTerms(9));
 }
 
-Deno.test("review s63: a proof about a trainer's receipt another of its receipts for the round kept out settles against that one, once: the receipt coming later is not slashed again, a second proof is refused", async () => {
+Deno.test("a proof about a trainer's receipt another of its receipts for the round kept out settles against that one, once: the receipt coming later is not slashed again, a second proof is refused", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, seeded(640), options(clock));
     await bigRecorded(ledger);
@@ -112,7 +112,7 @@ Deno.test("review s63: a proof about a trainer's receipt another of its receipts
   });
 });
 
-Deno.test("review s63: a refuted proof about the receipt kept out charges its accuser once, and the trainer's equivocation is still slashed when that receipt comes", async () => {
+Deno.test("a refuted proof about the receipt kept out charges its accuser once, and the trainer's equivocation is still slashed when that receipt comes", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, seeded(641), options(clock));
     await bigRecorded(ledger);
@@ -135,7 +135,7 @@ Deno.test("review s63: a refuted proof about the receipt kept out charges its ac
   });
 });
 
-Deno.test("review s63: a training receipt no stake backs is no proof's subject: a key that never staked, or a claim larger than its trainer's stake while its round is not slashed", async () => {
+Deno.test("a training receipt no stake backs is no proof's subject: a key that never staked, or a claim larger than its trainer's stake while its round is not slashed", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, seeded(642), options(clock));
     await bigRecorded(ledger);
@@ -171,7 +171,7 @@ Deno.test("review s63: a training receipt no stake backs is no proof's subject: 
   });
 });
 
-Deno.test("review s63: a log with a proof about the receipt kept out replays to the same balances, index kept or rebuilt, and the round stays settled", async () => {
+Deno.test("a log with a proof about the receipt kept out replays to the same balances, index kept or rebuilt, and the round stays settled", async () => {
   await withLedgerDir(async (dir, clock) => {
     let ledger = await Ledger.open(dir, seeded(643), options(clock));
     await bigRecorded(ledger);
@@ -201,7 +201,7 @@ Deno.test("review s63: a log with a proof about the receipt kept out replays to 
   });
 });
 
-Deno.test("review s63: a proof about a claim larger than its trainer's stake settles once its round was slashed for it, as where it came after: the accuser paid in both orders", async () => {
+Deno.test("a proof about a claim larger than its trainer's stake settles once its round was slashed for it, as where it came after: the accuser paid in both orders", async () => {
   for (const proofFirst of [true, false]) {
     await withLedgerDir(async (dir, clock) => {
       const ledger = await Ledger.open(dir, seeded(644), options(clock));

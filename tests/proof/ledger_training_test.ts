@@ -627,7 +627,7 @@ const settled = {
   v1: { balance: 40, stake: 1_000, locked: 0 },
 };
 
-Deno.test("review s63: a confirmed proof about a trainer's receipt slashed for equivocation before it pays its accuser its share, once", async () => {
+Deno.test("a confirmed proof about a trainer's receipt slashed for equivocation before it pays its accuser its share, once", async () => {
   await withLedgerDir(async (dir, clock) => {
     const ledger = await Ledger.open(dir, seeded(630), options(clock));
     await equivocated(ledger);
@@ -654,7 +654,7 @@ Deno.test("review s63: a confirmed proof about a trainer's receipt slashed for e
   });
 });
 
-Deno.test("review s63: an index of format 5 (no unrewarded slash for a training equivocation) is rebuilt from the log", async () => {
+Deno.test("an index of format 5 (no unrewarded slash for a training equivocation) is rebuilt from the log", async () => {
   await withLedgerDir(async (dir, clock) => {
     let ledger = await Ledger.open(dir, seeded(631), options(clock));
     await equivocated(ledger);
@@ -670,7 +670,7 @@ Deno.test("review s63: an index of format 5 (no unrewarded slash for a training 
   });
 });
 
-Deno.test("review s63: a log written before (the proof settled first) replays to the same balances under format 6", async () => {
+Deno.test("a log written before (the proof settled first) replays to the same balances under format 6", async () => {
   await withLedgerDir(async (dir, clock) => {
     // The proof first, then the contradicting receipt: the order format 5 settled too.
     let ledger = await Ledger.open(dir, seeded(632), options(clock));

@@ -302,7 +302,7 @@ Deno.test("sampling check at a tied top-k cut: a token that beats one tied id bu
 
 const VOCAB = BUILTIN_VOCAB_SIZE;
 
-Deno.test("review s44: at a top-k cut that two ids tie for, a token that loses to both is refused", () => {
+Deno.test("at a top-k cut that two ids tie for, a token that loses to both is refused", () => {
   // top-k 2: id 10 is surely kept; ids 11 and 12 tie for the second place (0.0005 apart, inside
   // 2ε), so an honest worker keeps exactly one of them, and under seed 8 both beat id 10's race
   // score by more than 1. No honest noise makes the rule pick id 10 here.
@@ -348,7 +348,7 @@ function tiedTailRow(topK = 0): { row: Float32Array; topP: number } {
 
 const DEFAULT_EPS = DEFAULT_SAMPLING_TOLERANCE.logitEps;
 
-Deno.test("review s50: at a top-p cut inside a tied tail, tokens no honest run picks are refused", () => {
+Deno.test("at a top-p cut inside a tied tail, tokens no honest run picks are refused", () => {
   const { row, topP } = tiedTailRow();
   const params = { temperature: 1, topK: 0, topP, seed: 7 };
   const t = 5;
@@ -364,7 +364,7 @@ Deno.test("review s50: at a top-p cut inside a tied tail, tokens no honest run p
   assert.deepEqual(admissibleTokens(row, t, params), [5, 6, 29]);
 });
 
-Deno.test("review s50: with top-k and top-p, the head and the ids after the tied run are refused there too", () => {
+Deno.test("with top-k and top-p, the head and the ids after the tied run are refused there too", () => {
   // Top-45 keeps id 0, ids 1–40 and four of ids 41–80, top-60 nineteen of them; the cut is again
   // at the end of ids 1–40 (of the mass top-k keeps).
   for (const topK of [45, 60]) {
@@ -383,7 +383,7 @@ Deno.test("review s50: with top-k and top-p, the head and the ids after the tied
   }
 });
 
-Deno.test("review s50: under top-p, a token beaten by an id surely before it is refused", () => {
+Deno.test("under top-p, a token beaten by an id surely before it is refused", () => {
   const { row, topP } = tiedTailRow();
   const params = { temperature: 1, topK: 0, topP, seed: 7 };
   // Position 6: id 26 (tied run, 0.125 above id 69) beats id 69 in the race by 0.55, more than
@@ -393,7 +393,7 @@ Deno.test("review s50: under top-p, a token beaten by an id surely before it is 
   assert.equal(check.ok, false, `${check.lo} ≤ ${check.hi}`);
 });
 
-Deno.test("review s50: honest workers at that cut are still accepted, logits moved by up to ε", () => {
+Deno.test("honest workers at that cut are still accepted, logits moved by up to ε", () => {
   const { row, topP } = tiedTailRow();
   let seed = 1;
   const uniform = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
@@ -432,7 +432,7 @@ Deno.test("review s50: honest workers at that cut are still accepted, logits mov
   assert.equal(checked, settings.length * 60 * moves.length);
 });
 
-Deno.test("review s50: a worker that emits the head token at such a cut is convicted, and any node confirms it", async () => {
+Deno.test("a worker that emits the head token at such a cut is convicted, and any node confirms it", async () => {
   // A scripted model whose row at output position 5 is the tied-tail row (every other id
   // masked); the worker emits id 0 there instead of the race's pick, with the true fingerprint.
   const { row: tail, topP } = tiedTailRow();

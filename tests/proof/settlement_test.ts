@@ -627,7 +627,7 @@ for (const variant of COPIES) {
 const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
 const M = DEFAULT_ECONOMICS.slashMultiplier;
 
-Deno.test("review s47: a receipt recorded uncredited (model_unavailable) earns nothing here even when its assignment comes later without the reason, also after a reopen", () =>
+Deno.test("a receipt recorded uncredited (model_unavailable) earns nothing here even when its assignment comes later without the reason, also after a reopen", () =>
   withLedgerDir(async (dir, clock) => {
     const owner = Identity.generate();
     const worker = Identity.generate();
@@ -649,7 +649,7 @@ Deno.test("review s47: a receipt recorded uncredited (model_unavailable) earns n
     await ledger.close();
   }));
 
-Deno.test("review s47: at p = 1, a receipt the validator could not check at intake is not paid when its assignment comes after the validator got the model: it was never drawn", async () => {
+Deno.test("at p = 1, a receipt the validator could not check at intake is not paid when its assignment comes after the validator got the model: it was never drawn", async () => {
   const me = Identity.generate();
   const worker = Identity.generate();
   const requester = Identity.generate();
@@ -703,7 +703,7 @@ Deno.test("review s47: at p = 1, a receipt the validator could not check at inta
   }
 });
 
-Deno.test("review s47: equivocation on a receipt left unpaid by the owner's undecided challenge cuts the stake once; a peer's confirmed proof after it slashes nothing more and earns its share, as where it came first (review s62); replayed from the log alike", () =>
+Deno.test("equivocation on a receipt left unpaid by the owner's undecided challenge cuts the stake once; a peer's confirmed proof after it slashes nothing more and earns its share, as where it came first (review s62); replayed from the log alike", () =>
   withLedgerDir(async (dir, clock) => {
     const owner = Identity.generate();
     const worker = Identity.generate();
@@ -751,7 +751,7 @@ Deno.test("review s47: equivocation on a receipt left unpaid by the owner's unde
     await ledger.close();
   }));
 
-Deno.test("review s47: an accusation after the receipt is final moves nothing: a true proof neither slashes nor claws back the paid cheat, a false one costs its accuser nothing, and no check is run", async () => {
+Deno.test("an accusation after the receipt is final moves nothing: a true proof neither slashes nor claws back the paid cheat, a false one costs its accuser nothing, and no check is run", async () => {
   const me = Identity.generate();
   const worker = Identity.generate();
   const requester = Identity.generate();
@@ -820,7 +820,7 @@ Deno.test("review s47: an accusation after the receipt is final moves nothing: a
   }
 });
 
-Deno.test("review s47: a receipt checkable at intake, drawn and found valid, is paid when its assignment comes after the model left the validator: the intake decides, not the late announcement", async () => {
+Deno.test("a receipt checkable at intake, drawn and found valid, is paid when its assignment comes after the model left the validator: the intake decides, not the late announcement", async () => {
   const me = Identity.generate();
   const worker = Identity.generate();
   const requester = Identity.generate();

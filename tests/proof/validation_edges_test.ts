@@ -474,7 +474,7 @@ function proofAgainst(
   }, accuser);
 }
 
-Deno.test("review s46: a text receipt signing a token width no proof data has (0, 1, 3) is refused when recorded, or its fraud proof convicts", async () => {
+Deno.test("a text receipt signing a token width no proof data has (0, 1, 3) is refused when recorded, or its fraud proof convicts", async () => {
   for (const tokenBytes of [0, 1, 3]) {
     await withLedgerDir(async (dir, clock) => {
       const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
@@ -514,7 +514,7 @@ Deno.test("review s46: a text receipt signing a token width no proof data has (0
   }
 });
 
-Deno.test("review s46: a signed proof against a receipt of an odd token width is judged, never thrown on", async () => {
+Deno.test("a signed proof against a receipt of an odd token width is judged, never thrown on", async () => {
   const model = scriptedModel(MODEL);
   for (const tokenBytes of [0, 1, 3]) {
     const job = fixtureJob(9_100 + tokenBytes);

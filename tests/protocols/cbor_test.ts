@@ -348,7 +348,7 @@ function paddedPing(id: number, pad: unknown): Uint8Array {
 
 Deno.test({
   name:
-    "review s64: a ping padded with 100,000 empty maps in a field its schema does not know is refused, not decoded whole and answered",
+    "a ping padded with 100,000 empty maps in a field its schema does not know is refused, not decoded whole and answered",
   // Failed before the fix ("the padded ping was not refused", 0 !== 1): the frame passed the
   // guard, cbor-x decoded all 100,000 maps, the ping schema stripped `pad`, and the connection
   // answered it with a `pong`. Refusing it only by its schema would not be enough: 100 refusals
@@ -365,7 +365,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "review s64: the CBOR guard refuses a 1 MiB frame of 330,000 empty maps before cbor-x builds them (it bounds depth and lengths, not the count)",
+    "the CBOR guard refuses a 1 MiB frame of 330,000 empty maps before cbor-x builds them (it bounds depth and lengths, not the count)",
   // Failed before the fix (`Missing expected exception`): checkCborStructure had no bound on
   // values but the frame's own size (one byte each), so a 1 MiB frame of 330,000 empty maps
   // passed it. The guard also reads stored blocks and files, so the bound is a parameter: a
@@ -382,7 +382,7 @@ Deno.test({
   },
 });
 
-Deno.test("review s64: the guard's value bound counts maps, arrays and byte strings, not numbers or text", () => {
+Deno.test("the guard's value bound counts maps, arrays and byte strings, not numbers or text", () => {
   const built = [[], {}, new Uint8Array(1)]; // 4: the outer array and its three
   checkCborStructure(encodeCbor(built), DEFAULT_MAX_CBOR_DEPTH, 4);
   assert.throws(
@@ -394,7 +394,7 @@ Deno.test("review s64: the guard's value bound counts maps, arrays and byte stri
   checkCborStructure(encodeCbor({ a: 1, b: "x", c: 2.5 }), DEFAULT_MAX_CBOR_DEPTH, 1);
 });
 
-Deno.test("review s64: a frame denser than one map, array or byte string per 8 bytes is refused under maxFrameValues; an honest one is answered", async () => {
+Deno.test("a frame denser than one map, array or byte string per 8 bytes is refused under maxFrameValues; an honest one is answered", async () => {
   const { connection, peer } = connectionWithRawPeer();
   // 3,000 empty maps in ~9 KB: far under 65,536, but one per 3 bytes.
   await peer.send(paddedPing(1, Array.from({ length: 3_000 }, () => ({}))));
@@ -416,7 +416,7 @@ Deno.test("review s64: a frame denser than one map, array or byte string per 8 b
   await connection.close();
 });
 
-Deno.test("review s64: frames over the connection's maxFrameValues are refused malformed_cbor and counted toward maxRefusals; smaller ones are answered", async () => {
+Deno.test("frames over the connection's maxFrameValues are refused malformed_cbor and counted toward maxRefusals; smaller ones are answered", async () => {
   const { connection, peer } = connectionWithRawPeer({ maxFrameValues: 40, maxRefusals: 2 });
   // The envelope and its body are 2 maps; 20 empty maps and their array 21 more.
   await peer.send(paddedPing(1, Array.from({ length: 20 }, () => ({}))));

@@ -65,7 +65,7 @@ function busyPair() {
   return { timers, client, server, close, release, notes, remoteErrors, refusedByServer };
 }
 
-Deno.test("review s59: a one-way message refused busy is sent again after a backoff, and the peer's handler takes it", async () => {
+Deno.test("a one-way message refused busy is sent again after a backoff, and the peer's handler takes it", async () => {
   const { timers, client, server, close, release, notes, refusedByServer } = busyPair();
   try {
     const echoed = client.request(Echo, { text: "hold", n: 1 });
@@ -84,7 +84,7 @@ Deno.test("review s59: a one-way message refused busy is sent again after a back
   }
 });
 
-Deno.test("review s59: a peer that stays busy is sent a one-way message 1 + MAX_BUSY_RETRIES times, each after twice the wait, then the sender gives up", async () => {
+Deno.test("a peer that stays busy is sent a one-way message 1 + MAX_BUSY_RETRIES times, each after twice the wait, then the sender gives up", async () => {
   const { timers, client, close, release, notes, remoteErrors, refusedByServer } = busyPair();
   const echoed = client.request(Echo, { text: "hold", n: 1 });
   echoed.catch(() => {}); // a failed assertion closes the connection under it
@@ -119,7 +119,7 @@ Deno.test("review s59: a peer that stays busy is sent a one-way message 1 + MAX_
   }
 });
 
-Deno.test("review s59: a one-way message is kept only until the peer answers something sent after it", async () => {
+Deno.test("a one-way message is kept only until the peer answers something sent after it", async () => {
   const { client, close, release, notes } = busyPair();
   try {
     release(); // the server takes everything
@@ -134,7 +134,7 @@ Deno.test("review s59: a one-way message is kept only until the peer answers som
   }
 });
 
-Deno.test("review s59: a connection keeps at most MAX_KEPT_NOTICES one-way messages, and at most its write budget of them", async () => {
+Deno.test("a connection keeps at most MAX_KEPT_NOTICES one-way messages, and at most its write budget of them", async () => {
   const timers = new ManualTimers();
   const quiet = { timers, keepaliveMs: 0, idleTimeoutMs: 0 };
   const { client, server, close } = connectedPair({ ...quiet, maxQueuedBytes: 64 * 1024 }, quiet);
@@ -150,7 +150,7 @@ Deno.test("review s59: a connection keeps at most MAX_KEPT_NOTICES one-way messa
   }
 });
 
-Deno.test("review s59: a one-way message refused for another reason than busy is not sent again", async () => {
+Deno.test("a one-way message refused for another reason than busy is not sent again", async () => {
   const timers = new ManualTimers();
   const quiet = { timers, keepaliveMs: 0, idleTimeoutMs: 0 };
   const remoteErrors: RemoteError[] = [];
@@ -176,7 +176,7 @@ Deno.test("review s59: a one-way message refused for another reason than busy is
   }
 });
 
-Deno.test("review s59: closing the connection drops the one-way messages waiting to be sent again", async () => {
+Deno.test("closing the connection drops the one-way messages waiting to be sent again", async () => {
   const { timers, client, server, close, release } = busyPair();
   try {
     const echoed = client.request(Echo, { text: "hold", n: 1 }).catch(() => {});
@@ -241,7 +241,7 @@ function fullBudgetPair(serverOptions?: { maxInboundRequests?: number }) {
   };
 }
 
-Deno.test("review s60: a one-way message that arrives while the receiver's write budget to its sender is full is taken, not refused busy into that budget and lost", async () => {
+Deno.test("a one-way message that arrives while the receiver's write budget to its sender is full is taken, not refused busy into that budget and lost", async () => {
   const pair = fullBudgetPair();
   const { client, server, timers } = pair;
   const notes: string[] = [];
@@ -271,7 +271,7 @@ Deno.test("review s60: a one-way message that arrives while the receiver's write
   }
 });
 
-Deno.test("review s60: a request refused busy while the receiver's write budget to its sender is full is told busy once the sender reads, not left to its request timeout; asked again it is answered", async () => {
+Deno.test("a request refused busy while the receiver's write budget to its sender is full is told busy once the sender reads, not left to its request timeout; asked again it is answered", async () => {
   const pair = fullBudgetPair();
   const { client, server } = pair;
   const seen: string[] = [];
@@ -310,7 +310,7 @@ Deno.test("review s60: a request refused busy while the receiver's write budget 
   }
 });
 
-Deno.test("review s60: a one-way message refused busy for maxInboundRequests while the receiver's write budget is full is sent again and delivered", async () => {
+Deno.test("a one-way message refused busy for maxInboundRequests while the receiver's write budget is full is sent again and delivered", async () => {
   const pair = fullBudgetPair({ maxInboundRequests: 1 });
   const { client, server, timers } = pair;
   const notes: string[] = [];
@@ -341,7 +341,7 @@ Deno.test("review s60: a one-way message refused busy for maxInboundRequests whi
   }
 });
 
-Deno.test("review s60: a peer that floods requests and one-way messages and never reads still cannot grow our queue past the budget, maxInboundRequests handlers and maxInboundRequests waiting busy answers", async () => {
+Deno.test("a peer that floods requests and one-way messages and never reads still cannot grow our queue past the budget, maxInboundRequests handlers and maxInboundRequests waiting busy answers", async () => {
   const maxInboundRequests = 8;
   const timers = new ManualTimers();
   const { connection, peer } = connectionWithRawPeer(
@@ -393,7 +393,7 @@ Deno.test("review s60: a peer that floods requests and one-way messages and neve
   await closed;
 });
 
-Deno.test("review s60: busy answers that waited for room reach a peer that reads again: every request is answered, in the order it was sent", async () => {
+Deno.test("busy answers that waited for room reach a peer that reads again: every request is answered, in the order it was sent", async () => {
   const timers = new ManualTimers();
   const { connection, peer } = connectionWithRawPeer(
     { timers, maxQueuedBytes: BUDGET },

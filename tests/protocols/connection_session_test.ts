@@ -527,7 +527,7 @@ Deno.test("handshake review s54: over sockets read exactly, a connection runs af
 // from the peer within 0 ms", while 0 means "never" for `idleTimeoutMs` and `keepaliveMs`.
 
 for (const bad of [0, -1, Number.NaN, 2 ** 31]) {
-  Deno.test(`review s55: handshakeTimeoutMs ${bad} is refused, naming the option, before any timer or byte`, async () => {
+  Deno.test(`handshakeTimeoutMs ${bad} is refused, naming the option, before any timer or byte`, async () => {
     const timers = new FakeTimers();
     const [a, b] = memoryDuplexPair();
     const reader = b.readable.getReader();
@@ -542,7 +542,7 @@ for (const bad of [0, -1, Number.NaN, 2 ** 31]) {
   });
 }
 
-Deno.test("review s55: a positive handshakeTimeoutMs still opens both sides", async () => {
+Deno.test("a positive handshakeTimeoutMs still opens both sides", async () => {
   const [a, b] = memoryDuplexPair();
   const [left, right] = await Promise.all([
     Connection.open(a, { identity: Identity.generate(), handshakeTimeoutMs: 60_000 }),

@@ -270,7 +270,7 @@ Deno.test("a small-order public key with an identity signature is refused (ZIP-2
 
 Deno.test({
   name:
-    "review s64: the same signed ping sent three times is verified and answered once; its replays are refused",
+    "the same signed ping sent three times is verified and answered once; its replays are refused",
   // Failed before the fix ("replays of one signed envelope were taken", 0 !== 2): all three
   // copies verified and got a `pong`; `refused` stayed 0.
   async fn() {
@@ -300,7 +300,7 @@ Deno.test({
   },
 });
 
-Deno.test("review s64: only a verified signature moves the replay mark: a forged envelope with a higher id leaves later genuine ones answered", async () => {
+Deno.test("only a verified signature moves the replay mark: a forged envelope with a higher id leaves later genuine ones answered", async () => {
   const signer = Identity.generate();
   const { connection, peer, session } = await openWithRawPeer(
     { identity: Identity.generate() },

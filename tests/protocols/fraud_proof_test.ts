@@ -98,13 +98,13 @@ function jobIssues(value: Record<string, unknown>): string[] {
   return parsed.error!.issues.filter((i) => i.path[0] === "job").map((i) => i.message);
 }
 
-Deno.test("review s52: a fraud proof whose job holds 100,000 extra fields is refused at the job, before its values are read", () => {
+Deno.test("a fraud proof whose job holds 100,000 extra fields is refused at the job, before its values are read", () => {
   const issues = jobIssues(jobFraudProof(100_000));
   assert.equal(issues.length, 1, `the job is refused: ${JSON.stringify(issues)}`);
   assert.match(issues[0], /at most \d+ values/);
 });
 
-Deno.test("review s52: a fraud proof's job with a later version's few extra fields still passes its schema", () => {
+Deno.test("a fraud proof's job with a later version's few extra fields still passes its schema", () => {
   assert.deepEqual(jobIssues(jobFraudProof(10)), []);
   assert.ok(MAX_FRAUD_PROOF_JOB_VALUES >= 256, "room for an honest job's values");
 });

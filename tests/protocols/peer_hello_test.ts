@@ -193,7 +193,7 @@ function helloWorld() {
 
 Deno.test({
   name:
-    "review s64: a peer resending a hello already taken (seq not newer) costs no signature check (each replay was parsed, encoded and verified again)",
+    "a peer resending a hello already taken (seq not newer) costs no signature check (each replay was parsed, encoded and verified again)",
   // Failed before the fix ("a replayed hello's signature was looked at", 150 !== 0): each
   // replay's signature was read three times (verifyPeerHello's parse and verify,
   // knownHelloFields) before its seq was compared in PeerHellos.onHello.
@@ -214,7 +214,7 @@ Deno.test({
   },
 });
 
-Deno.test("review s64: a forged hello with a higher seq is still verified (refused, counted), and a genuine newer one is kept", () => {
+Deno.test("a forged hello with a higher seq is still verified (refused, counted), and a genuine newer one is kept", () => {
   const { peer, connection, entry, hellos, ctx, body } = helloWorld();
   hellos.onHello(connection, signPeerHello(peer, body, 7, 1_000), ctx);
   // seq 9 claimed over a signature made for seq 8: not the peer's hello.
@@ -230,7 +230,7 @@ Deno.test("review s64: a forged hello with a higher seq is still verified (refus
 // stop — and nothing else; the error a goodbye closes the connection with is a closed connection by
 // its code (whatever fails over or retries on one still does) and a stop by its class.
 
-Deno.test("review s62: a goodbye's reason is a code, known or a newer node's, and nothing else", () => {
+Deno.test("a goodbye's reason is a code, known or a newer node's, and nothing else", () => {
   const accepts = (reason: unknown) => PeerGoodbyeMessage.schema.safeParse({ reason }).success;
   for (const reason of GOODBYE_REASONS) assert.ok(accepts(reason), reason);
   assert.ok(accepts("upgrading"), "a reason this node does not know is still a stop");
@@ -242,7 +242,7 @@ Deno.test("review s62: a goodbye's reason is a code, known or a newer node's, an
   assert.equal(GOODBYE_PROTOCOL.version, 1);
 });
 
-Deno.test("review s62: PeerStoppedError is a closed connection by its code, and a stop by its class", () => {
+Deno.test("PeerStoppedError is a closed connection by its code, and a stop by its class", () => {
   const error = new PeerStoppedError("stopping");
   assert.ok(error instanceof ConnectionClosedError);
   assert.equal(error.code, "connection_closed");

@@ -364,12 +364,12 @@ async function accepted(file: string, asked: string[]): Promise<string[]> {
   }
 }
 
-Deno.test("review s52: a key with a # in it read from the keys file is that whole key, as --api-key takes it", async () => {
+Deno.test("a key with a # in it read from the keys file is that whole key, as --api-key takes it", async () => {
   const key = "team#7-3f9a1c0de8b24f67a5";
   assertEquals(await accepted(`${key}\n`, [key, "team"]), [key]);
 });
 
-Deno.test("review s52: comments in the keys file still start a line or follow a space", async () => {
+Deno.test("comments in the keys file still start a line or follow a space", async () => {
   const a = "aaaaaaaaaaaaaaaaaaaa";
   const b = "bbbbbbbbbbbbbbbbbbbb";
   const file = `# the team's keys\n${a} # alice\n\t# ${b} retired\n`;

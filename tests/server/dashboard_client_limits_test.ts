@@ -185,7 +185,7 @@ function upgradeRequest(url: string): Request {
   });
 }
 
-Deno.test("review s62: one API key's dashboard sockets are capped (error + close 1013 at its auth); another key and the operator still get in; a closed socket frees its place", async () => {
+Deno.test("one API key's dashboard sockets are capped (error + close 1013 at its auth); another key and the operator still get in; a closed socket frees its place", async () => {
   const { server } = dashboardNode(REMOTE, { socketsPerClient: 2 });
   const open: WebSocket[] = [];
   try {
@@ -225,7 +225,7 @@ Deno.test("review s62: one API key's dashboard sockets are capped (error + close
   }
 });
 
-Deno.test("review s62: this machine's page over its socket cap is answered 429 with Retry-After before the upgrade", async () => {
+Deno.test("this machine's page over its socket cap is answered 429 with Retry-After before the upgrade", async () => {
   const { server, fetchFrom } = dashboardNode(LOOPBACK, { socketsPerClient: 2 });
   const open: WebSocket[] = [];
   try {
@@ -244,7 +244,7 @@ Deno.test("review s62: this machine's page over its socket cap is answered 429 w
   }
 });
 
-Deno.test("review s62: sockets opened per minute are capped per client, refilling with the clock", async () => {
+Deno.test("sockets opened per minute are capped per client, refilling with the clock", async () => {
   const { server, fetchFrom, advance } = dashboardNode(LOOPBACK, { socketOpensPerMinute: 2 });
   try {
     for (let i = 0; i < 2; i++) {
@@ -267,7 +267,7 @@ Deno.test("review s62: sockets opened per minute are capped per client, refillin
   }
 });
 
-Deno.test("review s62: GET /dashboard/state is rate-limited per client (429, Retry-After); other clients unaffected; it refills with the clock", async () => {
+Deno.test("GET /dashboard/state is rate-limited per client (429, Retry-After); other clients unaffected; it refills with the clock", async () => {
   const { server, fetchFrom, advance } = dashboardNode(REMOTE, { stateReadsPerMinute: 3 });
   const read = (token: string) =>
     fetchFrom(
@@ -299,7 +299,7 @@ Deno.test("review s62: GET /dashboard/state is rate-limited per client (429, Ret
   }
 });
 
-Deno.test("review s62: the node's app caps state reads per API key by default", async () => {
+Deno.test("the node's app caps state reads per API key by default", async () => {
   const jobs = new JobMonitor();
   const app = createApp({
     inference: jobs.wrap(PORT),

@@ -300,7 +300,7 @@ Deno.test("dashboard caps: http settings with defaults, validated naming the key
 const authDeadlines = (timers: FakeTimers) =>
   [...timers.armed.values()].filter((t) => t.ms === DASHBOARD_AUTH_TIMEOUT_MS);
 
-Deno.test("review s62: a dashboard socket that never authenticates is closed (1008) at its deadline, on the injected timers, and the refusal is counted", async () => {
+Deno.test("a dashboard socket that never authenticates is closed (1008) at its deadline, on the injected timers, and the refusal is counted", async () => {
   const { server, timers, stats } = dashboardNode();
   try {
     const page = await openDashboardSocket(server.url);
@@ -318,7 +318,7 @@ Deno.test("review s62: a dashboard socket that never authenticates is closed (10
   }
 });
 
-Deno.test("review s62: a socket that authenticates in time has its deadline cleared; this machine's sockets get none", async () => {
+Deno.test("a socket that authenticates in time has its deadline cleared; this machine's sockets get none", async () => {
   const { server, timers, peer } = dashboardNode();
   const open: WebSocket[] = [];
   try {
@@ -346,7 +346,7 @@ Deno.test("review s62: a socket that authenticates in time has its deadline clea
   }
 });
 
-Deno.test("review s62: a dashboard socket refused over its client's allowance (close 1013) is counted by code", async () => {
+Deno.test("a dashboard socket refused over its client's allowance (close 1013) is counted by code", async () => {
   const { server, stats } = dashboardNode({ limits: { socketsPerClient: 1 } });
   const open: WebSocket[] = [];
   try {
@@ -364,7 +364,7 @@ Deno.test("review s62: a dashboard socket refused over its client's allowance (c
   }
 });
 
-Deno.test("review s62: anonymous readers each have their own allowance by address (IPv6 by /64): one cannot take every place", async () => {
+Deno.test("anonymous readers each have their own allowance by address (IPv6 by /64): one cannot take every place", async () => {
   const { server, fetchFrom, peer } = dashboardNode({
     allowUnauthenticatedRemote: true,
     limits: { socketsPerClient: 2, stateReadsPerMinute: 2 },
@@ -406,7 +406,7 @@ Deno.test("review s62: anonymous readers each have their own allowance by addres
   }
 });
 
-Deno.test("review s62: the node's app takes the dashboard's limits from its http settings and counts their refusals in /metrics", async () => {
+Deno.test("the node's app takes the dashboard's limits from its http settings and counts their refusals in /metrics", async () => {
   const jobs = new JobMonitor();
   const app = createApp({
     inference: jobs.wrap(PORT),
@@ -439,7 +439,7 @@ Deno.test("review s62: the node's app takes the dashboard's limits from its http
   assert.match(text, /^veriflow_http_refused_total\{code="api_key_required"\} 1$/m);
 });
 
-Deno.test("review s62: the dashboard limits are http settings: defaults, validated naming the key, shown by --print-config", async () => {
+Deno.test("the dashboard limits are http settings: defaults, validated naming the key, shown by --print-config", async () => {
   const { http } = parseNodeConfig({});
   assert.equal(http.dashboardSocketsPerClient, DEFAULT_DASHBOARD_LIMITS.socketsPerClient);
   assert.equal(http.dashboardSocketOpensPerMinute, DEFAULT_DASHBOARD_LIMITS.socketOpensPerMinute);
@@ -478,7 +478,7 @@ Deno.test("review s62: the dashboard limits are http settings: defaults, validat
   assert.match(text, /^http\.dashboardStateReadsPerMinute\s+60\s+default$/m);
 });
 
-Deno.test("review s62: per-client allowances forget a client idle for a minute (anonymous readers are many addresses): what is kept stays bounded", () => {
+Deno.test("per-client allowances forget a client idle for a minute (anonymous readers are many addresses): what is kept stays bounded", () => {
   let ms = 0;
   const limits = new KeyLimits({ concurrency: 2, requestsPerMinute: 5, now: () => ms });
   for (let i = 0; i < 1000; i++) limits.admit(`anonymous 198.51.${i >> 8}.${i & 255}`)();

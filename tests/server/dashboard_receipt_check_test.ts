@@ -93,14 +93,14 @@ function receiptWith(change: (body: Record<string, unknown>) => void): Record<st
   return { ...body, worker: toHex(identity.publicKey), sig: toHex(sig) };
 }
 
-Deno.test("review s45: the page's receipt check says verified for a well-formed receipt of its job, as the node does", async () => {
+Deno.test("the page's receipt check says verified for a well-formed receipt of its job, as the node does", async () => {
   const receipt = receiptWith(() => {});
   assert(verifyReceipt(receipt, { job: JOB, output: OUTPUT }).ok, "the node accepts it");
   const result = await checkReceipt(receipt, { job: JOB, output: OUTPUT });
   assertEquals(result.ok, true, JSON.stringify(result));
 });
 
-Deno.test("review s45: the page's receipt check does not say verified for a signed receipt the node refuses as not well formed or not for the job", async () => {
+Deno.test("the page's receipt check does not say verified for a signed receipt the node refuses as not well formed or not for the job", async () => {
   const cases: [string, (body: Record<string, unknown>) => void][] = [
     ["a tensor receipt for a text job", (b) => (b.kind = "tensor")],
     ["another format version", (b) => (b.v = 2)],
@@ -178,7 +178,7 @@ async function* serverMessages(conn: Deno.Conn, buffered: Uint8Array) {
   }
 }
 
-Deno.test("review s45: a dashboard page that fell behind on its updates still gets its own prompt's tokens and receipt (only updates are dropped)", async () => {
+Deno.test("a dashboard page that fell behind on its updates still gets its own prompt's tokens and receipt (only updates are dropped)", async () => {
   let ended = false;
   const port: InferencePort = {
     models: () => Promise.resolve([{ cid: "bafkmodel", name: "m", kind: "text" }]),
@@ -266,7 +266,7 @@ Deno.test("review s45: a dashboard page that fell behind on its updates still ge
 
 // ---- a fraud proof holds its job: prompt and output ----------------------------------------
 
-Deno.test("review s45: a dashboard page reading with an API key gets no job text from a fraud proof (its job's prompt, the output's tokens), as on the rest of the socket; the operator token does", async () => {
+Deno.test("a dashboard page reading with an API key gets no job text from a fraud proof (its job's prompt, the output's tokens), as on the rest of the socket; the operator token does", async () => {
   const KEY = "a-real-api-key-0123456789";
   const PROOF = {
     v: 1,

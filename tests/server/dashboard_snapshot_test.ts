@@ -129,7 +129,7 @@ function assertBounded(jobs: JobsPart, encoded: string) {
   assert.ok(encoded.length < bound, `${encoded.length} characters, over ${bound}`);
 }
 
-Deno.test("review s62: GET /dashboard/state lists the live and finished jobs the page draws, counting the others", async () => {
+Deno.test("GET /dashboard/state lists the live and finished jobs the page draws, counting the others", async () => {
   const server = await busyNode(60_000);
   try {
     const response = await fetch(`${server.url}/dashboard/state`);
@@ -141,7 +141,7 @@ Deno.test("review s62: GET /dashboard/state lists the live and finished jobs the
   }
 });
 
-Deno.test("review s62: the live socket's first snapshot and its ticks are bounded the same way", async () => {
+Deno.test("the live socket's first snapshot and its ticks are bounded the same way", async () => {
   const server = await busyNode(20);
   const ws = new WebSocket(server.url.replace("http", "ws") + "/dashboard/live");
   const snapshots: string[] = [];
@@ -180,7 +180,7 @@ const PAGES = 8;
 /** Snapshots each page waits for. */
 const SNAPSHOTS = 3;
 
-Deno.test("review s61: a snapshot is encoded once for all the dashboard pages open, not once per page", async () => {
+Deno.test("a snapshot is encoded once for all the dashboard pages open, not once per page", async () => {
   let computed = 0;
   const sources = quietSources({
     // Called once per snapshot the hub computes.
@@ -235,7 +235,7 @@ Deno.test("review s61: a snapshot is encoded once for all the dashboard pages op
   }
 });
 
-Deno.test("review s61: dashboard state reads that arrive while the sources are being asked share one round of asks", async () => {
+Deno.test("dashboard state reads that arrive while the sources are being asked share one round of asks", async () => {
   const KEY = "a-real-api-key-0123456789";
   const READS = 20;
   let asked = 0;
@@ -301,7 +301,7 @@ function coordinatorWith(rounds: number): ActorRef<CoordinatorMessage> {
   } as unknown as ActorRef<CoordinatorMessage>;
 }
 
-Deno.test("review s47: the dashboard's training view carries the latest rounds, not every round a long-running coordinator ever finished", async () => {
+Deno.test("the dashboard's training view carries the latest rounds, not every round a long-running coordinator ever finished", async () => {
   const view = (rounds: number) =>
     dashboardSources({
       publicKey: new Uint8Array(32),
@@ -384,7 +384,7 @@ async function openSocket(url: string) {
   return { ws, messages, closed: closed.promise, afterSending };
 }
 
-Deno.test("review s47: a binary message over the dashboard socket's limit closes it (1009) as a text one does, before and after the client is let in", async () => {
+Deno.test("a binary message over the dashboard socket's limit closes it (1009) as a text one does, before and after the client is let in", async () => {
   const server = remoteNode();
   try {
     const stranger = await openSocket(server.url);

@@ -292,7 +292,7 @@ Deno.test("A chat with more messages and content parts than http.maxChatMessages
 /** A minute: far longer than the test runs, so only the fake clock can reach it. */
 const IDLE_MS = 60_000;
 
-Deno.test("review s64: the SSE idle cut-off of /v1/completions and /v1/chat/completions runs on the app's injected clock: a client that stops reading is cut when the fake clock passes http.clientIdleTimeoutMs, not before", async () => {
+Deno.test("the SSE idle cut-off of /v1/completions and /v1/chat/completions runs on the app's injected clock: a client that stops reading is cut when the fake clock passes http.clientIdleTimeoutMs, not before", async () => {
   for (
     const [path, body] of [
       ["/v1/completions", { model: "gated", prompt: "x", max_tokens: 50, stream: true }],
@@ -360,7 +360,7 @@ class UnreadSocket implements SessionSocket {
 
 const WS_IDLE_MS = 200;
 
-Deno.test("review s64: a WebSocket client that leaves its replies unread is cut off (1008) when the injected clock passes http.clientIdleTimeoutMs, not before, with no real time waited", async () => {
+Deno.test("a WebSocket client that leaves its replies unread is cut off (1008) when the injected clock passes http.clientIdleTimeoutMs, not before, with no real time waited", async () => {
   const timers = new ManualTimers();
   const stats = new EdgeStats();
   const socket = new UnreadSocket();

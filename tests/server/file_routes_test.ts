@@ -260,7 +260,7 @@ async function pendingRecords(dir: string): Promise<string[]> {
   return found;
 }
 
-Deno.test("review s47: an upload that stalls mid-body is answered 408 request_timeout once no bytes came for http.requestBodyTimeoutMs, its put abandoned and its pending record released", async () => {
+Deno.test("an upload that stalls mid-body is answered 408 request_timeout once no bytes came for http.requestBodyTimeoutMs, its put abandoned and its pending record released", async () => {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "upload-stall" });
   try {
@@ -316,7 +316,7 @@ Deno.test("review s47: an upload that stalls mid-body is answered 408 request_ti
   }
 });
 
-Deno.test("review s47: an upload is limited by idleness, not length: each chunk that arrives re-arms the deadline, and a slow but steady upload completes with no timer left armed", async () => {
+Deno.test("an upload is limited by idleness, not length: each chunk that arrives re-arms the deadline, and a slow but steady upload completes with no timer left armed", async () => {
   const timers = new FakeTimers();
   const received: number[] = [];
   const port = {
@@ -359,7 +359,7 @@ Deno.test("review s47: an upload is limited by idleness, not length: each chunk 
   assertEquals(timers.armed.size, 0, "a deadline timer left armed after the upload");
 });
 
-Deno.test("review s47: over TCP, an upload that sends its headers and part of its body then stalls gets 408", async () => {
+Deno.test("over TCP, an upload that sends its headers and part of its body then stalls gets 408", async () => {
   const timers = new FakeTimers();
   const ended = Promise.withResolvers<string>();
   const port = {
@@ -410,7 +410,7 @@ Deno.test("review s47: over TCP, an upload that sends its headers and part of it
 
 const KEY = "a-long-random-key-for-tests-1234";
 
-Deno.test("review s47: a client retrying while the node is full (too_many_jobs) keeps its API key's starts a minute: it is told too_many_jobs every time, never rate_limited", async () => {
+Deno.test("a client retrying while the node is full (too_many_jobs) keeps its API key's starts a minute: it is told too_many_jobs every time, never rate_limited", async () => {
   const app = createApp({
     inference: refusingPort(() => new VeriflowError("too_many_jobs", "the node has no room")),
     edge: { apiKeys: [KEY], perKeyRequestsPerMinute: 2 },
@@ -419,7 +419,7 @@ Deno.test("review s47: a client retrying while the node is full (too_many_jobs) 
   assertEquals(codes, Array(5).fill("too_many_jobs"));
 });
 
-Deno.test("review s47: a start given back for the node's refusal does not lift the key's limit: jobs the node starts, and prompts it refuses, still count", async () => {
+Deno.test("a start given back for the node's refusal does not lift the key's limit: jobs the node starts, and prompts it refuses, still count", async () => {
   let now = 0;
   let refusal: string | undefined = "too_many_jobs";
   const gateway = new InferenceGateway({
@@ -516,7 +516,7 @@ function trickling(): ReadableStream<Uint8Array> {
   }, { highWaterMark: 0 });
 }
 
-Deno.test("review s48: uploads that trickle hold at most the node's open uploads: the next is refused at once with 429 too_many_uploads, and a slot comes back when one ends (a 408 or a finished put)", async () => {
+Deno.test("uploads that trickle hold at most the node's open uploads: the next is refused at once with 429 too_many_uploads, and a slot comes back when one ends (a 408 or a finished put)", async () => {
   const timers = new FakeTimers();
   const { port, open } = readingStore();
   const app = createApp({ inference: {} as InferencePort });
@@ -548,7 +548,7 @@ Deno.test("review s48: uploads that trickle hold at most the node's open uploads
   await Promise.all(again.map((r) => r.body?.cancel()));
 });
 
-Deno.test("review s49: one API key's trickling uploads hold at most its share of the slots: its next is refused (429 too_many_uploads, naming the key's limit) while another key's still fit, and its slot comes back when one ends", async () => {
+Deno.test("one API key's trickling uploads hold at most its share of the slots: its next is refused (429 too_many_uploads, naming the key's limit) while another key's still fit, and its slot comes back when one ends", async () => {
   const timers = new FakeTimers();
   const { port, open } = readingStore();
   const [first, second] = ["first-key-0123456789abcdef", "second-key-0123456789abcdef"];

@@ -138,7 +138,7 @@ Deno.test("a node whose proof data cannot be written answers every completion wi
 // node's log printed it. `/healthz` reports it, hex, as `node_key`, beside the fields it always
 // had.
 
-Deno.test("review s61: /healthz reports the node's public key (hex) as node_key, keeping its other fields", async () => {
+Deno.test("/healthz reports the node's public key (hex) as node_key, keeping its other fields", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await using node = await startNode(parseNodeConfig({
@@ -197,7 +197,7 @@ function unlistedPort(failure: () => Error): InferencePort {
   };
 }
 
-Deno.test("review s52: /healthz of a router with no worker connected (its model listing throws no_worker) answers the health body, failed with the reason, not the no_worker error body", async () => {
+Deno.test("/healthz of a router with no worker connected (its model listing throws no_worker) answers the health body, failed with the reason, not the no_worker error body", async () => {
   const ports: [string, () => InferencePort][] = [
     ["router", routerWithoutWorkers],
     ["no_worker", () => unlistedPort(() => new NoWorkerError("any"))],
@@ -240,7 +240,7 @@ Deno.test("review s52: /healthz of a router with no worker connected (its model 
   }
 });
 
-Deno.test("review s52: /healthz whose model listing and stats both fail lists both conditions", async () => {
+Deno.test("/healthz whose model listing and stats both fail lists both conditions", async () => {
   const port: InferencePort = {
     submit: () => Promise.reject(new Error("no jobs")),
     models: () => Promise.reject(new NoWorkerError("any")),
@@ -273,7 +273,7 @@ const OVERLOAD: [string, () => Error][] = [
 ];
 
 for (const [code, overload] of OVERLOAD) {
-  Deno.test(`review s52: ${code} (the node's inference actor restarting or overloaded) answers 503 server_error with Retry-After, not 500`, async () => {
+  Deno.test(`${code} (the node's inference actor restarting or overloaded) answers 503 server_error with Retry-After, not 500`, async () => {
     const response = errorResponse(overload());
     const body = await response.json();
     assertEquals(
@@ -282,7 +282,7 @@ for (const [code, overload] of OVERLOAD) {
     );
   });
 
-  Deno.test(`review s52: a completion the inference port refuses with ${code} is answered 503 with Retry-After through the app`, async () => {
+  Deno.test(`a completion the inference port refuses with ${code} is answered 503 with Retry-After through the app`, async () => {
     const port: InferencePort = {
       submit: () => Promise.reject(overload()),
       models: () => Promise.resolve([MODEL]),
@@ -303,7 +303,7 @@ for (const [code, overload] of OVERLOAD) {
     );
   });
 
-  Deno.test(`review s52: a client retrying while the node's inference actor refuses its job (${code}) keeps its API key's starts a minute: it is told ${code} every time, never rate_limited`, async () => {
+  Deno.test(`a client retrying while the node's inference actor refuses its job (${code}) keeps its API key's starts a minute: it is told ${code} every time, never rate_limited`, async () => {
     let refusing = true;
     const port = refusingPort(() => refusing ? overload() : undefined);
     const gateway = new InferenceGateway({

@@ -428,7 +428,7 @@ const REQUESTS: [string, Record<string, unknown>][] = [
   }],
 ];
 
-Deno.test("review s52: a forwarded job whose worker never started it (start timeout) is answered 504 server_error, not 408 invalid_request_error blaming the client, on every /v1 route, streamed or not", async () => {
+Deno.test("a forwarded job whose worker never started it (start timeout) is answered 504 server_error, not 408 invalid_request_error blaming the client, on every /v1 route, streamed or not", async () => {
   const port = new SilentWorkerPort();
   const app = createApp({ inference: port });
   for (const [path, body] of REQUESTS) {
@@ -449,7 +449,7 @@ Deno.test("review s52: a forwarded job whose worker never started it (start time
   assertEquals(port.submitted, REQUESTS.length);
 });
 
-Deno.test("review s52: a worker's start timeout is not counted in /metrics as a client refused at the edge (veriflow_http_refused_total)", async () => {
+Deno.test("a worker's start timeout is not counted in /metrics as a client refused at the edge (veriflow_http_refused_total)", async () => {
   const app = createApp({ inference: new SilentWorkerPort() });
   const info = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 } };
   const refused = await app.fetch(
@@ -467,7 +467,7 @@ Deno.test("review s52: a worker's start timeout is not counted in /metrics as a 
   );
 });
 
-Deno.test("review s52: the openai client raises a worker's start timeout as a server error (InternalServerError, 504), not as a 4xx about its request", async () => {
+Deno.test("the openai client raises a worker's start timeout as a server error (InternalServerError, 504), not as a 4xx about its request", async () => {
   const app = createApp({ inference: new SilentWorkerPort() });
   const abort = new AbortController();
   const server = serve({ app, port: 0, signal: abort.signal });
@@ -486,7 +486,7 @@ Deno.test("review s52: the openai client raises a worker's start timeout as a se
   }
 });
 
-Deno.test("review s52: the edge's own body timeout is still the client's 408; only the upstream's request_timeout is a 504", () => {
+Deno.test("the edge's own body timeout is still the client's 408; only the upstream's request_timeout is a 504", () => {
   assertEquals(httpStatusOf(new RequestTimeoutError(1_000)), 408);
   assertEquals(httpStatusOf(new RequestTimeoutError(1_000, true)), 408);
   assertEquals(httpStatusOf(new StartTimeoutError(START_TIMEOUT_MS)), 504);
@@ -503,7 +503,7 @@ const NOT_STARTED: [string, () => Error][] = [
 ];
 
 for (const [code, refusal] of NOT_STARTED) {
-  Deno.test(`review s52: a client retrying while no worker starts its job (${code}) keeps its API key's starts a minute: it is told ${code} every time, never rate_limited`, async () => {
+  Deno.test(`a client retrying while no worker starts its job (${code}) keeps its API key's starts a minute: it is told ${code} every time, never rate_limited`, async () => {
     const app = createApp({
       inference: refusingPort(refusal),
       edge: { apiKeys: [KEY], perKeyRequestsPerMinute: 2 },

@@ -456,7 +456,7 @@ async function nodeWithProver(dir: string) {
   };
 }
 
-Deno.test("review s61: every chunk a node streams on /v1/completions and /v1/chat/completions has only the keys of CompletionChunk / ChatCompletionChunk, and the last carries the Veriflow fields", async () => {
+Deno.test("every chunk a node streams on /v1/completions and /v1/chat/completions has only the keys of CompletionChunk / ChatCompletionChunk, and the last carries the Veriflow fields", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s61-chunks-" });
   const { node, close } = await nodeWithProver(dir);
   try {
@@ -505,7 +505,7 @@ Deno.test("review s61: every chunk a node streams on /v1/completions and /v1/cha
   }
 });
 
-Deno.test("review s61: a chunk whose job has no receipt carries veriflow_receipt_error as its type says", async () => {
+Deno.test("a chunk whose job has no receipt carries veriflow_receipt_error as its type says", async () => {
   const root = await Deno.makeTempDir({ prefix: "veriflow-s61-chunks-" });
   const dir = `${root}/proofs`;
   const { node, close } = await nodeWithProver(dir);
@@ -530,7 +530,7 @@ Deno.test("review s61: a chunk whose job has no receipt carries veriflow_receipt
   }
 });
 
-Deno.test("review s61: the openai package's chunks carry the Veriflow fields, read as VeriflowChunkFields (the docs' example)", async () => {
+Deno.test("the openai package's chunks carry the Veriflow fields, read as VeriflowChunkFields (the docs' example)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s61-chunks-" });
   const { node, close } = await nodeWithProver(dir);
   try {
@@ -729,7 +729,7 @@ async function bothAnswers(code: string, path: "/v1/chat/completions" | "/v1/com
   return { status: full.status, fullError, streamError };
 }
 
-Deno.test("review s53: a stream whose job fails with the request's own fault (400 invalid_generation_params) ends with an error event of type invalid_request_error, as the non-streamed answer says", async () => {
+Deno.test("a stream whose job fails with the request's own fault (400 invalid_generation_params) ends with an error event of type invalid_request_error, as the non-streamed answer says", async () => {
   for (const path of ["/v1/chat/completions", "/v1/completions"] as const) {
     const { status, fullError, streamError } = await bothAnswers("invalid_generation_params", path);
     assertEquals(status, 400);
@@ -738,7 +738,7 @@ Deno.test("review s53: a stream whose job fails with the request's own fault (40
   }
 });
 
-Deno.test("review s53: a stream whose job is refused by a full queue after it started (too_many_jobs, a worker taking it over) says rate_limit_error, as the 429 does", async () => {
+Deno.test("a stream whose job is refused by a full queue after it started (too_many_jobs, a worker taking it over) says rate_limit_error, as the 429 does", async () => {
   const { status, fullError, streamError } = await bothAnswers(
     "too_many_jobs",
     "/v1/chat/completions",
@@ -748,7 +748,7 @@ Deno.test("review s53: a stream whose job is refused by a full queue after it st
   assertEquals(streamError.type, "rate_limit_error");
 });
 
-Deno.test("review s53: a stream whose job fails on the node's side (worker_stalled, shutting_down) still says server_error, with the same body as the non-streamed answer", async () => {
+Deno.test("a stream whose job fails on the node's side (worker_stalled, shutting_down) still says server_error, with the same body as the non-streamed answer", async () => {
   for (const code of ["worker_stalled", "shutting_down"]) {
     const { status, fullError, streamError } = await bothAnswers(code, "/v1/chat/completions");
     assertEquals(status >= 500, true, `${code}: ${status}`);
@@ -763,7 +763,7 @@ Deno.test("review s53: a stream whose job fails on the node's side (worker_stall
 // What a streaming client receives — the numbers and text of each token an OpenAI or WebSocket
 // client is handed, against what the model, the proof and the docs say it is.
 
-Deno.test("review s46: top logprobs of a row with a NaN (masked) logit are the fingerprint's log-softmax, not NaN (null on the wire)", () => {
+Deno.test("top logprobs of a row with a NaN (masked) logit are the fingerprint's log-softmax, not NaN (null on the wire)", () => {
   // The sampler and the fingerprint count NaN as −∞ (probability 0); the top list promised the
   // chosen token's entry equal to its `logprob` bit for bit, and gave NaN for every entry.
   const row = new Float32Array([1, NaN, 3, 2, -Infinity]);

@@ -30,7 +30,7 @@ import { eventually, startTestNode } from "./_fixtures.ts";
 
 const MODEL: ServedModelInfo = { cid: "bafkchatmodel", name: "chat", kind: "text" };
 
-Deno.test("review s53: a chat request's own stop sequences are added to the end-of-turn stop, not put in its place (a list, a string, an empty list)", async () => {
+Deno.test("a chat request's own stop sequences are added to the end-of-turn stop, not put in its place (a list, a string, an empty list)", async () => {
   const { jobs, chat } = recordingApp(MODEL);
   await chat({ stop: ["\n\n"] });
   await chat({ stop: "END" });
@@ -49,7 +49,7 @@ Deno.test("review s53: a chat request's own stop sequences are added to the end-
   for (const job of jobs) assertEquals(new Set(job.params.stop).size, job.params.stop.length);
 });
 
-Deno.test("review s53: chat stops that already end every turn (the turn stop itself, or a part of it such as a newline) take no extra slot; a full list of other stops is a 400 naming 'stop', never a job over the limit", async () => {
+Deno.test("chat stops that already end every turn (the turn stop itself, or a part of it such as a newline) take no extra slot; a full list of other stops is a 400 naming 'stop', never a job over the limit", async () => {
   const { jobs, chat } = recordingApp(MODEL);
   const full = ["a", "b", "c", "\n"].slice(0, GENERATION_LIMITS.maxStopSequences);
   // "\n" ends the output at the turn's first character, so the list stops every turn already.
@@ -72,7 +72,7 @@ Deno.test("review s53: chat stops that already end every turn (the turn stop its
   }
 });
 
-Deno.test("review s53: chat content given as text parts keeps the parts apart (joined by a newline, as vLLM does), so their words are not glued together", async () => {
+Deno.test("chat content given as text parts keeps the parts apart (joined by a newline, as vLLM does), so their words are not glued together", async () => {
   const { jobs, chat } = recordingApp(MODEL);
   await chat({
     messages: [{
@@ -152,7 +152,7 @@ function scriptedNode() {
   };
 }
 
-Deno.test("review s66: chat takes OpenAI's 4 stop sequences when the job can hold them with the end of turn (one contains it, contains another stop, or is listed twice); the text is trimmed as if every one were the job's, full and streamed", async () => {
+Deno.test("chat takes OpenAI's 4 stop sequences when the job can hold them with the end of turn (one contains it, contains another stop, or is listed twice); the text is trimmed as if every one were the job's, full and streamed", async () => {
   const node = scriptedNode();
   const chat = { model: "scripted", messages: [{ role: "user" as const, content: "Hi" }] };
   try {
@@ -205,7 +205,7 @@ Deno.test("review s66: chat takes OpenAI's 4 stop sequences when the job can hol
   }
 });
 
-Deno.test("review s66: vLLM's sampling extensions that would change the answer (structured output, token-id stops and bans, beam search, prompt logprobs and truncation) and its chat template switches are 400 unsupported_field naming the field; values that ask for nothing pass", async () => {
+Deno.test("vLLM's sampling extensions that would change the answer (structured output, token-id stops and bans, beam search, prompt logprobs and truncation) and its chat template switches are 400 unsupported_field naming the field; values that ask for nothing pass", async () => {
   const node = scriptedNode();
   const chat = (body: Record<string, unknown>) =>
     node.client.chat.completions.create({
@@ -267,7 +267,7 @@ Deno.test("review s66: vLLM's sampling extensions that would change the answer (
 // signal when its client closes the connection unless the request arrived in one read (headers and
 // a small body together), and the openai client's requests do not, so such a job runs to its end
 // (docs/API.md, "Responses").
-Deno.test("review s66: the openai client's ways to stop a stream (stream.controller.abort() mid-stream, a break out of the loop) each cancel the job on the node", async () => {
+Deno.test("the openai client's ways to stop a stream (stream.controller.abort() mid-stream, a break out of the loop) each cancel the job on the node", async () => {
   const node = await startTestNode();
   const client = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: "unused", maxRetries: 0 });
   const chat = { model: "gated", messages: [{ role: "user" as const, content: "x" }] };
@@ -308,7 +308,7 @@ Deno.test("review s66: the openai client's ways to stop a stream (stream.control
   }
 });
 
-Deno.test("review s66: a stream read with the openai client keeps id, created and model on every chunk (the usage chunk too), its usage counts the tokens streamed, and it comes unbuffered as text/event-stream", async () => {
+Deno.test("a stream read with the openai client keeps id, created and model on every chunk (the usage chunk too), its usage counts the tokens streamed, and it comes unbuffered as text/event-stream", async () => {
   const node = await startTestNode();
   node.gated.release(1_000_000);
   const client = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: "unused", maxRetries: 0 });
@@ -359,7 +359,7 @@ Deno.test("review s66: a stream read with the openai client keeps id, created an
 // literal as `"\n"`, it was a real line break between two quotes: the message a client logs showed
 // `"` and `"` on two lines instead of the stop to send.
 
-Deno.test("review s66: the chat 'stop' refusal names the newline stop as JSON, with no line break in the message", async () => {
+Deno.test("the chat 'stop' refusal names the newline stop as JSON, with no line break in the message", async () => {
   const { jobs, chat } = recordingApp(MODEL);
   const refused = await chat({ stop: ["w", "x", "y", "z"] });
   assertEquals(refused.status, 400);

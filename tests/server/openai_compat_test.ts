@@ -533,7 +533,7 @@ function recordingNode(drawSeed?: () => number) {
   };
 }
 
-Deno.test("review s65: an OpenAI request that samples without a seed gets a fresh one per request (chat and completions, streamed or not); a seed sent, and a greedy request, keep theirs", async () => {
+Deno.test("an OpenAI request that samples without a seed gets a fresh one per request (chat and completions, streamed or not); a seed sent, and a greedy request, keep theirs", async () => {
   let draws = 0;
   const node = recordingNode(() => 1000 + ++draws);
   const chat = (body: Record<string, unknown>) =>
@@ -569,7 +569,7 @@ Deno.test("review s65: an OpenAI request that samples without a seed gets a fres
   }
 });
 
-Deno.test("review s65: the default seed draw is a job seed (a safe integer within GENERATION_LIMITS), whatever it draws", () => {
+Deno.test("the default seed draw is a job seed (a safe integer within GENERATION_LIMITS), whatever it draws", () => {
   for (let i = 0; i < 1000; i++) {
     const seed = drawRequestSeed();
     assert(Number.isSafeInteger(seed), String(seed));
@@ -577,7 +577,7 @@ Deno.test("review s65: the default seed draw is a job seed (a safe integer withi
   }
 });
 
-Deno.test("review s65: n other than 1, echo: true and tool or function messages are 400s that say why (one choice per request, no echo, no tool calling), naming the field", async () => {
+Deno.test("n other than 1, echo: true and tool or function messages are 400s that say why (one choice per request, no echo, no tool calling), naming the field", async () => {
   const node = recordingNode();
   const post = async (path: string, body: Record<string, unknown>) => {
     const response = await fetch(`${node.url}/v1/${path}`, {

@@ -120,7 +120,7 @@ Deno.test("top_p: 0, which OpenAI accepts (evaluation tools send it with tempera
 
 const MODEL: ServedModelInfo = { cid: "bafkedgesmodel", name: "edges", kind: "text" };
 
-Deno.test("review s63: a chat message whose content is an empty list of parts is a 400 naming it (as OpenAI), not a job on an empty turn; one text part still passes", async () => {
+Deno.test("a chat message whose content is an empty list of parts is a 400 naming it (as OpenAI), not a job on an empty turn; one text part still passes", async () => {
   const { jobs, chat } = recordingApp(MODEL);
   for (const stream of [false, true]) {
     const { status, error } = await chat({
@@ -140,7 +140,7 @@ Deno.test("review s63: a chat message whose content is an empty list of parts is
   assertEquals(jobs.length, 1);
 });
 
-Deno.test("review s63: a WebSocket infer with null for logprobs, nonce and input runs as if they were absent, as null sampling fields do", async () => {
+Deno.test("a WebSocket infer with null for logprobs, nonce and input runs as if they were absent, as null sampling fields do", async () => {
   const node = await startTestNode();
   const ws = await WsProbe.open(node.wsUrl);
   try {
@@ -168,7 +168,7 @@ Deno.test("review s63: a WebSocket infer with null for logprobs, nonce and input
   }
 });
 
-Deno.test("review s63: a __proto__ member of a body carries nothing past the schema (an unchecked max_tokens or stop cannot come through the prototype)", () => {
+Deno.test("a __proto__ member of a body carries nothing past the schema (an unchecked max_tokens or stop cannot come through the prototype)", () => {
   const body = parseRequest(
     CompletionRequestSchema,
     parseJsonText('{"prompt":"x","__proto__":{"max_tokens":100000,"stop":42,"stream":true}}'),
@@ -178,7 +178,7 @@ Deno.test("review s63: a __proto__ member of a body carries nothing past the sch
   assertEquals([params.maxTokens, params.stop], [DEFAULT_GENERATION_PARAMS.maxTokens, []]);
 });
 
-Deno.test("review s63: a client that goes away while its job is queued takes the job out of the queue: SSE, one body, and an SSE body never read", async () => {
+Deno.test("a client that goes away while its job is queued takes the job out of the queue: SSE, one body, and an SSE body never read", async () => {
   const node = await startTestNode({ concurrency: 1 });
   const post = (path: string, body: unknown, signal?: AbortSignal) =>
     fetch(`${node.url}${path}`, { method: "POST", body: JSON.stringify(body), signal });
@@ -236,7 +236,7 @@ Deno.test("review s63: a client that goes away while its job is queued takes the
   }
 });
 
-Deno.test("review s63: reasoning_effort (which OpenAI refuses for a model that does not reason) and vLLM's sampling extensions that would change the answer are refused with 400 unsupported_field naming them; values that ask for nothing pass", async () => {
+Deno.test("reasoning_effort (which OpenAI refuses for a model that does not reason) and vLLM's sampling extensions that would change the answer are refused with 400 unsupported_field naming them; values that ask for nothing pass", async () => {
   const { jobs, chat, completions } = recordingApp(MODEL);
   const refused = [
     ["reasoning_effort", "high"],
@@ -339,7 +339,7 @@ Deno.test("a value of one branch's type still gets that branch's own reason", ()
 
 const FIELDS_MODEL: ServedModelInfo = { cid: "bafkfieldsmodel", name: "fields", kind: "text" };
 
-Deno.test("review s54: chat web_search_options and a verbosity other than medium are refused with 400 unsupported_field naming them, not ignored; verbosity medium and null pass", async () => {
+Deno.test("chat web_search_options and a verbosity other than medium are refused with 400 unsupported_field naming them, not ignored; verbosity medium and null pass", async () => {
   const { jobs, chat } = recordingApp(FIELDS_MODEL);
   for (
     const [field, value] of [
@@ -364,7 +364,7 @@ Deno.test("review s54: chat web_search_options and a verbosity other than medium
   assertEquals(jobs.length, 3);
 });
 
-Deno.test("review s54: /v1/completions takes max_completion_tokens as chat does (not ignored for the default 64); out of range is a 400 naming it", async () => {
+Deno.test("/v1/completions takes max_completion_tokens as chat does (not ignored for the default 64); out of range is a 400 naming it", async () => {
   const { jobs, completions } = recordingApp(FIELDS_MODEL);
   assertEquals((await completions({ max_completion_tokens: 100 })).status, 429);
   assertEquals((await completions({ max_tokens: 10, max_completion_tokens: 200 })).status, 429);
@@ -380,7 +380,7 @@ Deno.test("review s54: /v1/completions takes max_completion_tokens as chat does 
   assertEquals(jobs.length, 2);
 });
 
-Deno.test("review s54: a completions prompt of token ids ([1, 2, 3] or [[1, 2, 3]]) is a 400 naming 'prompt' that says token ids are not taken, not that the array is too long", async () => {
+Deno.test("a completions prompt of token ids ([1, 2, 3] or [[1, 2, 3]]) is a 400 naming 'prompt' that says token ids are not taken, not that the array is too long", async () => {
   const { jobs, completions } = recordingApp(FIELDS_MODEL);
   for (const prompt of [[1, 2, 3], [[1, 2, 3]], [7]]) {
     const { status, error } = await completions({ prompt });

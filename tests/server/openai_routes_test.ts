@@ -419,7 +419,7 @@ function portOf(models: () => Promise<readonly ServedModelInfo[]>): InferencePor
   };
 }
 
-Deno.test("review s50: GET /v1/models/{id} finds a model by a name with a slash (org/name), written as is or percent-encoded; an unknown one is 404 unknown_model", async () => {
+Deno.test("GET /v1/models/{id} finds a model by a name with a slash (org/name), written as is or percent-encoded; an unknown one is 404 unknown_model", async () => {
   const app = createApp({ inference: portOf(() => Promise.resolve([HF_MODEL])) });
   const get = (path: string) =>
     app.fetch(new Request(`http://127.0.0.1${path}`), { remoteAddr: LOOPBACK });
@@ -439,7 +439,7 @@ Deno.test("review s50: GET /v1/models/{id} finds a model by a name with a slash 
   assertEquals((await unknown.json()).error.code, "unknown_model");
 });
 
-Deno.test("review s50: an internal error (500 internal_error) is logged with its cause, which the client's body leaves out", async () => {
+Deno.test("an internal error (500 internal_error) is logged with its cause, which the client's body leaves out", async () => {
   const lines: string[] = [];
   const app = createApp({
     inference: portOf(() => Promise.reject(new TypeError("catalog read a field of undefined"))),
@@ -465,7 +465,7 @@ Deno.test("review s50: an internal error (500 internal_error) is logged with its
   assertEquals(lines.length, 1, `log: ${JSON.stringify(lines)}`);
 });
 
-Deno.test("review s50: an internal error a WebSocket frame runs into is logged with its cause; the client is told internal_error for its id", async () => {
+Deno.test("an internal error a WebSocket frame runs into is logged with its cause; the client is told internal_error for its id", async () => {
   const lines: string[] = [];
   const port = portOf(() => Promise.resolve([HF_MODEL]));
   port.submit = () => Promise.reject(new TypeError("submit read a field of undefined"));
@@ -498,7 +498,7 @@ Deno.test("review s50: an internal error a WebSocket frame runs into is logged w
   }
 });
 
-Deno.test("review s54: a typed internal error (a 500) at a WebSocket submission is sent with its code, not its text, which the operator's log keeps", async () => {
+Deno.test("a typed internal error (a 500) at a WebSocket submission is sent with its code, not its text, which the operator's log keeps", async () => {
   const secret = "/var/lib/veriflow/models/secret.onnx";
   const lines: string[] = [];
   const port = portOf(() => Promise.resolve([HF_MODEL]));
@@ -529,7 +529,7 @@ Deno.test("review s54: a typed internal error (a 500) at a WebSocket submission 
   }
 });
 
-Deno.test("review s50: a request naming a model by its CID gets that model, though a model listed before it (a peer's) has that CID as its name", async () => {
+Deno.test("a request naming a model by its CID gets that model, though a model listed before it (a peer's) has that CID as its name", async () => {
   // What a router node lists: every connected worker's models, the first to connect first. A
   // worker may name its model anything, a CID another worker serves included.
   const good: ServedModelInfo = { cid: "bafkgoodmodel", name: "good", kind: "text" };
@@ -561,7 +561,7 @@ Deno.test("review s50: a request naming a model by its CID gets that model, thou
   assertEquals(submitted.at(-1), good.cid);
 });
 
-Deno.test("review s50: a 400 for a string-or-array field sent as an array says what is wrong inside the array (5 stop sequences: the limit of 4; an image part: its type), not just 'Invalid input'", async () => {
+Deno.test("a 400 for a string-or-array field sent as an array says what is wrong inside the array (5 stop sequences: the limit of 4; an image part: its type), not just 'Invalid input'", async () => {
   const app = createApp({ inference: portOf(() => Promise.resolve([HF_MODEL])) });
   const refusal = async (path: string, body: unknown) => {
     const response = await app.fetch(
@@ -592,7 +592,7 @@ Deno.test("review s50: a 400 for a string-or-array field sent as an array says w
   assertEquals(neither.param, "messages.0.content");
 });
 
-Deno.test("review s50: an SSE body cancelled right after a read (before its pull has returned) arms no idle timer: the job is cancelled once and no idle cut-off is counted", async () => {
+Deno.test("an SSE body cancelled right after a read (before its pull has returned) arms no idle timer: the job is cancelled once and no idle cut-off is counted", async () => {
   for (const shape of [CHAT_SHAPE, COMPLETION_SHAPE]) {
     const jobId = "cd".repeat(32);
     const summary = Promise.withResolvers<JobSummary>();
@@ -662,18 +662,18 @@ async function resolved(models: ServedModelInfo[], name: string): Promise<string
   return await gateway.resolveModel(name).then((m) => m.cid, (e) => (e as VeriflowError).code);
 }
 
-Deno.test("review s52: a model name two listed models claim is refused as ambiguous, whichever was listed first, instead of resolving to the first lister's model", async () => {
+Deno.test("a model name two listed models claim is refused as ambiguous, whichever was listed first, instead of resolving to the first lister's model", async () => {
   assertEquals(await resolved([SQUATTER, HONEST, OTHER], "brown"), "ambiguous_model");
   assertEquals(await resolved([HONEST, SQUATTER, OTHER], "brown"), "ambiguous_model");
 });
 
-Deno.test("review s52: a name one model claims, or a CID, resolves as before, squatter or not", async () => {
+Deno.test("a name one model claims, or a CID, resolves as before, squatter or not", async () => {
   assertEquals(await resolved([HONEST, OTHER], "brown"), HONEST.cid);
   assertEquals(await resolved([SQUATTER, HONEST, OTHER], HONEST.cid), HONEST.cid);
   assertEquals(await resolved([SQUATTER, HONEST, OTHER], "other"), OTHER.cid);
 });
 
-Deno.test("review s52: a completion naming an ambiguous model is a 400 invalid_request_error on `model` that names the CIDs to ask by", async () => {
+Deno.test("a completion naming an ambiguous model is a 400 invalid_request_error on `model` that names the CIDs to ask by", async () => {
   const app = createApp({ inference: listing([SQUATTER, HONEST]) });
   const response = await app.fetch(
     new Request("http://127.0.0.1/v1/completions", {

@@ -106,7 +106,7 @@ function countingPort(): { port: InferencePort; submitted: () => number } {
 
 const LOOPBACK: Deno.Addr = { transport: "tcp", hostname: "127.0.0.1", port: 40000 };
 
-Deno.test("review s47: a request body that stalls after its first bytes is answered 408 request_timeout at http.requestBodyTimeoutMs, its body cancelled and no job submitted", async () => {
+Deno.test("a request body that stalls after its first bytes is answered 408 request_timeout at http.requestBodyTimeoutMs, its body cancelled and no job submitted", async () => {
   const timers = new FakeTimers();
   const { port, submitted } = countingPort();
   // Built apart from the call: the option is new, and the test must fail (not fail to compile)
@@ -150,7 +150,7 @@ Deno.test("review s47: a request body that stalls after its first bytes is answe
   assertEquals(submitted(), 0);
 });
 
-Deno.test("review s47: over TCP, a client that sends its headers and part of its body then stalls gets 408 once the body deadline passes", async () => {
+Deno.test("over TCP, a client that sends its headers and part of its body then stalls gets 408 once the body deadline passes", async () => {
   const timers = new FakeTimers();
   const { port, submitted } = countingPort();
   const options = { inference: port, edge: { requestBodyTimeoutMs: 5_000 }, timers };
@@ -184,7 +184,7 @@ Deno.test("review s47: over TCP, a client that sends its headers and part of its
   }
 });
 
-Deno.test("review s47: a body that ends before http.requestBodyTimeoutMs is served as before and leaves no deadline timer armed", async () => {
+Deno.test("a body that ends before http.requestBodyTimeoutMs is served as before and leaves no deadline timer armed", async () => {
   const timers = new FakeTimers();
   const { port, submitted } = countingPort();
   const options = { inference: port, edge: { requestBodyTimeoutMs: 5_000 }, timers };
@@ -203,7 +203,7 @@ Deno.test("review s47: a body that ends before http.requestBodyTimeoutMs is serv
   assertEquals([...timers.armed.values()].filter((t) => t.ms === 5_000), []);
 });
 
-Deno.test("review s47: http.requestBodyTimeoutMs is a node setting with a documented default", async () => {
+Deno.test("http.requestBodyTimeoutMs is a node setting with a documented default", async () => {
   const { requestBodyTimeoutMs } = EDGE_DEFAULTS as unknown as Record<string, unknown>;
   assert(typeof requestBodyTimeoutMs === "number" && requestBodyTimeoutMs > 0);
   const { config } = await resolveStartConfig([]);
@@ -255,7 +255,7 @@ async function rawExchange(url: string, head: string, body: string): Promise<str
   return answer;
 }
 
-Deno.test("review s64: a request body that breaks off before its Content-Length (the client closed its side) is 400 incomplete_body on the JSON routes and on an upload, not a 500 with an internal error logged", async () => {
+Deno.test("a request body that breaks off before its Content-Length (the client closed its side) is 400 incomplete_body on the JSON routes and on an upload, not a 500 with an internal error logged", async () => {
   const { app, puts, log } = bodyApp();
   const abort = new AbortController();
   const server = serve({ app, port: 0, signal: abort.signal });
@@ -287,7 +287,7 @@ Deno.test("review s64: a request body that breaks off before its Content-Length 
   }
 });
 
-Deno.test("review s64: a body in a content coding (Content-Encoding: gzip) is refused 415 unsupported_content_encoding with Accept-Encoding: identity, on the JSON routes and uploads; identity is read as before", async () => {
+Deno.test("a body in a content coding (Content-Encoding: gzip) is refused 415 unsupported_content_encoding with Accept-Encoding: identity, on the JSON routes and uploads; identity is read as before", async () => {
   const { app, puts } = bodyApp();
   const json = JSON.stringify({ prompt: "Hello", max_tokens: 1 });
   const gzipped = await new Response(

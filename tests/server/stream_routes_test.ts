@@ -551,7 +551,7 @@ Deno.test("WS infer with input streams the same tokens as the stored text sent i
   });
 });
 
-Deno.test("review s54: veriflow_input on /v1/chat/completions is a 400 unsupported_field, not a chat answer that ignored the file", async () => {
+Deno.test("veriflow_input on /v1/chat/completions is a 400 unsupported_field, not a chat answer that ignored the file", async () => {
   await withApp(async (app) => {
     const chat = async (body: Record<string, unknown>) => {
       const response = await app.fetch(
@@ -589,7 +589,7 @@ function onTheWire(summary: JobSummary): WsDoneMessage {
   return JSON.parse(JSON.stringify(doneMessage("a", summary)));
 }
 
-Deno.test("review s45: a relayed job's done carries numbers (or the documented null) in its timings, never a NaN turned null", () => {
+Deno.test("a relayed job's done carries numbers (or the documented null) in its timings, never a NaN turned null", () => {
   // As `_remote_job.ts` ends a cancelled job, and `failover.ts` one resumed on another worker.
   const relayed: JobSummary[] = [
     {

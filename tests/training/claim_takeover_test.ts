@@ -114,7 +114,7 @@ async function withNode(
   }
 }
 
-Deno.test("review s51: a staked key's false opening_missing claim about an honest trainer does not slash it: the ledger asks the trainer itself, it answers, and it is paid", () =>
+Deno.test("a staked key's false opening_missing claim about an honest trainer does not slash it: the ledger asks the trainer itself, it answers, and it is paid", () =>
   withNode("false-claim", 1, async (n, t) => {
     const { receipt } = t.receipts[0];
     const claimant = Identity.generate();
@@ -132,7 +132,7 @@ Deno.test("review s51: a staked key's false opening_missing claim about an hones
     assert.deepEqual(await n.account(claimant.publicKey), { balance: 0, stake: STAKE, locked: 0 });
   }));
 
-Deno.test("review s51: a true claim — the trainer refuses this ledger's takeover too — convicts it here on the ledger's own opening_missing: slashed, burned, nobody rewarded", () =>
+Deno.test("a true claim — the trainer refuses this ledger's takeover too — convicts it here on the ledger's own opening_missing: slashed, burned, nobody rewarded", () =>
   withNode("true-claim", 1, async (n, t) => {
     const { receipt } = t.receipts[0];
     const claimant = Identity.generate();
@@ -161,7 +161,7 @@ Deno.test("review s51: a true claim — the trainer refuses this ledger's takeov
     assert.equal(stats.faults, 1);
   }));
 
-Deno.test("review s51: a claim this ledger cannot take over (no connection to the trainer, and no swarm to dial it) leaves the trainer paid here", () =>
+Deno.test("a claim this ledger cannot take over (no connection to the trainer, and no swarm to dial it) leaves the trainer paid here", () =>
   withNode("no-link", 1, async (n, t) => {
     const { receipt } = t.receipts[0];
     const claimant = Identity.generate();
@@ -172,7 +172,7 @@ Deno.test("review s51: a claim this ledger cannot take over (no connection to th
     assert.equal((await n.stats()).takeovers, 0);
   }, false));
 
-Deno.test("review s51: a claimant found false twice is benched: its third claim opens no takeover, and the trainer (silent this time) is not slashed on its word", () =>
+Deno.test("a claimant found false twice is benched: its third claim opens no takeover, and the trainer (silent this time) is not slashed on its word", () =>
   withNode("benched", 3, async (n, t) => {
     const claimant = Identity.generate();
     const records: ReceiptRecord[] = [];
@@ -197,7 +197,7 @@ Deno.test("review s51: a claimant found false twice is benched: its third claim 
     });
   }));
 
-Deno.test("review s51: a receipt this validator challenged already (its coin, passed) is not challenged again on a claim — the trainer refuses a second challenge, which would convict it — even after a restart", () =>
+Deno.test("a receipt this validator challenged already (its coin, passed) is not challenged again on a claim — the trainer refuses a second challenge, which would convict it — even after a restart", () =>
   withNode("challenged-here", 1, async (n, t) => {
     const { receipt, delta } = t.receipts[0];
     const claimant = Identity.generate();
@@ -214,7 +214,7 @@ Deno.test("review s51: a receipt this validator challenged already (its coin, pa
     assert.equal(t.challenges.length, 1, "asked once, by the coin");
   }));
 
-Deno.test("review s51: a takeover checks no delta, but keeps the last opened step: when the delta comes (the coordinator's report, a round's outcome) a delta that is not the trained end state is convicted on the takeover's challenge", () =>
+Deno.test("a takeover checks no delta, but keeps the last opened step: when the delta comes (the coordinator's report, a round's outcome) a delta that is not the trained end state is convicted on the takeover's challenge", () =>
   withNode(
     "takeover-delta",
     1,
@@ -244,7 +244,7 @@ Deno.test("review s51: a takeover checks no delta, but keeps the last opened ste
     shuffledDeltaTrainer,
   ));
 
-Deno.test("review s51: the challenged receipts read back from disk are untrusted: junk is skipped, a receipt past its window is forgotten, the rest remembered", async () => {
+Deno.test("the challenged receipts read back from disk are untrusted: junk is skipped, a receipt past its window is forgotten, the rest remembered", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s51-challenged-" });
   try {
     let clock = START;
@@ -327,7 +327,7 @@ async function withholdingTrainer(startModel: string, rounds: number) {
   return { identity, receipts: receipts.map((r) => r.receipt), connection, challenges };
 }
 
-Deno.test("review s51 attack: a lazy trainer that withheld from its challenger cannot serve a takeover openings that only open its commitments — the takeover re-runs them, and the trainer is slashed here instead of paid", async () => {
+Deno.test("a lazy trainer that withheld from its challenger cannot serve a takeover openings that only open its commitments — the takeover re-runs them, and the trainer is slashed here instead of paid", async () => {
   let link: Connection | undefined;
   const n = await claimNode("lazy", () => link);
   try {
@@ -370,7 +370,7 @@ Deno.test("review s51 attack: a lazy trainer that withheld from its challenger c
   }
 });
 
-Deno.test("review s51 attack: a receipt this validator challenged before it was recorded here is remembered for its whole window here: a claim near that window's end opens no second challenge, and the honest trainer is paid", async () => {
+Deno.test("a receipt this validator challenged before it was recorded here is remembered for its whole window here: a claim near that window's end opens no second challenge, and the honest trainer is paid", async () => {
   let link: Connection | undefined;
   const n = await claimNode("late-record", () => link);
   try {
@@ -420,7 +420,7 @@ Deno.test("review s51 attack: a receipt this validator challenged before it was 
   }
 });
 
-Deno.test("review s51 attack: claims about receipts whose window closed here (not finalized yet) cost the ledger no takeover budget, so a true claim after them is still taken over and the withholding trainer slashed", async () => {
+Deno.test("claims about receipts whose window closed here (not finalized yet) cost the ledger no takeover budget, so a true claim after them is still taken over and the withholding trainer slashed", async () => {
   let link: Connection | undefined;
   const n = await claimNode("drain", () => link);
   try {
@@ -533,7 +533,7 @@ function dialsOf(n: ClaimNode, trainer: Uint8Array, type: DialMessage["type"]): 
   return n.dials.filter((d) => d.type === type && bytesEqual(d.key, trainer));
 }
 
-Deno.test("review s52: a true claim about a trainer this ledger has no connection to is taken over by dialling it: it withholds from the dial's connection too, and is slashed here", () =>
+Deno.test("a true claim about a trainer this ledger has no connection to is taken over by dialling it: it withholds from the dial's connection too, and is slashed here", () =>
   withUnlinkedTrainer("reach-withholds", { dial: "connects", refuses: true }, async (n, t) => {
     const claimant = Identity.generate();
     const record = await n.credited(t.receipt, claimant);
@@ -557,7 +557,7 @@ Deno.test("review s52: a true claim about a trainer this ledger has no connectio
     assert.equal((await n.stats()).takeovers, 1);
   }));
 
-Deno.test("review s52: a false claim about a trainer this ledger has no connection to: the dial brings it up, the trainer answers the takeover, it is paid and the claim counts against its claimant", () =>
+Deno.test("a false claim about a trainer this ledger has no connection to: the dial brings it up, the trainer answers the takeover, it is paid and the claim counts against its claimant", () =>
   withUnlinkedTrainer("reach-serves", { dial: "connects", refuses: false }, async (n, t) => {
     const claimant = Identity.generate();
     const record = await n.credited(t.receipt, claimant);
@@ -570,7 +570,7 @@ Deno.test("review s52: a false claim about a trainer this ledger has no connecti
   }));
 
 for (const dial of ["silent", "full"] as const) {
-  Deno.test(`review s52: a claim about a trainer whose dial brings no connection (${dial}) decides nothing: no challenge, the trainer is paid here, and the claimant is not counted false`, () =>
+  Deno.test(`a claim about a trainer whose dial brings no connection (${dial}) decides nothing: no challenge, the trainer is paid here, and the claimant is not counted false`, () =>
     withUnlinkedTrainer(`reach-${dial}`, { dial, refuses: true }, async (n, t) => {
       const claimant = Identity.generate();
       const record = await n.credited(t.receipt, claimant);
@@ -637,7 +637,7 @@ async function outcomeForUnlinkedTrainer({ drawn, reached }: { drawn: boolean; r
   }
 }
 
-Deno.test("review s52: a round's outcome whose coin draws a trainer this node has no connection to dials it, challenges it over the dial's connection, and convicts its lazy delta", async () => {
+Deno.test("a round's outcome whose coin draws a trainer this node has no connection to dials it, challenges it over the dial's connection, and convicts its lazy delta", async () => {
   const r = await outcomeForUnlinkedTrainer({ drawn: true, reached: true });
   assert.equal(r.dials.length, 1, "dialled once the coin drew it");
   assert.deepEqual(r.dials[0].key, r.identity.publicKey);
@@ -647,14 +647,14 @@ Deno.test("review s52: a round's outcome whose coin draws a trainer this node ha
   assert.notEqual(r.proofs[0].reason, "opening_missing");
 });
 
-Deno.test("review s52: a round's outcome whose coin does not draw an unconnected trainer dials nobody", async () => {
+Deno.test("a round's outcome whose coin does not draw an unconnected trainer dials nobody", async () => {
   const r = await outcomeForUnlinkedTrainer({ drawn: false, reached: true });
   assert.equal(r.dials.length, 0);
   assert.equal(r.challenges.length, 0);
   assert.equal(r.challengedHere, false, "a claim about it may still be taken over here");
 });
 
-Deno.test("review s52: a drawn trainer the dial does not reach is not challenged from here and nothing is proved, but its receipt counts as challenged here (no takeover races the dial)", async () => {
+Deno.test("a drawn trainer the dial does not reach is not challenged from here and nothing is proved, but its receipt counts as challenged here (no takeover races the dial)", async () => {
   const r = await outcomeForUnlinkedTrainer({ drawn: true, reached: false });
   assert.equal(r.dials.length, 1);
   assert.equal(r.challenges.length, 0);
@@ -662,7 +662,7 @@ Deno.test("review s52: a drawn trainer the dial does not reach is not challenged
   assert.equal(r.challengedHere, true);
 });
 
-Deno.test("review s52: a takeover a restart of the training validator cuts off decides nothing against anyone: the receipt ends unresolved here (the trainer unpaid, its lock released, not slashed), the claimant is not counted false, and no challenge is made again", async () => {
+Deno.test("a takeover a restart of the training validator cuts off decides nothing against anyone: the receipt ends unresolved here (the trainer unpaid, its lock released, not slashed), the claimant is not counted false, and no challenge is made again", async () => {
   let link: Connection | undefined;
   const n = await claimNode("restart-mid-takeover", () => link, 2_000);
   try {
@@ -765,7 +765,7 @@ async function creditedReceipt(
   return rec;
 }
 
-Deno.test("review s50 (stop 51): a peer's genuine opening_missing proof this ledger cannot take over is a claim: the trainer is paid at its window, nobody is charged", () =>
+Deno.test("a peer's genuine opening_missing proof this ledger cannot take over is a claim: the trainer is paid at its window, nobody is charged", () =>
   onLedgerNode("review-s50-opening-missing", async (node) => {
     const accuser = Identity.generate();
     const lazy = lossFraud(node.model.cid, accuser, 8);
@@ -788,7 +788,7 @@ Deno.test("review s50 (stop 51): a peer's genuine opening_missing proof this led
     }, "a claim not taken over costs its author nothing");
   }, START_BRANCH));
 
-Deno.test("review s50: a peer's opening_missing proof signed before its challenge's deadline is refuted: the accuser pays the penalty, the trainer is paid at its window", () =>
+Deno.test("a peer's opening_missing proof signed before its challenge's deadline is refuted: the accuser pays the penalty, the trainer is paid at its window", () =>
   onLedgerNode("review-s50-opening-early", async (node) => {
     const accuser = Identity.generate();
     const lazy = lossFraud(node.model.cid, accuser, 8);

@@ -176,7 +176,7 @@ async function settledAs(n: ClaimNode, record: ReceiptRecord, status: string): P
   await n.closeWindow();
 }
 
-Deno.test("review s59: a training validator restarted alone while its ledger does not answer still settles its kept own proof once the ledger is back: the lazy trainer is slashed here, not left challenged", () =>
+Deno.test("a training validator restarted alone while its ledger does not answer still settles its kept own proof once the ledger is back: the lazy trainer is slashed here, not left challenged", () =>
   withTrainer(
     "kept-proof",
     400,
@@ -206,7 +206,7 @@ Deno.test("review s59: a training validator restarted alone while its ledger doe
     },
   ));
 
-Deno.test("review s59: a training validator restarted alone while its ledger does not answer ends the challenge the crash cut off once the ledger is back: the trainer's stake is released, not left locked in a challenged receipt", () =>
+Deno.test("a training validator restarted alone while its ledger does not answer ends the challenge the crash cut off once the ledger is back: the trainer's stake is released, not left locked in a challenged receipt", () =>
   withTrainer(
     "open-challenge",
     // A deadline of a minute on the wall clock: the challenge does not end on it in the test.
@@ -233,7 +233,7 @@ Deno.test("review s59: a training validator restarted alone while its ledger doe
     },
   ));
 
-Deno.test("review s59: a training validator restarted alone whose ledger answered at its start ends the challenge the crash cut off at once, without asking again", () =>
+Deno.test("a training validator restarted alone whose ledger answered at its start ends the challenge the crash cut off at once, without asking again", () =>
   withTrainer(
     "answered",
     60_000,
@@ -339,13 +339,13 @@ function ownChallenge(name: string, race: boolean): Promise<void> {
   );
 }
 
-Deno.test("review s59: a challenge the restarted training validator opened while its start read went unanswered is its own: the read that comes back does not end it, and the honest trainer is paid", () =>
+Deno.test("a challenge the restarted training validator opened while its start read went unanswered is its own: the read that comes back does not end it, and the honest trainer is paid", () =>
   ownChallenge("own-challenge", false));
 
-Deno.test("review s59: a challenge the restarted training validator opened while its start read went unanswered, whose passed ending is being asked as the read comes back, is not ended as lost: the honest trainer is paid", () =>
+Deno.test("a challenge the restarted training validator opened while its start read went unanswered, whose passed ending is being asked as the read comes back, is not ended as lost: the honest trainer is paid", () =>
   ownChallenge("own-ending", true));
 
-Deno.test("review s59: a start read the ledger never answers is asked a bounded number of times: the challenge the crash cut off stays challenged, as before the fix (the written cost)", () =>
+Deno.test("a start read the ledger never answers is asked a bounded number of times: the challenge the crash cut off stays challenged, as before the fix (the written cost)", () =>
   withTrainer(
     "gives-up",
     60_000,
@@ -429,13 +429,13 @@ async function keptProofAcrossRestart(name: string, killed: boolean): Promise<vo
   });
 }
 
-Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake outlives a restart of the training validator: the lazy trainer is slashed here", () =>
+Deno.test("a peer's confirmed fraud proof kept because the ledger did not answer its intake outlives a restart of the training validator: the lazy trainer is slashed here", () =>
   keptProofAcrossRestart("stopped", false));
 
-Deno.test("review s60: a peer's confirmed fraud proof kept because the ledger did not answer its intake is on disk before it counts as kept: a training validator killed (no stop hook) and started again still slashes the lazy trainer here", () =>
+Deno.test("a peer's confirmed fraud proof kept because the ledger did not answer its intake is on disk before it counts as kept: a training validator killed (no stop hook) and started again still slashes the lazy trainer here", () =>
   keptProofAcrossRestart("killed", true));
 
-Deno.test("review s60: a true opening_missing claim kept because the ledger did not answer its takeover outlives a restart of the training validator: the withholding trainer is convicted here", async () => {
+Deno.test("a true opening_missing claim kept because the ledger did not answer its takeover outlives a restart of the training validator: the withholding trainer is convicted here", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
   const n = await claimNode("s60-kept-claim", () => link);
   const consider = ClaimTakeovers.prototype.consider;
@@ -496,7 +496,7 @@ function damagedFiles(): Map<string, Uint8Array> {
   ]);
 }
 
-Deno.test("review s61: damaged files among what the training validator kept for a ledger that did not answer (cut short, not CBOR, the wrong shape) do not stop its start: dropped, logged when they decode, the claims' folder cleared at once", async () => {
+Deno.test("damaged files among what the training validator kept for a ledger that did not answer (cut short, not CBOR, the wrong shape) do not stop its start: dropped, logged when they decode, the claims' folder cleared at once", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s61-damaged-kept-" });
   const system = new ActorSystem({ name: "s61-damaged-kept" });
   const log: string[] = [];

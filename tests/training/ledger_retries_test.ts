@@ -83,7 +83,7 @@ async function withLazyReceipt(
   });
 }
 
-Deno.test("review s59: a peer's confirmed fraud proof whose intake found the ledger restarting (a failed read of where its receipt stands) still slashes the lazy trainer here", () =>
+Deno.test("a peer's confirmed fraud proof whose intake found the ledger restarting (a failed read of where its receipt stands) still slashes the lazy trainer here", () =>
   withLazyReceipt("restarting", async ({ id, send, assertSlashed }) => {
     const receipt = Ledger.prototype.receipt;
     let failures = 0;
@@ -106,7 +106,7 @@ Deno.test("review s59: a peer's confirmed fraud proof whose intake found the led
     }
   }));
 
-Deno.test("review s59: a peer's confirmed fraud proof handed over while this node's ledger is stopped is taken again once the ledger is back: the lazy trainer is slashed here too", () =>
+Deno.test("a peer's confirmed fraud proof handed over while this node's ledger is stopped is taken again once the ledger is back: the lazy trainer is slashed here too", () =>
   withLazyReceipt("stopped", async ({ down, send, assertSlashed }) => {
     down(true);
     const taken = await send();
@@ -114,7 +114,7 @@ Deno.test("review s59: a peer's confirmed fraud proof handed over while this nod
     await assertSlashed(taken);
   }));
 
-Deno.test("review s59: a peer's fraud proof kept for a ledger that stays stopped is dropped after a bounded number of tries: the lazy trainer goes unslashed here (the written cost)", () =>
+Deno.test("a peer's fraud proof kept for a ledger that stays stopped is dropped after a bounded number of tries: the lazy trainer goes unslashed here (the written cost)", () =>
   withLazyReceipt("gives-up", async (c) => {
     c.down(true);
     await c.send();
@@ -204,7 +204,7 @@ async function assertConvicted(n: ClaimNode, record: ReceiptRecord, trainer: Uin
   assert.equal(stats.faults, 1);
 }
 
-Deno.test("review s59: a true opening_missing claim whose takeover found the ledger restarting (a failed read of this validator's stake) still convicts the withholding trainer here", () =>
+Deno.test("a true opening_missing claim whose takeover found the ledger restarting (a failed read of this validator's stake) still convicts the withholding trainer here", () =>
   withWithholdingTrainer("stake-read", async ({ n, receipt, record, claimant, tries }) => {
     const account = Ledger.prototype.account;
     let failures = 0;
@@ -229,7 +229,7 @@ Deno.test("review s59: a true opening_missing claim whose takeover found the led
     assert.deepEqual(await n.account(claimant.publicKey), { balance: 0, stake: STAKE, locked: 0 });
   }));
 
-Deno.test("review s59: a true opening_missing claim whose takeover found the ledger stopped (where its receipt stands, unanswered) is considered again once the ledger is back, and convicts the withholding trainer here", () =>
+Deno.test("a true opening_missing claim whose takeover found the ledger stopped (where its receipt stands, unanswered) is considered again once the ledger is back, and convicts the withholding trainer here", () =>
   withWithholdingTrainer("status-read", async (c) => {
     const { n, receipt, record } = c;
     // The ledger stops right after it released the claim's hold: the takeover's first ask
@@ -248,7 +248,7 @@ Deno.test("review s59: a true opening_missing claim whose takeover found the led
     assert.ok(c.tries() >= 2, "considered again while the ledger stayed down");
   }));
 
-Deno.test("review s59: a claim whose takeover the ledger refused (it answered: this validator has no stake there) is not kept nor tried again: the trainer is not slashed here on the claimant's word", () =>
+Deno.test("a claim whose takeover the ledger refused (it answered: this validator has no stake there) is not kept nor tried again: the trainer is not slashed here on the claimant's word", () =>
   withWithholdingTrainer("answered", async ({ n, receipt, record, claimant, tries }) => {
     const account = Ledger.prototype.account;
     let answered = 0;
@@ -275,7 +275,7 @@ Deno.test("review s59: a claim whose takeover the ledger refused (it answered: t
     assert.equal((await n.stats()).takeovers, 0);
   }));
 
-Deno.test("review s59: a claim kept for a ledger that stays stopped is dropped after a bounded number of tries: the trainer, not taken over, is paid here once the ledger is back (the written cost)", () => {
+Deno.test("a claim kept for a ledger that stays stopped is dropped after a bounded number of tries: the trainer, not taken over, is paid here once the ledger is back (the written cost)", () => {
   // The validator's waits before a try again, fired here one by one: no wall-clock sleep races
   // them (a regression's extra try, later than the sleep, went unseen).
   const timers = new FakeTimers();
@@ -329,7 +329,7 @@ Deno.test("review s59: a claim kept for a ledger that stays stopped is dropped a
 // ledger outcome: the trainer's receipt status and stake here.
 // ------------------------------------------------------------------------------------------------
 
-Deno.test("review s59: this validator's own opening_missing whose intake found the ledger restarting (a failed read of where its receipt stands) still convicts the withholding trainer here", async () => {
+Deno.test("this validator's own opening_missing whose intake found the ledger restarting (a failed read of where its receipt stands) still convicts the withholding trainer here", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
   const n = await claimNode("s59-own-proof-down", () => link);
   const receive = ValidatorActor.prototype.receive;
@@ -447,10 +447,10 @@ async function receiptWhileLedgerDown(name: string, restart: boolean): Promise<v
   }
 }
 
-Deno.test("review s60: a peer's training receipt gossiped while this node's ledger is stopped is recorded and passed on once the ledger is back: a later fraud proof slashes the lazy trainer here too", () =>
+Deno.test("a peer's training receipt gossiped while this node's ledger is stopped is recorded and passed on once the ledger is back: a later fraud proof slashes the lazy trainer here too", () =>
   receiptWhileLedgerDown("stopped", false));
 
-Deno.test("review s60: a peer's training receipt kept for a stopped ledger outlives a restart of the training validator: a later fraud proof slashes the lazy trainer here too", () =>
+Deno.test("a peer's training receipt kept for a stopped ledger outlives a restart of the training validator: a later fraud proof slashes the lazy trainer here too", () =>
   receiptWhileLedgerDown("restart", true));
 
 // ------------------------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ const SHORT_STAKE = DEFAULT_ECONOMICS.falseAccusationPenalty / 2;
  */
 const RESTARTS = MAX_UNBACKED_CHECKS_PER_RECEIPT;
 
-Deno.test("review s61: a claim checked unbacked and kept because the ledger did not answer its takeover is not charged to its receipt's unbacked budget again at each restart: read back after three restarts it is still taken over and the withholding trainer is convicted here", async () => {
+Deno.test("a claim checked unbacked and kept because the ledger did not answer its takeover is not charged to its receipt's unbacked budget again at each restart: read back after three restarts it is still taken over and the withholding trainer is convicted here", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
   const n = await claimNode("s61-kept-claim-charge", () => link);
   const consider = ClaimTakeovers.prototype.consider;
@@ -536,7 +536,7 @@ Deno.test("review s61: a claim checked unbacked and kept because the ledger did 
   }
 });
 
-Deno.test("review s61: a claim passed on again (a peer's restart read it back) costs the receiver nothing: no second check, no second unbacked check, no second takeover, and the ledger outcome stands", async () => {
+Deno.test("a claim passed on again (a peer's restart read it back) costs the receiver nothing: no second check, no second unbacked check, no second takeover, and the ledger outcome stands", async () => {
   let link: ReturnType<typeof trainerLink>["connection"] | undefined;
   const n = await claimNode("s61-claim-again", () => link);
   const takeover = ClaimTakeovers.prototype.consider;

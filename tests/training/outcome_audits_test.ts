@@ -91,7 +91,7 @@ async function withFirstCreditWriteFailing(
   }
 }
 
-Deno.test("review s59: a peer's round outcome handed over while this node's ledger is stopped is taken again once the ledger is back: the round's honest trainers are paid here too", () =>
+Deno.test("a peer's round outcome handed over while this node's ledger is stopped is taken again once the ledger is back: the round's honest trainers are paid here too", () =>
   onNode("gate-stopped", async (node) => {
     await node.stopLedger();
     await node.send();
@@ -108,7 +108,7 @@ Deno.test("review s59: a peer's round outcome handed over while this node's ledg
     );
   }));
 
-Deno.test("review s59: a reproduced round whose credit crashed the ledger (a failed write) is credited again once the ledger is back: the round's honest trainers are paid here too", () =>
+Deno.test("a reproduced round whose credit crashed the ledger (a failed write) is credited again once the ledger is back: the round's honest trainers are paid here too", () =>
   // The first receipt's write fails as a disk does: the ValidatorActor crashes, restarts.
   withFirstCreditWriteFailing((failures) =>
     onNode("credit-crashed", async (node) => {
@@ -123,7 +123,7 @@ function junkOutcome(n: number): OutcomeBody {
   return uncheckableOutcome(n, Identity.generate());
 }
 
-Deno.test("review s59: a peer relaying a flood of signed outcomes while this node's ledger is down does not crowd out the genuine outcome another peer relays: its trainers are paid here", () =>
+Deno.test("a peer relaying a flood of signed outcomes while this node's ledger is down does not crowd out the genuine outcome another peer relays: its trainers are paid here", () =>
   onNode("gate-flood", async (node) => {
     await node.stopLedger();
     const flooder = "ff".repeat(32);
@@ -147,7 +147,7 @@ Deno.test("review s59: a peer relaying a flood of signed outcomes while this nod
     assert.ok(refused.every((r) => r.reason === "unstaked_coordinator"), "only the flood refused");
   }));
 
-Deno.test("review s59: an outcome kept for a ledger that stays down is dropped after a bounded number of tries, and charged to no budget: sent again once the ledger is back, it is audited and its trainers paid", () =>
+Deno.test("an outcome kept for a ledger that stays down is dropped after a bounded number of tries, and charged to no budget: sent again once the ledger is back, it is audited and its trainers paid", () =>
   // The first wait 1 ms: the tries (doubling) run out in about half a second.
   onNode("gate-gives-up", async (node) => {
     await node.stopLedger();
@@ -164,7 +164,7 @@ Deno.test("review s59: an outcome kept for a ledger that stays down is dropped a
     await node.assertPaid();
   }, 1));
 
-Deno.test("review s59: the receipts this node's coordinator credits whose write crashed the ledger are credited again once the ledger is back: its honest trainers are paid in its own ledger", () =>
+Deno.test("the receipts this node's coordinator credits whose write crashed the ledger are credited again once the ledger is back: its honest trainers are paid in its own ledger", () =>
   withFirstCreditWriteFailing((failures) =>
     onNode("coordinator-credit-crashed", async (node) => {
       // The coordinator's `credit`, its outcome not (yet) audited here: a training validator
@@ -203,7 +203,7 @@ Deno.test("review s59: the receipts this node's coordinator credits whose write 
 const onNodeRestart = (label: string, test: (node: RoundLedger) => Promise<void>) =>
   onRoundLedger({ name: `s60-outcome-${label}`, resumeOwnProofs: true }, test);
 
-Deno.test("review s60: a peer's round outcome kept at the gate for a stopped ledger outlives a restart of the training validator: the round's honest trainers are paid here too", () =>
+Deno.test("a peer's round outcome kept at the gate for a stopped ledger outlives a restart of the training validator: the round's honest trainers are paid here too", () =>
   onNodeRestart("gate", async (node) => {
     await node.stopLedger();
     await node.send(); // a peer's
@@ -216,7 +216,7 @@ Deno.test("review s60: a peer's round outcome kept at the gate for a stopped led
     await node.assertPaid();
   }));
 
-Deno.test("review s60: the credit this node's coordinator made of its round, kept for a stopped ledger, outlives a restart of the training validator: its honest trainers are paid in its own ledger", () =>
+Deno.test("the credit this node's coordinator made of its round, kept for a stopped ledger, outlives a restart of the training validator: its honest trainers are paid in its own ledger", () =>
   onNodeRestart("coordinator-credit", async (node) => {
     await node.stopLedger();
     const { round, startModel, reports } = node.signed;
@@ -303,7 +303,7 @@ async function keptFiles(node: RoundLedger): Promise<string[]> {
   );
 }
 
-Deno.test("review s63: a peer's outcome admitted at the gate whose audit is under way when the training validator stops is audited again at the next start: the round's honest trainers are credited and paid here", () =>
+Deno.test("a peer's outcome admitted at the gate whose audit is under way when the training validator stops is audited again at the next start: the round's honest trainers are credited and paid here", () =>
   onNodeStop("audit", async (node, timers) => {
     const storage = hungReads();
     node.deltaReads(storage.read);
@@ -315,7 +315,7 @@ Deno.test("review s63: a peer's outcome admitted at the gate whose audit is unde
     await paidAfterRestart(node, timers);
   }));
 
-Deno.test("review s63: a peer's audited outcome whose first credit is under way when the training validator stops (the ledger not answering one of its asks) is audited and credited again at the next start: its honest trainers are paid here", () =>
+Deno.test("a peer's audited outcome whose first credit is under way when the training validator stops (the ledger not answering one of its asks) is audited and credited again at the next start: its honest trainers are paid here", () =>
   onNodeStop("credit", async (node, timers) => {
     // The ledger holds the round's first credit ask (answering the others meanwhile) until the
     // test lets it go unanswered.
@@ -344,7 +344,7 @@ Deno.test("review s63: a peer's audited outcome whose first credit is under way 
     await paidAfterRestart(node, timers);
   }));
 
-Deno.test("review s63: a relay flooding outcomes admitted at the gate keeps at most its share of them on disk, and the genuine outcome from another relay is still kept and paid after a stop", () =>
+Deno.test("a relay flooding outcomes admitted at the gate keeps at most its share of them on disk, and the genuine outcome from another relay is still kept and paid after a stop", () =>
   onNodeStop("flood", async (node, timers) => {
     const storage = hungReads();
     node.deltaReads(storage.read);
@@ -520,7 +520,7 @@ async function assertPaidHere(here: RoundsHere): Promise<void> {
   }
 }
 
-Deno.test("review s61: a peer's round-1 outcome audited here whose credit the ledger did not answer, kept across a restart of the training validator, pays its honest trainers here once the ledger is back", async () => {
+Deno.test("a peer's round-1 outcome audited here whose credit the ledger did not answer, kept across a restart of the training validator, pays its honest trainers here once the ledger is back", async () => {
   const receive = ValidatorActor.prototype.receive;
   try {
     await withRounds("kept-credit-round", async (here) => {
@@ -560,7 +560,7 @@ Deno.test("review s61: a peer's round-1 outcome audited here whose credit the le
   }
 });
 
-Deno.test("review s61: a peer's round-1 outcome kept at the gate (the ledger did not answer for its coordinator's stake) across a restart of the training validator is audited from the momentum kept on disk and pays its honest trainers here", async () => {
+Deno.test("a peer's round-1 outcome kept at the gate (the ledger did not answer for its coordinator's stake) across a restart of the training validator is audited from the momentum kept on disk and pays its honest trainers here", async () => {
   await withRounds("kept-gate-round", async (here) => {
     await here.training().ask({ type: "outcome", body: here.r0, origin: PEER });
     await here.adopted(here.r0.model);
@@ -579,7 +579,7 @@ Deno.test("review s61: a peer's round-1 outcome kept at the gate (the ledger did
   });
 });
 
-Deno.test("review s61: a kept momentum that is not whole reads as not seen after a restart: the next round is taken unverified, not refused, and its coordinator not benched", async () => {
+Deno.test("a kept momentum that is not whole reads as not seen after a restart: the next round is taken unverified, not refused, and its coordinator not benched", async () => {
   await withRounds("damaged-momentum", async (here) => {
     await here.training().ask({ type: "outcome", body: here.r0, origin: PEER });
     await here.adopted(here.r0.model);

@@ -525,7 +525,7 @@ Deno.test("s45: a round with more trainers joined than an outcome may list still
 const ROUNDS = 4;
 /** Local steps: the rounds only have to happen. */
 const H_BUSY = 2;
-Deno.test("review s53 busy trainers: rounds its trainers refuse while they finish a round the coordinator lost do not use up the run — it pauses, and the trainers' reports make its later rounds", async () => {
+Deno.test("rounds its trainers refuse while they finish a round the coordinator lost do not use up the run — it pauses, and the trainers' reports make its later rounds", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53-busy-" });
   const system = new ActorSystem({ name: "s53-busy" });
   try {
@@ -649,7 +649,7 @@ async function runUntil(dir: string, rounds: number): Promise<CoordinatorStatus>
   }
 }
 
-Deno.test("review s54 round history: a coordinator keeps only its latest round records, in memory and on disk, and still counts every round finished, across a restart", async () => {
+Deno.test("a coordinator keeps only its latest round records, in memory and on disk, and still counts every round finished, across a restart", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s54-history-" });
   try {
     const first = await runUntil(dir, 3);

@@ -115,7 +115,7 @@ async function settleIn(
   return outcome!;
 }
 
-Deno.test("review s63: a lazy trainer's receipt that came before its trainer's stake is settled as where the stake came first: slashed, its accuser rewarded, in every order of receipt, stake and proof", async () => {
+Deno.test("a lazy trainer's receipt that came before its trainer's stake is settled as where the stake came first: slashed, its accuser rewarded, in every order of receipt, stake and proof", async () => {
   const accuser = Identity.generate();
   const modelsDir = await Deno.makeTempDir({ prefix: "veriflow-stake-order-cid-" });
   const startModel = await new RoundModels({ modelsDir, storage: () => undefined })
@@ -140,7 +140,7 @@ Deno.test("review s63: a lazy trainer's receipt that came before its trainer's s
   }
 });
 
-Deno.test("review s63: the receipts held for their trainer's stake are bounded: a trainer's newest replaces its oldest, a relaying peer has its share, a full hold takes no more, and a window later they are forgotten", () => {
+Deno.test("the receipts held for their trainer's stake are bounded: a trainer's newest replaces its oldest, a relaying peer has its share, a full hold takes no more, and a window later they are forgotten", () => {
   const body = (trainer: Identity, round: number) => ({
     receipt: trainingReceipt(trainer, round, 2),
     terms: { round, startModel: START, steps: 4 },
@@ -419,7 +419,7 @@ async function heldFor(window: number, after: number): Promise<string | undefine
   return status;
 }
 
-Deno.test("review s64: a receipt held for its trainer's stake is held for the challenge window the ledger runs with, no longer", async () => {
+Deno.test("a receipt held for its trainer's stake is held for the challenge window the ledger runs with, no longer", async () => {
   for (const window of [DEFAULT_WINDOW / 10, DEFAULT_WINDOW * 2]) {
     // Before: held for the default window whatever the ledger's (pending at 61 s of a 60 s
     // window; forgotten at 20 min of a 20 min one).
@@ -428,7 +428,7 @@ Deno.test("review s64: a receipt held for its trainer's stake is held for the ch
   }
 });
 
-Deno.test("review s64: a lazy receipt held for its trainer's stake survives a restart of the validator: recorded once the trainer stakes, the later proof slashes it, its accuser paid", async () => {
+Deno.test("a lazy receipt held for its trainer's stake survives a restart of the validator: recorded once the trainer stakes, the later proof slashes it, its accuser paid", async () => {
   await inStakeHoldLedger("restart", async (world) => {
     const { ledger, model } = world;
     const trainer = Identity.generate();
@@ -491,14 +491,14 @@ async function contradictedAfter(restart: boolean): Promise<Account> {
   return account!;
 }
 
-Deno.test("review s64: a trainer's receipt held for its stake across a restart convicts its contradicting receipt for the round, as without the restart", async () => {
+Deno.test("a trainer's receipt held for its stake across a restart convicts its contradicting receipt for the round, as without the restart", async () => {
   const unbroken = await contradictedAfter(false);
   assert.ok(unbroken.stake < LAZY_TRAINER_STAKE, `slashed: ${unbroken.stake}`);
   // Before: the first receipt forgotten at the restart, the second recorded (no equivocation).
   assert.deepEqual(await contradictedAfter(true), unbroken);
 });
 
-Deno.test("review s64: a receipt held for its trainer's stake, read back after its window, is forgotten at the start", async () => {
+Deno.test("a receipt held for its trainer's stake, read back after its window, is forgotten at the start", async () => {
   await inStakeHoldLedger("restart-expired", async (world) => {
     const trainer = Identity.generate();
     const receipt = placeholderReceipt(0, world.model, trainer);
@@ -560,7 +560,7 @@ async function creditIn(order: readonly CreditArrival[], restart = false): Promi
   return outcome!;
 }
 
-Deno.test("review s64: an honest trainer's credit that came before its stake is paid once the stake comes, as where the stake came first, in every order and across a restart", async () => {
+Deno.test("an honest trainer's credit that came before its stake is paid once the stake comes, as where the stake came first, in every order and across a restart", async () => {
   const stakeFirst = await creditIn(["trainer stake", "credit"]);
   assert.ok(stakeFirst.trainer.balance > 0, `the stake first: paid ${stakeFirst.trainer.balance}`);
   for (
@@ -576,7 +576,7 @@ Deno.test("review s64: an honest trainer's credit that came before its stake is 
   assert.deepEqual(await creditIn(["credit", "trainer stake"], true), stakeFirst, "restarted");
 });
 
-Deno.test("review s64: credits held for their trainer's stake have places of their own: a full hold of peers' receipts does not shut them out, a peer's receipt credited moves there since it was first held, past their bound the oldest credit goes", () => {
+Deno.test("credits held for their trainer's stake have places of their own: a full hold of peers' receipts does not shut them out, a peer's receipt credited moves there since it was first held, past their bound the oldest credit goes", () => {
   const body = (trainer: Identity) => ({
     receipt: trainingReceipt(trainer, 0, 2),
     terms: { round: 0, startModel: START, steps: 2 },

@@ -90,7 +90,7 @@ async function withNode(
   }
 }
 
-Deno.test("review s51 delta: a delta that comes while the takeover is under way (the lazy trainer held its answer back until the round's outcome came) is checked against the step the takeover keeps, not lost to the coin the takeover's mark refuses", () =>
+Deno.test("a delta that comes while the takeover is under way (the lazy trainer held its answer back until the round's outcome came) is checked against the step the takeover keeps, not lost to the coin the takeover's mark refuses", () =>
   withNode("in-flight", shuffledDeltaTrainer, async (n, t) => {
     const claimant = Identity.generate(); // the lazy trainer's own second key
     const record = await n.credited(t.receipt, claimant);
@@ -118,7 +118,7 @@ Deno.test("review s51 delta: a delta that comes while the takeover is under way 
     assert.ok((await n.account(n.identity.publicKey)).balance > 0, "its validator rewarded");
   }));
 
-Deno.test("review s51 delta: the proof a kept step gives is what any other ledger confirms (checkTrainingFraudProof: the takeover's challenge, step H − 1's opening, the receipt's delta)", () =>
+Deno.test("the proof a kept step gives is what any other ledger confirms (checkTrainingFraudProof: the takeover's challenge, step H − 1's opening, the receipt's delta)", () =>
   withNode("peer-check", shuffledDeltaTrainer, async (n, t) => {
     const claimant = Identity.generate();
     await n.credited(t.receipt, claimant);
@@ -132,7 +132,7 @@ Deno.test("review s51 delta: the proof a kept step gives is what any other ledge
     assert.equal(sha256Hex(proof.delta!), t.receipt.deltaHash);
   }));
 
-Deno.test("review s51 delta: an honest trainer's delta passes the kept step's check: not convicted, paid in full", () =>
+Deno.test("an honest trainer's delta passes the kept step's check: not convicted, paid in full", () =>
   withNode("honest", undefined, async (n, t) => {
     const claimant = Identity.generate();
     const record = await n.credited(t.receipt, claimant);
@@ -191,10 +191,10 @@ async function takeoverThenOutcome(inFlight: boolean): Promise<void> {
   }
 }
 
-Deno.test("review s51 delta: a round's outcome audited after the takeover passed (afterRound) checks the delta against the kept step and convicts one that is not its end state, with no second challenge", () =>
+Deno.test("a round's outcome audited after the takeover passed (afterRound) checks the delta against the kept step and convicts one that is not its end state, with no second challenge", () =>
   takeoverThenOutcome(false));
 
-Deno.test("review s51 delta: a round's outcome audited while the takeover is under way (afterRound) waits for the takeover's kept step and convicts a delta that is not its end state", () =>
+Deno.test("a round's outcome audited while the takeover is under way (afterRound) waits for the takeover's kept step and convicts a delta that is not its end state", () =>
   takeoverThenOutcome(true));
 
 // ------------------------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ async function withNodeKept(
   }
 }
 
-Deno.test("review s53 kept step: a takeover's last opened step survives a restart of the training validator — the lazy trainer's delta that comes after it is convicted on the takeover's challenge and slashed here, not paid", () =>
+Deno.test("a takeover's last opened step survives a restart of the training validator — the lazy trainer's delta that comes after it is convicted on the takeover's challenge and slashed here, not paid", () =>
   withNodeKept("restart-lazy", shuffledDeltaTrainer, async (n, t) => {
     const [{ receipt, delta }] = t.receipts;
     const claimant = Identity.generate(); // the lazy trainer's own second key
@@ -286,7 +286,7 @@ Deno.test("review s53 kept step: a takeover's last opened step survives a restar
     assert.ok((await n.account(n.identity.publicKey)).balance > 0, "its validator rewarded");
   }));
 
-Deno.test("review s53 kept step: after a restart an honest trainer's delta passes the kept step's check — no second challenge, paid in full", () =>
+Deno.test("after a restart an honest trainer's delta passes the kept step's check — no second challenge, paid in full", () =>
   withNodeKept("restart-honest", undefined, async (n, t) => {
     const [{ receipt, delta }] = t.receipts;
     const claimant = Identity.generate();
@@ -301,7 +301,7 @@ Deno.test("review s53 kept step: after a restart an honest trainer's delta passe
     assert.equal((await n.stats()).frauds, 0);
   }));
 
-Deno.test("review s53 kept step: eight later takeovers do not push out the first one's kept step — the first lazy delta that comes with the round's outcome is still convicted, with no second challenge", async () => {
+Deno.test("eight later takeovers do not push out the first one's kept step — the first lazy delta that comes with the round's outcome is still convicted, with no second challenge", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53-kept-steps-" });
   try {
     const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
@@ -340,7 +340,7 @@ Deno.test("review s53 kept step: eight later takeovers do not push out the first
   }
 });
 
-Deno.test("review s53 kept step: a damaged kept-step file is treated as absent and removed, and one past its receipt's window is removed when the store opens", async () => {
+Deno.test("a damaged kept-step file is treated as absent and removed, and one past its receipt's window is removed when the store opens", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53-kept-files-" });
   try {
     const damaged = "a".repeat(64);

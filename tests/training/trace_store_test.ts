@@ -259,7 +259,7 @@ const STAKE = 10_000_000;
 /** The bytes of answers this test's trainer keeps in memory: about one answer of TEST_ARCH. */
 const KEPT_BYTES = 2_000_000;
 
-Deno.test("review s53b kept answers: answers past the memory bound are not dropped — memory holds at most the bound, and every validator still fetches its whole answer before its deadline (no unknown_opening, no opening_missing to slash the honest trainer)", async () => {
+Deno.test("answers past the memory bound are not dropped — memory holds at most the bound, and every validator still fetches its whole answer before its deadline (no unknown_opening, no opening_missing to slash the honest trainer)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-kept-answers-" });
   const split = await testSplit();
   const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });

@@ -208,7 +208,7 @@ Deno.test("with a ledger, a challenger with a fraud proof's stake there is answe
   }
 });
 
-Deno.test("review s64: the bar is the penalty of the ledger the trainer asks: a challenger staked past the default penalty but short of that ledger's larger one is not answered, one with it is", async () => {
+Deno.test("the bar is the penalty of the ledger the trainer asks: a challenger staked past the default penalty but short of that ledger's larger one is not answered, one with it is", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-privacy-" });
   const system = new ActorSystem({ name: "privacy-economics" });
   try {
@@ -380,7 +380,7 @@ async function ask(
   return await openings.catch((e: { code?: string }) => e.code ?? "thrown");
 }
 
-Deno.test("review s53b challenged: after the trainer restarts, a staked validator's second challenge of a receipt it challenged before is refused (challenge_mismatch) — it reads no more batches of the shard — while its first challenge is still answered, and so is another validator's first", async () => {
+Deno.test("after the trainer restarts, a staked validator's second challenge of a receipt it challenged before is refused (challenge_mismatch) — it reads no more batches of the shard — while its first challenge is still answered, and so is another validator's first", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-challenged-" });
   const validator = Identity.generate();
   const other = Identity.generate();
@@ -421,7 +421,7 @@ Deno.test("review s53b challenged: after the trainer restarts, a staked validato
   }
 });
 
-Deno.test("review s53b challenged: a damaged record of challenges does not stop the trainer and is set aside (challenges are answered), and entries past their window are not read back", async () => {
+Deno.test("a damaged record of challenges does not stop the trainer and is set aside (challenges are answered), and entries past their window are not read back", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-challenged-damaged-" });
   const validator = Identity.generate();
   const { spawn, body, dataDir } = await trainerFixture(dir, [validator]);

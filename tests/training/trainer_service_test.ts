@@ -400,7 +400,7 @@ async function fixture(dir: string, gates: { train?: Promise<void>; model?: Prom
 const codeOf = (report: Promise<ReportBody>) =>
   report.then(() => "reported", (e: { code?: string }) => e.code ?? "thrown");
 
-Deno.test("review s53b lost round: once the connection that asked for a round closes, its coordinator's next round (a restarted coordinator's) is taken, not refused round_in_progress; a coordinator still waiting keeps its slot", async () => {
+Deno.test("once the connection that asked for a round closes, its coordinator's next round (a restarted coordinator's) is taken, not refused round_in_progress; a coordinator still waiting keeps its slot", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-lost-round-" });
   const gate = Promise.withResolvers<void>();
   const { system, round, signed, training } = await fixture(dir, { train: gate.promise });
@@ -429,7 +429,7 @@ Deno.test("review s53b lost round: once the connection that asked for a round cl
   }
 });
 
-Deno.test("review s53b lost round: a round whose coordinator is gone before it started training is abandoned (round_abandoned): nothing is trained or signed for it, so nothing is paid or slashed for it", async () => {
+Deno.test("a round whose coordinator is gone before it started training is abandoned (round_abandoned): nothing is trained or signed for it, so nothing is paid or slashed for it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-abandoned-" });
   const model = Promise.withResolvers<void>();
   const { system, round, signed } = await fixture(dir, { model: model.promise });
@@ -451,7 +451,7 @@ Deno.test("review s53b lost round: a round whose coordinator is gone before it s
   }
 });
 
-Deno.test("review s53b lost round: the same request again over a new connection, after the first closed, shares the running round's report (trained once)", async () => {
+Deno.test("the same request again over a new connection, after the first closed, shares the running round's report (trained once)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-same-again-" });
   const gate = Promise.withResolvers<void>();
   const { system, round, signed, training } = await fixture(dir, { train: gate.promise });
@@ -477,7 +477,7 @@ Deno.test("review s53b lost round: the same request again over a new connection,
   }
 });
 
-Deno.test("review s53b lost round: over the wire, a coordinator whose connection closed while its round trained (it restarted) has its next round taken over its new connection, not refused round_in_progress", async () => {
+Deno.test("over the wire, a coordinator whose connection closed while its round trained (it restarted) has its next round taken over its new connection, not refused round_in_progress", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53b-wire-" });
   const gate = Promise.withResolvers<void>();
   const { system, bodyOf, signed, training } = await fixture(dir, { train: gate.promise });
@@ -611,7 +611,7 @@ async function fixtureCancel(dir: string) {
   return { system, ref, round, step, free, until, taken, signed, clock };
 }
 
-Deno.test("review s54 lost round: a round already training whose coordinator is gone and asked for its next round stops at its next step (round_abandoned, nothing signed); the next round is trained", async () => {
+Deno.test("a round already training whose coordinator is gone and asked for its next round stops at its next step (round_abandoned, nothing signed); the next round is trained", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s54-lost-round-" });
   const { system, round, until, free, taken, signed } = await fixtureCancel(dir);
   try {
@@ -632,7 +632,7 @@ Deno.test("review s54 lost round: a round already training whose coordinator is 
   }
 });
 
-Deno.test("review s54 lost round: a round already training that nobody waits for stops at its next step once its deadline passed (the trainer's clock); before that it goes on, and another coordinator's round is trained", async () => {
+Deno.test("a round already training that nobody waits for stops at its next step once its deadline passed (the trainer's clock); before that it goes on, and another coordinator's round is trained", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s54-past-deadline-" });
   const { system, round, until, free, taken, signed, clock } = await fixtureCancel(dir);
   try {
@@ -656,7 +656,7 @@ Deno.test("review s54 lost round: a round already training that nobody waits for
   }
 });
 
-Deno.test("review s54 lost round: a worker engine's round whose signal aborts stops at its next step (round_abandoned), one queued behind it never starts, and the worker goes on to the next round", async () => {
+Deno.test("a worker engine's round whose signal aborts stops at its next step (round_abandoned), one queued behind it never starts, and the worker goes on to the next round", async () => {
   const split = await testSplit();
   const start = seededGptWeights(TEST_ARCH, 0);
   const round = (n: number, steps: number) => ({

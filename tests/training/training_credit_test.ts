@@ -234,7 +234,7 @@ Deno.test("a trainer with no stake has its receipt refused by the ledger and its
 // coordinator (`training/_round_run.ts`) refused the copy: both were accepted.
 // ------------------------------------------------------------------------------------------------
 
-Deno.test("review s54: two keys reporting the same training in a round: the first is taken, the copy left out as duplicate_work", async () => {
+Deno.test("two keys reporting the same training in a round: the first is taken, the copy left out as duplicate_work", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-duplicate-work-" });
   const system = new ActorSystem({ name: "duplicate-work" });
   try {

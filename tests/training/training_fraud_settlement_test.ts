@@ -322,7 +322,7 @@ async function settleIn(
   return outcome!;
 }
 
-Deno.test("review s63: a peer's proof about a trainer's receipt answered `equivocation` here (its other receipt for the round came first) settles against the one recorded: the trainer slashed once, its accuser rewarded, as where the proved receipt came first", async () => {
+Deno.test("a peer's proof about a trainer's receipt answered `equivocation` here (its other receipt for the round came first) settles against the one recorded: the trainer slashed once, its accuser rewarded, as where the proved receipt came first", async () => {
   const accuser = Identity.generate();
   const trainer = Identity.generate();
   const modelsDir = await Deno.makeTempDir({ prefix: "veriflow-equivocation-proof-cid-" });
@@ -365,7 +365,7 @@ Deno.test("review s63: a peer's proof about a trainer's receipt answered `equivo
   }
 });
 
-Deno.test("review s63: an accuser whose proof settled against a trainer's round is not re-run for a proof about a third receipt of that trainer for the round", async () => {
+Deno.test("an accuser whose proof settled against a trainer's round is not re-run for a proof about a third receipt of that trainer for the round", async () => {
   const accuser = Identity.generate();
   const trainer = Identity.generate();
   const modelsDir = await Deno.makeTempDir({ prefix: "veriflow-equivocation-proof-cid-" });

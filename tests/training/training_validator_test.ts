@@ -422,7 +422,7 @@ Deno.test("this validator's own fraud proof held for a receipt not recorded yet 
 /** The coin's draw: above the default chance (0.1), below the ledger's (1). */
 const DRAW = 0.5;
 
-Deno.test("review s64: a training validator given its ledger's economics and no coin of its own challenges at the ledger's chance: a receipt drawn at 0.5 under a chance of 1 is challenged and its lazy trainer slashed", async () => {
+Deno.test("a training validator given its ledger's economics and no coin of its own challenges at the ledger's chance: a receipt drawn at 0.5 under a chance of 1 is challenged and its lazy trainer slashed", async () => {
   assert.ok(DEFAULT_ECONOMICS.challengeProbability <= DRAW, "the default chance would not draw it");
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s64-challenge-coin-" });
   const system = new ActorSystem({ name: "s64-challenge-coin" });
@@ -509,7 +509,7 @@ async function pledgeHeldOnDisk(world: StakeHoldWorld): Promise<number> {
   return (await KeptHeldTrainingProofs.in(world.ledgerDir).read()).length;
 }
 
-Deno.test("review s64: a proof held for its accuser's pledge is held for the challenge window the ledger runs with: the pledge at 15 min of a 20 min window slashes the lazy trainer, a proof held past the window is forgotten", async () => {
+Deno.test("a proof held for its accuser's pledge is held for the challenge window the ledger runs with: the pledge at 15 min of a 20 min window slashes the lazy trainer, a proof held past the window is forgotten", async () => {
   await inStakeHoldLedger("pledge-window", async (world) => {
     const { ledger, training, model } = world;
     const accuser = Identity.generate();
@@ -596,7 +596,7 @@ async function spawnNode(
   return { ledger, training, stats };
 }
 
-Deno.test("review s64: a round's outcome signed by a coordinator staked between the default penalty and the ledger's larger one is refused as unstaked, its receipts not credited, until it stakes the ledger's penalty", async () => {
+Deno.test("a round's outcome signed by a coordinator staked between the default penalty and the ledger's larger one is refused as unstaked, its receipts not credited, until it stakes the ledger's penalty", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s64-outcome-penalty-" });
   const system = new ActorSystem({ name: "s64-outcome-penalty" });
   try {
@@ -667,7 +667,7 @@ function falseProof(lazy: TrainingFraudProof, accuser: Identity): TrainingFraudP
   }, accuser);
 }
 
-Deno.test("review s64: a peer's accuser staked between the default penalty and the ledger's larger one is checked unbacked: three false proofs spend the receipt's unbacked checks, a fourth accuser's valid proof is skipped until it stakes the ledger's penalty, then slashes the lazy trainer", async () => {
+Deno.test("a peer's accuser staked between the default penalty and the ledger's larger one is checked unbacked: three false proofs spend the receipt's unbacked checks, a fourth accuser's valid proof is skipped until it stakes the ledger's penalty, then slashes the lazy trainer", async () => {
   await inStakeHoldLedger("accuser-penalty", async (world) => {
     const { ledger, training, model } = world;
     const lazy = lossFraud(model, Identity.generate(), 8);
