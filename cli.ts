@@ -97,57 +97,56 @@ function asksForHelp(args: string[]): boolean {
  */
 export const COMMANDS: Record<string, Command> = {
   start: helpFirst(
-    async () => (await import("./node/start_help.ts")).START_HELP,
-    async (args) => (await import("./node/start_command.ts")).runStart(args),
+    async () => (await import("./cli/start_help.ts")).START_HELP,
+    async (args) => (await import("./cli/start_command.ts")).runStart(args),
   ),
-  infer: async (args) => (await import("./client/infer_command.ts")).runInfer(args),
+  infer: async (args) => (await import("./cli/infer_command.ts")).runInfer(args),
   put: helpFirst(
-    async () => (await import("./storage/storage_help.ts")).PUT_USAGE,
-    async (args) => (await import("./storage/storage_commands.ts")).runPut(args),
+    async () => (await import("./cli/storage_help.ts")).PUT_USAGE,
+    async (args) => (await import("./cli/storage_commands.ts")).runPut(args),
   ),
   get: helpFirst(
-    async () => (await import("./storage/storage_help.ts")).GET_USAGE,
-    async (args) => (await import("./storage/storage_commands.ts")).runGet(args),
+    async () => (await import("./cli/storage_help.ts")).GET_USAGE,
+    async (args) => (await import("./cli/storage_commands.ts")).runGet(args),
   ),
   ls: helpFirst(
-    async () => (await import("./storage/storage_help.ts")).LS_USAGE,
-    async (args) => (await import("./storage/storage_commands.ts")).runLs(args),
+    async () => (await import("./cli/storage_help.ts")).LS_USAGE,
+    async (args) => (await import("./cli/storage_commands.ts")).runLs(args),
   ),
   gc: helpFirst(
-    async () => (await import("./storage/storage_help.ts")).GC_USAGE,
-    async (args) => (await import("./storage/storage_commands.ts")).runGc(args),
+    async () => (await import("./cli/storage_help.ts")).GC_USAGE,
+    async (args) => (await import("./cli/storage_commands.ts")).runGc(args),
   ),
   export: helpFirst(
-    async () => (await import("./storage/exchange_help.ts")).EXPORT_USAGE,
-    async (args) => (await import("./storage/exchange_commands.ts")).runExport(args),
+    async () => (await import("./cli/exchange_help.ts")).EXPORT_USAGE,
+    async (args) => (await import("./cli/exchange_commands.ts")).runExport(args),
   ),
   import: helpFirst(
-    async () => (await import("./storage/exchange_help.ts")).IMPORT_USAGE,
-    async (args) => (await import("./storage/exchange_commands.ts")).runImport(args),
+    async () => (await import("./cli/exchange_help.ts")).IMPORT_USAGE,
+    async (args) => (await import("./cli/exchange_commands.ts")).runImport(args),
   ),
   share: helpFirst(
-    async () => (await import("./storage/exchange_help.ts")).SHARE_USAGE,
-    async (args) => (await import("./storage/exchange_commands.ts")).runShare(args),
+    async () => (await import("./cli/exchange_help.ts")).SHARE_USAGE,
+    async (args) => (await import("./cli/exchange_commands.ts")).runShare(args),
   ),
-  "build-model": async (args) =>
-    (await import("./inference/build_model_command.ts")).runBuildModel(args),
+  "build-model": async (args) => (await import("./cli/build_model_command.ts")).runBuildModel(args),
   calibrate: helpFirst(
-    async () => (await import("./node/calibrate_help.ts")).CALIBRATE_USAGE,
-    async (args) => (await import("./node/calibrate_command.ts")).runCalibrate(args),
+    async () => (await import("./cli/calibrate_help.ts")).CALIBRATE_USAGE,
+    async (args) => (await import("./cli/calibrate_command.ts")).runCalibrate(args),
   ),
   train: helpFirst(
-    async () => (await import("./training/train_help.ts")).TRAIN_USAGE,
-    async (args) => (await import("./training/train_command.ts")).runTrain(args),
+    async () => (await import("./cli/train_help.ts")).TRAIN_USAGE,
+    async (args) => (await import("./cli/train_command.ts")).runTrain(args),
   ),
   ledger: helpFirst(
-    async () => (await import("./node/ledger_help.ts")).LEDGER_USAGE,
-    async (args) => (await import("./node/ledger_command.ts")).runLedger(args),
+    async () => (await import("./cli/ledger_help.ts")).LEDGER_USAGE,
+    async (args) => (await import("./cli/ledger_command.ts")).runLedger(args),
   ),
-  status: async (args) => (await import("./client/status_command.ts")).runStatus(args),
-  keygen: async (args) => (await import("./node/tool_commands.ts")).runKeygen(args),
-  model: async (args) => (await import("./node/tool_commands.ts")).runModel(args),
-  demo: async (args) => (await import("./node/tool_commands.ts")).runDemo(args),
-  bench: async (args) => (await import("./node/tool_commands.ts")).runBench(args),
+  status: async (args) => (await import("./cli/status_command.ts")).runStatus(args),
+  keygen: async (args) => (await import("./cli/tool_commands.ts")).runKeygen(args),
+  model: async (args) => (await import("./cli/tool_commands.ts")).runModel(args),
+  demo: async (args) => (await import("./cli/tool_commands.ts")).runDemo(args),
+  bench: async (args) => (await import("./cli/tool_commands.ts")).runBench(args),
 };
 
 async function dispatch(args: string[]): Promise<number> {

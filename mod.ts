@@ -429,4 +429,4 @@ export {
   trainModel,
   type TrainRunOptions,
   type TrainRunResult,
-} from "./training/train_command.ts";
+} from "./training/train_run.ts";

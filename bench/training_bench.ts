@@ -43,7 +43,7 @@ import {
   heldOutBitsPerByte,
   trainModel,
   type TrainRunResult,
-} from "../training/train_command.ts";
+} from "../training/train_run.ts";
 
 /** Backward ≈ 2× forward, so a training step is ≈ 3 forward passes of matmul FLOPs. */
 const TRAIN_FLOPS_PER_FORWARD = 3;

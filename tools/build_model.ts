@@ -10,6 +10,6 @@
  *
  * @module
  */
-import { runBuildModel } from "../inference/build_model_command.ts";
+import { runBuildModel } from "../cli/build_model_command.ts";
 
 if (import.meta.main) Deno.exit(await runBuildModel(Deno.args));

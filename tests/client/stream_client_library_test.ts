@@ -4,9 +4,9 @@
  * cannot carry, and the `./client` entry point.
  */
 import nodeAssert from "node:assert/strict";
-import { runInfer } from "../../client/infer_command.ts";
+import { runInfer } from "../../cli/infer_command.ts";
 import { StreamClient, StreamClosedError } from "../../client/mod.ts";
-import { runStatus } from "../../client/status_command.ts";
+import { runStatus } from "../../cli/status_command.ts";
 import { StreamRequestError } from "../../client/stream_client.ts";
 import { tracker } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";

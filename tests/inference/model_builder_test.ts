@@ -13,7 +13,7 @@ import {
 } from "../../inference/model_builder.ts";
 import { cidOf, matchesCid } from "../../protocols/cid.ts";
 import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
-import { runBuildModel } from "../../inference/build_model_command.ts";
+import { runBuildModel } from "../../cli/build_model_command.ts";
 import { TensorModel } from "../../inference/tensor_model.ts";
 import { InvalidTensorInputError } from "../../inference/errors.ts";
 import type { TensorData } from "../../protocols/job.ts";

@@ -1,4 +1,4 @@
-// A stand-in for `cli.ts start` (node/start_command.ts): a SwarmHost, and on SIGINT a graceful
+// A stand-in for `cli.ts start` (cli/start_command.ts): a SwarmHost, and on SIGINT a graceful
 // stop that takes a moment (the node drains) before it closes the host. Prints JSON at the end.
 import { SwarmHost } from "../../network/swarm_host.ts";
 import { Identity } from "../../protocols/identity.ts";

@@ -8,7 +8,7 @@
  */
 import { type LoadedModel, ModelRegistry } from "../../inference/model_registry.ts";
 import type { TextModel } from "../../inference/text_model.ts";
-import { configFromArgs } from "../../node/start_command.ts";
+import { configFromArgs } from "../../cli/start_command.ts";
 import { startNode } from "../../node/node.ts";
 
 class SubstitutingRegistry extends ModelRegistry {

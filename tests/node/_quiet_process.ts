@@ -2,7 +2,7 @@
  * A stand-in process for `runStart` in the node tests: it records the node's output and
  * presses Ctrl-C as soon as a node starts coming up.
  */
-import type { StartCommandIo } from "../../node/start_command.ts";
+import type { StartCommandIo } from "../../cli/start_command.ts";
 
 /**
  * A process for `runStart` that records its output and presses Ctrl-C as soon as a node starts

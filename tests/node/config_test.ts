@@ -18,7 +18,7 @@ import {
   resolveStartConfig,
   runStart,
   type StartCommandIo,
-} from "../../node/start_command.ts";
+} from "../../cli/start_command.ts";
 import { EDGE_DEFAULTS } from "../../server/edge_config.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";

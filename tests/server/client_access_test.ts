@@ -16,7 +16,7 @@ import type { InferencePort, InferenceStats } from "../../inference/inference_po
 import { createApp } from "../../server/app.ts";
 import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
-import { resolveStartConfig } from "../../node/start_command.ts";
+import { resolveStartConfig } from "../../cli/start_command.ts";
 import { ConfigError } from "../../node/config.ts";
 import { notWholeNumber, parseWholeNumber } from "../../node/number_flags.ts";
 import { join } from "node:path";

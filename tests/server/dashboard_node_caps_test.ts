@@ -28,7 +28,7 @@ import {
   upgradeRequest,
 } from "./_dashboard_node.ts";
 import { KeyLimits } from "../../server/key_limits.ts";
-import { runStart, type StartCommandIo } from "../../node/start_command.ts";
+import { runStart, type StartCommandIo } from "../../cli/start_command.ts";
 
 // The dashboard's node-wide caps (`server/dashboard_routes.ts`): each anonymous reader
 // (`http.allowUnauthenticatedRemote`) and each socket still to send its `auth` was limited per

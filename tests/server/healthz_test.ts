@@ -19,7 +19,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { healthRoutes } from "../../server/health_routes.ts";
 import { InferenceGateway } from "../../server/inference_gateway.ts";
 import { MetricsRegistry } from "../../server/metrics_registry.ts";
-import { runInfer } from "../../client/infer_command.ts";
+import { runInfer } from "../../cli/infer_command.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseNodeConfig, startNode, toHex } from "../../mod.ts";
@@ -38,8 +38,8 @@ import { createApp } from "../../server/app.ts";
 import { errorResponse } from "../../server/http_errors.ts";
 import { KeyLimits } from "../../server/key_limits.ts";
 import { edgeConfig } from "../../server/edge_config.ts";
-import { runShare } from "../../storage/exchange_commands.ts";
-import { runPut } from "../../storage/storage_commands.ts";
+import { runShare } from "../../cli/exchange_commands.ts";
+import { runPut } from "../../cli/storage_commands.ts";
 import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
 
 // What a client and an operator see while a node's proof data cannot be written: every

@@ -10,7 +10,7 @@ import { RequestValidationError } from "../../server/http_errors.ts";
 import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { EDGE_DEFAULTS } from "../../server/edge_config.ts";
-import { resolveStartConfig } from "../../node/start_command.ts";
+import { resolveStartConfig } from "../../cli/start_command.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";

@@ -23,7 +23,7 @@ import { ChunkStore } from "../../storage/chunk_store.ts";
 import { dagBlocks } from "../../storage/dag_links.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
-import { runLs, runPut } from "../../storage/storage_commands.ts";
+import { runLs, runPut } from "../../cli/storage_commands.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
 import { collect, flipObjectBit } from "./_helpers.ts";
 

@@ -33,7 +33,7 @@ import { PendingPut } from "../../storage/pending_put.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { createShareLink, openShareLink, ShareStore } from "../../storage/share_links.ts";
-import { runGc, runLs } from "../../storage/storage_commands.ts";
+import { runGc, runLs } from "../../cli/storage_commands.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
 import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 import { type ServedNode, servedNode } from "./_tracked_peer.ts";

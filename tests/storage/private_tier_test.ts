@@ -16,11 +16,11 @@ import { createApp } from "../../server/app.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { AuthenticationError, KeyRequiredError } from "../../storage/errors.ts";
-import { runShare } from "../../storage/exchange_commands.ts";
+import { runShare } from "../../cli/exchange_commands.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { exportFileKeys, FileCipher, OwnerKey } from "../../storage/private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "../../storage/share_links.ts";
-import { runGet } from "../../storage/storage_commands.ts";
+import { runGet } from "../../cli/storage_commands.ts";
 import { filesUnder, flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 // ---- private files ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
  * Usage: `_lazy_trainer.ts [cli.ts start flags]`. Lives in tests/: no production flag can make
  * a node lie.
  */
-import { configFromArgs } from "../../node/start_command.ts";
+import { configFromArgs } from "../../cli/start_command.ts";
 import { startNode } from "../../node/node.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 

@@ -11,17 +11,17 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { flagProblem } from "./_unknown_flag.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { type LedgerVerifyReport, verifyLedger } from "../proof/ledger_verify.ts";
 import { repairLedger } from "../proof/ledger_repair.ts";
 import { LedgerError } from "../proof/ledger_errors.ts";
-import { DataDirLock } from "./data_dir_lock.ts";
-import { CorruptIdentityError, IDENTITY_FILE } from "./node_identity.ts";
-import { commandDataDir } from "./default_data_dir.ts";
+import { DataDirLock } from "../node/data_dir_lock.ts";
+import { CorruptIdentityError, IDENTITY_FILE } from "../node/node_identity.ts";
+import { commandDataDir } from "../node/default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
-import { EXIT_USAGE, usageErrorText } from "./usage_error_text.ts";
+import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 
 /** Where the command's lines go (the console by default; tests capture them). */
 export interface CommandOutput {

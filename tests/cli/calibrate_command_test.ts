@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCalibrate, type RunCalibrateOptions } from "../../node/calibrate_command.ts";
+import { runCalibrate, type RunCalibrateOptions } from "../../cli/calibrate_command.ts";
 import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
 import type { CalibrationProfile, NoiseProfile } from "../../proof/calibration.ts";
 

@@ -1,5 +1,5 @@
 /**
- * `cli.ts start` (`node/start_command.ts`): its life cycle in-process with a fake process (Ctrl-C
+ * `cli.ts start` (`cli/start_command.ts`): its life cycle in-process with a fake process (Ctrl-C
  * during start-up and the drain, a taken port, `--no-inference`), the settings it refuses before it
  * starts a node, its help, and the stop signals it listens to.
  */
@@ -11,7 +11,7 @@ import {
   runStart,
   runUntilStopped,
   type StartCommandIo,
-} from "../../node/start_command.ts";
+} from "../../cli/start_command.ts";
 import { startNode, type VeriflowNode } from "../../node/node.ts";
 import { ConfigError, parseNodeConfig } from "../../node/config.ts";
 import { DataDirLock, DataDirLockedError } from "../../node/data_dir_lock.ts";
@@ -23,9 +23,9 @@ import {
   holdModelSteps,
   releaseModelSteps,
 } from "../inference/_worker_faults.ts";
-import { quietProcess } from "./_quiet_process.ts";
+import { quietProcess } from "../node/_quiet_process.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../../node/node_identity.ts";
-import { runLedger } from "../../node/ledger_command.ts";
+import { runLedger } from "../../cli/ledger_command.ts";
 import { loadOrCreatePledge, PLEDGE_FILE } from "../../node/node_pledge.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { decodeCbor } from "../../protocols/cbor.ts";
@@ -34,7 +34,7 @@ import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { PeerTimeoutError } from "../../protocols/protocol_errors.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { START_HELP } from "../../node/start_help.ts";
+import { START_HELP } from "../../cli/start_help.ts";
 import { DUPLICATE_SIGNAL_MS, stopSignalNames, StopSignals } from "../../node/stop_signals.ts";
 
 // `cli.ts start`'s life cycle, driven in-process with a fake process (signals, output, clock):

@@ -3,11 +3,11 @@
  */
 import assert from "node:assert/strict";
 import { COMMANDS } from "../../cli.ts";
-import { CALIBRATE_USAGE } from "../../node/calibrate_help.ts";
-import { LEDGER_USAGE } from "../../node/ledger_help.ts";
-import { START_HELP } from "../../node/start_help.ts";
-import { EXPORT_USAGE, IMPORT_USAGE, SHARE_USAGE } from "../../storage/exchange_help.ts";
-import { GC_USAGE, GET_USAGE, LS_USAGE, PUT_USAGE } from "../../storage/storage_help.ts";
+import { CALIBRATE_USAGE } from "../../cli/calibrate_help.ts";
+import { LEDGER_USAGE } from "../../cli/ledger_help.ts";
+import { START_HELP } from "../../cli/start_help.ts";
+import { EXPORT_USAGE, IMPORT_USAGE, SHARE_USAGE } from "../../cli/exchange_help.ts";
+import { GC_USAGE, GET_USAGE, LS_USAGE, PUT_USAGE } from "../../cli/storage_help.ts";
 
 // ---- every command answers `--help` -------------------------------------------------------------
 //
@@ -112,7 +112,7 @@ Deno.test("share's other forms are written as cli.ts runs them too", () => {
 //
 // `build-model --help` is the one command help left that does not start as every other does
 // (`Usage: cli.ts <command> …`, the section above): it says `usage: build-model …` (fixed:
-// `inference/build_model_command.ts`'s `USAGE`).
+// `cli/build_model_command.ts`'s `USAGE`).
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 

@@ -1,9 +1,9 @@
 /**
- * `cli.ts infer` (`client/infer_command.ts`): its flags, what it prints, and the error line that
+ * `cli.ts infer` (`cli/infer_command.ts`): its flags, what it prints, and the error line that
  * tells a person what to do next.
  */
 import { apiKeyFromEnv } from "../../client/_api_key_variable.ts";
-import { runInfer } from "../../client/infer_command.ts";
+import { runInfer } from "../../cli/infer_command.ts";
 import {
   DEFAULT_STREAM_CONNECT_TIMEOUT_MS,
   MAX_STREAM_TIMEOUT_MS,
@@ -13,8 +13,8 @@ import { cidOf } from "../../protocols/cid.ts";
 import { GENERATION_LIMITS } from "../../protocols/job.ts";
 import { assert, assertEquals } from "../server/_assert.ts";
 import { directText, eventually, startTestNode } from "../server/_fixtures.ts";
-import { doneFrame, scriptedServer, silentPort, stallingServer } from "./_stub_servers.ts";
-import { recordTimeouts } from "./_timers.ts";
+import { doneFrame, scriptedServer, silentPort, stallingServer } from "../client/_stub_servers.ts";
+import { recordTimeouts } from "../client/_timers.ts";
 
 // ---- flags, output and errors -------------------------------------------------------------------
 
@@ -343,7 +343,7 @@ Deno.test("runInfer --model naming no model the node serves exits 1 saying where
 
 // ---- a node that asks to wait -------------------------------------------------------------------
 //
-// `cli.ts infer` (`client/infer_command.ts`): what its error line tells a person the node asked to
+// `cli.ts infer` (`cli/infer_command.ts`): what its error line tells a person the node asked to
 // wait before retrying (a refusal's `retry_after_s`).
 
 /**
@@ -428,7 +428,7 @@ Deno.test("an empty API key given to StreamClient.connect is said to be empty, n
 
 // ---- text from a node reaches the terminal ------------------------------------------------------
 //
-// `cli.ts infer` (`client/infer_command.ts`): the text it prints is what a node sent, on a router a
+// `cli.ts infer` (`cli/infer_command.ts`): the text it prints is what a node sent, on a router a
 // remote worker's, and it went to the terminal raw. A worker that streamed escape sequences drove
 // the user's terminal: set its title, wrote to its clipboard (OSC 52), hid or rewrote what was
 // printed before. On a terminal, control characters other than newline and tab are now shown as

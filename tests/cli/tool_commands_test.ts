@@ -1,7 +1,7 @@
 /** `cli.ts keygen`: what it says when the key cannot be made, or is damaged. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runKeygen } from "../../node/tool_commands.ts";
+import { runKeygen } from "../../cli/tool_commands.ts";
 
 /** Run `keygen` with stdout and stderr captured. */
 async function keygen(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {

@@ -6,15 +6,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { flagProblem } from "./_unknown_flag.ts";
-import { EXIT_USAGE, usageErrorText } from "./usage_error_text.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
+import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { toHex } from "../protocols/hash.ts";
-import { IDENTITY_FILE, loadOrCreateIdentity } from "./node_identity.ts";
-import { runBuildModel } from "../inference/build_model_command.ts";
-import { commandDataDir } from "./default_data_dir.ts";
-import { DataDirNotDirectoryError } from "./data_dir_lock.ts";
+import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
+import { runBuildModel } from "./build_model_command.ts";
+import { commandDataDir } from "../node/default_data_dir.ts";
+import { DataDirNotDirectoryError } from "../node/data_dir_lock.ts";
 
 const KEYGEN_HELP = `Usage: cli.ts keygen [--data DIR]
 

@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { COMMANDS, main } from "../../cli.ts";
-import { runInfer } from "../../client/infer_command.ts";
+import { runInfer } from "../../cli/infer_command.ts";
 import { assert as assertTrue, assertEquals } from "../server/_assert.ts";
-import { runStatus } from "../../client/status_command.ts";
-import { runLedger } from "../../node/ledger_command.ts";
+import { runStatus } from "../../cli/status_command.ts";
+import { runLedger } from "../../cli/ledger_command.ts";
 
 // `cli.ts` as a newcomer following the README runs it, with the permissions they would give: every
 // command's `--help` prints its usage with examples of that command and exits 0 with no permission

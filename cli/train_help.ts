@@ -7,14 +7,7 @@
  * @module
  */
 import { GPT_MODEL_SIZES } from "../inference/model_builder.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "./hyper_params.ts";
-
-/**
- * Held-out samples evaluated after each round by default: enough for a curve that moves
- * smoothly (the estimate's spread is ≈ 0.02 bits/byte at 128), few enough that evaluation
- * costs a few seconds, not a round's worth of training.
- */
-export const DEFAULT_EVAL_SAMPLES = 128;
+import { DEFAULT_EVAL_SAMPLES, DEFAULT_LOCAL_HYPER_PARAMS } from "../training/hyper_params.ts";
 
 /** What `cli.ts train --help` prints. */
 export const TRAIN_USAGE =

@@ -14,7 +14,7 @@ import { EXIT_USAGE, operandProblem, usageErrorText } from "../node/usage_error_
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
-import { formatBytes } from "./progress_bar.ts";
+import { formatBytes } from "../storage/progress_bar.ts";
 
 /**
  * A bad command line: its message says what is wrong; exit code 2, the message on an `error:`

@@ -8,13 +8,13 @@
  */
 import { join } from "node:path";
 import { identityBlock } from "../protocols/cid.ts";
-import { exportCar, importCar } from "./car.ts";
-import { ChunkStore } from "./chunk_store.ts";
-import { dagBlocks } from "./dag_links.ts";
-import { StorageError } from "./errors.ts";
-import { FileStore } from "./file_store.ts";
-import { PendingPut } from "./pending_put.ts";
-import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
+import { exportCar, importCar } from "../storage/car.ts";
+import { ChunkStore } from "../storage/chunk_store.ts";
+import { dagBlocks } from "../storage/dag_links.ts";
+import { StorageError } from "../storage/errors.ts";
+import { FileStore } from "../storage/file_store.ts";
+import { PendingPut } from "../storage/pending_put.ts";
+import { createShareLink, openShareLink, ShareStore } from "../storage/share_links.ts";
 import { existingStoreDir, notInStore, openExistingStore, ownerKey } from "./storage_commands.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {

@@ -6,11 +6,11 @@ import {
   InterruptedError,
   reportErrors,
   writeOutput,
-} from "../../storage/_command_support.ts";
+} from "../../cli/_command_support.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { PendingPut } from "../../storage/pending_put.ts";
-import { pseudoRandomBytes } from "./_helpers.ts";
+import { pseudoRandomBytes } from "../storage/_helpers.ts";
 
 /** Run `fn` with console.error captured; its lines and result. */
 async function capturingErrors<T>(fn: () => Promise<T>): Promise<{ result: T; lines: string[] }> {

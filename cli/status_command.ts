@@ -5,8 +5,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
-import { bearerAuthorization } from "./_bearer.ts";
+import { apiKeyFromEnv, missingKeyHint } from "../client/_api_key_variable.ts";
+import { bearerAuthorization } from "../client/_bearer.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import { readBoundedBody } from "../streams/bounded_body.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runLedger } from "../../node/ledger_command.ts";
+import { runLedger } from "../../cli/ledger_command.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";

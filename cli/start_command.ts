@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { flagProblem, unknownFlagMessage } from "./_unknown_flag.ts";
+import { flagProblem, unknownFlagMessage } from "../node/_unknown_flag.ts";
 import {
   ConfigError,
   type ConfigLayer,
@@ -26,10 +26,10 @@ import {
   type ResolvedConfig,
   resolveNodeConfig,
   setPath,
-} from "./config.ts";
-import { lineLogger } from "./log_format.ts";
-import { startNode, type VeriflowNode } from "./node.ts";
-import { listenForStopSignals, StopSignals } from "./stop_signals.ts";
+} from "../node/config.ts";
+import { lineLogger } from "../node/log_format.ts";
+import { startNode, type VeriflowNode } from "../node/node.ts";
+import { listenForStopSignals, StopSignals } from "../node/stop_signals.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { ActorError } from "../actors/errors.ts";
 import { START_HELP } from "./start_help.ts";

@@ -5,15 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runGc, runLs, runPut } from "../../storage/storage_commands.ts";
-import { runImport, runShare } from "../../storage/exchange_commands.ts";
-import { runLedger } from "../../node/ledger_command.ts";
-import { runCalibrate } from "../../node/calibrate_command.ts";
-import { runModel } from "../../node/tool_commands.ts";
-import { runBuildModel } from "../../inference/build_model_command.ts";
+import { runGc, runLs, runPut } from "../../cli/storage_commands.ts";
+import { runImport, runShare } from "../../cli/exchange_commands.ts";
+import { runLedger } from "../../cli/ledger_command.ts";
+import { runCalibrate } from "../../cli/calibrate_command.ts";
+import { runModel } from "../../cli/tool_commands.ts";
+import { runBuildModel } from "../../cli/build_model_command.ts";
 import { loadOrCreateIdentity } from "../../node/node_identity.ts";
 import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
-import { configFromArgs, runStart, type StartCommandIo } from "../../node/start_command.ts";
+import { configFromArgs, runStart, type StartCommandIo } from "../../cli/start_command.ts";
 import { fileURLToPath } from "node:url";
 import { lineLogger } from "../../node/log_format.ts";
 import { ConfigError } from "../../node/config.ts";
@@ -378,7 +378,7 @@ Deno.test("cli.ts bench runs its program from a checkout whose path has a space 
     const run = await new Deno.Command(Deno.execPath(), {
       args: [
         "eval",
-        'const { runBench } = await import("./node/tool_commands.ts"); Deno.exit(await runBench([]));',
+        'const { runBench } = await import("./cli/tool_commands.ts"); Deno.exit(await runBench([]));',
       ],
       cwd: root,
       stdout: "piped",

@@ -14,9 +14,9 @@ import { createShareLink, newShareId, ShareStore } from "../../storage/share_lin
 import { CarBlockIterator } from "@ipld/car";
 import { cidDigest } from "../../protocols/cid.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
-import { parseDuration, runExport, runShare } from "../../storage/exchange_commands.ts";
-import { pseudoRandomBytes } from "./_helpers.ts";
-import { importerRoot } from "./_ipfs_reference.ts";
+import { parseDuration, runExport, runShare } from "../../cli/exchange_commands.ts";
+import { pseudoRandomBytes } from "../storage/_helpers.ts";
+import { importerRoot } from "../storage/_ipfs_reference.ts";
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { TextModel } from "../../inference/text_model.ts";
-import { runTrain, type TrainEvent, trainModel } from "../../training/train_command.ts";
-import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
+import { runTrain } from "../../cli/train_command.ts";
+import { type TrainEvent, trainModel } from "../../training/train_run.ts";
+import { TEST_ARCH, TEST_HYPER } from "../training/_fixtures.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-train-command-test-" });
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));

@@ -18,7 +18,7 @@ import {
   StreamClosedError,
   type StreamJob,
   StreamRequestError,
-} from "./stream_client.ts";
+} from "../client/stream_client.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   notDecimalNumber,
@@ -28,8 +28,8 @@ import {
 } from "../node/number_flags.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
-import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
-import { terminalText } from "./_terminal_text.ts";
+import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "../client/_api_key_variable.ts";
+import { terminalText } from "../client/_terminal_text.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {
@@ -299,7 +299,7 @@ const NUMBER_FLAGS = [
  * The ranges docs/API.md documents for the number flags the node bounds: the node's
  * `GENERATION_LIMITS` (protocols/job.ts), written out because that module loads cbor-x, which
  * reads the environment as it loads, and `infer` runs with `--allow-net` alone
- * (tests/client/infer_command_test.ts checks the two agree). `--seed` is any safe
+ * (tests/cli/infer_command_test.ts checks the two agree). `--seed` is any safe
  * integer, which the node takes as it is; `--idle-timeout` is the client's own.
  */
 const NUMBER_RANGES: Partial<Record<(typeof NUMBER_FLAGS)[number][0], [number, number]>> = {

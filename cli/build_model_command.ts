@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { TRAINED_BUILTIN_MODELS } from "./builtin_model.ts";
+import { TRAINED_BUILTIN_MODELS } from "../inference/builtin_model.ts";
 import { parseArgs } from "node:util";
 import { parseWholeNumber } from "../node/number_flags.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
@@ -24,7 +24,7 @@ import {
   DEFAULT_MODEL_SEED,
   GPT_MODEL_SIZES,
   type GptModelSize,
-} from "./model_builder.ts";
+} from "../inference/model_builder.ts";
 
 /** The sizes built from a seed; a trained one (brown) is installed from its weights instead. */
 const BUILT_SIZES = Object.keys(GPT_MODEL_SIZES).filter((size) =>

@@ -1,8 +1,8 @@
 /**
- * `cli.ts status` (`client/status_command.ts`): a node's state as the terminal and `--json` show it.
+ * `cli.ts status` (`cli/status_command.ts`): a node's state as the terminal and `--json` show it.
  */
 import assert from "node:assert/strict";
-import { describe, runStatus, STATUS_MAX_BYTES } from "../../client/status_command.ts";
+import { describe, runStatus, STATUS_MAX_BYTES } from "../../cli/status_command.ts";
 import { emptyInferenceStats, type InferencePort } from "../../inference/inference_port.ts";
 import type { PeerInfo } from "../../network/network_actor.ts";
 import { parseNodeConfig } from "../../node/config.ts";
@@ -13,7 +13,7 @@ import { PeerHelloSchema, signPeerHello } from "../../protocols/peer_hello.ts";
 import { createApp } from "../../server/app.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
-import { silentPort } from "./_stub_servers.ts";
+import { silentPort } from "../client/_stub_servers.ts";
 
 // ---- the node's state ---------------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ Deno.test("status reads at most STATUS_MAX_BYTES of an answer: a server that sen
 
 // ---- strings a peer chose -----------------------------------------------------------------------
 //
-// `cli.ts status` (`client/status_command.ts`) as a peer reaches it: the node's state carries
+// `cli.ts status` (`cli/status_command.ts`) as a peer reaches it: the node's state carries
 // strings peers chose (a peer's hello `version`, up to 32 characters of any well-formed Unicode;
 // its model CIDs; verdict subjects and reasons in the activity feed).
 //

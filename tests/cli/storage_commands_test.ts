@@ -1,17 +1,17 @@
 /**
- * The storage commands a user runs (`storage/storage_commands.ts`, `storage/exchange_commands.ts`):
+ * The storage commands a user runs (`cli/storage_commands.ts`, `cli/exchange_commands.ts`):
  * `put`, `get`, `ls`, `gc`, `import`, `share`, their flags and what they print.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MAX_FILE_LABEL_CHARS } from "../../protocols/media_type.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import { runExport, runImport, runShare } from "../../storage/exchange_commands.ts";
+import { runExport, runImport, runShare } from "../../cli/exchange_commands.ts";
 import { FileStore } from "../../storage/file_store.ts";
-import { runGc, runGet, runLs, runPut } from "../../storage/storage_commands.ts";
+import { runGc, runGet, runLs, runPut } from "../../cli/storage_commands.ts";
 import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { flipObjectBit, pseudoRandomBytes } from "./_helpers.ts";
+import { flipObjectBit, pseudoRandomBytes } from "../storage/_helpers.ts";
 
 // ---- put, get, ls and gc ------------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ Deno.test("cli get of a private file without any key is key_required and creates
 Deno.test("cli --progress draws a progress bar on stderr and keeps stdout to the CID", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(3_000_000));
-  const script = new URL("./_run_storage_command.ts", import.meta.url).pathname;
+  const script = new URL("../storage/_run_storage_command.ts", import.meta.url).pathname;
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, "put", "--progress", "--data", `${dir}/node`, `${dir}/in.bin`],
     stdout: "piped",
@@ -122,7 +122,7 @@ Deno.test("cli --progress draws a progress bar on stderr and keeps stdout to the
 
 Deno.test("cli gc removes what a put killed with -9 left behind, once past the grace period", async () => {
   const data = await Deno.makeTempDir();
-  const script = new URL("./_run_storage_command.ts", import.meta.url).pathname;
+  const script = new URL("../storage/_run_storage_command.ts", import.meta.url).pathname;
   const put = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, "put", "--data", data, "-"],
     stdin: "piped",
@@ -216,7 +216,7 @@ Deno.test("cli get to a reader that stops reading (| head -c 10) exits 0 quietly
   const dir = await Deno.makeTempDir();
   await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(3_000_000));
   const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.bin`]));
-  const script = new URL("./_run_storage_command.ts", import.meta.url).pathname;
+  const script = new URL("../storage/_run_storage_command.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, "get", put.out.trim(), "--data", `${dir}/node`],
     stdout: "piped",

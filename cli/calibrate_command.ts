@@ -30,12 +30,12 @@ import {
   tolerancesFor,
 } from "../proof/calibration.ts";
 import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
-import { parseWholeNumber } from "./number_flags.ts";
-import { flagProblem } from "./_unknown_flag.ts";
+import { parseWholeNumber } from "../node/number_flags.ts";
+import { flagProblem } from "../node/_unknown_flag.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
-import { commandDataDir } from "./default_data_dir.ts";
+import { commandDataDir } from "../node/default_data_dir.ts";
 import { CALIBRATE_USAGE } from "./calibrate_help.ts";
-import { EXIT_USAGE, usageErrorText } from "./usage_error_text.ts";
+import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 
 /**
  * Exit status when the measured profile fails its own self-check (nothing is saved), or the
