@@ -596,7 +596,7 @@ lines.on("close", () => {
 
 Deno.test({
   name:
-    "swarm review s54: a restarted host that says ready while the node closes it is not reported up (nor watched, nor sent the topics)",
+    "swarm: a restarted host that says ready while the node closes it is not reported up (nor watched, nor sent the topics)",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -643,7 +643,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm review s54: a host that answered every ping is not taken for hung when the node's own event loop stalled past hangTimeoutMs",
+    "swarm: a host that answered every ping is not taken for hung when the node's own event loop stalled past hangTimeoutMs",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -711,7 +711,7 @@ lines.on("close", () => process.exit(0));
 
 Deno.test({
   name:
-    "swarm review s54: an event the node cannot take (a field of the wrong type) is logged, and the host's later events still arrive",
+    "swarm: an event the node cannot take (a field of the wrong type) is logged, and the host's later events still arrive",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

@@ -108,7 +108,7 @@ const ENV_CHILD = fileURLToPath(new URL("./_swarm_env_child.ts", import.meta.url
 
 Deno.test({
   name:
-    "swarm review s45: what the host prints on its stdout that is not an event reaches the node's log a bounded number of lines at a time",
+    "swarm: what the host prints on its stdout that is not an event reaches the node's log a bounded number of lines at a time",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -140,7 +140,7 @@ function rssBytes(pid: number): number {
 
 Deno.test({
   name:
-    "swarm review s45: a peer's second connection, held back while its first stays open, cannot make the host hold more than its unread limits",
+    "swarm: a peer's second connection, held back while its first stays open, cannot make the host hold more than its unread limits",
   ignore: Deno.build.os !== "linux",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -188,7 +188,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm review s45: connections a peer makes again while its first stays open count toward maxConnections; past it each is closed",
+    "swarm: connections a peer makes again while its first stays open count toward maxConnections; past it each is closed",
   ignore: Deno.build.os !== "linux",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -273,7 +273,7 @@ function linkEnds(port: number): number {
 
 Deno.test({
   name:
-    "swarm review s45: link connections that never send the host's header are held a bounded number at a time",
+    "swarm: link connections that never send the host's header are held a bounded number at a time",
   ignore: Deno.build.os !== "linux",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -351,7 +351,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm review s47: one peer's connections held back behind its open first one cannot take the slots of other peers",
+    "swarm: one peer's connections held back behind its open first one cannot take the slots of other peers",
   ignore: Deno.build.os !== "linux",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -446,7 +446,7 @@ process.stdin.on("close", () => process.exit(0));
 
 Deno.test({
   name:
-    "swarm review s47: a peer that keeps its old connection trickling while it connects again and again has the old one closed",
+    "swarm: a peer that keeps its old connection trickling while it connects again and again has the old one closed",
   ignore: Deno.build.os !== "linux",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -491,7 +491,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm review s47: a stray 'null' line on the host's stdout is logged like any other, and the host's events still arrive",
+    "swarm: a stray 'null' line on the host's stdout is logged like any other, and the host's events still arrive",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -529,8 +529,7 @@ function fdTargets(pid: number | "self"): string[] {
 }
 
 Deno.test({
-  name:
-    "swarm review s47: each restart of a host that died leaves none of the node's file descriptors behind",
+  name: "swarm: each restart of a host that died leaves none of the node's file descriptors behind",
   ignore: Deno.build.os !== "linux",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -587,7 +586,7 @@ const oneWrite = (fd: 1 | 2, text: string) =>
 
 Deno.test({
   name:
-    "swarm review s51: a long line the host writes whole, newline and all, reaches the log cut to the line limit like one that comes in pieces (stderr and an error event on stdout)",
+    "swarm: a long line the host writes whole, newline and all, reaches the log cut to the line limit like one that comes in pieces (stderr and an error event on stdout)",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -616,7 +615,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm review s51: strangers holding more connections to a node than Hyperswarm's maxPeers do not stop it connecting to a peer its lookup finds",
+    "swarm: strangers holding more connections to a node than Hyperswarm's maxPeers do not stop it connecting to a peer its lookup finds",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -647,7 +646,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm review s52: strangers holding the host's maxConnections do not make it refuse a peer this node dials by key",
+    "swarm: strangers holding the host's maxConnections do not make it refuse a peer this node dials by key",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

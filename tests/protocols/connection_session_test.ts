@@ -473,7 +473,7 @@ async function socketPair(): Promise<{ node: Deno.Conn; peer: Deno.Conn; reads: 
   return { node, peer, reads };
 }
 
-Deno.test("handshake review s54: a peer that stalls in its handshake costs no socket read buffer, only what it sent", async () => {
+Deno.test("handshake: a peer that stalls in its handshake costs no socket read buffer, only what it sent", async () => {
   const { node, peer, reads } = await socketPair();
   const duplex = socketDuplex(node, { readBufferBytes: SWARM_LINK_READ_BYTES });
   const timers = new ManualTimers();
@@ -498,7 +498,7 @@ Deno.test("handshake review s54: a peer that stalls in its handshake costs no so
   peer.close();
 });
 
-Deno.test("handshake review s54: over sockets read exactly, a connection runs after the handshake with the peer's first frames intact", async () => {
+Deno.test("handshake: over sockets read exactly, a connection runs after the handshake with the peer's first frames intact", async () => {
   const { node, peer, reads } = await socketPair();
   const [a, b] = [
     socketDuplex(node, { readBufferBytes: SWARM_LINK_READ_BYTES }),

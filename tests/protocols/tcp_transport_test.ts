@@ -321,7 +321,7 @@ async function unansweredAddress(): Promise<{ port: number; close(): Promise<voi
 
 Deno.test({
   name:
-    "tcp review s54: a connect the peer never answers fails with peer_timeout at its deadline (CONNECT_TIMEOUT_MS by default), on the connection's clock",
+    "tcp: a connect the peer never answers fails with peer_timeout at its deadline (CONNECT_TIMEOUT_MS by default), on the connection's clock",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -349,7 +349,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "tcp review s54: a connect under way gives up when its signal is aborted, with the reason",
+  name: "tcp: a connect under way gives up when its signal is aborted, with the reason",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -376,7 +376,7 @@ Deno.test({
   },
 });
 
-Deno.test("tcp review s54: a connect that is answered clears its deadline", async () => {
+Deno.test("tcp: a connect that is answered clears its deadline", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const timers = new ManualTimers();
   try {
