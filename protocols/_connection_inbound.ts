@@ -9,7 +9,11 @@
  * request to the responder, a reply/chunk/end/error to the requester, credit and cancel to
  * the exchange they name. A refusal is answered with a typed `error`, addressed as precisely
  * as the envelope allows, and counted: a peer refused more than `maxRefusals` times within
- * `refusalWindowMs` is cut off with `too_many_refusals`.
+ * `refusalWindowMs` is cut off with `too_many_refusals`. Frames that are valid and do nothing —
+ * a `ping`, a credit or cancel naming no running stream, a late answer to a request we gave up on
+ * — are refused nothing, but each costs a decode and a schema check (a `ping`, a `pong` too): past
+ * `maxIdleFrames` of them in one window, each further one is dropped and counted as a refusal, so
+ * a peer flooding them is cut off as a garbage flood is.
  *
  * @module
  */
@@ -47,6 +51,16 @@ import type { Responder } from "./_connection_responder.ts";
 export const DEFAULT_MAX_REFUSALS = 100;
 /** The window of {@link DEFAULT_MAX_REFUSALS}. */
 export const DEFAULT_REFUSAL_WINDOW_MS = 10_000;
+/**
+ * Frames that do nothing ({@link InboundRouter}: pings, credits and cancels naming no running
+ * stream, late answers) tolerated per refusal window before each further one counts as a
+ * refusal. An honest peer sends a few: a keepalive ping or pong a second, a credit or cancel
+ * that crossed its stream's end, an answer after its request timed out — tens per window even
+ * on a connection that ends hundreds of streams a second. 10,000 in 10 s is far above that, and
+ * bounds what a flood of them costs the node to about 1 % of a core per connection (~10 µs
+ * each on this 2-core machine; unbounded, 100,000 of them a second kept a core busy).
+ */
+export const DEFAULT_MAX_IDLE_FRAMES = 10_000;
 
 const CORE_TYPES: ReadonlySet<string> = new Set(CORE_MESSAGES.map((m) => m.type));
 
@@ -65,6 +79,8 @@ export interface InboundRouterOptions {
   close(error: Error): void;
   maxRefusals: number;
   refusalWindowMs: number;
+  /** Frames that do nothing tolerated per refusal window ({@link DEFAULT_MAX_IDLE_FRAMES}). */
+  maxIdleFrames: number;
   onProtocolError?: (error: ProtocolError) => void;
   onRemoteError?: (error: RemoteError) => void;
   /**
@@ -81,6 +97,7 @@ export class InboundRouter {
   readonly #o: InboundRouterOptions;
   #windowStart: number;
   #windowRefusals = 0;
+  #windowIdleFrames = 0;
   /** Inbound messages refused, in total. */
   refused = 0;
   /**
@@ -133,16 +150,22 @@ export class InboundRouter {
     const envelope: Envelope = { ...raw, body };
     if (raw.re === undefined) return this.#onRequest(envelope, session);
     switch (raw.type) {
-      case CreditMessage.type:
-        return this.#o.responder.onCredit(raw.re, (body as { chunks: number }).chunks);
+      case CreditMessage.type: {
+        const { chunks } = body as { chunks: number };
+        if (!this.#o.responder.onCredit(raw.re, chunks)) this.#idle();
+        return;
+      }
       case CancelMessage.type: {
         const { code, message } = body as { code: string; message: string };
-        return this.#o.responder.onCancel(raw.re, code, message);
+        if (!this.#o.responder.onCancel(raw.re, code, message)) this.#idle();
+        return;
       }
     }
     // An answer about an id of ours (credit and cancel above name the peer's own requests).
     if (raw.re < this.#o.issuedBelow()) this.#o.readPast?.(raw.re);
-    this.#o.requester.onResponse(envelope, raw.re, this.#o.issuedBelow());
+    if (this.#o.requester.onResponse(envelope, raw.re, this.#o.issuedBelow()) === "late") {
+      this.#idle();
+    }
   }
 
   /**
@@ -193,13 +216,32 @@ export class InboundRouter {
       !registry.isAnswer(definition.type);
   }
 
-  /** Count a refusal in the current window; close and return true when over the limit. */
-  #overLimit(): boolean {
+  /** Start a new window when the current one is over. */
+  #rollWindow(): void {
     const now = this.#o.core.timers.now();
     if (now - this.#windowStart >= this.#o.refusalWindowMs) {
       this.#windowStart = now;
       this.#windowRefusals = 0;
+      this.#windowIdleFrames = 0;
     }
+  }
+
+  /**
+   * Count a frame that did nothing; past {@link InboundRouterOptions.maxIdleFrames} in the
+   * window it is a refusal (counted, answered with nothing: the flood would only grow). Returns
+   * true when it was over the allowance (a `ping` then goes unanswered).
+   */
+  #idle(): boolean {
+    this.#rollWindow();
+    if (++this.#windowIdleFrames <= this.#o.maxIdleFrames) return false;
+    this.refused++;
+    this.#overLimit();
+    return true;
+  }
+
+  /** Count a refusal in the current window; close and return true when over the limit. */
+  #overLimit(): boolean {
+    this.#rollWindow();
     if (++this.#windowRefusals <= this.#o.maxRefusals) return false;
     const error = new TooManyRefusalsError(this.#windowRefusals, this.#o.refusalWindowMs);
     this.#sendError(error, {});
@@ -221,6 +263,7 @@ export class InboundRouter {
   /** A request (or one-way message) from the peer. */
   #onRequest(envelope: Envelope, session: Session | undefined): void {
     if (envelope.type === PingMessage.type) {
+      if (this.#idle()) return;
       this.#o.core.offer({ type: PongMessage.type, re: envelope.id, body: envelope.body });
       return;
     }

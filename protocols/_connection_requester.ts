@@ -330,13 +330,15 @@ export class Requester {
   /**
    * A reply, chunk, end or error for one of our requests.
    * @param issuedBelow Every id this side has issued is below it (late answers are quiet).
+   * @returns `"late"` when it answers a request no longer waiting (dropped quietly: a frame
+   *   that did nothing).
    */
-  onResponse(envelope: Envelope, re: number, issuedBelow: number): void {
+  onResponse(envelope: Envelope, re: number, issuedBelow: number): "late" | undefined {
     const pending = this.#pending.get(re);
     const where = { envelopeId: envelope.id, envelopeRe: re, envelopeType: envelope.type };
     if (!pending) {
       // Ids we issued may get late answers (after a timeout or cancel): drop those quietly.
-      if (re < issuedBelow || envelope.type === ErrorMessage.type) return;
+      if (re < issuedBelow || envelope.type === ErrorMessage.type) return "late";
       this.#core.refuse(new UnexpectedMessageError(`no request with id ${re}`, where));
       return;
     }
@@ -346,12 +348,18 @@ export class Requester {
       return;
     }
     if (pending.kind === "reply") {
-      if (envelope.type === pending.definition.reply?.type) return pending.resolve(envelope.body);
+      if (envelope.type === pending.definition.reply?.type) {
+        pending.resolve(envelope.body);
+        return;
+      }
       const what = `${envelope.type} is not a reply to ${pending.definition.type}`;
       this.#core.refuse(new UnexpectedMessageError(what, where));
       return;
     }
-    if (envelope.type === EndMessage.type) return pending.end();
+    if (envelope.type === EndMessage.type) {
+      pending.end();
+      return;
+    }
     if (envelope.type !== pending.definition.chunk?.type) {
       const what = `${envelope.type} is not a chunk of ${pending.definition.type}`;
       this.#core.refuse(new UnexpectedMessageError(what, where));

@@ -134,20 +134,26 @@ export class Responder {
     for (const exchange of this.#inbound.values()) exchange.abort.abort(error);
   }
 
-  /** The peer granted credit on a stream we serve. */
-  onCredit(re: number, chunks: number): void {
+  /**
+   * The peer granted credit on a stream we serve. Returns false when no such stream runs (it
+   * already ended: a late credit, harmless, but a frame that did nothing).
+   */
+  onCredit(re: number, chunks: number): boolean {
     const exchange = this.#inbound.get(re);
-    if (!exchange) return; // the stream already ended: late credit, harmless
+    if (!exchange) return false;
     exchange.credits += chunks;
     exchange.inFlight = Math.max(0, exchange.inFlight - chunks);
     exchange.wake?.();
+    return true;
   }
 
-  /** The peer gave up on a request we serve. */
-  onCancel(re: number, code: string, message: string): void {
-    this.#inbound.get(re)?.abort.abort(
+  /** The peer gave up on a request we serve. Returns false when no such request runs. */
+  onCancel(re: number, code: string, message: string): boolean {
+    const exchange = this.#inbound.get(re);
+    exchange?.abort.abort(
       new StreamCancelledError(`cancelled by the requester (${code}): ${message}`),
     );
+    return exchange !== undefined;
   }
 
   /** A bad credit or cancel about exchange `re`: abort it. Returns whether one was running. */

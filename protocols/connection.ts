@@ -86,6 +86,7 @@ import { type AnyHandler, Responder } from "./_connection_responder.ts";
 import { frameBytes, WriteQueue } from "./_connection_write_queue.ts";
 import { Notices } from "./_connection_notices.ts";
 import {
+  DEFAULT_MAX_IDLE_FRAMES,
   DEFAULT_MAX_REFUSALS,
   DEFAULT_REFUSAL_WINDOW_MS,
   InboundRouter,
@@ -276,6 +277,7 @@ export class Connection implements AsyncDisposable {
       close: (error) => this.#shutdown(error, errorCodeOf(error)),
       maxRefusals: options?.maxRefusals ?? DEFAULT_MAX_REFUSALS,
       refusalWindowMs: options?.refusalWindowMs ?? DEFAULT_REFUSAL_WINDOW_MS,
+      maxIdleFrames: options?.maxIdleFrames ?? DEFAULT_MAX_IDLE_FRAMES,
       onProtocolError: options?.onProtocolError,
       onRemoteError: options?.onRemoteError,
       readPast: (re) => this.#notices.readPast(re),

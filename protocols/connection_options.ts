@@ -85,6 +85,12 @@ export interface ConnectionOptions {
   /** The window of {@link maxRefusals} (default 10 s). */
   refusalWindowMs?: number;
   /**
+   * Frames that do nothing (a `ping`, a credit or cancel naming no running stream, a late
+   * answer) tolerated within `refusalWindowMs` before each further one is dropped and counted as
+   * a refusal (default 10,000; see `DEFAULT_MAX_IDLE_FRAMES`).
+   */
+  maxIdleFrames?: number;
+  /**
    * After close(), how long to wait for the peer to end its side before cutting the read side
    * (default 2 s: a live peer answers in a round trip; a dead one must not hold us open).
    */
