@@ -10,10 +10,11 @@
  * the exchange they name. A refusal is answered with a typed `error`, addressed as precisely
  * as the envelope allows, and counted: a peer refused more than `maxRefusals` times within
  * `refusalWindowMs` is cut off with `too_many_refusals`. Frames that are valid and do nothing —
- * a `ping`, a credit or cancel naming no running stream, a late answer to a request we gave up on
- * — are refused nothing, but each costs a decode and a schema check (a `ping`, a `pong` too): past
- * `maxIdleFrames` of them in one window, each further one is dropped and counted as a refusal, so
- * a peer flooding them is cut off as a garbage flood is.
+ * a `ping`, a credit or cancel naming no running stream, a credit past a stream's window, a
+ * second cancel, a late answer to a request we gave up on, an `error` that answers nothing of
+ * ours — are refused nothing, but each costs a decode and a schema check (a `ping`, a `pong`
+ * too): past `maxIdleFrames` of them in one window, each further one is dropped and counted as a
+ * refusal, so a peer flooding them is cut off as a garbage flood is.
  *
  * @module
  */
@@ -53,7 +54,8 @@ export const DEFAULT_MAX_REFUSALS = 100;
 export const DEFAULT_REFUSAL_WINDOW_MS = 10_000;
 /**
  * Frames that do nothing ({@link InboundRouter}: pings, credits and cancels naming no running
- * stream, late answers) tolerated per refusal window before each further one counts as a
+ * stream, credits past a stream's window, repeated cancels, late answers, errors that answer
+ * nothing of ours) tolerated per refusal window before each further one counts as a
  * refusal. An honest peer sends a few: a keepalive ping or pong a second, a credit or cancel
  * that crossed its stream's end, an answer after its request timed out — tens per window even
  * on a connection that ends hundreds of streams a second. 10,000 in 10 s is far above that, and
@@ -88,8 +90,11 @@ export interface InboundRouterOptions {
    * we sent before it (`_connection_notices.ts`).
    */
   readPast?: (re: number) => void;
-  /** The peer refused our one-way message `about` with `code` (`busy`: it is sent again). */
-  refusedOneWay?: (about: number, code: string) => void;
+  /**
+   * The peer refused our one-way message `about` with `code`. Returns whether it is sent again
+   * (`busy`, and known here); any other `error` frame that is no answer does nothing but tell.
+   */
+  refusedOneWay?: (about: number, code: string) => boolean;
 }
 
 /** See the module doc. */
@@ -270,8 +275,11 @@ export class InboundRouter {
     if (envelope.type === ErrorMessage.type) {
       const { code, message, about } = envelope.body as ErrorBody;
       // A one-way message of ours refused `busy` goes again after a backoff; each refusal is
-      // still reported (logs and metrics see how often the peer was too busy).
-      if (about !== undefined) this.#o.refusedOneWay?.(about, code);
+      // still reported (logs and metrics see how often the peer was too busy). Any other error
+      // that answers no request of ours (none addressed, or `about` a message not waiting here)
+      // only tells: a frame that does nothing, past the allowance dropped unreported.
+      const resent = about !== undefined && this.#o.refusedOneWay?.(about, code) === true;
+      if (!resent && this.#idle()) return;
       this.#o.onRemoteError?.(new RemoteError(code, message));
       return;
     }

@@ -74,6 +74,11 @@ interface InboundExchange {
   abort: AbortController;
   /** Credits the peer granted us and we have not used (streams only). */
   credits: number;
+  /**
+   * The peer's first grant: its window (streams only; undefined until it comes). An honest
+   * reader grants again only for chunks it has read, so its unused credit never exceeds it.
+   */
+  window?: number;
   /** Chunks sent and not yet re-credited, for stats. */
   inFlight: number;
   /** Wakes the stream pump waiting for credit. */
@@ -135,25 +140,32 @@ export class Responder {
   }
 
   /**
-   * The peer granted credit on a stream we serve. Returns false when no such stream runs (it
-   * already ended: a late credit, harmless, but a frame that did nothing).
+   * The peer granted credit on a stream we serve. Returns false when it did nothing: no such
+   * stream runs (it already ended: a late credit, harmless), or it leaves more credit unused than
+   * the peer's first grant (an honest reader never owes more than its window: credit past it is
+   * only a frame to decode, however many come).
    */
   onCredit(re: number, chunks: number): boolean {
     const exchange = this.#inbound.get(re);
     if (!exchange) return false;
+    exchange.window ??= chunks;
     exchange.credits += chunks;
     exchange.inFlight = Math.max(0, exchange.inFlight - chunks);
     exchange.wake?.();
-    return true;
+    return exchange.credits <= exchange.window;
   }
 
-  /** The peer gave up on a request we serve. Returns false when no such request runs. */
+  /**
+   * The peer gave up on a request we serve. Returns false when it did nothing: no such request
+   * runs, or it was cancelled already (its handler still winding down).
+   */
   onCancel(re: number, code: string, message: string): boolean {
     const exchange = this.#inbound.get(re);
-    exchange?.abort.abort(
+    if (!exchange || exchange.abort.signal.aborted) return false;
+    exchange.abort.abort(
       new StreamCancelledError(`cancelled by the requester (${code}): ${message}`),
     );
-    return exchange !== undefined;
+    return true;
   }
 
   /** A bad credit or cancel about exchange `re`: abort it. Returns whether one was running. */
