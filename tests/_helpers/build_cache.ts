@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+export { copyDir } from "./copy_dir.ts";
 
 /** The repository's root directory. */
 const ROOT = new URL("../../", import.meta.url);
@@ -180,14 +181,4 @@ export async function cachedJson<T>(
   await Deno.rename(temporary, path);
   await pruneStale(name, path);
   return value;
-}
-
-/** Copy the directory `from` into `to` (created), files and subdirectories. */
-export async function copyDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [join(from, entry.name), join(to, entry.name)];
-    if (entry.isDirectory) await copyDir(src, dst);
-    else await Deno.copyFile(src, dst);
-  }
 }

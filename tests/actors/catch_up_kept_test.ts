@@ -64,6 +64,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { resigned } from "../proof/_ledger_fixtures.ts";
 import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
 import { endingWriteFails, STAKE as WRITE_FAULT_STAKE } from "./_ledger_write_fault.ts";
+import { copyDir } from "../_helpers/copy_dir.ts";
 
 // -------------------------------------------------------------------------------------------------
 // The catch-up's convictions are kept on disk (`actors/_catch_up.ts`, `<ledger dir>/catch-up/`)
@@ -283,16 +284,6 @@ const verdictIds = (items: CatchUpItem[]) =>
 const verdictFilesIn = async (ledgerDir: string) =>
   (await Array.fromAsync(Deno.readDir(join(ledgerDir, CATCH_UP_VERDICTS_DIR))))
     .map((entry) => entry.name.replace(/\.cbor$/, "")).sort();
-
-/** Copy directory `from` to `to` (a ledger directory at rest): a new process's view of it. */
-async function copyDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [join(from, entry.name), join(to, entry.name)];
-    if (entry.isDirectory) await copyDir(src, dst);
-    else if (entry.isFile) await Deno.copyFile(src, dst);
-  }
-}
 
 Deno.test("verdicts are read back from disk with their evidence, oldest first, and dropped past their window", () =>
   inLedgerDir(async (ledgerDir) => {
@@ -607,16 +598,6 @@ Deno.test("one accuser's proof about variant B, while its proof about the record
 
 const AHEAD_STAKE = 1_000_000;
 
-/** Copy directory `from` to `to`, files and folders (a ledger directory at rest). */
-async function copyLedgerDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [`${from}/${entry.name}`, `${to}/${entry.name}`];
-    if (entry.isDirectory) await copyLedgerDir(src, dst);
-    else if (entry.isFile) await Deno.copyFile(src, dst);
-  }
-}
-
 /**
  * Run `life` with the catch-up's `add` of a verdict doing nothing (what a process killed right
  * after the fault's settlement leaves on disk); restored after it.
@@ -681,7 +662,7 @@ Deno.test("a withheld fault whose process ended between its settlement and the c
       }
     });
     assert.equal(skipped, 1, "the fault's verdict was the one not added");
-    await copyLedgerDir(`${dir}/v`, `${dir}/v2`);
+    await copyDir(`${dir}/v`, `${dir}/v2`);
     const nodeV2 = await spawnV(system, "v2");
 
     const { readsL, record, before } = await latePeerCatchesUp(nodeL, nodeV2, clock, id, worker);
@@ -711,7 +692,7 @@ Deno.test("a fault a start applied from its kept ending, whose process ended bef
       await catchUpAtStart(join(dir, "a"), me);
     });
     assert.equal(skipped, 1);
-    await copyLedgerDir(join(dir, "a"), join(dir, "b"));
+    await copyDir(join(dir, "a"), join(dir, "b"));
     const { items } = await catchUpAtStart(join(dir, "b"), me);
     assert.deepEqual(
       items.map((item) => item.kind === "verdict" && item.verdict.subjectId),

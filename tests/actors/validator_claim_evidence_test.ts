@@ -34,6 +34,7 @@ import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
 import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
+import { copyDirNow } from "../_helpers/copy_dir.ts";
 
 // -------------------------------------------------------------------------------------------------
 // A staked peer's "proof withheld" claim (`invalid / proof_unavailable`) that reaches this
@@ -50,16 +51,6 @@ import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.
 // window.
 
 const RESTART_STAKE = 10_000;
-
-/** Copy the folder `from` to `to` as it is at this instant (synchronously: nothing runs between). */
-function copyNow(from: string, to: string): void {
-  Deno.mkdirSync(to, { recursive: true });
-  for (const entry of Deno.readDirSync(from)) {
-    const [a, b] = [join(from, entry.name), join(to, entry.name)];
-    if (entry.isDirectory) copyNow(a, b);
-    else if (entry.isFile) Deno.copyFileSync(a, b);
-  }
-}
 
 /**
  * A validator (p = 0: it draws nothing itself) records a peer's receipt, then restarts — stopped
@@ -102,7 +93,7 @@ async function claimAfterRestart({ serves, crash }: { serves: boolean; crash: bo
     try {
       // The kill comes right after the receipt is recorded: no finalize tick, no stop ran since.
       const v = await start(before, ledgerDir, (a) => {
-        if (crash && a.kind === "receipt" && a.recorded) copyNow(ledgerDir, crashed);
+        if (crash && a.kind === "receipt" && a.recorded) copyDirNow(ledgerDir, crashed);
       });
       for (const key of [worker, claimant]) {
         await v.ask({ type: "deposit", key: key.publicKey, amount: RESTART_STAKE });

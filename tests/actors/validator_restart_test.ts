@@ -38,6 +38,7 @@ import { LedgerLog } from "../../proof/ledger_log.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { slashOf, STAKE } from "./_ledger_write_fault.ts";
+import { copyDirNow } from "../_helpers/copy_dir.ts";
 
 // -------------------------------------------------------------------------------------------------
 // A crash between a receipt's draw and its challenge (`ValidatorActor`'s receipt intake and start):
@@ -48,16 +49,6 @@ import { slashOf, STAKE } from "./_ledger_write_fault.ts";
 // disk), and a validator with the same key is started on the copy: no clock or timer is raced.
 
 const DRAWN_STAKE = 10_000;
-
-/** Copy the folder `from` to `to` as it is at this instant (synchronously: nothing runs between). */
-function copyNow(from: string, to: string): void {
-  Deno.mkdirSync(to, { recursive: true });
-  for (const entry of Deno.readDirSync(from)) {
-    const [a, b] = [join(from, entry.name), join(to, entry.name)];
-    if (entry.isDirectory) copyNow(a, b);
-    else if (entry.isFile) Deno.copyFileSync(a, b);
-  }
-}
 
 /**
  * A validator that draws every receipt hears the worker's (a cheat's, or an honest one's); the
@@ -90,7 +81,7 @@ async function afterCrashAtDraw(cheat: boolean) {
         source,
         // The receipt is recorded and seen as drawn; its challenge is opened next: the kill.
         onActivity: (a: ValidatorActivity) => {
-          if (a.kind === "receipt" && a.challenged) copyNow(ledgerDir, crashed);
+          if (a.kind === "receipt" && a.challenged) copyDirNow(ledgerDir, crashed);
         },
       });
       await validator.ask({ type: "deposit", key: worker.publicKey, amount: DRAWN_STAKE });

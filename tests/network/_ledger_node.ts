@@ -52,6 +52,7 @@ import {
   textJob,
   withheldVerdict,
 } from "../actors/_validator_fixture.ts";
+export { copyDir } from "../_helpers/copy_dir.ts";
 
 /** What each test key deposits. */
 export const STAKE = 10_000;
@@ -416,20 +417,6 @@ export async function caughtCheat(
   );
   if (fraudProof === undefined) throw new Error("the cheat was not caught");
   return { job, proved, id: receiptId(proved.receipt), fraudProof };
-}
-
-/**
- * Copy directory `from` to `to`, files and folders: a ledger directory at rest, copied under
- * another name while its node is down, reads as a new process reads it (the catch-up is one per
- * ledger directory in a process).
- */
-export async function copyDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [`${from}/${entry.name}`, `${to}/${entry.name}`];
-    if (entry.isDirectory) await copyDir(src, dst);
-    else if (entry.isFile) await Deno.copyFile(src, dst);
-  }
 }
 
 /** A fresh worker's receipt, the job it ran and who asked for it. */

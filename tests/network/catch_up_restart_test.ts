@@ -53,6 +53,7 @@ import {
   signStakePledge,
 } from "../../protocols/stake_pledge.ts";
 import { paidInCAsInA, recordAssigned } from "./_assigned_receipt.ts";
+import { copyDirNow } from "../_helpers/copy_dir.ts";
 
 // ---- a conviction across a restart ----------------------------------------------------------------
 // A node's catch-up (`actors/_catch_up.ts`) survives a restart of its process: node A confirmed a
@@ -445,16 +446,6 @@ Deno.test("a withheld fault kept across a process restart goes after its receipt
 // Every ledger runs on the test's clock; asserted on C's ledger after the window.
 
 const WORKER_STAKE = 1_000_000;
-
-/** Copy directory `from` to `to` at once (no await: nothing else runs meanwhile). */
-function copyDirNow(from: string, to: string): void {
-  Deno.mkdirSync(to, { recursive: true });
-  for (const entry of Deno.readDirSync(from)) {
-    const [src, dst] = [`${from}/${entry.name}`, `${to}/${entry.name}`];
-    if (entry.isDirectory) copyDirNow(src, dst);
-    else if (entry.isFile) Deno.copyFileSync(src, dst);
-  }
-}
 
 Deno.test("A's process killed right after its ledger recorded a receipt A assigned (no peer connected) still sends it to C after the restart: the honest worker is paid tokens × price in C as in A", () =>
   inLedgerSetting("s61-catch-up-crash", async (setting) => {
