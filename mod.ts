@@ -238,6 +238,15 @@ export * from "./proof/prover.ts";
 export * from "./proof/validation.ts";
 export * from "./proof/fraud_check.ts";
 export {
+  type SignedHead,
+  type SignedStream,
+  type StreamClaim,
+  StreamSigner,
+  streamSigningBytes,
+  StreamVerifier,
+  verifyStreamClaim,
+} from "./protocols/stream_commitment.ts";
+export {
   type ChunkOpening,
   CommitmentMismatchError,
   commitmentRoot,

@@ -21,7 +21,9 @@ import {
   type InferenceEvent,
   QUEUED_EVENT_REPEAT_MS,
   type StartEvent,
+  type TokensEvent,
 } from "../protocols/inference_messages.ts";
+import type { StreamVerifier } from "../protocols/stream_commitment.ts";
 import {
   cancelOnAbort,
   type FinishReason,
@@ -151,6 +153,11 @@ export interface RemoteJobContext {
    * reads can hold a worker's wait for credit (`_unread_time.ts`).
    */
   creditWindow: number;
+  /**
+   * Checks each token event's signature of the job's stream (undefined: the connection has no
+   * proven key to check against); a token event without a valid one breaks the stream.
+   */
+  stream?: StreamVerifier;
   /** The submission's `onQueued`: given each `queued` event's place. */
   onQueued?: (position: number) => void;
   /** Called once, with the job's summary, when it ends. */
@@ -359,8 +366,16 @@ export class RemoteJob {
           items.slice(0, -1).every((t) => t.finishReason === undefined) &&
           items.every((t) => t.index < last || t.finishReason !== undefined) &&
           items.every((t) => t.finishReason !== "length" || full(t.index));
-        if (items === undefined || !inOrder) {
-          const error = new InferenceStreamError(`unexpected ${event.kind} event`);
+        // Every token the client gets is covered by the worker's signature, or none is relayed:
+        // the signed head is what holds a worker that drops after wrong tokens to them.
+        const unsigned = items !== undefined && inOrder && this.#o.stream !== undefined &&
+          !this.#o.stream.accept(items.map((t) => t.tokenId), (event as TokensEvent).sig);
+        if (items === undefined || !inOrder || unsigned) {
+          const error = new InferenceStreamError(
+            unsigned
+              ? `a ${event.kind} event without the worker's valid signature of the job's stream`
+              : `unexpected ${event.kind} event`,
+          );
           this.#reader.cancel(error).catch(() => {});
           this.#end("error", error);
           controller.error(error);
@@ -402,6 +417,7 @@ export class RemoteJob {
         tokens.cancel().catch(() => {});
         this.#cancel();
       },
+      ...(this.#o.stream === undefined ? {} : { signedStream: this.#o.stream }),
     };
   }
 

@@ -21,6 +21,7 @@
 import { type TextJob, textJobSchema } from "../protocols/job.ts";
 import { InvalidGenerationParamsError } from "./errors.ts";
 import type { TopLogprob } from "./top_logprobs.ts";
+import type { SignedStream } from "../protocols/stream_commitment.ts";
 
 /**
  * What the edge and the client APIs need to know about a served model; the engine's
@@ -154,6 +155,13 @@ export interface InferenceHandle {
   done: Promise<JobSummary>;
   /** Cancel the job whether queued or running (same as cancelling `tokens`); `done` resolves. */
   cancel(): void;
+  /**
+   * Over a `RemoteInferencePort`: the worker's signed commitment to the tokens read so far
+   * (`protocols/stream_commitment.ts`), what a requester holds against a worker that streamed
+   * tokens that are not the job's output. Absent for a local job, and over a connection without
+   * a handshake (no key to check against).
+   */
+  signedStream?: SignedStream;
 }
 
 /** Counters and gauges of whatever runs the jobs (served on `/metrics`). */

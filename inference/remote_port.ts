@@ -63,6 +63,7 @@ import {
   typedRefusal,
 } from "./remote_errors.ts";
 import { ModelProgress, RemoteJob } from "./_remote_job.ts";
+import { StreamVerifier } from "../protocols/stream_commitment.ts";
 
 /**
  * Default of `startTimeoutMs`: a worker answers a submission at once, or after loading the
@@ -357,9 +358,13 @@ export class RemoteInferencePort implements InferencePort {
     // The worker's count of the prompt's tokens goes to the client's usage (what it may be
     // billed by), and no receipt signs it: it is held to what the prompt sent can be.
     const start = { ...first.value, promptTokens: boundPromptTokens(first.value, checked) };
+    const workerKey = this.#connection.peerKey;
     const relayed = new RemoteJob(start, from, reader, {
       job: checked,
       worker: workerName(this.#connection),
+      stream: workerKey === undefined
+        ? undefined
+        : new StreamVerifier(workerKey, start.jobId, options.resume ?? []),
       submittedAt,
       now: this.#now,
       timers: this.#timers,

@@ -28,8 +28,10 @@ import {
   type StartEvent,
   SubmitMessage,
   type TokenEvent,
+  type TokensEvent,
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
+import { StreamSigner } from "../protocols/stream_commitment.ts";
 import { ReadAhead } from "./_token_read_ahead.ts";
 import { QueuePosition, readOrQueued } from "./queue_position.ts";
 import type {
@@ -270,8 +272,14 @@ export function serveInference(
     options.onJob?.(handle.jobId);
     const log = options.log;
     if (log !== undefined) handle.done.then((summary) => log(servedLine(summary, requester)));
+    const identity = connection.identity;
     return jobEvents(handle, {
       resumedFrom: resume?.length ?? 0,
+      // Signs the job's output as it streams it, the prefix it took over included: the
+      // requester refuses a token it has no signature for (`stream_commitment.ts`).
+      signer: identity === undefined
+        ? undefined
+        : new StreamSigner(identity, handle.jobId, resume ?? []),
       stallMs,
       tokensPerEvent: tokensPerEvent ?? 1,
       gatherMs: gatherMs ?? 0,
@@ -312,6 +320,8 @@ function servedLine(summary: JobSummary, requester: string | undefined): string 
 interface JobEventsOptions {
   /** Position of the first token (the resumed prefix's length). */
   resumedFrom: number;
+  /** Signs each token event (undefined: a connection without a handshake has no key). */
+  signer?: StreamSigner;
   /** Reader stall before the job is cancelled, ms (0: never). */
   stallMs: number;
   /** Most tokens in one event. */
@@ -333,6 +343,7 @@ function jobEvents(
   handle: InferenceHandle,
   {
     resumedFrom,
+    signer,
     stallMs,
     tokensPerEvent,
     gatherMs,
@@ -473,9 +484,12 @@ function jobEvents(
       return;
     }
     const events = ready.map(wireToken);
-    controller.enqueue(
-      events.length === 1 ? events[0] : { kind: "tokens", tokens: events.map(withoutKind) },
-    );
+    const sig = signer?.sign(ready.map((token) => token.tokenId));
+    const event: TokenEvent | TokensEvent = events.length === 1
+      ? events[0]
+      : { kind: "tokens", tokens: events.map(withoutKind) };
+    if (sig !== undefined) event.sig = sig;
+    controller.enqueue(event);
   }
 }
 

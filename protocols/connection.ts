@@ -92,6 +92,7 @@ import {
   InboundRouter,
 } from "./_connection_inbound.ts";
 import { Keepalive } from "./_connection_keepalive.ts";
+import type { Identity } from "./identity.ts";
 import { toHex } from "./hash.ts";
 import { decodeFrame } from "../streams/cbor_stream.ts";
 import { DEFAULT_MAX_FRAME_BYTES, FrameSplitter } from "../streams/length_prefixed_stream.ts";
@@ -192,6 +193,8 @@ export class Connection implements AsyncDisposable {
   #readEnded = false;
   #graceTimer: unknown;
   #session: Session | undefined;
+  /** This side's key pair, proven in the handshake (undefined without {@link open}). */
+  #identity: Identity | undefined;
   #protocols: NegotiatedProtocols | undefined;
   #nextId = 1;
   /** Who the peer is in the node's budget: its hex key once the handshake proved it. */
@@ -339,6 +342,7 @@ export class Connection implements AsyncDisposable {
     const startLater = { ...options, [START_AFTER_MACROTASK]: true, [LEFTOVER]: leftover };
     const connection = new Connection(transport, startLater);
     connection.#adopt(session, protocols);
+    connection.#identity = options.identity;
     return connection;
   }
 
@@ -375,6 +379,14 @@ export class Connection implements AsyncDisposable {
   /** The peer's public key, proven in the handshake (undefined without {@link open}). */
   get peerKey(): Uint8Array | undefined {
     return this.#session?.peerKey;
+  }
+
+  /**
+   * This side's key pair, the one it proved in the handshake (undefined without {@link open}):
+   * what it signs for the peer to hold against it, as a job's stream (`stream_commitment.ts`).
+   */
+  get identity(): Identity | undefined {
+    return this.#identity;
   }
 
   /** The session id of the handshake (undefined without {@link open}). */

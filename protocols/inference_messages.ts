@@ -7,7 +7,7 @@
  * ```
  * inference (a worker serves it)
  *   inference.submit    { job, topLogprobs?, resume? } ⇒ stream of inference.event:
- *                                             { start, resumedFrom? } { token, top? }…
+ *                                             { start, resumedFrom? } { token, top?, sig }…
  *                                             { end: summary + receipt }
  *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
  *   inference.list_models {}               → inference.models { models }
@@ -22,7 +22,8 @@
  * ```
  *
  * Nothing here carries a per-message signature: the connection's handshake authenticates the
- * peer. What a third party must check is signed inside the body (receipts, verdicts, fraud
+ * peer. A token event's `sig` is not one either: it signs the job's output so far, for a third
+ * party (`stream_commitment.ts`). What a third party must check is signed inside the body (receipts, verdicts, fraud
  * proofs, stake pledges) and is checked by whoever acts on it, whoever relayed it.
  *
  * The `validation.receipt_ack` says only whether the receipt entered the ledger — never
@@ -46,6 +47,7 @@ import { type JobAssignment, JobAssignmentSchema } from "./assignment.ts";
 import { defineMessage, type MessageDefinition } from "./message_registry.ts";
 import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { type StakePledge, StakePledgeSchema } from "./stake_pledge.ts";
+import { SIGNATURE_BYTES } from "./identity.ts";
 import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -161,6 +163,11 @@ export interface TokenEvent {
   top?: WireTopLogprob[];
   /** Set on the last token. */
   finishReason?: "stop" | "length";
+  /**
+   * The worker's signature over the job's stream up to and including this token
+   * (`protocols/stream_commitment.ts`). A requester refuses a token event without one.
+   */
+  sig?: Uint8Array;
 }
 
 /**
@@ -172,7 +179,9 @@ export interface TokensEvent {
   /** Event tag. */
   kind: "tokens";
   /** Consecutive tokens, in order (2 to `MAX_TOKENS_PER_EVENT`). */
-  tokens: Omit<TokenEvent, "kind">[];
+  tokens: Omit<TokenEvent, "kind" | "sig">[];
+  /** The worker's signature over the job's stream up to and including the last of `tokens`. */
+  sig?: Uint8Array;
 }
 
 /** The highest place a `queued` event may name: the longest queue a node allows (`queueLimit`). */
@@ -229,6 +238,9 @@ const tokenFields = {
   finishReason: z.enum(["stop", "length"]).optional(),
 };
 
+/** An event's stream signature (`protocols/stream_commitment.ts`). */
+const streamSig = z.instanceof(Uint8Array).refine((b) => b.length === SIGNATURE_BYTES).optional();
+
 /** Every `inference.event` body, as zod checks it (the whole rule; see {@link tokenEventFast}). */
 const inferenceEventSchema = z.discriminatedUnion("kind", [
   z.object({
@@ -239,10 +251,11 @@ const inferenceEventSchema = z.discriminatedUnion("kind", [
     resumedFrom: z.number().int().nonnegative().max(GENERATION_LIMITS.maxTokens).optional(),
   }),
   z.object({ kind: z.literal("queued"), position: z.number().int().min(1).max(MAX_QUEUE_PLACE) }),
-  z.object({ kind: z.literal("token"), ...tokenFields }),
+  z.object({ kind: z.literal("token"), ...tokenFields, sig: streamSig }),
   z.object({
     kind: z.literal("tokens"),
     tokens: z.array(z.object(tokenFields)).min(2).max(MAX_TOKENS_PER_EVENT),
+    sig: streamSig,
   }),
   z.object({ kind: z.literal("end"), summary: summarySchema }),
 ]) as unknown as z.ZodType<InferenceEvent>;
@@ -262,18 +275,26 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
     Object.getPrototypeOf(value) === Object.prototype;
 }
 
+/** The event keys of a `token` event besides its token's. */
+const TOKEN_EVENT_KEYS: ReadonlySet<string> = new Set(["kind", "sig"]);
+
+/** A stream signature as zod takes it: 64 bytes. */
+function isStreamSig(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array && value.length === SIGNATURE_BYTES;
+}
+
 /**
- * One token (`extra` = the other key its object may hold: `kind` in a `token` event) as zod
- * parses it — a fresh object with its keys in the schema's order — or undefined when this is
- * not sure zod would take it as is: any other key, an absent-but-present (`undefined`) value,
+ * One token (`extra` = the other keys its object may hold: `kind` and `sig` in a `token` event)
+ * as zod parses it — a fresh object with its keys in the schema's order — or undefined when this
+ * is not sure zod would take it as is: any other key, an absent-but-present (`undefined`) value,
  * `top`, or a value out of range. Undefined is never a refusal: the caller asks zod then.
  */
 function tokenFast(
   value: Record<string, unknown>,
-  extra: string | undefined,
+  extra: ReadonlySet<string> | undefined,
 ): Omit<TokenEvent, "kind"> | undefined {
   for (const key in value) {
-    if (key !== extra && !FAST_TOKEN_KEYS.has(key)) return undefined;
+    if (!extra?.has(key) && !FAST_TOKEN_KEYS.has(key)) return undefined;
     if (value[key] === undefined) return undefined;
   }
   const { index, tokenId, text, logprob, finishReason } = value;
@@ -291,6 +312,10 @@ function tokenFast(
     if (finishReason !== "stop" && finishReason !== "length") return undefined;
     token.finishReason = finishReason;
   }
+  if ("sig" in value) {
+    if (!isStreamSig(value.sig)) return undefined;
+    token.sig = value.sig;
+  }
   return token;
 }
 
@@ -304,11 +329,16 @@ function tokenFast(
 function tokenEventFast(input: unknown): InferenceEvent | undefined {
   if (!isPlainObject(input)) return undefined;
   if (input.kind === "token") {
-    const token = tokenFast(input, "kind");
+    const token = tokenFast(input, TOKEN_EVENT_KEYS);
     return token && { kind: "token", ...token };
   }
   if (input.kind !== "tokens") return undefined;
-  for (const key in input) if (key !== "kind" && key !== "tokens") return undefined;
+  for (const key in input) {
+    if (key !== "kind" && key !== "tokens" && key !== "sig") return undefined;
+  }
+  const sig = input.sig;
+  if ("sig" in input && !isStreamSig(sig)) return undefined;
+  const signed = sig as Uint8Array | undefined;
   const items = input.tokens;
   if (!Array.isArray(items) || Object.getPrototypeOf(items) !== Array.prototype) return undefined;
   if (items.length < 2 || items.length > MAX_TOKENS_PER_EVENT) return undefined;
@@ -318,7 +348,9 @@ function tokenEventFast(input: unknown): InferenceEvent | undefined {
     if (token === undefined) return undefined;
     tokens.push(token);
   }
-  return { kind: "tokens", tokens };
+  return signed === undefined
+    ? { kind: "tokens", tokens }
+    : { kind: "tokens", tokens, sig: signed };
 }
 
 /** A chunk of `inference.submit`'s stream. */

@@ -30,7 +30,7 @@ import { ResumeUnsupportedError } from "../../inference/remote_errors.ts";
 import { serveInference, type ServeInferenceOptions } from "../../inference/serve_inference.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { Identity } from "../../protocols/identity.ts";
+import { Identity, verifySignature } from "../../protocols/identity.ts";
 import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
 import { InvalidGenerationParamsError, ModelWorkerError } from "../../inference/errors.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
@@ -38,9 +38,15 @@ import { RemoteError } from "../../protocols/protocol_errors.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
 import {
   INFERENCE_PROTOCOL,
+  type InferenceEvent,
   InferenceEventMessage,
   SubmitMessage,
 } from "../../protocols/inference_messages.ts";
+import {
+  streamChainOver,
+  StreamSigner,
+  streamSigningBytes,
+} from "../../protocols/stream_commitment.ts";
 import {
   eventually,
   loadTinyModel,
@@ -733,5 +739,76 @@ Deno.test("a served job that ended without a receipt says so", async () => {
     strictAssert.match(line, /: length after 2 tokens in \d+ ms, without a receipt$/);
   } finally {
     await node.close();
+  }
+});
+
+Deno.test("a worker signs its job's stream event by event: the requester's handle holds the worker's signature over every token it read, from position 0 when the job was resumed", async () => {
+  const model = await loadTinyModel();
+  await withRemote(model, async (remote, worker) => {
+    const job = textJob(model.info.cid, 10);
+    const whole: number[] = [];
+    for await (const c of model.generate(model.tokenizer.encode(job.prompt), job.params)) {
+      whole.push(c.tokenId);
+    }
+    for (const from of [0, 4]) {
+      const handle = await remote.submit(job, from > 0 ? { resume: whole.slice(0, from) } : {});
+      const read: number[] = [];
+      for await (const t of handle.tokens) read.push(t.tokenId);
+      await handle.done;
+      assertEquals(read, whole.slice(from));
+      const stream = handle.signedStream!;
+      assertEquals(stream.head?.n, 10, `resumed from ${from}`);
+      assertEquals(stream.tokenIds, whole);
+      const h = streamChainOver(handle.jobId, whole);
+      assert(
+        verifySignature(
+          worker.identity!.publicKey,
+          streamSigningBytes(handle.jobId, 10, h),
+          stream.head!.sig,
+        ),
+        "the head is not the worker's signature over the whole output",
+      );
+    }
+  });
+});
+
+Deno.test("a token event without the worker's signature of the stream, or with another key's, fails the remote job as a broken stream before its token is relayed", async () => {
+  const model = new ScriptedModel();
+  for (const forge of ["none", "other key"] as const) {
+    const job = textJob(model.info.cid, 3);
+    const [a, b] = memoryDuplexPair();
+    const protocols = [INFERENCE_PROTOCOL];
+    const [client, atWorker] = await Promise.all([
+      Connection.open(a, { identity: Identity.generate(), protocols }),
+      Connection.open(b, { identity: Identity.generate(), protocols }),
+    ]);
+    atWorker.handle(SubmitMessage, (body) => {
+      const id = jobId(body.job);
+      const other = new StreamSigner(Identity.generate(), id);
+      const start = { kind: "start", jobId: id, model: { ...model.info }, promptTokens: 1 };
+      const token = { kind: "token", index: 0, tokenId: 97, text: "a" } as const;
+      const sig = forge === "none" ? {} : { sig: other.sign([97]) };
+      return Promise.resolve(
+        new ReadableStream<InferenceEvent>({
+          start: (c) => {
+            c.enqueue(start as InferenceEvent);
+            c.enqueue({ ...token, ...sig });
+          },
+        }),
+      );
+    });
+    try {
+      const handle = await new RemoteInferencePort(client).submit(job);
+      const read: number[] = [];
+      const failed = await (async () => {
+        for await (const t of handle.tokens) read.push(t.tokenId);
+      })().then(() => undefined, (e) => (e as { code?: string }).code);
+      assertEquals(failed, "inference_stream_invalid", forge);
+      assertEquals(read, [], `${forge}: a token was relayed`);
+      assertEquals(handle.signedStream?.head, undefined);
+    } finally {
+      await client.close();
+      await atWorker.close();
+    }
   }
 });

@@ -17,6 +17,7 @@ import {
   SubmitMessage,
 } from "../../protocols/inference_messages.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
+import { StreamSigner } from "../../protocols/stream_commitment.ts";
 import type { VeriflowError } from "../../protocols/errors.ts";
 import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
@@ -35,9 +36,37 @@ export function scriptedWorker(
   return linked((atWorker, submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       submissions.push(body);
-      return Promise.resolve().then(() => script(body, submissions.length - 1, identity));
+      return Promise.resolve().then(() =>
+        signed(script(body, submissions.length - 1, identity), identity, body)
+      );
     });
   });
+}
+
+/**
+ * `events` as a worker of `identity` sends them for `body`: each token or tokens event signed
+ * over the job's stream so far, the resumed prefix included (`protocols/stream_commitment.ts`),
+ * whatever the event says. One event per pull, as `events` gives them.
+ */
+export function signed(
+  events: ReadableStream<InferenceEvent>,
+  identity: Identity,
+  body: SubmitBody,
+): ReadableStream<InferenceEvent> {
+  const signer = new StreamSigner(identity, jobId(body.job), body.resume ?? []);
+  const reader = events.getReader();
+  return new ReadableStream<InferenceEvent>({
+    pull: async (c) => {
+      const next = await reader.read();
+      if (next.done) return c.close();
+      const event = next.value;
+      if (event.kind === "token") c.enqueue({ ...event, sig: signer.sign([event.tokenId]) });
+      else if (event.kind === "tokens") {
+        c.enqueue({ ...event, sig: signer.sign(event.tokens.map((t) => t.tokenId)) });
+      } else c.enqueue(event);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }
 
 /** A stream of `list`, one event per pull, left open (or failed with `fail`'s error). */
@@ -164,20 +193,24 @@ export async function crashingWorker(
   const sent = after ?? list.filter((e) => e.kind === "token").length;
   const delivered = Promise.withResolvers<void>();
   if (sent === 0) delivered.resolve();
-  const worker = await linked((atWorker, submissions) => {
+  const worker = await linked((atWorker, submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       submissions.push(body);
       const all: InferenceEvent[] = [start(body.job), ...list];
       let i = 0;
       return Promise.resolve(
-        new ReadableStream<InferenceEvent>({
-          pull: async (c) => {
-            if (i < all.length) return c.enqueue(all[i++]);
-            await delivered.promise;
-            await atWorker.close();
-            await new Promise(() => {});
-          },
-        }, { highWaterMark: 0 }),
+        signed(
+          new ReadableStream<InferenceEvent>({
+            pull: async (c) => {
+              if (i < all.length) return c.enqueue(all[i++]);
+              await delivered.promise;
+              await atWorker.close();
+              await new Promise(() => {});
+            },
+          }, { highWaterMark: 0 }),
+          identity,
+          body,
+        ),
       );
     });
   });

@@ -2,6 +2,7 @@
  * A worker whose stream breaks the inference protocol, or that turns a job away before its `start`:
  * the job goes on to the next worker and the broken one is kept off the model.
  */
+import { signed } from "./_scripted_worker_fixture.ts";
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
@@ -105,9 +106,13 @@ function scriptedWorker(
     atWorker.handle(SubmitMessage, async (body) => {
       submissions.push(body);
       const events = await script(body.job, identity);
-      return new ReadableStream<InferenceEvent>({
-        start: (c) => events.forEach((e) => c.enqueue(e)),
-      });
+      return signed(
+        new ReadableStream<InferenceEvent>({
+          start: (c) => events.forEach((e) => c.enqueue(e)),
+        }),
+        identity,
+        body,
+      );
     });
   });
 }
@@ -295,14 +300,18 @@ Deno.test("a receipt with a job that ended in an error (a prover signs only a fi
 
 /** A worker that answers every job with the events `script` gives, then leaves it open. */
 function scriptedWorkerRouting(script: (job: TextJob) => InferenceEvent[]): Promise<TestWorker> {
-  return linked((atWorker, submissions) => {
+  return linked((atWorker, submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       submissions.push(body);
       const events = script(body.job);
       return Promise.resolve(
-        new ReadableStream<InferenceEvent>({
-          start: (c) => events.forEach((e) => c.enqueue(e)),
-        }),
+        signed(
+          new ReadableStream<InferenceEvent>({
+            start: (c) => events.forEach((e) => c.enqueue(e)),
+          }),
+          identity,
+          body,
+        ),
       );
     });
   });

@@ -26,6 +26,7 @@ import {
   router,
   run,
   scriptedWorker,
+  signed,
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
@@ -368,6 +369,28 @@ Deno.test({
   },
 });
 
+Deno.test("who pays: a worker whose token event carries no signature of the job's stream is a broken stream: kept off the model, paid nothing, and the takeover is credited", async () => {
+  const unsigned = await linked((atWorker, submissions) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      return Promise.resolve(events([start(body.job), wireToken(0), wireToken(1)]));
+    });
+  });
+  const good = await honest();
+  const r = await router([unsigned.toWorker, good.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("unsigned-stream"));
+    // Not one of its tokens reached the client: the takeover ran the job from its start.
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.text, TEXT);
+    assert.deepEqual(good.submissions[0].resume, undefined);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    assert.equal(r.workers.avoided.has(unsigned.key), true, "the unsigned worker is not kept off");
+  } finally {
+    await closeAll(r, [unsigned, good]);
+  }
+});
+
 // ---- a worker cut off for the frames it sent that its router refused ---------------------------
 // The connection is lost (`too_many_refusals`), so the job moves on as for any loss, but through
 // the worker's own doing (`network/_failure_codes.ts`): it is kept off the model, not only asked
@@ -379,21 +402,25 @@ Deno.test({
  * past the connection's refusal limit the router cuts it off.
  */
 function flooding(tokens: InferenceEvent[]) {
-  return linked((atWorker, submissions) => {
+  return linked((atWorker, submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       submissions.push(body);
       const list: InferenceEvent[] = [start(body.job), ...tokens];
       let i = 0;
       return Promise.resolve(
-        new ReadableStream<InferenceEvent>({
-          pull: (c) => {
-            if (i < list.length) return c.enqueue(list[i++]);
-            for (let n = 0; n < 150; n++) {
-              atWorker.openStream(SubmitMessage, body).cancel().catch(() => {});
-            }
-            return new Promise(() => {});
-          },
-        }, { highWaterMark: 0 }),
+        signed(
+          new ReadableStream<InferenceEvent>({
+            pull: (c) => {
+              if (i < list.length) return c.enqueue(list[i++]);
+              for (let n = 0; n < 150; n++) {
+                atWorker.openStream(SubmitMessage, body).cancel().catch(() => {});
+              }
+              return new Promise(() => {});
+            },
+          }, { highWaterMark: 0 }),
+          identity,
+          body,
+        ),
       );
     });
   });
@@ -516,12 +543,16 @@ async function scripted(
   atWorker.handle(SubmitMessage, async (body) => {
     submissions.push(body);
     const events = await script(body, identity);
-    return new ReadableStream<InferenceEvent>({
-      start: (c) => {
-        events.forEach((e) => c.enqueue(e));
-        if (!open) c.close();
-      },
-    });
+    return signed(
+      new ReadableStream<InferenceEvent>({
+        start: (c) => {
+          events.forEach((e) => c.enqueue(e));
+          if (!open) c.close();
+        },
+      }),
+      identity,
+      body,
+    );
   });
   return { identity, toWorker, atWorker, submissions };
 }

@@ -40,6 +40,7 @@ import {
   router,
   run,
   scriptedWorker,
+  signed,
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
@@ -79,17 +80,21 @@ function cutShort(job: TextJob): InferenceEvent[] {
 
 Deno.test("a token that ends the job with length before max_tokens, from a worker whose start names no context window, breaks the stream: the job resumes on another worker and the cutter is kept off the model", async () => {
   const system = new ActorSystem({ name: "review-s48-length" });
-  const cutter = await linked((atWorker) => {
+  const cutter = await linked((atWorker, _submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       const list = cutShort(body.job);
       let i = 0;
       return Promise.resolve(
-        new ReadableStream<InferenceEvent>({
-          pull: async (c) => {
-            if (i < list.length) c.enqueue(list[i++]);
-            else await new Promise(() => {});
-          },
-        }, { highWaterMark: 0 }),
+        signed(
+          new ReadableStream<InferenceEvent>({
+            pull: async (c) => {
+              if (i < list.length) c.enqueue(list[i++]);
+              else await new Promise(() => {});
+            },
+          }, { highWaterMark: 0 }),
+          identity,
+          body,
+        ),
       );
     });
   });
@@ -127,7 +132,7 @@ Deno.test("a token that ends the job with length before max_tokens, from a worke
 const CLAIMED = 1_000_000;
 
 Deno.test("s50: a worker whose end event claims more completion tokens than it streamed is counted for the tokens it streamed, in the job's summary and in the port's tokensGenerated", async () => {
-  const worker = await linked((atWorker, submissions) => {
+  const worker = await linked((atWorker, submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       submissions.push(body);
       const list: InferenceEvent[] = [
@@ -148,12 +153,16 @@ Deno.test("s50: a worker whose end event claims more completion tokens than it s
       ];
       let i = 0;
       return Promise.resolve(
-        new ReadableStream<InferenceEvent>({
-          pull: (c) => {
-            if (i < list.length) c.enqueue(list[i++]);
-            else c.close();
-          },
-        }, { highWaterMark: 0 }),
+        signed(
+          new ReadableStream<InferenceEvent>({
+            pull: (c) => {
+              if (i < list.length) c.enqueue(list[i++]);
+              else c.close();
+            },
+          }, { highWaterMark: 0 }),
+          identity,
+          body,
+        ),
       );
     });
   });

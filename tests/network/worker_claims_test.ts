@@ -23,6 +23,7 @@ import {
   router,
   run,
   scriptedWorker,
+  signed,
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
@@ -311,10 +312,10 @@ Deno.test("s45 more: a worker asked to take a job over beside one that holds it,
 function scriptedWorkerFailoverMore(
   script: (body: SubmitBody, atWorker: { close(): Promise<void> }) => ReadableStream,
 ): Promise<TestWorker> {
-  return linked((atWorker, submissions) => {
+  return linked((atWorker, submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       submissions.push(body);
-      return Promise.resolve().then(() => script(body, atWorker));
+      return Promise.resolve().then(() => signed(script(body, atWorker), identity, body));
     });
   });
 }

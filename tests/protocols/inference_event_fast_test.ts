@@ -58,9 +58,25 @@ const EDGE_VALUES: unknown[] = [
   {},
   [{ tokenId: 1, text: "b", logprob: -1 }],
   [{ tokenId: 1, text: "b" }],
+  // A stream signature (`stream_commitment.ts`): 64 bytes, and what is not one.
+  new Uint8Array(64).fill(7),
+  new Uint8Array(63),
+  new Uint8Array(65),
+  new Uint16Array(32),
+  new Uint8Array(64).buffer,
 ];
 
-const FIELDS = ["index", "tokenId", "text", "logprob", "top", "finishReason", "extra", "kind"];
+const FIELDS = [
+  "index",
+  "tokenId",
+  "text",
+  "logprob",
+  "top",
+  "finishReason",
+  "sig",
+  "extra",
+  "kind",
+];
 
 function token(index: number): Record<string, unknown> {
   return { index, tokenId: 97 + index, text: String.fromCharCode(97 + index) };
@@ -124,6 +140,12 @@ Deno.test("a tokens event parses as zod alone parses it: each token's variants, 
     { kind: "tokens", tokens: [token(0), token(1)], extra: 1 },
     { kind: "tokens", tokens: [token(0), token(1)], extra: undefined },
     { kind: "tokens", tokens: [token(0), token(1)], index: 0 },
+    { kind: "tokens", tokens: [token(0), token(1)], sig: new Uint8Array(64).fill(1) },
+    { sig: new Uint8Array(64), kind: "tokens", tokens: [token(0), token(1)] },
+    { kind: "tokens", tokens: [token(0), token(1)], sig: new Uint8Array(32) },
+    { kind: "tokens", tokens: [token(0), token(1)], sig: undefined },
+    { kind: "tokens", tokens: [token(0), token(1)], sig: null },
+    { kind: "tokens", tokens: [token(0), token(1)], sig: [...new Uint8Array(64)] },
     { kind: "token", tokens: [token(0), token(1)] },
     { kind: "Tokens", tokens: [token(0), token(1)] },
     {
