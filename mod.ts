@@ -246,6 +246,7 @@ export {
   StreamVerifier,
   verifyStreamClaim,
 } from "./protocols/stream_commitment.ts";
+export * from "./proof/stream_check.ts";
 export {
   type ChunkOpening,
   CommitmentMismatchError,

@@ -1,0 +1,154 @@
+/**
+ * The checker of a stream claim (`protocols/stream_commitment.ts`, `docs/PROOF.md`, "A lost
+ * worker's wrong tokens"): did a worker that streamed tokens and dropped sign a token the job's
+ * sampling rule could not give? The validator calls it (later) on a claim its router hands it
+ * when every worker taking a job over refused the tokens delivered so far; any node holding the
+ * model decides it the same way.
+ *
+ * The claim's sender — the requester, relaying what the takeover workers refused — is not the
+ * evidence: its word counts for nothing (a refuser may be the liar). What convicts is the worker's
+ * own signature over the tokens and a replay: one teacher-forced pass over the job's prompt and
+ * the signed tokens before the claimed position, and the job's seeded sampling rule applied at it
+ * with the near-tie tolerance of the `sampling` fraud proof (`fraud_check.ts`), since a takeover's
+ * refusal is exact and a conviction must not be: an honest machine may round a near-tie the other
+ * way. A token streamed after the job had ended (an end token or a completed stop string earlier,
+ * `maxTokens` reached, the context window full) is convicted by the job's stopping rule instead,
+ * whatever the sampling rule says.
+ *
+ * @module
+ */
+import { encodeCanonical } from "../protocols/cbor.ts";
+import { sha256Hex } from "../protocols/hash.ts";
+import { jobId } from "../protocols/job.ts";
+import { JobInputError, jobPromptText } from "../protocols/job_input.ts";
+import {
+  type StreamClaim,
+  StreamClaimSchema,
+  verifyStreamClaim,
+} from "../protocols/stream_commitment.ts";
+import { MIN_LOGIT_EPS } from "./calibration.ts";
+import {
+  type ProofModel,
+  recomputePositions,
+  terminationViolation,
+  tolerancesOf,
+} from "./_common.ts";
+import type { ValidationOptions } from "./validation.ts";
+
+/** The checker's answer: the shape of `FraudCheckResult`, the claim's hash for the proof's. */
+export interface StreamCheckResult {
+  /** True when the claim holds: the worker signed a token the job could not give there. */
+  confirmed: boolean;
+  /**
+   * True when the checker could not decide (it lacks the job's model or input, or its tolerances
+   * are uncalibrated and only tighter ones convict); `confirmed` is then false.
+   */
+  inconclusive: boolean;
+  /**
+   * Stable reason code: `confirmed`, `not_reproduced` (refuted), `malformed`, `bad_position`,
+   * `bad_signature`; inconclusive: `no_model`, `wrong_model`, `input_required`, `uncalibrated`.
+   */
+  reason: string;
+  /** {@link streamClaimHash} of the claim; empty for a malformed one. */
+  claimHash: string;
+  /** Tokens in the checker's forward passes (0 when none ran). */
+  forwardTokens: number;
+  /** Time spent (ms). */
+  ms: number;
+}
+
+/**
+ * Hex SHA-256 of the claim's canonical CBOR: what names it in logs and, later, in the ledger
+ * (its position included, so two claims about one stream at two positions are two claims).
+ *
+ * @example
+ * ```ts ignore
+ * const result = await checkStreamClaim(claim, model);
+ * result.claimHash === streamClaimHash(claim); // true for a well-formed claim
+ * ```
+ */
+export function streamClaimHash(claim: StreamClaim): string {
+  return sha256Hex(encodeCanonical(claim));
+}
+
+/**
+ * Check a stream claim with `model` (the text model the claim's job names) under the checker's
+ * own tolerances (`options.calibration`, overrides as in validation). A claim that does not hold
+ * together (shape, position, signature) is refuted before any replay; without the model, or the
+ * job's input (a claim carries none), it is inconclusive.
+ *
+ * @param value The claim as received (checked against `StreamClaimSchema` here).
+ * @param model The job's model; undefined when the checker does not hold it.
+ * @param options Tolerances and the abort signal, as for `checkFraudProof`.
+ * @returns Whether the claim holds, and why.
+ * @example
+ * ```ts ignore
+ * const result = await checkStreamClaim(claim, await models.get(claim.job.model), options);
+ * if (result.confirmed) slashFromPledge(claim.worker, claim.job); // the ledger's part, later
+ * ```
+ */
+export async function checkStreamClaim(
+  value: unknown,
+  model: ProofModel | undefined,
+  options: ValidationOptions = {},
+): Promise<StreamCheckResult> {
+  const started = performance.now();
+  let claimHash = "";
+  let forwardTokens = 0;
+  const done = (confirmed: boolean, reason: string, inconclusive = false): StreamCheckResult => ({
+    confirmed,
+    inconclusive,
+    reason,
+    claimHash,
+    forwardTokens,
+    ms: performance.now() - started,
+  });
+  const parsed = StreamClaimSchema.safeParse(value);
+  if (!parsed.success) return done(false, "malformed");
+  const claim = parsed.data;
+  claimHash = streamClaimHash(claim);
+  const { job, tokenIds, at } = claim;
+  // `verifyStreamClaim` refuses an out-of-range position too; named apart, it is the sender's
+  // mistake, not the worker's signature.
+  if (at >= tokenIds.length) return done(false, "bad_position");
+  if (!verifyStreamClaim(claim, jobId(job))) return done(false, "bad_signature");
+  if (!model) return done(false, "no_model", true);
+  if (model.info.cid !== job.model) return done(false, "wrong_model", true);
+
+  let promptText: string;
+  try {
+    promptText = jobPromptText(job);
+  } catch (e) {
+    // The job reads a stored input before its prompt, and the claim does not carry its bytes.
+    if (e instanceof JobInputError) return done(false, e.code, true);
+    throw e;
+  }
+  const promptIds = model.tokenizer.encode(promptText);
+  // No honest worker signs an id outside the vocabulary, wherever it stands; and before `at`
+  // such an id could not be fed to the forward pass.
+  if (tokenIds.slice(0, at + 1).some((id) => id >= model.info.vocabSize)) {
+    return done(true, "confirmed");
+  }
+  // Had the job ended before `at`, no token was due there. Positions up to `at` are what the
+  // worker signed in this claim, `at` the last of them: a stop at `at` itself is the job's end.
+  // This also refuses an empty prompt or one that fills the context window (no token is ever
+  // due), before a forward pass over them.
+  if (terminationViolation(model, promptIds.length, tokenIds.slice(0, at), job.params, at + 1)) {
+    return done(true, "confirmed");
+  }
+  const tol = tolerancesOf(job, options);
+  const sampledOk = async (tolerance: typeof tol.sampling): Promise<boolean> => {
+    const r = await recomputePositions(model, promptIds, tokenIds, [at], job.params, tolerance, {
+      signal: options.signal,
+    });
+    forwardTokens += r.forwardTokens;
+    return r.results[0].sampling.ok;
+  };
+  if (!await sampledOk(tol.sampling)) return done(true, "confirmed");
+  if (tol.calibrated) return done(false, "not_reproduced");
+  // Uncalibrated here, as the `sampling` fraud proof's checker: the defaults admit near-ties a
+  // calibrated checker rightly refuses, and the tightest tolerance a profile gives tells a token
+  // this checker cannot judge from one no checker would convict.
+  const tight = { ...tol.sampling, logitEps: MIN_LOGIT_EPS, logitSigma: MIN_LOGIT_EPS };
+  return await sampledOk(tight) ? done(false, "not_reproduced") : done(false, "uncalibrated", true);
+}
