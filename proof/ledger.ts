@@ -59,9 +59,10 @@
  * receipt (`_ledger_receipts.ts`), recording and crediting a training receipt
  * (`_ledger_training.ts`), opening and ending the owner's challenges
  * (`_ledger_challenges.ts`), settling a fraud proof (`_ledger_accusations.ts`), settling a
- * steering conviction (`_ledger_steering.ts`), and recording and listing stake pledges
- * (`_ledger_pledges.ts`: a key's second, different pledge convicts it of pledge equivocation, its
- * account forfeited in `ledger_state.ts`).
+ * steering conviction (`_ledger_steering.ts`), settling a stream conviction (a worker's signed
+ * wrong tokens of a job it never receipted, `_ledger_stream_fraud.ts`), and recording and listing
+ * stake pledges (`_ledger_pledges.ts`: a key's second, different pledge convicts it of pledge
+ * equivocation, its account forfeited in `ledger_state.ts`).
  *
  * @module
  */
@@ -81,7 +82,7 @@ import { FRAME_HEADER_BYTES, type LedgerEntry } from "./ledger_entry.ts";
 import { LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
 import type { LedgerLog } from "./ledger_log.ts";
 import type { Account, LedgerState, ReceiptKind, ReceiptRecord } from "./ledger_state.ts";
-import type { LedgerIndex } from "./ledger_index.ts";
+import { type LedgerIndex, streamFraudKey } from "./ledger_index.ts";
 import type { RecoveredLedger } from "./ledger_recovery.ts";
 import { LedgerWriter } from "./_ledger_writer.ts";
 import type { LedgerView } from "./_ledger_amounts.ts";
@@ -94,6 +95,7 @@ import {
 } from "./_ledger_training.ts";
 import { fraudDecision, fraudSubjectOf } from "./_ledger_accusations.ts";
 import { steeringEntry, steeringSettlement } from "./_ledger_steering.ts";
+import { streamFraudEntry, type StreamFraudSettlement } from "./_ledger_stream_fraud.ts";
 import { pledgeEntry, pledgesOf, pledgeStanding } from "./_ledger_pledges.ts";
 import {
   clearDecision,
@@ -110,6 +112,7 @@ export type { Account, ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledge
 export { roundCredits, takesFraudProofs, worthFraudCheck } from "./ledger_state.ts";
 export { trainingSlot } from "./_ledger_training.ts";
 export { freeStake } from "./_ledger_amounts.ts";
+export type { StreamFraudSettlement } from "./_ledger_stream_fraud.ts";
 
 /**
  * Entries between two checkpoints. Opening verifies at most this many entries (about 0.15 ms
@@ -819,6 +822,40 @@ export class Ledger {
       // between the parts leaves the conviction unsettled, and its next settlement goes on).
       if (entry!.body.part !== true) return entry!.body.slashed as number;
     }
+  }
+
+  /** Whether a stream conviction of `worker` for job `jobId` (hex) is settled here. */
+  streamFraudSettled(jobId: string, worker: Uint8Array): boolean {
+    return this.#index.proofSettled(streamFraudKey(jobId, toHex(worker)));
+  }
+
+  /**
+   * This ledger's owner checked a stream claim (`proof/stream_check.ts`) and confirmed it: the
+   * worker signed `tokens` tokens of the job that the job could not give, and dropped before any
+   * receipt. No stake was locked for a stream, so `slashMultiplier ×` the reward of `tokens`
+   * tokens at the model's price (`settlement.model`'s) is cut from the worker's whole stake (the part its open receipts
+   * lock included; at most all of it, never below zero; nothing from a key convicted of pledge
+   * equivocation, whose stake is forfeited already); the owner earns `validatorRewardShare` of
+   * the cut, the rest is burned. A key with no stake here is convicted all the same: the entry
+   * is on record, moving nothing. Settled once per job and worker (a `stream_fraud` entry).
+   *
+   * A receipt of the worker's for the job recorded after the conviction is not stopped by it: it
+   * is recorded, locks and may be paid or slashed like any receipt (its fraud proof, if the
+   * tokens it signs are wrong, slashes it again, for the claim it signed).
+   *
+   * @returns The stake cut (the owner earned `validatorRewardShare` of it, to the quantum).
+   * @throws {LedgerRejectedError} `self_accusation` for the owner's own stream,
+   *   `already_settled` for a second conviction of the worker for the job, `receipt_recorded`
+   *   when this ledger holds the worker's receipt for the job (recorded, or kept as its claim):
+   *   the receipt's fraud proof convicts it instead.
+   * @throws {RangeError} for a settlement that names no job, key, claim or token count.
+   */
+  async settleStreamFraud(settlement: StreamFraudSettlement): Promise<number> {
+    const entry = await this.#writer.transition(
+      "stream_fraud",
+      () => streamFraudEntry(this.#view, settlement),
+    );
+    return entry!.body.slashed as number;
   }
 
   /**

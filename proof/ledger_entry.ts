@@ -37,6 +37,9 @@ export const GENESIS_PREV = "0".repeat(64);
  * another); an `equivocation` whose second receipt came assigned carries its `requester`.
  * `pledge_equivocation` records a key's second, different signed pledge (its first is the `stake`
  * entry): the key is convicted and its stake and balance forfeited (`ledger_state.ts`).
+ * `stream_fraud` records the owner's conviction of a worker that signed wrong tokens of a job it
+ * never finished (no receipt): cut from its stake, once per job and worker
+ * (`_ledger_stream_fraud.ts`).
  */
 export type LedgerEntryKind =
   | "genesis"
@@ -57,6 +60,7 @@ export type LedgerEntryKind =
   | "fault"
   | "unresolved"
   | "steering"
+  | "stream_fraud"
   | "verdict";
 
 /** One signed ledger entry. */

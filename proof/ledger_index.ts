@@ -30,6 +30,14 @@ export function steeringEvidenceKey(receiptId: string): string {
 }
 
 /**
+ * The key under which the index remembers that a stream conviction of hex `worker` for `jobId`
+ * was settled (`Ledger.settleStreamFraud`): settled once per job and worker.
+ */
+export function streamFraudKey(jobId: string, worker: string): string {
+  return `stream-fraud/${jobId}/${worker}`;
+}
+
+/**
  * The key under which the index remembers that receipt `receiptId` was recorded uncredited
  * (`recordReceipt`'s `uncredited`: its model was not here at intake, so it was never drawn): a
  * late assignment of it is not credited, whatever the owner holds by then.
@@ -537,6 +545,9 @@ export class LedgerIndex {
         }
         if (typeof b.settlement === "string") q.settle.run(b.settlement);
         return;
+      case "stream_fraud":
+        // Settled once per job and worker (`Ledger.settleStreamFraud`); no receipt to mark.
+        return void q.settle.run(streamFraudKey(b.jobId, b.worker));
       case "verdict": {
         const v = b.verdict as unknown as Verdict;
         return void q.verdict.run(

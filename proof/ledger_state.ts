@@ -359,8 +359,8 @@ export class LedgerState {
   }
 
   /**
-   * `account`'s stake cut by `amount`, never below zero (only a steering conviction cuts stake
-   * that open receipts lock, and a slash after it takes what is left).
+   * `account`'s stake cut by `amount`, never below zero (only a steering or stream conviction cuts
+   * stake that open receipts lock, and a slash after it takes what is left).
    */
   #cut(account: Account, amount: number): void {
     account.stake = Math.max(0, roundCredits(account.stake - amount));
@@ -539,6 +539,13 @@ export class LedgerState {
         this.#move(this.#account(b.worker), "stake", -b.slashed);
         return;
       }
+      case "stream_fraud":
+        // A stream conviction: no receipt backs it, so the cut is from the stake (locks
+        // included), and the owner that checked the claim earns its share. Nothing moves for a
+        // key with nothing to cut: no account is made for it.
+        if (b.slashed > 0) this.#cut(this.#account(b.worker), b.slashed);
+        if (b.reward > 0) this.#move(this.#account(b.validator), "balance", b.reward);
+        return;
     }
   }
 }

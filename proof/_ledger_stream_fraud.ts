@@ -1,0 +1,118 @@
+/**
+ * Settling a stream conviction: this ledger's owner checked a stream claim
+ * (`protocols/stream_commitment.ts`, `proof/stream_check.ts`) and found that a worker signed tokens
+ * of a job that the job's sampling rule could not give, then dropped (`docs/PROOF.md`, "A lost
+ * worker's wrong tokens"). A partial stream has no receipt, so no stake was locked for it: like a
+ * steering conviction (`_ledger_steering.ts`), the cut comes from the worker's whole stake, and
+ * the owner, who checked the claim itself, earns `validatorRewardShare` of it (the rest burned).
+ * {@link streamFraudEntry} decides, in the writer's turn, the `stream_fraud` entry; the index
+ * remembers it under `streamFraudKey` (`ledger_index.ts`), once per job and worker.
+ * `Ledger.settleStreamFraud` and `Ledger.streamFraudSettled` (`ledger.ts`) use them. Not part of
+ * the public API.
+ *
+ * @module
+ */
+import { toHex } from "../protocols/hash.ts";
+import { LedgerRejectedError } from "./ledger_errors.ts";
+import { streamFraudKey } from "./ledger_index.ts";
+import { roundCredits } from "./ledger_state.ts";
+import { type LedgerView, lockOf } from "./_ledger_amounts.ts";
+
+/** What a caller proves when settling a stream conviction (`Ledger.settleStreamFraud`). */
+export interface StreamFraudSettlement {
+  /** Hex id of the job the worker streamed (the claim's job's hash). */
+  jobId: string;
+  /** The convicted worker's public key (the stream's signer). */
+  worker: Uint8Array;
+  /** CID of the job's model (`claim.job.model`): its price per token prices the cut. */
+  model: string;
+  /** Tokens the worker's signed head covers (the claim's `tokenIds.length`). */
+  tokens: number;
+  /** Hex hash of the claim this ledger's owner checked (`streamClaimHash`), kept for the record. */
+  claimHash: string;
+}
+
+/**
+ * The `stream_fraud` entry's body for `settlement`, decided in the writer's turn.
+ *
+ * @throws {RangeError} for a settlement that names no job, key, claim or token count (a caller's
+ *   bug: the checked claim gives each).
+ * @throws {LedgerRejectedError} `self_accusation` (the owner convicting itself would pay itself
+ *   from its own stake), `already_settled` (this job and worker are settled here),
+ *   `receipt_recorded` (this ledger holds the worker's receipt for the job, or keeps it as its
+ *   claim: the receipt's fraud proof convicts it, at the lock the receipt backs).
+ */
+export function streamFraudEntry(
+  view: LedgerView,
+  settlement: StreamFraudSettlement,
+): Record<string, unknown> {
+  checkShape(settlement);
+  const { jobId, model, tokens, claimHash } = settlement;
+  const worker = toHex(settlement.worker);
+  if (worker === view.owner) {
+    throw new LedgerRejectedError("self_accusation", "this ledger's owner convicting itself");
+  }
+  if (view.index.proofSettled(streamFraudKey(jobId, worker))) {
+    throw new LedgerRejectedError("already_settled", "this worker's stream of the job is settled");
+  }
+  if (holdsReceipt(view, jobId, worker)) {
+    throw new LedgerRejectedError(
+      "receipt_recorded",
+      "this ledger holds the worker's receipt for the job: its fraud proof convicts it",
+    );
+  }
+  // What a receipt for these tokens would have earned (`rewardOf` of a text receipt: tokens ×
+  // the model's price, to the quantum) and locked (`lockOf`): a stream cut short carries the
+  // liability the receipt it never became would have.
+  const price = view.tokenPrice(model);
+  const owed = lockOf(view, roundCredits(tokens * price));
+  // From the whole stake, the part other open receipts lock included: no lock backs a stream,
+  // and a worker keeping its stake at its locks must not stream wrong tokens for free (as a
+  // steerer). A slash of those receipts later takes what is left (`slashable`). A key convicted
+  // of pledge equivocation keeps only its locks, already forfeited as each is released or
+  // slashed: a cut would be undone by its hold (`ledger_state.ts`), and its share minted.
+  const stake = view.state.pledgeEquivocated(worker) === undefined
+    ? Math.max(0, view.state.account(worker).stake)
+    : 0;
+  const slashed = Math.min(stake, owed);
+  return {
+    jobId,
+    worker,
+    validator: view.owner,
+    model,
+    claim: claimHash,
+    tokens,
+    slashed,
+    reward: roundCredits(slashed * view.economics.validatorRewardShare),
+  };
+}
+
+/**
+ * Whether this ledger holds a receipt of hex `worker` for `jobId`: the one recorded for the job,
+ * or one kept as the worker's claim for it (refused while another's receipt held the job, for
+ * want of stake, or the job taken from it).
+ */
+function holdsReceipt(view: LedgerView, jobId: string, worker: string): boolean {
+  const recorded = view.index.jobReceipt(jobId);
+  if (recorded !== undefined && view.record(recorded)?.worker === worker) return true;
+  return view.index.unrecordedClaim(jobId, worker) !== undefined;
+}
+
+/** A hex SHA-256: what names a job and a claim. */
+const HASH_HEX = /^[0-9a-f]{64}$/;
+
+/** Refuse a settlement that could not come from a checked claim. */
+function checkShape(s: StreamFraudSettlement): void {
+  if (!HASH_HEX.test(s.jobId) || !HASH_HEX.test(s.claimHash)) {
+    throw new RangeError("jobId and claimHash must be hex SHA-256");
+  }
+  if (!(s.worker instanceof Uint8Array) || s.worker.length !== 32) {
+    throw new RangeError("worker must be a 32-byte public key");
+  }
+  if (!Number.isSafeInteger(s.tokens) || s.tokens < 1) {
+    throw new RangeError("tokens must be a positive integer");
+  }
+  if (typeof s.model !== "string" || s.model.length === 0) {
+    throw new RangeError("model must name the job's model");
+  }
+}
