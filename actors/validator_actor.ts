@@ -92,6 +92,7 @@ import { CatchUp } from "./_catch_up.ts";
 import { holdTrainingChallenge, recordTrainingReceipt } from "./_validator_training.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
+import { StreamClaims } from "./_stream_claims.ts";
 import { FraudProofs } from "./_fraud_proofs.ts";
 import { Challenges } from "./_challenges.ts";
 import { MAX_OPEN_CHALLENGES_PER_WORKER, ReceiptIntake } from "./_receipt_intake.ts";
@@ -223,6 +224,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #core: ValidatorCore;
   /** Fraud proofs: taken, checked and settled (`_fraud_proofs.ts`). */
   readonly #fraudProofs: FraudProofs;
+  readonly #streamClaims: StreamClaims;
   /** Challenges: opened, run and ended (`_challenges.ts`). */
   readonly #challenges: Challenges;
   /** Peers' verdicts: recorded, passed on, held as claims, taken over (`_peer_verdicts.ts`). */
@@ -263,6 +265,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       inWindow: (record): record is ReceiptRecord => this.#inWindow(record),
     };
     this.#fraudProofs = new FraudProofs(this.#core);
+    this.#streamClaims = new StreamClaims(this.#core);
     this.#challenges = new Challenges(this.#core, this.#fraudProofs);
     this.#peerVerdicts = new PeerVerdicts(this.#core, this.#challenges);
     this.#intake = new ReceiptIntake(
@@ -410,6 +413,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return this.#fraudProofs.onFraudProof(message.proof, ctx, false, message.origin);
       case "fraud_checked":
         return await this.#fraudProofs.onFraudChecked(message, ctx);
+      case "stream_claim":
+        return this.#streamClaims.onStreamClaim(message.claim, ctx);
+      case "stream_checked":
+        return await this.#streamClaims.onStreamChecked(message);
       case "challenge_failed": {
         // Every challenge ends in a message, and every failure in a verdict: this validator's
         // own gap, so the job is left unpaid (not finalized) and nobody is slashed.

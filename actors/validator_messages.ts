@@ -14,6 +14,8 @@ import type { StakePledge } from "../protocols/stake_pledge.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { ValidationResult } from "../proof/validation.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
+import type { StreamCheckResult } from "../proof/stream_check.ts";
+import type { StreamClaim } from "../protocols/stream_commitment.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
 import type { TrainingReceipt } from "../training/training_receipt.ts";
 import type { TrainingRoundTerms } from "../proof/ledger.ts";
@@ -245,6 +247,35 @@ export interface FraudCheckedMessage {
   /** The peer it came from (not sent back there). */
   origin?: Origin;
 }
+/**
+ * A stream claim from this node's router (`network/failover.ts`): a worker it lost streamed
+ * tokens the takeovers refused, signed. In-process only (no wire message carries one: a peer's
+ * claim would buy a forward pass here for nothing). Answers {@link StreamClaimHandled}.
+ */
+export interface StreamClaimMessage {
+  /** Message tag. */
+  type: "stream_claim";
+  /** The claim (checked before anything is done with it). */
+  claim: unknown;
+}
+/** The answer to a `stream_claim` message. */
+export interface StreamClaimHandled {
+  /** Whether it was taken for a check. */
+  queued: boolean;
+  /** Why not: `malformed`, `duplicate`, `already_settled`, `self_accusation`. */
+  skipped?: string;
+  /** In-process only: resolves with the check once the claim is settled (or refuted). */
+  result?: Promise<StreamCheckResult>;
+}
+/** Internal: a stream claim was checked; settle it. */
+export interface StreamCheckedMessage {
+  /** Message tag. */
+  type: "stream_checked";
+  /** The checked claim. */
+  claim: StreamClaim;
+  /** What the check concluded. */
+  check: StreamCheckResult;
+}
 /** Internal: a challenge ended without a result (the actor stopping, an error). */
 export interface ChallengeFailedMessage {
   /** Message tag. */
@@ -390,6 +421,8 @@ export type ValidatorMessage =
   | ChallengedMessage
   | ChallengeFailedMessage
   | FraudCheckedMessage
+  | StreamClaimMessage
+  | StreamCheckedMessage
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
   | TrainingCheckingMessage

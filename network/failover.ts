@@ -52,6 +52,7 @@ import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_ti
 import { WorkerStalledError } from "../inference/remote_errors.ts";
 import { ResumeMismatchError } from "../inference/resumed_generation.ts";
 import { toHex } from "../protocols/hash.ts";
+import type { SignedStream, StreamClaim } from "../protocols/stream_commitment.ts";
 import {
   cancelOnAbort,
   type InferenceHandle,
@@ -129,11 +130,10 @@ export class WorkerLostError extends VeriflowError {
  * A forwarded job lost its worker after tokens that are not the job's output: each worker that
  * took it over refused them (`resume_mismatch`), and none streamed on from them. The client
  * has been streamed text that is not the model's from {@link position} on; its stream ends with
- * this error rather than as if the rest were lost in the network. The lost worker signed
- * nothing for its part (a receipt covers a finished job only), so no ledger can charge it: the
- * error and the router's log are all the evidence there is (left open; the signed running
- * commitment that would convict it is designed in `docs/PROOF.md`, "Left open: a lost worker's
- * wrong tokens").
+ * this error rather than as if the rest were lost in the network. The lost worker signed each
+ * event it streamed (`protocols/stream_commitment.ts`): its signed head goes to the router's
+ * validator as a stream claim ({@link FailoverOptions.diverged}), which a replay of the
+ * refused position confirms or refutes (`docs/PROOF.md`, "A lost worker's wrong tokens").
  */
 export class DeliveredTokensDivergedError extends VeriflowError {
   /**
@@ -241,6 +241,13 @@ export interface FailoverOptions {
    * told.
    */
   settle(summary: JobSummary, attempt: WorkerAttempt, relayed: RelayedOutput): JobSummary;
+  /**
+   * Called once when the job ends `delivered_tokens_diverged` and the lost worker signed the
+   * tokens the takeovers refused: its signed head and the refused position, the evidence of a
+   * {@link StreamClaim} (the caller adds the job). The takeovers' word is not the evidence: a
+   * checker replays the position (`proof/stream_check.ts`).
+   */
+  diverged?(claim: Omit<StreamClaim, "job">): void;
   /** Called with each worker the job lost (for the router's bookkeeping), before resuming. */
   lost?(worker: Uint8Array, error: unknown): void;
   /**
@@ -313,8 +320,11 @@ class FailoverJob {
   #resumes = 0;
   /** Tokens the client had when the current worker resumed the job (see `#failOver`). */
   #resumedAt = 0;
-  /** The worker lost first, and how: what the job ends with if nobody resumes it. */
-  #lost?: { worker: Uint8Array; error: unknown };
+  /**
+   * The worker lost last, how, and its signed stream: what the job ends with if nobody resumes
+   * it, and what holds it to the tokens it delivered.
+   */
+  #lost?: { worker: Uint8Array; error: unknown; stream?: SignedStream };
   /** Workers that took the job over but could not resume it, with the last one's code. */
   #unresumed = { count: 0, code: "" };
   /**
@@ -462,7 +472,11 @@ class FailoverJob {
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;
     if (!refusedResume) {
-      this.#lost = { worker: this.#attempt.worker, error };
+      this.#lost = {
+        worker: this.#attempt.worker,
+        error,
+        stream: this.#attempt.handle.signedStream,
+      };
       this.#o.lost?.(this.#attempt.worker, error);
     }
     // No worker lost yet (the first one refused the client's prefix): the job ends, if nobody
@@ -518,6 +532,7 @@ class FailoverJob {
     // Only tokens a worker delivered: a client's own prefix that no worker takes is refused with
     // the refusal's code, as a job submitted with a bad prefix is.
     if (this.#diverged !== undefined && this.#lost !== undefined) {
+      this.#claimDivergence(this.#lost);
       return this.#divergedError(lost, cause, why);
     }
     // A worker that took the job over and then could not reproduce what was delivered is the
@@ -571,6 +586,23 @@ class FailoverJob {
     if (this.#diverged === undefined || error.position < known || Number.isNaN(known)) {
       this.#diverged = { position: error.position, error };
     }
+  }
+
+  /**
+   * Hand `diverged` the lost worker's signed word for the tokens it delivered, with the position
+   * the takeovers refused, when its signed head covers that position (a worker that signed the
+   * prefix it took over answers for it too: it claimed to reproduce it).
+   */
+  #claimDivergence(lost: { worker: Uint8Array; stream?: SignedStream }): void {
+    const head = lost.stream?.head;
+    const at = this.#diverged!.position;
+    if (head === undefined || !(at < head.n)) return;
+    this.#o.diverged?.({
+      worker: lost.worker,
+      tokenIds: lost.stream!.tokenIds.slice(0, head.n),
+      sig: head.sig,
+      at,
+    });
   }
 
   /**

@@ -404,6 +404,13 @@ export class NetworkInferencePort implements InferencePort {
         else this.#avoid(worker, job.model);
       },
       unreproduced: (worker) => this.#unresumable.refused(toHex(worker)),
+      // The lost worker's signed word for the tokens the takeovers refused: the validator
+      // replays the position and convicts it, or the claim convicts nobody.
+      diverged: (evidence) =>
+        this.#toValidator(evidence.worker, {
+          type: "stream_claim",
+          claim: { job, ...evidence },
+        }),
     });
   }
 

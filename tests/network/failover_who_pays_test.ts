@@ -14,10 +14,11 @@ import {
 } from "../../protocols/inference_messages.ts";
 import type { JobAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { type StreamClaim, verifyStreamClaim } from "../../protocols/stream_commitment.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { DEFAULT_STALL_TIMEOUT_MS, DEFAULT_START_TIMEOUT_MS } from "../../inference/remote_port.ts";
 import { eventually, params } from "../server/_fixtures.ts";
-import { jobFor, linked, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
+import { jobFor, linked, type TestWorker, TEXT, token, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
   crashingWorker,
   endEvent,
@@ -330,43 +331,47 @@ Deno.test("who pays: a worker that streams the whole job and crashes before its 
 const WRONG_AT = 1;
 const WRONG = { kind: "token", index: WRONG_AT, tokenId: 200, text: "Z" } as const;
 
-// LEFT OPEN (helper-F, stop 66): a worker that streams tokens that are not the job's output and
-// then drops signs nothing (stream frames are unsigned; a receipt covers a finished job only), so
-// its lie, shown by every takeover's `resume_mismatch`, convicts nobody: nothing is charged to it
-// in any ledger. Closing it needs the worker to sign a running commitment over the tokens it
-// streams, which the router keeps and turns into a fraud proof on divergence — a wire, worker,
-// validator and ledger change, designed in docs/PROOF.md, "Left open: a lost worker's wrong
-// tokens". Unignore once that lands: this test then says what must hold.
-Deno.test({
-  name:
-    "who pays (LEFT OPEN): a worker that delivers wrong tokens and drops is charged: the router hands its validator signed evidence against it",
-  ignore: true,
-  fn: async () => {
-    const liar = await crashingWorker([wireToken(0), WRONG]);
-    const checker = await scriptedWorker((body) =>
-      events(
-        [start(body.job, { resumedFrom: body.resume?.length ?? 0 })],
-        Promise.resolve(
-          new ResumeMismatchError(
-            `prefix token ${WRONG_AT} is ${WRONG.tokenId}, but the job's sampling rule gives ` +
-              `${97 + WRONG_AT} here`,
-            WRONG_AT,
-          ),
+// A worker that streams tokens that are not the job's output and then drops signed each event
+// (`protocols/stream_commitment.ts`): when every takeover refuses its tokens (`resume_mismatch`),
+// the router hands its validator the liar's signed head and the refused position, a stream claim
+// the validator replays (`actors/_stream_claims.ts`; the ledger outcome is pinned in
+// `tests/actors/validator_stream_claim_test.ts`).
+Deno.test("who pays: a worker that delivers wrong tokens and drops is charged: the router hands its validator the worker's signed stream and the refused position", async () => {
+  const liar = await crashingWorker([wireToken(0), WRONG]);
+  const checker = await scriptedWorker((body) =>
+    events(
+      [start(body.job, { resumedFrom: body.resume?.length ?? 0 })],
+      Promise.resolve(
+        new ResumeMismatchError(
+          `prefix token ${WRONG_AT} is ${WRONG.tokenId}, but the job's sampling rule gives ` +
+            `${97 + WRONG_AT} here`,
+          WRONG_AT,
         ),
-      )
+      ),
+    )
+  );
+  const r = await router([liar.toWorker, checker.toWorker]);
+  try {
+    const job = jobFor("left-open-liar");
+    const got = await run(r.port, job, liar);
+    assert.equal(got.failed, "delivered_tokens_diverged");
+    // Failed before: nothing but receipts ever reached the validator, so no ledger could charge
+    // the liar. Now its signed head over the two tokens it delivered, and where they went wrong.
+    const claims = r.recorder.told.filter((m) => m.type === "stream_claim");
+    assert.equal(claims.length, 1, "no stream claim reached the validator");
+    const claim = (claims[0] as { claim: StreamClaim }).claim;
+    assert.equal(toHex(claim.worker), liar.key);
+    assert.deepEqual(claim.tokenIds, [token(0).tokenId, WRONG.tokenId]);
+    assert.equal(claim.at, WRONG_AT);
+    assert.equal(jobId(claim.job), got.handle.jobId, "the claim is not about the job routed");
+    assert.ok(
+      verifyStreamClaim(claim, got.handle.jobId),
+      "the claim's signature is not the liar's",
     );
-    const r = await router([liar.toWorker, checker.toWorker]);
-    try {
-      const got = await run(r.port, jobFor("left-open-liar"), liar);
-      assert.equal(got.failed, "delivered_tokens_diverged");
-      // What must come: evidence against the liar (its signed commitment to the wrong token at
-      // WRONG_AT, with the router's assignment) reaches the validator, so a ledger can slash it.
-      const evidence = r.recorder.told.filter((m) => m.type !== "receipt");
-      assert.ok(evidence.length > 0, "nothing reached the ledger against the lying worker");
-    } finally {
-      await closeAll(r, [liar, checker]);
-    }
-  },
+    assert.deepEqual(credited(r.recorder.told), [], "someone was paid");
+  } finally {
+    await closeAll(r, [liar, checker]);
+  }
 });
 
 Deno.test("who pays: a worker whose token event carries no signature of the job's stream is a broken stream: kept off the model, paid nothing, and the takeover is credited", async () => {

@@ -1,0 +1,168 @@
+/**
+ * A stream claim in the validator (`actors/_stream_claims.ts`): this node's router lost a worker
+ * that had streamed, signed, tokens the takeovers refused. The validator replays the position
+ * with the job's model; a confirmed claim cuts the worker's stake (`slashMultiplier ×` the reward
+ * of the tokens it signed) and pays this validator its share, once per job and worker; a refuted
+ * or broken one moves nobody's stake or balance.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { StreamClaimHandled, ValidatorMessage } from "../../actors/validator_actor.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import { type StreamClaim, StreamSigner } from "../../protocols/stream_commitment.ts";
+import type { StreamCheckResult } from "../../proof/stream_check.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { f, HONEST_MODELS, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
+
+const STAKE = 1_000_000;
+/** Tokens the lost worker streamed. */
+const TOKENS = 12;
+/** Where a lying worker's stream goes wrong. */
+const WRONG_AT = 5;
+
+const me = Identity.generate();
+
+/** A sampled job on the honest model (a seeded rule with room for near ties). */
+function job(nonce: string): TextJob {
+  return {
+    kind: "text",
+    model: f.honest.info.cid,
+    prompt: "Once upon a time, in a land far away, there lived",
+    params: { maxTokens: 16, temperature: 0.8, topK: 0, topP: 1, seed: 7, stop: [] },
+    nonce,
+  };
+}
+
+/** The first {@link TOKENS} token ids the honest model streams for `j`. */
+async function honestIds(j: TextJob): Promise<number[]> {
+  const ids: number[] = [];
+  for await (const c of f.honest.generate(f.honest.tokenizer.encode(j.prompt), j.params)) {
+    ids.push(c.tokenId);
+    if (ids.length === TOKENS) break;
+  }
+  return ids;
+}
+
+/** The byte the job's rule gives the least probability at `at` after `prefix`. */
+async function leastLikely(j: TextJob, prefix: number[]): Promise<number> {
+  const promptIds = f.honest.tokenizer.encode(j.prompt);
+  const logits = await f.honest.forward([...promptIds, ...prefix]);
+  const vocab = f.honest.info.vocabSize;
+  const row = logits.subarray((promptIds.length - 1 + prefix.length) * vocab).subarray(0, vocab);
+  let token = 0;
+  for (let id = 0; id < 256; id++) if (row[id] < row[token]) token = id;
+  return token;
+}
+
+/** `worker`'s claim over `ids` of `j`, signed in events of 4 tokens as it streamed them. */
+function claimOf(j: TextJob, worker: Identity, ids: number[], at: number): StreamClaim {
+  const signer = new StreamSigner(worker, jobId(j));
+  let sig = new Uint8Array();
+  for (let i = 0; i < ids.length; i += 4) sig = new Uint8Array(signer.sign(ids.slice(i, i + 4)));
+  return { job: j, worker: worker.publicKey, tokenIds: ids, sig, at };
+}
+
+async function setUp() {
+  const system = new ActorSystem({ name: "stream-claims" });
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  const validator = await spawnValidator(system, {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: 0,
+    models: HONEST_MODELS,
+  });
+  const ledger = ledgerReads(() => validator, clock);
+  const deposit = (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE });
+  const close = async () => {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  };
+  return { validator, ledger, deposit, close };
+}
+
+/** Hand `claim` to `validator` and wait for its check (undefined: not taken). */
+async function claimed(
+  validator: ActorRef<ValidatorMessage>,
+  claim: unknown,
+): Promise<{ handled: StreamClaimHandled; check?: StreamCheckResult }> {
+  const handled = await validator.ask<StreamClaimHandled>({ type: "stream_claim", claim });
+  return { handled, check: await handled.result };
+}
+
+Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m × the reward of the tokens it signed, pays this validator its share, and is settled once per job", async () => {
+  const { validator, ledger, deposit, close } = await setUp();
+  try {
+    const liar = Identity.generate();
+    await deposit(liar.publicKey);
+    await deposit(me.publicKey);
+    const j = job("liar");
+    const ids = await honestIds(j);
+    ids[WRONG_AT] = await leastLikely(j, ids.slice(0, WRONG_AT));
+    const before = await ledger.account(me.publicKey);
+    const { handled, check } = await claimed(validator, claimOf(j, liar, ids, WRONG_AT));
+    assert.equal(handled.queued, true, `skipped: ${handled.skipped}`);
+    assert.equal(check?.confirmed, true, `check: ${check?.reason}`);
+    const slashed = DEFAULT_ECONOMICS.slashMultiplier * TOKENS *
+      DEFAULT_ECONOMICS.defaultTokenPrice;
+    const worker = await ledger.account(liar.publicKey);
+    assert.equal(worker.stake, STAKE - slashed, "the liar's stake");
+    assert.equal(worker.balance, 0, "the liar was paid");
+    const after = await ledger.account(me.publicKey);
+    assert.equal(
+      after.balance - before.balance,
+      slashed * DEFAULT_ECONOMICS.validatorRewardShare,
+      "this validator's reward",
+    );
+    // The same stream again, or at another position: settled already, nothing moves.
+    for (const at of [WRONG_AT, WRONG_AT + 1]) {
+      const again = await claimed(validator, claimOf(j, liar, ids, at));
+      assert.equal(again.handled.queued, false, `at ${at}`);
+      assert.equal(again.handled.skipped, "already_settled", `at ${at}`);
+    }
+    assert.equal((await ledger.account(liar.publicKey)).stake, STAKE - slashed);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a stream claim against an honest worker's stream is refuted at every position it could name, and a broken claim convicts nobody: no stake or balance moves", async () => {
+  const { validator, ledger, deposit, close } = await setUp();
+  try {
+    const honest = Identity.generate();
+    await deposit(honest.publicKey);
+    await deposit(me.publicKey);
+    const j = job("honest");
+    const ids = await honestIds(j);
+    const accounts = async () => [
+      await ledger.account(honest.publicKey),
+      await ledger.account(me.publicKey),
+    ];
+    const before = await accounts();
+    for (const at of [0, WRONG_AT, TOKENS - 1]) {
+      const { handled, check } = await claimed(validator, claimOf(j, honest, ids, at));
+      assert.equal(handled.queued, true, `at ${at}: ${handled.skipped}`);
+      assert.equal(check?.confirmed, false, `at ${at}`);
+      assert.equal(check?.reason, "not_reproduced", `at ${at}`);
+    }
+    // A tampered stream, but signed by another key than the worker's it names.
+    const wrong = [...ids];
+    wrong[WRONG_AT] = await leastLikely(j, ids.slice(0, WRONG_AT));
+    const forged = {
+      ...claimOf(j, Identity.generate(), wrong, WRONG_AT),
+      worker: honest.publicKey,
+    };
+    const { check } = await claimed(validator, forged);
+    assert.equal(check?.reason, "bad_signature");
+    assert.deepEqual(await accounts(), before, "a refuted or broken claim moved stake or balance");
+    // Garbage, and this validator's own stream, are not taken at all.
+    assert.equal((await claimed(validator, { job: j })).handled.skipped, "malformed");
+    const own = await claimed(validator, claimOf(j, me, wrong, WRONG_AT));
+    assert.equal(own.handled.skipped, "self_accusation");
+  } finally {
+    await close();
+  }
+});
