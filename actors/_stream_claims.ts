@@ -1,12 +1,12 @@
 /**
- * The ValidatorActor's stream claims (`docs/PROOF.md`, "A lost worker's wrong tokens"): this
- * node's router lost a worker that had streamed tokens of a job, signed, and every worker that
- * took the job over refused them (`network/failover.ts`). The claim is checked off the mailbox,
- * one forward pass in the serial work queue (`proof/stream_check.ts`), and a confirmed one is
- * settled in the ledger: the worker's stake is cut, this validator rewarded
- * (`Ledger.settleStreamFraud`). A refuted one convicts nobody and costs nobody anything: the
- * claim is the router's own, which gains nothing by it, and the refusers' word in it is not
- * evidence. Not part of the public API.
+ * The ValidatorActor's stream claims (`docs/PROOF.md`, "A lost worker's wrong tokens"): this node's
+ * router lost a worker that had streamed tokens of a job, signed, and every worker that took the
+ * job over refused them (`network/failover.ts`). The claim is checked off the mailbox, one forward
+ * pass in the serial work queue (`proof/stream_check.ts`), and a confirmed one is settled in the
+ * ledger: the worker's stake is cut, this validator rewarded (`Ledger.settleStreamFraud`), and the
+ * network routes around the worker from then on. A refuted one convicts nobody and costs nobody
+ * anything: the claim is the router's own, which gains nothing by it, and the refusers' word in it
+ * is not evidence. Not part of the public API.
  *
  * @module
  */
@@ -82,8 +82,14 @@ export class StreamClaims {
     return await checkStreamClaim(claim, text, this.#core.options.validation);
   }
 
-  /** A checked claim: a confirmed one is settled in the ledger. State changes only here. */
-  async onStreamChecked(message: StreamCheckedMessage): Promise<void> {
+  /**
+   * A checked claim: a confirmed one is settled in the ledger, and the network told to route
+   * around the worker, as for a slashed receipt. State changes only here.
+   */
+  async onStreamChecked(
+    message: StreamCheckedMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<void> {
     const { claim, check } = message;
     const waiting = this.#checking.get(check.claimHash);
     this.#checking.delete(check.claimHash);
@@ -109,6 +115,7 @@ export class StreamClaims {
         `validator: worker ${worker} convicted of streaming token ${claim.at} of job ` +
           `${job.slice(0, LOG_CHARS)} against the job's sampling rule: ${slashed} slashed`,
       );
+      this.#core.tellNetwork(ctx, { type: "peer_convicted", key: toHex(claim.worker) });
     } catch (error) {
       // Settled already (a second claim for the job), or a receipt of the worker's for the job
       // is recorded here (its own fraud proof settles it): nothing more to do.

@@ -416,7 +416,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "stream_claim":
         return this.#streamClaims.onStreamClaim(message.claim, ctx);
       case "stream_checked":
-        return await this.#streamClaims.onStreamChecked(message);
+        return await this.#streamClaims.onStreamChecked(message, ctx);
       case "challenge_failed": {
         // Every challenge ends in a message, and every failure in a verdict: this validator's
         // own gap, so the job is left unpaid (not finalized) and nobody is slashed.

@@ -404,8 +404,9 @@ export class Ledger {
   }
 
   /**
-   * Whether `worker` has ever been slashed here (a confirmed fraud, a fault, equivocation, two
-   * different pledges: {@link Ledger.pledgeEquivocated}).
+   * Whether `worker` has ever been slashed here (a confirmed fraud, a fault, equivocation, a
+   * stream convicted by {@link Ledger.settleStreamFraud}, two different pledges:
+   * {@link Ledger.pledgeEquivocated}).
    */
   convicted(worker: Uint8Array): boolean {
     return this.pledgeEquivocated(worker) || this.#index.convicted(toHex(worker));

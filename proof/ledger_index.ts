@@ -38,6 +38,14 @@ export function streamFraudKey(jobId: string, worker: string): string {
 }
 
 /**
+ * The key under which the index remembers that hex `worker` was convicted of a stream here, for
+ * any job: {@link LedgerIndex.convicted} answers for it as for a slashed receipt.
+ */
+function streamConvictedKey(worker: string): string {
+  return `stream-convicted/${worker}`;
+}
+
+/**
  * The key under which the index remembers that receipt `receiptId` was recorded uncredited
  * (`recordReceipt`'s `uncredited`: its model was not here at intake, so it was never drawn): a
  * late assignment of it is not credited, whatever the owner holds by then.
@@ -546,8 +554,10 @@ export class LedgerIndex {
         if (typeof b.settlement === "string") q.settle.run(b.settlement);
         return;
       case "stream_fraud":
-        // Settled once per job and worker (`Ledger.settleStreamFraud`); no receipt to mark.
-        return void q.settle.run(streamFraudKey(b.jobId, b.worker));
+        // Settled once per job and worker (`Ledger.settleStreamFraud`); no receipt to mark, and
+        // the worker is convicted here as one with a slashed receipt is (routed around).
+        q.settle.run(streamFraudKey(b.jobId, b.worker));
+        return void q.settle.run(streamConvictedKey(b.worker));
       case "verdict": {
         const v = b.verdict as unknown as Verdict;
         return void q.verdict.run(
@@ -602,9 +612,13 @@ export class LedgerIndex {
     return (this.#q.job.get(jobId) as { equivocated: number } | undefined)?.equivocated === 1;
   }
 
-  /** Whether `worker` (hex) has any receipt slashed here (fraud, a fault, equivocation). */
+  /**
+   * Whether `worker` (hex) is convicted here: any receipt of its slashed (fraud, a fault,
+   * equivocation), or a stream of its (`stream_fraud`).
+   */
   convicted(worker: string): boolean {
-    return this.#q.convicted.get(worker) !== undefined;
+    return this.#q.convicted.get(worker) !== undefined ||
+      this.proofSettled(streamConvictedKey(worker));
   }
 
   /** Whether `validator` (hex) has had an accusation against `receiptId` settled. */

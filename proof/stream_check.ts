@@ -1,9 +1,9 @@
 /**
  * The checker of a stream claim (`protocols/stream_commitment.ts`, `docs/PROOF.md`, "A lost
  * worker's wrong tokens"): did a worker that streamed tokens and dropped sign a token the job's
- * sampling rule could not give? The validator calls it (later) on a claim its router hands it
- * when every worker taking a job over refused the tokens delivered so far; any node holding the
- * model decides it the same way.
+ * sampling rule could not give? The validator calls it (`actors/_stream_claims.ts`) on a claim its
+ * router hands it when every worker taking a job over refused the tokens delivered so far; any node
+ * holding the model decides it the same way.
  *
  * The claim's sender — the requester, relaying what the takeover workers refused — is not the
  * evidence: its word counts for nothing (a refuser may be the liar). What convicts is the worker's
@@ -58,7 +58,7 @@ export interface StreamCheckResult {
 }
 
 /**
- * Hex SHA-256 of the claim's canonical CBOR: what names it in logs and, later, in the ledger
+ * Hex SHA-256 of the claim's canonical CBOR: what names it in logs and in the ledger's `stream_fraud` entry
  * (its position included, so two claims about one stream at two positions are two claims).
  *
  * @example
@@ -84,7 +84,7 @@ export function streamClaimHash(claim: StreamClaim): string {
  * @example
  * ```ts ignore
  * const result = await checkStreamClaim(claim, await models.get(claim.job.model), options);
- * if (result.confirmed) slashFromPledge(claim.worker, claim.job); // the ledger's part, later
+ * if (result.confirmed) await ledger.settleStreamFraud({ ...from(claim), claimHash: result.claimHash });
  * ```
  */
 export async function checkStreamClaim(

@@ -10,6 +10,9 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { StreamClaimHandled, ValidatorMessage } from "../../actors/validator_actor.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type StreamClaim, StreamSigner } from "../../protocols/stream_commitment.ts";
 import type { StreamCheckResult } from "../../proof/stream_check.ts";
@@ -64,16 +67,21 @@ function claimOf(j: TextJob, worker: Identity, ids: number[], at: number): Strea
   return { job: j, worker: worker.publicKey, tokenIds: ids, sig, at };
 }
 
+const NETWORK = "test/network";
+
 async function setUp() {
   const system = new ActorSystem({ name: "stream-claims" });
   const clock = { t: START };
   const dir = await Deno.makeTempDir();
+  const told: NetworkMessage[] = [];
+  await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
   const validator = await spawnValidator(system, {
     identity: me,
     ledgerDir: `${dir}/ledger`,
     clock,
     challengeProbability: 0,
     models: HONEST_MODELS,
+    network: NETWORK,
   });
   const ledger = ledgerReads(() => validator, clock);
   const deposit = (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE });
@@ -81,7 +89,9 @@ async function setUp() {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   };
-  return { validator, ledger, deposit, close };
+  /** Whom the validator told the network to route around. */
+  const routedAround = () => told.flatMap((m) => m.type === "peer_convicted" ? [m.key] : []);
+  return { validator, ledger, deposit, close, routedAround };
 }
 
 /** Hand `claim` to `validator` and wait for its check (undefined: not taken). */
@@ -93,8 +103,8 @@ async function claimed(
   return { handled, check: await handled.result };
 }
 
-Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m × the reward of the tokens it signed, pays this validator its share, and is settled once per job", async () => {
-  const { validator, ledger, deposit, close } = await setUp();
+Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m × the reward of the tokens it signed, pays this validator its share, is settled once per job, and the worker is routed around", async () => {
+  const { validator, ledger, deposit, close, routedAround } = await setUp();
   try {
     const liar = Identity.generate();
     await deposit(liar.publicKey);
@@ -124,13 +134,17 @@ Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m 
       assert.equal(again.handled.skipped, "already_settled", `at ${at}`);
     }
     assert.equal((await ledger.account(liar.publicKey)).stake, STAKE - slashed);
+    // Convicted here as a worker with a slashed receipt is: the network is told at once, and a
+    // connection it opens later asks the ledger.
+    assert.deepEqual(routedAround(), [toHex(liar.publicKey)]);
+    assert.equal(await validator.ask({ type: "convicted", key: liar.publicKey }), true);
   } finally {
     await close();
   }
 });
 
 Deno.test("a stream claim against an honest worker's stream is refuted at every position it could name, and a broken claim convicts nobody: no stake or balance moves", async () => {
-  const { validator, ledger, deposit, close } = await setUp();
+  const { validator, ledger, deposit, close, routedAround } = await setUp();
   try {
     const honest = Identity.generate();
     await deposit(honest.publicKey);
@@ -158,6 +172,8 @@ Deno.test("a stream claim against an honest worker's stream is refuted at every 
     const { check } = await claimed(validator, forged);
     assert.equal(check?.reason, "bad_signature");
     assert.deepEqual(await accounts(), before, "a refuted or broken claim moved stake or balance");
+    assert.deepEqual(routedAround(), []);
+    assert.equal(await validator.ask({ type: "convicted", key: honest.publicKey }), false);
     // Garbage, and this validator's own stream, are not taken at all.
     assert.equal((await claimed(validator, { job: j })).handled.skipped, "malformed");
     const own = await claimed(validator, claimOf(j, me, wrong, WRONG_AT));

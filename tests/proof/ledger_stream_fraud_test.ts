@@ -84,6 +84,9 @@ Deno.test("a stream conviction cuts m × the streamed tokens' reward at the mode
       assert.equal(ledger.streamFraudSettled(jobIdOf(1), liar.publicKey), true);
       assert.equal(ledger.streamFraudSettled(jobIdOf(1), bystander.publicKey), false);
       assert.equal(ledger.streamFraudSettled(jobIdOf(2), liar.publicKey), false);
+      // Convicted, as a worker with a slashed receipt is (the network routes around it).
+      assert.equal(ledger.convicted(liar.publicKey), true);
+      assert.equal(ledger.convicted(bystander.publicKey), false);
       const entry = ledger.entries().find((e) => e.kind === "stream_fraud")!;
       assert.deepEqual(entry.body, {
         jobId: jobIdOf(1),
@@ -298,6 +301,7 @@ Deno.test("a stream conviction survives a reopen, a replay from genesis and a re
       assert.deepEqual(ledger.account(liar.publicKey), expected.liar, why);
       assert.deepEqual(ledger.account(me.publicKey), expected.me, why);
       assert.equal(ledger.streamFraudSettled(jobIdOf(13), liar.publicKey), true, why);
+      assert.equal(ledger.convicted(liar.publicKey), true, why);
       await assert.rejects(
         () => ledger.settleStreamFraud(streamed(13, liar, 30)),
         refusedWith("already_settled"),
