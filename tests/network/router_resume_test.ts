@@ -34,6 +34,7 @@ import type { InferenceHandle } from "../../inference/inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
+import type { StreamClaim } from "../../protocols/stream_commitment.ts";
 import { INFERENCE_PROTOCOL, type InferenceEvent } from "../../protocols/inference_messages.ts";
 import type { GenerationParams, TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
@@ -83,9 +84,15 @@ function honest(): Promise<TestWorker> {
   });
 }
 
+/** What a stream claim told the validator says: whom it accuses, where, over how many tokens. */
+function claimed(claim: unknown) {
+  const { worker, at, tokenIds } = claim as StreamClaim;
+  return { worker: toHex(worker), at, tokens: tokenIds.length };
+}
+
 // Failed before the fix: the stream ended `connection_closed`, "the job could not resume … (resume_mismatch)",
 // a message that blamed the network and did not say which token went wrong.
-Deno.test("router resume: tokens a lost worker got wrong, refused by the worker that takes the job over, end the client's stream with delivered_tokens_diverged naming the first wrong token; nothing reaches the ledger", async () => {
+Deno.test("router resume: tokens a lost worker got wrong, refused by the worker that takes the job over, end the client's stream with delivered_tokens_diverged naming the first wrong token; no receipt reaches the ledger, the liar's signed stream does", async () => {
   const liar = await crashingWorker([wireToken(0), WRONG]);
   const checker = await refusesPrefix();
   const r = await router([liar.toWorker, checker.toWorker]);
@@ -100,10 +107,15 @@ Deno.test("router resume: tokens a lost worker got wrong, refused by the worker 
     assert.match(message, /from token 1 on/);
     assert.match(message, new RegExp(liar.key.slice(0, 16)));
     assert.match(message, /prefix token 1 is 200/, "the refuser's own words are kept");
-    // The lost worker signed nothing for its part (no receipt, no signed frame): nothing is
-    // paid and nothing is charged; the refuser, which may be right, is not blamed.
+    // The lost worker signed no receipt: nothing is paid. It signed its stream: that reaches the
+    // validator as a claim at the refused token, for a replay to decide
+    // (`tests/network/stream_conviction_test.ts`); the refuser, which may be right, is not blamed.
     assert.equal(got.summary.receipt, undefined);
-    assert.deepEqual(r.recorder.told, [], "a receipt reached the validator");
+    assert.deepEqual(
+      r.recorder.told.map((m) => m.type === "stream_claim" ? claimed(m.claim) : m.type),
+      [{ worker: liar.key, at: 1, tokens: 2 }],
+      "what reached the validator",
+    );
     assert.equal(r.workers.avoided.has(checker.key), false, "the refuser was kept off the model");
     assert.deepEqual(r.unresumable.askedLast(), [], "the refuser was asked last");
   } finally {
@@ -358,7 +370,7 @@ const DIES_AFTER = 6;
 // Failed before the fix: the stream ended `connection_closed` ("the job could not resume: … could
 // not reproduce the delivered tokens (resume_mismatch)"), naming neither the wrong token nor that
 // the text the client holds is not the model's.
-Deno.test("router resume (tiny model): a lost worker's wrong token is found by the worker that takes the job over; the client's stream ends delivered_tokens_diverged from that token on, and nothing is paid", async () => {
+Deno.test("router resume (tiny model): a lost worker's wrong token is found by the worker that takes the job over; the client's stream ends delivered_tokens_diverged from that token on, nothing is paid, and the liar's signed stream reaches the validator", async () => {
   const tiny = await loadTinyModel();
   const probe = await routerOver(tiny, []);
   const reference = await undisturbed(tiny, probe.job("diverged"));
@@ -379,8 +391,13 @@ Deno.test("router resume (tiny model): a lost worker's wrong token is found by t
     assert.match(got.summary.error?.message ?? "", new RegExp(t.workers[0].key.slice(0, 16)));
     assert.equal(got.summary.receipt, undefined);
     await t.settled();
-    // The lost worker signed nothing for a job it never finished: no ledger hears of the job.
-    assert.deepEqual(t.recorder.told, [], "a receipt reached the validator");
+    // The lost worker signed no receipt for a job it never finished; its signed stream reaches
+    // the validator as a claim at the token the takeover refused, covering what it delivered.
+    assert.deepEqual(
+      t.recorder.told.map((m) => m.type === "stream_claim" ? claimed(m.claim) : m.type),
+      [{ worker: t.workers[0].key, at: WRONG_AT_TINY, tokens: got.ids.length }],
+      "what reached the validator",
+    );
     assert.equal(t.net.avoided.has(t.workers[1].key), false, "the honest checker was blamed");
   } finally {
     await t.close();
