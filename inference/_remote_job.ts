@@ -12,6 +12,7 @@ import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   ConnectionClosedError,
+  PEER_FRAMING_FAULT_CODES,
   ProtocolError,
   RemoteError,
   RequestCancelledError,
@@ -429,10 +430,18 @@ export class RemoteJob {
    */
   connectionClosed(reason: Error | null): void {
     if (this.#ended) return;
-    const error = reason instanceof ConnectionClosedError ? reason : new ConnectionClosedError(
-      reason ? `connection closed: ${reason.message}` : "connection closed",
-      { cause: reason ?? undefined },
-    );
+    // Closed for bytes the worker sent that no honest worker sends (a frame past this side's
+    // limit, bytes that are not frames): its stream broke the protocol, as an event out of
+    // order does, not a loss (it is kept off the model, and its end not asked for later).
+    const fault = reason instanceof ProtocolError && PEER_FRAMING_FAULT_CODES.has(reason.code);
+    const error = fault
+      ? new InferenceStreamError(`the worker's connection broke the framing: ${reason.message}`)
+      : reason instanceof ConnectionClosedError
+      ? reason
+      : new ConnectionClosedError(
+        reason ? `connection closed: ${reason.message}` : "connection closed",
+        { cause: reason ?? undefined },
+      );
     this.#failedWith = error;
     // Free the event stream too; the token stream then fails with the same error if read.
     this.#reader.cancel(error).catch(() => {});

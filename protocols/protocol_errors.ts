@@ -25,6 +25,15 @@ export const FRAMING_ERROR_CODES = [
   "invalid_body",
 ] as const;
 
+/**
+ * The framing codes a connection closes with only for bytes its peer sent that no honest peer
+ * sends (a frame past the limit, bytes that are not this protocol's): the peer's own doing. A
+ * `truncated_frame` is not among them: a peer whose process died mid-frame ends its stream short.
+ */
+export const PEER_FRAMING_FAULT_CODES: ReadonlySet<string> = new Set(
+  FRAMING_ERROR_CODES.filter((code) => code !== "truncated_frame"),
+);
+
 /** Stable error codes of the wire protocol. Never renamed once published. */
 export const PROTOCOL_ERROR_CODES = [
   ...FRAMING_ERROR_CODES,

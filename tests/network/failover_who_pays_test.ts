@@ -20,6 +20,7 @@ import { DEFAULT_STALL_TIMEOUT_MS, DEFAULT_START_TIMEOUT_MS } from "../../infere
 import { eventually, params } from "../server/_fixtures.ts";
 import { jobFor, linked, type TestWorker, TEXT, token, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
+  type CrashingWorker,
   crashingWorker,
   endEvent,
   events,
@@ -462,6 +463,102 @@ Deno.test("who pays: a worker that floods its router with refused messages where
     await eventually(() => r.workers.avoided.has(flooder.key), "the flooder kept off the model");
   } finally {
     await closeAll(r, [flooder]);
+  }
+});
+
+// ---- a worker whose frames break the framing ----------------------------------------------------
+// A frame past the router's limit is the worker's own doing (an honest worker's events fit: a token
+// event is at most a few KB), so its connection's loss is a broken stream, as a refusal flood's is:
+// kept off the model, not only asked last; and where its end was due, its receipt is not asked for
+// later.
+
+/** Bytes a frame from a worker may take on the router's side of these tests. */
+const ROUTER_MAX_FRAME = 4096;
+
+/**
+ * A worker that starts each job, sends `tokens`, and once the client has read them all, a token
+ * event far past the router's frame limit (a 1,000-character text with 20 alternatives as long:
+ * about 21 KB). Read with `run(port, job, worker)`.
+ */
+async function oversized(tokens: InferenceEvent[]): Promise<CrashingWorker> {
+  const identity = Identity.generate();
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [toWorker, atWorker] = await Promise.all([
+    Connection.open(a, {
+      identity: Identity.generate(),
+      protocols,
+      maxFrameBytes: ROUTER_MAX_FRAME,
+    }),
+    Connection.open(b, { identity, protocols }),
+  ]);
+  const delivered = Promise.withResolvers<void>();
+  const submissions: SubmitBody[] = [];
+  atWorker.handle(SubmitMessage, (body) => {
+    submissions.push(body);
+    const long = "x".repeat(1000);
+    const huge: InferenceEvent = {
+      kind: "token",
+      index: tokens.length,
+      tokenId: 120,
+      text: long,
+      top: Array.from({ length: 20 }, (_, i) => ({ tokenId: i, text: long, logprob: -1 })),
+    };
+    const list: InferenceEvent[] = [start(body.job), ...tokens];
+    let i = 0;
+    const stream = new ReadableStream<InferenceEvent>({
+      pull: async (c) => {
+        if (i < list.length) return c.enqueue(list[i++]);
+        await delivered.promise;
+        c.enqueue(huge);
+        await new Promise(() => {});
+      },
+    }, { highWaterMark: 0 });
+    return Promise.resolve(signed(stream, identity, body));
+  });
+  return {
+    identity,
+    key: toHex(identity.publicKey),
+    toWorker,
+    submissions,
+    read: (n) => void (n === tokens.length && delivered.resolve()),
+    close: async () => {
+      await toWorker.close();
+      await atWorker.close();
+    },
+  };
+}
+
+Deno.test("who pays: a worker that sends its router a frame past its limit mid-stream is cut off (frame_too_large), kept off the model and paid nothing; the takeover resumes and is credited", async () => {
+  const breaker = await oversized([wireToken(0), wireToken(1)]);
+  const good = await honest();
+  const r = await router([breaker.toWorker, good.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("frame-too-large"), breaker);
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.text, TEXT);
+    assert.equal((breaker.toWorker.closeReason as VeriflowError | null)?.code, "frame_too_large");
+    assert.deepEqual(good.submissions[0].resume, [97, 98]);
+    assert.deepEqual(credited(r.recorder.told), [good.key]);
+    await eventually(() => r.workers.avoided.has(breaker.key), "the breaker kept off the model");
+  } finally {
+    await closeAll(r, [breaker, good]);
+  }
+});
+
+Deno.test("who pays: a worker that sends its router a frame past its limit where its end event was due is paid nothing, kept off the model, and its receipt is not asked for later; the client has every token", async () => {
+  const breaker = await oversized(ALL.map((i) => wireToken(i)));
+  const r = await router([breaker.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("frame-too-large-at-end"), breaker);
+    assert.deepEqual(got.positions, ALL);
+    assert.equal(got.summary.finishReason, "length");
+    assert.equal(got.summary.receipt, undefined);
+    assert.equal(got.summary.error?.code, "inference_stream_invalid");
+    assert.deepEqual(credited(r.recorder.told), [], "a worker cut off at its end was paid");
+    await eventually(() => r.workers.avoided.has(breaker.key), "the breaker kept off the model");
+  } finally {
+    await closeAll(r, [breaker]);
   }
 });
 
