@@ -8,10 +8,12 @@
  * The claim's sender — the requester, relaying what the takeover workers refused — is not the
  * evidence: its word counts for nothing (a refuser may be the liar). What convicts is the worker's
  * own signature over the tokens and a replay: one teacher-forced pass over the job's prompt and
- * the signed tokens before the claimed position, and the job's seeded sampling rule applied at it
- * with the near-tie tolerance of the `sampling` fraud proof (`fraud_check.ts`), since a takeover's
- * refusal is exact and a conviction must not be: an honest machine may round a near-tie the other
- * way. A token streamed after the job had ended (an end token or a completed stop string earlier,
+ * the signed tokens, and the job's seeded sampling rule applied at every signed position (the
+ * claim's position only says where the refusers' exact replay stopped: an honest takeover that
+ * rounded a near-tie the other way, or a colluder, may name an earlier, honest one) with the
+ * near-tie tolerance of the `sampling` fraud proof (`fraud_check.ts`), since a takeover's refusal
+ * is exact and a conviction must not be: an honest machine may round a near-tie the other way. A
+ * token streamed after the job had ended (an end token or a completed stop string earlier,
  * `maxTokens` reached, the context window full) is convicted by the job's stopping rule instead,
  * whatever the sampling rule says.
  *
@@ -124,25 +126,34 @@ export async function checkStreamClaim(
     throw e;
   }
   const promptIds = model.tokenizer.encode(promptText);
-  // No honest worker signs an id outside the vocabulary, wherever it stands; and before `at`
-  // such an id could not be fed to the forward pass.
-  if (tokenIds.slice(0, at + 1).some((id) => id >= model.info.vocabSize)) {
-    return done(true, "confirmed");
-  }
-  // Had the job ended before `at`, no token was due there. Positions up to `at` are what the
-  // worker signed in this claim, `at` the last of them: a stop at `at` itself is the job's end.
-  // This also refuses an empty prompt or one that fills the context window (no token is ever
-  // due), before a forward pass over them.
-  if (terminationViolation(model, promptIds.length, tokenIds.slice(0, at), job.params, at + 1)) {
+  // Every token the worker signed is checked, not only at `at`: the refusers name the first
+  // position their own exact replay stopped at, and an honest takeover whose machine rounded a
+  // near-tie the other way (or a colluder) names an earlier, honest one than the lie.
+  const n = tokenIds.length;
+  // No honest worker signs an id outside the vocabulary, wherever it stands; and one could not
+  // be fed to the forward pass.
+  if (tokenIds.some((id) => id >= model.info.vocabSize)) return done(true, "confirmed");
+  // Had the job ended before its last signed token, no token was due after the end. This also
+  // refuses an empty prompt or one that fills the context window (no token is ever due), before
+  // a forward pass over them.
+  if (terminationViolation(model, promptIds.length, tokenIds.slice(0, n - 1), job.params, n)) {
     return done(true, "confirmed");
   }
   const tol = tolerancesOf(job, options);
+  // One teacher-forced pass over the prompt and the signed tokens but the last: every position.
+  const positions = Array.from({ length: n }, (_, t) => t);
   const sampledOk = async (tolerance: typeof tol.sampling): Promise<boolean> => {
-    const r = await recomputePositions(model, promptIds, tokenIds, [at], job.params, tolerance, {
-      signal: options.signal,
-    });
+    const r = await recomputePositions(
+      model,
+      promptIds,
+      tokenIds,
+      positions,
+      job.params,
+      tolerance,
+      { signal: options.signal },
+    );
     forwardTokens += r.forwardTokens;
-    return r.results[0].sampling.ok;
+    return r.results.every((result) => result.sampling.ok);
   };
   if (!await sampledOk(tol.sampling)) return done(true, "confirmed");
   if (tol.calibrated) return done(false, "not_reproduced");

@@ -123,7 +123,7 @@ Deno.test("stream check: an honest stream is refuted at every position, sampled 
   }
 });
 
-Deno.test("stream check: a token the rule gives near-zero probability is confirmed at its position, refuted before it", async () => {
+Deno.test("stream check: a token the rule gives near-zero probability convicts the stream whatever position the claim names (the refusers' position only says where they stopped); the stream signed up to it is refuted", async () => {
   const f = await loadFixture();
   for (const job of jobs(f.honest)) {
     const tokenIds = await honestTokens(f.honest, job);
@@ -132,22 +132,21 @@ Deno.test("stream check: a token the rule gives near-zero probability is confirm
     const tampered = tokenIds.with(TAMPERED_AT, token);
     const promptLength = f.honest.tokenizer.encode(job.prompt).length;
     for (const { name, options } of await optionSets()) {
-      const r = await checkStreamClaim(
-        claimOf(job, tampered, TAMPERED_AT),
-        f.honestThreads,
-        options,
-      );
-      assert.deepEqual(
-        { confirmed: r.confirmed, inconclusive: r.inconclusive, reason: r.reason },
-        { confirmed: true, inconclusive: false, reason: "confirmed" },
-        `${job.nonce}, ${name}`,
-      );
-      assert.equal(r.forwardTokens, promptLength + TAMPERED_AT, "one pass, up to the position");
-      for (let at = 0; at < TAMPERED_AT; at++) {
-        const before = await checkStreamClaim(claimOf(job, tampered, at), f.honestThreads, options);
-        assert.equal(before.reason, "not_reproduced", `${job.nonce}, ${name}, at ${at}`);
-        assert.equal(before.confirmed, false);
+      // Failed before stop 68's review: a claim at an earlier, honest position (a takeover that
+      // rounded a near-tie there, or a colluder naming it) was refuted, and the liar escaped.
+      for (const at of [0, TAMPERED_AT - 1, TAMPERED_AT, tampered.length - 1]) {
+        const r = await checkStreamClaim(claimOf(job, tampered, at), f.honestThreads, options);
+        assert.deepEqual(
+          { confirmed: r.confirmed, inconclusive: r.inconclusive, reason: r.reason },
+          { confirmed: true, inconclusive: false, reason: "confirmed" },
+          `${job.nonce}, ${name}, at ${at}`,
+        );
+        assert.equal(r.forwardTokens, promptLength + tampered.length - 1, "one pass, every token");
       }
+      const upTo = tampered.slice(0, TAMPERED_AT);
+      const before = await checkStreamClaim(claimOf(job, upTo, 0), f.honestThreads, options);
+      assert.equal(before.reason, "not_reproduced", `${job.nonce}, ${name}: signed up to it`);
+      assert.equal(before.confirmed, false);
     }
   }
 });
@@ -181,9 +180,14 @@ Deno.test("stream check: a worker that took the job over is judged on the chain 
   const resumed = new StreamSigner(worker, jobId(job), tampered.slice(0, 3));
   const sig = resumed.sign(tampered.slice(3));
   const claim: StreamClaim = { job, worker: worker.publicKey, tokenIds: tampered, sig, at: 0 };
-  assert.equal((await checkStreamClaim(claim, f.honestThreads)).reason, "not_reproduced");
-  const wrong = await checkStreamClaim({ ...claim, at: TAMPERED_AT }, f.honestThreads);
-  assert.equal(wrong.reason, "confirmed");
+  for (const at of [0, TAMPERED_AT]) {
+    const r = await checkStreamClaim({ ...claim, at }, f.honestThreads);
+    assert.equal(r.reason, "confirmed", `at ${at}`);
+  }
+  // The same worker's head over the honest prefix it was handed and its own honest tokens.
+  const honest = new StreamSigner(worker, jobId(job), tokenIds.slice(0, 3));
+  const clean = { ...claim, tokenIds, sig: honest.sign(tokenIds.slice(3)) };
+  assert.equal((await checkStreamClaim(clean, f.honestThreads)).reason, "not_reproduced");
 });
 
 Deno.test("stream check: an id outside the vocabulary is confirmed without a forward pass", async () => {
@@ -206,11 +210,13 @@ Deno.test("stream check: a token streamed after the job had ended (past maxToken
   // The same job with maxTokens 8: the same seed and prompt give the same first 8 tokens, and the
   // 9th is what the rule gives there, so only the job's end convicts it.
   const short: TextJob = { ...long, params: { ...long.params, maxTokens: 8 } };
-  const honestAt8 = await checkStreamClaim(claimOf(long, tokenIds, 8), f.honestThreads);
+  const nine = tokenIds.slice(0, 9);
+  const honestAt8 = await checkStreamClaim(claimOf(long, nine, 8), f.honestThreads);
   assert.equal(honestAt8.reason, "not_reproduced", "the sampling rule alone admits it");
-  const past = await checkStreamClaim(claimOf(short, tokenIds, 8), f.honestThreads);
+  const past = await checkStreamClaim(claimOf(short, nine, 8), f.honestThreads);
   assert.equal(past.reason, "confirmed", "the 9th token of an 8-token job");
-  const last = await checkStreamClaim(claimOf(short, tokenIds, 7), f.honestThreads);
+  const eight = tokenIds.slice(0, 8);
+  const last = await checkStreamClaim(claimOf(short, eight, 7), f.honestThreads);
   assert.equal(last.reason, "not_reproduced", "the 8th is the job's own");
 
   // A stop string completed at position p ends the job there: a token at p + 1 is past its end.
@@ -220,9 +226,15 @@ Deno.test("stream check: a token streamed after the job had ended (past maxToken
   );
   assert.ok(p >= 2 && p + 1 < tokenIds.length, "a fresh letter to stop at");
   const stopped: TextJob = { ...long, params: { ...long.params, stop: [pieces[p]] } };
-  const afterStop = await checkStreamClaim(claimOf(stopped, tokenIds, p + 1), f.honestThreads);
+  const afterStop = await checkStreamClaim(
+    claimOf(stopped, tokenIds.slice(0, p + 2), p + 1),
+    f.honestThreads,
+  );
   assert.equal(afterStop.reason, "confirmed", `a token after the stop at ${p}`);
-  const atStop = await checkStreamClaim(claimOf(stopped, tokenIds, p), f.honestThreads);
+  const atStop = await checkStreamClaim(
+    claimOf(stopped, tokenIds.slice(0, p + 1), p),
+    f.honestThreads,
+  );
   assert.equal(atStop.reason, "not_reproduced", "the token that completes the stop is legal");
 });
 
