@@ -75,6 +75,26 @@ export class ResumeMismatchError extends VeriflowError {
  */
 export const RESUME_MISMATCH_MESSAGE = /^prefix token (\d+) is /;
 
+/**
+ * How an {@link InvalidResumeError} over a prefix token begins (out of the vocabulary, an end
+ * token, a stop the prefix already completed); group 1 or 2 is its position. Its other messages
+ * (no room left, a model that cannot resume) are about the job or the worker, not the prefix.
+ */
+export const INVALID_PREFIX_MESSAGE =
+  /^(?:prefix token (\d+) |the prefix already ends the job at token (\d+))/;
+
+/**
+ * The first prefix position a takeover's refusal says the delivered tokens go wrong at: a
+ * {@link ResumeMismatchError}'s (NaN when it does not say), an {@link InvalidResumeError}'s over a
+ * prefix token; undefined for any other error, which refuses no token.
+ */
+export function refusedPrefixPosition(error: unknown): number | undefined {
+  if (error instanceof ResumeMismatchError) return error.position;
+  if (!(error instanceof InvalidResumeError)) return undefined;
+  const named = INVALID_PREFIX_MESSAGE.exec(error.message);
+  return named === null ? undefined : Number(named[1] ?? named[2]);
+}
+
 /** What a model needs to resume a job: `TextModel` has all of it. */
 export interface ResumableModel {
   /** Shape of the model. */

@@ -50,7 +50,7 @@
 import { VeriflowError } from "../protocols/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { WorkerStalledError } from "../inference/remote_errors.ts";
-import { ResumeMismatchError } from "../inference/resumed_generation.ts";
+import { refusedPrefixPosition } from "../inference/resumed_generation.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { SignedStream, StreamClaim } from "../protocols/stream_commitment.ts";
 import {
@@ -242,7 +242,7 @@ export interface FailoverOptions {
    */
   settle(summary: JobSummary, attempt: WorkerAttempt, relayed: RelayedOutput): JobSummary;
   /**
-   * Called once when the job ends `delivered_tokens_diverged` and the lost worker signed the
+   * Called when the job ends `delivered_tokens_diverged`, once for each lost worker that signed the
    * tokens the takeovers refused: its signed head and the refused position, the evidence of a
    * {@link StreamClaim} (the caller adds the job). The takeovers' word is not the evidence: a
    * checker replays the position (`proof/stream_check.ts`).
@@ -320,11 +320,14 @@ class FailoverJob {
   #resumes = 0;
   /** Tokens the client had when the current worker resumed the job (see `#failOver`). */
   #resumedAt = 0;
+  /** The worker lost last, and how: what the job ends with if nobody resumes it. */
+  #lost?: { worker: Uint8Array; error: unknown };
   /**
-   * The worker lost last, how, and its signed stream: what the job ends with if nobody resumes
-   * it, and what holds it to the tokens it delivered.
+   * Every worker the job lost, with its signed stream: what holds each to the tokens it
+   * delivered (a takeover lost before its first token signed none, and must not hide the one
+   * lost before it).
    */
-  #lost?: { worker: Uint8Array; error: unknown; stream?: SignedStream };
+  readonly #lostStreams: { worker: Uint8Array; stream?: SignedStream }[] = [];
   /** Workers that took the job over but could not resume it, with the last one's code. */
   #unresumed = { count: 0, code: "" };
   /**
@@ -472,11 +475,11 @@ class FailoverJob {
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;
     if (!refusedResume) {
-      this.#lost = {
+      this.#lost = { worker: this.#attempt.worker, error };
+      this.#lostStreams.push({
         worker: this.#attempt.worker,
-        error,
         stream: this.#attempt.handle.signedStream,
-      };
+      });
       this.#o.lost?.(this.#attempt.worker, error);
     }
     // No worker lost yet (the first one refused the client's prefix): the job ends, if nobody
@@ -513,6 +516,9 @@ class FailoverJob {
         break;
       }
       if (outcome.kind === "refused") {
+        // Refused before its start over a prefix token (`invalid_resume`: an id outside the
+        // vocabulary, an end token): the delivered tokens are not the job's output there.
+        if (this.#delivered.length > this.#given) this.#noteDivergence(outcome.error);
         this.#excluded.push(outcome.worker);
         if (!isCapacityRefusal(outcome.error)) this.#spent++;
         why = `the last one asked refused (${codeOf(outcome.error)})`;
@@ -532,7 +538,7 @@ class FailoverJob {
     // Only tokens a worker delivered: a client's own prefix that no worker takes is refused with
     // the refusal's code, as a job submitted with a bad prefix is.
     if (this.#diverged !== undefined && this.#lost !== undefined) {
-      this.#claimDivergence(this.#lost);
+      this.#claimDivergence();
       return this.#divergedError(lost, cause, why);
     }
     // A worker that took the job over and then could not reproduce what was delivered is the
@@ -579,30 +585,40 @@ class FailoverJob {
     return false;
   }
 
-  /** A takeover's refusal of the delivered tokens: the earliest position any of them named. */
+  /**
+   * A takeover's refusal of the delivered tokens (`resume_mismatch`, or `invalid_resume` over a
+   * prefix token: an id outside the vocabulary, an end token, a stop already completed): the
+   * earliest position any of them named.
+   */
   #noteDivergence(error: unknown): void {
-    if (!(error instanceof ResumeMismatchError)) return;
+    const position = refusedPrefixPosition(error);
+    if (position === undefined) return;
     const known = this.#diverged?.position ?? NaN;
-    if (this.#diverged === undefined || error.position < known || Number.isNaN(known)) {
-      this.#diverged = { position: error.position, error };
+    if (this.#diverged === undefined || position < known || Number.isNaN(known)) {
+      this.#diverged = { position, error };
     }
   }
 
   /**
-   * Hand `diverged` the lost worker's signed word for the tokens it delivered, with the position
-   * the takeovers refused, when its signed head covers that position (a worker that signed the
-   * prefix it took over answers for it too: it claimed to reproduce it).
+   * Hand `diverged` each lost worker's signed word for the tokens it delivered, when its signed
+   * head covers the position the takeovers refused (any position, when none was named): a worker
+   * that signed the prefix it took over answers for it too (it claimed to reproduce it), and one
+   * lost before its first token signed nothing. The checker judges every token a head covers, so
+   * the position only says which heads to claim.
    */
-  #claimDivergence(lost: { worker: Uint8Array; stream?: SignedStream }): void {
-    const head = lost.stream?.head;
-    const at = this.#diverged!.position;
-    if (head === undefined || !(at < head.n)) return;
-    this.#o.diverged?.({
-      worker: lost.worker,
-      tokenIds: lost.stream!.tokenIds.slice(0, head.n),
-      sig: head.sig,
-      at,
-    });
+  #claimDivergence(): void {
+    const named = this.#diverged!.position;
+    for (const { worker, stream } of this.#lostStreams) {
+      const head = stream?.head;
+      if (head === undefined || named >= head.n) continue;
+      const at = Number.isNaN(named) ? head.n - 1 : named;
+      this.#o.diverged?.({
+        worker,
+        tokenIds: stream!.tokenIds.slice(0, head.n),
+        sig: head.sig,
+        at,
+      });
+    }
   }
 
   /**

@@ -4,7 +4,7 @@
  * to relay, accept and pay.
  */
 import assert from "node:assert/strict";
-import { ResumeMismatchError } from "../../inference/resumed_generation.ts";
+import { InvalidResumeError, ResumeMismatchError } from "../../inference/resumed_generation.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import {
   INFERENCE_PROTOCOL,
@@ -372,6 +372,92 @@ Deno.test("who pays: a worker that delivers wrong tokens and drops is charged: t
     assert.deepEqual(credited(r.recorder.told), [], "someone was paid");
   } finally {
     await closeAll(r, [liar, checker]);
+  }
+});
+
+/** A takeover that starts the job and refuses the delivered tokens at `position`. */
+function refuser(position: number): Promise<TestWorker> {
+  return scriptedWorker((body) =>
+    events(
+      [start(body.job, { resumedFrom: body.resume?.length ?? 0 })],
+      Promise.resolve(
+        new ResumeMismatchError(
+          `prefix token ${position} is ${body.resume?.[position]}, but the job's sampling rule ` +
+            `gives 0 here`,
+          position,
+        ),
+      ),
+    )
+  );
+}
+
+/** The stream claims the router told its validator: whom each accuses, where, over what. */
+function claimsOf(told: ValidatorMessage[]) {
+  return told.flatMap((m) => {
+    if (m.type !== "stream_claim") return [];
+    const claim = m.claim as StreamClaim;
+    return [{ worker: toHex(claim.worker), at: claim.at, tokenIds: claim.tokenIds }];
+  });
+}
+
+// From stop 68's review of the signed stream: the first and the third failed before (no claim
+// reached the validator); the second's claim did, at the honest position, where the checker then
+// looked alone and refuted it (`tests/proof/stream_check_test.ts` pins that half).
+Deno.test("who pays: a takeover lost before its first token does not shield the liar lost before it: the claim is against the worker whose signed head covers the wrong token", async () => {
+  const liar = await crashingWorker([wireToken(0), WRONG]);
+  const dropper = await scriptedWorker((body) =>
+    events(
+      [start(body.job, { resumedFrom: body.resume?.length ?? 0 })],
+      Promise.resolve(new VeriflowError("internal_error", "gone")),
+    )
+  );
+  const checker = await refuser(WRONG_AT);
+  const r = await router([liar.toWorker, dropper.toWorker, checker.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("shielded-liar"), liar);
+    assert.equal(got.failed, "delivered_tokens_diverged");
+    assert.equal(dropper.submissions.length, 1, "the dropper did not take the job over");
+    assert.deepEqual(claimsOf(r.recorder.told), [
+      { worker: liar.key, at: WRONG_AT, tokenIds: [token(0).tokenId, WRONG.tokenId] },
+    ]);
+  } finally {
+    await closeAll(r, [liar, dropper, checker]);
+  }
+});
+
+Deno.test("who pays: a refuser that names an earlier, honest position (a near-tie its machine rounded the other way, or a colluder) still gets the liar claimed: its head covers the wrong token, and the checker judges every token a head covers", async () => {
+  const liar = await crashingWorker([wireToken(0), WRONG]);
+  const early = await refuser(0);
+  const checker = await refuser(WRONG_AT);
+  const r = await router([liar.toWorker, early.toWorker, checker.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("early-refuser"), liar);
+    assert.equal(got.failed, "delivered_tokens_diverged");
+    assert.deepEqual(claimsOf(r.recorder.told), [
+      { worker: liar.key, at: 0, tokenIds: [token(0).tokenId, WRONG.tokenId] },
+    ]);
+  } finally {
+    await closeAll(r, [liar, early, checker]);
+  }
+});
+
+Deno.test("who pays: a liar that ends its stream with an id outside the vocabulary, so every takeover refuses it before its start (invalid_resume), is claimed all the same; the client is told its tokens diverged", async () => {
+  const outside = { kind: "token", index: 2, tokenId: 999_999, text: "" } as const;
+  const liar = await crashingWorker([wireToken(0), WRONG, outside]);
+  const takeover = await scriptedWorker(() => {
+    throw new InvalidResumeError("prefix token 2 (999999) is outside the vocabulary");
+  });
+  const r = await router([liar.toWorker, takeover.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("outside-vocabulary"), liar);
+    assert.deepEqual(got.positions, [0, 1, 2]);
+    assert.equal(takeover.submissions.length, 1);
+    assert.equal(got.failed, "delivered_tokens_diverged");
+    assert.deepEqual(claimsOf(r.recorder.told), [
+      { worker: liar.key, at: 2, tokenIds: [token(0).tokenId, WRONG.tokenId, 999_999] },
+    ]);
+  } finally {
+    await closeAll(r, [liar, takeover]);
   }
 });
 
