@@ -5,8 +5,9 @@
  * pass in the serial work queue (`proof/stream_check.ts`), and a confirmed one is settled in the
  * ledger: the worker's stake is cut, this validator rewarded (`Ledger.settleStreamFraud`), and the
  * network routes around the worker from then on. A refuted one convicts nobody and costs nobody
- * anything: the claim is the router's own, which gains nothing by it, and the refusers' word in it
- * is not evidence. Not part of the public API.
+ * anything. The claim is the router's own: its validator earns a share of a conviction it
+ * settles, but only of one its replay confirms, the worker's own signature being the evidence
+ * (the refusers' word in it is not). Not part of the public API.
  *
  * @module
  */
@@ -28,17 +29,37 @@ import type {
   ValidatorMessage,
 } from "./validator_messages.ts";
 
-/** Claims being checked at once, at most: each waits for a forward pass in the work queue. */
-const MAX_CLAIMS_CHECKING = 64;
+/**
+ * Claims taken and not settled at once, at most: each waits for a forward pass in the work
+ * queue. They come only from this node's router, one per lost worker of a job its own client
+ * ran, so the bound is against a flood of them, not their normal number.
+ */
+const MAX_CLAIMS_CHECKING = 1024;
+
+/**
+ * Tries of a claim's check that throws (the model failed to load, an error of this node's): it
+ * is tried again at the next finalize tick, as a peer's fraud proof is, and past the last the
+ * claim is dropped, said in the log.
+ */
+const MAX_CLAIM_CHECK_TRIES = 3;
 
 /** Hex characters of a key or job in log lines. */
 const LOG_CHARS = 12;
 
+/** A claim taken: who waits for its check, and how many of its checks threw. */
+interface TakenClaim {
+  claim: StreamClaim;
+  waiting: PromiseWithResolvers<StreamCheckResult>;
+  tries: number;
+}
+
 /** The stream claims a validator checks and settles (see the module doc). */
 export class StreamClaims {
   readonly #core: ValidatorCore;
-  /** Claims taken and not settled yet, by hash, with who waits for each. */
-  readonly #checking = new Map<string, PromiseWithResolvers<StreamCheckResult>>();
+  /** Claims taken and not settled yet, by hash. */
+  readonly #taken = new Map<string, TakenClaim>();
+  /** Those whose last check threw, waiting for the next finalize tick. */
+  readonly #failed = new Set<string>();
 
   constructor(core: ValidatorCore) {
     this.#core = core;
@@ -50,8 +71,7 @@ export class StreamClaims {
     if (!parsed.success) return { queued: false, skipped: "malformed" };
     const claim = parsed.data;
     const hash = streamClaimHash(claim);
-    if (this.#checking.has(hash)) return { queued: false, skipped: "duplicate" };
-    if (this.#checking.size >= MAX_CLAIMS_CHECKING) return { queued: false, skipped: "busy" };
+    if (this.#taken.has(hash)) return { queued: false, skipped: "duplicate" };
     const ledger = this.#core.ledger();
     // This node convicting itself would only move its own stake to itself, less the burn.
     if (bytesEqual(claim.worker, this.#core.options.identity.publicKey)) {
@@ -60,18 +80,51 @@ export class StreamClaims {
     if (ledger.streamFraudSettled(jobId(claim.job), claim.worker)) {
       return { queued: false, skipped: "already_settled" };
     }
+    if (this.#taken.size >= MAX_CLAIMS_CHECKING) {
+      this.#core.log(
+        `validator: stream claim against ${toHex(claim.worker).slice(0, LOG_CHARS)} dropped: ` +
+          `${MAX_CLAIMS_CHECKING} claims are waiting for their check`,
+      );
+      return { queued: false, skipped: "busy" };
+    }
     const waiting = Promise.withResolvers<StreamCheckResult>();
     waiting.promise.catch(() => {});
-    this.#checking.set(hash, waiting);
-    this.#core.enqueue(() => this.#check(claim)).then(
-      (check) => ctx.self.tell({ type: "stream_checked", claim, check }),
+    this.#taken.set(hash, { claim, waiting, tries: 0 });
+    this.#checkLater(hash, ctx);
+    return { queued: true, result: waiting.promise };
+  }
+
+  /** At the finalize tick: the claims whose last check threw are checked again. */
+  retryFailedChecks(ctx: ActorContext<ValidatorMessage>): void {
+    for (const hash of [...this.#failed]) {
+      this.#failed.delete(hash);
+      this.#checkLater(hash, ctx);
+    }
+  }
+
+  /** Queue the check of taken claim `hash`; its result comes back as `stream_checked`. */
+  #checkLater(hash: string, ctx: ActorContext<ValidatorMessage>): void {
+    const taken = this.#taken.get(hash)!;
+    this.#core.enqueue(() => this.#check(taken.claim)).then(
+      (check) => ctx.self.tell({ type: "stream_checked", claim: taken.claim, check }),
       (error) => {
-        this.#checking.delete(hash);
-        this.#core.log(`validator: stream claim ${hash.slice(0, LOG_CHARS)} not checked: ${error}`);
-        waiting.reject(error);
+        // Outside `receive`: the maps are this actor's, changed here as the fraud proofs' are.
+        const who = toHex(taken.claim.worker).slice(0, LOG_CHARS);
+        if (++taken.tries < MAX_CLAIM_CHECK_TRIES) {
+          this.#failed.add(hash);
+          this.#core.log(
+            `validator: stream claim against ${who} not checked (try ${taken.tries}): ${error}`,
+          );
+          return;
+        }
+        this.#taken.delete(hash);
+        this.#core.log(
+          `validator: stream claim against ${who} dropped after ${taken.tries} failed checks: ` +
+            `${error}`,
+        );
+        taken.waiting.reject(error);
       },
     ).catch(() => {});
-    return { queued: true, result: waiting.promise };
   }
 
   /** Replay the claimed position with the job's model (none held here: inconclusive). */
@@ -91,8 +144,8 @@ export class StreamClaims {
     ctx: ActorContext<ValidatorMessage>,
   ): Promise<void> {
     const { claim, check } = message;
-    const waiting = this.#checking.get(check.claimHash);
-    this.#checking.delete(check.claimHash);
+    const waiting = this.#taken.get(check.claimHash)?.waiting;
+    this.#taken.delete(check.claimHash);
     const worker = toHex(claim.worker).slice(0, LOG_CHARS);
     const job = jobId(claim.job);
     if (!check.confirmed) {

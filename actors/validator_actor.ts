@@ -527,8 +527,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet;
         // nor is one a peer's fraud proof is being checked against.
         const now = this.#now();
-        // Peers' proofs whose check threw: checked again (their receipt still held).
+        // Peers' proofs whose check threw: checked again (their receipt still held); so are
+        // stream claims whose check threw.
         this.#fraudProofs.retryFailedChecks(ctx);
+        this.#streamClaims.retryFailedChecks(ctx);
         const checked = this.#fraudProofs.checkedReceipts(now);
         const finalized = await ledger.finalizeDue((id) => checked.has(id));
         // Peers' receipts no longer open (paid, slashed, left unpaid, past their window) take

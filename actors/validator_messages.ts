@@ -262,7 +262,7 @@ export interface StreamClaimMessage {
 export interface StreamClaimHandled {
   /** Whether it was taken for a check. */
   queued: boolean;
-  /** Why not: `malformed`, `duplicate`, `already_settled`, `self_accusation`. */
+  /** Why not: `malformed`, `duplicate`, `already_settled`, `self_accusation`, `busy`. */
   skipped?: string;
   /** In-process only: resolves with the check once the claim is settled (or refuted). */
   result?: Promise<StreamCheckResult>;

@@ -17,6 +17,7 @@ import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type StreamClaim, StreamSigner } from "../../protocols/stream_commitment.ts";
 import type { StreamCheckResult } from "../../proof/stream_check.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { eventually } from "../_helpers/wait.ts";
 import { f, HONEST_MODELS, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
 
 const STAKE = 1_000_000;
@@ -180,5 +181,51 @@ Deno.test("a stream claim against an honest worker's stream is refuted at every 
     assert.equal(own.handled.skipped, "self_accusation");
   } finally {
     await close();
+  }
+});
+
+Deno.test("a stream claim whose check throws (the model failed to load) is checked again at the next finalize tick, not lost: the liar is convicted", async () => {
+  const system = new ActorSystem({ name: "stream-claims-retry" });
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  let failures = 1;
+  const validator = await spawnValidator(system, {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: 0,
+    models: {
+      get: (cid) =>
+        failures-- > 0
+          ? Promise.reject(new Error("model load failed (transient)"))
+          : HONEST_MODELS.get(cid),
+    },
+  });
+  const ledger = ledgerReads(() => validator, clock);
+  try {
+    const liar = Identity.generate();
+    await validator.ask({ type: "deposit", key: liar.publicKey, amount: STAKE });
+    const j = job("retry");
+    // An id outside the vocabulary: confirmed without a forward pass, once the model is there.
+    const claim = claimOf(j, liar, [f.honest.info.vocabSize + 5], 0);
+    const handled = await validator.ask<StreamClaimHandled>({ type: "stream_claim", claim });
+    assert.equal(handled.queued, true);
+    // Failed before stop 68's review: the first check threw, and the claim was dropped for good.
+    let checked: StreamCheckResult | undefined;
+    handled.result!.then((c) => checked = c, () => {});
+    // Each finalize tick checks again what threw; the first tick may come before the first
+    // check has thrown.
+    await eventually(async () => {
+      await validator.ask({ type: "finalize" });
+      return checked !== undefined;
+    }, "the claim's check");
+    const check = checked;
+    assert.equal(failures, -1, "checked twice: once failed, once again");
+    assert.equal(check?.reason, "confirmed");
+    const slashed = DEFAULT_ECONOMICS.slashMultiplier * DEFAULT_ECONOMICS.defaultTokenPrice;
+    assert.equal((await ledger.account(liar.publicKey)).stake, STAKE - slashed);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
   }
 });
