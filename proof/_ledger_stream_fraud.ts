@@ -38,9 +38,11 @@ export interface StreamFraudSettlement {
  * @throws {RangeError} for a settlement that names no job, key, claim or token count (a caller's
  *   bug: the checked claim gives each).
  * @throws {LedgerRejectedError} `self_accusation` (the owner convicting itself would pay itself
- *   from its own stake), `already_settled` (this job and worker are settled here),
- *   `receipt_recorded` (this ledger holds the worker's receipt for the job, or keeps it as its
- *   claim: the receipt's fraud proof convicts it, at the lock the receipt backs).
+ *   from its own stake), `already_settled` (this job and worker are settled here). A receipt of
+ *   the worker's for the job does not stop it (stop 68's review: a liar that announced one, with
+ *   an honest output, before the claim's check shielded its stream): the receipt is judged on
+ *   its own, and earns nothing without the requester's assignment, which a lost worker never
+ *   gets.
  */
 export function streamFraudEntry(
   view: LedgerView,
@@ -54,12 +56,6 @@ export function streamFraudEntry(
   }
   if (view.index.proofSettled(streamFraudKey(jobId, worker))) {
     throw new LedgerRejectedError("already_settled", "this worker's stream of the job is settled");
-  }
-  if (holdsReceipt(view, jobId, worker)) {
-    throw new LedgerRejectedError(
-      "receipt_recorded",
-      "this ledger holds the worker's receipt for the job: its fraud proof convicts it",
-    );
   }
   // What a receipt for these tokens would have earned (`rewardOf` of a text receipt: tokens ×
   // the model's price, to the quantum) and locked (`lockOf`): a stream cut short carries the
@@ -85,17 +81,6 @@ export function streamFraudEntry(
     slashed,
     reward: roundCredits(slashed * view.economics.validatorRewardShare),
   };
-}
-
-/**
- * Whether this ledger holds a receipt of hex `worker` for `jobId`: the one recorded for the job,
- * or one kept as the worker's claim for it (refused while another's receipt held the job, for
- * want of stake, or the job taken from it).
- */
-function holdsReceipt(view: LedgerView, jobId: string, worker: string): boolean {
-  const recorded = view.index.jobReceipt(jobId);
-  if (recorded !== undefined && view.record(recorded)?.worker === worker) return true;
-  return view.index.unrecordedClaim(jobId, worker) !== undefined;
 }
 
 /** A hex SHA-256: what names a job and a claim. */

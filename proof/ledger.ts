@@ -834,21 +834,20 @@ export class Ledger {
    * This ledger's owner checked a stream claim (`proof/stream_check.ts`) and confirmed it: the
    * worker signed `tokens` tokens of the job that the job could not give, and dropped before any
    * receipt. No stake was locked for a stream, so `slashMultiplier ×` the reward of `tokens`
-   * tokens at the model's price (`settlement.model`'s) is cut from the worker's whole stake (the part its open receipts
-   * lock included; at most all of it, never below zero; nothing from a key convicted of pledge
+   * tokens at the model's price (`settlement.model`'s) is cut from the worker's whole stake (the
+   * part its open receipts lock included; at most all of it, never below zero; nothing from a key convicted of pledge
    * equivocation, whose stake is forfeited already); the owner earns `validatorRewardShare` of
    * the cut, the rest is burned. A key with no stake here is convicted all the same: the entry
    * is on record, moving nothing. Settled once per job and worker (a `stream_fraud` entry).
    *
-   * A receipt of the worker's for the job recorded after the conviction is not stopped by it: it
-   * is recorded, locks and may be paid or slashed like any receipt (its fraud proof, if the
-   * tokens it signs are wrong, slashes it again, for the claim it signed).
+   * A receipt of the worker's for the job, recorded before the conviction or after, neither stops
+   * it nor is stopped by it: the receipt is judged on its own (its fraud proof, if the tokens it
+   * signs are wrong, slashes it too, for the claim it signed), and earns nothing without the
+   * requester's assignment, which a lost worker never gets.
    *
    * @returns The stake cut (the owner earned `validatorRewardShare` of it, to the quantum).
    * @throws {LedgerRejectedError} `self_accusation` for the owner's own stream,
-   *   `already_settled` for a second conviction of the worker for the job, `receipt_recorded`
-   *   when this ledger holds the worker's receipt for the job (recorded, or kept as its claim):
-   *   the receipt's fraud proof convicts it instead.
+   *   `already_settled` for a second conviction of the worker for the job.
    * @throws {RangeError} for a settlement that names no job, key, claim or token count.
    */
   async settleStreamFraud(settlement: StreamFraudSettlement): Promise<number> {
