@@ -23,6 +23,7 @@ import { equivocationSlash, type LedgerView, lockOf, rewardOf } from "./_ledger_
 import { claimBody, unrecordedClaimEntry, unrecordedEquivocation } from "./_ledger_unrecorded.ts";
 import { lateAssignment, takesAssignment } from "./_ledger_late_assignment.ts";
 import { stakeRefusedClaim } from "./_ledger_stake_refused.ts";
+import { streamFraudKey } from "./ledger_index.ts";
 
 /**
  * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
@@ -40,9 +41,14 @@ export function receiptDecision(
   const assignment = options.assignment;
   const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
   const requester = assigned ? toHex(assignment.requester) : null;
-  const uncredited = options.uncredited;
-  const credit = assigned && uncredited === undefined ? reward : 0;
   return () => {
+    // A worker convicted here of streaming this job's tokens wrong is not paid for the job
+    // (`stream_fraud`): recorded and judged as any receipt, credited nothing, even assigned (a
+    // worker whose connection dropped after a last token it made up gets its assignment, and its
+    // receipt asked for later).
+    const streamConvicted = view.index.proofSettled(streamFraudKey(receipt.jobId, worker));
+    const uncredited = options.uncredited ?? (streamConvicted ? "stream_convicted" : undefined);
+    const credit = assigned && uncredited === undefined ? reward : 0;
     const firstId = view.index.jobReceipt(receipt.jobId);
     const first = firstId === undefined ? undefined : view.record(firstId);
     // Another receipt of this worker for a job it already has one recorded for, claiming

@@ -41,8 +41,8 @@ export interface StreamFraudSettlement {
  *   from its own stake), `already_settled` (this job and worker are settled here). A receipt of
  *   the worker's for the job does not stop it (stop 68's review: a liar that announced one, with
  *   an honest output, before the claim's check shielded its stream): the receipt is judged on
- *   its own, and earns nothing without the requester's assignment, which a lost worker never
- *   gets.
+ *   its own and earns nothing, recorded before the conviction (`uncredited`) or after
+ *   (`_ledger_receipts.ts`).
  */
 export function streamFraudEntry(
   view: LedgerView,
@@ -71,6 +71,14 @@ export function streamFraudEntry(
     ? Math.max(0, view.state.account(worker).stake)
     : 0;
   const slashed = Math.min(stake, owed);
+  // Its receipt for the job, recorded here and open, is not paid, assigned or not, now or when
+  // its assignment comes (a worker whose connection dropped after a last token it made up got
+  // its assignment, and the router asks for its receipt later). The receipt is judged on its
+  // own all the same: its fraud proof, if any, slashes it for the claim it signed.
+  const recordedId = view.index.jobReceipt(jobId);
+  const recorded = recordedId === undefined ? undefined : view.record(recordedId);
+  const open = recorded?.worker === worker &&
+    (recorded.status === "pending" || recorded.status === "challenged");
   return {
     jobId,
     worker,
@@ -80,6 +88,7 @@ export function streamFraudEntry(
     tokens,
     slashed,
     reward: roundCredits(slashed * view.economics.validatorRewardShare),
+    ...(open ? { uncredited: [recorded.receiptId] } : {}),
   };
 }
 

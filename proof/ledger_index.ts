@@ -557,6 +557,10 @@ export class LedgerIndex {
         // Settled once per job and worker (`Ledger.settleStreamFraud`); no receipt to mark, and
         // the worker is convicted here as one with a slashed receipt is (routed around).
         q.settle.run(streamFraudKey(b.jobId, b.worker));
+        // Its receipt for the job, open here, is not paid when its assignment comes either.
+        for (const id of (b.uncredited as unknown as string[] | undefined) ?? []) {
+          q.settle.run(uncreditedReceiptKey(id));
+        }
         return void q.settle.run(streamConvictedKey(b.worker));
       case "verdict": {
         const v = b.verdict as unknown as Verdict;

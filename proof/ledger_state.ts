@@ -545,6 +545,11 @@ export class LedgerState {
         // key with nothing to cut: no account is made for it.
         if (b.slashed > 0) this.#cut(this.#account(b.worker), b.slashed);
         if (b.reward > 0) this.#move(this.#account(b.validator), "balance", b.reward);
+        // Its open receipt for the job is not paid (`_ledger_stream_fraud.ts`).
+        for (const id of (b.uncredited as string[] | undefined) ?? []) {
+          const rec = this.#open.get(id);
+          if (rec) rec.credit = 0;
+        }
         return;
     }
   }

@@ -30,6 +30,9 @@ const PRICE = 0.25;
 const MODEL = job(0).model;
 
 /** A ledger of `me` on `clock` pricing the fixture model at {@link PRICE}. */
+/** What a ledger derives from its log: removed, every entry is replayed from genesis. */
+const STATE_FILES = [CHECKPOINT_FILE, INDEX_FILE, `${INDEX_FILE}-wal`, `${INDEX_FILE}-shm`];
+
 function open(dir: string, me: Identity, clock: { t: number }): Promise<Ledger> {
   return Ledger.open(dir, me, {
     now: () => clock.t,
@@ -315,8 +318,7 @@ Deno.test("a stream conviction survives a reopen, a replay from genesis and a re
       await ledger.close();
     }
     // With the checkpoint and the index gone: every entry replayed from genesis.
-    const derived = [CHECKPOINT_FILE, INDEX_FILE, `${INDEX_FILE}-wal`, `${INDEX_FILE}-shm`];
-    for (const file of derived) {
+    for (const file of STATE_FILES) {
       await Deno.remove(`${dir}/${file}`).catch(() => {});
     }
     ledger = await open(dir, me, clock);
@@ -356,6 +358,53 @@ Deno.test("a stream settlement that names no job, key, claim or token count is a
       assert.equal(await ledger.settleStreamFraud(good), M * 10 * PRICE, "the writer goes on");
     } finally {
       await ledger.close();
+    }
+  });
+});
+
+Deno.test("a worker convicted of streaming a job's tokens wrong is not paid for the job: its receipt for it, recorded before the conviction or after, assigned then or later, earns nothing; another worker's receipt for the job is paid", async () => {
+  await withLedgerDir(async (dir, clock) => {
+    const me = Identity.generate();
+    const [before, after, late, other] = [0, 1, 2, 3].map(() => Identity.generate());
+    const ledger = await open(dir, me, clock);
+    try {
+      for (const key of [before, after, late, other]) {
+        await ledger.deposit(key.publicKey, 10_000);
+      }
+      // Recorded assigned, then convicted: a worker whose connection dropped after a last token
+      // it made up gets its assignment, and its receipt is asked for later.
+      const first = receipt(20, 10, before);
+      await ledger.recordReceipt(first, assigned(first));
+      await ledger.settleStreamFraud(streamed(20, before, 10));
+      // Convicted, then its receipt comes assigned.
+      await ledger.settleStreamFraud(streamed(21, after, 10));
+      const second = receipt(21, 10, after);
+      await ledger.recordReceipt(second, assigned(second));
+      // Recorded unassigned, convicted, then the assignment comes.
+      const third = receipt(22, 10, late);
+      await ledger.recordReceipt(third);
+      await ledger.settleStreamFraud(streamed(22, late, 10));
+      await ledger.recordReceipt(third, assigned(third));
+      // Another worker's receipt, for a job nobody was convicted on.
+      const fourth = receipt(23, 10, other);
+      await ledger.recordReceipt(fourth, assigned(fourth));
+      // Replayed from genesis (no checkpoint, no index), the credits are the same.
+      await ledger.close();
+      for (const file of STATE_FILES) await Deno.remove(`${dir}/${file}`).catch(() => {});
+      const replayed = await open(dir, me, clock);
+      try {
+        clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+        await replayed.finalizeDue();
+        // Failed before: the first two were paid 10 × PRICE each, the third as much.
+        for (const key of [before, after, late]) {
+          assert.equal(replayed.account(key.publicKey).balance, 0, "a convicted worker was paid");
+        }
+        assert.equal(replayed.account(other.publicKey).balance, 10 * PRICE);
+      } finally {
+        await replayed.close();
+      }
+    } finally {
+      await ledger.close().catch(() => {});
     }
   });
 });
