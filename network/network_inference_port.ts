@@ -355,6 +355,23 @@ export class NetworkInferencePort implements InferencePort {
         if (endLost && assignment) {
           this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
         }
+        // No takeover replays the tokens of a job whose last token came: the worker's signed
+        // stream is checked instead, every token of it (an honest one is refuted, at the cost
+        // of one forward pass; one whose last token was made up to end the job is convicted, and
+        // its receipt, when it comes, is not paid).
+        const head = attempt.handle.signedStream?.head;
+        if (endLost && head !== undefined) {
+          this.#toValidator(attempt.worker, {
+            type: "stream_claim",
+            claim: {
+              job,
+              worker: attempt.worker,
+              tokenIds: attempt.handle.signedStream!.tokenIds.slice(0, head.n),
+              sig: head.sig,
+              at: head.n - 1,
+            },
+          });
+        }
         const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
         // Every token delivered and the worker's stream broken where its end was due (another
         // event, no end in time: `_remote_job.ts`): the client has its whole answer, and no

@@ -461,6 +461,24 @@ Deno.test("who pays: a liar that ends its stream with an id outside the vocabula
   }
 });
 
+Deno.test("who pays: a liar that marks its wrong token as the job's last and drops before its end event is claimed: no takeover replays a finished job, so its whole signed stream goes to the validator", async () => {
+  const last = { ...WRONG, finishReason: "stop" } as const;
+  const liar = await crashingWorker([wireToken(0), last]);
+  const r = await router([liar.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("made-up-last"), liar);
+    // The client was told its answer is complete; the receipt is asked for later.
+    assert.equal(got.failed, undefined);
+    assert.deepEqual(got.positions, [0, 1]);
+    // Failed before stop 68's review: nothing reached the validator.
+    assert.deepEqual(claimsOf(r.recorder.told), [
+      { worker: liar.key, at: 1, tokenIds: [token(0).tokenId, WRONG.tokenId] },
+    ]);
+  } finally {
+    await closeAll(r, [liar]);
+  }
+});
+
 Deno.test("who pays: a worker whose token event carries no signature of the job's stream is a broken stream: kept off the model, paid nothing, and the takeover is credited", async () => {
   const unsigned = await linked((atWorker, submissions) => {
     atWorker.handle(SubmitMessage, (body) => {
