@@ -372,10 +372,13 @@ export class RemoteJob {
         const unsigned = items !== undefined && inOrder && this.#o.stream !== undefined &&
           !this.#o.stream.accept(items.map((t) => t.tokenId), (event as TokensEvent).sig);
         if (items === undefined || !inOrder || unsigned) {
+          const sig = (event as TokensEvent).sig;
           const error = new InferenceStreamError(
-            unsigned
-              ? `a ${event.kind} event without the worker's valid signature of the job's stream`
-              : `unexpected ${event.kind} event`,
+            !unsigned ? `unexpected ${event.kind} event` : sig === undefined
+              // A worker that predates signed streams sends none: said so, for its operator.
+              ? `a ${event.kind} event without the worker's signature of the job's stream (sig): ` +
+                `a worker that predates signed streams, whose tokens are refused`
+              : `a ${event.kind} event whose signature is not the worker's over the job's stream`,
           );
           this.#reader.cancel(error).catch(() => {});
           this.#end("error", error);
