@@ -93,6 +93,11 @@ export interface HeldEvidence {
    * first. Absent in a file written before they were kept.
    */
   claims?: KeptClaim[];
+  /**
+   * Stream claims from this node's router taken and not settled yet (`_stream_claims.ts`), taken
+   * again at the start. Absent in a file written before they were kept. Untrusted when read.
+   */
+  streamClaims?: unknown[];
 }
 
 /**
@@ -127,6 +132,7 @@ export class HeldEvidenceFile {
         proofs: list<KeptProof>(kept?.proofs),
         unbacked: list<SpentUnbacked>(kept?.unbacked),
         claims: list<KeptClaim>(kept?.claims),
+        streamClaims: list<unknown>(kept?.streamClaims),
       },
     };
   }
@@ -137,13 +143,17 @@ export class HeldEvidenceFile {
    */
   keep(held: HeldEvidence): Promise<boolean> {
     const claims = (held.claims ?? []).map((c) => definedOnly({ ...c }));
+    const streamClaims = held.streamClaims ?? [];
     const empty = held.receipts.length === 0 && held.proofs.length === 0 &&
-      held.unbacked.length === 0 && claims.length === 0;
+      held.unbacked.length === 0 && claims.length === 0 && streamClaims.length === 0;
     if (empty) return this.#file.keep(undefined);
     const receipts = held.receipts.map((m) => definedOnly({ ...m }));
     const proofs = held.proofs.map((p) => definedOnly({ ...p }));
     // Written only when there are claims: a file of a node that holds none reads as before.
-    const kept = claims.length === 0 ? {} : { claims };
+    const kept = {
+      ...(claims.length === 0 ? {} : { claims }),
+      ...(streamClaims.length === 0 ? {} : { streamClaims }),
+    };
     return this.#file.keep({ receipts, proofs, unbacked: held.unbacked, ...kept });
   }
 }

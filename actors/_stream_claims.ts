@@ -94,6 +94,11 @@ export class StreamClaims {
     return { queued: true, result: waiting.promise };
   }
 
+  /** The claims taken and not settled yet, kept across a stop (`_held_evidence.ts`). */
+  pending(): StreamClaim[] {
+    return [...this.#taken.values()].map((taken) => taken.claim);
+  }
+
   /** At the finalize tick: the claims whose last check threw are checked again. */
   retryFailedChecks(ctx: ActorContext<ValidatorMessage>): void {
     for (const hash of [...this.#failed]) {

@@ -363,6 +363,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         : this.receive({ type: "verdict", verdict: verdict as Verdict, origin }, ctx);
       await restored.catch(() => {});
     }
+    // Stream claims taken and not settled at the stop: taken again (checked, then settled).
+    for (const claim of held.streamClaims ?? []) this.#streamClaims.onStreamClaim(claim, ctx);
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
       const timer = setInterval(() => {
@@ -391,7 +393,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     held.proofs.push(...this.#fraudProofs.pledgeHeld.all());
     // The proofs in flight kept above spend their checks again when they are taken up; those
     // not kept (past the memory's bound) keep theirs spent.
-    return { ...held, unbacked: this.#fraudProofs.unbacked.spentSettled(this.#now(), keptTaken) };
+    return {
+      ...held,
+      unbacked: this.#fraudProofs.unbacked.spentSettled(this.#now(), keptTaken),
+      streamClaims: this.#streamClaims.pending(),
+    };
   }
 
   /** Keep what is held on disk, if it changed since the last keep (`_held_evidence.ts`). */

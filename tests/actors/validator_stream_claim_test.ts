@@ -229,3 +229,50 @@ Deno.test("a stream claim whose check throws (the model failed to load) is check
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a stream claim taken and not settled when the validator stops is taken again at its start: the liar is convicted after the restart", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const liar = Identity.generate();
+  const j = job("restart");
+  // An id outside the vocabulary: confirmed without a forward pass, once the model is there.
+  const claim = claimOf(j, liar, [f.honest.info.vocabSize + 5], 0);
+  try {
+    // The model fails to load before the stop: the claim waits for the next tick.
+    const before = new ActorSystem({ name: "stream-claims-before" });
+    let loads = 0;
+    const down = await spawnValidator(before, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: 0,
+      models: { get: () => (loads++, Promise.reject(new Error("model load failed"))) },
+    });
+    await down.ask({ type: "deposit", key: liar.publicKey, amount: STAKE });
+    const handled = await down.ask<StreamClaimHandled>({ type: "stream_claim", claim });
+    assert.equal(handled.queued, true);
+    await eventually(() => loads === 1, "the first check");
+    await before.shutdown();
+    // Failed before: the claim lived in memory only, and the restart forgot it.
+    const after = new ActorSystem({ name: "stream-claims-after" });
+    try {
+      const up = await spawnValidator(after, {
+        identity: me,
+        ledgerDir: `${dir}/ledger`,
+        clock,
+        challengeProbability: 0,
+        models: HONEST_MODELS,
+      });
+      const ledger = ledgerReads(() => up, clock);
+      const slashed = DEFAULT_ECONOMICS.slashMultiplier * DEFAULT_ECONOMICS.defaultTokenPrice;
+      await eventually(
+        async () => (await ledger.account(liar.publicKey)).stake === STAKE - slashed,
+        "the liar convicted after the restart",
+      );
+    } finally {
+      await after.shutdown();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
