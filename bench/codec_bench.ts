@@ -19,11 +19,15 @@
  * 4. Hashing: `protocols/hash.ts`'s `sha256` (the project's one hash: JS below
  *    `NATIVE_HASH_FROM_BYTES`, native from there) against each of its two implementations alone,
  *    from 32 bytes to 32 MiB — the measurement behind the threshold (information only).
+ * 5. Signed streams: a worker's signature of one token event and its requester's check, the
+ *    running hash included (`protocols/stream_commitment.ts`), for events of 1 and 8 tokens: the
+ *    cost every relayed token pays since stop 68 (information only).
  *
  * Every number is the median over `--runs` runs; ratios compare medians.
  *
  * @module
  */
+import { StreamSigner, StreamVerifier } from "../protocols/stream_commitment.ts";
 import * as v from "valibot";
 import { z } from "zod";
 import {
@@ -366,6 +370,40 @@ for (const size of [32, 256, 512, 4096, 65536, 1 << 20, 32 << 20]) {
     `${pad(label, 12)}${lpad(`${ours.toFixed(2)} µs`, 14)}${lpad(`${js.toFixed(2)} µs`, 14)}${
       lpad(`${native.toFixed(2)} µs`, 14)
     }${lpad((size / ours).toFixed(0), 14)}`,
+  );
+}
+
+console.log(
+  "\n5. Signed streams (protocols/stream_commitment.ts): per token event, the worker's signature " +
+    "and the requester's check (the hash chain included)",
+);
+console.log(
+  `${pad("tokens/event", 14)}${lpad("sign", 12)}${lpad("check", 12)}${lpad("both/token", 14)}`,
+);
+for (const perEvent of [1, 8]) {
+  const signer = Identity.generate();
+  const events = Math.min(ITERATIONS, 2000);
+  const ids = Array.from({ length: perEvent }, (_, i) => 97 + i);
+  const signs: number[] = [];
+  const checks: number[] = [];
+  for (let run = 0; run < Math.min(RUNS, 5); run++) {
+    const stream = new StreamSigner(signer, "ab".repeat(32));
+    const verifier = new StreamVerifier(signer.publicKey, "ab".repeat(32));
+    const sigs: Uint8Array[] = [];
+    let start = performance.now();
+    for (let i = 0; i < events; i++) sigs.push(stream.sign(ids));
+    signs.push((performance.now() - start) * 1000 / events);
+    start = performance.now();
+    for (let i = 0; i < events; i++) {
+      if (!verifier.accept(ids, sigs[i])) throw new Error("a signed event was refused");
+    }
+    checks.push((performance.now() - start) * 1000 / events);
+  }
+  const [sign, check] = [median(signs), median(checks)];
+  console.log(
+    `${pad(String(perEvent), 14)}${lpad(`${sign.toFixed(1)} µs`, 12)}${
+      lpad(`${check.toFixed(1)} µs`, 12)
+    }${lpad(`${((sign + check) / perEvent).toFixed(1)} µs`, 14)}`,
   );
 }
 
