@@ -18,6 +18,7 @@ import { type StreamClaim, StreamSigner } from "../../protocols/stream_commitmen
 import type { StreamCheckResult } from "../../proof/stream_check.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { honestTokens, leastLikely, sampledJob } from "../proof/_stream_fixtures.ts";
 import { f, HONEST_MODELS, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
 
 const STAKE = 1_000_000;
@@ -28,37 +29,15 @@ const WRONG_AT = 5;
 
 const me = Identity.generate();
 
-/** A sampled job on the honest model (a seeded rule with room for near ties). */
-function job(nonce: string): TextJob {
-  return {
-    kind: "text",
-    model: f.honest.info.cid,
-    prompt: "Once upon a time, in a land far away, there lived",
-    params: { maxTokens: 16, temperature: 0.8, topK: 0, topP: 1, seed: 7, stop: [] },
-    nonce,
-  };
-}
+/** A sampled job on the honest model. */
+const job = (nonce: string): TextJob => sampledJob(f.honest, nonce);
 
 /** The first {@link TOKENS} token ids the honest model streams for `j`. */
-async function honestIds(j: TextJob): Promise<number[]> {
-  const ids: number[] = [];
-  for await (const c of f.honest.generate(f.honest.tokenizer.encode(j.prompt), j.params)) {
-    ids.push(c.tokenId);
-    if (ids.length === TOKENS) break;
-  }
-  return ids;
-}
+const honestIds = (j: TextJob) => honestTokens(f.honest, j, TOKENS);
 
-/** The byte the job's rule gives the least probability at `at` after `prefix`. */
-async function leastLikely(j: TextJob, prefix: number[]): Promise<number> {
-  const promptIds = f.honest.tokenizer.encode(j.prompt);
-  const logits = await f.honest.forward([...promptIds, ...prefix]);
-  const vocab = f.honest.info.vocabSize;
-  const row = logits.subarray((promptIds.length - 1 + prefix.length) * vocab).subarray(0, vocab);
-  let token = 0;
-  for (let id = 0; id < 256; id++) if (row[id] < row[token]) token = id;
-  return token;
-}
+/** The byte the job's rule gives the least probability after `prefix`. */
+const leastLikelyAfter = async (j: TextJob, prefix: number[]) =>
+  (await leastLikely(f.honest, j, prefix)).token;
 
 /** `worker`'s claim over `ids` of `j`, signed in events of 4 tokens as it streamed them. */
 function claimOf(j: TextJob, worker: Identity, ids: number[], at: number): StreamClaim {
@@ -112,7 +91,7 @@ Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m 
     await deposit(me.publicKey);
     const j = job("liar");
     const ids = await honestIds(j);
-    ids[WRONG_AT] = await leastLikely(j, ids.slice(0, WRONG_AT));
+    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
     const before = await ledger.account(me.publicKey);
     const { handled, check } = await claimed(validator, claimOf(j, liar, ids, WRONG_AT));
     assert.equal(handled.queued, true, `skipped: ${handled.skipped}`);
@@ -165,7 +144,7 @@ Deno.test("a stream claim against an honest worker's stream is refuted at every 
     }
     // A tampered stream, but signed by another key than the worker's it names.
     const wrong = [...ids];
-    wrong[WRONG_AT] = await leastLikely(j, ids.slice(0, WRONG_AT));
+    wrong[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
     const forged = {
       ...claimOf(j, Identity.generate(), wrong, WRONG_AT),
       worker: honest.publicKey,

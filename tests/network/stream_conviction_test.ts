@@ -17,7 +17,7 @@ import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type InferenceEvent, SubmitMessage } from "../../protocols/inference_messages.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
+import { jobId } from "../../protocols/job.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { StaticModels } from "../server/_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -29,8 +29,9 @@ import {
   START,
 } from "../actors/_validator_fixture.ts";
 import { linked } from "./_hostile_worker_fixture.ts";
+import { leastLikely, sampledJob } from "../proof/_stream_fixtures.ts";
 import { Workers } from "./_router_doubles.ts";
-import { signed } from "./_scripted_worker_fixture.ts";
+import { events, signed } from "./_scripted_worker_fixture.ts";
 
 const STAKE = 1_000_000;
 /** Tokens the liar streams before it drops; the last of them is wrong. */
@@ -38,24 +39,7 @@ const STREAMED = 6;
 const WRONG_AT = STREAMED - 1;
 
 /** A sampled job on the honest model. */
-const JOB: TextJob = {
-  kind: "text",
-  model: f.honest.info.cid,
-  prompt: "Once upon a time, in a land far away, there lived",
-  params: { maxTokens: 16, temperature: 0.8, topK: 0, topP: 1, seed: 7, stop: [] },
-  nonce: "stream-conviction",
-};
-
-/** The byte the job's rule gives the least probability after `prefix`. */
-async function leastLikely(j: TextJob, prefix: number[]): Promise<number> {
-  const promptIds = f.honest.tokenizer.encode(j.prompt);
-  const logits = await f.honest.forward([...promptIds, ...prefix]);
-  const vocab = f.honest.info.vocabSize;
-  const row = logits.subarray((promptIds.length - 1 + prefix.length) * vocab).subarray(0, vocab);
-  let token = 0;
-  for (let id = 0; id < 256; id++) if (row[id] < row[token]) token = id;
-  return token;
-}
+const JOB = sampledJob(f.honest, "stream-conviction");
 
 Deno.test("a worker that streams a token the job's rule could not give and drops is slashed in its router's ledger: the takeover refuses its tokens, the client is told, the validator replays the liar's signed stream", async () => {
   const system = new ActorSystem({ name: "stream-conviction" });
@@ -84,7 +68,7 @@ Deno.test("a worker that streams a token the job's rule could not give and drops
         ids.push(c.tokenId);
         if (ids.length === WRONG_AT) break;
       }
-      ids.push(await leastLikely(body.job, ids));
+      ids.push((await leastLikely(f.honest, body.job, ids)).token);
       const list: InferenceEvent[] = [
         { kind: "start", jobId: jobId(body.job), model: info[0], promptTokens: 1 },
         ...ids.map((tokenId, index): InferenceEvent => ({
@@ -94,17 +78,7 @@ Deno.test("a worker that streams a token the job's rule could not give and drops
           text: "?",
         })),
       ];
-      let i = 0;
-      return signed(
-        new ReadableStream<InferenceEvent>({
-          pull: async (c) => {
-            if (i < list.length) c.enqueue(list[i++]);
-            else await new Promise(() => {});
-          },
-        }, { highWaterMark: 0 }),
-        identity,
-        body,
-      );
+      return signed(events(list), identity, body);
     });
   });
   const validator = await spawnValidator(system, {

@@ -17,12 +17,12 @@ import { DEFAULT_SAMPLING_TOLERANCE } from "../../proof/sampling_check.ts";
 import type { TextModel } from "../../inference/text_model.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { type GenerationParams, jobId, type TextJob } from "../../protocols/job.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type StreamClaim, StreamSigner } from "../../protocols/stream_commitment.ts";
 import { loadCalibratedFixture, loadFixture } from "./_models.ts";
+import { honestTokens, leastLikely, sampledJob } from "./_stream_fixtures.ts";
 
 const worker = Identity.generate();
-const PROMPT = "Once upon a time, in a land far away, there lived";
 /** Tokens per signed event: the claim carries only the last event's signature. */
 const TOKENS_PER_EVENT = 3;
 /** The tampered position of the tests that tamper. */
@@ -30,33 +30,9 @@ const TAMPERED_AT = 5;
 
 /** A sampled job and a greedy one (temperature 0), of `maxTokens` tokens. */
 function jobs(model: TextModel, maxTokens = 16): TextJob[] {
-  const sampled: GenerationParams = {
-    maxTokens,
-    temperature: 0.8,
-    topK: 0,
-    topP: 1,
-    seed: 7,
-    stop: [],
-  };
-  return [
-    { kind: "text", model: model.info.cid, prompt: PROMPT, params: sampled, nonce: "sampled" },
-    {
-      kind: "text",
-      model: model.info.cid,
-      prompt: PROMPT,
-      params: { ...sampled, temperature: 0, seed: 0 },
-      nonce: "greedy",
-    },
-  ];
-}
-
-/** The token ids an honest worker streams for `job`. */
-async function honestTokens(model: TextModel, job: TextJob): Promise<number[]> {
-  const ids: number[] = [];
-  for await (const c of model.generate(model.tokenizer.encode(job.prompt), job.params)) {
-    ids.push(c.tokenId);
-  }
-  return ids;
+  const sampled = sampledJob(model, "sampled", maxTokens);
+  const greedy = { ...sampled.params, temperature: 0, seed: 0 };
+  return [sampled, { ...sampled, params: greedy, nonce: "greedy" }];
 }
 
 /**
@@ -81,28 +57,6 @@ function claimOf(
 async function optionSets(): Promise<{ name: string; options: ValidationOptions }[]> {
   const { calibration } = await loadCalibratedFixture();
   return [{ name: "calibrated", options: { calibration } }, { name: "defaults", options: {} }];
-}
-
-/**
- * The byte id the job's rule gives the least probability after `prefix`, with that probability
- * (at temperature 0, its softmax at temperature 1: its logit's distance from the best one).
- */
-async function leastLikely(
-  model: TextModel,
-  job: TextJob,
-  prefix: readonly number[],
-): Promise<{ token: number; p: number }> {
-  const promptIds = model.tokenizer.encode(job.prompt);
-  const logits = await model.forward([...promptIds, ...prefix]);
-  const vocab = model.info.vocabSize;
-  const row = logits.subarray((promptIds.length - 1 + prefix.length) * vocab).subarray(0, vocab);
-  const t = job.params.temperature > 0 ? job.params.temperature : 1;
-  const max = Math.max(...row);
-  let z = 0;
-  for (const l of row) z += Math.exp((l - max) / t);
-  let token = 0;
-  for (let id = 0; id < 256; id++) if (row[id] < row[token]) token = id;
-  return { token, p: Math.exp((row[token] - max) / t) / z };
 }
 
 Deno.test("stream check: an honest stream is refuted at every position, sampled and greedy", async () => {
