@@ -20,6 +20,7 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { honestTokens, leastLikely, sampledJob } from "../proof/_stream_fixtures.ts";
 import { f, HONEST_MODELS, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
+import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
 
 const STAKE = 1_000_000;
 /** Tokens the lost worker streamed. */
@@ -49,10 +50,16 @@ function claimOf(j: TextJob, worker: Identity, ids: number[], at: number): Strea
 
 const NETWORK = "test/network";
 
-async function setUp() {
+/**
+ * This node's validator on the ledger in `dir`, reading `clock`, holding `models`, in a system of
+ * its own with a network that records what it is told.
+ */
+async function startValidator(
+  dir: string,
+  clock: { t: number },
+  models: ValidatorModelSource = HONEST_MODELS,
+) {
   const system = new ActorSystem({ name: "stream-claims" });
-  const clock = { t: START };
-  const dir = await Deno.makeTempDir();
   const told: NetworkMessage[] = [];
   await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
   const validator = await spawnValidator(system, {
@@ -60,18 +67,25 @@ async function setUp() {
     ledgerDir: `${dir}/ledger`,
     clock,
     challengeProbability: 0,
-    models: HONEST_MODELS,
+    models,
     network: NETWORK,
   });
   const ledger = ledgerReads(() => validator, clock);
   const deposit = (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE });
-  const close = async () => {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  };
   /** Whom the validator told the network to route around. */
   const routedAround = () => told.flatMap((m) => m.type === "peer_convicted" ? [m.key] : []);
-  return { validator, ledger, deposit, close, routedAround };
+  return { system, validator, ledger, deposit, routedAround };
+}
+
+/** {@link startValidator} on a fresh directory, with `close` to stop it and remove it. */
+async function setUp(models?: ValidatorModelSource) {
+  const dir = await Deno.makeTempDir();
+  const started = await startValidator(dir, { t: START }, models);
+  const close = async () => {
+    await started.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  };
+  return { ...started, close };
 }
 
 /** Hand `claim` to `validator` and wait for its check (undefined: not taken). */
@@ -164,26 +178,16 @@ Deno.test("a stream claim against an honest worker's stream is refuted at every 
 });
 
 Deno.test("a stream claim whose check throws (the model failed to load) is checked again at the next finalize tick, not lost: the liar is convicted", async () => {
-  const system = new ActorSystem({ name: "stream-claims-retry" });
-  const clock = { t: START };
-  const dir = await Deno.makeTempDir();
   let failures = 1;
-  const validator = await spawnValidator(system, {
-    identity: me,
-    ledgerDir: `${dir}/ledger`,
-    clock,
-    challengeProbability: 0,
-    models: {
-      get: (cid) =>
-        failures-- > 0
-          ? Promise.reject(new Error("model load failed (transient)"))
-          : HONEST_MODELS.get(cid),
-    },
+  const { validator, ledger, deposit, close } = await setUp({
+    get: (cid) =>
+      failures-- > 0
+        ? Promise.reject(new Error("model load failed (transient)"))
+        : HONEST_MODELS.get(cid),
   });
-  const ledger = ledgerReads(() => validator, clock);
   try {
     const liar = Identity.generate();
-    await validator.ask({ type: "deposit", key: liar.publicKey, amount: STAKE });
+    await deposit(liar.publicKey);
     const j = job("retry");
     // An id outside the vocabulary: confirmed without a forward pass, once the model is there.
     const claim = claimOf(j, liar, [f.honest.info.vocabSize + 5], 0);
@@ -204,8 +208,7 @@ Deno.test("a stream claim whose check throws (the model failed to load) is check
     const slashed = DEFAULT_ECONOMICS.slashMultiplier * DEFAULT_ECONOMICS.defaultTokenPrice;
     assert.equal((await ledger.account(liar.publicKey)).stake, STAKE - slashed);
   } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
+    await close();
   }
 });
 
@@ -218,38 +221,26 @@ Deno.test("a stream claim taken and not settled when the validator stops is take
   const claim = claimOf(j, liar, [f.honest.info.vocabSize + 5], 0);
   try {
     // The model fails to load before the stop: the claim waits for the next tick.
-    const before = new ActorSystem({ name: "stream-claims-before" });
     let loads = 0;
-    const down = await spawnValidator(before, {
-      identity: me,
-      ledgerDir: `${dir}/ledger`,
-      clock,
-      challengeProbability: 0,
-      models: { get: () => (loads++, Promise.reject(new Error("model load failed"))) },
+    const down = await startValidator(dir, clock, {
+      get: () => (loads++, Promise.reject(new Error("model load failed"))),
     });
-    await down.ask({ type: "deposit", key: liar.publicKey, amount: STAKE });
-    const handled = await down.ask<StreamClaimHandled>({ type: "stream_claim", claim });
+    await down.deposit(liar.publicKey);
+    const handled = await down.validator.ask<StreamClaimHandled>({ type: "stream_claim", claim });
     assert.equal(handled.queued, true);
     await eventually(() => loads === 1, "the first check");
-    await before.shutdown();
+    await down.system.shutdown();
     // Failed before: the claim lived in memory only, and the restart forgot it.
-    const after = new ActorSystem({ name: "stream-claims-after" });
+    const up = await startValidator(dir, clock);
     try {
-      const up = await spawnValidator(after, {
-        identity: me,
-        ledgerDir: `${dir}/ledger`,
-        clock,
-        challengeProbability: 0,
-        models: HONEST_MODELS,
-      });
-      const ledger = ledgerReads(() => up, clock);
+      const ledger = up.ledger;
       const slashed = DEFAULT_ECONOMICS.slashMultiplier * DEFAULT_ECONOMICS.defaultTokenPrice;
       await eventually(
         async () => (await ledger.account(liar.publicKey)).stake === STAKE - slashed,
         "the liar convicted after the restart",
       );
     } finally {
-      await after.shutdown();
+      await up.system.shutdown();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
