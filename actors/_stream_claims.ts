@@ -153,7 +153,9 @@ export class StreamClaims {
     this.#taken.delete(check.claimHash);
     const worker = toHex(claim.worker).slice(0, LOG_CHARS);
     const job = jobId(claim.job);
+    const { stats } = this.#core;
     if (!check.confirmed) {
+      stats.streamClaims[check.inconclusive ? "undecided" : "refuted"]++;
       this.#core.log(
         `validator: stream claim against ${worker} (job ${job.slice(0, LOG_CHARS)}, token ` +
           `${claim.at}) ${check.inconclusive ? "undecided" : "refuted"}: ${check.reason}`,
@@ -173,6 +175,8 @@ export class StreamClaims {
         `validator: worker ${worker} convicted of streaming token ${claim.at} of job ` +
           `${job.slice(0, LOG_CHARS)} against the job's sampling rule: ${slashed} slashed`,
       );
+      stats.streamClaims.confirmed++;
+      stats.slashes++;
       this.#core.tellNetwork(ctx, { type: "peer_convicted", key: toHex(claim.worker) });
     } catch (error) {
       // Settled already (a second claim for the job), or a receipt of the worker's for the job

@@ -219,6 +219,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     unresolved: 0,
     openChallenges: 0,
     fraudProofsChecking: 0,
+    streamClaims: { confirmed: 0, refuted: 0, undecided: 0 },
   };
   /** What the parts below share (`_validator_core.ts`). */
   readonly #core: ValidatorCore;

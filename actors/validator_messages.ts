@@ -541,6 +541,12 @@ export interface ValidatorStats {
   openChallenges: number;
   /** Fraud proofs taken and being checked now (queued or running; not those held). */
   fraudProofsChecking: number;
+  /**
+   * Stream claims from this node's router checked here (`_stream_claims.ts`), by outcome:
+   * confirmed (the worker convicted, counted in `slashes` too), refuted, or undecided (no model,
+   * no input, uncalibrated).
+   */
+  streamClaims: Record<"confirmed" | "refuted" | "undecided", number>;
 }
 
 /**

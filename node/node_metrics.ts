@@ -268,6 +268,15 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
         type: "gauge",
         value: t.fraudProofsChecking,
       });
+      for (const [outcome, value] of Object.entries(t.streamClaims)) {
+        samples.push({
+          name: "veriflow_validator_stream_claims_total",
+          help: "Stream claims from this node's router checked here, by outcome.",
+          type: "counter",
+          value,
+          labels: { outcome },
+        });
+      }
       for (const [outcome, value] of Object.entries(t.verdicts)) {
         samples.push({
           name: "veriflow_validator_verdicts_total",

@@ -132,6 +132,9 @@ Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m 
     // connection it opens later asks the ledger.
     assert.deepEqual(routedAround(), [toHex(liar.publicKey)]);
     assert.equal(await validator.ask({ type: "convicted", key: liar.publicKey }), true);
+    const stats = await ledger.stats();
+    assert.deepEqual(stats.streamClaims, { confirmed: 1, refuted: 0, undecided: 0 });
+    assert.equal(stats.slashes, 1);
   } finally {
     await close();
   }
@@ -168,6 +171,10 @@ Deno.test("a stream claim against an honest worker's stream is refuted at every 
     assert.deepEqual(await accounts(), before, "a refuted or broken claim moved stake or balance");
     assert.deepEqual(routedAround(), []);
     assert.equal(await validator.ask({ type: "convicted", key: honest.publicKey }), false);
+    // Three replays refuted and one broken claim; none convicted anyone.
+    const stats = await ledger.stats();
+    assert.deepEqual(stats.streamClaims, { confirmed: 0, refuted: 4, undecided: 0 });
+    assert.equal(stats.slashes, 0);
     // Garbage, and this validator's own stream, are not taken at all.
     assert.equal((await claimed(validator, { job: j })).handled.skipped, "malformed");
     const own = await claimed(validator, claimOf(j, me, wrong, WRONG_AT));

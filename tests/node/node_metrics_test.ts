@@ -124,6 +124,16 @@ Deno.test({
         "own receipts are never challenged here",
       );
       assert.equal(delta("veriflow_receipts_by_verdict_total", { verdict: "valid" }), 0);
+      // Stream claims come from this node's router only when a worker it forwarded to is lost.
+      for (const outcome of ["confirmed", "refuted", "undecided"]) {
+        assert.equal(valueOf(after, "veriflow_validator_stream_claims_total", { outcome }), 0);
+        assert.ok(
+          after.some((s) =>
+            s.name === "veriflow_validator_stream_claims_total" && s.labels?.outcome === outcome
+          ),
+          `stream claims ${outcome} listed`,
+        );
+      }
       for (const name of ["veriflow_ledger_stake", "veriflow_ledger_balance", "veriflow_peers"]) {
         assert.ok(after.some((s) => s.name === name), name);
       }
