@@ -205,8 +205,12 @@ export class ReceiptIntake {
     // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
     const assigned = recorded && ledger.receipt(id)?.requester !== undefined;
     const fromPeer = origin !== undefined && origin !== "local";
+    // A worker convicted here of streaming this job's tokens wrong is paid nothing for it here
+    // (`stream_fraud`): its receipt is not passed on with an assignment for other ledgers to pay.
+    const convicted = ledger.streamFraudSettled(receipt.jobId, receipt.worker);
     if (
-      (message.announce || fromPeer) && (fresh || gotAssigned) && assigned && job.kind === "text"
+      (message.announce || fromPeer) && (fresh || gotAssigned) && assigned && !convicted &&
+      job.kind === "text"
     ) {
       // Once, when it is new here as an assigned receipt (recorded now, or its assignment just
       // attached): a job we relayed, with the assignment we signed, or a peer's (gossip:

@@ -7,7 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { StreamClaimHandled, ValidatorMessage } from "../../actors/validator_actor.ts";
+import type {
+  ReceiptHandled,
+  StreamClaimHandled,
+  ValidatorMessage,
+} from "../../actors/validator_actor.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
@@ -19,7 +23,16 @@ import type { StreamCheckResult } from "../../proof/stream_check.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { honestTokens, leastLikely, sampledJob } from "../proof/_stream_fixtures.ts";
-import { f, HONEST_MODELS, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
+import {
+  f,
+  HONEST_MODELS,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
 import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
 
 const STAKE = 1_000_000;
@@ -74,7 +87,10 @@ async function startValidator(
   const deposit = (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE });
   /** Whom the validator told the network to route around. */
   const routedAround = () => told.flatMap((m) => m.type === "peer_convicted" ? [m.key] : []);
-  return { system, validator, ledger, deposit, routedAround };
+  /** The receipts the validator passed on to other ledgers. */
+  const announced = () =>
+    told.flatMap((m) => m.type === "announce_receipt" ? [toHex(m.receipt.worker)] : []);
+  return { system, validator, ledger, deposit, routedAround, announced };
 }
 
 /** {@link startValidator} on a fresh directory, with `close` to stop it and remove it. */
@@ -251,5 +267,43 @@ Deno.test("a stream claim taken and not settled when the validator stops is take
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a worker convicted of a job's stream is not paid for the job anywhere: its receipt for it, handed in with this node's assignment (a lost end's), is recorded unpaid and not passed on to other ledgers; an honest worker's is", async () => {
+  const { validator, ledger, deposit, close, announced } = await setUp();
+  try {
+    const liar = Identity.generate();
+    const honest = Identity.generate();
+    await deposit(liar.publicKey);
+    await deposit(honest.publicKey);
+    const handIn = async (j: TextJob, worker: Identity) => {
+      const { receipt } = await proveOn(j, worker);
+      const assignment = signAssignment({ job: j, worker: worker.publicKey, issuedAt: 0 }, me);
+      const origin = toHex(worker.publicKey);
+      return await validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt,
+        job: j,
+        assignment,
+        origin,
+        announce: true,
+      });
+    };
+    const j = textJob(me, "convicted-receipt");
+    const ids = await honestTokens(f.honest, j);
+    ids[3] = await leastLikelyAfter(j, ids.slice(0, 3));
+    const { check } = await claimed(validator, claimOf(j, liar, ids, 3));
+    assert.equal(check?.reason, "confirmed");
+    const unpaid = await handIn(j, liar);
+    assert.equal(unpaid.recorded, true);
+    assert.equal((await ledger.record(unpaid.receiptId))?.credit, 0, "credited here");
+    const paid = await handIn(textJob(me, "honest-receipt"), honest);
+    assert.ok(((await ledger.record(paid.receiptId))?.credit ?? 0) > 0);
+    // Failed before stop 68's second review: the convicted worker's receipt went out to every
+    // peer ledger with this node's assignment, and each paid it in full.
+    assert.deepEqual(announced(), [toHex(honest.publicKey)]);
+  } finally {
+    await close();
   }
 });
