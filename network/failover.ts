@@ -242,10 +242,12 @@ export interface FailoverOptions {
    */
   settle(summary: JobSummary, attempt: WorkerAttempt, relayed: RelayedOutput): JobSummary;
   /**
-   * Called when the job ends `delivered_tokens_diverged`, once for each lost worker that signed the
-   * tokens the takeovers refused: its signed head and the refused position, the evidence of a
-   * {@link StreamClaim} (the caller adds the job). The takeovers' word is not the evidence: a
-   * checker replays the position (`proof/stream_check.ts`).
+   * Called when the job ends with no worker to finish it after lost workers delivered tokens,
+   * once for each of them that signed tokens the takeovers refused (`delivered_tokens_diverged`),
+   * or for each that signed any when none was refused or no takeover judged them: its signed head
+   * and a position, the evidence of a {@link StreamClaim} (the caller adds the job). The
+   * takeovers' word is not the evidence: a checker replays every signed token
+   * (`proof/stream_check.ts`).
    */
   diverged?(claim: Omit<StreamClaim, "job">): void;
   /** Called with each worker the job lost (for the router's bookkeeping), before resuming. */
@@ -538,9 +540,13 @@ class FailoverJob {
     // Only tokens a worker delivered: a client's own prefix that no worker takes is refused with
     // the refusal's code, as a job submitted with a bad prefix is.
     if (this.#diverged !== undefined && this.#lost !== undefined) {
-      this.#claimDivergence();
+      this.#claimHeads(this.#diverged.position);
       return this.#divergedError(lost, cause, why);
     }
+    // No worker took the tokens over to judge them (none left, or each refused as full): the
+    // lost workers' signed streams are checked all the same, or a liar that is the model's only
+    // worker (or whose colluders answer full) would never be.
+    this.#claimHeads(NaN);
     // A worker that took the job over and then could not reproduce what was delivered is the
     // reason more often than a missing worker: say so.
     const { count, code } = this.#unresumed;
@@ -601,22 +607,22 @@ class FailoverJob {
 
   /**
    * Hand `diverged` each lost worker's signed word for the tokens it delivered, when its signed
-   * head covers the position the takeovers refused (any position, when none was named): a worker
-   * that signed the prefix it took over answers for it too (it claimed to reproduce it), and one
-   * lost before its first token signed nothing. The checker judges every token a head covers, so
-   * the position only says which heads to claim.
+   * head covers `named`, the position the takeovers refused; every head, when they named none,
+   * or one no head covers, or when no takeover judged the tokens at all (NaN). A worker that
+   * signed the prefix it took over answers for it too (it claimed to reproduce it), and one lost
+   * before its first token signed nothing. The checker judges every token a head covers, so the
+   * position only says which heads to claim.
    */
-  #claimDivergence(): void {
-    const named = this.#diverged!.position;
-    for (const { worker, stream } of this.#lostStreams) {
-      const head = stream?.head;
-      if (head === undefined || named >= head.n) continue;
-      const at = Number.isNaN(named) ? head.n - 1 : named;
+  #claimHeads(named: number): void {
+    const heads = this.#lostStreams.filter(({ stream }) => stream?.head !== undefined);
+    const covering = heads.filter(({ stream }) => named < stream!.head!.n);
+    for (const { worker, stream } of covering.length > 0 ? covering : heads) {
+      const head = stream!.head!;
       this.#o.diverged?.({
         worker,
         tokenIds: stream!.tokenIds.slice(0, head.n),
         sig: head.sig,
-        at,
+        at: named < head.n ? named : head.n - 1,
       });
     }
   }

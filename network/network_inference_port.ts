@@ -355,23 +355,6 @@ export class NetworkInferencePort implements InferencePort {
         if (endLost && assignment) {
           this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
         }
-        // No takeover replays the tokens of a job whose last token came: the worker's signed
-        // stream is checked instead, every token of it (an honest one is refuted, at the cost
-        // of one forward pass; one whose last token was made up to end the job is convicted, and
-        // its receipt, when it comes, is not paid).
-        const head = attempt.handle.signedStream?.head;
-        if (endLost && head !== undefined) {
-          this.#toValidator(attempt.worker, {
-            type: "stream_claim",
-            claim: {
-              job,
-              worker: attempt.worker,
-              tokenIds: attempt.handle.signedStream!.tokenIds.slice(0, head.n),
-              sig: head.sig,
-              at: head.n - 1,
-            },
-          });
-        }
         const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
         // Every token delivered and the worker's stream broken where its end was due (another
         // event, no end in time: `_remote_job.ts`): the client has its whole answer, and no
@@ -381,6 +364,16 @@ export class NetworkInferencePort implements InferencePort {
         if (brokeAtEnd) this.#avoid(attempt.worker, job.model);
         // Nor one whose receipt was withheld: what the client got is not what it signed.
         const withheld = summary.receipt !== undefined && told.receipt === undefined;
+        // No takeover replays the tokens of a job whose last token came: where no receipt that
+        // checks out came with them (its end lost, its stream broken where its end was due, its
+        // receipt withheld), the worker's signed stream is checked instead, every token of it
+        // (an honest one is refuted, at the cost of one forward pass; one whose last token was
+        // made up to end the job is convicted, and its receipt, if one comes, is not paid).
+        if (endLost || brokeAtEnd || withheld) this.#claimStream(job, attempt);
+        // Lost where its end was due: asked last for a while, as a worker lost mid-stream is
+        // (it may dial back in with its receipt): a worker that drops after every last token
+        // costs its router a replay each time, and must not be asked first again.
+        if (endLost) this.#busy.refused(toHex(attempt.worker));
         // A lost end is no job run to its end yet: its receipt has not come (`_lost_ends.ts`).
         const finished = !withheld && !brokeAtEnd && !endLost &&
           (summary.finishReason === "stop" || summary.finishReason === "length");
@@ -630,6 +623,18 @@ export class NetworkInferencePort implements InferencePort {
       announce: true,
     });
     return summary;
+  }
+
+  /** Hand the node's validator a claim against `attempt`'s whole signed stream of `job`. */
+  #claimStream(job: TextJob, attempt: WorkerAttempt): void {
+    const stream = attempt.handle.signedStream;
+    const head = stream?.head;
+    if (head === undefined) return;
+    const tokenIds = stream!.tokenIds.slice(0, head.n);
+    this.#toValidator(attempt.worker, {
+      type: "stream_claim",
+      claim: { job, worker: attempt.worker, tokenIds, sig: head.sig, at: head.n - 1 },
+    });
   }
 
   /**

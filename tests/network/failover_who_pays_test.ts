@@ -323,6 +323,10 @@ Deno.test("who pays: a worker that streams the whole job and crashes before its 
     assert.equal(got.summary.receipt, undefined);
     assert.equal(good.submissions.length, 0, "a job with nothing left to run was resumed");
     assert.deepEqual(credited(r.recorder.told), [], "paid before its receipt came");
+    // Its signed stream is replayed instead (no takeover did), and it is asked last for a while,
+    // as a worker lost mid-stream is (stop 68's second review: it was asked first again).
+    assert.deepEqual(claimsOf(r.recorder.told).map((c) => c.worker), [crashed.key]);
+    assert.ok(r.busy.askedLast().includes(crashed.key), "the dropper is asked first");
   } finally {
     await closeAll(r, [crashed, good]);
   }
@@ -476,6 +480,25 @@ Deno.test("who pays: a liar that marks its wrong token as the job's last and dro
     ]);
   } finally {
     await closeAll(r, [liar]);
+  }
+});
+
+Deno.test("who pays: a liar that is the model's only worker, lost mid-stream with no takeover to judge its tokens, is claimed all the same: its whole signed stream goes to the validator", async () => {
+  const liar = await crashingWorker([wireToken(0), WRONG]);
+  const full = await scriptedWorker(() => {
+    throw new VeriflowError("too_many_jobs", "full");
+  });
+  const r = await router([liar.toWorker, full.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("only-worker"), liar);
+    assert.equal(got.failed, "connection_closed");
+    // Failed before stop 68's second review: with nobody to refuse its tokens, nothing reached
+    // the validator.
+    assert.deepEqual(claimsOf(r.recorder.told), [
+      { worker: liar.key, at: 1, tokenIds: [token(0).tokenId, WRONG.tokenId] },
+    ]);
+  } finally {
+    await closeAll(r, [liar, full]);
   }
 });
 
