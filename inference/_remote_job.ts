@@ -370,7 +370,11 @@ export class RemoteJob {
         // Every token the client gets is covered by the worker's signature, or none is relayed:
         // the signed head is what holds a worker that drops after wrong tokens to them.
         const unsigned = items !== undefined && inOrder && this.#o.stream !== undefined &&
-          !this.#o.stream.accept(items.map((t) => t.tokenId), (event as TokensEvent).sig);
+          !this.#o.stream.accept(
+            items.map((t) => t.tokenId),
+            (event as TokensEvent).sig,
+            items[items.length - 1].finishReason !== undefined,
+          );
         if (items === undefined || !inOrder || unsigned) {
           const sig = (event as TokensEvent).sig;
           const error = new InferenceStreamError(

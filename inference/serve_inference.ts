@@ -484,7 +484,8 @@ function jobEvents(
       return;
     }
     const events = ready.map(wireToken);
-    const sig = signer?.sign(ready.map((token) => token.tokenId));
+    const final = ready[ready.length - 1].finishReason !== undefined;
+    const sig = signer?.sign(ready.map((token) => token.tokenId), final);
     const event: TokenEvent | TokensEvent = events.length === 1
       ? events[0]
       : { kind: "tokens", tokens: events.map(withoutKind) };

@@ -623,6 +623,7 @@ class FailoverJob {
         tokenIds: stream!.tokenIds.slice(0, head.n),
         sig: head.sig,
         at: named < head.n ? named : head.n - 1,
+        ...(head.final ? { final: true } : {}),
       });
     }
   }

@@ -633,7 +633,14 @@ export class NetworkInferencePort implements InferencePort {
     const tokenIds = stream!.tokenIds.slice(0, head.n);
     this.#toValidator(attempt.worker, {
       type: "stream_claim",
-      claim: { job, worker: attempt.worker, tokenIds, sig: head.sig, at: head.n - 1 },
+      claim: {
+        job,
+        worker: attempt.worker,
+        tokenIds,
+        sig: head.sig,
+        at: head.n - 1,
+        ...(head.final ? { final: true } : {}),
+      },
     });
   }
 

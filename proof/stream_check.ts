@@ -133,10 +133,12 @@ export async function checkStreamClaim(
   // No honest worker signs an id outside the vocabulary, wherever it stands; and one could not
   // be fed to the forward pass.
   if (tokenIds.some((id) => id >= model.info.vocabSize)) return done(true, "confirmed");
-  // Had the job ended before its last signed token, no token was due after the end. This also
-  // refuses an empty prompt or one that fills the context window (no token is ever due), before
-  // a forward pass over them.
-  if (terminationViolation(model, promptIds.length, tokenIds.slice(0, n - 1), job.params, n)) {
+  // Had the job ended before its last signed token, no token was due after the end; and a head
+  // signed final (its last token ends the job) that the job's ending rule does not end there cut
+  // the job short. This also refuses an empty prompt or one that fills the context window (no
+  // token is ever due), before a forward pass over them.
+  const ended = claim.final === true ? tokenIds : tokenIds.slice(0, n - 1);
+  if (terminationViolation(model, promptIds.length, ended, job.params, n)) {
     return done(true, "confirmed");
   }
   const tol = tolerancesOf(job, options);

@@ -44,9 +44,22 @@ export function streamChainOver(jobId: string, tokenIds: readonly number[]): Uin
   return h;
 }
 
-/** The bytes a stream signature covers. */
-export function streamSigningBytes(jobId: string, n: number, h: Uint8Array): Uint8Array {
-  return encodeCanonical({ domain: STREAM_DOMAIN, jobId, n, h });
+/**
+ * The bytes a stream signature covers; `final` for the event whose last token ends the job (its
+ * finish reason), so a worker that cuts a job short by marking an honest token as its last signs
+ * that it did (the checker applies the job's ending rule to a final head).
+ */
+export function streamSigningBytes(
+  jobId: string,
+  n: number,
+  h: Uint8Array,
+  final = false,
+): Uint8Array {
+  return encodeCanonical(
+    final
+      ? { domain: STREAM_DOMAIN, jobId, n, h, end: true }
+      : { domain: STREAM_DOMAIN, jobId, n, h },
+  );
 }
 
 /** The worker's side: the chain of one job, advanced and signed event by event. */
@@ -64,11 +77,14 @@ export class StreamSigner {
     this.#n = prefix.length;
   }
 
-  /** Advance over the event's `tokenIds` and sign the chain's new head. */
-  sign(tokenIds: readonly number[]): Uint8Array {
+  /**
+   * Advance over the event's `tokenIds` and sign the chain's new head; `final` when the last of
+   * them ends the job.
+   */
+  sign(tokenIds: readonly number[], final = false): Uint8Array {
     for (const id of tokenIds) this.#h = streamChainStep(this.#h, id);
     this.#n += tokenIds.length;
-    return this.#identity.sign(streamSigningBytes(this.#jobId, this.#n, this.#h));
+    return this.#identity.sign(streamSigningBytes(this.#jobId, this.#n, this.#h, final));
   }
 }
 
@@ -78,6 +94,8 @@ export interface SignedHead {
   n: number;
   /** The worker's signature over `(jobId, n, h_n)` ({@link streamSigningBytes}). */
   sig: Uint8Array;
+  /** Whether the worker signed that its last token ends the job. */
+  final?: boolean;
 }
 
 /** What a requester holds of a worker's signed stream: the latest head and what it covers. */
@@ -108,18 +126,20 @@ export class StreamVerifier implements SignedStream {
   }
 
   /**
-   * Whether `sig` signs the chain advanced over `tokenIds` (the event's tokens, in order). Only a
-   * valid one advances the chain and becomes the latest head; an invalid one changes nothing.
+   * Whether `sig` signs the chain advanced over `tokenIds` (the event's tokens, in order; `final`
+   * when the last of them ends the job). Only a valid one advances the chain and becomes the
+   * latest head; an invalid one changes nothing.
    */
-  accept(tokenIds: readonly number[], sig: Uint8Array | undefined): boolean {
+  accept(tokenIds: readonly number[], sig: Uint8Array | undefined, final = false): boolean {
     if (sig?.length !== SIGNATURE_BYTES) return false;
     let h = this.#h;
     for (const id of tokenIds) h = streamChainStep(h, id);
     const n = this.#tokenIds.length + tokenIds.length;
-    if (!verifySignature(this.#worker, streamSigningBytes(this.#jobId, n, h), sig)) return false;
+    const bytes = streamSigningBytes(this.#jobId, n, h, final);
+    if (!verifySignature(this.#worker, bytes, sig)) return false;
     this.#h = h;
     this.#tokenIds.push(...tokenIds);
-    this.#head = { n, sig };
+    this.#head = final ? { n, sig, final } : { n, sig };
     return true;
   }
 
@@ -151,6 +171,8 @@ export interface StreamClaim {
   sig: Uint8Array;
   /** The position the takeover workers refused (`resume_mismatch`). */
   at: number;
+  /** The worker signed that the last of `tokenIds` ends the job ({@link SignedHead.final}). */
+  final?: true;
 }
 
 /** A {@link StreamClaim} as zod checks it (the shape only; {@link verifyStreamClaim} the rest). */
@@ -161,6 +183,7 @@ export const StreamClaimSchema: z.ZodType<StreamClaim> = z.object({
     .max(GENERATION_LIMITS.maxTokens),
   sig: z.instanceof(Uint8Array).refine((s) => s.length === SIGNATURE_BYTES, "a 64-byte signature"),
   at: z.number().int().nonnegative(),
+  final: z.literal(true).optional(),
 }) as unknown as z.ZodType<StreamClaim>;
 
 /**
@@ -172,7 +195,7 @@ export function verifyStreamClaim(claim: StreamClaim, jobId: string): boolean {
   const h = streamChainOver(jobId, claim.tokenIds);
   return verifySignature(
     claim.worker,
-    streamSigningBytes(jobId, claim.tokenIds.length, h),
+    streamSigningBytes(jobId, claim.tokenIds.length, h, claim.final === true),
     claim.sig,
   );
 }

@@ -763,7 +763,7 @@ Deno.test("a worker signs its job's stream event by event: the requester's handl
       assert(
         verifySignature(
           worker.identity!.publicKey,
-          streamSigningBytes(handle.jobId, 10, h),
+          streamSigningBytes(handle.jobId, 10, h, true),
           stream.head!.sig,
         ),
         "the head is not the worker's signature over the whole output",

@@ -45,8 +45,8 @@ export function scriptedWorker(
 
 /**
  * `events` as a worker of `identity` sends them for `body`: each token or tokens event signed
- * over the job's stream so far, the resumed prefix included (`protocols/stream_commitment.ts`),
- * whatever the event says. One event per pull, as `events` gives them.
+ * over the job's stream so far, the resumed prefix included, final where its last token carries
+ * a finish reason (`protocols/stream_commitment.ts`), whatever the event says. One event per pull, as `events` gives them.
  */
 export function signed(
   events: ReadableStream<InferenceEvent>,
@@ -60,9 +60,14 @@ export function signed(
       const next = await reader.read();
       if (next.done) return c.close();
       const event = next.value;
-      if (event.kind === "token") c.enqueue({ ...event, sig: signer.sign([event.tokenId]) });
-      else if (event.kind === "tokens") {
-        c.enqueue({ ...event, sig: signer.sign(event.tokens.map((t) => t.tokenId)) });
+      if (event.kind === "token") {
+        c.enqueue({
+          ...event,
+          sig: signer.sign([event.tokenId], event.finishReason !== undefined),
+        });
+      } else if (event.kind === "tokens") {
+        const final = event.tokens[event.tokens.length - 1].finishReason !== undefined;
+        c.enqueue({ ...event, sig: signer.sign(event.tokens.map((t) => t.tokenId), final) });
       } else c.enqueue(event);
     },
     cancel: (reason) => reader.cancel(reason),

@@ -502,6 +502,27 @@ Deno.test("who pays: a liar that is the model's only worker, lost mid-stream wit
   }
 });
 
+Deno.test("who pays: a worker that marks an honest token as the job's last and drops cuts the answer short under its signature: the claim says its head is final, which the checker holds to the job's ending rule", async () => {
+  const cut = { ...wireToken(0), finishReason: "stop" } as const;
+  const cutter = await crashingWorker([cut]);
+  const r = await router([cutter.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("cut-short"), cutter);
+    assert.equal(got.failed, undefined, "the client was told its answer is complete");
+    assert.deepEqual(got.positions, [0]);
+    // Failed before stop 68's second review: the finish reason was not signed, the claim could
+    // not say the head ends the job, and the checker refuted every (honest) token.
+    const claims = r.recorder.told.flatMap((m) =>
+      m.type === "stream_claim" ? [m.claim as StreamClaim] : []
+    );
+    assert.equal(claims.length, 1);
+    assert.equal(claims[0].final, true);
+    assert.ok(verifyStreamClaim(claims[0], got.handle.jobId), "the final head is the worker's");
+  } finally {
+    await closeAll(r, [cutter]);
+  }
+});
+
 Deno.test("who pays: a worker whose token event carries no signature of the job's stream is a broken stream: kept off the model, paid nothing, and the takeover is credited", async () => {
   const unsigned = await linked((atWorker, submissions) => {
     atWorker.handle(SubmitMessage, (body) => {

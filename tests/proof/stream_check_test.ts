@@ -44,13 +44,17 @@ function claimOf(
   tokenIds: number[],
   at: number,
   signer: Identity = worker,
+  final = false,
 ): StreamClaim {
   const chain = new StreamSigner(signer, jobId(job));
   let sig: Uint8Array = new Uint8Array();
   for (let i = 0; i < tokenIds.length; i += TOKENS_PER_EVENT) {
-    sig = chain.sign(tokenIds.slice(i, i + TOKENS_PER_EVENT));
+    const last = i + TOKENS_PER_EVENT >= tokenIds.length;
+    sig = chain.sign(tokenIds.slice(i, i + TOKENS_PER_EVENT), final && last);
   }
-  return { job, worker: worker.publicKey, tokenIds, sig, at };
+  const claim: StreamClaim = { job, worker: worker.publicKey, tokenIds, sig, at };
+  if (final) claim.final = true;
+  return claim;
 }
 
 /** The option sets a checker may run under: the model's calibration, and none (defaults). */
@@ -294,4 +298,27 @@ Deno.test("stream check: the claim's hash names the claim, its position included
   assert.equal(streamClaimHash(structuredClone(claim)), r.claimHash, "a copy hashes the same");
   assert.notEqual(streamClaimHash({ ...claim, at: 4 }), r.claimHash);
   assert.notEqual(streamClaimHash({ ...claim, tokenIds: tokenIds.slice(0, 5) }), r.claimHash);
+});
+
+Deno.test("stream check: a head signed final (its last token ends the job) where the job's ending rule does not end it is confirmed: the worker cut the answer short; the whole honest answer signed final is refuted", async () => {
+  const f = await loadFixture();
+  for (const job of jobs(f.honest)) {
+    const tokenIds = await honestTokens(f.honest, job);
+    assert.equal(tokenIds.length, job.params.maxTokens, `${job.nonce}: no end token sampled`);
+    const whole = await checkStreamClaim(
+      claimOf(job, tokenIds, 0, worker, true),
+      f.honestThreads,
+    );
+    assert.equal(whole.reason, "not_reproduced", `${job.nonce}: the whole answer, final`);
+    // Failed before stop 68's second review: the finish reason was not signed, so every token of
+    // a cut answer was legal and the claim was refuted.
+    for (const cut of [1, TAMPERED_AT, tokenIds.length - 1]) {
+      const short = tokenIds.slice(0, cut);
+      const r = await checkStreamClaim(claimOf(job, short, 0, worker, true), f.honestThreads);
+      assert.equal(r.reason, "confirmed", `${job.nonce}: cut at ${cut}`);
+      assert.equal(r.forwardTokens, 0, "the ending rule needs no forward pass");
+      const open = await checkStreamClaim(claimOf(job, short, 0), f.honestThreads);
+      assert.equal(open.reason, "not_reproduced", `${job.nonce}: ${cut} tokens, not final`);
+    }
+  }
 });

@@ -110,3 +110,16 @@ Deno.test("stream: a claim verifies with the worker's head over its tokens and a
   );
   assert.equal(verifyStreamClaim(claim, "cd".repeat(32)), false, "another job");
 });
+
+Deno.test("stream: a final event's signature says its last token ends the job: it does not pass for an event that does not, nor the reverse", () => {
+  const worker = Identity.generate();
+  const signer = new StreamSigner(worker, JOB_ID);
+  const open = new StreamVerifier(worker.publicKey, JOB_ID);
+  const sig = signer.sign(IDS, true);
+  assert.equal(open.accept(IDS, sig), false, "a final signature taken for an open event");
+  assert.ok(open.accept(IDS, sig, true));
+  assert.equal(open.head?.final, true);
+  const other = new StreamVerifier(worker.publicKey, JOB_ID);
+  const plain = new StreamSigner(worker, JOB_ID).sign(IDS);
+  assert.equal(other.accept(IDS, plain, true), false, "an open signature taken for a final one");
+});
