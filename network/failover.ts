@@ -52,7 +52,11 @@ import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_ti
 import { WorkerStalledError } from "../inference/remote_errors.ts";
 import { refusedPrefixPosition } from "../inference/resumed_generation.ts";
 import { toHex } from "../protocols/hash.ts";
-import type { SignedStream, StreamClaim } from "../protocols/stream_commitment.ts";
+import {
+  type SignedStream,
+  type StreamClaim,
+  streamEvidence,
+} from "../protocols/stream_commitment.ts";
 import {
   cancelOnAbort,
   type InferenceHandle,
@@ -614,18 +618,12 @@ class FailoverJob {
    * position only says which heads to claim.
    */
   #claimHeads(named: number): void {
-    const heads = this.#lostStreams.filter(({ stream }) => stream?.head !== undefined);
-    const covering = heads.filter(({ stream }) => named < stream!.head!.n);
-    for (const { worker, stream } of covering.length > 0 ? covering : heads) {
-      const head = stream!.head!;
-      this.#o.diverged?.({
-        worker,
-        tokenIds: stream!.tokenIds.slice(0, head.n),
-        sig: head.sig,
-        at: named < head.n ? named : head.n - 1,
-        ...(head.final ? { final: true } : {}),
-      });
-    }
+    const heads = this.#lostStreams.flatMap(({ worker, stream }) =>
+      stream?.head === undefined ? [] : [streamEvidence(worker, stream, named)!]
+    );
+    // Only those whose head covers `named` (`at` is it), if any does.
+    const covering = heads.filter((evidence) => evidence.at === named);
+    for (const evidence of covering.length > 0 ? covering : heads) this.#o.diverged?.(evidence);
   }
 
   /**

@@ -33,6 +33,7 @@ import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
+import { streamEvidence } from "../protocols/stream_commitment.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import {
   DEFAULT_STALL_TIMEOUT_MS,
@@ -627,21 +628,9 @@ export class NetworkInferencePort implements InferencePort {
 
   /** Hand the node's validator a claim against `attempt`'s whole signed stream of `job`. */
   #claimStream(job: TextJob, attempt: WorkerAttempt): void {
-    const stream = attempt.handle.signedStream;
-    const head = stream?.head;
-    if (head === undefined) return;
-    const tokenIds = stream!.tokenIds.slice(0, head.n);
-    this.#toValidator(attempt.worker, {
-      type: "stream_claim",
-      claim: {
-        job,
-        worker: attempt.worker,
-        tokenIds,
-        sig: head.sig,
-        at: head.n - 1,
-        ...(head.final ? { final: true } : {}),
-      },
-    });
+    const evidence = streamEvidence(attempt.worker, attempt.handle.signedStream);
+    if (evidence === undefined) return;
+    this.#toValidator(attempt.worker, { type: "stream_claim", claim: { job, ...evidence } });
   }
 
   /**

@@ -175,6 +175,28 @@ export interface StreamClaim {
   final?: true;
 }
 
+/**
+ * The evidence of a {@link StreamClaim} against `worker` from its signed `stream` (the caller adds
+ * the job): its latest head and the token ids it covers, with `at` (default the head's last
+ * position; one past the head is taken as that too); undefined when the worker signed nothing.
+ */
+export function streamEvidence(
+  worker: Uint8Array,
+  stream: SignedStream | undefined,
+  at = Infinity,
+): Omit<StreamClaim, "job"> | undefined {
+  const head = stream?.head;
+  if (head === undefined) return undefined;
+  const evidence: Omit<StreamClaim, "job"> = {
+    worker,
+    tokenIds: stream!.tokenIds.slice(0, head.n),
+    sig: head.sig,
+    at: at < head.n ? at : head.n - 1,
+  };
+  if (head.final) evidence.final = true;
+  return evidence;
+}
+
 /** A {@link StreamClaim} as zod checks it (the shape only; {@link verifyStreamClaim} the rest). */
 export const StreamClaimSchema: z.ZodType<StreamClaim> = z.object({
   job: textJobSchema,
