@@ -2,13 +2,16 @@
  * Settling a stream conviction: this ledger's owner checked a stream claim
  * (`protocols/stream_commitment.ts`, `proof/stream_check.ts`) and found that a worker signed tokens
  * of a job that the job's sampling rule could not give, then dropped (`docs/PROOF.md`, "A lost
- * worker's wrong tokens"). A partial stream has no receipt, so no stake was locked for it: like a
- * steering conviction (`_ledger_steering.ts`), the cut comes from the worker's whole stake, and
- * the owner, who checked the claim itself, earns `validatorRewardShare` of it (the rest burned).
- * {@link streamFraudEntry} decides, in the writer's turn, the `stream_fraud` entry; the index
- * remembers it under `streamFraudKey` (`ledger_index.ts`), once per job and worker.
- * `Ledger.settleStreamFraud` and `Ledger.streamFraudSettled` (`ledger.ts`) use them. Not part of
- * the public API.
+ * worker's wrong tokens"). The claim is the owner's own (its router lost the worker) or a peer's
+ * stream proof (`protocols/stream_proof.ts`), whose accuser signed it. A partial stream has no
+ * receipt, so no stake was locked for it: like a steering conviction (`_ledger_steering.ts`), the
+ * cut comes from the worker's whole stake, and the accuser earns `validatorRewardShare` of it (the
+ * rest burned). A peer's proof the owner's replay refutes costs its accuser the false-accusation
+ * penalty, as a refuted fraud proof does. {@link streamFraudEntry} decides, in the writer's turn,
+ * the `stream_fraud` or `false_accusation` entry; the index remembers a conviction under
+ * `streamFraudKey` (`ledger_index.ts`), once per job and worker, and an accusation under the same
+ * key, once per accuser. `Ledger.settleStreamFraud` and `Ledger.streamFraudSettled` (`ledger.ts`)
+ * use them. Not part of the public API.
  *
  * @module
  */
@@ -16,7 +19,7 @@ import { toHex } from "../protocols/hash.ts";
 import { LedgerRejectedError } from "./ledger_errors.ts";
 import { streamFraudKey } from "./ledger_index.ts";
 import { roundCredits } from "./ledger_state.ts";
-import { type LedgerView, lockOf } from "./_ledger_amounts.ts";
+import { freeStake, type LedgerView, lockOf } from "./_ledger_amounts.ts";
 
 /** What a caller proves when settling a stream conviction (`Ledger.settleStreamFraud`). */
 export interface StreamFraudSettlement {
@@ -28,17 +31,36 @@ export interface StreamFraudSettlement {
   model: string;
   /** Tokens the worker's signed head covers (the claim's `tokenIds.length`). */
   tokens: number;
-  /** Hex hash of the claim this ledger's owner checked (`streamClaimHash`), kept for the record. */
+  /**
+   * Hex hash of what this ledger's owner checked, kept for the record: its own claim's
+   * (`streamClaimHash`), or a peer's stream proof's (`streamProofHash`).
+   */
   claimHash: string;
+  /**
+   * Who accused: the key rewarded for a conviction and charged for a refutation (a peer's stream
+   * proof's accuser). Default this ledger's owner (a claim of its own router's).
+   */
+  accuser?: Uint8Array;
+  /**
+   * Whether the owner's replay confirmed the claim (default true). A refuted one is settled only
+   * for a peer's accuser: it is charged the false-accusation penalty (a `false_accusation` entry).
+   */
+  confirmed?: boolean;
+  /** Why the replay refuted it (`StreamCheckResult.reason`), kept with a refutation. */
+  reason?: string;
 }
 
 /**
- * The `stream_fraud` entry's body for `settlement`, decided in the writer's turn.
+ * The body of `settlement`'s entry, decided in the writer's turn: a `stream_fraud` entry for a
+ * confirmed claim, a `false_accusation` entry for a refuted one ({@link streamEntryKind}).
  *
  * @throws {RangeError} for a settlement that names no job, key, claim or token count (a caller's
- *   bug: the checked claim gives each).
- * @throws {LedgerRejectedError} `self_accusation` (the owner convicting itself would pay itself
- *   from its own stake), `already_settled` (this job and worker are settled here). A receipt of
+ *   bug: the checked claim gives each), or a refutation of the owner's own claim (its router's
+ *   claims are not accusations: a refuted one is passed on to nobody and costs nothing).
+ * @throws {LedgerRejectedError} `self_accusation` (a worker accusing its own stream would only
+ *   move its stake to itself, less the burn), `already_settled` (this job and worker are settled
+ *   here), `repeated_accusation` (this accuser accused this job and worker here before: one
+ *   accusation each, as for a receipt, or a refuted accuser re-rolls the position). A receipt of
  *   the worker's for the job does not stop it (stop 68's review: a liar that announced one, with
  *   an honest output, before the claim's check shielded its stream): the receipt is judged on
  *   its own and earns nothing, recorded before the conviction (`uncredited`) or after
@@ -51,11 +73,36 @@ export function streamFraudEntry(
   checkShape(settlement);
   const { jobId, model, tokens, claimHash } = settlement;
   const worker = toHex(settlement.worker);
-  if (worker === view.owner) {
-    throw new LedgerRejectedError("self_accusation", "this ledger's owner convicting itself");
+  const accuser = settlement.accuser === undefined ? view.owner : toHex(settlement.accuser);
+  const subject = streamFraudKey(jobId, worker);
+  if (worker === accuser) {
+    throw new LedgerRejectedError("self_accusation", "a worker accusing its own stream");
   }
-  if (view.index.proofSettled(streamFraudKey(jobId, worker))) {
+  if (view.index.proofSettled(subject)) {
     throw new LedgerRejectedError("already_settled", "this worker's stream of the job is settled");
+  }
+  if (view.index.hasAccused(accuser, subject)) {
+    throw new LedgerRejectedError(
+      "repeated_accusation",
+      "this accuser has already accused this worker's stream of the job",
+    );
+  }
+  if (settlement.confirmed === false) {
+    if (accuser === view.owner) {
+      throw new RangeError("a refuted claim of the owner's own settles nothing");
+    }
+    // What the accuser has free, at most, as for a refuted fraud proof (`fraudDecision`).
+    return {
+      receiptId: subject,
+      fraudProof: claimHash,
+      validator: accuser,
+      penalty: roundCredits(Math.min(
+        view.economics.falseAccusationPenalty,
+        freeStake(view.state.account(accuser)),
+      )),
+      reason: settlement.reason ?? "refuted",
+      stream: { jobId, worker },
+    };
   }
   // What a receipt for these tokens would have earned (`rewardOf` of a text receipt: tokens ×
   // the model's price, to the quantum) and locked (`lockOf`): a stream cut short carries the
@@ -82,7 +129,7 @@ export function streamFraudEntry(
   return {
     jobId,
     worker,
-    validator: view.owner,
+    validator: accuser,
     model,
     claim: claimHash,
     tokens,
@@ -90,6 +137,13 @@ export function streamFraudEntry(
     reward: roundCredits(slashed * view.economics.validatorRewardShare),
     ...(open ? { uncredited: [recorded.receiptId] } : {}),
   };
+}
+
+/** The entry kind `settlement` writes: `stream_fraud`, or `false_accusation` for a refutation. */
+export function streamEntryKind(
+  settlement: StreamFraudSettlement,
+): "stream_fraud" | "false_accusation" {
+  return settlement.confirmed === false ? "false_accusation" : "stream_fraud";
 }
 
 /** A hex SHA-256: what names a job and a claim. */

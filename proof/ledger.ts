@@ -95,7 +95,11 @@ import {
 } from "./_ledger_training.ts";
 import { fraudDecision, fraudSubjectOf } from "./_ledger_accusations.ts";
 import { steeringEntry, steeringSettlement } from "./_ledger_steering.ts";
-import { streamFraudEntry, type StreamFraudSettlement } from "./_ledger_stream_fraud.ts";
+import {
+  streamEntryKind,
+  streamFraudEntry,
+  type StreamFraudSettlement,
+} from "./_ledger_stream_fraud.ts";
 import { pledgeEntry, pledgesOf, pledgeStanding } from "./_ledger_pledges.ts";
 import {
   clearDecision,
@@ -831,31 +835,41 @@ export class Ledger {
   }
 
   /**
-   * This ledger's owner checked a stream claim (`proof/stream_check.ts`) and confirmed it: the
-   * worker signed `tokens` tokens of the job that the job could not give, and dropped before any
-   * receipt. No stake was locked for a stream, so `slashMultiplier ×` the reward of `tokens`
-   * tokens at the model's price (`settlement.model`'s) is cut from the worker's whole stake (the
-   * part its open receipts lock included; at most all of it, never below zero; nothing from a key convicted of pledge
-   * equivocation, whose stake is forfeited already); the owner earns `validatorRewardShare` of
-   * the cut, the rest is burned. A key with no stake here is convicted all the same: the entry
-   * is on record, moving nothing. Settled once per job and worker (a `stream_fraud` entry).
+   * This ledger's owner checked a stream claim (`proof/stream_check.ts`), its own router's or a
+   * peer's stream proof (`protocols/stream_proof.ts`, whose signer is `settlement.accuser`).
+   *
+   * Confirmed: the worker signed `tokens` tokens of the job that the job could not give, and
+   * dropped before any receipt. No stake was locked for a stream, so `slashMultiplier ×` the
+   * reward of `tokens` tokens at the model's price (`settlement.model`'s) is cut from the worker's
+   * whole stake (the part its open receipts lock included; at most all of it, never below zero;
+   * nothing from a key convicted of pledge equivocation, whose stake is forfeited already); the
+   * accuser earns `validatorRewardShare` of the cut, the rest is burned. A key with no stake here
+   * is convicted all the same: the entry is on record, moving nothing. Settled once per job and
+   * worker (a `stream_fraud` entry), whoever accused.
+   *
+   * Refuted (`confirmed: false`, a peer's proof only): its accuser is charged the
+   * false-accusation penalty, at most its free stake (a `false_accusation` entry), as for a
+   * refuted fraud proof. One accusation per accuser, job and worker, confirmed or refuted.
    *
    * A receipt of the worker's for the job, recorded before the conviction or after, neither stops
    * it nor is stopped by it: the receipt is judged on its own (its fraud proof, if the tokens it
    * signs are wrong, slashes it too, for the claim it signed), and earns nothing without the
    * requester's assignment, which a lost worker never gets.
    *
-   * @returns The stake cut (the owner earned `validatorRewardShare` of it, to the quantum).
-   * @throws {LedgerRejectedError} `self_accusation` for the owner's own stream,
-   *   `already_settled` for a second conviction of the worker for the job.
-   * @throws {RangeError} for a settlement that names no job, key, claim or token count.
+   * @returns The stake cut (the accuser earned `validatorRewardShare` of it, to the quantum), or
+   *   the penalty charged for a refutation.
+   * @throws {LedgerRejectedError} `self_accusation` for a worker accusing its own stream,
+   *   `already_settled` for a second conviction of the worker for the job,
+   *   `repeated_accusation` for a second accusation of it by one accuser.
+   * @throws {RangeError} for a settlement that names no job, key, claim or token count, or a
+   *   refutation of the owner's own claim.
    */
   async settleStreamFraud(settlement: StreamFraudSettlement): Promise<number> {
     const entry = await this.#writer.transition(
-      "stream_fraud",
+      streamEntryKind(settlement),
       () => streamFraudEntry(this.#view, settlement),
     );
-    return entry!.body.slashed as number;
+    return (entry!.body.slashed ?? entry!.body.penalty) as number;
   }
 
   /**

@@ -38,8 +38,10 @@ export const GENESIS_PREV = "0".repeat(64);
  * `pledge_equivocation` records a key's second, different signed pledge (its first is the `stake`
  * entry): the key is convicted and its stake and balance forfeited (`ledger_state.ts`).
  * `stream_fraud` records the owner's conviction of a worker that signed wrong tokens of a job it
- * never finished (no receipt): cut from its stake, once per job and worker
- * (`_ledger_stream_fraud.ts`).
+ * never finished (no receipt): cut from its stake, once per job and worker, its share to the
+ * accuser (`validator`: the owner, or the peer that signed the stream proof); a peer's stream
+ * proof the owner refuted is a `false_accusation` whose `receiptId` is the stream's key
+ * (`stream-fraud/<job>/<worker>`) and that carries `stream` (`_ledger_stream_fraud.ts`).
  */
 export type LedgerEntryKind =
   | "genesis"
