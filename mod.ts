@@ -246,6 +246,14 @@ export {
   StreamVerifier,
   verifyStreamClaim,
 } from "./protocols/stream_commitment.ts";
+export {
+  signStreamProof,
+  STREAM_PROOF_VERSION,
+  type StreamProof,
+  streamProofHash,
+  streamProofSigningBytes,
+  verifyStreamProofSignature,
+} from "./protocols/stream_proof.ts";
 export * from "./proof/stream_check.ts";
 export {
   type ChunkOpening,

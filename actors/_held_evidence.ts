@@ -94,8 +94,9 @@ export interface HeldEvidence {
    */
   claims?: KeptClaim[];
   /**
-   * Stream claims from this node's router taken and not settled yet (`_stream_claims.ts`), taken
-   * again at the start. Absent in a file written before they were kept. Untrusted when read.
+   * Stream claims from this node's router, and peers' stream proofs, taken and not settled yet
+   * (`_stream_claims.ts`), taken again at the start. Absent in a file written before they were
+   * kept. Untrusted when read.
    */
   streamClaims?: unknown[];
 }

@@ -448,6 +448,15 @@ export class ValidatorMemory {
   }
 
   /**
+   * A peer's stream proof by `accuser` taken (`delta` 1) or settled, dropped (-1): it counts in
+   * {@link accusing} as a fraud proof does, so one stake backs the penalties of both kinds at once
+   * (`_stream_claims.ts`).
+   */
+  countAccusation(accuser: Uint8Array, delta: 1 | -1): void {
+    this.#count(this.#accusing, toHex(accuser), delta);
+  }
+
+  /**
    * Whether `accuser` has an accusation of receipt `id` taken here and not settled yet (being
    * checked, or held for the receipt): the intake takes one per accuser and receipt at a time.
    */

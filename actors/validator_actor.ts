@@ -220,6 +220,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     openChallenges: 0,
     fraudProofsChecking: 0,
     streamClaims: { confirmed: 0, refuted: 0, undecided: 0 },
+    streamProofs: { confirmed: 0, refuted: 0, undecided: 0, skipped: 0 },
   };
   /** What the parts below share (`_validator_core.ts`). */
   readonly #core: ValidatorCore;
@@ -365,7 +366,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       await restored.catch(() => {});
     }
     // Stream claims taken and not settled at the stop: taken again (checked, then settled).
-    for (const claim of held.streamClaims ?? []) this.#streamClaims.onStreamClaim(claim, ctx);
+    for (const kept of held.streamClaims ?? []) this.#streamClaims.resume(kept, ctx);
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
       const timer = setInterval(() => {
@@ -422,6 +423,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await this.#fraudProofs.onFraudChecked(message, ctx);
       case "stream_claim":
         return this.#streamClaims.onStreamClaim(message.claim, ctx);
+      case "stream_proof":
+        return this.#streamClaims.onStreamProof(message.proof, ctx, message.origin);
       case "stream_checked":
         return await this.#streamClaims.onStreamChecked(message, ctx);
       case "challenge_failed": {

@@ -249,8 +249,9 @@ export interface FraudCheckedMessage {
 }
 /**
  * A stream claim from this node's router (`network/failover.ts`): a worker it lost streamed
- * tokens the takeovers refused, signed. In-process only (no wire message carries one: a peer's
- * claim would buy a forward pass here for nothing). Answers {@link StreamClaimHandled}.
+ * tokens the takeovers refused, signed. In-process only: a peer's claim comes as a stream proof
+ * its accuser signed ({@link StreamProofMessage}), whose stake answers for it. Answers
+ * {@link StreamClaimHandled}.
  */
 export interface StreamClaimMessage {
   /** Message tag. */
@@ -267,12 +268,39 @@ export interface StreamClaimHandled {
   /** In-process only: resolves with the check once the claim is settled (or refuted). */
   result?: Promise<StreamCheckResult>;
 }
+/**
+ * A peer's stream proof (`validation.stream_proof`, `protocols/stream_proof.ts`): a claim its
+ * accuser checked and signed. Answers {@link StreamProofHandled}.
+ */
+export interface StreamProofMessage {
+  /** Message tag. */
+  type: "stream_proof";
+  /** The proof (untrusted). */
+  proof: unknown;
+  /** Who sent it (not sent back there). */
+  origin?: Origin;
+}
+/** The answer to a `stream_proof` message. */
+export interface StreamProofHandled {
+  /** Whether it was taken for a check. */
+  queued: boolean;
+  /**
+   * Why not: `malformed`, `bad_signature`, `duplicate`, `already_settled`, `self_accusation`,
+   * `repeated_accusation` (its accuser accused the stream here before), `unstaked_accuser` (its
+   * free stake here does not cover the penalty), `busy`.
+   */
+  skipped?: string;
+  /** In-process only: resolves with the check once the proof is settled. */
+  result?: Promise<StreamCheckResult>;
+}
 /** Internal: a stream claim was checked; settle it. */
 export interface StreamCheckedMessage {
   /** Message tag. */
   type: "stream_checked";
   /** The checked claim. */
   claim: StreamClaim;
+  /** What names it among the claims taken: the claim's hash, or its peer's proof's. */
+  hash?: string;
   /** What the check concluded. */
   check: StreamCheckResult;
 }
@@ -422,6 +450,7 @@ export type ValidatorMessage =
   | ChallengeFailedMessage
   | FraudCheckedMessage
   | StreamClaimMessage
+  | StreamProofMessage
   | StreamCheckedMessage
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
@@ -547,6 +576,11 @@ export interface ValidatorStats {
    * no input, uncalibrated).
    */
   streamClaims: Record<"confirmed" | "refuted" | "undecided", number>;
+  /**
+   * Peers' stream proofs (`_stream_claims.ts`): checked here, by outcome (a confirmed one
+   * convicted the worker, a refuted one charged its accuser), or skipped at intake.
+   */
+  streamProofs: Record<"confirmed" | "refuted" | "undecided" | "skipped", number>;
 }
 
 /**

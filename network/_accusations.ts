@@ -1,7 +1,7 @@
 /**
  * Accusations, and what goes ahead of them: the evidence against a worker that the
  * NetworkActor passes on to its peers — a fraud proof of an inference receipt, training gossip of
- * one, or a "proof withheld" claim — which a ledger takes only from an author with stake there.
+ * one, a stream proof (a lost worker's wrong tokens), or a "proof withheld" claim — which a ledger takes only from an author with stake there.
  * This module holds the {@link Accusation} and {@link ClaimEvidence} types, how an accusation
  * goes on the wire ({@link notifyAccusation}, {@link notifyTraining}), whose stake it counts on
  * ({@link accuserOf}), and {@link CarriedClaimReceipts}: the receipt a claim is about, sent on
@@ -40,8 +40,10 @@ import {
   type ReceiptAckBody,
   type ReceiptAnnouncementBody,
   ReceiptAnnouncementMessage,
+  StreamProofAnnouncementMessage,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
+import type { StreamProof } from "../protocols/stream_proof.ts";
 import {
   OutcomeMessage,
   TrainingFraudProofMessage,
@@ -51,12 +53,14 @@ import {
 
 /**
  * Evidence against a worker to pass on, which a ledger takes only from an author with stake
- * there: a fraud proof of an inference receipt, training gossip of one, or a "proof withheld"
+ * there: a fraud proof of an inference receipt, training gossip of one, a stream proof (a lost
+ * worker's signed wrong tokens, `protocols/stream_proof.ts`), or a "proof withheld"
  * claim (a validator's `invalid / proof_unavailable` verdict: a ledger asks the worker itself on
  * a staked claimant's word, and slashes it if it withholds there too).
  */
 export type Accusation =
   | { kind: "inference"; proof: FraudProof }
+  | { kind: "stream"; proof: StreamProof }
   | Extract<TrainingGossip, { kind: "fraud_proof" }>
   | { kind: "withheld"; verdict: Verdict; evidence?: ClaimEvidence };
 
@@ -106,6 +110,8 @@ export function accuserOf(accusation: Accusation): Uint8Array {
   switch (accusation.kind) {
     case "inference":
       return accusation.proof.validator;
+    case "stream":
+      return accusation.proof.accuser;
     case "fraud_proof":
       return accusation.body.proof.validator;
     case "withheld":
@@ -122,6 +128,8 @@ export function notifyAccusation(connection: Connection, accusation: Accusation)
   switch (accusation.kind) {
     case "inference":
       return connection.notify(FraudProofAnnouncementMessage, { proof: accusation.proof });
+    case "stream":
+      return connection.notify(StreamProofAnnouncementMessage, { proof: accusation.proof });
     case "fraud_proof":
       return notifyTraining(connection, accusation);
     case "withheld":

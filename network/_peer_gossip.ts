@@ -6,12 +6,13 @@
  * (`PledgeSync.sendNeeded`), and the receipt again after it if the peer did not keep it for the
  * pledge (`INSUFFICIENT_STAKE_NOT_KEPT`); a verdict goes to every such peer; a fraud proof or a
  * "proof withheld" claim goes after its author's pledge, looked up in this node's ledger first
- * (`PledgeSync.lookUpPledge`, then the actor's `publish_accusation` message) and sent once per
+ * (`PledgeSync.lookUpPledge`, then the actor's `publish_accusation` message; a stream proof
+ * likewise) and sent once per
  * connection (`PledgeSync.sendAhead`), and a claim after the receipt it is about
  * (`CarriedClaimReceipts`); training gossip goes to every training peer. A send that fails is
  * logged. Owned and used by the NetworkActor (`network_actor.ts`), whose `receive` hands it the
- * `announce_receipt`, `publish_verdict`, `publish_fraud_proof`, `publish_accusation` and
- * `publish_training` messages; not part of the public API.
+ * `announce_receipt`, `publish_verdict`, `publish_fraud_proof`, `publish_stream_proof`,
+ * `publish_accusation` and `publish_training` messages; not part of the public API.
  *
  * @module
  */
@@ -194,6 +195,17 @@ export class PeerGossip {
     ctx: ActorContext<NetworkMessage>,
   ): void {
     return this.#publishAccusation({ kind: "inference", proof: message.proof }, message, ctx);
+  }
+
+  /**
+   * A stream proof to every ledger-keeping peer but `except`, after its accuser's pledge
+   * (`publish_stream_proof`).
+   */
+  publishStreamProof(
+    message: Extract<NetworkMessage, { type: "publish_stream_proof" }>,
+    ctx: ActorContext<NetworkMessage>,
+  ): void {
+    return this.#publishAccusation({ kind: "stream", proof: message.proof }, message, ctx);
   }
 
   /** An accusation to every peer but `except`, each after `pledge` (`publish_accusation`). */

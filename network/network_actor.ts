@@ -60,6 +60,7 @@ import type { Receipt } from "../protocols/receipt.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
+import type { StreamProof } from "../protocols/stream_proof.ts";
 import {
   PLEDGE_SEND_BURST,
   PLEDGE_SEND_REFILL_MS,
@@ -239,6 +240,8 @@ export type NetworkMessage =
    */
   | { type: "publish_verdict"; verdict: Verdict; except?: string; evidence?: ClaimEvidence }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
+  /** A stream proof (a lost worker's wrong tokens) to pass on, after its accuser's pledge. */
+  | { type: "publish_stream_proof"; proof: StreamProof; except?: string }
   | { type: "publish_pledge"; pledge: StakePledge; except?: string }
   | {
     /**
@@ -503,6 +506,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#gossip.publishVerdict(message, ctx);
       case "publish_fraud_proof":
         return this.#gossip.publishFraudProof(message, ctx);
+      case "publish_stream_proof":
+        return this.#gossip.publishStreamProof(message, ctx);
       case "publish_accusation":
         return this.#gossip.sendAccusation(message);
       case "publish_pledge":

@@ -8,7 +8,8 @@
  * veriflow/inference/1   inference.submit, inference.list_models → the local InferencePort
  *                        inference.get_proof                     → ProverActor  get_proof
  * veriflow/validation/1  validation.receipt                      → ValidatorActor receipt
- *                        validation.verdict / fraud_proof / stake → ValidatorActor
+ *                        validation.verdict / fraud_proof /
+ *                          stream_proof / stake                  → ValidatorActor
  * veriflow/storage/1     storage.put_chunk / get_chunk / has_chunk / prove → StorageActor
  * veriflow/training/1    training.join                           → RoundCoordinator join
  *                        training.round / challenge / opening_part → TrainerService
@@ -26,6 +27,7 @@ import {
   ProofRequestMessage,
   ReceiptAnnouncementMessage,
   StakeAnnouncementMessage,
+  StreamProofAnnouncementMessage,
   VALIDATION_PROTOCOL,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
@@ -329,6 +331,9 @@ export function servePeer(
     });
     connection.handle(FraudProofAnnouncementMessage, async ({ proof }) => {
       await inbox.deliver(peer, { type: "fraud_proof", proof, origin: peer });
+    });
+    connection.handle(StreamProofAnnouncementMessage, async ({ proof }) => {
+      await inbox.deliver(peer, { type: "stream_proof", proof, origin: peer });
     });
     // Pledges are valid from any fresh key and kept for good: what this connection may bring
     // the ledger is budgeted, and a peer that keeps on past it is cut off (`pledge_budget.ts`).

@@ -277,6 +277,15 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           labels: { outcome },
         });
       }
+      for (const [outcome, value] of Object.entries(t.streamProofs)) {
+        samples.push({
+          name: "veriflow_validator_stream_proofs_total",
+          help: "Peers' stream proofs checked here, by outcome, or skipped at intake.",
+          type: "counter",
+          value,
+          labels: { outcome },
+        });
+      }
       for (const [outcome, value] of Object.entries(t.verdicts)) {
         samples.push({
           name: "veriflow_validator_verdicts_total",

@@ -18,6 +18,7 @@
  *   validation.receipt  { receipt, job }   → validation.receipt_ack { recorded, refusal? }
  *   validation.verdict  { verdict }          one-way
  *   validation.fraud_proof { proof }         one-way
+ *   validation.stream_proof { proof }        one-way
  *   validation.stake    { pledge }           one-way
  * ```
  *
@@ -42,6 +43,7 @@ import {
 import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { type Verdict, VerdictSchema } from "./verdict.ts";
 import { type FraudProof, FraudProofSchema } from "./fraud_proof.ts";
+import { type StreamProof, StreamProofSchema } from "./stream_proof.ts";
 import { type ServedProof, ServedProofSchema } from "../proof/served_proof.ts";
 import { type JobAssignment, JobAssignmentSchema } from "./assignment.ts";
 import { defineMessage, type MessageDefinition } from "./message_registry.ts";
@@ -590,6 +592,21 @@ export const FraudProofAnnouncementMessage: MessageDefinition<FraudProofBody> = 
   z.object({ proof: FraudProofSchema }),
 );
 
+/** Body of `validation.stream_proof`. */
+export interface StreamProofBody {
+  /** An accuser's signed stream proof (`protocols/stream_proof.ts`). */
+  proof: StreamProof;
+}
+
+/**
+ * A stream proof, spread to every node that keeps a ledger: each replays the lost worker's
+ * signed stream before it slashes, and charges the accuser if the replay refutes it.
+ */
+export const StreamProofAnnouncementMessage: MessageDefinition<StreamProofBody> = defineMessage(
+  "validation.stream_proof",
+  z.object({ proof: StreamProofSchema }),
+);
+
 /** Body of `validation.stake`. */
 export interface StakeBody {
   /** A key's signed pledge of stake. */
@@ -615,6 +632,7 @@ export const VALIDATION_PROTOCOL_MESSAGES = [
   ReceiptAnnouncementMessage,
   VerdictAnnouncementMessage,
   FraudProofAnnouncementMessage,
+  StreamProofAnnouncementMessage,
   StakeAnnouncementMessage,
 ] as const;
 
@@ -630,7 +648,7 @@ export const INFERENCE_PROTOCOL: Protocol = defineProtocol(
 );
 
 /**
- * Receipts, verdicts, fraud proofs and stake pledges. Spoken by nodes that keep a ledger; a
+ * Receipts, verdicts, fraud and stream proofs and stake pledges. Spoken by nodes that keep a ledger; a
  * node without one is never sent a receipt (the request would fail at once, unsent).
  */
 export const VALIDATION_PROTOCOL: Protocol = defineProtocol(

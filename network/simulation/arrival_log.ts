@@ -101,6 +101,7 @@ const TOLD = new Set<NetworkMessage["type"]>([
   "announce_receipt",
   "publish_verdict",
   "publish_fraud_proof",
+  "publish_stream_proof",
   "peer_convicted",
 ]);
 

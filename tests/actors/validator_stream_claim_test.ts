@@ -6,112 +6,29 @@
  * or broken one moves nobody's stake or balance.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type {
-  ReceiptHandled,
-  StreamClaimHandled,
-  ValidatorMessage,
-} from "../../actors/validator_actor.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ReceiptHandled, StreamClaimHandled } from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { RecordingNetwork } from "../_helpers/recording_network.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
-import { type StreamClaim, StreamSigner } from "../../protocols/stream_commitment.ts";
+import type { TextJob } from "../../protocols/job.ts";
 import type { StreamCheckResult } from "../../proof/stream_check.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { honestTokens, leastLikely, sampledJob } from "../proof/_stream_fixtures.ts";
-import {
-  f,
-  HONEST_MODELS,
-  ledgerReads,
-  proveOn,
-  spawnValidator,
-  START,
-  textJob,
-} from "./_validator_fixture.ts";
+import { honestTokens } from "../proof/_stream_fixtures.ts";
+import { f, HONEST_MODELS, proveOn, START, textJob } from "./_validator_fixture.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
-import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
-
-const STAKE = 1_000_000;
-/** Tokens the lost worker streamed. */
-const TOKENS = 12;
-/** Where a lying worker's stream goes wrong. */
-const WRONG_AT = 5;
-
-const me = Identity.generate();
-
-/** A sampled job on the honest model. */
-const job = (nonce: string): TextJob => sampledJob(f.honest, nonce);
-
-/** The first {@link TOKENS} token ids the honest model streams for `j`. */
-const honestIds = (j: TextJob) => honestTokens(f.honest, j, TOKENS);
-
-/** The byte the job's rule gives the least probability after `prefix`. */
-const leastLikelyAfter = async (j: TextJob, prefix: number[]) =>
-  (await leastLikely(f.honest, j, prefix)).token;
-
-/** `worker`'s claim over `ids` of `j`, signed in events of 4 tokens as it streamed them. */
-function claimOf(j: TextJob, worker: Identity, ids: number[], at: number): StreamClaim {
-  const signer = new StreamSigner(worker, jobId(j));
-  let sig = new Uint8Array();
-  for (let i = 0; i < ids.length; i += 4) sig = new Uint8Array(signer.sign(ids.slice(i, i + 4)));
-  return { job: j, worker: worker.publicKey, tokenIds: ids, sig, at };
-}
-
-const NETWORK = "test/network";
-
-/**
- * This node's validator on the ledger in `dir`, reading `clock`, holding `models`, in a system of
- * its own with a network that records what it is told.
- */
-async function startValidator(
-  dir: string,
-  clock: { t: number },
-  models: ValidatorModelSource = HONEST_MODELS,
-) {
-  const system = new ActorSystem({ name: "stream-claims" });
-  const told: NetworkMessage[] = [];
-  await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
-  const validator = await spawnValidator(system, {
-    identity: me,
-    ledgerDir: `${dir}/ledger`,
-    clock,
-    challengeProbability: 0,
-    models,
-    network: NETWORK,
-  });
-  const ledger = ledgerReads(() => validator, clock);
-  const deposit = (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE });
-  /** Whom the validator told the network to route around. */
-  const routedAround = () => told.flatMap((m) => m.type === "peer_convicted" ? [m.key] : []);
-  /** The receipts the validator passed on to other ledgers. */
-  const announced = () =>
-    told.flatMap((m) => m.type === "announce_receipt" ? [toHex(m.receipt.worker)] : []);
-  return { system, validator, ledger, deposit, routedAround, announced };
-}
-
-/** {@link startValidator} on a fresh directory, with `close` to stop it and remove it. */
-async function setUp(models?: ValidatorModelSource) {
-  const dir = await Deno.makeTempDir();
-  const started = await startValidator(dir, { t: START }, models);
-  const close = async () => {
-    await started.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  };
-  return { ...started, close };
-}
-
-/** Hand `claim` to `validator` and wait for its check (undefined: not taken). */
-async function claimed(
-  validator: ActorRef<ValidatorMessage>,
-  claim: unknown,
-): Promise<{ handled: StreamClaimHandled; check?: StreamCheckResult }> {
-  const handled = await validator.ask<StreamClaimHandled>({ type: "stream_claim", claim });
-  return { handled, check: await handled.result };
-}
+import {
+  claimed,
+  claimOf,
+  honestIds,
+  job,
+  leastLikelyAfter,
+  me,
+  setUp,
+  STAKE,
+  startValidator,
+  TOKENS,
+  WRONG_AT,
+} from "./_stream_claim_fixture.ts";
 
 Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m × the reward of the tokens it signed, pays this validator its share, is settled once per job, and the worker is routed around", async () => {
   const { validator, ledger, deposit, close, routedAround } = await setUp();

@@ -134,6 +134,10 @@ Deno.test({
           `stream claims ${outcome} listed`,
         );
       }
+      // Peers' stream proofs come only from peers: none here.
+      for (const outcome of ["confirmed", "refuted", "undecided", "skipped"]) {
+        assert.equal(valueOf(after, "veriflow_validator_stream_proofs_total", { outcome }), 0);
+      }
       for (const name of ["veriflow_ledger_stake", "veriflow_ledger_balance", "veriflow_peers"]) {
         assert.ok(after.some((s) => s.name === name), name);
       }

@@ -1,0 +1,234 @@
+/**
+ * Stream proofs between ledgers (`protocols/stream_proof.ts`, `actors/_stream_claims.ts`): a
+ * stream claim this validator confirmed is signed and passed on; a peer's stream proof is taken
+ * only from an accuser whose free stake covers the false-accusation penalty, replayed here, and
+ * settled here — confirmed, the worker cut and the accuser paid its share; refuted, the accuser
+ * charged; undecided, nobody — and passed on whatever the outcome, once per accuser and stream.
+ */
+import assert from "node:assert/strict";
+import type { StreamProofHandled } from "../../actors/validator_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import {
+  signStreamProof,
+  type StreamProof,
+  verifyStreamProofSignature,
+} from "../../protocols/stream_proof.ts";
+import type { StreamCheckResult } from "../../proof/stream_check.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { HONEST_MODELS, START } from "./_validator_fixture.ts";
+import {
+  claimed,
+  claimOf,
+  honestIds,
+  job,
+  leastLikelyAfter,
+  me,
+  setUp,
+  STAKE,
+  TOKENS,
+  WRONG_AT,
+} from "./_stream_claim_fixture.ts";
+import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
+
+const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
+const SLASHED = DEFAULT_ECONOMICS.slashMultiplier * TOKENS * DEFAULT_ECONOMICS.defaultTokenPrice;
+/** The peer the proofs come from. */
+const PEER = "ab".repeat(32);
+
+type Validator = Awaited<ReturnType<typeof setUp>>;
+
+/** A lying worker's stream of job `nonce`: the honest tokens but a least likely one at WRONG_AT. */
+async function lyingStream(nonce: string) {
+  const j = job(nonce);
+  const ids = await honestIds(j);
+  ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+  return { j, ids };
+}
+
+/** Hand `proof` to the validator as from {@link PEER}, and wait for its check. */
+async function proved(
+  { validator }: Validator,
+  proof: unknown,
+): Promise<{ handled: StreamProofHandled; check?: StreamCheckResult }> {
+  const handled = await validator.ask<StreamProofHandled>({
+    type: "stream_proof",
+    proof,
+    origin: PEER,
+  });
+  return { handled, check: await handled.result };
+}
+
+/** The stream proofs the validator told its network to pass on. */
+function published(v: Validator) {
+  return v.told.flatMap((m) => m.type === "publish_stream_proof" ? [m] : []);
+}
+
+Deno.test("a stream claim this validator confirms is signed by it and passed on to the network as a stream proof; a refuted one is passed on to nobody", async () => {
+  const v = await setUp();
+  try {
+    const [liar, honest] = [Identity.generate(), Identity.generate()];
+    await v.deposit(liar.publicKey);
+    const { j, ids } = await lyingStream("own-confirmed");
+    const claim = claimOf(j, liar, ids, WRONG_AT);
+    assert.equal((await claimed(v.validator, claim)).check?.reason, "confirmed");
+    const [sent] = published(v);
+    assert.ok(sent, "published");
+    assert.equal(sent.except, undefined);
+    assert.deepEqual(sent.proof.claim, claim);
+    assert.deepEqual(sent.proof.accuser, me.publicKey);
+    assert.equal(verifyStreamProofSignature(sent.proof), true);
+    // An honest stream's claim, refuted: nothing goes out.
+    const h = job("own-refuted");
+    const refuted = await claimed(v.validator, claimOf(h, honest, await honestIds(h), 3));
+    assert.equal(refuted.check?.confirmed, false);
+    assert.equal(published(v).length, 1);
+  } finally {
+    await v.close();
+  }
+});
+
+Deno.test("a peer's stream proof the replay confirms cuts the worker, pays its accuser (not this validator) its share, routes the worker around, and goes on to the other peers; a copy of it, or another accuser's, settles nothing more", async () => {
+  const v = await setUp();
+  try {
+    const [liar, accuser, second] = Array.from({ length: 3 }, Identity.generate);
+    for (const key of [liar, accuser, second, me]) await v.deposit(key.publicKey);
+    const { j, ids } = await lyingStream("peer-confirmed");
+    const claim = claimOf(j, liar, ids, WRONG_AT);
+    const proof = signStreamProof(claim, accuser, START);
+    const { handled, check } = await proved(v, proof);
+    assert.equal(handled.queued, true, `skipped: ${handled.skipped}`);
+    assert.equal(check?.reason, "confirmed");
+    assert.equal((await v.ledger.account(liar.publicKey)).stake, STAKE - SLASHED);
+    assert.equal(
+      (await v.ledger.account(accuser.publicKey)).balance,
+      SLASHED * DEFAULT_ECONOMICS.validatorRewardShare,
+    );
+    assert.equal((await v.ledger.account(me.publicKey)).balance, 0, "the checker earns nothing");
+    assert.deepEqual(v.routedAround(), [toHex(liar.publicKey)]);
+    // Passed on as it came, to every peer but the one it came from.
+    assert.deepEqual(published(v), [{ type: "publish_stream_proof", proof, except: PEER }]);
+    // Its copy; another accuser's proof of the stream: nothing is checked or moved again.
+    assert.equal((await proved(v, proof)).handled.skipped, "already_settled");
+    const other = signStreamProof(claim, second, START + 1);
+    assert.equal((await proved(v, other)).handled.skipped, "already_settled");
+    assert.equal((await v.ledger.account(liar.publicKey)).stake, STAKE - SLASHED);
+    assert.equal((await v.ledger.account(second.publicKey)).balance, 0);
+    assert.equal(published(v).length, 1);
+    const stats = await v.ledger.stats();
+    assert.deepEqual(stats.streamProofs, { confirmed: 1, refuted: 0, undecided: 0, skipped: 2 });
+    assert.deepEqual(stats.streamClaims, { confirmed: 0, refuted: 0, undecided: 0 });
+  } finally {
+    await v.close();
+  }
+});
+
+Deno.test("a peer's stream proof against an honest stream is refuted by the replay: its accuser is charged the false-accusation penalty, the worker keeps everything, the proof goes on (every ledger charges it), and the accuser is not heard again on that stream", async () => {
+  const v = await setUp();
+  try {
+    const [honest, accuser] = [Identity.generate(), Identity.generate()];
+    for (const key of [honest, accuser]) await v.deposit(key.publicKey);
+    const j = job("peer-refuted");
+    const ids = await honestIds(j);
+    const proof = signStreamProof(claimOf(j, honest, ids, WRONG_AT), accuser, START);
+    const { check } = await proved(v, proof);
+    assert.equal(check?.reason, "not_reproduced");
+    assert.deepEqual(await v.ledger.account(accuser.publicKey), {
+      balance: 0,
+      stake: STAKE - PENALTY,
+      locked: 0,
+    });
+    assert.deepEqual(await v.ledger.account(honest.publicKey), {
+      balance: 0,
+      stake: STAKE,
+      locked: 0,
+    });
+    assert.deepEqual(v.routedAround(), []);
+    assert.equal(published(v).length, 1);
+    // The same stream at another position, re-signed: refused before any replay.
+    const again = signStreamProof(claimOf(j, honest, ids, 0), accuser, START + 5);
+    assert.equal((await proved(v, again)).handled.skipped, "repeated_accusation");
+    assert.equal((await v.ledger.account(accuser.publicKey)).stake, STAKE - PENALTY);
+    const stats = await v.ledger.stats();
+    assert.equal(stats.streamProofs.refuted, 1);
+    assert.equal(stats.streamProofs.skipped, 1);
+  } finally {
+    await v.close();
+  }
+});
+
+Deno.test("a peer's stream proof this validator cannot decide (no model here) charges nobody and convicts nobody, goes on to the peers that may hold the model, and its accuser's copy is not checked again", async () => {
+  let loads = 0;
+  const v = await setUp({ get: () => (loads++, Promise.resolve(undefined)) });
+  try {
+    const [liar, accuser] = [Identity.generate(), Identity.generate()];
+    for (const key of [liar, accuser]) await v.deposit(key.publicKey);
+    const { j, ids } = await lyingStream("peer-undecided");
+    const proof = signStreamProof(claimOf(j, liar, ids, WRONG_AT), accuser, START);
+    const { check } = await proved(v, proof);
+    assert.equal(check?.inconclusive, true);
+    for (const key of [liar, accuser]) {
+      assert.deepEqual(await v.ledger.account(key.publicKey), {
+        balance: 0,
+        stake: STAKE,
+        locked: 0,
+      });
+    }
+    assert.equal(published(v).length, 1);
+    const copy = signStreamProof(claimOf(j, liar, ids, WRONG_AT), accuser, START + 1);
+    assert.equal((await proved(v, copy)).handled.skipped, "repeated_accusation");
+    assert.equal(loads, 1, "checked once");
+  } finally {
+    await v.close();
+  }
+});
+
+Deno.test("a peer's stream proof is refused before any replay when it costs nothing to refuse: malformed, badly signed, its accuser the worker, or its accuser's free stake short of the penalty of it and of those it has being checked", async () => {
+  // The model loads only when the test lets it: the first proof stays being checked meanwhile.
+  const gate = Promise.withResolvers<void>();
+  let loads = 0;
+  const models: ValidatorModelSource = {
+    get: async (cid) => (loads++, await gate.promise, HONEST_MODELS.get(cid)),
+  };
+  const v = await setUp(models);
+  try {
+    const [liar, poor, thrifty] = Array.from({ length: 3 }, Identity.generate);
+    await v.deposit(liar.publicKey);
+    await v.validator.ask({ type: "deposit", key: poor.publicKey, amount: PENALTY - 1 });
+    await v.validator.ask({ type: "deposit", key: thrifty.publicKey, amount: PENALTY });
+    const { j, ids } = await lyingStream("intake");
+    const claim = claimOf(j, liar, ids, WRONG_AT);
+    const skipped = async (proof: unknown) => (await proved(v, proof)).handled.skipped;
+    assert.equal(await skipped({ ...signStreamProof(claim, thrifty, START), v: 2 }), "malformed");
+    const tampered: StreamProof = {
+      ...signStreamProof(claim, thrifty, START),
+      issuedAt: START + 1,
+    };
+    assert.equal(await skipped(tampered), "bad_signature");
+    assert.equal(await skipped(signStreamProof(claim, liar, START)), "self_accusation");
+    assert.equal(await skipped(signStreamProof(claim, poor, START)), "unstaked_accuser");
+    // Staked at one penalty: its first proof is taken; a second, about another stream, while the
+    // first is being checked, is not.
+    const first = await v.validator.ask<StreamProofHandled>({
+      type: "stream_proof",
+      proof: signStreamProof(claim, thrifty, START),
+      origin: PEER,
+    });
+    assert.equal(first.queued, true);
+    const other = await lyingStream("intake-2");
+    const second = signStreamProof(claimOf(other.j, liar, other.ids, WRONG_AT), thrifty, START);
+    assert.equal(await skipped(second), "unstaked_accuser");
+    gate.resolve();
+    assert.equal((await first.result)?.reason, "confirmed");
+    assert.equal(loads, 1, "only the first proof was replayed");
+    assert.equal(
+      (await v.ledger.account(thrifty.publicKey)).balance,
+      SLASHED * DEFAULT_ECONOMICS.validatorRewardShare,
+    );
+    // Settled, its stake backs a next accusation again.
+    const third = await proved(v, second);
+    assert.equal(third.check?.reason, "confirmed", `skipped: ${third.handled.skipped}`);
+  } finally {
+    await v.close();
+  }
+});

@@ -1,0 +1,134 @@
+/**
+ * A lost worker's wrong tokens are convicted in every ledger, not only its router's: three nodes
+ * in a line, A — B — C, over real NetworkActors and ValidatorActors. A's router lost a worker
+ * whose signed stream the takeovers refused; A's validator replays the claim, convicts the worker
+ * and passes the claim on as its signed stream proof. B replays it, convicts and passes it on to
+ * C, which replays it and convicts. Each ledger cuts the
+ * same stake and pays A the same share. A proof the replay refutes charges its accuser the
+ * penalty in each ledger it reaches, and the worker keeps its stake everywhere.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type {
+  StreamClaimHandled,
+  StreamProofHandled,
+  ValidatorStats,
+} from "../../actors/validator_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { signStreamProof } from "../../protocols/stream_proof.ts";
+import type { Account } from "../../proof/ledger.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { HONEST_MODELS, START } from "../actors/_validator_fixture.ts";
+import {
+  claimOf,
+  honestIds,
+  job,
+  leastLikelyAfter,
+  TOKENS,
+  WRONG_AT,
+} from "../actors/_stream_claim_fixture.ts";
+import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+
+const NODE_STAKE = 10_000;
+const WORKER_STAKE = 1_000_000;
+const SLASHED = DEFAULT_ECONOMICS.slashMultiplier * TOKENS * DEFAULT_ECONOMICS.defaultTokenPrice;
+const SHARE = SLASHED * DEFAULT_ECONOMICS.validatorRewardShare;
+const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
+
+/** Three pledged nodes joined in a line, A — B — C, in a fresh system; `run` gets them. */
+async function inALine(
+  run: (nodes: { a: LedgerNode; b: LedgerNode; c: LedgerNode; ids: Identity[] }) => Promise<void>,
+) {
+  const system = new ActorSystem({ name: "stream-proof-gossip" });
+  const dir = await Deno.makeTempDir();
+  const ids = [Identity.generate(), Identity.generate(), Identity.generate()];
+  try {
+    const [a, b, c] = await Promise.all(
+      ["a", "b", "c"].map((name, i) =>
+        spawnLedgerNode(system, dir, name, {
+          identity: ids[i],
+          pledge: signStakePledge(ids[i], NODE_STAKE, 1),
+          models: HONEST_MODELS,
+          clock: { t: START },
+        })
+      ),
+    );
+    await joinLedgerNodes(a, b);
+    await joinLedgerNodes(b, c);
+    await run({ a, b, c, ids });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const accountIn = (node: LedgerNode, key: Identity) =>
+  node.validator.ask<Account>({ type: "account", key: key.publicKey });
+
+/** `key`'s pledge of `amount`, handed to `node` as from a peer, and gossiped to the others. */
+async function pledged(node: LedgerNode, everyone: LedgerNode[], key: Identity, amount: number) {
+  const pledge = signStakePledge(key, amount, 1);
+  assert.equal(await node.validator.ask({ type: "pledge", pledge, origin: "ee".repeat(32) }), true);
+  for (const other of everyone) {
+    await eventually(async () => (await accountIn(other, key)).stake === amount, "the pledge");
+  }
+}
+
+Deno.test("a stream conviction reaches every ledger: A's router's claim, confirmed by A, is replayed and settled by B and by C; each cuts the worker the same and pays A the same share", async () => {
+  await inALine(async ({ a, b, c, ids: [keyA] }) => {
+    const liar = Identity.generate();
+    await eventually(async () => (await accountIn(c, keyA)).stake === NODE_STAKE, "A's pledge");
+    await pledged(b, [a, b, c], liar, WORKER_STAKE);
+    const j = job("gossip");
+    const ids = await honestIds(j);
+    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+    const handled = await a.validator.ask<StreamClaimHandled>({
+      type: "stream_claim",
+      claim: claimOf(j, liar, ids, WRONG_AT),
+    });
+    assert.equal((await handled.result)?.reason, "confirmed");
+    // Failed before: the conviction stayed in A's ledger; B and C left the liar its stake.
+    for (const node of [a, b, c]) {
+      await eventually(
+        async () => (await accountIn(node, liar)).stake === WORKER_STAKE - SLASHED,
+        "the liar cut in every ledger",
+      );
+      assert.equal((await accountIn(node, keyA)).balance, SHARE, "A paid its share");
+      assert.equal(await node.validator.ask({ type: "convicted", key: liar.publicKey }), true);
+    }
+    for (const node of [b, c]) {
+      const stats = await node.validator.ask<ValidatorStats>({ type: "stats" });
+      assert.equal(stats.streamProofs.confirmed, 1);
+    }
+  });
+});
+
+Deno.test("a stream proof the replay refutes costs its accuser the penalty in every ledger it reaches (each replays it itself); the worker it accused keeps its stake everywhere", async () => {
+  await inALine(async ({ b, c }) => {
+    const [honest, accuser] = [Identity.generate(), Identity.generate()];
+    await pledged(b, [b, c], honest, WORKER_STAKE);
+    await pledged(b, [b, c], accuser, NODE_STAKE);
+    const j = job("gossip-refuted");
+    const proof = signStreamProof(
+      claimOf(j, honest, await honestIds(j), WRONG_AT),
+      accuser,
+      START,
+    );
+    const handled = await b.validator.ask<StreamProofHandled>({
+      type: "stream_proof",
+      proof,
+      origin: "dd".repeat(32),
+    });
+    assert.equal((await handled.result)?.reason, "not_reproduced");
+    for (const node of [b, c]) {
+      await eventually(
+        async () => (await accountIn(node, accuser)).stake === NODE_STAKE - PENALTY,
+        "the accuser charged in every ledger",
+      );
+      assert.equal((await accountIn(node, honest)).stake, WORKER_STAKE);
+      assert.equal(await node.validator.ask({ type: "convicted", key: honest.publicKey }), false);
+    }
+  });
+});
