@@ -30,6 +30,7 @@ import { INSUFFICIENT_STAKE_NOT_KEPT } from "../actors/validator_messages.ts";
 import { TRAINING_PROTOCOL } from "../protocols/training_messages.ts";
 import type { LogLimiter } from "./log_limiter.ts";
 import type { PledgeSync } from "./pledge_sync.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
 import {
   type Accusation,
   accuserOf,
@@ -198,14 +199,28 @@ export class PeerGossip {
   }
 
   /**
-   * A stream proof to every ledger-keeping peer but `except`, after its accuser's pledge
-   * (`publish_stream_proof`).
+   * A stream proof to every ledger-keeping peer but `except`, after the worker's pledge and its
+   * accuser's (`publish_stream_proof`): the worker's is looked up first, and the message told
+   * again with it. A peer that lacks the worker's pledge would convict it with nothing to cut,
+   * once for good (a fraud proof needs none: its receipt, recorded there, came with the stake).
    */
   publishStreamProof(
     message: Extract<NetworkMessage, { type: "publish_stream_proof" }>,
     ctx: ActorContext<NetworkMessage>,
   ): void {
-    return this.#publishAccusation({ kind: "stream", proof: message.proof }, message, ctx);
+    const { proof, except, workerPledge } = message;
+    if (workerPledge === undefined) {
+      return this.#pledgeSync.lookUpPledge(
+        proof.claim.worker,
+        ctx,
+        (pledge) => ({ ...message, workerPledge: pledge ?? null }),
+      );
+    }
+    return this.#publishAccusation(
+      { kind: "stream", proof },
+      { except, workerPledge: workerPledge ?? undefined },
+      ctx,
+    );
   }
 
   /** An accusation to every peer but `except`, each after `pledge` (`publish_accusation`). */
@@ -215,6 +230,7 @@ export class PeerGossip {
       accusation.kind === "fraud_proof" ? TRAINING_PROTOCOL : VALIDATION_PROTOCOL,
       message.except,
       (c) => {
+        this.#pledgeSync.sendAhead(c, message.workerPledge, accusation.kind);
         this.#pledgeSync.sendAhead(c, pledge, accusation.kind);
         const ahead = this.#carriedReceipts.receiptAhead(c, accusation);
         if (ahead === undefined) return notifyAccusation(c, accusation);
@@ -247,13 +263,13 @@ export class PeerGossip {
    */
   #publishAccusation(
     accusation: Accusation,
-    { except }: { except?: string },
+    { except, workerPledge }: { except?: string; workerPledge?: StakePledge },
     ctx: ActorContext<NetworkMessage>,
   ): void {
     this.#pledgeSync.lookUpPledge(
       accuserOf(accusation),
       ctx,
-      (pledge) => ({ type: "publish_accusation", accusation, pledge, except }),
+      (pledge) => ({ type: "publish_accusation", accusation, pledge, workerPledge, except }),
     );
   }
 

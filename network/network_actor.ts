@@ -240,8 +240,17 @@ export type NetworkMessage =
    */
   | { type: "publish_verdict"; verdict: Verdict; except?: string; evidence?: ClaimEvidence }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
-  /** A stream proof (a lost worker's wrong tokens) to pass on, after its accuser's pledge. */
-  | { type: "publish_stream_proof"; proof: StreamProof; except?: string }
+  | {
+    /**
+     * A stream proof (a lost worker's wrong tokens) to pass on, after the worker's pledge and its
+     * accuser's. `workerPledge`: the worker's pledge as our ledger holds it, once looked up
+     * (`null`: none here); absent, it is looked up first.
+     */
+    type: "publish_stream_proof";
+    proof: StreamProof;
+    except?: string;
+    workerPledge?: StakePledge | null;
+  }
   | { type: "publish_pledge"; pledge: StakePledge; except?: string }
   | {
     /**
@@ -265,6 +274,11 @@ export type NetworkMessage =
     type: "publish_accusation";
     accusation: Accusation;
     pledge?: StakePledge;
+    /**
+     * A stream proof's worker's pledge, sent ahead of its accuser's: a ledger that lacks it would
+     * convict the worker with nothing to cut (its stake 0 there), once for good.
+     */
+    workerPledge?: StakePledge;
     except?: string;
   }
   | { type: "connection_to"; key: Uint8Array; protocol: string }

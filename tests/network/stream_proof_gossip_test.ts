@@ -15,7 +15,7 @@ import type {
   ValidatorStats,
 } from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { PLEDGES_PUSHED_ON_CONNECT, signStakePledge } from "../../protocols/stake_pledge.ts";
 import { signStreamProof } from "../../protocols/stream_proof.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
@@ -131,4 +131,55 @@ Deno.test("a stream proof the replay refutes costs its accuser the penalty in ev
       assert.equal(await node.validator.ask({ type: "convicted", key: honest.publicKey }), false);
     }
   });
+});
+
+Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge goes after the pledge: the worker is cut there as everywhere, not convicted with nothing to cut", async () => {
+  const system = new ActorSystem({ name: "stream-proof-worker-pledge" });
+  const dir = await Deno.makeTempDir();
+  const [keyB, keyC, liar, accuser] = Array.from({ length: 4 }, Identity.generate);
+  try {
+    const node = (name: string, identity: Identity) =>
+      spawnLedgerNode(system, dir, name, {
+        identity,
+        pledge: signStakePledge(identity, NODE_STAKE, 1),
+        models: HONEST_MODELS,
+        clock: { t: START },
+      });
+    const [b, c] = await Promise.all([node("b", keyB), node("c", keyC)]);
+    const peer = "dd".repeat(32);
+    const pledge = (to: LedgerNode, key: Identity, amount: number) =>
+      to.validator.ask({ type: "pledge", pledge: signStakePledge(key, amount, 1), origin: peer });
+    // B holds the liar's pledge, then more newer ones than it pushes on connect: the liar's (the
+    // oldest) is not among those C gets when they join. The accuser pledged in both.
+    assert.equal(await pledge(b, liar, WORKER_STAKE), true);
+    for (let i = 0; i <= PLEDGES_PUSHED_ON_CONNECT; i++) {
+      assert.equal(await pledge(b, Identity.generate(), 1_000), true);
+    }
+    for (const to of [b, c]) assert.equal(await pledge(to, accuser, NODE_STAKE), true);
+    await joinLedgerNodes(b, c);
+    await eventually(async () => (await accountIn(c, keyB)).stake === NODE_STAKE, "B's pledge");
+    assert.equal((await accountIn(c, liar)).stake, 0, "C has not heard of the liar");
+    const j = job("worker-pledge");
+    const ids = await honestIds(j);
+    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+    const handled = await b.validator.ask<StreamProofHandled>({
+      type: "stream_proof",
+      proof: signStreamProof(claimOf(j, liar, ids, WRONG_AT), accuser, START),
+      origin: peer,
+    });
+    assert.equal((await handled.result)?.reason, "confirmed");
+    await eventually(async () => {
+      const stats = await c.validator.ask<ValidatorStats>({ type: "stats" });
+      return stats.streamProofs.confirmed + stats.streamProofs.skipped > 0;
+    }, "C to take the proof");
+    // Failed before: C convicted the liar with no stake to cut (0), and its pledge, coming later,
+    // left it its whole stake there.
+    for (const at of [b, c]) {
+      assert.equal((await accountIn(at, liar)).stake, WORKER_STAKE - SLASHED);
+      assert.equal((await accountIn(at, accuser)).balance, SHARE);
+    }
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
