@@ -11,6 +11,9 @@
  *   confirmed (the gossip it passed on), so a cheat is slashed in every ledger its receipt
  *   reached — of inference receipts, and of training receipts (the training validator's, settled
  *   here through `training_fraud`: sent as training gossip to the peers that offer training);
+ *   and every stream proof it settled as confirmed (its router's, signed by this node, or a
+ *   peer's), for one challenge window from its settlement (a stream has no receipt window), after
+ *   the convicted worker's pledge (a ledger that lacked it would cut nothing);
  * - the verdict of each challenge ending its start applied from disk (`_challenge_endings.ts`),
  *   and of each fault this validator decided (review s54), a peer's claim it took over included:
  *   the worker that withheld from it too is slashed here on this validator's own verdict, the one
@@ -148,11 +151,14 @@
  */
 import { encodeCanonical } from "../protocols/cbor.ts";
 import type { Receipt } from "../protocols/receipt.ts";
+import type { StreamProof } from "../protocols/stream_proof.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { ReceiptFiles } from "./_receipt_files.ts";
 import type { AssignedReceiptItem, CatchUpItem } from "./validator_messages.ts";
 import {
+  accuserOfConviction,
+  convictedOf,
   type Conviction,
   convictionOf,
   idOf,
@@ -233,6 +239,13 @@ export interface CatchUpReadOptions {
    * (`Ledger.fraudSubject`), whose id is not `id` (`tests/actors/catch_up_kept_test.ts`).
    */
   settled?: (id: string, accuser: Uint8Array, receipt?: Receipt) => number | undefined;
+  /**
+   * Whether the ledger settled the stream conviction `proof` is about (`Ledger.streamFraudSettled`):
+   * a stream proof written ahead of its settlement is kept only then, until the end its file
+   * holds (a stream has no receipt window: this node's clock at its settlement plus one challenge
+   * window), and its file removed otherwise. Absent: every one kept.
+   */
+  streamSettled?: (proof: StreamProof) => boolean;
   /**
    * Whether the ledger recorded `verdict` (a kept verdict read back from disk, or one written
    * ahead, {@link CatchUp.write}): the end of its receipt's window if so. One it does not have
@@ -412,12 +425,36 @@ export class CatchUp {
     const now = options.now();
     for (const [id, { seq, until, item }] of written) {
       if (this.#proofs.has(id)) continue; // its file is the kept conviction's
-      const { validator: accuser, receipt } = item.kind === "fraud_proof"
-        ? item.proof
-        : { ...item.body.proof, receipt: undefined };
-      const end = options.settled === undefined ? until : options.settled(id, accuser, receipt);
+      const end = this.#settledUntil(options, id, item, until);
       if (end === undefined || now > end) this.#remove(id);
       else this.#keep(item, end, seq);
+    }
+  }
+
+  /**
+   * Whether the ledger settled conviction `item` (written ahead as `id`, kept until `until`):
+   * the end of its window if so (see {@link CatchUpReadOptions.settled},
+   * {@link CatchUpReadOptions.streamSettled}).
+   */
+  #settledUntil(
+    options: CatchUpReadOptions,
+    id: string,
+    item: Conviction,
+    until: number,
+  ): number | undefined {
+    switch (item.kind) {
+      case "fraud_proof":
+        return options.settled === undefined
+          ? until
+          : options.settled(id, item.proof.validator, item.proof.receipt);
+      case "training_fraud_proof":
+        return options.settled === undefined
+          ? until
+          : options.settled(id, item.body.proof.validator);
+      case "stream_proof":
+        return options.streamSettled === undefined || options.streamSettled(item.proof)
+          ? until
+          : undefined;
     }
   }
 
@@ -511,12 +548,10 @@ export class CatchUp {
   /** Keep a conviction in memory, and drop what the bounds then push out. */
   #keep(item: Conviction, until: number, seq: number): void {
     const id = idOf(item);
-    const proof = item.kind === "fraud_proof" ? item.proof : item.body.proof;
-    const bytes = encodeCanonical(item.kind === "fraud_proof" ? item.proof : item.body).length;
-    const worker = toHex(
-      item.kind === "fraud_proof" ? item.proof.receipt.worker : item.body.proof.receipt.trainer,
-    );
-    this.#proofs.set(id, { item, until, bytes, worker, accuser: proof.validator, seq });
+    const bytes = encodeCanonical(item.kind === "training_fraud_proof" ? item.body : item.proof)
+      .length;
+    const worker = toHex(convictedOf(item));
+    this.#proofs.set(id, { item, until, bytes, worker, accuser: accuserOfConviction(item), seq });
     this.#proofBytes += bytes;
     while (this.#proofs.size > MAX_CATCH_UP_FRAUD_PROOFS) this.#forget(this.#heaviest("count"));
     while (this.#proofBytes > MAX_CATCH_UP_FRAUD_PROOF_BYTES) {

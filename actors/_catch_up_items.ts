@@ -14,15 +14,21 @@ import { receiptId } from "../protocols/receipt.ts";
 import {
   FraudProofAnnouncementMessage,
   ReceiptAnnouncementMessage,
+  StreamProofAnnouncementMessage,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { streamFraudKey } from "../proof/ledger_index.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
 import type { CatchUpItem } from "./validator_messages.ts";
 
-/** A conviction as it is kept: an inference or a training fraud proof. */
-export type Conviction = Extract<CatchUpItem, { kind: "fraud_proof" | "training_fraud_proof" }>;
+/** A conviction as it is kept: an inference or a training fraud proof, or a stream proof. */
+export type Conviction = Extract<
+  CatchUpItem,
+  { kind: "fraud_proof" | "training_fraud_proof" | "stream_proof" }
+>;
 
 /** A verdict as it is kept, with the receipt and job it goes after, if any. */
 export type KeptVerdict = Extract<CatchUpItem, { kind: "verdict" }>;
@@ -31,12 +37,12 @@ export type KeptVerdict = Extract<CatchUpItem, { kind: "verdict" }>;
 export interface Kept<T> {
   item: T;
   /**
-   * Hex key of the convicted worker or trainer (fraud proofs), or of the node whose work a verdict
+   * Hex key of the convicted worker or trainer (fraud and stream proofs), or of the node whose work a verdict
    * is about (its `target`, which every verdict names; for a fault, the worker whose receipt its
    * evidence is): what the bounds weigh.
    */
   worker?: string;
-  /** The accuser's key (fraud proofs only). */
+  /** The accuser's key (fraud and stream proofs only). */
   accuser?: Uint8Array;
   /** End of the receipt's window (ledger clock, ms): sent until then. */
   until: number;
@@ -105,11 +111,46 @@ export function keptVerdictOf(value: unknown): KeptVerdictFile | undefined {
   return { seq: seq!, until: until!, item: kept };
 }
 
-/** The receipt id a conviction is about (inference or training). */
+/**
+ * What names a conviction's file, and what it is about: the receipt id (inference or training),
+ * or, for a stream proof, the hash of the stream's key (`streamFraudKey`: one conviction per job
+ * and worker, as one per receipt).
+ */
 export function idOf(item: Conviction): string {
-  return item.kind === "fraud_proof"
-    ? receiptId(item.proof.receipt)
-    : trainingReceiptId(item.body.proof.receipt);
+  switch (item.kind) {
+    case "fraud_proof":
+      return receiptId(item.proof.receipt);
+    case "training_fraud_proof":
+      return trainingReceiptId(item.body.proof.receipt);
+    case "stream_proof": {
+      const { job, worker } = item.proof.claim;
+      return sha256Hex(new TextEncoder().encode(streamFraudKey(jobId(job), toHex(worker))));
+    }
+  }
+}
+
+/** The key of the worker or trainer a conviction convicts. */
+export function convictedOf(item: Conviction): Uint8Array {
+  switch (item.kind) {
+    case "fraud_proof":
+      return item.proof.receipt.worker;
+    case "training_fraud_proof":
+      return item.body.proof.receipt.trainer;
+    case "stream_proof":
+      return item.proof.claim.worker;
+  }
+}
+
+/** The key of a conviction's accuser (whose pledge goes ahead of it on connect). */
+export function accuserOfConviction(item: Conviction): Uint8Array {
+  switch (item.kind) {
+    case "fraud_proof":
+      return item.proof.validator;
+    case "training_fraud_proof":
+      return item.body.proof.validator;
+    case "stream_proof":
+      return item.proof.accuser;
+  }
 }
 
 /**
@@ -126,6 +167,8 @@ export function convictionOf(value: unknown): KeptFile | undefined {
     valid = FraudProofAnnouncementMessage.schema.safeParse({ proof: item.proof }).success;
   } else if (item.kind === "training_fraud_proof") {
     valid = TrainingFraudProofMessage.schema.safeParse(item.body).success;
+  } else if (item.kind === "stream_proof") {
+    valid = StreamProofAnnouncementMessage.schema.safeParse({ proof: item.proof }).success;
   } else {
     valid = false;
   }

@@ -42,6 +42,7 @@ import {
 } from "../proof/stream_check.ts";
 import { LedgerRejectedError } from "../proof/ledger_errors.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
+import { idOf } from "./_catch_up_items.ts";
 import type {
   StreamCheckedMessage,
   StreamClaimHandled,
@@ -282,8 +283,21 @@ export class StreamClaims {
       taken?.waiting.resolve(check);
       return;
     }
+    // A conviction is kept for the peers that connect later (`_catch_up.ts`), for one challenge
+    // window: written ahead of its settlement (a process that dies right after it still has it),
+    // kept once settled, its file removed if the ledger refuses it. This node's own claim goes as
+    // the stream proof it signs.
+    const ledger = this.#core.ledger();
+    const kept = check.confirmed
+      ? {
+        kind: "stream_proof" as const,
+        proof: proof ?? signStreamProof(claim, this.#core.options.identity, this.#core.now()),
+      }
+      : undefined;
+    const until = this.#core.now() + ledger.economics.challengeWindowMs;
+    if (kept !== undefined) await this.#core.catchUp().write(kept, until);
     try {
-      const amount = await this.#core.ledger().settleStreamFraud({
+      const amount = await ledger.settleStreamFraud({
         jobId: job,
         worker: claim.worker,
         model: claim.job.model,
@@ -293,7 +307,7 @@ export class StreamClaims {
         confirmed: check.confirmed,
         reason: check.reason,
       });
-      if (!check.confirmed) {
+      if (kept === undefined) {
         this.#core.log(`validator: ${whose} ${about} refuted (${check.reason}): ${amount} charged`);
       } else {
         this.#core.log(
@@ -302,17 +316,18 @@ export class StreamClaims {
             `${proof === undefined ? "" : ` (${whose})`}: ${amount} slashed`,
         );
         stats.slashes++;
+        await this.#core.catchUp().add(kept, until);
         this.#core.tellNetwork(ctx, { type: "peer_convicted", key: toHex(claim.worker) });
+        // This node's own conviction: signed and passed on, for every ledger to replay.
         if (proof === undefined) {
-          // This node's own conviction: signed and passed on, for every ledger to replay.
-          const signed = signStreamProof(claim, this.#core.options.identity, this.#core.now());
-          this.#core.tellNetwork(ctx, { type: "publish_stream_proof", proof: signed });
+          this.#core.tellNetwork(ctx, { type: "publish_stream_proof", proof: kept.proof });
         }
       }
     } catch (error) {
       // Settled already (a second claim for the job, another accuser's proof first), or this
       // accuser's accusation of it settled before: nothing more to do.
       if (!(error instanceof LedgerRejectedError)) throw error;
+      if (kept !== undefined) this.#core.catchUp().discard(idOf(kept));
       this.#core.log(`validator: ${whose} ${about} not settled: ${error.code}`);
     }
     taken?.waiting.resolve(check);

@@ -305,6 +305,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         ledger.hasVerdict(verdictId(verdict))
           ? ledger.receipt(verdict.subjectId)?.pendingUntil
           : undefined,
+      // A stream proof written ahead of its settlement: kept if the ledger convicted the stream.
+      streamSettled: (proof) =>
+        ledger.streamFraudSettled(jobIdOf(proof.claim.job), proof.claim.worker),
       // An announcement of a receipt this node assigned, while it is pending here.
       assignedPending: (id) => this.#assignedPending(id),
     });

@@ -16,6 +16,7 @@ import type { ValidationResult } from "../proof/validation.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { StreamCheckResult } from "../proof/stream_check.ts";
 import type { StreamClaim } from "../protocols/stream_commitment.ts";
+import type { StreamProof } from "../protocols/stream_proof.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
 import type { TrainingReceipt } from "../training/training_receipt.ts";
 import type { TrainingRoundTerms } from "../proof/ledger.ts";
@@ -178,7 +179,8 @@ export interface CatchUpMessage {
 }
 /**
  * One thing a connecting peer is sent to catch up: a confirmed fraud proof (of an inference
- * receipt, or of a training receipt as training gossip carries it), a verdict — a "proof
+ * receipt, or of a training receipt as training gossip carries it), a confirmed stream proof (a
+ * lost worker's wrong tokens, `protocols/stream_proof.ts`), a verdict — a "proof
  * withheld" fault with the receipt and job it is about (`evidence`, sent ahead of it, as a claim
  * passed on is: `ClaimEvidence`) while this validator keeps them (bounded, `_catch_up.ts`) — or
  * the announcement of a receipt this node assigned, pending here (`_catch_up_receipts.ts`).
@@ -187,6 +189,7 @@ export type CatchUpItem =
   | { kind: "verdict"; verdict: Verdict; evidence?: ClaimEvidence }
   | { kind: "fraud_proof"; proof: FraudProof }
   | { kind: "training_fraud_proof"; body: TrainingFraudProofBody }
+  | { kind: "stream_proof"; proof: StreamProof }
   | AssignedReceiptItem;
 /**
  * The announcement of a receipt this node assigned: the worker's receipt, its job and this node's

@@ -10,7 +10,10 @@
  * good, `tests/network/catch_up_evidence_test.ts`); convictions first, so a connection
  * that drops midway carries those. A training conviction goes as training gossip
  * (`training.fraud_proof`), to a peer that offers training only (its training validator checks
- * it; `tests/training/training_catch_up_test.ts`). A "proof withheld" fault goes after the
+ * it; `tests/training/training_catch_up_test.ts`). A stream proof (a lost worker's wrong tokens)
+ * goes after the convicted worker's pledge, sent as for a refused receipt (`sendPledge`, once per
+ * worker and connect): a peer that lacked it would convict the worker with nothing to cut
+ * (`tests/network/stream_proof_gossip_test.ts`). A "proof withheld" fault goes after the
  * receipt and job it is about, when the validator kept them (`ClaimEvidence`, sent as the
  * NetworkActor sends it ahead of a claim it passes on, `sendClaimEvidence`, and answered before
  * the fault goes): a peer that forgot the receipt, or never had it, takes the claim over (review
@@ -47,6 +50,7 @@ import { toHex } from "../protocols/hash.ts";
 import { type Connection, type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection.ts";
 import {
   FraudProofAnnouncementMessage,
+  StreamProofAnnouncementMessage,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
 import { TRAINING_PROTOCOL, TrainingFraudProofMessage } from "../protocols/training_messages.ts";
@@ -139,6 +143,11 @@ async function send(
       return await connection.notify(VerdictAnnouncementMessage, { verdict: item.verdict });
     case "fraud_proof":
       return await connection.notify(FraudProofAnnouncementMessage, { proof: item.proof });
+    case "stream_proof":
+      // After the convicted worker's pledge: a ledger that lacked it would convict the worker
+      // with nothing to cut, once for good (its accuser's goes first among those pushed).
+      await lacksStake(item.proof.claim.worker);
+      return await connection.notify(StreamProofAnnouncementMessage, { proof: item.proof });
     case "training_fraud_proof":
       if (training) await connection.notify(TrainingFraudProofMessage, item.body);
       return;

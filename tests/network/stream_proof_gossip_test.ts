@@ -183,3 +183,50 @@ Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge g
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a ledger that connects after the conviction gets the stream proof in its catch-up: it cuts the liar as the router's ledger did and pays the router its share", async () => {
+  const system = new ActorSystem({ name: "stream-proof-catch-up" });
+  const dir = await Deno.makeTempDir();
+  const [keyA, keyC, liar] = Array.from({ length: 3 }, Identity.generate);
+  try {
+    const node = (name: string, identity: Identity) =>
+      spawnLedgerNode(system, dir, name, {
+        identity,
+        pledge: signStakePledge(identity, NODE_STAKE, 1),
+        models: HONEST_MODELS,
+        clock: { t: START },
+      });
+    const [a, c] = await Promise.all([node("a", keyA), node("c", keyC)]);
+    const peer = "dd".repeat(32);
+    const pledge = (to: LedgerNode, key: Identity, amount: number) =>
+      to.validator.ask({ type: "pledge", pledge: signStakePledge(key, amount, 1), origin: peer });
+    assert.equal(await pledge(a, liar, WORKER_STAKE), true);
+    // A convicts the liar while C is away.
+    const j = job("catch-up");
+    const ids = await honestIds(j);
+    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+    const handled = await a.validator.ask<StreamClaimHandled>({
+      type: "stream_claim",
+      claim: claimOf(j, liar, ids, WRONG_AT),
+    });
+    assert.equal((await handled.result)?.reason, "confirmed");
+    assert.equal((await accountIn(a, liar)).stake, WORKER_STAKE - SLASHED);
+    // A's gossip of it is done (to no peer): the network looks up two pledges in the ledger,
+    // each a round trip between the two actors, before it passes a proof on.
+    for (let i = 0; i < 3; i++) {
+      await a.validator.ask({ type: "stats" });
+      await a.network.ask({ type: "peers" });
+    }
+    // C connects later. Failed before: gossip had reached nobody, and C left the liar its stake.
+    await joinLedgerNodes(c, a);
+    await eventually(
+      async () => (await accountIn(c, liar)).stake === WORKER_STAKE - SLASHED,
+      "the liar cut in the late ledger",
+    );
+    assert.equal((await accountIn(c, keyA)).balance, SHARE);
+    assert.equal(await c.validator.ask({ type: "convicted", key: liar.publicKey }), true);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
