@@ -10,24 +10,25 @@
  * (the refusers' word in it is not).
  *
  * A confirmed claim is then signed by this node as a stream proof (`protocols/stream_proof.ts`)
- * and passed on to every ledger-keeping peer (`publish_stream_proof`), after this node's pledge,
- * as a fraud proof is. A peer's stream proof is taken here as a peer's fraud proof is
- * (`_fraud_proofs.ts`): from an accuser whose free stake here covers the false-accusation penalty
- * of it and of the accusations it has being checked, once per accuser, job and worker; checked
- * with this node's own replay; settled: confirmed, the worker's stake cut and the accuser paid
- * its share; refuted, the accuser charged the penalty; undecided (no model here), nobody charged.
- * Whatever the outcome it is passed on to the other peers, each of which checks it itself. Not
- * part of the public API.
+ * and passed on to every ledger-keeping peer (`publish_stream_proof`), after the worker's pledge
+ * and this node's, as a fraud proof is. A peer's stream proof is taken here as a peer's fraud
+ * proof is (`_fraud_proofs.ts`), refused at once when it costs nothing to refuse: from the job's
+ * requester only (the router whose client the worker cheated), about a worker with stake here,
+ * from an accuser whose free stake here covers the false-accusation penalty of it and of the
+ * accusations it has being checked or left undecided here, once per accuser, job and worker, and
+ * within the bounds of `_stream_proof_bounds.ts`; then checked with this node's own replay and
+ * settled (`_stream_settlement.ts`, who pays in each ending). A job that reads a stored input is
+ * replayed on its bytes, carried by the claim or read here (`ValidatorActorOptions.readInput`).
+ * Not part of the public API.
  *
  * @module
  */
 import type { ActorContext } from "./actor.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
-import { jobId } from "../protocols/job.ts";
+import { jobBytes, jobId, MAX_NETWORK_JOB_BYTES } from "../protocols/job.ts";
 import { type StreamClaim, StreamClaimSchema } from "../protocols/stream_commitment.ts";
 import {
-  signStreamProof,
   type StreamProof,
   streamProofHash,
   StreamProofSchema,
@@ -40,9 +41,9 @@ import {
   type StreamCheckResult,
   streamClaimHash,
 } from "../proof/stream_check.ts";
-import { LedgerRejectedError } from "../proof/ledger_errors.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
-import { idOf } from "./_catch_up_items.ts";
+import { StreamProofBounds } from "./_stream_proof_bounds.ts";
+import { publishOwnConviction, settleStreamCheck } from "./_stream_settlement.ts";
 import type {
   StreamCheckedMessage,
   StreamClaimHandled,
@@ -51,17 +52,25 @@ import type {
 } from "./validator_messages.ts";
 
 /**
- * Claims taken and not settled at once, at most: each waits for a forward pass in the work
- * queue. This node's router's come one per lost worker of a job its own client ran; a peer's
- * proofs are bounded per accuser by its stake here. The bound is against a flood of them, not
- * their normal number.
+ * This node's router's own claims taken and not settled at once, at most: each waits for a
+ * forward pass in the work queue. They come one per lost worker of a job its own client ran, so
+ * the bound is against a flood of them, not their normal number. Peers' proofs are bounded apart
+ * (`_stream_proof_bounds.ts`): none takes their room.
  */
-const MAX_CLAIMS_CHECKING = 1024;
+const MAX_OWN_CLAIMS_CHECKING = 1024;
+
+/**
+ * Claims and proofs kept across a stop (the held-evidence file), at most: this node's router's
+ * first, then peers' proofs, the oldest first. Each is up to a frame (the job, its input and the
+ * tokens), so the file stays within tens of MiB; past the bound the rest are lost at the stop
+ * (peers' proofs were passed on already).
+ */
+export const MAX_KEPT_STREAM_CLAIMS = 64;
 
 /**
  * Tries of a claim's check that throws (the model failed to load, an error of this node's): it
- * is tried again at the next finalize tick, as a peer's fraud proof is, and past the last the
- * claim is dropped, said in the log.
+ * is tried again at the next finalize tick, as a peer's fraud proof is; past the last it is left
+ * undecided here (a peer's proof remembered and passed on, as one this node lacks the model for).
  */
 const MAX_CLAIM_CHECK_TRIES = 3;
 
@@ -83,19 +92,26 @@ interface TakenClaim {
 /** The stream claims a validator checks and settles (see the module doc). */
 export class StreamClaims {
   readonly #core: ValidatorCore;
-  /** Claims taken and not settled yet, by hash. */
+  /** Claims taken and not settled yet, by hash (a claim's, or its peer's proof's). */
   readonly #taken = new Map<string, TakenClaim>();
   /** Those whose last check threw, waiting for the next finalize tick. */
   readonly #failed = new Set<string>();
+  /** Peers' proofs being checked and left undecided here, and their bounds. */
+  readonly #bounds: StreamProofBounds;
+  /** This node's router's claims taken. */
+  #own = 0;
 
   constructor(core: ValidatorCore) {
     this.#core = core;
+    this.#bounds = new StreamProofBounds((accuser, delta) =>
+      core.memory.countAccusation(accuser, delta)
+    );
   }
 
   /** Take `value` for a check, unless it is malformed, a duplicate or settled already. */
   onStreamClaim(value: unknown, ctx: ActorContext<ValidatorMessage>): StreamClaimHandled {
     const parsed = StreamClaimSchema.safeParse(value);
-    if (!parsed.success) return { queued: false, skipped: "malformed" };
+    if (!parsed.success || !fitsFrame(parsed.data)) return { queued: false, skipped: "malformed" };
     const claim = parsed.data;
     const hash = streamClaimHash(claim);
     if (this.#taken.has(hash)) return { queued: false, skipped: "duplicate" };
@@ -103,14 +119,23 @@ export class StreamClaims {
     if (bytesEqual(claim.worker, this.#core.options.identity.publicKey)) {
       return { queued: false, skipped: "self_accusation" };
     }
+    if (this.#core.ledger().streamFraudSettled(jobId(claim.job), claim.worker)) {
+      return { queued: false, skipped: "already_settled" };
+    }
+    if (this.#own >= MAX_OWN_CLAIMS_CHECKING) {
+      this.#core.log(
+        `validator: stream claim against ${short(claim.worker)} dropped: ` +
+          `${MAX_OWN_CLAIMS_CHECKING} claims are waiting for their check`,
+      );
+      return { queued: false, skipped: "busy" };
+    }
+    this.#own++;
     return this.#take(hash, { claim }, ctx);
   }
 
   /**
    * Take a peer's stream proof for a check (see the module doc), unless it costs nothing to
-   * refuse: malformed, badly signed, a duplicate, settled already, its accuser's accusation of the
-   * stream taken before, or its accuser short of stake here. `origin`: the peer it came from (not
-   * passed back there).
+   * refuse. `origin`: the peer it came from (not passed back there).
    */
   onStreamProof(
     value: unknown,
@@ -122,13 +147,23 @@ export class StreamClaims {
       return { queued: false, skipped };
     };
     const parsed = StreamProofSchema.safeParse(value);
-    if (!parsed.success) return skip("malformed");
+    // A job no network job could be (past one frame with its input): no router forwarded it.
+    if (!parsed.success || !fitsFrame(parsed.data.claim)) return skip("malformed");
     const proof = parsed.data;
     const { claim, accuser } = proof;
     const hash = streamProofHash(proof);
     if (this.#taken.has(hash)) return skip("duplicate");
+    // This node's own claims come in-process; one signed with its key and refuted here would
+    // have no one to charge.
+    if (bytesEqual(accuser, this.#core.options.identity.publicKey)) return skip("own_proof");
     // A worker accusing its own stream would only shape its own settlement.
     if (bytesEqual(accuser, claim.worker)) return skip("self_accusation");
+    // Only the job's requester — the router whose client the worker cheated, named in the job
+    // it signed its stream for — accuses: else the liar's own second key settles first, over the
+    // shortest head holding the lie, and earns the share of its cut (a conviction settles once
+    // per job and worker), or a relay re-signs the router's proof and takes its reward (review
+    // s69).
+    if (claim.job.requester !== toHex(accuser)) return skip("not_requester");
     const ledger = this.#core.ledger();
     const job = jobId(claim.job);
     if (ledger.streamFraudSettled(job, claim.worker)) return skip("already_settled");
@@ -136,44 +171,35 @@ export class StreamClaims {
     // undecided here, or being checked — else one key re-signs its claim, at another position or
     // time, into any number of checks.
     const subject = streamFraudKey(job, toHex(claim.worker));
-    const repeated = ledger.hasAccused(accuser, subject) ||
-      this.#core.memory.undecided(accuser, subject) ||
-      [...this.#taken.values()].some((t) =>
-        t.proof !== undefined && bytesEqual(t.proof.accuser, accuser) &&
-        streamFraudKey(jobId(t.claim.job), toHex(t.claim.worker)) === subject
-      );
-    if (repeated) return skip("repeated_accusation");
+    const accuserHex = toHex(accuser);
+    if (ledger.hasAccused(accuser, subject) || this.#bounds.accused(accuserHex, subject)) {
+      return skip("repeated_accusation");
+    }
+    // A worker with no stake here loses nothing to a conviction: an accuser's own fresh keys,
+    // signing wrong streams for it to accuse, would buy forward passes in every ledger for free
+    // (review s69). Its pledge goes ahead of the proof (`PledgeSync.sendAhead`).
+    if (!(ledger.account(claim.worker).stake > 0)) return skip("unstaked_worker");
     if (!verifyStreamProofSignature(proof)) return skip("bad_signature");
-    // Its free stake covers the penalty of this accusation and of those it has being checked
-    // here (fraud proofs counted with stream proofs): else one key staked at the penalty buys any
-    // number of forward passes at once. Its pledge goes ahead of its proof (`PledgeSync`).
+    // Its free stake covers the penalty of this accusation and of those it has being checked or
+    // left undecided here (fraud proofs counted with stream proofs): else one key staked at the
+    // penalty buys any number of forward passes at once. Its pledge goes ahead of its proof.
     const penalty = ledger.economics.falseAccusationPenalty;
     if (freeStake(ledger.account(accuser)) < penalty * (this.#core.memory.accusing(accuser) + 1)) {
       return skip("unstaked_accuser");
     }
-    const handled = this.#take(hash, { claim, proof, origin }, ctx);
-    if (!handled.queued) this.#core.stats.streamProofs.skipped++;
-    else this.#core.memory.countAccusation(accuser, 1);
-    return handled;
+    const room = this.#bounds.room(accuserHex);
+    if (room === false) return skip("busy");
+    if (room !== true) this.#giveWay(room);
+    this.#bounds.take(hash, accuserHex, subject);
+    return this.#take(hash, { claim, proof, origin }, ctx);
   }
 
-  /** Take a claim (a peer's proof of it, or none) for its check, unless settled or busy. */
+  /** Queue a claim taken (a peer's proof of it, or none) for its check. */
   #take(
     hash: string,
     taken: Pick<TakenClaim, "claim" | "proof" | "origin">,
     ctx: ActorContext<ValidatorMessage>,
   ): StreamClaimHandled {
-    const { claim } = taken;
-    if (this.#core.ledger().streamFraudSettled(jobId(claim.job), claim.worker)) {
-      return { queued: false, skipped: "already_settled" };
-    }
-    if (this.#taken.size >= MAX_CLAIMS_CHECKING) {
-      this.#core.log(
-        `validator: stream claim against ${toHex(claim.worker).slice(0, LOG_CHARS)} dropped: ` +
-          `${MAX_CLAIMS_CHECKING} claims are waiting for their check`,
-      );
-      return { queued: false, skipped: "busy" };
-    }
     const waiting = Promise.withResolvers<StreamCheckResult>();
     waiting.promise.catch(() => {});
     this.#taken.set(hash, { ...taken, waiting, tries: 0 });
@@ -181,157 +207,136 @@ export class StreamClaims {
     return { queued: true, result: waiting.promise };
   }
 
-  /**
-   * The claims taken and not settled yet, kept across a stop (`_held_evidence.ts`): this node's
-   * router's as claims, peers' as their stream proofs.
-   */
-  pending(): (StreamClaim | StreamProof)[] {
-    return [...this.#taken.values()].map((taken) => taken.proof ?? taken.claim);
+  /** A peer's proof gives way to another accuser's (`StreamProofBounds.room`): dropped unchecked. */
+  #giveWay(hash: string): void {
+    const taken = this.#taken.get(hash);
+    this.#forget(hash);
+    this.#core.stats.streamProofs.skipped++;
+    taken?.waiting.reject(new Error("stream proof dropped: its accuser holds the most checks"));
   }
 
-  /** Take again a claim or peer's proof kept across a stop ({@link pending}). */
-  resume(kept: unknown, ctx: ActorContext<ValidatorMessage>): void {
-    if (StreamProofSchema.safeParse(kept).success) this.onStreamProof(kept, ctx);
-    else this.onStreamClaim(kept, ctx);
+  /** Forget taken claim `hash` (its check over, or dropped), releasing what bounds it. */
+  #forget(hash: string, undecided = false): TakenClaim | undefined {
+    const taken = this.#taken.get(hash);
+    if (taken === undefined) return undefined;
+    this.#taken.delete(hash);
+    this.#failed.delete(hash);
+    if (taken.proof === undefined) this.#own--;
+    else this.#bounds.done(hash, undecided);
+    return taken;
+  }
+
+  /**
+   * The claims taken and not settled yet, kept across a stop (`_held_evidence.ts`): this node's
+   * router's as claims first, then peers' as their stream proofs, at most
+   * {@link MAX_KEPT_STREAM_CLAIMS}.
+   */
+  pending(): (StreamClaim | StreamProof)[] {
+    const taken = [...this.#taken.values()];
+    return [
+      ...taken.flatMap((t) => t.proof === undefined ? [t.claim] : []),
+      ...taken.flatMap((t) => t.proof === undefined ? [] : [t.proof]),
+    ].slice(0, MAX_KEPT_STREAM_CLAIMS);
+  }
+
+  /**
+   * Take again a claim or peer's proof kept across a stop ({@link pending}). An own claim whose
+   * stream the ledger convicted before the stop (its settlement written, what followed it cut
+   * off) is signed and passed on now, and kept for the peers that connect later.
+   */
+  async resume(kept: unknown, ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    if (StreamProofSchema.safeParse(kept).success) return void this.onStreamProof(kept, ctx);
+    const handled = this.onStreamClaim(kept, ctx);
+    if (handled.skipped !== "already_settled") return;
+    await publishOwnConviction(this.#core, ctx, StreamClaimSchema.parse(kept));
   }
 
   /** At the finalize tick: the claims whose last check threw are checked again. */
   retryFailedChecks(ctx: ActorContext<ValidatorMessage>): void {
     for (const hash of [...this.#failed]) {
       this.#failed.delete(hash);
-      this.#checkLater(hash, ctx);
+      if (this.#taken.has(hash)) this.#checkLater(hash, ctx);
     }
   }
 
   /** Queue the check of taken claim `hash`; its result comes back as `stream_checked`. */
   #checkLater(hash: string, ctx: ActorContext<ValidatorMessage>): void {
     const taken = this.#taken.get(hash)!;
-    this.#core.enqueue(() => this.#check(taken.claim)).then(
-      (check) => ctx.self.tell({ type: "stream_checked", claim: taken.claim, check, hash }),
+    // One given way meanwhile (`#giveWay`) is not checked: its place in the queue costs nothing.
+    this.#core.enqueue(() =>
+      this.#taken.has(hash) ? this.#check(taken.claim) : Promise.resolve(undefined)
+    ).then(
+      (result) => {
+        if (result === undefined) return;
+        ctx.self.tell({ type: "stream_checked", claim: result.claim, check: result.check, hash });
+      },
       (error) => {
         // Outside `receive`: the maps are this actor's, changed here as the fraud proofs' are.
-        const who = toHex(taken.claim.worker).slice(0, LOG_CHARS);
         if (++taken.tries < MAX_CLAIM_CHECK_TRIES) {
           this.#failed.add(hash);
           this.#core.log(
-            `validator: stream claim against ${who} not checked (try ${taken.tries}): ${error}`,
+            `validator: stream claim against ${short(taken.claim.worker)} not checked (try ` +
+              `${taken.tries}): ${error}`,
           );
           return;
         }
-        this.#taken.delete(hash);
-        if (taken.proof !== undefined) this.#core.memory.countAccusation(taken.proof.accuser, -1);
-        this.#core.log(
-          `validator: stream claim against ${who} dropped after ${taken.tries} failed checks: ` +
-            `${error}`,
-        );
-        taken.waiting.reject(error);
+        // Past the last try: undecided here, as a check without the model is.
+        const check: StreamCheckResult = {
+          confirmed: false,
+          inconclusive: true,
+          reason: "error",
+          claimHash: streamClaimHash(taken.claim),
+          forwardTokens: 0,
+          ms: 0,
+        };
+        ctx.self.tell({ type: "stream_checked", claim: taken.claim, check, hash });
       },
     ).catch(() => {});
   }
 
-  /** Replay the claimed position with the job's model (none held here: inconclusive). */
-  async #check(claim: StreamClaim): Promise<StreamCheckResult> {
+  /**
+   * Replay the claim with the job's model (none held here: inconclusive), on the bytes of the
+   * stored input the job reads, read here if the claim does not carry them
+   * (`ValidatorActorOptions.readInput`): the claim checked, with the bytes it was checked on.
+   */
+  async #check(claim: StreamClaim): Promise<{ claim: StreamClaim; check: StreamCheckResult }> {
     const model = await this.#core.options.models.get(claim.job.model);
     // A one-shot (tensor) model under a text job's id streams nothing: no text model here.
     const text = model !== undefined && "tokenizer" in model ? model : undefined;
-    return await checkStreamClaim(claim, text, this.#core.options.validation);
+    const read = this.#core.options.readInput;
+    if (claim.job.input !== undefined && claim.input === undefined && read !== undefined) {
+      // Not readable (no peer holds it, a timeout): checked without, undecided.
+      const input = await read(claim.job.input).catch(() => undefined);
+      if (input !== undefined) claim = { ...claim, input };
+    }
+    return { claim, check: await checkStreamClaim(claim, text, this.#core.options.validation) };
   }
 
   /**
-   * A checked claim: settled in the ledger (a confirmed one; a peer's refuted one, charged to its
-   * accuser), a peer's proof passed on whatever the outcome, this node's own confirmed claim
-   * signed and passed on, and the network told to route around a convicted worker. State
-   * changes only here.
+   * A checked claim, settled (`_stream_settlement.ts`). Its taken entry is forgotten only once
+   * the settlement is written or refused: a ledger write that fails crashes the actor with the
+   * claim still taken, kept across the restart in the held evidence and settled then (review s69:
+   * it was forgotten first, and the liar kept its stake in every ledger).
    */
   async onStreamChecked(
     message: StreamCheckedMessage,
     ctx: ActorContext<ValidatorMessage>,
   ): Promise<void> {
-    const { claim, check } = message;
-    const hash = message.hash ?? check.claimHash;
+    const hash = message.hash ?? message.check.claimHash;
     const taken = this.#taken.get(hash);
-    this.#taken.delete(hash);
-    const proof = taken?.proof;
-    if (proof !== undefined) this.#core.memory.countAccusation(proof.accuser, -1);
-    const worker = toHex(claim.worker).slice(0, LOG_CHARS);
-    const job = jobId(claim.job);
-    const outcome = check.confirmed ? "confirmed" : check.inconclusive ? "undecided" : "refuted";
-    const { stats } = this.#core;
-    stats[proof === undefined ? "streamClaims" : "streamProofs"][outcome]++;
-    // A peer's proof goes on to the other peers, whatever the outcome here (each checks it
-    // itself and takes it once), so the whole network settles the same evidence — also one this
-    // node could not decide: the ledgers behind it may hold the model.
-    if (proof !== undefined) {
-      this.#core.tellNetwork(ctx, { type: "publish_stream_proof", proof, except: taken?.origin });
-    }
-    const whose = proof === undefined ? "stream claim" : `stream proof by ${short(proof.accuser)}`;
-    const about = `against ${worker} (job ${job.slice(0, LOG_CHARS)}, token ${claim.at})`;
-    if (check.inconclusive) {
-      if (proof !== undefined) {
-        this.#core.memory.rememberUndecided(
-          proof.accuser,
-          streamFraudKey(job, toHex(claim.worker)),
-        );
-      }
-      this.#core.log(`validator: ${whose} ${about} undecided: ${check.reason}`);
-      taken?.waiting.resolve(check);
-      return;
-    }
-    if (!check.confirmed && proof === undefined) {
-      // This node's own claim: nobody accused anyone, nothing to charge.
-      this.#core.log(`validator: ${whose} ${about} refuted: ${check.reason}`);
-      taken?.waiting.resolve(check);
-      return;
-    }
-    // A conviction is kept for the peers that connect later (`_catch_up.ts`), for one challenge
-    // window: written ahead of its settlement (a process that dies right after it still has it),
-    // kept once settled, its file removed if the ledger refuses it. This node's own claim goes as
-    // the stream proof it signs.
-    const ledger = this.#core.ledger();
-    const kept = check.confirmed
-      ? {
-        kind: "stream_proof" as const,
-        proof: proof ?? signStreamProof(claim, this.#core.options.identity, this.#core.now()),
-      }
-      : undefined;
-    const until = this.#core.now() + ledger.economics.challengeWindowMs;
-    if (kept !== undefined) await this.#core.catchUp().write(kept, until);
-    try {
-      const amount = await ledger.settleStreamFraud({
-        jobId: job,
-        worker: claim.worker,
-        model: claim.job.model,
-        tokens: claim.tokenIds.length,
-        claimHash: proof === undefined ? check.claimHash : hash,
-        ...(proof === undefined ? {} : { accuser: proof.accuser }),
-        confirmed: check.confirmed,
-        reason: check.reason,
-      });
-      if (kept === undefined) {
-        this.#core.log(`validator: ${whose} ${about} refuted (${check.reason}): ${amount} charged`);
-      } else {
-        this.#core.log(
-          `validator: worker ${worker} convicted of streaming token ${claim.at} of job ` +
-            `${job.slice(0, LOG_CHARS)} against the job's sampling rule` +
-            `${proof === undefined ? "" : ` (${whose})`}: ${amount} slashed`,
-        );
-        stats.slashes++;
-        await this.#core.catchUp().add(kept, until);
-        this.#core.tellNetwork(ctx, { type: "peer_convicted", key: toHex(claim.worker) });
-        // This node's own conviction: signed and passed on, for every ledger to replay.
-        if (proof === undefined) {
-          this.#core.tellNetwork(ctx, { type: "publish_stream_proof", proof: kept.proof });
-        }
-      }
-    } catch (error) {
-      // Settled already (a second claim for the job, another accuser's proof first), or this
-      // accuser's accusation of it settled before: nothing more to do.
-      if (!(error instanceof LedgerRejectedError)) throw error;
-      if (kept !== undefined) this.#core.catchUp().discard(idOf(kept));
-      this.#core.log(`validator: ${whose} ${about} not settled: ${error.code}`);
-    }
-    taken?.waiting.resolve(check);
+    if (taken === undefined) return; // given way, or settled by a copy
+    const { check } = message;
+    // This node's own claim goes on with the input bytes it was checked on.
+    if (taken.proof === undefined) taken.claim = message.claim;
+    await settleStreamCheck(this.#core, ctx, { ...taken, check, hash });
+    this.#forget(hash, check.inconclusive);
+    taken.waiting.resolve(check);
   }
+}
+
+/** Whether `claim`'s job and input fit one frame, as any job forwarded between nodes must. */
+function fitsFrame(claim: StreamClaim): boolean {
+  return jobBytes(claim.job) + (claim.input?.length ?? 0) <= MAX_NETWORK_JOB_BYTES;
 }
 
 /** The first hex characters of `key`, for log lines. */

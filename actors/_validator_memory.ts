@@ -448,12 +448,12 @@ export class ValidatorMemory {
   }
 
   /**
-   * A peer's stream proof by `accuser` taken (`delta` 1) or settled, dropped (-1): it counts in
-   * {@link accusing} as a fraud proof does, so one stake backs the penalties of both kinds at once
-   * (`_stream_claims.ts`).
+   * A peer's stream proof by `accuser` (hex) held (`delta` 1: being checked, or left undecided and
+   * remembered) or let go (-1): it counts in {@link accusing} as a fraud proof does, so one stake
+   * backs the penalties of both kinds at once (`_stream_proof_bounds.ts`).
    */
-  countAccusation(accuser: Uint8Array, delta: 1 | -1): void {
-    this.#count(this.#accusing, toHex(accuser), delta);
+  countAccusation(accuser: string, delta: 1 | -1): void {
+    this.#count(this.#accusing, accuser, delta);
   }
 
   /**

@@ -65,6 +65,7 @@ import type { Identity } from "../protocols/identity.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { parseReceipt, type Receipt, receiptId } from "../protocols/receipt.ts";
 import { jobId as jobIdOf } from "../protocols/job.ts";
+import type { JobInputReader } from "../protocols/job_input.ts";
 import { verifyAssignment } from "../protocols/assignment.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
@@ -124,6 +125,12 @@ export interface ValidatorActorOptions {
   challengeProbability?: number;
   /** Tolerances for validation and checking. */
   validation?: ValidationOptions;
+  /**
+   * Reads a job's stored input (`protocols/job_input.ts`) by its CID: a stream claim about a job
+   * that reads one is replayed on its bytes (checked against the CID), and passed on with them.
+   * None: such a claim, without the bytes, is undecided here.
+   */
+  readInput?: JobInputReader;
   /**
    * How long a challenged worker has to serve its proof data over the network, ms (default
    * {@link PROOF_DEADLINE_MS}). Past it the proof counts as withheld: the job is not paid and
@@ -369,7 +376,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       await restored.catch(() => {});
     }
     // Stream claims taken and not settled at the stop: taken again (checked, then settled).
-    for (const kept of held.streamClaims ?? []) this.#streamClaims.resume(kept, ctx);
+    for (const kept of held.streamClaims ?? []) await this.#streamClaims.resume(kept, ctx);
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
       const timer = setInterval(() => {

@@ -288,9 +288,12 @@ export interface StreamProofHandled {
   /** Whether it was taken for a check. */
   queued: boolean;
   /**
-   * Why not: `malformed`, `bad_signature`, `duplicate`, `already_settled`, `self_accusation`,
-   * `repeated_accusation` (its accuser accused the stream here before), `unstaked_accuser` (its
-   * free stake here does not cover the penalty), `busy`.
+   * Why not: `malformed` (or a job past one frame), `bad_signature`, `duplicate`,
+   * `already_settled`, `own_proof` (signed with this node's key), `self_accusation`,
+   * `not_requester` (its accuser is not the job's requester), `repeated_accusation` (its accuser
+   * accused the stream here before), `unstaked_worker` (the worker has no stake here),
+   * `unstaked_accuser` (its free stake here does not cover the penalty), `busy` (its accuser holds
+   * the most of the proofs being checked, and they fill the bound).
    */
   skipped?: string;
   /** In-process only: resolves with the check once the proof is settled. */

@@ -252,7 +252,8 @@ export class PledgeSync {
    * which checked the evidence against it, holds it; without it the peer holds the evidence
    * until the pledge comes, which nothing else asks for. Out of the room kept back for pledges a
    * peer needs ({@link PLEDGE_SEND_RESERVE}): all of it for a fraud proof (`kind`, the default),
-   * half for a claim (`withheld`, {@link CLAIM_PLEDGE_RESERVE}); with none left the evidence goes
+   * half for a claim or a stream proof (`withheld`, `stream`, {@link CLAIM_PLEDGE_RESERVE}); with
+   * none left the evidence goes
    * alone (and is held there until the pledge comes). Not to the
    * author itself, nor to a peer that keeps no ledger, nor again on a connection that has
    * carried the pledge, either way, in the last {@link CARRIED_PLEDGE_TTL_MS} (a copy carried
@@ -270,7 +271,9 @@ export class PledgeSync {
     if (!connection.supports(VALIDATION_PROTOCOL.name)) return;
     if (this.#hasCarried(connection, pledge)) return;
     const entry = this.#options.entryOf(connection);
-    const reserve = kind === "withheld" ? CLAIM_PLEDGE_RESERVE : 0;
+    // A claim and a stream proof are as cheap to make as to send: they leave half the room
+    // kept for pledges a peer needs (review s69 for stream proofs, s56 for claims).
+    const reserve = kind === "withheld" || kind === "stream" ? CLAIM_PLEDGE_RESERVE : 0;
     if (entry === undefined || !entry.pledges.take(reserve)) return;
     this.#carry(connection, pledge);
     connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {}); // closed meanwhile

@@ -22,6 +22,7 @@ import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
 import type { PeerChanges } from "../network/peer_changes.ts";
 import type { Identity } from "../protocols/identity.ts";
+import type { JobInputReader } from "../protocols/job_input.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { nodeHello } from "./node_hello.ts";
 import { connectionOptionsOf, type NodeConfig, replicaQuotaOf } from "./config.ts";
@@ -61,6 +62,8 @@ export interface NodeChildrenInputs {
   ownerKey: OwnerKey;
   /** Where the NetworkActor tells its peer table's changes (`VeriflowNode.waitForPeer` hears). */
   peerChanges: PeerChanges;
+  /** Reads a job's stored input from this node's storage (none without the storage role). */
+  readInput?: JobInputReader;
 }
 
 /** The supervisor's children for the node's configuration, in start order. */
@@ -145,6 +148,8 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           },
           challengeProbability: config.validator.challengeProbability,
           validation: calibration && { calibration: calibration.lookup },
+          // A lost worker's stream of a job that reads a stored input is replayed on its bytes.
+          readInput: inputs.readInput,
           network: NODE_ACTORS.network,
           log,
           onActivity: activity && ((a) => activity.record(a)),

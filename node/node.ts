@@ -388,6 +388,7 @@ async function startSteps(
       training,
       ownerKey,
       peerChanges,
+      readInput,
     }),
   });
   step();

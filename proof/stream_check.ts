@@ -76,8 +76,9 @@ export function streamClaimHash(claim: StreamClaim): string {
 /**
  * Check a stream claim with `model` (the text model the claim's job names) under the checker's
  * own tolerances (`options.calibration`, overrides as in validation). A claim that does not hold
- * together (shape, position, signature) is refuted before any replay; without the model, or the
- * job's input (a claim carries none), it is inconclusive.
+ * together (shape, position, signature, input bytes for a job that reads none) is refuted before
+ * any replay; without the model, or the bytes of the stored input the job names (`claim.input`,
+ * checked against its CID), it is inconclusive.
  *
  * @param value The claim as received (checked against `StreamClaimSchema` here).
  * @param model The job's model; undefined when the checker does not hold it.
@@ -117,11 +118,14 @@ export async function checkStreamClaim(
   if (!model) return done(false, "no_model", true);
   if (model.info.cid !== job.model) return done(false, "wrong_model", true);
 
+  // Bytes the job does not read are not the worker's to answer for: the sender's mistake.
+  if (claim.input !== undefined && job.input === undefined) return done(false, "malformed");
   let promptText: string;
   try {
-    promptText = jobPromptText(job);
+    promptText = jobPromptText(job, claim.input);
   } catch (e) {
-    // The job reads a stored input before its prompt, and the claim does not carry its bytes.
+    // The job reads a stored input before its prompt, and the claim does not carry its bytes,
+    // or carries other bytes than the job's CID names: undecidable here.
     if (e instanceof JobInputError) return done(false, e.code, true);
     throw e;
   }

@@ -18,6 +18,7 @@ import { encodeCanonical } from "./cbor.ts";
 import { sha256 } from "./hash.ts";
 import { type Identity, SIGNATURE_BYTES, verifySignature } from "./identity.ts";
 import { GENERATION_LIMITS, type TextJob, textJobSchema } from "./job.ts";
+import { MAX_JOB_INPUT_BYTES } from "./job_input.ts";
 
 /** Domain separation of stream signatures. */
 export const STREAM_DOMAIN = "vf-stream-1";
@@ -173,6 +174,12 @@ export interface StreamClaim {
   at: number;
   /** The worker signed that the last of `tokenIds` ends the job ({@link SignedHead.final}). */
   final?: true;
+  /**
+   * A job that names a stored input (`protocols/job_input.ts`): its bytes, which the checker
+   * checks against the job's CID before it replays the job on them (a claim without them is
+   * inconclusive wherever the input cannot be read). None for a job without an input.
+   */
+  input?: Uint8Array;
 }
 
 /**
@@ -206,6 +213,10 @@ export const StreamClaimSchema: z.ZodType<StreamClaim> = z.object({
   sig: z.instanceof(Uint8Array).refine((s) => s.length === SIGNATURE_BYTES, "a 64-byte signature"),
   at: z.number().int().nonnegative(),
   final: z.literal(true).optional(),
+  input: z.instanceof(Uint8Array).refine(
+    (b) => b.length <= MAX_JOB_INPUT_BYTES,
+    `at most ${MAX_JOB_INPUT_BYTES} bytes`,
+  ).optional(),
 }) as unknown as z.ZodType<StreamClaim>;
 
 /**

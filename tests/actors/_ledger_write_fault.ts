@@ -51,7 +51,12 @@ const NETWORK = "test/network";
 export type Fault = "append" | "index";
 
 /** The ledger calls a challenge's ending makes, whose write is made to fail. */
-export type EndingCall = "recordVerdict" | "clearChallenge" | "settleFraud" | "settleFault";
+export type EndingCall =
+  | "recordVerdict"
+  | "clearChallenge"
+  | "settleFraud"
+  | "settleFault"
+  | "settleStreamFraud";
 
 /** An I/O error as the OS reports one. */
 function ioError(): Error {

@@ -18,6 +18,7 @@ import type { StreamCheckResult } from "../../proof/stream_check.ts";
 import { honestTokens, leastLikely, sampledJob } from "../proof/_stream_fixtures.ts";
 import { f, HONEST_MODELS, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
 import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type { JobInputReader } from "../../protocols/job_input.ts";
 
 /** What each key deposits. */
 export const STAKE = 1_000_000;
@@ -29,8 +30,11 @@ export const WRONG_AT = 5;
 /** This node's identity. */
 export const me = Identity.generate();
 
-/** A sampled job on the honest model. */
-export const job = (nonce: string): TextJob => sampledJob(f.honest, nonce);
+/** A sampled job on the honest model; `requester`: the key it names as its requester. */
+export const job = (nonce: string, requester?: Identity): TextJob => {
+  const j = sampledJob(f.honest, nonce);
+  return requester === undefined ? j : { ...j, requester: toHex(requester.publicKey) };
+};
 
 /** The first {@link TOKENS} token ids the honest model streams for `j`. */
 export const honestIds = (j: TextJob) => honestTokens(f.honest, j, TOKENS);
@@ -51,13 +55,15 @@ export function claimOf(j: TextJob, worker: Identity, ids: number[], at: number)
 const NETWORK = "test/network";
 
 /**
- * This node's validator on the ledger in `dir`, reading `clock`, holding `models`, in a system of
- * its own with a network that records what it is told.
+ * This node's validator on the ledger in `dir`, reading `clock`, holding `models` (and reading
+ * jobs' stored inputs with `readInput`), in a system of its own with a network that records what
+ * it is told.
  */
 export async function startValidator(
   dir: string,
   clock: { t: number },
   models: ValidatorModelSource = HONEST_MODELS,
+  readInput?: JobInputReader,
 ) {
   const system = new ActorSystem({ name: "stream-claims" });
   const told: NetworkMessage[] = [];
@@ -69,6 +75,7 @@ export async function startValidator(
     challengeProbability: 0,
     models,
     network: NETWORK,
+    readInput,
   });
   const ledger = ledgerReads(() => validator, clock);
   const deposit = (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE });
@@ -81,9 +88,9 @@ export async function startValidator(
 }
 
 /** {@link startValidator} on a fresh directory, with `close` to stop it and remove it. */
-export async function setUp(models?: ValidatorModelSource) {
+export async function setUp(models?: ValidatorModelSource, readInput?: JobInputReader) {
   const dir = await Deno.makeTempDir();
-  const started = await startValidator(dir, { t: START }, models);
+  const started = await startValidator(dir, { t: START }, models, readInput);
   const close = async () => {
     await started.system.shutdown();
     await Deno.remove(dir, { recursive: true });

@@ -16,6 +16,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { honestTokens } from "../proof/_stream_fixtures.ts";
 import { f, HONEST_MODELS, proveOn, START, textJob } from "./_validator_fixture.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
+import { failDuring } from "./_ledger_write_fault.ts";
 import {
   claimed,
   claimOf,
@@ -224,3 +225,44 @@ Deno.test("a worker convicted of a job's stream is not paid for the job anywhere
     await close();
   }
 });
+
+for (const fault of ["append", "index"] as const) {
+  Deno.test(`a stream conviction whose ledger write fails (${fault}) is settled after the validator's restart and passed on to the network: the liar is cut here and every ledger hears of it`, async () => {
+    const { validator, ledger, deposit, close, told, system } = await setUp();
+    let restarts = 0;
+    system.events.subscribe((e) => {
+      if (e.name === "node/validator" && e.type === "restarted") restarts++;
+    });
+    const restore = failDuring("settleStreamFraud", fault, 1);
+    try {
+      const liar = Identity.generate();
+      await deposit(liar.publicKey);
+      const j = job(`write-fails-${fault}`);
+      const ids = await honestIds(j);
+      ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+      const handled = await validator.ask<StreamClaimHandled>({
+        type: "stream_claim",
+        claim: claimOf(j, liar, ids, WRONG_AT),
+      });
+      assert.equal(handled.queued, true);
+      handled.result?.catch(() => {});
+      await eventually(() => restarts > 0, "the validator's restart");
+      // Failed before review s69: the claim was forgotten before its settlement was written, and
+      // the restart never saw it (append: the liar kept its stake; index: convicted here, passed
+      // on to no other ledger).
+      const slashed = DEFAULT_ECONOMICS.slashMultiplier * TOKENS *
+        DEFAULT_ECONOMICS.defaultTokenPrice;
+      await eventually(
+        async () => (await ledger.account(liar.publicKey)).stake === STAKE - slashed,
+        "the liar convicted after the restart",
+      );
+      await eventually(
+        () => told.some((m) => m.type === "publish_stream_proof"),
+        "the conviction passed on",
+      );
+    } finally {
+      restore();
+      await close();
+    }
+  });
+}

@@ -16,7 +16,10 @@ import {
 } from "../../protocols/stream_proof.ts";
 import type { StreamCheckResult } from "../../proof/stream_check.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { HONEST_MODELS, START } from "./_validator_fixture.ts";
+import { f, HONEST_MODELS, START } from "./_validator_fixture.ts";
+import { cidOf } from "../../protocols/cid.ts";
+import { jobPromptText } from "../../protocols/job_input.ts";
+import { honestTokens, leastLikely } from "../proof/_stream_fixtures.ts";
 import {
   claimed,
   claimOf,
@@ -38,9 +41,12 @@ const PEER = "ab".repeat(32);
 
 type Validator = Awaited<ReturnType<typeof setUp>>;
 
-/** A lying worker's stream of job `nonce`: the honest tokens but a least likely one at WRONG_AT. */
-async function lyingStream(nonce: string) {
-  const j = job(nonce);
+/**
+ * A lying worker's stream of job `nonce` (naming `requester`): the honest tokens but a least likely
+ * one at WRONG_AT.
+ */
+async function lyingStream(nonce: string, requester?: Identity) {
+  const j = job(nonce, requester);
   const ids = await honestIds(j);
   ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
   return { j, ids };
@@ -93,7 +99,7 @@ Deno.test("a peer's stream proof the replay confirms cuts the worker, pays its a
   try {
     const [liar, accuser, second] = Array.from({ length: 3 }, Identity.generate);
     for (const key of [liar, accuser, second, me]) await v.deposit(key.publicKey);
-    const { j, ids } = await lyingStream("peer-confirmed");
+    const { j, ids } = await lyingStream("peer-confirmed", accuser);
     const claim = claimOf(j, liar, ids, WRONG_AT);
     const proof = signStreamProof(claim, accuser, START);
     const { handled, check } = await proved(v, proof);
@@ -108,10 +114,11 @@ Deno.test("a peer's stream proof the replay confirms cuts the worker, pays its a
     assert.deepEqual(v.routedAround(), [toHex(liar.publicKey)]);
     // Passed on as it came, to every peer but the one it came from.
     assert.deepEqual(published(v), [{ type: "publish_stream_proof", proof, except: PEER }]);
-    // Its copy; another accuser's proof of the stream: nothing is checked or moved again.
+    // Its copy: settled already. Another key's proof of the stream (a relay re-signing it, or the
+    // liar's own second key racing the router): not the job's requester, not heard at all.
     assert.equal((await proved(v, proof)).handled.skipped, "already_settled");
     const other = signStreamProof(claim, second, START + 1);
-    assert.equal((await proved(v, other)).handled.skipped, "already_settled");
+    assert.equal((await proved(v, other)).handled.skipped, "not_requester");
     assert.equal((await v.ledger.account(liar.publicKey)).stake, STAKE - SLASHED);
     assert.equal((await v.ledger.account(second.publicKey)).balance, 0);
     assert.equal(published(v).length, 1);
@@ -128,7 +135,7 @@ Deno.test("a peer's stream proof against an honest stream is refuted by the repl
   try {
     const [honest, accuser] = [Identity.generate(), Identity.generate()];
     for (const key of [honest, accuser]) await v.deposit(key.publicKey);
-    const j = job("peer-refuted");
+    const j = job("peer-refuted", accuser);
     const ids = await honestIds(j);
     const proof = signStreamProof(claimOf(j, honest, ids, WRONG_AT), accuser, START);
     const { check } = await proved(v, proof);
@@ -163,7 +170,7 @@ Deno.test("a peer's stream proof this validator cannot decide (no model here) ch
   try {
     const [liar, accuser] = [Identity.generate(), Identity.generate()];
     for (const key of [liar, accuser]) await v.deposit(key.publicKey);
-    const { j, ids } = await lyingStream("peer-undecided");
+    const { j, ids } = await lyingStream("peer-undecided", accuser);
     const proof = signStreamProof(claimOf(j, liar, ids, WRONG_AT), accuser, START);
     const { check } = await proved(v, proof);
     assert.equal(check?.inconclusive, true);
@@ -183,7 +190,7 @@ Deno.test("a peer's stream proof this validator cannot decide (no model here) ch
   }
 });
 
-Deno.test("a peer's stream proof is refused before any replay when it costs nothing to refuse: malformed, badly signed, its accuser the worker, or its accuser's free stake short of the penalty of it and of those it has being checked", async () => {
+Deno.test("a peer's stream proof is refused before any replay when it costs nothing to refuse: malformed or past a frame, badly signed, signed with this node's key, its accuser the worker or not the job's requester, a worker with no stake here, or its accuser's free stake short of the penalty of it and of those it has being checked", async () => {
   // The model loads only when the test lets it: the first proof stays being checked meanwhile.
   const gate = Promise.withResolvers<void>();
   let loads = 0;
@@ -192,21 +199,34 @@ Deno.test("a peer's stream proof is refused before any replay when it costs noth
   };
   const v = await setUp(models);
   try {
-    const [liar, poor, thrifty] = Array.from({ length: 3 }, Identity.generate);
+    const [liar, poor, thrifty, sybil] = Array.from({ length: 4 }, Identity.generate);
     await v.deposit(liar.publicKey);
     await v.validator.ask({ type: "deposit", key: poor.publicKey, amount: PENALTY - 1 });
     await v.validator.ask({ type: "deposit", key: thrifty.publicKey, amount: PENALTY });
-    const { j, ids } = await lyingStream("intake");
+    const { j, ids } = await lyingStream("intake", thrifty);
     const claim = claimOf(j, liar, ids, WRONG_AT);
     const skipped = async (proof: unknown) => (await proved(v, proof)).handled.skipped;
     assert.equal(await skipped({ ...signStreamProof(claim, thrifty, START), v: 2 }), "malformed");
+    // A job no router forwards (past one frame): refused before it is hashed for the signature.
+    const huge = job("huge", thrifty);
+    huge.prompt = "x".repeat(460 * 1024);
+    const hugeClaim = claimOf(huge, liar, ids, WRONG_AT);
+    assert.equal(await skipped(signStreamProof(hugeClaim, thrifty, START)), "malformed");
     const tampered: StreamProof = {
       ...signStreamProof(claim, thrifty, START),
       issuedAt: START + 1,
     };
     assert.equal(await skipped(tampered), "bad_signature");
+    assert.equal(await skipped(signStreamProof(claim, me, START)), "own_proof");
     assert.equal(await skipped(signStreamProof(claim, liar, START)), "self_accusation");
-    assert.equal(await skipped(signStreamProof(claim, poor, START)), "unstaked_accuser");
+    assert.equal(await skipped(signStreamProof(claim, poor, START)), "not_requester");
+    // The accuser's own fresh key, with no stake here, signing a wrong stream for it to accuse:
+    // a conviction would cost it nothing (review s69: forward passes in every ledger for free).
+    const free = claimOf(j, sybil, ids, WRONG_AT);
+    assert.equal(await skipped(signStreamProof(free, thrifty, START)), "unstaked_worker");
+    const poorJob = await lyingStream("intake-poor", poor);
+    const poorClaim = claimOf(poorJob.j, liar, poorJob.ids, WRONG_AT);
+    assert.equal(await skipped(signStreamProof(poorClaim, poor, START)), "unstaked_accuser");
     // Staked at one penalty: its first proof is taken; a second, about another stream, while the
     // first is being checked, is not.
     const first = await v.validator.ask<StreamProofHandled>({
@@ -215,7 +235,7 @@ Deno.test("a peer's stream proof is refused before any replay when it costs noth
       origin: PEER,
     });
     assert.equal(first.queued, true);
-    const other = await lyingStream("intake-2");
+    const other = await lyingStream("intake-2", thrifty);
     const second = signStreamProof(claimOf(other.j, liar, other.ids, WRONG_AT), thrifty, START);
     assert.equal(await skipped(second), "unstaked_accuser");
     gate.resolve();
@@ -228,6 +248,59 @@ Deno.test("a peer's stream proof is refused before any replay when it costs noth
     // Settled, its stake backs a next accusation again.
     const third = await proved(v, second);
     assert.equal(third.check?.reason, "confirmed", `skipped: ${third.handled.skipped}`);
+  } finally {
+    await v.close();
+  }
+});
+
+Deno.test("a peer's stream proof left undecided here still counts against its accuser's stake: an accuser staked at one penalty gets one undecided proof checked and passed on, not a stream of them", async () => {
+  let loads = 0;
+  const v = await setUp({ get: () => (loads++, Promise.resolve(undefined)) });
+  try {
+    const [liar, accuser] = [Identity.generate(), Identity.generate()];
+    await v.deposit(liar.publicKey);
+    await v.validator.ask({ type: "deposit", key: accuser.publicKey, amount: PENALTY });
+    const first = await lyingStream("undecided-1", accuser);
+    const one = await proved(v, signStreamProof(claimOf(first.j, liar, first.ids, 1), accuser, 0));
+    assert.equal(one.check?.inconclusive, true);
+    // Failed before review s69: each undecided proof released its backing, and an accuser at one
+    // penalty had any number checked and passed on to every peer, free.
+    const next = await lyingStream("undecided-2", accuser);
+    const two = signStreamProof(claimOf(next.j, liar, next.ids, 1), accuser, 0);
+    assert.equal((await proved(v, two)).handled.skipped, "unstaked_accuser");
+    assert.equal(loads, 1);
+    assert.equal(published(v).length, 1);
+    assert.equal((await v.ledger.account(accuser.publicKey)).stake, PENALTY, "nobody charged");
+  } finally {
+    await v.close();
+  }
+});
+
+Deno.test("a stream claim of a job that reads a stored input is replayed on the input's bytes, read by the validator, and passed on with them: the liar is convicted, not left undecided", async () => {
+  const bytes = new TextEncoder().encode("A stored note about the river.\n");
+  let reads = 0;
+  const v = await setUp(
+    undefined,
+    (cid) => (reads++, Promise.resolve(cid === cidOf(bytes) ? bytes : new Uint8Array())),
+  );
+  try {
+    const liar = Identity.generate();
+    await v.deposit(liar.publicKey);
+    const j = { ...job("stored-input"), input: cidOf(bytes) };
+    const text = jobPromptText(j, bytes);
+    const ids = await honestTokens(f.honest, { ...j, prompt: text, input: undefined }, TOKENS);
+    ids[WRONG_AT] = (await leastLikely(
+      f.honest,
+      { ...j, prompt: text, input: undefined },
+      ids.slice(0, WRONG_AT),
+    )).token;
+    const { check } = await claimed(v.validator, claimOf(j, liar, ids, WRONG_AT));
+    // Failed before: input_required, undecided, and the liar kept its stake.
+    assert.equal(check?.reason, "confirmed");
+    assert.equal(reads, 1);
+    assert.equal((await v.ledger.account(liar.publicKey)).stake, STAKE - SLASHED);
+    const [sent] = published(v);
+    assert.deepEqual(sent.proof.claim.input, bytes, "passed on with the bytes");
   } finally {
     await v.close();
   }

@@ -81,7 +81,7 @@ Deno.test("a stream conviction reaches every ledger: A's router's claim, confirm
     const liar = Identity.generate();
     await eventually(async () => (await accountIn(c, keyA)).stake === NODE_STAKE, "A's pledge");
     await pledged(b, [a, b, c], liar, WORKER_STAKE);
-    const j = job("gossip");
+    const j = job("gossip", keyA);
     const ids = await honestIds(j);
     ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
     const handled = await a.validator.ask<StreamClaimHandled>({
@@ -110,7 +110,7 @@ Deno.test("a stream proof the replay refutes costs its accuser the penalty in ev
     const [honest, accuser] = [Identity.generate(), Identity.generate()];
     await pledged(b, [b, c], honest, WORKER_STAKE);
     await pledged(b, [b, c], accuser, NODE_STAKE);
-    const j = job("gossip-refuted");
+    const j = job("gossip-refuted", accuser);
     const proof = signStreamProof(
       claimOf(j, honest, await honestIds(j), WRONG_AT),
       accuser,
@@ -159,7 +159,7 @@ Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge g
     await joinLedgerNodes(b, c);
     await eventually(async () => (await accountIn(c, keyB)).stake === NODE_STAKE, "B's pledge");
     assert.equal((await accountIn(c, liar)).stake, 0, "C has not heard of the liar");
-    const j = job("worker-pledge");
+    const j = job("worker-pledge", accuser);
     const ids = await honestIds(j);
     ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
     const handled = await b.validator.ask<StreamProofHandled>({
@@ -202,7 +202,7 @@ Deno.test("a ledger that connects after the conviction gets the stream proof in 
       to.validator.ask({ type: "pledge", pledge: signStakePledge(key, amount, 1), origin: peer });
     assert.equal(await pledge(a, liar, WORKER_STAKE), true);
     // A convicts the liar while C is away.
-    const j = job("catch-up");
+    const j = job("catch-up", keyA);
     const ids = await honestIds(j);
     ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
     const handled = await a.validator.ask<StreamClaimHandled>({
