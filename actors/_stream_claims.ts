@@ -74,6 +74,12 @@ export const MAX_KEPT_STREAM_CLAIMS = 64;
  */
 const MAX_CLAIM_CHECK_TRIES = 3;
 
+/**
+ * Longest a stream claim's stored input is read for (ms): a job's input is one chunk, read from
+ * this node's store or a storage peer's; past it the claim is checked without it (undecided).
+ */
+const INPUT_READ_TIMEOUT_MS = 30_000;
+
 /** Hex characters of a key or job in log lines. */
 const LOG_CHARS = 12;
 
@@ -263,8 +269,12 @@ export class StreamClaims {
   #checkLater(hash: string, ctx: ActorContext<ValidatorMessage>): void {
     const taken = this.#taken.get(hash)!;
     // One given way meanwhile (`#giveWay`) is not checked: its place in the queue costs nothing.
-    this.#core.enqueue(() =>
-      this.#taken.has(hash) ? this.#check(taken.claim) : Promise.resolve(undefined)
+    // The stored input is read first, outside the serial work queue (a read that waits on peers
+    // must not hold every other check up).
+    this.#withInput(taken.claim).then((claim) =>
+      this.#core.enqueue(() =>
+        this.#taken.has(hash) ? this.#check(claim) : Promise.resolve(undefined)
+      )
     ).then(
       (result) => {
         if (result === undefined) return;
@@ -295,20 +305,28 @@ export class StreamClaims {
   }
 
   /**
-   * Replay the claim with the job's model (none held here: inconclusive), on the bytes of the
-   * stored input the job reads, read here if the claim does not carry them
-   * (`ValidatorActorOptions.readInput`): the claim checked, with the bytes it was checked on.
+   * `claim` with the bytes of the stored input its job reads, read here if it does not carry them
+   * (`ValidatorActorOptions.readInput`, within {@link INPUT_READ_TIMEOUT_MS}); as it is when the
+   * job reads none, or the read fails (checked without them: undecided). Never rejects.
+   */
+  async #withInput(claim: StreamClaim): Promise<StreamClaim> {
+    const read = this.#core.options.readInput;
+    const cid = claim.job.input;
+    if (cid === undefined || claim.input !== undefined || read === undefined) return claim;
+    const input = await read(cid, AbortSignal.timeout(INPUT_READ_TIMEOUT_MS)).catch(() =>
+      undefined
+    );
+    return input === undefined ? claim : { ...claim, input };
+  }
+
+  /**
+   * Replay the claim with the job's model (none held here: inconclusive): the claim checked, with
+   * the input bytes it was checked on.
    */
   async #check(claim: StreamClaim): Promise<{ claim: StreamClaim; check: StreamCheckResult }> {
     const model = await this.#core.options.models.get(claim.job.model);
     // A one-shot (tensor) model under a text job's id streams nothing: no text model here.
     const text = model !== undefined && "tokenizer" in model ? model : undefined;
-    const read = this.#core.options.readInput;
-    if (claim.job.input !== undefined && claim.input === undefined && read !== undefined) {
-      // Not readable (no peer holds it, a timeout): checked without, undecided.
-      const input = await read(claim.job.input).catch(() => undefined);
-      if (input !== undefined) claim = { ...claim, input };
-    }
     return { claim, check: await checkStreamClaim(claim, text, this.#core.options.validation) };
   }
 
