@@ -99,6 +99,11 @@ export interface HeldEvidence {
    * kept. Untrusted when read.
    */
   streamClaims?: unknown[];
+  /**
+   * Peers' stream accusations left undecided here (`_stream_proof_bounds.ts`), remembered again
+   * at the start. Absent in a file written before they were kept. Untrusted when read.
+   */
+  streamUndecided?: unknown[];
 }
 
 /**
@@ -134,6 +139,7 @@ export class HeldEvidenceFile {
         unbacked: list<SpentUnbacked>(kept?.unbacked),
         claims: list<KeptClaim>(kept?.claims),
         streamClaims: list<unknown>(kept?.streamClaims),
+        streamUndecided: list<unknown>(kept?.streamUndecided),
       },
     };
   }
@@ -145,8 +151,10 @@ export class HeldEvidenceFile {
   keep(held: HeldEvidence): Promise<boolean> {
     const claims = (held.claims ?? []).map((c) => definedOnly({ ...c }));
     const streamClaims = held.streamClaims ?? [];
+    const streamUndecided = held.streamUndecided ?? [];
     const empty = held.receipts.length === 0 && held.proofs.length === 0 &&
-      held.unbacked.length === 0 && claims.length === 0 && streamClaims.length === 0;
+      held.unbacked.length === 0 && claims.length === 0 && streamClaims.length === 0 &&
+      streamUndecided.length === 0;
     if (empty) return this.#file.keep(undefined);
     const receipts = held.receipts.map((m) => definedOnly({ ...m }));
     const proofs = held.proofs.map((p) => definedOnly({ ...p }));
@@ -154,6 +162,7 @@ export class HeldEvidenceFile {
     const kept = {
       ...(claims.length === 0 ? {} : { claims }),
       ...(streamClaims.length === 0 ? {} : { streamClaims }),
+      ...(streamUndecided.length === 0 ? {} : { streamUndecided }),
     };
     return this.#file.keep({ receipts, proofs, unbacked: held.unbacked, ...kept });
   }

@@ -95,6 +95,12 @@ interface TakenClaim {
   tries: number;
 }
 
+/** A peer's stream proof as kept across a stop, with the peer it came from (not sent back there). */
+export interface KeptStreamProof {
+  proof: StreamProof;
+  origin?: string;
+}
+
 /** The stream claims a validator checks and settles (see the module doc). */
 export class StreamClaims {
   readonly #core: ValidatorCore;
@@ -237,12 +243,24 @@ export class StreamClaims {
    * router's as claims first, then peers' as their stream proofs, at most
    * {@link MAX_KEPT_STREAM_CLAIMS}.
    */
-  pending(): (StreamClaim | StreamProof)[] {
+  pending(): (StreamClaim | KeptStreamProof)[] {
     const taken = [...this.#taken.values()];
     return [
       ...taken.flatMap((t) => t.proof === undefined ? [t.claim] : []),
-      ...taken.flatMap((t) => t.proof === undefined ? [] : [t.proof]),
+      ...taken.flatMap((t) =>
+        t.proof === undefined ? [] : [{ proof: t.proof, ...(t.origin ? { origin: t.origin } : {}) }]
+      ),
     ].slice(0, MAX_KEPT_STREAM_CLAIMS);
+  }
+
+  /** The accusations left undecided here, kept across a stop (`StreamProofBounds.undecided`). */
+  undecided(): { accuser: string; subject: string }[] {
+    return this.#bounds.undecided();
+  }
+
+  /** Remember again the accusations left undecided before a stop. */
+  restoreUndecided(kept: readonly unknown[]): void {
+    this.#bounds.restoreUndecided(kept);
   }
 
   /**
@@ -251,7 +269,10 @@ export class StreamClaims {
    * off) is signed and passed on now, and kept for the peers that connect later.
    */
   async resume(kept: unknown, ctx: ActorContext<ValidatorMessage>): Promise<void> {
-    if (StreamProofSchema.safeParse(kept).success) return void this.onStreamProof(kept, ctx);
+    const { proof, origin } = (kept ?? {}) as Partial<KeptStreamProof>;
+    if (proof !== undefined) {
+      return void this.onStreamProof(proof, ctx, typeof origin === "string" ? origin : undefined);
+    }
     const handled = this.onStreamClaim(kept, ctx);
     if (handled.skipped !== "already_settled") return;
     await publishOwnConviction(this.#core, ctx, StreamClaimSchema.parse(kept));

@@ -111,6 +111,31 @@ export class StreamProofBounds {
     }
   }
 
+  /**
+   * The accusations left undecided here, oldest first, as kept across a stop (the held
+   * evidence): the restart remembers them again, counted again, so the same accuser's copy is not
+   * checked and passed on once more per restart.
+   */
+  undecided(): { accuser: string; subject: string }[] {
+    return [...this.#undecided].map(([key, accuser]) => ({
+      accuser,
+      subject: key.slice(accuser.length + 1),
+    }));
+  }
+
+  /** Remember again accusations left undecided before a stop ({@link undecided}); untrusted. */
+  restoreUndecided(kept: readonly unknown[]): void {
+    for (const item of kept.slice(-MAX_UNDECIDED_STREAM_PROOFS)) {
+      const { accuser, subject } = (item ?? {}) as { accuser?: unknown; subject?: unknown };
+      if (typeof accuser !== "string" || !/^[0-9a-f]{64}$/.test(accuser)) continue;
+      if (typeof subject !== "string" || subject.length > 256) continue;
+      const key = `${accuser}/${subject}`;
+      if (this.#undecided.has(key)) continue;
+      this.#undecided.set(key, accuser);
+      this.#count(accuser, 1);
+    }
+  }
+
   /** Whether proof `hash` is being checked. */
   checking(hash: string): boolean {
     return this.#checking.has(hash);

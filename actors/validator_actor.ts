@@ -376,6 +376,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       await restored.catch(() => {});
     }
     // Stream claims taken and not settled at the stop: taken again (checked, then settled).
+    this.#streamClaims.restoreUndecided(held.streamUndecided ?? []);
     for (const kept of held.streamClaims ?? []) await this.#streamClaims.resume(kept, ctx);
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
@@ -409,6 +410,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       ...held,
       unbacked: this.#fraudProofs.unbacked.spentSettled(this.#now(), keptTaken),
       streamClaims: this.#streamClaims.pending(),
+      streamUndecided: this.#streamClaims.undecided(),
     };
   }
 

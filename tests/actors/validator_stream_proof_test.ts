@@ -16,6 +16,7 @@ import {
 } from "../../protocols/stream_proof.ts";
 import type { StreamCheckResult } from "../../proof/stream_check.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { eventually } from "../_helpers/wait.ts";
 import { f, HONEST_MODELS, START } from "./_validator_fixture.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { jobPromptText } from "../../protocols/job_input.ts";
@@ -29,6 +30,7 @@ import {
   me,
   setUp,
   STAKE,
+  startValidator,
   TOKENS,
   WRONG_AT,
 } from "./_stream_claim_fixture.ts";
@@ -303,5 +305,55 @@ Deno.test("a stream claim of a job that reads a stored input is replayed on the 
     assert.deepEqual(sent.proof.claim.input, bytes, "passed on with the bytes");
   } finally {
     await v.close();
+  }
+});
+
+Deno.test("across a restart: an accusation left undecided is still remembered (its accuser's copy not checked or passed on again), and a proof taken and not checked is checked after it and passed on to every peer but the one it came from", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  try {
+    const [liar, accuser, other] = Array.from({ length: 3 }, Identity.generate);
+    const undecided = await lyingStream("restart-undecided", accuser);
+    const pending = await lyingStream("restart-pending", other);
+    // No model before the stop: the first proof is undecided; the second's check throws (its
+    // model fails to load), and it waits for the next finalize tick, which the stop comes before.
+    let loads = 0;
+    const before = await startValidator(dir, clock, {
+      get: () =>
+        loads++ === 0 ? Promise.resolve(undefined) : Promise.reject(new Error("not loaded yet")),
+    });
+    for (const key of [liar, accuser, other]) await before.deposit(key.publicKey);
+    const ask = (v: { validator: Validator["validator"] }, proof: StreamProof) =>
+      v.validator.ask<StreamProofHandled>({ type: "stream_proof", proof, origin: PEER });
+    const first = await ask(
+      before,
+      signStreamProof(claimOf(undecided.j, liar, undecided.ids, 1), accuser, 0),
+    );
+    assert.equal((await first.result)?.inconclusive, true);
+    const second = await ask(
+      before,
+      signStreamProof(claimOf(pending.j, liar, pending.ids, WRONG_AT), other, 0),
+    );
+    assert.equal(second.queued, true);
+    second.result?.catch(() => {});
+    await eventually(() => loads === 2, "the second proof's check to fail once");
+    await before.system.shutdown();
+    const after = await startValidator(dir, clock);
+    try {
+      // Failed before: the restart forgot the undecided accusation, and took the copy again.
+      const copy = signStreamProof(claimOf(undecided.j, liar, undecided.ids, 2), accuser, 5);
+      assert.equal((await ask(after, copy)).skipped, "repeated_accusation");
+      await eventually(
+        async () => (await after.ledger.account(other.publicKey)).balance > 0,
+        "the pending proof settled after the restart",
+      );
+      const sent = after.told.flatMap((m) => m.type === "publish_stream_proof" ? [m] : []);
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0].except, PEER, "not passed back to the peer it came from");
+    } finally {
+      await after.system.shutdown();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
