@@ -37,40 +37,57 @@ const SLASHED = DEFAULT_ECONOMICS.slashMultiplier * TOKENS * DEFAULT_ECONOMICS.d
 const SHARE = SLASHED * DEFAULT_ECONOMICS.validatorRewardShare;
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 
-/** Three pledged nodes joined in a line, A — B — C, in a fresh system; `run` gets them. */
-async function inALine(
-  run: (nodes: { a: LedgerNode; b: LedgerNode; c: LedgerNode; ids: Identity[] }) => Promise<void>,
+/** `count` pledged nodes, not joined, in a fresh system; `run` gets them and their keys. */
+async function withNodes(
+  count: number,
+  run: (nodes: LedgerNode[], ids: Identity[]) => Promise<void>,
 ) {
   const system = new ActorSystem({ name: "stream-proof-gossip" });
   const dir = await Deno.makeTempDir();
-  const ids = [Identity.generate(), Identity.generate(), Identity.generate()];
+  const ids = Array.from({ length: count }, Identity.generate);
   try {
-    const [a, b, c] = await Promise.all(
-      ["a", "b", "c"].map((name, i) =>
-        spawnLedgerNode(system, dir, name, {
-          identity: ids[i],
-          pledge: signStakePledge(ids[i], NODE_STAKE, 1),
+    const nodes = await Promise.all(
+      ids.map((identity, i) =>
+        spawnLedgerNode(system, dir, `n${i}`, {
+          identity,
+          pledge: signStakePledge(identity, NODE_STAKE, 1),
           models: HONEST_MODELS,
           clock: { t: START },
         })
       ),
     );
-    await joinLedgerNodes(a, b);
-    await joinLedgerNodes(b, c);
-    await run({ a, b, c, ids });
+    await run(nodes, ids);
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 }
 
+/** Three pledged nodes joined in a line, A — B — C; `run` gets them. */
+function inALine(
+  run: (nodes: { a: LedgerNode; b: LedgerNode; c: LedgerNode; ids: Identity[] }) => Promise<void>,
+) {
+  return withNodes(3, async ([a, b, c], ids) => {
+    await joinLedgerNodes(a, b);
+    await joinLedgerNodes(b, c);
+    await run({ a, b, c, ids });
+  });
+}
+
+/** `key`'s pledge of `amount`, handed to `node` as from a peer: whether it was recorded. */
+const pledgeAt = (node: LedgerNode, key: Identity, amount: number) =>
+  node.validator.ask({
+    type: "pledge",
+    pledge: signStakePledge(key, amount, 1),
+    origin: "ee".repeat(32),
+  });
+
 const accountIn = (node: LedgerNode, key: Identity) =>
   node.validator.ask<Account>({ type: "account", key: key.publicKey });
 
 /** `key`'s pledge of `amount`, handed to `node` as from a peer, and gossiped to the others. */
 async function pledged(node: LedgerNode, everyone: LedgerNode[], key: Identity, amount: number) {
-  const pledge = signStakePledge(key, amount, 1);
-  assert.equal(await node.validator.ask({ type: "pledge", pledge, origin: "ee".repeat(32) }), true);
+  assert.equal(await pledgeAt(node, key, amount), true);
   for (const other of everyone) {
     await eventually(async () => (await accountIn(other, key)).stake === amount, "the pledge");
   }
@@ -133,29 +150,16 @@ Deno.test("a stream proof the replay refutes costs its accuser the penalty in ev
   });
 });
 
-Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge goes after the pledge: the worker is cut there as everywhere, not convicted with nothing to cut", async () => {
-  const system = new ActorSystem({ name: "stream-proof-worker-pledge" });
-  const dir = await Deno.makeTempDir();
-  const [keyB, keyC, liar, accuser] = Array.from({ length: 4 }, Identity.generate);
-  try {
-    const node = (name: string, identity: Identity) =>
-      spawnLedgerNode(system, dir, name, {
-        identity,
-        pledge: signStakePledge(identity, NODE_STAKE, 1),
-        models: HONEST_MODELS,
-        clock: { t: START },
-      });
-    const [b, c] = await Promise.all([node("b", keyB), node("c", keyC)]);
-    const peer = "dd".repeat(32);
-    const pledge = (to: LedgerNode, key: Identity, amount: number) =>
-      to.validator.ask({ type: "pledge", pledge: signStakePledge(key, amount, 1), origin: peer });
+Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge goes after the pledge: the worker is cut there as everywhere, not convicted with nothing to cut", () =>
+  withNodes(2, async ([b, c], [keyB]) => {
+    const [liar, accuser] = [Identity.generate(), Identity.generate()];
     // B holds the liar's pledge, then more newer ones than it pushes on connect: the liar's (the
     // oldest) is not among those C gets when they join. The accuser pledged in both.
-    assert.equal(await pledge(b, liar, WORKER_STAKE), true);
+    assert.equal(await pledgeAt(b, liar, WORKER_STAKE), true);
     for (let i = 0; i <= PLEDGES_PUSHED_ON_CONNECT; i++) {
-      assert.equal(await pledge(b, Identity.generate(), 1_000), true);
+      assert.equal(await pledgeAt(b, Identity.generate(), 1_000), true);
     }
-    for (const to of [b, c]) assert.equal(await pledge(to, accuser, NODE_STAKE), true);
+    for (const to of [b, c]) assert.equal(await pledgeAt(to, accuser, NODE_STAKE), true);
     await joinLedgerNodes(b, c);
     await eventually(async () => (await accountIn(c, keyB)).stake === NODE_STAKE, "B's pledge");
     assert.equal((await accountIn(c, liar)).stake, 0, "C has not heard of the liar");
@@ -165,7 +169,7 @@ Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge g
     const handled = await b.validator.ask<StreamProofHandled>({
       type: "stream_proof",
       proof: signStreamProof(claimOf(j, liar, ids, WRONG_AT), accuser, START),
-      origin: peer,
+      origin: "dd".repeat(32),
     });
     assert.equal((await handled.result)?.reason, "confirmed");
     await eventually(async () => {
@@ -178,29 +182,12 @@ Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge g
       assert.equal((await accountIn(at, liar)).stake, WORKER_STAKE - SLASHED);
       assert.equal((await accountIn(at, accuser)).balance, SHARE);
     }
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a ledger that connects after the conviction gets the stream proof in its catch-up: it cuts the liar as the router's ledger did and pays the router its share", async () => {
-  const system = new ActorSystem({ name: "stream-proof-catch-up" });
-  const dir = await Deno.makeTempDir();
-  const [keyA, keyC, liar] = Array.from({ length: 3 }, Identity.generate);
-  try {
-    const node = (name: string, identity: Identity) =>
-      spawnLedgerNode(system, dir, name, {
-        identity,
-        pledge: signStakePledge(identity, NODE_STAKE, 1),
-        models: HONEST_MODELS,
-        clock: { t: START },
-      });
-    const [a, c] = await Promise.all([node("a", keyA), node("c", keyC)]);
-    const peer = "dd".repeat(32);
-    const pledge = (to: LedgerNode, key: Identity, amount: number) =>
-      to.validator.ask({ type: "pledge", pledge: signStakePledge(key, amount, 1), origin: peer });
-    assert.equal(await pledge(a, liar, WORKER_STAKE), true);
+Deno.test("a ledger that connects after the conviction gets the stream proof in its catch-up: it cuts the liar as the router's ledger did and pays the router its share", () =>
+  withNodes(2, async ([a, c], [keyA]) => {
+    const liar = Identity.generate();
+    assert.equal(await pledgeAt(a, liar, WORKER_STAKE), true);
     // A convicts the liar while C is away.
     const j = job("catch-up", keyA);
     const ids = await honestIds(j);
@@ -225,8 +212,4 @@ Deno.test("a ledger that connects after the conviction gets the stream proof in 
     );
     assert.equal((await accountIn(c, keyA)).balance, SHARE);
     assert.equal(await c.validator.ask({ type: "convicted", key: liar.publicKey }), true);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));

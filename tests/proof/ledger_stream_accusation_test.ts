@@ -7,28 +7,17 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Ledger, LedgerRejectedError, type StreamFraudSettlement } from "../../proof/ledger.ts";
+import type { StreamFraudSettlement } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
-import { CHECKPOINT_FILE } from "../../proof/ledger_checkpoint.ts";
-import { INDEX_FILE } from "../../proof/ledger_index.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { assigned, job, jobIdOf, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { assigned, jobIdOf, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { MODEL, openPriced, PRICE, refusedWith, STATE_FILES } from "./_stream_ledger.ts";
 
 const M = DEFAULT_ECONOMICS.slashMultiplier;
 const SHARE = DEFAULT_ECONOMICS.validatorRewardShare;
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
-const PRICE = 0.25;
-const MODEL = job(0).model;
-const STATE_FILES = [CHECKPOINT_FILE, INDEX_FILE, `${INDEX_FILE}-wal`, `${INDEX_FILE}-shm`];
-
-function open(dir: string, me: Identity, clock: { t: number }): Promise<Ledger> {
-  return Ledger.open(dir, me, {
-    now: () => clock.t,
-    tokenPrice: (model) => model === MODEL ? PRICE : 1_000,
-  });
-}
 
 /** `accuser`'s proof that `worker` streamed `tokens` wrong tokens of fixture job `n`. */
 function accused(
@@ -50,14 +39,10 @@ function accused(
   };
 }
 
-function refusedWith(code: string): (e: unknown) => boolean {
-  return (e) => e instanceof LedgerRejectedError && e.code === code;
-}
-
 Deno.test("a peer's confirmed stream proof cuts the worker as the owner's own claim would, and pays its accuser the share, not the owner", async () => {
   await withLedgerDir(async (dir, clock) => {
     const [me, liar, accuser] = [Identity.generate(), Identity.generate(), Identity.generate()];
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(liar.publicKey, 10_000);
       await ledger.deposit(accuser.publicKey, 10_000);
@@ -91,7 +76,7 @@ Deno.test("a peer's confirmed stream proof cuts the worker as the owner's own cl
 Deno.test("a refuted stream proof charges its accuser the false-accusation penalty and convicts nobody; the same accuser is not heard again on that stream, another accuser still convicts", async () => {
   await withLedgerDir(async (dir, clock) => {
     const [me, worker, liar, honest] = Array.from({ length: 4 }, Identity.generate);
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       for (const key of [worker, liar, honest]) await ledger.deposit(key.publicKey, 10_000);
       assert.equal(
@@ -132,7 +117,7 @@ Deno.test("a refuted stream proof charges its accuser the false-accusation penal
 Deno.test("a refuted stream proof's penalty is at most its accuser's free stake: what its receipts lock is not touched; an accuser with none is charged nothing, on record", async () => {
   await withLedgerDir(async (dir, clock) => {
     const [me, worker, busy, broke] = Array.from({ length: 4 }, Identity.generate);
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(worker.publicKey, 10_000);
       // Its one open receipt locks 50 (10 tokens × 0.25 × m); 30 of its stake is free.
@@ -160,7 +145,7 @@ Deno.test("a refuted stream proof's penalty is at most its accuser's free stake:
 Deno.test("a worker accusing its own stream is refused (self_accusation); a refutation of the owner's own claim is a RangeError (its router's claims accuse nobody); both write nothing", async () => {
   await withLedgerDir(async (dir, clock) => {
     const [me, worker] = [Identity.generate(), Identity.generate()];
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(worker.publicKey, 10_000);
       const length = ledger.length;
@@ -187,7 +172,7 @@ Deno.test("a worker accusing its own stream is refused (self_accusation); a refu
 Deno.test("a peer's confirmed stream proof against this ledger's owner convicts it here too: its ledger agrees with every other", async () => {
   await withLedgerDir(async (dir, clock) => {
     const [me, accuser] = [Identity.generate(), Identity.generate()];
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(me.publicKey, 10_000);
       const slashed = M * 4 * PRICE;
@@ -203,7 +188,7 @@ Deno.test("a peer's confirmed stream proof against this ledger's owner convicts 
 Deno.test("stream accusations survive a reopen and a replay from genesis: the same stakes and balances, a refuted accuser still repeated, ledger verify passes", async () => {
   await withLedgerDir(async (dir, clock) => {
     const [me, worker, liar, honest] = Array.from({ length: 4 }, Identity.generate);
-    let ledger = await open(dir, me, clock);
+    let ledger = await openPriced(dir, me, clock);
     const accounts = () => [worker, liar, honest].map((k) => ledger.account(k.publicKey));
     let before;
     try {
@@ -219,7 +204,7 @@ Deno.test("stream accusations survive a reopen and a replay from genesis: the sa
       if (fromGenesis) {
         for (const file of STATE_FILES) await Deno.remove(`${dir}/${file}`).catch(() => {});
       }
-      ledger = await open(dir, me, clock);
+      ledger = await openPriced(dir, me, clock);
       try {
         assert.deepEqual(accounts(), before, `accounts (from genesis: ${fromGenesis})`);
         await assert.rejects(

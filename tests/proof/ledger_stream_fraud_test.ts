@@ -7,15 +7,14 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Ledger, LedgerRejectedError, type StreamFraudSettlement } from "../../proof/ledger.ts";
+import type { Ledger, StreamFraudSettlement } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
-import { CHECKPOINT_FILE } from "../../proof/ledger_checkpoint.ts";
-import { INDEX_FILE } from "../../proof/ledger_index.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { assigned, job, jobIdOf, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { assigned, jobIdOf, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { MODEL, openPriced, PRICE, refusedWith, STATE_FILES } from "./_stream_ledger.ts";
 
 // A partial stream has no receipt, so nothing was locked for it: the conviction cuts
 // `min(stake, m × tokens × price)` from the worker's whole stake, pays the owner (its checker)
@@ -25,20 +24,6 @@ import { assigned, job, jobIdOf, receipt, withLedgerDir } from "./_ledger_fixtur
 
 const M = DEFAULT_ECONOMICS.slashMultiplier;
 const SHARE = DEFAULT_ECONOMICS.validatorRewardShare;
-/** The fixture model's price per token here (not the default 1: the price is the model's). */
-const PRICE = 0.25;
-const MODEL = job(0).model;
-
-/** A ledger of `me` on `clock` pricing the fixture model at {@link PRICE}. */
-/** What a ledger derives from its log: removed, every entry is replayed from genesis. */
-const STATE_FILES = [CHECKPOINT_FILE, INDEX_FILE, `${INDEX_FILE}-wal`, `${INDEX_FILE}-shm`];
-
-function open(dir: string, me: Identity, clock: { t: number }): Promise<Ledger> {
-  return Ledger.open(dir, me, {
-    now: () => clock.t,
-    tokenPrice: (model) => model === MODEL ? PRICE : 1_000,
-  });
-}
 
 /** The settlement of `worker`'s signed stream of `tokens` tokens of fixture job `n`. */
 function streamed(n: number, worker: Identity, tokens: number): StreamFraudSettlement {
@@ -51,17 +36,12 @@ function streamed(n: number, worker: Identity, tokens: number): StreamFraudSettl
   };
 }
 
-/** `fn` refused with a {@link LedgerRejectedError} of `code`. */
-function refusedWith(code: string): (e: unknown) => boolean {
-  return (e) => e instanceof LedgerRejectedError && e.code === code;
-}
-
 Deno.test("a stream conviction cuts m × the streamed tokens' reward at the model's price from the stake, pays the owner its share, burns the rest, and moves no balance of the worker", async () => {
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const liar = Identity.generate();
     const bystander = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(liar.publicKey, 10_000);
       await ledger.deposit(bystander.publicKey, 10_000);
@@ -111,7 +91,7 @@ Deno.test("a stream conviction takes at most the whole stake, locked stake inclu
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const liar = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       // Exactly the stake its one open receipt locks (10 tokens at 0.25 × m = 50): nothing free.
       await ledger.deposit(liar.publicKey, M * 10 * PRICE);
@@ -151,7 +131,7 @@ Deno.test("a stream conviction is settled once per job and worker: a second is a
     const me = Identity.generate();
     const liar = Identity.generate();
     const second = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(liar.publicKey, 10_000);
       await ledger.deposit(second.publicKey, 10_000);
@@ -181,7 +161,7 @@ Deno.test("a stream conviction is settled once per job and worker: a second is a
 Deno.test("the owner cannot convict itself of a stream (self_accusation): its own stake would pay it", async () => {
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(me.publicKey, 10_000);
       const length = ledger.length;
@@ -205,7 +185,7 @@ Deno.test("a stream conviction settles whatever receipt of the worker's for the 
     const copier = Identity.generate();
     const resumer = Identity.generate();
     const liar = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       for (const key of [worker, copier, resumer, liar]) {
         await ledger.deposit(key.publicKey, 10_000);
@@ -243,7 +223,7 @@ Deno.test("a stream conviction of a key with no stake here is on record (slashed
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const stranger = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       const accounts = ledger.workingSet().accounts;
       assert.equal(await ledger.settleStreamFraud(streamed(10, stranger, 20)), 0);
@@ -266,7 +246,7 @@ Deno.test("a key convicted of pledge equivocation keeps only its locks: a stream
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const cheat = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.recordPledge(signStakePledge(cheat, 10_000, 1));
       const held = receipt(11, 10, cheat);
@@ -287,7 +267,7 @@ Deno.test("a stream conviction survives a reopen, a replay from genesis and a re
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const liar = Identity.generate();
-    let ledger = await open(dir, me, clock);
+    let ledger = await openPriced(dir, me, clock);
     await ledger.deposit(liar.publicKey, 10_000);
     const slashed = await ledger.settleStreamFraud(streamed(13, liar, 30));
     const reward = slashed * SHARE;
@@ -311,7 +291,7 @@ Deno.test("a stream conviction survives a reopen, a replay from genesis and a re
     };
     await ledger.close();
     // From the checkpoint written on close.
-    ledger = await open(dir, me, clock);
+    ledger = await openPriced(dir, me, clock);
     try {
       await assertSettled(ledger, "reopened");
     } finally {
@@ -321,7 +301,7 @@ Deno.test("a stream conviction survives a reopen, a replay from genesis and a re
     for (const file of STATE_FILES) {
       await Deno.remove(`${dir}/${file}`).catch(() => {});
     }
-    ledger = await open(dir, me, clock);
+    ledger = await openPriced(dir, me, clock);
     try {
       await assertSettled(ledger, "replayed from genesis, index rebuilt");
     } finally {
@@ -336,7 +316,7 @@ Deno.test("a stream settlement that names no job, key, claim or token count is a
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const liar = Identity.generate();
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       await ledger.deposit(liar.publicKey, 10_000);
       const length = ledger.length;
@@ -366,7 +346,7 @@ Deno.test("a worker convicted of streaming a job's tokens wrong is not paid for 
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const [before, after, late, other] = [0, 1, 2, 3].map(() => Identity.generate());
-    const ledger = await open(dir, me, clock);
+    const ledger = await openPriced(dir, me, clock);
     try {
       for (const key of [before, after, late, other]) {
         await ledger.deposit(key.publicKey, 10_000);
@@ -391,7 +371,7 @@ Deno.test("a worker convicted of streaming a job's tokens wrong is not paid for 
       // Replayed from genesis (no checkpoint, no index), the credits are the same.
       await ledger.close();
       for (const file of STATE_FILES) await Deno.remove(`${dir}/${file}`).catch(() => {});
-      const replayed = await open(dir, me, clock);
+      const replayed = await openPriced(dir, me, clock);
       try {
         clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
         await replayed.finalizeDue();
