@@ -11,7 +11,11 @@
  * - branch play-outs at their worst (`proof/end_choices.ts`): the validator's picks differ from
  *   the worker's tokens at the output's first positions, where nothing ends, so the end choices
  *   play branches out to `maxTokens` (KV-cached, as the node's model does), against one
- *   validation and against generation.
+ *   validation and against generation;
+ * - a peer's stream proof (`protocols/stream_proof.ts`) over the whole 256-token signed stream:
+ *   what the intake spends before any replay (schema, job size, the accuser's signature: what
+ *   a refused proof costs), and the replay of every signed position (`proof/stream_check.ts`,
+ *   an honest stream, refuted), against one validation.
  *
  * Run: `deno run -A bench/proof_bench.ts [runs] [--device cpu|cuda|webgpu]` (default 3 runs;
  * medians are printed).
@@ -30,6 +34,14 @@ import { checkFraudProof } from "../proof/fraud_check.ts";
 import { commitmentRoot } from "../proof/commitment.ts";
 import { FINGERPRINT_BYTES } from "../proof/fingerprint.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
+import { jobBytes, jobId } from "../protocols/job.ts";
+import { StreamSigner } from "../protocols/stream_commitment.ts";
+import {
+  signStreamProof,
+  StreamProofSchema,
+  verifyStreamProofSignature,
+} from "../protocols/stream_proof.ts";
+import { checkStreamClaim } from "../proof/stream_check.ts";
 
 const PROMPT_TOKENS = 128;
 const OUTPUT_TOKENS = 256;
@@ -80,6 +92,8 @@ try {
   const bytesPerToken: number[] = [];
   const checks: Record<string, number[]> = { early: [], middle: [], last: [] };
   const playOutMs: number[] = [];
+  const streamIntakeUs: number[] = [];
+  const streamCheckMs: number[] = [];
   let playOutCost = { playOuts: 0, playOutSteps: 0 };
   const proofSizes: Record<string, number> = {};
   for (let run = 0; run < RUNS; run++) {
@@ -141,6 +155,35 @@ try {
     const ends = await endChoicesPlayedOut(model, promptIds, tokens, winners, job.params);
     playOutMs.push(performance.now() - t4);
     playOutCost = { playOuts: ends.playOuts, playOutSteps: ends.playOutSteps };
+
+    // A peer's stream proof over the worker's whole signed stream (events of 8 tokens).
+    const streamSigner = new StreamSigner(worker, jobId(job));
+    let streamSig = new Uint8Array();
+    for (let i = 0; i < tokens.length; i += 8) {
+      streamSig = new Uint8Array(streamSigner.sign(tokens.slice(i, i + 8)));
+    }
+    const claim = {
+      job,
+      worker: worker.publicKey,
+      tokenIds: tokens,
+      sig: streamSig,
+      at: tokens.length - 1,
+    };
+    const streamProof = signStreamProof(claim, validator, 0);
+    const INTAKES = 200;
+    const t5 = performance.now();
+    for (let i = 0; i < INTAKES; i++) {
+      const parsed = StreamProofSchema.safeParse(streamProof);
+      if (!parsed.success || jobBytes(parsed.data.claim.job) <= 0) throw new Error("intake");
+      if (!verifyStreamProofSignature(parsed.data)) throw new Error("accuser signature");
+    }
+    streamIntakeUs.push((performance.now() - t5) * 1000 / INTAKES);
+    const t6 = performance.now();
+    const replay = await checkStreamClaim(claim, model);
+    streamCheckMs.push(performance.now() - t6);
+    if (replay.confirmed || replay.inconclusive) {
+      throw new Error(`honest stream not refuted: ${replay.reason}`);
+    }
 
     // A cheat: one fabricated fingerprint at position p, re-committed and re-signed.
     for (
@@ -243,6 +286,20 @@ try {
     `${pm.toFixed(1)} ms`,
     (pm / v).toFixed(2),
     `vs full validation; ${(pm / base).toFixed(2)} of generation`,
+  );
+  const si = median(streamIntakeUs);
+  row(
+    `stream proof intake before replay (${OUTPUT_TOKENS} tokens)`,
+    `${si.toFixed(0)} µs`,
+    (si / 1000 / v).toFixed(4),
+    "vs full validation: what a refused proof costs",
+  );
+  const sc = median(streamCheckMs);
+  row(
+    `stream proof replay, every position (${OUTPUT_TOKENS} tokens)`,
+    `${sc.toFixed(1)} ms`,
+    (sc / v).toFixed(3),
+    "vs full validation: what a taken proof costs",
   );
   console.log(
     "\nratios: generation+prover and validation are against plain generation (the baseline); " +
