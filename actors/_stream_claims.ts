@@ -26,9 +26,10 @@
 import type { ActorContext } from "./actor.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
-import { jobBytes, jobId, MAX_NETWORK_JOB_BYTES } from "../protocols/job.ts";
+import { jobId } from "../protocols/job.ts";
 import { type StreamClaim, StreamClaimSchema } from "../protocols/stream_commitment.ts";
 import {
+  fitsOneFrame,
   type StreamProof,
   streamProofHash,
   StreamProofSchema,
@@ -43,6 +44,7 @@ import {
 } from "../proof/stream_check.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
 import { StreamProofBounds } from "./_stream_proof_bounds.ts";
+import { StreamPledgeHold } from "./_stream_pledge_hold.ts";
 import { publishOwnConviction, settleStreamCheck } from "./_stream_settlement.ts";
 import type {
   StreamCheckedMessage,
@@ -110,6 +112,8 @@ export class StreamClaims {
   readonly #failed = new Set<string>();
   /** Peers' proofs being checked and left undecided here, and their bounds. */
   readonly #bounds: StreamProofBounds;
+  /** Peers' proofs held for the worker's or the accuser's pledge. */
+  readonly #pledgeHeld = new StreamPledgeHold();
   /** This node's router's claims taken. */
   #own = 0;
 
@@ -123,7 +127,9 @@ export class StreamClaims {
   /** Take `value` for a check, unless it is malformed, a duplicate or settled already. */
   onStreamClaim(value: unknown, ctx: ActorContext<ValidatorMessage>): StreamClaimHandled {
     const parsed = StreamClaimSchema.safeParse(value);
-    if (!parsed.success || !fitsFrame(parsed.data)) return { queued: false, skipped: "malformed" };
+    if (!parsed.success || !fitsOneFrame(parsed.data)) {
+      return { queued: false, skipped: "malformed" };
+    }
     const claim = parsed.data;
     const hash = streamClaimHash(claim);
     if (this.#taken.has(hash)) return { queued: false, skipped: "duplicate" };
@@ -160,11 +166,11 @@ export class StreamClaims {
     };
     const parsed = StreamProofSchema.safeParse(value);
     // A job no network job could be (past one frame with its input): no router forwarded it.
-    if (!parsed.success || !fitsFrame(parsed.data.claim)) return skip("malformed");
+    if (!parsed.success || !fitsOneFrame(parsed.data.claim)) return skip("malformed");
     const proof = parsed.data;
     const { claim, accuser } = proof;
     const hash = streamProofHash(proof);
-    if (this.#taken.has(hash)) return skip("duplicate");
+    if (this.#taken.has(hash) || this.#pledgeHeld.holds(hash)) return skip("duplicate");
     // This node's own claims come in-process; one signed with its key and refuted here would
     // have no one to charge.
     if (bytesEqual(accuser, this.#core.options.identity.publicKey)) return skip("own_proof");
@@ -187,14 +193,29 @@ export class StreamClaims {
     if (ledger.hasAccused(accuser, subject) || this.#bounds.accused(accuserHex, subject)) {
       return skip("repeated_accusation");
     }
-    // A worker with no stake here loses nothing to a conviction: an accuser's own fresh keys,
-    // signing wrong streams for it to accuse, would buy forward passes in every ledger for free
-    // (review s69). Its pledge goes ahead of the proof (`PledgeSync.sendAhead`).
-    if (!(ledger.account(claim.worker).stake > 0)) return skip("unstaked_worker");
     if (!verifyStreamProofSignature(proof)) return skip("bad_signature");
+    // The worker's pledge and the accuser's go ahead of the proof (`PledgeSync.sendAhead`), but
+    // only while the connection's pledge budget allows: a proof that outran one is held for it
+    // (memory only, bounded), and taken again when it is recorded (review s69: refused, the liar
+    // kept its stake here).
+    const awaiting = !ledger.hasStaked(claim.worker)
+      ? claim.worker
+      : !ledger.hasStaked(accuser)
+      ? accuser
+      : undefined;
+    if (awaiting !== undefined) {
+      this.#pledgeHeld.hold(hash, toHex(awaiting), { proof, origin });
+      this.#core.stats.streamProofs.skipped++;
+      const skipped = awaiting === claim.worker ? "unstaked_worker" : "unstaked_accuser";
+      return { queued: false, skipped, awaitingPledge: true };
+    }
+    // A worker with no stake left here loses nothing to a conviction: an accuser's own fresh
+    // keys, signing wrong streams for it to accuse, would buy forward passes in every ledger for
+    // free (review s69).
+    if (!(ledger.account(claim.worker).stake > 0)) return skip("unstaked_worker");
     // Its free stake covers the penalty of this accusation and of those it has being checked or
     // left undecided here (fraud proofs counted with stream proofs): else one key staked at the
-    // penalty buys any number of forward passes at once. Its pledge goes ahead of its proof.
+    // penalty buys any number of forward passes at once.
     const penalty = ledger.economics.falseAccusationPenalty;
     if (freeStake(ledger.account(accuser)) < penalty * (this.#core.memory.accusing(accuser) + 1)) {
       return skip("unstaked_accuser");
@@ -245,12 +266,19 @@ export class StreamClaims {
    */
   pending(): (StreamClaim | KeptStreamProof)[] {
     const taken = [...this.#taken.values()];
+    const kept = ({ proof, origin }: KeptStreamProof) => origin ? { proof, origin } : { proof };
     return [
       ...taken.flatMap((t) => t.proof === undefined ? [t.claim] : []),
-      ...taken.flatMap((t) =>
-        t.proof === undefined ? [] : [{ proof: t.proof, ...(t.origin ? { origin: t.origin } : {}) }]
-      ),
+      ...taken.flatMap((t) => t.proof === undefined ? [] : [kept({ ...t, proof: t.proof })]),
+      ...this.#pledgeHeld.all().map(kept),
     ].slice(0, MAX_KEPT_STREAM_CLAIMS);
+  }
+
+  /** `key` (hex) has stake here now: the peers' proofs held for its pledge are taken again. */
+  takePledgeHeld(key: string, ctx: ActorContext<ValidatorMessage>): void {
+    for (const { proof, origin } of this.#pledgeHeld.take(key)) {
+      this.onStreamProof(proof, ctx, origin);
+    }
   }
 
   /** The accusations left undecided here, kept across a stop (`StreamProofBounds.undecided`). */
@@ -269,9 +297,22 @@ export class StreamClaims {
    * off) is signed and passed on now, and kept for the peers that connect later.
    */
   async resume(kept: unknown, ctx: ActorContext<ValidatorMessage>): Promise<void> {
-    const { proof, origin } = (kept ?? {}) as Partial<KeptStreamProof>;
+    // A bare proof: kept by a version that did not keep its origin.
+    const { proof, origin } = StreamProofSchema.safeParse(kept).success
+      ? { proof: kept, origin: undefined }
+      : (kept ?? {}) as Partial<KeptStreamProof>;
     if (proof !== undefined) {
-      return void this.onStreamProof(proof, ctx, typeof origin === "string" ? origin : undefined);
+      const from = typeof origin === "string" ? origin : undefined;
+      const handled = this.onStreamProof(proof, ctx, from);
+      // Settled before the stop, what followed cut off (a write after it failed): the worker is
+      // routed around all the same.
+      if (handled.skipped === "already_settled") {
+        this.#core.tellNetwork(ctx, {
+          type: "peer_convicted",
+          key: toHex(StreamProofSchema.parse(proof).claim.worker),
+        });
+      }
+      return;
     }
     const handled = this.onStreamClaim(kept, ctx);
     if (handled.skipped !== "already_settled") return;
@@ -371,11 +412,6 @@ export class StreamClaims {
     this.#forget(hash, check.inconclusive);
     taken.waiting.resolve(check);
   }
-}
-
-/** Whether `claim`'s job and input fit one frame, as any job forwarded between nodes must. */
-function fitsFrame(claim: StreamClaim): boolean {
-  return jobBytes(claim.job) + (claim.input?.length ?? 0) <= MAX_NETWORK_JOB_BYTES;
 }
 
 /** The first hex characters of `key`, for log lines. */

@@ -24,7 +24,7 @@ import type { ActorContext } from "./actor.ts";
 import { toHex } from "../protocols/hash.ts";
 import { jobId } from "../protocols/job.ts";
 import type { StreamClaim } from "../protocols/stream_commitment.ts";
-import { signStreamProof, type StreamProof } from "../protocols/stream_proof.ts";
+import { fitsOneFrame, signStreamProof, type StreamProof } from "../protocols/stream_proof.ts";
 import { LedgerRejectedError } from "../proof/ledger_errors.ts";
 import type { StreamCheckResult } from "../proof/stream_check.ts";
 import { idOf } from "./_catch_up_items.ts";
@@ -68,7 +68,9 @@ export async function settleStreamCheck(
   const ledger = core.ledger();
   const kept = check.confirmed ? conviction(core, claim, proof) : undefined;
   const until = core.now() + ledger.economics.challengeWindowMs;
-  if (kept !== undefined) await core.catchUp().write(kept, until);
+  const sendable = kept !== undefined &&
+    kept.proof.claim.job.requester === toHex(kept.proof.accuser);
+  if (sendable) await core.catchUp().write(kept, until);
   try {
     const amount = await ledger.settleStreamFraud({
       jobId: job,
@@ -95,7 +97,7 @@ export async function settleStreamCheck(
     // Settled already (a second claim for the job, another accuser's proof first), or this
     // accuser's accusation of it settled before: nothing more to do.
     if (!(error instanceof LedgerRejectedError)) throw error;
-    if (kept !== undefined) core.catchUp().discard(idOf(kept));
+    if (sendable) core.catchUp().discard(idOf(kept));
     core.log(`validator: ${whose} ${about} not settled: ${error.code}`);
   }
 }
@@ -115,8 +117,16 @@ export async function publishOwnConviction(
   await announceConviction(core, ctx, proof, true, until);
 }
 
-/** The conviction kept for connecting peers: a peer's proof, or this node's claim signed. */
+/**
+ * The conviction kept for connecting peers: a peer's proof, or this node's claim signed — with
+ * the input bytes it was checked on only where they fit one frame with the job (every ledger
+ * refuses a larger proof; without them a ledger reads the input itself, or leaves it undecided).
+ */
 function conviction(core: ValidatorCore, claim: StreamClaim, proof: StreamProof | undefined) {
+  if (proof === undefined && !fitsOneFrame(claim)) {
+    const { input: _, ...rest } = claim;
+    claim = rest;
+  }
   return {
     kind: "stream_proof" as const,
     proof: proof ?? signStreamProof(claim, core.options.identity, core.now()),
@@ -134,8 +144,11 @@ async function announceConviction(
   publish: boolean,
   until: number,
 ): Promise<void> {
-  await core.catchUp().add({ kind: "stream_proof", proof }, until);
   core.tellNetwork(ctx, { type: "peer_convicted", key: toHex(proof.claim.worker) });
+  // Every ledger takes a stream proof only from the job's requester: this node's own claim about
+  // a job that names another (or none) convicts here alone, and goes nowhere.
+  if (proof.claim.job.requester !== toHex(proof.accuser)) return;
+  await core.catchUp().add({ kind: "stream_proof", proof }, until);
   if (publish) core.tellNetwork(ctx, { type: "publish_stream_proof", proof });
 }
 

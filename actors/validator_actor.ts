@@ -467,6 +467,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         if (!convicted) {
           this.#replayAwaitingStake(key, ctx);
           this.#fraudProofs.takePledgeHeldProofs(key, ctx);
+          this.#streamClaims.takePledgeHeld(key, ctx);
           this.#peerVerdicts.takeClaimsOf(key, ctx);
         }
         // Its standing changed: the router weighs it again.
@@ -543,6 +544,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "deposit":
         await ledger.deposit(message.key, message.amount);
         this.#fraudProofs.takePledgeHeldProofs(toHex(message.key), ctx);
+        this.#streamClaims.takePledgeHeld(toHex(message.key), ctx);
         this.#peerVerdicts.takeClaimsOf(toHex(message.key), ctx);
         return undefined;
       case "finalize": {

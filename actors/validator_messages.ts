@@ -298,6 +298,11 @@ export interface StreamProofHandled {
   skipped?: string;
   /** In-process only: resolves with the check once the proof is settled. */
   result?: Promise<StreamCheckResult>;
+  /**
+   * Held for the worker's or the accuser's pledge (`skipped` says whose), and taken again when it
+   * is recorded here.
+   */
+  awaitingPledge?: boolean;
 }
 /** Internal: a stream claim was checked; settle it. */
 export interface StreamCheckedMessage {

@@ -17,6 +17,7 @@ import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
 import { type Identity, SIGNATURE_BYTES, verifySignature } from "./identity.ts";
 import { type StreamClaim, StreamClaimSchema } from "./stream_commitment.ts";
+import { jobBytes, MAX_NETWORK_JOB_BYTES } from "./job.ts";
 
 /** Version of the stream-proof format. */
 export const STREAM_PROOF_VERSION = 1;
@@ -85,4 +86,13 @@ export function signStreamProof(
  */
 export function verifyStreamProofSignature(proof: StreamProof): boolean {
   return verifySignature(proof.accuser, streamProofSigningBytes(proof), proof.sig);
+}
+
+/**
+ * Whether `claim`'s job and the input bytes it carries fit one frame together
+ * (`MAX_NETWORK_JOB_BYTES`), as any job forwarded between nodes must: a ledger refuses a proof
+ * whose claim does not (no router forwarded such a job).
+ */
+export function fitsOneFrame(claim: StreamClaim): boolean {
+  return jobBytes(claim.job) + (claim.input?.length ?? 0) <= MAX_NETWORK_JOB_BYTES;
 }

@@ -237,7 +237,7 @@ for (const fault of ["append", "index"] as const) {
     try {
       const liar = Identity.generate();
       await deposit(liar.publicKey);
-      const j = job(`write-fails-${fault}`);
+      const j = job(`write-fails-${fault}`, me);
       const ids = await honestIds(j);
       ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
       const handled = await validator.ask<StreamClaimHandled>({

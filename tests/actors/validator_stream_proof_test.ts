@@ -77,7 +77,7 @@ Deno.test("a stream claim this validator confirms is signed by it and passed on 
   try {
     const [liar, honest] = [Identity.generate(), Identity.generate()];
     await v.deposit(liar.publicKey);
-    const { j, ids } = await lyingStream("own-confirmed");
+    const { j, ids } = await lyingStream("own-confirmed", me);
     const claim = claimOf(j, liar, ids, WRONG_AT);
     assert.equal((await claimed(v.validator, claim)).check?.reason, "confirmed");
     const [sent] = published(v);
@@ -91,6 +91,15 @@ Deno.test("a stream claim this validator confirms is signed by it and passed on 
     const refuted = await claimed(v.validator, claimOf(h, honest, await honestIds(h), 3));
     assert.equal(refuted.check?.confirmed, false);
     assert.equal(published(v).length, 1);
+    // A job that does not name this node as its requester: every ledger would refuse this node's
+    // proof of it (review s69, second round): convicted here, passed on to nobody.
+    const other = await lyingStream("own-not-requester");
+    const stranger = Identity.generate();
+    await v.deposit(stranger.publicKey);
+    const local = await claimed(v.validator, claimOf(other.j, stranger, other.ids, WRONG_AT));
+    assert.equal(local.check?.reason, "confirmed");
+    assert.ok((await v.ledger.account(stranger.publicKey)).stake < STAKE, "convicted here");
+    assert.equal(published(v).length, 1, "and passed on to nobody");
   } finally {
     await v.close();
   }
@@ -288,7 +297,7 @@ Deno.test("a stream claim of a job that reads a stored input is replayed on the 
   try {
     const liar = Identity.generate();
     await v.deposit(liar.publicKey);
-    const j = { ...job("stored-input"), input: cidOf(bytes) };
+    const j = { ...job("stored-input", me), input: cidOf(bytes) };
     const text = jobPromptText(j, bytes);
     const ids = await honestTokens(f.honest, { ...j, prompt: text, input: undefined }, TOKENS);
     ids[WRONG_AT] = (await leastLikely(
@@ -355,5 +364,38 @@ Deno.test("across a restart: an accusation left undecided is still remembered (i
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a peer's stream proof that outran the worker's pledge, or its accuser's, is held for it and taken when it is recorded: the liar is cut and the accuser paid as where the pledges came first", async () => {
+  const v = await setUp();
+  try {
+    const [liar, accuser] = [Identity.generate(), Identity.generate()];
+    const { j, ids } = await lyingStream("pledge-held", accuser);
+    const proof = signStreamProof(claimOf(j, liar, ids, WRONG_AT), accuser, START);
+    // Neither has pledged here yet: held for the worker's pledge first.
+    const first = await proved(v, proof);
+    assert.deepEqual(
+      { skipped: first.handled.skipped, awaiting: first.handled.awaitingPledge },
+      { skipped: "unstaked_worker", awaiting: true },
+    );
+    // A copy while it is held: a duplicate, not a second hold.
+    assert.equal((await proved(v, proof)).handled.skipped, "duplicate");
+    // Failed before review s69's second round: refused for good, and the liar kept its stake.
+    await v.deposit(liar.publicKey);
+    const stats = () => v.ledger.stats();
+    await eventually(async () => (await stats()).streamProofs.skipped === 3, "held again");
+    await v.deposit(accuser.publicKey);
+    await eventually(
+      async () => (await v.ledger.account(liar.publicKey)).stake === STAKE - SLASHED,
+      "the liar cut once both pledges came",
+    );
+    assert.equal(
+      (await v.ledger.account(accuser.publicKey)).balance,
+      SLASHED * DEFAULT_ECONOMICS.validatorRewardShare,
+    );
+    assert.deepEqual(published(v), [{ type: "publish_stream_proof", proof, except: PEER }]);
+  } finally {
+    await v.close();
   }
 });
