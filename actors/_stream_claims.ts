@@ -27,7 +27,11 @@ import type { ActorContext } from "./actor.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
 import { jobId } from "../protocols/job.ts";
-import { type StreamClaim, StreamClaimSchema } from "../protocols/stream_commitment.ts";
+import {
+  type StreamClaim,
+  StreamClaimSchema,
+  verifyStreamClaim,
+} from "../protocols/stream_commitment.ts";
 import {
   fitsOneFrame,
   type StreamProof,
@@ -63,9 +67,10 @@ const MAX_OWN_CLAIMS_CHECKING = 1024;
 
 /**
  * Claims and proofs kept across a stop (the held-evidence file), at most: this node's router's
- * first, then peers' proofs, the oldest first. Each is up to a frame (the job, its input and the
- * tokens), so the file stays within tens of MiB; past the bound the rest are lost at the stop
- * (peers' proofs were passed on already).
+ * first, then peers' proofs being checked, then those held for a pledge, the oldest first. Each is
+ * about a frame (the job and its input, and the tokens), so the file stays within tens of MiB;
+ * past the bound the rest are lost at the stop (peers' proofs being checked were passed on
+ * already; those held for a pledge were not).
  */
 export const MAX_KEPT_STREAM_CLAIMS = 64;
 
@@ -204,7 +209,12 @@ export class StreamClaims {
       ? accuser
       : undefined;
     if (awaiting !== undefined) {
-      this.#pledgeHeld.hold(hash, toHex(awaiting), { proof, origin });
+      // Only a proof worth its place: the worker's signature over its stream checked too, one
+      // per accuser and stream (review s69, third round).
+      if (!verifyStreamClaim(claim, job)) return skip("bad_signature");
+      if (!this.#pledgeHeld.hold(hash, toHex(awaiting), accuserHex, subject, { proof, origin })) {
+        return skip("repeated_accusation");
+      }
       this.#core.stats.streamProofs.skipped++;
       const skipped = awaiting === claim.worker ? "unstaked_worker" : "unstaked_accuser";
       return { queued: false, skipped, awaitingPledge: true };

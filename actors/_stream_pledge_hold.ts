@@ -7,26 +7,28 @@
  * (review s69). Held, the proof goes through the intake again when the pledge is recorded, as a
  * fraud proof does (`_pledge_held_proofs.ts`).
  *
- * Only a proof worth a check then is held (its accuser's signature verified, about a stream not
- * settled here), by the key it waits for. It costs memory only — nothing is replayed until both
- * keys have stake here — and that memory is bounded per key and in all, the longest held pushed
- * out first: keys are free, so a flood can push an honest proof out before its pledge comes (it
- * is then refused, as before), but can never buy a forward pass. Kept across a stop with the
- * claims taken (the held evidence). Not part of the public API.
+ * Only a proof worth a check then is held: its accuser's signature and the worker's over its
+ * stream verified, about a stream not settled here, one per accuser and stream (the first: one
+ * accusation each). It costs memory only — nothing is replayed until both keys have stake here —
+ * and that memory is bounded per accuser and in all, the longest held pushed out first (review
+ * s69, third round: bounded per key waited for, eight junk proofs from free keys naming the liar
+ * pushed the router's true proof out). Keys are free, so a flood of 64 can still push an honest
+ * proof out before its pledge comes (it is then refused, as before), but can never buy a forward
+ * pass. Kept across a stop with the claims taken (the held evidence). Not part of the public API.
  *
  * @module
  */
 import type { StreamProof } from "../protocols/stream_proof.ts";
 
 /**
- * Proofs held in all. Each is at most a frame (the job, its input and the tokens, within
- * `MAX_NETWORK_JOB_BYTES`), so this bounds what a flood of free keys can make a ledger hold; an
- * honest network needs few (the pledges go ahead of the proof).
+ * Proofs held in all. Each is about a frame (its job and input within `MAX_NETWORK_JOB_BYTES`,
+ * and its token ids), so this bounds what a flood of free keys can make a ledger hold; an honest
+ * network needs few (the pledges go ahead of the proof).
  */
 export const MAX_PLEDGE_HELD_STREAM_PROOFS = 64;
 
-/** Held proofs per key waited for: a ninth pushes out that key's longest held. */
-export const MAX_PLEDGE_HELD_STREAM_PROOFS_PER_KEY = 8;
+/** Held proofs per accuser: its ninth pushes out its own longest held. */
+export const MAX_PLEDGE_HELD_STREAM_PROOFS_PER_ACCUSER = 8;
 
 /** A proof waiting for a pledge, and who sent it (not passed back to that peer). */
 export interface HeldStreamProof {
@@ -34,39 +36,61 @@ export interface HeldStreamProof {
   origin?: string;
 }
 
+/** What a held proof is kept with: the key it waits for, its accuser, the stream it accuses. */
+interface Held extends HeldStreamProof {
+  key: string;
+  accuser: string;
+  subject: string;
+}
+
 /** Stream proofs held until the key each waits for pledges here, oldest first. */
 export class StreamPledgeHold {
-  /** Held proofs by hash, in arrival order, with the hex key each waits for. */
-  readonly #held = new Map<string, HeldStreamProof & { key: string }>();
+  /** Held proofs by hash, in arrival order. */
+  readonly #held = new Map<string, Held>();
 
   /** Whether proof `hash` is held. */
   holds(hash: string): boolean {
     return this.#held.has(hash);
   }
 
-  /** Hold `held` (hash `hash`) until `key` (hex) pledges here; the bounds push the oldest out. */
-  hold(hash: string, key: string, held: HeldStreamProof): void {
-    this.#held.set(hash, { ...held, key });
-    const ofKey = [...this.#held].filter(([, h]) => h.key === key);
-    if (ofKey.length > MAX_PLEDGE_HELD_STREAM_PROOFS_PER_KEY) this.#held.delete(ofKey[0][0]);
+  /**
+   * Hold `held` (hash `hash`) by `accuser` (hex) about stream `subject` until `key` (hex) pledges
+   * here; the bounds push the oldest out. False, holding nothing: the accuser has a proof of that
+   * stream held already (one accusation each).
+   */
+  hold(
+    hash: string,
+    key: string,
+    accuser: string,
+    subject: string,
+    held: HeldStreamProof,
+  ): boolean {
+    const mine = [...this.#held].filter(([, h]) => h.accuser === accuser);
+    if (mine.some(([, h]) => h.subject === subject)) return false;
+    this.#held.set(hash, { ...held, key, accuser, subject });
+    if (mine.length >= MAX_PLEDGE_HELD_STREAM_PROOFS_PER_ACCUSER) this.#held.delete(mine[0][0]);
     while (this.#held.size > MAX_PLEDGE_HELD_STREAM_PROOFS) {
       this.#held.delete(this.#held.keys().next().value!);
     }
+    return true;
   }
 
   /** `key` (hex) pledged here: the proofs that waited for it, let go (the intake takes them). */
   take(key: string): HeldStreamProof[] {
     const taken: HeldStreamProof[] = [];
-    for (const [hash, { key: waited, ...held }] of this.#held) {
-      if (waited !== key) continue;
+    for (const [hash, held] of this.#held) {
+      if (held.key !== key) continue;
       this.#held.delete(hash);
-      taken.push(held);
+      taken.push({ proof: held.proof, ...(held.origin ? { origin: held.origin } : {}) });
     }
     return taken;
   }
 
   /** Every proof held, oldest first (kept across a stop). */
   all(): HeldStreamProof[] {
-    return [...this.#held.values()].map(({ key: _, ...held }) => held);
+    return [...this.#held.values()].map((held) => ({
+      proof: held.proof,
+      ...(held.origin ? { origin: held.origin } : {}),
+    }));
   }
 }

@@ -399,3 +399,38 @@ Deno.test("a peer's stream proof that outran the worker's pledge, or its accuser
     await v.close();
   }
 });
+
+Deno.test("junk proofs naming the liar, from free keys, do not push a true proof out of the pledge hold: one not signed by the worker is refused, and the hold is bounded per accuser, not per worker", async () => {
+  const v = await setUp();
+  try {
+    const [liar, router, stranger] = Array.from({ length: 3 }, Identity.generate);
+    await v.deposit(router.publicKey);
+    const { j, ids } = await lyingStream("hold-flood", router);
+    const proof = signStreamProof(claimOf(j, liar, ids, WRONG_AT), router, START);
+    assert.equal((await proved(v, proof)).handled.awaitingPledge, true);
+    // A stream the liar never signed: refused before it takes a place.
+    const forged = await lyingStream("hold-forged", stranger);
+    const unsigned = claimOf(forged.j, stranger, forged.ids, WRONG_AT);
+    assert.equal(
+      (await proved(v, signStreamProof({ ...unsigned, worker: liar.publicKey }, stranger, 0)))
+        .handled.skipped,
+      "bad_signature",
+    );
+    // Eight free keys, each the requester of a job whose (liar-signed) stream it accuses.
+    for (let i = 0; i < 8; i++) {
+      const junkKey = Identity.generate();
+      const junk = await lyingStream(`hold-junk-${i}`, junkKey);
+      const held = await proved(v, signStreamProof(claimOf(junk.j, liar, junk.ids, 1), junkKey, 0));
+      assert.equal(held.handled.awaitingPledge, true, `junk ${i}`);
+    }
+    // Failed before review s69's third round: the hold kept eight per worker, the true proof was
+    // pushed out, and the liar kept its stake here.
+    await v.deposit(liar.publicKey);
+    await eventually(
+      async () => (await v.ledger.account(liar.publicKey)).stake === STAKE - SLASHED,
+      "the liar cut by the router's proof",
+    );
+  } finally {
+    await v.close();
+  }
+});
