@@ -13,7 +13,8 @@
 import assert from "node:assert/strict";
 import { checkStreamClaim, streamClaimHash } from "../../proof/stream_check.ts";
 import type { ValidationOptions } from "../../proof/validation.ts";
-import { DEFAULT_SAMPLING_TOLERANCE } from "../../proof/sampling_check.ts";
+import { checkSampledToken, DEFAULT_SAMPLING_TOLERANCE } from "../../proof/sampling_check.ts";
+import { type CalibrationProfile, tolerancesFor } from "../../proof/calibration.ts";
 import type { TextModel } from "../../inference/text_model.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -321,4 +322,57 @@ Deno.test("stream check: a head signed final (its last token ends the job) where
       assert.equal(open.reason, "not_reproduced", `${job.nonce}: ${cut} tokens, not final`);
     }
   }
+});
+
+Deno.test("stream check: a token between two calibrations a few percent apart is convicted by the tighter checker and left undecided, not refuted, by the looser one (its accuser is not charged where profiles differ)", async () => {
+  const { profile } = await loadCalibratedFixture();
+  const fp32 = profile.precisions.fp32;
+  const looser: CalibrationProfile = {
+    ...profile,
+    precisions: {
+      ...profile.precisions,
+      fp32: { ...fp32, logitMax: fp32.logitMax * 1.05, massSigma: fp32.massSigma * 1.05 },
+    },
+  };
+  const model = (await loadFixture()).honest;
+  assert.equal(model.info.cid, profile.model);
+  const [tight, loose] = [tolerancesFor(profile).sampling, tolerancesFor(looser).sampling];
+  const vocab = model.info.vocabSize;
+  // Greedy jobs, deterministic: the first token the tighter profile refuses and the looser takes.
+  let found: { job: TextJob; ids: number[] } | undefined;
+  search: for (let k = 0; k < 150; k++) {
+    const [base] = jobs(model);
+    const job: TextJob = {
+      ...base,
+      prompt: `${base.prompt} ${k}`,
+      params: { ...base.params, temperature: 0, seed: k },
+      nonce: `gap-${k}`,
+    };
+    const honest = await honestTokens(model, job, 8);
+    const promptIds = model.tokenizer.encode(job.prompt);
+    const logits = await model.forward([...promptIds, ...honest]);
+    for (let t = 0; t < honest.length; t++) {
+      const at = (promptIds.length - 1 + t) * vocab;
+      for (let id = 0; id < vocab; id++) {
+        const byTight = checkSampledToken(logits, id, t, job.params, tight, at, vocab).ok;
+        const byLoose = checkSampledToken(logits, id, t, job.params, loose, at, vocab).ok;
+        if (!byTight && byLoose) {
+          found = { job, ids: [...honest.slice(0, t), id] };
+          break search;
+        }
+      }
+    }
+  }
+  assert.ok(found, "a token in the gap between the two profiles");
+  const claim = claimOf(found.job, found.ids, found.ids.length - 1);
+  const lookup = (p: CalibrationProfile) => (cid: string) => cid === p.model ? p : undefined;
+  const atTight = await checkStreamClaim(claim, model, { calibration: lookup(profile) });
+  const atLoose = await checkStreamClaim(claim, model, { calibration: lookup(looser) });
+  assert.equal(atTight.reason, "confirmed");
+  // Failed before review s69's third round: `not_reproduced`, and a peer with the looser profile
+  // charged the router that had convicted the liar.
+  assert.deepEqual(
+    { confirmed: atLoose.confirmed, inconclusive: atLoose.inconclusive, reason: atLoose.reason },
+    { confirmed: false, inconclusive: true, reason: "near_tolerance" },
+  );
 });
