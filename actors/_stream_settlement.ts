@@ -24,7 +24,7 @@ import type { ActorContext } from "./actor.ts";
 import { toHex } from "../protocols/hash.ts";
 import { jobId } from "../protocols/job.ts";
 import type { StreamClaim } from "../protocols/stream_commitment.ts";
-import { fitsOneFrame, signStreamProof, type StreamProof } from "../protocols/stream_proof.ts";
+import { signStreamProof, type StreamProof } from "../protocols/stream_proof.ts";
 import { LedgerRejectedError } from "../proof/ledger_errors.ts";
 import type { StreamCheckResult } from "../proof/stream_check.ts";
 import { idOf } from "./_catch_up_items.ts";
@@ -118,15 +118,11 @@ export async function publishOwnConviction(
 }
 
 /**
- * The conviction kept for connecting peers: a peer's proof, or this node's claim signed — with
- * the input bytes it was checked on only where they fit one frame with the job (every ledger
- * refuses a larger proof; without them a ledger reads the input itself, or leaves it undecided).
+ * The conviction kept for connecting peers: a peer's proof, or this node's claim signed, with the
+ * input bytes it was checked on (a claim whose job and input do not fit one frame is never
+ * confirmed: the checker finds the input too large, `jobPromptText`).
  */
 function conviction(core: ValidatorCore, claim: StreamClaim, proof: StreamProof | undefined) {
-  if (proof === undefined && !fitsOneFrame(claim)) {
-    const { input: _, ...rest } = claim;
-    claim = rest;
-  }
   return {
     kind: "stream_proof" as const,
     proof: proof ?? signStreamProof(claim, core.options.identity, core.now()),
