@@ -43,6 +43,20 @@ export const honestIds = (j: TextJob) => honestTokens(f.honest, j, TOKENS);
 export const leastLikelyAfter = async (j: TextJob, prefix: number[]) =>
   (await leastLikely(f.honest, j, prefix)).token;
 
+/**
+ * A lying worker's stream of job `nonce` (naming `requester`): the honest tokens but the least
+ * likely one at {@link WRONG_AT}.
+ */
+export async function lyingStream(
+  nonce: string,
+  requester?: Identity,
+): Promise<{ j: TextJob; ids: number[] }> {
+  const j = job(nonce, requester);
+  const ids = await honestIds(j);
+  ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+  return { j, ids };
+}
+
 /** `worker`'s claim over `ids` of `j`, signed in events of 4 tokens as it streamed them. */
 export function claimOf(j: TextJob, worker: Identity, ids: number[], at: number): StreamClaim {
   const signer = new StreamSigner(worker, jobId(j));

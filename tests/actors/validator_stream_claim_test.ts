@@ -23,6 +23,7 @@ import {
   honestIds,
   job,
   leastLikelyAfter,
+  lyingStream,
   me,
   setUp,
   STAKE,
@@ -37,9 +38,7 @@ Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m 
     const liar = Identity.generate();
     await deposit(liar.publicKey);
     await deposit(me.publicKey);
-    const j = job("liar");
-    const ids = await honestIds(j);
-    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+    const { j, ids } = await lyingStream("liar");
     const before = await ledger.account(me.publicKey);
     const { handled, check } = await claimed(validator, claimOf(j, liar, ids, WRONG_AT));
     assert.equal(handled.queued, true, `skipped: ${handled.skipped}`);
@@ -237,9 +236,7 @@ for (const fault of ["append", "index"] as const) {
     try {
       const liar = Identity.generate();
       await deposit(liar.publicKey);
-      const j = job(`write-fails-${fault}`, me);
-      const ids = await honestIds(j);
-      ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+      const { j, ids } = await lyingStream(`write-fails-${fault}`, me);
       const handled = await validator.ask<StreamClaimHandled>({
         type: "stream_claim",
         claim: claimOf(j, liar, ids, WRONG_AT),

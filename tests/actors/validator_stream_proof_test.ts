@@ -26,7 +26,7 @@ import {
   claimOf,
   honestIds,
   job,
-  leastLikelyAfter,
+  lyingStream,
   me,
   setUp,
   STAKE,
@@ -42,17 +42,6 @@ const SLASHED = DEFAULT_ECONOMICS.slashMultiplier * TOKENS * DEFAULT_ECONOMICS.d
 const PEER = "ab".repeat(32);
 
 type Validator = Awaited<ReturnType<typeof setUp>>;
-
-/**
- * A lying worker's stream of job `nonce` (naming `requester`): the honest tokens but a least likely
- * one at WRONG_AT.
- */
-async function lyingStream(nonce: string, requester?: Identity) {
-  const j = job(nonce, requester);
-  const ids = await honestIds(j);
-  ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
-  return { j, ids };
-}
 
 /** Hand `proof` to the validator as from {@link PEER}, and wait for its check. */
 async function proved(

@@ -25,7 +25,7 @@ import {
   claimOf,
   honestIds,
   job,
-  leastLikelyAfter,
+  lyingStream,
   TOKENS,
   WRONG_AT,
 } from "../actors/_stream_claim_fixture.ts";
@@ -98,9 +98,7 @@ Deno.test("a stream conviction reaches every ledger: A's router's claim, confirm
     const liar = Identity.generate();
     await eventually(async () => (await accountIn(c, keyA)).stake === NODE_STAKE, "A's pledge");
     await pledged(b, [a, b, c], liar, WORKER_STAKE);
-    const j = job("gossip", keyA);
-    const ids = await honestIds(j);
-    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+    const { j, ids } = await lyingStream("gossip", keyA);
     const handled = await a.validator.ask<StreamClaimHandled>({
       type: "stream_claim",
       claim: claimOf(j, liar, ids, WRONG_AT),
@@ -163,9 +161,7 @@ Deno.test("a stream proof passed on to a ledger that lacks the worker's pledge g
     await joinLedgerNodes(b, c);
     await eventually(async () => (await accountIn(c, keyB)).stake === NODE_STAKE, "B's pledge");
     assert.equal((await accountIn(c, liar)).stake, 0, "C has not heard of the liar");
-    const j = job("worker-pledge", accuser);
-    const ids = await honestIds(j);
-    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+    const { j, ids } = await lyingStream("worker-pledge", accuser);
     const handled = await b.validator.ask<StreamProofHandled>({
       type: "stream_proof",
       proof: signStreamProof(claimOf(j, liar, ids, WRONG_AT), accuser, START),
@@ -189,9 +185,7 @@ Deno.test("a ledger that connects after the conviction gets the stream proof in 
     const liar = Identity.generate();
     assert.equal(await pledgeAt(a, liar, WORKER_STAKE), true);
     // A convicts the liar while C is away.
-    const j = job("catch-up", keyA);
-    const ids = await honestIds(j);
-    ids[WRONG_AT] = await leastLikelyAfter(j, ids.slice(0, WRONG_AT));
+    const { j, ids } = await lyingStream("catch-up", keyA);
     const handled = await a.validator.ask<StreamClaimHandled>({
       type: "stream_claim",
       claim: claimOf(j, liar, ids, WRONG_AT),
