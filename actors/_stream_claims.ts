@@ -201,8 +201,8 @@ export class StreamClaims {
     if (!verifyStreamProofSignature(proof)) return skip("bad_signature");
     // The worker's pledge and the accuser's go ahead of the proof (`PledgeSync.sendAhead`), but
     // only while the connection's pledge budget allows: a proof that outran one is held for it
-    // (memory only, bounded), and taken again when it is recorded (review s69: refused, the liar
-    // kept its stake here).
+    // (bounded, `_stream_pledge_hold.ts`), and taken again when it is recorded (review s69:
+    // refused, the liar kept its stake here).
     const awaiting = !ledger.hasStaked(claim.worker)
       ? claim.worker
       : !ledger.hasStaked(accuser)
@@ -212,7 +212,9 @@ export class StreamClaims {
       // Only a proof worth its place: the worker's signature over its stream checked too, one
       // per accuser and stream (review s69, third round).
       if (!verifyStreamClaim(claim, job)) return skip("bad_signature");
-      if (!this.#pledgeHeld.hold(hash, toHex(awaiting), accuserHex, subject, { proof, origin })) {
+      const staked = ledger.hasStaked(accuser);
+      const held = { proof, origin, staked };
+      if (!this.#pledgeHeld.hold(hash, toHex(awaiting), accuserHex, subject, held)) {
         return skip("repeated_accusation");
       }
       this.#core.stats.streamProofs.skipped++;
@@ -259,14 +261,13 @@ export class StreamClaims {
   }
 
   /** Forget taken claim `hash` (its check over, or dropped), releasing what bounds it. */
-  #forget(hash: string, undecided = false): TakenClaim | undefined {
+  #forget(hash: string, undecided = false): void {
     const taken = this.#taken.get(hash);
-    if (taken === undefined) return undefined;
+    if (taken === undefined) return;
     this.#taken.delete(hash);
     this.#failed.delete(hash);
     if (taken.proof === undefined) this.#own--;
     else this.#bounds.done(hash, undecided);
-    return taken;
   }
 
   /**

@@ -10,11 +10,11 @@
  * Only a proof worth a check then is held: its accuser's signature and the worker's over its
  * stream verified, about a stream not settled here, one per accuser and stream (the first: one
  * accusation each). It costs memory only — nothing is replayed until both keys have stake here —
- * and that memory is bounded per accuser and in all, the longest held pushed out first (review
- * s69, third round: bounded per key waited for, eight junk proofs from free keys naming the liar
- * pushed the router's true proof out). Keys are free, so a flood of 64 can still push an honest
- * proof out before its pledge comes (it is then refused, as before), but can never buy a forward
- * pass. Kept across a stop with the claims taken (the held evidence). Not part of the public API.
+ * and that memory is bounded per accuser and in all (review s69, third round: bounded per key
+ * waited for, eight junk proofs from free keys naming the liar pushed the router's true proof
+ * out); past the bound in all, the longest held of an accuser without stake here goes first, then
+ * the longest held (fourth round: 64 junk proofs did). Staked keys are not free, so pushing a
+ * staked router's proof out takes 64 pledged accusers; a flood can never buy a forward pass. Kept across a stop with the claims taken (the held evidence). Not part of the public API.
  *
  * @module
  */
@@ -36,11 +36,15 @@ export interface HeldStreamProof {
   origin?: string;
 }
 
-/** What a held proof is kept with: the key it waits for, its accuser, the stream it accuses. */
+/**
+ * What a held proof is kept with: the key it waits for, its accuser, the stream it accuses, and
+ * whether its accuser had stake here when it was held.
+ */
 interface Held extends HeldStreamProof {
   key: string;
   accuser: string;
   subject: string;
+  staked: boolean;
 }
 
 /** Stream proofs held until the key each waits for pledges here, oldest first. */
@@ -63,14 +67,18 @@ export class StreamPledgeHold {
     key: string,
     accuser: string,
     subject: string,
-    held: HeldStreamProof,
+    held: HeldStreamProof & { staked: boolean },
   ): boolean {
     const mine = [...this.#held].filter(([, h]) => h.accuser === accuser);
     if (mine.some(([, h]) => h.subject === subject)) return false;
     this.#held.set(hash, { ...held, key, accuser, subject });
     if (mine.length >= MAX_PLEDGE_HELD_STREAM_PROOFS_PER_ACCUSER) this.#held.delete(mine[0][0]);
+    // Past the bound, a proof whose accuser had no stake here goes first: junk from free keys,
+    // not a staked router's proof waiting for the worker's pledge (review s69, fourth round: 64
+    // liar-signed junk proofs pushed the router's out).
     while (this.#held.size > MAX_PLEDGE_HELD_STREAM_PROOFS) {
-      this.#held.delete(this.#held.keys().next().value!);
+      const unstaked = [...this.#held].find(([, h]) => !h.staked);
+      this.#held.delete(unstaked?.[0] ?? this.#held.keys().next().value!);
     }
     return true;
   }

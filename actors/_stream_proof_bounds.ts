@@ -24,7 +24,8 @@ export const MAX_PEER_PROOFS_CHECKING = 256;
 /**
  * Accusations left undecided here remembered, at most (one per accuser and stream: the same
  * accuser's copy is not checked or passed on again), each counted against its accuser's stake
- * while remembered; past the bound the oldest is forgotten and its count released.
+ * while remembered; past the bound the oldest of the accuser holding the most is forgotten and its
+ * count released.
  */
 export const MAX_UNDECIDED_STREAM_PROOFS = 1024;
 
@@ -102,12 +103,28 @@ export class StreamProofBounds {
     else this.#perAccuser.delete(c.accuser);
     this.#count(c.accuser, -1);
     if (!undecided || this.#undecided.has(key)) return;
-    this.#undecided.set(key, c.accuser);
-    this.#count(c.accuser, 1);
-    while (this.#undecided.size > MAX_UNDECIDED_STREAM_PROOFS) {
-      const [oldest, who] = this.#undecided.entries().next().value!;
+    this.#rememberUndecided(key, c.accuser);
+  }
+
+  /**
+   * Remember `accuser`'s accusation `key` left undecided, counted against its stake. Past the
+   * bound, the oldest of the accuser holding the most is forgotten (its count released), not the
+   * oldest of all: else a flood of other keys' undecided proofs released an accuser's backing,
+   * and its same proof was replayed and passed on again (review s69, fourth round).
+   */
+  #rememberUndecided(key: string, accuser: string): void {
+    this.#undecided.set(key, accuser);
+    this.#count(accuser, 1);
+    if (this.#undecided.size <= MAX_UNDECIDED_STREAM_PROOFS) return;
+    const held = new Map<string, number>();
+    for (const who of this.#undecided.values()) held.set(who, (held.get(who) ?? 0) + 1);
+    let heaviest = accuser;
+    for (const [who, n] of held) if (n > held.get(heaviest)!) heaviest = who;
+    for (const [oldest, who] of this.#undecided) {
+      if (who !== heaviest) continue;
       this.#undecided.delete(oldest);
       this.#count(who, -1);
+      return;
     }
   }
 
@@ -130,9 +147,7 @@ export class StreamProofBounds {
       if (typeof accuser !== "string" || !/^[0-9a-f]{64}$/.test(accuser)) continue;
       if (typeof subject !== "string" || subject.length > 256) continue;
       const key = `${accuser}/${subject}`;
-      if (this.#undecided.has(key)) continue;
-      this.#undecided.set(key, accuser);
-      this.#count(accuser, 1);
+      if (!this.#undecided.has(key)) this.#rememberUndecided(key, accuser);
     }
   }
 

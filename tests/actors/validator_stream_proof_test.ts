@@ -35,6 +35,7 @@ import {
   WRONG_AT,
 } from "./_stream_claim_fixture.ts";
 import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
+import { MAX_PLEDGE_HELD_STREAM_PROOFS } from "../../actors/_stream_pledge_hold.ts";
 
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 const SLASHED = DEFAULT_ECONOMICS.slashMultiplier * TOKENS * DEFAULT_ECONOMICS.defaultTokenPrice;
@@ -389,7 +390,7 @@ Deno.test("a peer's stream proof that outran the worker's pledge, or its accuser
   }
 });
 
-Deno.test("junk proofs naming the liar, from free keys, do not push a true proof out of the pledge hold: one not signed by the worker is refused, and the hold is bounded per accuser, not per worker", async () => {
+Deno.test("junk proofs naming the liar, from free keys, do not push a true proof out of the pledge hold: one not signed by the worker is refused, the hold is bounded per accuser, not per worker, and past its bound an unstaked accuser's proof goes first", async () => {
   const v = await setUp();
   try {
     const [liar, router, stranger] = Array.from({ length: 3 }, Identity.generate);
@@ -405,15 +406,17 @@ Deno.test("junk proofs naming the liar, from free keys, do not push a true proof
         .handled.skipped,
       "bad_signature",
     );
-    // Eight free keys, each the requester of a job whose (liar-signed) stream it accuses.
-    for (let i = 0; i < 8; i++) {
+    // As many free keys as the hold keeps in all, each the requester of a job whose (liar-signed)
+    // stream it accuses.
+    for (let i = 0; i < MAX_PLEDGE_HELD_STREAM_PROOFS; i++) {
       const junkKey = Identity.generate();
       const junk = await lyingStream(`hold-junk-${i}`, junkKey);
       const held = await proved(v, signStreamProof(claimOf(junk.j, liar, junk.ids, 1), junkKey, 0));
       assert.equal(held.handled.awaitingPledge, true, `junk ${i}`);
     }
-    // Failed before review s69's third round: the hold kept eight per worker, the true proof was
-    // pushed out, and the liar kept its stake here.
+    // Failed before review s69's third round (8 junk proofs: the hold kept eight per worker) and
+    // fourth (64: the oldest of all went first): the true proof was pushed out, and the liar kept
+    // its stake here. Now a proof whose accuser has no stake here goes first.
     await v.deposit(liar.publicKey);
     await eventually(
       async () => (await v.ledger.account(liar.publicKey)).stake === STAKE - SLASHED,
