@@ -49,7 +49,7 @@ import {
 import type { ValidatorCore } from "./_validator_core.ts";
 import { StreamProofBounds } from "./_stream_proof_bounds.ts";
 import { StreamPledgeHold } from "./_stream_pledge_hold.ts";
-import { publishOwnConviction, settleStreamCheck } from "./_stream_settlement.ts";
+import { publishOwnConviction, settleStreamCheck, short } from "./_stream_settlement.ts";
 import type {
   StreamCheckedMessage,
   StreamClaimHandled,
@@ -86,9 +86,6 @@ const MAX_CLAIM_CHECK_TRIES = 3;
  * this node's store or a storage peer's; past it the claim is checked without it (undecided).
  */
 const INPUT_READ_TIMEOUT_MS = 30_000;
-
-/** Hex characters of a key or job in log lines. */
-const LOG_CHARS = 12;
 
 /**
  * A claim taken: a peer's proof of it with the peer it came from (none for this node's router's
@@ -423,9 +420,4 @@ export class StreamClaims {
     this.#forget(hash, check.inconclusive);
     taken.waiting.resolve(check);
   }
-}
-
-/** The first hex characters of `key`, for log lines. */
-function short(key: Uint8Array): string {
-  return toHex(key).slice(0, LOG_CHARS);
 }

@@ -148,7 +148,7 @@ async function announceConviction(
   if (publish) core.tellNetwork(ctx, { type: "publish_stream_proof", proof });
 }
 
-/** The first hex characters of `key`, for log lines. */
-function short(key: Uint8Array): string {
+/** The first hex characters of `key`, for log lines (also `_stream_claims.ts`'s). */
+export function short(key: Uint8Array): string {
   return toHex(key).slice(0, LOG_CHARS);
 }
