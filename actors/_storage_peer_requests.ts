@@ -10,6 +10,8 @@
 import { isCid, storageKey } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../storage/errors.ts";
+import { rankPeers } from "../storage/rendezvous.ts";
+import { peerIdOf } from "../storage/replicated_store.ts";
 import { proveFromStore } from "../storage/storage_peer.ts";
 import type { StorageCore } from "./_storage_core.ts";
 import type {
@@ -68,15 +70,23 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
       }
       const proofs = await proveFromStore(store, prover, message.nonce, served);
       // A peer counts a chunk proven to it as given here, and audits this node for it from
-      // then on: it is held for the network now, whatever pin brought it (else unpinning this
-      // node's own file that shares it would collect it, and the peer blame the loss).
+      // then on — where this node is one of the chunk's holders: such a chunk is held for the
+      // network now, whatever pin brought it (else unpinning this node's own file that shares it
+      // would collect it, and the peer blame the loss). Any other chunk of this node's own stays
+      // its own, whoever asks: a proof of it made it permanent, counted for no peer, and anyone
+      // who knew a node's public CIDs could keep its unpinned files on its disk (review B, s70).
       for (let i = 0; i < served.length; i++) {
         if (proofs[i] === null || await store.isReplica(served[i])) continue;
-        // Past what it holds for peers, the proof still stands; the chunk stays the owner's.
-        await store.put(await store.get(served[i]), { cid: served[i], replica: true })
-          .catch((error) => {
-            if (!(error instanceof ReplicaQuotaExceededError)) throw error;
-          });
+        if (!holdsForPeers(core, prover, served[i])) continue;
+        // Charged to the asker, as its `put_chunk` of the chunk would be. Past its share, the
+        // proof still stands; the chunk stays the owner's.
+        await store.put(await store.get(served[i]), {
+          cid: served[i],
+          replica: true,
+          giver: message.from,
+        }).catch((error) => {
+          if (!(error instanceof ReplicaQuotaExceededError)) throw error;
+        });
       }
       return message.cids.map((cid) => {
         const i = served.indexOf(cid);
@@ -84,4 +94,21 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
       });
     }
   }
+}
+
+/**
+ * True when this node (its key `self`) ranks among the first r holders of `cid` under its peer
+ * set, itself included: where a writer's placement (`rankPeers`, as `ReplicatedStore.holders`)
+ * puts a copy of it, so a peer's put, repair or audit counts on this node for it. A node with no
+ * storage peers holds nobody's chunks but its own. A holder that a newcomer pushed down (a
+ * stand-in) was among the first r when its copy was given or first proven, and kept it then.
+ */
+function holdsForPeers(core: StorageCore, self: Uint8Array, cid: string): boolean {
+  const replicated = core.replicated();
+  if (replicated === null) return false;
+  const selfId = peerIdOf(self);
+  const peers: readonly { readonly id: string }[] = replicated.peers.some((p) => p.id === selfId)
+    ? replicated.peers
+    : [{ id: selfId }, ...replicated.peers];
+  return rankPeers(cid, peers).slice(0, replicated.replicas).some((p) => p.id === selfId);
 }

@@ -180,6 +180,12 @@ export interface StorageProveMessage {
   nonce: Uint8Array;
   /** Sampled chunk CIDs. */
   cids: string[];
+  /**
+   * Hex of the key of the asker, as its connection proved it: a chunk this node keeps because
+   * that peer now counts it as given here is counted against its fair share, as its `put_chunk`
+   * would be. Unset: counted for no peer.
+   */
+  from?: string;
 }
 /** Restore replication of `cids` (default: every chunk of every pinned file). */
 export interface StorageRepairMessage {

@@ -10,7 +10,12 @@ import { toHex } from "../protocols/hash.ts";
 import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import type { ShareRecord } from "../storage/share_links.ts";
-import type { PeerCallOptions, PutChunkOptions, StoragePeer } from "../storage/storage_peer.ts";
+import type {
+  PeerCallOptions,
+  ProveChunksOptions,
+  PutChunkOptions,
+  StoragePeer,
+} from "../storage/storage_peer.ts";
 import { type PutHandle, type StorageMessage, unwrapReply } from "./storage_actor_messages.ts";
 
 /** The part of an `ActorRef<StorageMessage>` {@link StorageActorPeer} needs. */
@@ -67,14 +72,18 @@ export class StorageActorPeer implements StoragePeer {
     return unwrapReply<boolean>(await this.#ref.ask({ type: "has_chunk", cid }, options));
   }
 
-  /** Answer an audit challenge. */
+  /**
+   * Answer an audit challenge, asked by `options.from` (the remote auditor, where
+   * `serveStoragePeer` answers one): what the node keeps for it is counted against its fair share.
+   */
   async proveChunks(
     nonce: Uint8Array,
     cids: readonly string[],
-    options?: PeerCallOptions,
+    options?: ProveChunksOptions,
   ): Promise<(Uint8Array | null)[]> {
+    const from = options?.from;
     return unwrapReply<(Uint8Array | null)[]>(
-      await this.#ref.ask({ type: "prove", nonce, cids: [...cids] }, options),
+      await this.#ref.ask({ type: "prove", nonce, cids: [...cids], from }, options),
     );
   }
 }

@@ -7,16 +7,18 @@
  * writer registers each durable pack here ({@link PackIndex.addPack}), and its rewrites (GC,
  * quarantine) move and forget copies through it. Each change of an object's indexed copy is told
  * to the replica cap ({@link IndexCharges}), which charges what is indexed. {@link readRange}
- * reads a copy's bytes from its pack (the store's reads, rewrites and GC). Not part of the public
- * API.
+ * reads a copy's bytes from its pack (the store's reads, rewrites and GC). A pack whose header is
+ * damaged is moved to `quarantine/`; one of a newer version (a newer node's beside this process)
+ * is left in place, unread, logged once and counted in {@link PackIndex.used}. Not part of the
+ * public API.
  *
  * @module
  */
 import { join } from "node:path";
-import { packBytes } from "./_chunk_costs.ts";
+import { PACK_OVERHEAD_BYTES, packBytes } from "./_chunk_costs.ts";
 import { dirStamp, STAMP_TRUST_MS } from "./_dir_stamp.ts";
 import { DamagedPackError } from "./errors.ts";
-import { type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
+import { NewerPackError, type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
 import { isTempName, PACK_SUFFIX, packTimeOf, type WrittenObject } from "./pack_writer.ts";
 
 /** Pack headers read at once when (re)loading the index. */
@@ -46,19 +48,32 @@ export class PackIndex {
   readonly #charges: IndexCharges;
   readonly #index = new Map<string, WrittenObject>();
   readonly #packs = new Map<string, PackInfo>();
+  /**
+   * Packs of a newer version than this build reads, by name, with what each takes (its file's
+   * bytes and {@link PACK_OVERHEAD_BYTES}): kept out of the index and out of every rewrite (they
+   * are another node's, and only it reads them), counted in {@link used}, and not read again.
+   */
+  readonly #newer = new Map<string, number>();
+  readonly #log: (line: string) => void;
   #used = 0;
   /** Modification time of the packs directory when it was last read; a change means news. */
   #dirStamp = -1;
 
   /**
    * The (empty) index of the store in `dir`, whose packs are in `dir/packs`; `clock` dates a pack
-   * whose name carries no time.
+   * whose name carries no time; `log` is told of each pack of a newer version, once.
    */
-  constructor(dir: string, clock: () => number, charges: IndexCharges) {
+  constructor(
+    dir: string,
+    clock: () => number,
+    charges: IndexCharges,
+    log: (line: string) => void = (line) => console.warn(line),
+  ) {
     this.#dir = dir;
     this.#packsDir = join(dir, "packs");
     this.#clock = clock;
     this.#charges = charges;
+    this.#log = log;
   }
 
   /** The indexed copy of `cid`, if any. */
@@ -86,7 +101,10 @@ export class PackIndex {
     return this.#packs;
   }
 
-  /** What the known packs take against the quota ({@link packBytes} of each). */
+  /**
+   * What the known packs take against the quota ({@link packBytes} of each), and the packs of a
+   * newer version (each file's bytes and {@link PACK_OVERHEAD_BYTES}).
+   */
   get used(): number {
     return this.#used;
   }
@@ -169,7 +187,12 @@ export class PackIndex {
         present.add(entry.name);
       }
     }
-    const unseen = [...present].filter((name) => !this.#packs.has(name));
+    for (const [name, bytes] of this.#newer) {
+      if (present.has(name)) continue;
+      this.#newer.delete(name); // removed by the node that wrote it
+      this.#used -= bytes;
+    }
+    const unseen = [...present].filter((name) => !this.#packs.has(name) && !this.#newer.has(name));
     // Header reads in parallel: a store of many small packs opens in a fraction of the time.
     const read = await mapConcurrently(unseen, RELOAD_CONCURRENCY, async (name) => {
       const path = this.packPath(name);
@@ -179,6 +202,10 @@ export class PackIndex {
         return { name, entries, mtime };
       } catch (error) {
         if (error instanceof Deno.errors.NotFound) return null;
+        if (error instanceof NewerPackError) {
+          await this.#keepNewer(name, error);
+          return null;
+        }
         if (!(error instanceof DamagedPackError)) throw error;
         await Deno.rename(path, join(this.#dir, "quarantine", name)).catch(() => {});
         return null;
@@ -198,6 +225,18 @@ export class PackIndex {
     // A stamp from the last second cannot tell a change made later in the same tick (mtimes
     // have millisecond resolution here): distrust it, so the next miss looks again.
     this.#dirStamp = readAt - stamp < STAMP_TRUST_MS ? -1 : stamp;
+  }
+
+  /**
+   * Leave pack `name`, of a newer version, where it is: moved to quarantine it was lost to the
+   * node that wrote it, pinned objects and all (review B, stop 70). Counted, logged once.
+   */
+  async #keepNewer(name: string, error: NewerPackError): Promise<void> {
+    const size = await Deno.stat(this.packPath(name)).then((s) => s.size, () => null);
+    if (size === null || this.#newer.has(name)) return; // removed meanwhile
+    this.#newer.set(name, size + PACK_OVERHEAD_BYTES);
+    this.#used += size + PACK_OVERHEAD_BYTES;
+    this.#log(`storage: ${error.message}; left in place, unread (a newer node's)`);
   }
 
   #packsDirStamp(): Promise<number> {

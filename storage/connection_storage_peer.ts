@@ -159,7 +159,9 @@ export function serveStoragePeer(connection: Connection, peer: StoragePeer): Con
     .handle(HasChunkMessage, async ({ cid }, { signal }) => ({
       present: await peer.hasChunk(cid, { signal }),
     }))
-    .handle(ProveMessage, async ({ nonce, cids }, { signal }) => ({
-      proofs: await peer.proveChunks(nonce, cids, { signal }),
-    }));
+    .handle(ProveMessage, async ({ nonce, cids }, { signal }) => {
+      // What the prover keeps for the asker is counted for the key its handshake proved, too.
+      const from = connection.peerKey && toHex(connection.peerKey);
+      return { proofs: await peer.proveChunks(nonce, cids, { signal, from }) };
+    });
 }

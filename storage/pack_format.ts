@@ -18,11 +18,36 @@
  * than misplacing every object after it; the objects themselves are verified against their CIDs
  * on every read, as before.
  *
+ * Every later version keeps the magic, the version byte at 4, H at 8 and the checksum at H − 16
+ * over [0, H − 16), whatever else it changes: so a build that reads only version 1 can still tell
+ * a newer node's pack ({@link NewerPackError}: left alone) from a damaged one
+ * ({@link DamagedPackError}: set aside) in the same directory.
+ *
  * @module
  */
 import { cidDigest, cidFromDigest } from "../protocols/cid.ts";
 import { equalBytes } from "./_hash.ts";
-import { DamagedPackError } from "./errors.ts";
+import { DamagedPackError, StorageError } from "./errors.ts";
+
+/**
+ * A well-formed pack of a version newer than this build reads (a newer node's, in a directory an
+ * older process opens too: `cli.ts` beside the node): its header checks out under the layout
+ * every version keeps, so it is no damage. It is left where it is, unread.
+ */
+export class NewerPackError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param path The pack file.
+   * @param version The version its header names.
+   */
+  constructor(readonly path: string, readonly version: number) {
+    super(
+      "newer_pack",
+      `pack ${path} is of version ${version}; this build reads version ${VERSION}`,
+    );
+  }
+}
 
 /** One object in a pack. */
 export interface PackEntry {
@@ -83,6 +108,7 @@ export async function encodePackHeader(
  *
  * @throws {DamagedPackError} the header is not a valid pack header (or the file is shorter than
  *   its index says; objects cut off by truncation are found at read time instead).
+ * @throws {NewerPackError} the header is whole and checks out, but names a newer version.
  * @throws {Deno.errors.NotFound} no such file.
  */
 export async function readPackIndex(path: string): Promise<PackEntry[]> {
@@ -93,12 +119,15 @@ export async function readPackIndex(path: string): Promise<PackEntry[]> {
       throw new DamagedPackError(path, "not a pack (bad magic)");
     }
     const view = new DataView(prefix.buffer, prefix.byteOffset, prefix.length);
-    if (view.getUint8(4) !== VERSION) {
-      throw new DamagedPackError(path, `unknown version ${view.getUint8(4)}`);
-    }
+    const version = view.getUint8(4);
+    if (version < VERSION) throw new DamagedPackError(path, `unknown version ${version}`);
     const headerLength = view.getUint32(8, true);
     const count = view.getUint32(12, true);
-    if (headerLength !== packHeaderLength(count)) {
+    // A newer version may lay out its index otherwise: only what every version keeps is checked.
+    const plausible = version === VERSION
+      ? headerLength === packHeaderLength(count)
+      : headerLength >= PREFIX_BYTES + CHECKSUM_BYTES;
+    if (!plausible) {
       throw new DamagedPackError(path, "header length does not match the object count");
     }
     // Check against the file before allocating: a damaged count must not cost gigabytes.
@@ -116,6 +145,7 @@ export async function readPackIndex(path: string): Promise<PackEntry[]> {
     if (!equalBytes(await checksum(body), header.subarray(headerLength - CHECKSUM_BYTES))) {
       throw new DamagedPackError(path, "header checksum mismatch");
     }
+    if (version !== VERSION) throw new NewerPackError(path, version);
     const entryView = new DataView(header.buffer);
     const entries: PackEntry[] = [];
     let offset = headerLength;

@@ -32,6 +32,17 @@ export interface PutChunkOptions extends PeerCallOptions {
   from?: string;
 }
 
+/** Options of {@link StoragePeer.proveChunks}. */
+export interface ProveChunksOptions extends PeerCallOptions {
+  /**
+   * Hex of the key of the node that asked, where a store serves a remote auditor
+   * (`serveStoragePeer` sets it from the key the connection proved): a chunk the asker now counts
+   * as given, which the StorageActor keeps for it, is counted against that peer's fair share, as
+   * its `put_chunk` would be ({@link PutChunkOptions.from}). Unset: counted for no peer.
+   */
+  from?: string;
+}
+
 /** A node that holds chunks for others. */
 export interface StoragePeer {
   /** Stable id of the peer (hex of its public key); rendezvous hashing ranks peers by it. */
@@ -55,7 +66,7 @@ export interface StoragePeer {
   proveChunks(
     nonce: Uint8Array,
     cids: readonly string[],
-    options?: PeerCallOptions,
+    options?: ProveChunksOptions,
   ): Promise<(Uint8Array | null)[]>;
 }
 
