@@ -237,6 +237,14 @@ export class StorageActor {
     this.#system = ctx?.system;
     const store = await ChunkStore.open(this.#options.dir, this.#options.store);
     this.#store = store;
+    if (store.readOnly) {
+      this.#options.log?.(
+        `storage: ${this.#options.dir} cannot be written (a read-only filesystem, no ` +
+          "permission or a failing disk): the store is open read-only; stored files are served, " +
+          "puts, pins, peers' chunks and GC are refused with storage_unwritable until a restart " +
+          "finds it writable",
+      );
+    }
     this.#given = await GivenChunks.open(join(this.#options.dir, GIVEN_CHUNKS_FILE), {
       durable: this.#options.store?.durable,
       log: this.#options.log,

@@ -468,6 +468,14 @@ export async function runGc(args: string[]): Promise<number> {
       `removed ${countOf(result.removed, "object")} (${formatBytes(result.freedBytes)}); kept ` +
         `${result.kept} referenced and ${result.young} younger than the grace period${abandoned}`,
     );
+    if (result.skippedPacks.length > 0) {
+      const garbage = result.skippedPacks.reduce((sum, p) => sum + p.garbageBytes, 0);
+      console.error(
+        `disk_full: ${countOf(result.skippedPacks.length, "pack")} left whole with ` +
+          `${formatBytes(garbage)} of garbage (removing it means first writing what the pack ` +
+          `keeps, and the disk has no room for that); free some space and run gc again`,
+      );
+    }
   }, "gc");
 }
 

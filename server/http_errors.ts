@@ -118,6 +118,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   duplicate_id: 409,
   too_many_jobs: 429,
   too_many_uploads: 429,
+  // Request bodies being read hold the node's budget for them (`body_limit.ts`'s `BodyBudget`).
+  too_many_request_bodies: 429,
   rate_limited: 429,
   key_concurrency_exceeded: 429,
   // The node's dashboard sockets of one kind (anonymous, waiting for their `auth`) all taken.
@@ -132,6 +134,9 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   quota_exceeded: 507,
   replica_quota_exceeded: 507,
   disk_full: 507,
+  // The node's store cannot be written (`EROFS`, `EACCES`, `EIO`: see `StorageUnwritableError`):
+  // its files are still served, a write may succeed on another node or after the operator's fix.
+  storage_unwritable: 503,
   replication_failed: 503,
   corrupt_chunk: 502,
   // The IPFS gateway (`gateway_routes.ts`): a content path naming nothing, bytes no codec reads,

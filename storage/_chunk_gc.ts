@@ -9,6 +9,7 @@
  */
 import { storageKey } from "../protocols/cid.ts";
 import { verifyCid } from "./_hash.ts";
+import { DiskFullError } from "./errors.ts";
 import { type PackIndex, readRange } from "./_pack_index.ts";
 import type { GcResult } from "./chunk_store.ts";
 import { blocksReferencedBy, isDagNode, readGcRoots } from "./gc_roots.ts";
@@ -43,6 +44,7 @@ export async function collectGarbage(store: GcStore, graceMs: number): Promise<G
     young: 0,
     abandonedPuts: 0,
     unreadableRoots: [],
+    skippedPacks: [],
   };
   const ageOf = (copy: WrittenObject) => store.index.packs.get(copy.pack)?.mtime ?? 0;
   const copies = new Map<string, WrittenObject[]>();
@@ -92,13 +94,13 @@ export async function collectGarbage(store: GcStore, graceMs: number): Promise<G
     const set = dead.get(copy.pack) ?? new Set<number>();
     set.add(copy.offset);
     dead.set(copy.pack, set);
-    result.freedBytes += copy.length;
   };
+  const garbage: WrittenObject[][] = []; // the copies of each object removed
   for (const [cid, list] of copies) {
     const rooted = live.has(cid) || store.writing(cid);
     if (!rooted && ageOf(list[0]) <= cutoff) {
       list.forEach(drop);
-      result.removed++;
+      garbage.push(list);
       continue;
     }
     if (rooted) result.kept++;
@@ -112,8 +114,62 @@ export async function collectGarbage(store: GcStore, graceMs: number): Promise<G
     store.index.setLocation(keep);
     for (const copy of list) if (copy !== keep) drop(copy);
   }
-  for (const [pack, offsets] of dead) await store.removeFromPack(pack, offsets);
+  const skipped = await removeDeadCopies(store, dead, result);
+  result.removed = garbage.filter((list) => !list.some((copy) => skipped.has(copy.pack))).length;
   return result;
+}
+
+/** A pack GC removes copies from, and what that costs and gains. */
+interface PackPlan {
+  pack: string;
+  /** Offsets of its copies to remove. */
+  drop: ReadonlySet<number>;
+  /** Bytes of those copies. */
+  freed: number;
+  /** Bytes its rewrite writes (one copy of each surviving object); 0 for an all-garbage pack. */
+  written: number;
+}
+
+/**
+ * Remove the `dead` copies (by pack, then offset) from `store`'s packs, adding what was freed and
+ * what was skipped to `result`; returns the skipped packs. A pack that keeps survivors must write
+ * them into a new pack before it goes, which a full disk refuses: so the packs that free most per
+ * byte written go first (all-garbage packs, which write nothing, before any rewrite), each freeing
+ * room for the next, and a rewrite that hits a full disk leaves its pack whole
+ * ({@link GcResult.skippedPacks}) while the pass goes on. Any other error ends the pass.
+ */
+async function removeDeadCopies(
+  store: GcStore,
+  dead: ReadonlyMap<string, ReadonlySet<number>>,
+  result: GcResult,
+): Promise<Set<string>> {
+  const plans: PackPlan[] = [];
+  for (const [pack, drop] of dead) {
+    const entries = store.index.packs.get(pack)?.entries ?? [];
+    let freed = 0;
+    const survivors = new Map<string, number>();
+    for (const entry of entries) {
+      if (drop.has(entry.offset)) freed += entry.length;
+      else survivors.set(entry.cid, entry.length);
+    }
+    const written = survivors.values().reduce((sum, length) => sum + length, 0);
+    plans.push({ pack, drop, freed, written });
+  }
+  const yieldOf = (plan: PackPlan) => plan.written === 0 ? Infinity : plan.freed / plan.written;
+  plans.sort((a, b) => yieldOf(b) - yieldOf(a));
+  const skipped = new Set<string>();
+  for (const plan of plans) {
+    try {
+      await store.removeFromPack(plan.pack, plan.drop);
+    } catch (error) {
+      if (!(error instanceof DiskFullError)) throw error;
+      skipped.add(plan.pack);
+      result.skippedPacks.push({ pack: plan.pack, reason: "disk_full", garbageBytes: plan.freed });
+      continue;
+    }
+    result.freedBytes += plan.freed;
+  }
+  return skipped;
 }
 
 /**

@@ -40,6 +40,9 @@ export interface PackRewriteStore {
  * copy whose object is indexed in another pack survives too: that copy is unverified and may be
  * the rotten one, while this one, verified on its way, is then the one read. Extra copies are GC's
  * to drop, after it has found the good one.
+ *
+ * @throws {DiskFullError} a survivor's write hit a full disk. The old pack is left whole (GC skips
+ *   it and goes on), and the packs its other survivors went to are deleted again.
  */
 export async function removeFromPack(
   store: PackRewriteStore,
@@ -60,22 +63,64 @@ export async function removeFromPack(
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       // Another process rewrote or removed this pack first: take the directory as it is now.
-      await Promise.all(moved);
+      await allMoved(store, moved, saved);
       return await store.index.reload();
     }
     if (await verifyCid(entry.cid, bytes)) {
       saved.add(entry.cid);
-      moved.push(store.writer.write(entry.cid, bytes));
+      // Dated as the pack it leaves: a move must not restart an unrooted object's grace period.
+      moved.push(store.writer.write(entry.cid, bytes, { packTime: info.mtime }));
     } else {
       await store.quarantine.keep(entry.cid, bytes);
       store.index.unindex(entry.cid, name);
     }
   }
-  for (const written of await Promise.all(moved)) store.index.setLocation(written);
+  for (const written of await allMoved(store, moved, saved)) store.index.setLocation(written);
   await Deno.remove(path).catch((error) => {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   });
   if (store.durable) await syncDir(store.packsDir);
+  store.index.dropPack(name);
+  for (const entry of info.entries) store.index.unindex(entry.cid, name);
+  store.index.indexOtherCopies(new Set(info.entries.map((e) => e.cid)));
+}
+
+/**
+ * Where the survivors in `moved` (the objects of `saved`) landed, once every write has settled.
+ * If one failed, the rewrite takes back the others and throws that error: the old pack stays
+ * whole, and on a full disk the room those copies took is what the next rewrite needs. None is in
+ * flight when this returns, so whatever runs next (the GC's next pack) never races them.
+ */
+async function allMoved(
+  store: PackRewriteStore,
+  moved: Promise<WrittenObject>[],
+  saved: ReadonlySet<string>,
+): Promise<WrittenObject[]> {
+  const outcomes = await Promise.allSettled(moved);
+  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
+  const written = outcomes.flatMap((o) => o.status === "fulfilled" ? [o.value] : []);
+  if (!failed) return written;
+  for (const pack of new Set(written.map((w) => w.pack))) await removeMovedPack(store, pack, saved);
+  if (store.durable) await syncDir(store.packsDir);
+  throw failed.reason;
+}
+
+/**
+ * Delete pack `name`, made by a failed rewrite, if it holds nothing but copies of `saved` (still
+ * whole in the old pack). The writer gives a pack objects of one time only, and only a rewrite
+ * dates objects in the past, so it does; checked all the same, since a pack holding anything else
+ * (a put's only copy) must never go.
+ */
+async function removeMovedPack(
+  store: PackRewriteStore,
+  name: string,
+  saved: ReadonlySet<string>,
+): Promise<void> {
+  const info = store.index.packs.get(name);
+  if (!info || !info.entries.every((e) => saved.has(e.cid))) return;
+  await Deno.remove(store.index.packPath(name)).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
   store.index.dropPack(name);
   for (const entry of info.entries) store.index.unindex(entry.cid, name);
   store.index.indexOtherCopies(new Set(info.entries.map((e) => e.cid)));

@@ -11,10 +11,17 @@
 import { join } from "node:path";
 import { writeFileDurably } from "../proof/_durable_file.ts";
 import type { PinLabel } from "./chunk_store.ts";
+import { storageWriteError } from "./errors.ts";
 import { syncDir } from "./pack_writer.ts";
 
 /** A pin file larger than this is not a label we wrote: ignored. */
 const MAX_PIN_LABEL_BYTES = 4096;
+
+/** The fault hook of {@link RootRecords} (`ChunkStoreFaults.beforeRecordWrite`). */
+export interface RootRecordFaults {
+  /** Called before a record is written; throwing simulates the OS refusing it. */
+  beforeRecordWrite?(path: string): void | Promise<void>;
+}
 
 /** Writes root records (`sub/cid` files) under a store directory, durably when it is durable. */
 export class RootRecords {
@@ -23,10 +30,13 @@ export class RootRecords {
   /** The latest directory sync per root directory (see {@link syncRootDir}). */
   readonly #dirSyncs = new Map<string, { started: boolean; done: Promise<void> }>();
 
-  /** Records under the store directory `dir`; fsynced when `durable`. */
-  constructor(dir: string, durable: boolean) {
+  readonly #faults: RootRecordFaults | undefined;
+
+  /** Records under the store directory `dir`; fsynced when `durable`; `faults` for tests. */
+  constructor(dir: string, durable: boolean, faults?: RootRecordFaults) {
     this.#dir = dir;
     this.#durable = durable;
+    this.#faults = faults;
   }
 
   /**
@@ -36,6 +46,9 @@ export class RootRecords {
    * file's label lost that way made its chunks served to peers after the restart (a review
    * found it at stop 33). `whole = false` writes it in place, with the directory synced as for an
    * empty file: for content that may read back torn (a replica's giver, `_replica_record.ts`).
+   *
+   * @throws {DiskFullError} the disk is full (`ENOSPC`); an in-place record may be left partial.
+   * @throws {StorageUnwritableError} the directory cannot be written (`EROFS`, `EACCES`, `EIO`).
    */
   async touchRoot(
     sub: string,
@@ -44,11 +57,16 @@ export class RootRecords {
     whole = true,
   ): Promise<void> {
     const path = join(this.#dir, sub, cid);
-    if (this.#durable && whole && content.length > 0) {
-      return await writeFileDurably(path, content);
+    try {
+      await this.#faults?.beforeRecordWrite?.(path);
+      if (this.#durable && whole && content.length > 0) {
+        return await writeFileDurably(path, content);
+      }
+      await Deno.writeFile(path, content);
+      if (this.#durable) await this.syncRootDir(join(this.#dir, sub));
+    } catch (error) {
+      throw storageWriteError(error, path);
     }
-    await Deno.writeFile(path, content);
-    if (this.#durable) await this.syncRootDir(join(this.#dir, sub));
   }
 
   /**

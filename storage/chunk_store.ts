@@ -47,7 +47,7 @@ import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
 import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 import { collectGarbage } from "./_chunk_gc.ts";
-import { CidSlots, MaintenanceTurn, openStoreLock } from "./_chunk_locks.ts";
+import { CidSlots, MaintenanceTurn, openStoreLock, STORE_LOCK } from "./_chunk_locks.ts";
 import { PackIndex, readRange } from "./_pack_index.ts";
 import { removeFromPack } from "./_pack_rewrite.ts";
 import { Quarantine } from "./_quarantine.ts";
@@ -56,7 +56,14 @@ import { encodeReplicaRecord, readReplicaRecord } from "./_replica_record.ts";
 import { NO_GIVER } from "./_replica_shares.ts";
 import { countFiles, readPinLabel, RootRecords } from "./_root_records.ts";
 import { sweepPackTemporaries, sweepPinTemporaries } from "./_temp_sweeps.ts";
-import { ChunkNotFoundError, CorruptChunkError, QuotaExceededError } from "./errors.ts";
+import {
+  ChunkNotFoundError,
+  CorruptChunkError,
+  isUnwritableOsError,
+  QuotaExceededError,
+  StorageUnwritableError,
+  storageWriteError,
+} from "./errors.ts";
 import { PENDING_DIR, PINS_DIR, REPLICAS_DIR } from "./gc_roots.ts";
 import { migrateLegacyChunks } from "./legacy_chunks.ts";
 import {
@@ -83,6 +90,16 @@ export interface ChunkStoreFaults {
   queued?(cid: string): void;
   /** The free bytes of the store's filesystem, answered instead of asking the OS (`statfs`). */
   freeBytes?(): number | Promise<number>;
+  /**
+   * Called before a `pins/` or `replicas/` record is written; throwing simulates the OS refusing
+   * it (`ENOSPC`, `EROFS`).
+   */
+  beforeRecordWrite?(path: string): void | Promise<void>;
+  /**
+   * Whether the store's directory refuses writes, answered on open instead of probing it (opening
+   * `store.lock` for writing): `true` opens the store read-only (see {@link ChunkStore.readOnly}).
+   */
+  refusesWrites?(): boolean | Promise<boolean>;
 }
 
 /** Options of {@link ChunkStore.open}. */
@@ -169,8 +186,15 @@ export interface ChunkStoreStats {
 export interface GcResult {
   /** Objects removed. */
   removed: number;
-  /** Bytes freed. */
+  /** Bytes freed: the removed copies' (not those of {@link GcResult.skippedPacks}). */
   freedBytes: number;
+  /**
+   * Packs left whole, with why: a pack that keeps some objects is rewritten (its survivors into a
+   * new pack first), and `disk_full` says that write found no room. Their garbage (`garbageBytes`)
+   * stays until a later GC; the other packs were still collected, those that free most per byte
+   * written first (all-garbage packs, which write nothing, before any rewrite). Empty when none.
+   */
+  skippedPacks: { pack: string; reason: "disk_full"; garbageBytes: number }[];
   /** Objects kept because a root (pin, replica, running put) references them. */
   kept: number;
   /** Unreferenced objects kept because a copy is younger than the grace period. */
@@ -248,6 +272,8 @@ export class ChunkStore implements BlockStore {
   readonly #roots: RootRecords;
   /** Serializes index rebuilds and pack rewrites. */
   readonly #maintenance = new MaintenanceTurn();
+  /** The directory refused writes when the store opened (see {@link readOnly}). */
+  #readOnly = false;
 
   private constructor(dir: string, options: ChunkStoreOptions | undefined) {
     this.#dir = dir;
@@ -269,7 +295,7 @@ export class ChunkStore implements BlockStore {
       clock: this.#clock,
     });
     this.#quarantine = new Quarantine(dir);
-    this.#roots = new RootRecords(dir, this.#durable);
+    this.#roots = new RootRecords(dir, this.#durable, options?.faults);
     this.#gcGraceMs = options?.gcGraceMs ?? DEFAULT_GC_GRACE_MS;
     this.#faults = options?.faults;
     this.#writer = new PackWriter(this.#packsDir, {
@@ -285,7 +311,9 @@ export class ChunkStore implements BlockStore {
   /**
    * Open (creating if needed) the store in `dir`: sweeps the temp files of crashed writers,
    * moves objects of the earlier one-file-per-object layout into packs, and reads every pack's
-   * index.
+   * index. On a directory the OS will not let it write (a filesystem turned read-only, no
+   * permission, a failing device) it opens read-only instead: nothing is swept, migrated or
+   * written, what is stored is served, and every write is refused (see {@link readOnly}).
    *
    * @example
    * ```ts
@@ -298,20 +326,12 @@ export class ChunkStore implements BlockStore {
    */
   static async open(dir: string, options?: ChunkStoreOptions): Promise<ChunkStore> {
     const store = new ChunkStore(dir, options);
-    // Every directory made here is an entry in its parent: fsynced there before anything is
-    // acknowledged, or a power cut could take `packs/` (or the whole store) with every pack in it.
-    const made: string[] = [];
-    for (const sub of ["packs", PINS_DIR, REPLICAS_DIR, PENDING_DIR, "quarantine"]) {
-      for (let path = join(dir, sub); !await pathExists(path); path = dirname(path)) {
-        made.push(path);
-      }
-      await Deno.mkdir(join(dir, sub), { recursive: true });
+    store.#readOnly = await options?.faults?.refusesWrites?.() === true ||
+      !await store.#prepareForWrites();
+    if (!store.#readOnly) {
+      await sweepPackTemporaries(store.#packsDir);
+      await sweepPinTemporaries(store.#dir);
     }
-    if (store.#durable) {
-      for (const parent of new Set(made.map(dirname))) await syncDir(parent);
-    }
-    await sweepPackTemporaries(store.#packsDir);
-    await sweepPinTemporaries(store.#dir);
     // Asked once now, so a process not allowed to ask (`--allow-sys=statfs`) fails to open.
     if (store.#replicas.minFree > 0) await store.#replicas.diskFree();
     // Before the index is read, so indexing each replica's object charges it (to its giver).
@@ -319,10 +339,65 @@ export class ChunkStore implements BlockStore {
       store.#replicas.add(cid, await readReplicaRecord(join(dir, REPLICAS_DIR, cid)));
     }
     await store.#exclusive(() => store.#index.reload());
-    await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
-    await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
+    // Both write (packs, a record): a read-only store leaves them to its next writable open.
+    if (!store.#readOnly) {
+      await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
+      await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
+    }
     await store.#exclusive(() => store.#quarantine.count());
     return store;
+  }
+
+  /**
+   * Make the store's directories and open `store.lock` for writing, as every pin and GC will:
+   * false when the OS refuses ({@link isUnwritableOsError}), and the store opens read-only then.
+   *
+   * @throws {StorageUnwritableError} the store's directories are not all there, and cannot be
+   * made: there is no store to serve.
+   */
+  async #prepareForWrites(): Promise<boolean> {
+    const dir = this.#dir;
+    const subs = ["packs", PINS_DIR, REPLICAS_DIR, PENDING_DIR, "quarantine"];
+    try {
+      // Every directory made here is an entry in its parent: fsynced there before anything is
+      // acknowledged, or a power cut could take `packs/` (or the whole store) with every pack in it.
+      const made: string[] = [];
+      for (const sub of subs) {
+        for (let path = join(dir, sub); !await pathExists(path); path = dirname(path)) {
+          made.push(path);
+        }
+        await Deno.mkdir(join(dir, sub), { recursive: true });
+      }
+      if (this.#durable) {
+        for (const parent of new Set(made.map(dirname))) await syncDir(parent);
+      }
+      (await openStoreLock(dir)).close();
+      return true;
+    } catch (error) {
+      if (!isUnwritableOsError(error)) throw error;
+      // What a read-only store reads (`pending/` only GC does, and it refuses).
+      for (const sub of subs.filter((sub) => sub !== PENDING_DIR)) {
+        if (!await pathExists(join(dir, sub))) throw new StorageUnwritableError(dir, error);
+      }
+      return false;
+    }
+  }
+
+  /**
+   * True when the store opened read-only: its directory refused writes then (a filesystem turned
+   * read-only, no permission, a failing device). It serves what it holds; every put, pin, unpin,
+   * delete and GC fails with `storage_unwritable`, and a corrupt copy is refused but not moved to
+   * quarantine. Opening the store again, once the directory can be written, makes it writable.
+   */
+  get readOnly(): boolean {
+    return this.#readOnly;
+  }
+
+  /** Throws `storage_unwritable` when the store is {@link readOnly}. */
+  #assertWritable(): void {
+    if (this.#readOnly) {
+      throw new StorageUnwritableError(`the store ${this.#dir} (opened read-only)`);
+    }
   }
 
   /** The store's directory. */
@@ -352,12 +427,16 @@ export class ChunkStore implements BlockStore {
    * @throws {QuotaExceededError} the object does not fit under the quota (nothing written).
    * @throws {ReplicaQuotaExceededError} `options.replica` and the object would be written past
    * what the store holds for other nodes, or into the disk's reserve (nothing written).
-   * @throws {DiskFullError} the disk filled up (the partial pack was removed).
+   * @throws {DiskFullError} the disk filled up (the partial pack was removed), or the `replicas/`
+   * record of `options.replica` hit it (the record was removed: nothing roots the object).
+   * @throws {StorageUnwritableError} the OS refused the write (`EROFS`, `EACCES`, `EIO`), or the
+   * store is {@link readOnly}; nothing is kept, as for `disk_full`.
    * @throws {CorruptChunkError} `options.cid` was given and the bytes do not match it.
    * @throws {BlockTooLargeError} `options.cid` names a dag-pb node over 2 MiB.
    */
   async put(bytes: Uint8Array, options?: ChunkPutOptions): Promise<string> {
     options?.signal?.throwIfAborted();
+    this.#assertWritable();
     const cid = await cidOfAsync(bytes);
     // A claim may name the object by any codec (a dag-pb node); the store keys it by its digest.
     // A malformed claim is an invalid_cid, not a corrupt chunk.
@@ -393,7 +472,10 @@ export class ChunkStore implements BlockStore {
     // as placed by no peer (`_replica_record.ts`).
     await this.#roots.touchRoot(REPLICAS_DIR, cid, encodeReplicaRecord(giver), false)
       .catch(async (error) => {
-        // Charged from its write or its check: a record that failed roots nothing.
+        // A record that failed roots nothing: one left partial (its entry made, its content not:
+        // a full disk) is removed, or the chunk of a put its peer was told failed was held here
+        // for good, for no peer. Charged from its write or its check, it leaves the set with it.
+        await Deno.remove(join(this.#dir, REPLICAS_DIR, cid)).catch(() => {});
         if (!await this.isReplica(cid)) this.#replicas.leaveReplicaSet(cid);
         throw error;
       });
@@ -452,7 +534,9 @@ export class ChunkStore implements BlockStore {
     try {
       // A new object is indexed by onPack; a fresh copy over an old one counts as one more copy
       // (both are on disk until a GC keeps one), and is the one read from now on.
-      const written = await this.#writer.write(cid, bytes);
+      const written = await this.#writer.write(cid, bytes).catch((error) => {
+        throw storageWriteError(error, this.#packsDir);
+      });
       if (existing) this.#index.setLocation(written);
       done = true;
     } finally {
@@ -490,6 +574,13 @@ export class ChunkStore implements BlockStore {
       }
       await this.#faults?.afterRead?.(cid);
       if (await verifyCid(cid, bytes)) return bytes;
+      if (this.#readOnly) {
+        // Nothing can be set aside: refused, and left for a writable open's read to quarantine.
+        throw new CorruptChunkError(
+          id,
+          `${this.#index.packPath(location.pack)}@${location.offset}`,
+        );
+      }
       // The bytes were bad when we read them, but a repair may have replaced them since:
       // re-check under the CID's slot, and only quarantine the copy we proved bad.
       const good = await this.#slots.run(cid, () => this.#quarantineLocked(cid, location));
@@ -614,13 +705,15 @@ export class ChunkStore implements BlockStore {
    */
   async unpin(cid: string): Promise<boolean> {
     cidDigest(cid);
+    this.#assertWritable();
+    const path = join(this.#dir, PINS_DIR, cid);
     try {
-      await Deno.remove(join(this.#dir, PINS_DIR, cid));
+      await Deno.remove(path);
+      if (this.#durable) await this.#roots.syncRootDir(join(this.#dir, PINS_DIR));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
-      throw error;
+      throw storageWriteError(error, path);
     }
-    if (this.#durable) await this.#roots.syncRootDir(join(this.#dir, PINS_DIR));
     return true;
   }
 
@@ -696,7 +789,9 @@ export class ChunkStore implements BlockStore {
     }
     if (await verifyCid(cid, bytes)) return bytes;
     if (seen && (seen.pack !== location.pack || seen.offset !== location.offset)) return null;
-    await this.#quarantine.keep(cid, bytes);
+    await this.#quarantine.keep(cid, bytes).catch((error) => {
+      throw storageWriteError(error, join(this.#dir, "quarantine"));
+    });
     await this.#rewriting(() => this.#removeFromPack(location.pack, new Set([location.offset])));
     return null;
   }
@@ -716,7 +811,9 @@ export class ChunkStore implements BlockStore {
       },
       name,
       drop,
-    );
+    ).catch((error) => {
+      throw storageWriteError(error, this.#index.packPath(name));
+    });
   }
 
   async #reloadIfChanged(): Promise<void> {
@@ -735,11 +832,15 @@ export class ChunkStore implements BlockStore {
    * Run `fn` (which removes objects from packs) under {@link #exclusive} and an exclusive lock
    * on `store.lock` shared by every process using this directory, after reloading the
    * index: so two processes never rewrite at once, and each sees the other's packs before it
-   * decides which copies are extra.
+   * decides which copies are extra. Refused with `storage_unwritable` when the store is
+   * {@link readOnly}.
    */
   #rewriting<T>(fn: () => Promise<T>): Promise<T> {
     return this.#exclusive(async () => {
-      const lock = await openStoreLock(this.#dir);
+      this.#assertWritable();
+      const lock = await openStoreLock(this.#dir).catch((error) => {
+        throw storageWriteError(error, join(this.#dir, STORE_LOCK));
+      });
       try {
         await lock.lock(true);
         await this.#index.reload();

@@ -238,7 +238,58 @@ export function isDiskFullOsError(error: unknown): boolean {
 }
 
 /**
- * A pack file's header (its index of objects) is unreadable: bad magic, unknown version, cut
+ * The store's directory cannot be written: its filesystem turned read-only (`EROFS`: ext4 remounts
+ * itself read-only on errors), the process may not write there (`EACCES`, `EPERM`), or the device
+ * fails (`EIO`). Nothing was kept of the write; what is stored is still served. A store opened on
+ * such a directory opens read-only (`ChunkStore.readOnly`) and refuses every write with this.
+ */
+export class StorageUnwritableError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param what What could not be written (a path, or the store).
+   * @param cause The underlying OS error, if any.
+   */
+  constructor(what: string, cause?: unknown) {
+    const os = (cause as { code?: unknown } | undefined)?.code;
+    super(
+      "storage_unwritable",
+      `cannot write ${what}: the storage directory is read-only or failing` +
+        (typeof os === "string" ? ` (${os})` : "") + "; stored files are still served",
+      { cause },
+    );
+  }
+}
+
+/** The OS error codes that say a directory cannot be written (see {@link StorageUnwritableError}). */
+const UNWRITABLE_OS_CODES: ReadonlySet<string> = new Set(["EROFS", "EACCES", "EPERM", "EIO"]);
+
+/**
+ * True when `error` is the OS refusing a write for good: a read-only filesystem, no permission, or
+ * an I/O error (`EROFS`, `EACCES`, `EPERM`, `EIO`). Not Deno's own permission checks
+ * (`NotCapable`): those are the process's flags, not the disk.
+ */
+export function isUnwritableOsError(error: unknown): boolean {
+  const e = error as { code?: string; message?: string } | null;
+  return (e?.code !== undefined && UNWRITABLE_OS_CODES.has(e.code)) ||
+    /os error (30|13|1|5)\)/.test(e?.message ?? "");
+}
+
+/**
+ * The typed error of a failed write of `what`: {@link DiskFullError} for `ENOSPC`,
+ * {@link StorageUnwritableError} for an {@link isUnwritableOsError}; any other error (a typed one
+ * already, a bug) as it is. Every write path of the chunk store rethrows through this, so a disk
+ * failing under a running node is answered to the asker, never a crash of the actor.
+ */
+export function storageWriteError(error: unknown, what: string): unknown {
+  if (error instanceof VeriflowError) return error;
+  if (isDiskFullOsError(error)) return new DiskFullError(error);
+  if (isUnwritableOsError(error)) return new StorageUnwritableError(what, error);
+  return error;
+}
+
+/**
+ * A pack file's header (its index of objects) is unreadable: bad magic, a version older than any written, cut
  * short or failing its checksum. The pack is moved to quarantine; its objects count as missing
  * here, so replicas repair them.
  */

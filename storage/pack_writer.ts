@@ -55,9 +55,21 @@ export interface PackWriterOptions {
   onPack?(name: string, objects: readonly WrittenObject[]): void;
 }
 
+/** Options of {@link PackWriter.write}. */
+export interface PackWriteOptions {
+  /**
+   * The creation time (ms) to record in the object's pack name instead of the writer's clock. A
+   * copy's age is its pack's (the GC grace period), so a rewrite passes the time of the pack its
+   * survivors come from: moving an object must not give it a new grace period. Default: now.
+   */
+  packTime?: number;
+}
+
 interface Pending {
   cid: string;
   bytes: Uint8Array;
+  /** {@link PackWriteOptions.packTime}; `undefined` for now. */
+  packTime: number | undefined;
   done: PromiseWithResolvers<WrittenObject>;
 }
 
@@ -91,13 +103,13 @@ export class PackWriter {
 
   /**
    * Write `bytes` (already hashed to `cid`) into the next pack; resolves with its place once the
-   * pack is durable.
+   * pack is durable. A pack holds objects of one {@link PackWriteOptions.packTime} only.
    *
    * @throws {DiskFullError} the disk filled up (the partial pack was removed).
    */
-  write(cid: string, bytes: Uint8Array): Promise<WrittenObject> {
+  write(cid: string, bytes: Uint8Array, options?: PackWriteOptions): Promise<WrittenObject> {
     const done = Promise.withResolvers<WrittenObject>();
-    this.#pending.push({ cid, bytes, done });
+    this.#pending.push({ cid, bytes, packTime: options?.packTime, done });
     this.#queued?.(cid);
     if (!this.#flushing) this.#flushLoop();
     return done.promise;
@@ -120,20 +132,33 @@ export class PackWriter {
     }
   }
 
+  /**
+   * The next pack's objects: the first waiting and every other of its time, up to the size cap.
+   * One time per pack, since the pack's time is each copy's age: a fresh write beside a rewrite's
+   * survivors would otherwise either lose its grace period or give them a new one.
+   */
   #takeBatch(): Pending[] {
+    const packTime = this.#pending[0].packTime;
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
     let bytes = 0;
-    let n = 0;
-    while (n < this.#pending.length && (n === 0 || bytes < this.#maxPackBytes)) {
-      bytes += this.#pending[n++].bytes.length;
+    for (const p of this.#pending) {
+      if (p.packTime === packTime && (batch.length === 0 || bytes < this.#maxPackBytes)) {
+        batch.push(p);
+        bytes += p.bytes.length;
+      } else {
+        rest.push(p);
+      }
     }
-    return this.#pending.splice(0, n);
+    this.#pending = rest;
+    return batch;
   }
 
   async #writePack(batch: Pending[]): Promise<WrittenObject[]> {
     const { header, entries } = await encodePackHeader(
       batch.map((p) => ({ cid: p.cid, length: p.bytes.length })),
     );
-    const name = newPackName(this.#clock());
+    const name = newPackName(batch[0].packTime ?? this.#clock());
     const temp = join(this.#dir, `${TEMP_PREFIX}${name}${TEMP_SUFFIX}`);
     try {
       const file = await Deno.open(temp, { write: true, createNew: true });
