@@ -2,12 +2,14 @@
  * Reading a request body within a byte limit (`streams/bounded_body.ts`), so a client cannot
  * make the node buffer more than the limit per request whatever it sends, and within a time
  * limit, so a client that trickles its body (or stops after the headers) cannot hold the
- * request, and the bytes it sent, for longer than that either.
+ * request, and the bytes it sent, for longer than that either. The bytes all bodies being read
+ * hold at once have a budget too ({@link BodyBudget}): a deadline per body bounds how long each
+ * is held, not how many are, and 150 stalled 1 MiB bodies held 200 MiB.
  *
  * @module
  */
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
-import { readBoundedBody } from "../streams/bounded_body.ts";
+import { type HttpMessage, readBoundedBody } from "../streams/bounded_body.ts";
 import type { DrainTimers } from "./serve.ts";
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 
@@ -72,6 +74,113 @@ export class IncompleteBodyError extends EdgeError {
   }
 }
 
+/**
+ * A request body that does not fit in what the node's bodies being read may hold at once
+ * (`http.maxBufferedBodyBytes`; HTTP 429 with `Retry-After`): other clients' bodies hold it, and
+ * it comes back as they are read or fail.
+ */
+export class TooManyRequestBodiesError extends EdgeError {
+  /**
+   * Create it.
+   *
+   * @param maxBytes The budget in bytes.
+   */
+  constructor(maxBytes: number) {
+    super(
+      "too_many_request_bodies",
+      `the request bodies this node is reading hold its ${maxBytes} bytes for them ` +
+        `(http.maxBufferedBodyBytes); retry after the Retry-After seconds`,
+      { retryAfterS: BODY_BUDGET_RETRY_AFTER_S },
+    );
+  }
+}
+
+/**
+ * `Retry-After` of a body refused for the budget: a body arrives in milliseconds unless its
+ * client stalls, and a stalled one is let go at `http.requestBodyTimeoutMs`; one second, as for
+ * uploads (`too_many_uploads`), lets a crowd of ordinary bodies through without a client giving up.
+ */
+const BODY_BUDGET_RETRY_AFTER_S = 1;
+
+/**
+ * The bytes of request bodies being read, every request of the node together, held to one
+ * budget (`http.maxBufferedBodyBytes`). {@link readBodyText} takes each chunk from it as the chunk
+ * arrives, and gives all back once the body is read (its caller parses it at once) or fails.
+ *
+ * @example
+ * ```ts
+ * import { BodyBudget } from "./body_limit.ts";
+ * const budget = new BodyBudget(1024);
+ * budget.take(1000);
+ * budget.held; // 1000
+ * budget.release(1000);
+ * ```
+ */
+export class BodyBudget {
+  /** The budget in bytes. */
+  readonly maxBytes: number;
+  #held = 0;
+
+  /**
+   * Create it.
+   *
+   * @param maxBytes The budget in bytes.
+   */
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes;
+  }
+
+  /** Bytes taken and not given back. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /**
+   * Take `bytes` more.
+   *
+   * @throws {TooManyRequestBodiesError} when they do not fit (nothing is taken).
+   */
+  take(bytes: number): void {
+    if (this.#held + bytes > this.maxBytes) throw new TooManyRequestBodiesError(this.maxBytes);
+    this.#held += bytes;
+  }
+
+  /** Give back `bytes` taken before. */
+  release(bytes: number): void {
+    this.#held -= bytes;
+  }
+}
+
+/**
+ * `body`, each chunk taken from `budget` as it is read (added to `taken.bytes`); a chunk that does
+ * not fit errors the stream with the budget's {@link TooManyRequestBodiesError} and cancels
+ * `body`. Pulls nothing ahead, so what it has taken is what its reader has read.
+ */
+function budgetedBody(
+  body: ReadableStream<Uint8Array>,
+  budget: BodyBudget,
+  taken: { bytes: number },
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await reader.read();
+      if (next.done) return controller.close();
+      try {
+        budget.take(next.value.byteLength);
+      } catch (error) {
+        reader.cancel(error).catch(() => {});
+        throw error;
+      }
+      taken.bytes += next.value.byteLength;
+      controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
 /** How long {@link readBodyText} (or {@link idleDeadlineBody}) waits, and the timers it waits on. */
 export interface BodyDeadline {
   /**
@@ -88,12 +197,33 @@ export interface BodyDeadline {
  * `maxBytes` (UTF-8 bytes, as sent), or a {@link RequestTimeoutError} (the body cancelled) if it
  * has not arrived whole by `deadline`. Bytes that are not UTF-8 are refused (`invalid_json`: JSON
  * text is UTF-8, RFC 8259 8.1) rather than decoded to U+FFFD, which would run, and sign a
- * receipt for, a prompt the client never sent.
+ * receipt for, a prompt the client never sent. With a `budget`, the bytes read are taken from it
+ * as they arrive (past it: {@link TooManyRequestBodiesError}, the body cancelled) and given back
+ * when this returns or throws: the caller parses the text at once, with nothing awaited between.
  */
 export async function readBodyText(
   request: Request,
   maxBytes: number,
   deadline?: BodyDeadline,
+  budget?: BodyBudget,
+): Promise<string> {
+  if (budget === undefined || request.body === null) {
+    return await readText(request, maxBytes, deadline);
+  }
+  const taken = { bytes: 0 };
+  try {
+    const body = budgetedBody(request.body, budget, taken);
+    return await readText({ headers: request.headers, body }, maxBytes, deadline);
+  } finally {
+    budget.release(taken.bytes);
+  }
+}
+
+/** {@link readBodyText} of `message`, with no budget. */
+async function readText(
+  message: HttpMessage,
+  maxBytes: number,
+  deadline: BodyDeadline | undefined,
 ): Promise<string> {
   const timeUp = new AbortController();
   const timers = deadline?.timers ?? SYSTEM_TIMERS;
@@ -104,7 +234,7 @@ export async function readBodyText(
   let bytes: Uint8Array;
   try {
     bytes = await readBoundedBody(
-      request,
+      message,
       maxBytes,
       () => new RequestTooLargeError("request body", maxBytes),
       timeUp.signal,

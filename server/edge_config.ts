@@ -19,6 +19,13 @@ export interface EdgeConfig {
    */
   maxRequestBytes: number;
   /**
+   * Most bytes of request bodies (a completion's JSON) the node holds at once while reading
+   * them, every request together; a body that does not fit is refused (429
+   * `too_many_request_bodies`, `Retry-After`). Absent: {@link BUFFERED_BODIES} bodies of
+   * `maxRequestBytes`; never less than one ({@link bufferedBodyBytesOf}).
+   */
+  maxBufferedBodyBytes?: number;
+  /**
    * Longest prompt in characters (a chat's prompt as rendered from its messages), checked
    * before tokenisation (400 `prompt_too_long`). Tokenising is synchronous: this bounds how
    * long one request can hold the event loop.
@@ -155,12 +162,39 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   dashboardAuthPendingSocketsPerAddress: 8,
 });
 
+/**
+ * Largest bodies the node reads at once by default (`maxBufferedBodyBytes` absent): a body
+ * arrives in milliseconds unless its client stalls, so 32 is room for a crowd of ordinary
+ * clients, while 32 stalled ones hold 32 MiB at the default size rather than without bound
+ * (the same number as the uploads under way, `too_many_uploads`).
+ */
+export const BUFFERED_BODIES = 32;
+
+/**
+ * The bytes request bodies being read may hold at once under `edge`: its
+ * `maxBufferedBodyBytes`, by default {@link BUFFERED_BODIES} × `maxRequestBytes`, and never less
+ * than one largest body (which would otherwise be refused forever, with a `Retry-After`).
+ *
+ * @example
+ * ```ts
+ * import { bufferedBodyBytesOf, edgeConfig } from "./edge_config.ts";
+ * bufferedBodyBytesOf(edgeConfig({ maxRequestBytes: 4096 })); // 131072
+ * ```
+ */
+export function bufferedBodyBytesOf(edge: EdgeConfig): number {
+  return Math.max(
+    edge.maxBufferedBodyBytes ?? BUFFERED_BODIES * edge.maxRequestBytes,
+    edge.maxRequestBytes,
+  );
+}
+
 /** An origin as browsers send it: scheme, host and optional port, nothing else. */
 const ORIGIN = /^https?:\/\/[^/\s?#]+$/;
 
 /** The zod fields of {@link EdgeConfig}, with defaults; the node's configuration schema (`node/_config_schema.ts`) spreads them into `http`. */
 export const edgeConfigFields = {
   maxRequestBytes: z.number().int().min(1024).max(1 << 30).default(EDGE_DEFAULTS.maxRequestBytes),
+  maxBufferedBodyBytes: z.number().int().min(1024).max(2 ** 40).optional(),
   maxPromptChars: z.number().int().min(1).max(GENERATION_LIMITS.maxPromptChars)
     .default(EDGE_DEFAULTS.maxPromptChars),
   maxChatMessages: z.number().int().min(1).max(1_000_000).default(EDGE_DEFAULTS.maxChatMessages),

@@ -7,9 +7,11 @@
  * `veriflow_receipt` (byte strings as hex).
  *
  * A client that disconnects cancels its job, which stops the model: a stream through its body's
- * `cancel` (the client went away), one body through the request's signal (`clientGone`), since
- * that answer's status waits for the job's end. A streaming client that stops reading is cut off
- * after `http.clientIdleTimeoutMs` and its job cancelled.
+ * `cancel` (the client went away); one body through the request's signal (`clientGone`) while its
+ * status waits, and, once its job has run past {@link NON_STREAM_HEARTBEAT_AFTER_MS}, through the
+ * `cancel` of a body that commits the 200 and writes a space a second until the JSON (Deno
+ * notices a closed connection only when it writes to it). A streaming client that stops reading
+ * is cut off after `http.clientIdleTimeoutMs` and its job cancelled.
  *
  * When the node stops, each answer is one of the server's drains (`serve.ts`): a job that ends
  * within `http.drainTimeoutMs` is answered as always; past it the job is cancelled and the answer
@@ -125,6 +127,20 @@ class AnswerDrain {
   }
 }
 
+/**
+ * How long a non-streamed answer's job runs before the answer commits its 200 and begins its
+ * heartbeat (see {@link fullAnswer}): a job that ends sooner is answered as one plain body, its
+ * failure with its own status; most non-streamed answers (a few dozen tokens) end within it.
+ */
+export const NON_STREAM_HEARTBEAT_AFTER_MS = 2000;
+
+/**
+ * Between two spaces of a non-streamed answer's heartbeat: each write is how the node learns that
+ * the client has gone (Deno notices a closed HTTP/1.1 connection only when it writes to it), so a
+ * job outlives its client by about this long; one byte a second costs nothing.
+ */
+export const NON_STREAM_HEARTBEAT_EVERY_MS = 1000;
+
 /** Hex characters of the job id used in OpenAI-style response ids. */
 const RESPONSE_ID_CHARS = 24;
 const MS_PER_S = 1000;
@@ -146,16 +162,32 @@ function veriflowFields(summary: JobSummary, stop: string | undefined): Veriflow
   return fields;
 }
 
+/** A non-streamed answer's job once it has ended: its text pieces, matched stop and summary. */
+interface CollectedJob {
+  pieces: TextPiece[];
+  stop: string | undefined;
+  summary: JobSummary;
+}
+
 /**
- * The non-streamed answer: one JSON body once the job has ended, its status set then, so a job
- * that fails midway answers with its error's status (504 `worker_stalled`, 503 `shutting_down`,
- * …), as OpenAI's API does, not a 200 with an error body: the failure is thrown for the app's
- * error handler. A client that goes away meanwhile (`clientGone`, the request's signal) cancels
- * the job. (Deno also aborts a served request's signal after each successful response under
- * its legacy semantics, and says so once in the log: the listener is gone by then, and the
- * node's tasks run with `--unstable-no-legacy-abort`.)
+ * The non-streamed answer: one JSON body once the job has ended. A job that ends within
+ * {@link NON_STREAM_HEARTBEAT_AFTER_MS} is answered then, its status set then, so a job that
+ * fails answers with its error's status (504 `worker_stalled`, 503 `shutting_down`, …), as
+ * OpenAI's API does: the failure is thrown for the app's error handler. A job that runs longer
+ * commits a 200 then and writes one space every {@link NON_STREAM_HEARTBEAT_EVERY_MS} until the
+ * JSON (leading whitespace is valid JSON: the openai SDK's `response.json()` reads it): Deno
+ * notices that a client has closed its HTTP/1.1 connection only when it writes to it, and the
+ * write that fails cancels the body, which cancels the job, so a client that gave up (its
+ * timeout, each of an SDK's retries) leaves no job running. A failure after the 200 is the body's
+ * end: the OpenAI error body the same failure gets with its status, as a stream's last event
+ * (`shutting_down` past the drain deadline included). A client that goes away before the 200
+ * (`clientGone`, the request's signal) cancels the job too, where the runtime tells. (Deno also
+ * aborts a served request's signal after each successful response under its legacy semantics,
+ * and says so once in the log: the listener is gone by then, and the node's tasks run with
+ * `--unstable-no-legacy-abort`.)
  *
- * @throws {VeriflowError} the job's failure, when it did not run to its end.
+ * @throws {VeriflowError} the job's failure, when it did not run to its end and ended before
+ * the heartbeat began.
  */
 export async function fullAnswer(
   handle: InferenceHandle,
@@ -167,27 +199,66 @@ export async function fullAnswer(
   const cancel = () => handle.cancel();
   if (gone?.aborted) cancel();
   else gone?.addEventListener("abort", cancel, { once: true });
-  let collected: { pieces: TextPiece[]; stop: string | undefined; summary: JobSummary };
-  try {
-    const trimmer = new StopTrimmer(options.stops);
-    const pieces: TextPiece[] = [];
-    try {
-      for await (const token of handle.tokens) {
-        const piece = trimmer.push(token);
-        if (piece !== undefined) pieces.push(piece);
-      }
-    } catch {
-      // Cancelled or failed: the summary says which.
-    }
-    const summary = await handle.done;
-    const end = trimmer.finish(summary.finishReason);
-    pieces.push(end.piece);
-    collected = { pieces, stop: end.stop, summary };
-  } finally {
+  const collected = collectJob(handle, options.stops).finally(() => {
     gone?.removeEventListener("abort", cancel);
     drain.ended();
+  });
+  const timers = options.timers ?? SYSTEM_TIMERS;
+  const heartbeat = Promise.withResolvers<"heartbeat">();
+  const timer = timers.setTimeout(
+    () => heartbeat.resolve("heartbeat"),
+    NON_STREAM_HEARTBEAT_AFTER_MS,
+  );
+  const first = await Promise.race([collected, heartbeat.promise])
+    .finally(() => timers.clearTimeout(timer));
+  if (first !== "heartbeat") {
+    return new Response(answerBody(handle, shape, options, drain, first), {
+      headers: { "content-type": "application/json" },
+    });
   }
-  const { pieces, stop, summary } = collected;
+  // The status is committed: a failure from here on is the body's end.
+  const text = collected
+    .then((job) => answerBody(handle, shape, options, drain, job))
+    .catch((failure) => JSON.stringify(openAiErrorBody(failure)));
+  return new Response(heartbeatBody(handle, text, timers), {
+    headers: { "content-type": "application/json" },
+  });
+}
+
+/** Read `handle`'s tokens to the job's end, through a {@link StopTrimmer} of `stops`. */
+async function collectJob(
+  handle: InferenceHandle,
+  stops: readonly string[],
+): Promise<CollectedJob> {
+  const trimmer = new StopTrimmer(stops);
+  const pieces: TextPiece[] = [];
+  try {
+    for await (const token of handle.tokens) {
+      const piece = trimmer.push(token);
+      if (piece !== undefined) pieces.push(piece);
+    }
+  } catch {
+    // Cancelled or failed: the summary says which.
+  }
+  const summary = await handle.done;
+  const end = trimmer.finish(summary.finishReason);
+  pieces.push(end.piece);
+  return { pieces, stop: end.stop, summary };
+}
+
+/**
+ * The JSON text of a non-streamed answer to the ended `job`.
+ *
+ * @throws {VeriflowError} the job's failure, when it did not run to its end.
+ */
+function answerBody(
+  handle: InferenceHandle,
+  shape: ResponseShape,
+  options: AnswerOptions,
+  drain: AnswerDrain,
+  job: CollectedJob,
+): string {
+  const { pieces, stop, summary } = job;
   const failure = drain.failure(summary);
   if (failure !== undefined) throw failure;
   const text = pieces.map((piece) => piece.text).join("");
@@ -203,8 +274,44 @@ export async function fullAnswer(
     usage: wireUsage(summary),
     ...veriflowFields(summary, stop),
   };
-  return new Response(answerJson(options)(json), {
-    headers: { "content-type": "application/json" },
+  return answerJson(options)(json);
+}
+
+/** What a heartbeat writes: one space, which JSON allows before its value. */
+const HEARTBEAT_SPACE = new TextEncoder().encode(" ");
+
+/**
+ * The body of a non-streamed answer after its 200: a space now and every
+ * {@link NON_STREAM_HEARTBEAT_EVERY_MS}, then `text` (the answer, or its failure's error body)
+ * once the job has ended. Cancelled (a write to a connection the client closed fails), it
+ * cancels the job.
+ */
+function heartbeatBody(
+  handle: InferenceHandle,
+  text: Promise<string>,
+  timers: ConnectionTimers,
+): ReadableStream<Uint8Array> {
+  let beat: unknown;
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      const pulse = () => {
+        controller.enqueue(HEARTBEAT_SPACE);
+        beat = timers.setTimeout(pulse, NON_STREAM_HEARTBEAT_EVERY_MS);
+      };
+      pulse();
+      text.then((answer) => {
+        timers.clearTimeout(beat);
+        if (cancelled) return;
+        controller.enqueue(new TextEncoder().encode(answer));
+        controller.close();
+      });
+    },
+    cancel() {
+      cancelled = true;
+      timers.clearTimeout(beat);
+      handle.cancel();
+    },
   });
 }
 

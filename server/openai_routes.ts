@@ -29,12 +29,12 @@ import {
 } from "./chat_template.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import type { ClientIdentity } from "./client_identity.ts";
-import type { EdgeConfig } from "./edge_config.ts";
+import { bufferedBodyBytesOf, type EdgeConfig } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import type { InferenceGateway, TextRequest } from "./inference_gateway.ts";
 import { type AnswerOptions, fullAnswer, sseAnswer } from "./openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shapes.ts";
-import { readBodyText } from "./body_limit.ts";
+import { BodyBudget, readBodyText } from "./body_limit.ts";
 import { RequestValidationError } from "./http_errors.ts";
 import { drainBeforeShutdown } from "./serve.ts";
 import { drawRequestSeed, requestJobSeed } from "./request_seed.ts";
@@ -64,8 +64,10 @@ export function openAiRoutes(
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   const deadline = { timeoutMs: edge.requestBodyTimeoutMs, timers };
+  // One budget for every body these routes read (`http.maxBufferedBodyBytes`).
+  const budget = new BodyBudget(bufferedBodyBytesOf(edge));
   const bodyOf = async (request: Request) =>
-    parseJsonText(await readBodyText(request, edge.maxRequestBytes, deadline));
+    parseJsonText(await readBodyText(request, edge.maxRequestBytes, deadline, budget));
   const answer = (
     raw: Request,
     request: TextRequest,
@@ -122,7 +124,11 @@ export function openAiRoutes(
     const body = parseRequest(ChatCompletionRequestSchema, raw);
     refuseUnsupportedFields(body as unknown as Record<string, unknown>, "chat");
     const prompt = renderChatPrompt(
-      body.messages.map((m) => ({ role: m.role, content: flattenChatContent(m.content) })),
+      body.messages.map((m) => ({
+        role: m.role,
+        content: flattenChatContent(m.content),
+        name: m.name ?? undefined,
+      })),
     );
     const params = toGenerationParams(body, body.max_completion_tokens);
     params.seed = requestJobSeed(params, body.seed, drawSeed);

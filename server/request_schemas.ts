@@ -15,7 +15,9 @@ import {
 } from "../protocols/job.ts";
 import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
 import { wellFormed } from "../protocols/well_formed.ts";
+import { CHAT_NAME_RULE, isChatName } from "./chat_template.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
+import { MAX_JSON_DEPTH, nestsDeeperThan } from "./json_depth.ts";
 import type { SamplingRequest, WsClientMessage } from "./stream_protocol.ts";
 
 /** Longest WebSocket request id, in characters. */
@@ -45,7 +47,17 @@ const stopText = wellFormed(z.string().min(1).max(maxStopChars));
 const stopSchema = z.union([stopText, z.array(stopText).max(maxStopSequences)]);
 const promptText = wellFormed(z.string().max(maxPromptChars));
 
-const maxTokensSchema = z.number().int().min(1).max(maxTokens);
+/**
+ * `max_tokens` (and `max_completion_tokens`): a positive integer, one above the job's cap
+ * (`GENERATION_LIMITS.maxTokens`) taken as the cap. Clients ask for more than any job holds (8192
+ * and up, or a model's whole context) to mean "as long as it goes"; a job ends at its context
+ * anyway (`finish_reason: "length"`), and the job, its receipt's params included, carries the
+ * cap, as it carries every default the node fills in.
+ */
+const maxTokensSchema = z.number().min(1)
+  // Not `.int()`: zod's int is a safe integer, and 1e20 is as clear a "no limit" as 8192.
+  .refine(Number.isInteger, "expected an integer")
+  .transform((value) => Math.min(value, maxTokens));
 
 /** A job's input CID (`protocols/job_input.ts`), refused at the edge with what it must be. */
 const inputCid = z.string().max(maxModelChars).refine(isJobInputCid, {
@@ -118,6 +130,8 @@ export interface ChatRequestMessage {
   role: "system" | "developer" | "user" | "assistant";
   /** Text, or text parts. */
   content: string | { type: "text"; text: string }[];
+  /** The speaker among several of the role, shown in its turn's label (`User (alice):`). */
+  name?: string | null;
 }
 
 /** A validated `POST /v1/chat/completions` body. */
@@ -218,6 +232,9 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.l
   messages: z.array(z.looseObject({
     role: chatRole,
     content: chatContentSchema,
+    // Shown in the turn's label by the chat template, which takes only names that keep the
+    // label one label on one line; refused here, naming the message, rather than dropped.
+    name: wellFormed(z.string().refine(isChatName, CHAT_NAME_RULE)).nullish(),
   })).min(1),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
@@ -519,8 +536,19 @@ function typeName(value: unknown): string {
   return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
 }
 
-/** Parse a JSON text, or throw a {@link RequestValidationError} with code `invalid_json`. */
+/**
+ * Parse a JSON text, or throw a {@link RequestValidationError} with code `invalid_json`: malformed,
+ * or nested deeper than {@link MAX_JSON_DEPTH} (refused before the parser sees it, which would
+ * hold the event loop for as long as such a text takes it: `json_depth.ts`).
+ */
 export function parseJsonText(text: string): unknown {
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw new RequestValidationError(
+      "invalid_json",
+      `JSON nested deeper than ${MAX_JSON_DEPTH} arrays and objects inside one another, the ` +
+        `node's limit; send a flatter body`,
+    );
+  }
   try {
     return JSON.parse(text);
   } catch (error) {

@@ -14,6 +14,7 @@ import {
   parseJsonText,
   parseRequest,
   toGenerationParams,
+  WsClientMessageSchema,
 } from "../../server/request_schemas.ts";
 import { recordingApp } from "./_recording_app.ts";
 import type { ServedModelInfo } from "../../inference/inference_port.ts";
@@ -369,9 +370,7 @@ Deno.test("/v1/completions takes max_completion_tokens as chat does (not ignored
   assertEquals((await completions({ max_completion_tokens: 100 })).status, 429);
   assertEquals((await completions({ max_tokens: 10, max_completion_tokens: 200 })).status, 429);
   assertEquals(jobs.map((job) => job.params.maxTokens), [100, 200]);
-  const { status, error } = await completions({
-    max_completion_tokens: GENERATION_LIMITS.maxTokens + 1,
-  });
+  const { status, error } = await completions({ max_completion_tokens: 0 });
   assertEquals([status, error.code, error.param], [
     400,
     "invalid_request",
@@ -393,4 +392,50 @@ Deno.test("a completions prompt of token ids ([1, 2, 3] or [[1, 2, 3]]) is a 400
   assertEquals([batch.status, batch.error.param], [400, "prompt"]);
   assert(/1/.test(batch.error.message), batch.error.message);
   assertEquals(jobs.length, 0);
+});
+
+// `max_tokens` above a job's cap: clients send 8192 (or a model's whole context) to mean "as long
+// as it goes". Taken as the cap, which the job and its receipt then carry, rather than refused;
+// what is not a positive integer is still a 400 naming the field.
+
+Deno.test("max_tokens and max_completion_tokens above the cap are taken as the cap on both routes, not refused", async () => {
+  const { jobs, chat, completions } = recordingApp(FIELDS_MODEL);
+  const cap = GENERATION_LIMITS.maxTokens;
+  const asked = [cap, cap + 1, 8192, 1e20];
+  for (const value of asked) {
+    assertEquals((await chat({ max_tokens: value })).status, 429, `chat max_tokens ${value}`);
+    assertEquals((await completions({ max_completion_tokens: value })).status, 429);
+  }
+  assertEquals(jobs.map((job) => job.params.maxTokens), asked.flatMap(() => [cap, cap]));
+  // Below the cap a value is kept as it is.
+  assertEquals((await chat({ max_completion_tokens: 100 })).status, 429);
+  assertEquals(jobs.at(-1)?.params.maxTokens, 100);
+});
+
+Deno.test("max_tokens that is not a positive integer is still a 400 naming the field", async () => {
+  const { jobs, chat, completions } = recordingApp(FIELDS_MODEL);
+  for (const value of [0, -8192, 1.5, 8192.5, "8192"]) {
+    for (const field of ["max_tokens", "max_completion_tokens"]) {
+      for (const post of [chat, completions]) {
+        const { status, error } = await post({ [field]: value });
+        assertEquals(
+          [status, error.code, error.param],
+          [400, "invalid_request", field],
+          `${value}`,
+        );
+      }
+    }
+  }
+  assertEquals(jobs.length, 0);
+});
+
+Deno.test("a WebSocket infer's max_tokens above the cap is taken as the cap too", () => {
+  const message = parseRequest(WsClientMessageSchema, {
+    type: "infer",
+    id: "a",
+    prompt: "x",
+    max_tokens: 8192,
+  });
+  assert(message.type === "infer");
+  assertEquals(toGenerationParams(message).maxTokens, GENERATION_LIMITS.maxTokens);
 });
