@@ -6,7 +6,7 @@
  *
  * @example Run a node in-process
  * ```ts ignore
- * import { parseNodeConfig, startNode } from "./mod.ts";
+ * import { parseNodeConfig, startNode } from "@veriflow/node";
  *
  * // Its own data directory and ports, so it runs beside a `deno task start` node (whose are
  * // ./.veriflow, 8080 and 7700). It rejects with a typed error (HttpListenError,
@@ -25,7 +25,9 @@
  *
  * @example Check a receipt you were given
  * ```ts ignore
- * import { verifyReceipt } from "./mod.ts";
+ * // The package's `./receipt` entry point needs only `--allow-env`; this module loads
+ * // onnxruntime's native addon at import (`--allow-read --allow-ffi` too).
+ * import { verifyReceipt } from "@veriflow/node/receipt";
  *
  * // `receipt` as received (a `done` message's, or a final SSE chunk's `veriflow_receipt`); `job`,
  * // the TextJob you asked for, binds it to your prompt, nonce and params (docs/API.md says how to

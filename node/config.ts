@@ -14,6 +14,7 @@ import { SHELL_HOME_REFUSAL as NO_TILDE, startsAtShellHome } from "./default_dat
 import type { z } from "zod";
 import { VeriflowError } from "../protocols/errors.ts";
 import { nearestName } from "./nearest_name.ts";
+import { schemaIssueLine } from "../protocols/schema_issues.ts";
 import type { EdgeConfig } from "../server/edge_config.ts";
 import {
   notDecimalNumber,
@@ -500,9 +501,8 @@ export function parseNodeConfig(
           return `  ${path}: unknown key (${hint})${by === undefined ? "" : ` [from ${by}]`}`;
         });
       }
-      const path = at.join(".") || "(root)";
       const by = sourceOf(at.length === 0 ? ["(root)"] : at);
-      return [`  ${path}: ${issue.message}${by === undefined ? "" : ` [from ${by}]`}`];
+      return [`  ${schemaIssueLine(issue)}${by === undefined ? "" : ` [from ${by}]`}`];
     });
     throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`, {
       keysNamed: issues.length,

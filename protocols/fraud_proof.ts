@@ -34,6 +34,7 @@ import { type Identity, verifySignature } from "./identity.ts";
 import type { Job, TensorData } from "./job.ts";
 import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { VeriflowError } from "./errors.ts";
+import { describeSchemaIssues } from "./schema_issues.ts";
 import { hasOnlyWellFormedStrings, ILL_FORMED_STRING_MESSAGE } from "./well_formed.ts";
 import { type ServedProof, ServedProofSchema } from "../proof/served_proof.ts";
 import { holdsAtMostValues } from "./value_count.ts";
@@ -208,7 +209,7 @@ export function signFraudProof(unsigned: UnsignedFraudProof, identity: Identity)
 /** Parse an untrusted value as a fraud proof (throws {@link MalformedFraudProofError}). */
 export function parseFraudProof(value: unknown): FraudProof {
   const r = FraudProofSchema.safeParse(value);
-  if (!r.success) throw new MalformedFraudProofError(r.error.message);
+  if (!r.success) throw new MalformedFraudProofError(describeSchemaIssues(r.error));
   return r.data;
 }
 

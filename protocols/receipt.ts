@@ -28,6 +28,7 @@ import {
 import type { TensorData } from "./job.ts";
 import { VeriflowError } from "./errors.ts";
 import { hasOnlyWellFormedStrings, wellFormed } from "./well_formed.ts";
+import { describeSchemaIssues } from "./schema_issues.ts";
 
 /** Version of the receipt format. */
 export const RECEIPT_VERSION = 1;
@@ -135,7 +136,7 @@ export class MalformedReceiptError extends VeriflowError {
 /** Parse and validate an untrusted value as a receipt (throws {@link MalformedReceiptError}). */
 export function parseReceipt(value: unknown): Receipt {
   const r = ReceiptSchema.safeParse(fromJsonForm(value));
-  if (!r.success) throw new MalformedReceiptError(r.error.message);
+  if (!r.success) throw new MalformedReceiptError(describeSchemaIssues(r.error));
   return r.data;
 }
 
@@ -227,6 +228,7 @@ export function tensorOutputHash(outputs: Record<string, TensorData>): string {
 /** Why a receipt failed {@link verifyReceipt}. */
 export type ReceiptFailure =
   | "malformed"
+  | "wrong_worker"
   | "bad_signature"
   | "job_mismatch"
   | "model_mismatch"
@@ -246,7 +248,7 @@ export interface VerifyReceiptOptions {
   job?: Job;
   /** The text output (string) or tensor outputs the requester received. */
   output?: string | Record<string, TensorData>;
-  /** Accept only receipts signed by this worker key. */
+  /** Accept only receipts signed by this worker key (another's: `wrong_worker`). */
   worker?: Uint8Array;
 }
 
@@ -273,13 +275,19 @@ export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}
     message,
   });
   const parsed = ReceiptSchema.safeParse(fromJsonForm(value));
-  if (!parsed.success) return fail("malformed", parsed.error.message);
+  if (!parsed.success) return fail("malformed", describeSchemaIssues(parsed.error));
   const receipt = parsed.data;
-  if (options.worker && !bytesEqual(options.worker, receipt.worker)) {
-    return fail("bad_signature", "receipt is not from the expected worker");
-  }
   if (!verifySignature(receipt.worker, receiptSigningBytes(receipt), receipt.sig)) {
     return fail("bad_signature", "receipt signature does not verify");
+  }
+  // After the signature: a receipt that is `wrong_worker` was signed by the worker it names.
+  if (options.worker && !bytesEqual(options.worker, receipt.worker)) {
+    return fail(
+      "wrong_worker",
+      `receipt is signed by worker ${toHex(receipt.worker)}, not the expected ${
+        toHex(options.worker)
+      }`,
+    );
   }
   const { job, output } = options;
   if (job) {

@@ -16,6 +16,7 @@ import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import { VeriflowError } from "./errors.ts";
+import { describeSchemaIssues } from "./schema_issues.ts";
 import { hasOnlyWellFormedStrings, wellFormed } from "./well_formed.ts";
 import { holdsAtMostValues } from "./value_count.ts";
 
@@ -163,7 +164,7 @@ export function signVerdict(unsigned: UnsignedVerdict, identity: Identity): Verd
 /** Parse an untrusted value as a verdict (throws {@link MalformedVerdictError}). */
 export function parseVerdict(value: unknown): Verdict {
   const r = VerdictSchema.safeParse(value);
-  if (!r.success) throw new MalformedVerdictError(r.error.message);
+  if (!r.success) throw new MalformedVerdictError(describeSchemaIssues(r.error));
   return r.data;
 }
 

@@ -55,7 +55,7 @@ Deno.test("receipt: each mismatch is named", () => {
     return c.ok ? "ok" : c.reason;
   };
   assert.equal(check({ ...r, tokenCount: 6 }), "bad_signature");
-  assert.equal(check(r, { worker: Identity.generate().publicKey }), "bad_signature");
+  assert.equal(check(r, { worker: Identity.generate().publicKey }), "wrong_worker");
   assert.equal(check(r, { job: { ...job, nonce: "y" } }), "job_mismatch");
   assert.equal(check(r, { output: "hellO" }), "output_mismatch");
   assert.equal(check(make({ model: "bafkreiother" })), "model_mismatch");
