@@ -10,6 +10,10 @@
  * directory locked. The pid written inside is only for the message; a file naming a process
  * that is gone is simply taken over.
  *
+ * The directory is its owner's only (0700): it holds clients' prompts in clear (proof files, peers'
+ * jobs) and the node's key. Taking the lock creates it so, and makes one that others can read or
+ * enter 0700 (best effort, as `identity.key` is made 0600: one not this user's keeps its mode).
+ *
  * @module
  */
 import { join, resolve, sep as SEP } from "node:path";
@@ -17,6 +21,9 @@ import { VeriflowError } from "../protocols/errors.ts";
 
 /** File name of the lock inside the data directory. */
 export const DATA_DIR_LOCK_FILE = "node.lock";
+
+/** The data directory's mode: its owner's only (see the module doc). */
+const DATA_DIR_MODE = 0o700;
 
 /** Who holds a data directory, as written in its lock file. */
 export interface DataDirOwner {
@@ -189,10 +196,11 @@ export class DataDirLock {
   static async acquire(dir: string, purpose: string): Promise<DataDirLock> {
     const path = join(dir, DATA_DIR_LOCK_FILE);
     try {
-      await Deno.mkdir(dir, { recursive: true });
+      await Deno.mkdir(dir, { recursive: true, mode: DATA_DIR_MODE });
     } catch (error) {
       throw await asDataDirError(dir, error, true);
     }
+    await ownerOnly(dir);
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { read: true, write: true, create: true });
@@ -225,6 +233,20 @@ export class DataDirLock {
     } finally {
       this.#file.close();
     }
+  }
+}
+
+/**
+ * Make `dir` its owner's only when others may read or enter it (one made under umask 022, or
+ * before this version). Best effort: a directory on a read-only volume or owned by another user
+ * keeps the mode its operator set (a no-op where file modes do not exist).
+ */
+async function ownerOnly(dir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  try {
+    if (((await Deno.stat(dir)).mode ?? 0) & 0o077) await Deno.chmod(dir, DATA_DIR_MODE);
+  } catch {
+    // read-only, or not this user's: left as the operator set it
   }
 }
 

@@ -8,6 +8,13 @@
  * start under the wrong `identity.key`) is set aside as `stake_pledge.<key hex>.cbor`, not written
  * over, and taken back when that key returns.
  *
+ * A pledge file that is there but cannot be read as a valid pledge (a bad copy, a bad sector)
+ * refuses the start ({@link PledgeUnreadableError}), as a damaged `identity.key` does: pledging
+ * anew would sign a second pledge of a key its peers hold the first of. So does a missing file
+ * when the node's own ledger records a stake of its key ({@link PledgeMissingError}): the key
+ * pledged before, and the file is lost. A new data directory (no ledger, or one without a stake
+ * of the key) pledges.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -17,15 +24,61 @@ import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
 import { signStakePledge, type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.ts";
 import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
+import { Ledger } from "../proof/ledger.ts";
+import { LOG_FILE } from "../proof/ledger_log.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 
 /** File name of the pledge inside the data directory. */
 export const PLEDGE_FILE = "stake_pledge.cbor";
 
+/** What an operator does about a pledge file the node cannot use: said by both refusals. */
+const RESTORE =
+  "restore it from a backup of this data directory (a key signs one pledge, ever: a second " +
+  "one convicts it of pledge equivocation in every ledger that holds both, its stake forfeited)";
+
+/** The pledge file is there but is not a valid pledge: the start is refused, nothing signed. */
+export class PledgeUnreadableError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param path The pledge file.
+   * @param why What is wrong with it.
+   * @param options Standard error options (`cause`: the read or decode error).
+   */
+  constructor(path: string, why: string, options?: ErrorOptions) {
+    super(
+      "pledge_unreadable",
+      `${path} ${why}: the node does not pledge anew over it; ${RESTORE}`,
+      options,
+    );
+  }
+}
+
+/** The pledge file is gone, and this node's ledger records that its key staked before. */
+export class PledgeMissingError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param path Where the pledge file belongs.
+   */
+  constructor(path: string) {
+    super(
+      "pledge_missing",
+      `${path} is missing, and this node's ledger records a stake of its key: the key pledged ` +
+        `before, and the node does not pledge anew; ${RESTORE}, or start with selfStake 0 to ` +
+        `run without sending a pledge`,
+    );
+  }
+}
+
 /**
  * This node's pledge of `amount`: the one in `dataDir` if there is a valid one by `identity`
- * (whatever its amount: `log` says when it differs), else a new one, written durably first.
+ * (whatever its amount: `log` says when it differs), else a new one, written durably first
+ * when the key never staked here (see the module doc).
  * The temporary file of a write a crash cut short is removed first: call it only under the
  * data directory's lock (the node's start), where nothing else writes the pledge.
+ *
+ * @throws {PledgeUnreadableError} the file (or this key's set aside) is not a valid pledge.
+ * @throws {PledgeMissingError} there is none, and the ledger in `<dataDir>/ledger` records a
+ *   stake of the key.
  */
 export async function loadOrCreatePledge(
   dataDir: string,
@@ -36,7 +89,7 @@ export async function loadOrCreatePledge(
 ): Promise<StakePledge> {
   const path = join(dataDir, PLEDGE_FILE);
   await removeTemporaries(dataDir, (name) => name === PLEDGE_FILE || ASIDE.test(name));
-  const kept = await readPledge(path, log);
+  const kept = await readPledge(path);
   if (kept !== undefined && bytesEqual(kept.key, identity.publicKey)) {
     return keptPledge(kept, amount, log);
   }
@@ -49,12 +102,13 @@ export async function loadOrCreatePledge(
     log(`stake: ${path} is not a pledge by this node's key; set aside as ${other}`);
   }
   const ownPath = asidePath(dataDir, identity.publicKey);
-  const aside = await readPledge(ownPath, log);
+  const aside = await readPledge(ownPath);
   if (aside !== undefined && bytesEqual(aside.key, identity.publicKey)) {
     await writeFileDurably(path, encodeCanonical(aside));
     log(`stake: this node's pledge taken back from ${ownPath}`);
     return keptPledge(aside, amount, log);
   }
+  if (await stakedBefore(dataDir, identity)) throw new PledgeMissingError(path);
   if (kept !== undefined) log(`stake: pledging anew for this node's key`);
   const pledge = signStakePledge(identity, amount, now());
   await writeFileDurably(path, encodeCanonical(pledge));
@@ -76,21 +130,55 @@ function asidePath(dataDir: string, key: Uint8Array): string {
   return join(dataDir, `stake_pledge.${toHex(key)}.cbor`);
 }
 
-/** The valid pledge in `path`, if there is one (`log` says why one that is there is not). */
-async function readPledge(
-  path: string,
-  log: (line: string) => void,
-): Promise<StakePledge | undefined> {
+/**
+ * The pledge in `path`, or undefined when there is no file. One that is there but is not a valid
+ * pledge is an error, never "none": a node that took it for none would sign a second pledge.
+ */
+async function readPledge(path: string): Promise<StakePledge | undefined> {
+  let bytes: Uint8Array;
   try {
-    const kept = decodeCbor(await Deno.readFile(path));
-    if (verifyStakePledge(kept)) return kept;
-    log(`stake: ${path} is not a valid pledge; pledging anew`);
+    bytes = await Deno.readFile(path);
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) {
-      log(`stake: ${path} is unreadable (${(error as Error).message}); pledging anew`);
-    }
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw new PledgeUnreadableError(path, `cannot be read (${(error as Error).message})`, {
+      cause: error,
+    });
   }
-  return undefined;
+  let kept: unknown;
+  try {
+    kept = decodeCbor(bytes);
+  } catch (error) {
+    throw new PledgeUnreadableError(path, `is not a valid pledge (${(error as Error).message})`, {
+      cause: error,
+    });
+  }
+  if (!verifyStakePledge(kept)) {
+    throw new PledgeUnreadableError(path, "is not a valid pledge (its signature does not verify)");
+  }
+  return kept;
+}
+
+/**
+ * Whether the node's own ledger (`<dataDir>/ledger`) records a stake of `identity`'s key: its
+ * first start's deposit, or its pledge. Read only when no pledge of the key is found, so a start
+ * with its pledge file reads nothing more; a directory without a ledger, or with an empty log,
+ * is new. The ledger is opened as the validator opens it (verified, a torn tail cut) but writes
+ * no checkpoint; one kept by another key is refused here (`LedgerOwnerMismatchError`), before a
+ * pledge is signed for a key that never ran on it.
+ */
+async function stakedBefore(dataDir: string, identity: Identity): Promise<boolean> {
+  const dir = join(dataDir, "ledger");
+  const size = await Deno.stat(join(dir, LOG_FILE)).then((info) => info.size, (error) => {
+    if (error instanceof Deno.errors.NotFound) return 0;
+    throw error;
+  });
+  if (size === 0) return false;
+  const ledger = await Ledger.open(dir, identity, { checkpointEvery: 0 });
+  try {
+    return ledger.hasStaked(identity.publicKey);
+  } finally {
+    await ledger.close();
+  }
 }
 
 /** This node's pledge as kept, saying so when `amount` (selfStake) differs from it. */

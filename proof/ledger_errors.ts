@@ -32,13 +32,19 @@ export class LedgerTamperedError extends LedgerError {
   }
 }
 
-/** What an operator does about a damaged ledger: the commands, with its data directory. */
+/**
+ * What an operator does about a damaged ledger: the commands, with its data directory. What
+ * repair keeps is said with its condition: those of the `seq` entries before the bad one that
+ * verify from genesis, which an open does not check again (those before the checkpoint) and a log
+ * overwritten may not hold.
+ */
 function recoveryHint(seq: number, dir: string | undefined): string {
   // The node keeps its ledger in <dataDir>/ledger; elsewhere name the directory itself.
   const data = dir === undefined ? "DIR" : basename(dir) === "ledger" ? dirname(dir) : dir;
   return `To recover, stop the node, run \`deno run -A cli.ts ledger verify --data ${data}\` ` +
     `to see the damage, then \`deno run -A cli.ts ledger repair --data ${data}\`: it keeps the ` +
-    `${seq} entries before it and sets the rest aside in a file next to the log`;
+    `${seq} entries before it, or as many of them as verify from genesis (\`ledger verify\` ` +
+    `counts them), and sets the rest aside in a file next to the log`;
 }
 
 /** The ledger on disk belongs to another identity. */

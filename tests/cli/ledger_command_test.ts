@@ -103,3 +103,36 @@ Deno.test("ledger verify|repair --data FILE (not a directory) exits 1 with one e
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a node refused on a ledger.log of garbage does not promise that repair keeps entries that do not verify", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const log = `${dataDir}/ledger/ledger.log`;
+  try {
+    await (await start(dataDir)).shutdown(); // genesis and this node's stake, checkpointed
+    // The whole log overwritten (a bad copy): the checkpoint's entries are no longer there, and
+    // none before the failing one verifies from genesis.
+    await Deno.writeFile(log, new Uint8Array(300).map((_, i) => (i * 73 + 5) & 0xff));
+    const refused = await start(dataDir).then(() => null, (e) => e as Error);
+    assert.ok(refused instanceof Error, "the node started on a damaged ledger");
+    const chain = [];
+    for (let e: unknown = refused; e instanceof Error; e = e.cause) chain.push(e.message);
+    const said = chain.join(" | ");
+    const seq = Number(/ledger entry (\d+) fails verification/.exec(said)?.[1]);
+    assert.ok(seq >= 1, said);
+    const verified = await ledger("verify", "--data", dataDir);
+    assert.equal(verified.code, 1);
+    assert.match(verified.out, /damaged: entry 0 /);
+    // What the refusal says repair keeps: those of the entries before the failing one that
+    // verify from genesis (here none), not "the N entries before it" flat.
+    assert.doesNotMatch(said, new RegExp(`keeps the ${seq} entries before it and`));
+    assert.match(
+      said,
+      new RegExp(`keeps the ${seq} entries before it, or as many of them as verify from genesis `),
+    );
+    const repaired = await ledger("repair", "--data", dataDir);
+    assert.equal(repaired.code, 0, repaired.err);
+    assert.equal((await ledger("verify", "--data", dataDir)).code, 0);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -682,3 +682,87 @@ Deno.test("the stop signals are SIGINT and SIGTERM, and on Windows (where regist
   assert.deepEqual(stopSignalNames("darwin"), ["SIGINT", "SIGTERM"]);
   assert.deepEqual(stopSignalNames("windows"), ["SIGINT", "SIGBREAK"]);
 });
+
+/** `runStart(args)` as a process would run it: its exit code and what it wrote to stderr. */
+async function startExit(args: string[]): Promise<{ code: number; err: string }> {
+  const err: string[] = [];
+  const io: StartCommandIo = {
+    onStopSignal: () => () => {},
+    out: () => {},
+    err: (line) => void err.push(line),
+    now: () => 0,
+    env: () => ({}),
+  };
+  const code = await runStart(args, io);
+  return { code, err: err.join("\n") };
+}
+
+Deno.test("a host flag that is no host name nor address is a bad flag (exit 2, as start --help says), named", async () => {
+  assert.match(START_HELP, /2 bad flags/);
+  for (const [flag, value] of [["--host", "bad host"], ["--p2p-host", "a b"], ["--host", "x/y"]]) {
+    const { code, err } = await startExit([flag, value, "--data", "/nonexistent/never-made"]);
+    assert.equal(code, 2, `${flag} ${value}: ${err}`);
+    assert.match(
+      err,
+      new RegExp(`^error: ${flag} expects a host name or an IP address, got "${value}"`),
+    );
+    assert.match(err, /see cli\.ts start --help/);
+  }
+  // Names and addresses of every kind still pass (resolved, not started).
+  for (
+    const host of ["localhost", "0.0.0.0", "::1", "fe80::1%eth0", "node-1.example.org", "my_box"]
+  ) {
+    const config = await configFromArgs(["--host", host, "--p2p-host", host]);
+    assert.equal(config.http.hostname, host);
+    assert.equal(config.network.listen.hostname, host);
+  }
+});
+
+Deno.test("--train-shard I/N with I not below N is refused naming --train-shard, not --train", async () => {
+  for (const args of [["--train", "--train-shard", "3/2"], ["--train-shard", "2/2", "--train"]]) {
+    const { code, err } = await startExit(args);
+    assert.equal(code, 2, err);
+    assert.match(err, /--train-shard/);
+    assert.doesNotMatch(err, /\[from --train\]/);
+  }
+  const config = await configFromArgs(["--train", "--train-shard", "1/2"]);
+  assert.equal(config.training.trainer.shard, 1);
+  assert.equal(config.training.trainer.shards, 2);
+});
+
+Deno.test("a new data directory holding another node's ledger/ is refused before a pledge is signed for it", async () => {
+  const other = await Deno.makeTempDir();
+  const copy = await Deno.makeTempDir();
+  const ledgerOnly = (dataDir: string) =>
+    parseNodeConfig({
+      dataDir,
+      http: { port: 0 },
+      network: { listening: false },
+      heartbeatMs: 0,
+      dashboard: { enabled: false },
+      roles: { storage: false, inference: false, prover: false, validator: true },
+    });
+  try {
+    await (await startNode(ledgerOnly(other), { models: new ModelRegistry() })).shutdown();
+    // Only its ledger/ copied into a fresh directory (no identity.key, no stake_pledge.cbor).
+    await Deno.mkdir(join(copy, "ledger"));
+    for (const entry of Deno.readDirSync(join(other, "ledger"))) {
+      if (entry.isFile) {
+        await Deno.copyFile(join(other, "ledger", entry.name), join(copy, "ledger", entry.name));
+      }
+    }
+    const refused = await startNode(ledgerOnly(copy), { models: new ModelRegistry() }).then(
+      () => undefined,
+      (error) => error,
+    );
+    assert.ok(refused instanceof Error, "the node started on another node's ledger");
+    const chain = [];
+    for (let e: unknown = refused; e instanceof Error; e = e.cause) chain.push(e.message);
+    assert.match(chain.join(" | "), /ledger was created by another identity/);
+    const names = [...Deno.readDirSync(copy)].map((e) => e.name);
+    assert.ok(!names.some((n) => n.startsWith("stake_pledge")), `a pledge was written: ${names}`);
+  } finally {
+    await Deno.remove(other, { recursive: true });
+    await Deno.remove(copy, { recursive: true });
+  }
+});
