@@ -20,6 +20,7 @@ import { judgedKey } from "./_validator_memory.ts";
 import { type Challenges, claimEvidence } from "./_challenges.ts";
 import { MAX_OPEN_CHALLENGES_PER_WORKER } from "./_receipt_intake.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
+import { isLedgerRefusal, ledgerWriteFailed, observedLedgerWrite } from "./_ledger_write_faults.ts";
 import type { ValidatorMessage, VerdictMessage } from "./validator_messages.ts";
 
 /** Peers' verdicts and claims (see the module doc). */
@@ -65,7 +66,12 @@ export class PeerVerdicts {
         this.#core.stats.refusedVerdicts++;
         return undefined;
       }
-      const id = await ledger.recordVerdict(message.verdict);
+      // A peer's verdict the ledger could not write is lost here as a refused one is (its sender
+      // never learns), but it is the ledger's condition, logged and on `/healthz`.
+      const id = await observedLedgerWrite(
+        this.#core,
+        () => ledger.recordVerdict(message.verdict),
+      );
       // Only once it verified: a forged copy must not take the genuine verdict's place.
       if (author !== undefined) this.#core.memory.rememberJudged(author);
       if (!known) this.#core.tell({ kind: "verdict", verdict: message.verdict, own: false });
@@ -227,7 +233,11 @@ export class PeerVerdicts {
     const open = this.#core.held.takenOverFor(claimant);
     if (this.#core.takeovers.refusal(claimant, this.#core.now(), open) !== undefined) return;
     this.#core.takeovers.spend();
-    await this.#challenges.open(recent.receipt, recent.job, ctx, verdict).catch(() => {});
+    // Refused (settled meanwhile), it is not taken over; a write that failed (the ledger's, or a
+    // file kept beside it) is the ledger's condition, logged and on `/healthz`.
+    await this.#challenges.open(recent.receipt, recent.job, ctx, verdict).catch((error) => {
+      if (!isLedgerRefusal(error)) ledgerWriteFailed(this.#core, error);
+    });
   }
 
   /**

@@ -5,7 +5,10 @@
  * its worker already holds {@link MAX_OPEN_CHALLENGES_PER_WORKER} challenges drawn here; the
  * validator's coin decides whether it is challenged (`_challenges.ts`), and what it is kept on
  * disk as meanwhile (`_receipt_files.ts`). What waited for the receipt (peers' fraud proofs,
- * `_fraud_proofs.ts`, and peers' claims, `_peer_verdicts.ts`) is taken again once it is recorded. Owned by the actor, built
+ * `_fraud_proofs.ts`, and peers' claims, `_peer_verdicts.ts`) is taken again once it is recorded.
+ * A write the ledger fails for another cause than a refusal (a disk error) leaves the receipt
+ * unrecorded, answered `ledger_write_failed`, and is the ledger's condition, logged once and on
+ * `/healthz` (`_ledger_write_faults.ts`), never the sender's refusal. Owned by the actor, built
  * in its constructor on its {@link ValidatorCore}; read and written only inside its `receive`
  * (and its start). Not part of the public API.
  *
@@ -29,6 +32,9 @@ import type { Challenges } from "./_challenges.ts";
 import type { FraudProofs } from "./_fraud_proofs.ts";
 import type { PeerVerdicts } from "./_peer_verdicts.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
+import { isLedgerRefusal, observedLedgerWrite } from "./_ledger_write_faults.ts";
+import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
+import type { LedgerError } from "../proof/ledger_errors.ts";
 import {
   INSUFFICIENT_STAKE_NOT_KEPT,
   type ReceiptHandled,
@@ -77,10 +83,15 @@ export class ReceiptIntake {
   ): Promise<ReceiptHandled> {
     const ledger = this.#core.ledger();
     const origin = message.origin;
+    const fromPeer = origin !== undefined && origin !== "local";
     this.#core.stats.received++;
-    if (origin !== undefined && origin !== "local") this.#core.stats.fromPeers++;
-    const refuse = (receiptId: string, refusal: string): ReceiptHandled => {
+    if (fromPeer) this.#core.stats.fromPeers++;
+    const countRefused = () => {
       this.#core.stats.refused++;
+      if (fromPeer) this.#core.stats.refusedFromPeers++;
+    };
+    const refuse = (receiptId: string, refusal: string): ReceiptHandled => {
+      countRefused();
       return { receiptId, recorded: false, refusal, challenged: false, draw: 1 };
     };
     let receipt: Receipt;
@@ -113,7 +124,7 @@ export class ReceiptIntake {
     if (!fresh) {
       // Counted apart: the heartbeat's receipts are jobs, not announcements of them.
       this.#core.stats.copies++;
-      if (origin !== undefined && origin !== "local") this.#core.stats.copiesFromPeers++;
+      if (fromPeer) this.#core.stats.copiesFromPeers++;
     }
     // Its window would open now: only while its worker must still hold its proof data. (One
     // signed ahead of this clock is taken: its worker only makes itself answerable for longer.)
@@ -160,11 +171,18 @@ export class ReceiptIntake {
     const keptIn = owed ? this.#core.drawn() : this.#core.pending();
     if (kept) await keptIn.save(id, { receipt, job });
     try {
-      if (fresh) await ledger.recordReceipt(receipt, { assignment, uncredited });
+      if (fresh) {
+        await observedLedgerWrite(
+          this.#core,
+          () => ledger.recordReceipt(receipt, { assignment, uncredited }),
+        );
+      }
     } catch (e) {
       if (kept) await keptIn.remove(id);
       recorded = false;
-      refusal = (e as { code?: string }).code ?? "refused";
+      // The ledger's refusal, by its code; a write that failed otherwise (a disk error) is the
+      // machine's condition, logged and on `/healthz` (`_ledger_write_faults.ts`), not the sender's.
+      refusal = isLedgerRefusal(e) ? (e as LedgerError).code : LEDGER_WRITE_FAILED;
       if (own && origin === "local" && refusal === "job_already_recorded") {
         // Its prover releases it all the same (`ProverActor`): the job is one this node signed a
         // receipt for, though this ledger holds none of its own (another key's took the job
@@ -173,7 +191,7 @@ export class ReceiptIntake {
         await this.#core.ownRefused().save(id, { jobId: receipt.jobId });
         this.#core.ownRefusedJobs.add(receipt.jobId);
       }
-      this.#core.stats.refused++;
+      countRefused();
       if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
         // Its pledge may just not have arrived yet (it comes on the worker's own connection,
         // the receipt on the requester's): taken again once it does. Past the bounds of what
@@ -199,12 +217,16 @@ export class ReceiptIntake {
     let gotAssigned = false;
     if (!fresh && assignment !== undefined) {
       const before = ledger.receipt(id)?.requester;
-      await ledger.recordReceipt(receipt, { assignment, uncredited }).catch(() => undefined);
+      // A refusal changes nothing here (another worker's receipt holds the job's assignment); a
+      // write that failed is the ledger's condition (`_ledger_write_faults.ts`).
+      await observedLedgerWrite(
+        this.#core,
+        () => ledger.recordReceipt(receipt, { assignment, uncredited }),
+      ).catch(() => undefined);
       gotAssigned = before === undefined && ledger.receipt(id)?.requester !== undefined;
     }
     // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
     const assigned = recorded && ledger.receipt(id)?.requester !== undefined;
-    const fromPeer = origin !== undefined && origin !== "local";
     // A worker convicted here of streaming this job's tokens wrong is paid nothing for it here
     // (`stream_fraud`): its receipt is not passed on with an assignment for other ledgers to pay.
     const convicted = ledger.streamFraudSettled(receipt.jobId, receipt.worker);

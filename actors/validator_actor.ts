@@ -215,6 +215,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     copies: 0,
     copiesFromPeers: 0,
     refused: 0,
+    refusedFromPeers: 0,
     own: 0,
     challenged: 0,
     verdicts: { valid: 0, fraud: 0, invalid: 0, inconclusive: 0 },
@@ -473,6 +474,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // Its standing changed: the router weighs it again.
         this.#tellNetwork(ctx, { type: "peer_staked", key });
         if (convicted) {
+          // Said, and counted as a slash (`/metrics`, the heartbeat): the key's stake is gone here,
+          // and its operator may not know it signed twice (a pledge file lost, review s70).
+          this.#stats.slashes++;
+          this.#log(
+            `validator: pledge equivocation: key ${key} signed two different stake pledges; ` +
+              `its stake and balance are forfeited in this ledger`,
+          );
           // Every ledger that holds either pledge must come to hold both: the first goes to every
           // peer (the one the second came from may lack it: gossip passes on what is new), the
           // second to all but where it came from. A ledger that holds a pledge already passes
@@ -580,6 +588,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             trainingReceiptId(message.trainingReceipt) === message.receiptId
           ? ledger.trainingFraudSubject(message.trainingReceipt)
           : ledger.receipt(message.receiptId);
+      case "verdicts":
+        return ledger.verdicts().filter((verdict) => verdict.subjectId === message.receiptId);
       case "convicted":
         return ledger.convicted(message.key);
       case "job_recorded": {

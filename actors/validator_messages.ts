@@ -153,6 +153,19 @@ export interface ReceiptStatusMessage {
   /** The training receipt `receiptId` names, as its trainer signed it (a fraud proof carries it). */
   trainingReceipt?: TrainingReceipt;
 }
+/**
+ * The verdicts this validator's ledger holds about a receipt (inference or training), in the order
+ * recorded: its own challenge's and the peers' it recorded. Answers `Verdict[]` (empty when none
+ * judged it here). What a program reads to learn how a receipt was judged; the ledger's outcome
+ * (credited, slashed) is `receipt_status` and `account`. It reads every verdict the ledger holds
+ * (the ledger keeps no index by receipt): a call for a program or an audit, not for a hot path.
+ */
+export interface VerdictsMessage {
+  /** Message tag. */
+  type: "verdicts";
+  /** Receipt id (the verdicts' `subjectId`). */
+  receiptId: string;
+}
 /** Ask for the validator's {@link ValidatorStats}. */
 export interface ValidatorStatsMessage {
   /** Message tag. */
@@ -451,6 +464,7 @@ export type ValidatorMessage =
   | FinalizeMessage
   | AccountMessage
   | ReceiptStatusMessage
+  | VerdictsMessage
   | ValidatorStatsMessage
   | HasStakedMessage
   | HasAccusedMessage
@@ -544,6 +558,21 @@ export interface FraudProofHandled {
   result?: Promise<FraudCheckResult>;
 }
 
+/**
+ * A ledger write that failed for a cause other than the ledger's refusal
+ * ({@link ValidatorStats.ledgerWriteFault}; `_ledger_write_faults.ts`).
+ */
+export interface LedgerWriteFault {
+  /** The cause's code as the OS gives it (`EIO`, `ENOSPC`, `EPERM`), else the error's name. */
+  cause: string;
+  /** What failed and what to do: the ledger's directory and the cause's message. */
+  message: string;
+  /** Ledger-clock ms of the first failure since the last write that succeeded. */
+  since: number;
+  /** Writes that failed since then. */
+  failures: number;
+}
+
 /** Counters of the validator (served on `/metrics` and in the heartbeat). */
 export interface ValidatorStats {
   /**
@@ -557,8 +586,20 @@ export interface ValidatorStats {
   copies: number;
   /** Copies among {@link fromPeers}. */
   copiesFromPeers: number;
-  /** Receipts the ledger refused (malformed, bad signature, not enough stake). */
+  /**
+   * Receipts not recorded, copies aside: refused by the intake or the ledger (malformed, bad
+   * signature, not enough stake, stale) or lost to a ledger write that failed
+   * (`ledger_write_failed`, {@link ledgerWriteFault}).
+   */
   refused: number;
+  /** Refused receipts from peers among them. */
+  refusedFromPeers: number;
+  /**
+   * The ledger's last write that failed for a cause other than the ledger's refusal (a disk error,
+   * a file that cannot be written), while no write has succeeded since; absent while the ledger
+   * writes. `/healthz` shows it as the `ledger_write_failed` condition (`ledger_conditions.ts`).
+   */
+  ledgerWriteFault?: LedgerWriteFault;
   /** Own receipts: recorded and announced, never challenged here. */
   own: number;
   /** Receipts this validator challenged. */

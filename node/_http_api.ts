@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { ActorSystem } from "../actors/actor_system.ts";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import { proofStoreConditions, type ProverMessage } from "../actors/prover_actor.ts";
+import { ledgerConditions } from "../actors/ledger_conditions.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { storageGateway } from "../actors/storage_actor_peer.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
@@ -78,7 +79,12 @@ export async function serveHttpApi(
     edge: config.http,
     log,
     modelHealth: () => models.health(),
-    conditions: () => proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
+    // The proof store and the ledger: a disk that refuses either makes the node degraded.
+    conditions: async () =>
+      (await Promise.all([
+        proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
+        ledgerConditions(lookup<ValidatorMessage>(NODE_ACTORS.validator)),
+      ])).flat(),
     nodeKey: identity.publicKey,
     dashboard: config.dashboard.enabled
       ? {

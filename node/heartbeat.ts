@@ -1,8 +1,9 @@
 /**
  * The node's heartbeat: one log line every `everyMs` with what an operator checks first —
- * uptime and memory, jobs and tokens, peers, the validator's receipts and verdicts, this
- * node's own ledger account, and — once a wire limit has refused, ended or closed anything — what
- * the node's wire budget did (`describeWire`).
+ * uptime and memory, jobs and tokens, peers, the validator's receipts (those it refused apart)
+ * and verdicts, this node's own ledger account and — while its ledger cannot write — that it
+ * cannot, and — once a wire limit has refused, ended or closed anything — what the node's wire
+ * budget did (`describeWire`).
  *
  * @module
  */
@@ -98,13 +99,20 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         const a = await validator.ask<Account>({ type: "account", key: options.publicKey }, {
           timeoutMs: ASK_TIMEOUT_MS,
         });
-        // Receipts new here, one per job: a job's receipt comes from its router and again in
-        // each announcement, and those copies are shown apart.
+        // Receipts recorded here, one per job: a job's receipt comes from its router and again
+        // in each announcement, and those copies are shown apart; so are the receipts refused
+        // (by the intake, by the ledger, or lost to a ledger write that failed), once any is.
         const copies = `${s.copies} ${s.copies === 1 ? "copy" : "copies"}`;
-        return `receipts ${s.received - s.copies} (${
-          s.fromPeers - s.copiesFromPeers
-        } from peers, ${copies}) challenged ${s.challenged} ` +
-          `fraud ${s.verdicts.fraud} slashes ${s.slashes} · credit ${a.balance} stake ${a.stake} (locked ${a.locked})`;
+        const recorded = s.received - s.copies - s.refused;
+        const fromPeers = s.fromPeers - s.copiesFromPeers - s.refusedFromPeers;
+        const refused = s.refused > 0 ? ` refused ${s.refused}` : "";
+        const fault = s.ledgerWriteFault;
+        return `receipts ${recorded} (${fromPeers} from peers, ${copies})${refused} ` +
+          `challenged ${s.challenged} fraud ${s.verdicts.fraud} slashes ${s.slashes} · ` +
+          `credit ${a.balance} stake ${a.stake} (locked ${a.locked})` +
+          (fault === undefined
+            ? ""
+            : ` · ledger writes failing (${fault.cause}, ${fault.failures} failed)`);
       }),
     ];
     if (!stopped) options.log(parts.filter((p) => p !== "").join(" · "));

@@ -13,9 +13,11 @@
  * so it serves on fewer cores than it was sized for.
  *
  * Given the node's other conditions (a proof store the disk refuses: see
- * `actors/prover_actor.ts`), `/healthz` lists those that hold now under `conditions` and its
- * `status` is the worst of them and the models': a node whose proof data cannot be written
- * still serves text, without receipts, so it is `degraded` until a write succeeds again. An
+ * `actors/prover_actor.ts`; a ledger that cannot write: `actors/ledger_conditions.ts`),
+ * `/healthz` lists those that hold now under `conditions` and its `status` is the worst of them
+ * and the models': a node whose proof data cannot be written still serves text, without receipts,
+ * and one whose ledger cannot write serves jobs whose receipts it does not record, so each is
+ * `degraded` until a write succeeds again. An
  * inference port that does not give its stats (its ask timed out: a wedged actor) is such a
  * condition too, `failed`: the body says so, with `active_jobs` and `queued_jobs` null. So is
  * a port that does not list its models (a router with no worker connected: `no_worker`), with
@@ -41,11 +43,11 @@ import {
 
 /** Something wrong with the node besides its models, while it holds (see the module doc). */
 export interface HealthCondition {
-  /** The part of the node: `proof_store`, ... */
+  /** The part of the node: `proof_store`, `ledger`, ... */
   component: string;
   /** What it does to the node: `degraded` (HTTP 200) or `failed` (HTTP 503). */
   status: "degraded" | "failed";
-  /** Stable error code (`proof_store_failed`). */
+  /** Stable error code (`proof_store_failed`, `ledger_write_failed`, ...). */
   code: string;
   /** What is wrong and what to check. */
   message: string;
@@ -228,14 +230,16 @@ export function inferenceCollector(gateway: InferenceGateway): MetricsCollector 
       type,
       value: stats[field],
     }));
-    // The same counts as one family by state, for a single query over every job.
+    // The same counts as one family by state, for a single query over every job. Not
+    // `veriflow_jobs`: under OpenMetrics that is the family of the counter `veriflow_jobs_total`
+    // below, and the two clashed in converters (review s70).
     const states: [string, number][] = [["queued", stats.queuedJobs], [
       "running",
       stats.activeJobs,
     ]];
     for (const [state, value] of states) {
       samples.push({
-        name: "veriflow_jobs",
+        name: "veriflow_jobs_active",
         help: "Jobs on this node now, by state (queued: the queue depth).",
         type: "gauge",
         value,

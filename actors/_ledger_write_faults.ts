@@ -1,0 +1,101 @@
+/**
+ * The ValidatorActor's ledger writes that fail for a cause other than the ledger's refusal: a
+ * disk error, a file that cannot be written (review s70: an immutable `ledger.log` had every
+ * receipt answered as refused, nothing logged, `/healthz` ok). A refusal (`LedgerRejectedError`,
+ * `InsufficientStakeError`: the ledger's answer about what it was handed) is the caller's to
+ * handle, as before; any other failure is the machine's condition: kept in the validator's stats
+ * (`ValidatorStats.ledgerWriteFault`, the `ledger_write_failed` condition on `/healthz`:
+ * `ledger_conditions.ts`), logged once (`error: ledger: …`, again only for another cause), and
+ * cleared, with one line, by the next write that succeeds.
+ *
+ * A write that fails leaves the ledger refusing every later one (`ledger_poisoned`: the log may
+ * hold a torn entry) until it is reopened from disk: the same failure, by its cause, so it is not
+ * logged again. Where the failure is not swallowed (a challenge's ending, a settlement), the
+ * actor crashes and its supervisor reopens the ledger; where it is (the receipt intake, peers'
+ * verdicts), the condition holds until the node restarts.
+ *
+ * The parts call {@link observedLedgerWrite} around a ledger write whose failure they swallow,
+ * or {@link ledgerWriteFailed} with what a swallowing catch caught. Not part of the public API.
+ *
+ * @module
+ */
+import {
+  InsufficientStakeError,
+  LedgerError,
+  LedgerRejectedError,
+} from "../proof/ledger_errors.ts";
+import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
+import type { ValidatorCore } from "./_validator_core.ts";
+
+/** Whether `error` is the ledger's refusal of what it was handed (not a failure to write). */
+export function isLedgerRefusal(error: unknown): boolean {
+  return error instanceof LedgerRejectedError || error instanceof InsufficientStakeError;
+}
+
+/**
+ * Run ledger write `write`: a failure other than a refusal is recorded ({@link ledgerWriteFailed})
+ * and thrown on, as it came; a success clears a fault held.
+ */
+export async function observedLedgerWrite<T>(
+  core: ValidatorCore,
+  write: () => Promise<T>,
+): Promise<T> {
+  let result: T;
+  try {
+    result = await write();
+  } catch (error) {
+    if (!isLedgerRefusal(error)) ledgerWriteFailed(core, error);
+    throw error;
+  }
+  ledgerWriteSucceeded(core);
+  return result;
+}
+
+/**
+ * A ledger write failed with `error`, not a refusal: held as the validator's ledger fault, and
+ * logged unless a fault of the same cause is held already.
+ */
+export function ledgerWriteFailed(core: ValidatorCore, error: unknown): void {
+  const cause = causeOf(error);
+  const code = codeOf(cause);
+  const held = core.stats.ledgerWriteFault;
+  const dir = core.options.ledgerDir;
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  core.stats.ledgerWriteFault = {
+    cause: code,
+    message: `the ledger in ${dir} could not write (${code}: ${reason}): receipts are refused ` +
+      `${LEDGER_WRITE_FAILED} and nothing is recorded; after a failed write the ledger takes ` +
+      `none until it is reopened: check the disk (space, permissions, the mount), then restart ` +
+      `the node`,
+    since: held?.since ?? core.now(),
+    failures: (held?.failures ?? 0) + 1,
+  };
+  if (held?.cause === code) return;
+  core.log(`error: ledger: ${core.stats.ledgerWriteFault.message}`);
+}
+
+/** A ledger write succeeded: a fault held is cleared, with one line. */
+export function ledgerWriteSucceeded(core: ValidatorCore): void {
+  const held = core.stats.ledgerWriteFault;
+  if (held === undefined) return;
+  delete core.stats.ledgerWriteFault;
+  core.log(
+    `ledger: writes to ${core.options.ledgerDir} succeed again (${held.failures} failed since ` +
+      `the first, ${held.cause}); receipts are recorded`,
+  );
+}
+
+/** What made the write fail: a poisoned ledger's refusal names the first failure as its cause. */
+function causeOf(error: unknown): unknown {
+  if (error instanceof LedgerError && error.code === "ledger_poisoned" && error.cause) {
+    return error.cause;
+  }
+  return error;
+}
+
+/** The OS's code of `error` (`EIO`), else its own code, else its name. */
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string" && code !== "") return code;
+  return error instanceof Error ? error.name : "unknown";
+}

@@ -1,0 +1,71 @@
+/**
+ * The validator's ledger as conditions of the node, for `/healthz` (`server/health_routes.ts`),
+ * as the prover's proof store is (`proofStoreConditions` in `prover_actor.ts`): a ledger write
+ * that failed for a cause other than the ledger's refusal (a disk error, a file that cannot be
+ * written: `ValidatorStats.ledgerWriteFault`, `_ledger_write_faults.ts`) is the `degraded`
+ * condition `ledger_write_failed` until a write succeeds again — the node still serves jobs, but
+ * its ledger records none of their receipts. A validator that does not answer within 2 s (wedged,
+ * or down between a crash and its restart) is one condition too.
+ *
+ * @module
+ */
+import type { ActorRef } from "./actor_ref.ts";
+import type { ValidatorMessage, ValidatorStats } from "./validator_messages.ts";
+
+/** The stable code of a ledger that cannot write (the receipts it loses are refused with it). */
+export const LEDGER_WRITE_FAILED = "ledger_write_failed";
+
+/** A condition of the node's ledger (see `server/health_routes.ts`'s `HealthCondition`). */
+export interface LedgerCondition {
+  /** `ledger`; `validator` when the validator itself did not answer. */
+  component: "ledger" | "validator";
+  /** Always `degraded`: the node serves, and records nothing in its ledger meanwhile. */
+  status: "degraded";
+  /** `ledger_write_failed`; the ask's error code when the validator did not answer. */
+  code: string;
+  /** The ledger's directory, the cause, and what to do. */
+  message: string;
+  /** Unix ms (the ledger's clock) of the first failure since a write last succeeded. */
+  since: number;
+}
+
+/** How long `/healthz` waits for the validator's stats before it reports it unanswering. */
+const HEALTH_ASK_TIMEOUT_MS = 2_000;
+
+/**
+ * The ledger's faults as conditions of the node, for `/healthz`: none while it writes or the node
+ * runs no validator.
+ *
+ * @example
+ * ```ts ignore
+ * const conditions = () => ledgerConditions(system.lookup<ValidatorMessage>("node/validator"));
+ * ```
+ */
+export async function ledgerConditions(
+  validator: ActorRef<ValidatorMessage> | undefined,
+): Promise<LedgerCondition[]> {
+  if (validator === undefined) return [];
+  let stats: ValidatorStats;
+  try {
+    stats = await validator.ask<ValidatorStats>({ type: "stats" }, {
+      timeoutMs: HEALTH_ASK_TIMEOUT_MS,
+    });
+  } catch (error) {
+    return [{
+      component: "validator",
+      status: "degraded",
+      code: (error as { code?: string }).code ?? "internal_error",
+      message: `the validator did not answer: ${(error as Error).message}`,
+      since: Date.now(),
+    }];
+  }
+  const fault = stats.ledgerWriteFault;
+  if (fault === undefined) return [];
+  return [{
+    component: "ledger",
+    status: "degraded",
+    code: LEDGER_WRITE_FAILED,
+    message: fault.message,
+    since: fault.since,
+  }];
+}
