@@ -45,8 +45,10 @@ import { formatEvent } from "../actors/events.ts";
 import type { InferenceMessage } from "../actors/inference_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { storageGateway } from "../actors/storage_actor_peer.ts";
-import type { ValidatorMessage } from "../actors/validator_actor.ts";
+import type { Account, ReceiptRecord, ValidatorMessage } from "../actors/validator_actor.ts";
+import type { Verdict } from "../protocols/verdict.ts";
 import type { ModelRegistry } from "../inference/model_registry.ts";
+import type { GatewayStorage } from "../storage/gateway_port.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
@@ -123,6 +125,31 @@ export interface NodeJobs {
 }
 
 /**
+ * What a program reads of a node's ledger ({@link VeriflowNode.ledger}): a receipt's record, the
+ * verdicts about it, a key's balances. Each asks the node's validator, which owns the ledger.
+ */
+export interface NodeLedger {
+  /**
+   * The ledger's record of a receipt: its worker, status (`pending`, `challenged`, `final`,
+   * `fraud`, `unpaid`), credit and locked stake; undefined when the ledger has none.
+   * @param receiptId The receipt's id (`receiptId(receipt)`, or `verifyReceipt`'s answer).
+   */
+  receipt(receiptId: string): Promise<ReceiptRecord | undefined>;
+  /**
+   * The signed verdicts the ledger holds about a receipt (this validator's challenge's, and the
+   * peers' it recorded), in the order recorded; empty when none judged it here. It reads every
+   * verdict the ledger holds: for a program or an audit, not a hot path.
+   * @param receiptId The receipt's id.
+   */
+  verdicts(receiptId: string): Promise<Verdict[]>;
+  /**
+   * A key's balances: credits earned, stake, stake locked against pending receipts.
+   * @param key The ed25519 public key (a node's `identity.publicKey`, a receipt's `worker`).
+   */
+  account(key: Uint8Array): Promise<Account>;
+}
+
+/**
  * A running node. It is `AsyncDisposable`: `await using node = await startNode(…)` shuts it
  * down when the block ends, however it ends (`[Symbol.asyncDispose]` is {@link shutdown}).
  */
@@ -135,6 +162,58 @@ export interface VeriflowNode extends AsyncDisposable {
   readonly models: ModelRegistry;
   /** Base URL of the HTTP API (`ws:` + same host for `/v1/stream`); absent without one. */
   readonly url?: string;
+  /**
+   * The node's own inference port, the one its HTTP and WebSocket edge serve: jobs run on this
+   * node's models (its InferenceActor), reading a job's `input` from this node's storage; or, on
+   * a node that runs no model, forwarded to the peers that do. Absent when the node has neither
+   * the inference role nor a network. A `LocalInferencePort` built by hand over the
+   * InferenceActor lacks the storage reader: a job naming an input gets `input_unavailable`.
+   *
+   * @example
+   * ```ts ignore
+   * const [model] = await node.inference!.models();
+   * const handle = await node.inference!.submit({
+   *   kind: "text",
+   *   model: model.cid,
+   *   prompt: "The history of",
+   *   params: { ...DEFAULT_GENERATION_PARAMS, maxTokens: 16 },
+   *   nonce: crypto.randomUUID(),
+   * });
+   * for await (const token of handle.tokens) console.log(token.text);
+   * console.log((await handle.done).receipt);
+   * ```
+   */
+  readonly inference?: InferencePort;
+  /**
+   * The node's storage (its StorageActor) as a typed port: `put` a file, `read` its bytes,
+   * `stat`, `block`, `car`, from this node's store and its storage peers (`{ local: true }`
+   * keeps to its own). Absent without the storage role. Prefer it to asking the actor: its
+   * replies come wrapped (`{ ok, value }`), and `ask<T>` does not check `T`.
+   *
+   * @example
+   * ```ts ignore
+   * const bytes = new TextEncoder().encode("Once upon a time");
+   * const { cid } = await node.storage!.put(ReadableStream.from([bytes]), { name: "story.txt" });
+   * const stream = await node.storage!.read(cid, { start: 0, end: bytes.length });
+   * console.log(await new Response(stream).text()); // "Once upon a time"
+   * ```
+   */
+  readonly storage?: GatewayStorage;
+  /**
+   * The node's ledger, read through its validator: a receipt's record, the verdicts about it,
+   * a key's balances. Absent without the validator role.
+   *
+   * @example
+   * ```ts ignore
+   * const check = verifyReceipt((await handle.done).receipt, { output: text });
+   * if (check.ok) {
+   *   console.log(await node.ledger!.receipt(check.receiptId)); // { status: "pending", … }
+   *   console.log(await node.ledger!.verdicts(check.receiptId)); // [] until someone judges it
+   *   console.log(await node.ledger!.account(node.identity.publicKey));
+   * }
+   * ```
+   */
+  readonly ledger?: NodeLedger;
   /**
    * The TCP address peers connect to (`connectTcp` + `Connection.open` reach its
    * `RemoteInferencePort`): the bound port when `network.listen.port` was 0. Undefined when the
@@ -195,6 +274,8 @@ export interface VeriflowNode extends AsyncDisposable {
  * @throws {ApiKeysFileError} `http.apiKeysFile` cannot be read, or holds a malformed key.
  * @throws {DataDirLockedError} another node or command holds the data directory.
  * @throws {ModelLoadError} the configured model cannot be loaded.
+ * @throws {PledgeUnreadableError} `stake_pledge.cbor` is there but is not a valid pledge.
+ * @throws {PledgeMissingError} `stake_pledge.cbor` is gone and the ledger records the key's stake.
  *
  * @example
  * ```ts ignore
@@ -320,7 +401,8 @@ async function startSteps(
     );
   }
 
-  // One pledge per key, ever, the same bytes on every run (see node_pledge.ts).
+  // One pledge per key, ever, the same bytes on every run (see node_pledge.ts): a pledge file
+  // that is damaged, or gone once the key staked, refuses the start before any actor runs.
   const pledge = config.selfStake > 0
     ? await loadOrCreatePledge(config.dataDir, identity, config.selfStake, log)
     : undefined;
@@ -438,6 +520,15 @@ async function startSteps(
     await http.close();
   }
 
+  const ledger: NodeLedger | undefined = validator && {
+    receipt: (receiptId) =>
+      validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId }),
+    verdicts: (receiptId) => validator.ask<Verdict[]>({ type: "verdicts", receiptId }),
+    account: (key) => validator.ask<Account>({ type: "account", key }),
+  };
+  const storageRef = lookup<StorageMessage>(NODE_ACTORS.storage);
+  // An ActorRef outlives restarts of its actor: one port for the node's whole life.
+  const storage = storageRef && storageGateway(storageRef);
   const tree = () => formatTree(system.tree());
   // A line per call: the log writes what one call says as one line.
   log("\nsupervision tree:");
@@ -474,6 +565,9 @@ async function startSteps(
     system,
     models,
     url,
+    inference: port,
+    storage,
+    ledger,
     peerAddress,
     peers,
     waitForPeer: (predicate, waitOptions) =>
