@@ -614,7 +614,7 @@ export interface ValidatorStats {
   fraudProofsChecked: number;
   /** Fraud proofs not checked (malformed, a copy, nothing pending, an accuser without stake). */
   fraudProofsSkipped: number;
-  /** Fraud proofs and faults (proof data withheld) that slashed a worker here. */
+  /** Fraud proofs, faults (proof data withheld) and pledge equivocations that slashed a key here. */
   slashes: number;
   /** Challenges that ended undecided here (the job is not paid). */
   unresolved: number;
