@@ -40,16 +40,6 @@ import { START_HELP } from "./start_help.ts";
  */
 class StartUsageError extends ConfigError {}
 
-/**
- * A host name (DNS labels of letters, digits, `-` and `_`, dot-separated) or an IPv4 address:
- * what `--host` and `--p2p-host` take besides an IPv6 address.
- */
-const HOST_NAME =
-  /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
-
-/** An IPv6 address (hex groups and colons, an IPv4 tail, a `%zone`), without brackets. */
-const IPV6_ADDRESS = /^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?$/;
-
 /** The `start` flags parseArgs knows. */
 const START_OPTIONS = {
   config: { type: "string" },
@@ -157,22 +147,8 @@ export async function resolveStartConfig(
       if (typeof text === "string") set(path, num(flag, text, whole), flag);
     }
   }
-  // A host that cannot be one (`--host 'bad host'`) is a bad flag, said now (exit 2), not a
-  // node that failed to bind it (exit 1) after the data directory was touched.
-  const hosts: ["host" | "p2p-host", string][] = [
-    ["host", "http.hostname"],
-    ["p2p-host", "network.listen.hostname"],
-  ];
-  for (const [flag, path] of hosts) {
-    const text = values[flag];
-    if (text === undefined) continue;
-    // An empty one is the schema's to refuse: it says what the key takes.
-    if (text !== "" && !HOST_NAME.test(text) && !IPV6_ADDRESS.test(text)) {
-      throw new StartUsageError(`--${flag} expects a host name or an IP address, got "${text}"`);
-    }
-    set(path, text, flag);
-  }
   const textual: [keyof typeof values, string][] = [
+    ["host", "http.hostname"],
     ["api-key", "http.apiKeys"],
     ["api-keys-file", "http.apiKeysFile"],
     ["allow-origin", "http.allowedOrigins"],
@@ -180,6 +156,7 @@ export async function resolveStartConfig(
     ["data", "dataDir"],
     ["model", "model.dir"],
     ["model-size", "model.size"],
+    ["p2p-host", "network.listen.hostname"],
     ["peer", "network.peers"],
     ["swarm-bootstrap", "network.swarm.bootstrap"],
     ["swarm-bind", "network.swarm.bind"],

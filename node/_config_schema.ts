@@ -80,6 +80,26 @@ const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this
   "or 0.0.0.0 (every interface), got an empty one";
 
 /**
+ * A host name (DNS labels of letters, digits, `-` and `_`, dot-separated) or an IPv4 address:
+ * what a listening host takes besides an IPv6 address.
+ */
+const HOST_NAME =
+  /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
+
+/** An IPv6 address (hex groups and colons, an IPv4 tail, a `%zone`), without brackets. */
+const IPV6_ADDRESS = /^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?$/;
+
+/**
+ * A host to listen on: a name or an address, refused here whichever layer set it (a flag, the
+ * file, the environment), so a host that cannot be one is bad input (exit 2), not a node that
+ * failed to bind it after its data directory was touched (review s70).
+ */
+const listenHost = z.string().min(1, HOST_REQUIRED).refine(
+  (host) => host === "" || HOST_NAME.test(host) || IPV6_ADDRESS.test(host),
+  { error: (issue) => `expected a host name or an IP address to listen on, got "${issue.input}"` },
+);
+
+/**
  * Said of an empty model path (`--model "$DIR"` with the variable unset): accepted, it bound the
  * port, took the data directory and wrote the identity before the load failed on "".
  */
@@ -120,7 +140,7 @@ export const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   http: z.strictObject({
     /** Loopback by default: exposing the API to a network is an explicit choice. */
-    hostname: z.string().min(1, HOST_REQUIRED).default("127.0.0.1"),
+    hostname: listenHost.default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(8080),
     /** The edge's limits and access rules (server/edge_config.ts; README, "Limits"). */
     ...edgeConfigFields,
@@ -181,7 +201,7 @@ export const nodeConfigSchema = z.strictObject({
      * beyond this machine is an explicit choice. Port 0 picks a free one (printed at start).
      */
     listen: z.strictObject({
-      hostname: z.string().min(1, HOST_REQUIRED).default("127.0.0.1"),
+      hostname: listenHost.default("127.0.0.1"),
       port: z.number().int().min(0).max(65535).default(7700),
     }).prefault({}),
     /** Accept peer connections at all. */

@@ -697,16 +697,34 @@ async function startExit(args: string[]): Promise<{ code: number; err: string }>
   return { code, err: err.join("\n") };
 }
 
-Deno.test("a host flag that is no host name nor address is a bad flag (exit 2, as start --help says), named", async () => {
+Deno.test("a host that is no host name nor address is bad input (exit 2, as start --help says), named with its layer", async () => {
   assert.match(START_HELP, /2 bad flags/);
-  for (const [flag, value] of [["--host", "bad host"], ["--p2p-host", "a b"], ["--host", "x/y"]]) {
-    const { code, err } = await startExit([flag, value, "--data", "/nonexistent/never-made"]);
-    assert.equal(code, 2, `${flag} ${value}: ${err}`);
+  const cases: [string[], Record<string, string>, string, string][] = [
+    [["--host", "bad host"], {}, "http.hostname", "--host"],
+    [["--p2p-host", "a b"], {}, "network.listen.hostname", "--p2p-host"],
+    [["--host", "x/y"], {}, "http.hostname", "--host"],
+    // The same check whichever layer set it (review s70: only the flags were checked).
+    [[], { VERIFLOW_HTTP_HOSTNAME: "a b" }, "http.hostname", "VERIFLOW_HTTP_HOSTNAME"],
+  ];
+  for (const [args, env, key, layer] of cases) {
+    const err: string[] = [];
+    const code = await runStart([...args, "--data", "/nonexistent/never-made"], {
+      onStopSignal: () => () => {},
+      out: () => {},
+      err: (line) => void err.push(line),
+      now: () => 0,
+      env: () => env,
+    });
+    const text = err.join("\n");
+    assert.equal(code, 2, `${args.join(" ")} ${JSON.stringify(env)}: ${text}`);
     assert.match(
-      err,
-      new RegExp(`^error: ${flag} expects a host name or an IP address, got "${value}"`),
+      text,
+      new RegExp(
+        `${
+          key.replaceAll(".", "\\.")
+        }: expected a host name or an IP address .*\\[from ${layer}\\]`,
+      ),
     );
-    assert.match(err, /see cli\.ts start --help/);
   }
   // Names and addresses of every kind still pass (resolved, not started).
   for (
