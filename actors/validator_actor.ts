@@ -108,6 +108,7 @@ import type {
   ValidatorModelSource,
   ValidatorStats,
 } from "./validator_messages.ts";
+import { emptyValidatorStats } from "./validator_messages.ts";
 
 /** Options of {@link ValidatorActor}. */
 export interface ValidatorActorOptions {
@@ -209,27 +210,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #heldFile?: HeldEvidenceFile;
   /** Credit for taking over peers' "proof withheld" claims, and false claimants held back. */
   readonly #takeovers = new TakeoverBudget();
-  readonly #stats: ValidatorStats = {
-    received: 0,
-    fromPeers: 0,
-    copies: 0,
-    copiesFromPeers: 0,
-    refused: 0,
-    refusedFromPeers: 0,
-    own: 0,
-    challenged: 0,
-    verdicts: { valid: 0, fraud: 0, invalid: 0, inconclusive: 0 },
-    peerVerdicts: 0,
-    refusedVerdicts: 0,
-    fraudProofsChecked: 0,
-    fraudProofsSkipped: 0,
-    slashes: 0,
-    unresolved: 0,
-    openChallenges: 0,
-    fraudProofsChecking: 0,
-    streamClaims: { confirmed: 0, refuted: 0, undecided: 0 },
-    streamProofs: { confirmed: 0, refuted: 0, undecided: 0, skipped: 0 },
-  };
+  readonly #stats: ValidatorStats = emptyValidatorStats();
   /** What the parts below share (`_validator_core.ts`). */
   readonly #core: ValidatorCore;
   /** Fraud proofs: taken, checked and settled (`_fraud_proofs.ts`). */

@@ -635,6 +635,31 @@ export interface ValidatorStats {
   streamProofs: Record<"confirmed" | "refuted" | "undecided" | "skipped", number>;
 }
 
+/** The stats of a validator that has taken nothing yet: every counter at 0. */
+export function emptyValidatorStats(): ValidatorStats {
+  return {
+    received: 0,
+    fromPeers: 0,
+    copies: 0,
+    copiesFromPeers: 0,
+    refused: 0,
+    refusedFromPeers: 0,
+    own: 0,
+    challenged: 0,
+    verdicts: { valid: 0, fraud: 0, invalid: 0, inconclusive: 0 },
+    peerVerdicts: 0,
+    refusedVerdicts: 0,
+    fraudProofsChecked: 0,
+    fraudProofsSkipped: 0,
+    slashes: 0,
+    unresolved: 0,
+    openChallenges: 0,
+    fraudProofsChecking: 0,
+    streamClaims: { confirmed: 0, refuted: 0, undecided: 0 },
+    streamProofs: { confirmed: 0, refuted: 0, undecided: 0, skipped: 0 },
+  };
+}
+
 /**
  * What a validator did, as it happens, for watchers (the dashboard, `/metrics`): read-only, one
  * call per receipt recorded, verdict recorded (its own, with how long the validation took, or a

@@ -9,34 +9,17 @@
  */
 import assert from "node:assert/strict";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_messages.ts";
+import {
+  emptyValidatorStats,
+  type ValidatorMessage,
+  type ValidatorStats,
+} from "../../actors/validator_messages.ts";
 import { startHeartbeat } from "../../node/heartbeat.ts";
 import { eventually } from "../_helpers/wait.ts";
 
 /** Stats of a validator that took nothing, with `overrides`. */
 function statsWith(overrides: Partial<ValidatorStats>): ValidatorStats {
-  return {
-    received: 0,
-    fromPeers: 0,
-    copies: 0,
-    copiesFromPeers: 0,
-    refused: 0,
-    refusedFromPeers: 0,
-    own: 0,
-    challenged: 0,
-    verdicts: { valid: 0, fraud: 0, invalid: 0, inconclusive: 0 },
-    peerVerdicts: 0,
-    refusedVerdicts: 0,
-    fraudProofsChecked: 0,
-    fraudProofsSkipped: 0,
-    slashes: 0,
-    unresolved: 0,
-    openChallenges: 0,
-    fraudProofsChecking: 0,
-    streamClaims: { confirmed: 0, refuted: 0, undecided: 0 },
-    streamProofs: { confirmed: 0, refuted: 0, undecided: 0, skipped: 0 },
-    ...overrides,
-  };
+  return { ...emptyValidatorStats(), ...overrides };
 }
 
 /** The validator part of the first beat of a node whose validator answers `stats`. */
