@@ -25,15 +25,25 @@
  * ({@link JOB_ERROR_CODES}) every worker would give before its `start`: after it, it is the
  * worker's own. A normal end, the client's cancel, and a requester that stopped reading end the
  * stream as they always did. When no other worker takes the job (none connected, or each
- * refuses), the stream ends with the lost worker's code and a message that says so.
+ * refuses), the stream ends with a message that says so, and a code of this side's: the loss's
+ * own code where this side saw the loss itself ({@link isLossSeenHere}: its connection closed, its
+ * timers ran out, its own check of the stream failed), else `worker_failed` with the worker's code
+ * and message in the text only — a worker's error frame names any code it likes, and passed on it
+ * told clients with good keys `invalid_api_key` (review s71, as review s52 found before the start).
  *
  * A job may spend {@link MAX_WORKERS_PER_JOB} workers: lost ones and ones that refused it for
  * a reason that cost something (a failing model, no start in time, a resume it could not
  * replay). A worker that turned it away as full (`CAPACITY_REFUSAL_CODES`) spent nothing — no
  * token, no prefill, one round trip — so it does not count, and the next worker that serves
  * the model is asked, up to {@link MAX_WORKERS_ASKED_PER_JOB} in all. The budget is one for the
- * whole job: the workers that refused it before its first worker started it count (and are not
- * asked to resume it).
+ * whole job: the workers that refused it before its first worker started it count. Those that
+ * refused it at a cost, and those the job lost, are never asked to resume it. Those that only
+ * turned it away as full (at its start or at a takeover), or only had it queued (a hedge took it
+ * over), are asked *last*: a takeover asks every worker not tried yet first, and only when none
+ * is left asks them, each once per search; one that refuses as full again ends that try, not the
+ * job, and is not asked again for it. Never asking them ended jobs "no other connected worker
+ * serves the model" while one that had merely been full was there (review s71); asking them
+ * first would hammer a full worker with every job's takeovers.
  *
  * A worker that holds the job without its first token (queued, "place 1", or silent while it
  * streams other jobs) for {@link DEFAULT_QUEUE_HOLD_MS} while the client waits is not waited on
@@ -49,7 +59,8 @@
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import { WorkerStalledError } from "../inference/remote_errors.ts";
+import { InferenceStreamError, WorkerStalledError } from "../inference/remote_errors.ts";
+import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import { refusedPrefixPosition } from "../inference/resumed_generation.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
@@ -114,9 +125,11 @@ export const MAX_WORKERS_PER_JOB = 4;
 export const MAX_WORKERS_ASKED_PER_JOB = 4 * MAX_WORKERS_PER_JOB;
 
 /**
- * A forwarded job lost its worker and could not resume on another. Its code is the lost
- * worker's (`connection_closed`, `peer_timeout`: what the edge maps to 502/504); its message
- * says how far the job got and why no other worker took it.
+ * A forwarded job lost its worker and could not resume on another. Its code is this side's: the
+ * loss's own where this side saw it ({@link isLossSeenHere}: `connection_closed`, `peer_timeout`,
+ * `worker_stalled`, `inference_stream_invalid`, what the edge maps to 502/504), else
+ * {@link WORKER_FAILED}; its message says how far the job got, what the worker said, and why no
+ * other worker took it.
  */
 export class WorkerLostError extends VeriflowError {
   /**
@@ -171,6 +184,92 @@ export const DEFAULT_QUEUE_HOLD_MS = 30_000;
 
 /** Hex characters of a worker key in messages. */
 const KEY_CHARS = 16;
+
+/**
+ * The code a forwarded job ends with when its worker failed it with an error of its own (an error
+ * frame, an `end` that says `error`) and no other worker took it over: the router's, an upstream
+ * failure (502 at the edge). The worker's code goes in the message only: it chose it, and passed
+ * on it was the client's code (`invalid_api_key` → 401, `rate_limited` → 429, review s71).
+ */
+export const WORKER_FAILED = "worker_failed";
+
+/**
+ * Whether `error`, which ended a worker's run of a job, is a loss this side saw itself: its own
+ * connection to the worker closed or timed out (`ConnectionClosedError`, `peer_timeout` and
+ * `too_many_refusals` included), its own timers ran out on the worker (`WorkerStalledError`), or
+ * its own check of the stream failed (`InferenceStreamError`). Its code is then this side's word,
+ * and the client may be told it. Anything else came from the worker (an error frame, typed or not:
+ * `RemoteError`, `typedRefusal`), whatever code it names — a worker's `connection_closed` with its
+ * connection up included — and is the worker's own failure, as review s52 decided for a refusal
+ * with a code of its choice before the start (`isOwnFailure`, `network_inference_port.ts`).
+ */
+export function isLossSeenHere(error: unknown): boolean {
+  return error instanceof ConnectionClosedError || error instanceof WorkerStalledError ||
+    error instanceof InferenceStreamError;
+}
+
+/** Why a job left its worker mid-job for another (`veriflow_inference_failovers_total`). */
+export type FailoverCause =
+  /** Its connection closed or timed out under the job. */
+  | "lost"
+  /** It sent nothing (or too little) of the job in time: this side's timers cancelled it. */
+  | "stalled"
+  /** Its stream broke the inference protocol (`WORKER_FAULT_CODES`). */
+  | "broken"
+  /** It took the job over and refused the delivered tokens (`resume_mismatch`, …). */
+  | "refused_prefix"
+  /** It failed the job with an error of its own (its error frame: its model died, …). */
+  | "failed";
+
+/** Every {@link FailoverCause}, for counters that show each at 0 before it happens. */
+export const FAILOVER_CAUSES: readonly FailoverCause[] = [
+  "lost",
+  "stalled",
+  "broken",
+  "refused_prefix",
+  "failed",
+];
+
+/** How a hedge ended (the router's `veriflow_inference_hedges_total`). */
+export type HedgeOutcome =
+  /** The hedge sent a token first and took the job over. */
+  | "took_over"
+  /** The job stayed on its worker: it answered first, or the hedge queued, refused or failed. */
+  | "kept"
+  /** No other worker was there to ask. */
+  | "no_worker";
+
+/** Every {@link HedgeOutcome}, for counters that show each at 0 before it happens. */
+export const HEDGE_OUTCOMES: readonly HedgeOutcome[] = ["took_over", "kept", "no_worker"];
+
+/**
+ * The {@link FailoverCause} of `error`, which ended a worker's run (`refusedResume`: a takeover's
+ * refusal of the delivered tokens).
+ */
+function failoverCause(error: unknown, refusedResume: boolean): FailoverCause {
+  if (refusedResume) return "refused_prefix";
+  if (isWorkerFault(error)) return "broken";
+  if (error instanceof WorkerStalledError) return "stalled";
+  if (error instanceof ConnectionClosedError) return "lost";
+  return "failed";
+}
+
+/** `list` with each key once (a worker full in this search is also one to ask last). */
+function distinct(list: readonly Uint8Array[]): Uint8Array[] {
+  const seen = new Set<string>();
+  return list.filter((worker) => {
+    const key = toHex(worker);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** Whether `list` holds the key `worker` (keys come as fresh arrays: compared by value). */
+function holds(list: readonly Uint8Array[], worker: Uint8Array): boolean {
+  const key = toHex(worker);
+  return list.some((w) => toHex(w) === key);
+}
 
 /** One worker's run of the job. */
 export interface WorkerAttempt {
@@ -257,6 +356,13 @@ export interface FailoverOptions {
   /** Called with each worker the job lost (for the router's bookkeeping), before resuming. */
   lost?(worker: Uint8Array, error: unknown): void;
   /**
+   * Called each time the job leaves its worker mid-job and looks for another, with why (the
+   * router's counters): once per failover, whether or not a worker takes the job over.
+   */
+  failedOver?(cause: FailoverCause): void;
+  /** Called as each hedge ends, with how (the router's counters). */
+  hedged?(outcome: HedgeOutcome): void;
+  /**
    * Called with each worker that took the job over and refused the delivered tokens before its
    * first token (`resume_mismatch`, `invalid_resume`), once a later worker has reproduced them
    * (it streamed on from a prefix that holds them): the refusal was the refuser's, not the
@@ -267,10 +373,11 @@ export interface FailoverOptions {
   unreproduced?(worker: Uint8Array, error: unknown): void;
   /**
    * Workers the job already went through before `first` took it (they refused it at its start),
-   * and how many of them it spent: a resume never asks them, and they count against the job's
-   * budget, which is one for the whole job.
+   * and how many of them it spent: `workers` refused it at a cost or called it bad, and a resume
+   * never asks them; `full` only turned it away as full, and a resume asks them last. All count
+   * against the job's budget of asks, which is one for the whole job.
    */
-  before?: { workers: readonly Uint8Array[]; spent: number };
+  before?: { workers: readonly Uint8Array[]; spent: number; full?: readonly Uint8Array[] };
   /**
    * The job's `maxTokens`: a worker that takes the job over may name a context window smaller
    * than the first worker's when the prompt and `maxTokens` still fit it (unknown: it may not).
@@ -319,8 +426,17 @@ class FailoverJob {
   /** How many of them it had before this handle (its own resume's prefix). */
   readonly #given: number;
   #output = "";
-  /** Workers this job has lost or been refused by. */
+  /** Workers this job has lost or been refused by at a cost: never asked again. */
   readonly #excluded: Uint8Array[] = [];
+  /**
+   * Workers that only turned the job away as full or had it queued: asked only once no worker
+   * outside this list and {@link #excluded} is left (see the module doc).
+   */
+  readonly #askLast: Uint8Array[] = [];
+  /** Hex keys of every worker that turned the job away as full or had it queued. */
+  readonly #full = new Set<string>();
+  /** Asks of workers that did not keep the job, those asked last included (bound: `maxAsked`). */
+  #asked = 0;
   /** How many of them it spent: all but those that refused it as full. */
   #spent = 0;
   #resumes = 0;
@@ -369,6 +485,8 @@ class FailoverJob {
     this.#startedAt = this.#now();
     this.#attempt = options.first;
     this.#excluded.push(...options.before?.workers ?? []);
+    for (const worker of options.before?.full ?? []) this.#queueLast(worker);
+    this.#asked = this.#excluded.length + this.#askLast.length;
     this.#spent = options.before?.spent ?? 0;
     this.#delivered = [...options.prefix ?? []];
     this.#given = this.#delivered.length;
@@ -420,8 +538,7 @@ class FailoverJob {
       }
       if (token !== undefined && token.index !== this.#delivered.length) {
         failed = true;
-        failure = new VeriflowError(
-          "inference_stream_invalid",
+        failure = new InferenceStreamError(
           `token ${token.index} where ${this.#delivered.length} was due`,
         );
         this.#attempt.handle.cancel();
@@ -479,7 +596,9 @@ class FailoverJob {
       this.#noteDivergence(error);
     }
     this.#excluded.push(this.#attempt.worker);
+    this.#asked++;
     this.#spent++;
+    this.#o.failedOver?.(failoverCause(error, refusedResume));
     if (!refusedResume) {
       this.#lost = { worker: this.#attempt.worker, error };
       this.#lostStreams.push({
@@ -511,27 +630,60 @@ class FailoverJob {
     maxAsked: number,
   ): Promise<unknown> {
     let why: string | undefined;
-    while (this.#spent < maxWorkers && this.#excluded.length < maxAsked) {
-      const outcome = await this.#o.resume(this.#excluded, this.#delivered);
+    // Asked in this search (not asked again in it), and whether the workers asked last are asked
+    // now: only once a lookup without them found nobody.
+    const askedNow: Uint8Array[] = [];
+    let last = false;
+    while (this.#spent < maxWorkers && this.#asked < maxAsked) {
+      const exclude = distinct(
+        last
+          ? [...this.#excluded, ...askedNow]
+          : [...this.#excluded, ...this.#askLast, ...askedNow],
+      );
+      const outcome = await this.#o.resume(exclude, this.#delivered);
       if (this.#cancelled) {
         if (outcome.kind === "started") outcome.attempt.handle.cancel();
         return error;
       }
       if (outcome.kind === "none") {
-        why = "no other connected worker serves the model";
+        if (!last && this.#askLast.some((w) => !holds(askedNow, w))) {
+          last = true;
+          continue;
+        }
+        // Those that were full or had it queued, but not those it lost since (they were lost).
+        const lost = new Set(this.#lostStreams.map(({ worker }) => toHex(worker)));
+        const full = [...this.#full].filter((key) => !lost.has(key)).length;
+        why = full === 0
+          ? "no other connected worker serves the model"
+          : `no other connected worker took it: the ${full} other worker(s) that serve the ` +
+            `model were full or had it queued`;
         break;
       }
+      const worker = outcome.kind === "started" ? outcome.attempt.worker : outcome.worker;
+      const wasLast = holds(this.#askLast, worker);
+      this.#unqueueLast(worker);
       if (outcome.kind === "refused") {
         // Refused before its start over a prefix token (`invalid_resume`: an id outside the
         // vocabulary, an end token): the delivered tokens are not the job's output there.
         if (this.#delivered.length > this.#given) this.#noteDivergence(outcome.error);
-        this.#excluded.push(outcome.worker);
-        if (!isCapacityRefusal(outcome.error)) this.#spent++;
+        this.#asked++;
+        if (!isCapacityRefusal(outcome.error)) {
+          this.#excluded.push(worker);
+          this.#spent++;
+        } else if (wasLast) {
+          // Full again when asked last: not asked again for this job.
+          this.#excluded.push(worker);
+        } else {
+          // Full: not asked again in this search; a later takeover may ask it, last.
+          askedNow.push(worker);
+          this.#queueLast(worker);
+        }
         why = `the last one asked refused (${codeOf(outcome.error)})`;
         continue;
       }
       if (!this.#fits(outcome.attempt)) {
-        this.#excluded.push(outcome.attempt.worker);
+        this.#excluded.push(worker);
+        this.#asked++;
         this.#spent++;
         why = undefined;
         continue;
@@ -539,7 +691,7 @@ class FailoverJob {
       this.#takeOver(outcome.attempt, outcome.attempt.handle.tokens.getReader());
       return undefined;
     }
-    why ??= `${this.#excluded.length} workers were tried`;
+    why ??= `${this.#asked} workers were tried`;
     const cause = error instanceof Error ? error.message : String(error);
     // Only tokens a worker delivered: a client's own prefix that no worker takes is refused with
     // the refusal's code, as a job submitted with a bad prefix is.
@@ -564,12 +716,28 @@ class FailoverJob {
         `small to finish it (the last: a context window of ${this.#unfit.window} tokens; the ` +
         `job's first worker's: ${Number.isFinite(jobWindow) ? `${jobWindow} tokens` : "none"})`;
     }
+    // A refusal of the client's own prefix (no worker lost) keeps its code, as at a job's start.
+    const seen = this.#lost === undefined || isLossSeenHere(error);
+    const said = seen ? cause : `its error ${codeOf(error)}: ${cause}`;
     return new WorkerLostError(
-      codeOf(error),
+      seen ? codeOf(error) : WORKER_FAILED,
       `the worker ${toHex(lost).slice(0, KEY_CHARS)} was lost after ${this.#delivered.length} ` +
-        `tokens (${cause}), and the job could not resume: ${why}`,
+        `tokens (${said}), and the job could not resume: ${why}`,
       error,
     );
+  }
+
+  /** Note `worker`, full or keeping the job queued, as one to ask last. */
+  #queueLast(worker: Uint8Array): void {
+    this.#full.add(toHex(worker));
+    if (!holds(this.#askLast, worker)) this.#askLast.push(worker);
+  }
+
+  /** `worker` was asked: it leaves the list of those asked last. */
+  #unqueueLast(worker: Uint8Array): void {
+    const key = toHex(worker);
+    const at = this.#askLast.findIndex((w) => toHex(w) === key);
+    if (at >= 0) this.#askLast.splice(at, 1);
   }
 
   /** The context window of the job's first worker, in tokens (Infinity: it named none). */
@@ -704,7 +872,9 @@ class FailoverJob {
     current: Promise<true>,
   ): Promise<ReadableStreamReadResult<StreamedToken> | undefined> {
     const queued = Promise.withResolvers<"queued">();
-    const asked = this.#o.resume([...this.#excluded, this.#attempt.worker], this.#delivered, {
+    // Never one asked last: a hedge asks only a worker it has no reason to think full.
+    const exclude = [...this.#excluded, ...this.#askLast, this.#attempt.worker];
+    const asked = this.#o.resume(exclude, this.#delivered, {
       onQueued: (position) => {
         if (position > 0) queued.resolve("queued");
       },
@@ -713,11 +883,18 @@ class FailoverJob {
     if (answer === "current" || answer.kind !== "started" || this.#cancelled) {
       // Too late (or cancelled): a hedge that starts after all is cancelled as it starts.
       asked.then((o) => o.kind === "started" && o.attempt.handle.cancel());
+      if (!this.#cancelled) {
+        this.#o.hedged?.(
+          typeof answer !== "string" && answer.kind === "none" ? "no_worker" : "kept",
+        );
+      }
       return undefined;
     }
     const hedge = answer.attempt;
     if (!this.#fits(hedge)) {
       this.#excluded.push(hedge.worker); // asked, and it spent nothing of the job: no try spent
+      this.#asked++;
+      this.#o.hedged?.("kept");
       return undefined;
     }
     this.#hedging = hedge;
@@ -741,13 +918,18 @@ class FailoverJob {
         if (typeof winner !== "string" && winner.error !== undefined) {
           this.#hedgeFailed(hedge.worker, winner.error);
         }
+        if (!this.#cancelled) this.#o.hedged?.("kept");
         return undefined;
       }
       // The hedge runs the job now, and the current worker still holds it: the hedge keeps it.
       const held = this.#attempt;
       this.#reader.cancel().catch(() => {});
       held.handle.cancel();
-      this.#excluded.push(held.worker); // asked, but it spent nothing of the job: no try spent
+      // It only had the job queued: it spent nothing of the job (no try spent), and a takeover
+      // asks it last, not never.
+      this.#queueLast(held.worker);
+      this.#asked++;
+      this.#o.hedged?.("took_over");
       const holdMs = this.#o.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS;
       this.#o.lost?.(
         held.worker,

@@ -49,6 +49,10 @@ import { validatorInboxOf } from "./peer_services.ts";
 import { LostEnds } from "./_lost_ends.ts";
 import {
   DEFAULT_QUEUE_HOLD_MS,
+  FAILOVER_CAUSES,
+  type FailoverCause,
+  HEDGE_OUTCOMES,
+  type HedgeOutcome,
   type HedgeRequest,
   isCapacityRefusal,
   isJobError,
@@ -193,6 +197,35 @@ export {
 /** How long a lookup in the network actor may take (it answers from memory). */
 const LOOKUP_TIMEOUT_MS = 5_000;
 
+/**
+ * A forwarding node's counters ({@link NetworkInferencePort.stats}). The job counters of
+ * {@link InferenceStats} count each client's job once, across every worker it ran on (a job that
+ * failed over twice and finished is 1 started and 1 finished); what the workers were asked is
+ * counted apart.
+ */
+export interface ForwardingStats extends InferenceStats {
+  /**
+   * Runs of client jobs on workers that started them: the first worker, each takeover and each
+   * hedge (`/metrics`: `veriflow_inference_worker_attempts_total`).
+   */
+  workerAttempts: number;
+  /**
+   * Times a job left its worker mid-job for another, by why (`failover.ts`'s `FailoverCause`),
+   * whether or not another took it (`veriflow_inference_failovers_total{cause}`).
+   */
+  failovers: Record<FailoverCause, number>;
+  /**
+   * Hedges asked beside a worker that held a job without its first token, by how each ended
+   * (`veriflow_inference_hedges_total{outcome}`).
+   */
+  hedges: Record<HedgeOutcome, number>;
+}
+
+/** Each of `keys` at 0. */
+function zeros<K extends string>(keys: readonly K[]): Record<K, number> {
+  return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+}
+
 /** Forwards jobs to peers chosen by the {@link NetworkMessage} actor. */
 export class NetworkInferencePort implements InferencePort {
   readonly #network: ActorRef<NetworkMessage>;
@@ -221,6 +254,13 @@ export class NetworkInferencePort implements InferencePort {
   readonly #unresumable: BusyRefusals;
   /** Jobs whose worker's end event was lost after the last token (`_lost_ends.ts`). */
   readonly #lostEnds: LostEnds;
+  /**
+   * The clients' jobs, each counted once whatever workers it ran on (the job counters and gauges
+   * of {@link stats}); the remote ports count each worker's run.
+   */
+  readonly #jobs: InferenceStats = emptyInferenceStats();
+  readonly #failovers = zeros(FAILOVER_CAUSES);
+  readonly #hedges = zeros(HEDGE_OUTCOMES);
 
   /**
    * Create the port.
@@ -308,7 +348,8 @@ export class NetworkInferencePort implements InferencePort {
    * {@link NoWorkerError} if none serves the model, else with the last refusal.
    * If that worker is lost mid-stream, the job resumes on another from the last token the
    * client got (`failover.ts`); the client sees one unbroken stream, or, when no other worker
-   * takes it, the lost worker's code with a message that says so.
+   * takes it, an error that says so (`failover.ts`: the loss's code when this side saw it, else
+   * `worker_failed`).
    * The receipt of the worker that finished is checked here before the client gets it — signed
    * by the peer the job last went to, for this job, over the whole text relayed — and then
    * handed, with this node's signed assignment of the job to that worker, to this node's
@@ -330,8 +371,15 @@ export class NetworkInferencePort implements InferencePort {
           `another node may take (its fraud proofs must fit one frame); shorten the prompt`,
       );
     }
-    const { first, before } = await this.#start(job, options);
-    return withFailover({
+    const { first, before } = await this.#start(job, options).catch((error: unknown) => {
+      // Every worker asked was full: the client's job was refused for want of room, as a local
+      // port's full queue refuses it.
+      if (isCapacityRefusal(error)) this.#jobs.jobsRejected++;
+      throw error;
+    });
+    this.#jobs.jobsStarted++;
+    this.#jobs.activeJobs++;
+    const handle = withFailover({
       first,
       before,
       signal: options?.signal,
@@ -422,7 +470,20 @@ export class NetworkInferencePort implements InferencePort {
           type: "stream_claim",
           claim: { job, ...evidence },
         }),
+      failedOver: (cause) => this.#failovers[cause]++,
+      hedged: (outcome) => this.#hedges[outcome]++,
     });
+    handle.done.then((summary) => this.#ended(summary));
+    return handle;
+  }
+
+  /** A client's job ended: counted once, by how, with the tokens its client got. */
+  #ended(summary: JobSummary): void {
+    this.#jobs.activeJobs--;
+    this.#jobs.tokensGenerated += summary.usage.completionTokens;
+    if (summary.finishReason === "cancelled") this.#jobs.jobsCancelled++;
+    else if (summary.finishReason === "error") this.#jobs.jobsFailed++;
+    else this.#jobs.jobsFinished++;
   }
 
   /**
@@ -441,8 +502,12 @@ export class NetworkInferencePort implements InferencePort {
   async #start(
     job: TextJob,
     options: SubmitOptions | undefined,
-  ): Promise<{ first: WorkerAttempt; before: { workers: Uint8Array[]; spent: number } }> {
+  ): Promise<
+    { first: WorkerAttempt; before: { workers: Uint8Array[]; spent: number; full: Uint8Array[] } }
+  > {
     const refusedBy: Uint8Array[] = [];
+    /** Those of them that only turned it away as full: a takeover asks them last, not never. */
+    const full: Uint8Array[] = [];
     let spent = 0;
     let refusal: unknown;
     /** Workers that called the job itself bad before its start (see below). */
@@ -462,7 +527,8 @@ export class NetworkInferencePort implements InferencePort {
         // serving the same model has now started, said what was not true of it.
         for (const liar of calledBad) this.#avoid(liar, job.model);
         // Those that refused it count against the job's one budget (`failover.ts`).
-        return { first: { worker, handle, assignedAt }, before: { workers: refusedBy, spent } };
+        const workers = refusedBy.filter((w) => !full.includes(w));
+        return { first: { worker, handle, assignedAt }, before: { workers, spent, full } };
       } catch (error) {
         // A worker's word that the job itself is bad is believed only when no other worker
         // starts it: believed at once, one worker, picked first for the room its hellos claim,
@@ -473,6 +539,7 @@ export class NetworkInferencePort implements InferencePort {
         refusedBy.push(worker);
         if (claimedBad) calledBad.push(worker);
         else if (!isCapacityRefusal(error)) spent++;
+        else full.push(worker);
         refusal = error;
         this.#noteRefusal(worker, job.model, error);
       }
@@ -697,14 +764,16 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * Jobs forwarded, over every connection used so far: the counters never go down (`/metrics`
-   * exports them as counters), and the gauges (`activeJobs`, `queuedJobs`) are what runs now.
-   * Summed over the open connections only, the counters fell back when a worker's connection
-   * closed: a scraper read a counter reset, and the heartbeat's totals forgot every departed
-   * worker. A closed connection's port is kept until its jobs have ended (they end at once, as
-   * failed or cancelled), then only its counters are.
+   * The clients' jobs, each counted once across the workers it ran on (review s71: summed over
+   * the workers' runs, one job that failed over twice and finished read as 3 started, 2 failed),
+   * the tokens their clients got, and what they cost on the workers: their runs, their failovers
+   * by cause and their hedges by outcome ({@link ForwardingStats}). The counters never go down
+   * (`/metrics` exports them as counters). The workers' runs are summed over every connection used
+   * so far: summed over the open ones only, they fell back when a worker's connection closed. A
+   * closed connection's port is kept until its jobs have ended (they end at once, as failed or
+   * cancelled), then only its counters are.
    */
-  async stats(): Promise<InferenceStats> {
+  async stats(): Promise<ForwardingStats> {
     // Who is where read at once, before any await: a connection that closes while this call
     // awaits moves its port from the open ones to the closing ones (and may be folded by another
     // call), and read from each set in turn it was counted twice, or not at all (review s56).
@@ -720,7 +789,15 @@ export class NetworkInferencePort implements InferencePort {
       add(s);
       this.#fold(port, s);
     }
-    return total;
+    return {
+      ...this.#jobs,
+      // The workers' gauges: what they hold queued now, and no slot of this node's own.
+      queuedJobs: total.queuedJobs,
+      slots: total.slots,
+      workerAttempts: total.jobsStarted,
+      failovers: { ...this.#failovers },
+      hedges: { ...this.#hedges },
+    };
   }
 
   /**

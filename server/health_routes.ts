@@ -219,6 +219,52 @@ const INFERENCE_SERIES: ReadonlyArray<
   ["queuedJobs", "veriflow_inference_queued_jobs", "gauge", "Jobs waiting for a slot now."],
 ];
 
+/**
+ * What a forwarding node's port adds to its stats (`NetworkInferencePort.stats`, its
+ * `ForwardingStats`): read by shape, since the edge knows ports only as `InferencePort`s. A port
+ * that runs its jobs itself has none of them, and no series for them is served.
+ */
+interface ForwardedCounts {
+  /** Runs of client jobs on workers: the first worker, each takeover, each hedge. */
+  workerAttempts?: number;
+  /** Times a job left its worker mid-job for another, by cause. */
+  failovers?: Readonly<Record<string, number>>;
+  /** Hedges asked beside a worker that held a job without a token, by outcome. */
+  hedges?: Readonly<Record<string, number>>;
+}
+
+/** The series of a forwarding port's {@link ForwardedCounts}, when it has them. */
+function forwardedSamples(counts: ForwardedCounts): MetricSample[] {
+  const samples: MetricSample[] = [];
+  if (typeof counts.workerAttempts === "number") {
+    samples.push({
+      name: "veriflow_inference_worker_attempts_total",
+      help: "Runs of forwarded jobs on workers (first workers, takeovers, hedges).",
+      type: "counter",
+      value: counts.workerAttempts,
+    });
+  }
+  for (const [cause, value] of Object.entries(counts.failovers ?? {})) {
+    samples.push({
+      name: "veriflow_inference_failovers_total",
+      help: "Times a forwarded job left its worker mid-job for another, by cause.",
+      type: "counter",
+      value,
+      labels: { cause },
+    });
+  }
+  for (const [outcome, value] of Object.entries(counts.hedges ?? {})) {
+    samples.push({
+      name: "veriflow_inference_hedges_total",
+      help: "Workers asked beside one that held a forwarded job without a token, by outcome.",
+      type: "counter",
+      value,
+      labels: { outcome },
+    });
+  }
+  return samples;
+}
+
 /** A metrics collector reporting the inference port's stats. */
 export function inferenceCollector(gateway: InferenceGateway): MetricsCollector {
   // Named `inference`: the registry names a collector that fails a scrape by its function name.
@@ -261,6 +307,7 @@ export function inferenceCollector(gateway: InferenceGateway): MetricsCollector 
         labels: { state },
       });
     }
+    samples.push(...forwardedSamples(stats as InferenceStats & ForwardedCounts));
     return samples;
   };
   return inference;

@@ -165,6 +165,13 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   too_many_refusals: 502,
   // Every worker that could take a lost job over refused the tokens it had sent (`failover.ts`).
   delivered_tokens_diverged: 502,
+  // A forwarded job's worker failed it with an error of its own and none took it over
+  // (`failover.ts`): an upstream failure; the worker's code is only in the message, since it
+  // chose it (passed on, a worker's `invalid_api_key` told good keys they were bad).
+  worker_failed: 502,
+  // A forwarded job's worker broke the inference protocol (a token out of order, an event where
+  // none may come) and none took the job over: the upstream misbehaved, the node did not.
+  inference_stream_invalid: 502,
   peer_timeout: 504,
   // A forwarded job's worker started it and then sent nothing for the stall timeout.
   worker_stalled: 504,
