@@ -7,10 +7,9 @@
  * @module
  */
 import { join } from "node:path";
-import { identityBlock } from "../protocols/cid.ts";
 import { exportCar, importCar } from "../storage/car.ts";
 import { ChunkStore } from "../storage/chunk_store.ts";
-import { dagBlocks } from "../storage/dag_links.ts";
+import { dagBlocks, storedLinks } from "../storage/dag_links.ts";
 import { StorageError } from "../storage/errors.ts";
 import { FileStore } from "../storage/file_store.ts";
 import { PendingPut } from "../storage/pending_put.ts";
@@ -57,7 +56,10 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
   }, "export");
 }
 
-/** `import FILE`: store a CAR's blocks, verified, and pin its roots. */
+/**
+ * `import FILE`: store a CAR's blocks, verified, and pin its roots (an identity root: the stored
+ * blocks it links). A CAR that names no root is refused before anything is stored.
+ */
 export async function runImport(args: string[]): Promise<number> {
   const parsed = parseCommand(args, { data: { type: "string" } }, IMPORT_USAGE);
   if (typeof parsed === "number") return parsed;
@@ -80,18 +82,24 @@ export async function runImport(args: string[]): Promise<number> {
     const pending = await PendingPut.begin(store);
     try {
       const result = await importCar(source, pending);
+      // What keeps each root: itself, or for an identity root (`ipfs add --inline`) the stored
+      // blocks its inline node links, since nothing is stored under the root's own CID. Pinned
+      // in its place, they keep the file GC would otherwise remove.
+      const pinned = new Set<string>();
       for (const root of result.roots) {
-        // A root is pinned only when its whole DAG arrived: a pin of a partial DAG would stop GC.
-        for await (const block of dagBlocks(root, (c) => store.get(c))) {
-          if (!block.bytes && !await store.has(block.cid)) {
-            throw new StorageError("incomplete_car", `root ${root}: block ${block.cid} missing`);
+        for (const kept of storedLinks([root])) {
+          // Pinned only when its whole DAG arrived: a pin of a partial DAG would stop GC.
+          const missing = (cid: string) =>
+            new StorageError("incomplete_car", `root ${root}: block ${cid} missing`);
+          if (!await store.has(kept)) throw missing(kept);
+          for await (const block of dagBlocks(kept, (c) => store.get(c))) {
+            if (!block.bytes && !await store.has(block.cid)) throw missing(block.cid);
           }
+          pinned.add(kept);
         }
       }
-      // An identity root is the bytes its CID carries: nothing is stored to pin.
-      const pinned = result.roots.filter((root) => identityBlock(root) === undefined);
       for (const root of pinned) await store.pin(root);
-      if (pinned.length > 0) await pending.commit(pinned[0]);
+      if (pinned.size > 0) await pending.commit([...pinned][0]);
       for (const root of result.roots) console.log(root);
       console.error(`imported ${result.blocks} blocks (${result.bytes} bytes), all verified`);
     } catch (error) {

@@ -10,12 +10,13 @@
  * walk is a `400`, a malformed file node a `422`. Only a block that goes missing mid-DAG can still
  * cut a CAR after its `200`, as the spec allows.
  *
- * A `HEAD` walks what its `GET` would walk but writes nothing and reads no leaf: its
- * `Content-Length` is counted from the nodes it reads and the sizes their links record. A
- * manifest's chunks are sized by nothing it reads (a private one seals its chunk size): a `HEAD`
- * of a CAR that holds them says no length, as its `GET`, which streams, says none
- * (`serve.ts` keeps the runtime from sending `Content-Length: 0` in its place). A manifest tree's
- * inner nodes (`storage/manifest_tree.ts`) are not read either: each lists such chunks, so the
+ * A `HEAD` walks what its `GET` would walk but writes nothing and reads no leaf: it sends a
+ * `Content-Length` only for a CAR of blocks it reads anyway (a block, a directory's or a raw
+ * file's entity, the path's nodes). A CAR that holds a leaf gets none, as its `GET`, which
+ * streams, gets none (`serve.ts` keeps the runtime from sending `Content-Length: 0` in its place):
+ * the `Tsize` a link records for a leaf is the writer's word, which nothing checks, and a length
+ * counted from it could contradict the CAR the `GET` sends (review s71, F4). A manifest tree's
+ * inner nodes (`storage/manifest_tree.ts`) are not read either: each lists chunks, leaves, so the
  * first one met already says there is no length to tell.
  *
  * @module
@@ -106,7 +107,7 @@ export async function carResponse(
   };
   if (head || range !== undefined) {
     // A byte range's walk, made before a byte is sent; a HEAD's length, without the CAR, or none
-    // where only reading a manifest's chunks would tell it (their bytes are the GET's to read).
+    // where only reading a leaf would tell it (its bytes are the GET's to read).
     const length = await checkedWalk(
       carLength(cid, head ? sizedOnly(request.readBlock) : request.readBlock, { ...car, signal }),
       bytes?.text,
@@ -178,19 +179,17 @@ async function isLegacyManifest(request: GatewayRequest, cid: string): Promise<b
 }
 
 /**
- * What {@link sizedOnly}'s reader throws in place of reading a block a manifest links: a chunk, or
- * a manifest tree's node (which lists chunks).
+ * What {@link sizedOnly}'s reader throws in place of reading a block a manifest links: a manifest
+ * tree's node (which lists chunks), or a chunk.
  */
 class UnsizedLeaf extends Error {}
 
 /**
- * `read` for a `HEAD`'s `carLength`, which reads a leaf only when no link records its size: a
- * manifest's chunks (a private manifest seals its chunk size, and even a public one's last chunk
- * is its own length). Refused with {@link UnsizedLeaf} rather than read: the length is not worth
- * the whole file (fetched from the storage peers, maybe), and the `GET` sends none either. A
- * manifest tree's nodes, which `chunksReferencedBy` lists beside the chunks, are refused alike:
- * below every node are chunks nothing sizes, so reading it could not give a length. A manifest is
- * known by its bytes as the walk reads it, before its chunks are listed.
+ * `read` for a `HEAD`'s `carLength`, refusing with {@link UnsizedLeaf} the blocks a manifest lists:
+ * a manifest tree's nodes, which `chunksReferencedBy` lists beside the chunks, are read by the walk
+ * as nodes, but below every node are chunks, leaves, so reading it could not give a length (and
+ * the tree may be fetched from the storage peers). A manifest is known by its bytes as the walk
+ * reads it, before its chunks are listed.
  */
 function sizedOnly(read: ReadBlock): ReadBlock {
   /** Storage keys of the chunks of the manifests read. */
@@ -208,7 +207,10 @@ function sizedOnly(read: ReadBlock): ReadBlock {
  * long for one answer is the client's to narrow (400 naming `entity-bytes`), a file node with a
  * child that is no file node is content no reader can interpret (422).
  */
-async function checkedWalk(walk: Promise<number>, entityBytes?: string): Promise<number> {
+async function checkedWalk(
+  walk: Promise<number | undefined>,
+  entityBytes?: string,
+): Promise<number | undefined> {
   try {
     return await walk;
   } catch (error) {

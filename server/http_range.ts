@@ -1,7 +1,8 @@
 /**
  * HTTP byte ranges (RFC 9110 §14), shared by the file routes and the gateway: one `bytes=` range
  * is answered 206 with its `Content-Range`; none (or several, which RFC 9110 lets a server
- * ignore) the whole body, 200; a range outside the body 416. An `If-Range` that does not name the
+ * ignore, or an invalid one such as `bytes=5-3`) the whole body, 200; a range outside the body 416.
+ * The unit is matched case-insensitively (§14.1). An `If-Range` that does not name the
  * body's own strong ETag makes the `Range` ignored (RFC 9110 §13.1.5): a client resuming a
  * download of another version gets the whole body, never a piece of this one spliced onto its own.
  *
@@ -11,13 +12,14 @@
 /**
  * One `bytes=` range of a `size`-byte file as [start, end), `undefined` for none (or one this
  * module does not do: several ranges, or a suffix of an empty file, are answered with the whole
- * file, as RFC 9110 allows).
+ * file, as RFC 9110 allows; or an invalid one, such as `bytes=5-3`, which RFC 9110 ignores).
  */
 export function parseRange(
   header: string | undefined,
   size: number,
 ): { start: number; end: number } | "unsatisfiable" | undefined {
-  const match = header?.trim().match(/^bytes=(\d*)-(\d*)$/);
+  // The range unit is case-insensitive (RFC 9110 §14.1): `Bytes=0-1` is a byte range.
+  const match = header?.trim().match(/^bytes=(\d*)-(\d*)$/i);
   if (!match || (match[1] === "" && match[2] === "")) return undefined;
   if (match[1] === "") {
     // The last N bytes.
@@ -30,8 +32,11 @@ export function parseRange(
     return { start: Math.max(0, size - n), end: size };
   }
   const start = Number(match[1]);
+  // A last byte before the first makes the range-spec invalid (RFC 9110 §14.1.1), not one past
+  // the end: the header is ignored (§14.2), where a 416 would tell the client the body is shorter.
+  if (match[2] !== "" && Number(match[2]) < start) return undefined;
   const last = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
-  if (start >= size || last < start) return "unsatisfiable";
+  if (start >= size) return "unsatisfiable";
   return { start, end: last + 1 };
 }
 
@@ -88,5 +93,35 @@ export async function rangedResponse(
   if (parsed !== undefined) out["content-range"] = `bytes ${start}-${end - 1}/${size}`;
   const status = parsed === undefined ? 200 : 206;
   if (head) return new Response(null, { status, headers: out });
-  return new Response(await open(start, end), { status, headers: out });
+  return new Response(await firstPieceRead(await open(start, end)), { status, headers: out });
+}
+
+/**
+ * `stream`, its first piece read now: a body that fails there (a stored leaf shorter than its
+ * parent says, a missing first block) rejects before the status is sent, as a typed error answer,
+ * not a `200` with a length and then a cut body. A failure further in can only cut the body.
+ */
+async function firstPieceRead(
+  stream: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array>> {
+  const reader = stream.getReader();
+  let first: ReadableStreamReadResult<Uint8Array>;
+  try {
+    first = await reader.read();
+  } catch (error) {
+    reader.releaseLock(); // the stream is errored: nothing is left to cancel
+    throw error;
+  }
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (first.done) controller.close();
+      else controller.enqueue(first.value);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }

@@ -20,22 +20,20 @@ import {
   readBlockHead,
   readHeader,
 } from "@ipld/car/decoder";
-import * as dagPb from "@ipld/dag-pb";
 import { varint } from "multiformats";
 import { CID } from "multiformats/cid";
 import {
   cidCodec,
   cidDigest,
   DAG_CBOR_CODEC,
-  DAG_PB_CODEC,
   identityBlock,
-  RAW_CODEC,
   storageKey,
 } from "../protocols/cid.ts";
 import type { BlockStore } from "./block_store.ts";
 import { dagBlocks } from "./dag_links.ts";
 import { fileRangeBlocks } from "./unixfs.ts";
 import { digestOf, equalBytes } from "./_hash.ts";
+import { MAX_SHARE_MANIFEST_BYTES } from "./share_links.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   BlockTooLargeError,
@@ -60,6 +58,15 @@ export const MAX_CAR_HEADER_BYTES = 1024 * 1024;
  * a CID's length is announced (its multihash's) and would be buffered whatever it says.
  */
 export const MAX_CAR_CID_BYTES = 256;
+
+/**
+ * Largest dag-cbor block (a manifest) a CAR import takes: the share opener's bound on a manifest,
+ * the largest any Veriflow reader takes (a flat private manifest written before manifest trees,
+ * ~270,000 chunks). New manifests are trees of nodes of at most 512 KiB, so nothing Veriflow
+ * writes now comes near it; uncapped, one 61 MB block made every later GC and `ls` of the store
+ * take seconds and hundreds of MB (review s71, F3).
+ */
+export const MAX_CAR_MANIFEST_BYTES: number = MAX_SHARE_MANIFEST_BYTES;
 
 /** How much of a DAG an export carries (the gateway's `dag-scope`). */
 export type CarScope = "all" | "block";
@@ -158,11 +165,13 @@ export function exportCar(
 }
 
 /**
- * The bytes {@link exportCar} with the same arguments would send, counted without writing the CAR:
- * only the blocks its walk reads anyway are read (the root, inner nodes, a manifest). A leaf's
- * length is the `Tsize` its parent's link records (a raw leaf's own size, in a DAG written by
- * Veriflow or `ipfs add`); a leaf no dag-pb link sizes (a manifest's chunk) is read. What a `HEAD`
- * of a CAR answers with, and a check of a byte range's walk before a `GET` sends anything.
+ * The bytes {@link exportCar} with the same arguments would send, counted without writing the CAR,
+ * or `undefined` when counting them would take reading a leaf: only the blocks its walk reads
+ * anyway are read (the root, inner nodes, a manifest), and a leaf's length is known only from its
+ * bytes. The `Tsize` a dag-pb link records is the writer's word for it, which nothing checks
+ * (other tools write 0 or omit it, a hostile DAG says anything): a length taken from it could
+ * contradict the CAR sent (review s71, F4). What a `HEAD` of a CAR answers with (no length when
+ * `undefined`), and a check of a byte range's walk before a `GET` sends anything.
  *
  * @throws What the export's walk would: a missing node, a node that is not what its codec says,
  * a byte range whose walk is too long (`range_too_large`).
@@ -171,28 +180,19 @@ export async function carLength(
   root: string,
   read: ReadBlock,
   options?: ExportCarOptions,
-): Promise<number> {
+): Promise<number | undefined> {
   const get = inlineAware(read, options?.signal);
-  /** Sizes of raw leaves, from the links of the dag-pb nodes read. */
-  const sizes = new Map<string, number>();
-  const sizing = async (cid: string) => {
-    const bytes = await get(cid);
-    if ((identityBlock(cid)?.codec ?? cidCodec(cid)) !== DAG_PB_CODEC) return bytes;
-    let links: dagPb.PBLink[] = [];
-    try {
-      links = dagPb.decode(bytes).Links;
-    } catch {
-      // Not dag-pb after all: the walk links nothing from it either (`dag_links.ts`).
+  let total: number | undefined = await headerLength(carRoots(root, options));
+  // Walked to the end even once a leaf makes the length unknown: a byte range's walk, and a
+  // HEAD's, checks every inner node (its length; that it is held, under `only-if-cached`) before
+  // anything is sent.
+  for await (const block of carBlocks(root, get, options)) {
+    if (total === undefined) continue;
+    if (block.bytes === undefined) {
+      total = undefined;
+      continue;
     }
-    for (const link of links) {
-      if (link.Hash.code === RAW_CODEC) sizes.set(link.Hash.toV1().toString(), link.Tsize ?? 0);
-    }
-    return bytes;
-  };
-  let total = await headerLength(carRoots(root, options));
-  for await (const block of carBlocks(root, sizing, options)) {
-    const length = block.bytes?.length ?? sizes.get(block.cid) ?? (await get(block.cid)).length;
-    const framed = CID.parse(block.cid).bytes.length + length;
+    const framed = CID.parse(block.cid).bytes.length + block.bytes.length;
     total += varint.encodingLength(framed) + framed;
   }
   return total;
@@ -274,8 +274,10 @@ export interface CarImportResult {
  * length a section announces, up to the end of the input).
  *
  * @throws {CorruptChunkError} a block whose bytes do not hash to its CID.
- * @throws {BlockTooLargeError} a block over `MAX_CAR_BLOCK_BYTES` (2 MiB; dag-cbor manifests
- * excepted, see there).
+ * @throws {BlockTooLargeError} a block over `MAX_CAR_BLOCK_BYTES` (2 MiB), a dag-cbor one (a
+ * manifest) over {@link MAX_CAR_MANIFEST_BYTES} (16 MiB), refused from the length announced.
+ * @throws {StorageError} `car_without_roots`: the header names no root; refused before any block
+ * is stored.
  * @throws {InvalidCidError} a block named by a CID Veriflow does not store (not sha2-256 with the
  * raw, dag-pb or dag-cbor codec). CIDv0 roots and blocks are taken as the CIDv1 of the same
  * digest (dag-pb), and their roots returned so. An identity block (sha2-256 aside, the one
@@ -312,6 +314,14 @@ export async function importCar(
   // CIDv0 (`Qm…`, what `ipfs add` writes by default) names a dag-pb block by the same digest as
   // its CIDv1: taken as that, the only CID form Veriflow stores and serves.
   const roots = header.roots.map((cid) => cid.toV1().toString());
+  if (roots.length === 0) {
+    // Refused before a block is stored: nothing would pin them, so the next GC would remove what
+    // the import reported as imported (sharded uploads and some tools write such CARs).
+    throw new StorageError(
+      "car_without_roots",
+      "the CAR names no root: nothing would keep its blocks (a CAR shard without its root?)",
+    );
+  }
   let count = 0;
   let bytes = 0;
   const cut = () => malformed(`the CAR file is cut short or malformed after ${count} blocks`);
@@ -334,8 +344,9 @@ export async function importCar(
       continue;
     }
     const expected = cidDigest(cid); // throws invalid_cid for codecs and hashes we do not take
-    if (head.blockLength > MAX_CAR_BLOCK_BYTES && cidCodec(cid) !== DAG_CBOR_CODEC) {
-      throw new BlockTooLargeError(cid, `${head.blockLength} bytes (limit ${MAX_CAR_BLOCK_BYTES})`);
+    const limit = cidCodec(cid) === DAG_CBOR_CODEC ? MAX_CAR_MANIFEST_BYTES : MAX_CAR_BLOCK_BYTES;
+    if (head.blockLength > limit) {
+      throw new BlockTooLargeError(cid, `${head.blockLength} bytes (limit ${limit})`);
     }
     const block = await reader.exactly(head.blockLength, true).catch(cut());
     if (!equalBytes(expected, await digestOf(block))) {

@@ -226,8 +226,9 @@ export const MAX_LINKS_PER_NODE = 16_384;
 
 /**
  * Largest block a CAR import takes, of any codec but dag-cbor: 2 MiB as for DAG nodes (a raw leaf
- * of `ipfs add` is at most 1 MiB). A private file's dag-cbor manifest is not capped: it lists every
- * chunk, about 61 bytes each, so a file over ~8.6 GiB has a manifest over 2 MiB.
+ * of `ipfs add` is at most 1 MiB). A dag-cbor manifest has its own, larger cap (`car.ts`'s
+ * `MAX_CAR_MANIFEST_BYTES`): a flat manifest written before manifest trees lists every chunk, about
+ * 61 bytes each, so a file over ~8.6 GiB has one over 2 MiB.
  */
 export const MAX_CAR_BLOCK_BYTES: number = MAX_DAG_BLOCK_BYTES;
 

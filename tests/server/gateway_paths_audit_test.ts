@@ -151,14 +151,14 @@ Deno.test("a byte range whose walk would take more steps than the limit is 400 n
   }
 });
 
-Deno.test("a CAR's HEAD writes no CAR and reads no leaf, and its Content-Length is its GET's, for every scope, path and range", async () => {
+Deno.test("a CAR's HEAD writes no CAR and reads no leaf, and its Content-Length is its GET's where it reads every block, none where the CAR holds a leaf", async () => {
   const { dir, store, put, make } = await newStore();
   const big = await put(pseudoRandomBytes(600_000, 61)); // a root over 3 leaves
   const leaves = dagPb.decode(await store.get(storageKey(big))).Links
     .map((link) => link.Hash.toString());
   assert.equal(leaves.length, 3);
   const inline = CID.createV1(0x55, identity.digest(text("inline"))).toString();
-  // Each link's Tsize as a writer records it: a raw leaf's is its length, which a HEAD counts.
+  // Each link's Tsize as a writer records it (a raw leaf's is its length); a HEAD counts none.
   const sub = await make.directory([{ name: "a.txt", cid: await put("a\n"), tsize: 2 }]);
   const root = await make.directory([
     { name: "big.bin", cid: big },
@@ -167,19 +167,22 @@ Deno.test("a CAR's HEAD writes no CAR and reads no leaf, and its Content-Length 
   ]);
   const node = await startGatewayNode(dir);
   try {
+    // A CAR that holds a leaf has no length (only its bytes tell it, and a HEAD reads none; a
+    // link's Tsize is not checked: gateway_car_length_test.ts); one of the blocks a HEAD reads has
+    // the GET's.
     for (
-      const path of [
-        `/ipfs/${big}?format=car`,
-        `/ipfs/${big}?format=car&dag-scope=entity`,
-        `/ipfs/${big}?format=car&entity-bytes=262000:262300`,
-        `/ipfs/${root}?format=car`,
-        `/ipfs/${root}?format=car&dag-scope=entity`,
-        `/ipfs/${root}/sub?format=car`,
-        `/ipfs/${root}/big.bin?format=car&dag-scope=block`,
-        `/ipfs/${root}/big.bin?format=car&entity-bytes=-10:*`,
-        `/ipfs/${root}/id.txt?format=car`,
-        `/ipfs/${inline}?format=car`,
-      ]
+      const [path, sized] of [
+        [`/ipfs/${big}?format=car`, false],
+        [`/ipfs/${big}?format=car&dag-scope=entity`, false],
+        [`/ipfs/${big}?format=car&entity-bytes=262000:262300`, false],
+        [`/ipfs/${root}?format=car`, false],
+        [`/ipfs/${root}?format=car&dag-scope=entity`, true],
+        [`/ipfs/${root}/sub?format=car`, false],
+        [`/ipfs/${root}/big.bin?format=car&dag-scope=block`, true],
+        [`/ipfs/${root}/big.bin?format=car&entity-bytes=-10:*`, false],
+        [`/ipfs/${root}/id.txt?format=car`, true],
+        [`/ipfs/${inline}?format=car`, true],
+      ] as const
     ) {
       node.reads.blocks.length = 0;
       node.reads.cars.length = 0;
@@ -191,7 +194,10 @@ Deno.test("a CAR's HEAD writes no CAR and reads no leaf, and its Content-Length 
       const get = await node.get(path);
       assert.equal(get.response.status, 200, path);
       await readCar(get.body);
-      assert.equal(head.response.headers.get("content-length"), `${get.body.length}`, path);
+      // This node's plain `Deno.serve` writes `0` for a HEAD that names no length (`serve.ts`
+      // drops it); no CAR is 0 bytes long.
+      const length = head.response.headers.get("content-length") ?? "0";
+      assert.equal(length, sized ? `${get.body.length}` : "0", path);
       assert.equal(head.response.headers.get("etag"), get.response.headers.get("etag"), path);
     }
   } finally {

@@ -10,11 +10,11 @@ import { UnixFS } from "ipfs-unixfs";
 import { varint } from "multiformats";
 import { CID } from "multiformats/cid";
 import { identity } from "multiformats/hashes/identity";
-import { cidOf, DAG_PB_CODEC, RAW_CODEC, storageKey } from "../../protocols/cid.ts";
+import { cidOf, DAG_CBOR_CODEC, DAG_PB_CODEC, RAW_CODEC, storageKey } from "../../protocols/cid.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { cidOfAsync } from "../../storage/_hash.ts";
 import type { BlockStore } from "../../storage/block_store.ts";
-import { exportCar, importCar } from "../../storage/car.ts";
+import { exportCar, importCar, MAX_CAR_MANIFEST_BYTES } from "../../storage/car.ts";
 import {
   BlockTooLargeError,
   CorruptChunkError,
@@ -110,6 +110,56 @@ Deno.test("a CAR section that announces a block over the limit is refused from i
   assert.equal(rejected instanceof BlockTooLargeError, true, String(rejected));
   assert.match(rejected.message, new RegExp(`limit ${MAX_CAR_BLOCK_BYTES}`));
   assert.equal(pulled.bytes <= 2 * PIECE, true, `read ${pulled.bytes} bytes before refusing`);
+  assert.equal(store.blocks.size, 0);
+});
+
+Deno.test("a dag-cbor CAR section that announces a block over the manifest limit is block_too_large, refused from its length, before its bytes are read", async () => {
+  const root = cidOf(new Uint8Array([1]), RAW_CODEC);
+  const header = await carBytes([root]);
+  const cid = CID.parse(cidOf(new Uint8Array([0xa0]), DAG_CBOR_CODEC));
+  const announced = cid.bytes.length + MAX_CAR_MANIFEST_BYTES + 1;
+  const { stream, pulled } = hostileStream(
+    concatBytes(
+      header,
+      varint.encodeTo(announced, new Uint8Array(varint.encodingLength(announced))),
+      cid.bytes,
+    ),
+    MAX_CAR_MANIFEST_BYTES + 2 * MiB,
+  );
+  const store = new MemoryBlockStore();
+  const rejected = await importCar(stream, store).catch((e) => e);
+  assert.equal(rejected instanceof BlockTooLargeError, true, String(rejected));
+  assert.equal(rejected.code, "block_too_large");
+  assert.match(rejected.message, new RegExp(`limit ${MAX_CAR_MANIFEST_BYTES}\\)`));
+  assert.equal(pulled.bytes <= 2 * PIECE, true, `read ${pulled.bytes} bytes before refusing`);
+  assert.equal(store.blocks.size, 0);
+});
+
+Deno.test("a dag-cbor block over the 2 MiB block limit but under the manifest limit imports (a flat manifest written before manifest trees)", async () => {
+  // A CBOR byte string (major type 2, 4-byte length) of 3 MiB: valid dag-cbor.
+  const payload = 3 * MiB;
+  const bytes = new Uint8Array(5 + payload);
+  bytes[0] = 0x5a;
+  new DataView(bytes.buffer).setUint32(1, payload);
+  assert.ok(bytes.length > MAX_CAR_BLOCK_BYTES && bytes.length <= MAX_CAR_MANIFEST_BYTES);
+  const cid = CID.parse(cidOf(bytes, DAG_CBOR_CODEC));
+  const store = new MemoryBlockStore();
+  const result = await importCar(
+    ReadableStream.from([await carOf([cid], [{ cid, bytes }])]),
+    store,
+  );
+  assert.equal(result.blocks, 1);
+  assert.equal(await store.has(cid.toString()), true);
+});
+
+Deno.test("a CAR whose header names no root is car_without_roots, refused before any block is stored", async () => {
+  const store = new MemoryBlockStore();
+  const rejected = await importCar(
+    ReadableStream.from([await carBytes([], [new Uint8Array([7])])]),
+    store,
+  ).catch((e) => e);
+  assert.equal(rejected instanceof VeriflowError, true, String(rejected));
+  assert.equal(rejected.code, "car_without_roots");
   assert.equal(store.blocks.size, 0);
 });
 
