@@ -12,7 +12,8 @@
  * hold a torn entry) until it is reopened from disk: the same failure, by its cause, so it is not
  * logged again. Where the failure is not swallowed (a challenge's ending, a settlement), the
  * actor crashes and its supervisor reopens the ledger; where it is (the receipt intake, peers'
- * verdicts), the condition holds until the node restarts.
+ * verdicts), the failure arms the actor's reopen (`_ledger_reopen.ts`: from disk, on a timer
+ * with backoff, by a self-message), and the condition holds until a write succeeds after it.
  *
  * The parts call {@link observedLedgerWrite} around a ledger write whose failure they swallow,
  * or {@link ledgerWriteFailed} with what a swallowing catch caught. Not part of the public API.
@@ -25,6 +26,7 @@ import {
   LedgerRejectedError,
 } from "../proof/ledger_errors.ts";
 import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
+import { LEDGER_REOPEN_FIRST_MS, LEDGER_REOPEN_MAX_MS } from "./_ledger_reopen.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
 
 /** Whether `error` is the ledger's refusal of what it was handed (not a failure to write). */
@@ -65,11 +67,15 @@ export function ledgerWriteFailed(core: ValidatorCore, error: unknown): void {
     cause: code,
     message: `the ledger in ${dir} could not write (${code}: ${reason}): receipts are refused ` +
       `${LEDGER_WRITE_FAILED} and nothing is recorded; after a failed write the ledger takes ` +
-      `none until it is reopened: check the disk (space, permissions, the mount), then restart ` +
-      `the node`,
+      `none until it is reopened from disk, which it tries by itself every ` +
+      `${seconds(LEDGER_REOPEN_FIRST_MS)} to ${seconds(LEDGER_REOPEN_MAX_MS)} (doubling): ` +
+      `check the disk (space, permissions, the mount); once a write succeeds, one line says so`,
     since: held?.since ?? core.now(),
     failures: (held?.failures ?? 0) + 1,
+    reopens: held?.reopens ?? 0,
   };
+  // One reopen armed at a time, whatever the traffic (`_ledger_reopen.ts`).
+  core.ledgerReopen().failed();
   if (held?.cause === code) return;
   core.log(`error: ledger: ${core.stats.ledgerWriteFault.message}`);
 }
@@ -79,10 +85,16 @@ export function ledgerWriteSucceeded(core: ValidatorCore): void {
   const held = core.stats.ledgerWriteFault;
   if (held === undefined) return;
   delete core.stats.ledgerWriteFault;
+  core.ledgerReopen().succeeded();
   core.log(
     `ledger: writes to ${core.options.ledgerDir} succeed again (${held.failures} failed since ` +
-      `the first, ${held.cause}); receipts are recorded`,
+      `the first, ${held.cause}; ${held.reopens} reopens from disk); receipts are recorded`,
   );
+}
+
+/** `ms` as the operator reads it (`60 s`). */
+function seconds(ms: number): string {
+  return `${ms / 1_000} s`;
 }
 
 /** What made the write fail: a poisoned ledger's refusal names the first failure as its cause. */

@@ -8,9 +8,11 @@
  * `_fraud_proofs.ts`, and peers' claims, `_peer_verdicts.ts`) is taken again once it is recorded.
  * A write the ledger fails for another cause than a refusal (a disk error) leaves the receipt
  * unrecorded, answered `ledger_write_failed`, and is the ledger's condition, logged once and on
- * `/healthz` (`_ledger_write_faults.ts`), never the sender's refusal. Owned by the actor, built
- * in its constructor on its {@link ValidatorCore}; read and written only inside its `receive`
- * (and its start). Not part of the public API.
+ * `/healthz` (`_ledger_write_faults.ts`), never the sender's refusal; so is a file kept beside the
+ * ledger that cannot be written. The ledger a failed write left poisoned is reopened by the actor
+ * (`_ledger_reopen.ts`, which says what happens to such a receipt in each case). Owned by the
+ * actor, built in its constructor on its {@link ValidatorCore}; read and written only inside its
+ * `receive` (and its start). Not part of the public API.
  *
  * @module
  */
@@ -32,7 +34,7 @@ import type { Challenges } from "./_challenges.ts";
 import type { FraudProofs } from "./_fraud_proofs.ts";
 import type { PeerVerdicts } from "./_peer_verdicts.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
-import { isLedgerRefusal, observedLedgerWrite } from "./_ledger_write_faults.ts";
+import { isLedgerRefusal, ledgerWriteFailed, observedLedgerWrite } from "./_ledger_write_faults.ts";
 import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
 import type { LedgerError } from "../proof/ledger_errors.ts";
 import {
@@ -169,7 +171,17 @@ export class ReceiptIntake {
     // ledger takes is written once here, whatever the coin.
     const kept = fresh && !own && refused === undefined;
     const keptIn = owed ? this.#core.drawn() : this.#core.pending();
-    if (kept) await keptIn.save(id, { receipt, job });
+    if (kept) {
+      try {
+        await keptIn.save(id, { receipt, job });
+      } catch (error) {
+        // Kept beside the ledger, on its disk: a file that cannot be written (a full disk) is the
+        // ledger's condition as its own write is, and the receipt refused so; thrown, it crashed
+        // this validator at every receipt until its supervisor gave up and took the node down.
+        ledgerWriteFailed(this.#core, error);
+        return refuse(id, LEDGER_WRITE_FAILED);
+      }
+    }
     try {
       if (fresh) {
         await observedLedgerWrite(

@@ -21,6 +21,7 @@ import type { ChallengeHolds } from "./_challenge_holds.ts";
 import type { ReceiptFiles } from "./_receipt_files.ts";
 import type { TakeoverBudget } from "./_takeover_budget.ts";
 import type { ValidatorMemory } from "./_validator_memory.ts";
+import type { LedgerReopen } from "./_ledger_reopen.ts";
 import type { ValidatorActorOptions } from "./validator_actor.ts";
 import type { ValidatorActivity, ValidatorMessage, ValidatorStats } from "./validator_messages.ts";
 
@@ -56,6 +57,8 @@ export interface ValidatorCore {
   readonly memory: ValidatorMemory;
   /** Credit for taking over peers' "proof withheld" claims, and false claimants held back. */
   readonly takeovers: TakeoverBudget;
+  /** The ledger's reopen after a failed write (`_ledger_reopen.ts`). */
+  ledgerReopen(): LedgerReopen;
   /** The counters the `stats` message reports. */
   readonly stats: ValidatorStats;
   /** The ledger's clock (ms). */

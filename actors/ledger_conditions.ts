@@ -4,7 +4,9 @@
  * that failed for a cause other than the ledger's refusal (a disk error, a file that cannot be
  * written: `ValidatorStats.ledgerWriteFault`, `_ledger_write_faults.ts`) is the `degraded`
  * condition `ledger_write_failed` until a write succeeds again — the node still serves jobs, but
- * its ledger records none of their receipts. A validator that does not answer within 2 s (wedged,
+ * its ledger records none of their receipts; the validator reopens the ledger from disk by itself
+ * on a backoff timer (`_ledger_reopen.ts`), so the condition clears without a restart once the
+ * disk is fixed and a receipt comes. A validator that does not answer within 2 s (wedged,
  * or down between a crash and its restart) is one condition too.
  *
  * @module

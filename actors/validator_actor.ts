@@ -99,6 +99,8 @@ import { Challenges } from "./_challenges.ts";
 import { MAX_OPEN_CHALLENGES_PER_WORKER, ReceiptIntake } from "./_receipt_intake.ts";
 import { ValidatorRestart } from "./_validator_restart.ts";
 import { PeerVerdicts } from "./_peer_verdicts.ts";
+import { LedgerReopen } from "./_ledger_reopen.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import type {
   ChallengeSource,
   ReceiptHandled,
@@ -138,6 +140,11 @@ export interface ValidatorActorOptions {
    * the worker's locked stake is slashed.
    */
   proofDeadlineMs?: number;
+  /**
+   * The clock of the ledger's reopen after a failed write (`_ledger_reopen.ts`); default the real
+   * timers (tests pass fake ones and fire them).
+   */
+  ledgerReopenTimers?: ConnectionTimers;
   /** How often to finalize due receipts, ms; default 10 s; 0 disables the timer. */
   finalizeIntervalMs?: number;
   /**
@@ -224,6 +231,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #intake: ReceiptIntake;
   /** What the start resumes (`_validator_restart.ts`). */
   readonly #restart: ValidatorRestart;
+  /** The ledger reopened from disk after a failed write (`_ledger_reopen.ts`). */
+  readonly #reopen: LedgerReopen;
 
   /**
    * Create the actor (the factory of its ChildSpec calls this).
@@ -247,6 +256,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       held: this.#held,
       memory: this.#memory,
       takeovers: this.#takeovers,
+      ledgerReopen: () => this.#reopen,
       stats: this.#stats,
       now: () => this.#now(),
       log: (line) => this.#log(line),
@@ -266,11 +276,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#peerVerdicts,
     );
     this.#restart = new ValidatorRestart(this.#core, this.#challenges, this.#fraudProofs);
+    this.#reopen = new LedgerReopen(this.#core, options.ledgerReopenTimers);
   }
 
   /** Opens the ledger (verifying it) and starts the finalize timer. */
   async preStart(ctx: ActorContext<ValidatorMessage>): Promise<void> {
     this.#system = ctx.system;
+    this.#reopen.start(ctx);
     this.#ledger = await Ledger.open(
       this.#options.ledgerDir,
       this.#options.identity,
@@ -536,6 +548,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#streamClaims.takePledgeHeld(toHex(message.key), ctx);
         this.#peerVerdicts.takeClaimsOf(toHex(message.key), ctx);
         return undefined;
+      case "ledger_reopen":
+        return await this.#reopen.onReopen();
       case "finalize": {
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet;
         // nor is one a peer's fraud proof is being checked against.
@@ -545,7 +559,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#fraudProofs.retryFailedChecks(ctx);
         this.#streamClaims.retryFailedChecks(ctx);
         const checked = this.#fraudProofs.checkedReceipts(now);
-        const finalized = await ledger.finalizeDue((id) => checked.has(id));
+        // A poisoned ledger's receipts due wait for its reopen (`_ledger_reopen.ts`): asked now,
+        // its `ledger_poisoned` would crash this actor at every tick while the disk stays full,
+        // until its supervisor gave up and took the node down.
+        const finalized = ledger.poisoned ? [] : await ledger.finalizeDue((id) => checked.has(id));
         // Peers' receipts no longer open (paid, slashed, left unpaid, past their window) take
         // no claim over: forgotten, and no longer kept on disk (a copy left by a failed removal
         // goes at the next start).

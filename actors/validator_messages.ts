@@ -133,6 +133,14 @@ export interface FinalizeMessage {
   /** Message tag. */
   type: "finalize";
 }
+/**
+ * The validator's own timer after a ledger write failed: reopen the poisoned ledger from disk
+ * (`_ledger_reopen.ts`). Answers nothing.
+ */
+export interface LedgerReopenMessage {
+  /** Message tag. */
+  type: "ledger_reopen";
+}
 /** Look up an account. Answers `Account` (proof/ledger.ts). */
 export interface AccountMessage {
   /** Message tag. */
@@ -462,6 +470,7 @@ export type ValidatorMessage =
   | PledgesMessage
   | DepositMessage
   | FinalizeMessage
+  | LedgerReopenMessage
   | AccountMessage
   | ReceiptStatusMessage
   | VerdictsMessage
@@ -569,8 +578,10 @@ export interface LedgerWriteFault {
   message: string;
   /** Ledger-clock ms of the first failure since the last write that succeeded. */
   since: number;
-  /** Writes that failed since then. */
+  /** Writes (and reopens from disk) that failed since then. */
   failures: number;
+  /** Reopens from disk tried since then (`_ledger_reopen.ts`): one per backoff delay at most. */
+  reopens: number;
 }
 
 /** Counters of the validator (served on `/metrics` and in the heartbeat). */

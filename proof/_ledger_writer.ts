@@ -94,6 +94,14 @@ export class LedgerWriter {
     return this.#head;
   }
 
+  /**
+   * The failure that poisoned the writer (see {@link LedgerWriter.transition}), or null while it
+   * writes: its owner reopens the ledger from disk (`Ledger.reopen`).
+   */
+  get poisoned(): Error | null {
+    return this.#poisoned;
+  }
+
   /** Serialize appends: one writer, entries in call order. */
   append(kind: LedgerEntryKind, body: Record<string, unknown>): Promise<LedgerEntry> {
     return this.transition(kind, () => body) as Promise<LedgerEntry>;

@@ -21,7 +21,10 @@
  * filled; the append was never acknowledged — is cut off, its bytes copied to
  * `ledger.log.torn-<time>` first, not reported as tampering; bytes that could hide an
  * acknowledged entry (a whole entry signed by the owner among them) are damage, however they
- * end (`judgeTail`, `ledger_recovery.ts`).
+ * end (`judgeTail`, `ledger_recovery.ts`). A write that fails (a full disk, an I/O error) poisons
+ * the ledger: it takes no write (`ledger_poisoned`) until {@link Ledger.reopen} opens it again from
+ * disk, in place, by that same open (a torn tail cut), so a long-lived owner recovers without
+ * being rebuilt.
  *
  * Flow of a receipt: `recordReceipt` (pending; the worker's potential slash is locked from its
  * stake; credited only with its requester's signed assignment, and a second, different receipt
@@ -83,7 +86,6 @@ import { LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
 import type { LedgerLog } from "./ledger_log.ts";
 import type { Account, LedgerState, ReceiptKind, ReceiptRecord } from "./ledger_state.ts";
 import { type LedgerIndex, streamFraudKey } from "./ledger_index.ts";
-import type { RecoveredLedger } from "./ledger_recovery.ts";
 import { LedgerWriter } from "./_ledger_writer.ts";
 import type { LedgerView } from "./_ledger_amounts.ts";
 import { receiptDecision } from "./_ledger_receipts.ts";
@@ -215,53 +217,32 @@ export interface LedgerWorkingSet {
  * data-directory lock, `node/data_dir_lock.ts`, keeps it so).
  */
 export class Ledger {
-  readonly #log: LedgerLog;
-  readonly #index: LedgerIndex;
+  readonly #dir: string;
+  readonly #identity: Identity;
   readonly #owner: string;
   readonly #economics: EconomicParams;
   readonly #tokenPrice: (model: string) => number;
   readonly #now: () => number;
+  readonly #checkpointEvery: number;
+  // The files, and the writer and state on them: set together by `#openFiles`, at the open and
+  // again, whole, by `reopen` (see `#attach`).
+  #log!: LedgerLog;
+  #index!: LedgerIndex;
   /** The one writer: every change goes through it (`_ledger_writer.ts`). */
-  readonly #writer: LedgerWriter;
+  #writer!: LedgerWriter;
   /** The writer's working state. */
-  readonly #state: LedgerState;
+  #state!: LedgerState;
   /** What the decisions in the `_ledger_*.ts` modules read. */
-  readonly #view: LedgerView;
+  #view!: LedgerView;
 
-  private constructor(
-    dir: string,
-    log: LedgerLog,
-    index: LedgerIndex,
-    identity: Identity,
-    options: LedgerOptions,
-    recovered: RecoveredLedger,
-  ) {
-    this.#log = log;
-    this.#index = index;
+  private constructor(dir: string, identity: Identity, options: LedgerOptions) {
+    this.#dir = dir;
+    this.#identity = identity;
     this.#owner = toHex(identity.publicKey);
     this.#economics = { ...DEFAULT_ECONOMICS, ...options.economics };
     this.#tokenPrice = options.tokenPrice ?? (() => this.#economics.defaultTokenPrice);
     this.#now = options.now ?? Date.now;
-    this.#writer = new LedgerWriter({
-      dir,
-      log,
-      index,
-      identity,
-      owner: this.#owner,
-      now: () => this.#now(),
-      checkpointEvery: options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
-    }, recovered);
-    this.#state = this.#writer.state;
-    this.#view = {
-      state: this.#state,
-      index,
-      owner: this.#owner,
-      economics: this.#economics,
-      tokenPrice: (model) => this.#tokenPrice(model),
-      now: () => this.#now(),
-      record: (receiptId) => this.#record(receiptId),
-      account: (key) => this.account(key),
-    };
+    this.#checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
   }
 
   /**
@@ -283,21 +264,87 @@ export class Ledger {
    *   recover.
    */
   static async open(dir: string, identity: Identity, options: LedgerOptions = {}): Promise<Ledger> {
-    // The directory, its log and index, and what recovery found (`_ledger_open.ts`).
-    const { log, index, recovered, newDirs } = await openLedgerFiles(dir, identity, options);
+    const ledger = new Ledger(dir, identity, options);
+    await ledger.#openFiles();
+    return ledger;
+  }
+
+  /**
+   * Whether a write failed since the ledger was opened: it takes none (`ledger_poisoned`) until
+   * {@link Ledger.reopen}.
+   */
+  get poisoned(): boolean {
+    return this.#writer.poisoned !== null;
+  }
+
+  /**
+   * After a write failed (the ledger is {@link Ledger.poisoned}), open it again from disk, in
+   * place: the same open as {@link Ledger.open}'s (a torn tail cut, copied aside first; the
+   * checkpoint and the entries after it verified; the history index brought up to date), so the
+   * state in memory is the log's again, and every holder of this ledger writes to the reopened
+   * one. The files in use are closed only once the new ones are open: a reopen that fails (the
+   * disk still failing) leaves the ledger as it was — poisoned, its reads answered — to be tried
+   * again. Not to be called while another call of this ledger is under way.
+   *
+   * @returns Whether it reopened: false, doing nothing, when no write failed.
+   * @throws What {@link Ledger.open} throws (an I/O error, {@link LedgerTamperedError}).
+   */
+  async reopen(): Promise<boolean> {
+    const failed = this.#writer;
+    if (failed.poisoned === null) return false;
+    await this.#openFiles();
+    // No checkpoint of the poisoned state: closing only waits for its queue and closes its files.
+    await failed.close();
+    return true;
+  }
+
+  /**
+   * The open itself (`Ledger.open`, `reopen`): the directory, its log and index, and what
+   * recovery found (`_ledger_open.ts`); the genesis entry of a new ledger, the directory syncs
+   * and a checkpoint due. Only once all of it succeeded is it the ledger's (`#attach`).
+   */
+  async #openFiles(): Promise<void> {
+    const dir = this.#dir;
+    const { log, index, recovered, newDirs } = await openLedgerFiles(dir, this.#identity, {
+      now: this.#now,
+    });
     try {
-      const ledger = new Ledger(dir, log, index, identity, options, recovered);
-      if (ledger.#writer.seq === 0) {
-        await ledger.#writer.append("genesis", { owner: ledger.#owner, version: 1 });
-      }
+      const writer = new LedgerWriter({
+        dir,
+        log,
+        index,
+        identity: this.#identity,
+        owner: this.#owner,
+        now: () => this.#now(),
+        checkpointEvery: this.#checkpointEvery,
+      }, recovered);
+      if (writer.seq === 0) await writer.append("genesis", { owner: this.#owner, version: 1 });
       await syncOpenedDirectories(dir, newDirs);
-      await ledger.#writer.checkpointIfDue();
-      return ledger;
+      await writer.checkpointIfDue();
+      this.#attach(log, index, writer);
     } catch (e) {
       index.close();
       log.close();
       throw e;
     }
+  }
+
+  /** Make `writer`, on `log` and `index`, the ledger's: one synchronous step, nothing between. */
+  #attach(log: LedgerLog, index: LedgerIndex, writer: LedgerWriter): void {
+    this.#log = log;
+    this.#index = index;
+    this.#writer = writer;
+    this.#state = writer.state;
+    this.#view = {
+      state: this.#state,
+      index,
+      owner: this.#owner,
+      economics: this.#economics,
+      tokenPrice: (model) => this.#tokenPrice(model),
+      now: () => this.#now(),
+      record: (receiptId) => this.#record(receiptId),
+      account: (key) => this.account(key),
+    };
   }
 
   /**

@@ -6,8 +6,12 @@
  * stats carry the fault and `/healthz` shows it as the `ledger_write_failed` condition (degraded)
  * until a write succeeds again (one log line says so). A ledger refusal stays a refusal: no
  * condition, no error line. A peer's verdict whose write fails raises the same condition (it was
- * swallowed as a refused verdict). No clock is raced: the ledger's clock is the test's, and the
- * failing write is held until the test lets it fail.
+ * swallowed as a refused verdict). A ledger poisoned by a failed write reopens itself from disk on
+ * a backoff timer (`actors/_ledger_reopen.ts`): one timer armed at a time whatever the traffic, its
+ * delay doubling while the disk stays full, and once it is freed the next receipt is recorded and
+ * the condition clears, with no restart and no crash. No clock is raced: the ledger's clock is the
+ * test's, the failing write is held until the test lets it fail, and the reopen's timers fire only
+ * when the test fires them.
  *
  * @module
  */
@@ -32,6 +36,12 @@ import { InferenceGateway } from "../../server/inference_gateway.ts";
 import { MetricsRegistry } from "../../server/metrics_registry.ts";
 import { emptyInferenceStats, type InferencePort } from "../../inference/inference_port.ts";
 import { holdNextAppend } from "./_ledger_write_fault.ts";
+import { fillDiskUnder } from "../proof/_ledger_disk_fault.ts";
+import { LedgerLog } from "../../proof/ledger_log.ts";
+import { ReceiptFiles } from "../../actors/_receipt_files.ts";
+import { FakeTimers } from "../_helpers/fake_timers.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { LEDGER_REOPEN_FIRST_MS } from "../../actors/_ledger_reopen.ts";
 import {
   announceAssigned,
   HONEST_MODELS,
@@ -73,12 +83,20 @@ function healthz(validator: () => ActorRef<ValidatorMessage>) {
   };
 }
 
-/** A validator (coin 0: nothing is challenged) on a fresh ledger, with a staked worker. */
+/**
+ * A validator (coin 0: nothing is challenged) on a fresh ledger, with a staked worker; its ledger
+ * reopen's timers fire only when the test says so (`timers`), and its crashes are counted.
+ */
 async function setUp(ledgerDir: string, name: string) {
   const clock = { t: START };
   const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
   const logs: string[] = [];
   const system = new ActorSystem({ name });
+  const timers = new FakeTimers();
+  const counts = { crashes: 0 };
+  system.events.subscribe((event) => {
+    if (event.name === "node/validator" && event.type === "crashed") counts.crashes++;
+  });
   const spawn = () =>
     spawnValidator(system, {
       identity: me,
@@ -87,6 +105,7 @@ async function setUp(ledgerDir: string, name: string) {
       challengeProbability: 0,
       models: HONEST_MODELS,
       log: (line) => logs.push(line),
+      ledgerReopenTimers: timers,
     });
   let validator = await spawn();
   await validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
@@ -101,6 +120,9 @@ async function setUp(ledgerDir: string, name: string) {
     worker,
     requester,
     logs,
+    timers,
+    counts,
+    clock,
     ledger,
     receiptOf,
     validator: () => validator,
@@ -273,6 +295,196 @@ Deno.test("a staked peer's verdict whose ledger write fails raises ledger_write_
       assert.equal(degraded.conditions?.[0]?.code, REFUSAL);
       assert.equal(run.errors().length, 1, run.logs.join("\n"));
     } finally {
+      await run.close();
+    }
+  }));
+
+/** The ledger's torn entries set aside by its opens (`ledger.log.torn-<time>`). */
+async function tornFiles(ledgerDir: string): Promise<string[]> {
+  const names = (await Array.fromAsync(Deno.readDir(ledgerDir))).map((entry) => entry.name);
+  return names.filter((name) => name.startsWith("ledger.log.torn-"));
+}
+
+Deno.test("a ledger poisoned by a full disk reopens itself from disk once the disk is freed, without a restart: while full, receipts are refused ledger_write_failed and one reopen is armed per backoff delay (1 s, 2 s, 4 s) however many receipts come, each torn entry is cut, one error line, no crash; freed, the next timer reopens it, the next receipt is recorded and the condition clears in one line, and the receipts refused meanwhile are recorded once when they come again", () =>
+  inLedgerDir(async (ledgerDir) => {
+    const run = await setUp(ledgerDir, "ledger-reopens");
+    const health = healthz(run.validator);
+    const reopens = async () => (await run.ledger.stats()).ledgerWriteFault?.reopens;
+    /** The delay of the reopen timer armed, checking that exactly one is. */
+    const armed = () => {
+      const delays = [...run.timers.armed.values()].map((timer) => timer.ms);
+      assert.equal(delays.length, 1, `reopen timers armed: ${delays.length}`);
+      return delays[0];
+    };
+    /** The armed timer fires; resolves once the validator has taken its `n`th reopen. */
+    const fire = async (n: number) => {
+      run.timers.fireAll();
+      await eventually(async () => (await reopens()) === n, `reopen ${n}`);
+    };
+    const receipts = await Promise.all(["a", "b", "c", "d", "e"].map(run.receiptOf));
+    let undo = fillDiskUnder(ledgerDir);
+    try {
+      // Full: every receipt refused; one timer armed, at the first delay, however many come.
+      for (const r of receipts.slice(0, 3)) {
+        const handled = await run.announce(r);
+        assert.equal(handled.recorded, false);
+        assert.equal(handled.refusal, REFUSAL);
+      }
+      // Failed before the fix: nothing was ever armed, the ledger stayed poisoned until a restart.
+      assert.equal(armed(), LEDGER_REOPEN_FIRST_MS);
+      assert.equal(await reopens(), 0);
+      assert.equal((await health()).conditions?.[0]?.code, REFUSAL);
+      // Each reopen cuts the torn entry; the disk still full, the next write fails again and the
+      // next timer is twice as far. Reopened, nothing is armed until a write fails.
+      await fire(1);
+      assert.equal(run.timers.armed.size, 0);
+      assert.equal((await run.announce(receipts[3])).refusal, REFUSAL);
+      assert.equal((await run.announce(receipts[3])).refusal, REFUSAL);
+      assert.equal(armed(), 2 * LEDGER_REOPEN_FIRST_MS);
+      await fire(2);
+      assert.equal((await run.announce(receipts[3])).refusal, REFUSAL);
+      assert.equal(armed(), 4 * LEDGER_REOPEN_FIRST_MS);
+      assert.equal((await tornFiles(ledgerDir)).length, 2);
+      assert.equal((await health()).conditions?.[0]?.code, REFUSAL);
+      assert.equal(run.errors().length, 1, run.logs.join("\n"));
+      assert.match(run.errors()[0], /No space left on device/);
+      assert.equal(run.counts.crashes, 0);
+
+      // Freed: the next timer reopens the ledger (the last torn entry cut), and the next receipt
+      // is recorded; the condition clears with one line.
+      undo();
+      undo = () => {};
+      await fire(3);
+      assert.equal(run.timers.armed.size, 0);
+      assert.equal((await tornFiles(ledgerDir)).length, 3);
+      assert.equal((await run.announce(receipts[4])).recorded, true);
+      assert.equal((await health()).status, "ok");
+      assert.equal((await run.ledger.stats()).ledgerWriteFault, undefined);
+      const lines = run.logs.filter((line) => /^ledger: .*succeed again/.test(line));
+      assert.equal(lines.length, 1, run.logs.join("\n"));
+      assert.match(lines[0], /3 reopens/);
+      // Refused while full, nothing of them kept: each recorded once when it comes again (a
+      // second copy is a copy, not recorded again), and paid once.
+      for (const r of receipts.slice(0, 4)) assert.equal((await run.announce(r)).recorded, true);
+      const copy = await run.announce(receipts[0]);
+      assert.equal(copy.recorded, true);
+      assert.equal((await run.ledger.stats()).copies, 1);
+      await run.ledger.closeWindow();
+      const paid = receipts.reduce(
+        (sum, r) => sum + r.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice,
+        0,
+      );
+      assert.equal((await run.ledger.account(run.worker.publicKey)).balance, paid);
+      assert.equal(run.errors().length, 1);
+      assert.equal(run.counts.crashes, 0);
+      // What the reopened ledger wrote is on disk whole: the node's restart reads the same.
+      await run.restart();
+      assert.equal((await run.ledger.account(run.worker.publicKey)).balance, paid);
+    } finally {
+      undo();
+      await run.close();
+    }
+  }));
+
+Deno.test("a poisoned ledger's due receipts wait for its reopen: the finalize tick neither crashes the validator nor pays them; reopened, they are paid", () =>
+  inLedgerDir(async (ledgerDir) => {
+    const run = await setUp(ledgerDir, "finalize-poisoned");
+    try {
+      const [due, lost] = await Promise.all(["due", "lost"].map(run.receiptOf));
+      assert.equal((await run.announce(due)).recorded, true);
+      const undo = fillDiskUnder(ledgerDir);
+      try {
+        assert.equal((await run.announce(lost)).refusal, REFUSAL);
+      } finally {
+        undo();
+      }
+      run.clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      // Failed before the fix: `ledger_poisoned` crashed the validator at every tick.
+      assert.deepEqual(await run.validator().ask({ type: "finalize" }), []);
+      assert.equal(run.counts.crashes, 0);
+      assert.equal((await run.ledger.record(due.id))?.status, "pending");
+      run.timers.fireAll();
+      await eventually(
+        async () => (await run.ledger.stats()).ledgerWriteFault?.reopens === 1,
+        "the reopen",
+      );
+      assert.deepEqual(await run.validator().ask({ type: "finalize" }), [due.id]);
+      const reward = due.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
+      assert.equal((await run.ledger.account(run.worker.publicKey)).balance, reward);
+      assert.equal(await run.ledger.record(lost.id), undefined);
+      assert.equal(run.counts.crashes, 0);
+    } finally {
+      await run.close();
+    }
+  }));
+
+Deno.test("a reopen that fails (the disk still full) is counted as a failure of the same cause, logs nothing more and arms the next at twice the delay; the validator does not crash, and the next reopen takes writes", () =>
+  inLedgerDir(async (ledgerDir) => {
+    const run = await setUp(ledgerDir, "reopen-fails");
+    const open = LedgerLog.open;
+    const stats = () => run.ledger.stats();
+    try {
+      const [lost, kept] = await Promise.all(["lost", "kept"].map(run.receiptOf));
+      const undo = fillDiskUnder(ledgerDir);
+      try {
+        assert.equal((await run.announce(lost)).refusal, REFUSAL);
+      } finally {
+        undo();
+      }
+      LedgerLog.open = () => {
+        const error = new Error("No space left on device (os error 28) (simulated)");
+        return Promise.reject(Object.assign(error, { code: "ENOSPC" }));
+      };
+      run.timers.fireAll();
+      await eventually(async () => (await stats()).ledgerWriteFault?.reopens === 1, "the reopen");
+      LedgerLog.open = open;
+      assert.deepEqual([...run.timers.armed.values()].map((t) => t.ms), [
+        2 * LEDGER_REOPEN_FIRST_MS,
+      ]);
+      assert.equal((await stats()).ledgerWriteFault?.failures, 2);
+      assert.equal((await run.announce(kept)).refusal, REFUSAL, "still poisoned");
+      assert.equal(run.errors().length, 1, run.logs.join("\n"));
+      assert.equal(run.counts.crashes, 0);
+      run.timers.fireAll();
+      await eventually(async () => (await stats()).ledgerWriteFault?.reopens === 2, "reopen 2");
+      assert.equal((await run.announce(kept)).recorded, true);
+      assert.equal((await stats()).ledgerWriteFault, undefined);
+      assert.equal(run.timers.armed.size, 0);
+    } finally {
+      LedgerLog.open = open;
+      await run.close();
+    }
+  }));
+
+Deno.test("a full disk that refuses the receipt files kept beside the ledger too: receipts are refused ledger_write_failed (one error line, /healthz degraded) and the validator does not crash; freed, the next receipt is recorded and the condition clears", () =>
+  inLedgerDir(async (ledgerDir) => {
+    const run = await setUp(ledgerDir, "receipt-files-full");
+    const health = healthz(run.validator);
+    const save = ReceiptFiles.prototype.save;
+    try {
+      const [lost, again, kept] = await Promise.all(["lost", "again", "kept"].map(run.receiptOf));
+      ReceiptFiles.prototype.save = () => {
+        const error = new Error("No space left on device (os error 28) (simulated)");
+        return Promise.reject(Object.assign(error, { code: "ENOSPC" }));
+      };
+      // Failed before the fix: the save's error crashed the validator at every receipt.
+      for (const r of [lost, again]) {
+        const handled = await run.announce(r);
+        assert.equal(handled.recorded, false);
+        assert.equal(handled.refusal, REFUSAL);
+      }
+      assert.equal(run.counts.crashes, 0);
+      assert.equal((await health()).conditions?.[0]?.code, REFUSAL);
+      assert.equal(run.errors().length, 1, run.logs.join("\n"));
+      assert.match(run.errors()[0], /No space left on device/);
+      assert.equal(await run.ledger.record(lost.id), undefined);
+      ReceiptFiles.prototype.save = save;
+      assert.equal((await run.announce(kept)).recorded, true);
+      assert.equal((await health()).status, "ok");
+      assert.equal((await run.announce(lost)).recorded, true, "recorded when it comes again");
+      assert.equal(run.counts.crashes, 0);
+    } finally {
+      ReceiptFiles.prototype.save = save;
       await run.close();
     }
   }));

@@ -65,7 +65,7 @@ Deno.test("a calm validator's heartbeat is as before (no refused part), and a le
   const failing = await beatOf(statsWith({
     received: 3,
     refused: 3,
-    ledgerWriteFault: { cause: "EIO", message: "…", since: 0, failures: 3 },
+    ledgerWriteFault: { cause: "EIO", message: "…", since: 0, failures: 3, reopens: 0 },
   }));
   assert.match(failing, / · receipts 0 \(0 from peers, 0 copies\) refused 3 challenged 0 /);
   assert.match(failing, / · ledger writes failing \(EIO, 3 failed\)$/);
