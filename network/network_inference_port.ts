@@ -64,6 +64,7 @@ import {
   type RelayedOutput,
   type ResumeOutcome,
   withFailover,
+  WORKER_FAILED,
   WORKER_FAULT_CODES,
   WORKER_LOST_CODES,
   type WorkerAttempt,
@@ -550,6 +551,17 @@ export class NetworkInferencePort implements InferencePort {
         this.#connecting(job.model),
       ]);
       throw new NoWorkerError(job.model, listed, connecting, keptOffMs);
+    }
+    // The last refusal with a code the worker made up is its own failure, not the client's
+    // answer: passed on, `invalid_api_key` told a client with a good key that its key was bad
+    // (review s71; a refusal mid-job is ended so by `failover.ts`).
+    if (isOwnFailure(refusal)) {
+      throw new VeriflowError(
+        WORKER_FAILED,
+        `every worker asked refused the job before its start; the last with its own error ` +
+          `${(refusal as VeriflowError).code}: ${(refusal as Error).message}`,
+        { cause: refusal },
+      );
     }
     throw refusal;
   }

@@ -26,6 +26,7 @@ import { proveJob } from "../../proof/prover.ts";
 import { loadTinyModel, params, StaticModels } from "../server/_fixtures.ts";
 import { spawnRouter, Workers } from "./_router_doubles.ts";
 import type { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { WORKER_FAILED } from "../../network/failover.ts";
 import { INFO, MODEL } from "./_router_fixture.ts";
 import {
   Honest,
@@ -504,6 +505,18 @@ Deno.test("s52: a job every worker calls bad (context_length_exceeded) is refuse
     assert.deepEqual(await t.run("a"), { refused: "context_length_exceeded" });
     assert.equal(a.submissions.length + b.submissions.length, 2, "each asked once");
     assert.deepEqual([...t.workers.avoided], [], "a true claim costs its worker nothing");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("s71: a job every worker refuses before its start with a code of its own choice (invalid_api_key) is refused worker_failed, not that code: the client's good key is not called bad", async () => {
+  const a = await refuser("invalid_api_key");
+  const b = await refuser("invalid_api_key");
+  const t = await setupJobErrorClaim(a, b);
+  try {
+    assert.deepEqual(await t.run("a"), { refused: WORKER_FAILED });
+    assert.equal(a.submissions.length + b.submissions.length, 2, "each asked once");
   } finally {
     await t.close();
   }
