@@ -271,8 +271,9 @@ export class ReceiptIntake {
         tokens: receipt.tokenCount,
       });
     if (own) {
-      // Our own work: others judge it.
-      this.#core.stats.own++;
+      // Our own work: others judge it. Counted once recorded, as every view counts receipts
+      // (`recorded_receipts.ts`): not a copy, nor one the ledger refused or failed to write.
+      if (fresh && recorded) this.#core.stats.own++;
       seen(false);
       return { receiptId: id, recorded, refusal, uncredited, challenged: false, draw: 1 };
     }

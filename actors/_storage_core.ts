@@ -17,6 +17,7 @@ import type { ReplicatedStore } from "../storage/replicated_store.ts";
 import type { NetworkRestarts } from "./_storage_network_restarts.ts";
 import type { SelfPeer } from "./_storage_self_peer.ts";
 import type { StorageScope } from "./_storage_scope.ts";
+import type { StorageWriteFaults } from "./_storage_write_faults.ts";
 import type { StorageActorOptions } from "./storage_actor.ts";
 
 /** The StorageActor's state and calls its parts share (see the module doc). */
@@ -60,4 +61,6 @@ export interface StorageCore {
    * `_storage_network_restarts.ts`.
    */
   readonly network: NetworkRestarts;
+  /** Writes the OS refused, held until one succeeds: the `capacity` answer's `writeFault`. */
+  readonly writeFaults: StorageWriteFaults;
 }

@@ -126,6 +126,8 @@ export function startPut(
       uncount(core.scope.ownPuts, own);
     }
   })();
-  done.catch(() => {}); // the caller observes it through the handle
+  // The caller observes it through the handle; a put refused by the OS is the store's fault, and
+  // one that succeeded wrote (its record, at least): `/healthz` says so (`_storage_write_faults.ts`).
+  done.then(() => core.writeFaults.succeeded(), (error) => core.writeFaults.failed(error));
   return { done };
 }

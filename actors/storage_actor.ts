@@ -61,6 +61,7 @@ import { answerPeer } from "./_storage_peer_requests.ts";
 import { startPut } from "./_storage_put.ts";
 import { StorageScope } from "./_storage_scope.ts";
 import { SelfPeer } from "./_storage_self_peer.ts";
+import { StorageWriteFaults } from "./_storage_write_faults.ts";
 
 /**
  * The asks the StorageActor answers later ({@link LaterReply}), their work outside its mailbox:
@@ -86,6 +87,14 @@ type LaterReplyMessage = Extract<
 function isLaterReply(message: StorageMessage): message is LaterReplyMessage {
   return LATER_REPLIES.has(message.type);
 }
+
+/**
+ * The messages answered inside the mailbox whose success is always a write of the store (a pin
+ * writes its record again): one clears a storage write fault held (`_storage_write_faults.ts`). A
+ * peer's `put_chunk` is not among them: one for a chunk held already writes nothing. A file put
+ * (`put`, `put_bytes`: its record, at least) reports its own, when it ends.
+ */
+const WRITES: ReadonlySet<StorageMessage["type"]> = new Set(["pin"]);
 
 /** Options of {@link StorageActor}. */
 export interface StorageActorOptions {
@@ -222,6 +231,7 @@ export class StorageActor {
       scope: this.#scope,
       stopping: this.#stopping.signal,
       stopped: () => this.#stopped(),
+      writeFaults: new StorageWriteFaults((line) => this.#options.log?.(line)),
       network: this.#network,
     };
     this.#audits = new StorageAudits(this.#core);
@@ -449,8 +459,11 @@ export class StorageActor {
     await this.preStart(ctx);
     if (message.type === "put") return startPut(this.#core, message, ctx);
     try {
-      return { ok: true, value: await this.#handle(message, ctx) };
+      const value = await this.#handle(message, ctx);
+      if (WRITES.has(message.type)) this.#core.writeFaults.succeeded();
+      return { ok: true, value };
     } catch (error) {
+      this.#core.writeFaults.failed(error); // the store's condition too, when the OS refused it
       if (error instanceof VeriflowError) return { ok: false, error };
       throw error; // not a failure we understand: crash, and let the supervisor restart us
     }
@@ -546,6 +559,8 @@ export class StorageActor {
         const capacity: StorageCapacity = {
           ...await store.stats(),
           replicaFailures: { ...this.#failures.counts },
+          readOnly: store.readOnly,
+          writeFault: this.#core.writeFaults.fault,
         };
         return capacity;
       }

@@ -135,6 +135,28 @@ export interface StorageCapacity extends ChunkStoreStats {
    * failed. Each is logged too, a few lines per peer at a time.
    */
   replicaFailures: Record<ReplicaFailureReason, number>;
+  /**
+   * The store opened read-only: its directory refused writes then (`ChunkStore.readOnly`); every
+   * write is refused `storage_unwritable` until a restart finds it writable.
+   */
+  readOnly: boolean;
+  /**
+   * The last write the OS refused (`storage_unwritable`: a directory turned read-only, no
+   * permission, a failing device) while no write has succeeded since; absent while writes
+   * succeed. `/healthz` shows it, and {@link readOnly}, as the `storage_unwritable` condition
+   * (`storage_conditions.ts`).
+   */
+  writeFault?: StorageWriteFault;
+}
+
+/** A storage write fault held by the StorageActor (see {@link StorageCapacity.writeFault}). */
+export interface StorageWriteFault {
+  /** What the OS said, with the directory or file it refused. */
+  message: string;
+  /** Unix ms of the first refusal since a write last succeeded. */
+  since: number;
+  /** Writes refused since then. */
+  failures: number;
 }
 
 /** The pinned files. Answered with {@link FileInfo}[]. */

@@ -274,12 +274,23 @@ export function describe(s: State): string[] {
   if (s.validator) {
     const v = s.validator.stats;
     const a = s.validator.account;
+    // Recorded receipts, as the node counts them for every view (`actors/recorded_receipts.ts`):
+    // copies and refusals are not jobs recorded; the refused are shown apart once any is.
+    const r = s.validator.receipts;
     // The account is the ledger's; the counts are the validator's since this node started, and
     // start again at 0 after a restart: labelled so, not as the ledger's.
     lines.push(
       `ledger   credit ${a.balance}, stake ${a.stake} (locked ${a.locked}); this run: receipts ` +
-        `${v.received}, challenged ${v.challenged}, fraud ${v.verdicts.fraud}, slashes ${v.slashes}`,
+        `${r.recorded}${r.refused > 0 ? `, refused ${r.refused}` : ""}, ` +
+        `challenged ${v.challenged}, fraud ${v.verdicts.fraud}, slashes ${v.slashes}`,
     );
+    // One line while the ledger cannot write, as the heartbeat says it (`/healthz` has the rest).
+    const fault = v.ledgerWriteFault;
+    if (fault) {
+      lines.push(
+        `         ledger writes failing (${fault.cause}, ${fault.failures} failed): see /healthz`,
+      );
+    }
   } else if (silent("validator")) lines.push("ledger   ? (the validator is not answering)");
   else lines.push("ledger   none (--no-validator)");
   if (s.storage) {

@@ -11,6 +11,8 @@ import type { ActorSystem } from "../actors/actor_system.ts";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import { proofStoreConditions, type ProverMessage } from "../actors/prover_actor.ts";
 import { ledgerConditions } from "../actors/ledger_conditions.ts";
+import { storageConditions } from "../actors/storage_conditions.ts";
+import { TreeConditions } from "../actors/tree_conditions.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { storageGateway } from "../actors/storage_actor_peer.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
@@ -58,6 +60,9 @@ export async function serveHttpApi(
   { config, identity, system, models, lookup, jobMonitor, activity, local, log }: HttpApiParts,
 ): Promise<string> {
   const metrics = new MetricsRegistry();
+  // Listens from now: the tree's crashes the node's `/healthz` reports (its listener goes with
+  // the system's events when the node stops).
+  const tree = new TreeConditions(system);
   const collectors = nodeCollectors({
     publicKey: identity.publicKey,
     prover: () => lookup<ProverMessage>(NODE_ACTORS.prover),
@@ -79,11 +84,14 @@ export async function serveHttpApi(
     edge: config.http,
     log,
     modelHealth: () => models.health(),
-    // The proof store and the ledger: a disk that refuses either makes the node degraded.
+    // The proof store, the ledger and the store: a disk that refuses any makes the node
+    // degraded; so does an actor of the tree that is down or crash-looping.
     conditions: async () =>
       (await Promise.all([
         proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
         ledgerConditions(lookup<ValidatorMessage>(NODE_ACTORS.validator)),
+        storageConditions(lookup<StorageMessage>(NODE_ACTORS.storage)),
+        tree.conditions(),
       ])).flat(),
     nodeKey: identity.publicKey,
     dashboard: config.dashboard.enabled

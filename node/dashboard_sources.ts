@@ -15,6 +15,7 @@ import { formatEvent } from "../actors/events.ts";
 import type { StorageAnswers, StorageMessage } from "../actors/storage_actor_messages.ts";
 import { unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
+import { recordedReceipts } from "../actors/recorded_receipts.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { DashboardSources, TrainingView } from "../server/dashboard_routes.ts";
@@ -121,7 +122,9 @@ export function dashboardSources(wiring: DashboardWiring): DashboardSources {
         validator.ask<ValidatorStats>({ type: "stats" }, ask),
         validator.ask<Account>({ type: "account", key: wiring.publicKey }, ask),
       ]);
-      return { stats, account };
+      // Recorded receipts counted here, as the heartbeat counts them: the page and `status` show
+      // these, never `received` (copies and refusals among it).
+      return { stats, account, receipts: recordedReceipts(stats) };
     },
     storage: async () => {
       const storage = wiring.storage();

@@ -9,6 +9,7 @@
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
+import { recordedReceipts } from "../actors/recorded_receipts.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
@@ -102,12 +103,11 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         // Receipts recorded here, one per job: a job's receipt comes from its router and again
         // in each announcement, and those copies are shown apart; so are the receipts refused
         // (by the intake, by the ledger, or lost to a ledger write that failed), once any is.
-        const copies = `${s.copies} ${s.copies === 1 ? "copy" : "copies"}`;
-        const recorded = s.received - s.copies - s.refused;
-        const fromPeers = s.fromPeers - s.copiesFromPeers - s.refusedFromPeers;
-        const refused = s.refused > 0 ? ` refused ${s.refused}` : "";
+        const r = recordedReceipts(s);
+        const copies = `${r.copies} ${r.copies === 1 ? "copy" : "copies"}`;
+        const refused = r.refused > 0 ? ` refused ${r.refused}` : "";
         const fault = s.ledgerWriteFault;
-        return `receipts ${recorded} (${fromPeers} from peers, ${copies})${refused} ` +
+        return `receipts ${r.recorded} (${r.fromPeers} from peers, ${copies})${refused} ` +
           `challenged ${s.challenged} fraud ${s.verdicts.fraud} slashes ${s.slashes} · ` +
           `credit ${a.balance} stake ${a.stake} (locked ${a.locked})` +
           (fault === undefined

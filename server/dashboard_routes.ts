@@ -91,9 +91,17 @@ export interface DashboardSources {
   onLifecycle(listener: (item: LifecycleItem) => void): () => void;
   /** The peer table (`PeerInfo[]`); undefined without a network. */
   peers(): Promise<unknown[] | undefined>;
-  /** The validator's counters and this node's account; undefined without a validator. */
+  /**
+   * The validator's counters, this node's account and its receipts as every view counts them
+   * (`actors/recorded_receipts.ts`: recorded, copies and refused apart); undefined without a
+   * validator.
+   */
   validator(): Promise<
-    { stats: unknown; account: { balance: number; stake: number; locked: number } } | undefined
+    {
+      stats: unknown;
+      account: { balance: number; stake: number; locked: number };
+      receipts?: unknown;
+    } | undefined
   >;
   /** Storage usage, quota, files and storage peers; undefined without storage. */
   storage(): Promise<unknown | undefined>;

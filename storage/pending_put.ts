@@ -19,6 +19,7 @@
 import { join } from "node:path";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import type { ChunkStore, PinLabel } from "./chunk_store.ts";
+import { storageWriteError } from "./errors.ts";
 import { PENDING_DIR } from "./gc_roots.ts";
 
 const encoder = new TextEncoder();
@@ -61,13 +62,19 @@ export class PendingPut implements BlockStore {
   static async begin(store: ChunkStore): Promise<PendingPut> {
     const name = `${Date.now().toString(36)}-${crypto.randomUUID()}`;
     const path = join(store.dir, PENDING_DIR, name);
-    const file = await Deno.open(path, { append: true, createNew: true });
+    // The put's first write: a directory that can no longer be written (read-only, no
+    // permission, a failing device, full) answers the asker with the store's typed error
+    // (`storage_unwritable`, `disk_full`), as every other write of the store does, not a raw OS
+    // error the edge can only call `internal_error`.
+    const file = await Deno.open(path, { append: true, createNew: true }).catch((error) => {
+      throw storageWriteError(error, path);
+    });
     try {
       await file.lock(true);
     } catch (error) {
       file.close();
       await Deno.remove(path).catch(() => {});
-      throw error;
+      throw storageWriteError(error, path);
     }
     return new PendingPut(store, path, file);
   }
@@ -78,8 +85,12 @@ export class PendingPut implements BlockStore {
     const cid = await this.#store.put(bytes, { signal: options?.signal, verifyExisting: true });
     // One write per object, appended: concurrent records never interleave within a line.
     const line = encoder.encode(`${cid}\n`);
-    for (let offset = 0; offset < line.length;) {
-      offset += await this.#file.write(line.subarray(offset));
+    try {
+      for (let offset = 0; offset < line.length;) {
+        offset += await this.#file.write(line.subarray(offset));
+      }
+    } catch (error) {
+      throw storageWriteError(error, this.#path);
     }
     // Counted, not collected: a set of CIDs would grow with the file.
     this.#recorded = {
@@ -134,7 +145,7 @@ export class PendingPut implements BlockStore {
     // Removed while still locked, so no collector ever takes it for a dead put's record.
     try {
       await Deno.remove(this.#path).catch((error) => {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
+        if (!(error instanceof Deno.errors.NotFound)) throw storageWriteError(error, this.#path);
       });
     } finally {
       this.#file.close();

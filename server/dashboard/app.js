@@ -480,14 +480,21 @@ function renderValidator(validator, answering) {
     return;
   }
   const t = validator.stats;
-  const copies = t.copies ?? 0;
+  // Recorded receipts, one per job, as the node counts them for every view (the snapshot's
+  // `receipts`, `actors/recorded_receipts.ts`): copies and refusals are shown apart, never as jobs.
+  const r = validator.receipts;
+  const fault = t.ledgerWriteFault;
   $("validator-summary").textContent =
-    // One per job, as the heartbeat counts them: a job's receipt also comes in each announcement.
-    `${t.received - copies} receipts (${t.fromPeers - (t.copiesFromPeers ?? 0)} from peers, ` +
-    `${t.own} own, ${copies} ${copies === 1 ? "copy" : "copies"}) · ${t.challenged} challenged · ` +
+    `${r.recorded} receipts (${r.fromPeers} from peers, ${r.own} own, ${r.copies} ` +
+    `${r.copies === 1 ? "copy" : "copies"}) · ` + (r.refused > 0 ? `refused ${r.refused} · ` : "") +
+    `${t.challenged} challenged · ` +
     `verdicts ${t.verdicts.valid} valid, ${t.verdicts.fraud} fraud, ${t.verdicts.invalid} invalid, ` +
     `${t.verdicts.inconclusive} inconclusive · ${t.peerVerdicts} from peers · ${t.slashes} slashes · ` +
-    `${t.openChallenges} open`;
+    `${t.openChallenges} open` +
+    // One line while the ledger cannot write, as the heartbeat says it (`/healthz` has the rest).
+    (fault
+      ? ` · ledger writes failing (${fault.cause}, ${fault.failures} failed): see /healthz`
+      : "");
 }
 
 function prependActivity(item) {

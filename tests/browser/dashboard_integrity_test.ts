@@ -567,6 +567,8 @@ Deno.test({
                   openChallenges: 0,
                 },
                 account: { balance: 5, stake: 1000, locked: 0 },
+                // As the node's source counts them (`actors/recorded_receipts.ts`): 3 jobs.
+                receipts: { recorded: 3, fromPeers: 1, own: 2, copies: 1, refused: 0 },
               })
               // An ask that timed out: the actor is wedged or restarting.
               : Promise.reject(new Error("ask timed out")),

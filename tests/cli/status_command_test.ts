@@ -151,6 +151,8 @@ Deno.test("status labels the validator's receipt counts as this run's, beside th
     validator: {
       stats: { received: 3, challenged: 1, verdicts: { fraud: 0 }, slashes: 0 },
       account: { balance: 12, stake: 1000000, locked: 400 },
+      // As the node's source counts them (`actors/recorded_receipts.ts`).
+      receipts: { recorded: 3, fromPeers: 0, own: 0, copies: 0, refused: 0 },
     },
   });
   const ledger = lines.find((l) => l.startsWith("ledger"));
