@@ -185,8 +185,28 @@ export interface InferenceActorOptions {
    * is slashed. Jobs finished since this actor started are remembered without asking.
    */
   receiptSigned?: (jobId: string) => Promise<boolean> | boolean;
+  /**
+   * Where the job counters are kept ({@link InferenceCounters}); default a fresh set. The node
+   * hands every incarnation of the actor the same one, built outside the child spec's factory, so
+   * a restart by the supervisor keeps the totals `/metrics`, the dashboard and `status` show
+   * (review s71). The gauges (jobs running, queued) are each incarnation's own.
+   */
+  counters?: InferenceCounters;
   /** Clock in milliseconds; default `performance.now`. Injected by tests. */
   now?: () => number;
+}
+
+/**
+ * The counters of {@link InferenceStats}: totals since the process started, which outlive the
+ * actor's restarts when kept outside it ({@link InferenceActorOptions.counters}).
+ */
+export type InferenceCounters = Omit<InferenceStats, "activeJobs" | "queuedJobs" | "slots">;
+
+/** Every counter at 0: the counters of a node whose actor has run no job yet. */
+export function emptyInferenceCounters(): InferenceCounters {
+  const { activeJobs: _active, queuedJobs: _queued, slots: _slots, ...counters } =
+    emptyInferenceStats();
+  return counters;
 }
 
 /** Job ids finished here remembered in memory (the durable check is `receiptSigned`). */
@@ -240,7 +260,10 @@ export class InferenceActor implements Actor<InferenceMessage> {
   /** Ids of text jobs that finished here with a prover (so with a signed receipt). */
   #finished = new Set<string>();
   #receiptSigned?: (jobId: string) => Promise<boolean> | boolean;
-  #stats: InferenceStats = emptyInferenceStats();
+  /** Totals, kept across restarts by whoever gave them ({@link InferenceActorOptions.counters}). */
+  #counters: InferenceCounters;
+  /** Jobs running now: this incarnation's (a restart cancels every job it held). */
+  #activeJobs = 0;
   #preparer: JobPreparer;
 
   /**
@@ -255,6 +278,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     this.#prover = options.prover;
     this.#receiptSigned = options.receiptSigned;
     this.#now = options.now ?? (() => performance.now());
+    this.#counters = options.counters ?? emptyInferenceCounters();
     if (!(this.#concurrency >= 1)) throw new RangeError("concurrency must be at least 1");
     if (!(this.#queueLimit >= 0)) throw new RangeError("queueLimit must not be negative");
     this.#preparer = new JobPreparer({
@@ -284,9 +308,17 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
   }
 
-  /** Cancel every job when the actor stops, so no computation outlives it. */
+  /**
+   * Cancel every job when the actor stops, so no computation outlives it. Each is counted
+   * cancelled here: its `job_ended` reaches the next incarnation (or none), which does not know
+   * the job, and kept counters ({@link InferenceActorOptions.counters}) would otherwise show it
+   * started and never ended.
+   */
   postStop(): void {
-    for (const entry of [...this.#jobs.values()]) entry.cancel();
+    for (const entry of [...this.#jobs.values()]) {
+      entry.cancel();
+      this.#counters.jobsCancelled++;
+    }
   }
 
   async #submit(message: SubmitJob, ctx: ActorContext<InferenceMessage>): Promise<SubmitReply> {
@@ -329,7 +361,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     // behind this submission) holds no place: only live ones count against the limit.
     const waiting = liveQueued(lane);
     if (lane.running >= lane.slots() && waiting >= this.#queueLimit) {
-      this.#stats.jobsRejected++;
+      this.#counters.jobsRejected++;
       return {
         accepted: false,
         error: new TooManyJobsError(
@@ -380,8 +412,8 @@ export class InferenceActor implements Actor<InferenceMessage> {
   ): Promise<void> {
     entry.state = "running";
     lane.running++;
-    this.#stats.activeJobs++;
-    this.#stats.jobsStarted++;
+    this.#activeJobs++;
+    this.#counters.jobsStarted++;
     await entry.start(ctx);
   }
 
@@ -403,17 +435,17 @@ export class InferenceActor implements Actor<InferenceMessage> {
         this.#finished.delete(this.#finished.values().next().value!);
       }
     }
-    this.#stats.tokensGenerated += message.tokens;
-    if (message.outcome === "finished") this.#stats.jobsFinished++;
-    else if (message.outcome === "cancelled") this.#stats.jobsCancelled++;
-    else this.#stats.jobsFailed++;
+    this.#counters.tokensGenerated += message.tokens;
+    if (message.outcome === "finished") this.#counters.jobsFinished++;
+    else if (message.outcome === "cancelled") this.#counters.jobsCancelled++;
+    else this.#counters.jobsFailed++;
     const lane = this.#lane(entry.modelCid);
     if (entry.state !== "running") { // cancelled while queued: it never held a slot
       this.#dropQueued(entry, lane);
       return;
     }
     lane.running--;
-    this.#stats.activeJobs--;
+    this.#activeJobs--;
     // A queued job that has ended (cancelled in the same turn as this one, a client that went
     // away) keeps its place until its own `job_ended` drops it: the slot goes to the next live
     // one, unless the model now seats fewer than run (see `ModelLane.slots`).
@@ -440,7 +472,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
       : [...new Set(models)].flatMap((cid) => this.#lanes.get(cid) ?? []);
     let slots = 0;
     for (const lane of counted) slots += lane.slots();
-    return { ...this.#stats, queuedJobs, slots };
+    return { ...this.#counters, activeJobs: this.#activeJobs, queuedJobs, slots };
   }
 
   /**

@@ -163,6 +163,14 @@ export interface ValidatorActorOptions {
   log?: (line: string) => void;
   /** Told what the validator did as it happens (read-only; see {@link ValidatorActivity}). */
   onActivity?: (activity: ValidatorActivity) => void;
+  /**
+   * Where the counters are kept ({@link ValidatorStats}); default a fresh set. The node hands
+   * every incarnation of the actor the same one, built outside the child spec's factory, so a
+   * restart by the supervisor keeps the totals `/metrics`, the dashboard and `status` show
+   * (review s71). What describes this incarnation (`ledgerWriteFault`, the open challenges) is
+   * its own.
+   */
+  stats?: ValidatorStats;
 }
 
 /** Default finalize timer period: a fraction of the default 10-minute window. */
@@ -217,7 +225,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #heldFile?: HeldEvidenceFile;
   /** Credit for taking over peers' "proof withheld" claims, and false claimants held back. */
   readonly #takeovers = new TakeoverBudget();
-  readonly #stats: ValidatorStats = emptyValidatorStats();
+  /** Totals, kept across restarts by whoever gave them ({@link ValidatorActorOptions.stats}). */
+  readonly #stats: ValidatorStats;
   /** What the parts below share (`_validator_core.ts`). */
   readonly #core: ValidatorCore;
   /** Fraud proofs: taken, checked and settled (`_fraud_proofs.ts`). */
@@ -240,6 +249,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    */
   constructor(options: ValidatorActorOptions) {
     this.#options = options;
+    this.#stats = options.stats ?? emptyValidatorStats();
+    // The fault was the last incarnation's ledger's: this one opens the ledger anew from disk, and
+    // a write of its own that fails holds the fault again (`_ledger_write_faults.ts`).
+    delete this.#stats.ledgerWriteFault;
     this.#core = {
       options,
       ledger: () => this.#ledger!,

@@ -10,11 +10,16 @@
 import { join } from "node:path";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ChildSpec } from "../actors/actor.ts";
-import { InferenceActor, type InferenceMessage } from "../actors/inference_actor.ts";
+import {
+  emptyInferenceCounters,
+  InferenceActor,
+  type InferenceMessage,
+} from "../actors/inference_actor.ts";
 import { ProverActor, proverHook, type ProverMessage } from "../actors/prover_actor.ts";
 import { StorageActor } from "../actors/storage_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
+import { emptyValidatorStats } from "../actors/validator_messages.ts";
 import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { ModelRegistry } from "../inference/model_registry.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
@@ -129,6 +134,9 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
     });
   }
   if (roles.validator) {
+    // Built here, outside the factory: every incarnation counts on in the same totals, so an
+    // actor's restart does not take the node's counts back to 0 (review s71).
+    const stats = emptyValidatorStats();
     const unsafe = challengeProbabilityWarning(
       config.validator.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,
     );
@@ -155,10 +163,13 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           onActivity: activity && ((a) => activity.record(a)),
           // The training validator resumes its own interrupted challenges (addTrainingChildren).
           trainingProofsResumed: trainingValidates(config, training),
+          stats,
         }),
     });
   }
   if (roles.inference) {
+    // Outside the factory, as the validator's: totals that outlive the actor's restarts.
+    const counters = emptyInferenceCounters();
     add<InferenceMessage>({
       name: NODE_ACTORS.inference,
       factory: () => {
@@ -177,6 +188,7 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           receiptSigned: validator &&
             ((jobId) =>
               validator.ask<boolean>({ type: "job_recorded", jobId, worker: identity.publicKey })),
+          counters,
         });
       },
     });

@@ -26,6 +26,16 @@
  * Given the node's public key, `/healthz` reports it, hex, as `node_key`: a client pins it as a
  * receipt's `worker`, or adds it as a routed job's `requester`, without reading the node's log.
  *
+ * Neither route needs a key, and each asks the node's actors (the mailboxes that carry its peer
+ * traffic): 2000 concurrent scrapes from one client slowed a job 20× and made 487 of them drop the
+ * storage series (review s71). So requests under way at once share one round of asks and get the
+ * same answer (`/metrics`: `MetricsRegistry.render`; `/healthz`: here), as `/dashboard/state`
+ * shares its snapshot, and each client address (an IPv6 one by its /64: `client_address.ts`) has
+ * an allowance per route and per minute, bursts included, as the dashboard's state reads have
+ * (`KeyLimits`): past it, 429 `rate_limited` with `Retry-After`. The allowances
+ * ({@link DEFAULT_METRICS_SCRAPES_PER_MINUTE}, {@link DEFAULT_HEALTH_CHECKS_PER_MINUTE}) are sized
+ * so that monitoring never meets them.
+ *
  * @module
  */
 import { Hono } from "hono";
@@ -34,6 +44,10 @@ import type { ModelHealth } from "../inference/model_health.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import { toHex } from "../protocols/hash.ts";
+import type { EdgeEnv } from "./client_access.ts";
+import { clientAddress } from "./client_address.ts";
+import { errorResponse } from "./http_errors.ts";
+import { KeyLimits } from "./key_limits.ts";
 import {
   type MetricSample,
   type MetricsCollector,
@@ -56,6 +70,59 @@ export interface HealthCondition {
 }
 
 /**
+ * `GET /metrics` one client address may make per minute, bursts included (a bucket of a minute's
+ * worth): a Prometheus scraping every 5 s makes 12, an HA pair behind one address 24, so 120 leaves
+ * room for a human with `curl` and a scrape interval of 1 s beside them, while a flood is cut to
+ * two scrapes a second, each sharing its round of asks with those under way.
+ */
+export const DEFAULT_METRICS_SCRAPES_PER_MINUTE = 120;
+
+/**
+ * `GET /healthz` one client address may make per minute, bursts included: a load balancer checks
+ * every 2 to 30 s (HAProxy's default 2 s: 30 a minute), a kubelet's liveness, readiness and startup
+ * probes at their 1 s minimum make 180 together; 600 (ten a second) is over three times that, and
+ * still bounds one address's flood.
+ */
+export const DEFAULT_HEALTH_CHECKS_PER_MINUTE = 600;
+
+/** One `/healthz` answer: its body and HTTP status, the same for every request that shared it. */
+interface HealthAnswer {
+  body: Record<string, unknown>;
+  code: 200 | 503;
+}
+
+/** Options of {@link healthRoutes}'s allowances. */
+export interface HealthRoutesOptions {
+  /**
+   * `/metrics` requests per client address per minute; default
+   * {@link DEFAULT_METRICS_SCRAPES_PER_MINUTE}.
+   */
+  metricsScrapesPerMinute?: number;
+  /**
+   * `/healthz` requests per client address per minute; default
+   * {@link DEFAULT_HEALTH_CHECKS_PER_MINUTE}.
+   */
+  healthChecksPerMinute?: number;
+  /** Clock in milliseconds for the allowances; default `performance.now`. Tests pass their own. */
+  now?: () => number;
+}
+
+/** One client address's allowance of `route` requests a minute (see the module doc). */
+function perAddress(route: string, perMinute: number, now?: () => number): KeyLimits {
+  return new KeyLimits({
+    // Requests under way at once share one round of asks: the allowance per minute bounds them.
+    concurrency: Number.POSITIVE_INFINITY,
+    requestsPerMinute: perMinute,
+    now,
+    things: {
+      holder: "this address",
+      held: `${route} requests under way`,
+      started: `${route} requests`,
+    },
+  });
+}
+
+/**
  * Routes `/healthz` and `/metrics`; mount at the root.
  *
  * @param gateway Jobs and models, for the queue and the model count.
@@ -64,6 +131,7 @@ export interface HealthCondition {
  * @param conditions The node's other conditions that hold now (see the module doc); none by
  *   default.
  * @param nodeKey The node's public key, reported (hex) as `node_key`; absent, no `node_key`.
+ * @param options The per-address allowances (see the module doc).
  */
 export function healthRoutes(
   gateway: InferenceGateway,
@@ -71,10 +139,23 @@ export function healthRoutes(
   modelHealth?: () => RegisteredModelHealth[],
   conditions?: () => Promise<HealthCondition[]>,
   nodeKey?: Uint8Array,
-): Hono {
+  options: HealthRoutesOptions = {},
+): Hono<EdgeEnv> {
   const node_key = nodeKey === undefined ? undefined : toHex(nodeKey);
-  const routes = new Hono();
-  routes.get("/healthz", async (c) => {
+  const routes = new Hono<EdgeEnv>();
+  const scrapes = perAddress(
+    "/metrics",
+    options.metricsScrapesPerMinute ?? DEFAULT_METRICS_SCRAPES_PER_MINUTE,
+    options.now,
+  );
+  const checks = perAddress(
+    "/healthz",
+    options.healthChecksPerMinute ?? DEFAULT_HEALTH_CHECKS_PER_MINUTE,
+    options.now,
+  );
+  /** The check under way, shared by every `/healthz` request that comes while it runs. */
+  let checking: Promise<HealthAnswer> | undefined;
+  const check = async (): Promise<HealthAnswer> => {
     const [counted, listed, others] = await Promise.all([
       gateway.stats().catch(asError),
       gateway.listModels().catch(asError),
@@ -117,7 +198,7 @@ export function healthRoutes(
       }),
     };
     const code = status === "failed" ? 503 : 200;
-    if (runtime === undefined) return c.json(body, code);
+    if (runtime === undefined) return { body, code };
     const model_runtime = runtime.map((m) => ({
       model: m.cid,
       name: m.name,
@@ -131,14 +212,41 @@ export function healthRoutes(
         ...(w.lastError === undefined ? {} : { last_error: w.lastError }),
       })),
     }));
-    return c.json({ ...body, model_runtime }, code);
+    return { body: { ...body, model_runtime }, code };
+  };
+  routes.get("/healthz", async (c) => {
+    const release = admitted(checks, c.env?.remoteAddr);
+    if (release instanceof Response) return release;
+    try {
+      checking ??= check().finally(() => (checking = undefined));
+      const { body, code } = await checking;
+      return c.json(body, code);
+    } finally {
+      release();
+    }
   });
-  routes.get("/metrics", async () => {
-    return new Response(await metrics.render(), {
-      headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
-    });
+  routes.get("/metrics", async (c) => {
+    const release = admitted(scrapes, c.env?.remoteAddr);
+    if (release instanceof Response) return release;
+    try {
+      // Scrapes under way at once share one collection (`MetricsRegistry.render`).
+      return new Response(await metrics.render(), {
+        headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+      });
+    } finally {
+      release();
+    }
   });
   return routes;
+}
+
+/** A place in `limits` for the client at `addr`, or the 429 that refuses it. */
+function admitted(limits: KeyLimits, addr: Deno.Addr | undefined): (() => void) | Response {
+  try {
+    return limits.admit(clientAddress(addr));
+  } catch (error) {
+    return errorResponse(error);
+  }
 }
 
 /** The condition of a node whose inference stats could not be had (see `healthRoutes`). */

@@ -10,12 +10,21 @@
  * `veriflow_metrics_collector_failures_total{collector, reason}` (`reason` `timeout` or
  * `error`), so a gap in a series comes with its cause.
  *
- * A counter never goes down while the process runs, whatever its source does: a router's job
- * counts are sums over the worker connections open now, and an actor's counts start again from 0
- * when its supervisor restarts it. Prometheus reads any drop as a reset of the process and
- * `rate()` books what is left as new work, so the registry holds each counter series at its
- * highest value through a drop and adds the source's increases from there on (a drop to 400
- * from 1000, then 450: 1000, then 1050).
+ * Scrapes under way at once share one collection and get the same text
+ * ({@link MetricsRegistry.render}): each collection asks the node's actors, and a flood of scrapes
+ * asked them once per request (review s71). A scrape that comes after the shared one ended
+ * collects afresh.
+ *
+ * A counter never goes down while the process runs, whatever its source does. The inference
+ * and validator actors' counts are kept by the node across their restarts
+ * (`node/_node_children.ts`), and a router's job counts keep those of closed worker connections
+ * (`NetworkInferencePort.stats`), so neither drops; the prover's, the storage's and the network's
+ * counts still live in their actors and start again from 0 when a supervisor restarts one.
+ * Prometheus reads any drop as a reset of the process and `rate()` books what is left as new work,
+ * so the registry holds each counter series at its highest value through a drop and adds the
+ * source's increases from there on (a drop to 400 from 1000, then 450: 1000, then 1050). For those
+ * sources, what was counted after the last scrape and before a restart is still lost: no scrape
+ * saw it.
  *
  * @example
  * ```ts
@@ -171,6 +180,10 @@ export class MetricsRegistry {
    * that the series never goes down (see the module doc).
    */
   #counters = new Map<string, { last: number; offset: number }>();
+  /** The collection under way, shared by every scrape that comes while it runs. */
+  #collecting?: Promise<MetricSample[]>;
+  /** The rendering under way, shared likewise. */
+  #rendering?: Promise<string>;
 
   /** An empty registry. */
   constructor(options: MetricsRegistryOptions = {}) {
@@ -194,9 +207,15 @@ export class MetricsRegistry {
 
   /**
    * All current samples, collectors run concurrently; one that throws or misses its deadline
-   * is left out and counted (see the module doc), never failing the rest.
+   * is left out and counted (see the module doc), never failing the rest. Calls made while one
+   * runs share it (see the module doc).
    */
-  async collect(): Promise<MetricSample[]> {
+  collect(): Promise<MetricSample[]> {
+    this.#collecting ??= this.#collect().finally(() => (this.#collecting = undefined));
+    return this.#collecting;
+  }
+
+  async #collect(): Promise<MetricSample[]> {
     const batches = await Promise.all(this.#collectors.map((entry) => this.#run(entry)));
     return [...batches.flat().map((sample) => this.#monotonic(sample)), ...this.#failureSamples()];
   }
@@ -216,8 +235,16 @@ export class MetricsRegistry {
     return seen.offset === 0 ? sample : { ...sample, value: sample.value + seen.offset };
   }
 
-  /** The Prometheus text exposition of all current samples, grouped by metric name. */
-  async render(): Promise<string> {
+  /**
+   * The Prometheus text exposition of all current samples, grouped by metric name. Calls made
+   * while one runs share it and get the same text (see the module doc).
+   */
+  render(): Promise<string> {
+    this.#rendering ??= this.#render().finally(() => (this.#rendering = undefined));
+    return this.#rendering;
+  }
+
+  async #render(): Promise<string> {
     const byName = new Map<string, MetricSample[]>();
     for (const sample of await this.collect()) {
       if (!METRIC_NAME.test(sample.name)) throw new RangeError(`bad metric name ${sample.name}`);

@@ -16,6 +16,7 @@ const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
 const LINE_TIMEOUT_MS = 60_000;
 /** `/proc` reports CPU time in USER_HZ ticks, 100 per second on every Linux ABI Deno runs on. */
 const CLOCK_TICKS_PER_S = 100;
+const MS_PER_S = 1000;
 
 /** A running node process. */
 export class NodeProcess {
@@ -133,9 +134,18 @@ export class NodeProcess {
     return Number((await this.waitForLine(/^peer listener\s+\S+:(\d+)$/))[1]);
   }
 
-  /** Its `/metrics` as name{labels} → value. */
+  /**
+   * Its `/metrics` as name{labels} → value. A scrape over this address's allowance (429, a test
+   * polling in a loop: `server/health_routes.ts`) is retried after its `Retry-After`.
+   */
   async metrics(): Promise<Map<string, number>> {
-    const response = await fetch(`${await this.httpUrl()}/metrics`);
+    let response = await fetch(`${await this.httpUrl()}/metrics`);
+    while (response.status === 429) {
+      await response.body?.cancel();
+      const retryAfterS = Number(response.headers.get("retry-after") ?? 1);
+      await new Promise((resolve) => setTimeout(resolve, retryAfterS * MS_PER_S));
+      response = await fetch(`${await this.httpUrl()}/metrics`);
+    }
     const text = await response.text();
     const out = new Map<string, number>();
     for (const line of text.split("\n")) {
