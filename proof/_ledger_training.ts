@@ -28,6 +28,7 @@ import { equivocationSlash, type LedgerView, lockOf } from "./_ledger_amounts.ts
 import { stakeCovers } from "./_ledger_unrecorded.ts";
 import { keptTrainingEquivocation, stakeRefusedTrainingClaim } from "./_ledger_stake_refused.ts";
 import type { TrainingRoundTerms } from "./ledger.ts";
+import { trainingReward } from "./economics.ts";
 
 /**
  * The trainer's slot in a round: a round is its number and start model (a coordinator that
@@ -144,9 +145,13 @@ function slotOf(receipt: TrainingReceipt): string {
   return trainingSlot(toHex(receipt.trainer), receipt.round, receipt.startModel);
 }
 
-/** What `receipt` earns: its steps at `trainingCreditPerStep`, to the quantum. */
+/**
+ * What `receipt` earns: its steps priced by the work of a step (`trainingReward`: the delta's
+ * size × batch × predicted bytes, relative to the reference step that pays
+ * `trainingCreditPerStep`), from its signed fields only, to the quantum.
+ */
 function trainingRewardOf(view: LedgerView, receipt: TrainingReceipt): number {
-  return roundCredits(receipt.steps * view.economics.trainingCreditPerStep);
+  return roundCredits(trainingReward(view.economics, receipt));
 }
 
 /**

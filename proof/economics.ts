@@ -15,9 +15,9 @@
  * which is negative for every `C ≤ R` exactly when `q·(1 + m) > 1`. The defaults
  * (`p = 0.1`, `m = 20`) give `q·(1 + m) = 2.1` for `d = 1`, and stay safe down to `d ≈ 0.48`.
  *
- * Training receipts follow the same formula with `R = trainingCreditPerStep × steps` (steps
- * never more than the round's H): the same `m` locks the same multiple of the reward, so the
- * same `q·(1 + m) > 1` makes lazy training lose.
+ * Training receipts follow the same formula with `R` the receipt's work priced by
+ * {@link trainingReward} (steps never more than the round's H): the same `m` locks the same
+ * multiple of the reward, so the same `q·(1 + m) > 1` makes lazy training lose.
  *
  * @module
  */
@@ -39,8 +39,9 @@ export interface EconomicParams {
   /** How long a receipt stays pending before it is final, in ms (default 10 minutes). */
   challengeWindowMs: number;
   /**
-   * Credits per local step of a training receipt (default 100); a receipt earns this × its
-   * steps, and may claim at most the round's H steps.
+   * Credits per local step of the reference configuration (default 100): a receipt earns this
+   * × its steps × the work of its step relative to the reference step's
+   * ({@link trainingReward}), and may claim at most the round's H steps.
    */
   trainingCreditPerStep: number;
 }
@@ -54,12 +55,69 @@ export const DEFAULT_ECONOMICS: Readonly<EconomicParams> = Object.freeze({
   falseAccusationPenalty: 100,
   defaultTokenPrice: 1,
   challengeWindowMs: 10 * 60 * 1000,
-  // A step of the default batch (8 samples × 64 predicted bytes, forward and backward) costs
+  // A step of the reference configuration (`tiny`, 8 samples × 64 predicted bytes, forward and
+  // backward; {@link TRAINING_REFERENCE_STEP_WORK}) costs
   // far more than one inference token, but every credit in flight must be backed by
   // `slashMultiplier` times as much free stake: at 100 a node's default self-stake (1,000,000)
   // backs 500 steps in flight, a few rounds of a few hundred steps each.
   trainingCreditPerStep: 100,
 });
+
+/**
+ * The ledger's credit quantum per credit (`ledger_state.ts` rounds every amount to it): a
+ * training reward is computed in these integer units.
+ */
+const CREDIT_QUANTA = 1_000_000;
+
+/**
+ * Work units of one training step of the reference configuration — the default training model
+ * (`tiny`: its int8 delta is 157,096 bytes, `training/delta_bytes.ts`), at the default batch of 8
+ * samples of 65 bytes (64 predicted) — that {@link EconomicParams.trainingCreditPerStep} prices:
+ * 157,096 × 8 × 64. A test checks it against the model and the defaults.
+ */
+export const TRAINING_REFERENCE_STEP_WORK = 157_096 * 8 * 64;
+
+/** The signed fields of a training receipt its reward is computed from. */
+export interface TrainingWork {
+  /** Local steps. */
+  steps: number;
+  /** Bytes of the int8 delta: a byte a parameter (plus a scale a row), the model's size. */
+  deltaBytes: number;
+  /** The batch of each step. */
+  hyper: { batchSize: number; sampleBytes: number };
+}
+
+/**
+ * Work units of one step of `work`: parameters × samples × predicted bytes a sample, the three
+ * factors a step's forward and backward passes scale with, as the receipt signs them (the delta's
+ * size stands for the parameters: every ledger reads it, and an audit refuses a receipt whose
+ * size is not that of the round's model, `round_audit.ts`).
+ */
+export function trainingStepWork(work: TrainingWork): bigint {
+  const { deltaBytes, hyper } = work;
+  return BigInt(deltaBytes) * BigInt(hyper.batchSize) * BigInt(Math.max(0, hyper.sampleBytes - 1));
+}
+
+/**
+ * What a training receipt earns: `trainingCreditPerStep × steps × stepWork / reference`, so credit
+ * follows the work and a step of the reference configuration pays `trainingCreditPerStep` (review
+ * s71 F2: a 1-wide model on batches of one 2-byte sample was paid as much per step as `tiny` at
+ * the defaults, for ~35× less compute and 3·10⁴× less work). Computed from signed fields only, in
+ * integers (credit quanta, rounded down), so every ledger computes the same amount.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_ECONOMICS, trainingReward } from "./economics.ts";
+ * const hyper = { batchSize: 8, sampleBytes: 65 };
+ * trainingReward(DEFAULT_ECONOMICS, { steps: 3, deltaBytes: 157_096, hyper }); // 300
+ * ```
+ */
+export function trainingReward(params: Readonly<EconomicParams>, work: TrainingWork): number {
+  const perStep = BigInt(Math.round(params.trainingCreditPerStep * CREDIT_QUANTA));
+  const quanta = BigInt(work.steps) * trainingStepWork(work) * perStep /
+    BigInt(TRAINING_REFERENCE_STEP_WORK);
+  return Number(quanta) / CREDIT_QUANTA;
+}
 
 /**
  * Expected profit of cheating minus that of honest work, for one job paying `reward` where

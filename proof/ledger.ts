@@ -46,8 +46,8 @@
  * Training receipts (`training/training_receipt.ts`) are receipts of another kind on the same
  * machinery: `recordTrainingReceipt` checks the trainer's signature and the round's terms (a
  * receipt for another round, another start model, or more steps than the round's H is
- * refused), locks `slashMultiplier ×` its credit (`trainingCreditPerStep × steps`) from the
- * trainer's free stake, and a second, different receipt of the trainer for the same round is
+ * refused), locks `slashMultiplier ×` its credit (`trainingReward`: `trainingCreditPerStep ×
+ * steps`, scaled by the work of a step) from the trainer's free stake, and a second, different receipt of the trainer for the same round is
  * equivocation, slashed on arrival. From then on it is an open receipt like any other:
  * `finalizeDue` pays it, `openChallenge` / `clearChallenge` / `settleFault` / `leaveUnresolved`
  * end a challenge of it, and `settleTrainingFraud` settles a checked fraud proof (a failed or
@@ -669,8 +669,8 @@ export class Ledger {
 
   /**
    * Record a signed training receipt as pending, against the terms of its round. Its reward is
-   * `trainingCreditPerStep × steps`, credited when final unless `options.credited` is false: the
-   * caller vouches for the terms (its node coordinated the round, or audited its outcome), while
+   * `trainingReward` (`trainingCreditPerStep × steps`, scaled by the work of a step), credited
+   * when final unless `options.credited` is false: the caller vouches for the terms (its node coordinated the round, or audited its outcome), while
    * terms that arrive by gossip alone are the trainer's word, and a round nobody ran must earn
    * nothing. A receipt recorded
    * without credit gets it from {@link Ledger.creditTrainingReceipt}. The slash
@@ -727,8 +727,8 @@ export class Ledger {
 
   /**
    * Credit a training receipt recorded without credit (gossip alone), now that a round outcome
-   * this ledger's owner audited names it: `trainingCreditPerStep × steps` (its locked slash ÷
-   * `slashMultiplier`), paid when final.
+   * this ledger's owner audited names it: `trainingReward` (`trainingCreditPerStep × steps`,
+   * scaled by the work of a step; its locked slash ÷ `slashMultiplier`), paid when final.
    * Returns whether it changed anything (a receipt unknown, closed or already credited: no).
    */
   async creditTrainingReceipt(receiptId: string): Promise<boolean> {

@@ -88,7 +88,8 @@ export interface ReceiptRecord {
   /**
    * Credit due when final: tokens × price when a requester other than the worker signed the
    * job's assignment to it (`requester`), else 0 — unrequested work earns nothing. For a
-   * training receipt, steps × `trainingCreditPerStep`.
+   * training receipt, `trainingReward` (steps × `trainingCreditPerStep`, scaled by the work of a
+   * step).
    */
   credit: number;
   /** Hex key of the requester whose assignment backs the credit, if any. */

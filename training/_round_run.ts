@@ -27,6 +27,7 @@ import { aggregateRound } from "./training_round.ts";
 import type { JoinedTrainer } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
 import { decodeFittingDelta } from "./int8_delta.ts";
+import { sameWork } from "./duplicate_work.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
 import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
 import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
@@ -131,14 +132,8 @@ export class RoundRun {
         );
         return;
       }
-      // One piece of work is paid once: a report whose trajectory (checkpoints root) or delta
-      // another report of the round already has is a copy signed under a second key (a shard of
-      // one repeated sample makes the batches independent of the data seed, so every challenge
-      // of the copy passes), and its delta would weigh twice in the mean (review s54).
-      const { checkpointsRoot, deltaHash } = report.receipt;
-      const original = reports.find(({ report: r }) =>
-        r.receipt.checkpointsRoot === checkpointsRoot || r.receipt.deltaHash === deltaHash
-      );
+      // One piece of work is paid once (`duplicate_work.ts`, the rule every audit applies too).
+      const original = reports.find(({ report: r }) => sameWork(r.receipt, report.receipt));
       if (original !== undefined) {
         const why = `duplicate_work: the same training as ${original.trainer.key.slice(0, 16)}'s`;
         excluded.set(trainer.key, why);

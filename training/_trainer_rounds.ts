@@ -1,7 +1,7 @@
 /**
  * The rounds a TrainerService (`trainer_service.ts`) takes: which it admits — at most
- * `maxRoundSteps` local steps, one round at a time per coordinator, one receipt per round slot
- * (`_signed_slots.ts`) — the training of each outside the mailbox, in the engine, and the
+ * `maxRoundSteps` local steps, on the trainer's own batch size and sample length, one round at a
+ * time per coordinator, one receipt per round slot (`_signed_slots.ts`) — the training of each outside the mailbox, in the engine, and the
  * stopping of a round nobody waits for any more. Admitted in the service's mailbox (its `round`
  * message), before any await; each step the engine takes comes back by the service's `step`
  * message, and the end of the run by its `trained` message, which records the receipt's
@@ -18,6 +18,7 @@ import {
   type RoundBody,
 } from "../protocols/training_messages.ts";
 import type { RoundModels } from "./round_models.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 import { TrainingError } from "./training_error.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
 import type { TrainerEngine } from "./trainer_engine.ts";
@@ -32,6 +33,11 @@ export interface TrainerRoundsOptions {
   refusedModel?: (cid: string) => Promise<string | null>;
   /** The most local steps (H) a round may ask of this trainer; default {@link MAX_ROUND_STEPS}. */
   maxRoundSteps?: number;
+  /**
+   * The batch this trainer trains: a round announcing another `hyper.batchSize` or
+   * `hyper.sampleBytes` is refused (`round_terms_refused`).
+   */
+  batch: Pick<LocalHyperParams, "batchSize" | "sampleBytes">;
   /** The round slots this trainer signed. */
   slots: SignedSlots;
   /** The trainer's engine, which trains the rounds (set once the service started). */
@@ -61,8 +67,10 @@ export class TrainerRounds {
    * Train a round for `coordinator`, or refuse it at once. Rounds run one after another, so any
    * peer that can ask for one could hold this trainer's real coordinators' rounds behind its own
    * past their deadlines (the review of stop 49 found it): a round of more than
-   * {@link TrainerRoundsOptions.maxRoundSteps} steps is refused (`too_many_steps`), and so is a
-   * second round from a coordinator while one of its rounds waits or runs here
+   * {@link TrainerRoundsOptions.maxRoundSteps} steps is refused (`too_many_steps`), so is one on
+   * another batch than the trainer's own ({@link TrainerRoundsOptions.batch}:
+   * `round_terms_refused`, which also keeps what a challenge opens of the shard bounded), and so
+   * is a second round from a coordinator while one of its rounds waits or runs here
    * (`round_in_progress`) — the same request again (a coordinator that lost its connection and
    * asks again) gets the running round's report instead. Decided in the mailbox, before any
    * await: two requests cannot both pass, however close together they come.
@@ -101,6 +109,24 @@ export class TrainerRounds {
         new TrainingError(
           "too_many_steps",
           `this trainer takes rounds of at most ${maxSteps} local steps, not ${body.steps}`,
+        ),
+      );
+    }
+    // The batch is this trainer's, not the coordinator's to choose: one challenge opens every
+    // sample of TRAINING_CHALLENGE_STEPS batches, so a batch of 4096 opened the whole shard, and
+    // a step's time grows with it, so H steps of it held the engine for hours past any bound on H
+    // (review s71 F3). The batch the privacy bound and `maxRoundSteps` are measured at is kept.
+    const { batchSize, sampleBytes } = this.#options.batch;
+    if (body.hyper.batchSize !== batchSize || body.hyper.sampleBytes !== sampleBytes) {
+      this.#log(
+        `trainer: round ${body.round} refused for ${coordinator.slice(0, 16)}: batches of ` +
+          `${body.hyper.batchSize} × ${body.hyper.sampleBytes} B, not ${batchSize} × ${sampleBytes} B`,
+      );
+      return refused(
+        new TrainingError(
+          "round_terms_refused",
+          `this trainer trains batches of ${batchSize} samples of ${sampleBytes} bytes, not ` +
+            `${body.hyper.batchSize} of ${body.hyper.sampleBytes}`,
         ),
       );
     }

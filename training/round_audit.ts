@@ -13,28 +13,38 @@
  *
  * What fails, and why:
  *
- * | reason               | the outcome…                                                   |
- * | -------------------- | -------------------------------------------------------------- |
- * | `no_reports`         | names no delta                                                 |
- * | `accepted_mismatch`  | lists other trainers than its receipts are from                |
- * | `duplicate_report`   | names one trainer (or one receipt) twice: its delta would      |
- * |                      | weigh double in the mean                                       |
- * | `receipt_mismatch`   | carries a receipt of another round or start model              |
- * | `seed_mismatch`      | carries a receipt on another data seed than the round's for    |
- * |                      | its trainer (`dataSeedOf`): batches of the trainer's choosing  |
- * | `steps_mismatch`     | carries receipts on different step counts H (a round announces |
- * |                      | one H; each ledger credits a receipt by its own steps), or on  |
- * |                      | another H than the round before it that this node audited (a   |
- * |                      | run keeps one H)                                               |
- * | `hyper_mismatch`     | carries receipts on different hyper-parameters (a round        |
- * |                      | announces one set to all its trainers)                         |
- * | `receipt_invalid`    | carries a receipt its trainer did not sign (checked before     |
- * |                      | anything is fetched for the outcome)                           |
- * | `convicted_included` | averages a delta whose own receipt this node's ledger convicted |
- * | `delta_mismatch`     | names a file that is not the delta its receipt signs, or a     |
- * |                      | delta that does not fit the start weights (as the coordinator  |
- * |                      | refuses it: `aggregateRound`)                                  |
- * | `aggregate_mismatch` | names a model the outer step over those deltas does not give   |
+ * | reason                | the outcome…                                                    |
+ * | --------------------- | --------------------------------------------------------------- |
+ * | `no_reports`          | names no delta                                                  |
+ * | `accepted_mismatch`   | lists other trainers than its receipts are from                 |
+ * | `duplicate_report`    | names one trainer (or one receipt) twice: its delta would       |
+ * |                       | weigh double in the mean                                        |
+ * | `receipt_mismatch`    | carries a receipt of another round or start model               |
+ * | `seed_mismatch`       | carries a receipt on another data seed than the round's for     |
+ * |                       | its trainer (`dataSeedOf`): batches of the trainer's choosing   |
+ * | `steps_mismatch`      | carries receipts on different step counts H (a round announces  |
+ * |                       | one H; each ledger credits a receipt by its own steps), or on   |
+ * |                       | another H than the round before it that this node audited (a    |
+ * |                       | run keeps one H)                                                |
+ * | `hyper_mismatch`      | carries receipts on different hyper-parameters (a round         |
+ * |                       | announces one set to all its trainers)                          |
+ * | `receipt_invalid`     | carries a receipt its trainer did not sign (checked before      |
+ * |                       | anything is fetched for the outcome)                            |
+ * | `duplicate_work`      | names one piece of work twice under two keys (the same          |
+ * |                       | `checkpointsRoot` or `deltaHash`: `duplicate_work.ts`), as the  |
+ * |                       | coordinator's own round refuses it: a sybil's copy would be     |
+ * |                       | paid and weigh double in the mean                               |
+ * | `delta_size_mismatch` | carries a receipt whose `deltaBytes` is not the delta size of   |
+ * |                       | the outcome's `arch` (checked before anything is fetched: no    |
+ * |                       | delta of that model has another size)                           |
+ * | `convicted_included`  | averages a delta whose own receipt this node's ledger convicted |
+ * | `delta_mismatch`      | names a file that is not the delta its receipt signs, or a      |
+ * |                       | delta that does not fit the start weights (as the coordinator   |
+ * |                       | refuses it: `aggregateRound`); the deltas are fetched           |
+ * |                       | {@link AUDIT_FETCH_BATCH} at a time, each checked against its   |
+ * |                       | receipt as it comes, and the audit stops at the first that is   |
+ * |                       | not                                                             |
+ * | `aggregate_mismatch`  | names a model the outer step over those deltas does not give    |
  *
  * The outcome does not carry the hyper-parameters or the H the round announced, so a round whose
  * every receipt departs from them in the same way is not caught here (for H, unless this node
@@ -54,6 +64,17 @@ import { dataSeedOf, sameHyperParams } from "./round_coordinator.ts";
 import { aggregateRound } from "./training_round.ts";
 import { TrainingError } from "./training_error.ts";
 import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
+import { firstDuplicateWork } from "./duplicate_work.ts";
+import { gptDeltaBytes } from "./delta_bytes.ts";
+
+/**
+ * Deltas fetched at once by an audit. Each is at most a report's 960 KiB
+ * (`MAX_REPORT_DELTA_BYTES`), but a file of a hostile outcome may be anything up to the storage's
+ * 64 MiB, and an outcome names up to 256 of them: all at once held gigabytes on every auditing
+ * node (review s71 F4). Four keep an audit's memory to a few files while the fetches still
+ * overlap; a mismatch ends the audit before the next batch is asked for.
+ */
+export const AUDIT_FETCH_BATCH = 4;
 
 /** What {@link auditRound} found. */
 export type RoundAudit =
@@ -159,6 +180,29 @@ export async function auditRound(
   if (forged >= 0) {
     return fail("receipt_invalid", `report ${forged}'s receipt is not signed by its trainer`);
   }
+  // One piece of work signed under two keys (a sybil's copy): the rule the coordinator's round
+  // applies. A copy is validly signed, so this comes after the signatures: forged receipts are
+  // `receipt_invalid` whatever they name.
+  const copied = firstDuplicateWork(reports.map((r) => r.receipt));
+  if (copied !== undefined) {
+    return fail(
+      "duplicate_work",
+      `the report of ${trainers[copied.copy].slice(0, 16)} is the same work as ` +
+        `${trainers[copied.original].slice(0, 16)}'s`,
+    );
+  }
+  // Every delta of the outcome's model has one size: a receipt claiming another cannot be
+  // honest, and it must not cost a fetch (review s71 F4).
+  const deltaBytes = gptDeltaBytes(outcome.arch);
+  const oversized = reports.findIndex(({ receipt }) => receipt.deltaBytes !== deltaBytes);
+  if (oversized >= 0) {
+    return fail(
+      "delta_size_mismatch",
+      `report ${oversized}'s receipt claims a delta of ${
+        reports[oversized].receipt.deltaBytes
+      } bytes; a delta of this model is ${deltaBytes}`,
+    );
+  }
   for (const { receipt } of reports) {
     if (await context.convicted(trainingReceiptId(receipt))) {
       const trainer = toHex(receipt.trainer).slice(0, 16);
@@ -177,7 +221,21 @@ export async function auditRound(
     }
   }
   const start = await context.models.get(outcome.startModel, outcome.arch, outcome.startFile);
-  const deltas = await Promise.all(reports.map((r) => context.models.getFile(r.deltaFile)));
+  const deltas: Uint8Array[] = [];
+  for (let from = 0; from < reports.length; from += AUDIT_FETCH_BATCH) {
+    const batch = reports.slice(from, from + AUDIT_FETCH_BATCH);
+    const fetched = await Promise.all(batch.map((r) => context.models.getFile(r.deltaFile)));
+    // Checked as it comes: the first file that is not its receipt's delta ends the audit before
+    // another is fetched.
+    const wrong = batch.findIndex((r, i) =>
+      !verifyTrainingReceipt(r.receipt, { delta: fetched[i] }).ok
+    );
+    if (wrong >= 0) {
+      const trainer = toHex(batch[wrong].receipt.trainer).slice(0, 16);
+      return fail("delta_mismatch", `the delta of ${trainer} is refused (delta_mismatch)`);
+    }
+    deltas.push(...fetched);
+  }
   const result = await aggregateRound(
     reports.map((r, i) => ({ receipt: r.receipt, delta: deltas[i] })),
     {

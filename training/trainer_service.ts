@@ -101,10 +101,16 @@ export interface TrainerServiceOptions {
    */
   train?: TrainFunction;
   /**
-   * Sample length the shard is committed at (the round's `hyper.sampleBytes` must match);
-   * default the local trainer's.
+   * Sample length the shard is committed at (the round's `hyper.sampleBytes` must match, or the
+   * round is refused: `round_terms_refused`); default the local trainer's.
    */
   sampleBytes?: number;
+  /**
+   * Samples a step of this trainer takes (the round's `hyper.batchSize` must match, or the round
+   * is refused: `round_terms_refused`); default the local trainer's. It bounds what one challenge
+   * opens of the shard and how long a round holds the engine (see `_trainer_rounds.ts`).
+   */
+  batchSize?: number;
   /**
    * Why this node refused a round model (its audit did not reproduce it; see
    * `round_audit.ts`), or null: a round that starts from a refused model is not trained.
@@ -272,6 +278,10 @@ export class TrainerService implements Actor<TrainerMessage> {
       models: options.models,
       refusedModel: options.refusedModel,
       maxRoundSteps: options.maxRoundSteps,
+      batch: {
+        batchSize: options.batchSize ?? DEFAULT_LOCAL_HYPER_PARAMS.batchSize,
+        sampleBytes: options.sampleBytes ?? DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes,
+      },
       slots: this.#slots,
       engine,
       now,

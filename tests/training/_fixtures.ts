@@ -3,6 +3,8 @@ import type { GptArchitecture } from "../../inference/model_builder.ts";
 import type { RoundBody } from "../../protocols/training_messages.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { type CorpusSplit, loadBrownCorpus, splitCorpus } from "../../training/brown_corpus.ts";
+import { gptDeltaBytes } from "../../training/delta_bytes.ts";
+import { DEFAULT_ECONOMICS, trainingReward } from "../../proof/economics.ts";
 
 /** One block, width 32: ~30 k parameters, about 0.1 s a step on one core (wasm). */
 export const TEST_ARCH: GptArchitecture = {
@@ -14,6 +16,19 @@ export const TEST_ARCH: GptArchitecture = {
 
 /** 64 input bytes + 1 target per sample, 8 samples a step. */
 export const TEST_HYPER = { sampleBytes: 65, batchSize: 8 } as const;
+
+/**
+ * What a receipt of `steps` steps of the test model at the test batch earns at the default
+ * economics: credit follows the work (`trainingReward`), and a step of the test model is ~22 % of
+ * the reference step's (`tiny` at the default batch), which pays `trainingCreditPerStep`.
+ */
+export function testModelCredit(steps: number): number {
+  return trainingReward(DEFAULT_ECONOMICS, {
+    steps,
+    deltaBytes: gptDeltaBytes(TEST_ARCH),
+    hyper: TEST_HYPER,
+  });
+}
 
 let split: Promise<CorpusSplit> | undefined;
 

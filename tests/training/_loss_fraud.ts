@@ -23,6 +23,7 @@ import {
   type TrainingFraudProof,
 } from "../../training/training_fraud_proof.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
+import { gptDeltaBytes } from "../../training/delta_bytes.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
@@ -59,7 +60,8 @@ export function lossFraud(
     shardSize: commitment.size,
     losses: [999],
     deltaHash: "dd".repeat(32),
-    deltaBytes: 1,
+    // The test model's delta size: what every ledger prices a step of it by (`trainingReward`).
+    deltaBytes: gptDeltaBytes(TEST_ARCH),
   }, trainer);
   const challenge = drawTrainingChallenge(receipt, accuser);
   const opening = {

@@ -4,11 +4,13 @@ import { toHex } from "../../protocols/hash.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
-import { TEST_HYPER } from "./_fixtures.ts";
+import { gptDeltaBytes } from "../../training/delta_bytes.ts";
+import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
 
 /**
  * A receipt of one step of `round` from `startModel` on the trainer's own seed, signed by
- * `trainer` (a fresh key by default); its roots and delta hash are placeholders.
+ * `trainer` (a fresh key by default); its roots and delta hash are placeholders, its delta size the
+ * test model's (an audit refuses any other before it fetches anything: `delta_size_mismatch`).
  */
 export function placeholderReceipt(
   round: number,
@@ -30,6 +32,6 @@ export function placeholderReceipt(
     shardSize: 100,
     losses: [1],
     deltaHash: "00".repeat(32),
-    deltaBytes: 10,
+    deltaBytes: gptDeltaBytes(TEST_ARCH),
   }, trainer);
 }

@@ -14,7 +14,6 @@ import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { RoundMessage } from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { GptArchitecture } from "../../inference/model_builder.ts";
 import {
   type CoordinatorMessage,
@@ -36,7 +35,7 @@ import type {
 import { commitShard } from "../../training/training_state.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, TEST_HYPER, testModelCredit, testSplit } from "./_fixtures.ts";
 import { honestTrainer, trainerConnection } from "./_coordinator_trainers.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
 import { ValidatorTap } from "./_validator_tap.ts";
@@ -555,7 +554,7 @@ Deno.test("a round in flight at a coordinator's stop is not run again under its 
     clock.t += 24 * 60 * 60 * 1000; // past every challenge window
     await ledger.ask({ type: "finalize" });
     const account = await ledger.ask<Account>({ type: "account", key: trainer.id.publicKey });
-    const credit = H * DEFAULT_ECONOMICS.trainingCreditPerStep;
+    const credit = testModelCredit(H);
     assert.deepEqual(
       account,
       { balance: credit, stake: STAKE, locked: 0 },
@@ -579,7 +578,7 @@ Deno.test("a round in flight at a coordinator's stop is not run again under its 
 // ------------------------------------------------------------------------------------------------
 
 /** What one round pays the trainer. */
-const ROUND_CREDIT = H * DEFAULT_ECONOMICS.trainingCreditPerStep;
+const ROUND_CREDIT = testModelCredit(H);
 const COORDINATOR = "node/coordinator";
 
 /** Round models whose publish (of a round's model) or delta storage can be held once. */

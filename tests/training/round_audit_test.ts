@@ -14,7 +14,6 @@ import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import {
   signTrainingReceipt,
-  TRAINING_RECEIPT_VERSION,
   type TrainingReceipt,
   trainingReceiptId,
 } from "../../training/training_receipt.ts";
@@ -28,7 +27,7 @@ import {
   OutcomeMessage,
   type RoundBody,
 } from "../../protocols/training_messages.ts";
-import { type GptWeights, gptWeightShapes, seededGptWeights } from "../../training/gpt_weights.ts";
+import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { auditRound, type RoundAuditContext } from "../../training/round_audit.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { aggregateRound, trainAndSign, type TrainerReport } from "../../training/training_round.ts";
@@ -51,9 +50,9 @@ import type { Actor, ActorContext } from "../../actors/actor.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
 import { trainerConnection } from "./_coordinator_trainers.ts";
 import { spawnTrainingLedger, TRAINING_VALIDATOR } from "./_training_ledger.ts";
+import { constantDelta, craftedReceipt, SHARD_ROOT, SHARD_SIZE } from "./_crafted_receipts.ts";
 
 // ------------------------------------------------------------------------------------------------
 // The audit of a round's outcome (`training/round_audit.ts`): a node redoes the outer step over the
@@ -425,46 +424,7 @@ Deno.test("a coordinator whose round 0 made no model runs round 1 from the genes
 // ------------------------------------------------------------------------------------------------
 
 const H_HOSTILE = 2;
-const SHARD_ROOT = "ab".repeat(32);
-const SHARD_SIZE = 100;
 const STAKE = 10_000_000;
-const HYPER = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER };
-
-/** A delta of `value` everywhere, in the architecture's shapes, encoded. */
-function constantDelta(value: number): Uint8Array {
-  const delta: GptWeights = new Map();
-  for (const [name, shape] of gptWeightShapes(TEST_ARCH)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    delta.set(name, { shape, data: new Float32Array(n).fill(value) });
-  }
-  return encodeInt8Delta(quantizeDelta(delta));
-}
-
-/** A receipt signed by `identity` for `round` from `startModel`, claiming `steps` steps. */
-function craftedReceipt(
-  identity: Identity,
-  round: number,
-  startModel: string,
-  steps: number,
-  delta: Uint8Array,
-): TrainingReceipt {
-  return signTrainingReceipt({
-    v: TRAINING_RECEIPT_VERSION,
-    round,
-    startModel,
-    steps,
-    dataSeed: dataSeedOf(round, toHex(identity.publicKey)),
-    hyper: HYPER,
-    samplesRoot: "01".repeat(32),
-    sampleCount: steps * HYPER.batchSize,
-    checkpointsRoot: "02".repeat(32),
-    shardRoot: SHARD_ROOT,
-    shardSize: SHARD_SIZE,
-    losses: Array.from({ length: steps }, () => 3),
-    deltaHash: deltaHash(delta),
-    deltaBytes: delta.length,
-  }, identity);
-}
 
 /** An auditing node (a real ledger and training validator), and a hostile coordinator's rounds. */
 async function auditingNode(dir: string, system: ActorSystem) {
@@ -496,16 +456,19 @@ async function auditingNode(dir: string, system: ActorSystem) {
     honest,
     colluder,
     seed,
-    /** The coordinator's signed outcome of `round` from `start` over `claims`, as it averaged them. */
+    /**
+     * The coordinator's signed outcome of `round` from `start` over `claims` (a key, its steps,
+     * its delta's value and, for a copy, the key whose trajectory it signs), as it averaged them.
+     */
     async round(
       round: number,
       start: { cid: string; file?: string; weights: GptWeights },
       momentum: GptWeights | undefined,
-      claims: [Identity, number, number][],
+      claims: [Identity, number, number, Identity?][],
     ) {
-      const reports = claims.map(([id, steps, v]) => {
+      const reports = claims.map(([id, steps, v, copied]) => {
         const delta = constantDelta(v);
-        return { receipt: craftedReceipt(id, round, start.cid, steps, delta), delta };
+        return { receipt: craftedReceipt(id, round, start.cid, steps, delta, copied), delta };
       });
       const result = await aggregateRound(reports, {
         arch: TEST_ARCH,
@@ -557,6 +520,30 @@ async function auditingNode(dir: string, system: ActorSystem) {
     },
   };
 }
+
+Deno.test("an outcome that names one trainer's work twice, the copy under a sybil's key, is refused by every auditing node (duplicate_work): the sybil is not paid, the skewed model not adopted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-review-s71-copy-" });
+  const system = new ActorSystem({ name: "audit-copied-work" });
+  try {
+    const n = await auditingNode(dir, system);
+    const sybil = Identity.generate();
+    await n.ledger.ask({ type: "deposit", key: sybil.publicKey, amount: STAKE });
+    // The sybil signs the honest trainer's trajectory and delta under its own key and seed: the
+    // honest delta weighs 2/3 of the mean instead of 1/2.
+    const r0 = await n.round(0, n.seed, undefined, [
+      [n.honest, H_HOSTILE, 0.01],
+      [n.colluder, H_HOSTILE, 0.03],
+      [sybil, H_HOSTILE, 0.01, n.honest],
+    ]);
+    const stats = await n.audit(r0.outcome, sybil);
+    assert.deepEqual(stats.adopted, [], "the skewed model is not adopted");
+    assert.deepEqual(stats.refused, [{ model: r0.model.cid, reason: "duplicate_work" }]);
+    assert.equal(await n.paid(sybil), 0, "the copy earns nothing");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 /** `trainer` joins `coordinator`, answering each round with a receipt it signs over `delta`. */
 async function joinTrainer(

@@ -20,7 +20,7 @@ import {
 } from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "../../training/hyper_params.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
   type ChallengeAccepted,
@@ -34,7 +34,7 @@ import {
   TRAINING_CHALLENGE_STEPS,
   type TrainingChallenge,
 } from "../../training/training_challenge.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, TEST_HYPER, testRoundBody, testSplit } from "./_fixtures.ts";
 import { standInTraining } from "./_stand_in_train.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
@@ -112,6 +112,7 @@ async function trainerFixture(
     n: number,
     steps: number,
     coordinator = "c0",
+    hyper: Partial<LocalHyperParams> = {},
   ) => {
     const body: RoundBody = {
       round: n,
@@ -120,7 +121,7 @@ async function trainerFixture(
       arch: TEST_ARCH,
       steps,
       dataSeed: 7,
-      hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+      hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER, ...hyper },
       deadline: Date.now() + 60_000,
     };
     const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator });
@@ -294,6 +295,49 @@ Deno.test("a round asking more local steps than the trainer takes is refused (to
     assert.equal(calls(), 0);
     await round(ref, 0, 5);
     assert.equal(calls(), 1);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a round on another batch size or sample length than the trainer's own is refused (round_terms_refused), never trained: a coordinator cannot open the whole shard with one challenge nor hold the engine for hours; one on the trainer's batch is", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-terms-" });
+  const system = new ActorSystem({ name: "trainer-terms" });
+  try {
+    const { trainer, round, calls, seed } = await trainerFixture(dir);
+    const ref = await trainer(system, "node/trainer", dir);
+    const refused = (e: { code?: string }) => e.code === "round_terms_refused";
+    // What a coordinator sees over the wire: the refusal's code, at once.
+    const coordinator = Identity.generate();
+    const [a, b] = memoryDuplexPair();
+    const [atCoordinator, atTrainer] = await Promise.all([
+      Connection.open(a, { identity: coordinator, protocols: [TRAINING_PROTOCOL] }),
+      Connection.open(b, { identity: Identity.generate(), protocols: [TRAINING_PROTOCOL] }),
+    ]);
+    servePeer(atTrainer, coordinator.publicKey, { system, trainer: "node/trainer" });
+    try {
+      await assert.rejects(
+        atCoordinator.request(RoundMessage, {
+          ...testRoundBody(seed.cid, 2),
+          hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER, batchSize: 512 },
+        }, { timeoutMs: 60_000 }),
+        refused,
+      );
+    } finally {
+      await Promise.all([atCoordinator.close(), atTrainer.close()]);
+    }
+    // The review's rounds: a batch of 4096 (every sample of the shard in one opened step), and a
+    // batch of 1 (a cheaper step than the one the network prices).
+    await assert.rejects(round(ref, 0, 2, "c0", { batchSize: 4096 }), refused);
+    await assert.rejects(round(ref, 0, 2, "c1", { batchSize: 1 }), refused);
+    await assert.rejects(
+      round(ref, 0, 2, "c2", { sampleBytes: TEST_HYPER.sampleBytes + 1 }),
+      refused,
+    );
+    assert.equal(calls(), 0, "nothing trained for them");
+    await round(ref, 0, 2, "c3");
+    assert.equal(calls(), 1, "a round on the trainer's own batch is trained");
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });

@@ -13,7 +13,9 @@ import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { TrainingReceiptMessage } from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { DEFAULT_ECONOMICS, trainingReward } from "../../proof/economics.ts";
+import { roundCredits } from "../../proof/ledger_state.ts";
+import { testModelCredit } from "./_fixtures.ts";
 import {
   signTrainingReceipt,
   TRAINING_RECEIPT_VERSION,
@@ -118,7 +120,8 @@ Deno.test("a training receipt gossiped for a round nobody ran, on terms of its o
     clock.t += 60 * 60 * 1000; // past the challenge window
     await ledger.ask({ type: "finalize" });
     const account = await ledger.ask<Account>({ type: "account", key: trainer.publicKey });
-    const credit = steps * DEFAULT_ECONOMICS.trainingCreditPerStep;
+    const credit = trainingReward(DEFAULT_ECONOMICS, named);
+    assert.ok(credit > 0, "the named claim earns something");
     assert.deepEqual(
       account,
       { balance: credit, stake: 10_000_000, locked: 0 },
@@ -130,7 +133,7 @@ Deno.test("a training receipt gossiped for a round nobody ran, on terms of its o
   }
 });
 
-/** Local steps of the coordinator round below: the credit is `trainingCreditPerStep × H`. */
+/** Local steps of the coordinator round below: the credit is `testModelCredit(H)`. */
 const ROUND_STEPS = 3;
 /** The trainers' stake, as their pledges would bring it. */
 const STAKE = 10_000_000;
@@ -174,7 +177,7 @@ Deno.test("a coordinator's ledger pays only the trainers whose deltas went into 
 
     clock.t += 24 * 60 * 60 * 1000; // past every challenge window
     await ledger.ask({ type: "finalize" });
-    const credit = ROUND_STEPS * DEFAULT_ECONOMICS.trainingCreditPerStep;
+    const credit = testModelCredit(ROUND_STEPS);
     const paid = await ledger.ask<Account>({ type: "account", key: honest.publicKey });
     assert.deepEqual(paid, { balance: credit, stake: STAKE, locked: 0 }, "the honest trainer");
     const left = await ledger.ask<Account>({ type: "account", key: lazy.publicKey });
@@ -311,8 +314,7 @@ Deno.test("a lazy trainer answering with a signed answer that cannot be opened i
     await ledger.ask({ type: "finalize" });
     const lazyAcc = await ledger.ask<Account>({ type: "account", key: lazy.publicKey });
     const meAcc = await ledger.ask<Account>({ type: "account", key: me.publicKey });
-    const slash = STEPS * DEFAULT_ECONOMICS.trainingCreditPerStep *
-      DEFAULT_ECONOMICS.slashMultiplier;
+    const slash = roundCredits(testModelCredit(STEPS) * DEFAULT_ECONOMICS.slashMultiplier);
     assert.equal(lazyAcc.stake, STAKE - slash, "the lazy trainer should be slashed");
     assert.equal(meAcc.stake, 1_000, "the honest validator should not be penalized");
   } finally {

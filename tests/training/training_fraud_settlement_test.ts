@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { DEFAULT_ECONOMICS, trainingReward } from "../../proof/economics.ts";
+import { roundCredits } from "../../proof/ledger_state.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { GptArchitecture } from "../../inference/model_builder.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
@@ -213,8 +214,9 @@ Deno.test("a training fraud proof that arrives before its receipt is settled onc
     });
     await n.proofLines(1);
     const id = trainingReceiptId(receipt);
-    const locked = receipt.steps * DEFAULT_ECONOMICS.trainingCreditPerStep *
-      DEFAULT_ECONOMICS.slashMultiplier;
+    const locked = roundCredits(
+      trainingReward(DEFAULT_ECONOMICS, receipt) * DEFAULT_ECONOMICS.slashMultiplier,
+    );
     assert.equal((await n.status(id))?.status, "fraud", "convicted here as everywhere else");
     assert.equal((await n.account(receipt.trainer)).stake, STAKE - locked);
   } finally {

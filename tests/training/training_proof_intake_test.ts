@@ -14,7 +14,8 @@ import { RoundModels } from "../../training/round_models.ts";
 import type { TrainingValidatorStats } from "../../training/training_validator.ts";
 import { TrainingFraudProofMessage } from "../../protocols/training_messages.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
-import { TEST_ARCH } from "./_fixtures.ts";
+import { TEST_ARCH, testModelCredit } from "./_fixtures.ts";
+import { roundCredits } from "../../proof/ledger_state.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
 import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "./_loss_fraud.ts";
 import { signTrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
@@ -349,8 +350,8 @@ Deno.test("a valid training fraud proof from a pledged accuser short of stake, s
 // nothing out of its locks.
 // ------------------------------------------------------------------------------------------------
 
-/** What a one-step training receipt locks of its trainer's stake (its slash). */
-const LOCK = DEFAULT_ECONOMICS.trainingCreditPerStep * DEFAULT_ECONOMICS.slashMultiplier;
+/** What a one-step training receipt of the test model locks of its trainer's stake (its slash). */
+const LOCK = roundCredits(testModelCredit(1) * DEFAULT_ECONOMICS.slashMultiplier);
 
 /**
  * `key` deposits exactly {@link LOCK} and its own one-step training receipt is recorded in
