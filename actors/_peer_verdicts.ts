@@ -11,6 +11,22 @@
  * constructor on its {@link ValidatorCore}; read and written only inside its `receive` (and its
  * start). Not part of the public API.
  *
+ * One receipt collects at most {@link MAX_UNPROVEN_VERDICTS_PER_RECEIPT} "proof withheld" claims,
+ * and as many other verdicts, from keys with no settled work in this ledger (no balance: no final
+ * work credited, no validator reward); past that such a verdict is refused (counted in
+ * `refusedVerdicts`), neither recorded nor passed on nor taken over. Review s71: a key with stake
+ * costs a self-pledge, and a pledge a fresh key, so one host put 1,024 padded claims about one
+ * honest receipt in a ledger's append-only log (8.4 MB) in 7 s. Keys with settled work here are
+ * never refused for it (one verdict each per receipt, as before). Who pays for a refused claim:
+ * nobody, in money. A claim is only an accusation: it moves no balance, and what it can make this
+ * ledger do — take the receipt over, once per receipt (`#takeOverWithheld`) — the claims kept can
+ * do as well; the worker's outcome here is the same whichever keys claimed and how many
+ * (`tests/actors/verdict_flood_test.ts`). What is lost is the word of an honest claimant that is
+ * new here and came after the bound was reached: this ledger does not pass it on, and its
+ * author's own ledger and the ledgers it reaches directly still hear it. Counted in memory only
+ * (a restart of the validator counts afresh), for the receipts claimed about most lately
+ * ({@link MAX_COUNTED_RECEIPTS}).
+ *
  * @module
  */
 import type { ActorContext } from "./actor.ts";
@@ -23,10 +39,25 @@ import type { ValidatorCore } from "./_validator_core.ts";
 import { isLedgerRefusal, ledgerWriteFailed, observedLedgerWrite } from "./_ledger_write_faults.ts";
 import type { ValidatorMessage, VerdictMessage } from "./validator_messages.ts";
 
+/**
+ * Verdicts recorded per receipt and kind ("proof withheld", other) from keys with no settled work
+ * here. Eight: more than the challengers an honest network sends one receipt (each of `n`
+ * validators challenges it with probability p, a few at most), and each kept one can open the one
+ * takeover a receipt gets here; the log grows at most 2 × 8 × 1.5 KiB per receipt for them.
+ */
+export const MAX_UNPROVEN_VERDICTS_PER_RECEIPT = 8;
+/**
+ * Counts kept (one per receipt and kind; the one counted longest ago forgotten first, and a
+ * receipt forgotten counts afresh): about 100 bytes each, 400 KB at most.
+ */
+export const MAX_COUNTED_RECEIPTS = 4_096;
+
 /** Peers' verdicts and claims (see the module doc). */
 export class PeerVerdicts {
   readonly #core: ValidatorCore;
   readonly #challenges: Challenges;
+  /** Per receipt and kind (`id kind`), verdicts recorded from keys with no settled work here. */
+  readonly #unproven = new Map<string, number>();
 
   /**
    * Create the part (the actor's constructor calls this).
@@ -66,6 +97,14 @@ export class PeerVerdicts {
         this.#core.stats.refusedVerdicts++;
         return undefined;
       }
+      // Keys with no settled work here: a bounded few per receipt (see the module doc).
+      const slot = !known && fromPeer ? this.#unprovenSlot(message.verdict) : undefined;
+      if (
+        slot !== undefined && (this.#unproven.get(slot) ?? 0) >= MAX_UNPROVEN_VERDICTS_PER_RECEIPT
+      ) {
+        this.#core.stats.refusedVerdicts++;
+        return undefined;
+      }
       // A peer's verdict the ledger could not write is lost here as a refused one is (its sender
       // never learns), but it is the ledger's condition, logged and on `/healthz`.
       const id = await observedLedgerWrite(
@@ -74,6 +113,7 @@ export class PeerVerdicts {
       );
       // Only once it verified: a forged copy must not take the genuine verdict's place.
       if (author !== undefined) this.#core.memory.rememberJudged(author);
+      if (slot !== undefined) this.#countUnproven(slot);
       if (!known) this.#core.tell({ kind: "verdict", verdict: message.verdict, own: false });
       if (fromPeer) {
         this.#core.stats.peerVerdicts++;
@@ -101,6 +141,26 @@ export class PeerVerdicts {
       if (!fromPeer) throw error;
       this.#core.stats.refusedVerdicts++;
       return undefined;
+    }
+  }
+
+  /**
+   * The count a peer's verdict goes in when its author has no settled work here (no balance):
+   * its receipt and kind; undefined for an author with settled work.
+   */
+  #unprovenSlot(verdict: Verdict): string | undefined {
+    if (this.#core.ledger().account(verdict.validator).balance > 0) return undefined;
+    const withheld = verdict.outcome === "invalid" && verdict.reason === "proof_unavailable";
+    return `${verdict.subjectId} ${withheld ? "withheld" : "other"}`;
+  }
+
+  /** One more verdict recorded in `slot`, which moves to the back (the newest). */
+  #countUnproven(slot: string): void {
+    const count = (this.#unproven.get(slot) ?? 0) + 1;
+    this.#unproven.delete(slot);
+    this.#unproven.set(slot, count);
+    while (this.#unproven.size > MAX_COUNTED_RECEIPTS) {
+      this.#unproven.delete(this.#unproven.keys().next().value!);
     }
   }
 

@@ -465,6 +465,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // common case, and each would otherwise cost a signature check.
         const { pledge } = message;
         if (ledger.knowsPledge(pledge)) return false;
+        // A new key's pledge from a peer, past its address group's or the node's room: not
+        // recorded (a key is free; `network/peer_services.ts`).
+        if (message.newKeys && !ledger.hasStaked(pledge.key) && !message.newKeys.take()) {
+          return false;
+        }
         const recorded = await ledger.recordPledge(pledge).catch(() => false);
         if (!recorded) return false;
         const key = toHex(pledge.key);

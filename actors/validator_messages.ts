@@ -105,6 +105,11 @@ export interface PledgeMessage {
   pledge: StakePledge;
   /** Who sent it (a pledge new here from a peer is passed on to the other peers). */
   origin?: Origin;
+  /**
+   * A peer's pledge: the room its connection's address group has for a key this ledger has never
+   * seen (`network/address_budget.ts`); such a pledge is recorded only if it takes one.
+   */
+  newKeys?: { take(): boolean };
 }
 /**
  * Signed stake pledges the ledger recorded (`Ledger.pledges`). Answers `StakePledge[]`: every

@@ -42,7 +42,11 @@ import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import type { PledgeBudgets } from "./pledge_budget.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
 import { KeyDials } from "./dial_by_key.ts";
-import { addressGroup, type ConnectionLimits } from "./connection_limits.ts";
+import { addressGroup, type ConnectionLimits, type HandshakeSlot } from "./connection_limits.ts";
+import { refuseHandshake } from "../protocols/session_handshake.ts";
+import { peerOriginsOf } from "./_peer_origins.ts";
+import type { AccountMessage } from "../actors/validator_messages.ts";
+import type { Account } from "../proof/ledger.ts";
 import { WireBudget } from "../protocols/wire_budget.ts";
 import type {
   NetworkActorOptions,
@@ -64,6 +68,19 @@ const DEFAULT_REDIAL_MS = 250;
  * the connection's close, if at all, and it sees the connection drop, as before goodbyes.
  */
 export const GOODBYE_WAIT_MS = 500;
+
+/**
+ * How long a connection refused before its handshake stays open for its refusal to be read
+ * (`refuseHandshake`): a round trip on any link a peer is dialled over, with room for a loaded
+ * host; a dialer that reads it hangs up sooner, which ends it sooner.
+ */
+const REFUSAL_LINGER_MS = 1_000;
+/**
+ * Most refusals lingering at once: each drains the dialer's bytes into a read buffer (64 KiB), so
+ * a flood of refused sockets costs at most 1 MiB; past it a refused socket is cut at once and its
+ * dialer sees the stream end short, as before refusals were said.
+ */
+const MAX_POLITE_REFUSALS = 16;
 
 /**
  * Codes of a handshake that failed on what the other end sent, not on the network: whatever
@@ -97,6 +114,32 @@ function dialFailure(error: unknown, stage: "connect" | "handshake", address: st
     }
   }
   return message;
+}
+
+/**
+ * Most a standing ask waits for the ledger: an account lookup is answered at once by a validator
+ * that runs; one that does not answer leaves the key counted as a newcomer, as it was.
+ */
+const STANDING_ASK_TIMEOUT_MS = 5_000;
+
+/**
+ * How to ask the ledger of `services` whether `key` has standing there (stake or credit
+ * recorded); undefined when this node keeps no ledger.
+ */
+function ledgerStanding(
+  services: PeerServices,
+  key: Uint8Array,
+): (() => Promise<boolean>) | undefined {
+  const name = services.validator;
+  if (name === undefined) return undefined;
+  return async () => {
+    const validator = services.system.lookup<AccountMessage>(name);
+    if (validator === undefined) return false;
+    const account = await validator.ask<Account>({ type: "account", key }, {
+      timeoutMs: STANDING_ASK_TIMEOUT_MS,
+    });
+    return account.stake > 0 || account.balance > 0;
+  };
 }
 
 /** The stable `code` of a typed error, if it has one. */
@@ -163,6 +206,11 @@ export class PeerTransports {
   readonly #open = new Set<Connection>();
   /** The connections told goodbye already: a peer is told once. */
   readonly #toldGoodbye = new WeakSet<Connection>();
+  /**
+   * Refusals before the handshake still lingering ({@link MAX_POLITE_REFUSALS}): each one's timer
+   * and how to cut its socket (at once when the node stops).
+   */
+  readonly #refusing = new Map<unknown, () => void>();
 
   /** @param parts See {@link PeerTransportsOptions}. */
   constructor(parts: PeerTransportsOptions) {
@@ -316,6 +364,11 @@ export class PeerTransports {
     this.#unwatchBudget();
     await this.#sayGoodbye([...this.#open], "stopping");
     await this.#listener?.close();
+    for (const [timer, cut] of this.#refusing) {
+      this.#timers.clearTimeout(timer);
+      cut();
+    }
+    this.#refusing.clear();
     this.#dials?.stop();
     await this.#swarm?.close();
     await Promise.all([...this.#open].map((connection) => connection.close()));
@@ -344,12 +397,21 @@ export class PeerTransports {
     expectedKey?: Uint8Array,
     inboundFrom?: string,
   ): Promise<Connection> {
+    let slot: HandshakeSlot | undefined;
     if (inboundFrom !== undefined) {
-      const refused = this.#limits.startHandshake(inboundFrom);
-      if (refused !== undefined) {
+      const taken = this.#limits.startHandshake(inboundFrom, () => {
+        this.#peerLog.line(
+          "handshake dropped",
+          `peer ${inboundFrom}: handshake closed: its slot went to a newcomer (every slot was ` +
+            `taken, its address block held the most)`,
+        );
         close();
-        throw new Error(`refused: ${refused}`);
+      });
+      if (typeof taken === "string") {
+        this.#refuseHandshake(duplex, close, taken);
+        throw new Error(`refused: ${taken}`);
       }
+      slot = taken;
     }
     let connection: Connection;
     try {
@@ -363,7 +425,7 @@ export class PeerTransports {
       close(); // a failed handshake leaves nothing worth lingering for
       throw error;
     } finally {
-      if (inboundFrom !== undefined) this.#limits.endHandshake(inboundFrom);
+      slot?.end();
     }
     if (expectedKey !== undefined && !bytesEqual(connection.peerKey!, expectedKey)) {
       await connection.close();
@@ -385,7 +447,16 @@ export class PeerTransports {
     servePeer(connection, connection.peerKey!, {
       ...this.#services!,
       pledgeBudgets: this.#pledgeBudgets,
-    });
+    }, inboundFrom);
+    // What the bounds that must not be per key count it as (its address group, its standing in
+    // this node's ledger): the validator's inbox reads it (`_peer_origins.ts`).
+    const services = this.#services!;
+    const left = peerOriginsOf(services.system).connected(
+      toHex(connection.peerKey!),
+      inboundFrom,
+      ledgerStanding(services, connection.peerKey!),
+    );
+    connection.closed.then(left);
     connection.handle(PeerHelloMessage, ({ hello }) => {
       this.#parts.tell(ctx, { type: "peer_hello", connection, hello });
     });
@@ -397,6 +468,26 @@ export class PeerTransports {
       this.#parts.tell(ctx, { type: "peer_down", connection });
     });
     return connection;
+  }
+
+  /**
+   * Refuse a connection before its handshake (`connection_limits.ts`): an `error` frame saying
+   * why, so the dialer fails with `handshake_refused` rather than a stream cut short
+   * (`refuseHandshake`), then cut after {@link REFUSAL_LINGER_MS}, sooner when the dialer hangs
+   * up on reading it. Past {@link MAX_POLITE_REFUSALS} under way, cut at once, as before: a flood
+   * of refused sockets must not hold a drain buffer each.
+   */
+  #refuseHandshake(duplex: ByteDuplex, close: () => void, reason: string): void {
+    if (this.#refusing.size >= MAX_POLITE_REFUSALS) {
+      close();
+      return;
+    }
+    refuseHandshake(duplex, reason);
+    const timer = this.#timers.setTimeout(() => {
+      this.#refusing.delete(timer);
+      close();
+    }, REFUSAL_LINGER_MS);
+    this.#refusing.set(timer, close);
   }
 
   /**

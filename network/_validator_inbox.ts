@@ -41,6 +41,22 @@
  * before (it can still come again on a new connection's catch-up), and never displaces another
  * peer's. Nothing is kept across a restart of the node.
  *
+ * A key is free to make, so shares per key alone held nobody: eight throwaway keys, one
+ * connection each, filled the whole hold during a restart, and an honest peer's evidence that
+ * came next was dropped (review s71, finding 3: the honest worker whose pledge it carried had no
+ * stake in this ledger afterwards). So what a key is known as (`_peer_origins.ts`) counts too:
+ * keys with no standing in this ledger (no stake, no credit recorded before) take at most
+ * {@link MAX_HELD_NEWCOMERS} messages and half the bytes together — the rest is kept for keys
+ * with standing, so newcomers cannot crowd out known peers — and, where their connection came in
+ * over TCP, at most {@link MAX_HELD_NEWCOMERS_PER_GROUP} and an eighth of the bytes per address
+ * group (one host gets what one key got, however many keys it makes); one address group, keys
+ * with standing included, takes at most {@link MAX_HELD_PER_GROUP} and half the bytes. Swarm and
+ * in-memory connections carry no address: for them the newcomers' part is the node-wide bound.
+ * Stake is only a signed pledge, so keys with stake can still crowd each other: how fast a host
+ * makes staked keys is what the budget of new keys' pledges per address group bounds
+ * (`peer_services.ts`). The same shares bound the requests waiting for a validator
+ * ({@link ValidatorInbox.ask}).
+ *
  * This node's own receipts go through {@link ValidatorInbox.deliver} too: the forwarding port
  * (`network/network_inference_port.ts`) hands each worker's receipt it checked, with the assignment
  * it signed, to its validator, which records it and announces both to the other ledgers
@@ -90,6 +106,7 @@ import type {
 } from "../actors/validator_messages.ts";
 import { encodeCbor } from "../protocols/cbor.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { type PeerOrigin, type PeerOrigins, peerOriginsOf } from "./_peer_origins.ts";
 
 /** A peer's one-way evidence for the ValidatorActor (the inbox's default message type). */
 export type PeerEvidence = FraudProofMessage | VerdictMessage | PledgeMessage;
@@ -109,6 +126,23 @@ export const MAX_HELD_BYTES = 4 << 20;
 export const MAX_HELD_PER_PEER = MAX_HELD / 8;
 /** A peer key's share of {@link MAX_HELD_BYTES} (an eighth: 512 KiB). */
 export const MAX_HELD_BYTES_PER_PEER = MAX_HELD_BYTES / 8;
+/**
+ * What keys with no standing in this ledger take of {@link MAX_HELD} together (and of the bytes:
+ * the same half): the other half is kept for keys with standing, which a flood of fresh keys
+ * cannot reach.
+ */
+export const MAX_HELD_NEWCOMERS = MAX_HELD / 2;
+/**
+ * What keys with no standing take together from one address group (and an eighth of the bytes):
+ * one key's share, so one host making fresh keys gets what one key did.
+ */
+export const MAX_HELD_NEWCOMERS_PER_GROUP = MAX_HELD / 8;
+/**
+ * What one address group takes, keys with standing included (and half the bytes): a handful of
+ * honest nodes on one host (tests, the demo, one NAT) never pass it during a restart, and one
+ * host's staked keys cannot take it all.
+ */
+export const MAX_HELD_PER_GROUP = MAX_HELD / 2;
 /**
  * Most bytes held for the training validator. A training fraud proof carries the two training
  * states of its step, so it can be as large as a frame (1 MiB; about 750 KiB for the smallest test
@@ -159,47 +193,89 @@ export interface ValidatorInboxOptions {
    * {@link MAX_HELD}). Default {@link MAX_HELD_BYTES}.
    */
   maxHeldBytes?: number;
+  /**
+   * What each peer key is known as: its address group and standing (default the node's,
+   * `peerOriginsOf(system)`, which its connections fill).
+   */
+  origins?: PeerOrigins;
+}
+
+/** This node's own messages: bounded per node and per worker key only (`DeliverOptions.own`). */
+const OWN: PeerOrigin = Object.freeze({ standing: true });
+
+/** A count of messages and their CBOR bytes. */
+interface Tally {
+  count: number;
+  bytes: number;
+}
+
+/** Whether `tally` with one more message of `bytes` stays within `count` and `maxBytes`. */
+function fits(tally: Tally | undefined, bytes: number, count: number, maxBytes: number): boolean {
+  return (tally?.count ?? 0) < count && (tally?.bytes ?? 0) + bytes <= maxBytes;
+}
+
+/** Add `bytes` (one message) to `key`'s tally in `tallies`, or take it out again (`sign` -1). */
+function count(tallies: Map<string, Tally>, key: string, bytes: number, sign: 1 | -1): void {
+  const tally = tallies.get(key) ?? { count: 0, bytes: 0 };
+  tally.count += sign;
+  tally.bytes += sign * bytes;
+  if (tally.count === 0) tallies.delete(key);
+  else tallies.set(key, tally);
 }
 
 /**
- * What is kept, by count and CBOR bytes, per node and per peer key: at most {@link MAX_HELD} and
- * `maxBytes`, of which a peer key takes an eighth of each.
+ * What is kept, by count and CBOR bytes, per node, per peer key, per address group, and for keys
+ * with no standing (see the module doc): at most {@link MAX_HELD} and `maxBytes`, of which a peer
+ * key takes an eighth of each, an address group half, keys with no standing half together and an
+ * eighth per address group.
  */
 class Shares {
-  count = 0;
-  bytes = 0;
-  readonly #perPeer = new Map<string, { count: number; bytes: number }>();
+  readonly all: Tally = { count: 0, bytes: 0 };
+  readonly #newcomers: Tally = { count: 0, bytes: 0 };
+  readonly #perPeer = new Map<string, Tally>();
+  readonly #perGroup = new Map<string, Tally>();
+  readonly #newcomersPerGroup = new Map<string, Tally>();
 
   constructor(readonly maxBytes: number) {}
 
-  /** Count `bytes` of `peer`'s in, unless that is past a bound; whether it was. */
-  take(peer: string, bytes: number): boolean {
-    const share = this.#perPeer.get(peer) ?? { count: 0, bytes: 0 };
+  /** Count `bytes` of `peer`'s (known as `origin`) in, unless that is past a bound; whether it was. */
+  take(peer: string, origin: PeerOrigin, bytes: number): boolean {
+    const max = this.maxBytes;
+    const { group, standing } = origin;
     if (
-      this.count >= MAX_HELD || this.bytes + bytes > this.maxBytes ||
-      share.count >= MAX_HELD_PER_PEER || share.bytes + bytes > this.maxBytes / 8
+      !fits(this.all, bytes, MAX_HELD, max) ||
+      !fits(this.#perPeer.get(peer), bytes, MAX_HELD_PER_PEER, max / 8) ||
+      (group !== undefined &&
+        !fits(this.#perGroup.get(group), bytes, MAX_HELD_PER_GROUP, max / 2)) ||
+      (!standing && !fits(this.#newcomers, bytes, MAX_HELD_NEWCOMERS, max / 2)) ||
+      (!standing && group !== undefined &&
+        !fits(this.#newcomersPerGroup.get(group), bytes, MAX_HELD_NEWCOMERS_PER_GROUP, max / 8))
     ) return false;
-    share.count++;
-    share.bytes += bytes;
-    this.#perPeer.set(peer, share);
-    this.count++;
-    this.bytes += bytes;
+    this.#count(peer, origin, bytes, 1);
     return true;
   }
 
-  /** Count `bytes` of `peer`'s out again. */
-  give(peer: string, bytes: number): void {
-    this.count--;
-    this.bytes -= bytes;
-    const share = this.#perPeer.get(peer)!;
-    share.count--;
-    share.bytes -= bytes;
-    if (share.count === 0) this.#perPeer.delete(peer);
+  /** Count `bytes` of `peer`'s out again (`origin` as it was taken). */
+  give(peer: string, origin: PeerOrigin, bytes: number): void {
+    this.#count(peer, origin, bytes, -1);
+  }
+
+  #count(peer: string, { group, standing }: PeerOrigin, bytes: number, sign: 1 | -1): void {
+    this.all.count += sign;
+    this.all.bytes += sign * bytes;
+    count(this.#perPeer, peer, bytes, sign);
+    if (group !== undefined) count(this.#perGroup, group, bytes, sign);
+    if (standing) return;
+    this.#newcomers.count += sign;
+    this.#newcomers.bytes += sign * bytes;
+    if (group !== undefined) count(this.#newcomersPerGroup, group, bytes, sign);
   }
 }
 
 interface Held<M> {
   peer: string;
+  /** What `peer` was known as when it was held (its shares are given back as taken). */
+  origin: PeerOrigin;
   message: M;
   bytes: number;
   /** Handovers that ended in a crash so far. */
@@ -224,6 +300,7 @@ export class ValidatorInbox<M = PeerEvidence> {
   readonly #waitShares: Shares;
   /** How to wake each request waiting for a validator to start. */
   readonly #waiters = new Set<() => void>();
+  readonly #origins: PeerOrigins;
   /** How many times an actor of the validator's name started (or restarted). */
   #starts = 0;
   #flushing = false;
@@ -241,6 +318,7 @@ export class ValidatorInbox<M = PeerEvidence> {
     this.#heldShares = new Shares(maxBytes);
     this.#ownShares = new Shares(maxBytes);
     this.#waitShares = new Shares(maxBytes);
+    this.#origins = options?.origins ?? peerOriginsOf(system);
     system.events.subscribe((event) => {
       if ((event.type !== "started" && event.type !== "restarted") || event.name !== name) return;
       this.#starts++;
@@ -261,8 +339,10 @@ export class ValidatorInbox<M = PeerEvidence> {
    * message, `peer` its worker's key, held in a share of its own ({@link DeliverOptions}).
    */
   async deliver(peer: string, message: M, options?: DeliverOptions): Promise<void> {
-    const shares = options?.own ? this.#ownShares : this.#heldShares;
-    const item: Held<M> = { peer, message, bytes: 0, crashes: 0, shares };
+    const own = options?.own === true;
+    const shares = own ? this.#ownShares : this.#heldShares;
+    const origin = own ? OWN : this.#origins.of(peer);
+    const item: Held<M> = { peer, origin, message, bytes: 0, crashes: 0, shares };
     const ref = this.#system.lookup<M>(this.#name);
     if (ref === undefined) return this.#hold(item);
     await this.#handOver(ref, item);
@@ -285,14 +365,16 @@ export class ValidatorInbox<M = PeerEvidence> {
   async ask<R>(peer: string, message: M, options: InboxAskOptions): Promise<R> {
     const timers = options.timers ?? SYSTEM_TIMERS;
     let crashes = 0;
-    let waiting: { bytes: number; until: number } | undefined;
+    let waiting: { bytes: number; until: number; origin: PeerOrigin } | undefined;
     try {
       for (;;) {
         const starts = this.#starts;
         const ref = this.#system.lookup<M>(this.#name);
         if (ref !== undefined) {
           try {
-            return await ref.ask<R>(message);
+            const answer = await ref.ask<R>(message);
+            void this.#origins.recheck(peer);
+            return answer;
           } catch (error) {
             if (error instanceof ActorCrashedError) {
               if (++crashes >= MAX_HANDOVERS) throw error;
@@ -304,14 +386,15 @@ export class ValidatorInbox<M = PeerEvidence> {
         }
         if (waiting === undefined) {
           const bytes = encodeCbor(message).length;
-          if (!this.#waitShares.take(peer, bytes)) throw options.unavailable();
-          waiting = { bytes, until: timers.now() + MAX_WAIT_MS };
+          const origin = this.#origins.of(peer);
+          if (!this.#waitShares.take(peer, origin, bytes)) throw options.unavailable();
+          waiting = { bytes, until: timers.now() + MAX_WAIT_MS, origin };
         }
         const started = await this.#started(waiting.until - timers.now(), timers, options.signal);
         if (!started) throw options.unavailable();
       }
     } finally {
-      if (waiting !== undefined) this.#waitShares.give(peer, waiting.bytes);
+      if (waiting !== undefined) this.#waitShares.give(peer, waiting.origin, waiting.bytes);
     }
   }
 
@@ -340,6 +423,8 @@ export class ValidatorInbox<M = PeerEvidence> {
   async #handOver(ref: ActorRef<M>, item: Held<M>): Promise<void> {
     try {
       await ref.ask(item.message);
+      // Taken: a key with no standing may have some now (its own pledge, usually).
+      if (item.origin !== OWN) void this.#origins.recheck(item.peer);
     } catch (error) {
       if (error instanceof ActorCrashedError) {
         if (++item.crashes >= MAX_HANDOVERS) return;
@@ -357,12 +442,12 @@ export class ValidatorInbox<M = PeerEvidence> {
 
   #hold(item: Held<M>): void {
     if (item.bytes === 0) item.bytes = encodeCbor(item.message).length;
-    // Dropped, as before, past the node's bound or past this peer's share.
-    if (item.shares.take(item.peer, item.bytes)) this.#held.push(item);
+    // Dropped, as before, past the node's bound or past this peer's (or its group's) share.
+    if (item.shares.take(item.peer, item.origin, item.bytes)) this.#held.push(item);
   }
 
   #release(item: Held<M>): void {
-    item.shares.give(item.peer, item.bytes);
+    item.shares.give(item.peer, item.origin, item.bytes);
   }
 
   /** Hand over what is held, in the order it came, while a validator is registered. */

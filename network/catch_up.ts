@@ -38,6 +38,18 @@
  * passed on (a relay's, review s62), sent the same way. The bounds, and who pays for them, are
  * `_catch_up.ts`'s.
  *
+ * How often: a catch-up is sent on a connection a peer opened only in its address group's turn
+ * ({@link catchUpTurn}, {@link catchUpBudget}): {@link CATCH_UPS_PER_GROUP_BURST} at once per
+ * address group, then one per {@link CATCH_UPS_PER_GROUP_REFILL_MS}; the connections with no
+ * address (swarm, in-memory) share one bucket, {@link CATCH_UPS_UNADDRESSED_BURST} then one per
+ * {@link CATCH_UPS_UNADDRESSED_REFILL_MS}. Review s71: it went out in full on every connect, and a
+ * connect costs a fresh key and a handshake — 269 bytes from the peer bought 91.5 KB (up to
+ * 8 MiB) from this node, 6.8 MB/s from one sequential loop with a fresh key each time. A
+ * connection past its turn is not refused: it waits, while it is open, until its group's bucket
+ * has room, and is sent the catch-up then, so an honest peer that reconnects still gets it (at
+ * once after a quiet spell, later during a flood from its own address). A connection this node
+ * opened (a configured peer, a dial) is its own choice and always sent it at once.
+ *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";
@@ -56,8 +68,68 @@ import {
 import { TRAINING_PROTOCOL, TrainingFraudProofMessage } from "../protocols/training_messages.ts";
 import { FrameTooLargeError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
+import { AddressBudget } from "./address_budget.ts";
 import { announceReceipt, sendClaimEvidence } from "./_accusations.ts";
 import { askValidatorFor } from "./_validator_ask.ts";
+
+/**
+ * Catch-ups sent at once to connections from one address group. Four honest nodes on one host,
+ * each with a connection replaced once, never wait: more than a handful of nodes reconnecting
+ * together from one address, or one address reconnecting under fresh keys, does.
+ */
+export const CATCH_UPS_PER_GROUP_BURST = 8;
+/**
+ * Then one more per this many ms per address group (4 a minute): a peer that reconnects after a
+ * quarter of a minute is sent it at once; one address pulls at most 4 catch-ups a minute (about
+ * 370 KB of the review's 64 convictions, 32 MiB at the 8 MiB cap).
+ */
+export const CATCH_UPS_PER_GROUP_REFILL_MS = 15_000;
+/**
+ * Catch-ups sent at once to connections with no address (swarm, in-memory), which share one
+ * bucket: the node-wide fallback, as many as a node's inbound handshakes at once
+ * (`DEFAULT_MAX_HANDSHAKES` / 2), since a node that starts meets many swarm peers together.
+ */
+export const CATCH_UPS_UNADDRESSED_BURST = 32;
+/** Then one more per this many ms (12 a minute) for all of them together. */
+export const CATCH_UPS_UNADDRESSED_REFILL_MS = 5_000;
+/** The least wait between two looks at the bucket (a clock that did not move). */
+const MIN_TURN_WAIT_MS = 1;
+
+/** The NetworkActor's budget of catch-ups, on `now` (see the module doc). */
+export function catchUpBudget(now?: () => number): AddressBudget {
+  return new AddressBudget({
+    perGroup: { burst: CATCH_UPS_PER_GROUP_BURST, refillMs: CATCH_UPS_PER_GROUP_REFILL_MS },
+    unaddressed: {
+      burst: CATCH_UPS_UNADDRESSED_BURST,
+      refillMs: CATCH_UPS_UNADDRESSED_REFILL_MS,
+    },
+    now,
+  });
+}
+
+/**
+ * Wait for the turn of `connection`'s catch-up in `budget` (its address group's bucket, `host`;
+ * undefined: the unaddressed one): resolves true once it took one, at once when there is room,
+ * or false when the connection closed first. Looks again when the bucket's next room comes back,
+ * on `timers` (the connections' clock).
+ */
+export async function catchUpTurn(
+  connection: Connection,
+  budget: AddressBudget,
+  host: string | undefined,
+  timers: ConnectionTimers = SYSTEM_TIMERS,
+): Promise<boolean> {
+  while (!connection.isClosed) {
+    if (budget.take(host)) return true;
+    let handle: unknown;
+    const waited = new Promise<void>((resolve) => {
+      handle = timers.setTimeout(resolve, Math.max(budget.nextInMs(host), MIN_TURN_WAIT_MS));
+    });
+    await Promise.race([waited, connection.closed]);
+    timers.clearTimeout(handle);
+  }
+  return false;
+}
 
 /**
  * Ask the validator at `validator` (an actor path) for its catch-up and send it to the peer of

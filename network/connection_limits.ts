@@ -6,9 +6,16 @@
  * shaking hands. So the NetworkActor admits at most:
  *
  * - {@link DEFAULT_MAX_HANDSHAKES} handshakes in progress on connections that came in over TCP,
- *   {@link DEFAULT_MAX_HANDSHAKES_PER_ADDRESS} from one address: a connection that arrives past
- *   them is closed before any work is done for it (a swarm peer has already done a Noise
- *   handshake in the host, and a connection this node opens is its own choice);
+ *   {@link DEFAULT_MAX_HANDSHAKES_PER_ADDRESS} from one address and
+ *   {@link DEFAULT_MAX_HANDSHAKES_PER_BLOCK} from one {@link addressBlock} (an IPv6 /48): a
+ *   connection that arrives past its address's or its block's bound is refused before any work
+ *   is done for it (a swarm peer has already done a Noise handshake in the host, and a
+ *   connection this node opens is its own choice). With every slot taken, a newcomer is not
+ *   refused: the oldest handshake of the block holding the most slots is closed and the newcomer
+ *   takes its slot, so silent sockets, however many addresses they come from, cannot keep every
+ *   other peer from shaking hands (review s71: 64 of them from 8 /64s of one /48 held every slot,
+ *   5 s at a time); an honest handshake takes a round trip or two, and holding a slot now costs
+ *   the holder a new connection each time a newcomer comes;
  * - {@link DEFAULT_MAX_CONNECTIONS_PER_PEER} open connections per peer key (a TCP one each way
  *   and a swarm one, with room for one being replaced): past it, the new one is closed;
  * - {@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} open connections that came in over TCP from one
@@ -51,6 +58,12 @@ export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32;
 export const DEFAULT_MAX_HANDSHAKES = 64;
 /** Default most of those from one address. */
 export const DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 8;
+/**
+ * Default most of those from one {@link addressBlock}: two addresses' worth. A /48 is one site's
+ * allocation (its /64s are free to it), so its hosts together get a quarter of the slots, not
+ * eight times one address's share.
+ */
+export const DEFAULT_MAX_HANDSHAKES_PER_BLOCK = 16;
 
 /** Options of {@link ConnectionLimits} (each a positive integer). */
 export interface ConnectionLimitsOptions {
@@ -70,6 +83,24 @@ export interface ConnectionLimitsOptions {
    * {@link DEFAULT_MAX_HANDSHAKES_PER_ADDRESS}).
    */
   maxHandshakesPerAddress?: number;
+  /**
+   * Most handshakes in progress from one {@link addressBlock} (default
+   * {@link DEFAULT_MAX_HANDSHAKES_PER_BLOCK}).
+   */
+  maxHandshakesPerBlock?: number;
+}
+
+/** A handshake slot taken by {@link ConnectionLimits.startHandshake}. */
+export interface HandshakeSlot {
+  /** Give the slot back, however the handshake ended (a slot closed for a newcomer is already). */
+  end(): void;
+}
+
+/** One handshake in progress: its address group and block, and how to close it. */
+interface Slot {
+  group: string;
+  block: string;
+  close: () => void;
 }
 
 /** The bounds, and the handshakes in progress. */
@@ -79,8 +110,11 @@ export class ConnectionLimits {
   readonly maxConnectionsPerAddress: number;
   readonly maxHandshakes: number;
   readonly maxHandshakesPerAddress: number;
-  #handshakes = 0;
-  readonly #byAddress = new Map<string, number>();
+  readonly maxHandshakesPerBlock: number;
+  /** The handshakes in progress, the oldest first (a Set keeps insertion order). */
+  readonly #slots = new Set<Slot>();
+  readonly #byGroup = new Map<string, number>();
+  readonly #byBlock = new Map<string, number>();
 
   /** @param options The bounds. @throws {RangeError} for a bound that is not a positive integer. */
   constructor(options: ConnectionLimitsOptions = {}) {
@@ -105,39 +139,61 @@ export class ConnectionLimits {
       options.maxHandshakesPerAddress,
       DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
     );
+    this.maxHandshakesPerBlock = positive(
+      "maxHandshakesPerBlock",
+      options.maxHandshakesPerBlock,
+      DEFAULT_MAX_HANDSHAKES_PER_BLOCK,
+    );
   }
 
   /** Handshakes in progress. */
   get handshakes(): number {
-    return this.#handshakes;
+    return this.#slots.size;
   }
 
   /**
-   * Take a handshake slot for a connection from `address`; the caller gives it back with
-   * {@link endHandshake} however the handshake ends.
-   * @param address Where the connection came from (its IP address).
-   * @returns Why it is refused ({@link maxHandshakes} in progress, or
-   *   {@link maxHandshakesPerAddress} from this address), or undefined: the slot is taken.
+   * Take a handshake slot for a connection from `group`; the caller gives it back with the
+   * slot's `end()` however the handshake ends. With every slot taken, the oldest handshake of
+   * the {@link addressBlock} holding the most is closed (its `close` is called, its slot given
+   * back) and the newcomer takes its place (see the module doc).
+   * @param group Where the connection came from (its {@link addressGroup}).
+   * @param close Closes this handshake's connection, should a newcomer take its slot.
+   * @returns The slot, or why it is refused ({@link maxHandshakesPerAddress} from this group,
+   *   or {@link maxHandshakesPerBlock} from its block, in progress).
    */
-  startHandshake(address: string): string | undefined {
-    if (this.#handshakes >= this.maxHandshakes) {
-      return `${this.#handshakes} handshakes already in progress`;
+  startHandshake(group: string, close: () => void): HandshakeSlot | string {
+    const fromGroup = this.#byGroup.get(group) ?? 0;
+    if (fromGroup >= this.maxHandshakesPerAddress) {
+      return `${fromGroup} handshakes from ${group} already in progress`;
     }
-    const from = this.#byAddress.get(address) ?? 0;
-    if (from >= this.maxHandshakesPerAddress) {
-      return `${from} handshakes from ${address} already in progress`;
+    const block = addressBlock(group);
+    const fromBlock = this.#byBlock.get(block) ?? 0;
+    if (fromBlock >= this.maxHandshakesPerBlock) {
+      return `${fromBlock} handshakes from ${block} already in progress`;
     }
-    this.#handshakes++;
-    this.#byAddress.set(address, from + 1);
-    return undefined;
+    if (this.#slots.size >= this.maxHandshakes) this.#evict();
+    const slot: Slot = { group, block, close };
+    this.#slots.add(slot);
+    this.#byGroup.set(group, fromGroup + 1);
+    this.#byBlock.set(block, fromBlock + 1);
+    return { end: () => this.#release(slot) };
   }
 
-  /** Give back a slot taken by {@link startHandshake} for `address`. */
-  endHandshake(address: string): void {
-    this.#handshakes = Math.max(0, this.#handshakes - 1);
-    const from = (this.#byAddress.get(address) ?? 1) - 1;
-    if (from > 0) this.#byAddress.set(address, from);
-    else this.#byAddress.delete(address);
+  /** Close the oldest handshake of the block holding the most slots, giving its slot back. */
+  #evict(): void {
+    const most = Math.max(...this.#byBlock.values());
+    for (const slot of this.#slots) {
+      if (this.#byBlock.get(slot.block) !== most) continue;
+      this.#release(slot);
+      slot.close();
+      return;
+    }
+  }
+
+  #release(slot: Slot): void {
+    if (!this.#slots.delete(slot)) return; // given back already (closed for a newcomer)
+    decrement(this.#byGroup, slot.group);
+    decrement(this.#byBlock, slot.block);
   }
 
   /**
@@ -200,6 +256,23 @@ export function addressGroup(address: string): string {
   return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
 }
 
+/**
+ * The wider block an {@link addressGroup} lies in, for the bound on handshakes in progress: the
+ * /48 of an IPv6 /64 (one site's allocation: a host given a /48 has 65,536 /64s to connect
+ * from), the group itself otherwise (an IPv4 address, loopback, a link-local address).
+ *
+ * @example
+ * ```ts
+ * import { addressBlock, addressGroup } from "./connection_limits.ts";
+ * console.log(addressBlock(addressGroup("2001:db8:0:7::1"))); // "2001:db8:0::/48"
+ * console.log(addressBlock(addressGroup("192.0.2.9"))); // "192.0.2.9"
+ * ```
+ */
+export function addressBlock(group: string): string {
+  const slash64 = group.match(/^([0-9a-f]{1,4}:[0-9a-f]{1,4}:[0-9a-f]{1,4}):[0-9a-f]{1,4}::\/64$/);
+  return slash64 === null ? group : `${slash64[1]}::/48`;
+}
+
 /** fe80::/10, the IPv6 link-local block. */
 const LINK_LOCAL_MASK = 0xffc0;
 const LINK_LOCAL_PREFIX = 0xfe80;
@@ -241,6 +314,13 @@ function ipv6Groups(host: string): number[] | undefined {
 
 function hex(group: string): number {
   return parseInt(group, 16);
+}
+
+/** Count one out of `key` in `counts`, dropping the key at zero. */
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 1) - 1;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {

@@ -88,7 +88,8 @@ import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import type { PeerAddress } from "./peer_address.ts";
 import { PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
-import { sendCatchUp } from "./catch_up.ts";
+import { catchUpBudget, catchUpTurn, sendCatchUp } from "./catch_up.ts";
+import type { AddressBudget } from "./address_budget.ts";
 import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_limits.ts";
 import type { Accusation, ClaimEvidence } from "./_accusations.ts";
 import { PeerGossip } from "./_peer_gossip.ts";
@@ -390,6 +391,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #pledgeSendBudgets: PledgeBudgets;
   /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
   readonly #pledgeSync: PledgeSync;
+  /** Catch-ups sent per address group, in turn (`catch_up.ts`). */
+  readonly #catchUps: AddressBudget;
   /**
    * The clock of a receipt announcement's backoff after a `busy` refusal (`announceReceipt`): the
    * connections' own (`connection.timers`), so a test that fakes theirs moves this one too.
@@ -418,6 +421,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       now: options.now,
     });
     this.#peerLog = new LogLimiter((line) => this.#log(line), { now: options.now });
+    this.#catchUps = catchUpBudget(options.now);
     this.#pledgeSync = new PledgeSync({
       pledge: options.pledge,
       peers: this.#peers,
@@ -673,13 +677,22 @@ export class NetworkActor implements Actor<NetworkMessage> {
       // after our pledge (`catch_up.ts`).
       if (validator !== undefined) {
         // Resolves once the pledge is written: a receipt the peer did not keep goes after it.
-        sendCatchUp(
-          connection,
-          validator,
-          ctx,
-          this.#timers,
-          (worker) => this.#pledgeSync.sendNeeded(connection, worker, ctx),
-        );
+        const send = () =>
+          sendCatchUp(
+            connection,
+            validator,
+            ctx,
+            this.#timers,
+            (worker) => this.#pledgeSync.sendNeeded(connection, worker, ctx),
+          );
+        // In its address group's turn, unless this node chose the connection: keys are free, and
+        // the catch-up is far larger than a handshake (review s71, `catch_up.ts`).
+        const chosen = message.outbound || this.#transports.dials?.has(connection.peerKey!);
+        if (chosen || this.#catchUps.take(message.host)) send();
+        else {
+          void catchUpTurn(connection, this.#catchUps, message.host, this.#timers)
+            .then((turn) => turn && send());
+        }
       }
     }
   }

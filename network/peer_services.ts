@@ -44,7 +44,15 @@ import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { StorageActorPeer } from "../actors/storage_actor_peer.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
-import { type PledgeBudgets, PledgeGate } from "./pledge_budget.ts";
+import {
+  NEW_PLEDGES_PER_GROUP_BURST,
+  NEW_PLEDGES_PER_GROUP_REFILL_MS,
+  NEW_PLEDGES_PER_NODE_BURST,
+  NEW_PLEDGES_PER_NODE_REFILL_MS,
+  type PledgeBudgets,
+  PledgeGate,
+} from "./pledge_budget.ts";
+import { AddressBudget } from "./address_budget.ts";
 import { ProofRequestQueue } from "./proof_request_queue.ts";
 import {
   MAX_HELD_TRAINING_BYTES,
@@ -103,6 +111,12 @@ export interface PeerServices {
   /** The receiving pledge budgets by peer key, kept across connections (`pledge_budget.ts`). */
   pledgeBudgets?: PledgeBudgets;
   /**
+   * What the connections bring the ledger of pledges of keys it has never seen, per address
+   * group and for the node (`address_budget.ts`, `NEW_PLEDGES_PER_GROUP_BURST`); default: one per
+   * actor system and validator, on {@link now}.
+   */
+  newPledges?: AddressBudget;
+  /**
    * The queue every connection's `inference.get_proof` waits in, fair across peer keys
    * (`proof_request_queue.ts`); default: one per actor system.
    */
@@ -132,6 +146,8 @@ const unsentReceipts = new WeakMap<ActorSystem, UnsentReceipts>();
  * the TrainingValidator), for every connection.
  */
 const validatorInboxes = new WeakMap<ActorSystem, Map<string, ValidatorInbox<unknown>>>();
+/** Each node's {@link PeerServices.newPledges} default, by validator name: one per ledger. */
+const newPledgeBudgets = new WeakMap<ActorSystem, Map<string, AddressBudget>>();
 
 /** `cache`'s value for `system`, made on first use: one per node, shared by its connections. */
 function perSystem<T>(cache: WeakMap<ActorSystem, T>, system: ActorSystem, make: () => T): T {
@@ -143,6 +159,24 @@ function perSystem<T>(cache: WeakMap<ActorSystem, T>, system: ActorSystem, make:
 function peerJobsOf(services: PeerServices): PeerJobShares {
   return services.peerJobs ??
     perSystem(peerJobShares, services.system, () => new PeerJobShares());
+}
+
+/** The budget of new keys' pledges for the ledger of validator `name` (see `newPledges`). */
+function newPledgesOf(services: PeerServices, name: string): AddressBudget {
+  if (services.newPledges !== undefined) return services.newPledges;
+  const budgets = perSystem(newPledgeBudgets, services.system, () => new Map());
+  let budget = budgets.get(name);
+  if (budget === undefined) {
+    budgets.set(
+      name,
+      budget = new AddressBudget({
+        perGroup: { burst: NEW_PLEDGES_PER_GROUP_BURST, refillMs: NEW_PLEDGES_PER_GROUP_REFILL_MS },
+        node: { burst: NEW_PLEDGES_PER_NODE_BURST, refillMs: NEW_PLEDGES_PER_NODE_REFILL_MS },
+        now: services.now,
+      }),
+    );
+  }
+  return budget;
 }
 
 function proofQueueOf(services: PeerServices): ProofRequestQueue {
@@ -249,12 +283,15 @@ async function relayProof(
 
 /**
  * Register the handlers of every protocol `services` offers on `connection`. `peerKey` is the
- * key the connection's handshake authenticated; it tags what the peer sends.
+ * key the connection's handshake authenticated; it tags what the peer sends. `host`: for a
+ * connection that came in over TCP, its remote address's `addressGroup` (`connection_limits.ts`);
+ * undefined for one with no address (swarm, in-memory, dialled).
  */
 export function servePeer(
   connection: Connection,
   peerKey: Uint8Array,
   services: PeerServices,
+  host?: string,
 ): void {
   const { system } = services;
   const peer = toHex(peerKey);
@@ -341,13 +378,18 @@ export function servePeer(
       now: services.now,
       budget: services.pledgeBudgets?.of(peer),
     });
+    // A key is free, so the pledges of keys the ledger has never seen are also budgeted per
+    // address group and for the node: the validator takes room for one only for such a key (it
+    // alone knows), and records nothing past it (review s71: one host, a fresh connection key each
+    // time, had 20,480 pledges recorded in 40 s). Keys with stake there take none of it.
+    const newKeys = newPledgesOf(services, name).room(host);
     connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
       // A peer's own pledge, one it passes on (gossip), one of those its ledger pushes when we
       // connect, or one we turned out to need (`network_actor.ts`): the ledger checks the
       // signature and counts a key's first as its stake; a second, different one convicts the key
       // of pledge equivocation. A node pledges once, ever (`node/node_pledge.ts`).
       pledges.admit();
-      await inbox.deliver(peer, { type: "pledge", pledge, origin: peer });
+      await inbox.deliver(peer, { type: "pledge", pledge, origin: peer, newKeys });
     });
   }
   serveTraining(connection, peer, services);

@@ -16,6 +16,12 @@
  *   an honest node never meets the receiver's limit; a pledge passed on past it is dropped (the
  *   peer gets it when it needs it).
  *
+ * A key is free, so a bound per key alone holds nobody who makes one per connection: the pledges
+ * of keys a ledger has never seen are also budgeted per address group and for the node
+ * ({@link NEW_PLEDGES_PER_GROUP_BURST}, {@link NEW_PLEDGES_PER_NODE_BURST}; the buckets are
+ * `address_budget.ts`'s, drawn on by the validator, which alone knows a key is new:
+ * `peer_services.ts`).
+ *
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
@@ -78,6 +84,12 @@ export class PledgeBudget {
     return this.#room;
   }
 
+  /** Milliseconds until one more pledge of room comes back (0: there is room now). */
+  get nextInMs(): number {
+    if (this.room > 0) return 0;
+    return Math.max(0, this.#at + this.#refillMs - this.#now());
+  }
+
   /**
    * Take room for one pledge, leaving at least `reserve` for later.
    * @returns whether it fitted (false: send or record nothing).
@@ -129,6 +141,29 @@ export interface PledgeGateOptions {
    */
   budget?: PledgeBudget;
 }
+
+/**
+ * Pledges of keys a ledger has never seen that the connections from one address group may bring
+ * it at once (`peer_services.ts`, `address_budget.ts`), whatever their peer keys: four honest nodes
+ * on one host, each sending its whole {@link PLEDGE_SEND_BURST} of new keys at once, never meet
+ * it. A per-key bound alone held nobody: one host with a fresh key per connection had 20,480
+ * pledges recorded in 40 s (review s71). A pledge of a key the ledger holds a pledge of (a repeat,
+ * or a second one that convicts the key of equivocation) takes none of it.
+ */
+export const NEW_PLEDGES_PER_GROUP_BURST = 4 * PLEDGE_SEND_BURST;
+/**
+ * Then one more per this many ms per address group (20 a minute, four honest senders' rate):
+ * about 28,800 new keys, 11 MB of ledger, a day for one host that paces itself at the limit.
+ */
+export const NEW_PLEDGES_PER_GROUP_REFILL_MS = PLEDGE_SEND_REFILL_MS / 4;
+/**
+ * Pledges of keys a ledger has never seen that all its peers together may bring it at once: the
+ * bound on many addresses together, and the only one on connections with no address (swarm,
+ * in-memory). Sixteen honest peers' whole sending burst of new keys.
+ */
+export const NEW_PLEDGES_PER_NODE_BURST = 16 * PLEDGE_SEND_BURST;
+/** Then one more per this many ms for the node (80 a minute: 115,200 new keys, 44 MB a day). */
+export const NEW_PLEDGES_PER_NODE_REFILL_MS = PLEDGE_SEND_REFILL_MS / 16;
 
 /** Peer keys whose receiving budgets are remembered after their connections close. */
 export const MAX_REMEMBERED_PLEDGE_BUDGETS = 4_096;

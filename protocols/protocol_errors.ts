@@ -51,6 +51,7 @@ export const PROTOCOL_ERROR_CODES = [
   "peer_timeout",
   "too_many_refusals",
   "handshake_failed",
+  "handshake_refused",
   "protocol_not_supported",
 ] as const;
 
@@ -364,6 +365,21 @@ export class HandshakeError extends ProtocolError {
    */
   constructor(message: string, options?: ProtocolErrorOptions) {
     super("handshake_failed", message, options);
+  }
+}
+
+/**
+ * The peer refused the connection before its handshake (its connection limits: too many
+ * handshakes in progress from this address), saying so with an `error` frame in place of its
+ * hello. Nothing is wrong with either side's keys or bytes: a dial later may be admitted.
+ */
+export class HandshakeRefusedError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message Why the peer refused, as it said it.
+   */
+  constructor(message: string) {
+    super("handshake_refused", message);
   }
 }
 

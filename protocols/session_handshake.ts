@@ -56,6 +56,7 @@ import { ErrorMessage, MAX_ERROR_MESSAGE_LENGTH } from "./messages.ts";
 import {
   FrameTooLargeError,
   HandshakeError,
+  HandshakeRefusedError,
   PeerTimeoutError,
   ProtocolError,
   TruncatedFrameError,
@@ -151,6 +152,28 @@ function frame(envelope: Envelope): Uint8Array {
   new DataView(out.buffer).setUint32(0, payload.byteLength);
   out.set(payload, LENGTH_PREFIX_BYTES);
   return out;
+}
+
+/** The code of a refusal before the handshake ({@link refuseHandshake}). */
+const REFUSED = "handshake_refused";
+
+/**
+ * Refuse a connection before its handshake (the listener's limits): send one `error` frame with
+ * code `handshake_refused` and `reason` where the hello would be, then close our side; the
+ * dialer's handshake fails with {@link HandshakeRefusedError} saying why, not with a stream cut
+ * short. The duplex's own close runs as for any connection that ends (a socket duplex drains the
+ * peer's hello up to its linger time, so the kernel does not reset it before the frame is read).
+ * @param duplex The transport, before any byte was sent on it.
+ * @param reason Why (the limit that refused it), as the dialer will see it.
+ */
+export function refuseHandshake(duplex: ByteDuplex, reason: string): void {
+  const body = { code: REFUSED, message: reason.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
+  const writer = duplex.writable.getWriter();
+  writer.write(frame({ v: PROTOCOL_VERSION, type: ErrorMessage.type, id: 0, body })).catch(
+    () => {},
+  );
+  writer.close().catch(() => {});
+  duplex.readable.cancel().catch(() => {});
 }
 
 /**
@@ -262,6 +285,12 @@ function parse<T>(payload: Uint8Array, type: string, schema: z.ZodType<T>): T {
   const envelope = decodeEnvelope(payload);
   if (envelope.type === ErrorMessage.type) {
     const body = envelope.body as { code?: unknown; message?: unknown };
+    if (body?.code === REFUSED) {
+      throw new HandshakeRefusedError(
+        `the peer refused the connection: ${String(body.message)}`
+          .slice(0, MAX_ERROR_MESSAGE_LENGTH),
+      );
+    }
     throw new HandshakeError(
       `the peer refused the handshake: ${String(body?.code)}: ${String(body?.message)}`
         .slice(0, MAX_ERROR_MESSAGE_LENGTH),
@@ -323,6 +352,8 @@ export interface HandshakeOutcome {
  * @throws {HandshakeError} the peer's hello or proof was refused, or it refused ours; the
  *   transport is closed.
  * @throws {PeerTimeoutError} the peer did not finish within the deadline; the transport is closed.
+ * @throws {HandshakeRefusedError} the peer refused the connection before its hello (its
+ *   connection limits, {@link refuseHandshake}); the transport is closed.
  */
 export async function runSessionHandshake(
   duplex: ByteDuplex,
@@ -401,7 +432,8 @@ export async function authenticateTransport(
     };
   } catch (cause) {
     timers.clearTimeout(timer);
-    const error = cause instanceof HandshakeError || cause instanceof PeerTimeoutError
+    const error = cause instanceof HandshakeError || cause instanceof PeerTimeoutError ||
+        cause instanceof HandshakeRefusedError
       ? cause
       : new HandshakeError(
         cause instanceof ProtocolError ? `${cause.code}: ${cause.message}` : "transport failed",

@@ -13,7 +13,11 @@ import {
   type NetworkMessage,
   type PeerInfo,
 } from "../../network/network_actor.ts";
-import { addressGroup, ConnectionLimits } from "../../network/connection_limits.ts";
+import {
+  addressGroup,
+  ConnectionLimits,
+  type HandshakeSlot,
+} from "../../network/connection_limits.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
@@ -22,7 +26,7 @@ import { toHex } from "../../protocols/hash.ts";
 import { connectTcp } from "../../protocols/tcp_transport.ts";
 import { eventually } from "../_helpers/wait.ts";
 
-Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slots in all and per address; bounds must be positive integers", () => {
+Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slots per address and, in all, given to a newcomer; bounds must be positive integers", () => {
   const limits = new ConnectionLimits({
     maxConnections: 3,
     maxConnectionsPerPeer: 2,
@@ -46,12 +50,17 @@ Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slo
   );
   assert.equal(perAddress.refusal({ ofPeer: 1, total: 5, fromAddress: 2 }), undefined, "known");
   assert.equal(perAddress.refusal({ ofPeer: 0, total: 5, fromAddress: 2 }, true), undefined);
-  assert.equal(limits.startHandshake("10.0.0.1"), undefined);
-  assert.match(limits.startHandshake("10.0.0.1")!, /1 handshakes from 10.0.0.1/);
-  assert.equal(limits.startHandshake("10.0.0.2"), undefined);
-  assert.match(limits.startHandshake("10.0.0.3")!, /2 handshakes already in progress/);
-  limits.endHandshake("10.0.0.1");
-  assert.equal(limits.startHandshake("10.0.0.1"), undefined);
+  const closed: string[] = [];
+  const start = (address: string) => limits.startHandshake(address, () => closed.push(address));
+  const first = start("10.0.0.1");
+  assert.equal(typeof first, "object");
+  assert.match(start("10.0.0.1") as string, /1 handshakes from 10.0.0.1/);
+  assert.equal(typeof start("10.0.0.2"), "object");
+  // Every slot taken: the newcomer takes the oldest slot (handshake_slots_test.ts has the rest).
+  assert.equal(typeof start("10.0.0.3"), "object");
+  assert.deepEqual(closed, ["10.0.0.1"]);
+  (first as HandshakeSlot).end(); // given back already: a no-op
+  assert.equal(limits.handshakes, 2);
   assert.throws(() => new ConnectionLimits({ maxConnections: 0 }), RangeError);
   assert.throws(() => new ConnectionLimits({ maxHandshakes: 1.5 }), RangeError);
   assert.throws(() => new ConnectionLimits({ maxConnectionsPerAddress: 0 }), RangeError);
@@ -142,7 +151,7 @@ Deno.test("NetworkActor: a peer's connections past its bound are closed, and a s
 
 Deno.test({
   name:
-    "NetworkActor: a TCP connection that arrives while its address's handshakes in progress are at their bound is closed before any handshake",
+    "NetworkActor: a TCP connection that arrives while its address's handshakes in progress are at their bound is refused before any handshake",
   sanitizeResources: false,
   fn: async () => {
     const { system, network, logs } = await spawnNetwork("limits-handshakes", {
@@ -154,9 +163,18 @@ Deno.test({
     const stalled = await Deno.connect({ hostname: "127.0.0.1", port });
     const refused = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
-      // Closed at once: the end comes before the handshake's deadline (5 s), without a byte.
-      const read = await refused.read(new Uint8Array(64)).catch(() => null);
-      assert.equal(read, null);
+      // Closed before the handshake's deadline (5 s), after one refusal frame saying why and no
+      // hello (handshake_slots_test.ts: the dialer's handshake fails with handshake_refused).
+      const got: number[] = [];
+      const buffer = new Uint8Array(1024);
+      for (;;) {
+        const n = await refused.read(buffer).catch(() => null);
+        if (n === null) break;
+        got.push(...buffer.subarray(0, n));
+      }
+      const text = new TextDecoder().decode(new Uint8Array(got));
+      assert.match(text, /handshake_refused/);
+      assert.doesNotMatch(text, /session\.hello/);
       assert.ok(
         logs.some((line) => line.includes("refused: 1 handshakes from loopback already")),
         logs.join("\n"),

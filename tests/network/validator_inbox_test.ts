@@ -13,6 +13,7 @@ import {
   MAX_WAIT_MS,
   ValidatorInbox,
 } from "../../network/_validator_inbox.ts";
+import { peerOriginsOf } from "../../network/_peer_origins.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import type { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
@@ -86,6 +87,18 @@ async function withInbox(
   }
 }
 
+/**
+ * Peers `p{first}`… (`count` of them) connected to the node of `system` with standing in its
+ * ledger, as its inbox knows them (`network/_peer_origins.ts`).
+ */
+async function known(system: ActorSystem, count: number, first = 1): Promise<void> {
+  const origins = peerOriginsOf(system);
+  for (let p = first; p < first + count; p++) {
+    origins.connected(`p${p}`, undefined, () => Promise.resolve(true));
+    await origins.recheck(`p${p}`);
+  }
+}
+
 /** Whether `promise` has settled (after the microtasks now queued). */
 async function settled(promise: Promise<unknown>): Promise<boolean> {
   let done = false;
@@ -149,6 +162,9 @@ Deno.test("a request stops waiting once its requester gives up (the signal)", as
 Deno.test("requests wait only up to a peer's share and the node's bound; past them they are answered unavailable at once, and a share frees as its waits end", async () => {
   await withInbox("s59-wait-shares", async (system, inbox, timers) => {
     const options = { timers, unavailable: () => new Unavailable() };
+    // Peers with standing in the ledger: keys with none share half the bounds (s71,
+    // validator_inbox_shares_test.ts).
+    await known(system, MAX_HELD / MAX_HELD_PER_PEER);
     const waiting: Promise<number>[] = [];
     // A peer's share in count.
     for (let n = 0; n < MAX_HELD_PER_PEER; n++) waiting.push(inbox.ask("p1", ask(n), options));
@@ -499,7 +515,9 @@ Deno.test("the node's own receipts are held in a share of their own: peers' evid
   const system = new ActorSystem({ name: "s60-assign-own-share" });
   try {
     const inbox = new ValidatorInbox<ValidatorMessage>(system, "v");
-    // Peers fill every place the inbox holds for their evidence.
+    // Peers with standing (keys with none share half the hold: validator_inbox_shares_test.ts)
+    // fill every place the inbox holds for their evidence.
+    await known(system, MAX_HELD / MAX_HELD_PER_PEER, 0);
     for (let p = 0; p < MAX_HELD / MAX_HELD_PER_PEER; p++) {
       for (let n = 0; n < MAX_HELD_PER_PEER; n++) {
         await inbox.deliver(`p${p}`, {
