@@ -30,7 +30,7 @@ import {
   type TextJob,
 } from "../protocols/job.ts";
 import {
-  ContextLengthError,
+  checkPromptFits,
   EmptyPromptError,
   InvalidGenerationParamsError,
   WrongModelKindError,
@@ -126,9 +126,7 @@ export class JobPreparer {
     // Refused up front (not by the model mid-stream) so the edge can answer 400 before any
     // byte of a stream is sent. A prompt that fits but leaves less room than maxTokens simply
     // ends with finish reason "length".
-    if (promptIds.length >= contextLength) {
-      throw new ContextLengthError(promptIds.length, contextLength);
-    }
+    checkPromptFits(promptIds.length, contextLength);
     if (resume.length > 0) {
       if (!isResumable(model)) {
         throw new InvalidResumeError(`model ${model.info.name} cannot resume a job here`);

@@ -46,7 +46,7 @@ export function byteToUnicodeTable(): string[] {
   return table;
 }
 
-/** {@link ByteTokenizer.encode}'s mark for a special token not searched for yet. */
+/** {@link ByteTokenizer.encodeWithSpecialTokens}' mark for a special token not searched for yet. */
 const NOT_SEARCHED = -2;
 
 /** Options of {@link ByteTokenizer}. */
@@ -58,8 +58,9 @@ export interface ByteTokenizerOptions {
 }
 
 /**
- * Exact byte-level tokenizer: `encode` is UTF-8 (special-token strings become their ids),
- * `decode` is UTF-8 decoding with U+FFFD for invalid bytes.
+ * Exact byte-level tokenizer: `encode` is UTF-8 (a special token's string is its bytes, as any
+ * text), `encodeWithSpecialTokens` turns those strings into their ids, and `decode` is UTF-8
+ * decoding with U+FFFD for invalid bytes.
  *
  * @example
  * ```ts
@@ -67,6 +68,8 @@ export interface ByteTokenizerOptions {
  * const tok = new ByteTokenizer();
  * tok.encode("hé"); // [104, 195, 169]
  * tok.decode([104, 195, 169]); // "hé"
+ * tok.encode("<|pad|>").length; // 7: text, not the control token
+ * tok.encodeWithSpecialTokens("<|pad|>"); // [257]
  * ```
  */
 export class ByteTokenizer implements TextTokenizer {
@@ -98,9 +101,18 @@ export class ByteTokenizer implements TextTokenizer {
   }
 
   /**
-   * Token ids of `text` (see {@link TextTokenizer.encode}): its UTF-8 bytes, except that each
-   * special token's string becomes its id, the leftmost occurrence first and, of those starting
-   * at the same place, the longest.
+   * Token ids of `text` (see {@link TextTokenizer.encode}): its UTF-8 bytes, one token each, a
+   * special token's string included.
+   */
+  encode(text: string): number[] {
+    return Array.from(this.#encoder.encode(text));
+  }
+
+  /**
+   * Token ids of `text` with its special-token strings as their ids (see
+   * {@link TextTokenizer.encodeWithSpecialTokens}): its UTF-8 bytes, except that each special
+   * token's string becomes its id, the leftmost occurrence first and, of those starting at the
+   * same place, the longest.
    *
    * Linear in the text (times the number of special tokens): each special token's next
    * occurrence is remembered and searched for again only once the text consumed has passed it,
@@ -108,7 +120,7 @@ export class ByteTokenizer implements TextTokenizer {
    * re-scanning the rest of the text after every special token found. A prompt made of nothing
    * but special tokens costs about what a plain one of the same length does.
    */
-  encode(text: string): number[] {
+  encodeWithSpecialTokens(text: string): number[] {
     const ids: number[] = [];
     const specials = this.#matchable;
     // Where each special token next occurs at or after `start`: -1 none, NOT_SEARCHED before the

@@ -9,26 +9,52 @@ import { VeriflowError } from "../protocols/errors.ts";
 /** Base class of inference errors. */
 export class InferenceError extends VeriflowError {}
 
-/** The prompt (plus what must be generated) does not fit the model's context window. */
+/**
+ * What {@link ContextLengthError} counts: a prompt to generate after, which needs one position
+ * of the window left for output, or a whole sequence run as it is (a teacher-forced pass).
+ */
+export type ContextUse = "prompt" | "sequence";
+
+/**
+ * The tokens do not fit the model's context window. For a prompt, one convention everywhere
+ * (the InferenceActor and `TextModel.generate`): `tokens` is the prompt's count, and a prompt of
+ * the whole window does not fit, since generation needs a position for its first output token.
+ */
 export class ContextLengthError extends InferenceError {
-  /** Tokens requested. */
+  /** The prompt's tokens (or the sequence's, for a teacher-forced pass). */
   readonly tokens: number;
   /** The model's context length. */
   readonly contextLength: number;
   /**
    * Describe the overflow.
    *
-   * @param tokens Number of tokens that would have to fit.
+   * @param tokens The prompt's tokens (the sequence's, for `use` "sequence").
    * @param contextLength The model's context window.
+   * @param use What the tokens are for; default "prompt".
    */
-  constructor(tokens: number, contextLength: number) {
+  constructor(tokens: number, contextLength: number, use: ContextUse = "prompt") {
     super(
       "context_length_exceeded",
-      `${tokens} tokens do not fit the model's context window of ${contextLength}`,
+      use === "prompt"
+        ? `the prompt is ${tokens} tokens; the model's context window of ${contextLength} ` +
+          `leaves no room for output (at most ${contextLength - 1} prompt tokens)`
+        : `${tokens} tokens do not fit the model's context window of ${contextLength}`,
     );
     this.tokens = tokens;
     this.contextLength = contextLength;
   }
+}
+
+/**
+ * Refuse a prompt that leaves no position of the context window for output: the one check the
+ * InferenceActor (before a job takes a queue slot) and `TextModel.generate` both make.
+ *
+ * @param promptTokens The prompt's tokens.
+ * @param contextLength The model's context window.
+ * @throws {ContextLengthError} `promptTokens` ≥ `contextLength`.
+ */
+export function checkPromptFits(promptTokens: number, contextLength: number): void {
+  if (promptTokens >= contextLength) throw new ContextLengthError(promptTokens, contextLength);
 }
 
 /** Generation was asked for with an empty prompt (there is nothing to condition on). */

@@ -179,8 +179,12 @@ const TYPED_REFUSALS: Readonly<Record<string, (job: TextJob) => VeriflowError>> 
   resume_mismatch: () => new ResumeMismatchError(""),
 };
 
-/** `ContextLengthError`'s message, whose numbers are the error's fields. */
-const CONTEXT_LENGTH_MESSAGE = /^(\d+) tokens do not fit the model's context window of (\d+)$/;
+/**
+ * `ContextLengthError`'s message, whose numbers are the error's fields: a prompt's, or (from a
+ * worker of an earlier version, or a sequence's) the older form.
+ */
+const CONTEXT_LENGTH_MESSAGE =
+  /^(?:the prompt is (\d+) tokens; the model's context window of (\d+) |(\d+) tokens do not fit the model's context window of (\d+)$)/;
 
 /** `error` as the local port's typed class when it is a worker's refusal of a known code. */
 export function typedRefusal(error: unknown, job: TextJob): unknown {
@@ -193,8 +197,8 @@ export function typedRefusal(error: unknown, job: TextJob): unknown {
     const numbers = CONTEXT_LENGTH_MESSAGE.exec(error.message);
     // Read-only for callers; set once here, as the worker's constructor set them.
     const fields = typed as { -readonly [K in "tokens" | "contextLength"]: number };
-    fields.tokens = Number(numbers?.[1] ?? NaN);
-    fields.contextLength = Number(numbers?.[2] ?? NaN);
+    fields.tokens = Number(numbers?.[1] ?? numbers?.[3] ?? NaN);
+    fields.contextLength = Number(numbers?.[2] ?? numbers?.[4] ?? NaN);
   }
   if (typed instanceof ResumeMismatchError) {
     // Read-only for callers; set once here, as the worker's constructor set it.

@@ -55,6 +55,7 @@ import type { ModelHealth, ModelWorkerEvent, ModelWorkerRestartPolicy } from "./
 import type { ExecutionProvider, SessionOptions } from "./_session.ts";
 import {
   asModelLoadError,
+  checkPromptFits,
   ContextLengthError,
   EmptyPromptError,
   InvalidGenerationParamsError,
@@ -463,7 +464,7 @@ export class TextModel implements AsyncDisposable {
     this.#checkUsable();
     this.#checkTokens(tokens);
     if (tokens.length > this.#config.contextLength) {
-      throw new ContextLengthError(tokens.length, this.#config.contextLength);
+      throw new ContextLengthError(tokens.length, this.#config.contextLength, "sequence");
     }
     options?.signal?.throwIfAborted();
     this.#runs++;
@@ -509,10 +510,7 @@ export class TextModel implements AsyncDisposable {
     }
     if (promptIds.length === 0) throw new EmptyPromptError();
     this.#checkTokens(promptIds);
-    const contextLength = this.#config.contextLength;
-    if (promptIds.length >= contextLength) {
-      throw new ContextLengthError(promptIds.length + 1, contextLength);
-    }
+    checkPromptFits(promptIds.length, this.#config.contextLength);
     const signal = options?.signal;
     signal?.throwIfAborted();
 

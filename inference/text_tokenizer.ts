@@ -27,8 +27,20 @@ export interface TextTokenizer {
   readonly eosTokenId: number | undefined;
   /** Special (added) tokens by id. */
   readonly specialTokens: ReadonlyMap<number, string>;
-  /** Token ids of `text`; special-token strings in the text map to their ids. */
+  /**
+   * Token ids of `text`, read as text: a special token's string in it (`<|endoftext|>`,
+   * `<|im_start|>`) is encoded as the characters it is made of, never as the control token. A
+   * job's prompt is client text (a completions prompt, chat messages, a stored input), and the
+   * worker and every validator encode it with this one function, so the ids a receipt is checked
+   * against are the same on both sides; a client cannot end the text or open a turn by typing a
+   * control token's name (as tiktoken refuses special tokens in text unless allowed).
+   */
   encode(text: string): number[];
+  /**
+   * Token ids of `text` where each special token's string is its id: for text the node writes
+   * itself around client text (a template's control tokens), never for client text.
+   */
+  encodeWithSpecialTokens(text: string): number[];
   /** Text of `ids` (special tokens are rendered as their content). */
   decode(ids: readonly number[]): string;
   /**
@@ -47,6 +59,13 @@ export interface TextTokenizer {
 /** {@link TextTokenizer} over any Hugging Face `tokenizer.json`, via `@huggingface/tokenizers`. */
 export class HfTokenizer implements TextTokenizer {
   #tokenizer: Tokenizer;
+  /**
+   * The same tokenizer without its special added tokens, which `encode` uses: `@huggingface/
+   * tokenizers` has no `split_special_tokens` switch, and without them its splitter never cuts a
+   * special token's string out of the text, which then goes through the pre-tokenizer and the
+   * model as any text (what the Rust library's `split_special_tokens` does).
+   */
+  #plain: Tokenizer;
   /** Added tokens' content by id: every decoder renders an added token as its content. */
   #added = new Map<number, string>();
   /** The byte-level decoder's character → byte map; null when the decoder is not byte-level. */
@@ -71,10 +90,13 @@ export class HfTokenizer implements TextTokenizer {
   constructor(tokenizerJson: object, tokenizerConfig: object = {}, eosTokenId?: number) {
     // clean_up_tokenization_spaces rewrites " ." to "." on decode, which would make decoded
     // text differ from the bytes the model produced; generation must not do that.
-    this.#tokenizer = new Tokenizer(tokenizerJson, {
-      clean_up_tokenization_spaces: false,
-      ...tokenizerConfig,
-    });
+    const config = { clean_up_tokenization_spaces: false, ...tokenizerConfig };
+    this.#tokenizer = new Tokenizer(tokenizerJson, config);
+    const added = (tokenizerJson as { added_tokens?: { special?: boolean }[] }).added_tokens;
+    this.#plain = new Tokenizer({
+      ...tokenizerJson,
+      added_tokens: (added ?? []).filter((token) => !token.special),
+    }, config);
     const special = new Map<number, string>();
     for (const [id, token] of this.#tokenizer.get_added_tokens_decoder()) {
       this.#added.set(id, token.content);
@@ -92,8 +114,13 @@ export class HfTokenizer implements TextTokenizer {
     this.eosTokenId = eosTokenId;
   }
 
-  /** Token ids of `text` (see {@link TextTokenizer.encode}). */
+  /** Token ids of `text`, read as text (see {@link TextTokenizer.encode}). */
   encode(text: string): number[] {
+    return this.#plain.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** Token ids of `text`, special tokens matched (see {@link TextTokenizer.encodeWithSpecialTokens}). */
+  encodeWithSpecialTokens(text: string): number[] {
     return this.#tokenizer.encode(text, { add_special_tokens: false }).ids;
   }
 
@@ -106,7 +133,7 @@ export class HfTokenizer implements TextTokenizer {
 
   /** A fresh incremental decoder (see {@link TextTokenizer.streamDecoder}). */
   streamDecoder(): TokenStreamDecoder {
-    return new TokenStreamTextDecoder((ids) => this.decode(ids));
+    return new TokenStreamTextDecoder((ids) => this.decode(ids), (id) => this.bytesOf(id));
   }
 
   /**

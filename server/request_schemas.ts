@@ -96,8 +96,8 @@ export interface StreamOptions {
 }
 
 /**
- * A validated `POST /v1/completions` body. Unknown fields are kept but ignored, except the
- * OpenAI fields this node cannot honour ({@link refuseUnsupportedFields}).
+ * A validated `POST /v1/completions` body. Of the fields it does not read, only
+ * {@link IGNORED_REQUEST_FIELDS} and those {@link refuseUnsupportedFields} judges get through.
  */
 export interface CompletionRequest extends SamplingRequest {
   /** OpenAI's newer name for `max_tokens`, taken here as on chat (it wins over `max_tokens`). */
@@ -194,59 +194,6 @@ const chatRole = z.enum(["system", "developer", "user", "assistant"], {
       : undefined,
 });
 
-/** `POST /v1/completions` body. Unknown fields are ignored, as OpenAI clients send many. */
-export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObject({
-  ...samplingFields,
-  // Clients that send the newer name everywhere would otherwise get the default length.
-  max_completion_tokens: maxTokensSchema.nullish(),
-  prompt: z.union([
-    promptText,
-    // OpenAI accepts a batch of prompts; one job per request here, so a batch must hold one.
-    // A prompt of token ids (OpenAI's "array of tokens", or a batch of them) is refused as
-    // such first, or it would be told it is a batch of too many prompts.
-    z.array(z.unknown())
-      .refine((items) => !isTokenIdPrompt(items), { message: TOKEN_ID_PROMPT, abort: true })
-      .pipe(z.array(promptText).length(1)),
-  ]),
-  veriflow_input: inputCid.nullish(),
-  stream: z.boolean().nullish(),
-  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
-  n: oneChoice,
-  echo: z.literal(false, {
-    error: "must be false: the prompt is not echoed (prepend it to the text yourself)",
-  }).nullish(),
-  logprobs: z.number().int().min(0).max(MAX_COMPLETION_LOGPROBS).nullish(),
-}).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
-
-const chatContentSchema = z.union([
-  promptText,
-  // At least one part, as OpenAI: an empty list is a mistake, not an empty turn to run.
-  z.array(z.looseObject({ type: z.literal("text"), text: promptText })).min(1),
-]);
-
-/** `POST /v1/chat/completions` body. */
-export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.looseObject({
-  ...samplingFields,
-  /** OpenAI's newer name for `max_tokens`. */
-  max_completion_tokens: maxTokensSchema.nullish(),
-  messages: z.array(z.looseObject({
-    role: chatRole,
-    content: chatContentSchema,
-    // Shown in the turn's label by the chat template, which takes only names that keep the
-    // label one label on one line; refused here, naming the message, rather than dropped.
-    name: wellFormed(z.string().refine(isChatName, CHAT_NAME_RULE)).nullish(),
-  })).min(1),
-  stream: z.boolean().nullish(),
-  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
-  n: oneChoice,
-  logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
-}).refine((body) => !body.top_logprobs || body.logprobs === true, {
-  // As OpenAI: the top list is part of each token's logprobs entry, so it needs those.
-  message: "top_logprobs above 0 needs logprobs: true",
-  path: ["top_logprobs"],
-}).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
-
 /** An OpenAI request field this node cannot honour, and the values that ask for nothing. */
 interface UnsupportedField {
   /** Whether `value` asks for nothing this node lacks (an empty list, a zero penalty). */
@@ -265,8 +212,7 @@ const STRUCTURED = "output is not constrained to a format (JSON mode, schemas)";
  * The OpenAI fields (and vLLM's sampling and structured-output extensions) the node refuses
  * rather than ignores: ignoring them would return an answer that silently differs from what was
  * asked (a web search, a shorter answer, a repetition penalty, free text for a JSON schema).
- * Fields that change nothing in the output (`user`, `metadata`, `store`, `service_tier`,
- * `parallel_tool_calls` without tools) are ignored.
+ * Fields that change nothing in the output are ignored ({@link IGNORED_REQUEST_FIELDS}).
  */
 const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   tools: { harmless: isEmptyArray, why: TOOLS },
@@ -393,6 +339,93 @@ const CHAT_UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
     why: "the node renders every conversation with its own template (docs/API.md)",
   },
 };
+
+/**
+ * The OpenAI fields a request may carry that change nothing in the answer, accepted and ignored:
+ * who asks (`user`, `safety_identifier`), what OpenAI keeps or bills (`metadata`, `store`,
+ * `service_tier`, `prompt_cache_key`), and `parallel_tool_calls`, which without `tools` (refused)
+ * has no call to run. Any other field no table here names is refused, naming it (as OpenAI and
+ * the WebSocket API do): a typo or another server's name for a length, stop or sampling setting
+ * (`max_token`, `max_new_tokens`, `typical_p`) would otherwise run with the default and return an
+ * answer that silently differs from what was asked.
+ */
+export const IGNORED_REQUEST_FIELDS: ReadonlySet<string> = new Set([
+  "user",
+  "metadata",
+  "store",
+  "service_tier",
+  "parallel_tool_calls",
+  "safety_identifier",
+  "prompt_cache_key",
+]);
+
+/**
+ * The fields of a body the schema lets through without reading them: the ignored ones, and those
+ * of `unsupported`, whose values {@link refuseUnsupportedFields} judges after the parse (so each
+ * keeps its `unsupported_field` refusal and its reason). Spread before a schema's own fields,
+ * which take precedence.
+ */
+function passedFields(
+  unsupported: Readonly<Record<string, UnsupportedField>>,
+): Record<string, z.ZodOptional<z.ZodUnknown>> {
+  const names = [...IGNORED_REQUEST_FIELDS, ...Object.keys(unsupported)];
+  return Object.fromEntries(names.map((name) => [name, z.unknown().optional()]));
+}
+
+/** `POST /v1/completions` body: the fields above and in {@link passedFields}; any other is refused. */
+export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.strictObject({
+  ...passedFields(COMPLETION_UNSUPPORTED_FIELDS),
+  ...samplingFields,
+  // Clients that send the newer name everywhere would otherwise get the default length.
+  max_completion_tokens: maxTokensSchema.nullish(),
+  prompt: z.union([
+    promptText,
+    // OpenAI accepts a batch of prompts; one job per request here, so a batch must hold one.
+    // A prompt of token ids (OpenAI's "array of tokens", or a batch of them) is refused as
+    // such first, or it would be told it is a batch of too many prompts.
+    z.array(z.unknown())
+      .refine((items) => !isTokenIdPrompt(items), { message: TOKEN_ID_PROMPT, abort: true })
+      .pipe(z.array(promptText).length(1)),
+  ]),
+  veriflow_input: inputCid.nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
+  n: oneChoice,
+  echo: z.literal(false, {
+    error: "must be false: the prompt is not echoed (prepend it to the text yourself)",
+  }).nullish(),
+  logprobs: z.number().int().min(0).max(MAX_COMPLETION_LOGPROBS).nullish(),
+}).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
+
+const chatContentSchema = z.union([
+  promptText,
+  // At least one part, as OpenAI: an empty list is a mistake, not an empty turn to run.
+  z.array(z.looseObject({ type: z.literal("text"), text: promptText })).min(1),
+]);
+
+/** `POST /v1/chat/completions` body: its fields and {@link passedFields}; any other is refused. */
+export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.strictObject({
+  ...passedFields(CHAT_UNSUPPORTED_FIELDS),
+  ...samplingFields,
+  /** OpenAI's newer name for `max_tokens`. */
+  max_completion_tokens: maxTokensSchema.nullish(),
+  messages: z.array(z.looseObject({
+    role: chatRole,
+    content: chatContentSchema,
+    // Shown in the turn's label by the chat template, which takes only names that keep the
+    // label one label on one line; refused here, naming the message, rather than dropped.
+    name: wellFormed(z.string().refine(isChatName, CHAT_NAME_RULE)).nullish(),
+  })).min(1),
+  stream: z.boolean().nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
+  n: oneChoice,
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+}).refine((body) => !body.top_logprobs || body.logprobs === true, {
+  // As OpenAI: the top list is part of each token's logprobs entry, so it needs those.
+  message: "top_logprobs above 0 needs logprobs: true",
+  path: ["top_logprobs"],
+}).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
 
 /**
  * Throw a 400 `unsupported_field` naming the first field of `body` the node cannot honour
@@ -584,7 +617,26 @@ export function jobSeedOf(seed: number): number {
   return Number(z & SAFE_INTEGER_MASK);
 }
 
-/** Generation parameters from request fields, defaults filled in. */
+/**
+ * The temperature of a request that sets a sampling knob (`top_p`, `top_k` or `seed`) but no
+ * `temperature`: OpenAI's default, 1. Such a request asks to sample (OpenAI tells clients to
+ * change `top_p` or `temperature`, not both, so many send `top_p` alone); decoding it greedily
+ * would ignore the knobs it set and return one answer however often it is sent. A request that
+ * sets none of them keeps the node's greedy default (`DEFAULT_GENERATION_PARAMS`, docs/API.md).
+ */
+export const SAMPLING_DEFAULT_TEMPERATURE = 1;
+
+/**
+ * A request's temperature: the one it sent; else {@link SAMPLING_DEFAULT_TEMPERATURE} when it set
+ * a sampling knob, else the greedy default. One rule for the OpenAI routes and the WebSocket API.
+ */
+function temperatureOf(request: SamplingRequest): number {
+  if (request.temperature != null) return request.temperature;
+  const asksToSample = request.top_p != null || request.top_k != null || request.seed != null;
+  return asksToSample ? SAMPLING_DEFAULT_TEMPERATURE : DEFAULT_GENERATION_PARAMS.temperature;
+}
+
+/** Generation parameters from request fields, defaults filled in ({@link temperatureOf}). */
 export function toGenerationParams(
   request: SamplingRequest,
   maxTokens?: number | null,
@@ -595,7 +647,7 @@ export function toGenerationParams(
   const onlyTop = request.top_p === 0;
   return {
     maxTokens: maxTokens ?? request.max_tokens ?? DEFAULT_GENERATION_PARAMS.maxTokens,
-    temperature: request.temperature ?? DEFAULT_GENERATION_PARAMS.temperature,
+    temperature: temperatureOf(request),
     topK: onlyTop ? 1 : request.top_k ?? DEFAULT_GENERATION_PARAMS.topK,
     topP: onlyTop
       ? DEFAULT_GENERATION_PARAMS.topP

@@ -3,8 +3,9 @@
  * request vary from call to call unless it sends a `seed`, and clients count on that: a chat UI's
  * "regenerate", self-consistency voting, or N requests standing in for `n: N` (which the node
  * refuses). A job's seed is part of its params, so one drawn here is as reproducible as one sent:
- * the receipt signs it, and a validator re-runs the job with it. A greedy request (temperature
- * below `MIN_SAMPLING_TEMPERATURE`, or `top_k` 1) draws nothing: its seed picks no token, and it
+ * the receipt signs it, and a validator re-runs the job with it. A request that sets `top_p` or
+ * `top_k` without a `temperature` samples at 1 (`toGenerationParams`), so it draws one too. A
+ * greedy request (temperature below `MIN_SAMPLING_TEMPERATURE`, or `top_k` 1) draws nothing: its seed picks no token, and it
  * keeps the job the default seed makes. The WebSocket API is Veriflow's own and keeps its
  * documented default seed.
  *

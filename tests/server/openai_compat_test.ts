@@ -36,6 +36,15 @@ async function withNode(body: (node: TestNode, client: OpenAI) => Promise<void>)
   }
 }
 
+/**
+ * The text field of `path`'s body: a prompt for completions, one message for chat. Each route
+ * refuses the other's field (an unknown field is a 400), so a body shared by both loops over
+ * paths takes its text from here.
+ */
+function textOf(path: string): Record<string, unknown> {
+  return path.includes("chat") ? { messages: [{ role: "user", content: "x" }] } : { prompt: "x" };
+}
+
 Deno.test("A matched stop sequence is not part of the returned text (full and streamed); veriflow_stop names it", async () => {
   await withNode(async (node, client) => {
     // The gated model writes "abcdef…"; it stops after "cd", which the client must not see.
@@ -171,8 +180,7 @@ Deno.test("With stream_options.include_usage, every chunk but the last carries u
       const events = await sseEvents(
         await post(node, path, {
           model: "gated",
-          prompt: "x",
-          messages: [{ role: "user", content: "x" }],
+          ...textOf(path),
           max_tokens: 3,
           stream: true,
           stream_options: { include_usage: true },
@@ -187,8 +195,7 @@ Deno.test("With stream_options.include_usage, every chunk but the last carries u
       const plain = await sseEvents(
         await post(node, path, {
           model: "gated",
-          prompt: "x",
-          messages: [{ role: "user", content: "x" }],
+          ...textOf(path),
           max_tokens: 2,
           stream: true,
         }),
@@ -200,11 +207,11 @@ Deno.test("With stream_options.include_usage, every chunk but the last carries u
 
 Deno.test("stream_options without stream: true is refused with 400 invalid_request naming stream_options (as OpenAI); null passes", async () => {
   await withNode(async (node) => {
-    const request = { model: "gated", prompt: "x", messages: [{ role: "user", content: "x" }] };
+    const request = (path: string) => ({ model: "gated", ...textOf(path) });
     for (const path of ["/v1/completions", "/v1/chat/completions"]) {
       for (const stream of [undefined, false, null]) {
         const response = await post(node, path, {
-          ...request,
+          ...request(path),
           stream,
           stream_options: { include_usage: true },
         });
@@ -219,7 +226,11 @@ Deno.test("stream_options without stream: true is refused with 400 invalid_reque
     }
     assertEquals((await node.stats()).jobsStarted, 0);
     for (const path of ["/v1/completions", "/v1/chat/completions"]) {
-      const response = await post(node, path, { ...request, max_tokens: 1, stream_options: null });
+      const response = await post(node, path, {
+        ...request(path),
+        max_tokens: 1,
+        stream_options: null,
+      });
       assertEquals(response.status, 200, path);
       await response.body?.cancel();
     }
@@ -333,8 +344,7 @@ Deno.test("Fields the node cannot honour are refused with 400 unsupported_field 
     for (const [path, field, value] of refused) {
       const response = await post(node, path, {
         model: "gated",
-        prompt: "x",
-        messages: [{ role: "user", content: "x" }],
+        ...textOf(path),
         [field]: value,
       });
       const { error } = await response.json();
@@ -479,8 +489,7 @@ Deno.test("top logprobs out of range are refused with 400 naming the field: chat
     for (const [path, fields, param] of cases) {
       const response = await post(node, path, {
         model: "gated",
-        prompt: "x",
-        messages: [{ role: "user", content: "x" }],
+        ...textOf(path),
         ...fields,
       });
       const { error } = await response.json();

@@ -169,12 +169,24 @@ Deno.test("a WebSocket infer with null for logprobs, nonce and input runs as if 
   }
 });
 
-Deno.test("a __proto__ member of a body carries nothing past the schema (an unchecked max_tokens or stop cannot come through the prototype)", () => {
-  const body = parseRequest(
-    CompletionRequestSchema,
-    parseJsonText('{"prompt":"x","__proto__":{"max_tokens":100000,"stop":42,"stream":true}}'),
-  );
-  assertEquals([body.max_tokens, body.stop, body.stream], [undefined, undefined, undefined]);
+Deno.test("a __proto__ member of a body carries nothing past the schema (an unchecked max_tokens or stop cannot come through the prototype): it is an unknown field, refused naming it", () => {
+  const proto = '"__proto__":{"max_tokens":100000,"stop":42,"stream":true}';
+  const bodies = [
+    [CompletionRequestSchema, `{"prompt":"x",${proto}}`],
+    [ChatCompletionRequestSchema, `{"messages":[{"role":"user","content":"x"}],${proto}}`],
+  ] as const;
+  for (const [schema, json] of bodies) {
+    let refused: unknown;
+    try {
+      parseRequest<unknown>(schema, parseJsonText(json));
+    } catch (error) {
+      refused = error;
+    }
+    assert(refused instanceof RequestValidationError, `accepted: ${refused}`);
+    assertEquals([refused.code, refused.param], ["invalid_request", "__proto__"]);
+  }
+  // What the prototype would have carried is not read from an accepted body either.
+  const body = parseRequest(CompletionRequestSchema, parseJsonText('{"prompt":"x"}'));
   const params = toGenerationParams(body, body.max_completion_tokens);
   assertEquals([params.maxTokens, params.stop], [DEFAULT_GENERATION_PARAMS.maxTokens, []]);
 });
