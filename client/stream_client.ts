@@ -14,6 +14,7 @@
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import { bearerAuthorization } from "./_bearer.ts";
+import { redactedUrl } from "./_redacted_url.ts";
 import type {
   WsDoneMessage,
   WsInferMessage,
@@ -107,9 +108,12 @@ export interface InferOptions {
    */
   onQueued?: (position: number) => void;
   /**
-   * Aborting it cancels the job, as {@link StreamJob.cancel} does (the node ends it with `done`,
-   * `finish_reason: "cancelled"`), so `AbortSignal.timeout(ms)` bounds a job. Already aborted,
-   * the job is not sent: it fails at once with the signal's reason.
+   * Aborting it sends the node `cancel` and fails the job at once with the signal's reason (as
+   * `fetch` does), without waiting for the node's `done`, which a wedged node never sends: so
+   * `AbortSignal.timeout(ms)` bounds a job. The socket and its other jobs go on; the node's late
+   * tokens and `done` for the job are dropped, and its id stays taken until they come (a job
+   * started under it meanwhile fails with `duplicate_id`, as the node would refuse it). Already
+   * aborted, the job is not sent: it fails at once with the signal's reason.
    */
   signal?: AbortSignal;
 }
@@ -164,6 +168,14 @@ export interface StreamClientOptions {
    * with a `RangeError`.
    */
   idleTimeoutMs?: number;
+  /**
+   * How long `closed` waits, after the client closed the socket ({@link StreamClient.close}, the
+   * idle timeout, a protocol error), for the node to answer the close before it resolves anyway
+   * (default {@link DEFAULT_STREAM_CLOSE_TIMEOUT_MS}; 0 or `Infinity`: until the node answers;
+   * more than {@link MAX_STREAM_TIMEOUT_MS} counts as that). It cannot end the connection: see
+   * {@link StreamClient.close}. `connect` rejects a negative or NaN value with a `RangeError`.
+   */
+  closeTimeoutMs?: number;
 }
 
 /** Default of {@link StreamClientOptions.connectTimeoutMs}. */
@@ -176,9 +188,34 @@ export const DEFAULT_STREAM_CONNECT_TIMEOUT_MS = 10_000;
  */
 export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 120_000;
 /**
- * The longest finite {@link StreamClientOptions.connectTimeoutMs} and
- * {@link StreamClientOptions.idleTimeoutMs}: 2^31−1 ms (about 24.8 days), the longest delay
- * `setTimeout` keeps. A longer one overflows and fires after 1 ms, so it is cut to this.
+ * Default of {@link StreamClientOptions.closeTimeoutMs}: a live node answers a close within a
+ * round trip, and a busy one within a second or two; past this it is not coming.
+ *
+ * @example
+ * ```ts ignore
+ * const client = await StreamClient.connect(url, { closeTimeoutMs: 2 * DEFAULT_STREAM_CLOSE_TIMEOUT_MS });
+ * ```
+ */
+export const DEFAULT_STREAM_CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * The longest character count of a `token` frame the client takes (64 Ki): a longer one is a
+ * protocol error. A real token frame is a few hundred characters: a token's text is a few bytes,
+ * and with `logprobs` it carries at most 20 alternatives; 21 texts of 256 bytes, each byte
+ * escaped to six characters, still fit. Without a bound, unread tokens would hold up to
+ * `max_tokens` frames of up to 64 MiB each (Deno's message limit): GiBs.
+ *
+ * @example
+ * ```ts ignore
+ * // A job's unread tokens hold at most this many characters.
+ * const most = maxTokens * MAX_TOKEN_FRAME_CHARS;
+ * ```
+ */
+export const MAX_TOKEN_FRAME_CHARS = 64 * 1024;
+/**
+ * The longest finite {@link StreamClientOptions.connectTimeoutMs},
+ * {@link StreamClientOptions.idleTimeoutMs} and {@link StreamClientOptions.closeTimeoutMs}:
+ * 2^31−1 ms (about 24.8 days), the longest delay `setTimeout` keeps. A longer one overflows and
+ * fires after 1 ms, so it is cut to this.
  */
 export const MAX_STREAM_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -212,7 +249,9 @@ export function streamUrl(url: string | URL): URL {
     parsed = new URL(url);
   } catch (error) {
     throw new InvalidStreamUrlError(
-      `${JSON.stringify(String(url))} is not a URL (give the node's address, like ws://HOST:PORT)`,
+      `${
+        JSON.stringify(redactedUrl(String(url)))
+      } is not a URL (give the node's address, like ws://HOST:PORT)`,
       { cause: error },
     );
   }
@@ -220,7 +259,9 @@ export function streamUrl(url: string | URL): URL {
   else if (parsed.protocol === "https:") parsed.protocol = "wss:";
   else if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
     throw new InvalidStreamUrlError(
-      `${parsed.href} is not a ws, wss, http or https URL (the streaming API is a WebSocket)`,
+      `${
+        redactedUrl(parsed)
+      } is not a ws, wss, http or https URL (the streaming API is a WebSocket)`,
     );
   }
   if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = STREAM_PATH;
@@ -230,8 +271,14 @@ export function streamUrl(url: string | URL): URL {
 /** A connection to `/v1/stream`. */
 export class StreamClient {
   #socket: WebSocket;
-  #url: URL;
+  /** The URL as messages name it: without the username and password it may carry. */
+  #url: string;
   #jobs = new Map<string, PendingJob>();
+  /**
+   * Ids of jobs the caller aborted whose end (`done` or `error`) the node has not sent yet: their
+   * late frames are dropped, and the node would still refuse a new job under the id.
+   */
+  #abandoned = new Set<string>();
   #nextId = 0;
   /**
    * Why the client itself closed the socket (`close()`, the idle timeout, a protocol error), once
@@ -241,6 +288,9 @@ export class StreamClient {
   /** The idle watch's delay; undefined: no watch. */
   #idleTimeoutMs: number | undefined;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** How long `closed` waits for the node to answer the client's close; undefined: for good. */
+  #closeTimeoutMs: number | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #lastMessageAt = 0;
   #detach: () => void = () => {};
   /** How the server closed the socket, for jobs started after (their error says it too). */
@@ -253,13 +303,19 @@ export class StreamClient {
    */
   #closeHandled = Promise.withResolvers<void>();
 
-  private constructor(socket: WebSocket, url: URL, idleTimeoutMs: number | undefined) {
+  private constructor(
+    socket: WebSocket,
+    url: URL,
+    timeouts: { idleTimeoutMs: number | undefined; closeTimeoutMs: number | undefined },
+  ) {
     this.#socket = socket;
-    this.#url = url;
-    this.#idleTimeoutMs = idleTimeoutMs;
+    this.#url = redactedUrl(url);
+    this.#idleTimeoutMs = timeouts.idleTimeoutMs;
+    this.#closeTimeoutMs = timeouts.closeTimeoutMs;
     socket.onmessage = (event) => this.#onMessage(event.data);
     socket.onclose = (event) => {
       this.#stopIdleTimer();
+      clearTimeout(this.#closeTimer);
       this.#detach();
       this.#closeMessage = closedMessage(event);
       this.#closeDetails = { closeCode: event.code, closeReason: event.reason };
@@ -278,7 +334,8 @@ export class StreamClient {
    * @throws {StreamClosedError} the node refused the upgrade (`details.httpStatus`: 401 without
    * the API key, 404 not the API's path, 503 starting), nothing listens there, or nothing
    * answered within the connect timeout (`details.timeout: "connect"`).
-   * @throws {RangeError} `connectTimeoutMs` or `idleTimeoutMs` is negative or NaN.
+   * @throws {RangeError} `connectTimeoutMs`, `idleTimeoutMs` or `closeTimeoutMs` is negative or
+   * NaN.
    */
   static connect(url: string | URL, options?: StreamClientOptions): Promise<StreamClient> {
     const signal = options?.signal;
@@ -287,6 +344,7 @@ export class StreamClient {
     let socket: WebSocket;
     let connectTimeoutMs: number | undefined;
     let idleTimeoutMs: number | undefined;
+    let closeTimeoutMs: number | undefined;
     try {
       connectTimeoutMs = timerDelay(
         "connectTimeoutMs",
@@ -295,6 +353,10 @@ export class StreamClient {
       idleTimeoutMs = timerDelay(
         "idleTimeoutMs",
         options?.idleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+      );
+      closeTimeoutMs = timerDelay(
+        "closeTimeoutMs",
+        options?.closeTimeoutMs ?? DEFAULT_STREAM_CLOSE_TIMEOUT_MS,
       );
       target = streamUrl(url);
       socket = options?.apiKey === undefined ? new WebSocket(target) : new WebSocket(
@@ -309,7 +371,7 @@ export class StreamClient {
       return Promise.reject(
         badUrl
           ? new InvalidStreamUrlError(
-            `cannot open a WebSocket to ${String(url)}: ${error.message}`,
+            `cannot open a WebSocket to ${redactedUrl(String(url))}: ${error.message}`,
             {
               cause: error,
             },
@@ -317,13 +379,14 @@ export class StreamClient {
           : error,
       );
     }
-    const client = new StreamClient(socket, target, idleTimeoutMs);
+    const client = new StreamClient(socket, target, { idleTimeoutMs, closeTimeoutMs });
+    const shown = client.#url;
     const { promise, resolve, reject } = Promise.withResolvers<StreamClient>();
     const limit = connectTimeoutMs;
     const timer = limit === undefined ? undefined : setTimeout(() => {
       reject(
         new StreamClosedError(
-          `no answer from ${target} within ${seconds(limit)}: something accepts ` +
+          `no answer from ${shown} within ${seconds(limit)}: something accepts ` +
             `connections there but does not answer (a stopped, wedged or overloaded node, or ` +
             `another program); check the address and the node's log`,
           { timeout: "connect" },
@@ -344,11 +407,12 @@ export class StreamClient {
     });
     socket.onopen = () => resolve(client);
     socket.onerror = (event) => {
-      const detail = errorEventMessage(event);
+      // Deno's text names no URL today; redacted in case a version does.
+      const detail = redactedUrl(errorEventMessage(event));
       const status = /invalid status code:?\s*(\d{3})/i.exec(detail)?.[1];
       reject(
         new StreamClosedError(
-          `cannot connect to ${target}${detail === "" ? "" : `: ${detail}`}`,
+          `cannot connect to ${shown}${detail === "" ? "" : `: ${detail}`}`,
           status === undefined ? {} : { httpStatus: Number(status) },
         ),
       );
@@ -392,10 +456,10 @@ export class StreamClient {
         ),
       );
     }
-    while (id === undefined || (request.id === undefined && this.#jobs.has(id))) {
+    while (id === undefined || (request.id === undefined && this.#taken(id))) {
       id = `r${++this.#nextId}`;
     }
-    if (this.#jobs.has(id)) {
+    if (this.#taken(id)) {
       return failedJob(
         id,
         new StreamRequestError(
@@ -457,13 +521,23 @@ export class StreamClient {
     const cancel = () => {
       if (this.#jobs.get(id) === job) this.#send({ type: "cancel", id });
     };
+    // The job ends here and now, as `fetch` ends on abort: a wedged node would never send the
+    // `done` that `cancel` asks for. The node's late frames for it are dropped (`#abandoned`).
+    const abort = () => {
+      if (this.#jobs.get(id) !== job) return;
+      cancel();
+      this.#jobs.delete(id);
+      this.#abandoned.add(id);
+      if (this.#jobs.size === 0) this.#stopIdleTimer();
+      failJob(job, signal!.reason);
+    };
     // Callers that only read tokens must not see unhandled rejections from the promises.
     job.start.promise.catch(() => {});
     job.done.promise.catch(() => {});
     if (signal !== undefined) {
       // Held only while the job runs: a long-lived signal must not keep every ended job alive.
-      signal.addEventListener("abort", cancel, { once: true });
-      const release = () => signal.removeEventListener("abort", cancel);
+      signal.addEventListener("abort", abort, { once: true });
+      const release = () => signal.removeEventListener("abort", abort);
       job.done.promise.then(release, release);
     }
     this.#jobs.set(id, job);
@@ -482,6 +556,19 @@ export class StreamClient {
    * Close the socket; the server cancels any job still running. Those jobs fail at once with
    * {@link StreamClosedError} (`the client closed the socket`): they do not wait for the server
    * to answer the close, which a stopped or wedged node never does.
+   *
+   * Limit: Deno's `WebSocket` (2.9) waits for the node's answer with no time limit and has no
+   * way to drop the connection (no `unref`; `WebSocketStream` waits the same), so a node that
+   * never answers keeps the connection, and with it the process, alive until the node answers,
+   * its TCP connection ends or the program calls `Deno.exit`. `closed` resolves after
+   * {@link StreamClientOptions.closeTimeoutMs} anyway, so a program can tell that case and exit.
+   *
+   * @example
+   * ```ts ignore
+   * const client = await StreamClient.connect("ws://127.0.0.1:8080");
+   * client.close();
+   * await client.closed; // the node answered, or closeTimeoutMs (5 s) passed without it
+   * ```
    */
   close(): void {
     this.#closeSocket({ message: "the client closed the socket" });
@@ -490,8 +577,18 @@ export class StreamClient {
   /**
    * {@link StreamClient.close}, for `using`: a client held with
    * `using client = await StreamClient.connect(url)` closes when its block ends, however it
-   * ends (a `throw`, a `return`, a `break` out of a job's tokens), so no open socket keeps the
-   * process alive. Synchronous, as `close` is: it does not wait for the node's answer.
+   * ends (a `throw`, a `return`, a `break` out of a job's tokens), so no socket is left open to
+   * keep the process alive, except one whose node never answers the close (see `close`: Deno
+   * cannot drop that connection; `closed` resolves after `closeTimeoutMs` all the same).
+   * Synchronous, as `close` is: it does not wait for the node's answer.
+   *
+   * @example
+   * ```ts ignore
+   * {
+   *   using client = await StreamClient.connect("ws://127.0.0.1:8080");
+   *   console.log(await client.infer({ prompt: "Hi", max_tokens: 4 }).done);
+   * } // closed here
+   * ```
    */
   [Symbol.dispose](): void {
     this.close();
@@ -499,10 +596,23 @@ export class StreamClient {
 
   /**
    * Resolves when the socket has closed and its jobs have failed with why (a job started after
-   * then fails at once, with the server's close code and reason when it closed the socket).
+   * then fails at once, with the server's close code and reason when it closed the socket); or,
+   * after the client closed it, once {@link StreamClientOptions.closeTimeoutMs} has passed
+   * without the node's answer (the connection may then still be open: see `close`).
+   *
+   * @example
+   * ```ts ignore
+   * const client = await StreamClient.connect("ws://127.0.0.1:8080");
+   * client.closed.then(() => console.log("closed"));
+   * ```
    */
   get closed(): Promise<void> {
     return this.#closeHandled.promise;
+  }
+
+  /** Whether job id `id` is in use on the socket: running, or aborted and not yet ended there. */
+  #taken(id: string): boolean {
+    return this.#jobs.has(id) || this.#abandoned.has(id);
   }
 
   #send(message: unknown): void {
@@ -524,7 +634,13 @@ export class StreamClient {
     // An `error` without `id` ends no job: a frame the server could not attribute, or one it
     // refused while the job it named runs on (`refused_id`); this client sends neither.
     const job = message.id === undefined ? undefined : this.#jobs.get(message.id);
-    if (!job) return;
+    if (!job) {
+      // An aborted job's end: the node has let its id go.
+      if ((message.type === "done" || message.type === "error") && message.id !== undefined) {
+        this.#abandoned.delete(message.id);
+      }
+      return;
+    }
     // Every `token` and `done` of a job follows its `start`: a server that ends a job it never
     // started would leave `start` waiting for good.
     if ((message.type === "token" || message.type === "done") && !job.started) {
@@ -539,8 +655,15 @@ export class StreamClient {
         settle(() => job.onQueued?.(message.position));
         break;
       case "token":
-        // The caller's memory is bounded by its max_tokens (see `infer`), and its text by the
-        // order of the tokens: a server that breaks either is not to be believed further.
+        // The caller's memory is bounded by its max_tokens (see `infer`) times the frame limit,
+        // and its text by the order of the tokens: a server that breaks any is not to be
+        // believed further.
+        if (data.length > MAX_TOKEN_FRAME_CHARS) {
+          return this.#protocolError(
+            `a token frame of ${data.length} characters, over the client's limit of ` +
+              `${MAX_TOKEN_FRAME_CHARS} characters (MAX_TOKEN_FRAME_CHARS)`,
+          );
+        }
         if (message.index !== job.received) {
           return this.#protocolError(
             `token ${message.index} out of order (expected ${job.received})`,
@@ -627,9 +750,16 @@ export class StreamClient {
   ): void {
     this.#closedBy ??= why;
     this.#stopIdleTimer();
+    const closing = this.#socket.readyState !== WebSocket.CLOSED && this.#closeTimer === undefined;
     if (frame === undefined) this.#socket.close();
     else this.#socket.close(frame.code, frame.reason);
     this.#failAll(why.message, why.details);
+    // Deno's WebSocket waits for the node's answer with no limit and cannot drop the connection
+    // (see `close`): `closed` does not wait past the close timeout with it.
+    const limit = this.#closeTimeoutMs;
+    if (closing && limit !== undefined) {
+      this.#closeTimer = setTimeout(() => this.#closeHandled.resolve(), limit);
+    }
   }
 
   #closedError(reason: string, details?: StreamClosedDetails): StreamClosedError {
@@ -649,10 +779,14 @@ export class StreamClient {
 /** Why the socket closed, with the server's close code and reason when it sent them. */
 function closedMessage(event: CloseEvent): string {
   const base = "the socket closed before the job ended";
-  // 1005: no code was sent; 1006 (or 0, Deno's "never opened"): no close frame at all.
-  if (event.code === 0 || event.code === 1005 || event.code === 1006) {
-    return event.reason === "" ? base : `${base}: ${event.reason}`;
+  // 1006 (or 0, Deno's code for a connection it dropped itself): no close frame at all. Deno
+  // drops one whose message is over its 64 MiB limit that way, with nothing else to tell.
+  if (event.code === 0 || event.code === 1006) {
+    return `${base}: the connection dropped (close code ${event.code}; a frame over Deno's ` +
+      `64 MiB limit is one cause)${event.reason === "" ? "" : `: ${event.reason}`}`;
   }
+  // 1005: the close frame carried no code.
+  if (event.code === 1005) return event.reason === "" ? base : `${base}: ${event.reason}`;
   return `${base} (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`;
 }
 

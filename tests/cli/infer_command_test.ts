@@ -5,6 +5,7 @@
 import { apiKeyFromEnv } from "../../client/_api_key_variable.ts";
 import { runInfer } from "../../cli/infer_command.ts";
 import {
+  DEFAULT_STREAM_CLOSE_TIMEOUT_MS,
   DEFAULT_STREAM_CONNECT_TIMEOUT_MS,
   MAX_STREAM_TIMEOUT_MS,
   StreamClient,
@@ -273,8 +274,12 @@ Deno.test("runInfer --idle-timeout past setTimeout's limit (3000000 s) waits wit
     timeouts.restore();
     await server.shutdown();
   }
-  const [connect, ...idle] = timeouts.delays;
-  assertEquals([connect, idle], [DEFAULT_STREAM_CONNECT_TIMEOUT_MS, [MAX_STREAM_TIMEOUT_MS]]);
+  // Then close()'s wait for the node to answer the close (the client's `closeTimeoutMs`).
+  const [connect, idle, close, ...more] = timeouts.delays;
+  assertEquals(
+    [connect, idle, close, more],
+    [DEFAULT_STREAM_CONNECT_TIMEOUT_MS, MAX_STREAM_TIMEOUT_MS, DEFAULT_STREAM_CLOSE_TIMEOUT_MS, []],
+  );
 });
 
 Deno.test("runInfer --input: the node reads the stored text before the prompt; with --input the prompt may be left out", async () => {

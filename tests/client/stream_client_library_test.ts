@@ -481,7 +481,7 @@ Deno.test("a StreamClient is Disposable, so its type says `using` takes it", () 
   assertEquals(typeof dispose, "function");
 });
 
-Deno.test("aborting infer's signal cancels the running job, as cancel() does: the server is sent `cancel` and the job ends `cancelled`", async () => {
+Deno.test("aborting infer's signal cancels the running job on the node (the server is sent `cancel`) and fails it with the signal's reason, as fetch does", async () => {
   const server = cancellableServer();
   try {
     using client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
@@ -498,7 +498,9 @@ Deno.test("aborting infer's signal cancels the running job, as cancel() does: th
       { prompt: "x", type: "infer", id: job.id },
       { type: "cancel", id: job.id },
     ]);
-    assertEquals((await job.done).finish_reason, "cancelled");
+    const error = await job.done.catch((error) => error);
+    assertEquals(error, abort.signal.reason);
+    assertEquals((error as DOMException).name, "AbortError");
     reader.releaseLock();
   } finally {
     await server.shutdown();
