@@ -86,7 +86,7 @@ The words of PROMPT are joined with spaces; - reads the prompt from stdin.
   --model ID          model CID or name (default: the node's default model)
   --api-key KEY       the node's API key (default: $VERIFLOW_API_KEY, if set)
   --max-tokens N      new tokens at most (1 to 4096)
-  --temperature T     0 = greedy, up to 2 (default 0; 1 with --top-k, --top-p or --seed)
+  --temperature T     0 = greedy, up to 2 (default 0; 1 with any --top-k, --top-p or --seed)
   --top-k K           keep the K most likely tokens (0 = off)
   --top-p P           nucleus mass in [0, 1] (0: the most likely token only)
   --seed S            seed of the sampling RNG
