@@ -27,6 +27,7 @@ import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { FRAMING_ERROR_CODES } from "../protocols/protocol_errors.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import { SwarmSettling } from "./_swarm_settling.ts";
+import { swarmHostHealthOf } from "./swarm_host_health.ts";
 import { toHex } from "../protocols/hash.ts";
 import { PeerHelloMessage, type PeerRole } from "../protocols/peer_hello.ts";
 import {
@@ -183,6 +184,11 @@ export class PeerTransports {
   readonly #peers: ReadonlyMap<string, readonly PeerEntry[]>;
   #listener?: TcpListener;
   #swarm?: SwarmHost;
+  /**
+   * The swarm host's start, while and after it is under way: a stop that comes meanwhile aborts
+   * it (the actor's signal) and {@link close} waits for it, so no host outlives the node's stop.
+   */
+  #swarmStart?: Promise<SwarmHost>;
   /** Bounds on connections and handshakes (`connection_limits.ts`). */
   readonly #limits: ConnectionLimits;
   /** Peers dialled by key (`reach`); only with a swarm. */
@@ -296,23 +302,40 @@ export class PeerTransports {
       // stopping cut short (its bootstrap never answered) is no failure to report at Ctrl-C.
       this.#joinSwarm(this.#options.swarm, ctx).catch((error) => {
         this.#settling.failed();
-        if (!ctx.signal.aborted) this.#log(`swarm unavailable: ${(error as Error).message}`);
+        if (ctx.signal.aborted) return;
+        this.#log(`swarm unavailable: ${(error as Error).message}`);
+        // No host runs (a join that failed leaves the host up): /healthz says why.
+        if (this.#swarm === undefined) {
+          swarmHostHealthOf(ctx.system).failed((error as Error).message);
+        }
       });
     }
   }
 
   async #joinSwarm(options: SwarmOptions, ctx: ActorContext<NetworkMessage>): Promise<void> {
-    const swarm = await SwarmHost.start({
+    const health = swarmHostHealthOf(ctx.system);
+    this.#swarmStart = SwarmHost.start({
       identity: this.#options.identity,
       bootstrap: options.bootstrap,
       bind: options.bind,
       nodePath: options.nodePath,
       socketDir: options.socketDir,
       log: (line) => this.#log(line),
-      onState: (state) => {
+      // The node's stop kills a host still starting (review s71, finding 3).
+      signal: ctx.signal,
+      onState: (state, reason) => {
         // Each coming up (a restart joins its topics again) opens the window anew.
-        if (state === "up") this.#settling.up();
-        else this.#settling.down();
+        if (state === "up") {
+          this.#settling.up();
+          health.up();
+        } else {
+          this.#settling.down();
+        }
+        if (state === "failed") {
+          // Given up restarting (its restart intensity): no peer comes through it any more.
+          this.#settling.failed();
+          health.failed(reason?.message ?? "the swarm host gave up restarting");
+        }
         this.#log(`swarm ${state}`);
       },
       onPeer: (peer) => {
@@ -325,10 +348,8 @@ export class PeerTransports {
         );
       },
     });
-    if (ctx.signal.aborted) {
-      await swarm.close(); // stopped while the host was starting
-      return;
-    }
+    const swarm = await this.#swarmStart;
+    if (ctx.signal.aborted) return; // stopped as the host came up: close() closes it
     this.#swarm = swarm;
     this.#dials = new KeyDials({
       dial: (key) => swarm.dial(key),
@@ -370,7 +391,9 @@ export class PeerTransports {
     }
     this.#refusing.clear();
     this.#dials?.stop();
-    await this.#swarm?.close();
+    // A host still starting: the stop aborted its start, which kills it; wait for that.
+    const swarm = this.#swarm ?? await this.#swarmStart?.catch(() => undefined);
+    await swarm?.close();
     await Promise.all([...this.#open].map((connection) => connection.close()));
   }
 

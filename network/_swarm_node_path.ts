@@ -4,6 +4,8 @@
  * `~/.cache/deno/node_compat_bin` (holding `node`, a link to Deno) first on the PATH it gives
  * child processes. Hyperswarm's native addon does not load in it (`undefined symbol:
  * uv_interface_addresses`), so the host dies with a line that never says Node.js is missing.
+ * Deno linked as `node` elsewhere (a user's `ln -s "$(which deno)" ~/bin/node`) is not seen
+ * before it runs: its host dies with the same line, which {@link notNodeHint} explains.
  *
  * @module
  */
@@ -40,4 +42,22 @@ function onPath(name: string, path: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * What a host's stderr says when its `node` is not Node.js but ran the host anyway (Deno behind
+ * a link named `node` outside `node_compat_bin`, which {@link denoStandInNode} does not see):
+ * Hyperswarm's native addon looks up libuv's functions (`uv_…`), which Deno does not export.
+ */
+const MISSING_LIBUV = /undefined symbol: uv_/;
+
+/**
+ * The plain reason to add to a failed host's message when its last stderr `lines` show that
+ * `nodePath` is not Node.js (libuv's symbols missing), else undefined.
+ */
+export function notNodeHint(lines: readonly string[], nodePath: string): string | undefined {
+  if (!lines.some((line) => MISSING_LIBUV.test(line))) return undefined;
+  return `"${nodePath}" is not Node.js (Hyperswarm's native addon needs libuv, which it lacks: ` +
+    `Deno linked as node, say): the swarm host needs Node.js 20 or later; install it and put its ` +
+    `directory first on the node's PATH, or pass its path as the nodePath option`;
 }

@@ -3,9 +3,11 @@
  * libuv symbols Deno does not export, and the process dies on load), so a small Node.js
  * program (`network/swarm/host.mjs`) runs it, and this class starts and supervises that
  * program like an actor: restarted with backoff when it dies after it came up, the transport
- * reported down and up, its stderr in the node's log, the topics joined again. A host that dies
- * before it first said it was ready fails {@link SwarmHost.start} (with its exit status and last
- * lines) and is not restarted: it would only die again the same way.
+ * reported down and up, its stderr in the node's log, the topics joined again — up to a restart
+ * intensity, as a supervisor's (`actors/supervisor.ts`), past which it is given up on and
+ * reported `failed`. A host that dies before it first said it was ready fails
+ * {@link SwarmHost.start} (with its exit status and last lines) and is not restarted: it would
+ * only die again the same way. A start under way stops with its `signal`, the host killed.
  *
  * The host makes no protocol decision. It joins and leaves topics and hands each peer
  * connection to this process as one local connection over the link (`swarm_link.ts`: a Unix
@@ -40,7 +42,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { SwarmHostLiveness } from "./_swarm_host_liveness.ts";
-import { denoStandInNode } from "./_swarm_node_path.ts";
+import { denoStandInNode, notNodeHint } from "./_swarm_node_path.ts";
 import { SwarmHostOutput } from "./_swarm_host_output.ts";
 import { SwarmPeerAcceptor } from "./_swarm_peer_acceptor.ts";
 
@@ -52,6 +54,17 @@ export const SWARM_TESTNET_SCRIPT = fileURLToPath(new URL("./swarm/testnet.mjs",
 /** How long the host may take to say it is ready. */
 const READY_TIMEOUT_MS = 30_000;
 const DEFAULT_RESTART = { initialMs: 250, maxMs: 10_000 };
+/**
+ * Default restart intensity ({@link SwarmHostOptions.restart}): at most 10 restarts within 5 min,
+ * the OTP rule the node's supervisors follow (`actors/supervisor.ts`). A host that dies as soon as
+ * it starts (its `node` removed or broken by an upgrade) uses them up in about a minute of the
+ * default backoff (250 ms doubling to 10 s) and is given up on, reported `failed`, instead of a
+ * `node` spawned every 10 s for the life of the node (review s71, finding 5); a host killed now
+ * and then (a hang every few minutes, a peer's crash of the addon) is restarted for ever.
+ */
+const DEFAULT_MAX_RESTARTS = 10;
+/** Default intensity window; see {@link DEFAULT_MAX_RESTARTS}. */
+const DEFAULT_RESTART_WINDOW_MS = 5 * 60_000;
 /**
  * How long close() lets the host leave the swarm before it is killed (logged): the host bounds
  * its own leave below it ({@link DEFAULT_LEAVE_GRACE_MS}), so only a hung host gets here.
@@ -104,8 +117,12 @@ export interface SwarmHostOptions {
   bind?: string;
   /** Each authenticated peer connection. */
   onPeer: (peer: SwarmPeer) => void;
-  /** Transport state changes: `up` once the host is ready (again), `down` when it died. */
-  onState?: (state: "up" | "down") => void;
+  /**
+   * Transport state changes: `up` once the host is ready (again), `down` when it died (it is
+   * restarted), `failed` when it is not restarted again (past the restart intensity: see
+   * {@link SwarmHostOptions.restart}), with the error that says why (also logged, once).
+   */
+  onState?: (state: SwarmHostState, reason?: SwarmHostError) => void;
   /** Log lines (the host's stderr, restarts). */
   log?: (line: string) => void;
   /** The Node.js executable; default `node` on the PATH. */
@@ -118,8 +135,14 @@ export interface SwarmHostOptions {
    * delay it would now wait: a host that ran a while and died is a fresh failure, restarted
    * after `initialMs`, while one that keeps dying soon after it comes up (or before) still backs
    * off.
+   *
+   * Restart intensity, as the node's supervisors have it (`actors/supervisor.ts`): at most
+   * `maxRestarts` restarts (default 10) within `withinMs` (default 5 min). A host that dies once
+   * more is not restarted: the host gives up, reports `failed` through
+   * {@link SwarmHostOptions.onState}, logs it once with the dead host's last lines, and fails the
+   * joins waiting for it and every later one.
    */
-  restart?: { initialMs: number; maxMs: number };
+  restart?: { initialMs: number; maxMs: number; maxRestarts?: number; withinMs?: number };
   /**
    * How long a started host has to say "ready" (default 30 s). The first one that does not
    * fails {@link SwarmHost.start}; a restarted one is killed and started again after the
@@ -169,7 +192,16 @@ export interface SwarmHostOptions {
    * directory): a node allowed to write only its data directory passes that.
    */
   socketDir?: string;
+  /**
+   * Stops a start still under way: the host, not yet ready, is killed at once (it joined
+   * nothing) and {@link SwarmHost.start} rejects with the signal's reason. A node that stops
+   * while its host starts leaves no host process behind, and hears nothing more from it.
+   */
+  signal?: AbortSignal;
 }
+
+/** The states {@link SwarmHostOptions.onState} reports. */
+export type SwarmHostState = "up" | "down" | "failed";
 
 /** The swarm host could not be started (no Node.js, a bad configuration). */
 export class SwarmHostError extends VeriflowError {
@@ -203,6 +235,14 @@ export class SwarmHost {
   #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #closing = false;
   #restarts = 0;
+  /** When each restart within the intensity window was decided (`performance.now()`). */
+  #restartTimes: number[] = [];
+  /** Why the host was given up on (past the restart intensity); undefined while it is not. */
+  #failure: SwarmHostError | undefined;
+  /** The close under way or done: a second close() waits for the first. */
+  #closed: Promise<void> | undefined;
+  /** The link's close, once begun (the give-up and close() both close it). */
+  #linkClosed: Promise<void> | undefined;
   /** `n` of the restart delay (see {@link SwarmHostOptions.restart}). */
   #backoff = 0;
   /** When the running host said it was ready (`performance.now()`); undefined while it is not. */
@@ -220,7 +260,14 @@ export class SwarmHost {
   #publicKey: Uint8Array | undefined;
 
   private constructor(options: SwarmHostOptions) {
-    const { leaveGraceMs } = options;
+    const { leaveGraceMs, restart } = options;
+    const { maxRestarts, withinMs } = restart ?? {};
+    if (maxRestarts !== undefined && !(Number.isInteger(maxRestarts) && maxRestarts >= 0)) {
+      throw new RangeError(`restart.maxRestarts must be an integer from 0, got ${maxRestarts}`);
+    }
+    if (withinMs !== undefined && !(Number.isFinite(withinMs) && withinMs > 0)) {
+      throw new RangeError(`restart.withinMs must be a positive number of ms, got ${withinMs}`);
+    }
     if (
       leaveGraceMs !== undefined &&
       !(Number.isInteger(leaveGraceMs) && leaveGraceMs >= 1 && leaveGraceMs < STOP_GRACE_MS)
@@ -236,6 +283,8 @@ export class SwarmHost {
     });
     this.#output = new SwarmHostOutput((line) => options.log?.(line));
     this.#liveness = new SwarmHostLiveness(options, (message) => this.#send(message));
+    // Rejected by an abort or a timer while start() may not be awaiting it yet: not unhandled.
+    this.#ready.promise.catch(() => {});
   }
 
   /**
@@ -244,6 +293,8 @@ export class SwarmHost {
    *   the host does not come up.
    */
   static async start(options: SwarmHostOptions): Promise<SwarmHost> {
+    const { signal } = options;
+    signal?.throwIfAborted();
     // Refused before anything runs: in Deno's stand-in the host dies on Hyperswarm's native addon
     // with a symbol lookup error that never says Node.js is missing (`_swarm_node_path.ts`).
     const standIn = denoStandInNode(options.nodePath ?? "node");
@@ -254,19 +305,25 @@ export class SwarmHost {
       );
     }
     const host = new SwarmHost(options);
+    const onAbort = () => host.#ready.reject(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       host.#link = await openSwarmLink((duplex) => {
         host.#peers.accept(duplex).catch(() => duplex.close());
       }, { kind: options.link, socketDir: options.socketDir, log: options.log });
+      signal?.throwIfAborted(); // stopped while the link opened: no host is run
       host.#spawn();
       await host.#ready.promise;
     } catch (error) {
-      await host.close();
+      await host.close(); // kills a host still starting (review s71, finding 3)
+      if (signal?.aborted && error === signal.reason) throw error;
       throw error instanceof SwarmHostError ? error : new SwarmHostError(
         `cannot start the swarm host with ${options.nodePath ?? "node"}: ${
           (error as Error).message
         } (Hyperswarm runs in Node.js: install Node.js 20 or later, or set the path to it)`,
       );
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
     return host;
   }
@@ -294,6 +351,11 @@ export class SwarmHost {
   /** Restarts so far (each after the host died). */
   get restarts(): number {
     return this.#restarts;
+  }
+
+  /** Why the host was given up on (past the restart intensity); undefined while it was not. */
+  get failure(): SwarmHostError | undefined {
+    return this.#failure;
   }
 
   /**
@@ -352,8 +414,16 @@ export class SwarmHost {
     return this.#dialled;
   }
 
-  /** Stop the host (it leaves the swarm) and the link's listener. */
-  async close(): Promise<void> {
+  /**
+   * Stop the host (it leaves the swarm) and the link's listener. A host that never came up is
+   * killed at once: it joined nothing, and one hung in its start-up would hold the close for
+   * {@link STOP_GRACE_MS}.
+   */
+  close(): Promise<void> {
+    return this.#closed ??= this.#close();
+  }
+
+  async #close(): Promise<void> {
     this.#closing = true;
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#readyTimer);
@@ -363,6 +433,13 @@ export class SwarmHost {
     void this.#stdin?.close().catch(() => {});
     const child = this.#child;
     if (child !== undefined) {
+      if (!this.#cameUp) {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
       const timer = setTimeout(() => {
         try {
           child.kill("SIGKILL");
@@ -378,12 +455,17 @@ export class SwarmHost {
       await this.#output.lastPipes();
     }
     this.#output.stderrLog.flush();
-    await this.#link?.close();
+    await this.#closeLink();
     this.#peers.cutPending();
     for (const waiting of this.#waiting.values()) {
       waiting.reject(new SwarmHostError("the swarm host stopped"));
     }
     this.#waiting.clear();
+  }
+
+  /** Close the link's listener (and remove its directory), once. */
+  #closeLink(): Promise<void> {
+    return this.#linkClosed ??= this.#link?.close() ?? Promise.resolve();
   }
 
   /**
@@ -392,6 +474,7 @@ export class SwarmHost {
    */
   #request(topic: string, op: Waiting["op"], message: Record<string, unknown>): Promise<void> {
     if (this.#closing) return Promise.reject(new SwarmHostError("the swarm host stopped"));
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
     const waiting: Waiting = { op, ...Promise.withResolvers<void>() };
     this.#waiting.get(topic)?.resolve();
     this.#waiting.set(topic, waiting);
@@ -570,11 +653,18 @@ export class SwarmHost {
     const how = status.signal ?? `code ${status.code}`;
     if (!this.#cameUp) {
       // Still starting: it would only die the same way again. start() fails, saying why.
-      const said = this.#output.lastLines.length > 0
-        ? `: ${this.#output.lastLines.join(" | ")}`
-        : ` and printed nothing (is "${this.#options.nodePath ?? "node"}" Node.js 20 or later?)`;
+      const nodePath = this.#options.nodePath ?? "node";
+      const lines = this.#output.lastLines;
+      const said = lines.length > 0
+        ? `: ${lines.join(" | ")}`
+        : ` and printed nothing (is "${nodePath}" Node.js 20 or later?)`;
+      // Deno linked as `node` ran the host until the addon's libuv symbols were missing: say
+      // what that means, not only the symbol (review s71, finding 7).
+      const hint = notNodeHint(lines, nodePath);
       this.#ready.reject(
-        new SwarmHostError(`the swarm host exited before it was ready (${how})${said}`),
+        new SwarmHostError(
+          `the swarm host exited before it was ready (${how})${said}${hint ? `: ${hint}` : ""}`,
+        ),
       );
       return;
     }
@@ -586,9 +676,23 @@ export class SwarmHost {
     this.#scheduleRestart(`swarm host exited (${how})`);
   }
 
-  /** Start the host again after the backoff's delay; `what` happened (logged). */
+  /**
+   * Start the host again after the backoff's delay, unless that would be one restart more than
+   * the intensity allows ({@link #giveUp}); `what` happened (logged).
+   */
   #scheduleRestart(what: string): void {
-    const { initialMs, maxMs } = this.#options.restart ?? DEFAULT_RESTART;
+    const restart: NonNullable<SwarmHostOptions["restart"]> = this.#options.restart ??
+      DEFAULT_RESTART;
+    const { initialMs, maxMs } = restart;
+    const maxRestarts = restart.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    const withinMs = restart.withinMs ?? DEFAULT_RESTART_WINDOW_MS;
+    const now = performance.now();
+    this.#restartTimes = this.#restartTimes.filter((at) => now - at < withinMs);
+    if (this.#restartTimes.length >= maxRestarts) {
+      this.#giveUp(what, maxRestarts, withinMs);
+      return;
+    }
+    this.#restartTimes.push(now);
     const delayAt = (n: number) => Math.min(maxMs, initialMs * 2 ** n);
     const wasUp = this.#upSince !== undefined;
     const upMs = wasUp ? performance.now() - this.#upSince! : 0;
@@ -608,5 +712,30 @@ export class SwarmHost {
         this.#scheduleRestart(`swarm host restart failed: ${(error as Error).message}`);
       }
     }, delay);
+  }
+
+  /**
+   * Past the restart intensity: no more restarts. The host is reported `failed` and logged once,
+   * with the dead host's last lines; what waits for it, and every later join, fails with why; the
+   * link is closed (nothing will connect to it). close() still stops the rest.
+   */
+  #giveUp(what: string, maxRestarts: number, withinMs: number): void {
+    const nodePath = this.#options.nodePath ?? "node";
+    const lines = this.#output.lastLines;
+    const said = lines.length > 0 ? `; its last lines: ${lines.join(" | ")}` : "";
+    const hint = notNodeHint(lines, nodePath);
+    const failure = new SwarmHostError(
+      `${what}; gave up after ${maxRestarts} restarts within ${withinMs / 1000} s ` +
+        `(restart.maxRestarts, restart.withinMs): the node has no swarm until it is restarted` +
+        `${said}${hint ? `: ${hint}` : ""}`,
+    );
+    this.#failure = failure;
+    this.#upSince = undefined;
+    this.#output.stderrLog.flush();
+    this.#options.log?.(failure.message);
+    for (const waiting of this.#waiting.values()) waiting.reject(failure);
+    this.#waiting.clear();
+    void this.#closeLink().catch(() => {});
+    this.#options.onState?.("failed", failure);
   }
 }

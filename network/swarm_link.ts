@@ -14,9 +14,16 @@
  * Either way, the host proves itself with the secret token it writes first on every
  * connection (the directory's permissions are defence in depth, not the check).
  *
+ * A node that is killed (SIGKILL, a crash, the machine's OOM killer) cannot remove its socket's
+ * directory, and one was left per crash (review s71, finding 8). So the directory's name carries
+ * the pid of the process that made it (`veriflow-swarm-PID-…`), and opening a link first removes
+ * the directories beside it that a gone process left: only where its pid runs no process (Linux's
+ * `/proc`: elsewhere none is removed), its socket accepts no connection (a live node in another
+ * pid namespace sharing the directory keeps its own), and it holds nothing but the socket.
+ *
  * @module
  */
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { ListenOptions, SocketDuplex } from "../protocols/socket_duplex.ts";
 import { listenTcp } from "../protocols/tcp_transport.ts";
 import {
@@ -65,9 +72,17 @@ export const SWARM_LINK_READ_BYTES = 256 * 1024;
 const SOCKET_FILE = "host.sock";
 /** Private: only this user may enter the directory, so only this user reaches the socket. */
 const PRIVATE_DIR_MODE = 0o700;
-/** The private directory's name as `Deno.makeTempDir` makes it: prefix + 16 hex digits. */
+/**
+ * The private directory's name as `Deno.makeTempDir` makes it: prefix, the pid of the process
+ * that made it and `-` (so a directory a killed process left can be told from a live one's), then
+ * 16 hex digits.
+ */
 const DIR_PREFIX = "veriflow-swarm-";
 const TEMP_NAME_CHARS = 16;
+/** The longest pid Linux gives (`pid_max` is at most 2^22): the socket path's length bound. */
+const MAX_PID_CHARS = 7;
+/** A link directory's name, its maker's pid captured (see {@link DIR_PREFIX}). */
+const LINK_DIR_NAME = /^veriflow-swarm-(\d+)-.+$/;
 
 /**
  * Open the node's end of the link; each accepted connection goes to `onDuplex` (unchecked:
@@ -109,15 +124,18 @@ async function openUnix(
   if (!unixSocketsSupported()) throw new Error(`not on ${Deno.build.os}`);
   if (socketDir !== undefined) {
     // Checked before anything is made: a socket path over the limit fails only at bind.
-    const length = new TextEncoder().encode(
-      join(socketDir, `${DIR_PREFIX}${"x".repeat(TEMP_NAME_CHARS)}`, SOCKET_FILE),
-    ).length;
+    const longest = `${DIR_PREFIX}${"9".repeat(MAX_PID_CHARS)}-${"x".repeat(TEMP_NAME_CHARS)}`;
+    const length = new TextEncoder().encode(join(socketDir, longest, SOCKET_FILE)).length;
     if (length > MAX_UNIX_SOCKET_PATH_BYTES) {
       throw new Error(`a socket path in ${socketDir} would be ${length} bytes, too long`);
     }
   }
   // Absolute: the host resolves it from its own working directory otherwise.
-  const dir = resolve(await Deno.makeTempDir({ dir: socketDir, prefix: DIR_PREFIX }));
+  const dir = resolve(
+    await Deno.makeTempDir({ dir: socketDir, prefix: `${DIR_PREFIX}${Deno.pid}-` }),
+  );
+  // Beside it, where Deno made it (this process's own is never a gone one's).
+  await removeLeftDirs(dirname(dir));
   try {
     await Deno.chmod(dir, PRIVATE_DIR_MODE);
     const path = join(dir, SOCKET_FILE);
@@ -136,5 +154,59 @@ async function openUnix(
   } catch (error) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * Remove the link directories in `parent` that a gone process left (see the module doc); what
+ * cannot be read or removed is left as it is.
+ */
+async function removeLeftDirs(parent: string): Promise<void> {
+  const candidates: { dir: string; pid: number }[] = [];
+  try {
+    for await (const entry of Deno.readDir(parent)) {
+      const pid = entry.isDirectory ? LINK_DIR_NAME.exec(entry.name)?.[1] : undefined;
+      if (pid !== undefined) candidates.push({ dir: join(parent, entry.name), pid: Number(pid) });
+    }
+  } catch {
+    return; // not readable: nothing of ours can be told apart there
+  }
+  for (const { dir, pid } of candidates) {
+    if (!processGone(pid)) continue;
+    try {
+      const names: string[] = [];
+      for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+      if (names.some((name) => name !== SOCKET_FILE)) continue; // not only the link's
+      if (names.length > 0 && await accepts(join(dir, SOCKET_FILE))) continue;
+      await Deno.remove(dir, { recursive: true });
+    } catch {
+      // gone meanwhile, or not ours to read or remove
+    }
+  }
+}
+
+/**
+ * Whether no process has pid `pid`: true only when Linux's `/proc` says so. Elsewhere, or when
+ * `/proc` cannot be read, it is taken as running: a directory is never removed on a guess.
+ */
+function processGone(pid: number): boolean {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return false; // running (or a zombie not reaped yet)
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound;
+  }
+}
+
+/** Whether something listens on the Unix socket `path` (any answer but "refused" or "none"). */
+async function accepts(path: string): Promise<boolean> {
+  try {
+    const connection = await Deno.connect({ transport: "unix", path });
+    connection.close();
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.ConnectionRefused ||
+      error instanceof Deno.errors.NotFound);
   }
 }

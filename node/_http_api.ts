@@ -19,6 +19,7 @@ import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import type { ModelRegistry } from "../inference/model_registry.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import type { NetworkMessage } from "../network/network_actor.ts";
+import { swarmHostConditions } from "../network/swarm_host_health.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { createApp } from "../server/app.ts";
 import { fileRoutes } from "../server/file_routes.ts";
@@ -85,13 +86,15 @@ export async function serveHttpApi(
     log,
     modelHealth: () => models.health(),
     // The proof store, the ledger and the store: a disk that refuses any makes the node
-    // degraded; so does an actor of the tree that is down or crash-looping.
+    // degraded; so does an actor of the tree that is down or crash-looping, and a swarm host
+    // that could not start or gave up restarting.
     conditions: async () =>
       (await Promise.all([
         proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
         ledgerConditions(lookup<ValidatorMessage>(NODE_ACTORS.validator)),
         storageConditions(lookup<StorageMessage>(NODE_ACTORS.storage)),
         tree.conditions(),
+        swarmHostConditions(system),
       ])).flat(),
     nodeKey: identity.publicKey,
     dashboard: config.dashboard.enabled

@@ -6,7 +6,12 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SwarmHost, type SwarmHostOptions, type SwarmPeer } from "../../network/swarm_host.ts";
+import {
+  SwarmHost,
+  type SwarmHostOptions,
+  type SwarmHostState,
+  type SwarmPeer,
+} from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -80,14 +85,14 @@ export function stateWatch() {
   const waiters: { state: string; resolve: () => void }[] = [];
   return {
     states,
-    onState: (state: "up" | "down") => {
+    onState: (state: SwarmHostState) => {
       states.push(state);
       for (const w of waiters.splice(0)) {
         if (w.state === state) w.resolve();
         else waiters.push(w);
       }
     },
-    next(state: "up" | "down"): Promise<void> {
+    next(state: SwarmHostState): Promise<void> {
       return new Promise((resolve) => waiters.push({ state, resolve }));
     },
   };
