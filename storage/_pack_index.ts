@@ -16,6 +16,7 @@
  */
 import { join } from "node:path";
 import { PACK_OVERHEAD_BYTES, packBytes } from "./_chunk_costs.ts";
+import { dirEntries } from "./_dir_entries.ts";
 import { dirStamp, STAMP_TRUST_MS } from "./_dir_stamp.ts";
 import { DamagedPackError } from "./errors.ts";
 import { NewerPackError, type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
@@ -182,7 +183,7 @@ export class PackIndex {
     // Packs the writer registers while this reload runs were not in the listing; keep them.
     const known = new Set(this.#packs.keys());
     const present = new Set<string>();
-    for await (const entry of Deno.readDir(this.#packsDir)) {
+    for await (const entry of dirEntries(this.#packsDir)) {
       if (entry.isFile && entry.name.endsWith(PACK_SUFFIX) && !isTempName(entry.name)) {
         present.add(entry.name);
       }

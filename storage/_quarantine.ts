@@ -10,6 +10,7 @@
  */
 import { join } from "node:path";
 import { PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+import { dirEntries } from "./_dir_entries.ts";
 import { dirStamp, STAMP_TRUST_MS } from "./_dir_stamp.ts";
 
 /** The bytes `quarantine/` holds, counted from the directory, and how to add to it. */
@@ -41,11 +42,8 @@ export class Quarantine {
    */
   async changed(): Promise<boolean> {
     // Quarantined here, by another process, or emptied by the operator: counted again.
-    const quarantine = await dirStamp(this.#path).catch((error) => {
-      if (error instanceof Deno.errors.NotFound) return null; // removed whole: made again
-      throw error;
-    });
-    return quarantine === null || quarantine !== this.#quarantineStamp;
+    // Removed whole: stamped 0, counted (and made) again.
+    return await dirStamp(this.#path) !== this.#quarantineStamp;
   }
 
   /** Copy bad bytes to quarantine/ for forensics (the pack itself is about to be rewritten). */
@@ -60,13 +58,15 @@ export class Quarantine {
    * {@link PACK_OVERHEAD_BYTES} (a file of its own, like a lone pack: its last block's unused end,
    * its inode and directory entry). Runs in the store's maintenance turn.
    */
-  async count(): Promise<void> {
+  async count(readOnly: boolean): Promise<void> {
     const readAt = Date.now();
     const path = this.#path;
-    await Deno.mkdir(path, { recursive: true }); // an operator may have removed it whole
+    // An operator may have removed it whole. A read-only store makes nothing: missing, it holds
+    // nothing.
+    if (!readOnly) await Deno.mkdir(path, { recursive: true });
     const stamp = await dirStamp(path);
     let bytes = 0;
-    for await (const entry of Deno.readDir(path)) {
+    for await (const entry of dirEntries(path)) {
       if (!entry.isFile) continue;
       const size = await Deno.stat(join(path, entry.name)).then((s) => s.size, () => null);
       if (size !== null) bytes += size + PACK_OVERHEAD_BYTES; // null: removed meanwhile

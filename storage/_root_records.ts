@@ -10,6 +10,7 @@
  */
 import { join } from "node:path";
 import { writeFileDurably } from "../proof/_durable_file.ts";
+import { dirEntries } from "./_dir_entries.ts";
 import type { PinLabel } from "./chunk_store.ts";
 import { storageWriteError } from "./errors.ts";
 import { syncDir } from "./pack_writer.ts";
@@ -114,9 +115,9 @@ export async function readPinLabel(path: string): Promise<PinLabel | undefined> 
   }
 }
 
-/** Number of files in `dir`. */
+/** Number of files in `dir` (0 when it does not exist: a read-only store's folder never made). */
 export async function countFiles(dir: string): Promise<number> {
   let n = 0;
-  for await (const entry of Deno.readDir(dir)) if (entry.isFile) n++;
+  for await (const entry of dirEntries(dir)) if (entry.isFile) n++;
   return n;
 }

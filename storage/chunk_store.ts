@@ -48,6 +48,8 @@ import { cidOfAsync, verifyCid } from "./_hash.ts";
 import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 import { collectGarbage } from "./_chunk_gc.ts";
 import { CidSlots, MaintenanceTurn, openStoreLock, STORE_LOCK } from "./_chunk_locks.ts";
+import { dirEntries } from "./_dir_entries.ts";
+import { dirStamp } from "./_dir_stamp.ts";
 import { PackIndex, readRange } from "./_pack_index.ts";
 import { removeFromPack } from "./_pack_rewrite.ts";
 import { Quarantine } from "./_quarantine.ts";
@@ -313,7 +315,8 @@ export class ChunkStore implements BlockStore {
    * moves objects of the earlier one-file-per-object layout into packs, and reads every pack's
    * index. On a directory the OS will not let it write (a filesystem turned read-only, no
    * permission, a failing device) it opens read-only instead: nothing is swept, migrated or
-   * written, what is stored is served, and every write is refused (see {@link readOnly}).
+   * written, what is stored is served, and every write is refused (see {@link readOnly}); a folder
+   * that never held a store opens so too, empty (a store folder it cannot make holds nothing).
    *
    * @example
    * ```ts
@@ -344,16 +347,16 @@ export class ChunkStore implements BlockStore {
       await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
       await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
     }
-    await store.#exclusive(() => store.#quarantine.count());
+    await store.#exclusive(() => store.#quarantine.count(store.#readOnly));
     return store;
   }
 
   /**
    * Make the store's directories and open `store.lock` for writing, as every pin and GC will:
    * false when the OS refuses ({@link isUnwritableOsError}), and the store opens read-only then.
-   *
-   * @throws {StorageUnwritableError} the store's directories are not all there, and cannot be
-   * made: there is no store to serve.
+   * A directory that is not there and cannot be made holds nothing: a folder that never held a
+   * store (a read-only mount) opens as an empty read-only store, where it used to throw and crash
+   * the StorageActor at every restart until its supervisor gave up.
    */
   async #prepareForWrites(): Promise<boolean> {
     const dir = this.#dir;
@@ -375,10 +378,6 @@ export class ChunkStore implements BlockStore {
       return true;
     } catch (error) {
       if (!isUnwritableOsError(error)) throw error;
-      // What a read-only store reads (`pending/` only GC does, and it refuses).
-      for (const sub of subs.filter((sub) => sub !== PENDING_DIR)) {
-        if (!await pathExists(join(dir, sub))) throw new StorageUnwritableError(dir, error);
-      }
       return false;
     }
   }
@@ -637,7 +636,7 @@ export class ChunkStore implements BlockStore {
 
   /** The storage keys of every chunk held for other nodes (`replicas/`), in no particular order. */
   async *replicas(): AsyncGenerator<string> {
-    for await (const entry of Deno.readDir(join(this.#dir, REPLICAS_DIR))) {
+    for await (const entry of dirEntries(join(this.#dir, REPLICAS_DIR))) {
       if (entry.isFile && isCid(entry.name)) yield storageKey(entry.name);
     }
   }
@@ -722,13 +721,13 @@ export class ChunkStore implements BlockStore {
    * or by another process, so a view of the pins can tell it is out of date.
    */
   async pinsStamp(): Promise<number> {
-    return (await Deno.stat(join(this.#dir, PINS_DIR))).mtime?.getTime() ?? 0;
+    return await dirStamp(join(this.#dir, PINS_DIR));
   }
 
   /** The pinned roots. */
   async pins(): Promise<string[]> {
     const out: string[] = [];
-    for await (const entry of Deno.readDir(join(this.#dir, PINS_DIR))) {
+    for await (const entry of dirEntries(join(this.#dir, PINS_DIR))) {
       // Not a label's temporary file (`RootRecords.touchRoot`), which a crash may leave behind.
       if (entry.isFile && isCid(entry.name)) out.push(entry.name);
     }
@@ -819,7 +818,7 @@ export class ChunkStore implements BlockStore {
   async #reloadIfChanged(): Promise<void> {
     if (await this.#index.changed()) await this.#exclusive(() => this.#index.reload());
     if (await this.#quarantine.changed()) {
-      await this.#exclusive(() => this.#quarantine.count());
+      await this.#exclusive(() => this.#quarantine.count(this.#readOnly));
     }
   }
 
