@@ -79,16 +79,33 @@ export class ReceiptIntake {
     this.#peerVerdicts = peerVerdicts;
   }
 
+  /**
+   * Take `message` in (see the module doc).
+   *
+   * @param options.resubmitted The start hands in again a receipt this validator received before
+   * its restart and held for its worker's stake (`_held_evidence.ts`): counted when it was
+   * received, it counts again only if it is recorded now, as a reception (as the pledge's replay
+   * counts in a running validator), never as a copy or a refusal. With counters kept across
+   * restarts (`ValidatorActorOptions.stats`), each start grew `received` and `refused` by every
+   * receipt held, and `received − copies − refused` must stay what the ledger recorded
+   * (`recorded_receipts.ts`).
+   */
   async onReceipt(
     message: ReceiptMessage,
     ctx: ActorContext<ValidatorMessage>,
+    options?: { resubmitted?: boolean },
   ): Promise<ReceiptHandled> {
     const ledger = this.#core.ledger();
     const origin = message.origin;
     const fromPeer = origin !== undefined && origin !== "local";
-    this.#core.stats.received++;
-    if (fromPeer) this.#core.stats.fromPeers++;
+    const counted = options?.resubmitted !== true;
+    const countReceived = () => {
+      this.#core.stats.received++;
+      if (fromPeer) this.#core.stats.fromPeers++;
+    };
+    if (counted) countReceived();
     const countRefused = () => {
+      if (!counted) return;
       this.#core.stats.refused++;
       if (fromPeer) this.#core.stats.refusedFromPeers++;
     };
@@ -123,7 +140,7 @@ export class ReceiptIntake {
     // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
     const fresh = ledger.receipt(id) === undefined;
-    if (!fresh) {
+    if (!fresh && counted) {
       // Counted apart: the heartbeat's receipts are jobs, not announcements of them.
       this.#core.stats.copies++;
       if (fromPeer) this.#core.stats.copiesFromPeers++;
@@ -221,6 +238,8 @@ export class ReceiptIntake {
       }
     }
     if (fresh && recorded) {
+      // A held receipt recorded at last, at the start: counted as the replay of a running one is.
+      if (!counted) countReceived();
       this.#fraudProofs.takeHeldFraudProofs(receipt, ctx);
       this.#peerVerdicts.takeHeldClaims(id, ctx);
     }

@@ -363,7 +363,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     this.#heldFile = file;
     // Spent before the stop: still spent (before the held proofs below may spend more).
     this.#fraudProofs.unbacked.restore(held.unbacked);
-    for (const message of held.receipts) await this.#onReceipt(message, ctx).catch(() => {});
+    // Received before the stop, and counted then (`ReceiptIntake.onReceipt`'s `resubmitted`).
+    for (const message of held.receipts) {
+      await this.#onReceipt(message, ctx, { resubmitted: true }).catch(() => {});
+    }
     // Each with the time it was first taken (kept: a restart after the window closed must not
     // make a proof taken inside it too late), before the finalize timer below can pay its receipt.
     for (const { proof, origin, takenAt } of held.proofs) {
@@ -692,9 +695,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   async #onReceipt(
     message: ReceiptMessage,
     ctx: ActorContext<ValidatorMessage>,
+    options?: { resubmitted?: boolean },
   ): Promise<ReceiptHandled> {
     const ahead = await this.#writeAhead(message);
-    const handled = await this.#intake.onReceipt(message, ctx);
+    const handled = await this.#intake.onReceipt(message, ctx, options);
     // Not recorded as assigned here, or not announced (not kept by `#tellNetwork`): its file goes.
     // (A throw leaves it to the next start, which asks the ledger: `CatchUp.of`.)
     if (ahead !== undefined) this.#catchUp.discardAssigned(ahead);
