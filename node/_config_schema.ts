@@ -33,6 +33,7 @@ import {
   MAX_WIRE_MODEL_PARAMETERS,
 } from "../protocols/training_messages.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/hyper_params.ts";
+import { trainingStakeRefusal } from "../training/training_stake.ts";
 // Every setting that becomes a timer's delay is capped at it (~24.8 days): past it Deno warns and
 // waits 1 ms, so `--heartbeat 3000000000` logged a heartbeat every millisecond.
 import { MAX_TIMER_MS } from "../protocols/connection_timers.ts";
@@ -406,6 +407,17 @@ export const nodeConfigSchema = z.strictObject({
    */
   selfStake: z.number().min(0).default(1_000_000),
 }).superRefine((c, ctx) => {
+  // A coordinator's rounds lock each trainer's stake (a work-priced credit × slashMultiplier, a
+  // challenge window long): at the default stake an honest trainer of a 4 × 128 model had round 1
+  // recorded and the next refused `insufficient_stake`, trained and unpaid (review s71 F1).
+  const { arch, coordinator } = c.training;
+  if (coordinator.enabled && ArchitectureSchema.safeParse(arch).success) {
+    const terms = { arch, steps: coordinator.steps, roundMs: coordinator.deadlineMs };
+    const refusal = trainingStakeRefusal(terms, c.selfStake);
+    if (refusal !== undefined) {
+      ctx.addIssue({ code: "custom", message: refusal, path: ["selfStake"] });
+    }
+  }
   if (!c.network.listening) return;
   // A peer to dial that is this node's own listener: the node dialled itself for as long as it
   // ran, each side of every attempt logging "the peer claims our own key", which names neither

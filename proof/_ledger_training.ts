@@ -24,11 +24,11 @@ import {
 import type { LedgerEntryKind } from "./ledger_entry.ts";
 import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts";
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
-import { equivocationSlash, type LedgerView, lockOf } from "./_ledger_amounts.ts";
+import { equivocationSlash, type LedgerView } from "./_ledger_amounts.ts";
 import { stakeCovers } from "./_ledger_unrecorded.ts";
 import { keptTrainingEquivocation, stakeRefusedTrainingClaim } from "./_ledger_stake_refused.ts";
 import type { TrainingRoundTerms } from "./ledger.ts";
-import { trainingReward } from "./economics.ts";
+import { trainingLock, trainingReward } from "./economics.ts";
 
 /**
  * The trainer's slot in a round: a round is its number and start model (a coordinator that
@@ -55,7 +55,7 @@ export function trainingReceiptDecision(
   const trainer = toHex(receipt.trainer);
   const slot = slotOf(receipt);
   const reward = trainingRewardOf(view, receipt);
-  const locked = lockOf(view, reward);
+  const locked = trainingLock(view.economics, receipt);
   const credit = options.credited === false ? 0 : reward;
   return () => {
     // Two signed receipts of one trainer for one round: its own signatures convict it
@@ -181,7 +181,7 @@ export function trainingFraudSubjectOf(
   if (recorded?.kind !== "training") return undefined;
   // Or the slot was slashed for equivocation already: the stake that backed the lock is what
   // that slash took, so the proof settles whether it came before the receipt or after it.
-  const locked = lockOf(view, trainingRewardOf(view, receipt));
+  const locked = trainingLock(view.economics, receipt);
   const backed = stakeCovers(view, receipt.trainer, locked) ||
     view.index.equivocated(slotOf(receipt));
   return backed ? recorded : undefined;
@@ -216,5 +216,5 @@ export function trainingProvedLock(
   receipt: TrainingReceipt | undefined,
 ): number {
   if (receipt === undefined || trainingReceiptId(receipt) === rec.receiptId) return rec.locked;
-  return lockOf(view, trainingRewardOf(view, receipt));
+  return trainingLock(view.economics, receipt);
 }

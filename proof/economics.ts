@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { roundCredits } from "./ledger_state.ts";
 
 /** Parameters of the ledger's economics. */
 export interface EconomicParams {
@@ -59,7 +60,9 @@ export const DEFAULT_ECONOMICS: Readonly<EconomicParams> = Object.freeze({
   // backward; {@link TRAINING_REFERENCE_STEP_WORK}) costs
   // far more than one inference token, but every credit in flight must be backed by
   // `slashMultiplier` times as much free stake: at 100 a node's default self-stake (1,000,000)
-  // backs 500 steps in flight, a few rounds of a few hundred steps each.
+  // backs 500 reference steps in flight, a few rounds of a few hundred steps each; a larger
+  // model's steps lock more, and a coordinator whose rounds a trainer staked as it is cannot back
+  // is refused at start (`training/training_stake.ts`, review s71 F1).
   trainingCreditPerStep: 100,
 });
 
@@ -117,6 +120,24 @@ export function trainingReward(params: Readonly<EconomicParams>, work: TrainingW
   const quanta = BigInt(work.steps) * trainingStepWork(work) * perStep /
     BigInt(TRAINING_REFERENCE_STEP_WORK);
   return Number(quanta) / CREDIT_QUANTA;
+}
+
+/**
+ * The stake a ledger locks when it records a training receipt of `work`: `slashMultiplier ×` its
+ * {@link trainingReward}, each to the ledger's quantum: the one rule `proof/_ledger_training.ts`
+ * locks by.
+ * A trainer whose free stake is less is refused (`insufficient_stake`): it is what a node's
+ * training configuration must back (`training/training_stake.ts`).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_ECONOMICS, trainingLock } from "./economics.ts";
+ * const hyper = { batchSize: 8, sampleBytes: 65 };
+ * trainingLock(DEFAULT_ECONOMICS, { steps: 50, deltaBytes: 157_096, hyper }); // 100000
+ * ```
+ */
+export function trainingLock(params: Readonly<EconomicParams>, work: TrainingWork): number {
+  return roundCredits(roundCredits(trainingReward(params, work)) * params.slashMultiplier);
 }
 
 /**
