@@ -666,9 +666,11 @@ Deno.test("a backend answering in a microtask still lets timers run between tick
   await timer;
   assert.deepEqual(a.slice(0, 3), [4, 5, 6]);
   assert.deepEqual(b.slice(0, 3), [7, 8, 9]);
-  // Chaining ticks without a turn would have run all 400 steps before the timer.
+  // Chaining ticks without a turn would have run all 400 steps before the timer. How many run
+  // first is a matter of speed (a 0 ms timer waits at least 1 ms, and a loaded machine's turns
+  // come late: 42 were seen beside a CPU hog), so the bound is half the run, not a count.
   assert.ok(
-    stepsWhenTimerRan >= 0 && stepsWhenTimerRan < 40,
+    stepsWhenTimerRan >= 0 && stepsWhenTimerRan < 200,
     `the timer ran after ${stepsWhenTimerRan} of 400 steps`,
   );
   batched.dispose();
