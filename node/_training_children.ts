@@ -213,6 +213,9 @@ export function addTrainingChildren(
           // The rounds survive a crash or restart: resumed from the last finished one.
           statePath: join(config.dataDir, "training", "coordinator.json"),
           trainers: joined,
+          // Rounds paced to the stake the start check assumes each trainer holds: rounds that end
+          // early would otherwise lock more than it backs (`roundPaceMs`, review s71).
+          trainerStake: config.selfStake,
           log,
         }),
     });

@@ -7,6 +7,13 @@
  * (`announce`) and runs the round (`_round_run.ts`). A round that failed, or that no trainer
  * reported for, is followed by a pause that doubles while it repeats.
  *
+ * Rounds are paced: one starts no earlier than {@link RoundLoopOptions.paceMs} after the one
+ * before it started (`roundPaceMs` in `training_stake.ts`). A round ends as soon as every trainer
+ * reported, and each receipt locks its trainer's stake for a challenge window in every ledger that
+ * records it: unpaced, a coordinator of `tiny` rounds ending in ~15 s kept 41 locked at once, and
+ * from the 11th round every honest trainer at the default stake was refused (`insufficient_stake`):
+ * it trained and was not paid (review s71, `tests/training/round_pace_test.ts`).
+ *
  * Holds no state of its own: it asks the coordinator (`status`, `trainers`, `announce`), so the
  * trainer table and the round state change only in the coordinator's `receive`. Not part of the
  * public API.
@@ -16,6 +23,7 @@
 import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import { MAX_OUTCOME_TRAINERS } from "../protocols/training_messages.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import type { JoinedTrainer } from "./joined_trainers.ts";
 import { dataSeedOf, type RoundRun } from "./_round_run.ts";
 import type {
@@ -32,12 +40,29 @@ const TRAINER_POLL_MS = 200;
  */
 const MAX_FAILURE_PAUSE_MS = 60_000;
 
+/** Where the loop is between rounds. */
+interface LoopState {
+  /** The next round is this start's first (it waits for `minTrainers`). */
+  first: boolean;
+  /** The least number the next round may take. */
+  next: number;
+  /** When the last round was announced, on {@link RoundLoopOptions.timers}' clock. */
+  started?: number;
+}
+
 /** What {@link RoundLoop} needs from the coordinator. */
 export interface RoundLoopOptions {
   /** The coordinator's options, read at each use (`rounds`, `minTrainers`, `convicted`). */
   settings: Pick<RoundCoordinatorOptions, "rounds" | "minTrainers" | "convicted">;
   /** One round, run by the loop. */
   rounds: RoundRun;
+  /**
+   * The least time from one round's start to the next's, ms (`roundPaceMs`); 0: none. A start
+   * (or a restart of the coordinator) begins at once.
+   */
+  paceMs: number;
+  /** The clock and timers the pace is measured and waited on; default the real ones. */
+  timers?: ConnectionTimers;
   /** Where one line per round goes. */
   log(line: string): void;
 }
@@ -58,7 +83,7 @@ export class RoundLoop {
     const { rounds } = this.#options;
     // What a round that finished before a restart still owes goes out before anything else.
     await ctx.self.ask({ type: "deliver" });
-    const state = { first: true, next: 0 };
+    const state: LoopState = { first: true, next: 0 };
     let failures = 0;
     while (!ctx.signal.aborted) {
       // One iteration's failure (a conviction lookup to an actor that is restarting, a storage
@@ -96,12 +121,14 @@ export class RoundLoop {
    */
   async #iteration(
     rounds: number,
-    state: { first: boolean; next: number },
+    state: LoopState,
     ctx: ActorContext<CoordinatorMessage>,
   ): Promise<boolean | "unheard"> {
     // Rounds finished before a restart count: `rounds` is the run's, not this start's.
     const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).finished!;
     if (rounds !== 0 && finished >= rounds) return false;
+    // Waited before the trainers are chosen, so the round asks those joined when it starts.
+    if (!await this.#paced(state, ctx)) return false;
     // The first round of a start waits for `minTrainers` (after a node restart they join
     // again; after a restart of this actor alone they are still joined); later ones go on
     // with whoever is joined (and not convicted): a trainer that left, or cheated, does not
@@ -144,9 +171,30 @@ export class RoundLoop {
       );
     }
     await ctx.self.ask({ type: "announce", round });
+    state.started = this.#timers.now();
     state.next = round + 1;
     state.first = false;
     return await this.#runRound(round, trainers, ctx) ? true : "unheard";
+  }
+
+  /**
+   * Wait until {@link RoundLoopOptions.paceMs} has passed since the last round started; false when
+   * the coordinator stopped meanwhile.
+   */
+  async #paced(state: LoopState, ctx: ActorContext<CoordinatorMessage>): Promise<boolean> {
+    if (state.started === undefined) return true;
+    const waitMs = state.started + this.#parts.paceMs - this.#timers.now();
+    if (waitMs <= 0) return true;
+    this.#log(
+      `training: next round in ${Math.ceil(waitMs)} ms (a round at most every ` +
+        `${this.#parts.paceMs} ms: its trainers' stake backs no more within a challenge window)`,
+    );
+    await sleep(waitMs, ctx.signal, this.#timers);
+    return !ctx.signal.aborted;
+  }
+
+  get #timers(): ConnectionTimers {
+    return this.#parts.timers ?? SYSTEM_TIMERS;
   }
 
   #runRound(

@@ -53,6 +53,7 @@ import type { Actor, ActorContext } from "../actors/actor.ts";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { JoinedBody, TrainingGossip } from "../protocols/training_messages.ts";
@@ -71,6 +72,7 @@ import { signOutcome } from "./signed_outcome.ts";
 import type { TrainingValidatorMessage } from "./training_validator.ts";
 import { RoundRun } from "./_round_run.ts";
 import { RoundLoop } from "./_round_loop.ts";
+import { roundPaceMs } from "./training_stake.ts";
 
 // The round's rules a validator checks again, named here as before they moved with the round.
 export { dataSeedOf, sameHyperParams } from "./_round_run.ts";
@@ -139,6 +141,14 @@ export interface RoundCoordinatorOptions {
   log?: (line: string) => void;
   /** Finished rounds' records kept (the latest); default {@link DEFAULT_KEPT_ROUND_RECORDS}. */
   keptRoundRecords?: number;
+  /**
+   * The stake each trainer is assumed to hold (a node passes its own `selfStake`, as its start
+   * check assumes): rounds are paced so that no challenge window holds more of their receipts'
+   * locks than it backs (`roundPaceMs`, `training_stake.ts`). Absent: not paced.
+   */
+  trainerStake?: number;
+  /** The clock and timers the pace is measured and waited on; default the real ones. */
+  timers?: ConnectionTimers;
 }
 
 /** One finished round, as the status shows it. */
@@ -248,6 +258,13 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         log: (line) => this.#log(line),
       }),
       log: (line) => this.#log(line),
+      paceMs: options.trainerStake === undefined ? 0 : roundPaceMs({
+        arch: options.arch,
+        steps: options.steps,
+        roundMs: options.roundDeadlineMs,
+        batch: this.#hyper,
+      }, options.trainerStake),
+      timers: options.timers,
     });
   }
 

@@ -10,8 +10,24 @@
  * Rounds follow one another, each lasting at most its deadline, so while the first receipt of a
  * window is locked `ceil(window / deadline) + 1` rounds' receipts are (review s71 F1: at the
  * default stake, a 4 × 128 model, which the config accepts, had round 1 recorded and rounds 2–5
- * refused). Rounds that end before their deadline (every trainer reported) keep more open: the
- * count is the least a configuration must back, not a bound on what a fast network asks.
+ * refused).
+ *
+ * Rounds that end before their deadline (every trainer reported) would keep more open: `tiny`'s
+ * rounds of H = 50 end in ~12.5 s, and rounds every 15 s kept 41 locked at once, 4,100,000 at the
+ * default stake of 1,000,000, so from the 11th round every honest trainer was refused (review
+ * s71). So a coordinator paces its rounds ({@link roundPaceMs}, waited for in `_round_loop.ts`):
+ * a round starts no earlier than `ceil(window / (backed − 1))` after the one before it started,
+ * where `backed` is the rounds' locks the stake its trainers are assumed to hold backs (the node's
+ * `selfStake`, as the start check assumes), at least the counted `roundsOpen`. Why this spacing:
+ * a round's receipt is recorded between its start and the next round's, so receipts `k` rounds
+ * apart are at least `(k − 1)` paces apart, and `backed + 1` of them fit in one window only when
+ * `(backed − 1) × pace < window`: never at this pace, whatever each round lasts. A pace of
+ * `window / backed` lets one more in (a round recorded at its end, the next at its start). Paced
+ * to the stake rather than to `roundsOpen` alone, a coordinator whose rounds lock little (a test
+ * model, a small H) is not held to a deadline's pace for nothing. A trainer declining a round its
+ * own free stake cannot back is not built: its service is given its ledger's stake
+ * (`TrainerServiceOptions.stakeOf`), not its free stake, and the ledgers that refuse it are its
+ * coordinator's and the auditing nodes', not its own.
  *
  * @example
  * ```ts
@@ -78,6 +94,34 @@ export function trainingStakeNeeded(
     roundsOpen,
     stake: Math.ceil(roundsOpen * lock),
   };
+}
+
+/**
+ * The least time, in ms, from one round's start to the next's for rounds of `terms` whose trainers
+ * hold `stake` (each): at this pace no challenge window holds more rounds' receipts than `stake`
+ * backs (see the module doc for why `ceil(window / (backed − 1))`), and never fewer than the
+ * `roundsOpen` the start check counts ({@link trainingStakeNeeded}, the one rule both read).
+ *
+ * @example
+ * ```ts
+ * import { roundPaceMs } from "./training_stake.ts";
+ * const arch = { numLayers: 2, hiddenSize: 64, numHeads: 4, contextLength: 256 };
+ * // Each round locks 100,000: 10 backed, a round at most every 600 s / 9.
+ * roundPaceMs({ arch, steps: 50, roundMs: 120_000 }, 1_000_000); // 66667
+ * ```
+ */
+export function roundPaceMs(
+  terms: TrainingRoundTermsOf,
+  stake: number,
+  params: Readonly<EconomicParams> = DEFAULT_ECONOMICS,
+): number {
+  const need = trainingStakeNeeded(terms, params);
+  // Nothing locked, or locked for no time: no round waits for another.
+  if (need.lock <= 0 || params.challengeWindowMs <= 0) return 0;
+  // A stake below the count (a configuration the start check refuses) is paced to the count, the
+  // rounds' own pace when each lasts its deadline.
+  const backed = Math.max(need.roundsOpen, Math.floor(stake / need.lock));
+  return Math.ceil(params.challengeWindowMs / (backed - 1));
 }
 
 /**
