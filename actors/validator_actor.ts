@@ -471,6 +471,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // A new key's pledge from a peer, past its address group's or the node's room: not
         // recorded (a key is free; `network/peer_services.ts`).
         if (message.newKeys && !ledger.hasStaked(pledge.key) && !message.newKeys.take()) {
+          this.#stats.newKeyPledgesRefused++;
           return false;
         }
         const recorded = await ledger.recordPledge(pledge).catch(() => false);

@@ -649,6 +649,12 @@ export interface ValidatorStats {
    * convicted the worker, a refuted one charged its accuser), or skipped at intake.
    */
   streamProofs: Record<"confirmed" | "refuted" | "undecided" | "skipped", number>;
+  /**
+   * Peers' pledges of keys this ledger has never seen, not recorded for want of room in their
+   * address group's or the node's budget (`network/address_budget.ts`); the sender sends it
+   * again on its next connect (its own) or when this ledger needs the key's stake.
+   */
+  newKeyPledgesRefused: number;
 }
 
 /** The stats of a validator that has taken nothing yet: every counter at 0. */
@@ -673,6 +679,7 @@ export function emptyValidatorStats(): ValidatorStats {
     fraudProofsChecking: 0,
     streamClaims: { confirmed: 0, refuted: 0, undecided: 0 },
     streamProofs: { confirmed: 0, refuted: 0, undecided: 0, skipped: 0 },
+    newKeyPledgesRefused: 0,
   };
 }
 

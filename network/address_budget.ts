@@ -9,13 +9,26 @@
  * address group holds one host, however many keys it makes. Not every connection has an address:
  * a Hyperswarm peer comes through the swarm host (its UDP address is the host's to know, and may
  * be a relay's), an in-memory link has none; they share the {@link AddressBudgetOptions.unaddressed}
- * bucket, the node-wide fallback. The {@link AddressBudgetOptions.node} bucket, when given, is
- * drawn on by every take as well: it bounds what many addresses together can take.
+ * bucket. The {@link AddressBudgetOptions.perBlock} bucket, when given, is drawn on besides the
+ * group's: one per `addressBlock` (an IPv6 /48, whose 65,536 /64s are free to one site; review s71
+ * verify F2: 5,000 /64s of one /48 took 8 catch-ups each). The {@link AddressBudgetOptions.node}
+ * bucket, when given, is drawn on by every take as well: it bounds what many addresses together
+ * can take.
+ *
+ * One taker must not be able to take every refill of the shared buckets (the node's, the
+ * unaddressed one) and keep everyone else out (review s71 verify F3: a swarm attacker took all
+ * 1,824 new-key pledges of ten minutes, an honest newcomer's 600 tries none). So
+ * {@link AddressBudgetOptions.reserve} keeps some of their room back for a *first* take: a block's
+ * first in {@link ReserveOptions.refillMs}, or an unaddressed connection's first
+ * ({@link AddressRoom}); any other take leaves it. Taking every refill then needs a fresh block
+ * (an IPv4 address, an IPv6 /48) or a fresh connection for each reserved take.
  *
  * Used for the pledges of keys a ledger has never seen (`peer_services.ts`) and for the catch-ups
  * sent on connect (`catch_up.ts`); the sizes are the callers'. Bounded memory: past
- * {@link MAX_REMEMBERED_GROUPS} groups, the one used longest ago is forgotten (it gets a full
- * bucket if it comes back; the node's bucket still holds many groups together).
+ * {@link MAX_REMEMBERED_GROUPS} groups (and blocks), a full bucket is forgotten (nothing lost: it
+ * comes back full), else the fullest, the one used longest ago among equals: a drained group is
+ * forgotten last, so a flood of other groups does not hand it a full bucket again (review s71
+ * verify F2), and the node's bucket bounds what the forgotten take.
  *
  * @example
  * ```ts
@@ -34,10 +47,12 @@
  * @module
  */
 import { PledgeBudget } from "./pledge_budget.ts";
+import { addressBlock } from "./connection_limits.ts";
 
 /**
- * Address groups whose buckets are remembered: a flood from more addresses than this forgets the
- * oldest (about 100 bytes each: 400 KB at most), and the node bucket bounds what they take.
+ * Address groups (and blocks) whose buckets are remembered: a flood from more addresses than
+ * this forgets the fullest (about 100 bytes each: 400 KB at most per map), and the node bucket
+ * bounds what they take.
  */
 export const MAX_REMEMBERED_GROUPS = 4_096;
 
@@ -49,29 +64,44 @@ export interface BucketSize {
   refillMs: number;
 }
 
+/** Room of the shared buckets kept for first takes (see the module doc). */
+export interface ReserveOptions {
+  /** Takes of the node's and the unaddressed bucket that only a first take may use. */
+  room: number;
+  /** A block has one first take per this many ms. */
+  refillMs: number;
+}
+
 /** Options of {@link AddressBudget}. */
 export interface AddressBudgetOptions {
   /** The bucket of each address group. */
   perGroup: BucketSize;
+  /** The bucket of each `addressBlock` (an IPv6 /48), drawn on besides its groups' (absent: none). */
+  perBlock?: BucketSize;
   /**
-   * The one bucket every connection with no address shares (swarm, in-memory): the node-wide
-   * fallback. Absent: such a take draws on {@link node} alone (one of the two must be given).
+   * The one bucket every connection with no address shares (swarm, in-memory). Absent: such a
+   * take draws on {@link node} alone (one of the two must be given).
    */
   unaddressed?: BucketSize;
   /** A bucket the whole node shares, drawn on by every take besides its group's (absent: none). */
   node?: BucketSize;
+  /** Room of the shared buckets kept for first takes (absent: none kept). */
+  reserve?: ReserveOptions;
   /** Clock in ms (default `Date.now`; tests pass a fake one). */
   now?: () => number;
 }
 
 /**
- * Room for one take from one connection's address group, handed to whoever decides whether the
- * take is needed (the validator takes one only for a key its ledger has never seen). A class, so
- * that a message carrying it still encodes as CBOR (a held message's size is measured so).
+ * Room for takes from one connection's address group, handed to whoever decides whether a take
+ * is needed (the validator takes one only for a key its ledger has never seen). It knows whether
+ * its connection took one yet: an unaddressed connection's first take may use the reserve. A
+ * class, so that a message carrying it still encodes as CBOR (a held message's size is measured
+ * so).
  */
 export class AddressRoom {
   readonly #budget: AddressBudget;
   readonly #group: string | undefined;
+  #first = true;
 
   /**
    * Room in `budget` for a connection from `group`.
@@ -85,14 +115,19 @@ export class AddressRoom {
 
   /** Take one: true when it fitted (see {@link AddressBudget.take}). */
   take(): boolean {
-    return this.#budget.take(this.#group);
+    const taken = this.#budget.take(this.#group, this.#first);
+    if (taken) this.#first = false;
+    return taken;
   }
 }
 
 /** Token buckets per address group; see the module doc. */
 export class AddressBudget {
   readonly #options: AddressBudgetOptions;
-  readonly #groups = new Map<string, PledgeBudget>();
+  readonly #groups: RememberedBuckets;
+  readonly #blocks?: RememberedBuckets;
+  /** Each block's first takes (burst 1): who may use the reserve. */
+  readonly #firsts?: RememberedBuckets;
   readonly #unaddressed?: PledgeBudget;
   readonly #node?: PledgeBudget;
 
@@ -106,44 +141,54 @@ export class AddressBudget {
       throw new RangeError("an address budget needs an unaddressed or a node bucket");
     }
     this.#options = options;
+    const bucket = (size: BucketSize) => () => this.#bucket(size);
+    this.#groups = new RememberedBuckets(bucket(options.perGroup));
+    if (options.perBlock) this.#blocks = new RememberedBuckets(bucket(options.perBlock));
+    if (options.reserve) {
+      const { room, refillMs } = options.reserve;
+      if (!Number.isInteger(room) || room < 0) {
+        throw new RangeError("a reserve's room must be a non-negative integer");
+      }
+      this.#firsts = new RememberedBuckets(bucket({ burst: 1, refillMs }));
+    }
     this.#unaddressed = options.unaddressed && this.#bucket(options.unaddressed);
     this.#node = options.node && this.#bucket(options.node);
   }
 
   /**
-   * Take one from `group`'s bucket (the unaddressed one for undefined) and from the node's, both
-   * or neither.
+   * Take one from `group`'s bucket (the unaddressed one for undefined), its block's and the
+   * node's, all or none. The shared buckets (the node's, the unaddressed one) keep the reserve
+   * back, except for a first take: `group`'s block's first in the reserve's period, or, for no
+   * group, `first` (an unaddressed connection's first, {@link AddressRoom}).
    * @returns whether it fitted.
    */
-  take(group: string | undefined): boolean {
-    const own = this.#own(group);
-    if ((own?.room ?? 1) < 1 || (this.#node?.room ?? 1) < 1) return false;
-    own?.take();
-    this.#node?.take();
+  take(group: string | undefined, first = false): boolean {
+    const addressed = group !== undefined;
+    const block = addressed ? addressBlock(group) : undefined;
+    const own = addressed ? [this.#groups.of(group), this.#blocks?.of(block!)] : [];
+    const firstOf = addressed ? this.#firsts?.of(block!) : undefined;
+    const fresh = addressed ? (firstOf?.room ?? 0) >= 1 : first;
+    // The buckets others share: the reserve is kept in these.
+    const shared = [this.#node, addressed ? undefined : this.#unaddressed]
+      .filter((bucket) => bucket !== undefined);
+    if ([...own, ...shared].some((bucket) => bucket !== undefined && bucket.room < 1)) return false;
+    const reserved = shared.some((bucket) => bucket.room <= (this.#options.reserve?.room ?? 0));
+    if (reserved && !fresh) return false;
+    for (const bucket of [...own, ...shared]) bucket?.take();
+    if (reserved) firstOf?.take();
     return true;
   }
 
-  /** Milliseconds until a take for `group` may fit again (0: it fits now). */
+  /** Milliseconds until a take for `group` may fit again (0: it may fit now). */
   nextInMs(group: string | undefined): number {
-    return Math.max(this.#own(group)?.nextInMs ?? 0, this.#node?.nextInMs ?? 0);
+    const own = group === undefined ? this.#unaddressed : this.#groups.of(group);
+    const ofBlock = group === undefined ? undefined : this.#blocks?.of(addressBlock(group));
+    return Math.max(own?.nextInMs ?? 0, ofBlock?.nextInMs ?? 0, this.#node?.nextInMs ?? 0);
   }
 
-  /** Room for one take for `group`, to be taken later by whoever decides (see {@link AddressRoom}). */
+  /** Room for takes for `group`, to be taken later by whoever decides (see {@link AddressRoom}). */
   room(group: string | undefined): AddressRoom {
     return new AddressRoom(this, group);
-  }
-
-  /** `group`'s own bucket (the unaddressed one for undefined), made full the first time. */
-  #own(group: string | undefined): PledgeBudget | undefined {
-    if (group === undefined) return this.#unaddressed;
-    let bucket = this.#groups.get(group);
-    if (bucket !== undefined) this.#groups.delete(group); // to the back: used now
-    bucket ??= this.#bucket(this.#options.perGroup);
-    this.#groups.set(group, bucket);
-    while (this.#groups.size > MAX_REMEMBERED_GROUPS) {
-      this.#groups.delete(this.#groups.keys().next().value!);
-    }
-    return bucket;
   }
 
   #bucket(size: BucketSize): PledgeBudget {
@@ -152,5 +197,43 @@ export class AddressBudget {
     }
     // `PledgeBudget` is a plain token bucket; its defaults (the pledges') are not used here.
     return new PledgeBudget({ ...size, now: this.#options.now });
+  }
+}
+
+/**
+ * Buckets by name, made full on first use, at most {@link MAX_REMEMBERED_GROUPS}: past it a full
+ * one is forgotten (nothing lost), else the fullest, the one used longest ago among equals.
+ */
+class RememberedBuckets {
+  readonly #buckets = new Map<string, PledgeBudget>();
+  readonly #make: () => PledgeBudget;
+
+  constructor(make: () => PledgeBudget) {
+    this.#make = make;
+  }
+
+  /** `name`'s bucket, made full the first time (used now: the last to go among equals). */
+  of(name: string): PledgeBudget {
+    let bucket = this.#buckets.get(name);
+    if (bucket !== undefined) this.#buckets.delete(name);
+    bucket ??= this.#make();
+    this.#buckets.set(name, bucket);
+    if (this.#buckets.size > MAX_REMEMBERED_GROUPS) this.#forgetOne(name);
+    return bucket;
+  }
+
+  /** Forget a full bucket, else the fullest (the oldest first), never `keep`. */
+  #forgetOne(keep: string): void {
+    let fullest: string | undefined;
+    let most = -1;
+    for (const [name, bucket] of this.#buckets) {
+      if (name === keep) continue;
+      if (bucket.full) {
+        fullest = name;
+        break;
+      }
+      if (bucket.room > most) [fullest, most] = [name, bucket.room];
+    }
+    if (fullest !== undefined) this.#buckets.delete(fullest);
   }
 }

@@ -40,9 +40,10 @@
  *
  * How often: a catch-up is sent on a connection a peer opened only in its address group's turn
  * ({@link catchUpTurn}, {@link catchUpBudget}): {@link CATCH_UPS_PER_GROUP_BURST} at once per
- * address group, then one per {@link CATCH_UPS_PER_GROUP_REFILL_MS}; the connections with no
- * address (swarm, in-memory) share one bucket, {@link CATCH_UPS_UNADDRESSED_BURST} then one per
- * {@link CATCH_UPS_UNADDRESSED_REFILL_MS}. Review s71: it went out in full on every connect, and a
+ * address group, then one per {@link CATCH_UPS_PER_GROUP_REFILL_MS}, within its IPv6 /48's
+ * {@link CATCH_UPS_PER_BLOCK_BURST} and the node's {@link CATCH_UPS_PER_NODE_BURST}; the
+ * connections with no address (swarm, in-memory) share one bucket,
+ * {@link CATCH_UPS_UNADDRESSED_BURST} then one per {@link CATCH_UPS_UNADDRESSED_REFILL_MS}. Review s71: it went out in full on every connect, and a
  * connect costs a fresh key and a handshake — 269 bytes from the peer bought 91.5 KB (up to
  * 8 MiB) from this node, 6.8 MB/s from one sequential loop with a fresh key each time. A
  * connection past its turn is not refused: it waits, while it is open, until its group's bucket
@@ -73,25 +74,54 @@ import { announceReceipt, sendClaimEvidence } from "./_accusations.ts";
 import { askValidatorFor } from "./_validator_ask.ts";
 
 /**
- * Catch-ups sent at once to connections from one address group. Four honest nodes on one host,
- * each with a connection replaced once, never wait: more than a handful of nodes reconnecting
- * together from one address, or one address reconnecting under fresh keys, does.
+ * Catch-ups sent at once to connections from one address group: sixteen honest nodes behind one
+ * NAT (or sixteen demo nodes on 127.0.0.1, which all share the `loopback` group) connecting
+ * together are each sent theirs at once (review s71 verify F6: with 8, ten of them waited up to
+ * two minutes).
  */
-export const CATCH_UPS_PER_GROUP_BURST = 8;
+export const CATCH_UPS_PER_GROUP_BURST = 16;
 /**
- * Then one more per this many ms per address group (4 a minute): a peer that reconnects after a
- * quarter of a minute is sent it at once; one address pulls at most 4 catch-ups a minute (about
- * 370 KB of the review's 64 convictions, 32 MiB at the 8 MiB cap).
+ * Then one more per this many ms per address group (20 a minute): the same sixteen connecting
+ * again a minute later find 16 of room back (the sixteenth within 3 s). What one group can pull,
+ * sustained: 20 catch-ups a minute, about 30 KB/s at the review's 91.5 KB catch-up (64
+ * convictions), 2.8 MB/s at the 8 MiB cap; before review s71, one sequential loop pulled 6.8 MB/s
+ * of the 91.5 KB one (75 times as much), and parallel loops more.
  */
-export const CATCH_UPS_PER_GROUP_REFILL_MS = 15_000;
+export const CATCH_UPS_PER_GROUP_REFILL_MS = 3_000;
+/**
+ * Catch-ups sent at once to the groups of one `addressBlock` (an IPv6 /48) together: two groups'
+ * worth. A /48's 65,536 /64s are free to one site, and per /64 alone 5,000 of them took 40,000
+ * catch-ups at once (review s71 verify F2).
+ */
+export const CATCH_UPS_PER_BLOCK_BURST: number = 2 * CATCH_UPS_PER_GROUP_BURST;
+/** Then one more per this many ms per block (40 a minute: two groups' rate). */
+export const CATCH_UPS_PER_BLOCK_REFILL_MS: number = CATCH_UPS_PER_GROUP_REFILL_MS / 2;
+/**
+ * Catch-ups sent at once by the node to everyone together (each take draws on it): what many
+ * addresses or blocks together pull, as many as the node's inbound handshakes at once
+ * (`DEFAULT_MAX_HANDSHAKES`), so a node that starts and meets many peers together serves them.
+ */
+export const CATCH_UPS_PER_NODE_BURST = 64;
+/**
+ * Then one more per this many ms for the node (4 a second): about 370 KB/s sent in catch-ups at
+ * the review's 91.5 KB one, 32 MiB/s at the 8 MiB cap, however many addresses ask. A connection
+ * past it waits its turn ({@link catchUpTurn}).
+ */
+export const CATCH_UPS_PER_NODE_REFILL_MS = 250;
 /**
  * Catch-ups sent at once to connections with no address (swarm, in-memory), which share one
- * bucket: the node-wide fallback, as many as a node's inbound handshakes at once
- * (`DEFAULT_MAX_HANDSHAKES` / 2), since a node that starts meets many swarm peers together.
+ * bucket, as many as a node's inbound handshakes at once (`DEFAULT_MAX_HANDSHAKES` / 2), since a
+ * node that starts meets many swarm peers together.
  */
 export const CATCH_UPS_UNADDRESSED_BURST = 32;
-/** Then one more per this many ms (12 a minute) for all of them together. */
-export const CATCH_UPS_UNADDRESSED_REFILL_MS = 5_000;
+/**
+ * Then one more per this many ms for all of them together (a minute's 60, a group's rate
+ * three times): swarm peers cannot be told apart by address, and keys are free, so an honest one
+ * waits one turn per waiting key ahead of it ({@link catchUpTurn}): an attacker holding 200
+ * waiting connections delays it about 3 minutes (`tests/network/catch_up_budget_test.ts`), not 15
+ * (review s71 verify F4, at one per 5 s in arrival order with newcomers jumping the queue).
+ */
+export const CATCH_UPS_UNADDRESSED_REFILL_MS = 1_000;
 /** The least wait between two looks at the bucket (a clock that did not move). */
 const MIN_TURN_WAIT_MS = 1;
 
@@ -99,36 +129,91 @@ const MIN_TURN_WAIT_MS = 1;
 export function catchUpBudget(now?: () => number): AddressBudget {
   return new AddressBudget({
     perGroup: { burst: CATCH_UPS_PER_GROUP_BURST, refillMs: CATCH_UPS_PER_GROUP_REFILL_MS },
+    perBlock: { burst: CATCH_UPS_PER_BLOCK_BURST, refillMs: CATCH_UPS_PER_BLOCK_REFILL_MS },
     unaddressed: {
       burst: CATCH_UPS_UNADDRESSED_BURST,
       refillMs: CATCH_UPS_UNADDRESSED_REFILL_MS,
     },
+    node: { burst: CATCH_UPS_PER_NODE_BURST, refillMs: CATCH_UPS_PER_NODE_REFILL_MS },
     now,
   });
 }
 
 /**
  * Wait for the turn of `connection`'s catch-up in `budget` (its address group's bucket, `host`;
- * undefined: the unaddressed one): resolves true once it took one, at once when there is room,
- * or false when the connection closed first. Looks again when the bucket's next room comes back,
- * on `timers` (the connections' clock).
+ * undefined: the unaddressed one): resolves true once it took one, false when the connection
+ * closed first, or when another connection of its peer key took the key's turn (a peer needs one
+ * catch-up, not one per connection). Turns go in order of arrival, one per peer key: a connection
+ * that comes while others wait goes after them, even when room came back meanwhile (review s71
+ * verify F4: every waiter looked again on its own timer, and a newcomer at the right instant went
+ * first), and one whose group has no room does not hold up those behind it whose group has.
+ * Looks again when room comes back, on `timers` (the connections' clock; the first caller's for
+ * `budget`).
  */
-export async function catchUpTurn(
+export function catchUpTurn(
   connection: Connection,
   budget: AddressBudget,
   host: string | undefined,
   timers: ConnectionTimers = SYSTEM_TIMERS,
 ): Promise<boolean> {
-  while (!connection.isClosed) {
-    if (budget.take(host)) return true;
-    let handle: unknown;
-    const waited = new Promise<void>((resolve) => {
-      handle = timers.setTimeout(resolve, Math.max(budget.nextInMs(host), MIN_TURN_WAIT_MS));
-    });
-    await Promise.race([waited, connection.closed]);
-    timers.clearTimeout(handle);
+  let queue = turnQueues.get(budget);
+  if (queue === undefined) turnQueues.set(budget, queue = new TurnQueue(budget, timers));
+  return queue.wait(connection, host);
+}
+
+/** Each budget's waiting connections ({@link catchUpTurn}). */
+const turnQueues = new WeakMap<AddressBudget, TurnQueue>();
+
+/** One peer key's turn: its address group, and its connections waiting, the first first. */
+interface Waiter {
+  host: string | undefined;
+  connections: { connection: Connection; answer: (turn: boolean) => void }[];
+}
+
+/** The connections waiting for a turn in one budget, by peer key, in order of arrival. */
+class TurnQueue {
+  readonly #budget: AddressBudget;
+  readonly #timers: ConnectionTimers;
+  readonly #waiting = new Map<string, Waiter>();
+  #timer: unknown;
+
+  constructor(budget: AddressBudget, timers: ConnectionTimers) {
+    this.#budget = budget;
+    this.#timers = timers;
   }
-  return false;
+
+  wait(connection: Connection, host: string | undefined): Promise<boolean> {
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    const key = toHex(connection.peerKey!);
+    let waiter = this.#waiting.get(key);
+    if (waiter === undefined) this.#waiting.set(key, waiter = { host, connections: [] });
+    waiter.connections.push({ connection, answer: resolve });
+    connection.closed.then(() => this.#serve(), () => this.#serve());
+    this.#serve();
+    return promise;
+  }
+
+  /** Give each waiting key its turn where its buckets have room, in order; look again later. */
+  #serve(): void {
+    for (const [key, waiter] of this.#waiting) {
+      const open = waiter.connections.filter(({ connection, answer }) => {
+        if (connection.isClosed) answer(false);
+        return !connection.isClosed;
+      });
+      waiter.connections = open;
+      if (open.length > 0 && !this.#budget.take(waiter.host)) continue;
+      this.#waiting.delete(key);
+      open.forEach(({ answer }, i) => answer(i === 0));
+    }
+    this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#waiting.size === 0) return;
+    let next = Infinity;
+    for (const { host } of this.#waiting.values()) {
+      next = Math.min(next, this.#budget.nextInMs(host));
+    }
+    this.#timer = this.#timers.setTimeout(() => this.#serve(), Math.max(next, MIN_TURN_WAIT_MS));
+  }
 }
 
 /**

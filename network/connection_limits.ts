@@ -11,11 +11,13 @@
  *   connection that arrives past its address's or its block's bound is refused before any work
  *   is done for it (a swarm peer has already done a Noise handshake in the host, and a
  *   connection this node opens is its own choice). With every slot taken, a newcomer is not
- *   refused: the oldest handshake of the block holding the most slots is closed and the newcomer
- *   takes its slot, so silent sockets, however many addresses they come from, cannot keep every
- *   other peer from shaking hands (review s71: 64 of them from 8 /64s of one /48 held every slot,
- *   5 s at a time); an honest handshake takes a round trip or two, and holding a slot now costs
- *   the holder a new connection each time a newcomer comes;
+ *   refused while some block holds more slots than the newcomer's will: the oldest handshake of
+ *   the block holding the most slots is closed and the newcomer takes its slot, so silent
+ *   sockets from a few blocks cannot keep every other peer from shaking hands (review s71: 64 of
+ *   them from 8 /64s of one /48 held every slot, 5 s at a time). With every block at one slot
+ *   (or no more than the newcomer's), the newcomer is refused instead: closing the oldest then
+ *   let 64 connects from 64 IPv4 addresses close an honest handshake (review s71 verify F5); an
+ *   attacker then needs 64 blocks holding a slot each for as long as it keeps them silent;
  * - {@link DEFAULT_MAX_CONNECTIONS_PER_PEER} open connections per peer key (a TCP one each way
  *   and a swarm one, with room for one being replaced): past it, the new one is closed;
  * - {@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} open connections that came in over TCP from one
@@ -155,11 +157,13 @@ export class ConnectionLimits {
    * Take a handshake slot for a connection from `group`; the caller gives it back with the
    * slot's `end()` however the handshake ends. With every slot taken, the oldest handshake of
    * the {@link addressBlock} holding the most is closed (its `close` is called, its slot given
-   * back) and the newcomer takes its place (see the module doc).
+   * back) and the newcomer takes its place, if that block holds more than the newcomer's will;
+   * else the newcomer is refused (see the module doc).
    * @param group Where the connection came from (its {@link addressGroup}).
    * @param close Closes this handshake's connection, should a newcomer take its slot.
    * @returns The slot, or why it is refused ({@link maxHandshakesPerAddress} from this group,
-   *   or {@link maxHandshakesPerBlock} from its block, in progress).
+   *   or {@link maxHandshakesPerBlock} from its block, in progress; every slot taken with none
+   *   to close).
    */
   startHandshake(group: string, close: () => void): HandshakeSlot | string {
     const fromGroup = this.#byGroup.get(group) ?? 0;
@@ -171,7 +175,10 @@ export class ConnectionLimits {
     if (fromBlock >= this.maxHandshakesPerBlock) {
       return `${fromBlock} handshakes from ${block} already in progress`;
     }
-    if (this.#slots.size >= this.maxHandshakes) this.#evict();
+    if (this.#slots.size >= this.maxHandshakes && !this.#evict(fromBlock + 1)) {
+      return `every handshake slot taken (${this.#slots.size}), none by a block holding more ` +
+        `than ${fromBlock + 1}`;
+    }
     const slot: Slot = { group, block, close };
     this.#slots.add(slot);
     this.#byGroup.set(group, fromGroup + 1);
@@ -179,15 +186,23 @@ export class ConnectionLimits {
     return { end: () => this.#release(slot) };
   }
 
-  /** Close the oldest handshake of the block holding the most slots, giving its slot back. */
-  #evict(): void {
+  /**
+   * Close the oldest handshake of the block holding the most slots, giving its slot back, if that
+   * block holds more than `after` (what the newcomer's block will hold): a newcomer takes only
+   * from a block that holds more than its fair share, never a block's only slot for another
+   * block's first (review s71 verify F5: with every block at one slot, the tie went to the oldest,
+   * and 64 connects from 64 IPv4 addresses closed an honest handshake). Returns whether it did.
+   */
+  #evict(after: number): boolean {
     const most = Math.max(...this.#byBlock.values());
+    if (most <= after) return false;
     for (const slot of this.#slots) {
       if (this.#byBlock.get(slot.block) !== most) continue;
       this.#release(slot);
       slot.close();
-      return;
+      return true;
     }
+    return false;
   }
 
   #release(slot: Slot): void {

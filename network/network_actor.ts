@@ -688,7 +688,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         // In its address group's turn, unless this node chose the connection: keys are free, and
         // the catch-up is far larger than a handshake (review s71, `catch_up.ts`).
         const chosen = message.outbound || this.#transports.dials?.has(connection.peerKey!);
-        if (chosen || this.#catchUps.take(message.host)) send();
+        // Taken in turn even when there is room: connections already waiting go first.
+        if (chosen) send();
         else {
           void catchUpTurn(connection, this.#catchUps, message.host, this.#timers)
             .then((turn) => turn && send());

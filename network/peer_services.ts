@@ -45,10 +45,14 @@ import { StorageActorPeer } from "../actors/storage_actor_peer.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
 import {
+  NEW_PLEDGES_FIRST_REFILL_MS,
   NEW_PLEDGES_PER_GROUP_BURST,
   NEW_PLEDGES_PER_GROUP_REFILL_MS,
   NEW_PLEDGES_PER_NODE_BURST,
   NEW_PLEDGES_PER_NODE_REFILL_MS,
+  NEW_PLEDGES_RESERVE,
+  NEW_PLEDGES_UNADDRESSED_BURST,
+  NEW_PLEDGES_UNADDRESSED_REFILL_MS,
   type PledgeBudgets,
   PledgeGate,
 } from "./pledge_budget.ts";
@@ -166,17 +170,26 @@ function newPledgesOf(services: PeerServices, name: string): AddressBudget {
   if (services.newPledges !== undefined) return services.newPledges;
   const budgets = perSystem(newPledgeBudgets, services.system, () => new Map());
   let budget = budgets.get(name);
-  if (budget === undefined) {
-    budgets.set(
-      name,
-      budget = new AddressBudget({
-        perGroup: { burst: NEW_PLEDGES_PER_GROUP_BURST, refillMs: NEW_PLEDGES_PER_GROUP_REFILL_MS },
-        node: { burst: NEW_PLEDGES_PER_NODE_BURST, refillMs: NEW_PLEDGES_PER_NODE_REFILL_MS },
-        now: services.now,
-      }),
-    );
-  }
+  if (budget === undefined) budgets.set(name, budget = newPledgeBudget(services.now));
   return budget;
+}
+
+/**
+ * A ledger's budget of pledges of keys it has never seen (`pledge_budget.ts`'s sizes), on `now`:
+ * what {@link PeerServices.newPledges} is by default. Connections with no address have their own
+ * bucket, and the node's keeps a reserve for first takes (review s71 verify F3).
+ */
+export function newPledgeBudget(now?: () => number): AddressBudget {
+  return new AddressBudget({
+    perGroup: { burst: NEW_PLEDGES_PER_GROUP_BURST, refillMs: NEW_PLEDGES_PER_GROUP_REFILL_MS },
+    unaddressed: {
+      burst: NEW_PLEDGES_UNADDRESSED_BURST,
+      refillMs: NEW_PLEDGES_UNADDRESSED_REFILL_MS,
+    },
+    node: { burst: NEW_PLEDGES_PER_NODE_BURST, refillMs: NEW_PLEDGES_PER_NODE_REFILL_MS },
+    reserve: { room: NEW_PLEDGES_RESERVE, refillMs: NEW_PLEDGES_FIRST_REFILL_MS },
+    now,
+  });
 }
 
 function proofQueueOf(services: PeerServices): ProofRequestQueue {

@@ -84,6 +84,11 @@ export class PledgeBudget {
     return this.#room;
   }
 
+  /** Whether the bucket is full: nothing taken for `burst` refill periods (forgetting it loses nothing). */
+  get full(): boolean {
+    return this.room >= this.#burst;
+  }
+
   /** Milliseconds until one more pledge of room comes back (0: there is room now). */
   get nextInMs(): number {
     if (this.room > 0) return 0;
@@ -158,12 +163,35 @@ export const NEW_PLEDGES_PER_GROUP_BURST = 4 * PLEDGE_SEND_BURST;
 export const NEW_PLEDGES_PER_GROUP_REFILL_MS = PLEDGE_SEND_REFILL_MS / 4;
 /**
  * Pledges of keys a ledger has never seen that all its peers together may bring it at once: the
- * bound on many addresses together, and the only one on connections with no address (swarm,
- * in-memory). Sixteen honest peers' whole sending burst of new keys.
+ * bound on many addresses together. Sixteen honest peers' whole sending burst of new keys.
  */
 export const NEW_PLEDGES_PER_NODE_BURST = 16 * PLEDGE_SEND_BURST;
 /** Then one more per this many ms for the node (80 a minute: 115,200 new keys, 44 MB a day). */
 export const NEW_PLEDGES_PER_NODE_REFILL_MS = PLEDGE_SEND_REFILL_MS / 16;
+/**
+ * Pledges of keys a ledger has never seen that the connections with no address (swarm,
+ * in-memory) may bring it at once, together: one address group's. They cannot be told apart by
+ * address, and drew on the node's bucket alone, so one swarm peer took every refill of it (review
+ * s71 verify F3: 1,824 in ten minutes, an honest newcomer's 600 tries none); now they take at most
+ * a quarter of the node's rate, and the rest is left to addressed peers.
+ */
+export const NEW_PLEDGES_UNADDRESSED_BURST: number = NEW_PLEDGES_PER_GROUP_BURST;
+/** Then one more per this many ms for all of them (an address group's rate: 20 a minute). */
+export const NEW_PLEDGES_UNADDRESSED_REFILL_MS: number = NEW_PLEDGES_PER_GROUP_REFILL_MS;
+/**
+ * Room of the node's (and the unaddressed) bucket that only a first take may use (an address
+ * block's first new key in {@link NEW_PLEDGES_FIRST_REFILL_MS}, or an unaddressed connection's
+ * first: `address_budget.ts`): an honest newcomer's own pledge, the first it sends, is recorded
+ * while others take every other refill. One sender's burst.
+ */
+export const NEW_PLEDGES_RESERVE: number = PLEDGE_SEND_BURST;
+/**
+ * An address block (an IPv4 address, an IPv6 /48) has one first take of the reserve per this
+ * many ms (10 minutes): to keep the reserve empty, its refill of 80 a minute, takes 800 blocks
+ * taking a turn each ten minutes, or over the swarm a fresh connection (a handshake) per take,
+ * within the unaddressed bucket's 20 a minute.
+ */
+export const NEW_PLEDGES_FIRST_REFILL_MS = 600_000;
 
 /** Peer keys whose receiving budgets are remembered after their connections close. */
 export const MAX_REMEMBERED_PLEDGE_BUDGETS = 4_096;

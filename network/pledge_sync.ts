@@ -16,6 +16,15 @@
  * what it learns in the background (the validator's answers) comes back to the actor as a
  * `push_pledges` message.
  *
+ * A peer's ledger may refuse a pledge of a key it has never seen for want of room in its budget of
+ * new keys (per address group, per node, with a reserve for each block's or connection's first:
+ * `address_budget.ts`, review s71 verify F3); it counts it (`newKeyPledgesRefused` in its
+ * validator's stats) but cannot say so: a pledge is a one-way notify, and answering each would
+ * cost a round trip per pledge of the connect push. So the sender tries again where it matters:
+ * this node's own pledge goes first on every connect (a first take there, which the reserve is
+ * kept for: its address block's first in ten minutes, or an unaddressed connection's first), and a pledge the peer needs goes again each time it refuses a receipt
+ * of that worker `insufficient_stake` ({@link PledgeSync.sendNeeded}), when room may have come back.
+ *
  * @module
  */
 import type { ActorContext } from "../actors/actor.ts";

@@ -15,7 +15,11 @@ import type { CatchUpItem } from "../../actors/validator_messages.ts";
 import {
   CATCH_UPS_PER_GROUP_BURST,
   CATCH_UPS_PER_GROUP_REFILL_MS,
+  catchUpBudget,
+  catchUpTurn,
 } from "../../network/catch_up.ts";
+import { AddressBudget, MAX_REMEMBERED_GROUPS } from "../../network/address_budget.ts";
+import { addressGroup } from "../../network/connection_limits.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -30,6 +34,7 @@ import {
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { HONEST_MODELS, START } from "../actors/_validator_fixture.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { caughtCheat, spawnLedgerNode } from "./_ledger_node.ts";
 
@@ -133,4 +138,104 @@ Deno.test("red team s71: fresh keys from one address get the address group's bur
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** A connection that stays open and waits, as `catchUpTurn` sees it, of peer `key`. */
+function waitingConnection(key: Uint8Array = Identity.generate().publicKey): Connection {
+  return {
+    isClosed: false,
+    closed: new Promise<void>(() => {}),
+    peerKey: key,
+  } as unknown as Connection;
+}
+
+Deno.test("red team s71 (verify F2): 5,000 IPv6 /64s of one /48 get a block's catch-ups at once, not 8 each; many IPv4 addresses together get the node's", () => {
+  const clock = { t: 0 };
+  const budget = catchUpBudget(() => clock.t);
+  let fromBlock = 0;
+  for (let i = 0; i < 5_000; i++) {
+    const group = addressGroup(`2001:db8:7:${i.toString(16)}::1`);
+    while (budget.take(group)) fromBlock++;
+  }
+  // Review s71 (verify): 40,000 at once, the pre-fix amplification back.
+  assert.ok(fromBlock >= CATCH_UPS_PER_GROUP_BURST, `one /48 still gets a group's (${fromBlock})`);
+  assert.ok(fromBlock <= 2 * CATCH_UPS_PER_GROUP_BURST, `one /48 got ${fromBlock} at once`);
+  clock.t += 3_600_000; // every bucket full again
+  let fromMany = 0;
+  for (let i = 0; i < 1_000; i++) while (budget.take(`10.0.${i >> 8}.${i & 255}`)) fromMany++;
+  assert.ok(fromMany <= 4 * CATCH_UPS_PER_GROUP_BURST, `1,000 addresses got ${fromMany} at once`);
+});
+
+Deno.test("red team s71 (verify F2): forgetting groups past the memory bound keeps a drained group drained (the fullest are forgotten first)", () => {
+  const budget = new AddressBudget({
+    perGroup: { burst: 2, refillMs: 3_600_000 },
+    unaddressed: { burst: 1, refillMs: 3_600_000 },
+    now: () => 0,
+  });
+  while (budget.take("192.0.2.1")); // drained
+  // As many other groups as are remembered, each taking one (none full, none drained).
+  for (let i = 0; i < MAX_REMEMBERED_GROUPS; i++) budget.take(`10.0.${i >> 8}.${i & 255}`);
+  assert.equal(budget.take("192.0.2.1"), false, "the drained group is still drained");
+});
+
+Deno.test("red team s71 (verify F6): 16 honest nodes behind one address, connecting twice a minute apart, are each sent the catch-up within a few seconds", () => {
+  const clock = { t: 0 };
+  const budget = catchUpBudget(() => clock.t);
+  const waiting: number[] = []; // when each waiting connection came
+  let longest = 0;
+  for (let s = 0; s <= 300; s++) {
+    clock.t = s * 1_000;
+    if (s === 0 || s === 60) { for (let n = 0; n < 16; n++) waiting.push(clock.t); }
+    while (waiting.length > 0 && budget.take("203.0.113.5")) {
+      longest = Math.max(longest, clock.t - waiting.shift()!);
+    }
+  }
+  assert.equal(waiting.length, 0);
+  // Review s71 (verify): ten of them waited up to 120 s.
+  assert.ok(longest <= SIXTEEN_NODES_WAIT_MS, `the last one waited ${longest} ms`);
+});
+
+/**
+ * What an honest swarm peer may wait for its catch-up while an attacker holds 200 waiting swarm
+ * connections, each under a fresh key, and opens one more a second: one turn per waiting key
+ * ahead of it (200 × `CATCH_UPS_UNADDRESSED_REFILL_MS`, 1 s, less the burst), with margin.
+ */
+const HONEST_SWARM_WAIT_MS = 240_000;
+/** Sixteen nodes of one address are served within this of connecting (F6). */
+const SIXTEEN_NODES_WAIT_MS = 5_000;
+
+Deno.test("red team s71 (verify F4): an attacker's 200 waiting swarm connections, one more a second, keep an honest swarm peer's catch-up waiting 4 minutes at most; a key waiting on several connections takes one turn", async () => {
+  const timers = new ManualTimers();
+  const budget = catchUpBudget(() => timers.now());
+  let attackerServed = 0;
+  const attack = (connection = waitingConnection()) =>
+    void catchUpTurn(connection, budget, undefined, timers).then((turn) => {
+      if (turn) attackerServed++;
+    });
+  for (let i = 0; i < 200; i++) attack();
+  // One attacker key with four connections waiting: one turn for the key.
+  const repeated = Identity.generate().publicKey;
+  const turns = Array.from(
+    { length: 4 },
+    () => catchUpTurn(waitingConnection(repeated), budget, undefined, timers),
+  );
+  let honestAt: number | undefined;
+  const connectedAt = 10_500;
+  while (honestAt === undefined && timers.now() < connectedAt + 2 * HONEST_SWARM_WAIT_MS) {
+    await timers.advance(500); // off the refill instants
+    attack();
+    if (timers.now() === connectedAt) {
+      void catchUpTurn(waitingConnection(), budget, undefined, timers).then((turn) => {
+        if (turn) honestAt = timers.now();
+      });
+    }
+    await timers.advance(500);
+  }
+  assert.ok(honestAt !== undefined, "the honest peer was served");
+  assert.ok(
+    honestAt - connectedAt <= HONEST_SWARM_WAIT_MS,
+    `the honest peer waited ${(honestAt - connectedAt) / 1_000} s`,
+  );
+  const answered = await Promise.all(turns);
+  assert.equal(answered.filter((turn) => turn).length, 1, "one turn for a key, not one each");
 });

@@ -56,11 +56,12 @@ Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slo
   assert.equal(typeof first, "object");
   assert.match(start("10.0.0.1") as string, /1 handshakes from 10.0.0.1/);
   assert.equal(typeof start("10.0.0.2"), "object");
-  // Every slot taken: the newcomer takes the oldest slot (handshake_slots_test.ts has the rest).
-  assert.equal(typeof start("10.0.0.3"), "object");
-  assert.deepEqual(closed, ["10.0.0.1"]);
-  (first as HandshakeSlot).end(); // given back already: a no-op
-  assert.equal(limits.handshakes, 2);
+  // Every slot taken, one per address: the newcomer is refused, no slot is closed (review s71
+  // verify F5; handshake_slots_test.ts has the rest).
+  assert.match(start("10.0.0.3") as string, /every handshake slot taken/);
+  assert.deepEqual(closed, []);
+  (first as HandshakeSlot).end();
+  assert.equal(limits.handshakes, 1);
   assert.throws(() => new ConnectionLimits({ maxConnections: 0 }), RangeError);
   assert.throws(() => new ConnectionLimits({ maxHandshakes: 1.5 }), RangeError);
   assert.throws(() => new ConnectionLimits({ maxConnectionsPerAddress: 0 }), RangeError);

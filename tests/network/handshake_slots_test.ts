@@ -69,21 +69,36 @@ Deno.test("with every slot taken, a newcomer from another address takes the olde
   assert.equal(attackers.filter((a) => a.evicted).length, 2);
 });
 
-Deno.test("with every slot taken, the slot given up is always the oldest of a group holding the most", () => {
-  const limits = new ConnectionLimits({ maxHandshakes: 2, maxHandshakesPerAddress: 2 });
+Deno.test("with every slot taken, the slot given up is the oldest of a block holding more than the newcomer's will; with none such, the newcomer is refused", () => {
+  const limits = new ConnectionLimits({ maxHandshakes: 3, maxHandshakesPerAddress: 3 });
   const a = take(limits, "10.0.0.1");
   const b = take(limits, "10.0.0.2");
   const c = take(limits, "10.0.0.2");
   assert.deepEqual([a.admitted, b.admitted, c.admitted], [true, true, true]);
-  assert.deepEqual([a.evicted, b.evicted], [true, false], "a tie: the older group's slot");
   const d = take(limits, "10.0.0.3");
   assert.equal(d.admitted, true);
-  assert.deepEqual([b.evicted, c.evicted], [true, false], "10.0.0.2 held both: its oldest");
-  assert.equal(take(limits, "10.0.0.3").admitted, true);
-  assert.equal(c.evicted, true);
-  assert.equal(d.evicted, false, "10.0.0.3's own newer slot is not the oldest");
-  assert.equal(limits.handshakes, 2);
-  assert.equal(take(limits, "10.0.0.3").admitted, false, "its own bound still refuses");
+  assert.deepEqual([a.evicted, b.evicted, c.evicted], [false, true, false], "10.0.0.2's oldest");
+  // Every block at one slot: the newcomer is refused, nobody's slot is closed.
+  const e = take(limits, "10.0.0.4");
+  assert.equal(e.admitted, false);
+  assert.deepEqual([a.evicted, c.evicted, d.evicted], [false, false, false]);
+  assert.equal(limits.handshakes, 3);
+  assert.equal(take(limits, "10.0.0.3").admitted, false, "its block would hold 2, none holds more");
+});
+
+Deno.test("red team s71 (verify F5): attackers connecting from one IPv4 address each, past 64 slots, never close an honest handshake; they are refused", () => {
+  const limits = new ConnectionLimits();
+  for (let i = 0; i < DEFAULT_MAX_HANDSHAKES - 1; i++) take(limits, `203.0.113.${i}`);
+  const honest = take(limits, "198.51.100.7");
+  assert.equal(honest.admitted, true);
+  let refused = 0;
+  for (let n = 0; n < 1_000; n++) {
+    if (!take(limits, `203.0.${114 + (n >> 8)}.${n & 255}`).admitted) refused++;
+  }
+  // Review s71 (verify): closed after 64 such connects.
+  assert.equal(honest.evicted, false, "the honest handshake is not closed");
+  assert.equal(refused, 1_000, "each attacker newcomer is refused");
+  assert.equal(limits.handshakes, DEFAULT_MAX_HANDSHAKES);
 });
 
 Deno.test("a dialer refused before the handshake (its address at its bound) fails with handshake_refused, not a truncated frame", async () => {

@@ -12,10 +12,12 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { AddressBudget } from "../../network/address_budget.ts";
+import { addressGroup } from "../../network/connection_limits.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
+import { newPledgeBudget } from "../../network/peer_services.ts";
 import {
   NEW_PLEDGES_PER_GROUP_BURST,
   NEW_PLEDGES_PER_GROUP_REFILL_MS,
@@ -194,4 +196,77 @@ Deno.test("an address budget: each group its own bucket, every take also from th
   clock.t += 500;
   assert.equal(budget.room("203.0.113.1").take(), true);
   assert.throws(() => new AddressBudget({ perGroup: { burst: 1, refillMs: 1 } }), RangeError);
+});
+
+/** When the honest newcomer of the F3 test connects: five minutes into the flood. */
+const HONEST_AT_MS = 300_000;
+
+Deno.test("red team s71 (verify F3): a swarm attacker and four IPv4 addresses taking every refill of new keys' pledges do not keep an honest newcomer's pledge out", () => {
+  const clock = { t: 0 };
+  const budget = newPledgeBudget(() => clock.t);
+  const attackers = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4", undefined];
+  // The attacker's swarm connection takes all it can, and opens a fresh one each second too.
+  const swarm = budget.room(undefined);
+  let honestAt: number | undefined;
+  for (let s = 0; s < 600 && honestAt === undefined; s++) {
+    clock.t = s * 1_000;
+    while (swarm.take());
+    while (budget.room(undefined).take());
+    for (const address of attackers) while (budget.room(address).take());
+    // The honest newcomer connects five minutes into the flood, its own pledge first.
+    if (clock.t >= HONEST_AT_MS && budget.room("198.51.100.20").take()) honestAt = clock.t;
+  }
+  // Review s71 (verify): 0 of 600 tries in ten minutes.
+  assert.equal(honestAt, HONEST_AT_MS, "the honest newcomer's pledge is taken at its first try");
+});
+
+Deno.test("red team s71 (verify F3): a new key's pledge refused for the address budget is counted in the validator's stats, not dropped silently", async () => {
+  const budget = new AddressBudget({
+    perGroup: { burst: 3, refillMs: 3_600_000 },
+    node: { burst: 100, refillMs: 3_600_000 },
+  });
+  const v = await ledgerOnTcp("s71-new-pledges-refused", budget);
+  try {
+    const c = await v.connect();
+    const pledges = Array.from({ length: 5 }, fresh);
+    await send(c, pledges);
+    await eventually(async () => (await recorded(v.validator, pledges)) >= 3, "3 recorded");
+    await eventually(
+      async () =>
+        (await v.validator.ask<ValidatorStats>({ type: "stats" })).newKeyPledgesRefused === 2,
+      "the 2 refused to be counted",
+    );
+    assert.equal(await recorded(v.validator, pledges), 3);
+    await c.close();
+  } finally {
+    await v.close();
+  }
+});
+
+Deno.test("an address budget's reserve: the shared buckets keep it for a block's first take in its period and an unaddressed connection's first; other takes leave it", () => {
+  const clock = { t: 0 };
+  const budget = new AddressBudget({
+    perGroup: { burst: 10, refillMs: 60_000 },
+    unaddressed: { burst: 4, refillMs: 60_000 },
+    node: { burst: 6, refillMs: 60_000 },
+    reserve: { room: 2, refillMs: 600_000 },
+    now: () => clock.t,
+  });
+  let taken = 0;
+  while (budget.room("192.0.2.1").take()) taken++;
+  // Down to the reserve (4), then its block's one reserved take in the period.
+  assert.equal(taken, 5, "one group takes the node's room down to the reserve, then one more");
+  assert.equal(budget.take("192.0.2.1"), false, "one reserved take a period");
+  assert.equal(budget.room(addressGroup("2001:db8:1:1::1")).take(), true, "another block's first");
+  clock.t += 60_000; // one of the node's room back, none of the blocks' firsts
+  assert.equal(
+    budget.room(addressGroup("2001:db8:1:2::1")).take(),
+    false,
+    "same /48: its first is spent",
+  );
+  assert.equal(budget.room(undefined).take(), true, "an unaddressed connection's first");
+  clock.t += 120_000; // two of the node's room back: the reserve
+  const swarm = budget.room(undefined);
+  assert.equal(swarm.take(), true, "another connection's first");
+  assert.equal(swarm.take(), false, "its second leaves the reserve (one left)");
 });
