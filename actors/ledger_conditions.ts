@@ -13,6 +13,7 @@
  */
 import type { ActorRef } from "./actor_ref.ts";
 import type { ValidatorMessage, ValidatorStats } from "./validator_messages.ts";
+import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
 
 /** The stable code of a ledger that cannot write (the receipts it loses are refused with it). */
 export const LEDGER_WRITE_FAILED = "ledger_write_failed";
@@ -30,9 +31,6 @@ export interface LedgerCondition {
   /** Unix ms (the ledger's clock) of the first failure since a write last succeeded. */
   since: number;
 }
-
-/** How long `/healthz` waits for the validator's stats before it reports it unanswering. */
-const HEALTH_ASK_TIMEOUT_MS = 2_000;
 
 /**
  * The ledger's faults as conditions of the node, for `/healthz`: none while it writes or the node
@@ -53,13 +51,7 @@ export async function ledgerConditions(
       timeoutMs: HEALTH_ASK_TIMEOUT_MS,
     });
   } catch (error) {
-    return [{
-      component: "validator",
-      status: "degraded",
-      code: (error as { code?: string }).code ?? "internal_error",
-      message: `the validator did not answer: ${(error as Error).message}`,
-      since: Date.now(),
-    }];
+    return [unansweredCondition("validator", "the validator", error, Date.now())];
   }
   const fault = stats.ledgerWriteFault;
   if (fault === undefined) return [];

@@ -42,6 +42,7 @@ import type { ProofData } from "../proof/commitment.ts";
 import { type ProvedJob, proveJob } from "../proof/prover.ts";
 import { DEFAULT_PROOF_BUCKET_MS, ProofStore, ProofStoreError } from "../proof/proof_store.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
+import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
 
 /** Start proving a job from the prover's branch of its token stream. */
 export interface ProveMessage {
@@ -449,9 +450,6 @@ export interface ProverCondition {
   since: number;
 }
 
-/** How long `/healthz` waits for the prover's stats before it reports the prover unanswering. */
-const HEALTH_ASK_TIMEOUT_MS = 2_000;
-
 /**
  * The proof store's faults as conditions of the node, for `/healthz`: none while it is healthy
  * or the node runs no prover. A prover that does not answer within 2 s is one condition too.
@@ -469,13 +467,7 @@ export async function proofStoreConditions(
   try {
     stats = await prover.ask<ProverStats>({ type: "stats" }, { timeoutMs: HEALTH_ASK_TIMEOUT_MS });
   } catch (error) {
-    return [{
-      component: "prover",
-      status: "degraded",
-      code: (error as { code?: string }).code ?? "internal_error",
-      message: `the prover did not answer: ${(error as Error).message}`,
-      since: Date.now(),
-    }];
+    return [unansweredCondition("prover", "the prover", error, Date.now())];
   }
   return stats.storeFaults.map((fault) => ({
     component: "proof_store",

@@ -17,6 +17,7 @@ import {
   type StorageMessage,
   unwrapReply,
 } from "./storage_actor_messages.ts";
+import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
 
 /** The stable code of a store that cannot be written (its writes are refused with it). */
 export const STORAGE_UNWRITABLE = "storage_unwritable";
@@ -34,9 +35,6 @@ export interface StorageCondition {
   /** Unix ms of the first refused write since one last succeeded (of the ask, when unanswered). */
   since: number;
 }
-
-/** How long `/healthz` waits for the store's figures before it reports the actor unanswering. */
-const HEALTH_ASK_TIMEOUT_MS = 2_000;
 
 /**
  * The store's faults as conditions of the node, for `/healthz`: none while it writes or the node
@@ -58,13 +56,7 @@ export async function storageConditions(
       await storage.ask({ type: "capacity" }, { timeoutMs: HEALTH_ASK_TIMEOUT_MS }),
     );
   } catch (error) {
-    return [{
-      component: "storage",
-      status: "degraded",
-      code: (error as { code?: string }).code ?? "internal_error",
-      message: `the storage actor did not answer: ${(error as Error).message}`,
-      since: now(),
-    }];
+    return [unansweredCondition("storage", "the storage actor", error, now())];
   }
   const fault = capacity.writeFault;
   if (fault !== undefined) {
