@@ -30,6 +30,7 @@ import { flagProblem } from "../node/_unknown_flag.ts";
 import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "../client/_api_key_variable.ts";
 import { terminalText } from "../client/_terminal_text.ts";
+import { redactedUrl } from "../client/redacted_url.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {
@@ -206,9 +207,10 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
   }
   const badUrl = checkUrl(values.url);
   if (badUrl !== undefined) {
+    // Without its credentials, as the client's messages name it: stderr is a terminal or a CI log.
+    const given = JSON.stringify(redactedUrl(values.url));
     await io.stderr(usageErrorText(
-      `--url ${JSON.stringify(values.url)}: ${badUrl}; give the node's address, like ` +
-        DEFAULT_INFER_URL,
+      `--url ${given}: ${badUrl}; give the node's address, like ` + DEFAULT_INFER_URL,
       USAGE,
     ));
     return EXIT_USAGE;

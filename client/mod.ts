@@ -16,6 +16,8 @@
  * @module
  */
 export * from "./stream_client.ts";
+// For a program's own messages that name the URL it connects to, as the client's do.
+export { redactedUrl } from "./redacted_url.ts";
 // The types the client's API names, so that its users can name them too.
 export { VeriflowError } from "../protocols/errors.ts";
 export type {

@@ -14,7 +14,7 @@
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import { bearerAuthorization } from "./_bearer.ts";
-import { redactedUrl } from "./_redacted_url.ts";
+import { redactedUrl } from "./redacted_url.ts";
 import type {
   WsDoneMessage,
   WsInferMessage,

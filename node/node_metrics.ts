@@ -255,6 +255,13 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           "Challenges this validator could not decide (the job is not paid).",
           t.unresolved,
         ),
+        counter(
+          "veriflow_validator_new_key_pledges_refused_total",
+          "Peers' stake pledges of keys this ledger never saw, not recorded because their " +
+            "address group's or the node's budget of new keys was spent (a flood of new keys " +
+            "from few addresses); the sender sends them again later.",
+          t.newKeyPledgesRefused,
+        ),
       );
       samples.push({
         name: "veriflow_validator_open_challenges",

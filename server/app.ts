@@ -196,7 +196,9 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
   app.route(
     "/",
-    healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey),
+    healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey, {
+      stats,
+    }),
   );
   app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers, options.drawSeed));
   app.route("/v1", streamRoutes(gateway, edge, stats, options.log, options.timers));

@@ -32,9 +32,10 @@
  * same answer (`/metrics`: `MetricsRegistry.render`; `/healthz`: here), as `/dashboard/state`
  * shares its snapshot, and each client address (an IPv6 one by its /64: `client_address.ts`) has
  * an allowance per route and per minute, bursts included, as the dashboard's state reads have
- * (`KeyLimits`): past it, 429 `rate_limited` with `Retry-After`. The allowances
- * ({@link DEFAULT_METRICS_SCRAPES_PER_MINUTE}, {@link DEFAULT_HEALTH_CHECKS_PER_MINUTE}) are sized
- * so that monitoring never meets them.
+ * (`KeyLimits`): past it, 429 `rate_limited` with `Retry-After`, counted as the edge's other
+ * refusals are (`veriflow_http_refused_total{code}`, given {@link HealthRoutesOptions.stats}). The
+ * allowances ({@link DEFAULT_METRICS_SCRAPES_PER_MINUTE}, {@link DEFAULT_HEALTH_CHECKS_PER_MINUTE})
+ * are sized so that monitoring never meets them.
  *
  * @module
  */
@@ -46,6 +47,7 @@ import type { InferenceGateway } from "./inference_gateway.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import { clientAddress } from "./client_address.ts";
+import type { EdgeStats } from "./edge_stats.ts";
 import { errorResponse } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
 import {
@@ -105,6 +107,11 @@ export interface HealthRoutesOptions {
   healthChecksPerMinute?: number;
   /** Clock in milliseconds for the allowances; default `performance.now`. Tests pass their own. */
   now?: () => number;
+  /**
+   * Where the allowances' 429s are counted for `/metrics` (the edge's, shared with `/v1` and the
+   * dashboard: `veriflow_http_refused_total{code}`); nowhere if absent.
+   */
+  stats?: EdgeStats;
 }
 
 /** One client address's allowance of `route` requests a minute (see the module doc). */
@@ -215,7 +222,7 @@ export function healthRoutes(
     return { body: { ...body, model_runtime }, code };
   };
   routes.get("/healthz", async (c) => {
-    const release = admitted(checks, c.env?.remoteAddr);
+    const release = admitted(checks, c.env?.remoteAddr, options.stats);
     if (release instanceof Response) return release;
     try {
       checking ??= check().finally(() => (checking = undefined));
@@ -226,7 +233,7 @@ export function healthRoutes(
     }
   });
   routes.get("/metrics", async (c) => {
-    const release = admitted(scrapes, c.env?.remoteAddr);
+    const release = admitted(scrapes, c.env?.remoteAddr, options.stats);
     if (release instanceof Response) return release;
     try {
       // Scrapes under way at once share one collection (`MetricsRegistry.render`).
@@ -240,11 +247,19 @@ export function healthRoutes(
   return routes;
 }
 
-/** A place in `limits` for the client at `addr`, or the 429 that refuses it. */
-function admitted(limits: KeyLimits, addr: Deno.Addr | undefined): (() => void) | Response {
+/**
+ * A place in `limits` for the client at `addr`, or the 429 that refuses it, counted in `stats`: it
+ * is answered here, not thrown, so the app's error handler, which counts the others, never sees it.
+ */
+function admitted(
+  limits: KeyLimits,
+  addr: Deno.Addr | undefined,
+  stats: EdgeStats | undefined,
+): (() => void) | Response {
   try {
     return limits.admit(clientAddress(addr));
   } catch (error) {
+    stats?.countRefusal(error);
     return errorResponse(error);
   }
 }
