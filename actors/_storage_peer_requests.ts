@@ -2,8 +2,10 @@
  * What a storage peer asks of this node's StorageActor (`storage_actor.ts`; the asking side is
  * `storage_actor_peer.ts`): `put_chunk` (a copy to hold for the network), and `get_chunk`,
  * `has_chunk` and `prove` (possession proofs), answered only for what this node holds for the
- * network (`_storage_scope.ts`). Answered by the actor inside its `receive`, on its
- * {@link StorageCore}. Not part of the public API.
+ * network (`_storage_scope.ts`). Taken by the actor in its `receive`, on its {@link StorageCore}:
+ * `put_chunk` and `has_chunk` answered there, `prove` and `get_chunk` (which read whole chunks)
+ * answered outside the mailbox within the asking key's budget (`_peer_request_budget.ts`). Not part
+ * of the public API.
  *
  * @module
  */
@@ -50,6 +52,7 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
     // object (or an unpinned leftover) is not here.
     case "get_chunk":
       if (!await core.scope.servesPeers(message.cid)) throw new ChunkNotFoundError(message.cid);
+      if (admitsLoss(core, message.from, message.cid)) throw new ChunkNotFoundError(message.cid);
       return await store.get(message.cid);
     case "has_chunk":
       return await core.scope.servesPeers(message.cid) && await store.has(message.cid);
@@ -94,6 +97,25 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
       });
     }
   }
+}
+
+/**
+ * True when the asker `from` counts as a copy of `cid` here — this node gave it the chunk and it
+ * ranks among its holders (`ReplicatedStore.holdsCopy`) — and so, by asking, says it holds none:
+ * then it is answered `chunk_not_found`, placed last for the chunk as by a failed audit
+ * (`ReplicatedStore.admittedLoss`), and the chunk repaired onto the next peer (holder repair's
+ * retry pass). Served, a holder that keeps nothing answered every audit by fetching the chunk from
+ * this node, its auditor, and passed, while the chunk's r copies were this node's one (review s71,
+ * finding 1). A relay through a third holder is not seen here (`docs/STORAGE.md`).
+ */
+function admitsLoss(core: StorageCore, from: string | undefined, cid: string): boolean {
+  const replicated = core.replicated();
+  if (from === undefined || replicated === null || !isCid(cid)) return false;
+  const key = storageKey(cid);
+  if (!replicated.holdsCopy(from, key)) return false;
+  replicated.admittedLoss(from, key);
+  core.holderRepair()?.repairSoon(replicated, key);
+  return true;
 }
 
 /**

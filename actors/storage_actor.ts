@@ -12,8 +12,13 @@
  * `done` settles when the file is stored, and `get` answers with the file's `ReadableStream` as
  * soon as the manifest is read; `put_bytes`, `get_bytes`, `repair` and `audit` are answered later
  * ({@link LATER_REPLIES}), their work outside the mailbox, so a storage peer's `prove` never waits
- * behind them. The chunk store is safe under concurrent transfers (per-CID
- * write joining, atomic renames), so the actor stays responsive while gigabytes move.
+ * behind them. Peers' `prove` and `get_chunk` (whole chunks read) are answered later too, at most
+ * a few at once per asking key (`_peer_request_budget.ts`), so one peer's flood of them neither
+ * holds the mailbox nor queues in front of another peer's challenge: it runs beside it, and past
+ * its budget is refused `busy`. A `prove` still waits to be taken behind the messages answered
+ * inside the mailbox (`pin`, `gc`, `set_peers`, a peer's `put_chunk`). The chunk store is safe
+ * under concurrent transfers (per-CID write joining, atomic renames), so the actor stays
+ * responsive while gigabytes move.
  *
  * Its parts are private modules beside it, over one shared {@link StorageCore}
  * (`_storage_core.ts`): whose each block is, this node's own or held for the network
@@ -30,7 +35,7 @@ import type { Identity } from "../protocols/identity.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import { ChunkStore, type ChunkStoreOptions } from "../storage/chunk_store.ts";
-import { StorageError } from "../storage/errors.ts";
+import { ChunkNotFoundError, CorruptChunkError, StorageError } from "../storage/errors.ts";
 import { type FileInfo, FileStore, type FileStoreOptions } from "../storage/file_store.ts";
 import { isDagNode } from "../storage/dag_links.ts";
 import { exportCar } from "../storage/car.ts";
@@ -58,6 +63,7 @@ import type { StorageCore } from "./_storage_core.ts";
 import { NetworkRestarts } from "./_storage_network_restarts.ts";
 import { PeerFailures } from "./_storage_peer_failures.ts";
 import { answerPeer } from "./_storage_peer_requests.ts";
+import { PeerRequestBudget } from "./_peer_request_budget.ts";
 import { startPut } from "./_storage_put.ts";
 import { StorageScope } from "./_storage_scope.ts";
 import { SelfPeer } from "./_storage_self_peer.ts";
@@ -70,18 +76,24 @@ import { StorageWriteFaults } from "./_storage_write_faults.ts";
  * message back, and a storage peer's `prove` that waited behind a trainer's `put_bytes` of a
  * round model past the auditor's timeout was judged `no_response`: an honest, busy holder
  * signed off as failed (review s62). `pin` and `gc` still run inside it: they change the pins.
+ * A peer's `prove` and `get_chunk` read whole chunks (a `prove` of 64 CIDs, 16 MiB read and
+ * hashed): inside it, one hostile peer's flood of proves made an honest holder miss another
+ * auditor's deadline and be signed `no_response` (review s71, finding 3). They are answered
+ * later, each asking key at most a few at once ({@link PeerRequestBudget}).
  */
 export const LATER_REPLIES: ReadonlySet<StorageMessage["type"]> = new Set([
   "put_bytes",
   "get_bytes",
   "repair",
   "audit",
+  "prove",
+  "get_chunk",
 ]);
 
 /** A message of {@link LATER_REPLIES}. */
 type LaterReplyMessage = Extract<
   StorageMessage,
-  { type: "put_bytes" | "get_bytes" | "repair" | "audit" }
+  { type: "put_bytes" | "get_bytes" | "repair" | "audit" | "prove" | "get_chunk" }
 >;
 
 function isLaterReply(message: StorageMessage): message is LaterReplyMessage {
@@ -188,6 +200,8 @@ export class StorageActor {
   readonly #failures: PeerFailures;
   /** The answers of asks answered later ({@link LATER_REPLIES}) still running. */
   readonly #running = new Set<Promise<unknown>>();
+  /** Peers' `prove` and `get_chunk` running, per asking key (`_peer_request_budget.ts`). */
+  readonly #peerBudget = new PeerRequestBudget();
   /** Aborted once this node is stopping (`StorageCore.stopping`, `#stopped`). */
   readonly #stopping = new AbortController();
   /** The actor system this actor runs in (from its start), whose shutdown is the node's stop. */
@@ -381,8 +395,23 @@ export class StorageActor {
     if (!replicated) return store;
     return {
       put: (bytes, options) => replicated.put(bytes, options),
-      get: async (cid, options) =>
-        await (await this.#scope.localOnly(cid) ? store : replicated).get(cid, options),
+      get: async (cid, options) => {
+        if (await this.#scope.localOnly(cid)) return await store.get(cid, options);
+        // A good copy here is read here first: no round trip, and an honest holder never asks
+        // the owner for a chunk it was given (the owner takes that ask for an admission that the
+        // copy is lost: `_storage_peer_requests.ts`). A copy that is gone or damaged here goes to
+        // the replicas, whose read repairs it.
+        if (await store.has(cid)) {
+          try {
+            return await store.get(cid, options);
+          } catch (error) {
+            if (!(error instanceof ChunkNotFoundError || error instanceof CorruptChunkError)) {
+              throw error;
+            }
+          }
+        }
+        return await replicated.get(cid, options);
+      },
       has: async (cid, options) =>
         await (await this.#scope.localOnly(cid) ? store : replicated).has(cid, options),
       // This store's record of raw manifests written before UnixFS (`legacy_manifests.ts`).
@@ -438,7 +467,18 @@ export class StorageActor {
     ctx?: StorageActorContext,
   ): Promise<StorageReply<unknown> | PutHandle> {
     if (isLaterReply(message)) {
-      const answer = this.#later(message, ctx).then(
+      let release = () => {};
+      if (message.type === "prove" || message.type === "get_chunk") {
+        // Taken here, in the mailbox's order; past the asker's budget refused at once, so a
+        // flood costs its sender a round trip and this node nothing.
+        try {
+          release = this.#peerBudget.take(message.type, message.from);
+        } catch (error) {
+          if (error instanceof VeriflowError) return Promise.resolve({ ok: false, error });
+          throw error;
+        }
+      }
+      const answer = this.#later(message, ctx).finally(release).then(
         (value): StorageReply<unknown> => ({ ok: true, value }),
         (error): StorageReply<unknown> => {
           if (error instanceof VeriflowError) return { ok: false, error };
@@ -500,6 +540,10 @@ export class StorageActor {
         return await this.#repair(message.cids, ctx?.signal);
       case "audit":
         return await this.#audits.audit(message.holder, message.cids, ctx?.signal);
+      // What a storage peer asks of this node that reads whole chunks (`_storage_peer_requests.ts`).
+      case "prove":
+      case "get_chunk":
+        return await answerPeer(this.#core, message);
     }
   }
 
@@ -513,6 +557,8 @@ export class StorageActor {
       case "get_bytes":
       case "repair":
       case "audit":
+      case "prove":
+      case "get_chunk":
         return await this.#later(message, ctx);
       // `local` (the gateway's `only-if-cached`): this node's own store only, as `get_bytes`.
       // `receive` answers these later
@@ -568,9 +614,7 @@ export class StorageActor {
         return await this.#list();
       // What a storage peer asks of this node (`_storage_peer_requests.ts`).
       case "put_chunk":
-      case "get_chunk":
       case "has_chunk":
-      case "prove":
         return await answerPeer(this.#core, message);
       case "audit_round":
         return { done: this.#audits.auditRound() };

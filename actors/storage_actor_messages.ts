@@ -186,6 +186,11 @@ export interface StorageGetChunkMessage {
   type: "get_chunk";
   /** The chunk's CID. */
   cid: string;
+  /**
+   * Hex of the key of the asker, as its connection proved it: a holder this node gave the chunk
+   * asking for it says it lost its copy (`_storage_peer_requests.ts`). Unset: anyone.
+   */
+  from?: string;
 }
 /** A peer asks whether a chunk is here. Answered with `boolean`. */
 export interface StorageHasChunkMessage {

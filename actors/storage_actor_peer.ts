@@ -14,6 +14,7 @@ import type {
   PeerCallOptions,
   ProveChunksOptions,
   PutChunkOptions,
+  ReadChunkOptions,
   StoragePeer,
 } from "../storage/storage_peer.ts";
 import { type PutHandle, type StorageMessage, unwrapReply } from "./storage_actor_messages.ts";
@@ -62,9 +63,13 @@ export class StorageActorPeer implements StoragePeer {
     unwrapReply(await this.#ref.ask({ type: "put_chunk", cid, bytes, repair, from }, options));
   }
 
-  /** Read a verified chunk. */
-  async getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
-    return unwrapReply<Uint8Array>(await this.#ref.ask({ type: "get_chunk", cid }, options));
+  /**
+   * Read a verified chunk, for `options.from` (the remote reader, where `serveStoragePeer`
+   * answers one): a holder this node gave the chunk is refused it (`_storage_peer_requests.ts`).
+   */
+  async getChunk(cid: string, options?: ReadChunkOptions): Promise<Uint8Array> {
+    const from = options?.from;
+    return unwrapReply<Uint8Array>(await this.#ref.ask({ type: "get_chunk", cid, from }, options));
   }
 
   /** Whether the chunk is stored. */

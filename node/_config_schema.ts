@@ -63,6 +63,16 @@ function isDialAddress(text: string): boolean {
 }
 
 /** What {@link isDialAddress} refuses, as the refusal says it. */
+/**
+ * What peers may place in this node's store when neither `storage.replicaQuotaBytes` nor
+ * `storage.quotaBytes` is set: 16 GiB (65 536 chunks of 256 KiB). Without a cap one peer could
+ * fill the whole disk down to `storage.replicaMinFreeBytes` with chunks nobody asked for, and
+ * keep it for good, since replica records are never released (review s71, finding 4). A fixed
+ * size, not a share of the free disk, so the limit is the same at every start and reads in the
+ * config's origins (`replicaQuotaOf`, `config.ts`); an operator lending more of a large disk sets `storage.replicaQuotaBytes`.
+ */
+export const DEFAULT_REPLICA_QUOTA_BYTES: number = 16 * 1024 ** 3;
+
 const DIAL_ADDRESS = "expected HOST:PORT with a port 1–65535";
 
 /**
@@ -294,7 +304,7 @@ export const nodeConfigSchema = z.strictObject({
      * Most bytes held for other nodes (chunks peers put here), each with 512 B; past it a peer's
      * chunk is refused with `replica_quota_exceeded` and goes to another holder. The node's own
      * puts do not count. Unset: half of `quotaBytes`, so peers never take more than half of it;
-     * no cap of its own without a quota.
+     * without a quota, {@link DEFAULT_REPLICA_QUOTA_BYTES} (16 GiB).
      */
     replicaQuotaBytes: z.number().int().min(0).optional(),
     /**

@@ -9,6 +9,7 @@
 import type { ResolvedConfig } from "./config.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
+import { DEFAULT_REPLICA_QUOTA_BYTES } from "./_config_schema.ts";
 
 /**
  * Leaves whose values are secrets: `--print-config` shows how many there are, never the values
@@ -27,7 +28,10 @@ const UNSET_MEANS: ReadonlyMap<string, string> = new Map([
   // The prover's default retention is the least a challenge needs (`DEFAULT_PROOF_RETENTION_MS`).
   ["proofs.retentionMs", String(MIN_PROOF_RETENTION_MS)],
   ["storage.quotaBytes", "no quota"],
-  ["storage.replicaQuotaBytes", "half of storage.quotaBytes, none without one"],
+  [
+    "storage.replicaQuotaBytes",
+    `half of storage.quotaBytes, else ${DEFAULT_REPLICA_QUOTA_BYTES} without one`,
+  ],
 ]);
 
 /** How `--print-config` shows a value: JSON, or for a secret leaf only its count. */

@@ -25,7 +25,12 @@ import {
 import type { RemoteInferencePortOptions } from "../inference/remote_port.ts";
 import type { ConnectionOptions } from "../protocols/connection_options.ts";
 import { WireBudget } from "../protocols/wire_budget.ts";
-import { configLeaves, ENV_PREFIX, nodeConfigSchema } from "./_config_schema.ts";
+import {
+  configLeaves,
+  DEFAULT_REPLICA_QUOTA_BYTES,
+  ENV_PREFIX,
+  nodeConfigSchema,
+} from "./_config_schema.ts";
 
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
 export { notDecimalNumber, notWholeNumber, parseDecimalNumber, parseWholeNumber };
@@ -34,6 +39,7 @@ export {
   type ConfigLeaf,
   type ConfigLeafKind,
   configLeaves,
+  DEFAULT_REPLICA_QUOTA_BYTES,
   ENV_PREFIX,
 } from "./_config_schema.ts";
 export { formatResolvedConfig } from "./_print_config.ts";
@@ -450,11 +456,13 @@ export function resolveNodeConfig(layers: readonly ConfigLayer[]): ResolvedConfi
 
 /**
  * The cap on what peers may place in this node's store: `storage.replicaQuotaBytes`, else half
- * of `storage.quotaBytes`, else none (`undefined`).
+ * of `storage.quotaBytes`, else {@link DEFAULT_REPLICA_QUOTA_BYTES}.
  */
-export function replicaQuotaOf(storage: NodeConfig["storage"]): number | undefined {
+export function replicaQuotaOf(storage: NodeConfig["storage"]): number {
   if (storage.replicaQuotaBytes !== undefined) return storage.replicaQuotaBytes;
-  return storage.quotaBytes === undefined ? undefined : Math.floor(storage.quotaBytes / 2);
+  return storage.quotaBytes === undefined
+    ? DEFAULT_REPLICA_QUOTA_BYTES
+    : Math.floor(storage.quotaBytes / 2);
 }
 
 /**

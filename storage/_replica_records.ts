@@ -169,6 +169,19 @@ export class ReplicaRecords {
     }
   }
 
+  /**
+   * `peerId`, a holder of `cid` that this node gave it, asked this node for that chunk: it said it
+   * holds no copy (a holder keeping nothing answers audits by fetching the chunk from the very node
+   * that audits it: review s71, finding 1). It is placed last for `cid` as for a failed audit, so
+   * the repair that follows puts the copy on the next peer, until a write of it to that peer
+   * succeeds again. No strike: an honest holder that lost a chunk to its disk asks for it the same
+   * way, and a read of its own may ask here too (see `docs/STORAGE.md`); neither is a failed audit
+   * of this node's.
+   */
+  admittedLoss(peerId: string, cid: string): void {
+    remember(this.#failedAudits, `${peerId} ${cid}`, MAX_FAILED_AUDITS);
+  }
+
   /** An audit round of this node's ended: strikes age, and demotions that ran out end. */
   auditRoundEnded(): void {
     this.#round++;

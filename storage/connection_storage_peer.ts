@@ -153,8 +153,13 @@ export function serveStoragePeer(connection: Connection, peer: StoragePeer): Con
       await peer.putChunk(cid, bytes, { repair, signal, from });
       return {};
     })
+    // A reader by the key its handshake proved: a holder asking for a chunk it was given says
+    // it lost its copy (`actors/_storage_peer_requests.ts`).
     .handle(GetChunkMessage, async ({ cid }, { signal }) => ({
-      bytes: await peer.getChunk(cid, { signal }),
+      bytes: await peer.getChunk(cid, {
+        signal,
+        from: connection.peerKey && toHex(connection.peerKey),
+      }),
     }))
     .handle(HasChunkMessage, async ({ cid }, { signal }) => ({
       present: await peer.hasChunk(cid, { signal }),

@@ -461,6 +461,23 @@ export class HolderRepair {
     return pass;
   }
 
+  /**
+   * A holder of `cid` (a storage key) in `store` said it lost its copy (it asked this node for the
+   * chunk: `ReplicatedStore.admittedLoss`): check every holder of it at once, in a retry pass —
+   * one at a time with the other passes, in slices, backed off if it fails, as a retry is — so a
+   * peer asking for many chunks queues passes, not a repair per request.
+   */
+  repairSoon(store: ReplicatedStore, cid: string): void {
+    this.#store = store;
+    // Past the queue's bound the chunk is given up here, unreported: it is left to a later audit
+    // round that samples it, or a pass after a departure; the asker is placed last for it already.
+    const gaveUp: string[] = [];
+    if (!this.#retries.has(cid)) {
+      this.#queue(cid, { targets: null, failures: 0, due: this.#clock.now() }, gaveUp);
+    }
+    this.#arm();
+  }
+
   /** Cancel the retry timer; retries still queued wait for the next change to arm it again. */
   stop(): void {
     this.#stopped = true;

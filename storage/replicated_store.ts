@@ -320,6 +320,26 @@ export class ReplicatedStore implements BlockStore {
     this.#records.failedAudit(peerId, cids);
   }
 
+  /**
+   * `peerId` asked this node for `cid` while it is one of the chunk's holders here
+   * ({@link holdsCopy}): it holds no copy, by its own word. Placed last for `cid` as by a failed
+   * audit ({@link failedAudit}), without a strike; a repair of `cid` then puts the copy on the next
+   * peer. Kept in memory, as a failed audit is.
+   */
+  admittedLoss(peerId: string, cid: string): void {
+    this.#records.admittedLoss(peerId, cid);
+  }
+
+  /**
+   * Whether `peerId` counts as one of the copies of `cid` here: it was given it
+   * ({@link wasGiven}) and is one of its holders ({@link holders}) or a stand-in ({@link standIns}).
+   */
+  holdsCopy(peerId: string, cid: string): boolean {
+    if (!this.#records.given.has(peerId, cid)) return false;
+    return this.holders(cid).some((p) => p.id === peerId) ||
+      this.standIns(cid).some((p) => p.id === peerId);
+  }
+
   /** An audit round of this node's ended: the clock of {@link failedAudit}'s strikes. */
   auditRoundEnded(): void {
     this.#records.auditRoundEnded();

@@ -43,6 +43,16 @@ export interface ProveChunksOptions extends PeerCallOptions {
   from?: string;
 }
 
+/** Options of {@link StoragePeer.getChunk}. */
+export interface ReadChunkOptions extends PeerCallOptions {
+  /**
+   * Hex of the key of the node that asked, where a store serves a remote reader
+   * (`serveStoragePeer` sets it from the key the connection proved): a holder the StorageActor
+   * gave the chunk that asks for it says it lost its copy. Unset: anyone.
+   */
+  from?: string;
+}
+
 /** A node that holds chunks for others. */
 export interface StoragePeer {
   /** Stable id of the peer (hex of its public key); rendezvous hashing ranks peers by it. */
@@ -56,7 +66,7 @@ export interface StoragePeer {
    */
   putChunk(cid: string, bytes: Uint8Array, options?: PutChunkOptions): Promise<void>;
   /** The bytes of `cid`; callers verify them again (a peer may lie). */
-  getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array>;
+  getChunk(cid: string, options?: ReadChunkOptions): Promise<Uint8Array>;
   /** Whether the peer claims to hold `cid`. */
   hasChunk(cid: string, options?: PeerCallOptions): Promise<boolean>;
   /**

@@ -706,7 +706,7 @@ Deno.test("--print-config says what an unset setting with a node-chosen value co
   assert.match(text, /^storage\.quotaBytes\s+\(unset: no quota\)\s+default$/m);
   assert.match(
     text,
-    /^storage\.replicaQuotaBytes\s+\(unset: half of storage\.quotaBytes, none without one\)\s+default$/m,
+    /^storage\.replicaQuotaBytes\s+\(unset: half of storage\.quotaBytes, else 17179869184 without one\)\s+default$/m,
   );
   // Nothing in its place: still plainly unset.
   assert.match(text, /^model\.dir\s+\(unset\)\s+default$/m);

@@ -10,7 +10,7 @@ import type { ProverMessage, ProverStats } from "../../actors/prover_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { nodeCollectors } from "../../node/node_metrics.ts";
 import { MetricsRegistry } from "../../server/metrics_registry.ts";
-import { parseNodeConfig } from "../../node/config.ts";
+import { DEFAULT_REPLICA_QUOTA_BYTES, parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
 import { NodeActivity } from "../../node/node_activity.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -210,14 +210,14 @@ Deno.test("the format check fails on what promtool refuses", () => {
 
 Deno.test({
   name:
-    "what peers may place here is capped at half the storage quota by default, and shown in /metrics",
+    "what peers may place here is capped at half the storage quota by default, at a fixed default without one, and shown in /metrics",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
     const cases = [
       [{ quotaBytes: 1_000_001 }, 500_000],
       [{ quotaBytes: 1_000_000, replicaQuotaBytes: 900_000 }, 900_000],
-      [{}, -1],
+      [{}, DEFAULT_REPLICA_QUOTA_BYTES], // no quota: the default cap (review s71, finding 4)
     ] as const;
     for (const [storage, expected] of cases) {
       const dir = await Deno.makeTempDir();
