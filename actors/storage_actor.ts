@@ -397,11 +397,12 @@ export class StorageActor {
       put: (bytes, options) => replicated.put(bytes, options),
       get: async (cid, options) => {
         if (await this.#scope.localOnly(cid)) return await store.get(cid, options);
-        // A good copy here is read here first: no round trip, and an honest holder never asks
-        // the owner for a chunk it was given (the owner takes that ask for an admission that the
-        // copy is lost: `_storage_peer_requests.ts`). A copy that is gone or damaged here goes to
-        // the replicas, whose read repairs it.
-        if (await store.has(cid)) {
+        // A chunk held here for another node is read here first: a holder asking the node that
+        // gave it the chunk is taken for one that lost its copy (`_storage_peer_requests.ts`), so
+        // an honest holder never asks for a copy it has. Only a copy that is gone or damaged here
+        // goes to the replicas. This node's own chunks are read through them as ever (its holders
+        // answer, and a read repairs those that lost a copy).
+        if (await store.isReplica(cid)) {
           try {
             return await store.get(cid, options);
           } catch (error) {
