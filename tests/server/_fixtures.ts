@@ -294,4 +294,28 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   };
 }
 
+/** Run `body` against a fresh {@link startTestNode} node, closed after it whatever happens. */
+export async function withTestNode(body: (node: TestNode) => Promise<void>): Promise<void> {
+  const node = await startTestNode();
+  try {
+    await body(node);
+  } finally {
+    await node.close();
+  }
+}
+
+/** POST `body` as JSON to `node`'s `path`: the status and the parsed answer. */
+export async function postJson(
+  node: TestNode,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(`${node.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
 export { eventually } from "../_helpers/wait.ts";

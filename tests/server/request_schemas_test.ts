@@ -3,7 +3,7 @@
  * sampling knob but no `temperature`, and which `/v1/*` fields are taken, ignored or refused.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { startTestNode, type TestNode } from "./_fixtures.ts";
+import { postJson, withTestNode } from "./_fixtures.ts";
 import { WsProbe } from "./_ws_probe.ts";
 import {
   ChatCompletionRequestSchema,
@@ -15,29 +15,6 @@ import {
 } from "../../server/request_schemas.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
 import { RequestValidationError } from "../../server/http_errors.ts";
-
-async function withNode(body: (node: TestNode) => Promise<void>): Promise<void> {
-  const node = await startTestNode();
-  try {
-    await body(node);
-  } finally {
-    await node.close();
-  }
-}
-
-/** POST `body` as JSON; the status and the parsed answer. */
-async function post(
-  node: TestNode,
-  path: string,
-  body: unknown,
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  const response = await fetch(`${node.url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, json: await response.json() };
-}
 
 /** The text of a chat answer. */
 function chatText(json: Record<string, unknown>): string {
@@ -81,9 +58,9 @@ Deno.test("a request that sets none of temperature, top_p, top_k and seed keeps 
 });
 
 Deno.test("chat with top_p and a seed but no temperature samples: two seeds give two answers, one seed the same answer twice", async () => {
-  await withNode(async (node) => {
+  await withTestNode(async (node) => {
     const ask = async (seed: number) => {
-      const { status, json } = await post(node, "/v1/chat/completions", {
+      const { status, json } = await postJson(node, "/v1/chat/completions", {
         messages: [{ role: "user", content: "Tell me" }],
         max_tokens: 24,
         top_p: 0.9,
@@ -99,7 +76,7 @@ Deno.test("chat with top_p and a seed but no temperature samples: two seeds give
 });
 
 Deno.test("the WebSocket API takes the same rule: an infer with top_p and a seed but no temperature samples", async () => {
-  await withNode(async (node) => {
+  await withTestNode(async (node) => {
     const ws = await WsProbe.open(node.wsUrl);
     try {
       const run = async (id: string, fields: Record<string, unknown>) => {
@@ -137,8 +114,8 @@ Deno.test("an unknown field on /v1/completions or /v1/chat/completions is a 400 
     refusalOf(CompletionRequestSchema, { prompt: "a", stop_sequences: null }).param,
     "stop_sequences",
   );
-  await withNode(async (node) => {
-    const { status, json } = await post(node, "/v1/chat/completions", {
+  await withTestNode(async (node) => {
+    const { status, json } = await postJson(node, "/v1/chat/completions", {
       messages: [{ role: "user", content: "hi" }],
       max_new_tokens: 3,
     });
@@ -173,8 +150,8 @@ Deno.test("the fields that change nothing are accepted and ignored; the fields t
     n: 1,
     logprobs: false,
   });
-  await withNode(async (node) => {
-    const chat = await post(node, "/v1/chat/completions", {
+  await withTestNode(async (node) => {
+    const chat = await postJson(node, "/v1/chat/completions", {
       messages: [{ role: "user", content: "hi" }],
       max_tokens: 2,
       user: "alice",
@@ -182,12 +159,12 @@ Deno.test("the fields that change nothing are accepted and ignored; the fields t
     });
     const error = chat.json.error as { code: string; param: string };
     assertEquals([chat.status, error.code, error.param], [400, "unsupported_field", "tools"]);
-    const input = await post(node, "/v1/chat/completions", {
+    const input = await postJson(node, "/v1/chat/completions", {
       messages: [{ role: "user", content: "hi" }],
       veriflow_input: "bafkreiabc",
     });
     assertEquals((input.json.error as { code: string }).code, "unsupported_field");
-    const fine = await post(node, "/v1/completions", {
+    const fine = await postJson(node, "/v1/completions", {
       prompt: "hi",
       max_tokens: 2,
       user: "alice",
