@@ -3,10 +3,10 @@
  * was handed imports it with `--allow-env` alone, where the main entry point (`mod.ts`, which loads
  * onnxruntime's native addon at import) also needs `--allow-read` and `--allow-ffi`.
  */
+import { sampleReceipt } from "./protocols/_sample_receipt.ts";
 import assert from "node:assert/strict";
 import { Identity } from "../protocols/identity.ts";
-import { jobId, type TextJob } from "../protocols/job.ts";
-import { inputHashOf, signReceipt, textOutputHash } from "../protocols/receipt.ts";
+import type { TextJob } from "../protocols/job.ts";
 import { toHex } from "../protocols/hash.ts";
 
 const job: TextJob = {
@@ -20,18 +20,7 @@ const output = " there was";
 
 /** The receipt as a client API hands it over: JSON, with `worker` and `sig` in hex. */
 function receiptAsJson(): Record<string, unknown> {
-  const receipt = signReceipt({
-    v: 1,
-    kind: "text",
-    jobId: jobId(job),
-    model: job.model,
-    inputHash: inputHashOf(job),
-    params: job.params,
-    outputHash: textOutputHash(output),
-    commitment: { scheme: "vf-fp1", root: "ab".repeat(32), chunkSize: 32, tokenBytes: 2 },
-    tokenCount: 3,
-    timings: { startedAt: 1, firstTokenMs: 2, totalMs: 3 },
-  }, Identity.generate());
+  const receipt = sampleReceipt(Identity.generate(), { tokenCount: 3 }, job, output);
   return { ...receipt, worker: toHex(receipt.worker), sig: toHex(receipt.sig) };
 }
 

@@ -4,16 +4,13 @@
  * multi-line list of issues; and a receipt signed by another worker than the one expected is
  * `wrong_worker`, kept apart from a signature that does not verify (`bad_signature`).
  */
+import { SAMPLE_JOB, SAMPLE_OUTPUT, sampleReceipt } from "./_sample_receipt.ts";
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
 import {
-  inputHashOf,
   MalformedReceiptError,
   parseReceipt,
   type Receipt,
-  signReceipt,
-  textOutputHash,
   verifyReceipt,
 } from "../../protocols/receipt.ts";
 import { MalformedVerdictError, parseVerdict, signVerdict } from "../../protocols/verdict.ts";
@@ -26,26 +23,9 @@ import {
 import { toHex } from "../../protocols/hash.ts";
 
 const worker = Identity.generate();
-const job: TextJob = {
-  kind: "text",
-  model: "bafkreiaic6elys7yxdtflkrp554tnfpwwr5es7rueyujkdigjkxakzqc2u",
-  prompt: "hi",
-  params: { maxTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-  nonce: "x",
-};
-const output = "hello";
-const receipt: Receipt = signReceipt({
-  v: 1,
-  kind: "text",
-  jobId: jobId(job),
-  model: job.model,
-  inputHash: inputHashOf(job),
-  params: job.params,
-  outputHash: textOutputHash(output),
-  commitment: { scheme: "vf-fp1", root: "ab".repeat(32), chunkSize: 32, tokenBytes: 2 },
-  tokenCount: 5,
-  timings: { startedAt: 1, firstTokenMs: 2, totalMs: 3 },
-}, worker);
+const job = SAMPLE_JOB;
+const output = SAMPLE_OUTPUT;
+const receipt: Receipt = sampleReceipt(worker);
 
 /** `verifyReceipt`'s reason and message for `value` (which must fail). */
 function refusal(value: unknown, options = {}): { reason: string; message: string } {

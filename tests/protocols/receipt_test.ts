@@ -1,43 +1,24 @@
+import { SAMPLE_JOB, SAMPLE_OUTPUT, sampleReceipt } from "./_sample_receipt.ts";
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
+import type { TextJob } from "../../protocols/job.ts";
 import {
   inputHashOf,
   MalformedReceiptError,
   parseReceipt,
   type Receipt,
   receiptContradiction,
-  signReceipt,
-  textOutputHash,
   verifyReceipt,
 } from "../../protocols/receipt.ts";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import { sha256Hex, toHex } from "../../protocols/hash.ts";
 
 const worker = Identity.generate();
-const job: TextJob = {
-  kind: "text",
-  model: "bafkreiaic6elys7yxdtflkrp554tnfpwwr5es7rueyujkdigjkxakzqc2u",
-  prompt: "hi",
-  params: { maxTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-  nonce: "x",
-};
-const output = "hello";
+const job = SAMPLE_JOB;
+const output = SAMPLE_OUTPUT;
 
 function make(overrides: Partial<Receipt> = {}): Receipt {
-  return signReceipt({
-    v: 1,
-    kind: "text",
-    jobId: jobId(job),
-    model: job.model,
-    inputHash: inputHashOf(job),
-    params: job.params,
-    outputHash: textOutputHash(output),
-    commitment: { scheme: "vf-fp1", root: "ab".repeat(32), chunkSize: 32, tokenBytes: 2 },
-    tokenCount: 5,
-    timings: { startedAt: 1, firstTokenMs: 2, totalMs: 3 },
-    ...overrides,
-  }, worker);
+  return sampleReceipt(worker, overrides);
 }
 
 Deno.test("receipt: a signed receipt verifies against its job and output, also after a CBOR round trip", () => {
