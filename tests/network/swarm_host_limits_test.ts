@@ -61,7 +61,7 @@ Deno.test({
       // Every byte taken in by the host, or its connection closed by it.
       const done = JSON.parse((await attacker.report())!) as { closed: number };
       assert.ok(done.closed > 0, "some connections were closed");
-      // The host checks every 100 ms and closes in one pass: its lines, once all came.
+      // The host checks after the bytes come and closes in one pass: its lines, once all came.
       const closed = () => logs.filter((l) => l.includes("connection closed")).length;
       while (closed() < done.closed) await new Promise((r) => setTimeout(r, 20));
       assert.ok(
