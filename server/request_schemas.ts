@@ -158,6 +158,19 @@ export interface ChatCompletionRequest extends SamplingRequest {
  */
 const streamOptionsNeedStream = (body: { stream?: boolean | null; stream_options?: unknown }) =>
   body.stream_options == null || body.stream === true;
+/**
+ * `stream_options`: its members are named, as the request's are, so a typo (`include_usag`) or
+ * another server's option (vLLM's `continuous_usage_stats`) is a 400 naming it, not a stream sent
+ * without what was asked (review s72). OpenAI's `include_obfuscation` pads each chunk against a
+ * length side channel: none is added here, so `false` (what the node does) is taken and `true`
+ * refused.
+ */
+const streamOptionsSchema = z.strictObject({
+  include_usage: z.boolean().nullish(),
+  include_obfuscation: z.literal(false, {
+    error: "must be false: chunks are not padded (no obfuscation is added)",
+  }).nullish(),
+}).nullish();
 const STREAM_OPTIONS_WITHOUT_STREAM = {
   message: "only allowed when 'stream' is true",
   path: ["stream_options"],
@@ -389,7 +402,7 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.strictObj
   ]),
   veriflow_input: inputCid.nullish(),
   stream: z.boolean().nullish(),
-  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
+  stream_options: streamOptionsSchema,
   n: oneChoice,
   echo: z.literal(false, {
     error: "must be false: the prompt is not echoed (prepend it to the text yourself)",
@@ -417,7 +430,7 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.s
     name: wellFormed(z.string().refine(isChatName, CHAT_NAME_RULE)).nullish(),
   })).min(1),
   stream: z.boolean().nullish(),
-  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
+  stream_options: streamOptionsSchema,
   n: oneChoice,
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),

@@ -125,6 +125,39 @@ Deno.test("an unknown field on /v1/completions or /v1/chat/completions is a 400 
   });
 });
 
+Deno.test("an unknown member of stream_options is a 400 naming it: a typo of include_usage, or another server's option, is not streamed without it", () => {
+  for (const member of ["include_usag", "continuous_usage_stats"]) {
+    const completion = refusalOf(CompletionRequestSchema, {
+      prompt: "a",
+      stream: true,
+      stream_options: { include_usage: true, [member]: true },
+    });
+    assertEquals([completion.code, completion.param], [
+      "invalid_request",
+      `stream_options.${member}`,
+    ]);
+    const chat = refusalOf(ChatCompletionRequestSchema, {
+      messages: [{ role: "user", content: "a" }],
+      stream: true,
+      stream_options: { [member]: true },
+    });
+    assertEquals(chat.param, `stream_options.${member}`);
+  }
+  // OpenAI's include_obfuscation pads chunks against a length side channel; none is added here,
+  // so asking for it is refused, and turning it off is what the node does anyway.
+  const obfuscation = refusalOf(CompletionRequestSchema, {
+    prompt: "a",
+    stream: true,
+    stream_options: { include_obfuscation: true },
+  });
+  assertEquals(obfuscation.param, "stream_options.include_obfuscation");
+  parseRequest(ChatCompletionRequestSchema, {
+    messages: [{ role: "user", content: "a" }],
+    stream: true,
+    stream_options: { include_usage: true, include_obfuscation: false },
+  });
+});
+
 Deno.test("the fields that change nothing are accepted and ignored; the fields the node cannot honour keep their unsupported_field refusal", async () => {
   assertEquals(
     [...IGNORED_REQUEST_FIELDS].sort(),
