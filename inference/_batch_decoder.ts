@@ -24,12 +24,26 @@
  * started are read whole and together — the first waiting one and those right after it, as many
  * as fit one execution of {@link PREFILL_GROUP_TOKENS} tokens ({@link GPU_PREFILL_GROUP_TOKENS} on
  * a GPU provider), left-padded to the longest — so clients that arrive together pay one
- * execution's fixed cost and start together; each gets its own cache. A longer prompt is read alone, on its own cache: whole with nobody decoding (a lone
- * stream's first token as fast as unbatched), else in pieces of equal length, each within half
- * a budget of it and never shorter than {@link MIN_PREFILL_PIECE} (each execution has a fixed
- * cost). The budget is the tokens that cost about {@link PREFILL_STALL_FACTOR} decode steps (it
- * follows the measured cost of a prompt token and of the last decode step), so the prompt delays
- * the others' next token by one bounded piece, never by the whole prompt.
+ * execution's fixed cost and start together; each gets its own cache. A longer prompt is read
+ * alone, on its own cache: whole with nobody decoding, else in pieces (below).
+ *
+ * **While sequences decode** (one has its prompt read when the tick starts), the tick's prompt
+ * work is what its decode step waits for, so it is bounded: a tick reads at most
+ * `prefillTokensPerTick` prompt tokens ({@link DEFAULT_PREFILL_TOKENS_PER_TICK}), one group (a
+ * group fits that budget) or one piece of a longer prompt, never a second one. Pieces are of
+ * equal length, each within half a budget of it, never shorter than {@link MIN_PREFILL_PIECE}
+ * (each execution has a fixed cost) nor longer than the tick's budget; the budget is the tokens
+ * that cost about {@link PREFILL_STALL_FACTOR} decode steps (it follows the measured cost of a
+ * prompt token and of the last decode step). So a joining prompt delays the others' next token by
+ * one bounded piece, never by the whole prompt, and a stream of joiners cannot take the decode
+ * steps' turn: each tick still decodes. With nobody decoding, prompts are read whole (a lone
+ * stream's first token as fast as unbatched), and prompts that came while a group was read are
+ * read too before the tick's decode step (clients arriving together start together).
+ *
+ * **Seats.** A sequence holds one of the `maxBatch` seats from the tick its prompt is read until
+ * it closes or fails. A fresh sequence beyond the seats waits with its prompt unread — no cache,
+ * no first token — until one frees: read, it could not decode (the seated keep their seats), so
+ * it would stand still mid-stream, holding a cache, after its prefill stalled the seated.
  *
  * **When a tick starts.** As soon as every member of the batch has asked for its next step (the
  * usual case: each asks right after its previous token comes back), else after a short wait
@@ -89,6 +103,7 @@ import {
   SequenceState,
 } from "./_batched_sequence.ts";
 import {
+  DEFAULT_PREFILL_TOKENS_PER_TICK,
   GPU_PREFILL_GROUP_TOKENS,
   MIN_PREFILL_PIECE,
   PREFILL_GROUP_TOKENS,
@@ -101,6 +116,7 @@ import {
 // (`_prefill_planner.ts`), importable from here as before.
 export {
   BatchedSequence,
+  DEFAULT_PREFILL_TOKENS_PER_TICK,
   GPU_PREFILL_GROUP_TOKENS,
   MAX_RUN_AHEAD,
   MIN_PREFILL_PIECE,
@@ -131,6 +147,14 @@ function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * Whether `s` holds one of the batch's seats: open and started (its prompt read, or being read
+ * in pieces). A seat is freed when its sequence closes or fails.
+ */
+function holdsSeat(s: SequenceState): boolean {
+  return !s.closed && s.failure === undefined && s.length > 0;
+}
+
 /** How long a tick waits for members that have not asked yet, given the last tick's duration. */
 export function gatherWaitMs(lastTickMs: number): number {
   return Math.min(
@@ -144,9 +168,12 @@ export interface BatchedDecoderOptions {
   /** Most sequences per execution; default {@link DEFAULT_MAX_BATCH} (1 disables batching). */
   maxBatch?: number;
   /**
-   * Prompt tokens read per tick while others decode, fixed (pieces of equal length, each within
-   * half of this of it); default: adaptive (a piece costs about {@link PREFILL_STALL_FACTOR}
-   * decode steps, and is at least {@link MIN_PREFILL_PIECE} tokens).
+   * Most prompt tokens a tick reads while a sequence of the batch decodes (a prompt is read in
+   * pieces of at most this, one per tick, and a group of prompts read together fits it); when
+   * set, also the pieces' fixed budget (pieces of equal length, each within half of this of it).
+   * Default {@link DEFAULT_PREFILL_TOKENS_PER_TICK}, with adaptive pieces under it (a piece
+   * costs about {@link PREFILL_STALL_FACTOR} decode steps, and is at least
+   * {@link MIN_PREFILL_PIECE} tokens). With nobody decoding, prompts are read whole.
    */
   prefillTokensPerTick?: number;
   /**
@@ -342,13 +369,16 @@ export class BatchedDecoder {
    */
   #schedule(turned = false): void {
     if (this.#ticking || this.#disposed || this.#immediate) return;
+    // A step waits for a tick, unless it is a fresh prompt beyond the seats (a tick could not
+    // read it: it waits for a close or a failure to free a seat, and each reschedules).
     let waiting = false;
     for (const state of this.#open) {
-      if (state.pending) {
+      if (state.pending && holdsSeat(state)) {
         waiting = true;
         break;
       }
     }
+    if (!waiting) waiting = this.#waitingPrompts().length > 0;
     if (!waiting) {
       this.#clearTimers();
       return;
@@ -391,21 +421,25 @@ export class BatchedDecoder {
     setImmediate(() => this.#turns++);
     try {
       this.#stats.ticks++;
+      // Whether this tick's decode step makes a running stream wait: then its prompt work is
+      // bounded by the tick's budget (see the module doc).
+      const decoding = this.#decoding();
       // Prompts first: a client waiting for its first token comes before the running streams'
       // next one (see the module doc). A sequence whose prompt was just read joins this tick's
       // decode step.
-      await this.#prefillStep();
+      await this.#prefillStep(decoding);
       if (this.#answeredPrompt) {
         // Its first token's reply leaves before the next execution is set up (the module doc),
-        // and prompts that came while it was read are heard. Those that fit a group are read
-        // too, before the decode step, once a tick: the first prompt's own first decode step
-        // came between, and clients arriving together behind one got their first tokens a
-        // step later (H200, WebGPU, 8 clients: TTFT p50 132 ms, one stream's 39). A longer
-        // one waits for its pieces (the running streams' stall stays bounded).
+        // and prompts that came while it was read are heard. With nobody decoding, those that
+        // fit a group are read too, before the decode step, once a tick: the first prompt's own
+        // first decode step came between, and clients arriving together behind one got their
+        // first tokens a step later (H200, WebGPU, 8 clients: TTFT p50 132 ms, one stream's
+        // 39). With streams decoding, a second group would double their stall: it waits for
+        // the next tick.
         await nextTurn();
-        if (this.#prefill.group(this.#waitingPrompts()).length > 0) {
+        if (!decoding && this.#prefill.group(this.#waitingPrompts(), false).length > 0) {
           this.#answeredPrompt = false;
-          await this.#prefillStep();
+          await this.#prefillStep(false);
           if (this.#answeredPrompt) await nextTurn();
         }
       }
@@ -497,13 +531,14 @@ export class BatchedDecoder {
 
   /**
    * Read the waiting prompts, first come first served: the first one with those after it that
-   * have not started either, whole and together, when they fit {@link PREFILL_GROUP_TOKENS};
-   * else a piece of the first, alone on its own cache (see the module doc).
+   * have not started either, whole and together, when they fit {@link PREFILL_GROUP_TOKENS}
+   * (with `decoding`, the tick's budget); else a piece of the first, alone on its own cache (see
+   * the module doc).
    */
-  async #prefillStep(): Promise<void> {
+  async #prefillStep(decoding: boolean): Promise<void> {
     const waiting = this.#waitingPrompts();
     if (waiting.length === 0) return;
-    const group = this.#prefill.group(waiting);
+    const group = this.#prefill.group(waiting, decoding);
     if (group.length > 1) return await this.#prefillTogether(group);
     const s = waiting[0];
     const p = s.pending!;
@@ -512,13 +547,11 @@ export class BatchedDecoder {
     let out;
     const started = performance.now();
     try {
-      // Alone in its group: whole, on its own cache (nothing to pad or copy).
+      // Alone in its group: whole (within the group's budget), on its own cache (nothing to pad
+      // or copy). Else a piece.
       piece = p.tokens.slice(
         p.fed,
-        p.fed +
-          (group.length === 1
-            ? remaining
-            : this.#prefill.pieceLength(remaining, this.#members.some((m) => !m.closed))),
+        p.fed + (group.length === 1 ? remaining : this.#prefill.pieceLength(remaining, decoding)),
       );
       out = await this.#decoder.run(piece, s.length, s.cache ?? this.#decoder.emptyPast());
     } catch (error) {
@@ -539,12 +572,31 @@ export class BatchedDecoder {
     this.#answer(s, p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
   }
 
-  /** The sequences with prompt tokens to read, first come first. */
+  /**
+   * The sequences with prompt tokens to read now, first come first: those that hold a seat, and
+   * fresh ones while seats are free (one each). A fresh sequence beyond the seats waits with its
+   * prompt unread, no cache and no first token, until one frees: read now, it could not decode
+   * (the seated keep their seats), so it would stand still mid-stream while its prompt's cache
+   * is held and its prefill stalls the seated.
+   */
   #waitingPrompts(): SequenceState[] {
-    return [...this.#open].filter((s) =>
+    let free = this.#maxBatch;
+    for (const s of this.#open) if (holdsSeat(s)) free--;
+    const waiting = [...this.#open].filter((s) =>
       !s.closed && s.row < 0 && s.pending !== undefined &&
       (s.length === 0 || s.pending.tokens.length - s.pending.fed > 1)
     ).sort((a, b) => a.pending!.order - b.pending!.order);
+    return waiting.filter((s) => holdsSeat(s) || free-- > 0);
+  }
+
+  /** Whether a sequence is generating: its prompt read, its next step a decode step. */
+  #decoding(): boolean {
+    for (const s of this.#open) {
+      if (
+        holdsSeat(s) && (s.pending === undefined || s.pending.tokens.length - s.pending.fed <= 1)
+      ) return true;
+    }
+    return false;
   }
 
   /** Read each prompt of `group` whole, in one execution, and answer each one's first step. */

@@ -74,6 +74,7 @@ const handlers: Handlers = {
       decoder = new DecoderSession(session, shape);
       batched = new BatchedDecoder(decoder, {
         maxBatch: options.maxBatch,
+        prefillTokensPerTick: options.prefillTokensPerTick,
         prefillGroupTokens: prefillGroupTokensFor(created.executionProvider),
       });
     }

@@ -67,6 +67,7 @@ export function poolSizing(
     intraOpThreads: options?.intraOpThreads ?? Math.max(1, Math.floor(cores / workerCount)),
     spinning: options?.spinning,
     maxBatch: options?.maxBatch,
+    prefillTokensPerTick: options?.prefillTokensPerTick,
   };
   // Validation threads come on top of generation's, which keep every core they had: an idle
   // validation worker costs nothing (its threads do not spin), a busy one shares the cores.

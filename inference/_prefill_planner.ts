@@ -37,8 +37,9 @@ export const MIN_PREFILL_PIECE = 64;
  * this many tokens (padding included): one fixed cost for all of them, and clients that arrive
  * together start together. Measured on `small` (2-core VM), eight 128-token prompts arriving
  * at once: read one piece at a time, the last got its first token after ~0.7 s; a 512-token
- * group takes ~170 ms, the one stall the running streams see for it. A longer prompt is read
- * alone, in pieces.
+ * group takes ~170 ms. This budget holds while nobody decodes; while streams decode, a group fits
+ * the tick's budget ({@link DEFAULT_PREFILL_TOKENS_PER_TICK}). A longer prompt is read alone, in
+ * pieces.
  */
 export const PREFILL_GROUP_TOKENS = 512;
 /**
@@ -52,6 +53,20 @@ export const PREFILL_GROUP_TOKENS = 512;
  */
 export const GPU_PREFILL_GROUP_TOKENS = 4096;
 
+/**
+ * Default most prompt tokens one tick reads while a sequence of the batch is decoding (its
+ * pieces and groups are cut to fit; `prefillTokensPerTick` sets it). Each tick runs one decode
+ * step, so this bounds what a joining prompt adds to the running streams' gap between two
+ * tokens. Measured on `small` (2-core VM, one intra-op thread, two runs): a decode step of 8
+ * rows ≈ 11 ms, of 1 row ≈ 3.7 ms; a prompt read alone: 64 tokens ≈ 25–37 ms, 128 ≈ 45 ms, 256
+ * ≈ 90 ms, 500 ≈ 245 ms. At 128 a tick's prompt work is at most about four full-batch steps (a
+ * 500-token join read whole stalled seven streams ~250 ms, ~25 of their steps), while a piece
+ * still amortizes an execution's fixed cost. A piece is usually the adaptive one (about
+ * {@link PREFILL_STALL_FACTOR} steps, at least {@link MIN_PREFILL_PIECE}); this caps it, and is
+ * at least 1.5 × {@link MIN_PREFILL_PIECE}, so the pieces cut from that floor fit under it.
+ */
+export const DEFAULT_PREFILL_TOKENS_PER_TICK = 128;
+
 /** The group budget for a session on `provider` (see {@link GPU_PREFILL_GROUP_TOKENS}). */
 export function prefillGroupTokensFor(provider: ExecutionProvider): number {
   return provider === "cpu" ? PREFILL_GROUP_TOKENS : GPU_PREFILL_GROUP_TOKENS;
@@ -62,7 +77,10 @@ const PREFILL_COST_SMOOTHING = 0.25;
 /** A batch's prompt budgets, and the measured costs that size a prompt's pieces. */
 export class PrefillPlanner {
   #maxBatch: number;
+  /** Fixed piece budget (`prefillTokensPerTick` given), else undefined: adaptive. */
   #prefillBudget: number | undefined;
+  /** Most prompt tokens a tick reads while a sequence decodes. */
+  #tickBudget: number;
   #groupBudget: number;
   /** Running estimate of a prompt token's cost (ms), and the last decode step's. */
   #msPerPromptToken = 0;
@@ -79,11 +97,17 @@ export class PrefillPlanner {
       throw new RangeError("prefillTokensPerTick must be an integer ≥ 1");
     }
     this.#prefillBudget = budget;
+    this.#tickBudget = budget ?? DEFAULT_PREFILL_TOKENS_PER_TICK;
     const group = options?.prefillGroupTokens ?? budget ?? PREFILL_GROUP_TOKENS;
     if (!Number.isSafeInteger(group) || group < 1) {
       throw new RangeError("prefillGroupTokens must be an integer ≥ 1");
     }
     this.#groupBudget = group;
+  }
+
+  /** Most prompt tokens one tick reads while a sequence decodes. */
+  get tokensPerTick(): number {
+    return this.#tickBudget;
   }
 
   /** The last decode step took `ms`: a piece costs about {@link PREFILL_STALL_FACTOR} of them. */
@@ -93,16 +117,22 @@ export class PrefillPlanner {
 
   /**
    * The first waiting prompt and the not-yet-started ones after it (in order, none skipped) that
-   * fit one execution of the group budget (`prefillGroupTokens`), each read whole and left-padded
-   * to the longest; empty when the first one has started already or is longer than that.
+   * fit one execution of the group budget (`prefillGroupTokens`; while a sequence decodes, no
+   * more than the tick's budget, {@link PrefillPlanner.tokensPerTick}), each read whole and
+   * left-padded to the longest; empty when the first one has started already or is longer than
+   * that.
+   *
+   * @param waiting The prompts that may be read now, first come first.
+   * @param decoding Whether a sequence of the batch is decoding.
    */
-  group(waiting: SequenceState[]): SequenceState[] {
+  group(waiting: SequenceState[], decoding: boolean): SequenceState[] {
+    const budget = decoding ? Math.min(this.#groupBudget, this.#tickBudget) : this.#groupBudget;
     const group: SequenceState[] = [];
     let width = 0;
     for (const s of waiting) {
       if (s.length > 0 || group.length >= this.#maxBatch) break;
       const widened = Math.max(width, s.pending!.tokens.length);
-      if (widened * (group.length + 1) > this.#groupBudget) break;
+      if (widened * (group.length + 1) > budget) break;
       group.push(s);
       width = widened;
     }
@@ -125,10 +155,12 @@ export class PrefillPlanner {
    * {@link PREFILL_STALL_FACTOR} decode steps, no fewer than {@link MIN_PREFILL_PIECE} — and
    * never shorter than that floor: the prompt is cut into pieces of equal length, as many as
    * the budget goes into it, rounded (130 tokens at a budget of 64 are read as 65 + 65, not
-   * 64 + 64 + 2 nor 44 + 43 + 43; 128 at a budget of 100 whole; 190 at 100 as 95 + 95).
+   * 64 + 64 + 2 nor 44 + 43 + 43; 128 at a budget of 100 whole; 190 at 100 as 95 + 95). No
+   * piece is longer than the tick's budget ({@link PrefillPlanner.tokensPerTick}): where the
+   * rounding would make one longer, the prompt is cut into more pieces.
    *
    * @param remaining The prompt's tokens not read yet.
-   * @param decoding Whether the batch has an open member (someone decoding).
+   * @param decoding Whether a sequence of the batch is decoding.
    */
   pieceLength(remaining: number, decoding: boolean): number {
     if (!decoding) return remaining;
@@ -139,15 +171,18 @@ export class PrefillPlanner {
         Math.floor(PREFILL_STALL_FACTOR * this.#lastDecodeMs / this.#msPerPromptToken),
       );
     }
+    budget = Math.min(budget, this.#tickBudget);
     if (remaining <= budget) return remaining;
     // Pieces of equal length, as many as the budget goes into the prompt, rounded: each within
     // half a budget of it (at most 1.5 ×). Never shorter than MIN_PREFILL_PIECE when the budget
     // is the adaptive one: a short piece pays the fixed cost for little, and is too short for
-    // the cost estimate to count.
+    // the cost estimate to count. Never longer than the tick's budget: that bound is the
+    // running streams' promise, the floor only an economy.
     let pieces = Math.max(1, Math.round(remaining / budget));
     if (this.#prefillBudget === undefined) {
       pieces = Math.min(pieces, Math.max(1, Math.floor(remaining / MIN_PREFILL_PIECE)));
     }
+    pieces = Math.max(pieces, Math.ceil(remaining / this.#tickBudget));
     return Math.ceil(remaining / pieces);
   }
 }

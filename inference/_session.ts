@@ -63,6 +63,15 @@ export interface SessionOptions {
    * batched kernel may round their last bits differently (~1e-6), inside validators' tolerances.
    */
   maxBatch?: number;
+  /**
+   * Text models: most prompt tokens one step of the batch reads while its generations decode
+   * (`_batch_decoder.ts`): a joining prompt is read in pieces of at most this, one per step,
+   * so it delays the running streams' next token by one bounded piece. Default
+   * `DEFAULT_PREFILL_TOKENS_PER_TICK` (128: about four steps of a full batch of the built-in
+   * `small` model on CPU). Lower bounds the running streams' stall tighter, and brings a joining
+   * stream's first token later; with nobody decoding, prompts are read whole.
+   */
+  prefillTokensPerTick?: number;
 }
 
 /** A created session and the provider it actually runs on. */

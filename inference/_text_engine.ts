@@ -70,6 +70,7 @@ export async function inThreadEngine(
   // Concurrent generations share each execution (continuous batching), as in a worker.
   const batched = new BatchedDecoder(decoder, {
     maxBatch: options?.maxBatch,
+    prefillTokensPerTick: options?.prefillTokensPerTick,
     prefillGroupTokens: prefillGroupTokensFor(executionProvider),
   });
   const engine: TextEngine = {

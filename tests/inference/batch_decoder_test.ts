@@ -65,9 +65,12 @@ async function decoderSession(): Promise<DecoderSession> {
   return new DecoderSession(session, SHAPE);
 }
 
-/** Generate `n` tokens on a sequence, feeding each token back: the steps' results. */
+/**
+ * Generate `n` tokens on a sequence, feeding each token back, then close it (a generation ends
+ * so, and frees its seat for a sequence waiting beyond the seats): the steps' results.
+ */
 async function drive(
-  sequence: { step(t: readonly number[], s: StepSampling): Promise<SampledStep> },
+  sequence: { step(t: readonly number[], s: StepSampling): Promise<SampledStep>; close(): void },
   prompt: number[],
   params: SamplingParams,
   n: number,
@@ -81,6 +84,7 @@ async function drive(
     feed = [step.tokenId];
     await between?.();
   }
+  sequence.close();
   return out;
 }
 
@@ -88,9 +92,7 @@ async function drive(
 async function alone(decoder: DecoderSession, n: number[]): Promise<SampledStep[][]> {
   const results: SampledStep[][] = [];
   for (let i = 0; i < PROMPTS.length; i++) {
-    const sequence = decoder.sequence();
-    results.push(await drive(sequence, PROMPTS[i], rule(i), n[i]));
-    sequence.close();
+    results.push(await drive(decoder.sequence(), PROMPTS[i], rule(i), n[i]));
   }
   return results;
 }
@@ -362,6 +364,7 @@ Deno.test("a step asked with `ahead` queues the next one, answered from it when 
     const batched = new BatchedDecoder(decoder);
     const aheadSequence = (s: BatchedSequence) => ({
       step: (t: readonly number[], sampling: StepSampling) => s.step(t, sampling, 0, true),
+      close: () => s.close(),
     });
     const results = await Promise.all(
       PROMPTS.map((p, i) => drive(aheadSequence(batched.sequence()), p, rule(i), 20)),

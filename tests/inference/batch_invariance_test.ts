@@ -183,6 +183,9 @@ async function run(
       }
     }
   }
+  // A generation that ends closes its sequence, freeing its seat for one waiting beyond the
+  // seats (whose prompt is read only then).
+  if (real) close?.();
   return out;
 }
 
@@ -258,6 +261,7 @@ for (const kv of ["fixed", "concat"] as const) {
               if (!/closed/.test(String(e))) throw e;
             }
             clearTimeout(timer);
+            s.close();
             return out;
           }
           return await run(s, p, true, () => s.close());
