@@ -259,7 +259,10 @@ export class StorageActor {
 
   async #open(ctx: StorageActorContext | undefined): Promise<void> {
     this.#system = ctx?.system;
-    const store = await ChunkStore.open(this.#options.dir, this.#options.store);
+    const store = await ChunkStore.open(this.#options.dir, {
+      log: this.#options.log,
+      ...this.#options.store,
+    });
     this.#store = store;
     if (store.readOnly) {
       this.#options.log?.(

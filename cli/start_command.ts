@@ -325,11 +325,25 @@ export interface StartCommandIo {
   env?(): Record<string, string>;
 }
 
+/**
+ * Write a line, or drop it when the output is gone: once the terminal or SSH session a node runs
+ * in is closed (its SIGHUP starts the drain), every write to it fails with `EIO`, and the first
+ * log line of the drain threw out of the signal listener and killed the node, exit 1, no
+ * shutdown checkpoint.
+ */
+function writeLine(write: (line: string) => void, line: string): void {
+  try {
+    write(line);
+  } catch {
+    // Nowhere to write: the drain goes on without its log.
+  }
+}
+
 /** The real process: its signals, stdout and stderr, `performance.now`. */
 export const PROCESS_IO: StartCommandIo = {
   onStopSignal: listenForStopSignals,
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
+  out: (line) => writeLine(console.log, line),
+  err: (line) => writeLine(console.error, line),
   now: () => performance.now(),
   env: () => Deno.env.toObject(),
 };

@@ -1,7 +1,7 @@
 /**
- * What a stop signal (Ctrl-C's SIGINT, or SIGTERM) means to a running `cli.ts start`: the first
- * asks for a graceful stop (start-up interrupted, or the node drained), a second one forces the
- * exit. A copy of the first that arrives within {@link DUPLICATE_SIGNAL_MS} is not a second
+ * What a stop signal (Ctrl-C's SIGINT, SIGTERM, or SIGHUP) means to a running `cli.ts start`: the
+ * first asks for a graceful stop (start-up interrupted, or the node drained), a second one forces
+ * the exit. A copy of the first that arrives within {@link DUPLICATE_SIGNAL_MS} is not a second
  * one: `deno task` and `npx` forward the terminal's SIGINT to the node, which also gets it from
  * the terminal itself, so one Ctrl-C routinely arrives twice.
  *
@@ -48,12 +48,15 @@ export class StopSignals {
 }
 
 /**
- * The signals that ask a command to stop on `os`: SIGINT (Ctrl-C) and SIGTERM (what systemd,
- * Docker and `kill` send); on Windows, where Deno listens only for SIGINT and SIGBREAK and
- * registering SIGTERM throws, SIGINT and SIGBREAK (Ctrl-Break).
+ * The signals that ask a command to stop on `os`: SIGINT (Ctrl-C), SIGTERM (what systemd, Docker
+ * and `kill` send) and SIGHUP (the terminal or SSH session the command runs in was closed: left
+ * to its default, it killed a node at once, with no drain and no shutdown checkpoint, where
+ * SIGTERM drains). On Windows, SIGINT and SIGBREAK (Ctrl-Break): Deno before 2.7.6 could listen
+ * for nothing else there (registering SIGTERM threw), and its later SIGHUP there is the console
+ * window closing, after which Windows ends the process within seconds whatever it listens for.
  */
 export function stopSignalNames(os: typeof Deno.build.os = Deno.build.os): Deno.Signal[] {
-  return os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
+  return os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM", "SIGHUP"];
 }
 
 /**

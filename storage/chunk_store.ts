@@ -151,6 +151,11 @@ export interface ChunkStoreOptions {
    * GC grace period. Default `Date.now`; tests pass a clock they move by hand instead of sleeping.
    */
   clock?(): number;
+  /**
+   * Where opening reports what it did beyond reading (the objects of the first layout it moved
+   * into packs, and what it left there and why: `legacy_chunks.ts`). Default: stderr.
+   */
+  log?: (line: string) => void;
 }
 
 /** Capacity figures of a store. */
@@ -318,6 +323,11 @@ export class ChunkStore implements BlockStore {
    * written, what is stored is served, and every write is refused (see {@link readOnly}); a folder
    * that never held a store opens so too, empty (a store folder it cannot make holds nothing).
    *
+   * @throws {LegacyChunksUnreadableError} the earlier layout's `chunks/` holds an entry that
+   * cannot be read (a link to a volume not mounted); nothing was moved (`legacy_chunks.ts`).
+   * @throws {LegacyMigrationOverQuotaError} moving the earlier layout needs more than the quota
+   * leaves; nothing was moved.
+   *
    * @example
    * ```ts
    * import { ChunkStore } from "./chunk_store.ts";
@@ -344,7 +354,12 @@ export class ChunkStore implements BlockStore {
     await store.#exclusive(() => store.#index.reload());
     // Both write (packs, a record): a read-only store leaves them to its next writable open.
     if (!store.#readOnly) {
-      await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
+      await migrateLegacyChunks(
+        dir,
+        store,
+        join(dir, "quarantine"),
+        options?.log ?? ((line) => console.error(line)),
+      );
       await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
     }
     await store.#exclusive(() => store.#quarantine.count(store.#readOnly));

@@ -677,9 +677,9 @@ Deno.test("the first stop signal stops gracefully, a forwarded copy of it is ign
   assert.equal(signals.next(), "force");
 });
 
-Deno.test("the stop signals are SIGINT and SIGTERM, and on Windows (where registering SIGTERM throws) SIGINT and SIGBREAK", () => {
-  assert.deepEqual(stopSignalNames("linux"), ["SIGINT", "SIGTERM"]);
-  assert.deepEqual(stopSignalNames("darwin"), ["SIGINT", "SIGTERM"]);
+Deno.test("the stop signals are SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session), and on Windows SIGINT and SIGBREAK", () => {
+  assert.deepEqual(stopSignalNames("linux"), ["SIGINT", "SIGTERM", "SIGHUP"]);
+  assert.deepEqual(stopSignalNames("darwin"), ["SIGINT", "SIGTERM", "SIGHUP"]);
   assert.deepEqual(stopSignalNames("windows"), ["SIGINT", "SIGBREAK"]);
 });
 
