@@ -40,8 +40,10 @@ export interface PeerEntry {
    */
   checking?: boolean;
   /**
-   * For a connection that came in over TCP, its remote address's `addressGroup`
-   * (`connection_limits.ts`).
+   * For a connection a peer opened, over TCP or the swarm, its remote address's `addressGroup`
+   * (`connection_limits.ts`; a swarm peer's address as its host gave it, `SwarmPeer.remoteHost`);
+   * undefined for one this node opened, or one with no address known (in-memory, a swarm peer
+   * relayed or of unknown address).
    */
   host?: string;
   /**

@@ -1,8 +1,10 @@
 /**
  * What a node knows of each connected peer key beyond the key, for the bounds that must not be
  * per key (a key costs an attacker one key pair and one handshake): the address group its
- * connection came from (`connection_limits.ts`'s `addressGroup`; none for a swarm or in-memory
- * connection), and whether the key has standing in this node's ledger — stake or credit recorded
+ * connection came from (`connection_limits.ts`'s `addressGroup` of a TCP peer's remote address,
+ * or of the address the swarm host gives a swarm peer, `SwarmPeer.remoteHost`; none for an
+ * in-memory connection, a TCP dial, or a swarm peer that is relayed or whose address is not
+ * known), and whether the key has standing in this node's ledger — stake or credit recorded
  * there — which a key made a moment ago has not. The validator's inbox (`_validator_inbox.ts`)
  * counts what it holds by these, so throwaway keys cannot crowd out known peers (review s71,
  * finding 3).
@@ -23,7 +25,10 @@ import type { ActorSystem } from "../actors/actor_system.ts";
 
 /** What is known of a peer key (see the module doc). */
 export interface PeerOrigin {
-  /** The address group of its latest connection that came in over TCP (undefined: none known). */
+  /**
+   * The address group of its latest connection with an address (a TCP peer's, a swarm peer's;
+   * undefined: none known).
+   */
   readonly group?: string;
   /** Stake or credit recorded in this node's ledger, as last asked. */
   readonly standing: boolean;
@@ -47,7 +52,7 @@ export class PeerOrigins {
   readonly #entries = new Map<string, Entry>();
 
   /**
-   * A connection of `peer` opened: from `group` (undefined: not over TCP), with `standing` to
+   * A connection of `peer` opened: from `group` (undefined: no address known), with `standing` to
    * ask the ledger about it. Its standing is asked now.
    * @returns Call it when that connection closes.
    */

@@ -154,6 +154,28 @@ function portOf(address: string): string {
   return address.slice(address.lastIndexOf(":") + 1);
 }
 
+/**
+ * Where a connection with a known remote address comes from ({@link PeerTransports.open}): a
+ * TCP connection a peer opened to the listener, or a swarm connection the swarm host gave an
+ * address (`SwarmPeer.remoteHost`).
+ */
+export interface ConnectionOrigin {
+  /**
+   * Its remote address's `addressGroup` (`connection_limits.ts`): what the per-address budgets of
+   * what it brings count it in, new keys' pledges (`peer_services.ts`) and the validator's inbox
+   * (`_peer_origins.ts`), whoever opened it: a swarm peer this node dialled was found by a topic
+   * lookup, where anyone may announce.
+   */
+  group: string;
+  /**
+   * The peer opened it (TCP: every connection to the listener; swarm: one this side did not
+   * dial): its handshake takes a slot of its group's (`connection_limits.ts`), and the actor
+   * counts it among the group's open connections (`peer_up`'s `host`). One this node opened is
+   * its own choice, as a TCP dial is.
+   */
+  inbound: boolean;
+}
+
 /** Options of {@link PeerTransports}: what it needs of the NetworkActor. */
 export interface PeerTransportsOptions {
   /**
@@ -280,7 +302,7 @@ export class PeerTransports {
         const remote = formatPeerAddress(remoteAddr);
         // The per-address bounds count an IPv6 /64, and this machine's loopback, as one address.
         const group = addressGroup(remoteAddr.hostname);
-        this.open(duplex, () => duplex.close(), ctx, undefined, group).then(
+        this.open(duplex, () => duplex.close(), ctx, undefined, { group, inbound: true }).then(
           (connection) =>
             ctx.self.tell({
               type: "peer_up",
@@ -340,9 +362,23 @@ export class PeerTransports {
       },
       onPeer: (peer) => {
         const address = `swarm:${toHex(peer.remoteKey).slice(0, 16)}`;
-        this.open(peer.duplex, peer.close, ctx, peer.remoteKey).then(
+        // Its address group, as a TCP peer's (a testnet's 127.0.0.1 is `loopback`, the group TCP
+        // peers on this machine share): counted in the per-address budgets, so fresh keys from
+        // one host share one group's, not the one bucket every swarm peer drew on (review s71
+        // verify F3). None where the host knows no address, or the peer comes through a relay
+        // (`SwarmPeer.remoteHost`): those still share the unaddressed bucket.
+        const origin = peer.remoteHost === undefined
+          ? undefined
+          : { group: addressGroup(peer.remoteHost), inbound: !peer.initiator };
+        this.open(peer.duplex, peer.close, ctx, peer.remoteKey, origin).then(
           (connection) =>
-            ctx.self.tell({ type: "peer_up", connection, address, outbound: peer.initiator })
+            ctx.self.tell({
+              type: "peer_up",
+              connection,
+              address,
+              outbound: peer.initiator,
+              ...(origin?.inbound ? { host: origin.group } : {}),
+            })
               .catch(() => this.#refuse(connection)),
           (error) => this.handshakeFailed(address, error),
         );
@@ -410,16 +446,18 @@ export class PeerTransports {
   /**
    * Open a connection over `duplex`; `close` cuts the transport. `expectedKey`: the key the
    * transport already authenticated (the swarm's Noise handshake) — the peer must prove it.
-   * `inboundFrom`: the address of a connection that came in over TCP, whose handshake takes a
-   * slot (`connection_limits.ts`).
+   * `origin`: where a connection with a known remote address comes from (see
+   * {@link ConnectionOrigin}); undefined for one with none (in-memory, a TCP dial, a swarm peer
+   * whose address is unknown or relayed).
    */
   async open(
     duplex: ByteDuplex,
     close: () => void,
     ctx: ActorContext<NetworkMessage>,
     expectedKey?: Uint8Array,
-    inboundFrom?: string,
+    origin?: ConnectionOrigin,
   ): Promise<Connection> {
+    const inboundFrom = origin?.inbound ? origin.group : undefined;
     let slot: HandshakeSlot | undefined;
     if (inboundFrom !== undefined) {
       const taken = this.#limits.startHandshake(inboundFrom, () => {
@@ -470,13 +508,13 @@ export class PeerTransports {
     servePeer(connection, connection.peerKey!, {
       ...this.#services!,
       pledgeBudgets: this.#pledgeBudgets,
-    }, inboundFrom);
+    }, origin?.group);
     // What the bounds that must not be per key count it as (its address group, its standing in
     // this node's ledger): the validator's inbox reads it (`_peer_origins.ts`).
     const services = this.#services!;
     const left = peerOriginsOf(services.system).connected(
       toHex(connection.peerKey!),
-      inboundFrom,
+      origin?.group,
       ledgerStanding(services, connection.peerKey!),
     );
     connection.closed.then(left);

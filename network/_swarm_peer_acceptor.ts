@@ -1,9 +1,11 @@
 /**
- * How a peer connection arrives from the swarm host over the link: the 65-byte header the host
- * writes first on each one (the 32-byte secret token, the peer's public key as its Noise handshake
- * authenticated it, and whether this side dialled), read and checked before the connection is
- * handed on as a {@link SwarmPeer}; and the bound on link connections whose header is still
- * awaited. The token is made here, once per `SwarmHost`, and sent to each host it starts.
+ * How a peer connection arrives from the swarm host over the link: the header the host writes
+ * first on each one (the 32-byte secret token, the peer's public key as its Noise handshake
+ * authenticated it, whether this side dialled, and the IP address the peer's UDP stream comes
+ * from, length-prefixed, empty where the host does not know it or the stream is relayed:
+ * `swarm/host.mjs`'s `remoteHostOf`), read and checked before the connection is handed on as a
+ * {@link SwarmPeer}; and the bound on link connections whose header is still awaited. The token
+ * is made here, once per `SwarmHost`, and sent to each host it starts.
  *
  * Owned and used by `swarm_host.ts` (`SwarmHost`) only. Not part of the public API.
  *
@@ -14,8 +16,21 @@ import type { SocketDuplex } from "../protocols/socket_duplex.ts";
 // `accept`, long after both modules have been evaluated.
 import { SwarmHostError, type SwarmPeer } from "./swarm_host.ts";
 
-const HEADER_BYTES = 65;
+/** The header's fixed part: token, key, initiator, the address's length. */
+const HEADER_BYTES = 66;
 const TOKEN_BYTES = 32;
+const KEY_BYTES = 32;
+/** Where the header says whether this side dialled. */
+const INITIATOR_AT = TOKEN_BYTES + KEY_BYTES;
+/** Where the header gives the address's length (its bytes follow the fixed part). */
+const ADDRESS_LENGTH_AT = INITIATOR_AT + 1;
+/**
+ * The longest address the host sends: an IPv6 address written with an IPv4 tail is 45
+ * characters. One longer is no address the host sends: the link is refused.
+ */
+const MAX_ADDRESS_BYTES = 45;
+/** What an IP address is written with (IPv4 dotted, IPv6 hex groups). */
+const IP_TEXT = /^[0-9a-f.:]+$/i;
 /** A peer connection must deliver its header this fast, or it is dropped. */
 const HEADER_TIMEOUT_MS = 5_000;
 /**
@@ -67,28 +82,34 @@ export class SwarmPeerAcceptor {
       oldest.close(); // its read ends, and its accept with it
     }
     this.#accepting.add(duplex);
-    let header = new Uint8Array(HEADER_BYTES);
+    let header: Uint8Array;
+    let remoteHost: string | undefined;
     try {
-      for (let filled = 0; filled < HEADER_BYTES;) {
-        const { value, done } = await reader.read(
-          new Uint8Array(header.buffer, filled, HEADER_BYTES - filled),
-        );
-        if (done || value === undefined) {
-          throw new SwarmHostError("connection ended before its header");
+      header = await readExactly(reader, HEADER_BYTES);
+      // The token first: nothing more is read from a connection that is not our host's.
+      if (!constantTimeEqual(header.subarray(0, TOKEN_BYTES), this.token)) {
+        duplex.close();
+        return;
+      }
+      const length = header[ADDRESS_LENGTH_AT];
+      if (length > MAX_ADDRESS_BYTES) {
+        duplex.close(); // no address the host sends: a broken or foreign header
+        return;
+      }
+      if (length > 0) {
+        remoteHost = new TextDecoder().decode(await readExactly(reader, length));
+        if (!IP_TEXT.test(remoteHost)) {
+          duplex.close();
+          return;
         }
-        // A BYOB read hands the buffer back under a new owner: the same bytes.
-        header = new Uint8Array(value.buffer);
-        filled += value.byteLength;
       }
     } finally {
       clearTimeout(timer);
       this.#accepting.delete(duplex);
       reader.releaseLock();
     }
-    if (
-      this.#options.closing() || !constantTimeEqual(header.subarray(0, TOKEN_BYTES), this.token)
-    ) {
-      duplex.close(); // not our host, or this host is closed
+    if (this.#options.closing()) {
+      duplex.close(); // this host is closed
       return;
     }
     this.#options.onPeer({
@@ -101,8 +122,9 @@ export class SwarmPeerAcceptor {
           return duplex.bytesWritten;
         },
       },
-      remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + 32),
-      initiator: header[HEADER_BYTES - 1] === 1,
+      remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + KEY_BYTES),
+      initiator: header[INITIATOR_AT] === 1,
+      ...(remoteHost === undefined ? {} : { remoteHost }),
       close: () => duplex.close(),
     });
   }
@@ -114,6 +136,29 @@ export class SwarmPeerAcceptor {
     for (const duplex of this.#accepting) duplex.close();
     this.#accepting.clear();
   }
+}
+
+/**
+ * Read exactly `length` bytes with a BYOB `reader`: no more, so what follows stays in the socket.
+ * @throws {SwarmHostError} when the connection ends first.
+ */
+async function readExactly(
+  reader: ReadableStreamBYOBReader,
+  length: number,
+): Promise<Uint8Array> {
+  let bytes = new Uint8Array(length);
+  for (let filled = 0; filled < length;) {
+    const { value, done } = await reader.read(
+      new Uint8Array(bytes.buffer, filled, length - filled),
+    );
+    if (done || value === undefined) {
+      throw new SwarmHostError("connection ended before its header");
+    }
+    // A BYOB read hands the buffer back under a new owner: the same bytes.
+    bytes = new Uint8Array(value.buffer);
+    filled += value.byteLength;
+  }
+  return bytes;
 }
 
 function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {

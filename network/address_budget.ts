@@ -6,10 +6,13 @@
  *
  * Why: a key costs a peer one ed25519 key pair and one handshake, so a bound per peer key holds
  * nobody who makes a fresh key per connection (review s71). An address costs more: a bound per
- * address group holds one host, however many keys it makes. Not every connection has an address:
- * a Hyperswarm peer comes through the swarm host (its UDP address is the host's to know, and may
- * be a relay's), an in-memory link has none; they share the {@link AddressBudgetOptions.unaddressed}
- * bucket. The {@link AddressBudgetOptions.perBlock} bucket, when given, is drawn on besides the
+ * address group holds one host, however many keys it makes. A Hyperswarm peer's address is the
+ * one its UDP stream comes from, as the swarm host hands it on (`SwarmPeer.remoteHost`, grouped
+ * as a TCP peer's: a local testnet's peers are `loopback`, as TCP peers on this machine are). Not
+ * every connection has one: a swarm peer that comes through a blind relay (the relay's address is
+ * not its own, and would put every peer behind that relay in one group) or whose address the host
+ * does not know, a dialled TCP peer and an in-memory link have none; they share the
+ * {@link AddressBudgetOptions.unaddressed} bucket. The {@link AddressBudgetOptions.perBlock} bucket, when given, is drawn on besides the
  * group's: one per `addressBlock` (an IPv6 /48, whose 65,536 /64s are free to one site; review s71
  * verify F2: 5,000 /64s of one /48 took 8 catch-ups each). The {@link AddressBudgetOptions.node}
  * bucket, when given, is drawn on by every take as well: it bounds what many addresses together

@@ -42,7 +42,8 @@
  * ({@link catchUpTurn}, {@link catchUpBudget}): {@link CATCH_UPS_PER_GROUP_BURST} at once per
  * address group, then one per {@link CATCH_UPS_PER_GROUP_REFILL_MS}, within its IPv6 /48's
  * {@link CATCH_UPS_PER_BLOCK_BURST} and the node's {@link CATCH_UPS_PER_NODE_BURST}; the
- * connections with no address (swarm, in-memory) share one bucket,
+ * connections with no address (in-memory, a swarm peer relayed or of unknown address) share one
+ * bucket,
  * {@link CATCH_UPS_UNADDRESSED_BURST} then one per {@link CATCH_UPS_UNADDRESSED_REFILL_MS}. Review s71: it went out in full on every connect, and a
  * connect costs a fresh key and a handshake — 269 bytes from the peer bought 91.5 KB (up to
  * 8 MiB) from this node, 6.8 MB/s from one sequential loop with a fresh key each time. A

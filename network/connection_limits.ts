@@ -5,12 +5,13 @@
  * peer that opened connections without end would multiply those budgets, or keep the node busy
  * shaking hands. So the NetworkActor admits at most:
  *
- * - {@link DEFAULT_MAX_HANDSHAKES} handshakes in progress on connections that came in over TCP,
+ * - {@link DEFAULT_MAX_HANDSHAKES} handshakes in progress on connections peers opened (over TCP,
+ *   or over the swarm with the address its host gave: `SwarmPeer.remoteHost`),
  *   {@link DEFAULT_MAX_HANDSHAKES_PER_ADDRESS} from one address and
  *   {@link DEFAULT_MAX_HANDSHAKES_PER_BLOCK} from one {@link addressBlock} (an IPv6 /48): a
  *   connection that arrives past its address's or its block's bound is refused before any work
- *   is done for it (a swarm peer has already done a Noise handshake in the host, and a
- *   connection this node opens is its own choice). With every slot taken, a newcomer is not
+ *   is done for it (a connection this node opens is its own choice, and a swarm peer with no
+ *   address known has no group to count in). With every slot taken, a newcomer is not
  *   refused while some block holds more slots than the newcomer's will: the oldest handshake of
  *   the block holding the most slots is closed and the newcomer takes its slot, so silent
  *   sockets from a few blocks cannot keep every other peer from shaking hands (review s71: 64 of
@@ -20,8 +21,8 @@
  *   attacker then needs 64 blocks holding a slot each for as long as it keeps them silent;
  * - {@link DEFAULT_MAX_CONNECTIONS_PER_PEER} open connections per peer key (a TCP one each way
  *   and a swarm one, with room for one being replaced): past it, the new one is closed;
- * - {@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} open connections that came in over TCP from one
- *   address with keys the node does not have yet: past it, the new one is closed (keys are free
+ * - {@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} open connections peers opened from one address
+ *   (over TCP, or the swarm) with keys the node does not have yet: past it, the new one is closed (keys are free
  *   to make, so without it one host could hold every slot of the total below);
  * - {@link DEFAULT_MAX_CONNECTIONS} open connections in all: past it, a connection a stranger
  *   opened is closed — not one from a key the node already has (it stays within the per-peer

@@ -150,8 +150,8 @@ export interface NetworkActorOptions {
   connection?: ConnectionOptions;
   /**
    * How many peer connections are held, in all and per peer key, and how many handshakes of
-   * inbound TCP connections run at once, in all and per address (`connection_limits.ts`;
-   * defaults 256, 4, 64, 8).
+   * connections peers opened (over TCP, or the swarm with an address known) run at once, in all
+   * and per address (`connection_limits.ts`; defaults 256, 4, 64, 8).
    */
   limits?: ConnectionLimitsOptions;
   /** First redial delay, doubling to {@link MAX_REDIAL_MS}; default 250 ms. */
@@ -217,8 +217,10 @@ export type NetworkMessage =
     address: string;
     outbound: boolean;
     /**
-     * For a connection that came in over TCP, the `addressGroup` (`connection_limits.ts`) of its
-     * remote address (the per-address bounds).
+     * For a connection a peer opened, over TCP or the swarm, the `addressGroup`
+     * (`connection_limits.ts`) of its remote address (the per-address bounds); a swarm peer's is
+     * the address its host gave it (`SwarmPeer.remoteHost`). Undefined: this node opened it, or
+     * no address is known (in-memory, a swarm peer relayed or of unknown address).
      */
     host?: string;
   }

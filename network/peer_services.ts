@@ -296,9 +296,10 @@ async function relayProof(
 
 /**
  * Register the handlers of every protocol `services` offers on `connection`. `peerKey` is the
- * key the connection's handshake authenticated; it tags what the peer sends. `host`: for a
- * connection that came in over TCP, its remote address's `addressGroup` (`connection_limits.ts`);
- * undefined for one with no address (swarm, in-memory, dialled).
+ * key the connection's handshake authenticated; it tags what the peer sends. `host`: its remote
+ * address's `addressGroup` (`connection_limits.ts`), for a TCP connection a peer opened or a swarm
+ * connection whose host gave its address; undefined for one with no address (in-memory, a TCP
+ * dial, a swarm peer relayed or of unknown address).
  */
 export function servePeer(
   connection: Connection,

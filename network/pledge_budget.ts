@@ -169,8 +169,8 @@ export const NEW_PLEDGES_PER_NODE_BURST = 16 * PLEDGE_SEND_BURST;
 /** Then one more per this many ms for the node (80 a minute: 115,200 new keys, 44 MB a day). */
 export const NEW_PLEDGES_PER_NODE_REFILL_MS = PLEDGE_SEND_REFILL_MS / 16;
 /**
- * Pledges of keys a ledger has never seen that the connections with no address (swarm,
- * in-memory) may bring it at once, together: one address group's. They cannot be told apart by
+ * Pledges of keys a ledger has never seen that the connections with no address (in-memory, a TCP
+ * dial, a swarm peer relayed or of unknown address) may bring it at once, together: one address group's. They cannot be told apart by
  * address, and drew on the node's bucket alone, so one swarm peer took every refill of it (review
  * s71 verify F3: 1,824 in ten minutes, an honest newcomer's 600 tries none); now they take at most
  * a quarter of the node's rate, and the rest is left to addressed peers.

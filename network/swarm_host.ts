@@ -14,8 +14,10 @@
  * socket in a private directory where the platform has them, loopback TCP otherwise;
  * backpressure both ways through the sockets), prefixed by a 32-byte secret token (so no other
  * local process can pose as the host), the peer's public key as its Noise handshake
- * authenticated it, and whether this side dialled. The node's ed25519 identity is its swarm key pair (same seed), so the key the
- * connection layer's own handshake proves must equal the Noise key: the caller checks that.
+ * authenticated it, whether this side dialled, and the IP address the peer's UDP stream comes
+ * from (none when it is relayed or not known: {@link SwarmPeer.remoteHost}). The node's ed25519
+ * identity is its swarm key pair (same seed), so the key the connection layer's own handshake
+ * proves must equal the Noise key: the caller checks that.
  *
  * The host reads the node's secret seed from its stdin, never from its command line or
  * environment (both are visible to other local users).
@@ -100,6 +102,14 @@ export interface SwarmPeer {
   remoteKey: Uint8Array;
   /** Whether this side dialled. */
   initiator: boolean;
+  /**
+   * The IP address the peer's UDP stream comes from, as the host saw it when it handed the
+   * connection on (`127.0.0.1` on a local testnet); absent where the host does not know it, or
+   * the stream comes through a blind relay (the relay's address is not the peer's: see
+   * `swarm/host.mjs`'s `remoteHostOf`). The node counts the connection's per-address budgets by
+   * it (`addressGroup`, `connection_limits.ts`).
+   */
+  remoteHost?: string;
   /** Close the underlying local socket now. */
   close(): void;
 }

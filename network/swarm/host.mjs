@@ -29,13 +29,17 @@
 //                       | { ev: "warning", message } (once after "ready": no DHT node answered
 //                         at the bootstrap, so no peer will be found until one does)
 //   per peer:           a connection to dataPath or 127.0.0.1:dataPort that starts with
-//                       token (32) ‖ remote public key (32) ‖ initiator (1), then the bytes.
+//                       token (32) ‖ remote public key (32) ‖ initiator (1) ‖ address length (1)
+//                       ‖ address (that many bytes, ASCII: the IP the peer's UDP stream comes
+//                       from; length 0 where it is not known or the stream is relayed: see
+//                       peer_address.mjs), then the bytes.
 // It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly; it
 // ignores SIGINT (a terminal's Ctrl-C, meant for the node, which then closes stdin).
 import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
 import Hyperswarm from "hyperswarm";
 import DHT from "hyperdht";
+import { peerAddresses } from "./peer_address.mjs";
 
 const lines = createInterface({ input: process.stdin });
 const send = (event) => process.stdout.write(JSON.stringify(event) + "\n");
@@ -45,6 +49,8 @@ const MAX_ERROR_CHARS = 1_000;
 const errorText = (error) => String(error && error.message).slice(0, MAX_ERROR_CHARS);
 let swarm = null;
 let config = null;
+/** A peer connection's address for its header, "" for none (see peer_address.mjs). */
+let remoteHostOf = () => "";
 /** start()'s promise once the first line came: every op waits for it. */
 let started = null;
 
@@ -64,6 +70,7 @@ async function start(cfg) {
   // side of a holepunched connection is often never told (measured: 1 in 4 connections).
   if (cfg.bind) Object.assign(dhtOptions, { host: cfg.bind, ephemeral: true, firewalled: false });
   const dht = new DHT({ ...dhtOptions, keyPair });
+  remoteHostOf = peerAddresses(dht);
   // Every connection a peer makes to this node is watched from the moment its handshake is done
   // (see holdBack), before Hyperswarm's own handler, which may hold it back for a while.
   const createServer = dht.createServer.bind(dht);
@@ -267,10 +274,13 @@ function deliver(socket, info) {
   // Loopback TCP: a token frame goes out at once, not after Nagle's wait for an ACK.
   if (!config.dataPath) local.setNoDelay(true);
   local.on("error", () => socket.destroy());
-  const header = Buffer.alloc(65);
+  const address = Buffer.from(remoteHostOf(socket), "latin1");
+  const header = Buffer.alloc(66 + address.length);
   Buffer.from(config.token, "hex").copy(header, 0);
   socket.remotePublicKey.copy(header, 32);
   header[64] = socket.isInitiator ? 1 : 0;
+  header[65] = address.length;
+  address.copy(header, 66);
   local.write(header);
   forward(socket, local);
   watch(socket, local);

@@ -91,7 +91,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm host: two nodes meet on a topic; the Noise key is the key the connection proves; a killed host is restarted and rejoins",
+    "swarm host: two nodes meet on a topic; the Noise key is the key the connection proves; each peer handed on carries the address its UDP stream comes from; a killed host is restarted and rejoins",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -122,6 +122,10 @@ Deno.test({
       assert.equal(toHex(pa.remoteKey), toHex(b.publicKey));
       assert.equal(toHex(pb.remoteKey), toHex(a.publicKey));
       assert.notEqual(pa.initiator, pb.initiator, "one side dialled");
+      // Each side's UDX stream comes from the other's DHT socket, bound to the testnet's address
+      // (a direct connection: nothing relays on a testnet whose nodes say they are not firewalled).
+      assert.equal(pa.remoteHost, "127.0.0.1", "A's peer's address");
+      assert.equal(pb.remoteHost, "127.0.0.1", "B's peer's address");
       // The connection layer's own handshake over the swarm's bytes proves the same keys.
       const protocols = [INFERENCE_PROTOCOL];
       const [ca, cb] = await Promise.all([
@@ -152,7 +156,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "swarm host: a peer's first bytes reach the node in order, on the socket's own byte stream, whether they came with the connection's header or after it",
+    "swarm host: a peer's first bytes reach the node in order, on the socket's own byte stream, whether they came with the connection's header or after it, with an address in the header or none",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -174,10 +178,12 @@ Deno.test({
         const topic = new Uint8Array(32);
         topic[0] = withHeader ? 1 : 0;
         topic[31] = withHeader ? 0xaa : 0xbb;
+        topic[1] = withHeader ? 9 : 0; // the stand-in's address 192.0.2.9, or none
         await host.join(topic);
         const peer = await peers.next();
         assert.equal(toHex(peer.remoteKey), "07".repeat(32));
         assert.equal(peer.initiator, true);
+        assert.equal(peer.remoteHost, withHeader ? "192.0.2.9" : undefined, "its address");
         // The socket's own byte stream either way, as a Connection reads it: BYOB reads into
         // the reader's buffer (a header read that took the peer's first bytes too made this a
         // stream without BYOB reads, and every chunk a copy).

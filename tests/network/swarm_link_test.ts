@@ -95,7 +95,7 @@ Deno.test({
 
       // Another local process: a full header with the wrong token, then bytes.
       const intruder = await Deno.connect({ path, transport: "unix" });
-      await intruder.write(new Uint8Array(65 + 5).fill(0x42));
+      await intruder.write(new Uint8Array(66 + 5).fill(0x42));
       const closedByNode = intruder.read(new Uint8Array(16)).then(
         (n) => n === null ? "closed" : "bytes", // EOF: the node closed it
         () => "closed", // or reset it
@@ -327,11 +327,18 @@ async function quietHost(link: "tcp" | "unix") {
     config.dataPath !== undefined
       ? Deno.connect({ transport: "unix", path: config.dataPath })
       : Deno.connect({ hostname: "127.0.0.1", port: config.dataPort! });
-  const header = (token = fromHex(config.token)) => {
-    const bytes = new Uint8Array(65);
+  /**
+   * The host's header (`swarm/host.mjs`): token ‖ key (32 bytes of 9) ‖ initiator (0) ‖ address
+   * length ‖ address; `length` overrides the address's length byte.
+   */
+  const header = (token = fromHex(config.token), address = "", length?: number) => {
+    const text = new TextEncoder().encode(address);
+    const bytes = new Uint8Array(66 + text.length);
     bytes.set(token);
     bytes.fill(9, 32, 64);
     bytes[64] = 0;
+    bytes[65] = length ?? text.length;
+    bytes.set(text, 66);
     return bytes;
   };
   return {
@@ -373,23 +380,25 @@ async function endsWithin(conn: Deno.Conn, ms: number): Promise<"closed" | "open
 for (const link of ["tcp", "unix"] as const) {
   Deno.test({
     name:
-      `swarm link (${link}): a header written a byte at a time, with the peer's first bytes in its last write, is one peer on the socket's byte stream`,
+      `swarm link (${link}): a header written a byte at a time, its address included, with the peer's first bytes in its last write, is one peer on the socket's byte stream`,
     sanitizeResources: false,
     sanitizeOps: false,
     fn: async () => {
       const q = await quietHost(link);
       const conn = await q.dial();
       try {
-        const header = q.header();
-        for (let i = 0; i < 64; i++) {
+        const header = q.header(undefined, "2001:db8::7");
+        const last = header.length - 1;
+        for (let i = 0; i < last; i++) {
           await conn.write(header.subarray(i, i + 1));
           await new Promise((r) => setTimeout(r, 2));
         }
-        await conn.write(new Uint8Array([header[64], 1, 2, 3]));
+        await conn.write(new Uint8Array([header[last], 1, 2, 3]));
         await eventually(() => q.peers.length === 1, "the peer");
         const peer = q.peers[0];
         assert.deepEqual([...peer.remoteKey], new Array(32).fill(9));
         assert.equal(peer.initiator, false);
+        assert.equal(peer.remoteHost, "2001:db8::7", "the address, read across writes");
         const reader = peer.duplex.readable.getReader({ mode: "byob" });
         let got: number[] = [];
         while (got.length < 3) {
@@ -433,6 +442,39 @@ for (const link of ["tcp", "unix"] as const) {
 
 Deno.test({
   name:
+    "swarm link: a header with an address the host never sends (over 45 bytes, or not an IP address) is refused and is no peer; one with no address is a peer with none",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const q = await quietHost("unix");
+    try {
+      const bad = [
+        q.header(undefined, "1".repeat(46)), // longer than any IP address
+        q.header(undefined, "evil.example"), // a name, not an address
+        q.header(undefined, "", 200), // a length over 45 (and no address after it)
+      ];
+      for (const header of bad) {
+        const conn = await q.dial();
+        await conn.write(header);
+        assert.equal(await endsWithin(conn, EVENTUALLY_GIVE_UP_MS), "closed", String(header[65]));
+        conn.close();
+      }
+      assert.equal(q.peers.length, 0, "no peer from a bad header");
+      const none = await q.dial();
+      await none.write(q.header());
+      await eventually(() => q.peers.length === 1, "the peer with no address");
+      assert.equal(q.peers[0].remoteHost, undefined);
+      assert.ok(!("remoteHost" in q.peers[0]), "no address, not an empty one");
+      q.peers[0].close();
+      none.close();
+    } finally {
+      await q.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "swarm link: a connection whose header stops coming is closed by the header timer, and is no peer",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -440,7 +482,7 @@ Deno.test({
     const q = await quietHost("unix");
     try {
       const stalled = await q.dial();
-      await stalled.write(q.header().subarray(0, 64)); // one byte short, then nothing
+      await stalled.write(q.header().subarray(0, 65)); // one byte short, then nothing
       // The acceptor's header timer (5 s of real time: `_swarm_peer_acceptor.ts`) closes it.
       assert.equal(await endsWithin(stalled, EVENTUALLY_GIVE_UP_MS), "closed");
       stalled.close();
@@ -461,10 +503,10 @@ Deno.test({
     const late = await q.dial();
     try {
       const header = q.header();
-      await late.write(header.subarray(0, 64));
+      await late.write(header.subarray(0, header.length - 1));
       await new Promise((r) => setTimeout(r, 50));
       await q.close();
-      await late.write(header.subarray(64)).catch(() => 0);
+      await late.write(header.subarray(header.length - 1)).catch(() => 0);
       const ended = await endsWithin(late, EVENTUALLY_GIVE_UP_MS);
       assert.equal(q.peers.length, 0, "a peer handed on by a closed host");
       assert.equal(ended, "closed");
