@@ -31,7 +31,7 @@ import { edgeCollector, EdgeStats } from "./edge_stats.ts";
 import { type HealthCondition, healthRoutes, inferenceCollector } from "./health_routes.ts";
 import { errorResponse, isInternalError } from "./http_errors.ts";
 import { InferenceGateway } from "./inference_gateway.ts";
-import { KeyLimits } from "./key_limits.ts";
+import { ADDRESS_JOB_LIMITS, KeyLimits } from "./key_limits.ts";
 import { MetricsRegistry } from "./metrics_registry.ts";
 import { openAiRoutes } from "./openai_routes.ts";
 import { originPolicy } from "./origin_policy.ts";
@@ -115,6 +115,11 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
     keyLimits: new KeyLimits({
       concurrency: edge.perKeyConcurrency,
       requestsPerMinute: edge.perKeyRequestsPerMinute,
+    }),
+    addressLimits: new KeyLimits({
+      concurrency: edge.perKeyConcurrency,
+      requestsPerMinute: edge.perKeyRequestsPerMinute,
+      things: ADDRESS_JOB_LIMITS,
     }),
   });
   const metrics = options.metrics ?? new MetricsRegistry();

@@ -10,7 +10,8 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { ApiKeys } from "./api_keys.ts";
-import { ANONYMOUS_CLIENT, type ClientIdentity, LOOPBACK_CLIENT } from "./client_identity.ts";
+import { anonymousClient, type ClientIdentity, LOOPBACK_CLIENT } from "./client_identity.ts";
+import { clientAddress } from "./client_address.ts";
 import { hostIsAnAddress } from "./host_guard.ts";
 import { EdgeError } from "./http_errors.ts";
 
@@ -62,7 +63,7 @@ export function clientAccess(
     // A reverse proxy on this machine relays other machines' clients, which without keys must
     // not be served as this machine's (the dashboard reads them so too).
     else if (fromThisMachine(c.env?.remoteAddr, c.req.raw)) client = LOOPBACK_CLIENT;
-    else if (allowUnauthenticatedRemote) client = ANONYMOUS_CLIENT;
+    else if (allowUnauthenticatedRemote) client = anonymousClient(clientAddress(c.env?.remoteAddr));
     else {
       throw new EdgeError(
         "api_key_required",

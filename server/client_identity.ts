@@ -11,10 +11,21 @@ export interface ClientIdentity {
   readonly label: string;
   /** The key's id (its SHA-256, hex) when the client sent a valid API key. */
   readonly keyId?: string;
+  /**
+   * For a client elsewhere without a key (`http.allowUnauthenticatedRemote`): its address as
+   * `clientAddress` names it (an IPv6 one by its /64), which the per-key limits count it by.
+   */
+  readonly address?: string;
 }
 
 /** A client on this machine without a key (the default node's only clients). */
 export const LOOPBACK_CLIENT: ClientIdentity = Object.freeze({ label: "loopback" });
 
-/** A client elsewhere without a key (only with `http.allowUnauthenticatedRemote`). */
-export const ANONYMOUS_CLIENT: ClientIdentity = Object.freeze({ label: "anonymous" });
+/**
+ * A client elsewhere without a key (only with `http.allowUnauthenticatedRemote`), from `address`
+ * (`clientAddress`): limited per address as a key is (review s72: keyless clients had no share,
+ * and one took every seat and queue place of the node).
+ */
+export function anonymousClient(address: string): ClientIdentity {
+  return Object.freeze({ label: `anonymous ${address}`, address });
+}

@@ -152,6 +152,12 @@ export interface InferenceGatewayOptions {
   maxPromptChars?: number;
   /** Per-API-key limits; none when absent. */
   keyLimits?: KeyLimits;
+  /**
+   * The same limits for clients elsewhere without a key, per client address
+   * (`ClientIdentity.address`); none when absent. Clients on this machine are the operator's
+   * own and are not limited.
+   */
+  addressLimits?: KeyLimits;
   /** Where a line per job start, end and cancel goes; nowhere when absent. */
   log?: (line: string) => void;
 }
@@ -186,6 +192,7 @@ export class InferenceGateway {
   #defaultModel?: string;
   #maxPromptChars: number;
   #keyLimits?: KeyLimits;
+  #addressLimits?: KeyLimits;
   #log?: (line: string) => void;
 
   /**
@@ -200,6 +207,7 @@ export class InferenceGateway {
     this.computesOnEventLoop = options.computesOnEventLoop ?? true;
     this.#maxPromptChars = options.maxPromptChars ?? EDGE_DEFAULTS.maxPromptChars;
     this.#keyLimits = options.keyLimits;
+    this.#addressLimits = options.addressLimits;
     this.#log = options.log;
   }
 
@@ -237,6 +245,13 @@ export class InferenceGateway {
     return named[0];
   }
 
+  /** Admit a job of `client` within its key's (or its address's) limits; see the options. */
+  #admit(client: ClientIdentity | undefined): ((refund?: boolean) => void) | undefined {
+    if (client?.keyId !== undefined) return this.#keyLimits?.admit(client.keyId);
+    if (client?.address !== undefined) return this.#addressLimits?.admit(client.address);
+    return undefined;
+  }
+
   /** The job a request describes (exported for clients that want to predict the job id). */
   async jobFor(request: TextRequest): Promise<TextJob> {
     // Tokenising runs synchronously wherever the model is: an unbounded prompt would hold the
@@ -266,8 +281,7 @@ export class InferenceGateway {
    */
   async startText(request: TextRequest, options: StartTextOptions = {}): Promise<InferenceHandle> {
     const job = await this.jobFor(request);
-    const keyId = options.client?.keyId;
-    const release = keyId === undefined ? undefined : this.#keyLimits?.admit(keyId);
+    const release = this.#admit(options.client);
     let handle: InferenceHandle;
     try {
       handle = await this.#inference.submit(job, {

@@ -33,6 +33,15 @@ export const JOB_LIMITS: LimitedThings = Object.freeze({
   rateSetting: "http.perKeyRequestsPerMinute",
 });
 
+/**
+ * The `/v1` jobs of one client address without a key (`http.allowUnauthenticatedRemote`), under
+ * the per-key settings.
+ */
+export const ADDRESS_JOB_LIMITS: LimitedThings = Object.freeze({
+  ...JOB_LIMITS,
+  holder: "this address (a client without an API key)",
+});
+
 /** Options of {@link KeyLimits}. */
 export interface KeyLimitsOptions {
   /** Jobs (or whatever is admitted) one key may have running or queued. */

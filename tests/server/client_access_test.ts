@@ -192,6 +192,35 @@ Deno.test("Per-key concurrency (http.perKeyConcurrency): the key's next job gets
   });
 });
 
+Deno.test("Without a key under http.allowUnauthenticatedRemote, a client address gets the per-key limits: its next job is a 429 naming the address, another address (an IPv6 /64 as one) is unaffected; this machine's clients are not limited", async () => {
+  // Review s72 (WS/SSE F2): keyless clients had no share at all, and one took every seat and
+  // every queue place (72 of 200 jobs in, another client's only job refused too_many_jobs).
+  await withNode({ allowUnauthenticatedRemote: true, perKeyConcurrency: 1 }, async (node) => {
+    const gated = { ...completion({ model: "gated", stream: true }) };
+    const first = await fromHost(node, "2001:db8:1:2::7", "/v1/completions", gated);
+    // Read, as a client does: the gated model steps only when its tokens are pulled.
+    const held = first.text();
+    await eventually(() => node.gated.waiting === 1);
+    const second = await fromHost(node, "2001:db8:1:2::99", "/v1/completions", completion());
+    const error = (await second.json()).error;
+    assertEquals([second.status, error.code], [429, "key_concurrency_exceeded"]);
+    assert(error.message.includes("this address"), error.message);
+    assert(error.message.includes("http.perKeyConcurrency"), error.message);
+    const other = await fromHost(node, "192.0.2.7", "/v1/completions", completion());
+    assertEquals(other.status, 200);
+    await other.text();
+    // The operator's own clients on this machine are not limited (a proxy's are not its own).
+    const local = await fromHost(node, "127.0.0.1", "/v1/completions", completion());
+    assertEquals(local.status, 200);
+    await local.text();
+    node.gated.release(2);
+    await held;
+    const again = await fromHost(node, "2001:db8:1:2::99", "/v1/completions", completion());
+    assertEquals(again.status, 200);
+    await again.text();
+  });
+});
+
 Deno.test("Per-key rate (http.perKeyRequestsPerMinute): over it, 429 rate_limited with Retry-After; on the WebSocket too", async () => {
   await withNode({ apiKeys: [KEY], perKeyRequestsPerMinute: 2 }, async (node) => {
     const headers = { authorization: `Bearer ${KEY}` };
