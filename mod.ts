@@ -144,6 +144,7 @@ export {
   type CancelJob,
   DEFAULT_CONCURRENCY,
   DEFAULT_QUEUE_LIMIT,
+  DEFAULT_UNREAD_TOKEN_BYTES,
   emptyInferenceCounters,
   type GetInferenceStats,
   InferenceActor,
@@ -151,11 +152,16 @@ export {
   type InferenceCounters,
   type InferenceMessage,
   type JobEnded,
+  type SeatsChanged,
+  SLOW_READER_CANCEL_GRACE_MS,
+  SLOW_READER_GRACE_MS,
+  SlowReaderError,
   type SubmitJob,
   submitJob,
   type SubmitJobOptions,
   type SubmitReply,
   type TensorJobHandle,
+  UnreadTokenBudget,
 } from "./actors/inference_actor.ts";
 export * from "./actors/inference_errors.ts";
 export type { JobOutcome, JobRunnerMessage, TextJobHandle } from "./actors/inference_job.ts";

@@ -36,6 +36,8 @@ import {
   WrongModelKindError,
 } from "../inference/errors.ts";
 import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
+import type { UnreadTokenBudget } from "./_unread_token_budget.ts";
 import {
   checkResumePrefix,
   InvalidResumeError,
@@ -50,6 +52,11 @@ export interface JobEntry {
   start: (ctx: ActorContext<InferenceMessage>) => Promise<void>;
   /** Cancels the job wherever it is. */
   cancel: () => void;
+  /**
+   * Tell a running job whether other jobs wait for its model's seats (`TextJobRun.setContended`:
+   * a slow reader's job then runs on into memory); absent for a tensor job, which has no reader.
+   */
+  contended?: (waiting: boolean) => void;
   /**
    * Whether the job has already ended (a queued job its requester cancelled), its `job_ended`
    * still on the way: it is not given a slot that frees meanwhile.
@@ -77,6 +84,10 @@ export interface JobPreparerOptions {
   now: () => number;
   /** The actor's own ref, captured in its `preStart`: where runs report their end. */
   selfRef: () => ActorRef<InferenceMessage> | undefined;
+  /** The node's budget of unread token bytes (`actors/_unread_token_budget.ts`). */
+  unreadBudget?: UnreadTokenBudget;
+  /** Timers of the slow-reader graces; default the system's. */
+  timers?: ConnectionTimers;
 }
 
 /** Checks submissions and builds their queue entries; one per InferenceActor. */
@@ -144,6 +155,8 @@ export class JobPreparer {
       input: job.input === undefined ? undefined : input,
       submittedAt,
       now: this.#options.now,
+      unreadBudget: this.#options.unreadBudget,
+      timers: this.#options.timers,
       // The run reports its end through the mailbox: the actor's state is only ever touched
       // from receive().
       onEnd: (outcome, tokens) =>
@@ -156,6 +169,7 @@ export class JobPreparer {
       // The run reports its end (job_ended) through the mailbox, where the entry leaves the
       // queue or frees its slot: lanes are only ever touched inside receive().
       cancel: () => run.cancel(),
+      contended: (waiting) => run.setContended(waiting),
       ended: () => run.ended,
       start: async (ctx) => {
         await this.#spawnRunner(ctx, id, run);

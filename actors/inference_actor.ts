@@ -38,6 +38,8 @@ import {
 import { type Job, jobId as computeJobId, type TensorData } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { asModelLoadError, UnknownModelError } from "../inference/errors.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
+import { UnreadTokenBudget } from "./_unread_token_budget.ts";
 
 // The result types live with the port; re-exported so existing importers of this module keep
 // working. Each is defined once, in inference/inference_port.ts.
@@ -54,6 +56,13 @@ export { DuplicateJobError, JobCancelledError, TooManyJobsError } from "./infere
 export type { JobOutcome, JobRunnerMessage, TextJobHandle } from "./inference_job.ts";
 export type { GenerativeModel, ModelSource, OneShotModel, ProverHook } from "./inference_models.ts";
 export { submitJob, type SubmitJobOptions } from "./_submit_job.ts";
+export {
+  DEFAULT_UNREAD_TOKEN_BYTES,
+  SLOW_READER_CANCEL_GRACE_MS,
+  SLOW_READER_GRACE_MS,
+  SlowReaderError,
+  UnreadTokenBudget,
+} from "./_unread_token_budget.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Handles and replies
@@ -150,8 +159,19 @@ export interface JobEnded {
   tokens: number;
 }
 
+/**
+ * Internal: a model's seats may have changed (`GenerativeModel.onCapacityChange`: a model worker
+ * back from a restart); queued jobs take the seats it now has.
+ */
+export interface SeatsChanged {
+  /** Message tag. */
+  type: "seats_changed";
+  /** The model's CID. */
+  model: string;
+}
+
 /** Messages the InferenceActor accepts. */
-export type InferenceMessage = SubmitJob | GetInferenceStats | CancelJob | JobEnded;
+export type InferenceMessage = SubmitJob | GetInferenceStats | CancelJob | JobEnded | SeatsChanged;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -194,6 +214,15 @@ export interface InferenceActorOptions {
   counters?: InferenceCounters;
   /** Clock in milliseconds; default `performance.now`. Injected by tests. */
   now?: () => number;
+  /**
+   * Where the bytes of tokens waiting in memory for readers that stopped reading while other jobs
+   * waited for a seat are counted, over all jobs (`actors/_unread_token_budget.ts`). Default a
+   * budget of `DEFAULT_UNREAD_TOKEN_BYTES` (64 MiB); one of 0 keeps every job waiting for its
+   * reader.
+   */
+  unreadBudget?: UnreadTokenBudget;
+  /** Timers of the slow-reader graces; default the system's. Injected by tests. */
+  slowReaderTimers?: ConnectionTimers;
 }
 
 /**
@@ -233,6 +262,10 @@ interface ModelLane {
    * queued job that would only wait inside the model for a seat.
    */
   slots: () => number;
+  /** The model whose seat changes this lane hears, and how to stop hearing them. */
+  watching?: { model: object; stop: () => void };
+  /** Whether live jobs wait in {@link queue}, as last told to the running ones. */
+  contended: boolean;
 }
 
 /**
@@ -285,6 +318,8 @@ export class InferenceActor implements Actor<InferenceMessage> {
       prover: this.#prover,
       now: this.#now,
       selfRef: () => this.#selfRef,
+      unreadBudget: options.unreadBudget ?? new UnreadTokenBudget(),
+      timers: options.slowReaderTimers,
     });
   }
 
@@ -305,6 +340,10 @@ export class InferenceActor implements Actor<InferenceMessage> {
       }
       case "job_ended":
         return this.#ended(message, ctx);
+      case "seats_changed": {
+        const lane = this.#lanes.get(message.model);
+        return lane === undefined ? Promise.resolve() : this.#fill(lane, ctx);
+      }
     }
   }
 
@@ -315,6 +354,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
    * started and never ended.
    */
   postStop(): void {
+    for (const lane of this.#lanes.values()) lane.watching?.stop();
     for (const entry of [...this.#jobs.values()]) {
       entry.cancel();
       this.#counters.jobsCancelled++;
@@ -355,8 +395,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
       };
     }
     if (model === undefined) return { accepted: false, error: new UnknownModelError(job.model) };
-    const lane = this.#lane(job.model);
-    lane.slots = () => seatsOf(model) ?? this.#concurrency;
+    const lane = this.#seated(job.model, model);
     // A queued job that has already ended (cancelled, its `job_ended` still in the mailbox
     // behind this submission) holds no place: only live ones count against the limit.
     const waiting = liveQueued(lane);
@@ -393,6 +432,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     else {
       lane.queue.push(entry);
       tellPosition(entry, liveQueued(lane));
+      this.#contention(lane);
     }
     return { accepted: true, handle };
   }
@@ -415,6 +455,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     this.#activeJobs++;
     this.#counters.jobsStarted++;
     await entry.start(ctx);
+    if (lane.contended) entry.contended?.(true);
   }
 
   #dropQueued(entry: JobEntry, lane: ModelLane): void {
@@ -442,19 +483,64 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const lane = this.#lane(entry.modelCid);
     if (entry.state !== "running") { // cancelled while queued: it never held a slot
       this.#dropQueued(entry, lane);
+      this.#contention(lane);
       return;
     }
     lane.running--;
     this.#activeJobs--;
-    // A queued job that has ended (cancelled in the same turn as this one, a client that went
-    // away) keeps its place until its own `job_ended` drops it: the slot goes to the next live
-    // one, unless the model now seats fewer than run (see `ModelLane.slots`).
-    const next = lane.queue.find((queued) => !queued.ended());
-    if (next && lane.running < lane.slots()) {
+    await this.#fill(lane, ctx);
+  }
+
+  /**
+   * Start queued jobs while the model has a free seat. A queued job that has ended (cancelled in
+   * the same turn, a client that went away) keeps its place until its own `job_ended` drops it:
+   * a slot goes to the next live one, unless the model now seats fewer than run (see
+   * `ModelLane.slots`).
+   */
+  async #fill(lane: ModelLane, ctx: ActorContext<InferenceMessage>): Promise<void> {
+    while (lane.running < lane.slots()) {
+      const next = lane.queue.find((queued) => !queued.ended());
+      if (!next) break;
       this.#dropQueued(next, lane);
       tellPosition(next, 0);
       await this.#startEntry(next, lane, ctx);
     }
+    this.#contention(lane);
+  }
+
+  /**
+   * Tell the lane's running jobs when live jobs start or stop waiting for its seats: while they
+   * wait, a running job whose reader has stopped reading runs on into memory instead of holding
+   * its seat (`TextJobRun.setContended`), so one slow reader slows only its own jobs.
+   */
+  #contention(lane: ModelLane): void {
+    const waiting = liveQueued(lane) > 0;
+    if (waiting === lane.contended) return;
+    lane.contended = waiting;
+    for (const entry of this.#jobs.values()) {
+      if (entry.state === "running" && this.#lanes.get(entry.modelCid) === lane) {
+        entry.contended?.(waiting);
+      }
+    }
+  }
+
+  /**
+   * The lane of model `cid`, seated by `model` (see {@link ModelLane.slots}), and told when its
+   * seats change: a model worker back from a restart brings its seats back, and the jobs queued
+   * meanwhile must take them then, not when a running job next ends.
+   */
+  #seated(cid: string, model: GenerativeModel | OneShotModel): ModelLane {
+    const lane = this.#lane(cid);
+    lane.slots = () => seatsOf(model) ?? this.#concurrency;
+    if (lane.watching?.model !== model && "onCapacityChange" in model && model.onCapacityChange) {
+      lane.watching?.stop();
+      const stop = model.onCapacityChange(() => {
+        // From the model's supervision, outside this actor's turn: the lane changes in `receive`.
+        this.#selfRef?.tell({ type: "seats_changed", model: cid }).catch(() => {});
+      });
+      lane.watching = { model, stop };
+    }
+    return lane;
   }
 
   /**
@@ -491,7 +577,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
         continue;
       }
       if (model === undefined) continue;
-      this.#lane(cid).slots = () => seatsOf(model) ?? this.#concurrency;
+      this.#seated(cid, model);
     }
     return this.#statsNow(models);
   }
@@ -499,7 +585,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
   #lane(cid: string): ModelLane {
     let lane = this.#lanes.get(cid);
     if (!lane) {
-      lane = { running: 0, queue: [], slots: () => this.#concurrency };
+      lane = { running: 0, queue: [], slots: () => this.#concurrency, contended: false };
       this.#lanes.set(cid, lane);
     }
     return lane;

@@ -3,9 +3,14 @@
  * actor that runs it ({@link JobRunner}).
  *
  * The run tees the model's stream. The requester's branch is pull-driven (the model computes
- * the next token only when the requester asks for it, so a slow client slows only its own job)
- * and carries plain {@link StreamedToken}s: whatever evidence the model's chunks hold stays
- * next to the model. Every chunk is also handed, whole, to the optional prover hook without
+ * the next token only when the requester asks for it) and carries plain {@link StreamedToken}s:
+ * whatever evidence the model's chunks hold stays next to the model. A slow requester slows only
+ * its own job: while other jobs wait for its model's seats (the actor says so,
+ * `setContended`), a requester that has taken nothing for `SLOW_READER_GRACE_MS` no longer holds
+ * the job, which reads ahead into memory at the model's pace and frees its seat when it ends;
+ * those tokens are counted against the node's `UnreadTokenBudget`, and a job that finds it full
+ * waits for its requester again and is cut with `slow_reader` after a second grace
+ * (`actors/_unread_token_budget.ts`). Every chunk is also handed, whole, to the optional prover hook without
  * waiting for it, so the prover branch never slows the requester; its queue is bounded by the
  * job itself: at most `params.maxTokens` chunks. The prover's result (a signed receipt) comes
  * with the job's end in {@link JobSummary.receipt}.
@@ -35,6 +40,15 @@ import {
 } from "../inference/resumed_generation.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import {
+  reservedTokenBytes,
+  SLOW_READER_CANCEL_GRACE_MS,
+  SLOW_READER_GRACE_MS,
+  SlowReaderError,
+  tokenBytes,
+  type UnreadTokenBudget,
+} from "./_unread_token_budget.ts";
 
 /** What a requester gets back for an accepted text job: an {@link InferenceHandle}. */
 export interface TextJobHandle extends InferenceHandle {
@@ -77,7 +91,21 @@ export interface TextJobRunOptions {
   now: () => number;
   /** Called once when the job ends, to free its slot (through the actor's mailbox). */
   onEnd: (outcome: JobOutcome, tokens: number) => void;
+  /**
+   * The node's budget of unread token bytes, where the job's tokens are counted while they wait
+   * in memory for a slow reader (`actors/_unread_token_budget.ts`). Absent: the job always waits
+   * for its reader.
+   */
+  unreadBudget?: UnreadTokenBudget;
+  /** Timers of the slow-reader graces; default the system's. Injected by tests. */
+  timers?: ConnectionTimers;
 }
+
+/** What the requester's stream delivers next: a token (the last one closes it), or its end. */
+type Delivery =
+  | { token: StreamedToken; last: boolean; bytes: number }
+  | { end: "close" }
+  | { end: "error"; error: unknown };
 
 /**
  * The state of one text job: the requester's stream (created at submission, producing once the
@@ -96,10 +124,29 @@ export class TextJobRun {
   #ended = false;
   #startError?: unknown;
   #runner?: ActorRef<JobRunnerMessage>;
+  #timers: ConnectionTimers;
+  // The slow-reader state (see the module comment of `_unread_token_budget.ts`).
+  /** Tokens read from the model ahead of a slow reader, oldest first, with their stream's end. */
+  #unread: Delivery[] = [];
+  /** Why the unread tokens were dropped (the job was cancelled): what the stream errors with. */
+  #dropped?: unknown;
+  /** Whether other jobs wait for this job's model's seats (told by the actor). */
+  #contended = false;
+  /** Whether the requester's stream has asked for a token and not had it yet. */
+  #asking = false;
+  /** Whether tokens are being read ahead of the reader, into {@link #unread}. */
+  #spilling = false;
+  /** The model read in flight ahead of the reader, if any: a pull waits for it. */
+  #ahead?: Promise<void>;
+  /** Whether the model's stream has ended (its end is the last of {@link #unread}, or was read). */
+  #sourceEnded = false;
+  #graceTimer?: unknown;
+  #budgetTimer?: unknown;
 
   /** @param options See {@link TextJobRunOptions}. */
   constructor(options: TextJobRunOptions) {
     this.#o = options;
+    this.#timers = options.timers ?? SYSTEM_TIMERS;
   }
 
   /**
@@ -115,55 +162,47 @@ export class TextJobRun {
     return this.#o.resume?.length ?? 0;
   }
 
+  /**
+   * Tell the job whether other jobs wait for its model's seats (the actor does, from `receive`,
+   * whenever that changes). While they do, a reader that reads nothing for
+   * {@link SLOW_READER_GRACE_MS} no longer holds the job: it runs on into memory, counted against
+   * the node's unread budget. While none do, the job waits for its reader and uses no memory.
+   */
+  setContended(contended: boolean): void {
+    if (this.#contended === contended) return;
+    this.#contended = contended;
+    if (contended) this.#armGrace();
+    else this.#stopSpilling();
+  }
+
   /** The requester's view of this job. */
   handle(model: ServedModelInfo, promptTokens: number): TextJobHandle {
-    let reader: ReadableStreamDefaultReader<TokenChunk> | undefined;
     const tokens = new ReadableStream<StreamedToken>({
       pull: async (controller) => {
-        reader ??= await this.#started.promise;
-        if (!reader) { // failed to start, or cancelled before it started
-          controller.error(this.#startError ?? new JobCancelledError(this.#o.jobId));
-          return;
-        }
-        let result: ReadableStreamReadResult<TokenChunk>;
+        this.#asking = true;
+        this.#stopSpilling();
         try {
-          result = await reader.read();
-          // Replayed positions of a resumed job: evidence for the prover, not news to the
-          // requester, who has these tokens already.
-          while (!result.done && result.value.index < this.#resumeFrom) {
-            this.#proverController?.enqueue(result.value);
-            result = await reader.read();
+          const next = await this.#next();
+          if ("end" in next) {
+            if (next.end === "close") controller.close();
+            else controller.error(next.error);
+            return;
           }
-        } catch (error) {
-          this.#finish(this.#abort.signal.aborted ? "cancelled" : "error", error);
-          controller.error(error);
-          return;
-        }
-        if (this.#abort.signal.aborted) {
-          // Cancelled while the step ran (by handle.cancel, the runner stopping, or this stream's
-          // own cancel, where erroring is a no-op): drop the step's token.
-          controller.error(new JobCancelledError(this.#o.jobId));
-          return;
-        }
-        if (result.done) {
-          // Reached only when the model ended without marking a last chunk (maxTokens 0).
-          this.#finish("length");
-          controller.close();
-          return;
-        }
-        this.#onChunk(result.value);
-        controller.enqueue(streamedToken(result.value));
-        if (result.value.finishReason !== undefined) {
+          controller.enqueue(next.token);
           // The last chunk: end now rather than on the next pull, so `done` does not wait for
           // a requester that stops reading once it has seen the final token.
-          this.#finish(result.value.finishReason);
-          controller.close();
+          if (next.last) controller.close();
+        } finally {
+          this.#asking = false;
+          this.#armGrace();
         }
       },
       cancel: (reason) => {
+        this.#drop(new JobCancelledError(this.#o.jobId));
         this.cancel(reason);
       },
-      // Zero: the model computes the next token only when the requester asks for it.
+      // Zero: the model computes the next token only when the requester asks for it (or when a
+      // slow reader's job runs on into memory, see `setContended`).
     }, { highWaterMark: 0 });
     return {
       kind: "text",
@@ -172,7 +211,10 @@ export class TextJobRun {
       promptTokens,
       tokens,
       done: this.#done.promise,
-      cancel: () => this.cancel(),
+      cancel: () => {
+        this.#drop(new JobCancelledError(this.#o.jobId));
+        this.cancel();
+      },
     };
   }
 
@@ -212,15 +254,173 @@ export class TextJobRun {
       return;
     }
     this.#started.resolve(source.getReader());
+    this.#armGrace();
   }
 
   /** Cancel the job (queued or running). Idempotent. */
   cancel(reason?: unknown): void {
     if (this.#ended) return;
-    this.#abort.abort(reason ?? new JobCancelledError(this.#o.jobId));
+    const cancelled = new JobCancelledError(this.#o.jobId);
+    this.#end(reason ?? cancelled, cancelled);
+    this.#finish("cancelled");
+  }
+
+  /**
+   * Stop the computation with `reason`, dropping what was read ahead of the reader, whose
+   * stream fails with `streamError`.
+   */
+  #end(reason: unknown, streamError: unknown): void {
+    this.#abort.abort(reason);
+    this.#drop(streamError);
     this.#started.promise.then((reader) => reader?.cancel(reason).catch(() => {}));
     this.#started.resolve(undefined);
-    this.#finish("cancelled");
+  }
+
+  /** The next delivery: one read ahead of the reader, else one read now. */
+  async #next(): Promise<Delivery> {
+    while (this.#ahead) await this.#ahead;
+    if (this.#dropped !== undefined) return { end: "error", error: this.#dropped };
+    const unread = this.#unread.shift();
+    if (unread) {
+      if ("token" in unread) this.#o.unreadBudget?.release(unread.bytes);
+      return unread;
+    }
+    const reader = await this.#started.promise;
+    if (!reader) { // failed to start, or cancelled before it started
+      return { end: "error", error: this.#startError ?? new JobCancelledError(this.#o.jobId) };
+    }
+    return await this.#read(reader);
+  }
+
+  /** Read the model's next chunk for the requester, ending the job on its last. */
+  async #read(reader: ReadableStreamDefaultReader<TokenChunk>): Promise<Delivery> {
+    let result: ReadableStreamReadResult<TokenChunk>;
+    try {
+      result = await reader.read();
+      // Replayed positions of a resumed job: evidence for the prover, not news to the
+      // requester, who has these tokens already.
+      while (!result.done && result.value.index < this.#resumeFrom) {
+        this.#proverController?.enqueue(result.value);
+        result = await reader.read();
+      }
+    } catch (error) {
+      this.#sourceEnded = true;
+      this.#finish(this.#abort.signal.aborted ? "cancelled" : "error", error);
+      return { end: "error", error };
+    }
+    if (this.#abort.signal.aborted) {
+      // Cancelled while the step ran (by handle.cancel, the runner stopping, or this stream's
+      // own cancel, where erroring is a no-op): drop the step's token.
+      return { end: "error", error: this.#dropped ?? new JobCancelledError(this.#o.jobId) };
+    }
+    if (result.done) {
+      // Reached only when the model ended without marking a last chunk (maxTokens 0).
+      this.#sourceEnded = true;
+      this.#finish("length");
+      return { end: "close" };
+    }
+    this.#onChunk(result.value);
+    const last = result.value.finishReason !== undefined;
+    if (last) {
+      this.#sourceEnded = true;
+      this.#finish(result.value.finishReason!);
+    }
+    return { token: streamedToken(result.value), last, bytes: 0 };
+  }
+
+  /**
+   * Start the grace of a reader that reads nothing while others wait for a seat; when it runs
+   * out, the job reads ahead into memory ({@link #spill}). A timer, not a clock reading: any
+   * read by the requester clears it and the next idle stretch starts a fresh one.
+   */
+  #armGrace(): void {
+    if (
+      !this.#contended || this.#asking || this.#spilling || this.#sourceEnded || this.#ended ||
+      this.#graceTimer !== undefined || this.#budgetTimer !== undefined ||
+      this.#o.unreadBudget === undefined || Number.isNaN(this.#startedAt)
+    ) return;
+    this.#graceTimer = this.#timers.setTimeout(() => {
+      this.#graceTimer = undefined;
+      void this.#spill();
+    }, SLOW_READER_GRACE_MS);
+  }
+
+  /** Stop reading ahead (the reader asks again, or nobody waits any more) and every grace. */
+  #stopSpilling(): void {
+    this.#spilling = false;
+    if (this.#graceTimer !== undefined) this.#timers.clearTimeout(this.#graceTimer);
+    if (this.#budgetTimer !== undefined) this.#timers.clearTimeout(this.#budgetTimer);
+    this.#graceTimer = this.#budgetTimer = undefined;
+  }
+
+  /**
+   * Read ahead of a slow reader into {@link #unread} at the model's pace, each token counted
+   * against the node's budget, until the stream ends (the job ends and frees its seat), the
+   * reader asks again, nobody waits any more, or the budget is full: then the job waits for its
+   * reader as before, holding its seat, and is cancelled with {@link SlowReaderError} if that
+   * lasts {@link SLOW_READER_CANCEL_GRACE_MS} while others still wait.
+   */
+  async #spill(): Promise<void> {
+    const budget = this.#o.unreadBudget;
+    if (!budget || !this.#contended || this.#asking || this.#ended || this.#spilling) return;
+    const reader = await this.#started.promise;
+    // Asked again (or ended) meanwhile: that pull reads the model itself, never beside a read ahead.
+    if (!reader || !this.#contended || this.#asking || this.#ended || this.#spilling) return;
+    this.#spilling = true;
+    const reserve = reservedTokenBytes(this.#o.topLogprobs ?? 0);
+    while (this.#spilling && !this.#sourceEnded && this.#dropped === undefined) {
+      if (!budget.reserve(reserve)) {
+        this.#spilling = false;
+        this.#budgetTimer = this.#timers.setTimeout(() => {
+          this.#budgetTimer = undefined;
+          this.#overBudget();
+        }, SLOW_READER_CANCEL_GRACE_MS);
+        return;
+      }
+      const ahead = Promise.withResolvers<void>();
+      this.#ahead = ahead.promise;
+      let delivery: Delivery;
+      try {
+        delivery = await this.#read(reader);
+      } finally {
+        this.#ahead = undefined;
+        ahead.resolve();
+      }
+      const bytes = "token" in delivery ? tokenBytes(delivery.token) : 0;
+      if (this.#dropped !== undefined) { // cancelled meanwhile: nobody will read it
+        budget.release(reserve);
+        return;
+      }
+      budget.settle(reserve, bytes);
+      if ("token" in delivery) delivery.bytes = bytes;
+      this.#unread.push(delivery);
+      if ("end" in delivery) this.#sourceEnded = true;
+    }
+    this.#spilling = false;
+  }
+
+  /** The budget was full a whole grace: read ahead if it has room now, else give the seat up. */
+  #overBudget(): void {
+    if (!this.#contended || this.#asking || this.#ended) return;
+    const budget = this.#o.unreadBudget!;
+    const reserve = reservedTokenBytes(this.#o.topLogprobs ?? 0);
+    if (budget.reserve(reserve)) {
+      budget.release(reserve);
+      void this.#spill();
+      return;
+    }
+    const error = new SlowReaderError(this.#o.jobId);
+    this.#end(error, error);
+    this.#finish("error", error, "cancelled");
+  }
+
+  /** Drop the tokens read ahead (nobody will read them), giving their bytes back. */
+  #drop(reason: unknown): void {
+    this.#stopSpilling();
+    this.#dropped ??= reason;
+    for (const unread of this.#unread.splice(0)) {
+      if ("token" in unread) this.#o.unreadBudget?.release(unread.bytes);
+    }
   }
 
   #tellRunnerEnded(): void {
@@ -234,18 +434,23 @@ export class TextJobRun {
     this.#proverController?.enqueue(chunk);
   }
 
-  #finish(reason: FinishReason, error?: unknown): void {
+  /**
+   * End the job: close or fail the prover's branch, free the slot, settle `done`. `outcome`
+   * overrides the one the reason implies: a job cut for a slow reader ends with its error for
+   * the requester and is counted cancelled (the node stopped it; the model did not fail).
+   */
+  #finish(reason: FinishReason, error?: unknown, outcome?: JobOutcome): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#stopSpilling();
     const end = this.#o.now();
     if (this.#proverController) {
       if (reason === "stop" || reason === "length") this.#proverController.close();
       else this.#proverController.error(error ?? new JobCancelledError(this.#o.jobId));
     }
-    this.#o.onEnd(
-      reason === "cancelled" ? "cancelled" : reason === "error" ? "failed" : "finished",
-      this.#tokens,
-    );
+    const ended: JobOutcome = outcome ??
+      (reason === "cancelled" ? "cancelled" : reason === "error" ? "failed" : "finished");
+    this.#o.onEnd(ended, this.#tokens);
     this.#tellRunnerEnded();
     const { submittedAt } = this.#o;
     const started = Number.isNaN(this.#startedAt) ? end : this.#startedAt;
@@ -262,7 +467,7 @@ export class TextJobRun {
       },
     };
     if (error !== undefined) summary.error = errorInfo(error);
-    if (!this.#proverResult || reason === "cancelled") {
+    if (!this.#proverResult || ended === "cancelled") {
       this.#done.resolve(summary);
       return;
     }

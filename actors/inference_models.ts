@@ -24,6 +24,12 @@ export interface GenerativeModel {
    */
   readonly batchCapacity?: number;
   /**
+   * Hear that `batchCapacity` may have changed (`TextModel.onCapacityChange`: a model worker
+   * crashed, came back or was given up on); returns the function that stops it. The actor then
+   * starts queued jobs on seats that came back. Absent: the seats change only when read again.
+   */
+  onCapacityChange?(listener: () => void): () => void;
+  /**
    * Pull-based token stream; stops within one step when `signal` aborts or it is cancelled.
    * With `topLogprobs` > 0 each chunk lists that many of the most likely tokens
    * (`TokenChunk.topLogprobs`); a model that cannot list them leaves the field unset.

@@ -9,8 +9,8 @@
  * on N cores at once; more jobs than workers share them step by step.
  *
  * A generation is pinned to one worker for its whole life (its KV cache lives there), placed on
- * the worker with the fewest open sequences. Tensor `run`s go to the worker with the least work
- * queued.
+ * a worker with a free batch seat, the one with the fewest open sequences ({@link
+ * ModelWorkerPool.seatFor}). Tensor `run`s go to the worker with the least work queued.
  *
  * **Lanes.** A validator's teacher-forced `forward` pass over a whole job costs as much as
  * dozens of generation steps; queued in a generation worker, it would hold up every step behind
@@ -57,8 +57,10 @@ import type {
   ModelWorkerRestartPolicy,
 } from "./model_health.ts";
 import { RemoteSequence, WorkerSlot } from "./_worker_slot.ts";
+import { batchSeats } from "./_pool_sizing.ts";
 
 export {
+  batchSeats,
   DEFAULT_MAX_MODEL_WORKERS,
   type PoolSizing,
   poolSizing,
@@ -160,6 +162,8 @@ export class ModelWorkerPool {
   #disposing: Promise<void> | undefined;
   /** How long the first loads took (ms): the yardstick of a replacement's. */
   #loadMs = 0;
+  /** Sequences each generation worker's batcher computes together (`batchSeats`), once loaded. */
+  #seats = 1;
   #stallTimer: ReturnType<typeof setInterval> | undefined;
   /** Workers terminated as hung: threads that may still hold a core (see `#checkStalls`). */
   #abandoned = 0;
@@ -215,6 +219,7 @@ export class ModelWorkerPool {
       const began = pool.#now();
       const loads = await Promise.all(pool.#slots.map((slot) => pool.#load(slot)));
       pool.#loadMs = pool.#now() - began;
+      pool.#seats = batchSeats(loads[0].inputNames, options.session.maxBatch);
       // No adapter here (the workers fell back to CPU): the device is free for another pool.
       if (webgpuHolder === pool && !loads.some((l) => l.executionProvider === "webgpu")) {
         webgpuHolder = undefined;
@@ -231,14 +236,46 @@ export class ModelWorkerPool {
     return this.#slots.length;
   }
 
-  /** A new sequence on the generation worker with the fewest open sequences (ties: the first). */
+  /** A new sequence, on the generation worker {@link seatFor} gives. */
   openSequence(): RemoteSequence {
+    return new RemoteSequence(this, this.seatFor(), this.#nextSeq++);
+  }
+
+  /**
+   * The generation worker a new sequence goes to: one with a free batch seat before a full one,
+   * a running one before one being restarted, then the fewest open sequences (ties: the fewest
+   * requests queued, then the first).
+   *
+   * Seats first: a sequence placed past its worker's seats has its prompt read and its first
+   * token sent, then stands still until a sequence there ends (a seat stays with the sequence
+   * holding it, for the whole generation), while the others' worker may have had room. So while
+   * a worker restarts and the running ones are full, a new sequence waits for the replacement
+   * (its first step goes out once the worker runs: a backoff and a load), and the replacement is
+   * not left idle beside an overfull survivor. The job queue keeps it from coming to that: a
+   * restarting worker's seats are not in `TextModel.batchCapacity`, so jobs beyond the running
+   * seats wait there, told their place, and start as soon as the worker is back. Among workers
+   * with room a running one comes first, so no sequence waits for a restart while a seat is free
+   * now. Once the worker is back, the fewest open sequences send new ones to it.
+   */
+  seatFor(): WorkerSlot {
     this.#checkUsable();
-    const slot = this.#pick(
-      "generation",
-      (s) => s.sequences * (1 + this.#slots.length) + s.pending.size,
-    );
-    return new RemoteSequence(this, slot, this.#nextSeq++);
+    let best: WorkerSlot | undefined;
+    let bestKey: number[] = [];
+    for (const slot of this.#slots) {
+      if (slot.lane !== "generation" || slot.failure) continue;
+      const key = [
+        slot.placed >= this.#seats ? 1 : 0,
+        slot.state === "running" ? 0 : 1,
+        slot.placed,
+        slot.pending.size,
+      ];
+      if (best === undefined || before(key, bestKey)) {
+        best = slot;
+        bestKey = key;
+      }
+    }
+    // `#checkUsable` found a generation worker not given up on.
+    return best!;
   }
 
   /**
@@ -593,4 +630,10 @@ export class ModelWorkerPool {
     }
     return best;
   }
+}
+
+/** Whether `a` orders strictly before `b`, element by element (same lengths). */
+function before(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
+  return false;
 }

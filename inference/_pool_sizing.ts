@@ -1,8 +1,9 @@
 /**
  * How big a worker pool is, and how its sessions are threaded: {@link poolSizing} turns the
  * worker-mode options (`workerCount`, `validationWorkers`, `intraOpThreads`, the execution
- * provider) into the pool's size and each lane's session options, and {@link webgpuPoolClamp}
- * says, for the log, what it changed of a pool asked for on WebGPU.
+ * provider) into the pool's size and each lane's session options, {@link webgpuPoolClamp}
+ * says, for the log, what it changed of a pool asked for on WebGPU, and {@link batchSeats} how
+ * many generations each batcher computes together.
  *
  * Used by `text_model.ts`, `tensor_model.ts` and `_text_engine.ts` before they start a
  * `ModelWorkerPool`, and by the node's model setup (`node/_node_models.ts`) for the log line;
@@ -12,6 +13,7 @@
  * @module
  */
 import { cudaProviderInstalled, type SessionOptions } from "./_session.ts";
+import { DEFAULT_MAX_BATCH } from "./_batch_decoder.ts";
 
 /**
  * Most workers a pool starts by default. Every worker holds a whole session (the model's weights
@@ -92,4 +94,16 @@ export function webgpuPoolClamp(options: PoolSizing | undefined): string | undef
     validation > 0 ? ", and the validator's forward passes share it" : ""
   } (asked: ${workers} worker(s), ${validation} validation worker(s)): onnxruntime has one ` +
     `WebGPU device per process, and sessions run on it from two threads at once crash`;
+}
+
+/**
+ * The generations one batcher (`BatchedDecoder`, in-thread or in each model worker) computes
+ * together for a graph with these inputs: `maxBatch` (default `DEFAULT_MAX_BATCH`), or 1 for a
+ * graph without `attention_mask` and `position_ids`, whose rows cannot be told apart in one
+ * execution (`DecoderSession.canBatch`, which the batcher reads). One rule for the model's
+ * `batchCapacity` and the pool's placement, so both count the seats the batchers have.
+ */
+export function batchSeats(inputNames: readonly string[], maxBatch: number | undefined): number {
+  const canBatch = inputNames.includes("attention_mask") && inputNames.includes("position_ids");
+  return canBatch ? maxBatch ?? DEFAULT_MAX_BATCH : 1;
 }

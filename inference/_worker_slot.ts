@@ -37,6 +37,11 @@ export class WorkerSlot {
   readonly pending = new Map<number, PendingCall>();
   /** Sequences placed here (in this incarnation) and not yet closed. */
   sequences = 0;
+  /**
+   * Sequences placed here while it restarts, waiting for the replacement (not yet in
+   * `sequences`): they take seats as surely as the running ones, so placement counts them.
+   */
+  awaiting = 0;
   /** Restarts after crashes. */
   restarts = 0;
   lastError: string | undefined;
@@ -82,19 +87,27 @@ export class WorkerSlot {
   get load(): number {
     return this.pending.size + this.sequences;
   }
+
+  /** Open sequences placed here: those its worker holds and those waiting for its replacement. */
+  get placed(): number {
+    return this.sequences + this.awaiting;
+  }
 }
 
 /**
  * A generation's KV cache in one worker of a pool. It belongs to the incarnation of the worker
  * its first step is posted to: one opened while its worker restarts waits for a replacement that
- * runs (a replacement that dies while loading does not take it along), and fails only if the
- * worker that holds its cache dies.
+ * runs (a replacement that dies while loading does not take it along; a worker the pool gives up
+ * on hands it to another worker, since no cache was lost), and fails only if the worker that
+ * holds its cache dies.
  */
 export class RemoteSequence {
   #pool: ModelWorkerPool;
   #slot: WorkerSlot;
   /** The incarnation holding the cache; undefined until the first step is posted. */
   #incarnation: number | undefined;
+  /** Whether it is counted in its slot's `awaiting` (placed while the worker restarts). */
+  #awaiting = false;
   #seq: number;
   #open = true;
 
@@ -107,12 +120,29 @@ export class RemoteSequence {
     this.#pool = pool;
     this.#slot = slot;
     this.#seq = seq;
+    this.#place(slot);
+  }
+
+  /** Pin it to `slot`: bound at once to a running worker, else waiting for its replacement. */
+  #place(slot: WorkerSlot): void {
+    this.#slot = slot;
     if (slot.state === "running") this.#bind();
+    else {
+      this.#awaiting = true;
+      slot.awaiting++;
+    }
   }
 
   #bind(): void {
+    this.#stopAwaiting();
     this.#incarnation = this.#slot.incarnation;
     this.#slot.sequences++;
+  }
+
+  #stopAwaiting(): void {
+    if (!this.#awaiting) return;
+    this.#awaiting = false;
+    this.#slot.awaiting--;
   }
 
   /** Which worker of the pool holds the cache (0-based). */
@@ -136,7 +166,16 @@ export class RemoteSequence {
       // Opened while its worker restarts: bound to the first replacement that runs. `ready`
       // settles once one does (or the pool gives up or is disposed: then it rejects).
       if (this.#slot.state !== "running") {
-        return this.#slot.ready.then(() => this.step(tokens, sampling, topLogprobs, ahead));
+        const again = () => this.step(tokens, sampling, topLogprobs, ahead);
+        return this.#slot.ready.then(again, (error) => {
+          // Given up on before it held this sequence's cache: nothing is lost, so a worker
+          // still serving takes it (placed as a new one is), instead of failing a job that
+          // another worker can run. Disposed, or no worker left: the pool's error.
+          if (!this.#open || this.#slot.state !== "failed") throw error;
+          this.#stopAwaiting();
+          this.#place(this.#pool.seatFor());
+          return again();
+        });
       }
       this.#bind();
     }
@@ -156,6 +195,7 @@ export class RemoteSequence {
   close(): void {
     if (!this.#open) return;
     this.#open = false;
+    this.#stopAwaiting();
     // Never reached a worker (a step still waiting for a replacement sees it closed), or died
     // with the one it reached: nothing to free. Else that worker runs (a death changes the
     // incarnation), and `drop` follows the steps already posted to it.

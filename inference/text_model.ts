@@ -47,10 +47,10 @@ import { join } from "node:path";
 import type { GenerationParams } from "../protocols/job.ts";
 import type { Fingerprint } from "../proof/fingerprint.ts";
 import type { DecoderShape } from "./_decoder_session.ts";
-import { type BatchStats, DEFAULT_MAX_BATCH } from "./_batch_decoder.ts";
+import type { BatchStats } from "./_batch_decoder.ts";
 
 export type { BatchStats } from "./_batch_decoder.ts";
-import { poolSizing } from "./_model_worker_pool.ts";
+import { batchSeats, poolSizing } from "./_model_worker_pool.ts";
 import type { ModelHealth, ModelWorkerEvent, ModelWorkerRestartPolicy } from "./model_health.ts";
 import type { ExecutionProvider, SessionOptions } from "./_session.ts";
 import {
@@ -295,6 +295,8 @@ export class TextModel implements AsyncDisposable {
   #config: ModelConfig;
   #runs = 0;
   #disposing: Promise<void> | undefined;
+  /** Who hears that `batchCapacity` may have changed ({@link onCapacityChange}). */
+  #capacityListeners: Set<() => void>;
   /** What `generate`'s streams read of this model (`_generation_stream.ts`). */
   readonly #streamModel: StreamModel;
 
@@ -304,8 +306,10 @@ export class TextModel implements AsyncDisposable {
     config: ModelConfig,
     info: ModelInfo,
     tokenizer: TextTokenizer,
+    capacityListeners: Set<() => void>,
   ) {
     this.#engine = engine;
+    this.#capacityListeners = capacityListeners;
     this.#workerCount = workerCount;
     this.#config = config;
     this.info = info;
@@ -367,8 +371,17 @@ export class TextModel implements AsyncDisposable {
       headDim: config.headDim,
       vocabSize: config.vocabSize,
     };
+    // A worker's crash, restart or give-up changes the seats (`batchCapacity`): the model's
+    // listeners ({@link onCapacityChange}) hear of each.
+    const capacityListeners = new Set<() => void>();
     const loaded: LoadedEngine = options?.worker
-      ? await workerEngine(bytes, shape, options)
+      ? await workerEngine(bytes, shape, {
+        ...options,
+        onWorkerEvent: (event) => {
+          options.onWorkerEvent?.(event);
+          callEach(capacityListeners);
+        },
+      })
       : await inThreadEngine(bytes, shape, options);
     const { engine, executionProvider, fallbackReason, inputNames } = loaded;
     try {
@@ -397,10 +410,9 @@ export class TextModel implements AsyncDisposable {
     const workerCount = options?.worker ? poolSizing(options).workerCount : 0;
     // The operator asked for a GPU and gets CPU: say so where they look first.
     if (fallbackReason !== undefined) console.warn(`model ${info.name}: ${fallbackReason}`);
-    const model = new TextModel(engine, workerCount, config, info, tokenizer);
+    const model = new TextModel(engine, workerCount, config, info, tokenizer, capacityListeners);
     // As the batcher decides (`BatchedDecoder`): rows only where the graph tells padding apart.
-    const canBatch = inputNames.includes("attention_mask") && inputNames.includes("position_ids");
-    model.#maxBatch = canBatch ? options?.maxBatch ?? DEFAULT_MAX_BATCH : 1;
+    model.#maxBatch = batchSeats(inputNames, options?.maxBatch);
     return model;
   }
 
@@ -410,19 +422,45 @@ export class TextModel implements AsyncDisposable {
   }
 
   /**
-   * Generations computed together: the batch size (`maxBatch`) times the generation workers,
-   * each of which batches its own generations. Jobs beyond it wait for a seat. A worker the
-   * pool has given up on seats nobody (every generation goes to the others), so it is not
-   * counted: else the InferenceActor would start jobs that wait inside a surviving worker's
-   * batch, past their first token, for another job to end, instead of in its queue. A worker
-   * being restarted still counts: it is back within its backoff.
+   * Generations computed together now: the batch size (`maxBatch`) times the running generation
+   * workers, each of which batches its own generations. Jobs beyond it wait for a seat. Read it
+   * when a job may start, not once: it changes as workers crash, come back or are given up on,
+   * and {@link onCapacityChange} says when.
+   *
+   * Only running workers count. A worker the pool has given up on seats nobody. One being
+   * restarted seats nobody until it is back (a backoff and a model load, longer if its
+   * replacement dies too), and counting it made the InferenceActor start jobs that the pool
+   * could only put on the surviving workers past their seats: each had its prompt read and its
+   * first token sent, then stood still for another job's whole generation, and the replacement
+   * idled beside them once back (a sequence stays on its worker). Left out, those jobs wait in
+   * the actor's queue, told their place, and start the moment the worker is back. With every
+   * generation worker restarting it is one worker's seats: jobs then wait for the first
+   * replacement, as there is nowhere else to run them.
    */
   get batchCapacity(): number {
     const workers = this.#workerCount === 0
       ? 1
-      : this.#engine.health().workers.filter((w) => w.lane === "generation" && w.state !== "failed")
-        .length;
+      : this.#engine.health().workers.filter((w) =>
+        w.lane === "generation" && w.state === "running"
+      ).length;
     return this.#maxBatch * Math.max(1, workers);
+  }
+
+  /**
+   * Call `listener` whenever {@link batchCapacity} may have changed: a model worker crashed, came
+   * back or was given up on (worker mode; never in-thread). A job queue that admits by seats
+   * reads the capacity again then, so jobs it holds while a worker restarts start when the worker
+   * is back, not when a running job next ends. Called synchronously from the pool's supervision:
+   * a listener should only schedule work (send a message), and one that throws is ignored.
+   *
+   * @param listener Called with no arguments.
+   * @returns A function that removes the listener (idempotent).
+   */
+  onCapacityChange(listener: () => void): () => void {
+    // Wrapped so one function subscribed twice is two subscriptions, each removed by its own.
+    const subscription = () => listener();
+    this.#capacityListeners.add(subscription);
+    return () => this.#capacityListeners.delete(subscription);
   }
 
   /**
@@ -548,6 +586,17 @@ export class TextModel implements AsyncDisposable {
     const vocab = this.#config.vocabSize;
     for (const t of tokens) {
       if (!Number.isSafeInteger(t) || t < 0 || t >= vocab) throw new InvalidTokenError(t, vocab);
+    }
+  }
+}
+
+/** Call every listener; one that throws stops neither the others nor the caller. */
+function callEach(listeners: Iterable<() => void>): void {
+  for (const listener of listeners) {
+    try {
+      listener();
+    } catch {
+      // The caller is the pool's supervision, which must go on whatever a listener does.
     }
   }
 }

@@ -92,6 +92,9 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   incomplete_body: 400,
   // The edge's own: the client's body was too slow. A port's is the upstream's (504, below).
   request_timeout: 408,
+  // A job cut because its client read nothing while others waited for its seat and the node's
+  // memory for unread tokens was full (`actors/_unread_token_budget.ts`): the client was too slow.
+  slow_reader: 408,
   context_length_exceeded: 400,
   empty_prompt: 400,
   invalid_generation_params: 400,

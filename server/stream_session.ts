@@ -6,7 +6,8 @@
  * within one step. Tokens are sent as they are produced; when the client reads slower than the
  * model writes, the socket's send buffer is allowed to hold {@link WS_HIGH_WATER_BYTES} before
  * the job stops pulling tokens, so a slow client slows its own jobs instead of growing the
- * node's memory. Every message the session sends, replies to bad frames included, goes through
+ * node's memory; while other jobs wait for a seat, its jobs do not hold theirs: they run on into
+ * the node's bounded memory for unread tokens (`actors/_unread_token_budget.ts`). Every message the session sends, replies to bad frames included, goes through
  * the same watch: a client whose buffer stays over that mark while it reads nothing for
  * `clientIdleTimeoutMs` is cut off (close 1008) and its jobs are cancelled, so it cannot hold
  * job slots forever; one that lets the buffer reach {@link WS_MAX_BUFFERED_BYTES} (it sends
