@@ -34,7 +34,8 @@
 //                       from; length 0 where it is not known or the stream is relayed: see
 //                       peer_address.mjs), then the bytes.
 // It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly; it
-// ignores SIGINT (a terminal's Ctrl-C, meant for the node, which then closes stdin).
+// ignores SIGINT and SIGHUP (a terminal's Ctrl-C or hangup, meant for the node, which then
+// closes stdin).
 import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
 import Hyperswarm from "hyperswarm";
@@ -590,3 +591,6 @@ process.on("SIGTERM", stop);
 // The node stops gracefully and closes our stdin when it is done with the swarm; dying here
 // first made it log a crash and start a new host (joining every topic again) mid-shutdown.
 process.on("SIGINT", () => {});
+// The same for a closed terminal or SSH session: the node drains on SIGHUP too
+// (node/stop_signals.ts), and the host died of it and was restarted mid-drain (review s72).
+process.on("SIGHUP", () => {});

@@ -388,9 +388,10 @@ Deno.test({
 
 const CHILD = fileURLToPath(new URL("./_swarm_sigint_child.ts", import.meta.url));
 
-Deno.test("swarm host: Ctrl-C (SIGINT to the process group) does not kill the host under a node that stops gracefully", async () => {
+/** Send `signal` to the process group of a node stand-in, as a terminal does; what it saw. */
+async function signalGroup(signal: "SIGINT" | "SIGHUP") {
   const child = new Deno.Command("setsid", {
-    args: [Deno.execPath(), "run", "-A", CHILD],
+    args: [Deno.execPath(), "run", "-A", CHILD, signal],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -401,8 +402,10 @@ Deno.test("swarm host: Ctrl-C (SIGINT to the process group) does not kill the ho
     if (done) break;
     out += value;
   }
-  // The terminal's Ctrl-C: SIGINT to every process of the foreground group.
-  const kill = await new Deno.Command("kill", { args: ["-INT", "--", `-${child.pid}`] }).output();
+  // The terminal's Ctrl-C, or its hangup: the signal to every process of the group.
+  const kill = await new Deno.Command("kill", {
+    args: [`-${signal.slice(3)}`, "--", `-${child.pid}`],
+  }).output();
   assert.equal(kill.code, 0);
   for (;;) {
     const { value, done } = await reader.read();
@@ -410,7 +413,11 @@ Deno.test("swarm host: Ctrl-C (SIGINT to the process group) does not kill the ho
     out += value;
   }
   await child.status;
-  const result = JSON.parse(out.trim().split("\n").at(-1)!);
+  return JSON.parse(out.trim().split("\n").at(-1)!);
+}
+
+Deno.test("swarm host: Ctrl-C (SIGINT to the process group) does not kill the host under a node that stops gracefully", async () => {
+  const result = await signalGroup("SIGINT");
   assert.deepEqual(
     {
       restarts: result.restarts,
@@ -419,6 +426,21 @@ Deno.test("swarm host: Ctrl-C (SIGINT to the process group) does not kill the ho
     },
     { restarts: 0, states: ["up"], samePid: true },
     "the host died of the SIGINT and was restarted during the node's graceful stop",
+  );
+});
+
+// A closed terminal or SSH session hangs the group up: the node drains on SIGHUP as on SIGTERM
+// (node/stop_signals.ts), and the host died of it and was restarted mid-drain (review s72).
+Deno.test("swarm host: a hangup (SIGHUP to the process group) does not kill the host under a node that stops gracefully", async () => {
+  const result = await signalGroup("SIGHUP");
+  assert.deepEqual(
+    {
+      restarts: result.restarts,
+      states: result.states,
+      samePid: result.pidAtClose === result.firstPid,
+    },
+    { restarts: 0, states: ["up"], samePid: true },
+    "the host died of the SIGHUP and was restarted during the node's graceful stop",
   );
 });
 
