@@ -10,8 +10,10 @@
  *
  * A write that fails leaves the ledger refusing every later one (`ledger_poisoned`: the log may
  * hold a torn entry) until it is reopened from disk: the same failure, by its cause, so it is not
- * logged again. Where the failure is not swallowed (a challenge's ending, a settlement), the
- * actor crashes and its supervisor reopens the ledger; where it is (the receipt intake, peers'
+ * logged again. A write whose entry reached the log before the history index failed (a full disk
+ * between the two) fails `ledger_index_failed`: its entry is recorded and counts once, so the
+ * condition never says "nothing is recorded" (review s72); its cause (`disk_full`) is the fault's.
+ * Where the failure is not swallowed (a challenge's ending, a settlement), the actor crashes and its supervisor reopens the ledger; where it is (the receipt intake, peers'
  * verdicts), the failure arms the actor's reopen (`_ledger_reopen.ts`: from disk, on a timer
  * with backoff, by a self-message), and the condition holds until a write succeeds after it.
  *
@@ -28,6 +30,9 @@ import {
 import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
 import { LEDGER_REOPEN_FIRST_MS, LEDGER_REOPEN_MAX_MS } from "./_ledger_reopen.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
+
+/** Codes of ledger errors that wrap the failure that caused them (`causeOf`). */
+const WRAPPING_CODES: ReadonlySet<string> = new Set(["ledger_poisoned", "ledger_index_failed"]);
 
 /** Whether `error` is the ledger's refusal of what it was handed (not a failure to write). */
 export function isLedgerRefusal(error: unknown): boolean {
@@ -65,9 +70,13 @@ export function ledgerWriteFailed(core: ValidatorCore, error: unknown): void {
   const reason = cause instanceof Error ? cause.message : String(cause);
   core.stats.ledgerWriteFault = {
     cause: code,
+    // Said as it is: the write that failed may have recorded its entry (it reached the log, then
+    // the history index failed: `ledger_index_failed`), the ones refused after it did not.
     message: `the ledger in ${dir} could not write (${code}: ${reason}): receipts are refused ` +
-      `${LEDGER_WRITE_FAILED} and nothing is recorded; after a failed write the ledger takes ` +
-      `none until it is reopened from disk, which it tries by itself every ` +
+      `${LEDGER_WRITE_FAILED}; the write that failed may still be recorded (an entry that ` +
+      `reached the log before the failure counts, once), the ones refused after it are not; ` +
+      `after a failed write the ledger takes none until it is reopened from disk, which it ` +
+      `tries by itself every ` +
       `${seconds(LEDGER_REOPEN_FIRST_MS)} to ${seconds(LEDGER_REOPEN_MAX_MS)} (doubling): ` +
       `check the disk (space, permissions, the mount); once a write succeeds, one line says so`,
     since: held?.since ?? core.now(),
@@ -97,9 +106,12 @@ function seconds(ms: number): string {
   return `${ms / 1_000} s`;
 }
 
-/** What made the write fail: a poisoned ledger's refusal names the first failure as its cause. */
+/**
+ * What made the write fail: a poisoned ledger's refusal names the first failure as its cause, and
+ * so does an entry recorded whose index failed (`ledger_index_failed`): one fault, one cause.
+ */
 function causeOf(error: unknown): unknown {
-  if (error instanceof LedgerError && error.code === "ledger_poisoned" && error.cause) {
+  if (error instanceof LedgerError && WRAPPING_CODES.has(error.code) && error.cause) {
     return error.cause;
   }
   return error;

@@ -3,9 +3,11 @@
  * crash, a bad disk or two writers damaged.
  *
  * `verify` only reads, so it runs beside the node that owns the directory. `repair` rewrites the
- * log, so it takes the data directory's lock first and is refused while a node runs there. Exit
- * codes: 0 the ledger verifies (or was repaired), 1 it does not (or the directory is in use, or
- * has no ledger), 2 a usage error.
+ * log, so it takes the data directory's lock first and is refused while a node runs there. A
+ * ledger a newer version wrote (an entry of a kind this one does not know) is reported by both
+ * and repaired by neither: it is not damage (`ledger_newer_format`). Exit codes: 0 the ledger
+ * verifies (or was repaired), 1 it does not (or the directory is in use, or has no ledger, or a
+ * newer version wrote it), 2 a usage error.
  *
  * @module
  */
@@ -164,6 +166,15 @@ function describe(report: LedgerVerifyReport, dataDir: string): string[] {
       `${report.tornBytes} bytes at the end are not a whole entry: an append in progress, or ` +
         `one a crash cut (never acknowledged; the next open cuts it)`,
     );
+  }
+  if (report.damage?.code === "ledger_newer_format") {
+    // Not damage: a repair would cut a newer version's entries, so none is suggested.
+    lines.push(
+      `newer format [ledger_newer_format]: ${report.damage.reason}`,
+      `${report.framesAfterDamage} whole entries follow it, not checked by this version`,
+      `not ok: this version cannot check the rest; run the newer version that wrote the ledger`,
+    );
+    return lines;
   }
   if (report.damage !== undefined) {
     lines.push(

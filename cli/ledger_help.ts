@@ -22,6 +22,9 @@ Examples:
   deno run -A cli.ts ledger verify --data .veriflow
   deno run -A cli.ts ledger repair --data .veriflow   # with the node stopped
 
+A ledger written by a newer version of Veriflow (an entry of a kind this one does not know) is
+refused by both (ledger_newer_format): it is not damage; run the version that wrote it.
+
 Exit codes: 0 the ledger verifies (or was repaired) · 1 it does not, or there is no ledger in
-DIR, or (repair) a node runs on DIR, or its identity.key is missing or damaged (the line says
-which) · 2 bad flags or action.`;
+DIR, or a newer version wrote it, or (repair) a node runs on DIR, or its identity.key is missing
+or damaged (the line says which) · 2 bad flags or action.`;

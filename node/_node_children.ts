@@ -69,6 +69,8 @@ export interface NodeChildrenInputs {
   peerChanges: PeerChanges;
   /** Reads a job's stored input from this node's storage (none without the storage role). */
   readInput?: JobInputReader;
+  /** Start-up's signal: it stops the ledger's rebuild of its history index (Ctrl-C at start). */
+  signal?: AbortSignal;
 }
 
 /** The supervisor's children for the node's configuration, in start order. */
@@ -147,7 +149,9 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
         new ValidatorActor({
           identity,
           ledgerDir: join(config.dataDir, "ledger"),
-          ledger: { checkpointEvery: config.ledger.checkpointEvery },
+          // The ledger says a rebuild of its history index (minutes on a long ledger, after an
+          // upgrade) and its progress, and Ctrl-C at start-up stops it (review s72).
+          ledger: { checkpointEvery: config.ledger.checkpointEvery, log, signal: inputs.signal },
           // `has` answers the intake's "can this ledger check it" from the registry, loading
           // nothing: a receipt on a model not registered here earns no credit here.
           models: {

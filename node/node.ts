@@ -471,6 +471,7 @@ async function startSteps(
       ownerKey,
       peerChanges,
       readInput,
+      signal: options.signal,
     }),
   });
   step();

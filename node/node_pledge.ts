@@ -108,7 +108,7 @@ export async function loadOrCreatePledge(
     log(`stake: this node's pledge taken back from ${ownPath}`);
     return keptPledge(aside, amount, log);
   }
-  if (await stakedBefore(dataDir, identity)) throw new PledgeMissingError(path);
+  if (await stakedBefore(dataDir, identity, log)) throw new PledgeMissingError(path);
   if (kept !== undefined) log(`stake: pledging anew for this node's key`);
   const pledge = signStakePledge(identity, amount, now());
   await writeFileDurably(path, encodeCanonical(pledge));
@@ -166,14 +166,20 @@ async function readPledge(path: string): Promise<StakePledge | undefined> {
  * no checkpoint; one kept by another key is refused here (`LedgerOwnerMismatchError`), before a
  * pledge is signed for a key that never ran on it.
  */
-async function stakedBefore(dataDir: string, identity: Identity): Promise<boolean> {
+async function stakedBefore(
+  dataDir: string,
+  identity: Identity,
+  log: (line: string) => void,
+): Promise<boolean> {
   const dir = join(dataDir, "ledger");
   const size = await Deno.stat(join(dir, LOG_FILE)).then((info) => info.size, (error) => {
     if (error instanceof Deno.errors.NotFound) return 0;
     throw error;
   });
   if (size === 0) return false;
-  const ledger = await Ledger.open(dir, identity, { checkpointEvery: 0 });
+  // The first open after an upgrade may rebuild the history index here (minutes on a long
+  // ledger): it says so in the node's log.
+  const ledger = await Ledger.open(dir, identity, { checkpointEvery: 0, log });
   try {
     return ledger.hasStaked(identity.publicKey);
   } finally {

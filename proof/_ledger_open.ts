@@ -1,10 +1,13 @@
 /**
  * Opening a ledger's directory: what `Ledger.open` (`ledger.ts`) does before it builds the
  * ledger and after. {@link openLedgerFiles} makes the directory, removes the temporary files a
- * crash left, opens the log and the history index (one SQLite cannot read, or finds damaged
+ * crash left, opens the log and the history index (one SQLite says is damaged, or finds damaged
  * while recovery reads it, is deleted and built anew from the log, once) and recovers the
  * working state (`ledger_recovery.ts`); {@link syncOpenedDirectories} makes the names of the
- * files and of the directories this open created durable. Not part of the public API.
+ * files and of the directories this open created durable. A full disk deletes nothing and is
+ * refused as `LedgerDiskFullError` (`disk_full`, naming the directory): only an index SQLite says
+ * is damaged is deleted (review s72: a full disk cost a node its index). Not part of the public
+ * API.
  *
  * @module
  */
@@ -12,10 +15,11 @@ import { dirname, join, resolve } from "node:path";
 import type { Identity } from "../protocols/identity.ts";
 import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import { INDEX_FILE, LedgerIndex } from "./ledger_index.ts";
-import { type RecoveredLedger, recoverLedger } from "./ledger_recovery.ts";
+import { type RecoveredLedger, recoverLedger, type RecoveryWatch } from "./ledger_recovery.ts";
 import { CHECKPOINT_FILE } from "./ledger_checkpoint.ts";
 import { removeTemporaries, syncDirectory } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
+import { isIndexDamaged, isIndexFault, ledgerOpenError } from "./_ledger_disk_faults.ts";
 
 /** What {@link openLedgerFiles} opened: the ledger is built from it. */
 export interface OpenedLedgerFiles {
@@ -34,11 +38,12 @@ export interface OpenedLedgerFiles {
  * it (see `Ledger.open`). On failure, what it opened is closed again.
  *
  * @throws {LedgerTamperedError} naming the first entry that fails verification.
+ * @throws {LedgerDiskFullError} (`disk_full`) when the disk that holds `dir` is full.
  */
 export async function openLedgerFiles(
   dir: string,
   identity: Identity,
-  options: { now?: () => number },
+  options: { now?: () => number } & RecoveryWatch,
 ): Promise<OpenedLedgerFiles> {
   // The directories this open creates (the ledger's, and any missing above it): each one's
   // name lives in its parent, synced below.
@@ -58,14 +63,18 @@ export async function openLedgerFiles(
     const indexPath = join(dir, INDEX_FILE);
     index = await openIndex(indexPath);
     const recover = () =>
-      recoverLedger(dir, log, index!, identity.publicKey, options.now ?? Date.now);
+      recoverLedger(dir, log, index!, identity.publicKey, options.now ?? Date.now, {
+        log: options.log,
+        signal: options.signal,
+      });
     let recovered;
     try {
       recovered = await recover();
     } catch (error) {
-      if (!isIndexError(error)) throw error;
-      // The index is derived data, and SQLite found it damaged (a torn page, a bad sector):
-      // built anew from the log, once.
+      // A full disk or an I/O error is no damage: the index stays, for the next start.
+      if (!isIndexFault(error)) throw error;
+      // The index is derived data, and SQLite found it damaged (a torn page, a bad sector, rows
+      // that break its constraints): built anew from the log, once.
       closeQuietly(index);
       index = undefined;
       await removeIndex(indexPath);
@@ -76,7 +85,7 @@ export async function openLedgerFiles(
   } catch (e) {
     index?.close();
     log.close();
-    throw e;
+    throw await ledgerOpenError(e, dir);
   }
 }
 
@@ -93,11 +102,16 @@ export async function syncOpenedDirectories(dir: string, newDirs: string[]): Pro
   for (const d of new Set([resolve(dir), ...newDirs])) await syncDirectory(dirname(d));
 }
 
-/** Open the history index; one SQLite cannot read is deleted and built anew from the log. */
+/**
+ * Open the history index; one SQLite says is damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`) is
+ * deleted and built anew from the log. Any other failure (a full disk, a directory that cannot be
+ * written) says nothing against the file, so it is thrown with the file left as it is.
+ */
 async function openIndex(path: string): Promise<LedgerIndex> {
   try {
     return LedgerIndex.open(path);
-  } catch {
+  } catch (error) {
+    if (!isIndexDamaged(error)) throw error;
     await removeIndex(path);
     return LedgerIndex.open(path);
   }
@@ -108,11 +122,6 @@ async function removeIndex(path: string): Promise<void> {
   for (const suffix of ["", "-wal", "-shm"]) {
     await Deno.remove(`${path}${suffix}`).catch(() => {});
   }
-}
-
-/** Whether `error` is SQLite's (`node:sqlite`): from the history index, not from the log. */
-function isIndexError(error: unknown): boolean {
-  return error instanceof Error && (error as { code?: unknown }).code === "ERR_SQLITE_ERROR";
 }
 
 function closeQuietly(index: LedgerIndex): void {

@@ -4,6 +4,8 @@
  * it to the log (`fsync`'d before the call returns), applies it to the working state and the
  * history index, writes a signed checkpoint every `checkpointEvery` entries and on close, and is
  * poisoned by a write that fails (every later call fails until the ledger is reopened from disk).
+ * An entry whose append succeeded is recorded even when what follows it fails (the history
+ * index's commit on a full disk): that call is answered `ledger_index_failed`, which says so.
  * `ledger.ts` builds one in `Ledger.open` from what recovery found and routes every change
  * through it; the decisions themselves (`_ledger_receipts.ts`, `_ledger_training.ts`,
  * `_ledger_accusations.ts`, `_ledger_steering.ts`) run inside its turn. Not part of the public
@@ -27,6 +29,7 @@ import type { LedgerState } from "./ledger_state.ts";
 import { type LedgerIndex, positionAfter } from "./ledger_index.ts";
 import type { RecoveredLedger } from "./ledger_recovery.ts";
 import { type LedgerCheckpoint, signCheckpoint, writeCheckpoint } from "./ledger_checkpoint.ts";
+import { ledgerDiskError, LedgerIndexFailedError } from "./_ledger_disk_faults.ts";
 
 /** What a {@link LedgerWriter} writes to, and with what (all from `Ledger.open`). */
 export interface LedgerWriterOptions {
@@ -163,11 +166,20 @@ export class LedgerWriter {
       try {
         // Durable before acknowledged: an entry the caller saw succeed survives a crash.
         await this.#log.append(frame);
-        this.state.apply(entry);
-        this.#index.apply(entry, positionAfter(entry, offset, offset + frame.length, this.#owner));
       } catch (error) {
         this.#poisoned = error as Error;
         throw error;
+      }
+      try {
+        this.state.apply(entry);
+        this.#index.apply(entry, positionAfter(entry, offset, offset + frame.length, this.#owner));
+      } catch (error) {
+        // The entry is in the log, synced: it counts, now and after the reopen, which brings
+        // the index up to the log. Told as a plain failure, a caller that made the call again
+        // would count it twice; the review that found it saw a "rejected" deposit counted after
+        // the reopen (review s72). Poisoned all the same: later decisions read the index.
+        this.#poisoned = ledgerDiskError(error, this.#dir, false) as Error;
+        throw new LedgerIndexFailedError(entry.seq, kind, this.#poisoned);
       }
       this.#head = entryHash(entry);
       this.#seq = entry.seq + 1;

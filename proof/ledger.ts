@@ -151,6 +151,18 @@ export interface LedgerOptions {
    * {@link DEFAULT_CHECKPOINT_EVERY}. 0 writes none: every open verifies the whole log.
    */
   checkpointEvery?: number;
+  /**
+   * Where an open says what takes it long: a rebuild of the history index (an upgrade emptied
+   * it, or it was lost) or a replay of the whole log, with a line when it starts (why, how
+   * much), progress every few seconds of `now`, and one when it ends. Default: no lines.
+   */
+  log?: (line: string) => void;
+  /**
+   * Aborting it stops an open's rebuild or replay before its next entry (the open rejects with
+   * the signal's reason); what the history index took is kept, and the next open goes on from
+   * there. Default: the open runs to the end.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a caller proves when settling a fraud proof (see `proof/fraud_check.ts`). */
@@ -224,6 +236,8 @@ export class Ledger {
   readonly #tokenPrice: (model: string) => number;
   readonly #now: () => number;
   readonly #checkpointEvery: number;
+  /** What an open says of a long read, and what stops one (`LedgerOptions`). */
+  readonly #watch: { log?: (line: string) => void; signal?: AbortSignal };
   // The files, and the writer and state on them: set together by `#openFiles`, at the open and
   // again, whole, by `reopen` (see `#attach`).
   #log!: LedgerLog;
@@ -243,6 +257,7 @@ export class Ledger {
     this.#tokenPrice = options.tokenPrice ?? (() => this.#economics.defaultTokenPrice);
     this.#now = options.now ?? Date.now;
     this.#checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
+    this.#watch = { log: options.log, signal: options.signal };
   }
 
   /**
@@ -262,6 +277,9 @@ export class Ledger {
    * ```
    * @throws {LedgerTamperedError} naming the first entry that fails verification, and how to
    *   recover.
+   * @throws {LedgerNewerFormatError} naming an entry of a kind a newer version wrote (the ledger
+   *   is left as it is).
+   * @throws the reason of `options.signal` when it stops a rebuild of the history index.
    */
   static async open(dir: string, identity: Identity, options: LedgerOptions = {}): Promise<Ledger> {
     const ledger = new Ledger(dir, identity, options);
@@ -307,6 +325,7 @@ export class Ledger {
     const dir = this.#dir;
     const { log, index, recovered, newDirs } = await openLedgerFiles(dir, this.#identity, {
       now: this.#now,
+      ...this.#watch,
     });
     try {
       const writer = new LedgerWriter({

@@ -33,6 +33,36 @@ export class LedgerTamperedError extends LedgerError {
 }
 
 /**
+ * An entry of a kind this version does not know: a newer Veriflow wrote the ledger (rolled back
+ * after an upgrade). Not damage: the entry verifies, and skipping it would leave balances wrong
+ * (and a checkpoint signed over them), while `ledger repair` would cut the log there; the ledger
+ * is left as it is for the version that wrote it.
+ */
+export class LedgerNewerFormatError extends LedgerError {
+  /** Sequence number (position) of the first entry of an unknown kind. */
+  readonly seq: number;
+  /** That entry's kind. */
+  readonly kind: string;
+  /**
+   * Create the error.
+   * @param seq Position of the entry.
+   * @param kind Its kind, unknown here.
+   * @param dir The ledger directory, named in the message.
+   */
+  constructor(seq: number, kind: string, dir?: string) {
+    super(
+      "ledger_newer_format",
+      `ledger entry ${seq} has kind ${JSON.stringify(kind)}, which this version does not know: ` +
+        `a newer version of Veriflow wrote this ledger${dir === undefined ? "" : ` (${dir})`}; ` +
+        `run that version (or a later one). This version leaves the ledger as it is, and ` +
+        `\`ledger repair\` refuses it too: the entry is not damage`,
+    );
+    this.seq = seq;
+    this.kind = kind;
+  }
+}
+
+/**
  * What an operator does about a damaged ledger: the commands, with its data directory. What
  * repair keeps is said with its condition: those of the `seq` entries before the bad one that
  * verify from genesis, which an open does not check again (those before the checkpoint) and a log

@@ -20,6 +20,7 @@ import { toHex } from "../protocols/hash.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { entryHash, type LedgerEntry } from "./ledger_entry.ts";
 import type { ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
+import { LedgerNewerFormatError } from "./ledger_errors.ts";
 
 /**
  * The key under which the index remembers that receipt `receiptId` was a steering conviction's
@@ -225,6 +226,8 @@ export class LedgerIndex {
   readonly #db: DatabaseSync;
   readonly #q: Record<string, StatementSync>;
   #inBatch = false;
+  /** The format of the index `#upgrade` emptied, if it emptied one. */
+  #upgradedFrom?: number;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -347,9 +350,24 @@ export class LedgerIndex {
   #upgrade(): void {
     const raw = this.#q.meta.get("format") as { v: unknown } | undefined;
     if (raw?.v === INDEX_FORMAT) return;
+    // An index without a format and without rows is a new file, not an earlier version's.
+    if (raw !== undefined || this.hasRows()) {
+      this.#upgradedFrom = typeof raw?.v === "number" ? raw.v : 1;
+    }
     this.#db.exec(
       `BEGIN; DELETE FROM meta; ${FORGET_ROWS} INSERT INTO meta (k, v) VALUES ('format', ${INDEX_FORMAT}); COMMIT;`,
     );
+  }
+
+  /**
+   * The format of the index this open emptied because it was another version's (see
+   * {@link INDEX_FORMAT}; 1 for one that kept none), with the format it is rebuilt in: the reason
+   * an open rebuilds it from the log. Undefined when the index was of this format, or new.
+   */
+  get upgradedFrom(): { from: number; to: number } | undefined {
+    return this.#upgradedFrom === undefined
+      ? undefined
+      : { from: this.#upgradedFrom, to: INDEX_FORMAT };
   }
 
   /** Whether it holds anything but a position (rows of entries). */
@@ -377,7 +395,7 @@ export class LedgerIndex {
   /** Undo the transaction {@link LedgerIndex.begin} started (an apply in it failed). */
   rollback(): void {
     this.#inBatch = false;
-    this.#db.exec("ROLLBACK");
+    this.#rollbackIfOpen();
   }
 
   /**
@@ -391,8 +409,22 @@ export class LedgerIndex {
       this.#q.setMeta.run("position", JSON.stringify(at));
       if (!this.#inBatch) this.#db.exec("COMMIT");
     } catch (error) {
-      if (!this.#inBatch) this.#db.exec("ROLLBACK");
-      throw error;
+      if (!this.#inBatch) this.#rollbackIfOpen();
+      throw error; // the failure that matters, never the rollback's
+    }
+  }
+
+  /**
+   * `ROLLBACK` if a transaction is still open. SQLite ends it by itself on some failures
+   * (`SQLITE_FULL`, an I/O error), and a second `ROLLBACK` then throws "no transaction is active",
+   * which hid a full disk behind a message about rollbacks (review s72).
+   */
+  #rollbackIfOpen(): void {
+    if (!this.#db.isTransaction) return;
+    try {
+      this.#db.exec("ROLLBACK");
+    } catch {
+      // the caller throws the failure that made it roll back
     }
   }
 
@@ -576,6 +608,12 @@ export class LedgerIndex {
       case "stake":
       case "pledge_equivocation":
         return; // balances live in the working state (ledger_state.ts)
+      default: {
+        // As in `LedgerState.apply`: a kind without its case does not compile, and one a newer
+        // version wrote is refused, never skipped (the index would answer without it).
+        const unknown: never = entry.kind;
+        throw new LedgerNewerFormatError(entry.seq, String(unknown));
+      }
     }
   }
 
@@ -846,7 +884,9 @@ function addVerdictKeys(db: DatabaseSync): void {
     }
     db.exec("COMMIT");
   } catch (error) {
-    db.exec("ROLLBACK");
+    // Only if still open: SQLite ends it itself on a full disk, and the ROLLBACK's own error
+    // would hide that one (review s72).
+    if (db.isTransaction) db.exec("ROLLBACK");
     throw error;
   }
 }

@@ -23,6 +23,11 @@
  * If the history index fails (a damaged `index.sqlite`), `Ledger.open` deletes it and runs this
  * again, building it anew from the log.
  *
+ * A read longer than an ordinary open's — the index rebuilt up to the checkpoint (an upgrade
+ * emptied it, or it was lost), or the whole log replayed for want of a checkpoint — is said in
+ * the log with its progress, and a signal stops it between entries (`_ledger_rebuild_log.ts`):
+ * the index commits what it took every few thousand entries, so the next open goes on from there.
+ *
  * @module
  */
 import { decodeCbor } from "../protocols/cbor.ts";
@@ -45,6 +50,7 @@ import { LedgerState } from "./ledger_state.ts";
 import { type IndexPosition, type LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
 import { pathExists } from "../storage/path_exists.ts";
+import { RebuildLog, type RebuildScope } from "./_ledger_rebuild_log.ts";
 
 /** Entries applied to the history index per transaction when it catches up with the log. */
 const INDEX_CATCH_UP_BATCH = 4096;
@@ -87,17 +93,92 @@ export async function recoverLedger(
   index: LedgerIndex,
   owner: Uint8Array,
   now: () => number = Date.now,
+  watch: RecoveryWatch = {},
 ): Promise<RecoveredLedger> {
   const ownerHex = toHex(owner);
   const { start, state } = await startingPoint(dir, log, owner);
-  let position = await validIndexPosition(log, index, ownerHex) ?? GENESIS;
-  const indexing = new IndexWriter(index, ownerHex);
+  const { at, why } = await validIndexPosition(log, index, ownerHex);
+  const position = at ?? GENESIS;
+  // A read longer than the at most checkpoint-interval entries of an ordinary open: said, with
+  // progress, and stopped by the watch's signal (see `_ledger_rebuild_log.ts`).
+  const scope = rebuildScope(start, position, why, log.size);
+  const progress = scope && RebuildLog.start({ ...watch, now }, scope);
+  try {
+    const recovered = await replay(
+      { dir, log, index, owner, now },
+      start,
+      state,
+      position,
+      progress,
+    );
+    progress?.done();
+    return recovered;
+  } catch (error) {
+    if (progress !== undefined && watch.signal?.aborted) progress.stopped("interrupted");
+    throw error;
+  }
+}
+
+/** What else an open's recovery takes: where it says a long read, and what stops one. */
+export interface RecoveryWatch {
+  /** Where the lines of a long read go (a rebuild of the index, a replay from genesis). */
+  log?: (line: string) => void;
+  /** Aborting it stops a long read before its next entry; the open rejects with its reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * What makes this open read more than the entries after a checkpoint, if anything does: the
+ * index behind the checkpoint (`why` it was emptied, when it was), or no checkpoint to start
+ * from in a log that holds entries.
+ */
+function rebuildScope(
+  start: ChainPoint,
+  position: ChainPoint,
+  why: string | undefined,
+  size: number,
+): RebuildScope | undefined {
+  if (position.seq < start.seq) {
+    return {
+      why: why ?? "the history index stands behind the checkpoint",
+      entries: start.seq - position.seq,
+      from: position.end,
+      size,
+    };
+  }
+  if (start.seq === 0 && size > 0) {
+    const replay = "no checkpoint to start from: every entry is checked from genesis";
+    return { why: why === undefined ? replay : `${replay}; ${why}`, from: 0, size };
+  }
+  return undefined;
+}
+
+/** What {@link replay} reads and writes. */
+interface LedgerFiles {
+  dir: string;
+  log: LedgerLog;
+  index: LedgerIndex;
+  owner: Uint8Array;
+  now: () => number;
+}
+
+/** The reads of {@link recoverLedger}: the index caught up to the checkpoint, then the rest. */
+async function replay(
+  { dir, log, index, owner, now }: LedgerFiles,
+  start: ChainPoint,
+  state: LedgerState,
+  from: ChainPoint,
+  progress: RebuildLog | undefined,
+): Promise<RecoveredLedger> {
+  let position = from;
+  const indexing = new IndexWriter(index, toHex(owner));
   if (position.seq < start.seq) {
     // The index is behind the checkpoint (lost commits, a deleted file): the entries between
     // are vouched for by the signed checkpoint, so their links are checked, not signatures.
     const chain = new ChainVerifier({ owner, from: position, signatures: false, dir });
     try {
       const read = await log.readFrames(position.end, async (frame) => {
+        progress?.entry(frame.end);
         indexing.apply(await chain.next(frame.payload), frame.offset, frame.end);
       }, start.end);
       if (read.badLength !== undefined || read.tornBytes > 0) {
@@ -115,6 +196,7 @@ export async function recoverLedger(
   const at = { ...start };
   let failed: LedgerTamperedError | undefined;
   const read = await log.readFrames(start.end, async (frame) => {
+    progress?.entry(frame.end);
     let entry: LedgerEntry;
     try {
       entry = await chain.next(frame.payload);
@@ -301,27 +383,35 @@ async function startingPoint(
   return { start: checkpoint, state: LedgerState.restore(checkpoint.state) };
 }
 
-/** Where the index stands, if that matches the log; else it is emptied (rebuilt from genesis). */
+/**
+ * Where the index stands, if that matches the log; else it is emptied (rebuilt from genesis),
+ * and `why` says what was wrong with it.
+ */
 async function validIndexPosition(
   log: LedgerLog,
   index: LedgerIndex,
   ownerHex: string,
-): Promise<IndexPosition | undefined> {
+): Promise<{ at?: IndexPosition; why?: string }> {
   const at = index.position();
   if (at === undefined) {
     // No position, but rows (an index left so by an earlier version's reset cut short): they
     // are nobody's, so they go before the rebuild from genesis.
     if (index.hasRows()) index.reset();
-    return undefined;
+    const upgraded = index.upgradedFrom;
+    return {
+      why: upgraded === undefined
+        ? "the history index is missing or empty"
+        : `the history index was another version's (format ${upgraded.from} → ${upgraded.to})`,
+    };
   }
   if (at.owner === ownerHex && at.seq > 0) {
     const found = await entryAt(log, at.last);
     if (found?.end === at.end && found.entry.seq === at.seq - 1 && found.hash === at.head) {
-      return at;
+      return { at };
     }
   }
   index.reset(); // another log's, or ahead of this one (a repair cut it)
-  return undefined;
+  return { why: "the history index does not match the log" };
 }
 
 /** The entry whose frame starts at `offset`, with its hash and end, if one does. */

@@ -11,6 +11,14 @@
  * like any other: the log is what `ledger verify` checks), and the ledger is opened once (which
  * checks the kept entries again and signs a fresh checkpoint).
  *
+ * Damage a signed checkpoint vouches past (`LedgerVerifyReport.vouched`: the entries after it
+ * verify and link to the checkpoint, so its state is intact and the node opens from it) is not
+ * cut: cutting there would lose every entry the checkpoint covers after the damage (review s72:
+ * one flipped bit cost 72 of 82 entries and nine tenths of the locked stake). The damaged entry
+ * itself cannot be restored — the checkpoint commits to its original hash, which its bytes no
+ * longer give — so repair refuses ({@link LedgerDamageVouchedError}), touching nothing, and
+ * says which entry is damaged and that the checkpoint's state is intact.
+ *
  * Run it only while no node has the directory: `cli.ts ledger repair` takes the data directory's
  * lock first.
  *
@@ -19,11 +27,16 @@
 import { join } from "node:path";
 import type { Identity } from "../protocols/identity.ts";
 import { Ledger, type LedgerOptions } from "./ledger.ts";
-import { LedgerOwnerMismatchError } from "./ledger_errors.ts";
+import { LedgerError, LedgerNewerFormatError, LedgerOwnerMismatchError } from "./ledger_errors.ts";
 import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import { INDEX_FILE } from "./ledger_index.ts";
 import { removeCheckpoint } from "./ledger_checkpoint.ts";
-import { type LedgerVerifyReport, verifyLedger } from "./ledger_verify.ts";
+import {
+  type LedgerDamage,
+  type LedgerVerifyReport,
+  verifyLedger,
+  type VouchedDamage,
+} from "./ledger_verify.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
 
@@ -50,6 +63,10 @@ export interface LedgerRepairReport {
  * left as it is (and only reopened).
  *
  * @throws {LedgerOwnerMismatchError} when its genesis is another identity's (nothing is touched).
+ * @throws {LedgerNewerFormatError} when an entry is of a kind a newer version wrote (nothing is
+ *   touched: run that version).
+ * @throws {LedgerDamageVouchedError} when a signed checkpoint vouches past the damage (nothing is
+ *   touched: the node opens from the checkpoint).
  */
 export async function repairLedger(
   dir: string,
@@ -58,6 +75,13 @@ export async function repairLedger(
 ): Promise<LedgerRepairReport> {
   const before = await verifyLedger(dir, { owner: identity.publicKey });
   if (before.damage?.code === "ledger_owner_mismatch") throw new LedgerOwnerMismatchError();
+  // Not damage: a newer version's entry, which cutting would lose (nothing is touched).
+  if (before.damage?.kind !== undefined) {
+    throw new LedgerNewerFormatError(before.damage.seq, before.damage.kind, dir);
+  }
+  if (before.damage !== undefined && before.vouched !== undefined) {
+    throw new LedgerDamageVouchedError(dir, before.damage, before.vouched, before.checkpoint.seq);
+  }
   let setAsidePath: string | undefined;
   const setAsideBytes = before.totalBytes - before.validBytes;
   if (setAsideBytes > 0) {
@@ -114,4 +138,45 @@ export async function repairLedger(
   await ledger.checkpoint();
   await ledger.close();
   return report;
+}
+
+/**
+ * `ledger repair` leaves a ledger as it is because a signed checkpoint vouches past its damage
+ * (see the module doc): the entries after the damage verify and link to the checkpoint, whose
+ * state is intact. Nothing was changed.
+ */
+export class LedgerDamageVouchedError extends LedgerError {
+  /** Position of the first damaged entry. */
+  readonly seq: number;
+
+  /**
+   * Build the error.
+   * @param dir The ledger directory.
+   * @param damage The first damage, as `verifyLedger` found it.
+   * @param vouched How the checkpoint vouches past it.
+   * @param checkpointSeq Entries the checkpoint covers.
+   */
+  constructor(dir: string, damage: LedgerDamage, vouched: VouchedDamage, checkpointSeq: number) {
+    const which = vouched.to - vouched.from === 1
+      ? `entry ${vouched.from}`
+      : `entries ${vouched.from} to ${vouched.to - 1}`;
+    const later = vouched.laterDamage;
+    super(
+      "ledger_damage_vouched",
+      `repair leaves the ledger in ${dir} as it is: ${which} (bytes ${damage.offset} to ` +
+        `${vouched.resumesAt} of ${LOG_FILE}) is damaged, but the signed checkpoint at entry ` +
+        `${checkpointSeq} vouches past it: the ${checkpointSeq - vouched.to} entries after the ` +
+        `damage verify and link to it, so its state (balances, stakes, open receipts) is intact ` +
+        `and the node opens from it. Cutting at the damage would lose ` +
+        `${checkpointSeq - vouched.from} entries the checkpoint covers. The damaged bytes cannot ` +
+        `be restored (the checkpoint commits to their original hash, which they no longer give); ` +
+        `keep a copy of ${LOG_FILE}` +
+        (later === undefined
+          ? "; nothing was changed"
+          : `. Entry ${later.seq} after the checkpoint (byte ${later.offset}) is damaged too ` +
+            `(${later.reason}): the node refuses this ledger until a person sets those bytes ` +
+            `aside; nothing was changed`),
+    );
+    this.seq = vouched.from;
+  }
 }

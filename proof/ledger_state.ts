@@ -32,6 +32,7 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import type { LedgerEntry } from "./ledger_entry.ts";
 import { DueQueue } from "./ledger_due_queue.ts";
+import { LedgerNewerFormatError } from "./ledger_errors.ts";
 
 /**
  * The state of one receipt in the ledger: `pending` (in its window), `challenged` (this
@@ -552,6 +553,12 @@ export class LedgerState {
           if (rec) rec.credit = 0;
         }
         return;
+      default: {
+        // A kind added without its case here does not compile; one a newer version wrote (the
+        // chain refuses it first) is refused, never skipped: skipping it leaves balances wrong.
+        const unknown: never = entry.kind;
+        throw new LedgerNewerFormatError(entry.seq, String(unknown));
+      }
     }
   }
 }
