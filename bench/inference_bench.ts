@@ -26,6 +26,11 @@
  * TTFT p50 goes its compute floor: the p50 is the 5th first token to arrive, and before it five
  * prompts must have been read, each at best as fast as a bare loop reads one.
  *
+ * An extra row, labelled, has the 8th client join mid-stream with a long prompt
+ * (`JOIN_PROMPT_TOKENS`): the 8 above all start at once, so no prompt is ever read while others
+ * decode, and that row shows what a joining prompt's read costs the streams already running (their
+ * largest gap while it is read) and the joiner (its time to first token).
+ *
  * Runs are interleaved (each round runs every row once) so drift hits all rows alike, except the
  * bare Node.js loop, which runs in a block after the others (its process's exit slowed the row
  * after it); each figure is the median over rounds. Bare loops use the node's default intra-op threads (cores /
@@ -76,6 +81,14 @@ const THREADS = Number(flags.threads ?? CORES);
 const BATCH_CLIENTS = 8;
 const MANY_CLIENTS = 32;
 
+/**
+ * The joining client's prompt (the joining row): long, as a document a user pastes, and with its
+ * answer within `small`'s 512-token context.
+ */
+const JOIN_PROMPT_TOKENS = 384;
+/** The joining client's answer; the running clients each have that many tokens before it joins. */
+const JOIN_TOKENS = 64;
+
 /** A prompt of `PROMPT_TOKENS` bytes (the model's tokenizer is byte-level). */
 const PROMPT = "The history of the decentralized network began with a single node, and then "
   .repeat(Math.ceil(PROMPT_TOKENS / 70)).slice(0, PROMPT_TOKENS);
@@ -89,6 +102,8 @@ const HEAD_DIM: number = config.n_embd / config.n_head;
 const VOCAB: number = config.vocab_size;
 const EOS: number = config.eos_token_id;
 const promptIds = Array.from(new TextEncoder().encode(PROMPT));
+const JOIN_PROMPT = "Summarize the following notes from the node operators' meeting. "
+  .repeat(Math.ceil(JOIN_PROMPT_TOKENS / 60)).slice(0, JOIN_PROMPT_TOKENS);
 
 // --- bare loops ---------------------------------------------------------------------------------
 
@@ -357,9 +372,13 @@ interface ClientRun {
   error?: string;
 }
 
-async function sseClient(node: NodeProcess, maxTokens: number): Promise<ClientRun> {
+async function sseClient(
+  node: NodeProcess,
+  maxTokens: number,
+  prompt = PROMPT,
+  arrivals: number[] = [], // the caller's, to watch them come
+): Promise<ClientRun> {
   const startedAt = performance.now();
-  const arrivals: number[] = [];
   let finishedAt: number | undefined;
   try {
     const response = await fetch(`${node.url}/v1/completions`, {
@@ -367,7 +386,7 @@ async function sseClient(node: NodeProcess, maxTokens: number): Promise<ClientRu
       headers: { "content-type": "application/json" },
       body: JSON.stringify({
         model: node.model,
-        prompt: PROMPT,
+        prompt,
         max_tokens: maxTokens,
         temperature: 0,
         stream: true,
@@ -443,6 +462,49 @@ async function concurrent(node: NodeProcess, clients: number): Promise<Concurren
     itlP99: percentile(gaps, 0.99),
     errors: errors.length,
     tokens,
+  };
+}
+
+/** The joining row: what a long prompt read mid-stream costs the running streams and the joiner. */
+interface JoinResult {
+  /** The running clients' inter-token gaps, p50 and p99, over their whole streams. */
+  itlP50: number;
+  itlP99: number;
+  /** Their largest gap from the joiner's start to its first token: the read of its prompt. */
+  joinGapMax: number;
+  /** The joiner's time to first token. */
+  joinTtft: number;
+  errors: number;
+}
+
+/**
+ * `BATCH_CLIENTS - 1` clients stream; once each has `JOIN_TOKENS` tokens, one more joins with
+ * `JOIN_PROMPT`.
+ */
+async function joining(node: NodeProcess): Promise<JoinResult> {
+  const watched = Array.from({ length: BATCH_CLIENTS - 1 }, () => [] as number[]);
+  const running = watched.map((arrivals) => sseClient(node, CLIENT_TOKENS, PROMPT, arrivals));
+  while (watched.some((a) => a.length < JOIN_TOKENS)) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const joiner = await sseClient(node, JOIN_TOKENS, JOIN_PROMPT);
+  const runs = await Promise.all(running);
+  const joinedAt = joiner.startedAt;
+  const firstAt = joiner.arrivals[0] ?? NaN;
+  const gaps = runs.flatMap((r) => r.arrivals.slice(1).map((t, i) => [r.arrivals[i], t]));
+  // A gap that overlaps the read: it ends after the joiner started and begins before its first token.
+  const during = gaps.filter(([from, to]) => to > joinedAt && from < firstAt).map(([f, t]) =>
+    t - f
+  );
+  const errors = [...runs, joiner].filter((r) => r.error !== undefined);
+  if (errors.length > 0) console.error(`${errors.length} client error(s), e.g. ${errors[0].error}`);
+  const all = gaps.map(([f, t]) => t - f);
+  return {
+    itlP50: percentile(all, 0.5),
+    itlP99: percentile(all, 0.99),
+    joinGapMax: during.length === 0 ? NaN : Math.max(...during),
+    joinTtft: firstAt - joinedAt,
+    errors: errors.length,
   };
 }
 
@@ -528,6 +590,8 @@ try {
     eight.push(await countingFaults(faults.eight, () => concurrent(shipped, BATCH_CLIENTS)));
     eightStripped.push(await concurrent(stripped, BATCH_CLIENTS));
   }
+  const joins: JoinResult[] = [];
+  for (let i = 0; i < rounds; i++) joins.push(await joining(shipped));
   const memoryAfter8 = await memoryOf(shipped.pid);
   const many: ConcurrentResult[] = [];
   for (let i = 0; i < Math.max(1, Math.ceil(RUNS / 3)); i++) {
@@ -623,6 +687,17 @@ try {
     },
     concurrentRow(`${MANY_CLIENTS} clients, node as shipped`, many),
   ]);
+  const jmed = (k: keyof JoinResult) => median(joins.map((r) => r[k]));
+  console.log(
+    `\n${BATCH_CLIENTS - 1} clients streaming, an ${BATCH_CLIENTS}th joins with a ` +
+      `${JOIN_PROMPT_TOKENS}-token prompt (extra, node as shipped; medians of ${joins.length}):`,
+  );
+  console.table([{
+    "running: inter-token p50 / p99 ms": `${f1(jmed("itlP50"))} / ${f1(jmed("itlP99"))}`,
+    "running: largest gap while the prompt is read ms": f1(jmed("joinGapMax")),
+    "joiner: TTFT ms": f1(jmed("joinTtft")),
+    errors: joins.reduce((a, r) => a + r.errors, 0),
+  }]);
 
   // What the node's allocator costs it: faults per token in the rows above, and the settings
   // it ran with (it inherits this process's environment; `deno task bench` sets the node's).
