@@ -354,6 +354,8 @@ export class StorageActor {
       this.#replicated = new ReplicatedStore(peers, {
         ...this.#options.replication,
         given: this.#given!,
+        // This node's own store misses no chunk as a peer does (review s72, docs F2).
+        selfId: this.#self?.id,
         onReplicaFailure: (event) => {
           // A peer's call cut off by this node's stop (its network closed the connection first)
           // is no failure of that peer's: counted, it showed in the log and `/metrics` (stop 63).

@@ -27,7 +27,7 @@ export class UsageError extends VeriflowError {
   }
 }
 
-/** A command stopped by a stop signal (Ctrl-C, SIGTERM); exit code 130. */
+/** A command stopped by a stop signal (Ctrl-C, SIGTERM, SIGHUP); exit code 130. */
 export class InterruptedError extends VeriflowError {
   /** @param message What was left undone. */
   constructor(message: string) {
@@ -39,9 +39,10 @@ export class InterruptedError extends VeriflowError {
 export type OnStopSignal = (listener: () => void) => () => void;
 
 /**
- * The process's stop signals, SIGINT (Ctrl-C) and SIGTERM (SIGBREAK on Windows), as `cli.ts
- * start` listens for them (`listenForStopSignals` in node/stop_signals.ts). While a listener is registered, the
- * signal no longer kills the process: the command cleans up and exits 130 itself.
+ * The process's stop signals, SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal or SSH
+ * session; SIGINT and SIGBREAK on Windows), as `cli.ts start` listens for them
+ * (`listenForStopSignals` in node/stop_signals.ts). While a listener is registered, the signal no
+ * longer kills the process: the command cleans up and exits 130 itself.
  */
 export const processStopSignals: OnStopSignal = listenForStopSignals;
 
@@ -198,7 +199,7 @@ export async function reportErrors(
 /**
  * Write `stream` to `output`: stdout for `-` or none, else a file written beside the target and
  * renamed over it at the end. A command that fails midway (a corrupt chunk, a wrong key, an
- * expired link) or is stopped (Ctrl-C, SIGTERM: then {@link InterruptedError}) leaves no
+ * expired link) or is stopped (Ctrl-C, SIGTERM, SIGHUP: then {@link InterruptedError}) leaves no
  * half-written file that looks complete and no temporary file, and an existing file is replaced
  * whole, never overwritten in place with its old tail left behind. On stdout, a reader that
  * stops reading (`| head -c 10`) ends the write quietly.

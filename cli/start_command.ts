@@ -1,10 +1,10 @@
 /**
  * `cli.ts start`: read the configuration (file, then flags on top), start the node, print its
- * supervision tree and URLs, and run until SIGINT/SIGTERM, then shut down gracefully.
+ * supervision tree and URLs, and run until SIGINT, SIGTERM or SIGHUP, then shut down gracefully.
  *
- * Ctrl-C (or SIGTERM) during start-up stops start-up after the step under way and exits 130;
- * once the node is up it drains (open requests finish, then the actors stop in reverse start
- * order) and exits 0. A second Ctrl-C exits at once (130), saying how many jobs it abandoned
+ * Ctrl-C (or SIGTERM, or SIGHUP) during start-up stops start-up after the step under way and
+ * exits 130; once the node is up it drains (open requests finish, then the actors stop in reverse
+ * start order) and exits 0. A second Ctrl-C exits at once (130), saying how many jobs it abandoned
  * (`stop_signals.ts` tells a second Ctrl-C from a forwarded copy of the first).
  *
  * @module
@@ -313,7 +313,10 @@ function writeAccessHint(error: unknown): string {
 
 /** What {@link runStart} needs from the process; tests substitute their own. */
 export interface StartCommandIo {
-  /** Calls `listener` on each SIGINT and SIGTERM; returns a function that stops listening. */
+  /**
+   * Calls `listener` on each stop signal (SIGINT, SIGTERM and SIGHUP; SIGINT and SIGBREAK on
+   * Windows: `node/stop_signals.ts`); returns a function that stops listening.
+   */
   onStopSignal(listener: () => void): () => void;
   /** Writes a line to stdout. */
   out(line: string): void;

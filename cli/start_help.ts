@@ -9,8 +9,9 @@
 /** What `cli.ts start --help` prints. */
 export const START_HELP = `Usage: cli.ts start [options]
 
-Run a node until Ctrl-C (or SIGTERM). Each setting comes from, highest first: a flag, a
-VERIFLOW_* environment variable, the configuration file, the default (README, "Configuration").
+Run a node until Ctrl-C (or SIGTERM, or SIGHUP: its terminal closed). Each setting comes from,
+highest first: a flag, a VERIFLOW_* environment variable, the configuration file, the default
+(README, "Configuration").
 
   --config FILE     JSON configuration file (or VERIFLOW_CONFIG=FILE); unknown keys are refused
   --print-config    print the effective configuration, each value with where it came from

@@ -166,7 +166,14 @@ export function openAiRoutes(
   });
 
   routes.get("/models", async (c) => {
-    const models = await gateway.listModels();
+    const models = await gateway.listModels().catch((error) => {
+      // A router with no worker connected serves no model now: the list of what it serves is
+      // empty, as an OpenAI-compatible server answers when nothing is served. It was 503
+      // `no_worker`, on which an OpenAI client's `models.list()` raises (review s72, docs F3).
+      // A job, or a model asked for by id, still gets `no_worker`, which says why.
+      if ((error as { code?: unknown } | null)?.code === "no_worker") return [];
+      throw error;
+    });
     return c.json({ object: "list", data: models.map(modelObject) });
   });
 

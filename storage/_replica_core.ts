@@ -19,6 +19,8 @@ export interface ReplicaCore {
   peers(): StoragePeer[];
   /** Copies of each chunk (r). */
   readonly replicas: number;
+  /** The peer that is this node's own store, if any (`ReplicatedStoreOptions.selfId`). */
+  readonly selfId: string | undefined;
   /** The r peers that should hold `cid`, best first (`ReplicatedStore.holders`). */
   holders(cid: string): StoragePeer[];
   /** Every peer in the order `cid` is placed on them (`ReplicatedStore.placement`). */

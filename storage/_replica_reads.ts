@@ -6,6 +6,14 @@
  * `ReplicatedStore.get` and its repairs (`_replica_repair.ts`, for a copy to re-send) read through
  * it. Not part of the public API.
  *
+ * A replica's `chunk_not_found` is reported to the store's observer (the node's
+ * `veriflow_storage_replica_failures_total{reason="missing"}` and its log line naming the peer)
+ * only where that peer was expected to hold the chunk: the store's record says it was given it
+ * (`GivenChunks`), or it is one of the chunk's r holders and another replica served the chunk, so
+ * the chunk exists and this holder lacks it. This node's own store (`ReplicaCore.selfId`) is never
+ * reported missing. Before (review s72, docs F2), every miss was reported, the node's own store
+ * included: any client drove the counter and the log with GETs of CIDs nobody stores.
+ *
  * @module
  */
 import type { BlockStoreCallOptions } from "./block_store.ts";
@@ -51,6 +59,19 @@ export class ReplicaReads {
     let sawCorrupt = false;
     /** Failures that say nothing of the replica's copy (a timeout, a peer unreachable). */
     const unanswered: unknown[] = [];
+    /** Holders' misses with no record of a copy given: reported once another replica serves. */
+    const unconfirmed: [StoragePeer, ChunkNotFoundError][] = [];
+    /** Report `peer`'s `error`, a miss only where it was expected to hold the chunk (module doc). */
+    const report = (peer: StoragePeer, error: unknown) => {
+      if (!(error instanceof ChunkNotFoundError)) {
+        this.#core.failures.report("get", peer, cid, error);
+      } else if (peer.id === this.#core.selfId) {
+        // This node's own store: no peer's failure (a read of what it does not hold goes on to
+        // the peers).
+      } else if (this.#core.records.given.has(peer.id, cid) || (good && holders.has(peer))) {
+        this.#core.failures.report("get", peer, cid, error);
+      } else if (holders.has(peer)) unconfirmed.push([peer, error]);
+    };
     let good: Uint8Array | undefined;
     let next = 0;
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
@@ -84,7 +105,7 @@ export class ReplicaReads {
             // because another was faster fails with our own abort, which says nothing.
             const bad = error instanceof CorruptChunkError || error instanceof ChunkNotFoundError;
             if (good && bad) {
-              this.#core.failures.report("get", peer, cid, error);
+              report(peer, error);
               if (readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good, tasks);
             }
             return;
@@ -103,7 +124,7 @@ export class ReplicaReads {
           if (error instanceof CorruptChunkError || error instanceof ChunkNotFoundError) {
             failed.push(peer);
           } else unanswered.push(error);
-          this.#core.failures.report("get", peer, cid, error);
+          report(peer, error);
           if (next < ranked.length) launch();
         })
         .finally(() => {
@@ -133,6 +154,8 @@ export class ReplicaReads {
     for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
     try {
       const bytes = await promise;
+      // The chunk exists: a holder that said it lacks it does lack it.
+      for (const [peer, error] of unconfirmed) this.#core.failures.report("get", peer, cid, error);
       if (readRepair) {
         for (const peer of failed) {
           if (holders.has(peer)) this.#repairReplica(peer, cid, bytes, tasks);

@@ -82,6 +82,12 @@ export interface ReplicatedStoreOptions {
    */
   onReplicaFailure?(event: ReplicaFailure): void;
   /**
+   * The id of the peer that is this node's own store (the StorageActor's `holdHere` copy), if it
+   * is one of the peers: a read it misses is no storage peer's failure, so it is never reported
+   * `missing` (see `_replica_reads.ts`). Unset: every peer is another node.
+   */
+  selfId?: string;
+  /**
    * Where this store records which chunks each peer was given (see
    * {@link ReplicatedStore.wasGiven}); the store tells it the peer set too, so a holder gone for
    * good is forgotten. Pass one that outlives the store when the owner may rebuild it (its peer
@@ -225,6 +231,7 @@ export class ReplicatedStore implements BlockStore {
     const core: ReplicaCore = {
       peers: () => this.#peers,
       replicas: this.#r,
+      selfId: options?.selfId,
       holders: (cid) => this.holders(cid),
       placement: (cid) => this.placement(cid),
       call: (outer, fn) => this.#call(outer, fn),
