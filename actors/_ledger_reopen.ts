@@ -32,11 +32,12 @@
  *   receipt whose write succeeds clears the condition).
  * - its entry reached the log whole before the failure (the log's `fsync` or the history index's
  *   apply failed after the write): the reopen finds it, so it is recorded once, from disk, though
- *   its sender was answered `ledger_write_failed`; a copy that comes again is a copy (answered
- *   recorded, recorded no second time), paid when its window closes. Its draw was not acted on:
- *   the intake dropped what it kept for a challenge with the failure, so a receipt the coin drew is
- *   paid here unchallenged (a cheat among them is left to the other ledgers' draws), as after a
- *   node restart.
+ *   its sender was answered `ledger_write_failed` (the index's failure, `ledger_index_failed`, is
+ *   answered recorded: the entry is in the state too, and a draw kept waits for the next start);
+ *   a copy that comes again is a copy (answered recorded, recorded no second time), paid when its
+ *   window closes. Its draw was not acted on: the intake dropped what it kept for a challenge with
+ *   the failure, so a receipt the coin drew is paid here unchallenged (a cheat among them is left
+ *   to the other ledgers' draws), as after a node restart.
  * - this node's own receipt (origin `local`), in any of the cases above: its prover releases it
  *   all the same (`ProverActor`), but this node announces only what its ledger recorded, so the
  *   node's own work for it is paid only where its requester's node announced it; the operator of

@@ -9,7 +9,8 @@
  * A write the ledger fails for another cause than a refusal (a disk error) leaves the receipt
  * unrecorded, answered `ledger_write_failed`, and is the ledger's condition, logged once and on
  * `/healthz` (`_ledger_write_faults.ts`), never the sender's refusal; so is a file kept beside the
- * ledger that cannot be written. The ledger a failed write left poisoned is reopened by the actor
+ * ledger that cannot be written. One whose entry reached the log before the history index failed
+ * (`ledger_index_failed`) is answered recorded, as it is: the condition is raised all the same. The ledger a failed write left poisoned is reopened by the actor
  * (`_ledger_reopen.ts`, which says what happens to such a receipt in each case). Owned by the
  * actor, built in its constructor on its {@link ValidatorCore}; read and written only inside its
  * `receive` (and its start). Not part of the public API.
@@ -37,6 +38,7 @@ import type { ValidatorCore } from "./_validator_core.ts";
 import { isLedgerRefusal, ledgerWriteFailed, observedLedgerWrite } from "./_ledger_write_faults.ts";
 import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
 import type { LedgerError } from "../proof/ledger_errors.ts";
+import { LedgerIndexFailedError } from "../proof/_ledger_disk_faults.ts";
 import {
   INSUFFICIENT_STAKE_NOT_KEPT,
   type ReceiptHandled,
@@ -199,6 +201,8 @@ export class ReceiptIntake {
         return refuse(id, LEDGER_WRITE_FAILED);
       }
     }
+    // Its entry reached the log, then the history index failed (`ledger_index_failed`).
+    let indexFailed = false;
     try {
       if (fresh) {
         await observedLedgerWrite(
@@ -207,34 +211,43 @@ export class ReceiptIntake {
         );
       }
     } catch (e) {
-      if (kept) await keptIn.remove(id);
-      recorded = false;
-      // The ledger's refusal, by its code; a write that failed otherwise (a disk error) is the
-      // machine's condition, logged and on `/healthz` (`_ledger_write_faults.ts`), not the sender's.
-      refusal = isLedgerRefusal(e) ? (e as LedgerError).code : LEDGER_WRITE_FAILED;
-      if (own && origin === "local" && refusal === "job_already_recorded") {
-        // Its prover releases it all the same (`ProverActor`): the job is one this node signed a
-        // receipt for, though this ledger holds none of its own (another key's took the job
-        // first). Kept, or after a restart the job would be run again here, and a second
-        // receipt with another output is equivocation where the first was recorded (review s49).
-        await this.#core.ownRefused().save(id, { jobId: receipt.jobId });
-        this.#core.ownRefusedJobs.add(receipt.jobId);
-      }
-      countRefused();
-      if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
-        // Its pledge may just not have arrived yet (it comes on the worker's own connection,
-        // the receipt on the requester's): taken again once it does. Past the bounds of what
-        // waits, not kept, and the refusal says so: its sender sends it again after the pledge.
-        if (!this.#core.memory.awaitStake(worker, id, message)) {
-          refusal = INSUFFICIENT_STAKE_NOT_KEPT;
+      if (e instanceof LedgerIndexFailedError) {
+        // Recorded: the receipt is in the log (synced) and in the ledger's state, and counts, now
+        // and after the reopen. Answered "not recorded" (review s72), its sender took a counted
+        // receipt for a lost one. The fault is the ledger's all the same: `observedLedgerWrite`
+        // raised the condition and armed the reopen. What was kept for it stays kept: a draw is
+        // opened at the next start (`_validator_restart.ts`), not now on a poisoned ledger.
+        indexFailed = true;
+      } else {
+        if (kept) await keptIn.remove(id);
+        recorded = false;
+        // The ledger's refusal, by its code; a write that failed otherwise (a disk error) is the
+        // machine's condition, logged and on `/healthz` (`_ledger_write_faults.ts`), not the sender's.
+        refusal = isLedgerRefusal(e) ? (e as LedgerError).code : LEDGER_WRITE_FAILED;
+        if (own && origin === "local" && refusal === "job_already_recorded") {
+          // Its prover releases it all the same (`ProverActor`): the job is one this node signed a
+          // receipt for, though this ledger holds none of its own (another key's took the job
+          // first). Kept, or after a restart the job would be run again here, and a second
+          // receipt with another output is equivocation where the first was recorded (review s49).
+          await this.#core.ownRefused().save(id, { jobId: receipt.jobId });
+          this.#core.ownRefusedJobs.add(receipt.jobId);
         }
-      }
-      if (refusal === "equivocation") {
-        this.#core.stats.slashes++;
-        this.#core.tellNetwork(ctx, { type: "peer_convicted", key: worker });
-        this.#core.log(
-          `validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`,
-        );
+        countRefused();
+        if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
+          // Its pledge may just not have arrived yet (it comes on the worker's own connection,
+          // the receipt on the requester's): taken again once it does. Past the bounds of what
+          // waits, not kept, and the refusal says so: its sender sends it again after the pledge.
+          if (!this.#core.memory.awaitStake(worker, id, message)) {
+            refusal = INSUFFICIENT_STAKE_NOT_KEPT;
+          }
+        }
+        if (refusal === "equivocation") {
+          this.#core.stats.slashes++;
+          this.#core.tellNetwork(ctx, { type: "peer_convicted", key: worker });
+          this.#core.log(
+            `validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`,
+          );
+        }
       }
     }
     if (fresh && recorded) {
@@ -312,7 +325,8 @@ export class ReceiptIntake {
       await this.#core.pending().removeAll(this.#core.memory.remember(receipt, job));
       await this.#peerVerdicts.takeRecordedClaims(id, ctx);
     }
-    const challenged = owed && recorded;
+    // Not on a ledger its index failure left poisoned: kept in `drawn`, opened at the next start.
+    const challenged = owed && recorded && !indexFailed;
     const handled: ReceiptHandled = {
       receiptId: id,
       recorded,

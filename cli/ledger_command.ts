@@ -16,7 +16,13 @@ import { parseArgs } from "node:util";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { type LedgerVerifyReport, verifyLedger } from "../proof/ledger_verify.ts";
+import {
+  type LedgerDamage,
+  type LedgerVerifyReport,
+  verifyLedger,
+  type VouchedDamage,
+} from "../proof/ledger_verify.ts";
+import { LOG_FILE } from "../proof/ledger_log.ts";
 import { repairLedger } from "../proof/ledger_repair.ts";
 import { LedgerError } from "../proof/ledger_errors.ts";
 import { DataDirLock } from "../node/data_dir_lock.ts";
@@ -176,6 +182,12 @@ function describe(report: LedgerVerifyReport, dataDir: string): string[] {
     );
     return lines;
   }
+  if (report.damage !== undefined && report.vouched !== undefined) {
+    // Repair refuses here (`ledger_damage_vouched`): advising it, and counting the entries after
+    // the damage as unlinkable, told the operator to cut what the checkpoint vouches for.
+    lines.push(...describeVouched(report.damage, report.vouched, cp.seq));
+    return lines;
+  }
   if (report.damage !== undefined) {
     lines.push(
       `damaged: entry ${report.damage.seq} (byte ${report.damage.offset}): ${report.damage.reason}`,
@@ -189,6 +201,42 @@ function describe(report: LedgerVerifyReport, dataDir: string): string[] {
         `and run: deno run -A cli.ts ledger repair --data ${dataDir}`,
     );
   } else lines.push("ok: the ledger verifies");
+  return lines;
+}
+
+/**
+ * Damage a signed checkpoint at entry `checkpointSeq` vouches past, in lines: what is damaged,
+ * that the checkpoint's state is intact and the node opens from it, and what the operator can do
+ * (nothing to repair; a later damage after the checkpoint is what stops the node).
+ */
+function describeVouched(
+  damage: LedgerDamage,
+  vouched: VouchedDamage,
+  checkpointSeq: number,
+): string[] {
+  const which = vouched.to - vouched.from === 1
+    ? `entry ${vouched.from}`
+    : `entries ${vouched.from} to ${vouched.to - 1}`;
+  const lines = [
+    `damaged: ${which} (bytes ${damage.offset} to ${vouched.resumesAt}): ${damage.reason}`,
+    `vouched: the signed checkpoint at entry ${checkpointSeq} covers the ` +
+    `${checkpointSeq - vouched.to} entries after the damage (they verify and link to it), so its ` +
+    `state (balances, stakes, open receipts) is intact` +
+    (vouched.laterDamage === undefined ? " and the node opens this ledger from it" : ""),
+  ];
+  const later = vouched.laterDamage;
+  if (later !== undefined) {
+    lines.push(
+      `damaged too: entry ${later.seq} after the checkpoint (byte ${later.offset}): ` +
+        `${later.reason}; the node refuses this ledger until a person sets those bytes aside ` +
+        `(ledger repair does not here: it would cut what the checkpoint vouches for)`,
+    );
+  }
+  lines.push(
+    `not ok, nothing to repair: the damaged bytes cannot be restored (the checkpoint commits to ` +
+      `their original hash, which they no longer give); keep a copy of ${LOG_FILE} and check ` +
+      `the disk that holds it (ledger repair refuses here: ledger_damage_vouched)`,
+  );
   return lines;
 }
 

@@ -21,6 +21,7 @@ import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { entryHash, type LedgerEntry } from "./ledger_entry.ts";
 import type { ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 import { LedgerNewerFormatError } from "./ledger_errors.ts";
+import { keepToOwner, LEDGER_FILE_MODE } from "./_ledger_file_mode.ts";
 
 /**
  * The key under which the index remembers that receipt `receiptId` was a steering conviction's
@@ -292,6 +293,10 @@ export class LedgerIndex {
    * then deletes it and rebuilds it from the log.
    */
   static open(path: string): LedgerIndex {
+    // Created 0600 before SQLite opens it: SQLite creates a new database with the umask's mode
+    // (0644), and its `-wal` and `-shm` with the database file's. An empty file is a new database.
+    Deno.openSync(path, { write: true, create: true, mode: LEDGER_FILE_MODE }).close();
+    keepToOwner(path);
     const db = new DatabaseSync(path);
     try {
       // WAL without a sync per commit: the index is derived, and a commit lost to a power cut
@@ -300,6 +305,8 @@ export class LedgerIndex {
         `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -${INDEX_CACHE_KIB};`,
       );
       db.exec(SCHEMA);
+      // There now (WAL): new ones took the database's mode, ones an earlier version left did not.
+      for (const suffix of ["-wal", "-shm"]) keepToOwner(`${path}${suffix}`);
       addKindColumn(db);
       addVerdictKeys(db);
       const index = new LedgerIndex(db);

@@ -12,6 +12,7 @@
  * @module
  */
 import { FRAME_HEADER_BYTES, MAX_ENTRY_BYTES } from "./ledger_entry.ts";
+import { keepToOwner, LEDGER_FILE_MODE } from "./_ledger_file_mode.ts";
 
 /** File name of the log inside the ledger directory. */
 export const LOG_FILE = "ledger.log";
@@ -62,7 +63,15 @@ export class LedgerLog {
    */
   static async open(path: string, options: { write?: boolean } = {}): Promise<LedgerLog> {
     const write = options.write ?? false;
-    const file = await Deno.open(path, { read: true, write, create: write });
+    const file = await Deno.open(path, {
+      read: true,
+      write,
+      create: write,
+      mode: LEDGER_FILE_MODE,
+    });
+    // Only an open that writes changes the mode: `ledger verify` reads, beside the node or as
+    // another user, and leaves the file as it found it.
+    if (write) keepToOwner(path);
     try {
       return new LedgerLog(path, file, (await file.stat()).size);
     } catch (error) {

@@ -4,6 +4,12 @@ import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
 import { frameOffsets } from "../proof/_ledger_fixtures.ts";
+import { Identity } from "../../protocols/identity.ts";
+import {
+  checkpointedLedger,
+  flipSignatureBit,
+  VOUCHED_DEPOSITS,
+} from "../proof/_vouched_damage.ts";
 
 /** A node with only its validator (and ledger): nothing to load, quick to start and stop. */
 function ledgerOnly(dataDir: string) {
@@ -132,6 +138,33 @@ Deno.test("a node refused on a ledger.log of garbage does not promise that repai
     const repaired = await ledger("repair", "--data", dataDir);
     assert.equal(repaired.code, 0, repaired.err);
     assert.equal((await ledger("verify", "--data", dataDir)).code, 0);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("ledger verify on damage a signed checkpoint vouches past prints the vouched line (the damaged entry, the checkpoint's state intact, the node opens it, nothing to repair) and neither calls the entries after it unlinkable nor advises a repair", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const ledgerDir = `${dataDir}/ledger`;
+  try {
+    await checkpointedLedger(ledgerDir, Identity.generate(), Identity.generate());
+    await flipSignatureBit(ledgerDir, 5);
+
+    const verified = await ledger("verify", "--data", dataDir);
+    assert.equal(verified.code, 1, verified.err);
+    // Repair refuses here: neither the entries after the damage lost, nor a repair advised.
+    assert.doesNotMatch(verified.out, /cannot be linked/);
+    assert.doesNotMatch(verified.out, /ledger repair --data/);
+    assert.match(verified.out, /damaged: entry 5 \(bytes \d+ to \d+\): /);
+    assert.match(
+      verified.out,
+      new RegExp(
+        `vouched: the signed checkpoint at entry ${VOUCHED_DEPOSITS + 1} covers the ` +
+          `${VOUCHED_DEPOSITS - 5} entries after the damage .*state \\(balances, stakes, open ` +
+          `receipts\\) is intact and the node opens this ledger from it`,
+      ),
+    );
+    assert.match(verified.out, /not ok, nothing to repair: .*ledger_damage_vouched/);
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
