@@ -23,8 +23,11 @@ Examples:
   deno run -A cli.ts ledger repair --data .veriflow   # with the node stopped
 
 A ledger written by a newer version of Veriflow (an entry of a kind this one does not know) is
-refused by both (ledger_newer_format): it is not damage; run the version that wrote it.
+refused by both (ledger_newer_format): it is not damage; run the version that wrote it. Damage
+under a signed checkpoint that the entries after it still link to is not cut: repair refuses
+(ledger_damage_vouched) and the node opens the ledger from the checkpoint.
 
 Exit codes: 0 the ledger verifies (or was repaired) · 1 it does not, or there is no ledger in
-DIR, or a newer version wrote it, or (repair) a node runs on DIR, or its identity.key is missing
-or damaged (the line says which) · 2 bad flags or action.`;
+DIR, or a newer version wrote it, or (repair) a checkpoint vouches past the damage or a node
+runs on DIR, or its identity.key is missing or damaged (the line says which) · 2 bad flags or
+action.`;

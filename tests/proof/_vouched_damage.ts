@@ -1,8 +1,8 @@
 /**
  * A ledger with damage a signed checkpoint vouches past (`LedgerVerifyReport.vouched`): genesis,
  * {@link VOUCHED_DEPOSITS} deposits and a checkpoint at its end, then one bit flipped inside one
- * entry's signature (bit rot). The same build as `ledger_repair_vouched_test.ts`'s, shared by the
- * tests of what verify prints, and of an index rebuilt on such a ledger.
+ * entry's signature (bit rot). Shared by the tests of repair and verify on such a ledger, of what
+ * verify prints, and of an index rebuilt on it.
  *
  * @module
  */

@@ -11,46 +11,26 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Identity } from "../../protocols/identity.ts";
-import { decodeCbor } from "../../protocols/cbor.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
 import { repairLedger } from "../../proof/ledger_repair.ts";
 import { LedgerError } from "../../proof/ledger_errors.ts";
 import { CHECKPOINT_FILE } from "../../proof/ledger_checkpoint.ts";
 import { INDEX_FILE } from "../../proof/ledger_index.ts";
-import { FRAME_HEADER_BYTES, type LedgerEntry } from "../../proof/ledger_entry.ts";
 import { LOG_FILE } from "../../proof/ledger_log.ts";
-import { frameOffsets, withLedgerDir } from "./_ledger_fixtures.ts";
+import { withLedgerDir } from "./_ledger_fixtures.ts";
+import {
+  checkpointedLedger as checkpointedLedgerOf,
+  flipSignatureBit,
+  VOUCHED_DEPOSITS,
+  VOUCHED_STAKE,
+} from "./_vouched_damage.ts";
 
 const owner = Identity.generate();
 const staker = Identity.generate();
-/** Deposits after genesis: entries 1 to DEPOSITS. */
-const DEPOSITS = 12;
-/** Stake the deposits add up to (1 + 2 + … + DEPOSITS). */
-const STAKED = DEPOSITS * (DEPOSITS + 1) / 2;
-
-/** A ledger of genesis and {@link DEPOSITS} deposits, with a signed checkpoint at its end. */
-async function checkpointedLedger(dir: string): Promise<void> {
-  const ledger = await Ledger.open(dir, owner, { checkpointEvery: 0 });
-  for (let i = 1; i <= DEPOSITS; i++) await ledger.deposit(staker.publicKey, i);
-  await ledger.checkpoint();
-  await ledger.close();
-}
-
-/** Flip one bit inside the signature of entry `seq` (bit rot in one entry). */
-async function flipSignatureBit(dir: string, seq: number): Promise<void> {
-  const path = join(dir, LOG_FILE);
-  const bytes = await Deno.readFile(path);
-  const offsets = frameOffsets(bytes);
-  const start = offsets[seq] + FRAME_HEADER_BYTES;
-  const end = offsets[seq + 1] ?? bytes.length;
-  const frame = bytes.subarray(start, end);
-  const sig = (decodeCbor(frame) as LedgerEntry).sig;
-  const at = frame.findIndex((_, i) => sig.every((b, j) => frame[i + j] === b));
-  assert.ok(at >= 0, "the signature's bytes are in the frame");
-  bytes[start + at + 5] ^= 0x01;
-  await Deno.writeFile(path, bytes);
-}
+const DEPOSITS = VOUCHED_DEPOSITS;
+const STAKED = VOUCHED_STAKE;
+const checkpointedLedger = (dir: string) => checkpointedLedgerOf(dir, owner, staker);
 
 /** The bytes of every file of the ledger in `dir`, by name. */
 async function files(dir: string): Promise<Record<string, Uint8Array>> {
