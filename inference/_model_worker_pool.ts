@@ -58,6 +58,7 @@ import type {
 } from "./model_health.ts";
 import { RemoteSequence, WorkerSlot } from "./_worker_slot.ts";
 import { batchSeats } from "./_pool_sizing.ts";
+import { StallPause } from "./_stall_pause.ts";
 
 export {
   batchSeats,
@@ -143,6 +144,11 @@ export interface ModelWorkerPoolOptions {
   workerUrl?: string | URL;
   /** What the supervision reads as the time (ms, monotonic); default `performance.now`. */
   supervisionClock?: () => number;
+  /**
+   * Real time as the stall watch reads it to tell a pause of this process from hung workers
+   * (`_stall_pause.ts`); default `performance.now`, whatever `supervisionClock` is.
+   */
+  pauseClock?: () => number;
 }
 
 /** A fixed, supervised pool of model workers sharing one model (see the module doc). */
@@ -165,6 +171,8 @@ export class ModelWorkerPool {
   /** Sequences each generation worker's batcher computes together (`batchSeats`), once loaded. */
   #seats = 1;
   #stallTimer: ReturnType<typeof setInterval> | undefined;
+  /** The gaps between the stall watch's looks: a long one is this process paused, not a hang. */
+  #stallPause: StallPause | undefined;
   /** Workers terminated as hung: threads that may still hold a core (see `#checkStalls`). */
   #abandoned = 0;
   /** When the first of them was terminated (Unix ms). */
@@ -178,6 +186,7 @@ export class ModelWorkerPool {
     const { stallMs } = this.#restart;
     if (stallMs > 0) {
       const every = Math.min(STALL_CHECK_MAX_MS, Math.max(1, stallMs / 4));
+      this.#stallPause = new StallPause(every, options.pauseClock);
       // Unref'd: a pool nobody disposed does not keep the process alive.
       this.#stallTimer = setInterval(() => this.#checkStalls(), every);
       this.#stallTimer.unref();
@@ -459,6 +468,16 @@ export class ModelWorkerPool {
   #checkStalls(): void {
     const { stallMs } = this.#restart;
     const now = this.#now();
+    const away = this.#stallPause?.look() ?? 0;
+    if (away > 0) {
+      // This process was not run (stopped, paused, starved): nor were its workers, so what they
+      // left unanswered meanwhile says nothing of them. Their waits start again now.
+      for (const slot of this.#slots) {
+        if (slot.waitingSince !== undefined) slot.waitingSince = now;
+        if (slot.loadingSince !== undefined) slot.loadingSince = now;
+      }
+      return;
+    }
     const loadLimit = Math.max(stallMs, LOAD_STALL_FACTOR * this.#loadMs);
     for (const slot of this.#slots) {
       if (slot.failure) continue;

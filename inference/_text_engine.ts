@@ -108,6 +108,7 @@ export async function workerEngine(
     onEvent: options.onWorkerEvent,
     workerUrl: options.workerUrl,
     supervisionClock: options.supervisionClock,
+    pauseClock: options.pauseClock,
   });
   const engine: TextEngine = {
     sequence: () => pool.openSequence(),

@@ -119,6 +119,7 @@ export class TensorModel {
         onEvent: options.onWorkerEvent,
         workerUrl: options.workerUrl,
         supervisionClock: options.supervisionClock,
+        pauseClock: options.pauseClock,
       });
       engine = {
         run: (feeds) => pool.run(feeds),

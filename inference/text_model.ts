@@ -167,6 +167,13 @@ export interface ModelWorkerOptions {
    * quarter of `stallMs`, at most 5 s, of real time).
    */
   supervisionClock?: () => number;
+  /**
+   * Real time as the stall watch reads it to tell a pause of the whole process (stopped, its VM
+   * or laptop paused) from hung workers: a look more than three intervals after the last starts
+   * every wait again rather than killing workers that were not run either. Default
+   * `performance.now`; tests move it by hand.
+   */
+  pauseClock?: () => number;
 }
 
 /** Options of {@link TextModel.load}. */

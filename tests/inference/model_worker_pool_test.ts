@@ -284,6 +284,38 @@ Deno.test("a model worker that leaves its steps unanswered past stallMs is taken
   assert.deepEqual(again.map((c) => c.tokenId), expected);
 });
 
+Deno.test("a pause of the whole process (stopped, its VM or laptop asleep) longer than stallMs does not kill a healthy worker as hung: its waits start again, and a worker still silent stallMs later is", async () => {
+  // Review s72 (F3): SIGSTOP for 15 s under a 10 s stall limit, and at the first look after it
+  // every request looked unanswered for 15 s: the healthy worker was killed and 8 jobs failed.
+  const clock = new SupervisionClock();
+  let away = 0;
+  await using pool = await crashable({
+    restart: { backoffInitialMs: 0, stallMs: 1_000 },
+    supervisionClock: clock.now,
+    pauseClock: () => performance.now() + away,
+  });
+  const { model, events } = pool;
+  holdModelSteps();
+  let error: unknown;
+  try {
+    const failed = failureOf(model.generate(PROMPT, GREEDY));
+    // Let the step be posted: a few turns of the loop (the assertion below does not race them:
+    // a step posted late could only make the old code pass too, never this code fail).
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+    // The process away 10 s: both clocks jump, the next look comes long after the last.
+    away += 10_000;
+    clock.pass(10_000);
+    error = await clock.passUntil(250, failed);
+  } finally {
+    releaseModelSteps();
+  }
+  assert.ok(error instanceof ModelWorkerError, String(error));
+  // Found hung from the look after the pause, not for the pause itself (10 s).
+  const seconds = Number(/for (\d+) s/.exec(error.message)?.[1]);
+  assert.ok(seconds < 10, error.message);
+  await eventually(() => events.some((e) => e.type === "restarted"), "the restart");
+});
+
 // The worker pool's supervision of a replacement worker. A replacement whose load never ends (a
 // thread stuck in onnxruntime while it creates the session) must be taken for hung like a running
 // worker that stops answering, or every generation waiting for it waits for ever.
