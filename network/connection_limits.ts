@@ -238,7 +238,8 @@ export class ConnectionLimits {
 
 /**
  * The group a remote IP address counts in for the per-address bounds (see the module doc):
- * `loopback`, a dotted IPv4 address, an IPv6 /64 as `xxxx:xxxx:xxxx:xxxx::/64`, or a link-local
+ * `loopback`, a dotted IPv4 address (also one mapped into IPv6, or behind a NAT64 gateway's
+ * `64:ff9b::/96`), an IPv6 /64 as `xxxx:xxxx:xxxx:xxxx::/64`, or a link-local
  * IPv6 address whole, with its interface (all of a link's hosts share fe80::/64). Anything
  * that does not parse as an IP address (a hostname) is its own group, lower-cased.
  *
@@ -262,6 +263,11 @@ export function addressGroup(address: string): string {
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
     const v4 = [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".");
     return v4.startsWith("127.") ? "loopback" : v4;
+  }
+  // 64:ff9b::/96 (NAT64's well-known prefix): the IPv4 host the gateway translates for, not one
+  // /64 shared by every IPv4 client behind that gateway (review s72 verify, F6).
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && groups.slice(2, 6).every((g) => g === 0)) {
+    return [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".");
   }
   if (groups.slice(0, 7).every((g) => g === 0) && groups[7] === 1) return "loopback";
   // Link-local (fe80::/10): every host on every link shares the prefix, so the whole address,

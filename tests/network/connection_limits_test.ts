@@ -207,6 +207,11 @@ Deno.test("addressGroup: an IPv6 /64 is one address, an IPv4 address written as 
   for (const local of ["127.0.0.1", "127.8.0.3", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1"]) {
     assert.equal(addressGroup(local), "loopback", local);
   }
+  // Through a NAT64 gateway (the well-known 64:ff9b::/96) each IPv4 host is its own address, not
+  // one /64 shared by every IPv4 client of the gateway (review s72 verify, F6).
+  assert.equal(addressGroup("64:ff9b::192.0.2.9"), "192.0.2.9");
+  assert.equal(addressGroup("64:ff9b::c633:6401"), "198.51.100.1");
+  assert.notEqual(addressGroup("64:ff9b::192.0.2.9"), addressGroup("64:ff9b::192.0.2.10"));
   // Not an IP address: its own group.
   assert.equal(addressGroup("Peer.Example"), "peer.example");
   assert.equal(addressGroup("1::2::3"), "1::2::3");
