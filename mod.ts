@@ -162,6 +162,8 @@ export {
   type SubmitReply,
   type TensorJobHandle,
   UnreadTokenBudget,
+  type UnreadTokenHolder,
+  type UnreadTokenStats,
 } from "./actors/inference_actor.ts";
 export * from "./actors/inference_errors.ts";
 export type { JobOutcome, JobRunnerMessage, TextJobHandle } from "./actors/inference_job.ts";

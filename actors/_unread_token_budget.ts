@@ -60,10 +60,27 @@ const RESERVED_TOKEN_CHARS = 16;
  */
 export const DEFAULT_UNREAD_TOKEN_BYTES = 64 * 1024 * 1024;
 
-/** The node-wide count of unread token bytes against a limit; see the module comment. */
+/**
+ * One job whose tokens wait in memory for its reader: what the budget evicts to make room for
+ * another when it is full (`evict` drops every unread token it holds, releasing their bytes, and
+ * ends its reader's stream with {@link SlowReaderError}).
+ */
+export interface UnreadTokenHolder {
+  /** Drop every unread token held (releasing their bytes here); end the job if it still runs. */
+  evict(): void;
+}
+
+/**
+ * The node-wide count of unread token bytes against a limit, per holder (job); see the module
+ * comment. When a reservation does not fit, the holder of the most unread bytes pays, not the
+ * job that happens to ask next: it is evicted and the reservation tried again (review s72 F1).
+ */
 export class UnreadTokenBudget {
   readonly #limit: number;
   #used = 0;
+  #evictions = 0;
+  /** Bytes per holder; only holders that hold some, so an eviction scans live backlogs only. */
+  readonly #held = new Map<UnreadTokenHolder, number>();
 
   /**
    * Create it (the InferenceActor does, unless given one).
@@ -85,21 +102,58 @@ export class UnreadTokenBudget {
     return this.#limit;
   }
 
-  /** Take `bytes` if they fit under the limit; returns whether they were taken. */
-  reserve(bytes: number): boolean {
-    if (this.#used + bytes > this.#limit) return false;
-    this.#used += bytes;
+  /** Holders evicted to make room for another since this budget was created. */
+  get evictions(): number {
+    return this.#evictions;
+  }
+
+  /** Bytes `holder` holds now. */
+  heldBy(holder: UnreadTokenHolder): number {
+    return this.#held.get(holder) ?? 0;
+  }
+
+  /**
+   * Take `bytes` for `holder` if they fit under the limit, evicting, while they do not, the
+   * holder of the most unread bytes when it holds more than `holder`; returns whether they were
+   * taken. `false`: `holder` is itself the largest (or nothing else can be evicted), and its
+   * reader is the slow one.
+   */
+  reserve(bytes: number, holder: UnreadTokenHolder): boolean {
+    const tried = new Set<UnreadTokenHolder>();
+    while (this.#used + bytes > this.#limit) {
+      const mine = this.heldBy(holder);
+      let largest: UnreadTokenHolder | undefined;
+      let most = mine;
+      for (const [other, held] of this.#held) {
+        if (other !== holder && !tried.has(other) && held > most) [largest, most] = [other, held];
+      }
+      if (largest === undefined) return false;
+      // Each holder once: one that frees less than it holds (a token read in flight) is not
+      // asked again, so the loop ends after at most as many evictions as there are holders.
+      tried.add(largest);
+      this.#evictions++;
+      largest.evict();
+    }
+    this.#add(holder, bytes);
     return true;
   }
 
-  /** Replace a reservation of `reserved` bytes by what was really taken, `actual`. */
-  settle(reserved: number, actual: number): void {
-    this.#used = Math.max(0, this.#used - reserved + actual);
+  /** Replace `holder`'s reservation of `reserved` bytes by what was really taken, `actual`. */
+  settle(reserved: number, actual: number, holder: UnreadTokenHolder): void {
+    this.#add(holder, actual - reserved);
   }
 
-  /** Give back `bytes` (a token read by its consumer, or dropped). */
-  release(bytes: number): void {
-    this.#used = Math.max(0, this.#used - bytes);
+  /** Give back `bytes` of `holder` (a token read by its consumer, or dropped). */
+  release(bytes: number, holder: UnreadTokenHolder): void {
+    this.#add(holder, -bytes);
+  }
+
+  #add(holder: UnreadTokenHolder, bytes: number): void {
+    const before = this.heldBy(holder);
+    const after = Math.max(0, before + bytes);
+    this.#used = Math.max(0, this.#used + after - before);
+    if (after > 0) this.#held.set(holder, after);
+    else this.#held.delete(holder);
   }
 }
 
@@ -121,9 +175,11 @@ export function tokenBytes(
 }
 
 /**
- * A job was cancelled because its consumer read nothing while other jobs waited for its seat
- * and the node's budget of unread tokens was full (HTTP 408's sense: the client was too slow).
- * The job earns no receipt; the consumer is told in its stream's error.
+ * A job's unread tokens were dropped because its consumer read nothing while other jobs waited
+ * for a seat and the node's budget of unread tokens was full, and this job held the most of it
+ * (HTTP 408's sense: the client was too slow). A job still running is cancelled and earns no
+ * receipt; a job that had already finished keeps its receipt, and only its undelivered tokens
+ * are lost. The consumer is told in its stream's error.
  */
 export class SlowReaderError extends VeriflowError {
   /** The job id. */
@@ -137,8 +193,9 @@ export class SlowReaderError extends VeriflowError {
   constructor(jobId: string) {
     super(
       "slow_reader",
-      `job ${jobId} was cancelled: its reader read nothing while other jobs waited for its seat ` +
-        "and the node's memory for unread tokens was full",
+      `job ${jobId}'s unread tokens were dropped (the job cancelled if still running): its ` +
+        "reader read nothing while other jobs waited for a seat and the node's memory for " +
+        "unread tokens was full",
     );
     this.jobId = jobId;
   }

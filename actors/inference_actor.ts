@@ -62,6 +62,7 @@ export {
   SLOW_READER_GRACE_MS,
   SlowReaderError,
   UnreadTokenBudget,
+  type UnreadTokenHolder,
 } from "./_unread_token_budget.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -231,6 +232,20 @@ export interface InferenceActorOptions {
  */
 export type InferenceCounters = Omit<InferenceStats, "activeJobs" | "queuedJobs" | "slots">;
 
+/**
+ * What the actor's `stats` adds to {@link InferenceStats}: its budget of unread token bytes
+ * (`actors/_unread_token_budget.ts`), for `/metrics` and the heartbeat.
+ */
+export interface UnreadTokenStats {
+  /** Bytes of tokens waiting in memory for readers that stopped reading, now. */
+  unreadTokenBytes: number;
+  /**
+   * Jobs whose unread tokens were dropped to make room for another job's, since this actor
+   * (re)started (the budget is the incarnation's, unless given in the options).
+   */
+  unreadTokenEvictions: number;
+}
+
 /** Every counter at 0: the counters of a node whose actor has run no job yet. */
 export function emptyInferenceCounters(): InferenceCounters {
   const { activeJobs: _active, queuedJobs: _queued, slots: _slots, ...counters } =
@@ -298,6 +313,8 @@ export class InferenceActor implements Actor<InferenceMessage> {
   /** Jobs running now: this incarnation's (a restart cancels every job it held). */
   #activeJobs = 0;
   #preparer: JobPreparer;
+  /** Where the jobs' unread tokens are counted: read for {@link InferenceStats}. */
+  #unreadBudget: UnreadTokenBudget;
 
   /**
    * Create it (the system calls this through the child spec's factory).
@@ -314,11 +331,12 @@ export class InferenceActor implements Actor<InferenceMessage> {
     this.#counters = options.counters ?? emptyInferenceCounters();
     if (!(this.#concurrency >= 1)) throw new RangeError("concurrency must be at least 1");
     if (!(this.#queueLimit >= 0)) throw new RangeError("queueLimit must not be negative");
+    this.#unreadBudget = options.unreadBudget ?? new UnreadTokenBudget();
     this.#preparer = new JobPreparer({
       prover: this.#prover,
       now: this.#now,
       selfRef: () => this.#selfRef,
-      unreadBudget: options.unreadBudget ?? new UnreadTokenBudget(),
+      unreadBudget: this.#unreadBudget,
       timers: options.slowReaderTimers,
     });
   }
@@ -548,7 +566,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
    * `job_ended` still in the mailbox) waits for nothing, so a router reading the load does not
    * see this worker busier than it is.
    */
-  #statsNow(models?: readonly string[]): InferenceStats {
+  #statsNow(models?: readonly string[]): InferenceStats & UnreadTokenStats {
     let queuedJobs = 0;
     for (const lane of this.#lanes.values()) queuedJobs += liveQueued(lane);
     // The slots are the lanes' own (a model's seats, read now: they shrink with a lost worker),
@@ -558,7 +576,14 @@ export class InferenceActor implements Actor<InferenceMessage> {
       : [...new Set(models)].flatMap((cid) => this.#lanes.get(cid) ?? []);
     let slots = 0;
     for (const lane of counted) slots += lane.slots();
-    return { ...this.#counters, activeJobs: this.#activeJobs, queuedJobs, slots };
+    return {
+      ...this.#counters,
+      activeJobs: this.#activeJobs,
+      queuedJobs,
+      slots,
+      unreadTokenBytes: this.#unreadBudget.used,
+      unreadTokenEvictions: this.#unreadBudget.evictions,
+    };
   }
 
   /**

@@ -8,12 +8,13 @@
  * its own job: while other jobs wait for its model's seats (the actor says so,
  * `setContended`), a requester that has taken nothing for `SLOW_READER_GRACE_MS` no longer holds
  * the job, which reads ahead into memory at the model's pace and frees its seat when it ends;
- * those tokens are counted against the node's `UnreadTokenBudget`, and a job that finds it full
- * waits for its requester again and is cut with `slow_reader` after a second grace
- * (`actors/_unread_token_budget.ts`). Every chunk is also handed, whole, to the optional prover hook without
- * waiting for it, so the prover branch never slows the requester; its queue is bounded by the
- * job itself: at most `params.maxTokens` chunks. The prover's result (a signed receipt) comes
- * with the job's end in {@link JobSummary.receipt}.
+ * those tokens are counted against the node's `UnreadTokenBudget`. A job that finds it full
+ * evicts the job holding the most unread bytes (its tokens dropped, its stream cut with
+ * `slow_reader`), or, when that is itself, waits for its requester again and is cut with
+ * `slow_reader` after a second grace (`actors/_unread_token_budget.ts`). Every chunk is also
+ * handed, whole, to the optional prover hook without waiting for it, so the prover branch never
+ * slows the requester; its queue is bounded by the job itself: at most `params.maxTokens` chunks.
+ * The prover's result (a signed receipt) comes with the job's end in {@link JobSummary.receipt}.
  *
  * A job resumed after k tokens another worker delivered (`resume`) runs
  * `inference/resumed_generation.ts` instead of `generate`: its first k chunks are replayed to the
@@ -48,6 +49,7 @@ import {
   SlowReaderError,
   tokenBytes,
   type UnreadTokenBudget,
+  type UnreadTokenHolder,
 } from "./_unread_token_budget.ts";
 
 /** What a requester gets back for an accepted text job: an {@link InferenceHandle}. */
@@ -111,7 +113,14 @@ type Delivery =
  * The state of one text job: the requester's stream (created at submission, producing once the
  * job starts), the prover's branch, and the summary. Driven by its {@link JobRunner}.
  */
-export class TextJobRun {
+export class TextJobRun implements UnreadTokenHolder {
+  /**
+   * Drops the backlog of a job whose requester's stream was garbage-collected unread (a library
+   * caller that forgot a finished job without cancelling it): nobody can read those tokens any
+   * more, and without this their bytes would count against the node's budget for good (review
+   * s72 F2). Not the guarantee (collection may never come): the budget's eviction is.
+   */
+  static #abandoned = new FinalizationRegistry<TextJobRun>((run) => run.#abandon());
   #o: TextJobRunOptions;
   #abort = new AbortController();
   #started = Promise.withResolvers<ReadableStreamDefaultReader<TokenChunk> | undefined>();
@@ -184,6 +193,7 @@ export class TextJobRun {
         try {
           const next = await this.#next();
           if ("end" in next) {
+            TextJobRun.#abandoned.unregister(this);
             if (next.end === "close") controller.close();
             else controller.error(next.error);
             return;
@@ -191,19 +201,24 @@ export class TextJobRun {
           controller.enqueue(next.token);
           // The last chunk: end now rather than on the next pull, so `done` does not wait for
           // a requester that stops reading once it has seen the final token.
-          if (next.last) controller.close();
+          if (next.last) {
+            TextJobRun.#abandoned.unregister(this);
+            controller.close();
+          }
         } finally {
           this.#asking = false;
           this.#armGrace();
         }
       },
       cancel: (reason) => {
+        TextJobRun.#abandoned.unregister(this);
         this.#drop(new JobCancelledError(this.#o.jobId));
         this.cancel(reason);
       },
       // Zero: the model computes the next token only when the requester asks for it (or when a
       // slow reader's job runs on into memory, see `setContended`).
     }, { highWaterMark: 0 });
+    TextJobRun.#abandoned.register(tokens, this, this);
     return {
       kind: "text",
       jobId: this.#o.jobId,
@@ -212,10 +227,33 @@ export class TextJobRun {
       tokens,
       done: this.#done.promise,
       cancel: () => {
+        TextJobRun.#abandoned.unregister(this);
         this.#drop(new JobCancelledError(this.#o.jobId));
         this.cancel();
       },
     };
+  }
+
+  /**
+   * Called by the node's {@link UnreadTokenBudget} when it is full and this job holds the most of
+   * it: drop every unread token, ending the requester's stream with {@link SlowReaderError}. A job
+   * still running is cut as {@link #overBudget} cuts it (counted cancelled, no receipt); one that
+   * has finished keeps its receipt and loses only its undelivered tokens.
+   */
+  evict(): void {
+    const error = new SlowReaderError(this.#o.jobId);
+    if (this.#ended) {
+      this.#drop(error);
+      return;
+    }
+    this.#end(error, error);
+    this.#finish("error", error, "cancelled");
+  }
+
+  /** The requester's stream was garbage-collected unread: nobody can read the job any more. */
+  #abandon(): void {
+    this.#drop(new JobCancelledError(this.#o.jobId));
+    this.cancel();
   }
 
   /** Start computing; called by the runner child, which is told `ended` when the job ends. */
@@ -282,7 +320,7 @@ export class TextJobRun {
     if (this.#dropped !== undefined) return { end: "error", error: this.#dropped };
     const unread = this.#unread.shift();
     if (unread) {
-      if ("token" in unread) this.#o.unreadBudget?.release(unread.bytes);
+      if ("token" in unread) this.#o.unreadBudget?.release(unread.bytes, this);
       return unread;
     }
     const reader = await this.#started.promise;
@@ -358,7 +396,9 @@ export class TextJobRun {
    * against the node's budget, until the stream ends (the job ends and frees its seat), the
    * reader asks again, nobody waits any more, or the budget is full: then the job waits for its
    * reader as before, holding its seat, and is cancelled with {@link SlowReaderError} if that
-   * lasts {@link SLOW_READER_CANCEL_GRACE_MS} while others still wait.
+   * lasts {@link SLOW_READER_CANCEL_GRACE_MS} while others still wait. A full budget first
+   * evicts the job holding the most unread bytes, if that is another job ({@link evict}): the
+   * reader that let the most pile up pays, not the one that pauses next.
    */
   async #spill(): Promise<void> {
     const budget = this.#o.unreadBudget;
@@ -369,7 +409,7 @@ export class TextJobRun {
     this.#spilling = true;
     const reserve = reservedTokenBytes(this.#o.topLogprobs ?? 0);
     while (this.#spilling && !this.#sourceEnded && this.#dropped === undefined) {
-      if (!budget.reserve(reserve)) {
+      if (!budget.reserve(reserve, this)) {
         this.#spilling = false;
         this.#budgetTimer = this.#timers.setTimeout(() => {
           this.#budgetTimer = undefined;
@@ -388,10 +428,10 @@ export class TextJobRun {
       }
       const bytes = "token" in delivery ? tokenBytes(delivery.token) : 0;
       if (this.#dropped !== undefined) { // cancelled meanwhile: nobody will read it
-        budget.release(reserve);
+        budget.release(reserve, this);
         return;
       }
-      budget.settle(reserve, bytes);
+      budget.settle(reserve, bytes, this);
       if ("token" in delivery) delivery.bytes = bytes;
       this.#unread.push(delivery);
       if ("end" in delivery) this.#sourceEnded = true;
@@ -404,8 +444,8 @@ export class TextJobRun {
     if (!this.#contended || this.#asking || this.#ended) return;
     const budget = this.#o.unreadBudget!;
     const reserve = reservedTokenBytes(this.#o.topLogprobs ?? 0);
-    if (budget.reserve(reserve)) {
-      budget.release(reserve);
+    if (budget.reserve(reserve, this)) {
+      budget.release(reserve, this);
       void this.#spill();
       return;
     }
@@ -419,7 +459,7 @@ export class TextJobRun {
     this.#stopSpilling();
     this.#dropped ??= reason;
     for (const unread of this.#unread.splice(0)) {
-      if ("token" in unread) this.#o.unreadBudget?.release(unread.bytes);
+      if ("token" in unread) this.#o.unreadBudget?.release(unread.bytes, this);
     }
   }
 

@@ -10,7 +10,7 @@
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
 import { recordedReceipts } from "../actors/recorded_receipts.ts";
-import type { InferencePort } from "../inference/inference_port.ts";
+import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { WireBudgetReport } from "../protocols/wire_budget.ts";
@@ -35,6 +35,8 @@ export interface HeartbeatOptions {
 
 /** A heartbeat ask is answered from memory; longer means the actor is wedged (and says so). */
 const ASK_TIMEOUT_MS = 1_000;
+/** KiB in bytes: the heartbeat shows the unread budget in KiB, as rss is shown in MiB. */
+const BYTES_PER_KIB = 1024;
 
 /**
  * Start the heartbeat; `stop()` ends it (a beat still waiting on an actor then logs nothing).
@@ -64,9 +66,18 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
       `heartbeat up ${Math.round((performance.now() - startedAt) / 1000)}s`,
       `rss ${(Deno.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
       await part("inference", async () => {
-        const s = await options.port?.stats();
+        // The unread budget's fields come only from a port that runs jobs itself.
+        const s = await options.port?.stats() as
+          | InferenceStats & { unreadTokenBytes?: number; unreadTokenEvictions?: number }
+          | undefined;
+        // Review s72: an operator could not see slow readers filling it, or evicted from it.
+        const unread = s?.unreadTokenBytes === undefined
+          ? ""
+          : ` · unread ${(s.unreadTokenBytes / BYTES_PER_KIB).toFixed(0)} KiB ${
+            s.unreadTokenEvictions ?? 0
+          } evicted`;
         return s &&
-          `jobs ${s.activeJobs} running ${s.queuedJobs} queued ${s.jobsFinished} done · tokens ${s.tokensGenerated}`;
+          `jobs ${s.activeJobs} running ${s.queuedJobs} queued ${s.jobsFinished} done · tokens ${s.tokensGenerated}${unread}`;
       }),
       await part("models", () => {
         const troubled = (options.models?.() ?? []).filter((m) => m.status !== "ok");

@@ -356,6 +356,18 @@ interface ForwardedCounts {
   hedges?: Readonly<Record<string, number>>;
 }
 
+/**
+ * What a port that runs jobs itself (the InferenceActor's) adds to its stats: its budget of
+ * unread token bytes (`actors/_unread_token_budget.ts`), now, and the jobs evicted from it since
+ * the actor (re)started. A forwarding port has neither, and no series for them is served.
+ */
+interface UnreadTokenCounts {
+  /** Bytes of tokens waiting in memory for readers that stopped reading. */
+  unreadTokenBytes?: number;
+  /** Jobs whose unread tokens were dropped to make room for another's. */
+  unreadTokenEvictions?: number;
+}
+
 /** The series of a forwarding port's {@link ForwardedCounts}, when it has them. */
 function forwardedSamples(counts: ForwardedCounts): MetricSample[] {
   const samples: MetricSample[] = [];
@@ -428,6 +440,25 @@ export function inferenceCollector(gateway: InferenceGateway): MetricsCollector 
         type: "counter",
         value,
         labels: { state },
+      });
+    }
+    // Only a port that runs jobs itself has an unread budget (`actors/_unread_token_budget.ts`):
+    // without these an operator could not see slow readers filling it or being evicted.
+    const unread = stats as InferenceStats & UnreadTokenCounts;
+    if (typeof unread.unreadTokenBytes === "number") {
+      samples.push({
+        name: "veriflow_unread_token_bytes",
+        help: "Bytes of tokens waiting in memory for readers that stopped reading, now.",
+        type: "gauge",
+        value: unread.unreadTokenBytes,
+      });
+    }
+    if (typeof unread.unreadTokenEvictions === "number") {
+      samples.push({
+        name: "veriflow_unread_token_evictions_total",
+        help: "Jobs whose unread tokens were dropped to make room for another's (since a restart).",
+        type: "counter",
+        value: unread.unreadTokenEvictions,
       });
     }
     samples.push(...forwardedSamples(stats as InferenceStats & ForwardedCounts));

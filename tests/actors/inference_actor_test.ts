@@ -90,6 +90,8 @@ Deno.test("InferenceActor runs at most `concurrency` jobs per model, queues the 
         activeJobs: 1,
         queuedJobs: 1,
         slots: 1,
+        unreadTokenBytes: 0,
+        unreadTokenEvictions: 0,
       },
     );
     // The queued job must not compute before the running one ends.
