@@ -6,83 +6,29 @@
  * cancelled with `slow_reader` (no receipt). With nobody waiting nothing changes. Review s72 (ws)
  * finding 1: one non-reading WebSocket held every seat of the node for 30 s.
  *
- * The graces run on {@link FakeTimers}: a test fires them by hand, nothing sleeps.
+ * The graces run on `FakeTimers`: a test fires them by hand, nothing sleeps.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import {
-  InferenceActor,
-  type InferenceMessage,
   type InferenceStats,
   submitJob,
   type TextJobHandle,
 } from "../../actors/inference_actor.ts";
 import { UnreadTokenBudget } from "../../actors/_unread_token_budget.ts";
-import type { ProverHook } from "../../actors/inference_models.ts";
-import type { StreamedToken } from "../../inference/inference_port.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
-import { FakeTimers, turns } from "../_helpers/fake_timers.ts";
+import { params, ScriptedModel } from "../server/_fixtures.ts";
+import { turns } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { isPending, SETTLE_GUARD_MS, settlesWithin } from "./_helpers.ts";
-import type { GenerativeModel } from "../../actors/inference_models.ts";
-
-let nonce = 0;
-function textJob(model: string, maxTokens: number, extra: Partial<TextJob> = {}): TextJob {
-  return {
-    kind: "text",
-    model,
-    prompt: "x",
-    params: params({ maxTokens, stop: [] }),
-    nonce: `slow-${++nonce}`,
-    ...extra,
-  };
-}
-
-/** One actor with one seat (`concurrency` 1), fake grace timers, a budget and a counting prover. */
-async function oneSeat(model: GenerativeModel, budget = new UnreadTokenBudget()) {
-  const system = new ActorSystem({ name: "slow-reader" });
-  const timers = new FakeTimers();
-  const receipts: string[] = [];
-  const prover: ProverHook = async (_job, jobId, chunks) => {
-    for await (const _ of chunks);
-    receipts.push(jobId);
-    return { jobId };
-  };
-  const ref = await system.spawn<InferenceMessage>({
-    name: "inference",
-    factory: () =>
-      new InferenceActor({
-        models: new StaticModels([model]),
-        concurrency: 1,
-        prover,
-        unreadBudget: budget,
-        slowReaderTimers: timers,
-      }),
-  });
-  return { system, timers, receipts, ref, budget };
-}
-
-async function readN(
-  reader: ReadableStreamDefaultReader<StreamedToken>,
-  n = Infinity,
-): Promise<StreamedToken[]> {
-  const got: StreamedToken[] = [];
-  while (got.length < n) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    got.push(value);
-  }
-  return got;
-}
+import { readN, slowReaderActor, textJob } from "./_slow_reader_actor.ts";
 
 Deno.test("with one seat and a job queued, a job whose reader stopped reading finishes into memory after the grace, the queued job starts, and the slow reader still gets every token", async () => {
   const model = new ScriptedModel();
-  const { system, timers, receipts, ref, budget } = await oneSeat(model);
+  const { system, timers, receipts, ref, budget } = await slowReaderActor(model);
   try {
     const slow = await submitJob(ref, textJob(model.info.cid, 12)) as TextJobHandle;
     const slowReader = slow.tokens.getReader();
@@ -118,7 +64,7 @@ Deno.test("with one seat and a job queued, a job whose reader stopped reading fi
 
 Deno.test("with nothing queued, a job whose reader stopped reading still waits for it: no grace, no memory, no step ahead", async () => {
   const model = new ScriptedModel();
-  const { system, timers, ref, budget } = await oneSeat(model);
+  const { system, timers, ref, budget } = await slowReaderActor(model);
   try {
     const job = await submitJob(ref, textJob(model.info.cid, 8)) as TextJobHandle;
     const reader = job.tokens.getReader();
@@ -142,7 +88,7 @@ Deno.test("a job that runs on into memory stops at the node's unread budget, hol
   const model = new ScriptedModel();
   // Room for a few tokens only (a one-letter token with no logprobs is estimated at 130 bytes).
   const budget = new UnreadTokenBudget(800);
-  const { system, timers, receipts, ref } = await oneSeat(model, budget);
+  const { system, timers, receipts, ref } = await slowReaderActor(model, budget);
   try {
     const slow = await submitJob(ref, textJob(model.info.cid, 40)) as TextJobHandle;
     const slowReader = slow.tokens.getReader();
@@ -192,7 +138,7 @@ Deno.test.afterAll(() => Deno.remove(dir, { recursive: true }));
 
 Deno.test("over a real one-seat model, a slow reader's job runs into memory for a queued job and the slow reader then gets tokens, logprobs and text identical to a reading client's", async () => {
   const model = await TextModel.load(dir, { intraOpThreads: 1, maxBatch: 1, worker: false });
-  const { system, timers, ref, budget } = await oneSeat(model);
+  const { system, timers, ref, budget } = await slowReaderActor(model);
   try {
     assert.equal(model.batchCapacity, 1);
     const job = (n: string): TextJob => ({

@@ -10,81 +10,25 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import {
-  InferenceActor,
-  type InferenceMessage,
   type InferenceStats,
   submitJob,
   type TextJobHandle,
   type UnreadTokenStats,
 } from "../../actors/inference_actor.ts";
 import { UnreadTokenBudget, type UnreadTokenHolder } from "../../actors/_unread_token_budget.ts";
-import type { GenerativeModel, ProverHook } from "../../actors/inference_models.ts";
-import {
-  emptyInferenceStats,
-  type InferencePort,
-  type StreamedToken,
-} from "../../inference/inference_port.ts";
+import { emptyInferenceStats, type InferencePort } from "../../inference/inference_port.ts";
 import { inferenceCollector } from "../../server/health_routes.ts";
 import { InferenceGateway } from "../../server/inference_gateway.ts";
 import type { MetricSample, ScalarSample } from "../../server/metrics_registry.ts";
-import type { TextJob } from "../../protocols/job.ts";
-import { params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
-import { FakeTimers, turns } from "../_helpers/fake_timers.ts";
+import { ScriptedModel } from "../server/_fixtures.ts";
+import { type FakeTimers, turns } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { isPending, SETTLE_GUARD_MS, settlesWithin } from "./_helpers.ts";
+import { readN, slowReaderActor, textJob } from "./_slow_reader_actor.ts";
 
 /** A one-letter token with no logprobs is estimated at 130 bytes (`tokenBytes`). */
 const TOKEN_BYTES = 130;
-
-let nonce = 0;
-function textJob(model: string, maxTokens: number): TextJob {
-  return {
-    kind: "text",
-    model,
-    prompt: "x",
-    params: params({ maxTokens, stop: [] }),
-    nonce: `evict-${++nonce}`,
-  };
-}
-
-/** One actor with `seats` seats, fake grace timers, the given budget and a counting prover. */
-async function oneSeat(model: GenerativeModel, budget: UnreadTokenBudget, seats = 1) {
-  const system = new ActorSystem({ name: "unread-eviction" });
-  const timers = new FakeTimers();
-  const receipts: string[] = [];
-  const prover: ProverHook = async (_job, jobId, chunks) => {
-    for await (const _ of chunks);
-    receipts.push(jobId);
-    return { jobId };
-  };
-  const ref = await system.spawn<InferenceMessage>({
-    name: "inference",
-    factory: () =>
-      new InferenceActor({
-        models: new StaticModels([model]),
-        concurrency: seats,
-        prover,
-        unreadBudget: budget,
-        slowReaderTimers: timers,
-      }),
-  });
-  return { system, timers, receipts, ref };
-}
-
-async function readN(
-  reader: ReadableStreamDefaultReader<StreamedToken>,
-  n = Infinity,
-): Promise<StreamedToken[]> {
-  const got: StreamedToken[] = [];
-  while (got.length < n) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    got.push(value);
-  }
-  return got;
-}
 
 /** A holder that releases everything it holds when evicted, and counts its evictions. */
 class Holder implements UnreadTokenHolder {
@@ -131,7 +75,7 @@ Deno.test("a never-reading job's finished backlog fills the budget; an honest re
   const model = new ScriptedModel();
   // Room for 30 tokens: the never-reader's 25 and the honest job's 20 do not both fit.
   const budget = new UnreadTokenBudget(TOKEN_BYTES * 30);
-  const { system, timers, receipts, ref } = await oneSeat(model, budget);
+  const { system, timers, receipts, ref } = await slowReaderActor(model, budget);
   try {
     // The never-reader: a job queues behind it, so after the grace it runs into memory to its end.
     const hog = await submitJob(ref, textJob(model.info.cid, 25)) as TextJobHandle;
@@ -179,7 +123,7 @@ Deno.test("a never-reading job's finished backlog fills the budget; an honest re
 Deno.test("a library caller's finished, forgotten job (never read, never cancelled) is evicted when another job needs the room, and the budget returns to 0", async () => {
   const model = new ScriptedModel();
   const budget = new UnreadTokenBudget(TOKEN_BYTES * 30);
-  const { system, timers, ref } = await oneSeat(model, budget);
+  const { system, timers, ref } = await slowReaderActor(model, budget);
   try {
     const forgotten = await submitJob(ref, textJob(model.info.cid, 28)) as TextJobHandle;
     const queued = await submitJob(ref, textJob(model.info.cid, 10)) as TextJobHandle;
@@ -214,7 +158,7 @@ function fireFirst(timers: FakeTimers): void {
 Deno.test("a running job that holds the most unread bytes is evicted for another: cancelled with slow_reader and no receipt, and the other is not cut", async () => {
   const model = new ScriptedModel();
   const budget = new UnreadTokenBudget(TOKEN_BYTES * 30);
-  const { system, timers, receipts, ref } = await oneSeat(model, budget, 2);
+  const { system, timers, receipts, ref } = await slowReaderActor(model, budget, 2);
   try {
     const hog = await submitJob(ref, textJob(model.info.cid, 40)) as TextJobHandle;
     const hogReader = hog.tokens.getReader();
@@ -262,7 +206,7 @@ Deno.test({
   async fn() {
     const model = new ScriptedModel();
     const budget = new UnreadTokenBudget();
-    const { system, timers, ref } = await oneSeat(model, budget);
+    const { system, timers, ref } = await slowReaderActor(model, budget);
     try {
       let forgotten: TextJobHandle | undefined = await submitJob(
         ref,
