@@ -20,7 +20,7 @@ import { CHECKPOINT_FILE } from "./ledger_checkpoint.ts";
 import { removeTemporaries, syncDirectory } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
 import { isIndexDamaged, isIndexFault, ledgerOpenError } from "./_ledger_disk_faults.ts";
-import { keepToOwner, LEDGER_DIR_MODE } from "./_ledger_file_mode.ts";
+import { keepToOwner, OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 
 /** What {@link openLedgerFiles} opened: the ledger is built from it. */
 export interface OpenedLedgerFiles {
@@ -52,7 +52,7 @@ export async function openLedgerFiles(
   for (let d = resolve(dir); !await pathExists(d, { followSymlinks: false }); d = dirname(d)) {
     newDirs.push(d);
   }
-  await Deno.mkdir(dir, { recursive: true, mode: LEDGER_DIR_MODE });
+  await Deno.mkdir(dir, { recursive: true, mode: OWNER_DIR_MODE });
   // Written 0600 (`writeFileDurably`); one an earlier version wrote with the umask is made so.
   keepToOwner(join(dir, CHECKPOINT_FILE));
   // A checkpoint, or a copy of a log's tail set aside, cut short by a crash: never read.

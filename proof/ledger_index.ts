@@ -21,7 +21,7 @@ import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { entryHash, type LedgerEntry } from "./ledger_entry.ts";
 import type { ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 import { LedgerNewerFormatError } from "./ledger_errors.ts";
-import { keepToOwner, LEDGER_FILE_MODE } from "./_ledger_file_mode.ts";
+import { keepToOwner, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /**
  * The key under which the index remembers that receipt `receiptId` was a steering conviction's
@@ -295,7 +295,7 @@ export class LedgerIndex {
   static open(path: string): LedgerIndex {
     // Created 0600 before SQLite opens it: SQLite creates a new database with the umask's mode
     // (0644), and its `-wal` and `-shm` with the database file's. An empty file is a new database.
-    Deno.openSync(path, { write: true, create: true, mode: LEDGER_FILE_MODE }).close();
+    Deno.openSync(path, { write: true, create: true, mode: OWNER_FILE_MODE }).close();
     keepToOwner(path);
     const db = new DatabaseSync(path);
     try {

@@ -12,7 +12,7 @@
  * @module
  */
 import { FRAME_HEADER_BYTES, MAX_ENTRY_BYTES } from "./ledger_entry.ts";
-import { keepToOwner, LEDGER_FILE_MODE } from "./_ledger_file_mode.ts";
+import { keepToOwner, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** File name of the log inside the ledger directory. */
 export const LOG_FILE = "ledger.log";
@@ -67,7 +67,7 @@ export class LedgerLog {
       read: true,
       write,
       create: write,
-      mode: LEDGER_FILE_MODE,
+      mode: OWNER_FILE_MODE,
     });
     // Only an open that writes changes the mode: `ledger verify` reads, beside the node or as
     // another user, and leaves the file as it found it.

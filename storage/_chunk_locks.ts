@@ -10,7 +10,7 @@
  * @module
  */
 import { join } from "node:path";
-import { STORE_FILE_MODE } from "./_owner_only.ts";
+import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /**
  * Lock file (in the store directory) held while any process collects garbage or rewrites packs,
@@ -24,7 +24,7 @@ export async function openStoreLock(dir: string): Promise<Deno.FsFile> {
     read: true,
     write: true,
     create: true,
-    mode: STORE_FILE_MODE,
+    mode: OWNER_FILE_MODE,
   });
 }
 

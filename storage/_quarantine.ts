@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 import { dirEntries } from "./_dir_entries.ts";
 import { dirStamp, STAMP_TRUST_MS } from "./_dir_stamp.ts";
-import { STORE_DIR_MODE, STORE_FILE_MODE } from "./_owner_only.ts";
+import { OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** The bytes `quarantine/` holds, counted from the directory, and how to add to it. */
 export class Quarantine {
@@ -50,9 +50,9 @@ export class Quarantine {
   /** Copy bad bytes to quarantine/ for forensics (the pack itself is about to be rewritten). */
   async keep(cid: string, bytes: Uint8Array): Promise<void> {
     const quarantine = this.#path;
-    await Deno.mkdir(quarantine, { recursive: true, mode: STORE_DIR_MODE }); // an operator may have removed it whole
+    await Deno.mkdir(quarantine, { recursive: true, mode: OWNER_DIR_MODE }); // an operator may have removed it whole
     await Deno.writeFile(join(quarantine, `${cid}.${Date.now()}`), bytes, {
-      mode: STORE_FILE_MODE,
+      mode: OWNER_FILE_MODE,
     });
   }
 
@@ -66,7 +66,7 @@ export class Quarantine {
     const path = this.#path;
     // An operator may have removed it whole. A read-only store makes nothing: missing, it holds
     // nothing.
-    if (!readOnly) await Deno.mkdir(path, { recursive: true, mode: STORE_DIR_MODE });
+    if (!readOnly) await Deno.mkdir(path, { recursive: true, mode: OWNER_DIR_MODE });
     const stamp = await dirStamp(path);
     let bytes = 0;
     for await (const entry of dirEntries(path)) {

@@ -14,7 +14,7 @@ import { dirEntries } from "./_dir_entries.ts";
 import type { PinLabel } from "./chunk_store.ts";
 import { storageWriteError } from "./errors.ts";
 import { syncDir } from "./pack_writer.ts";
-import { STORE_FILE_MODE } from "./_owner_only.ts";
+import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** A pin file larger than this is not a label we wrote: ignored. */
 const MAX_PIN_LABEL_BYTES = 4096;
@@ -64,7 +64,7 @@ export class RootRecords {
       if (this.#durable && whole && content.length > 0) {
         return await writeFileDurably(path, content);
       }
-      await Deno.writeFile(path, content, { mode: STORE_FILE_MODE });
+      await Deno.writeFile(path, content, { mode: OWNER_FILE_MODE });
       if (this.#durable) await this.syncRootDir(join(this.#dir, sub));
     } catch (error) {
       throw storageWriteError(error, path);

@@ -75,7 +75,7 @@ import {
 } from "./legacy_manifests.ts";
 import { pathExists } from "./path_exists.ts";
 import { PackWriter, syncDir, type WrittenObject } from "./pack_writer.ts";
-import { STORE_DIR_MODE } from "./_owner_only.ts";
+import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 
 export { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 export { RECENT_GIVER_MS } from "./_replica_shares.ts";
@@ -385,7 +385,7 @@ export class ChunkStore implements BlockStore {
         for (let path = join(dir, sub); !await pathExists(path); path = dirname(path)) {
           made.push(path);
         }
-        await Deno.mkdir(join(dir, sub), { recursive: true, mode: STORE_DIR_MODE });
+        await Deno.mkdir(join(dir, sub), { recursive: true, mode: OWNER_DIR_MODE });
       }
       if (this.#durable) {
         for (const parent of new Set(made.map(dirname))) await syncDir(parent);

@@ -25,7 +25,7 @@ import { isManifest } from "../protocols/manifest.ts";
 import { PINS_DIR } from "./gc_roots.ts";
 import { syncDir } from "./pack_writer.ts";
 import { pathExists } from "./path_exists.ts";
-import { STORE_DIR_MODE, STORE_FILE_MODE } from "./_owner_only.ts";
+import { OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** Directory (under the store) of the raw roots that are manifests written before UnixFS. */
 export const LEGACY_MANIFESTS_DIR = "legacy-manifests";
@@ -47,7 +47,7 @@ export async function markLegacyManifests(
   const target = join(dir, LEGACY_MANIFESTS_DIR);
   if (await pathExists(target)) return 0;
   const temp = join(dir, `.${LEGACY_MANIFESTS_DIR}.${crypto.randomUUID()}.tmp`);
-  await Deno.mkdir(temp, { mode: STORE_DIR_MODE });
+  await Deno.mkdir(temp, { mode: OWNER_DIR_MODE });
   let marked = 0;
   try {
     for await (const entry of Deno.readDir(join(dir, PINS_DIR))) {
@@ -55,7 +55,7 @@ export async function markLegacyManifests(
       const bytes = await read(entry.name).catch(() => undefined);
       if (bytes !== undefined && !isManifest(bytes)) continue;
       const name = storageKey(entry.name) + (bytes === undefined ? UNDECIDED : "");
-      await Deno.writeFile(join(temp, name), new Uint8Array(), { mode: STORE_FILE_MODE });
+      await Deno.writeFile(join(temp, name), new Uint8Array(), { mode: OWNER_FILE_MODE });
       if (bytes !== undefined) marked++;
     }
     if (durable) await syncDir(temp);
@@ -101,7 +101,7 @@ export async function decideLegacyManifest(
   const path = join(record, storageKey(cid));
   const manifest = isManifest(bytes);
   if (manifest) {
-    await Deno.writeFile(path, new Uint8Array(), { mode: STORE_FILE_MODE });
+    await Deno.writeFile(path, new Uint8Array(), { mode: OWNER_FILE_MODE });
     if (durable) await syncDir(record);
   }
   await Deno.remove(path + UNDECIDED).catch(() => {});

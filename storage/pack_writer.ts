@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { DiskFullError, isDiskFullOsError } from "./errors.ts";
 import { encodePackHeader, type PackEntry } from "./pack_format.ts";
-import { STORE_FILE_MODE } from "./_owner_only.ts";
+import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** Suffix of pack files. */
 export const PACK_SUFFIX = ".pack";
@@ -162,7 +162,7 @@ export class PackWriter {
     const name = newPackName(batch[0].packTime ?? this.#clock());
     const temp = join(this.#dir, `${TEMP_PREFIX}${name}${TEMP_SUFFIX}`);
     try {
-      const file = await Deno.open(temp, { write: true, createNew: true, mode: STORE_FILE_MODE });
+      const file = await Deno.open(temp, { write: true, createNew: true, mode: OWNER_FILE_MODE });
       try {
         await file.lock(true);
         await this.#beforeWrite?.(temp);

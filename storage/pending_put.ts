@@ -21,7 +21,7 @@ import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import type { ChunkStore, PinLabel } from "./chunk_store.ts";
 import { storageWriteError } from "./errors.ts";
 import { PENDING_DIR } from "./gc_roots.ts";
-import { STORE_FILE_MODE } from "./_owner_only.ts";
+import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 const encoder = new TextEncoder();
 
@@ -67,7 +67,7 @@ export class PendingPut implements BlockStore {
     // permission, a failing device, full) answers the asker with the store's typed error
     // (`storage_unwritable`, `disk_full`), as every other write of the store does, not a raw OS
     // error the edge can only call `internal_error`.
-    const file = await Deno.open(path, { append: true, createNew: true, mode: STORE_FILE_MODE })
+    const file = await Deno.open(path, { append: true, createNew: true, mode: OWNER_FILE_MODE })
       .catch((error) => {
         throw storageWriteError(error, path);
       });

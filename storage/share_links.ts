@@ -50,7 +50,7 @@ import { syncDir } from "./pack_writer.ts";
 import { pathExists } from "./path_exists.ts";
 import { readBoundedBody } from "../streams/bounded_body.ts";
 import { FILE_KEYS_BYTES, FileCipher, GCM_TAG_BYTES, type OwnerKey } from "./private_tier.ts";
-import { STORE_DIR_MODE } from "./_owner_only.ts";
+import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 
 /** Directory (under the store) of share records. */
 export const SHARES_DIR = "shares";
@@ -154,7 +154,7 @@ export class ShareStore {
       createdAt: options.now,
     };
     if (!await pathExists(this.#dir)) {
-      await Deno.mkdir(this.#dir, { recursive: true, mode: STORE_DIR_MODE });
+      await Deno.mkdir(this.#dir, { recursive: true, mode: OWNER_DIR_MODE });
       await syncDir(dirname(this.#dir));
     }
     await writeFileDurably(join(this.#dir, id), new TextEncoder().encode(JSON.stringify(record)));

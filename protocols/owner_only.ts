@@ -1,0 +1,34 @@
+/**
+ * The modes of what the node writes durably: its owner's only, whatever the umask. The ledger
+ * (every receipt, verdict and balance this node recorded), the chunk store's packs (the bytes of
+ * every public file clients uploaded, in clear) and its records (what the node holds and for
+ * whom). The node's data directory is 0700 (`node/data_dir_lock.ts`), but a copy or backup of it
+ * (tar to a shared volume, `cp -r` into a world-readable place), or a store opened in a directory
+ * of its own, keeps only each file's own mode: created with the umask they were 0644, where the
+ * README says the files the node writes durably are 0600 (review s72, docs F1). Not part of the
+ * public API.
+ *
+ * @module
+ */
+
+/** Each durable file: read and written by its owner only. */
+export const OWNER_FILE_MODE = 0o600;
+
+/** Each directory the ledger or the store creates: entered and listed by its owner only. */
+export const OWNER_DIR_MODE = 0o700;
+
+/**
+ * Take from `path` what others may do with it, when they may do anything (a file an earlier
+ * version created with the umask, or a copy restored so), keeping its owner's bits. Best effort,
+ * as for the identity key (`node/node_identity.ts`): a file that is not there is nothing to do,
+ * and one on a read-only volume or owned by another user keeps the mode its operator set.
+ */
+export function keepToOwner(path: string): void {
+  if (Deno.build.os === "windows") return; // no modes there
+  try {
+    const mode = Deno.statSync(path).mode ?? 0;
+    if (mode & 0o077) Deno.chmodSync(path, mode & 0o700);
+  } catch {
+    // missing, read-only, or not this user's: left as it is
+  }
+}
