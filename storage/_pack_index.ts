@@ -6,7 +6,8 @@
  * indexed keeps its place while its pack exists. `ChunkStore` owns one `PackIndex`: its pack
  * writer registers each durable pack here ({@link PackIndex.addPack}), and its rewrites (GC,
  * quarantine) move and forget copies through it. Each change of an object's indexed copy is told
- * to the replica cap ({@link IndexCharges}), which charges what is indexed. {@link readRange}
+ * to the replica cap ({@link IndexCharges}), which charges what is indexed, and each pack counted
+to the store, whose writes in flight are charged until then. {@link readRange}
  * reads a copy's bytes from its pack (the store's reads, rewrites and GC). A pack whose header is
  * damaged is moved to `quarantine/`; one of a newer version (a newer node's beside this process)
  * is left in place, unread, logged once and counted in {@link PackIndex.used}. Not part of the
@@ -39,6 +40,11 @@ export interface IndexCharges {
   uncharge(cid: string): void;
   /** `cid` was just given an indexed copy. */
   charge(cid: string): void;
+  /**
+   * A pack holding `objects` was just counted (the writer's new pack, or one a reload found first):
+   * what was held for their writes in flight is charged through the index from now on.
+   */
+  packed(objects: readonly PackEntry[]): void;
 }
 
 /** The in-memory index of a store's `packs/` directory. */
@@ -145,6 +151,7 @@ export class PackIndex {
     for (const entry of entries) {
       if (!this.#index.has(entry.cid)) this.setLocation({ ...entry, pack: name });
     }
+    this.#charges.packed(entries);
   }
 
   /** Index `location` as the copy of its object read from now on. */

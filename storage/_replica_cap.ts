@@ -49,8 +49,9 @@ export class ReplicaCap {
   /** What `ChunkStoreStats.replicaBytes` reports: the indexed objects of `#replicaSet`. */
   #replicaBytes = 0;
   /**
-   * Replica writes in flight, charged until they are indexed (then briefly twice): each write's
-   * {@link room}, from its {@link reserve} to its {@link release}.
+   * Replica writes in flight, charged until they are indexed: each write's {@link room}, from its
+   * {@link reserve} to its {@link release}, which the store calls in the turn the index takes the
+   * copy (and so charges it).
    */
   #reservedBytes = 0;
   /** Each chunk's giver and what each giver is charged. */

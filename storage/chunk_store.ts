@@ -87,6 +87,11 @@ export interface ChunkStoreFaults {
    * here simulates a failing write (for example an ENOSPC error from the OS).
    */
   beforeWrite?(tempPath: string): void | Promise<void>;
+  /**
+   * Called once a pack is in place under its name, before the writer indexes it: a reload meanwhile
+   * finds it first (race tests).
+   */
+  beforeIndex?(packPath: string): void | Promise<void>;
   /** Called after a read's bytes are in memory and before they are verified (race tests). */
   afterRead?(cid: string): void | Promise<void>;
   /** Called when a put's object joins the queue of the next pack (tests wait on it, not on time). */
@@ -271,7 +276,13 @@ export class ChunkStore implements BlockStore {
   readonly #index: PackIndex;
   /** What `quarantine/` holds, charged against the quota (see `_quarantine.ts`). */
   readonly #quarantine: Quarantine;
+  /** What the writes in flight are charged (the quota's share of {@link #inFlight}). */
   #reserved = 0;
+  /**
+   * Each write in flight by CID (one at a time: {@link #slots}), with the call that takes its
+   * reserve off: called once a pack holding its CID is counted, or when the write ends.
+   */
+  readonly #inFlight = new Map<string, () => void>();
   /** The chunks held for other nodes and their cap (see `_replica_cap.ts`). */
   readonly #replicas: ReplicaCap;
   /** Writes in flight per CID, so two writers of one chunk in this process share one write. */
@@ -292,6 +303,9 @@ export class ChunkStore implements BlockStore {
     this.#index = new PackIndex(dir, this.#clock, {
       uncharge: (cid) => this.#replicas.uncharge(cid),
       charge: (cid) => this.#replicas.charge(cid),
+      packed: (objects) => {
+        for (const { cid } of objects) this.#inFlight.get(cid)?.();
+      },
     });
     this.#replicas = new ReplicaCap({
       quotaBytes: options?.replicaQuotaBytes ?? Infinity,
@@ -310,6 +324,7 @@ export class ChunkStore implements BlockStore {
       durable: this.#durable,
       maxPackBytes: options?.maxPackBytes,
       beforeWrite: options?.faults?.beforeWrite,
+      beforeIndex: options?.faults?.beforeIndex,
       queued: options?.faults?.queued,
       clock: this.#clock,
       onPack: (name, entries) => this.#index.addPack(name, entries),
@@ -539,12 +554,24 @@ export class ChunkStore implements BlockStore {
       throw new QuotaExceededError(cost, this.#quota - taken);
     }
     const replicaCost = forPeers ? this.#replicas.room(cid, bytes.length, free, giver) : 0;
-    // Joins the replica set before it is written, so the write is charged from when onPack
-    // indexes it (the reserve and the charge overlap until then, never a gap between them).
+    // Joins the replica set before it is written, so the index charges the copy it takes.
     const joined = forPeers && !this.#replicas.has(cid);
     if (joined) this.#replicas.holdForPeers(cid, giver);
+    // An indexed copy joining the set was charged as it joined: its fresh copy is not charged again.
+    const replicaReserve = joined && existing ? 0 : replicaCost;
     this.#reserved += cost;
-    this.#replicas.reserve(giver, replicaCost);
+    this.#replicas.reserve(giver, replicaReserve);
+    // Taken off in the turn a pack holding the CID is counted (the writer's onPack, or a reload
+    // that found the pack on disk first), which charges the copy from then on: taken off at the
+    // write's end instead, each copy was counted twice until then, and puts arriving meanwhile were
+    // refused short of the caps (CI, stop 72: a three-holder put of 33 chunks into 40 chunks' room).
+    const unreserve = () => {
+      if (this.#inFlight.get(cid) !== unreserve) return;
+      this.#inFlight.delete(cid);
+      this.#reserved -= cost;
+      this.#replicas.release(giver, replicaReserve);
+    };
+    this.#inFlight.set(cid, unreserve);
     let done = false;
     try {
       // A new object is indexed by onPack; a fresh copy over an old one counts as one more copy
@@ -555,8 +582,7 @@ export class ChunkStore implements BlockStore {
       if (existing) this.#index.setLocation(written);
       done = true;
     } finally {
-      this.#reserved -= cost;
-      this.#replicas.release(giver, replicaCost);
+      unreserve();
       // A failed write roots nothing: it leaves the set unless a record already put it there.
       if (joined && !done && !await this.isReplica(cid)) this.#replicas.leaveReplicaSet(cid);
     }

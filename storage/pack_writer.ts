@@ -47,6 +47,8 @@ export interface PackWriterOptions {
   beforeWrite?(tempPath: string): void | Promise<void>;
   /** Called when an object joins the queue of the next pack (tests wait on it, not on time). */
   queued?(cid: string): void;
+  /** Called once a pack is in place under its name (durable), before {@link onPack} (race tests). */
+  beforeIndex?(packPath: string): void | Promise<void>;
   /** Milliseconds since the epoch, recorded in pack names as their age. Default `Date.now`. */
   clock?(): number;
   /**
@@ -82,6 +84,7 @@ export class PackWriter {
   readonly #durable: boolean;
   readonly #maxPackBytes: number;
   readonly #beforeWrite: PackWriterOptions["beforeWrite"];
+  readonly #beforeIndex: PackWriterOptions["beforeIndex"];
   readonly #onPack: PackWriterOptions["onPack"];
   readonly #queued: PackWriterOptions["queued"];
   readonly #clock: () => number;
@@ -97,6 +100,7 @@ export class PackWriter {
     this.#durable = options?.durable ?? true;
     this.#maxPackBytes = options?.maxPackBytes ?? DEFAULT_MAX_PACK_BYTES;
     this.#beforeWrite = options?.beforeWrite;
+    this.#beforeIndex = options?.beforeIndex;
     this.#onPack = options?.onPack;
     this.#queued = options?.queued;
     this.#clock = options?.clock ?? Date.now;
@@ -179,6 +183,7 @@ export class PackWriter {
       if (isDiskFullOsError(error)) throw new DiskFullError(error);
       throw error;
     }
+    if (this.#beforeIndex) await this.#beforeIndex(join(this.#dir, name));
     const written = entries.map((entry) => ({ ...entry, pack: name }));
     this.#onPack?.(name, written);
     return written;

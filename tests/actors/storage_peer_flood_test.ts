@@ -173,8 +173,10 @@ async function floodedAudit(flood: Flood, budget: number, via: Via = "actor") {
       { passed: result.passed, failures: result.failures.map((f) => f.reason), verdicts },
       { passed: true, failures: [], verdicts: [] },
     );
-    // The requests past the flooder's budget were refused without being read.
+    // The requests past the flooder's budget were refused without being read, and the admitted
+    // ones all reached their reads at once (queued, not all of them could while the reads are held).
     await eventually(() => refused.length === PAST_BUDGET, "the flood's requests past its budget");
+    await eventually(() => heldReads >= budget, `${budget} of the flood's reads held at once`);
     const readsWhileHeld = heldReads;
     openGate();
     await Promise.all(requests);

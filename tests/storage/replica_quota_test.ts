@@ -7,9 +7,11 @@ import * as assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
 import {
+  type ChunkPutOptions,
   ChunkStore,
   type ChunkStoreOptions,
   OBJECT_OVERHEAD_BYTES,
+  PACK_OVERHEAD_BYTES,
 } from "../../storage/chunk_store.ts";
 import type { ReplicaQuotaExceededError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
@@ -277,5 +279,80 @@ Deno.test("replica cap: a peer's record of a young chunk of the node's own must 
     stats.replicaBytes <= held(3000),
     `${stats.replicaBytes} bytes held for peers under a cap of ${held(3000)}`,
   );
+  await Deno.remove(dir, { recursive: true });
+});
+
+/**
+ * A store whose first pack write pauses once it is in place, before the writer indexes it, while
+ * `meanwhile` runs: a reload then finds the pack first (CI, stop 72, found this moment counted twice).
+ */
+async function pausedFirstPack(
+  options: ChunkStoreOptions,
+  meanwhile: (store: ChunkStore) => Promise<void>,
+) {
+  const dir = await Deno.makeTempDir();
+  let paused = false;
+  const queued = new Map<string, () => void>();
+  const store: ChunkStore = await ChunkStore.open(dir, {
+    ...options,
+    durable: false,
+    faults: {
+      queued: (cid) => queued.get(cid)?.(),
+      beforeIndex: async () => {
+        if (paused) return;
+        paused = true;
+        await meanwhile(store);
+      },
+    },
+  });
+  /** Put `bytes` and wait until it is refused or queued for a pack (which cannot finish yet). */
+  const startPut = async (bytes: Uint8Array, put: ChunkPutOptions) => {
+    const inQueue = new Promise<void>((resolve) => queued.set(cidOf(bytes).toString(), resolve));
+    const putting = store.put(bytes, put);
+    const outcome = await Promise.race([
+      inQueue.then(() => "queued"),
+      putting.catch(() => "refused"),
+    ]);
+    return { outcome, putting };
+  };
+  return { dir, store, startPut };
+}
+
+Deno.test("replica cap: a peer's chunk in a pack a reload finds before the writer indexes it is charged once", async () => {
+  let second: { outcome: string; putting: Promise<string> } | undefined;
+  const b = pseudoRandomBytes(6000, 2);
+  const { dir, store, startPut } = await pausedFirstPack(
+    { quotaBytes: 64_000, replicaQuotaBytes: held(6000, 6000) },
+    async (store) => {
+      await store.stats(); // reloads: the paused pack is found and indexed
+      assert.equal(store.heldFor(""), held(6000));
+      second = await startPut(b, { cid: cidOf(b), replica: true });
+    },
+  );
+  const a = pseudoRandomBytes(6000, 1);
+  await store.put(a, { cid: cidOf(a), replica: true });
+  // Counted twice (its reserve and its indexed copy), `a` took the room of `b`, refused.
+  assert.equal(second?.outcome, "queued");
+  await second?.putting;
+  assert.equal((await store.stats()).replicaBytes, held(6000, 6000));
+  assert.equal(store.heldFor(""), held(6000, 6000));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("store quota: an object in a pack a reload finds before the writer indexes it is counted once", async () => {
+  const packOf = (length: number) => length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES;
+  let second: { outcome: string; putting: Promise<string> } | undefined;
+  const b = pseudoRandomBytes(6000, 2);
+  const { dir, store, startPut } = await pausedFirstPack(
+    { quotaBytes: packOf(6000) * 2 },
+    async (store) => {
+      await store.stats();
+      second = await startPut(b, {});
+    },
+  );
+  await store.put(pseudoRandomBytes(6000, 1));
+  assert.equal(second?.outcome, "queued");
+  await second?.putting;
+  assert.equal((await store.stats()).usedBytes, packOf(6000) * 2);
   await Deno.remove(dir, { recursive: true });
 });
