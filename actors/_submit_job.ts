@@ -32,6 +32,8 @@ export interface SubmitJobOptions {
   input?: Uint8Array;
   /** The job's place in its model's queue while it waits (`SubmitJob.onQueued`). */
   onQueued?: (position: number) => void;
+  /** Who asked, for the queue's turns and per-client cap (`SubmitJob.client`); default `""`. */
+  client?: string;
 }
 
 /**
@@ -72,6 +74,7 @@ export async function submitJob(
         resume: options?.resume,
         input: options?.input,
         onQueued: options?.onQueued,
+        client: options?.client,
       },
       { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal },
     );

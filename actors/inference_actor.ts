@@ -1,7 +1,10 @@
 /**
  * The InferenceActor: the node's job queue for inference, and its protocol.
  *
- * It owns, per model, a concurrency limit and a bounded FIFO of waiting jobs. A submission is
+ * It owns, per model, a concurrency limit and a bounded queue of waiting jobs, served round-robin
+ * across the clients that submitted them (`_fair_queue.ts`): one client's many jobs do not make
+ * another's single job wait behind them all, and one client may fill at most
+ * {@link clientQueueLimit} of the queue's places. A submission is
  * answered at once with a handle (the actor never holds its mailbox for the length of a job);
  * the job starts when its model has a free slot, each running text job in its own temporary
  * child actor (`JobRunner`, actors/inference_job.ts) that drives `TextModel.generate`. Stopping
@@ -40,6 +43,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { asModelLoadError, UnknownModelError } from "../inference/errors.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { UnreadTokenBudget } from "./_unread_token_budget.ts";
+import { FairQueue } from "./_fair_queue.ts";
 
 // The result types live with the port; re-exported so existing importers of this module keep
 // working. Each is defined once, in inference/inference_port.ts.
@@ -122,9 +126,19 @@ export interface SubmitJob {
   /**
    * Called while the job waits for a slot, with its place in the model's queue (1: next), each
    * time it changes, and with 0 when it leaves the queue for a slot (`SubmitOptions.onQueued`).
+   * The place is the job's turn in the round-robin over clients (see {@link client}): a job of
+   * another client queued later may come ahead of it, and the place then grows.
    * It runs inside the actor's turn: keep it cheap, never throw.
    */
   onQueued?: (position: number) => void;
+  /**
+   * Who asked, for the queue's turns: waiting jobs are served round-robin across clients,
+   * first-in first-out within one, and one client holds at most {@link clientQueueLimit} of a
+   * model's queue. The edge passes its client's key id, address or `this machine`; a job served
+   * for a peer, the peer's key (hex). Absent: the client `""` (every caller that names none is
+   * one client).
+   */
+  client?: string;
 }
 
 /** Ask for the actor's {@link InferenceStats}. */
@@ -192,9 +206,9 @@ export interface InferenceActorOptions {
    */
   concurrency?: number;
   /**
-   * Jobs allowed to wait per model beyond the running ones; more are refused with
-   * {@link TooManyJobsError}. Default 64, enough to absorb a burst without letting the queue's
-   * latency grow unbounded.
+   * Jobs allowed to wait per model beyond the running ones, over all clients; more are refused
+   * with {@link TooManyJobsError}, as are a client's beyond {@link clientQueueLimit} of them.
+   * Default 64, enough to absorb a burst without letting the queue's latency grow unbounded.
    */
   queueLimit?: number;
   /** The prover hook, called once per text job with the prover's branch of the stream. */
@@ -261,6 +275,25 @@ export const DEFAULT_CONCURRENCY = 4;
 /** Default jobs per model allowed to wait. */
 export const DEFAULT_QUEUE_LIMIT = 64;
 
+/**
+ * The share of a model's queue one client may fill. Round-robin serving keeps a client's many
+ * jobs from delaying another's, but not from taking every place: a client that filled the queue
+ * would have every other client refused with 429 until its jobs drained. Half leaves the other
+ * clients at least as many places as the busiest one holds.
+ */
+const CLIENT_QUEUE_SHARE = 0.5;
+
+/**
+ * The most jobs one client may have waiting for one model, for a queue of `queueLimit` places:
+ * {@link CLIENT_QUEUE_SHARE} of them, at least 1 (a queue of one place is anyone's).
+ *
+ * @param queueLimit The model's queue limit (`InferenceActorOptions.queueLimit`).
+ * @returns The per-client cap.
+ */
+export function clientQueueLimit(queueLimit: number): number {
+  return Math.max(1, Math.floor(queueLimit * CLIENT_QUEUE_SHARE));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The actor
 // ---------------------------------------------------------------------------------------------
@@ -268,7 +301,13 @@ export const DEFAULT_QUEUE_LIMIT = 64;
 /** Per-model slots and queue. */
 interface ModelLane {
   running: number;
-  queue: JobEntry[];
+  /** The waiting jobs, served round-robin across clients (`_fair_queue.ts`). */
+  queue: FairQueue<JobEntry>;
+  /**
+   * The place each queued job was last told: a job is told again only when its turn moves (a
+   * job ahead of it left, was served, or another client's job came in ahead).
+   */
+  told: Map<JobEntry, number>;
   /**
    * Jobs run at once: the model's batch seats, or the actor's concurrency for a model that does
    * not report them (see {@link InferenceActorOptions.concurrency}). Read
@@ -414,17 +453,11 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     if (model === undefined) return { accepted: false, error: new UnknownModelError(job.model) };
     const lane = this.#seated(job.model, model);
-    // A queued job that has already ended (cancelled, its `job_ended` still in the mailbox
-    // behind this submission) holds no place: only live ones count against the limit.
-    const waiting = liveQueued(lane);
-    if (lane.running >= lane.slots() && waiting >= this.#queueLimit) {
+    const client = message.client ?? "";
+    const refusal = this.#queueRefusal(lane, client, model.info.name);
+    if (refusal !== undefined) {
       this.#counters.jobsRejected++;
-      return {
-        accepted: false,
-        error: new TooManyJobsError(
-          `model ${model.info.name} has ${lane.running} running and ${waiting} queued jobs`,
-        ),
-      };
+      return { accepted: false, error: refusal };
     }
     let prepared: PreparedJob;
     try {
@@ -446,13 +479,40 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const { entry, handle } = prepared;
     entry.onQueued = message.onQueued;
     this.#jobs.set(id, entry);
-    if (lane.running < lane.slots()) await this.#startEntry(entry, lane, ctx);
-    else {
-      lane.queue.push(entry);
-      tellPosition(entry, liveQueued(lane));
+    if (lane.running < lane.slots()) {
+      lane.queue.served(client);
+      await this.#startEntry(entry, lane, ctx);
+    } else {
+      lane.queue.push(client, entry);
+      retell(lane);
       this.#contention(lane);
     }
     return { accepted: true, handle };
+  }
+
+  /**
+   * Why a job of `client` for `lane` cannot wait, if it would have to: the queue is full, or
+   * `client` already fills its share of it ({@link clientQueueLimit}). A queued job that has
+   * already ended (cancelled, its `job_ended` still in the mailbox behind this submission) holds
+   * no place: only live ones count.
+   */
+  #queueRefusal(lane: ModelLane, client: string, name: string): TooManyJobsError | undefined {
+    if (lane.running < lane.slots()) return undefined;
+    const waiting = lane.queue.liveCount;
+    if (waiting >= this.#queueLimit) {
+      return new TooManyJobsError(
+        `model ${name} has ${lane.running} running and ${waiting} queued jobs`,
+      );
+    }
+    const own = lane.queue.liveCountOf(client);
+    const cap = clientQueueLimit(this.#queueLimit);
+    if (own >= cap) {
+      return new TooManyJobsError(
+        `model ${name} already has ${own} queued jobs of this client, the most one client may ` +
+          `queue (per-client cap ${cap} of the queue's ${this.#queueLimit} places)`,
+      );
+    }
+    return undefined;
   }
 
   // The actor's own ref, captured on the first message so runners can report back.
@@ -476,12 +536,10 @@ export class InferenceActor implements Actor<InferenceMessage> {
     if (lane.contended) entry.contended?.(true);
   }
 
+  /** Drop a queued job that ended (cancelled) and tell the others their new turns. */
   #dropQueued(entry: JobEntry, lane: ModelLane): void {
-    const index = lane.queue.indexOf(entry);
-    if (index >= 0) {
-      lane.queue.splice(index, 1);
-      movedUp(lane, index);
-    }
+    lane.told.delete(entry);
+    if (lane.queue.remove(entry)) retell(lane);
   }
 
   async #ended(message: JobEnded, ctx: ActorContext<InferenceMessage>): Promise<void> {
@@ -512,15 +570,17 @@ export class InferenceActor implements Actor<InferenceMessage> {
   /**
    * Start queued jobs while the model has a free seat. A queued job that has ended (cancelled in
    * the same turn, a client that went away) keeps its place until its own `job_ended` drops it:
-   * a slot goes to the next live one, unless the model now seats fewer than run (see
-   * `ModelLane.slots`).
+   * a slot goes to the next live one in the clients' turn (`_fair_queue.ts`), unless the model
+   * now seats fewer than run (see `ModelLane.slots`).
    */
   async #fill(lane: ModelLane, ctx: ActorContext<InferenceMessage>): Promise<void> {
     while (lane.running < lane.slots()) {
-      const next = lane.queue.find((queued) => !queued.ended());
+      const next = lane.queue.takeNext();
       if (!next) break;
-      this.#dropQueued(next, lane);
+      lane.told.delete(next);
       tellPosition(next, 0);
+      // The others move up in the turn it leaves in: nobody hears of one without the other.
+      retell(lane);
       await this.#startEntry(next, lane, ctx);
     }
     this.#contention(lane);
@@ -532,7 +592,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
    * its seat (`TextJobRun.setContended`), so one slow reader slows only its own jobs.
    */
   #contention(lane: ModelLane): void {
-    const waiting = liveQueued(lane) > 0;
+    const waiting = lane.queue.liveCount > 0;
     if (waiting === lane.contended) return;
     lane.contended = waiting;
     for (const entry of this.#jobs.values()) {
@@ -568,7 +628,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
    */
   #statsNow(models?: readonly string[]): InferenceStats & UnreadTokenStats {
     let queuedJobs = 0;
-    for (const lane of this.#lanes.values()) queuedJobs += liveQueued(lane);
+    for (const lane of this.#lanes.values()) queuedJobs += lane.queue.liveCount;
     // The slots are the lanes' own (a model's seats, read now: they shrink with a lost worker),
     // so a router reading the hello sees the jobs that start at once here, not the concurrency.
     const counted = models === undefined
@@ -610,7 +670,13 @@ export class InferenceActor implements Actor<InferenceMessage> {
   #lane(cid: string): ModelLane {
     let lane = this.#lanes.get(cid);
     if (!lane) {
-      lane = { running: 0, queue: [], slots: () => this.#concurrency, contended: false };
+      lane = {
+        running: 0,
+        queue: new FairQueue<JobEntry>((entry) => !entry.ended()),
+        told: new Map(),
+        slots: () => this.#concurrency,
+        contended: false,
+      };
       this.#lanes.set(cid, lane);
     }
     return lane;
@@ -626,24 +692,16 @@ function tellPosition(entry: JobEntry, position: number): void {
   }
 }
 
-/** Jobs in the lane's queue that have not ended (an ended one waits for its `job_ended`). */
-function liveQueued(lane: ModelLane): number {
-  let live = 0;
-  for (const entry of lane.queue) if (!entry.ended()) live++;
-  return live;
-}
-
 /**
- * The jobs queued from `from` on moved up: tell each live one its new place, counting only the
- * live jobs ahead of it (an ended one still in the queue is nobody's wait).
+ * Tell each live queued job whose turn moved its new place in the serving order (1: next). An
+ * ended job still in the queue is nobody's wait: the order counts only live ones.
  */
-function movedUp(lane: ModelLane, from: number): void {
-  let place = 0;
-  for (let i = 0; i < lane.queue.length; i++) {
-    const entry = lane.queue[i];
-    if (entry.ended()) continue;
-    place++;
-    if (i >= from) tellPosition(entry, place);
+function retell(lane: ModelLane): void {
+  for (const [index, entry] of lane.queue.order().entries()) {
+    const place = index + 1;
+    if (lane.told.get(entry) === place) continue;
+    lane.told.set(entry, place);
+    tellPosition(entry, place);
   }
 }
 

@@ -249,6 +249,13 @@ export interface SubmitOptions {
    * port's own turn.
    */
   onQueued?: (position: number) => void;
+  /**
+   * Who asked (an API key's id, a client's address, `this machine`, a peer's key in hex): a
+   * port that queues jobs serves waiting clients in turn and caps each one's share of the queue
+   * (`actors/_fair_queue.ts`). Absent: the client `""`, one for every caller that names none.
+   * A forwarding port does not send it on: its worker counts the forwarding node as the client.
+   */
+  client?: string;
 }
 
 /**

@@ -96,6 +96,7 @@ export class LocalInferencePort implements InferencePort {
       topLogprobs: options?.topLogprobs,
       resume: options?.resume,
       onQueued: options?.onQueued,
+      client: options?.client,
     });
     return {
       jobId: handle.jobId,

@@ -263,6 +263,8 @@ export function serveInference(
         topLogprobs,
         resume,
         onQueued: queue?.update,
+        // The worker's queue serves waiting clients in turn: this peer is one, by its key.
+        client: requester,
       });
     } catch (error) {
       release();

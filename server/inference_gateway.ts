@@ -180,6 +180,21 @@ const JOB_LOG_CHARS = 12;
 /** The name clients may use for "whichever model the node serves by default". */
 export const DEFAULT_MODEL_ALIAS = "default";
 
+/**
+ * Who a job is queued for (`SubmitOptions.client`): waiting clients are served in turn, each
+ * capped to a share of the queue. The key's id for a client with an API key, the address for one
+ * elsewhere without a key, else {@link THIS_MACHINE_CLIENT}.
+ */
+function queueClient(client: ClientIdentity | undefined): string {
+  return client?.keyId ?? client?.address ?? THIS_MACHINE_CLIENT;
+}
+
+/**
+ * The queue's client for requests that carry neither a key nor an address: the loopback clients
+ * of this node's operator (`LOOPBACK_CLIENT`), who share one turn and one share of the queue.
+ */
+export const THIS_MACHINE_CLIENT = "this machine";
+
 /** `1 token`, `3 tokens`: a count in the operator's job lines. */
 function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
@@ -288,6 +303,7 @@ export class InferenceGateway {
         signal: options.signal,
         topLogprobs: request.topLogprobs,
         onQueued: options.onQueued,
+        client: queueClient(options.client),
       });
     } catch (error) {
       release?.(error instanceof VeriflowError && NODE_REFUSALS.has(error.code));
