@@ -40,6 +40,7 @@
 import { join } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** The folder under the ledger's directory: the ValidatorActor's own inference proofs. */
 export const OWN_FRAUD_PROOFS_DIR = "own-fraud-proofs";
@@ -98,13 +99,13 @@ export class ReceiptFiles {
    * returns (in a durable store; else whole or not at all after a crash of the process).
    */
   async save(id: string, record: object): Promise<void> {
-    await Deno.mkdir(this.#dir, { recursive: true });
+    await Deno.mkdir(this.#dir, { recursive: true, mode: OWNER_DIR_MODE });
     const bytes = encodeCanonical(record);
     if (this.#durable) return await writeFileDurably(this.#path(id), bytes);
     // Renamed into place, so a kill mid-write leaves a temporary (removed by `all`), never a
     // record cut short.
     const tmp = `${this.#path(id)}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeFile(tmp, bytes);
+    await Deno.writeFile(tmp, bytes, { mode: OWNER_FILE_MODE });
     await Deno.rename(tmp, this.#path(id));
   }
 

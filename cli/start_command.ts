@@ -58,6 +58,7 @@ const START_OPTIONS = {
   device: { type: "string" },
   workers: { type: "string" },
   "validation-workers": { type: "string" },
+  "prefill-tokens-per-tick": { type: "string" },
   "no-storage": { type: "boolean" },
   "no-inference": { type: "boolean" },
   "no-prover": { type: "boolean" },
@@ -130,6 +131,7 @@ export async function resolveStartConfig(
     ["port", "http.port"],
     ["workers", "model.workers"],
     ["validation-workers", "model.validationWorkers"],
+    ["prefill-tokens-per-tick", "model.prefillTokensPerTick"],
     ["heartbeat", "heartbeatMs"],
     ["p2p-port", "network.listen.port"],
     ["training-rounds", "training.coordinator.rounds"],
@@ -209,10 +211,24 @@ function refuseIdleFlags(values: StartFlags, config: NodeConfig): void {
   const device = values.device;
   const rules: [flags: (keyof StartFlags)[], idle: boolean, because: string][] = [
     [
-      ["model", "model-size", "device", "cuda", "workers", "validation-workers"],
+      [
+        "model",
+        "model-size",
+        "device",
+        "cuda",
+        "workers",
+        "validation-workers",
+        "prefill-tokens-per-tick",
+      ],
       !loadsModel,
       "this node loads no model: --no-inference and --no-validator (roles.inference and " +
       "roles.validator off)",
+    ],
+    [
+      ["prefill-tokens-per-tick"],
+      loadsModel && !config.roles.inference,
+      "--no-inference: this node generates no tokens (the validator's passes read a receipt " +
+      "whole)",
     ],
     [["model-size"], config.model.dir !== undefined, "--model (model.dir) is served instead"],
     [["cuda"], device !== undefined && device !== "cuda", `--device ${device} asks otherwise`],

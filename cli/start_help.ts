@@ -37,6 +37,10 @@ highest first: a flag, a VERIFLOW_* environment variable, the configuration file
   --validation-workers N
                     model workers of their own for the validator's forward passes (default 1;
                     0: share the generation workers, which serve token steps first)
+  --prefill-tokens-per-tick N
+                    most prompt tokens a batch reads per step while its streams decode (1 to
+                    65536; default 128, pieces sized to the step): higher, a joining stream's
+                    first token sooner; lower, the running streams' gaps shorter
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
   --no-dashboard    serve no dashboard at /

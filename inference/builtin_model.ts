@@ -14,6 +14,10 @@
  * are checked in under `inference/models/<size>/model.onnx`, and installing it copies that file
  * after checking it against the CID recorded here.
  *
+ * Everything here is its owner's only (directories 0700, files 0600, whatever the umask), like
+ * the rest of the data directory that holds it (`protocols/owner_only.ts`); a copy an earlier
+ * version left with the umask's modes is tightened when it is used.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -25,6 +29,7 @@ import {
   type GptModelSize,
 } from "./model_builder.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
+import { keepToOwner, OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** A built-in size whose weights were trained and are kept in the repository. */
 export interface TrainedBuiltinModel {
@@ -117,7 +122,8 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
         `the random-weight sizes (tiny, small)`,
     );
   }
-  await Deno.mkdir(modelsDir, { recursive: true });
+  await Deno.mkdir(modelsDir, { recursive: true, mode: OWNER_DIR_MODE });
+  keepToOwner(modelsDir);
   await sweepLeftovers(modelsDir);
   // Alias from (size, seed, builder version) to the CID of model.onnx, so a cache hit needs no
   // rebuild to learn the name, and a model built by an older builder (another graph, another
@@ -127,12 +133,17 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
   if (
     cached && (!trained || cached.cid === trained.cid) &&
     (await isIntact(join(modelsDir, cached.cid), cached))
-  ) return join(modelsDir, cached.cid);
+  ) {
+    keepToOwner(aliasPath);
+    return await keptToOwner(join(modelsDir, cached.cid));
+  }
 
   // Build beside the target and rename, so a crash never leaves a half-written model dir
   // under a valid-looking CID name.
   const staging = join(modelsDir, `.staging-${crypto.randomUUID()}`);
   try {
+    // Made here, owner-only: the builder's own `mkdir` leaves a directory that exists as it is.
+    await Deno.mkdir(staging, { mode: OWNER_DIR_MODE });
     const built = await buildGptModel({ size, seed, outDir: staging });
     if (trained) {
       // The builder wrote the config and tokenizer of the architecture; the weights are the
@@ -140,6 +151,9 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
       await Deno.writeFile(join(staging, "model.onnx"), await trainedModelBytes(size));
       built.onnxCid = trained.cid;
     }
+    // The builder writes with the umask (it also writes models where an operator asks): the
+    // files are made the owner's before they are published under the CID's name.
+    await keptToOwner(staging);
     const record = await recordOf(staging, built.onnxCid);
     const dir = join(modelsDir, built.onnxCid);
     if (await isIntact(dir, record)) {
@@ -149,7 +163,7 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
       await Deno.rename(staging, dir);
     }
     const aliasTmp = `${aliasPath}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeTextFile(aliasTmp, JSON.stringify(record) + "\n");
+    await Deno.writeTextFile(aliasTmp, JSON.stringify(record) + "\n", { mode: OWNER_FILE_MODE });
     await Deno.rename(aliasTmp, aliasPath);
     return dir;
   } catch (error) {
@@ -181,6 +195,16 @@ async function sweepLeftovers(modelsDir: string): Promise<void> {
       await Deno.remove(path, { recursive: true }).catch(() => {});
     }
   }
+}
+
+/**
+ * `dir` and the files in it made their owner's only ({@link keepToOwner}, best effort); returns
+ * `dir`. A model directory holds files only.
+ */
+async function keptToOwner(dir: string): Promise<string> {
+  keepToOwner(dir);
+  for await (const entry of Deno.readDir(dir)) keepToOwner(join(dir, entry.name));
+  return dir;
 }
 
 /** The record of a freshly built directory: the CID of each file in it. */

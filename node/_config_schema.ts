@@ -25,6 +25,7 @@ import {
   DEFAULT_TOKENS_PER_EVENT,
 } from "../inference/remote_port.ts";
 import { DEFAULT_QUEUE_HOLD_MS } from "../network/failover.ts";
+import { DEFAULT_PREFILL_TOKENS_PER_TICK } from "../inference/_prefill_planner.ts";
 import { MAX_GATHER_MS, MAX_TOKENS_PER_EVENT } from "../protocols/inference_messages.ts";
 import {
   ArchitectureSchema,
@@ -138,6 +139,21 @@ const MIN_HEARTBEAT_MS = 1_000;
  */
 const MIN_TRAINING_CONTEXT = DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes - 1;
 
+/**
+ * The largest `model.prefillTokensPerTick`. A budget at least a prompt's length reads that prompt
+ * whole, so past the longest prompt a served model takes the value changes nothing; a larger
+ * one is a slip (a digit too many), refused rather than run as "never cut a prompt".
+ */
+export const MAX_PREFILL_TOKENS_PER_TICK = 65_536;
+
+/**
+ * What a `model.prefillTokensPerTick` that is not one is told, whatever is wrong with it (not a
+ * number, a fraction, out of range): one line naming the range, not one per failed check.
+ */
+const PREFILL_RANGE = `expected a whole number of prompt tokens from 1 to ` +
+  `${MAX_PREFILL_TOKENS_PER_TICK} (unset: ${DEFAULT_PREFILL_TOKENS_PER_TICK}, with pieces ` +
+  `sized to the measured step)`;
+
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 export const nodeConfigSchema = z.strictObject({
   /** Where the node keeps its identity, models, chunks and ledger. */
@@ -182,6 +198,19 @@ export const nodeConfigSchema = z.strictObject({
      * one more model copy each. 0 shares the generation workers, which serve steps first.
      */
     validationWorkers: z.number().int().min(0).max(16).default(1),
+    /**
+     * Text models: most prompt tokens a batch reads in one step while its streams decode
+     * (`inference/_batch_decoder.ts`, docs/MODELS.md "Continuous batching"): a joining prompt is
+     * read in pieces of this many, one per step. Higher brings a joining stream's first token
+     * sooner and stalls the running streams longer between two tokens; lower the reverse. Unset:
+     * `DEFAULT_PREFILL_TOKENS_PER_TICK` (128) with pieces sized to the measured decode step
+     * under it; set, the pieces are of this size. Optional, not defaulted, for that reason.
+     */
+    prefillTokensPerTick: z.number({ error: PREFILL_RANGE })
+      .int({ error: PREFILL_RANGE, abort: true })
+      .min(1, { error: PREFILL_RANGE, abort: true })
+      .max(MAX_PREFILL_TOKENS_PER_TICK, { error: PREFILL_RANGE })
+      .optional(),
     /**
      * A model worker that dies is restarted (its jobs fail), up to `maxRestarts` times in
      * `withinMs` (all the model's workers together); past that it is given up and `/healthz`

@@ -45,6 +45,11 @@ export async function loadModels(config: NodeConfig, log: (line: string) => void
   if (clamp !== undefined) log(clamp);
   const models = new ModelRegistry({
     ...pool,
+    // Unset stays unset: the batch's default budget sizes its pieces to the measured step,
+    // which a budget given explicitly (even 128) would fix.
+    ...(config.model.prefillTokensPerTick === undefined
+      ? {}
+      : { prefillTokensPerTick: config.model.prefillTokensPerTick }),
     restart: config.model.restart,
     onWorkerEvent: (event) => log(event.message),
   });

@@ -10,6 +10,7 @@ import type { ResolvedConfig } from "./config.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 import { DEFAULT_REPLICA_QUOTA_BYTES } from "./_config_schema.ts";
+import { DEFAULT_PREFILL_TOKENS_PER_TICK } from "../inference/_prefill_planner.ts";
 
 /**
  * Leaves whose values are secrets: `--print-config` shows how many there are, never the values
@@ -28,6 +29,8 @@ const UNSET_MEANS: ReadonlyMap<string, string> = new Map([
   // The prover's default retention is the least a challenge needs (`DEFAULT_PROOF_RETENTION_MS`).
   ["proofs.retentionMs", String(MIN_PROOF_RETENTION_MS)],
   ["storage.quotaBytes", "no quota"],
+  // The batch's default budget, its pieces sized to the measured decode step under it.
+  ["model.prefillTokensPerTick", `${DEFAULT_PREFILL_TOKENS_PER_TICK}, adaptive pieces`],
   [
     "storage.replicaQuotaBytes",
     `half of storage.quotaBytes, else ${DEFAULT_REPLICA_QUOTA_BYTES} without one`,

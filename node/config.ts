@@ -41,6 +41,7 @@ export {
   configLeaves,
   DEFAULT_REPLICA_QUOTA_BYTES,
   ENV_PREFIX,
+  MAX_PREFILL_TOKENS_PER_TICK,
 } from "./_config_schema.ts";
 export { formatResolvedConfig } from "./_print_config.ts";
 
@@ -81,7 +82,11 @@ export interface NodeConfig {
   roles: { storage: boolean; inference: boolean; prover: boolean; validator: boolean };
   /** Where the HTTP/WebSocket API listens (default 127.0.0.1:8080), its limits and access rules. */
   http: { hostname: string; port: number } & EdgeConfig;
-  /** The served model: an exported model directory, or the built-in model of `size` and `seed`. */
+  /**
+   * The served model: an exported model directory, or the built-in model of `size` and `seed`;
+   * where it runs, and how a text model's batch reads joining prompts (`prefillTokensPerTick`,
+   * unset: the model's default).
+   */
   model: {
     dir?: string;
     size: "tiny" | "small" | "brown";
@@ -89,6 +94,7 @@ export interface NodeConfig {
     executionProvider: "cpu" | "cuda" | "webgpu";
     workers: number;
     validationWorkers: number;
+    prefillTokensPerTick?: number;
     restart: { maxRestarts: number; withinMs: number; stallMs: number };
   };
   /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */

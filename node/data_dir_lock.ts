@@ -18,12 +18,10 @@
  */
 import { join, resolve, sep as SEP } from "node:path";
 import { VeriflowError } from "../protocols/errors.ts";
+import { keepToOwner, OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** File name of the lock inside the data directory. */
 export const DATA_DIR_LOCK_FILE = "node.lock";
-
-/** The data directory's mode: its owner's only (see the module doc). */
-const DATA_DIR_MODE = 0o700;
 
 /** Who holds a data directory, as written in its lock file. */
 export interface DataDirOwner {
@@ -196,17 +194,25 @@ export class DataDirLock {
   static async acquire(dir: string, purpose: string): Promise<DataDirLock> {
     const path = join(dir, DATA_DIR_LOCK_FILE);
     try {
-      await Deno.mkdir(dir, { recursive: true, mode: DATA_DIR_MODE });
+      await Deno.mkdir(dir, { recursive: true, mode: OWNER_DIR_MODE });
     } catch (error) {
       throw await asDataDirError(dir, error, true);
     }
-    await ownerOnly(dir);
+    keepToOwner(dir);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true, write: true, create: true });
+      // It names the holder's pid: 0600 like every file the node writes, whatever the umask;
+      // one an earlier version created with the umask (0644) is made so.
+      file = await Deno.open(path, {
+        read: true,
+        write: true,
+        create: true,
+        mode: OWNER_FILE_MODE,
+      });
     } catch (error) {
       throw await asDataDirError(dir, error);
     }
+    keepToOwner(path);
     let locked = false;
     try {
       locked = await file.tryLock(true);
@@ -233,20 +239,6 @@ export class DataDirLock {
     } finally {
       this.#file.close();
     }
-  }
-}
-
-/**
- * Make `dir` its owner's only when others may read or enter it (one made under umask 022, or
- * before this version). Best effort: a directory on a read-only volume or owned by another user
- * keeps the mode its operator set (a no-op where file modes do not exist).
- */
-async function ownerOnly(dir: string): Promise<void> {
-  if (Deno.build.os === "windows") return;
-  try {
-    if (((await Deno.stat(dir)).mode ?? 0) & 0o077) await Deno.chmod(dir, DATA_DIR_MODE);
-  } catch {
-    // read-only, or not this user's: left as the operator set it
   }
 }
 

@@ -58,6 +58,7 @@ import { LOST_ENDS_DIR, NetworkInferencePort } from "../network/network_inferenc
 import type { PeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
+import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 import { loadOrCreatePledge } from "./node_pledge.ts";
 import { ApiKeys } from "../server/api_keys.ts";
 import { startHeartbeat } from "./heartbeat.ts";
@@ -363,7 +364,7 @@ async function startSteps(
   started: (() => Promise<void>)[],
 ): Promise<VeriflowNode> {
   const step = () => options.signal?.throwIfAborted();
-  await Deno.mkdir(config.dataDir, { recursive: true });
+  await Deno.mkdir(config.dataDir, { recursive: true, mode: OWNER_DIR_MODE });
   const identity = await loadOrCreateIdentity(config.dataDir);
   log(`veriflow node ${toHex(identity.publicKey)}`);
   log(`data directory ${config.dataDir}`);

@@ -10,6 +10,7 @@
 import { join } from "node:path";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 import { removeTemporaries, syncDirectory } from "../proof/_durable_file.ts";
 
 /** File name of the identity seed inside the data directory. */
@@ -39,7 +40,8 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
   const path = join(dataDir, IDENTITY_FILE);
   const existing = await readIdentity(path);
   if (existing !== undefined) return await withoutTemporaries(dataDir, existing);
-  await Deno.mkdir(dataDir, { recursive: true });
+  // Owner-only as the node's lock makes it: `keygen` or `put` may be the first to create it.
+  await Deno.mkdir(dataDir, { recursive: true, mode: OWNER_DIR_MODE });
   const identity = Identity.generate();
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
   const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });

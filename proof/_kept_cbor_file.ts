@@ -14,6 +14,7 @@ import { basename, dirname } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { removeTemporaries, writeFileDurably } from "./_durable_file.ts";
+import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 
 /** See the module doc. */
 export class KeptCborFile {
@@ -63,7 +64,7 @@ export class KeptCborFile {
     }
     const bytes = encodeCanonical(value);
     if (this.#kept !== undefined && bytesEqual(this.#kept, bytes)) return false;
-    await Deno.mkdir(dirname(this.#path), { recursive: true });
+    await Deno.mkdir(dirname(this.#path), { recursive: true, mode: OWNER_DIR_MODE });
     await writeFileDurably(this.#path, bytes);
     this.#kept = bytes;
     return true;

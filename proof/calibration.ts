@@ -31,6 +31,7 @@ import {
   type FingerprintTolerance,
 } from "./fingerprint.ts";
 import { DEFAULT_SAMPLING_TOLERANCE, type SamplingTolerance } from "./sampling_check.ts";
+import { keepToOwner, OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** Version of the profile format. */
 export const CALIBRATION_PROFILE_VERSION = 1;
@@ -308,7 +309,10 @@ export class CalibrationStore {
    */
   static async open(dir: string): Promise<CalibrationStore> {
     const store = new CalibrationStore(dir);
-    await Deno.mkdir(dir, { recursive: true });
+    // Owner-only like the rest of the data directory (`protocols/owner_only.ts`); one an
+    // earlier version made with the umask is tightened.
+    await Deno.mkdir(dir, { recursive: true, mode: OWNER_DIR_MODE });
+    keepToOwner(dir);
     for await (const entry of Deno.readDir(dir)) {
       if (!entry.isFile || !entry.name.endsWith(".json")) continue;
       let profile: CalibrationProfile;
@@ -356,7 +360,10 @@ export class CalibrationStore {
     if (!/^[A-Za-z0-9]+$/.test(parsed.model)) throw new RangeError("model CID is not a file name");
     const path = join(this.dir, `${parsed.model}.json`);
     const tmp = `${path}.tmp`;
-    await Deno.writeTextFile(tmp, JSON.stringify(parsed, null, 2) + "\n");
+    // Owner-only whatever the umask (Deno applies `mode` to a `.tmp` a crash left, too).
+    await Deno.writeTextFile(tmp, JSON.stringify(parsed, null, 2) + "\n", {
+      mode: OWNER_FILE_MODE,
+    });
     await Deno.rename(tmp, path);
     this.#profiles.set(parsed.model, parsed);
     return path;

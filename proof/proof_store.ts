@@ -24,6 +24,7 @@ import type { TextJob } from "../protocols/job.ts";
 import type { ProofData } from "./commitment.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
+import { keepToOwner, OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 
 /** Records proven within this span share one directory (and are forgotten together). */
 export const DEFAULT_PROOF_BUCKET_MS = 60_000;
@@ -129,9 +130,12 @@ export class ProofStore {
     const bytes = encodeCbor({ v: 1, ...record });
     try {
       if (!this.#buckets.has(bucket)) {
-        await Deno.mkdir(bucketDir, { recursive: true });
+        // Owner-only, the store's own directory too when this makes it: the records hold
+        // clients' prompts in clear (the files are 0600, `writeFileDurably`).
+        await Deno.mkdir(bucketDir, { recursive: true, mode: OWNER_DIR_MODE });
         await syncDirectory(this.#dir); // the new directory's own entry
         if (!this.#dirMade) {
+          keepToOwner(this.#dir); // one an earlier version made with the umask
           // The store's own entry, if this made it: else a power cut can drop the directory
           // with every record written in it (review, stop 45).
           await syncDirectory(dirname(resolve(this.#dir)));

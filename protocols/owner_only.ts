@@ -5,7 +5,9 @@
  * whom). The node's data directory is 0700 (`node/data_dir_lock.ts`), but a copy or backup of it
  * (tar to a shared volume, `cp -r` into a world-readable place), or a store opened in a directory
  * of its own, keeps only each file's own mode: created with the umask they were 0644, where the
- * README says the files the node writes durably are 0600 (review s72, docs F1). Not part of the
+ * README says the files the node writes durably are 0600 (review s72, docs F1). The same holds
+ * for everything else the node creates in its data directory: `node.lock`, `models/` (the
+ * built-in model), `calibration/`, the proof store's directories (stop 73). Not part of the
  * public API.
  *
  * @module
@@ -14,7 +16,7 @@
 /** Each durable file: read and written by its owner only. */
 export const OWNER_FILE_MODE = 0o600;
 
-/** Each directory the ledger or the store creates: entered and listed by its owner only. */
+/** Each directory the node creates in its data directory: entered and listed by its owner only. */
 export const OWNER_DIR_MODE = 0o700;
 
 /**

@@ -2,11 +2,19 @@
  * Who can read a node's data directory: clients' prompts sit in clear in its proof files and in
  * the peers' jobs it keeps, so the directory is its owner's only (0700, an existing one
  * tightened, `node/data_dir_lock.ts`) and each durable file is made 0600
- * (`proof/_durable_file.ts`), whatever the umask. Modes do not exist on Windows: skipped there.
+ * (`proof/_durable_file.ts`), whatever the umask. So is everything inside it (`node.lock`,
+ * `models/`, `calibration/`, the proof store's directories: `protocols/owner_only.ts`), so that
+ * a data directory opened to others, or a backup copying it, keeps them private. Modes do not
+ * exist on Windows: skipped there.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DataDirLock } from "../../node/data_dir_lock.ts";
+import { DATA_DIR_LOCK_FILE, DataDirLock } from "../../node/data_dir_lock.ts";
+import { ProofStore, type StoredProof } from "../../proof/proof_store.ts";
+import { type CalibrationProfile, CalibrationStore } from "../../proof/calibration.ts";
+import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
+import { ensureBuiltinModel } from "../../inference/builtin_model.ts";
+import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
 import { writeFileDurably } from "../../proof/_durable_file.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
@@ -20,14 +28,39 @@ function modeOf(path: string): number {
   return (Deno.statSync(path).mode ?? 0) & 0o777;
 }
 
-/** Run `body` under umask 022 (the usual default: files 0644, directories 0755). */
-async function underUmask022<T>(body: () => Promise<T>): Promise<T> {
-  const before = Deno.umask(0o022);
+/** Run `body` under `mask`, the process's umask restored after it. */
+async function underUmask<T>(mask: number, body: () => Promise<T>): Promise<T> {
+  const before = Deno.umask(mask);
   try {
     return await body();
   } finally {
     Deno.umask(before);
   }
+}
+
+/** Run `body` under umask 022 (the usual default: files 0644, directories 0755). */
+function underUmask022<T>(body: () => Promise<T>): Promise<T> {
+  return underUmask(0o022, body);
+}
+
+/**
+ * Run `body` under umask 000, the most permissive: whatever the node creates without a mode of
+ * its own is 0666 (files) or 0777 (directories), so nothing it forgot hides behind the usual 022.
+ */
+function underUmask000<T>(body: () => Promise<T>): Promise<T> {
+  return underUmask(0o000, body);
+}
+
+/** Every path under `dir` (relative, `dir` itself as `.`) that group or others may use, with its mode. */
+async function opened(dir: string, rel = "."): Promise<string[]> {
+  const path = rel === "." ? dir : join(dir, rel);
+  const info = await Deno.lstat(path);
+  const found = (info.mode ?? 0) & 0o077 ? [`${rel} ${modeOf(path).toString(8)}`] : [];
+  if (!info.isDirectory) return found;
+  for await (const entry of Deno.readDir(path)) {
+    found.push(...await opened(dir, rel === "." ? entry.name : join(rel, entry.name)));
+  }
+  return found;
 }
 
 Deno.test({
@@ -112,3 +145,164 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "under umask 000 a node's first start and first job leave nothing in its data directory that others may open",
+  ignore,
+  fn: async () => {
+    const parent = await Deno.makeTempDir();
+    try {
+      const dataDir = join(parent, "node");
+      const config = parseNodeConfig({
+        dataDir,
+        http: { port: 0 },
+        network: { listening: false },
+        heartbeatMs: 0,
+        // Every role that writes in the data directory, the dashboard's operator token included.
+        roles: { storage: true, inference: true, prover: true, validator: true },
+        dashboard: { enabled: true },
+        model: { size: "tiny", workers: 0 },
+      });
+      await underUmask000(async () => {
+        const node = await startNode(config);
+        try {
+          const [model] = await node.inference!.models();
+          const handle = await node.inference!.submit({
+            kind: "text",
+            model: model.cid,
+            prompt: "The history of",
+            params: { ...DEFAULT_GENERATION_PARAMS, maxTokens: 4 },
+            nonce: crypto.randomUUID(),
+          });
+          for await (const _ of handle.tokens) { /* read to the end */ }
+          await handle.done; // its proof record is on disk before the receipt is out
+        } finally {
+          await node.shutdown();
+        }
+      });
+      // What the walk below must have seen, so that it cannot pass on a directory left empty.
+      const names = [...Deno.readDirSync(dataDir)].map((e) => e.name);
+      for (const name of ["models", "calibration", "proofs", "ledger", DATA_DIR_LOCK_FILE]) {
+        assert.ok(names.includes(name), `${name} in ${names.join(", ")}`);
+      }
+      assert.ok([...Deno.readDirSync(join(dataDir, "proofs"))].length > 0, "a proof bucket");
+      assert.deepEqual(await opened(dataDir), []);
+    } finally {
+      await Deno.remove(parent, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a node.lock an earlier version left 0644 is made 0600 when the lock is taken",
+  ignore,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const path = join(dir, DATA_DIR_LOCK_FILE);
+      await Deno.writeTextFile(path, "", { mode: 0o644 });
+      await Deno.chmod(path, 0o644);
+      const lock = await DataDirLock.acquire(dir, "test");
+      await lock.release();
+      assert.equal(modeOf(path).toString(8), "600");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "under umask 000 the proof store makes its directories 0700 and an earlier 0755 one is tightened",
+  ignore,
+  fn: async () => {
+    const parent = await Deno.makeTempDir();
+    try {
+      const record = (id: string) => ({
+        receiptId: id.repeat(64),
+        provedAt: 120_000,
+        proof: {} as StoredProof["proof"],
+      });
+      const fresh = join(parent, "fresh", "proofs");
+      await underUmask000(() => new ProofStore(fresh, { retentionMs: 1 }).put(record("a")));
+      assert.deepEqual(await opened(join(parent, "fresh")), []);
+      const old = join(parent, "old");
+      await Deno.mkdir(old, { mode: 0o755 });
+      await Deno.chmod(old, 0o755);
+      await underUmask000(() => new ProofStore(old, { retentionMs: 1 }).put(record("b")));
+      assert.deepEqual(await opened(old), []);
+    } finally {
+      await Deno.remove(parent, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "under umask 000 the calibration directory is 0700 and a saved profile 0600",
+  ignore,
+  fn: async () => {
+    const parent = await Deno.makeTempDir();
+    try {
+      const dir = join(parent, "calibration");
+      await underUmask000(async () => {
+        const store = await CalibrationStore.open(dir);
+        await store.save(handProfile("Ok"));
+      });
+      assert.deepEqual((await opened(dir)).sort(), []);
+      assert.ok(Deno.statSync(join(dir, "Ok.json")).isFile);
+    } finally {
+      await Deno.remove(parent, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "under umask 000 the built-in model's directory, files and alias are the owner's only",
+  ignore,
+  fn: async () => {
+    const parent = await Deno.makeTempDir();
+    try {
+      const models = join(parent, "models");
+      const dir = await underUmask000(() => ensureBuiltinModel(models, "tiny", 0));
+      assert.ok(Deno.statSync(join(dir, "model.onnx")).isFile);
+      assert.deepEqual(await opened(models), []);
+      // A copy an earlier version built with the umask's modes is tightened when it is used.
+      await Deno.chmod(models, 0o755);
+      await Deno.chmod(dir, 0o755);
+      await Deno.chmod(join(dir, "model.onnx"), 0o644);
+      assert.equal(await ensureBuiltinModel(models, "tiny", 0), dir);
+      assert.deepEqual(await opened(models), []);
+    } finally {
+      await Deno.remove(parent, { recursive: true });
+    }
+  },
+});
+
+/** A calibration profile the store accepts, for model id `model` (no measurement behind it). */
+function handProfile(model: string): CalibrationProfile {
+  return {
+    v: 1,
+    model,
+    scheme: FINGERPRINT_SCHEME,
+    createdAt: 0,
+    machine: { os: "linux", arch: "x86_64", cpus: 2, executionProviders: ["cpu"] },
+    reference: "cpu/threads=2/graph=all/logits=fp32",
+    precisions: {
+      fp32: {
+        variants: ["cpu/threads=1/graph=all/logits=fp32"],
+        receipts: 24,
+        positions: 1536,
+        logProbRms: 0.00029,
+        projectionRms: 0.00028,
+        maxScore: 3,
+        maxMeanScore: 1,
+        logitMax: 0.0041,
+        massSigma: 0.00086,
+        massMaxZ: 4,
+        samplingFailures: 0,
+        flagged: 0,
+      },
+    },
+  };
+}
