@@ -7,7 +7,9 @@
  * fires, a `ledger_reopen` self-message has the actor reopen the ledger from disk in its
  * `receive` (`Ledger.reopen`: the open the supervisor's restart runs, in place, so the actor's
  * in-flight challenges and memories are kept). The condition (`ledger_write_failed` on
- * `/healthz`) is cleared, with its one line, by the next write that succeeds.
+ * `/healthz`) no longer holds once the reopen succeeds (`LedgerWriteFault.reopenedAt`); the fault
+ * is cleared, with its one line, by the next write that succeeds. In the same turn, the receipts
+ * the coin drew whose challenge a failed write cut off are challenged (see below).
  *
  * While the cause holds it does not spin: one timer at a time whatever the traffic (a receipt
  * refused while one is armed arms nothing), each next delay twice the last, from
@@ -33,11 +35,16 @@
  * - its entry reached the log whole before the failure (the log's `fsync` or the history index's
  *   apply failed after the write): the reopen finds it, so it is recorded once, from disk, though
  *   its sender was answered `ledger_write_failed` (the index's failure, `ledger_index_failed`, is
- *   answered recorded: the entry is in the state too, and a draw kept waits for the next start);
- *   a copy that comes again is a copy (answered recorded, recorded no second time), paid when its
- *   window closes. Its draw was not acted on: the intake dropped what it kept for a challenge with
- *   the failure, so a receipt the coin drew is paid here unchallenged (a cheat among them is left
- *   to the other ledgers' draws), as after a node restart.
+ *   answered recorded: the entry is in the state too); a copy that comes again is a copy
+ *   (answered recorded, recorded no second time), paid when its window closes. If the coin drew
+ *   it, the receipt and job kept for its challenge stay kept (`drawn`), and the reopen that
+ *   succeeds opens that challenge then (`ValidatorRestart.resumeDrawnAfterReopen`; a node
+ *   restart before it, at the start): a cheat among them is slashed, honest work paid. One whose
+ *   window closed before the reopen is left unpaid (`unresolved`, reason `ledger_write_failed`):
+ *   its draw was owed and nothing here checked it, so it is not paid as if it passed, and its
+ *   worker is not slashed for this node's fault — as a challenge the validator could not run ends
+ *   (`validator_restarted` at a start, `_validator_restart.ts`). Before (review s72), it was paid
+ *   unchallenged when the window closed before a restart.
  * - this node's own receipt (origin `local`), in any of the cases above: its prover releases it
  *   all the same (`ProverActor`), but this node announces only what its ledger recorded, so the
  *   node's own work for it is paid only where its requester's node announced it; the operator of
@@ -128,13 +135,16 @@ export class LedgerReopen {
   /**
    * The `ledger_reopen` message: the armed timer fired. A poisoned ledger is reopened from disk;
    * a reopen that fails is the ledger's condition as a failed write is, and arms the next.
+   *
+   * @returns Whether the ledger was reopened: the actor then opens the challenges its draws owe
+   * (`ValidatorRestart.resumeDrawnAfterReopen`), in this same turn, before a finalize can pay them.
    */
-  async onReopen(): Promise<void> {
+  async onReopen(): Promise<boolean> {
     // Not armed by this incarnation (told before a crash, taken after the restart): not its turn.
-    if (this.#armed === undefined) return;
+    if (this.#armed === undefined) return false;
     this.#disarm();
     const ledger = this.#core.ledger();
-    if (!ledger.poisoned) return;
+    if (!ledger.poisoned) return false;
     this.#tries++;
     const fault = this.#core.stats.ledgerWriteFault;
     if (fault !== undefined) fault.reopens++;
@@ -144,7 +154,14 @@ export class LedgerReopen {
       // Still failing (the disk still full, the file still read-only): held, logged only for a
       // new cause, and the next reopen armed, later.
       ledgerWriteFailed(this.#core, error);
+      return false;
     }
+    // The ledger takes writes again: `/healthz` is ok from now (`ledger_conditions.ts`), not only
+    // after the next write, which may not come for a long while on a quiet node. The fault's
+    // counters and the backoff stay until a write succeeds: a reopen that reads a disk still full
+    // proves little, and a write that fails after it raises the condition again.
+    if (fault !== undefined) fault.reopenedAt = this.#core.now();
+    return true;
   }
 
   #disarm(): void {

@@ -13,9 +13,11 @@
  * logged again. A write whose entry reached the log before the history index failed (a full disk
  * between the two) fails `ledger_index_failed`: its entry is recorded and counts once, so the
  * condition never says "nothing is recorded" (review s72); its cause (`disk_full`) is the fault's.
- * Where the failure is not swallowed (a challenge's ending, a settlement), the actor crashes and its supervisor reopens the ledger; where it is (the receipt intake, peers'
- * verdicts), the failure arms the actor's reopen (`_ledger_reopen.ts`: from disk, on a timer
- * with backoff, by a self-message), and the condition holds until a write succeeds after it.
+ * Where the failure is not swallowed (a challenge's ending, a settlement), the actor crashes and
+ * its supervisor reopens the ledger; where it is (the receipt intake, peers' verdicts), the
+ * failure arms the actor's reopen (`_ledger_reopen.ts`: from disk, on a timer with backoff, by a
+ * self-message): `/healthz`'s condition holds until that reopen succeeds
+ * (`LedgerWriteFault.reopenedAt`), the fault until a write succeeds after it.
  *
  * The parts call {@link observedLedgerWrite} around a ledger write whose failure they swallow,
  * or {@link ledgerWriteFailed} with what a swallowing catch caught. Not part of the public API.

@@ -216,10 +216,15 @@ export class ReceiptIntake {
         // and after the reopen. Answered "not recorded" (review s72), its sender took a counted
         // receipt for a lost one. The fault is the ledger's all the same: `observedLedgerWrite`
         // raised the condition and armed the reopen. What was kept for it stays kept: a draw is
-        // opened at the next start (`_validator_restart.ts`), not now on a poisoned ledger.
+        // opened when the ledger is reopened (`_ledger_reopen.ts`), or at the next start if that
+        // comes first (`_validator_restart.ts`), not now on a poisoned ledger.
         indexFailed = true;
       } else {
-        if (kept) await keptIn.remove(id);
+        // A draw's record stays after a write that failed (not a refusal): the entry may have
+        // reached the log before the failure (its fsync failed), and the reopen, or the next
+        // start, then opens the challenge it owes; one whose receipt the ledger does not hold is
+        // removed there (`_validator_restart.ts`). Removed, such a receipt was paid unchallenged.
+        if (kept && !(owed && !isLedgerRefusal(e))) await keptIn.remove(id);
         recorded = false;
         // The ledger's refusal, by its code; a write that failed otherwise (a disk error) is the
         // machine's condition, logged and on `/healthz` (`_ledger_write_faults.ts`), not the sender's.

@@ -5,7 +5,9 @@
  * own fraud proof kept on disk, cleared as a takeover the stop cut off, or left undecided
  * (`resumeChallenges`); the challenges of receipts drawn before the stop and not opened yet; and
  * the peers' receipts kept at their intake, remembered again so that a claim that comes after
- * the restart is taken over (`restorePending`, `_receipt_files.ts`). Owned by the actor, built in
+ * the restart is taken over (`restorePending`, `_receipt_files.ts`). The drawn challenges a failed
+ * ledger write cut off are opened also when the ledger is reopened in place, without a start
+ * (`resumeDrawnAfterReopen`, `_ledger_reopen.ts`). Owned by the actor, built in
  * its constructor on its {@link ValidatorCore}; used only at its start. Not part of the public
  * API.
  *
@@ -23,6 +25,8 @@ import { OWN_TRAINING_FRAUD_PROOFS_DIR, ReceiptFiles } from "./_receipt_files.ts
 import { type Challenges, claimEvidence, endOf } from "./_challenges.ts";
 import type { FraudProofs } from "./_fraud_proofs.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
+import { ledgerWriteFailed } from "./_ledger_write_faults.ts";
+import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
 import type { ValidatorMessage } from "./validator_messages.ts";
 
 /** What the validator resumes at its start (see the module doc). */
@@ -175,7 +179,7 @@ export class ValidatorRestart {
       }
     }
     // After the challenges open at the stop have ended above: not one of those just opened.
-    await this.#resumeDrawn(ctx);
+    await this.#resumeDrawn(ctx, "validator_restarted");
     // Receipts challenged here before the stop that are open again (cleared: paid when their
     // window closes): a copy of one that comes ahead of a peer's claim must not have this
     // validator ask the worker again (`_receipt_intake.ts`, `#forgottenPending`). Each such
@@ -187,14 +191,33 @@ export class ValidatorRestart {
   }
 
   /**
-   * At start: open the challenge of each receipt drawn before the stop whose challenge the stop
-   * cut off (the receipt recorded, its challenge not opened yet), from the receipt and job kept
-   * at its draw: judged as it would have been, a cheat slashed and honest work paid. One whose
-   * window closed meanwhile, or whose kept record does not read back, is left unpaid: its draw
-   * was owed, and nothing here checked it. A record whose receipt was never recorded, or is no
-   * longer `pending` (its challenge was opened), is removed.
+   * After the ledger was reopened in place (`_ledger_reopen.ts`): what {@link resumeChallenges}
+   * does at a start for the draws a stop cut off, for the draws a failed ledger write cut off
+   * (the receipt's entry reached the log, its challenge was not opened on the poisoned ledger:
+   * `_receipt_intake.ts`). Without it such a receipt was paid unchallenged when its window
+   * closed before the node's next start (review s72). One whose window closed before the reopen
+   * is left unpaid with reason {@link LEDGER_WRITE_FAILED}, and said in one line. A write that
+   * fails again is not thrown (a crash at each reopen on a disk still failing would have the
+   * supervisor give up and take the node down): it is the ledger's condition, as a failed write
+   * in the intake is, it arms the next reopen, and what is left stays kept for it.
    */
-  async #resumeDrawn(ctx: ActorContext<ValidatorMessage>): Promise<void> {
+  async resumeDrawnAfterReopen(ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    try {
+      await this.#resumeDrawn(ctx, LEDGER_WRITE_FAILED);
+    } catch (error) {
+      ledgerWriteFailed(this.#core, error);
+    }
+  }
+
+  /**
+   * Open the challenge of each receipt drawn whose challenge a stop (at start) or a failed
+   * ledger write (at the reopen) cut off (the receipt recorded, its challenge not opened yet),
+   * from the receipt and job kept at its draw: judged as it would have been, a cheat slashed and
+   * honest work paid. One whose window closed meanwhile, or whose kept record does not read back,
+   * is left unpaid with `reason`: its draw was owed, and nothing here checked it. A record whose
+   * receipt was never recorded, or is no longer `pending` (its challenge was opened), is removed.
+   */
+  async #resumeDrawn(ctx: ActorContext<ValidatorMessage>, reason: string): Promise<void> {
     const ledger = this.#core.ledger();
     for (const [id, kept] of await this.#core.drawn().all()) {
       if (ledger.receipt(id)?.status !== "pending") {
@@ -208,8 +231,14 @@ export class ValidatorRestart {
           throw error;
         });
       if (opened) continue;
-      await ledger.leaveUnresolved(id, "validator_restarted");
+      await ledger.leaveUnresolved(id, reason);
       this.#core.stats.unresolved++;
+      if (reason === LEDGER_WRITE_FAILED) {
+        this.#core.log(
+          `validator: receipt ${id} was drawn for a challenge while the ledger could not write; ` +
+            `its window closed before the ledger was reopened: left unpaid (${reason})`,
+        );
+      }
       await this.#core.drawn().remove(id);
     }
   }

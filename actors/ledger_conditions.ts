@@ -3,11 +3,12 @@
  * as the prover's proof store is (`proofStoreConditions` in `prover_actor.ts`): a ledger write
  * that failed for a cause other than the ledger's refusal (a disk error, a file that cannot be
  * written: `ValidatorStats.ledgerWriteFault`, `_ledger_write_faults.ts`) is the `degraded`
- * condition `ledger_write_failed` until a write succeeds again — the node still serves jobs, but
- * its ledger records none of their receipts; the validator reopens the ledger from disk by itself
- * on a backoff timer (`_ledger_reopen.ts`), so the condition clears without a restart once the
- * disk is fixed and a receipt comes. A validator that does not answer within 2 s (wedged,
- * or down between a crash and its restart) is one condition too.
+ * condition `ledger_write_failed` until the ledger is reopened or a write succeeds — the node
+ * still serves jobs, but its ledger records none of their receipts; the validator reopens the
+ * ledger from disk by itself on a backoff timer (`_ledger_reopen.ts`), so the condition clears
+ * without a restart once the disk is fixed: when that reopen succeeds, whether or not a receipt
+ * comes. A validator that does not answer within 2 s (wedged, or down between a crash and its
+ * restart) is one condition too.
  *
  * @module
  */
@@ -54,7 +55,10 @@ export async function ledgerConditions(
     return [unansweredCondition("validator", "the validator", error, Date.now())];
   }
   const fault = stats.ledgerWriteFault;
-  if (fault === undefined) return [];
+  // Reopened from disk since the failure (`_ledger_reopen.ts`): the ledger takes writes again, so
+  // the node is not degraded for it; waiting for the next write kept a node whose disk was fixed
+  // `degraded` for as long as no receipt came (review s72). A write that fails again raises it.
+  if (fault === undefined || fault.reopenedAt !== undefined) return [];
   return [{
     component: "ledger",
     status: "degraded",

@@ -571,7 +571,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#peerVerdicts.takeClaimsOf(toHex(message.key), ctx);
         return undefined;
       case "ledger_reopen":
-        return await this.#reopen.onReopen();
+        // Reopened: the draws a failed write cut off are challenged now, in this turn, before a
+        // finalize can pay them unchallenged (`_ledger_reopen.ts`).
+        if (await this.#reopen.onReopen()) await this.#restart.resumeDrawnAfterReopen(ctx);
+        return undefined;
       case "finalize": {
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet;
         // nor is one a peer's fraud proof is being checked against.

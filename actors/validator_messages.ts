@@ -587,6 +587,12 @@ export interface LedgerWriteFault {
   failures: number;
   /** Reopens from disk tried since then (`_ledger_reopen.ts`): one per backoff delay at most. */
   reopens: number;
+  /**
+   * Ledger-clock ms of the reopen from disk that succeeded after the last failure, if one did:
+   * the ledger takes writes again, so `/healthz` no longer shows the condition (the counters stay
+   * until a write succeeds, for the line that says so); a write that fails after it clears this.
+   */
+  reopenedAt?: number;
 }
 
 /** Counters of the validator (served on `/metrics` and in the heartbeat). */
@@ -613,7 +619,8 @@ export interface ValidatorStats {
   /**
    * The ledger's last write that failed for a cause other than the ledger's refusal (a disk error,
    * a file that cannot be written), while no write has succeeded since; absent while the ledger
-   * writes. `/healthz` shows it as the `ledger_write_failed` condition (`ledger_conditions.ts`).
+   * writes. `/healthz` shows it as the `ledger_write_failed` condition (`ledger_conditions.ts`)
+   * until the ledger is reopened from disk ({@link LedgerWriteFault.reopenedAt}).
    */
   ledgerWriteFault?: LedgerWriteFault;
   /** Own receipts: recorded and announced, never challenged here. */

@@ -476,7 +476,17 @@ export async function runUntilStopped(
     }
     // A Ctrl-C that raced the last step of start-up still stops the node.
     if (signals.stopping) void node.shutdown();
-    const { fatal } = await node.finished;
+    const { fatal, reason } = await node.finished;
+    if (fatal !== undefined) {
+      // Its supervisor gave up (a role that kept crashing: a ledger on a disk that filled up):
+      // said as a start that fails is, one line with the typed reason's code
+      // (`error [disk_full]: …`), not only as the log's `fatal:` line naming the error's class.
+      const { code, message } = reason === undefined
+        ? { code: "", message: fatal }
+        : rootReason(reason);
+      const why = reason === undefined ? message : `its supervisor gave up: ${message}`;
+      io.err(`error${code}: the node stopped: ${why}${writeAccessHint(reason)}`);
+    }
     io.out("stopped.");
     // A node its supervisor gave up on failed: a service manager restarts it on a non-zero exit.
     return fatal === undefined ? 0 : 1;

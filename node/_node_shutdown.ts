@@ -32,7 +32,7 @@ export function nodeShutdown(
   { heartbeat, http, system, models, log }: NodeShutdownParts,
 ): {
   shutdown: () => Promise<void>;
-  finished: Promise<{ fatal?: string }>;
+  finished: Promise<{ fatal?: string; reason?: unknown }>;
   stopping: AbortSignal;
 } {
   let stopping: Promise<void> | undefined;
@@ -65,7 +65,8 @@ export function nodeShutdown(
       log(`fatal: ${fatal}`);
     }
     await shutdown();
-    return fatal === undefined ? {} : { fatal };
+    // The reason itself beside its text: the start command says its typed code (`disk_full`).
+    return fatal === undefined ? {} : { fatal, reason: termination.error };
   });
   return { shutdown, finished, stopping: began.signal };
 }

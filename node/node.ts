@@ -257,10 +257,10 @@ export interface VeriflowNode extends AsyncDisposable {
   /** Stop serving, stop every actor in reverse start order, release models. Idempotent. */
   shutdown(): Promise<void>;
   /**
-   * Resolves once the node has fully stopped: by `shutdown`, or with `fatal` (the reason) when
-   * its supervisor gave up on a role that kept crashing.
+   * Resolves once the node has fully stopped: by `shutdown`, or with `fatal` (the reason, as
+   * text) and `reason` (the error itself) when its supervisor gave up on a role that kept crashing.
    */
-  readonly finished: Promise<{ fatal?: string }>;
+  readonly finished: Promise<{ fatal?: string; reason?: unknown }>;
 }
 
 /**
