@@ -13,7 +13,11 @@
  * @module
  */
 import type { ActorRef } from "./actor_ref.ts";
-import type { ValidatorMessage, ValidatorStats } from "./validator_messages.ts";
+import {
+  ledgerWritesFailing,
+  type ValidatorMessage,
+  type ValidatorStats,
+} from "./validator_messages.ts";
 import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
 
 /** The stable code of a ledger that cannot write (the receipts it loses are refused with it). */
@@ -58,7 +62,7 @@ export async function ledgerConditions(
   // Reopened from disk since the failure (`_ledger_reopen.ts`): the ledger takes writes again, so
   // the node is not degraded for it; waiting for the next write kept a node whose disk was fixed
   // `degraded` for as long as no receipt came (review s72). A write that fails again raises it.
-  if (fault === undefined || fault.reopenedAt !== undefined) return [];
+  if (!ledgerWritesFailing(fault)) return [];
   return [{
     component: "ledger",
     status: "degraded",

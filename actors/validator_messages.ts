@@ -595,6 +595,16 @@ export interface LedgerWriteFault {
   reopenedAt?: number;
 }
 
+/**
+ * Whether `fault` still stands: writes failed, and no reopen from disk has succeeded since
+ * ({@link LedgerWriteFault.reopenedAt}). What `/healthz`, the heartbeat and `status` say alike.
+ */
+export function ledgerWritesFailing(
+  fault: LedgerWriteFault | undefined,
+): fault is LedgerWriteFault {
+  return fault !== undefined && fault.reopenedAt === undefined;
+}
+
 /** Counters of the validator (served on `/metrics` and in the heartbeat). */
 export interface ValidatorStats {
   /**

@@ -9,6 +9,7 @@ import { apiKeyFromEnv, missingKeyHint } from "../client/_api_key_variable.ts";
 import { bearerAuthorization } from "../client/_bearer.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import { readBoundedBody } from "../streams/bounded_body.ts";
+import { ledgerWritesFailing } from "../actors/validator_messages.ts";
 
 const HELP = `Usage: cli.ts status [--url URL] [--api-key KEY] [--json]
 
@@ -286,7 +287,7 @@ export function describe(s: State): string[] {
     );
     // One line while the ledger cannot write, as the heartbeat says it (`/healthz` has the rest).
     const fault = v.ledgerWriteFault;
-    if (fault) {
+    if (ledgerWritesFailing(fault)) {
       lines.push(
         `         ledger writes failing (${fault.cause}, ${fault.failures} failed): see /healthz`,
       );

@@ -10,6 +10,7 @@
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
 import { recordedReceipts } from "../actors/recorded_receipts.ts";
+import { ledgerWritesFailing } from "../actors/validator_messages.ts";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
@@ -121,7 +122,7 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         return `receipts ${r.recorded} (${r.fromPeers} from peers, ${copies})${refused} ` +
           `challenged ${s.challenged} fraud ${s.verdicts.fraud} slashes ${s.slashes} · ` +
           `credit ${a.balance} stake ${a.stake} (locked ${a.locked})` +
-          (fault === undefined
+          (!ledgerWritesFailing(fault)
             ? ""
             : ` · ledger writes failing (${fault.cause}, ${fault.failures} failed)`);
       }),

@@ -491,8 +491,9 @@ function renderValidator(validator, answering) {
     `verdicts ${t.verdicts.valid} valid, ${t.verdicts.fraud} fraud, ${t.verdicts.invalid} invalid, ` +
     `${t.verdicts.inconclusive} inconclusive · ${t.peerVerdicts} from peers · ${t.slashes} slashes · ` +
     `${t.openChallenges} open` +
-    // One line while the ledger cannot write, as the heartbeat says it (`/healthz` has the rest).
-    (fault
+    // One line while the ledger cannot write, as the heartbeat says it (`/healthz` has the rest);
+    // not once a reopen from disk succeeded (`ledgerWritesFailing`, actors/validator_messages.ts).
+    (fault && fault.reopenedAt === undefined
       ? ` · ledger writes failing (${fault.cause}, ${fault.failures} failed): see /healthz`
       : "");
 }

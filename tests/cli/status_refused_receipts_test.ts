@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { describe } from "../../cli/status_command.ts";
 import { emptyValidatorStats } from "../../actors/validator_messages.ts";
-import { validatorSource } from "../node/_refusing_validator.ts";
+import { REFUSING_STATS, validatorSource } from "../node/_refusing_validator.ts";
 
 /** The lines `status` prints for a node whose validator source is `source`. */
 async function statusOf(source: ReturnType<typeof validatorSource>): Promise<string[]> {
@@ -53,4 +53,10 @@ Deno.test("status counts one receipt per job (copies apart) and says nothing of 
     "ledger   credit 0, stake 1000000 (locked 0); this run: receipts 3, challenged 0, " +
     "fraud 0, slashes 0",
   ]);
+});
+
+Deno.test("status says nothing of a ledger fault once a reopen from disk succeeded (as /healthz)", async () => {
+  const fault = { ...REFUSING_STATS.ledgerWriteFault!, reopens: 1, reopenedAt: 5 };
+  const lines = await statusOf(validatorSource({ ...REFUSING_STATS, ledgerWriteFault: fault }));
+  assert.ok(!lines.some((l) => l.includes("writes failing")), lines.join("\n"));
 });

@@ -69,4 +69,18 @@ Deno.test("a calm validator's heartbeat is as before (no refused part), and a le
   }));
   assert.match(failing, / · receipts 0 \(0 from peers, 0 copies\) refused 3 challenged 0 /);
   assert.match(failing, / · ledger writes failing \(EIO, 3 failed\)$/);
+  // Reopened from disk since (the ledger takes writes again): not named, as `/healthz` is ok.
+  const reopened = await beatOf(statsWith({
+    received: 3,
+    refused: 3,
+    ledgerWriteFault: {
+      cause: "EIO",
+      message: "…",
+      since: 0,
+      failures: 3,
+      reopens: 1,
+      reopenedAt: 5,
+    },
+  }));
+  assert.doesNotMatch(reopened, /ledger/);
 });
