@@ -108,9 +108,25 @@ export class LocalInferencePort implements InferencePort {
     };
   }
 
-  /** The models the catalog lists, as plain {@link ServedModelInfo}s. */
+  /**
+   * The models the catalog lists, as plain {@link ServedModelInfo}s. Rejects with the actor's
+   * `ActorStoppedError` (`actor_stopped`) once it is stopped, as `submit` and `stats` do: a
+   * stopped node's catalog is closed and lists nothing, which read as "this node serves no model"
+   * (review s73).
+   */
   async models(): Promise<readonly ServedModelInfo[]> {
-    return (await this.#models.list()).map(servedModelInfo);
+    const [listed] = await Promise.all([this.#models.list(), this.#actorAnswers()]);
+    return listed.map(servedModelInfo);
+  }
+
+  /**
+   * Resolves once the actor answers a stats ask for no model (answered from memory, loads
+   * nothing); rejects with its typed refusal when it is stopped.
+   */
+  async #actorAnswers(): Promise<void> {
+    await this.#inference.ask<InferenceStats>({ type: "stats", models: [] }, {
+      timeoutMs: this.#statsTimeoutMs,
+    });
   }
 
   /**

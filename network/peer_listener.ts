@@ -10,6 +10,9 @@ import { listenTcp, type TcpListener } from "../protocols/tcp_transport.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 
+/** Not accepting peers at all, as a flag and as the configuration key. */
+const NO_LISTEN = "--no-listen (network.listening: false)";
+
 /** The peer port cannot be opened (taken, or not ours to bind). */
 export class PeerListenError extends VeriflowError {
   /**
@@ -19,12 +22,16 @@ export class PeerListenError extends VeriflowError {
    */
   constructor(address: PeerAddress, cause: unknown) {
     // An address this machine does not have is the host's fault; only a taken port the port's.
+    // Each hint names the flag and the configuration key, as HttpListenError does: a program
+    // that starts a node from `mod.ts` has no flags (review s73).
     const hint = cause instanceof Deno.errors.AddrNotAvailable
       ? `${address.hostname} is not an address of this machine: give one of its own with ` +
-        `--p2p-host ADDR, or --no-listen`
+        `--p2p-host ADDR (network.listen.hostname in the configuration), or ${NO_LISTEN}`
       : cause instanceof Deno.errors.AddrInUse
-      ? `another node on this port? choose one with --p2p-port, or --no-listen`
-      : `check --p2p-host and --p2p-port, or --no-listen`;
+      ? `another node on this port? choose one with --p2p-port N (network.listen.port in the ` +
+        `configuration; 0 picks a free one), or ${NO_LISTEN}`
+      : `check --p2p-host and --p2p-port (network.listen.hostname and network.listen.port in ` +
+        `the configuration), or ${NO_LISTEN}`;
     super(
       "peer_listen_failed",
       `cannot accept peers on ${formatPeerAddress(address)}: ${(cause as Error).message} ` +

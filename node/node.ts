@@ -65,6 +65,7 @@ import { startHeartbeat } from "./heartbeat.ts";
 import { forwardingOptionsOf, type NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
+import { checkAccountKey } from "../proof/account_key.ts";
 import { CalibrationStore } from "../proof/calibration.ts";
 import { HttpListener } from "./http_listener.ts";
 import { JobMonitor } from "../server/job_monitor.ts";
@@ -526,7 +527,9 @@ async function startSteps(
     receipt: (receiptId) =>
       validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId }),
     verdicts: (receiptId) => validator.ask<Verdict[]>({ type: "verdicts", receiptId }),
-    account: (key) => validator.ask<Account>({ type: "account", key }),
+    // Checked before the ask: thrown inside the validator, a caller's bad key would crash it.
+    account: async (key) =>
+      await validator.ask<Account>({ type: "account", key: checkAccountKey(key) }),
   };
   const storageRef = lookup<StorageMessage>(NODE_ACTORS.storage);
   // An ActorRef outlives restarts of its actor: one port for the node's whole life.

@@ -83,6 +83,7 @@ import {
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
 import { FRAME_HEADER_BYTES, type LedgerEntry } from "./ledger_entry.ts";
 import { LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
+import { checkAccountKey } from "./account_key.ts";
 import type { LedgerLog } from "./ledger_log.ts";
 import type { Account, LedgerState, ReceiptKind, ReceiptRecord } from "./ledger_state.ts";
 import { type LedgerIndex, streamFraudKey } from "./ledger_index.ts";
@@ -362,7 +363,9 @@ export class Ledger {
       tokenPrice: (model) => this.#tokenPrice(model),
       now: () => this.#now(),
       record: (receiptId) => this.#record(receiptId),
-      account: (key) => this.account(key),
+      // Keys here come from recorded entries, checked when recorded: not checked again, so a
+      // damaged one reads as an unknown account instead of throwing inside a settlement.
+      account: (key) => ({ ...this.#state.account(toHex(key)) }),
     };
   }
 
@@ -423,9 +426,13 @@ export class Ledger {
     return { accounts: this.#state.accountCount, openReceipts: this.#state.openCount };
   }
 
-  /** Balances of a key (zeros when unknown). */
+  /**
+   * Balances of a key (zeros when unknown).
+   *
+   * @throws {InvalidAccountKeyError} for a key that is not 32 bytes: it names no account.
+   */
   account(key: Uint8Array): Account {
-    return { ...this.#state.account(toHex(key)) };
+    return { ...this.#state.account(toHex(checkAccountKey(key))) };
   }
 
   /** Whether `validator` has already had an accusation against `receiptId` settled here. */

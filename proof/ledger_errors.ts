@@ -111,3 +111,17 @@ export class LedgerRejectedError extends LedgerError {
     super(code, message);
   }
 }
+
+/**
+ * An account looked up by bytes that are not a 32-byte ed25519 public key: refused rather than
+ * answered with zeros, which could not be told from a key with no money (review s73).
+ */
+export class InvalidAccountKeyError extends LedgerError {
+  /**
+   * Create the error.
+   * @param got What was given instead (a length or a type).
+   */
+  constructor(got: string) {
+    super("invalid_account_key", `an account key is a 32-byte ed25519 public key, got ${got}`);
+  }
+}

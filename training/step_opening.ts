@@ -25,7 +25,12 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import { encodeCanonical } from "../protocols/cbor.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
-import { openInput, type SealedInput, sealInput } from "../proof/private_input.ts";
+import {
+  openInput,
+  SEALED_INPUT_VERSION,
+  type SealedInput,
+  sealInput,
+} from "../proof/private_input.ts";
 import { batchIndices, sampleAt, type TextShard } from "./brown_corpus.ts";
 import { loadTrainingEngine } from "./training_engine.ts";
 import type { LocalHyperParams } from "./hyper_params.ts";
@@ -119,7 +124,7 @@ const path = z.array(bytesOf(32)).max(64);
 
 /** Zod schema of a sealed input (`proof/private_input.ts`). */
 export const SealedInputSchema: z.ZodType<SealedInput> = z.object({
-  v: z.literal(1),
+  v: z.literal(SEALED_INPUT_VERSION),
   recipient: bytesOf(32),
   ephemeral: bytesOf(32),
   nonce: bytesOf(24),

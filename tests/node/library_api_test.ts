@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as veriflow from "../../mod.ts";
 import {
+  ActorStoppedError,
   ActorSystem,
   ApiKeysFileError,
   canonicalCid,
@@ -19,6 +20,7 @@ import {
   FileStore,
   HttpListenError,
   InferenceActor,
+  InvalidAccountKeyError,
   InvalidCidError,
   InvalidResumeError,
   LocalInferencePort,
@@ -95,6 +97,51 @@ Deno.test("the documented round trip leaves nothing open: start, stream, check t
       const { cid } = await handle.done;
       const read = unwrapReply<StorageAnswers["get"]>(await storage.ask({ type: "get", cid }));
       assert.deepEqual(new Uint8Array(await new Response(read).arrayBuffer()), bytes);
+    } finally {
+      await node.shutdown();
+    }
+    assert.deepEqual(await node.finished, {});
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// Review s73 (F4, F6): a handle must not answer as if all were well. After shutdown every other
+// handle rejected `actor_stopped`, but `inference.models()` resolved [] ("this node serves no
+// model"); and `ledger.account` of bytes that are not a key answered zeros ("this key has no money").
+
+Deno.test("after shutdown node.inference.models() rejects actor_stopped, as submit does, instead of listing no model", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const node = await startNode(config(dir));
+    const inference = node.inference!;
+    assert.ok((await inference.models()).length > 0, "a running node lists its model");
+    await node.shutdown();
+    await assert.rejects(() => inference.models(), (e) => {
+      assert.ok(e instanceof ActorStoppedError, String(e));
+      assert.equal(e.code, "actor_stopped");
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("node.ledger.account of a key that is not 32 bytes rejects invalid_account_key, and the validator goes on answering", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const node = await startNode(config(dir));
+    try {
+      const ledger = node.ledger!;
+      for (const key of [new Uint8Array(31), new Uint8Array(33), new Uint8Array(0)]) {
+        await assert.rejects(() => ledger.account(key), (e) => {
+          assert.ok(e instanceof InvalidAccountKeyError, String(e));
+          assert.equal(e.code, "invalid_account_key");
+          return true;
+        });
+      }
+      // Refused before it reached the validator: its own key still answers (its pledged stake).
+      assert.ok((await ledger.account(node.identity.publicKey)).stake >= 0);
     } finally {
       await node.shutdown();
     }
