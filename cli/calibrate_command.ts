@@ -102,7 +102,7 @@ export async function runCalibrate(
     console.log(CALIBRATE_USAGE);
     return 0;
   }
-  const dataDir = commandDataDir(values.data);
+  const dataDir = await commandDataDir(values.data);
   // Decimal digits only, as `start` reads numbers: Number() takes "" as 0 and "1e3" as 1000.
   const whole = (text: string | undefined) => {
     const n = text === undefined ? undefined : parseWholeNumber(text);

@@ -8,13 +8,19 @@
  */
 import { join } from "node:path";
 import { exportCar, importCar } from "../storage/car.ts";
-import { ChunkStore } from "../storage/chunk_store.ts";
 import { dagBlocks, storedLinks } from "../storage/dag_links.ts";
 import { StorageError } from "../storage/errors.ts";
 import { FileStore } from "../storage/file_store.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import { createShareLink, openShareLink, ShareStore } from "../storage/share_links.ts";
-import { existingStoreDir, notInStore, openExistingStore, ownerKey } from "./storage_commands.ts";
+import {
+  existingStoreDir,
+  notInStore,
+  openExistingStore,
+  openStoreToAdd,
+  ownerKey,
+  storedIn,
+} from "./storage_commands.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
@@ -43,7 +49,7 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
   if (wrong !== undefined) return wrong;
   const [cid] = parsed.positionals;
   return await reportErrors(async () => {
-    const dir = dataDir(parsed.values);
+    const dir = await dataDir(parsed.values);
     const store = await openExistingStore(dir);
     // An unknown root is an error before anything is written.
     await store.get(cid).catch((error) => {
@@ -61,7 +67,11 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
  * blocks it links). A CAR that names no root is refused before anything is stored.
  */
 export async function runImport(args: string[]): Promise<number> {
-  const parsed = parseCommand(args, { data: { type: "string" } }, IMPORT_USAGE);
+  const parsed = parseCommand(
+    args,
+    { data: { type: "string" }, init: { type: "boolean" } },
+    IMPORT_USAGE,
+  );
   if (typeof parsed === "number") return parsed;
   const wrong = wrongOperands(
     parsed.positionals,
@@ -73,7 +83,8 @@ export async function runImport(args: string[]): Promise<number> {
   return await reportErrors(async () => {
     // The file first: one that is not there must not leave a new, empty store in --data.
     const source = path === "-" ? Deno.stdin.readable : await openCarFile(path);
-    const store = await ChunkStore.open(join(dataDir(parsed.values), "store")).catch(
+    const dir = await dataDir(parsed.values);
+    const store = await openStoreToAdd(dir, parsed.values.init === true).catch(
       async (error) => {
         await source.cancel(); // closes the file
         throw error;
@@ -102,6 +113,7 @@ export async function runImport(args: string[]): Promise<number> {
       if (pinned.size > 0) await pending.commit([...pinned][0]);
       for (const root of result.roots) console.log(root);
       console.error(`imported ${result.blocks} blocks (${result.bytes} bytes), all verified`);
+      storedIn(dir);
     } catch (error) {
       throw failedPut(error, pending.stored);
     } finally {
@@ -153,7 +165,7 @@ export async function runShare(
     SHARE_USAGE,
   );
   if (wrong !== undefined) return wrong;
-  const dir = dataDir(values);
+  const dir = await dataDir(values);
   return await reportErrors(async () => {
     if (positionals[0] === "revoke") {
       // A mistyped --data is named as such, not taken for a share that is not there.
@@ -281,6 +293,6 @@ async function readHiddenLine(label: string): Promise<string> {
   return new TextDecoder().decode(new Uint8Array(typed));
 }
 
-function dataDir(values: Record<string, unknown>): string {
+function dataDir(values: Record<string, unknown>): Promise<string> {
   return commandDataDir(values.data);
 }

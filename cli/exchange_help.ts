@@ -18,8 +18,10 @@ Examples:
   deno run -A cli.ts export CID --data /srv/veriflow > file.car`;
 
 /** What `cli.ts import --help` prints. */
-export const IMPORT_USAGE = `Usage: cli.ts import [--data DIR] FILE|-
+export const IMPORT_USAGE = `Usage: cli.ts import [--data DIR] [--init] FILE|-
   Read a CAR file, verify every block against its CID, store and pin its roots; prints them.
+  DIR must be a node's data directory (it holds a store or identity.key); --init makes a new
+  store in any other.
 
 Examples:
   deno run -A cli.ts import file.car

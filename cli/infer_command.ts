@@ -161,7 +161,9 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     });
   } catch (error) {
     // `--modl` is told `did you mean --model?`, as `start` tells `--prot`.
-    await io.stderr(usageErrorText(flagProblem(error, Object.keys(INFER_OPTIONS)), USAGE));
+    // `--max-tokens -3` said as `--max-tokens=-3` is, with the flag's own range.
+    const problem = flagProblem(error, Object.keys(INFER_OPTIONS), args, NUMBER_RANGES);
+    await io.stderr(usageErrorText(problem, USAGE));
     return EXIT_USAGE;
   }
   const { values, positionals } = parsed;
@@ -191,7 +193,10 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
       : parseDecimalNumber(text);
     if (value === undefined) {
       const name = `--${flag}`;
-      const problem = whole ? notWholeNumber(name, text) : notDecimalNumber(name, text);
+      const range = NUMBER_RANGES[flag];
+      const problem = whole
+        ? notWholeNumber(name, text, range)
+        : notDecimalNumber(name, text, range);
       await io.stderr(usageErrorText(problem, USAGE));
       return EXIT_USAGE;
     }

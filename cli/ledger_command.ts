@@ -73,7 +73,7 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
     io.err(usageErrorText(why, LEDGER_USAGE));
     return EXIT_USAGE;
   }
-  const dataDir = commandDataDir(values.data);
+  const dataDir = await commandDataDir(values.data);
   try {
     return action === "verify"
       ? await verify(dataDir, values.json === true, io)

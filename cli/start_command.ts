@@ -277,7 +277,9 @@ function parseStartFlags(args: string[]) {
     return parseArgs({ args, strict: true, options: START_OPTIONS });
   } catch (error) {
     // `--port` with no value: said as every command says it (`--port needs a value`).
-    throw new StartUsageError(flagProblem(error, Object.keys(START_OPTIONS)), { cause: error });
+    throw new StartUsageError(flagProblem(error, Object.keys(START_OPTIONS), args), {
+      cause: error,
+    });
   }
 }
 

@@ -12,7 +12,8 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { DataDirNotDirectoryError } from "../node/data_dir_lock.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { notWholeNumber, parseWholeNumber } from "../node/number_flags.ts";
@@ -51,6 +52,7 @@ export async function runPut(args: string[]): Promise<number> {
     data: { type: "string" },
     quota: { type: "string" },
     progress: { type: "boolean" },
+    init: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, PUT_USAGE);
   if (typeof parsed === "number") return parsed;
@@ -63,8 +65,8 @@ export async function runPut(args: string[]): Promise<number> {
   );
   if (wrong !== undefined) return wrong;
   const [path] = positionals;
-  const dataDir = commandDataDir(values.data);
   return await reportErrors(async () => {
+    const dataDir = await commandDataDir(values.data);
     const quota = wholeNumberFlag("--quota", values.quota);
     const mime = values.mime as string | undefined;
     // Refused before anything is stored, as `POST /v1/files` refuses them: a longer label was
@@ -96,7 +98,7 @@ export async function runPut(args: string[]): Promise<number> {
         throw new UsageError(`--${flag} labels a file; ${path} is a directory, which has none`);
       }
     }
-    const store = await ChunkStore.open(join(dataDir, "store"), { quotaBytes: quota });
+    const store = await openStoreToAdd(dataDir, values.init === true, { quotaBytes: quota });
     const key = values.private ? await ownerKey(dataDir, values["key-file"] as string) : undefined;
     let source: ReadableStream<Uint8Array> | undefined;
     let total: number | null = null;
@@ -113,6 +115,7 @@ export async function runPut(args: string[]): Promise<number> {
         const root = await putDirectory(new FileStore(pending), path);
         await pending.commit(root.cid);
         console.log(root.cid);
+        storedIn(dataDir);
         return;
       }
       const name = (values.name as string | undefined) ??
@@ -127,6 +130,7 @@ export async function runPut(args: string[]): Promise<number> {
       await pending.commit(result.cid, key ? undefined : { name, mime });
       bar?.finish(result.size);
       console.log(result.cid);
+      storedIn(dataDir);
     } catch (error) {
       throw failedPut(error, pending.stored);
     } finally {
@@ -187,7 +191,7 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   );
   if (wrong !== undefined) return wrong;
   const [cid] = positionals;
-  const dataDir = commandDataDir(values.data);
+  const dataDir = await commandDataDir(values.data);
   const output = values.output as string | undefined;
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
@@ -270,7 +274,7 @@ export async function runLs(args: string[]): Promise<number> {
   if (values.help) return usage(LS_USAGE, 0);
   const wrong = wrongOperands(positionals, [], LS_USAGE);
   if (wrong !== undefined) return wrong;
-  const dataDir = commandDataDir(values.data);
+  const dataDir = await commandDataDir(values.data);
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
@@ -445,7 +449,7 @@ export async function runGc(args: string[]): Promise<number> {
   if (values.help) return usage(GC_USAGE, 0);
   const wrong = wrongOperands(positionals, [], GC_USAGE);
   if (wrong !== undefined) return wrong;
-  const dataDir = commandDataDir(values.data);
+  const dataDir = await commandDataDir(values.data);
   return await reportErrors(async () => {
     const graceMs = wholeNumberFlag("--grace-ms", values["grace-ms"]);
     const store = await openExistingStore(dataDir, { gcGraceMs: graceMs });
@@ -494,6 +498,61 @@ export async function openExistingStore(
 }
 
 /**
+ * The store of `dataDir` for a command that adds to it (`put`, `import`). Created only in a
+ * node's data directory (one holding a store or the node's `identity.key`: a node started there,
+ * or a command stored there), or where `init` (`--init`) asks for it: a mistyped `--data`, or a
+ * command that did not find the node's directory, made a store no node served, and the put said
+ * it had stored the file. A flag rather than a prompt, so that scripts say it once, plainly.
+ *
+ * @throws {DataDirNotDirectoryError} (`data_dir_not_directory`) `dataDir` is a file.
+ * @throws {StorageError} (`store_missing`) no node's data directory, and `init` not set.
+ */
+export async function openStoreToAdd(
+  dataDir: string,
+  init: boolean,
+  options?: ChunkStoreOptions,
+): Promise<ChunkStore> {
+  const used = await isDirectory(dataDir) &&
+    (await isDirectory(join(dataDir, "store")) || await isPresent(join(dataDir, IDENTITY_FILE)));
+  if (!used && !init) {
+    throw new StorageError(
+      "store_missing",
+      `no node's data directory at ${resolve(dataDir)} (no store, no ${IDENTITY_FILE}): check ` +
+        "--data, VERIFLOW_DATA_DIR or VERIFLOW_CONFIG's dataDir, or pass --init to make a new " +
+        "store there",
+    );
+  }
+  return await ChunkStore.open(join(dataDir, "store"), options);
+}
+
+/** Said on stderr after a put or an import, so that the store written is never a guess. */
+export function storedIn(dataDir: string): void {
+  console.error(`stored in ${resolve(dataDir, "store")}`);
+}
+
+/**
+ * Whether `path` is a directory; false when it is not there.
+ * @throws {DataDirNotDirectoryError} `path` is a file or runs through one, as `start` says it.
+ */
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    if ((await Deno.stat(path)).isDirectory) return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    if (!(error instanceof Deno.errors.NotADirectory)) throw error;
+  }
+  throw new DataDirNotDirectoryError(path);
+}
+
+/** Whether `path` exists. */
+async function isPresent(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, (error) => {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  });
+}
+
+/**
  * The store directory of `dataDir` (`dataDir/store`) for a command that only reads or removes
  * files in it without opening the store (`share revoke`); refused, and nothing created, when it
  * is not there, as {@link openExistingStore} refuses it.
@@ -503,6 +562,8 @@ export async function openExistingStore(
 export async function existingStoreDir(dataDir: string): Promise<string> {
   const dir = join(dataDir, "store");
   try {
+    // A file given as --data: said as `start` says it, not as the OS error under it.
+    await isDirectory(dataDir);
     await Deno.stat(dir);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;

@@ -9,8 +9,11 @@
 /** What `cli.ts put --help` prints. */
 export const PUT_USAGE =
   `Usage: cli.ts put [--private] [--key-file FILE] [--name NAME] [--mime TYPE] [--data DIR]
-                  [--quota BYTES] [--progress] FILE|DIR
-  Store FILE (use - for stdin) or the directory DIR and print its CID. A public file's or
+                  [--quota BYTES] [--progress] [--init] FILE|DIR
+  Store FILE (use - for stdin) or the directory DIR and print its CID; stderr says where.
+  The data directory (--data, else VERIFLOW_DATA_DIR, else VERIFLOW_CONFIG's dataDir, else
+  .veriflow) must be a node's (it holds a store or identity.key); --init makes a new store in
+  any other. A public file's or
   directory's CID is its UnixFS id, the one \`ipfs add --cid-version 1 --raw-leaves\` gives.
   --name and --mime are sealed in a private file's manifest (a public id has no name); each is
   at most 256 chars, and a directory takes neither (its entries are named by their files).

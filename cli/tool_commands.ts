@@ -51,7 +51,7 @@ export async function runKeygen(args: string[]): Promise<number> {
     console.log(KEYGEN_HELP);
     return 0;
   }
-  const dataDir = commandDataDir(values.data);
+  const dataDir = await commandDataDir(values.data);
   // Said as `start` says it, not as the OS error of a read under a file.
   if (await Deno.stat(dataDir).then((s) => !s.isDirectory, () => false)) {
     console.error(`error: ${new DataDirNotDirectoryError(dataDir).message}`);

@@ -12,6 +12,8 @@
  */
 import { SHELL_HOME_REFUSAL as NO_TILDE, startsAtShellHome } from "./default_data_dir.ts";
 import type { z } from "zod";
+import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
+import { IDENTITY_FILE } from "./node_identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { nearestName } from "./nearest_name.ts";
 import { schemaIssueLine } from "../protocols/schema_issues.ts";
@@ -34,6 +36,7 @@ import {
 
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
 export { notDecimalNumber, notWholeNumber, parseDecimalNumber, parseWholeNumber };
+export type { NumberRange } from "./number_flags.ts";
 // The schema's leaves (`_config_schema.ts`) and `--print-config`'s view (`_print_config.ts`).
 export {
   type ConfigLeaf,
@@ -76,7 +79,11 @@ export class ConfigError extends VeriflowError {
 
 /** A validated node configuration with every default filled in (see README, "Configuration"). */
 export interface NodeConfig {
-  /** Where the node keeps its identity, models, chunks, proofs and ledger. Default `.veriflow`. */
+  /**
+   * Where the node keeps its identity, models, chunks, proofs and ledger. Default `.veriflow`. A
+   * relative path is relative to the working directory, or, written in a configuration file, to
+   * that file's directory ({@link fileLayer}).
+   */
   dataDir: string;
   /** Which actors this node runs; all on by default. */
   roles: { storage: boolean; inference: boolean; prover: boolean; validator: boolean };
@@ -363,13 +370,98 @@ function mergeOver(
   return out;
 }
 
-/** A configuration file's values as a layer (every leaf set by the file). */
+/**
+ * A configuration file's values as a layer (every leaf set by the file), its relative paths
+ * ({@link FILE_PATH_KEYS}) made absolute against the file's own directory: read against the
+ * working directory, one file started from a shell and from a service manager gave two data
+ * directories and two node keys. Flags and `VERIFLOW_*` variables keep the working directory,
+ * as a shell user expects of them.
+ *
+ * @throws {ConfigError} where a relative path read the old way (against the working directory)
+ *   finds what the node keeps there and the new way does not ({@link movedPathRefusal}).
+ */
 export function fileLayer(values: Record<string, unknown>, path: string): ConfigLayer {
+  const resolved = structuredClone(values);
+  for (const [key, inUse] of FILE_PATH_KEYS) {
+    const written = getPath(resolved, key);
+    if (typeof written !== "string" || written === "" || startsAtShellHome(written)) continue;
+    if (isAbsolute(written)) continue;
+    const fromFile = resolvePath(dirname(path), written);
+    const fromCwd = resolvePath(written);
+    const { marker } = inUse;
+    if (fromFile !== fromCwd && !exists(marker(fromFile)) && exists(marker(fromCwd))) {
+      throw new ConfigError(movedPathRefusal(key, written, path, fromFile, fromCwd, inUse));
+    }
+    setPath(resolved, key, fromFile);
+  }
   return {
     source: "file",
-    values,
-    setBy: new Map(leafPaths(values).map((p) => [p, path])),
+    values: resolved,
+    setBy: new Map(leafPaths(resolved).map((p) => [p, path])),
   };
+}
+
+/** How {@link movedPathRefusal} says that a path holds what shows it in use, and that it lacks it. */
+interface InUse {
+  /** What shows that a path is in use: the node's key in a data directory, else the path. */
+  marker: (path: string) => string;
+  /** Said of the path that has it. */
+  has: string;
+  /** Said of the path that lacks it. */
+  lacks: string;
+}
+
+/**
+ * The path-valued keys of a configuration file, each with what shows that a path is in use: a
+ * relative one is read against the file's directory ({@link fileLayer}).
+ */
+const FILE_PATH_KEYS: readonly [string, InUse][] = [
+  ["dataDir", {
+    marker: (dir) => join(dir, IDENTITY_FILE),
+    has: `holds the node's key (${IDENTITY_FILE})`,
+    lacks: `holds no ${IDENTITY_FILE}`,
+  }],
+  ["model.dir", { marker: (dir) => dir, has: "exists", lacks: "does not exist" }],
+  ["http.apiKeysFile", { marker: (file) => file, has: "exists", lacks: "does not exist" }],
+];
+
+/**
+ * One line for a relative `key` that now names `fromFile` (unused), where earlier versions read
+ * `fromCwd` (in use): started as it is, the node would run with a new, empty data directory and a
+ * new key, its credit and files left behind without a word.
+ */
+function movedPathRefusal(
+  key: string,
+  written: string,
+  file: string,
+  fromFile: string,
+  fromCwd: string,
+  inUse: InUse,
+): string {
+  return `${key} "${written}" in ${file} is relative to that file's directory since this ` +
+    `version: it names ${fromFile}, which ${inUse.lacks}, no longer ${fromCwd} (relative to ` +
+    `the working directory), which ${inUse.has}: move ${fromCwd} to ${fromFile}, or write ` +
+    `the absolute path "${fromCwd}" as ${key} in ${file}`;
+}
+
+/** Whether `path` exists (one this process may not look at counts as absent). */
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The value at dotted `path` in `values`, or undefined. */
+function getPath(values: Record<string, unknown>, path: string): unknown {
+  let at: unknown = values;
+  for (const key of path.split(".")) {
+    if (at === null || typeof at !== "object" || Array.isArray(at)) return undefined;
+    at = (at as Record<string, unknown>)[key];
+  }
+  return at;
 }
 
 /**
@@ -406,6 +498,15 @@ export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
       if (value === undefined) problems.push(`  ${name}: expected true or false, got "${text}"`);
     } else if (leaf.kind === "list") {
       value = text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+      // Set but empty (`Environment=VAR=`, compose's `VAR=${UNSET}`), it replaced the file's
+      // list with none: a node with no peers, or no API keys, and not a word. Refused like an
+      // empty number; a list is emptied in the file (`[]`) or by a flag, where it is written.
+      if (text.trim() === "") {
+        problems.push(
+          `  ${name} is set but empty: unset it, or list its values separated by commas ` +
+            `(to empty ${leaf.path}, write [] in the configuration file)`,
+        );
+      }
     }
     setPath(layer.values, leaf.path, value);
     layer.setBy.set(leaf.path, name);
@@ -505,7 +606,7 @@ export function parseNodeConfig(
         keys = keys.slice(0, -1);
       }
     };
-    const issues = result.error.issues.flatMap((issue) => {
+    const issues = oneIssuePerKey(result.error.issues).flatMap((issue) => {
       const at = issue.path.map(String);
       if (issue.code === "unrecognized_keys") {
         return issue.keys.map((key) => {
@@ -523,6 +624,28 @@ export function parseNodeConfig(
     });
   }
   return result.data;
+}
+
+/**
+ * `issues` with one per key path: the first, or of several "too big", the one with the lowest
+ * bound. A number past 2^53 failed both `.int()`'s own safe range and the key's `.max()`, and
+ * `"heartbeatMs": 1e300` was refused twice, once with a bound the key does not have.
+ */
+function oneIssuePerKey(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  const chosen = new Map<string, z.core.$ZodIssue>();
+  // Unknown keys are one issue for several keys, each named: never merged.
+  const keyed = issues.filter((issue) => issue.code !== "unrecognized_keys");
+  for (const issue of keyed) {
+    const key = issue.path.map(String).join(".");
+    const before = chosen.get(key);
+    if (
+      before === undefined ||
+      (before.code === "too_big" && issue.code === "too_big" &&
+        Number(issue.maximum) < Number(before.maximum))
+    ) chosen.set(key, issue);
+  }
+  const kept = new Set(chosen.values());
+  return issues.filter((issue) => issue.code === "unrecognized_keys" || kept.has(issue));
 }
 
 /**

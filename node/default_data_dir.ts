@@ -1,8 +1,9 @@
 /**
  * The data directory of the commands other than `start` ({@link commandDataDir}): their
  * `--data`, else `VERIFLOW_DATA_DIR` when set (the variable `start` reads for `dataDir`), else
- * `.veriflow`. So `cli.ts put` beside a node started with that variable writes into the node's
- * store, not a `./.veriflow` of its own.
+ * the `dataDir` of the `VERIFLOW_CONFIG` file, else `.veriflow`. So `cli.ts put` beside a node
+ * started with that variable or file writes into the node's store, not a `./.veriflow` of its
+ * own.
  *
  * Also the one rule on paths an operator configures ({@link startsAtShellHome}): `config.ts`
  * applies it to `dataDir` and `model.dir`, `server/edge_config.ts` to `http.apiKeysFile`.
@@ -31,21 +32,31 @@ export function startsAtShellHome(path: string): boolean {
 }
 
 /**
- * The data directory a command other than `start` uses: `flag` (its `--data`, as parsed) when
- * given, else `VERIFLOW_DATA_DIR` when it is set and may be read (a command run without
- * `--allow-env` falls back quietly), else {@link DEFAULT_DATA_DIR}. The variable is read only
- * without a flag, as `start` lets `--data` win over it.
+ * The data directory a command other than `start` uses, found as `start` finds its own: `flag`
+ * (its `--data`, as parsed) when given, else `VERIFLOW_DATA_DIR` when it is set, else the
+ * `dataDir` of the configuration file `VERIFLOW_CONFIG` names (read as `start` reads it, a
+ * relative path against the file's directory), else {@link DEFAULT_DATA_DIR}. Without the file,
+ * `put` stored into a `./.veriflow` that the node, configured by file, never served. A command
+ * run without `--allow-env` falls back quietly to the default.
  * @throws {VeriflowError} `invalid_config`: the one used is led by `~`
- *   ({@link SHELL_HOME_REFUSAL}), as `start` refuses it.
+ *   ({@link SHELL_HOME_REFUSAL}), or the configuration file is refused, as `start` refuses them.
  */
-export function commandDataDir(flag?: unknown): string {
+export async function commandDataDir(flag?: unknown): Promise<string> {
   let dir = flag === undefined ? undefined : String(flag);
   let source = "--data";
   if (dir === undefined) {
-    const query = { name: "env", variable: "VERIFLOW_DATA_DIR" } as const;
-    if (Deno.permissions.querySync(query).state !== "granted") return DEFAULT_DATA_DIR;
-    dir = Deno.env.get("VERIFLOW_DATA_DIR") || DEFAULT_DATA_DIR;
+    const readable = (variable: string) =>
+      Deno.permissions.querySync({ name: "env", variable }).state === "granted";
+    if (!readable("VERIFLOW_DATA_DIR")) return DEFAULT_DATA_DIR;
+    dir = Deno.env.get("VERIFLOW_DATA_DIR") || undefined;
     source = "VERIFLOW_DATA_DIR";
+    const file = readable("VERIFLOW_CONFIG") ? Deno.env.get("VERIFLOW_CONFIG") : undefined;
+    if (dir === undefined && file !== undefined && file.trim() !== "") {
+      // Loaded only here: the configuration's schema names this module's constants as it loads.
+      const { fileLayer, readConfigFile, resolveNodeConfig } = await import("./config.ts");
+      return resolveNodeConfig([fileLayer(await readConfigFile(file), file)]).config.dataDir;
+    }
+    dir ??= DEFAULT_DATA_DIR;
   }
   if (startsAtShellHome(dir)) {
     throw new VeriflowError("invalid_config", `${source} ${dir} ${SHELL_HOME_REFUSAL}`);

@@ -368,7 +368,8 @@ async function startSteps(
   await Deno.mkdir(config.dataDir, { recursive: true, mode: OWNER_DIR_MODE });
   const identity = await loadOrCreateIdentity(config.dataDir);
   log(`veriflow node ${toHex(identity.publicKey)}`);
-  log(`data directory ${config.dataDir}`);
+  // Absolute (it was made just above): a relative one did not say which directory it was in.
+  log(`data directory ${Deno.realPathSync(config.dataDir)}`);
   step();
   const models = options.models ?? await loadModels(config, log);
   if (options.models === undefined) started.push(() => models.close());

@@ -34,11 +34,18 @@ export function parseWholeNumber(text: string): number | undefined {
 }
 
 /**
- * Why `text`, given to `name` (`--port`, `VERIFLOW_HTTP_PORT`), was refused: one wording for
- * flags and variables.
+ * The bounds a number setting of its own takes (`infer --max-tokens`: 1 to 4096), when they are
+ * not just "0 or more": a negative value is then refused naming them, since "0 or more" would
+ * promise a 0 the setting refuses.
  */
-export function notWholeNumber(name: string, text: string): string {
-  if (isNegative(text, WHOLE_NUMBER)) return mustNotBeNegative(name, text);
+export type NumberRange = readonly [min: number, max: number];
+
+/**
+ * Why `text`, given to `name` (`--port`, `VERIFLOW_HTTP_PORT`), was refused: one wording for
+ * flags and variables; `range`, when the setting has one of its own ({@link NumberRange}).
+ */
+export function notWholeNumber(name: string, text: string, range?: NumberRange): string {
+  if (isNegative(text, WHOLE_NUMBER)) return mustNotBeNegative(name, text, range);
   if (WHOLE_NUMBER.test(text.trim())) {
     return `${name} is too large (at most ${Number.MAX_SAFE_INTEGER}), got "${text}"`;
   }
@@ -51,7 +58,11 @@ function isNegative(text: string, number: RegExp): boolean {
   return t.startsWith("-") && number.test(t.slice(1));
 }
 
-function mustNotBeNegative(name: string, text: string): string {
+function mustNotBeNegative(name: string, text: string, range?: NumberRange): string {
+  // Worded as the setting's own range check words a value past it, so that -3 and 0 read alike.
+  if (range !== undefined) {
+    return `${name} ${text.trim()} is out of range: ${range[0]} to ${range[1]}`;
+  }
   return `${name} must not be negative (0 or more), got "${text}"`;
 }
 
@@ -79,9 +90,10 @@ export function parseDecimalNumber(text: string): number | undefined {
 
 /**
  * Why `text`, given to `name`, was refused as a decimal number: one wording for flags and
- * variables. A negative number is named as such (every number setting is 0 or more).
+ * variables. A negative number is named as such (every number setting is 0 or more; `range`,
+ * when the setting has one of its own, {@link NumberRange}).
  */
-export function notDecimalNumber(name: string, text: string): string {
-  if (isNegative(text, DECIMAL_NUMBER)) return mustNotBeNegative(name, text);
+export function notDecimalNumber(name: string, text: string, range?: NumberRange): string {
+  if (isNegative(text, DECIMAL_NUMBER)) return mustNotBeNegative(name, text, range);
   return `${name} expects a decimal number such as 0.05, got "${text}"`;
 }

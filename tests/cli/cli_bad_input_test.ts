@@ -27,10 +27,10 @@ Deno.test("put and import of a path that is not there exit 1 naming it, and crea
   try {
     const data = join(dir, "typo");
     const missing = join(dir, "no-such-file");
-    const put = await capture(() => runPut(["--data", data, missing]));
+    const put = await capture(() => runPut(["--init", "--data", data, missing]));
     assert.equal(put.code, 1);
     assert.match(put.err, new RegExp(`^error: .*${missing}`));
-    const imported = await capture(() => runImport(["--data", data, missing]));
+    const imported = await capture(() => runImport(["--init", "--data", data, missing]));
     assert.equal(imported.code, 1);
     assert.match(imported.err, new RegExp(`^error: .*${missing}`));
     assert.equal(await exists(data), false, "a failed put or import created the data directory");
@@ -67,13 +67,13 @@ Deno.test('number flags of gc, put, calibrate and build-model are read as start 
     const data = join(dir, "node");
     const file = join(dir, "f.txt");
     await Deno.writeTextFile(file, "hello\n");
-    assert.equal((await capture(() => runPut(["--data", data, file]))).code, 0);
+    assert.equal((await capture(() => runPut(["--init", "--data", data, file]))).code, 0);
     // An unset shell variable (`gc --grace-ms "$GRACE"`) must not become a grace period of 0.
     for (const text of ["", "1e3", "0x10"]) {
       const gc = await capture(() => runGc(["--data", data, "--grace-ms", text]));
       assert.equal(gc.code, 2, `gc --grace-ms "${text}": ${gc.out}`);
       assert.match(gc.err, /^error: --grace-ms expects a whole number in decimal digits/);
-      const put = await capture(() => runPut(["--data", data, "--quota", text, file]));
+      const put = await capture(() => runPut(["--init", "--data", data, "--quota", text, file]));
       assert.equal(put.code, 2, `put --quota "${text}": ${put.out}`);
       assert.match(put.err, /^error: --quota expects a whole number in decimal digits/);
     }
@@ -147,7 +147,7 @@ Deno.test("share of a public file exits 1 saying it is public (its CID is its li
     await Deno.writeTextFile(join(dir, "small.txt"), "hello\n");
     await Deno.writeFile(join(dir, "big.bin"), new Uint8Array(600_000).fill(7));
     for (const name of ["small.txt", "big.bin"]) { // a raw leaf, and a UnixFS DAG
-      const put = await capture(() => runPut(["--data", data, join(dir, name)]));
+      const put = await capture(() => runPut(["--init", "--data", data, join(dir, name)]));
       assert.equal(put.code, 0, put.err);
       const cid = put.out.trim();
       const share = await capture(() => runShare([cid, "--data", data]));
@@ -175,7 +175,9 @@ Deno.test("share --key-file shorter than 32 bytes exits 2 naming the flag, the f
     const secret = crypto.getRandomValues(new Uint8Array(32));
     await Deno.writeFile(key, secret);
     await Deno.writeFile(short, secret.subarray(0, 31));
-    const put = await capture(() => runPut(["--private", "--key-file", key, "--data", data, file]));
+    const put = await capture(() =>
+      runPut(["--init", "--private", "--key-file", key, "--data", data, file])
+    );
     assert.equal(put.code, 0, put.err);
     const cid = put.out.trim().split("\n").pop()!;
     const shared = await capture(() => runShare([cid, "--key-file", short, "--data", data]));
@@ -185,7 +187,7 @@ Deno.test("share --key-file shorter than 32 bytes exits 2 naming the flag, the f
     assert.equal(shared.out, "", "no link is printed");
     // The same file is refused the same way by put, which never took it.
     const putShort = await capture(() =>
-      runPut(["--private", "--key-file", short, "--data", data, file])
+      runPut(["--init", "--private", "--key-file", short, "--data", data, file])
     );
     assert.equal(putShort.code, 2);
     assert.match(putShort.err, new RegExp(`--key-file ${short} holds 31 bytes`));

@@ -134,7 +134,7 @@ Deno.test("get of a CID the store does not hold exits 1 saying what to do next: 
     const data = join(dir, "node");
     const file = join(dir, "a.txt");
     await Deno.writeTextFile(file, "held\n");
-    const put = await cli(["-A"], ["put", "--data", data, file]);
+    const put = await cli(["-A"], ["put", "--init", "--data", data, file]);
     assert.equal(put.code, 0, put.err);
     // A well-formed CID of bytes nobody put.
     const absent = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
@@ -228,8 +228,8 @@ function cases(dir: string, port: number): Case[] {
     [["put"], USAGE],
     [["put", "--bogus", "x"], USAGE],
     [["put", "x", "--name"], USAGE],
-    [["put", "--data", dir, "a", "b"], USAGE],
-    [["put", "--data", dir, missing], FAILED],
+    [["put", "--init", "--data", dir, "a", "b"], USAGE],
+    [["put", "--init", "--data", dir, missing], FAILED],
     [["get"], USAGE],
     [["get", "--bogus", cid], USAGE],
     [["get", cid, "-o"], USAGE],
@@ -249,7 +249,7 @@ function cases(dir: string, port: number): Case[] {
     [["import"], USAGE],
     [["import", "--bogus", "x"], USAGE],
     [["import", "x", "--data"], USAGE],
-    [["import", "--data", dir, missing], FAILED],
+    [["import", "--init", "--data", dir, missing], FAILED],
     [["share"], USAGE],
     [["share", "--bogus", cid], USAGE],
     [["share", cid, "--url"], USAGE],

@@ -40,7 +40,7 @@ Deno.test("cli export writes a CAR the npm reader verifies block by block; cli i
   const dir = await Deno.makeTempDir();
   const bytes = pseudoRandomBytes(900_000, 41);
   await Deno.writeFile(join(dir, "f.bin"), bytes);
-  const put = await cli(["put", "--data", join(dir, "a"), join(dir, "f.bin")]);
+  const put = await cli(["put", "--init", "--data", join(dir, "a"), join(dir, "f.bin")]);
   const cid = new TextDecoder().decode(put.stdout).trim();
   const exported = await cli(["export", cid, "--data", join(dir, "a")]);
   assert.equal(exported.code, 0, exported.err);
@@ -53,7 +53,7 @@ Deno.test("cli export writes a CAR the npm reader verifies block by block; cli i
   }
   assert.equal(count, (await importerRoot([{ content: bytes }])).blocks.blocks.size);
   await Deno.writeFile(join(dir, "f.car"), exported.stdout);
-  const imported = await cli(["import", "--data", join(dir, "b"), join(dir, "f.car")]);
+  const imported = await cli(["import", "--init", "--data", join(dir, "b"), join(dir, "f.car")]);
   assert.equal(imported.code, 0, imported.err);
   assert.equal(new TextDecoder().decode(imported.stdout).trim(), cid);
   const got = await cli(["get", cid, "--data", join(dir, "b")]);
@@ -62,7 +62,7 @@ Deno.test("cli export writes a CAR the npm reader verifies block by block; cli i
   const bad = exported.stdout.slice();
   bad[bad.length - 10] ^= 1;
   await Deno.writeFile(join(dir, "bad.car"), bad);
-  const refused = await cli(["import", "--data", join(dir, "c"), join(dir, "bad.car")]);
+  const refused = await cli(["import", "--init", "--data", join(dir, "c"), join(dir, "bad.car")]);
   assert.equal(refused.code, 1);
   assert.match(refused.err, /corrupt_chunk/);
   await Deno.remove(dir, { recursive: true });
@@ -72,7 +72,7 @@ Deno.test("cli share prints a link with the file's keys in the fragment; share r
   const dir = await Deno.makeTempDir();
   const data = join(dir, "d");
   await Deno.writeFile(join(dir, "s.txt"), new TextEncoder().encode("private"));
-  const put = await cli(["put", "--private", "--data", data, join(dir, "s.txt")]);
+  const put = await cli(["put", "--init", "--private", "--data", data, join(dir, "s.txt")]);
   const cid = new TextDecoder().decode(put.stdout).trim();
   const shared = await cli([
     "share",
@@ -235,7 +235,7 @@ Deno.test("cli share create and share revoke sweep the temporaries a crashed cre
   const dir = await Deno.makeTempDir();
   const data = join(dir, "d");
   await Deno.writeFile(join(dir, "s.txt"), new TextEncoder().encode("private"));
-  const put = await cli(["put", "--private", "--data", data, join(dir, "s.txt")]);
+  const put = await cli(["put", "--init", "--private", "--data", data, join(dir, "s.txt")]);
   const cid = new TextDecoder().decode(put.stdout).trim();
   const shares = join(data, "store", "shares");
   const leftover = async () => {

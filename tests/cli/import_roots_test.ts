@@ -53,7 +53,7 @@ Deno.test("import of a CAR whose root is an identity CID pins the stored blocks 
       await carOf([root], [{ cid: root, bytes: root.multihash.digest }, leaf]),
     );
     const data = join(dir, "d");
-    const imported = await capture(() => runImport(["--data", data, car]));
+    const imported = await capture(() => runImport(["--init", "--data", data, car]));
     assert.equal(imported.code, 0, imported.err);
     assert.equal(imported.out, root.toString());
     const store = await ChunkStore.open(join(data, "store"));
@@ -72,7 +72,7 @@ Deno.test("import of a CAR whose identity root links a block the CAR lacks is in
     const car = join(dir, "inline.car");
     await Deno.writeFile(car, await carOf([root], [{ cid: root, bytes: root.multihash.digest }]));
     const data = join(dir, "d");
-    const imported = await capture(() => runImport(["--data", data, car]));
+    const imported = await capture(() => runImport(["--init", "--data", data, car]));
     assert.equal(imported.code, 1);
     assert.match(imported.err, /incomplete_car/);
     assert.ok(imported.err.includes(leaf.cid.toString()), imported.err);
@@ -92,7 +92,7 @@ Deno.test("import of a CAR that names no root is refused with car_without_roots 
     const car = join(dir, "rootless.car");
     await Deno.writeFile(car, await carOf([], [block]));
     const data = join(dir, "d");
-    const imported = await capture(() => runImport(["--data", data, car]));
+    const imported = await capture(() => runImport(["--init", "--data", data, car]));
     assert.equal(imported.code, 1);
     assert.match(imported.err, /car_without_roots/);
     assert.equal(imported.err.split("\n").length, 1, imported.err);

@@ -556,3 +556,13 @@ Deno.test("infer refuses a number flag outside its documented range, naming the 
     assert(err.join("").startsWith(`error: ${expected}\n\nUsage: cli.ts infer`), err.join(""));
   }
 });
+
+Deno.test("infer --max-tokens=-3 (or -3 as its own argument) names the flag's real range, 1 to 4096, as 0 does", async () => {
+  for (const args of [["--max-tokens=-3"], ["--max-tokens", "-3"], ["--max-tokens=0"]]) {
+    const captured = captureIo();
+    assertEquals(await runInfer([...args, "hi"], captured.io), 2);
+    const first = captured.err.join("").split("\n")[0];
+    const value = args.join("=").replace("--max-tokens=", "");
+    assertEquals(first, `error: --max-tokens ${value} is out of range: 1 to 4096`);
+  }
+});

@@ -22,7 +22,7 @@ Deno.test("cli put prints a CID that cli get writes back byte for byte; ls lists
   const input = `${dir}/in.bin`;
   const data = pseudoRandomBytes(700_000);
   await Deno.writeFile(input, data);
-  const put = await capture(() => runPut(["--data", `${dir}/node`, input]));
+  const put = await capture(() => runPut(["--init", "--data", `${dir}/node`, input]));
   assert.equal(put.code, 0, put.err);
   const cid = put.out.trim();
   assert.match(cid, /^baf[ky]rei[a-z2-7]+$|^bafybei[a-z2-7]+$/);
@@ -48,7 +48,7 @@ Deno.test("cli private put needs the same key to get; a wrong key file is authen
   await Deno.writeFile(`${dir}/k2`, new Uint8Array(32).fill(2));
   const node = `${dir}/node`;
   const put = await capture(() =>
-    runPut(["--private", "--key-file", `${dir}/k1`, "--data", node, `${dir}/in.txt`])
+    runPut(["--init", "--private", "--key-file", `${dir}/k1`, "--data", node, `${dir}/in.txt`])
   );
   assert.equal(put.code, 0, put.err);
   const cid = put.out.trim();
@@ -64,7 +64,9 @@ Deno.test("cli private put needs the same key to get; a wrong key file is authen
   assert.equal(good.code, 0, good.err);
   assert.equal(await Deno.readTextFile(`${dir}/o.txt`), "private words");
   // With no --key-file the node identity is the key, created on first use.
-  const idPut = await capture(() => runPut(["--private", "--data", node, `${dir}/in.txt`]));
+  const idPut = await capture(() =>
+    runPut(["--init", "--private", "--data", node, `${dir}/in.txt`])
+  );
   assert.equal(idPut.code, 0, idPut.err);
   assert.equal((await Deno.stat(`${node}/identity.key`)).size, 32);
   await Deno.remove(dir, { recursive: true });
@@ -83,10 +85,12 @@ Deno.test("cli reports unknown CIDs, quota and usage errors with codes and exit 
   assert.equal(invalid.code, 1);
   assert.match(invalid.err, /invalid_cid/);
   await Deno.writeFile(`${dir}/big`, pseudoRandomBytes(100_000));
-  const quota = await capture(() => runPut(["--quota", "50000", "--data", node, `${dir}/big`]));
+  const quota = await capture(() =>
+    runPut(["--init", "--quota", "50000", "--data", node, `${dir}/big`])
+  );
   assert.equal(quota.code, 1);
   assert.match(quota.err, /quota_exceeded/);
-  assert.equal((await capture(() => runPut(["--data", node]))).code, 2);
+  assert.equal((await capture(() => runPut(["--init", "--data", node]))).code, 2);
   assert.equal((await capture(() => runGet(["--bogus"]))).code, 2);
   await Deno.remove(dir, { recursive: true });
 });
@@ -96,7 +100,15 @@ Deno.test("cli get of a private file without any key is key_required and creates
   await Deno.writeFile(`${dir}/in.txt`, new TextEncoder().encode("x"));
   await Deno.writeFile(`${dir}/k`, new Uint8Array(32).fill(7));
   const put = await capture(() =>
-    runPut(["--private", "--key-file", `${dir}/k`, "--data", `${dir}/node`, `${dir}/in.txt`])
+    runPut([
+      "--init",
+      "--private",
+      "--key-file",
+      `${dir}/k`,
+      "--data",
+      `${dir}/node`,
+      `${dir}/in.txt`,
+    ])
   );
   const get = await capture(() => runGet([put.out.trim(), "--data", `${dir}/node`]));
   assert.equal(get.code, 1);
@@ -110,7 +122,17 @@ Deno.test("cli --progress draws a progress bar on stderr and keeps stdout to the
   await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(3_000_000));
   const script = new URL("../storage/_run_storage_command.ts", import.meta.url).pathname;
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, "put", "--progress", "--data", `${dir}/node`, `${dir}/in.bin`],
+    args: [
+      "run",
+      "-A",
+      script,
+      "put",
+      "--init",
+      "--progress",
+      "--data",
+      `${dir}/node`,
+      `${dir}/in.bin`,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -124,7 +146,7 @@ Deno.test("cli gc removes what a put killed with -9 left behind, once past the g
   const data = await Deno.makeTempDir();
   const script = new URL("../storage/_run_storage_command.ts", import.meta.url).pathname;
   const put = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, "put", "--data", data, "-"],
+    args: ["run", "-A", script, "put", "--init", "--data", data, "-"],
     stdin: "piped",
     stdout: "null",
     stderr: "null",
@@ -166,7 +188,7 @@ Deno.test("cli ls flags a damaged file (missing chunks; corrupt ones with --veri
   const node = `${dir}/node`;
   const data = pseudoRandomBytes(700_000, 41);
   await Deno.writeFile(`${dir}/in.bin`, data);
-  const cid = (await capture(() => runPut(["--data", node, `${dir}/in.bin`]))).out.trim();
+  const cid = (await capture(() => runPut(["--init", "--data", node, `${dir}/in.bin`]))).out.trim();
   const store = await ChunkStore.open(`${node}/store`);
   const chunks = (await new FileStore(store).stat(cid)).chunks;
   // Rot one chunk on disk: nobody has read it yet, so only --verify (which reads) can tell.
@@ -187,7 +209,7 @@ Deno.test("cli ls flags a damaged file (missing chunks; corrupt ones with --veri
     "the corrupt chunk was quarantined by --verify",
   );
 
-  const again = await capture(() => runPut(["--data", node, `${dir}/in.bin`]));
+  const again = await capture(() => runPut(["--init", "--data", node, `${dir}/in.bin`]));
   assert.equal(again.code, 0, again.err);
   assert.equal(again.out.trim(), cid);
   assert.doesNotMatch((await capture(() => runLs(["--data", node, "--verify"]))).out, /DAMAGED/);
@@ -202,10 +224,10 @@ Deno.test("a re-put repairs a stored chunk that rotted before anyone read it", a
   const node = `${dir}/node`;
   const data = pseudoRandomBytes(600_000, 42);
   await Deno.writeFile(`${dir}/in.bin`, data);
-  const cid = (await capture(() => runPut(["--data", node, `${dir}/in.bin`]))).out.trim();
+  const cid = (await capture(() => runPut(["--init", "--data", node, `${dir}/in.bin`]))).out.trim();
   const chunks = (await new FileStore(await ChunkStore.open(`${node}/store`)).stat(cid)).chunks;
   await flipObjectBit(`${node}/store`, chunks[0], 3);
-  assert.equal((await capture(() => runPut(["--data", node, `${dir}/in.bin`]))).code, 0);
+  assert.equal((await capture(() => runPut(["--init", "--data", node, `${dir}/in.bin`]))).code, 0);
   const get = await capture(() => runGet([cid, "-o", `${dir}/out.bin`, "--data", node]));
   assert.equal(get.code, 0, get.err);
   assert.deepEqual(await Deno.readFile(`${dir}/out.bin`), data);
@@ -215,7 +237,7 @@ Deno.test("a re-put repairs a stored chunk that rotted before anyone read it", a
 Deno.test("cli get to a reader that stops reading (| head -c 10) exits 0 quietly, no BrokenPipe stack", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(3_000_000));
-  const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.bin`]));
+  const put = await capture(() => runPut(["--init", "--data", `${dir}/node`, `${dir}/in.bin`]));
   const script = new URL("../storage/_run_storage_command.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, "get", put.out.trim(), "--data", `${dir}/node`],
@@ -239,7 +261,7 @@ Deno.test("cli get to a reader that stops reading (| head -c 10) exits 0 quietly
 Deno.test("cli get -o DIR (a directory) exits 1 with one error line naming it, and leaves nothing in it", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(100_000));
-  const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.bin`]));
+  const put = await capture(() => runPut(["--init", "--data", `${dir}/node`, `${dir}/in.bin`]));
   await Deno.mkdir(`${dir}/out`);
   for (const output of [`${dir}/out/`, `${dir}/out`]) {
     const get = await capture(() =>
@@ -261,7 +283,7 @@ Deno.test("cli get -o DIR (a directory) exits 1 with one error line naming it, a
 Deno.test("Ctrl-C during cli get -o FILE removes the partial file and exits 130", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(1_000_000));
-  const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.bin`]));
+  const put = await capture(() => runPut(["--init", "--data", `${dir}/node`, `${dir}/in.bin`]));
   await Deno.mkdir(`${dir}/out`);
   let listening = 0;
   const get = await capture(() =>
@@ -310,7 +332,9 @@ Deno.test("a cli put that fails midway says how many objects it left on disk and
   const node = `${dir}/node`;
   // 1,000,000 bytes are 4 chunks of at most 256 KiB: under this quota the first 2 fit, the 3rd not.
   await Deno.writeFile(`${dir}/big`, pseudoRandomBytes(1_000_000, 5));
-  const put = await capture(() => runPut(["--quota", "600000", "--data", node, `${dir}/big`]));
+  const put = await capture(() =>
+    runPut(["--init", "--quota", "600000", "--data", node, `${dir}/big`])
+  );
   assert.equal(put.code, 1);
   assert.equal(put.err.split("\n").length, 1, put.err);
   // Chunks are written concurrently, so the two that fit are two full ones (512.0 KiB) or a full
@@ -336,7 +360,7 @@ Deno.test("cli ls counts no object of pinned files (with inner nodes), directori
   // 175 chunks: the UnixFS root links inner nodes, which ls must count as the file's.
   await Deno.writeFile(`${dir}/tree/sub/big`, pseudoRandomBytes(175 * 262_144 + 10, 6));
   await Deno.writeFile(`${dir}/tree/small`, new TextEncoder().encode("small"));
-  assert.equal((await capture(() => runPut(["--data", node, `${dir}/tree`]))).code, 0);
+  assert.equal((await capture(() => runPut(["--init", "--data", node, `${dir}/tree`]))).code, 0);
   const store = await ChunkStore.open(`${node}/store`);
   await store.put(new TextEncoder().encode("held for a peer"), { replica: true });
   const ls = await capture(() => runLs(["--data", node]));
@@ -358,7 +382,9 @@ Deno.test("cli share --expires past the latest date a clock can show is a usage 
   const dir = await Deno.makeTempDir();
   const data = join(dir, "d");
   await Deno.writeTextFile(join(dir, "s.txt"), "private");
-  const put = await capture(() => runPut(["--private", "--data", data, join(dir, "s.txt")]));
+  const put = await capture(() =>
+    runPut(["--init", "--private", "--data", data, join(dir, "s.txt")])
+  );
   assert.equal(put.code, 0, put.err);
   const cid = put.out.trim();
   // 200 million days: a finite number of milliseconds, past what a Date can hold. It used to
@@ -381,7 +407,7 @@ Deno.test("cli get -o FILE whose name is long but legal (240 bytes of unicode) w
   const data = join(dir, "d");
   const bytes = pseudoRandomBytes(300_000, 7);
   await Deno.writeFile(join(dir, "in.bin"), bytes);
-  const put = await capture(() => runPut(["--data", data, join(dir, "in.bin")]));
+  const put = await capture(() => runPut(["--init", "--data", data, join(dir, "in.bin")]));
   assert.equal(put.code, 0, put.err);
   const cid = put.out.trim();
   // 120 × "é" is 240 bytes, under the 255 a name may have; the temporary file's name used to
@@ -402,7 +428,7 @@ Deno.test("cli import of a directory is one error line naming it, and creates no
   const data = join(dir, "d");
   const notCar = join(dir, "cars");
   await Deno.mkdir(notCar);
-  const imported = await capture(() => runImport(["--data", data, notCar]));
+  const imported = await capture(() => runImport(["--init", "--data", data, notCar]));
   assert.notEqual(imported.code, 0);
   assert.equal(imported.err.split("\n").length, 1, imported.err);
   assert.ok(imported.err.includes(notCar), imported.err);
@@ -420,6 +446,7 @@ Deno.test("cli put --progress that fails midway ends the bar's line before its e
       "-A",
       CLI,
       "put",
+      "--init",
       "--progress",
       "--quota",
       "600000",
@@ -449,7 +476,7 @@ Deno.test("cli get --range with END before START exits 2 naming --range, not 1 a
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeFile(`${dir}/in.txt`, new TextEncoder().encode("0123456789"));
-    const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.txt`]));
+    const put = await capture(() => runPut(["--init", "--data", `${dir}/node`, `${dir}/in.txt`]));
     assert.equal(put.code, 0, put.err);
     const cid = put.out.trim();
 
@@ -498,7 +525,7 @@ for (const [what, mime] of Object.entries(BAD_LABELS)) {
       await Deno.writeTextFile(join(dir, "f.txt"), "hello");
       const args = tier === "private" ? ["--private"] : [];
       const put = await capture(() =>
-        runPut([...args, "--mime", mime, "--data", data, join(dir, "f.txt")])
+        runPut(["--init", ...args, "--mime", mime, "--data", data, join(dir, "f.txt")])
       );
       // It used to store the file (exit 0) with that label as its type: every read of it then
       // had no header to carry it in.
@@ -517,7 +544,9 @@ Deno.test("cli put --mime with a media type and parameters records it as the fil
   const data = join(dir, "d");
   await Deno.writeTextFile(join(dir, "f.txt"), "hello");
   const mime = "text/plain; charset=utf-8";
-  const put = await capture(() => runPut(["--mime", mime, "--data", data, join(dir, "f.txt")]));
+  const put = await capture(() =>
+    runPut(["--init", "--mime", mime, "--data", data, join(dir, "f.txt")])
+  );
   assert.equal(put.code, 0, put.err);
   const store = await ChunkStore.open(join(data, "store"));
   assert.equal((await store.pinLabel(put.out.trim()))?.mime, mime);
@@ -555,7 +584,7 @@ for (const [what, flags] of Object.entries(OVERLONG)) {
       const { dir, data } = await fixture();
       const args = tier === "private" ? ["--private"] : [];
       const put = await capture(() =>
-        runPut([...args, ...flags, "--data", data, join(dir, "f.txt")])
+        runPut(["--init", ...args, ...flags, "--data", data, join(dir, "f.txt")])
       );
       assert.equal(put.code, 2, `${put.out}\n${put.err}`);
       assert.equal(put.out, "");
@@ -572,7 +601,7 @@ Deno.test(`cli put --name and --mime of ${MAX_FILE_LABEL_CHARS} chars are record
   const name = "n".repeat(MAX_FILE_LABEL_CHARS);
   const mime = `text/plain; x=${"v".repeat(MAX_FILE_LABEL_CHARS - "text/plain; x=".length)}`;
   const put = await capture(() =>
-    runPut(["--name", name, "--mime", mime, "--data", data, join(dir, "f.txt")])
+    runPut(["--init", "--name", name, "--mime", mime, "--data", data, join(dir, "f.txt")])
   );
   assert.equal(put.code, 0, put.err);
   const store = await ChunkStore.open(join(data, "store"));
@@ -583,7 +612,9 @@ Deno.test(`cli put --name and --mime of ${MAX_FILE_LABEL_CHARS} chars are record
 for (const flags of [["--name", "site"], ["--mime", "text/html"]]) {
   Deno.test(`cli put ${flags[0]} with a directory is a one-line usage error naming it, exit 2, and stores nothing`, async () => {
     const { dir, data } = await fixture();
-    const put = await capture(() => runPut([...flags, "--data", data, join(dir, "tree")]));
+    const put = await capture(() =>
+      runPut(["--init", ...flags, "--data", data, join(dir, "tree")])
+    );
     // It used to put the directory (exit 0) and drop the label without a word.
     assert.equal(put.code, 2, `${put.out}\n${put.err}`);
     assert.equal(put.out, "");
@@ -601,7 +632,11 @@ for (const flags of [["--name", "site"], ["--mime", "text/html"]]) {
 
 Deno.test("put, get, ls and export name a mistyped flag with the one it is near", async () => {
   const cases: [string, () => Promise<number>, string][] = [
-    ["put", () => runPut(["--privat", "x"]), "unknown flag --privat (did you mean --private?)"],
+    [
+      "put",
+      () => runPut(["--init", "--privat", "x"]),
+      "unknown flag --privat (did you mean --private?)",
+    ],
     ["get", () => runGet(["CID", "--rang", "0-1"]), "unknown flag --rang (did you mean --range?)"],
     ["ls", () => runLs(["--jsn"]), "unknown flag --jsn (did you mean --json?)"],
     ["export", () => runExport(["CID", "--dat", "x"]), "unknown flag --dat (did you mean --data?)"],
@@ -619,7 +654,7 @@ Deno.test("ls counts one stored file as 1 file", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/in.txt`, "hello\n");
-    const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.txt`]));
+    const put = await capture(() => runPut(["--init", "--data", `${dir}/node`, `${dir}/in.txt`]));
     assert.equal(put.code, 0, put.err);
     const ls = await capture(() => runLs(["--data", `${dir}/node`]));
     assert.equal(ls.code, 0, ls.err);
@@ -627,4 +662,68 @@ Deno.test("ls counts one stored file as 1 file", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// ---- where put stores (review s73 ops, findings 2 and 4) ----------------------------------------
+
+Deno.test("put refuses a directory no node has used, creating nothing, unless --init; stderr says where it stored", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "in.txt"), "hello");
+  const typo = join(dir, "n1-typo");
+  const refused = await capture(() => runPut(["--data", typo, join(dir, "in.txt")]));
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /store_missing.*no node's data directory at .*n1-typo.*--init/);
+  assert.equal(await exists(typo), false, "nothing created");
+  const created = await capture(() => runPut(["--init", "--data", typo, join(dir, "in.txt")]));
+  assert.equal(created.code, 0, created.err);
+  assert.equal(created.err.trim(), `stored in ${join(typo, "store")}`);
+  // A node's data directory (its key there, no store yet) takes a put without --init.
+  const node = join(dir, "node");
+  await Deno.mkdir(node);
+  await Deno.writeTextFile(join(node, "identity.key"), "k");
+  const put = await capture(() => runPut(["--data", node, join(dir, "in.txt")]));
+  assert.equal(put.code, 0, put.err);
+  assert.equal(await exists(join(node, "store")), true);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("put without --data stores in the dataDir of VERIFLOW_CONFIG's file, read as start reads it", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(join(dir, "etc", "n1"), { recursive: true });
+  await Deno.writeTextFile(join(dir, "etc", "n1", "identity.key"), "k");
+  await Deno.writeTextFile(join(dir, "etc", "vf.json"), JSON.stringify({ dataDir: "n1" }));
+  await Deno.writeTextFile(join(dir, "in.txt"), "hello");
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      join(import.meta.dirname!, "../storage/_run_storage_command.ts"),
+      "put",
+      "in.txt",
+    ],
+    cwd: dir,
+    clearEnv: true,
+    env: { VERIFLOW_CONFIG: join(dir, "etc", "vf.json"), PATH: Deno.env.get("PATH") ?? "" },
+  }).output();
+  const err = new TextDecoder().decode(run.stderr);
+  assert.equal(run.code, 0, err);
+  assert.equal(err.trim(), `stored in ${join(dir, "etc", "n1", "store")}`);
+  assert.equal(await exists(join(dir, ".veriflow")), false, "no store of its own in the cwd");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("ls and put given a file as --data say data_dir_not_directory, as start does, not the OS error", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = join(dir, "file.txt");
+  await Deno.writeTextFile(file, "x");
+  for (const run of [() => runLs(["--data", file]), () => runPut(["--data", file, file])]) {
+    const result = await capture(run);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.err,
+      /^error \[data_dir_not_directory\]: --data names a file, not a directory/,
+    );
+    assert.ok(!result.err.includes("os error"), result.err);
+  }
+  await Deno.remove(dir, { recursive: true });
 });

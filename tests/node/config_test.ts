@@ -717,3 +717,104 @@ Deno.test("--print-config shows a set value as itself, not what unset would mean
   const text = await printConfig(["--challenge-probability", "0.5"]);
   assert.match(text, /^validator\.challengeProbability\s+0\.5\s+flag --challenge-probability$/m);
 });
+
+// ---- paths in a configuration file, empty list variables, one refusal per key (review s73 ops) ----
+
+Deno.test("a relative dataDir, model.dir and http.apiKeysFile in a file are read against the file's directory; flags keep the working directory", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = join(dir, "etc", "veriflow.json");
+  await Deno.mkdir(join(dir, "etc"));
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({ dataDir: "vfdata", model: { dir: "m" }, http: { apiKeysFile: "keys" } }),
+  );
+  const { config } = await resolveStartConfig(["--config", file]);
+  assert.equal(config.dataDir, join(dir, "etc", "vfdata"));
+  assert.equal(config.model.dir, join(dir, "etc", "m"));
+  assert.equal(config.http.apiKeysFile, join(dir, "etc", "keys"));
+  const flagged = await resolveStartConfig(["--config", file, "--data", "here"]);
+  assert.equal(flagged.config.dataDir, "here", "a flag is the shell user's, relative to the cwd");
+  const absolute = await tempFile({ dataDir: "/srv/vf" });
+  assert.equal((await resolveStartConfig(["--config", absolute])).config.dataDir, "/srv/vf");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a relative dataDir whose node key is only under the working directory is refused naming both paths, not started with a new key", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(join(dir, "etc"));
+  await Deno.mkdir(join(dir, "home", "vfdata"), { recursive: true });
+  await Deno.writeTextFile(join(dir, "home", "vfdata", "identity.key"), "k");
+  const file = join(dir, "etc", "veriflow.json");
+  await Deno.writeTextFile(file, JSON.stringify({ dataDir: "vfdata" }));
+  const cwd = Deno.cwd();
+  Deno.chdir(join(dir, "home"));
+  try {
+    const refused = await resolveStartConfig(["--config", file]).then(() => undefined, (e) => e);
+    assert.ok(refused instanceof ConfigError, String(refused));
+    assert.equal(refused.code, "invalid_config");
+    assert.ok(!refused.message.includes("\n"), "one line");
+    assert.ok(refused.message.includes(join(dir, "etc", "vfdata")), refused.message);
+    assert.ok(refused.message.includes(join(dir, "home", "vfdata")), refused.message);
+    assert.match(refused.message, /move .* or write the absolute path/);
+    // Once the directory has moved beside the file, the same start resolves there.
+    await Deno.rename(join(dir, "home", "vfdata"), join(dir, "etc", "vfdata"));
+    const { config } = await resolveStartConfig(["--config", file]);
+    assert.equal(config.dataDir, join(dir, "etc", "vfdata"));
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an empty list variable is refused naming it, as an empty number is, rather than emptying the file's list", async () => {
+  const file = await tempFile({
+    network: { peers: ["127.0.0.1:7701"] },
+    http: { apiKeys: ["k1234567890123456"] },
+  });
+  for (const name of ["VERIFLOW_NETWORK_PEERS", "VERIFLOW_HTTP_API_KEYS"]) {
+    for (const empty of ["", " "]) {
+      const refused = await resolveStartConfig(["--config", file], { [name]: empty })
+        .then(() => undefined, (e) => e);
+      assert.ok(refused instanceof ConfigError, `${name}=${JSON.stringify(empty)}: ${refused}`);
+      assert.match(refused.message, new RegExp(`${name} is set but empty: unset it`));
+      assert.equal(refused.keysNamed, 1);
+    }
+  }
+  const set = await resolveStartConfig(["--config", file], {
+    VERIFLOW_NETWORK_PEERS: "127.0.0.1:7702",
+  });
+  assert.deepEqual(set.config.network.peers, ["127.0.0.1:7702"]);
+});
+
+Deno.test("a number past 2^53 for a key with a lower bound is refused once, with the key's own bound", () => {
+  const refused = (() => {
+    try {
+      parseNodeConfig({ heartbeatMs: 1e300 });
+    } catch (error) {
+      return error as ConfigError;
+    }
+  })();
+  assert.ok(refused instanceof ConfigError);
+  assert.equal(refused.keysNamed, 1, refused.message);
+  assert.equal(refused.message.split("\n").filter((l) => l.includes("heartbeatMs")).length, 1);
+  assert.match(refused.message, /<=2147483647/);
+});
+
+Deno.test("start --port -1 or --workers -1 is one line naming the flag, as --port=-1 is, exit 2", async () => {
+  for (const args of [["--port", "-1"], ["--workers", "-1"], ["--port=-1"]]) {
+    const err: string[] = [];
+    const io: StartCommandIo = {
+      onStopSignal: () => () => {},
+      out: () => {},
+      err: (line) => void err.push(line),
+      now: () => 0,
+    };
+    assert.equal(await runStart([...args, "--print-config"], io), 2);
+    const flag = args[0].replace(/=.*/, "");
+    assert.equal(
+      err.join("\n").split("\n")[0],
+      `error: ${flag} must not be negative (0 or more), got "-1"`,
+    );
+    assert.ok(!err.join("\n").includes("ambiguous"), err.join("\n"));
+  }
+});

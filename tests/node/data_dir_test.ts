@@ -213,7 +213,7 @@ async function put(cwd: string, env: Record<string, string>, permissions: string
   const file = join(cwd, "hello.txt");
   await Deno.writeTextFile(file, "hello, data directory");
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, CLI, "put", file],
+    args: ["run", ...permissions, CLI, "put", "--init", file],
     cwd,
     env,
     clearEnv: true,

@@ -420,7 +420,9 @@ Deno.test("cli share --expires 0s (a link expired when printed) is a usage error
   const dir = await Deno.makeTempDir();
   const data = join(dir, "d");
   await Deno.writeTextFile(join(dir, "s.txt"), "private");
-  const put = await capture(() => runPut(["--private", "--data", data, join(dir, "s.txt")]));
+  const put = await capture(() =>
+    runPut(["--init", "--private", "--data", data, join(dir, "s.txt")])
+  );
   assert.equal(put.code, 0, put.err);
   const cid = put.out.trim();
   for (const expires of ["0s", "0d", "000m"]) {

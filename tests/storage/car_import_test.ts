@@ -316,7 +316,7 @@ Deno.test("cli import of a CAR cut short inside a block exits 1 with invalid_car
   const cid = CID.parse(cidOf(bytes, RAW_CODEC));
   const car = await cliCarOf([cid], [{ cid, bytes }]);
   await Deno.writeFile(join(dir, "cut.car"), car.subarray(0, car.length - 100));
-  const result = await cli(["import", "--data", join(dir, "data"), join(dir, "cut.car")]);
+  const result = await cli(["import", "--init", "--data", join(dir, "data"), join(dir, "cut.car")]);
   assert.equal(result.code, 1, result.err);
   assert.match(result.err, /error \[invalid_car\]: the CAR file is cut short/);
   assert.doesNotMatch(result.err, /Uncaught|\n\s+at /);
@@ -328,7 +328,7 @@ Deno.test("cli import of the CAR of an identity CID (as the gateway writes it) p
   const inlined = new TextEncoder().encode("tiny");
   const cid = CID.createV1(RAW_CODEC, identity.digest(inlined));
   await Deno.writeFile(join(dir, "id.car"), await cliCarOf([cid], [{ cid, bytes: inlined }]));
-  const result = await cli(["import", "--data", join(dir, "data"), join(dir, "id.car")]);
+  const result = await cli(["import", "--init", "--data", join(dir, "data"), join(dir, "id.car")]);
   assert.equal(result.code, 0, result.err);
   assert.equal(result.stdout.trim(), cid.toString());
   await Deno.remove(dir, { recursive: true });

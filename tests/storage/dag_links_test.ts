@@ -112,7 +112,7 @@ Deno.test("cli import refuses a CAR missing a node its DAG links under a second 
   await Deno.writeFile(join(tmp, "partial.car"), await carOf([dir.cid], [dir, x]));
   const data = join(tmp, "data");
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, "import", "--data", data, join(tmp, "partial.car")],
+    args: ["run", "-A", CLI, "import", "--init", "--data", data, join(tmp, "partial.car")],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -236,7 +236,10 @@ Deno.test("cli ls lists a file with an inlined (identity CID) leaf as whole, wit
   try {
     const node = `${dir}/node`;
     await Deno.writeTextFile(`${dir}/seed.txt`, "makes the data directory");
-    assert.equal((await capture(() => runPut(["--data", node, `${dir}/seed.txt`]))).code, 0);
+    assert.equal(
+      (await capture(() => runPut(["--init", "--data", node, `${dir}/seed.txt`]))).code,
+      0,
+    );
     const store = await ChunkStore.open(`${node}/store`);
     const leaf = cidFromDigest(cidDigest(await store.put(encode("0123456789"))), RAW_CODEC);
     const tiny = CID.createV1(RAW_CODEC, identity.digest(encode("abc"))).toString();

@@ -61,7 +61,7 @@ Deno.test("GC in a node keeps the chunks a CLI put in another process has acknow
   assert.equal(await node.has(cid), true);
 
   const put = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", COMMAND, "put", "--data", data, "-"],
+    args: ["run", "-A", COMMAND, "put", "--init", "--data", data, "-"],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",

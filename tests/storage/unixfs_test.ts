@@ -67,7 +67,7 @@ const COMMAND = new URL("./_run_storage_command.ts", import.meta.url).pathname;
 
 async function cliPut(dataDir: string, path: string): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", COMMAND, "put", "--data", dataDir, path],
+    args: ["run", "-A", COMMAND, "put", "--init", "--data", dataDir, path],
     stdout: "piped",
     stderr: "piped",
   }).output();
