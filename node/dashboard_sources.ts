@@ -20,6 +20,7 @@ import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { DashboardSources, TrainingView } from "../server/dashboard_routes.ts";
 import type { CoordinatorMessage, CoordinatorStatus } from "../training/round_coordinator.ts";
+import { EXCLUDED_SAMPLE, excludedCountsOf } from "../training/excluded_summary.ts";
 import type { TrainerMessage, TrainerStats } from "../training/trainer_service.ts";
 import type { NodeActivity } from "./node_activity.ts";
 import { VERIFLOW_VERSION } from "./version.ts";
@@ -55,6 +56,12 @@ export interface DashboardWiring {
  * second, to every open page) carried each round it ever finished.
  */
 const TRAINING_ROUNDS_SHOWN = 200;
+/**
+ * Rounds whose sample of left-out trainers the view carries: the rows the page's table lists
+ * (`server/dashboard/training_panel.js`). The rounds it only charts carry their counts: each
+ * sample is a few KB, and 200 of them went out every second (review s73 F4).
+ */
+const TRAINING_ROWS_LISTED = 20;
 
 /** Losses are kept in nats per byte; the page shows bits per byte, as the bench does. */
 const bitsPerByte = (nats: number): number => nats / Math.LN2;
@@ -78,13 +85,21 @@ async function trainingView(wiring: DashboardWiring): Promise<TrainingView | und
         : bitsPerByte(status.initialLoss),
       trainers: status.trainers.length,
       convicted: status.convicted,
-      rounds: status.history.slice(-TRAINING_ROUNDS_SHOWN).map((r) => ({
-        round: r.round,
-        model: r.model,
-        bitsPerByte: r.heldOutLoss === undefined ? undefined : bitsPerByte(r.heldOutLoss),
-        accepted: r.accepted.length,
-        excluded: r.excluded,
-      })),
+      ...(status.unbacked === undefined ? {} : { unbacked: status.unbacked }),
+      rounds: status.history.slice(-TRAINING_ROUNDS_SHOWN).map((r, i, shown) => {
+        const counts = excludedCountsOf(r);
+        return {
+          round: r.round,
+          model: r.model,
+          bitsPerByte: r.heldOutLoss === undefined ? undefined : bitsPerByte(r.heldOutLoss),
+          accepted: r.accepted.length,
+          // A record read from an older coordinator lists every one: the sample's bound here too.
+          excluded: i < shown.length - TRAINING_ROWS_LISTED
+            ? []
+            : r.excluded.slice(0, EXCLUDED_SAMPLE),
+          ...(counts.length === 0 ? {} : { excludedCounts: counts }),
+        };
+      }),
     },
     trainer: stats && {
       rounds: stats.rounds,

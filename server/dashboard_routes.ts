@@ -121,8 +121,13 @@ export interface TrainingRoundView {
   bitsPerByte?: number;
   /** Trainers whose deltas went in. */
   accepted: number;
-  /** Trainers whose deltas were dropped, and why (a failed challenge, a late report). */
+  /**
+   * A few of the trainers left out, and why (a failed challenge, no stake for a seat): only in
+   * the rows the page lists (the latest 20), empty in the rounds it only charts.
+   */
   excluded: { key: string; reason: string }[];
+  /** Every trainer left out, counted by the kind of its reason (absent: none). */
+  excludedCounts?: { reason: string; count: number }[];
 }
 
 /** Decentralized training as the page shows it (built in `node/dashboard_sources.ts`). */
@@ -135,10 +140,15 @@ export interface TrainingView {
     model: string;
     /** Held-out bits per byte of the first start model. */
     initialBitsPerByte?: number;
-    /** Trainers joined now. */
+    /** Joined trainers a round can ask (not convicted, with the stake to back a round). */
     trainers: number;
-    /** Trainers convicted of lazy work (hex keys), never asked again. */
+    /**
+     * Trainers convicted of lazy work (hex keys), never asked again: by the coordinator, and
+     * joined ones this node's ledger convicted.
+     */
     convicted: string[];
+    /** Joined trainers without the free stake to back a round's receipt, not asked (absent: none). */
+    unbacked?: number;
     /** The latest finished rounds (200 in `node/dashboard_sources.ts`), oldest first. */
     rounds: TrainingRoundView[];
   };

@@ -101,16 +101,10 @@ export const MAX_AUDITS_PER_COORDINATOR = MAX_AUDITS_PER_PEER;
 /**
  * How long a coordinator whose signed outcome failed its audit here has none of its outcomes
  * audited, ms: an hour, six audit windows. No relay can alter a signed outcome, so a failure is
- * the signer's own false claim (but for `convicted_included`, see
- * {@link BLAMELESS_AUDIT_FAILURES}); the ledger has no rule that slashes a coordinator for it,
+ * the signer's own false claim; the ledger has no rule that slashes a coordinator for it,
  * so this node stops spending audits on that key for a while instead.
  */
 export const FALSE_OUTCOME_BENCH_MS = 60 * 60_000;
-/**
- * Audit failures that are not the coordinator's false claim: a delta this node's ledger convicted
- * after the round may have been averaged honestly before anyone knew (`round_audit.ts`).
- */
-const BLAMELESS_AUDIT_FAILURES: ReadonlySet<string> = new Set(["convicted_included"]);
 /** Refused outcomes kept in the stats (the latest): a flood of them does not grow the node. */
 const KEPT_OUTCOME_REFUSALS = 64;
 /** Momenta of audited rounds kept (in memory, and on disk): the next round starts from the latest. */
@@ -181,6 +175,14 @@ export interface OutcomeGateStats {
    * the model they name (`model_standing` does not count them): anyone can send one naming any.
    */
   outcomesRefused: { model: string; coordinator: string | null; reason: string }[];
+  /**
+   * Reproduced rounds that averaged deltas this node's ledger convicted (the latest 64), by
+   * coordinator: the round stands and its other trainers are paid, the convicted receipts earn
+   * nothing (`round_audit.ts`, review s73 F6). The coordinator's signed outcome naming them is
+   * the evidence against it, whether it knew of the conviction or not: this node cannot tell
+   * which, so it refuses nothing its honest trainers made on that account.
+   */
+  convictedIncluded: { model: string; coordinator: string | null; receipts: string[] }[];
 }
 
 /** An audit that failed: the model is refused. */
@@ -207,7 +209,12 @@ export class OutcomeGate {
   readonly #steps = new Map<string, number>();
   /** CIDs of the genesis models, by architecture (computed once per architecture). */
   readonly #genesis = new Map<string, Set<string>>();
-  #stats: OutcomeGateStats = { unverified: [], refused: [], outcomesRefused: [] };
+  #stats: OutcomeGateStats = {
+    unverified: [],
+    refused: [],
+    outcomesRefused: [],
+    convictedIncluded: [],
+  };
 
   /** @param options See {@link OutcomeGateOptions}. */
   constructor(options: OutcomeGateOptions) {
@@ -325,7 +332,7 @@ export class OutcomeGate {
   auditFailed(body: OutcomeBody, audit: FailedAudit, origin: string): void {
     const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
     // Signed by its coordinator (`mayAudit`): a failure is its own claim, not a relay's.
-    if (origin !== "local" && !BLAMELESS_AUDIT_FAILURES.has(audit.reason)) {
+    if (origin !== "local") {
       this.#bench(toHex(body.coordinator!), name, audit.reason);
     }
     if (this.#proven.has(body.model)) {
@@ -349,6 +356,7 @@ export class OutcomeGate {
     // A bad copy audited before this one no longer speaks for the model.
     this.#stats.refused = this.#stats.refused.filter((r) => r.model !== body.model);
     if (audit.verified) {
+      if (audit.convicted.length > 0) this.#convictedIncluded(body, audit.convicted);
       this.#momentum.set(body.model, audit.momentum);
       this.#steps.set(body.model, body.reports[0].receipt.steps);
       // Rounds move on: the latest few are enough to audit the next.
@@ -374,7 +382,22 @@ export class OutcomeGate {
       unverified: [...this.#stats.unverified],
       refused: [...this.#stats.refused],
       outcomesRefused: [...this.#stats.outcomesRefused],
+      convictedIncluded: [...this.#stats.convictedIncluded],
     };
+  }
+
+  /** Record and log a reproduced round that averaged convicted deltas (`convictedIncluded`). */
+  #convictedIncluded(body: OutcomeBody, receipts: string[]): void {
+    const coordinator = body.coordinator === undefined ? null : toHex(body.coordinator);
+    this.#stats.convictedIncluded.push({ model: body.model, coordinator, receipts });
+    if (this.#stats.convictedIncluded.length > KEPT_OUTCOME_REFUSALS) {
+      this.#stats.convictedIncluded.shift();
+    }
+    this.#log(
+      `training: round ${body.round} model ${body.model.slice(0, 16)}… of coordinator ` +
+        `${coordinator?.slice(0, 16) ?? "unsigned"} averaged ${receipts.length} delta(s) ` +
+        `convicted here; adopted, those receipts unpaid`,
+    );
   }
 
   /** The CIDs of the genesis models of `arch` (see {@link OutcomeGateOptions.genesisSeeds}). */

@@ -2,9 +2,10 @@
  * The round loop of a RoundCoordinator (`round_coordinator.ts`): started in its `preStart`, it
  * runs outside the mailbox. It sends first what a round that finished before a restart still owes
  * (`deliver`), then, round after round until the run's `rounds` are finished, waits for enough
- * trainers (`minTrainers` for a start's first round, then one), leaves out those this node's
- * ledger convicted and those over {@link MAX_OUTCOME_TRAINERS}, takes the round's number
- * (`announce`) and runs the round (`_round_run.ts`). A round that failed, or that no trainer
+ * trainers (`minTrainers` for a start's first round, then one), seats them (`_round_seats.ts`:
+ * not those this node's ledger convicted, not those whose free stake there cannot back the
+ * round's receipt, at most {@link MAX_OUTCOME_TRAINERS}), takes the round's number (`announce`)
+ * and runs the round (`_round_run.ts`). A round that failed, or that no trainer
  * reported for, is followed by a pause that doubles while it repeats.
  *
  * Rounds are paced: one starts no earlier than {@link RoundLoopOptions.paceMs} after the one
@@ -14,8 +15,9 @@
  * from the 11th round every honest trainer at the default stake was refused (`insufficient_stake`):
  * it trained and was not paid (review s71, `tests/training/round_pace_test.ts`).
  *
- * Holds no state of its own: it asks the coordinator (`status`, `trainers`, `announce`), so the
- * trainer table and the round state change only in the coordinator's `receive`. Not part of the
+ * Holds no state of its own: it asks the coordinator (`status`, `trainers`, `announce`) and tells
+ * it whom a seating skipped (`seated`), so the trainer table, the round state and what `status`
+ * counts change only in the coordinator's `receive`. Not part of the
  * public API.
  *
  * @module
@@ -25,7 +27,9 @@ import { sleep } from "../actors/_common.ts";
 import { MAX_OUTCOME_TRAINERS } from "../protocols/training_messages.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import type { JoinedTrainer } from "./joined_trainers.ts";
-import { dataSeedOf, type RoundRun } from "./_round_run.ts";
+import type { RoundRun } from "./_round_run.ts";
+import { type RoundSeats, seatRound } from "./_round_seats.ts";
+import type { SeatStakes } from "./_seat_stakes.ts";
 import type {
   CoordinatorMessage,
   CoordinatorStatus,
@@ -34,6 +38,12 @@ import type {
 
 /** How often the loop looks for enough trainers before a round. */
 const TRAINER_POLL_MS = 200;
+/**
+ * How often the loop looks again when no joined trainer can take a seat (all convicted, or none
+ * with the free stake to back a round): stake comes by a deposit or a peer's pledge, seconds
+ * apart at best, and each look asks the ledger about every joined trainer.
+ */
+const SEAT_POLL_MS = 2_000;
 /**
  * Longest pause after rounds that failed, or that no trainer reported for, in a row (it doubles
  * from {@link TRAINER_POLL_MS}).
@@ -48,6 +58,8 @@ interface LoopState {
   next: number;
   /** When the last round was announced, on {@link RoundLoopOptions.timers}' clock. */
   started?: number;
+  /** The last seating logged (its counts): the same one polled again is not logged again. */
+  seatsLogged?: string;
 }
 
 /** What {@link RoundLoop} needs from the coordinator. */
@@ -56,6 +68,12 @@ export interface RoundLoopOptions {
   settings: Pick<RoundCoordinatorOptions, "rounds" | "minTrainers" | "convicted">;
   /** One round, run by the loop. */
   rounds: RoundRun;
+  /**
+   * The lock of a round's receipt and `keys`' free stake in this node's ledger (the coordinator
+   * asks its TrainingValidator); absent or undefined: no ledger records the receipts, no stake
+   * is checked.
+   */
+  stakes?(keys: string[], ctx: ActorContext<CoordinatorMessage>): Promise<SeatStakes | undefined>;
   /**
    * The least time from one round's start to the next's, ms (`roundPaceMs`); 0: none. A start
    * (or a restart of the coordinator) begins at once.
@@ -141,40 +159,39 @@ export class RoundLoop {
       await sleep(TRAINER_POLL_MS, ctx.signal);
     }
     if (ctx.signal.aborted) return false;
-    // A trainer convicted by another validator (its proof gossiped and settled in this
-    // node's ledger) is not asked either: every node would refuse an outcome that averages it.
-    const convicted = this.#options.convicted;
-    if (convicted !== undefined) {
-      const flags = await Promise.all(trainers.map((t) => convicted(t.key)));
-      trainers = trainers.filter((_, i) => !flags[i]);
-      if (trainers.length === 0) {
-        await sleep(TRAINER_POLL_MS, ctx.signal);
-        return true;
-      }
-    }
     const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
     if (ctx.signal.aborted) return false;
     // A number once announced is never announced again, by this incarnation either: a round
     // that failed (lost) leaves the status at its number, the next takes the one after.
     const round = Math.max(status.round, state.next);
-    if (trainers.length > MAX_OUTCOME_TRAINERS) {
-      // An outcome lists at most this many trainers (accepted, and excluded): one over it is
-      // refused by every node as malformed, and a restart could not read it back from the state.
-      // A round asks no more, chosen afresh each round (by the data seed's hash), so none is
-      // always left out.
-      const rank = new Map(trainers.map((t) => [t.key, dataSeedOf(round, t.key)]));
-      trainers = trainers.toSorted((a, b) => rank.get(a.key)! - rank.get(b.key)!)
-        .slice(0, MAX_OUTCOME_TRAINERS);
-      this.#log(
-        `training: round ${round} asks ${MAX_OUTCOME_TRAINERS} of ${rank.size} trainers ` +
-          `(an outcome lists at most ${MAX_OUTCOME_TRAINERS})`,
-      );
+    // Seats go only to trainers this node's ledger has not convicted and whose free stake there
+    // backs the round's receipt (`_round_seats.ts`); the coordinator keeps who was skipped, so
+    // its status counts only the trainers it can ask.
+    const seats = await seatRound(round, trainers, {
+      convicted: this.#options.convicted,
+      stakes: (keys) => this.#parts.stakes?.(keys, ctx) ?? Promise.resolve(undefined),
+    });
+    if (ctx.signal.aborted) return false;
+    await ctx.self.ask({
+      type: "seated",
+      checked: trainers.map((t) => t.key),
+      convicted: seats.convicted,
+      unbacked: seats.unbacked,
+    });
+    this.#logSeats(round, trainers.length, seats, state);
+    if (seats.seated.length === 0) {
+      // Nobody to ask: no number is taken; a deposit or a pledge may come, or another trainer
+      // join. (`minTrainers` counts joins, as before: a start waits for the trainers it expects,
+      // then seats those it can ask.)
+      await sleep(SEAT_POLL_MS, ctx.signal).catch(() => {});
+      return !ctx.signal.aborted;
     }
+    trainers = seats.seated;
     await ctx.self.ask({ type: "announce", round });
     state.started = this.#timers.now();
     state.next = round + 1;
     state.first = false;
-    return await this.#runRound(round, trainers, ctx) ? true : "unheard";
+    return await this.#parts.rounds.run(round, trainers, ctx, seats.unseated) ? true : "unheard";
   }
 
   /**
@@ -197,12 +214,24 @@ export class RoundLoop {
     return this.#parts.timers ?? SYSTEM_TIMERS;
   }
 
-  #runRound(
-    round: number,
-    trainers: JoinedTrainer[],
-    ctx: ActorContext<CoordinatorMessage>,
-  ): Promise<boolean> {
-    return this.#parts.rounds.run(round, trainers, ctx);
+  /** One line when a round's seating leaves trainers out (not again while it stays the same). */
+  #logSeats(round: number, joined: number, seats: RoundSeats, state: LoopState): void {
+    const { seated, convicted, unbacked, lock, rankedOut } = seats;
+    const noted = `${seated.length}/${convicted.length}/${unbacked.length}/${rankedOut}/${lock}`;
+    if (seated.length === joined || noted === state.seatsLogged) return;
+    state.seatsLogged = noted;
+    const parts = [
+      convicted.length > 0 ? `${convicted.length} convicted in this node's ledger` : "",
+      unbacked.length > 0
+        ? `${unbacked.length} without the free stake here to back a receipt's lock of ${lock} ` +
+          `(insufficient_stake: their receipts would be refused)`
+        : "",
+      rankedOut > 0 ? `${rankedOut} over the ${MAX_OUTCOME_TRAINERS} an outcome lists` : "",
+    ].filter((p) => p !== "");
+    this.#log(
+      `training: round ${round} seats ${seated.length} of ${joined} joined trainers; not seated: ` +
+        parts.join(", "),
+    );
   }
 
   #log(line: string): void {

@@ -10,9 +10,15 @@
  * Also the round's rules a validator checks again: {@link dataSeedOf} and
  * {@link sameHyperParams} (re-exported by `round_coordinator.ts`).
  *
+ * A report whose delta is past the round's bound (`roundDeltaBound`: `delta_too_large`) is left
+ * out like any other refused report, and a model whose held-out loss is past
+ * {@link MAX_HELD_OUT_LOSS_RATIO} times its start model's is not published: the round ends on its
+ * start model, each of its trainers excluded with the reason (`loss_regression`), none paid.
+ *
  * Runs outside the coordinator's mailbox, in its round loop (`_round_loop.ts`); holds no state of
- * its own: it reads the coordinator's model and momentum when it needs them, and everything it
- * changes goes back in the coordinator's `round_done` message. Not part of the public API.
+ * its own (but the last held-out loss it measured, a cache): it reads the coordinator's model and
+ * momentum when it needs them, and everything it changes goes back in the coordinator's
+ * `round_done` message. Not part of the public API.
  *
  * @module
  */
@@ -24,11 +30,13 @@ import type { GptWeights } from "./gpt_weights.ts";
 import type { LocalHyperParams } from "./hyper_params.ts";
 import type { RoundModel } from "./round_models.ts";
 import { aggregateRound } from "./training_round.ts";
+import { summarizeExcluded } from "./excluded_summary.ts";
 import type { JoinedTrainer } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
-import { decodeFittingDelta } from "./int8_delta.ts";
+import { decodeFittingDelta, roundDeltaBound } from "./int8_delta.ts";
 import { sameWork } from "./duplicate_work.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
+import { TrainingError } from "./training_error.ts";
 import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
 import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
 import type {
@@ -36,6 +44,16 @@ import type {
   RoundCoordinatorOptions,
   RoundRecord,
 } from "./round_coordinator.ts";
+
+/**
+ * How many times its start model's held-out loss a round's model may have and still be
+ * published. An honest round moves the loss by a few tenths of a percent (the test model:
+ * 5.6849 → 5.6826 nats/byte), and the estimate's own spread at the default 128 held-out samples is
+ * about 0.3 %; a model half as bad again as its start is no training noise but a broken step —
+ * past uniform guessing (ln 256 ≈ 5.55 nats/byte) from an untrained start. A poisoned delta gave
+ * 62 million (review s73 F1).
+ */
+export const MAX_HELD_OUT_LOSS_RATIO = 1.5;
 
 /** What {@link RoundRun} needs from the coordinator. */
 export interface RoundRunOptions {
@@ -67,6 +85,11 @@ export class RoundRun {
   readonly #parts: RoundRunOptions;
   /** The inner hyper-parameters every round announces. */
   readonly #hyper: LocalHyperParams;
+  /**
+   * The held-out loss last measured and the model it is of (a cache, not state: the next
+   * round's start is usually the model just published, so its loss need not be measured twice).
+   */
+  #knownLoss?: { cid: string; loss: number };
 
   /** @param options See {@link RoundRunOptions}. */
   constructor(options: RoundRunOptions) {
@@ -77,12 +100,15 @@ export class RoundRun {
 
   /**
    * One round: announce, collect until the deadline, check, aggregate, publish. False when no
-   * trainer reported (every request refused, failed or timed out).
+   * trainer reported (every request refused, failed or timed out). `unseated`: the joined
+   * trainers the seating left out for a reason of their own (`_round_seats.ts`), recorded with
+   * the round's left-out trainers after those it asked.
    */
   async run(
     round: number,
     trainers: JoinedTrainer[],
     ctx: ActorContext<CoordinatorMessage>,
+    unseated: readonly { key: string; reason: string }[] = [],
   ): Promise<boolean> {
     const { arch, steps } = this.#options;
     const start = this.#model!;
@@ -197,6 +223,7 @@ export class RoundRun {
     let model = start;
     let momentum: GptWeights | undefined;
     let resetMomentum = false;
+    let heldOutLoss: number | undefined;
     if (accepted.length > 0) {
       try {
         const result = await aggregateRound(accepted.map((r) => r.report), {
@@ -221,14 +248,26 @@ export class RoundRun {
               `momentum is not finite; momentum reset`,
           );
         }
+        // Measured before anything is published: a model far worse on held-out text than its
+        // start (review s73 F1: 5.7 → 62 million nats/byte) is not published, served or paid for.
+        heldOutLoss = await this.#evaluate(result.weights);
+        const regression = await this.#lossRegression(start, heldOutLoss);
+        if (regression !== undefined) {
+          // Visible per trainer, as every other exclusion; none of them is paid (no delivery).
+          for (const r of accepted) excluded.set(r.trainer.key, regression);
+          throw new TrainingError("loss_regression", regression);
+        }
         model = await this.#options.models.publish(arch, result.weights, {
           from: start.cid,
           bytes: result.update,
         });
+        if (heldOutLoss !== undefined) this.#knownLoss = { cid: model.cid, loss: heldOutLoss };
         momentum = result.momentum;
         await this.#options.serve?.(model.dir);
       } catch (error) {
-        // No usable delta after all (`no_reports`), or the model could not be stored: the
+        // No usable delta after all (`no_reports`), a model refused for its held-out loss
+        // (`loss_regression`: the momentum is kept, as every auditor, who never sees this round,
+        // keeps it for the start model), or the model could not be stored: the
         // round ends on its start model, with nothing accepted, and the next one tries again.
         // An outer step that is not finite (`aggregate_fault`) is no trainer's doing: reported
         // as a fault of the aggregation, and the momentum goes, so the next round can succeed.
@@ -242,15 +281,20 @@ export class RoundRun {
         momentum = undefined;
         resetMomentum = fault;
         accepted = [];
+        heldOutLoss = undefined;
       }
     }
-    const heldOutLoss = model === start ? undefined : await this.#evaluate(model.weights);
     const record: RoundRecord = {
       round,
       startModel: start.cid,
       model: model.cid,
       accepted: accepted.map((r) => r.trainer.key),
-      excluded: [...excluded].map(([key, reason]) => ({ key, reason })),
+      // Counted by reason, a few by key (`excluded_summary.ts`): the record is saved and shown
+      // every second, and a crowd of joiners made it tens of KB a round (review s73 F4).
+      ...summarizeExcluded([
+        ...[...excluded].map(([key, reason]) => ({ key, reason })),
+        ...unseated,
+      ]),
       // Absent rather than undefined: the record reads the same once saved and read back.
       ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
     };
@@ -282,7 +326,8 @@ export class RoundRun {
           reports: reports.flatMap((r) =>
             r.deltaFile === undefined ? [] : [{ receipt: r.receipt, deltaFile: r.deltaFile }]
           ),
-          excluded: record.excluded.map((e) => e.key),
+          // Every trainer asked and left out (at most the seats), not the record's sample.
+          excluded: [...excluded.keys()],
           ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
         },
       };
@@ -333,13 +378,38 @@ export class RoundRun {
     if (r.shardRoot !== trainer.shardRoot || r.shardSize !== trainer.shardSize) {
       return "shard_mismatch";
     }
-    // Refused here, before a challenge is spent on it; `aggregateRound` applies the same rule.
+    // Refused here, before a challenge is spent on it; `aggregateRound` applies the same form
+    // rule. The size rule is the round's (`roundDeltaBound`, from the terms the receipt signed):
+    // a delta far past what H AdamW steps can move a weight is no training, and averaged in it
+    // wrecks the model for every later round (review s73 F1). Every auditor applies it too.
     try {
-      decodeFittingDelta(report.delta, start);
+      decodeFittingDelta(report.delta, start, roundDeltaBound(terms.steps, terms.hyper));
     } catch (error) {
-      return (error as { code?: string }).code ?? "bad_delta";
+      const code = (error as { code?: string }).code ?? "bad_delta";
+      return code === "delta_too_large" ? `${code}: ${(error as Error).message}` : code;
     }
     return undefined;
+  }
+
+  /**
+   * Why a round's model of held-out loss `loss` may not be published after `start`, or
+   * undefined: no measurement of the start either (no held-out text, or no whole sample in it),
+   * or within {@link MAX_HELD_OUT_LOSS_RATIO} of the start model's loss. The start's loss is the
+   * one this run measured for it, or measured now.
+   */
+  async #lossRegression(start: RoundModel, loss: number | undefined): Promise<string | undefined> {
+    let before = this.#knownLoss?.cid === start.cid ? this.#knownLoss.loss : undefined;
+    if (before === undefined) {
+      before = await this.#evaluate(start.weights);
+      if (before === undefined) return undefined;
+      this.#knownLoss = { cid: start.cid, loss: before };
+    }
+    // The same held-out text measured the start: no measurement of the new model is a loss
+    // that is not finite (`evaluate` gives none then), a model past float32's range.
+    if (loss !== undefined && loss <= before * MAX_HELD_OUT_LOSS_RATIO) return undefined;
+    return `loss_regression: held-out loss ${
+      loss === undefined ? "not finite" : `${loss.toPrecision(4)} nats/byte`
+    }, over ${MAX_HELD_OUT_LOSS_RATIO} × its start model's ${before.toPrecision(4)}`;
   }
 
   /** The coordinator's current model. */

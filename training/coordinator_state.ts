@@ -45,6 +45,7 @@ import type { OuterHyperParams } from "./outer_step.ts";
 import type { ModelUpdate } from "./round_models.ts";
 import type { RoundRecord } from "./round_coordinator.ts";
 import { TrainingError } from "./training_error.ts";
+import { summarizeExcluded } from "./excluded_summary.ts";
 
 /** Format of the state file; a later format is refused by this one, not misread. */
 const STATE_VERSION = 1;
@@ -111,7 +112,11 @@ const RoundRecordSchema = z.object({
   startModel: z.string().min(1),
   model: z.string().min(1),
   accepted: z.array(z.string()),
+  // Unbounded: a state written before review s73 lists every trainer left out (it is counted and
+  // cut to the sample once read, `keptRecord`).
   excluded: z.array(z.object({ key: z.string(), reason: z.string() })),
+  excludedCounts: z.array(z.object({ reason: z.string(), count: z.number().int().nonnegative() }))
+    .optional(),
   heldOutLoss: optionalNumber,
 });
 
@@ -208,7 +213,7 @@ export class CoordinatorState {
       model: parsed.model,
       momentum,
       delivery,
-      history: parsed.history,
+      history: parsed.history.map(keptRecord),
       finished: Math.max(parsed.finished ?? 0, parsed.history.length),
       convicted: parsed.convicted,
       initialLoss: parsed.initialLoss,
@@ -347,6 +352,20 @@ export class CoordinatorState {
     return `rename it where it is (mv ${this.#path} ${this.#path}.old)${kept}. A new run ` +
       `never removes another state's files: renaming it back resumes this run`;
   }
+}
+
+/**
+ * A round record as it is kept: one saved before records kept counts (review s73 F4: every
+ * trainer left out, ~38 MB a save at the kept bound with a crowd of joiners) is counted by reason
+ * and cut to the sample (`excluded_summary.ts`), so the next save is small again.
+ */
+function keptRecord(record: z.infer<typeof RoundRecordSchema>): RoundRecord {
+  const { excludedCounts, heldOutLoss, ...rest } = record;
+  const kept = excludedCounts === undefined
+    ? { ...rest, ...summarizeExcluded(rest.excluded) }
+    : { ...rest, excludedCounts };
+  // Absent rather than undefined: the record reads the same once saved and read back.
+  return heldOutLoss === undefined ? kept : { ...kept, heldOutLoss };
 }
 
 /** Momentum bytes: every tensor's float32 values, little-endian, in `gptWeightShapes` order. */

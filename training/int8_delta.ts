@@ -33,6 +33,43 @@ const MAX_TENSOR_ELEMENTS = 1 << 28;
  * outer step failed.
  */
 export const MAX_DELTA_VALUE = 1024;
+/**
+ * How far past `H × lr × adamRatio` ({@link roundDeltaBound}) a trainer's delta may reach in any
+ * value. Each AdamW step moves a weight by the learning rate times Adam's normalised step (at
+ * most about `max(1, (1 − β1) / √(1 − β2))`: 1 at the defaults, 3.2 at β2 = 0.999) plus a small
+ * decoupled decay, so an honest delta's largest value is about `H × lr`: measured on the test
+ * model at the default hyper-parameters, 1.008 to 1.030 × `H × lr` for H = 1, 3 and 8 (review s73
+ * F1; `tests/training/delta_bound_test.ts` keeps honest deltas under half the bound). Four leaves room for Adam's larger steps on sparse gradients and for
+ * the decay, while a poisoned delta needs to be far larger to wreck a model: the review's ±1000
+ * per value was 83,000 × `H × lr`.
+ */
+export const DELTA_BOUND_MARGIN = 4;
+
+/**
+ * The largest magnitude any value of a trainer's delta may have in a round of `steps` local
+ * steps on `hyper` (the round's announced terms, which every receipt of it signs): `H × lr ×`
+ * Adam's largest normalised step `× ` {@link DELTA_BOUND_MARGIN}, and never more than
+ * {@link MAX_DELTA_VALUE}. A pure function of the signed terms, so the coordinator
+ * (`_round_run.ts`) and every auditor (`round_audit.ts`) draw the same line: a delta past it is
+ * left out of the mean and unpaid, and an outcome that averaged one is refused.
+ *
+ * @example
+ * ```ts
+ * import { roundDeltaBound } from "./int8_delta.ts";
+ * const bound = roundDeltaBound(50, { learningRate: 3e-3, beta1: 0.9, beta2: 0.95 });
+ * console.assert(Math.abs(bound - 0.6) < 1e-9);
+ * ```
+ */
+export function roundDeltaBound(
+  steps: number,
+  hyper: { learningRate: number; beta1: number; beta2: number },
+): number {
+  const adam = Math.max(1, (1 - hyper.beta1) / Math.sqrt(1 - hyper.beta2));
+  const bound = steps * hyper.learningRate * adam * DELTA_BOUND_MARGIN;
+  // Terms that give no finite, positive bound (β2 = 1, a zero rate) bound nothing more than the
+  // wire's own limit does.
+  return Number.isFinite(bound) && bound > 0 ? Math.min(bound, MAX_DELTA_VALUE) : MAX_DELTA_VALUE;
+}
 
 /** One quantised tensor. */
 export interface Int8Tensor {

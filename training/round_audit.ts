@@ -37,7 +37,11 @@
  * | `delta_size_mismatch` | carries a receipt whose `deltaBytes` is not the delta size of   |
  * |                       | the outcome's `arch` (checked before anything is fetched: no    |
  * |                       | delta of that model has another size)                           |
- * | `convicted_included`  | averages a delta whose own receipt this node's ledger convicted |
+ * | `delta_too_large`     | averages a delta with a value past the round's bound            |
+ * |                       | (`roundDeltaBound`: H × lr × Adam's largest step × a margin,    |
+ * |                       | from the terms its receipts sign), as the coordinator's round   |
+ * |                       | refuses it: no H AdamW steps give it, and averaged in it        |
+ * |                       | wrecks the model (review s73 F1)                                |
  * | `delta_mismatch`      | names a file that is not the delta its receipt signs, or a      |
  * |                       | delta that does not fit the start weights (as the coordinator   |
  * |                       | refuses it: `aggregateRound`); the deltas are fetched           |
@@ -50,6 +54,20 @@
  * every receipt departs from them in the same way is not caught here (for H, unless this node
  * audited the round before it: a round from a genesis model has none); its coordinator refuses
  * such a report (`hyper_mismatch`, `steps_mismatch`).
+ *
+ * **A delta this node's ledger convicted** is not a failure of the outcome (review s73 F6). The
+ * model is what the deltas the coordinator averaged give, convicted one included, so the audit
+ * reproduces it as published — the only check the CID allows: the outer step without that delta
+ * gives another model, one nobody published, and its momentum would not be the one the next
+ * round's outcome is built on. The round is adopted and its momentum kept, and the convicted
+ * receipts are named in the result ({@link RoundAudit} `convicted`): they earn nothing (the
+ * ledger credits no receipt it settled as fraud), every other receipt is credited. Before, the
+ * outcome was refused: no trainer of the round was paid here, no momentum was kept, and every
+ * later round of that coordinator went unverified and unpaid — one lazy trainer cost every honest
+ * one. A coordinator that averaged a delta it knew was convicted gains nothing by it (the delta
+ * earns nothing, and its size is bounded, `delta_too_large`); its signed outcome naming the
+ * convicted receipt is the evidence, and the validator records it against that coordinator
+ * (`_outcome_gate.ts`, `convictedIncluded`) without refusing the round its honest trainers made.
  *
  * The outer step is float32 arithmetic in a fixed order (`outer_step.ts`), so an honest
  * coordinator's model is reproduced bit for bit, and its CID with it.
@@ -66,6 +84,7 @@ import { TrainingError } from "./training_error.ts";
 import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
 import { firstDuplicateWork } from "./duplicate_work.ts";
 import { gptDeltaBytes } from "./delta_bytes.ts";
+import { decodeFittingDelta, roundDeltaBound } from "./int8_delta.ts";
 
 /**
  * Deltas fetched at once by an audit. Each is at most a report's 960 KiB
@@ -83,7 +102,15 @@ export type RoundAudit =
    * (checked against their receipts, in the outcome's order: a challenge after the round needs
    * them and need not fetch them again).
    */
-  | { ok: true; verified: true; dir: string; momentum: GptWeights; deltas: Uint8Array[] }
+  | {
+    ok: true;
+    verified: true;
+    dir: string;
+    momentum: GptWeights;
+    deltas: Uint8Array[];
+    /** Ids of the receipts averaged here that this node's ledger convicted: paid nothing. */
+    convicted: string[];
+  }
   /** Not checkable here (earlier rounds not seen): served on the coordinator's word. */
   | { ok: true; verified: false; why: string }
   /** Not what the deltas give: not served, not passed on. */
@@ -203,11 +230,11 @@ export async function auditRound(
       } bytes; a delta of this model is ${deltaBytes}`,
     );
   }
+  // Reproduced with the rest, credited without them (see the module doc).
+  const convicted: string[] = [];
   for (const { receipt } of reports) {
-    if (await context.convicted(trainingReceiptId(receipt))) {
-      const trainer = toHex(receipt.trainer).slice(0, 16);
-      return fail("convicted_included", `the delta of ${trainer} is convicted here`);
-    }
+    const id = trainingReceiptId(receipt);
+    if (await context.convicted(id)) convicted.push(id);
   }
   // What decides "no momentum" is whether the coordinator can have any, not the round's
   // number: nothing before round 0, and nothing on a genesis model, which no round made. Any
@@ -221,6 +248,9 @@ export async function auditRound(
     }
   }
   const start = await context.models.get(outcome.startModel, outcome.arch, outcome.startFile);
+  // The round's bound, the coordinator's own rule: its receipts share H and the hyper-parameters.
+  const { steps, hyper } = reports[0].receipt;
+  const bound = roundDeltaBound(steps, hyper);
   const deltas: Uint8Array[] = [];
   for (let from = 0; from < reports.length; from += AUDIT_FETCH_BATCH) {
     const batch = reports.slice(from, from + AUDIT_FETCH_BATCH);
@@ -233,6 +263,13 @@ export async function auditRound(
     if (wrong >= 0) {
       const trainer = toHex(batch[wrong].receipt.trainer).slice(0, 16);
       return fail("delta_mismatch", `the delta of ${trainer} is refused (delta_mismatch)`);
+    }
+    for (const [i, delta] of fetched.entries()) {
+      const large = deltaTooLarge(delta, start.weights, bound);
+      if (large !== undefined) {
+        const trainer = toHex(batch[i].receipt.trainer).slice(0, 16);
+        return fail("delta_too_large", `the delta of ${trainer}: ${large}`);
+      }
     }
     deltas.push(...fetched);
   }
@@ -263,5 +300,27 @@ export async function auditRound(
   if (result.cid !== outcome.model) {
     return fail("aggregate_mismatch", `the deltas give ${result.cid}, not ${outcome.model}`);
   }
-  return { ok: true, verified: true, dir: result.dir, momentum: result.momentum, deltas };
+  return {
+    ok: true,
+    verified: true,
+    dir: result.dir,
+    momentum: result.momentum,
+    deltas,
+    convicted,
+  };
+}
+
+/**
+ * Why `delta` is past the round's `bound`, or undefined (within it, or refused for its form:
+ * the outer step refuses that one as `delta_mismatch`).
+ */
+function deltaTooLarge(delta: Uint8Array, start: GptWeights, bound: number): string | undefined {
+  try {
+    decodeFittingDelta(delta, start, bound);
+    return undefined;
+  } catch (error) {
+    return error instanceof TrainingError && error.code === "delta_too_large"
+      ? error.message
+      : undefined;
+  }
 }

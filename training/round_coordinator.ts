@@ -18,11 +18,17 @@
  * join       { connection, key, shardSize, shardRoot } → JoinedBody   (a trainer joins)
  * left       { connection }                 a trainer's connection closed
  * trainers   → the joined trainers now      (the round loop asks)
+ * seated     { checked, convicted, unbacked } internal: whom a seating skipped (what `status` counts)
  * announce   { round }                      internal: a round is about to be announced (saved)
  * round_done { … }                          internal: a round finished: saved, then credited, announced
  * deliver                                   internal: what a finished round still owes (a restart)
  * status     → CoordinatorStatus
  * ```
+ *
+ * A round's seats go only to joined trainers this node's ledger has not convicted and whose free
+ * stake there backs the round's receipt (`_round_seats.ts`, asked through the TrainingValidator:
+ * `seat_stakes`); a join is looked at the same way at once, so `status` counts only the trainers
+ * a round can ask and the log says why one is not (review s73 F2, F3).
  *
  * The rounds run in a loop outside the mailbox, started in `preStart`: everything they change
  * comes back by `announce` and `round_done`, so the trainer table and the round state change
@@ -64,7 +70,7 @@ import { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "./hyper_param
 import type { RoundModel, RoundModels } from "./round_models.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "./outer_step.ts";
 import { type CoordinatorSnapshot, CoordinatorState } from "./coordinator_state.ts";
-import { JoinedTrainers } from "./joined_trainers.ts";
+import { type JoinedTrainer, JoinedTrainers } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
 import { TrainingError } from "./training_error.ts";
 import { loadTrainingEngine } from "./training_engine.ts";
@@ -73,6 +79,10 @@ import type { TrainingValidatorMessage } from "./training_validator.ts";
 import { RoundRun } from "./_round_run.ts";
 import { RoundLoop } from "./_round_loop.ts";
 import { roundPaceMs } from "./training_stake.ts";
+import { gptDeltaBytes } from "./delta_bytes.ts";
+import type { SeatStakes } from "./_seat_stakes.ts";
+import { type RoundSeats, seatRound } from "./_round_seats.ts";
+import type { ExcludedEntry, ReasonCount } from "./excluded_summary.ts";
 
 // The round's rules a validator checks again, named here as before they moved with the round.
 export { dataSeedOf, sameHyperParams } from "./_round_run.ts";
@@ -161,8 +171,15 @@ export interface RoundRecord {
   model: string;
   /** Hex keys whose deltas went in. */
   accepted: string[];
-  /** Hex keys whose deltas were dropped, with why. */
-  excluded: { key: string; reason: string }[];
+  /**
+   * Trainers left out, with why: those asked whose deltas were dropped, then those the seating
+   * skipped (`no_seat …`). Only the first `EXCLUDED_SAMPLE` (`excluded_summary.ts`); every
+   * one is counted in `excludedCounts`. A record written before review s73 lists every one here
+   * and has no counts (read back, it is counted and cut to the sample).
+   */
+  excluded: ExcludedEntry[];
+  /** Every trainer left out, counted by the kind of its reason (absent: see `excluded`). */
+  excludedCounts?: ReasonCount[];
   /** Held-out loss of the new model, nats per byte. */
   heldOutLoss?: number;
 }
@@ -185,10 +202,21 @@ export interface CoordinatorStatus {
    * absent: `history.length`).
    */
   finished?: number;
-  /** Hex keys of joined trainers. */
+  /**
+   * Hex keys of the joined trainers it can ask: not convicted (here or, at the last seating, in
+   * this node's ledger), and not left without a seat for want of stake at the last seating.
+   */
   trainers: string[];
-  /** Hex keys of trainers convicted (never asked again). */
+  /**
+   * Hex keys of trainers convicted, never asked again: by this coordinator, and the joined ones
+   * this node's ledger convicted (skipped at the last seating).
+   */
   convicted: string[];
+  /**
+   * Joined trainers the last seating left out because their free stake in this node's ledger
+   * cannot back a round's receipt (absent: none).
+   */
+  unbacked?: number;
 }
 
 /** Messages the RoundCoordinator accepts. */
@@ -196,6 +224,15 @@ export type CoordinatorMessage =
   | { type: "join"; connection: Connection; shardSize: number; shardRoot: string }
   | { type: "left"; connection: Connection }
   | { type: "trainers" }
+  | {
+    type: "seated";
+    /** The trainers the seating looked at (hex keys): what it says is about them only. */
+    checked: string[];
+    /** Joined trainers this node's ledger convicted, skipped. */
+    convicted: string[];
+    /** Joined trainers whose free stake there cannot back a round's receipt, skipped. */
+    unbacked: string[];
+  }
   | { type: "announce"; round: number }
   | {
     type: "round_done";
@@ -219,6 +256,15 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   readonly #state?: CoordinatorState;
   readonly #trainers: JoinedTrainers;
   readonly #convicted = new Set<string>();
+  /**
+   * Whom the last seating skipped (`_round_seats.ts`): joined trainers this node's ledger
+   * convicted, and those without the free stake to back a round. Only for `status` to count:
+   * the seating itself asks the ledger afresh each round.
+   */
+  readonly #skipped: { convicted: Set<string>; unbacked: Set<string> } = {
+    convicted: new Set(),
+    unbacked: new Set(),
+  };
   readonly #history: RoundRecord[] = [];
   /** Rounds finished over the run (`#history` keeps only the latest). */
   #finished = 0;
@@ -257,6 +303,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         evaluate: (weights) => this.#evaluate(weights),
         log: (line) => this.#log(line),
       }),
+      stakes: (keys, ctx) => this.#seatStakes(keys, ctx),
       log: (line) => this.#log(line),
       paceMs: options.trainerStake === undefined ? 0 : roundPaceMs({
         arch: options.arch,
@@ -373,6 +420,10 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       }
       case "trainers":
         return this.#trainers.open().filter((t) => !this.#convicted.has(t.key));
+      case "seated":
+        // Only the trainers it looked at: one that joined meanwhile was looked at on its join.
+        this.#markSkipped(message.checked, message.convicted, message.unbacked);
+        return;
       case "announce":
         // Saved before anyone is asked: a restart never announces this number again.
         return this.#state?.save(this.#snapshot(message.round + 1));
@@ -389,30 +440,69 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       case "deliver":
         return this.#deliver(ctx);
       case "status":
-        return {
-          round: this.#round,
-          model: this.#model!.cid,
-          initialLoss: this.#initialLoss,
-          history: [...this.#history],
-          finished: this.#finished,
-          trainers: this.#trainers.open().map((t) => t.key),
-          convicted: [...this.#convicted],
-        } satisfies CoordinatorStatus;
+        return this.#status();
     }
   }
 
-  #join(
+  /**
+   * What `status` answers. The trainers counted are those a round can ask (review s73 F2: every
+   * joined trainer was counted, and only this coordinator's convictions, so the dashboard showed
+   * a trainer this node's ledger convicted as one of "2 trainers" and nowhere as convicted).
+   */
+  #status(): CoordinatorStatus {
+    const open = this.#trainers.open().map((t) => t.key);
+    const ledgerConvicted = open.filter((key) =>
+      this.#skipped.convicted.has(key) && !this.#convicted.has(key)
+    );
+    const unbacked = open.filter((key) => this.#skipped.unbacked.has(key)).length;
+    return {
+      round: this.#round,
+      model: this.#model!.cid,
+      initialLoss: this.#initialLoss,
+      history: [...this.#history],
+      finished: this.#finished,
+      trainers: open.filter((key) =>
+        !this.#convicted.has(key) && !this.#skipped.convicted.has(key) &&
+        !this.#skipped.unbacked.has(key)
+      ),
+      convicted: [...this.#convicted, ...ledgerConvicted],
+      ...(unbacked === 0 ? {} : { unbacked }),
+    };
+  }
+
+  /**
+   * The lock of a round's receipt and `keys`' free stake, from this node's TrainingValidator (the
+   * one that records the rounds' receipts in the ledger); undefined without one (nothing is
+   * recorded, no stake checked).
+   */
+  async #seatStakes(
+    keys: string[],
+    ctx: ActorContext<CoordinatorMessage>,
+  ): Promise<SeatStakes | undefined> {
+    const validator = this.#validator(ctx);
+    if (validator === undefined) return undefined;
+    const { arch, steps } = this.#options;
+    const { batchSize, sampleBytes } = this.#hyper;
+    return await validator.ask<SeatStakes | undefined>({
+      type: "seat_stakes",
+      keys,
+      work: { steps, deltaBytes: gptDeltaBytes(arch), hyper: { batchSize, sampleBytes } },
+    });
+  }
+
+  async #join(
     message: Extract<CoordinatorMessage, { type: "join" }>,
     ctx: ActorContext<CoordinatorMessage>,
-  ): JoinedBody {
+  ): Promise<JoinedBody> {
     const { connection } = message;
     const key = toHex(connection.peerKey!);
-    this.#trainers.join({
+    const trainer = {
       key,
       connection,
       shardSize: message.shardSize,
       shardRoot: message.shardRoot,
-    });
+    };
+    this.#trainers.join(trainer);
     connection.closed.then(() => ctx.self.tell({ type: "left", connection }).catch(() => {}));
     this.#log(
       `training: trainer ${key.slice(0, 16)} joined (${message.shardSize} samples, root ${
@@ -420,7 +510,50 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       })`,
     );
     const model = this.#model!;
-    return { round: this.#round, model: model.cid, file: model.file ?? model.cid };
+    const joined = { round: this.#round, model: model.cid, file: model.file ?? model.cid };
+    await this.#standing(trainer, ctx);
+    return joined;
+  }
+
+  /**
+   * At a join: whether a round's seating would skip this trainer (convicted in this node's
+   * ledger, or without the free stake there to back a round's receipt), so that `status` counts
+   * it right before any round seats it, and the log says why it is not asked. It stays joined:
+   * stake may come later (a deposit, a peer's pledge), and the seating of each round asks again.
+   */
+  async #standing(trainer: JoinedTrainer, ctx: ActorContext<CoordinatorMessage>): Promise<void> {
+    let seats: RoundSeats;
+    try {
+      seats = await seatRound(this.#round, [trainer], {
+        convicted: this.#options.convicted,
+        stakes: (keys) => this.#seatStakes(keys, ctx),
+      });
+    } catch {
+      return; // the ledger did not answer: the next round's seating asks again
+    }
+    const { key } = trainer;
+    this.#markSkipped([key], seats.convicted, seats.unbacked);
+    const why = seats.unseated[0]?.reason;
+    if (why !== undefined) {
+      this.#log(`training: trainer ${key.slice(0, 16)} takes no seat in a round for now: ${why}`);
+    }
+  }
+
+  /** Mark which of `checked` a seating skipped, as convicted or unbacked, and unmark the rest. */
+  #markSkipped(checked: string[], convicted: string[], unbacked: string[]): void {
+    const isConvicted = new Set(convicted);
+    const isUnbacked = new Set(unbacked);
+    for (const key of checked) {
+      if (isConvicted.has(key)) this.#skipped.convicted.add(key);
+      else this.#skipped.convicted.delete(key);
+      if (isUnbacked.has(key)) this.#skipped.unbacked.add(key);
+      else this.#skipped.unbacked.delete(key);
+    }
+    // Bounded by the joined trainers: one that left is forgotten.
+    const open = new Set(this.#trainers.open().map((t) => t.key));
+    for (const set of [this.#skipped.convicted, this.#skipped.unbacked]) {
+      for (const key of set) if (!open.has(key)) set.delete(key);
+    }
   }
 
   /**

@@ -51,6 +51,8 @@
  *                                to make again (`outcome_again`), bounded tries, nothing
  *                                charged again
  * model_standing { model }       → why this node refused that round model, or null
+ * seat_stakes { keys, work }     → a receipt's lock and each key's free stake in the ledger
+ *                                (`_seat_stakes.ts`): whom a coordinator can seat
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
  * pledges_again {}               internal: the proofs held for their accuser's pledge whose
@@ -108,8 +110,11 @@ import type {
   TrainingFraudProofBody,
   TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
-import { DEFAULT_ECONOMICS, type EconomicParams } from "../proof/economics.ts";
+import { DEFAULT_ECONOMICS, type EconomicParams, type TrainingWork } from "../proof/economics.ts";
+import type { Account } from "../proof/ledger_state.ts";
+import { seatStakes } from "./_seat_stakes.ts";
 import type {
+  AccountMessage,
   ReceiptStatusMessage,
   TrainingChallengedMessage,
   TrainingChallengeLedgerMessage,
@@ -213,6 +218,7 @@ type LedgerTrainingMessage =
   | TrainingChallengeLedgerMessage
   | TrainingChallengedMessage
   | ReceiptStatusMessage
+  | AccountMessage
   | IntakeLedgerMessage;
 
 /** Options of {@link TrainingValidator}. */
@@ -380,6 +386,16 @@ export type TrainingValidatorMessage =
   | { type: "unaudited"; body: OutcomeBody; origin: string; attempts: number; error: Error }
   | { type: "adopted"; model: string }
   | { type: "model_standing"; model: string }
+  | {
+    /**
+     * A coordinator seating a round: what a receipt of `work` locks in this node's ledger and
+     * each of `keys`' (hex) free stake there (`_seat_stakes.ts`). Answers `SeatStakes`, or
+     * undefined when this validator has no ledger.
+     */
+    type: "seat_stakes";
+    keys: string[];
+    work: TrainingWork;
+  }
   | { type: "stats" }
   | { type: "end_again" }
   | { type: "pledges_again" }
@@ -730,6 +746,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return;
       case "model_standing":
         return this.#outcomes.standing(message.model);
+      case "seat_stakes":
+        if (this.#options.ledger === undefined) return undefined;
+        return await seatStakes(
+          (account) => this.#ledger<Account>(ctx, account),
+          { ...DEFAULT_ECONOMICS, ...this.#options.economics },
+          message.keys,
+          message.work,
+        );
       case "stats":
         return {
           ...this.#stats,

@@ -19,6 +19,19 @@ const heldOut = (bits) =>
   bits === undefined ? "–" : Number.isFinite(bits) ? bits.toFixed(3) : "not finite";
 
 /**
+ * A round's left-out trainers: every one counted by reason, then the few the view names (a row
+ * from an older node has no counts: its names only).
+ */
+const leftOut = (r) => {
+  const named = r.excluded.map((e) => `${e.key.slice(0, 10)}… (${e.reason})`).join(", ");
+  const counts = r.excludedCounts ?? [];
+  if (counts.length === 0) return named || "–";
+  const total = counts.reduce((n, c) => n + c.count, 0);
+  const shown = counts.map((c) => `${c.count} ${c.reason}`).join(", ");
+  return `${total} left out: ${shown}` + (named ? `; e.g. ${named}` : "");
+};
+
+/**
  * @param {{ panel: HTMLElement, roundsChart: HTMLElement, stepsChart: HTMLElement,
  *   summary: HTMLElement, rounds: HTMLElement }} hosts
  */
@@ -54,7 +67,8 @@ export function trainingPanel(hosts) {
           `coordinating: round ${c.round}, ${count(c.trainers, "trainer")}, model ${
             c.model.slice(0, 14)
           }…` +
-            (c.convicted.length ? `, ${c.convicted.length} convicted` : ""),
+            (c.convicted.length ? `, ${c.convicted.length} convicted` : "") +
+            (c.unbacked ? `, ${count(c.unbacked, "joiner")} without stake for a seat` : ""),
         );
       }
       if (t) {
@@ -79,10 +93,7 @@ export function trainingPanel(hosts) {
         cell(r.model.slice(0, 14) + "…", "mono");
         cell(heldOut(r.bitsPerByte));
         cell(String(r.accepted));
-        cell(
-          r.excluded.map((e) => `${e.key.slice(0, 10)}… (${e.reason})`).join(", ") || "–",
-          r.excluded.length ? "bad" : undefined,
-        );
+        cell(leftOut(r), r.excluded.length || r.excludedCounts?.length ? "bad" : undefined);
         return row;
       });
       hosts.rounds.replaceChildren(...rows);

@@ -248,9 +248,13 @@ Deno.test("a round's outcome is audited by redoing the outer step: honest rounds
     };
     await refused(doubled, "duplicate_report");
     assert.equal(OutcomeMessage.schema.safeParse(doubled).success, false, "nor does it parse");
-    // A delta whose receipt this node convicted, averaged in anyway.
-    convicted = new Set([trainingReceiptId(r1.outcome.reports[0].receipt)]);
-    await refused(r1.outcome, "convicted_included");
+    // A delta whose receipt this node convicted, averaged in: the round is still reproduced (its
+    // momentum kept for the next), and the convicted receipt is named to be left unpaid.
+    const convictedId = trainingReceiptId(r1.outcome.reports[0].receipt);
+    convicted = new Set([convictedId]);
+    const withConvicted = await auditRound(r1.outcome, context);
+    assert.ok(withConvicted.ok && withConvicted.verified, "reproduced, a conviction or not");
+    assert.deepEqual(withConvicted.convicted, [convictedId]);
     convicted = new Set();
     await refused({ ...r1.outcome, accepted: [], reports: [] }, "no_reports");
   } finally {
