@@ -1,7 +1,8 @@
 /**
  * The ValidatorActor's fraud proofs (`validator_actor.ts`): how a proof is taken
  * (`onFraudProof`: what costs nothing to refuse is skipped, a proof that outran its receipt is
- * held for it, one whose accuser has no pledge here is held for the pledge
+ * held for it and the receipt it carries handed to the intake, one whose accuser has no pledge
+ * here is held for the pledge
  * (`_pledge_held_proofs.ts`), one whose accuser's stake falls short is checked within a budget
  * per receipt (`_unbacked_checks.ts`)), checked on the serial work queue (`#checkFraud`, tried
  * again at the finalize tick when the check throws) and settled in the ledger
@@ -22,6 +23,7 @@ import {
   verifyFraudProofSignature,
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { ReceiptAnnouncementMessage } from "../protocols/inference_messages.ts";
 import { toHex } from "../protocols/hash.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import {
@@ -121,7 +123,8 @@ export class FraudProofs {
    * about a receipt this ledger has not recorded is held (bounded, see `_validator_memory.ts`)
    * and taken again once the receipt comes in through `ReceiptIntake.onReceipt`, the one intake that binds it
    * to its job and runs the contradiction check and the coin: a proof never records its
-   * receipt, so an accuser cannot make a receipt skip them. A proof from a key with no pledge
+   * receipt itself, so an accuser cannot make a receipt skip them; it hands the intake the
+   * receipt and job it carries, as an announcement would (`#recordCarriedReceipt`). A proof from a key with no pledge
    * here is held for the pledge (skipped for now, `awaitingPledge`), and taken again when it is
    * recorded. `held`: the resolver of a proof taken again after it was held for its receipt.
    * `takenAt`: when a peer's proof kept across a stop was first taken (now if later or absent).
@@ -210,9 +213,10 @@ export class FraudProofs {
     const waiting = held ?? Promise.withResolvers<FraudCheckResult>();
     waiting.promise.catch(() => {});
     if (record === undefined) {
-      // The proof outran the receipt's announcement: checked and settled once the receipt is
-      // recorded here through the intake; never recorded from the proof.
+      // The proof outran the receipt's announcement, or the receipt will never be announced
+      // here: checked and settled once the receipt is recorded here through the intake.
       this.#core.memory.holdFraudProof(id, hash, { proof, origin, waiting });
+      this.#recordCarriedReceipt(proof, origin, ctx);
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
     if (unbacked) this.unbacked.take(subject, accuser, hash, record.pendingUntil);
@@ -259,6 +263,44 @@ export class FraudProofs {
         this.#failedChecks.set(hash, { proof, origin, tries: tries + 1 });
       },
     ).catch(() => {});
+  }
+
+  /**
+   * A peer's proof held for its receipt: the receipt and job the proof carries are handed to the
+   * intake (`ReceiptIntake.onReceipt`, a `receipt` message to this actor), which records the
+   * receipt as it records any announcement of it, and the proof is then taken again
+   * (`takeHeldFraudProofs`) and checked as any other.
+   *
+   * Why: a receipt that left `pending` in every ledger that had it (convicted, final) is announced
+   * by nobody any more — a peer's catch-up carries only the receipts pending there — so a ledger
+   * that was away when the cheat was convicted (restarting, in another part of a partition, not
+   * joined yet) held the conviction for good: it left the cheat's stake whole and routed its
+   * clients' jobs to the convicted worker (review s73 F1, `tests/network/catch_up_late_ledger_test.ts`).
+   * The proof is evidence on its own: it carries the worker's signed receipt (its signature
+   * checked before the proof was held) and the job (the receipt binds it by id).
+   *
+   * Not recorded from the proof itself: the intake is still the one way in, so such a receipt is
+   * bound to its job, checked for a contradiction, backed by its worker's stake, refused when
+   * stale, and drawn for by the coin — an accuser gets no receipt past what an announcement of
+   * it meets, and an announcement is what any peer can send already. Only a job as the wire
+   * carries an announcement's (a text job within `MAX_NETWORK_JOB_BYTES`) is handed on. The
+   * cost is one intake pass per proof held (their number is bounded, `_validator_memory.ts`);
+   * a copy of the receipt recorded meanwhile costs the intake a look-up.
+   */
+  #recordCarriedReceipt(
+    proof: FraudProof,
+    origin: string | undefined,
+    ctx: ActorContext<ValidatorMessage>,
+  ): void {
+    const carried = ReceiptAnnouncementMessage.schema.safeParse({
+      receipt: proof.receipt,
+      job: proof.job,
+    });
+    if (!carried.success) return;
+    const { receipt, job } = carried.data;
+    // Not awaited: `tell` waits for room in this actor's own mailbox, which `receive` is
+    // draining. A stop drops it with the held proof, both taken again at the next start.
+    ctx.self.tell({ type: "receipt", receipt, job, origin }).catch(() => {});
   }
 
   /** `accuser` (hex) has stake here now: the fraud proofs held for its pledge are taken again. */
@@ -349,7 +391,8 @@ export class FraudProofs {
         return;
       }
       // Only a receipt recorded through the intake was checked (`onFraudProof` holds the
-      // others): a proof, confirmed or refuted, never records its receipt.
+      // others; it handed the intake the receipt it carries): a proof, confirmed or refuted,
+      // never records its receipt itself.
       const record = ledger.fraudSubject(proof.receipt);
       if (record !== undefined && takesFraudProofs(record.status)) {
         // Written ahead of the settlement (a `fraud` receipt takes no other conviction): a

@@ -260,19 +260,19 @@ Deno.test("a fraud proof from a key with no stake here is not worth a forward pa
     assert.equal(unstaked.skipped, "unstaked_accuser");
 
     // A staked validator's proof arrives before anyone announced the receipt here: it is held,
-    // never records the receipt, and is checked once the receipt comes in through the intake.
+    // and checked once the receipt is recorded through the intake — which the receipt and job
+    // the proof carries are handed to, as an announcement would be (review s73 F1).
     const validator = Identity.generate();
     await t.validator.ask({ type: "pledge", pledge: signStakePledge(validator, 1_000, 1) });
     const proof = await t.accuse(validator, job, receipt);
+    t.closeGate(); // this validator's own challenge (p = 1) waits: the peer's proof settles it
     const taken = await t.validator.ask<FraudProofHandled>({
       type: "fraud_proof",
       proof,
       origin: "cd".repeat(32),
     });
     assert.equal(taken.awaitingReceipt, true);
-    const unknown = { type: "receipt_status", receiptId: receiptId(receipt) } as const;
-    assert.equal(await t.validator.ask(unknown), undefined);
-    t.closeGate(); // this validator's own challenge (p = 1) waits: the peer's proof settles it
+    // The receipt's announcement, after it: a copy.
     await t.validator.ask({ type: "receipt", receipt, job, origin: "ab".repeat(32) });
     assert.equal((await taken.result!).confirmed, true);
     const record = await t.validator.ask<ReceiptRecord>({

@@ -162,9 +162,14 @@ for (const first of ["a relay's copy without the assignment", "a refuted fraud p
           proof,
           origin: toHex(accuser.publicKey),
         });
-        // Held, never recording the receipt: it is checked once the receipt comes in.
+        // Held, and the receipt it carries handed to the intake (review s73 F1): recorded as a
+        // relay's copy without its assignment is, earning nothing yet; checked once recorded.
         assert.equal(taken.awaitingReceipt, true);
-        assert.equal(await t.a.ask({ type: "receipt_status", receiptId: t.id }), undefined);
+        const unassigned = await t.a.ask<ReceiptRecord>({
+          type: "receipt_status",
+          receiptId: t.id,
+        });
+        assert.deepEqual([unassigned.status, unassigned.credit], ["pending", 0]);
         accusation = { key: accuser.publicKey, result: taken.result! };
       }
       // The requester's own announcement, with its signed assignment.
