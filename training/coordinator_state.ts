@@ -4,7 +4,8 @@
  * the number of the next round to announce, the current model by reference (its CID, storage
  * file id and outer update: the model itself is on disk and in storage, `round_models.ts`, and is
  * checked against its CID when it is loaded back), the outer momentum, the finished rounds, the
- * trainers this coordinator convicted and the first model's held-out loss — and what identifies
+ * trainers this coordinator convicted, the first model's held-out loss and the lowest one a
+ * round of the run published (the loss gate's reference, `_round_run.ts`) — and what identifies
  * the run (architecture, seed, H, inner and outer hyper-parameters), so that a state written for
  * another configuration is refused, never resumed into a model it did not train. A round saved as
  * finished whose credit and outcome may not all have gone out carries them along
@@ -13,7 +14,7 @@
  * On disk, beside each other in one directory:
  *
  * ```
- * coordinator.json                    { v: 1, run, round, model, momentum?, delivery?, history, finished?, convicted, initialLoss? }
+ * coordinator.json                    { v: 1, run, round, model, momentum?, delivery?, history, finished?, convicted, initialLoss?, bestLoss? }
  * coordinator-momentum-<sha256>.f32   the momentum: float32 little-endian, tensors in gptWeightShapes order
  * ```
  *
@@ -102,6 +103,13 @@ export interface CoordinatorSnapshot {
   convicted: string[];
   /** Held-out loss of the first start model. */
   initialLoss?: number;
+  /**
+   * The lowest held-out loss of a model this run published, the first start model's included:
+   * what a round's model is held to (`_round_run.ts`). Kept so that a restart does not measure
+   * the gate against a worse model than the run reached (a state written before review s73's
+   * fix has none: read back, the lowest of `initialLoss` and the kept records' losses).
+   */
+  bestLoss?: number;
 }
 
 /** A JSON number that may have been written as `null` (a NaN loss): absent. */
@@ -136,6 +144,7 @@ const StateFileSchema = z.object({
   finished: z.number().int().nonnegative().optional(),
   convicted: z.array(z.string()),
   initialLoss: optionalNumber,
+  bestLoss: optionalNumber,
 });
 
 /** The coordinator's state file and its momentum files; see the module doc. */
@@ -217,6 +226,7 @@ export class CoordinatorState {
       finished: Math.max(parsed.finished ?? 0, parsed.history.length),
       convicted: parsed.convicted,
       initialLoss: parsed.initialLoss,
+      bestLoss: parsed.bestLoss ?? lowestLoss(parsed.initialLoss, parsed.history),
     };
   }
 
@@ -246,6 +256,7 @@ export class CoordinatorState {
       finished: snapshot.finished ?? snapshot.history.length,
       convicted: snapshot.convicted,
       initialLoss: snapshot.initialLoss,
+      bestLoss: snapshot.bestLoss,
     };
     await writeFileDurably(this.#path, new TextEncoder().encode(JSON.stringify(file)));
     // Only now is the momentum it replaced unnamed: a crash before this line still has it. That
@@ -366,6 +377,21 @@ function keptRecord(record: z.infer<typeof RoundRecordSchema>): RoundRecord {
     : { ...rest, excludedCounts };
   // Absent rather than undefined: the record reads the same once saved and read back.
   return heldOutLoss === undefined ? kept : { ...kept, heldOutLoss };
+}
+
+/**
+ * The lowest of a first model's loss and the losses of the rounds that published a model (a
+ * record that made none has no loss): the reference of a state saved before it was kept.
+ */
+function lowestLoss(
+  initial: number | undefined,
+  history: readonly { startModel: string; model: string; heldOutLoss?: number }[],
+): number | undefined {
+  const losses = [
+    initial,
+    ...history.filter((r) => r.model !== r.startModel).map((r) => r.heldOutLoss),
+  ].filter((loss): loss is number => loss !== undefined);
+  return losses.length === 0 ? undefined : Math.min(...losses);
 }
 
 /** Momentum bytes: every tensor's float32 values, little-endian, in `gptWeightShapes` order. */

@@ -71,6 +71,71 @@ export function roundDeltaBound(
   return Number.isFinite(bound) && bound > 0 ? Math.min(bound, MAX_DELTA_VALUE) : MAX_DELTA_VALUE;
 }
 
+/**
+ * How large a fraction of the round's bound ({@link roundDeltaBound}) the root mean square of any
+ * one tensor of a trainer's delta may reach. The bound caps each value alone, so a delta with
+ * every value just under it (4 × an honest delta's largest) passed, and over 5 rounds took the
+ * held-out loss from 5.7 to 22.8 (review s73 F1). An honest tensor's RMS is at most its largest
+ * value, which is about `H × lr`, a quarter of the bound: measured on the test model (both
+ * shards, first rounds), the worst tensor's RMS is 0.25 of the bound at H = 1 (Adam's first step
+ * moves every weight with a gradient by lr), 0.24 at H = 4, 0.24 at H = 8, 0.21 at H = 24, 0.17
+ * at H = 50 (lr 3e-3), 0.19 at lr 0.03 and 0.18 at lr 0.1 (H = 8); the whole delta's RMS is 0.22 of
+ * the bound at most (H = 1) and falls with H (0.09 at H = 50). Half the bound is twice the
+ * largest of these, while a delta pushing every value of a tensor against the model is cut to
+ * half of what the value bound alone let through.
+ */
+export const DELTA_RMS_FACTOR = 0.5;
+
+/** What a trainer's delta may reach: in any value, and in any tensor's root mean square. */
+export interface DeltaLimits {
+  /** Largest magnitude of a value. */
+  maxValue: number;
+  /** Largest root mean square of a tensor (absent: not bounded). */
+  maxRms?: number;
+}
+
+/**
+ * The limits of a round of `steps` local steps on `hyper`: {@link roundDeltaBound} on every
+ * value and {@link DELTA_RMS_FACTOR} of it on every tensor's root mean square. The one rule the
+ * coordinator (`_round_run.ts`) and every auditor (`round_audit.ts`) apply, through
+ * {@link decodeFittingDelta}, so both draw the same line bit for bit.
+ *
+ * @example
+ * ```ts
+ * import { roundDeltaLimits } from "./int8_delta.ts";
+ * const limits = roundDeltaLimits(50, { learningRate: 3e-3, beta1: 0.9, beta2: 0.95 });
+ * console.assert(Math.abs(limits.maxRms! - 0.3) < 1e-9);
+ * ```
+ */
+export function roundDeltaLimits(
+  steps: number,
+  hyper: { learningRate: number; beta1: number; beta2: number },
+): DeltaLimits {
+  const maxValue = roundDeltaBound(steps, hyper);
+  return { maxValue, maxRms: maxValue * DELTA_RMS_FACTOR };
+}
+
+/**
+ * Root mean square of every value of a (dequantized) delta, tensors in their order: how far a
+ * delta moves the model, one number to rank a round's deltas by (`_round_run.ts`).
+ *
+ * @example
+ * ```ts
+ * import { deltaRms } from "./int8_delta.ts";
+ * const rms = deltaRms(new Map([["w", { shape: [1, 2], data: Float32Array.of(3, -3) }]]));
+ * console.assert(rms === 3);
+ * ```
+ */
+export function deltaRms(delta: GptWeights): number {
+  let squares = 0;
+  let count = 0;
+  for (const { data } of delta.values()) {
+    for (const x of data) squares += x * x;
+    count += data.length;
+  }
+  return count === 0 ? 0 : Math.sqrt(squares / count);
+}
+
 /** One quantised tensor. */
 export interface Int8Tensor {
   /** Builder name. */
@@ -277,7 +342,9 @@ export function unfitTensors(
 /**
  * Decode and dequantize one report's delta and check it fits the start weights: the same
  * tensors (no more, no fewer, none twice), each of the same shape, every value finite and, for
- * a trainer's delta, within `maxValue` ({@link MAX_DELTA_VALUE}). The outer step would otherwise
+ * a trainer's delta, within `limits` (a number: the largest magnitude of a value, default
+ * {@link MAX_DELTA_VALUE}; a round's {@link roundDeltaLimits}: that, and each tensor's root mean
+ * square within `maxRms`). The outer step would otherwise
  * fail on it for the whole round (one trainer's bad delta throwing away every honest one), carry
  * a NaN into the next model, or overflow the momentum so that every later round fails.
  * `aggregateRound` refuses a report whose delta fails this, and only that report; a trainer
@@ -286,22 +353,27 @@ export function unfitTensors(
  *
  * @param encoded The report's encoded int8 delta.
  * @param start The round's start weights.
- * @param maxValue Largest magnitude of a value; default {@link MAX_DELTA_VALUE}.
+ * @param limits The largest magnitude of a value, or a round's limits; default
+ *   {@link MAX_DELTA_VALUE}.
  * @returns The dequantized delta.
  * @throws {TrainingError} `bad_delta` when it is malformed or does not fit, `delta_too_large`
- *   when a value is finite but larger than `maxValue`.
+ *   when a value is finite but larger than the largest allowed, or a tensor's root mean square
+ *   is larger than `maxRms`.
  */
 export function decodeFittingDelta(
   encoded: Uint8Array,
   start: GptWeights,
-  maxValue: number = MAX_DELTA_VALUE,
+  limits: number | DeltaLimits = MAX_DELTA_VALUE,
 ): GptWeights {
+  const { maxValue, maxRms } = typeof limits === "number" ? { maxValue: limits } : limits;
   const tensors = decodeInt8Delta(encoded);
   const unfit = unfitTensors(tensors, start);
   if (unfit !== null) throw new TrainingError("bad_delta", unfit);
   const delta = dequantizeDelta(tensors);
   for (const name of start.keys()) {
-    for (const x of delta.get(name)!.data) {
+    const { data } = delta.get(name)!;
+    let squares = 0;
+    for (const x of data) {
       if (!Number.isFinite(x)) {
         throw new TrainingError("bad_delta", `delta's ${name} has a value that is not finite`);
       }
@@ -313,6 +385,17 @@ export function decodeFittingDelta(
           }, over the bound ${maxValue}`,
         );
       }
+      squares += x * x;
+    }
+    // In float64, in the tensor's order: every node that applies the rule sums the same way.
+    const rms = data.length === 0 ? 0 : Math.sqrt(squares / data.length);
+    if (maxRms !== undefined && rms > maxRms) {
+      throw new TrainingError(
+        "delta_too_large",
+        `delta's ${name} has a root mean square of ${
+          rms.toExponential(2)
+        }, over the bound ${maxRms}`,
+      );
     }
   }
   return delta;

@@ -39,9 +39,11 @@
  * |                       | delta of that model has another size)                           |
  * | `delta_too_large`     | averages a delta with a value past the round's bound            |
  * |                       | (`roundDeltaBound`: H × lr × Adam's largest step × a margin,    |
- * |                       | from the terms its receipts sign), as the coordinator's round   |
- * |                       | refuses it: no H AdamW steps give it, and averaged in it        |
- * |                       | wrecks the model (review s73 F1)                                |
+ * |                       | from the terms its receipts sign), or with a tensor whose root  |
+ * |                       | mean square is past `DELTA_RMS_FACTOR` of it                    |
+ * |                       | (`roundDeltaLimits`), as the coordinator's round refuses it: no |
+ * |                       | H AdamW steps give it, and averaged in it wrecks the model      |
+ * |                       | (review s73 F1)                                                 |
  * | `delta_mismatch`      | names a file that is not the delta its receipt signs, or a      |
  * |                       | delta that does not fit the start weights (as the coordinator   |
  * |                       | refuses it: `aggregateRound`); the deltas are fetched           |
@@ -84,7 +86,7 @@ import { TrainingError } from "./training_error.ts";
 import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
 import { firstDuplicateWork } from "./duplicate_work.ts";
 import { gptDeltaBytes } from "./delta_bytes.ts";
-import { decodeFittingDelta, roundDeltaBound } from "./int8_delta.ts";
+import { decodeFittingDelta, type DeltaLimits, roundDeltaLimits } from "./int8_delta.ts";
 
 /**
  * Deltas fetched at once by an audit. Each is at most a report's 960 KiB
@@ -248,9 +250,9 @@ export async function auditRound(
     }
   }
   const start = await context.models.get(outcome.startModel, outcome.arch, outcome.startFile);
-  // The round's bound, the coordinator's own rule: its receipts share H and the hyper-parameters.
+  // The round's limits, the coordinator's own rule: its receipts share H and the hyper-parameters.
   const { steps, hyper } = reports[0].receipt;
-  const bound = roundDeltaBound(steps, hyper);
+  const bound = roundDeltaLimits(steps, hyper);
   const deltas: Uint8Array[] = [];
   for (let from = 0; from < reports.length; from += AUDIT_FETCH_BATCH) {
     const batch = reports.slice(from, from + AUDIT_FETCH_BATCH);
@@ -311,10 +313,14 @@ export async function auditRound(
 }
 
 /**
- * Why `delta` is past the round's `bound`, or undefined (within it, or refused for its form:
- * the outer step refuses that one as `delta_mismatch`).
+ * Why `delta` is past the round's `bound` (a value, or a tensor's root mean square), or undefined
+ * (within it, or refused for its form: the outer step refuses that one as `delta_mismatch`).
  */
-function deltaTooLarge(delta: Uint8Array, start: GptWeights, bound: number): string | undefined {
+function deltaTooLarge(
+  delta: Uint8Array,
+  start: GptWeights,
+  bound: DeltaLimits,
+): string | undefined {
   try {
     decodeFittingDelta(delta, start, bound);
     return undefined;

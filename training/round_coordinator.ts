@@ -274,6 +274,11 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   /** The last finished round's credit and outcome, until they are out. */
   #delivery?: RoundDelivery;
   #initialLoss?: number;
+  /**
+   * The lowest held-out loss of a model this run published (the first included): the loss gate's
+   * reference (`_round_run.ts`), saved with the state so a restart keeps it.
+   */
+  #bestLoss?: number;
 
   /** The rounds, run in a loop outside the mailbox (`_round_loop.ts`). */
   readonly #loop: RoundLoop;
@@ -299,6 +304,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         hyper: this.#hyper,
         model: () => this.#model,
         momentum: () => this.#momentum,
+        referenceLoss: () => this.#bestLoss,
         validator: (ctx) => this.#validator(ctx),
         evaluate: (weights) => this.#evaluate(weights),
         log: (line) => this.#log(line),
@@ -337,6 +343,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     this.#model = await this.#options.models.publish(arch, seededGptWeights(arch, seed));
     await this.#options.serve?.(this.#model.dir);
     this.#initialLoss = await this.#evaluate(this.#model.weights);
+    this.#bestLoss = this.#initialLoss;
     this.#log(
       `training: coordinating ${roundsText(this.#options.rounds)} of H = ${this.#options.steps} ` +
         `from model ${this.#model.cid}` +
@@ -365,6 +372,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     this.#trimHistory();
     for (const key of saved.convicted) this.#convicted.add(key);
     this.#initialLoss = saved.initialLoss;
+    // A state that knows none (saved without held-out text) is held to its current model's.
+    this.#bestLoss = saved.bestLoss ?? await this.#evaluate(this.#model.weights);
     this.#round = saved.round;
     await this.#options.serve?.(this.#model.dir);
     const last = saved.history.at(-1)?.round ?? -1;
@@ -397,6 +406,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       finished: this.#finished,
       convicted: [...this.#convicted],
       initialLoss: this.#initialLoss,
+      bestLoss: this.#bestLoss,
     };
   }
 
@@ -432,6 +442,13 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         this.#finished++;
         this.#trimHistory();
         this.#model = message.model;
+        // Only a published model's loss lowers the reference (a round on its start has none).
+        if (
+          message.record.heldOutLoss !== undefined &&
+          message.record.model !== message.record.startModel
+        ) {
+          this.#bestLoss = Math.min(this.#bestLoss ?? Infinity, message.record.heldOutLoss);
+        }
         this.#momentum = message.resetMomentum ? undefined : message.momentum ?? this.#momentum;
         for (const key of message.convicted) this.#convicted.add(key);
         this.#round = message.record.round + 1;

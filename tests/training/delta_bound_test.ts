@@ -1,7 +1,8 @@
 /**
  * The round's bound on a trainer's delta (`roundDeltaBound`, `training/int8_delta.ts`; review s73
- * F1): what it is, that honest deltas of the test model stay well inside it, and that a
- * validator's audit applies it too — a coordinator that averages a delta past it has its outcome
+ * F1) and its limit on each tensor's root mean square (`roundDeltaLimits`, half the bound): what
+ * they are, that honest deltas of the test model stay well inside them, and that a validator's
+ * audit applies them too — a coordinator that averages a delta past either has its outcome
  * refused (`delta_too_large`) and nobody is credited for that outcome in the auditing ledger.
  *
  * @module
@@ -20,8 +21,10 @@ import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import {
   decodeFittingDelta,
   DELTA_BOUND_MARGIN,
+  DELTA_RMS_FACTOR,
   MAX_DELTA_VALUE,
   roundDeltaBound,
+  roundDeltaLimits,
 } from "../../training/int8_delta.ts";
 import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
@@ -67,12 +70,37 @@ Deno.test("honest deltas of the test model stay under half the round's bound", a
       identity,
     });
     let max = 0;
-    for (const t of decodeFittingDelta(report.delta, start).values()) {
-      for (const x of t.data) max = Math.max(max, Math.abs(x));
+    let worstRms = 0;
+    // Within the round's limits, values and tensors' RMS both (the one function every node uses).
+    const limits = roundDeltaLimits(H, { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER });
+    for (const t of decodeFittingDelta(report.delta, start, limits).values()) {
+      let squares = 0;
+      for (const x of t.data) {
+        max = Math.max(max, Math.abs(x));
+        squares += x * x;
+      }
+      worstRms = Math.max(worstRms, Math.sqrt(squares / t.data.length));
     }
-    // Measured: about 1.02 × H × lr, a quarter of the bound.
+    // Measured: about 1.02 × H × lr, a quarter of the bound; the worst tensor's RMS 0.24 of it.
     assert.ok(max > 0 && max < bound / 2, `max |Δ| ${max}, bound ${bound}`);
+    assert.ok(worstRms < limits.maxRms! * 0.6, `worst tensor RMS ${worstRms}, ${limits.maxRms}`);
   }
+});
+
+Deno.test("a delta with every value within the bound but a tensor's RMS past half of it is too large", () => {
+  const start = seededGptWeights(TEST_ARCH, 0);
+  const limits = roundDeltaLimits(H, HYPER);
+  assert.equal(limits.maxRms, DELTA_RMS_FACTOR * roundDeltaBound(H, HYPER));
+  // Three quarters of the bound everywhere: every value passes the value bound alone.
+  const pushed = constantDelta(0.75 * limits.maxValue);
+  decodeFittingDelta(pushed, start, limits.maxValue);
+  assert.throws(
+    () => decodeFittingDelta(pushed, start, limits),
+    (e: Error & { code?: string }) =>
+      e.code === "delta_too_large" && /root mean square/.test(e.message),
+  );
+  // A quarter of it (an honest delta's largest value, everywhere) passes both.
+  decodeFittingDelta(constantDelta(0.25 * limits.maxValue), start, limits);
 });
 
 Deno.test("a validator refuses an outcome that averaged a delta past the round's bound, and credits nobody for it", async () => {
@@ -93,10 +121,10 @@ Deno.test("a validator refuses an outcome that averaged a delta past the round's
       challenge: { challengeProbability: 0, now: () => clock.t, serve: () => Promise.resolve() },
     });
     const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    const coordinator = Identity.generate();
+    const firstCoordinator = Identity.generate();
     const bound = roundDeltaBound(H, HYPER);
-    /** A coordinator's signed outcome of round 0 averaging one crafted delta of `value`. */
-    const outcomeOf = async (value: number) => {
+    /** `coordinator`'s signed outcome of round 0 averaging one crafted delta of `value`. */
+    const outcomeOf = async (value: number, coordinator = firstCoordinator) => {
       const trainer = Identity.generate();
       for (const k of [coordinator, trainer]) {
         await ledger.ask({ type: "deposit", key: k.publicKey, amount: 1_000_000 });
@@ -138,8 +166,8 @@ Deno.test("a validator refuses an outcome that averaged a delta past the round's
       );
       return { trainer, receiptId: trainingReceiptId(receipt), model: model.cid, stats };
     };
-    // Within the bound (the wire's 1024 would take both): reproduced, adopted, credited.
-    const inside = await outcomeOf(bound / 2);
+    // Within the limits (the wire's 1024 would take all three): reproduced, adopted, credited.
+    const inside = await outcomeOf(bound / 4);
     assert.ok(inside.stats.adopted.includes(inside.model));
     await eventually(
       async () => {
@@ -161,9 +189,23 @@ Deno.test("a validator refuses an outcome that averaged a delta past the round's
       await ledger.ask({ type: "receipt_status", receiptId: outside.receiptId }),
       undefined,
     );
+    // Every value within the bound, but every tensor's RMS past half of it: refused the same way
+    // (the coordinator's own rule, one function: review s73 F1's delta just under the bound).
+    // Another coordinator's: the first one's refused outcome benched it on this node.
+    const pushed = await outcomeOf(0.99 * bound, Identity.generate());
+    assert.deepEqual(
+      pushed.stats.refused.find((r) => r.model === pushed.model),
+      { model: pushed.model, reason: "delta_too_large" },
+    );
+    assert.equal(
+      await ledger.ask({ type: "receipt_status", receiptId: pushed.receiptId }),
+      undefined,
+    );
     await ledger.ask({ type: "finalize" });
-    const paid = await ledger.ask<Account>({ type: "account", key: outside.trainer.publicKey });
-    assert.deepEqual(paid, { balance: 0, stake: 1_000_000, locked: 0 });
+    for (const { trainer } of [outside, pushed]) {
+      const paid = await ledger.ask<Account>({ type: "account", key: trainer.publicKey });
+      assert.deepEqual(paid, { balance: 0, stake: 1_000_000, locked: 0 });
+    }
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
