@@ -17,6 +17,7 @@ import {
   envLayer,
   fileLayer,
   formatResolvedConfig,
+  MovedConfigPathError,
   type NodeConfig,
   notDecimalNumber,
   notWholeNumber,
@@ -402,7 +403,10 @@ export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO):
       : args.includes("--print-config")
       ? fix
       : `${fix}; then cli.ts start --print-config shows every value and where it came from`;
-    io.err(`error: ${(error as Error).message}${hint}`);
+    // Refused by put, ls and gc too (they read dataDir as start does), which print a typed
+    // error with its code: one line, one code, whichever command met it.
+    const code = error instanceof MovedConfigPathError ? ` [${error.code}]` : "";
+    io.err(`error${code}: ${(error as Error).message}${hint}`);
     return 2;
   }
   if (args.includes("--print-config")) {

@@ -514,14 +514,7 @@ export async function openStoreToAdd(
 ): Promise<ChunkStore> {
   const used = await isDirectory(dataDir) &&
     (await isDirectory(join(dataDir, "store")) || await isPresent(join(dataDir, IDENTITY_FILE)));
-  if (!used && !init) {
-    throw new StorageError(
-      "store_missing",
-      `no node's data directory at ${resolve(dataDir)} (no store, no ${IDENTITY_FILE}): check ` +
-        "--data, VERIFLOW_DATA_DIR or VERIFLOW_CONFIG's dataDir, or pass --init to make a new " +
-        "store there",
-    );
-  }
+  if (!used && !init) throw storeMissing(dataDir, "adding");
   return await ChunkStore.open(join(dataDir, "store"), options);
 }
 
@@ -567,9 +560,33 @@ export async function existingStoreDir(dataDir: string): Promise<string> {
     await Deno.stat(dir);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
-    throw new StorageError("store_missing", `no store in ${dataDir} (no ${dir}): check --data`);
+    throw storeMissing(dataDir, "reading");
   }
   return dir;
+}
+
+/**
+ * Where a command's data directory comes from, first to last (`commandDataDir`): the first one
+ * set names it. Said whole, since a store_missing line cannot tell a mistyped flag from a
+ * variable or a file left over from another node.
+ */
+const DATA_DIR_SOURCES = "--data, then VERIFLOW_DATA_DIR, then VERIFLOW_CONFIG's dataDir " +
+  "(the first one set is used)";
+
+/**
+ * The `store_missing` refusal of every storage command, built here only, so that `put` and `ls`
+ * say the same thing of the same directory: its absolute path (a relative one, or the default
+ * `.veriflow`, said nothing of the directory the command ran in) and {@link DATA_DIR_SOURCES}.
+ * A command `reading` needs `dataDir/store`; one `adding` needs a node's data directory (a store
+ * or the node's key), and is offered `--init`.
+ */
+function storeMissing(dataDir: string, use: "reading" | "adding"): StorageError {
+  const dir = resolve(dataDir);
+  const missing = use === "reading"
+    ? `no store in ${dir} (no ${join(dir, "store")})`
+    : `no node's data directory at ${dir} (no store, no ${IDENTITY_FILE})`;
+  const init = use === "adding" ? ", or pass --init to make a new store there" : "";
+  return new StorageError("store_missing", `${missing}: check ${DATA_DIR_SOURCES}${init}`);
 }
 
 /**

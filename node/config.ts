@@ -77,6 +77,14 @@ export class ConfigError extends VeriflowError {
   }
 }
 
+/**
+ * A configuration file's relative path (`dataDir`, `model.dir`, `http.apiKeysFile`) that names,
+ * against the file's directory, nothing in use, where earlier versions read it against the
+ * working directory and find what the node keeps ({@link fileLayer}). Its own class so that
+ * `start` prints it with its code, as the storage commands, which read `dataDir` too, print it.
+ */
+export class MovedConfigPathError extends ConfigError {}
+
 /** A validated node configuration with every default filled in (see README, "Configuration"). */
 export interface NodeConfig {
   /**
@@ -301,6 +309,13 @@ export interface ConfigLayer {
   values: Record<string, unknown>;
   /** What set each leaf, by dotted key path (`http.port` → `--port`). */
   setBy: Map<string, string>;
+  /**
+   * Refusals of this layer's values that hold only while its value of their key is the one
+   * used, by dotted key path: a file's moved relative `dataDir` is no fault once `--data` or
+   * `VERIFLOW_DATA_DIR` sets the directory ({@link fileLayer}). {@link resolveNodeConfig}
+   * throws the first that holds.
+   */
+  refusals?: Map<string, ConfigError>;
 }
 
 /** Where one effective value came from. */
@@ -377,11 +392,13 @@ function mergeOver(
  * directories and two node keys. Flags and `VERIFLOW_*` variables keep the working directory,
  * as a shell user expects of them.
  *
- * @throws {ConfigError} where a relative path read the old way (against the working directory)
- *   finds what the node keeps there and the new way does not ({@link movedPathRefusal}).
+ * A relative path read the old way (against the working directory) that finds what the node
+ * keeps there, where the new way does not, is refused ({@link movedPathRefusal}) by
+ * {@link resolveNodeConfig}, unless a flag or variable sets that key (the layer's `refusals`).
  */
 export function fileLayer(values: Record<string, unknown>, path: string): ConfigLayer {
   const resolved = structuredClone(values);
+  const refusals = new Map<string, ConfigError>();
   for (const [key, inUse] of FILE_PATH_KEYS) {
     const written = getPath(resolved, key);
     if (typeof written !== "string" || written === "" || startsAtShellHome(written)) continue;
@@ -390,7 +407,12 @@ export function fileLayer(values: Record<string, unknown>, path: string): Config
     const fromCwd = resolvePath(written);
     const { marker } = inUse;
     if (fromFile !== fromCwd && !exists(marker(fromFile)) && exists(marker(fromCwd))) {
-      throw new ConfigError(movedPathRefusal(key, written, path, fromFile, fromCwd, inUse));
+      // Held, not thrown: a flag or variable that sets the key makes the file's value moot, and
+      // refused while the file was read, `start --data OLD_DIR` could not get past it.
+      refusals.set(
+        key,
+        new MovedConfigPathError(movedPathRefusal(key, written, path, fromFile, fromCwd, inUse)),
+      );
     }
     setPath(resolved, key, fromFile);
   }
@@ -398,6 +420,7 @@ export function fileLayer(values: Record<string, unknown>, path: string): Config
     source: "file",
     values: resolved,
     setBy: new Map(leafPaths(resolved).map((p) => [p, path])),
+    refusals,
   };
 }
 
@@ -533,9 +556,16 @@ function closest(name: string, known: readonly string[], alsoNear: readonly stri
 /**
  * Merge layers (later ones win: pass them file, env, flags for the documented precedence
  * flag > env > file > default), validate the result, and say where each leaf came from. Throws
- * {@link ConfigError} naming each wrong key path, why, and which flag, variable or file set it.
+ * {@link ConfigError} naming each wrong key path, why, and which flag, variable or file set it;
+ * first, a layer's refusal of a key whose value it gives (`refusals`: {@link MovedConfigPathError}).
  */
 export function resolveNodeConfig(layers: readonly ConfigLayer[]): ResolvedConfig {
+  // A layer's refusal of a key holds only where that layer's value is the one used.
+  for (const layer of layers) {
+    for (const [path, refusal] of layer.refusals ?? []) {
+      if (layers.findLast((above) => above.setBy.has(path)) === layer) throw refusal;
+    }
+  }
   let merged: Record<string, unknown> = {};
   for (const layer of layers) merged = mergeOver(merged, layer.values);
   const originOf = (path: string): ConfigOrigin => {

@@ -727,3 +727,55 @@ Deno.test("ls and put given a file as --data say data_dir_not_directory, as star
   }
   await Deno.remove(dir, { recursive: true });
 });
+
+// ---- one store_missing message (review s73 verify, F5) ------------------------------------------
+
+Deno.test("every storage command says store_missing alike: the absolute path and --data, VERIFLOW_DATA_DIR, VERIFLOW_CONFIG in that order", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "in.txt"), "hello");
+  const cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+  // Relative, as an operator types it: the line must say which directory that was.
+  const data = ["--data", "typo"];
+  const reading: [string, () => Promise<number>][] = [
+    ["ls", () => runLs(data)],
+    ["gc", () => runGc(data)],
+    ["get", () => runGet([cid, ...data])],
+    ["export", () => runExport([cid, ...data])],
+    ["share revoke", () => runShare(["revoke", "abc", ...data])],
+  ];
+  const adding: [string, () => Promise<number>][] = [
+    ["put", () => runPut([...data, "in.txt"])],
+    ["import", () => runImport([...data, "in.txt"])],
+  ];
+  const sources = /check --data, then VERIFLOW_DATA_DIR, then VERIFLOW_CONFIG's dataDir/;
+  const cwd = Deno.cwd();
+  Deno.chdir(dir);
+  const lines = new Map<string, string>();
+  try {
+    for (const [name, run] of [...reading, ...adding]) {
+      const result = await capture(run);
+      assert.equal(result.code, 1, `${name}: ${result.err}`);
+      const line = result.err.trim();
+      assert.ok(!line.includes("\n"), `${name}: ${line}`);
+      assert.ok(line.startsWith("error [store_missing]: "), `${name}: ${line}`);
+      assert.ok(
+        line.includes(` ${join(dir, "typo")} `),
+        `${name} names the absolute path: ${line}`,
+      );
+      assert.match(line, sources, name);
+      lines.set(name, line);
+    }
+  } finally {
+    Deno.chdir(cwd);
+  }
+  // One builder: the reading commands say the same line, and so do the adding ones.
+  assert.equal(
+    new Set(reading.map(([name]) => lines.get(name))).size,
+    1,
+    [...lines.values()].join("\n"),
+  );
+  assert.equal(lines.get("put"), lines.get("import"));
+  assert.match(lines.get("put")!, /--init/);
+  assert.equal(await exists(join(dir, "typo")), false, "nothing created");
+  await Deno.remove(dir, { recursive: true });
+});

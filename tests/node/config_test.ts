@@ -818,3 +818,81 @@ Deno.test("start --port -1 or --workers -1 is one line naming the flag, as --por
     assert.ok(!err.join("\n").includes("ambiguous"), err.join("\n"));
   }
 });
+
+// ---- a flag or variable over a moved relative path (review s73 verify, F4) ----
+
+Deno.test("a flag or variable that sets dataDir, model.dir or http.apiKeysFile is used; the file's moved relative path under it is not refused", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(join(dir, "etc"));
+  // An upgraded layout: each relative path of the file names what is in use under the working
+  // directory only (the old reading), so the file alone is refused for each key.
+  await Deno.mkdir(join(dir, "home", "vfdata"), { recursive: true });
+  await Deno.writeTextFile(join(dir, "home", "vfdata", "identity.key"), "k");
+  await Deno.mkdir(join(dir, "home", "m"));
+  await Deno.writeTextFile(join(dir, "home", "keys"), "k1234567890123456\n");
+  const cases: [key: string, written: Record<string, unknown>, flag: string, variable: string][] = [
+    ["dataDir", { dataDir: "vfdata" }, "--data", "VERIFLOW_DATA_DIR"],
+    ["model.dir", { model: { dir: "m" } }, "--model", "VERIFLOW_MODEL_DIR"],
+    [
+      "http.apiKeysFile",
+      { http: { apiKeysFile: "keys" } },
+      "--api-keys-file",
+      "VERIFLOW_HTTP_API_KEYS_FILE",
+    ],
+  ];
+  const cwd = Deno.cwd();
+  Deno.chdir(join(dir, "home"));
+  try {
+    for (const [key, written, flag, variable] of cases) {
+      const file = join(dir, "etc", `${key}.json`);
+      await Deno.writeTextFile(file, JSON.stringify(written));
+      const alone = await resolveStartConfig(["--config", file]).then(() => undefined, (e) => e);
+      assert.ok(alone instanceof ConfigError, `${key} alone: ${alone}`);
+      assert.match(alone.message, new RegExp(`^${key.replace(".", "\\.")} "`));
+      const chosen = join(dir, "chosen");
+      const byFlag = await resolveStartConfig(["--config", file, flag, chosen]);
+      const byEnv = await resolveStartConfig(["--config", file], { [variable]: chosen });
+      for (const [by, resolved] of [[flag, byFlag], [variable, byEnv]] as const) {
+        const value = key.split(".").reduce<unknown>(
+          (at, part) => (at as Record<string, unknown>)[part],
+          resolved.config,
+        );
+        assert.equal(value, chosen, `${key} set by ${by}`);
+        assert.equal(resolved.origins.get(key)?.by, by);
+      }
+    }
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("start prints the moved-path refusal with its code, as put and ls print it, exit 2", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(join(dir, "etc"));
+  await Deno.mkdir(join(dir, "home", "vfdata"), { recursive: true });
+  await Deno.writeTextFile(join(dir, "home", "vfdata", "identity.key"), "k");
+  const file = join(dir, "etc", "veriflow.json");
+  await Deno.writeTextFile(file, JSON.stringify({ dataDir: "vfdata" }));
+  const err: string[] = [];
+  const io: StartCommandIo = {
+    onStopSignal: () => () => {},
+    out: () => {},
+    err: (line) => void err.push(line),
+    now: () => 0,
+  };
+  const cwd = Deno.cwd();
+  Deno.chdir(join(dir, "home"));
+  try {
+    assert.equal(await runStart(["--config", file, "--print-config"], io), 2);
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.equal(err.length, 1, err.join("\n"));
+  assert.match(
+    err[0],
+    /^error \[invalid_config\]: dataDir "vfdata" in .* is relative to that file's directory/,
+  );
+  assert.ok(!err[0].includes("\n"), err[0]);
+});
