@@ -28,6 +28,19 @@
  * @module
  */
 
+/**
+ * The most jobs a model's queue may be configured to hold (`inference.queueLimit`). The
+ * InferenceActor retells every waiting job its place on each push, start and cancel
+ * ({@link FairQueue.order}, linear in the waiting jobs), so filling a queue of n places costs
+ * about n²/2 steps of the actor's turns. Measured on 6 December 2026 (2 shared CPU cores,
+ * `order_cost.ts` of review s73): filling 4,096 places with one-job clients took 0.3 to 0.4 s of
+ * `order()` in all, under 1 ms for the last one; 10,000 took 3 to 4 s. And a queue that long is
+ * already hours of waiting on an LLM node (4,096 jobs of 10 s on 4 seats: almost 3 hours), so a
+ * longer one only holds clients that would give up first. Was 100,000, when `order()` was
+ * quadratic: 30 s of it to fill 10,000 places (review s73).
+ */
+export const MAX_QUEUE_LIMIT = 4_096;
+
 /** Waiting entries per client, served in turn; see the module doc. */
 export class FairQueue<T> {
   readonly #live: (entry: T) => boolean;
@@ -111,22 +124,37 @@ export class FairQueue<T> {
   /**
    * The live entries in the order they would be served if nothing else arrived: round by round,
    * each client's oldest entry not yet served, clients in their turn.
+   *
+   * Linear in the entries waiting: the InferenceActor runs it on every push, start and cancel to
+   * retell places (review s73: one splice per client that ran out made it quadratic, 30 s of the
+   * actor's turns to fill a queue with 10,000 one-job clients). Each round walks only the clients
+   * that still have an entry for it and keeps them by compacting the list in place, so a client
+   * costs one visit per entry it has, plus the one that drops it.
    */
   order(): T[] {
     const clients = this.#ring.length;
-    const queues: T[][] = [];
+    // The clients with entries left, in their turn, and where each one's next entry is looked for.
+    const fifos: T[][] = [];
+    const next: number[] = [];
     for (let step = 1; step <= clients; step++) {
-      const client = this.#ring[(this.#cursor + step) % clients];
-      const live = this.#fifos.get(client)!.filter(this.#live);
-      if (live.length > 0) queues.push(live);
+      const fifo = this.#fifos.get(this.#ring[(this.#cursor + step) % clients])!;
+      if (fifo.length === 0) continue;
+      fifos.push(fifo);
+      next.push(0);
     }
     const order: T[] = [];
-    for (let round = 0; queues.length > 0; round++) {
-      for (let i = 0; i < queues.length; i++) {
-        if (round < queues[i].length) continue;
-        queues.splice(i--, 1); // this client has nothing left for this round or any later one
+    while (fifos.length > 0) {
+      let kept = 0;
+      for (let i = 0; i < fifos.length; i++) {
+        const fifo = fifos[i];
+        let at = next[i];
+        while (at < fifo.length && !this.#live(fifo[at])) at++; // ended: no turn
+        if (at === fifo.length) continue; // nothing left for this round or any later one
+        order.push(fifo[at]);
+        fifos[kept] = fifo;
+        next[kept++] = at + 1;
       }
-      for (const queue of queues) order.push(queue[round]);
+      fifos.length = next.length = kept;
     }
     return order;
   }

@@ -3,8 +3,9 @@
  *
  * It owns, per model, a concurrency limit and a bounded queue of waiting jobs, served round-robin
  * across the clients that submitted them (`_fair_queue.ts`): one client's many jobs do not make
- * another's single job wait behind them all, and one client may fill at most
- * {@link clientQueueLimit} of the queue's places. A submission is
+ * another's single job wait behind them all, and one remote client may fill at most
+ * {@link clientQueueLimit} of the queue's places (the operator's own are held to the total only).
+ * A submission is
  * answered at once with a handle (the actor never holds its mailbox for the length of a job);
  * the job starts when its model has a free slot, each running text job in its own temporary
  * child actor (`JobRunner`, actors/inference_job.ts) that drives `TextModel.generate`. Stopping
@@ -37,6 +38,7 @@ import {
   emptyInferenceStats,
   type InferenceStats,
   type ServedModelInfo,
+  THIS_MACHINE_CLIENT,
 } from "../inference/inference_port.ts";
 import { type Job, jobId as computeJobId, type TensorData } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
@@ -133,10 +135,11 @@ export interface SubmitJob {
   onQueued?: (position: number) => void;
   /**
    * Who asked, for the queue's turns: waiting jobs are served round-robin across clients,
-   * first-in first-out within one, and one client holds at most {@link clientQueueLimit} of a
-   * model's queue. The edge passes its client's key id, address or `this machine`; a job served
-   * for a peer, the peer's key (hex). Absent: the client `""` (every caller that names none is
-   * one client).
+   * first-in first-out within one, and one remote client holds at most {@link clientQueueLimit}
+   * of a model's queue. The edge passes its client's key id, address or `this machine`; a job
+   * served for a peer, the peer's key (hex). Absent: the client `""` (every caller that names none
+   * is one client). `this machine` and `""` are the operator's own clients: held to the queue's
+   * total, not to a share of it.
    */
   client?: string;
 }
@@ -207,8 +210,10 @@ export interface InferenceActorOptions {
   concurrency?: number;
   /**
    * Jobs allowed to wait per model beyond the running ones, over all clients; more are refused
-   * with {@link TooManyJobsError}, as are a client's beyond {@link clientQueueLimit} of them.
-   * Default 64, enough to absorb a burst without letting the queue's latency grow unbounded.
+   * with {@link TooManyJobsError}, as are a remote client's beyond {@link clientQueueLimit} of
+   * them. Default 64, enough to absorb a burst without letting the queue's latency grow unbounded.
+   * The node config allows at most `MAX_QUEUE_LIMIT` (`_fair_queue.ts`): every change to the queue
+   * retells each waiting job its place, so a longer one costs the actor's turns more.
    */
   queueLimit?: number;
   /** The prover hook, called once per text job with the prover's branch of the stream. */
@@ -293,6 +298,16 @@ const CLIENT_QUEUE_SHARE = 0.5;
 export function clientQueueLimit(queueLimit: number): number {
   return Math.max(1, Math.floor(queueLimit * CLIENT_QUEUE_SHARE));
 }
+
+/**
+ * The clients {@link clientQueueLimit} does not bind, only the queue's total: the node operator's
+ * own. The cap protects other clients from one client; these are the operator's, not another's:
+ * `this machine` (every loopback client of a keyless node; a default node serves loopback only,
+ * so it was its only client and the cap refused it at half its queue, review s73) and `""` (callers
+ * in the node's process that name no client: a library user of `mod.ts`, the dashboard's
+ * prompt). Remote clients (an API key, a keyless address, a peer) stay capped.
+ */
+const OPERATOR_CLIENTS: ReadonlySet<string> = new Set(["", THIS_MACHINE_CLIENT]);
 
 // ---------------------------------------------------------------------------------------------
 // The actor
@@ -492,7 +507,8 @@ export class InferenceActor implements Actor<InferenceMessage> {
 
   /**
    * Why a job of `client` for `lane` cannot wait, if it would have to: the queue is full, or
-   * `client` already fills its share of it ({@link clientQueueLimit}). A queued job that has
+   * `client`, unless it is the operator's ({@link OPERATOR_CLIENTS}), already fills its share of
+   * it ({@link clientQueueLimit}). A queued job that has
    * already ended (cancelled, its `job_ended` still in the mailbox behind this submission) holds
    * no place: only live ones count.
    */
@@ -504,6 +520,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
         `model ${name} has ${lane.running} running and ${waiting} queued jobs`,
       );
     }
+    if (OPERATOR_CLIENTS.has(client)) return undefined;
     const own = lane.queue.liveCountOf(client);
     const cap = clientQueueLimit(this.#queueLimit);
     if (own >= cap) {

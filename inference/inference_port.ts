@@ -250,13 +250,21 @@ export interface SubmitOptions {
    */
   onQueued?: (position: number) => void;
   /**
-   * Who asked (an API key's id, a client's address, `this machine`, a peer's key in hex): a
-   * port that queues jobs serves waiting clients in turn and caps each one's share of the queue
-   * (`actors/_fair_queue.ts`). Absent: the client `""`, one for every caller that names none.
-   * A forwarding port does not send it on: its worker counts the forwarding node as the client.
+   * Who asked (an API key's id, a client's address, {@link THIS_MACHINE_CLIENT}, a peer's key in
+   * hex): a port that queues jobs serves waiting clients in turn and caps each remote one's share
+   * of the queue (`actors/_fair_queue.ts`). Absent: the client `""`, one for every caller that
+   * names none. A forwarding port does not send it on: its worker counts the forwarding node as
+   * the client.
    */
   client?: string;
 }
+
+/**
+ * {@link SubmitOptions.client} for requests that carry neither a key nor an address: the loopback
+ * clients of this node's operator, who share one turn. Here, not at the edge, because the queue
+ * reads it too: the operator's own clients are not held to a remote client's share.
+ */
+export const THIS_MACHINE_CLIENT = "this machine";
 
 /**
  * Honour {@link SubmitOptions.signal} for a job whose end a port reads only when the client

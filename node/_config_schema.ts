@@ -26,6 +26,7 @@ import {
 } from "../inference/remote_port.ts";
 import { DEFAULT_QUEUE_HOLD_MS } from "../network/failover.ts";
 import { DEFAULT_PREFILL_TOKENS_PER_TICK } from "../inference/_prefill_planner.ts";
+import { MAX_QUEUE_LIMIT } from "../actors/_fair_queue.ts";
 import { MAX_GATHER_MS, MAX_TOKENS_PER_EVENT } from "../protocols/inference_messages.ts";
 import {
   ArchitectureSchema,
@@ -154,6 +155,13 @@ const PREFILL_RANGE = `expected a whole number of prompt tokens from 1 to ` +
   `${MAX_PREFILL_TOKENS_PER_TICK} (unset: ${DEFAULT_PREFILL_TOKENS_PER_TICK}, with pieces ` +
   `sized to the measured step)`;
 
+/**
+ * What an `inference.queueLimit` past {@link MAX_QUEUE_LIMIT} is told: one line with the bound and
+ * why, instead of zod's bare `expected number to be <=4096`.
+ */
+const QUEUE_LIMIT_RANGE = `at most ${MAX_QUEUE_LIMIT} waiting jobs per model (every queue change ` +
+  `retells each waiting job its place; a longer queue is hours of waiting anyway)`;
+
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 export const nodeConfigSchema = z.strictObject({
   /** Where the node keeps its identity, models, chunks and ledger. */
@@ -232,8 +240,12 @@ export const nodeConfigSchema = z.strictObject({
      * as many as it seats (batch size × workers), more or fewer. More wait in the queue.
      */
     concurrency: z.number().int().min(1).max(256).default(4),
-    /** Jobs allowed to wait; beyond that requests get 429. */
-    queueLimit: z.number().int().min(0).max(100_000).default(64),
+    /**
+     * Jobs allowed to wait; beyond that requests get 429. At most {@link MAX_QUEUE_LIMIT}: each
+     * queue change retells every waiting job its place, in the actor's turn.
+     */
+    queueLimit: z.number().int().min(0).max(MAX_QUEUE_LIMIT, { error: QUEUE_LIMIT_RANGE })
+      .default(64),
   }).prefault({}),
   network: z.strictObject({
     /**

@@ -8,12 +8,13 @@
  * @module
  */
 import { UnknownModelError } from "../inference/errors.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  ModelCatalog,
-  ServedModelInfo,
+import {
+  type InferenceHandle,
+  type InferencePort,
+  type InferenceStats,
+  type ModelCatalog,
+  type ServedModelInfo,
+  THIS_MACHINE_CLIENT,
 } from "../inference/inference_port.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { GenerationParams, TextJob } from "../protocols/job.ts";
@@ -181,19 +182,17 @@ const JOB_LOG_CHARS = 12;
 export const DEFAULT_MODEL_ALIAS = "default";
 
 /**
- * Who a job is queued for (`SubmitOptions.client`): waiting clients are served in turn, each
- * capped to a share of the queue. The key's id for a client with an API key, the address for one
- * elsewhere without a key, else {@link THIS_MACHINE_CLIENT}.
+ * Who a job is queued for (`SubmitOptions.client`): waiting clients are served in turn, each remote
+ * one capped to a share of the queue. The key's id for a client with an API key, the address for
+ * one elsewhere without a key (every user behind one reverse proxy is its address: one client),
+ * else {@link THIS_MACHINE_CLIENT}, the operator's, which no share caps.
  */
 function queueClient(client: ClientIdentity | undefined): string {
   return client?.keyId ?? client?.address ?? THIS_MACHINE_CLIENT;
 }
 
-/**
- * The queue's client for requests that carry neither a key nor an address: the loopback clients
- * of this node's operator (`LOOPBACK_CLIENT`), who share one turn and one share of the queue.
- */
-export const THIS_MACHINE_CLIENT = "this machine";
+// Defined with the port, which the queue reads it from too; still exported where the edge named it.
+export { THIS_MACHINE_CLIENT };
 
 /** `1 token`, `3 tokens`: a count in the operator's job lines. */
 function count(n: number, noun: string): string {

@@ -2,8 +2,9 @@
  * The InferenceActor serves waiting jobs round-robin across clients, first-in first-out within one
  * (`actors/inference_actor.ts` over `actors/_fair_queue.ts`): a client that queued many jobs does
  * not make another client's single job wait behind them all; the places told to waiting jobs are
- * their real turns; one client may fill only its share of the queue; a job that names no client is
- * the client `""`.
+ * their real turns; one remote client may fill only its share of the queue, the operator's own
+ * (`this machine`, and `""`: a job that names no client) only the whole queue; the order is
+ * computed in work linear in the waiting jobs (review s73: it was quadratic).
  *
  * @module
  */
@@ -17,9 +18,14 @@ import {
   type TextJobHandle,
   TooManyJobsError,
 } from "../../actors/inference_actor.ts";
-import { FairQueue } from "../../actors/_fair_queue.ts";
+import { FairQueue, MAX_QUEUE_LIMIT } from "../../actors/_fair_queue.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import type { InferencePort, SubmitOptions } from "../../inference/inference_port.ts";
+import {
+  type InferencePort,
+  type SubmitOptions,
+  THIS_MACHINE_CLIENT,
+} from "../../inference/inference_port.ts";
+import { ConfigError, parseNodeConfig } from "../../node/config.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
@@ -260,4 +266,153 @@ Deno.test("serveInference: a job a peer submits is queued for that peer, by its 
   } finally {
     await Promise.all([atPeer.close().catch(() => {}), atWorker.close().catch(() => {})]);
   }
+});
+
+Deno.test("InferenceActor: this machine's clients and those that name none may fill the whole queue, not a share; a key's are capped", async () => {
+  // A share of 2 of the queue's 4 places; the operator's clients take all 4 (review s73: a default
+  // node's loopback clients, all `this machine`, were refused at half its queue).
+  for (const client of [THIS_MACHINE_CLIENT, "", undefined]) {
+    const seat = await new OneSeat().open(4);
+    try {
+      for (const label of labels("m", 5)) await seat.submit(label, client); // m1 runs, 4 wait
+      assert.deepEqual(seat.toldOrder(), labels("m", 5).slice(1), `client ${client}`);
+      const full = await seat.submit("m6", client).then(() => undefined, (error) => error);
+      assert.ok(full instanceof TooManyJobsError, `m6 of ${client}: ${full}`);
+      assert.doesNotMatch(full.message, /per-client/); // the queue's total refused it
+    } finally {
+      await seat.close();
+    }
+  }
+  const seat = await new OneSeat().open(4);
+  try {
+    await seat.submit("m1", THIS_MACHINE_CLIENT); // runs
+    for (const label of labels("k", 2)) await seat.submit(label, "key 1a2b3c4d");
+    const capped = await seat.submit("k3", "key 1a2b3c4d").then(() => undefined, (error) => error);
+    assert.ok(capped instanceof TooManyJobsError, `k3: ${capped}`);
+    assert.match(capped.message, /per-client cap 2\b/);
+    // This machine still has the places the key could not take.
+    await seat.submit("m2", THIS_MACHINE_CLIENT);
+    await seat.submit("m3", THIS_MACHINE_CLIENT);
+    assert.equal(seat.toldOrder().length, 4);
+  } finally {
+    await seat.close();
+  }
+});
+
+/**
+ * Array methods whose cost grows with the array they run on: a scan, a copy, or a shift of the
+ * elements after a place (the old `order()` dropped each exhausted client with one `splice`).
+ */
+const LENGTH_BOUND_METHODS = [
+  "splice",
+  "indexOf",
+  "lastIndexOf",
+  "includes",
+  "find",
+  "findIndex",
+  "filter",
+  "slice",
+  "concat",
+  "shift",
+  "unshift",
+] as const;
+
+/**
+ * Run `work` and count its work that is not a constant per step: each call of a
+ * {@link LENGTH_BOUND_METHODS} method counted at its array's length (at most what it touches),
+ * plus each call of the queue's `live` predicate (given as `liveCalls`). Synchronous only: the
+ * methods are restored before this returns.
+ */
+function countedWork(work: () => void, liveCalls: () => number): number {
+  const proto = Array.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const originals = LENGTH_BOUND_METHODS.map((name) => [name, proto[name]] as const);
+  let touched = 0;
+  for (const [name, original] of originals) {
+    proto[name] = function (this: unknown[], ...args: unknown[]) {
+      touched += this.length;
+      return original.apply(this, args);
+    };
+  }
+  const before = liveCalls();
+  try {
+    work();
+  } finally {
+    for (const [name, original] of originals) proto[name] = original;
+  }
+  return touched + liveCalls() - before;
+}
+
+/** Jobs in the linear-work checks: the size the review found quadratic (30 s to fill). */
+const MANY = 10_000;
+
+/**
+ * Work allowed per waiting entry: a linear `order()` asks `live` once per entry and may scan each
+ * FIFO a few times; the quadratic one shifted thousands of elements per exhausted client.
+ */
+const WORK_PER_ENTRY = 4;
+
+/** A queue whose cursor is on `running` (its job holds the seat), counting its `live` calls. */
+function countingQueue(): { queue: FairQueue<string>; liveCalls: () => number } {
+  let calls = 0;
+  const queue = new FairQueue<string>(() => {
+    calls++;
+    return true;
+  });
+  queue.served("running");
+  return { queue, liveCalls: () => calls };
+}
+
+Deno.test("FairQueue: order() of 10,000 one-job clients is computed in work linear in them, in their turns", () => {
+  const { queue, liveCalls } = countingQueue();
+  const expected = labels("c", MANY);
+  for (const entry of expected) queue.push(`client ${entry}`, entry);
+  let order: string[] = [];
+  const work = countedWork(() => order = queue.order(), liveCalls);
+  assert.ok(work <= WORK_PER_ENTRY * MANY, `order() did ${work} steps for ${MANY} entries`);
+  assert.deepEqual(order, expected); // each new client joins the ring last
+});
+
+Deno.test("FairQueue: order() of one client with 10,000 jobs is computed in work linear in them, first-in first-out", () => {
+  const { queue, liveCalls } = countingQueue();
+  const expected = labels("j", MANY);
+  for (const entry of expected) queue.push("one client", entry);
+  let order: string[] = [];
+  const work = countedWork(() => order = queue.order(), liveCalls);
+  assert.ok(work <= WORK_PER_ENTRY * MANY, `order() did ${work} steps for ${MANY} entries`);
+  assert.deepEqual(order, expected);
+});
+
+Deno.test("FairQueue: order() of one client's 5,000 jobs among 5,000 one-job clients is linear work, one turn each per round", () => {
+  const { queue, liveCalls } = countingQueue();
+  const heavy = labels("h", MANY / 2);
+  const light = labels("c", MANY / 2);
+  for (const entry of heavy) queue.push("heavy", entry);
+  for (const entry of light) queue.push(`client ${entry}`, entry);
+  let order: string[] = [];
+  const work = countedWork(() => order = queue.order(), liveCalls);
+  assert.ok(work <= WORK_PER_ENTRY * MANY, `order() did ${work} steps for ${MANY} entries`);
+  // Round 1: the heavy client's first, then every light one's; then the heavy client alone.
+  assert.deepEqual(order, [heavy[0], ...light, ...heavy.slice(1)]);
+});
+
+Deno.test("node config: an inference.queueLimit past MAX_QUEUE_LIMIT is refused in one line naming the maximum", () => {
+  assert.equal(
+    parseNodeConfig({ inference: { queueLimit: MAX_QUEUE_LIMIT } }).inference.queueLimit,
+    MAX_QUEUE_LIMIT,
+  );
+  const refused = (() => {
+    try {
+      parseNodeConfig({ inference: { queueLimit: MAX_QUEUE_LIMIT + 1 } });
+    } catch (error) {
+      return error;
+    }
+  })();
+  assert.ok(refused instanceof ConfigError, `queueLimit ${MAX_QUEUE_LIMIT + 1}: ${refused}`);
+  assert.equal(refused.code, "invalid_config");
+  const lines = refused.message.split("\n").filter((line) => line.includes("queueLimit"));
+  assert.equal(lines.length, 1, refused.message);
+  assert.match(
+    lines[0],
+    new RegExp(`inference\\.queueLimit: at most ${MAX_QUEUE_LIMIT} waiting jobs`),
+  );
 });

@@ -1,7 +1,9 @@
 /**
  * Through the HTTP edge, waiting jobs are served in turn per API key (`server/inference_gateway.ts`
  * passes the key's id as the queue's client; `actors/_fair_queue.ts` serves clients round-robin):
- * a key that queued several jobs first does not make another key's jobs wait behind them all.
+ * a key that queued several jobs first does not make another key's jobs wait behind them all; a
+ * key holds at most half the queue, while a keyless node's own loopback clients (`this machine`)
+ * may fill all of it.
  *
  * @module
  */
@@ -11,14 +13,23 @@ import { startTestNode } from "./_fixtures.ts";
 const KEY_A = "fair-key-a-0123456789abcdef";
 const KEY_B = "fair-key-b-fedcba9876543210";
 
-/** A streamed completion of one token on the gated model, accepted (200) with `key`. */
-async function streamedJob(url: string, key: string): Promise<Response> {
-  const response = await fetch(`${url}/v1/completions`, {
+/** A streamed completion of one token on the gated model, with `key` (none: from loopback). */
+function submit(url: string, key?: string): Promise<Response> {
+  return fetch(`${url}/v1/completions`, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    headers: {
+      "content-type": "application/json",
+      ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
+    },
     body: JSON.stringify({ model: "gated", prompt: "x", max_tokens: 1, stream: true }),
   });
-  assert.equal(response.status, 200);
+}
+
+/** {@link submit}, accepted (200). */
+async function streamedJob(url: string, key?: string): Promise<Response> {
+  const response = await submit(url, key);
+  // The refusal's body says why; an accepted stream's would not end while the seat is held.
+  if (response.status !== 200) assert.fail(`${response.status}: ${await response.text()}`);
   return response;
 }
 
@@ -50,5 +61,39 @@ Deno.test("HTTP edge: two API keys' waiting jobs take the model's one seat in tu
     assert.deepEqual(order, ["a1", "b1", "a2", "b2", "a3"]);
   } finally {
     await node.close();
+  }
+});
+
+Deno.test("HTTP edge: a keyless node's own loopback clients may fill its whole queue; an API key only half of it", async () => {
+  const open: Response[] = [];
+  // One seat and 4 queue places: a share of 2 for a remote client.
+  const local = await startTestNode({ concurrency: 1, queueLimit: 4 });
+  try {
+    for (let job = 0; job < 5; job++) open.push(await streamedJob(local.url)); // 1 runs, 4 wait
+    const full = await submit(local.url);
+    assert.equal(full.status, 429);
+    const body = await full.json();
+    assert.equal(body.error.code, "too_many_jobs");
+    assert.doesNotMatch(body.error.message, /per-client/); // refused by the queue's total only
+  } finally {
+    for (const response of open.splice(0)) await response.body?.cancel().catch(() => {});
+    local.gated.release(1e6);
+    await local.close();
+  }
+  const keyed = await startTestNode({
+    concurrency: 1,
+    queueLimit: 4,
+    edge: { apiKeys: [KEY_A, KEY_B] },
+  });
+  try {
+    for (let job = 0; job < 3; job++) open.push(await streamedJob(keyed.url, KEY_A)); // 1 runs
+    const capped = await submit(keyed.url, KEY_A);
+    assert.equal(capped.status, 429);
+    assert.match((await capped.json()).error.message, /per-client cap 2 of the queue's 4/);
+    open.push(await streamedJob(keyed.url, KEY_B)); // another key still gets in
+  } finally {
+    for (const response of open) await response.body?.cancel().catch(() => {});
+    keyed.gated.release(1e6);
+    await keyed.close();
   }
 });
