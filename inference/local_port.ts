@@ -115,7 +115,10 @@ export class LocalInferencePort implements InferencePort {
    * (review s73).
    */
   async models(): Promise<readonly ServedModelInfo[]> {
-    const [listed] = await Promise.all([this.#models.list(), this.#actorAnswers()]);
+    const listed = await this.#models.list();
+    // Only an empty catalog is in doubt (a stopped node's reads empty): the actor is asked then,
+    // not on every request's model lookup.
+    if (listed.length === 0) await this.#actorAnswers();
     return listed.map(servedModelInfo);
   }
 

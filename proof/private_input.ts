@@ -68,8 +68,7 @@ export interface SealedInput {
  * - `bad_recipient_key`: sealing to bytes that are not a usable ed25519 public key (not 32
  *   bytes, not a curve point, or a low-order point, whose shared secret anyone can compute);
  * - `malformed`: the box, the context, the plaintext or the job is not of the right shape;
- * - `unsupported_version`: a box of another format (v1 included: see
- *   {@link SEALED_INPUT_VERSION});
+ * - `unsupported_version`: a box of another format than {@link SEALED_INPUT_VERSION};
  * - `not_for_this_key`: the box names another recipient;
  * - `unopenable`: it does not decrypt (another key, altered, or another context);
  * - `not_utf8`: a sealed prompt that decrypts to bytes that are not UTF-8.
