@@ -299,8 +299,11 @@ export function addressBlock(group: string): string {
 const LINK_LOCAL_MASK = 0xffc0;
 const LINK_LOCAL_PREFIX = 0xfe80;
 
-/** A dotted-quad IPv4 address, normalized (no leading zeros), or undefined. */
-function ipv4(host: string): string | undefined {
+/**
+ * A dotted-quad IPv4 address, normalized (no leading zeros), or undefined. Exported for the
+ * edge's trusted proxies (`server/trusted_proxies.ts`): one address parser for the node.
+ */
+export function ipv4(host: string): string | undefined {
   const parts = host.split(".");
   if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
     return undefined;
@@ -309,7 +312,7 @@ function ipv4(host: string): string | undefined {
 }
 
 /** The eight 16-bit groups of an IPv6 address (`::` and a trailing dotted quad allowed). */
-function ipv6Groups(host: string): number[] | undefined {
+export function ipv6Groups(host: string): number[] | undefined {
   if (!host.includes(":")) return undefined;
   let text = host;
   let tail: number[] = [];

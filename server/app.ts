@@ -39,6 +39,7 @@ import { allowedMethods } from "./allowed_methods.ts";
 import { streamRoutes } from "./stream_routes.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { contentEncodingGuard } from "./content_encoding_guard.ts";
+import { TrustedProxies } from "./trusted_proxies.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -60,7 +61,8 @@ export interface AppOptions {
   computesOnEventLoop?: boolean;
   /**
    * Limits and access rules of the edge (`http` in the node's configuration); `EDGE_DEFAULTS`
-   * for what is left out. An unreadable `apiKeysFile` throws here.
+   * for what is left out. An unreadable `apiKeysFile` throws here, as does a malformed
+   * `trustedProxies` entry (`trusted_proxy_malformed`).
    */
   edge?: Partial<EdgeConfig>;
   /**
@@ -108,6 +110,7 @@ export interface AppOptions {
 export function createApp(options: AppOptions): Hono<EdgeEnv> {
   const edge = edgeConfig(options.edge);
   const keys = ApiKeys.fromConfig(edge);
+  const trustedProxies = TrustedProxies.from(edge.trustedProxies);
   const stats = new EdgeStats();
   const gateway = new InferenceGateway({
     ...options,
@@ -182,6 +185,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
         inference: options.inference,
         keys,
         allowUnauthenticatedRemote: edge.allowUnauthenticatedRemote,
+        trustedProxies,
         allowedOrigins: edge.allowedOrigins,
         maxRequestBytes: edge.maxRequestBytes,
         limits: {
@@ -198,7 +202,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
     );
   }
   app.use("*", originPolicy(edge.allowedOrigins));
-  app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
+  app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote, trustedProxies));
   app.route(
     "/",
     healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey, {

@@ -4,7 +4,9 @@
  * clients on its own machine (a loopback peer address, relaying nobody: see
  * {@link fromThisMachine}), whatever interface it listens on, unless the operator sets
  * `http.allowUnauthenticatedRemote`. The identity found here is on the request context as
- * `client`, for per-key limits and the job log.
+ * `client`, for per-key limits and the job log. Behind a reverse proxy the operator trusts
+ * (`http.trustedProxies`), a keyless client is the one the proxy names (`client_address.ts`),
+ * each with its own queue turn and limits, and never this machine's.
  *
  * @module
  */
@@ -12,6 +14,7 @@ import type { MiddlewareHandler } from "hono";
 import { ApiKeys } from "./api_keys.ts";
 import { anonymousClient, type ClientIdentity, LOOPBACK_CLIENT } from "./client_identity.ts";
 import { clientAddress } from "./client_address.ts";
+import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
 import { hostIsAnAddress } from "./host_guard.ts";
 import { EdgeError } from "./http_errors.ts";
 
@@ -44,27 +47,39 @@ const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip"] as cons
  * that names the node by an address or `localhost` (not a name a DNS-rebinding page uses) and
  * relays nobody (no forwarding header: a reverse proxy on this machine is a loopback peer too,
  * but its clients are other machines'). Such a client is served without a key; `/v1` and the
- * dashboard decide it alike.
+ * dashboard decide it alike. A peer among the `trusted` proxies is never this machine's client,
+ * whatever it sends: it relays other machines' clients, and one that named nobody (a proxy set
+ * up without a forwarding header) would hand the operator's exemptions to the internet.
  */
-export function fromThisMachine(addr: Deno.Addr | undefined, request: Request): boolean {
+export function fromThisMachine(
+  addr: Deno.Addr | undefined,
+  request: Request,
+  trusted: TrustedProxies = NO_TRUSTED_PROXIES,
+): boolean {
+  if (addr !== undefined && "hostname" in addr && trusted.has(addr.hostname)) return false;
   return isLoopback(addr) &&
     hostIsAnAddress(request.headers.get("host") ?? URL.parse(request.url)?.host) &&
     !FORWARDING_HEADERS.some((name) => request.headers.has(name));
 }
 
-/** The middleware: identify the client or refuse it (401 without a valid key, 403 remote). */
+/**
+ * The middleware: identify the client or refuse it (401 without a valid key, 403 remote). A
+ * keyless client relayed by one of the `trusted` proxies is the client the proxy names.
+ */
 export function clientAccess(
   keys: ApiKeys,
   allowUnauthenticatedRemote: boolean,
+  trusted: TrustedProxies = NO_TRUSTED_PROXIES,
 ): MiddlewareHandler<EdgeEnv> {
   return async (c, next) => {
     let client: ClientIdentity;
     if (keys.size > 0) client = keys.identify(c.req.header("authorization"));
     // A reverse proxy on this machine relays other machines' clients, which without keys must
     // not be served as this machine's (the dashboard reads them so too).
-    else if (fromThisMachine(c.env?.remoteAddr, c.req.raw)) client = LOOPBACK_CLIENT;
-    else if (allowUnauthenticatedRemote) client = anonymousClient(clientAddress(c.env?.remoteAddr));
-    else {
+    else if (fromThisMachine(c.env?.remoteAddr, c.req.raw, trusted)) client = LOOPBACK_CLIENT;
+    else if (allowUnauthenticatedRemote) {
+      client = anonymousClient(clientAddress(c.env?.remoteAddr, c.req.raw, trusted));
+    } else {
       throw new EdgeError(
         "api_key_required",
         "this node has no API keys and serves clients on its own machine only (named by an " +
@@ -84,6 +99,7 @@ export function describeAccess(config: {
   apiKeysFile?: string;
   allowUnauthenticatedRemote: boolean;
   allowedOrigins: readonly string[];
+  trustedProxies?: readonly string[];
 }): string {
   const keys = ApiKeys.fromConfig(config);
   const who = keys.size > 0
@@ -95,5 +111,10 @@ export function describeAccess(config: {
   const origins = config.allowedOrigins.length === 0
     ? "no browser origins allowed (--allow-origin)"
     : `browser origins ${config.allowedOrigins.join(" ")}`;
-  return `API access      ${who}; ${origins}`;
+  // Said at start: a proxy listed by mistake would name anyone it liked as the client.
+  const proxies = (config.trustedProxies ?? []).length === 0
+    ? ""
+    : `; clients named by the proxies at ${config.trustedProxies!.join(" ")} ` +
+      "(http.trustedProxies)";
+  return `API access      ${who}; ${origins}${proxies}`;
 }

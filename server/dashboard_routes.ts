@@ -54,6 +54,7 @@ import { EdgeError, errorResponse } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
 import { AuthPendingSockets, OpenSockets } from "./dashboard_socket_caps.ts";
 import { clientAddress } from "./client_address.ts";
+import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import type { DrainTimers } from "./serve.ts";
@@ -181,6 +182,11 @@ export interface DashboardOptions {
   keys: ApiKeys;
   /** Serve readers elsewhere without a key (`http.allowUnauthenticatedRemote`). */
   allowUnauthenticatedRemote: boolean;
+  /**
+   * Reverse proxies whose clients are told apart by the address they name (`http.trustedProxies`,
+   * `client_address.ts`); none by default.
+   */
+  trustedProxies?: TrustedProxies;
   /** Other origins whose pages may open the socket (`http.allowedOrigins`). */
   allowedOrigins: readonly string[];
   /**
@@ -599,8 +605,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
    * anonymous reader's in its address's allowance and in the node's anonymous sockets (which throw
    * `too_many_sockets` when all are taken, giving back the address's place and its opening).
    */
-  const readerPlace = (onThisMachine: boolean, addr: Deno.Addr | undefined): () => void => {
-    const client = sockets.admit(clientOf(undefined, onThisMachine, addr));
+  const readerPlace = (onThisMachine: boolean, address: string): () => void => {
+    const client = sockets.admit(clientOf(undefined, onThisMachine, address));
     if (onThisMachine) return client;
     let node: () => void;
     try {
@@ -618,12 +624,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
    * A place for a socket still to send its `auth`: in its address's (or throw) and in the node's,
    * whence it may be pushed out (`pushOut`, see {@link AuthPendingSockets}).
    */
-  const authPendingPlace = (addr: Deno.Addr | undefined, pushOut: () => void): () => void => {
-    const address = authPendingPerAddress.take(clientAddress(addr));
+  const authPendingPlace = (address: string, pushOut: () => void): () => void => {
+    const place = authPendingPerAddress.take(address);
     const node = authPendingSockets.join(pushOut);
     return () => {
       node();
-      address();
+      place();
     };
   };
   /** Count a refusal for `/metrics`, as the app counts `/v1`'s; answer it if it is a request's. */
@@ -665,7 +671,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
    * as `/v1` decides it (`fromThisMachine`: a reverse proxy on this machine is a loopback peer
    * too, but relays other machines' clients).
    */
-  const ownMachine = fromThisMachine;
+  const trusted = options.trustedProxies ?? NO_TRUSTED_PROXIES;
+  const ownMachine = (addr: Deno.Addr | undefined, request: Request) =>
+    fromThisMachine(addr, request, trusted);
+  /** The address a keyless reader is counted by: a trusted proxy's client's, behind one. */
+  const addressOf = (addr: Deno.Addr | undefined, request: Request) =>
+    clientAddress(addr, request, trusted);
   /**
    * Whether a request may read without saying who it is: from this machine, to an address or
    * `localhost` (a rebinding page on this machine reaches the node under its own name), unless
@@ -683,12 +694,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const clientOf = (
     token: string | undefined,
     onThisMachine: boolean,
-    addr: Deno.Addr | undefined,
+    address: string,
   ): string => {
     const granted = token === undefined ? undefined : grant(token);
     if (granted === "operator") return "operator";
     if (granted === "read") return `key ${options.keys.identify(`Bearer ${token}`).keyId}`;
-    return onThisMachine ? "this machine" : `anonymous ${clientAddress(addr)}`;
+    return onThisMachine ? "this machine" : `anonymous ${address}`;
   };
 
   // The state and the socket: the node's own page, or an origin the policy lets in (a page of
@@ -719,7 +730,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const mine = ownMachine(c.env?.remoteAddr, c.req.raw);
     let release: () => void;
     try {
-      release = stateReads.admit(clientOf(bearer, mine, c.env?.remoteAddr));
+      release = stateReads.admit(clientOf(bearer, mine, addressOf(c.env?.remoteAddr, c.req.raw)));
     } catch (error) {
       return refused(error);
     }
@@ -745,7 +756,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
     const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.raw);
-    const remoteAddr = c.env?.remoteAddr;
+    const address = addressOf(c.env?.remoteAddr, c.req.raw);
     /**
      * This socket's place in its client's allowance, held from when it may read to its close:
      * taken before the upgrade for a client known then (this machine), else at its first `auth`
@@ -759,7 +770,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     let noAnonymousPlace: EdgeError | undefined;
     if (access !== "none") {
       try {
-        release = readerPlace(onThisMachine, remoteAddr);
+        release = readerPlace(onThisMachine, address);
       } catch (error) {
         if ((error as EdgeError).code !== "too_many_sockets") return refused(error);
         noAnonymousPlace = error as EdgeError;
@@ -770,7 +781,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     let leaveAuthPending: (() => void) | undefined;
     if (access === "none") {
       try {
-        leaveAuthPending = authPendingPlace(remoteAddr, () => pushOut());
+        leaveAuthPending = authPendingPlace(address, () => pushOut());
       } catch (error) {
         return refused(error);
       }
@@ -902,7 +913,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           }
           if (release === undefined) {
             try {
-              release = sockets.admit(clientOf(message.token as string, onThisMachine, remoteAddr));
+              release = sockets.admit(clientOf(message.token as string, onThisMachine, address));
             } catch (error) {
               options.stats?.countRefusal(error);
               const { code, message, retryAfterS } = error as EdgeError;

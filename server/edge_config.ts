@@ -10,6 +10,7 @@ import { z } from "zod";
 import { GENERATION_LIMITS } from "../protocols/job.ts";
 import { API_KEY_CHARS, MIN_API_KEY_CHARS } from "./api_keys.ts";
 import { SHELL_HOME_REFUSAL, startsAtShellHome } from "../node/default_data_dir.ts";
+import { isTrustedProxyEntry, trustedProxyRefusal } from "./trusted_proxies.ts";
 
 /** The edge's limits and access rules (all fields of the node configuration's `http`). */
 export interface EdgeConfig {
@@ -85,6 +86,12 @@ export interface EdgeConfig {
    */
   allowUnauthenticatedRemote: boolean;
   /**
+   * Reverse proxies (IP addresses and CIDR ranges, IPv4 and IPv6) whose `X-Forwarded-For` or
+   * `Forwarded` names the client they relay (`client_address.ts`); a client behind one is never
+   * this machine's. Empty (the default): every peer is the client, whatever headers it sends.
+   */
+  trustedProxies: string[];
+  /**
    * Dashboard sockets (`/dashboard/live`) one client may hold open at once: the operator token,
    * one API key, this machine, or one address reading without a key (429, or close 1013 at its
    * `auth`; `key_concurrency_exceeded`).
@@ -154,6 +161,7 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   perKeyConcurrency: 4,
   perKeyRequestsPerMinute: 120,
   allowUnauthenticatedRemote: false,
+  trustedProxies: [],
   dashboardSocketsPerClient: 8,
   dashboardSocketOpensPerMinute: 60,
   dashboardStateReadsPerMinute: 60,
@@ -222,6 +230,11 @@ export const edgeConfigFields = {
   perKeyRequestsPerMinute: z.number().int().min(1).max(1_000_000)
     .default(EDGE_DEFAULTS.perKeyRequestsPerMinute),
   allowUnauthenticatedRemote: z.boolean().default(false),
+  trustedProxies: z.array(
+    z.string().refine(isTrustedProxyEntry, {
+      error: (issue) => trustedProxyRefusal(String(issue.input)),
+    }),
+  ).default([]),
   dashboardSocketsPerClient: z.number().int().min(1).max(100_000)
     .default(EDGE_DEFAULTS.dashboardSocketsPerClient),
   dashboardSocketOpensPerMinute: z.number().int().min(1).max(1_000_000)
@@ -243,6 +256,7 @@ export function edgeConfig(partial: Partial<EdgeConfig> = {}): EdgeConfig {
     allowedOrigins: [],
     allowedHosts: [],
     apiKeys: [],
+    trustedProxies: [],
   };
   for (const [key, value] of Object.entries(partial)) {
     if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;

@@ -354,6 +354,48 @@ Deno.test("a bad list item is refused naming the flag, variable or file that set
   );
 });
 
+Deno.test("http.trustedProxies: empty by default; set by --trust-proxy (repeatable), VERIFLOW_HTTP_TRUSTED_PROXIES (comma-separated) or the file; a malformed entry is refused naming the key, the entry and its source", async () => {
+  assert.deepEqual(parseNodeConfig({}).http.trustedProxies, []);
+  const flags = await resolveStartConfig(["--trust-proxy", "127.0.0.1", "--trust-proxy", "::1"]);
+  assert.deepEqual(flags.config.http.trustedProxies, ["127.0.0.1", "::1"]);
+  const env = await resolveStartConfig([], {
+    VERIFLOW_HTTP_TRUSTED_PROXIES: "10.0.0.0/8, 2001:db8::/32",
+  });
+  assert.deepEqual(env.config.http.trustedProxies, ["10.0.0.0/8", "2001:db8::/32"]);
+  const file = await tempFile({ http: { trustedProxies: ["192.0.2.0/24"] } });
+  const fromFile = await resolveStartConfig(["--config", file]);
+  assert.deepEqual(fromFile.config.http.trustedProxies, ["192.0.2.0/24"]);
+  // The flag replaces the file's list, as every list flag does.
+  const both = await resolveStartConfig(["--config", file, "--trust-proxy", "127.0.0.1"]);
+  assert.deepEqual(both.config.http.trustedProxies, ["127.0.0.1"]);
+  const expected = "expected an IP address or a CIDR range";
+  await assert.rejects(
+    resolveStartConfig(["--trust-proxy", "127.0.0.1", "--trust-proxy", "proxy.example"]),
+    new RegExp(
+      `http\\.trustedProxies\\.1: ${expected} .*got "proxy\\.example" \\[from --trust-proxy\\]`,
+    ),
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_HTTP_TRUSTED_PROXIES: "10.0.0.0/33" }),
+    new RegExp(
+      `http\\.trustedProxies\\.0: ${expected} .*got "10\\.0\\.0\\.0/33" \\[from VERIFLOW_HTTP_TRUSTED_PROXIES\\]`,
+    ),
+  );
+  const bad = await tempFile({ http: { trustedProxies: ["[::1]:80"] } });
+  const refused = await resolveStartConfig(["--config", bad]).then(() => undefined, (e) => e);
+  assert.ok(refused instanceof ConfigError, String(refused));
+  assert.match(refused.message, /http\.trustedProxies\.0: .*got "\[::1\]:80"/);
+  assert.equal(
+    refused.message.split("\n").filter((line) => line.includes("trustedProxies")).length,
+    1,
+  );
+  // Set but empty is refused, as for the other list variables.
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_HTTP_TRUSTED_PROXIES: "" }),
+    /VERIFLOW_HTTP_TRUSTED_PROXIES is set but empty/,
+  );
+});
+
 Deno.test("every configuration leaf has one environment variable", () => {
   const leaves = configLeaves();
   const names = leaves.map((l) => l.env);

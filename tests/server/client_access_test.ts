@@ -323,6 +323,117 @@ Deno.test("a loopback request a reverse proxy relays (Forwarded, X-Forwarded-For
   }
 });
 
+Deno.test("a client relayed by a trusted proxy on loopback (http.trustedProxies) is not this machine's, nor is the proxy when it names nobody: without keys /v1 and the dashboard's state refuse both", async () => {
+  const jobs = new JobMonitor();
+  const app = createApp({
+    inference: jobs.wrap(PORT),
+    edge: edgeConfig({ trustedProxies: ["127.0.0.1"] }),
+    dashboard: { sources: SOURCES, jobs, operatorToken: "op-token-0123456789abcdef" },
+  });
+  const get = (hostname: string, path: string, headers: Record<string, string>) =>
+    app.fetch(new Request(`http://127.0.0.1${path}`, { headers }), {
+      remoteAddr: { transport: "tcp", hostname, port: 40000 },
+    });
+  // The relayed client is named 127.0.0.1 too (a client on the proxy's machine): still not ours.
+  const cases: Record<string, string>[] = [
+    { host: "127.0.0.1:8080", "x-forwarded-for": "198.51.100.7" },
+    { host: "127.0.0.1:8080", "x-forwarded-for": "127.0.0.1" },
+    { host: "127.0.0.1:8080" },
+  ];
+  for (const headers of cases) {
+    for (const path of ["/v1/models", "/dashboard/state"]) {
+      const response = await get("127.0.0.1", path, headers);
+      const { error } = await response.json();
+      assertEquals([response.status, error?.code], [
+        path === "/v1/models" ? 403 : 401,
+        "api_key_required",
+      ], `${path} ${JSON.stringify(headers)}`);
+    }
+  }
+  // The start-up line says whose forwarding headers the node believes.
+  const said = describeAccess(edgeConfig({ trustedProxies: ["127.0.0.1"] }));
+  assert(said.includes("proxies at 127.0.0.1 (http.trustedProxies)"), said);
+  // ::1 is not listed: a client there, relaying nobody, is still this machine's.
+  for (const path of ["/v1/models", "/dashboard/state"]) {
+    const own = await get("::1", path, { host: "127.0.0.1:8080" });
+    assertEquals(own.status, 200, path);
+    await own.body?.cancel();
+  }
+});
+
+Deno.test("under http.allowUnauthenticatedRemote, clients a trusted proxy relays each get their own per-address concurrency; a peer that is not trusted cannot pose as another address with X-Forwarded-For", async () => {
+  await withNode({
+    allowUnauthenticatedRemote: true,
+    perKeyConcurrency: 1,
+    trustedProxies: ["192.0.2.1"],
+  }, async (node) => {
+    const via = (hostname: string, client: string, init?: RequestInit) =>
+      node.app.fetch(
+        new Request("http://127.0.0.1/v1/completions", {
+          ...init,
+          headers: { "x-forwarded-for": client },
+        }),
+        { remoteAddr: { transport: "tcp", hostname, port: 40000 } },
+      );
+    const gated = completion({ model: "gated", stream: true });
+    const first = await via("192.0.2.1", "198.51.100.7", gated);
+    assertEquals(first.status, 200);
+    const held = first.text();
+    await eventually(() => node.gated.waiting === 1);
+    // Another user behind the same proxy: a client of its own, not the proxy's second job.
+    const other = await via("192.0.2.1", "198.51.100.8", completion());
+    assertEquals(other.status, 200);
+    await other.text();
+    // The same user again (a port on the hop does not make it another client): its one job runs.
+    const same = await via("192.0.2.1", "198.51.100.7:5000", completion());
+    assertEquals([same.status, (await same.json()).error?.code], [429, "key_concurrency_exceeded"]);
+    // Straight from 198.51.100.7 is that same client: its address is its own, relayed or not.
+    const direct = await fromHost(node, "198.51.100.7", "/v1/completions", completion());
+    assertEquals(direct.status, 429);
+    await direct.body?.cancel();
+    // An untrusted peer running a job cannot start another by writing someone else's address.
+    const untrusted = await via("203.0.113.9", "198.51.100.1", gated);
+    assertEquals(untrusted.status, 200);
+    const untrustedHeld = untrusted.text();
+    await eventually(() => node.gated.waiting === 2);
+    const spoofed = await via("203.0.113.9", "198.51.100.2", completion());
+    assertEquals(spoofed.status, 429);
+    await spoofed.body?.cancel();
+    node.gated.release(4);
+    await held;
+    await untrustedHeld;
+  });
+});
+
+Deno.test("the dashboard's anonymous allowances count each client a trusted proxy relays by its own address", async () => {
+  const jobs = new JobMonitor();
+  const app = createApp({
+    inference: jobs.wrap(PORT),
+    edge: edgeConfig({
+      allowUnauthenticatedRemote: true,
+      dashboardStateReadsPerMinute: 1,
+      trustedProxies: ["127.0.0.1"],
+    }),
+    dashboard: { sources: SOURCES, jobs, operatorToken: "op-token-0123456789abcdef" },
+  });
+  const read = (client: string) =>
+    app.fetch(
+      new Request("http://127.0.0.1/dashboard/state", {
+        headers: { "x-forwarded-for": client },
+      }),
+      { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 } },
+    );
+  const first = await read("198.51.100.7");
+  assertEquals(first.status, 200);
+  await first.body?.cancel();
+  const again = await read("198.51.100.7");
+  assertEquals(again.status, 429);
+  await again.body?.cancel();
+  const other = await read("198.51.100.8");
+  assertEquals(other.status, 200, "another relayed reader has its own allowance");
+  await other.body?.cancel();
+});
+
 Deno.test("an API key no client can send (a blank inside, a character outside visible ASCII) is refused at start naming the option, from a flag and from the keys file alike", async () => {
   for (
     const key of [

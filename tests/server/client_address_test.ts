@@ -1,10 +1,12 @@
 /**
  * `clientAddress`, the per-client key of the edge's allowances for clients without an API key: the
- * same groups the peer layer counts (`addressGroup`), so one concept has one rule.
+ * same groups the peer layer counts (`addressGroup`), so one concept has one rule; behind a trusted
+ * reverse proxy, the client the proxy names (`http.trustedProxies`).
  */
 import assert from "node:assert/strict";
 import { assertEquals } from "./_assert.ts";
 import { clientAddress } from "../../server/client_address.ts";
+import { TrustedProxies } from "../../server/trusted_proxies.ts";
 
 const tcp = (hostname: string): Deno.Addr => ({ transport: "tcp", hostname, port: 40000 });
 
@@ -21,4 +23,87 @@ Deno.test("clientAddress: an IPv4 address, an IPv6 /64, the IPv4 host behind a N
   );
   assertEquals(clientAddress({ transport: "unix", path: "/tmp/s" }), "unknown");
   assertEquals(clientAddress(undefined), "unknown");
+});
+
+// Behind a reverse proxy (`http.trustedProxies`): the client the proxy names, read from the
+// right, and only from a peer the operator trusts.
+
+const PROXIES = TrustedProxies.from(["127.0.0.1", "10.0.0.0/8", "fd00:1::/64"]);
+
+/** A request carrying `headers`, as a proxy (or a client posing as one) sends it. */
+const relayed = (headers: Record<string, string>) =>
+  new Request("http://127.0.0.1/v1/models", { headers });
+
+Deno.test("clientAddress: a peer that is not a trusted proxy is its own address, whatever X-Forwarded-For or Forwarded it writes", () => {
+  const spoofs: Record<string, string>[] = [
+    { "x-forwarded-for": "203.0.113.1" },
+    { forwarded: "for=203.0.113.1" },
+    { "x-forwarded-for": "203.0.113.1, 127.0.0.1" },
+  ];
+  for (const headers of spoofs) {
+    assertEquals(clientAddress(tcp("198.51.100.9"), relayed(headers), PROXIES), "198.51.100.9");
+    // Without trusted proxies (the default) a loopback peer is loopback, relaying or not.
+    assertEquals(clientAddress(tcp("127.0.0.1"), relayed(headers)), "loopback");
+  }
+});
+
+Deno.test("clientAddress: a trusted proxy's client is the right-most X-Forwarded-For hop that is not a trusted proxy, not what the client wrote to its left", () => {
+  // The client wrote 203.0.113.1; the proxy appended the address it saw, 198.51.100.7.
+  const spoofed = relayed({ "x-forwarded-for": "203.0.113.1, 198.51.100.7" });
+  assertEquals(clientAddress(tcp("127.0.0.1"), spoofed, PROXIES), "198.51.100.7");
+  assertEquals(clientAddress(tcp("::ffff:127.0.0.1"), spoofed, PROXIES), "198.51.100.7");
+  // A port on a hop (some load balancers add one) names the same client.
+  const withPort = relayed({ "x-forwarded-for": "198.51.100.7:4711" });
+  assertEquals(clientAddress(tcp("127.0.0.1"), withPort, PROXIES), "198.51.100.7");
+});
+
+Deno.test("clientAddress: through a chain of two trusted proxies, the hop before the nearer one; every hop trusted, the farthest", () => {
+  // Client → edge proxy 10.1.2.3 → local proxy 127.0.0.1 → node.
+  const chain = relayed({ "x-forwarded-for": "203.0.113.1, 198.51.100.7, 10.1.2.3" });
+  assertEquals(clientAddress(tcp("127.0.0.1"), chain, PROXIES), "198.51.100.7");
+  const allTrusted = relayed({ "x-forwarded-for": "10.9.9.9, 10.1.2.3" });
+  assertEquals(clientAddress(tcp("127.0.0.1"), allTrusted, PROXIES), "10.9.9.9");
+});
+
+Deno.test("clientAddress: a hop that names no address, or a trusted proxy that names nobody, makes the client the nearest trusted proxy, never a value the client wrote", () => {
+  for (const hop of ["garbage", "unknown", "", "198.51.100.7.5", "[2001:db8::1"]) {
+    const header = relayed({ "x-forwarded-for": `203.0.113.1, ${hop}` });
+    assertEquals(clientAddress(tcp("127.0.0.1"), header, PROXIES), "loopback", hop);
+    assertEquals(clientAddress(tcp("10.0.0.5"), header, PROXIES), "10.0.0.5", hop);
+  }
+  // Behind two proxies, the nearer one vouched for the farther one, which handed it garbage.
+  const behindTwo = relayed({ "x-forwarded-for": "203.0.113.1, _hidden, 10.1.2.3" });
+  assertEquals(clientAddress(tcp("127.0.0.1"), behindTwo, PROXIES), "10.1.2.3");
+  assertEquals(clientAddress(tcp("10.0.0.5"), relayed({}), PROXIES), "10.0.0.5");
+  assertEquals(
+    clientAddress(tcp("10.0.0.5"), relayed({ "x-forwarded-for": " " }), PROXIES),
+    "10.0.0.5",
+  );
+});
+
+Deno.test("clientAddress: RFC 7239 Forwarded's for= (quoted IPv6 with a port, several elements) is read when X-Forwarded-For is absent; with both, X-Forwarded-For wins", () => {
+  const forwarded = relayed({
+    forwarded: 'for=203.0.113.1;proto=https, for="[2001:db8:1:2::7]:4711";by=10.1.2.3',
+  });
+  assertEquals(clientAddress(tcp("127.0.0.1"), forwarded, PROXIES), "2001:db8:1:2::/64");
+  const quotedComma = relayed({ forwarded: 'for="203.0.113.1, x", For=198.51.100.7' });
+  assertEquals(clientAddress(tcp("127.0.0.1"), quotedComma, PROXIES), "198.51.100.7");
+  const noFor = relayed({ forwarded: "for=198.51.100.7, proto=https" });
+  assertEquals(clientAddress(tcp("127.0.0.1"), noFor, PROXIES), "loopback");
+  const both = relayed({ "x-forwarded-for": "198.51.100.7", forwarded: "for=203.0.113.1" });
+  assertEquals(clientAddress(tcp("127.0.0.1"), both, PROXIES), "198.51.100.7");
+});
+
+Deno.test("clientAddress: relayed IPv6 clients are grouped by /64, as direct ones are, and a trusted IPv6 proxy range is matched", () => {
+  const from = (hop: string) =>
+    clientAddress(tcp("fd00:1::8"), relayed({ "x-forwarded-for": hop }), PROXIES);
+  assertEquals(from("2001:db8:1:2::7"), "2001:db8:1:2::/64");
+  assertEquals(from("[2001:db8:1:2:ffff::1]:443"), "2001:db8:1:2::/64");
+  assert.notEqual(from("2001:db8:1:3::7"), from("2001:db8:1:2::7"));
+  assertEquals(from("::ffff:198.51.100.7"), "198.51.100.7");
+  // fd00:1:0:1::/64 is outside the trusted /64: its headers are not read.
+  assertEquals(
+    clientAddress(tcp("fd00:1:0:1::8"), relayed({ "x-forwarded-for": "198.51.100.7" }), PROXIES),
+    "fd00:1:0:1::/64",
+  );
 });

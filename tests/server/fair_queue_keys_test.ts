@@ -3,7 +3,8 @@
  * passes the key's id as the queue's client; `actors/_fair_queue.ts` serves clients round-robin):
  * a key that queued several jobs first does not make another key's jobs wait behind them all; a
  * key holds at most half the queue, while a keyless node's own loopback clients (`this machine`)
- * may fill all of it.
+ * may fill all of it. Keyless users a trusted reverse proxy relays (`http.trustedProxies`) take
+ * turns as two keys do.
  *
  * @module
  */
@@ -13,21 +14,33 @@ import { startTestNode } from "./_fixtures.ts";
 const KEY_A = "fair-key-a-0123456789abcdef";
 const KEY_B = "fair-key-b-fedcba9876543210";
 
-/** A streamed completion of one token on the gated model, with `key` (none: from loopback). */
-function submit(url: string, key?: string): Promise<Response> {
+/**
+ * A streamed completion of one token on the gated model, with `key` (none: from loopback), and
+ * `headers` (a proxy's `X-Forwarded-For`).
+ */
+function submit(
+  url: string,
+  key?: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   return fetch(`${url}/v1/completions`, {
     method: "POST",
     headers: {
       "content-type": "application/json",
       ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
+      ...headers,
     },
     body: JSON.stringify({ model: "gated", prompt: "x", max_tokens: 1, stream: true }),
   });
 }
 
 /** {@link submit}, accepted (200). */
-async function streamedJob(url: string, key?: string): Promise<Response> {
-  const response = await submit(url, key);
+async function streamedJob(
+  url: string,
+  key?: string,
+  headers?: Record<string, string>,
+): Promise<Response> {
+  const response = await submit(url, key, headers);
   // The refusal's body says why; an accepted stream's would not end while the seat is held.
   if (response.status !== 200) assert.fail(`${response.status}: ${await response.text()}`);
   return response;
@@ -51,6 +64,40 @@ Deno.test("HTTP edge: two API keys' waiting jobs take the model's one seat in tu
     }
     // One step at a time: the job holding the seat makes its one token and ends, and only then
     // does the next one start, so the answers end in the order the jobs took the seat.
+    const order: string[] = [];
+    while (ends.size > 0) {
+      node.gated.release(1);
+      const ended = await Promise.race(ends.values());
+      ends.delete(ended);
+      order.push(ended);
+    }
+    assert.deepEqual(order, ["a1", "b1", "a2", "b2", "a3"]);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("HTTP edge: two keyless users behind a trusted reverse proxy take the seat in turn, each its own client, under http.allowUnauthenticatedRemote", async () => {
+  // The test's fetches come from 127.0.0.1: the proxy, as nginx on the node's machine would be.
+  const node = await startTestNode({
+    concurrency: 1,
+    edge: { allowUnauthenticatedRemote: true, trustedProxies: ["127.0.0.1", "::1"] },
+  });
+  try {
+    const jobs: [string, string][] = [
+      ["a1", "198.51.100.7"],
+      ["a2", "198.51.100.7"],
+      ["a3", "198.51.100.7"],
+      ["b1", "2001:db8:1:2::7"],
+      ["b2", "2001:db8:1:2::99"], // the same /64: the same user
+    ];
+    const ends = new Map<string, Promise<string>>();
+    for (const [label, client] of jobs) {
+      // nginx's `$proxy_add_x_forwarded_for`: what the client wrote, then the address it saw.
+      const headers = { "x-forwarded-for": `203.0.113.1, ${client}` };
+      const response = await streamedJob(node.url, undefined, headers);
+      ends.set(label, response.text().then(() => label));
+    }
     const order: string[] = [];
     while (ends.size > 0) {
       node.gated.release(1);
