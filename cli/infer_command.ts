@@ -31,6 +31,7 @@ import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "../client/_api_key_variable.ts";
 import { terminalText } from "../client/_terminal_text.ts";
 import { redactedUrl } from "../client/redacted_url.ts";
+import { MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {
@@ -86,7 +87,7 @@ The words of PROMPT are joined with spaces; - reads the prompt from stdin.
   --url URL           node's API (default ${DEFAULT_INFER_URL}; /v1/stream is added)
   --model ID          model CID or name (default: the node's default model)
   --api-key KEY       the node's API key (default: $VERIFLOW_API_KEY, if set)
-  --max-tokens N      new tokens at most (1 to 4096)
+  --max-tokens N      new tokens at most (1 to ${MAX_JOB_TOKENS}; default: the node's)
   --temperature T     0 = greedy, up to 2 (default 0; 1 with any --top-k, --top-p or --seed)
   --top-k K           keep the K most likely tokens (0 = off)
   --top-p P           nucleus mass in [0, 1] (0: the most likely token only)
@@ -263,7 +264,8 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     } catch (error) {
       if (interrupt.signal.aborted) return await interrupted(io, "before the job started");
       const hint = connectHint(error, keyFrom, fromEnv.unreadable);
-      await io.stderr(`error: ${(error as Error).message}${hint}\n`);
+      // A refused upgrade's or a close's words are the node's (or whatever answered there).
+      await io.stderr(`error: ${nodeText((error as Error).message)}${hint}\n`);
       return EXIT_FAILURE;
     }
     try {
@@ -304,13 +306,13 @@ const NUMBER_FLAGS = [
 
 /**
  * The ranges docs/API.md documents for the number flags the node bounds: the node's
- * `GENERATION_LIMITS` (protocols/job.ts), written out because that module loads cbor-x, which
- * reads the environment as it loads, and `infer` runs with `--allow-net` alone
- * (tests/cli/infer_command_test.ts checks the two agree). `--seed` is any safe
- * integer, which the node takes as it is; `--idle-timeout` is the client's own.
+ * `GENERATION_LIMITS` (protocols/job.ts), written out, but for the token bound, because that
+ * module loads cbor-x, which reads the environment as it loads, and `infer` runs with
+ * `--allow-net` alone (tests/cli/infer_command_test.ts checks the two agree). `--seed` is any
+ * safe integer, which the node takes as it is; `--idle-timeout` is the client's own.
  */
 const NUMBER_RANGES: Partial<Record<(typeof NUMBER_FLAGS)[number][0], [number, number]>> = {
-  "max-tokens": [1, 4096],
+  "max-tokens": [1, MAX_JOB_TOKENS],
   temperature: [0, 2],
   "top-k": [0, 1 << 20],
   "top-p": [0, 1],
@@ -341,7 +343,9 @@ function queueReporter(io: InferCommandIo): (position: number) => void {
   return (position) => {
     if (position === last) return;
     last = position;
-    Promise.resolve(io.stderr(`[queued: place ${position} in the model's queue]\n`)).catch(
+    // A number once the client has checked the frame; shown safe all the same.
+    const place = terminalText(String(position));
+    Promise.resolve(io.stderr(`[queued: place ${place} in the model's queue]\n`)).catch(
       () => {},
     );
   };
@@ -410,24 +414,29 @@ async function printJob(
   try {
     // A worker's text, printed: on a terminal its escape sequences would drive it (review s52).
     const shown = io.stdoutIsTerminal === true ? terminalText : (text: string) => text;
+    // The tokens that came, counted here: the summary says what was printed, not what the node
+    // claims (the client refuses a `done` whose count differs, but for a cancel's).
+    let received = 0;
     for await (const token of job.tokens) {
+      received++;
       if (token.text !== "") await io.stdout(shown(token.text));
     }
     const done = await job.done;
-    const { completion_tokens } = done.usage;
     const ttft = done.timings.ttft_ms === null ? "-" : `${done.timings.ttft_ms.toFixed(1)} ms`;
-    const tokens = completion_tokens === 1 ? "1 token" : `${completion_tokens} tokens`;
+    const tokens = received === 1 ? "1 token" : `${received} tokens`;
+    // Every string here is the node's: checked for its shape by the client, escaped all the same.
+    const finish = nodeText(done.finish_reason);
+    const jobId = nodeText(done.job_id.slice(0, JOB_ID_CHARS));
     await io.stderr(
       `\n[${tokens}, ${done.timings.tokens_per_s.toFixed(1)} tok/s, ` +
-        `ttft ${ttft}, finish ${done.finish_reason}, job ${done.job_id.slice(0, JOB_ID_CHARS)}` +
+        `ttft ${ttft}, finish ${finish}, job ${jobId}` +
         `${done.receipt === undefined ? "" : ", receipt"}]\n`,
     );
     if (done.receipt === undefined && done.receipt_error !== undefined) {
       // The text is all there, but nothing this node signed vouches for it.
       const { code, message } = done.receipt_error;
       await io.stderr(
-        `warning: the job ended without a receipt (${terminalText(code)}): ` +
-          `${terminalText(message)}\n`,
+        `warning: the job ended without a receipt (${nodeText(code)}): ${nodeText(message)}\n`,
       );
     }
     return done.finish_reason === "cancelled" ? EXIT_FAILURE : 0;
@@ -435,7 +444,7 @@ async function printJob(
     if (interrupt.aborted) return EXIT_INTERRUPTED;
     // The node's words (on a router, a worker's): escaped as its text is, since stderr is the
     // user's terminal as often as stdout is.
-    const code = error instanceof VeriflowError ? ` (${terminalText(error.code)})` : "";
+    const code = error instanceof VeriflowError ? ` (${nodeText(error.code)})` : "";
     const hint = error instanceof StreamClosedError && error.details.timeout === "idle"
       ? "\n(allow a longer silence with --idle-timeout SECONDS, or 0 to wait forever)"
       : error instanceof VeriflowError && error.code === "unknown_model"
@@ -445,10 +454,29 @@ async function printJob(
       // The node's message may point at HTTP's Retry-After, which a terminal never shows.
       ? `\n(the node asks to retry in ${error.retryAfterS} s)`
       : "";
-    await io.stderr(`\nerror${code}: ${terminalText((error as Error).message)}${hint}\n`);
+    await io.stderr(`\nerror${code}: ${nodeText((error as Error).message)}${hint}\n`);
     return EXIT_FAILURE;
   }
 }
 
 /** Hex characters of the job id in the summary line: enough to find it in logs. */
 const JOB_ID_CHARS = 12;
+
+/**
+ * The most characters of a node's text (an error's message, a close reason) the command prints.
+ * Nothing the node writes itself comes near it, and a worker's message it relays is cut to 1,024
+ * characters (`MAX_ERROR_MESSAGE_LENGTH`) before the node's own words go around it; a longer
+ * one is a faulty or hostile node's, which must not fill the user's terminal or CI log.
+ */
+const MAX_SHOWN_NODE_TEXT_CHARS = 2048;
+
+/**
+ * A node's text as the command prints it: at most {@link MAX_SHOWN_NODE_TEXT_CHARS} characters
+ * of it (then how long it was), its control characters escaped (they would drive the terminal).
+ */
+function nodeText(text: string): string {
+  const shown = text.length <= MAX_SHOWN_NODE_TEXT_CHARS
+    ? text
+    : `${text.slice(0, MAX_SHOWN_NODE_TEXT_CHARS)}… (${text.length} characters)`;
+  return terminalText(shown);
+}

@@ -8,15 +8,30 @@
  * @module
  */
 
-/** `user:pass@` (or `user@`) after a scheme's `//`, in text that may not parse as a URL. */
-const USERINFO = /(\/\/)[^/?#@\s]*@/g;
+/**
+ * Text that is a URL attempt as a whole (a `--url` value, a string given to `connect`), not a
+ * message that names one: a scheme and `//` at its very start.
+ */
+const URL_TEXT = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/**
+ * In a message, a `//` and the run of non-space characters after it, up to and including its last
+ * `@`: the userinfo of a URL named there, however it is written. Greedy up to the last `@`, not
+ * stopping at `/`, `?`, `#` or an `@`: a password holding them (a base64 key holds `/` and `+`)
+ * is what stops the URL parsing, and each of them would otherwise end the match early and leave
+ * the rest of the password printed.
+ */
+const USERINFO_IN_TEXT = /(\/\/)\S*@/g;
 
 /**
  * `url` without its username and password, for messages: a parsed URL loses them; text that is
- * not a URL (the caller's typo) loses anything between `//` and an `@`. Everything else (scheme,
- * host, port, path, query) is kept, so the message still says where.
+ * not a URL (the caller's typo, a password that breaks its parsing) loses everything from its
+ * `//` up to its last `@` (for a message that names a URL: up to the last `@` before the next
+ * space). Everything else (scheme, host, port, path, query) is kept, so the message still says
+ * where; text whose path or query held an `@` loses what came before it too, rather than risk
+ * showing a password.
  *
- * @param url The URL a message names.
+ * @param url The URL a message names, or a message that names URLs.
  * @returns Its text without credentials.
  *
  * @example Name a URL in a message without its credentials
@@ -28,6 +43,9 @@ const USERINFO = /(\/\/)[^/?#@\s]*@/g;
  * // Not a URL (the port is out of range), and still without the password.
  * const typo = redactedUrl("ws://me:KEY@host:99999");
  * if (typo !== "ws://host:99999") throw new Error(typo);
+ * // Not a URL because of its password ("/" ends the host), which still does not show.
+ * const slash = redactedUrl("wss://me:s3cr/Et+KEY@proxy:443");
+ * if (slash !== "wss://proxy:443") throw new Error(slash);
  * ```
  */
 export function redactedUrl(url: string | URL): string {
@@ -38,5 +56,11 @@ export function redactedUrl(url: string | URL): string {
     copy.password = "";
     return copy.href;
   }
-  return url.replace(USERINFO, "$1");
+  const scheme = URL_TEXT.exec(url);
+  if (scheme !== null) {
+    // The whole text is the URL, a space in its password included: up to its last `@`.
+    const at = url.lastIndexOf("@");
+    return at < 0 ? url : scheme[0] + url.slice(at + 1);
+  }
+  return url.replace(USERINFO_IN_TEXT, "$1");
 }

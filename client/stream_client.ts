@@ -15,6 +15,8 @@
 import { VeriflowError } from "../protocols/errors.ts";
 import { bearerAuthorization } from "./_bearer.ts";
 import { redactedUrl } from "./redacted_url.ts";
+import { frameProblem } from "./_frame_shape.ts";
+import { DEFAULT_MAX_TOKENS, MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
 import type {
   WsDoneMessage,
   WsInferMessage,
@@ -61,6 +63,14 @@ export interface StreamClosedDetails {
   closeReason?: string;
   /** Which wait ran out: the connection (`connect`) or a running job's next message (`idle`). */
   timeout?: "connect" | "idle";
+  /**
+   * What was wrong with the frame the client closed the socket over, when it did
+   * ({@link StreamProtocolError}): `"a done that counts 10 tokens after 3"`, `"usage is
+   * missing"`. It names fields and counts, never the frame's own text.
+   */
+  protocolError?: string;
+  /** The type of that frame (`done`, `error`, …), when it had a known one. */
+  frameType?: string;
 }
 
 /** The socket closed or failed before the job ended. */
@@ -77,6 +87,33 @@ export class StreamClosedError extends VeriflowError {
   constructor(message: string, details: StreamClosedDetails = {}) {
     super("stream_closed", message);
     this.details = details;
+  }
+}
+
+/** The code of a {@link StreamProtocolError}. */
+export const STREAM_PROTOCOL_ERROR = "stream_protocol_error";
+
+/**
+ * The server sent what this API never sends (a frame that is not JSON or not a message, one of
+ * the wrong shape or over {@link MAX_FRAME_CHARS}, tokens out of order or past the job's bound, a
+ * `done` whose count is not the tokens sent): a faulty server, or something that is not a
+ * Veriflow node. The client closed the socket, so it is a {@link StreamClosedError} too, but its
+ * code, `stream_protocol_error`, tells it from a dropped connection (retry elsewhere) or a close
+ * of the caller's own: do not retry the same server blindly. `details.protocolError` says what
+ * was wrong, and `details.frameType` the frame's type.
+ */
+export class StreamProtocolError extends StreamClosedError {
+  /** Always {@link STREAM_PROTOCOL_ERROR}. */
+  override readonly code: typeof STREAM_PROTOCOL_ERROR = STREAM_PROTOCOL_ERROR;
+
+  /**
+   * Create it.
+   *
+   * @param message What happened, naming the server's URL.
+   * @param details What was wrong (`protocolError`) and the frame's type, where known.
+   */
+  constructor(message: string, details: StreamClosedDetails) {
+    super(message, details);
   }
 }
 
@@ -130,7 +167,12 @@ export interface StreamJob {
    * stream errors with the error `done` rejects with.
    */
   tokens: ReadableStream<WsTokenMessage>;
-  /** Resolves with `done` (also after a cancel: `finish_reason: "cancelled"`). */
+  /**
+   * Resolves with `done` (also after a cancel: `finish_reason: "cancelled"`). Its
+   * `usage.completion_tokens` is the number of tokens that came (after a cancel, it may count a
+   * few more the node computed and never sent): a `done` that counts otherwise (an answer cut
+   * short on its way) rejects with a {@link StreamProtocolError}.
+   */
   done: Promise<WsDoneMessage>;
   /** Ask the server to cancel the job; nothing once it has ended (its id may run another job). */
   cancel(): void;
@@ -198,19 +240,28 @@ export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 120_000;
  */
 export const DEFAULT_STREAM_CLOSE_TIMEOUT_MS = 5_000;
 /**
- * The longest character count of a `token` frame the client takes (64 Ki): a longer one is a
- * protocol error. A real token frame is a few hundred characters: a token's text is a few bytes,
- * and with `logprobs` it carries at most 20 alternatives; 21 texts of 256 bytes, each byte
- * escaped to six characters, still fit. Without a bound, unread tokens would hold up to
- * `max_tokens` frames of up to 64 MiB each (Deno's message limit): GiBs.
+ * The longest frame the client takes, in characters (64 Ki): a longer one is a protocol error,
+ * refused before it is parsed. The longest frame a node sends is a `token` with 20
+ * `top_logprobs`: 21 texts of 256 bytes, each byte escaped to six characters, still fit. A
+ * `done` with its receipt is a few KiB (4 stop sequences of 64 characters at most), an `error`'s
+ * message at most a few KiB (a worker's, relayed, is cut to 1,024 characters). Without a bound,
+ * unread tokens would hold up to `max_tokens` frames of up to 64 MiB each (Deno's message
+ * limit): GiBs; and one `error` would carry a 64 MiB message to the caller's logs.
  *
  * @example
  * ```ts ignore
  * // A job's unread tokens hold at most this many characters.
- * const most = maxTokens * MAX_TOKEN_FRAME_CHARS;
+ * const most = maxTokens * MAX_FRAME_CHARS;
  * ```
  */
-export const MAX_TOKEN_FRAME_CHARS = 64 * 1024;
+export const MAX_FRAME_CHARS = 64 * 1024;
+/**
+ * The longest `token` frame the client takes: {@link MAX_FRAME_CHARS}, which now bounds every
+ * frame.
+ *
+ * @deprecated Use {@link MAX_FRAME_CHARS}.
+ */
+export const MAX_TOKEN_FRAME_CHARS: number = MAX_FRAME_CHARS;
 /**
  * The longest finite {@link StreamClientOptions.connectTimeoutMs},
  * {@link StreamClientOptions.idleTimeoutMs} and {@link StreamClientOptions.closeTimeoutMs}:
@@ -228,8 +279,11 @@ interface PendingJob {
   /** Whether its `start` has come: a `token` or `done` before it is not this API's. */
   started?: boolean;
   onQueued?: (position: number) => void;
-  /** The request's `max_tokens`, when it gave one: a server that sends more is faulty. */
-  maxTokens?: number;
+  /**
+   * The most tokens the node sends for the job, and what says so ({@link jobTokenBound}): a
+   * server that sends more is faulty.
+   */
+  maxTokens: TokenBound;
   /** Tokens received so far: the index the next must carry. */
   received: number;
 }
@@ -252,7 +306,7 @@ export function streamUrl(url: string | URL): URL {
       `${
         JSON.stringify(redactedUrl(String(url)))
       } is not a URL (give the node's address, like ws://HOST:PORT)`,
-      { cause: error },
+      { cause: redactedCause(error) },
     );
   }
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
@@ -371,10 +425,8 @@ export class StreamClient {
       return Promise.reject(
         badUrl
           ? new InvalidStreamUrlError(
-            `cannot open a WebSocket to ${redactedUrl(String(url))}: ${error.message}`,
-            {
-              cause: error,
-            },
+            `cannot open a WebSocket to ${redactedUrl(String(url))}: ${redactedUrl(error.message)}`,
+            { cause: redactedCause(error) },
           )
           : error,
       );
@@ -436,10 +488,12 @@ export class StreamClient {
    * `options.signal` already aborted, with the signal's reason; aborted later, it cancels the job.
    *
    * The client reads the socket as fast as the server sends, so a job's tokens that the caller
-   * has not read yet wait in memory, up to the job's `max_tokens`: the WebSocket API has no way
-   * to stop reading, and so the node's flow control, which pauses a job whose client reads
-   * slowly, never sees this client slow down. Bound what a slow reader holds with `max_tokens`,
-   * or `cancel` a job it has fallen behind on.
+   * has not read yet wait in memory, up to the job's `max_tokens` (the node's default, 64, when
+   * the request gives none or `null`; at most 4,096, the node's most), each frame at most
+   * {@link MAX_FRAME_CHARS}: the WebSocket API has no way to stop reading, and so the node's flow
+   * control, which pauses a job whose client reads slowly, never sees this client slow down. A
+   * server that sends more tokens than that fails the job with a {@link StreamProtocolError}.
+   * Bound what a slow reader holds with `max_tokens`, or `cancel` a job it has fallen behind on.
    */
   infer(request: InferRequest, options: InferOptions = {}): StreamJob {
     // A generated id skips those the caller chose for jobs still running.
@@ -513,7 +567,7 @@ export class StreamClient {
       done: Promise.withResolvers(),
       tokens,
       onQueued: options.onQueued,
-      maxTokens: typeof request.max_tokens === "number" ? request.max_tokens : undefined,
+      maxTokens: jobTokenBound(request.max_tokens),
       received: 0,
     };
     // Only while this job runs: once it has ended, its id may name a later job of the caller's,
@@ -622,6 +676,13 @@ export class StreamClient {
   #onMessage(data: unknown): void {
     if (typeof data !== "string") return;
     this.#lastMessageAt = performance.now();
+    // Before parsing: a 30 MB frame costs nothing more than its refusal.
+    if (data.length > MAX_FRAME_CHARS) {
+      return this.#protocolError(
+        `a frame of ${data.length} characters, over the client's limit of ${MAX_FRAME_CHARS} ` +
+          `characters (MAX_FRAME_CHARS)`,
+      );
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(data);
@@ -631,6 +692,13 @@ export class StreamClient {
     // `null`, a number or an array is JSON too, and reading `id` off `null` would throw here.
     if (!isMessage(parsed)) return this.#protocolError("a frame that is not a message object");
     const message = parsed;
+    // Checked whichever job it names, an ended one's too: a server that sends malformed frames
+    // is not to be believed further.
+    const problem = frameProblem(message);
+    if (problem !== undefined) {
+      const article = message.type === "error" ? "an" : "a";
+      return this.#protocolError(`${article} ${message.type} frame whose ${problem}`, message.type);
+    }
     // An `error` without `id` ends no job: a frame the server could not attribute, or one it
     // refused while the job it named runs on (`refused_id`); this client sends neither.
     const job = message.id === undefined ? undefined : this.#jobs.get(message.id);
@@ -644,7 +712,7 @@ export class StreamClient {
     // Every `token` and `done` of a job follows its `start`: a server that ends a job it never
     // started would leave `start` waiting for good.
     if ((message.type === "token" || message.type === "done") && !job.started) {
-      return this.#protocolError(`a ${message.type} frame before its job's start`);
+      return this.#protocolError(`a ${message.type} frame before its job's start`, message.type);
     }
     switch (message.type) {
       case "start":
@@ -655,39 +723,45 @@ export class StreamClient {
         settle(() => job.onQueued?.(message.position));
         break;
       case "token":
-        // The caller's memory is bounded by its max_tokens (see `infer`) times the frame limit,
-        // and its text by the order of the tokens: a server that breaks any is not to be
+        // The caller's memory is bounded by the job's token bound (see `infer`) times the frame
+        // limit, and its text by the order of the tokens: a server that breaks any is not to be
         // believed further.
-        if (data.length > MAX_TOKEN_FRAME_CHARS) {
-          return this.#protocolError(
-            `a token frame of ${data.length} characters, over the client's limit of ` +
-              `${MAX_TOKEN_FRAME_CHARS} characters (MAX_TOKEN_FRAME_CHARS)`,
-          );
-        }
         if (message.index !== job.received) {
           return this.#protocolError(
             `token ${message.index} out of order (expected ${job.received})`,
+            "token",
           );
         }
-        if (job.maxTokens !== undefined && job.received >= job.maxTokens) {
-          return this.#protocolError(`more tokens than the job's max_tokens (${job.maxTokens})`);
+        if (job.received >= job.maxTokens.most) {
+          return this.#protocolError(`more tokens than ${job.maxTokens.what}`, "token");
         }
         job.received++;
         settle(() => job.tokens.enqueue(message));
         break;
-      case "done":
+      case "done": {
+        // The node counts the tokens it sent; fewer arrived: the answer was cut, and must not
+        // pass for a whole one. A cancel may overtake tokens already computed, which the node
+        // then counts and never sends: more is fine then, fewer never.
+        const counted = message.usage.completion_tokens;
+        const cancelled = message.finish_reason === "cancelled";
+        if (cancelled ? counted < job.received : counted !== job.received) {
+          return this.#protocolError(
+            `a done that counts ${counted} tokens after ${job.received} (finish_reason ` +
+              `${message.finish_reason})`,
+            "done",
+          );
+        }
         this.#jobs.delete(message.id);
         if (this.#jobs.size === 0) this.#stopIdleTimer();
         settle(() => job.tokens.close());
         job.done.resolve(message);
         break;
+      }
       case "error": {
         this.#jobs.delete(message.id!);
         if (this.#jobs.size === 0) this.#stopIdleTimer();
         const error = new StreamRequestError(message.code, message.message, {
-          retryAfterS: typeof message.retry_after_s === "number"
-            ? message.retry_after_s
-            : undefined,
+          retryAfterS: message.retry_after_s,
         });
         failJob(job, error);
         break;
@@ -696,15 +770,18 @@ export class StreamClient {
   }
 
   /**
-   * A frame that is not this API's (a proxy's page, a faulty server): every job fails, typed,
-   * and the socket closes as a protocol error, never an uncaught exception in the caller's
-   * process. `what` names the frame.
+   * A frame that is not this API's (a proxy's page, a faulty server): every job fails with a
+   * {@link StreamProtocolError}, and the socket closes as a protocol error, never an uncaught
+   * exception in the caller's process. `what` says what was wrong (never the frame's text, which
+   * may hold anything), `frameType` the frame's type where it is known.
    */
-  #protocolError(what: string): void {
+  #protocolError(what: string, frameType?: string): void {
+    const details: StreamClosedDetails = { protocolError: what };
+    if (frameType !== undefined) details.frameType = frameType;
     // 1002 (protocol error) is the server's to send; a client closes with a private code.
     this.#closeSocket(
-      { message: `${this.#url} sent ${what}: not a Veriflow /v1/stream` },
-      { code: 4002, reason: `protocol error: ${what}` },
+      { message: `${this.#url} sent ${what}: not a Veriflow /v1/stream`, details },
+      { code: 4002, reason: closeReason(`protocol error: ${what}`) },
     );
   }
 
@@ -764,9 +841,7 @@ export class StreamClient {
 
   #closedError(reason: string, details?: StreamClosedDetails): StreamClosedError {
     const why = this.#closedBy;
-    return why === undefined
-      ? new StreamClosedError(reason, details)
-      : new StreamClosedError(why.message, why.details);
+    return why === undefined ? closedError(reason, details) : closedError(why.message, why.details);
   }
 
   #failAll(reason: string, details?: StreamClosedDetails): void {
@@ -774,6 +849,60 @@ export class StreamClient {
     for (const job of this.#jobs.values()) failJob(job, error);
     this.#jobs.clear();
   }
+}
+
+/**
+ * The longest close reason a close frame carries, in UTF-8 bytes: its payload is at most 125
+ * bytes, 2 of them the code (RFC 6455, 5.5). `WebSocket.close` throws on a longer one.
+ */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/** `text` cut to fit a close frame ({@link MAX_CLOSE_REASON_BYTES}), on a character boundary. */
+function closeReason(text: string): string {
+  const encoder = new TextEncoder();
+  if (encoder.encode(text).length <= MAX_CLOSE_REASON_BYTES) return text;
+  const ellipsis = "…";
+  let cut = "";
+  for (const character of text) {
+    const next = cut + character;
+    if (encoder.encode(next + ellipsis).length > MAX_CLOSE_REASON_BYTES) break;
+    cut = next;
+  }
+  return cut + ellipsis;
+}
+
+/** The error for a closed socket: a {@link StreamProtocolError} when a frame was why. */
+function closedError(message: string, details?: StreamClosedDetails): StreamClosedError {
+  return details?.protocolError === undefined
+    ? new StreamClosedError(message, details)
+    : new StreamProtocolError(message, details);
+}
+
+/** The most tokens a job may have, and what sets it, as a protocol error names it. */
+interface TokenBound {
+  most: number;
+  what: string;
+}
+
+/**
+ * The most tokens the node sends for a job whose request gives `maxTokens`: what the node's edge
+ * makes of it (`server/request_schemas.ts`), its default when absent or `null`, capped at its
+ * most. A value the node refuses (not a number) starts no job; its default bounds it meanwhile.
+ */
+function jobTokenBound(maxTokens: unknown): TokenBound {
+  if (typeof maxTokens !== "number") {
+    return {
+      most: DEFAULT_MAX_TOKENS,
+      what: `the node's default max_tokens (${DEFAULT_MAX_TOKENS}; the job gave none)`,
+    };
+  }
+  if (maxTokens > MAX_JOB_TOKENS) {
+    return {
+      most: MAX_JOB_TOKENS,
+      what: `the node's most max_tokens (${MAX_JOB_TOKENS}; the job asked for ${maxTokens})`,
+    };
+  }
+  return { most: maxTokens, what: `the job's max_tokens (${maxTokens})` };
 }
 
 /** Why the socket closed, with the server's close code and reason when it sent them. */
@@ -788,6 +917,18 @@ function closedMessage(event: CloseEvent): string {
   // 1005: the close frame carried no code.
   if (event.code === 1005) return event.reason === "" ? base : `${base}: ${event.reason}`;
   return `${base} (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`;
+}
+
+/**
+ * A parser's error, as a cause that names the URL the way messages do: the URL parser's own
+ * quotes the whole text (`Invalid URL: 'wss://me:PASSWORD@…'`), and a logged error prints its
+ * cause.
+ */
+function redactedCause(error: unknown): Error {
+  if (!(error instanceof Error)) return new Error(redactedUrl(String(error)));
+  const copy = new Error(redactedUrl(error.message));
+  copy.name = error.name;
+  return copy;
 }
 
 /** An error event's message (Deno's says why: "Invalid status code: 401", "tcp connect error"). */

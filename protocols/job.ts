@@ -15,6 +15,7 @@ import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
 import { wellFormed } from "./well_formed.ts";
 import { isJobInputCid } from "./job_input.ts";
+import { DEFAULT_MAX_TOKENS, MAX_JOB_TOKENS } from "./job_token_bounds.ts";
 
 /**
  * Decoding parameters of a text job. `temperature: 0` (or any temperature below
@@ -69,7 +70,7 @@ export function isGreedyTemperature(temperature: number): boolean {
 
 /** Defaults for {@link GenerationParams}: greedy, 64 tokens. */
 export const DEFAULT_GENERATION_PARAMS: Readonly<GenerationParams> = Object.freeze({
-  maxTokens: 64,
+  maxTokens: DEFAULT_MAX_TOKENS,
   temperature: 0,
   topK: 0,
   topP: 1,
@@ -155,12 +156,8 @@ export interface GenerationLimits {
  * them accepts is never refused by another.
  */
 export const GENERATION_LIMITS: GenerationLimits = Object.freeze({
-  /**
-   * Most new tokens per job. Above every context window the node builds (256 and 512 tokens) and
-   * common small models' (2k–4k), so only the model's context cuts a job short; it also bounds
-   * what a lagging prover may have to buffer (one logits row per token) before the model does.
-   */
-  maxTokens: 4096,
+  /** Most new tokens per job: {@link MAX_JOB_TOKENS}, where the client reads it too. */
+  maxTokens: MAX_JOB_TOKENS,
   /** OpenAI's range, which clients expect; beyond it the output is noise anyway. */
   maxTemperature: 2,
   /**

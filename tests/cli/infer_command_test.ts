@@ -490,16 +490,63 @@ async function toldOnStderr(end: (id: string) => Record<string, unknown>): Promi
 /** A clipboard write (OSC 52) and a cleared line, as a node's error text. */
 const HOSTILE_MESSAGE = "no\x1b]52;c;Y3VybCBldmlsLnNo\x07\r\x1b[2K";
 
-Deno.test("a node's error message and code are shown on stderr with their control characters as escapes", async () => {
+Deno.test("a node's error message is shown on stderr with its control characters as escapes", async () => {
   const told = await toldOnStderr((id) => ({
     type: "error",
     id,
-    code: "bad\x1b[2J",
+    code: "internal_error",
     message: HOSTILE_MESSAGE,
   }));
   assertEquals(told.includes("\x1b"), false, JSON.stringify(told));
   assertEquals(told.includes("no\\x1b]52;c;Y3VybCBldmlsLnNo\\x07\\x0d\\x1b[2K"), true, told);
-  assertEquals(told.includes("bad\\x1b[2J"), true, told);
+  assertEquals(told.includes("error (internal_error)"), true, told);
+});
+
+Deno.test("an error code that is not a code (control characters, an object) is a protocol error on stderr, naming the field, never the code's text", async () => {
+  for (const code of ["bad\x1b[2J", { x: 1 }]) {
+    const told = await toldOnStderr((id) => ({ type: "error", id, code, message: 42 }));
+    assertEquals(told.includes("\x1b"), false, JSON.stringify(told));
+    assert(told.includes("error (stream_protocol_error): "), told);
+    assert(told.includes("sent an error frame whose code is not"), told);
+    assert(!told.includes("is not a function"), told);
+  }
+});
+
+Deno.test("infer exits 1 on a done that counts more tokens than came (an answer cut on its way), and its summary never claims the node's count", async () => {
+  const server = scriptedServer(
+    [0, 1, 2].map((index) => ({ index, text: `t${index} ` })),
+    (id) => doneFrame(id, 10),
+  );
+  try {
+    const { out, err, io } = captureIo();
+    assertEquals(await runInfer(["--url", `ws://127.0.0.1:${server.addr.port}`, "p"], io), 1);
+    assertEquals(out.join(""), "t0 t1 t2 ");
+    const told = err.join("");
+    assert(told.includes("error (stream_protocol_error): "), told);
+    assert(told.includes("a done that counts 10 tokens after 3"), told);
+    assert(!told.includes("10 tokens,"), told);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("infer's summary counts the tokens that came, not the node's count (a cancel's done may count more)", async () => {
+  const told = await toldOnStderr((id) => doneFrame(id, 5, "cancelled"));
+  assert(told.includes("[1 token, "), told);
+  assert(told.includes("finish cancelled"), told);
+});
+
+Deno.test("infer shows the node's job_id in its summary with control characters as escapes", async () => {
+  const told = await toldOnStderr((id) => ({ ...doneFrame(id, 1), job_id: "\x1b[2J\x1b]0;t\x07" }));
+  assertEquals(told.includes("\x1b"), false, JSON.stringify(told));
+  assert(told.includes("job \\x1b[2J\\x1b]0"), told);
+});
+
+Deno.test("infer cuts a node's long error message, saying how long it was", async () => {
+  const message = "A".repeat(10_000);
+  const told = await toldOnStderr((id) => ({ type: "error", id, code: "internal_error", message }));
+  assert(told.includes("… (10000 characters)"), told.slice(-200));
+  assert(told.length < 3_000, `${told.length} characters on stderr`);
 });
 
 Deno.test("a receipt error's message is shown on stderr with its control characters as escapes", async () => {

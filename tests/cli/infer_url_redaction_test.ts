@@ -30,6 +30,18 @@ Deno.test("infer --url that cannot name a node (not a URL, ftp:) is refused exit
   }
 });
 
+Deno.test("infer --url whose password stops its parsing (/ ? # or a second @) is refused exit 2 without showing any of it", async () => {
+  // Port 99999 keeps each unparsable whatever its password does: nothing is ever sent.
+  for (const password of ["s3cr/Et+KEY", "s3cr?Et", "s3cr#Et", "p@ss@Et"]) {
+    const { err, io } = captureErrors();
+    const url = `wss://me:${password}@proxy.example:99999`;
+    assertEquals(await runInfer(["--url", url, "hi"], io), 2, url);
+    const text = err.join("");
+    assert(!text.includes("Et"), text);
+    assert(text.includes("--url") && text.includes("proxy.example"), text); // still names what
+  }
+});
+
 Deno.test("infer --url with credentials: the unknown-model hint names where the models are listed without them", async () => {
   const node = await startTestNode();
   try {

@@ -235,3 +235,29 @@ export function scriptedServer(
     return response;
   });
 }
+
+/**
+ * A `/v1/stream` stand-in that answers each `infer` with the frames `frames` makes of its id, as
+ * they are: an object is sent as its JSON, a string as it is (a frame too long, or not JSON). A
+ * faulty or hostile node: frames of the wrong shape, a `done` that miscounts.
+ */
+export function framesServer(
+  frames: (id: string) => readonly (Record<string, unknown> | string)[],
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type !== "infer") return;
+      for (const frame of frames(message.id)) {
+        socket.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+      }
+    };
+    return response;
+  });
+}
+
+/** The `token` frame a stub server sends as job `id`'s token `index`. */
+export function tokenFrame(id: string, index: number, text = "A"): Record<string, unknown> {
+  return { type: "token", id, index, token_id: 65, text };
+}

@@ -18,3 +18,22 @@ Deno.test("redactedUrl from the ./client entry point drops the username and pass
   assertEquals(redactedUrl("ws://me:KEY@127.0.0.1:99999"), "ws://127.0.0.1:99999");
   assertEquals(redactedUrl("ftp://me@host/"), "ftp://host/");
 });
+
+// Passwords that stop the URL parsing: a base64 key holds `/` and `+`; `?`, `#` and a second `@`
+// end the authority early too. Before the fix, each kept part or all of the password.
+const BREAKING_PASSWORDS = ["s3cr/Et+KEY", "s3cr?Et", "s3cr#Et", "p@ss@Et"];
+
+Deno.test("redactedUrl drops a password that stops the URL parsing (holding / ? # or @), keeping the host", () => {
+  for (const password of BREAKING_PASSWORDS) {
+    assertEquals(redactedUrl(`wss://me:${password}@proxy:443`), "wss://proxy:443", password);
+    assertEquals(redactedUrl(`ws://me:${password}@host:99999/v1`), "ws://host:99999/v1", password);
+  }
+});
+
+Deno.test("redactedUrl drops a password that stops the URL parsing from a message that names the URL", () => {
+  for (const password of BREAKING_PASSWORDS) {
+    const message = `Invalid URL: 'wss://me:${password}@proxy:443' (and ws://u:${password}@h)`;
+    const shown = redactedUrl(message);
+    assertEquals(shown, "Invalid URL: 'wss://proxy:443' (and ws://h)", password);
+  }
+});

@@ -3,16 +3,12 @@
  * a token frame has a size limit, so unread tokens cannot hold GiBs; and a connection dropped
  * without a close frame (as Deno drops one carrying a message over 64 MiB) says so.
  */
-import {
-  MAX_TOKEN_FRAME_CHARS,
-  StreamClient,
-  StreamClosedError,
-} from "../../client/stream_client.ts";
+import { MAX_FRAME_CHARS, StreamClient, StreamClosedError } from "../../client/stream_client.ts";
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { scriptedServer, wedgedServer } from "./_stub_servers.ts";
 
-Deno.test("a token frame over MAX_TOKEN_FRAME_CHARS fails the job as a protocol error naming the limit, after the tokens before it", async () => {
-  const fat = "x".repeat(MAX_TOKEN_FRAME_CHARS); // the frame around it is longer still
+Deno.test("a token frame over MAX_FRAME_CHARS fails the job as a protocol error naming the limit, after the tokens before it", async () => {
+  const fat = "x".repeat(MAX_FRAME_CHARS); // the frame around it is longer still
   const server = scriptedServer([{ index: 0, text: "A" }, { index: 1, text: fat }]);
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
   try {
@@ -23,7 +19,7 @@ Deno.test("a token frame over MAX_TOKEN_FRAME_CHARS fails the job as a protocol 
     }, StreamClosedError);
     assertEquals(seen, ["A"]);
     assert(error.message.includes("not a Veriflow /v1/stream"), error.message);
-    assert(error.message.includes(`limit of ${MAX_TOKEN_FRAME_CHARS} characters`), error.message);
+    assert(error.message.includes(`limit of ${MAX_FRAME_CHARS} characters`), error.message);
     await assertRejects(() => job.done, StreamClosedError);
   } finally {
     client.close();
@@ -31,7 +27,7 @@ Deno.test("a token frame over MAX_TOKEN_FRAME_CHARS fails the job as a protocol 
   }
 });
 
-Deno.test("a real token with 20 top_logprobs of long texts fits under MAX_TOKEN_FRAME_CHARS", async () => {
+Deno.test("a real token with 20 top_logprobs of long texts fits under MAX_FRAME_CHARS", async () => {
   // A long token (a run of 256 control bytes, each escaped to six characters in JSON) as the
   // token and as each of the 20 alternatives the protocol allows.
   const text = "\u0001".repeat(256);
@@ -48,7 +44,7 @@ Deno.test("a real token with 20 top_logprobs of long texts fits under MAX_TOKEN_
       logprob: -1.2345678901234567,
     })),
   });
-  assert(frame.length < MAX_TOKEN_FRAME_CHARS, `${frame.length} characters`);
+  assert(frame.length < MAX_FRAME_CHARS, `${frame.length} characters`);
   const server = scriptedServer([{ index: 0, text }]);
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
   try {

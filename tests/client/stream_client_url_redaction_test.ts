@@ -3,6 +3,7 @@
  * auth) never reach an error message (red-team review s71, finding 6).
  */
 import { StreamClient, streamUrl } from "../../client/stream_client.ts";
+import type { VeriflowError } from "../../protocols/errors.ts";
 import { assert, assertEquals } from "../server/_assert.ts";
 import { silentPort, stallingServer } from "./_stub_servers.ts";
 
@@ -58,6 +59,19 @@ Deno.test("a URL with credentials that cannot name the API (not a URL, ftp:) is 
     }
     assert(message !== "", `${url} was accepted`);
     assert(!message.includes(KEY), message);
+  }
+});
+
+Deno.test("a URL whose password stops its parsing (/ ? # @) is refused without showing it, in the message or its cause", async () => {
+  // Port 99999 keeps each unparsable whatever its password does: nothing is ever sent.
+  for (const password of ["s3cr/Et+KEY", "s3cr?Et", "s3cr#Et", "p@ss@Et"]) {
+    const error = await StreamClient.connect(`wss://me:${password}@proxy.example:99999`).catch((
+      e,
+    ) => e);
+    assertEquals((error as VeriflowError).code, "invalid_url");
+    const told = `${error.message} ${String((error as Error).cause)}`;
+    assert(!told.includes("Et"), told);
+    assert(told.includes("proxy.example"), told); // still says where
   }
 });
 
