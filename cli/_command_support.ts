@@ -14,6 +14,7 @@ import { EXIT_USAGE, operandProblem, usageErrorText } from "../node/usage_error_
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
+import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 import { formatBytes } from "../storage/progress_bar.ts";
 
 /**
@@ -248,7 +249,7 @@ export async function writeOutput(
     const file = await Deno.open(temp, {
       write: true,
       createNew: true,
-      ...(ownerOnly ? { mode: 0o600 } : {}),
+      ...(ownerOnly ? { mode: OWNER_FILE_MODE } : {}),
     });
     await stream.pipeTo(file.writable, { signal: interrupt.signal });
     interrupt.signal.throwIfAborted();

@@ -26,6 +26,7 @@
 import { dirname, join, resolve } from "node:path";
 import type { ListenOptions, SocketDuplex } from "../protocols/socket_duplex.ts";
 import { listenTcp } from "../protocols/tcp_transport.ts";
+import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 import {
   listenUnix,
   MAX_UNIX_SOCKET_PATH_BYTES,
@@ -70,8 +71,6 @@ export interface SwarmLink {
  */
 export const SWARM_LINK_READ_BYTES = 256 * 1024;
 const SOCKET_FILE = "host.sock";
-/** Private: only this user may enter the directory, so only this user reaches the socket. */
-const PRIVATE_DIR_MODE = 0o700;
 /**
  * The private directory's name as `Deno.makeTempDir` makes it: prefix, the pid of the process
  * that made it and `-` (so a directory a killed process left can be told from a live one's), then
@@ -137,7 +136,8 @@ async function openUnix(
   // Beside it, where Deno made it (this process's own is never a gone one's).
   await removeLeftDirs(dirname(dir));
   try {
-    await Deno.chmod(dir, PRIVATE_DIR_MODE);
+    // Private: only this user may enter the directory, so only this user reaches the socket.
+    await Deno.chmod(dir, OWNER_DIR_MODE);
     const path = join(dir, SOCKET_FILE);
     if (new TextEncoder().encode(path).length > MAX_UNIX_SOCKET_PATH_BYTES) {
       throw new Error(`the socket path ${path} is too long`);

@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
+import { keepToOwnerAsync, OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 import { removeTemporaries, syncDirectory } from "../proof/_durable_file.ts";
 
 /** File name of the identity seed inside the data directory. */
@@ -44,7 +44,7 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
   await Deno.mkdir(dataDir, { recursive: true, mode: OWNER_DIR_MODE });
   const identity = Identity.generate();
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode: OWNER_FILE_MODE });
   try {
     const seed = identity.exportSecretKey();
     for (let off = 0; off < seed.length;) off += await file.write(seed.subarray(off));
@@ -87,7 +87,10 @@ async function readIdentity(path: string): Promise<Identity | undefined> {
   try {
     const seed = await Deno.readFile(path);
     if (seed.length !== 32) throw new CorruptIdentityError(path, seed.length);
-    await ownerOnly(path);
+    // Made its owner's only when others can read it (a copy restored from a backup, or made
+    // under umask 022), as the operator token is. Best effort: a key on a read-only volume (a
+    // mounted secret) or owned by another user keeps the mode the operator set there.
+    await keepToOwnerAsync(path).catch(() => {});
     return Identity.fromSecretKey(seed);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -103,19 +106,4 @@ async function readIdentity(path: string): Promise<Identity | undefined> {
     `${path} is a link to nothing (a volume not mounted?): the node's key is not made anew ` +
       `in its place; mount it, or remove the link to start as a new node`,
   );
-}
-
-/**
- * Make the key readable by its owner only when others can read it (a copy restored from a
- * backup, or made under umask 022): as the operator token is. Best effort: a key on a
- * read-only volume (a mounted secret) or owned by another user keeps its mode, which the
- * operator set there.
- */
-async function ownerOnly(path: string): Promise<void> {
-  if (Deno.build.os === "windows") return;
-  try {
-    if (((await Deno.stat(path)).mode ?? 0) & 0o077) await Deno.chmod(path, 0o600);
-  } catch {
-    // read-only, or not this user's: left as the operator mounted it
-  }
 }

@@ -3,8 +3,9 @@
  * one survives a power cut once the call returns: write a temporary file, `fsync` it, rename it
  * over the target, `fsync` the directory (the rename itself lives in the directory).
  *
- * The file is its owner's only (0600), whatever the umask: what a node keeps this way holds
- * clients' prompts (proof data, peers' jobs) and what its ledger and stake rest on.
+ * The file is its owner's only (0600, `protocols/owner_only.ts`), whatever the umask: what a node
+ * keeps this way holds clients' prompts (proof data, peers' jobs) and what its ledger and stake
+ * rest on.
  *
  * A process killed between the temporary file's creation and its rename leaves that file
  * (`<name>.<uuid>.tmp`, beside the target): never read, it would stay for good, one per crash.
@@ -14,9 +15,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
-
-/** The mode of each file written (see the module doc). */
-const FILE_MODE = 0o600;
+import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /** A temporary file of {@link writeFileDurably}: the target's name, a UUID, `.tmp`. */
 const TEMPORARY = /^(.+)\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
@@ -31,7 +30,7 @@ export async function writeFileDurably(
 ): Promise<void> {
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
   // Created 0600 and renamed over the target: a file written over keeps none of its old mode.
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: FILE_MODE });
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode: OWNER_FILE_MODE });
   try {
     for await (const chunk of bytes instanceof Uint8Array ? [bytes] : bytes) {
       for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));

@@ -12,6 +12,7 @@
  */
 import { join } from "node:path";
 import { MAX_OPENING_PART_BYTES } from "../protocols/training_messages.ts";
+import { makeOwnerDir, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
 /**
  * Bytes of sealed answers held in memory for their validators to fetch, by default. An answer is
@@ -159,8 +160,8 @@ export class KeptAnswers {
   #writeAnswer(dir: string, id: string, answer: KeptAnswer): void {
     const path = join(dir, id);
     answer.writing = true;
-    answer.written = Deno.mkdir(dir, { recursive: true })
-      .then(() => Deno.writeFile(path, answer.bytes!))
+    answer.written = makeOwnerDir(dir)
+      .then(() => Deno.writeFile(path, answer.bytes!, { mode: OWNER_FILE_MODE }))
       .then(
         () => {
           answer.file = path;

@@ -34,6 +34,7 @@
 import { join } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { makeOwnerDir } from "../protocols/owner_only.ts";
 import {
   MAX_PLEDGE_HELD_TRAINING_PROOFS,
   type PledgeHeldTrainingProof,
@@ -139,7 +140,7 @@ export class KeptHeldTrainingProofs {
     let removed = false;
     for (const [hash, { body, origin, since }] of wanted) {
       if (this.#onDisk.has(hash)) continue;
-      await Deno.mkdir(this.#dir, { recursive: true });
+      await makeOwnerDir(this.#dir);
       await writeFileDurably(this.#path(hash), encodeCanonical({ body, origin, since }));
       this.#onDisk.add(hash);
       wrote = true;

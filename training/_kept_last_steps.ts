@@ -26,6 +26,7 @@
 import { join } from "node:path";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
+import { makeOwnerDir } from "../protocols/owner_only.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { type StepOpening, StepOpeningSchema } from "./step_opening.ts";
@@ -213,7 +214,7 @@ export class KeptLastSteps {
     const dir = this.#dir;
     if (dir === undefined) return Promise.resolve(undefined);
     this.#files ??= (async () => {
-      await Deno.mkdir(dir, { recursive: true });
+      await makeOwnerDir(dir);
       await removeTemporaries(dir);
       const files = new Map<string, string>();
       for await (const entry of Deno.readDir(dir)) {

@@ -54,6 +54,7 @@ import { join } from "node:path";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
+import { makeOwnerDir } from "../protocols/owner_only.ts";
 import type { OutcomeBody } from "../protocols/training_messages.ts";
 import type { EconomicParams } from "../proof/economics.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
@@ -463,7 +464,7 @@ export class OutcomeGate {
   async #writeMomentum(body: OutcomeBody, momentum: GptWeights): Promise<void> {
     const dir = this.#options.momentaDir;
     if (dir === undefined) return;
-    await Deno.mkdir(dir, { recursive: true });
+    await makeOwnerDir(dir);
     const onnx = gptModelBytesFromWeights(body.arch, momentum);
     const file = {
       v: MOMENTUM_FILE_VERSION,

@@ -8,6 +8,7 @@
  */
 import { dirname } from "node:path";
 import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { makeOwnerDir } from "../protocols/owner_only.ts";
 
 /** The trainer's data directory, made (with its entry on disk) the first time it is asked for. */
 export class TrainerDataDir {
@@ -24,7 +25,7 @@ export class TrainerDataDir {
   async make(): Promise<string> {
     const dir = this.#dir!;
     if (!this.#made) {
-      await Deno.mkdir(dir, { recursive: true });
+      await makeOwnerDir(dir);
       await syncDirectory(dirname(dir)); // the directory's own entry, if this made it
       this.#made = true;
     }

@@ -37,6 +37,7 @@
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { makeOwnerDir } from "../protocols/owner_only.ts";
 import { sha256Hex } from "../protocols/hash.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { type GptWeights, gptWeightShapes } from "./gpt_weights.ts";
@@ -44,7 +45,7 @@ import { decodeRoundDelivery, encodeRoundDelivery, type RoundDelivery } from "./
 import type { LocalHyperParams } from "./hyper_params.ts";
 import type { OuterHyperParams } from "./outer_step.ts";
 import type { ModelUpdate } from "./round_models.ts";
-import type { RoundRecord } from "./round_coordinator.ts";
+import type { RoundRecord } from "./coordinator_status.ts";
 import { TrainingError } from "./training_error.ts";
 import { summarizeExcluded } from "./excluded_summary.ts";
 
@@ -338,7 +339,7 @@ export class CoordinatorState {
   async #makeDir(): Promise<void> {
     if (this.#dirMade) return;
     const dir = dirname(this.#path);
-    await Deno.mkdir(dir, { recursive: true });
+    await makeOwnerDir(dir);
     await syncDirectory(dirname(dir)); // the directory's own entry, if this made it
     this.#dirMade = true;
   }

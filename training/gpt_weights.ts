@@ -14,6 +14,7 @@
 import { dirname, join } from "node:path";
 import onnxProto from "onnx-proto";
 import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { makeOwnerDir, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 import { cidOf } from "../protocols/cid.ts";
 import {
   DEFAULT_MODEL_SEED,
@@ -221,9 +222,12 @@ export async function writeTrainedModel(
   const side = trainedSideFiles(arch);
   const cid = textModelIdFromCids({ [MODEL_FILE]: cidOf(bytes), ...side.cids });
   const dir = join(modelsDir, cid);
-  await Deno.mkdir(dir, { recursive: true });
+  // The model's own directory only: `modelsDir` may be one the operator chose (`train --out`),
+  // whose mode is theirs; one this makes is its owner's only, as every folder it creates.
+  await makeOwnerDir(dir);
   for (const [name, file] of Object.entries(side.bytes)) {
-    await Deno.writeFile(join(dir, name), file);
+    // The mode is set on a file an earlier version wrote with the umask too.
+    await Deno.writeFile(join(dir, name), file, { mode: OWNER_FILE_MODE });
     await syncFile(join(dir, name));
   }
   await writeFileDurably(join(dir, MODEL_FILE), bytes);

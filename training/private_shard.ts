@@ -17,6 +17,7 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import { type StorageMessage, unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { PutFileResult } from "../storage/file_store.ts";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
+import { makeOwnerDir, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import { TrainingError } from "./training_error.ts";
 
@@ -92,9 +93,9 @@ export async function keepShardPrivate(
       local: true,
     }),
   );
-  await Deno.mkdir(join(dataDir, RECORD_PATH[0]), { recursive: true });
+  await makeOwnerDir(join(dataDir, RECORD_PATH[0]));
   const tmp = `${recordPath}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeFile(tmp, encodeCanonical({ cid: put.cid, ...deal }), { mode: 0o600 });
+  await Deno.writeFile(tmp, encodeCanonical({ cid: put.cid, ...deal }), { mode: OWNER_FILE_MODE });
   await Deno.rename(tmp, recordPath);
   return { shard: await readShard(storage, put.cid), cid: put.cid, stored: true };
 }

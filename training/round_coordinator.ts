@@ -27,8 +27,8 @@
  *
  * A round's seats go only to joined trainers this node's ledger has not convicted and whose free
  * stake there backs the round's receipt (`_round_seats.ts`, asked through the TrainingValidator:
- * `seat_stakes`); a join is looked at the same way at once, so `status` counts only the trainers
- * a round can ask and the log says why one is not (review s73 F2, F3).
+ * `seat_stakes`); a join is looked at the same way at once. What `status` answers, and the
+ * standing of the joined trainers it counts, is `coordinator_status.ts`.
  *
  * The rounds run in a loop outside the mailbox, started in `preStart`: everything they change
  * comes back by `announce` and `round_done`, so the trainer table and the round state change
@@ -70,7 +70,7 @@ import { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "./hyper_param
 import type { RoundModel, RoundModels } from "./round_models.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "./outer_step.ts";
 import { type CoordinatorSnapshot, CoordinatorState } from "./coordinator_state.ts";
-import { type JoinedTrainer, JoinedTrainers } from "./joined_trainers.ts";
+import { JoinedTrainers } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
 import { TrainingError } from "./training_error.ts";
 import { loadTrainingEngine } from "./training_engine.ts";
@@ -81,11 +81,12 @@ import { RoundLoop } from "./_round_loop.ts";
 import { roundPaceMs } from "./training_stake.ts";
 import { gptDeltaBytes } from "./delta_bytes.ts";
 import type { SeatStakes } from "./_seat_stakes.ts";
-import { type RoundSeats, seatRound } from "./_round_seats.ts";
-import type { ExcludedEntry, ReasonCount } from "./excluded_summary.ts";
+import { type RoundRecord, TrainerStandings } from "./coordinator_status.ts";
 
 // The round's rules a validator checks again, named here as before they moved with the round.
 export { dataSeedOf, sameHyperParams } from "./_round_run.ts";
+// What `status` answers, named here as before it moved beside the coordinator.
+export type { CoordinatorStatus, RoundRecord } from "./coordinator_status.ts";
 
 /** Held-out samples the coordinator evaluates each new model on (64 bytes each). */
 const EVAL_SAMPLES = 64;
@@ -99,7 +100,7 @@ const OUTCOME_PASS_ON_MS = 120_000;
  * the latest 200, and a record lists up to `MAX_OUTCOME_TRAINERS` (`training_messages.ts`) keys
  * (~17 KB), so a run of `--rounds 0` kept without bound was copied by every `status` and
  * rewritten twice a round (review s54). Older rounds are still counted
- * ({@link CoordinatorStatus.finished}).
+ * (`CoordinatorStatus.finished`, `coordinator_status.ts`).
  */
 const DEFAULT_KEPT_ROUND_RECORDS = 1000;
 
@@ -161,64 +162,6 @@ export interface RoundCoordinatorOptions {
   timers?: ConnectionTimers;
 }
 
-/** One finished round, as the status shows it. */
-export interface RoundRecord {
-  /** Round number. */
-  round: number;
-  /** Its start model. */
-  startModel: string;
-  /** The model it produced (the start model again when no report was accepted). */
-  model: string;
-  /** Hex keys whose deltas went in. */
-  accepted: string[];
-  /**
-   * Trainers left out, with why: those asked whose deltas were dropped, then those the seating
-   * skipped (`no_seat …`). Only the first `EXCLUDED_SAMPLE` (`excluded_summary.ts`); every
-   * one is counted in `excludedCounts`. A record written before review s73 lists every one here
-   * and has no counts (read back, it is counted and cut to the sample).
-   */
-  excluded: ExcludedEntry[];
-  /** Every trainer left out, counted by the kind of its reason (absent: see `excluded`). */
-  excludedCounts?: ReasonCount[];
-  /** Held-out loss of the new model, nats per byte. */
-  heldOutLoss?: number;
-}
-
-/** What `status` answers. */
-export interface CoordinatorStatus {
-  /** The next round's number. */
-  round: number;
-  /** The current model's CID. */
-  model: string;
-  /** Held-out loss of the first start model. */
-  initialLoss?: number;
-  /**
-   * The latest finished rounds, oldest first (at most
-   * {@link RoundCoordinatorOptions.keptRoundRecords}).
-   */
-  history: RoundRecord[];
-  /**
-   * Rounds finished over the run, those no longer in `history` too (set by the coordinator;
-   * absent: `history.length`).
-   */
-  finished?: number;
-  /**
-   * Hex keys of the joined trainers it can ask: not convicted (here or, at the last seating, in
-   * this node's ledger), and not left without a seat for want of stake at the last seating.
-   */
-  trainers: string[];
-  /**
-   * Hex keys of trainers convicted, never asked again: by this coordinator, and the joined ones
-   * this node's ledger convicted (skipped at the last seating).
-   */
-  convicted: string[];
-  /**
-   * Joined trainers the last seating left out because their free stake in this node's ledger
-   * cannot back a round's receipt (absent: none).
-   */
-  unbacked?: number;
-}
-
 /** Messages the RoundCoordinator accepts. */
 export type CoordinatorMessage =
   | { type: "join"; connection: Connection; shardSize: number; shardRoot: string }
@@ -256,15 +199,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   readonly #state?: CoordinatorState;
   readonly #trainers: JoinedTrainers;
   readonly #convicted = new Set<string>();
-  /**
-   * Whom the last seating skipped (`_round_seats.ts`): joined trainers this node's ledger
-   * convicted, and those without the free stake to back a round. Only for `status` to count:
-   * the seating itself asks the ledger afresh each round.
-   */
-  readonly #skipped: { convicted: Set<string>; unbacked: Set<string> } = {
-    convicted: new Set(),
-    unbacked: new Set(),
-  };
+  /** Whom the last seating skipped, for `status` to count (`coordinator_status.ts`). */
+  readonly #standings: TrainerStandings;
   readonly #history: RoundRecord[] = [];
   /** Rounds finished over the run (`#history` keeps only the latest). */
   #finished = 0;
@@ -288,6 +224,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     this.#options = options;
     this.#hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...options.hyper };
     this.#trainers = options.trainers ?? new JoinedTrainers();
+    this.#standings = new TrainerStandings(this.#trainers);
     if (options.statePath !== undefined) {
       this.#state = new CoordinatorState(options.statePath, {
         arch: options.arch,
@@ -432,7 +369,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         return this.#trainers.open().filter((t) => !this.#convicted.has(t.key));
       case "seated":
         // Only the trainers it looked at: one that joined meanwhile was looked at on its join.
-        this.#markSkipped(message.checked, message.convicted, message.unbacked);
+        this.#standings.mark(message.checked, message.convicted, message.unbacked);
         return;
       case "announce":
         // Saved before anyone is asked: a restart never announces this number again.
@@ -457,34 +394,15 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       case "deliver":
         return this.#deliver(ctx);
       case "status":
-        return this.#status();
+        return this.#standings.status({
+          round: this.#round,
+          model: this.#model!.cid,
+          initialLoss: this.#initialLoss,
+          history: this.#history,
+          finished: this.#finished,
+          convicted: this.#convicted,
+        });
     }
-  }
-
-  /**
-   * What `status` answers. The trainers counted are those a round can ask (review s73 F2: every
-   * joined trainer was counted, and only this coordinator's convictions, so the dashboard showed
-   * a trainer this node's ledger convicted as one of "2 trainers" and nowhere as convicted).
-   */
-  #status(): CoordinatorStatus {
-    const open = this.#trainers.open().map((t) => t.key);
-    const ledgerConvicted = open.filter((key) =>
-      this.#skipped.convicted.has(key) && !this.#convicted.has(key)
-    );
-    const unbacked = open.filter((key) => this.#skipped.unbacked.has(key)).length;
-    return {
-      round: this.#round,
-      model: this.#model!.cid,
-      initialLoss: this.#initialLoss,
-      history: [...this.#history],
-      finished: this.#finished,
-      trainers: open.filter((key) =>
-        !this.#convicted.has(key) && !this.#skipped.convicted.has(key) &&
-        !this.#skipped.unbacked.has(key)
-      ),
-      convicted: [...this.#convicted, ...ledgerConvicted],
-      ...(unbacked === 0 ? {} : { unbacked }),
-    };
   }
 
   /**
@@ -528,49 +446,11 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     );
     const model = this.#model!;
     const joined = { round: this.#round, model: model.cid, file: model.file ?? model.cid };
-    await this.#standing(trainer, ctx);
+    await this.#standings.lookAtJoin(this.#round, trainer, {
+      convicted: this.#options.convicted,
+      stakes: (keys) => this.#seatStakes(keys, ctx),
+    }, (line) => this.#log(line));
     return joined;
-  }
-
-  /**
-   * At a join: whether a round's seating would skip this trainer (convicted in this node's
-   * ledger, or without the free stake there to back a round's receipt), so that `status` counts
-   * it right before any round seats it, and the log says why it is not asked. It stays joined:
-   * stake may come later (a deposit, a peer's pledge), and the seating of each round asks again.
-   */
-  async #standing(trainer: JoinedTrainer, ctx: ActorContext<CoordinatorMessage>): Promise<void> {
-    let seats: RoundSeats;
-    try {
-      seats = await seatRound(this.#round, [trainer], {
-        convicted: this.#options.convicted,
-        stakes: (keys) => this.#seatStakes(keys, ctx),
-      });
-    } catch {
-      return; // the ledger did not answer: the next round's seating asks again
-    }
-    const { key } = trainer;
-    this.#markSkipped([key], seats.convicted, seats.unbacked);
-    const why = seats.unseated[0]?.reason;
-    if (why !== undefined) {
-      this.#log(`training: trainer ${key.slice(0, 16)} takes no seat in a round for now: ${why}`);
-    }
-  }
-
-  /** Mark which of `checked` a seating skipped, as convicted or unbacked, and unmark the rest. */
-  #markSkipped(checked: string[], convicted: string[], unbacked: string[]): void {
-    const isConvicted = new Set(convicted);
-    const isUnbacked = new Set(unbacked);
-    for (const key of checked) {
-      if (isConvicted.has(key)) this.#skipped.convicted.add(key);
-      else this.#skipped.convicted.delete(key);
-      if (isUnbacked.has(key)) this.#skipped.unbacked.add(key);
-      else this.#skipped.unbacked.delete(key);
-    }
-    // Bounded by the joined trainers: one that left is forgotten.
-    const open = new Set(this.#trainers.open().map((t) => t.key));
-    for (const set of [this.#skipped.convicted, this.#skipped.unbacked]) {
-      for (const key of set) if (!open.has(key)) set.delete(key);
-    }
   }
 
   /**

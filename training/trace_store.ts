@@ -25,6 +25,7 @@ import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { writeFileDurably } from "../proof/_durable_file.ts";
+import { makeOwnerDir } from "../protocols/owner_only.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { TextShard } from "./brown_corpus.ts";
@@ -200,7 +201,7 @@ export class TraceStore {
 
   async #makeDir(): Promise<void> {
     if (this.#made) return;
-    await Deno.mkdir(this.#dir, { recursive: true });
+    await makeOwnerDir(this.#dir);
     this.#made = true;
   }
 }
