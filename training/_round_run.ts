@@ -12,13 +12,19 @@
  *
  * A report whose delta is past the round's limits (`roundDeltaLimits`: a value past the bound,
  * or a tensor's root mean square past half of it: `delta_too_large`) is left out like any other
- * refused report. A model whose held-out loss is past {@link MAX_HELD_OUT_LOSS_RATIO} times the
- * lowest loss the run published (the coordinator's reference, saved with its state) is not
- * published as it is: the accepted delta that moves the model most (the largest root mean
- * square) is left out and the rest averaged and evaluated again, up to
- * {@link MAX_LOSS_REGRESSION_DROPS} times; each delta left out so is excluded with the reason
- * (`loss_regression`) and unpaid, the rest are published and paid. Still past it after those
- * tries, the round ends on its start model, every trainer excluded (`loss_regression`), none paid.
+ * refused report. When the coordinator measures held-out loss, each accepted delta is judged by
+ * what it does alone (`_delta_attribution.ts`): the held-out loss of the model the outer step over
+ * that one delta makes from the round's start. Every delta whose own model is worse than
+ * `MAX_SOLO_LOSS_RATIO` times the start model's loss is left out at once (`loss_regression`,
+ * unpaid), even when the round's mean would pass, and the rest are averaged and evaluated once
+ * more. A model whose held-out loss is still past {@link MAX_HELD_OUT_LOSS_RATIO} times the lowest
+ * loss the run published (the coordinator's reference, saved with its state) is not published as
+ * it is: the delta whose own model is worst is left out and the rest averaged and evaluated again,
+ * up to {@link MAX_LOSS_REGRESSION_DROPS} times; each delta left out so is excluded
+ * (`loss_regression`) and unpaid, the rest are published and paid. Still past it after those tries,
+ * the round ends on its start model, every trainer excluded (`loss_regression`), none paid. A round
+ * costs at most its deltas + {@link MAX_LOSS_REGRESSION_DROPS} + 3 evaluations, and a round seats
+ * at most `MAX_OUTCOME_TRAINERS` (`_round_seats.ts`).
  *
  * Runs outside the coordinator's mailbox, in its round loop (`_round_loop.ts`); holds no state of
  * its own: it reads the coordinator's model, momentum and reference loss when it needs them, and
@@ -38,7 +44,8 @@ import { aggregateRound } from "./training_round.ts";
 import { summarizeExcluded } from "./excluded_summary.ts";
 import type { JoinedTrainer } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
-import { decodeFittingDelta, deltaRms, roundDeltaLimits } from "./int8_delta.ts";
+import { decodeFittingDelta, roundDeltaLimits } from "./int8_delta.ts";
+import { soloHarm, soloLosses } from "./_delta_attribution.ts";
 import { sameWork } from "./duplicate_work.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
 import { TrainingError } from "./training_error.ts";
@@ -66,13 +73,14 @@ import type {
 export const MAX_HELD_OUT_LOSS_RATIO = 1.1;
 
 /**
- * How many of a round's deltas may be left out, one at a time (the largest root mean square
- * first), to bring a round's model back within {@link MAX_HELD_OUT_LOSS_RATIO}, before the round
- * is given up. Each try is an outer step and a held-out evaluation: measured 80 ms and 80–180 ms on
- * the test model (64 samples, wasm, a shared 2-core machine), about 0.3 s for the evaluation of
- * the node's default `tiny` model; 8 tries are a few seconds at most, against the default round
- * deadline of 120 s. Eight staked trainers each sending a delta that breaks the round are found
- * and left out unpaid, the honest rest paid; more than eight still leave the round unpublished.
+ * How many of a round's deltas may be left out one at a time (the worst alone first), after those
+ * that do harm alone went together, to bring a round's model back within
+ * {@link MAX_HELD_OUT_LOSS_RATIO}, before the round is given up: for deltas harmless alone that
+ * break the model only together. Each try is an outer step and a held-out evaluation: measured 80
+ * ms and 62–180 ms on the test model (64 samples, wasm, a shared 2-core machine), about 0.3 s for
+ * the evaluation of the node's default `tiny` model; 8 tries are a few seconds at most, against
+ * the default round deadline of 120 s. Any number of griefers whose deltas do harm alone costs one
+ * evaluation each and one of the mean, not a try each.
  */
 export const MAX_LOSS_REGRESSION_DROPS = 8;
 
@@ -278,38 +286,65 @@ export class RoundRun {
         // 5.7 → 22.8 over five within the bound) is not published, served or paid for as it is.
         heldOutLoss = await this.#evaluate(result.weights);
         let regression = this.#lossRegression(heldOutLoss);
-        // The delta that did it, not every trainer (review s73 F2: one staked trainer failed
-        // every round, and no honest one was ever paid): the one that moves the model most goes,
-        // and the rest are tried again.
-        const sizes = new Map<JoinedTrainer, number>();
-        const sizeOf = (r: (typeof accepted)[number]) => {
-          let size = sizes.get(r.trainer);
-          if (size === undefined) {
-            size = deltaRms(decodeFittingDelta(r.report.delta, start.weights));
-            sizes.set(r.trainer, size);
-          }
-          return size;
-        };
-        for (
-          let tries = 0;
-          regression !== undefined && tries < MAX_LOSS_REGRESSION_DROPS && accepted.length > 1;
-          tries++
-        ) {
-          // The first of the largest: the round's order decides a tie, the same on every run.
-          const largest = accepted.reduce((a, b) => sizeOf(b) > sizeOf(a) ? b : a);
-          const why = `${regression}; with the largest delta (RMS ${
-            sizeOf(largest).toPrecision(3)
-          }), left out`;
-          excluded.set(largest.trainer.key, why);
-          this.#log(
-            `training: round ${round}: delta of ${
-              largest.trainer.key.slice(0, 16)
-            } left out (${why})`,
+        // The deltas that did it, not every trainer (review s73 F2), found by what each does
+        // alone, not by its size (review s74: a small delta against the model went last, and more
+        // griefers than the tries blocked every round): `_delta_attribution.ts`.
+        if (this.#parts.referenceLoss() !== undefined) {
+          const losses = await soloLosses(
+            start.weights,
+            accepted.map((r) => decodeFittingDelta(r.report.delta, start.weights)),
+            (weights) => this.#evaluate(weights),
           );
-          accepted = accepted.filter((r) => r !== largest);
-          result = await aggregate();
-          heldOutLoss = await this.#evaluate(result.weights);
-          regression = this.#lossRegression(heldOutLoss);
+          const solo = new Map(accepted.map((r, i) => [r, losses.solo[i]]));
+          // Every delta that does harm alone goes at once, even when the mean passes the gate: a
+          // harm under the gate's slack is still unpaid. One re-evaluation for all of them.
+          const harmful = losses.start === undefined ? [] : accepted.flatMap((r) => {
+            const harm = soloHarm(solo.get(r), losses.start!);
+            return harm === undefined ? [] : [{ r, harm }];
+          });
+          for (const { r, harm } of harmful) {
+            const why = regression === undefined
+              ? `loss_regression: ${harm}`
+              : `${regression}; ${harm}, left out`;
+            excluded.set(r.trainer.key, why);
+            this.#log(
+              `training: round ${round}: delta of ${r.trainer.key.slice(0, 16)} left out (${why})`,
+            );
+          }
+          if (harmful.length > 0) {
+            accepted = accepted.filter((r) => !excluded.has(r.trainer.key));
+            if (accepted.length === 0) {
+              throw new TrainingError("loss_regression", "every delta does harm alone");
+            }
+            result = await aggregate();
+            heldOutLoss = await this.#evaluate(result.weights);
+            regression = this.#lossRegression(heldOutLoss);
+          }
+          // None harmful alone, and still their mean is past the gate (deltas that harm only
+          // together): the worst alone first, one at a time, a bounded number of times.
+          const worst = (r: (typeof accepted)[number]) => solo.get(r) ?? Infinity;
+          for (
+            let tries = 0;
+            regression !== undefined && tries < MAX_LOSS_REGRESSION_DROPS && accepted.length > 1;
+            tries++
+          ) {
+            // The first of the worst: the round's order decides a tie, the same on every run.
+            const left = accepted.reduce((a, b) => worst(b) > worst(a) ? b : a);
+            const loss = solo.get(left);
+            const why = `${regression}; with the worst delta alone (held-out loss ${
+              loss === undefined ? "not finite" : loss.toPrecision(4)
+            }), left out`;
+            excluded.set(left.trainer.key, why);
+            this.#log(
+              `training: round ${round}: delta of ${
+                left.trainer.key.slice(0, 16)
+              } left out (${why})`,
+            );
+            accepted = accepted.filter((r) => r !== left);
+            result = await aggregate();
+            heldOutLoss = await this.#evaluate(result.weights);
+            regression = this.#lossRegression(heldOutLoss);
+          }
         }
         if (regression !== undefined) {
           // Visible per trainer, as every other exclusion; none of them is paid (no delivery).

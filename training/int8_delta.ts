@@ -117,7 +117,9 @@ export function roundDeltaLimits(
 
 /**
  * Root mean square of every value of a (dequantized) delta, tensors in their order: how far a
- * delta moves the model, one number to rank a round's deltas by (`_round_run.ts`).
+ * delta moves the model. Not what a round's loss gate ranks deltas by (review s74: a small delta
+ * pointed against the model does more harm than a large honest one): that is each delta's
+ * measured effect (`_delta_attribution.ts`).
  *
  * @example
  * ```ts

@@ -7,8 +7,8 @@
  *   published and paid every round. Now the RMS limit leaves it out (`delta_too_large`), and a
  *   delta within both limits that still pushes against the model is held to the run's best loss.
  * - F2: one such delta beside honest ones failed the gate for the whole round, every trainer
- *   excluded, nobody paid, round after round. Now the delta that moves the model most is left out
- *   (`loss_regression`) and the honest rest published and paid.
+ *   excluded, nobody paid, round after round. Now the delta that does harm alone is left out
+ *   (`loss_regression`, `training/_delta_attribution.ts`) and the honest rest published and paid.
  *
  * Each is asserted on this node's ledger after the challenge window: credits, stakes, locks.
  *
@@ -16,30 +16,18 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { roundDeltaBound } from "../../training/int8_delta.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { MAX_HELD_OUT_LOSS_RATIO } from "../../training/_round_run.ts";
 import { CoordinatorState } from "../../training/coordinator_state.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "../../training/outer_step.ts";
-import {
-  type CoordinatorMessage,
-  type CoordinatorStatus,
-  RoundCoordinator,
-} from "../../training/round_coordinator.ts";
-import { eventually } from "../_helpers/wait.ts";
-import { reportingTrainer } from "./_reporting_trainer.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
-import { TEST_ARCH, TEST_HYPER, testModelCredit, testSplit } from "./_fixtures.ts";
+import type { CoordinatorStatus } from "../../training/round_coordinator.ts";
+import { GATE_STAKE, gateRounds } from "./_gate_run.ts";
+import { TEST_ARCH, TEST_HYPER, testModelCredit } from "./_fixtures.ts";
 
 /** What each trainer holds in this node's ledger before the rounds. */
-const STAKE = 1_000_000;
+const STAKE = GATE_STAKE;
 
 /** A made-up delta of `fraction` × the round's bound per value, alternating in sign. */
 function againstTheModel(steps: number, fraction: number): (i: number) => number {
@@ -71,78 +59,23 @@ async function gateRun(
     statePath?: string;
   },
 ): Promise<GateRun> {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-loss-gate-" });
-  const system = new ActorSystem({ name: "loss-gate" });
-  try {
-    const me = Identity.generate();
-    const pusher = options.pusher === undefined ? undefined : Identity.generate();
-    const honest = Array.from({ length: options.honest }, () => Identity.generate());
-    const clock = { t: Date.now() };
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const { ledger } = await spawnTrainingLedger(system, {
-      identity: me,
-      dir,
-      now: () => clock.t,
-      models,
-      challenge: { challengeProbability: 0 },
-    });
-    for (const k of [...(pusher ? [pusher] : []), ...honest]) {
-      await ledger.ask({ type: "deposit", key: k.publicKey, amount: STAKE });
-    }
-    const split = await testSplit();
-    const coordinator = await system.spawn<CoordinatorMessage>({
-      name: "node/coordinator",
-      factory: () =>
-        new RoundCoordinator({
-          identity: me,
-          arch: TEST_ARCH,
-          seed: 0,
-          rounds: options.rounds,
-          convicted: () => Promise.resolve(false),
-          steps: options.steps,
-          hyper: TEST_HYPER,
-          roundDeadlineMs: 600_000,
-          // Everyone in round 0: which rounds each is in does not race.
-          minTrainers: options.honest + (pusher ? 1 : 0),
-          models,
-          validator: "node/training-validator",
-          heldOut: split.heldOut,
-          statePath: options.statePath,
-        }),
-    });
-    const start = seededGptWeights(TEST_ARCH, 0);
-    const shard = { size: 100, root: "cc".repeat(32) };
-    const join = (identity: Identity, value?: (i: number) => number) =>
-      coordinator.ask({
-        type: "join",
-        connection: reportingTrainer(identity, start, shard, value ? { value } : {}),
-        shardSize: shard.size,
-        shardRoot: shard.root,
-      });
-    if (pusher) await join(pusher, options.pusher);
-    for (const h of honest) await join(h);
-    const status = await eventually(
-      async () => {
-        const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
-        return s.history.length === options.rounds ? s : undefined;
-      },
-      "the rounds to end",
-      { timeoutMs: 120_000 },
-    );
-    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-    await ledger.ask({ type: "finalize" });
-    const account = (k: Identity) => ledger.ask<Account>({ type: "account", key: k.publicKey });
-    return {
-      status,
-      pusher: pusher ? await account(pusher) : undefined,
-      honest: await Promise.all(honest.map(account)),
-      pusherKey: pusher ? toHex(pusher.publicKey) : undefined,
-      honestKeys: honest.map((h) => toHex(h.publicKey)),
-    };
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  const pushed = options.pusher === undefined ? 0 : 1;
+  const run = await gateRounds({
+    steps: options.steps,
+    rounds: options.rounds,
+    reporters: [
+      ...(options.pusher === undefined ? [] : [{ value: options.pusher }]),
+      ...Array.from({ length: options.honest }, () => ({})),
+    ],
+    statePath: options.statePath,
+  });
+  return {
+    status: run.status,
+    pusher: pushed ? run.accounts[0] : undefined,
+    honest: run.accounts.slice(pushed),
+    pusherKey: pushed ? run.keys[0] : undefined,
+    honestKeys: run.keys.slice(pushed),
+  };
 }
 
 /** `account` was paid `rounds` rounds of `steps` steps, its stake whole and nothing locked. */
@@ -192,7 +125,10 @@ Deno.test("one griefing trainer beside honest ones: its delta is left out and un
     assert.notEqual(record.model, record.startModel);
     assert.ok(record.heldOutLoss! <= MAX_HELD_OUT_LOSS_RATIO * initial, `${record.heldOutLoss}`);
     assert.deepEqual(record.excluded.map((e) => e.key), [run.pusherKey]);
-    assert.match(record.excluded[0].reason, /^loss_regression: .*with the largest delta/);
+    assert.match(
+      record.excluded[0].reason,
+      /^loss_regression: .*× the run's best.*its delta alone gives/,
+    );
   }
   assert.deepEqual(run.pusher, { balance: 0, stake: STAKE, locked: 0 });
   for (const account of run.honest) assertPaid(account, 2, 50);
