@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { exportCar, importCar } from "../storage/car.ts";
 import { dagBlocks, storedLinks } from "../storage/dag_links.ts";
 import { StorageError } from "../storage/errors.ts";
+import { unreachableEntryCount } from "../storage/unixfs_names.ts";
 import { FileStore } from "../storage/file_store.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import { createShareLink, openShareLink, ShareStore } from "../storage/share_links.ts";
@@ -97,6 +98,7 @@ export async function runImport(args: string[]): Promise<number> {
       // blocks its inline node links, since nothing is stored under the root's own CID. Pinned
       // in its place, they keep the file GC would otherwise remove.
       const pinned = new Set<string>();
+      let unreachable = 0; // directory entries no path reaches by name (review s74)
       for (const root of result.roots) {
         for (const kept of storedLinks([root])) {
           // Pinned only when its whole DAG arrived: a pin of a partial DAG would stop GC.
@@ -105,6 +107,7 @@ export async function runImport(args: string[]): Promise<number> {
           if (!await store.has(kept)) throw missing(kept);
           for await (const block of dagBlocks(kept, (c) => store.get(c))) {
             if (!block.bytes && !await store.has(block.cid)) throw missing(block.cid);
+            if (block.bytes) unreachable += unreachableEntryCount(block.cid, block.bytes);
           }
           pinned.add(kept);
         }
@@ -113,6 +116,13 @@ export async function runImport(args: string[]): Promise<number> {
       if (pinned.size > 0) await pending.commit([...pinned][0]);
       for (const root of result.roots) console.log(root);
       console.error(`imported ${result.blocks} blocks (${result.bytes} bytes), all verified`);
+      if (unreachable > 0) {
+        console.error(
+          `warning: ${unreachable} directory entries have names no path can reach (empty, . ` +
+            "or .., holding / or a control character, or repeating an earlier name): the " +
+            "gateway lists them by their own CID",
+        );
+      }
       storedIn(dir);
     } catch (error) {
       throw failedPut(error, pending.stored);

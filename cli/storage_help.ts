@@ -13,8 +13,11 @@ export const PUT_USAGE =
   Store FILE (use - for stdin) or the directory DIR and print its CID; stderr says where.
   The data directory (--data, else VERIFLOW_DATA_DIR, else VERIFLOW_CONFIG's dataDir, else
   .veriflow) must be a node's (it holds a store or identity.key); --init makes a new store in
-  any other. A public file's or
-  directory's CID is its UnixFS id, the one \`ipfs add --cid-version 1 --raw-leaves\` gives.
+  any other. A public file's CID is its UnixFS id, the one
+  \`ipfs add --cid-version 1 --raw-leaves\` gives; a directory's is the one
+  \`ipfs add -r --hidden --cid-version 1 --raw-leaves\` gives: put DIR stores every entry,
+  dotfiles included (plain \`ipfs add -r\` skips them, giving another CID). A file name that is
+  not UTF-8 is refused (invalid_name): rename it first.
   --name and --mime are sealed in a private file's manifest (a public id has no name); each is
   at most 256 chars, and a directory takes neither (its entries are named by their files).
 

@@ -12,6 +12,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import type { ResolvedPath } from "../storage/unixfs_path.ts";
+import type { UnixfsNode } from "../storage/unixfs.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import type { ContentPath } from "./gateway_paths.ts";
 
@@ -48,6 +49,8 @@ export interface GatewayRequest {
   filename: string | undefined;
   /** True for `download=true`: the answer is an attachment, never rendered. */
   download: boolean;
+  /** Decodes a UnixFS node from its verified bytes, a directory from the routes' cache. */
+  decode: (cid: string, bytes: Uint8Array) => UnixfsNode;
 }
 
 /**

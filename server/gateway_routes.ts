@@ -38,13 +38,19 @@ import { CAR_MEDIA_TYPE } from "../storage/car.ts";
 import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { ShareUnavailableError } from "../storage/share_links.ts";
-import { decodeUnixfs, sameName, type UnixfsNode } from "../storage/unixfs.ts";
+import { decodeUnixfs, findLink, type UnixfsNode } from "../storage/unixfs.ts";
+import { UnixfsDirectoryCache } from "../storage/unixfs_directory_cache.ts";
 import { encodeNameSegment, nameText, resolveUnixfsPath } from "../storage/unixfs_path.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import { carResponse } from "./gateway_car.ts";
 import { ShareBlockIndex } from "./gateway_share_blocks.ts";
 import { headerType, SNIFF_BYTES, typeFromBytes, typeFromName } from "./gateway_content_type.ts";
-import { DIRECTORY_INDEX_VERSION, directoryIndex, type IndexEntry } from "./gateway_directory.ts";
+import {
+  DIRECTORY_INDEX_VERSION,
+  directoryIndexParts,
+  INDEX_ROWS_PER_PART,
+  type IndexEntry,
+} from "./gateway_directory.ts";
 import { contentPath, rawTarget } from "./gateway_paths.ts";
 import {
   attachment,
@@ -81,6 +87,11 @@ export interface GatewayRoutesOptions {
    * (`gateway_share_blocks.ts`): `DEFAULT_SHARE_INDEX_LINKS` by default.
    */
   shareIndexLinks?: number;
+  /**
+   * Decoded directories kept across requests (a directory's CID fixes its content): a new
+   * `UnixfsDirectoryCache` with its default bound unless given (tests count its hits).
+   */
+  directories?: UnixfsDirectoryCache;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -90,6 +101,8 @@ export function gatewayRoutes(
 ): Hono<EdgeEnv> {
   const now = options?.now ?? Date.now;
   const shareBlocks = new ShareBlockIndex(options?.shareIndexLinks);
+  const directories = options?.directories ?? new UnixfsDirectoryCache();
+  const decode = (cid: string, bytes: Uint8Array) => directories.decode(cid, bytes);
   const app = new Hono<EdgeEnv>();
   const port = () => {
     const found = storage();
@@ -147,7 +160,12 @@ export function gatewayRoutes(
     const readBlock = (cid: string, signal?: AbortSignal) => source(cid).block(cid, signal);
     // A client that goes away cancels the reads made for it (a silent peer's fetch included).
     const signal = c.req.raw.signal;
-    const resolved = await resolveUnixfsPath(root, path.names, (cid) => readBlock(cid, signal));
+    const resolved = await resolveUnixfsPath(
+      root,
+      path.names,
+      (cid) => readBlock(cid, signal),
+      { cache: directories },
+    );
     const request: GatewayRequest = {
       c,
       root,
@@ -166,6 +184,7 @@ export function gatewayRoutes(
       // browser must save it rather than render it.
       filename: c.req.query("filename") || undefined,
       download: c.req.query("download") === "true",
+      decode,
     };
     if (format === "raw") return await blockResponse(request);
     if (format === "car") return await carResponse(request, options);
@@ -304,7 +323,7 @@ async function plainResponse(request: GatewayRequest, search: string): Promise<R
       },
     });
   }
-  const index = entity.node.links.find((link) => sameName(link, INDEX_FILE));
+  const index = findLink(entity.node.links, INDEX_FILE);
   if (index !== undefined) {
     // Served only when it is a public file; anything else (private, another owner's, a
     // directory, a symlink) is no page to show: the generated index stands in for it.
@@ -355,7 +374,7 @@ async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainE
     return refused(new EdgeError("key_required", `${cid} is private: open it with a share link`));
   }
   if (codecOf(cid) !== DAG_PB_CODEC) return fileOf(info);
-  const node = decodeUnixfs(cid, await source.block(cid, request.c.req.raw.signal));
+  const node = request.decode(cid, await source.block(cid, request.c.req.raw.signal));
   if (node.type === "directory") return { kind: "directory", node };
   if (node.type === "file" || node.type === "raw") return fileOf(info);
   return refused(
@@ -429,18 +448,32 @@ function directoryListing(request: GatewayRequest, entries: readonly IndexEntry[
   const { c, common, head } = request;
   const etag = `"DirIndex-${DIRECTORY_INDEX_VERSION}_CID-${request.resolved.cid}"`;
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
-  const html = new TextEncoder().encode(
-    directoryIndex(`/ipfs/${request.root}${request.path.rest}`, entries),
-  );
-  const headers = {
+  const headers: Record<string, string> = {
     ...common,
     ...UNTRUSTED_CONTENT_HEADERS,
     "content-type": "text/html; charset=utf-8",
-    "content-length": String(html.length),
     "cache-control": IMMUTABLE,
     etag,
   };
-  return new Response(head ? null : html, { headers });
+  const parts = directoryIndexParts(`/ipfs/${request.root}${request.path.rest}`, entries);
+  const encoder = new TextEncoder();
+  if (entries.length <= INDEX_ROWS_PER_PART) {
+    // One piece of rows: built at once, cheap, and sent with its length.
+    const html = encoder.encode([...parts].join(""));
+    headers["content-length"] = String(html.length);
+    return new Response(head ? null : html, { headers });
+  }
+  if (head) return new Response(null, { headers });
+  // Streamed, a piece built per read: a 16,000-entry page held the event loop for its whole
+  // length when built at once (review s74). Its length is not known before, so none is sent.
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = parts.next();
+      if (next.done) controller.close();
+      else controller.enqueue(encoder.encode(next.value));
+    },
+  });
+  return new Response(body, { headers });
 }
 
 /** One media range of an `Accept` header: its type, parameters and weight. */
@@ -467,10 +500,29 @@ function mediaRanges(accept: string): MediaRange[] {
 }
 
 /**
+ * Response formats the Path Gateway spec names in `Accept` ("Accept (request header)",
+ * https://specs.ipfs.tech/http-gateways/path-gateway/#accept-request-header) that this gateway
+ * does not write: a TAR of a UnixFS tree, the IPLD Data Model as DAG-JSON or DAG-CBOR
+ * (`application/json` and `application/cbor` mean the same there, unless the CID's codec is JSON
+ * or CBOR, which this gateway does not serve), an IPNS record. Each asks for something other than
+ * the file's bytes: a client naming only these must not get the bytes as a 200 it would then fail
+ * to parse (review s74, finding 5).
+ */
+const UNSENDABLE_FORMATS: ReadonlySet<string> = new Set([
+  "application/x-tar",
+  "application/vnd.ipld.dag-json",
+  "application/vnd.ipld.dag-cbor",
+  "application/json",
+  "application/cbor",
+  "application/vnd.ipfs.ipns-record",
+]);
+
+/**
  * `raw`, `car`, or `undefined` for the file's bytes: `?format=` wins over `Accept`. In `Accept`
- * the heaviest acceptable block or CAR type wins (`q=0` is "not this"; a CAR other than
- * version 1 is one this gateway cannot write); a request that names only types it cannot send
- * is 406.
+ * the heaviest acceptable block or CAR type wins (`q=0` is "not this"); a request that names only
+ * types it cannot send is 406 `not_acceptable` (RFC 9110 §15.5.7) naming those it can: a CAR other
+ * than version 1, and the formats of {@link UNSENDABLE_FORMATS}. Any other type (`*\/*`,
+ * `text/html`, a file's type) is taken as asking for the file's bytes, as browsers and players do.
  */
 function responseFormat(
   format: string | undefined,
@@ -494,7 +546,8 @@ function responseFormat(
     }
   }
   if (best !== undefined) return best.format;
-  const named = (type: string) => type === RAW_MEDIA_TYPE || type === CAR_MEDIA_TYPE;
+  const named = (type: string) =>
+    type === RAW_MEDIA_TYPE || type === CAR_MEDIA_TYPE || UNSENDABLE_FORMATS.has(type);
   if (ranges.length === 0 || ranges.some((range) => range.q > 0 && !named(range.type))) {
     return undefined;
   }

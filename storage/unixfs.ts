@@ -17,6 +17,7 @@
  * @module
  */
 import * as dagPb from "@ipld/dag-pb";
+import { cidV1String, type DagPbLinkView, type DagPbView, readDagPbNode } from "./dag_pb_reader.ts";
 import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
 import {
@@ -146,22 +147,22 @@ async function storeNode(node: dagPb.PBNode, fileSize: number, put: PutBlock): P
 
 /**
  * The CID strings a dag-pb node links to, in order, as CIDv1 (a CIDv0 link, `Qm…`, as `ipfs add`
- * writes by default, names the same dag-pb block). Throws when `bytes` are not dag-pb.
+ * writes by default, names the same dag-pb block).
  *
  * @throws {BlockTooLargeError} over {@link MAX_DAG_BLOCK_BYTES} or {@link MAX_LINKS_PER_NODE}.
+ * @throws {InvalidManifestError} `bytes` are not dag-pb.
  */
 export function dagPbLinks(bytes: Uint8Array, cid = "(dag-pb node)"): string[] {
-  return decodeDagPb(cid, bytes).Links.map((link) => link.Hash.toV1().toString());
+  assertDagBlockSize(cid, bytes.length);
+  const node = readDagPbNode(bytes);
+  assertLinkCount(cid, node.links.length);
+  return node.links.map((link) => cidV1String(link.hash));
 }
 
-/** A dag-pb node, decoded only when within the size and link limits. */
-function decodeDagPb(cid: string, bytes: Uint8Array): dagPb.PBNode {
-  assertDagBlockSize(cid, bytes.length);
-  const node = dagPb.decode(bytes);
-  if (node.Links.length > MAX_LINKS_PER_NODE) {
-    throw new BlockTooLargeError(cid, `${node.Links.length} links (limit ${MAX_LINKS_PER_NODE})`);
+function assertLinkCount(cid: string, count: number): void {
+  if (count > MAX_LINKS_PER_NODE) {
+    throw new BlockTooLargeError(cid, `${count} links (limit ${MAX_LINKS_PER_NODE})`);
   }
-  return node;
 }
 
 /** Throws {@link BlockTooLargeError} when a DAG node of `size` bytes is over the limit. */
@@ -200,38 +201,87 @@ export interface UnixfsNode {
   blockSizes: number[];
 }
 
+/** Counts of the work {@link decodeUnixfs} did, for whoever needs to see it (tests, metrics). */
+export interface UnixfsDecodeStats {
+  /** Link CIDs turned into strings: one per link whose `cid` was read, never more. */
+  cidsStringified: number;
+}
+
+/** Options of {@link decodeUnixfs}. */
+export interface DecodeUnixfsOptions {
+  /** Counted into as links' CIDs are read. */
+  stats?: UnixfsDecodeStats;
+}
+
+/** Text of link names: UTF-8 with U+FFFD for what does not decode, as `@ipld/dag-pb` read them. */
+const NAME_DECODER = new TextDecoder();
+
+/**
+ * A link whose name text and CID string are made when first read, then kept: a lookup in a
+ * directory reads one link's CID, not every one (review s74: decoding 16,000 CIDs into objects,
+ * then strings, per request stalled the node for 0.3-0.7 s). A class, not an object literal with
+ * getters: 16,000 literals each with their own accessor cost ~25x the walk of the bytes itself.
+ * Its `name` and `cid` are prototype getters: read them, do not spread a link.
+ */
+class LazyLink implements UnixfsLink {
+  readonly nameBytes: Uint8Array;
+  readonly tsize: number;
+  #hash: Uint8Array;
+  #stats: UnixfsDecodeStats | undefined;
+  #name: string | undefined;
+  #cid: string | undefined;
+
+  constructor(view: DagPbLinkView, stats: UnixfsDecodeStats | undefined) {
+    this.nameBytes = view.name ?? EMPTY;
+    this.tsize = view.tsize ?? 0;
+    this.#hash = view.hash;
+    this.#stats = stats;
+  }
+
+  get name(): string {
+    return this.#name ??= this.nameBytes.length === 0 ? "" : NAME_DECODER.decode(this.nameBytes);
+  }
+
+  get cid(): string {
+    if (this.#cid === undefined) {
+      this.#cid = cidV1String(this.#hash);
+      if (this.#stats !== undefined) this.#stats.cidsStringified++;
+    }
+    return this.#cid;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
 /**
  * Decode the block of `cid`: a raw leaf is a file of its bytes; a dag-pb node is parsed as
  * UnixFS.
  *
  * @throws {InvalidManifestError} a dag-pb node that is not UnixFS, or whose sizes disagree.
  */
-export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
+export function decodeUnixfs(
+  cid: string,
+  bytes: Uint8Array,
+  options?: DecodeUnixfsOptions,
+): UnixfsNode {
   const codec = codecOf(cid);
   if (codec === RAW_CODEC) {
     return { type: "file", fileSize: bytes.length, links: [], data: bytes, blockSizes: [] };
   }
   if (codec !== DAG_PB_CODEC) throw new InvalidManifestError(`${cid} is not a UnixFS node`);
-  let node: dagPb.PBNode;
+  let node: DagPbView;
   let unixfs: UnixFS;
   assertDagBlockSize(cid, bytes.length);
   try {
-    node = dagPb.decode(bytes);
-    if (node.Data === undefined) throw new Error("no Data");
-    unixfs = UnixFS.unmarshal(node.Data);
+    node = readDagPbNode(bytes);
+    if (node.data === undefined) throw new Error("no Data");
+    unixfs = UnixFS.unmarshal(node.data);
   } catch (cause) {
     throw new InvalidManifestError(`${cid} is not a UnixFS node: ${(cause as Error).message}`);
   }
-  if (node.Links.length > MAX_LINKS_PER_NODE) {
-    throw new BlockTooLargeError(cid, `${node.Links.length} links (limit ${MAX_LINKS_PER_NODE})`);
-  }
-  const names = linkNameBytes(bytes);
-  const links = node.Links.map((link, i) => ({
-    name: link.Name ?? "",
-    nameBytes: names[i],
-    cid: link.Hash.toV1().toString(),
-    tsize: link.Tsize ?? 0,
-  }));
+  assertLinkCount(cid, node.links.length);
+  const stats = options?.stats;
+  const links: UnixfsLink[] = node.links.map((link) => new LazyLink(link, stats));
   const blockSizes = unixfs.blockSizes.map(Number);
   if (unixfs.type === "file" || unixfs.type === "raw") {
     if (blockSizes.length !== links.length) {
@@ -273,61 +323,26 @@ function inlineAware(get: GetBlock): GetBlock {
  */
 export function sameName(link: UnixfsLink, name: string | Uint8Array): boolean {
   const bytes = typeof name === "string" ? new TextEncoder().encode(name) : name;
-  const own = link.nameBytes;
-  return own.length === bytes.length && own.every((byte, i) => byte === bytes[i]);
+  return sameBytes(link.nameBytes, bytes);
 }
-
-/** Protobuf wire types in a dag-pb node: a varint (`Tsize`) and length-delimited bytes. */
-const WIRE_VARINT = 0;
-const WIRE_BYTES = 2;
-/** dag-pb field numbers: `PBNode.Links` and, inside a link, `PBLink.Name`. */
-const PB_NODE_LINKS = 2;
-const PB_LINK_NAME = 2;
 
 /**
- * The name bytes of each link of dag-pb node `bytes`, in order (empty for a link without one).
- * `@ipld/dag-pb` gives names as text, decoded with replacement: a name that is not UTF-8 would lose
- * its bytes. Called once `bytes` decoded as dag-pb, so the layout is known good (the spec's strict
- * form: links, then data; in a link, hash, name, size).
+ * The first link of `links` named `name` byte for byte ({@link sameName}), or `undefined`: the UnixFS
+ * spec's rule for a directory holding duplicates is that the first wins. The name is encoded once,
+ * not once per link: a lookup in a 16,000-entry directory is one pass over bytes already decoded.
  */
-function linkNameBytes(bytes: Uint8Array): Uint8Array[] {
-  const names: Uint8Array[] = [];
-  for (const field of protobufFields(bytes)) {
-    if (field.number === PB_NODE_LINKS && field.bytes !== undefined) {
-      const name = protobufFields(field.bytes).find((f) => f.number === PB_LINK_NAME);
-      names.push(name?.bytes ?? new Uint8Array(0));
-    }
-  }
-  return names;
+export function findLink(
+  links: readonly UnixfsLink[],
+  name: string | Uint8Array,
+): UnixfsLink | undefined {
+  const bytes = typeof name === "string" ? new TextEncoder().encode(name) : name;
+  return links.find((link) => sameBytes(link.nameBytes, bytes));
 }
 
-/** The top-level fields of a protobuf message: number, and the bytes of length-delimited ones. */
-function* protobufFields(bytes: Uint8Array): Generator<{ number: number; bytes?: Uint8Array }> {
-  let at = 0;
-  const varint = (): number => {
-    let value = 0;
-    for (let shift = 1; at < bytes.length; shift *= 128) {
-      const byte = bytes[at++];
-      value += (byte & 0x7f) * shift;
-      if (byte < 0x80) return value;
-    }
-    throw new InvalidManifestError("a dag-pb varint runs past the end of its node");
-  };
-  while (at < bytes.length) {
-    const key = varint();
-    const wire = key % 8;
-    const number = Math.floor(key / 8);
-    if (wire === WIRE_VARINT) {
-      varint();
-      yield { number };
-    } else if (wire === WIRE_BYTES) {
-      const length = varint();
-      yield { number, bytes: bytes.subarray(at, at + length) };
-      at += length;
-    } else {
-      throw new InvalidManifestError(`a dag-pb field of wire type ${wire}`);
-    }
-  }
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** A piece of a file: `[from, to)` of the leaf `cid`, whose file data is `size` bytes. */

@@ -278,7 +278,7 @@ Deno.test("a directory's plain read redirects to its trailing-slash form, then s
     const listing = await node.get(`/ipfs/${root}/sub/`);
     assert.equal(listing.response.status, 200);
     assert.equal(listing.response.headers.get("content-type"), "text/html; charset=utf-8");
-    assert.equal(listing.response.headers.get("etag"), `"DirIndex-1_CID-${sub}"`);
+    assert.equal(listing.response.headers.get("etag"), `"DirIndex-2_CID-${sub}"`);
     const html = new TextDecoder().decode(listing.body);
     assert.match(html, /href="\.\/file\.txt"/);
     assert.match(html, /href="\.\/deeper"/);
