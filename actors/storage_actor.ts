@@ -68,6 +68,7 @@ import { startPut } from "./_storage_put.ts";
 import { StorageScope } from "./_storage_scope.ts";
 import { SelfPeer } from "./_storage_self_peer.ts";
 import { StorageWriteFaults } from "./_storage_write_faults.ts";
+import { PinCounts } from "./_storage_pin_counts.ts";
 
 /**
  * The asks the StorageActor answers later ({@link LaterReply}), their work outside its mailbox:
@@ -208,6 +209,19 @@ export class StorageActor {
   #system: ActorSystem | undefined;
   /** Which network each storage peer came from, and its restarts (`_storage_network_restarts.ts`). */
   readonly #network = new NetworkRestarts();
+  /** The pinned files' counts (`file_counts`), kept by pin (`_storage_pin_counts.ts`). */
+  readonly #pinCounts = new PinCounts({
+    stamp: () => this.#store!.pinsStamp(),
+    pins: () => this.#store!.pins(),
+    describe: async (cid) => {
+      try {
+        const info = await this.#local!.stat(cid, { key: this.#options.ownerKey });
+        return { tier: info.tier, chunks: info.chunks.length };
+      } catch {
+        return { tier: "public", chunks: 0 }; // as `list` shows a pin it cannot read
+      }
+    },
+  });
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -503,8 +517,14 @@ export class StorageActor {
     ctx?: StorageActorContext,
   ): Promise<StorageReply<unknown> | PutHandle> {
     await this.preStart(ctx);
-    if (message.type === "put") return startPut(this.#core, message, ctx);
+    if (message.type === "put") {
+      const handle = startPut(this.#core, message, ctx);
+      const stale = () => this.#pinCounts.stale();
+      handle.done.then(stale, stale);
+      return handle;
+    }
     try {
+      if (message.type === "pin" || message.type === "unpin") this.#pinCounts.stale();
       const value = await this.#handle(message, ctx);
       if (WRITES.has(message.type)) this.#core.writeFaults.succeeded();
       return { ok: true, value };
@@ -534,6 +554,8 @@ export class StorageActor {
           local: message.local,
           pin: message.pin,
         }, ctx);
+        const stale = () => this.#pinCounts.stale();
+        done.then(stale, stale);
         return await done;
       }
       // `local` (the gateway's `only-if-cached`): this node's own store only.
@@ -613,11 +635,17 @@ export class StorageActor {
           replicaFailures: { ...this.#failures.counts },
           readOnly: store.readOnly,
           writeFault: this.#core.writeFaults.fault,
+          diskFull: this.#core.writeFaults.diskFull,
+          // One statfs: what the figures and the condition read (review s74 F2).
+          diskFreeBytes: await store.diskFree().catch(() => null),
+          minFreeBytes: store.minFreeBytes,
         };
         return capacity;
       }
       case "list":
         return await this.#list();
+      case "file_counts":
+        return await this.#pinCounts.counts();
       // What a storage peer asks of this node (`_storage_peer_requests.ts`).
       case "put_chunk":
       case "has_chunk":

@@ -26,6 +26,7 @@ import type { CarScope } from "../storage/car.ts";
 import type { ShareRecord } from "../storage/share_links.ts";
 import type { RepairReport, ReplicaFailureReason } from "../storage/replicated_store.ts";
 import type { StoragePeer } from "../storage/storage_peer.ts";
+import type { FileCounts } from "./_storage_pin_counts.ts";
 
 /** Store a file. Answered at once with a {@link PutHandle}. */
 export interface StoragePutMessage {
@@ -147,6 +148,19 @@ export interface StorageCapacity extends ChunkStoreStats {
    * (`storage_conditions.ts`).
    */
   writeFault?: StorageWriteFault;
+  /**
+   * The last write refused for want of space (`disk_full`), while none has succeeded since and
+   * one was refused so in the last five minutes (`_storage_write_faults.ts`); absent otherwise.
+   * `/healthz` shows it as the `storage_disk_full` condition.
+   */
+  diskFull?: StorageWriteFault;
+  /** Free bytes of the store's filesystem now; null when the OS would not say. */
+  diskFreeBytes: number | null;
+  /**
+   * Free bytes the store keeps for itself (`replicaMinFreeBytes`: peers' chunks never take them;
+   * 0: none). Free space under it is the `storage_disk_full` condition too.
+   */
+  minFreeBytes: number;
 }
 
 /** A storage write fault held by the StorageActor (see {@link StorageCapacity.writeFault}). */
@@ -163,6 +177,15 @@ export interface StorageWriteFault {
 export interface StorageListMessage {
   /** Message tag. */
   type: "list";
+}
+/**
+ * How many files are pinned, how many of them public, and their chunks: what `list` would give
+ * the dashboard, kept by the actor so the answer reads no manifest (`_storage_pin_counts.ts`).
+ * Answered with {@link FileCounts}.
+ */
+export interface StorageFileCountsMessage {
+  /** Message tag. */
+  type: "file_counts";
 }
 /** A peer stores a chunk here. Answered with `undefined`. */
 export interface StoragePutChunkMessage {
@@ -317,6 +340,7 @@ export type StorageMessage =
   | StorageGcMessage
   | StorageCapacityMessage
   | StorageListMessage
+  | StorageFileCountsMessage
   | StoragePutChunkMessage
   | StorageGetChunkMessage
   | StorageHasChunkMessage
@@ -376,6 +400,8 @@ export interface StorageAnswers {
   capacity: StorageCapacity;
   /** Pinned files. */
   list: FileInfo[];
+  /** Counts of the pinned files. */
+  file_counts: FileCounts;
   /** Nothing. */
   put_chunk: undefined;
   /** The chunk. */

@@ -6,8 +6,11 @@
  * refused since (`StorageCapacity.writeFault`, `_storage_write_faults.ts`: a directory turned
  * read-only, no permission, a failing device; until a write succeeds). The node still serves
  * what it holds; puts, pins and peers' chunks are refused `storage_unwritable` (503). Review s71,
- * finding 3: such a node answered `ok`. A StorageActor that does not answer within 2 s (wedged,
- * or down between a crash and its restart) is one condition too.
+ * finding 3: such a node answered `ok`. A store with no room is the `degraded` condition
+ * `storage_disk_full`: a write refused `disk_full` (507) lately (`StorageCapacity.diskFull`), or
+ * free space under the store's own floor (`replicaMinFreeBytes`). Review s74 F2: a node refusing
+ * every put with `disk_full` answered `ok`. A StorageActor that does not answer within 2 s
+ * (wedged, or down between a crash and its restart) is one condition too.
  *
  * @module
  */
@@ -18,9 +21,12 @@ import {
   unwrapReply,
 } from "./storage_actor_messages.ts";
 import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
+import { PendingAsks } from "./pending_asks.ts";
 
 /** The stable code of a store that cannot be written (its writes are refused with it). */
 export const STORAGE_UNWRITABLE = "storage_unwritable";
+/** The stable code of a store whose disk has no room (its writes are refused `disk_full`). */
+export const STORAGE_DISK_FULL = "storage_disk_full";
 
 /** A condition of the node's store (see `server/health_routes.ts`'s `HealthCondition`). */
 export interface StorageCondition {
@@ -28,7 +34,7 @@ export interface StorageCondition {
   component: "storage";
   /** Always `degraded`: the node serves what it holds, and stores nothing new meanwhile. */
   status: "degraded";
-  /** `storage_unwritable`; the ask's error code when the StorageActor did not answer. */
+  /** `storage_unwritable`, `storage_disk_full`; the ask's code when the actor did not answer. */
   code: string;
   /** The directory, the cause, and what to do. */
   message: string;
@@ -38,7 +44,8 @@ export interface StorageCondition {
 
 /**
  * The store's faults as conditions of the node, for `/healthz`: none while it writes or the node
- * stores nothing (`--no-storage`).
+ * stores nothing (`--no-storage`). `asks`, kept by the caller across checks, sends no new ask
+ * while the last is unanswered (health probes come every second: `pending_asks.ts`).
  *
  * @example
  * ```ts ignore
@@ -48,19 +55,21 @@ export interface StorageCondition {
 export async function storageConditions(
   storage: ActorRef<StorageMessage> | undefined,
   now: () => number = Date.now,
+  asks: PendingAsks = new PendingAsks(),
 ): Promise<StorageCondition[]> {
   if (storage === undefined) return [];
   let capacity: StorageCapacity;
   try {
     capacity = unwrapReply<StorageCapacity>(
-      await storage.ask({ type: "capacity" }, { timeoutMs: HEALTH_ASK_TIMEOUT_MS }),
+      await asks.ask(storage, "capacity", { type: "capacity" }, HEALTH_ASK_TIMEOUT_MS),
     );
   } catch (error) {
     return [unansweredCondition("storage", "the storage actor", error, now())];
   }
+  const conditions = diskConditions(capacity, now);
   const fault = capacity.writeFault;
   if (fault !== undefined) {
-    return [{
+    return [...conditions, {
       component: "storage",
       status: "degraded",
       code: STORAGE_UNWRITABLE,
@@ -68,8 +77,8 @@ export async function storageConditions(
       since: fault.since,
     }];
   }
-  if (!capacity.readOnly) return [];
-  return [{
+  if (!capacity.readOnly) return conditions;
+  return [...conditions, {
     component: "storage",
     status: "degraded",
     code: STORAGE_UNWRITABLE,
@@ -79,4 +88,32 @@ export async function storageConditions(
       "it writable",
     since: now(),
   }];
+}
+
+/** The store's disk with no room, as a condition (see the module doc): none while it has room. */
+function diskConditions(capacity: StorageCapacity, now: () => number): StorageCondition[] {
+  const full = capacity.diskFull;
+  if (full !== undefined) {
+    return [{
+      component: "storage",
+      status: "degraded",
+      code: STORAGE_DISK_FULL,
+      message: `${full.failures} write(s) refused disk_full: ${full.message}` +
+        (capacity.diskFreeBytes === null ? "" : ` (${capacity.diskFreeBytes} bytes free now)`),
+      since: full.since,
+    }];
+  }
+  const free = capacity.diskFreeBytes;
+  if (capacity.minFreeBytes > 0 && free !== null && free < capacity.minFreeBytes) {
+    return [{
+      component: "storage",
+      status: "degraded",
+      code: STORAGE_DISK_FULL,
+      message: `the store's disk has ${free} bytes free, under the ${capacity.minFreeBytes} the ` +
+        "store keeps (storage.replicaMinFreeBytes): peers' chunks are refused, and the node's own " +
+        "puts soon will be; free space on it",
+      since: now(),
+    }];
+  }
+  return [];
 }

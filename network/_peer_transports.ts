@@ -199,6 +199,25 @@ export interface PeerTransportsOptions {
   tell: (ctx: ActorContext<NetworkMessage>, message: NetworkMessage) => void;
 }
 
+/**
+ * A configured peer's (`--peer`, `network.peers`) dial state, kept per address by
+ * {@link PeerTransports} (review s74 F3: a configured peer that could not be reached showed in one
+ * log line only): `/metrics`' `veriflow_static_peer_up{address}`, `/healthz`'s `peer_unreachable`,
+ * the heartbeat and the dashboard's peers panel read it (the `static_peers` ask).
+ */
+export interface StaticPeerState {
+  /** The address as configured (`host:port`). */
+  address: string;
+  /** A connection dialled to it is open now. */
+  up: boolean;
+  /** Unix ms it has been so since: connected, or down (dialling began, or its connection closed). */
+  since: number;
+  /** Dials failed since it was last up (0: none failed yet). */
+  failures: number;
+  /** The last failure, as the log says it (absent while none failed since it was up). */
+  lastError?: string;
+}
+
 /** The NetworkActor's listener, dials and swarm; see the module doc. */
 export class PeerTransports {
   readonly #options: NetworkActorOptions;
@@ -239,6 +258,8 @@ export class PeerTransports {
    * and how to cut its socket (at once when the node stops).
    */
   readonly #refusing = new Map<unknown, () => void>();
+  /** Each configured peer's dial state, by address: as many as the configuration lists. */
+  readonly #staticPeers = new Map<string, StaticPeerState>();
 
   /** @param parts See {@link PeerTransportsOptions}. */
   constructor(parts: PeerTransportsOptions) {
@@ -255,6 +276,11 @@ export class PeerTransports {
     });
     const now = () => (this.#options.now ?? Date.now)();
     this.#settling = new SwarmSettling(this.#options.swarm !== undefined, now);
+  }
+
+  /** Each configured peer's dial state (copies), in the order configured. */
+  get staticPeers(): StaticPeerState[] {
+    return [...this.#staticPeers.values()].map((state) => ({ ...state }));
   }
 
   /** The node's budget shared by every connection opened here (what it holds: `stats()`). */
@@ -594,6 +620,9 @@ export class PeerTransports {
     const first = this.#options.redialMs ?? DEFAULT_REDIAL_MS;
     let wait = first;
     const text = formatPeerAddress(address);
+    const now = () => (this.#options.now ?? Date.now)();
+    const state: StaticPeerState = { address: text, up: false, since: now(), failures: 0 };
+    this.#staticPeers.set(text, state);
     // The failure last logged: a peer that stays down, or stays the wrong kind of port, is said
     // once, not at every redial (at the cap, a line every 10 s for as long as the node runs).
     let logged: string | undefined;
@@ -612,13 +641,16 @@ export class PeerTransports {
           await this.#refuse(connection); // stopping: nobody would own it
           throw error;
         }
+        Object.assign(state, { up: true, since: now(), failures: 0, lastError: undefined });
         await connection.closed;
+        Object.assign(state, { up: false, since: now(), lastError: "the connection closed" });
         // Only a connection that lasted starts the backoff again: one the peer refuses at once
         // (its connection limits) is not redialled every `redialMs` with a handshake each time.
         if (performance.now() - since >= STABLE_CONNECTION_MS) wait = first;
       } catch (error) {
         if (ctx.signal.aborted) return;
         const why = dialFailure(error, stage, text);
+        Object.assign(state, { up: false, failures: state.failures + 1, lastError: why });
         if (why !== logged) {
           logged = why;
           this.#log(

@@ -338,6 +338,11 @@ export type NetworkMessage =
    */
   | { type: "wire" }
   | { type: "listening" }
+  /**
+   * Each configured peer's dial state (answers `StaticPeerState[]`, `_peer_transports.ts`; for
+   * `/metrics`, `/healthz`, the heartbeat and the dashboard).
+   */
+  | { type: "static_peers" }
   | { type: "peer_convicted"; key: string }
   | { type: "storage_peers" }
   | { type: "peer_hello"; connection: Connection; hello: PeerHello }
@@ -362,6 +367,7 @@ export type NetworkMessage =
   };
 
 export { DEFAULT_HELLO_INTERVAL_MS, MAX_REDIAL_MS, REFUSED_MODEL_COOLDOWN_MS };
+export type { StaticPeerState } from "./_peer_transports.ts";
 export type { Accusation, ClaimEvidence };
 export {
   MAX_BUSY_RECEIPT_BYTES,
@@ -561,6 +567,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#transports.budget.report();
       case "listening":
         return this.#transports.listening;
+      case "static_peers":
+        return this.#transports.staticPeers;
       case "peer_convicted":
         return this.#onConvicted(message.key);
       case "peer_checked": {

@@ -12,6 +12,8 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import { proofStoreConditions, type ProverMessage } from "../actors/prover_actor.ts";
 import { ledgerConditions } from "../actors/ledger_conditions.ts";
 import { storageConditions } from "../actors/storage_conditions.ts";
+import { peerConditions } from "../network/peer_conditions.ts";
+import { PendingAsks } from "../actors/pending_asks.ts";
 import { TreeConditions } from "../actors/tree_conditions.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { storageGateway } from "../actors/storage_actor_peer.ts";
@@ -78,6 +80,9 @@ export async function serveHttpApi(
   if (activity !== undefined) metrics.register(activity.collector(), "activity");
   // Only an in-thread model blocks the event loop between tokens (see computesOnEventLoop).
   const computesOnEventLoop = local !== undefined && config.model.workers === 0;
+  // Health probes come every second: a question the actor has not answered is not asked again
+  // (`actors/pending_asks.ts`, review s74 F1).
+  const healthAsks = new PendingAsks();
   const app = createApp({
     inference: port,
     metrics,
@@ -87,12 +92,13 @@ export async function serveHttpApi(
     modelHealth: () => models.health(),
     // The proof store, the ledger and the store: a disk that refuses any makes the node
     // degraded; so does an actor of the tree that is down or crash-looping, and a swarm host
-    // that could not start or gave up restarting.
+    // that could not start or gave up restarting, and a configured peer that cannot be reached.
     conditions: async () =>
       (await Promise.all([
         proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
         ledgerConditions(lookup<ValidatorMessage>(NODE_ACTORS.validator)),
-        storageConditions(lookup<StorageMessage>(NODE_ACTORS.storage)),
+        storageConditions(lookup<StorageMessage>(NODE_ACTORS.storage), Date.now, healthAsks),
+        peerConditions(lookup<NetworkMessage>(NODE_ACTORS.network), Date.now, healthAsks),
         tree.conditions(),
         swarmHostConditions(system),
       ])).flat(),

@@ -12,12 +12,14 @@ import { join } from "node:path";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ActorSystem } from "../actors/actor_system.ts";
 import { formatEvent } from "../actors/events.ts";
+import { PendingAsks } from "../actors/pending_asks.ts";
 import type { StorageAnswers, StorageMessage } from "../actors/storage_actor_messages.ts";
 import { unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
 import { recordedReceipts } from "../actors/recorded_receipts.ts";
-import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo, StaticPeerState } from "../network/network_actor.ts";
 import { toHex } from "../protocols/hash.ts";
+import { keepToOwnerAsync, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 import type { DashboardSources, TrainingView } from "../server/dashboard_routes.ts";
 import type { CoordinatorMessage, CoordinatorStatus } from "../training/round_coordinator.ts";
 import { EXCLUDED_SAMPLE, excludedCountsOf } from "../training/excluded_summary.ts";
@@ -67,14 +69,23 @@ const TRAINING_ROWS_LISTED = 20;
 const bitsPerByte = (nats: number): number => nats / Math.LN2;
 
 /** The training panel's view of this node's coordinator and trainer (undefined: neither). */
-async function trainingView(wiring: DashboardWiring): Promise<TrainingView | undefined> {
-  const ask = { timeoutMs: ASK_TIMEOUT_MS };
+async function trainingView(
+  wiring: DashboardWiring,
+  asks: PendingAsks,
+): Promise<TrainingView | undefined> {
   const coordinator = wiring.coordinator?.();
   const trainer = wiring.trainer?.();
   if (coordinator === undefined && trainer === undefined) return undefined;
   const [status, stats] = await Promise.all([
-    coordinator?.ask<CoordinatorStatus>({ type: "status" }, ask),
-    trainer?.ask<TrainerStats>({ type: "stats" }, ask),
+    coordinator &&
+    asks.ask<CoordinatorMessage, CoordinatorStatus>(
+      coordinator,
+      "status",
+      { type: "status" },
+      ASK_TIMEOUT_MS,
+    ),
+    trainer &&
+    asks.ask<TrainerMessage, TrainerStats>(trainer, "stats", { type: "stats" }, ASK_TIMEOUT_MS),
   ]);
   return {
     coordinator: status && {
@@ -113,8 +124,18 @@ async function trainingView(wiring: DashboardWiring): Promise<TrainingView | und
 
 /** The dashboard's sources for this node. */
 export function dashboardSources(wiring: DashboardWiring): DashboardSources {
-  const ask = { timeoutMs: ASK_TIMEOUT_MS };
-  const peers = async () => await wiring.network()?.ask<PeerInfo[]>({ type: "peers" }, ask);
+  // Every open page asks each second: a question not yet answered is not asked again (review s74
+  // F1), whichever page or panel asks it.
+  const asks = new PendingAsks();
+  const peers = async () => {
+    const network = wiring.network();
+    return network && await asks.ask<NetworkMessage, PeerInfo[]>(
+      network,
+      "peers",
+      { type: "peers" },
+      ASK_TIMEOUT_MS,
+    );
+  };
   return {
     node: { key: toHex(wiring.publicKey), version: VERIFLOW_VERSION },
     tree: () => wiring.system.tree(),
@@ -130,12 +151,32 @@ export function dashboardSources(wiring: DashboardWiring): DashboardSources {
         });
       }),
     peers,
+    // Configured peers' dial states: the panel shows one that cannot be reached (review s74 F3).
+    staticPeers: async () => {
+      const network = wiring.network();
+      return network && await asks.ask<NetworkMessage, StaticPeerState[]>(
+        network,
+        "static_peers",
+        { type: "static_peers" },
+        ASK_TIMEOUT_MS,
+      );
+    },
     validator: async () => {
       const validator = wiring.validator();
       if (validator === undefined) return undefined;
       const [stats, account] = await Promise.all([
-        validator.ask<ValidatorStats>({ type: "stats" }, ask),
-        validator.ask<Account>({ type: "account", key: wiring.publicKey }, ask),
+        asks.ask<ValidatorMessage, ValidatorStats>(
+          validator,
+          "stats",
+          { type: "stats" },
+          ASK_TIMEOUT_MS,
+        ),
+        asks.ask<ValidatorMessage, Account>(
+          validator,
+          "account",
+          { type: "account", key: wiring.publicKey },
+          ASK_TIMEOUT_MS,
+        ),
       ]);
       // Recorded receipts counted here, as the heartbeat counts them: the page and `status` show
       // these, never `received` (copies and refusals among it).
@@ -144,11 +185,15 @@ export function dashboardSources(wiring: DashboardWiring): DashboardSources {
     storage: async () => {
       const storage = wiring.storage();
       if (storage === undefined) return undefined;
-      const [capacity, files, known] = await Promise.all([
-        storage.ask({ type: "capacity" }, ask).then((r) =>
+      // Counts the actor keeps (`file_counts`), not the whole `list`: that reads every pinned
+      // manifest, longer than the ask's timeout with a few thousand pins (review s74 F1).
+      const [capacity, counts, known] = await Promise.all([
+        asks.ask(storage, "capacity", { type: "capacity" }, ASK_TIMEOUT_MS).then((r) =>
           unwrapReply<StorageAnswers["capacity"]>(r)
         ),
-        storage.ask({ type: "list" }, ask).then((r) => unwrapReply<StorageAnswers["list"]>(r)),
+        asks.ask(storage, "file_counts", { type: "file_counts" }, ASK_TIMEOUT_MS).then((r) =>
+          unwrapReply<StorageAnswers["file_counts"]>(r)
+        ),
         peers().catch(() => undefined),
       ]);
       // One per key (its oldest connection, listed first): a peer connected twice holds its
@@ -161,15 +206,15 @@ export function dashboardSources(wiring: DashboardWiring): DashboardSources {
       });
       return {
         capacity,
-        files: files.length,
-        publicFiles: files.filter((f) => f.tier === "public").length,
-        chunks: files.reduce((n, f) => n + f.chunks.length, 0),
+        files: counts.files,
+        publicFiles: counts.publicFiles,
+        chunks: counts.chunks,
         storagePeers: storagePeers.length,
         peerBytes: storagePeers.reduce((n, p) => n + (p.storage?.usedBytes ?? 0), 0),
       };
     },
     activity: wiring.activity,
-    training: () => trainingView(wiring),
+    training: () => trainingView(wiring, asks),
   };
 }
 
@@ -185,22 +230,16 @@ export async function loadOrCreateOperatorToken(dataDir: string): Promise<string
   try {
     const token = (await Deno.readTextFile(path)).trim();
     if (token.length >= 16) {
-      await ownerOnly(path);
+      await keepToOwnerAsync(path);
       return token;
     }
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   const token = toHex(crypto.getRandomValues(new Uint8Array(TOKEN_BYTES)));
-  await Deno.writeTextFile(path, token + "\n", { mode: 0o600 });
+  await Deno.writeTextFile(path, token + "\n", { mode: OWNER_FILE_MODE });
   // `mode` applies only when the file is created: one that was there (too short, rewritten)
   // keeps its old mode, perhaps world-readable.
-  await ownerOnly(path);
+  await keepToOwnerAsync(path);
   return token;
-}
-
-/** Make `path` readable by its owner only (a no-op where file modes do not exist). */
-async function ownerOnly(path: string): Promise<void> {
-  if (Deno.build.os === "windows") return;
-  if (((await Deno.stat(path)).mode ?? 0) & 0o077) await Deno.chmod(path, 0o600);
 }

@@ -8,11 +8,13 @@
  * @module
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
+import { PendingAsks } from "../actors/pending_asks.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
 import { recordedReceipts } from "../actors/recorded_receipts.ts";
 import { ledgerWritesFailing } from "../actors/validator_messages.ts";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
-import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo, StaticPeerState } from "../network/network_actor.ts";
+import { describeUnreachable } from "../network/peer_conditions.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { WireBudgetReport } from "../protocols/wire_budget.ts";
 
@@ -50,6 +52,11 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
   // started behind it piled up and logged out of order. None logs once stopped (the node has).
   let beating = false;
   let stopped = false;
+  // A beat's ask that timed out is still in the actor's mailbox: the next beat waits on it rather
+  // than queue a copy behind it (review s74 F1).
+  const asks = new PendingAsks();
+  const ask = <M, R>(ref: ActorRef<M>, question: string, message: M): Promise<R> =>
+    asks.ask<M, R>(ref, question, message, ASK_TIMEOUT_MS);
   const timer = setInterval(() => {
     if (beating) return;
     beating = true;
@@ -85,32 +92,38 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         return Promise.resolve(troubled.map(describeModelHealth).join(" · ") || undefined);
       }),
       await part("network", async () => {
-        const peers = await options.network()?.ask<PeerInfo[]>({ type: "peers" }, {
-          timeoutMs: ASK_TIMEOUT_MS,
-        });
-        if (peers === undefined) return undefined;
+        const network = options.network();
+        if (network === undefined) return undefined;
+        const peers = await ask<NetworkMessage, PeerInfo[]>(network, "peers", { type: "peers" });
         // Keys, not connections: a peer connected twice (both nodes dialled each other) is one
         // worker, as on /metrics.
         const keys = (list: PeerInfo[]) => new Set(list.map((p) => p.key)).size;
         const workers = keys(peers.filter((p) => p.models.length > 0 && !p.convicted));
         const convicted = keys(peers.filter((p) => p.convicted));
+        // Configured peers whose dials fail (review s74 F3: said once in the log, then never).
+        const configured = await ask<NetworkMessage, StaticPeerState[]>(network, "static_peers", {
+          type: "static_peers",
+        });
+        const down = configured.filter((p) => !p.up && p.failures > 0);
         return `peers ${peers.length} (workers ${workers}` +
-          (convicted > 0 ? `, convicted ${convicted})` : ")");
+          (convicted > 0 ? `, convicted ${convicted})` : ")") +
+          (down.length === 0 ? "" : ` · ${down.map(describeUnreachable).join(" · ")}`);
       }),
       await part("wire", async () => {
-        const report = await options.network()?.ask<WireBudgetReport>({ type: "wire" }, {
-          timeoutMs: ASK_TIMEOUT_MS,
-        });
+        const network = options.network();
+        const report = network &&
+          await ask<NetworkMessage, WireBudgetReport>(network, "wire", { type: "wire" });
         return report === undefined ? undefined : describeWire(report);
       }),
       await part("validator", async () => {
         const validator = options.validator();
         if (validator === undefined) return undefined;
-        const s = await validator.ask<ValidatorStats>({ type: "stats" }, {
-          timeoutMs: ASK_TIMEOUT_MS,
+        const s = await ask<ValidatorMessage, ValidatorStats>(validator, "stats", {
+          type: "stats",
         });
-        const a = await validator.ask<Account>({ type: "account", key: options.publicKey }, {
-          timeoutMs: ASK_TIMEOUT_MS,
+        const a = await ask<ValidatorMessage, Account>(validator, "account", {
+          type: "account",
+          key: options.publicKey,
         });
         // Receipts recorded here, one per job: a job's receipt comes from its router and again
         // in each announcement, and those copies are shown apart; so are the receipts refused

@@ -60,14 +60,24 @@ const ERROR_WORDS = /^\s*(error|fatal|forced exit)\b|\b(crashed|gave up|escalate
 const WARN_WORDS = /^\s*(warning|interrupted)\b|\b(failed|refused|restarted|restarting)\b/i;
 
 /**
+ * Characters neither form may write as they are, past those JSON escapes itself: DEL, the C1
+ * controls, the Unicode line separators, the bidirectional marks, overrides and isolates (which
+ * reorder what is shown: U+061C, U+200E/U+200F, U+202A–U+202E, U+2066–U+2069), the zero-width
+ * characters (which hide text: U+200B–U+200D, U+FEFF), and lone UTF-16 surrogates (no character
+ * at all; a terminal shows them as it likes). Review s74 F6: the zero-width ones, U+061C and lone
+ * surrogates went through raw. One list, read by both patterns below, so the forms cannot differ.
+ */
+const HIDDEN =
+  "\\x7f-\\x9f\\u061c\\u200b-\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ufeff" +
+  "\\ud800-\\udfff"; // in a `u` pattern, only a surrogate not in a pair matches this range
+
+/**
  * Characters a text line must not carry as they are: the C0 controls but the tab (a newline or
  * carriage return starts what looks like a line of the node's own, an escape sequence recolours,
- * moves the cursor or clears the operator's terminal), DEL, the C1 controls, the Unicode line
- * separators and the bidirectional overrides (which reorder what is shown). Peers' words reach
- * the log (a refusal, an error's message), so they are shown escaped, in one place: here.
+ * moves the cursor or clears the operator's terminal), and {@link HIDDEN}. Peers' words reach the
+ * log (a refusal, an error's message), so they are shown escaped, in one place: here.
  */
-// deno-lint-ignore no-control-regex -- matching control characters is its purpose
-const UNPRINTABLE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNPRINTABLE = new RegExp(`[\\x00-\\x08\\x0a-\\x1f${HIDDEN}]`, "gu");
 
 /** `char` written out: `\n`, `\r`, else `\xNN` or `\uNNNN`. */
 function escaped(char: string): string {
@@ -123,11 +133,10 @@ export function lineLogger(
 }
 
 /**
- * The characters of {@link UNPRINTABLE} that `JSON.stringify` leaves as they are: DEL, the C1
- * controls, the Unicode line separators and the bidirectional overrides (it escapes the C0
- * controls only).
+ * The characters of {@link UNPRINTABLE} that `JSON.stringify` leaves as they are: {@link HIDDEN}
+ * (it escapes the C0 controls, and lone surrogates, itself).
  */
-const UNESCAPED_BY_JSON = /[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNESCAPED_BY_JSON = new RegExp(`[${HIDDEN}]`, "gu");
 
 /**
  * `record` as one line of JSON with every {@link UNPRINTABLE} character escaped (`\u202e`), so a

@@ -11,9 +11,10 @@
  * @module
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
+import { PendingAsks } from "../actors/pending_asks.ts";
 import type { ProverMessage, ProverStats } from "../actors/prover_actor.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
-import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo, StaticPeerState } from "../network/network_actor.ts";
 import type { MetricSample, MetricsCollector } from "../server/metrics_registry.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { ActorTreeNode } from "../actors/actor_system.ts";
@@ -55,6 +56,11 @@ function gauge(name: string, help: string, value: number): MetricSample {
  * `validator`, `network`, `wire`).
  */
 export function nodeCollectors(sources: NodeCollectorSources): Record<string, MetricsCollector> {
+  // Scrapes come every few seconds, from several scrapers: a question not yet answered is not
+  // asked again, so a slow actor's mailbox does not fill with copies (review s74 F1).
+  const asks = new PendingAsks();
+  const ask = <M, R>(ref: ActorRef<M>, question: string, message: M): Promise<R> =>
+    asks.ask<M, R>(ref, question, message, SCRAPE_ASK_TIMEOUT_MS);
   return {
     models: () =>
       (sources.models?.() ?? []).flatMap((model) => {
@@ -114,11 +120,13 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
       const storage = sources.storage?.();
       if (storage === undefined) return [];
       const c = unwrapReply<StorageAnswers["capacity"]>(
-        await storage.ask({ type: "capacity" }, { timeoutMs: SCRAPE_ASK_TIMEOUT_MS }),
+        await ask(storage, "capacity", { type: "capacity" }),
       );
-      const peers = await sources.network()?.ask<PeerInfo[]>({ type: "peers" }, {
-        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
-      }).catch(() => undefined);
+      const network = sources.network();
+      const peers = network &&
+        await ask<NetworkMessage, PeerInfo[]>(network, "peers", { type: "peers" }).catch(() =>
+          undefined
+        );
       return [
         gauge(
           "veriflow_storage_used_bytes",
@@ -129,6 +137,12 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           "veriflow_storage_quota_bytes",
           "The store's quota (-1: none).",
           c.quotaBytes ?? -1,
+        ),
+        // Review s74 F2: a disk filling up showed nowhere until puts failed (-1: the OS would not say).
+        gauge(
+          "veriflow_storage_disk_free_bytes",
+          "Free bytes of the store's filesystem (-1: unknown).",
+          c.diskFreeBytes ?? -1,
         ),
         gauge("veriflow_storage_objects", "Stored objects (chunks and manifests).", c.objectCount),
         gauge("veriflow_storage_pinned_files", "Files pinned here.", c.pinCount),
@@ -175,9 +189,7 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
     prover: async () => {
       const prover = sources.prover();
       if (prover === undefined) return [];
-      const s = await prover.ask<ProverStats>({ type: "stats" }, {
-        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
-      });
+      const s = await ask<ProverMessage, ProverStats>(prover, "stats", { type: "stats" });
       return [
         {
           name: "veriflow_prover_receipts_signed_total",
@@ -203,9 +215,7 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
       const validator = sources.validator();
       if (validator === undefined) return [];
       const samples: MetricSample[] = [];
-      const t = await validator.ask<ValidatorStats>({ type: "stats" }, {
-        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
-      });
+      const t = await ask<ValidatorMessage, ValidatorStats>(validator, "stats", { type: "stats" });
       const counter = (name: string, help: string, value: number): MetricSample => ({
         name,
         help,
@@ -302,10 +312,10 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           labels: { outcome },
         });
       }
-      const account = await validator.ask<Account>(
-        { type: "account", key: sources.publicKey },
-        { timeoutMs: SCRAPE_ASK_TIMEOUT_MS },
-      );
+      const account = await ask<ValidatorMessage, Account>(validator, "account", {
+        type: "account",
+        key: sources.publicKey,
+      });
       samples.push(
         {
           name: "veriflow_ledger_balance",
@@ -331,18 +341,29 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
     wire: async () => {
       const network = sources.network();
       if (network === undefined) return [];
-      const report = await network.ask<WireBudgetReport>({ type: "wire" }, {
-        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
+      const report = await ask<NetworkMessage, WireBudgetReport>(network, "wire", {
+        type: "wire",
       });
       return wireSamples(report);
     },
     network: async () => {
       const network = sources.network();
       if (network === undefined) return [];
-      const peers = await network.ask<PeerInfo[]>({ type: "peers" }, {
-        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
-      });
+      const [peers, configured] = await Promise.all([
+        ask<NetworkMessage, PeerInfo[]>(network, "peers", { type: "peers" }),
+        ask<NetworkMessage, StaticPeerState[]>(network, "static_peers", { type: "static_peers" }),
+      ]);
       return [
+        // Review s74 F3: a configured peer that could not be reached showed only in the log. One
+        // series per configured address: as many as the configuration lists.
+        ...configured.map((p) => ({
+          name: "veriflow_static_peer_up",
+          help: "1 while a connection dialled to a configured peer (--peer) is open, else 0; " +
+            "/healthz names one whose dials fail (peer_unreachable).",
+          type: "gauge" as const,
+          value: p.up ? 1 : 0,
+          labels: { address: p.address },
+        })),
         {
           name: "veriflow_peers",
           help: "Peer connections open now.",

@@ -207,6 +207,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
     "/",
     healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey, {
       stats,
+      trustedProxies,
     }),
   );
   app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers, options.drawSeed));

@@ -8,7 +8,7 @@
  * | type | when | body |
  * | --- | --- | --- |
  * | `hello` | on connect | `node` (key, version), `access` (`read` or `operator`) |
- * | `snapshot` | on connect, then every `tickMs` | tree, peers, jobs (those the page draws, the others counted), validator, ledger history, storage, training, models, the parts that did not answer (`unavailable`); the first also the recent `activity` |
+ * | `snapshot` | on connect, then every `tickMs` | tree, peers, the configured peers' dial states (`staticPeers`), jobs (those the page draws, the others counted), validator, ledger history, storage, training, models, the parts that did not answer (`unavailable`); the first also the recent `activity` |
  * | `lifecycle` | an actor starts, crashes, restarts, stops | the event |
  * | `job` | a job starts, streams a token, ends | a `JobEvent` (`job_monitor.ts`) |
  * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
@@ -92,6 +92,11 @@ export interface DashboardSources {
   onLifecycle(listener: (item: LifecycleItem) => void): () => void;
   /** The peer table (`PeerInfo[]`); undefined without a network. */
   peers(): Promise<unknown[] | undefined>;
+  /**
+   * The configured peers' dial states (`StaticPeerState[]`: address, up, since, failures,
+   * lastError), so the peers panel shows one that cannot be reached (review s74 F3).
+   */
+  staticPeers?(): Promise<unknown[] | undefined>;
   /**
    * The validator's counters, this node's account and its receipts as every view counts them
    * (`actors/recorded_receipts.ts`: recorded, copies and refused apart); undefined without a
@@ -308,6 +313,7 @@ type Encoded = (withJobText: boolean) => string;
 /** What the sources answered for one snapshot; `unavailable` names those that failed. */
 interface Answers {
   peers: unknown[] | undefined;
+  staticPeers: unknown[] | undefined;
   validator: Awaited<ReturnType<DashboardSources["validator"]>>;
   storage: unknown;
   models: Awaited<ReturnType<InferencePort["models"]>> | undefined;
@@ -362,15 +368,16 @@ class DashboardHub {
         unavailable.push(name);
         return undefined;
       });
-    const [peers, validator, storage, models, stats, training] = await Promise.all([
+    const [peers, staticPeers, validator, storage, models, stats, training] = await Promise.all([
       settle("peers", sources.peers()),
+      settle("staticPeers", sources.staticPeers?.() ?? Promise.resolve(undefined)),
       settle("validator", sources.validator()),
       settle("storage", sources.storage()),
       settle("models", inference.models()),
       settle("stats", inference.stats()) as Promise<InferenceStats | undefined>,
       settle("training", sources.training?.() ?? Promise.resolve(undefined)),
     ]);
-    return { peers, validator, storage, models, stats, training, unavailable };
+    return { peers, staticPeers, validator, storage, models, stats, training, unavailable };
   }
 
   /**
@@ -381,7 +388,9 @@ class DashboardHub {
    */
   async snapshot(withActivity = true): Promise<Record<string, JsonValue>> {
     const { sources, jobs } = this.#options;
-    const { peers, validator, storage, models, stats, training, unavailable } = await this.#ask();
+    const answers = await this.#ask();
+    const { peers, staticPeers, validator, storage, models, stats, training, unavailable } =
+      answers;
     if (validator !== undefined) {
       const { balance, stake, locked } = validator.account;
       const time = (this.#options.now ?? Date.now)();
@@ -396,6 +405,7 @@ class DashboardHub {
       node: sources.node,
       tree: sources.tree(),
       peers: peers ?? null,
+      staticPeers: staticPeers ?? [],
       jobs: {
         ...jobs.snapshot({ live: SNAPSHOT_LIVE_JOBS, recent: SNAPSHOT_RECENT_JOBS }),
         stats: stats ?? null,

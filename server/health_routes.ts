@@ -47,6 +47,7 @@ import type { InferenceGateway } from "./inference_gateway.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import { clientAddress } from "./client_address.ts";
+import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import { errorResponse } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
@@ -112,6 +113,12 @@ export interface HealthRoutesOptions {
    * dashboard: `veriflow_http_refused_total{code}`); nowhere if absent.
    */
   stats?: EdgeStats;
+  /**
+   * Reverse proxies whose clients are counted by the address they name (`http.trustedProxies`,
+   * `client_address.ts`), as `/v1` and the dashboard count them; none by default: a client behind
+   * a proxy is the proxy, and every client behind one shares its allowance.
+   */
+  trustedProxies?: TrustedProxies;
 }
 
 /** One client address's allowance of `route` requests a minute (see the module doc). */
@@ -160,6 +167,10 @@ export function healthRoutes(
     options.healthChecksPerMinute ?? DEFAULT_HEALTH_CHECKS_PER_MINUTE,
     options.now,
   );
+  const trusted = options.trustedProxies ?? NO_TRUSTED_PROXIES;
+  /** Who a request is, for the allowances: behind a trusted proxy, the client it names. */
+  const clientOf = (addr: Deno.Addr | undefined, request: Request) =>
+    clientAddress(addr, request, trusted);
   /** The check under way, shared by every `/healthz` request that comes while it runs. */
   let checking: Promise<HealthAnswer> | undefined;
   const check = async (): Promise<HealthAnswer> => {
@@ -222,7 +233,7 @@ export function healthRoutes(
     return { body: { ...body, model_runtime }, code };
   };
   routes.get("/healthz", async (c) => {
-    const release = admitted(checks, c.env?.remoteAddr, options.stats);
+    const release = admitted(checks, clientOf(c.env?.remoteAddr, c.req.raw), options.stats);
     if (release instanceof Response) return release;
     try {
       checking ??= check().finally(() => (checking = undefined));
@@ -233,7 +244,7 @@ export function healthRoutes(
     }
   });
   routes.get("/metrics", async (c) => {
-    const release = admitted(scrapes, c.env?.remoteAddr, options.stats);
+    const release = admitted(scrapes, clientOf(c.env?.remoteAddr, c.req.raw), options.stats);
     if (release instanceof Response) return release;
     try {
       // Scrapes under way at once share one collection (`MetricsRegistry.render`).
@@ -248,16 +259,17 @@ export function healthRoutes(
 }
 
 /**
- * A place in `limits` for the client at `addr`, or the 429 that refuses it, counted in `stats`: it
- * is answered here, not thrown, so the app's error handler, which counts the others, never sees it.
+ * A place in `limits` for `client` (its `clientAddress`), or the 429 that refuses it, counted in
+ * `stats`: it is answered here, not thrown, so the app's error handler, which counts the others,
+ * never sees it.
  */
 function admitted(
   limits: KeyLimits,
-  addr: Deno.Addr | undefined,
+  client: string,
   stats: EdgeStats | undefined,
 ): (() => void) | Response {
   try {
-    return limits.admit(clientAddress(addr));
+    return limits.admit(client);
   } catch (error) {
     stats?.countRefusal(error);
     return errorResponse(error);

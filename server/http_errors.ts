@@ -72,7 +72,7 @@ export interface OpenAiErrorBody {
  * HTTP status by error code. Codes not listed are internal errors (500): a new error type must
  * be placed here deliberately rather than leak as a client error by accident.
  */
-const STATUS_BY_CODE: Readonly<Record<string, number>> = {
+export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   invalid_json: 400,
   invalid_request: 400,
   unsupported_field: 400,

@@ -414,6 +414,19 @@ export class ChunkStore implements BlockStore {
   }
 
   /**
+   * Free bytes of the store's filesystem now (the `freeBytes` test hook's answer, else the OS's),
+   * as the replica reserve reads them: `/metrics` and `/healthz` show it (review s74 F2).
+   */
+  async diskFree(): Promise<number> {
+    return await this.#replicas.diskFree();
+  }
+
+  /** Free disk bytes replica writes never take (`replicaMinFreeBytes`; 0: not checked). */
+  get minFreeBytes(): number {
+    return this.#replicas.minFree;
+  }
+
+  /**
    * True when the store opened read-only: its directory refused writes then (a filesystem turned
    * read-only, no permission, a failing device). It serves what it holds; every put, pin, unpin,
    * delete and GC fails with `storage_unwritable`, and a corrupt copy is refused but not moved to

@@ -185,6 +185,7 @@ function setAccess(access) {
 function render(s) {
   renderTree(s.tree);
   renderPeers(s.peers ?? [], s);
+  renderUnreachable(s.staticPeers ?? []);
   renderJobs(s.jobs);
   const answering = (part) => !(s.unavailable ?? []).includes(part);
   renderValidator(s.validator, answering("validator"));
@@ -358,6 +359,31 @@ function renderPeers(peers, s) {
       ),
     );
   }));
+}
+
+/**
+ * Configured peers (--peer) whose dials fail, as rows under the connected ones: the address, the
+ * last error and since when (review s74 F3: such a peer showed only in the node's log).
+ */
+function renderUnreachable(staticPeers) {
+  const down = staticPeers.filter((p) => !p.up && p.failures > 0);
+  const body = $("peers").querySelector("tbody");
+  for (const peer of down) {
+    body.append(el(
+      "tr",
+      { "data-static-peer": peer.address, class: "unreachable" },
+      el("td", { class: "mono" }, peer.address),
+      el("td", {}, "configured"),
+      el("td", {}, "–"),
+      el("td", {}, "–"),
+      el(
+        "td",
+        { class: "bad", title: peer.lastError ?? "" },
+        `unreachable since ${new Date(peer.since).toLocaleTimeString()} ` +
+          `(${peer.failures} dials failed): ${peer.lastError ?? "no answer"}`,
+      ),
+    ));
+  }
 }
 
 function renderJobs(jobs) {

@@ -13,7 +13,13 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { StorageActor, type StorageActorOptions } from "../../actors/storage_actor.ts";
 import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { STORAGE_UNWRITABLE, storageConditions } from "../../actors/storage_conditions.ts";
+import {
+  STORAGE_DISK_FULL,
+  STORAGE_UNWRITABLE,
+  storageConditions,
+} from "../../actors/storage_conditions.ts";
+import type { StorageAnswers } from "../../actors/storage_actor_messages.ts";
+import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 
@@ -128,4 +134,63 @@ Deno.test("a StorageActor that does not answer is a storage condition; a node wi
     message: "the storage actor did not answer: ask timed out after 2000 ms",
     since: 42,
   });
+});
+
+// Review s74 F2: a node refusing every put with 507 disk_full answered /healthz `ok`, and no series
+// showed the free space.
+Deno.test("a put refused disk_full makes the storage condition storage_disk_full until a write succeeds; the capacity answer carries the free bytes", async () => {
+  let full = false;
+  const lines: string[] = [];
+  const s = await storageIn({
+    store: {
+      durable: false,
+      faults: {
+        beforeWrite: () => {
+          if (full) throw osError("ENOSPC", "No space left on device (os error 28)");
+        },
+        freeBytes: () => (full ? 1_000 : 50_000_000),
+      },
+    },
+    log: (line) => lines.push(line),
+  });
+  try {
+    await s.put(1);
+    assert.deepEqual(await storageConditions(s.ref), []);
+    full = true;
+    for (const seed of [2, 3]) {
+      await assert.rejects(s.put(seed), (e: Error & { code?: string }) => e.code === "disk_full");
+    }
+    const [condition, ...others] = await storageConditions(s.ref);
+    assert.deepEqual(others, []);
+    assert.equal(condition.code, STORAGE_DISK_FULL);
+    assert.equal(condition.status, "degraded");
+    assert.match(condition.message, /2 write\(s\) refused disk_full.*1000 bytes free/);
+    const capacity = unwrapReply<StorageAnswers["capacity"]>(
+      await s.ref.ask({ type: "capacity" }),
+    );
+    assert.equal(capacity.diskFreeBytes, 1_000);
+    assert.equal(capacity.writeFault, undefined, "not storage_unwritable");
+    assert.equal(lines.filter((l) => l.includes("disk_full")).length, 1, "logged once");
+    full = false;
+    await s.put(4);
+    assert.deepEqual(await storageConditions(s.ref), []);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("free space under the store's floor (replicaMinFreeBytes) is the storage_disk_full condition", async () => {
+  let free = 10_000_000;
+  const s = await storageIn({
+    store: { durable: false, replicaMinFreeBytes: 5_000_000, faults: { freeBytes: () => free } },
+  });
+  try {
+    assert.deepEqual(await storageConditions(s.ref), []);
+    free = 4_000_000;
+    const [condition] = await storageConditions(s.ref);
+    assert.equal(condition.code, STORAGE_DISK_FULL);
+    assert.match(condition.message, /4000000 bytes free, under the 5000000/);
+  } finally {
+    await s.close();
+  }
 });

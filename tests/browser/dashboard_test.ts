@@ -604,3 +604,55 @@ Deno.test({
     }
   },
 });
+
+// ---- a configured peer that cannot be reached -----------------------------------------------------
+//
+// Review s74 F3: a `--peer` that could not be reached showed in one log line only; the peers panel
+// listed connected peers, so it showed nothing of it. Its row now names the address and the error.
+
+Deno.test({
+  name:
+    "dashboard in chromium: a configured peer whose dials fail is a row of the peers panel with its address and last error; one that is up is not",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const monitor = new JobMonitor();
+    const port: InferencePort = {
+      submit: () => Promise.reject(new Error("no jobs")),
+      models: () => Promise.resolve([MODEL]),
+      stats: () => Promise.resolve(emptyInferenceStats()),
+    };
+    const sources: DashboardSources = {
+      ...QUIET_SOURCES,
+      staticPeers: () =>
+        Promise.resolve([
+          {
+            address: "127.0.0.1:18999",
+            up: false,
+            since: Date.now(),
+            failures: 4,
+            lastError: "Connection refused (os error 111)",
+          },
+          { address: "127.0.0.1:7700", up: true, since: Date.now(), failures: 0 },
+        ]),
+    };
+    const options = {
+      inference: monitor.wrap(port),
+      dashboard: { sources, jobs: monitor, operatorToken: OPERATOR, tickMs: 100 },
+    };
+    await inChromium(options, async (server, browser) => {
+      const { page, problems } = await openPageAt(browser, `${server.url}/`);
+      const row = page.locator('#peers tr[data-static-peer="127.0.0.1:18999"]');
+      await row.waitFor();
+      assert.match(await row.innerText(), /unreachable since .*4 dials failed.*Connection refused/);
+      assert.equal(await page.locator('#peers tr[data-static-peer="127.0.0.1:7700"]').count(), 0);
+      // Drawn once per snapshot, not once more at every tick.
+      await page.locator("#connection", { hasText: "live" }).waitFor();
+      await eventually(async () => {
+        const rows = await page.evaluate("document.querySelectorAll('#peers tbody tr').length");
+        return rows === 1 ? true : undefined;
+      }, "one row, tick after tick");
+      assert.deepEqual(problems, [], "no page errors");
+    });
+  },
+});

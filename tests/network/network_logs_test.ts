@@ -7,7 +7,13 @@ import assert from "node:assert/strict";
 import { LogLimiter } from "../../network/log_limiter.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import {
+  NetworkActor,
+  type NetworkMessage,
+  type PeerInfo,
+  type StaticPeerState,
+} from "../../network/network_actor.ts";
+import { PEER_UNREACHABLE, peerConditions } from "../../network/peer_conditions.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { PeerAddress } from "../../network/peer_address.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -465,5 +471,62 @@ Deno.test("a worker node logs each job a peer ran on it, naming the peer (its Ne
     assert.match(served, new RegExp(`served for peer ${toHex(router.publicKey).slice(0, 16)}: `));
   } finally {
     await system.shutdown();
+  }
+});
+
+// ---- review s74 F3 --------------------------------------------------------------------------------
+// A configured peer that could not be reached showed in one log line (said once, on purpose) and
+// nowhere else: `/metrics`, `/healthz`, the heartbeat and the dashboard all read the network's
+// `static_peers` now, a dial state per configured address.
+
+Deno.test("a --peer that refuses connections is kept as down with its last error and failures, a peer_unreachable condition; once it listens it is up and the condition goes", async () => {
+  // A port nothing listens on (taken, then given back), listened on later by a real peer.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peer = { hostname: "127.0.0.1", port: (probe.addr as Deno.NetAddr).port };
+  probe.close();
+  const address = `${peer.hostname}:${peer.port}`;
+  const system = new ActorSystem({ name: "review-s74-static-peers" });
+  const peerSystem = new ActorSystem({ name: "review-s74-static-peer" });
+  try {
+    const network = await system.spawn<NetworkMessage>({
+      name: "d/network",
+      factory: () =>
+        new NetworkActor({
+          identity: Identity.generate(),
+          services: {},
+          peers: [peer],
+          redialMs: 1,
+          log: () => {},
+        }),
+    });
+    const states = () => network.ask<StaticPeerState[]>({ type: "static_peers" });
+    const down = await eventually(async () => {
+      const [state] = await states();
+      return state.failures >= 2 ? state : undefined;
+    }, "two failed dials");
+    assert.equal(down.address, address);
+    assert.equal(down.up, false);
+    assert.match(down.lastError ?? "", /refused/i);
+    const [condition, ...others] = await peerConditions(network);
+    assert.deepEqual(others, []);
+    assert.equal(condition.code, PEER_UNREACHABLE);
+    assert.equal(condition.status, "degraded");
+    assert.ok(condition.message.includes(address), condition.message);
+    assert.match(condition.message, /refused/i);
+    await peerSystem.spawn<NetworkMessage>({
+      name: "p/network",
+      factory: () =>
+        new NetworkActor({ identity: Identity.generate(), services: {}, listen: peer }),
+    });
+    const up = await eventually(async () => {
+      const [state] = await states();
+      return state.up ? state : undefined;
+    }, "the peer connected");
+    assert.equal(up.failures, 0);
+    assert.equal(up.lastError, undefined);
+    assert.deepEqual(await peerConditions(network), []);
+  } finally {
+    await system.shutdown();
+    await peerSystem.shutdown();
   }
 });

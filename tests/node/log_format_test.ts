@@ -45,3 +45,35 @@ Deno.test("a line led by its kind (error:, try:, fatal:) is the node's, not a co
   assert.equal(logRecord("validator: challenged job 3f2a9c").component, "validator");
   assert.equal(logRecord("training: round 3 started").component, "training");
 });
+
+// Review s74 F6: zero-width characters (U+200B, U+FEFF), the Arabic letter mark (U+061C, a bidi
+// control), the LTR/RTL marks and a lone surrogate went into the log raw.
+Deno.test("zero-width characters, bidi marks and lone surrogates are escaped in text and json alike", () => {
+  const hidden = [
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u200e",
+    "\u200f",
+    "\ufeff",
+    "\u061c",
+    "\ud800",
+    "\udfff",
+  ];
+  const said = `peer says: a${hidden.join("b")}c and an emoji 😀 stays`;
+  const text: string[] = [];
+  lineLogger("text", (l) => text.push(l))(said);
+  const json: string[] = [];
+  lineLogger("json", (l) => json.push(l), undefined, () => new Date(0))(said);
+  for (const [form, line] of [["text", text[0]], ["json", json[0]]]) {
+    for (const char of hidden) {
+      assert.ok(!line.includes(char), `${form}: U+${char.charCodeAt(0).toString(16)} raw`);
+      assert.ok(
+        line.includes(`\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`),
+        `${form}: U+${char.charCodeAt(0).toString(16)} written out`,
+      );
+    }
+    assert.ok(line.includes("😀"), `${form}: a surrogate pair is a character, left as it is`);
+  }
+  assert.equal(JSON.parse(json[0]).msg, said, "the JSON reads back the same");
+});

@@ -426,13 +426,17 @@ const TABLE: PeerInfo[] = [
   }),
 ];
 
-/** A network actor that answers `peers` with {@link TABLE}, and a storage actor. */
+/**
+ * A network actor that answers `peers` with {@link TABLE} (and `static_peers` with none), and a
+ * storage actor.
+ */
 async function nodeStandIns() {
   const system = new ActorSystem({ name: "review-s52-peer-counts" });
   const network = await system.spawn<NetworkMessage>({
     name: "node/network",
     factory: () => ({
-      receive: (m: NetworkMessage) => m.type === "peers" ? TABLE : undefined,
+      receive: (m: NetworkMessage) =>
+        m.type === "peers" ? TABLE : m.type === "static_peers" ? [] : undefined,
     }),
   });
   const storage = await system.spawn<StorageMessage>({

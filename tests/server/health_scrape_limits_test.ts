@@ -21,6 +21,8 @@ import { emptyInferenceStats, type InferencePort } from "../../inference/inferen
 import type { EdgeEnv } from "../../server/client_access.ts";
 import { REFUSING_PORT_MODEL } from "./_refusing_port.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { TrustedProxies } from "../../server/trusted_proxies.ts";
+import { startTestNode } from "./_fixtures.ts";
 
 /** A client at `hostname`, as `Deno.serve` names it. */
 const from = (hostname: string): EdgeEnv["Bindings"] => ({
@@ -175,4 +177,63 @@ Deno.test("Prometheus scraping every 5 s (two of them behind one address) and he
       await response.body?.cancel();
     }
   }
+});
+
+// Since bdd1497 `/v1` and the dashboard count a client behind a trusted reverse proxy by the
+// address it names; `/metrics` and `/healthz` still counted the proxy, so one client's scrapes
+// used up every client's allowance behind it.
+Deno.test("/metrics behind a trusted reverse proxy: each client it names has its own allowance", async () => {
+  // The test's fetches come from 127.0.0.1: the proxy, as nginx on the node's machine would be.
+  const node = await startTestNode({ edge: { trustedProxies: ["127.0.0.1", "::1"] } });
+  try {
+    const scrape = async (client: string) => {
+      const response = await fetch(`${node.url}/metrics`, {
+        headers: { "x-forwarded-for": `203.0.113.1, ${client}` },
+      });
+      await response.body?.cancel();
+      return response.status;
+    };
+    for (let i = 0; i < DEFAULT_METRICS_SCRAPES_PER_MINUTE; i++) {
+      assert.equal(await scrape("198.51.100.7"), 200, `scrape ${i + 1}`);
+    }
+    assert.equal(await scrape("198.51.100.7"), 429, "that client is past its allowance");
+    // Failed before the fix: 429, the proxy's allowance spent by the other client.
+    assert.equal(await scrape("198.51.100.8"), 200, "another client behind the same proxy");
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("/healthz behind a trusted proxy counts the client it names; an untrusted peer's header is ignored", async () => {
+  const clock = { ms: 0 };
+  const gateway = new InferenceGateway({
+    inference: {
+      submit: () => Promise.reject(new Error("no jobs here")),
+      models: () => Promise.resolve([REFUSING_PORT_MODEL] as never),
+      stats: () => Promise.resolve(emptyInferenceStats()),
+    },
+  });
+  const app = new Hono<EdgeEnv>().route(
+    "/",
+    healthRoutes(gateway, new MetricsRegistry(), undefined, undefined, undefined, {
+      now: () => clock.ms,
+      healthChecksPerMinute: 2,
+      trustedProxies: TrustedProxies.from(["10.0.0.1"]),
+    }),
+  );
+  const check = async (peer: string, client: string) => {
+    const response = await app.request("/healthz", {
+      headers: { "x-forwarded-for": client },
+    }, from(peer));
+    await response.body?.cancel();
+    return response.status;
+  };
+  assert.equal(await check("10.0.0.1", "198.51.100.7"), 200);
+  assert.equal(await check("10.0.0.1", "198.51.100.7"), 200);
+  assert.equal(await check("10.0.0.1", "198.51.100.7"), 429);
+  assert.equal(await check("10.0.0.1", "198.51.100.8"), 200, "its own allowance");
+  // Not a trusted proxy: counted by its own address whatever it names.
+  assert.equal(await check("192.0.2.5", "198.51.100.20"), 200);
+  assert.equal(await check("192.0.2.5", "198.51.100.21"), 200);
+  assert.equal(await check("192.0.2.5", "198.51.100.22"), 429);
 });

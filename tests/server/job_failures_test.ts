@@ -461,9 +461,15 @@ Deno.test("a worker's start timeout is not counted in /metrics as a client refus
   );
   await refused.body?.cancel();
   const metrics = await (await app.fetch(new Request("http://127.0.0.1/metrics"), info)).text();
+  // Every known code is listed from the start (review s74 F4): this one stays at 0, and the 504 is
+  // counted with the node's server errors (review s74 F2).
   assert(
-    !metrics.includes('veriflow_http_refused_total{code="request_timeout"}'),
+    metrics.includes('\nveriflow_http_refused_total{code="request_timeout"} 0\n'),
     metrics.split("\n").filter((line) => line.startsWith("veriflow_http_refused")).join("\n"),
+  );
+  assert(
+    metrics.includes('\nveriflow_http_errors_total{code="request_timeout"} 1\n'),
+    metrics.split("\n").filter((line) => line.startsWith("veriflow_http_errors")).join("\n"),
   );
 });
 
