@@ -34,6 +34,7 @@ import { listenForStopSignals, StopSignals } from "../node/stop_signals.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { ActorError } from "../actors/errors.ts";
 import { START_HELP } from "./start_help.ts";
+import { accessWarnings } from "../server/client_access.ts";
 
 /**
  * A `start` flag that cannot be read (`--port abc`): a configuration error that names a flag,
@@ -421,6 +422,9 @@ export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO):
     out: lineLogger(config.log.format, io.out),
     err: lineLogger(config.log.format, io.err, "error"),
   };
+  // A trusted-proxy setup that locks the operator's own tools out, or trusts the open internet,
+  // is said once at start, before the node's own lines (review s74 verify1, F3).
+  for (const warning of accessWarnings(config.http)) logIo.out(warning);
   return await runUntilStopped(
     (signal) => startNode(config, { log: logIo.out, signal }),
     logIo,

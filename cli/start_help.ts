@@ -27,9 +27,10 @@ highest first: a flag, a VERIFLOW_* environment variable, the configuration file
   --allow-host H    a name (or NAME:PORT) clients on this machine may call the node by, such as a
                     local reverse proxy's; any name but an address or localhost is refused
                     (repeatable)
-  --trust-proxy A   a reverse proxy (an address or CIDR range: 127.0.0.1, 10.0.0.0/8, ::1)
-                    whose X-Forwarded-For names the client; its clients are never this
-                    machine's (repeatable)
+  --trust-proxy A   a reverse proxy (an address or CIDR range: 127.0.0.2, 10.0.0.0/8) that
+                    appends its client to X-Forwarded-For (http.trustedProxyHeader "forwarded":
+                    to Forwarded), the client then; a trusted address is never this machine, so
+                    bind a local proxy to 127.0.0.2, not your tools' 127.0.0.1 (repeatable)
   --data DIR        data directory (default .veriflow)
   --model DIR       serve an exported model directory instead of the built-in model
   --model-size S    built-in model size: brown (default, trained), tiny or small

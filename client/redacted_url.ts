@@ -10,24 +10,29 @@
 
 /**
  * Text that is a URL attempt as a whole (a `--url` value, a string given to `connect`), not a
- * message that names one: a scheme and `//` at its very start.
+ * message that names one: a scheme at its very start, then any number of slashes or backslashes.
+ * WHATWG parsing reads `ws:/me:pw@h`, `ws:me:pw@h` and `ws:\\me:pw@h` as `ws://me:pw@h` (a
+ * special scheme's authority starts after any run of them, none included), so a typo there still
+ * carries a password (review s74 verify1, F4).
  */
-const URL_TEXT = /^[a-z][a-z0-9+.-]*:\/\//i;
+const URL_TEXT = /^[a-z][a-z0-9+.-]*:[\/\\]*/i;
 
 /**
- * In a message, a `//` and the run of non-space characters after it, up to and including its last
+ * In a message, a scheme, its slashes or backslashes (any number, none included, as for
+ * {@link URL_TEXT}) and the run of non-space characters after them, up to and including its last
  * `@`: the userinfo of a URL named there, however it is written. Greedy up to the last `@`, not
  * stopping at `/`, `?`, `#` or an `@`: a password holding them (a base64 key holds `/` and `+`)
  * is what stops the URL parsing, and each of them would otherwise end the match early and leave
  * the rest of the password printed.
  */
-const USERINFO_IN_TEXT = /(\/\/)\S*@/g;
+const USERINFO_IN_TEXT = /([a-z][a-z0-9+.-]*:[\/\\]*)\S*@/gi;
 
 /**
- * `url` without its username and password, for messages: a parsed URL loses them; text that is
- * not a URL (the caller's typo, a password that breaks its parsing) loses everything from its
- * `//` up to its last `@` (for a message that names a URL: up to the last `@` before the next
- * space). Everything else (scheme, host, port, path, query) is kept, so the message still says
+ * `url` without its username and password, for messages: a parsed URL, or text that parses as
+ * one with credentials, loses them (the text then comes back as the parsed URL's `href`); other
+ * text (the caller's typo, a password that breaks its parsing) loses everything from its
+ * scheme's slashes up to its last `@` (for a message that names a URL: up to the last `@` before
+ * the next space). Everything else (scheme, host, port, path, query) is kept, so the message still says
  * where; text whose path or query held an `@` loses what came before it too, rather than risk
  * showing a password.
  *
@@ -55,6 +60,12 @@ export function redactedUrl(url: string | URL): string {
     copy.username = "";
     copy.password = "";
     return copy.href;
+  }
+  // What WHATWG parsing reads as a URL with credentials is redacted as that URL, however it was
+  // spelled: the parser, not a pattern, decides what Deno would send as Basic auth.
+  const parsed = URL.parse(url);
+  if (parsed !== null && (parsed.username !== "" || parsed.password !== "")) {
+    return redactedUrl(parsed);
   }
   const scheme = URL_TEXT.exec(url);
   if (scheme !== null) {

@@ -286,6 +286,8 @@ interface PendingJob {
   maxTokens: TokenBound;
   /** Tokens received so far: the index the next must carry. */
   received: number;
+  /** The prompt's tokens as its `start` counted them: the `done` must bill the same. */
+  promptTokens?: number;
 }
 
 /** The API's path, appended to a URL given without one. */
@@ -717,6 +719,7 @@ export class StreamClient {
     switch (message.type) {
       case "start":
         job.started = true;
+        job.promptTokens = message.prompt_tokens;
         job.start.resolve(message);
         break;
       case "queued":
@@ -748,6 +751,24 @@ export class StreamClient {
           return this.#protocolError(
             `a done that counts ${counted} tokens after ${job.received} (finish_reason ` +
               `${message.finish_reason})`,
+            "done",
+          );
+        }
+        // A program that bills by `usage` (OpenAI's habit: `total_tokens`) must not be handed
+        // a count the job's own `start` contradicts (review s74 verify1, F5): the node sends
+        // its prompt's count in both, and the total as their sum (`wireUsage`).
+        const { prompt_tokens: prompt, total_tokens: total } = message.usage;
+        if (prompt !== job.promptTokens) {
+          return this.#protocolError(
+            `a done that counts ${prompt} prompt tokens after a start that counted ` +
+              `${job.promptTokens}`,
+            "done",
+          );
+        }
+        if (total !== prompt + counted) {
+          return this.#protocolError(
+            `a done whose total_tokens ${total} is not its prompt_tokens ${prompt} plus its ` +
+              `completion_tokens ${counted}`,
             "done",
           );
         }

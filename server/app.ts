@@ -110,7 +110,7 @@ export interface AppOptions {
 export function createApp(options: AppOptions): Hono<EdgeEnv> {
   const edge = edgeConfig(options.edge);
   const keys = ApiKeys.fromConfig(edge);
-  const trustedProxies = TrustedProxies.from(edge.trustedProxies);
+  const trustedProxies = TrustedProxies.from(edge.trustedProxies, edge.trustedProxyHeader);
   const stats = new EdgeStats();
   const gateway = new InferenceGateway({
     ...options,

@@ -4,7 +4,9 @@
  * limit, so a client that trickles its body (or stops after the headers) cannot hold the
  * request, and the bytes it sent, for longer than that either. The bytes all bodies being read
  * hold at once have a budget too ({@link BodyBudget}): a deadline per body bounds how long each
- * is held, not how many are, and 150 stalled 1 MiB bodies held 200 MiB.
+ * is held, not how many are, and 150 stalled 1 MiB bodies held 200 MiB. Each client holds at most
+ * a share of it, and a body that slows below a minimum rate is cut (`body_min_rate.ts`), so one
+ * client's stalled bodies refuse that client, not every other, and not for the whole deadline.
  *
  * @module
  */
@@ -12,6 +14,7 @@ import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { type HttpMessage, readBoundedBody } from "../streams/bounded_body.ts";
 import type { DrainTimers } from "./serve.ts";
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { minRateBody } from "./body_min_rate.ts";
 
 /** A request body or WebSocket message over `http.maxRequestBytes` (HTTP 413). */
 export class RequestTooLargeError extends EdgeError {
@@ -76,20 +79,25 @@ export class IncompleteBodyError extends EdgeError {
 
 /**
  * A request body that does not fit in what the node's bodies being read may hold at once
- * (`http.maxBufferedBodyBytes`; HTTP 429 with `Retry-After`): other clients' bodies hold it, and
- * it comes back as they are read or fail.
+ * (`http.maxBufferedBodyBytes`), or in its client's share of it ({@link CLIENT_BODY_SHARE}; HTTP
+ * 429 with `Retry-After`): other bodies hold it, and it comes back as they are read or fail.
  */
 export class TooManyRequestBodiesError extends EdgeError {
   /**
    * Create it.
    *
    * @param maxBytes The budget in bytes.
+   * @param clientMaxBytes When it is the client's own share that is full: the share in bytes.
    */
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, clientMaxBytes?: number) {
     super(
       "too_many_request_bodies",
-      `the request bodies this node is reading hold its ${maxBytes} bytes for them ` +
-        `(http.maxBufferedBodyBytes); retry after the Retry-After seconds`,
+      clientMaxBytes === undefined
+        ? `the request bodies this node is reading hold its ${maxBytes} bytes for them ` +
+          `(http.maxBufferedBodyBytes); retry after the Retry-After seconds`
+        : `your request bodies this node is reading hold your share of its bytes for them ` +
+          `(${clientMaxBytes} of http.maxBufferedBodyBytes ${maxBytes}); finish sending them, ` +
+          `or retry after the Retry-After seconds`,
       { retryAfterS: BODY_BUDGET_RETRY_AFTER_S },
     );
   }
@@ -103,31 +111,61 @@ export class TooManyRequestBodiesError extends EdgeError {
 const BODY_BUDGET_RETRY_AFTER_S = 1;
 
 /**
+ * Share of the budget one client's bodies may hold at once: one client (an API key, an address
+ * without a key, this machine's tools: `queueClient`, as the queue counts it) that stalls its
+ * bodies then refuses only itself, and three more doing the same still leave room for everyone
+ * else (review s74 openai, F1: one client's 32 stalled bodies refused every other client for
+ * 60 s). Never less than one largest body ({@link BodyBudgetOptions.minClientBytes}), so a lone
+ * client can always send its largest request.
+ */
+export const CLIENT_BODY_SHARE = 1 / 4;
+
+/** Options of {@link BodyBudget}. */
+export interface BodyBudgetOptions {
+  /**
+   * Fewest bytes one client may hold whatever {@link CLIENT_BODY_SHARE} gives: one largest body
+   * (`http.maxRequestBytes`); never more than the budget. Default 0.
+   */
+  minClientBytes?: number;
+}
+
+/**
  * The bytes of request bodies being read, every request of the node together, held to one
- * budget (`http.maxBufferedBodyBytes`). {@link readBodyText} takes each chunk from it as the chunk
- * arrives, and gives all back once the body is read (its caller parses it at once) or fails.
+ * budget (`http.maxBufferedBodyBytes`), and each client's to {@link CLIENT_BODY_SHARE} of it.
+ * {@link readBodyText} takes each chunk from it as the chunk arrives, and gives all back once the
+ * body is read (its caller parses it at once) or fails.
  *
  * @example
  * ```ts
  * import { BodyBudget } from "./body_limit.ts";
- * const budget = new BodyBudget(1024);
- * budget.take(1000);
+ * const budget = new BodyBudget(4096, { minClientBytes: 1024 });
+ * budget.clientMaxBytes; // 1024
+ * budget.take(1000, "key a");
  * budget.held; // 1000
- * budget.release(1000);
+ * budget.heldBy("key a"); // 1000
+ * budget.release(1000, "key a");
  * ```
  */
 export class BodyBudget {
   /** The budget in bytes. */
   readonly maxBytes: number;
+  /** Most bytes one client's bodies may hold at once. */
+  readonly clientMaxBytes: number;
   #held = 0;
+  #byClient = new Map<string, number>();
 
   /**
    * Create it.
    *
    * @param maxBytes The budget in bytes.
+   * @param options The clients' share's floor.
    */
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, options?: BodyBudgetOptions) {
     this.maxBytes = maxBytes;
+    this.clientMaxBytes = Math.min(
+      maxBytes,
+      Math.max(Math.floor(maxBytes * CLIENT_BODY_SHARE), options?.minClientBytes ?? 0),
+    );
   }
 
   /** Bytes taken and not given back. */
@@ -135,19 +173,33 @@ export class BodyBudget {
     return this.#held;
   }
 
+  /** Bytes `client` has taken and not given back. */
+  heldBy(client: string): number {
+    return this.#byClient.get(client) ?? 0;
+  }
+
   /**
-   * Take `bytes` more.
+   * Take `bytes` more, for `client` when named (held to its share too).
    *
    * @throws {TooManyRequestBodiesError} when they do not fit (nothing is taken).
    */
-  take(bytes: number): void {
+  take(bytes: number, client?: string): void {
+    if (client !== undefined && this.heldBy(client) + bytes > this.clientMaxBytes) {
+      throw new TooManyRequestBodiesError(this.maxBytes, this.clientMaxBytes);
+    }
     if (this.#held + bytes > this.maxBytes) throw new TooManyRequestBodiesError(this.maxBytes);
     this.#held += bytes;
+    if (client !== undefined) this.#byClient.set(client, this.heldBy(client) + bytes);
   }
 
-  /** Give back `bytes` taken before. */
-  release(bytes: number): void {
+  /** Give back `bytes` taken before (for `client`, when it was named). */
+  release(bytes: number, client?: string): void {
     this.#held -= bytes;
+    if (client === undefined) return;
+    const left = this.heldBy(client) - bytes;
+    // A client's entry goes with its last byte: the map holds only clients reading a body now.
+    if (left <= 0) this.#byClient.delete(client);
+    else this.#byClient.set(client, left);
   }
 }
 
@@ -159,6 +211,7 @@ export class BodyBudget {
 function budgetedBody(
   body: ReadableStream<Uint8Array>,
   budget: BodyBudget,
+  client: string | undefined,
   taken: { bytes: number },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
@@ -167,7 +220,7 @@ function budgetedBody(
       const next = await reader.read();
       if (next.done) return controller.close();
       try {
-        budget.take(next.value.byteLength);
+        budget.take(next.value.byteLength, client);
       } catch (error) {
         reader.cancel(error).catch(() => {});
         throw error;
@@ -200,22 +253,26 @@ export interface BodyDeadline {
  * receipt for, a prompt the client never sent. With a `budget`, the bytes read are taken from it
  * as they arrive (past it: {@link TooManyRequestBodiesError}, the body cancelled) and given back
  * when this returns or throws: the caller parses the text at once, with nothing awaited between.
+ * With a `client` too (`queueClient`), they count against that client's share of the budget. With
+ * a `deadline`, a body that slows below the minimum rate (`body_min_rate.ts`) is cut before it:
+ * a `RequestBodyTooSlowError`, the body cancelled.
  */
 export async function readBodyText(
   request: Request,
   maxBytes: number,
   deadline?: BodyDeadline,
   budget?: BodyBudget,
+  client?: string,
 ): Promise<string> {
   if (budget === undefined || request.body === null) {
     return await readText(request, maxBytes, deadline);
   }
   const taken = { bytes: 0 };
   try {
-    const body = budgetedBody(request.body, budget, taken);
+    const body = budgetedBody(request.body, budget, client, taken);
     return await readText({ headers: request.headers, body }, maxBytes, deadline);
   } finally {
-    budget.release(taken.bytes);
+    budget.release(taken.bytes, client);
   }
 }
 
@@ -231,10 +288,15 @@ async function readText(
     () => timeUp.abort(new RequestTimeoutError(deadline.timeoutMs)),
     deadline.timeoutMs,
   );
+  // A body under a deadline is held to the minimum rate too: the deadline alone let a stalled
+  // body hold its bytes of the budget for all of it.
+  const watched = deadline === undefined || message.body === null
+    ? undefined
+    : minRateBody(message.body, timers, (error) => timeUp.abort(error));
   let bytes: Uint8Array;
   try {
     bytes = await readBoundedBody(
-      message,
+      watched === undefined ? message : { headers: message.headers, body: watched.body },
       maxBytes,
       () => new RequestTooLargeError("request body", maxBytes),
       timeUp.signal,
@@ -244,6 +306,7 @@ async function readText(
     throw error instanceof EdgeError ? error : new IncompleteBodyError(error);
   } finally {
     if (timer !== undefined) timers.clearTimeout(timer);
+    watched?.stop();
   }
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);

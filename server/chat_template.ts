@@ -22,15 +22,19 @@
  * rendered text is the job's prompt, which the receipt commits to and a validator re-runs as
  * text: the template runs once, at the edge that takes the request.
  *
- * Generation always stops at {@link CHAT_TURN_STOP} (a new user turn), the request's own stop
- * sequences added to it ({@link withTurnStop}), as a model's end-of-turn token stays a stop
- * under vLLM and OpenAI whatever `stop` says: without it the model runs on into a user turn it
- * makes up, and answers it. A stop that cannot end the output before another takes no slot of
- * the job, so OpenAI's 4 stop sequences fit beside the turn stop whenever one of them contains
- * another, the turn stop included, or is part of it.
+ * Generation always stops at a new user turn, named or not (`"\nUser:"`, `"\nUser ("`), the
+ * request's own stop sequences added ({@link withTurnStops}), as a model's end-of-turn token stays
+ * a stop under vLLM and OpenAI whatever `stop` says: without it the model runs on into a user turn
+ * it makes up, and answers it. The slots of the job's 4 the request's stops leave free take the
+ * other turn starts (`"\nSystem:"`, `"\nAssistant:"`, then their named forms): the stops and the
+ * escaping above come from one list of labels and label ends, so an answer ends at any turn the
+ * template would write. A chat request has at most 2 stop sequences of its own that each end the
+ * output on their own; a stop that cannot end the output before another takes no slot, so more
+ * fit whenever one of them contains another, a turn stop included, or is part of one (`"\n"`).
  *
  * @module
  */
+import { GENERATION_LIMITS } from "../protocols/job.ts";
 
 /** One chat message, content already flattened to text. */
 export interface ChatMessage {
@@ -45,42 +49,7 @@ export interface ChatMessage {
   name?: string;
 }
 
-/** The stop sequence every chat request gets, with its own: the start of a user turn. */
-export const CHAT_TURN_STOP = "\nUser:";
-
-/**
- * The stop sequences of a chat job: the request's and {@link CHAT_TURN_STOP}, less those that can
- * never end the output first, so a job (which holds at most `GENERATION_LIMITS.maxStopSequences`)
- * is not lengthened for nothing. A stop that contains another of the list (the turn stop, as
- * `"\n\nUser:"` does) cannot: the one it contains has completed by the time it has. So neither
- * can one listed twice, nor the turn stop when a request's stop is part of it (`"\n"`, the turn
- * stop itself), which ends the output where the turn stop would, or sooner. The output of the job
- * is the same as with every stop; the edge still trims all of them (`chatTrimmedStops`), so a stop
- * that ends in the same token as the one it contains is left out of the text whole.
- *
- * @example
- * ```ts
- * import { withTurnStop } from "./chat_template.ts";
- * withTurnStop(["\n\n"]); // ["\n\n", "\nUser:"]
- * withTurnStop(["\n"]); // ["\n"]
- * withTurnStop(["END", "THE END", "\n\nUser:"]); // ["END", "\nUser:"]
- * ```
- */
-export function withTurnStop(stops: readonly string[]): string[] {
-  const all = [...new Set([...stops, CHAT_TURN_STOP])];
-  return all.filter((stop) => !all.some((other) => other !== stop && stop.includes(other)));
-}
-
-/**
- * The stop sequences the edge trims from a chat answer: the request's and {@link CHAT_TURN_STOP},
- * every one, including those {@link withTurnStop} leaves out of the job (they cannot end the
- * output sooner, but one may end it in the same token, and then it is the stop OpenAI leaves
- * out: the earliest).
- */
-export function chatTrimmedStops(stops: readonly string[]): string[] {
-  return [...new Set([...stops, CHAT_TURN_STOP])];
-}
-
+/** The label of each role's turns. */
 const ROLE_LABELS: Readonly<Record<string, string>> = {
   system: "System",
   // OpenAI's newer name for the system role; same meaning to the model.
@@ -88,6 +57,88 @@ const ROLE_LABELS: Readonly<Record<string, string>> = {
   user: "User",
   assistant: "Assistant",
 };
+
+/**
+ * The labels a turn starts with, in the order their turn stops rank ({@link CHAT_TURN_STOPS}): a
+ * user turn is the one the model would go on to answer, a system turn would give it orders.
+ */
+const TURN_LABELS = [ROLE_LABELS.user, ROLE_LABELS.system, ROLE_LABELS.assistant] as const;
+
+/**
+ * What follows a role label where a turn starts: `:` (`User:`), or ` (` and the speaker's name
+ * (`User (alice):`, {@link labelOf}). One source for the escaping of message text
+ * ({@link TURN_START}) and for the turn stops ({@link CHAT_TURN_STOPS}).
+ */
+const LABEL_ENDS = [":", " ("] as const;
+
+/**
+ * Every turn start the template writes, as the stop sequences that end an answer there: a line
+ * break, a role label, then `:` or ` (` (review s74 openai, F2: only `"\nUser:"` was a stop, and an
+ * answer ran on into a made-up `"User (alice): …"` or `"System: …"` turn). In the order a job
+ * takes them when its stops run short ({@link withTurnStops}): a user turn first, the one the
+ * model would go on to answer (named or not), then a system turn, then another assistant turn,
+ * the plain labels before the named ones.
+ */
+export const CHAT_TURN_STOPS: readonly string[] = Object.freeze([
+  ...LABEL_ENDS.map((end) => `\n${TURN_LABELS[0]}${end}`),
+  ...LABEL_ENDS.flatMap((end) => TURN_LABELS.slice(1).map((label) => `\n${label}${end}`)),
+]);
+
+/**
+ * How many of {@link CHAT_TURN_STOPS} (the first) every chat job holds, whatever its own stops: a
+ * user turn, named (`"\nUser ("`) or not (`"\nUser:"`), is the one a model goes on to make up and
+ * answer. The others take the slots the request's stops leave free.
+ */
+export const REQUIRED_TURN_STOPS = 2;
+
+/**
+ * The stop sequences of a chat job: the request's and the first {@link REQUIRED_TURN_STOPS} of
+ * {@link CHAT_TURN_STOPS}, then as many of the other turn stops as fit in `maxStops`, less those
+ * that can never end the output first, so a job (which holds at most `maxStops`) is not lengthened
+ * for nothing. A stop that contains another of the list (a turn stop, as `"\n\nUser:"` does)
+ * cannot: the one it contains has completed by the time it has. So neither can one listed twice,
+ * nor a turn stop when a request's stop is part of it (`"\n"`, the turn stop itself), which ends
+ * the output where the turn stop would, or sooner. A list longer than `maxStops` is one the
+ * request's stops leave no room in for the required turn stops: the caller refuses it. The edge
+ * trims every stop of the request and of the job ({@link chatTrimmedStops}).
+ *
+ * @example
+ * ```ts
+ * import { withTurnStops } from "./chat_template.ts";
+ * withTurnStops([]); // ["\nUser:", "\nUser (", "\nSystem:", "\nAssistant:"]
+ * withTurnStops(["\n\n", "END"]); // ["\n\n", "END", "\nUser:", "\nUser ("]
+ * withTurnStops(["\n"]); // ["\n"]
+ * ```
+ */
+export function withTurnStops(
+  stops: readonly string[],
+  maxStops: number = GENERATION_LIMITS.maxStopSequences,
+): string[] {
+  let job = independentStops([...stops, ...CHAT_TURN_STOPS.slice(0, REQUIRED_TURN_STOPS)]);
+  for (const optional of CHAT_TURN_STOPS.slice(REQUIRED_TURN_STOPS)) {
+    const more = independentStops([...job, optional]);
+    if (more.length <= maxStops) job = more;
+  }
+  return job;
+}
+
+/** `stops` once each, less every one that contains another (it can never end the output first). */
+function independentStops(stops: readonly string[]): string[] {
+  const all = [...new Set(stops)];
+  return all.filter((stop) => !all.some((other) => other !== stop && stop.includes(other)));
+}
+
+/**
+ * The stop sequences the edge trims from a chat answer: the request's, every one, including those
+ * {@link withTurnStops} leaves out of the job (they cannot end the output sooner, but one may end
+ * it in the same token, and then it is the stop OpenAI leaves out: the earliest), and the job's.
+ *
+ * @param stops The request's stop sequences.
+ * @param jobStops The job's ({@link withTurnStops}).
+ */
+export function chatTrimmedStops(stops: readonly string[], jobStops: readonly string[]): string[] {
+  return [...new Set([...stops, ...jobStops])];
+}
 
 /**
  * Longest `name` of a chat message, in UTF-16 code units: a name labels a turn (OpenAI's is a
@@ -131,11 +182,16 @@ const LINE_BREAKS = String.raw`\n\r\v\f\u0085\u2028\u2029`;
  * backslashes already there) followed by `:` or ` (` (a named turn).
  */
 const TURN_START = new RegExp(
-  `(?<=[${LINE_BREAKS}])(?=\\\\*(?:${
-    [...new Set(Object.values(ROLE_LABELS))].join("|")
-  })(?::| \\())`,
+  `(?<=[${LINE_BREAKS}])(?=\\\\*(?:${[...new Set(Object.values(ROLE_LABELS))].join("|")})(?:${
+    LABEL_ENDS.map(escapeRegExp).join("|")
+  }))`,
   "g",
 );
+
+/** `text` matched literally inside a regular expression. */
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
 
 /**
  * `text` with one more backslash before each line that starts (after any backslashes) with a
@@ -164,7 +220,9 @@ export function renderChatPrompt(messages: readonly ChatMessage[]): string {
   let prompt = "";
   for (const message of messages) {
     const role = ROLE_LABELS[message.role] ?? message.role;
-    prompt += `${labelOf(role, message.name)}: ${escapeTurnStarts(message.content)}\n`;
+    prompt += `${labelOf(role, message.name)}${LABEL_ENDS[0]} ${
+      escapeTurnStarts(message.content)
+    }\n`;
   }
   return prompt + "Assistant:";
 }
@@ -177,7 +235,7 @@ function labelOf(role: string, name: string | undefined): string {
       `chat message name ${JSON.stringify(name)}: ${CHAT_NAME_RULE}`,
     );
   }
-  return `${role} (${name})`;
+  return `${role}${LABEL_ENDS[1]}${name})`;
 }
 
 /**

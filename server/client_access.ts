@@ -14,7 +14,8 @@ import type { MiddlewareHandler } from "hono";
 import { ApiKeys } from "./api_keys.ts";
 import { anonymousClient, type ClientIdentity, LOOPBACK_CLIENT } from "./client_identity.ts";
 import { clientAddress } from "./client_address.ts";
-import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
+import { isWideTrustedProxyEntry, NO_TRUSTED_PROXIES, TrustedProxies } from "./trusted_proxies.ts";
+import { DEFAULT_TRUSTED_PROXY_HEADER, type TrustedProxyHeader } from "./forwarded_for.ts";
 import { hostIsAnAddress } from "./host_guard.ts";
 import { EdgeError } from "./http_errors.ts";
 
@@ -80,10 +81,16 @@ export function clientAccess(
     else if (allowUnauthenticatedRemote) {
       client = anonymousClient(clientAddress(c.env?.remoteAddr, c.req.raw, trusted));
     } else {
+      const peer = c.env?.remoteAddr;
+      // The operator's own tool, refused because its address is a trusted proxy's, is told so.
+      const asProxy = peer !== undefined && "hostname" in peer && trusted.has(peer.hostname)
+        ? `; ${peer.hostname} is a trusted proxy's address (http.trustedProxies), never this ` +
+          "machine's client"
+        : "";
       throw new EdgeError(
         "api_key_required",
         "this node has no API keys and serves clients on its own machine only (named by an " +
-          "address or localhost, not through a proxy); its operator " +
+          `address or localhost, not through a proxy${asProxy}); its operator ` +
           "can add keys (--api-key, http.apiKeysFile) or serve anyone without one " +
           "(http.allowUnauthenticatedRemote)",
       );
@@ -93,28 +100,90 @@ export function clientAccess(
   };
 }
 
-/** A one-line description of who may use the API, for the node's start-up output. */
-export function describeAccess(config: {
+/** What {@link describeAccess} and {@link accessWarnings} read of the `http` configuration. */
+export interface AccessConfig {
   apiKeys: readonly string[];
   apiKeysFile?: string;
   allowUnauthenticatedRemote: boolean;
   allowedOrigins: readonly string[];
   trustedProxies?: readonly string[];
-}): string {
+  trustedProxyHeader?: TrustedProxyHeader;
+}
+
+/** The addresses this machine's own tools connect from (`localhost` is one or the other). */
+const LOCAL_TOOL_ADDRESSES = ["127.0.0.1", "::1"] as const;
+
+/**
+ * Which of {@link LOCAL_TOOL_ADDRESSES} `config`'s trusted proxies cover: clients connecting from
+ * there are never this machine's (`fromThisMachine`), so without keys they lose its exemptions.
+ */
+function trustedLocalAddresses(config: AccessConfig): string[] {
+  const trusted = TrustedProxies.from(config.trustedProxies ?? []);
+  return LOCAL_TOOL_ADDRESSES.filter((address) => trusted.has(address));
+}
+
+/** A one-line description of who may use the API, for the node's start-up output. */
+export function describeAccess(config: AccessConfig): string {
   const keys = ApiKeys.fromConfig(config);
+  const lockedOut = trustedLocalAddresses(config);
+  const except = lockedOut.length === 0
+    ? ""
+    : `, except those connecting from ${lockedOut.join(" or ")}, a trusted proxy's address ` +
+      "(see the warning)";
   const who = keys.size > 0
     ? `${keys.size} API key${keys.size === 1 ? "" : "s"}: every client needs one`
     : config.allowUnauthenticatedRemote
     ? "no API keys, open to anyone who can reach it (http.allowUnauthenticatedRemote)"
-    : "no API keys: serving clients on this machine only (add --api-key or http.apiKeysFile " +
-      "to serve others)";
+    : `no API keys: serving clients on this machine only${except} (add --api-key or ` +
+      "http.apiKeysFile to serve others)";
   const origins = config.allowedOrigins.length === 0
     ? "no browser origins allowed (--allow-origin)"
     : `browser origins ${config.allowedOrigins.join(" ")}`;
   // Said at start: a proxy listed by mistake would name anyone it liked as the client.
   const proxies = (config.trustedProxies ?? []).length === 0
     ? ""
-    : `; clients named by the proxies at ${config.trustedProxies!.join(" ")} ` +
-      "(http.trustedProxies)";
+    : `; clients named by the proxies at ${config.trustedProxies!.join(" ")} in their ` +
+      `${headerName(config)} (http.trustedProxies, http.trustedProxyHeader)`;
   return `API access      ${who}; ${origins}${proxies}`;
+}
+
+/** The forwarding header `config`'s proxies write, as its documentation spells it. */
+function headerName(config: AccessConfig): string {
+  return (config.trustedProxyHeader ?? DEFAULT_TRUSTED_PROXY_HEADER) === "forwarded"
+    ? "Forwarded"
+    : "X-Forwarded-For";
+}
+
+/**
+ * The warning lines the node prints at start for a trusted-proxy setup that works against its
+ * operator (review s74 verify1, F3): a trusted range covering the address this machine's own
+ * tools connect from, on a node without keys (they are refused, or served as an anonymous
+ * client, since a trusted proxy is never this machine); and a range wider than the private ones
+ * (`0.0.0.0/0`), whose every address names itself whatever client it likes.
+ */
+export function accessWarnings(config: AccessConfig): string[] {
+  const warnings: string[] = [];
+  const lockedOut = trustedLocalAddresses(config);
+  if (lockedOut.length > 0 && ApiKeys.fromConfig(config).size === 0) {
+    const fate = config.allowUnauthenticatedRemote
+      ? "are served as one anonymous client, with its limits, not as this machine"
+      : "are refused (/v1: 403 api_key_required; the dashboard: 401 without the operator token)";
+    warnings.push(
+      `warning: http.trustedProxies covers ${lockedOut.join(" and ")}, where this machine's own ` +
+        `tools (cli.ts infer, curl, a browser) connect from: a trusted proxy is never this ` +
+        `machine, so without API keys they ${fate}; bind the proxy to another loopback address ` +
+        "and trust only that (nginx: proxy_bind 127.0.0.2; --trust-proxy 127.0.0.2), or add " +
+        "API keys (--api-key), or use the operator token",
+    );
+  }
+  const wide = (config.trustedProxies ?? []).filter(isWideTrustedProxyEntry);
+  if (wide.length > 0) {
+    warnings.push(
+      `warning: http.trustedProxies ${wide.join(" ")} covers addresses of the open internet: ` +
+        `any client that reaches the node directly from one names itself in ` +
+        `${headerName(config)} as whatever client it likes (per-client limits, queue turns); ` +
+        "list only your proxies' addresses unless nothing but them can reach the node",
+    );
+  }
+  return warnings;
 }

@@ -6,8 +6,9 @@
  * (`http.allowUnauthenticatedRemote`).
  *
  * Behind a reverse proxy the TCP peer is the proxy. When the operator trusts it
- * (`http.trustedProxies`), the client is the one the proxy names (`X-Forwarded-For`, or
- * `Forwarded`: `forwarded_for.ts`), read from the right: the nearest hop that is not itself a
+ * (`http.trustedProxies`), the client is the one the proxy names in the one header the operator
+ * says it writes (`http.trustedProxyHeader`: `X-Forwarded-For` by default, or `Forwarded`;
+ * `forwarded_for.ts`; the other is never read), read from the right: the nearest hop that is not itself a
  * trusted proxy, as nginx's `real_ip_recursive on` reads it. Every hop left of that one was
  * written by the client or by a proxy nobody vouches for, so it is never believed. A hop that
  * names no address, or a trusted proxy that names nobody, makes the client the nearest trusted
@@ -42,12 +43,12 @@ export function clientAddress(
 
 /**
  * The address of the client a trusted proxy `peer` relays, from its forwarding header in
- * `headers`: right to left, the first hop that is not a trusted proxy; the nearest trusted one
+ * `headers` (`trusted.header`): right to left, the first hop that is not a trusted proxy; the nearest trusted one
  * when a hop names no address, or when the header is absent; the farthest hop when every hop is
  * trusted (a chain of the operator's own proxies, as nginx takes it).
  */
 export function relayedClient(peer: string, headers: Headers, trusted: TrustedProxies): string {
-  const hops = forwardedFor(headers);
+  const hops = forwardedFor(headers, trusted.header);
   if (hops === undefined) return peer;
   let nearestTrusted = peer;
   for (let i = hops.length - 1; i >= 0; i--) {

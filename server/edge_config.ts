@@ -11,6 +11,11 @@ import { GENERATION_LIMITS } from "../protocols/job.ts";
 import { API_KEY_CHARS, MIN_API_KEY_CHARS } from "./api_keys.ts";
 import { SHELL_HOME_REFUSAL, startsAtShellHome } from "../node/default_data_dir.ts";
 import { isTrustedProxyEntry, trustedProxyRefusal } from "./trusted_proxies.ts";
+import {
+  DEFAULT_TRUSTED_PROXY_HEADER,
+  TRUSTED_PROXY_HEADERS,
+  type TrustedProxyHeader,
+} from "./forwarded_for.ts";
 
 /** The edge's limits and access rules (all fields of the node configuration's `http`). */
 export interface EdgeConfig {
@@ -86,11 +91,19 @@ export interface EdgeConfig {
    */
   allowUnauthenticatedRemote: boolean;
   /**
-   * Reverse proxies (IP addresses and CIDR ranges, IPv4 and IPv6) whose `X-Forwarded-For` or
-   * `Forwarded` names the client they relay (`client_address.ts`); a client behind one is never
-   * this machine's. Empty (the default): every peer is the client, whatever headers it sends.
+   * Reverse proxies (IP addresses and CIDR ranges, IPv4 and IPv6) whose forwarding header
+   * (`trustedProxyHeader`) names the client they relay (`client_address.ts`); a client behind one
+   * is never this machine's. Empty (the default): every peer is the client, whatever headers it
+   * sends.
    */
   trustedProxies: string[];
+  /**
+   * The one forwarding header the trusted proxies write, and the only one read from them:
+   * `x-forwarded-for` (the default: nginx's `$proxy_add_x_forwarded_for`, Caddy, Traefik,
+   * HAProxy's `option forwardfor`) or `forwarded` (RFC 7239). The other is never read: a proxy
+   * passes on the one it does not write as its client wrote it.
+   */
+  trustedProxyHeader: TrustedProxyHeader;
   /**
    * Dashboard sockets (`/dashboard/live`) one client may hold open at once: the operator token,
    * one API key, this machine, or one address reading without a key (429, or close 1013 at its
@@ -162,6 +175,7 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   perKeyRequestsPerMinute: 120,
   allowUnauthenticatedRemote: false,
   trustedProxies: [],
+  trustedProxyHeader: DEFAULT_TRUSTED_PROXY_HEADER,
   dashboardSocketsPerClient: 8,
   dashboardSocketOpensPerMinute: 60,
   dashboardStateReadsPerMinute: 60,
@@ -235,6 +249,7 @@ export const edgeConfigFields = {
       error: (issue) => trustedProxyRefusal(String(issue.input)),
     }),
   ).default([]),
+  trustedProxyHeader: z.enum(TRUSTED_PROXY_HEADERS).default(EDGE_DEFAULTS.trustedProxyHeader),
   dashboardSocketsPerClient: z.number().int().min(1).max(100_000)
     .default(EDGE_DEFAULTS.dashboardSocketsPerClient),
   dashboardSocketOpensPerMinute: z.number().int().min(1).max(1_000_000)

@@ -187,7 +187,7 @@ export const DEFAULT_MODEL_ALIAS = "default";
  * one elsewhere without a key (every user behind one reverse proxy is its address: one client),
  * else {@link THIS_MACHINE_CLIENT}, the operator's, which no share caps.
  */
-function queueClient(client: ClientIdentity | undefined): string {
+export function queueClient(client: ClientIdentity | undefined): string {
   return client?.keyId ?? client?.address ?? THIS_MACHINE_CLIENT;
 }
 

@@ -21,17 +21,18 @@ import { QueuePosition } from "../inference/queue_position.ts";
 import { QUEUED_EVENT_REPEAT_MS } from "../protocols/inference_messages.ts";
 import { GENERATION_LIMITS } from "../protocols/job.ts";
 import {
-  CHAT_TURN_STOP,
+  CHAT_TURN_STOPS,
   chatTrimmedStops,
   flattenChatContent,
   renderChatPrompt,
-  withTurnStop,
+  REQUIRED_TURN_STOPS,
+  withTurnStops,
 } from "./chat_template.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import { bufferedBodyBytesOf, type EdgeConfig } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
-import type { InferenceGateway, TextRequest } from "./inference_gateway.ts";
+import { type InferenceGateway, queueClient, type TextRequest } from "./inference_gateway.ts";
 import { type AnswerOptions, fullAnswer, sseAnswer } from "./openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shapes.ts";
 import { BodyBudget, readBodyText } from "./body_limit.ts";
@@ -64,10 +65,16 @@ export function openAiRoutes(
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   const deadline = { timeoutMs: edge.requestBodyTimeoutMs, timers };
-  // One budget for every body these routes read (`http.maxBufferedBodyBytes`).
-  const budget = new BodyBudget(bufferedBodyBytesOf(edge));
-  const bodyOf = async (request: Request) =>
-    parseJsonText(await readBodyText(request, edge.maxRequestBytes, deadline, budget));
+  // One budget for every body these routes read (`http.maxBufferedBodyBytes`), each client held
+  // to its share of it, counted by who the queue counts (`queueClient`), but never below one
+  // largest body.
+  const budget = new BodyBudget(bufferedBodyBytesOf(edge), {
+    minClientBytes: edge.maxRequestBytes,
+  });
+  const bodyOf = async (request: Request, client: ClientIdentity) =>
+    parseJsonText(
+      await readBodyText(request, edge.maxRequestBytes, deadline, budget, queueClient(client)),
+    );
   const answer = (
     raw: Request,
     request: TextRequest,
@@ -93,7 +100,7 @@ export function openAiRoutes(
     });
 
   routes.post("/completions", async (c) => {
-    const body = parseRequest(CompletionRequestSchema, await bodyOf(c.req.raw));
+    const body = parseRequest(CompletionRequestSchema, await bodyOf(c.req.raw, c.get("client")));
     refuseUnsupportedFields(body as unknown as Record<string, unknown>, "completions");
     const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
     const topLogprobs = body.logprobs ?? 0;
@@ -119,7 +126,7 @@ export function openAiRoutes(
   });
 
   routes.post("/chat/completions", async (c) => {
-    const raw = await bodyOf(c.req.raw);
+    const raw = await bodyOf(c.req.raw, c.get("client"));
     refuseTooManyMessages(raw, edge.maxChatMessages);
     const body = parseRequest(ChatCompletionRequestSchema, raw);
     refuseUnsupportedFields(body as unknown as Record<string, unknown>, "chat");
@@ -132,20 +139,23 @@ export function openAiRoutes(
     );
     const params = toGenerationParams(body, body.max_completion_tokens);
     params.seed = requestJobSeed(params, body.seed, drawSeed);
-    // The end of the turn stays a stop whatever the request's `stop` (`withTurnStop`), and a
-    // stop that cannot end the output first takes no slot. A list that still needs more than a
-    // job holds is refused here, naming the field, rather than sent on as a job every port
-    // refuses (or run without the turn's end).
-    const trimmed = chatTrimmedStops(params.stop);
-    params.stop = withTurnStop(params.stop);
+    // A new turn stays a stop whatever the request's `stop` (`withTurnStops`), and a stop that
+    // cannot end the output first takes no slot. A list that still leaves no room for the user
+    // turn's two stops is refused here, naming the field, rather than sent on as a job every
+    // port refuses (or run without the turn's end).
+    const requested = params.stop;
+    params.stop = withTurnStops(requested);
+    const trimmed = chatTrimmedStops(requested, params.stop);
     if (params.stop.length > GENERATION_LIMITS.maxStopSequences) {
+      const required = CHAT_TURN_STOPS.slice(0, REQUIRED_TURN_STOPS);
       throw new RequestValidationError(
         "invalid_request",
-        `'stop': at most ${GENERATION_LIMITS.maxStopSequences - 1} stop sequences here that ` +
-          `each end the output on their own: the chat template's end of turn ` +
-          `(${JSON.stringify(CHAT_TURN_STOP)}) takes the last of a job's ` +
-          `${GENERATION_LIMITS.maxStopSequences}, unless one of them is part of it (such as ` +
-          `${JSON.stringify("\n")}); one that contains another (or the end of turn) takes none`,
+        `'stop': at most ${GENERATION_LIMITS.maxStopSequences - REQUIRED_TURN_STOPS} stop ` +
+          `sequences here that each end the output on their own: the chat template's new user ` +
+          `turn (${required.map((stop) => JSON.stringify(stop)).join(" and ")}) takes ` +
+          `${REQUIRED_TURN_STOPS} of a job's ${GENERATION_LIMITS.maxStopSequences}, unless one ` +
+          `of them is part of it (such as ${JSON.stringify("\n")}); one that contains another ` +
+          `(or a turn's start) takes none`,
         "stop",
       );
     }

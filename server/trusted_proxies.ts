@@ -1,8 +1,9 @@
 /**
  * The reverse proxies whose forwarding headers the edge believes (`http.trustedProxies`): IP
  * addresses and CIDR ranges, IPv4 and IPv6. A request whose TCP peer is one of them is named by
- * the client the proxy relays (`client_address.ts`); any other peer's forwarding headers are
- * ignored for who it is, since a client can write them as it likes.
+ * the client the proxy relays (`client_address.ts`), read from the one forwarding header those
+ * proxies write (`http.trustedProxyHeader`); any other peer's forwarding headers are ignored for
+ * who it is, since a client can write them as it likes.
  *
  * Addresses are read by the peer layer's parser (`network/connection_limits.ts`: `ipv4`,
  * `ipv6Groups`), one parser for the node; an IPv4 address is matched as its IPv4-mapped IPv6
@@ -19,6 +20,7 @@
  * @module
  */
 import { ipv4, ipv6Groups } from "../network/connection_limits.ts";
+import { DEFAULT_TRUSTED_PROXY_HEADER, type TrustedProxyHeader } from "./forwarded_for.ts";
 import { EdgeError } from "./http_errors.ts";
 
 /** A trusted proxy entry that is neither an IP address nor a CIDR range. */
@@ -89,6 +91,32 @@ function inRange(groups: readonly number[], range: Range): boolean {
 }
 
 /**
+ * The widest IPv4 range trusted without a warning: 10.0.0.0/8, the widest private range
+ * operators list. A wider one (0.0.0.0/0 above all) holds addresses of the open internet, each of
+ * which, reaching the node directly, names itself whatever client it likes.
+ */
+const WIDEST_QUIET_IPV4_BITS = 8;
+/** The widest IPv6 range trusted without a warning: fc00::/7, all unique local addresses. */
+const WIDEST_QUIET_IPV6_BITS = 7;
+
+/**
+ * Whether `entry`, an accepted entry, is wider than the private ranges operators list (a prefix
+ * shorter than /8 for IPv4, /7 for IPv6: `0.0.0.0/0`, `::/0`), worth a warning at start. Not
+ * refused: behind a cloud load balancer whose addresses are not known in advance, a node that
+ * only the balancer can reach may trust them all, as nginx's `set_real_ip_from 0.0.0.0/0` does.
+ */
+export function isWideTrustedProxyEntry(entry: string): boolean {
+  const range = parseRange(entry);
+  if (range === undefined) return false;
+  // `::ffff:0:0/96` written in IPv6 is every IPv4 address all the same.
+  const ipv4Mapped = range.bits >= IPV4_MAPPED_BITS &&
+    range.groups.slice(0, 6).every((group, i) => group === (i === 5 ? 0xffff : 0));
+  return ipv4Mapped
+    ? range.bits - IPV4_MAPPED_BITS < WIDEST_QUIET_IPV4_BITS
+    : range.bits < WIDEST_QUIET_IPV6_BITS;
+}
+
+/**
  * Whether `entry` is an IP address or a CIDR range (`ADDRESS/LENGTH`, at most 32 for IPv4 and 128
  * for IPv6, decimal), as `http.trustedProxies` takes it. No brackets, ports or `%zone`s.
  */
@@ -99,18 +127,30 @@ export function isTrustedProxyEntry(entry: string): boolean {
 /** The set of trusted proxies: which peer addresses may name the client they relay. */
 export class TrustedProxies {
   readonly #ranges: readonly Range[];
+  /** The forwarding header these proxies write, the only one the node reads from them. */
+  readonly header: TrustedProxyHeader;
 
-  /** The ranges of `entries`. @throws {TrustedProxyError} for an entry that is not one. */
-  static from(entries: readonly string[]): TrustedProxies {
-    return new TrustedProxies(entries.map((entry) => {
-      const range = parseRange(entry);
-      if (range === undefined) throw new TrustedProxyError(entry);
-      return range;
-    }));
+  /**
+   * The ranges of `entries`, whose proxies write `header` (by default `X-Forwarded-For`).
+   * @throws {TrustedProxyError} for an entry that is not one.
+   */
+  static from(
+    entries: readonly string[],
+    header: TrustedProxyHeader = DEFAULT_TRUSTED_PROXY_HEADER,
+  ): TrustedProxies {
+    return new TrustedProxies(
+      entries.map((entry) => {
+        const range = parseRange(entry);
+        if (range === undefined) throw new TrustedProxyError(entry);
+        return range;
+      }),
+      header,
+    );
   }
 
-  private constructor(ranges: readonly Range[]) {
+  private constructor(ranges: readonly Range[], header: TrustedProxyHeader) {
     this.#ranges = ranges;
+    this.header = header;
   }
 
   /** Whether no proxy is trusted (the default: every forwarding header is ignored). */

@@ -662,6 +662,42 @@ Deno.test("start's help says --peer takes the peer's --p2p-port, not its HTTP --
   assert.match(block, /the peer's --p2p-port, not its HTTP --port/);
 });
 
+// Following --trust-proxy's own example (127.0.0.1) locked the operator's tools out of a keyless
+// node while the start line said it served this machine (review s74 verify1, F3).
+
+Deno.test("start's help gives 127.0.0.2 as --trust-proxy's example, not the tools' 127.0.0.1, and says the proxy must append the header", () => {
+  const line = START_HELP.split("\n").find((l) => l.trimStart().startsWith("--trust-proxy "));
+  assert.ok(line !== undefined, "a --trust-proxy line");
+  const block = START_HELP.slice(START_HELP.indexOf(line), START_HELP.indexOf("--data "));
+  assert.match(block, /127\.0\.0\.2, 10\.0\.0\.0\/8\)/);
+  assert.match(block, /appends its client to X-Forwarded-For/);
+  assert.doesNotMatch(block, /address or CIDR range: 127\.0\.0\.1/);
+});
+
+Deno.test("start with --trust-proxy 127.0.0.1 and no keys prints one warning line first, naming the fix, before the node starts", async () => {
+  const parent = await Deno.makeTempDir();
+  // A taken port ends the start right after the warning, without a node to stop.
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const fake = fakeProcess();
+    const args = flags(join(parent, "data"), "--trust-proxy", "127.0.0.1").map((a, i, all) =>
+      all[i - 1] === "--port" ? String(taken.addr.port) : a
+    );
+    assert.equal(await runStart(args, fake.io), 1);
+    const warnings = fake.out.filter((line) => line.startsWith("warning: http.trustedProxies"));
+    assert.equal(warnings.length, 1, fake.out.join("\n"));
+    assert.match(warnings[0], /covers 127\.0\.0\.1, .*proxy_bind 127\.0\.0\.2/);
+    // 127.0.0.2, as the help now says: no warning.
+    const quiet = fakeProcess();
+    const ok = args.map((a, i) => args[i - 1] === "--trust-proxy" ? "127.0.0.2" : a);
+    assert.equal(await runStart(ok, quiet.io), 1);
+    assert.deepEqual(quiet.out.filter((line) => line.startsWith("warning: http.trusted")), []);
+  } finally {
+    taken.close();
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
 Deno.test("the first stop signal stops gracefully, a forwarded copy of it is ignored, a second one forces", () => {
   let now = 1_000;
   const signals = new StopSignals(() => now);

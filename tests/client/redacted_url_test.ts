@@ -25,7 +25,10 @@ const BREAKING_PASSWORDS = ["s3cr/Et+KEY", "s3cr?Et", "s3cr#Et", "p@ss@Et"];
 
 Deno.test("redactedUrl drops a password that stops the URL parsing (holding / ? # or @), keeping the host", () => {
   for (const password of BREAKING_PASSWORDS) {
-    assertEquals(redactedUrl(`wss://me:${password}@proxy:443`), "wss://proxy:443", password);
+    // `@`s in a password still parse (the authority ends at its last `@`): redacted as the parsed
+    // URL, which drops the default port.
+    const parsed = password === "p@ss@Et" ? "wss://proxy/" : "wss://proxy:443";
+    assertEquals(redactedUrl(`wss://me:${password}@proxy:443`), parsed, password);
     assertEquals(redactedUrl(`ws://me:${password}@host:99999/v1`), "ws://host:99999/v1", password);
   }
 });
@@ -36,4 +39,24 @@ Deno.test("redactedUrl drops a password that stops the URL parsing from a messag
     const shown = redactedUrl(message);
     assertEquals(shown, "Invalid URL: 'wss://proxy:443' (and ws://h)", password);
   }
+});
+
+Deno.test("redactedUrl drops the userinfo of a URL written with one slash, none or backslashes, which WHATWG parsing reads as credentials (review s74 verify1, F4)", () => {
+  for (const spelling of ["ws:/", "ws:", "ws:\\\\", "ws:\\", "WS:/", " ws:/"]) {
+    const text = `${spelling}me:S3CRET@127.0.0.1:18899`;
+    // The premise: Deno would send these as Basic auth.
+    assertEquals(URL.parse(text)?.password, "S3CRET", text);
+    assertEquals(redactedUrl(text), "ws://127.0.0.1:18899/", text);
+  }
+  // Not a URL (port out of range), however many slashes: the userinfo still goes.
+  assertEquals(redactedUrl("ws:/me:S3CRET@127.0.0.1:99999"), "ws:/127.0.0.1:99999");
+  assertEquals(redactedUrl("http:me:S3CRET@127.0.0.1:99999"), "http:127.0.0.1:99999");
+  assertEquals(redactedUrl("ws:\\\\me:S3CRET@h:99999"), "ws:\\\\h:99999");
+  // In a message, too.
+  assertEquals(
+    redactedUrl("connect to ws:/me:S3CRET@127.0.0.1:18899 failed (and http:u:pw@h)"),
+    "connect to ws:/127.0.0.1:18899 failed (and http:h)",
+  );
+  // A message without userinfo is left alone.
+  assertEquals(redactedUrl("error: no answer from ws://h:1"), "error: no answer from ws://h:1");
 });

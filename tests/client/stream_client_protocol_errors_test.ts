@@ -75,6 +75,37 @@ Deno.test("a cancelled job's done may count tokens the node computed and never s
   assertProtocolError(short.error, "done", "a done that counts 2 tokens after 3");
 });
 
+Deno.test("a done whose prompt_tokens is not its start's, or whose total_tokens is not prompt plus completion, fails the job with stream_protocol_error; a cancelled job's too (review s74 verify1, F5)", async () => {
+  const billed = (usage: Record<string, number>, finish = "length") => (id: string) => {
+    const done = doneFrame(id, 3, finish);
+    done.usage = { prompt_tokens: 1, completion_tokens: 3, total_tokens: 4, ...usage };
+    return [startFrame(id), ...three(id), done];
+  };
+  // The review's case: 2 tokens sent, a billion billed.
+  const billion = await jobAgainst(billed({ prompt_tokens: 999_999_000, total_tokens: 1e9 + 3 }));
+  assertEquals(billion.seen, ["t0 ", "t1 ", "t2 "]);
+  assertProtocolError(
+    billion.error,
+    "done",
+    "a done that counts 999999000 prompt tokens after a start that counted 1",
+  );
+  for (const finish of ["length", "cancelled"]) {
+    const total = await jobAgainst(billed({ total_tokens: 1_000_000_000 }, finish));
+    assertProtocolError(
+      total.error,
+      "done",
+      "a done whose total_tokens 1000000000 is not its prompt_tokens 1 plus its completion_tokens 3",
+    );
+  }
+  // Counts that agree pass, a cancelled job's larger count included.
+  const honest = await jobAgainst(billed({}));
+  assertEquals(honest.error, undefined);
+  const overtaken = await jobAgainst(
+    billed({ completion_tokens: 5, total_tokens: 6 }, "cancelled"),
+  );
+  assertEquals(overtaken.error, undefined);
+});
+
 Deno.test("without max_tokens (or with null), a job takes the node's default max_tokens and no more", async () => {
   const most = DEFAULT_GENERATION_PARAMS.maxTokens;
   const tokens = (n: number) => (id: string) => [

@@ -396,6 +396,21 @@ Deno.test("http.trustedProxies: empty by default; set by --trust-proxy (repeatab
   );
 });
 
+Deno.test("http.trustedProxyHeader: x-forwarded-for by default; forwarded from VERIFLOW_HTTP_TRUSTED_PROXY_HEADER or the file; any other header refused naming the key (review s74 verify1, F1)", async () => {
+  assert.equal(parseNodeConfig({}).http.trustedProxyHeader, "x-forwarded-for");
+  const env = await resolveStartConfig([], { VERIFLOW_HTTP_TRUSTED_PROXY_HEADER: "forwarded" });
+  assert.equal(env.config.http.trustedProxyHeader, "forwarded");
+  const file = await tempFile({ http: { trustedProxyHeader: "forwarded" } });
+  assert.equal(
+    (await resolveStartConfig(["--config", file])).config.http.trustedProxyHeader,
+    "forwarded",
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_HTTP_TRUSTED_PROXY_HEADER: "x-real-ip" }),
+    /http\.trustedProxyHeader.*VERIFLOW_HTTP_TRUSTED_PROXY_HEADER/s,
+  );
+});
+
 Deno.test("every configuration leaf has one environment variable", () => {
   const leaves = configLeaves();
   const names = leaves.map((l) => l.env);

@@ -8,7 +8,7 @@ import { assertEquals, assertRejects } from "./_assert.ts";
 import { eventually, startTestNode, type TestNode } from "./_fixtures.ts";
 import { WsProbe } from "./_ws_probe.ts";
 import { type EdgeConfig, edgeConfig } from "../../server/edge_config.ts";
-import { describeAccess, isLoopback } from "../../server/client_access.ts";
+import { accessWarnings, describeAccess, isLoopback } from "../../server/client_access.ts";
 import { ApiKeys, ApiKeysFileError } from "../../server/api_keys.ts";
 import { KeyLimits } from "../../server/key_limits.ts";
 import type { WsErrorMessage } from "../../server/stream_protocol.ts";
@@ -350,15 +350,71 @@ Deno.test("a client relayed by a trusted proxy on loopback (http.trustedProxies)
       ], `${path} ${JSON.stringify(headers)}`);
     }
   }
-  // The start-up line says whose forwarding headers the node believes.
+  // The start-up line says whose forwarding headers the node believes, and which header.
   const said = describeAccess(edgeConfig({ trustedProxies: ["127.0.0.1"] }));
-  assert(said.includes("proxies at 127.0.0.1 (http.trustedProxies)"), said);
+  assert(said.includes("proxies at 127.0.0.1 in their X-Forwarded-For (http.trustedProxies"), said);
   // ::1 is not listed: a client there, relaying nobody, is still this machine's.
   for (const path of ["/v1/models", "/dashboard/state"]) {
     const own = await get("::1", path, { host: "127.0.0.1:8080" });
     assertEquals(own.status, 200, path);
     await own.body?.cancel();
   }
+});
+
+Deno.test("a keyless node trusting 127.0.0.1 says at start that this machine's tools there are refused, and how to fix it; its 403 names http.trustedProxies (review s74 verify1, F3)", async () => {
+  const config = edgeConfig({ trustedProxies: ["127.0.0.1"] });
+  // The start line no longer says plainly "serving clients on this machine only".
+  const said = describeAccess(config);
+  assert.match(
+    said,
+    /this machine only, except those connecting from 127\.0\.0\.1, a trusted proxy/,
+  );
+  const [warning, ...more] = accessWarnings(config);
+  assertEquals(more, []);
+  assert.match(warning, /^warning: http\.trustedProxies covers 127\.0\.0\.1, where this machine/);
+  for (
+    const fix of ["proxy_bind 127.0.0.2", "--trust-proxy 127.0.0.2", "--api-key", "operator token"]
+  ) {
+    assert(warning.includes(fix), fix);
+  }
+  // Open to anyone: the local tools are served, as one anonymous client, and told so.
+  const open = accessWarnings({ ...config, allowUnauthenticatedRemote: true });
+  assert.match(open[0], /served as one anonymous client/);
+  // With keys every client needs one anyway; a proxy on 127.0.0.2 leaves 127.0.0.1 alone.
+  assertEquals(accessWarnings({ ...config, apiKeys: [KEY] }), []);
+  const proxyBind = edgeConfig({ trustedProxies: ["127.0.0.2"] });
+  assertEquals(accessWarnings(proxyBind), []);
+  assert(!describeAccess(proxyBind).includes("except"), describeAccess(proxyBind));
+  // ::1 and a range over 127.0.0.0/8 are the same mistake.
+  assert.match(accessWarnings(edgeConfig({ trustedProxies: ["::1"] }))[0], /covers ::1,/);
+  assert.match(
+    accessWarnings(edgeConfig({ trustedProxies: ["127.0.0.0/8"] }))[0],
+    /covers 127\.0\.0\.1,/,
+  );
+  // The refusal the operator's own curl gets says why.
+  const app = createApp({ inference: PORT, edge: config });
+  const response = await app.fetch(
+    new Request("http://127.0.0.1/v1/models", { headers: { host: "127.0.0.1:8080" } }),
+    { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 } },
+  );
+  const { error } = await response.json();
+  assertEquals([response.status, error.code], [403, "api_key_required"]);
+  assert.match(error.message, /127\.0\.0\.1 is a trusted proxy's address \(http\.trustedProxies\)/);
+});
+
+Deno.test("a trusted range wider than the private ones (0.0.0.0/0, ::/0) gets a warning line at start; 10.0.0.0/8 and fc00::/7 do not (review s74 verify1, F3)", () => {
+  const warned = accessWarnings(
+    edgeConfig({ trustedProxies: ["0.0.0.0/0", "10.0.0.0/8", "::/0", "fc00::/7"], apiKeys: [KEY] }),
+  );
+  assertEquals(warned.length, 1, warned.join("\n"));
+  assert.match(
+    warned[0],
+    /^warning: http\.trustedProxies 0\.0\.0\.0\/0 ::\/0 covers addresses of the open internet/,
+  );
+  assertEquals(
+    accessWarnings(edgeConfig({ trustedProxies: ["10.0.0.0/8", "fc00::/7"], apiKeys: [KEY] })),
+    [],
+  );
 });
 
 Deno.test("under http.allowUnauthenticatedRemote, clients a trusted proxy relays each get their own per-address concurrency; a peer that is not trusted cannot pose as another address with X-Forwarded-For", async () => {

@@ -81,17 +81,54 @@ Deno.test("clientAddress: a hop that names no address, or a trusted proxy that n
   );
 });
 
-Deno.test("clientAddress: RFC 7239 Forwarded's for= (quoted IPv6 with a port, several elements) is read when X-Forwarded-For is absent; with both, X-Forwarded-For wins", () => {
+/** The same proxies, which write RFC 7239 `Forwarded` (`http.trustedProxyHeader: "forwarded"`). */
+const FORWARDED_PROXIES = TrustedProxies.from(["127.0.0.1", "10.0.0.0/8"], "forwarded");
+
+Deno.test("clientAddress: with http.trustedProxyHeader forwarded, RFC 7239 Forwarded's for= (quoted IPv6 with a port, several elements) is read the same way", () => {
   const forwarded = relayed({
     forwarded: 'for=203.0.113.1;proto=https, for="[2001:db8:1:2::7]:4711";by=10.1.2.3',
   });
-  assertEquals(clientAddress(tcp("127.0.0.1"), forwarded, PROXIES), "2001:db8:1:2::/64");
+  assertEquals(clientAddress(tcp("127.0.0.1"), forwarded, FORWARDED_PROXIES), "2001:db8:1:2::/64");
   const quotedComma = relayed({ forwarded: 'for="203.0.113.1, x", For=198.51.100.7' });
-  assertEquals(clientAddress(tcp("127.0.0.1"), quotedComma, PROXIES), "198.51.100.7");
+  assertEquals(clientAddress(tcp("127.0.0.1"), quotedComma, FORWARDED_PROXIES), "198.51.100.7");
   const noFor = relayed({ forwarded: "for=198.51.100.7, proto=https" });
-  assertEquals(clientAddress(tcp("127.0.0.1"), noFor, PROXIES), "loopback");
+  assertEquals(clientAddress(tcp("127.0.0.1"), noFor, FORWARDED_PROXIES), "loopback");
+});
+
+Deno.test("clientAddress: only the header the proxies write is read; the other, which a proxy passes on as its client wrote it, names nobody (review s74 verify1, F1)", () => {
+  // A proxy that appends Forwarded passes the client's own X-Forwarded-For through untouched.
+  const forgedXff = relayed({
+    "x-forwarded-for": "198.51.100.66",
+    forwarded: "for=198.51.100.7",
+  });
+  assertEquals(clientAddress(tcp("127.0.0.1"), forgedXff, FORWARDED_PROXIES), "198.51.100.7");
+  // A proxy that writes nothing the node reads: the client is the proxy, not the forged value.
+  const onlyXff = relayed({ "x-forwarded-for": "198.51.100.66" });
+  assertEquals(clientAddress(tcp("10.0.0.5"), onlyXff, FORWARDED_PROXIES), "10.0.0.5");
+  // The default, X-Forwarded-For: a Forwarded the client wrote is never read.
+  const onlyForwarded = relayed({ forwarded: "for=198.51.100.66" });
+  assertEquals(clientAddress(tcp("10.0.0.5"), onlyForwarded, PROXIES), "10.0.0.5");
   const both = relayed({ "x-forwarded-for": "198.51.100.7", forwarded: "for=203.0.113.1" });
   assertEquals(clientAddress(tcp("127.0.0.1"), both, PROXIES), "198.51.100.7");
+});
+
+Deno.test("clientAddress: a Forwarded header that does not parse (an unclosed quote, a parameter that is not name=value) names nobody: the client is the proxy, never the for= a client wrote (review s74 verify1, F2)", () => {
+  const malformed = [
+    // The unclosed quote would swallow the comma and the proxy's own for=.
+    'for=9.9.9.9;x=", for=203.0.113.5',
+    'for="9.9.9.9, for=203.0.113.5',
+    'for=9.9.9.9;x="a\\", for=203.0.113.5',
+    "for=9.9.9.9;junk, for=203.0.113.5",
+    "for=9.9.9.9;x=a b, for=203.0.113.5",
+    "for=9.9.9.9, , for=203.0.113.5",
+  ];
+  for (const forwarded of malformed) {
+    const request = relayed({ forwarded });
+    assertEquals(clientAddress(tcp("10.0.0.5"), request, FORWARDED_PROXIES), "10.0.0.5", forwarded);
+  }
+  // Well-formed, the proxy's appended element is read.
+  const wellFormed = relayed({ forwarded: 'for=9.9.9.9;x="a, b", for=203.0.113.5' });
+  assertEquals(clientAddress(tcp("10.0.0.5"), wellFormed, FORWARDED_PROXIES), "203.0.113.5");
 });
 
 Deno.test("clientAddress: relayed IPv6 clients are grouped by /64, as direct ones are, and a trusted IPv6 proxy range is matched", () => {

@@ -13,7 +13,7 @@ import type {
   ServedModelInfo,
   StreamedToken,
 } from "../../inference/inference_port.ts";
-import { CHAT_TURN_STOP } from "../../server/chat_template.ts";
+import { CHAT_TURN_STOPS } from "../../server/chat_template.ts";
 import { recordingApp } from "./_recording_app.ts";
 import OpenAI from "openai";
 import { createApp } from "../../server/app.ts";
@@ -39,7 +39,7 @@ Deno.test("a chat request's own stop sequences are added to the end-of-turn stop
   assertEquals(jobs.length, 4);
   for (const job of jobs) {
     assert(
-      job.params.stop.includes(CHAT_TURN_STOP),
+      job.params.stop.includes(CHAT_TURN_STOPS[0]),
       `the end-of-turn stop is kept: ${JSON.stringify(job.params.stop)}`,
     );
   }
@@ -54,8 +54,12 @@ Deno.test("chat stops that already end every turn (the turn stop itself, or a pa
   const full = ["a", "b", "c", "\n"].slice(0, GENERATION_LIMITS.maxStopSequences);
   // "\n" ends the output at the turn's first character, so the list stops every turn already.
   await chat({ stop: full });
-  await chat({ stop: [CHAT_TURN_STOP] });
-  assertEquals(jobs.map((job) => job.params.stop), [full, [CHAT_TURN_STOP]]);
+  // The turn stop itself is one of the job's turn stops already, which fill the free slots.
+  await chat({ stop: [CHAT_TURN_STOPS[0]] });
+  assertEquals(jobs.map((job) => job.params.stop), [
+    full,
+    CHAT_TURN_STOPS.slice(0, GENERATION_LIMITS.maxStopSequences),
+  ]);
   // As many stops as a job may hold, none of which ends a turn: no room for the turn's stop.
   const others = ["w", "x", "y", "z"].slice(0, GENERATION_LIMITS.maxStopSequences);
   const refused = await chat({ stop: others });
@@ -88,8 +92,8 @@ Deno.test("chat content given as text parts keeps the parts apart (joined by a n
 });
 
 // The OpenAI-compatible API driven by the `openai` package as a demanding client drives it. Chat
-// `stop`: OpenAI takes 4 stop sequences, and the chat template's end of turn (`"\nUser:"`) must
-// stay a stop beside them in a job that holds 4; a stop that cannot end the output before another
+// `stop`: OpenAI takes 4 stop sequences, and the chat template's new user turn (`"\nUser:"`,
+// `"\nUser ("`) must stay a stop beside them in a job that holds 4; a stop that cannot end the output before another
 // of the list (it contains the end of turn, or another stop, or is listed twice) takes no slot of
 // the job, so such a list of 4 is a job, not a 400, and its text is still trimmed as OpenAI trims
 // it. And the sampling extensions of vLLM's OpenAI server that clients of OpenAI-compatible servers
@@ -157,7 +161,7 @@ Deno.test("chat takes OpenAI's 4 stop sequences when the job can hold them with 
   const chat = { model: "scripted", messages: [{ role: "user" as const, content: "Hi" }] };
   try {
     // "\n\nUser:" contains the end of turn, which ends the output no later: it takes no slot.
-    const stop = ["END", "###", "\n\nUser:", "</s>"];
+    const stop = ["END", "THE END", "\n\nUser:", "</s>"];
     const full = await node.client.chat.completions.create({ ...chat, stop });
     // The model's "Hi\n\nUser:" ended on the client's own stop (the end of turn inside it): the
     // text leaves all of it out, as OpenAI would, not only the end of turn.
@@ -179,26 +183,28 @@ Deno.test("chat takes OpenAI's 4 stop sequences when the job can hold them with 
 
     // A stop that contains another ("THE END" ⊃ "END") can never end the output first, and a
     // stop listed twice is one.
-    await node.client.chat.completions.create({ ...chat, stop: ["END", "THE END", "#", "!"] });
-    await node.client.chat.completions.create({ ...chat, stop: ["a", "b", "a", "c"] });
+    await node.client.chat.completions.create({ ...chat, stop: ["END", "THE END", "#", "#"] });
+    await node.client.chat.completions.create({ ...chat, stop: ["a", "b", "a", "b"] });
+    // A new user turn, plain or named, takes 2 of the job's 4 slots (`CHAT_TURN_STOPS`).
+    const userTurn = CHAT_TURN_STOPS.slice(0, 2);
     assertEquals(node.jobs.map((job) => job.params.stop), [
-      ["END", "###", "</s>", CHAT_TURN_STOP],
-      ["END", "###", "</s>", CHAT_TURN_STOP],
-      ["END", "#", "!", CHAT_TURN_STOP],
-      ["a", "b", "c", CHAT_TURN_STOP],
+      ["END", "</s>", ...userTurn],
+      ["END", "</s>", ...userTurn],
+      ["END", "#", ...userTurn],
+      ["a", "b", ...userTurn],
     ]);
     for (const job of node.jobs) {
       assert(job.params.stop.length <= GENERATION_LIMITS.maxStopSequences);
     }
 
-    // Four stops that would each end the output on their own need a fifth slot: a 400 on
+    // Four stops that would each end the output on their own need more slots: a 400 on
     // `stop` (the openai client's BadRequestError) that says what takes the slot.
     const refused = await assertRejects(
       () => node.client.chat.completions.create({ ...chat, stop: ["w", "x", "y", "z"] }),
       OpenAI.BadRequestError,
     );
     assertEquals([refused.code, refused.param], ["invalid_request", "stop"]);
-    assert(refused.message.includes(JSON.stringify(CHAT_TURN_STOP)), refused.message);
+    assert(refused.message.includes(JSON.stringify(CHAT_TURN_STOPS[0])), refused.message);
     assertEquals(node.jobs.length, 4, "the refused request made no job");
   } finally {
     await node.close();

@@ -7,7 +7,7 @@
 import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { directText, eventually, startTestNode, type TestNode } from "./_fixtures.ts";
-import { CHAT_TURN_STOP, renderChatPrompt } from "../../server/chat_template.ts";
+import { renderChatPrompt, withTurnStops } from "../../server/chat_template.ts";
 import { GENERATION_LIMITS, type TextJob } from "../../protocols/job.ts";
 import { jobSeedOf } from "../../server/request_schemas.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
@@ -106,7 +106,7 @@ Deno.test("POST /v1/chat/completions with the openai client (stream: true): delt
     assertEquals(role, "assistant");
     const expected = await directText(node.model, renderChatPrompt(messages), {
       maxTokens: 32,
-      stop: [CHAT_TURN_STOP],
+      stop: withTurnStops([]),
     });
     assertEquals(text, expected);
     assert(finish === "stop" || finish === "length");
@@ -138,7 +138,7 @@ Deno.test("Non-streamed completions and chat completions return one OpenAI body 
       chat.choices[0].message.content,
       await directText(node.model, "User: Hi\nAssistant:", {
         maxTokens: 16,
-        stop: [CHAT_TURN_STOP],
+        stop: withTurnStops([]),
       }),
     );
     // deno-lint-ignore no-explicit-any

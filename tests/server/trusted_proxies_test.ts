@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { assertEquals } from "./_assert.ts";
 import {
   isTrustedProxyEntry,
+  isWideTrustedProxyEntry,
   TrustedProxies,
   TrustedProxyError,
 } from "../../server/trusted_proxies.ts";
@@ -70,4 +71,18 @@ Deno.test("TrustedProxies: a malformed entry is refused naming the key and the e
   for (const entry of ["0.0.0.0/0", "10.0.0.0/32", "::/0", "2001:db8::1/128", "::ffff:10.0.0.1"]) {
     assert.ok(isTrustedProxyEntry(entry), entry);
   }
+});
+
+Deno.test("isWideTrustedProxyEntry: a range wider than /8 (IPv4, also as IPv4-mapped IPv6) or /7 (IPv6) is wide; the private ranges and single addresses are not", () => {
+  for (const entry of ["0.0.0.0/0", "128.0.0.0/1", "::/0", "::ffff:0:0/96", "8000::/1"]) {
+    assert(isWideTrustedProxyEntry(entry), entry);
+  }
+  for (const entry of ["10.0.0.0/8", "127.0.0.2", "fc00::/7", "2001:db8::/32", "::1", "bad"]) {
+    assert(!isWideTrustedProxyEntry(entry), entry);
+  }
+});
+
+Deno.test("TrustedProxies: the header read is X-Forwarded-For unless the operator names Forwarded", () => {
+  assertEquals(TrustedProxies.from(["127.0.0.2"]).header, "x-forwarded-for");
+  assertEquals(TrustedProxies.from(["127.0.0.2"], "forwarded").header, "forwarded");
 });
