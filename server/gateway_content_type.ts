@@ -27,6 +27,9 @@ const TYPE_BY_EXTENSION: Readonly<Record<string, string>> = {
   js: "text/javascript; charset=utf-8",
   mjs: "text/javascript; charset=utf-8",
   json: "application/json",
+  // RFC 8949 §9.5's extension: a stored CBOR file is served as what `Accept: application/cbor`
+  // asks for (gateway_routes.ts, FILE_TYPED_FORMATS).
+  cbor: "application/cbor",
   xml: "application/xml",
   svg: "image/svg+xml",
   png: "image/png",

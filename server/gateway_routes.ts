@@ -421,6 +421,7 @@ async function fileResponse(
   // else the put's (`cli put notes.txt` records the name alone); else the bytes'.
   const type = headerType(info.mime) ?? typeFromName(filename ?? name) ??
     typeFromName(info.name) ?? await sniff(source, cid, fileSize);
+  assertPlainTypeAsked(type, plainTypesAsked(c.req.header("accept")));
   const headers: Record<string, string> = {
     ...common,
     ...UNTRUSTED_CONTENT_HEADERS,
@@ -447,11 +448,13 @@ async function fileResponse(
 function directoryListing(request: GatewayRequest, entries: readonly IndexEntry[]): Response {
   const { c, common, head } = request;
   const etag = `"DirIndex-${DIRECTORY_INDEX_VERSION}_CID-${request.resolved.cid}"`;
+  const type = "text/html; charset=utf-8";
+  assertPlainTypeAsked(type, plainTypesAsked(c.req.header("accept")));
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
   const headers: Record<string, string> = {
     ...common,
     ...UNTRUSTED_CONTENT_HEADERS,
-    "content-type": "text/html; charset=utf-8",
+    "content-type": type,
     "cache-control": IMMUTABLE,
     etag,
   };
@@ -494,35 +497,60 @@ function mediaRanges(accept: string): MediaRange[] {
       const value = param.slice(at + 1).trim().replace(/^"(.*)"$/, "$1");
       params.set(param.slice(0, at).trim().toLowerCase(), value.toLowerCase());
     }
-    const q = params.has("q") ? Number(params.get("q")) : 1;
-    return { type: type.trim().toLowerCase(), params, q: Number.isFinite(q) ? q : 0 };
+    return { type: type.trim().toLowerCase(), params, q: weight(params.get("q")) };
   }).filter((range) => range.type !== "");
+}
+
+/**
+ * A weight as RFC 9110 §12.4.2 writes one: 0 to 1, at most three decimals (`qvalue = ( "0" [ "."
+ * 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`).
+ */
+const QVALUE = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/;
+
+/**
+ * The weight of a media range: its `q`, or 1 when it has none or one that is no qvalue (`q=abc`,
+ * `q=-1`, `q=1.5`). The RFC's default for an absent weight (§12.4.2), since the client named the
+ * type: an unreadable weight is no "not this", which only `q=0` says, and taken as 0 it turned a
+ * request that could be served into a 406 claiming the client accepts nothing (review s74
+ * verify2, finding 5). A 400 would refuse what could be served just as well.
+ */
+function weight(q: string | undefined): number {
+  return q !== undefined && QVALUE.test(q) ? Number(q) : 1;
 }
 
 /**
  * Response formats the Path Gateway spec names in `Accept` ("Accept (request header)",
  * https://specs.ipfs.tech/http-gateways/path-gateway/#accept-request-header) that this gateway
- * does not write: a TAR of a UnixFS tree, the IPLD Data Model as DAG-JSON or DAG-CBOR
- * (`application/json` and `application/cbor` mean the same there, unless the CID's codec is JSON
- * or CBOR, which this gateway does not serve), an IPNS record. Each asks for something other than
- * the file's bytes: a client naming only these must not get the bytes as a 200 it would then fail
- * to parse (review s74, finding 5).
+ * does not write: a TAR of a UnixFS tree, the IPLD Data Model as DAG-JSON or DAG-CBOR, an IPNS
+ * record. Each asks for something other than the file's bytes: a client naming only these must
+ * not get the bytes as a 200 it would then fail to parse (review s74, finding 5).
  */
 const UNSENDABLE_FORMATS: ReadonlySet<string> = new Set([
   "application/x-tar",
   "application/vnd.ipld.dag-json",
   "application/vnd.ipld.dag-cbor",
-  "application/json",
-  "application/cbor",
   "application/vnd.ipfs.ipns-record",
 ]);
+
+/**
+ * Plain types the Path Gateway spec also reads as formats: `application/json` is "same as
+ * `application/vnd.ipld.dag-json`, unless the CID's codec already is `json` (0x0200). Then, the
+ * raw JSON block can be returned as-is" (and `application/cbor` likewise for dag-cbor and `cbor`,
+ * 0x51). This gateway writes no DAG-JSON, and kubo since ipfs/kubo#9566 converts to DAG-* only
+ * for the explicit `vnd.ipld` types; but a stored JSON (CBOR) file already is what these ask for,
+ * and `fetch(url, { headers: { Accept: "application/json" } })` for one got a 406 (review s74
+ * verify2, finding 3). So a request naming only these gets the file's bytes when the file's own
+ * type is one of them, and 406 for anything else (another file, a directory's page).
+ */
+const FILE_TYPED_FORMATS: ReadonlySet<string> = new Set(["application/json", "application/cbor"]);
 
 /**
  * `raw`, `car`, or `undefined` for the file's bytes: `?format=` wins over `Accept`. In `Accept`
  * the heaviest acceptable block or CAR type wins (`q=0` is "not this"); a request that names only
  * types it cannot send is 406 `not_acceptable` (RFC 9110 §15.5.7) naming those it can: a CAR other
  * than version 1, and the formats of {@link UNSENDABLE_FORMATS}. Any other type (`*\/*`,
- * `text/html`, a file's type) is taken as asking for the file's bytes, as browsers and players do.
+ * `text/html`, a file's type) is taken as asking for the file's bytes, as browsers and players do;
+ * those of {@link FILE_TYPED_FORMATS} only for a file of that type ({@link plainTypesAsked}).
  */
 function responseFormat(
   format: string | undefined,
@@ -546,15 +574,44 @@ function responseFormat(
     }
   }
   if (best !== undefined) return best.format;
-  const named = (type: string) =>
-    type === RAW_MEDIA_TYPE || type === CAR_MEDIA_TYPE || UNSENDABLE_FORMATS.has(type);
-  if (ranges.length === 0 || ranges.some((range) => range.q > 0 && !named(range.type))) {
+  const plain = (type: string) => !named(type) || FILE_TYPED_FORMATS.has(type);
+  if (ranges.length === 0 || ranges.some((range) => range.q > 0 && plain(range.type))) {
     return undefined;
   }
   throw new EdgeError(
     "not_acceptable",
     `no acceptable type in Accept: this gateway sends ${RAW_MEDIA_TYPE}, ` +
       `${CAR_MEDIA_TYPE}; version=1, or the file's bytes`,
+    { param: "accept" },
+  );
+}
+
+/** True for a type this gateway reads as a response format, not as a file's type. */
+function named(type: string): boolean {
+  return type === RAW_MEDIA_TYPE || type === CAR_MEDIA_TYPE || UNSENDABLE_FORMATS.has(type) ||
+    FILE_TYPED_FORMATS.has(type);
+}
+
+/**
+ * The file types a plain answer is limited to: those of {@link FILE_TYPED_FORMATS} that `accept`
+ * takes, when it takes no other type the plain answer could be (`*\/*`, `text/html`, a file's
+ * type); `undefined` for no limit.
+ */
+function plainTypesAsked(accept: string | undefined): ReadonlySet<string> | undefined {
+  const taken = mediaRanges(accept ?? "").filter((range) => range.q > 0);
+  if (taken.some((range) => !named(range.type))) return undefined;
+  const types = new Set(taken.map((range) => range.type).filter((t) => FILE_TYPED_FORMATS.has(t)));
+  return types.size > 0 ? types : undefined;
+}
+
+/** 406 for a plain answer of `type` to a request limited to `only` ({@link plainTypesAsked}). */
+function assertPlainTypeAsked(type: string, only: ReadonlySet<string> | undefined): void {
+  const base = type.split(";")[0].trim().toLowerCase();
+  if (only === undefined || only.has(base)) return;
+  throw new EdgeError(
+    "not_acceptable",
+    `Accept takes only ${[...only].join(", ")}, and this is ${base}: this gateway sends ` +
+      `${RAW_MEDIA_TYPE}, ${CAR_MEDIA_TYPE}; version=1, or the file's bytes`,
     { param: "accept" },
   );
 }

@@ -99,6 +99,12 @@ export interface ExportCarOptions {
   range?: { start: number; end: number };
   /** Steps the walk of `range` may take (`unixfs.ts` `MAX_RANGE_STEPS` by default). */
   maxRangeSteps?: number;
+  /**
+   * Told each link the walk passes over because no store here can hold what it names (a valid
+   * CID of another codec or hash in a peer's directory: `dag_links.ts` `storedLinks`). The CAR
+   * goes on without it, as a whole CAR of what is stored, never a body broken off mid-stream.
+   */
+  onUnstorable?: (link: string) => void;
 }
 
 /**
@@ -239,7 +245,10 @@ async function* carBlocks(
     })
     : options?.scope === "block"
     ? [{ cid: root, bytes: await get(root) }]
-    : dagBlocks(root, get, { isLegacyManifest: options?.isLegacyManifest });
+    : dagBlocks(root, get, {
+      isLegacyManifest: options?.isLegacyManifest,
+      onUnstorable: options?.onUnstorable,
+    });
   for await (const block of blocks) {
     if (first(block.cid)) yield block;
   }

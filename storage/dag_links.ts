@@ -67,18 +67,25 @@ export function chunksReferencedBy(bytes: Uint8Array): string[] {
 export function blocksReferencedBy(
   id: string,
   bytes: Uint8Array,
-  options?: { legacyManifest?: boolean; refuseTooLarge?: boolean },
+  options?: {
+    legacyManifest?: boolean;
+    refuseTooLarge?: boolean;
+    /** Told each link left out for having no storage key ({@link storedLinks}). */
+    onUnstorable?: (link: string) => void;
+  },
 ): string[] {
   const codec = cidCodec(id);
   if (codec === DAG_PB_CODEC) {
+    let links: string[];
     try {
-      return storedLinks(dagPbLinks(bytes, id));
+      links = dagPbLinks(bytes, id);
     } catch (error) {
       // A walk that hands blocks on (a CAR, a listing) must not pass an oversized node off as a
       // leaf; GC, which cannot read one anyway, keeps just the node.
       if (options?.refuseTooLarge && error instanceof BlockTooLargeError) throw error;
       return [];
     }
+    return storedLinks(links, options?.onUnstorable);
   }
   if (codec === DAG_CBOR_CODEC || options?.legacyManifest === true) {
     return chunksReferencedBy(bytes);
@@ -89,7 +96,9 @@ export function blocksReferencedBy(
 /**
  * `links` with each identity CID replaced by the links of the node it inlines (none for an inline
  * leaf), in order: the stored blocks they name. Each inline node is smaller than the CID that
- * carries it, so this ends.
+ * carries it, so this ends. A valid CID this store cannot hold (another codec such as dag-json,
+ * another hash) names no block here and is left out, told to `onUnstorable`: a peer's directory
+ * linking one made every GC and CAR export of a store pinning it fail (review s74 verify2).
  *
  * @example
  * ```ts
@@ -98,14 +107,19 @@ export function blocksReferencedBy(
  * storedLinks(["bafkqaaa"]); // []
  * ```
  */
-export function storedLinks(links: readonly string[]): string[] {
+export function storedLinks(
+  links: readonly string[],
+  onUnstorable?: (link: string) => void,
+): string[] {
   const out: string[] = [];
   const stack = [...links].reverse();
   while (stack.length > 0) {
     const link = stack.pop()!;
     const inline = identityBlock(link);
-    if (inline === undefined) out.push(link);
-    else if (inline.codec === DAG_PB_CODEC) {
+    if (inline === undefined) {
+      if (isCid(link)) out.push(link);
+      else onUnstorable?.(link);
+    } else if (inline.codec === DAG_PB_CODEC) {
       try {
         stack.push(...dagPbLinks(inline.bytes, link).reverse());
       } catch {
@@ -148,7 +162,11 @@ export interface WalkedBlock {
 export async function* dagBlocks(
   root: string,
   get: (cid: string) => Promise<Uint8Array>,
-  options?: { isLegacyManifest?: (cid: string) => Promise<boolean> },
+  options?: {
+    isLegacyManifest?: (cid: string) => Promise<boolean>;
+    /** Told each link passed over for naming no block a store here holds ({@link storedLinks}). */
+    onUnstorable?: (link: string) => void;
+  },
 ): AsyncGenerator<WalkedBlock> {
   const seen = new Set<string>(); // listed, by digest
   // Read for its links, by digest. Apart from `seen`: a DAG can link one block as a raw leaf and,
@@ -177,7 +195,11 @@ export async function* dagBlocks(
     seen.add(key);
     const legacyManifest = cid === root && cidCodec(cid) === RAW_CODEC &&
       (await options?.isLegacyManifest?.(cid) ?? false);
-    const links = blocksReferencedBy(cid, bytes, { legacyManifest, refuseTooLarge: true });
+    const links = blocksReferencedBy(cid, bytes, {
+      legacyManifest,
+      refuseTooLarge: true,
+      onUnstorable: options?.onUnstorable,
+    });
     for (let i = links.length - 1; i >= 0; i--) stack.push(links[i]);
   }
 }

@@ -12,6 +12,18 @@
  * rules `@ipld/dag-pb`'s decoder checks (field numbers, wire types, order, no duplicate, a
  * well-formed CID in every link) and costs one pass over the bytes.
  *
+ * A link's CID is held to `multiformats`' `CID.decode` rules, which `@ipld/dag-pb` applies: each
+ * varint minimal and at most 9 bytes, a CIDv0 any bare sha2-256 multihash. A CID written with a
+ * padded varint (`81 00 …` for version 1) names the same block as the canonical one but has
+ * another string, which no CID parser reads back: taken, it broke every GC and CAR export of a
+ * store pinning its directory (review s74 verify2, finding 1). `tests/storage/
+ * dag_pb_reader_fuzz_test.ts` compares this reader with `@ipld/dag-pb`'s `decode`. It differs
+ * on purpose in two places only, both refusals of what `@ipld/dag-pb` takes:
+ * - a CID with an explicit version 0 (`00 70 …`): the CID spec's binary CIDv0 is the bare
+ *   multihash, go-cid refuses this form, and `multiformats` takes it with any multihash code;
+ * - a protobuf key past 32 bits: `@ipld/dag-pb` reads `key >> 3`, so key 2^32+10 is its field 1;
+ *   here the true field number is read, and refused.
+ *
  * @module
  */
 import { InvalidManifestError } from "./errors.ts";
@@ -44,14 +56,16 @@ const LINK_HASH = 1;
 const LINK_NAME = 2;
 const LINK_TSIZE = 3;
 /**
- * Longest varint a dag-pb field may use: 9 bytes is 63 bits, past which a value cannot be held
- * exactly (dag-pb caps at 64 bits; a JS number is exact to 2^53, which any real size fits).
+ * Longest varint a protobuf field may use: 10 bytes hold 64 bits, `@ipld/dag-pb`'s limit (a
+ * go-merkledag `Tsize` is a uint64, which needs all 10 past 2^63). A value past 2^53 is read as
+ * `@ipld/dag-pb` reads it, to the nearest double: only a `Tsize` can be that large and still
+ * decode, and it is a size hint.
  */
-const MAX_VARINT_BYTES = 9;
-/** A CIDv0 is a bare sha2-256 multihash: code 0x12, length 32 (multiformats CID spec). */
-const CID_V0_BYTES = 34;
+const MAX_VARINT_BYTES = 10;
+/** Longest varint inside a CID: `multiformats`' `CID.decode` refuses more than 9 bytes (63 bits). */
+const MAX_CID_VARINT_BYTES = 9;
+/** A CIDv0 is a bare sha2-256 multihash: its first byte is the code 0x12 (multiformats CID spec). */
 const SHA2_256 = 0x12;
-const SHA2_256_LENGTH = 32;
 /** dag-pb's multicodec: the codec a CIDv0 names, written out in its CIDv1 form. */
 const DAG_PB = 0x70;
 
@@ -124,17 +138,18 @@ function readLink(bytes: Uint8Array): DagPbLinkView {
   return link;
 }
 
-/** Throws unless `bytes` are one whole CIDv0 or CIDv1 (what `CID.decode` accepts). */
+/** Throws unless `bytes` are one whole CIDv0 or CIDv1 (what `CID.decode` accepts, but see the module doc). */
 function checkCid(bytes: Uint8Array): void {
-  if (bytes.length === CID_V0_BYTES && bytes[0] === SHA2_256 && bytes[1] === SHA2_256_LENGTH) {
-    return;
-  }
   const reader = new Reader(bytes);
-  const version = reader.varint();
-  if (version !== 1) fail(`a link's CID has version ${version}`);
-  reader.varint(); // codec: any
-  reader.varint(); // multihash code: any
-  const length = reader.varint();
+  const version = reader.cidVarint();
+  // A first byte of 0x12 (sha2-256's code, never a CID version) makes the whole a CIDv0, as
+  // `CID.decode` reads it: a bare multihash, digest of any length.
+  if (version !== SHA2_256) {
+    if (version !== 1) fail(`a link's CID has version ${version}`);
+    reader.cidVarint(); // codec: any
+    reader.cidVarint(); // multihash code: any
+  }
+  const length = reader.cidVarint();
   if (reader.remaining !== length) fail("a link's CID has a digest of the wrong length");
 }
 
@@ -150,7 +165,7 @@ function checkCid(bytes: Uint8Array): void {
  * ```
  */
 export function cidV1String(hash: Uint8Array): string {
-  const v1 = hash.length === CID_V0_BYTES && hash[0] === SHA2_256 ? concatPrefix(hash) : hash;
+  const v1 = hash[0] === SHA2_256 ? concatPrefix(hash) : hash;
   return `b${base32(v1)}`;
 }
 
@@ -226,6 +241,19 @@ class Reader {
       if (byte < 0x80) return value;
     }
     return fail("a varint is too long");
+  }
+
+  /** A varint inside a CID: minimal and at most 9 bytes, as `multiformats` insists. */
+  cidVarint(): number {
+    const start = this.#at;
+    const value = this.varint();
+    const length = this.#at - start;
+    if (length > MAX_CID_VARINT_BYTES) fail("a link's CID has a varint over 9 bytes");
+    // A last byte of 0 after the first adds nothing: the same number fits in fewer bytes.
+    if (length > 1 && this.#bytes[this.#at - 1] === 0) {
+      fail("a link's CID has a varint not minimally encoded");
+    }
+    return value;
   }
 
   /** A field's number and wire type. */

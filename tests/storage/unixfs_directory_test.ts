@@ -10,7 +10,11 @@ import { identity } from "multiformats/hashes/identity";
 import { cidOf, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { InvalidManifestError } from "../../storage/errors.ts";
 import { decodeUnixfs, findLink, type UnixfsDecodeStats } from "../../storage/unixfs.ts";
-import { UnixfsDirectoryCache } from "../../storage/unixfs_directory_cache.ts";
+import {
+  DEFAULT_DIRECTORY_CACHE_BYTES,
+  heldCost,
+  UnixfsDirectoryCache,
+} from "../../storage/unixfs_directory_cache.ts";
 import { resolveUnixfsPath } from "../../storage/unixfs_path.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -59,19 +63,40 @@ Deno.test("a path through a big directory asked three times decodes it once: the
   assert.deepEqual(cache.counts, { hits: 2, misses: 1 });
   assert.equal(reads, 3, "each request still reads (and so verifies) the block");
   assert.equal(stats.cidsStringified, 1, "the one link followed, stringified once");
-  assert.equal(cache.bytes, dir.bytes.length);
+  assert.equal(cache.bytes, heldCost(dir.bytes.length, 2_000));
+});
+
+Deno.test("the directory cache counts what a held node costs, not its block: a directory whose links cost more than the bound is not kept", () => {
+  // Review s74 verify2: bounded by block bytes, the cache held 8-22x its bound in heap.
+  const dir = wideDirectory(1_000);
+  const cache = new UnixfsDirectoryCache({ maxBytes: dir.bytes.length * 2 });
+  assert.ok(heldCost(dir.bytes.length, 1_000) >= dir.bytes.length + 1_000 * 400);
+  cache.decode(dir.cid, dir.bytes);
+  cache.decode(dir.cid, dir.bytes);
+  assert.deepEqual(cache.counts, { hits: 0, misses: 2 }, "kept though it costs past the bound");
+  assert.equal(cache.bytes, 0);
+});
+
+Deno.test("the default directory cache keeps three of the largest directories a node accepts", () => {
+  const dir = wideDirectory(16_000);
+  const cache = new UnixfsDirectoryCache();
+  cache.decode(dir.cid, dir.bytes);
+  cache.decode(dir.cid, dir.bytes);
+  assert.deepEqual(cache.counts, { hits: 1, misses: 1 });
+  assert.ok(3 * cache.bytes <= DEFAULT_DIRECTORY_CACHE_BYTES, `${cache.bytes}`);
 });
 
 Deno.test("the directory cache keeps at most its byte bound, dropping the least recently used; files are never kept", () => {
   const a = wideDirectory(10);
   const b = wideDirectory(11);
   const c = wideDirectory(9); // smaller than b: dropping b alone makes room
-  const cache = new UnixfsDirectoryCache({ maxBytes: a.bytes.length + b.bytes.length });
+  const bound = heldCost(a.bytes.length, 10) + heldCost(b.bytes.length, 11);
+  const cache = new UnixfsDirectoryCache({ maxBytes: bound });
   cache.decode(a.cid, a.bytes);
   cache.decode(b.cid, b.bytes);
   cache.decode(a.cid, a.bytes); // a is now the most recently used
   cache.decode(c.cid, c.bytes); // over the bound: b goes, not a
-  assert.ok(cache.bytes <= a.bytes.length + b.bytes.length);
+  assert.ok(cache.bytes <= bound);
   assert.deepEqual(cache.counts, { hits: 1, misses: 3 });
   cache.decode(a.cid, a.bytes);
   assert.deepEqual(cache.counts, { hits: 2, misses: 3 }, "a stayed");
