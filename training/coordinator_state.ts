@@ -127,6 +127,7 @@ const RoundRecordSchema = z.object({
   excludedCounts: z.array(z.object({ reason: z.string(), count: z.number().int().nonnegative() }))
     .optional(),
   heldOutLoss: optionalNumber,
+  momentumReset: z.literal(true).optional(),
 });
 
 const StateFileSchema = z.object({

@@ -38,6 +38,11 @@ export interface RoundRecord {
   excludedCounts?: ReasonCount[];
   /** Held-out loss of the new model, nats per byte. */
   heldOutLoss?: number;
+  /**
+   * The momentum carried into the round was dropped (review s74 verify3 F1): the round's mean with
+   * it failed the loss gate, or the round was refused for its loss (absent: kept).
+   */
+  momentumReset?: true;
 }
 
 /** What `status` answers. */

@@ -275,16 +275,31 @@ export async function auditRound(
     }
     deltas.push(...fetched);
   }
-  const result = await aggregateRound(
-    reports.map((r, i) => ({ receipt: r.receipt, delta: deltas[i] })),
-    {
-      arch: outcome.arch,
-      startModel: outcome.startModel,
-      start: start.weights,
-      momentum,
-      modelsDir: context.models.modelsDir,
-    },
-  ).catch((error) => error as Error);
+  const redo = (carried: GptWeights | undefined) =>
+    aggregateRound(
+      reports.map((r, i) => ({ receipt: r.receipt, delta: deltas[i] })),
+      {
+        arch: outcome.arch,
+        startModel: outcome.startModel,
+        start: start.weights,
+        momentum: carried,
+        modelsDir: context.models.modelsDir,
+      },
+    ).catch((error) => error as Error);
+  let result = await redo(momentum);
+  // The coordinator drops its momentum when the round's mean with it fails the loss gate, and
+  // after a round refused for its loss (review s74 verify3 F1: `_round_run.ts`); neither is in
+  // the outcome, and this node never sees a refused round. So a model the carried momentum does
+  // not give is redone without it: one more outer step, no evaluation. It decides nothing the
+  // coordinator could not already do (a run may start without momentum), and the momentum kept
+  // is the one the coordinator carries on.
+  if (
+    momentum !== undefined && !(result instanceof Error) && result.refused.length === 0 &&
+    result.cid !== outcome.model
+  ) {
+    const without = await redo(undefined);
+    if (!(without instanceof Error) && without.cid === outcome.model) result = without;
+  }
   if (result instanceof Error) {
     // Only the round's own fault (its deltas give no finite step, none fits) is the outcome's;
     // anything else (this node failing to write the model it reproduced) ends the audit without

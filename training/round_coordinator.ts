@@ -182,7 +182,11 @@ export type CoordinatorMessage =
     record: RoundRecord;
     model: RoundModel;
     momentum?: GptWeights;
-    /** The outer step was not finite: drop the momentum (absent `momentum` keeps it). */
+    /**
+     * Drop the momentum: the round made no model and its outer step was not finite, or it was
+     * refused for its held-out loss or dropped the momentum for it (`_round_run.ts`). Absent
+     * `momentum` keeps it.
+     */
     resetMomentum?: boolean;
     convicted: string[];
     /** What the round owes (absent: it made no model, it owes nothing). */

@@ -7,33 +7,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { deltaRms, roundDeltaBound } from "../../training/int8_delta.ts";
-import { loadTrainingEngine } from "../../training/training_engine.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { GATE_STAKE, gateRounds } from "./_gate_run.ts";
-import { TEST_ARCH, TEST_HYPER, testModelCredit, testSplit } from "./_fixtures.ts";
-
-/**
- * A poisoner's delta: one AdamW step of learning rate `size` on the coordinator's held-out text
- * (each value about ± `size`, the sign of the gradient), negated: up the held-out loss, not down.
- */
-async function upTheLoss(size: number): Promise<GptWeights> {
-  const { trainLocal } = await loadTrainingEngine();
-  const { pseudoGradient } = await trainLocal({
-    arch: TEST_ARCH,
-    start: seededGptWeights(TEST_ARCH, 0),
-    shard: (await testSplit()).heldOut,
-    steps: 1,
-    seed: 3,
-    hyper: { ...TEST_HYPER, learningRate: size },
-  });
-  return new Map([...pseudoGradient].map(([name, t]) => [name, {
-    shape: [...t.shape],
-    data: t.data.map((x) => -x),
-  }]));
-}
+import { TEST_HYPER, testModelCredit } from "./_fixtures.ts";
+import { upTheLoss } from "./_up_the_loss.ts";
 
 /** A harmless made-up delta of amplitude `size`, its own phase `k` (one piece of work each). */
 function noise(size: number, k: number): (i: number) => number {
@@ -101,28 +80,29 @@ Deno.test("ten griefers beside two honest trainers: all ten left out at once and
 });
 
 Deno.test("a delta that does harm alone is left out and unpaid even when the round's mean passes the gate", async () => {
-  // Alone it makes the model 22 % worse than the start; in the mean of three only 7 %, under the
-  // gate's 10 %: before, it was published and paid.
-  const poison = await upTheLoss(0.006);
+  // Alone it makes the model 37 % worse than the start (past the 1.34 limit); in the mean with four
+  // honest deltas only 7.6 %, under the gate's 10 %: before review s74, it was published and paid.
+  const poison = await upTheLoss(0.0105);
+  const honest = [17, 99, 55, 23].map((k) => ({ value: noise(HONEST, k) }));
   const run = await gateRounds({
     steps: 4,
     rounds: 1,
-    reporters: [{ value: noise(HONEST, 17) }, { value: noise(HONEST, 99) }, { delta: poison }],
+    reporters: [...honest, { delta: poison }],
   });
   const [record] = run.status.history;
-  assert.deepEqual(record.accepted, run.keys.slice(0, 2));
-  assert.deepEqual(record.excluded.map((e) => e.key), [run.keys[2]]);
+  assert.deepEqual(record.accepted, run.keys.slice(0, 4));
+  assert.deepEqual(record.excluded.map((e) => e.key), [run.keys[4]]);
   assert.match(record.excluded[0].reason, /^loss_regression: its delta alone gives/);
   assert.doesNotMatch(record.excluded[0].reason, /the run's best/, "the mean passed the gate");
   assert.notEqual(record.model, record.startModel);
-  assertPaid(run.accounts[0], 1, 4);
-  assertPaid(run.accounts[1], 1, 4);
-  assertUnpaid(run.accounts[2]);
+  for (const account of run.accounts.slice(0, 4)) assertPaid(account, 1, 4);
+  assertUnpaid(run.accounts[4]);
 });
 
-Deno.test("deltas under the limit alone whose mean is past the gate: the worst alone goes first, one at a time, and nobody is paid for a model still past it", async () => {
+Deno.test("deltas under the limit alone whose mean is past the gate, and the best alone past it too: nothing published, nobody paid", async () => {
   // Alone 1.117 and 1.125 × the start (under 1.15: neither does harm alone by the rule), their
-  // mean 1.121 and the milder one alone 1.117: past the gate's 1.1 either way.
+  // mean 1.121 and the milder one alone 1.117: past the gate's 1.1 either way. The search for
+  // the largest passing prefix of the ranking tries the best one alone, which fails: k = 0.
   const run = await gateRounds({
     steps: 4,
     rounds: 1,
@@ -132,8 +112,9 @@ Deno.test("deltas under the limit alone whose mean is past the gate: the worst a
   assert.equal(record.model, record.startModel, "nothing published");
   assert.deepEqual(record.accepted, []);
   const reasons = new Map(record.excluded.map((e) => [e.key, e.reason]));
-  assert.match(reasons.get(run.keys[1])!, /^loss_regression: .*with the worst delta alone/);
-  assert.match(reasons.get(run.keys[0])!, /^loss_regression: .*× the run's best/);
-  assert.doesNotMatch(reasons.get(run.keys[0])!, /delta alone/);
+  for (const key of run.keys) {
+    assert.match(reasons.get(key)!, /^loss_regression: .*× the run's best/);
+    assert.doesNotMatch(reasons.get(key)!, /delta alone|ranked/);
+  }
   for (const account of run.accounts) assertUnpaid(account);
 });

@@ -421,6 +421,39 @@ Deno.test("a coordinator whose round 0 made no model runs round 1 from the genes
   }
 });
 
+Deno.test("a round the coordinator ran without the momentum it carried (reset after a round refused for its loss, or by the loss gate) is still reproduced, and its own momentum is kept for the next audit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-reset-" });
+  const system = new ActorSystem({ name: "round-audit-reset" });
+  try {
+    const { auditor, honestRound, seed } = await auditFixture(dir, system);
+    const momenta = new Map<string, GptWeights>();
+    const context: RoundAuditContext = {
+      models: auditor,
+      momentumAfter: (cid) => momenta.get(cid),
+      convicted: () => Promise.resolve(false),
+    };
+    const r0 = await honestRound(0, seed);
+    const audit0 = await auditRound(r0.outcome, context);
+    assert.ok(audit0.ok && audit0.verified);
+    momenta.set(r0.outcome.model, audit0.momentum);
+    // Round 1 was refused for its loss (no outcome, this node never sees it) and the coordinator
+    // reset its momentum: round 2 starts from round 0's model with none.
+    const start = { cid: r0.outcome.model, file: r0.outcome.file, weights: r0.weights };
+    const r2 = await honestRound(2, start, undefined);
+    const audit2 = await auditRound(r2.outcome, context);
+    assert.ok(audit2.ok && audit2.verified, `reproduced: ${JSON.stringify(audit2)}`);
+    assert.deepEqual(audit2.momentum, r2.momentum, "the coordinator's new momentum is kept");
+    // The round that kept it is reproduced as before (the carried momentum is tried first).
+    const kept = await honestRound(2, start, r0.momentum);
+    const auditKept = await auditRound(kept.outcome, context);
+    assert.ok(auditKept.ok && auditKept.verified);
+    assert.deepEqual(auditKept.momentum, kept.momentum);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 // ------------------------------------------------------------------------------------------------
 // The round audit and the outcome's delivery under a hostile coordinator and a crash. Crafted
 // receipts and small constant deltas, so no training runs; clocks are injected, no real-time sleep
