@@ -19,6 +19,7 @@ import {
   type ValidatorStats,
 } from "./validator_messages.ts";
 import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
+import { PendingAsks } from "./pending_asks.ts";
 
 /** The stable code of a ledger that cannot write (the receipts it loses are refused with it). */
 export const LEDGER_WRITE_FAILED = "ledger_write_failed";
@@ -39,7 +40,9 @@ export interface LedgerCondition {
 
 /**
  * The ledger's faults as conditions of the node, for `/healthz`: none while it writes or the node
- * runs no validator.
+ * runs no validator. `asks`, kept by the caller across checks, sends no new ask while the last is
+ * unanswered (health probes come every second, and a validator busy with a long challenge would
+ * get one `stats` more per probe in front of its work: `pending_asks.ts`, review verify4 F3).
  *
  * @example
  * ```ts ignore
@@ -48,13 +51,17 @@ export interface LedgerCondition {
  */
 export async function ledgerConditions(
   validator: ActorRef<ValidatorMessage> | undefined,
+  asks: PendingAsks = new PendingAsks(),
 ): Promise<LedgerCondition[]> {
   if (validator === undefined) return [];
   let stats: ValidatorStats;
   try {
-    stats = await validator.ask<ValidatorStats>({ type: "stats" }, {
-      timeoutMs: HEALTH_ASK_TIMEOUT_MS,
-    });
+    stats = await asks.ask<ValidatorMessage, ValidatorStats>(
+      validator,
+      "stats",
+      { type: "stats" },
+      HEALTH_ASK_TIMEOUT_MS,
+    );
   } catch (error) {
     return [unansweredCondition("validator", "the validator", error, Date.now())];
   }

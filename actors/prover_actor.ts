@@ -43,6 +43,7 @@ import { type ProvedJob, proveJob } from "../proof/prover.ts";
 import { DEFAULT_PROOF_BUCKET_MS, ProofStore, ProofStoreError } from "../proof/proof_store.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
+import { PendingAsks } from "./pending_asks.ts";
 
 /** Start proving a job from the prover's branch of its token stream. */
 export interface ProveMessage {
@@ -453,6 +454,8 @@ export interface ProverCondition {
 /**
  * The proof store's faults as conditions of the node, for `/healthz`: none while it is healthy
  * or the node runs no prover. A prover that does not answer within 2 s is one condition too.
+ * `asks`, kept by the caller across checks, sends no new ask while the last is unanswered (health
+ * probes come every second: `pending_asks.ts`, review verify4 F3).
  *
  * @example
  * ```ts ignore
@@ -461,11 +464,17 @@ export interface ProverCondition {
  */
 export async function proofStoreConditions(
   prover: ActorRef<ProverMessage> | undefined,
+  asks: PendingAsks = new PendingAsks(),
 ): Promise<ProverCondition[]> {
   if (prover === undefined) return [];
   let stats: ProverStats;
   try {
-    stats = await prover.ask<ProverStats>({ type: "stats" }, { timeoutMs: HEALTH_ASK_TIMEOUT_MS });
+    stats = await asks.ask<ProverMessage, ProverStats>(
+      prover,
+      "stats",
+      { type: "stats" },
+      HEALTH_ASK_TIMEOUT_MS,
+    );
   } catch (error) {
     return [unansweredCondition("prover", "the prover", error, Date.now())];
   }

@@ -42,6 +42,7 @@ import { exportCar } from "../storage/car.ts";
 import { ShareStore } from "../storage/share_links.ts";
 import { storageKey } from "../protocols/cid.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
+import { statPin } from "./_storage_pin_stat.ts";
 import {
   type RepairReport,
   ReplicatedStore,
@@ -214,12 +215,9 @@ export class StorageActor {
     stamp: () => this.#store!.pinsStamp(),
     pins: () => this.#store!.pins(),
     describe: async (cid) => {
-      try {
-        const info = await this.#local!.stat(cid, { key: this.#options.ownerKey });
-        return { tier: info.tier, chunks: info.chunks.length };
-      } catch {
-        return { tier: "public", chunks: 0 }; // as `list` shows a pin it cannot read
-      }
+      // The rule `list` follows (`_storage_pin_stat.ts`); unreadable: counted, not kept.
+      const info = await statPin(this.#local!, cid, this.#options.ownerKey);
+      return info && { tier: info.tier, chunks: info.chunks.length };
     },
   });
 
@@ -703,13 +701,11 @@ export class StorageActor {
   async #list(): Promise<FileInfo[]> {
     const out: FileInfo[] = [];
     for (const cid of await this.#store!.pins()) {
-      try {
-        const info = await this.#local!.stat(cid, { key: this.#options.ownerKey });
-        out.push({ ...info, ...await this.#store!.pinLabel(cid) });
-      } catch {
-        // A pin of a raw object or an unreadable manifest: list it without metadata.
-        out.push({ cid, tier: "public", size: null, chunkSize: null, chunks: [] });
-      }
+      // Sealed with another key: private, as ls shows it (`_storage_pin_stat.ts`).
+      const info = await statPin(this.#local!, cid, this.#options.ownerKey);
+      if (info !== undefined) out.push({ ...info, ...await this.#store!.pinLabel(cid) });
+      // A root that cannot be read: listed without metadata.
+      else out.push({ cid, tier: "public", size: null, chunkSize: null, chunks: [] });
     }
     return out;
   }

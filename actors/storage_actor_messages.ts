@@ -158,7 +158,7 @@ export interface StorageCapacity extends ChunkStoreStats {
   diskFreeBytes: number | null;
   /**
    * Free bytes the store keeps for itself (`replicaMinFreeBytes`: peers' chunks never take them;
-   * 0: none). Free space under it is the `storage_disk_full` condition too.
+   * 0: none). Free space under it is the `storage_disk_low` condition.
    */
   minFreeBytes: number;
 }

@@ -12,6 +12,7 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import { proofStoreConditions, type ProverMessage } from "../actors/prover_actor.ts";
 import { ledgerConditions } from "../actors/ledger_conditions.ts";
 import { storageConditions } from "../actors/storage_conditions.ts";
+import { ConditionOnsets } from "../actors/condition_onsets.ts";
 import { peerConditions } from "../network/peer_conditions.ts";
 import { PendingAsks } from "../actors/pending_asks.ts";
 import { TreeConditions } from "../actors/tree_conditions.ts";
@@ -83,6 +84,8 @@ export async function serveHttpApi(
   // Health probes come every second: a question the actor has not answered is not asked again
   // (`actors/pending_asks.ts`, review s74 F1).
   const healthAsks = new PendingAsks();
+  // When the store's conditions with no time of their own began (`condition_onsets.ts`).
+  const storageOnsets = new ConditionOnsets();
   const app = createApp({
     inference: port,
     metrics,
@@ -95,9 +98,14 @@ export async function serveHttpApi(
     // that could not start or gave up restarting, and a configured peer that cannot be reached.
     conditions: async () =>
       (await Promise.all([
-        proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
-        ledgerConditions(lookup<ValidatorMessage>(NODE_ACTORS.validator)),
-        storageConditions(lookup<StorageMessage>(NODE_ACTORS.storage), Date.now, healthAsks),
+        proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover), healthAsks),
+        ledgerConditions(lookup<ValidatorMessage>(NODE_ACTORS.validator), healthAsks),
+        storageConditions(
+          lookup<StorageMessage>(NODE_ACTORS.storage),
+          Date.now,
+          healthAsks,
+          storageOnsets,
+        ),
         peerConditions(lookup<NetworkMessage>(NODE_ACTORS.network), Date.now, healthAsks),
         tree.conditions(),
         swarmHostConditions(system),

@@ -5,8 +5,11 @@
  * request, and the bytes it sent, for longer than that either. The bytes all bodies being read
  * hold at once have a budget too ({@link BodyBudget}): a deadline per body bounds how long each
  * is held, not how many are, and 150 stalled 1 MiB bodies held 200 MiB. Each client holds at most
- * a share of it, and a body that slows below a minimum rate is cut (`body_min_rate.ts`), so one
- * client's stalled bodies refuse that client, not every other, and not for the whole deadline.
+ * a share of it and reads at most {@link MAX_CLIENT_BODIES} bodies at once, the bodies of clients
+ * that already read one hold at most {@link BUSY_BODIES_SHARE} of it together (the rest is kept
+ * for a client reading none), and a body that slows below a minimum rate is cut
+ * (`body_min_rate.ts`), so stalled bodies refuse their own clients, not every other, and not for
+ * the whole deadline.
  *
  * @module
  */
@@ -88,11 +91,15 @@ export class TooManyRequestBodiesError extends EdgeError {
    *
    * @param maxBytes The budget in bytes.
    * @param clientMaxBytes When it is the client's own share that is full: the share in bytes.
+   * @param clientBodies When it is the client's count of bodies at once that is full: the count.
    */
-  constructor(maxBytes: number, clientMaxBytes?: number) {
+  constructor(maxBytes: number, clientMaxBytes?: number, clientBodies?: number) {
     super(
       "too_many_request_bodies",
-      clientMaxBytes === undefined
+      clientBodies !== undefined
+        ? `you are sending ${clientBodies} request bodies this node is still reading, as many as ` +
+          `one client may send at once; finish sending them, or retry after the Retry-After seconds`
+        : clientMaxBytes === undefined
         ? `the request bodies this node is reading hold its ${maxBytes} bytes for them ` +
           `(http.maxBufferedBodyBytes); retry after the Retry-After seconds`
         : `your request bodies this node is reading hold your share of its bytes for them ` +
@@ -119,6 +126,21 @@ const BODY_BUDGET_RETRY_AFTER_S = 1;
  * client can always send its largest request.
  */
 export const CLIENT_BODY_SHARE = 1 / 4;
+
+/**
+ * Share of the budget the bodies of clients already reading another may hold together; the rest
+ * is kept for a client that reads none (one body each), so an honest newcomer's body fits however
+ * many busy clients stall theirs (review verify4, F1: four API keys, each holding its quarter at
+ * exactly the minimum rate, refused every other client for the whole 60 s deadline).
+ */
+export const BUSY_BODIES_SHARE = 3 / 4;
+
+/**
+ * Most bodies one client may have being read at once: a body arrives in milliseconds unless its
+ * link stalls, so even a backend that multiplexes its users' requests rarely has more than a few
+ * being read; a client's share is then held by a few connections, not 51 (review verify4, F1).
+ */
+export const MAX_CLIENT_BODIES = 8;
 
 /** Options of {@link BodyBudget}. */
 export interface BodyBudgetOptions {
@@ -151,8 +173,12 @@ export class BodyBudget {
   readonly maxBytes: number;
   /** Most bytes one client's bodies may hold at once. */
   readonly clientMaxBytes: number;
+  /** Most bytes the bodies of clients already reading another ({@link BUSY_BODIES_SHARE}). */
+  readonly busyMaxBytes: number;
   #held = 0;
+  #busyHeld = 0;
   #byClient = new Map<string, number>();
+  #bodiesByClient = new Map<string, number>();
 
   /**
    * Create it.
@@ -166,6 +192,39 @@ export class BodyBudget {
       maxBytes,
       Math.max(Math.floor(maxBytes * CLIENT_BODY_SHARE), options?.minClientBytes ?? 0),
     );
+    this.busyMaxBytes = Math.floor(maxBytes * BUSY_BODIES_SHARE);
+  }
+
+  /** Bytes taken by the bodies of clients that were reading another when they began. */
+  get busyHeld(): number {
+    return this.#busyHeld;
+  }
+
+  /** Bodies of `client` being read. */
+  bodiesOf(client: string): number {
+    return this.#bodiesByClient.get(client) ?? 0;
+  }
+
+  /**
+   * Begin a body of `client`: whether it is busy (the client was reading another), so its bytes
+   * count against {@link busyMaxBytes} too. Every body begun is ended ({@link endBody}).
+   *
+   * @throws {TooManyRequestBodiesError} when the client reads {@link MAX_CLIENT_BODIES} already.
+   */
+  beginBody(client: string): { busy: boolean } {
+    const bodies = this.bodiesOf(client);
+    if (bodies >= MAX_CLIENT_BODIES) {
+      throw new TooManyRequestBodiesError(this.maxBytes, this.clientMaxBytes, bodies);
+    }
+    this.#bodiesByClient.set(client, bodies + 1);
+    return { busy: bodies > 0 };
+  }
+
+  /** End a body {@link beginBody} began (its bytes are given back by {@link release}). */
+  endBody(client: string): void {
+    const left = this.bodiesOf(client) - 1;
+    if (left <= 0) this.#bodiesByClient.delete(client);
+    else this.#bodiesByClient.set(client, left);
   }
 
   /** Bytes taken and not given back. */
@@ -183,18 +242,24 @@ export class BodyBudget {
    *
    * @throws {TooManyRequestBodiesError} when they do not fit (nothing is taken).
    */
-  take(bytes: number, client?: string): void {
+  take(bytes: number, client?: string, busy = false): void {
     if (client !== undefined && this.heldBy(client) + bytes > this.clientMaxBytes) {
       throw new TooManyRequestBodiesError(this.maxBytes, this.clientMaxBytes);
     }
     if (this.#held + bytes > this.maxBytes) throw new TooManyRequestBodiesError(this.maxBytes);
+    // The busy clients' bodies together are refused as the whole budget is: the rest is kept.
+    if (busy && this.#busyHeld + bytes > this.busyMaxBytes) {
+      throw new TooManyRequestBodiesError(this.maxBytes);
+    }
     this.#held += bytes;
+    if (busy) this.#busyHeld += bytes;
     if (client !== undefined) this.#byClient.set(client, this.heldBy(client) + bytes);
   }
 
-  /** Give back `bytes` taken before (for `client`, when it was named). */
-  release(bytes: number, client?: string): void {
+  /** Give back `bytes` taken before (for `client`, when it was named; `busy` as taken). */
+  release(bytes: number, client?: string, busy = false): void {
     this.#held -= bytes;
+    if (busy) this.#busyHeld -= bytes;
     if (client === undefined) return;
     const left = this.heldBy(client) - bytes;
     // A client's entry goes with its last byte: the map holds only clients reading a body now.
@@ -212,6 +277,7 @@ function budgetedBody(
   body: ReadableStream<Uint8Array>,
   budget: BodyBudget,
   client: string | undefined,
+  busy: boolean,
   taken: { bytes: number },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
@@ -220,7 +286,7 @@ function budgetedBody(
       const next = await reader.read();
       if (next.done) return controller.close();
       try {
-        budget.take(next.value.byteLength, client);
+        budget.take(next.value.byteLength, client, busy);
       } catch (error) {
         reader.cancel(error).catch(() => {});
         throw error;
@@ -253,7 +319,9 @@ export interface BodyDeadline {
  * receipt for, a prompt the client never sent. With a `budget`, the bytes read are taken from it
  * as they arrive (past it: {@link TooManyRequestBodiesError}, the body cancelled) and given back
  * when this returns or throws: the caller parses the text at once, with nothing awaited between.
- * With a `client` too (`queueClient`), they count against that client's share of the budget. With
+ * With a `client` too (`queueClient`), they count against that client's share of the budget, the
+ * body counts against its {@link MAX_CLIENT_BODIES}, and, if the client is reading another, its
+ * bytes count against the busy clients' {@link BUSY_BODIES_SHARE}. With
  * a `deadline`, a body that slows below the minimum rate (`body_min_rate.ts`) is cut before it:
  * a `RequestBodyTooSlowError`, the body cancelled.
  */
@@ -267,12 +335,14 @@ export async function readBodyText(
   if (budget === undefined || request.body === null) {
     return await readText(request, maxBytes, deadline);
   }
+  const { busy } = client === undefined ? { busy: false } : budget.beginBody(client);
   const taken = { bytes: 0 };
   try {
-    const body = budgetedBody(request.body, budget, client, taken);
+    const body = budgetedBody(request.body, budget, client, busy, taken);
     return await readText({ headers: request.headers, body }, maxBytes, deadline);
   } finally {
-    budget.release(taken.bytes, client);
+    budget.release(taken.bytes, client, busy);
+    if (client !== undefined) budget.endBody(client);
   }
 }
 

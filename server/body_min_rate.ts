@@ -1,9 +1,10 @@
 /**
  * A minimum rate for a request body being read (`readBodyText`): a body that has sent more than
- * {@link BODY_RATE_FREE_BYTES} and then brings less than {@link BODY_RATE_MIN_BYTES} in a
- * {@link BODY_RATE_WINDOW_MS} window is cut (408 `request_timeout`), rather than holding its bytes
- * of the node's body budget until `http.requestBodyTimeoutMs` (review s74 openai, F1: 32 bodies
- * stalled one byte short of their end held the whole budget for the 60 s of that deadline).
+ * {@link BODY_RATE_FREE_BYTES} and then, on average since, brings less than
+ * {@link BODY_RATE_MIN_BYTES} per {@link BODY_RATE_WINDOW_MS} window, beyond a grace for pauses
+ * ({@link BODY_RATE_GRACE_WINDOWS}), is cut (408 `request_body_too_slow`), rather than holding its
+ * bytes of the node's body budget until `http.requestBodyTimeoutMs` (review s74 openai, F1: 32
+ * bodies stalled one byte short of their end held the whole budget for the 60 s of that deadline).
  *
  * nginx's `client_body_timeout` (default 60 s) is a limit on the time "between two successive
  * read operations, not for the transmission of the whole request body": one byte per 59 s passes
@@ -17,8 +18,9 @@ import type { DrainTimers } from "./serve.ts";
 /**
  * The window the rate is measured over: longer than a few TCP retransmissions back to back (their
  * timeouts double from 1 s), so a lossy link that pauses is not taken for a stalled client, and
- * short enough that a stalled body lets its share of the budget go within two windows (the window
- * its bytes came in still counts them), not at `http.requestBodyTimeoutMs`.
+ * short enough that a stalled body lets its share of the budget go within three or four windows
+ * (its grace, {@link BODY_RATE_GRACE_WINDOWS}, and the window its bytes came in), not at
+ * `http.requestBodyTimeoutMs`.
  */
 export const BODY_RATE_WINDOW_MS = 10_000;
 
@@ -37,15 +39,28 @@ export const BODY_RATE_MIN_BYTES = 16 * 1024;
  */
 export const BODY_RATE_FREE_BYTES = 64 * 1024;
 
-/** A request body that arrived slower than the minimum rate (HTTP 408, as a body past its deadline). */
+/**
+ * Windows of the minimum rate a body may fall behind by before it is cut: the grace for pauses.
+ * A body that kept up starts each window with at most this credit, so a pause of up to 20 s (a
+ * mobile link's 15 s stall, or TCP retransmissions backing off 1+2+4+8 s) is never cut, while a
+ * body that stopped or trickles spends it within two or three windows (review verify4, F2: one
+ * empty 10 s window cut an honest 100 KiB/s client after a 10 s pause). Capped, not banked: a
+ * body that sent its bytes fast and then stalls must not hold them until the whole-body deadline.
+ */
+export const BODY_RATE_GRACE_WINDOWS = 2;
+
+/** A request body that arrived slower than the minimum rate (HTTP 408 `request_body_too_slow`). */
 export class RequestBodyTooSlowError extends EdgeError {
   /** Create it. */
   constructor() {
     super(
-      "request_timeout",
-      `the request body arrived slower than ${BODY_RATE_MIN_BYTES} bytes per ` +
-        `${BODY_RATE_WINDOW_MS} ms after its first ${BODY_RATE_FREE_BYTES} bytes; send it at ` +
-        "once (a stalled body holds bytes other requests need)",
+      "request_body_too_slow",
+      `the request body arrived slower than ${
+        BODY_RATE_MIN_BYTES / 1024 / (BODY_RATE_WINDOW_MS / 1000)
+      } ` +
+        `KiB/s after its first ${BODY_RATE_FREE_BYTES / 1024} KiB (pauses of up to ` +
+        `${BODY_RATE_GRACE_WINDOWS * BODY_RATE_WINDOW_MS / 1000} s allowed), so the node stopped ` +
+        "reading it: the link stalled or is too slow; send the request again",
     );
   }
 }
@@ -59,10 +74,13 @@ export interface RateWatchedBody {
 }
 
 /**
- * `body`, watched for the minimum rate: at the end of each {@link BODY_RATE_WINDOW_MS} window
- * (on `timers`), a body past {@link BODY_RATE_FREE_BYTES} that brought less than
- * {@link BODY_RATE_MIN_BYTES} in it is too slow, and `tooSlow` is called with a
- * {@link RequestBodyTooSlowError} (the caller aborts its read). Pulls nothing ahead.
+ * `body`, watched for the minimum rate once it is past {@link BODY_RATE_FREE_BYTES}: from then
+ * on the body holds a credit, at first {@link BODY_RATE_GRACE_WINDOWS} windows of
+ * {@link BODY_RATE_MIN_BYTES}; at the end of each {@link BODY_RATE_WINDOW_MS} window (on `timers`)
+ * it gains the bytes that came since the last (those past the free bytes) and loses one window's
+ * minimum, and never holds more than it began with. So it is the average since the free bytes
+ * that is judged, with the grace for pauses. Below zero the body is too slow: `tooSlow` is called
+ * with a {@link RequestBodyTooSlowError} (the caller aborts its read). Pulls nothing ahead.
  */
 export function minRateBody(
   body: ReadableStream<Uint8Array>,
@@ -70,8 +88,10 @@ export function minRateBody(
   tooSlow: (error: RequestBodyTooSlowError) => void,
 ): RateWatchedBody {
   const reader = body.getReader();
+  const maxCredit = BODY_RATE_MIN_BYTES * BODY_RATE_GRACE_WINDOWS;
   let total = 0;
-  let inWindow = 0;
+  let credit = maxCredit;
+  let inWindow = 0; // bytes past the free bytes since the last window's end
   let timer: unknown;
   const stop = () => {
     if (timer !== undefined) timers.clearTimeout(timer);
@@ -79,8 +99,9 @@ export function minRateBody(
   };
   const windowEnds = () => {
     timer = undefined;
-    if (total > BODY_RATE_FREE_BYTES && inWindow < BODY_RATE_MIN_BYTES) {
-      return tooSlow(new RequestBodyTooSlowError());
+    if (total > BODY_RATE_FREE_BYTES) {
+      credit = Math.min(maxCredit, credit + inWindow - BODY_RATE_MIN_BYTES);
+      if (credit < 0) return tooSlow(new RequestBodyTooSlowError());
     }
     inWindow = 0;
     timer = timers.setTimeout(windowEnds, BODY_RATE_WINDOW_MS);
@@ -96,8 +117,9 @@ export function minRateBody(
         stop();
         return controller.close();
       }
+      const before = total;
       total += next.value.byteLength;
-      inWindow += next.value.byteLength;
+      inWindow += Math.max(0, total - Math.max(before, BODY_RATE_FREE_BYTES));
       controller.enqueue(next.value);
     },
     cancel(reason) {

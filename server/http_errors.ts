@@ -92,6 +92,10 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   incomplete_body: 400,
   // The edge's own: the client's body was too slow. A port's is the upstream's (504, below).
   request_timeout: 408,
+  // The edge's own: past its first 64 KiB the body came slower than the minimum rate
+  // (`body_min_rate.ts`); its own code so a client (and an alert) tells a stalled link from a
+  // deadline.
+  request_body_too_slow: 408,
   // A job cut because its client read nothing while others waited for its seat and the node's
   // memory for unread tokens was full (`actors/_unread_token_budget.ts`): the client was too slow.
   slow_reader: 408,

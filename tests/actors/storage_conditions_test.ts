@@ -13,8 +13,11 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { StorageActor, type StorageActorOptions } from "../../actors/storage_actor.ts";
 import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
+import { ConditionOnsets } from "../../actors/condition_onsets.ts";
+import { PendingAsks } from "../../actors/pending_asks.ts";
 import {
   STORAGE_DISK_FULL,
+  STORAGE_DISK_LOW,
   STORAGE_UNWRITABLE,
   storageConditions,
 } from "../../actors/storage_conditions.ts";
@@ -179,7 +182,7 @@ Deno.test("a put refused disk_full makes the storage condition storage_disk_full
   }
 });
 
-Deno.test("free space under the store's floor (replicaMinFreeBytes) is the storage_disk_full condition", async () => {
+Deno.test("free space under the store's floor (replicaMinFreeBytes) is the storage_disk_low condition, not storage_disk_full (review verify4, F5: alerts tell refused replicas from refused puts)", async () => {
   let free = 10_000_000;
   const s = await storageIn({
     store: { durable: false, replicaMinFreeBytes: 5_000_000, faults: { freeBytes: () => free } },
@@ -188,8 +191,46 @@ Deno.test("free space under the store's floor (replicaMinFreeBytes) is the stora
     assert.deepEqual(await storageConditions(s.ref), []);
     free = 4_000_000;
     const [condition] = await storageConditions(s.ref);
-    assert.equal(condition.code, STORAGE_DISK_FULL);
+    assert.equal(condition.code, STORAGE_DISK_LOW);
     assert.match(condition.message, /4000000 bytes free, under the 5000000/);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("free space under the floor and a store opened read-only keep the since of when they were first seen, across checks; a condition that clears and comes back begins anew (review verify4, F5)", async () => {
+  let free = 4_000_000;
+  const s = await storageIn({
+    store: {
+      durable: false,
+      replicaMinFreeBytes: 5_000_000,
+      faults: { freeBytes: () => free, refusesWrites: () => true },
+    },
+  });
+  try {
+    const asks = new PendingAsks();
+    const onsets = new ConditionOnsets();
+    let clock = 1_000_000;
+    const check = async () =>
+      (await storageConditions(s.ref, () => clock, asks, onsets)).map((c) => [c.code, c.since]);
+    assert.deepEqual(await check(), [[STORAGE_DISK_LOW, 1_000_000], [
+      STORAGE_UNWRITABLE,
+      1_000_000,
+    ]]);
+    clock += 5_000;
+    assert.deepEqual(await check(), [[STORAGE_DISK_LOW, 1_000_000], [
+      STORAGE_UNWRITABLE,
+      1_000_000,
+    ]]);
+    free = 10_000_000;
+    clock += 5_000;
+    assert.deepEqual(await check(), [[STORAGE_UNWRITABLE, 1_000_000]]);
+    free = 4_000_000;
+    clock += 5_000;
+    assert.deepEqual(await check(), [[STORAGE_DISK_LOW, 1_015_000], [
+      STORAGE_UNWRITABLE,
+      1_000_000,
+    ]]);
   } finally {
     await s.close();
   }

@@ -8,6 +8,7 @@ import { PinCounts, type PinnedFigures } from "../../actors/_storage_pin_counts.
 import { StorageActor } from "../../actors/storage_actor.ts";
 import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
 import type { StorageAnswers } from "../../actors/storage_actor_messages.ts";
+import { OwnerKey } from "../../storage/private_tier.ts";
 
 /** A pins directory in memory whose manifest reads are counted. */
 function countedSource() {
@@ -93,6 +94,59 @@ Deno.test("StorageActor file_counts: follows puts and unpins as list does", asyn
     assert.equal((await fileCounts()).files, 2);
     unwrapReply(await actor.receive({ type: "unpin", cid: first }));
     assert.equal((await fileCounts()).files, 1);
+    await actor.postStop();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pin counts: a pin that cannot be read is counted as a file, not public, and read again at the next answer (review verify4, F4)", async () => {
+  const reads: string[] = [];
+  let readable = false;
+  const counts = new PinCounts({
+    stamp: () => Promise.resolve(1),
+    pins: () => Promise.resolve(["a"]),
+    describe: (cid) => {
+      reads.push(cid);
+      return Promise.resolve(readable ? { tier: "private", chunks: 2 } : undefined);
+    },
+  });
+  assert.deepEqual(await counts.counts(), { files: 1, publicFiles: 0, chunks: 0 });
+  readable = true; // the passing reason passed; the stamp did not change
+  assert.deepEqual(await counts.counts(), { files: 1, publicFiles: 0, chunks: 2 });
+  assert.deepEqual(await counts.counts(), { files: 1, publicFiles: 0, chunks: 2 });
+  assert.deepEqual(reads, ["a", "a"], "read again after a failure, then kept");
+});
+
+Deno.test("StorageActor: a private file sealed with another key is listed and counted as private with its manifest's chunks, as ls shows it (review verify4, F4)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sealer = new StorageActor({
+      dir,
+      ownerKey: await OwnerKey.fromSecret(new Uint8Array(32).fill(7)),
+    });
+    await sealer.preStart();
+    const { done } = await sealer.receive({
+      type: "put",
+      source: ReadableStream.from([new Uint8Array(300_000).fill(1)]),
+      private: true,
+    }) as PutHandle;
+    const { cid } = await done;
+    await sealer.postStop();
+
+    const actor = new StorageActor({
+      dir,
+      ownerKey: await OwnerKey.fromSecret(new Uint8Array(32).fill(9)),
+    });
+    await actor.preStart();
+    const listed = unwrapReply<StorageAnswers["list"]>(await actor.receive({ type: "list" }));
+    assert.deepEqual(listed.map((f) => [f.cid, f.tier]), [[cid, "private"]]);
+    const chunks = listed[0].chunks.length;
+    assert.ok(chunks > 0, "the sealed manifest's chunks were not listed");
+    const counts = unwrapReply<StorageAnswers["file_counts"]>(
+      await actor.receive({ type: "file_counts" }),
+    );
+    assert.deepEqual(counts, { files: 1, publicFiles: 0, chunks });
     await actor.postStop();
   } finally {
     await Deno.remove(dir, { recursive: true });
