@@ -13,6 +13,11 @@
  *    substitute models (another seed, fewer layers, narrower), validated against the calibrated
  *    profile: detection rate with its 95 % lower bound, the share an independent checker
  *    confirms, and how many positions the proof needed.
+ *    **Partial cheats** (review s74): 192-token fp32 jobs where a cheaper copy (fp16 weights, an
+ *    int8 KV cache, 0.02 % weight noise) runs on the second half, the last quarter or every
+ *    other position only, the honest model elsewhere. **Precision classes**: an honest worker of
+ *    the class (weights rounded to bf16 / fp16, as calibration runs it) on jobs that declare it,
+ *    then the detection table's cheats on such jobs: what each class accepts.
  * 4. **Near-ties**: at sampled positions of honest receipts, how often the sampling check
  *    admits more than one token (calibrated ε, and the uncalibrated default for comparison),
  *    what a worker that steers among admissible tokens to avoid stop strings bills extra, and
@@ -24,9 +29,10 @@
  *    the one-off gain before the conviction printed below the table.
  *
  * Run: `deno task bench detection` or `deno run -A bench/detection_bench.ts [--sizes tiny,small]
- * [--honest N] [--cheats N] [--steer N]` (per size; defaults 1000 / 300 / 60 honest receipts,
- * cheat receipts per modification and steered jobs on tiny, 200 / 60 / 12 on small). Every
- * number is measured in the run.
+ * [--honest N] [--cheats N] [--steer N] [--partial N]` (per size; defaults 1000 / 300 / 60 / 60
+ * honest receipts, cheat receipts per modification, steered jobs, and receipts per partial-cheat
+ * and precision-class row on tiny, 200 / 60 / 12 / 12 on small). Every number is measured in the
+ * run.
  *
  * @module
  */
@@ -35,7 +41,7 @@ import { buildGptModel, type GptModelSize } from "../inference/model_builder.ts"
 import { TextModel } from "../inference/text_model.ts";
 import { sampleToken } from "../inference/sampler.ts";
 import { Identity } from "../protocols/identity.ts";
-import type { GenerationParams, TextJob } from "../protocols/job.ts";
+import type { GenerationParams, JobPrecision, TextJob } from "../protocols/job.ts";
 import { type ProvedJob, proveJob } from "../proof/prover.ts";
 import { validateReceipt, type ValidationOptions } from "../proof/validation.ts";
 import { checkFraudProof } from "../proof/fraud_check.ts";
@@ -52,7 +58,13 @@ import { cheatingAdvantage, DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { isSteering } from "../proof/steering.ts";
 import type { GraphOptimizationLevel } from "../inference/_session.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
-import { buildVariant, type ModelVariant, variantName } from "../tests/proof/_models.ts";
+import {
+  buildVariant,
+  manualStream,
+  type ModelVariant,
+  variantKey,
+  variantName,
+} from "../tests/proof/_models.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -61,23 +73,50 @@ const { values } = parseArgs({
     honest: { type: "string" },
     cheats: { type: "string" },
     steer: { type: "string" },
+    partial: { type: "string" },
   },
 });
 const SIZES = values.sizes.split(",") as GptModelSize[];
 /** Work per size: tiny is ~10× cheaper to run than small. */
-const WORK: Record<GptModelSize, { honest: number; cheats: number; steer: number }> = {
-  tiny: { honest: 1000, cheats: 300, steer: 60 },
-  small: { honest: 200, cheats: 60, steer: 12 },
-  brown: { honest: 1000, cheats: 300, steer: 60 },
+const WORK: Record<
+  GptModelSize,
+  { honest: number; cheats: number; steer: number; partial: number }
+> = {
+  tiny: { honest: 1000, cheats: 300, steer: 60, partial: 60 },
+  small: { honest: 200, cheats: 60, steer: 12, partial: 12 },
+  brown: { honest: 1000, cheats: 300, steer: 60, partial: 60 },
 };
 for (const size of SIZES) {
   if (values.honest) WORK[size].honest = Number(values.honest);
   if (values.cheats) WORK[size].cheats = Number(values.cheats);
   if (values.steer) WORK[size].steer = Number(values.steer);
+  if (values.partial) WORK[size].partial = Number(values.partial);
 }
 /** The acceptance horizon: a cheat must be caught within this many output tokens. */
 const CHEAT_TOKENS = 128;
 const CORES = Math.max(1, navigator.hardwareConcurrency || 1);
+/**
+ * Output tokens of a partial cheat (review s74's length): long enough that an honest head or
+ * honest positions in between dilute every prefix of the receipt below its limit.
+ */
+const PARTIAL_TOKENS = 192;
+/** Where a partial cheat runs its cheaper copy; the honest model everywhere else. */
+const PARTS: { name: string; at: (t: number) => boolean }[] = [
+  { name: "the second half", at: (t) => t >= PARTIAL_TOKENS / 2 },
+  { name: "the last quarter", at: (t) => t >= PARTIAL_TOKENS * 3 / 4 },
+  { name: "every other position", at: (t) => t % 2 === 1 },
+];
+/** The cheaper copies a partial cheat runs: review s74's three, each caught when run throughout. */
+const PARTIAL_VARIANTS: ModelVariant[] = ["fp16", "kv-int8", { noise: 0.0002 }];
+/**
+ * Precision classes other than fp32: the honest worker of each (its weights rounded to that
+ * format, as calibration runs it) and the cheats of the detection table run on jobs that declare
+ * the class (review s74: the class's wider σ admitted some of them).
+ */
+const CLASS_CHEATS: Record<"bf16" | "fp16", ModelVariant[]> = {
+  bf16: ["int8-tensor", "int8-channel", { noise: 0.003 }, { noise: 0.001 }, "kv-int8"],
+  fp16: ["bf16", "int8-tensor", "int8-channel", { noise: 0.003 }, { noise: 0.001 }, "kv-int8"],
+};
 
 const PROMPTS = [
   "Hello world",
@@ -105,14 +144,27 @@ const STOPS = ["e ", "t"];
 const worker = Identity.generate();
 const validator = Identity.generate();
 
-function job(model: string, i: number, maxTokens: number, stop: string[] = []): TextJob {
+function job(
+  model: string,
+  i: number,
+  maxTokens: number,
+  stop: string[] = [],
+  precision: JobPrecision = "fp32",
+): TextJob {
   return {
     kind: "text",
     model,
     prompt: PROMPTS[i % PROMPTS.length],
     params: { ...SETTINGS[i % SETTINGS.length], maxTokens, seed: 1000 + i, stop },
     nonce: `bench-${i}`,
+    // fp32 is the default and not encoded (`protocols/job.ts`).
+    ...(precision === "fp32" ? {} : { precision }),
   };
+}
+
+/** A variant's name with the noise in full (`variantName` rounds it to 0.1 %). */
+function variantLabel(v: ModelVariant): string {
+  return typeof v === "string" ? variantName(v) : `noise ${+(v.noise * 100).toPrecision(3)} %`;
 }
 
 /** Wilson score interval's lower end at 95 % for k successes in n. */
@@ -296,14 +348,24 @@ for (const size of SIZES) {
       outDir: `${dir}/narrower`,
     });
     cheats.push({ name: `substitute: width ${arch.hiddenSize / 2}`, dir: `${dir}/narrower` });
-    for (const cheat of work.cheats > 0 ? cheats : []) {
-      const model = await TextModel.load(cheat.dir, { intraOpThreads: CORES });
+    /** Run `receipts` jobs whose token t comes from `modelAt(t)`, validated as a cheat row. */
+    const measure = async (
+      name: string,
+      modelAt: (t: number) => TextModel,
+      receipts: number,
+      tokens = CHEAT_TOKENS,
+      precision: JobPrecision = "fp32",
+      kind: "cheat" | "honest" = "cheat",
+      mixed = false,
+    ) => {
       const r = { receipts: 0, flagged: 0, confirmed: 0, tokens: 0, cited: 0 };
-      for (let i = 0; i < work.cheats; i++) {
-        const j = job(built.cid, 5000 + i, CHEAT_TOKENS);
+      for (let i = 0; i < receipts; i++) {
+        const j = job(built.cid, 5000 + i, tokens, [], precision);
+        const first = modelAt(0);
+        const ids = first.tokenizer.encode(j.prompt);
         const run = await proveJob(
           j,
-          model.generate(model.tokenizer.encode(j.prompt), j.params),
+          mixed ? manualStream(modelAt, ids, j.params) : first.generate(ids, j.params),
           worker,
         );
         const result = await validateReceipt(
@@ -316,24 +378,79 @@ for (const size of SIZES) {
         r.tokens += run.receipt.tokenCount;
         if (result.verdict.outcome === "valid") continue;
         r.flagged++;
+        if (kind === "honest") notes.push(`${size} ${name} receipt ${i}: ${result.verdict.reason}`);
         if (result.fraudProof) {
           r.cited += Math.max(...result.fraudProof.cited.map((c) => c.position)) + 1;
           const check = await checkFraudProof(result.fraudProof, reference, options);
           if (check.confirmed) r.confirmed++;
         }
       }
-      await model.dispose();
       rows.push({
         size,
-        name: cheat.name,
-        kind: "cheat",
+        name,
+        kind,
         receipts: r.receipts,
         flagged: r.flagged,
         confirmed: r.confirmed,
-        meanTokens: r.tokens / r.receipts,
+        meanTokens: r.tokens / Math.max(1, r.receipts),
         meanCited: r.flagged ? r.cited / r.flagged : 0,
       });
+    };
+    for (const cheat of work.cheats > 0 ? cheats : []) {
+      const model = await TextModel.load(cheat.dir, { intraOpThreads: CORES });
+      await measure(cheat.name, () => model, work.cheats);
+      await model.dispose();
     }
+    /** A cheaper copy of the honest model, built once per size. */
+    const copies = new Map<string, TextModel>();
+    const copyOf = async (v: ModelVariant) => {
+      const key = variantKey(v);
+      if (!copies.has(key)) {
+        const d = `${dir}/copy-${key.replace(/\W+/g, "_")}`;
+        await buildVariant(built.dir, d, v);
+        copies.set(key, await TextModel.load(d, { intraOpThreads: CORES }));
+      }
+      return copies.get(key)!;
+    };
+    // 3b. Partial cheats (review s74): a cheaper copy on part of the positions of an fp32 job.
+    for (const v of work.partial > 0 ? PARTIAL_VARIANTS : []) {
+      const cheap = await copyOf(v);
+      for (const part of PARTS) {
+        await measure(
+          `partial: ${variantLabel(v)} on ${part.name} (${PARTIAL_TOKENS} tokens)`,
+          (t) => part.at(t) ? cheap : reference,
+          work.partial,
+          PARTIAL_TOKENS,
+          "fp32",
+          "cheat",
+          true,
+        );
+      }
+    }
+    // 3c. The precision classes: honest class workers, then the cheats on jobs of that class.
+    for (const precision of work.cheats > 0 ? (["bf16", "fp16"] as const) : []) {
+      if (!profile.precisions[precision]) continue;
+      const own = await copyOf(precision);
+      await measure(
+        `honest: ${precision} weights on ${precision} jobs`,
+        () => own,
+        work.partial,
+        CHEAT_TOKENS,
+        precision,
+        "honest",
+      );
+      for (const v of CLASS_CHEATS[precision]) {
+        const cheap = await copyOf(v);
+        await measure(
+          `${precision} job: weights ${variantLabel(v)}`,
+          () => cheap,
+          work.partial,
+          CHEAT_TOKENS,
+          precision,
+        );
+      }
+    }
+    for (const m of copies.values()) await m.dispose();
 
     // 4b. Steering among admissible tokens to avoid stop strings and EOS.
     const strategies: [string, SamplingTolerance | null, ValidationOptions][] = [

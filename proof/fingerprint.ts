@@ -30,10 +30,13 @@
  * validator does not know whether the worker's runtime returned its logits in fp32 or rounded
  * to fp16, so it scores both ways and a set must violate under both. A set of
  * n positions violates when its mean `q` exceeds `headroom × χ²₂ₙ(1 − α)/2n`: the level a
- * Gaussian noise `headroom` times the calibrated variance exceeds with probability α. Two kinds
- * of sets are tested: each single position (the tail) and each prefix `0..m−1` (the mean over
- * all positions, so a small change in every position adds up). A prefix, not any subset: a
- * validator cannot pick the worst honest positions out of a receipt to manufacture a violation.
+ * Gaussian noise `headroom` times the calibrated variance exceeds with probability α. The sets
+ * tested: each single position (the tail), each prefix `0..m−1` (so a small change in every
+ * position adds up), each suffix `j..n−1` (a cheaper copy after an honest head), and the prefixes
+ * and suffixes of the even and of the odd positions (a cheaper copy on every other position).
+ * Fixed families, not any subset: a validator cannot pick the worst honest positions out of a
+ * receipt to manufacture a violation. α is the receipt's false-alarm budget split over every set
+ * ({@link DEFAULT_FINGERPRINT_TOLERANCE}).
  *
  * @module
  */
@@ -242,17 +245,40 @@ export interface FingerprintTolerance {
 }
 
 /**
- * Headroom 4: an honest machine may have twice the calibrated RMS noise. False alarm 1e-12 per
- * test set: a receipt has at most 2 × 4096 of them. The noise scales are for a model nobody
- * calibrated: 0.01 nats, ten times the fp16-logit noise measured on the built-in models, so a
- * single position is a violation beyond about 0.1 nats (the old fixed `hard` tolerance).
- * Calibrated profiles replace them (`fingerprintToleranceOf` in `calibration.ts`).
+ * Strides of the test's position sets. Stride 1: prefixes `0..m−1` and suffixes `j..n−1` of the
+ * receipt. Stride 2: the same within the even and within the odd positions, so a cheap copy run on
+ * every other position is not averaged away by the honest ones between (review s74). Longer
+ * strides would each add two more families to pay for out of the false-alarm budget below.
+ */
+export const FINGERPRINT_STRIDES: readonly number[] = Object.freeze([1, 2]);
+
+/**
+ * Families of tested sets: single positions, and a prefix and a suffix family per stride. Each
+ * holds at most n sets for n positions (a residue class of c positions has c − 1 prefixes and
+ * c − 1 suffixes of two or more, and the classes of one stride partition the positions).
+ */
+export const FINGERPRINT_SET_FAMILIES: number = 1 + 2 * FINGERPRINT_STRIDES.length;
+
+/**
+ * The false-alarm budget of one receipt, which the docs promise (docs/PROOF.md, "Tolerances"):
+ * α = 1e-12 for each of the 2 × 4096 sets that single positions and prefixes gave at the
+ * longest output, `MAX_JOB_TOKENS` = 4096: 8.192e-9.
+ */
+export const RECEIPT_FALSE_ALARM = 2 * 4096 * 1e-12;
+
+/**
+ * Headroom 4: an honest machine may have twice the calibrated RMS noise. False alarm per test
+ * set: the receipt's budget split over every set tested at 4096 positions, 5 families × 4096
+ * sets: 8.192e-9 / 20,480 = 4e-13 (it was 1e-12 with two families). The noise scales are for a
+ * model nobody calibrated: 0.01 nats, ten times the fp16-logit noise measured on the built-in
+ * models, so a single position is a violation beyond about 0.1 nats (the old fixed `hard`
+ * tolerance). Calibrated profiles replace them (`fingerprintToleranceOf` in `calibration.ts`).
  */
 export const DEFAULT_FINGERPRINT_TOLERANCE: Readonly<FingerprintTolerance> = Object.freeze({
   logProbSigma: 0.01,
   projectionSigma: 0.01,
   headroom: 4,
-  falseAlarm: 1e-12,
+  falseAlarm: RECEIPT_FALSE_ALARM / (FINGERPRINT_SET_FAMILIES * 4096),
 });
 
 /**
@@ -284,12 +310,23 @@ export function meanScoreLimit(
 }
 
 /**
- * Which positions violate the test, as the set to cite, or null when none does: the single
- * position or prefix `0..m−1` whose last position is earliest among those that violate under
- * every hypothesis. `scores[h][t]` is the {@link fingerprintScore} of position t under
- * hypothesis h — one per logits precision an honest worker may have sampled from (the validator
- * recomputes the fingerprint from its logits as computed and rounded to fp16; see
- * `LOGITS_PRECISIONS` in `_common.ts`): honest work matches one of them.
+ * Which positions violate the test, as the set to cite, or null when none does. The sets are
+ * each single position, and for each stride s of {@link FINGERPRINT_STRIDES} every prefix and
+ * every suffix (of two positions or more) of each residue class `{t : t ≡ r mod s}`. Single
+ * positions and prefixes come first, the one whose last position is earliest (the cheapest to
+ * check); then the suffix with the fewest positions. A set violates when it does under every
+ * hypothesis: `scores[h][t]` is the {@link fingerprintScore} of position t under hypothesis h —
+ * one per logits precision an honest worker may have sampled from (the validator recomputes the
+ * fingerprint from its logits as computed and rounded to fp16; see `LOGITS_PRECISIONS` in
+ * `_common.ts`): honest work matches one of them.
+ *
+ * @example
+ * ```ts
+ * import { fingerprintViolation } from "./fingerprint.ts";
+ * // Honest for 64 positions, then 3σ off in every component: only a suffix shows it.
+ * const q = Array.from({ length: 128 }, (_, t) => t < 64 ? 1 : 9);
+ * fingerprintViolation([q])?.at(-1); // 127
+ * ```
  */
 export function fingerprintViolation(
   scores: readonly (readonly number[])[],
@@ -298,32 +335,87 @@ export function fingerprintViolation(
   if (scores.length === 0) return null;
   const n = Math.min(...scores.map((s) => s.length));
   const single = meanScoreLimit(1, tolerance);
-  const sums = new Float64Array(scores.length);
+  const violates = (sums: Float64Array, count: number) =>
+    count > 1 && sums.every((sum) => sum / count > meanScoreLimit(count, tolerance));
+  // Running sums per stride, residue class and hypothesis.
+  const prefix = FINGERPRINT_STRIDES.map((s) =>
+    Array.from({ length: s }, () => ({ sums: new Float64Array(scores.length), count: 0 }))
+  );
   for (let t = 0; t < n; t++) {
     if (scores.every((s) => !(s[t] <= single))) return [t];
-    scores.forEach((s, h) => sums[h] += s[t]);
-    const limit = meanScoreLimit(t + 1, tolerance);
-    if (t > 0 && sums.every((sum) => sum / (t + 1) > limit)) {
-      return Array.from({ length: t + 1 }, (_, i) => i);
+    for (const [i, s] of FINGERPRINT_STRIDES.entries()) {
+      const run = prefix[i][t % s];
+      scores.forEach((sc, h) => run.sums[h] += sc[t]);
+      run.count++;
+      if (violates(run.sums, run.count)) return progression(t % s, s, t);
     }
   }
-  return null;
+  let best: number[] | null = null;
+  for (const s of FINGERPRINT_STRIDES) {
+    for (let r = 0; r < s && r < n; r++) {
+      const last = r + Math.floor((n - 1 - r) / s) * s;
+      const sums = new Float64Array(scores.length);
+      let count = 0;
+      for (let t = last; t >= 0 && (best === null || count + 1 < best.length); t -= s) {
+        scores.forEach((sc, h) => sums[h] += sc[t]);
+        count++;
+        if (violates(sums, count)) {
+          best = progression(t, s, last);
+          break;
+        }
+      }
+    }
+  }
+  return best;
+}
+
+/** The positions `first, first + step, …, last`. */
+function progression(first: number, step: number, last: number): number[] {
+  return Array.from({ length: Math.floor((last - first) / step) + 1 }, (_, i) => first + i * step);
 }
 
 /**
- * True when cited positions violate the test by themselves under every hypothesis (see
- * {@link fingerprintViolation}). A citation is one position (the tail test) or a whole prefix
- * `0..m−1` (the mean test); anything else proves nothing. `scores[h]` are in the order of
- * `positions`.
+ * Whether `positions` (ascending) is a set {@link fingerprintViolation} tests on a receipt of
+ * `tokenCount` positions: one position, or a prefix or suffix of a residue class of a stride of
+ * {@link FINGERPRINT_STRIDES}. Without `tokenCount`, the rules of fraud proofs of version 1:
+ * one position or a prefix `0..m−1` (what a checker of that version confirms).
+ */
+export function isTestedSet(positions: readonly number[], tokenCount?: number): boolean {
+  const n = positions.length;
+  if (n === 0 || positions.some((p) => !Number.isInteger(p) || p < 0)) return false;
+  const last = positions[n - 1];
+  if (tokenCount !== undefined && last >= tokenCount) return false;
+  if (n === 1) return true;
+  if (tokenCount === undefined) return positions.every((p, i) => p === i);
+  const step = positions[1] - positions[0];
+  if (!FINGERPRINT_STRIDES.includes(step)) return false;
+  if (!positions.every((p, i) => p === positions[0] + i * step)) return false;
+  return positions[0] < step || last + step >= tokenCount;
+}
+
+/**
+ * True when cited positions are a tested set ({@link isTestedSet}) and violate the test by
+ * themselves under every hypothesis (see {@link fingerprintViolation}); anything else proves
+ * nothing. `scores[h]` are in the order of `positions`. `tokenCount` is the receipt's (it says
+ * which sets are suffixes); without it, only the sets of version-1 fraud proofs count.
+ *
+ * @example
+ * ```ts
+ * import { citedScoresViolate, meanScoreLimit } from "./fingerprint.ts";
+ * const high = Array(8).fill(meanScoreLimit(8) * 2);
+ * citedScoresViolate([120, 121, 122, 123, 124, 125, 126, 127], [high], undefined, 128); // true
+ * citedScoresViolate([120, 121, 122, 123, 124, 125, 126, 127], [high], undefined, 256); // false
+ * ```
  */
 export function citedScoresViolate(
   positions: readonly number[],
   scores: readonly (readonly number[])[],
   tolerance: FingerprintTolerance = DEFAULT_FINGERPRINT_TOLERANCE,
+  tokenCount?: number,
 ): boolean {
   const n = positions.length;
   if (n === 0 || scores.length === 0 || scores.some((s) => s.length !== n)) return false;
-  if (n > 1 && !positions.every((p, i) => p === i)) return false;
+  if (!isTestedSet(positions, tokenCount)) return false;
   const limit = meanScoreLimit(n, tolerance);
   return scores.every((s) => !(s.reduce((a, q) => a + q, 0) / n <= limit));
 }

@@ -20,6 +20,7 @@
 import { JobInputError, jobPromptText } from "../protocols/job_input.ts";
 import { receiptContradiction, verifyReceipt } from "../protocols/receipt.ts";
 import {
+  FRAUD_PROOF_VERSION_WIDE_SETS,
   type FraudProof,
   fraudProofHash,
   FraudProofSchema,
@@ -270,6 +271,9 @@ export async function checkFraudProof(
         r.results.map((x, i) => fingerprintScore(claimed[i], x.fingerprints[h], t))
       ),
       t,
+      // Version 1 proofs keep version 1's sets (single positions and prefixes), so a checker of
+      // either version settles them alike.
+      proof.v >= FRAUD_PROOF_VERSION_WIDE_SETS ? receipt.tokenCount : undefined,
     );
   const checking = { ...tol.fingerprint, headroom: tol.fingerprint.headroom * CHECKER_SLACK };
   if (violates(checking)) return done(true, "confirmed");

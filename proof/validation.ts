@@ -48,7 +48,11 @@ import {
   type FraudProof,
   signFraudProof,
 } from "../protocols/fraud_proof.ts";
-import { fraudProofHash } from "../protocols/fraud_proof.ts";
+import {
+  FRAUD_PROOF_VERSION,
+  FRAUD_PROOF_VERSION_WIDE_SETS,
+  fraudProofHash,
+} from "../protocols/fraud_proof.ts";
 import {
   assertOpens,
   chunkCount,
@@ -63,6 +67,7 @@ import {
   fingerprintScore,
   type FingerprintTolerance,
   fingerprintViolation,
+  isTestedSet,
   readFingerprint,
 } from "./fingerprint.ts";
 import type { SamplingTolerance } from "./sampling_check.ts";
@@ -254,6 +259,18 @@ export interface ValidationOutcome {
 }
 
 /**
+ * The fraud-proof version a claim needs: 2 for a fingerprint citation that version-1 checkers
+ * would refute (a suffix or a stride-2 set), so they read it as malformed and decide nothing
+ * instead of charging the validator; 1 for everything else, which every checker confirms alike.
+ */
+function fraudProofVersionOf(fraud: Pick<FraudProof, "kind" | "cited">): number {
+  const positions = fraud.cited.map((c) => c.position);
+  return fraud.kind === "fingerprint" && !isTestedSet(positions)
+    ? FRAUD_PROOF_VERSION_WIDE_SETS
+    : FRAUD_PROOF_VERSION;
+}
+
+/**
  * Sign a validation's result: the verdict on an inference receipt and, when `fraud` is given,
  * the fraud proof it names (both stamped with one `now()`). Every path that judges a receipt
  * ends here, with or without the model.
@@ -261,7 +278,7 @@ export interface ValidationOutcome {
 export function signValidationResult(o: ValidationOutcome): ValidationResult {
   const issuedAt = o.now();
   const fraudProof = o.fraud
-    ? signFraudProof({ v: 1, ...o.fraud, issuedAt }, o.validator)
+    ? signFraudProof({ v: fraudProofVersionOf(o.fraud), ...o.fraud, issuedAt }, o.validator)
     : undefined;
   const verdict = signVerdict({
     v: 1,

@@ -41,6 +41,14 @@ import { holdsAtMostValues } from "./value_count.ts";
 
 /** Version of the fraud-proof format. */
 export const FRAUD_PROOF_VERSION = 1;
+/**
+ * Version 2: the same fields, for a `fingerprint` proof that cites a set only today's test
+ * tries: a suffix, or a prefix or suffix of the even or odd positions (`isTestedSet` in
+ * `proof/fingerprint.ts`, review s74). A version-1 checker confirms single positions and
+ * prefixes only and would refute such a proof as a false accusation; a version it does not
+ * parse is malformed to it, which charges and decides nothing. Every other proof stays version 1.
+ */
+export const FRAUD_PROOF_VERSION_WIDE_SETS = 2;
 const FRAUD_DOMAIN = "veriflow/fraud-proof/v1";
 
 /** What a fraud proof claims. */
@@ -131,7 +139,7 @@ export const MAX_FRAUD_PROOF_JOB_VALUES = 4096;
 
 /** Zod schema of a fraud proof on the wire (the job is checked loosely; the checker re-derives its id). */
 export const FraudProofSchema: z.ZodType<FraudProof> = z.object({
-  v: z.literal(FRAUD_PROOF_VERSION),
+  v: z.union([z.literal(FRAUD_PROOF_VERSION), z.literal(FRAUD_PROOF_VERSION_WIDE_SETS)]),
   kind: z.enum([
     "fingerprint",
     "sampling",

@@ -261,18 +261,26 @@ const copies = new Map<string, Promise<TextModel>>();
  * thread: what a cheating worker runs. Built once per test process.
  */
 export function cheaperCopy(v: ModelVariant): Promise<TextModel> {
-  const name = variantName(v);
-  let model = copies.get(name);
+  // Keyed on the whole variant, not its display name: the name rounds the noise to 0.1 % and
+  // leaves out the seed, so two levels shared one copy and a row measured the wrong model
+  // (review s74).
+  const key = variantKey(v);
+  let model = copies.get(key);
   if (!model) {
     model = (async () => {
       const f = await loadFixture();
-      const dir = `${f.dir}/copy-${name.replace(/\W+/g, "_")}`;
+      const dir = `${f.dir}/copy-${key.replace(/\W+/g, "_")}`;
       await buildVariant(`${f.dir}/honest`, dir, v);
       return await TextModel.load(dir, { intraOpThreads: 1 });
     })();
-    copies.set(name, model);
+    copies.set(key, model);
   }
   return model;
+}
+
+/** A key that tells every variant apart: the noise in full and its seed. */
+export function variantKey(v: ModelVariant): string {
+  return typeof v === "string" ? v : `noise-${v.noise}-seed-${v.seed ?? 1}`;
 }
 
 /** The fixture's honest model calibrated, with workers under each honest execution variant. */

@@ -32,6 +32,7 @@ import {
   variantName,
 } from "./_models.ts";
 import { TextModel } from "../../inference/text_model.ts";
+import { isTestedSet } from "../../proof/fingerprint.ts";
 
 const worker = Identity.generate();
 const validator = Identity.generate();
@@ -438,6 +439,73 @@ for (const v of ["bf16", "int8-tensor", "int8-channel", { noise: 0.003 }] as Mod
     }
   });
 }
+
+/**
+ * A worker that runs a cheaper copy on part of the positions only (review s74): the honest
+ * positions around them diluted every prefix's mean below its limit, so these were paid.
+ */
+async function expectPartialCheatCaught(
+  v: ModelVariant,
+  cheapAt: (t: number, tokens: number) => boolean,
+  name: string,
+): Promise<void> {
+  const TOKENS = 192;
+  const copy = await cheaperCopy(v);
+  const f = await loadFixture();
+  for (let i = 0; i < 8; i++) {
+    // Four prompts × greedy and three sampled settings, seeds of their own: a mix on which
+    // both cheats passed some jobs under tails and prefixes only (measured for review s74).
+    const job: TextJob = {
+      ...textJob(f.honest, i, TOKENS),
+      prompt: PROMPTS[[0, 1, 6, 7][i % 4]],
+      params: { ...params(i, TOKENS), seed: 9000 + i },
+      nonce: `partial${i}`,
+    };
+    const run = await proveJob(
+      job,
+      manualStream(
+        (t) => cheapAt(t, TOKENS) ? copy : f.honest,
+        f.honest.tokenizer.encode(job.prompt),
+        job.params,
+      ),
+      worker,
+    );
+    const result = await challenge(f.honestThreads, job, run);
+    assert.equal(result.verdict.outcome, "fraud", `${name} job ${i}: ${result.verdict.reason}`);
+    assert.equal(result.confirmed, true, `${name} job ${i}: the checker confirms`);
+    const proof = result.fraudProof!;
+    const cited = proof.cited.map((c) => c.position);
+    assert.ok(cited.some((t) => cheapAt(t, TOKENS)), `${name}: cites a cheated position`);
+    // A set version-1 checkers do not test travels as version 2; signed as version 1 it proves
+    // nothing (what a version-1 checker would answer), so both versions settle it alike.
+    assert.equal(proof.v, isTestedSet(cited) ? 1 : 2, `${name} job ${i}: version`);
+    if (proof.v === 2) {
+      const { sig: _sig, validator: _key, ...unsigned } = proof;
+      const asV1 = signFraudProof({ ...unsigned, v: 1 }, validator);
+      const check = await checkFraudProof(asV1, f.honestThreads, await calibrated());
+      assert.equal(check.confirmed, false, `${name} job ${i}: a version-1 citation of it`);
+      assert.equal(check.reason, "not_reproduced");
+    }
+  }
+}
+
+Deno.test("cheat: 0.02 % weight noise on the last quarter of an fp32 job is caught by a suffix", async () => {
+  await expectPartialCheatCaught(
+    { noise: 0.0002 },
+    (t, n) => t >= n * 3 / 4,
+    "0.02 % noise on the last quarter",
+  );
+});
+
+Deno.test("cheat: 0.017 % weight noise on every other position of an fp32 job is caught by a stride-2 set", async () => {
+  // Strong enough that the odd positions' own mean clears its limit, weak enough that the honest
+  // even positions pulled every prefix under its limit (caught on 6 of 8 jobs before review s74).
+  await expectPartialCheatCaught(
+    { noise: 0.00017 },
+    (t) => t % 2 === 1,
+    "0.017 % noise on odd positions",
+  );
+});
 
 Deno.test("precision: a bf16 worker is paid on a job that declares bf16 and caught on an fp32 job", async () => {
   const copy = await cheaperCopy("bf16");

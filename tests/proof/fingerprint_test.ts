@@ -5,12 +5,14 @@ import {
   DEFAULT_FINGERPRINT_TOLERANCE,
   FINGERPRINT_BYTES,
   FINGERPRINT_QUANTIZATION_RMS,
+  FINGERPRINT_SET_FAMILIES,
   FINGERPRINT_STEP,
   fingerprintDistance,
   fingerprintOf,
   fingerprintScore,
   type FingerprintTolerance,
   fingerprintViolation,
+  isTestedSet,
   meanScoreLimit,
   projectionSigns,
   readFingerprint,
@@ -154,8 +156,11 @@ Deno.test("fingerprint test: a citation is one position or a whole prefix; cherr
   const high = meanScoreLimit(8, TOL) * 2;
   const prefix = Array.from({ length: 8 }, (_, i) => i);
   assert.equal(citedScoresViolate(prefix, [Array(8).fill(high)], TOL), true);
-  const picked = [0, 2, 4, 6, 8, 10, 12, 14];
-  assert.equal(citedScoresViolate(picked, [Array(8).fill(high)], TOL), false, "not a prefix");
+  const picked = [0, 3, 4, 9, 10, 12, 13, 14];
+  assert.equal(citedScoresViolate(picked, [Array(8).fill(high)], TOL, 64), false, "picked");
+  // Version-1 rules (no token count): the even positions are not a prefix.
+  const evens = [0, 2, 4, 6, 8, 10, 12, 14];
+  assert.equal(citedScoresViolate(evens, [Array(8).fill(high)], TOL), false, "not a prefix");
   assert.equal(citedScoresViolate([5], [[meanScoreLimit(1, TOL) * 1.01]], TOL), true);
   assert.equal(citedScoresViolate([5], [[meanScoreLimit(1, TOL) * 0.99]], TOL), false);
   assert.equal(citedScoresViolate([], [[]], TOL), false);
@@ -178,4 +183,55 @@ Deno.test("fingerprint score: the calibrated noise sets the scale; quantization 
   assert.ok(Math.abs(fingerprintScore(a, b, TOL) - 12.5) < 1e-9);
   assert.ok(FINGERPRINT_QUANTIZATION_RMS < 1e-3, "the step's rounding is below fp16-logit noise");
   assert.equal(fingerprintScore(a, { logProb: NaN, projection: 0 }, TOL), Infinity);
+});
+
+Deno.test("fingerprint test: a cheat on the tail only is cited by a suffix", () => {
+  // Honest (q = 1) for 144 positions, 4σ off in both components (q = 16) on the last 48: the
+  // whole receipt's mean (4.75) is under every prefix's limit.
+  const q = Array.from({ length: 192 }, (_, t) => t < 144 ? 1 : 16);
+  const cited = fingerprintViolation([q], TOL);
+  assert.ok(cited && cited.length > 1, `cited ${cited}`);
+  assert.equal(cited.at(-1), 191, "a suffix ends at the last position");
+  assert.deepEqual(cited, Array.from({ length: cited.length }, (_, i) => 192 - cited.length + i));
+  assert.ok(cited[0] >= 144, "no honest position is needed");
+  const scores = cited.map((t) => q[t]);
+  assert.equal(citedScoresViolate(cited, [scores], TOL, 192), true);
+  assert.equal(citedScoresViolate(cited, [scores], TOL, 256), false, "not a suffix of 256");
+  assert.equal(citedScoresViolate(cited, [scores], TOL), false, "version 1 cites no suffix");
+});
+
+Deno.test("fingerprint test: a cheat on every other position is cited by a stride-2 set", () => {
+  // q = 12 at odd positions: the mean over all positions (6.5) stays under L(192) and every
+  // prefix's limit, the odd positions' own mean does not.
+  const q = Array.from({ length: 192 }, (_, t) => t % 2 ? 12 : 1);
+  const cited = fingerprintViolation([q], TOL);
+  assert.ok(cited && cited.length > 1, `cited ${cited}`);
+  assert.ok(cited.every((t) => t % 2 === 1), "odd positions only");
+  assert.ok(cited.every((t, i) => i === 0 || t - cited[i - 1] === 2), "every other position");
+  assert.equal(cited[0], 1, "a prefix of the odd positions");
+  assert.equal(citedScoresViolate(cited, [cited.map((t) => q[t])], TOL, 192), true);
+  assert.equal(isTestedSet([1, 4, 7], 192), false, "stride 3 is not tested");
+  assert.equal(isTestedSet([101, 103, 105], 192), false, "inside, neither prefix nor suffix");
+  assert.equal(isTestedSet([187, 189, 191], 192), true, "a suffix of the odd positions");
+  assert.equal(isTestedSet([186, 188, 190], 192), true, "a suffix of the even positions");
+  assert.equal(isTestedSet([190, 191, 192], 192), false, "beyond the receipt");
+});
+
+Deno.test("fingerprint test: more sets keep the false-alarm budget the docs state", () => {
+  // Singles, and prefixes and suffixes for strides 1 and 2, at most 4096 sets each: the per-set
+  // α times every set tested on the longest receipt is the old 2 × 4096 × 1e-12.
+  assert.equal(FINGERPRINT_SET_FAMILIES, 5);
+  const perSet = DEFAULT_FINGERPRINT_TOLERANCE.falseAlarm;
+  assert.ok(Math.abs(perSet * FINGERPRINT_SET_FAMILIES * 4096 - 2 * 4096 * 1e-12) < 1e-20);
+  // Honest Gaussian noise at the full headroom (q = 4 × Exp(1)) over every family: none trips.
+  const g = gaussian(11);
+  let flagged = 0;
+  for (let receipt = 0; receipt < 200; receipt++) {
+    const scores = Array.from({ length: 64 + receipt }, () => {
+      const a = g(), b = g();
+      return 4 * (a * a + b * b) / 2;
+    });
+    if (fingerprintViolation([scores], TOL) !== null) flagged++;
+  }
+  assert.equal(flagged, 0);
 });
