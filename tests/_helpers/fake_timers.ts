@@ -30,6 +30,15 @@ export class FakeTimers {
     this.armed.clear();
     for (const { callback } of due) callback();
   }
+
+  /** Fire the timers armed for `ms`, and only those (one kind of timer among others). */
+  fireFor(ms: number): void {
+    for (const [handle, timer] of [...this.armed]) {
+      if (timer.ms !== ms) continue;
+      this.armed.delete(handle);
+      timer.callback();
+    }
+  }
 }
 
 /** Let the event loop turn `n` times (I/O and timers included), so pending work can run. */

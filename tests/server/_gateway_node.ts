@@ -19,7 +19,8 @@ import { cidDigest, cidFromDigest, DAG_PB_CODEC, RAW_CODEC } from "../../protoco
 import { createApp } from "../../server/app.ts";
 import { fileRoutes } from "../../server/file_routes.ts";
 import { gatewayRoutes, type GatewayRoutesOptions } from "../../server/gateway_routes.ts";
-import type { ChunkStore } from "../../storage/chunk_store.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { FileStore, type FileStoreOptions } from "../../storage/file_store.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
 import type { OwnerKey } from "../../storage/private_tier.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
@@ -110,6 +111,23 @@ export async function startGatewayNode(dir: string, options?: GatewayNodeOptions
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/**
+ * An empty store in a new temporary directory (the one {@link startGatewayNode} serves), and ways
+ * to fill it: `put` stores a file (text or bytes) and gives its CID, `make` hand-makes blocks.
+ */
+export async function newGatewayStore(options?: FileStoreOptions) {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const files = new FileStore(store, options);
+  const put = async (content: string | Uint8Array) =>
+    (await files.put(
+      ReadableStream.from([
+        typeof content === "string" ? new TextEncoder().encode(content) : content,
+      ]),
+    )).cid;
+  return { dir, store, files, put, make: blockMaker(store) };
 }
 
 /** Hand-made blocks in `store`: raw leaves, dag-pb nodes, UnixFS directories and file nodes. */

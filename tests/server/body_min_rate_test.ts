@@ -38,11 +38,7 @@ function slowBody() {
     window: async (bytes: number) => {
       send(bytes);
       await turns(10);
-      for (const [handle, timer] of [...timers.armed]) {
-        if (timer.ms !== BODY_RATE_WINDOW_MS) continue;
-        timers.armed.delete(handle);
-        timer.callback();
-      }
+      timers.fireFor(BODY_RATE_WINDOW_MS);
       await turns(10);
     },
     close: async (bytes: number) => {

@@ -46,11 +46,7 @@ function reader(budget: BodyBudget) {
       } catch { /* cut */ }
     }
     await turns(10);
-    for (const [handle, timer] of [...timers.armed]) {
-      if (timer.ms !== BODY_RATE_WINDOW_MS) continue;
-      timers.armed.delete(handle);
-      timer.callback();
-    }
+    timers.fireFor(BODY_RATE_WINDOW_MS);
     await turns(10);
   };
   /** A newcomer's body of `bytes`, sent whole: `read` or the refusal's code. */

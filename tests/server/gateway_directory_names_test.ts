@@ -6,30 +6,18 @@
  * gateway cannot write (DAG-JSON, DAG-CBOR, TAR) is 406, not the file's bytes.
  */
 import assert from "node:assert/strict";
-import { ChunkStore } from "../../storage/chunk_store.ts";
-import { FileStore } from "../../storage/file_store.ts";
 import { UnixfsDirectoryCache } from "../../storage/unixfs_directory_cache.ts";
 import {
   directoryIndex,
   directoryIndexParts,
   INDEX_ROWS_PER_PART,
 } from "../../server/gateway_directory.ts";
-import { blockMaker, startGatewayNode } from "./_gateway_node.ts";
+import { newGatewayStore, startGatewayNode } from "./_gateway_node.ts";
 
-const text = (s: string) => new TextEncoder().encode(s);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-async function newStore() {
-  const dir = await Deno.makeTempDir();
-  const store = await ChunkStore.open(dir);
-  const files = new FileStore(store);
-  const put = async (content: string) =>
-    (await files.put(ReadableStream.from([text(content)]))).cid;
-  return { dir, put, make: blockMaker(store) };
-}
-
 Deno.test("a listing links entries no path reaches (empty, ., .., a/b, NUL, a control character, a repeated name) by their own CID and says why; the first of a repeated name is the one a path reaches", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const hostile = ["", ".", "..", "a/b", "nul\0x", "bell\x07"];
   const cids = new Map<string, string>();
   for (const name of hostile) cids.set(name, await put(`content of ${JSON.stringify(name)}`));
@@ -75,7 +63,7 @@ Deno.test("a listing links entries no path reaches (empty, ., .., a/b, NUL, a co
 });
 
 Deno.test("the gateway decodes a directory once for repeated paths through it: the routes' cache answers later requests", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const entries = [];
   for (let i = 0; i < 300; i++) entries.push({ name: `f${i}`, cid: await put(`file ${i}`) });
   entries.sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -95,7 +83,7 @@ Deno.test("the gateway decodes a directory once for repeated paths through it: t
 });
 
 Deno.test("an Accept naming only DAG-JSON, DAG-CBOR, JSON, CBOR or TAR is 406 naming what the gateway sends; with */* besides, the file's bytes", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const file = await put("plain words");
   const root = await make.directory([{ name: "a.txt", cid: file }]);
   const node = await startGatewayNode(dir);
@@ -155,7 +143,7 @@ Deno.test("a big directory's listing is built in pieces of INDEX_ROWS_PER_PART r
 });
 
 Deno.test("a listing of more than INDEX_ROWS_PER_PART entries is streamed whole, without a Content-Length; a small one keeps its length", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const leaf = await put("same leaf");
   const names = Array.from({ length: INDEX_ROWS_PER_PART * 2 + 7 }, (_, i) => `n${i}`).sort();
   const big = await make.directory(names.map((name) => ({ name, cid: leaf })));

@@ -28,7 +28,7 @@ import { storageKey } from "../../protocols/cid.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { ShareStore } from "../../storage/share_links.ts";
-import { blockMaker, readCar, startGatewayNode } from "./_gateway_node.ts";
+import { newGatewayStore, readCar, startGatewayNode } from "./_gateway_node.ts";
 
 // The HTTP semantics of `/ipfs/{cid}` a cache or a trustless client relies on, on a real HTTP
 // server on 127.0.0.1: `Vary: Accept` on every answer (one URL is a file, a block or a CAR by
@@ -409,17 +409,8 @@ Deno.test("a stored HTML file is served sandboxed on both routes: it never runs 
 const text = (s: string) => new TextEncoder().encode(s);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-/** An empty store in a new directory, and ways to fill it. */
-async function newStore() {
-  const dir = await Deno.makeTempDir();
-  const store = await ChunkStore.open(dir);
-  const files = new FileStore(store, { chunkSize: 1024 });
-  const put = async (content: string | Uint8Array) =>
-    (await files.put(
-      ReadableStream.from([typeof content === "string" ? text(content) : content]),
-    )).cid;
-  return { dir, store, files, put, make: blockMaker(store) };
-}
+/** An empty store in a new directory, and ways to fill it: files cut into 1 KiB chunks. */
+const newStore = () => newGatewayStore({ chunkSize: 1024 });
 
 Deno.test("a Range under an If-Range that is not the file's strong ETag is answered with the whole file (200), not a piece of another version; a matching one is 206", async () => {
   const { dir, put } = await newStore();

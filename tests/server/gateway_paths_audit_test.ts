@@ -21,10 +21,9 @@ import {
 } from "../../protocols/cid.ts";
 import { MAX_PATH_NAMES } from "../../server/gateway_paths.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import { FileStore } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { pseudoRandomBytes } from "../storage/_helpers.ts";
-import { blockMaker, readCar, startGatewayNode } from "./_gateway_node.ts";
+import { blockMaker, newGatewayStore, readCar, startGatewayNode } from "./_gateway_node.ts";
 import { decodeUnixfs, filePieces } from "../../storage/unixfs.ts";
 
 // The gateway's content paths against what an outside audit sent them (on a real HTTP server on
@@ -37,18 +36,6 @@ import { decodeUnixfs, filePieces } from "../../storage/unixfs.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-
-/** An empty store in a new directory, and ways to fill it. */
-async function newStore() {
-  const dir = await Deno.makeTempDir();
-  const store = await ChunkStore.open(dir);
-  const files = new FileStore(store);
-  const put = async (content: string | Uint8Array) =>
-    (await files.put(
-      ReadableStream.from([typeof content === "string" ? text(content) : content]),
-    )).cid;
-  return { dir, store, files, put, make: blockMaker(store) };
-}
 
 /**
  * A file DAG of `levels` levels over one 1-byte leaf, each node linking the level below 174
@@ -66,7 +53,7 @@ async function repeatedDag(make: ReturnType<typeof blockMaker>, levels: number) 
 }
 
 Deno.test("the CID and the path come from the same raw path: an encoded `..` that would leave the CID is 400, never another root's file; one inside the path resolves there", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const a = await make.directory([{ name: "x.txt", cid: await put("content of A/x.txt") }]);
   const b = await make.directory([{ name: "x.txt", cid: await put("content of B/x.txt") }]);
   const node = await startGatewayNode(dir);
@@ -95,7 +82,7 @@ Deno.test("the CID and the path come from the same raw path: an encoded `..` tha
 });
 
 Deno.test("entity-bytes walks a node its parent links 174 times once, not 174 times: a 6-level DAG of 7 blocks claiming 27.7 TB answers 1:* and 0:999999 with those 7 blocks", async () => {
-  const { dir, make } = await newStore();
+  const { dir, make } = await newGatewayStore();
   const small = await repeatedDag(make, 2);
   const big = await repeatedDag(make, 6);
   assert.equal(big.size, 174 ** 6);
@@ -125,7 +112,7 @@ Deno.test("entity-bytes walks a node its parent links 174 times once, not 174 ti
 });
 
 Deno.test("a byte range whose walk would take more steps than the limit is 400 naming entity-bytes, before any CAR is sent (GET and HEAD alike); a smaller one is answered", async () => {
-  const { dir, make } = await newStore();
+  const { dir, make } = await newGatewayStore();
   const dag = await repeatedDag(make, 2); // the root links one node 174 times, over 174 leaves
   const node = await startGatewayNode(dir, { routes: { maxRangeSteps: 100 } });
   try {
@@ -152,7 +139,7 @@ Deno.test("a byte range whose walk would take more steps than the limit is 400 n
 });
 
 Deno.test("a CAR's HEAD writes no CAR and reads no leaf, and its Content-Length is its GET's where it reads every block, none where the CAR holds a leaf", async () => {
-  const { dir, store, put, make } = await newStore();
+  const { dir, store, put, make } = await newGatewayStore();
   const big = await put(pseudoRandomBytes(600_000, 61)); // a root over 3 leaves
   const leaves = dagPb.decode(await store.get(storageKey(big))).Links
     .map((link) => link.Hash.toString());
@@ -206,7 +193,7 @@ Deno.test("a CAR's HEAD writes no CAR and reads no leaf, and its Content-Length 
 });
 
 Deno.test(`a path of more than ${MAX_PATH_NAMES} names is 400, so X-Ipfs-Roots (a CID per name) stays a few KB; ${MAX_PATH_NAMES} are followed`, async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   let cid = await put("bottom");
   let name = "f.txt";
   const names: string[] = [];
@@ -239,7 +226,7 @@ Deno.test(`a path of more than ${MAX_PATH_NAMES} names is 400, so X-Ipfs-Roots (
 Deno.test("another owner's private file is 403 key_required as any private file is (not 500), its CAR is served, and a listing whose index.html is one falls back to the generated index", async () => {
   const owner = await OwnerKey.fromSecret(new Uint8Array(32).fill(1));
   const other = await OwnerKey.fromSecret(new Uint8Array(32).fill(2));
-  const { dir, files, make } = await newStore();
+  const { dir, files, make } = await newGatewayStore();
   const secret = await files.put(ReadableStream.from([text("TOP SECRET")]), {
     key: owner,
     name: "s.txt",
@@ -278,7 +265,7 @@ Deno.test("another owner's private file is 403 key_required as any private file 
 });
 
 Deno.test("only a literal / at the end of the raw path is a directory's form: site%2F is redirected to site/ like site, so its page's relative links resolve inside it", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const site = await make.directory([
     { name: "app.css", cid: await put("/* the site's */") },
     { name: "index.html", cid: await put('<link rel=stylesheet href="app.css">') },
@@ -304,7 +291,7 @@ Deno.test("only a literal / at the end of the raw path is a directory's form: si
 });
 
 Deno.test("identity CIDs inside a DAG are read from the CID: a directory linking one, a path to one, and a byte range of one are complete CARs", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const inline = CID.createV1(0x55, identity.digest(text("hello identity"))).toString();
   const file = await put("stored\n");
   const root = await make.directory([{ name: "a.txt", cid: file }, {
@@ -335,7 +322,7 @@ Deno.test("identity CIDs inside a DAG are read from the CID: a directory linking
 });
 
 Deno.test("a node is served by its decoded UnixFS type: a HAMT or symlink index.html gives the generated index, a symlink's bytes are 501, its entity (with or without entity-bytes) is its one block, dag-cbor data's entity is its block, a HAMT's entity 501", async () => {
-  const { dir, store, put, make } = await newStore();
+  const { dir, store, put, make } = await newGatewayStore();
   const hamt = await make.unixfsNode("hamt-sharded-directory");
   const symlink = await make.unixfsNode("symlink", text("/etc/passwd"));
   const cbor = cidFromDigest(
@@ -381,7 +368,7 @@ Deno.test("a node is served by its decoded UnixFS type: a HAMT or symlink index.
 });
 
 Deno.test("entity-bytes=0:* implies dag-scope=entity as any entity-bytes does: a directory's CAR is its own node, under the entity ETag", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const sub = await make.directory([{ name: "b.txt", cid: await put("bbbb") }]);
   const root = await make.directory([{ name: "a.txt", cid: await put("aaaa") }, {
     name: "sub",
@@ -410,7 +397,7 @@ Deno.test("entity-bytes=0:* implies dag-scope=entity as any entity-bytes does: a
 });
 
 Deno.test("directory names that are not UTF-8 stay apart: 0xFE and 0xFF list as two links keeping their bytes, and each percent-encoded byte finds its own entry", async () => {
-  const { dir, store, put } = await newStore();
+  const { dir, store, put } = await newGatewayStore();
   const first = await put("first");
   const second = await put("second");
   const bytes = dagPb.encode(dagPb.prepare({
@@ -453,7 +440,7 @@ Deno.test("directory names that are not UTF-8 stay apart: 0xFE and 0xFF list as 
 });
 
 Deno.test("plain reads, ranges and CARs leave no Deno request.signal warning in the operator's log", async () => {
-  const { dir, put, make } = await newStore();
+  const { dir, put, make } = await newGatewayStore();
   const file = await put("content of the file");
   const root = await make.directory([{ name: "f.txt", cid: file }]);
   const warnings: string[] = [];

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { Account } from "../../proof/ledger.ts";
 import type { GptWeights } from "../../training/gpt_weights.ts";
 import { MAX_HELD_OUT_LOSS_RATIO } from "../../training/_round_run.ts";
-import { GATE_STAKE, gateRounds } from "./_gate_run.ts";
+import { GATE_STAKE, type GateRounds, gateRounds } from "./_gate_run.ts";
 import { testModelCredit } from "./_fixtures.ts";
 import { upTheLoss } from "./_up_the_loss.ts";
 
@@ -46,6 +46,33 @@ function assertUnpaid(account: Account): void {
   assert.deepEqual(account, { balance: 0, stake: GATE_STAKE, locked: 0 });
 }
 
+/**
+ * One round of 4 steps: two honest trainers (keys 0 and 1) beside `count` griefers just under the
+ * solo limit, each its own delta; the run and its round's record.
+ */
+async function grieferRound(count: number) {
+  const griefers = await Promise.all(
+    Array.from(
+      { length: count },
+      async (_, k) => ({ delta: await upTheLoss(GRIEFER_SIZE, k + 1) }),
+    ),
+  );
+  const run = await gateRounds({
+    steps: 4,
+    rounds: 1,
+    reporters: [{ value: noise(HONEST, 17) }, { value: noise(HONEST, 99) }, ...griefers],
+  });
+  return { run, record: run.status.history[0] };
+}
+
+/** Paid for the one round are exactly the reporters in `accepted`; the others nothing. */
+function assertPaidIffAccepted(run: GateRounds, accepted: readonly string[]): void {
+  run.keys.forEach((key, i) => {
+    if (accepted.includes(key)) assertPaid(run.accounts[i], 1);
+    else assertUnpaid(run.accounts[i]);
+  });
+}
+
 Deno.test("a poisoned round's momentum is reset, not blamed on the honest: every later round of harmless deltas is published and paid", async () => {
   // Before: from round 2 on, the mean with the carried momentum failed the gate, the harmless
   // deltas were left out one by one, and every round after was refused: nobody paid again.
@@ -79,15 +106,7 @@ Deno.test("a poisoned round's momentum is reset, not blamed on the honest: every
 Deno.test("thirty griefers just under the solo limit beside two honest trainers: the honest are published and paid, the griefers outside the kept best left out unpaid", async () => {
   // Before: eight one-at-a-time drops left 22 griefers, whose mean with the honest still failed
   // the gate: the round was refused and nobody was paid.
-  const griefers = await Promise.all(
-    Array.from({ length: 30 }, async (_, k) => ({ delta: await upTheLoss(GRIEFER_SIZE, k + 1) })),
-  );
-  const run = await gateRounds({
-    steps: 4,
-    rounds: 1,
-    reporters: [{ value: noise(HONEST, 17) }, { value: noise(HONEST, 99) }, ...griefers],
-  });
-  const [record] = run.status.history;
+  const { run, record } = await grieferRound(30);
   assert.notEqual(record.model, record.startModel, "published");
   assert.deepEqual(record.accepted.slice(0, 2).sort(), run.keys.slice(0, 2).sort());
   assert.ok(
@@ -104,29 +123,15 @@ Deno.test("thirty griefers just under the solo limit beside two honest trainers:
     assert.match(reason, /^loss_regression: .*ranked \d+ of 32 by its delta alone/);
   }
   // Paid are exactly the deltas in the model.
-  run.keys.forEach((key, i) => {
-    if (record.accepted.includes(key)) assertPaid(run.accounts[i], 1);
-    else assertUnpaid(run.accounts[i]);
-  });
+  assertPaidIffAccepted(run, record.accepted);
 });
 
 Deno.test("ten griefers just under the solo limit: those ranked last are left out, and a griefer kept in a mean within the gate is paid (the honest-noise tolerance)", async () => {
-  const griefers = await Promise.all(
-    Array.from({ length: 10 }, async (_, k) => ({ delta: await upTheLoss(GRIEFER_SIZE, k + 1) })),
-  );
-  const run = await gateRounds({
-    steps: 4,
-    rounds: 1,
-    reporters: [{ value: noise(HONEST, 17) }, { value: noise(HONEST, 99) }, ...griefers],
-  });
-  const [record] = run.status.history;
+  const { run, record } = await grieferRound(10);
   assert.notEqual(record.model, record.startModel, "published");
   assert.ok(record.accepted.includes(run.keys[0]) && record.accepted.includes(run.keys[1]));
   assert.ok(record.heldOutLoss! <= run.status.initialLoss! * MAX_HELD_OUT_LOSS_RATIO);
   const kept = record.accepted.length - 2;
   assert.ok(kept > 0 && kept < 10, `some griefers kept, some left out: ${kept}`);
-  run.keys.forEach((key, i) => {
-    if (record.accepted.includes(key)) assertPaid(run.accounts[i], 1);
-    else assertUnpaid(run.accounts[i]);
-  });
+  assertPaidIffAccepted(run, record.accepted);
 });
