@@ -314,7 +314,10 @@ export function meanScoreLimit(
  * each single position, and for each stride s of {@link FINGERPRINT_STRIDES} every prefix and
  * every suffix (of two positions or more) of each residue class `{t : t ≡ r mod s}`. Single
  * positions and prefixes come first, the one whose last position is earliest (the cheapest to
- * check); then the suffix with the fewest positions. A set violates when it does under every
+ * check); then the suffix with the fewest positions. `tokenCount` is the receipt's: suffixes are
+ * tested only when every one of its positions was scored, since a checker judges a suffix against
+ * the receipt ({@link isTestedSet}), never against a shorter scored window (omitted: the scores
+ * are the whole receipt). A set violates when it does under every
  * hypothesis: `scores[h][t]` is the {@link fingerprintScore} of position t under hypothesis h —
  * one per logits precision an honest worker may have sampled from (the validator recomputes the
  * fingerprint from its logits as computed and rounded to fp16; see `LOGITS_PRECISIONS` in
@@ -331,6 +334,7 @@ export function meanScoreLimit(
 export function fingerprintViolation(
   scores: readonly (readonly number[])[],
   tolerance: FingerprintTolerance = DEFAULT_FINGERPRINT_TOLERANCE,
+  tokenCount?: number,
 ): number[] | null {
   if (scores.length === 0) return null;
   const n = Math.min(...scores.map((s) => s.length));
@@ -350,6 +354,8 @@ export function fingerprintViolation(
       if (violates(run.sums, run.count)) return progression(t % s, s, t);
     }
   }
+  // A suffix of a shorter window is not one of the receipt: a checker would refute it.
+  if (tokenCount !== undefined && n < tokenCount) return null;
   let best: number[] | null = null;
   for (const s of FINGERPRINT_STRIDES) {
     for (let r = 0; r < s && r < n; r++) {

@@ -510,8 +510,10 @@ export async function validateReceipt(
 
   // Candidate citations; the cheapest to check is the one whose last position is earliest.
   const candidates: { kind: FraudKind; reason: string; cited: number[] }[] = [];
-  const violation = fingerprintViolation(scores, tol.fingerprint);
-  if (violation) {
+  const violation = fingerprintViolation(scores, tol.fingerprint, receipt.tokenCount);
+  // An out-of-vocabulary token is a sampling failure any checker confirms, whatever its
+  // tolerances, while the fingerprints were scored only before it: cite it, never a set.
+  if (violation && badToken < 0) {
     candidates.push({ kind: "fingerprint", reason: "fingerprint_mismatch", cited: violation });
   }
   if (samplingFails.length > 0) {

@@ -200,6 +200,18 @@ Deno.test("fingerprint test: a cheat on the tail only is cited by a suffix", () 
   assert.equal(citedScoresViolate(cited, [scores], TOL), false, "version 1 cites no suffix");
 });
 
+Deno.test("fingerprint test: no suffix of a window shorter than the receipt is cited", () => {
+  // The tail cheat above, scored on 191 positions of a 192-token receipt (the last one out of
+  // vocabulary): a suffix of the window is no suffix of the receipt, and a checker refutes it.
+  const q = Array.from({ length: 191 }, (_, t) => t < 144 ? 1 : 16);
+  const window = fingerprintViolation([q], TOL, 191);
+  assert.ok(window && window.at(-1) === 190, `the whole window is scored: cited ${window}`);
+  assert.equal(fingerprintViolation([q], TOL, 192), null);
+  // Prefixes and single positions still are: they do not depend on the receipt's length.
+  const outlier = q.map((x, t) => t === 13 ? 1e6 : x);
+  assert.deepEqual(fingerprintViolation([outlier], TOL, 192), [13]);
+});
+
 Deno.test("fingerprint test: a cheat on every other position is cited by a stride-2 set", () => {
   // q = 12 at odd positions: the mean over all positions (6.5) stays under L(192) and every
   // prefix's limit, the odd positions' own mean does not.

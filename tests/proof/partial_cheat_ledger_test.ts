@@ -10,7 +10,10 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { receiptId } from "../../protocols/receipt.ts";
+import type { FraudProofHandled } from "../../actors/validator_actor.ts";
+import { receiptId, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
+import { commitmentRoot, packTokens, unpackTokens } from "../../proof/commitment.ts";
+import { validateReceipt } from "../../proof/validation.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { proveJob } from "../../proof/prover.ts";
@@ -21,6 +24,7 @@ import {
   f,
   ledgerReads,
   spawnValidator,
+  START,
   textJob,
 } from "../actors/_validator_fixture.ts";
 
@@ -99,3 +103,89 @@ for (const { name, variant, cheapAt } of CASES) {
     }
   });
 }
+
+// Review verify5: the validator scored only the positions before an out-of-vocabulary last token
+// and cited a suffix of that shorter window, which a checker judges against the receipt's token
+// count and refutes: at a third party the cheat was paid and the honest validator fined.
+Deno.test("ledger: a tail cheat that ends in an out-of-vocabulary token is slashed at a third party, its finder not fined", async () => {
+  const cal = await loadCalibratedFixture();
+  const cheap = await cheaperCopy({ noise: 0.0002 });
+  const me = Identity.generate(), worker = Identity.generate(), requester = Identity.generate();
+  const finder = Identity.generate();
+  const FINDER_STAKE = 1_000;
+  const job: TextJob = textJob(requester, "oov-tail", {
+    prompt: "Once upon a time, in a land far away, there lived",
+    // Seed 8: before the fix its suffix citation (183..190) was refuted (review verify5).
+    params: { maxTokens: TOKENS, temperature: 0.7, topK: 0, topP: 1, seed: 8, stop: [] },
+  });
+  const honest = await proveJob(
+    job,
+    manualStream(
+      (t) => t >= TOKENS * 3 / 4 ? cheap : f.honest,
+      f.honest.tokenizer.encode(job.prompt),
+      job.params,
+    ),
+    worker,
+  );
+  const tokens = unpackTokens(honest.proof.tokens, honest.proof.tokenBytes);
+  tokens[tokens.length - 1] = f.honest.info.vocabSize + 5;
+  const proof = { ...honest.proof, tokens: packTokens(tokens, honest.proof.tokenBytes) };
+  const decoder = f.honest.tokenizer.streamDecoder();
+  let output = "";
+  for (const t of tokens) if (t !== f.honest.info.eosTokenId) output += decoder.push(t);
+  output += decoder.flush();
+  const { sig: _s, worker: _w, ...unsigned } = honest.receipt;
+  const receipt = signReceipt({
+    ...unsigned,
+    outputHash: textOutputHash(output),
+    commitment: { ...honest.receipt.commitment, root: commitmentRoot(proof) },
+  }, worker);
+  const found = await validateReceipt({ job, receipt, proof, output }, cal.validator, finder, {
+    calibration: cal.calibration,
+  });
+  assert.equal(found.verdict.outcome, "fraud", `verdict ${found.verdict.reason}`);
+  assert.ok(found.fraudProof);
+  assert.equal(found.fraudProof.kind, "sampling", "the bad token is cited, not a fingerprint set");
+
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  const system = new ActorSystem({ name: "oov-tail" });
+  try {
+    // Coin 0: this peer judges only the proof it is sent.
+    const validator = await spawnValidator(system, {
+      clock,
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      challengeProbability: 0,
+      models: {
+        get: (cid) => Promise.resolve(cid === f.honest.info.cid ? cal.validator : undefined),
+      },
+      validation: { calibration: cal.calibration },
+      source: { proof: () => Promise.resolve(undefined) },
+    });
+    for (const [key, amount] of [[worker, STAKE], [finder, FINDER_STAKE]] as const) {
+      await validator.ask({ type: "deposit", key: key.publicKey, amount });
+    }
+    const reads = ledgerReads(() => validator, clock);
+    await announceAssigned(validator, receipt, job, requester, { issuedAt: START });
+    const handled = await validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: found.fraudProof,
+      origin: "cd".repeat(32),
+    });
+    assert.equal((await handled.result)?.confirmed, true, "the proof is confirmed");
+    await reads.drained();
+    await reads.closeWindow();
+
+    const id = receiptId(receipt);
+    assert.equal((await reads.record(id))?.status, "fraud");
+    const slash = receipt.tokenCount * DEFAULT_ECONOMICS.slashMultiplier;
+    const paid = await reads.account(worker.publicKey);
+    assert.equal(paid.balance, 0, "the cheat is not paid");
+    assert.equal(paid.stake, STAKE - slash, "slashed m × the job's reward");
+    assert.equal((await reads.account(finder.publicKey)).stake, FINDER_STAKE, "finder not fined");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
