@@ -174,6 +174,7 @@ export * from "./server/serve.ts";
 export * from "./server/metrics_registry.ts";
 export * from "./server/http_errors.ts";
 export { EDGE_DEFAULTS, type EdgeConfig } from "./server/edge_config.ts";
+export { TRUSTED_PROXY_HEADERS, type TrustedProxyHeader } from "./server/forwarded_for.ts";
 export type * from "./server/stream_protocol.ts";
 // The OpenAI-style streamed chunks as the `/v1` routes write them, Veriflow's fields included.
 export type {
@@ -297,6 +298,8 @@ export * from "./proof/economics.ts";
 export * from "./proof/private_input.ts";
 export { ProofStoreError } from "./proof/proof_store.ts";
 export * from "./actors/prover_actor.ts";
+// The once-at-a-time asks the health and dashboard probes share (`proofStoreConditions` takes one).
+export { PendingAsks } from "./actors/pending_asks.ts";
 export * from "./actors/validator_actor.ts";
 export * from "./proof/challenge_timing.ts";
 

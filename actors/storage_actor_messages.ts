@@ -27,6 +27,7 @@ import type { ShareRecord } from "../storage/share_links.ts";
 import type { RepairReport, ReplicaFailureReason } from "../storage/replicated_store.ts";
 import type { StoragePeer } from "../storage/storage_peer.ts";
 import type { FileCounts } from "./_storage_pin_counts.ts";
+export type { FileCounts } from "./_storage_pin_counts.ts";
 
 /** Store a file. Answered at once with a {@link PutHandle}. */
 export interface StoragePutMessage {
