@@ -27,15 +27,6 @@ function armed(timers: FakeTimers, ms: number): boolean {
   return [...timers.armed.values()].some((timer) => timer.ms === ms);
 }
 
-/** Fire the timers armed for `ms` (and only those). */
-function fire(timers: FakeTimers, ms: number): void {
-  for (const [handle, timer] of [...timers.armed]) {
-    if (timer.ms !== ms) continue;
-    timers.armed.delete(handle);
-    timer.callback();
-  }
-}
-
 /** `promise`'s value, failing the test (rather than hanging it) if it never settles. */
 async function settledValue<T>(promise: Promise<T>, what: string): Promise<T> {
   await eventually(tracker(promise), what);
@@ -64,7 +55,7 @@ Deno.test("a client that gives up on a non-streamed request after its heartbeat 
     });
     await eventually(() => node.gated.waiting > 0, "the job's first step at the gate");
     await eventually(() => armed(timers, NON_STREAM_HEARTBEAT_AFTER_MS), "the heartbeat armed");
-    fire(timers, NON_STREAM_HEARTBEAT_AFTER_MS);
+    timers.fireFor(NON_STREAM_HEARTBEAT_AFTER_MS);
     const response = await settledValue(pending, "the 200 committed by the heartbeat");
     assertEquals(response.status, 200);
     assertEquals(response.headers.get("content-type"), "application/json");
@@ -75,7 +66,7 @@ Deno.test("a client that gives up on a non-streamed request after its heartbeat 
     // The client gives up; the node learns it at the next space it writes.
     leave.abort();
     await eventually(async () => {
-      fire(timers, NON_STREAM_HEARTBEAT_EVERY_MS);
+      timers.fireFor(NON_STREAM_HEARTBEAT_EVERY_MS);
       return (await node.stats()).activeJobs === 0;
     }, "the job cancelled");
     const stats = await node.stats();
@@ -107,11 +98,11 @@ Deno.test("a non-streamed answer slower than the heartbeat's start comes as spac
     });
     await eventually(() => node.gated.waiting > 0, "the job's first step at the gate");
     await eventually(() => armed(timers, NON_STREAM_HEARTBEAT_AFTER_MS), "the heartbeat armed");
-    fire(timers, NON_STREAM_HEARTBEAT_AFTER_MS);
+    timers.fireFor(NON_STREAM_HEARTBEAT_AFTER_MS);
     // Three more spaces, a second apart on the node's clock.
     for (let beat = 0; beat < 3; beat++) {
       await eventually(() => armed(timers, NON_STREAM_HEARTBEAT_EVERY_MS), "the next space due");
-      fire(timers, NON_STREAM_HEARTBEAT_EVERY_MS);
+      timers.fireFor(NON_STREAM_HEARTBEAT_EVERY_MS);
     }
     node.gated.release(5);
     const completion = await settledValue(answer, "the SDK's completion");
@@ -127,9 +118,9 @@ Deno.test("a non-streamed answer slower than the heartbeat's start comes as spac
       body: gatedChat(2),
     });
     await eventually(() => armed(timers, NON_STREAM_HEARTBEAT_AFTER_MS), "the heartbeat armed");
-    fire(timers, NON_STREAM_HEARTBEAT_AFTER_MS);
+    timers.fireFor(NON_STREAM_HEARTBEAT_AFTER_MS);
     await eventually(() => armed(timers, NON_STREAM_HEARTBEAT_EVERY_MS), "the next space due");
-    fire(timers, NON_STREAM_HEARTBEAT_EVERY_MS);
+    timers.fireFor(NON_STREAM_HEARTBEAT_EVERY_MS);
     node.gated.release(2);
     const text = await (await settledValue(raw, "the raw answer")).text();
     assert(text.startsWith("  {"), JSON.stringify(text.slice(0, 8)));
@@ -178,7 +169,7 @@ Deno.test("a job that fails after the heartbeat committed the 200 ends the body 
 
   const late = controlled();
   const answer = fullAnswer(late.handle, COMPLETION_SHAPE, options);
-  fire(timers, NON_STREAM_HEARTBEAT_AFTER_MS);
+  timers.fireFor(NON_STREAM_HEARTBEAT_AFTER_MS);
   const response = await answer;
   assertEquals(response.status, 200);
   late.fail();
