@@ -32,6 +32,14 @@ export interface PeerCondition {
   since: number;
 }
 
+/**
+ * The configured peers that cannot be reached: down with failed dials (one never dialled yet, or
+ * whose connection just closed, is not yet). One rule for `/healthz` and the heartbeat line.
+ */
+export function unreachablePeers(peers: readonly StaticPeerState[]): StaticPeerState[] {
+  return peers.filter((p) => !p.up && p.failures > 0);
+}
+
 /** `peer_unreachable`'s message for `peer` (down, with failed dials). */
 export function describeUnreachable(peer: StaticPeerState): string {
   return `configured peer ${peer.address} cannot be reached: ${peer.lastError ?? "no answer"} ` +
@@ -65,7 +73,7 @@ export async function peerConditions(
   } catch (error) {
     return [unansweredCondition("network", "the network actor", error, now())];
   }
-  return peers.filter((p) => !p.up && p.failures > 0).map((p) => ({
+  return unreachablePeers(peers).map((p) => ({
     component: "network",
     status: "degraded",
     code: PEER_UNREACHABLE,

@@ -14,7 +14,7 @@ import { recordedReceipts } from "../actors/recorded_receipts.ts";
 import { ledgerWritesFailing } from "../actors/validator_messages.ts";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import type { NetworkMessage, PeerInfo, StaticPeerState } from "../network/network_actor.ts";
-import { describeUnreachable } from "../network/peer_conditions.ts";
+import { describeUnreachable, unreachablePeers } from "../network/peer_conditions.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { WireBudgetReport } from "../protocols/wire_budget.ts";
 
@@ -104,7 +104,7 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         const configured = await ask<NetworkMessage, StaticPeerState[]>(network, "static_peers", {
           type: "static_peers",
         });
-        const down = configured.filter((p) => !p.up && p.failures > 0);
+        const down = unreachablePeers(configured);
         return `peers ${peers.length} (workers ${workers}` +
           (convicted > 0 ? `, convicted ${convicted})` : ")") +
           (down.length === 0 ? "" : ` · ${down.map(describeUnreachable).join(" · ")}`);

@@ -339,8 +339,11 @@ export function fingerprintViolation(
   if (scores.length === 0) return null;
   const n = Math.min(...scores.map((s) => s.length));
   const single = meanScoreLimit(1, tolerance);
-  const violates = (sums: Float64Array, count: number) =>
-    count > 1 && sums.every((sum) => sum / count > meanScoreLimit(count, tolerance));
+  const violates = (sums: Float64Array, count: number) => {
+    if (count < 2) return false;
+    const limit = meanScoreLimit(count, tolerance);
+    return sums.every((sum) => sum / count > limit);
+  };
   // Running sums per stride, residue class and hypothesis.
   const prefix = FINGERPRINT_STRIDES.map((s) =>
     Array.from({ length: s }, () => ({ sums: new Float64Array(scores.length), count: 0 }))

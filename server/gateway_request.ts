@@ -49,6 +49,11 @@ export interface GatewayRequest {
   filename: string | undefined;
   /** True for `download=true`: the answer is an attachment, never rendered. */
   download: boolean;
+  /**
+   * The file types `Accept` limits a plain answer to (`application/json`, `application/cbor`),
+   * `undefined` for no limit: a file or directory page of another type is 406.
+   */
+  plainTypes: ReadonlySet<string> | undefined;
   /** Decodes a UnixFS node from its verified bytes, a directory from the routes' cache. */
   decode: (cid: string, bytes: Uint8Array) => UnixfsNode;
 }

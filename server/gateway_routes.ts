@@ -146,7 +146,9 @@ export function gatewayRoutes(
       );
     }
     const root = edgeCid(path.cid);
-    const format = responseFormat(c.req.query("format"), c.req.header("accept"));
+    // `Accept` is read once: for the format here, and for the plain answer's type (`plainTypes`).
+    const accepted = mediaRanges(c.req.header("accept") ?? "");
+    const format = responseFormat(c.req.query("format"), accepted);
     // Path Gateway spec: `Cache-Control: only-if-cached` asks for what this node holds, with no
     // fetch from the network: every read of the request (the path's directories, the node it
     // names, a file's bytes, a CAR's blocks) is kept to its own store, and a miss before the
@@ -184,6 +186,7 @@ export function gatewayRoutes(
       // browser must save it rather than render it.
       filename: c.req.query("filename") || undefined,
       download: c.req.query("download") === "true",
+      plainTypes: plainTypesAsked(accepted),
       decode,
     };
     if (format === "raw") return await blockResponse(request);
@@ -421,7 +424,7 @@ async function fileResponse(
   // else the put's (`cli put notes.txt` records the name alone); else the bytes'.
   const type = headerType(info.mime) ?? typeFromName(filename ?? name) ??
     typeFromName(info.name) ?? await sniff(source, cid, fileSize);
-  assertPlainTypeAsked(type, plainTypesAsked(c.req.header("accept")));
+  assertPlainTypeAsked(type, request.plainTypes);
   const headers: Record<string, string> = {
     ...common,
     ...UNTRUSTED_CONTENT_HEADERS,
@@ -449,7 +452,7 @@ function directoryListing(request: GatewayRequest, entries: readonly IndexEntry[
   const { c, common, head } = request;
   const etag = `"DirIndex-${DIRECTORY_INDEX_VERSION}_CID-${request.resolved.cid}"`;
   const type = "text/html; charset=utf-8";
-  assertPlainTypeAsked(type, plainTypesAsked(c.req.header("accept")));
+  assertPlainTypeAsked(type, request.plainTypes);
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
   const headers: Record<string, string> = {
     ...common,
@@ -554,13 +557,12 @@ const FILE_TYPED_FORMATS: ReadonlySet<string> = new Set(["application/json", "ap
  */
 function responseFormat(
   format: string | undefined,
-  accept: string | undefined,
+  ranges: readonly MediaRange[],
 ): "raw" | "car" | undefined {
   if (format === "raw" || format === "car") return format;
   if (format !== undefined && format !== "") {
     throw new RequestValidationError("invalid_request", `unsupported format ${format}`, "format");
   }
-  const ranges = mediaRanges(accept ?? "");
   let best: { format: "raw" | "car"; q: number } | undefined;
   for (const range of ranges) {
     const version = range.params.get("version");
@@ -593,12 +595,12 @@ function named(type: string): boolean {
 }
 
 /**
- * The file types a plain answer is limited to: those of {@link FILE_TYPED_FORMATS} that `accept`
- * takes, when it takes no other type the plain answer could be (`*\/*`, `text/html`, a file's
- * type); `undefined` for no limit.
+ * The file types a plain answer is limited to: those of {@link FILE_TYPED_FORMATS} that `Accept`'s
+ * `ranges` take, when they take no other type the plain answer could be (`*\/*`, `text/html`, a
+ * file's type); `undefined` for no limit.
  */
-function plainTypesAsked(accept: string | undefined): ReadonlySet<string> | undefined {
-  const taken = mediaRanges(accept ?? "").filter((range) => range.q > 0);
+function plainTypesAsked(ranges: readonly MediaRange[]): ReadonlySet<string> | undefined {
+  const taken = ranges.filter((range) => range.q > 0);
   if (taken.some((range) => !named(range.type))) return undefined;
   const types = new Set(taken.map((range) => range.type).filter((t) => FILE_TYPED_FORMATS.has(t)));
   return types.size > 0 ? types : undefined;

@@ -30,6 +30,7 @@ import {
   RAW_CODEC,
   storageKey,
 } from "../protocols/cid.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import {
   BlockTooLargeError,
   InvalidManifestError,
@@ -179,7 +180,7 @@ export interface UnixfsLink {
    * here with U+FFFD in place of what does not decode (two such names may read alike).
    */
   name: string;
-  /** The name's bytes, as the node holds them: what a lookup compares ({@link sameName}). */
+  /** The name's bytes, as the node holds them: what a lookup compares ({@link findLink}). */
   nameBytes: Uint8Array;
   /** The linked node's CID (CIDv1). */
   cid: string;
@@ -317,32 +318,18 @@ function inlineAware(get: GetBlock): GetBlock {
 }
 
 /**
- * True when a link's name is `name` byte for byte (UTF-8 for text): how a directory entry is looked
- * up. Names are compared as bytes, never as decoded text, so two names that are not UTF-8 (`0xFE`,
- * `0xFF`) stay two names.
- */
-export function sameName(link: UnixfsLink, name: string | Uint8Array): boolean {
-  const bytes = typeof name === "string" ? new TextEncoder().encode(name) : name;
-  return sameBytes(link.nameBytes, bytes);
-}
-
-/**
- * The first link of `links` named `name` byte for byte ({@link sameName}), or `undefined`: the UnixFS
- * spec's rule for a directory holding duplicates is that the first wins. The name is encoded once,
- * not once per link: a lookup in a 16,000-entry directory is one pass over bytes already decoded.
+ * The first link of `links` named `name` byte for byte (UTF-8 for text), or `undefined`: the
+ * UnixFS spec's rule for a directory holding duplicates is that the first wins. Names are compared
+ * as bytes, never as decoded text, so two names that are not UTF-8 (`0xFE`, `0xFF`) stay two
+ * names. The name is encoded once, not once per link: a lookup in a 16,000-entry directory is one
+ * pass over bytes already decoded.
  */
 export function findLink(
   links: readonly UnixfsLink[],
   name: string | Uint8Array,
 ): UnixfsLink | undefined {
   const bytes = typeof name === "string" ? new TextEncoder().encode(name) : name;
-  return links.find((link) => sameBytes(link.nameBytes, bytes));
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return links.find((link) => bytesEqual(link.nameBytes, bytes));
 }
 
 /** A piece of a file: `[from, to)` of the leaf `cid`, whose file data is `size` bytes. */
