@@ -12,6 +12,7 @@
 import { storageKey } from "../protocols/cid.ts";
 import { type AuditResult, StorageAuditor } from "../storage/audit.ts";
 import { type AuditRoundReport, runAuditRound } from "../storage/audit_round.ts";
+import { AuditSweeps } from "../storage/audit_sweeps.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import { StorageError } from "../storage/errors.ts";
 import { FileStore } from "../storage/file_store.ts";
@@ -23,6 +24,8 @@ export class StorageAudits {
   readonly #core: StorageCore;
   /** The audit round running, if one is. */
   #auditing: Promise<AuditRoundReport> | null = null;
+  /** The holders that failed an audit, checked on all they were given over the next rounds. */
+  readonly #sweeps = new AuditSweeps();
 
   /** @param core The actor's state and calls (its options, stores, peers). */
   constructor(core: StorageCore) {
@@ -89,7 +92,9 @@ export class StorageAudits {
       // The node's stop too, which closes the holders' connections before this actor stops: each
       // holder after the one cut off failed at once on its closed connection, and was blamed, and
       // the repair after counted each copy it could not send against its holder (stop 63).
-      audit: (peer, cids) => this.audit(peer, cids),
+      audit: (peer, cids, sampleSize) => this.audit(peer, cids, undefined, sampleSize),
+      sweeps: this.#sweeps,
+      givenTo: (peerId) => this.#core.given().chunksOf(peerId),
       repair: (cids) => replicated.repair(cids, { signal: stopping }),
       signal: stopping,
     });
@@ -115,9 +120,15 @@ export class StorageAudits {
    * on failure. `signal`, or the node's stop (`StorageCore.stopping`), calls it off: then nobody
    * is judged, and it rejects with its reason. An answer lost on a connection this node's network
    * closed since `holder` came from it (`StorageCore.network`) judges no one either: it rejects with
-   * `HolderNotReachedError`, which a round counts as not reached.
+   * `HolderNotReachedError`, which a round counts as not reached. `sampleSize`: how many of
+   * `cids` to ask (default 4; a round's sweep of a failed holder asks a whole challenge).
    */
-  async audit(holder: StoragePeer, cids: string[], signal?: AbortSignal): Promise<AuditResult> {
+  async audit(
+    holder: StoragePeer,
+    cids: string[],
+    signal?: AbortSignal,
+    sampleSize?: number,
+  ): Promise<AuditResult> {
     const identity = this.#core.options.identity;
     if (!identity) throw new StorageError("no_identity", "audits need the node identity");
     const blocks = this.#core.blocks();
@@ -143,6 +154,7 @@ export class StorageAudits {
     const stopping = this.#core.stopping;
     const result = await auditor.audit(holder, cids, {
       signal: signal === undefined ? stopping : AbortSignal.any([signal, stopping]),
+      sampleSize,
     });
     // What it proved it holds, it was given (however it got it): losing it later is its fault.
     const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));

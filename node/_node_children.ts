@@ -26,6 +26,7 @@ import type { InferencePort } from "../inference/inference_port.ts";
 import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
 import type { PeerChanges } from "../network/peer_changes.ts";
+import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { JobInputReader } from "../protocols/job_input.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
@@ -112,12 +113,21 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           holdHere: true,
           network: NODE_ACTORS.network,
           log,
-          onVerdict: async (verdict) => {
-            await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.tell({
-              type: "verdict",
-              verdict,
-            });
-          },
+          // The ledger lives in the validator: a node without that role keeps none, so its
+          // audits' verdicts are logged, not dropped unseen (review s75: `?.tell` on no validator
+          // discarded them while docs/STORAGE.md said they went to the node's ledger).
+          onVerdict: roles.validator
+            ? async (verdict) => {
+              await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.tell({
+                type: "verdict",
+                verdict,
+              });
+            }
+            : (verdict) =>
+              log(
+                `storage: audit verdict ${verdict.outcome}/${verdict.reason} against holder ` +
+                  `${toHex(verdict.target)} not recorded: no ledger without the validator role`,
+              ),
         }),
     });
   }

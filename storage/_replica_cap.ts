@@ -1,6 +1,6 @@
 /**
  * The chunk store's cap on what it holds for other nodes: the objects under `replicas/` records
- * (peers' `put_chunk`s), each charged with its bytes and {@link OBJECT_OVERHEAD_BYTES} while it is
+ * (peers' `put_chunk`s), each charged with its bytes and {@link REPLICA_OVERHEAD_BYTES} while it is
  * indexed, checked against `ChunkStoreOptions.replicaQuotaBytes`, and the disk's reserve
  * (`replicaMinFreeBytes`) that replica writes never take. `ChunkStore` owns one
  * {@link ReplicaCap}: it asks {@link ReplicaCap.room} before a replica write, holds a recorded
@@ -12,7 +12,7 @@
  * @module
  */
 import { statfs } from "node:fs/promises";
-import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+import { PACK_OVERHEAD_BYTES, REPLICA_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 import { NO_GIVER, ReplicaShares } from "./_replica_shares.ts";
 import { ReplicaQuotaExceededError } from "./errors.ts";
 import type { ChunkStoreFaults } from "./chunk_store.ts";
@@ -110,7 +110,7 @@ export class ReplicaCap {
    * @throws {ReplicaQuotaExceededError} it does not.
    */
   room(cid: string, length: number, free: number, giver: string): number {
-    const cost = length + OBJECT_OVERHEAD_BYTES;
+    const cost = length + REPLICA_OVERHEAD_BYTES;
     // A copy replacing one already charged (a repair after quarantine is charged anew: the
     // quarantine released it) moves nothing into the cap.
     const charged = this.#replicaSet.has(cid) && this.#index.has(cid);
@@ -205,7 +205,7 @@ export class ReplicaCap {
   /** What an object counts against the replica cap while indexed: its bytes and overhead. */
   #replicaCharge(cid: string): number {
     const location = this.#index.get(cid);
-    return location === undefined ? 0 : location.length + OBJECT_OVERHEAD_BYTES;
+    return location === undefined ? 0 : location.length + REPLICA_OVERHEAD_BYTES;
   }
 }
 

@@ -73,14 +73,22 @@ export class ReplicaRecords {
   readonly #unserved = new Set<string>();
   /**
    * `<peer id> <cid>` of each chunk a holder failed an audit of this node's on, until a write of it
-   * to that holder succeeds (or it proves it in a repair); oldest first, at most
-   * {@link MAX_FAILED_AUDITS}.
+   * to that holder succeeds (or it proves it in a repair), or it has been away for the departed
+   * retention ({@link setPeers}); oldest first, at most {@link MAX_FAILED_AUDITS}. The pair is what
+   * makes one loss one verdict: the holder is not asked for that chunk again while it stands.
    */
   readonly #failedAudits = new Set<string>();
   /** Per peer, the audit rounds ({@link #round}) it failed an audit in, the latest last. */
   readonly #strikes = new Map<string, number[]>();
   /** Per peer placed last for every chunk, the round after which it is placed in rank again. */
   readonly #demoted = new Map<string, number>();
+  /**
+   * Per peer out of the peer set that this node holds penalties against ({@link #failedAudits},
+   * {@link #strikes}, {@link #demoted}), when it left, by the given record's clock: they are
+   * forgotten once its departed-holder retention ran out ({@link setPeers}). At most one entry per
+   * peer that failed an audit of this node's and left within that retention.
+   */
+  readonly #departed = new Map<string, number>();
   /** Audit rounds ended ({@link auditRoundEnded}): the clock of strikes and demotions. */
   #round = 0;
   /** Chunks each peer was given or proved; kept across {@link setPeers}. */
@@ -108,17 +116,44 @@ export class ReplicaRecords {
   }
 
   /**
-   * The peer set is now `ids`: forget the missed writes and unserved reads of peers outside it, and tell
-   * {@link GivenChunks.setPeers}.
+   * The peer set is now `ids`: forget the missed writes and unserved reads of peers outside it, and
+   * tell {@link GivenChunks.setPeers}. What this node's own audits found against a peer (its
+   * failed-audit marks, strikes and demotion) is kept while it is away, and forgotten only once it
+   * has been away for the departed-holder retention of the given record
+   * (`DEPARTED_HOLDER_RETENTION_MS`, a day), on that record's clock — also when this call is the
+   * one that brings it back. Forgotten at the first departure, a demoted holder that stored nothing
+   * was back in rank after one reconnect (which every dropped connection is: the network sends a
+   * `set_peers`), and an honest holder that lost one chunk was asked for it again, and signed
+   * against again, after each restart (review s75).
    */
   setPeers(ids: Set<string>): void {
-    for (const pairs of [this.#missed, this.#unserved, this.#failedAudits]) {
-      for (const key of pairs) if (!ids.has(key.slice(0, key.indexOf(" ")))) pairs.delete(key);
+    for (const pairs of [this.#missed, this.#unserved]) {
+      for (const key of pairs) if (!ids.has(peerOf(key))) pairs.delete(key);
     }
-    for (const byPeer of [this.#strikes, this.#demoted]) {
-      for (const id of byPeer.keys()) if (!ids.has(id)) byPeer.delete(id);
+    const now = this.#given.now();
+    for (const id of this.#penalized()) {
+      if (!ids.has(id) && !this.#departed.has(id)) this.#departed.set(id, now);
+    }
+    for (const [id, since] of this.#departed) {
+      if (this.#given.retentionRanOut(since)) this.#forgetPenalties(id);
+      else if (ids.has(id)) this.#departed.delete(id); // back in time: it keeps what it earned
     }
     this.#given.setPeers(ids);
+  }
+
+  /** The peers this node holds a failed audit, a strike or a demotion against. */
+  #penalized(): Set<string> {
+    const ids = new Set([...this.#strikes.keys(), ...this.#demoted.keys()]);
+    for (const key of this.#failedAudits) ids.add(peerOf(key));
+    return ids;
+  }
+
+  /** Forget what this node's audits found against `id` (see {@link setPeers}). */
+  #forgetPenalties(id: string): void {
+    for (const key of this.#failedAudits) if (peerOf(key) === id) this.#failedAudits.delete(key);
+    this.#strikes.delete(id);
+    this.#demoted.delete(id);
+    this.#departed.delete(id);
   }
 
   /** `ReplicatedStore.missedWrite`. */
@@ -235,6 +270,11 @@ export class ReplicaRecords {
     const last = (peer: StoragePeer) => this.#unserved.has(`${peer.id} ${cid}`);
     return [...placed.filter((p) => !last(p)), ...placed.filter(last)];
   }
+}
+
+/** The peer id of a `<peer id> <cid>` pair. */
+function peerOf(key: string): string {
+  return key.slice(0, key.indexOf(" "));
 }
 
 /** Add `key` to `pairs` as its latest entry, forgetting the oldest past `max`. */

@@ -29,6 +29,7 @@
  * @module
  */
 import { isCid } from "../protocols/cid.ts";
+import { InvalidBodyError } from "../protocols/protocol_errors.ts";
 import { MAX_PROVE_CIDS } from "../protocols/storage_messages.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -167,15 +168,24 @@ export class StorageAuditor {
     this.#options = options;
   }
 
-  /** Audit `holder` on a random sample of `cids` (the chunks it should hold). */
+  /**
+   * Audit `holder` on a random sample of `cids` (the chunks it should hold): `options.sampleSize`
+   * of them (1 to `MAX_PROVE_CIDS`, one challenge), default the auditor's own `sampleSize`. An
+   * audit round's sweep of a failed holder (`audit_sweeps.ts`) asks a whole challenge's worth.
+   */
   async audit(
     holder: StoragePeer,
     cids: readonly string[],
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; sampleSize?: number },
   ): Promise<AuditResult> {
+    const size = options?.sampleSize ?? this.#options.sampleSize ?? 4;
+    if (!(Number.isInteger(size) && size >= 1 && size <= MAX_PROVE_CIDS)) {
+      // As in the constructor: a larger challenge is refused by the holder, and it would be blamed.
+      throw new RangeError(`sampleSize ${size}: an audit samples 1 to ${MAX_PROVE_CIDS} chunks`);
+    }
     // A CID no store accepts (another hash function, malformed) is nothing a holder could
     // prove: sampling it would only spend a slot, or make an honest holder's answer look bad.
-    const sampled = sample(cids.filter(isCid), this.#options.sampleSize ?? 4);
+    const sampled = sample(cids.filter(isCid), size);
     const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
     const roundInput = new Uint8Array(NONCE_BYTES + holder.publicKey.length);
     roundInput.set(nonce);
@@ -188,6 +198,8 @@ export class StorageAuditor {
     // repair, perhaps set off by fetching the reference copies below) is not one it lost.
     const given = sampled.map((cid) => this.#options.wasGiven?.(holder.id, cid) ?? true);
     let proofs: (Uint8Array | null)[] | null = null;
+    /** The holder answered, with a reply that fails the `storage.proofs` schema. */
+    let answeredMalformed = false;
     try {
       proofs = await untilAborted(holder.proveChunks(nonce, sampled, { signal }), signal);
     } catch (error) {
@@ -196,6 +208,11 @@ export class StorageAuditor {
         throw new DOMException(`the auditing node is stopping (${String(error)})`, "AbortError");
       }
       if (this.#options.closedHere?.(holder)) throw new HolderNotReachedError(holder.id, error);
+      // This side's check of the holder's reply (a proof of 31 bytes, a string for bytes): it did
+      // answer, in time, so the verdict says what it answered with. Before review s75 this was
+      // `no_response`, within milliseconds of the challenge. A `RemoteError` with the same code is
+      // the holder refusing this node's request: no answer, still `no_response`.
+      answeredMalformed = error instanceof InvalidBodyError;
     }
     // Blame needs a reference copy: a chunk nobody can produce proves nothing against anyone.
     const referenceTimeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
@@ -212,20 +229,20 @@ export class StorageAuditor {
 
     const failures: AuditFailure[] = [];
     const unjudged: UnjudgedChunk[] = [];
-    const malformed = proofs !== null &&
-      (!Array.isArray(proofs) || proofs.length !== sampled.length);
+    const malformed = answeredMalformed ||
+      (proofs !== null && (!Array.isArray(proofs) || proofs.length !== sampled.length));
     for (const [i, cid] of sampled.entries()) {
       const reference = references[i];
       if (reference === null) {
         unjudged.push({ cid, reason: "no_reference" });
         continue;
       }
-      if (proofs === null) {
-        failures.push({ cid, reason: "no_response" });
-        continue;
-      }
       if (malformed) {
         failures.push({ cid, reason: "malformed_proof" });
+        continue;
+      }
+      if (proofs === null) {
+        failures.push({ cid, reason: "no_response" });
         continue;
       }
       const proof = proofs[i];

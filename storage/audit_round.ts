@@ -9,10 +9,12 @@
  *
  * @module
  */
-import type { AuditResult } from "./audit.ts";
+import type { AuditFailure, AuditResult } from "./audit.ts";
 import type { RepairReport } from "./replicated_store.ts";
 import type { StoragePeer } from "./storage_peer.ts";
 import { sample, secureBelow } from "./_crypto_sample.ts";
+import { type AuditSweeps, SWEEP_CHUNKS_PER_ROUND } from "./audit_sweeps.ts";
+import { MAX_PROVE_CIDS } from "../protocols/storage_messages.ts";
 
 /** Files sampled per round: each costs listing its blocks (its manifest or DAG nodes read). */
 export const AUDIT_FILES_PER_ROUND = 8;
@@ -154,8 +156,19 @@ export interface AuditRoundDeps extends AuditPlanSources {
    * s62); one back on a new connection is asked on that one. Default: the peer as planned.
    */
   peer?(peerId: string): StoragePeer | undefined;
-  /** Audit `peer` on `cids` (signing a verdict on failure: `StorageAuditor`). */
-  audit(peer: StoragePeer, cids: string[]): Promise<AuditResult>;
+  /**
+   * Audit `peer` on `cids` (signing a verdict on failure: `StorageAuditor`), sampling `sampleSize`
+   * of them (default the auditor's own: {@link AUDIT_CHUNKS_PER_HOLDER}); a sweep asks for all.
+   */
+  audit(peer: StoragePeer, cids: string[], sampleSize?: number): Promise<AuditResult>;
+  /**
+   * The sweeps of holders that failed an audit (`audit_sweeps.ts`), kept by the caller from one
+   * round to the next: a holder that fails in a round starts one over {@link givenTo}, and each
+   * round checks the next {@link SWEEP_CHUNKS_PER_ROUND} of each. Default none: sampling only.
+   */
+  sweeps?: AuditSweeps;
+  /** The chunks (storage keys) the peer with id `peerId` was recorded as given. Default none. */
+  givenTo?(peerId: string): readonly string[];
   /** Restore r copies of `cids`. */
   repair(cids: string[]): Promise<RepairReport>;
   /** Aborted: the round stops after the holder being audited (the node is stopping). */
@@ -228,8 +241,10 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
     report.chunks += result.sampled.length;
     report.unjudged += result.unjudged.length;
     if (result.failures.length > 0) report.failedHolders++;
+    if (result.failures.some(showsLoss)) deps.sweeps?.start(peer, deps.givenTo?.(peer.id) ?? []);
     for (const failure of result.failures) failed.add(failure.cid);
   }
+  if (deps.sweeps !== undefined) await sweep(deps, deps.sweeps, report, failed);
   report.failedChunks = [...failed];
   const unplaced = planPlacementChecks(chunks, placed).filter((cid) => !failed.has(cid));
   report.unplaced = unplaced.length;
@@ -237,4 +252,57 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
   const repair = [...report.failedChunks, ...unplaced];
   if (repair.length > 0) report.repaired = (await deps.repair(repair)).repaired;
   return report;
+}
+
+/**
+ * Check the next {@link SWEEP_CHUNKS_PER_ROUND} chunks of each holder being swept (a holder that
+ * failed an audit: `audit_sweeps.ts`), those of which it still counts as a copy (a holder or a
+ * stand-in, and given it), a challenge of {@link MAX_PROVE_CIDS} at a time; what it fails is added
+ * to `failed`, repaired with the round's. A holder not reached keeps its slice for a later round.
+ */
+async function sweep(
+  deps: AuditRoundDeps,
+  sweeps: AuditSweeps,
+  report: AuditRoundReport,
+  failed: Set<string>,
+): Promise<void> {
+  for (const planned of sweeps.pending()) {
+    if (deps.signal?.aborted) return;
+    const peer = deps.peer === undefined ? planned : deps.peer(planned.id);
+    if (peer === undefined) continue; // away: its sweep waits (its record is kept a while)
+    const counts = (cid: string) =>
+      deps.wasGiven(peer.id, cid) &&
+      [...deps.holders(cid), ...deps.standIns?.(cid) ?? []].some((p) => p.id === peer.id);
+    const slice = sweeps.take(peer.id, SWEEP_CHUNKS_PER_ROUND, counts);
+    for (let at = 0; at < slice.length; at += MAX_PROVE_CIDS) {
+      const challenge = slice.slice(at, at + MAX_PROVE_CIDS);
+      if (deps.signal?.aborted) return sweeps.putBack(peer, slice.slice(at));
+      let result: AuditResult;
+      try {
+        result = await deps.audit(peer, challenge, challenge.length);
+      } catch {
+        report.errors++;
+        sweeps.putBack(peer, slice.slice(at)); // not reached: the rest at a later round
+        break;
+      }
+      report.chunks += result.sampled.length;
+      report.unjudged += result.unjudged.length;
+      for (const failure of result.failures) failed.add(failure.cid);
+      if (result.failures.length > 0 && !result.failures.some(showsLoss)) {
+        // It stopped answering mid-sweep: the rest waits for a later round rather than each
+        // challenge of it being signed `no_response` against a holder that may hold them all.
+        sweeps.putBack(peer, slice.slice(at + MAX_PROVE_CIDS));
+        break;
+      }
+    }
+  }
+}
+
+/**
+ * Whether a failure shows the holder lacks what it was given: it answered, without a right proof.
+ * `no_response` shows nothing of the kind (an honest holder unreachable for a round gets it), so
+ * it starts no sweep: holder repair and demotion deal with a holder that keeps not answering.
+ */
+function showsLoss(failure: AuditFailure): boolean {
+  return failure.reason !== "no_response";
 }

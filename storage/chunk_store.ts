@@ -77,7 +77,12 @@ import { pathExists } from "./path_exists.ts";
 import { PackWriter, syncDir, type WrittenObject } from "./pack_writer.ts";
 import { OWNER_DIR_MODE } from "../protocols/owner_only.ts";
 
-export { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+export {
+  OBJECT_OVERHEAD_BYTES,
+  PACK_OVERHEAD_BYTES,
+  REPLICA_OVERHEAD_BYTES,
+  REPLICA_RECORD_BYTES,
+} from "./_chunk_costs.ts";
 export { RECENT_GIVER_MS } from "./_replica_shares.ts";
 
 /** Test hooks that inject faults into the write path. */
@@ -120,7 +125,7 @@ export interface ChunkStoreOptions {
   quotaBytes?: number;
   /**
    * Most bytes this store holds for other nodes: the objects under `replicas/` records (peers'
-   * `put_chunk`s), each with {@link OBJECT_OVERHEAD_BYTES}. A replica write past it fails with
+   * `put_chunk`s), each with {@link REPLICA_OVERHEAD_BYTES}. A replica write past it fails with
    * `replica_quota_exceeded` and nothing is written; the node's own puts are not counted, so
    * peers can never take the rest of {@link quotaBytes}. Default: no cap of its own. Shared
    * fairly among the peers that place chunks ({@link ChunkPutOptions.giver}): one over its share
@@ -188,7 +193,7 @@ export interface ChunkStoreStats {
   replicaCount: number;
   /**
    * Bytes of the chunks held for other nodes that are stored here, each with
-   * {@link OBJECT_OVERHEAD_BYTES}: what {@link ChunkStoreOptions.replicaQuotaBytes} caps.
+   * {@link REPLICA_OVERHEAD_BYTES}: what {@link ChunkStoreOptions.replicaQuotaBytes} caps.
    */
   replicaBytes: number;
   /** The cap on {@link replicaBytes}, or `null` when there is none of its own. */
@@ -502,7 +507,7 @@ export class ChunkStore implements BlockStore {
 
   /**
    * Bytes held here for the peer `giver` (hex of its key; `""`: for no peer), each chunk with
-   * {@link OBJECT_OVERHEAD_BYTES}, writes in flight included: what its fair share is judged on.
+   * {@link REPLICA_OVERHEAD_BYTES}, writes in flight included: what its fair share is judged on.
    */
   heldFor(giver: string): number {
     return this.#replicas.heldFor(giver);

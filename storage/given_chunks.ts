@@ -239,8 +239,42 @@ export class GivenChunks {
    */
   has(peerId: string, cid: string): boolean {
     const since = this.#departed.get(peerId);
-    if (since !== undefined && this.#now() - since >= this.#retentionMs) return false;
+    if (since !== undefined && this.retentionRanOut(since)) return false;
     return this.#byPeer.get(peerId)?.has(keyOf(cid)) ?? false;
+  }
+
+  /**
+   * The chunks (storage keys) `peerId` is recorded as given or having proved, oldest first; none
+   * once its retention ran out. A copy: what is added meanwhile is not in it.
+   *
+   * @param peerId The holder's id.
+   * @returns Its chunks.
+   */
+  chunksOf(peerId: string): string[] {
+    const since = this.#departed.get(peerId);
+    if (since !== undefined && this.retentionRanOut(since)) return [];
+    return [...this.#byPeer.get(peerId) ?? []];
+  }
+
+  /**
+   * The record's clock now (its `now` option), ms since the epoch: what a departure is stamped
+   * with, so a caller that keeps more about departed holders forgets it on the same clock.
+   *
+   * @returns The time now.
+   */
+  now(): number {
+    return this.#now();
+  }
+
+  /**
+   * Whether a holder that left the peer set at `since` (a {@link now} reading) has been away for
+   * the departed-holder retention ({@link GivenChunksOptions.departedRetentionMs}) by now.
+   *
+   * @param since When it left.
+   * @returns Whether its retention ran out.
+   */
+  retentionRanOut(since: number): boolean {
+    return this.#now() - since >= this.#retentionMs;
   }
 
   /**

@@ -11,12 +11,12 @@ import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { OBJECT_OVERHEAD_BYTES } from "../../storage/chunk_store.ts";
+import { REPLICA_OVERHEAD_BYTES } from "../../storage/chunk_store.ts";
 import type { ReplicaQuotaExceededError } from "../../storage/errors.ts";
 import { pseudoRandomBytes } from "../storage/_helpers.ts";
 
 const CHUNK = 1000;
-const ONE = CHUNK + OBJECT_OVERHEAD_BYTES;
+const ONE = CHUNK + REPLICA_OVERHEAD_BYTES;
 
 Deno.test("storage actor: each peer's put_chunk counts against its own share of what the node holds for peers", async () => {
   const dir = await Deno.makeTempDir();

@@ -24,7 +24,7 @@ import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
-import { ChunkStore, OBJECT_OVERHEAD_BYTES } from "../../storage/chunk_store.ts";
+import { ChunkStore, REPLICA_OVERHEAD_BYTES } from "../../storage/chunk_store.ts";
 import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
@@ -109,7 +109,7 @@ Deno.test("a chunk a peer gave stays through a prove, the unpin of the node's ow
   }
   try {
     const store = await ChunkStore.open(dir, { durable: false });
-    assert.equal(store.heldFor(giver), CHUNK + OBJECT_OVERHEAD_BYTES, "still its giver's");
+    assert.equal(store.heldFor(giver), CHUNK + REPLICA_OVERHEAD_BYTES, "still its giver's");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -170,7 +170,7 @@ Deno.test("a chunk proven over a connection is kept where the node ranks among i
     for (const cid of ranked) assert.ok(await store.isReplica(storageKey(cid)), cid);
     assert.equal(
       store.heldFor(toHex(asker.publicKey)),
-      ranked.length * (CHUNK + OBJECT_OVERHEAD_BYTES),
+      ranked.length * (CHUNK + REPLICA_OVERHEAD_BYTES),
       "counted against the asker's share, as its put_chunk would be",
     );
   } finally {

@@ -564,12 +564,19 @@ Deno.test("a holder that failed audits in three rounds is given none of a new fi
     honest.unreachable = true;
     await round();
     honest.unreachable = false;
-    await round();
-    await round();
+    // Its first failure has every chunk it was given checked (review s75: the round's sweep) and
+    // re-placed: it fails again only on what it is given after, a new file before each round.
+    assert.equal([...chunks].some((c) => rankedHolders(c, peers).includes(cheat)), true);
+    const cheatVerdicts = () => verdicts.filter((v) => toHex(v.target) === cheat.id).length;
+    for (let seed = 100; seed < 102; seed++) {
+      const before = cheatVerdicts();
+      await put(24 * CHUNK, seed);
+      await round();
+      assert.ok(cheatVerdicts() > before, "it fails in each round");
+    }
     const blamed = new Set(verdicts.map((v) => toHex(v.target)));
     assert.deepEqual(blamed, new Set([honest.id, cheat.id]));
     assert.equal(verdicts.filter((v) => toHex(v.target) === honest.id).length, 1);
-    assert.equal(verdicts.filter((v) => toHex(v.target) === cheat.id).length, 3, "one a round");
 
     const sentBefore = cheat.sent.length;
     const next = await put(24 * CHUNK, 8);
@@ -617,9 +624,10 @@ Deno.test("a demotion for every chunk needs three failed rounds among the last e
   assert.equal(store.demoted(peer.id), false);
   assert.deepEqual(store.placement(other), rankPeers(other, peers));
 
-  // A peer that leaves is forgotten.
+  // A peer that leaves and comes back is still placed last for what it failed (review s75: a
+  // reconnect forgot it); `demotion_reconnect_test.ts` has when it is forgotten.
   store.failedAudit(peer.id, [cid]);
   store.setPeers(peers.slice(1));
   store.setPeers(peers);
-  assert.deepEqual(store.placement(cid), rankPeers(cid, peers));
+  assert.equal(store.placement(cid).at(-1), peer);
 });

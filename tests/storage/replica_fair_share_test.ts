@@ -15,8 +15,8 @@ import { STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
 import {
   ChunkStore,
   type ChunkStoreOptions,
-  OBJECT_OVERHEAD_BYTES,
   RECENT_GIVER_MS,
+  REPLICA_OVERHEAD_BYTES,
 } from "../../storage/chunk_store.ts";
 import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import type { ReplicaQuotaExceededError } from "../../storage/errors.ts";
@@ -26,7 +26,7 @@ import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.t
 import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 const CHUNK = 1000;
-const ONE = CHUNK + OBJECT_OVERHEAD_BYTES;
+const ONE = CHUNK + REPLICA_OVERHEAD_BYTES;
 const A = "aa".repeat(32);
 const B = "bb".repeat(32);
 

@@ -12,6 +12,7 @@ import {
   type ChunkStoreOptions,
   OBJECT_OVERHEAD_BYTES,
   PACK_OVERHEAD_BYTES,
+  REPLICA_OVERHEAD_BYTES,
 } from "../../storage/chunk_store.ts";
 import type { ReplicaQuotaExceededError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
@@ -27,7 +28,7 @@ import { servedNode } from "./_tracked_peer.ts";
 // counted against either.
 
 const held = (...lengths: number[]) =>
-  lengths.reduce((sum, length) => sum + length + OBJECT_OVERHEAD_BYTES, 0);
+  lengths.reduce((sum, length) => sum + length + REPLICA_OVERHEAD_BYTES, 0);
 
 const refused = (e: ReplicaQuotaExceededError) => e.code === "replica_quota_exceeded";
 
@@ -262,7 +263,7 @@ Deno.test("a presence repair (the departure repair's) hands a full holder's plac
 Deno.test("replica cap: a peer's record of a young chunk of the node's own must fit under the cap, as a written one must", async () => {
   const dir = await Deno.makeTempDir();
   const held = (...lengths: number[]) =>
-    lengths.reduce((sum, length) => sum + length + OBJECT_OVERHEAD_BYTES, 0);
+    lengths.reduce((sum, length) => sum + length + REPLICA_OVERHEAD_BYTES, 0);
   const store = await ChunkStore.open(dir, { replicaQuotaBytes: held(3000), durable: false });
   const peers = pseudoRandomBytes(3000, 1);
   await store.put(peers, { cid: cidOf(peers), replica: true });
