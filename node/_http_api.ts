@@ -28,6 +28,9 @@ import { createApp } from "../server/app.ts";
 import { fileRoutes } from "../server/file_routes.ts";
 import { gatewayRoutes } from "../server/gateway_routes.ts";
 import { describeAccess } from "../server/client_access.ts";
+import { ApiKeys } from "../server/api_keys.ts";
+import { ReadSlots } from "../server/read_slots.ts";
+import { TrustedProxies } from "../server/trusted_proxies.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import type { JobMonitor } from "../server/job_monitor.ts";
 import type { CoordinatorMessage } from "../training/round_coordinator.ts";
@@ -134,11 +137,20 @@ export async function serveHttpApi(
       const ref = lookup<StorageMessage>(NODE_ACTORS.storage);
       return ref && storageGateway(ref);
     };
+    // One client's reads on both routes count together (`read_slots.ts`), named as the edge
+    // names its clients.
+    const reads = new ReadSlots({
+      keys: ApiKeys.fromConfig(config.http),
+      trustedProxies: TrustedProxies.from(
+        config.http.trustedProxies,
+        config.http.trustedProxyHeader,
+      ),
+    });
     app.route(
       "/v1",
-      fileRoutes(storagePort, { requestBodyTimeoutMs: config.http.requestBodyTimeoutMs }),
+      fileRoutes(storagePort, { requestBodyTimeoutMs: config.http.requestBodyTimeoutMs, reads }),
     );
-    app.route("/", gatewayRoutes(storagePort));
+    app.route("/", gatewayRoutes(storagePort, { reads }));
   }
   http.mount(app);
   return http.url;

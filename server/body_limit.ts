@@ -17,7 +17,7 @@ import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { type HttpMessage, readBoundedBody } from "../streams/bounded_body.ts";
 import type { DrainTimers } from "./serve.ts";
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import { minRateBody } from "./body_min_rate.ts";
+import { type MinRate, minRateBody, UPLOAD_MIN_RATE } from "./body_min_rate.ts";
 
 /** A request body or WebSocket message over `http.maxRequestBytes` (HTTP 413). */
 export class RequestTooLargeError extends EdgeError {
@@ -389,41 +389,57 @@ async function readText(
 }
 
 /**
- * `body` as a stream whose reader may wait at most `deadline.timeoutMs` for each next chunk: a
- * body that may be large (an upload) is limited by the sender's silence, not by its length. Only
- * a read that waits counts (the stream pulls nothing ahead), so a consumer slow to write what it
- * read is never blamed on the sender. Past the deadline, `body` is cancelled, the stream errors
- * with a {@link RequestTimeoutError} and `signal` aborts with it, so the consumer can stop its
- * own work (and tell why) even where it is not reading; a body that breaks off does the same with
- * an {@link IncompleteBodyError}.
+ * `body` as a stream whose reader may wait at most `deadline.timeoutMs` for each next chunk, and
+ * that must keep to `minRate` (default {@link UPLOAD_MIN_RATE}, from its first byte): a body that
+ * may be large (an upload) is limited by the sender's silence and pace, not by its length. The
+ * silence alone let a client that sends a byte just within each deadline hold its upload, and one
+ * of the node's upload slots, for ever; the rate cuts it within a minute (`body_min_rate.ts`).
+ * Only a read that waits counts, for both (the stream pulls nothing ahead), so a consumer slow to
+ * write what it read is never blamed on the sender. Past the deadline, or below the rate, `body`
+ * is cancelled, the stream errors with a {@link RequestTimeoutError} (or a
+ * `RequestBodyTooSlowError`) and `signal` aborts with it, so the consumer can stop its own work
+ * (and tell why) even where it is not reading; a body that breaks off does the same with an
+ * {@link IncompleteBodyError}. `stop` clears both timers once the consumer is done with the body,
+ * however it ended (a store that failed may leave it unread).
  */
 export function idleDeadlineBody(
   body: ReadableStream<Uint8Array>,
   deadline: BodyDeadline,
-): { body: ReadableStream<Uint8Array>; signal: AbortSignal } {
+  minRate: MinRate = UPLOAD_MIN_RATE,
+): { body: ReadableStream<Uint8Array>; signal: AbortSignal; stop: () => void } {
   const timeUp = new AbortController();
   const timers = deadline.timers ?? SYSTEM_TIMERS;
-  const reader = body.getReader();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
   let timer: unknown;
   const disarm = () => {
     if (timer !== undefined) timers.clearTimeout(timer);
     timer = undefined;
   };
+  const fail = (error: Error) => {
+    disarm();
+    watched.stop();
+    timeUp.abort(error);
+    controller.error(error);
+    reader.cancel(error).catch(() => {});
+  };
+  const watched = minRateBody(body, timers, fail, minRate);
+  const reader = watched.body.getReader();
   const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
+    start(c) {
+      controller = c;
+    },
+    async pull() {
       timer = timers.setTimeout(() => {
         timer = undefined;
-        const error = new RequestTimeoutError(deadline.timeoutMs, true);
-        timeUp.abort(error);
-        controller.error(error);
-        reader.cancel(error).catch(() => {});
+        fail(new RequestTimeoutError(deadline.timeoutMs, true));
       }, deadline.timeoutMs);
       let next: ReadableStreamReadResult<Uint8Array>;
       try {
         next = await reader.read();
       } catch (error) {
-        if (timeUp.signal.aborted) return; // errored by the deadline
+        if (timeUp.signal.aborted) return; // errored by the deadline or the rate
         // The body broke off: the consumer is told why, as by the deadline.
+        watched.stop();
         const broken = new IncompleteBodyError(error);
         timeUp.abort(broken);
         controller.error(broken);
@@ -431,14 +447,19 @@ export function idleDeadlineBody(
       } finally {
         disarm();
       }
-      if (timeUp.signal.aborted) return; // errored by the deadline
+      if (timeUp.signal.aborted) return; // errored by the deadline or the rate
       if (next.done) controller.close();
       else controller.enqueue(next.value);
     },
     cancel(reason) {
       disarm();
+      watched.stop();
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return { body: stream, signal: timeUp.signal };
+  const stop = () => {
+    disarm();
+    watched.stop();
+  };
+  return { body: stream, signal: timeUp.signal, stop };
 }

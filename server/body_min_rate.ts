@@ -1,10 +1,13 @@
 /**
- * A minimum rate for a request body being read (`readBodyText`): a body that has sent more than
- * {@link BODY_RATE_FREE_BYTES} and then, on average since, brings less than
- * {@link BODY_RATE_MIN_BYTES} per {@link BODY_RATE_WINDOW_MS} window, beyond a grace for pauses
- * ({@link BODY_RATE_GRACE_WINDOWS}), is cut (408 `request_body_too_slow`), rather than holding its
- * bytes of the node's body budget until `http.requestBodyTimeoutMs` (review s74 openai, F1: 32
- * bodies stalled one byte short of their end held the whole budget for the 60 s of that deadline).
+ * A minimum rate for a request body being read: a body that has sent more than its free bytes
+ * ({@link BODY_RATE_FREE_BYTES} for a request read whole by `readBodyText`, none for an upload)
+ * and then, on average since, brings less than {@link BODY_RATE_MIN_BYTES} per
+ * {@link BODY_RATE_WINDOW_MS} window, beyond a grace for pauses ({@link BODY_RATE_GRACE_WINDOWS};
+ * {@link UPLOAD_RATE_GRACE_WINDOWS} for an upload), is cut (408 `request_body_too_slow`), rather
+ * than holding its bytes of the node's body budget until `http.requestBodyTimeoutMs` (review s74
+ * openai, F1: 32 bodies stalled one byte short of their end held the whole budget for the 60 s of
+ * that deadline), or, an upload, its upload slot for as long as it trickles (a byte every 59 s
+ * passed the upload's silence deadline forever, and 32 such uploads refused every other).
  *
  * nginx's `client_body_timeout` (default 60 s) is a limit on the time "between two successive
  * read operations, not for the transmission of the whole request body": one byte per 59 s passes
@@ -49,18 +52,67 @@ export const BODY_RATE_FREE_BYTES = 64 * 1024;
  */
 export const BODY_RATE_GRACE_WINDOWS = 2;
 
+/**
+ * Windows of grace of an upload (`POST /v1/files`), which has no whole-body deadline behind its
+ * rate: five, so an upload that kept up may pause for up to 50 s (a satellite link's outage, a
+ * phone in a tunnel), nearly as long as the silence deadline (`http.requestBodyTimeoutMs`, 60 s)
+ * it is also held to, while one that trickles is cut at the end of its sixth window, 60 s after
+ * reading began: its credit, 5 × 16 KiB = 80 KiB, loses 16 KiB a window (less the few bytes it
+ * sends) and is below zero after 6 × 10 s. So a trickler holds an upload slot no longer than a
+ * silent client does. The rate itself is the same 1.6 KiB/s: a phone on 3G (50 KB/s) sends 30
+ * times that, and still 3.8 times it with eight uploads at once (6 KB/s each), and a GiB file at
+ * the rate would take 7.6 days, so only a link that (nearly) stopped is cut, never a large file.
+ */
+export const UPLOAD_RATE_GRACE_WINDOWS = 5;
+
+/** How a body is held to a minimum rate (see {@link minRateBody}). */
+export interface MinRate {
+  /** The window the rate is measured over, in milliseconds. */
+  windowMs: number;
+  /** Fewest bytes a window must bring once the rate applies. */
+  minBytes: number;
+  /** Bytes a body may send before the rate applies. */
+  freeBytes: number;
+  /** Windows of the minimum a body may fall behind by before it is cut. */
+  graceWindows: number;
+}
+
+/** The rate of a request body read whole (`readBodyText`): past 64 KiB, 1.6 KiB/s, 20 s pauses. */
+export const BODY_MIN_RATE: MinRate = {
+  windowMs: BODY_RATE_WINDOW_MS,
+  minBytes: BODY_RATE_MIN_BYTES,
+  freeBytes: BODY_RATE_FREE_BYTES,
+  graceWindows: BODY_RATE_GRACE_WINDOWS,
+};
+
+/**
+ * The rate of an upload (`POST /v1/files`): 1.6 KiB/s from its first byte, pauses of up to 50 s.
+ * No free bytes: they are free only because the whole-body deadline ends a small body that stays
+ * under them, and an upload has no such deadline (with 64 KiB free, a byte every 59 s would meet
+ * the rate after 64 Ki × 59 s, 45 days). A client slow to start is covered by the grace: the
+ * first window's shortfall comes out of it like any pause.
+ */
+export const UPLOAD_MIN_RATE: MinRate = {
+  windowMs: BODY_RATE_WINDOW_MS,
+  minBytes: BODY_RATE_MIN_BYTES,
+  freeBytes: 0,
+  graceWindows: UPLOAD_RATE_GRACE_WINDOWS,
+};
+
 /** A request body that arrived slower than the minimum rate (HTTP 408 `request_body_too_slow`). */
 export class RequestBodyTooSlowError extends EdgeError {
-  /** Create it. */
-  constructor() {
+  /**
+   * Create it.
+   *
+   * @param rate The rate the body was held to; default {@link BODY_MIN_RATE}.
+   */
+  constructor(rate: MinRate = BODY_MIN_RATE) {
     super(
       "request_body_too_slow",
-      `the request body arrived slower than ${
-        BODY_RATE_MIN_BYTES / 1024 / (BODY_RATE_WINDOW_MS / 1000)
-      } ` +
-        `KiB/s after its first ${BODY_RATE_FREE_BYTES / 1024} KiB (pauses of up to ` +
-        `${BODY_RATE_GRACE_WINDOWS * BODY_RATE_WINDOW_MS / 1000} s allowed), so the node stopped ` +
-        "reading it: the link stalled or is too slow; send the request again",
+      `the request body arrived slower than ${rate.minBytes / 1024 / (rate.windowMs / 1000)} ` +
+        `KiB/s${rate.freeBytes > 0 ? ` after its first ${rate.freeBytes / 1024} KiB` : ""} ` +
+        `(pauses of up to ${rate.graceWindows * rate.windowMs / 1000} s allowed), so the node ` +
+        "stopped reading it: the link stalled or is too slow; send the request again",
     );
   }
 }
@@ -74,52 +126,70 @@ export interface RateWatchedBody {
 }
 
 /**
- * `body`, watched for the minimum rate once it is past {@link BODY_RATE_FREE_BYTES}: from then
- * on the body holds a credit, at first {@link BODY_RATE_GRACE_WINDOWS} windows of
- * {@link BODY_RATE_MIN_BYTES}; at the end of each {@link BODY_RATE_WINDOW_MS} window (on `timers`)
- * it gains the bytes that came since the last (those past the free bytes) and loses one window's
- * minimum, and never holds more than it began with. So it is the average since the free bytes
- * that is judged, with the grace for pauses. Below zero the body is too slow: `tooSlow` is called
- * with a {@link RequestBodyTooSlowError} (the caller aborts its read). Pulls nothing ahead.
+ * `body`, watched for the minimum rate `rate` (default {@link BODY_MIN_RATE}) once it is past
+ * `rate.freeBytes` (from the start when there are none): from then on the body holds a credit, at first `rate.graceWindows` windows of
+ * `rate.minBytes`; at the end of each `rate.windowMs` window (on `timers`) it gains the bytes that
+ * came since the last (those past the free bytes) and loses one window's minimum, and never holds
+ * more than it began with. So it is the average since the free bytes that is judged, with the
+ * grace for pauses. Below zero the body is too slow: `tooSlow` is called with a
+ * {@link RequestBodyTooSlowError} (the caller aborts its read). Pulls nothing ahead, and judges
+ * only the sender: a window that ends while nobody is reading (the consumer busy with what it
+ * read, as a store writing a chunk) is not judged, its bytes counted in the next, which begins
+ * with the next read, so a slow consumer is never taken for a slow client.
  */
 export function minRateBody(
   body: ReadableStream<Uint8Array>,
   timers: DrainTimers,
   tooSlow: (error: RequestBodyTooSlowError) => void,
+  rate: MinRate = BODY_MIN_RATE,
 ): RateWatchedBody {
   const reader = body.getReader();
-  const maxCredit = BODY_RATE_MIN_BYTES * BODY_RATE_GRACE_WINDOWS;
+  const maxCredit = rate.minBytes * rate.graceWindows;
   let total = 0;
   let credit = maxCredit;
-  let inWindow = 0; // bytes past the free bytes since the last window's end
+  let inWindow = 0; // bytes past the free bytes since the last judged window's end
+  let waiting = false; // a read of the sender's bytes is under way
+  let stopped = false;
   let timer: unknown;
   const stop = () => {
+    stopped = true;
     if (timer !== undefined) timers.clearTimeout(timer);
     timer = undefined;
   };
+  const arm = () => {
+    if (!stopped && timer === undefined) timer = timers.setTimeout(windowEnds, rate.windowMs);
+  };
   const windowEnds = () => {
     timer = undefined;
-    if (total > BODY_RATE_FREE_BYTES) {
-      credit = Math.min(maxCredit, credit + inWindow - BODY_RATE_MIN_BYTES);
-      if (credit < 0) return tooSlow(new RequestBodyTooSlowError());
+    // Nobody reads: the window is not judged, and the next begins with the next read, so a
+    // consumer's pause is not the sender's, and a body nobody reads any more holds no timer.
+    if (!waiting) return;
+    if (total > rate.freeBytes || rate.freeBytes === 0) {
+      credit = Math.min(maxCredit, credit + inWindow - rate.minBytes);
+      if (credit < 0) {
+        stop();
+        return tooSlow(new RequestBodyTooSlowError(rate));
+      }
     }
     inWindow = 0;
-    timer = timers.setTimeout(windowEnds, BODY_RATE_WINDOW_MS);
+    arm();
   };
-  timer = timers.setTimeout(windowEnds, BODY_RATE_WINDOW_MS);
+  arm();
   const watched = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      waiting = true;
+      arm();
       const next = await reader.read().catch((error) => {
         stop();
         throw error;
-      });
+      }).finally(() => waiting = false);
       if (next.done) {
         stop();
         return controller.close();
       }
       const before = total;
       total += next.value.byteLength;
-      inWindow += Math.max(0, total - Math.max(before, BODY_RATE_FREE_BYTES));
+      inWindow += Math.max(0, total - Math.max(before, rate.freeBytes));
       controller.enqueue(next.value);
     },
     cancel(reason) {

@@ -35,7 +35,10 @@
  * {@link DASHBOARD_AUTH_TIMEOUT_MS} is closed (1008). Since one client may connect from many
  * addresses, the node also caps every address's anonymous sockets together (past it, a socket
  * must send a key to read) and its sockets waiting for their `auth` (per address: 429; in all:
- * the one that waited longest is pushed out). Each refusal, a wrong token included, is counted in
+ * the one that waited longest is pushed out, and counts on until it has closed; with as many pushed
+ * out and not closed, 429). Deno reads up to 64 MiB of a message before the node's size check, so
+ * these counts, held until each socket's `onclose`, are what bounds the memory such sockets hold
+ * (`EDGE_DEFAULTS`). Each refusal, a wrong token included, is counted in
  * the edge's `veriflow_http_refused_total` as `/v1`'s are.
  *
  * @module
@@ -233,7 +236,8 @@ export interface DashboardLimits {
   anonymousSockets: number;
   /**
    * Sockets still to send their `auth` open at once, node-wide: one more pushes out the one that
-   * has waited longest (`too_many_sockets`, close 1013; see `AuthPendingSockets`).
+   * has waited longest (`too_many_sockets`, close 1013; see `AuthPendingSockets`), which counts on
+   * until its close fires; with as many pushed out and not closed, one more is refused (429).
    */
   authPendingSockets: number;
   /**
@@ -590,7 +594,17 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   );
   /** Every place of a socket still to send its `auth` is back within the auth deadline. */
   const authPendingRetryS = DASHBOARD_AUTH_TIMEOUT_MS / 1000;
-  const authPendingSockets = new AuthPendingSockets(limits.authPendingSockets);
+  const authPendingSockets = new AuthPendingSockets(
+    limits.authPendingSockets,
+    (leaving) =>
+      new EdgeError(
+        "too_many_sockets",
+        `the node holds at most ${limits.authPendingSockets} dashboard sockets waiting for their ` +
+          `auth (http.dashboardAuthPendingSockets), and ${leaving} more it pushed out have not ` +
+          "closed yet: retry after the Retry-After seconds",
+        { retryAfterS: authPendingRetryS },
+      ),
+  );
   /** What a socket pushed out of the waiting places is told. */
   const pushedOut = () =>
     new EdgeError(
@@ -632,11 +646,19 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   };
   /**
    * A place for a socket still to send its `auth`: in its address's (or throw) and in the node's,
-   * whence it may be pushed out (`pushOut`, see {@link AuthPendingSockets}).
+   * whence it may be pushed out (`pushOut`, see {@link AuthPendingSockets}; or throw when the
+   * pushed-out sockets have not closed yet). Both are held until the socket's `onclose` (or an
+   * accepted `auth`), never given back when the node closes it: see `dashboard_socket_caps.ts`.
    */
   const authPendingPlace = (address: string, pushOut: () => void): () => void => {
     const place = authPendingPerAddress.take(address);
-    const node = authPendingSockets.join(pushOut);
+    let node: () => void;
+    try {
+      node = authPendingSockets.join(pushOut);
+    } catch (error) {
+      place(); // refused: the address's place is not held either
+      throw error;
+    }
     return () => {
       node();
       place();

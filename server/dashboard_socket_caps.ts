@@ -1,8 +1,11 @@
 /**
  * The dashboard's node-wide socket caps (`dashboard_routes.ts`): {@link OpenSockets}, sockets of
  * one kind open at once in all or per key (anonymous readers; sockets waiting for their `auth`
- * per address), and {@link AuthPendingSockets}, the sockets waiting for their `auth` in all,
- * where one more pushes out the one that waited longest. Not part of the public API.
+ * per address; `/v1/stream`'s sockets, `stream_sockets.ts`), and {@link AuthPendingSockets}, the
+ * sockets waiting for their `auth` in all, where one more pushes out the one that waited longest.
+ * A place is given back when the socket's `onclose` fires, never when the node calls `close()`:
+ * Deno keeps reading a socket that has not answered the close (up to 64 MiB of a message), and has
+ * no way to drop it. Not part of the public API.
  *
  * @module
  */
@@ -25,7 +28,10 @@ export class OpenSockets {
     this.#refusal = refusal;
   }
 
-  /** Take a place for one socket of `key`, or throw the refusal; call the result at its close. */
+  /**
+   * Take a place for one socket of `key`, or throw the refusal; call the result at its `onclose`
+   * (not when closing it: see the module's text). A second call does nothing.
+   */
   take(key = ""): () => void {
     const open = this.#open.get(key) ?? 0;
     if (open >= this.#limit) throw this.#refusal(open);
@@ -47,29 +53,53 @@ export class OpenSockets {
  * places full (a socket from each of a few addresses every 10 s) keep out every page that must
  * send a key, while pushed out, a page that sends its token as it opens (as the dashboard's does)
  * gets in unless the places turn over faster than its first message arrives.
+ *
+ * A pushed-out socket still counts until it has really closed (its `onclose`, when the route calls
+ * the result of {@link join}), not when it is told to: a client that never answers the close
+ * handshake keeps its connection, and the partial message Deno is reading for it (up to 64 MiB),
+ * for as long as it likes (Deno 2.9 cannot abort a server WebSocket). So at most `limit` sockets
+ * wait and at most `limit` more are pushed out and not yet closed; with both full, a new socket is
+ * refused (`refusal`, 429) instead of pushing out another. Honest pushed-out pages close within a
+ * round trip, so the second group stays empty unless someone holds it full.
  */
 export class AuthPendingSockets {
   readonly #limit: number;
+  readonly #refusal: (leaving: number) => EdgeError;
   /** Each waiting socket's push-out, oldest first (a `Set` keeps insertion order). */
   readonly #waiting = new Set<() => void>();
+  /** The sockets pushed out whose close has not fired yet. */
+  readonly #leaving = new Set<() => void>();
 
-  /** At most `limit` sockets waiting at once. */
-  constructor(limit: number) {
+  /**
+   * At most `limit` sockets waiting at once, and `limit` pushed out and not yet closed; `refusal`
+   * is the error thrown when `leaving` (the cap) pushed-out sockets have not closed yet.
+   */
+  constructor(limit: number, refusal: (leaving: number) => EdgeError) {
     this.#limit = limit;
+    this.#refusal = refusal;
   }
 
   /**
-   * Add one socket, first pushing out the oldest ones past the cap (`pushOut` is called on each,
-   * and that one has left); call the result when it leaves (an accepted `auth`, its close).
+   * Add one socket, first pushing out the oldest one past the cap (`pushOut` is called on it; it
+   * counts on until the result of its own `join` is called), or throw the refusal when the
+   * pushed-out places are full too. Call the result when the socket leaves (an accepted `auth`,
+   * its `onclose`): a second call does nothing.
    */
   join(pushOut: () => void): () => void {
+    if (this.#waiting.size >= this.#limit && this.#leaving.size >= this.#limit) {
+      throw this.#refusal(this.#leaving.size);
+    }
     for (const oldest of this.#waiting) {
       if (this.#waiting.size < this.#limit) break;
       this.#waiting.delete(oldest);
+      this.#leaving.add(oldest);
       oldest();
     }
     const entry = () => pushOut(); // its own identity, whatever `pushOut` is
     this.#waiting.add(entry);
-    return () => void this.#waiting.delete(entry);
+    return () => {
+      this.#waiting.delete(entry);
+      this.#leaving.delete(entry);
+    };
   }
 }

@@ -124,7 +124,9 @@ export interface EdgeConfig {
   /**
    * Dashboard sockets still to send their `auth` the node holds open at once, every address
    * together: one more pushes out the one that has waited longest (`too_many_sockets`, close
-   * 1013), so pages that send their token at once still get in. Each is closed within 10 s anyway.
+   * 1013), so pages that send their token at once still get in. Each is closed within 10 s anyway,
+   * and counts until its client answers the close (as many pushed out may be still closing; past
+   * that, 429 `too_many_sockets`).
    */
   dashboardAuthPendingSockets: number;
   /**
@@ -158,8 +160,12 @@ export interface EdgeConfig {
  * - 64 anonymous dashboard sockets: each is sent the snapshot every second (encoded once for all,
  *   a few tens of KiB), a few MiB a second at most, while a node serving a public page still
  *   has room for dozens of readers.
- * - 64 sockets waiting for their `auth`, 8 per address: such a socket is sent nothing and lives
- *   10 s at most; 64 lets a crowd of key holders' pages open at once, 8 is one client's sockets.
+ * - 16 sockets waiting for their `auth`, 4 per address: such a socket is sent nothing, and an
+ *   `auth` arrives within a round trip of its open. But Deno reads up to 64 MiB of a message before
+ *   the node can refuse it over 4 KiB, and a socket that does not answer its close keeps reading
+ *   (it counts until then, and up to 16 more pushed out count beside them): worst case
+ *   (16 + 16) × 64 MiB = 2 GiB, which a 24 GB node survives (64 held 8 GiB); 4 per address is
+ *   256 MiB, and a few pages of one NAT opening at once.
  */
 export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   maxRequestBytes: 1 << 20,
@@ -180,8 +186,8 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   dashboardSocketOpensPerMinute: 60,
   dashboardStateReadsPerMinute: 60,
   dashboardAnonymousSockets: 64,
-  dashboardAuthPendingSockets: 64,
-  dashboardAuthPendingSocketsPerAddress: 8,
+  dashboardAuthPendingSockets: 16,
+  dashboardAuthPendingSocketsPerAddress: 4,
 });
 
 /**

@@ -9,11 +9,13 @@
  *
  * They sit under `/v1`, so the edge's access rule applies (API keys, or loopback only). A put
  * streams: the body is never held whole. A put's body may be large, so its deadline is on
- * silence: no bytes for `http.requestBodyTimeoutMs` and the put is abandoned (`408
- * request_timeout`), releasing what it held as an interrupted put does. So a client that sends a
- * byte within each deadline keeps its put open as long as it likes, and what bounds such puts is
- * their number: past {@link MAX_OPEN_UPLOADS} under way, or {@link MAX_OPEN_UPLOADS_PER_KEY} of
- * one API key's, the next is refused at once (`429 too_many_uploads`). Only public files are served (a private file needs its owner's key, which
+ * silence and pace, not length: no bytes for `http.requestBodyTimeoutMs` (`408 request_timeout`),
+ * or under 1.6 KiB/s on average beyond a grace of 50 s of pauses (`408 request_body_too_slow`,
+ * `UPLOAD_MIN_RATE`), and the put is abandoned, releasing what it held as an interrupted put
+ * does. So a client that trickles (a byte within each silence deadline) holds its upload slot at
+ * most 60 s; the number of puts is bounded too: past {@link MAX_OPEN_UPLOADS} under way, or
+ * {@link MAX_OPEN_UPLOADS_PER_KEY} of one API key's, the next is refused at once (`429
+ * too_many_uploads`). Only public files are served (a private file needs its owner's key, which
  * this node does not lend to HTTP clients: `403 key_required`).
  *
  * A client that goes away stops the work without `request.signal`, which Deno aborts after every
@@ -37,6 +39,7 @@ import { EDGE_DEFAULTS } from "./edge_config.ts";
 import { headerType } from "./gateway_content_type.ts";
 import { MAX_FILE_LABEL_CHARS, MEDIA_TYPE } from "../protocols/media_type.ts";
 import type { DrainTimers } from "./serve.ts";
+import { ReadSlots } from "./read_slots.ts";
 
 /** The type `curl -d` and `curl --data-binary` send when told none. */
 const FORM_TYPE = "application/x-www-form-urlencoded";
@@ -44,8 +47,9 @@ const FORM_TYPE = "application/x-www-form-urlencoded";
 /**
  * Most uploads under way at once, on the whole node. Each holds up to a chunk of its file
  * unstored (256 KiB by default), a locked pending record and its connection, for as long as its
- * client keeps sending a byte within each silence deadline: 32 of them hold 8 MiB and 64
- * descriptors at most, while uploads a person or a script runs in parallel rarely pass a few.
+ * client keeps sending at the minimum rate (a trickle below it is cut within 60 s): 32 of them
+ * hold 8 MiB and 64 descriptors at most, while uploads a person or a script runs in parallel
+ * rarely pass a few.
  */
 export const MAX_OPEN_UPLOADS = 32;
 
@@ -69,6 +73,11 @@ export interface FileRoutesOptions {
   maxUploads?: number;
   /** Most uploads one API key may have under way; default {@link MAX_OPEN_UPLOADS_PER_KEY}. */
   maxUploadsPerKey?: number;
+  /**
+   * The node's read slots (`read_slots.ts`): a read of `GET /files/{cid}` holds one until its
+   * answer is over. Share the node's with `gatewayRoutes`; a new `ReadSlots` unless given.
+   */
+  reads?: ReadSlots;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -129,10 +138,11 @@ export function fileRoutes(
         { retryAfterS: 1 },
       );
     }
-    // A client that stalls mid-upload would hold the put (its pending record, its store) for as
-    // long as it keeps the connection: past the deadline the body fails and the put is told to
-    // stop, and the client is told why whatever the store makes of it.
-    const { body, signal } = idleDeadlineBody(
+    // A client that stalls or trickles mid-upload would hold the put (its pending record, its
+    // store, its slot) for as long as it keeps the connection: past the silence deadline, or
+    // below the upload's minimum rate, the body fails and the put is told to stop, and the client
+    // is told why whatever the store makes of it.
+    const { body, signal, stop } = idleDeadlineBody(
       c.req.raw.body ?? ReadableStream.from([new Uint8Array(0)]),
       deadline,
     );
@@ -148,6 +158,7 @@ export function fileRoutes(
     } catch (error) {
       throw signal.aborted ? signal.reason : error;
     } finally {
+      stop(); // a put that failed may leave its body unread: its timers go with it
       uploads--;
       if (keyId !== undefined) {
         const left = byKey.get(keyId)! - 1;
@@ -158,7 +169,8 @@ export function fileRoutes(
     return c.json({ cid: result.cid, size: result.size, chunks: result.chunkCount }, 201);
   });
 
-  app.get("/files/:cid", async (c) => {
+  // A client that opens reads and does not read them holds the store's read-ahead of each.
+  app.get("/files/:cid", (options.reads ?? new ReadSlots()).guard(), async (c) => {
     const cid = storedCid(c.req.param("cid"));
     const port = actor();
     const info = await port.stat(cid);

@@ -25,7 +25,8 @@
  * gateway: every block is the bytes of its CID. These routes are outside `/v1` and need no API
  * key: they serve content-addressed blocks anyone holding the CID may check, never a private
  * file's plaintext (plain reads of a private file are 403 `key_required`; its blocks are
- * ciphertext).
+ * ciphertext). Reads under way at once are bounded per client and on the node (`read_slots.ts`,
+ * 429 `too_many_reads`), a client named as the rest of the edge names it (`reader_identity.ts`).
  *
  * @module
  */
@@ -67,6 +68,7 @@ import {
 } from "./gateway_request.ts";
 import { EdgeError, errorResponse, RequestValidationError } from "./http_errors.ts";
 import { rangedResponse } from "./http_range.ts";
+import { ReadSlots } from "./read_slots.ts";
 
 /** Media type of one raw block (trustless gateway spec). */
 export const RAW_MEDIA_TYPE = "application/vnd.ipld.raw";
@@ -92,6 +94,12 @@ export interface GatewayRoutesOptions {
    * `UnixfsDirectoryCache` with its default bound unless given (tests count its hits).
    */
   directories?: UnixfsDirectoryCache;
+  /**
+   * The node's read slots (`read_slots.ts`): each read of `/ipfs` and `/share` holds one until its
+   * answer is over. Share the node's with `fileRoutes`; a new `ReadSlots` with the default limits
+   * (every reader named by its address) unless given.
+   */
+  reads?: ReadSlots;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -103,6 +111,9 @@ export function gatewayRoutes(
   const shareBlocks = new ShareBlockIndex(options?.shareIndexLinks);
   const directories = options?.directories ?? new UnixfsDirectoryCache();
   const decode = (cid: string, bytes: Uint8Array) => directories.decode(cid, bytes);
+  // Before any read: a client that opens reads and does not read them holds the store's
+  // read-ahead of each, so how many are under way is bounded, per client and on the node.
+  const readSlot = (options?.reads ?? new ReadSlots()).guard();
   const app = new Hono<EdgeEnv>();
   const port = () => {
     const found = storage();
@@ -130,7 +141,7 @@ export function gatewayRoutes(
     c.res.headers.append("vary", "Accept");
   });
 
-  app.on(["GET", "HEAD"], ["/ipfs/:cid", "/ipfs/:cid/*"], async (c) => {
+  app.on(["GET", "HEAD"], ["/ipfs/:cid", "/ipfs/:cid/*"], readSlot, async (c) => {
     // The CID and the names both come from the raw path, as received: Hono's parameter and
     // `new URL()` each normalize it their own way (`%2e%2e`), and could name different roots.
     const { pathname, search } = rawTarget(c.req.url);
@@ -203,7 +214,7 @@ export function gatewayRoutes(
     }
   });
 
-  app.get("/share/:id/:cid", async (c) => {
+  app.get("/share/:id/:cid", readSlot, async (c) => {
     const { id, cid } = c.req.param();
     if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
     const storagePort = onlyIfCached(c.req.header("cache-control")) ? localReads(port()) : port();

@@ -125,6 +125,8 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   duplicate_id: 409,
   too_many_jobs: 429,
   too_many_uploads: 429,
+  // Reads of stored files under way (`read_slots.ts`): the client's own, or the node's, all taken.
+  too_many_reads: 429,
   // Request bodies being read hold the node's budget for them (`body_limit.ts`'s `BodyBudget`).
   too_many_request_bodies: 429,
   rate_limited: 429,

@@ -1,7 +1,9 @@
 /**
  * The WebSocket streaming API's route, `GET /v1/stream` (messages in `stream_protocol.ts`, one
  * connection's life in `stream_session.ts`). Each open socket is registered with the server's
- * graceful shutdown (`serve.ts`), so a stopping node lets its jobs finish before closing it.
+ * graceful shutdown (`serve.ts`), so a stopping node lets its jobs finish before closing it, and
+ * holds a place among the node's and its client's sockets (`stream_sockets.ts`) until its `onclose`
+ * fires: past either cap the upgrade is refused, 429 `too_many_sockets`.
  *
  * @module
  */
@@ -13,6 +15,7 @@ import { EdgeError } from "./http_errors.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import { drainBeforeShutdown } from "./serve.ts";
 import { StreamSession } from "./stream_session.ts";
+import { StreamSockets } from "./stream_sockets.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 
 export { WS_HIGH_WATER_BYTES } from "./stream_session.ts";
@@ -20,7 +23,8 @@ export { WS_HIGH_WATER_BYTES } from "./stream_session.ts";
 /**
  * Routes of the WebSocket API; mount under `/v1`. `log` takes a line per untyped error a frame
  * ran into (answered `internal_error`); nowhere by default. `timers` (default the system's) is
- * the clock of a client's idle cut-off.
+ * the clock of a client's idle cut-off. `sockets` counts the open sockets (default: the node's
+ * own, at `stream_sockets.ts`'s limits).
  */
 export function streamRoutes(
   gateway: InferenceGateway,
@@ -28,6 +32,7 @@ export function streamRoutes(
   stats: EdgeStats,
   log?: (line: string) => void,
   timers?: ConnectionTimers,
+  sockets: StreamSockets = new StreamSockets(),
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   routes.get("/stream", (c) => {
@@ -41,10 +46,13 @@ export function streamRoutes(
         },
       }, 426);
     }
+    // Before the upgrade, so a client over its cap gets a 429 it can read, not a closed socket.
+    const release = sockets.take(c.get("client"));
     let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
     try {
       upgraded = Deno.upgradeWebSocket(c.req.raw);
     } catch (error) {
+      release(); // not a WebSocket after all: no socket to hold the place
       // An Upgrade request whose handshake is not a WebSocket one (no Sec-WebSocket-Key, a
       // version other than 13, …): the client's mistake, said as such, not a 500.
       throw new EdgeError(
@@ -67,7 +75,12 @@ export function streamRoutes(
       (timeUp) => session.drain(timeUp),
       "websocket",
     );
-    session.closed.then(withdraw);
+    // `closed` settles at the socket's `onclose` (or `onerror`), not when the session calls
+    // `close()`: a client that never answers the close still holds its place.
+    session.closed.then(() => {
+      withdraw();
+      release();
+    });
     return response;
   });
   return routes;

@@ -18,7 +18,9 @@
  * the job's own `done` or `error` is still to come, and each `infer` ends exactly once.
  *
  * A message over `maxRequestBytes` closes the socket with 1009 and a reason naming the limit:
- * the client learns why, where a dropped connection would tell it nothing.
+ * the client learns why, where a dropped connection would tell it nothing. The check runs once the
+ * message has arrived whole: Deno 2.9 reads up to 64 MiB of one before the session sees it, and
+ * takes no smaller limit, so what bounds that memory is the number of sockets (`stream_sockets.ts`).
  *
  * When the node stops, {@link StreamSession.drain} lets the socket's jobs, running or queued,
  * finish and send their end (summary and receipt) while a new `infer` is refused
@@ -72,7 +74,11 @@ export const WS_HIGH_WATER_BYTES = 1 << 20;
  * (close 1008). Jobs pause at {@link WS_HIGH_WATER_BYTES}, so above it only replies to the
  * client's own frames pile up: a `start` and an end per job, a refusal per bad frame. Another
  * MiB of those is thousands of frames sent without reading one answer, which no reading client
- * does; a client that never reads costs the node this much and no more.
+ * does; a client that never reads costs the node this much and no more in the session, plus the
+ * kernel's send buffer of its connection, which stays open after the cut-off until the client
+ * answers the close or goes: Deno 2.9 cannot abort a server WebSocket, and its `idleTimeout` ping
+ * stops once the close is sent (measured, review s75 F3). Such a socket keeps counting against its
+ * client's and the node's sockets (`stream_sockets.ts`) until its `onclose`, which bounds them.
  */
 export const WS_MAX_BUFFERED_BYTES = 2 * WS_HIGH_WATER_BYTES;
 /** Event-loop turns a job waits for its last message to be written (about 20 µs each). */
@@ -456,7 +462,11 @@ export class StreamSession {
     });
   }
 
-  /** Cancel the socket's jobs and close it for breaking the API's rules (1008, `reason`). */
+  /**
+   * Cancel the socket's jobs and close it for breaking the API's rules (1008, `reason`). The
+   * socket is not over until its `onclose` ({@link closed}): a client that never answers the close
+   * keeps the connection, and its place among the sockets (`stream_routes.ts`) until then.
+   */
   #cutOff(reason: string): void {
     this.#cancelAll();
     this.#socket.close(WS_CLOSE.policyViolation, reason);

@@ -246,6 +246,14 @@ const filesWith = fileRoutes as unknown as (
   options: { requestBodyTimeoutMs: number; timers: FakeTimers },
 ) => Hono<EdgeEnv>;
 
+/**
+ * Silence deadlines armed (`ms`, the test's `http.requestBodyTimeoutMs`): an upload's minimum-rate
+ * window timer (`body_min_rate.ts`) is armed beside each, for as long as the upload lasts.
+ */
+function silences(timers: FakeTimers, ms: number): number {
+  return [...timers.armed.values()].filter((t) => t.ms === ms).length;
+}
+
 /** Files under `dir`, recursively, whose path has a `pending` folder in it. */
 async function pendingRecords(dir: string): Promise<string[]> {
   const found: string[] = [];
@@ -349,7 +357,7 @@ Deno.test("an upload is limited by idleness, not length: each chunk that arrives
   // Each chunk comes just before a deadline would pass: the whole upload takes longer than
   // one deadline, but the client never goes quiet for one.
   for (let i = 0; i < 5; i++) {
-    await eventually(() => timers.armed.size === 1, "a deadline armed while waiting");
+    await eventually(() => silences(timers, 5_000) === 1, "a deadline armed while waiting");
     next[i].resolve();
     await turns(10);
   }
@@ -452,12 +460,12 @@ Deno.test("a start given back for the node's refusal does not lift the key's lim
   assertEquals(await start(), "rate_limited");
 });
 
-// Uploads that trickle: an upload is held to a silence deadline, not a length one, so a client
-// sending a byte just within each `http.requestBodyTimeoutMs` keeps its upload open for as long as
-// it likes, and with it a chunk's worth of buffered bytes (256 KiB by default), a locked pending
-// record and its connection. Many such uploads at once must not grow without bound: past the node's
-// limit of open uploads the next is refused at once (429 `too_many_uploads`), and a slot comes back
-// when an upload ends, whichever way it ends.
+// Uploads that trickle: an upload is held to a silence deadline and a minimum rate, not a length
+// (`upload_min_rate_test.ts` for the rate), so while it lasts (up to a minute for a trickle) it holds
+// a chunk's worth of buffered bytes (256 KiB by default), a locked pending record and its
+// connection. Many such uploads at once must not grow without bound: past the node's limit of open
+// uploads the next is refused at once (429 `too_many_uploads`), and a slot comes back when an upload
+// ends, whichever way it ends.
 
 /**
  * The file routes with a limit of open uploads. Called through a wider type: the option is new,
@@ -525,7 +533,10 @@ Deno.test("uploads that trickle hold at most the node's open uploads: the next i
     slotFilesWith(() => port, { requestBodyTimeoutMs: 5_000, timers, maxUploads: 2 }),
   );
   const held = [upload(app, trickling()), upload(app, trickling())];
-  await eventually(() => open() === 2 && timers.armed.size === 2, "two uploads under way");
+  await eventually(
+    () => open() === 2 && silences(timers, 5_000) === 2,
+    "two uploads under way",
+  );
   const refused = upload(app, trickling());
   const answered = tracker(refused);
   await turns(10);
@@ -577,7 +588,7 @@ Deno.test("one API key's trickling uploads hold at most its share of the slots: 
   // The other key is not shut out by the first one's trickles.
   const other = [upload(app, trickling(), second), upload(app, trickling(), second)];
   await eventually(
-    () => open() === 4 && timers.armed.size === 4,
+    () => open() === 4 && silences(timers, 5_000) === 4,
     "the second key's uploads under way beside the first's",
   );
   // Past the deadline every trickle ends (408) and each key has its slots back.

@@ -1,0 +1,123 @@
+/**
+ * How many `/v1/stream` sockets the node holds open: each client (`queueClient`: an API key, a
+ * keyless client elsewhere by its address, this machine's tools together) at most
+ * {@link MAX_STREAM_SOCKETS_PER_CLIENT}, and the node {@link MAX_STREAM_SOCKETS}; past either the
+ * upgrade is refused, 429 `too_many_sockets` with `Retry-After`, its message naming the limit. The
+ * counting is the dashboard's (`OpenSockets`, `dashboard_socket_caps.ts`), not a new mechanism.
+ *
+ * Why a cap and not a message size: Deno 2.9's `Deno.upgradeWebSocket` takes no largest message
+ * (its options are `protocol`, `idleTimeout` and `socket`). Deno reads a whole message, up to its
+ * own 64 MiB, before the session sees it and refuses it over `http.maxRequestBytes` (close 1009),
+ * so each open socket may hold 64 MiB of one partial message however small the limit; only the
+ * number of sockets bounds the total.
+ *
+ * A socket holds its place from the upgrade until its `onclose` has really fired
+ * (`StreamSession.closed`), not when the node calls `close()`: a client cut off with 1008 that never
+ * answers the close keeps its connection, which Deno 2.9 has no way to abort (its `idleTimeout`
+ * ping stops once the node has sent its close), so it must keep counting against its client.
+ *
+ * @module
+ */
+import type { ClientIdentity } from "./client_identity.ts";
+import { OpenSockets } from "./dashboard_socket_caps.ts";
+import { EdgeError } from "./http_errors.ts";
+import { queueClient } from "./inference_gateway.ts";
+
+/**
+ * Deno's own largest WebSocket message, in bytes (not settable in Deno 2.9): what one socket may
+ * make the node hold before any check of the node's runs.
+ */
+export const DENO_MAX_WS_MESSAGE_BYTES = 64 << 20;
+
+/**
+ * Most `/v1/stream` sockets open on the whole node. Worst case, every one holds a partial message
+ * of {@link DENO_MAX_WS_MESSAGE_BYTES} plus its unread replies (2 MiB, `WS_MAX_BUFFERED_BYTES`)
+ * and the kernel's send buffer (about 2 MiB, measured in review s75): 32 × 68 MiB ≈ 2.1 GiB,
+ * which a 24 GB node survives beside its model. One socket carries any number of jobs, and the
+ * node runs a handful at once, so 32 is room for dozens of streaming clients.
+ */
+export const MAX_STREAM_SOCKETS = 32;
+
+/**
+ * Most `/v1/stream` sockets one client may hold open: a quarter of the node's, so one client (a
+ * key, or every tool on this machine together) cannot take every place; worst case
+ * 8 × 68 MiB ≈ 544 MiB. A client needs one socket for all its jobs; 8 leaves room for a few
+ * processes or tabs, and for sockets cut off whose close is still unanswered.
+ */
+export const MAX_STREAM_SOCKETS_PER_CLIENT = 8;
+
+/**
+ * `Retry-After` of a refusal: a place comes back only when one of the client's sockets closes,
+ * which a client that streams does after its jobs; 5 s spares the node a client retrying in a
+ * tight loop while letting one that closed a socket back in soon.
+ */
+const RETRY_AFTER_S = 5;
+
+/** Options of {@link StreamSockets}. */
+export interface StreamSocketsOptions {
+  /** Most sockets open on the node; default {@link MAX_STREAM_SOCKETS}. */
+  maxSockets?: number;
+  /** Most sockets one client may hold open; default {@link MAX_STREAM_SOCKETS_PER_CLIENT}. */
+  maxSocketsPerClient?: number;
+}
+
+/**
+ * The `/v1/stream` socket places of one node: see the module's text.
+ *
+ * @example
+ * ```ts
+ * import { StreamSockets } from "./stream_sockets.ts";
+ * const sockets = new StreamSockets({ maxSocketsPerClient: 1 });
+ * const release = sockets.take({ label: "loopback" });
+ * // a second socket of the same client now throws 429 `too_many_sockets`
+ * release(); // at the socket's `onclose`
+ * ```
+ */
+export class StreamSockets {
+  readonly #node: OpenSockets;
+  readonly #perClient: OpenSockets;
+
+  /**
+   * Create it.
+   *
+   * @param options The limits.
+   */
+  constructor(options: StreamSocketsOptions = {}) {
+    const maxSockets = options.maxSockets ?? MAX_STREAM_SOCKETS;
+    const maxPerClient = options.maxSocketsPerClient ?? MAX_STREAM_SOCKETS_PER_CLIENT;
+    this.#node = new OpenSockets(maxSockets, (open) =>
+      new EdgeError(
+        "too_many_sockets",
+        `this node already has ${open} /v1/stream sockets open, its limit of ${maxSockets}: ` +
+          "retry after the Retry-After seconds",
+        { retryAfterS: RETRY_AFTER_S },
+      ));
+    this.#perClient = new OpenSockets(maxPerClient, (open) =>
+      new EdgeError(
+        "too_many_sockets",
+        `this client already has ${open} /v1/stream sockets open, its limit of ${maxPerClient} ` +
+          "(one socket carries any number of jobs): close one, or retry after the Retry-After " +
+          "seconds",
+        { retryAfterS: RETRY_AFTER_S },
+      ));
+  }
+
+  /**
+   * Take a place for one socket of `client`, or throw 429 `too_many_sockets` naming the limit it
+   * met; call the result once the socket's `onclose` has fired (a second call does nothing).
+   */
+  take(client: ClientIdentity): () => void {
+    const mine = this.#perClient.take(queueClient(client));
+    let node: () => void;
+    try {
+      node = this.#node.take();
+    } catch (error) {
+      mine();
+      throw error;
+    }
+    return () => {
+      node();
+      mine();
+    };
+  }
+}
