@@ -11,6 +11,7 @@
  */
 import { VeriflowError } from "./protocols/errors.ts";
 import { nearestName } from "./node/nearest_name.ts";
+import { EXIT_USAGE } from "./node/usage_error_text.ts";
 
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
@@ -40,8 +41,9 @@ Commands:
                           store a CAR's blocks, each verified, and pin its roots
   share CID [--expires 24h] [--password] [--url URL] | share revoke ID | share open LINK
                           a link to one private file for someone without your key
-  ledger verify|repair [--data DIR]
-                          check the ledger from genesis; repair keeps what verifies
+  ledger verify|repair [--data DIR] [--force]
+                          check the ledger from genesis; repair keeps what verifies and says
+                          what the cut entries carried (signed ones only with --force)
   build-model [--size tiny|small] [--seed N] --out DIR
                           write the built-in GPT-style ONNX model, tokenizer and config
   calibrate [--model DIR | --model-size S] [--data DIR] [--jobs N]
@@ -64,6 +66,9 @@ variables and a config file, in that order (start --print-config shows them).
 
 Exit codes: 0 done · 1 the work failed (the line says why and what to do) · 2 bad command,
 flags or configuration · 130 interrupted. Built and tested with Deno ${DENO_VERSION}.`;
+
+/** The code of a refused setting or `--data` (`commandDataDir`, `config.ts`): exit 2. */
+const INVALID_CONFIG = "invalid_config";
 
 /** A command: runs with the arguments after its name; resolves with the exit code. */
 type Command = (args: string[]) => Promise<number>;
@@ -149,6 +154,16 @@ export const COMMANDS: Record<string, Command> = {
   bench: async (args) => (await import("./cli/tool_commands.ts")).runBench(args),
 };
 
+/**
+ * The commands that only look (no node started, nothing stored, written or removed): offered
+ * for a typo on the usual terms, and first on a tie. Following a `did you mean` hint must not
+ * start a node or change a store on a guess (`stauts` was offered `start`).
+ */
+const LOOKS_ONLY: readonly string[] = ["status", "ls", "help"];
+
+/** Edits within which a command that starts or changes something is offered: one typo. */
+const ACTING_COMMAND_EDITS = 1;
+
 async function dispatch(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   if (command === undefined || command === "help" || command === "--help" || command === "-h") {
@@ -159,7 +174,9 @@ async function dispatch(args: string[]): Promise<number> {
   if (run === undefined) {
     // A typo (`strat`) gets the command it is near and stays one line above the prompt, as
     // `start` answers `--prot`; a name near none gets the whole list to choose from.
-    const near = nearestName(command, Object.keys(COMMANDS));
+    const near = nearestName(command, [...LOOKS_ONLY, ...Object.keys(COMMANDS)], {
+      maxDistance: (name) => LOOKS_ONLY.includes(name) ? Infinity : ACTING_COMMAND_EDITS,
+    });
     console.error(
       near === undefined
         ? `error: unknown command: ${command}\n\n${USAGE}`
@@ -183,7 +200,9 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const code = error instanceof VeriflowError ? ` [${error.code}]` : "";
     console.error(`error${code}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
+    // A refused configuration (`--data ~/vf`) is a bad invocation, as the usage says: 2, in
+    // every command as in `start`.
+    return error instanceof VeriflowError && error.code === INVALID_CONFIG ? EXIT_USAGE : 1;
   }
 }
 

@@ -53,6 +53,9 @@ export interface CommandIo {
   onStopSignal?: OnStopSignal;
 }
 
+/** The code of a refused configuration or `--data` (`commandDataDir`): a usage error, exit 2. */
+const INVALID_CONFIG = "invalid_config";
+
 /** Exit code after a stop signal: 128 + SIGINT, as shells report. */
 const EXIT_INTERRUPTED = 130;
 
@@ -129,7 +132,9 @@ export function parseCommand(
     return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs;
   } catch (error) {
     // `--privat` is told `did you mean --private?`, as `start` tells `--prot`.
-    console.error(usageErrorText(flagProblem(error, [...Object.keys(options), "help"]), text));
+    console.error(
+      usageErrorText(flagProblem(error, [...Object.keys(options), "help"], args), text),
+    );
     return EXIT_USAGE;
   }
 }
@@ -184,7 +189,8 @@ export async function reportErrors(
     }
     if (error instanceof VeriflowError) {
       console.error(`error [${error.code}]: ${error.message}`);
-      return 1;
+      // A refused --data (`~/vf`, `commandDataDir`) is a bad invocation: 2, as `start` says it.
+      return error.code === INVALID_CONFIG ? EXIT_USAGE : 1;
     }
     // Whoever reads stdout stopped reading (`| head`): they chose to, nothing failed.
     if (error instanceof Deno.errors.BrokenPipe) return 0;

@@ -63,7 +63,9 @@ export async function runBuildModel(args: string[]): Promise<number> {
     ({ values } = parseArgs({ args, options: BUILD_MODEL_OPTIONS }));
   } catch (error) {
     // `--sed` is told `did you mean --seed?`, as every command tells a mistyped flag.
-    console.error(usageErrorText(flagProblem(error, Object.keys(BUILD_MODEL_OPTIONS)), USAGE));
+    console.error(
+      usageErrorText(flagProblem(error, Object.keys(BUILD_MODEL_OPTIONS), args), USAGE),
+    );
     return EXIT_USAGE;
   }
   if (values.help) {

@@ -18,7 +18,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { IDENTITY_FILE } from "../node/node_identity.ts";
+import { DataDirNotDirectoryError } from "../node/data_dir_lock.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { DEFAULT_MODEL_SEED } from "../inference/model_builder.ts";
 import { ModelLoadError } from "../inference/errors.ts";
@@ -35,6 +37,7 @@ import { flagProblem } from "../node/_unknown_flag.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import { CALIBRATE_USAGE } from "./calibrate_help.ts";
+import { InterruptedError, type OnStopSignal, processStopSignals } from "./_command_support.ts";
 import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 
 /**
@@ -55,8 +58,81 @@ function osReason(error: unknown): string {
     : String(error);
 }
 
+/** What marks a node's data directory: its key, store or ledger (any one of them). */
+const NODE_DATA_MARKS = [IDENTITY_FILE, "store", "ledger"] as const;
+
+/**
+ * Why `dataDir` is not a node's data directory (none of {@link NODE_DATA_MARKS} in it, or it
+ * names a file), or undefined when it is one. The profile is read only from a node's directory;
+ * `--init` calibrates into a new one (a node not started yet).
+ */
+async function notNodeDataDir(dataDir: string): Promise<string | undefined> {
+  const stat = await Deno.stat(dataDir).catch((error) => {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return undefined;
+    }
+    throw error;
+  });
+  if (stat !== undefined && !stat.isDirectory) {
+    return new DataDirNotDirectoryError(dataDir, { created: false }).message;
+  }
+  for (const mark of NODE_DATA_MARKS) {
+    if (stat !== undefined && await Deno.lstat(join(dataDir, mark)).then(() => true, () => false)) {
+      return undefined;
+    }
+  }
+  return `no node's data directory at ${resolve(dataDir)} (no ${NODE_DATA_MARKS.join(", ")}): ` +
+    `the validator reads profiles from its node's directory only; check --data, then ` +
+    `VERIFLOW_DATA_DIR, then VERIFLOW_CONFIG's dataDir (the first one set is used), or pass ` +
+    `--init to calibrate into a new directory for a node to start there`;
+}
+
+/** Exit status after a stop signal: 128 + SIGINT, as shells report. */
+const EXIT_INTERRUPTED = 130;
+
+/**
+ * `install()` (the built-in model), with a stop signal held off until it ends: a Ctrl-C that
+ * killed the install left its `.staging-*` directory (41 MB for small) for the next build to
+ * sweep an hour later (review s75). The install ends in moments (the model's bytes are computed
+ * without yielding, then written and renamed into place), and whole: a model that verifies, or
+ * its staging directory removed by `ensureBuiltinModel` on failure. After it, a signal that came
+ * meanwhile stops the command with {@link InterruptedError} (exit 130) before anything is
+ * measured; the installed model is kept, a cache for the next run.
+ */
+async function installHoldingSignals(
+  install: () => Promise<string>,
+  onStopSignal: OnStopSignal,
+): Promise<string> {
+  let stopped = false;
+  const stopListening = onStopSignal(() => {
+    stopped = true;
+  });
+  try {
+    const dir = await install();
+    if (stopped) {
+      throw new InterruptedError(
+        `stopped once the built-in model was installed (${dir}, kept for the next run); ` +
+          `nothing was measured or saved`,
+      );
+    }
+    return dir;
+  } catch (error) {
+    if (stopped && !(error instanceof InterruptedError)) {
+      throw new InterruptedError(
+        `stopped while the built-in model installed, which failed and left nothing: ` +
+          `${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    throw error;
+  } finally {
+    stopListening();
+  }
+}
+
 /** What {@link runCalibrate} runs besides its arguments. */
 export interface RunCalibrateOptions {
+  /** Stop signals while the built-in model installs (default: the process's). */
+  onStopSignal?: OnStopSignal;
   /** The measurement (default {@link calibrateModel}); tests substitute their own. */
   calibrate?: (dir: string, options: CalibrationOptions) => Promise<CalibrationProfile>;
 }
@@ -89,13 +165,16 @@ export async function runCalibrate(
     cuda: { type: "boolean" },
     webgpu: { type: "boolean" },
     json: { type: "boolean" },
+    init: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   } as const;
   try {
     ({ values } = parseArgs({ args, strict: true, options: flags }));
   } catch (error) {
     // A mistyped flag with the one it is near (`--job` → `--jobs`), as the other commands say it.
-    console.error(usageErrorText(flagProblem(error, Object.keys(flags)), CALIBRATE_USAGE));
+    console.error(
+      usageErrorText(flagProblem(error, Object.keys(flags), args), CALIBRATE_USAGE),
+    );
     return EXIT_USAGE;
   }
   if (values.help) {
@@ -158,16 +237,28 @@ export async function runCalibrate(
       );
     }
   }
+  // Before anything is installed or saved: a mistyped --data got a new directory with a model and
+  // a profile no node reads, and was told the validator would use it (review s75 F3).
+  if (values.init !== true) {
+    const problem = await notNodeDataDir(dataDir);
+    if (problem !== undefined) {
+      console.error(`error: ${problem}`);
+      return EXIT_FAILURE;
+    }
+  }
   let dir = values.model;
   if (dir === undefined) {
     const modelsDir = join(dataDir, "models");
     try {
-      dir = await ensureBuiltinModel(
-        modelsDir,
-        modelSize as "tiny" | "small" | "brown",
-        seed,
+      dir = await installHoldingSignals(
+        () => ensureBuiltinModel(modelsDir, modelSize as "tiny" | "small" | "brown", seed),
+        options.onStopSignal ?? processStopSignals,
       );
     } catch (error) {
+      if (error instanceof InterruptedError) {
+        console.error(`interrupted: ${error.message}`);
+        return EXIT_INTERRUPTED;
+      }
       // A seed for a trained size is a flag the model does not take.
       if (error instanceof RangeError) return bad(error.message);
       if (!isSystemError(error)) throw error;

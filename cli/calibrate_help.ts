@@ -15,7 +15,9 @@ export const CALIBRATE_USAGE = `Usage: cli.ts calibrate [options]
   --model-size S        built-in model size: brown (default, trained), tiny or small
   --seed N              built-in model seed (default ${DEFAULT_MODEL_SEED})
   --data DIR            the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow); the profile
-                        goes to DIR/calibration/<cid>.json
+                        goes to DIR/calibration/<cid>.json. DIR must be a node's data directory
+                        (identity.key, store or ledger in it): else exit 1, unless --init
+  --init                calibrate into DIR although no node has used it yet (it is created)
   --jobs N              generations per execution variant (default 24)
   --tokens N            tokens per generation (default 64)
   --threads N,M         intra-op thread counts to measure (default 1 and every core)

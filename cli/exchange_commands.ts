@@ -28,6 +28,7 @@ import {
   failedPut,
   InterruptedError,
   parseCommand,
+  processStopSignals,
   reportErrors,
   UsageError,
   writeOutput,
@@ -67,7 +68,7 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
  * `import FILE`: store a CAR's blocks, verified, and pin its roots (an identity root: the stored
  * blocks it links). A CAR that names no root is refused before anything is stored.
  */
-export async function runImport(args: string[]): Promise<number> {
+export async function runImport(args: string[], io: CommandIo = {}): Promise<number> {
   const parsed = parseCommand(
     args,
     { data: { type: "string" }, init: { type: "boolean" } },
@@ -92,8 +93,15 @@ export async function runImport(args: string[]): Promise<number> {
       },
     );
     const pending = await PendingPut.begin(store);
+    // Ctrl-C (or SIGTERM, SIGHUP) stops the import between blocks and says what it left: the
+    // blocks stored so far, unpinned, which GC removes (it ended with exit 130 and not a word).
+    const interrupt = new AbortController();
+    const stopListening = (io.onStopSignal ?? processStopSignals)(() =>
+      interrupt.abort(new InterruptedError("import stopped before its roots were pinned"))
+    );
     try {
-      const result = await importCar(source, pending);
+      const result = await importCar(source, pending, { signal: interrupt.signal });
+      interrupt.signal.throwIfAborted();
       // What keeps each root: itself, or for an identity root (`ipfs add --inline`) the stored
       // blocks its inline node links, since nothing is stored under the root's own CID. Pinned
       // in its place, they keep the file GC would otherwise remove.
@@ -125,8 +133,14 @@ export async function runImport(args: string[]): Promise<number> {
       }
       storedIn(dir);
     } catch (error) {
+      if (interrupt.signal.aborted) {
+        const stopped = interrupt.signal.reason as InterruptedError;
+        if (pending.stored.objects === 0) stopped.message += "; it stored nothing";
+        throw failedPut(stopped, pending.stored);
+      }
       throw failedPut(error, pending.stored);
     } finally {
+      stopListening();
       await pending.release();
     }
   }, "import");
@@ -196,6 +210,8 @@ export async function runShare(
       return;
     }
     const [cid] = positionals;
+    // Checked before anything is stored: each run with a wrong --url left one more live share.
+    const baseUrl = shareBaseUrl(values.url === undefined ? undefined : String(values.url));
     const now = Date.now();
     const expiresAt = values.expires === undefined
       ? null
@@ -211,7 +227,7 @@ export async function runShare(
       owner: await ownerKey(dir, values["key-file"] as string | undefined, cid),
       files: new FileStore(store),
       shares: await ShareStore.open(join(dir, "store")),
-      baseUrl: String(values.url ?? DEFAULT_NODE_URL),
+      baseUrl,
       expiresAt,
       now,
       password: values.password ? await readPassword() : undefined,
@@ -222,6 +238,36 @@ export async function runShare(
       : `until ${new Date(expiresAt).toISOString()}`;
     console.error(`share ${record.id} opens ${cid} ${until}; revoke: share revoke ${record.id}`);
   }, "share");
+}
+
+/**
+ * The node address a share link starts with: `--url` (default {@link DEFAULT_NODE_URL}) when it
+ * is an http(s) origin — no path, query, fragment or user — else a {@link UsageError} (exit 2),
+ * as `status --url` refuses a non-http one. `notaurl` and `ftp://…` gave a link nobody could
+ * open, and a path (`…/v1`) one the node does not serve.
+ */
+export function shareBaseUrl(text: string | undefined): string {
+  const given = text ?? DEFAULT_NODE_URL;
+  let url: URL | undefined;
+  try {
+    url = new URL(given);
+  } catch {
+    url = undefined;
+  }
+  const problem = url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")
+    ? "not an http:// or https:// address"
+    : url.username !== "" || url.password !== ""
+    ? "a user or password has no place in a link given to others"
+    : (url.pathname !== "/" && url.pathname !== "") || url.search !== "" || url.hash !== ""
+    ? `the node's base address has no path, query or fragment: give ${url.origin}`
+    : undefined;
+  if (problem !== undefined) {
+    throw new UsageError(
+      `--url ${JSON.stringify(given)}: ${problem} (the node serving the link, like ` +
+        `https://node.example:8080); no share was made`,
+    );
+  }
+  return url!.origin;
 }
 
 /** `share CID`'s operand. */

@@ -21,7 +21,8 @@ Examples:
 export const IMPORT_USAGE = `Usage: cli.ts import [--data DIR] [--init] FILE|-
   Read a CAR file, verify every block against its CID, store and pin its roots; prints them.
   DIR must be a node's data directory (it holds a store or identity.key); --init makes a new
-  store in any other.
+  store in any other. Ctrl-C stops it (exit 130) saying how many blocks it stored, unpinned:
+  cli.ts gc removes them.
 
 Examples:
   deno run -A cli.ts import file.car
@@ -34,8 +35,9 @@ export const SHARE_USAGE =
        cli.ts share open LINK [-o FILE] [--password]
   Print a link that lets someone without your key read private file CID (the key rides in the
   link's #fragment, or wrapped under a password read from stdin/the terminal) until it expires
-  (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it (default
-  ${DEFAULT_NODE_URL}).
+  (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it, an http(s)
+  origin with no path, query or fragment (default ${DEFAULT_NODE_URL}; on another machine give
+  the address others reach it by); any other is refused (exit 2) before a share is made.
 
 Examples:
   deno run -A cli.ts share CID --expires 24h          # the link; stderr: its ID

@@ -23,9 +23,14 @@ import {
   type VouchedDamage,
 } from "../proof/ledger_verify.ts";
 import { LOG_FILE } from "../proof/ledger_log.ts";
-import { repairLedger } from "../proof/ledger_repair.ts";
+import {
+  type LedgerCutAccount,
+  type LedgerCutSummary,
+  LedgerRepairCutsSignedError,
+  repairLedger,
+} from "../proof/ledger_repair.ts";
 import { LedgerError } from "../proof/ledger_errors.ts";
-import { DataDirLock } from "../node/data_dir_lock.ts";
+import { DataDirLock, DataDirNotDirectoryError } from "../node/data_dir_lock.ts";
 import { CorruptIdentityError, IDENTITY_FILE } from "../node/node_identity.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
@@ -50,12 +55,13 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
   const options = {
     data: { type: "string" },
     json: { type: "boolean" },
+    force: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   } as const;
   try {
     parsed = parseArgs({ args, allowPositionals: true, options });
   } catch (error) {
-    io.err(usageErrorText(flagProblem(error, Object.keys(options)), LEDGER_USAGE));
+    io.err(usageErrorText(flagProblem(error, Object.keys(options), args), LEDGER_USAGE));
     return EXIT_USAGE;
   }
   const { values, positionals } = parsed;
@@ -73,12 +79,33 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
     io.err(usageErrorText(why, LEDGER_USAGE));
     return EXIT_USAGE;
   }
-  const dataDir = await commandDataDir(values.data);
+  if (values.force === true && action !== "repair") {
+    io.err(usageErrorText("--force is for ledger repair", LEDGER_USAGE));
+    return EXIT_USAGE;
+  }
+  let dataDir: string;
+  try {
+    dataDir = await commandDataDir(values.data);
+  } catch (error) {
+    // A refused --data (`~/vf`) is a bad invocation: exit 2, as `start` answers it.
+    if (!(error instanceof VeriflowError) || error.code !== "invalid_config") throw error;
+    io.err(`error [${error.code}]: ${error.message}`);
+    return EXIT_USAGE;
+  }
   try {
     return action === "verify"
       ? await verify(dataDir, values.json === true, io)
-      : await repair(dataDir, io);
+      : await repair(dataDir, values.force === true, io);
   } catch (error) {
+    if (error instanceof LedgerRepairCutsSignedError) {
+      io.err(`error [${error.code}]: ${error.message}`);
+      for (const line of describeCut(error.cut)) io.err(line);
+      io.err(
+        `to cut them anyway (their bytes are kept in ledger.log.rejected-<time> beside the ` +
+          `log), stop the node and run: deno run -A cli.ts ledger repair --force --data ${dataDir}`,
+      );
+      return 1;
+    }
     if (error instanceof VeriflowError) {
       io.err(`error [${error.code}]: ${error.message}`);
       return 1;
@@ -117,15 +144,18 @@ async function verify(dataDir: string, json: boolean, io: CommandOutput): Promis
   return report.ok ? 0 : 1;
 }
 
-async function repair(dataDir: string, io: CommandOutput): Promise<number> {
+async function repair(dataDir: string, force: boolean, io: CommandOutput): Promise<number> {
   // The lock creates the directory it locks: a mistyped --data is refused first, as `verify`
   // refuses it, not left behind as a new directory holding only a lock file.
+  let isDirectory: boolean;
   try {
-    await Deno.stat(dataDir);
+    isDirectory = (await Deno.stat(dataDir)).isDirectory;
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     throw new LedgerError("ledger_missing", `no data directory ${dataDir}: check --data`);
   }
+  // Named here, not by the lock, whose words promise to create the directory.
+  if (!isDirectory) throw new DataDirNotDirectoryError(dataDir, { created: false });
   const lock = await DataDirLock.acquire(dataDir, "ledger repair");
   try {
     const identity = await readIdentity(dataDir);
@@ -136,13 +166,17 @@ async function repair(dataDir: string, io: CommandOutput): Promise<number> {
       );
       return 1;
     }
-    const report = await repairLedger(join(dataDir, "ledger"), identity);
-    for (const line of describe(report.before, dataDir)) io.out(`before: ${line}`);
+    const report = await repairLedger(join(dataDir, "ledger"), identity, {
+      refuseSignedCut: !force,
+    });
+    // Without the advice to run repair: this is that run.
+    for (const line of describe(report.before, dataDir, false)) io.out(`before: ${line}`);
     if (report.setAsidePath !== undefined) {
       io.out(
         `set aside ${report.setAsideBytes} bytes after entry ${report.kept - 1} in ` +
           report.setAsidePath,
       );
+      for (const line of describeCut(report.cut)) io.out(line);
     }
     if (report.checkpointRemoved) io.out("removed the checkpoint that did not match the log");
     io.out(
@@ -155,8 +189,54 @@ async function repair(dataDir: string, io: CommandOutput): Promise<number> {
   }
 }
 
-/** The report in lines an operator reads. */
-function describe(report: LedgerVerifyReport, dataDir: string): string[] {
+/**
+ * What cut entries carried, in lines: the whole entries signed by this node by kind, then per
+ * account its balances with them (before the repair) and without (after), so the operator knows
+ * what was lost; then the entries that do not verify (the damage), as written, apart.
+ */
+export function describeCut(cut: LedgerCutSummary): string[] {
+  const kinds = (counts: Record<string, number>) =>
+    Object.entries(counts).map(([kind, n]) => `${kind} ×${n}`).join(", ");
+  const unverified = Object.values(cut.unverifiedKinds).reduce((a, b) => a + b, 0);
+  const lines = [
+    cut.signedEntries === 0
+      ? "cut: no whole entry signed by this node"
+      : `cut: ${cut.signedEntries} whole entries signed by this node (${kinds(cut.kinds)}); ` +
+        `per account, with them → without them` +
+        (cut.notApplied > 0 ? `, ${cut.notApplied} of them changing nothing shown here` : ""),
+  ];
+  for (const account of cut.accounts) lines.push(`cut: ${accountChange(account)}`);
+  if (cut.signedEntries > 0 && cut.accounts.length === 0) {
+    lines.push("cut: no account's balance, stake or locked changes with them");
+  }
+  if (unverified > 0) {
+    lines.push(
+      `cut too: ${unverified} entries that do not verify (${kinds(cut.unverifiedKinds)}); ` +
+        `as written (not to be trusted) they change:` +
+        (cut.unverifiedAccounts.length === 0 ? " no account" : ""),
+    );
+    for (const account of cut.unverifiedAccounts) lines.push(`cut too: ${accountChange(account)}`);
+  }
+  if (cut.otherBytes > 0) lines.push(`cut: ${cut.otherBytes} bytes that are no entry`);
+  return lines;
+}
+
+/** `account 1a2b…: stake 2100 → 300 (-1800)`: the fields that change, before → after. */
+function accountChange({ key, before, after }: LedgerCutAccount): string {
+  const changes = (["balance", "stake", "locked"] as const)
+    .filter((field) => before[field] !== after[field])
+    .map((field) => {
+      const delta = after[field] - before[field];
+      return `${field} ${before[field]} → ${after[field]} (${delta > 0 ? "+" : ""}${delta})`;
+    });
+  return `account ${key.slice(0, 16)}…: ${changes.join(", ")}`;
+}
+
+/**
+ * The report in lines an operator reads; `advise` adds the command that repairs it (not when
+ * printed by that command itself).
+ */
+function describe(report: LedgerVerifyReport, dataDir: string, advise = true): string[] {
   const lines = [
     `${report.entries} entries verify (${report.validBytes} of ${report.totalBytes} bytes), ` +
     `head ${report.head.slice(0, 16)}…, owner ${report.owner?.slice(0, 16) ?? "unknown"}…`,
@@ -188,6 +268,15 @@ function describe(report: LedgerVerifyReport, dataDir: string): string[] {
     lines.push(...describeVouched(report.damage, report.vouched, cp.seq));
     return lines;
   }
+  if (report.damage?.code === "ledger_owner_mismatch") {
+    // Not damage: repair refuses (it would cut the whole ledger), so none is suggested.
+    lines.push(
+      `another identity's ledger [ledger_owner_mismatch]: ${report.damage.reason}`,
+      `not ok, nothing to repair: this ledger's genesis is signed by another key than ` +
+        `${join(dataDir, IDENTITY_FILE)}; check --data and the identity.key inside it`,
+    );
+    return lines;
+  }
   if (report.damage !== undefined) {
     lines.push(
       `damaged: entry ${report.damage.seq} (byte ${report.damage.offset}): ${report.damage.reason}`,
@@ -195,12 +284,12 @@ function describe(report: LedgerVerifyReport, dataDir: string): string[] {
         `that verify`,
     );
   }
-  if (!report.ok) {
+  if (!report.ok && advise) {
     lines.push(
       `to keep the ${report.entries} entries that verify and set the rest aside, stop the node ` +
         `and run: deno run -A cli.ts ledger repair --data ${dataDir}`,
     );
-  } else lines.push("ok: the ledger verifies");
+  } else if (report.ok) lines.push("ok: the ledger verifies");
   return lines;
 }
 

@@ -8,15 +8,20 @@
 
 /** What `cli.ts ledger --help` prints. */
 export const LEDGER_USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
-       cli.ts ledger repair [--data DIR]
+       cli.ts ledger repair [--data DIR] [--force]
 
   verify   check every entry of DIR/ledger from genesis (links, signatures) and the
            checkpoint against the state the log gives; read-only, works while a node runs
   repair   keep every entry that verifies, move the rest to ledger.log.rejected-<time> next
-           to the log, rebuild the checkpoint and index; refused while a node runs on DIR
+           to the log, rebuild the checkpoint and index; refused while a node runs on DIR.
+           It prints what the cut entries carried, per account (balance, stake, locked:
+           before → after). When they include whole entries signed by this node (acknowledged
+           entries, not a torn append) it refuses (ledger_repair_cuts_signed), printing what
+           would be lost, unless --force
 
   --data DIR   the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow)
   --json       print the report as JSON
+  --force      (repair) cut even whole entries signed by this node (a copy stays beside the log)
 
 Examples:
   deno run -A cli.ts ledger verify --data .veriflow
@@ -25,9 +30,12 @@ Examples:
 A ledger written by a newer version of Veriflow (an entry of a kind this one does not know) is
 refused by both (ledger_newer_format): it is not damage; run the version that wrote it. Damage
 under a signed checkpoint that the entries after it still link to is not cut: repair refuses
-(ledger_damage_vouched) and the node opens the ledger from the checkpoint.
+(ledger_damage_vouched) and the node opens the ledger from the checkpoint. A ledger another
+identity created (ledger_owner_mismatch) is not damage either: check --data and its
+identity.key; nothing to repair.
 
 Exit codes: 0 the ledger verifies (or was repaired) · 1 it does not, or there is no ledger in
-DIR, or a newer version wrote it, or (repair) a checkpoint vouches past the damage or a node
-runs on DIR, or its identity.key is missing or damaged (the line says which) · 2 bad flags or
-action.`;
+DIR, or a newer version wrote it, or another identity created it, or (repair) a checkpoint
+vouches past the damage, or signed entries would be cut without --force, or a node runs on DIR,
+or its identity.key is missing or damaged (the line says which) · 2 bad flags or action, or a
+refused --data (led by ~).`;

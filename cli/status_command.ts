@@ -79,7 +79,7 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     ({ values } = parseArgs({ args, strict: true, options: STATUS_OPTIONS }));
   } catch (error) {
     // `--jsn` is told `did you mean --json?`, as `start` tells `--prot`.
-    io.err(`error: ${flagProblem(error, Object.keys(STATUS_OPTIONS))}\n\n${HELP}`);
+    io.err(`error: ${flagProblem(error, Object.keys(STATUS_OPTIONS), args)}\n\n${HELP}`);
     return 2;
   }
   if (values.help) {

@@ -14,6 +14,7 @@
  */
 import { join, resolve } from "node:path";
 import { DataDirNotDirectoryError } from "../node/data_dir_lock.ts";
+import { printableLine } from "../node/log_format.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { notWholeNumber, parseWholeNumber } from "../node/number_flags.ts";
@@ -350,11 +351,14 @@ export async function runLs(args: string[]): Promise<number> {
     }
     for (const f of listed) {
       if ("error" in f) {
-        console.log(`${f.cid}  ERROR ${f.error}`);
+        console.log(printableLine(`${f.cid}  ERROR ${f.error}`));
         continue;
       }
       const size = f.size === null ? "?" : formatBytes(f.size);
-      const name = f.tier === "private" ? "(private)" : (f.name ?? "");
+      // Any client of the node's API names a file: its control, C1 and bidi characters are
+      // written out, so a name cannot set the title, clear the screen or overwrite the line
+      // above (a DAMAGED flag), as `status` and the node's log write them (review s75 F4).
+      const name = f.tier === "private" ? "(private)" : printableName(f.name ?? "");
       const damage = f.damage
         ? `  DAMAGED: ${describeDamage(f.damage)} of ${
           chunkTotals.get(f.cid)
@@ -554,10 +558,20 @@ export async function openStoreToAdd(
   init: boolean,
   options?: ChunkStoreOptions,
 ): Promise<ChunkStore> {
-  const used = await isDirectory(dataDir) &&
-    (await isDirectory(join(dataDir, "store")) || await isPresent(join(dataDir, IDENTITY_FILE)));
+  const used = await isDirectory(dataDir, init) &&
+    (await isDirectory(join(dataDir, "store"), init) ||
+      await isPresent(join(dataDir, IDENTITY_FILE)));
   if (!used && !init) throw storeMissing(dataDir, "adding");
   return await ChunkStore.open(join(dataDir, "store"), options);
+}
+
+/**
+ * `name` with its control, C1, bidi and zero-width characters written out (`\x1b`), as the
+ * node's log writes a line ({@link printableLine}); the name is wrapped while escaped because a
+ * line keeps the newlines that lead or end it, and a name's must not.
+ */
+export function printableName(name: string): string {
+  return printableLine(`|${name}|`).slice(1, -1);
 }
 
 /** Said on stderr after a put or an import, so that the store written is never a guess. */
@@ -567,16 +581,18 @@ export function storedIn(dataDir: string): void {
 
 /**
  * Whether `path` is a directory; false when it is not there.
+ * @param created Whether the command creates it when missing (`put --init`): said only then
+ *   (`ls --data FILE` was told the directory "is created if missing", which `ls` never does).
  * @throws {DataDirNotDirectoryError} `path` is a file or runs through one, as `start` says it.
  */
-async function isDirectory(path: string): Promise<boolean> {
+async function isDirectory(path: string, created = false): Promise<boolean> {
   try {
     if ((await Deno.stat(path)).isDirectory) return true;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
     if (!(error instanceof Deno.errors.NotADirectory)) throw error;
   }
-  throw new DataDirNotDirectoryError(path);
+  throw new DataDirNotDirectoryError(path, { created });
 }
 
 /** Whether `path` exists. */

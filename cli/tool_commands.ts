@@ -30,7 +30,7 @@ Examples:
   deno run -A cli.ts keygen --data .vf/b
 
 Exit codes: 0 printed · 1 --data names a file, or the key file is unreadable or damaged, or cannot be
-written (the line says which) · 2 bad flags.`;
+written (the line says which) · 2 bad flags, or a refused --data (led by ~).`;
 
 /** The flags `keygen` takes. */
 const KEYGEN_OPTIONS = {
@@ -44,7 +44,9 @@ export async function runKeygen(args: string[]): Promise<number> {
   try {
     ({ values } = parseArgs({ args, strict: true, options: KEYGEN_OPTIONS }));
   } catch (error) {
-    console.error(`error: ${flagProblem(error, Object.keys(KEYGEN_OPTIONS))}\n\n${KEYGEN_HELP}`);
+    console.error(
+      `error: ${flagProblem(error, Object.keys(KEYGEN_OPTIONS), args)}\n\n${KEYGEN_HELP}`,
+    );
     return 2;
   }
   if (values.help) {
@@ -59,6 +61,9 @@ export async function runKeygen(args: string[]): Promise<number> {
   }
   const path = join(dataDir, IDENTITY_FILE);
   const existed = await Deno.stat(path).then(() => true, () => false);
+  // A link to nothing: `stat` follows it and finds none, but the refusal to write through it
+  // already says what to do; advice about a failed write would contradict it (review s75 F8).
+  const dangling = !existed && await Deno.lstat(path).then(() => true, () => false);
   try {
     const identity = await loadOrCreateIdentity(dataDir);
     console.log(toHex(identity.publicKey));
@@ -67,7 +72,9 @@ export async function runKeygen(args: string[]): Promise<number> {
   } catch (error) {
     // Only a key that is there can be damaged; with none, it was the write that failed.
     console.error(
-      existed
+      dangling
+        ? `error: ${(error as Error).message}`
+        : existed
         ? `error: ${(error as Error).message}; move ${path} aside to make a new identity (the ` +
           `node's ledger account and stake belong to the old key)`
         : `error: ${(error as Error).message}; no key was written: check that ${dataDir} ` +

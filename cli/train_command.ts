@@ -175,7 +175,9 @@ export async function runTrain(args: string[]): Promise<number> {
     };
   } catch (error) {
     // What parseArgs refused (`--rouds`: did you mean --rounds?) or a flag's value did not pass.
-    console.error(usageErrorText(flagProblem(error, Object.keys(TRAIN_OPTIONS)), TRAIN_USAGE));
+    console.error(
+      usageErrorText(flagProblem(error, Object.keys(TRAIN_OPTIONS), args), TRAIN_USAGE),
+    );
     return EXIT_USAGE;
   }
 

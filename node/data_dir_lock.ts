@@ -82,17 +82,18 @@ export class DataDirNotDirectoryError extends VeriflowError {
    * Create the error.
    * @param dir The data directory.
    * @param options Standard error options (the OS error as `cause`); `through`, the file on the
-   *   way to `dir` when the path runs through one (`/dev/null` for `/dev/null/x`).
+   *   way to `dir` when the path runs through one (`/dev/null` for `/dev/null/x`); `created`
+   *   false for a command that never creates the directory (`ls`, `gc`): the message then does
+   *   not promise it.
    */
-  constructor(dir: string, options?: ErrorOptions & { through?: string }) {
+  constructor(dir: string, options?: ErrorOptions & { through?: string; created?: boolean }) {
     const what = options?.through === undefined
       ? `--data names a file, not a directory: ${dir}`
       : `--data ${dir} runs through a file, ${options.through}`;
-    super(
-      "data_dir_not_directory",
-      `${what}; give the path of a directory (it is created if missing)`,
-      options,
-    );
+    const created = options?.created === false
+      ? "the node's data directory"
+      : "a directory (it is created if missing)";
+    super("data_dir_not_directory", `${what}; give the path of ${created}`, options);
   }
 }
 

@@ -83,7 +83,8 @@ export class LedgerOwnerMismatchError extends LedgerError {
   constructor() {
     super(
       "ledger_owner_mismatch",
-      "ledger was created by another identity (check --data and the identity.key inside it)",
+      "ledger was created by another identity (check --data and the identity.key inside it); " +
+        "nothing to repair: it is another node's ledger, not damage",
     );
   }
 }

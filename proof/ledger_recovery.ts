@@ -49,7 +49,7 @@ import {
   MAX_ENTRY_BYTES,
   signedEntry,
 } from "./ledger_entry.ts";
-import { LedgerTamperedError } from "./ledger_errors.ts";
+import { LedgerOwnerMismatchError, LedgerTamperedError } from "./ledger_errors.ts";
 import { type LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import { writeFileDurably } from "./_durable_file.ts";
 import { LedgerState } from "./ledger_state.ts";
@@ -105,6 +105,9 @@ export async function recoverLedger(
   watch: RecoveryWatch = {},
 ): Promise<RecoveredLedger> {
   const ownerHex = toHex(owner);
+  // Another node's ledger is named as such before its checkpoint is compared with the log: the
+  // checkpoint check called it tampering and advised a repair, which refuses it (review s75).
+  await checkGenesisOwner(log, owner, dir);
   const { start, state } = await startingPoint(dir, log, owner);
   const { at, why } = await validIndexPosition(log, index, ownerHex);
   const position = at ?? GENESIS;
@@ -126,6 +129,29 @@ export async function recoverLedger(
     if (progress !== undefined && watch.signal?.aborted) progress.stopped("interrupted");
     throw error;
   }
+}
+
+/**
+ * Whether the log's first entry is a genesis signed by another key than `owner`: then
+ * {@link LedgerOwnerMismatchError}. Any other fault of that entry is left to the replay, which
+ * names it.
+ */
+async function checkGenesisOwner(log: LedgerLog, owner: Uint8Array, dir: string): Promise<void> {
+  if (log.size === 0) return;
+  let mismatch: LedgerOwnerMismatchError | undefined;
+  /** Stops the read after the first frame: only genesis is judged here. */
+  const first = new Error("first frame read");
+  await log.readFrames(0, async (frame) => {
+    try {
+      await new ChainVerifier({ owner, dir }).next(frame.payload);
+    } catch (error) {
+      if (error instanceof LedgerOwnerMismatchError) mismatch = error;
+    }
+    throw first;
+  }).catch((error) => {
+    if (error !== first) throw error;
+  });
+  if (mismatch !== undefined) throw mismatch;
 }
 
 /** What else an open's recovery takes: where it says a long read, and what stops one. */

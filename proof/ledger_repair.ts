@@ -39,6 +39,58 @@ import {
 } from "./ledger_verify.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
+import {
+  decodeEntry,
+  findSignedEntry,
+  FRAME_HEADER_BYTES,
+  type LedgerEntry,
+} from "./ledger_entry.ts";
+import { type Account, LedgerState } from "./ledger_state.ts";
+
+/** One account's balances with the cut entries (`before` the repair) and without (`after`). */
+export interface LedgerCutAccount {
+  /** The account's key (hex). */
+  key: string;
+  /** With the cut entries applied: what the log said before the repair. */
+  before: Account;
+  /** Without them: what the ledger holds after the repair. */
+  after: Account;
+}
+
+/**
+ * What the bytes a repair cuts carried, so the operator knows what was lost. Whole entries
+ * signed by the owner are counted and applied; an entry that decodes but does not verify (the
+ * damaged one itself) is shown apart, as written, since its amounts cannot be trusted.
+ */
+export interface LedgerCutSummary {
+  /**
+   * Whole entries signed by the owner in the cut: entries the node acknowledged (a torn append
+   * holds none), so cutting them loses signed history.
+   */
+  signedEntries: number;
+  /** Those entries counted by kind (`stake: 3`). */
+  kinds: Record<string, number>;
+  /** Signed entries that could not be applied to the kept state (their amounts are not shown). */
+  notApplied: number;
+  /** The accounts the signed entries changed: balances with them (`before`), without (`after`). */
+  accounts: LedgerCutAccount[];
+  /** Entries in the cut that decode but do not verify (the damage): by kind. */
+  unverifiedKinds: Record<string, number>;
+  /** What those entries, as written, would change on top of the signed ones. */
+  unverifiedAccounts: LedgerCutAccount[];
+  /** Cut bytes that are no entry at all (neither kind above). */
+  otherBytes: number;
+}
+
+/** Options of {@link repairLedger}: the ledger's, and whether it may cut signed entries. */
+export interface LedgerRepairOptions extends LedgerOptions {
+  /**
+   * Refuse (touching nothing, {@link LedgerRepairCutsSignedError}) when the bytes to cut hold
+   * whole entries signed by the owner. Default false: the library cuts; `cli.ts ledger repair`
+   * refuses unless `--force`, because those entries were acknowledged and carry value.
+   */
+  refuseSignedCut?: boolean;
+}
 
 /** What {@link repairLedger} did. */
 export interface LedgerRepairReport {
@@ -56,6 +108,8 @@ export interface LedgerRepairReport {
   head: string;
   /** Entries in the ledger after the repair. */
   length: number;
+  /** What the cut bytes carried (all zero when nothing was cut). */
+  cut: LedgerCutSummary;
 }
 
 /**
@@ -67,11 +121,13 @@ export interface LedgerRepairReport {
  *   touched: run that version).
  * @throws {LedgerDamageVouchedError} when a signed checkpoint vouches past the damage (nothing is
  *   touched: the node opens from the checkpoint).
+ * @throws {LedgerRepairCutsSignedError} with `options.refuseSignedCut`, when the cut holds whole
+ *   entries signed by the owner (nothing is touched).
  */
 export async function repairLedger(
   dir: string,
   identity: Identity,
-  options: LedgerOptions = {},
+  options: LedgerRepairOptions = {},
 ): Promise<LedgerRepairReport> {
   const before = await verifyLedger(dir, { owner: identity.publicKey });
   if (before.damage?.code === "ledger_owner_mismatch") throw new LedgerOwnerMismatchError();
@@ -84,6 +140,7 @@ export async function repairLedger(
   }
   let setAsidePath: string | undefined;
   const setAsideBytes = before.totalBytes - before.validBytes;
+  let cut = emptyCut(0);
   if (setAsideBytes > 0) {
     const path = join(dir, LOG_FILE);
     const rest = new Uint8Array(setAsideBytes);
@@ -97,6 +154,10 @@ export async function repairLedger(
       }
     } finally {
       file.close();
+    }
+    cut = await summarizeCut(path, before.validBytes, rest, identity.publicKey);
+    if (options.refuseSignedCut === true && cut.signedEntries > 0) {
+      throw new LedgerRepairCutsSignedError(dir, before.entries, cut);
     }
     // Copied aside before the log is cut: a crash between the two leaves both, never neither.
     // Never over an earlier repair's file: a clock that repeats (stepped back, a machine without
@@ -134,10 +195,135 @@ export async function repairLedger(
     checkpointRemoved,
     head: ledger.head,
     length: ledger.length,
+    cut,
   };
   await ledger.checkpoint();
   await ledger.close();
   return report;
+}
+
+/** A cut of `bytes` that holds no entry. */
+function emptyCut(bytes: number): LedgerCutSummary {
+  return {
+    signedEntries: 0,
+    kinds: {},
+    notApplied: 0,
+    accounts: [],
+    unverifiedKinds: {},
+    unverifiedAccounts: [],
+    otherBytes: bytes,
+  };
+}
+
+/**
+ * What `rest` (the bytes after the first `keptBytes` of the log at `path`) carried: the state of
+ * the kept entries is replayed (they verify, `verifyLedger` said so), then every whole entry in
+ * `rest` signed by `owner` is applied to a copy of it, and the accounts that differ are listed;
+ * the frames between those that decode but do not verify are applied on top, apart. The cut
+ * entries cannot be linked to the kept ones, so this is what they say, not what a valid chain
+ * would have made of them.
+ */
+async function summarizeCut(
+  path: string,
+  keptBytes: number,
+  rest: Uint8Array,
+  owner: Uint8Array,
+): Promise<LedgerCutSummary> {
+  const kept = new LedgerState();
+  const log = await LedgerLog.open(path);
+  try {
+    await log.readFrames(0, (frame) => {
+      const entry = decodeEntry(frame.payload);
+      if (entry !== undefined) kept.apply(entry);
+    }, keptBytes);
+  } finally {
+    log.close();
+  }
+  const signed = LedgerState.restore(kept.snapshot());
+  const all = LedgerState.restore(kept.snapshot());
+  const summary = emptyCut(rest.length);
+  const view = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
+  const frameEnd = (at: number) => at + FRAME_HEADER_BYTES + view.getUint32(at);
+  const count = (kinds: Record<string, number>, kind: unknown) => {
+    kinds[String(kind)] = (kinds[String(kind)] ?? 0) + 1;
+  };
+  for (let at = 0; at < rest.length;) {
+    const found = findSignedEntry(rest, at, owner);
+    const gapEnd = found?.offset ?? rest.length;
+    // Between signed entries: frames that still decode (the damaged entry), read in order.
+    while (at + FRAME_HEADER_BYTES <= gapEnd && frameEnd(at) <= gapEnd) {
+      const end = frameEnd(at);
+      const entry = decodeEntry(rest.subarray(at + FRAME_HEADER_BYTES, end));
+      if (entry === undefined) break;
+      count(summary.unverifiedKinds, entry.kind);
+      summary.otherBytes -= end - at;
+      tryApply(all, entry);
+      at = end;
+    }
+    if (found === undefined) break;
+    at = frameEnd(found.offset);
+    summary.signedEntries++;
+    summary.otherBytes -= at - found.offset;
+    count(summary.kinds, found.entry.kind);
+    if (!tryApply(signed, found.entry)) summary.notApplied++;
+    tryApply(all, found.entry);
+  }
+  summary.accounts = changedAccounts(signed, kept);
+  summary.unverifiedAccounts = changedAccounts(all, signed);
+  return summary;
+}
+
+/** Apply `entry` to `state`; false when it does not apply (it needs an entry that is not there). */
+function tryApply(state: LedgerState, entry: LedgerEntry): boolean {
+  try {
+    state.apply(entry);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The accounts whose balance, stake or locked differ between `before` and `after`. */
+function changedAccounts(before: LedgerState, after: LedgerState): LedgerCutAccount[] {
+  const changed: LedgerCutAccount[] = [];
+  for (const [key] of before.snapshot().accounts) {
+    const was = { ...before.account(key) };
+    const is = { ...after.account(key) };
+    if (was.balance !== is.balance || was.stake !== is.stake || was.locked !== is.locked) {
+      changed.push({ key, before: was, after: is });
+    }
+  }
+  return changed;
+}
+
+/**
+ * `ledger repair` was told to refuse a cut that loses whole entries signed by the owner
+ * (`refuseSignedCut`; `cli.ts ledger repair` without `--force`): such entries were acknowledged,
+ * so cutting them is not the cleanup of a torn append. Nothing was changed; {@link cut} says
+ * what they carry.
+ */
+export class LedgerRepairCutsSignedError extends LedgerError {
+  /** What the cut would lose. */
+  readonly cut: LedgerCutSummary;
+  /** Entries a repair would keep. */
+  readonly kept: number;
+
+  /**
+   * Build the error.
+   * @param dir The ledger directory.
+   * @param kept Entries that verify from genesis (what a repair keeps).
+   * @param cut What the bytes after them carry.
+   */
+  constructor(dir: string, kept: number, cut: LedgerCutSummary) {
+    super(
+      "ledger_repair_cuts_signed",
+      `repair leaves the ledger in ${dir} as it is: after the ${kept} entries that verify, ` +
+        `${cut.signedEntries} whole entries signed by this node would be cut (acknowledged ` +
+        `entries, not a torn append); nothing was changed`,
+    );
+    this.cut = cut;
+    this.kept = kept;
+  }
 }
 
 /**

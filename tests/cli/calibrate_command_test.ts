@@ -52,11 +52,11 @@ Deno.test("calibrate that cannot load the model, install the built-in one or sav
     await Deno.writeTextFile(file, "");
     const cases: [string[], RegExp][] = [
       [
-        ["--model", join(data, "none"), "--data", data],
+        ["--model", join(data, "none"), "--data", data, "--init"],
         /^error: cannot read model\.onnx and config\.json in .*none \(No such file or directory\); give --model an exported model directory/,
       ],
       [
-        ["--data", file],
+        ["--data", file, "--init"],
         /^error: cannot install the built-in model into .*a-file\/models: .*; give --data a directory you can write/,
       ],
     ];
@@ -78,6 +78,7 @@ Deno.test("calibrate that cannot load the model, install the built-in one or sav
       join(data, "none"),
       "--data",
       file,
+      "--init",
       "--precisions",
       "fp32",
     ], {
@@ -89,7 +90,7 @@ Deno.test("calibrate that cannot load the model, install the built-in one or sav
       /^error: cannot save the profile in .*a-file\/calibration: .*give --data/,
     );
     // A seed for the trained size is a flag it does not take: a usage error.
-    const seeded = await calibrate(["--seed", "3", "--data", data]);
+    const seeded = await calibrate(["--seed", "3", "--data", data, "--init"]);
     assert.equal(seeded.code, 2);
     assert.match(seeded.first, /^error: the trained model brown has one set of weights/);
   } finally {
@@ -131,7 +132,15 @@ Deno.test("calibrate saves no profile whose self-check failed: exits 1 naming th
   console.error = (...a: unknown[]) => void err.push(a.join(" "));
   console.log = () => {};
   const run = (model: string, bf16: Partial<NoiseProfile>) =>
-    runCalibrate(["--model", join(data, "no-model"), "--data", data, "--precisions", "fp32,bf16"], {
+    runCalibrate([
+      "--model",
+      join(data, "no-model"),
+      "--data",
+      data,
+      "--init",
+      "--precisions",
+      "fp32,bf16",
+    ], {
       calibrate: () => Promise.resolve(measured(model, bf16)),
     });
   try {
@@ -180,7 +189,7 @@ Deno.test("calibrate refuses --model-size or --seed beside --model with exit 2 n
     const { error } = console;
     console.error = () => {};
     try {
-      assert.equal(await runCalibrate(["--model", model, "--data", data]), 1);
+      assert.equal(await runCalibrate(["--model", model, "--data", data, "--init"]), 1);
     } finally {
       console.error = error;
     }

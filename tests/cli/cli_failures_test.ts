@@ -56,8 +56,9 @@ Deno.test("build-model and calibrate that cannot write or load say so in one lin
     for (
       const [args, says] of [
         [["build-model", "--out", join(file, "model")], /cannot write the model.*--out/],
-        [["calibrate", "--model", join(dir, "none")], /cannot read model\.onnx.*--model/],
-        [["calibrate", "--data", file], /cannot install the built-in model.*--data/],
+        // --init: past the check that --data is a node's directory, to the load and the install.
+        [["calibrate", "--init", "--model", join(dir, "none")], /cannot read model\.onnx.*--model/],
+        [["calibrate", "--init", "--data", file], /cannot install the built-in model.*--data/],
       ] as const
     ) {
       const { code, err } = await cli(["-A"], [...args]);

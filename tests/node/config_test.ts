@@ -644,7 +644,7 @@ Deno.test("VERIFLOW_HTTP_API_KEYS_FILE led by ~ is refused, naming the variable"
   );
 });
 
-Deno.test("keygen with VERIFLOW_DATA_DIR led by ~ exits 1 naming the variable, writing nothing", async () => {
+Deno.test("keygen with VERIFLOW_DATA_DIR led by ~ exits 2 (a usage error, as start) naming the variable, writing nothing", async () => {
   const cwd = await Deno.makeTempDir({ prefix: "veriflow-s55-home-" });
   try {
     const out = await new Deno.Command(Deno.execPath(), {
@@ -656,7 +656,7 @@ Deno.test("keygen with VERIFLOW_DATA_DIR led by ~ exits 1 naming the variable, w
       stderr: "piped",
     }).output();
     const err = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 1, err);
+    assert.equal(out.code, 2, err);
     assert.equal(err.trimEnd().split("\n").length, 1, err);
     assert.match(err, /VERIFLOW_DATA_DIR.*starts with ~.*full path/);
     await assert.rejects(Deno.stat(join(cwd, "~")), Deno.errors.NotFound);
@@ -665,7 +665,7 @@ Deno.test("keygen with VERIFLOW_DATA_DIR led by ~ exits 1 naming the variable, w
   }
 });
 
-Deno.test("keygen --data=~/vf exits 1 naming the flag, writing nothing; a full --data wins over a VERIFLOW_DATA_DIR led by ~", async () => {
+Deno.test("keygen --data=~/vf exits 2 naming the flag, writing nothing; a full --data wins over a VERIFLOW_DATA_DIR led by ~", async () => {
   const cwd = await Deno.makeTempDir({ prefix: "veriflow-s55-home-" });
   const keygen = (args: string[], env: Record<string, string>) =>
     new Deno.Command(Deno.execPath(), {
@@ -679,7 +679,7 @@ Deno.test("keygen --data=~/vf exits 1 naming the flag, writing nothing; a full -
   try {
     const refused = await keygen(["--data=~/vf"], {});
     const err = new TextDecoder().decode(refused.stderr);
-    assert.equal(refused.code, 1, err);
+    assert.equal(refused.code, 2, err);
     assert.match(err, /--data ~\/vf starts with ~.*full path/);
     await assert.rejects(Deno.stat(join(cwd, "~")), Deno.errors.NotFound);
     const full = join(cwd, "vf");
