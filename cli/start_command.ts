@@ -79,6 +79,7 @@ const START_OPTIONS = {
   train: { type: "boolean" },
   "train-shard": { type: "string" },
   "coordinate-training": { type: "boolean" },
+  "held-out": { type: "string" },
   "training-rounds": { type: "string" },
   "training-steps": { type: "string" },
   "training-deadline": { type: "string" },
@@ -168,6 +169,7 @@ export async function resolveStartConfig(
     ["swarm-bind", "network.swarm.bind"],
     ["log-format", "log.format"],
     ["device", "model.executionProvider"],
+    ["held-out", "training.coordinator.heldOutFile"],
   ];
   for (const [flag, path] of textual) {
     if (values[flag] !== undefined) set(path, values[flag], flag);
@@ -249,7 +251,13 @@ function refuseIdleFlags(values: StartFlags, config: NodeConfig): void {
     [["challenge-probability"], !config.roles.validator, "--no-validator: nothing challenges"],
     [["train-shard"], !config.training.trainer.enabled, "this node does not train: add --train"],
     [
-      ["training-rounds", "training-steps", "training-deadline", "training-min-trainers"],
+      [
+        "training-rounds",
+        "training-steps",
+        "training-deadline",
+        "training-min-trainers",
+        "held-out",
+      ],
       !config.training.coordinator.enabled,
       "this node runs no training rounds: add --coordinate-training",
     ],

@@ -74,6 +74,8 @@ highest first: a flag, a VERIFLOW_* environment variable, the configuration file
                     how long a round waits for reports (default 120000)
   --training-min-trainers N
                     trainers that must have joined before a round starts (default 1)
+  --held-out FILE   evaluate rounds on this UTF-8 text file, kept on this node, instead
+                    of the public Brown held-out split every trainer can read
   --training-challenge-probability P
                     chance of challenging a training receipt (0..1)
 

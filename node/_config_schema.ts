@@ -375,7 +375,9 @@ export const nodeConfigSchema = z.strictObject({
    * Decentralized training (docs/TRAINING.md, "The network round"). `trainer`: train on shard
    * `shard` of `shards` of the Brown corpus (`--train`, `--train-shard I/N`); the data stays on
    * this node. `coordinator`: run `rounds` rounds (0: until stopped) of H = `steps` local steps,
-   * each waiting `deadlineMs` for reports, once `minTrainers` have joined (`--coordinate-training`).
+   * each waiting `deadlineMs` for reports, once `minTrainers` have joined (`--coordinate-training`),
+   * evaluating each round's model on `heldOutFile` (`--held-out FILE`: private text on this node)
+   * or, unset, on the corpus's public held-out split.
    * `validate`: take training gossip (receipts, fraud proofs, round models) on a node that
    * neither trains nor coordinates (those always do, when they keep a ledger).
    * `challengeProbability`: chance of challenging a training receipt (default the economics').
@@ -409,6 +411,9 @@ export const nodeConfigSchema = z.strictObject({
       deadlineMs: z.number().int().min(100).max(MAX_TIMER_MS).default(120_000),
       minTrainers: z.number().int().min(1).max(1_000).default(1),
       seed: z.number().int().min(0).default(0),
+      // A UTF-8 text file only this operator holds, evaluated instead of the public Brown split
+      // (`training/held_out_text.ts`); read, and refused with the reason, at start.
+      heldOutFile: z.string().min(1).refine(notShellHome, NO_TILDE).optional(),
     }).prefault({}),
     validate: z.boolean().default(false),
     challengeProbability: z.number().min(0).max(1).optional(),

@@ -29,6 +29,8 @@ const UNSET_MEANS: ReadonlyMap<string, string> = new Map([
   // The prover's default retention is the least a challenge needs (`DEFAULT_PROOF_RETENTION_MS`).
   ["proofs.retentionMs", String(MIN_PROOF_RETENTION_MS)],
   ["storage.quotaBytes", "no quota"],
+  // Unset, a coordinator evaluates on text every trainer can read: worth seeing in a bug report.
+  ["training.coordinator.heldOutFile", "the public Brown held-out split"],
   // The batch's default budget, its pieces sized to the measured decode step under it.
   ["model.prefillTokensPerTick", `${DEFAULT_PREFILL_TOKENS_PER_TICK}, adaptive pieces`],
   [

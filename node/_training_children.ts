@@ -32,19 +32,36 @@ import {
 import { type CoordinatorMessage, RoundCoordinator } from "../training/round_coordinator.ts";
 import { JoinedTrainers } from "../training/joined_trainers.ts";
 import { keepShardPrivate } from "../training/private_shard.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/hyper_params.ts";
+import {
+  type HeldOutSource,
+  heldOutSourceLine,
+  publicHeldOutSource,
+  readHeldOutFile,
+} from "../training/held_out_text.ts";
 import { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
 
 /** What the training roles need beyond the configuration: the corpus parts this node holds. */
 export interface TrainingInputs {
   /** This trainer's private shard (`--train`). */
   shard?: TextShard;
-  /** Held-out text the coordinator evaluates on (`--coordinate-training`). */
+  /**
+   * Held-out text the coordinator evaluates on (`--coordinate-training`): `--held-out FILE`'s,
+   * else the Brown split's. Held here and by the coordinator only: no message carries it.
+   */
   heldOut?: TextShard;
+  /** Which text `heldOut` is, for the coordinator's status (kind and size, never path or text). */
+  heldOutSource?: HeldOutSource;
   /** The trainer's train function (a test fixture's, or the honest default). */
   train?: TrainFunction;
 }
 
-/** Load the corpus parts the configured training roles need (nothing when none is on). */
+/**
+ * Load the corpus parts the configured training roles need (nothing when none is on).
+ *
+ * @throws {HeldOutFileError} `training.coordinator.heldOutFile` is missing, empty, not UTF-8 or
+ *   too small for the evaluation's samples (the start is refused with that one line).
+ */
 export async function trainingInputs(
   config: NodeConfig,
   train: TrainFunction | undefined,
@@ -52,6 +69,10 @@ export async function trainingInputs(
 ): Promise<TrainingInputs> {
   const { trainer, coordinator, corpusDocs } = config.training;
   if (!trainer.enabled && !coordinator.enabled) return {};
+  // Read first: a refused file stops the start before the corpus is loaded.
+  const file = coordinator.enabled && coordinator.heldOutFile !== undefined
+    ? await readHeldOutFile(coordinator.heldOutFile, DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes)
+    : undefined;
   const docs = await loadBrownCorpus({ limit: corpusDocs });
   const split = splitCorpus(docs, trainer.shards);
   if (trainer.enabled) {
@@ -60,9 +81,16 @@ export async function trainingInputs(
         `documents (kept on this node)`,
     );
   }
+  const held = !coordinator.enabled
+    ? undefined
+    : file ?? { shard: split.heldOut, source: publicHeldOutSource(split.heldOut) };
+  if (held !== undefined) {
+    log(heldOutSourceLine(held.source, DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes));
+  }
   return {
     shard: trainer.enabled ? split.shards[trainer.shard] : undefined,
-    heldOut: coordinator.enabled ? split.heldOut : undefined,
+    heldOut: held?.shard,
+    heldOutSource: held?.source,
     train,
   };
 }
@@ -200,6 +228,7 @@ export function addTrainingChildren(
           minTrainers: c.minTrainers,
           models: roundModels,
           heldOut: inputs.heldOut,
+          heldOutSource: inputs.heldOutSource,
           validator: validates ? TRAINING_ACTORS.validator : undefined,
           network: NODE_ACTORS.network,
           convicted: roles.validator

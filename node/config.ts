@@ -78,9 +78,10 @@ export class ConfigError extends VeriflowError {
 }
 
 /**
- * A configuration file's relative path (`dataDir`, `model.dir`, `http.apiKeysFile`) that names,
- * against the file's directory, nothing in use, where earlier versions read it against the
- * working directory and find what the node keeps ({@link fileLayer}). Its own class so that
+ * A configuration file's relative path (`dataDir`, `model.dir`, `http.apiKeysFile`,
+ * `training.coordinator.heldOutFile`) that names, against the file's directory, nothing in use,
+ * where earlier versions read it against the working directory and find what the node keeps
+ * ({@link fileLayer}). Its own class so that
  * `start` prints it with its code, as the storage commands, which read `dataDir` too, print it.
  */
 export class MovedConfigPathError extends ConfigError {}
@@ -155,6 +156,8 @@ export interface NodeConfig {
       deadlineMs: number;
       minTrainers: number;
       seed: number;
+      /** Private held-out text evaluated instead of the public split (absent: the split). */
+      heldOutFile?: string;
     };
     validate: boolean;
     challengeProbability?: number;
@@ -446,6 +449,11 @@ const FILE_PATH_KEYS: readonly [string, InUse][] = [
   }],
   ["model.dir", { marker: (dir) => dir, has: "exists", lacks: "does not exist" }],
   ["http.apiKeysFile", { marker: (file) => file, has: "exists", lacks: "does not exist" }],
+  ["training.coordinator.heldOutFile", {
+    marker: (file) => file,
+    has: "exists",
+    lacks: "does not exist",
+  }],
 ];
 
 /**

@@ -97,6 +97,7 @@ async function trainingView(
       trainers: status.trainers.length,
       convicted: status.convicted,
       ...(status.unbacked === undefined ? {} : { unbacked: status.unbacked }),
+      ...(status.heldOut === undefined ? {} : { heldOut: status.heldOut }),
       rounds: status.history.slice(-TRAINING_ROUNDS_SHOWN).map((r, i, shown) => {
         const counts = excludedCountsOf(r);
         return {

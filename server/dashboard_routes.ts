@@ -158,6 +158,11 @@ export interface TrainingView {
     convicted: string[];
     /** Joined trainers without the free stake to back a round's receipt, not asked (absent: none). */
     unbacked?: number;
+    /**
+     * Which text its rounds are evaluated on: the public Brown split (every trainer can read it)
+     * or a private file, with its size (never path or content). Absent: not said.
+     */
+    heldOut?: { kind: "public_brown_split" | "private_file"; bytes: number; documents?: number };
     /** The latest finished rounds (200 in `node/dashboard_sources.ts`), oldest first. */
     rounds: TrainingRoundView[];
   };

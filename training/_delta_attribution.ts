@@ -35,9 +35,10 @@ import { outerStep } from "./outer_step.ts";
  * before the delta is left out as harmful (`loss_regression`), even when the round's mean passes
  * the gate. Set from honest training, at least twice the largest honest rise measured: a false
  * exclusion costs an honest trainer its pay. Measured on the test model (`honest_sim.ts` of review
- * s74 verify3: 2 real trainers, int8 deltas, the coordinator's 64 samples; each delta's own model
- * over the round's start; "genre": each trainer one contiguous half of the documents sorted by
- * Brown genre, "iid": `splitCorpus`'s round-robin), the largest rise per setting, over seeds:
+ * s74 verify3: 2 real trainers, int8 deltas, the coordinator's 64 samples, then the held-out
+ * text's first 64 windows, before `held_out_samples.ts` spread them; each delta's own model over
+ * the round's start; "genre": each trainer one contiguous half of the documents sorted by Brown
+ * genre, "iid": `splitCorpus`'s round-robin), the largest rise per setting, over seeds:
  *
  * | lr   | H | shards | rounds × seeds | largest rise                          |
  * | ---- | - | ------ | -------------- | ------------------------------------- |

@@ -78,8 +78,9 @@ import type {
  * start: 1.5 × each start compounded, and a delta just under the value bound took the loss from
  * 5.7 to 22.8 nats/byte over 5 rounds, published and paid every round (review s73 F1). The held-out
  * samples are the same every evaluation, so the loss of one model does not vary; what varies is
- * honest training. Measured on the test model (2 trainers, the coordinator's 64 samples; loss of
- * each round's model over the lowest before it): at the default lr 3e-3 every round lowered it,
+ * honest training. Measured on the test model (2 trainers, the coordinator's 64 samples, then the
+ * held-out text's first 64 windows, before `held_out_samples.ts` spread them; loss of each round's
+ * model over the lowest before it): at the default lr 3e-3 every round lowered it,
  * H = 1 to 50 (at most 0.99); at lr 0.03 it rose by up to 5.3 % (H = 50; 0.3 % at H = 8); at lr 0.1
  * by 36 % (H = 8) and 23 % (H = 1), a run that no longer trains (it stays near 3.2 nats/byte where
  * lr 3e-3 reaches 2.6). 1.1 leaves twice the largest rise of a run that trains, and refuses the

@@ -14,7 +14,7 @@
  * On disk, beside each other in one directory:
  *
  * ```
- * coordinator.json                    { v: 1, run, round, model, momentum?, delivery?, history, finished?, convicted, initialLoss?, bestLoss? }
+ * coordinator.json                    { v: 1, run, round, model, momentum?, delivery?, history, finished?, convicted, initialLoss?, bestLoss?, heldOutDigest? }
  * coordinator-momentum-<sha256>.f32   the momentum: float32 little-endian, tensors in gptWeightShapes order
  * ```
  *
@@ -111,6 +111,14 @@ export interface CoordinatorSnapshot {
    * fix has none: read back, the lowest of `initialLoss` and the kept records' losses).
    */
   bestLoss?: number;
+  /**
+   * sha256 (hex) of the held-out samples `bestLoss` was measured on (`held_out_samples.ts`: the
+   * windows read, their ids and bytes): a restart on other text (`--held-out` added, changed or
+   * dropped) or other windows of it measures the reference again rather than hold the new samples
+   * to the old ones' loss. Absent in a state written before it (measured on the text's first
+   * windows: measured again too).
+   */
+  heldOutDigest?: string;
 }
 
 /** A JSON number that may have been written as `null` (a NaN loss): absent. */
@@ -147,6 +155,7 @@ const StateFileSchema = z.object({
   convicted: z.array(z.string()),
   initialLoss: optionalNumber,
   bestLoss: optionalNumber,
+  heldOutDigest: z.string().regex(HEX64).optional(),
 });
 
 /** The coordinator's state file and its momentum files; see the module doc. */
@@ -229,6 +238,7 @@ export class CoordinatorState {
       convicted: parsed.convicted,
       initialLoss: parsed.initialLoss,
       bestLoss: parsed.bestLoss ?? lowestLoss(parsed.initialLoss, parsed.history),
+      heldOutDigest: parsed.heldOutDigest,
     };
   }
 
@@ -259,6 +269,7 @@ export class CoordinatorState {
       convicted: snapshot.convicted,
       initialLoss: snapshot.initialLoss,
       bestLoss: snapshot.bestLoss,
+      heldOutDigest: snapshot.heldOutDigest,
     };
     await writeFileDurably(this.#path, new TextEncoder().encode(JSON.stringify(file)));
     // Only now is the momentum it replaced unnamed: a crash before this line still has it. That

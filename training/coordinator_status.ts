@@ -15,6 +15,7 @@
  */
 import type { ExcludedEntry, ReasonCount } from "./excluded_summary.ts";
 import type { JoinedTrainer, JoinedTrainers } from "./joined_trainers.ts";
+import type { HeldOutSource } from "./held_out_text.ts";
 import { type RoundSeats, type SeatLookups, seatRound } from "./_round_seats.ts";
 
 /** One finished round, as the status shows it. */
@@ -78,6 +79,11 @@ export interface CoordinatorStatus {
    * cannot back a round's receipt (absent: none).
    */
   unbacked?: number;
+  /**
+   * Which text the rounds are evaluated on: the public Brown split or a private file, with its
+   * size (never its path or content; absent: not said, as in a test's coordinator).
+   */
+  heldOut?: HeldOutSource;
 }
 
 /** What the coordinator holds of its rounds, as {@link TrainerStandings.status} reports it. */

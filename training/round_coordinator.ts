@@ -73,7 +73,6 @@ import { type CoordinatorSnapshot, CoordinatorState } from "./coordinator_state.
 import { JoinedTrainers } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
 import { TrainingError } from "./training_error.ts";
-import { loadTrainingEngine } from "./training_engine.ts";
 import { signOutcome } from "./signed_outcome.ts";
 import type { TrainingValidatorMessage } from "./training_validator.ts";
 import { RoundRun } from "./_round_run.ts";
@@ -82,14 +81,15 @@ import { roundPaceMs } from "./training_stake.ts";
 import { gptDeltaBytes } from "./delta_bytes.ts";
 import type { SeatStakes } from "./_seat_stakes.ts";
 import { type RoundRecord, TrainerStandings } from "./coordinator_status.ts";
+import type { HeldOutSource } from "./held_out_text.ts";
+import { heldOutSamples, heldOutSamplesDigest } from "./held_out_samples.ts";
+import { type HeldOutEvaluator, WorkerHeldOutEvaluator } from "./held_out_evaluator.ts";
 
 // The round's rules a validator checks again, named here as before they moved with the round.
 export { dataSeedOf, sameHyperParams } from "./_round_run.ts";
 // What `status` answers, named here as before it moved beside the coordinator.
 export type { CoordinatorStatus, RoundRecord } from "./coordinator_status.ts";
 
-/** Held-out samples the coordinator evaluates each new model on (64 bytes each). */
-const EVAL_SAMPLES = 64;
 /**
  * Longest wait for this node's validator to pass a finished round's outcome on (it audits it
  * first: the outer step again, seconds); past it the coordinator sends the outcome itself.
@@ -129,6 +129,11 @@ export interface RoundCoordinatorOptions {
   models: RoundModels;
   /** Held-out text to evaluate each new model on (absent: not evaluated). */
   heldOut?: TextShard;
+  /**
+   * Which text `heldOut` is, as `status` reports it (kind and size only: the text never leaves
+   * this node). Absent: not reported.
+   */
+  heldOutSource?: HeldOutSource;
   /** Registry name of the TrainingValidator (challenges, ledger records); absent: none. */
   validator?: string;
   /** Registry name of the NetworkActor (outcome gossip). */
@@ -219,6 +224,15 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
    * reference (`_round_run.ts`), saved with the state so a restart keeps it.
    */
   #bestLoss?: number;
+  /** sha256 of the held-out samples evaluated (`#heldOutDigest`). */
+  #digest?: string;
+  /**
+   * Where held-out loss is measured: a worker, started at the first evaluation, so a round's
+   * evaluations do not hold the node's event loop (`held_out_evaluator.ts`).
+   */
+  #evaluator?: HeldOutEvaluator;
+  /** The held-out windows every evaluation reads (`held_out_samples.ts`), cut once. */
+  #samples?: TextShard;
 
   /** The rounds, run in a loop outside the mailbox (`_round_loop.ts`). */
   readonly #loop: RoundLoop;
@@ -315,6 +329,17 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     this.#initialLoss = saved.initialLoss;
     // A state that knows none (saved without held-out text) is held to its current model's.
     this.#bestLoss = saved.bestLoss ?? await this.#evaluate(this.#model.weights);
+    if (saved.bestLoss !== undefined && this.#heldOutChanged(saved)) {
+      // Losses on two texts are not comparable: held to the old text's best, a harder private
+      // text refused every round (`loss_regression`), an easier one let any delta through.
+      this.#bestLoss = await this.#evaluate(this.#model.weights);
+      this.#log(
+        `training: the held-out text differs from the one the saved state measured: the loss ` +
+          `gate's reference is measured again on it` +
+          (this.#bestLoss === undefined ? "" : ` (${this.#bestLoss.toFixed(3)} nats/byte)`) +
+          `; earlier rounds' losses are on the old text`,
+      );
+    }
     this.#round = saved.round;
     await this.#options.serve?.(this.#model.dir);
     const last = saved.history.at(-1)?.round ?? -1;
@@ -335,6 +360,33 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     );
   }
 
+  /** sha256 of the held-out samples evaluated (undefined: none), computed once. */
+  #heldOutDigest(): string | undefined {
+    const heldOut = this.#options.heldOut;
+    if (heldOut === undefined) return undefined;
+    this.#digest ??= heldOutSamplesDigest(this.#heldOutSamples(heldOut));
+    return this.#digest;
+  }
+
+  /**
+   * Whether `saved`'s loss reference was measured on other held-out samples than this run's: the
+   * digest covers the windows read, so another text or other positions in it both count. A state
+   * written before the digest was saved was measured on the text's first windows, before the
+   * evaluation spread its samples over the text (`held_out_samples.ts`): changed whenever this run
+   * evaluates.
+   */
+  #heldOutChanged(saved: CoordinatorSnapshot): boolean {
+    const digest = this.#heldOutDigest();
+    if (saved.heldOutDigest !== undefined) return saved.heldOutDigest !== digest;
+    return digest !== undefined;
+  }
+
+  /** The windows of `heldOut` every evaluation reads, cut once (`held_out_samples.ts`). */
+  #heldOutSamples(heldOut: TextShard): TextShard {
+    this.#samples ??= heldOutSamples(heldOut, this.#hyper.sampleBytes);
+    return this.#samples;
+  }
+
   /** The round state as saved, with `round` the next number to announce. */
   #snapshot(round: number): CoordinatorSnapshot {
     const model = this.#model!;
@@ -348,6 +400,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       convicted: [...this.#convicted],
       initialLoss: this.#initialLoss,
       bestLoss: this.#bestLoss,
+      heldOutDigest: this.#heldOutDigest(),
     };
   }
 
@@ -397,8 +450,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         return this.#finish(ctx);
       case "deliver":
         return this.#deliver(ctx);
-      case "status":
-        return this.#standings.status({
+      case "status": {
+        const status = this.#standings.status({
           round: this.#round,
           model: this.#model!.cid,
           initialLoss: this.#initialLoss,
@@ -406,6 +459,9 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           finished: this.#finished,
           convicted: this.#convicted,
         });
+        const source = this.#options.heldOutSource;
+        return source === undefined ? status : { ...status, heldOut: { ...source } };
+      }
     }
   }
 
@@ -527,16 +583,20 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     return name === undefined ? undefined : ctx.system.lookup<TrainingValidatorMessage>(name);
   }
 
+  /** Stop the evaluator's worker: an evaluation in flight fails (its round is lost anyway). */
+  postStop(): void {
+    this.#evaluator?.close();
+  }
+
   async #evaluate(weights: GptWeights): Promise<number | undefined> {
     const heldOut = this.#options.heldOut;
     if (heldOut === undefined) return undefined;
-    const sampleBytes = this.#hyper.sampleBytes;
-    const { evaluateLoss, useTrainingBackend } = await loadTrainingEngine();
-    await useTrainingBackend("wasm");
-    const loss = await evaluateLoss(this.#options.arch, weights, heldOut, {
-      sampleBytes,
-      maxSamples: EVAL_SAMPLES,
+    this.#evaluator ??= new WorkerHeldOutEvaluator({
+      arch: this.#options.arch,
+      samples: this.#heldOutSamples(heldOut),
+      sampleBytes: this.#hyper.sampleBytes,
     });
+    const loss = await this.#evaluator.evaluate(weights);
     // Not a number (a held-out set with no whole sample: 0 / 0) is no measurement: in an
     // outcome it made every node refuse the outcome as malformed (its schema takes finite
     // numbers), and in the saved delivery the restart refuse the state as unreadable.

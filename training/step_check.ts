@@ -120,6 +120,7 @@ export async function checkStepOpenings(
   const convict = convictor(receipt, challenge, options);
   let last: { opening: StepOpening; endWeights: GptWeights } | undefined;
   for (const [i, step] of opened.steps.entries()) {
+    await nextTurn();
     const r = await checkVerifiedStep(receipt, step, {
       arch: options.arch,
       startWeights: options.startWeights,
@@ -141,6 +142,21 @@ export async function checkStepOpenings(
     options.onLastStep?.(last.opening, last.endWeights);
   }
   return { ok: true };
+}
+
+/**
+ * Resolves at the next macrotask turn of the event loop (`setImmediate`), taken before each opened
+ * step's re-run. tfjs computes synchronously and the steps' promises settle in microtasks, so the
+ * whole check held the node's loop at once: 6.2 to 11.8 s for a challenge of 9 of 20 `tiny` steps
+ * on a loaded 2-core machine (`tmp/s75/trainloop/rerun_block.ts`), past the 5 s
+ * `network.idleTimeoutMs`: the validator's peers dropped it (review s75 newcomer F1), and in
+ * README's example with every receipt challenged an honest trainer whose answer died with its
+ * connection was slashed for `opening_missing` (`tmp/s75/trainloop/p1_before`). Now a block
+ * is one step's re-run: 0.2 to 2.5 s there (step 0, which also hashes the start state, the
+ * longest), 1.4 s at most in README's three-node example with every receipt challenged.
+ */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Whether `challenge` fits `receipt` and is `validator`'s. */

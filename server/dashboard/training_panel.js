@@ -19,6 +19,17 @@ const heldOut = (bits) =>
   bits === undefined ? "–" : Number.isFinite(bits) ? bits.toFixed(3) : "not finite";
 
 /**
+ * Which text the rounds are evaluated on (`TrainingView.coordinator.heldOut`): a private file is
+ * named by its size only; the public split is flagged, every trainer can read it.
+ */
+const heldOutSource = (h) =>
+  !h
+    ? ""
+    : h.kind === "private_file"
+    ? `, evaluated on a private held-out file (${h.bytes} bytes)`
+    : `, evaluated on the public Brown held-out split (trainers can read it: see --held-out)`;
+
+/**
  * A round's left-out trainers: every one counted by reason, then the few the view names (a row
  * from an older node has no counts: its names only).
  */
@@ -68,7 +79,8 @@ export function trainingPanel(hosts) {
             c.model.slice(0, 14)
           }…` +
             (c.convicted.length ? `, ${c.convicted.length} convicted` : "") +
-            (c.unbacked ? `, ${count(c.unbacked, "joiner")} without stake for a seat` : ""),
+            (c.unbacked ? `, ${count(c.unbacked, "joiner")} without stake for a seat` : "") +
+            heldOutSource(c.heldOut),
         );
       }
       if (t) {

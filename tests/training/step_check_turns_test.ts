@@ -1,0 +1,62 @@
+/**
+ * The validator's re-run of opened steps lets the node's event loop turn before each step
+ * (`training/step_check.ts`): tfjs computes synchronously and the steps' promises settle in
+ * microtasks, so a whole challenge of `tiny` held the loop 6 to 12 s on a loaded machine, past
+ * the 5 s idle timeout of its peers' connections (review s75 newcomer F1). Ordering, not timing:
+ * a task that counts the loop's turns is read at each step.
+ */
+import assert from "node:assert/strict";
+import { Identity } from "../../protocols/identity.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
+import { openChallengedSteps } from "../../training/step_opening.ts";
+import { checkStepOpenings } from "../../training/step_check.ts";
+import { drawTrainingChallenge } from "../../training/training_challenge.ts";
+import { trainAndSign } from "../../training/training_round.ts";
+import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+
+const STEPS = 4;
+
+Deno.test("the validator's re-run lets the event loop turn before each opened step", async () => {
+  const start = seededGptWeights(TEST_ARCH, 0);
+  const { report, trace } = await trainAndSign({
+    arch: TEST_ARCH,
+    round: 0,
+    startModel: "start",
+    start,
+    shard: (await testSplit()).shards[0],
+    steps: STEPS,
+    dataSeed: 5,
+    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+    identity: Identity.generate(),
+  });
+  const validator = Identity.generate();
+  const challenge = drawTrainingChallenge(report.receipt, validator, { steps: STEPS });
+  const sealed = await openChallengedSteps(trace, challenge);
+  // Counts the loop's turns until the check is over (a macrotask each turn).
+  let turns = 0;
+  let over = false;
+  const count = () => {
+    turns++;
+    if (!over) setImmediate(count);
+  };
+  setImmediate(count);
+  const seen: number[] = [];
+  const began = turns;
+  const check = await checkStepOpenings(report.receipt, challenge, sealed, {
+    validator,
+    arch: TEST_ARCH,
+    startWeights: start,
+    delta: report.delta,
+    startModel: "start",
+    shardSize: report.receipt.shardSize,
+    onStep: () => void seen.push(turns),
+  }).finally(() => over = true);
+  assert.deepEqual(check, { ok: true });
+  assert.equal(seen.length, STEPS);
+  // Before the first step's re-run, and between every two, the loop turned.
+  for (const [i, at] of seen.entries()) {
+    const before = i === 0 ? began : seen[i - 1];
+    assert.ok(at > before, `turns at each step: ${seen.join(", ")} (from ${began})`);
+  }
+});
