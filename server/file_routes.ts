@@ -14,8 +14,8 @@
  * `UPLOAD_MIN_RATE`), and the put is abandoned, releasing what it held as an interrupted put
  * does. So a client that trickles (a byte within each silence deadline) holds its upload slot at
  * most 60 s; the number of puts is bounded too: past {@link MAX_OPEN_UPLOADS} under way, or
- * {@link MAX_OPEN_UPLOADS_PER_KEY} of one API key's, the next is refused at once (`429
- * too_many_uploads`). Only public files are served (a private file needs its owner's key, which
+ * {@link MAX_OPEN_UPLOADS_PER_KEY} of one client's (an API key, an address without a key, this
+ * machine's tools: `queueClient`), the next is refused at once (`429 too_many_uploads`). Only public files are served (a private file needs its owner's key, which
  * this node does not lend to HTTP clients: `403 key_required`).
  *
  * A client that goes away stops the work without `request.signal`, which Deno aborts after every
@@ -40,6 +40,7 @@ import { headerType } from "./gateway_content_type.ts";
 import { MAX_FILE_LABEL_CHARS, MEDIA_TYPE } from "../protocols/media_type.ts";
 import type { DrainTimers } from "./serve.ts";
 import { ReadSlots } from "./read_slots.ts";
+import { queueClient } from "./inference_gateway.ts";
 
 /** The type `curl -d` and `curl --data-binary` send when told none. */
 const FORM_TYPE = "application/x-www-form-urlencoded";
@@ -54,9 +55,11 @@ const FORM_TYPE = "application/x-www-form-urlencoded";
 export const MAX_OPEN_UPLOADS = 32;
 
 /**
- * Most uploads one API key may have under way at once: a quarter of the node's, so one client
- * that trickles cannot take every slot and shut the others out. Without keys (a loopback-only
- * node) every client is the operator, and only the node's limit applies.
+ * Most uploads one client may have under way at once: a quarter of the node's, so one client
+ * that trickles cannot take every slot and shut the others out. A client is counted as the
+ * queue, the read slots and the body budget count it (`queueClient`): by its API key, else by its
+ * address (an open node's keyless clients: review verify_limits, F2, one address took all 32),
+ * and this machine's tools together.
  */
 export const MAX_OPEN_UPLOADS_PER_KEY = 8;
 
@@ -71,7 +74,7 @@ export interface FileRoutesOptions {
   timers?: DrainTimers;
   /** Most uploads under way at once; default {@link MAX_OPEN_UPLOADS}. */
   maxUploads?: number;
-  /** Most uploads one API key may have under way; default {@link MAX_OPEN_UPLOADS_PER_KEY}. */
+  /** Most uploads one client may have under way; default {@link MAX_OPEN_UPLOADS_PER_KEY}. */
   maxUploadsPerKey?: number;
   /**
    * The node's read slots (`read_slots.ts`): a read of `GET /files/{cid}` holds one until its
@@ -92,8 +95,8 @@ export function fileRoutes(
   const maxUploads = options.maxUploads ?? MAX_OPEN_UPLOADS;
   const maxPerKey = options.maxUploadsPerKey ?? MAX_OPEN_UPLOADS_PER_KEY;
   let uploads = 0;
-  /** Uploads under way per API key id; a key is dropped when its last one ends. */
-  const byKey = new Map<string, number>();
+  /** Uploads under way per client (`queueClient`); a client is dropped when its last one ends. */
+  const byClient = new Map<string, number>();
   const app = new Hono<EdgeEnv>();
   const actor = () => {
     const ref = storage();
@@ -128,13 +131,14 @@ export function fileRoutes(
         { retryAfterS: 1 },
       );
     }
-    const keyId = c.get("client")?.keyId;
-    const keyUploads = keyId === undefined ? 0 : byKey.get(keyId) ?? 0;
-    if (keyId !== undefined && keyUploads >= maxPerKey) {
+    const client = c.get("client");
+    const clientId = queueClient(client);
+    const clientUploads = byClient.get(clientId) ?? 0;
+    if (clientUploads >= maxPerKey) {
       throw new EdgeError(
         "too_many_uploads",
-        `this API key has ${keyUploads} uploads under way, its limit; retry after the ` +
-          `Retry-After seconds`,
+        `this client (${client?.label ?? "loopback"}) has ${clientUploads} uploads under way, ` +
+          `its limit of ${maxPerKey}; retry after the Retry-After seconds`,
         { retryAfterS: 1 },
       );
     }
@@ -148,7 +152,7 @@ export function fileRoutes(
     );
     let result;
     uploads++; // until the put has ended, whichever way: what it held is let go by then
-    if (keyId !== undefined) byKey.set(keyId, keyUploads + 1);
+    byClient.set(clientId, clientUploads + 1);
     try {
       result = await port.put(body, {
         name,
@@ -160,11 +164,9 @@ export function fileRoutes(
     } finally {
       stop(); // a put that failed may leave its body unread: its timers go with it
       uploads--;
-      if (keyId !== undefined) {
-        const left = byKey.get(keyId)! - 1;
-        if (left === 0) byKey.delete(keyId);
-        else byKey.set(keyId, left);
-      }
+      const left = byClient.get(clientId)! - 1;
+      if (left === 0) byClient.delete(clientId);
+      else byClient.set(clientId, left);
     }
     return c.json({ cid: result.cid, size: result.size, chunks: result.chunkCount }, 201);
   });

@@ -3,22 +3,47 @@
  * `/share/…`) and `GET /v1/files/{cid}`, together. A read holds its connection and, while its
  * client reads slowly or not at all, the store's read-ahead of its file (up to
  * `DEFAULT_FILE_CONCURRENCY` chunks: 5 to 6 MiB of RSS each, measured; 200 reads of one client
- * that stopped reading held 1 GiB, `tmp/s75/gwreads/`). So each client (`reader_identity.ts`: an
- * API key, this machine, or an address) may have {@link MAX_OPEN_READS_PER_CLIENT} under way and
- * the node {@link MAX_OPEN_READS}; past either the next is refused at once, 429 `too_many_reads`
- * with `Retry-After`, its message naming the limit. A read holds its slot from when its request
- * is routed until its response body has been sent whole, has failed, or was cancelled (the client
- * went away); an answer without a body (a `HEAD`, a 304, a redirect) or an error gives it back at
- * once.
+ * that stopped reading held 1 GiB, `tmp/s75/gwreads/`). So:
+ *
+ * - each client (`reader_identity.ts`: an API key, this machine, or an address) may have
+ *   {@link MAX_OPEN_READS_PER_CLIENT} under way; a read past that waits, up to
+ *   {@link READ_WAIT_MS}, for one of its own client's reads to end and takes its slot, at most
+ *   {@link MAX_READ_WAITERS_PER_CLIENT} of a client waiting (review verify_limits, F3: a page of
+ *   40 images through an HTTP/2 proxy had 24 refused at once though each read ended in
+ *   milliseconds);
+ * - the node has {@link MAX_OPEN_READS}; the reads of clients without a key (named by address)
+ *   together hold at most {@link ANONYMOUS_READS_SHARE} of them, the rest kept for API keys and
+ *   this machine's tools; and within each of those pools the reads of clients already reading
+ *   one hold at most `BUSY_BODIES_SHARE` of it (the request body budget's rule), the rest kept
+ *   for a client's first read. So readers that stall, from however many addresses, cannot refuse
+ *   a key holder, and a newcomer without a key finds room unless they hold first reads from 12 or
+ *   more addresses (48 − 36 kept), for at most the idle time (review verify_limits, F1: four /64s
+ *   holding 16 reads each refused everyone, key holders included);
+ * - a read whose client takes nothing for `READ_IDLE_TIMEOUT_MS` is cut and gives its slot back
+ *   (`read_slot_body.ts`).
+ *
+ * Past these a read is refused, 429 `too_many_reads` with `Retry-After`, its message naming the
+ * limit. A read holds its slot from when its request is routed until its response body has been
+ * sent whole, has failed, was cancelled (the client went away) or was cut for idleness; an answer
+ * without a body (a `HEAD`, a 304, a redirect) or an error gives it back at once.
+ *
+ * A client without a key is its address as the rest of the HTTP edge counts it (an IPv6 one by
+ * its /64: `client_address.ts`), as the queue's turns, the per-address job limits and the body
+ * budget's shares do, not by the peer layer's /48 blocks. What a /48's many /64s could take is
+ * bounded instead by the keyless clients' share, which no number of addresses gets past, and by
+ * the idle cut-off, which frees what stalled readers hold within a minute.
  *
  * @module
  */
 import type { MiddlewareHandler } from "hono";
+import { BUSY_BODIES_SHARE } from "./body_limit.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import { EdgeError } from "./http_errors.ts";
 import { queueClient } from "./inference_gateway.ts";
+import { type ReadIdle, slotHeldBody } from "./read_slot_body.ts";
 import { type ReaderAccess, readerOf } from "./reader_identity.ts";
+import type { DrainTimers } from "./serve.ts";
 
 /**
  * Most reads under way at once on the whole node. A read whose client stops reading holds about
@@ -31,15 +56,50 @@ export const MAX_OPEN_READS = 64;
 /**
  * Most reads one client may have under way at once: a quarter of the node's (as uploads), so one
  * client that opens reads and does not read them cannot take every slot, while a browser's six
- * connections to a host, or a few users behind one NAT, still fit.
+ * connections to a host, or a few users behind one NAT, still fit. More at once (a browser's
+ * HTTP/2 page behind a proxy) wait their turn ({@link READ_WAIT_MS}) rather than being refused.
  */
 export const MAX_OPEN_READS_PER_CLIENT = 16;
 
 /**
- * `Retry-After` of a refusal: a read that is read ends within moments, and one second lets a
- * crowd of them through without a client giving up (as `too_many_uploads`).
+ * Share of the node's reads the clients without a key (each named by its address) may hold
+ * together: the rest is kept for API keys and this machine's tools, so anonymous readers, from as
+ * many addresses as they like (a /48 holds 65,536 /64s), cannot refuse a key holder (review
+ * verify_limits, F1: 64 stalled reads from four /64s refused a valid key). Three quarters, as the
+ * request body budget keeps a quarter (`BUSY_BODIES_SHARE`): 48 of 64 still serve many viewers.
  */
-const RETRY_AFTER_S = 1;
+export const ANONYMOUS_READS_SHARE = 3 / 4;
+
+/**
+ * Longest a read past its client's {@link MAX_OPEN_READS_PER_CLIENT} waits for one of that
+ * client's reads to end before it is refused: 30 s. A client's reads share its link, so with 16
+ * of them at once the first ends after 16 times one read's time: 16 images of 300 KiB over a
+ * 2 Mbit/s link (a slow mobile page) take 16 × 300 KiB × 8 / 2 Mbit/s ≈ 20 s. A client none of
+ * whose 16 reads ended in 30 s is stalled (its reads are cut at `READ_IDLE_TIMEOUT_MS`), and
+ * what its waiting reads hold is only their connections: no store read starts before a slot.
+ */
+export const READ_WAIT_MS = 30_000;
+
+/**
+ * Most reads of one client that may wait at once: 112, so that with its 16 under way a client has
+ * 128 at once, nginx's default `http2_max_concurrent_streams` (a browser's page sent upstream
+ * through it never has more), while a client cannot park thousands of waiting requests.
+ */
+export const MAX_READ_WAITERS_PER_CLIENT = 112;
+
+/**
+ * Most reads waiting on the whole node: a waiting read holds its connection, a timer and a
+ * promise, a few KiB, not a store read; 1,024 of them are a few MiB, and nine clients' worth.
+ */
+export const MAX_READ_WAITERS = 1024;
+
+/**
+ * `Retry-After` of a refusal: 5 s. A read that is read ends within seconds, and a read held by a
+ * client that stopped reading is cut within `READ_IDLE_TIMEOUT_MS` (60 s): a client told 5 s asks
+ * twelve times in that minute, not sixty (with 1 s it polled every second for as long as stalled
+ * readers held the slots), and a crowd of ordinary readers is through well within it.
+ */
+export const READ_RETRY_AFTER_S = 5;
 
 /** Options of {@link ReadSlots}. */
 export interface ReadSlotsOptions extends ReaderAccess {
@@ -47,7 +107,28 @@ export interface ReadSlotsOptions extends ReaderAccess {
   maxReads?: number;
   /** Most reads one client may have under way; default {@link MAX_OPEN_READS_PER_CLIENT}. */
   maxReadsPerClient?: number;
+  /** Longest a read past its client's limit waits; default {@link READ_WAIT_MS}. */
+  waitMs?: number;
+  /** Most reads of one client waiting; default {@link MAX_READ_WAITERS_PER_CLIENT}. */
+  maxWaitersPerClient?: number;
+  /** Most reads waiting on the node; default {@link MAX_READ_WAITERS}. */
+  maxWaiters?: number;
+  /** Longest a read's client may take nothing (`READ_IDLE_TIMEOUT_MS` by default). */
+  idleTimeoutMs?: number;
+  /** The timers of the waits and the idle cut-off; default the global ones. */
+  timers?: DrainTimers;
 }
+
+/** A read waiting for a slot of its own client. */
+interface Waiter {
+  grant: (release: () => void) => void;
+  timer: unknown;
+}
+
+const GLOBAL_TIMERS: DrainTimers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle as number),
+};
 
 /**
  * The read slots of one node: share one instance between the gateway and the file routes, so a
@@ -57,7 +138,7 @@ export interface ReadSlotsOptions extends ReaderAccess {
  * ```ts
  * import { ReadSlots } from "./read_slots.ts";
  * const slots = new ReadSlots({ maxReads: 2 });
- * const release = slots.take({ label: "loopback" });
+ * const release = await slots.take({ label: "loopback" });
  * slots.open; // 1
  * release();
  * ```
@@ -65,19 +146,37 @@ export interface ReadSlotsOptions extends ReaderAccess {
 export class ReadSlots {
   readonly #maxReads: number;
   readonly #maxPerClient: number;
+  readonly #maxAnonymous: number;
+  readonly #waitMs: number;
+  readonly #maxWaitersPerClient: number;
+  readonly #maxWaiters: number;
+  readonly #timers: DrainTimers;
+  readonly #idle: ReadIdle;
   readonly #access: ReaderAccess;
   #open = 0;
+  /** Reads under way of clients without a key, and how many such clients have one. */
+  #anonymousOpen = 0;
+  #anonymousClients = 0;
   /** Reads under way per client; a client is dropped when its last read ends. */
   readonly #byClient = new Map<string, number>();
+  /** Reads waiting per client, oldest first; a client is dropped when its last one leaves. */
+  readonly #waiting = new Map<string, Waiter[]>();
+  #waiters = 0;
 
   /**
    * Create it.
    *
-   * @param options The limits, and the access rules readers are named by.
+   * @param options The limits, the timers, and the access rules readers are named by.
    */
   constructor(options: ReadSlotsOptions = {}) {
     this.#maxReads = options.maxReads ?? MAX_OPEN_READS;
     this.#maxPerClient = options.maxReadsPerClient ?? MAX_OPEN_READS_PER_CLIENT;
+    this.#maxAnonymous = share(this.#maxReads, ANONYMOUS_READS_SHARE);
+    this.#waitMs = options.waitMs ?? READ_WAIT_MS;
+    this.#maxWaitersPerClient = options.maxWaitersPerClient ?? MAX_READ_WAITERS_PER_CLIENT;
+    this.#maxWaiters = options.maxWaiters ?? MAX_READ_WAITERS;
+    this.#timers = options.timers ?? GLOBAL_TIMERS;
+    this.#idle = { timeoutMs: options.idleTimeoutMs, timers: this.#timers };
     this.#access = { keys: options.keys, trustedProxies: options.trustedProxies };
   }
 
@@ -91,42 +190,37 @@ export class ReadSlots {
     return this.#byClient.size;
   }
 
+  /** Reads waiting for a slot of their own client now. */
+  get waiting(): number {
+    return this.#waiters;
+  }
+
   /**
-   * Take a slot for one read of `client`, or throw 429 `too_many_reads` naming the limit it met;
-   * call the result once the read has ended (a second call does nothing).
+   * Take a slot for one read of `client`: at once, or, past its per-client limit, once one of its
+   * reads ends (within the wait); else 429 `too_many_reads` naming the limit it met. Call the
+   * result once the read has ended (a second call does nothing).
    */
-  take(client: ClientIdentity): () => void {
+  take(client: ClientIdentity): Promise<() => void> {
+    try {
+      return this.#take(client);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #take(client: ClientIdentity): Promise<() => void> {
     const id = queueClient(client);
     const mine = this.#byClient.get(id) ?? 0;
-    if (mine >= this.#maxPerClient) {
-      throw new EdgeError(
-        "too_many_reads",
-        `this client (${client.label}) already has ${mine} reads of stored files under way ` +
-          `(/ipfs, /share, /v1/files), its per-client limit of ${this.#maxPerClient}: finish ` +
-          "reading one, or retry after the Retry-After seconds",
-        { retryAfterS: RETRY_AFTER_S },
-      );
-    }
-    if (this.#open >= this.#maxReads) {
-      throw new EdgeError(
-        "too_many_reads",
-        `this node has ${this.#open} reads of stored files under way (/ipfs, /share, ` +
-          `/v1/files), its node-wide limit of ${this.#maxReads}: retry after the Retry-After ` +
-          "seconds",
-        { retryAfterS: RETRY_AFTER_S },
-      );
-    }
+    if (mine >= this.#maxPerClient) return this.#wait(id, client);
+    this.#assertPoolRoom(client, mine);
+    const anonymous = isAnonymous(client);
     this.#open++;
     this.#byClient.set(id, mine + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.#open--;
-      const left = (this.#byClient.get(id) ?? 1) - 1;
-      if (left === 0) this.#byClient.delete(id);
-      else this.#byClient.set(id, left);
-    };
+    if (anonymous) {
+      this.#anonymousOpen++;
+      if (mine === 0) this.#anonymousClients++;
+    }
+    return Promise.resolve(this.#releaser(id, anonymous));
   }
 
   /**
@@ -135,7 +229,7 @@ export class ReadSlots {
    */
   guard(): MiddlewareHandler<EdgeEnv> {
     return async (c, next) => {
-      const release = this.take(readerOf(c, this.#access));
+      const release = await this.take(readerOf(c, this.#access));
       try {
         await next();
       } catch (error) {
@@ -149,37 +243,131 @@ export class ReadSlots {
         release();
         return;
       }
-      c.res = new Response(releasedAtEnd(res.body, release), res);
+      c.res = new Response(slotHeldBody(res.body, release, this.#idle), res);
+    };
+  }
+
+  /**
+   * Refuse a read of `client` (holding `mine` already) that the node's pools have no room for:
+   * the node's whole, the anonymous clients' share of it, and within the pool the client draws
+   * on, the share of clients already reading one.
+   */
+  #assertPoolRoom(client: ClientIdentity, mine: number): void {
+    if (this.#open >= this.#maxReads) {
+      throw refusal(
+        `this node has ${this.#open} reads of stored files under way (/ipfs, /share, ` +
+          `/v1/files), its node-wide limit of ${this.#maxReads}: retry after the Retry-After ` +
+          "seconds",
+      );
+    }
+    const anonymous = isAnonymous(client);
+    if (anonymous && this.#anonymousOpen >= this.#maxAnonymous) {
+      throw refusal(
+        `clients without an API key have ${this.#anonymousOpen} reads of stored files under ` +
+          `way on this node, their share of ${this.#maxAnonymous} of its ${this.#maxReads} (the ` +
+          "rest is kept for API keys): retry after the Retry-After seconds, or send a key",
+      );
+    }
+    if (mine === 0) return;
+    // As the body budget keeps the rest of its bytes for a client reading none, so a client's
+    // first read finds room however many busy clients stall theirs.
+    const pool = anonymous ? this.#maxAnonymous : this.#maxReads;
+    const busy = anonymous
+      ? this.#anonymousOpen - this.#anonymousClients
+      : this.#open - this.#byClient.size;
+    const busyMax = share(pool, BUSY_BODIES_SHARE);
+    if (busy >= busyMax) {
+      throw refusal(
+        `clients already reading a stored file hold ${busy} more reads on this node, their ` +
+          `share of ${busyMax} (the rest is kept for a client's first read): finish reading ` +
+          "one, or retry after the Retry-After seconds",
+      );
+    }
+  }
+
+  /** Wait, within the limits on waiting, for a slot of `id`'s own to be handed over. */
+  #wait(id: string, client: ClientIdentity): Promise<() => void> {
+    const queue = this.#waiting.get(id) ?? [];
+    if (queue.length >= this.#maxWaitersPerClient || this.#waiters >= this.#maxWaiters) {
+      return Promise.reject(this.#clientRefusal(client, queue.length));
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<() => void>();
+    const waiter: Waiter = {
+      grant: (release) => {
+        this.#timers.clearTimeout(waiter.timer);
+        resolve(release);
+      },
+      timer: this.#timers.setTimeout(() => {
+        this.#leave(id, waiter);
+        reject(this.#clientRefusal(client, this.#waiting.get(id)?.length ?? 0));
+      }, this.#waitMs),
+    };
+    queue.push(waiter);
+    this.#waiting.set(id, queue);
+    this.#waiters++;
+    return promise;
+  }
+
+  /** Take `waiter` out of `id`'s queue. */
+  #leave(id: string, waiter: Waiter): void {
+    const queue = this.#waiting.get(id);
+    const at = queue?.indexOf(waiter) ?? -1;
+    if (queue === undefined || at < 0) return;
+    queue.splice(at, 1);
+    this.#waiters--;
+    if (queue.length === 0) this.#waiting.delete(id);
+  }
+
+  /** The per-client refusal of `client`, with `waiting` of its reads waiting. */
+  #clientRefusal(client: ClientIdentity, waiting: number): EdgeError {
+    const mine = this.#byClient.get(queueClient(client)) ?? 0;
+    return refusal(
+      `this client (${client.label}) already has ${mine} reads of stored files under way ` +
+        `(/ipfs, /share, /v1/files), its per-client limit of ${this.#maxPerClient}, and ` +
+        `${waiting} waiting (at most ${this.#maxWaitersPerClient}, for up to ` +
+        `${this.#waitMs / 1000} s): finish reading one, or retry after the Retry-After seconds`,
+    );
+  }
+
+  /**
+   * The release of one slot of `id`: handed to the oldest read of `id` waiting, if any (the
+   * counts stay as they are: the slot changes hands), else given back.
+   */
+  #releaser(id: string, anonymous: boolean): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#waiting.get(id)?.[0];
+      if (next !== undefined) {
+        this.#leave(id, next);
+        next.grant(this.#releaser(id, anonymous));
+        return;
+      }
+      this.#open--;
+      if (anonymous) this.#anonymousOpen--;
+      const left = (this.#byClient.get(id) ?? 1) - 1;
+      if (left > 0) {
+        this.#byClient.set(id, left);
+        return;
+      }
+      this.#byClient.delete(id);
+      if (anonymous) this.#anonymousClients--;
     };
   }
 }
 
-/**
- * `body`, calling `release` once it has been read to its end, has failed, or was cancelled (the
- * client went away); pulled one piece at a time, so it buffers nothing of its own.
- */
-function releasedAtEnd(
-  body: ReadableStream<Uint8Array>,
-  release: () => void,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      let next: ReadableStreamReadResult<Uint8Array>;
-      try {
-        next = await reader.read();
-      } catch (error) {
-        release();
-        throw error;
-      }
-      if (next.done) {
-        release();
-        controller.close();
-      } else controller.enqueue(next.value);
-    },
-    cancel(reason) {
-      release();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+/** A client named by its address, with no key and not this machine. */
+function isAnonymous(client: ClientIdentity): boolean {
+  return client.keyId === undefined && client.address !== undefined;
+}
+
+/** `fraction` of `total` slots, never none (a node configured with a handful still serves). */
+function share(total: number, fraction: number): number {
+  return Math.max(1, Math.floor(total * fraction));
+}
+
+/** A 429 `too_many_reads` saying `message`. */
+function refusal(message: string): EdgeError {
+  return new EdgeError("too_many_reads", message, { retryAfterS: READ_RETRY_AFTER_S });
 }

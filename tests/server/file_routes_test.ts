@@ -582,7 +582,10 @@ Deno.test("one API key's trickling uploads hold at most its share of the slots: 
   const refused = await third;
   const { error } = await refused.json();
   assertEquals([refused.status, error?.code], [429, "too_many_uploads"]);
-  assert(/API key/.test(error?.message), `not the key's limit: ${error?.message}`);
+  assert(
+    /key [0-9a-f]{8}\) has 2 uploads/.test(error?.message),
+    `not the key's limit: ${error?.message}`,
+  );
   assert(refused.headers.get("retry-after") !== null, "a 429 without Retry-After");
   assertEquals(open(), 2, "the refused upload reached the store");
   // The other key is not shut out by the first one's trickles.
@@ -601,4 +604,81 @@ Deno.test("one API key's trickling uploads hold at most its share of the slots: 
   ]);
   assertEquals(again.map((r) => r.status), [201, 201]);
   await Promise.all(again.map((r) => r.body?.cancel()));
+});
+
+/** An upload to `app` from `address` (another machine, without a key). */
+function uploadFrom(app: Hono<EdgeEnv>, address: string, body: ReadableStream<Uint8Array>) {
+  return Promise.resolve(app.fetch(
+    new Request("http://node.example/v1/files", { method: "POST", body }),
+    { remoteAddr: { transport: "tcp", hostname: address, port: 40000 } },
+  ));
+}
+
+Deno.test("on an open node one address without a key holds at most its share of the uploads: its next is refused (429 too_many_uploads naming it) while another address's still fit", async () => {
+  const timers = new FakeTimers();
+  const { port, open } = readingStore();
+  const app = createApp({
+    inference: {} as InferencePort,
+    edge: { allowUnauthenticatedRemote: true },
+  });
+  app.route(
+    "/v1",
+    slotFilesWith(() => port, {
+      requestBodyTimeoutMs: 5_000,
+      timers,
+      maxUploads: 4,
+      maxUploadsPerKey: 2,
+    }),
+  );
+  const held = [
+    uploadFrom(app, "198.51.100.1", trickling()),
+    uploadFrom(app, "198.51.100.1", trickling()),
+  ];
+  await eventually(() => open() === 2, "the address's two uploads under way");
+  const third = uploadFrom(app, "198.51.100.1", trickling());
+  const answered = tracker(third);
+  await turns(10);
+  assert(answered(), "the address's third trickling upload was taken on past its share");
+  const refused = await third;
+  const { error } = await refused.json();
+  assertEquals([refused.status, error?.code], [429, "too_many_uploads"]);
+  assert(/anonymous 198\.51\.100\.1\) has 2 uploads/.test(error?.message), error?.message);
+  assertEquals(open(), 2, "the refused upload reached the store");
+  // Another address is not shut out by the first one's trickles.
+  const other = [
+    uploadFrom(app, "203.0.113.9", trickling()),
+    uploadFrom(app, "203.0.113.9", trickling()),
+  ];
+  await eventually(() => open() === 4, "the other address's uploads under way beside the first's");
+  timers.fireAll();
+  for (const answer of [...held, ...other]) assertEquals((await answer).status, 408);
+  await eventually(() => open() === 0, "the abandoned puts ended");
+});
+
+Deno.test("this machine's tools are one client for the uploads' share: past it the next is refused, naming this machine", async () => {
+  const timers = new FakeTimers();
+  const { port, open } = readingStore();
+  const app = createApp({ inference: {} as InferencePort });
+  app.route(
+    "/v1",
+    slotFilesWith(() => port, {
+      requestBodyTimeoutMs: 5_000,
+      timers,
+      maxUploads: 4,
+      maxUploadsPerKey: 2,
+    }),
+  );
+  const held = [upload(app, trickling()), upload(app, trickling())];
+  await eventually(() => open() === 2, "two uploads of this machine under way");
+  const third = upload(app, trickling());
+  const answered = tracker(third);
+  await turns(10);
+  assert(answered(), "this machine's third trickling upload was taken on past its share");
+  const refused = await third;
+  const { error } = await refused.json();
+  assertEquals([refused.status, error?.code], [429, "too_many_uploads"]);
+  assert(/loopback\) has 2 uploads/.test(error?.message), error?.message);
+  timers.fireAll();
+  for (const answer of held) assertEquals((await answer).status, 408);
+  await eventually(() => open() === 0, "the abandoned puts ended");
 });

@@ -1,9 +1,12 @@
 /**
  * The read slots of the gateway and `GET /v1/files/{cid}` (`server/read_slots.ts`): how many reads
  * one client (an API key, else an address) and the whole node may have under way at once, 429
- * `too_many_reads` past either, and a slot given back when its answer's body is read whole, fails,
- * is cancelled, or its client goes away. Bodies are held by not reading them, and a body that
- * fails or never ends is a port whose read stream the test controls: no timing is involved.
+ * `too_many_reads` past either, the shares kept for key holders and for a client's first read, a
+ * client's reads past its limit waiting their turn, and a slot given back when its answer's body
+ * is read whole, fails, is cancelled, its client goes away, or its client takes nothing for the
+ * idle time. Bodies are held by not reading them, and a body that fails or never ends is a port
+ * whose read stream the test controls; the idle cut-off and the waits run on fake timers that
+ * fire only when a test says.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -19,6 +22,7 @@ import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { ReadSlots } from "../../server/read_slots.ts";
 import { serve } from "../../server/serve.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
+import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { parsePrometheusText } from "./_prometheus_text.ts";
 
@@ -26,13 +30,28 @@ import { parsePrometheusText } from "./_prometheus_text.ts";
 const FILE_BYTES = 64 * 1024;
 const CHUNK = 1024;
 const KEY = "read-slots-test-key-0123456789";
+const OTHER_KEY = "read-slots-test-key-abcdefghij";
+/**
+ * The constants the fix names, written out: a test run against code without them must fail on
+ * its assertions, not fail to build. `READ_IDLE_TIMEOUT_MS`, `READ_WAIT_MS`, `READ_RETRY_AFTER_S`.
+ */
+const IDLE_MS = 60_000;
+const WAIT_MS = 30_000;
+const RETRY_AFTER_S = 5;
 
 /** What the test does to the store's read streams. */
 type ReadPlan = "as stored" | "fail after the first piece" | "stall after the first piece";
 
-async function setup(
-  options: { edge?: Partial<EdgeConfig>; maxReads?: number; perClient?: number } = {},
-) {
+/** The limits a test sets (the defaults of `ReadSlots` where not named, but waiting: none). */
+interface SetupOptions {
+  edge?: Partial<EdgeConfig>;
+  maxReads?: number;
+  perClient?: number;
+  /** Reads of one client that may wait; 0 unless given, so a read past the limit is refused. */
+  waiters?: number;
+}
+
+async function setup(options: SetupOptions = {}) {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "read-slots-test" });
   const storage = await system.spawn<StorageMessage>({
@@ -71,10 +90,14 @@ async function setup(
     },
   });
   const edge = { allowUnauthenticatedRemote: true, ...options.edge };
+  // Time is fake: a read's idle cut-off and a waiting read's limit fire when a test says.
+  const timers = new FakeTimers();
   const reads = new ReadSlots({
     maxReads: options.maxReads ?? 3,
     maxReadsPerClient: options.perClient ?? 2,
+    maxWaitersPerClient: options.waiters ?? 0,
     keys: ApiKeys.fromConfig({ apiKeys: edge.apiKeys ?? [] }),
+    timers,
   });
   const app = createApp({ inference: {} as InferencePort, edge });
   app.route("/v1", fileRoutes(port, { reads }));
@@ -88,6 +111,7 @@ async function setup(
     bytes,
     plan,
     reads,
+    timers,
     from,
     close: async () => {
       await system.shutdown();
@@ -101,7 +125,7 @@ async function refusal(response: Response): Promise<string> {
   const body = await response.json();
   assert.equal(response.status, 429, JSON.stringify(body));
   assert.equal(body.error.code, "too_many_reads");
-  assert.equal(response.headers.get("retry-after"), "1");
+  assert.equal(response.headers.get("retry-after"), String(RETRY_AFTER_S));
   return body.error.message;
 }
 
@@ -129,11 +153,14 @@ Deno.test("a client past its reads under way gets 429 too_many_reads naming its 
 });
 
 Deno.test("past the node-wide reads under way every client gets 429 too_many_reads naming the node-wide limit", async () => {
-  const t = await setup({ maxReads: 3, perClient: 2 });
+  // Key holders: the anonymous clients' share would refuse an address before the node's limit.
+  const t = await setup({ maxReads: 3, perClient: 2, edge: { apiKeys: [KEY, OTHER_KEY] } });
   const held: Response[] = [];
   try {
-    for (const address of ["198.51.100.1", "198.51.100.1", "198.51.100.2"]) {
-      const response = await t.from(address, `/ipfs/${t.cid}`);
+    for (const key of [KEY, KEY, OTHER_KEY]) {
+      const response = await t.from("198.51.100.1", `/ipfs/${t.cid}`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
       assert.equal(response.status, 200);
       held.push(response);
     }
@@ -309,4 +336,177 @@ Deno.test("a share link's block read holds a slot of its client like the gateway
   } finally {
     await t.close();
   }
+});
+
+/** Whether a read's idle cut-off is armed now (the body handed over, its client owing a pull). */
+function idleArmed(timers: FakeTimers): boolean {
+  return [...timers.armed.values()].some((timer) => timer.ms === IDLE_MS);
+}
+
+Deno.test("a read whose client takes nothing for 60 s is cut: its slot comes back and the store's read is cancelled; a store slow to produce the next piece is not blamed on the client", async () => {
+  const t = await setup({ perClient: 1 });
+  try {
+    t.plan.read = "stall after the first piece";
+    const stalled = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
+    assert.equal(stalled.status, 200);
+    const reader = stalled.body!.getReader();
+    assert.ok((await reader.read()).value!.length > 0);
+    // The client stops reading: only its silence is timed.
+    assert.ok(idleArmed(t.timers), "no idle cut-off armed while the client owes a read");
+    assert.equal(t.reads.open, 1);
+    t.timers.fireFor(IDLE_MS);
+    await turns(5);
+    assert.equal(t.reads.open, 0, "the idle read still holds its slot");
+    assert.equal(t.plan.cancelled, 1, "the store's read was not cancelled");
+    await assert.rejects(reader.read(), /read nothing/);
+    // The same client is served again at once.
+    const next = await t.from("198.51.100.1", `/v1/files/${t.cid}`);
+    assert.equal(next.status, 200);
+    const waiting = next.body!.getReader();
+    await waiting.read();
+    // The client asks for the next piece and the store does not answer: no cut-off runs.
+    const pending = tracker(waiting.read());
+    await turns(5);
+    assert.equal(pending(), false);
+    assert.equal(idleArmed(t.timers), false, "a slow store was timed as the client's silence");
+    await waiting.cancel();
+    assert.equal(t.reads.open, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a client that keeps reading, however slowly, within the idle time is never cut", async () => {
+  const t = await setup({ perClient: 1 });
+  try {
+    const response = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
+    const reader = response.body!.getReader();
+    let received = 0;
+    for (;;) {
+      // Each pull disarms the wait for the client and the piece it gets arms the next one.
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.length;
+      assert.ok(idleArmed(t.timers));
+    }
+    assert.equal(received, FILE_BYTES);
+    assert.equal(idleArmed(t.timers), false, "a cut-off left armed after the read ended");
+    assert.equal(t.reads.open, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+/** `count` reads of `/ipfs/{cid}` from `address`, their answers left unread (held). */
+async function hold(
+  t: Awaited<ReturnType<typeof setup>>,
+  address: string,
+  count: number,
+  held: Response[],
+): Promise<number> {
+  let served = 0;
+  for (let i = 0; i < count; i++) {
+    const response = await t.from(address, `/ipfs/${t.cid}`);
+    if (response.status === 200) {
+      served++;
+      held.push(response);
+    } else await refusal(response);
+  }
+  return served;
+}
+
+Deno.test("stalled reads of clients without a key, from as many /64s as they like, refuse neither an API key holder nor a newcomer's first read", async () => {
+  // The node's own limits: 64 reads, 16 per client (review verify_limits F1's run, in-process).
+  const t = await setup({ maxReads: 64, perClient: 16, edge: { apiKeys: [KEY] } });
+  const held: Response[] = [];
+  const withKey = { headers: { authorization: `Bearer ${KEY}` } };
+  try {
+    // Four /64s of one /48, sixteen reads each, none read.
+    for (let n = 1; n <= 4; n++) await hold(t, `2001:db8:0:${n}::5`, 16, held);
+    const stalled = t.reads.open;
+    assert.ok(stalled < 64, `the stalled readers took all ${stalled} slots`);
+    // A newcomer without a key, and a key holder on both routes, are served.
+    for (
+      const [address, path, init] of [
+        ["203.0.113.7", `/ipfs/${t.cid}`, undefined],
+        ["203.0.113.8", `/ipfs/${t.cid}`, withKey],
+        ["203.0.113.8", `/v1/files/${t.cid}`, withKey],
+      ] as const
+    ) {
+      const response = await t.from(address, path, init);
+      assert.equal(response.status, 200, `${address} ${path}`);
+      assert.deepEqual(new Uint8Array(await response.arrayBuffer()), t.bytes);
+    }
+    // More /64s, one read each, fill what readers without a key may hold: the next such client
+    // is refused, naming that share, and a key holder is still served.
+    for (let n = 5; t.reads.open < 48 && n < 200; n++) await hold(t, `2001:db8:0:${n}::5`, 1, held);
+    assert.match(
+      await refusal(await t.from("2001:db8:0:ff::5", `/ipfs/${t.cid}`)),
+      /without an API key.*share of 48/,
+    );
+    const keyed = await t.from("2001:db8:0:ff::5", `/ipfs/${t.cid}`, withKey);
+    assert.equal(keyed.status, 200);
+    await keyed.arrayBuffer();
+  } finally {
+    for (const response of held) await response.body?.cancel();
+    await t.close();
+  }
+  assert.equal(t.reads.open, 0);
+});
+
+Deno.test("40 reads at once from one client (an HTTP/2 page behind a proxy) are all served: those past its 16 wait for its own reads to end", async () => {
+  const t = await setup({ maxReads: 64, perClient: 16, waiters: 112 });
+  try {
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, async () => {
+        const response = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
+        const body = new Uint8Array(await response.arrayBuffer());
+        return `${response.status} ${body.length}`;
+      }),
+    );
+    assert.deepEqual(answers, Array(40).fill(`200 ${FILE_BYTES}`));
+    assert.equal(t.reads.open, 0);
+    assert.equal(t.reads.waiting, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("reads past a client's limit wait at most 30 s, and at most its waiting places: past those 429 too_many_reads, and a waiting read takes the slot of one of its client's reads that ends", async () => {
+  const t = await setup({ maxReads: 8, perClient: 2, waiters: 3 });
+  const held: Response[] = [];
+  try {
+    t.plan.read = "stall after the first piece";
+    held.push(await t.from("198.51.100.1", `/ipfs/${t.cid}`));
+    held.push(await t.from("198.51.100.1", `/ipfs/${t.cid}`));
+    const waiting = [0, 1, 2].map(() => Promise.resolve(t.from("198.51.100.1", `/ipfs/${t.cid}`)));
+    const answered = waiting.map(tracker);
+    await turns(5);
+    assert.deepEqual(answered.map((settled) => settled()), [false, false, false]);
+    assert.equal(t.reads.waiting, 3);
+    // Its waiting places are full: the next is refused at once.
+    assert.match(
+      await refusal(await t.from("198.51.100.1", `/ipfs/${t.cid}`)),
+      /per-client limit of 2, and 3 waiting \(at most 3/,
+    );
+    // One read ends: the oldest waiting read takes its slot, the others still wait.
+    await held.shift()!.body!.cancel();
+    const first = await waiting[0];
+    assert.equal(first.status, 200);
+    held.push(first);
+    assert.equal(t.reads.open, 2);
+    await turns(5);
+    assert.deepEqual(answered.map((settled) => settled()), [true, false, false]);
+    // Nothing else ends within the wait: the rest are refused, naming the client's limit.
+    t.timers.fireFor(WAIT_MS);
+    for (const answer of waiting.slice(1)) {
+      assert.match(await refusal(await answer), /per-client limit of 2/);
+    }
+    assert.equal(t.reads.waiting, 0);
+    assert.equal(t.reads.open, 2);
+  } finally {
+    for (const response of held) await response.body?.cancel();
+    await t.close();
+  }
+  assert.equal(t.reads.open, 0);
 });
