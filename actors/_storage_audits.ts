@@ -95,6 +95,9 @@ export class StorageAudits {
       audit: (peer, cids, sampleSize) => this.audit(peer, cids, undefined, sampleSize),
       sweeps: this.#sweeps,
       givenTo: (peerId) => this.#core.given().chunksOf(peerId),
+      retained: (peerId) => this.#core.given().retained(peerId),
+      failedAuditOf: (peerId, cid) => replicated.failedAuditOf(peerId, cid),
+      unproven: (peerId, cids) => replicated.unproven(peerId, cids),
       repair: (cids) => replicated.repair(cids, { signal: stopping }),
       signal: stopping,
     });

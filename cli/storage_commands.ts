@@ -27,6 +27,7 @@ import { formatBytes, ProgressBar } from "../storage/progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "../storage/unixfs.ts";
 import { blocksReferencedBy, isDagNode, storedLinks } from "../storage/dag_links.ts";
 import { storageKey } from "../protocols/cid.ts";
+import { explainQuarantined, wasQuarantined } from "./_quarantined.ts";
 import { chunkCountOf } from "../protocols/manifest.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {
@@ -239,7 +240,9 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
-    const { tier } = await files.stat(cid).catch((error) => {
+    const { tier } = await files.stat(cid).catch(async (error) => {
+      // A root set aside as corrupt is a damaged file, not a CID to check (review s75 F4).
+      if (await explainQuarantined(error, store.dir)) throw error;
       throw notInStore(
         error,
         dataDir,
@@ -277,6 +280,9 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
     try {
       await writeOutput(counted, output, io, { private: tier === "private" });
       bar?.finish(done);
+    } catch (error) {
+      await explainQuarantined(error, store.dir); // a leaf set aside as corrupt
+      throw error;
     } finally {
       bar?.stop();
     }
@@ -302,7 +308,18 @@ export function notInStore(error: unknown, dataDir: string, elsewhere?: string):
 type ListedFile = (FileInfo & { damage?: { missing: number; corrupt: number } }) | {
   cid: string;
   error: string;
+  /** The file's name from its pin's label, which outlives its root block. */
+  name?: string;
+  /** Its root block was found corrupt (now, or by an earlier read: in quarantine/). */
+  corrupt?: boolean;
 };
+
+/**
+ * `ls`'s exit code when a listed file is damaged or unreadable: 1, a storage failure, as
+ * `_command_support.ts` maps every failure, so that `ls --verify || alert` tells a damaged store
+ * from a healthy one after a crash (review s75 F4: it exited 0).
+ */
+const EXIT_DAMAGED = 1;
 
 /** `ls`: what the store holds and its capacity; damaged files flagged. */
 export async function runLs(args: string[]): Promise<number> {
@@ -318,7 +335,8 @@ export async function runLs(args: string[]): Promise<number> {
   const wrong = wrongOperands(positionals, [], LS_USAGE);
   if (wrong !== undefined) return wrong;
   const dataDir = await commandDataDir(values.data);
-  return await reportErrors(async () => {
+  let damaged = 0;
+  const code = await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
     const listed: ListedFile[] = [];
@@ -341,9 +359,15 @@ export async function runLs(args: string[]): Promise<number> {
         listed.push(info);
       } catch (error) {
         reached = undefined;
-        listed.push({ cid, error: error instanceof VeriflowError ? error.code : String(error) });
+        const failure = error instanceof VeriflowError ? error.code : String(error);
+        // The read that found the root corrupt moved it to quarantine/; later reads miss it.
+        const corrupt = failure === "corrupt_chunk" ||
+          failure === "chunk_not_found" && await wasQuarantined(store.dir, cid);
+        const name = (await store.pinLabel(cid).catch(() => undefined))?.name;
+        listed.push({ cid, error: failure, name, corrupt });
       }
     }
+    damaged = listed.filter((f) => "error" in f || f.damage).length;
     const stats = await store.stats();
     if (values.json) {
       console.log(JSON.stringify({ files: listed, capacity: stats }, null, 2));
@@ -351,7 +375,14 @@ export async function runLs(args: string[]): Promise<number> {
     }
     for (const f of listed) {
       if ("error" in f) {
-        console.log(printableLine(`${f.cid}  ERROR ${f.error}`));
+        // Said as a leaf's damage is: which file, and what to do (review s75 F4).
+        const what = f.corrupt
+          ? "root block corrupt (moved to quarantine/)"
+          : f.error === "chunk_not_found"
+          ? "root block missing"
+          : printableLine(`root block unreadable (${f.error})`);
+        const name = f.name === undefined ? "" : `  ${printableName(f.name)}`;
+        console.log(`${f.cid}${name}  DAMAGED: ${what}; put the file again`);
         continue;
       }
       const size = f.size === null ? "?" : formatBytes(f.size);
@@ -388,6 +419,9 @@ export async function runLs(args: string[]): Promise<number> {
       );
     }
   }, "ls");
+  if (code !== 0 || damaged === 0) return code;
+  console.error(`error: ${countOf(damaged, "file")} damaged (DAMAGED above): put each again`);
+  return EXIT_DAMAGED;
 }
 
 /** Objects of `store` that are neither in `reached` nor held for a peer. */

@@ -10,7 +10,7 @@
  * veriflow/validation/1  validation.receipt                      → ValidatorActor receipt
  *                        validation.verdict / fraud_proof /
  *                          stream_proof / stake                  → ValidatorActor
- * veriflow/storage/1     storage.put_chunk / get_chunk / has_chunk / prove → StorageActor
+ * veriflow/storage/2     storage.put_chunk / get_chunk / has_chunk / prove → StorageActor
  * veriflow/training/1    training.join                           → RoundCoordinator join
  *                        training.round / challenge / opening_part → TrainerService
  *                        training.receipt / fraud_proof / outcome → TrainingValidator

@@ -75,6 +75,17 @@ function isDialAddress(text: string): boolean {
  */
 export const DEFAULT_REPLICA_QUOTA_BYTES: number = 16 * 1024 ** 3;
 
+/**
+ * Free disk the node's own puts leave when `storage.putMinFreeBytes` is not set: 256 MiB. Without
+ * a floor an API client could fill the disk to the last byte, after which receipts failed
+ * (`proof_store_failed`, `ledger_write_failed`) and the node refused to restart (review s75 F1).
+ * A receipt's proof record and ledger entry are a few KiB, so this leaves room for tens of
+ * thousands of jobs, the log and the index while the operator frees space; it stays under
+ * `storage.replicaMinFreeBytes` (1 GiB) so peers still stop first and cannot fill the disk under
+ * the node's own uploads.
+ */
+export const DEFAULT_PUT_MIN_FREE_BYTES: number = 256 * 1024 ** 2;
+
 const DIAL_ADDRESS = "expected HOST:PORT with a port 1–65535";
 
 /**
@@ -353,6 +364,11 @@ export const nodeConfigSchema = z.strictObject({
      * `replica_quota_exceeded`. Default 1 GiB.
      */
     replicaMinFreeBytes: z.number().int().min(0).default(1024 ** 3),
+    /**
+     * Free disk space the node's own puts (API uploads) may never take: one that would leave less
+     * is refused with `disk_full` (507). Default {@link DEFAULT_PUT_MIN_FREE_BYTES} (256 MiB).
+     */
+    putMinFreeBytes: z.number().int().min(0).default(DEFAULT_PUT_MIN_FREE_BYTES),
     /** Unreferenced objects younger than this are never collected (a put's objects in flight). */
     gcGraceMs: z.number().int().min(0).default(600_000),
     /**

@@ -103,6 +103,7 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
             quotaBytes: config.storage.quotaBytes,
             replicaQuotaBytes: replicaQuotaOf(config.storage),
             replicaMinFreeBytes: config.storage.replicaMinFreeBytes,
+            putMinFreeBytes: config.storage.putMinFreeBytes,
             gcGraceMs: config.storage.gcGraceMs,
           },
           maxInMemoryBytes: config.storage.maxInMemoryBytes,

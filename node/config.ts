@@ -131,13 +131,14 @@ export interface NodeConfig {
   };
   /**
    * Chunk store limits: quota (none), what peers may place here (half the quota; 1 GiB of disk
-   * kept free), GC grace period (10 min), largest in-memory read (64 MiB); how often the holders
+   * kept free), disk kept free under the node's own puts (256 MiB), GC grace period (10 min), largest in-memory read (64 MiB); how often the holders
    * of this node's files are audited (10 min).
    */
   storage: {
     quotaBytes?: number;
     replicaQuotaBytes?: number;
     replicaMinFreeBytes: number;
+    putMinFreeBytes: number;
     gcGraceMs: number;
     maxInMemoryBytes: number;
     auditIntervalMs: number;

@@ -19,7 +19,8 @@ import type { Account, ValidatorMessage, ValidatorStats } from "../actors/valida
 import { recordedReceipts } from "../actors/recorded_receipts.ts";
 import type { NetworkMessage, PeerInfo, StaticPeerState } from "../network/network_actor.ts";
 import { toHex } from "../protocols/hash.ts";
-import { keepToOwnerAsync, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
+import { keepToOwnerAsync } from "../protocols/owner_only.ts";
+import { writeFileDurably } from "../proof/_durable_file.ts";
 import type { DashboardSources, TrainingView } from "../server/dashboard_routes.ts";
 import type { CoordinatorMessage, CoordinatorStatus } from "../training/round_coordinator.ts";
 import { EXCLUDED_SAMPLE, excludedCountsOf } from "../training/excluded_summary.ts";
@@ -238,9 +239,8 @@ export async function loadOrCreateOperatorToken(dataDir: string): Promise<string
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   const token = toHex(crypto.getRandomValues(new Uint8Array(TOKEN_BYTES)));
-  await Deno.writeTextFile(path, token + "\n", { mode: OWNER_FILE_MODE });
-  // `mode` applies only when the file is created: one that was there (too short, rewritten)
-  // keeps its old mode, perhaps world-readable.
-  await keepToOwnerAsync(path);
+  // Atomic and durable (review s75 F3), owner-only (0600) whatever was there: a token torn or
+  // lost by a crash after the operator copied it would silently be replaced by a new one.
+  await writeFileDurably(path, new TextEncoder().encode(token + "\n"));
   return token;
 }

@@ -31,7 +31,17 @@ import {
   type FingerprintTolerance,
 } from "./fingerprint.ts";
 import { DEFAULT_SAMPLING_TOLERANCE, type SamplingTolerance } from "./sampling_check.ts";
-import { keepToOwner, OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
+import { keepToOwner, OWNER_DIR_MODE } from "../protocols/owner_only.ts";
+import { removeTemporaries, writeFileDurably } from "./_durable_file.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * A save's temporary file this old was left by a process that died mid-save (a save writes a few
+ * KiB: it takes milliseconds), so an open removes it; a younger one may be another `calibrate`
+ * run's save in progress.
+ */
+const STALE_TEMPORARY_MS = 10 * 60_000;
 
 /** Version of the profile format. */
 export const CALIBRATION_PROFILE_VERSION = 1;
@@ -313,6 +323,10 @@ export class CalibrationStore {
     // earlier version made with the umask is tightened.
     await Deno.mkdir(dir, { recursive: true, mode: OWNER_DIR_MODE });
     keepToOwner(dir);
+    // Saves do not lock the directory: only a temporary no save can still be writing goes.
+    await removeTemporaries(dir, (target) => target.endsWith(".json"), {
+      olderThanMs: STALE_TEMPORARY_MS,
+    });
     for await (const entry of Deno.readDir(dir)) {
       if (!entry.isFile || !entry.name.endsWith(".json")) continue;
       let profile: CalibrationProfile;
@@ -359,12 +373,10 @@ export class CalibrationStore {
     const parsed = calibrationProfileSchema.parse(profile);
     if (!/^[A-Za-z0-9]+$/.test(parsed.model)) throw new RangeError("model CID is not a file name");
     const path = join(this.dir, `${parsed.model}.json`);
-    const tmp = `${path}.tmp`;
-    // Owner-only whatever the umask (Deno applies `mode` to a `.tmp` a crash left, too).
-    await Deno.writeTextFile(tmp, JSON.stringify(parsed, null, 2) + "\n", {
-      mode: OWNER_FILE_MODE,
-    });
-    await Deno.rename(tmp, path);
+    // Durably (fsync, rename, fsync of the directory) and through a temporary of its own
+    // (review s75 F3): a profile sets a validator's tolerances, so a power cut must not leave an
+    // empty one, and two `calibrate` runs for one model used to rename each other's `.tmp` away.
+    await writeFileDurably(path, encoder.encode(JSON.stringify(parsed, null, 2) + "\n"));
     this.#profiles.set(parsed.model, parsed);
     return path;
   }

@@ -151,8 +151,22 @@ export function storageRegistry(): MessageRegistry {
 }
 
 /**
+ * The storage protocol's version. 2 since review s75 (verify, finding 1): commit 409b417 changed
+ * `storage.proofs` from SHA-256(nonce ‖ chunk) to SHA-256(nonce ‖ the holder's key ‖ chunk) under
+ * version 1, so a holder on older code answered every challenge with a proof the auditor could not
+ * match, was judged `wrong_proof` on every chunk, swept and stripped of all it held within 2 rounds.
+ * A node offers only this version: one on older code negotiates no storage with it, and so is
+ * neither given chunks nor audited by it (`docs/PROTOCOL.md`, Storage messages).
+ */
+export const STORAGE_PROTOCOL_VERSION = 2;
+
+/**
  * Chunks held for each other: put, get, has and possession proofs. Spoken by nodes with the
  * storage role; files are spread over the peers that offer it (rendezvous placement), so a
  * node that stores nothing is never a holder.
  */
-export const STORAGE_PROTOCOL: Protocol = defineProtocol("storage", 1, STORAGE_MESSAGES);
+export const STORAGE_PROTOCOL: Protocol = defineProtocol(
+  "storage",
+  STORAGE_PROTOCOL_VERSION,
+  STORAGE_MESSAGES,
+);

@@ -119,6 +119,7 @@ export class ReplicaCap {
       throw new ReplicaQuotaExceededError(
         cost,
         `the ${this.#replicaQuota} bytes it holds for peers (${held} held)`,
+        REPLICA_OVERHEAD_BYTES,
       );
     }
     if (this.#replicaMinFree > 0) {
@@ -128,6 +129,7 @@ export class ReplicaCap {
         throw new ReplicaQuotaExceededError(
           cost,
           `the ${this.#replicaMinFree} bytes of disk kept free (${free} free)`,
+          REPLICA_OVERHEAD_BYTES,
         );
       }
     }
@@ -143,6 +145,7 @@ export class ReplicaCap {
         `this peer's share of the ${allowance} bytes it holds for peers (` +
           `${this.#shares.heldFor(giver)} held for it, ${held} for all, ` +
           `${this.#shares.recentGivers} peers asking)`,
+        REPLICA_OVERHEAD_BYTES,
       );
     }
     return cost;

@@ -13,7 +13,11 @@ import type { AuditFailure, AuditResult } from "./audit.ts";
 import type { RepairReport } from "./replicated_store.ts";
 import type { StoragePeer } from "./storage_peer.ts";
 import { sample, secureBelow } from "./_crypto_sample.ts";
-import { type AuditSweeps, SWEEP_CHUNKS_PER_ROUND } from "./audit_sweeps.ts";
+import {
+  type AuditSweeps,
+  SWEEP_CHUNKS_PER_ROUND,
+  SWEEP_CHUNKS_PER_ROUND_ALL,
+} from "./audit_sweeps.ts";
 import { MAX_PROVE_CIDS } from "../protocols/storage_messages.ts";
 
 /** Files sampled per round: each costs listing its blocks (its manifest or DAG nodes read). */
@@ -164,11 +168,31 @@ export interface AuditRoundDeps extends AuditPlanSources {
   /**
    * The sweeps of holders that failed an audit (`audit_sweeps.ts`), kept by the caller from one
    * round to the next: a holder that fails in a round starts one over {@link givenTo}, and each
-   * round checks the next {@link SWEEP_CHUNKS_PER_ROUND} of each. Default none: sampling only.
+   * round checks the next chunks of each, at most {@link SWEEP_CHUNKS_PER_ROUND} of one and
+   * {@link SWEEP_CHUNKS_PER_ROUND_ALL} of all. Default none: sampling only.
    */
   sweeps?: AuditSweeps;
   /** The chunks (storage keys) the peer with id `peerId` was recorded as given. Default none. */
   givenTo?(peerId: string): readonly string[];
+  /**
+   * Whether the record of what the peer with id `peerId` was given is still kept (it is here, or
+   * away for less than the departed-holder retention: `GivenChunks.retained`). A sweep of one
+   * whose record was dropped is dropped with it. Default: kept.
+   */
+  retained?(peerId: string): boolean;
+  /**
+   * Whether the peer with id `peerId` failed this node's audit of `cid` and holds no good copy of
+   * it since (`ReplicatedStore.failedAuditOf`): a sweep does not ask it again, so one loss is one
+   * verdict also where every peer is a holder (peers ≤ r). Default: never.
+   */
+  failedAuditOf?(peerId: string, cid: string): boolean;
+  /**
+   * The peer with id `peerId`, swept after it showed a loss, went silent on a sweep challenge:
+   * `cids`, the rest of its slice, no longer count as its copies (`ReplicatedStore.unproven`: placed
+   * last for them, no strike, no verdict), and are repaired with the round's failures. Default
+   * none: the rest is asked at a later round.
+   */
+  unproven?(peerId: string, cids: readonly string[]): void;
   /** Restore r copies of `cids`. */
   repair(cids: string[]): Promise<RepairReport>;
   /** Aborted: the round stops after the holder being audited (the node is stopping). */
@@ -255,10 +279,13 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
 }
 
 /**
- * Check the next {@link SWEEP_CHUNKS_PER_ROUND} chunks of each holder being swept (a holder that
- * failed an audit: `audit_sweeps.ts`), those of which it still counts as a copy (a holder or a
- * stand-in, and given it), a challenge of {@link MAX_PROVE_CIDS} at a time; what it fails is added
- * to `failed`, repaired with the round's. A holder not reached keeps its slice for a later round.
+ * Check the next chunks of the holders being swept (a holder that failed an audit:
+ * `audit_sweeps.ts`), those of which each still counts as a copy (a holder or a stand-in, given
+ * it, and not already failed by it), a challenge of {@link MAX_PROVE_CIDS} at a time; what it
+ * fails is added to `failed`, repaired with the round's. The round's sweeps share
+ * {@link SWEEP_CHUNKS_PER_ROUND_ALL} chunks: each sweep in turn takes an equal part of what is
+ * left, at most {@link SWEEP_CHUNKS_PER_ROUND}. A holder not reached (this side's fault) keeps its
+ * slice for a later round; one that goes silent has the rest of its slice re-placed unproven.
  */
 async function sweep(
   deps: AuditRoundDeps,
@@ -266,14 +293,24 @@ async function sweep(
   report: AuditRoundReport,
   failed: Set<string>,
 ): Promise<void> {
-  for (const planned of sweeps.pending()) {
-    if (deps.signal?.aborted) return;
+  const pending = sweeps.pending();
+  let budget = SWEEP_CHUNKS_PER_ROUND_ALL;
+  for (const [turn, planned] of pending.entries()) {
+    if (deps.signal?.aborted || budget <= 0) return;
+    if (deps.retained?.(planned.id) === false) {
+      sweeps.drop(planned.id); // its record is gone (away past its retention): so is its sweep
+      continue;
+    }
     const peer = deps.peer === undefined ? planned : deps.peer(planned.id);
     if (peer === undefined) continue; // away: its sweep waits (its record is kept a while)
     const counts = (cid: string) =>
-      deps.wasGiven(peer.id, cid) &&
+      deps.wasGiven(peer.id, cid) && deps.failedAuditOf?.(peer.id, cid) !== true &&
       [...deps.holders(cid), ...deps.standIns?.(cid) ?? []].some((p) => p.id === peer.id);
-    const slice = sweeps.take(peer.id, SWEEP_CHUNKS_PER_ROUND, counts);
+    // An equal part of what is left among this sweep and those after it (rounded up, so the
+    // budget is spent; one whose holder is away leaves its part to the next).
+    const share = Math.min(SWEEP_CHUNKS_PER_ROUND, Math.ceil(budget / (pending.length - turn)));
+    const slice = sweeps.take(peer.id, share, counts);
+    budget -= slice.length;
     for (let at = 0; at < slice.length; at += MAX_PROVE_CIDS) {
       const challenge = slice.slice(at, at + MAX_PROVE_CIDS);
       if (deps.signal?.aborted) return sweeps.putBack(peer, slice.slice(at));
@@ -289,9 +326,18 @@ async function sweep(
       report.unjudged += result.unjudged.length;
       for (const failure of result.failures) failed.add(failure.cid);
       if (result.failures.length > 0 && !result.failures.some(showsLoss)) {
-        // It stopped answering mid-sweep: the rest waits for a later round rather than each
-        // challenge of it being signed `no_response` against a holder that may hold them all.
-        sweeps.putBack(peer, slice.slice(at + MAX_PROVE_CIDS));
+        // It stopped answering mid-sweep. Asked on, each challenge of the rest would be signed
+        // `no_response`, against a holder that may hold them all; put back, a holder that lost
+        // chunks and went silent on every sweep challenge (their size tells them from a round's
+        // sample) had one challenge a round repaired, 6 rounds where a plain liar took 2 (review
+        // s75 verify, finding 2). It has shown a loss: the rest of its slice is not counted as its
+        // copies, re-placed without a proof or a verdict, and its sweep goes on next round.
+        const rest = slice.slice(at + MAX_PROVE_CIDS);
+        if (deps.unproven === undefined) sweeps.putBack(peer, rest);
+        else if (rest.length > 0) {
+          deps.unproven(peer.id, rest);
+          for (const cid of rest) failed.add(cid);
+        }
         break;
       }
     }

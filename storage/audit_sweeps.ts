@@ -5,7 +5,10 @@
  * {@link SWEEP_CHUNKS_PER_ROUND} of them that still count it as a copy, so what it failed is placed
  * on the next peer and repaired in that round. Sampling alone (4 chunks per holder per round)
  * restored about 4 of a liar's chunks per round, and a liar given 400 chunks kept them below r
- * copies for about 100 rounds, 17 hours (review s75, finding 2).
+ * copies for about 100 rounds, 17 hours (review s75, finding 2). A round's sweeps share one budget,
+ * {@link SWEEP_CHUNKS_PER_ROUND_ALL}, whatever the number of failed holders; a sweep of a holder
+ * whose record of given chunks was dropped (away past its retention) is dropped with it, and at
+ * most {@link MAX_SWEEPS} are kept.
  *
  * @module
  */
@@ -13,7 +16,8 @@ import { MAX_PROVE_CIDS } from "../protocols/storage_messages.ts";
 import type { StoragePeer } from "./storage_peer.ts";
 
 /**
- * Chunks of one failed holder audited per round: four challenges of {@link MAX_PROVE_CIDS} (64),
+ * Most chunks of one failed holder audited per round (less when the round's sweeps share
+ * {@link SWEEP_CHUNKS_PER_ROUND_ALL}): four challenges of {@link MAX_PROVE_CIDS} (64),
  * each costing the auditor a verified reference copy per chunk (up to 64 MiB a round at 256 KiB
  * chunks, then the repair of what failed). The review's case, 800 chunks over 5 honest peers and a
  * liar with r = 3, gave the liar about 400 (378 of 800 were short of 3 real copies): found in round
@@ -22,6 +26,24 @@ import type { StoragePeer } from "./storage_peer.ts";
  * it had 164 still short after 12 rounds, and about 100 rounds with a reconnect after each.
  */
 export const SWEEP_CHUNKS_PER_ROUND = 4 * MAX_PROVE_CIDS;
+
+/**
+ * Chunks all sweeps together audit per round, shared among the holders being swept: two holders'
+ * full slices, 512 reference reads (128 MiB at 256 KiB chunks) a round at most, where one slice
+ * per failed holder read 2,620 with 10 failed holders (655 MiB) and would read about 6.4 GiB with
+ * 100 (review s75 verify, finding 4). One or two liars are still swept at full speed; more share
+ * it, each taking longer.
+ */
+export const SWEEP_CHUNKS_PER_ROUND_ALL = 2 * SWEEP_CHUNKS_PER_ROUND;
+
+/**
+ * Most sweeps kept at once: each holds a copy of its holder's record, and with
+ * {@link SWEEP_CHUNKS_PER_ROUND_ALL} shared among 64 each still gets 8 chunks a round; more would
+ * only add memory (10,000 departed holders kept 10,000 sweeps, 63 MiB: review s75 verify, finding
+ * 5). A holder that fails while the table is full is not swept then: sampled as before, it starts
+ * its sweep when it fails again once a sweep has ended.
+ */
+export const MAX_SWEEPS = 64;
 
 /** One holder's sweep: its chunks (storage keys) and how far the rounds got. */
 interface Sweep {
@@ -33,8 +55,9 @@ interface Sweep {
 /**
  * The sweeps in progress (see the module doc), kept by the audit rounds' owner from one round to
  * the next. At most one per holder: a holder that fails again while its sweep runs is already
- * being checked. Each holds a copy of the holder's record of given chunks, which is in memory
- * already (`GivenChunks`), so its size is bounded by that record's.
+ * being checked. Each holds a copy of the holder's record of given chunks (`GivenChunks`); at most
+ * {@link MAX_SWEEPS} are kept, and a round drops ({@link drop}) the sweep of a holder whose record
+ * was dropped (away past the departed-holder retention), so they are bounded by the records kept.
  *
  * @example
  * ```ts
@@ -55,11 +78,22 @@ export class AuditSweeps {
    */
   start(peer: StoragePeer, chunks: readonly string[]): void {
     if (this.#byPeer.has(peer.id) || chunks.length === 0) return;
+    if (this.#byPeer.size >= MAX_SWEEPS) return; // full: see MAX_SWEEPS
     this.#byPeer.set(peer.id, { peer, chunks: [...chunks], next: 0 });
   }
 
   /**
-   * The holders with chunks left to check, as each was when its sweep started.
+   * Stop `peerId`'s sweep, if one runs (its holder's record of given chunks was dropped).
+   *
+   * @param peerId The holder.
+   */
+  drop(peerId: string): void {
+    this.#byPeer.delete(peerId);
+  }
+
+  /**
+   * The holders with chunks left to check, as each was when its sweep started, the one served
+   * longest ago first ({@link take} moves a sweep it leaves unfinished to the end).
    *
    * @returns The holders.
    */
@@ -69,7 +103,8 @@ export class AuditSweeps {
 
   /**
    * The next chunks of `peerId`'s sweep that `counts` (still one of its copies here), at most
-   * `max`; those that no longer count are passed over for good. The sweep ends with its last.
+   * `max`; those that no longer count are passed over for good. The sweep ends with its last; one
+   * left unfinished goes to the end of {@link pending}, so a shared budget reaches each in turn.
    *
    * @param peerId The holder.
    * @param max Most chunks to take.
@@ -84,7 +119,8 @@ export class AuditSweeps {
       const cid = sweep.chunks[sweep.next++];
       if (counts(cid)) slice.push(cid);
     }
-    if (sweep.next >= sweep.chunks.length) this.#byPeer.delete(peerId);
+    this.#byPeer.delete(peerId);
+    if (sweep.next < sweep.chunks.length) this.#byPeer.set(peerId, sweep);
     return slice;
   }
 
@@ -98,6 +134,7 @@ export class AuditSweeps {
     if (cids.length === 0) return;
     const sweep = this.#byPeer.get(peer.id);
     if (sweep === undefined) {
+      if (this.#byPeer.size >= MAX_SWEEPS) return; // full: see MAX_SWEEPS
       this.#byPeer.set(peer.id, { peer, chunks: [...cids], next: 0 });
     } else sweep.chunks.splice(sweep.next, 0, ...cids);
   }

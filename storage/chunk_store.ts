@@ -61,6 +61,7 @@ import { sweepPackTemporaries, sweepPinTemporaries } from "./_temp_sweeps.ts";
 import {
   ChunkNotFoundError,
   CorruptChunkError,
+  DiskFullError,
   isUnwritableOsError,
   QuotaExceededError,
   StorageUnwritableError,
@@ -138,6 +139,15 @@ export interface ChunkStoreOptions {
    * puts, its ledger and its log). Default 0: not checked.
    */
   replicaMinFreeBytes?: number;
+  /**
+   * Free space on the store's filesystem that the node's own puts (client uploads: `POST
+   * /v1/files`, the WebSocket API) never take: one that would leave less fails with `disk_full`
+   * and writes nothing, so the ledger, the proof store and the index always have room to record
+   * the work the node does (review s75 F1: uploads filled the disk to the last byte, receipts
+   * then failed and the node could not restart). Replica writes keep
+   * {@link replicaMinFreeBytes} instead. Default 0: not checked.
+   */
+  putMinFreeBytes?: number;
   /**
    * fsync each pack and its directory before acknowledging its objects. Default `true`; turning
    * it off trades crash durability for speed (tests of other layers, throwaway stores).
@@ -274,6 +284,8 @@ export class ChunkStore implements BlockStore {
   readonly #quota: number;
   readonly #durable: boolean;
   readonly #gcGraceMs: number;
+  /** {@link ChunkStoreOptions.putMinFreeBytes}. */
+  readonly #putMinFree: number;
   readonly #faults: ChunkStoreFaults | undefined;
   readonly #clock: () => number;
   readonly #writer: PackWriter;
@@ -324,6 +336,7 @@ export class ChunkStore implements BlockStore {
     this.#quarantine = new Quarantine(dir);
     this.#roots = new RootRecords(dir, this.#durable, options?.faults);
     this.#gcGraceMs = options?.gcGraceMs ?? DEFAULT_GC_GRACE_MS;
+    this.#putMinFree = options?.putMinFreeBytes ?? 0;
     this.#faults = options?.faults;
     this.#writer = new PackWriter(this.#packsDir, {
       durable: this.#durable,
@@ -475,7 +488,8 @@ export class ChunkStore implements BlockStore {
    * @throws {QuotaExceededError} the object does not fit under the quota (nothing written).
    * @throws {ReplicaQuotaExceededError} `options.replica` and the object would be written past
    * what the store holds for other nodes, or into the disk's reserve (nothing written).
-   * @throws {DiskFullError} the disk filled up (the partial pack was removed), or the `replicas/`
+   * @throws {DiskFullError} the put would leave less free disk than `putMinFreeBytes` (nothing
+   * written), the disk filled up (the partial pack was removed), or the `replicas/`
    * record of `options.replica` hit it (the record was removed: nothing roots the object).
    * @throws {StorageUnwritableError} the OS refused the write (`EROFS`, `EACCES`, `EIO`), or the
    * store is {@link readOnly}; nothing is kept, as for `disk_full`.
@@ -561,15 +575,25 @@ export class ChunkStore implements BlockStore {
       }
       return;
     }
-    const free = forPeers && this.#replicas.minFree > 0
-      ? await this.#replicas.diskFree()
-      : Infinity;
+    // Each kind of put keeps its own floor of free disk: peers the larger one, the node's own
+    // puts one that still leaves the ledger and proofs room.
+    const floor = forPeers ? this.#replicas.minFree : this.#putMinFree;
+    const free = floor > 0 ? await this.#replicas.diskFree() : Infinity;
     // From the checks to the reserves nothing awaits, so concurrent puts see each other's.
     // Charged as a copy in a pack of its own until its pack is written (see PACK_OVERHEAD_BYTES).
     const cost = bytes.length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES;
     const taken = this.#index.used + this.#quarantine.bytes + this.#reserved;
     if (taken + cost > this.#quota) {
       throw new QuotaExceededError(cost, this.#quota - taken);
+    }
+    // Writes in flight are not on the disk yet: what they will take is counted off as well.
+    if (!forPeers && free - this.#reserved - cost < this.#putMinFree) {
+      throw new DiskFullError(
+        undefined,
+        `no room for a put of ${cost} bytes: the disk has ${free} bytes free, and the store ` +
+          `keeps ${this.#putMinFree} (storage.putMinFreeBytes) for the ledger, receipts and ` +
+          "index; free space on the disk, or lower the floor",
+      );
     }
     const replicaCost = forPeers ? this.#replicas.room(cid, bytes.length, free, giver) : 0;
     // Joins the replica set before it is written, so the index charges the copy it takes.

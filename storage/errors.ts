@@ -49,13 +49,19 @@ export class ReplicaQuotaExceededError extends StorageError {
   /**
    * Build the error.
    *
-   * @param needed Bytes the write needed.
+   * @param needed Bytes the write needed: the chunk's and `overhead`.
    * @param why Which limit refused it, with its figures.
+   * @param overhead What the copy is charged beyond the chunk's bytes (`REPLICA_OVERHEAD_BYTES`),
+   * named apart so a 256 KiB chunk is not called a chunk of 270,848 bytes. Default 0.
    */
-  constructor(needed: number, why: string) {
+  constructor(needed: number, why: string, overhead = 0) {
+    const charge = overhead > 0
+      ? `a chunk of ${needed - overhead} bytes, charged ${needed} (its bytes and ${overhead} ` +
+        `per copy held for a peer),`
+      : `a chunk of ${needed} bytes`;
     super(
       "replica_quota_exceeded",
-      `this node holds no more for peers: a chunk of ${needed} bytes would pass ${why}`,
+      `this node holds no more for peers: ${charge} would pass ${why}`,
     );
   }
 }
@@ -85,11 +91,15 @@ export class DiskFullError extends StorageError {
   /**
    * Build the error.
    * @param cause The underlying OS error.
+   * @param message What was refused, where the store refused it before the disk did (its floor
+   * of free space).
    */
-  constructor(cause?: unknown) {
-    super("disk_full", "no space left on the storage device; the write that hit it was removed", {
-      cause,
-    });
+  constructor(cause?: unknown, message?: string) {
+    super(
+      "disk_full",
+      message ?? "no space left on the storage device; the write that hit it was removed",
+      { cause },
+    );
   }
 }
 

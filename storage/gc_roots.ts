@@ -94,8 +94,8 @@ async function readPending(dir: string): Promise<{ pending: Set<string>; abandon
         if (error instanceof Deno.errors.NotFound) continue; // committed: its pin is read next
         throw error;
       }
-      // The last line may be half written: its object was stored a moment ago, inside the grace
-      // period, so skipping it is safe.
+      // The last line may be half written: a put writes its object only once the line is whole
+      // (`pending_put.ts`), so nothing it names is stored yet, and skipping it is safe.
       for (const line of text.split("\n").slice(0, -1)) if (isCid(line)) pending.add(line);
     } finally {
       file.close();

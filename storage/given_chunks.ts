@@ -257,6 +257,19 @@ export class GivenChunks {
   }
 
   /**
+   * Whether a record of what `peerId` was given is kept: it has one, and is in the peer set or has
+   * been away for less than its retention. An audit sweep of it ends when this turns false.
+   *
+   * @param peerId The holder's id.
+   * @returns Whether its record is kept.
+   */
+  retained(peerId: string): boolean {
+    const since = this.#departed.get(peerId);
+    if (since !== undefined && this.retentionRanOut(since)) return false;
+    return (this.#byPeer.get(peerId)?.size ?? 0) > 0;
+  }
+
+  /**
    * The record's clock now (its `now` option), ms since the epoch: what a departure is stamped
    * with, so a caller that keeps more about departed holders forgets it on the same clock.
    *

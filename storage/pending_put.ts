@@ -5,11 +5,11 @@
  * roots those chunks, and a GC (in this process, a node, or `cli.ts gc`) could take them — the
  * grace period alone protects them only while the put is younger than it. A `PendingPut` is a
  * {@link BlockStore} over the {@link ChunkStore} that records each object it stores in
- * `pending/<id>` under the store, a file its process keeps locked; GC reads those files as roots
- * (`gc_roots.ts`). {@link PendingPut.commit} pins the file and then deletes the record, so one
- * of the two roots it at every moment. If the process dies, its lock goes with it, and the next
- * GC deletes the record: the dead put's chunks become garbage like any other unreferenced
- * object.
+ * `pending/<id>` under the store (before it writes it), a file its process keeps locked; GC reads
+ * those files as roots (`gc_roots.ts`). {@link PendingPut.commit} pins the file and then deletes
+ * the record, so one of the two roots it at every moment. If the process dies, its lock goes with
+ * it, and the next GC deletes the record: the dead put's chunks become garbage like any other
+ * unreferenced object.
  *
  * Every object is stored with `verifyExisting`, so putting a file again repairs a stored copy
  * that rotted even if nobody has read it yet.
@@ -20,6 +20,8 @@ import { join } from "node:path";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import type { ChunkStore, PinLabel } from "./chunk_store.ts";
 import { storageWriteError } from "./errors.ts";
+import { cidOfAsync } from "./_hash.ts";
+import { openStoreLock, STORE_LOCK } from "./_chunk_locks.ts";
 import { PENDING_DIR } from "./gc_roots.ts";
 import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
@@ -81,10 +83,23 @@ export class PendingPut implements BlockStore {
     return new PendingPut(store, path, file);
   }
 
-  /** Store `bytes` (repairing a bad stored copy) and record their CID as a root of this put. */
+  /**
+   * Record the CID of `bytes` as a root of this put, then store them (repairing a bad stored
+   * copy).
+   *
+   * Recorded first (review s75 F2): a collector in another process reads `pending/` after it
+   * reloads its index, so every copy it can see was written after its record was complete, and
+   * it keeps it whatever grace period it was given (`gc --grace-ms 0` used to take a chunk
+   * written but not yet recorded, and the file was acknowledged with it missing). A copy the put
+   * reuses instead of writing is covered by {@link #afterRunningGc}. A record whose write then
+   * fails roots nothing: a CID with no copy keeps nothing for GC, and the figures of
+   * {@link stored} count only what was stored.
+   */
   async put(bytes: Uint8Array, options?: BlockStoreCallOptions): Promise<string> {
     if (!this.#open) throw new Error("PendingPut.put after commit or release");
-    const cid = await this.#store.put(bytes, { signal: options?.signal, verifyExisting: true });
+    options?.signal?.throwIfAborted();
+    // The key the store files the object under (raw sha2-256), which is what GC compares.
+    const cid = await cidOfAsync(bytes);
     // One write per object, appended: concurrent records never interleave within a line.
     const line = encoder.encode(`${cid}\n`);
     try {
@@ -94,12 +109,36 @@ export class PendingPut implements BlockStore {
     } catch (error) {
       throw storageWriteError(error, this.#path);
     }
+    await this.#afterRunningGc();
+    await this.#store.put(bytes, { signal: options?.signal, verifyExisting: true });
     // Counted, not collected: a set of CIDs would grow with the file.
     this.#recorded = {
       objects: this.#recorded.objects + 1,
       bytes: this.#recorded.bytes + bytes.length,
     };
     return cid;
+  }
+
+  /**
+   * Wait until no GC pass holds the store lock (in any process). A pass that took it before the
+   * record above was written read the roots without it, and may be about to remove an old copy of
+   * the object that the store would reuse instead of writing (puts deduplicate against young
+   * copies); once that pass is over, the put's check of the copy sees what it left, and every later
+   * pass reads the record. The lock is taken shared and let go at once: puts never wait on each
+   * other, only on a pass running now, and never hold it while they write.
+   */
+  async #afterRunningGc(): Promise<void> {
+    const path = join(this.#store.dir, STORE_LOCK);
+    const lock = await openStoreLock(this.#store.dir).catch((error) => {
+      throw storageWriteError(error, path);
+    });
+    try {
+      await lock.lock(false);
+    } catch (error) {
+      throw storageWriteError(error, path);
+    } finally {
+      lock.close(); // releases it
+    }
   }
 
   /**

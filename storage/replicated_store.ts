@@ -321,10 +321,30 @@ export class ReplicatedStore implements BlockStore {
    * repair that follows puts them on the next peer instead of sending it a fresh copy, and with
    * failures in {@link DEMOTION_STRIKES} of the last {@link STRIKE_WINDOW_ROUNDS} audit rounds it
    * is placed last for every chunk for {@link DEMOTION_ROUNDS} rounds. Kept in memory (a restart
-   * forgets it: the verdicts stay in the ledger); forgotten when the peer leaves the peer set.
+   * forgets it: the verdicts stay in the ledger); kept while the peer is away, so a reconnect does
+   * not clear it, and forgotten once it has been away for the departed-holder retention of the
+   * given record (`DEPARTED_HOLDER_RETENTION_MS`, a day).
    */
   failedAudit(peerId: string, cids: readonly string[]): void {
     this.#records.failedAudit(peerId, cids);
+  }
+
+  /**
+   * Whether `peerId` failed this node's audit of `cid` (or admitted or was found not to hold it:
+   * {@link admittedLoss}, {@link unproven}) and holds no good copy of it since.
+   */
+  failedAuditOf(peerId: string, cid: string): boolean {
+    return this.#records.failedAuditOf(peerId, cid);
+  }
+
+  /**
+   * `peerId`, being swept after it failed an audit of this node's (`audit_round.ts`), went silent
+   * on a sweep challenge: `cids` (storage keys), the rest of its slice, are not counted as its
+   * copies. Placed last for each as by {@link admittedLoss}, without a strike or a verdict (its
+   * silence is no proof of loss), so the repair that follows puts them on the next peer.
+   */
+  unproven(peerId: string, cids: readonly string[]): void {
+    for (const cid of cids) this.#records.admittedLoss(peerId, cid);
   }
 
   /**

@@ -17,7 +17,8 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import { type StorageMessage, unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { PutFileResult } from "../storage/file_store.ts";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
-import { makeOwnerDir, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
+import { makeOwnerDir } from "../protocols/owner_only.ts";
+import { writeFileDurably } from "../proof/_durable_file.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import { TrainingError } from "./training_error.ts";
 
@@ -94,9 +95,9 @@ export async function keepShardPrivate(
     }),
   );
   await makeOwnerDir(join(dataDir, RECORD_PATH[0]));
-  const tmp = `${recordPath}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeFile(tmp, encodeCanonical({ cid: put.cid, ...deal }), { mode: OWNER_FILE_MODE });
-  await Deno.rename(tmp, recordPath);
+  // Durably (review s75 F3): a record lost to a power cut only costs putting the shard again,
+  // but the write is one small file at the first start, so it is made crash-proof like the rest.
+  await writeFileDurably(recordPath, encodeCanonical({ cid: put.cid, ...deal }));
   return { shard: await readShard(storage, put.cid), cid: put.cid, stored: true };
 }
 

@@ -6,69 +6,16 @@
  * reconnect after each). Wired as `actors/_storage_audits.ts` wires the real round.
  */
 import assert from "node:assert/strict";
-import { storageKey } from "../../protocols/cid.ts";
-import { Identity } from "../../protocols/identity.ts";
-import type { Verdict } from "../../protocols/verdict.ts";
-import { StorageAuditor } from "../../storage/audit.ts";
-import { runAuditRound } from "../../storage/audit_round.ts";
-import { AuditSweeps, SWEEP_CHUNKS_PER_ROUND } from "../../storage/audit_sweeps.ts";
-import { GivenChunks } from "../../storage/given_chunks.ts";
-import { ReplicatedStore } from "../../storage/replicated_store.ts";
-import type { PeerCallOptions } from "../../storage/storage_peer.ts";
+import { SWEEP_CHUNKS_PER_ROUND } from "../../storage/audit_sweeps.ts";
 import { MemoryPeer } from "./_memory_peer.ts";
-
-/** Acknowledges every put and stores nothing. */
-class Liar extends MemoryPeer {
-  override putChunk(_cid: string, _bytes: Uint8Array, _o?: PeerCallOptions): Promise<void> {
-    return Promise.resolve();
-  }
-}
+import { Liar, sweepOwner } from "./_sweep_owner.ts";
 
 const FILES = 20;
 const CHUNKS_PER_FILE = 40;
 
 /** A store over `peers` with the review's 800 chunks (or as many as asked), and its rounds. */
-async function owner(peers: MemoryPeer[], fileCount = FILES, chunksPerFile = CHUNKS_PER_FILE) {
-  const given = new GivenChunks();
-  const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 2, given });
-  const verdicts: Verdict[] = [];
-  const auditor = new StorageAuditor({
-    identity: Identity.generate(),
-    reference: (cid, signal) => store.get(cid, { signal, readRepair: false }),
-    wasGiven: (h, cid) => store.wasGiven(h, cid),
-    onVerdict: (v) => void verdicts.push(v),
-  });
-  const files = new Map<string, string[]>();
-  for (let f = 0; f < fileCount; f++) {
-    const keys: string[] = [];
-    for (let c = 0; c < chunksPerFile; c++) {
-      keys.push(storageKey(await store.put(new TextEncoder().encode(`file ${f} chunk ${c}`))));
-    }
-    files.set(`root${f}`, keys);
-  }
-  await store.flush();
-  const sweeps = new AuditSweeps();
-  const round = async () => {
-    await runAuditRound({
-      roots: [...files.keys()],
-      blocksOf: (root) => Promise.resolve(files.get(root)!),
-      holders: (cid) => store.holders(cid),
-      standIns: (cid) => store.standIns(cid),
-      wasGiven: (id, cid) => store.wasGiven(id, cid),
-      audit: async (peer, cids, sampleSize) => {
-        const result = await auditor.audit(peer, cids, { sampleSize });
-        if (result.failures.length > 0) {
-          store.failedAudit(peer.id, result.failures.map((f) => storageKey(f.cid)));
-        }
-        return result;
-      },
-      repair: (cids) => store.repair(cids),
-      sweeps,
-      givenTo: (id) => given.chunksOf(id),
-    });
-    store.auditRoundEnded();
-  };
-  return { store, given, round, verdicts, all: [...files.values()].flat() };
+function owner(peers: MemoryPeer[], fileCount = FILES, chunksPerFile = CHUNKS_PER_FILE) {
+  return sweepOwner(peers, fileCount, chunksPerFile);
 }
 
 for (const reconnects of [false, true]) {
