@@ -23,7 +23,9 @@ import {
   type VouchedDamage,
 } from "../proof/ledger_verify.ts";
 import { LOG_FILE } from "../proof/ledger_log.ts";
+import { toHex } from "../protocols/hash.ts";
 import {
+  CHECKPOINT_LOSS_CHECKS,
   type LedgerCutAccount,
   type LedgerCutSummary,
   LedgerRepairCutsSignedError,
@@ -95,18 +97,32 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
   try {
     return action === "verify"
       ? await verify(dataDir, values.json === true, io)
-      : await repair(dataDir, values.force === true, io);
+      : await repair(dataDir, { force: values.force === true, json: values.json === true }, io);
   } catch (error) {
     if (error instanceof LedgerRepairCutsSignedError) {
+      if (values.json === true) {
+        const { code, message, kept, cut } = error;
+        io.out(JSON.stringify({ ok: false, error: { code, message }, kept, cut }, null, 2));
+        return 1;
+      }
+      const owner = await readIdentity(dataDir).then(
+        (id) => id && toHex(id.publicKey),
+        () => undefined,
+      );
       io.err(`error [${error.code}]: ${error.message}`);
-      for (const line of describeCut(error.cut)) io.err(line);
+      for (const line of describeCut(error.cut, owner)) io.err(line);
       io.err(
-        `to cut them anyway (their bytes are kept in ledger.log.rejected-<time> beside the ` +
-          `log), stop the node and run: deno run -A cli.ts ledger repair --force --data ${dataDir}`,
+        `to cut them anyway, stop the node and run: deno run -A cli.ts ledger repair --force ` +
+          `--data ${dataDir}. ${FORCE_COST}`,
       );
       return 1;
     }
     if (error instanceof VeriflowError) {
+      // `repair --json` answers a refusal in JSON too, so a script reads one shape.
+      if (values.json === true && action === "repair") {
+        io.out(JSON.stringify({ ok: false, error: { code: error.code, message: error.message } }));
+        return 1;
+      }
       io.err(`error [${error.code}]: ${error.message}`);
       return 1;
     }
@@ -144,7 +160,22 @@ async function verify(dataDir: string, json: boolean, io: CommandOutput): Promis
   return report.ok ? 0 : 1;
 }
 
-async function repair(dataDir: string, force: boolean, io: CommandOutput): Promise<number> {
+/** How `repair` was asked to run: `--force`, `--json`. */
+interface RepairFlags {
+  force: boolean;
+  json: boolean;
+}
+
+/**
+ * What `--force` costs, said wherever it is offered (review s75 F4): the bytes are kept, but only
+ * as a copy nothing reads.
+ */
+const FORCE_COST = "With --force the ledger no longer counts what is listed above (balances, " +
+  "stakes and open receipts become what the kept entries give); the cut bytes are copied to " +
+  "ledger.log.rejected-<time> and a checkpoint that does not match to " +
+  "checkpoint.cbor.rejected-<time>, beside the log, for inspection only: nothing reads them back";
+
+async function repair(dataDir: string, flags: RepairFlags, io: CommandOutput): Promise<number> {
   // The lock creates the directory it locks: a mistyped --data is refused first, as `verify`
   // refuses it, not left behind as a new directory holding only a lock file.
   let isDirectory: boolean;
@@ -167,18 +198,37 @@ async function repair(dataDir: string, force: boolean, io: CommandOutput): Promi
       return 1;
     }
     const report = await repairLedger(join(dataDir, "ledger"), identity, {
-      refuseSignedCut: !force,
+      refuseSignedCut: !flags.force,
     });
+    if (flags.json) {
+      io.out(JSON.stringify({ ok: true, ...report }, null, 2));
+      return 0;
+    }
     // Without the advice to run repair: this is that run.
     for (const line of describe(report.before, dataDir, false)) io.out(`before: ${line}`);
-    if (report.setAsidePath !== undefined) {
-      io.out(
-        `set aside ${report.setAsideBytes} bytes after entry ${report.kept - 1} in ` +
-          report.setAsidePath,
-      );
-      for (const line of describeCut(report.cut)) io.out(line);
+    const cut = report.cut;
+    if (report.setAsidePath !== undefined || cut.checkpoint !== undefined) {
+      if (report.setAsidePath !== undefined) {
+        io.out(
+          `set aside ${report.setAsideBytes} bytes after entry ${report.kept - 1} in ` +
+            report.setAsidePath,
+        );
+      }
+      for (const line of describeCut(cut, toHex(identity.publicKey))) io.out(line);
+      if (cut.signedEntries > 0 || cut.checkpoint !== undefined) {
+        io.out(
+          "cut: the ledger no longer counts what is listed above; the copies beside the log are " +
+            "for inspection only (nothing reads them back)",
+        );
+      }
     }
-    if (report.checkpointRemoved) io.out("removed the checkpoint that did not match the log");
+    if (report.checkpointRemoved) {
+      io.out(
+        report.checkpointSetAsidePath === undefined
+          ? "the checkpoint that did not match the log is gone"
+          : `moved the checkpoint that did not match the log to ${report.checkpointSetAsidePath}`,
+      );
+    }
     io.out(
       `repaired: ${report.length} entries, all verified; head ${report.head.slice(0, 16)}…` +
         (report.kept === 0 ? " (nothing verified: a new genesis was written)" : ""),
@@ -190,11 +240,19 @@ async function repair(dataDir: string, force: boolean, io: CommandOutput): Promi
 }
 
 /**
- * What cut entries carried, in lines: the whole entries signed by this node by kind, then per
- * account its balances with them (before the repair) and without (after), so the operator knows
- * what was lost; then the entries that do not verify (the damage), as written, apart.
+ * Accounts a cut report lists one by one, the largest changes first (review s75 F4: a cut over
+ * 5,000 accounts printed 5,007 lines): a screen's worth; `ledger repair --json` lists them all.
  */
-export function describeCut(cut: LedgerCutSummary): string[] {
+export const CUT_REPORT_ACCOUNTS = 10;
+
+/**
+ * What cut entries carried, in lines: the whole entries signed by this node by kind, their totals
+ * over all accounts, then this node's account and the {@link CUT_REPORT_ACCOUNTS} largest changes
+ * (balances with them, before the repair, and without, after), so the operator knows what is
+ * lost; then what a signed checkpoint the kept log does not reach recorded, and the entries that
+ * do not verify (the damage), as written, apart. `owner` (hex) tags this node's account.
+ */
+export function describeCut(cut: LedgerCutSummary, owner?: string): string[] {
   const kinds = (counts: Record<string, number>) =>
     Object.entries(counts).map(([kind, n]) => `${kind} ×${n}`).join(", ");
   const unverified = Object.values(cut.unverifiedKinds).reduce((a, b) => a + b, 0);
@@ -205,9 +263,27 @@ export function describeCut(cut: LedgerCutSummary): string[] {
         `per account, with them → without them` +
         (cut.notApplied > 0 ? `, ${cut.notApplied} of them changing nothing shown here` : ""),
   ];
-  for (const account of cut.accounts) lines.push(`cut: ${accountChange(account)}`);
+  lines.push(...accountLines("cut", cut.accounts, owner));
   if (cut.signedEntries > 0 && cut.accounts.length === 0) {
     lines.push("cut: no account's balance, stake or locked changes with them");
+  }
+  if (cut.copies > 0) {
+    lines.push(
+      `cut: ${cut.copies} copies of entries the ledger keeps (same position, same hash: bytes ` +
+        `written twice); cutting them loses nothing`,
+    );
+  }
+  const cp = cut.checkpoint;
+  if (cp !== undefined) {
+    lines.push(
+      `lost: the checkpoint signed by this node at entry ${cp.seq} records ` +
+        (cp.missingEntries > 0
+          ? `${cp.missingEntries} entries the log no longer holds`
+          : "a state the kept entries do not give") +
+        `; per account, the checkpoint's → the kept log's` +
+        (cp.accounts.length === 0 ? ": no account differs" : ""),
+    );
+    lines.push(...accountLines("lost", cp.accounts, owner));
   }
   if (unverified > 0) {
     lines.push(
@@ -215,21 +291,69 @@ export function describeCut(cut: LedgerCutSummary): string[] {
         `as written (not to be trusted) they change:` +
         (cut.unverifiedAccounts.length === 0 ? " no account" : ""),
     );
-    for (const account of cut.unverifiedAccounts) lines.push(`cut too: ${accountChange(account)}`);
+    lines.push(...accountLines("cut too", cut.unverifiedAccounts, owner));
   }
   if (cut.otherBytes > 0) lines.push(`cut: ${cut.otherBytes} bytes that are no entry`);
   return lines;
 }
 
-/** `account 1a2b…: stake 2100 → 300 (-1800)`: the fields that change, before → after. */
-function accountChange({ key, before, after }: LedgerCutAccount): string {
-  const changes = (["balance", "stake", "locked"] as const)
+const FIELDS = ["balance", "stake", "locked"] as const;
+
+/**
+ * `accounts` in lines led by `label`: totals when there are several, this node's account, then
+ * the largest changes up to {@link CUT_REPORT_ACCOUNTS}, and how many more `--json` lists.
+ */
+function accountLines(label: string, accounts: LedgerCutAccount[], owner?: string): string[] {
+  if (accounts.length === 0) return [];
+  const lines: string[] = [];
+  if (accounts.length > 1) {
+    const totals = FIELDS.map((field) => {
+      const delta = accounts.reduce((sum, a) => sum + a.after[field] - a.before[field], 0);
+      return delta === 0 ? undefined : `${field} ${signed(delta)}`;
+    }).filter((t) => t !== undefined);
+    lines.push(
+      `${label}: in all, ${accounts.length} accounts: ${totals.join(", ") || "no net change"}`,
+    );
+  }
+  const size = (a: LedgerCutAccount) =>
+    FIELDS.reduce((sum, field) => sum + Math.abs(a.after[field] - a.before[field]), 0);
+  const own = accounts.find((a) => a.key === owner);
+  if (own === undefined && owner !== undefined && accounts.length > 1) {
+    lines.push(`${label}: this node's account ${owner}: no change`);
+  }
+  const others = accounts.filter((a) => a !== own).sort((a, b) => size(b) - size(a));
+  const shown = [...(own === undefined ? [] : [own]), ...others].slice(0, CUT_REPORT_ACCOUNTS);
+  for (const account of shown) lines.push(`${label}: ${accountChange(account, owner)}`);
+  if (accounts.length > shown.length) {
+    lines.push(
+      `${label}: and ${accounts.length - shown.length} more accounts, none with a larger ` +
+        `change (ledger repair --json lists them all)`,
+    );
+  }
+  return lines;
+}
+
+/** `+5`, `-3`: a change with its sign. */
+function signed(delta: number): string {
+  return `${delta > 0 ? "+" : ""}${delta}`;
+}
+
+/**
+ * `account <64 hex> (this node): stake 2100 → 300 (-1800)`: the fields that change, before →
+ * after. The whole key (review s75 F5: 16 hex digits hid a damaged key one digit from this
+ * node's), tagged when it is this node's or one the kept ledger does not have.
+ */
+function accountChange({ key, before, after, inKept }: LedgerCutAccount, owner?: string): string {
+  const changes = FIELDS
     .filter((field) => before[field] !== after[field])
-    .map((field) => {
-      const delta = after[field] - before[field];
-      return `${field} ${before[field]} → ${after[field]} (${delta > 0 ? "+" : ""}${delta})`;
-    });
-  return `account ${key.slice(0, 16)}…: ${changes.join(", ")}`;
+    .map((field) =>
+      `${field} ${before[field]} → ${after[field]} (${signed(after[field] - before[field])})`
+    );
+  const tags = [
+    ...(key === owner ? ["this node"] : []),
+    ...(inKept ? [] : ["not in the kept ledger"]),
+  ];
+  return `account ${key}${tags.length === 0 ? "" : ` (${tags.join(", ")})`}: ${changes.join(", ")}`;
 }
 
 /**
@@ -244,7 +368,8 @@ function describe(report: LedgerVerifyReport, dataDir: string, advise = true): s
   const cp = report.checkpoint;
   lines.push(
     cp.check === "missing"
-      ? "checkpoint: none (the next open replays the log from genesis and writes one)"
+      ? "checkpoint: none (each open replays the log from genesis until one is written: by a " +
+        "clean stop, or by an open once ledger.checkpointEvery entries, default 1024, gathered)"
       : `checkpoint at entry ${cp.seq}: ${cp.check.replaceAll("_", " ")}`,
   );
   if (report.tornBytes > 0 && report.damage === undefined) {
@@ -266,6 +391,16 @@ function describe(report: LedgerVerifyReport, dataDir: string, advise = true): s
     // Repair refuses here (`ledger_damage_vouched`): advising it, and counting the entries after
     // the damage as unlinkable, told the operator to cut what the checkpoint vouches for.
     lines.push(...describeVouched(report.damage, report.vouched, cp.seq));
+    const later = report.vouched.laterDamage;
+    if (later !== undefined && advise) {
+      lines.push(
+        `to keep the ${later.seq} entries before entry ${later.seq} (the checkpoint and all it ` +
+          `covers) and set the bytes from byte ${later.offset} aside, stop the node and run: ` +
+          `deno run -A cli.ts ledger repair --data ${dataDir}; where whole entries signed by ` +
+          `this node follow the damage, it lists them and cuts them only with --force. ` +
+          FORCE_COST,
+      );
+    }
     return lines;
   }
   if (report.damage?.code === "ledger_owner_mismatch") {
@@ -289,14 +424,35 @@ function describe(report: LedgerVerifyReport, dataDir: string, advise = true): s
       `to keep the ${report.entries} entries that verify and set the rest aside, stop the node ` +
         `and run: deno run -A cli.ts ledger repair --data ${dataDir}`,
     );
+    const refusal = repairRefusal(report);
+    if (refusal !== undefined) lines.push(refusal);
   } else if (report.ok) lines.push("ok: the ledger verifies");
   return lines;
 }
 
 /**
+ * When `ledger repair` will refuse without `--force` (review s75 F6: the advice led to a refusal
+ * the operator met only on the third command), the line that says so and what `--force` costs.
+ */
+function repairRefusal(report: LedgerVerifyReport): string | undefined {
+  const lost = [
+    ...(report.damage !== undefined && report.framesAfterDamage > 0
+      ? [`the ${report.framesAfterDamage} whole entries after the damage`]
+      : []),
+    ...(CHECKPOINT_LOSS_CHECKS.has(report.checkpoint.check)
+      ? [`the entries the signed checkpoint at entry ${report.checkpoint.seq} covers beyond them`]
+      : []),
+  ];
+  if (lost.length === 0) return undefined;
+  return `ledger repair lists per account what would be lost (${lost.join(", and ")}); where ` +
+    `that is signed by this node (acknowledged; copies of kept entries aside) it refuses ` +
+    `(ledger_repair_cuts_signed) unless --force. ${FORCE_COST}`;
+}
+
+/**
  * Damage a signed checkpoint at entry `checkpointSeq` vouches past, in lines: what is damaged,
  * that the checkpoint's state is intact and the node opens from it, and what the operator can do
- * (nothing to repair; a later damage after the checkpoint is what stops the node).
+ * (nothing to repair; a later damage after the checkpoint stops the node, and repair cuts there).
  */
 function describeVouched(
   damage: LedgerDamage,
@@ -315,11 +471,15 @@ function describeVouched(
   ];
   const later = vouched.laterDamage;
   if (later !== undefined) {
+    // Repair cuts there (review s75 F2), keeping the checkpoint and all it covers.
     lines.push(
       `damaged too: entry ${later.seq} after the checkpoint (byte ${later.offset}): ` +
-        `${later.reason}; the node refuses this ledger until a person sets those bytes aside ` +
-        `(ledger repair does not here: it would cut what the checkpoint vouches for)`,
+        `${later.reason}; the node refuses this ledger until it is cut there (ledger repair)`,
+      `not ok: the damage under the checkpoint cannot be restored (the checkpoint commits to ` +
+        `its original hash, which its bytes no longer give) and needs no repair; the damage ` +
+        `after it does: keep a copy of ${LOG_FILE} and check the disk that holds it`,
     );
+    return lines;
   }
   lines.push(
     `not ok, nothing to repair: the damaged bytes cannot be restored (the checkpoint commits to ` +

@@ -8,20 +8,26 @@
 
 /** What `cli.ts ledger --help` prints. */
 export const LEDGER_USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
-       cli.ts ledger repair [--data DIR] [--force]
+       cli.ts ledger repair [--data DIR] [--force] [--json]
 
   verify   check every entry of DIR/ledger from genesis (links, signatures) and the
            checkpoint against the state the log gives; read-only, works while a node runs
   repair   keep every entry that verifies, move the rest to ledger.log.rejected-<time> next
            to the log, rebuild the checkpoint and index; refused while a node runs on DIR.
-           It prints what the cut entries carried, per account (balance, stake, locked:
-           before → after). When they include whole entries signed by this node (acknowledged
-           entries, not a torn append) it refuses (ledger_repair_cuts_signed), printing what
+           It prints what the cut entries carried: totals, this node's account and the 10
+           largest changes (balance, stake, locked: before → after; whole keys). When they
+           include whole entries signed by this node (acknowledged entries, not a torn append;
+           copies of kept entries do not count), or a checkpoint signed by this node records
+           entries the kept log lacks, it refuses (ledger_repair_cuts_signed), printing what
            would be lost, unless --force
 
   --data DIR   the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow)
-  --json       print the report as JSON
-  --force      (repair) cut even whole entries signed by this node (a copy stays beside the log)
+  --json       print the report as JSON (repair: ok, kept, setAsidePath, setAsideBytes,
+               checkpointSetAsidePath, length, head, before, and cut with every account; a
+               refusal: ok false, error {code, message}, and kept and cut where it cuts)
+  --force      (repair) cut even acknowledged entries: the ledger no longer counts them; their
+               bytes stay in ledger.log.rejected-<time> (the checkpoint in
+               checkpoint.cbor.rejected-<time>), a copy for inspection nothing reads back
 
 Examples:
   deno run -A cli.ts ledger verify --data .veriflow
@@ -30,7 +36,8 @@ Examples:
 A ledger written by a newer version of Veriflow (an entry of a kind this one does not know) is
 refused by both (ledger_newer_format): it is not damage; run the version that wrote it. Damage
 under a signed checkpoint that the entries after it still link to is not cut: repair refuses
-(ledger_damage_vouched) and the node opens the ledger from the checkpoint. A ledger another
+(ledger_damage_vouched) and the node opens the ledger from the checkpoint; damage after the
+checkpoint as well is cut there, keeping the checkpoint. A ledger another
 identity created (ledger_owner_mismatch) is not damage either: check --data and its
 identity.key; nothing to repair.
 

@@ -16,7 +16,8 @@ import { join } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
 import type { LedgerStateSnapshot } from "./ledger_state.ts";
-import { writeFileDurably } from "./_durable_file.ts";
+import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
+import { pathExists } from "../storage/path_exists.ts";
 
 /** File name of the checkpoint inside the ledger directory. */
 export const CHECKPOINT_FILE = "checkpoint.cbor";
@@ -102,9 +103,23 @@ export async function writeCheckpoint(dir: string, checkpoint: LedgerCheckpoint)
   await writeFileDurably(join(dir, CHECKPOINT_FILE), encodeCanonical(checkpoint));
 }
 
-/** Remove the checkpoint in `dir`, if any (a repair that cut the log before it). */
-export async function removeCheckpoint(dir: string): Promise<void> {
-  await Deno.remove(join(dir, CHECKPOINT_FILE)).catch((error) => {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  });
+/**
+ * Move the checkpoint in `dir`, if any, to `checkpoint.cbor.rejected-<stamp>` beside it (a repair
+ * that keeps a log it does not match), never over an earlier one; resolves with where it went.
+ * Moved, not deleted: a signed checkpoint beyond the kept log is the only record of what the
+ * entries it covered held (review s75 F1).
+ *
+ * @param dir The ledger directory.
+ * @param stamp What names the file (the repair's time, as its `ledger.log.rejected-*` is named).
+ */
+export async function setCheckpointAside(dir: string, stamp: string): Promise<string | undefined> {
+  const from = join(dir, CHECKPOINT_FILE);
+  if (!(await pathExists(from, { followSymlinks: false }))) return undefined;
+  let to = `${from}.rejected-${stamp}`;
+  for (let n = 1; await pathExists(to, { followSymlinks: false }); n++) {
+    to = `${from}.rejected-${stamp}-${n}`;
+  }
+  await Deno.rename(from, to);
+  await syncDirectory(dir);
+  return to;
 }

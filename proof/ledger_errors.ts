@@ -10,6 +10,13 @@ import { VeriflowError } from "../protocols/errors.ts";
 /** Base class of ledger errors. */
 export class LedgerError extends VeriflowError {}
 
+/**
+ * What a repair would cut that it refuses to cut without `--force`, when the open already knows:
+ * whole entries signed by the owner after the damage, or what a signed checkpoint beyond the log
+ * records.
+ */
+export type RepairRefusal = "signed_entries" | "checkpoint";
+
 /** The log on disk fails verification at entry `seq`. */
 export class LedgerTamperedError extends LedgerError {
   /** Sequence number (position) of the first bad entry. */
@@ -21,11 +28,13 @@ export class LedgerTamperedError extends LedgerError {
    * @param seq Position of the bad entry.
    * @param reason What failed.
    * @param dir The ledger directory, to name the recovery commands with it.
+   * @param refusal Set when `ledger repair` will refuse without `--force`: the hint says so,
+   *   and what `--force` costs (review s75 F6).
    */
-  constructor(seq: number, reason: string, dir?: string) {
+  constructor(seq: number, reason: string, dir?: string, refusal?: RepairRefusal) {
     super(
       "ledger_tampered",
-      `ledger entry ${seq} fails verification: ${reason}. ${recoveryHint(seq, dir)}`,
+      `ledger entry ${seq} fails verification: ${reason}. ${recoveryHint(seq, dir, refusal)}`,
     );
     this.seq = seq;
     this.reason = reason;
@@ -66,15 +75,25 @@ export class LedgerNewerFormatError extends LedgerError {
  * What an operator does about a damaged ledger: the commands, with its data directory. What
  * repair keeps is said with its condition: those of the `seq` entries before the bad one that
  * verify from genesis, which an open does not check again (those before the checkpoint) and a log
- * overwritten may not hold.
+ * overwritten may not hold. With `refusal`, that repair will refuse without `--force`, and what
+ * `--force` costs.
  */
-function recoveryHint(seq: number, dir: string | undefined): string {
+function recoveryHint(seq: number, dir: string | undefined, refusal?: RepairRefusal): string {
   // The node keeps its ledger in <dataDir>/ledger; elsewhere name the directory itself.
   const data = dir === undefined ? "DIR" : basename(dir) === "ledger" ? dirname(dir) : dir;
+  const what = refusal === "signed_entries"
+    ? "the whole entries signed by this node after the damage carry"
+    : "the signed checkpoint records beyond the entries kept";
   return `To recover, stop the node, run \`deno run -A cli.ts ledger verify --data ${data}\` ` +
     `to see the damage, then \`deno run -A cli.ts ledger repair --data ${data}\`: it keeps the ` +
     `${seq} entries before it, or as many of them as verify from genesis (\`ledger verify\` ` +
-    `counts them), and sets the rest aside in a file next to the log`;
+    `counts them), and sets the rest aside in a file next to the log` +
+    (refusal === undefined
+      ? ""
+      : `. Acknowledged entries are lost here: repair lists per account what ${what} and ` +
+        `refuses (ledger_repair_cuts_signed) until it is run with --force, after which the ` +
+        `ledger no longer counts them (the cut bytes stay in ledger.log.rejected-<time>, ` +
+        `which nothing reads back)`);
 }
 
 /** The ledger on disk belongs to another identity. */

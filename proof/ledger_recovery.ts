@@ -278,11 +278,20 @@ async function replay(
             : `its frame runs past the end of the log (byte ${log.size})`),
         tail.reason,
       ].filter((r) => r !== undefined).join("; ");
-      throw new LedgerTamperedError(at.seq, reason, dir);
+      // A whole entry signed by the owner after the damage: repair refuses to cut it unprompted.
+      const refusal = tail.resumesAt === undefined ? undefined : "signed_entries";
+      throw new LedgerTamperedError(at.seq, reason, dir, refusal);
     }
     // A torn tail: the append that wrote it never returned, so nobody relied on it. Its bytes
     // are kept beside the log all the same, for whoever wants to look.
-    await setAsideTornTail(log, at.end, now());
+    const torn = log.size - at.end;
+    const path = await setAsideTornTail(log, at.end, now());
+    // Said, so an operator who finds the file knows where it came from (review s75).
+    say?.(
+      `ledger: cut a torn tail of ${torn} bytes ` +
+        (at.seq === 0 ? "at the start of the log" : `after entry ${at.seq - 1}`) +
+        ` (an append a crash cut short, never acknowledged); its bytes are kept in ${path}`,
+    );
   } else {
     // What was read may be only in the page cache: the last append of a process killed before
     // its fsync returned reads back whole. It is kept, so it is made durable before anything
@@ -477,7 +486,7 @@ function namesOwner(payload: Uint8Array, owner?: Uint8Array): boolean {
  * Copy the bytes of `log` from `from` on to `ledger.log.torn-<time>` next to it, durably, then
  * cut them from the log: a crash between the two leaves both, never neither.
  */
-async function setAsideTornTail(log: LedgerLog, from: number, at: number): Promise<void> {
+async function setAsideTornTail(log: LedgerLog, from: number, at: number): Promise<string> {
   const stamp = new Date(at).toISOString().replaceAll(":", "-");
   let path = `${log.path}.torn-${stamp}`;
   for (let n = 1; await pathExists(path, { followSymlinks: false }); n++) {
@@ -485,6 +494,7 @@ async function setAsideTornTail(log: LedgerLog, from: number, at: number): Promi
   }
   await writeFileDurably(path, log.chunks(from));
   await log.truncate(from);
+  return path;
 }
 
 /** The verified checkpoint to start from and its state, or genesis when none verifies. */
@@ -504,7 +514,8 @@ async function startingPoint(
     return { start: GENESIS, state: new LedgerState() };
   }
   // Signed by the owner, so the entries it covers were acknowledged: they must still be there.
-  const missing = (reason: string) => new LedgerTamperedError(checkpoint.seq - 1, reason, dir);
+  const missing = (reason: string) =>
+    new LedgerTamperedError(checkpoint.seq - 1, reason, dir, "checkpoint");
   if (log.size < checkpoint.end) {
     throw missing(
       `the log ends (byte ${log.size}) before the signed checkpoint's last entry ` +

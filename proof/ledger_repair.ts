@@ -6,10 +6,10 @@
  * prefix that verifies ({@link verifyLedger}); what follows the first bad entry cannot be linked
  * to it (two writers interleaved, a disk that lost a block) and replaying it could count work
  * twice, so it is moved, byte for byte, to `ledger.log.rejected-<time>` next to the log for
- * whoever wants to look at it. A checkpoint that does not match what is kept is removed, the
- * history index is always rebuilt (it is derived data, and a damaged `index.sqlite` verifies
- * like any other: the log is what `ledger verify` checks), and the ledger is opened once (which
- * checks the kept entries again and signs a fresh checkpoint).
+ * whoever wants to look at it (nothing reads it back). A checkpoint that does not match what is
+ * kept is moved aside, the history index is always rebuilt (it is derived data, and a damaged
+ * `index.sqlite` verifies like any other: the log is what `ledger verify` checks), and the
+ * ledger is opened once (which checks the kept entries again and signs a fresh checkpoint).
  *
  * Damage a signed checkpoint vouches past (`LedgerVerifyReport.vouched`: the entries after it
  * verify and link to the checkpoint, so its state is intact and the node opens from it) is not
@@ -17,7 +17,15 @@
  * one flipped bit cost 72 of 82 entries and nine tenths of the locked stake). The damaged entry
  * itself cannot be restored — the checkpoint commits to its original hash, which its bytes no
  * longer give — so repair refuses ({@link LedgerDamageVouchedError}), touching nothing, and
- * says which entry is damaged and that the checkpoint's state is intact.
+ * says which entry is damaged and that the checkpoint's state is intact. When damage after the
+ * checkpoint stops the node as well, repair cuts there, keeping the checkpoint and every byte
+ * up to that damage (review s75 F2).
+ *
+ * What a cut loses is said ({@link LedgerCutSummary}), and `refuseSignedCut` refuses it when it
+ * is acknowledged: whole entries signed by the owner in the cut (copies of kept entries aside),
+ * or a checkpoint signed by the owner that records more than the kept log gives (a log rolled
+ * back under it, review s75 F1). A checkpoint that does not match what is kept is moved to
+ * `checkpoint.cbor.rejected-<time>`, never deleted: it may be the only record of that loss.
  *
  * Run it only while no node has the directory: `cli.ts ledger repair` takes the data directory's
  * lock first.
@@ -30,8 +38,14 @@ import { Ledger, type LedgerOptions } from "./ledger.ts";
 import { LedgerError, LedgerNewerFormatError, LedgerOwnerMismatchError } from "./ledger_errors.ts";
 import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import { INDEX_FILE } from "./ledger_index.ts";
-import { removeCheckpoint } from "./ledger_checkpoint.ts";
 import {
+  type LedgerCheckpoint,
+  readCheckpoint,
+  setCheckpointAside,
+  verifyCheckpoint,
+} from "./ledger_checkpoint.ts";
+import {
+  type CheckpointCheck,
   type LedgerDamage,
   type LedgerVerifyReport,
   verifyLedger,
@@ -41,6 +55,7 @@ import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
 import {
   decodeEntry,
+  entryHash,
   findSignedEntry,
   FRAME_HEADER_BYTES,
   type LedgerEntry,
@@ -55,6 +70,22 @@ export interface LedgerCutAccount {
   before: Account;
   /** Without them: what the ledger holds after the repair. */
   after: Account;
+  /** Whether the kept ledger has the account at all (a damaged key names one it does not). */
+  inKept: boolean;
+}
+
+/**
+ * What a signed checkpoint the kept log does not reach recorded (review s75 F1): a log rolled
+ * back or overwritten under a checkpoint lost acknowledged entries, and the checkpoint's state is
+ * the only record of what they held.
+ */
+export interface LedgerCheckpointLoss {
+  /** Entries the checkpoint covers. */
+  seq: number;
+  /** Of those, how many the kept log lacks (0 when it holds as many, but other ones). */
+  missingEntries: number;
+  /** Per account: the checkpoint's state (`before`) and the kept log's (`after`). */
+  accounts: LedgerCutAccount[];
 }
 
 /**
@@ -65,7 +96,7 @@ export interface LedgerCutAccount {
 export interface LedgerCutSummary {
   /**
    * Whole entries signed by the owner in the cut: entries the node acknowledged (a torn append
-   * holds none), so cutting them loses signed history.
+   * holds none), so cutting them loses signed history. Copies of kept entries are not counted.
    */
   signedEntries: number;
   /** Those entries counted by kind (`stake: 3`). */
@@ -74,20 +105,28 @@ export interface LedgerCutSummary {
   notApplied: number;
   /** The accounts the signed entries changed: balances with them (`before`), without (`after`). */
   accounts: LedgerCutAccount[];
+  /**
+   * Whole signed entries in the cut that are copies of kept ones (same `seq`, same hash: a block
+   * written twice): cutting them loses nothing, so they are neither applied nor refused.
+   */
+  copies: number;
   /** Entries in the cut that decode but do not verify (the damage): by kind. */
   unverifiedKinds: Record<string, number>;
   /** What those entries, as written, would change on top of the signed ones. */
   unverifiedAccounts: LedgerCutAccount[];
   /** Cut bytes that are no entry at all (neither kind above). */
   otherBytes: number;
+  /** Set when a checkpoint signed by the owner is beyond, or disagrees with, the kept log. */
+  checkpoint?: LedgerCheckpointLoss;
 }
 
 /** Options of {@link repairLedger}: the ledger's, and whether it may cut signed entries. */
 export interface LedgerRepairOptions extends LedgerOptions {
   /**
    * Refuse (touching nothing, {@link LedgerRepairCutsSignedError}) when the bytes to cut hold
-   * whole entries signed by the owner. Default false: the library cuts; `cli.ts ledger repair`
-   * refuses unless `--force`, because those entries were acknowledged and carry value.
+   * whole entries signed by the owner, or a checkpoint signed by the owner records entries the
+   * kept log lacks. Default false: the library cuts; `cli.ts ledger repair` refuses unless
+   * `--force`, because those entries were acknowledged and carry value.
    */
   refuseSignedCut?: boolean;
 }
@@ -96,14 +135,16 @@ export interface LedgerRepairOptions extends LedgerOptions {
 export interface LedgerRepairReport {
   /** What the check before the repair found. */
   before: LedgerVerifyReport;
-  /** Entries kept (all of them verify). */
+  /** Entries kept (all of them verify, or a signed checkpoint vouches past their damage). */
   kept: number;
   /** Where the bytes after them went, if any were set aside. */
   setAsidePath?: string;
   /** How many bytes were set aside. */
   setAsideBytes: number;
-  /** Whether the checkpoint was removed (it did not match what is kept). */
+  /** Whether the checkpoint was taken away (it did not match what is kept). */
   checkpointRemoved: boolean;
+  /** Where that checkpoint went (`checkpoint.cbor.rejected-<time>`), if there was a file. */
+  checkpointSetAsidePath?: string;
   /** Hash of the last kept entry (after the repair's own open: a new genesis if none was kept). */
   head: string;
   /** Entries in the ledger after the repair. */
@@ -113,16 +154,35 @@ export interface LedgerRepairReport {
 }
 
 /**
+ * How a checkpoint compares with the log when it records entries the kept log does not give:
+ * past its end, past damage its entries do not link over, or another state at its place. Signed
+ * by the owner (as `verifyLedger` checks it for these), it proves acknowledged entries are gone.
+ */
+export const CHECKPOINT_LOSS_CHECKS: ReadonlySet<CheckpointCheck> = new Set([
+  "beyond_log",
+  "cut_off_by_damage",
+  "does_not_match",
+]);
+
+/** Checkpoints a repair keeps: they match what is kept (none is nothing to move). */
+const KEPT_CHECKS: ReadonlySet<CheckpointCheck> = new Set([
+  "matches",
+  "missing",
+  "matches_past_damage",
+]);
+
+/**
  * Repair the ledger in `dir` owned by `identity` (see the module doc). A ledger that verifies is
  * left as it is (and only reopened).
  *
  * @throws {LedgerOwnerMismatchError} when its genesis is another identity's (nothing is touched).
  * @throws {LedgerNewerFormatError} when an entry is of a kind a newer version wrote (nothing is
  *   touched: run that version).
- * @throws {LedgerDamageVouchedError} when a signed checkpoint vouches past the damage (nothing is
- *   touched: the node opens from the checkpoint).
+ * @throws {LedgerDamageVouchedError} when a signed checkpoint vouches past the damage and no
+ *   damage follows it (nothing is touched: the node opens from the checkpoint).
  * @throws {LedgerRepairCutsSignedError} with `options.refuseSignedCut`, when the cut holds whole
- *   entries signed by the owner (nothing is touched).
+ *   entries signed by the owner, or a signed checkpoint records entries the kept log lacks
+ *   (nothing is touched).
  */
 export async function repairLedger(
   dir: string,
@@ -135,34 +195,52 @@ export async function repairLedger(
   if (before.damage?.kind !== undefined) {
     throw new LedgerNewerFormatError(before.damage.seq, before.damage.kind, dir);
   }
-  if (before.damage !== undefined && before.vouched !== undefined) {
+  // Damage after a checkpoint that vouches past earlier damage is cut there, keeping the
+  // checkpoint and all it covers (review s75 F2): what the node's start error promises.
+  const later = before.vouched?.laterDamage;
+  if (before.damage !== undefined && before.vouched !== undefined && later === undefined) {
     throw new LedgerDamageVouchedError(dir, before.damage, before.vouched, before.checkpoint.seq);
   }
-  let setAsidePath: string | undefined;
-  const setAsideBytes = before.totalBytes - before.validBytes;
+  const stored = await readCheckpoint(dir);
+  const signedCheckpoint =
+    typeof stored === "object" && verifyCheckpoint(stored, identity.publicKey) ? stored : undefined;
+  const keptBytes = later?.offset ?? before.validBytes;
+  const kept = later?.seq ?? before.entries;
+  const path = join(dir, LOG_FILE);
+  const setAsideBytes = before.totalBytes - keptBytes;
+  const lostCheckpoint =
+    signedCheckpoint !== undefined && CHECKPOINT_LOSS_CHECKS.has(before.checkpoint.check)
+      ? signedCheckpoint
+      : undefined;
   let cut = emptyCut(0);
+  let rest: Uint8Array = new Uint8Array(0);
+  if (setAsideBytes > 0 || lostCheckpoint !== undefined) {
+    rest = await readBytes(path, keptBytes, setAsideBytes);
+    // Under a vouched-for checkpoint the kept state is the checkpoint's: the damaged entries
+    // before it cannot be replayed.
+    const keptState = await replayKept(path, keptBytes, later && signedCheckpoint);
+    cut = await summarizeCut(path, { keptBytes, kept, keptState }, rest, identity.publicKey);
+    if (lostCheckpoint !== undefined) {
+      const recorded = LedgerState.restore(lostCheckpoint.state);
+      cut.checkpoint = {
+        seq: lostCheckpoint.seq,
+        missingEntries: Math.max(0, lostCheckpoint.seq - kept),
+        accounts: changedAccounts(recorded, keptState, keptState),
+      };
+    }
+    if (
+      options.refuseSignedCut === true &&
+      (cut.signedEntries > 0 || cut.checkpoint !== undefined)
+    ) {
+      throw new LedgerRepairCutsSignedError(dir, kept, cut);
+    }
+  }
+  const stamp = new Date((options.now ?? Date.now)()).toISOString().replaceAll(":", "-");
+  let setAsidePath: string | undefined;
   if (setAsideBytes > 0) {
-    const path = join(dir, LOG_FILE);
-    const rest = new Uint8Array(setAsideBytes);
-    const file = await Deno.open(path, { read: true });
-    try {
-      await file.seek(before.validBytes, Deno.SeekMode.Start);
-      for (let read = 0; read < rest.length;) {
-        const n = await file.read(rest.subarray(read));
-        if (n === null) break;
-        read += n;
-      }
-    } finally {
-      file.close();
-    }
-    cut = await summarizeCut(path, before.validBytes, rest, identity.publicKey);
-    if (options.refuseSignedCut === true && cut.signedEntries > 0) {
-      throw new LedgerRepairCutsSignedError(dir, before.entries, cut);
-    }
     // Copied aside before the log is cut: a crash between the two leaves both, never neither.
     // Never over an earlier repair's file: a clock that repeats (stepped back, a machine without
     // a real-time clock) would name both alike, and the first one's bytes would be lost.
-    const stamp = new Date((options.now ?? Date.now)()).toISOString().replaceAll(":", "-");
     setAsidePath = `${path}.rejected-${stamp}`;
     for (let n = 1; await pathExists(setAsidePath, { followSymlinks: false }); n++) {
       setAsidePath = `${path}.rejected-${stamp}-${n}`;
@@ -170,14 +248,16 @@ export async function repairLedger(
     await writeFileDurably(setAsidePath, rest);
     const log = await LedgerLog.open(path, { write: true });
     try {
-      await log.truncate(before.validBytes);
+      await log.truncate(keptBytes);
     } finally {
       log.close();
     }
   }
-  const checkpointRemoved = before.checkpoint.check !== "matches" &&
-    before.checkpoint.check !== "missing";
-  if (checkpointRemoved) await removeCheckpoint(dir);
+  const checkpointRemoved = !KEPT_CHECKS.has(before.checkpoint.check);
+  // Moved aside, never deleted: a signed one is the only record of what the lost entries held.
+  const checkpointSetAsidePath = checkpointRemoved
+    ? await setCheckpointAside(dir, stamp)
+    : undefined;
   // Derived from the log (perhaps from entries now gone, perhaps damaged itself): rebuilt from
   // what is kept.
   for (const suffix of ["", "-wal", "-shm"]) {
@@ -189,10 +269,11 @@ export async function repairLedger(
   const ledger = await Ledger.open(dir, identity, options);
   const report: LedgerRepairReport = {
     before,
-    kept: before.entries,
+    kept,
     setAsidePath,
     setAsideBytes,
     checkpointRemoved,
+    ...(checkpointSetAsidePath === undefined ? {} : { checkpointSetAsidePath }),
     head: ledger.head,
     length: ledger.length,
     cut,
@@ -209,68 +290,145 @@ function emptyCut(bytes: number): LedgerCutSummary {
     kinds: {},
     notApplied: 0,
     accounts: [],
+    copies: 0,
     unverifiedKinds: {},
     unverifiedAccounts: [],
     otherBytes: bytes,
   };
 }
 
+/** The `length` bytes of the file at `path` from byte `from`. */
+async function readBytes(path: string, from: number, length: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(length);
+  const file = await Deno.open(path, { read: true });
+  try {
+    await file.seek(from, Deno.SeekMode.Start);
+    for (let read = 0; read < bytes.length;) {
+      const n = await file.read(bytes.subarray(read));
+      if (n === null) break;
+      read += n;
+    }
+  } finally {
+    file.close();
+  }
+  return bytes;
+}
+
 /**
- * What `rest` (the bytes after the first `keptBytes` of the log at `path`) carried: the state of
- * the kept entries is replayed (they verify, `verifyLedger` said so), then every whole entry in
- * `rest` signed by `owner` is applied to a copy of it, and the accounts that differ are listed;
- * the frames between those that decode but do not verify are applied on top, apart. The cut
- * entries cannot be linked to the kept ones, so this is what they say, not what a valid chain
- * would have made of them.
+ * The state of the entries in the first `keptBytes` of the log at `path`: replayed from genesis
+ * (they verify: `verifyLedger` said so), or from `from`, a checkpoint that vouches past damage
+ * before it, and the entries after it.
  */
-async function summarizeCut(
+async function replayKept(
   path: string,
   keptBytes: number,
-  rest: Uint8Array,
-  owner: Uint8Array,
-): Promise<LedgerCutSummary> {
-  const kept = new LedgerState();
+  from?: LedgerCheckpoint,
+): Promise<LedgerState> {
+  const state = from === undefined ? new LedgerState() : LedgerState.restore(from.state);
   const log = await LedgerLog.open(path);
   try {
-    await log.readFrames(0, (frame) => {
+    await log.readFrames(from?.end ?? 0, (frame) => {
       const entry = decodeEntry(frame.payload);
-      if (entry !== undefined) kept.apply(entry);
+      if (entry !== undefined) state.apply(entry);
     }, keptBytes);
   } finally {
     log.close();
   }
-  const signed = LedgerState.restore(kept.snapshot());
-  const all = LedgerState.restore(kept.snapshot());
+  return state;
+}
+
+/** What is kept, for {@link summarizeCut}: its bytes, its entries and their state. */
+interface KeptPart {
+  keptBytes: number;
+  kept: number;
+  keptState: LedgerState;
+}
+
+/**
+ * What `rest` (the bytes after the kept ones of the log at `path`) carried: every whole entry in
+ * `rest` signed by `owner` is applied to a copy of the kept state, and the accounts that differ
+ * are listed; the frames between those that decode but do not verify are applied on top, apart.
+ * A signed entry with a `seq` the kept entries hold and the same hash as the kept one is a copy
+ * (review s75 F3): counted apart, not applied. The cut entries cannot be linked to the kept ones,
+ * so this is what they say, not what a valid chain would have made of them.
+ */
+async function summarizeCut(
+  path: string,
+  { keptBytes, kept, keptState }: KeptPart,
+  rest: Uint8Array,
+  owner: Uint8Array,
+): Promise<LedgerCutSummary> {
   const summary = emptyCut(rest.length);
   const view = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
   const frameEnd = (at: number) => at + FRAME_HEADER_BYTES + view.getUint32(at);
-  const count = (kinds: Record<string, number>, kind: unknown) => {
-    kinds[String(kind)] = (kinds[String(kind)] ?? 0) + 1;
-  };
+  // In order: `signed` says whether the owner's signature verifies.
+  const found: { entry: LedgerEntry; signed: boolean }[] = [];
   for (let at = 0; at < rest.length;) {
-    const found = findSignedEntry(rest, at, owner);
-    const gapEnd = found?.offset ?? rest.length;
+    const next = findSignedEntry(rest, at, owner);
+    const gapEnd = next?.offset ?? rest.length;
     // Between signed entries: frames that still decode (the damaged entry), read in order.
     while (at + FRAME_HEADER_BYTES <= gapEnd && frameEnd(at) <= gapEnd) {
       const end = frameEnd(at);
       const entry = decodeEntry(rest.subarray(at + FRAME_HEADER_BYTES, end));
       if (entry === undefined) break;
-      count(summary.unverifiedKinds, entry.kind);
+      found.push({ entry, signed: false });
       summary.otherBytes -= end - at;
-      tryApply(all, entry);
       at = end;
     }
-    if (found === undefined) break;
-    at = frameEnd(found.offset);
-    summary.signedEntries++;
-    summary.otherBytes -= at - found.offset;
-    count(summary.kinds, found.entry.kind);
-    if (!tryApply(signed, found.entry)) summary.notApplied++;
-    tryApply(all, found.entry);
+    if (next === undefined) break;
+    at = frameEnd(next.offset);
+    summary.otherBytes -= at - next.offset;
+    found.push({ entry: next.entry, signed: true });
   }
-  summary.accounts = changedAccounts(signed, kept);
-  summary.unverifiedAccounts = changedAccounts(all, signed);
+  const copies = await keptHashes(
+    path,
+    keptBytes,
+    new Set(found.filter((f) => f.signed && f.entry.seq < kept).map((f) => f.entry.seq)),
+  );
+  const signed = LedgerState.restore(keptState.snapshot());
+  const all = LedgerState.restore(keptState.snapshot());
+  const count = (kinds: Record<string, number>, kind: unknown) => {
+    kinds[String(kind)] = (kinds[String(kind)] ?? 0) + 1;
+  };
+  for (const { entry, signed: isSigned } of found) {
+    if (!isSigned) {
+      count(summary.unverifiedKinds, entry.kind);
+      tryApply(all, entry);
+    } else if (copies.get(entry.seq) === entryHash(entry)) {
+      summary.copies++;
+    } else {
+      summary.signedEntries++;
+      count(summary.kinds, entry.kind);
+      if (!tryApply(signed, entry)) summary.notApplied++;
+      tryApply(all, entry);
+    }
+  }
+  summary.accounts = changedAccounts(signed, keptState, keptState);
+  summary.unverifiedAccounts = changedAccounts(all, signed, keptState);
   return summary;
+}
+
+/**
+ * The hashes of the kept entries (in the first `keptBytes` of the log at `path`) whose `seq` is
+ * in `seqs`, by `seq`: read only when the cut holds signed entries with such a `seq`.
+ */
+async function keptHashes(
+  path: string,
+  keptBytes: number,
+  seqs: Set<number>,
+): Promise<Map<number, string>> {
+  const hashes = new Map<number, string>();
+  if (seqs.size === 0) return hashes;
+  const log = await LedgerLog.open(path);
+  try {
+    await log.readFrames(0, (frame) => {
+      const entry = decodeEntry(frame.payload);
+      if (entry !== undefined && seqs.has(entry.seq)) hashes.set(entry.seq, entryHash(entry));
+    }, keptBytes);
+  } finally {
+    log.close();
+  }
+  return hashes;
 }
 
 /** Apply `entry` to `state`; false when it does not apply (it needs an entry that is not there). */
@@ -283,14 +441,25 @@ function tryApply(state: LedgerState, entry: LedgerEntry): boolean {
   }
 }
 
-/** The accounts whose balance, stake or locked differ between `before` and `after`. */
-function changedAccounts(before: LedgerState, after: LedgerState): LedgerCutAccount[] {
+/**
+ * The accounts whose balance, stake or locked differ between `before` and `after` (either side's
+ * accounts), each marked with whether `kept` (the kept ledger's state) has it.
+ */
+function changedAccounts(
+  before: LedgerState,
+  after: LedgerState,
+  kept: LedgerState,
+): LedgerCutAccount[] {
+  const keys = new Set<string>();
+  for (const [key] of before.snapshot().accounts) keys.add(key);
+  for (const [key] of after.snapshot().accounts) keys.add(key);
+  const inKept = new Set(kept.snapshot().accounts.map(([key]) => key));
   const changed: LedgerCutAccount[] = [];
-  for (const [key] of before.snapshot().accounts) {
+  for (const key of keys) {
     const was = { ...before.account(key) };
     const is = { ...after.account(key) };
     if (was.balance !== is.balance || was.stake !== is.stake || was.locked !== is.locked) {
-      changed.push({ key, before: was, after: is });
+      changed.push({ key, before: was, after: is, inKept: inKept.has(key) });
     }
   }
   return changed;
@@ -315,11 +484,28 @@ export class LedgerRepairCutsSignedError extends LedgerError {
    * @param cut What the bytes after them carry.
    */
   constructor(dir: string, kept: number, cut: LedgerCutSummary) {
+    const lost: string[] = [];
+    if (cut.signedEntries > 0) {
+      lost.push(
+        `${cut.signedEntries} whole entries signed by this node would be cut (acknowledged ` +
+          `entries, not a torn append)`,
+      );
+    }
+    const cp = cut.checkpoint;
+    if (cp !== undefined) {
+      lost.push(
+        `the checkpoint signed by this node at entry ${cp.seq} records ` +
+          (cp.missingEntries > 0
+            ? `${cp.missingEntries} entries the log no longer holds (acknowledged entries are ` +
+              `gone: a log rolled back, overwritten or cut short)`
+            : `a state the kept entries do not give (the log was rewritten under it)`) +
+          `, ${cp.accounts.length} accounts differing`,
+      );
+    }
     super(
       "ledger_repair_cuts_signed",
-      `repair leaves the ledger in ${dir} as it is: after the ${kept} entries that verify, ` +
-        `${cut.signedEntries} whole entries signed by this node would be cut (acknowledged ` +
-        `entries, not a torn append); nothing was changed`,
+      `repair leaves the ledger in ${dir} as it is: with the ${kept} entries it would keep, ` +
+        `${lost.join(", and ")}; nothing was changed`,
     );
     this.cut = cut;
     this.kept = kept;
@@ -346,7 +532,6 @@ export class LedgerDamageVouchedError extends LedgerError {
     const which = vouched.to - vouched.from === 1
       ? `entry ${vouched.from}`
       : `entries ${vouched.from} to ${vouched.to - 1}`;
-    const later = vouched.laterDamage;
     super(
       "ledger_damage_vouched",
       `repair leaves the ledger in ${dir} as it is: ${which} (bytes ${damage.offset} to ` +
@@ -356,12 +541,7 @@ export class LedgerDamageVouchedError extends LedgerError {
         `and the node opens from it. Cutting at the damage would lose ` +
         `${checkpointSeq - vouched.from} entries the checkpoint covers. The damaged bytes cannot ` +
         `be restored (the checkpoint commits to their original hash, which they no longer give); ` +
-        `keep a copy of ${LOG_FILE}` +
-        (later === undefined
-          ? "; nothing was changed"
-          : `. Entry ${later.seq} after the checkpoint (byte ${later.offset}) is damaged too ` +
-            `(${later.reason}): the node refuses this ledger until a person sets those bytes ` +
-            `aside; nothing was changed`),
+        `keep a copy of ${LOG_FILE}; nothing was changed`,
     );
     this.seq = vouched.from;
   }

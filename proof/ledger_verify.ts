@@ -249,7 +249,7 @@ export async function verifyLedger(
           damage.reason += `; the signed checkpoint at entry ${checkpoint.seq} vouches past it: ` +
             `the ${checkpoint.seq - vouched.to} entries from byte ${resumesAt} verify and link ` +
             `to it, so its state is intact and the node opens from it (the damaged bytes no ` +
-            `longer give the hash its chain commits to); \`ledger repair\` cuts nothing here`;
+            `longer give the hash its chain commits to); \`ledger repair\` cuts nothing it covers`;
         } else if (log.size >= checkpoint.end) {
           checkpointCheck = "cut_off_by_damage";
         }

@@ -4,7 +4,8 @@
  * 1280) though the checkpoint, signed by the owner and matching the log, covered them, and
  * `ledger verify` called that checkpoint "beyond log" while it sat at the log's very end. Now
  * verify says the checkpoint vouches past the damage and repair cuts nothing; damage the entries
- * after it do not link past is still cut as before, and named for what it is.
+ * after it do not link past is still cut as before, and named for what it is; damage after the
+ * checkpoint as well is cut there, and only there (review s75 F2).
  *
  * @module
  */
@@ -91,7 +92,7 @@ Deno.test("damage before a checkpoint that the entries after it do not link to: 
     assert.equal((await verifyLedger(dir)).ok, true);
   }));
 
-Deno.test("damage past the checkpoint as well as inside it: repair still cuts nothing, and says the later entry is damaged too", () =>
+Deno.test("damage past the checkpoint as well as inside it: repair cuts at the later damage only, keeping the checkpoint and every entry before it (review s75 F2)", () =>
   withLedgerDir(async (dir) => {
     await checkpointedLedger(dir);
     const ledger = await Ledger.open(dir, owner, { checkpointEvery: 0 });
@@ -105,8 +106,19 @@ Deno.test("damage past the checkpoint as well as inside it: repair still cuts no
     assert.equal(found.vouched?.laterDamage?.seq, DEPOSITS + 2);
 
     const before = await files(dir);
-    const refused = await repairLedger(dir, owner).then(() => null, (e) => e);
-    assert.equal(refused?.code, "ledger_damage_vouched", `repair answered ${refused}`);
-    assert.match(refused.message, /Entry 14 after the checkpoint \(byte \d+\) is damaged too/);
-    assert.deepEqual(await files(dir), before, "repair changed a file");
+    const repaired = await repairLedger(dir, owner);
+    assert.equal(repaired.kept, DEPOSITS + 2);
+    assert.equal(repaired.checkpointRemoved, false);
+    assert.equal(
+      repaired.setAsideBytes,
+      before[LOG_FILE].length - found.vouched!.laterDamage!.offset,
+    );
+    assert.deepEqual(
+      await Deno.readFile(join(dir, LOG_FILE)),
+      before[LOG_FILE].subarray(0, found.vouched!.laterDamage!.offset),
+    );
+    const reopened = await Ledger.open(dir, owner, { checkpointEvery: 0 });
+    assert.equal(reopened.length, DEPOSITS + 2);
+    assert.equal(reopened.account(staker.publicKey).stake, STAKED + 1);
+    await reopened.close();
   }));
