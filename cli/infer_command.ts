@@ -386,6 +386,11 @@ function connectHint(error: unknown, keyFrom: string | undefined, envUnreadable:
           `API keys or operator token)`;
     case 404:
       return "\n(give --url the node's base address, like ws://HOST:PORT: /v1/stream is added)";
+    case 429:
+      // A WebSocket client reads no refusal's body or Retry-After: say what the node's 429 on
+      // the handshake is (`too_many_sockets`, server/stream_sockets.ts).
+      return "\n(the node has as many /v1/stream sockets open as it allows, for this client or " +
+        "in all (too_many_sockets): close another of this client's, or retry in a few seconds)";
     case 503:
       return "\n(the node is starting or stopping: try again in a moment)";
   }

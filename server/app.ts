@@ -55,6 +55,11 @@ export interface AppOptions {
    * Default: a fresh registry, so `/metrics` works without one.
    */
   metrics?: MetricsRegistry;
+  /**
+   * The edge's counters (`/metrics`); default a fresh one. Give the node's when routes mounted
+   * beside the app count into them too (the read slots' idle cut-offs, `node/_http_api.ts`).
+   */
+  stats?: EdgeStats;
   /** CID or name of the model used when a request names none; default: the first text model. */
   defaultModel?: string;
   /** Whether the model computes on this thread; see `InferenceGatewayOptions`. Default true. */
@@ -111,7 +116,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   const edge = edgeConfig(options.edge);
   const keys = ApiKeys.fromConfig(edge);
   const trustedProxies = TrustedProxies.from(edge.trustedProxies, edge.trustedProxyHeader);
-  const stats = new EdgeStats();
+  const stats = options.stats ?? new EdgeStats();
   const gateway = new InferenceGateway({
     ...options,
     maxPromptChars: edge.maxPromptChars,
@@ -211,6 +216,9 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
     }),
   );
   app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers, options.drawSeed));
-  app.route("/v1", streamRoutes(gateway, edge, stats, options.log, options.timers));
+  app.route(
+    "/v1",
+    streamRoutes(gateway, edge, stats, options.log, options.timers, { trustedProxies }),
+  );
   return app;
 }

@@ -55,7 +55,8 @@ import { type JsonValue, toJsonValue } from "./json_value.ts";
 import { originPolicy } from "./origin_policy.ts";
 import { EdgeError, errorResponse } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
-import { AuthPendingSockets, OpenSockets } from "./dashboard_socket_caps.ts";
+import { type AuthPendingPlace, AuthPendingSockets, OpenSockets } from "./dashboard_socket_caps.ts";
+import { readDashboardHandshake } from "./dashboard_handshake.ts";
 import { clientAddress } from "./client_address.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
@@ -655,18 +656,22 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
    * pushed-out sockets have not closed yet). Both are held until the socket's `onclose` (or an
    * accepted `auth`), never given back when the node closes it: see `dashboard_socket_caps.ts`.
    */
-  const authPendingPlace = (address: string, pushOut: () => void): () => void => {
+  const authPendingPlace = (address: string, pushOut: () => void): AuthPendingPlace => {
     const place = authPendingPerAddress.take(address);
-    let node: () => void;
+    let node: AuthPendingPlace;
     try {
       node = authPendingSockets.join(pushOut);
     } catch (error) {
       place(); // refused: the address's place is not held either
       throw error;
     }
-    return () => {
-      node();
-      place();
+    return {
+      leave: () => {
+        node.leave();
+        place();
+      },
+      // The address's place is held on until the `onclose`: it bounds what one address holds.
+      closing: () => node.closing(),
     };
   };
   /** Count a refusal for `/metrics`, as the app counts `/v1`'s; answer it if it is a request's. */
@@ -790,6 +795,10 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr, c.req.raw)
       ? "read"
       : "none";
+    // A key or the operator token in the handshake reads at once, in its client's allowance,
+    // never in the places of sockets still to send their `auth` (`dashboard_handshake.ts`).
+    const handshake = readDashboardHandshake(c.req.raw);
+    const handshakeGrant = handshake.token === undefined ? undefined : grant(handshake.token);
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
     const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.raw);
@@ -805,7 +814,14 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
      * places are all taken. It is told so, and may still read with a key or the operator token.
      */
     let noAnonymousPlace: EdgeError | undefined;
-    if (access !== "none") {
+    if (handshakeGrant !== undefined) {
+      try {
+        release = sockets.admit(clientOf(handshake.token, onThisMachine, address));
+      } catch (error) {
+        return refused(error);
+      }
+      if (handshakeGrant === "operator" || access === "none") access = handshakeGrant;
+    } else if (access !== "none") {
       try {
         release = readerPlace(onThisMachine, address);
       } catch (error) {
@@ -815,17 +831,17 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       }
     }
     /** This socket's place among those still to send their `auth`, held until one is accepted. */
-    let leaveAuthPending: (() => void) | undefined;
+    let authPending: AuthPendingPlace | undefined;
     if (access === "none") {
       try {
-        leaveAuthPending = authPendingPlace(address, () => pushOut());
+        authPending = authPendingPlace(address, () => pushOut());
       } catch (error) {
         return refused(error);
       }
       if (noAnonymousPlace !== undefined) options.stats?.countRefusal(noAnonymousPlace);
     }
     const giveBackPlaces = () => {
-      leaveAuthPending?.();
+      authPending?.leave();
       release?.();
     };
     // Read at each send: a page that gives the operator token later sees job text from then on.
@@ -833,7 +849,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const forThisPage = (message: unknown) => withJobText() ? message : withoutJobText(message);
     let upgraded: { socket: WebSocket; response: Response };
     try {
-      upgraded = Deno.upgradeWebSocket(c.req.raw);
+      // Answered with the dashboard's subprotocol when offered (a browser that offered some fails
+      // a handshake answered with none), never with the one carrying the token.
+      upgraded = Deno.upgradeWebSocket(
+        c.req.raw,
+        handshake.protocol === undefined ? {} : { protocol: handshake.protocol },
+      );
     } catch (error) {
       giveBackPlaces(); // not a WebSocket after all: no socket to hold the place
       throw error;
@@ -908,6 +929,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
         authDeadline = timers.setTimeout(() => {
           authDeadline = undefined;
           if (release !== undefined || socket.readyState !== WebSocket.OPEN) return;
+          // Its waiting place turns over now, not when a client that never answers lets it go.
+          authPending?.closing();
           // Refused at its open for want of an anonymous place (counted then): as over an allowance.
           if (noAnonymousPlace !== undefined) {
             return socket.close(
@@ -964,8 +987,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
             }
             clearAuthDeadline();
             // It reads in its client's allowance now: its place among the waiting is free.
-            leaveAuthPending?.();
-            leaveAuthPending = undefined;
+            authPending?.leave();
+            authPending = undefined;
           }
           const before = access;
           if (granted === "operator" || access === "none") access = granted;

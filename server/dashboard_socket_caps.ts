@@ -81,11 +81,11 @@ export class AuthPendingSockets {
 
   /**
    * Add one socket, first pushing out the oldest one past the cap (`pushOut` is called on it; it
-   * counts on until the result of its own `join` is called), or throw the refusal when the
-   * pushed-out places are full too. Call the result when the socket leaves (an accepted `auth`,
-   * its `onclose`): a second call does nothing.
+   * counts on until its own `leave`), or throw the refusal when the pushed-out places are full
+   * too. Call `leave` when the socket leaves (an accepted `auth`, its `onclose`), and `closing`
+   * when the node closes it for another reason (its auth deadline): see {@link AuthPendingPlace}.
    */
-  join(pushOut: () => void): () => void {
+  join(pushOut: () => void): AuthPendingPlace {
     if (this.#waiting.size >= this.#limit && this.#leaving.size >= this.#limit) {
       throw this.#refusal(this.#leaving.size);
     }
@@ -97,9 +97,30 @@ export class AuthPendingSockets {
     }
     const entry = () => pushOut(); // its own identity, whatever `pushOut` is
     this.#waiting.add(entry);
-    return () => {
-      this.#waiting.delete(entry);
-      this.#leaving.delete(entry);
+    return {
+      leave: () => {
+        this.#waiting.delete(entry);
+        this.#leaving.delete(entry);
+      },
+      closing: () => {
+        // Only while the pushed-out places have room: both groups stay within `limit`.
+        if (!this.#waiting.has(entry) || this.#leaving.size >= this.#limit) return;
+        this.#waiting.delete(entry);
+        this.#leaving.add(entry);
+      },
     };
   }
+}
+
+/** One socket's place among those waiting for their `auth` ({@link AuthPendingSockets.join}). */
+export interface AuthPendingPlace {
+  /** The socket has left (an accepted `auth`, its `onclose`): its place is free. Once only. */
+  leave(): void;
+  /**
+   * The node has closed the socket (its auth deadline passed): it moves to the places of those
+   * pushed out, which count on until its `onclose`, so its waiting place turns over at once
+   * instead of when a client that never answers the close lets it go (review s75 verify F2).
+   * Stays waiting when those places are full.
+   */
+  closing(): void;
 }

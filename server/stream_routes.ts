@@ -8,7 +8,7 @@
  * @module
  */
 import { Hono } from "hono";
-import type { EdgeEnv } from "./client_access.ts";
+import { type EdgeEnv, fromThisMachine } from "./client_access.ts";
 import type { EdgeConfig } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import { EdgeError } from "./http_errors.ts";
@@ -17,14 +17,25 @@ import { drainBeforeShutdown } from "./serve.ts";
 import { StreamSession } from "./stream_session.ts";
 import { StreamSockets } from "./stream_sockets.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
+import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
 
 export { WS_HIGH_WATER_BYTES } from "./stream_session.ts";
+
+/** Options of {@link streamRoutes}. */
+export interface StreamRoutesOptions {
+  /** Counts the open sockets; default the node's own, at `stream_sockets.ts`'s limits. */
+  sockets?: StreamSockets;
+  /**
+   * The reverse proxies whose peers are never this machine's clients (`fromThisMachine`), for
+   * this machine's own socket places; default none.
+   */
+  trustedProxies?: TrustedProxies;
+}
 
 /**
  * Routes of the WebSocket API; mount under `/v1`. `log` takes a line per untyped error a frame
  * ran into (answered `internal_error`); nowhere by default. `timers` (default the system's) is
- * the clock of a client's idle cut-off. `sockets` counts the open sockets (default: the node's
- * own, at `stream_sockets.ts`'s limits).
+ * the clock of a client's idle cut-offs.
  */
 export function streamRoutes(
   gateway: InferenceGateway,
@@ -32,8 +43,10 @@ export function streamRoutes(
   stats: EdgeStats,
   log?: (line: string) => void,
   timers?: ConnectionTimers,
-  sockets: StreamSockets = new StreamSockets(),
+  options: StreamRoutesOptions = {},
 ): Hono<EdgeEnv> {
+  const sockets = options.sockets ?? new StreamSockets();
+  const trusted = options.trustedProxies ?? NO_TRUSTED_PROXIES;
   const routes = new Hono<EdgeEnv>();
   routes.get("/stream", (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
@@ -47,7 +60,10 @@ export function streamRoutes(
       }, 426);
     }
     // Before the upgrade, so a client over its cap gets a 429 it can read, not a closed socket.
-    const release = sockets.take(c.get("client"));
+    const release = sockets.take(
+      c.get("client"),
+      fromThisMachine(c.env?.remoteAddr, c.req.raw, trusted),
+    );
     let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
     try {
       upgraded = Deno.upgradeWebSocket(c.req.raw);

@@ -14,6 +14,9 @@
  * frames faster than it reads their answers) is cut off at once, so it cannot grow the node's
  * memory either.
  *
+ * A socket that runs no job and sends no frame for {@link STREAM_SOCKET_IDLE_MS} is closed (1000),
+ * so idle clients do not keep the node's few socket places (`stream_sockets.ts`).
+ *
  * An `error` whose frame names a job still running carries that id as `refused_id`, not `id`:
  * the job's own `done` or `error` is still to come, and each `infer` ends exactly once.
  *
@@ -79,6 +82,9 @@ export const WS_HIGH_WATER_BYTES = 1 << 20;
  * answers the close or goes: Deno 2.9 cannot abort a server WebSocket, and its `idleTimeout` ping
  * stops once the close is sent (measured, review s75 F3). Such a socket keeps counting against its
  * client's and the node's sockets (`stream_sockets.ts`) until its `onclose`, which bounds them.
+ * Leaving the close out would not free it either: Deno's ping to a client that reads nothing waits
+ * behind the unread bytes, and its `onclose` never fired (`tmp/s75/fix_ws2_wim/probe_cutoff.out`),
+ * while an honest client would lose the close's reason.
  */
 export const WS_MAX_BUFFERED_BYTES = 2 * WS_HIGH_WATER_BYTES;
 /** Event-loop turns a job waits for its last message to be written (about 20 µs each). */
@@ -92,8 +98,19 @@ const DRAIN_POLL_MS = 5;
  */
 const CLOSE_HANDSHAKE_MS = 1_000;
 
+/**
+ * How long a socket may run no job and send no frame before the node closes it
+ * ({@link WS_CLOSE}.normal). Each socket holds one of a few dozen places (`stream_sockets.ts`), and
+ * four clients idling on theirs kept every other client out for as long as they liked (review s75
+ * verify F1). Two minutes covers a person reading one answer and typing the next prompt on a socket
+ * kept open between jobs; a tool that waits longer reconnects, which costs one handshake.
+ */
+export const STREAM_SOCKET_IDLE_MS = 120_000;
+
 /** WebSocket close codes the session uses (RFC 6455, 7.4.1). */
 export const WS_CLOSE = {
+  /** The socket's purpose is over: here, it ran no job and sent nothing for a while. */
+  normal: 1000,
   /** The client broke a rule of the API: here, it stopped reading its replies. */
   policyViolation: 1008,
   /** A message too big to process. */
@@ -136,6 +153,11 @@ export interface StreamSessionOptions {
   /** The clock and timers of the idle cut-off; default the system's. */
   timers?: ConnectionTimers;
   /**
+   * How long the socket may run no job and send no frame before it is closed; default
+   * {@link STREAM_SOCKET_IDLE_MS}.
+   */
+  socketIdleMs?: number;
+  /**
    * Where an untyped error a frame ran into (a bug, answered `internal_error` without its
    * message) is logged, with its stack; nowhere by default.
    */
@@ -160,6 +182,8 @@ export class StreamSession {
   /** Resolved when the drain has closed the socket (its last job ended). */
   #drainClosed = Promise.withResolvers<void>();
   #closed = Promise.withResolvers<void>();
+  /** The timer that closes the socket once idle, while it has no job. */
+  #idleTimer: unknown;
 
   /**
    * Serve `socket`.
@@ -175,6 +199,24 @@ export class StreamSession {
     socket.onmessage = (event) => this.#onMessage(event.data);
     socket.onclose = () => this.#ended();
     socket.onerror = () => this.#ended();
+    this.#armIdle();
+  }
+
+  get #timers(): ConnectionTimers {
+    return this.#options.timers ?? SYSTEM_TIMERS;
+  }
+
+  /** (Re)start the idle close's countdown, unless a job runs (its end starts it again). */
+  #armIdle(): void {
+    this.#stopIdle();
+    // Armed while the socket is still connecting too: the session starts before its `open`.
+    if (this.#jobs.size > 0 || this.#socket.readyState > WebSocket.OPEN) return;
+    const idleMs = this.#options.socketIdleMs ?? STREAM_SOCKET_IDLE_MS;
+    this.#idleTimer = this.#timers.setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#jobs.size > 0 || this.#socket.readyState !== WebSocket.OPEN) return;
+      this.#close(WS_CLOSE.normal, `no job and no frame for ${idleMs} ms`);
+    }, idleMs);
   }
 
   /** Resolves once the socket has closed (or failed); its jobs are cancelled then. */
@@ -210,9 +252,17 @@ export class StreamSession {
   #onMessage(data: unknown): void {
     // Frames already received when the session closed the socket start nothing.
     if (this.#socket.readyState !== WebSocket.OPEN) return;
+    try {
+      this.#handle(data);
+    } finally {
+      this.#armIdle(); // any frame, even a refused one, shows the client is there
+    }
+  }
+
+  #handle(data: unknown): void {
     if (this.#tooLarge(data)) {
       this.#cancelAll();
-      this.#socket.close(
+      this.#close(
         WS_CLOSE.messageTooBig,
         `message over ${this.#options.maxMessageBytes} bytes (http.maxRequestBytes)`,
       );
@@ -259,6 +309,7 @@ export class StreamSession {
     this.#run(message, abort.signal).finally(() => {
       this.#jobs.delete(message.id);
       this.#closeIfDrained();
+      this.#armIdle();
     });
   }
 
@@ -266,7 +317,7 @@ export class StreamSession {
   #closeIfDrained(): void {
     if (!this.#draining || this.#jobs.size > 0) return;
     if (this.#socket.readyState === WebSocket.OPEN) {
-      this.#socket.close(WS_CLOSE.goingAway, SHUTTING_DOWN_REASON);
+      this.#close(WS_CLOSE.goingAway, SHUTTING_DOWN_REASON);
     }
     this.#drainClosed.resolve();
   }
@@ -390,7 +441,7 @@ export class StreamSession {
   }
 
   async #watchBuffer(): Promise<void> {
-    const timers = this.#options.timers ?? SYSTEM_TIMERS;
+    const timers = this.#timers;
     let buffered = this.#socket.bufferedAmount;
     let idleSince = timers.now();
     while (
@@ -469,7 +520,18 @@ export class StreamSession {
    */
   #cutOff(reason: string): void {
     this.#cancelAll();
-    this.#socket.close(WS_CLOSE.policyViolation, reason);
+    this.#close(WS_CLOSE.policyViolation, reason);
+  }
+
+  /** Close the socket from this side: nothing is left to count down to an idle close. */
+  #close(code: number, reason: string): void {
+    this.#stopIdle();
+    this.#socket.close(code, reason);
+  }
+
+  #stopIdle(): void {
+    this.#timers.clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
   }
 
   /** Cancel every job of the socket; `reason` is each one's abort reason, unless it had one. */
@@ -479,6 +541,7 @@ export class StreamSession {
 
   /** The socket closed or failed: its jobs are cancelled; a drain waits for no handshake. */
   #ended(): void {
+    this.#stopIdle();
     this.#cancelAll();
     this.#closed.resolve();
   }

@@ -5,6 +5,12 @@
  * upgrade is refused, 429 `too_many_sockets` with `Retry-After`, its message naming the limit. The
  * counting is the dashboard's (`OpenSockets`, `dashboard_socket_caps.ts`), not a new mechanism.
  *
+ * A socket from this machine (`fromThisMachine`: the operator's tools, `cli.ts infer`) takes a node
+ * place while one is free, and else one of {@link MAX_STREAM_SOCKETS_THIS_MACHINE} places kept for
+ * this machine alone: four remote clients can fill {@link MAX_STREAM_SOCKETS} (review s75 verify
+ * F1), and they must not shut the operator out of the node it runs. Each of this machine's clients
+ * keeps its per-client cap.
+ *
  * Why a cap and not a message size: Deno 2.9's `Deno.upgradeWebSocket` takes no largest message
  * (its options are `protocol`, `idleTimeout` and `socket`). Deno reads a whole message, up to its
  * own 64 MiB, before the session sees it and refuses it over `http.maxRequestBytes` (close 1009),
@@ -47,6 +53,13 @@ export const MAX_STREAM_SOCKETS = 32;
 export const MAX_STREAM_SOCKETS_PER_CLIENT = 8;
 
 /**
+ * Places kept for sockets from this machine, beyond {@link MAX_STREAM_SOCKETS}, taken once those
+ * are full: one client's share, as this machine's keyless tools together are one client; worst
+ * case another 8 × 68 MiB ≈ 544 MiB beside the node's 2.1 GiB.
+ */
+export const MAX_STREAM_SOCKETS_THIS_MACHINE = MAX_STREAM_SOCKETS_PER_CLIENT;
+
+/**
  * `Retry-After` of a refusal: a place comes back only when one of the client's sockets closes,
  * which a client that streams does after its jobs; 5 s spares the node a client retrying in a
  * tight loop while letting one that closed a socket back in soon.
@@ -59,6 +72,11 @@ export interface StreamSocketsOptions {
   maxSockets?: number;
   /** Most sockets one client may hold open; default {@link MAX_STREAM_SOCKETS_PER_CLIENT}. */
   maxSocketsPerClient?: number;
+  /**
+   * Places kept for this machine's sockets beyond `maxSockets`; default
+   * {@link MAX_STREAM_SOCKETS_THIS_MACHINE}.
+   */
+  maxSocketsThisMachine?: number;
 }
 
 /**
@@ -75,6 +93,8 @@ export interface StreamSocketsOptions {
  */
 export class StreamSockets {
   readonly #node: OpenSockets;
+  /** The places kept for this machine, taken once the node's are full. */
+  readonly #kept: OpenSockets;
   readonly #perClient: OpenSockets;
 
   /**
@@ -92,6 +112,15 @@ export class StreamSockets {
           "retry after the Retry-After seconds",
         { retryAfterS: RETRY_AFTER_S },
       ));
+    const maxThisMachine = options.maxSocketsThisMachine ?? MAX_STREAM_SOCKETS_THIS_MACHINE;
+    this.#kept = new OpenSockets(maxThisMachine, (open) =>
+      new EdgeError(
+        "too_many_sockets",
+        `this node already has ${maxSockets} /v1/stream sockets open, its limit of ` +
+          `${maxSockets}, and this machine's tools ${open} more, the places kept for them: ` +
+          "close one, or retry after the Retry-After seconds",
+        { retryAfterS: RETRY_AFTER_S },
+      ));
     this.#perClient = new OpenSockets(maxPerClient, (open) =>
       new EdgeError(
         "too_many_sockets",
@@ -105,19 +134,30 @@ export class StreamSockets {
   /**
    * Take a place for one socket of `client`, or throw 429 `too_many_sockets` naming the limit it
    * met; call the result once the socket's `onclose` has fired (a second call does nothing).
+   * `thisMachine` (`fromThisMachine`): the socket takes one of the places kept for this machine
+   * when the node's are full.
    */
-  take(client: ClientIdentity): () => void {
+  take(client: ClientIdentity, thisMachine = false): () => void {
     const mine = this.#perClient.take(queueClient(client));
-    let node: () => void;
     try {
-      node = this.#node.take();
+      const node = this.#nodePlace(thisMachine);
+      return () => {
+        node();
+        mine();
+      };
     } catch (error) {
       mine();
       throw error;
     }
-    return () => {
-      node();
-      mine();
-    };
+  }
+
+  /** A node place, or for this machine one kept for it once the node's are full. */
+  #nodePlace(thisMachine: boolean): () => void {
+    try {
+      return this.#node.take();
+    } catch (error) {
+      if (!thisMachine) throw error;
+      return this.#kept.take();
+    }
   }
 }

@@ -73,17 +73,45 @@ const ledgerChart = lineChart($("ledger-chart"), {
   keep: 1800,
 });
 
+/**
+ * The page's first wait before reconnecting, and its longest: each failed try doubles the wait, so
+ * a node that refuses sockets (429 `too_many_sockets`, which a page cannot read) or is down is not
+ * asked every 2 s forever by every open tab; an open socket starts again from the first.
+ */
+const RECONNECT_FIRST_MS = 2_000;
+const RECONNECT_MAX_MS = 60_000;
+let reconnectMs = RECONNECT_FIRST_MS;
+
+/**
+ * The subprotocol the node answers with, and the prefix of the one that carries the operator
+ * token (base64url, no padding): a page cannot set `Authorization` on a WebSocket, and a token in
+ * the handshake skips the places of sockets still to send their `auth` (dashboard_handshake.ts).
+ */
+const DASHBOARD_PROTOCOL = "veriflow.dashboard";
+const BEARER_PROTOCOL_PREFIX = "base64url.bearer.veriflow.";
+
+/** @param {string} text */
+function base64Url(text) {
+  const binary = String.fromCharCode(...new TextEncoder().encode(text));
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+}
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/dashboard/live`);
+  const token = sessionStorage.getItem("veriflow-operator-token");
+  const url = `${scheme}://${location.host}/dashboard/live`;
+  const socket = token
+    ? new WebSocket(url, [DASHBOARD_PROTOCOL, BEARER_PROTOCOL_PREFIX + base64Url(token)])
+    : new WebSocket(url);
   state.socket = socket;
   socket.onopen = () => {
+    reconnectMs = RECONNECT_FIRST_MS;
     setBadge("connection", "live", "ok");
-    const token = sessionStorage.getItem("veriflow-operator-token");
+    // Again in a message: a token the node no longer accepts is answered `bad_token` there.
     if (token) socket.send(JSON.stringify({ type: "auth", token }));
   };
   socket.onclose = () => {
-    setBadge("connection", "offline — reconnecting", "bad");
+    setBadge("connection", `offline — reconnecting in ${reconnectMs / 1000} s`, "bad");
     // The node cancels a page's prompt when its socket closes, and the next socket has to be
     // unlocked again: nothing runs until its hello says so.
     if (state.prompt) {
@@ -92,7 +120,8 @@ function connect() {
       $("receipt-status").className = "bad";
     }
     setAccess("none");
-    setTimeout(connect, 2000);
+    setTimeout(connect, reconnectMs);
+    reconnectMs = Math.min(reconnectMs * 2, RECONNECT_MAX_MS);
   };
   socket.onmessage = (event) => handle(JSON.parse(event.data));
 }

@@ -38,10 +38,18 @@ async function withCappedNode(body: (node: TestNode, open: RawSocket[]) => Promi
   }
 }
 
+/**
+ * A forwarding header makes a loopback peer a relay of another machine's client
+ * (`fromThisMachine`): this machine's sockets have places kept for them past the node's cap
+ * (`stream_socket_this_machine_test.ts`), and these tests are about remote clients.
+ */
+const REMOTE = { "x-forwarded-for": "203.0.113.7" };
+
 /** A raw socket to `/v1/stream` with key `i`, kept in `open` for the clean-up. */
 async function connect(node: TestNode, open: RawSocket[], i: number): Promise<RawSocket> {
   const socket = await rawUpgrade(node.url, "/v1/stream", {
     authorization: `Bearer ${KEYS[i]}`,
+    ...REMOTE,
   });
   open.push(socket);
   return socket;
