@@ -34,6 +34,24 @@ export async function wasQuarantined(storeDir: string, cid: string): Promise<boo
 }
 
 /**
+ * The storage keys of every block the store in `storeDir` set a copy of aside in `quarantine/`
+ * (one read of the directory, for a walk that asks of many blocks); empty when there is none.
+ */
+export async function quarantinedKeys(storeDir: string): Promise<Set<string>> {
+  const keys = new Set<string>();
+  try {
+    for await (const entry of Deno.readDir(join(storeDir, QUARANTINE_DIR))) {
+      // `<key>.<ms>` for a block; a damaged pack's name has no key before its dot.
+      const dot = entry.name.indexOf(".");
+      if (dot > 0) keys.add(entry.name.slice(0, dot));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return keys;
+}
+
+/**
  * `error`'s message, when it is a `chunk_not_found` of a block the store in `storeDir`
  * quarantined, rewritten to say so and what to do; true when it was. The code stays: there is no
  * good copy here.

@@ -18,7 +18,7 @@ import { printableLine } from "../node/log_format.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { notWholeNumber, parseWholeNumber } from "../node/number_flags.ts";
-import { KeyRequiredError, StorageError } from "../storage/errors.ts";
+import { DiskFullError, KeyRequiredError, StorageError } from "../storage/errors.ts";
 import { ChunkStore, type ChunkStoreOptions } from "../storage/chunk_store.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import { type FileInfo, FileStore } from "../storage/file_store.ts";
@@ -27,7 +27,8 @@ import { formatBytes, ProgressBar } from "../storage/progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "../storage/unixfs.ts";
 import { blocksReferencedBy, isDagNode, storedLinks } from "../storage/dag_links.ts";
 import { storageKey } from "../protocols/cid.ts";
-import { explainQuarantined, wasQuarantined } from "./_quarantined.ts";
+import { explainQuarantined, quarantinedKeys, wasQuarantined } from "./_quarantined.ts";
+import { putMinFreeBytes } from "./_put_floor.ts";
 import { chunkCountOf } from "../protocols/manifest.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {
@@ -100,7 +101,11 @@ export async function runPut(args: string[]): Promise<number> {
         throw new UsageError(`--${flag} labels a file; ${path} is a directory, which has none`);
       }
     }
-    const store = await openStoreToAdd(dataDir, values.init === true, { quotaBytes: quota });
+    // The floor the node's own uploads keep: the operator's put fills the same disk.
+    const store = await openStoreToAdd(dataDir, values.init === true, {
+      quotaBytes: quota,
+      putMinFreeBytes: await putMinFreeBytes(),
+    });
     const key = values.private ? await ownerKey(dataDir, values["key-file"] as string) : undefined;
     let source: ReadableStream<Uint8Array> | undefined;
     let total: number | null = null;
@@ -134,12 +139,25 @@ export async function runPut(args: string[]): Promise<number> {
       console.log(result.cid);
       storedIn(dataDir);
     } catch (error) {
-      throw failedPut(error, pending.stored);
+      throw failedPut(floorHint(error), pending.stored);
     } finally {
       bar?.stop();
       await pending.release();
     }
   }, "put");
+}
+
+/**
+ * `error`, when the store's floor of free disk refused the put (`disk_full` naming
+ * `storage.putMinFreeBytes`), told where `put` reads that floor: the store's message says "lower
+ * the floor" in the node's terms, and `put` takes no flag for it.
+ */
+function floorHint(error: unknown): unknown {
+  if (error instanceof DiskFullError && error.message.includes("storage.putMinFreeBytes")) {
+    error.message += " (put reads it as the node does: storage.putMinFreeBytes in the " +
+      "VERIFLOW_CONFIG file, or VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES)";
+  }
+  return error;
 }
 
 /** A directory entry whose name `put DIR` cannot store: one that is not UTF-8. */
@@ -305,7 +323,7 @@ export function notInStore(error: unknown, dataDir: string, elsewhere?: string):
 }
 
 /** What `ls` says of one pinned file. */
-type ListedFile = (FileInfo & { damage?: { missing: number; corrupt: number } }) | {
+type ListedFile = (FileInfo & { damage?: FileDamage }) | {
   cid: string;
   error: string;
   /** The file's name from its pin's label, which outlives its root block. */
@@ -435,10 +453,20 @@ async function countUnreferenced(store: ChunkStore, reached: Set<string>): Promi
   return count;
 }
 
+/** Blocks of a file found damaged ({@link damageOf}), as `ls --json` prints them. */
+interface FileDamage {
+  /** Blocks not in the store, nor set aside. */
+  missing: number;
+  /** Blocks whose bytes failed their hash, now or at an earlier read (these in `quarantined`). */
+  corrupt: number;
+  /** Of `corrupt`, those an earlier read found and set aside in `quarantine/`; absent when none. */
+  quarantined?: number;
+}
+
 /** What {@link damageOf} found below a file's root. */
 interface WalkedFile {
   /** Blocks missing, and (with `verify`) failing their hash: inner nodes and chunks alike. */
-  damage: { missing: number; corrupt: number };
+  damage: FileDamage;
   /** Chunks (blocks that link nothing) met, present or not. */
   chunks: number;
   /** True when an inner node could not be read: the chunks below it were not met. */
@@ -470,10 +498,31 @@ async function damageOf(
   verify: boolean,
   reached?: Set<string>,
 ): Promise<WalkedFile> {
-  const damage = { missing: 0, corrupt: 0 };
+  const damage: FileDamage = { missing: 0, corrupt: 0 };
   let leaves = 0;
   let hidden = false;
   const seen = new Set<string>();
+  // Read once, when a block is first found gone: most files lose none.
+  let quarantined: Set<string> | undefined;
+  // A block gone because a read found it corrupt and set it aside is corrupt, not missing: after
+  // the first `ls --verify` moved it to quarantine/, every later `ls` called it missing.
+  const gone = async (cid: string) => {
+    quarantined ??= await quarantinedKeys(store.dir);
+    if (!quarantined.has(storageKey(cid))) return void damage.missing++;
+    damage.corrupt++;
+    damage.quarantined = (damage.quarantined ?? 0) + 1;
+  };
+  // The read of a block that is there: counted when it fails its hash or went meanwhile.
+  const read = async (cid: string) => {
+    try {
+      return await store.get(cid);
+    } catch (error) {
+      if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
+      else if (error instanceof VeriflowError && error.code === "chunk_not_found") await gone(cid);
+      else throw error;
+      return undefined;
+    }
+  };
   // A file's inlined (identity CID) links are stored nowhere: no key to look up, no damage.
   const stack = storedLinks(chunks);
   while (stack.length > 0) {
@@ -484,35 +533,34 @@ async function damageOf(
     const node = isDagNode(cid);
     if (!node) leaves++;
     if (!await store.has(cid)) {
-      damage.missing++;
+      await gone(cid);
       hidden ||= node;
     } else if (node) {
       // An inner UnixFS node: read (so verified) to find the blocks below it.
-      const bytes = await store.get(cid).catch((error) => {
-        if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
-        else if (error instanceof VeriflowError && error.code === "chunk_not_found") {
-          damage.missing++;
-        } else throw error;
-        return undefined;
-      });
+      const bytes = await read(cid);
       if (bytes) stack.push(...blocksReferencedBy(cid, bytes));
       else hidden = true;
     } else if (verify) {
-      await store.get(cid).catch((error) => {
-        if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
-        else if (error instanceof VeriflowError && error.code === "chunk_not_found") {
-          damage.missing++;
-        } else throw error;
-      });
+      await read(cid);
     }
   }
   return { damage, chunks: leaves, hidden };
 }
 
-function describeDamage(damage: { missing: number; corrupt: number }): string {
+function describeDamage(damage: FileDamage): string {
   const parts = [];
   if (damage.missing > 0) parts.push(`${damage.missing} missing`);
-  if (damage.corrupt > 0) parts.push(`${damage.corrupt} corrupt`);
+  if (damage.corrupt > 0) {
+    const aside = damage.quarantined ?? 0;
+    parts.push(
+      `${damage.corrupt} corrupt` +
+        (aside === 0
+          ? ""
+          : ` (${
+            aside === damage.corrupt ? "" : `${aside} `
+          }set aside in quarantine/ by an earlier read)`),
+    );
+  }
   return parts.join(", ");
 }
 

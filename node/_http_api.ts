@@ -30,6 +30,7 @@ import { gatewayRoutes } from "../server/gateway_routes.ts";
 import { describeAccess } from "../server/client_access.ts";
 import { ApiKeys } from "../server/api_keys.ts";
 import { ReadSlots } from "../server/read_slots.ts";
+import { EdgeStats } from "../server/edge_stats.ts";
 import { TrustedProxies } from "../server/trusted_proxies.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import type { JobMonitor } from "../server/job_monitor.ts";
@@ -89,9 +90,12 @@ export async function serveHttpApi(
   const healthAsks = new PendingAsks();
   // When the store's conditions with no time of their own began (`condition_onsets.ts`).
   const storageOnsets = new ConditionOnsets();
+  // Shared with the read slots below, so reads cut for idleness count where streams' cuts do.
+  const stats = new EdgeStats();
   const app = createApp({
     inference: port,
     metrics,
+    stats,
     computesOnEventLoop,
     edge: config.http,
     log,
@@ -140,6 +144,7 @@ export async function serveHttpApi(
     // One client's reads on both routes count together (`read_slots.ts`), named as the edge
     // names its clients.
     const reads = new ReadSlots({
+      stats,
       keys: ApiKeys.fromConfig(config.http),
       trustedProxies: TrustedProxies.from(
         config.http.trustedProxies,

@@ -32,7 +32,11 @@ function zeroedCodes(from: number, to: number): Map<string, number> {
 
 /** The edge's counters. */
 export class EdgeStats {
-  /** Clients cut off after `http.clientIdleTimeoutMs` without reading (their jobs cancelled). */
+  /**
+   * Clients cut off for reading nothing: a stream's after `http.clientIdleTimeoutMs` (its job
+   * cancelled), a read of a stored file's after `READ_IDLE_TIMEOUT_MS` (`read_slot_body.ts`, its
+   * read slot freed).
+   */
   idleTimeouts = 0;
   /** Requests and WebSocket messages refused with a 4xx, by error code (every known one listed). */
   readonly refused: Map<string, number> = zeroedCodes(400, 500);
@@ -66,8 +70,8 @@ export function edgeCollector(stats: EdgeStats): MetricsCollector {
   const edge: MetricsCollector = () => {
     const samples: MetricSample[] = [{
       name: "veriflow_http_idle_timeouts_total",
-      help:
-        "Clients cut off for reading nothing for http.clientIdleTimeoutMs; their jobs cancelled.",
+      help: "Clients cut off for reading nothing: streams after http.clientIdleTimeoutMs (their " +
+        "jobs cancelled), reads of stored files after 60 s (their read slots freed).",
       type: "counter",
       value: stats.idleTimeouts,
     }];

@@ -467,6 +467,10 @@ export function sseAnswer(
   // notes when the wait began; one timer per stream checks the deadline and, when the client
   // read in the meantime, sleeps until the current wait's end (re-arming a timer per event cost
   // ~3 µs of the main thread per token).
+  // The same rule as a stored file's read (`read_slot_body.ts`, `slotHeldBody`), not the same
+  // code: a read hands over 16 KiB pieces, few enough to re-arm its timer per piece on timers
+  // without a clock (`DrainTimers`), and ends by freeing a slot; here events come per token, so
+  // one lazy timer on a clock, and a cut cancels a job. One helper would impose one of the two.
   const timers = options.timers ?? SYSTEM_TIMERS;
   let waitingSince: number | undefined;
   let idleTimer: unknown;

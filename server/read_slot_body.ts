@@ -15,6 +15,7 @@
  *
  * @module
  */
+import type { EdgeStats } from "./edge_stats.ts";
 import type { DrainTimers } from "./serve.ts";
 
 /**
@@ -66,6 +67,11 @@ export interface ReadIdle {
   timeoutMs?: number;
   /** The timers; default the global ones. */
   timers?: DrainTimers;
+  /**
+   * The edge's counters: a cut counts in `idleTimeouts` (`veriflow_http_idle_timeouts_total`),
+   * as a streaming client's does. Default: counted nowhere.
+   */
+  stats?: EdgeStats;
 }
 
 const GLOBAL_TIMERS: DrainTimers = {
@@ -101,10 +107,14 @@ export function slotHeldBody(
     release();
   };
   // Armed while the client owes the next pull: from the body's handing over, and after each piece.
+  // The rule of the SSE answers' cut-off (`openai_answers.ts`, `waitingSince`), not its code: that
+  // one keeps one lazy timer on a clock because it hands over an event per token, where re-arming
+  // per event cost the main thread; a read's 16 KiB pieces are few, and its timers have no clock.
   const arm = () => {
     timer = timers.setTimeout(() => {
       timer = undefined;
       const error = new ReadIdleError(timeoutMs);
+      if (idle.stats) idle.stats.idleTimeouts++;
       release();
       controller.error(error);
       reader.cancel(error).catch(() => {});

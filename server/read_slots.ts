@@ -42,6 +42,7 @@ import type { ClientIdentity } from "./client_identity.ts";
 import { EdgeError } from "./http_errors.ts";
 import { queueClient } from "./inference_gateway.ts";
 import { type ReadIdle, slotHeldBody } from "./read_slot_body.ts";
+import type { EdgeStats } from "./edge_stats.ts";
 import { type ReaderAccess, readerOf } from "./reader_identity.ts";
 import type { DrainTimers } from "./serve.ts";
 
@@ -117,6 +118,8 @@ export interface ReadSlotsOptions extends ReaderAccess {
   idleTimeoutMs?: number;
   /** The timers of the waits and the idle cut-off; default the global ones. */
   timers?: DrainTimers;
+  /** The edge's counters, which count each read cut for idleness; default none. */
+  stats?: EdgeStats;
 }
 
 /** A read waiting for a slot of its own client. */
@@ -176,7 +179,7 @@ export class ReadSlots {
     this.#maxWaitersPerClient = options.maxWaitersPerClient ?? MAX_READ_WAITERS_PER_CLIENT;
     this.#maxWaiters = options.maxWaiters ?? MAX_READ_WAITERS;
     this.#timers = options.timers ?? GLOBAL_TIMERS;
-    this.#idle = { timeoutMs: options.idleTimeoutMs, timers: this.#timers };
+    this.#idle = { timeoutMs: options.idleTimeoutMs, timers: this.#timers, stats: options.stats };
     this.#access = { keys: options.keys, trustedProxies: options.trustedProxies };
   }
 

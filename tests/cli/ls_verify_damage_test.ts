@@ -92,3 +92,32 @@ Deno.test("a corrupt root reads like a corrupt leaf in ls (name, put it again), 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a corrupt leaf set aside by an earlier ls --verify is still counted corrupt, not missing, by later ls runs, which say it was quarantined", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-ls-damage-" });
+  try {
+    const { data, leaves } = await storedFile(dir);
+    await rot(join(data, "store"), leaves[1]);
+    const first = await capture(() => runLs(["--verify", "--data", data]));
+    assert.match(first.out, /f\.bin {2}DAMAGED: 1 corrupt of \d+ chunks; put the file again/);
+    // The first read moved it to quarantine/: later runs, with --verify or without, find it gone.
+    for (const args of [["--verify"], []]) {
+      const ls = await capture(() => runLs([...args, "--data", data]));
+      assert.equal(ls.code, 1, `${args}: exit 1`);
+      assert.match(
+        ls.out,
+        /f\.bin {2}DAMAGED: 1 corrupt \(set aside in quarantine\/ by an earlier read\) of \d+ chunks; put the file again/,
+        `${args}: ${ls.out}`,
+      );
+      assert.doesNotMatch(ls.out, /missing/);
+      const json = await capture(() => runLs([...args, "--json", "--data", data]));
+      assert.deepEqual(JSON.parse(json.out).files[0].damage, {
+        missing: 0,
+        corrupt: 1,
+        quarantined: 1,
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

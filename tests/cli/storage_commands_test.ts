@@ -201,10 +201,11 @@ Deno.test("cli ls flags a damaged file (missing chunks; corrupt ones with --veri
   // Lose another one outright: plain ls sees that without reading anything.
   await store.delete(chunks[2]);
   const json = JSON.parse((await capture(() => runLs(["--data", node, "--json"]))).out);
+  // The corrupt one was set aside in quarantine/ by --verify: still corrupt, not missing.
   assert.deepEqual(
     json.files[0].damage,
-    { missing: 2, corrupt: 0 },
-    "the corrupt chunk was quarantined by --verify",
+    { missing: 1, corrupt: 1, quarantined: 1 },
+    "the chunk --verify quarantined as corrupt is counted apart from the one lost",
   );
 
   const again = await capture(() => runPut(["--init", "--data", node, `${dir}/in.bin`]));

@@ -20,6 +20,7 @@ import type { EdgeConfig } from "../../server/edge_config.ts";
 import { fileRoutes } from "../../server/file_routes.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { ReadSlots } from "../../server/read_slots.ts";
+import { EdgeStats } from "../../server/edge_stats.ts";
 import { serve } from "../../server/serve.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
 import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
@@ -92,14 +93,17 @@ async function setup(options: SetupOptions = {}) {
   const edge = { allowUnauthenticatedRemote: true, ...options.edge };
   // Time is fake: a read's idle cut-off and a waiting read's limit fire when a test says.
   const timers = new FakeTimers();
+  // One set of edge counters for the app and the read slots, as `node/_http_api.ts` wires them.
+  const stats = new EdgeStats();
   const reads = new ReadSlots({
+    stats,
     maxReads: options.maxReads ?? 3,
     maxReadsPerClient: options.perClient ?? 2,
     maxWaitersPerClient: options.waiters ?? 0,
     keys: ApiKeys.fromConfig({ apiKeys: edge.apiKeys ?? [] }),
     timers,
   });
-  const app = createApp({ inference: {} as InferencePort, edge });
+  const app = createApp({ inference: {} as InferencePort, edge, stats });
   app.route("/v1", fileRoutes(port, { reads }));
   app.route("/", gatewayRoutes(port, { reads }));
   /** A request from `address` (a client without a key unless `init` sends one). */
@@ -371,6 +375,40 @@ Deno.test("a read whose client takes nothing for 60 s is cut: its slot comes bac
     assert.equal(idleArmed(t.timers), false, "a slow store was timed as the client's silence");
     await waiting.cancel();
     assert.equal(t.reads.open, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("reads cut for idleness, on /ipfs and /v1/files alike, count in veriflow_http_idle_timeouts_total as streams' cuts do", async () => {
+  const t = await setup({ perClient: 2 });
+  try {
+    t.plan.read = "stall after the first piece";
+    const idleCuts = async () => {
+      const metrics = await t.from("127.0.0.1", "/metrics");
+      return parsePrometheusText(await metrics.text()).find((s) =>
+        s.name === "veriflow_http_idle_timeouts_total"
+      )?.value;
+    };
+    assert.equal(await idleCuts(), 0);
+    const readers = [];
+    for (const path of [`/ipfs/${t.cid}`, `/v1/files/${t.cid}`]) {
+      const response = await t.from("198.51.100.1", path);
+      assert.equal(response.status, 200);
+      const reader = response.body!.getReader();
+      await reader.read();
+      readers.push(reader);
+    }
+    t.timers.fireFor(IDLE_MS);
+    await turns(5);
+    assert.equal(t.reads.open, 0);
+    assert.equal(await idleCuts(), 2, "a read cut for idleness was counted nowhere");
+    for (const reader of readers) await assert.rejects(reader.read(), /read nothing/);
+    // A read its client ends itself is no idle cut.
+    t.plan.read = "as stored";
+    const whole = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
+    await whole.body!.cancel();
+    assert.equal(await idleCuts(), 2);
   } finally {
     await t.close();
   }

@@ -9,6 +9,7 @@ import {
   READ_PIECE_BYTES,
   slotHeldBody,
 } from "../../server/read_slot_body.ts";
+import { EdgeStats } from "../../server/edge_stats.ts";
 import { FakeTimers, turns } from "../_helpers/fake_timers.ts";
 
 /** A store read of `pieces` (each its own chunk), counting cancels. */
@@ -79,4 +80,24 @@ Deno.test("a body never pulled at all is cut at the idle time too", () => {
   assert.equal(armedIdle(timers), 1);
   timers.fireFor(READ_IDLE_TIMEOUT_MS);
   assert.equal(released, 1);
+});
+
+Deno.test("a read cut for idleness counts once in the edge's idleTimeouts; one read whole or cancelled does not", async () => {
+  const timers = new FakeTimers();
+  const stats = new EdgeStats();
+  const cut = storeRead([new Uint8Array(100), new Uint8Array(100)]);
+  const reader = slotHeldBody(cut.body, () => {}, { timers, stats }).getReader();
+  await reader.read();
+  timers.fireFor(READ_IDLE_TIMEOUT_MS);
+  assert.equal(stats.idleTimeouts, 1);
+  await assert.rejects(reader.read());
+  const whole = slotHeldBody(storeRead([new Uint8Array(100)]).body, () => {}, { timers, stats });
+  await new Response(whole).arrayBuffer();
+  const cancelled = slotHeldBody(storeRead([new Uint8Array(100)]).body, () => {}, {
+    timers,
+    stats,
+  });
+  await cancelled.cancel();
+  assert.equal(stats.idleTimeouts, 1);
+  assert.equal(armedIdle(timers), 0);
 });
