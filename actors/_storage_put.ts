@@ -47,7 +47,14 @@ export function startPut(
     if (message.private && !core.options.ownerKey) {
       throw new StorageError("key_required", "private put needs an owner key on this node");
     }
-    const pending = await PendingPut.begin(store);
+    // Admitted whole by its declared size when its bytes land here; with peers they go to them,
+    // and this node's share is judged object by object (review s75 vcrash F2).
+    const pending = await PendingPut.begin(
+      store,
+      replicated
+        ? undefined
+        : { declaredBytes: message.size, chunkSize: core.fileOptions().chunkSize },
+    );
     // A `local` put's objects are this node's own from the first one stored (see
     // StorageScope.localOnly).
     const stored: string[] = [];

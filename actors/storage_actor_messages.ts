@@ -50,6 +50,12 @@ export interface StoragePutMessage {
   pin?: boolean;
   /** Aborts the put. */
   signal?: AbortSignal;
+  /**
+   * The size the file declares (an upload's `Content-Length`): a put kept in this node's store
+   * is admitted for all of it against `storage.putMinFreeBytes` before it is read
+   * (`PendingPut`'s `declaredBytes`). Default: none, each object judged as it is written.
+   */
+  size?: number;
 }
 /** Stream a file (or a byte range). Answered with a `ReadableStream<Uint8Array>`. */
 export interface StorageGetMessage {

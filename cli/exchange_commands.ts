@@ -22,6 +22,7 @@ import {
   ownerKey,
   storedIn,
 } from "./storage_commands.ts";
+import { putMinFreeBytes } from "./_put_floor.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
@@ -86,12 +87,15 @@ export async function runImport(args: string[], io: CommandIo = {}): Promise<num
     // The file first: one that is not there must not leave a new, empty store in --data.
     const source = path === "-" ? Deno.stdin.readable : await openCarFile(path);
     const dir = await dataDir(parsed.values);
-    const store = await openStoreToAdd(dir, parsed.values.init === true).catch(
-      async (error) => {
+    // The floor the node's own uploads keep, as `put` keeps it: a CAR (a model, a data set)
+    // imported beside a running node fills the same disk as its ledger and receipts (review
+    // s75 vcrash F3: an import took a disk far under the floor `put` refused at).
+    const store = await putMinFreeBytes()
+      .then((floor) => openStoreToAdd(dir, parsed.values.init === true, { putMinFreeBytes: floor }))
+      .catch(async (error) => {
         await source.cancel(); // closes the file
         throw error;
-      },
-    );
+      });
     const pending = await PendingPut.begin(store);
     // Ctrl-C (or SIGTERM, SIGHUP) stops the import between blocks and says what it left: the
     // blocks stored so far, unpinned, which GC removes (it ended with exit 130 and not a word).

@@ -158,6 +158,7 @@ export function fileRoutes(
         name,
         mime: mime && mime !== "application/octet-stream" ? mime : undefined,
         signal,
+        size: declaredSize(c.req.header("content-length")),
       });
     } catch (error) {
       throw signal.aborted ? signal.reason : error;
@@ -254,3 +255,15 @@ function label(value: string | undefined, param: string): string | undefined {
 }
 
 export { parseRange } from "./http_range.ts";
+
+/**
+ * The size an upload declares (`Content-Length`), by which the store admits it against its floor
+ * of free disk before reading it (review s75 vcrash F2: a burst admitted chunk by chunk all
+ * failed); `undefined` for a chunked body or a header that is not one whole number, which are
+ * judged chunk by chunk as they are written. Deno ends a body at its declared length, so a client
+ * cannot write more than it was admitted for by sending more.
+ */
+function declaredSize(header: string | undefined): number | undefined {
+  if (header === undefined || !/^\d{1,15}$/.test(header.trim())) return undefined;
+  return Number(header.trim());
+}

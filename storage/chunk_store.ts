@@ -46,6 +46,7 @@ import { assertDagBlockSize } from "./unixfs.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
 import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+import { admissionCost, PutAdmission } from "./_put_admission.ts";
 import { collectGarbage } from "./_chunk_gc.ts";
 import { CidSlots, MaintenanceTurn, openStoreLock, STORE_LOCK } from "./_chunk_locks.ts";
 import { dirEntries } from "./_dir_entries.ts";
@@ -85,6 +86,8 @@ export {
   REPLICA_RECORD_BYTES,
 } from "./_chunk_costs.ts";
 export { RECENT_GIVER_MS } from "./_replica_shares.ts";
+// Public as what `admitPut` returns and a put draws on; made only by the store.
+export { PutAdmission } from "./_put_admission.ts";
 
 /** Test hooks that inject faults into the write path. */
 export interface ChunkStoreFaults {
@@ -246,6 +249,17 @@ export interface PinLabel {
   local?: boolean;
 }
 
+/** Options of {@link ChunkStore.pin}. */
+export interface PinOptions {
+  /**
+   * The root is named in a running put's `pending/` record (a {@link PendingPut} committing),
+   * which GC reads before it reads the pins: the pin is written without the store lock, so a
+   * commit never waits for a GC pass, nor hangs behind a stopped `cli.ts gc` (review s75 vcrash
+   * F1). Default `false`: checked and written under the lock, after re-reading the packs.
+   */
+  recorded?: boolean;
+}
+
 /** Options of {@link ChunkStore.put}. */
 export interface ChunkPutOptions extends BlockStoreCallOptions {
   /**
@@ -271,6 +285,20 @@ export interface ChunkPutOptions extends BlockStoreCallOptions {
    * as a whole only.
    */
   giver?: string;
+  /**
+   * Called before the put reuses a copy already stored instead of writing one, with the put's
+   * `signal`: resolves true once the copy may be reused (the index is re-read then, so a copy a
+   * GC took meanwhile is written afresh), false to write a fresh copy anyway. Writes of new
+   * bytes never call it. A {@link PendingPut} waits here, bounded, for a GC pass that may have
+   * read its roots before its record (review s75 vcrash F1: every upload waited out every pass).
+   * Default: reuse at once.
+   */
+  beforeReuse?: (signal: AbortSignal | undefined) => Promise<boolean>;
+  /**
+   * The room {@link ChunkStore.admitPut} promised the file this object is part of: the write
+   * draws on it, and only what it lacks is judged against `putMinFreeBytes`. Default: none.
+   */
+  admission?: PutAdmission;
 }
 
 const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
@@ -295,6 +323,11 @@ export class ChunkStore implements BlockStore {
   readonly #quarantine: Quarantine;
   /** What the writes in flight are charged (the quota's share of {@link #inFlight}). */
   #reserved = 0;
+  /**
+   * Room promised to admitted puts ({@link admitPut}) and not yet drawn by their writes: taken,
+   * for the floors of free disk, as writes in flight are.
+   */
+  #admitted = 0;
   /**
    * Each write in flight by CID (one at a time: {@link #slots}), with the call that takes its
    * reserve off: called once a pack holding its CID is counted, or when the write ends.
@@ -329,7 +362,7 @@ export class ChunkStore implements BlockStore {
       minFreeBytes: options?.replicaMinFreeBytes ?? 0,
       dir,
       index: this.#index,
-      reserved: () => this.#reserved,
+      reserved: () => this.#reserved + this.#admitted,
       faults: options?.faults,
       clock: this.#clock,
     });
@@ -520,6 +553,52 @@ export class ChunkStore implements BlockStore {
   }
 
   /**
+   * Promise a file put of `size` bytes (cut into `chunkSize` chunks) its room under
+   * `putMinFreeBytes` before a byte of it is read: it is counted taken until its writes draw on
+   * it ({@link ChunkPutOptions.admission}) or it is released, so as many puts of a burst as fit
+   * are admitted and the rest are refused at once, having written nothing (review s75 vcrash F2:
+   * 32 uploads into room for 4 interleaved their chunks and all failed, and their partial chunks
+   * held the room for the grace period). Release it when the put ends, whichever way. With no
+   * floor (`putMinFreeBytes` 0) nothing is checked or promised.
+   *
+   * @example
+   * ```ts
+   * import { ChunkStore } from "./chunk_store.ts";
+   * const store = await ChunkStore.open(await Deno.makeTempDir(), { putMinFreeBytes: 1024 });
+   * const admission = await store.admitPut(5, 256 * 1024);
+   * try {
+   *   await store.put(new TextEncoder().encode("hello"), { admission });
+   * } finally {
+   *   admission.release();
+   * }
+   * ```
+   *
+   * @throws {DiskFullError} the put's room and the floor are not free, the room promised to
+   * writes under way counted off (nothing promised).
+   * @throws {StorageUnwritableError} the store is {@link readOnly}.
+   */
+  async admitPut(size: number, chunkSize: number): Promise<PutAdmission> {
+    this.#assertWritable();
+    if (this.#putMinFree <= 0) return new PutAdmission(0, () => {});
+    const cost = admissionCost(size, chunkSize);
+    const free = await this.#replicas.diskFree();
+    // From the check to the promise nothing awaits, so concurrent admissions see each other's.
+    const promised = this.#reserved + this.#admitted;
+    if (free - promised - cost < this.#putMinFree) {
+      throw new DiskFullError(
+        undefined,
+        `no room for an upload of ${size} bytes (${cost} with what the store adds): the disk ` +
+          `has ${free} bytes free, ${promised} of them promised to writes under way, and the ` +
+          `store keeps ${this.#putMinFree} (storage.putMinFreeBytes) for the ledger, receipts ` +
+          "and index; retry when the uploads under way have ended, free space on the disk, or " +
+          "lower the floor",
+      );
+    }
+    this.#admitted += cost;
+    return new PutAdmission(cost, (left) => this.#admitted -= left);
+  }
+
+  /**
    * Bytes held here for the peer `giver` (hex of its key; `""`: for no peer), each chunk with
    * {@link REPLICA_OVERHEAD_BYTES}, writes in flight included: what its fair share is judged on.
    */
@@ -553,20 +632,34 @@ export class ChunkStore implements BlockStore {
     // The quota is the directory's, and other stores (the node and `cli.ts put`) write into it
     // too: count their objects before judging this one. A stat when nothing changed.
     if (Number.isFinite(this.#quota)) await this.#reloadIfChanged();
-    const existing = this.#index.get(cid);
+    let existing = this.#index.get(cid);
     // Deduplicate only against a copy well inside the GC grace period: an older unpinned copy may
     // be collected by a GC (here or in another process) before this put's caller pins it, so the
     // put writes a fresh copy instead, and the old one goes at the next GC. A replica already
     // recorded under `replicas/` is rooted for good (records are never removed), so no GC can take
     // its copy: a peer sending it again refreshes nothing and writes nothing.
-    const young = existing !== undefined &&
-      this.#clock() - (this.#index.packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
-    const rooted = existing !== undefined && !young && options?.replica === true &&
-      await this.isReplica(cid);
+    const reusable = async () => {
+      const young = existing !== undefined &&
+        this.#clock() - (this.#index.packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
+      const rooted = existing !== undefined && !young && options?.replica === true &&
+        await this.isReplica(cid);
+      return young || rooted;
+    };
+    let reuse = await reusable();
+    if (reuse && options?.beforeReuse) {
+      reuse = await options.beforeReuse(options.signal);
+      // The caller waited (a GC pass may have ended): what the pass left is judged, not the copy
+      // this index saw before it.
+      if (reuse) {
+        await this.#reloadIfChanged();
+        existing = this.#index.get(cid);
+        reuse = await reusable();
+      }
+    }
     const forPeers = options?.replica === true;
     const giver = options?.giver ?? NO_GIVER;
     // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
-    if (existing && (young || rooted) && (!verifyExisting || await this.#quarantineLocked(cid))) {
+    if (existing && reuse && (!verifyExisting || await this.#quarantineLocked(cid))) {
       // A peer's record of a copy already here (the node's own, young) holds it for peers for good:
       // charged from now, so it must fit as a written one must (nothing is written: no disk check).
       if (forPeers) {
@@ -586,8 +679,18 @@ export class ChunkStore implements BlockStore {
     if (taken + cost > this.#quota) {
       throw new QuotaExceededError(cost, this.#quota - taken);
     }
-    // Writes in flight are not on the disk yet: what they will take is counted off as well.
-    if (!forPeers && free - this.#reserved - cost < this.#putMinFree) {
+    // Writes in flight are not on the disk yet: what they will take is counted off as well, and
+    // so is the room promised to admitted puts. What this put was promised was judged when it
+    // was admitted: only the rest of the write is judged now (judged again, the promise was
+    // counted twice while the pack was written, on the disk and in flight, and the admitted
+    // puts of a burst failed as before).
+    const admission = forPeers ? undefined : options?.admission;
+    const promised = Math.min(cost, admission?.left ?? 0);
+    const unpromised = cost - promised;
+    if (
+      !forPeers && unpromised > 0 &&
+      free - this.#reserved - (this.#admitted - promised) - unpromised < this.#putMinFree
+    ) {
       throw new DiskFullError(
         undefined,
         `no room for a put of ${cost} bytes: the disk has ${free} bytes free, and the store ` +
@@ -601,6 +704,8 @@ export class ChunkStore implements BlockStore {
     if (joined) this.#replicas.holdForPeers(cid, giver);
     // An indexed copy joining the set was charged as it joined: its fresh copy is not charged again.
     const replicaReserve = joined && existing ? 0 : replicaCost;
+    // The promise becomes a write in flight: still counted, once.
+    this.#admitted -= admission?.draw(cost) ?? 0;
     this.#reserved += cost;
     this.#replicas.reserve(giver, replicaReserve);
     // Taken off in the turn a pack holding the CID is counted (the writer's onPack, or a reload
@@ -755,21 +860,30 @@ export class ChunkStore implements BlockStore {
    * record, and rewriting the pin empty dropped its `local` (a local file's chunks then went to
    * the peers) when `cli.ts import` pinned the roots of that file's CAR. A `label` replaces it.
    *
+   * A root a running put's `pending/` record names ({@link PinOptions.recorded}) is pinned
+   * without the lock: GC reads the records before the pins, so the record keeps it until the pin
+   * does.
+   *
    * @throws {ChunkNotFoundError} the object is not stored here: a pin of nothing would stop
    * every GC (it cannot know what the missing object references). Put it first.
    */
-  async pin(cid: string, label?: PinLabel): Promise<void> {
+  async pin(cid: string, label?: PinLabel, options?: PinOptions): Promise<void> {
     const key = storageKey(cid);
     const text = label?.name !== undefined || label?.mime !== undefined || label?.local
       ? JSON.stringify({ name: label.name, mime: label.mime, local: label.local || undefined })
       : "";
-    await this.#rewriting(async () => {
+    const write = async () => {
       if (!this.#index.has(key)) {
         throw new ChunkNotFoundError(cid, "the local store; put it before pinning it");
       }
       if (label === undefined && await pathExists(join(this.#dir, PINS_DIR, cid))) return;
       await this.#roots.touchRoot(PINS_DIR, cid, new TextEncoder().encode(text));
-    });
+    };
+    if (!options?.recorded) return await this.#rewriting(write);
+    // The put stored or reused the root after its record, having waited out any pass that read
+    // the roots without it (`PendingPut`): this index holds what is on disk for it.
+    this.#assertWritable();
+    await write();
   }
 
   /**

@@ -21,7 +21,13 @@ export interface GatewayStorage {
   /** Store a public file (pinned, with its labels); resolves once stored. */
   put(
     source: ReadableStream<Uint8Array>,
-    options: { name?: string; mime?: string; signal?: AbortSignal },
+    options: {
+      name?: string;
+      mime?: string;
+      signal?: AbortSignal;
+      /** The size the upload declares (`Content-Length`): admitted against the disk floor first. */
+      size?: number;
+    },
   ): Promise<PutFileResult>;
   /** One verified block, by any CID of it (local or from the storage peers). */
   block(cid: string, signal?: AbortSignal, options?: { local?: boolean }): Promise<Uint8Array>;

@@ -24,8 +24,45 @@ import { cidOfAsync } from "./_hash.ts";
 import { openStoreLock, STORE_LOCK } from "./_chunk_locks.ts";
 import { PENDING_DIR } from "./gc_roots.ts";
 import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
+import type { PutAdmission } from "./_put_admission.ts";
+import { DEFAULT_CHUNK_SIZE } from "../streams/chunker_stream.ts";
 
 const encoder = new TextEncoder();
+
+/**
+ * How long a put that would reuse a stored copy waits for a GC pass running now (in any process)
+ * before it writes a fresh copy instead. Writing afresh is always safe (the record came first,
+ * see {@link PendingPut.put}) and costs one object's bytes until the next GC, while a pass over a
+ * store of a few thousand objects holds the lock for seconds (3–12 s in review s75 vcrash F1)
+ * and a stopped `cli.ts gc` holds it for good: a second lets a short pass end and keeps the
+ * dedupe, and no upload waits on a pass longer than that.
+ */
+export const GC_REUSE_WAIT_MS = 1_000;
+
+/**
+ * How often that wait tries the store lock. A blocking `lock()` cannot be given up: a put that
+ * stopped waiting would leave a thread blocked on the file until the pass ends. Short against
+ * {@link GC_REUSE_WAIT_MS}, long enough that the polling costs nothing.
+ */
+const GC_LOCK_POLL_MS = 20;
+
+/** Options of {@link PendingPut.begin}. */
+export interface PendingPutOptions {
+  /**
+   * How long a reuse of a stored copy waits for a running GC pass before writing a fresh copy.
+   * Default {@link GC_REUSE_WAIT_MS}.
+   */
+  reuseWaitMs?: number;
+  /**
+   * The size the file declares (an upload's `Content-Length`): the put is admitted against the
+   * store's floor of free disk for all of it before anything is written
+   * ({@link ChunkStore.admitPut}), and refused with `disk_full` at once when it does not fit.
+   * Default: none, and each object is judged as it is written.
+   */
+  declaredBytes?: number;
+  /** The chunk size the file is cut into, to cost {@link declaredBytes}. Default 256 KiB. */
+  chunkSize?: number;
+}
 
 /** A put in progress whose objects GC keeps until it commits or is released. */
 export class PendingPut implements BlockStore {
@@ -35,11 +72,22 @@ export class PendingPut implements BlockStore {
   /** Objects and bytes recorded, so a failed put can say what it leaves for GC. */
   #recorded = { objects: 0, bytes: 0 };
   #open = true;
+  readonly #reuseWaitMs: number;
+  /** The room promised to the whole file ({@link PendingPutOptions.declaredBytes}), if any. */
+  readonly #admission: PutAdmission | undefined;
 
-  private constructor(store: ChunkStore, path: string, file: Deno.FsFile) {
+  private constructor(
+    store: ChunkStore,
+    path: string,
+    file: Deno.FsFile,
+    options: PendingPutOptions | undefined,
+    admission: PutAdmission | undefined,
+  ) {
     this.#store = store;
     this.#path = path;
     this.#file = file;
+    this.#reuseWaitMs = options?.reuseWaitMs ?? GC_REUSE_WAIT_MS;
+    this.#admission = admission;
   }
 
   /**
@@ -61,8 +109,30 @@ export class PendingPut implements BlockStore {
    *   await pending.release();
    * }
    * ```
+   *
+   * @throws {DiskFullError} {@link PendingPutOptions.declaredBytes} does not fit above the
+   * store's floor of free disk: nothing is written.
    */
-  static async begin(store: ChunkStore): Promise<PendingPut> {
+  static async begin(store: ChunkStore, options?: PendingPutOptions): Promise<PendingPut> {
+    // Admitted first: a put refused for room writes nothing, not even its record.
+    const admission = options?.declaredBytes === undefined ? undefined : await store.admitPut(
+      options.declaredBytes,
+      options.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    );
+    try {
+      return await PendingPut.#create(store, options, admission);
+    } catch (error) {
+      admission?.release();
+      throw error;
+    }
+  }
+
+  /** Create and lock the put's record. */
+  static async #create(
+    store: ChunkStore,
+    options: PendingPutOptions | undefined,
+    admission: PutAdmission | undefined,
+  ): Promise<PendingPut> {
     const name = `${Date.now().toString(36)}-${crypto.randomUUID()}`;
     const path = join(store.dir, PENDING_DIR, name);
     // The put's first write: a directory that can no longer be written (read-only, no
@@ -80,7 +150,7 @@ export class PendingPut implements BlockStore {
       await Deno.remove(path).catch(() => {});
       throw storageWriteError(error, path);
     }
-    return new PendingPut(store, path, file);
+    return new PendingPut(store, path, file, options, admission);
   }
 
   /**
@@ -91,7 +161,8 @@ export class PendingPut implements BlockStore {
    * reloads its index, so every copy it can see was written after its record was complete, and
    * it keeps it whatever grace period it was given (`gc --grace-ms 0` used to take a chunk
    * written but not yet recorded, and the file was acknowledged with it missing). A copy the put
-   * reuses instead of writing is covered by {@link #afterRunningGc}. A record whose write then
+   * reuses instead of writing is covered by {@link #afterRunningGc}, which only such a reuse
+   * waits for: new bytes never wait on a GC pass. A record whose write then
    * fails roots nothing: a CID with no copy keeps nothing for GC, and the figures of
    * {@link stored} count only what was stored.
    */
@@ -109,8 +180,12 @@ export class PendingPut implements BlockStore {
     } catch (error) {
       throw storageWriteError(error, this.#path);
     }
-    await this.#afterRunningGc();
-    await this.#store.put(bytes, { signal: options?.signal, verifyExisting: true });
+    await this.#store.put(bytes, {
+      signal: options?.signal,
+      verifyExisting: true,
+      beforeReuse: (signal) => this.#afterRunningGc(signal),
+      admission: this.#admission,
+    });
     // Counted, not collected: a set of CIDs would grow with the file.
     this.#recorded = {
       objects: this.#recorded.objects + 1,
@@ -120,22 +195,31 @@ export class PendingPut implements BlockStore {
   }
 
   /**
-   * Wait until no GC pass holds the store lock (in any process). A pass that took it before the
-   * record above was written read the roots without it, and may be about to remove an old copy of
-   * the object that the store would reuse instead of writing (puts deduplicate against young
-   * copies); once that pass is over, the put's check of the copy sees what it left, and every later
-   * pass reads the record. The lock is taken shared and let go at once: puts never wait on each
-   * other, only on a pass running now, and never hold it while they write.
+   * Before a stored copy is reused: wait until no GC pass holds the store lock (in any process),
+   * at most {@link PendingPutOptions.reuseWaitMs}; true when none does, false when the wait ran
+   * out (the store then writes a fresh copy, which the record protects). A pass that took the
+   * lock before the record was written read the roots without it, and may be about to remove the
+   * copy; once it is over, the store re-reads its index and sees what it left, and every later
+   * pass reads the record. The lock is tried shared and let go at once: puts never wait on each
+   * other, and never hold it while they write. An aborted put stops waiting with its reason
+   * (review s75 vcrash F1: the wait had no limit and ignored the signal, so a stopped
+   * `cli.ts gc` hung every upload, including those whose client had gone).
    */
-  async #afterRunningGc(): Promise<void> {
+  async #afterRunningGc(signal: AbortSignal | undefined): Promise<boolean> {
+    signal?.throwIfAborted();
     const path = join(this.#store.dir, STORE_LOCK);
     const lock = await openStoreLock(this.#store.dir).catch((error) => {
       throw storageWriteError(error, path);
     });
     try {
-      await lock.lock(false);
-    } catch (error) {
-      throw storageWriteError(error, path);
+      for (let waited = 0;; waited += GC_LOCK_POLL_MS) {
+        const free = await lock.tryLock(false).catch((error) => {
+          throw storageWriteError(error, path);
+        });
+        if (free) return true;
+        if (waited >= this.#reuseWaitMs) return false;
+        await pause(GC_LOCK_POLL_MS, signal);
+      }
     } finally {
       lock.close(); // releases it
     }
@@ -165,9 +249,14 @@ export class PendingPut implements BlockStore {
     return this.#store.isLegacyManifest(cid);
   }
 
-  /** Pin `root` (the file id this put produced), then release the record. */
+  /**
+   * Pin `root` (the file id this put produced), then release the record. The record keeps the
+   * root until the pin is written, so the pin takes no store lock: a commit never waits for a
+   * GC pass (review s75 vcrash F1: it waited out the whole pass, and forever behind a stopped
+   * `cli.ts gc`).
+   */
   async commit(root: string, label?: PinLabel): Promise<void> {
-    await this.#store.pin(root, label);
+    await this.#store.pin(root, label, { recorded: true });
     await this.release();
   }
 
@@ -183,6 +272,7 @@ export class PendingPut implements BlockStore {
   async release(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    this.#admission?.release(); // the room it did not write is free for other puts
     // Removed while still locked, so no collector ever takes it for a dead put's record.
     try {
       await Deno.remove(this.#path).catch((error) => {
@@ -192,4 +282,23 @@ export class PendingPut implements BlockStore {
       this.#file.close();
     }
   }
+}
+
+/**
+ * Resolve after `ms`, or reject with `signal`'s reason as soon as it aborts (`actors/_common.ts`'
+ * `sleep` resolves instead, and a domain library does not import the actors').
+ */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

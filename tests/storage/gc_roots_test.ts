@@ -69,8 +69,12 @@ Deno.test("GC in a node keeps the chunks a CLI put in another process has acknow
   const stdin = put.stdin.getWriter();
   await stdin.write(chunk);
   // The put has stored (a fresh copy of) the chunk and acknowledged it; it waits for more input.
+  // It records the CID before it writes the copy (so a GC in between keeps it): wait for both.
   await eventually(async () => (await pendingRecords(dir)).includes(cid), "the put's record");
-  assert.equal((await packFilesUnder(dir)).length, 2, "the put wrote a fresh copy");
+  await eventually(
+    async () => (await packFilesUnder(dir)).length === 2,
+    "the put's fresh copy of the chunk",
+  );
 
   const result = await node.gc();
   assert.equal(result.removed, 0, "the running put's chunk is a root");

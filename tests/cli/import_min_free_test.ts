@@ -1,0 +1,56 @@
+/**
+ * `cli.ts import` keeps the floor of free disk `cli.ts put` and the node's own uploads keep
+ * (`storage.putMinFreeBytes`, read by `cli/_put_floor.ts`). Before (review s75 vcrash F3), the
+ * import opened the store with no floor and took a disk beside a running node far under it. The
+ * disk is the test machine's: a floor far above any disk's size stands for a full one.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runExport, runImport } from "../../cli/exchange_commands.ts";
+import { runLs, runPut } from "../../cli/storage_commands.ts";
+import { captureConsole as capture } from "../_helpers/console_capture.ts";
+
+/** More free bytes than any disk here has (4 PiB): a floor no write can keep. */
+const FLOOR_NO_DISK_KEEPS = 4 * 1024 ** 5;
+
+/** The variable `start` and `put` read the floor from. */
+const FLOOR_VARIABLE = "VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES";
+
+Deno.test("import refuses a CAR that would leave less free disk than storage.putMinFreeBytes (disk_full, exit 1) and pins nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-import-floor-" });
+  const before = Deno.env.get(FLOOR_VARIABLE);
+  try {
+    // A CAR of a small file, exported from a store with no floor.
+    Deno.env.set(FLOOR_VARIABLE, "0");
+    const source = join(dir, "source");
+    await Deno.writeTextFile(join(dir, "in.txt"), "hello, import floor");
+    const put = await capture(() => runPut(["--init", "--data", source, join(dir, "in.txt")]));
+    assert.equal(put.code, 0, put.err);
+    const car = join(dir, "in.car");
+    const exported = await capture(() => runExport(["--data", source, "-o", car, put.out.trim()]));
+    assert.equal(exported.code, 0, exported.err);
+
+    const data = join(dir, "node");
+    Deno.env.set(FLOOR_VARIABLE, String(FLOOR_NO_DISK_KEEPS));
+    const refused = await capture(() => runImport(["--init", "--data", data, car]));
+    assert.equal(refused.code, 1, `the import was not refused: ${refused.out} ${refused.err}`);
+    assert.match(refused.err, /error \[disk_full\]/);
+    assert.match(
+      refused.err,
+      new RegExp(`keeps ${FLOOR_NO_DISK_KEEPS} \\(storage\\.putMinFreeBytes\\)`),
+    );
+    const ls = await capture(() => runLs(["--data", data]));
+    assert.match(ls.out, /0 files/);
+
+    // With room above the floor the same CAR imports.
+    Deno.env.set(FLOOR_VARIABLE, "0");
+    const imported = await capture(() => runImport(["--data", data, car]));
+    assert.equal(imported.code, 0, imported.err);
+  } finally {
+    if (before === undefined) Deno.env.delete(FLOOR_VARIABLE);
+    else Deno.env.set(FLOOR_VARIABLE, before);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
