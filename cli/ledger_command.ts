@@ -23,9 +23,11 @@ import {
   type VouchedDamage,
 } from "../proof/ledger_verify.ts";
 import { LOG_FILE } from "../proof/ledger_log.ts";
+import { roundCredits } from "../proof/ledger_state.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
   CHECKPOINT_LOSS_CHECKS,
+  checkpointLossText,
   type LedgerCutAccount,
   type LedgerCutSummary,
   LedgerRepairCutsSignedError,
@@ -117,32 +119,30 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
       );
       return 1;
     }
-    if (error instanceof VeriflowError) {
-      // `repair --json` answers a refusal in JSON too, so a script reads one shape.
-      if (values.json === true && action === "repair") {
-        io.out(JSON.stringify({ ok: false, error: { code: error.code, message: error.message } }));
-        return 1;
-      }
-      io.err(`error [${error.code}]: ${error.message}`);
+    // With --json every exit-1 outcome is one JSON object on stdout, so a script reads one
+    // shape (review s75 G4); usage errors (exit 2) stay text.
+    // A file-system error has no code of its own: its text line stays as it was (`error: …`).
+    const fail = (code: string, message: string, text = `error [${code}]: ${message}`) => {
+      if (values.json === true) io.out(JSON.stringify({ ok: false, error: { code, message } }));
+      else io.err(text);
       return 1;
-    }
+    };
+    if (error instanceof VeriflowError) return fail(error.code, error.message);
     if (error instanceof Deno.errors.NotADirectory) {
       // The file in the way may be the data directory's `ledger`, not the data directory.
       const ledgerDir = join(dataDir, "ledger");
       const dataIsDirectory = await Deno.stat(dataDir).then((s) => s.isDirectory, () => false);
-      io.err(
-        dataIsDirectory
-          ? `error: ${ledgerDir} is not a directory: a file is where the node keeps its ledger; ` +
-            `move it aside, or check --data (${error.message})`
-          : `error: --data ${dataDir} is not a directory: give the node's data directory ` +
-            `(${error.message})`,
-      );
-      return 1;
+      const message = dataIsDirectory
+        ? `${ledgerDir} is not a directory: a file is where the node keeps its ledger; ` +
+          `move it aside, or check --data (${error.message})`
+        : `--data ${dataDir} is not a directory: give the node's data directory ` +
+          `(${error.message})`;
+      return fail("not_a_directory", message, `error: ${message}`);
     }
     // Deno's file-system errors name the path ("Permission denied (os error 13): open '…'").
     if (Object.values(Deno.errors).some((type) => error instanceof type)) {
-      io.err(`error: --data ${dataDir}: ${(error as Error).message}`);
-      return 1;
+      const message = `--data ${dataDir}: ${(error as Error).message}`;
+      return fail("io_error", message, `error: ${message}`);
     }
     throw error;
   }
@@ -191,11 +191,11 @@ async function repair(dataDir: string, flags: RepairFlags, io: CommandOutput): P
   try {
     const identity = await readIdentity(dataDir);
     if (identity === undefined) {
-      io.err(
-        `error: ${join(dataDir, IDENTITY_FILE)} not found: the ledger is signed with the node's ` +
+      throw new LedgerError(
+        "identity_missing",
+        `${join(dataDir, IDENTITY_FILE)} not found: the ledger is signed with the node's ` +
           `key, so repair needs it (is --data the node's data directory?)`,
       );
-      return 1;
     }
     const report = await repairLedger(join(dataDir, "ledger"), identity, {
       refuseSignedCut: !flags.force,
@@ -229,6 +229,19 @@ async function repair(dataDir: string, flags: RepairFlags, io: CommandOutput): P
           : `moved the checkpoint that did not match the log to ${report.checkpointSetAsidePath}`,
       );
     }
+    const vouched = report.before.vouched;
+    if (vouched !== undefined) {
+      // Kept by design (the checkpoint vouches for it; cutting it would lose all it covers), so
+      // not "all verified": verify goes on reporting it (review s75 G3).
+      io.out(
+        `repaired: ${report.length} entries kept; head ${report.head.slice(0, 16)}…; ` +
+          // The repair's own open signs a fresh checkpoint at the end of what it kept.
+          `${vouchedWhich(vouched)} stays damaged under the signed checkpoint, now at entry ` +
+          `${report.length}, which vouches for it: ledger verify will keep ` +
+          `reporting it ("matches past damage", exit 1); nothing can restore it`,
+      );
+      return 0;
+    }
     io.out(
       `repaired: ${report.length} entries, all verified; head ${report.head.slice(0, 16)}…` +
         (report.kept === 0 ? " (nothing verified: a new genesis was written)" : ""),
@@ -256,14 +269,30 @@ export function describeCut(cut: LedgerCutSummary, owner?: string): string[] {
   const kinds = (counts: Record<string, number>) =>
     Object.entries(counts).map(([kind, n]) => `${kind} ×${n}`).join(", ");
   const unverified = Object.values(cut.unverifiedKinds).reduce((a, b) => a + b, 0);
-  const lines = [
+  const lines: string[] = [];
+  const cp = cut.checkpoint;
+  // Cut off by the damage, the checkpoint's difference is the whole loss and the cut entries
+  // are what makes it up: labelled so, or a reader adding the sections counts them twice
+  // (review s75 G2).
+  const part = cp?.check === "cut_off_by_damage" ? " (part of the loss above)" : "";
+  if (cp !== undefined) {
+    lines.push(
+      `lost: ${checkpointLossText(cp, cut.signedEntries)}; ` +
+        (part === "" ? "" : "in all, ") +
+        `per account, the checkpoint's → the kept log's` +
+        (cp.comparedAt < cp.seq ? "" : ` first ${cp.comparedAt} entries`) +
+        (cp.accounts.length === 0 ? ": no account differs" : ""),
+    );
+    lines.push(...accountLines("lost", cp.accounts, owner));
+  }
+  lines.push(
     cut.signedEntries === 0
       ? "cut: no whole entry signed by this node"
-      : `cut: ${cut.signedEntries} whole entries signed by this node (${kinds(cut.kinds)}); ` +
-        `per account, with them → without them` +
+      : `cut${part}: ${cut.signedEntries} whole entries signed by this node ` +
+        `(${kinds(cut.kinds)}); per account, with them → without them` +
         (cut.notApplied > 0 ? `, ${cut.notApplied} of them changing nothing shown here` : ""),
-  ];
-  lines.push(...accountLines("cut", cut.accounts, owner));
+  );
+  lines.push(...accountLines(`cut${part}`, cut.accounts, owner));
   if (cut.signedEntries > 0 && cut.accounts.length === 0) {
     lines.push("cut: no account's balance, stake or locked changes with them");
   }
@@ -273,25 +302,13 @@ export function describeCut(cut: LedgerCutSummary, owner?: string): string[] {
         `written twice); cutting them loses nothing`,
     );
   }
-  const cp = cut.checkpoint;
-  if (cp !== undefined) {
-    lines.push(
-      `lost: the checkpoint signed by this node at entry ${cp.seq} records ` +
-        (cp.missingEntries > 0
-          ? `${cp.missingEntries} entries the log no longer holds`
-          : "a state the kept entries do not give") +
-        `; per account, the checkpoint's → the kept log's` +
-        (cp.accounts.length === 0 ? ": no account differs" : ""),
-    );
-    lines.push(...accountLines("lost", cp.accounts, owner));
-  }
   if (unverified > 0) {
     lines.push(
-      `cut too: ${unverified} entries that do not verify (${kinds(cut.unverifiedKinds)}); ` +
+      `cut too${part}: ${unverified} entries that do not verify (${kinds(cut.unverifiedKinds)}); ` +
         `as written (not to be trusted) they change:` +
         (cut.unverifiedAccounts.length === 0 ? " no account" : ""),
     );
-    lines.push(...accountLines("cut too", cut.unverifiedAccounts, owner));
+    lines.push(...accountLines(`cut too${part}`, cut.unverifiedAccounts, owner));
   }
   if (cut.otherBytes > 0) lines.push(`cut: ${cut.otherBytes} bytes that are no entry`);
   return lines;
@@ -308,7 +325,11 @@ function accountLines(label: string, accounts: LedgerCutAccount[], owner?: strin
   const lines: string[] = [];
   if (accounts.length > 1) {
     const totals = FIELDS.map((field) => {
-      const delta = accounts.reduce((sum, a) => sum + a.after[field] - a.before[field], 0);
+      // Kept to a millionth as the ledger keeps amounts: raw sums of doubles printed
+      // -2.800000000046566 (review s75 G5).
+      const delta = roundCredits(
+        accounts.reduce((sum, a) => sum + a.after[field] - a.before[field], 0),
+      );
       return delta === 0 ? undefined : `${field} ${signed(delta)}`;
     }).filter((t) => t !== undefined);
     lines.push(
@@ -347,7 +368,8 @@ function accountChange({ key, before, after, inKept }: LedgerCutAccount, owner?:
   const changes = FIELDS
     .filter((field) => before[field] !== after[field])
     .map((field) =>
-      `${field} ${before[field]} → ${after[field]} (${signed(after[field] - before[field])})`
+      `${field} ${before[field]} → ${after[field]} ` +
+      `(${signed(roundCredits(after[field] - before[field]))})`
     );
   const tags = [
     ...(key === owner ? ["this node"] : []),
@@ -420,9 +442,14 @@ function describe(report: LedgerVerifyReport, dataDir: string, advise = true): s
     );
   }
   if (!report.ok && advise) {
+    // Only the checkpoint is wrong (another key's, or a log rewritten under it and gone on past
+    // it): no byte is set aside, and saying "the rest" promised a cut (review s75 G1).
+    const keep = report.validBytes === report.totalBytes
+      ? `to keep all ${report.entries} entries (they verify; nothing is set aside) and move the ` +
+        `checkpoint aside`
+      : `to keep the ${report.entries} entries that verify and set the rest aside`;
     lines.push(
-      `to keep the ${report.entries} entries that verify and set the rest aside, stop the node ` +
-        `and run: deno run -A cli.ts ledger repair --data ${dataDir}`,
+      `${keep}, stop the node and run: deno run -A cli.ts ledger repair --data ${dataDir}`,
     );
     const refusal = repairRefusal(report);
     if (refusal !== undefined) lines.push(refusal);
@@ -435,13 +462,25 @@ function describe(report: LedgerVerifyReport, dataDir: string, advise = true): s
  * the operator met only on the third command), the line that says so and what `--force` costs.
  */
 function repairRefusal(report: LedgerVerifyReport): string | undefined {
+  const { check, seq } = report.checkpoint;
+  const after = report.damage !== undefined && report.framesAfterDamage > 0
+    ? `the ${report.framesAfterDamage} whole entries after the damage`
+    : undefined;
+  // Worded by where the log stands against the checkpoint (review s75 G1, G2): past it with
+  // other entries under it, cut off from it by the damage (the same entries, said once), or
+  // ending before it.
+  const checkpoint = !CHECKPOINT_LOSS_CHECKS.has(check)
+    ? undefined
+    : check === "does_not_match"
+    ? `where the signed checkpoint at entry ${seq} differs from the kept log's first ${seq} ` +
+      `entries (the log was rewritten under it; the entries past it are kept)`
+    : check === "cut_off_by_damage"
+    ? `the entries from the damage on that the signed checkpoint at entry ${seq} covers, ` +
+      `counted once: the checkpoint's state against the kept one, the entries cut as its parts`
+    : `the entries the signed checkpoint at entry ${seq} covers beyond them`;
   const lost = [
-    ...(report.damage !== undefined && report.framesAfterDamage > 0
-      ? [`the ${report.framesAfterDamage} whole entries after the damage`]
-      : []),
-    ...(CHECKPOINT_LOSS_CHECKS.has(report.checkpoint.check)
-      ? [`the entries the signed checkpoint at entry ${report.checkpoint.seq} covers beyond them`]
-      : []),
+    ...(after === undefined || check === "cut_off_by_damage" ? [] : [after]),
+    ...(checkpoint === undefined ? [] : [checkpoint]),
   ];
   if (lost.length === 0) return undefined;
   return `ledger repair lists per account what would be lost (${lost.join(", and ")}); where ` +
@@ -459,9 +498,7 @@ function describeVouched(
   vouched: VouchedDamage,
   checkpointSeq: number,
 ): string[] {
-  const which = vouched.to - vouched.from === 1
-    ? `entry ${vouched.from}`
-    : `entries ${vouched.from} to ${vouched.to - 1}`;
+  const which = vouchedWhich(vouched);
   const lines = [
     `damaged: ${which} (bytes ${damage.offset} to ${vouched.resumesAt}): ${damage.reason}`,
     `vouched: the signed checkpoint at entry ${checkpointSeq} covers the ` +
@@ -487,6 +524,13 @@ function describeVouched(
       `the disk that holds it (ledger repair refuses here: ledger_damage_vouched)`,
   );
   return lines;
+}
+
+/** `entry 5`, `entries 5 to 7`: the damaged entries a checkpoint vouches past. */
+function vouchedWhich(vouched: VouchedDamage): string {
+  return vouched.to - vouched.from === 1
+    ? `entry ${vouched.from}`
+    : `entries ${vouched.from} to ${vouched.to - 1}`;
 }
 
 /**

@@ -15,7 +15,7 @@ export class LedgerError extends VeriflowError {}
  * whole entries signed by the owner after the damage, or what a signed checkpoint beyond the log
  * records.
  */
-export type RepairRefusal = "signed_entries" | "checkpoint";
+export type RepairRefusal = "signed_entries" | "checkpoint" | "checkpoint_rewritten";
 
 /** The log on disk fails verification at entry `seq`. */
 export class LedgerTamperedError extends LedgerError {
@@ -83,11 +83,19 @@ function recoveryHint(seq: number, dir: string | undefined, refusal?: RepairRefu
   const data = dir === undefined ? "DIR" : basename(dir) === "ledger" ? dirname(dir) : dir;
   const what = refusal === "signed_entries"
     ? "the whole entries signed by this node after the damage carry"
+    : refusal === "checkpoint_rewritten"
+    ? `the signed checkpoint records that the kept log's first ${seq + 1} entries do not give`
     : "the signed checkpoint records beyond the entries kept";
+  // A log that goes on past the checkpoint's place is kept past it (review s75 G1): "the `seq`
+  // entries before it" promised fewer than repair keeps.
+  const keeps = refusal === "checkpoint_rewritten"
+    ? `every entry that verifies from genesis, past the checkpoint's place too (\`ledger ` +
+      `verify\` counts them), and sets aside any bytes after them in a file next to the log`
+    : `the ${seq} entries before it, or as many of them as verify from genesis (\`ledger ` +
+      `verify\` counts them), and sets the rest aside in a file next to the log`;
   return `To recover, stop the node, run \`deno run -A cli.ts ledger verify --data ${data}\` ` +
-    `to see the damage, then \`deno run -A cli.ts ledger repair --data ${data}\`: it keeps the ` +
-    `${seq} entries before it, or as many of them as verify from genesis (\`ledger verify\` ` +
-    `counts them), and sets the rest aside in a file next to the log` +
+    `to see the damage, then \`deno run -A cli.ts ledger repair --data ${data}\`: it keeps ` +
+    keeps +
     (refusal === undefined
       ? ""
       : `. Acknowledged entries are lost here: repair lists per account what ${what} and ` +

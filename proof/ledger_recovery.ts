@@ -36,6 +36,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { decodeCbor } from "../protocols/cbor.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
@@ -49,12 +50,16 @@ import {
   MAX_ENTRY_BYTES,
   signedEntry,
 } from "./ledger_entry.ts";
-import { LedgerOwnerMismatchError, LedgerTamperedError } from "./ledger_errors.ts";
+import {
+  LedgerOwnerMismatchError,
+  LedgerTamperedError,
+  type RepairRefusal,
+} from "./ledger_errors.ts";
 import { type LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import { writeFileDurably } from "./_durable_file.ts";
 import { LedgerState } from "./ledger_state.ts";
 import { type IndexPosition, type LedgerIndex, positionAfter } from "./ledger_index.ts";
-import { readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
+import { CHECKPOINT_FILE, readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
 import { pathExists } from "../storage/path_exists.ts";
 import { RebuildLog, type RebuildScope } from "./_ledger_rebuild_log.ts";
 
@@ -108,7 +113,7 @@ export async function recoverLedger(
   // Another node's ledger is named as such before its checkpoint is compared with the log: the
   // checkpoint check called it tampering and advised a repair, which refuses it (review s75).
   await checkGenesisOwner(log, owner, dir);
-  const { start, state } = await startingPoint(dir, log, owner);
+  const { start, state } = await startingPoint(dir, log, owner, watch.log);
   const { at, why } = await validIndexPosition(log, index, ownerHex);
   const position = at ?? GENESIS;
   // A read longer than the at most checkpoint-interval entries of an ordinary open: said, with
@@ -502,8 +507,19 @@ async function startingPoint(
   dir: string,
   log: LedgerLog,
   owner: Uint8Array,
+  say?: (line: string) => void,
 ): Promise<{ start: ChainPoint; state: LedgerState }> {
   const checkpoint = await readCheckpoint(dir);
+  if (typeof checkpoint === "object" && !verifyCheckpoint(checkpoint, owner)) {
+    // Not trusted, but not silently: the log said "no checkpoint" while one sat there (review
+    // s75). Left in place, not deleted: `ledger repair` moves it aside.
+    say?.(
+      `ledger: ${join(dir, CHECKPOINT_FILE)} is not signed by this node's key (another ` +
+        `identity's, or altered): ignored and left where it is; the log is checked from ` +
+        `genesis (ledger verify reports it as a bad signature; ledger repair moves it to ` +
+        `${CHECKPOINT_FILE}.rejected-<time>)`,
+    );
+  }
   if (typeof checkpoint !== "object" || !verifyCheckpoint(checkpoint, owner)) {
     // None, unreadable or not the owner's: replay (and check) from genesis.
     return { start: GENESIS, state: new LedgerState() };
@@ -514,8 +530,8 @@ async function startingPoint(
     return { start: GENESIS, state: new LedgerState() };
   }
   // Signed by the owner, so the entries it covers were acknowledged: they must still be there.
-  const missing = (reason: string) =>
-    new LedgerTamperedError(checkpoint.seq - 1, reason, dir, "checkpoint");
+  const missing = (reason: string, refusal: RepairRefusal = "checkpoint") =>
+    new LedgerTamperedError(checkpoint.seq - 1, reason, dir, refusal);
   if (log.size < checkpoint.end) {
     throw missing(
       `the log ends (byte ${log.size}) before the signed checkpoint's last entry ` +
@@ -527,7 +543,16 @@ async function startingPoint(
     found?.end !== checkpoint.end || found.entry.seq !== checkpoint.seq - 1 ||
     found.hash !== checkpoint.head
   ) {
-    throw missing("does not match the signed checkpoint");
+    // A log that goes on past the checkpoint's place holds other entries under it: said so,
+    // not as entries missing (review s75 G1).
+    throw log.size > checkpoint.end
+      ? missing(
+        `does not match the signed checkpoint: the log goes on past the checkpoint's place ` +
+          `(byte ${checkpoint.end} of ${log.size}), but the entry there is not the one it ` +
+          `signed (the log was rewritten under it)`,
+        "checkpoint_rewritten",
+      )
+      : missing("does not match the signed checkpoint");
   }
   return { start: checkpoint, state: LedgerState.restore(checkpoint.state) };
 }

@@ -82,9 +82,23 @@ export interface LedgerCutAccount {
 export interface LedgerCheckpointLoss {
   /** Entries the checkpoint covers. */
   seq: number;
+  /**
+   * How it compares with the log (`ledger verify`'s check): `beyond_log` (the log ends before
+   * it), `cut_off_by_damage` (damage before it, and this repair cuts the entries after the
+   * damage: then {@link accounts} is the whole loss, and the cut summary's accounts are what
+   * makes it up, not more of it: review s75 G2), or `does_not_match` (the log reaches it, but
+   * with other entries: rewritten under it).
+   */
+  check: CheckpointCheck;
   /** Of those, how many the kept log lacks (0 when it holds as many, but other ones). */
   missingEntries: number;
-  /** Per account: the checkpoint's state (`before`) and the kept log's (`after`). */
+  /**
+   * Entries of the kept log its state is compared at: the checkpoint's `seq` when the kept log
+   * goes that far (a log that went on past a checkpoint is compared where the checkpoint stands,
+   * not at its end: review s75 G1), else all the kept ones.
+   */
+  comparedAt: number;
+  /** Per account: the checkpoint's state (`before`) and the kept log's at `comparedAt` (`after`). */
   accounts: LedgerCutAccount[];
 }
 
@@ -222,10 +236,18 @@ export async function repairLedger(
     cut = await summarizeCut(path, { keptBytes, kept, keptState }, rest, identity.publicKey);
     if (lostCheckpoint !== undefined) {
       const recorded = LedgerState.restore(lostCheckpoint.state);
+      const comparedAt = Math.min(kept, lostCheckpoint.seq);
+      // The kept log may go on past the checkpoint (rewritten under it, then appended to): the
+      // entries after the checkpoint's place are not what it lost.
+      const atCheckpoint = comparedAt === kept
+        ? keptState
+        : await replayKept(path, keptBytes, undefined, comparedAt);
       cut.checkpoint = {
         seq: lostCheckpoint.seq,
+        check: before.checkpoint.check,
         missingEntries: Math.max(0, lostCheckpoint.seq - kept),
-        accounts: changedAccounts(recorded, keptState, keptState),
+        comparedAt,
+        accounts: changedAccounts(recorded, atCheckpoint, keptState),
       };
     }
     if (
@@ -317,19 +339,20 @@ async function readBytes(path: string, from: number, length: number): Promise<Ui
 /**
  * The state of the entries in the first `keptBytes` of the log at `path`: replayed from genesis
  * (they verify: `verifyLedger` said so), or from `from`, a checkpoint that vouches past damage
- * before it, and the entries after it.
+ * before it, and the entries after it; with `entries`, only the first that many.
  */
 async function replayKept(
   path: string,
   keptBytes: number,
   from?: LedgerCheckpoint,
+  entries = Infinity,
 ): Promise<LedgerState> {
   const state = from === undefined ? new LedgerState() : LedgerState.restore(from.state);
   const log = await LedgerLog.open(path);
   try {
     await log.readFrames(from?.end ?? 0, (frame) => {
       const entry = decodeEntry(frame.payload);
-      if (entry !== undefined) state.apply(entry);
+      if (entry !== undefined && entry.seq < entries) state.apply(entry);
     }, keptBytes);
   } finally {
     log.close();
@@ -485,7 +508,9 @@ export class LedgerRepairCutsSignedError extends LedgerError {
    */
   constructor(dir: string, kept: number, cut: LedgerCutSummary) {
     const lost: string[] = [];
-    if (cut.signedEntries > 0) {
+    // Cut off by the damage, the signed entries are part of what the checkpoint records: said
+    // once, as its breakdown, not added to it (review s75 G2).
+    if (cut.signedEntries > 0 && cut.checkpoint?.check !== "cut_off_by_damage") {
       lost.push(
         `${cut.signedEntries} whole entries signed by this node would be cut (acknowledged ` +
           `entries, not a torn append)`,
@@ -494,12 +519,7 @@ export class LedgerRepairCutsSignedError extends LedgerError {
     const cp = cut.checkpoint;
     if (cp !== undefined) {
       lost.push(
-        `the checkpoint signed by this node at entry ${cp.seq} records ` +
-          (cp.missingEntries > 0
-            ? `${cp.missingEntries} entries the log no longer holds (acknowledged entries are ` +
-              `gone: a log rolled back, overwritten or cut short)`
-            : `a state the kept entries do not give (the log was rewritten under it)`) +
-          `, ${cp.accounts.length} accounts differing`,
+        `${checkpointLossText(cp, cut.signedEntries)}, ${cp.accounts.length} accounts differing`,
       );
     }
     super(
@@ -510,6 +530,26 @@ export class LedgerRepairCutsSignedError extends LedgerError {
     this.cut = cut;
     this.kept = kept;
   }
+}
+
+/**
+ * What a signed checkpoint the kept log does not give records, in words, by how it compares with
+ * the log (review s75 G1, G2): entries the log no longer holds, entries after the damage that
+ * this repair cuts (with the signed ones among them), or other entries under it.
+ */
+export function checkpointLossText(cp: LedgerCheckpointLoss, signedEntries = 0): string {
+  const at = `the checkpoint signed by this node at entry ${cp.seq}`;
+  if (cp.check === "cut_off_by_damage") {
+    return `${at} covers ${cp.missingEntries} entries from the damage on, cut by this repair` +
+      (signedEntries > 0 ? ` (${signedEntries} of them whole entries signed by this node)` : "");
+  }
+  if (cp.missingEntries > 0) {
+    return `${at} records ${cp.missingEntries} entries the log no longer holds (acknowledged ` +
+      `entries are gone: a log rolled back, overwritten or cut short)`;
+  }
+  return `${at} records a state the kept log's first ${cp.comparedAt} entries do not give: the ` +
+    `log reaches the checkpoint's place but holds other entries there (rewritten under it); ` +
+    `entries it holds past that place are not part of the difference`;
 }
 
 /**

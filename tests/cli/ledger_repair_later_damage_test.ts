@@ -64,6 +64,20 @@ Deno.test("damage under a vouching checkpoint and after it: ledger repair cuts a
 
     const forced = await ledger("repair", "--force", "--data", dataDir);
     assert.equal(forced.code, 0, forced.err);
+    // The damage under the checkpoint stays (review s75 G3): not "all verified", and verify
+    // goes on reporting it, as the repair says.
+    assert.doesNotMatch(forced.out, /all verified/);
+    assert.match(
+      forced.out,
+      new RegExp(
+        `repaired: ${LATE_DAMAGE} entries kept; .*entry ${EARLY_DAMAGE} stays damaged under the ` +
+          `signed checkpoint, now at entry ${LATE_DAMAGE}, which vouches for it: ledger ` +
+          `verify will keep reporting it \\("matches past damage", exit 1\\)`,
+      ),
+    );
+    const after = await ledger("verify", "--data", dataDir);
+    assert.equal(after.code, 1);
+    assert.match(after.out, /matches past damage/);
     assert.deepEqual(await Deno.readFile(join(dir, LOG_FILE)), log.subarray(0, cutAt));
     const moved = [...Deno.readDirSync(dir)].filter((e) => e.name.startsWith(CHECKPOINT_FILE));
     assert.deepEqual(moved.map((e) => e.name), [CHECKPOINT_FILE], "the checkpoint was kept");
