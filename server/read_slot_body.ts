@@ -1,7 +1,8 @@
 /**
  * The response body of a read that holds a read slot (`read_slots.ts`): it gives the slot back
  * once the body has been sent whole, has failed, or was cancelled (the client went away), and
- * also once its client has taken nothing for {@link READ_IDLE_TIMEOUT_MS}. Without that last
+ * also once its client has taken nothing for {@link READ_IDLE_TIMEOUT_MS} and its slot is wanted
+ * (`ReadIdle.overdue`; review vreads2, F1: honest slow readers were cut). Without that last
  * rule a client that read the headers and then stopped reading (a TCP window kept at zero, which
  * `Deno.serve` has no write timeout for) held its slot for ever: 64 such reads from four /64s
  * shut every other reader out of the node, key holders included (review verify_limits, F1).
@@ -19,13 +20,19 @@ import type { EdgeStats } from "./edge_stats.ts";
 import type { DrainTimers } from "./serve.ts";
 
 /**
- * Longest a read's client may take nothing before its read is cut and its slot given back:
- * 60 s, nginx's `send_timeout` and Caddy's usual write timeout between two writes. A client that
- * reads at all, however slowly, takes a piece far more often (a 256 KiB piece at 5 KB/s, a GPRS
- * phone, drains in 52 s), so only a client that stopped reading is cut. A `<video>` paused for
- * more than a minute stops reading too and is cut like one: its player asks again with a `Range`
- * from where it stopped when it plays on (browsers reopen a media read that failed), while the
- * slot it held serves another reader meanwhile.
+ * Longest a read's client may take nothing before its read may be cut and its slot given back:
+ * 60 s, nginx's `send_timeout` and Caddy's usual write timeout between two writes. Past it the read
+ * is cut only when its slot is wanted (`ReadIdle.overdue`: `read_slots.ts` cuts it when a read of
+ * its pool is about to be refused or its own client has a read waiting), never merely because the
+ * time ran out: the gap between two pulls is set by the kernel's socket buffers, not by how fast
+ * the client reads. Over loopback (`tcp_wmem` 4 MiB) a client reading steadily at 16 KiB/s was not
+ * pulled from for 60 s and was cut (review vreads2, F1): with 4 MiB of buffer between the node and
+ * the client, a 16 KiB/s reader drains it in 4 MiB / 16 KiB/s = 256 s, so a pull may come only
+ * every ~256 s, and at 4 KiB/s every ~1,024 s, though that client reads all along. A client that
+ * took nothing for the idle time while nobody wants its slot costs only that slot, which nobody
+ * wants; once somebody does, a client that took nothing for a minute yields it. A `<video>` paused
+ * for more than a minute is cut like one when its slot is wanted: its player asks again with a
+ * `Range` from where it stopped when it plays on (browsers reopen a media read that failed).
  */
 export const READ_IDLE_TIMEOUT_MS = 60_000;
 
@@ -34,9 +41,10 @@ export const READ_IDLE_TIMEOUT_MS = 60_000;
  * and the server pulls again only once the socket has taken the last piece. A store chunk
  * (256 KiB) drains in 64 s at 4 KB/s, past {@link READ_IDLE_TIMEOUT_MS}, though that client reads
  * all along; 16 KiB pieces (views of the chunk, not copies) drain in 4 s at that rate, so the
- * pieces are never what makes a steady client look silent. The socket's own send buffer batches
- * writes too (the server is woken only once much of it has drained): over loopback a client
- * reading steadily at 160 KiB/s saw at most 9.2 s between two pulls (`tmp/s75/fix_limits2/`).
+ * pieces are never what makes a steady client look silent. The socket's buffers batch writes far
+ * more (the server is woken only once much of them has drained: ~256 s at 16 KiB/s with 4 MiB of
+ * them, {@link READ_IDLE_TIMEOUT_MS}), which is why a silent client is cut only when its slot is
+ * wanted.
  */
 export const READ_PIECE_BYTES = 16 * 1024;
 
@@ -72,6 +80,13 @@ export interface ReadIdle {
    * as a streaming client's does. Default: counted nowhere.
    */
   stats?: EdgeStats;
+  /**
+   * Called when the client has taken nothing for the idle time, with the read's `cut`: the read
+   * is cut only when `cut` is called (by whoever wants its slot, `read_slots.ts`), and the result
+   * is called to withdraw `cut` once the client pulls again or the read ends. Without it the read
+   * is cut at the idle time.
+   */
+  overdue?: (cut: () => void) => () => void;
 }
 
 const GLOBAL_TIMERS: DrainTimers = {
@@ -81,14 +96,16 @@ const GLOBAL_TIMERS: DrainTimers = {
 
 /**
  * `body`, calling `release` (once) when it has been read to its end, has failed, was cancelled,
- * or its client took nothing for `idle.timeoutMs`: then `body` is cancelled (the store's read
- * stops) and the stream errors with a {@link ReadIdleError}, so the server drops the connection.
+ * or was cut because its client took nothing for `idle.timeoutMs` (at once, or once
+ * `idle.overdue`'s `cut` is called): then `body` is cancelled (the store's read stops) and the
+ * stream errors with a {@link ReadIdleError}, so the server drops the connection. `release` is told
+ * whether the client ended the read early (it went away, or was cut), not the body's end or failure.
  * Pulls one piece of `body` at a time and hands it over in pieces of at most
  * {@link READ_PIECE_BYTES}, so it buffers nothing of its own beyond the piece being handed over.
  */
 export function slotHeldBody(
   body: ReadableStream<Uint8Array>,
-  release: () => void,
+  release: (early: boolean) => void,
   idle: ReadIdle = {},
 ): ReadableStream<Uint8Array> {
   const timeoutMs = idle.timeoutMs ?? READ_IDLE_TIMEOUT_MS;
@@ -97,14 +114,31 @@ export function slotHeldBody(
   /** What is left of the store's last piece, handed over {@link READ_PIECE_BYTES} at a time. */
   let rest: Uint8Array = new Uint8Array(0);
   let timer: unknown;
+  /** Takes this read off the wanted-slot list (`idle.overdue`) while it is on it. */
+  let withdraw: (() => void) | undefined;
+  /** Whether the slot was given back: a `cut` called after that does nothing. */
+  let ended = false;
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   const disarm = () => {
     if (timer !== undefined) timers.clearTimeout(timer);
     timer = undefined;
+    withdraw?.();
+    withdraw = undefined;
   };
-  const end = () => {
+  const end = (early: boolean) => {
+    ended = true;
     disarm();
-    release();
+    release(early);
+  };
+  const cut = () => {
+    if (ended) return;
+    ended = true;
+    disarm();
+    const error = new ReadIdleError(timeoutMs);
+    if (idle.stats) idle.stats.idleTimeouts++;
+    release(true);
+    controller.error(error);
+    reader.cancel(error).catch(() => {});
   };
   // Armed while the client owes the next pull: from the body's handing over, and after each piece.
   // The rule of the SSE answers' cut-off (`openai_answers.ts`, `waitingSince`), not its code: that
@@ -113,11 +147,11 @@ export function slotHeldBody(
   const arm = () => {
     timer = timers.setTimeout(() => {
       timer = undefined;
-      const error = new ReadIdleError(timeoutMs);
-      if (idle.stats) idle.stats.idleTimeouts++;
-      release();
-      controller.error(error);
-      reader.cancel(error).catch(() => {});
+      if (idle.overdue === undefined) return cut();
+      const taken = idle.overdue(cut);
+      // `overdue` may have cut the read at once (its slot was wanted already).
+      if (ended) taken();
+      else withdraw = taken;
     }, timeoutMs);
   };
   return new ReadableStream<Uint8Array>({
@@ -132,11 +166,11 @@ export function slotHeldBody(
         try {
           next = await reader.read();
         } catch (error) {
-          end();
+          end(false);
           throw error;
         }
         if (next.done) {
-          end();
+          end(false);
           c.close();
           return;
         }
@@ -147,7 +181,7 @@ export function slotHeldBody(
       arm();
     },
     cancel(reason) {
-      end();
+      end(true);
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

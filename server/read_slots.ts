@@ -10,17 +10,28 @@
  *   {@link READ_WAIT_MS}, for one of its own client's reads to end and takes its slot, at most
  *   {@link MAX_READ_WAITERS_PER_CLIENT} of a client waiting (review verify_limits, F3: a page of
  *   40 images through an HTTP/2 proxy had 24 refused at once though each read ended in
- *   milliseconds);
+ *   milliseconds); a waiting read whose request is cancelled leaves the queue at once (review
+ *   vreads2, F3: 112 cancelled ones refused their client's next read for 30 s). Only a client
+ *   with all its reads under way waits, so at most `maxReads / maxReadsPerClient` clients (4)
+ *   have reads waiting, 4 × 112 = 448 on the node at most: no node-wide bound of its own;
  * - the node has {@link MAX_OPEN_READS}; the reads of clients without a key (named by address)
  *   together hold at most {@link ANONYMOUS_READS_SHARE} of them, the rest kept for API keys and
- *   this machine's tools; and within each of those pools the reads of clients already reading
- *   one hold at most `BUSY_BODIES_SHARE` of it (the request body budget's rule), the rest kept
- *   for a client's first read. So readers that stall, from however many addresses, cannot refuse
- *   a key holder, and a newcomer without a key finds room unless they hold first reads from 12 or
- *   more addresses (48 − 36 kept), for at most the idle time (review verify_limits, F1: four /64s
- *   holding 16 reads each refused everyone, key holders included);
- * - a read whose client takes nothing for `READ_IDLE_TIMEOUT_MS` is cut and gives its slot back
- *   (`read_slot_body.ts`).
+ *   this machine's tools (behind a trusted proxy on this machine, what the proxy forwards counts
+ *   as the client it names, keyless, not as this machine); and within each of those pools the
+ *   reads of clients already reading one hold at most `BUSY_BODIES_SHARE` of it (the request body
+ *   budget's rule), the rest kept for a client's first read. A keyless address that closed a read
+ *   early or lost one to the idle cut holds no first read's room for {@link READ_COOLDOWN_MS}: all
+ *   its reads, its next first one included, count as busy (review vreads2, F2: 12 addresses
+ *   reopening each read just before its cut refused 99% of newcomers). So readers that stall, from
+ *   however many addresses, cannot refuse a key holder; a newcomer without a key is refused only
+ *   while stalled readers hold first reads from 12 or more addresses (48 − 36 kept) that have not
+ *   closed or lost one for a minute, each until its read is cut (within `READ_IDLE_TIMEOUT_MS` of
+ *   stalling, once it is wanted) and its address cools down: refusing newcomers all along takes
+ *   fresh addresses at each turn, which the /64 rule below does not bound (review verify_limits,
+ *   F1: four /64s holding 16 reads each refused everyone, key holders included);
+ * - a read whose client took nothing for `READ_IDLE_TIMEOUT_MS` is cut and gives its slot back
+ *   when that slot is wanted: a read of its own client waits, or a read of its pool would be
+ *   refused (`read_slot_body.ts`: an honest slow reader is pulled from only every few minutes).
  *
  * Past these a read is refused, 429 `too_many_reads` with `Retry-After`, its message naming the
  * limit. A read holds its slot from when its request is routed until its response body has been
@@ -89,10 +100,14 @@ export const READ_WAIT_MS = 30_000;
 export const MAX_READ_WAITERS_PER_CLIENT = 112;
 
 /**
- * Most reads waiting on the whole node: a waiting read holds its connection, a timer and a
- * promise, a few KiB, not a store read; 1,024 of them are a few MiB, and nine clients' worth.
+ * How long a keyless address that closed a read early, or lost one to the idle cut, holds no room
+ * kept for first reads (all its reads, its next first one included, count as a busy client's):
+ * one idle time, 60 s. An address that keeps its place by closing each stalled read before the
+ * cut and reopening it then competes with the busy readers instead of holding the newcomers' room
+ * (review vreads2, F2), while an honest user who left a page and opens another is still served
+ * unless the busy share is full too.
  */
-export const MAX_READ_WAITERS = 1024;
+export const READ_COOLDOWN_MS = 60_000;
 
 /**
  * `Retry-After` of a refusal: 5 s. A read that is read ends within seconds, and a read held by a
@@ -112,20 +127,30 @@ export interface ReadSlotsOptions extends ReaderAccess {
   waitMs?: number;
   /** Most reads of one client waiting; default {@link MAX_READ_WAITERS_PER_CLIENT}. */
   maxWaitersPerClient?: number;
-  /** Most reads waiting on the node; default {@link MAX_READ_WAITERS}. */
-  maxWaiters?: number;
   /** Longest a read's client may take nothing (`READ_IDLE_TIMEOUT_MS` by default). */
   idleTimeoutMs?: number;
   /** The timers of the waits and the idle cut-off; default the global ones. */
   timers?: DrainTimers;
+  /** The clock of the cooldown ({@link READ_COOLDOWN_MS}), in ms; default `Date.now`. */
+  now?: () => number;
   /** The edge's counters, which count each read cut for idleness; default none. */
   stats?: EdgeStats;
 }
 
 /** A read waiting for a slot of its own client. */
 interface Waiter {
-  grant: (release: () => void) => void;
+  grant: (release: Release) => void;
   timer: unknown;
+}
+
+/** Gives a slot back; `early` when its client ended the read itself or was cut for idleness. */
+export type Release = (early?: boolean) => void;
+
+/** A read whose client took nothing for the idle time: cut when its slot is wanted. */
+interface Overdue {
+  id: string;
+  anonymous: boolean;
+  cut: () => void;
 }
 
 const GLOBAL_TIMERS: DrainTimers = {
@@ -152,14 +177,22 @@ export class ReadSlots {
   readonly #maxAnonymous: number;
   readonly #waitMs: number;
   readonly #maxWaitersPerClient: number;
-  readonly #maxWaiters: number;
   readonly #timers: DrainTimers;
+  readonly #now: () => number;
   readonly #idle: ReadIdle;
   readonly #access: ReaderAccess;
   #open = 0;
-  /** Reads under way of clients without a key, and how many such clients have one. */
+  /**
+   * Reads under way of clients without a key, how many such clients have one, and how many of
+   * those are cooling down (all their reads count as busy: they hold no first read's room).
+   */
   #anonymousOpen = 0;
   #anonymousClients = 0;
+  #coolingClients = 0;
+  /** Keyless clients cooling down, with when they stop; oldest first (one fixed cooldown). */
+  readonly #cooling = new Map<string, number>();
+  /** Reads whose clients took nothing for the idle time, longest first. */
+  readonly #overdue = new Set<Overdue>();
   /** Reads under way per client; a client is dropped when its last read ends. */
   readonly #byClient = new Map<string, number>();
   /** Reads waiting per client, oldest first; a client is dropped when its last one leaves. */
@@ -177,8 +210,8 @@ export class ReadSlots {
     this.#maxAnonymous = share(this.#maxReads, ANONYMOUS_READS_SHARE);
     this.#waitMs = options.waitMs ?? READ_WAIT_MS;
     this.#maxWaitersPerClient = options.maxWaitersPerClient ?? MAX_READ_WAITERS_PER_CLIENT;
-    this.#maxWaiters = options.maxWaiters ?? MAX_READ_WAITERS;
     this.#timers = options.timers ?? GLOBAL_TIMERS;
+    this.#now = options.now ?? Date.now;
     this.#idle = { timeoutMs: options.idleTimeoutMs, timers: this.#timers, stats: options.stats };
     this.#access = { keys: options.keys, trustedProxies: options.trustedProxies };
   }
@@ -200,30 +233,79 @@ export class ReadSlots {
 
   /**
    * Take a slot for one read of `client`: at once, or, past its per-client limit, once one of its
-   * reads ends (within the wait); else 429 `too_many_reads` naming the limit it met. Call the
-   * result once the read has ended (a second call does nothing).
+   * reads ends (within the wait, or until `signal` aborts); else 429 `too_many_reads` naming the
+   * limit it met. A read of the client's, or of the pool it draws on, whose client took nothing
+   * for the idle time is cut first to make room. Call the result once the read has ended, with
+   * `true` if its client ended it early (a second call does nothing).
    */
-  take(client: ClientIdentity): Promise<() => void> {
+  take(client: ClientIdentity, signal?: AbortSignal): Promise<Release> {
     try {
-      return this.#take(client);
+      return this.#take(client, signal);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  #take(client: ClientIdentity): Promise<() => void> {
+  #take(client: ClientIdentity, signal?: AbortSignal): Promise<Release> {
+    this.#expire();
     const id = queueClient(client);
-    const mine = this.#byClient.get(id) ?? 0;
-    if (mine >= this.#maxPerClient) return this.#wait(id, client);
-    this.#assertPoolRoom(client, mine);
+    let mine = this.#byClient.get(id) ?? 0;
+    if (mine >= this.#maxPerClient && this.#reclaim((read) => read.id === id)) {
+      mine = this.#byClient.get(id) ?? 0;
+    }
+    if (mine >= this.#maxPerClient) return this.#wait(id, client, signal);
     const anonymous = isAnonymous(client);
+    for (;;) {
+      const lack = this.#lack(id, anonymous, mine);
+      if (lack === undefined) break;
+      if (!this.#reclaim(lack.helps)) throw refusal(lack.message);
+      mine = this.#byClient.get(id) ?? 0;
+    }
     this.#open++;
     this.#byClient.set(id, mine + 1);
     if (anonymous) {
       this.#anonymousOpen++;
       if (mine === 0) this.#anonymousClients++;
+      if (mine === 0 && this.#cooling.has(id)) this.#coolingClients++;
     }
     return Promise.resolve(this.#releaser(id, anonymous));
+  }
+
+  /** Cut the longest overdue read that `helps`; whether there was one. */
+  #reclaim(helps: (read: Overdue) => boolean): boolean {
+    for (const read of this.#overdue) {
+      if (!helps(read)) continue;
+      read.cut(); // gives its slot back (or to its client's oldest waiting read), and withdraws
+      this.#overdue.delete(read);
+      return true;
+    }
+    return false;
+  }
+
+  /** Put a read whose client took nothing for the idle time on the list; cut at once if wanted. */
+  #markOverdue(read: Overdue): () => void {
+    if (this.#waiting.has(read.id)) {
+      read.cut();
+      return () => {};
+    }
+    this.#overdue.add(read);
+    return () => this.#overdue.delete(read);
+  }
+
+  /** End the cooldowns that are over (the map is kept oldest first). */
+  #expire(): void {
+    const now = this.#now();
+    for (const [id, until] of this.#cooling) {
+      if (until > now) break;
+      this.#cooling.delete(id);
+      if (this.#byClient.has(id)) this.#coolingClients--;
+    }
+  }
+
+  /** Start (or restart) keyless client `id`'s cooldown ({@link READ_COOLDOWN_MS}). */
+  #coolDown(id: string): void {
+    if (!this.#cooling.delete(id) && this.#byClient.has(id)) this.#coolingClients++;
+    this.#cooling.set(id, this.#now() + READ_COOLDOWN_MS);
   }
 
   /**
@@ -232,7 +314,8 @@ export class ReadSlots {
    */
   guard(): MiddlewareHandler<EdgeEnv> {
     return async (c, next) => {
-      const release = await this.take(readerOf(c, this.#access));
+      const client = readerOf(c, this.#access);
+      const release = await this.take(client, c.req.raw.signal);
       try {
         await next();
       } catch (error) {
@@ -246,69 +329,102 @@ export class ReadSlots {
         release();
         return;
       }
-      c.res = new Response(slotHeldBody(res.body, release, this.#idle), res);
+      const read = { id: queueClient(client), anonymous: isAnonymous(client) };
+      const overdue = (cut: () => void) => this.#markOverdue({ ...read, cut });
+      c.res = new Response(slotHeldBody(res.body, release, { ...this.#idle, overdue }), res);
     };
   }
 
   /**
-   * Refuse a read of `client` (holding `mine` already) that the node's pools have no room for:
-   * the node's whole, the anonymous clients' share of it, and within the pool the client draws
-   * on, the share of clients already reading one.
+   * What the node's pools lack for a read of client `id` (holding `mine` already), if anything:
+   * room in the node's whole, in the anonymous clients' share of it, or within the pool the
+   * client draws on, in the share of clients already reading one (a cooling keyless client's
+   * first read counts as one of theirs); with the refusal's message and which overdue reads,
+   * cut, would make that room.
    */
-  #assertPoolRoom(client: ClientIdentity, mine: number): void {
+  #lack(
+    id: string,
+    anonymous: boolean,
+    mine: number,
+  ): { message: string; helps: (read: Overdue) => boolean } | undefined {
     if (this.#open >= this.#maxReads) {
-      throw refusal(
-        `this node has ${this.#open} reads of stored files under way (/ipfs, /share, ` +
+      return {
+        message: `this node has ${this.#open} reads of stored files under way (/ipfs, /share, ` +
           `/v1/files), its node-wide limit of ${this.#maxReads}: retry after the Retry-After ` +
           "seconds",
-      );
+        helps: () => true,
+      };
     }
-    const anonymous = isAnonymous(client);
     if (anonymous && this.#anonymousOpen >= this.#maxAnonymous) {
-      throw refusal(
-        `clients without an API key have ${this.#anonymousOpen} reads of stored files under ` +
-          `way on this node, their share of ${this.#maxAnonymous} of its ${this.#maxReads} (the ` +
-          "rest is kept for API keys): retry after the Retry-After seconds, or send a key",
-      );
+      return {
+        message: `clients without an API key have ${this.#anonymousOpen} reads of stored files ` +
+          `under way on this node, their share of ${this.#maxAnonymous} of its ${this.#maxReads} ` +
+          "(the rest is kept for API keys): retry after the Retry-After seconds, or send a key",
+        helps: (read) => read.anonymous,
+      };
     }
-    if (mine === 0) return;
+    const cooling = anonymous && this.#cooling.has(id);
+    if (mine === 0 && !cooling) return undefined;
     // As the body budget keeps the rest of its bytes for a client reading none, so a client's
     // first read finds room however many busy clients stall theirs.
     const pool = anonymous ? this.#maxAnonymous : this.#maxReads;
     const busy = anonymous
-      ? this.#anonymousOpen - this.#anonymousClients
+      ? this.#anonymousOpen - (this.#anonymousClients - this.#coolingClients)
       : this.#open - this.#byClient.size;
     const busyMax = share(pool, BUSY_BODIES_SHARE);
-    if (busy >= busyMax) {
-      throw refusal(
-        `clients already reading a stored file hold ${busy} more reads on this node, their ` +
-          `share of ${busyMax} (the rest is kept for a client's first read): finish reading ` +
-          "one, or retry after the Retry-After seconds",
-      );
-    }
+    if (busy < busyMax) return undefined;
+    return {
+      message: `clients already reading a stored file (or that just left or lost one) hold ` +
+        `${busy} more reads on this node, their share of ${busyMax} (the rest is kept for a ` +
+        "client's first read): finish reading one, or retry after the Retry-After seconds",
+      // Only a busy read's cut makes room here: a client's only read held kept room.
+      helps: (read) =>
+        read.anonymous === anonymous &&
+        ((this.#byClient.get(read.id) ?? 0) > 1 || this.#cooling.has(read.id)),
+    };
   }
 
-  /** Wait, within the limits on waiting, for a slot of `id`'s own to be handed over. */
-  #wait(id: string, client: ClientIdentity): Promise<() => void> {
+  /**
+   * Wait, within the limits on waiting, for a slot of `id`'s own to be handed over; leave the
+   * queue at once if `signal` aborts (the request was cancelled).
+   */
+  #wait(id: string, client: ClientIdentity, signal?: AbortSignal): Promise<Release> {
     const queue = this.#waiting.get(id) ?? [];
-    if (queue.length >= this.#maxWaitersPerClient || this.#waiters >= this.#maxWaiters) {
+    if (queue.length >= this.#maxWaitersPerClient) {
       return Promise.reject(this.#clientRefusal(client, queue.length));
     }
-    const { promise, resolve, reject } = Promise.withResolvers<() => void>();
+    if (signal?.aborted) return Promise.reject(this.#gone(client));
+    const { promise, resolve, reject } = Promise.withResolvers<Release>();
+    const abandon = () => {
+      this.#timers.clearTimeout(waiter.timer);
+      this.#leave(id, waiter);
+      reject(this.#gone(client));
+    };
     const waiter: Waiter = {
       grant: (release) => {
         this.#timers.clearTimeout(waiter.timer);
+        signal?.removeEventListener("abort", abandon);
         resolve(release);
       },
       timer: this.#timers.setTimeout(() => {
+        signal?.removeEventListener("abort", abandon);
         this.#leave(id, waiter);
         reject(this.#clientRefusal(client, this.#waiting.get(id)?.length ?? 0));
       }, this.#waitMs),
     };
+    signal?.addEventListener("abort", abandon, { once: true });
     queue.push(waiter);
     this.#waiting.set(id, queue);
     this.#waiters++;
     return promise;
+  }
+
+  /** The refusal of a waiting read whose request was cancelled: answered to nobody. */
+  #gone(client: ClientIdentity): EdgeError {
+    return refusal(
+      `this client (${client.label}) went away while its read waited for one of its reads ` +
+        "under way to end",
+    );
   }
 
   /** Take `waiter` out of `id`'s queue. */
@@ -336,11 +452,13 @@ export class ReadSlots {
    * The release of one slot of `id`: handed to the oldest read of `id` waiting, if any (the
    * counts stay as they are: the slot changes hands), else given back.
    */
-  #releaser(id: string, anonymous: boolean): () => void {
+  #releaser(id: string, anonymous: boolean): Release {
     let released = false;
-    return () => {
+    return (early = false) => {
       if (released) return;
       released = true;
+      this.#expire();
+      if (early && anonymous) this.#coolDown(id);
       const next = this.#waiting.get(id)?.[0];
       if (next !== undefined) {
         this.#leave(id, next);
@@ -355,7 +473,9 @@ export class ReadSlots {
         return;
       }
       this.#byClient.delete(id);
-      if (anonymous) this.#anonymousClients--;
+      if (!anonymous) return;
+      this.#anonymousClients--;
+      if (this.#cooling.has(id)) this.#coolingClients--;
     };
   }
 }

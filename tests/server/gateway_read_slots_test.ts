@@ -50,6 +50,8 @@ interface SetupOptions {
   perClient?: number;
   /** Reads of one client that may wait; 0 unless given, so a read past the limit is refused. */
   waiters?: number;
+  /** The read slots' clock (the cooldown's); `Date.now` unless given. */
+  now?: () => number;
 }
 
 async function setup(options: SetupOptions = {}) {
@@ -102,6 +104,7 @@ async function setup(options: SetupOptions = {}) {
     maxWaitersPerClient: options.waiters ?? 0,
     keys: ApiKeys.fromConfig({ apiKeys: edge.apiKeys ?? [] }),
     timers,
+    now: options.now,
   });
   const app = createApp({ inference: {} as InferencePort, edge, stats });
   app.route("/v1", fileRoutes(port, { reads }));
@@ -347,7 +350,7 @@ function idleArmed(timers: FakeTimers): boolean {
   return [...timers.armed.values()].some((timer) => timer.ms === IDLE_MS);
 }
 
-Deno.test("a read whose client takes nothing for 60 s is cut: its slot comes back and the store's read is cancelled; a store slow to produce the next piece is not blamed on the client", async () => {
+Deno.test("a read whose client took nothing for 60 s keeps its slot while nobody wants it, and is cut once its client asks again: its slot comes back and the store's read is cancelled; a store slow to produce the next piece is not blamed on the client", async () => {
   const t = await setup({ perClient: 1 });
   try {
     t.plan.read = "stall after the first piece";
@@ -360,12 +363,15 @@ Deno.test("a read whose client takes nothing for 60 s is cut: its slot comes bac
     assert.equal(t.reads.open, 1);
     t.timers.fireFor(IDLE_MS);
     await turns(5);
-    assert.equal(t.reads.open, 0, "the idle read still holds its slot");
-    assert.equal(t.plan.cancelled, 1, "the store's read was not cancelled");
-    await assert.rejects(reader.read(), /read nothing/);
-    // The same client is served again at once.
+    assert.equal(t.reads.open, 1, "a read cut though nobody wanted its slot");
+    assert.equal(t.plan.cancelled, 0);
+    // The same client asks again, past its limit of 1: the idle read is cut, the new one served.
     const next = await t.from("198.51.100.1", `/v1/files/${t.cid}`);
     assert.equal(next.status, 200);
+    await turns(5);
+    assert.equal(t.reads.open, 1, "the idle read still holds its slot");
+    assert.equal(t.plan.cancelled, 1, "the store's read was not cancelled");
+    await assert.rejects(reader.read(), /read nothing/);
     const waiting = next.body!.getReader();
     await waiting.read();
     // The client asks for the next piece and the store does not answer: no cut-off runs.
@@ -381,7 +387,7 @@ Deno.test("a read whose client takes nothing for 60 s is cut: its slot comes bac
 });
 
 Deno.test("reads cut for idleness, on /ipfs and /v1/files alike, count in veriflow_http_idle_timeouts_total as streams' cuts do", async () => {
-  const t = await setup({ perClient: 2 });
+  const t = await setup({ maxReads: 8, perClient: 2 });
   try {
     t.plan.read = "stall after the first piece";
     const idleCuts = async () => {
@@ -401,14 +407,20 @@ Deno.test("reads cut for idleness, on /ipfs and /v1/files alike, count in verifl
     }
     t.timers.fireFor(IDLE_MS);
     await turns(5);
+    assert.equal(await idleCuts(), 0, "a read cut though nobody wanted its slot");
+    // Its client asks twice more, past its limit of 2: each cuts one of the idle reads.
+    t.plan.read = "as stored";
+    const again = [];
+    for (let i = 0; i < 2; i++) {
+      const whole = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
+      assert.equal(whole.status, 200);
+      again.push(whole);
+    }
+    // A read its client ends itself is no idle cut.
+    for (const whole of again) await whole.body!.cancel();
     assert.equal(t.reads.open, 0);
     assert.equal(await idleCuts(), 2, "a read cut for idleness was counted nowhere");
     for (const reader of readers) await assert.rejects(reader.read(), /read nothing/);
-    // A read its client ends itself is no idle cut.
-    t.plan.read = "as stored";
-    const whole = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
-    await whole.body!.cancel();
-    assert.equal(await idleCuts(), 2);
   } finally {
     await t.close();
   }
@@ -547,4 +559,139 @@ Deno.test("reads past a client's limit wait at most 30 s, and at most its waitin
     await t.close();
   }
   assert.equal(t.reads.open, 0);
+});
+
+Deno.test("an idle read keeps its slot while nobody wants it (a 16 KiB/s reader behind 4 MiB of socket buffers is pulled from every ~256 s), and is cut once a read of its pool would be refused or its client's read waits", async () => {
+  const t = await setup({ maxReads: 3, perClient: 1, waiters: 1 });
+  const held: Response[] = [];
+  try {
+    // A slow honest reader: the idle time passes between every two of its pulls, nobody waits.
+    const slow = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
+    const slowReader = slow.body!.getReader();
+    let received = 0;
+    for (;;) {
+      t.timers.fireFor(IDLE_MS);
+      const { done, value } = await slowReader.read();
+      if (done) break;
+      received += value.length;
+    }
+    assert.equal(received, FILE_BYTES, "a slow reader that never stopped was cut");
+    assert.equal(t.reads.open, 0);
+    // A stalled reader, idle past 60 s: its slot is kept while nobody wants it.
+    t.plan.read = "stall after the first piece";
+    const stalled = await t.from("198.51.100.1", `/ipfs/${t.cid}`);
+    const stalledReader = stalled.body!.getReader();
+    await stalledReader.read();
+    const other = (await t.from("198.51.100.2", `/ipfs/${t.cid}`)).body!.getReader();
+    await other.read();
+    t.timers.fireFor(IDLE_MS);
+    await turns(5);
+    assert.equal(t.reads.open, 2);
+    // Keyless readers hold their share (2 of 3): a newcomer would be refused, so the read idle
+    // longest (the stalled one) is cut and the newcomer served.
+    const newcomer = await t.from("198.51.100.3", `/ipfs/${t.cid}`);
+    assert.equal(newcomer.status, 200);
+    held.push(newcomer);
+    await assert.rejects(stalledReader.read(), /read nothing/);
+    assert.equal(t.reads.open, 2);
+    // A read not yet idle for 60 s, and its client's next read waiting: once the idle time
+    // passes, the idle read is cut and the waiting one takes its slot.
+    const waited = Promise.resolve(t.from("198.51.100.3", `/ipfs/${t.cid}`));
+    const answered = tracker(waited);
+    await turns(5);
+    assert.equal(answered(), false);
+    assert.equal(t.reads.waiting, 1);
+    t.timers.fireFor(IDLE_MS);
+    const served = await waited;
+    assert.equal(served.status, 200);
+    held.push(served);
+    assert.equal(t.reads.waiting, 0);
+    await other.cancel();
+  } finally {
+    for (const response of held) await response.body?.cancel().catch(() => {});
+    await t.close();
+  }
+  assert.equal(t.reads.open, 0);
+});
+
+Deno.test("keyless addresses that close each stalled read and reopen it at once no longer hold the room kept for first reads: a newcomer is served", async () => {
+  let now = 1_000_000;
+  const t = await setup({ maxReads: 64, perClient: 16, now: () => now });
+  const held = new Map<string, Response[]>();
+  const holdAt = async (address: string, count: number) => {
+    const mine = held.get(address) ?? [];
+    held.set(address, mine);
+    return await hold(t, address, count, mine);
+  };
+  try {
+    // Review vreads2 F2's attack: 16 + 16 + 7 reads from three addresses (36 busy, the busy
+    // share), then one from each of nine more: 48, all keyless readers may hold.
+    await holdAt("198.51.100.1", 16);
+    await holdAt("198.51.100.2", 16);
+    await holdAt("198.51.100.3", 7);
+    for (let n = 4; n <= 12; n++) await holdAt(`198.51.100.${n}`, 1);
+    assert.equal(t.reads.open, 48);
+    await refusal(await t.from("203.0.113.1", `/ipfs/${t.cid}`));
+    // An address closes one of its sixteen and reopens it at once: it no longer holds a first
+    // read's room (all its reads are busy now), so it is refused and a newcomer takes the place.
+    await held.get("198.51.100.1")!.shift()!.body!.cancel();
+    assert.equal(await holdAt("198.51.100.1", 1), 0, "198.51.100.1 took its read back");
+    assert.equal(await holdAt("203.0.113.10", 1), 1, "a newcomer refused");
+    // Each of the nine closes its read just before the cut and reopens it at once: refused now,
+    // as a busy client's read past the busy share.
+    for (let n = 4; n <= 12; n++) {
+      const address = `198.51.100.${n}`;
+      await held.get(address)!.shift()!.body!.cancel();
+      now += 1_000;
+      assert.equal(await holdAt(address, 1), 0, `${address} took the newcomers' room again`);
+    }
+    // Newcomers are served in the room they left.
+    for (let n = 1; n <= 9; n++) {
+      const address = `203.0.113.${n}`;
+      assert.equal(await holdAt(address, 1), 1, `${address} refused`);
+    }
+    // After the cooldown an address's first read is a first read again.
+    for (let n = 1; n <= 9; n++) await held.get(`203.0.113.${n}`)!.shift()!.body!.cancel();
+    now += 60_000;
+    assert.equal(await holdAt("198.51.100.4", 1), 1);
+  } finally {
+    for (const responses of held.values()) {
+      for (const response of responses) await response.body?.cancel();
+    }
+    await t.close();
+  }
+  assert.equal(t.reads.open, 0);
+});
+
+Deno.test("a waiting read whose request is cancelled leaves the queue at once: its client's next read waits and is served, not refused", async () => {
+  const t = await setup({ maxReads: 8, perClient: 1, waiters: 2 });
+  const held: Response[] = [];
+  try {
+    t.plan.read = "stall after the first piece";
+    held.push(await t.from("198.51.100.1", `/ipfs/${t.cid}`));
+    const aborts = [new AbortController(), new AbortController()];
+    const gone = aborts.map(({ signal }) =>
+      Promise.resolve(t.from("198.51.100.1", `/ipfs/${t.cid}`, { signal }))
+    );
+    await turns(5);
+    assert.equal(t.reads.waiting, 2);
+    for (const abort of aborts) abort.abort();
+    await turns(5);
+    assert.equal(t.reads.waiting, 0, "cancelled reads still wait");
+    for (const answer of gone) await (await answer).body?.cancel();
+    // The client comes back: its read waits for a slot (it is not refused) and gets one.
+    t.plan.read = "as stored";
+    const next = Promise.resolve(t.from("198.51.100.1", `/ipfs/${t.cid}`));
+    await turns(5);
+    assert.equal(t.reads.waiting, 1);
+    await held.shift()!.body!.cancel();
+    const served = await next;
+    assert.equal(served.status, 200);
+    assert.deepEqual(new Uint8Array(await served.arrayBuffer()), t.bytes);
+  } finally {
+    for (const response of held) await response.body?.cancel();
+    await t.close();
+  }
+  assert.equal(t.reads.open, 0);
+  assert.equal(t.reads.waiting, 0);
 });

@@ -101,3 +101,48 @@ Deno.test("a read cut for idleness counts once in the edge's idleTimeouts; one r
   assert.equal(stats.idleTimeouts, 1);
   assert.equal(armedIdle(timers), 0);
 });
+
+Deno.test("with a wanted-slot list, a client that pulls only every 256 s (16 KiB/s through 4 MiB of socket buffers) is never cut while nobody calls its cut; it is told early only when cut or cancelled", async () => {
+  const timers = new FakeTimers();
+  const stats = new EdgeStats();
+  const overdue = new Set<() => void>();
+  const idle = {
+    timers,
+    stats,
+    overdue: (cut: () => void) => {
+      overdue.add(cut);
+      return () => overdue.delete(cut);
+    },
+  };
+  const ends: boolean[] = [];
+  const slow = storeRead([new Uint8Array(3 * READ_PIECE_BYTES)]);
+  const reader = slotHeldBody(slow.body, (early) => ends.push(early), idle).getReader();
+  let received = 0;
+  for (;;) {
+    // The idle time passes between every two pulls: the read goes on the list, nobody cuts it.
+    timers.fireFor(READ_IDLE_TIMEOUT_MS);
+    assert.equal(overdue.size, 1);
+    const { done, value } = await reader.read();
+    if (done) break;
+    received += value.byteLength;
+    assert.equal(overdue.size, 0, "a pull left the read on the wanted-slot list");
+  }
+  assert.equal(received, 3 * READ_PIECE_BYTES);
+  assert.deepEqual(ends, [false]);
+  assert.equal(stats.idleTimeouts, 0);
+  // A stalled one is cut once its cut is called: the slot back, told early, counted.
+  const stalled = storeRead([new Uint8Array(100), new Uint8Array(100)]);
+  const stalledReader = slotHeldBody(stalled.body, (early) => ends.push(early), idle).getReader();
+  await stalledReader.read();
+  timers.fireFor(READ_IDLE_TIMEOUT_MS);
+  assert.deepEqual(ends, [false]);
+  [...overdue][0]();
+  assert.deepEqual(ends, [false, true]);
+  assert.equal(stats.idleTimeouts, 1);
+  assert.equal(overdue.size, 0);
+  await assert.rejects(stalledReader.read(), /read nothing/);
+  // A client that goes away is told early too.
+  const left = slotHeldBody(storeRead([new Uint8Array(100)]).body, (e) => ends.push(e), idle);
+  await left.cancel();
+  assert.deepEqual(ends, [false, true, true]);
+});
