@@ -322,6 +322,7 @@ export class Challenges {
         }),
       signal,
       takeover,
+      now: () => this.#core.now(),
     });
   }
 }

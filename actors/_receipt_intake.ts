@@ -1,7 +1,8 @@
 /**
  * The ValidatorActor's receipt intake (`validator_actor.ts`, the `receipt` message): the one way
  * a receipt enters the ledger. A receipt is recorded only bound to its job and backed by its
- * worker's stake, credited only if this validator can get its model, refused when stale or when
+ * worker's stake, credited only if this validator can get its model, refused when stale
+ * ({@link RECEIPT_STALE}), signed ahead of this clock ({@link RECEIPT_FROM_FUTURE}), or when
  * its worker already holds {@link MAX_OPEN_CHALLENGES_PER_WORKER} challenges drawn here; the
  * validator's coin decides whether it is challenged (`_challenges.ts`), and what it is kept on
  * disk as meanwhile (`_receipt_files.ts`). What waited for the receipt (peers' fraud proofs,
@@ -17,7 +18,7 @@
  *
  * @module
  */
-import { STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
+import { CLOCK_SKEW_MS, STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
 import type { ActorContext } from "./actor.ts";
 import { jobId as jobIdOf } from "../protocols/job.ts";
 import {
@@ -54,6 +55,20 @@ import {
  * the worker past the cap is dropped instead.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
+
+/**
+ * Refusal of a receipt whose signed end is more than `STALE_RECEIPT_AGE_MS` (7.5 min) behind
+ * this ledger's clock: its window would open after its worker may rightly have deleted its proof
+ * data (`proof/challenge_timing.ts`).
+ */
+export const RECEIPT_STALE = "receipt_stale";
+/**
+ * Refusal of a receipt whose signed end is more than `CLOCK_SKEW_MS` (2.5 min) ahead of this
+ * ledger's clock: a clock that far behind its worker's would hold the worker answerable after it
+ * rightly deleted the proof data, by its own clock (review s75, F1). Not paid here; the ledgers
+ * with clocks in step pay it.
+ */
+export const RECEIPT_FROM_FUTURE = "receipt_from_future";
 
 /** The validator's receipt intake (see the module doc). */
 export class ReceiptIntake {
@@ -147,11 +162,18 @@ export class ReceiptIntake {
       this.#core.stats.copies++;
       if (fromPeer) this.#core.stats.copiesFromPeers++;
     }
-    // Its window would open now: only while its worker must still hold its proof data. (One
-    // signed ahead of this clock is taken: its worker only makes itself answerable for longer.)
+    // Its window would open now: only while its worker must still hold its proof data, which it
+    // deletes by its own clock. One signed more than the skew ahead of this clock is refused too:
+    // taken, a ledger whose clock is behind held its worker answerable after the data was rightly
+    // gone, and slashed it (review s75, F1). Every path a receipt enters this ledger by comes here
+    // (announcements, gossip, a fraud proof's or a claim's evidence, the held receipts at a start).
     const signedEnd = receipt.timings.startedAt + receipt.timings.totalMs;
     if (fresh && this.#core.now() - signedEnd > STALE_RECEIPT_AGE_MS) {
-      return refuse(id, "receipt_stale");
+      return refuse(id, RECEIPT_STALE);
+    }
+    const maxLead = this.#core.options.maxReceiptLeadMs ?? CLOCK_SKEW_MS;
+    if (fresh && signedEnd - this.#core.now() > maxLead) {
+      return refuse(id, RECEIPT_FROM_FUTURE);
     }
     if (fresh && this.#core.held.drawnOf(worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
       // Not recorded, so not paid here: a worker that floods this validator faster than it can

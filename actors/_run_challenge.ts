@@ -22,6 +22,7 @@ import {
 } from "../proof/validation.ts";
 import { checkServed } from "./withheld_check.ts";
 import { UNREACHABLE } from "./_proof_fetch.ts";
+import { proofMayBeExpired } from "../proof/challenge_timing.ts";
 import type { ChallengeSource, ValidatorModelSource } from "./validator_messages.ts";
 
 /**
@@ -58,6 +59,11 @@ export interface RunChallengeOptions {
   signal: AbortSignal;
   /** Opened on a peer's "proof withheld" claim (see `withheld_check.ts`). */
   takeover: boolean;
+  /**
+   * The ledger's clock, unix ms (default `Date.now`): when the proof data was asked for decides
+   * `proofExpired`.
+   */
+  now?: () => number;
 }
 
 /**
@@ -90,13 +96,20 @@ export async function runChallenge(
   // at the end of the receipt's window, and the worker keeps its data only for the window and
   // the deadline from then (`MIN_PROOF_RETENTION_MS`): a fetch started after a slow load could
   // find it rightly deleted, and slash the honest worker (review, stop 45).
-  const early = takeover && !contradicts && receipt.kind === "text" ? options.proof() : undefined;
+  // When the worker was asked, by this ledger's clock: missing data asked for after its worker
+  // may rightly have deleted it is not withholding (`proofMayBeExpired`, review s75 F1).
+  let askedAt = Number.NEGATIVE_INFINITY;
+  const ask = () => {
+    askedAt = (options.now ?? Date.now)();
+    return options.proof();
+  };
+  const early = takeover && !contradicts && receipt.kind === "text" ? ask() : undefined;
   early?.catch(() => {}); // awaited below; a load that throws first must not leave it unhandled
   const got = contradicts ? undefined : await models.get(receipt.model);
   const model = got?.info.cid === receipt.model ? got : undefined;
   const availabilityOnly = takeover && !contradicts && model === undefined;
   const fetched = receipt.kind === "text" && (model !== undefined || availabilityOnly)
-    ? await (early ?? options.proof())
+    ? await (early ?? ask())
     : undefined;
   const served = fetched === UNREACHABLE ? undefined : fetched;
   const output = await source.output?.(receipt);
@@ -113,6 +126,8 @@ export async function runChallenge(
       // This validator had no route to anyone, or no dial free for the worker, for the whole
       // deadline: its own gap, not the worker's failure.
       workerUnreachable: fetched === UNREACHABLE,
+      proofExpired: served === undefined &&
+        proofMayBeExpired(receipt.timings.startedAt + receipt.timings.totalMs, askedAt),
     };
     if (availabilityOnly) return checkServed(material, identity, { ...validation, signal });
     const worker = toHex(receipt.worker);

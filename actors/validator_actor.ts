@@ -141,6 +141,13 @@ export interface ValidatorActorOptions {
    */
   proofDeadlineMs?: number;
   /**
+   * How far ahead of this ledger's clock a receipt's signed end may be and still be recorded, ms
+   * (default `CLOCK_SKEW_MS`, `proof/challenge_timing.ts`); past it the receipt is refused
+   * `receipt_from_future` (`_receipt_intake.ts`). A test whose ledger clock is a fixed fake (it
+   * starts in 1970) while its receipts are signed in real time sets it to `Infinity`.
+   */
+  maxReceiptLeadMs?: number;
+  /**
    * The clock of the ledger's reopen after a failed write (`_ledger_reopen.ts`); default the real
    * timers (tests pass fake ones and fire them).
    */

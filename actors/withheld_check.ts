@@ -18,6 +18,7 @@ import { assertOpens, CommitmentMismatchError } from "../proof/commitment.ts";
 import {
   type ChallengeMaterial,
   emptyValidationStats,
+  PROOF_EXPIRED,
   signValidationResult,
   validateReceipt,
   type ValidationOptions,
@@ -40,7 +41,7 @@ export const PROOF_SERVED = "proof_served";
  * @returns the signed verdict: `inconclusive / proof_served` (served and opens),
  * `fraud / commitment_mismatch` with a `commitment` fraud proof (served, does not open),
  * `invalid / proof_unavailable` (withheld), `inconclusive / worker_unreachable` (this validator
- * was cut off); a receipt that fails its model-free checks gets what {@link validateReceipt} says.
+ * was cut off), `inconclusive / proof_expired` (asked after the worker may rightly have deleted it); a receipt that fails its model-free checks gets what {@link validateReceipt} says.
  */
 export async function checkServed(
   material: ChallengeMaterial,
@@ -86,8 +87,9 @@ export async function checkServed(
   }
   const { proof, proofSig } = material;
   if (proof === undefined || proofSig === undefined) {
-    return material.workerUnreachable
-      ? finish("inconclusive", "worker_unreachable")
+    if (material.workerUnreachable) return finish("inconclusive", "worker_unreachable");
+    return material.proofExpired
+      ? finish("inconclusive", PROOF_EXPIRED)
       : finish("invalid", "proof_unavailable");
   }
   try {

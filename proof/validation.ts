@@ -159,7 +159,19 @@ export interface ChallengeMaterial {
    * `inconclusive`, not the worker's failure. With any route up, a missing answer is withheld.
    */
   workerUnreachable?: boolean;
+  /**
+   * No proof data, asked for only when its worker may rightly have deleted it by its own clock
+   * (`proofMayBeExpired`, `challenge_timing.ts`): `inconclusive / proof_expired`, nobody pays, not
+   * the worker's withholding (review s75, F1).
+   */
+  proofExpired?: boolean;
 }
+
+/**
+ * Reason of the `inconclusive` verdict on proof data missing when its worker may rightly have
+ * deleted it ({@link ChallengeMaterial.proofExpired}): not withheld, so nobody is slashed.
+ */
+export const PROOF_EXPIRED = "proof_expired";
 
 /** Numbers of one validation. */
 export interface ValidationStats {
@@ -393,8 +405,9 @@ export async function validateReceipt(
   const job = material.job as TextJob;
   const textModel = model as ProofModel;
   if (!material.proof) {
-    return material.workerUnreachable
-      ? finish("inconclusive", "worker_unreachable")
+    if (material.workerUnreachable) return finish("inconclusive", "worker_unreachable");
+    return material.proofExpired
+      ? finish("inconclusive", PROOF_EXPIRED)
       : finish("invalid", "proof_unavailable");
   }
   const parsedProof = ProofDataSchema.safeParse(material.proof);

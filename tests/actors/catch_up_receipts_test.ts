@@ -207,6 +207,8 @@ Deno.test("a receipt A assigned that A's ledger refuses (its worker unstaked) le
           challengeProbability: 0,
           finalizeIntervalMs: 0,
           ledger: { now: () => clock.t },
+          // A fake clock (it starts in 1970): real receipts are decades "ahead" of it.
+          maxReceiptLeadMs: Number.POSITIVE_INFINITY,
         }),
     });
     const { receipt, job, assignment } = await assigned(a, worker);

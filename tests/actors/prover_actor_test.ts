@@ -61,6 +61,8 @@ Deno.test("actors: honest job is final and credited; a cheat is proven, slashed 
           identity: validatorId,
           ledgerDir: `${dir}/ledger`,
           ledger: { now: () => clock },
+          // A fake clock (it starts in 1970): real receipts are decades "ahead" of it.
+          maxReceiptLeadMs: Number.POSITIVE_INFINITY,
           challengeProbability: 1,
           finalizeIntervalMs: 0,
           models: {
