@@ -11,7 +11,7 @@
  */
 import { VeriflowError } from "./protocols/errors.ts";
 import { nearestName } from "./node/nearest_name.ts";
-import { EXIT_USAGE } from "./node/usage_error_text.ts";
+import { EXIT_USAGE, isConfigRefusal } from "./node/usage_error_text.ts";
 
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
@@ -66,9 +66,6 @@ variables and a config file, in that order (start --print-config shows them).
 
 Exit codes: 0 done · 1 the work failed (the line says why and what to do) · 2 bad command,
 flags or configuration · 130 interrupted. Built and tested with Deno ${DENO_VERSION}.`;
-
-/** The code of a refused setting or `--data` (`commandDataDir`, `config.ts`): exit 2. */
-const INVALID_CONFIG = "invalid_config";
 
 /** A command: runs with the arguments after its name; resolves with the exit code. */
 type Command = (args: string[]) => Promise<number>;
@@ -202,7 +199,7 @@ export async function main(args: string[]): Promise<number> {
     console.error(`error${code}: ${error instanceof Error ? error.message : String(error)}`);
     // A refused configuration (`--data ~/vf`) is a bad invocation, as the usage says: 2, in
     // every command as in `start`.
-    return error instanceof VeriflowError && error.code === INVALID_CONFIG ? EXIT_USAGE : 1;
+    return isConfigRefusal(error) ? EXIT_USAGE : 1;
   }
 }
 

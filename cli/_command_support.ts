@@ -10,7 +10,12 @@
  */
 import { listenForStopSignals } from "../node/stop_signals.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
-import { EXIT_USAGE, operandProblem, usageErrorText } from "../node/usage_error_text.ts";
+import {
+  EXIT_USAGE,
+  isConfigRefusal,
+  operandProblem,
+  usageErrorText,
+} from "../node/usage_error_text.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
@@ -53,11 +58,8 @@ export interface CommandIo {
   onStopSignal?: OnStopSignal;
 }
 
-/** The code of a refused configuration or `--data` (`commandDataDir`): a usage error, exit 2. */
-const INVALID_CONFIG = "invalid_config";
-
 /** Exit code after a stop signal: 128 + SIGINT, as shells report. */
-const EXIT_INTERRUPTED = 130;
+export const EXIT_INTERRUPTED = 130;
 
 /** Whether `error` is one of Deno's file-system and I/O errors (`Deno.errors.*`). */
 export function isDenoError(error: unknown): error is Error {
@@ -190,7 +192,7 @@ export async function reportErrors(
     if (error instanceof VeriflowError) {
       console.error(`error [${error.code}]: ${error.message}`);
       // A refused --data (`~/vf`, `commandDataDir`) is a bad invocation: 2, as `start` says it.
-      return error.code === INVALID_CONFIG ? EXIT_USAGE : 1;
+      return isConfigRefusal(error) ? EXIT_USAGE : 1;
     }
     // Whoever reads stdout stopped reading (`| head`): they chose to, nothing failed.
     if (error instanceof Deno.errors.BrokenPipe) return 0;

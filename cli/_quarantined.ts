@@ -22,15 +22,7 @@ export async function wasQuarantined(storeDir: string, cid: string): Promise<boo
   } catch {
     return false; // not a CID: nothing of it can be there
   }
-  try {
-    for await (const entry of Deno.readDir(join(storeDir, QUARANTINE_DIR))) {
-      if (entry.name.startsWith(`${key}.`)) return true;
-    }
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-  return false;
+  return (await quarantinedKeys(storeDir)).has(key);
 }
 
 /**

@@ -37,7 +37,12 @@ import { flagProblem } from "../node/_unknown_flag.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import { CALIBRATE_USAGE } from "./calibrate_help.ts";
-import { InterruptedError, type OnStopSignal, processStopSignals } from "./_command_support.ts";
+import {
+  EXIT_INTERRUPTED,
+  InterruptedError,
+  type OnStopSignal,
+  processStopSignals,
+} from "./_command_support.ts";
 import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 
 /**
@@ -86,9 +91,6 @@ async function notNodeDataDir(dataDir: string): Promise<string | undefined> {
     `VERIFLOW_DATA_DIR, then VERIFLOW_CONFIG's dataDir (the first one set is used), or pass ` +
     `--init to calibrate into a new directory for a node to start there`;
 }
-
-/** Exit status after a stop signal: 128 + SIGINT, as shells report. */
-const EXIT_INTERRUPTED = 130;
 
 /**
  * `install()` (the built-in model), with a stop signal held off until it ends: a Ctrl-C that

@@ -38,7 +38,7 @@ import { DataDirLock, DataDirNotDirectoryError } from "../node/data_dir_lock.ts"
 import { CorruptIdentityError, IDENTITY_FILE } from "../node/node_identity.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
-import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
+import { EXIT_USAGE, isConfigRefusal, usageErrorText } from "../node/usage_error_text.ts";
 
 /** Where the command's lines go (the console by default; tests capture them). */
 export interface CommandOutput {
@@ -92,7 +92,7 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
     dataDir = await commandDataDir(values.data);
   } catch (error) {
     // A refused --data (`~/vf`) is a bad invocation: exit 2, as `start` answers it.
-    if (!(error instanceof VeriflowError) || error.code !== "invalid_config") throw error;
+    if (!isConfigRefusal(error)) throw error;
     io.err(`error [${error.code}]: ${error.message}`);
     return EXIT_USAGE;
   }

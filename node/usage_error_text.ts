@@ -5,9 +5,25 @@
  *
  * @module
  */
+import { VeriflowError } from "../protocols/errors.ts";
 
 /** Exit code for a bad command, flag or configuration. */
 export const EXIT_USAGE = 2;
+
+/**
+ * Whether `error` refuses a setting or `--data` (`invalid_config`: a `ConfigError`, or
+ * `commandDataDir` refusing `~/vf`): a bad invocation, answered {@link EXIT_USAGE} in every
+ * command as in `start`, not a failure of the work (exit 1).
+ *
+ * @example
+ * ```ts
+ * import { isConfigRefusal } from "./usage_error_text.ts";
+ * isConfigRefusal(new Error("disk full")); // false
+ * ```
+ */
+export function isConfigRefusal(error: unknown): error is VeriflowError {
+  return error instanceof VeriflowError && error.code === "invalid_config";
+}
 
 /**
  * `error: PROBLEM`, a blank line, then `usage`: what a command prints on stderr before it exits

@@ -17,7 +17,7 @@ import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { type HttpMessage, readBoundedBody } from "../streams/bounded_body.ts";
 import type { DrainTimers } from "./serve.ts";
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import { type MinRate, minRateBody, UPLOAD_MIN_RATE } from "./body_min_rate.ts";
+import { minRateBody, UPLOAD_MIN_RATE } from "./body_min_rate.ts";
 
 /** A request body or WebSocket message over `http.maxRequestBytes` (HTTP 413). */
 export class RequestTooLargeError extends EdgeError {
@@ -390,10 +390,10 @@ async function readText(
 
 /**
  * `body` as a stream whose reader may wait at most `deadline.timeoutMs` for each next chunk, and
- * that must keep to `minRate` (default {@link UPLOAD_MIN_RATE}, from its first byte): a body that
- * may be large (an upload) is limited by the sender's silence and pace, not by its length. The
- * silence alone let a client that sends a byte just within each deadline hold its upload, and one
- * of the node's upload slots, for ever; the rate cuts it within a minute (`body_min_rate.ts`).
+ * that must keep to {@link UPLOAD_MIN_RATE} (from its first byte): a body that may be large (an
+ * upload) is limited by the sender's silence and pace, not by its length. The silence alone let
+ * a client that sends a byte just within each deadline hold its upload, and one of the node's
+ * upload slots, for ever; the rate cuts it within a minute (`body_min_rate.ts`).
  * Only a read that waits counts, for both (the stream pulls nothing ahead), so a consumer slow to
  * write what it read is never blamed on the sender. Past the deadline, or below the rate, `body`
  * is cancelled, the stream errors with a {@link RequestTimeoutError} (or a
@@ -405,7 +405,6 @@ async function readText(
 export function idleDeadlineBody(
   body: ReadableStream<Uint8Array>,
   deadline: BodyDeadline,
-  minRate: MinRate = UPLOAD_MIN_RATE,
 ): { body: ReadableStream<Uint8Array>; signal: AbortSignal; stop: () => void } {
   const timeUp = new AbortController();
   const timers = deadline.timers ?? SYSTEM_TIMERS;
@@ -415,14 +414,17 @@ export function idleDeadlineBody(
     if (timer !== undefined) timers.clearTimeout(timer);
     timer = undefined;
   };
-  const fail = (error: Error) => {
+  const stop = () => {
     disarm();
     watched.stop();
+  };
+  const fail = (error: Error) => {
+    stop();
     timeUp.abort(error);
     controller.error(error);
     reader.cancel(error).catch(() => {});
   };
-  const watched = minRateBody(body, timers, fail, minRate);
+  const watched = minRateBody(body, timers, fail, UPLOAD_MIN_RATE);
   const reader = watched.body.getReader();
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
@@ -452,14 +454,9 @@ export function idleDeadlineBody(
       else controller.enqueue(next.value);
     },
     cancel(reason) {
-      disarm();
-      watched.stop();
+      stop();
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  const stop = () => {
-    disarm();
-    watched.stop();
-  };
   return { body: stream, signal: timeUp.signal, stop };
 }

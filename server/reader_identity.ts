@@ -14,7 +14,6 @@ import type { ApiKeys } from "./api_keys.ts";
 import { type EdgeEnv, fromThisMachine } from "./client_access.ts";
 import { clientAddress } from "./client_address.ts";
 import { anonymousClient, type ClientIdentity, LOOPBACK_CLIENT } from "./client_identity.ts";
-import { bearerToken } from "./credentials.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
 
 /** What {@link readerOf} knows of the node's access rules (`http` in its configuration). */
@@ -29,12 +28,13 @@ export interface ReaderAccess {
 export function readerOf(c: Context<EdgeEnv>, access: ReaderAccess): ClientIdentity {
   const known = c.get("client");
   if (known !== undefined) return known;
-  const token = bearerToken(c.req.header("authorization"));
-  if (token !== undefined && access.keys !== undefined && access.keys.size > 0) {
+  const authorization = c.req.header("authorization");
+  if (authorization !== undefined && access.keys !== undefined && access.keys.size > 0) {
     try {
-      return access.keys.identify(`Bearer ${token}`);
+      return access.keys.identify(authorization);
     } catch {
-      // Not a key of this node: the gateway serves it all the same, counted by its address.
+      // No key of this node (none given as a bearer token, or an unknown one): the gateway
+      // serves it all the same, counted by its address.
     }
   }
   const trusted = access.trustedProxies ?? NO_TRUSTED_PROXIES;

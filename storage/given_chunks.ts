@@ -238,9 +238,7 @@ export class GivenChunks {
    * @returns Whether it was given it.
    */
   has(peerId: string, cid: string): boolean {
-    const since = this.#departed.get(peerId);
-    if (since !== undefined && this.retentionRanOut(since)) return false;
-    return this.#byPeer.get(peerId)?.has(keyOf(cid)) ?? false;
+    return this.#kept(peerId)?.has(keyOf(cid)) ?? false;
   }
 
   /**
@@ -251,9 +249,7 @@ export class GivenChunks {
    * @returns Its chunks.
    */
   chunksOf(peerId: string): string[] {
-    const since = this.#departed.get(peerId);
-    if (since !== undefined && this.retentionRanOut(since)) return [];
-    return [...this.#byPeer.get(peerId) ?? []];
+    return [...this.#kept(peerId) ?? []];
   }
 
   /**
@@ -264,9 +260,18 @@ export class GivenChunks {
    * @returns Whether its record is kept.
    */
   retained(peerId: string): boolean {
+    return (this.#kept(peerId)?.size ?? 0) > 0;
+  }
+
+  /**
+   * `peerId`'s recorded chunks (storage keys), or undefined when it has none or it left the peer
+   * set longer ago than the retention, whether or not a {@link setPeers} has noticed.
+   */
+  #kept(peerId: string): Set<string> | undefined {
     const since = this.#departed.get(peerId);
-    if (since !== undefined && this.retentionRanOut(since)) return false;
-    return (this.#byPeer.get(peerId)?.size ?? 0) > 0;
+    return since !== undefined && this.retentionRanOut(since)
+      ? undefined
+      : this.#byPeer.get(peerId);
   }
 
   /**

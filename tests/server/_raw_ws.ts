@@ -103,6 +103,17 @@ export async function closeCodeOf(socket: RawSocket): Promise<number> {
   }
 }
 
+/** Drop every connection of `sockets` without a close frame (one closed already is skipped). */
+export function dropAll(sockets: Iterable<RawSocket>): void {
+  for (const socket of sockets) {
+    try {
+      socket.conn.close();
+    } catch {
+      // closed by the test already
+    }
+  }
+}
+
 /** Write all of `data`. */
 export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   let written = 0;

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { eventually } from "../_helpers/wait.ts";
 import { addr, dashboardNode } from "./_dashboard_node.ts";
-import { closeCodeOf, type RawSocket, rawUpgrade } from "./_raw_ws.ts";
+import { closeCodeOf, dropAll, type RawSocket, rawUpgrade } from "./_raw_ws.ts";
 
 Deno.test("dashboard caps: sockets pushed out of the auth-waiting places count until their close really fires; with as many not closed, a new socket gets 429 too_many_sockets", async () => {
   const { server, stats, peer } = dashboardNode({ limits: { authPendingSockets: 2 } });
@@ -45,13 +45,7 @@ Deno.test("dashboard caps: sockets pushed out of the auth-waiting places count u
     first.conn.close();
     await eventually(async () => (await connect(6)).status === 101, "a place given back");
   } finally {
-    for (const socket of open) {
-      try {
-        socket.conn.close();
-      } catch {
-        // closed by the test already
-      }
-    }
+    dropAll(open);
     await server.shutdown();
   }
 });

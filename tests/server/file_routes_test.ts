@@ -17,6 +17,7 @@ import { pseudoRandomBytes } from "../storage/_helpers.ts";
 import { serve } from "../../server/serve.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { readUntil } from "./_raw_reply.ts";
 import type { Hono } from "hono";
 import { assertEquals } from "./_assert.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
@@ -400,13 +401,7 @@ Deno.test("over TCP, an upload that sends its headers and part of its body then 
     );
     await eventually(() => [...timers.armed.values()].some((t) => t.ms === 5_000), "the deadline");
     timers.fireAll();
-    const buffer = new Uint8Array(4096);
-    let received = "";
-    while (!received.includes("request_timeout")) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      received += new TextDecoder().decode(buffer.subarray(0, n));
-    }
+    const received = await readUntil(conn, "request_timeout");
     assert(received.startsWith("HTTP/1.1 408"), received);
     // The store was told to stop, not left to find out from a failed read.
     assertEquals(await ended.promise, "aborted");

@@ -13,6 +13,7 @@ import { EDGE_DEFAULTS } from "../../server/edge_config.ts";
 import { resolveStartConfig } from "../../cli/start_command.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { readUntil } from "./_raw_reply.ts";
 import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 import { fileRoutes } from "../../server/file_routes.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
@@ -168,13 +169,7 @@ Deno.test("over TCP, a client that sends its headers and part of its body then s
     );
     await eventually(() => [...timers.armed.values()].some((t) => t.ms === 5_000), "the deadline");
     timers.fireAll();
-    const buffer = new Uint8Array(4096);
-    let received = "";
-    while (!received.includes("request_timeout")) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      received += new TextDecoder().decode(buffer.subarray(0, n));
-    }
+    const received = await readUntil(conn, "request_timeout");
     assert(received.startsWith("HTTP/1.1 408"), received);
     assert(received.includes("request_timeout"), received);
     assertEquals(submitted(), 0);

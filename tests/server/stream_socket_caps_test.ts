@@ -8,7 +8,14 @@
  */
 import assert from "node:assert/strict";
 import { eventually, startTestNode, type TestNode } from "./_fixtures.ts";
-import { closeCodeOf, type RawSocket, rawUpgrade, textFrame, writeAll } from "./_raw_ws.ts";
+import {
+  closeCodeOf,
+  dropAll,
+  type RawSocket,
+  rawUpgrade,
+  textFrame,
+  writeAll,
+} from "./_raw_ws.ts";
 import { MAX_STREAM_SOCKETS, MAX_STREAM_SOCKETS_PER_CLIENT } from "../../server/stream_sockets.ts";
 
 /** One API key per client: a node-wide cap needs more clients than one's share. */
@@ -27,13 +34,7 @@ async function withCappedNode(body: (node: TestNode, open: RawSocket[]) => Promi
   try {
     await body(node, open);
   } finally {
-    for (const socket of open) {
-      try {
-        socket.conn.close();
-      } catch {
-        // closed by the test already
-      }
-    }
+    dropAll(open);
     await node.close();
   }
 }

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { eventually, startTestNode, type TestNode } from "./_fixtures.ts";
-import { type RawSocket, rawUpgrade } from "./_raw_ws.ts";
+import { dropAll, type RawSocket, rawUpgrade } from "./_raw_ws.ts";
 import {
   MAX_STREAM_SOCKETS,
   MAX_STREAM_SOCKETS_PER_CLIENT,
@@ -32,13 +32,7 @@ async function withNode(body: (node: TestNode, open: RawSocket[]) => Promise<voi
   try {
     await body(node, open);
   } finally {
-    for (const socket of open) {
-      try {
-        socket.conn.close();
-      } catch {
-        // closed already
-      }
-    }
+    dropAll(open);
     await node.close();
   }
 }

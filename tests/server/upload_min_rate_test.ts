@@ -19,6 +19,7 @@ import type { Hono } from "hono";
 import type { EdgeEnv } from "../../server/client_access.ts";
 import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { readUntil } from "./_raw_reply.ts";
 
 /** `http.requestBodyTimeoutMs` here: the default, so the silence and the rate are the node's. */
 const SILENCE_MS = 60_000;
@@ -301,13 +302,7 @@ Deno.test("over TCP, an upload that sends part of its body and then trickles get
       timers.fireFor(WINDOW_MS);
       await turns(10);
     }
-    const buffer = new Uint8Array(4096);
-    let received = "";
-    while (!received.includes("request_body_too_slow")) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      received += new TextDecoder().decode(buffer.subarray(0, n));
-    }
+    const received = await readUntil(conn, "request_body_too_slow");
     assert(received.startsWith("HTTP/1.1 408"), received);
     assert(received.includes("request_body_too_slow"), received);
     assertEquals(await ended.promise, "aborted");
