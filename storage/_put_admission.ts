@@ -34,24 +34,51 @@ export function admissionCost(size: number, chunkSize: number): number {
   return size + (leaves + nodes) * perObject + leaves * LINK_BYTES;
 }
 
+/**
+ * Most room one put holds promised ahead of what it has written (review s75 fix-admission): its
+ * declared size is judged whole when it is admitted, but only this much of it is held, and the
+ * hold is topped up as its writes draw on it. Held whole, an upload declaring all the free room
+ * and sending at the minimum rate (1.6 KiB/s, `UPLOAD_MIN_RATE`) held it for its whole upload
+ * (50 GB: about a year), and every other upload was refused `disk_full` meanwhile. 8 MiB is 32
+ * chunks of the default 256 KiB, four 2 MiB uploads of a burst each held whole; at the minimum
+ * rate a client needs 8 MiB / 1.6 KiB/s, about 85 minutes, to send it, so a trickling upload holds
+ * no more than that beyond what is on the disk. Bigger uploads beside each other are judged chunk
+ * by chunk beyond their holds, as every write is.
+ */
+export const ADMIT_AHEAD_BYTES = 8 * 1024 * 1024;
+
 /** Room promised to one put: its writes draw on it until it is released. */
 export class PutAdmission {
   #left: number;
+  #rest: number;
   readonly #giveBack: (bytes: number) => void;
 
   /**
    * A promise of `bytes` of room (`ChunkStore.admitPut` makes them).
    * @param bytes The room promised.
    * @param giveBack Called with what was never drawn, once, when the put ends.
+   * @param rest What the put declared beyond `bytes`, promised later by {@link extend}.
    */
-  constructor(bytes: number, giveBack: (bytes: number) => void) {
+  constructor(bytes: number, giveBack: (bytes: number) => void, rest = 0) {
     this.#left = bytes;
     this.#giveBack = giveBack;
+    this.#rest = rest;
   }
 
   /** Room still promised and not yet drawn. */
   get left(): number {
     return this.#left;
+  }
+
+  /** Room the put may be promised more now: its declared rest, up to {@link ADMIT_AHEAD_BYTES}. */
+  get wanted(): number {
+    return Math.max(0, Math.min(this.#rest, ADMIT_AHEAD_BYTES - this.#left));
+  }
+
+  /** Promise `bytes` more of the declared rest (the store has counted them taken). */
+  extend(bytes: number): void {
+    this.#left += bytes;
+    this.#rest -= bytes;
   }
 
   /** Take up to `cost` of the room left; returns what was taken (the rest is judged afresh). */
@@ -65,6 +92,7 @@ export class PutAdmission {
   release(): void {
     const left = this.#left;
     this.#left = 0;
+    this.#rest = 0; // ended: a stray write after it tops up nothing that would never be given back
     if (left > 0) this.#giveBack(left);
   }
 }

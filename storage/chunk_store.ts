@@ -46,7 +46,7 @@ import { assertDagBlockSize } from "./unixfs.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
 import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
-import { admissionCost, PutAdmission } from "./_put_admission.ts";
+import { admissionCost, ADMIT_AHEAD_BYTES, PutAdmission } from "./_put_admission.ts";
 import { collectGarbage } from "./_chunk_gc.ts";
 import { CidSlots, MaintenanceTurn, openStoreLock, STORE_LOCK } from "./_chunk_locks.ts";
 import { dirEntries } from "./_dir_entries.ts";
@@ -558,8 +558,12 @@ export class ChunkStore implements BlockStore {
    * it ({@link ChunkPutOptions.admission}) or it is released, so as many puts of a burst as fit
    * are admitted and the rest are refused at once, having written nothing (review s75 vcrash F2:
    * 32 uploads into room for 4 interleaved their chunks and all failed, and their partial chunks
-   * held the room for the grace period). Release it when the put ends, whichever way. With no
-   * floor (`putMinFreeBytes` 0) nothing is checked or promised.
+   * held the room for the grace period). The whole size is judged, but only
+   * {@link ADMIT_AHEAD_BYTES} of it is held ahead of the put's writes, topped up as they draw on
+   * it (review s75 fix-admission: held whole, an upload declaring all the room and trickling at
+   * the minimum rate kept every other upload out for as long as it took to send). Release it when
+   * the put ends, whichever way. With no floor (`putMinFreeBytes` 0) nothing is checked or
+   * promised.
    *
    * @example
    * ```ts
@@ -594,8 +598,11 @@ export class ChunkStore implements BlockStore {
           "lower the floor",
       );
     }
-    this.#admitted += cost;
-    return new PutAdmission(cost, (left) => this.#admitted -= left);
+    // Judged whole, held only ahead of its writes: one upload cannot hold the disk for as long
+    // as it takes to send (ADMIT_AHEAD_BYTES); its writes top the hold up ({@link #writeIfAbsent}).
+    const held = Math.min(cost, ADMIT_AHEAD_BYTES);
+    this.#admitted += held;
+    return new PutAdmission(held, (left) => this.#admitted -= left, cost - held);
   }
 
   /**
@@ -707,6 +714,13 @@ export class ChunkStore implements BlockStore {
     // The promise becomes a write in flight: still counted, once.
     this.#admitted -= admission?.draw(cost) ?? 0;
     this.#reserved += cost;
+    // The hold moves ahead with the writes, as far as the room above the floor allows now.
+    if (admission !== undefined && admission.wanted > 0) {
+      const room = free - this.#reserved - this.#admitted - this.#putMinFree;
+      const more = Math.max(0, Math.min(admission.wanted, room));
+      admission.extend(more);
+      this.#admitted += more;
+    }
     this.#replicas.reserve(giver, replicaReserve);
     // Taken off in the turn a pack holding the CID is counted (the writer's onPack, or a reload
     // that found the pack on disk first), which charges the copy from then on: taken off at the

@@ -56,7 +56,8 @@ export interface PendingPutOptions {
   /**
    * The size the file declares (an upload's `Content-Length`): the put is admitted against the
    * store's floor of free disk for all of it before anything is written
-   * ({@link ChunkStore.admitPut}), and refused with `disk_full` at once when it does not fit.
+   * ({@link ChunkStore.admitPut}), and refused with `disk_full` at once when it does not fit; at
+   * most `ADMIT_AHEAD_BYTES` of it is held ahead of what the put has written.
    * Default: none, and each object is judged as it is written.
    */
   declaredBytes?: number;
