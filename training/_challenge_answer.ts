@@ -13,6 +13,7 @@
  */
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
+import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
@@ -26,12 +27,24 @@ import type { StepOpeningsCheck } from "./step_check.ts";
 const DEADLINE_MARGIN_MS = 50;
 
 /**
+ * New connections a challenge is asked again on after the one it was asked on is lost. A
+ * connection cut for idleness (5 s, `network.idleTimeoutMs`) while the trainer answered turned
+ * into `opening_missing` and a slash, though the trainer joined again seconds later (review s75
+ * vtrain F1): a lost connection says nothing about the trainer's answer. The deadline bounds the
+ * asks anyway; this bounds a link that keeps flapping, each new connection costing a dial.
+ */
+export const CHALLENGE_ASKS_ON_NEW_CONNECTION = 3;
+
+/**
  * The trainer's answer to `challenge`, checked by the check `prepare` gives (its model loaded
  * only after the fetch: a takeover may open at the window's very end, and the trainer's
  * retention leaves it only the deadline). A refusal, silence or a failed fetch waits for the
  * deadline and is checked as no answer; so is an answer that is not the trainer's signed answer
- * when it came over the trainer's own connection, or one it signed that opens nothing.
+ * when it came over the trainer's own connection, or one it signed that opens nothing. A
+ * connection lost during the ask is not an answer: the challenge is asked again on the connection
+ * `reconnect` gives (the trainer's new one), within the deadline.
  * @param log Where one line per missing or junk answer goes.
+ * @param reconnect The trainer's connection now, after `lost` went (undefined: none came up).
  */
 export async function checkedAnswer(
   receipt: TrainingReceipt,
@@ -40,22 +53,43 @@ export async function checkedAnswer(
   ctx: { signal: AbortSignal },
   prepare: () => Promise<(answer: SealedStepOpenings | undefined) => Promise<StepOpeningsCheck>>,
   log: (line: string) => void,
+  reconnect?: (lost: Connection) => Promise<Connection | undefined>,
 ): Promise<StepOpeningsCheck> {
   const trainer = toHex(receipt.trainer).slice(0, 16);
   let sealed: SealedStepOpenings | undefined;
-  try {
-    sealed = await fetchOpenings(connection, challenge, ctx.signal);
-  } catch (error) {
-    // Refused, silent, or gone: the opening is missing. Its proof (the signed challenge with
-    // no answer) holds only once the challenge's deadline has passed: wait for it.
-    const why = (error as { code?: string }).code ?? (error as Error).message;
-    log(`training validator: trainer ${trainer} did not open its steps (${why})`);
-    sealed = undefined;
-    await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
+  let asked = connection;
+  for (let asks = 0;; asks++) {
+    try {
+      sealed = await fetchOpenings(asked, challenge, ctx.signal);
+      break;
+    } catch (error) {
+      const why = (error as { code?: string }).code ?? (error as Error).message;
+      // The connection went (cut for idleness, the peer restarting): not the trainer's answer.
+      // Asked again on the trainer's new connection while the deadline allows.
+      const again = error instanceof ConnectionClosedError && reconnect !== undefined &&
+          asks < CHALLENGE_ASKS_ON_NEW_CONNECTION && Date.now() < challenge.deadline &&
+          !ctx.signal.aborted
+        ? await reconnect(asked)
+        : undefined;
+      if (again !== undefined && again !== asked) {
+        log(
+          `training validator: connection to trainer ${trainer} lost during its challenge ` +
+            `(${why}); asking again on its new connection`,
+        );
+        asked = again;
+        continue;
+      }
+      // Refused, silent, or gone: the opening is missing. Its proof (the signed challenge with
+      // no answer) holds only once the challenge's deadline has passed: wait for it.
+      log(`training validator: trainer ${trainer} did not open its steps (${why})`);
+      sealed = undefined;
+      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
+      break;
+    }
   }
   const checkAnswer = await prepare();
   const check = await checkAnswer(sealed);
-  const ownConnection = bytesEqual(connection.peerKey ?? new Uint8Array(0), receipt.trainer);
+  const ownConnection = bytesEqual(asked.peerKey ?? new Uint8Array(0), receipt.trainer);
   if (
     check.ok ||
     !(check.reason === "opening_unopenable" ||

@@ -428,13 +428,26 @@ export class RoundRun {
         // F1: kept, a harmful momentum failed every later round the same way); an auditor of the
         // next round, which never sees this one, reproduces that round's model only without the
         // momentum it kept, and tries that second (`round_audit.ts`).
+        //
+        // A held-out evaluation that failed (its worker died twice: the coordinator retries once
+        // on a fresh worker, `round_coordinator.ts`) measured nothing, so it says nothing about
+        // the deltas (review s75 vtrain F3): no trainer is excluded for it and the momentum is
+        // not reset for it. Nothing is published, so nobody is paid for the round either (there is no model
+        // to pay for, and the coordinator has no loss to vouch for one); the trainers keep their
+        // seats and the next round, on a fresh worker, pays them as usual.
         const code = (error as { code?: string }).code;
         const fault = code === "aggregate_fault";
+        const evaluatorFault = code === "evaluator_worker_failed";
         resetMomentum ||= fault || (code === "loss_regression" && this.#momentum !== undefined);
         this.#log(
-          `training: round ${round}: ${fault ? "aggregation fault" : "no new model"} (${
-            (error as Error).message
-          })` + (resetMomentum ? "; momentum reset" : ""),
+          `training: round ${round}: ${
+            fault
+              ? "aggregation fault"
+              : evaluatorFault
+              ? "held-out evaluation failed (the coordinator's fault, no trainer's): no new model, " +
+                "nobody paid"
+              : "no new model"
+          } (${(error as Error).message})` + (resetMomentum ? "; momentum reset" : ""),
         );
         model = start;
         momentum = undefined;

@@ -330,6 +330,23 @@ export class TrainingChallengeRun {
     }
   }
 
+  /**
+   * The trainer's connection after `lost` went during its challenge (review s75 vtrain F1): the
+   * one it opened again, or this node dials it for what is left of the challenge's deadline.
+   */
+  async #reconnect(
+    ctx: Context,
+    trainer: Uint8Array,
+    lost: Connection,
+    challenge: TrainingChallenge,
+    holder: string,
+  ): Promise<Connection | undefined> {
+    const open = await this.#options.connectionTo(ctx, trainer);
+    if (open !== undefined && open !== lost && !open.isClosed) return open;
+    const left = challenge.deadline - Date.now();
+    return left <= 0 ? undefined : await this.#options.reach(ctx, trainer, left, holder);
+  }
+
   /** The drawn challenge's work (see {@link TrainingChallengeRun.challenge}). */
   async #run(
     request: ChallengeRequest,
@@ -354,6 +371,7 @@ export class TrainingChallengeRun {
           shardRoot: request.shardRoot,
         }),
       (line) => this.#options.log(line),
+      (lost) => this.#reconnect(ctx, receipt.trainer, lost, challenge, id),
     );
     const endings = this.#options.endings;
     if (check.ok) {
@@ -447,6 +465,7 @@ export class TrainingChallengeRun {
             onLastStep: (opening, endWeights) => last = { opening, endWeights },
           }),
         (line) => this.#options.log(line),
+        (lost) => this.#reconnect(ctx, receipt.trainer, lost, challenge, id),
       );
       if (check.ok) {
         // State H is checked against the delta once the round's outcome (or the coordinator's

@@ -87,19 +87,72 @@ export type EvaluatorReply =
   | { id: number; ok: false; code: string; message: string };
 
 /**
+ * How long an evaluator waits for its worker's next reply, while it owes one, before it calls the
+ * worker dead: 10 minutes, the default round deadline (`training.roundDeadlineMs`). A worker that
+ * ends without an error event (`Deno.exit` in it, or a thread the runtime dropped) sends nothing
+ * ever again, and a Deno worker has no exit event: with no bound its evaluations never settled
+ * and the round hung for good, with no line logged (review s75 vtrain F2). A live worker answers
+ * each evaluation in seconds (`tiny`), so a silence as long as a whole round is no slow machine.
+ * The coordinator gives its own round deadline instead (`round_coordinator.ts`).
+ */
+export const EVALUATOR_SILENCE_MS = 600_000;
+
+/**
+ * Workers that may die one after another, with no evaluation answered between them, before the
+ * evaluator gives up and fails each evaluation at once: a worker that cannot start or dies on
+ * every evaluation (a broken install) would otherwise be started again for every evaluation of
+ * every round, each taking a silence bound to be found dead. One good answer resets the count.
+ */
+export const EVALUATOR_MAX_WORKER_FAILURES = 3;
+
+/** Timers an evaluator bounds its worker's silence with (tests fire them by hand). */
+export interface EvaluatorTimers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Options of a {@link WorkerHeldOutEvaluator}. */
+export interface WorkerEvaluatorOptions {
+  /** How long a worker owing a reply may stay silent (default {@link EVALUATOR_SILENCE_MS}). */
+  silenceMs?: number;
+  /** Timers (default the global ones). */
+  timers?: EvaluatorTimers;
+  /** Where a dead worker is reported (one line each). */
+  log?: (line: string) => void;
+}
+
+/**
  * Evaluates in a worker of its own (`_held_out_evaluator_worker.ts`), started on the first
- * evaluation; evaluations run there one after another, in the order asked.
+ * evaluation; evaluations run there one after another, in the order asked. A worker that fails
+ * (an uncaught error in it, or silent for `silenceMs` while it owes a reply) is terminated, its
+ * evaluations fail with `evaluator_worker_failed`, and the next evaluation starts a fresh worker,
+ * up to {@link EVALUATOR_MAX_WORKER_FAILURES} in a row (review s75 vtrain F2, F3: the dead worker
+ * was kept, and every later evaluation went to a thread that was gone).
  */
 export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
   readonly #evaluation: HeldOutEvaluation;
+  readonly #silenceMs: number;
+  readonly #timers: EvaluatorTimers;
+  readonly #log: (line: string) => void;
   #worker: Worker | undefined;
   readonly #pending = new Map<number, PromiseWithResolvers<number>>();
   #next = 0;
   #closed = false;
+  #silence: unknown;
+  #failuresInARow = 0;
 
-  /** @param evaluation What it measures (copied into the worker at its start). */
-  constructor(evaluation: HeldOutEvaluation) {
+  /**
+   * @param evaluation What it measures (copied into each worker at its start).
+   * @param options Its silence bound, timers and log.
+   */
+  constructor(evaluation: HeldOutEvaluation, options: WorkerEvaluatorOptions = {}) {
     this.#evaluation = evaluation;
+    this.#silenceMs = options.silenceMs ?? EVALUATOR_SILENCE_MS;
+    this.#timers = options.timers ?? {
+      setTimeout: (callback, ms) => setTimeout(callback, ms),
+      clearTimeout: (handle) => clearTimeout(handle as number),
+    };
+    this.#log = options.log ?? (() => {});
   }
 
   /** See {@link HeldOutEvaluator.evaluate}. */
@@ -107,10 +160,20 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
     if (this.#closed) {
       return Promise.reject(new TrainingError("evaluator_stopped", "the evaluator stopped"));
     }
+    if (this.#failuresInARow >= EVALUATOR_MAX_WORKER_FAILURES) {
+      return Promise.reject(
+        new TrainingError(
+          "evaluator_worker_failed",
+          `the evaluator's worker failed ${this.#failuresInARow} times in a row; not started ` +
+            `again (restart the node)`,
+        ),
+      );
+    }
     const worker = this.#worker ??= this.#start();
     const id = this.#next++;
     const waiter = Promise.withResolvers<number>();
     this.#pending.set(id, waiter);
+    if (this.#pending.size === 1) this.#armSilence();
     worker.postMessage({ id, op: "evaluate", weights } satisfies EvaluatorRequest);
     return waiter.promise;
   }
@@ -119,7 +182,9 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#disarmSilence();
     this.#worker?.terminate();
+    this.#worker = undefined;
     this.#failAll(new TrainingError("evaluator_stopped", "the evaluator stopped"));
   }
 
@@ -129,22 +194,56 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
       { type: "module" },
     );
     worker.onmessage = (event: MessageEvent<EvaluatorReply>) => {
+      if (worker !== this.#worker) return;
       const reply = event.data;
       const waiter = this.#pending.get(reply.id);
       if (waiter === undefined) return;
       this.#pending.delete(reply.id);
+      this.#failuresInARow = 0;
+      // The next evaluation, if one waits, gets a whole silence bound of its own.
+      this.#disarmSilence();
+      if (this.#pending.size > 0) this.#armSilence();
       if (reply.ok) waiter.resolve(reply.loss);
       else waiter.reject(new TrainingError(reply.code, reply.message));
     };
     worker.onerror = (event) => {
       event.preventDefault();
-      this.#failAll(new TrainingError("evaluator_worker_failed", event.message));
+      if (worker !== this.#worker) return;
+      this.#workerFailed(`an uncaught error in it: ${event.message}`);
     };
     // Handled before any evaluation: the worker takes its messages in order.
     worker.postMessage(
       { id: -1, op: "init", evaluation: this.#evaluation } satisfies EvaluatorRequest,
     );
     return worker;
+  }
+
+  /** Drop the worker (the next evaluation starts another) and fail what it owed. */
+  #workerFailed(why: string): void {
+    this.#disarmSilence();
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    this.#failuresInARow++;
+    const owed = this.#pending.size;
+    this.#log(
+      `training: held-out evaluator's worker failed (${why}); ${owed} evaluation(s) failed, ` +
+        `the next starts a new worker (${this.#failuresInARow} of ` +
+        `${EVALUATOR_MAX_WORKER_FAILURES} failures in a row)`,
+    );
+    this.#failAll(new TrainingError("evaluator_worker_failed", why));
+  }
+
+  #armSilence(): void {
+    this.#silence = this.#timers.setTimeout(() => {
+      this.#silence = undefined;
+      this.#workerFailed(`no reply for ${this.#silenceMs} ms: the worker ended or hangs`);
+    }, this.#silenceMs);
+  }
+
+  #disarmSilence(): void {
+    if (this.#silence === undefined) return;
+    this.#timers.clearTimeout(this.#silence);
+    this.#silence = undefined;
   }
 
   #failAll(error: Error): void {

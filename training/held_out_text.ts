@@ -23,6 +23,15 @@ export { HELD_OUT_EVAL_SAMPLES };
 /** The document id the file's text is sampled under: never its path, which says who runs it. */
 const FILE_DOCUMENT_ID = "held-out-file";
 
+/**
+ * The largest held-out file accepted (64 MiB). The evaluation reads only
+ * {@link HELD_OUT_EVAL_SAMPLES} windows of `sampleBytes` (64 × 65 bytes by default) spread over
+ * the text, so more text adds nothing to the measurement, while the whole file is held in this
+ * process for its life and checked as one string: a 600 MB file was refused as "not UTF-8" (V8's
+ * string-length limit) after taking 1.9 GB (review s75 vtrain F4).
+ */
+export const HELD_OUT_FILE_MAX_BYTES = 64 * 1024 * 1024;
+
 /** Which text a coordinator evaluates on, as its status and log say it (never path or content). */
 export type HeldOutSource =
   | {
@@ -45,8 +54,8 @@ export class HeldOutFileError extends TrainingError {
   /**
    * Create it.
    *
-   * @param code `held_out_file_unreadable`, `held_out_file_empty`, `held_out_file_not_utf8` or
-   *   `held_out_file_too_small`.
+   * @param code `held_out_file_unreadable`, `held_out_file_empty`, `held_out_file_not_utf8`,
+   *   `held_out_file_too_small` or `held_out_file_too_large`.
    * @param message One line naming the file, what is wrong and what to do.
    */
   constructor(code: string, message: string) {
@@ -85,7 +94,8 @@ export function publicHeldOutSource(shard: TextShard): HeldOutSource {
  *
  * @param path The file (`training.coordinator.heldOutFile`).
  * @param sampleBytes Bytes of one evaluation sample (the round's `sampleBytes`).
- * @throws {HeldOutFileError} Missing or unreadable, empty, not UTF-8, or too small.
+ * @throws {HeldOutFileError} Missing or unreadable, not a regular file, empty, larger than
+ *   {@link HELD_OUT_FILE_MAX_BYTES}, not UTF-8, or too small.
  */
 export async function readHeldOutFile(
   path: string,
@@ -94,8 +104,29 @@ export async function readHeldOutFile(
   const key = "training.coordinator.heldOutFile";
   let bytes: Uint8Array;
   try {
+    // Looked at before it is opened: reading a FIFO or /dev/stdin with no writer waits forever,
+    // and start-up cannot be cut short there (review s75 vtrain F5). `stat` follows symlinks, so
+    // a link to a regular file is still read.
+    const info = await Deno.stat(path);
+    if (!info.isFile) {
+      throw new HeldOutFileError(
+        "held_out_file_unreadable",
+        `cannot read the held-out file ${path} (${key}, --held-out): it is ${
+          info.isDirectory ? "a directory" : "not a regular file (a pipe, a device or a socket?)"
+        }; give a regular file`,
+      );
+    }
+    if (info.size > HELD_OUT_FILE_MAX_BYTES) {
+      throw new HeldOutFileError(
+        "held_out_file_too_large",
+        `the held-out file ${path} (${key}, --held-out) holds ${info.size} bytes, more than ` +
+          `the ${HELD_OUT_FILE_MAX_BYTES} accepted: the evaluation reads only ` +
+          `${HELD_OUT_EVAL_SAMPLES} samples of ${sampleBytes} bytes; give a part of it`,
+      );
+    }
     bytes = await Deno.readFile(path);
   } catch (cause) {
+    if (cause instanceof HeldOutFileError) throw cause;
     const why = cause instanceof Deno.errors.NotFound
       ? "no such file"
       : cause instanceof Deno.errors.IsADirectory

@@ -591,12 +591,25 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   async #evaluate(weights: GptWeights): Promise<number | undefined> {
     const heldOut = this.#options.heldOut;
     if (heldOut === undefined) return undefined;
-    this.#evaluator ??= new WorkerHeldOutEvaluator({
+    const evaluator = this.#evaluator ??= new WorkerHeldOutEvaluator({
       arch: this.#options.arch,
       samples: this.#heldOutSamples(heldOut),
       sampleBytes: this.#hyper.sampleBytes,
+    }, {
+      // A worker silent for a whole round's deadline is dead, not slow (`EVALUATOR_SILENCE_MS`).
+      silenceMs: this.#options.roundDeadlineMs,
+      log: (line) => this.#log(line),
     });
-    const loss = await this.#evaluator.evaluate(weights);
+    let loss: number;
+    try {
+      loss = await evaluator.evaluate(weights);
+    } catch (error) {
+      // A failed worker is the coordinator's fault, not the model's: asked once more, on the
+      // fresh worker the evaluator starts (review s75 vtrain F3). A second failure goes to the
+      // round, which then publishes nothing and blames no trainer (`_round_run.ts`).
+      if ((error as { code?: string }).code !== "evaluator_worker_failed") throw error;
+      loss = await evaluator.evaluate(weights);
+    }
     // Not a number (a held-out set with no whole sample: 0 / 0) is no measurement: in an
     // outcome it made every node refuse the outcome as malformed (its schema takes finite
     // numbers), and in the saved delivery the restart refuse the state as unreadable.
