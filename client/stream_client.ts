@@ -373,9 +373,10 @@ export class StreamClient {
       this.#stopIdleTimer();
       clearTimeout(this.#closeTimer);
       this.#detach();
-      this.#closeMessage = closedMessage(event);
+      // Jobs started from now on never reached the node: their error says so, not "ended".
+      this.#closeMessage = closedMessage(event, "not_sent");
       this.#closeDetails = { closeCode: event.code, closeReason: event.reason };
-      this.#failAll(this.#closeMessage, this.#closeDetails);
+      this.#failAll(closedMessage(event, "running"), this.#closeDetails);
       this.#closeHandled.resolve();
     };
   }
@@ -926,9 +927,18 @@ function jobTokenBound(maxTokens: unknown): TokenBound {
   return { most: maxTokens, what: `the job's max_tokens (${maxTokens})` };
 }
 
-/** Why the socket closed, with the server's close code and reason when it sent them. */
-function closedMessage(event: CloseEvent): string {
-  const base = "the socket closed before the job ended";
+/**
+ * Why the socket closed, with the server's close code and reason when it sent them.
+ *
+ * @param job `running`: the job was sent and the close cut it short. `not_sent`: `infer` came
+ * after the socket had closed (the node closes one that runs no job for 2 minutes, for one), so
+ * the job never started and the caller's remedy is a new connection, not a retry of a broken job.
+ */
+function closedMessage(event: CloseEvent, job: "running" | "not_sent"): string {
+  const base = job === "running"
+    ? "the socket closed before the job ended"
+    : "the socket had closed before this job was sent, so it never started: connect again " +
+      "(StreamClient.connect) and send it on the new socket";
   // 1006 (or 0, Deno's code for a connection it dropped itself): no close frame at all. Deno
   // drops one whose message is over its 64 MiB limit that way, with nothing else to tell.
   if (event.code === 0 || event.code === 1006) {

@@ -10,6 +10,7 @@
  * @module
  */
 import { bearerToken } from "./credentials.ts";
+import { EdgeError } from "./http_errors.ts";
 
 /** The subprotocol the node answers with when offered (a browser needs one of its own answered). */
 export const DASHBOARD_PROTOCOL = "veriflow.dashboard";
@@ -31,6 +32,11 @@ export interface DashboardHandshake {
 /**
  * Read `request`'s handshake credential.
  *
+ * @throws {EdgeError} `bad_subprotocol` (400): the token's subprotocol was offered without
+ * {@link DASHBOARD_PROTOCOL}. The node could answer such a handshake with no subprotocol only,
+ * which a browser fails as a bare 1006 after the node has already taken the socket's place; a
+ * refusal that names the fix comes before any place is taken.
+ *
  * @example
  * ```ts
  * import {
@@ -48,9 +54,16 @@ export function readDashboardHandshake(request: Request): DashboardHandshake {
   const offered = (request.headers.get("sec-websocket-protocol") ?? "")
     .split(",").map((name) => name.trim()).filter((name) => name !== "");
   const protocol = offered.includes(DASHBOARD_PROTOCOL) ? DASHBOARD_PROTOCOL : undefined;
+  const carried = offered.find((name) => name.startsWith(BEARER_PROTOCOL_PREFIX));
+  if (carried !== undefined && protocol === undefined) {
+    throw new EdgeError(
+      "bad_subprotocol",
+      `offer the subprotocol ${DASHBOARD_PROTOCOL} with ${BEARER_PROTOCOL_PREFIX}<token>: the ` +
+        "node answers with it, and a browser fails a handshake answered with none",
+    );
+  }
   const header = bearerToken(request.headers.get("authorization") ?? undefined);
   if (header !== undefined) return { token: header, protocol };
-  const carried = offered.find((name) => name.startsWith(BEARER_PROTOCOL_PREFIX));
   if (carried === undefined) return { protocol };
   try {
     const bytes = fromBase64Url(carried.slice(BEARER_PROTOCOL_PREFIX.length));

@@ -56,7 +56,7 @@ import { originPolicy } from "./origin_policy.ts";
 import { EdgeError, errorResponse } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
 import { type AuthPendingPlace, AuthPendingSockets, OpenSockets } from "./dashboard_socket_caps.ts";
-import { readDashboardHandshake } from "./dashboard_handshake.ts";
+import { type DashboardHandshake, readDashboardHandshake } from "./dashboard_handshake.ts";
 import { clientAddress } from "./client_address.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
@@ -797,8 +797,24 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       : "none";
     // A key or the operator token in the handshake reads at once, in its client's allowance,
     // never in the places of sockets still to send their `auth` (`dashboard_handshake.ts`).
-    const handshake = readDashboardHandshake(c.req.raw);
+    let handshake: DashboardHandshake;
+    try {
+      handshake = readDashboardHandshake(c.req.raw);
+    } catch (error) {
+      return refused(error);
+    }
     const handshakeGrant = handshake.token === undefined ? undefined : grant(handshake.token);
+    // A wrong token is refused before the upgrade and counted, as a wrong `auth` is: upgraded, it
+    // read nothing and was counted nowhere, so guesses left no trace in /metrics (review s75
+    // vhandshake F3). A page learns only that the handshake failed, and connects again without.
+    if (handshake.token !== undefined && handshakeGrant === undefined) {
+      return refused(
+        new EdgeError(
+          "bad_token",
+          "that token is not accepted: give an API key or the operator token, or none",
+        ),
+      );
+    }
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
     const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.raw);

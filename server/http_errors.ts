@@ -83,6 +83,8 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   api_key_required: 403,
   // A dashboard socket's `auth` with a token that is neither an API key nor the operator token.
   bad_token: 401,
+  // A dashboard handshake offering its token's subprotocol without `veriflow.dashboard`.
+  bad_subprotocol: 400,
   origin_not_allowed: 403,
   misdirected_request: 421,
   request_too_large: 413,

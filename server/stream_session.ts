@@ -14,8 +14,10 @@
  * frames faster than it reads their answers) is cut off at once, so it cannot grow the node's
  * memory either.
  *
- * A socket that runs no job and sends no frame for {@link STREAM_SOCKET_IDLE_MS} is closed (1000),
- * so idle clients do not keep the node's few socket places (`stream_sockets.ts`).
+ * A socket that runs no job for {@link STREAM_SOCKET_IDLE_MS} is closed (1000), so idle clients do
+ * not keep the node's few socket places (`stream_sockets.ts`). Only an accepted `infer` and a job's
+ * end restart that countdown: refused frames and cancels of nothing do not, or a client sending
+ * junk every few minutes would keep its place forever (review s75 vhandshake F1).
  *
  * An `error` whose frame names a job still running carries that id as `refused_id`, not `id`:
  * the job's own `done` or `error` is still to come, and each `infer` ends exactly once.
@@ -99,7 +101,7 @@ const DRAIN_POLL_MS = 5;
 const CLOSE_HANDSHAKE_MS = 1_000;
 
 /**
- * How long a socket may run no job and send no frame before the node closes it
+ * How long a socket may run no job (frames that start none do not count) before the node closes it
  * ({@link WS_CLOSE}.normal). Each socket holds one of a few dozen places (`stream_sockets.ts`), and
  * four clients idling on theirs kept every other client out for as long as they liked (review s75
  * verify F1). Two minutes covers a person reading one answer and typing the next prompt on a socket
@@ -215,7 +217,7 @@ export class StreamSession {
     this.#idleTimer = this.#timers.setTimeout(() => {
       this.#idleTimer = undefined;
       if (this.#jobs.size > 0 || this.#socket.readyState !== WebSocket.OPEN) return;
-      this.#close(WS_CLOSE.normal, `no job and no frame for ${idleMs} ms`);
+      this.#close(WS_CLOSE.normal, `no job for ${idleMs} ms (frames that start none do not count)`);
     }, idleMs);
   }
 
@@ -252,11 +254,10 @@ export class StreamSession {
   #onMessage(data: unknown): void {
     // Frames already received when the session closed the socket start nothing.
     if (this.#socket.readyState !== WebSocket.OPEN) return;
-    try {
-      this.#handle(data);
-    } finally {
-      this.#armIdle(); // any frame, even a refused one, shows the client is there
-    }
+    // No idle restart here: a refused frame or a cancel of nothing would let a client that sends
+    // junk every few minutes hold its place forever. Only an accepted `infer` (which stops the
+    // countdown while it runs) and a job's end (which starts it again) count.
+    this.#handle(data);
   }
 
   #handle(data: unknown): void {
@@ -306,6 +307,7 @@ export class StreamSession {
     }
     const abort = new AbortController();
     this.#jobs.set(message.id, abort);
+    this.#armIdle(); // a job runs now: no idle countdown until it ends
     this.#run(message, abort.signal).finally(() => {
       this.#jobs.delete(message.id);
       this.#closeIfDrained();

@@ -89,6 +89,14 @@ let reconnectMs = RECONNECT_FIRST_MS;
  */
 const DASHBOARD_PROTOCOL = "veriflow.dashboard";
 const BEARER_PROTOCOL_PREFIX = "base64url.bearer.veriflow.";
+/**
+ * Whether the next socket carries the token in its handshake. The node refuses a stale token
+ * there (401 `bad_token`), and a page sees only a failed handshake, as for a full node or one that
+ * is down: after one such failure the page connects without it and sends the token as `auth`,
+ * whose `bad_token` answer it can read (and then shows the login), so it never loops on a stale
+ * token. An open socket puts the token back into the next handshake.
+ */
+let tokenInHandshake = true;
 
 /** @param {string} text */
 function base64Url(text) {
@@ -100,17 +108,22 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const token = sessionStorage.getItem("veriflow-operator-token");
   const url = `${scheme}://${location.host}/dashboard/live`;
-  const socket = token
+  const inHandshake = Boolean(token) && tokenInHandshake;
+  const socket = inHandshake
     ? new WebSocket(url, [DASHBOARD_PROTOCOL, BEARER_PROTOCOL_PREFIX + base64Url(token)])
     : new WebSocket(url);
   state.socket = socket;
+  let opened = false;
   socket.onopen = () => {
+    opened = true;
+    tokenInHandshake = true;
     reconnectMs = RECONNECT_FIRST_MS;
     setBadge("connection", "live", "ok");
-    // Again in a message: a token the node no longer accepts is answered `bad_token` there.
-    if (token) socket.send(JSON.stringify({ type: "auth", token }));
+    // The handshake's token was accepted, or the node would have refused it: else, send it now.
+    if (token && !inHandshake) socket.send(JSON.stringify({ type: "auth", token }));
   };
   socket.onclose = () => {
+    if (!opened && inHandshake) tokenInHandshake = false;
     setBadge("connection", `offline — reconnecting in ${reconnectMs / 1000} s`, "bad");
     // The node cancels a page's prompt when its socket closes, and the next socket has to be
     // unlocked again: nothing runs until its hello says so.

@@ -95,23 +95,6 @@ Deno.test("dashboard handshake: a tool's Authorization header with the operator 
   }
 });
 
-Deno.test("dashboard handshake: a wrong token in the subprotocol reads nothing: the socket waits for its auth as one without a token", async () => {
-  const node = dashboardNode();
-  try {
-    node.peer.now = addr("198.51.100.79");
-    const { ws, messages } = await page(node.server.url, [
-      DASHBOARD_PROTOCOL,
-      BEARER_PROTOCOL_PREFIX + base64Url("not-a-key-0123456789"),
-    ]);
-    await eventually(() => messages.some((m) => m.code !== undefined), "a refusal");
-    assert.equal(messages.find((m) => m.type === "hello")?.access, "none");
-    assert.ok(!messages.some((m) => m.type === "snapshot"), "no snapshot without a credential");
-    ws.close();
-  } finally {
-    await node.server.shutdown();
-  }
-});
-
 Deno.test("dashboard auth deadline: a socket closed at its deadline leaves the waiting places then, and the next socket pushes out no one (no too_many_sockets counted)", async () => {
   const node = dashboardNode({
     limits: { authPendingSockets: PENDING, authPendingSocketsPerAddress: 1 },
