@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCalibrate, type RunCalibrateOptions } from "../../cli/calibrate_command.ts";
-import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
 import type { CalibrationProfile, NoiseProfile } from "../../proof/calibration.ts";
+import { handProfile } from "../_helpers/hand_profile.ts";
 
 // `cli.ts calibrate` refuses a bad flag value with exit 2 and a first line naming the flag and what
 // it takes, before it builds or measures anything; and it saves no profile whose own self-check
@@ -100,29 +100,9 @@ Deno.test("calibrate that cannot load the model, install the built-in one or sav
 
 /** A measured profile, as `calibrateModel` returns it, with `bf16`'s self-check counts. */
 function measured(model: string, bf16: Partial<NoiseProfile>): CalibrationProfile {
-  const noise: NoiseProfile = {
-    variants: ["cpu/threads=1/graph=all/logits=fp32"],
-    receipts: 8,
-    positions: 512,
-    logProbRms: 0.00029,
-    projectionRms: 0.00028,
-    maxScore: 3,
-    maxMeanScore: 1,
-    logitMax: 0.0041,
-    massSigma: 0.00086,
-    massMaxZ: 4,
-    samplingFailures: 0,
-    flagged: 0,
-  };
-  return {
-    v: 1,
-    model,
-    scheme: FINGERPRINT_SCHEME,
-    createdAt: 0,
-    machine: { os: "linux", arch: "x86_64", cpus: 2, executionProviders: ["cpu"] },
-    reference: "cpu/threads=2/graph=all/logits=fp32",
-    precisions: { fp32: noise, bf16: { ...noise, logitMax: 0.0373, ...bf16 } },
-  };
+  const profile = handProfile(model, { receipts: 8, positions: 512 });
+  const noise = profile.precisions.fp32;
+  return { ...profile, precisions: { fp32: noise, bf16: { ...noise, logitMax: 0.0373, ...bf16 } } };
 }
 
 Deno.test("calibrate saves no profile whose self-check failed: exits 1 naming the class and the failures", async () => {

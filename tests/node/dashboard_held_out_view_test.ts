@@ -4,11 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { dashboardSources, type DashboardWiring } from "../../node/dashboard_sources.ts";
-import { type CoordinatorMessage, RoundCoordinator } from "../../training/round_coordinator.ts";
-import { RoundModels } from "../../training/round_models.ts";
 import {
   heldOutBytesNeeded,
   type HeldOutSource,
@@ -16,29 +12,12 @@ import {
   readHeldOutFile,
 } from "../../training/held_out_text.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "../training/_fixtures.ts";
+import { TEST_HYPER, testSplit } from "../training/_fixtures.ts";
+import { withEvalCoordinator } from "../training/_eval_coordinator.ts";
 
 /** The training view's coordinator part for a coordinator on `heldOut`. */
 async function viewOn(dir: string, heldOut: TextShard, heldOutSource: HeldOutSource) {
-  const system = new ActorSystem({ name: "held-out-view" });
-  try {
-    const coordinator = await system.spawn<CoordinatorMessage>({
-      name: "node/coordinator",
-      factory: () =>
-        new RoundCoordinator({
-          identity: Identity.generate(),
-          arch: TEST_ARCH,
-          seed: 0,
-          rounds: 1,
-          steps: 2,
-          hyper: TEST_HYPER,
-          roundDeadlineMs: 600_000,
-          minTrainers: 1,
-          models: new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined }),
-          heldOut,
-          heldOutSource,
-        }),
-    });
+  return await withEvalCoordinator(heldOut, { heldOutSource, dir }, async (coordinator) => {
     const wiring = {
       publicKey: new Uint8Array(32),
       coordinator: () => coordinator,
@@ -47,9 +26,7 @@ async function viewOn(dir: string, heldOut: TextShard, heldOutSource: HeldOutSou
     const view = await dashboardSources(wiring).training!();
     assert.ok(view?.coordinator !== undefined, "a coordinator's view");
     return view.coordinator;
-  } finally {
-    await system.shutdown();
-  }
+  });
 }
 
 Deno.test("the training view names a private held-out file by its size, never its path or text", async () => {

@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DATA_DIR_LOCK_FILE, DataDirLock } from "../../node/data_dir_lock.ts";
 import { ProofStore, type StoredProof } from "../../proof/proof_store.ts";
-import { type CalibrationProfile, CalibrationStore } from "../../proof/calibration.ts";
-import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
+import { CalibrationStore } from "../../proof/calibration.ts";
+import { handProfile } from "../_helpers/hand_profile.ts";
 import { ensureBuiltinModel } from "../../inference/builtin_model.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
 import { writeFileDurably } from "../../proof/_durable_file.ts";
@@ -181,31 +181,3 @@ modesTest(
     assert.deepEqual(await opened(models), []);
   },
 );
-
-/** A calibration profile the store accepts, for model id `model` (no measurement behind it). */
-function handProfile(model: string): CalibrationProfile {
-  return {
-    v: 1,
-    model,
-    scheme: FINGERPRINT_SCHEME,
-    createdAt: 0,
-    machine: { os: "linux", arch: "x86_64", cpus: 2, executionProviders: ["cpu"] },
-    reference: "cpu/threads=2/graph=all/logits=fp32",
-    precisions: {
-      fp32: {
-        variants: ["cpu/threads=1/graph=all/logits=fp32"],
-        receipts: 24,
-        positions: 1536,
-        logProbRms: 0.00029,
-        projectionRms: 0.00028,
-        maxScore: 3,
-        maxMeanScore: 1,
-        logitMax: 0.0041,
-        massSigma: 0.00086,
-        massMaxZ: 4,
-        samplingFailures: 0,
-        flagged: 0,
-      },
-    },
-  };
-}

@@ -8,35 +8,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type CalibrationProfile, CalibrationStore } from "../../proof/calibration.ts";
-import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
+import { handProfile } from "../_helpers/hand_profile.ts";
 
 const MODEL = "bafkreigsxewffxxqse4qvkkhxyhealcjjrlwr4bdl7a7u54f53jftbtcm4";
 
 /** A valid profile of {@link MODEL} (figures as a CPU calibration gives them). */
-const profile: CalibrationProfile = {
-  v: 1,
-  model: MODEL,
-  scheme: FINGERPRINT_SCHEME,
-  createdAt: 0,
-  machine: { os: "linux", arch: "x86_64", cpus: 2, executionProviders: ["cpu"] },
-  reference: "cpu/threads=2/graph=all/logits=fp32",
-  precisions: {
-    fp32: {
-      variants: ["cpu/threads=1/graph=all/logits=fp32"],
-      receipts: 24,
-      positions: 1536,
-      logProbRms: 0.00029,
-      projectionRms: 0.00028,
-      maxScore: 3,
-      maxMeanScore: 1,
-      logitMax: 0.0041,
-      massSigma: 0.00086,
-      massMaxZ: 4,
-      samplingFailures: 0,
-      flagged: 0,
-    },
-  },
-};
+const profile: CalibrationProfile = handProfile(MODEL);
 
 Deno.test("a profile save does not use the fixed <cid>.json.tmp another save is writing, and syncs its data", async () => {
   const dir = await Deno.makeTempDir();

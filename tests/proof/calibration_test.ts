@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  type CalibrationProfile,
   CalibrationStore,
   fingerprintToleranceOf,
   LOGIT_EPS_SAFETY,
@@ -16,12 +15,12 @@ import {
 import {
   DEFAULT_FINGERPRINT_TOLERANCE,
   FINGERPRINT_QUANTIZATION_RMS,
-  FINGERPRINT_SCHEME,
 } from "../../proof/fingerprint.ts";
 import { DEFAULT_SAMPLING_TOLERANCE } from "../../proof/sampling_check.ts";
 import { roundToBf16, roundToFp16 } from "../../proof/_precision.ts";
 import { jobId, type TextJob, textJobSchema } from "../../protocols/job.ts";
 import { loadCalibratedFixture } from "./_models.ts";
+import { handProfile } from "../_helpers/hand_profile.ts";
 
 Deno.test("calibration: fp32 noise sits at the fingerprint's rounding, bf16 weights far above it", async () => {
   const { profile } = await loadCalibratedFixture();
@@ -110,35 +109,6 @@ Deno.test("calibration store: profiles saved by CID are found again; foreign fil
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** A profile as the review wrote them by hand: the fixture's fp32 figures, `edit` applied. */
-function handProfile(model: string, edit: Partial<NoiseProfile> = {}): CalibrationProfile {
-  return {
-    v: 1,
-    model,
-    scheme: FINGERPRINT_SCHEME,
-    createdAt: 0,
-    machine: { os: "linux", arch: "x86_64", cpus: 2, executionProviders: ["cpu"] },
-    reference: "cpu/threads=2/graph=all/logits=fp32",
-    precisions: {
-      fp32: {
-        variants: ["cpu/threads=1/graph=all/logits=fp32"],
-        receipts: 24,
-        positions: 1536,
-        logProbRms: 0.00029,
-        projectionRms: 0.00028,
-        maxScore: 3,
-        maxMeanScore: 1,
-        logitMax: 0.0041,
-        massSigma: 0.00086,
-        massMaxZ: 4,
-        samplingFailures: 0,
-        flagged: 0,
-        ...edit,
-      },
-    },
-  };
-}
 
 Deno.test("calibration: an implausible, unmeasured or self-check-failed profile is refused with a reason, never trusted", async () => {
   // The noisiest class measured (bf16 weights: ε 0.04, RMS 0.007) and the bounds themselves load.

@@ -10,36 +10,22 @@
  */
 import assert from "node:assert/strict";
 import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "../../storage/_chunk_costs.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
+import type { ChunkStore } from "../../storage/chunk_store.ts";
 import { DiskFullError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { PendingPut } from "../../storage/pending_put.ts";
 import { admissionCost, ADMIT_AHEAD_BYTES } from "../../storage/_put_admission.ts";
-import { filesUnder, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { pseudoRandomBytes } from "./_helpers.ts";
+import { CHUNK_SIZE, FLOOR, storeOnSmallDisk, upload } from "./_small_disk.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const CHUNK_SIZE = 256 * KiB;
-const FLOOR = 24 * MiB;
 /** Room above the floor: larger than the hold, so holding it whole is what refused the others. */
 const ROOM = 40 * MiB;
 
-/** Bytes of every file under `dir` (a pack's temporary file may go between listing and stat). */
-async function bytesUnder(dir: string): Promise<number> {
-  let total = 0;
-  for (const path of await filesUnder(dir)) {
-    total += (await Deno.stat(path).catch(() => ({ size: 0 }))).size;
-  }
-  return total;
-}
-
 /** A store on a disk with `ROOM` above the floor, less what the store's files take. */
-async function storeOnSmallDisk(dir: string): Promise<ChunkStore> {
-  return await ChunkStore.open(dir, {
-    durable: false,
-    putMinFreeBytes: FLOOR,
-    faults: { freeBytes: async () => FLOOR + ROOM - await bytesUnder(dir) },
-  });
+async function storeWithRoom(dir: string): Promise<ChunkStore> {
+  return await storeOnSmallDisk(dir, FLOOR + ROOM);
 }
 
 /** The largest size (to a KiB) whose admission cost is at most `room`. */
@@ -49,25 +35,10 @@ function largestFitting(room: number): number {
   return size;
 }
 
-/** One upload as `POST /v1/files` runs it: admitted by its size, stored, pinned. */
-async function upload(store: ChunkStore, data: Uint8Array): Promise<string> {
-  const pending = await PendingPut.begin(store, {
-    declaredBytes: data.length,
-    chunkSize: CHUNK_SIZE,
-  });
-  try {
-    const { cid } = await new FileStore(pending, { chunkSize: CHUNK_SIZE }).put(streamOf(data));
-    await pending.commit(cid);
-    return cid;
-  } finally {
-    await pending.release();
-  }
-}
-
 Deno.test("an upload declaring all the free room and trickling does not hold it: another client's upload is admitted and stored", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = await storeOnSmallDisk(dir);
+    const store = await storeWithRoom(dir);
     const slow = await PendingPut.begin(store, {
       declaredBytes: largestFitting(ROOM),
       chunkSize: CHUNK_SIZE,
@@ -90,7 +61,7 @@ Deno.test("an upload declaring all the free room and trickling does not hold it:
 Deno.test("a declared size is still judged whole when admitted: one that does not fit is refused at once", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = await storeOnSmallDisk(dir);
+    const store = await storeWithRoom(dir);
     await assert.rejects(
       PendingPut.begin(store, { declaredBytes: ROOM + MiB, chunkSize: CHUNK_SIZE }),
       DiskFullError,
@@ -109,7 +80,7 @@ Deno.test("a declared size is still judged whole when admitted: one that does no
 Deno.test("an honest upload larger than its hold that fits the room is stored whole", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = await storeOnSmallDisk(dir);
+    const store = await storeWithRoom(dir);
     // Most of the room: several holds' worth, so its later chunks are promised as it writes.
     const data = pseudoRandomBytes(largestFitting(ROOM) - 2 * MiB, 3);
     const cid = await upload(store, data);
@@ -122,7 +93,7 @@ Deno.test("an honest upload larger than its hold that fits the room is stored wh
 Deno.test("a large put's hold moves ahead with its writes, never past ADMIT_AHEAD_BYTES nor its declared size", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = await storeOnSmallDisk(dir);
+    const store = await storeWithRoom(dir);
     const size = 3 * ADMIT_AHEAD_BYTES;
     const admission = await store.admitPut(size, CHUNK_SIZE);
     try {

@@ -17,50 +17,13 @@ import { PENDING_DIR } from "../../storage/gc_roots.ts";
 import { PendingPut } from "../../storage/pending_put.ts";
 import { admissionCost } from "../../storage/_put_admission.ts";
 import { httpStatusOf } from "../../server/http_errors.ts";
-import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { pseudoRandomBytes } from "./_helpers.ts";
+import { CHUNK_SIZE, FLOOR, storeOnSmallDisk, upload } from "./_small_disk.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const CHUNK_SIZE = 256 * KiB;
-const FLOOR = 24 * MiB;
 const UPLOAD = 2 * MiB;
 const UPLOADS = 32;
-
-/** Bytes of every file under `dir`: what the store takes of a disk of its own. */
-async function bytesUnder(dir: string): Promise<number> {
-  let total = 0;
-  for await (const entry of Deno.readDir(dir)) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) total += await bytesUnder(path);
-    // A pack's temporary file may be renamed between the listing and its stat.
-    else if (entry.isFile) total += (await Deno.stat(path).catch(() => ({ size: 0 }))).size;
-  }
-  return total;
-}
-
-/** A store on a disk of `diskBytes` whose free space is what the store's files leave. */
-async function storeOnSmallDisk(dir: string, diskBytes: number): Promise<ChunkStore> {
-  return await ChunkStore.open(dir, {
-    durable: false,
-    putMinFreeBytes: FLOOR,
-    faults: { freeBytes: async () => diskBytes - await bytesUnder(dir) },
-  });
-}
-
-/** One upload as `POST /v1/files` runs it: admitted by its size, stored, pinned. */
-async function upload(store: ChunkStore, data: Uint8Array): Promise<string> {
-  const pending = await PendingPut.begin(store, {
-    declaredBytes: data.length,
-    chunkSize: CHUNK_SIZE,
-  });
-  try {
-    const { cid } = await new FileStore(pending, { chunkSize: CHUNK_SIZE }).put(streamOf(data));
-    await pending.commit(cid);
-    return cid;
-  } finally {
-    await pending.release();
-  }
-}
 
 Deno.test("a burst of uploads into room for 4 stores 4 and refuses the rest at once with disk_full (507), writing nothing for them", async () => {
   const dir = await Deno.makeTempDir();

@@ -6,8 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "../../training/outer_step.ts";
@@ -20,18 +18,14 @@ import {
   readHeldOutFile,
 } from "../../training/held_out_text.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
-import {
-  type CoordinatorMessage,
-  type CoordinatorStatus,
-  RoundCoordinator,
-} from "../../training/round_coordinator.ts";
-import { RoundModels } from "../../training/round_models.ts";
 import { evaluateHeldOut } from "../../training/held_out_evaluator.ts";
 import { heldOutSamples } from "../../training/held_out_samples.ts";
-import { eventually } from "../_helpers/wait.ts";
 import { resolveStartConfig } from "../../cli/start_command.ts";
 import { trainingInputs } from "../../node/_training_children.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import type { CoordinatorStatus } from "../../training/round_coordinator.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { evaluatingCoordinator } from "./_eval_coordinator.ts";
 
 /** Digits only: a text the seeded model's loss tells from English prose at a glance. */
 const PRIVATE_TEXT = "0123456789".repeat(
@@ -54,36 +48,7 @@ async function coordinatorOn(
   dir: string,
   statePath?: string,
 ): Promise<{ status: CoordinatorStatus; lines: string[] }> {
-  const system = new ActorSystem({ name: "held-out" });
-  const lines: string[] = [];
-  try {
-    const coordinator = await system.spawn<CoordinatorMessage>({
-      name: "node/coordinator",
-      factory: () =>
-        new RoundCoordinator({
-          identity: Identity.generate(),
-          arch: TEST_ARCH,
-          seed: 0,
-          rounds: 1,
-          steps: 2,
-          hyper: TEST_HYPER,
-          roundDeadlineMs: 600_000,
-          minTrainers: 1,
-          models: new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined }),
-          heldOut,
-          heldOutSource,
-          statePath,
-          log: (line) => void lines.push(line),
-        }),
-    });
-    const status = await eventually(
-      () => coordinator.ask<CoordinatorStatus>({ type: "status" }),
-      "the coordinator's status",
-    );
-    return { status, lines };
-  } finally {
-    await system.shutdown();
-  }
+  return await evaluatingCoordinator(heldOut, { heldOutSource, dir, statePath });
 }
 
 async function withDir<T>(run: (dir: string) => Promise<T>): Promise<T> {
