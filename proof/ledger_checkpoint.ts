@@ -18,6 +18,7 @@ import { type Identity, verifySignature } from "../protocols/identity.ts";
 import type { LedgerStateSnapshot } from "./ledger_state.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
+import { unusedPath } from "./_unused_path.ts";
 
 /** File name of the checkpoint inside the ledger directory. */
 export const CHECKPOINT_FILE = "checkpoint.cbor";
@@ -115,10 +116,7 @@ export async function writeCheckpoint(dir: string, checkpoint: LedgerCheckpoint)
 export async function setCheckpointAside(dir: string, stamp: string): Promise<string | undefined> {
   const from = join(dir, CHECKPOINT_FILE);
   if (!(await pathExists(from, { followSymlinks: false }))) return undefined;
-  let to = `${from}.rejected-${stamp}`;
-  for (let n = 1; await pathExists(to, { followSymlinks: false }); n++) {
-    to = `${from}.rejected-${stamp}-${n}`;
-  }
+  const to = await unusedPath(`${from}.rejected-${stamp}`);
   await Deno.rename(from, to);
   await syncDirectory(dir);
   return to;

@@ -60,7 +60,7 @@ import { writeFileDurably } from "./_durable_file.ts";
 import { LedgerState } from "./ledger_state.ts";
 import { type IndexPosition, type LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { CHECKPOINT_FILE, readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
-import { pathExists } from "../storage/path_exists.ts";
+import { unusedPath } from "./_unused_path.ts";
 import { RebuildLog, type RebuildScope } from "./_ledger_rebuild_log.ts";
 
 /** The most bytes one append writes: a frame's length prefix and the largest entry. */
@@ -493,10 +493,7 @@ function namesOwner(payload: Uint8Array, owner?: Uint8Array): boolean {
  */
 async function setAsideTornTail(log: LedgerLog, from: number, at: number): Promise<string> {
   const stamp = new Date(at).toISOString().replaceAll(":", "-");
-  let path = `${log.path}.torn-${stamp}`;
-  for (let n = 1; await pathExists(path, { followSymlinks: false }); n++) {
-    path = `${log.path}.torn-${stamp}-${n}`;
-  }
+  const path = await unusedPath(`${log.path}.torn-${stamp}`);
   await writeFileDurably(path, log.chunks(from));
   await log.truncate(from);
   return path;
@@ -510,18 +507,18 @@ async function startingPoint(
   say?: (line: string) => void,
 ): Promise<{ start: ChainPoint; state: LedgerState }> {
   const checkpoint = await readCheckpoint(dir);
-  if (typeof checkpoint === "object" && !verifyCheckpoint(checkpoint, owner)) {
-    // Not trusted, but not silently: the log said "no checkpoint" while one sat there (review
-    // s75). Left in place, not deleted: `ledger repair` moves it aside.
+  // None or unreadable: replay (and check) from genesis.
+  if (typeof checkpoint !== "object") return { start: GENESIS, state: new LedgerState() };
+  if (!verifyCheckpoint(checkpoint, owner)) {
+    // Not the owner's: replayed from genesis too. Not trusted, but not silently: the log said
+    // "no checkpoint" while one sat there (review s75). Left in place, not deleted: `ledger
+    // repair` moves it aside.
     say?.(
       `ledger: ${join(dir, CHECKPOINT_FILE)} is not signed by this node's key (another ` +
         `identity's, or altered): ignored and left where it is; the log is checked from ` +
         `genesis (ledger verify reports it as a bad signature; ledger repair moves it to ` +
         `${CHECKPOINT_FILE}.rejected-<time>)`,
     );
-  }
-  if (typeof checkpoint !== "object" || !verifyCheckpoint(checkpoint, owner)) {
-    // None, unreadable or not the owner's: replay (and check) from genesis.
     return { start: GENESIS, state: new LedgerState() };
   }
   if (checkpoint.state.pledges === undefined) {

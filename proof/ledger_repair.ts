@@ -52,7 +52,7 @@ import {
   type VouchedDamage,
 } from "./ledger_verify.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
-import { pathExists } from "../storage/path_exists.ts";
+import { unusedPath } from "./_unused_path.ts";
 import {
   decodeEntry,
   entryHash,
@@ -261,12 +261,8 @@ export async function repairLedger(
   let setAsidePath: string | undefined;
   if (setAsideBytes > 0) {
     // Copied aside before the log is cut: a crash between the two leaves both, never neither.
-    // Never over an earlier repair's file: a clock that repeats (stepped back, a machine without
-    // a real-time clock) would name both alike, and the first one's bytes would be lost.
-    setAsidePath = `${path}.rejected-${stamp}`;
-    for (let n = 1; await pathExists(setAsidePath, { followSymlinks: false }); n++) {
-      setAsidePath = `${path}.rejected-${stamp}-${n}`;
-    }
+    // Never over an earlier repair's file (`unusedPath`).
+    setAsidePath = await unusedPath(`${path}.rejected-${stamp}`);
     await writeFileDurably(setAsidePath, rest);
     const log = await LedgerLog.open(path, { write: true });
     try {

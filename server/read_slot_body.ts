@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import type { DrainTimers } from "./serve.ts";
 
@@ -89,11 +90,6 @@ export interface ReadIdle {
   overdue?: (cut: () => void) => () => void;
 }
 
-const GLOBAL_TIMERS: DrainTimers = {
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
-
 /**
  * `body`, calling `release` (once) when it has been read to its end, has failed, was cancelled,
  * or was cut because its client took nothing for `idle.timeoutMs` (at once, or once
@@ -109,7 +105,7 @@ export function slotHeldBody(
   idle: ReadIdle = {},
 ): ReadableStream<Uint8Array> {
   const timeoutMs = idle.timeoutMs ?? READ_IDLE_TIMEOUT_MS;
-  const timers = idle.timers ?? GLOBAL_TIMERS;
+  const timers = idle.timers ?? SYSTEM_TIMERS;
   const reader = body.getReader();
   /** What is left of the store's last piece, handed over {@link READ_PIECE_BYTES} at a time. */
   let rest: Uint8Array = new Uint8Array(0);

@@ -47,6 +47,7 @@
  * @module
  */
 import type { MiddlewareHandler } from "hono";
+import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { BUSY_BODIES_SHARE } from "./body_limit.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import type { ClientIdentity } from "./client_identity.ts";
@@ -153,11 +154,6 @@ interface Overdue {
   cut: () => void;
 }
 
-const GLOBAL_TIMERS: DrainTimers = {
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
-
 /**
  * The read slots of one node: share one instance between the gateway and the file routes, so a
  * client's reads on both count together.
@@ -210,7 +206,7 @@ export class ReadSlots {
     this.#maxAnonymous = share(this.#maxReads, ANONYMOUS_READS_SHARE);
     this.#waitMs = options.waitMs ?? READ_WAIT_MS;
     this.#maxWaitersPerClient = options.maxWaitersPerClient ?? MAX_READ_WAITERS_PER_CLIENT;
-    this.#timers = options.timers ?? GLOBAL_TIMERS;
+    this.#timers = options.timers ?? SYSTEM_TIMERS;
     this.#now = options.now ?? Date.now;
     this.#idle = { timeoutMs: options.idleTimeoutMs, timers: this.#timers, stats: options.stats };
     this.#access = { keys: options.keys, trustedProxies: options.trustedProxies };

@@ -257,10 +257,6 @@ export class StreamSession {
     // No idle restart here: a refused frame or a cancel of nothing would let a client that sends
     // junk every few minutes hold its place forever. Only an accepted `infer` (which stops the
     // countdown while it runs) and a job's end (which starts it again) count.
-    this.#handle(data);
-  }
-
-  #handle(data: unknown): void {
     if (this.#tooLarge(data)) {
       this.#cancelAll();
       this.#close(

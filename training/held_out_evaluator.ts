@@ -10,8 +10,8 @@
  * in the review's run past the 5 s `network.idleTimeoutMs`: no keepalive went out or was read, so
  * the coordinator and its trainers dropped each other at every round boundary (a storage repair
  * pass, trainers leaving and joining again; review s75 newcomer F1). The worker computes the same
- * numbers (the same wasm kernels on the same inputs: `evaluateHeldOut`, which the worker runs,
- * is also what {@link InThreadHeldOutEvaluator} runs), while the node's loop goes on.
+ * numbers (the same wasm kernels on the same inputs: `evaluateHeldOut`, which the worker runs),
+ * while the node's loop goes on.
  *
  * The held-out samples are handed to the worker once; they stay in this process (the text never
  * leaves the node).
@@ -56,24 +56,6 @@ export async function evaluateHeldOut(
     sampleBytes: evaluation.sampleBytes,
     maxSamples: sampleCount(evaluation.samples, evaluation.sampleBytes),
   });
-}
-
-/** Evaluates on the calling thread (holds it for the whole evaluation). */
-export class InThreadHeldOutEvaluator implements HeldOutEvaluator {
-  readonly #evaluation: HeldOutEvaluation;
-
-  /** @param evaluation What it measures. */
-  constructor(evaluation: HeldOutEvaluation) {
-    this.#evaluation = evaluation;
-  }
-
-  /** See {@link HeldOutEvaluator.evaluate}. */
-  evaluate(weights: GptWeights): Promise<number> {
-    return evaluateHeldOut(this.#evaluation, weights);
-  }
-
-  /** Nothing to release. */
-  close(): void {}
 }
 
 /** Main thread → evaluator worker. */
