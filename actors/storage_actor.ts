@@ -49,6 +49,7 @@ import {
   type ReplicatedStoreOptions,
 } from "../storage/replicated_store.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../storage/given_chunks.ts";
+import { AUDIT_PENALTIES_FILE, AuditPenalties } from "../storage/audit_penalties.ts";
 import type { StoragePeer } from "../storage/storage_peer.ts";
 import { LaterReply } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
@@ -66,6 +67,7 @@ import { PeerFailures } from "./_storage_peer_failures.ts";
 import { answerPeer } from "./_storage_peer_requests.ts";
 import { PeerRequestBudget } from "./_peer_request_budget.ts";
 import { startPut } from "./_storage_put.ts";
+import { pinFile } from "./_storage_pin.ts";
 import { StorageScope } from "./_storage_scope.ts";
 import { SelfPeer } from "./_storage_self_peer.ts";
 import { StorageWriteFaults } from "./_storage_write_faults.ts";
@@ -192,6 +194,11 @@ export class StorageActor {
    * kept when the replicated store is rebuilt and across restarts.
    */
   #given: GivenChunks | null = null;
+  /**
+   * What this node's audits found against its peers (`<dir>/audit-penalties.json`, loaded in
+   * `preStart`), kept as {@link #given} is: a restart does not put a demoted holder back in rank.
+   */
+  #penalties: AuditPenalties | null = null;
   /** What the pins here reach, and the blocks running puts hold (`_storage_scope.ts`). */
   readonly #scope: StorageScope;
   /** What the actor's parts share (`_storage_core.ts`). */
@@ -288,6 +295,9 @@ export class StorageActor {
       durable: this.#options.store?.durable,
       log: this.#options.log,
     });
+    this.#penalties = await AuditPenalties.open(join(this.#options.dir, AUDIT_PENALTIES_FILE), {
+      log: this.#options.log,
+    });
     this.#local = new FileStore(store, this.#fileOptions());
     this.#shares = await ShareStore.open(this.#options.dir);
     const { identity, holdHere } = this.#options;
@@ -366,6 +376,7 @@ export class StorageActor {
       this.#replicated = new ReplicatedStore(peers, {
         ...this.#options.replication,
         given: this.#given!,
+        penalties: this.#penalties!,
         // This node's own store misses no chunk as a peer does (review s72, docs F2).
         selfId: this.#self?.id,
         onReplicaFailure: (event) => {
@@ -471,6 +482,7 @@ export class StorageActor {
     await this.#replicated?.flush();
     await this.#self?.settled(); // what flush cannot see: calls whose race was already settled
     await this.#given?.close();
+    await this.#penalties?.close();
     this.#failures.flush(); // the count of the peers' lines left out, and their timers stopped
   }
 
@@ -606,8 +618,8 @@ export class StorageActor {
         storageKey(message.cid); // invalid_cid before it names a file
         // Pinning again keeps what the pin recorded: a `local` file stays this node's own.
         const label = await store.pinLabel(message.cid);
-        if (!label?.local) await this.#holdLocally(message.cid);
-        await store.pin(message.cid, label);
+        // Its blocks fetched from the peers as a put's, recorded first (`_storage_pin.ts`).
+        await pinFile(this.#core, message.cid, label);
         await this.#scope.add(message.cid, label?.local === true);
         return true;
       }

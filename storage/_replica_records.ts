@@ -6,12 +6,17 @@
  * for every chunk for a while). The store owns one {@link ReplicaRecords}: its puts, reads
  * (`_replica_reads.ts`) and repairs (`_replica_repair.ts`) record outcomes in it, the owner's
  * audits record their failures (`ReplicatedStore.failedAudit`), and `holders`, `missedWrite`,
- * `wasGiven` and `setPeers` read or prune it. Not part of the public API.
+ * `wasGiven` and `setPeers` read or prune it. What the audits found ({@link AuditPenalties}: failed
+ * pairs, strikes, demotions) is kept in a record the store is given, which the StorageActor keeps
+ * in a file, so a restart does not forget it. Not part of the public API.
  *
  * @module
  */
+import { AuditPenalties } from "./audit_penalties.ts";
 import type { GivenChunks } from "./given_chunks.ts";
 import type { StoragePeer } from "./storage_peer.ts";
+
+export { DEMOTION_ROUNDS, DEMOTION_STRIKES, STRIKE_WINDOW_ROUNDS } from "./audit_penalties.ts";
 
 /**
  * Default of {@link ReplicatedStoreOptions.maxMissedWrites}: 65 536 pairs, a few MiB of memory.
@@ -30,33 +35,6 @@ export const DEFAULT_MAX_MISSED_WRITES: number = 65_536;
  */
 const MAX_UNSERVED = DEFAULT_MAX_MISSED_WRITES;
 
-/**
- * Most (holder, chunk) pairs remembered as failed in an audit of this node's (see
- * {@link ReplicaRecords.failedAudit}); past it the oldest is forgotten and that holder is placed in
- * its rank again (the next audit of it judges it again). The bound of the unserved reads.
- */
-const MAX_FAILED_AUDITS = DEFAULT_MAX_MISSED_WRITES;
-
-/**
- * Audit rounds, out of the last {@link STRIKE_WINDOW_ROUNDS} of this node's, in which a holder
- * failed an audit before it is placed last for every chunk: three, so one audit an honest holder
- * missed (it was unreachable while its connection was still up: `no_response`) or one lost chunk
- * costs it the chunks it failed, not its standing; a holder that keeps little fails round after
- * round (one keeping a fraction k of its chunks passes a round's four with probability k⁴).
- */
-export const DEMOTION_STRIKES = 3;
-
-/** The recent rounds {@link DEMOTION_STRIKES} are counted in. */
-export const STRIKE_WINDOW_ROUNDS = 8;
-
-/**
- * Audit rounds a holder stays placed last for every chunk after its latest strike: a day at the
- * default round every 10 minutes (`storage.auditIntervalMs`). Rounds, not time, so a node that audits nobody (stopped, no peers) does not
- * forgive anyone meanwhile, and a test needs no clock. A holder placed last is still asked for
- * the copies it was given (a stand-in), so one that fails on keeps itself demoted.
- */
-export const DEMOTION_ROUNDS = 144;
-
 /** A store's record of what its peers were given, missed, and served (see the module doc). */
 export class ReplicaRecords {
   /**
@@ -71,41 +49,25 @@ export class ReplicaRecords {
    * {@link MAX_UNSERVED}.
    */
   readonly #unserved = new Set<string>();
-  /**
-   * `<peer id> <cid>` of each chunk a holder failed an audit of this node's on, until a write of it
-   * to that holder succeeds (or it proves it in a repair), or it has been away for the departed
-   * retention ({@link setPeers}); oldest first, at most {@link MAX_FAILED_AUDITS}. The pair is what
-   * makes one loss one verdict: the holder is not asked for that chunk again while it stands.
-   */
-  readonly #failedAudits = new Set<string>();
-  /** Per peer, the audit rounds ({@link #round}) it failed an audit in, the latest last. */
-  readonly #strikes = new Map<string, number[]>();
-  /** Per peer placed last for every chunk, the round after which it is placed in rank again. */
-  readonly #demoted = new Map<string, number>();
-  /**
-   * Per peer out of the peer set that this node holds penalties against ({@link #failedAudits},
-   * {@link #strikes}, {@link #demoted}), when it left, by the given record's clock: they are
-   * forgotten once its departed-holder retention ran out ({@link setPeers}). At most one entry per
-   * peer that failed an audit of this node's and left within that retention.
-   */
-  readonly #departed = new Map<string, number>();
-  /** Audit rounds ended ({@link auditRoundEnded}): the clock of strikes and demotions. */
-  #round = 0;
+  /** What this node's audits found against its peers; kept across {@link setPeers}. */
+  readonly #penalties: AuditPenalties;
   /** Chunks each peer was given or proved; kept across {@link setPeers}. */
   readonly #given: GivenChunks;
   /** The store's `holders`: the r peers that should hold a chunk. */
   readonly #holders: (cid: string) => StoragePeer[];
 
   /**
-   * Records in `given`, remembering at most `maxMissed` missed writes; `holders` is the store's
-   * placement, which says whether a failed write was a holder's.
+   * Records in `given` and `penalties`, remembering at most `maxMissed` missed writes; `holders`
+   * is the store's placement, which says whether a failed write was a holder's.
    */
   constructor(
     given: GivenChunks,
     maxMissed: number,
     holders: (cid: string) => StoragePeer[],
+    penalties: AuditPenalties = new AuditPenalties(),
   ) {
     this.#given = given;
+    this.#penalties = penalties;
     this.#maxMissed = maxMissed;
     this.#holders = holders;
   }
@@ -113,6 +75,11 @@ export class ReplicaRecords {
   /** Where the chunks each peer was given or proved are recorded. */
   get given(): GivenChunks {
     return this.#given;
+  }
+
+  /** Where what this node's audits found against its peers is recorded. */
+  get penalties(): AuditPenalties {
+    return this.#penalties;
   }
 
   /**
@@ -130,30 +97,8 @@ export class ReplicaRecords {
     for (const pairs of [this.#missed, this.#unserved]) {
       for (const key of pairs) if (!ids.has(peerOf(key))) pairs.delete(key);
     }
-    const now = this.#given.now();
-    for (const id of this.#penalized()) {
-      if (!ids.has(id) && !this.#departed.has(id)) this.#departed.set(id, now);
-    }
-    for (const [id, since] of this.#departed) {
-      if (this.#given.retentionRanOut(since)) this.#forgetPenalties(id);
-      else if (ids.has(id)) this.#departed.delete(id); // back in time: it keeps what it earned
-    }
+    this.#penalties.setPeers(ids, this.#given);
     this.#given.setPeers(ids);
-  }
-
-  /** The peers this node holds a failed audit, a strike or a demotion against. */
-  #penalized(): Set<string> {
-    const ids = new Set([...this.#strikes.keys(), ...this.#demoted.keys()]);
-    for (const key of this.#failedAudits) ids.add(peerOf(key));
-    return ids;
-  }
-
-  /** Forget what this node's audits found against `id` (see {@link setPeers}). */
-  #forgetPenalties(id: string): void {
-    for (const key of this.#failedAudits) if (peerOf(key) === id) this.#failedAudits.delete(key);
-    this.#strikes.delete(id);
-    this.#demoted.delete(id);
-    this.#departed.delete(id);
   }
 
   /** `ReplicatedStore.missedWrite`. */
@@ -167,7 +112,7 @@ export class ReplicaRecords {
     if (ok) {
       this.#given.add(peer.id, cid);
       this.#missed.delete(key);
-      this.#failedAudits.delete(key); // it holds a good copy again
+      this.#penalties.holdsAgain(peer.id, cid); // it holds a good copy again
     } else if (this.#holders(cid).includes(peer)) {
       remember(this.#missed, key, this.#maxMissed);
     }
@@ -194,14 +139,7 @@ export class ReplicaRecords {
    * {@link DEMOTION_ROUNDS} rounds.
    */
   failedAudit(peerId: string, cids: readonly string[]): void {
-    for (const cid of cids) remember(this.#failedAudits, `${peerId} ${cid}`, MAX_FAILED_AUDITS);
-    const strikes = (this.#strikes.get(peerId) ?? [])
-      .filter((round) => round > this.#round - STRIKE_WINDOW_ROUNDS && round !== this.#round);
-    strikes.push(this.#round);
-    this.#strikes.set(peerId, strikes);
-    if (strikes.length >= DEMOTION_STRIKES) {
-      this.#demoted.set(peerId, this.#round + DEMOTION_ROUNDS);
-    }
+    this.#penalties.failedAudit(peerId, cids);
   }
 
   /**
@@ -214,23 +152,17 @@ export class ReplicaRecords {
    * of this node's.
    */
   admittedLoss(peerId: string, cid: string): void {
-    remember(this.#failedAudits, `${peerId} ${cid}`, MAX_FAILED_AUDITS);
+    this.#penalties.markFailed(peerId, cid);
   }
 
   /** An audit round of this node's ended: strikes age, and demotions that ran out end. */
   auditRoundEnded(): void {
-    this.#round++;
-    for (const [id, until] of this.#demoted) if (until < this.#round) this.#demoted.delete(id);
-    for (const [id, strikes] of this.#strikes) {
-      if (strikes[strikes.length - 1] <= this.#round - STRIKE_WINDOW_ROUNDS) {
-        this.#strikes.delete(id);
-      }
-    }
+    this.#penalties.auditRoundEnded();
   }
 
   /** Whether `peerId` is placed last for every chunk (see {@link failedAudit}). */
   demoted(peerId: string): boolean {
-    return this.#demoted.has(peerId);
+    return this.#penalties.demoted(peerId);
   }
 
   /**
@@ -242,15 +174,16 @@ export class ReplicaRecords {
    * when too few peers are left.
    */
   placementOrder(cid: string, ranked: StoragePeer[]): StoragePeer[] {
-    if (this.#failedAudits.size === 0 && this.#demoted.size === 0) return ranked;
+    const penalties = this.#penalties;
+    if (penalties.empty) return ranked;
     const last = (peer: StoragePeer) =>
-      this.#demoted.has(peer.id) || this.#failedAudits.has(`${peer.id} ${cid}`);
+      penalties.demoted(peer.id) || penalties.failedAuditOf(peer.id, cid);
     return [...ranked.filter((p) => !last(p)), ...ranked.filter(last)];
   }
 
   /** Whether `peerId` failed this node's audit of `cid` (and holds no good copy of it since). */
   failedAuditOf(peerId: string, cid: string): boolean {
-    return this.#failedAudits.has(`${peerId} ${cid}`);
+    return this.#penalties.failedAuditOf(peerId, cid);
   }
 
   /**

@@ -14,13 +14,17 @@
  * Every object is stored with `verifyExisting`, so putting a file again repairs a stored copy
  * that rotted even if nobody has read it yet.
  *
+ * A pin of a file whose blocks come from the peers goes through it too ({@link PendingPut.hold}):
+ * the root and inner nodes it fetches are recorded like a put's objects, and the commit pins them.
+ *
  * @module
  */
 import { join } from "node:path";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import type { ChunkStore, PinLabel } from "./chunk_store.ts";
-import { storageWriteError } from "./errors.ts";
+import { ChunkNotFoundError, CorruptChunkError, storageWriteError } from "./errors.ts";
 import { cidOfAsync } from "./_hash.ts";
+import { storageKey } from "../protocols/cid.ts";
 import { openStoreLock, STORE_LOCK } from "./_chunk_locks.ts";
 import { PENDING_DIR } from "./gc_roots.ts";
 import { OWNER_FILE_MODE } from "../protocols/owner_only.ts";
@@ -193,6 +197,34 @@ export class PendingPut implements BlockStore {
       bytes: this.#recorded.bytes + bytes.length,
     };
     return cid;
+  }
+
+  /**
+   * Make `cid` one of this put's objects: its copy in the store, read and verified, or, when the
+   * store has none (or a bad one), the bytes `fetch` gives — a file pinned here whose blocks are
+   * fetched from the peers (the StorageActor's `pin`). Stored as {@link put} stores, record
+   * first, so a GC beside it (`cli.ts gc --grace-ms 0`) between the fetch and
+   * {@link commit}'s pin cannot take it: stored bare and pinned only after every block was
+   * fetched, the root was taken in between and the pin failed `chunk_not_found`, or an inner node
+   * was, and the pin rooted a hole that stopped every later GC.
+   *
+   * @param cid The object (any codec: the store keys it by its digest).
+   * @param fetch Its bytes from elsewhere (the peers), when the store lacks them.
+   * @param options The caller's signal.
+   * @throws {CorruptChunkError} `fetch` gave bytes of another object.
+   */
+  async hold(
+    cid: string,
+    fetch: (options?: BlockStoreCallOptions) => Promise<Uint8Array>,
+    options?: BlockStoreCallOptions,
+  ): Promise<void> {
+    const here = await this.#store.get(cid, options).catch((error) => {
+      if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) return null;
+      throw error;
+    });
+    const key = await this.put(here ?? await fetch(options), options);
+    // Bytes of another object pinned nothing: said here, not as the pin's `chunk_not_found`.
+    if (key !== storageKey(cid)) throw new CorruptChunkError(cid, "the fetched copy");
   }
 
   /**

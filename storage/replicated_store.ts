@@ -39,10 +39,16 @@ import { ReplicaReads } from "./_replica_reads.ts";
 import { ReplicaRepair } from "./_replica_repair.ts";
 import { ReplicationError } from "./errors.ts";
 import { GivenChunks } from "./given_chunks.ts";
+import type { AuditPenalties } from "./audit_penalties.ts";
 import { rankPeers } from "./rendezvous.ts";
 import type { PeerCallOptions, StoragePeer } from "./storage_peer.ts";
 
 export { GivenChunks, type GivenChunksOptions } from "./given_chunks.ts";
+export {
+  AuditPenalties,
+  type AuditPenaltiesOptions,
+  type DepartureClock,
+} from "./audit_penalties.ts";
 export {
   REPLICA_FAILURE_REASONS,
   type ReplicaFailure,
@@ -95,6 +101,13 @@ export interface ReplicatedStoreOptions {
    * it across restarts; default: a new one, in memory.
    */
   given?: GivenChunks;
+  /**
+   * Where this store records what this node's audits found against its peers (see
+   * {@link ReplicatedStore.failedAudit}): failed chunks, strikes, demotions. Pass one that outlives
+   * the store, as `given`, and one opened from a file ({@link AuditPenalties.open}) to keep it
+   * across restarts; default: a new one, in memory.
+   */
+  penalties?: AuditPenalties;
   /**
    * Most (holder, chunk) pairs {@link ReplicatedStore.missedWrite} remembers; past it the oldest
    * miss is forgotten. Default {@link DEFAULT_MAX_MISSED_WRITES}.
@@ -226,6 +239,7 @@ export class ReplicatedStore implements BlockStore {
       options?.given ?? new GivenChunks(),
       options?.maxMissedWrites ?? DEFAULT_MAX_MISSED_WRITES,
       (cid) => this.holders(cid),
+      options?.penalties,
     );
     this.#records.given.setPeers(this.#peers.map((p) => p.id));
     const core: ReplicaCore = {
@@ -320,10 +334,11 @@ export class ReplicatedStore implements BlockStore {
    * verdict, never a peer's, which nobody can check): it is placed last for each of them, so the
    * repair that follows puts them on the next peer instead of sending it a fresh copy, and with
    * failures in {@link DEMOTION_STRIKES} of the last {@link STRIKE_WINDOW_ROUNDS} audit rounds it
-   * is placed last for every chunk for {@link DEMOTION_ROUNDS} rounds. Kept in memory (a restart
-   * forgets it: the verdicts stay in the ledger); kept while the peer is away, so a reconnect does
-   * not clear it, and forgotten once it has been away for the departed-holder retention of the
-   * given record (`DEPARTED_HOLDER_RETENTION_MS`, a day).
+   * is placed last for every chunk for {@link DEMOTION_ROUNDS} rounds. Kept in the store's
+   * {@link ReplicatedStoreOptions.penalties} (across restarts when that is opened from a file,
+   * written at the end of each round); kept while the peer is away, so a reconnect does not clear
+   * it, and forgotten once it has been away for the departed-holder retention of the given record
+   * (`DEPARTED_HOLDER_RETENTION_MS`, a day).
    */
   failedAudit(peerId: string, cids: readonly string[]): void {
     this.#records.failedAudit(peerId, cids);
@@ -351,7 +366,7 @@ export class ReplicatedStore implements BlockStore {
    * `peerId` asked this node for `cid` while it is one of the chunk's holders here
    * ({@link holdsCopy}): it holds no copy, by its own word. Placed last for `cid` as by a failed
    * audit ({@link failedAudit}), without a strike; a repair of `cid` then puts the copy on the next
-   * peer. Kept in memory, as a failed audit is.
+   * peer. Kept as a failed audit is.
    */
   admittedLoss(peerId: string, cid: string): void {
     this.#records.admittedLoss(peerId, cid);
@@ -379,11 +394,13 @@ export class ReplicatedStore implements BlockStore {
 
   /**
    * Resolves when background writes (beyond the quorum) and read repairs have finished, and
-   * the record of what each peer was given is written ({@link GivenChunks.flush}).
+   * the record of what each peer was given ({@link GivenChunks.flush}) and the audits' penalties
+   * ({@link AuditPenalties.flush}) are written.
    */
   async flush(): Promise<void> {
     await this.#background.settle();
     await this.#records.given.flush();
+    await this.#records.penalties.flush();
   }
 
   /**
