@@ -335,7 +335,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Challenges decided before a failed ledger write (or a stop) cut them off: ended as
     // decided, before anything else reads the ledger (`_challenge_endings.ts`).
     this.#endings = ChallengeEndings.in(this.#options.ledgerDir);
-    await this.#restart.applyKeptEndings(ctx);
+    // A read-only node (a full disk) writes nothing: the endings stay kept, applied at the next
+    // start with room; applied now, the refusal would fail this start (node/disk_room.ts).
+    const readOnly = ledger.writeRefusal() !== undefined;
+    if (!readOnly) await this.#restart.applyKeptEndings(ctx);
     // This validator's own verdicts, read once (2 to 3 s on a ledger of 200,000 verdicts): its
     // steering record, and the receipts it challenged before the stop (`resumeChallenges`).
     const ownVerdicts = this.#ledger.verdictsBy(this.#options.identity.publicKey);
@@ -343,8 +346,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       ownVerdicts,
       this.#options.identity.publicKey,
     );
-    // A conviction whose claw-back a crash interrupted is settled now.
-    for (const worker of this.#challenges.steering.convicted()) {
+    // A conviction whose claw-back a crash interrupted is settled now (read-only: at the next
+    // start with room, as the endings above).
+    for (const worker of readOnly ? [] : this.#challenges.steering.convicted()) {
       await this.#challenges.settleSteering(fromHex(worker));
     }
     this.#ownProofs = ReceiptFiles.in(this.#options.ledgerDir);
@@ -362,7 +366,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // caught its worker cheating is settled from its fraud proof, kept on disk for this; the
     // others' material is gone, so they end undecided — the job is not paid — rather than slip
     // into payment.
-    await this.#restart.resumeChallenges(ctx, ownVerdicts);
+    // Read-only: they stay challenged (unpaid), resumed from the ledger at the next start with room.
+    if (!readOnly) await this.#restart.resumeChallenges(ctx, ownVerdicts);
     // Before the held evidence below: a claim held for its receipt may be about one of these.
     await this.#restart.restorePending();
     // What waited here at the last keep for a pledge or a receipt goes through the intake again.

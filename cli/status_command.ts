@@ -300,6 +300,14 @@ export function describe(s: State): string[] {
       `storage  ${c.usedBytes} bytes${c.quotaBytes ? ` of ${c.quotaBytes}` : ""}, ` +
         `${s.storage.files} files, ${s.storage.storagePeers} storage peers`,
     );
+    // A full disk: the node is read-only until room comes back (`node/disk_room.ts`).
+    const disk = s.storage.disk;
+    if (disk?.readOnly) {
+      lines.push(
+        `         READ-ONLY: ${disk.freeBytes} bytes free, ${disk.needsBytes} needed ` +
+          "(storage.putMinFreeBytes); writes are refused disk_full: see /healthz",
+      );
+    }
   } else if (silent("storage")) lines.push("storage  ? (the storage actor is not answering)");
   else lines.push("storage  none (--no-storage)");
   return lines;

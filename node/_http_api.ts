@@ -16,6 +16,7 @@ import { ConditionOnsets } from "../actors/condition_onsets.ts";
 import { peerConditions } from "../network/peer_conditions.ts";
 import { PendingAsks } from "../actors/pending_asks.ts";
 import { TreeConditions } from "../actors/tree_conditions.ts";
+import type { DiskRoom } from "./disk_room.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { storageGateway } from "../actors/storage_actor_peer.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
@@ -56,6 +57,8 @@ export interface HttpApiParts {
   /** The local InferenceActor's port; undefined on a node that forwards every job to peers. */
   local: InferencePort | undefined;
   log: (line: string) => void;
+  /** The node's read-only state on a full disk: a `disk_full` condition while it holds. */
+  disk?: DiskRoom;
 }
 
 /**
@@ -65,7 +68,8 @@ export interface HttpApiParts {
 export async function serveHttpApi(
   http: HttpListener,
   port: InferencePort,
-  { config, identity, system, models, lookup, jobMonitor, activity, local, log }: HttpApiParts,
+  { config, identity, system, models, lookup, jobMonitor, activity, local, log, disk }:
+    HttpApiParts,
 ): Promise<string> {
   const metrics = new MetricsRegistry();
   // Listens from now: the tree's crashes the node's `/healthz` reports (its listener goes with
@@ -116,6 +120,7 @@ export async function serveHttpApi(
         peerConditions(lookup<NetworkMessage>(NODE_ACTORS.network), Date.now, healthAsks),
         tree.conditions(),
         swarmHostConditions(system),
+        disk?.conditions() ?? [],
       ])).flat(),
     nodeKey: identity.publicKey,
     dashboard: config.dashboard.enabled
@@ -132,6 +137,7 @@ export async function serveHttpApi(
           activity,
           coordinator: () => lookup<CoordinatorMessage>(TRAINING_ACTORS.coordinator),
           trainer: () => lookup<TrainerMessage>(TRAINING_ACTORS.trainer),
+          disk: disk && (() => disk.state()),
         }),
       }
       : undefined,

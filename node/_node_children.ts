@@ -36,6 +36,7 @@ import type { CalibrationStore } from "../proof/calibration.ts";
 import type { NodeActivity } from "./node_activity.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
 import { NODE_ACTORS } from "./_actor_names.ts";
+import type { DiskRoom } from "./disk_room.ts";
 import {
   addTrainingChildren,
   type TrainingInputs,
@@ -72,6 +73,10 @@ export interface NodeChildrenInputs {
   readInput?: JobInputReader;
   /** Start-up's signal: it stops the ledger's rebuild of its history index (Ctrl-C at start). */
   signal?: AbortSignal;
+  /** The node's read-only state on a full disk: the ledger's writes are refused while it holds. */
+  disk?: DiskRoom;
+  /** The disk's free bytes as a test sees them (`StartNodeOptions.disk`), for the store too. */
+  freeBytes?: () => number | Promise<number>;
 }
 
 /** The supervisor's children for the node's configuration, in start order. */
@@ -105,6 +110,8 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
             replicaMinFreeBytes: config.storage.replicaMinFreeBytes,
             putMinFreeBytes: config.storage.putMinFreeBytes,
             gcGraceMs: config.storage.gcGraceMs,
+            // One disk for the store and the node's read-only state (`disk_room.ts`).
+            faults: inputs.freeBytes && { freeBytes: inputs.freeBytes },
           },
           maxInMemoryBytes: config.storage.maxInMemoryBytes,
           auditIntervalMs: config.storage.auditIntervalMs,
@@ -162,7 +169,13 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           ledgerDir: join(config.dataDir, "ledger"),
           // The ledger says a rebuild of its history index (minutes on a long ledger, after an
           // upgrade) and its progress, and Ctrl-C at start-up stops it (review s72).
-          ledger: { checkpointEvery: config.ledger.checkpointEvery, log, signal: inputs.signal },
+          // A read-only node (a full disk) refuses every entry with `disk_full`, the log untouched.
+          ledger: {
+            checkpointEvery: config.ledger.checkpointEvery,
+            log,
+            signal: inputs.signal,
+            refuseWrite: inputs.disk && (() => inputs.disk!.refusalNow()),
+          },
           // `has` answers the intake's "can this ledger check it" from the registry, loading
           // nothing: a receipt on a model not registered here earns no credit here.
           models: {

@@ -26,6 +26,7 @@ import type { CoordinatorMessage, CoordinatorStatus } from "../training/round_co
 import { EXCLUDED_SAMPLE, excludedCountsOf } from "../training/excluded_summary.ts";
 import type { TrainerMessage, TrainerStats } from "../training/trainer_service.ts";
 import type { NodeActivity } from "./node_activity.ts";
+import type { DiskRoomState } from "./disk_room.ts";
 import { VERIFLOW_VERSION } from "./version.ts";
 
 /** Asks from the dashboard are answered from memory; longer means a wedged actor. */
@@ -51,6 +52,8 @@ export interface DashboardWiring {
   coordinator?: () => ActorRef<CoordinatorMessage> | undefined;
   /** Looks up the trainer (`--train`). */
   trainer?: () => ActorRef<TrainerMessage> | undefined;
+  /** The node's read-only state on a full disk (`disk_room.ts`), shown with the storage. */
+  disk?: () => DiskRoomState;
 }
 
 /**
@@ -213,6 +216,8 @@ export function dashboardSources(wiring: DashboardWiring): DashboardSources {
         chunks: counts.chunks,
         storagePeers: storagePeers.length,
         peerBytes: storagePeers.reduce((n, p) => n + (p.storage?.usedBytes ?? 0), 0),
+        // Read-only (a full disk): `status` says it, with the free bytes and what is needed.
+        disk: wiring.disk?.(),
       };
     },
     activity: wiring.activity,

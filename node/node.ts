@@ -78,6 +78,9 @@ import { nodeChildren } from "./_node_children.ts";
 import { trainingInputs } from "./_training_children.ts";
 import { apiLines, serveHttpApi } from "./_http_api.ts";
 import { nodeShutdown } from "./_node_shutdown.ts";
+import { DiskRoom } from "./disk_room.ts";
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
+import { refusingWhileReadOnly } from "./_read_only_port.ts";
 import { waitForPeer, type WaitForPeerOptions } from "./wait_for_peer.ts";
 
 export { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
@@ -116,6 +119,12 @@ export interface StartNodeOptions {
    * injection point of the training round, for test fixtures (`tests/training/_lazy_trainer.ts`).
    */
   train?: TrainFunction;
+  /**
+   * The data directory's disk as tests see it: `freeBytes` answers for the OS's free space (the
+   * read-only state's and the store's alike), `timers` drive the read-only state's re-checks
+   * (`node/disk_room.ts`). Default: the OS and the real clock.
+   */
+  disk?: { freeBytes?: () => number | Promise<number>; timers?: ConnectionTimers };
 }
 
 /** Jobs on a node now, from {@link VeriflowNode.jobs}. */
@@ -370,6 +379,17 @@ async function startSteps(
   log(`veriflow node ${toHex(identity.publicKey)}`);
   // Absolute (it was made just above): a relative one did not say which directory it was in.
   log(`data directory ${Deno.realPathSync(config.dataDir)}`);
+  // Before anything else writes (the identity above only reads one that exists): on a full disk
+  // the node starts read-only, its reserve freed for the ledger's open and the operator's deletes,
+  // instead of failing (node/disk_room.ts).
+  const disk = await DiskRoom.open({
+    dir: config.dataDir,
+    floorBytes: config.storage.putMinFreeBytes,
+    freeBytes: options.disk?.freeBytes,
+    timers: options.disk?.timers,
+    log,
+  });
+  started.push(() => Promise.resolve(disk.close()));
   step();
   const models = options.models ?? await loadModels(config, log);
   if (options.models === undefined) started.push(() => models.close());
@@ -446,9 +466,14 @@ async function startSteps(
     : undefined;
   const localPort = (): InferencePort | undefined => {
     const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
+    // A job that signs a receipt writes it to the ledger: refused up front while read-only.
+    const writes = config.roles.prover;
     return inference &&
       jobMonitor.wrap(
-        new LocalInferencePort({ inference, models: offeredModels(models), readInput }),
+        refusingWhileReadOnly(
+          new LocalInferencePort({ inference, models: offeredModels(models), readInput }),
+          writes ? disk : undefined,
+        ),
       );
   };
 
@@ -475,6 +500,8 @@ async function startSteps(
       peerChanges,
       readInput,
       signal: options.signal,
+      disk,
+      freeBytes: options.disk?.freeBytes,
     }),
   });
   step();
@@ -519,6 +546,7 @@ async function startSteps(
       activity,
       local,
       log,
+      disk,
     });
   } else {
     await http.close();
@@ -552,7 +580,14 @@ async function startSteps(
     log,
   });
 
-  const { shutdown, finished, stopping } = nodeShutdown({ heartbeat, http, system, models, log });
+  const stops = nodeShutdown({ heartbeat, http, system, models, log });
+  const { finished, stopping } = stops;
+  // The disk's re-checks stop with the node, however it stops (a fatal stop included).
+  finished.finally(() => disk.close()).catch(() => {});
+  const shutdown = async () => {
+    disk.close();
+    await stops.shutdown();
+  };
 
   const jobs = async (): Promise<NodeJobs> => {
     const stats = await port?.stats();

@@ -47,6 +47,8 @@ export interface LedgerWriterOptions {
   now: () => number;
   /** Write a signed checkpoint every this many entries (and on close); 0 writes none. */
   checkpointEvery: number;
+  /** Why no entry may be written now (`LedgerOptions.refuseWrite`); undefined: write. */
+  refuseWrite?: () => Error | undefined;
 }
 
 /** See the module doc. */
@@ -58,6 +60,7 @@ export class LedgerWriter {
   readonly #owner: string;
   readonly #now: () => number;
   readonly #checkpointEvery: number;
+  readonly #refuseWrite: () => Error | undefined;
   /** The working state: what replaying the log derives (balances, pledges, open receipts). */
   readonly state: LedgerState;
   #head: string;
@@ -80,6 +83,7 @@ export class LedgerWriter {
     this.#owner = options.owner;
     this.#now = options.now;
     this.#checkpointEvery = options.checkpointEvery;
+    this.#refuseWrite = options.refuseWrite ?? (() => undefined);
     this.state = recovered.state;
     this.#seq = recovered.seq;
     this.#head = recovered.head;
@@ -139,6 +143,10 @@ export class LedgerWriter {
     const run = this.#queue.then(async () => {
       if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
       this.#throwIfPoisoned();
+      // Refused before anything is decided or written (a read-only node on a full disk): the
+      // log is left byte for byte as it was, and nothing is poisoned.
+      const refused = this.#refuseWrite();
+      if (refused !== undefined) throw refused;
       const decided = decide();
       if (decided === null) return null;
       const { kind, body } = decided;
@@ -229,7 +237,9 @@ export class LedgerWriter {
   async checkpointIfDue(): Promise<void> {
     if (
       this.#checkpointEvery > 0 &&
-      this.#seq - this.#checkpointSeq >= this.#checkpointEvery
+      this.#seq - this.#checkpointSeq >= this.#checkpointEvery &&
+      // A read-only node (a full disk) opens without one: the next open verifies more.
+      this.#refuseWrite() === undefined
     ) {
       await this.#checkpoint(); // a long unverified tail is not left for the next open
     }

@@ -164,6 +164,12 @@ export interface LedgerOptions {
    * there. Default: the open runs to the end.
    */
   signal?: AbortSignal;
+  /**
+   * Why no entry may be written now, asked before each one is decided (a read-only node on a full
+   * disk: `node/disk_room.ts`); the error is thrown to the caller, nothing is written or poisoned,
+   * and an open skips a checkpoint that is due. Default: every write is tried.
+   */
+  refuseWrite?: () => Error | undefined;
 }
 
 /** What a caller proves when settling a fraud proof (see `proof/fraud_check.ts`). */
@@ -239,6 +245,7 @@ export class Ledger {
   readonly #checkpointEvery: number;
   /** What an open says of a long read, and what stops one (`LedgerOptions`). */
   readonly #watch: { log?: (line: string) => void; signal?: AbortSignal };
+  readonly #refuseWrite?: () => Error | undefined;
   // The files, and the writer and state on them: set together by `#openFiles`, at the open and
   // again, whole, by `reopen` (see `#attach`).
   #log!: LedgerLog;
@@ -259,6 +266,7 @@ export class Ledger {
     this.#now = options.now ?? Date.now;
     this.#checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
     this.#watch = { log: options.log, signal: options.signal };
+    this.#refuseWrite = options.refuseWrite;
   }
 
   /**
@@ -294,6 +302,14 @@ export class Ledger {
    */
   get poisoned(): boolean {
     return this.#writer.poisoned !== null;
+  }
+
+  /**
+   * Why no entry may be written now (`LedgerOptions.refuseWrite`: a read-only node on a full
+   * disk), asked without writing; undefined when writes are tried.
+   */
+  writeRefusal(): Error | undefined {
+    return this.#refuseWrite?.();
   }
 
   /**
@@ -337,6 +353,7 @@ export class Ledger {
         owner: this.#owner,
         now: () => this.#now(),
         checkpointEvery: this.#checkpointEvery,
+        refuseWrite: this.#refuseWrite,
       }, recovered);
       if (writer.seq === 0) await writer.append("genesis", { owner: this.#owner, version: 1 });
       await syncOpenedDirectories(dir, newDirs);
@@ -772,8 +789,13 @@ export class Ledger {
    * @param held Receipts not to finalize yet (a fraud proof taken inside the window is still
    *   being checked: paid now, the cheat it catches would keep the pay): still due, finalized by
    *   a later call.
+   * @returns The receipts finalized; none while writes are refused (`LedgerOptions.refuseWrite`).
    */
   async finalizeDue(held?: (receiptId: string) => boolean): Promise<string[]> {
+    // While writes are refused (a read-only node on a full disk) the due receipts stay due, paid
+    // at the first call after: refused here, the validator's tick would crash at every turn and
+    // its supervisor take the node down.
+    if (this.#refuseWrite?.() !== undefined) return [];
     const now = this.#now();
     // Only the receipts that are due, from a queue ordered by window end: never a scan of all.
     const due = this.#state.takeDue(now);
