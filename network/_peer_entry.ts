@@ -51,4 +51,13 @@ export interface PeerEntry {
    * `_peer_hellos.ts`).
    */
   badHellos?: number;
+  /**
+   * Its pace of hellos checked (`_peer_hellos.ts`: `HELLO_BURST`, then one per hello interval),
+   * made on its first hello.
+   */
+  helloPace?: PledgeBudget;
+  /** The newest hello that came faster than that pace, checked once the pace allows it. */
+  heldHello?: PeerHello;
+  /** The timer armed for {@link heldHello} (undefined: none). */
+  helloTimer?: unknown;
 }

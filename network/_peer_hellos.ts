@@ -6,8 +6,13 @@
  * connect and when a hello names other models, one ask in flight per connection
  * ({@link PeerHellos.askModels}); and its standing in this node's ledger, asked when its hello
  * says it serves inference, one ask in flight per key ({@link PeerHellos.askStanding}). A flood
- * of hellos never becomes a flood of requests held open here. The answers come back to the actor
- * as messages (`hello_signed`, `peer_models`, `peer_standing`); the table's entries
+ * of hellos never becomes a flood of requests held open here, nor of signature checks: each
+ * connection has its hellos checked at the pace an honest node sends them ({@link HELLO_BURST},
+ * then one per `helloIntervalMs`); a faster one is held, the newest only, until that pace allows
+ * it, and refused, counted toward the connection's refusal limit, which cuts a flood off (review
+ * s76 F5: 7,000 changed hellos a second, each verified at ~0.19 ms and each a peer-table change).
+ * The answers come back to the actor as messages (`hello_signed`, `peer_models`, `peer_standing`,
+ * `hello_due`); the table's entries
  * (`_peer_entry.ts`) are only touched in its `receive`. Owned and used by the NetworkActor
  * (`network_actor.ts`, which re-exports {@link DEFAULT_HELLO_INTERVAL_MS}); not part of the
  * public API.
@@ -17,6 +22,8 @@
 import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { ProtocolError } from "../protocols/protocol_errors.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex } from "../protocols/hash.ts";
 import { INFERENCE_PROTOCOL, ListModelsMessage } from "../protocols/inference_messages.ts";
@@ -33,6 +40,7 @@ import {
 import type { WorkerCandidate } from "./worker_choice.ts";
 import type { LogLimiter } from "./log_limiter.ts";
 import type { PeerServices } from "./peer_services.ts";
+import { PledgeBudget } from "./pledge_budget.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
 import type { NetworkActorOptions, NetworkMessage } from "./network_actor.ts";
 
@@ -44,6 +52,29 @@ export const DEFAULT_HELLO_INTERVAL_MS = 1_000;
 
 /** Hellos with a bad signature that close a connection (see {@link PeerHellos.onHello}). */
 const MAX_BAD_HELLOS = 3;
+
+/**
+ * Hellos one connection may have checked at once, before the pace of one per `helloIntervalMs`
+ * holds the rest. An honest node sends at most one per interval (`helloLoop`, on its own clock),
+ * but two can arrive together after a delay on the way, and a change of roles or models right
+ * after a load change must not wait: three covers those. A peer that sends faster is held to the
+ * pace, and each hello over it is a refusal: a flood reaches the connection's `maxRefusals`
+ * (100 in 10 s by default) and is cut off, while one honest hello too many costs one refusal.
+ */
+export const HELLO_BURST = 3;
+
+/** A hello came faster than the hello interval allows: held back, and counted as a refusal. */
+export class HelloTooSoonError extends ProtocolError {
+  /** @param intervalMs The hello interval: one hello per this many ms, after a burst. */
+  constructor(intervalMs: number) {
+    super(
+      "hello_too_soon",
+      `more than ${HELLO_BURST} hellos at once, or more than one per ${intervalMs} ms after them: ` +
+        `held until then`,
+      { envelopeType: PeerHelloMessage.type },
+    );
+  }
+}
 
 /** Options of {@link PeerHellos}: what it needs of the NetworkActor. */
 export interface PeerHellosOptions {
@@ -152,19 +183,22 @@ export class PeerHellos {
   }
 
   /**
-   * A peer's hello: kept if it is newer (its `seq`, compared first) and signed by the key this
-   * connection proved. One for another key ends the connection (an honest node sends its own);
-   * one whose signature does not verify is dropped, and the {@link MAX_BAD_HELLOS}th ends it: a
-   * peer left connected could send them without end, each an ed25519 check, while a version
-   * that signs its hellos in some way this one cannot check is not cut off at its first.
+   * A peer's hello: kept if it is newer (its `seq`, compared first), within the connection's pace
+   * ({@link HELLO_BURST}, then one per `helloIntervalMs`) and signed by the key this connection
+   * proved. One for another key ends the connection (an honest node sends its own). One past the
+   * pace is held, the newest only, and checked once the pace allows ({@link helloDue}), so the
+   * last of a burst still arrives within one interval; it is refused too, counted toward the
+   * connection's refusal limit ({@link HelloTooSoonError}). One whose signature does not verify
+   * is dropped, and the {@link MAX_BAD_HELLOS}th ends it: a peer left connected could send them
+   * without end, each an ed25519 check, while a version that signs its hellos in some way this
+   * one cannot check is not cut off at its first.
    */
   onHello(connection: Connection, hello: PeerHello, ctx: ActorContext<NetworkMessage>): void {
     const entry = this.#entryOf(connection);
     if (entry === undefined) return;
-    const short = entry.info.key.slice(0, 16);
     if (!bytesEqual(hello.key, connection.peerKey!)) {
       const why = "hello refused (for another key than its connection's)";
-      this.#peerLog.line("hello refused", `peer ${short}: ${why}`);
+      this.#peerLog.line("hello refused", `peer ${entry.info.key.slice(0, 16)}: ${why}`);
       connection.close(new Error(why)).catch(() => {});
       return;
     }
@@ -172,10 +206,82 @@ export class PeerHellos {
     // late: dropped before its signature is checked or its fields parsed again, whatever its
     // signature says (each replay cost ~0.24 ms, review s64). A newer one is verified first.
     if (entry.hello !== undefined && hello.seq <= entry.hello.seq) return;
+    if (!this.#paceOf(entry).take()) {
+      if (entry.heldHello === undefined || hello.seq > entry.heldHello.seq) {
+        entry.heldHello = hello;
+      }
+      connection.refuse(new HelloTooSoonError(this.#every));
+      this.#holdUntilDue(entry, ctx);
+      return;
+    }
+    this.#take(entry, hello, ctx);
+  }
+
+  /**
+   * The pace of `connection` has room again for the hello it held (`hello_due`): checked and
+   * kept as {@link onHello} would, unless a newer one was kept meanwhile. Not a refusal when
+   * another hello took the room first: it waits for the next.
+   */
+  helloDue(connection: Connection, ctx: ActorContext<NetworkMessage>): void {
+    const entry = this.#entryOf(connection);
+    if (entry === undefined) return;
+    entry.helloTimer = undefined;
+    const held = entry.heldHello;
+    if (held === undefined) return;
+    if (entry.hello !== undefined && held.seq <= entry.hello.seq) {
+      entry.heldHello = undefined;
+      return;
+    }
+    if (!this.#paceOf(entry).take()) return this.#holdUntilDue(entry, ctx);
+    entry.heldHello = undefined;
+    this.#take(entry, held, ctx);
+  }
+
+  /** `entry` left the table: its held hello's timer is cleared (nothing is left to check). */
+  dropped(entry: PeerEntry): void {
+    if (entry.helloTimer !== undefined) this.#timers.clearTimeout(entry.helloTimer);
+    entry.helloTimer = undefined;
+    entry.heldHello = undefined;
+  }
+
+  /** The hello interval: this node's own, the pace every node sends at by default. */
+  get #every(): number {
+    return this.#options.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS;
+  }
+
+  /** The actor's timers (its connections'), for the held hello's wait: tests move them by hand. */
+  get #timers(): ConnectionTimers {
+    return this.#options.connection?.timers ?? SYSTEM_TIMERS;
+  }
+
+  /** `entry`'s pace of hellos, made full on its first; on the clock of the per-peer budgets. */
+  #paceOf(entry: PeerEntry): PledgeBudget {
+    // `PledgeBudget` is a plain token bucket; its pledge defaults are not used here.
+    entry.helloPace ??= new PledgeBudget({
+      burst: HELLO_BURST,
+      refillMs: this.#every,
+      now: this.#options.now,
+    });
+    return entry.helloPace;
+  }
+
+  /** Arm one timer per connection for when its pace has room for the held hello. */
+  #holdUntilDue(entry: PeerEntry, ctx: ActorContext<NetworkMessage>): void {
+    if (entry.helloTimer !== undefined) return;
+    const { connection } = entry;
+    entry.helloTimer = this.#timers.setTimeout(
+      () => this.#parts.tell(ctx, { type: "hello_due", connection }),
+      Math.max(1, this.#paceOf(entry).nextInMs),
+    );
+  }
+
+  /** Check `hello`'s signature and keep it (see {@link onHello}). */
+  #take(entry: PeerEntry, hello: PeerHello, ctx: ActorContext<NetworkMessage>): void {
+    const { connection } = entry;
     if (!verifyPeerHello(hello)) {
       entry.badHellos = (entry.badHellos ?? 0) + 1;
       const why = `hello refused (not signed by its key; ${entry.badHellos} of ${MAX_BAD_HELLOS})`;
-      this.#peerLog.line("hello refused", `peer ${short}: ${why}`);
+      this.#peerLog.line("hello refused", `peer ${entry.info.key.slice(0, 16)}: ${why}`);
       if (entry.badHellos >= MAX_BAD_HELLOS) connection.close(new Error(why)).catch(() => {});
       return;
     }

@@ -90,13 +90,21 @@ import { PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
 import { catchUpBudget, catchUpTurn, sendCatchUp } from "./catch_up.ts";
 import type { AddressBudget } from "./address_budget.ts";
-import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_limits.ts";
+import {
+  addressGroup,
+  ConnectionLimits,
+  type ConnectionLimitsOptions,
+} from "./connection_limits.ts";
+import { peerOriginsOf } from "./_peer_origins.ts";
 import type { Accusation, ClaimEvidence } from "./_accusations.ts";
 import { PeerGossip } from "./_peer_gossip.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
 import { DEFAULT_HELLO_INTERVAL_MS, PeerHellos } from "./_peer_hellos.ts";
 import { MAX_REDIAL_MS, PeerTransports } from "./_peer_transports.ts";
 import { REFUSED_MODEL_COOLDOWN_MS, WorkerRouting } from "./_worker_routing.ts";
+
+/** The `addressGroup` of a connection from this machine (`127.0.0.0/8` or `::1`). */
+const THIS_MACHINE = addressGroup("127.0.0.1");
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
 export interface PeerInfo {
@@ -139,8 +147,8 @@ export interface NetworkActorOptions {
   pledge?: StakePledge;
   /**
    * Clock of the per-peer pledge budgets, both ways, of the memo of pledges each connection
-   * carried (`pledge_sync.ts`) and of the limit on log lines peers cause (default `Date.now`;
-   * tests fake it).
+   * carried (`pledge_sync.ts`), of the pace of each connection's hellos (`_peer_hellos.ts`) and
+   * of the limit on log lines peers cause (default `Date.now`; tests fake it).
    */
   now?: () => number;
   /**
@@ -346,6 +354,11 @@ export type NetworkMessage =
   | { type: "peer_convicted"; key: string }
   | { type: "storage_peers" }
   | { type: "peer_hello"; connection: Connection; hello: PeerHello }
+  /**
+   * Internal: the pace of hellos on `connection` has room again for the one it held
+   * (`_peer_hellos.ts`, `PeerHellos.helloDue`).
+   */
+  | { type: "hello_due"; connection: Connection }
   | { type: "hello_signed"; hello: PeerHello }
   /** A standing ask answered (`standing`), or failed (none). */
   | { type: "peer_standing"; key: string; standing?: WorkerCandidate["standing"] }
@@ -498,6 +511,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
   async postStop(): Promise<void> {
     await this.#transports.close();
     const all = [...this.#peers.values()].flat();
+    for (const entry of all) this.#hellos.dropped(entry);
     this.#peers.clear();
     for (const entry of all) this.#changed("down", entry);
     await Promise.all(all.map((p) => p.connection.close()));
@@ -579,10 +593,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
       }
       case "storage_peers":
         return this.#holders();
-      case "peer_hello": {
+      case "peer_hello":
+      case "hello_due": {
         const entry = this.#entryOf(message.connection);
         const before = entry?.hello;
-        this.#hellos.onHello(message.connection, message.hello, ctx);
+        if (message.type === "peer_hello") {
+          this.#hellos.onHello(message.connection, message.hello, ctx);
+        } else this.#hellos.helloDue(message.connection, ctx);
         // Kept (signed by its key, and newer): what the table shows of it changed.
         if (entry !== undefined && entry.hello !== before) this.#changed("updated", entry);
         return;
@@ -641,7 +658,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
     };
     const list = this.#peers.get(key) ?? [];
     const storage = connection.supports(STORAGE_PROTOCOL.name)
-      ? new ConnectionStoragePeer(connection, connection.peerKey!)
+      ? new ConnectionStoragePeer(connection, connection.peerKey!, {
+        group: this.#placementGroup(key, message.host, ctx),
+      })
       : undefined;
     const pledges = this.#pledgeSendBudgets.of(key);
     const validator = this.#services?.validator;
@@ -741,6 +760,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     // Dropped already: a peer's goodbye drops it at once, and its close comes after.
     if (!before.some((p) => p.connection === connection)) return;
     const gone = before.find((p) => p.connection === connection)!;
+    this.#hellos.dropped(gone);
     const list = before.filter((p) => p.connection !== connection);
     if (list.length === 0) {
       this.#peers.delete(key);
@@ -767,6 +787,29 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (name === undefined) return;
     ctx.system.lookup<StorageMessage>(name)?.tell({ type: "set_peers", peers: this.#holders() })
       .catch(() => {});
+  }
+
+  /**
+   * The address group a storage peer is placed in (`storage/rendezvous.ts`: a chunk's holders are
+   * spread over groups, so keys from one host hold one copy while other hosts are left; review s76
+   * F4): the `addressGroup` of the connection a peer opened (`host`), else of the latest of the
+   * key's connections with an address (a swarm peer this node dialled: `_peer_origins.ts`).
+   *
+   * None — a group of its own, placed by key as before — for a peer with no address known (a TCP
+   * peer this node dialled, the operator's choice; an in-memory link; a swarm peer relayed, which
+   * the per-address budgets cannot tell apart either: a host that has its keys relayed is still
+   * placed by key, as before), and for one on this machine (`loopback`):
+   * this node counts itself in no group, so grouping the peers it reaches over loopback would make
+   * each node of a one-host cluster see the others as one host and itself apart, and each would
+   * place differently. Ungrouped, a one-host cluster places by key, the same on every node.
+   */
+  #placementGroup(
+    key: string,
+    host: string | undefined,
+    ctx: ActorContext<NetworkMessage>,
+  ): string | undefined {
+    const group = host ?? peerOriginsOf(ctx.system).of(key).group;
+    return group === THIS_MACHINE ? undefined : group;
   }
 
   /** One storage holder per peer key that offers the storage protocol. */

@@ -549,6 +549,17 @@ export class Connection implements AsyncDisposable {
   }
 
   /**
+   * Refuse a peer message that passed this connection's checks but its receiver turned down
+   * later (a hello sent faster than the hello interval: `network/_peer_hellos.ts`). Counted
+   * toward {@link ConnectionOptions.maxRefusals} like a frame refused here, so a peer that keeps
+   * on is closed with `too_many_refusals`, and the peer is told `error`'s code.
+   * @param error Why (its `code` goes to the peer).
+   */
+  refuse(error: ProtocolError): void {
+    if (!this.#closing) this.#router.refuse(error);
+  }
+
+  /**
    * Close the connection: pending requests fail with `connection_closed`, running handlers
    * are aborted, queued writes are flushed and the transport is closed.
    * @param reason Recorded as {@link closeReason} and as the cause of the failures.

@@ -26,12 +26,19 @@ import type { PeerCallOptions, PutChunkOptions, StoragePeer } from "./storage_pe
 export interface ConnectionStoragePeerOptions {
   /** Per-request timeout (ms). Default: the connection's request timeout. */
   timeoutMs?: number;
+  /**
+   * The address group the node is reached from, as the placing node sees it
+   * (`storage/rendezvous.ts`: placement spreads a chunk's holders over groups). Absent: none known.
+   */
+  group?: string;
 }
 
 /** A remote storage node, reached over a `Connection`. */
 export class ConnectionStoragePeer implements StoragePeer {
   readonly id: string;
   readonly publicKey: Uint8Array;
+  /** See {@link ConnectionStoragePeerOptions.group}. */
+  readonly group?: string;
   readonly #connection: Connection;
   readonly #timeoutMs: number | undefined;
 
@@ -68,6 +75,7 @@ export class ConnectionStoragePeer implements StoragePeer {
     this.publicKey = publicKey;
     this.id = toHex(publicKey);
     this.#timeoutMs = options?.timeoutMs;
+    this.group = options?.group;
   }
 
   /**

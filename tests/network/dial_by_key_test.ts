@@ -390,11 +390,13 @@ Deno.test("a flood of hellos from an inference peer asks the ledger for its acco
   try {
     await network.tell({ type: "peer_up", connection: near, address: "memory", outbound: true });
     const before = accountAsks;
-    for (let seq = 1; seq <= 200; seq++) await hello(seq);
+    // Fewer than the refusal limit: past the pace of hellos each is refused, and 100 refusals cut
+    // the peer off (`hello_pace_test.ts`).
+    for (let seq = 1; seq <= 50; seq++) await hello(seq);
     await eventually(() => accountAsks > before || undefined, "the first hello's standing asked");
     await new Promise((resolve) => setTimeout(resolve, 50)); // room for any further asks
     const flood = accountAsks - before;
-    assert.ok(flood <= 2, `${flood} account asks for 200 hellos within one interval`);
+    assert.ok(flood <= 2, `${flood} account asks for 50 hellos within one interval`);
     // The next interval's hello refreshes the standing.
     clock.t += 1_000;
     await hello(201);

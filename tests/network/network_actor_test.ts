@@ -358,12 +358,12 @@ Deno.test("a flood of hellos each naming other models asks the peer for its mode
     }
     // Mailboxes are FIFO: once this is answered, every hello has been handled.
     await network.ask<PeerInfo[]>({ type: "peers" });
-    // The hellos named other models while the first list was out: it is asked once more.
-    await eventually(() => asked >= 2 ? true : undefined, "the list asked again");
+    // Past the pace of hellos (`HELLO_BURST`, then one per interval) each is refused, so the
+    // flood is cut off (review s76 F5), and what got through asked for the list at most twice.
+    await eventually(() => near.isClosed || undefined, "the flood cut off");
+    assert.equal((near.closeReason as { code?: string } | null)?.code, "too_many_refusals");
     await new Promise((resolve) => setTimeout(resolve, 200)); // room for any further asks
-    assert.equal(asked, 2, `list_models asked ${asked} times for ${hellos} hellos`);
-    const [row] = await network.ask<PeerInfo[]>({ type: "peers" });
-    assert.deepEqual(row.models, [model.info.cid]);
+    assert.ok(asked >= 1 && asked <= 2, `list_models asked ${asked} times for ${hellos} hellos`);
   } finally {
     await near.close();
     await far.close();

@@ -1,0 +1,164 @@
+/**
+ * The pace of a peer's hellos (`network/_peer_hellos.ts`): `HELLO_BURST` at once, then one per
+ * hello interval per connection. A faster hello is held (the newest only) until the pace allows
+ * it, and refused, counted toward the connection's refusal limit: a flood with a rising `seq`
+ * is cut off with `too_many_refusals` (review s76 F5: 7,000 a second were each verified and each
+ * a peer-table change), while a peer refreshing at the interval is never refused, and the last
+ * hello of a burst (a change of roles) is taken within one interval.
+ *
+ * The node's clock and its connections' timers are hand-moved (`ManualTimers`): the pace, the
+ * held hello's wait and the refusal window read them, so no test waits on the wall clock.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { HELLO_BURST } from "../../network/_peer_hellos.ts";
+import {
+  DEFAULT_HELLO_INTERVAL_MS,
+  NetworkActor,
+  type NetworkMessage,
+  type PeerInfo,
+} from "../../network/network_actor.ts";
+import { PeerChanges } from "../../network/peer_changes.ts";
+import { Connection, DEFAULT_MAX_REFUSALS } from "../../protocols/connection.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import {
+  PEER_PROTOCOL,
+  type PeerHelloBody,
+  PeerHelloMessage,
+  signPeerHello,
+} from "../../protocols/peer_hello.ts";
+import { ManualTimers, settle } from "../protocols/_helpers.ts";
+import { eventually } from "../_helpers/wait.ts";
+
+const INTERVAL = DEFAULT_HELLO_INTERVAL_MS;
+/** More hellos than the refusal limit: counted as refusals, they would have cut the peer off. */
+const HONEST_HELLOS = DEFAULT_MAX_REFUSALS + HELLO_BURST + 1;
+
+/** A node on hand-moved timers, its peer-table changes counted per peer key. */
+async function node(system: ActorSystem) {
+  const timers = new ManualTimers();
+  const changes = new PeerChanges();
+  const updated = new Map<string, number>();
+  changes.subscribe((c) => {
+    if (c.type === "updated") updated.set(c.peer.key, (updated.get(c.peer.key) ?? 0) + 1);
+  });
+  const net = await system.spawn<NetworkMessage>({
+    name: "n/network",
+    factory: () =>
+      new NetworkActor({
+        identity: Identity.generate(),
+        services: {},
+        peerChanges: changes,
+        now: () => timers.now(),
+        connection: { timers },
+      }),
+  });
+  const row = async (key: string) =>
+    (await net.ask<PeerInfo[]>({ type: "peers" })).find((p) => p.key === key);
+  return { net, timers, updated, row };
+}
+
+/** A peer attached to `net`: its own end of the connection, and the node's. */
+async function peerOf(net: Awaited<ReturnType<typeof node>>["net"], timers: ManualTimers) {
+  const identity = Identity.generate();
+  const [a, b] = memoryDuplexPair();
+  const [nodeSide, peer] = await Promise.all([
+    net.ask<Connection>({ type: "attach", duplex: a, address: "mem", outbound: false }),
+    Connection.open(b, { identity, protocols: [PEER_PROTOCOL], timers }),
+  ]);
+  let seq = 0;
+  const hello = (body: Partial<PeerHelloBody> = {}) =>
+    signPeerHello(
+      identity,
+      {
+        version: `v${seq + 1}`,
+        roles: ["storage"],
+        models: [],
+        ...body,
+      },
+      ++seq,
+      0,
+    );
+  return { key: toHex(identity.publicKey), nodeSide, peer, hello };
+}
+
+Deno.test("a hello flood with a rising seq is cut off with too_many_refusals; a peer refreshing at the hello interval beside it is never refused", async () => {
+  const system = new ActorSystem({ name: "hello-pace-flood" });
+  try {
+    const { net, timers, updated, row } = await node(system);
+    const liar = await peerOf(net, timers);
+    const honest = await peerOf(net, timers);
+    // The flood: 3 × the refusal limit of changed hellos, pre-signed, sent at once.
+    const flood = Array.from({ length: 3 * DEFAULT_MAX_REFUSALS }, () => liar.hello());
+    // Sent until the node cuts it off (its close reaches this end during the flood).
+    for (const hello of flood) {
+      if (liar.peer.isClosed) break;
+      await liar.peer.notify(PeerHelloMessage, { hello }).catch(() => {});
+    }
+    await eventually(() => liar.nodeSide.isClosed || undefined, "the flooding connection cut");
+    assert.equal(
+      (liar.nodeSide.closeReason as { code?: string } | null)?.code,
+      "too_many_refusals",
+      String(liar.nodeSide.closeReason),
+    );
+    // Only the burst was checked and kept: the rest never became peer-table changes.
+    assert.ok(
+      (updated.get(liar.key) ?? 0) <= HELLO_BURST,
+      `${updated.get(liar.key)} updates for ${flood.length} hellos`,
+    );
+    // The honest peer sends a changed hello every interval (its hello loop's pace): each is
+    // taken at once, and its connection is never refused.
+    for (let i = 0; i < HONEST_HELLOS; i++) {
+      const hello = honest.hello();
+      await honest.peer.notify(PeerHelloMessage, { hello });
+      await eventually(
+        async () => (await row(honest.key))?.version === hello.version,
+        hello.version,
+      );
+      await timers.advance(INTERVAL);
+    }
+    assert.equal(honest.nodeSide.isClosed, false);
+    assert.equal(honest.nodeSide.stats().refused, 0);
+    assert.equal(updated.get(honest.key), HONEST_HELLOS);
+  } finally {
+    await system.shutdown();
+  }
+});
+
+Deno.test("hellos past the burst are held, not checked, and the last of them, a change of roles, is taken within one interval", async () => {
+  const system = new ActorSystem({ name: "hello-pace-burst" });
+  try {
+    const { net, timers, row } = await node(system);
+    const peer = await peerOf(net, timers);
+    const burst = Array.from({ length: HELLO_BURST }, () => peer.hello());
+    // Load changes past the burst, then the change that matters: it serves inference now.
+    const extra = [peer.hello(), peer.hello()];
+    const change = peer.hello({ roles: ["storage", "inference"] });
+    for (const hello of [...burst, ...extra, change]) {
+      await peer.peer.notify(PeerHelloMessage, { hello });
+    }
+    await eventually(
+      async () => (await row(peer.key))?.version === burst.at(-1)!.version,
+      "the burst taken",
+    );
+    await settle();
+    const held = await row(peer.key);
+    assert.equal(held?.version, burst.at(-1)!.version, "past the burst: held, not taken");
+    assert.deepEqual(held?.roles, ["storage"]);
+    // One interval later the newest held hello is taken; the ones it replaced never are.
+    await timers.advance(INTERVAL);
+    const taken = await eventually(async () => {
+      const r = await row(peer.key);
+      return r?.version === change.version ? r : undefined;
+    }, "the change of roles");
+    assert.deepEqual(taken.roles, ["storage", "inference"]);
+    assert.equal(peer.nodeSide.isClosed, false);
+    assert.equal(peer.nodeSide.stats().refused, extra.length + 1);
+  } finally {
+    await system.shutdown();
+  }
+});
