@@ -672,6 +672,11 @@ export class StorageActor {
         return undefined;
       case "get_block":
         return await this.#readBlock(message.cid, message.signal, message.local);
+      case "may_read":
+        // An index lookup here; the holders are not asked (a round trip per leaf of a file).
+        if (await store.has(message.cid)) return true;
+        return !message.local && this.#replicated !== null &&
+          !await this.#scope.localOnly(message.cid);
       case "export_car": {
         const blocks = message.local ? store : this.#blocks();
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.

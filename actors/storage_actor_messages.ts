@@ -291,6 +291,18 @@ export interface StorageGetBlockMessage {
    */
   local?: boolean;
 }
+/**
+ * Whether a read of a block may succeed (`GatewayStorage.mayRead`): false only when this node's
+ * store lacks it and there is nowhere else to read it. Answered with `boolean`.
+ */
+export interface StorageMayReadMessage {
+  /** Message tag. */
+  type: "may_read";
+  /** The block's CID. */
+  cid: string;
+  /** Count this node's own store only (see {@link StorageGetBlockMessage.local}). */
+  local?: boolean;
+}
 /** A CAR of a DAG. Answered with a `ReadableStream<Uint8Array>`. */
 export interface StorageExportCarMessage {
   /** Message tag. */
@@ -351,6 +363,7 @@ export type StorageMessage =
   | StoragePutChunkMessage
   | StorageGetChunkMessage
   | StorageHasChunkMessage
+  | StorageMayReadMessage
   | StorageProveMessage
   | StorageRepairMessage
   | StorageAuditMessage
@@ -415,6 +428,8 @@ export interface StorageAnswers {
   get_chunk: Uint8Array;
   /** Whether it is here. */
   has_chunk: boolean;
+  /** False when no read of it can succeed. */
+  may_read: boolean;
   /** One proof (or `null`) per CID. */
   prove: (Uint8Array | null)[];
   /** What repair did. */

@@ -113,6 +113,7 @@ export function storageGateway(ref: StorageAsker): GatewayStorage {
     stat: (cid, options) => ask<FileInfo>({ type: "stat", cid, local: options?.local }),
     read: (cid, range, options) =>
       ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range, local: options?.local }),
+    mayRead: (cid, options) => ask<boolean>({ type: "may_read", cid, local: options?.local }),
     car: (cid, scope, signal, options) =>
       ask<ReadableStream<Uint8Array>>({
         type: "export_car",

@@ -24,9 +24,9 @@ import { PendingPut } from "../storage/pending_put.ts";
 import { type FileInfo, FileStore } from "../storage/file_store.ts";
 import { OwnerKey } from "../storage/private_tier.ts";
 import { formatBytes, ProgressBar } from "../storage/progress_bar.ts";
-import type { DagEntry, DirectoryEntry } from "../storage/unixfs.ts";
+import { assertRawLeafSizes, type DagEntry, type DirectoryEntry } from "../storage/unixfs.ts";
 import { blocksReferencedBy, isDagNode, storedLinks } from "../storage/dag_links.ts";
-import { storageKey } from "../protocols/cid.ts";
+import { cidCodec, DAG_PB_CODEC, storageKey } from "../protocols/cid.ts";
 import { explainQuarantined, quarantinedKeys, wasQuarantined } from "./_quarantined.ts";
 import { putMinFreeBytes } from "./_put_floor.ts";
 import { chunkCountOf } from "../protocols/manifest.ts";
@@ -367,9 +367,9 @@ export async function runLs(args: string[]): Promise<number> {
       try {
         const info: ListedFile = { ...await files.stat(cid), ...await store.pinLabel(cid) };
         reached?.add(storageKey(cid));
-        const walked = await damageOf(store, info.chunks, values.verify === true, reached);
+        const walked = await damageOf(store, cid, info.chunks, values.verify === true, reached);
         const { damage } = walked;
-        if (damage.missing + damage.corrupt > 0) {
+        if (damage.missing + damage.corrupt + (damage.invalid ?? 0) > 0) {
           info.damage = damage;
           reached = undefined; // a lost inner node hides what is below it
           chunkTotals.set(cid, await chunkTotalOf(files, info, walked));
@@ -408,11 +408,7 @@ export async function runLs(args: string[]): Promise<number> {
       // written out, so a name cannot set the title, clear the screen or overwrite the line
       // above (a DAMAGED flag), as `status` and the node's log write them (review s75 F4).
       const name = f.tier === "private" ? "(private)" : printableName(f.name ?? "");
-      const damage = f.damage
-        ? `  DAMAGED: ${describeDamage(f.damage)} of ${
-          chunkTotals.get(f.cid)
-        } chunks; put the file again`
-        : "";
+      const damage = f.damage ? `  DAMAGED: ${damageLine(f.damage, chunkTotals.get(f.cid))}` : "";
       console.log(`${f.cid}  ${f.tier.padEnd(7)}  ${size.padStart(10)}  ${name}${damage}`);
     }
     const quota = stats.quotaBytes === null ? "no quota" : `quota ${formatBytes(stats.quotaBytes)}`;
@@ -461,6 +457,11 @@ interface FileDamage {
   corrupt: number;
   /** Of `corrupt`, those an earlier read found and set aside in `quarantine/`; absent when none. */
   quarantined?: number;
+  /**
+   * File nodes (the root among them) linking a raw leaf whose length is not the one they say
+   * (`invalid_manifest`: every read of the file fails on it, review s76 F1); absent when none.
+   */
+  invalid?: number;
 }
 
 /** What {@link damageOf} found below a file's root. */
@@ -488,12 +489,14 @@ async function chunkTotalOf(
 }
 
 /**
- * Blocks of a file (below its root) that are missing from `store`, or (with `verify`) fail
- * their hash; a UnixFS file's inner nodes and a manifest tree's nodes are walked. Each block
- * walked goes into `reached`.
+ * Blocks of file `root` (below it, `chunks` being its links) that are missing from `store`, or
+ * (with `verify`) fail their hash, and its file nodes that link a raw leaf of another length than
+ * they say; a UnixFS file's inner nodes and a manifest tree's nodes are walked. Each block walked
+ * goes into `reached`.
  */
 async function damageOf(
   store: ChunkStore,
+  root: string,
   chunks: readonly string[],
   verify: boolean,
   reached?: Set<string>,
@@ -523,6 +526,20 @@ async function damageOf(
       return undefined;
     }
   };
+  // A leaf's length from the index: no leaf is read for it, with or without `verify`.
+  const checkLeafSizes = async (cid: string, bytes: Uint8Array) => {
+    try {
+      await assertRawLeafSizes(cid, bytes, (c) => store.storedLength(c));
+    } catch (error) {
+      if (!(error instanceof VeriflowError) || error.code !== "invalid_manifest") throw error;
+      damage.invalid = (damage.invalid ?? 0) + 1;
+    }
+  };
+  // The root's own leaves: the caller read it to list the file, so it is there (read once more).
+  if (cidCodec(root) === DAG_PB_CODEC) {
+    const bytes = await read(root);
+    if (bytes) await checkLeafSizes(root, bytes);
+  }
   // A file's inlined (identity CID) links are stored nowhere: no key to look up, no damage.
   const stack = storedLinks(chunks);
   while (stack.length > 0) {
@@ -538,13 +555,30 @@ async function damageOf(
     } else if (node) {
       // An inner UnixFS node: read (so verified) to find the blocks below it.
       const bytes = await read(cid);
-      if (bytes) stack.push(...blocksReferencedBy(cid, bytes));
-      else hidden = true;
+      if (bytes) {
+        stack.push(...blocksReferencedBy(cid, bytes));
+        await checkLeafSizes(cid, bytes);
+      } else hidden = true;
     } else if (verify) {
       await read(cid);
     }
   }
   return { damage, chunks: leaves, hidden };
+}
+
+/** What `ls` prints after DAMAGED for a file whose walk found `damage`; `chunks`: its total. */
+function damageLine(damage: FileDamage, chunks: string | undefined): string {
+  const parts = [];
+  if (damage.missing + damage.corrupt > 0) {
+    parts.push(`${describeDamage(damage)} of ${chunks} chunks`);
+  }
+  if (damage.invalid !== undefined) {
+    parts.push(
+      `${countOf(damage.invalid, "file node")} linking a leaf of another length than it says ` +
+        "(invalid_manifest: no read of the file succeeds)",
+    );
+  }
+  return `${parts.join("; ")}; put the file again`;
 }
 
 function describeDamage(damage: FileDamage): string {

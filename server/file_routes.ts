@@ -32,6 +32,7 @@ import { canonicalCid, cidCodec, DAG_PB_CODEC, isCid } from "../protocols/cid.ts
 import { decodeUnixfs } from "../storage/unixfs.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { rangedResponse } from "./http_range.ts";
+import { checkedOpener } from "./readable_range.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { idleDeadlineBody } from "./body_limit.ts";
@@ -205,14 +206,26 @@ export function fileRoutes(
       "content-type": headerType(info.mime) ?? "application/octet-stream",
       "x-content-cid": cid,
     };
+    // Hono answers a HEAD with this GET's headers and drops the body: a stream opened for it
+    // would start a read of the file that nothing consumes or cancels. The opener checks the
+    // range's leaves, for a HEAD too, and opens nothing for one.
+    const signal = c.req.raw.signal;
+    const checks = {
+      codec: cidCodec(cid),
+      block: (b: string) => port.block(b, signal),
+      mayRead: (b: string) => port.mayRead?.(b) ?? Promise.resolve(true),
+    };
     return await rangedResponse(
       c.req.header("range"),
       info.size,
       headers,
-      (start, end) => untilCancelled((signal) => port.read(cid, { start, end, signal })),
-      // Hono answers a HEAD with this GET's headers and drops the body: a stream opened for it
-      // would start a read of the file that nothing consumes or cancels.
-      c.req.method === "HEAD",
+      checkedOpener(
+        cid,
+        checks,
+        (start, end) => untilCancelled((signal) => port.read(cid, { start, end, signal })),
+        c.req.method === "HEAD",
+      ),
+      false,
       // No ETag is sent here, so an `If-Range` matches nothing and the whole file is the answer.
       c.req.header("if-range"),
     );

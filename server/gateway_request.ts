@@ -85,6 +85,7 @@ export function localReads(port: GatewayStorage): GatewayStorage {
     block: (cid, signal) => port.block(cid, signal, local),
     stat: (cid) => port.stat(cid, local),
     read: (cid, range) => port.read(cid, range, local),
+    mayRead: port.mayRead && ((cid) => port.mayRead!(cid, local)),
     car: (cid, scope, signal) => port.car(cid, scope, signal, local),
   };
 }

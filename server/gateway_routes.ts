@@ -68,6 +68,7 @@ import {
 } from "./gateway_request.ts";
 import { EdgeError, errorResponse, RequestValidationError } from "./http_errors.ts";
 import { rangedResponse } from "./http_range.ts";
+import { checkedOpener } from "./readable_range.ts";
 import { ReadSlots } from "./read_slots.ts";
 
 /** Media type of one raw block (trustless gateway spec). */
@@ -448,12 +449,24 @@ async function fileResponse(
       ? contentDisposition("attachment", filename ?? name)
       : contentDisposition("inline", filename);
   }
+  const checks = {
+    codec: codecOf(cid),
+    block: (b: string) => request.readBlock(b, c.req.raw.signal),
+    // Asked for only when there are leaves to check: an identity file needs no storage.
+    mayRead: (b: string) => request.port().mayRead?.(b) ?? Promise.resolve(true),
+  };
   return await rangedResponse(
     c.req.header("range"),
     fileSize,
     headers,
-    (start, end) => untilCancelled((signal) => source.read(cid, { start, end, signal })),
-    head,
+    // The range's leaves checked first, for a HEAD too (which opens nothing): `readable_range.ts`.
+    checkedOpener(
+      cid,
+      checks,
+      (start, end) => untilCancelled((signal) => source.read(cid, { start, end, signal })),
+      head,
+    ),
+    false,
     c.req.header("if-range"),
   );
 }

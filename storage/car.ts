@@ -27,6 +27,7 @@ import {
   cidDigest,
   DAG_CBOR_CODEC,
   identityBlock,
+  InvalidCidError,
   storageKey,
 } from "../protocols/cid.ts";
 import type { BlockStore } from "./block_store.ts";
@@ -37,6 +38,7 @@ import { MAX_SHARE_MANIFEST_BYTES } from "./share_links.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   BlockTooLargeError,
+  ChunkNotFoundError,
   CorruptChunkError,
   MAX_CAR_BLOCK_BYTES,
   StorageError,
@@ -53,9 +55,11 @@ export const CAR_MEDIA_TYPE = "application/vnd.ipld.car";
 export const MAX_CAR_HEADER_BYTES = 1024 * 1024;
 
 /**
- * Longest CID a CAR section may start with: a sha2-256 CID is 36 bytes, and an identity CID
- * inlines at most 128 bytes of block (boxo's `verifcid` refuses longer digests). Like a header's,
- * a CID's length is announced (its multihash's) and would be buffered whatever it says.
+ * Longest CID a CAR section may start with, or its header name as a root: a sha2-256 CID is 36
+ * bytes, and an identity CID inlines at most 128 bytes of block (boxo's `verifcid` refuses longer
+ * digests). Like a header's, a CID's length is announced (its multihash's) and would be buffered
+ * whatever it says; a root over it is a CID no reader takes (review s76 F4: a 700 KB identity root
+ * was imported and printed as a 1.1 MB line no command line can pass back).
  */
 export const MAX_CAR_CID_BYTES = 256;
 
@@ -170,6 +174,16 @@ export function exportCar(
   }, { highWaterMark: 0 });
 }
 
+/** Options of {@link carLength}: {@link exportCar}'s, and how to tell a leaf no read can get. */
+export interface CarLengthOptions extends ExportCarOptions {
+  /**
+   * False for a stored leaf no read can get (`GatewayStorage.mayRead`): the walk stops there with
+   * `chunk_not_found`, so a `HEAD` does not promise a CAR its `GET` would cut (review s76 F3).
+   * Asked once per leaf, which is not read: an index lookup each on a local store.
+   */
+  mayRead?: (cid: string) => Promise<boolean>;
+}
+
 /**
  * The bytes {@link exportCar} with the same arguments would send, counted without writing the CAR,
  * or `undefined` when counting them would take reading a leaf: only the blocks its walk reads
@@ -180,19 +194,26 @@ export function exportCar(
  * `undefined`), and a check of a byte range's walk before a `GET` sends anything.
  *
  * @throws What the export's walk would: a missing node, a node that is not what its codec says,
- * a byte range whose walk is too long (`range_too_large`).
+ * a byte range whose walk is too long (`range_too_large`); with `options.mayRead`, a leaf it says
+ * no read can get (`chunk_not_found`).
  */
 export async function carLength(
   root: string,
   read: ReadBlock,
-  options?: ExportCarOptions,
+  options?: CarLengthOptions,
 ): Promise<number | undefined> {
   const get = inlineAware(read, options?.signal);
   let total: number | undefined = await headerLength(carRoots(root, options));
   // Walked to the end even once a leaf makes the length unknown: a byte range's walk, and a
   // HEAD's, checks every inner node (its length; that it is held, under `only-if-cached`) before
   // anything is sent.
+  const mayRead = options?.mayRead;
   for await (const block of carBlocks(root, get, options)) {
+    if (
+      block.bytes === undefined && mayRead !== undefined && identityBlock(block.cid) === undefined
+    ) {
+      if (!await mayRead(block.cid)) throw new ChunkNotFoundError(block.cid);
+    }
     if (total === undefined) continue;
     if (block.bytes === undefined) {
       total = undefined;
@@ -270,9 +291,9 @@ async function headerLength(roots: CID[]): Promise<number> {
 export interface CarImportResult {
   /** The CAR's roots, as CID strings. */
   roots: string[];
-  /** Blocks read (and verified, and stored). */
+  /** Distinct blocks read (and verified, and stored): a section repeating one is not counted. */
   blocks: number;
-  /** Bytes of block data stored. */
+  /** Bytes of block data stored, each distinct block once. */
   bytes: number;
 }
 
@@ -287,7 +308,8 @@ export interface CarImportResult {
  * manifest) over {@link MAX_CAR_MANIFEST_BYTES} (16 MiB), refused from the length announced.
  * @throws {StorageError} `car_without_roots`: the header names no root; refused before any block
  * is stored.
- * @throws {InvalidCidError} a block named by a CID Veriflow does not store (not sha2-256 with the
+ * @throws {InvalidCidError} a root over {@link MAX_CAR_CID_BYTES}, refused before any block is
+ * stored; a block named by a CID Veriflow does not store (not sha2-256 with the
  * raw, dag-pb or dag-cbor codec). CIDv0 roots and blocks are taken as the CIDv1 of the same
  * digest (dag-pb), and their roots returned so. An identity block (sha2-256 aside, the one
  * multihash taken) is checked against the bytes its CID carries and not stored.
@@ -320,6 +342,14 @@ export async function importCar(
     // A CARv2 wraps a CARv1: read only its data, as `@ipld/car`'s own decoder does.
     reader = limitReader(reader, header.dataSize - (reader.pos - header.dataOffset));
   }
+  for (const root of header.roots) {
+    if (root.bytes.length > MAX_CAR_CID_BYTES) {
+      throw new InvalidCidError(
+        root.toString().slice(0, 80),
+        `a CAR root of ${root.bytes.length} bytes (limit ${MAX_CAR_CID_BYTES})`,
+      );
+    }
+  }
   // CIDv0 (`Qm…`, what `ipfs add` writes by default) names a dag-pb block by the same digest as
   // its CIDv1: taken as that, the only CID form Veriflow stores and serves.
   const roots = header.roots.map((cid) => cid.toV1().toString());
@@ -333,6 +363,10 @@ export async function importCar(
   }
   let count = 0;
   let bytes = 0;
+  // Storage keys put by this import: a section repeating a block is verified but neither put again
+  // (each put re-verifies the stored copy) nor counted (review s76 F5). One key per distinct block,
+  // as the walk of the DAG after an import holds anyway.
+  const stored = new Set<string>();
   const cut = () => malformed(`the CAR file is cut short or malformed after ${count} blocks`);
   while ((await reader.upTo(1).catch(cut())).length > 0) {
     options?.signal?.throwIfAborted();
@@ -361,7 +395,10 @@ export async function importCar(
     if (!equalBytes(expected, await digestOf(block))) {
       throw new CorruptChunkError(cid, "the CAR file");
     }
+    const key = storageKey(cid);
+    if (stored.has(key)) continue;
     await blocks.put(block, options);
+    stored.add(key);
     count++;
     bytes += block.length;
   }

@@ -800,6 +800,15 @@ export class ChunkStore implements BlockStore {
   }
 
   /**
+   * Bytes stored under `cid`, from the index (not read, not verified), or `undefined` when it is
+   * not stored: what a check of a raw leaf's length against its file node needs, without hashing
+   * every leaf of a file again (`unixfs.ts` `assertRawLeafSizes`).
+   */
+  async storedLength(id: string): Promise<number | undefined> {
+    return (await this.#locate(storageKey(id)))?.length;
+  }
+
+  /**
    * Remove `cid`, every copy of it in every pack; true when it was there. A copy left in another
    * pack (a fresh put over an old copy, a second process's write) would be indexed in its place,
    * and the object would still be stored.

@@ -39,6 +39,14 @@ export interface GatewayStorage {
     range: { start: number; end: number; signal?: AbortSignal },
     options?: { local?: boolean },
   ): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * False only when a read of block `cid` is known to fail with `chunk_not_found`: this node's store
+   * does not hold it, and (with `local`, without storage peers, or for an object kept from them)
+   * there is nowhere else to read it. The peers are not asked: a route checks a file's leaves with
+   * this before its `200` (review s76 F3), and asking the holders would cost a round trip per leaf.
+   * Optional: a port without it has every leaf taken as readable.
+   */
+  mayRead?(cid: string, options?: { local?: boolean }): Promise<boolean>;
   /** A CAR of the DAG under `cid`. */
   car(
     cid: string,

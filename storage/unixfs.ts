@@ -33,6 +33,7 @@ import {
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import {
   BlockTooLargeError,
+  ChunkNotFoundError,
   InvalidManifestError,
   MAX_DAG_BLOCK_BYTES,
   MAX_LINKS_PER_NODE,
@@ -512,6 +513,59 @@ export async function* fileRangeBlocks(
   }
 }
 
+/**
+ * Most bytes of nodes {@link assertRangeReadable} reads before it stops checking. The inner nodes
+ * of a file of raw leaves are ~8 KiB per 174 leaves (~45 MiB of file), so 8 MiB covers ~1,000 of
+ * them, a ~44 GiB range; a file whose leaves are dag-pb nodes (`ipfs add` without `--raw-leaves`)
+ * has its leaves read by the walk, and the check must not read the file's bytes twice.
+ */
+export const MAX_READABLE_CHECK_BYTES = 8 * 1024 * 1024;
+
+/** Options of {@link assertRangeReadable}. */
+export interface RangeReadableOptions extends FileRangeOptions {
+  /** Bytes of nodes read before the check stops. Default {@link MAX_READABLE_CHECK_BYTES}. */
+  maxNodeBytes?: number;
+}
+
+/** Thrown inside {@link assertRangeReadable} when its walk has read its bytes: the check ends. */
+class CheckBudgetSpent extends Error {}
+
+/**
+ * Throws {@link ChunkNotFoundError} for the first stored leaf of file `root`'s bytes `[start, end)`
+ * that `mayRead` says no read can get: what a route checks before its `200`, so that a file with a
+ * lost leaf is answered as a missing block is, not with a length and then a cut body (review s76
+ * F3). The walk is {@link fileRangeBlocks}': it reads the inner nodes over the range (one per 174
+ * leaves, which the read reads anyway) and no raw leaf. For a 10 GiB file of raw leaves read whole
+ * that is ~240 node reads (~2 MiB) and ~41,000 `mayRead` calls (index lookups on a local store:
+ * milliseconds, beside the seconds the bytes take). The check stops, passing, where it would cost
+ * more than it saves: past `maxSteps` links or `maxNodeBytes` of nodes read (dag-pb leaves are read
+ * by the walk); a leaf missing further on still cuts the body.
+ */
+export async function assertRangeReadable(
+  root: string,
+  start: number,
+  end: number,
+  get: GetBlock,
+  mayRead: (cid: string) => Promise<boolean>,
+  options?: RangeReadableOptions,
+): Promise<void> {
+  let budget = options?.maxNodeBytes ?? MAX_READABLE_CHECK_BYTES;
+  const counted: GetBlock = async (cid) => {
+    if (budget <= 0) throw new CheckBudgetSpent();
+    const bytes = await get(cid);
+    budget -= bytes.length;
+    return bytes;
+  };
+  try {
+    for await (const block of fileRangeBlocks(root, start, end, counted, options)) {
+      if (block.bytes !== undefined || identityBlock(block.cid) !== undefined) continue;
+      if (!await mayRead(block.cid)) throw new ChunkNotFoundError(block.cid);
+    }
+  } catch (error) {
+    if (!(error instanceof RangeTooLargeError || error instanceof CheckBudgetSpent)) throw error;
+  }
+}
+
 /** A node of a range walk: {@link WalkFrame}, and whether the range holds all of its bytes. */
 interface RangeFrame extends WalkFrame {
   /** True when every byte under it is in the range: once walked, every block under it is listed. */
@@ -539,11 +593,56 @@ async function fileChild(
 ): Promise<{ bytes: Uint8Array; node: UnixfsNode }> {
   const bytes = await get(cid);
   const node = decodeUnixfs(cid, bytes);
-  if (node.fileSize !== size) {
-    throw new InvalidManifestError(`${cid} holds ${node.fileSize} bytes, not ${size}`);
-  }
+  assertChildHolds(cid, node.fileSize, size);
   assertFileNode(cid, node);
   return { bytes, node };
+}
+
+/**
+ * Throws {@link InvalidManifestError} unless child `cid` of a file node holds the `declared` bytes
+ * of file data its parent's `blockSizes` say: the check a read makes on each child it reads, and
+ * the one an import and `ls` make on a raw leaf ({@link assertRawLeafSizes}).
+ *
+ * @param holds Bytes of file data the child holds: a dag-pb node's `fileSize`, a raw leaf's length.
+ */
+export function assertChildHolds(cid: string, holds: number, declared: number): void {
+  if (holds !== declared) {
+    throw new InvalidManifestError(`${cid} holds ${holds} bytes, not ${declared}`);
+  }
+}
+
+/** Bytes stored under a CID (not read, not verified), or `undefined` when it is not stored. */
+export type StoredLength = (cid: string) => Promise<number | undefined>;
+
+/**
+ * Throws {@link InvalidManifestError} when a raw leaf that file node `cid` links holds other than
+ * the bytes its `blockSizes` say: every read of the file fails on it (review s76 F1), so an import
+ * refuses it before pinning and `ls` flags it. A leaf's length comes from `storedLength` (the
+ * store's index, no read) or its identity CID; a leaf not stored is left to the caller's check of
+ * what is missing. Any other block (a directory, a node that is not UnixFS, whose reader refuses
+ * it) is not this check's: nothing is thrown. A link declaring 0 bytes is skipped, as every read
+ * skips it.
+ */
+export async function assertRawLeafSizes(
+  cid: string,
+  bytes: Uint8Array,
+  storedLength: StoredLength,
+): Promise<void> {
+  if (codecOf(cid) !== DAG_PB_CODEC) return;
+  let node: UnixfsNode;
+  try {
+    node = decodeUnixfs(cid, bytes);
+  } catch {
+    return;
+  }
+  if (node.type !== "file" && node.type !== "raw") return;
+  for (let i = 0; i < node.links.length; i++) {
+    const declared = node.blockSizes[i];
+    const leaf = node.links[i].cid;
+    if (declared === 0 || codecOf(leaf) !== RAW_CODEC) continue;
+    const holds = identityBlock(leaf)?.bytes.length ?? await storedLength(leaf);
+    if (holds !== undefined) assertChildHolds(leaf, holds, declared);
+  }
 }
 
 /**
