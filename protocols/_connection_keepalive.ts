@@ -9,12 +9,26 @@
  *   reading (its window is shut): {@link PeerTimeoutError} too, since it costs us the same.
  *
  * One timer is armed at the earliest of these deadlines; activity only stamps times, and a
- * timer that fires early re-arms for what is left, so the hot path never touches timers.
+ * timer that fires early re-arms for what is left, so the hot path never touches timers. A timer
+ * that fires late (this side's event loop was held) judges nothing: it checks again one short
+ * turn later, once the reads that completed meanwhile have run ({@link LATE_FIRE_SLACK_MS}).
  *
  * @module
  */
 import type { ConnectionTimers } from "./connection_timers.ts";
 import { PeerTimeoutError } from "./protocol_errors.ts";
+
+/**
+ * How late a timer may fire and still judge the peer; past it, the verdict waits one short turn
+ * (this long). In Deno a timer that came due while the event loop was held (tfjs on the main
+ * thread, a machine loaded 9 on 2 cores) runs before the reads that completed meanwhile: measured,
+ * a 6 s block and a peer writing every 100 ms, the timer saw 6092 ms of silence, one timer turn
+ * later 6 ms. So a held loop dropped every peer that never went quiet, "nothing received for
+ * 5000 ms" (stop 76: both trainers at once; a trainer dropped so lost its challenge answer). 100 ms
+ * is far above a timer's lateness on a turning loop and costs a dead peer 100 ms more at most;
+ * only one wait per verdict, so a loop that is always late still drops a dead peer.
+ */
+export const LATE_FIRE_SLACK_MS = 100;
 
 /** Options of a {@link Keepalive}. */
 export interface KeepaliveOptions {
@@ -39,6 +53,10 @@ export class Keepalive {
   #lastSent: number;
   #lastPing: number;
   #timer: unknown = undefined;
+  /** When the armed timer is due (how late it fired, when it fires). */
+  #due = 0;
+  /** The last fire was late and judged nothing: the next one judges, late or not. */
+  #waitedForReads = false;
   #stopped = false;
 
   /** @param options Intervals, clock and hooks. Starts at once. */
@@ -80,7 +98,8 @@ export class Keepalive {
     }
     if (keepaliveMs > 0) next = Math.min(next, this.#pingDue());
     if (next === Infinity) return;
-    this.#timer = timers.setTimeout(() => this.#fire(), Math.max(1, next - now));
+    this.#due = Math.max(now + 1, next);
+    this.#timer = timers.setTimeout(() => this.#fire(), this.#due - now);
   }
 
   #pingDue(): number {
@@ -94,6 +113,14 @@ export class Keepalive {
     if (this.#stopped) return;
     const { keepaliveMs, idleTimeoutMs, timers } = this.#options;
     const now = timers.now();
+    if (now - this.#due > LATE_FIRE_SLACK_MS && !this.#waitedForReads) {
+      // Held past its time: what the peer sent meanwhile is still unread (see the constant).
+      this.#waitedForReads = true;
+      this.#due = now + LATE_FIRE_SLACK_MS;
+      this.#timer = timers.setTimeout(() => this.#fire(), LATE_FIRE_SLACK_MS);
+      return;
+    }
+    this.#waitedForReads = false;
     if (idleTimeoutMs > 0) {
       if (now - this.#lastReceived >= idleTimeoutMs) {
         this.#options.onTimeout(

@@ -16,6 +16,7 @@
 import type { ExcludedEntry, ReasonCount } from "./excluded_summary.ts";
 import type { JoinedTrainer, JoinedTrainers } from "./joined_trainers.ts";
 import type { HeldOutSource } from "./held_out_text.ts";
+import type { EvaluatorState } from "./held_out_evaluator.ts";
 import { type RoundSeats, type SeatLookups, seatRound } from "./_round_seats.ts";
 
 /** One finished round, as the status shows it. */
@@ -84,6 +85,12 @@ export interface CoordinatorStatus {
    * size (never its path or content; absent: not said, as in a test's coordinator).
    */
   heldOut?: HeldOutSource;
+  /**
+   * How the held-out evaluator's workers fare, once one has failed since the last good answer
+   * (absent: none has). With `retryAt` it rests after too many failures in a row: the rounds until
+   * then publish nothing and blame nobody, and the first evaluation after it starts a fresh worker.
+   */
+  evaluator?: EvaluatorState;
 }
 
 /** What the coordinator holds of its rounds, as {@link TrainerStandings.status} reports it. */

@@ -38,6 +38,8 @@ export interface HeldOutEvaluation {
 export interface HeldOutEvaluator {
   /** Mean loss (nats per byte) of `weights` over every sample (NaN: no whole sample). */
   evaluate(weights: GptWeights): Promise<number>;
+  /** How its workers fare (see {@link EvaluatorState}). */
+  state(): EvaluatorState;
   /** Release it (its worker); an evaluation in flight fails with `evaluator_stopped`. */
   close(): void;
 }
@@ -81,16 +83,42 @@ export const EVALUATOR_SILENCE_MS = 600_000;
 
 /**
  * Workers that may die one after another, with no evaluation answered between them, before the
- * evaluator gives up and fails each evaluation at once: a worker that cannot start or dies on
- * every evaluation (a broken install) would otherwise be started again for every evaluation of
- * every round, each taking a silence bound to be found dead. One good answer resets the count.
+ * evaluator rests ({@link EVALUATOR_RETRY_AFTER_MS}) and fails each evaluation at once: a worker
+ * that cannot start or dies on every evaluation (a broken install) would otherwise be started
+ * again for every evaluation of every round, each taking a silence bound to be found dead. One
+ * good answer resets the count.
  */
 export const EVALUATOR_MAX_WORKER_FAILURES = 3;
 
-/** Timers an evaluator bounds its worker's silence with (tests fire them by hand). */
+/**
+ * How long an evaluator rests after {@link EVALUATOR_MAX_WORKER_FAILURES} failures in a row
+ * before it tries one fresh worker (and rests again if that one fails too): 5 minutes. It used to
+ * give up until the node restarted, so a passing cause (a worker killed under memory pressure, a
+ * machine so loaded that a worker stayed silent past the bound) stopped every later round for
+ * good (stop 76). A worker's start costs about a second of CPU (tfjs and its wasm), so one try
+ * every 5 minutes is nothing on a broken install; on a passing fault it costs the rounds of at
+ * most 5 minutes (about a dozen at the 25 s pace of short rounds), each of which publishes
+ * nothing and blames nobody (`_round_run.ts`).
+ */
+export const EVALUATOR_RETRY_AFTER_MS = 300_000;
+
+/** Timers an evaluator bounds its worker's silence and its rest with (tests fire them by hand). */
 export interface EvaluatorTimers {
+  /** Milliseconds since the epoch (when a rest ends, as `state` says it). */
+  now(): number;
   setTimeout(callback: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+}
+
+/** How an evaluator's workers fare, as the coordinator's status reports it. */
+export interface EvaluatorState {
+  /** Workers that failed with no evaluation answered since (0: the last one answered). */
+  failuresInARow: number;
+  /**
+   * While it rests after too many failures in a row: when (ms since the epoch) the next
+   * evaluation starts a fresh worker; until then each fails at once (absent: not resting).
+   */
+  retryAt?: number;
 }
 
 /** Options of a {@link WorkerHeldOutEvaluator}. */
@@ -99,6 +127,11 @@ export interface WorkerEvaluatorOptions {
   silenceMs?: number;
   /** Timers (default the global ones). */
   timers?: EvaluatorTimers;
+  /**
+   * How long it rests after too many failures in a row (default
+   * {@link EVALUATOR_RETRY_AFTER_MS}).
+   */
+  retryAfterMs?: number;
   /** Where a dead worker is reported (one line each). */
   log?: (line: string) => void;
 }
@@ -109,7 +142,8 @@ export interface WorkerEvaluatorOptions {
  * (an uncaught error in it, or silent for `silenceMs` while it owes a reply) is terminated, its
  * evaluations fail with `evaluator_worker_failed`, and the next evaluation starts a fresh worker,
  * up to {@link EVALUATOR_MAX_WORKER_FAILURES} in a row (review s75 vtrain F2, F3: the dead worker
- * was kept, and every later evaluation went to a thread that was gone).
+ * was kept, and every later evaluation went to a thread that was gone). Past that it rests
+ * `retryAfterMs`, failing each evaluation at once, then tries one fresh worker.
  */
 export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
   readonly #evaluation: HeldOutEvaluation;
@@ -122,6 +156,9 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
   #closed = false;
   #silence: unknown;
   #failuresInARow = 0;
+  readonly #retryAfterMs: number;
+  /** The rest's timer and its end, while it rests. */
+  #rest: { timer: unknown; until: number } | undefined;
 
   /**
    * @param evaluation What it measures (copied into each worker at its start).
@@ -130,7 +167,9 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
   constructor(evaluation: HeldOutEvaluation, options: WorkerEvaluatorOptions = {}) {
     this.#evaluation = evaluation;
     this.#silenceMs = options.silenceMs ?? EVALUATOR_SILENCE_MS;
+    this.#retryAfterMs = options.retryAfterMs ?? EVALUATOR_RETRY_AFTER_MS;
     this.#timers = options.timers ?? {
+      now: () => Date.now(),
       setTimeout: (callback, ms) => setTimeout(callback, ms),
       clearTimeout: (handle) => clearTimeout(handle as number),
     };
@@ -142,12 +181,14 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
     if (this.#closed) {
       return Promise.reject(new TrainingError("evaluator_stopped", "the evaluator stopped"));
     }
-    if (this.#failuresInARow >= EVALUATOR_MAX_WORKER_FAILURES) {
+    if (this.#rest !== undefined) {
+      // The same code as a worker's failure: the round blames nobody for it (`_round_run.ts`).
+      const inS = Math.max(0, Math.ceil((this.#rest.until - this.#timers.now()) / 1000));
       return Promise.reject(
         new TrainingError(
           "evaluator_worker_failed",
-          `the evaluator's worker failed ${this.#failuresInARow} times in a row; not started ` +
-            `again (restart the node)`,
+          `the evaluator's worker failed ${this.#failuresInARow} times in a row; a fresh ` +
+            `worker is tried in ${inS} s`,
         ),
       );
     }
@@ -160,11 +201,21 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
     return waiter.promise;
   }
 
+  /** See {@link HeldOutEvaluator.state}. */
+  state(): EvaluatorState {
+    return {
+      failuresInARow: this.#failuresInARow,
+      ...(this.#rest === undefined ? {} : { retryAt: this.#rest.until }),
+    };
+  }
+
   /** See {@link HeldOutEvaluator.close}. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#disarmSilence();
+    if (this.#rest !== undefined) this.#timers.clearTimeout(this.#rest.timer);
+    this.#rest = undefined;
     this.#worker?.terminate();
     this.#worker = undefined;
     this.#failAll(new TrainingError("evaluator_stopped", "the evaluator stopped"));
@@ -207,12 +258,27 @@ export class WorkerHeldOutEvaluator implements HeldOutEvaluator {
     this.#worker = undefined;
     this.#failuresInARow++;
     const owed = this.#pending.size;
+    const resting = this.#failuresInARow >= EVALUATOR_MAX_WORKER_FAILURES;
+    if (resting) this.#startRest();
     this.#log(
       `training: held-out evaluator's worker failed (${why}); ${owed} evaluation(s) failed, ` +
-        `the next starts a new worker (${this.#failuresInARow} of ` +
-        `${EVALUATOR_MAX_WORKER_FAILURES} failures in a row)`,
+        (resting
+          ? `${this.#failuresInARow} failures in a row: resting ${
+            Math.round(this.#retryAfterMs / 1000)
+          } s, then a fresh worker (each evaluation until then fails, blaming nobody)`
+          : `the next starts a new worker (${this.#failuresInARow} of ` +
+            `${EVALUATOR_MAX_WORKER_FAILURES} failures in a row)`),
     );
     this.#failAll(new TrainingError("evaluator_worker_failed", why));
+  }
+
+  /** Fail evaluations at once for `retryAfterMs`; the first after it starts a fresh worker. */
+  #startRest(): void {
+    const timer = this.#timers.setTimeout(() => {
+      this.#rest = undefined;
+      this.#log(`training: held-out evaluator rested; the next evaluation starts a fresh worker`);
+    }, this.#retryAfterMs);
+    this.#rest = { timer, until: this.#timers.now() + this.#retryAfterMs };
   }
 
   #armSilence(): void {

@@ -460,7 +460,13 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           convicted: this.#convicted,
         });
         const source = this.#options.heldOutSource;
-        return source === undefined ? status : { ...status, heldOut: { ...source } };
+        const evaluator = this.#evaluator?.state();
+        return {
+          ...status,
+          ...(source === undefined ? {} : { heldOut: { ...source } }),
+          // Said only once a worker failed: a resting evaluator is why rounds publish nothing.
+          ...(evaluator === undefined || evaluator.failuresInARow === 0 ? {} : { evaluator }),
+        };
       }
     }
   }

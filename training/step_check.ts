@@ -145,18 +145,25 @@ export async function checkStepOpenings(
 }
 
 /**
- * Resolves at the next macrotask turn of the event loop (`setImmediate`), taken before each opened
- * step's re-run. tfjs computes synchronously and the steps' promises settle in microtasks, so the
- * whole check held the node's loop at once: 6.2 to 11.8 s for a challenge of 9 of 20 `tiny` steps
- * on a loaded 2-core machine (`tmp/s75/trainloop/rerun_block.ts`), past the 5 s
+ * Resolves at the next turn of the event loop that polls I/O (a `setTimeout` of 0), taken before
+ * each opened step's re-run. tfjs computes synchronously and the steps' promises settle in
+ * microtasks, so the whole check held the node's loop at once: 6.2 to 11.8 s for a challenge of 9
+ * of 20 `tiny` steps on a loaded 2-core machine (`tmp/s75/trainloop/rerun_block.ts`), past the 5 s
  * `network.idleTimeoutMs`: the validator's peers dropped it (review s75 newcomer F1), and in
  * README's example with every receipt challenged an honest trainer whose answer died with its
  * connection was slashed for `opening_missing` (`tmp/s75/trainloop/p1_before`). Now a block
  * is one step's re-run: 0.2 to 2.5 s there (step 0, which also hashes the start state, the
  * longest), 1.4 s at most in README's three-node example with every receipt challenged.
+ *
+ * Not `setImmediate`, nor a MessageChannel message: in Deno neither reaches the I/O phase, so a
+ * re-run turning the loop that way completed no socket read at all (measured: 0 reads over 9.7 s
+ * of 1.2 s blocks with a peer writing every 100 ms; 8 reads with `setTimeout`, one a turn). The
+ * peers' keepalives stayed unread, and in README's example with every receipt challenged the
+ * coordinator dropped both trainers at once, "nothing received for 5000 ms", while its longest
+ * block was 1.4 s (stop 76). A `setTimeout` turn costs a few ms at most (clamped once nested).
  */
 function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** Whether `challenge` fits `receipt` and is `validator`'s. */
