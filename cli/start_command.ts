@@ -335,7 +335,7 @@ function writeAccessHint(error: unknown): string {
     if (e instanceof Deno.errors.NotCapable && /write access/.test(e.message)) {
       return " (`deno task start` writes only under .veriflow; for --data DIR elsewhere run " +
         "`deno run --unstable-no-legacy-abort --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi " +
-        "--allow-run=node --allow-sys=statfs cli.ts start --data DIR`: README, Permissions)";
+        "--allow-run=node --allow-sys=statfs,systemMemoryInfo cli.ts start --data DIR`: README, Permissions)";
     }
   }
   return "";

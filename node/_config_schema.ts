@@ -173,6 +173,9 @@ const PREFILL_RANGE = `expected a whole number of prompt tokens from 1 to ` +
 const QUEUE_LIMIT_RANGE = `at most ${MAX_QUEUE_LIMIT} waiting jobs per model (every queue change ` +
   `retells each waiting job its place; a longer queue is hours of waiting anyway)`;
 
+/** Least `server.wsMemoryLimitBytes`: above the node's own idle RSS (about 180 MiB, measured). */
+const MIN_WS_MEMORY_LIMIT_BYTES = 256 << 20;
+
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 export const nodeConfigSchema = z.strictObject({
   /** Where the node keeps its identity, models, chunks and ledger. */
@@ -471,6 +474,15 @@ export const nodeConfigSchema = z.strictObject({
    */
   dashboard: z.strictObject({
     enabled: z.boolean().default(true),
+  }).prefault({}),
+  /**
+   * The process-wide guards of the HTTP/WebSocket edge. `wsMemoryLimitBytes`: the RSS past which
+   * WebSockets running no job are dropped (server/websocket_memory_guard.ts), since Deno bounds no
+   * WebSocket message; unset, half the machine's memory. At least 256 MiB: the node idles at about
+   * 180 MiB with the built-in model, and a lower limit would drop every idle socket each second.
+   */
+  server: z.strictObject({
+    wsMemoryLimitBytes: z.number().int().min(MIN_WS_MEMORY_LIMIT_BYTES).optional(),
   }).prefault({}),
   /**
    * Stake recorded for the node's own key on first start (bookkeeping: there is no token). A

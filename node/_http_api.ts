@@ -102,6 +102,7 @@ export async function serveHttpApi(
     stats,
     computesOnEventLoop,
     edge: config.http,
+    wsMemoryLimitBytes: config.server.wsMemoryLimitBytes,
     log,
     modelHealth: () => models.health(),
     // The proof store, the ledger and the store: a disk that refuses any makes the node

@@ -173,6 +173,11 @@ export interface NodeConfig {
   log: { format: "text" | "json" };
   /** The dashboard at `/`: on by default. */
   dashboard: { enabled: boolean };
+  /**
+   * The edge's process-wide guards: the RSS past which idle WebSockets are dropped (unset: half
+   * the machine's memory).
+   */
+  server: { wsMemoryLimitBytes?: number };
   /** Stake recorded for the node's own key on first start. Default 1 000 000. */
   selfStake: number;
 }

@@ -37,6 +37,7 @@ import { openAiRoutes } from "./openai_routes.ts";
 import { originPolicy } from "./origin_policy.ts";
 import { allowedMethods } from "./allowed_methods.ts";
 import { streamRoutes } from "./stream_routes.ts";
+import { WebSocketMemoryGuard } from "./websocket_memory_guard.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { contentEncodingGuard } from "./content_encoding_guard.ts";
 import { TrustedProxies } from "./trusted_proxies.ts";
@@ -98,6 +99,11 @@ export interface AppOptions {
    * which should be the port `jobs` wraps. Absent: no dashboard.
    */
   dashboard?: Pick<DashboardOptions, "sources" | "jobs" | "operatorToken" | "tickMs">;
+  /**
+   * The process's RSS in bytes past which WebSockets running no job are dropped
+   * (`server.wsMemoryLimitBytes`, `websocket_memory_guard.ts`); default half the machine's memory.
+   */
+  wsMemoryLimitBytes?: number;
 }
 
 /**
@@ -129,6 +135,12 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
       requestsPerMinute: edge.perKeyRequestsPerMinute,
       things: ADDRESS_JOB_LIMITS,
     }),
+  });
+  // One for `/v1/stream` and the dashboard together: they fill one process's memory.
+  const memoryGuard = new WebSocketMemoryGuard({
+    limitBytes: options.wsMemoryLimitBytes,
+    timers: options.timers,
+    log: options.log,
   });
   const metrics = options.metrics ?? new MetricsRegistry();
   metrics.register(inferenceCollector(gateway));
@@ -203,6 +215,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
         },
         timers: options.timers,
         stats,
+        memoryGuard,
       }),
     );
   }
@@ -218,7 +231,10 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers, options.drawSeed));
   app.route(
     "/v1",
-    streamRoutes(gateway, edge, stats, options.log, options.timers, { trustedProxies }),
+    streamRoutes(gateway, edge, stats, options.log, options.timers, {
+      trustedProxies,
+      memoryGuard,
+    }),
   );
   return app;
 }

@@ -36,9 +36,12 @@
  * addresses, the node also caps every address's anonymous sockets together (past it, a socket
  * must send a key to read) and its sockets waiting for their `auth` (per address: 429; in all:
  * the one that waited longest is pushed out, and counts on until it has closed; with as many pushed
- * out and not closed, 429). Deno reads up to 64 MiB of a message before the node's size check, so
- * these counts, held until each socket's `onclose`, are what bounds the memory such sockets hold
- * (`EDGE_DEFAULTS`). Each refusal, a wrong token included, is counted in
+ * out and not closed, 429). Deno reads a whole message before the node's size check, and a
+ * fragmented one has no size limit (64 MiB is Deno's limit per frame): these counts, held until
+ * each socket's `onclose`, bound how many sockets there are (`EDGE_DEFAULTS`), the drop after a
+ * close's grace (`websocket_drop.ts`) how long a closed one lasts, and the node's memory guard
+ * (`websocket_memory_guard.ts`, sockets still to send their `auth` dropped first) what they hold in
+ * all. Each refusal, a wrong token included, is counted in
  * the edge's `veriflow_http_refused_total` as `/v1`'s are.
  *
  * @module
@@ -63,6 +66,8 @@ import { EDGE_DEFAULTS } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import type { DrainTimers } from "./serve.ts";
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { closeThenDrop } from "./websocket_drop.ts";
+import { type GuardedSocketGroup, WebSocketMemoryGuard } from "./websocket_memory_guard.ts";
 
 /** An actor lifecycle event as the page shows it. */
 export interface LifecycleItem {
@@ -214,8 +219,16 @@ export interface DashboardOptions {
   now?: () => number;
   /** Per-client limits; {@link DEFAULT_DASHBOARD_LIMITS} for what is left out. */
   limits?: Partial<DashboardLimits>;
-  /** The timers of the `auth` deadline ({@link DASHBOARD_AUTH_TIMEOUT_MS}); default the global. */
+  /**
+   * The timers of the `auth` deadline ({@link DASHBOARD_AUTH_TIMEOUT_MS}) and of a close's grace
+   * before the socket is dropped (`websocket_drop.ts`); default the global.
+   */
   timers?: DrainTimers;
+  /**
+   * The node's memory guard, shared with `/v1/stream`'s sockets; default one of the dashboard's
+   * own at its default limit, on `timers`.
+   */
+  memoryGuard?: WebSocketMemoryGuard;
   /** Where refusals are counted for `/metrics` (the edge's, shared with `/v1`); nowhere if absent. */
   stats?: EdgeStats;
 }
@@ -562,6 +575,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const cache = new Map<string, Uint8Array>();
   const limits = { ...DEFAULT_DASHBOARD_LIMITS, ...options.limits };
   const timers = options.timers ?? SYSTEM_TIMERS;
+  const guard = options.memoryGuard ?? new WebSocketMemoryGuard({ timers });
   const sockets = new KeyLimits({
     concurrency: limits.socketsPerClient,
     requestsPerMinute: limits.socketOpensPerMinute,
@@ -876,6 +890,17 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       throw error;
     }
     const { socket, response } = upgraded;
+    /** Close the socket, and drop it if its client has not answered within the grace. */
+    const close = (code: number, reason: string) => closeThenDrop(socket, code, reason, timers);
+    /** What the memory guard drops first: a socket still to send its `auth`, then one with no key. */
+    const group = (keyed: boolean): GuardedSocketGroup =>
+      access === "none" ? "pre_auth" : keyed ? "keyed" : "keyless";
+    // Kept while the page's own prompt runs: the guard drops only sockets running no job.
+    const guarded = guard.track(
+      socket,
+      group(handshakeGrant !== undefined),
+      () => prompt !== undefined && !prompt.signal.aborted,
+    );
     /** The `auth` deadline of a socket that must say who it is, until it has. */
     let authDeadline: unknown;
     const clearAuthDeadline = () => {
@@ -909,7 +934,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const closePushedOut = () => {
       const { code, message, retryAfterS } = pushedOut();
       refuse(code, message, retryAfterS);
-      socket.close(CLOSE_TRY_AGAIN_LATER, "pushed out by newer sockets waiting for their auth");
+      close(CLOSE_TRY_AGAIN_LATER, "pushed out by newer sockets waiting for their auth");
     };
     /**
      * Newer sockets waiting for their `auth` pushed this one out (only ever after this handler
@@ -949,17 +974,22 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           authPending?.closing();
           // Refused at its open for want of an anonymous place (counted then): as over an allowance.
           if (noAnonymousPlace !== undefined) {
-            return socket.close(
+            return close(
               CLOSE_TRY_AGAIN_LATER,
               "no place for anonymous dashboard readers and no accepted auth: retry later",
             );
           }
           options.stats?.countRefusal(new EdgeError("api_key_required", "no auth in time"));
-          socket.close(1008, `no accepted auth within ${DASHBOARD_AUTH_TIMEOUT_MS / 1000} s`);
+          close(1008, `no accepted auth within ${DASHBOARD_AUTH_TIMEOUT_MS / 1000} s`);
         }, DASHBOARD_AUTH_TIMEOUT_MS);
       }
     };
+    let ended = false;
     socket.onclose = () => {
+      // Once: a socket dropped after its close's grace may see a second `onclose`.
+      if (ended) return;
+      ended = true;
+      guarded.untrack();
       clearAuthDeadline();
       leave?.();
       giveBackPlaces();
@@ -970,7 +1000,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       const limit = access === "none" ? MAX_UNAUTHENTICATED_MESSAGE_BYTES : maxMessageBytes;
       // Binary messages too: refused, but one over the limit closes the socket as text does.
       if (messageBytesOver(event.data, limit)) {
-        return socket.close(1009, `message over ${limit} bytes`);
+        return close(1009, `message over ${limit} bytes`);
       }
       if (typeof event.data !== "string") return refuse("bad_message", "messages are JSON text");
       let message: { type?: unknown; token?: unknown; job?: unknown; id?: unknown };
@@ -984,7 +1014,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           const granted = typeof message.token === "string" ? grant(message.token) : undefined;
           if (granted === undefined) {
             options.stats?.countRefusal(new EdgeError("bad_token", "that token is not accepted"));
-            if (++badTokens >= MAX_BAD_TOKENS) return socket.close(1008, "tokens not accepted");
+            if (++badTokens >= MAX_BAD_TOKENS) return close(1008, "tokens not accepted");
             return refuse("bad_token", "that token is not accepted");
           }
           if (release === undefined) {
@@ -994,7 +1024,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
               options.stats?.countRefusal(error);
               const { code, message, retryAfterS } = error as EdgeError;
               refuse(code, message, retryAfterS);
-              return socket.close(
+              return close(
                 CLOSE_TRY_AGAIN_LATER,
                 code === "rate_limited"
                   ? "dashboard sockets opened too fast: retry later"
@@ -1008,6 +1038,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           }
           const before = access;
           if (granted === "operator" || access === "none") access = granted;
+          guarded.regroup(group(true));
           // A snapshot only when the access changed: repeated auths cost a hello, no more.
           if (access === before) return send({ type: "hello", node: options.sources.node, access });
           return void welcome();

@@ -4,8 +4,9 @@
  * per address; `/v1/stream`'s sockets, `stream_sockets.ts`), and {@link AuthPendingSockets}, the
  * sockets waiting for their `auth` in all, where one more pushes out the one that waited longest.
  * A place is given back when the socket's `onclose` fires, never when the node calls `close()`:
- * Deno keeps reading a socket that has not answered the close (up to 64 MiB of a message), and has
- * no way to drop it. Not part of the public API.
+ * Deno keeps reading a socket that has not answered the close (a fragmented message of any size:
+ * its 64 MiB limit is per frame), until the node drops it after the close's grace
+ * (`websocket_drop.ts`). Not part of the public API.
  *
  * @module
  */
@@ -56,11 +57,12 @@ export class OpenSockets {
  *
  * A pushed-out socket still counts until it has really closed (its `onclose`, when the route calls
  * the result of {@link join}), not when it is told to: a client that never answers the close
- * handshake keeps its connection, and the partial message Deno is reading for it (up to 64 MiB),
- * for as long as it likes (Deno 2.9 cannot abort a server WebSocket). So at most `limit` sockets
- * wait and at most `limit` more are pushed out and not yet closed; with both full, a new socket is
- * refused (`refusal`, 429) instead of pushing out another. Honest pushed-out pages close within a
- * round trip, so the second group stays empty unless someone holds it full.
+ * handshake keeps its connection, and the partial message Deno is reading for it (of any size: 64
+ * MiB is Deno's limit per frame, not per message), until the node drops it after the close's grace
+ * (`websocket_drop.ts`). So at most `limit` sockets wait and at most `limit` more are pushed out
+ * and not yet closed; with both full, a new socket is refused (`refusal`, 429) instead of pushing
+ * out another. Honest pushed-out pages close within a round trip, and others within the grace, so
+ * the second group stays empty unless someone keeps refilling it.
  */
 export class AuthPendingSockets {
   readonly #limit: number;

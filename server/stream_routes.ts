@@ -3,7 +3,10 @@
  * connection's life in `stream_session.ts`). Each open socket is registered with the server's
  * graceful shutdown (`serve.ts`), so a stopping node lets its jobs finish before closing it, and
  * holds a place among the node's and its client's sockets (`stream_sockets.ts`) until its `onclose`
- * fires: past either cap the upgrade is refused, 429 `too_many_sockets`.
+ * fires: past either cap the upgrade is refused, 429 `too_many_sockets`. A socket the node closed
+ * whose client does not answer is dropped after the close's grace (`websocket_drop.ts`), and each
+ * socket is tracked by the node's memory guard (`websocket_memory_guard.ts`), which drops it while
+ * it runs no job if the node's memory passes its limit.
  *
  * @module
  */
@@ -18,6 +21,9 @@ import { StreamSession } from "./stream_session.ts";
 import { StreamSockets } from "./stream_sockets.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
+import { checkWebSocketDrop } from "./websocket_drop.ts";
+import { WebSocketMemoryGuard } from "./websocket_memory_guard.ts";
+import { containWebSocketTextOverflow } from "./websocket_text_overflow.ts";
 
 export { WS_HIGH_WATER_BYTES } from "./stream_session.ts";
 
@@ -30,6 +36,11 @@ export interface StreamRoutesOptions {
    * this machine's own socket places; default none.
    */
   trustedProxies?: TrustedProxies;
+  /**
+   * The node's memory guard, shared with the dashboard's sockets; default one of this route's own
+   * at its default limit, on `timers`.
+   */
+  memoryGuard?: WebSocketMemoryGuard;
 }
 
 /**
@@ -47,6 +58,12 @@ export function streamRoutes(
 ): Hono<EdgeEnv> {
   const sockets = options.sockets ?? new StreamSockets();
   const trusted = options.trustedProxies ?? NO_TRUSTED_PROXIES;
+  const guard = options.memoryGuard ?? new WebSocketMemoryGuard({ timers, log });
+  // At the edge's start: one warning now if this Deno cannot drop a socket, not at the first close.
+  checkWebSocketDrop(log);
+  // Process-wide, once: a text message past V8's longest string no longer ends the node, whichever
+  // socket (this route's or the dashboard's) it came on.
+  containWebSocketTextOverflow(log);
   const routes = new Hono<EdgeEnv>();
   routes.get("/stream", (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
@@ -59,9 +76,10 @@ export function streamRoutes(
         },
       }, 426);
     }
+    const client = c.get("client");
     // Before the upgrade, so a client over its cap gets a 429 it can read, not a closed socket.
     const release = sockets.take(
-      c.get("client"),
+      client,
       fromThisMachine(c.env?.remoteAddr, c.req.raw, trusted),
     );
     let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
@@ -81,19 +99,26 @@ export function streamRoutes(
     const session = new StreamSession(socket, gateway, {
       maxMessageBytes: edge.maxRequestBytes,
       idleTimeoutMs: edge.clientIdleTimeoutMs,
-      client: c.get("client"),
+      client,
       stats,
       log,
       timers,
     });
+    const guarded = guard.track(
+      socket,
+      client.keyId === undefined ? "keyless" : "keyed",
+      () => session.running > 0,
+    );
     const withdraw = drainBeforeShutdown(
       c.req.raw,
       (timeUp) => session.drain(timeUp),
       "websocket",
     );
     // `closed` settles at the socket's `onclose` (or `onerror`), not when the session calls
-    // `close()`: a client that never answers the close still holds its place.
+    // `close()`: a client that has not answered the close yet still holds its place, until the
+    // grace's drop (`websocket_drop.ts`) brings its `onclose`.
     session.closed.then(() => {
+      guarded.untrack();
       withdraw();
       release();
     });

@@ -24,8 +24,14 @@
  *
  * A message over `maxRequestBytes` closes the socket with 1009 and a reason naming the limit:
  * the client learns why, where a dropped connection would tell it nothing. The check runs once the
- * message has arrived whole: Deno 2.9 reads up to 64 MiB of one before the session sees it, and
- * takes no smaller limit, so what bounds that memory is the number of sockets (`stream_sockets.ts`).
+ * message has arrived whole: Deno 2.9 takes no message limit and reads a fragmented message of any
+ * size (its 64 MiB limit is per frame) before the session sees it; what bounds that memory is the
+ * node's memory guard (`websocket_memory_guard.ts`) and, once the session has closed the socket,
+ * the drop after the close's grace.
+ *
+ * Every close the session sends goes through `closeThenDrop` (`websocket_drop.ts`): a client that
+ * does not answer it within `WS_CLOSE_GRACE_MS` is dropped, its `onclose` fires and its place is
+ * given back, where before it kept the connection, and its place, for as long as it liked.
  *
  * When the node stops, {@link StreamSession.drain} lets the socket's jobs, running or queued,
  * finish and send their end (summary and receipt) while a new `infer` is refused
@@ -52,6 +58,7 @@ import {
 } from "./http_errors.ts";
 import { shutdownError } from "./serve.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { closeThenDrop } from "./websocket_drop.ts";
 import {
   parseJsonText,
   parseRequest,
@@ -81,12 +88,13 @@ export const WS_HIGH_WATER_BYTES = 1 << 20;
  * MiB of those is thousands of frames sent without reading one answer, which no reading client
  * does; a client that never reads costs the node this much and no more in the session, plus the
  * kernel's send buffer of its connection, which stays open after the cut-off until the client
- * answers the close or goes: Deno 2.9 cannot abort a server WebSocket, and its `idleTimeout` ping
- * stops once the close is sent (measured, review s75 F3). Such a socket keeps counting against its
- * client's and the node's sockets (`stream_sockets.ts`) until its `onclose`, which bounds them.
- * Leaving the close out would not free it either: Deno's ping to a client that reads nothing waits
- * behind the unread bytes, and its `onclose` never fired (`tmp/s75/fix_ws2_wim/probe_cutoff.out`),
- * while an honest client would lose the close's reason.
+ * answers the close or goes: the queued writes hold it, so even the drop after a close's grace
+ * could not end it (measured, `tmp/s76/wsdrop/report.md`), and `closeThenDrop` leaves such a socket
+ * alone (`STUCK_WRITE_BYTES`). It keeps counting against its client's and the node's sockets
+ * (`stream_sockets.ts`) until its `onclose`, which bounds them. Leaving the close out would not
+ * free it either: Deno's ping to a client that reads nothing waits behind the unread bytes, and its
+ * `onclose` never fired (`tmp/s75/fix_ws2_wim/probe_cutoff.out`), while an honest client would lose
+ * the close's reason.
  */
 export const WS_MAX_BUFFERED_BYTES = 2 * WS_HIGH_WATER_BYTES;
 /** Event-loop turns a job waits for its last message to be written (about 20 µs each). */
@@ -224,6 +232,11 @@ export class StreamSession {
   /** Resolves once the socket has closed (or failed); its jobs are cancelled then. */
   get closed(): Promise<void> {
     return this.#closed.promise;
+  }
+
+  /** Jobs of the socket running now (the memory guard keeps a socket that runs one). */
+  get running(): number {
+    return this.#jobs.size;
   }
 
   /**
@@ -513,18 +526,21 @@ export class StreamSession {
 
   /**
    * Cancel the socket's jobs and close it for breaking the API's rules (1008, `reason`). The
-   * socket is not over until its `onclose` ({@link closed}): a client that never answers the close
-   * keeps the connection, and its place among the sockets (`stream_routes.ts`) until then.
+   * socket is not over until its `onclose` ({@link closed}), which a client that never answers the
+   * close does not bring: it is dropped after the close's grace (`websocket_drop.ts`).
    */
   #cutOff(reason: string): void {
     this.#cancelAll();
     this.#close(WS_CLOSE.policyViolation, reason);
   }
 
-  /** Close the socket from this side: nothing is left to count down to an idle close. */
+  /**
+   * Close the socket from this side (nothing is left to count down to an idle close), and drop it
+   * if its client has not answered within the grace.
+   */
   #close(code: number, reason: string): void {
     this.#stopIdle();
-    this.#socket.close(code, reason);
+    closeThenDrop(this.#socket, code, reason, this.#timers, { log: this.#options.log });
   }
 
   #stopIdle(): void {

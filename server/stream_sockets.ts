@@ -12,15 +12,22 @@
  * keeps its per-client cap.
  *
  * Why a cap and not a message size: Deno 2.9's `Deno.upgradeWebSocket` takes no largest message
- * (its options are `protocol`, `idleTimeout` and `socket`). Deno reads a whole message, up to its
- * own 64 MiB, before the session sees it and refuses it over `http.maxRequestBytes` (close 1009),
- * so each open socket may hold 64 MiB of one partial message however small the limit; only the
- * number of sockets bounds the total.
+ * (its options are `protocol`, `idleTimeout` and `socket`), and its own limit,
+ * {@link DENO_MAX_WS_FRAME_BYTES}, is per frame: a message sent in fragments has no limit at all
+ * (denoland/deno#15809). Deno reads the whole message before the session sees it and refuses it
+ * over `http.maxRequestBytes` (close 1009): 256 MiB sent in 1 MiB fragments was read whole (RSS
+ * 181 → 696 MiB), and a 512 MiB text message, past V8's longest string, killed the node
+ * (`tmp/s76/wsfix/report.md`; now contained, `websocket_text_overflow.ts`). The caps bound how many sockets there are, not what each holds;
+ * that is bounded only by how long a socket lives while its client sends: the node drops a socket
+ * it has closed after the close's grace (`websocket_drop.ts`) and, past `server.wsMemoryLimitBytes`,
+ * every socket running no job (`websocket_memory_guard.ts`).
  *
  * A socket holds its place from the upgrade until its `onclose` has really fired
- * (`StreamSession.closed`), not when the node calls `close()`: a client cut off with 1008 that never
- * answers the close keeps its connection, which Deno 2.9 has no way to abort (its `idleTimeout`
- * ping stops once the node has sent its close), so it must keep counting against its client.
+ * (`StreamSession.closed`), not when the node calls `close()`: a client that never answers the close
+ * keeps counting against its client until it is dropped, `WS_CLOSE_GRACE_MS` later
+ * (`websocket_drop.ts`; Deno's `idleTimeout` ping stops once the node has sent its close), or, cut
+ * off for not reading (1008), until it goes: its stuck writes hold the connection whatever the node
+ * does, so it must keep counting.
  *
  * @module
  */
@@ -30,32 +37,32 @@ import { EdgeError } from "./http_errors.ts";
 import { queueClient } from "./inference_gateway.ts";
 
 /**
- * Deno's own largest WebSocket message, in bytes (not settable in Deno 2.9): what one socket may
- * make the node hold before any check of the node's runs.
+ * Deno's own largest WebSocket frame, in bytes (not settable in Deno 2.9; fastwebsockets'
+ * `max_message_size`, checked per frame). Not a bound on a message: the frames of a fragmented
+ * message are appended with no total limit (see the module's text).
  */
-export const DENO_MAX_WS_MESSAGE_BYTES = 64 << 20;
+export const DENO_MAX_WS_FRAME_BYTES = 64 << 20;
 
 /**
- * Most `/v1/stream` sockets open on the whole node. Worst case, every one holds a partial message
- * of {@link DENO_MAX_WS_MESSAGE_BYTES} plus its unread replies (2 MiB, `WS_MAX_BUFFERED_BYTES`)
- * and the kernel's send buffer (about 2 MiB, measured in review s75): 32 × 68 MiB ≈ 2.1 GiB,
- * which a 24 GB node survives beside its model. One socket carries any number of jobs, and the
- * node runs a handful at once, so 32 is room for dozens of streaming clients.
+ * Most `/v1/stream` sockets open on the whole node. Each holds its unread replies (2 MiB,
+ * `WS_MAX_BUFFERED_BYTES`), the kernel's send buffer (about 2 MiB, measured in review s75) and
+ * whatever partial message its client is sending, which only the socket's end bounds (see the
+ * module's text). One socket carries any number of jobs, and the node runs a handful at once, so
+ * 32 is room for dozens of streaming clients.
  */
 export const MAX_STREAM_SOCKETS = 32;
 
 /**
  * Most `/v1/stream` sockets one client may hold open: a quarter of the node's, so one client (a
- * key, or every tool on this machine together) cannot take every place; worst case
- * 8 × 68 MiB ≈ 544 MiB. A client needs one socket for all its jobs; 8 leaves room for a few
- * processes or tabs, and for sockets cut off whose close is still unanswered.
+ * key, or every tool on this machine together) cannot take every place. A client needs one socket
+ * for all its jobs; 8 leaves room for a few processes or tabs, and for sockets cut off whose close
+ * is still unanswered (within the close's grace).
  */
 export const MAX_STREAM_SOCKETS_PER_CLIENT = 8;
 
 /**
  * Places kept for sockets from this machine, beyond {@link MAX_STREAM_SOCKETS}, taken once those
- * are full: one client's share, as this machine's keyless tools together are one client; worst
- * case another 8 × 68 MiB ≈ 544 MiB beside the node's 2.1 GiB.
+ * are full: one client's share, as this machine's keyless tools together are one client.
  */
 export const MAX_STREAM_SOCKETS_THIS_MACHINE = MAX_STREAM_SOCKETS_PER_CLIENT;
 

@@ -272,7 +272,7 @@ Deno.test("a write Deno's permissions refused at start names the README's comman
   assert.match(fake.err[0], /^error: the node did not start: .*Requires write access/);
   assert.match(
     fake.err[0],
-    /deno run --unstable-no-legacy-abort --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi --allow-run=node --allow-sys=statfs cli\.ts start --data DIR`: README, Permissions\)$/,
+    /deno run --unstable-no-legacy-abort --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi --allow-run=node --allow-sys=statfs,systemMemoryInfo cli\.ts start --data DIR`: README, Permissions\)$/,
   );
 });
 

@@ -1,0 +1,134 @@
+/**
+ * The node's memory guard over its WebSockets (`server/websocket_memory_guard.ts`): Deno bounds no
+ * WebSocket message (a fragmented one grows without limit), so past `server.wsMemoryLimitBytes`
+ * the node drops the sockets running no job, those still to send their `auth` first, then keyless
+ * ones, then those with a key, one group per check; a socket running a job is kept. The RSS probe
+ * and the clock are injected; the sockets are real, their clients raw TCP ones.
+ */
+import assert from "node:assert/strict";
+import { MEMORY_CHECK_MS, WebSocketMemoryGuard } from "../../server/websocket_memory_guard.ts";
+import { createApp } from "../../server/app.ts";
+import { serve } from "../../server/serve.ts";
+import { FakeTimers } from "../_helpers/fake_timers.ts";
+import { delay, eventually } from "../_helpers/wait.ts";
+import { startTestNode } from "./_fixtures.ts";
+import { dropAll, type RawSocket, rawUpgrade } from "./_raw_ws.ts";
+import { connectionEnd, upgradeServer } from "./_upgrade_server.ts";
+import { WsProbe } from "./_ws_probe.ts";
+
+const LIMIT = 1 << 30;
+/** Long enough to see that nothing happens by itself; an ordering pause, not a deadline. */
+const NOTHING_HAPPENS_MS = 300;
+
+Deno.test("memory guard: over the limit, idle sockets are dropped one group per check (waiting for their auth, then keyless, then keyed); one running a job is kept; under it nothing is", async () => {
+  const timers = new FakeTimers();
+  let rss = LIMIT;
+  const lines: string[] = [];
+  const guard = new WebSocketMemoryGuard({
+    limitBytes: LIMIT,
+    rss: () => rss,
+    timers,
+    log: (line) => lines.push(line),
+  });
+  const server = upgradeServer();
+  const open: RawSocket[] = [];
+  const connect = async () => {
+    const client = await rawUpgrade(server.url, "/");
+    open.push(client);
+    return { client, socket: await server.opened() };
+  };
+  try {
+    const keyed = await connect();
+    const keyless = await connect();
+    const busy = await connect();
+    const preAuth = await connect();
+    const tracked = [
+      guard.track(keyed.socket, "keyed", () => false),
+      guard.track(keyless.socket, "keyless", () => false),
+      guard.track(busy.socket, "keyless", () => true),
+      guard.track(preAuth.socket, "pre_auth", () => false),
+    ];
+    assert.deepEqual([...timers.armed.values()].map((t) => t.ms), [MEMORY_CHECK_MS]);
+
+    timers.fireFor(MEMORY_CHECK_MS); // at the limit, not over it
+    await delay(NOTHING_HAPPENS_MS);
+    assert.deepEqual(lines, []);
+    for (const { socket } of [keyed, keyless, busy, preAuth]) {
+      assert.equal(socket.readyState, WebSocket.OPEN);
+    }
+
+    rss = LIMIT + 1;
+    timers.fireFor(MEMORY_CHECK_MS);
+    await connectionEnd(preAuth.client);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /dropped 1 WebSocket\(s\) waiting for their auth running no job/);
+    assert.match(lines[0], /kept 1 running a job/);
+    assert.equal(keyless.socket.readyState, WebSocket.OPEN, "one group per check");
+
+    timers.fireFor(MEMORY_CHECK_MS);
+    await connectionEnd(keyless.client);
+    assert.match(lines[1], /dropped 1 WebSocket\(s\) without a key/);
+    assert.equal(keyed.socket.readyState, WebSocket.OPEN);
+
+    timers.fireFor(MEMORY_CHECK_MS);
+    await connectionEnd(keyed.client);
+    assert.match(lines[2], /dropped 1 WebSocket\(s\) with a key/);
+
+    assert.equal(guard.check(), 0, "only the socket running a job is left, and it is kept");
+    assert.equal(busy.socket.readyState, WebSocket.OPEN);
+    assert.equal(lines.length, 3, "no line when nothing is dropped");
+
+    for (const place of tracked) place.untrack();
+    assert.equal(timers.armed.size, 0, "no socket tracked, no check armed");
+  } finally {
+    dropAll(open);
+    await server.shutdown();
+  }
+});
+
+Deno.test("memory guard: on the node, a /v1/stream socket running a job is kept and an idle one dropped when the RSS is over server.wsMemoryLimitBytes", async () => {
+  const timers = new FakeTimers();
+  const node = await startTestNode();
+  const lines: string[] = [];
+  // The node's own app, with a limit every process is over (the real RSS probe).
+  const app = createApp({
+    inference: node.port,
+    defaultModel: node.model.info.cid,
+    timers,
+    wsMemoryLimitBytes: 1,
+    log: (line) => lines.push(line),
+  });
+  const abort = new AbortController();
+  const server = serve({ app, port: 0, signal: abort.signal });
+  const open: RawSocket[] = [];
+  let running: WsProbe | undefined;
+  try {
+    const wsUrl = `${server.url.replace("http:", "ws:")}/v1/stream`;
+    running = await WsProbe.open(wsUrl);
+    running.send({ type: "infer", id: "g", model: "gated", prompt: "x", max_tokens: 2 });
+    await running.next((m) => m.type === "start" && m.id === "g");
+    const idle = await rawUpgrade(server.url, "/v1/stream");
+    open.push(idle);
+    assert.equal(idle.status, 101);
+
+    await eventually(
+      () => [...timers.armed.values()].some((t) => t.ms === MEMORY_CHECK_MS),
+      "the memory check armed",
+    );
+    timers.fireFor(MEMORY_CHECK_MS);
+    await connectionEnd(idle);
+    assert.equal(lines.filter((l) => l.startsWith("memory guard:")).length, 1);
+    assert.match(lines.find((l) => l.startsWith("memory guard:"))!, /kept 1 running a job/);
+
+    node.gated.release(2);
+    const end = await running.end("g");
+    assert.equal(end.type, "done", "the job on the kept socket ran to its end");
+    assert.equal(running.socket.readyState, WebSocket.OPEN);
+  } finally {
+    await running?.close();
+    dropAll(open);
+    abort.abort();
+    await server.finished;
+    await node.close();
+  }
+});
