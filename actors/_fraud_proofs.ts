@@ -189,12 +189,17 @@ export class FraudProofs {
     ) {
       return skip("unstaked_accuser");
     }
-    // One accusation per accuser and receipt: refused once one settled or was left undecided
-    // here, and while one is taken and not settled (being checked, or held for its receipt) —
-    // else one key re-signs a claim into any number of checks in flight, each kept across a stop
-    // (`_held_evidence.ts`). This validator's own proof is one per challenge already.
+    // One accusation per accuser and receipt at a time: refused while one is taken and not
+    // settled (being checked, or held for its receipt) — else one key re-signs a claim into any
+    // number of checks in flight, each kept across a stop (`_held_evidence.ts`) — and once one was
+    // left undecided here. One that settled does not block the next: a refuted one cost its
+    // penalty, and the ledger settles each further proof (`_ledger_accusations.ts`; review s76,
+    // F2: a settled refuted proof blocked its accuser's confirmed one, and the cheat was paid in
+    // the ledger that heard the false one first). A flood of re-signed refuted proofs is bounded
+    // by their price: each backed one costs the penalty, and past the accuser's free stake at most
+    // `MAX_UNBACKED_CHECKS_PER_RECEIPT` more are checked (`_unbacked_checks.ts`). This validator's
+    // own proof is one per challenge already.
     const repeated = (!pledged && this.pledgeHeld.accuses(accuser, id)) ||
-      ledger.hasAccused(proof.validator, subject) ||
       this.#core.memory.undecided(proof.validator, subject) ||
       (!own && this.#core.memory.accusesNow(proof.validator, subject));
     if (repeated) return skip("repeated_accusation");

@@ -7,7 +7,9 @@
  * receipt or its author's pledge is held, bounded (`_validator_memory.ts`), and taken again when
  * what it lacks comes (`takeHeldClaims`, `takeClaimsOf`); one recorded about a receipt this
  * validator had forgotten is held for the receipt's evidence, and taken over when a copy of it
- * is remembered again (`takeRecordedClaims`, review s58). Owned by the actor, built in its
+ * is remembered again (`takeRecordedClaims`, review s58). A verdict signed by the worker it
+ * judges (its own "proof withheld" claim) is refused outright, as its fraud proof is
+ * (`self_accusation`, review s76). Owned by the actor, built in its
  * constructor on its {@link ValidatorCore}; read and written only inside its `receive` (and its
  * start). Not part of the public API.
  *
@@ -31,8 +33,10 @@
  */
 import type { ActorContext } from "./actor.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
-import { toHex } from "../protocols/hash.ts";
-import { judgedKey } from "./_validator_memory.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { freeStake } from "../proof/ledger.ts";
+import { type ClaimBacking, heldClaimMaxAgeMs, judgedKey } from "./_validator_memory.ts";
 import { type Challenges, claimEvidence } from "./_challenges.ts";
 import { MAX_OPEN_CHALLENGES_PER_WORKER } from "./_receipt_intake.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
@@ -76,12 +80,19 @@ export class PeerVerdicts {
   ): Promise<string | undefined> {
     const ledger = this.#core.ledger();
     const fromPeer = message.origin !== undefined && message.origin !== "local";
+    if (fromPeer && selfAccusation(message.verdict)) {
+      // The accused worker's word about its own receipt is evidence against nobody else, and
+      // each one would cost every ledger it reaches a takeover from the shared budget and a
+      // challenge (review s76, F5): refused, as its fraud proof is (`self_accusation`,
+      // `_fraud_proofs.ts`), neither recorded, nor held, nor passed on, nor taken over.
+      this.#core.stats.refusedVerdicts++;
+      return undefined;
+    }
     if (fromPeer && !this.#worthRecording(message.verdict)) {
       if (this.#awaitsEvidence(message.verdict)) {
         // A claim that outran its receipt or its author's pledge: held, taken again when
         // what it lacks comes.
-        const staked = ledger.hasStaked(message.verdict.validator);
-        this.#core.memory.holdClaim(message.verdict, message.origin, staked);
+        this.#core.memory.holdClaim(message.verdict, message.origin, this.#claimBacking());
         return undefined;
       }
       this.#core.stats.refusedVerdicts++;
@@ -142,6 +153,27 @@ export class PeerVerdicts {
       this.#core.stats.refusedVerdicts++;
       return undefined;
     }
+  }
+
+  /**
+   * What backs the claims held here now (`_validator_memory.ts`, `MAX_HELD_CLAIMS_PER_CLAIMANT`):
+   * a claimant's free stake, less one false-accusation penalty for each of its fraud proofs in
+   * flight here (they are backed first: a refuted one is charged, a claim never is), covers one
+   * held claim per penalty left; a key with no pledge here covers none.
+   */
+  #claimBacking(): ClaimBacking {
+    const ledger = this.#core.ledger();
+    const penalty = ledger.economics.falseAccusationPenalty;
+    return {
+      covers: (claimant) => {
+        const key = fromHex(claimant);
+        if (!ledger.hasStaked(key)) return 0;
+        const free = freeStake(ledger.account(key)) - penalty * this.#core.memory.accusing(key);
+        return penalty > 0 ? Math.max(0, Math.floor(free / penalty)) : Infinity;
+      },
+      now: this.#core.now(),
+      maxAgeMs: heldClaimMaxAgeMs(ledger.economics.challengeWindowMs),
+    };
   }
 
   /**
@@ -284,7 +316,7 @@ export class PeerVerdicts {
     const record = this.#core.ledger().receipt(id);
     const recent = this.#core.memory.recent(id);
     if (recent === undefined && this.#awaitsReceiptEvidence(id)) {
-      this.#core.memory.holdClaim(verdict, origin, true, true);
+      this.#core.memory.holdClaim(verdict, origin, this.#claimBacking(), true);
       return;
     }
     if (record?.status !== "pending" || recent === undefined || this.#core.held.has(id)) return;
@@ -331,4 +363,13 @@ export class PeerVerdicts {
     if (this.#core.now() > record.pendingUntil) return false;
     return verdict.validator instanceof Uint8Array && ledger.hasStaked(verdict.validator);
   }
+}
+
+/**
+ * Whether `verdict` is signed by the very worker it judges (its `target`): a worker's own "proof
+ * withheld" claim, or any verdict, about its own receipt.
+ */
+function selfAccusation(verdict: Verdict): boolean {
+  return verdict?.validator instanceof Uint8Array && verdict.target instanceof Uint8Array &&
+    bytesEqual(verdict.validator, verdict.target);
 }

@@ -20,7 +20,8 @@
  *   stop); it used to be memory only, so each restart granted every receipt that many again.
  * - **In flight**: at most {@link MAX_UNBACKED_CHECKS_IN_FLIGHT} at once, over every receipt,
  *   and one per accuser and receipt (a re-signed copy is not checked beside the first; once that
- *   settles it is a repeated accusation).
+ *   settles, the next is checked within the budget per receipt: a refuted proof does not block
+ *   its accuser's later ones, `_fraud_proofs.ts`).
  *
  * Who pays: a refuted one costs its accuser what stake it has left here, up to the penalty (the
  * ledger takes no stake below zero), and this node the forward pass up to the cited position; a

@@ -5,8 +5,9 @@
  * per accuser and receipt at a time), the accusations left undecided here, fraud proofs about
  * receipts not recorded here yet (held until the receipt comes in through the intake), and
  * "proof withheld" claims that outran their receipt or their author's pledge, or that came without
- * the evidence of a receipt forgotten here. Each is bounded and forgets its oldest entry first, so
- * no peer can grow the validator's memory without bound; what of it is kept across a stop
+ * the evidence of a receipt forgotten here. Each is bounded and forgets its oldest entry first
+ * (the held claims: the newest of the least backed, {@link MAX_HELD_CLAIMS_PER_CLAIMANT}), so no
+ * peer can grow the validator's memory without bound; what of it is kept across a stop
  * ({@link ValidatorMemory.waiting}) is bounded apart, by what a durable write at each finalize
  * tick may cost. Owned by the actor, read and written only inside its `receive`. Not part of the
  * public API.
@@ -22,6 +23,8 @@ import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
 import type { HeldEvidence, KeptProof } from "./_held_evidence.ts";
+import { CLOCK_SKEW_MS, STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 
 /**
  * Receipts kept per worker whose pledge has not arrived yet (it has no stake here), and workers
@@ -143,13 +146,72 @@ const MAX_HELD_FRAUD_PROOFS_PER_ACCUSER = 4;
 export const MAX_HELD_CLAIMS = 256;
 /**
  * Held claims per claimant: its next pushes out its own longest held (a claim about a receipt that
- * never comes here costs its author nothing). With the space full, the claim dropped is the
- * longest held of the claimant holding the most — among claimants with no stake here first (keys
- * cost nothing; a pledge at least leaves a record in every ledger) — as for fraud proofs held for
- * their receipt. A worker's cap of open challenges (`MAX_OPEN_CHALLENGES_PER_WORKER`, 16): more
- * claims than that about one withholding worker's receipts could not all be taken over at once.
+ * never comes here costs its author nothing). A worker's cap of open challenges
+ * (`MAX_OPEN_CHALLENGES_PER_WORKER`, 16): more claims than that about one withholding worker's
+ * receipts could not all be taken over at once.
+ *
+ * With the space ({@link MAX_HELD_CLAIMS}) full, the claim dropped is the newest of the least
+ * backed ({@link ClaimBacking}): each held claim reserves one false-accusation penalty of its
+ * author's free stake (what a fraud proof of it must have free: `_fraud_proofs.ts`), a claimant's
+ * claims in the order held, so a claim its author's stake does not cover (no pledge here yet, a
+ * 1-unit pledge, stake spent or reserved by its other claims) goes before any covered one, and
+ * among claims alike the one held last goes. Review s76 (F1): every staked claimant counted alike
+ * and the longest held went, so 256 claims from fresh keys pledging 1 unit each, about made-up
+ * receipt ids, pushed out an honest staked claim that had outrun its receipt, and the worker that
+ * withheld was paid here and kept its stake. Why the newest and not the oldest, nor the
+ * newcomer refused: the claims kept are then those best backed, and among equals those held
+ * first, whatever came in between — a ledger fed the same claims in another order keeps the same
+ * ones, except among equals in the lowest class, where arrival decides either way. What is left:
+ * a flooder whose keys pledge a penalty each and fill the space before an honest claim of the
+ * same class arrives has that claim dropped (its author's own ledger and those it reaches first
+ * still take it over); past {@link MAX_HELD_CLAIM_AGE_MS} its claims expire and it must send them
+ * again, each time before the claim it means to push out.
+ *
+ * Who pays for a reservation: nobody. A claim moves no balance (`_peer_verdicts.ts`); a held
+ * claim is released — its reservation with it — when it is taken (its receipt or its author's
+ * pledge came: through the verdict intake, where a takeover that finds the worker serving counts
+ * against the claimant's takeover budget, not its stake), when it is dropped as above, and when it
+ * expires.
  */
 export const MAX_HELD_CLAIMS_PER_CLAIMANT = 16;
+
+/**
+ * How long a held claim waits (ledger clock) at most on a ledger whose challenge window is
+ * `challengeWindowMs`: see {@link MAX_HELD_CLAIM_AGE_MS}.
+ */
+export function heldClaimMaxAgeMs(challengeWindowMs: number): number {
+  return STALE_RECEIPT_AGE_MS + 2 * CLOCK_SKEW_MS + challengeWindowMs;
+}
+
+/**
+ * How long a held claim waits (ledger clock) at most, the age past which it is forgotten at the
+ * next claim held, its reservation released: {@link STALE_RECEIPT_AGE_MS} plus two clock skews,
+ * then the receipt a claim waits for can no longer be recorded here (the intake refuses it as
+ * stale: it was signed before the claim was, by a clock up to a skew off, and the claim came here
+ * later still), plus a challenge window for a claim held for its author's pledge (its receipt,
+ * recorded here before the claim came, closes within one). Without an end, claims about receipts
+ * that never come sat covered for good, and with the newest of the least backed dropped, every
+ * later claim of their class was refused. The caller gives its ledger's
+ * ({@link ClaimBacking.maxAgeMs}, {@link heldClaimMaxAgeMs}); this is the default window's.
+ */
+export const MAX_HELD_CLAIM_AGE_MS: number = heldClaimMaxAgeMs(DEFAULT_ECONOMICS.challengeWindowMs);
+
+/**
+ * What backs the claims held ({@link ValidatorMemory.holdClaim}), asked when one is held: how
+ * many held claims a claimant's free stake covers now, and the ledger clock for their age. `true`
+ * (every claim covered) and `false` (none) hold without a clock, for the memory's own tests.
+ */
+export interface ClaimBacking {
+  /**
+   * How many claims `claimant` (hex) may hold covered: its free stake, less what its fraud proofs
+   * in flight reserve, in false-accusation penalties (0 with no pledge here).
+   */
+  covers(claimant: string): number;
+  /** The ledger clock (unix ms). */
+  now: number;
+  /** Age past which a held claim is forgotten (ms; {@link MAX_HELD_CLAIM_AGE_MS}). */
+  maxAgeMs: number;
+}
 
 /**
  * A peer's "proof withheld" claim held until its receipt (or its author's pledge) is here, or,
@@ -256,10 +318,10 @@ export class ValidatorMemory {
   readonly #accusationOf = new Map<string, string>();
   /**
    * Claims held for their receipt or their author's pledge, by {@link judgedKey} (one per
-   * claimant and receipt), oldest first, each with its claimant (hex) and whether it had stake
-   * here when held.
+   * claimant and receipt), oldest first, each with its claimant (hex) and when it was held
+   * (ledger clock; absent when held without one).
    */
-  readonly #claims = new Map<string, HeldClaim & { claimant: string; staked: boolean }>();
+  readonly #claims = new Map<string, HeldClaim & { claimant: string; heldAt?: number }>();
   /** Held claims by claimant (hex key). */
   readonly #claimsBy = new Map<string, number>();
 
@@ -522,46 +584,64 @@ export class ValidatorMemory {
 
   /**
    * Hold a peer's "proof withheld" claim until what it lacks comes in: its receipt
-   * ({@link takeHeldClaims}) or its author's stake ({@link takeHeldClaimsBy}; `staked`: its author
-   * has stake here already); or, `recorded` (see {@link HeldClaim.recorded}), the evidence of a
-   * receipt recorded here and forgotten ({@link takeRecordedClaims}). One per claimant and receipt
-   * (a re-signed copy holds nothing more). Bounded: past {@link MAX_HELD_CLAIMS_PER_CLAIMANT} for
-   * its claimant, that claimant's longest held claim is dropped; past {@link MAX_HELD_CLAIMS} in
-   * all, the longest held claim of the claimant holding the most, among those with no stake here
-   * first.
+   * ({@link takeHeldClaims}) or its author's stake ({@link takeHeldClaimsBy}); or, `recorded` (see
+   * {@link HeldClaim.recorded}), the evidence of a receipt recorded here and forgotten
+   * ({@link takeRecordedClaims}). One per claimant and receipt (a re-signed copy holds nothing
+   * more). Claims past `backing`'s age are forgotten first. Bounded: past
+   * {@link MAX_HELD_CLAIMS_PER_CLAIMANT} for its claimant, that claimant's longest held claim is
+   * dropped; past {@link MAX_HELD_CLAIMS} in all, the newest of the least backed (see
+   * {@link MAX_HELD_CLAIMS_PER_CLAIMANT}).
    */
-  holdClaim(verdict: Verdict, origin: string | undefined, staked: boolean, recorded = false): void {
+  holdClaim(
+    verdict: Verdict,
+    origin: string | undefined,
+    backing: ClaimBacking | boolean,
+    recorded = false,
+  ): void {
     const key = judgedKey(verdict);
     if (this.#claims.has(key)) return;
+    if (typeof backing !== "boolean") this.#expireClaims(backing.now - backing.maxAgeMs);
     const claimant = toHex(verdict.validator);
     if ((this.#claimsBy.get(claimant) ?? 0) >= MAX_HELD_CLAIMS_PER_CLAIMANT) {
-      this.#dropClaim(claimant);
+      this.#dropOwnClaim(claimant);
     }
-    const held = { verdict, origin, claimant, staked };
+    const heldAt = typeof backing === "boolean" ? {} : { heldAt: backing.now };
+    const held = { verdict, origin, claimant, ...heldAt };
     this.#claims.set(key, recorded ? { ...held, recorded } : held);
     this.#count(this.#claimsBy, claimant, 1);
-    while (this.#claims.size > MAX_HELD_CLAIMS) this.#dropClaim();
+    while (this.#claims.size > MAX_HELD_CLAIMS) this.#dropLeastBacked(backing);
+  }
+
+  /** Forget the claims held before `before` (ledger clock): see {@link MAX_HELD_CLAIM_AGE_MS}. */
+  #expireClaims(before: number): void {
+    this.#takeClaims((held) => held.heldAt !== undefined && held.heldAt < before);
+  }
+
+  /** Drop the longest held claim of `claimant` (hex). */
+  #dropOwnClaim(claimant: string): void {
+    this.#takeClaims((held) => held.claimant === claimant, 1);
   }
 
   /**
-   * Drop the longest held claim of `of`, or by default of the claimant holding the most among
-   * those with no stake here (among all, when every claim held has a staked author).
+   * Drop the newest of the claims least backed: those their author's stake does not cover (a
+   * claimant's claims covered in the order held) if any, else any.
    */
-  #dropClaim(of?: string): void {
-    const unstaked = of === undefined && [...this.#claims.values()].some((c) => !c.staked);
-    let most = 0;
-    for (const { claimant, staked } of this.#claims.values()) {
-      if (!unstaked || !staked) most = Math.max(most, this.#claimsBy.get(claimant) ?? 0);
+  #dropLeastBacked(backing: ClaimBacking | boolean): void {
+    const covers = (claimant: string) =>
+      typeof backing === "boolean" ? (backing ? Infinity : 0) : backing.covers(claimant);
+    const cover = new Map<string, number>();
+    const seen = new Map<string, number>();
+    let newest: string | undefined;
+    let newestUncovered: string | undefined;
+    for (const [key, { claimant }] of this.#claims) {
+      if (!cover.has(claimant)) cover.set(claimant, covers(claimant));
+      const n = seen.get(claimant) ?? 0;
+      seen.set(claimant, n + 1);
+      newest = key;
+      if (n >= cover.get(claimant)!) newestUncovered = key;
     }
-    for (const [key, { claimant, staked }] of this.#claims) {
-      if (of !== undefined && claimant !== of) continue;
-      if (of === undefined && ((unstaked && staked) || this.#claimsBy.get(claimant) !== most)) {
-        continue;
-      }
-      this.#claims.delete(key);
-      this.#count(this.#claimsBy, claimant, -1);
-      return;
-    }
+    const dropped = newestUncovered ?? newest;
+    if (dropped !== undefined) this.#takeClaims((_, key) => key === dropped, 1);
   }
 
   /**
@@ -600,11 +680,15 @@ export class ValidatorMemory {
     this.#takeClaims((held) => held.recorded === true && !open(held.verdict.subjectId));
   }
 
-  /** The held claims `which` picks, oldest first, forgotten here. */
-  #takeClaims(which: (held: HeldClaim & { claimant: string }) => boolean): HeldClaim[] {
+  /** The held claims `which` picks (at most `limit`), oldest first, forgotten here. */
+  #takeClaims(
+    which: (held: HeldClaim & { claimant: string; heldAt?: number }, key: string) => boolean,
+    limit = Infinity,
+  ): HeldClaim[] {
     const taken: HeldClaim[] = [];
     for (const [key, held] of [...this.#claims]) {
-      if (!which(held)) continue;
+      if (taken.length >= limit) break;
+      if (!which(held, key)) continue;
       this.#claims.delete(key);
       this.#count(this.#claimsBy, held.claimant, -1);
       taken.push({ verdict: held.verdict, origin: held.origin });

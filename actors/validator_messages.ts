@@ -546,9 +546,9 @@ export interface FraudProofHandled {
    * so checking it would be free work: held for the pledge when the signer has none here yet,
    * `awaitingPledge`; from a signer that pledged, skipped only once its receipt's unbacked checks
    * are spent, or past its window, `actors/_unbacked_checks.ts`), `repeated_accusation` (its
-   * signer already accused this receipt, settled here, left undecided here, or still being checked
-   * or held here: one accusation each, one at a time), `self_accusation` (signed by the receipt's
-   * own worker).
+   * signer's accusation of this receipt is still being checked or held here, or was left
+   * undecided here: one at a time; one that settled does not block its next, review s76),
+   * `self_accusation` (signed by the receipt's own worker).
    */
   skipped?:
     | "malformed"

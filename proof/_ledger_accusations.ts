@@ -210,8 +210,20 @@ export function fraudDecision(
     if (view.index.proofSettled(settlement.fraudProofHash)) {
       throw new LedgerRejectedError("already_settled", "this fraud proof was settled before");
     }
-    if (view.index.hasAccused(validator, rec.receiptId)) {
-      // One accusation per accuser and receipt: a refuted accuser cannot re-roll with a
+    // An inference receipt takes each of an accuser's proofs (each a proof of its own: the same
+    // proof is settled once, above), refuted or confirmed, in any order: a refuted one costs the
+    // penalty again, as on a receipt another accuser already convicted (`takesFraudProofs`), and
+    // a confirmed one convicts once (a second finds the receipt `fraud`, rewarded: `not_pending`).
+    // Review s76 (F2): one accusation per accuser and receipt, refuted ones included, had a false
+    // proof that came first use up its accuser's one slot, so its confirmed proof was refused
+    // (`repeated_accusation`) and the cheat paid in that ledger, slashed in one that heard the
+    // two the other way round. Re-signing refuted claims is bounded by their price: each costs
+    // the penalty out of free stake, and a peer's proof its free stake no longer backs is checked
+    // only within a budget per receipt (`actors/_unbacked_checks.ts`). A training receipt keeps
+    // one accusation per accuser (its proofs are re-run by the training validator, which
+    // refuses a repeated one before the re-run: `training/_training_proof_intake.ts`).
+    if (receiptKind === "training" && view.index.hasAccused(validator, rec.receiptId)) {
+      // One accusation per accuser and training receipt: a refuted accuser cannot re-roll with a
       // fresh timestamp, making every ledger re-check (and re-book) the same claim.
       throw new LedgerRejectedError(
         "repeated_accusation",

@@ -823,8 +823,8 @@ export class Ledger {
    * validator loses `falseAccusationPenalty` of stake and the receipt stays pending.
    *
    * @throws {LedgerRejectedError} when the receipt is unknown or no longer pending, the window has
-   *   closed, this proof was settled before, its validator already accused this receipt, its
-   *   validator is the receipt's own worker (`self_accusation`), or it is a training receipt
+   *   closed, this proof was settled before (an accuser's other proofs of an inference receipt
+   *   each settle: `_ledger_accusations.ts`), its validator is the receipt's own worker (`self_accusation`), or it is a training receipt
    *   (`wrong_kind`: {@link Ledger.settleTrainingFraud}).
    */
   settleFraud(settlement: FraudSettlement): Promise<LedgerEntry> {

@@ -68,11 +68,13 @@ import { toHex } from "../../protocols/hash.ts";
 // assigned copy came, keeps credit 0 where the other ledger shows 4 (nothing is paid either way).
 //
 // Left out, as known and accepted: two accusers' confirmed proofs of one receipt (the reward goes
-// to whichever a ledger settles first: docs/PROOF.md, "Known limits"), and one accuser's false
-// and confirmed proofs of one receipt (one accusation per accuser and receipt: the first taken
-// stands). Other accusers' false proofs of a cheat receipt are in: refused as `not_pending` once
-// a confirmed one settled it, they cost their accuser only in the ledgers that checked them
-// first, until stop 38.
+// to whichever a ledger settles first: docs/PROOF.md, "Known limits"). Not drawn here, and pinned
+// apart: one accuser's false and confirmed proofs of one receipt, which settle alike in either
+// order since review s76 (a refuted proof no longer blocks its accuser's later ones:
+// `refuted_then_confirmed_test.ts`, `tests/proof/ledger_refuted_then_confirmed_test.ts`; until
+// then the first taken stood, and the cheat was paid where the false one came first). Other
+// accusers' false proofs of a cheat receipt are in: refused as `not_pending` once a confirmed one
+// settled it, they cost their accuser only in the ledgers that checked them first, until stop 38.
 
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 const WORKER_STAKE = 1_000_000;

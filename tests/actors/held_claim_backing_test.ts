@@ -1,0 +1,103 @@
+/**
+ * The held claims' memory (`actors/_validator_memory.ts`): each claim held reserves one
+ * false-accusation penalty of its author's free stake, a claim its author's stake does not cover
+ * goes first when the space is full, among equals the newest, and a claim past its age is
+ * forgotten, its reservation with it (review s76, F1; through the ValidatorActor:
+ * `held_claim_flood_test.ts`).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import {
+  type ClaimBacking,
+  MAX_HELD_CLAIM_AGE_MS,
+  MAX_HELD_CLAIMS,
+  ValidatorMemory,
+} from "../../actors/_validator_memory.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { START, withheldVerdict } from "./_validator_fixture.ts";
+
+const PEER = "ee".repeat(32);
+const worker = Identity.generate();
+
+/** A made-up receipt id (64 hex digits). */
+function madeUpId(): string {
+  return crypto.randomUUID().replaceAll("-", "").padEnd(64, "0");
+}
+
+/** Backing for the memory's own tests: `covers` per claimant key, at `now`. */
+function backing(covers: Map<string, number>, now = START): ClaimBacking {
+  return {
+    covers: (key) => covers.get(key) ?? 0,
+    now,
+    maxAgeMs: MAX_HELD_CLAIM_AGE_MS,
+  };
+}
+
+Deno.test("a claim its author's stake does not cover goes before any covered one, whenever it came; taken, a claim releases what it reserved", () => {
+  const memory = new ValidatorMemory();
+  const x = Identity.generate();
+  const covers = new Map([[toHex(x.publicKey), 1]]);
+  const others = Array.from({ length: MAX_HELD_CLAIMS - 2 }, () => Identity.generate());
+  for (const k of others) covers.set(toHex(k.publicKey), 1);
+  const a = withheldVerdict(madeUpId(), worker.publicKey, START, x);
+  const b = withheldVerdict(madeUpId(), worker.publicKey, START, x);
+  memory.holdClaim(a, PEER, backing(covers)); // x's stake covers this one
+  memory.holdClaim(b, PEER, backing(covers)); // and not this one
+  for (const k of others) {
+    memory.holdClaim(
+      withheldVerdict(madeUpId(), worker.publicKey, START, k),
+      PEER,
+      backing(covers),
+    );
+  }
+  assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+  // Full: a covered newcomer pushes out x's uncovered claim, older than it.
+  const y = Identity.generate();
+  covers.set(toHex(y.publicKey), 1);
+  const c = withheldVerdict(madeUpId(), worker.publicKey, START, y);
+  memory.holdClaim(c, PEER, backing(covers));
+  assert.equal(memory.takeHeldClaims(b.subjectId).length, 0, "the uncovered claim went");
+  // Taken (its receipt came), x's covered claim releases its reservation: x's next is covered,
+  // and a newcomer of the same class is the one dropped, not it.
+  assert.equal(memory.takeHeldClaims(a.subjectId).length, 1);
+  const d = withheldVerdict(madeUpId(), worker.publicKey, START, x);
+  memory.holdClaim(d, PEER, backing(covers));
+  const z = Identity.generate();
+  covers.set(toHex(z.publicKey), 1);
+  const e = withheldVerdict(madeUpId(), worker.publicKey, START, z);
+  memory.holdClaim(e, PEER, backing(covers));
+  assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+  assert.equal(memory.takeHeldClaims(d.subjectId).length, 1, "x's claim, covered again, is kept");
+  assert.equal(memory.takeHeldClaims(e.subjectId).length, 0, "the newest of equals went");
+  assert.equal(memory.takeHeldClaims(c.subjectId).length, 1);
+});
+
+Deno.test("a held claim expires: past its age it is forgotten at the next claim held, and its place and reservation are free", () => {
+  const memory = new ValidatorMemory();
+  const covers = new Map<string, number>();
+  const keys = Array.from({ length: MAX_HELD_CLAIMS }, () => Identity.generate());
+  for (const k of keys) covers.set(toHex(k.publicKey), 1);
+  const stale = withheldVerdict(madeUpId(), worker.publicKey, START, keys[0]);
+  memory.holdClaim(stale, PEER, backing(covers, START));
+  for (const k of keys.slice(1)) {
+    memory.holdClaim(
+      withheldVerdict(madeUpId(), worker.publicKey, START, k),
+      PEER,
+      backing(covers, START + 1),
+    );
+  }
+  assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+  // Within its age the space is full and the newest of equals goes.
+  const late = Identity.generate();
+  covers.set(toHex(late.publicKey), 1);
+  const early = withheldVerdict(madeUpId(), worker.publicKey, START, late);
+  memory.holdClaim(early, PEER, backing(covers, START + MAX_HELD_CLAIM_AGE_MS));
+  assert.equal(memory.takeHeldClaims(early.subjectId).length, 0);
+  // Past the first claim's age, it is forgotten and the newcomer has its place.
+  const newer = withheldVerdict(madeUpId(), worker.publicKey, START, late);
+  memory.holdClaim(newer, PEER, backing(covers, START + MAX_HELD_CLAIM_AGE_MS + 1));
+  assert.equal(memory.takeHeldClaims(stale.subjectId).length, 0, "the stale claim expired");
+  assert.equal(memory.takeHeldClaims(newer.subjectId).length, 1, "the newcomer was held");
+});

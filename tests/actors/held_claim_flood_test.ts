@@ -1,0 +1,136 @@
+/**
+ * Through the ValidatorActor: "proof withheld" claims held for their receipt
+ * (`actors/_validator_memory.ts`, `MAX_HELD_CLAIMS`) are backed: each reserves one false-accusation penalty of its author's free
+ * stake, and with the space full the newest of the least backed goes. Review s76 (F1): a staked
+ * claimant's honest claim that outran its receipt was pushed out by 256 claims from fresh keys
+ * pledging 1 unit each about made-up receipt ids (every staked claimant counted alike, the longest
+ * held went), and the worker that withheld its proof was paid here and kept its whole stake.
+ * The memory's own rule: `held_claim_backing_test.ts`.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_actor.ts";
+import { MAX_HELD_CLAIMS } from "../../actors/_validator_memory.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { eventually } from "../_helpers/wait.ts";
+import {
+  HONEST_MODELS,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+  withheldVerdict,
+} from "./_validator_fixture.ts";
+
+const PEER = "ee".repeat(32);
+const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
+const WORKER_STAKE = 1_000_000;
+/** The honest claimant's stake: ten penalties, so its one claim is covered. */
+const CLAIMANT_STAKE = 10 * PENALTY;
+const requester = Identity.generate();
+const worker = Identity.generate();
+const claimant = Identity.generate();
+const job = textJob(requester, "held-claim-backing", { prompt: "The validator" });
+const proved = await proveOn(job, worker);
+const id = receiptId(proved.receipt);
+const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
+const flooders = Array.from({ length: MAX_HELD_CLAIMS }, () => Identity.generate());
+
+/** A made-up receipt id (64 hex digits) that never comes. */
+function madeUpId(): string {
+  return crypto.randomUUID().replaceAll("-", "").padEnd(64, "0");
+}
+
+interface Flood {
+  /** How many flooders each send one claim about a made-up receipt. */
+  claims: number;
+  /** What each flooder pledges. */
+  pledge: number;
+  /** Whether the flood comes before the honest claim (else after it). */
+  first?: boolean;
+}
+
+/**
+ * The honest claim outruns its receipt, a flood of claims about receipts that never come is held
+ * beside it, then the receipt comes and its worker withholds here too: how the receipt ends here
+ * and the worker's account.
+ */
+async function withheldAfter(flood: Flood) {
+  const root = await Deno.makeTempDir();
+  const system = new ActorSystem({ name: `held-claim-backing-${flood.claims}` });
+  const clock = { t: START };
+  try {
+    const v: ActorRef<ValidatorMessage> = await spawnValidator(system, {
+      name: "v/validator",
+      identity: Identity.generate(),
+      ledgerDir: `${root}/v`,
+      clock,
+      challengeProbability: 0,
+      models: HONEST_MODELS,
+      // The worker withholds its proof data from this validator too.
+      source: { proof: () => Promise.resolve(undefined) },
+    });
+    const pledge = (who: Identity, amount: number) =>
+      v.ask({ type: "pledge", pledge: signStakePledge(who, amount, 1), origin: PEER });
+    const claim = (subject: string, by: Identity) =>
+      v.ask({
+        type: "verdict",
+        verdict: withheldVerdict(subject, worker.publicKey, START, by),
+        origin: PEER,
+      });
+    const floodClaims = async () => {
+      for (const key of flooders.slice(0, flood.claims)) {
+        await pledge(key, flood.pledge);
+        await claim(madeUpId(), key);
+      }
+    };
+    await pledge(worker, WORKER_STAKE);
+    await pledge(claimant, CLAIMANT_STAKE);
+    if (flood.first) await floodClaims();
+    await claim(id, claimant); // outruns its receipt: held
+    if (!flood.first) await floodClaims();
+    await v.ask({ type: "receipt", receipt: proved.receipt, job, assignment, origin: PEER });
+    await eventually(async () =>
+      (await v.ask<ValidatorStats>({ type: "stats" })).openChallenges === 0
+    );
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await v.ask({ type: "finalize" });
+    const record = await v.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
+    const account = await v.ask<Account>({ type: "account", key: worker.publicKey });
+    return { status: record.status, worker: account };
+  } finally {
+    await system.shutdown();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("256 claims from keys pledging 1 unit each, about receipts that never come, do not push out an honest staked claim held for its receipt: the withholding worker is slashed", async () => {
+  const control = await withheldAfter({ claims: 0, pledge: 1 });
+  assert.equal(control.status, "fraud", "without a flood the claim is taken over and convicts");
+  assert.equal(control.worker.balance, 0);
+  assert.ok(control.worker.stake < WORKER_STAKE);
+  const flooded = await withheldAfter({ claims: MAX_HELD_CLAIMS, pledge: 1 });
+  assert.deepEqual(flooded, control, "a 1-unit pledge covers no claim: the flood's go first");
+});
+
+Deno.test("claims covered as well as the honest one, held after it, go before it: among equals the newest is dropped", async () => {
+  const control = await withheldAfter({ claims: 0, pledge: PENALTY });
+  const flooded = await withheldAfter({ claims: MAX_HELD_CLAIMS, pledge: PENALTY });
+  assert.deepEqual(flooded, control);
+});
+
+Deno.test("the rule's other ending: covered claims that filled the space before the honest one keep their places, and the honest claim, the newest of equals, is dropped here", async () => {
+  const flooded = await withheldAfter({ claims: MAX_HELD_CLAIMS, pledge: PENALTY, first: true });
+  // Paid here: the stated limit (docs/PROOF.md, held claims): its claimant's own ledger, and
+  // those the claim reaches before such a flood, still take it over.
+  assert.equal(flooded.status, "final");
+  assert.equal(flooded.worker.stake, WORKER_STAKE);
+});
