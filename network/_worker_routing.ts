@@ -1,8 +1,9 @@
 /**
  * Which peer the edge's jobs go to: the NetworkActor's answer to `worker` (a connection to the
  * worker for a job, by the rules of `worker_choice.ts`: serves the model, not convicted here, has
- * capacity, backed by stake in this node's ledger, a holder of the job's input, least loaded,
- * best track record), to `worker_models` (the models some open worker lists,
+ * capacity, backed by stake in this node's ledger, its track record (this node's record of its
+ * workers, `worker_record.ts`, and its ledger credit) before its claims, a holder of the job's
+ * input, least loaded; a newcomer's turn once in {@link NEWCOMER_EVERY} picks), to `worker_models` (the models some open worker lists,
  * `model_listing.ts`), and the workers that lately refused a job for a model they listed
  * (`worker_refused_model`: not picked for it for {@link REFUSED_MODEL_COOLDOWN_MS}). It reads the
  * actor's table (`_peer_entry.ts`) and the standings its hellos asked (`_peer_hellos.ts`), from
@@ -23,7 +24,9 @@ import {
   type WireModelInfo,
 } from "../protocols/inference_messages.ts";
 import type { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
-import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
+import { chooseWorker, isProven, type WorkerCandidate } from "./worker_choice.ts";
+import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
+import { peerOriginsOf } from "./_peer_origins.ts";
 import { listedModels, type ModelListing } from "./model_listing.ts";
 import type { PeerServices } from "./peer_services.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
@@ -38,6 +41,16 @@ import type { NetworkActorOptions } from "./network_actor.ts";
 export const REFUSED_MODEL_COOLDOWN_MS = 60_000;
 /** Most refusals remembered; past it, expired ones go first, then the oldest. */
 const MAX_REFUSED_MODELS = 4_096;
+
+/**
+ * A newcomer's turn (`worker_choice.ts`, rule 4) comes once in this many picks: after
+ * `NEWCOMER_EVERY - 1` picks of proven workers, the next pick goes to a clean stranger with a
+ * free slot if there is one. Without turns no new node would ever get a job beside proven
+ * workers with room; with them, a stranger host's liars cost at most one job in 8 one failed try
+ * (recovered by the failover), and an honest newcomer on a router with a job a second is tried
+ * within seconds, and proven once it finishes that job.
+ */
+export const NEWCOMER_EVERY = 8;
 
 /** Options of {@link WorkerRouting}: what it needs of the NetworkActor. */
 export interface WorkerRoutingOptions {
@@ -69,6 +82,8 @@ export class WorkerRouting {
    * refused it).
    */
   readonly #refused = new Map<string, number>();
+  /** Picks of proven workers since the last newcomer's turn was taken ({@link NEWCOMER_EVERY}). */
+  #sinceNewcomer = 0;
 
   /** @param parts See {@link WorkerRoutingOptions}. */
   constructor(parts: WorkerRoutingOptions) {
@@ -94,15 +109,18 @@ export class WorkerRouting {
   /**
    * A connection to the worker for a job on `model` (any when absent), by the rules of
    * `worker_choice.ts`: serves the model, not convicted here, has capacity, backed by stake in
-   * this node's ledger, a holder of the job's `input` (when it names one), least loaded, best
-   * track record.
+   * this node's ledger, proven before strangers and suspect strangers last (`worker_record.ts`),
+   * a holder of the job's `input` (when it names one), least loaded. Once in
+   * {@link NEWCOMER_EVERY} picks a clean stranger with a free slot goes first, unless `exclude`
+   * names a stranger that failed here (this job, or lately).
    */
   worker(model?: string, exclude: readonly string[] = [], input?: string): Connection | undefined {
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     const holders = input === undefined ? undefined : this.#inputHolders(input);
     const now = this.#now();
+    const record = this.#record();
     for (const list of this.#peers.values()) {
-      for (const { connection, info, hello, checking } of list) {
+      for (const { connection, info, hello, checking, host: entryHost } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
         if (checking) continue; // its conviction is still being asked
         // A model it lists but refused lately is not its to be picked for.
@@ -121,10 +139,44 @@ export class WorkerRouting {
           inFlight: connection.pendingRequestsOf(SubmitMessage),
           standing: this.#standing.get(info.key),
           holdsInput: holders?.has(info.key) ?? false,
+          record: this.#recordOf(record, info.key, entryHost),
         });
       }
     }
-    return chooseWorker(candidates, { model, exclude })?.connection;
+    // A stranger failed this job already (an excluded key whose record here is a net failure;
+    // a refusal as full is none): no second one while a proven worker has room, nor a
+    // newcomer's turn (`worker_choice.ts`, rule 4).
+    // The port's first lookup of a try excludes the workers it asks last, too
+    // (`busy_refusals.ts`): while a stranger is asked last after a failure, newcomers' turns wait
+    // with it, and strangers get only the jobs no proven worker has room for.
+    const strangerFailed = exclude.some((key) => (record?.of(key).net ?? 0) < 0);
+    const newcomerTurn = !strangerFailed && this.#sinceNewcomer >= NEWCOMER_EVERY - 1;
+    const pick = chooseWorker(candidates, { model, exclude, newcomerTurn, strangerFailed });
+    if (pick !== undefined && isProven(pick)) this.#sinceNewcomer++;
+    else if (pick !== undefined && newcomerTurn) this.#sinceNewcomer = 0;
+    return pick?.connection;
+  }
+
+  /** The node's record of its workers (`worker_record.ts`); none before the actor started. */
+  #record(): WorkerRecord | undefined {
+    const system = this.#services?.system;
+    return system === undefined ? undefined : workerRecordOf(system);
+  }
+
+  /**
+   * `key`'s record, once its address group is noted in it: the group its connections came from
+   * (`_peer_origins.ts`, which knows a swarm peer this node dialled too), else the connection's
+   * own (`host`); none for an in-memory or dialled TCP connection.
+   */
+  #recordOf(
+    record: WorkerRecord | undefined,
+    key: string,
+    host: string | undefined,
+  ): WorkerCandidate["record"] {
+    if (record === undefined) return undefined;
+    const system = this.#services!.system;
+    record.seen(key, peerOriginsOf(system).of(key).group ?? host);
+    return record.of(key);
   }
 
   /**

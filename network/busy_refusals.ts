@@ -130,6 +130,12 @@ export class BusyRefusals {
     this.#entries.delete(key);
   }
 
+  /** Whether `key` is within its while now (one of {@link askedLast}). */
+  isAskedLast(key: string): boolean {
+    const entry = this.#entries.get(key);
+    return entry !== undefined && this.#now() < entry.until;
+  }
+
   /** Hex keys of the workers to ask only when no other is eligible, now. */
   askedLast(): string[] {
     const now = this.#now();

@@ -45,6 +45,7 @@ import { CANCELLED, WorkerStalledError, WorkerTooSlowError } from "../inference/
 import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
+import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
 import { validatorInboxOf } from "./peer_services.ts";
 import { LostEnds } from "./_lost_ends.ts";
 import {
@@ -169,6 +170,10 @@ export interface ForwardingOptions extends RemoteInferencePortOptions {
    * (stopped, restarting) and handed to its next incarnation after a crash. Absent, it is told
    * to the validator's ref once, and lost if that finds no validator or it crashes with the
    * receipt queued: the assignment is then in no ledger, and the honest worker paid in none.
+   * Given, too, the port writes what its workers did (jobs run to their end, jobs failed) into
+   * the node's record of its workers (`worker_record.ts`), which its network actor (spawned in the
+   * same system) reads to choose workers: track record before claimed load. Absent, no record is
+   * kept, and workers are ranked by their ledger standing and their claims alone.
    */
   system?: ActorSystem;
   /**
@@ -245,6 +250,8 @@ export class NetworkInferencePort implements InferencePort {
   readonly #retired: InferenceStats = emptyInferenceStats();
   readonly #remote: ForwardingOptions;
   readonly #busy: BusyRefusals;
+  /** What its workers did, for the network actor's choice (`worker_record.ts`); see `system`. */
+  readonly #record?: WorkerRecord;
   /**
    * Workers that took a job over and refused the delivered tokens (`resume_mismatch`,
    * `invalid_resume`) that a later worker then reproduced: asked last to take a job over (not
@@ -290,6 +297,7 @@ export class NetworkInferencePort implements InferencePort {
     this.#busy = busy;
     this.#unresumable = unresumable;
     this.#remote = remote;
+    this.#record = remote.system === undefined ? undefined : workerRecordOf(remote.system);
     this.#validator = validator;
     this.#requester = requester;
     this.#lostEnds = new LostEnds({
@@ -428,6 +436,10 @@ export class NetworkInferencePort implements InferencePort {
         const finished = !withheld && !brokeAtEnd && !endLost &&
           (summary.finishReason === "stop" || summary.finishReason === "length");
         if (finished) this.#busy.took(toHex(attempt.worker));
+        // Its track record (`worker_record.ts`): a job run to its end for it, one it failed
+        // where its end was due against it.
+        if (finished) this.#record?.completed(toHex(attempt.worker));
+        if (endLost || brokeAtEnd || withheld) this.#record?.failed(toHex(attempt.worker));
         // Only a job it took over after tokens were delivered, and ran to its end, shows it
         // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
         if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
@@ -462,6 +474,12 @@ export class NetworkInferencePort implements InferencePort {
         if (queued) this.#busy.refused(toHex(worker), this.#heldMs());
         else if (slow || closed) this.#busy.refused(toHex(worker));
         else this.#avoid(worker, job.model);
+        // Against its track record and its address group's (`worker_record.ts`): keys are free,
+        // and fresh keys from the host that dropped or stalled this job inherit what it did. Not
+        // a slow worker (an honest one on a crowded machine is slow), nor one that said it was
+        // busy with other jobs (its hello lagged).
+        const busyElsewhere = error instanceof WorkerStalledError && error.busy;
+        if (!slow && !busyElsewhere) this.#record?.failed(toHex(worker));
       },
       unreproduced: (worker) => this.#unresumable.refused(toHex(worker)),
       // The lost worker's signed word for the tokens the takeovers refused: the validator
@@ -587,6 +605,13 @@ export class NetworkInferencePort implements InferencePort {
     } else if (isCapacityRefusal(error) || isWorkerLost(error)) this.#busy.refused(toHex(worker));
     const modelRefusal = error instanceof VeriflowError && MODEL_REFUSAL_CODES.has(error.code);
     if (modelRefusal || isWorkerFault(error) || isOwnFailure(error)) this.#avoid(worker, model);
+    // Against its record and its address group's, but not a refusal as full: an honest worker
+    // whose hello lagged does that, and it cost the job one round trip.
+    if (
+      silent || isWorkerLost(error) || modelRefusal || isWorkerFault(error) || isOwnFailure(error)
+    ) {
+      this.#record?.failed(toHex(worker));
+    }
   }
 
   /**

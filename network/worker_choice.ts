@@ -12,23 +12,44 @@
  *    is refused with `too_many_jobs`).
  * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
  *    so validators will record and pay it) before one without.
- * 4. **A free slot**: a worker where the job starts at once (its running + queued jobs, or this
+ * 4. **Track record**: a *proven* worker — one that ran more jobs to their end for this node
+ *    than it failed (`worker_record.ts`), or, on a router that keeps a ledger, one with earned
+ *    credit there (balance: finished, unchallenged work) and no net failures here — before a
+ *    *stranger* (a key with neither); a *suspect* stranger — its key failed here, or a key of its
+ *    address group did lately (`worker_record.ts`: keys are free, a host is not) — after every
+ *    other. What a worker has done outranks what its hello claims: four fresh keys that claimed
+ *    to be idle and dropped each job took every try of every job ahead of a busy honest worker
+ *    with room (review s76 wirepeer F1–F3), and a pledge of stake is free to any new key, so
+ *    stake alone (rule 3) proves nothing. Claims of load (rules 5–7) decide among workers of
+ *    like standing.
+ *
+ *    A newcomer must still get work, or no new node ever joins: on a *newcomer's turn* (the
+ *    router grants at most one pick in `NEWCOMER_EVERY`, `_worker_routing.ts`) a clean stranger
+ *    with a free slot comes before the proven workers. And a job never gives a second try to a
+ *    stranger while a proven worker has room once a stranger failed it (`strangerFailed`: the
+ *    router's turn is not granted to it, and stake shown does not put a stranger first), so a host of fresh liars costs a job
+ *    at most one failed try, which the failover recovers (`failover.ts`), and costs at most one
+ *    job in `NEWCOMER_EVERY` even that. Where no proven worker has room, a job that lost a try
+ *    to a stranger goes next to the stranger this router has known longest, before claims of
+ *    load: a host that makes fresh keys for each job does not outrank a worker that was there
+ *    before them.
+ * 5. **A free slot**: a worker where the job starts at once (its running + queued jobs, or this
  *    node's jobs in flight to it, below its hello's `slots`) before one where it would wait in
  *    the queue, however less loaded: a queued job waits for a whole generation to end. The slots
  *    are the jobs the worker really runs side by side (its models' batch seats, `node_hello.ts`):
  *    a worker that seats 8 and runs 5 takes the job before one that seats 1 and runs 1.
- * 5. **Locality**: when the job names an input by CID (`protocols/job_input.ts`), one of that
+ * 6. **Locality**: when the job names an input by CID (`protocols/job_input.ts`), one of that
  *    CID's storage holders first: it reads the input from its own disk, where another fetches it
  *    from them. The router computes the holders as its storage places chunks (rendezvous over its
  *    storage peers and itself, `NetworkActor`), and sets `holdsInput` for them.
- * 6. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
+ * 7. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
  *    node's jobs in flight to it (hellos lag; our own count does not).
  *
  * A worker connected more than once (a TCP connection each way, a swarm one) is a candidate per
  * connection, and this node's jobs in flight to it are those on all of them: counted per
  * connection, a worker with one slot looked free on its second connection with a job running
  * from the first, and a peer that opened more connections took that many more jobs.
- * 7. **Track record**: the higher ledger balance (credit for finished, unchallenged work).
+ * 8. **Credit**: the higher ledger balance, then the better net record here.
  *
  * Ties keep the candidates' order (the order peers connected).
  *
@@ -39,6 +60,7 @@
  * @module
  */
 import { hasCapacity, type PeerLoad } from "../protocols/peer_hello.ts";
+import type { WorkerStanding } from "./worker_record.ts";
 
 /** What the router knows of one peer that serves inference. */
 export interface WorkerCandidate {
@@ -56,6 +78,8 @@ export interface WorkerCandidate {
   standing?: { stake: number; locked: number; balance: number };
   /** Whether it holds the job's input CID (a storage holder of it). */
   holdsInput?: boolean;
+  /** Its record at this router (`worker_record.ts`); absent: none (a stranger, not suspect). */
+  record?: WorkerStanding;
 }
 
 /** What the job needs. */
@@ -64,6 +88,30 @@ export interface WorkerNeeds {
   model?: string;
   /** Hex keys not to pick. */
   exclude?: readonly string[];
+  /** A newcomer's turn: a clean stranger with a free slot before the proven (rule 4). */
+  newcomerTurn?: boolean;
+  /**
+   * A stranger failed the job already (or failed here lately and is excluded as asked last): no
+   * other stranger while a proven worker has room, and among strangers the one known longest
+   * first (rule 4).
+   */
+  strangerFailed?: boolean;
+}
+
+/**
+ * Whether `c` is proven (rule 4): it ran more jobs to their end here than it failed, or it has
+ * earned credit in this node's ledger and no net failures here.
+ *
+ * @example
+ * ```ts
+ * import { isProven } from "./worker_choice.ts";
+ * console.log(isProven({ record: { net: 2, suspect: false } })); // true
+ * console.log(isProven({ standing: { stake: 1, locked: 0, balance: 0 } })); // false
+ * ```
+ */
+export function isProven(c: Pick<WorkerCandidate, "record" | "standing">): boolean {
+  const net = c.record?.net ?? 0;
+  return net > 0 || (net === 0 && (c.standing?.balance ?? 0) > 0);
 }
 
 /**
@@ -96,11 +144,22 @@ export function chooseWorker<C extends WorkerCandidate>(
   const free = eligible.filter((c) =>
     c.load === undefined || hasCapacity({ ...c.load, running: busyness(c), queued: 0 })
   );
-  const pool = free.length > 0 ? free : eligible;
+  let pool = free.length > 0 ? free : eligible;
+  if (needs.strangerFailed) {
+    // A job a stranger failed already goes to a proven worker with room, whatever stake
+    // another stranger shows (rule 4).
+    const provenFree = free.filter(isProven);
+    if (provenFree.length > 0) pool = provenFree;
+  }
   let best: C | undefined;
   let bestScore: number[] = [];
   for (const c of pool) {
-    const score = scoreOf(c, busyness(c));
+    const score = scoreOf(
+      c,
+      busyness(c),
+      needs.newcomerTurn === true,
+      needs.strangerFailed === true,
+    );
     if (best === undefined || better(score, bestScore)) {
       best = c;
       bestScore = score;
@@ -110,17 +169,37 @@ export function chooseWorker<C extends WorkerCandidate>(
 }
 
 /** Lexicographic score, smaller is better. */
-function scoreOf(c: WorkerCandidate, busyness: number): number[] {
+function scoreOf(
+  c: WorkerCandidate,
+  busyness: number,
+  newcomerTurn: boolean,
+  strangerFailed: boolean,
+): number[] {
   const backed = c.standing !== undefined && c.standing.stake - c.standing.locked > 0;
   // No hello yet: its slots are unknown, and it is not taken for full.
   const queues = c.load !== undefined && busyness >= c.load.slots;
   return [
     backed ? 0 : 1,
+    recordTier(c, newcomerTurn && !queues),
+    // A job that lost a try to a stranger already, with no proven worker with room: the
+    // stranger known longest next, not the one claiming most room (fresh keys each job).
+    strangerFailed ? (c.record?.since ?? Infinity) : 0,
     queues ? 1 : 0,
     c.holdsInput ? 0 : 1,
     busyness,
     -(c.standing?.balance ?? 0),
+    -(c.record?.net ?? 0),
   ];
+}
+
+/**
+ * Rule 4's order: proven 0, clean stranger 1, suspect stranger 2; on a newcomer's turn
+ * (`turn`: for a stranger with a free slot) the clean stranger 0 and the proven 1.
+ */
+function recordTier(c: WorkerCandidate, turn: boolean): number {
+  if (isProven(c)) return turn ? 1 : 0;
+  if (c.record?.suspect === true) return 2;
+  return turn ? 0 : 1;
 }
 
 /**

@@ -1,0 +1,167 @@
+/**
+ * A router's track record of its workers: the jobs each key ran to its end for this node, the
+ * jobs it failed (dropped, stalled, broke its stream, sent what its receipt does not sign), and
+ * the failures of each address group, so that keys made a moment ago on one host inherit that
+ * host's record (review s76 wirepeer F1–F3: keys are free, and four fresh keys from one host that
+ * claimed to be idle and dropped each job took every try of every job while an honest worker
+ * with room ran nothing).
+ *
+ * The router's inference port writes it as jobs end (`network_inference_port.ts`); its worker
+ * routing reads it, and notes the address group of each key it may pick (`_worker_routing.ts`,
+ * the group of `_peer_origins.ts`, which is `connection_limits.ts`'s `addressGroup`); the choice
+ * weighs it (`worker_choice.ts`). One per actor system (per node), as the port and the network
+ * actor of a node share one ({@link workerRecordOf}).
+ *
+ * A key's record is its net count, jobs run to their end less jobs failed: a key that finished
+ * one job and then fails each one it is given loses its standing after its next failure. A
+ * group's failures are whiles, as a refusing key's are (`busy_refusals.ts`, reused): each
+ * failure of any key of the group while its while ran starts none, one after it doubles it, up
+ * to {@link GROUP_FAILURE_MAX_MS}. A finished job does not clear its group's while: one honest
+ * key of a host must not whitewash the fresh keys beside it.
+ *
+ * This machine's loopback (`addressGroup`'s `loopback`) counts as no group: its peers are the
+ * operator's own processes. Bounded memory: {@link MAX_RECORDED_KEYS} keys (records and groups); past it, the oldest noted
+ * go first.
+ *
+ * @module
+ */
+import type { ActorSystem } from "../actors/actor_system.ts";
+import { BusyRefusals } from "./busy_refusals.ts";
+
+/**
+ * Keys remembered (their records, and their address groups): as many workers as a router keeps
+ * refusals of (`MAX_BUSY_WORKERS`). About 100 bytes each.
+ */
+export const MAX_RECORDED_KEYS = 4_096;
+
+/**
+ * A group's first while after a failure of one of its keys: the while a key that failed a model
+ * is kept off it (`REFUSED_MODEL_COOLDOWN_MS` of `_worker_routing.ts`, not imported: that module
+ * reads this one), so a host's fresh keys wait as long as the key that failed would have.
+ */
+export const GROUP_FAILURE_FIRST_MS = 60_000;
+
+/**
+ * The longest while: keys cost nothing, so a host's record must outlast its rotation of keys;
+ * an hour bounds what an honest newcomer behind the same address (a shared NAT) waits before it
+ * is a clean newcomer again (meanwhile it still gets jobs no proven worker has room for).
+ */
+export const GROUP_FAILURE_MAX_MS = 60 * 60_000;
+
+/** What the choice of worker weighs of one key (`worker_choice.ts`). */
+export interface WorkerStanding {
+  /** Jobs it ran to their end here, less the jobs it failed here (may be negative). */
+  net: number;
+  /** Its key failed a job here more often than it finished one, or its group failed lately. */
+  suspect: boolean;
+  /**
+   * When this router first saw it, as a sequence number (smaller: earlier; a key never seen:
+   * `Infinity`). Keys are free but time is not: once a stranger failed a job, the job's next
+   * stranger is the one known longest, not the one claiming most room (`worker_choice.ts`).
+   */
+  since?: number;
+}
+
+/** Options of {@link WorkerRecord}. */
+export interface WorkerRecordOptions {
+  /** Clock in ms (default `Date.now`; tests pass a fake one). */
+  now?: () => number;
+}
+
+/**
+ * One router's record of its workers; see the module doc.
+ *
+ * @example
+ * ```ts
+ * import { WorkerRecord } from "./worker_record.ts";
+ * const record = new WorkerRecord({ now: () => 0 });
+ * record.seen("aa", "192.0.2.7");
+ * record.seen("bb", "192.0.2.7");
+ * record.failed("aa");
+ * console.log(record.of("bb").suspect); // true: its host failed a job
+ * record.completed("cc");
+ * console.log(record.of("cc").net); // 1
+ * ```
+ */
+export class WorkerRecord {
+  /** Hex key → its net record (jobs finished less jobs failed), the last noted last. */
+  readonly #net = new Map<string, number>();
+  /** Hex key → the address group it was last seen from, the last noted last. */
+  readonly #groups = new Map<string, string>();
+  /** Hex key → when it was first seen (a sequence number), the first seen first. */
+  readonly #since = new Map<string, number>();
+  #seen = 0;
+  readonly #groupFailures: BusyRefusals;
+
+  /**
+   * Create an empty record.
+   * @param options See {@link WorkerRecordOptions}.
+   */
+  constructor(options: WorkerRecordOptions = {}) {
+    this.#groupFailures = new BusyRefusals({
+      firstMs: GROUP_FAILURE_FIRST_MS,
+      maxMs: GROUP_FAILURE_MAX_MS,
+      maxWorkers: MAX_RECORDED_KEYS,
+      now: options.now,
+    });
+  }
+
+  /**
+   * Key `key` may be picked, from address group `group` (undefined: none known, an in-memory or
+   * dialled connection): its failures then count against the group too.
+   */
+  seen(key: string, group: string | undefined): void {
+    // Forgetting the oldest past the bound: an old key forgotten is only as senior as a new one.
+    if (!this.#since.has(key)) remember(this.#since, key, this.#seen++);
+    // This machine's own peers (a local cluster, a testnet) are the operator's processes, not a
+    // stranger's host: one that crashed must not hold every other back for up to an hour.
+    if (group === undefined || group === LOOPBACK_GROUP) return;
+    remember(this.#groups, key, group);
+  }
+
+  /** Key `key` ran a job of this node's to its end. */
+  completed(key: string): void {
+    remember(this.#net, key, (this.#net.get(key) ?? 0) + 1);
+  }
+
+  /** Key `key` failed a job of this node's: against it, and against its address group. */
+  failed(key: string): void {
+    remember(this.#net, key, (this.#net.get(key) ?? 0) - 1);
+    const group = this.#groups.get(key);
+    if (group !== undefined) this.#groupFailures.refused(group);
+  }
+
+  /** What is known of `key` now (a key never seen: net 0, suspect only by its group). */
+  of(key: string): WorkerStanding {
+    const net = this.#net.get(key) ?? 0;
+    const group = this.#groups.get(key);
+    const groupFailed = group !== undefined && this.#groupFailures.isAskedLast(group);
+    return {
+      net,
+      suspect: net < 0 || (net === 0 && groupFailed),
+      since: this.#since.get(key) ?? Infinity,
+    };
+  }
+}
+
+/** Set `key` to `value` as the newest entry of `map`, dropping the oldest past the bound. */
+function remember<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > MAX_RECORDED_KEYS) map.delete(map.keys().next().value!);
+}
+
+/** `addressGroup`'s name for this machine's loopback (`connection_limits.ts`). */
+const LOOPBACK_GROUP = "loopback";
+
+const perSystem = new WeakMap<ActorSystem, WorkerRecord>();
+
+/**
+ * The {@link WorkerRecord} of the node running `system`, made on first use: its inference port
+ * writes it, its network actor's routing reads it.
+ */
+export function workerRecordOf(system: ActorSystem): WorkerRecord {
+  let record = perSystem.get(system);
+  if (record === undefined) perSystem.set(system, record = new WorkerRecord());
+  return record;
+}
