@@ -52,8 +52,8 @@ export interface PeerEntry {
    */
   badHellos?: number;
   /**
-   * Its pace of hellos checked (`_peer_hellos.ts`: `HELLO_BURST`, then one per hello interval),
-   * made on its first hello.
+   * Its pace of hellos checked (`_peer_hellos.ts`: `HELLO_BURST`, then `HELLO_PACE_HEADROOM` per
+   * hello interval), made on its first hello.
    */
   helloPace?: PledgeBudget;
   /** The newest hello that came faster than that pace, checked once the pace allows it. */

@@ -7,10 +7,11 @@
  * ({@link PeerHellos.askModels}); and its standing in this node's ledger, asked when its hello
  * says it serves inference, one ask in flight per key ({@link PeerHellos.askStanding}). A flood
  * of hellos never becomes a flood of requests held open here, nor of signature checks: each
- * connection has its hellos checked at the pace an honest node sends them ({@link HELLO_BURST},
- * then one per `helloIntervalMs`); a faster one is held, the newest only, until that pace allows
- * it, and refused, counted toward the connection's refusal limit, which cuts a flood off (review
- * s76 F5: 7,000 changed hellos a second, each verified at ~0.19 ms and each a peer-table change).
+ * connection has its hellos checked at a pace with headroom over an honest node's
+ * ({@link HELLO_BURST}, then {@link HELLO_PACE_HEADROOM} per `helloIntervalMs`); a faster one is
+ * held, the newest only, until that pace allows it, and refused, counted toward the connection's
+ * refusal limit, which cuts a flood off (review s76 F5: 7,000 changed hellos a second, each
+ * verified at ~0.19 ms and each a peer-table change).
  * The answers come back to the actor as messages (`hello_signed`, `peer_models`, `peer_standing`,
  * `hello_due`); the table's entries
  * (`_peer_entry.ts`) are only touched in its `receive`. Owned and used by the NetworkActor
@@ -54,23 +55,36 @@ export const DEFAULT_HELLO_INTERVAL_MS = 1_000;
 const MAX_BAD_HELLOS = 3;
 
 /**
- * Hellos one connection may have checked at once, before the pace of one per `helloIntervalMs`
- * holds the rest. An honest node sends at most one per interval (`helloLoop`, on its own clock),
- * but two can arrive together after a delay on the way, and a change of roles or models right
- * after a load change must not wait: three covers those. A peer that sends faster is held to the
- * pace, and each hello over it is a refusal: a flood reaches the connection's `maxRefusals`
- * (100 in 10 s by default) and is cut off, while one honest hello too many costs one refusal.
+ * Hellos one connection may have checked at once, before the pace ({@link HELLO_PACE_HEADROOM}
+ * per `helloIntervalMs`) holds the rest. An honest node sends at most one per interval
+ * (`helloLoop`, on its own clock), but those sent while its link was stalled arrive together: a
+ * hello later than the idle timeout (5 s by default) finds its connection dropped, so up to five
+ * sent a second apart can come at once, and a change of roles or models right after must not wait:
+ * six covers those (three refused 6 of 200 hellos up to 4 s late: review s76 vstore F6). A peer
+ * that sends faster is held to the pace, and each hello over it is a refusal: a flood reaches the
+ * connection's `maxRefusals` (100 in 10 s by default) and is cut off, while one honest hello too
+ * many costs one refusal.
  */
-export const HELLO_BURST = 3;
+export const HELLO_BURST = 6;
+
+/**
+ * How much faster than an honest sender the pace refills: one hello of room per
+ * `helloIntervalMs / 2`. Refilled at exactly the honest rate, the bucket a delayed bunch emptied
+ * never filled again, so every later late hello was refused: an honest peer whose hellos came in
+ * order but up to 3–4 s late had 17–70 of 300 refused, each counted toward its refusal limit
+ * (review s76 vstore F6). Twice the rate refills it while the peer keeps its pace, and a flood is
+ * still held to two checked hellos an interval and cut off by its refusals.
+ */
+export const HELLO_PACE_HEADROOM = 2;
 
 /** A hello came faster than the hello interval allows: held back, and counted as a refusal. */
 export class HelloTooSoonError extends ProtocolError {
-  /** @param intervalMs The hello interval: one hello per this many ms, after a burst. */
+  /** @param intervalMs The hello interval (the pace allows {@link HELLO_PACE_HEADROOM} per it). */
   constructor(intervalMs: number) {
     super(
       "hello_too_soon",
-      `more than ${HELLO_BURST} hellos at once, or more than one per ${intervalMs} ms after them: ` +
-        `held until then`,
+      `more than ${HELLO_BURST} hellos at once, or more than one per ` +
+        `${helloRefillMs(intervalMs)} ms after them: held until then`,
       { envelopeType: PeerHelloMessage.type },
     );
   }
@@ -184,14 +198,14 @@ export class PeerHellos {
 
   /**
    * A peer's hello: kept if it is newer (its `seq`, compared first), within the connection's pace
-   * ({@link HELLO_BURST}, then one per `helloIntervalMs`) and signed by the key this connection
-   * proved. One for another key ends the connection (an honest node sends its own). One past the
-   * pace is held, the newest only, and checked once the pace allows ({@link helloDue}), so the
-   * last of a burst still arrives within one interval; it is refused too, counted toward the
-   * connection's refusal limit ({@link HelloTooSoonError}). One whose signature does not verify
-   * is dropped, and the {@link MAX_BAD_HELLOS}th ends it: a peer left connected could send them
-   * without end, each an ed25519 check, while a version that signs its hellos in some way this
-   * one cannot check is not cut off at its first.
+   * ({@link HELLO_BURST}, then {@link HELLO_PACE_HEADROOM} per `helloIntervalMs`) and signed by the
+   * key this connection proved. One for another key ends the connection (an honest node sends its
+   * own). One past the pace is held, the newest only, and checked once the pace allows
+   * ({@link helloDue}), so the last of a burst still arrives within one interval; it is refused
+   * too, counted toward the connection's refusal limit ({@link HelloTooSoonError}). One whose
+   * signature does not verify is dropped, and the {@link MAX_BAD_HELLOS}th ends it: a peer left
+   * connected could send them without end, each an ed25519 check, while a version that signs its
+   * hellos in some way this one cannot check is not cut off at its first.
    */
   onHello(connection: Connection, hello: PeerHello, ctx: ActorContext<NetworkMessage>): void {
     const entry = this.#entryOf(connection);
@@ -259,7 +273,7 @@ export class PeerHellos {
     // `PledgeBudget` is a plain token bucket; its pledge defaults are not used here.
     entry.helloPace ??= new PledgeBudget({
       burst: HELLO_BURST,
-      refillMs: this.#every,
+      refillMs: helloRefillMs(this.#every),
       now: this.#options.now,
     });
     return entry.helloPace;
@@ -382,4 +396,9 @@ export class PeerHellos {
   #log(line: string): void {
     this.#options.log?.(line);
   }
+}
+
+/** One hello of room back per this many ms, for a hello interval of `intervalMs`. */
+function helloRefillMs(intervalMs: number): number {
+  return Math.max(1, Math.floor(intervalMs / HELLO_PACE_HEADROOM));
 }

@@ -404,6 +404,8 @@ export class PeerTransports {
               address,
               outbound: peer.initiator,
               ...(origin?.inbound ? { host: origin.group } : {}),
+              // Relayed, or of unknown address: placed in the group all such peers share.
+              ...(origin === undefined ? { unaddressed: true } : {}),
             })
               .catch(() => this.#refuse(connection)),
           (error) => this.handshakeFailed(address, error),

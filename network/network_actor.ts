@@ -91,6 +91,7 @@ import { PledgeSync } from "./pledge_sync.ts";
 import { catchUpBudget, catchUpTurn, sendCatchUp } from "./catch_up.ts";
 import type { AddressBudget } from "./address_budget.ts";
 import {
+  addressBlock,
   addressGroup,
   ConnectionLimits,
   type ConnectionLimitsOptions,
@@ -105,6 +106,14 @@ import { REFUSED_MODEL_COOLDOWN_MS, WorkerRouting } from "./_worker_routing.ts";
 
 /** The `addressGroup` of a connection from this machine (`127.0.0.0/8` or `::1`). */
 const THIS_MACHINE = addressGroup("127.0.0.1");
+
+/**
+ * The placement group of every storage peer whose address is not known (a relayed swarm peer):
+ * one shared group, so keys an attacker has relayed hold one copy of a chunk while other groups
+ * are left, not one each (review s76 vstore F1: 32 relayed keys held all 3 copies of 59 % of
+ * chunks). No `addressGroup` is written so: those are addresses, and a hostname has no brackets.
+ */
+const UNADDRESSED = "(unaddressed)";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
 export interface PeerInfo {
@@ -231,6 +240,11 @@ export type NetworkMessage =
      * no address is known (in-memory, a swarm peer relayed or of unknown address).
      */
     host?: string;
+    /**
+     * A swarm peer whose host knows no address for it (relayed, or unknown): placed in the one
+     * group every such peer shares (`#placementGroup`).
+     */
+    unaddressed?: boolean;
   }
   | { type: "peer_down"; connection: Connection }
   /** The ledger answered whether the peer of `connection` is convicted (internal). */
@@ -659,7 +673,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const list = this.#peers.get(key) ?? [];
     const storage = connection.supports(STORAGE_PROTOCOL.name)
       ? new ConnectionStoragePeer(connection, connection.peerKey!, {
-        group: this.#placementGroup(key, message.host, ctx),
+        group: this.#placementGroup(key, message, ctx),
       })
       : undefined;
     const pledges = this.#pledgeSendBudgets.of(key);
@@ -792,24 +806,29 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /**
    * The address group a storage peer is placed in (`storage/rendezvous.ts`: a chunk's holders are
    * spread over groups, so keys from one host hold one copy while other hosts are left; review s76
-   * F4): the `addressGroup` of the connection a peer opened (`host`), else of the latest of the
-   * key's connections with an address (a swarm peer this node dialled: `_peer_origins.ts`).
+   * F4): from the `addressGroup` of the connection a peer opened (`host`), else of the latest of
+   * the key's connections with an address (a swarm peer this node dialled: `_peer_origins.ts`),
+   * widened to its `addressBlock`: an IPv6 peer is placed by its /48, one site's allocation, as
+   * the bound on handshakes counts it (32 keys from 32 /64s of one /48 were 32 groups and held all
+   * 3 copies of 59 % of chunks: review s76 vstore F1).
    *
-   * None — a group of its own, placed by key as before — for a peer with no address known (a TCP
-   * peer this node dialled, the operator's choice; an in-memory link; a swarm peer relayed, which
-   * the per-address budgets cannot tell apart either: a host that has its keys relayed is still
-   * placed by key, as before), and for one on this machine (`loopback`):
-   * this node counts itself in no group, so grouping the peers it reaches over loopback would make
-   * each node of a one-host cluster see the others as one host and itself apart, and each would
-   * place differently. Ungrouped, a one-host cluster places by key, the same on every node.
+   * A swarm peer whose address is not known (`unaddressed`: relayed) is in the one group all such
+   * peers share: one group each let 32 relayed keys hold all 3 copies of 59 % of chunks (the same
+   * review). None — a group of its own, placed by key — for a peer on this machine (`loopback`, or
+   * an in-memory link, which is this process), and for a TCP peer this node dialled (the
+   * operator's choice; its inbound connection, when it has one, gives its group): this node
+   * counts itself in no group, so grouping the peers it reaches over loopback would make each
+   * node of a one-host cluster see the others as one host and itself apart, and each would place
+   * differently. Ungrouped, a one-host cluster places by key, the same on every node.
    */
   #placementGroup(
     key: string,
-    host: string | undefined,
+    message: Extract<NetworkMessage, { type: "peer_up" }>,
     ctx: ActorContext<NetworkMessage>,
   ): string | undefined {
-    const group = host ?? peerOriginsOf(ctx.system).of(key).group;
-    return group === THIS_MACHINE ? undefined : group;
+    const group = message.host ?? peerOriginsOf(ctx.system).of(key).group;
+    if (group === undefined) return message.unaddressed === true ? UNADDRESSED : undefined;
+    return group === THIS_MACHINE ? undefined : addressBlock(group);
   }
 
   /** One storage holder per peer key that offers the storage protocol. */

@@ -83,8 +83,19 @@ export const MAX_FAILED_AUDITS = 65_536;
 export const MAX_PENALIZED_PEERS = 4096;
 
 /**
- * Longest peer id or chunk key accepted from the file, characters: ids are 64 hex digits and keys
- * about 60 characters; a longer string is no entry this code wrote.
+ * Most departures remembered, and read back: one per penalized peer (of a failed pair, struck, or
+ * demoted), which the bounds above cap. The writer forgets a departure once its peer has nothing
+ * left against it, and past this bound the peer that left longest ago (review s76 vstore F4: 80,000
+ * holders that each admitted a loss and left wrote a departure list the reader refused, and the
+ * whole record, a real demotion with it, was set aside at the next start).
+ */
+const MAX_DEPARTURES = MAX_FAILED_AUDITS + 2 * MAX_PENALIZED_PEERS;
+
+/**
+ * Longest peer id or chunk key recorded and accepted from the file, characters: ids are 64 hex
+ * digits and keys about 60 characters; a longer string is no entry this code writes. The same
+ * check ({@link isName}) refuses one when it would be recorded, so the writer never writes what the
+ * reader refuses (review s76 vstore F4).
  */
 const MAX_NAME_CHARS = 256;
 
@@ -139,6 +150,12 @@ export class AuditPenalties {
    * one verdict: the holder is not asked for that chunk again while it stands.
    */
   readonly #failed = new Set<string>();
+  /**
+   * The same pairs by peer id, so forgetting a holder costs its own pairs (a scan of every pair per
+   * departed holder took 1.3 s at 4,096 of them and 75 s at 32,768, the node stalled meanwhile:
+   * review s76 vstore F3). A peer is here while it has a pair.
+   */
+  readonly #failedOf = new Map<string, Set<string>>();
   /** Per peer, the audit rounds ({@link round}) it failed an audit in, the latest last. */
   readonly #strikes = new Map<string, number[]>();
   /** Per peer placed last for every chunk, the round after which it is placed in rank again. */
@@ -153,6 +170,8 @@ export class AuditPenalties {
   /** Changed since the last write. */
   #dirty = false;
   #writing: Promise<void> = Promise.resolve();
+  /** A holder id the file could not hold was refused, and logged (once: a caller's ids repeat). */
+  #saidUnrecordable = false;
 
   /**
    * The record kept in the file at `path`: read from it (none yet: empty), or empty with the file
@@ -229,6 +248,7 @@ export class AuditPenalties {
    * @param keys The chunks it failed (storage keys).
    */
   failedAudit(peerId: string, keys: readonly string[]): void {
+    if (!this.#recordable(peerId)) return;
     for (const key of keys) this.#markFailed(peerId, key);
     const strikes = (this.#strikes.get(peerId) ?? [])
       .filter((round) => round > this.#round - STRIKE_WINDOW_ROUNDS && round !== this.#round);
@@ -245,12 +265,15 @@ export class AuditPenalties {
 
   /**
    * `peerId` holds no copy of `key`, by its own word or its silence: placed last for it as for a
-   * failed audit, without a strike.
+   * failed audit, without a strike. (An id or key the file cannot hold, empty, with a space or over
+   * 256 characters, is not recorded here nor in {@link failedAudit}: ids on the network are 64 hex
+   * digits; only a library caller's own `StoragePeer` ids can be such.)
    *
    * @param peerId The holder.
    * @param key The chunk (storage key).
    */
   markFailed(peerId: string, key: string): void {
+    if (!this.#recordable(peerId)) return;
     this.#markFailed(peerId, key);
     this.#dirty = true;
   }
@@ -263,7 +286,10 @@ export class AuditPenalties {
    * @param key The chunk (storage key).
    */
   holdsAgain(peerId: string, key: string): void {
-    if (this.#failed.delete(pair(peerId, key))) this.#dirty = true;
+    const entry = pair(peerId, key);
+    if (!this.#failed.has(entry)) return;
+    this.#dropFailed(entry);
+    this.#dirty = true;
   }
 
   /**
@@ -293,10 +319,16 @@ export class AuditPenalties {
    */
   auditRoundEnded(): void {
     this.#round++;
-    for (const [id, until] of this.#demoted) if (until < this.#round) this.#demoted.delete(id);
+    for (const [id, until] of this.#demoted) {
+      if (until < this.#round) {
+        this.#demoted.delete(id);
+        this.#settle(id);
+      }
+    }
     for (const [id, strikes] of this.#strikes) {
       if (strikes[strikes.length - 1] <= this.#round - STRIKE_WINDOW_ROUNDS) {
         this.#strikes.delete(id);
+        this.#settle(id);
       }
     }
     this.#dirty = true;
@@ -313,16 +345,25 @@ export class AuditPenalties {
    */
   setPeers(ids: ReadonlySet<string>, clock: DepartureClock): void {
     const now = clock.now();
-    for (const id of this.#penalized()) {
-      if (!ids.has(id) && !this.#departed.has(id)) {
-        this.#departed.set(id, now);
-        this.#dirty = true;
+    // A peer in two of these is met twice; its departure is set once.
+    for (const penalized of [this.#failedOf.keys(), this.#strikes.keys(), this.#demoted.keys()]) {
+      for (const id of penalized) {
+        if (!ids.has(id) && !this.#departed.has(id)) {
+          this.#departed.set(id, now);
+          this.#dirty = true;
+        }
       }
     }
     for (const [id, since] of this.#departed) {
       if (clock.retentionRanOut(since)) this.#forget(id);
       else if (ids.has(id)) this.#departed.delete(id); // back in time: it keeps what it earned
       else continue;
+      this.#dirty = true;
+    }
+    // Reached only if the bounds above change apart: one departure per penalized peer fits.
+    for (const id of this.#departed.keys()) {
+      if (this.#departed.size <= MAX_DEPARTURES) break;
+      this.#forget(id); // the one that left longest ago
       this.#dirty = true;
     }
   }
@@ -374,20 +415,69 @@ export class AuditPenalties {
 
   #restore(state: PenaltyState): void {
     this.#round = state.round;
-    for (const [id, key] of state.failed) this.#failed.add(pair(id, key));
+    for (const [id, key] of state.failed) this.#markFailed(id, key);
     for (const [id, rounds] of state.strikes) this.#strikes.set(id, rounds);
     for (const [id, until] of state.demoted) this.#demoted.set(id, until);
-    for (const [id, since] of state.departed) this.#departed.set(id, since);
+    // A file of 421e82f can hold departures of peers with nothing left against them: not kept.
+    for (const [id, since] of state.departed) {
+      if (this.#penalizes(id)) this.#departed.set(id, since);
+    }
+  }
+
+  /**
+   * Whether `id` can be recorded: the reader's own check ({@link isName}), so that what is
+   * written is read back. Refused: logged once.
+   */
+  #recordable(id: string): boolean {
+    if (isName(id)) return true;
+    if (!this.#saidUnrecordable) {
+      this.#saidUnrecordable = true;
+      this.#log?.(
+        `storage: a holder id ${JSON.stringify(id.slice(0, 64))}${id.length > 64 ? "…" : ""} ` +
+          `(empty, with a space, or over ${MAX_NAME_CHARS} characters) cannot be kept in the ` +
+          `audits' record: its failed audits are not held against it (said once)`,
+      );
+    }
+    return false;
   }
 
   #markFailed(peerId: string, key: string): void {
+    if (!isName(key)) return; // storage keys are CIDs: another key is no chunk this node audits
     const entry = pair(peerId, key);
     this.#failed.delete(entry); // re-added as the latest
     this.#failed.add(entry);
+    let ofPeer = this.#failedOf.get(peerId);
+    if (ofPeer === undefined) this.#failedOf.set(peerId, ofPeer = new Set());
+    ofPeer.add(entry);
     for (const oldest of this.#failed) {
       if (this.#failed.size <= MAX_FAILED_AUDITS) break;
-      this.#failed.delete(oldest);
+      this.#dropFailed(oldest);
     }
+  }
+
+  /** Forget the failed pair `entry` (both indexes), and its peer's departure if it was its last. */
+  #dropFailed(entry: string): void {
+    this.#failed.delete(entry);
+    const peerId = entry.slice(0, entry.indexOf(" "));
+    const ofPeer = this.#failedOf.get(peerId);
+    ofPeer?.delete(entry);
+    if (ofPeer?.size === 0) {
+      this.#failedOf.delete(peerId);
+      this.#settle(peerId);
+    }
+  }
+
+  /** Whether this node holds a failed audit, a strike or a demotion against `id`. */
+  #penalizes(id: string): boolean {
+    return this.#failedOf.has(id) || this.#strikes.has(id) || this.#demoted.has(id);
+  }
+
+  /**
+   * `id` may have nothing left against it: then its departure goes too, so departures stay one per
+   * penalized peer ({@link MAX_DEPARTURES}).
+   */
+  #settle(id: string): void {
+    if (!this.#penalizes(id)) this.#departed.delete(id);
   }
 
   /**
@@ -399,22 +489,15 @@ export class AuditPenalties {
       for (const id of map.keys()) {
         if (map.size <= MAX_PENALIZED_PEERS) break;
         map.delete(id);
+        this.#settle(id);
       }
     }
   }
 
-  /** The peers this node holds a failed audit, a strike or a demotion against. */
-  #penalized(): Set<string> {
-    const ids = new Set([...this.#strikes.keys(), ...this.#demoted.keys()]);
-    for (const key of this.#failed) ids.add(key.slice(0, key.indexOf(" ")));
-    return ids;
-  }
-
-  /** Forget what this node's audits found against `id`. */
+  /** Forget what this node's audits found against `id`: its own pairs, not a scan of all. */
   #forget(id: string): void {
-    for (const key of this.#failed) {
-      if (key.slice(0, key.indexOf(" ")) === id) this.#failed.delete(key);
-    }
+    for (const entry of this.#failedOf.get(id) ?? []) this.#failed.delete(entry);
+    this.#failedOf.delete(id);
     this.#strikes.delete(id);
     this.#demoted.delete(id);
     this.#departed.delete(id);
@@ -484,25 +567,49 @@ function stateProblem(value: unknown): string | undefined {
   if (!isRecord(value)) return "no state";
   const { round, failed, strikes, demoted, departed } = value;
   if (!isCount(round)) return "a round count that is no count";
-  const list = (v: unknown, max: number, ok: (entry: unknown[]) => boolean) =>
-    Array.isArray(v) && v.length <= max &&
-    v.every((e) => Array.isArray(e) && e.length === 2 && isName(e[0]) && ok(e));
-  if (!list(failed, MAX_FAILED_AUDITS, (e) => isName(e[1]))) return "a bad failed-audit list";
   const struck = (rounds: unknown) =>
     Array.isArray(rounds) && rounds.length > 0 && rounds.length <= STRIKE_WINDOW_ROUNDS &&
     rounds.every((r, i) => isCount(r) && r <= round && (i === 0 || r > rounds[i - 1]));
-  if (!list(strikes, MAX_PENALIZED_PEERS, (e) => struck(e[1]))) {
-    return "a bad strike list (a strike after the round it names)";
-  }
   const lasting = (until: unknown) =>
     isCount(until) && until >= round && until <= round + DEMOTION_ROUNDS;
-  if (!list(demoted, MAX_PENALIZED_PEERS, (e) => lasting(e[1]))) {
-    return `a bad demotion list (one longer than ${DEMOTION_ROUNDS} rounds)`;
+  const lists = [
+    ["failed-audit", failed, MAX_FAILED_AUDITS, isName, "a chunk key that is no key"],
+    ["strike", strikes, MAX_PENALIZED_PEERS, struck, "a strike after the round it names"],
+    [
+      "demotion",
+      demoted,
+      MAX_PENALIZED_PEERS,
+      lasting,
+      `one longer than ${DEMOTION_ROUNDS} rounds`,
+    ],
+    ["departure", departed, MAX_DEPARTURES, isCount, "a time that is no count"],
+  ] as const;
+  for (const [name, list, max, ok, notOk] of lists) {
+    const why = listProblem(list, max, ok, notOk);
+    if (why !== undefined) return `a bad ${name} list (${why})`;
   }
-  // One departure at most per penalized peer: of a failed pair, struck, or demoted.
-  const penalizedPeers = MAX_FAILED_AUDITS + 2 * MAX_PENALIZED_PEERS;
-  if (!list(departed, penalizedPeers, (e) => isCount(e[1]))) {
-    return "a bad departure list";
+  return undefined;
+}
+
+/**
+ * Why `list` is not a list of at most `max` `[id, value]` pairs, each `value` passing `ok`
+ * (`notOk` says what a failing one is); `undefined` when it is one. Says which part failed: a long
+ * id was reported as a demotion too long (review s76 vstore F4).
+ */
+function listProblem(
+  list: unknown,
+  max: number,
+  ok: (value: unknown) => boolean,
+  notOk: string,
+): string | undefined {
+  if (!Array.isArray(list)) return "not a list";
+  if (list.length > max) return `${list.length} entries, more than ${max}`;
+  for (const entry of list) {
+    if (!Array.isArray(entry) || entry.length !== 2) return "an entry that is not a pair";
+    if (!isName(entry[0])) {
+      return `an id that is empty, has a space or is over ${MAX_NAME_CHARS} characters`;
+    }
+    if (!ok(entry[1])) return notOk;
   }
   return undefined;
 }
@@ -515,7 +622,11 @@ function isCount(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
-function isName(value: unknown): value is string {
+/**
+ * An id or key this code records and reads back (see {@link MAX_NAME_CHARS}): checked where one is
+ * recorded and where the file is read, so the two agree.
+ */
+function isName(value: unknown): boolean {
   return typeof value === "string" && value.length > 0 && value.length <= MAX_NAME_CHARS &&
     !value.includes(" ");
 }

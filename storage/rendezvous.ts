@@ -10,14 +10,18 @@
  * as the per-address bound lets it (32 by default): ranked by key alone, 32 keys from one host
  * beside 5 honest peers held all 3 replicas of 64 % of chunks (review s76 F4), and that one
  * host's loss or lie lost them. So a peer may carry the `group` it connects from (the NetworkActor
- * gives each storage peer its `addressGroup`, `network/connection_limits.ts`), and the ranking
- * puts, in score order, the best peer of each group first, then every other peer in score order:
- * the first r hold copies in r distinct groups while there are r groups, and with fewer groups
- * (a small private cluster behind one address) every group holds one and the rest fall back to
- * score order, so r holders are still found. A peer with no group counts as a group of its own,
- * which is the ranking by key alone: only a shared group constrains. (A cluster on one host is
- * placed by key: the NetworkActor gives a peer reached over loopback no group, as it has none for
- * itself, so every node of it computes the same holders.)
+ * gives each storage peer the `addressBlock` of its `addressGroup`, `network/connection_limits.ts`:
+ * an IPv4 address, an IPv6 /48, since one site given a /48 connects from 65,536 /64s; and one
+ * shared group to every peer whose address is not known, a relayed swarm peer: with a /64, or a
+ * relayed key, each a group of its own, 32 keys of one /48, or 32 relayed keys, still held all 3
+ * replicas of 59 % of chunks, review s76 vstore F1), and the ranking puts, in score order, the
+ * best peer of each group first, then every other peer in score order: the first r hold copies in
+ * r distinct groups while there are r groups, and with fewer groups (a small private cluster
+ * behind one address) every group holds one and the rest fall back to score order, so r holders
+ * are still found. A peer with no group counts as a group of its own, which is the ranking by key
+ * alone: only a shared group constrains. (A cluster on one host is placed by key: the NetworkActor
+ * gives a peer reached over loopback, or an in-memory link, no group, as it has none for itself,
+ * so every node of it computes the same holders.)
  *
  * A group is the placing node's view, not a fact every node sees alike: one node reaches a peer
  * over a LAN, another through its NAT, a third through a relay (no address). Only the partition

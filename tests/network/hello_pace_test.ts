@@ -1,10 +1,10 @@
 /**
- * The pace of a peer's hellos (`network/_peer_hellos.ts`): `HELLO_BURST` at once, then one per
- * hello interval per connection. A faster hello is held (the newest only) until the pace allows
- * it, and refused, counted toward the connection's refusal limit: a flood with a rising `seq`
- * is cut off with `too_many_refusals` (review s76 F5: 7,000 a second were each verified and each
- * a peer-table change), while a peer refreshing at the interval is never refused, and the last
- * hello of a burst (a change of roles) is taken within one interval.
+ * The pace of a peer's hellos (`network/_peer_hellos.ts`): `HELLO_BURST` at once, then
+ * `HELLO_PACE_HEADROOM` per hello interval per connection. A faster hello is held (the newest only)
+ * until the pace allows it, and refused, counted toward the connection's refusal limit: a flood
+ * with a rising `seq` is cut off with `too_many_refusals` (review s76 F5: 7,000 a second were each
+ * verified and each a peer-table change), while a peer refreshing at the interval is never refused,
+ * and the last hello of a burst (a change of roles) is taken within one interval.
  *
  * The node's clock and its connections' timers are hand-moved (`ManualTimers`): the pace, the
  * held hello's wait and the refusal window read them, so no test waits on the wall clock.
