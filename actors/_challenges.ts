@@ -154,19 +154,7 @@ export class Challenges {
     // valid, or a claim found false — cleared; withheld or steering — a fault; else unresolved.
     const end = result.fraudProof ? undefined : endOf(result.verdict);
     try {
-      // Kept before the verdict is: a stop, or a ledger write that fails, between the two
-      // settles it at the next start (`_receipt_files.ts`, `_challenge_endings.ts`).
-      if (result.fraudProof) await this.#core.ownProofs().save(id, result.fraudProof);
-      if (end !== undefined) {
-        // A "proof withheld" fault with its receipt and job: the start sends it after them, as
-        // below (review s58; the job is kept nowhere else once the challenge opened).
-        const evidence = claimEvidence(result.verdict, receipt, message.job);
-        const ending = { end, reason, verdict: result.verdict, ...(evidence && { evidence }) };
-        await this.#core.endings().keep(id, ending).catch((error) =>
-          // The ledger is asked all the same: only a failure of that too loses the ending.
-          this.#core.log(`validator: ending of ${id.slice(0, 12)} not kept: ${error.message}`)
-        );
-      }
+      await this.keepEnding(message);
       await ledger.recordVerdict(result.verdict);
       this.#core.stats.verdicts[outcome]++;
       const worker = toHex(receipt.worker);
@@ -252,6 +240,32 @@ export class Challenges {
     } finally {
       this.#waiting.delete(id);
     }
+  }
+
+  /**
+   * Keep how a finished challenge ends on disk, before the ledger is asked: a stop, or a ledger
+   * write that fails or is refused (a read-only node on a full disk, `_validator_read_only.ts`),
+   * between the two settles it at the next start with room (`_receipt_files.ts`,
+   * `_challenge_endings.ts`). Its own fraud proof, else its ending.
+   */
+  async keepEnding(message: ChallengedMessage): Promise<void> {
+    const { receipt, result } = message;
+    const id = receiptId(receipt);
+    if (result.fraudProof) return await this.#core.ownProofs().save(id, result.fraudProof);
+    const end = endOf(result.verdict);
+    // A "proof withheld" fault with its receipt and job: the start sends it after them, as
+    // `onChallenged` does (review s58; the job is kept nowhere else once the challenge opened).
+    const evidence = claimEvidence(result.verdict, receipt, message.job);
+    const ending = {
+      end,
+      reason: result.verdict.reason,
+      verdict: result.verdict,
+      ...(evidence && { evidence }),
+    };
+    await this.#core.endings().keep(id, ending).catch((error) =>
+      // The ledger is asked all the same: only a failure of that too loses the ending.
+      this.#core.log(`validator: ending of ${id.slice(0, 12)} not kept: ${error.message}`)
+    );
   }
 
   /** `key` is convicted of steering here: settled once (see `_steering_settlement.ts`). */

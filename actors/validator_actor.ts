@@ -100,6 +100,8 @@ import { MAX_OPEN_CHALLENGES_PER_WORKER, ReceiptIntake } from "./_receipt_intake
 import { ValidatorRestart } from "./_validator_restart.ts";
 import { PeerVerdicts } from "./_peer_verdicts.ts";
 import { LedgerReopen } from "./_ledger_reopen.ts";
+import { heldAnswer, ReadOnlyHold } from "./_validator_read_only.ts";
+import { LaterReply } from "./actor.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import type {
   ChallengeSource,
@@ -249,6 +251,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #restart: ValidatorRestart;
   /** The ledger reopened from disk after a failed write (`_ledger_reopen.ts`). */
   readonly #reopen: LedgerReopen;
+  /** What writes, held while the ledger refuses writes: a full disk (`_validator_read_only.ts`). */
+  readonly #readOnly: ReadOnlyHold;
 
   /**
    * Create the actor (the factory of its ChildSpec calls this).
@@ -297,6 +301,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     );
     this.#restart = new ValidatorRestart(this.#core, this.#challenges, this.#fraudProofs);
     this.#reopen = new LedgerReopen(this.#core, options.ledgerReopenTimers);
+    this.#readOnly = new ReadOnlyHold((line) => this.#log(line));
   }
 
   /** Opens the ledger (verifying it) and starts the finalize timer. */
@@ -377,7 +382,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     this.#fraudProofs.unbacked.restore(held.unbacked);
     // Received before the stop, and counted then (`ReceiptIntake.onReceipt`'s `resubmitted`).
     for (const message of held.receipts) {
-      await this.#onReceipt(message, ctx, { resubmitted: true }).catch(() => {});
+      // Read-only: held again, recorded once the ledger takes writes (`_validator_read_only.ts`).
+      if (ledger.writeRefusal() !== undefined) this.#readOnly.hold(message, true);
+      else await this.#onReceipt(message, ctx, { resubmitted: true }).catch(() => {});
     }
     // Each with the time it was first taken (kept: a restart after the window closed must not
     // make a proof taken inside it too late), before the finalize timer below can pay its receipt.
@@ -395,7 +402,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       const restored = recorded === true
         ? this.#peerVerdicts.restoreRecordedClaim(verdict as Verdict, origin, ctx)
         : this.receive({ type: "verdict", verdict: verdict as Verdict, origin }, ctx);
-      await restored.catch(() => {});
+      await Promise.resolve(restored).catch(() => {});
     }
     // Stream claims taken and not settled at the stop: taken again (checked, then settled).
     this.#streamClaims.restoreUndecided(held.streamUndecided ?? []);
@@ -426,6 +433,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #heldEvidence(): HeldEvidence {
     const { keptTaken, ...held } = this.#memory.waiting();
     held.proofs.push(...this.#fraudProofs.pledgeHeld.all());
+    // Held while read-only (a full disk): taken again at the start (`_validator_read_only.ts`).
+    const readOnly = this.#readOnly.kept();
+    held.receipts.push(...readOnly.receipts);
+    held.claims = [...(held.claims ?? []), ...readOnly.claims];
     // The proofs in flight kept above spend their checks again when they are taken up; those
     // not kept (past the memory's bound) keep theirs spent.
     return {
@@ -443,8 +454,57 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     );
   }
 
-  /** Handle one message (see {@link ValidatorMessage}). */
-  async receive(message: ValidatorMessage, ctx: ActorContext<ValidatorMessage>): Promise<unknown> {
+  /**
+   * Handle one message (see {@link ValidatorMessage}). While the ledger refuses writes (a
+   * read-only node on a full disk) a message that writes is held, or a local one refused
+   * `disk_full` without a crash (`_validator_read_only.ts`); what was held is taken first once
+   * the ledger takes writes again.
+   */
+  receive(message: ValidatorMessage, ctx: ActorContext<ValidatorMessage>): unknown {
+    const refused = this.#ledger!.writeRefusal();
+    if (refused === undefined) return this.#receive(message, ctx);
+    const kind = ReadOnlyHold.kind(message);
+    if (kind === "served") return this.#receive(message, ctx);
+    // A later reply that rejects: the asker gets the refusal, and the actor does not crash.
+    if (kind === "refused") return new LaterReply(Promise.reject(refused));
+    return this.#hold(message, refused);
+  }
+
+  /** Hold `message` while read-only; its answer (a receipt's: refused with `refused`'s code). */
+  async #hold(message: ValidatorMessage, refused: Error): Promise<unknown> {
+    // Its ending (or own fraud proof) kept on disk first: a stop before the ledger takes writes
+    // applies it at the next start with room (`_validator_restart.ts`).
+    // (Not kept, as a disk with no room at all may refuse it: the stop then ends it undecided.)
+    if (message.type === "challenged") {
+      await this.#challenges.keepEnding(message).catch((error) =>
+        this.#log(`validator: ending not kept while read-only: ${error.message}`)
+      );
+    }
+    this.#readOnly.hold(message);
+    const code = (refused as { code?: unknown }).code;
+    return heldAnswer(message, typeof code === "string" ? code : "disk_full");
+  }
+
+  /**
+   * The messages held while the ledger refused writes, oldest first, now that it takes them: in
+   * this turn, before the message that found room (a finalize must not pay a receipt whose
+   * fraud proof's settlement was held). One that finds the ledger refusing again is held again.
+   */
+  async #takeHeld(ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    const held = this.#readOnly.take();
+    this.#log(`validator: the ledger takes writes again: ${held.length} held messages taken`);
+    for (const { message, resubmitted } of held) {
+      if (this.#ledger!.writeRefusal() !== undefined) this.#readOnly.hold(message, resubmitted);
+      else if (message.type === "receipt") {
+        await this.#onReceipt(message, ctx, { resubmitted }).catch(() => {});
+      } else await this.#receive(message, ctx);
+    }
+  }
+
+  async #receive(message: ValidatorMessage, ctx: ActorContext<ValidatorMessage>): Promise<unknown> {
+    if (this.#readOnly.size > 0 && this.#ledger!.writeRefusal() === undefined) {
+      await this.#takeHeld(ctx);
+    }
     const ledger = this.#ledger!;
     switch (message.type) {
       case "receipt":

@@ -16,7 +16,7 @@
  * @module
  */
 import { join } from "node:path";
-import { statfs } from "node:fs/promises";
+import { diskFreeBytes } from "../storage/disk_free.ts";
 import { DiskFullError } from "../storage/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import type { HealthCondition } from "../server/health_routes.ts";
@@ -79,10 +79,7 @@ export class DiskRoom {
   private constructor(options: DiskRoomOptions) {
     this.#dir = options.dir;
     this.#floor = options.floorBytes;
-    this.#freeBytes = options.freeBytes ?? (async () => {
-      const fs = await statfs(options.dir);
-      return fs.bavail * fs.bsize;
-    });
+    this.#freeBytes = options.freeBytes ?? (() => diskFreeBytes(options.dir));
     this.#timers = options.timers ?? SYSTEM_TIMERS;
     this.#log = options.log ?? (() => {});
   }

@@ -2,7 +2,8 @@
  * The node's heartbeat: one log line every `everyMs` with what an operator checks first —
  * uptime and memory, jobs and tokens, peers, the validator's receipts (those it refused apart)
  * and verdicts, this node's own ledger account and — while its ledger cannot write — that it
- * cannot, and — once a wire limit has refused, ended or closed anything — what the node's wire
+ * cannot, while the node is read-only on a full disk (`disk_room.ts`) that it is, with the free
+ * and needed bytes, and — once a wire limit has refused, ended or closed anything — what the node's wire
  * budget did (`describeWire`).
  *
  * @module
@@ -17,6 +18,7 @@ import type { NetworkMessage, PeerInfo, StaticPeerState } from "../network/netwo
 import { describeUnreachable, unreachablePeers } from "../network/peer_conditions.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { WireBudgetReport } from "../protocols/wire_budget.ts";
+import type { DiskRoomState } from "./disk_room.ts";
 
 /** Options of {@link startHeartbeat}. */
 export interface HeartbeatOptions {
@@ -32,6 +34,11 @@ export interface HeartbeatOptions {
   network: () => ActorRef<NetworkMessage> | undefined;
   /** The loaded models' runtime health; a model whose workers are not all running is named. */
   models?: () => RegisteredModelHealth[];
+  /**
+   * The node's read-only state on a full disk (`disk_room.ts`): while it holds, every beat says
+   * so, second after the uptime (writes refused is what the operator must act on). None: not said.
+   */
+  disk?: () => DiskRoomState;
   /** Where the line goes. */
   log: (line: string) => void;
 }
@@ -73,6 +80,7 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
     const parts = [
       `heartbeat up ${Math.round((performance.now() - startedAt) / 1000)}s`,
       `rss ${(Deno.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
+      await part("disk", () => Promise.resolve(describeReadOnly(options.disk?.()))),
       await part("inference", async () => {
         // The unread budget's fields come only from a port that runs jobs itself.
         const s = await options.port?.stats() as
@@ -172,6 +180,15 @@ export function describeWire(report: WireBudgetReport): string | undefined {
     closed.total > 0 ? `connections closed ${closed.text}` : "",
     `queued ${mib(report.queuedBytes)}/${mib(report.limits.maxQueuedBytes)} MiB`,
   ].filter((p) => p !== "").join(" · ");
+}
+
+/**
+ * `READ-ONLY (disk_full: 1048576 bytes free, 4194304 needed)` while the node is read-only on a
+ * full disk; undefined while it writes (a calm node's line is as before).
+ */
+export function describeReadOnly(state: DiskRoomState | undefined): string | undefined {
+  if (state === undefined || !state.readOnly) return undefined;
+  return `READ-ONLY (disk_full: ${state.freeBytes} bytes free, ${state.needsBytes} needed)`;
 }
 
 /** `model NAME degraded: 0/1 workers running, 3 restarts`, for a model that is not `ok`. */

@@ -510,8 +510,17 @@ async function startSteps(
   if (validator !== undefined && config.selfStake > 0) {
     // Once per key, ever: a node slashed to nothing does not refill its stake by restarting.
     if (!await validator.ask<boolean>({ type: "has_staked", key: identity.publicKey })) {
-      await validator.ask({ type: "deposit", key: identity.publicKey, amount: config.selfStake });
-      log(`ledger: recorded a stake of ${config.selfStake} for this node's key (first start)`);
+      if (disk.readOnly) {
+        // A first start on a full disk: the deposit would be refused `disk_full` and fail the
+        // start; it is made at the first start with room (not staked till then: asked again).
+        log(
+          `ledger: this node's stake of ${config.selfStake} is recorded at the first start ` +
+            "with room (read-only: the disk is full)",
+        );
+      } else {
+        await validator.ask({ type: "deposit", key: identity.publicKey, amount: config.selfStake });
+        log(`ledger: recorded a stake of ${config.selfStake} for this node's key (first start)`);
+      }
     }
   }
   step();
@@ -577,6 +586,8 @@ async function startSteps(
     validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
     network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
     models: () => models.health(),
+    // Read-only on a full disk: said on every beat (`disk_room.ts`).
+    disk: () => disk.state(),
     log,
   });
 

@@ -144,8 +144,11 @@ export class LedgerWriter {
       if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
       this.#throwIfPoisoned();
       // Refused before anything is decided or written (a read-only node on a full disk): the
-      // log is left byte for byte as it was, and nothing is poisoned.
-      const refused = this.#refuseWrite();
+      // log is left byte for byte as it was, and nothing is poisoned. Not a new ledger's first
+      // entry, its genesis (`Ledger.open`, a few hundred bytes): the reserve freed at the node's
+      // start is for the ledger's open (`node/disk_room.ts`); refused, a node's first start on a
+      // full disk failed (its validator crashed at every start until its supervisor gave up).
+      const refused = this.#seq === 0 ? undefined : this.#refuseWrite();
       if (refused !== undefined) throw refused;
       const decided = decide();
       if (decided === null) return null;

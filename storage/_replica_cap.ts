@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { statfs } from "node:fs/promises";
+import { diskFreeBytes } from "./disk_free.ts";
 import { PACK_OVERHEAD_BYTES, REPLICA_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 import { NO_GIVER, ReplicaShares } from "./_replica_shares.ts";
 import { ReplicaQuotaExceededError } from "./errors.ts";
@@ -24,6 +24,14 @@ export interface ReplicaCapOptions {
   quotaBytes: number;
   /** Free disk bytes replica writes never take (0: not checked). */
   minFreeBytes: number;
+  /**
+   * Free disk bytes the node's own puts never take (`ChunkStoreOptions.putMinFreeBytes`; default
+   * 0): replica writes never take them either, whatever `minFreeBytes` says. One floor below which
+   * nothing is written: a node read-only on a full disk (`node/disk_room.ts`, the same floor)
+   * refuses peers' chunks too, where a `replicaMinFreeBytes` set below `putMinFreeBytes` let peers
+   * fill the room it kept for its ledger.
+   */
+  putMinFreeBytes?: number;
   /** The store directory, whose filesystem's free space is asked. */
   dir: string;
   /** The store's index (`_pack_index.ts`), read for the length of each indexed copy. */
@@ -60,7 +68,7 @@ export class ReplicaCap {
   /** A cap as `options` describe it, over an empty replica set. */
   constructor(options: ReplicaCapOptions) {
     this.#replicaQuota = options.quotaBytes;
-    this.#replicaMinFree = options.minFreeBytes;
+    this.#replicaMinFree = Math.max(options.minFreeBytes, options.putMinFreeBytes ?? 0);
     this.#dir = options.dir;
     this.#index = options.index;
     this.#reserved = options.reserved;
@@ -73,7 +81,7 @@ export class ReplicaCap {
     return this.#replicaQuota;
   }
 
-  /** Free disk bytes replica writes never take (0: not checked). */
+  /** Free disk bytes replica writes never take, the own puts' floor included (0: not checked). */
   get minFree(): number {
     return this.#replicaMinFree;
   }
@@ -210,10 +218,4 @@ export class ReplicaCap {
     const location = this.#index.get(cid);
     return location === undefined ? 0 : location.length + REPLICA_OVERHEAD_BYTES;
   }
-}
-
-/** Bytes an unprivileged writer may still take on the filesystem holding `dir`. */
-async function diskFreeBytes(dir: string): Promise<number> {
-  const fs = await statfs(dir);
-  return fs.bavail * fs.bsize;
 }

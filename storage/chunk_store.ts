@@ -360,6 +360,8 @@ export class ChunkStore implements BlockStore {
     this.#replicas = new ReplicaCap({
       quotaBytes: options?.replicaQuotaBytes ?? Infinity,
       minFreeBytes: options?.replicaMinFreeBytes ?? 0,
+      // Peers never take what the node's own puts keep: read-only for them too (`_replica_cap.ts`).
+      putMinFreeBytes: options?.putMinFreeBytes ?? 0,
       dir,
       index: this.#index,
       reserved: () => this.#reserved + this.#admitted,
