@@ -43,6 +43,7 @@ import {
 } from "../inference/remote_port.ts";
 import { CANCELLED, WorkerStalledError, WorkerTooSlowError } from "../inference/remote_errors.ts";
 import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
+import { PeerStoppedError } from "../protocols/peer_goodbye.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
 import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
@@ -252,6 +253,8 @@ export class NetworkInferencePort implements InferencePort {
   readonly #busy: BusyRefusals;
   /** What its workers did, for the network actor's choice (`worker_record.ts`); see `system`. */
   readonly #record?: WorkerRecord;
+  /** Goodbyes noted in the record already: each fails every job on its connection. */
+  readonly #goodbyes = new WeakSet<PeerStoppedError>();
   /**
    * Workers that took a job over and refused the delivered tokens (`resume_mismatch`,
    * `invalid_resume`) that a later worker then reproduced: asked last to take a job over (not
@@ -439,7 +442,8 @@ export class NetworkInferencePort implements InferencePort {
         // Its track record (`worker_record.ts`): a job run to its end for it, one it failed
         // where its end was due against it.
         if (finished) this.#record?.completed(toHex(attempt.worker));
-        if (endLost || brokeAtEnd || withheld) this.#record?.failed(toHex(attempt.worker));
+        if (brokeAtEnd || withheld) this.#record?.failed(toHex(attempt.worker));
+        else if (endLost) this.#failedOrLeft(attempt.worker, summary.error);
         // Only a job it took over after tokens were delivered, and ran to its end, shows it
         // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
         if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
@@ -479,7 +483,8 @@ export class NetworkInferencePort implements InferencePort {
         // a slow worker (an honest one on a crowded machine is slow), nor one that said it was
         // busy with other jobs (its hello lagged).
         const busyElsewhere = error instanceof WorkerStalledError && error.busy;
-        if (!slow && !busyElsewhere) this.#record?.failed(toHex(worker));
+        // A goodbye (a clean stop: a restart for an upgrade) is none, within its allowance.
+        if (!slow && !busyElsewhere) this.#failedOrLeft(worker, error);
       },
       unreproduced: (worker) => this.#unresumable.refused(toHex(worker)),
       // The lost worker's signed word for the tokens the takeovers refused: the validator
@@ -494,6 +499,20 @@ export class NetworkInferencePort implements InferencePort {
     });
     handle.done.then((summary) => this.#ended(summary));
     return handle;
+  }
+
+  /**
+   * `worker` lost a job of this node's with `error`: against its track record
+   * (`worker_record.ts`), unless its goodbye closed the connection (`PeerStoppedError`): then
+   * one goodbye is noted however many jobs it cut (they all fail with the one error), and it
+   * counts only past the record's allowance of goodbyes (review s76 vroute F3: an honest worker
+   * that restarted with two jobs in flight was counted a dropper twice, and got no job again).
+   */
+  #failedOrLeft(worker: Uint8Array, error: unknown): void {
+    if (!(error instanceof PeerStoppedError)) return this.#record?.failed(toHex(worker));
+    if (this.#goodbyes.has(error)) return;
+    this.#goodbyes.add(error);
+    this.#record?.left(toHex(worker));
   }
 
   /** A client's job ended: counted once, by how, with the tokens its client got. */

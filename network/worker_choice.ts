@@ -14,7 +14,8 @@
  *    so validators will record and pay it) before one without.
  * 4. **Track record**: a *proven* worker — one that ran more jobs to their end for this node
  *    than it failed (`worker_record.ts`), or, on a router that keeps a ledger, one with earned
- *    credit there (balance: finished, unchallenged work) and no net failures here — before a
+ *    credit there of at least `PROVEN_CREDIT_FLOOR` (balance: finished, unchallenged work), no
+ *    net failures here and no suspect address group — before a
  *    *stranger* (a key with neither); a *suspect* stranger — its key failed here, or a key of its
  *    address group did lately (`worker_record.ts`: keys are free, a host is not) — after every
  *    other. What a worker has done outranks what its hello claims: four fresh keys that claimed
@@ -25,7 +26,8 @@
  *
  *    A newcomer must still get work, or no new node ever joins: on a *newcomer's turn* (the
  *    router grants at most one pick in `NEWCOMER_EVERY`, `_worker_routing.ts`) a clean stranger
- *    with a free slot comes before the proven workers. And a job never gives a second try to a
+ *    with a free slot comes before the proven workers, the one this router has known longest
+ *    first (not the one claiming most room: fresh keys claim to be idle). And a job never gives a second try to a
  *    stranger while a proven worker has room once a stranger failed it (`strangerFailed`: the
  *    router's turn is not granted to it, and stake shown does not put a stranger first), so a host of fresh liars costs a job
  *    at most one failed try, which the failover recovers (`failover.ts`), and costs at most one
@@ -60,6 +62,7 @@
  * @module
  */
 import { hasCapacity, type PeerLoad } from "../protocols/peer_hello.ts";
+import { DEFAULT_MAX_TOKENS } from "../protocols/job_token_bounds.ts";
 import type { WorkerStanding } from "./worker_record.ts";
 
 /** What the router knows of one peer that serves inference. */
@@ -99,6 +102,16 @@ export interface WorkerNeeds {
 }
 
 /**
+ * Least ledger balance that makes a key with no record here proven (rule 4): four receipts of
+ * the default size (`DEFAULT_MAX_TOKENS` tokens at the default price of 1 credit a token,
+ * `proof/economics.ts`). One credit is a one-token receipt a fresh key can assign to itself and
+ * have finalized in one challenge window: with any balance counting, fresh keys holding 1 took
+ * the first try of 16 of 16 jobs ahead of an honest worker holding 500,000 (review s76 vroute
+ * F2). A floor of several whole jobs' work makes each such key cost real work first.
+ */
+export const PROVEN_CREDIT_FLOOR: number = 4 * DEFAULT_MAX_TOKENS;
+
+/**
  * Whether `c` is proven (rule 4): it ran more jobs to their end here than it failed, or it has
  * earned credit in this node's ledger and no net failures here.
  *
@@ -111,7 +124,11 @@ export interface WorkerNeeds {
  */
 export function isProven(c: Pick<WorkerCandidate, "record" | "standing">): boolean {
   const net = c.record?.net ?? 0;
-  return net > 0 || (net === 0 && (c.standing?.balance ?? 0) > 0);
+  if (net > 0) return true;
+  // Credit counts only for a key with no net failure here and no suspect address group: what it
+  // did at this router outweighs what other routers paid it (review s76 vroute F2).
+  return net === 0 && c.record?.suspect !== true &&
+    (c.standing?.balance ?? 0) >= PROVEN_CREDIT_FLOOR;
 }
 
 /**
@@ -178,12 +195,16 @@ function scoreOf(
   const backed = c.standing !== undefined && c.standing.stake - c.standing.locked > 0;
   // No hello yet: its slots are unknown, and it is not taken for full.
   const queues = c.load !== undefined && busyness >= c.load.slots;
+  const tier = recordTier(c, newcomerTurn && !queues);
+  // A job that lost a try to a stranger already, with no proven worker with room: the stranger
+  // known longest next, not the one claiming most room (fresh keys each job). So on a newcomer's
+  // turn among clean strangers: fresh keys claiming 0 running took every turn from an honest
+  // newcomer that said it ran a job (review s76 vroute F4).
+  const bySeniority = strangerFailed || (newcomerTurn && tier === 0 && !isProven(c));
   return [
     backed ? 0 : 1,
-    recordTier(c, newcomerTurn && !queues),
-    // A job that lost a try to a stranger already, with no proven worker with room: the
-    // stranger known longest next, not the one claiming most room (fresh keys each job).
-    strangerFailed ? (c.record?.since ?? Infinity) : 0,
+    tier,
+    bySeniority ? (c.record?.since ?? Infinity) : 0,
     queues ? 1 : 0,
     c.holdsInput ? 0 : 1,
     busyness,

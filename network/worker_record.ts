@@ -19,9 +19,19 @@
  * to {@link GROUP_FAILURE_MAX_MS}. A finished job does not clear its group's while: one honest
  * key of a host must not whitewash the fresh keys beside it.
  *
+ * A failure is not held against a key for good (review s76 vroute F3: an honest worker that
+ * restarted with jobs in flight got no job again, beside a proven one): its net moves back one
+ * toward 0 each {@link FAILURE_FORGOTTEN_MS} after its last outcome here. A key that said goodbye
+ * with jobs in flight (a clean stop, `protocols/peer_goodbye.ts`) failed nothing ({@link
+ * WorkerRecord.left}), unless it or its address group said more than {@link GOODBYES_EXCUSED}
+ * within {@link GOODBYE_WINDOW_MS}: then each further one is a failure, so a worker that says
+ * goodbye instead of dropping is still held to account.
+ *
  * This machine's loopback (`addressGroup`'s `loopback`) counts as no group: its peers are the
- * operator's own processes. Bounded memory: {@link MAX_RECORDED_KEYS} keys (records and groups); past it, the oldest noted
- * go first.
+ * operator's own processes. Bounded memory: {@link MAX_RECORDED_KEYS} keys (records and groups);
+ * past it, the oldest noted go first, but a key's record that is worth keeping (net above 0) only
+ * once no record at or below 0 is left (review s76 vroute F5: 4,096 strangers' failures erased an
+ * honest worker's 50 finished jobs).
  *
  * @module
  */
@@ -47,6 +57,27 @@ export const GROUP_FAILURE_FIRST_MS = 60_000;
  * is a clean newcomer again (meanwhile it still gets jobs no proven worker has room for).
  */
 export const GROUP_FAILURE_MAX_MS = 60 * 60_000;
+
+/**
+ * How long after a key's last outcome here one of its net failures is forgotten, then one more
+ * each such while: the group's longest while ({@link GROUP_FAILURE_MAX_MS}). A key back at 0 is a
+ * clean stranger again, no better placed than a fresh key, which costs nothing: forgetting gives
+ * a liar nothing a new key would not, and gives an honest worker that crashed with jobs in
+ * flight its newcomer's turns back within hours instead of never.
+ */
+export const FAILURE_FORGOTTEN_MS: number = GROUP_FAILURE_MAX_MS;
+
+/**
+ * Goodbyes with jobs in flight a key, or its address group, says within {@link
+ * GOODBYE_WINDOW_MS} that count as no failure: an operator restarts a node for an upgrade, and
+ * may need a second try; a worker that stops more often than that while running this router's
+ * jobs drops them, whatever it says first. Per group too: fresh keys of one host, each saying
+ * goodbye once, share the host's allowance.
+ */
+export const GOODBYES_EXCUSED = 2;
+
+/** The window {@link GOODBYES_EXCUSED} counts in: the group's longest while, an hour. */
+export const GOODBYE_WINDOW_MS: number = GROUP_FAILURE_MAX_MS;
 
 /** What the choice of worker weighs of one key (`worker_choice.ts`). */
 export interface WorkerStanding {
@@ -84,8 +115,15 @@ export interface WorkerRecordOptions {
  * ```
  */
 export class WorkerRecord {
-  /** Hex key → its net record (jobs finished less jobs failed), the last noted last. */
-  readonly #net = new Map<string, number>();
+  /**
+   * Hex key → its net record (jobs finished less jobs failed) and when it last changed (ms), the
+   * last noted last.
+   */
+  readonly #net = new Map<string, { net: number; at: number }>();
+  /** `key:…` or `group:…` → when its goodbyes with jobs in flight came (ms), within the window. */
+  readonly #goodbyes = new Map<string, number[]>();
+  /** The clock (`WorkerRecordOptions.now`): failures are forgotten and goodbyes counted on it. */
+  readonly #now: () => number;
   /** Hex key → the address group it was last seen from, the last noted last. */
   readonly #groups = new Map<string, string>();
   /** Hex key → when it was first seen (a sequence number), the first seen first. */
@@ -98,6 +136,7 @@ export class WorkerRecord {
    * @param options See {@link WorkerRecordOptions}.
    */
   constructor(options: WorkerRecordOptions = {}) {
+    this.#now = options.now ?? Date.now;
     this.#groupFailures = new BusyRefusals({
       firstMs: GROUP_FAILURE_FIRST_MS,
       maxMs: GROUP_FAILURE_MAX_MS,
@@ -121,19 +160,68 @@ export class WorkerRecord {
 
   /** Key `key` ran a job of this node's to its end. */
   completed(key: string): void {
-    remember(this.#net, key, (this.#net.get(key) ?? 0) + 1);
+    this.#setNet(key, this.#netOf(key) + 1);
   }
 
   /** Key `key` failed a job of this node's: against it, and against its address group. */
   failed(key: string): void {
-    remember(this.#net, key, (this.#net.get(key) ?? 0) - 1);
+    this.#setNet(key, this.#netOf(key) - 1);
     const group = this.#groups.get(key);
     if (group !== undefined) this.#groupFailures.refused(group);
   }
 
+  /**
+   * Key `key` said goodbye (`peer_goodbye.ts`) with jobs of this node's in flight: call once per
+   * goodbye, however many jobs it cut. No failure while it and its address group said at most
+   * {@link GOODBYES_EXCUSED} within {@link GOODBYE_WINDOW_MS}; past that, a failure
+   * ({@link failed}).
+   * @returns Whether it counted as a failure.
+   */
+  left(key: string): boolean {
+    const group = this.#groups.get(key);
+    const over = [`key:${key}`, ...(group === undefined ? [] : [`group:${group}`])]
+      .map((name) => this.#goodbye(name) > GOODBYES_EXCUSED)
+      .some((x) => x);
+    if (over) this.failed(key);
+    return over;
+  }
+
+  /** Note a goodbye of `name` now: how many it said within the window, this one included. */
+  #goodbye(name: string): number {
+    const now = this.#now();
+    const times = (this.#goodbyes.get(name) ?? []).filter((t) => now - t < GOODBYE_WINDOW_MS);
+    // More than the allowance is never read: the list stays that short.
+    times.push(now);
+    remember(this.#goodbyes, name, times.slice(-(GOODBYES_EXCUSED + 1)));
+    return times.length;
+  }
+
+  /** `key`'s net now: a net failure forgotten each {@link FAILURE_FORGOTTEN_MS} since it changed. */
+  #netOf(key: string): number {
+    const entry = this.#net.get(key);
+    if (entry === undefined) return 0;
+    if (entry.net >= 0) return entry.net;
+    const forgotten = Math.floor((this.#now() - entry.at) / FAILURE_FORGOTTEN_MS);
+    return Math.min(0, entry.net + forgotten);
+  }
+
+  /**
+   * Set `key`'s net as the newest entry; past the bound, the oldest at or below 0 goes first,
+   * the oldest above 0 only when none is left.
+   */
+  #setNet(key: string, net: number): void {
+    this.#net.delete(key);
+    this.#net.set(key, { net, at: this.#now() });
+    if (this.#net.size <= MAX_RECORDED_KEYS) return;
+    for (const [old, entry] of this.#net) {
+      if (entry.net <= 0) return void this.#net.delete(old);
+    }
+    this.#net.delete(this.#net.keys().next().value!);
+  }
+
   /** What is known of `key` now (a key never seen: net 0, suspect only by its group). */
   of(key: string): WorkerStanding {
-    const net = this.#net.get(key) ?? 0;
+    const net = this.#netOf(key);
     const group = this.#groups.get(key);
     const groupFailed = group !== undefined && this.#groupFailures.isAskedLast(group);
     return {

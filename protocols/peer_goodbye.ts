@@ -7,8 +7,9 @@
  * reason to every peer that offered {@link GOODBYE_PROTOCOL}, waits a bounded while for the
  * frames to be written, then closes its connections as before. A peer that receives it closes
  * that connection at once with a {@link PeerStoppedError}: everything pending on it fails with
- * that error (a router's jobs fail over as on any lost worker, and a job dropped is held against
- * the worker as any lost one: a goodbye costs nothing to say, so it excuses nothing), and the peer is dropped from the table with one line, `peer KEY stopped
+ * that error (a router's jobs fail over as on any lost worker, and the worker is asked last for a
+ * while as any lost one: a goodbye costs nothing to say; its track record counts the goodbye as
+ * no failure only within an allowance, `network/worker_record.ts`), and the peer is dropped from the table with one line, `peer KEY stopped
  * (stopping)`. It redials a static peer by its usual backoff.
  *
  * The frame is not signed: the connection's handshake proved the peer's key, and a goodbye says

@@ -41,6 +41,7 @@ import {
   type PeerLoad,
   signPeerHello,
 } from "../../protocols/peer_hello.ts";
+import { GOODBYE_PROTOCOL, PeerGoodbyeMessage } from "../../protocols/peer_goodbye.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { params } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
@@ -190,7 +191,8 @@ async function sybilRouter() {
   ) => {
     const key = toHex(identity.publicKey);
     const [a, b] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL, PEER_PROTOCOL];
+    // Goodbyes too: a worker that stops cleanly says so (`peer_goodbye.ts`, review s76 vroute F3).
+    const protocols = [INFERENCE_PROTOCOL, PEER_PROTOCOL, GOODBYE_PROTOCOL];
     const opened = Connection.open(b, { identity, protocols, closeGraceMs: 10 }).then((c) => {
       serveInference(c, worker);
       return c;
@@ -551,5 +553,91 @@ Deno.test("sybil ledger: a fresh key that streams one token and drops is credite
     await dropper.close();
     await good.close();
     await r.system.shutdown();
+  }
+});
+
+// ---- honest restarts and honest newcomers (review s76 vroute F3, F4) ---------------------------
+
+/**
+ * Runs its first job to its end; each later job gets one token, and once two are in flight it
+ * restarts for an upgrade: says goodbye (`stopping`) and closes its connection.
+ */
+class Restarter extends Honest {
+  connection?: Connection;
+  #cut = 0;
+  override tokens(from: number, done: (summary: JobSummary) => void) {
+    if (this.submits === 1) return super.tokens(from, done);
+    let sent = false;
+    return new ReadableStream<StreamedToken>({
+      pull: async (c) => {
+        if (sent) return new Promise<void>(() => {}); // cut by the restart
+        sent = true;
+        c.enqueue(token(from));
+        if (++this.#cut === 2) {
+          await this.connection!.notify(PeerGoodbyeMessage, { reason: "stopping" });
+          await this.connection!.close();
+        }
+      },
+    }, { highWaterMark: 0 });
+  }
+}
+
+Deno.test("sybil vroute F3: a proven worker that says goodbye with two jobs in flight (a restart) and comes back under its key is still proven: it gets jobs again beside another proven worker", async () => {
+  const r = await sybilRouter();
+  try {
+    const identity = Identity.generate();
+    const restarter = new Restarter();
+    restarter.connection = (await r.connect(restarter, IDLE, HONEST_HOST, identity)).connection;
+    assert.equal((await r.run("first")).finishReason, "length"); // its track record: 1 job
+    const other = new Honest();
+    await r.connect(other, BUSY, "198.51.100.2");
+    // Two jobs at once, both to it (proven, most room); it restarts with both in flight.
+    const handles = [await r.port.submit(jobOf("cut-a")), await r.port.submit(jobOf("cut-b"))];
+    const ends = handles.map(async (handle) => {
+      for await (const _ of handle.tokens) { /* the client reads every token */ }
+      return (await handle.done).finishReason;
+    });
+    for (let step = 0; step < 4 * MAX_WORKERS_PER_JOB; step++) {
+      await r.timers.advance(STALL_MS / 2);
+      await new Promise((res) => setTimeout(res, 0));
+    }
+    assert.deepEqual(await Promise.all(ends), ["length", "length"]); // both failed over
+    assert.equal(restarter.submits, 3);
+    // Back under the same key and host, upgraded; beside it the other proven worker.
+    const back = new Honest();
+    await r.connect(back, IDLE, HONEST_HOST, identity);
+    for (let n = 0; n < 2 * NEWCOMER_EVERY; n++) {
+      assert.equal((await r.run(`after-${n}`)).finishReason, "length");
+    }
+    // It claims more room than the other, and its record is still that of a proven worker.
+    assert.ok(back.ran >= NEWCOMER_EVERY, `back ran ${back.ran}, the other ${other.ran}`);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("sybil vroute F4: fresh keys from distinct /64s, each claiming to be idle, do not take the newcomer's turns from an honest newcomer known longer that says it runs a job", async () => {
+  const r = await sybilRouter();
+  try {
+    const proven = new Honest();
+    await r.connect(proven, BUSY, HONEST_HOST);
+    assert.equal((await r.run("warm-up")).finishReason, "length");
+    const newcomer = new Honest();
+    await r.connect(newcomer, BUSY, "203.0.113.5"); // 1 of 4 running: another router's job
+    const droppers: Dropper[] = [];
+    // Up to the first newcomer's turn (the warm-up's pick was of a stranger: no turn counted).
+    for (let n = 0; n < NEWCOMER_EVERY; n++) {
+      // One fresh key per job, each from its own /64 of one /48.
+      const dropper = new Dropper();
+      dropper.connection =
+        (await r.connect(dropper, IDLE, `2001:db8:0:${n.toString(16)}::/64`)).connection;
+      droppers.push(dropper);
+      const res = await r.run(`turns-${n}`);
+      assert.deepEqual([res.got, res.finishReason], [WHOLE, "length"], `job ${n}`);
+    }
+    assert.equal(newcomer.ran, 1, "the honest newcomer got the turn");
+    assert.equal(submitsOf(droppers), 0, "no fresh dropper took it");
+  } finally {
+    await r.close();
   }
 });
