@@ -311,6 +311,7 @@ export {
   type DagEntry,
   type DirectoryEntry,
   DirectoryTooLargeError,
+  type LeafCheck,
   RangeTooLargeError,
 } from "./storage/unixfs.ts";
 export type { CarScope } from "./storage/car.ts";

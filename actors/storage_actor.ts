@@ -10,15 +10,17 @@
  *
  * Long transfers never hold the mailbox: `put` answers at once with a {@link PutHandle} whose
  * `done` settles when the file is stored, and `get` answers with the file's `ReadableStream` as
- * soon as the manifest is read; `put_bytes`, `get_bytes`, `repair` and `audit` are answered later
- * ({@link LATER_REPLIES}), their work outside the mailbox, so a storage peer's `prove` never waits
- * behind them. Peers' `prove` and `get_chunk` (whole chunks read) are answered later too, at most
- * a few at once per asking key (`_peer_request_budget.ts`), so one peer's flood of them neither
- * holds the mailbox nor queues in front of another peer's challenge: it runs beside it, and past
- * its budget is refused `busy`. A `prove` still waits to be taken behind the messages answered
- * inside the mailbox (`pin`, `gc`, `set_peers`, a peer's `put_chunk`). The chunk store is safe
- * under concurrent transfers (per-CID write joining, atomic renames), so the actor stays
- * responsive while gigabytes move.
+ * soon as the manifest is read; `put_bytes`, `get_bytes`, `repair`, `audit`, `pin` and `gc` are
+ * answered later ({@link LATER_REPLIES}), their work outside the mailbox, so a storage peer's
+ * `prove` never waits behind them (a pin's fetch from the peers commits by a message back,
+ * `pin_held`: `_storage_pin.ts`). Peers' `prove` and `get_chunk` (whole chunks read) are answered
+ * later too, at most a few at once per asking key (`_peer_request_budget.ts`), so one peer's flood
+ * of them neither holds the mailbox nor queues in front of another peer's challenge: it runs
+ * beside it, and past its budget is refused `busy`. A `prove` still waits to be taken behind the
+ * messages answered inside the mailbox (a pin's commit, `unpin`, `set_peers`, a peer's
+ * `put_chunk`), none of which waits on the network. The chunk store is safe under concurrent
+ * transfers (per-CID write joining, atomic renames), so the actor stays responsive while gigabytes
+ * move.
  *
  * Its parts are private modules beside it, over one shared {@link StorageCore}
  * (`_storage_core.ts`): whose each block is, this node's own or held for the network
@@ -34,10 +36,9 @@ import { VeriflowError } from "../protocols/errors.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { BlockStore } from "../storage/block_store.ts";
-import { ChunkStore, type ChunkStoreOptions } from "../storage/chunk_store.ts";
+import { ChunkStore, type ChunkStoreOptions, type GcResult } from "../storage/chunk_store.ts";
 import { ChunkNotFoundError, CorruptChunkError, StorageError } from "../storage/errors.ts";
 import { type FileInfo, FileStore, type FileStoreOptions } from "../storage/file_store.ts";
-import { isDagNode } from "../storage/dag_links.ts";
 import { exportCar } from "../storage/car.ts";
 import { ShareStore } from "../storage/share_links.ts";
 import { storageKey } from "../protocols/cid.ts";
@@ -53,12 +54,17 @@ import { AUDIT_PENALTIES_FILE, AuditPenalties } from "../storage/audit_penalties
 import type { StoragePeer } from "../storage/storage_peer.ts";
 import { LaterReply } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
+import type { AskOptions } from "./actor_ref.ts";
+import type { PendingPut } from "../storage/pending_put.ts";
 import { HolderRepair } from "../storage/holder_repair.ts";
-import type {
-  PutHandle,
-  StorageCapacity,
-  StorageMessage,
-  StorageReply,
+import {
+  type PutHandle,
+  type StorageCapacity,
+  type StorageMessage,
+  type StoragePinHeldMessage,
+  type StoragePinMessage,
+  type StorageReply,
+  unwrapReply,
 } from "./storage_actor_messages.ts";
 import { StorageAudits } from "./_storage_audits.ts";
 import type { StorageCore } from "./_storage_core.ts";
@@ -67,8 +73,9 @@ import { PeerFailures } from "./_storage_peer_failures.ts";
 import { answerPeer } from "./_storage_peer_requests.ts";
 import { PeerRequestBudget } from "./_peer_request_budget.ts";
 import { startPut } from "./_storage_put.ts";
-import { pinFile } from "./_storage_pin.ts";
+import { fetchPin, holdPinned } from "./_storage_pin.ts";
 import { StorageScope } from "./_storage_scope.ts";
+import { leavesReadable } from "./_storage_may_read.ts";
 import { SelfPeer } from "./_storage_self_peer.ts";
 import { StorageWriteFaults } from "./_storage_write_faults.ts";
 import { PinCounts } from "./_storage_pin_counts.ts";
@@ -79,7 +86,11 @@ import { PinCounts } from "./_storage_pin_counts.ts";
  * it (the store's contents, the running puts' counts, the peers' records). Run inside it, one of them held every other
  * message back, and a storage peer's `prove` that waited behind a trainer's `put_bytes` of a
  * round model past the auditor's timeout was judged `no_response`: an honest, busy holder
- * signed off as failed (review s62). `pin` and `gc` still run inside it: they change the pins.
+ * signed off as failed (review s62). A `pin` of a file on the peers and a `gc` fetch the
+ * pinned files' missing blocks from the peers: inside it, an honest node pinning a large file was
+ * signed `no_response` by a writer that audited it meanwhile (review s76 vstore F2). A pin changes
+ * the pins, so only its fetch runs outside: it is committed in the mailbox (`pin_held`). A GC pass
+ * changes no state of the actor's: it is what `cli.ts gc` does beside the node.
  * A peer's `prove` and `get_chunk` read whole chunks (a `prove` of 64 CIDs, 16 MiB read and
  * hashed): inside it, one hostile peer's flood of proves made an honest holder miss another
  * auditor's deadline and be signed `no_response` (review s71, finding 3). They are answered
@@ -92,13 +103,17 @@ export const LATER_REPLIES: ReadonlySet<StorageMessage["type"]> = new Set([
   "audit",
   "prove",
   "get_chunk",
+  "pin",
+  "gc",
 ]);
 
 /** A message of {@link LATER_REPLIES}. */
-type LaterReplyMessage = Extract<
-  StorageMessage,
-  { type: "put_bytes" | "get_bytes" | "repair" | "audit" | "prove" | "get_chunk" }
->;
+type LaterReplyMessage =
+  | Extract<
+    StorageMessage,
+    { type: "put_bytes" | "get_bytes" | "repair" | "audit" | "prove" | "get_chunk" | "gc" }
+  >
+  | StoragePinMessage & { type: "pin" };
 
 function isLaterReply(message: StorageMessage): message is LaterReplyMessage {
   return LATER_REPLIES.has(message.type);
@@ -110,7 +125,7 @@ function isLaterReply(message: StorageMessage): message is LaterReplyMessage {
  * peer's `put_chunk` is not among them: one for a chunk held already writes nothing. A file put
  * (`put`, `put_bytes`: its record, at least) reports its own, when it ends.
  */
-const WRITES: ReadonlySet<StorageMessage["type"]> = new Set(["pin"]);
+const WRITES: ReadonlySet<StorageMessage["type"]> = new Set(["pin_held"]);
 
 /** Options of {@link StorageActor}. */
 export interface StorageActorOptions {
@@ -170,8 +185,11 @@ export interface StorageActorContext {
   signal?: AbortSignal;
   /** The actor system (to find the NetworkActor on start). */
   system?: ActorSystem;
-  /** This actor (its audit timer tells it to run a round). */
-  self?: { tell(message: StorageMessage): Promise<void> };
+  /** This actor (its audit timer tells it to run a round; a pin's fetch commits through it). */
+  self?: {
+    tell(message: StorageMessage): Promise<void>;
+    ask<R>(message: StorageMessage, options?: AskOptions): Promise<R>;
+  };
 }
 
 /** The node's storage actor. */
@@ -207,6 +225,11 @@ export class StorageActor {
   readonly #audits: StorageAudits;
   /** Storage peers' failures, counted and logged (`_storage_peer_failures.ts`). */
   readonly #failures: PeerFailures;
+  /**
+   * The puts holding what running pins fetched, until their `pin_held` is taken: one not here
+   * (its pin given up, or taken by another instance after a restart) is never committed.
+   */
+  readonly #pinsHeld = new Set<PendingPut>();
   /** The answers of asks answered later ({@link LATER_REPLIES}) still running. */
   readonly #running = new Set<Promise<unknown>>();
   /** Peers' `prove` and `get_chunk` running, per asking key (`_peer_request_budget.ts`). */
@@ -534,7 +557,7 @@ export class StorageActor {
       return handle;
     }
     try {
-      if (message.type === "pin" || message.type === "unpin") this.#pinCounts.stale();
+      if (message.type === "pin_held" || message.type === "unpin") this.#pinCounts.stale();
       const value = await this.#handle(message, ctx);
       if (WRITES.has(message.type)) this.#core.writeFaults.succeeded();
       return { ok: true, value };
@@ -582,6 +605,60 @@ export class StorageActor {
       case "prove":
       case "get_chunk":
         return await answerPeer(this.#core, message);
+      case "pin":
+        return await this.#pin(message.cid, ctx);
+      case "gc":
+        return await this.#gc(message.graceMs, ctx?.signal);
+    }
+  }
+
+  /**
+   * A pin: its blocks fetched outside the mailbox (`_storage_pin.ts`), then committed inside it by
+   * `pin_held`, through this actor's ref when it runs under an actor system (else directly: there
+   * is no mailbox to keep in order).
+   */
+  async #pin(cid: string, ctx: StorageActorContext | undefined): Promise<boolean> {
+    storageKey(cid); // invalid_cid before it names a file
+    const label = await this.#store!.pinLabel(cid);
+    const held = await fetchPin(this.#core, cid, label, ctx?.signal).catch((error) => {
+      this.#core.writeFaults.failed(error); // the store's condition, when the OS refused a block
+      throw error;
+    });
+    if (held !== null) this.#pinsHeld.add(held);
+    try {
+      const commit: StoragePinHeldMessage = { type: "pin_held", cid, held };
+      // No timeout: the commit waits only for the messages ahead of it, none of which waits on
+      // the network; this instance's stop rejects it (the signal, and its mailbox cleared).
+      const reply = ctx?.self
+        ? await ctx.self.ask(commit, { timeoutMs: Infinity, signal: ctx.signal })
+        : await this.#receive(commit, ctx);
+      return unwrapReply<boolean>(reply);
+    } finally {
+      if (held !== null) {
+        this.#pinsHeld.delete(held);
+        await held.release(); // after its commit: nothing; else what it fetched is garbage
+      }
+    }
+  }
+
+  /**
+   * A GC pass: the pinned files' missing root and inner nodes fetched from the peers first, so GC
+   * can walk them. Outside the mailbox: a pass changes nothing of the actor's state (the store is
+   * safe under it, as under `cli.ts gc` beside the node), and a fetch inside held every message
+   * back.
+   */
+  async #gc(graceMs: number | undefined, signal: AbortSignal | undefined): Promise<GcResult> {
+    const store = this.#store!;
+    try {
+      for (const root of await store.pins()) {
+        if ((await store.pinLabel(root).catch(() => undefined))?.local) continue;
+        await holdPinned(this.#core, root, signal).catch(() => {});
+      }
+      signal?.throwIfAborted();
+      return await store.gc({ graceMs });
+    } catch (error) {
+      this.#core.writeFaults.failed(error); // the store's condition too, when the OS refused it
+      throw error;
     }
   }
 
@@ -597,6 +674,7 @@ export class StorageActor {
       case "audit":
       case "prove":
       case "get_chunk":
+      case "gc":
         return await this.#later(message, ctx);
       // `local` (the gateway's `only-if-cached`): this node's own store only, as `get_bytes`.
       // `receive` answers these later
@@ -614,12 +692,19 @@ export class StorageActor {
         // A public UnixFS id has no name or type: the pin here may have recorded them.
         return info.tier === "public" ? { ...info, ...await store.pinLabel(message.cid) } : info;
       }
-      case "pin": {
-        storageKey(message.cid); // invalid_cid before it names a file
+      case "pin":
+        return await this.#later({ ...message, type: "pin" }, ctx);
+      case "pin_held": {
         // Pinning again keeps what the pin recorded: a `local` file stays this node's own.
         const label = await store.pinLabel(message.cid);
-        // Its blocks fetched from the peers as a put's, recorded first (`_storage_pin.ts`).
-        await pinFile(this.#core, message.cid, label);
+        if (message.held === null) await store.pin(message.cid, label);
+        else if (this.#pinsHeld.has(message.held)) await message.held.commit(message.cid, label);
+        else {
+          throw new StorageError(
+            "pin_abandoned",
+            `the fetch of ${message.cid} for its pin was given up before it was committed`,
+          );
+        }
         await this.#scope.add(message.cid, label?.local === true);
         return true;
       }
@@ -633,12 +718,6 @@ export class StorageActor {
         }
         return unpinned;
       }
-      case "gc":
-        for (const root of await store.pins()) {
-          if ((await store.pinLabel(root).catch(() => undefined))?.local) continue;
-          await this.#holdLocally(root).catch(() => {});
-        }
-        return await store.gc({ graceMs: message.graceMs });
       case "capacity": {
         const capacity: StorageCapacity = {
           ...await store.stats(),
@@ -673,10 +752,14 @@ export class StorageActor {
       case "get_block":
         return await this.#readBlock(message.cid, message.signal, message.local);
       case "may_read":
-        // An index lookup here; the holders are not asked (a round trip per leaf of a file).
-        if (await store.has(message.cid)) return true;
-        return !message.local && this.#replicated !== null &&
-          !await this.#scope.localOnly(message.cid);
+        // Index lookups here; the holders are not asked (a round trip per leaf of a file).
+        return await leavesReadable(
+          store,
+          this.#scope,
+          this.#replicated !== null,
+          message.cids,
+          message.local === true,
+        );
       case "export_car": {
         const blocks = message.local ? store : this.#blocks();
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.
@@ -695,22 +778,6 @@ export class StorageActor {
           "unknown_message",
           `StorageActor does not handle ${(unknown as { type: string }).type}`,
         );
-      }
-    }
-  }
-
-  /** Make sure the local store holds `cid` (with peers, fetched from them), so it can be pinned. */
-  async #holdLocally(cid: string): Promise<void> {
-    const store = this.#store!;
-    const replicated = this.#replicated;
-    if (!replicated) return;
-    if (!await store.has(cid)) await store.put(await replicated.get(storageKey(cid)));
-    if (!isDagNode(cid)) return; // a raw root (a leaf, an old manifest) links no inner nodes
-    // A UnixFS root over 174 chunks links inner nodes: GC walks them, so they are held too.
-    const remote = new FileStore(replicated, this.#fileOptions());
-    for (const block of await remote.blocks(cid)) {
-      if (isDagNode(block) && !await store.has(block)) {
-        await store.put(await replicated.get(storageKey(block)));
       }
     }
   }

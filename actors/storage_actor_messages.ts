@@ -22,8 +22,10 @@ import type { AuditResult } from "../storage/audit.ts";
 import type { AuditRoundReport } from "../storage/audit_round.ts";
 import type { ChunkStoreStats, GcResult } from "../storage/chunk_store.ts";
 import type { FileInfo, PutFileResult } from "../storage/file_store.ts";
+import type { PendingPut } from "../storage/pending_put.ts";
 import type { CarScope } from "../storage/car.ts";
 import type { ShareRecord } from "../storage/share_links.ts";
+import type { LeafCheck } from "../storage/unixfs.ts";
 import type { RepairReport, ReplicaFailureReason } from "../storage/replicated_store.ts";
 import type { StoragePeer } from "../storage/storage_peer.ts";
 import type { FileCounts } from "./_storage_pin_counts.ts";
@@ -116,12 +118,33 @@ export interface StorageStatMessage {
    */
   local?: boolean;
 }
-/** Pin or unpin a root. Answered with `true` when the pin set changed (pin: always `true`). */
+/**
+ * Pin or unpin a root. Answered with `true` when the pin set changed (pin: always `true`). A pin of
+ * a file whose blocks are on the storage peers is answered once they are fetched and held here,
+ * which runs outside the actor's mailbox; an `unpin` of it taken meanwhile finds it not pinned yet.
+ */
 export interface StoragePinMessage {
   /** Message tag. */
   type: "pin" | "unpin";
   /** File id. */
   cid: string;
+}
+/**
+ * Internal: the actor tells itself that the blocks of a `pin` it took are held here (fetched from
+ * the peers outside its mailbox, `_storage_pin.ts`), and the file is pinned in its mailbox, in
+ * order with `unpin` and `set_peers`. Answered with `true`. Never sent by another: an answer to a
+ * `pin` is that pin's.
+ */
+export interface StoragePinHeldMessage {
+  /** Message tag. */
+  type: "pin_held";
+  /** File id. */
+  cid: string;
+  /**
+   * The put that recorded the fetched blocks, which the pin commits; `null`: nothing was fetched
+   * (a `local` file, or no peers), and the store pins what it holds.
+   */
+  held: PendingPut | null;
 }
 /** Collect unreferenced objects. Answered with {@link GcResult}. */
 export interface StorageGcMessage {
@@ -292,14 +315,16 @@ export interface StorageGetBlockMessage {
   local?: boolean;
 }
 /**
- * Whether a read of a block may succeed (`GatewayStorage.mayRead`): false only when this node's
- * store lacks it and there is nowhere else to read it. Answered with `boolean`.
+ * Whether reads of blocks may succeed (`GatewayStorage.mayRead`, `leavesReadable`): a block fails
+ * only when this node's store lacks it and there is nowhere else to read it. Many in one message
+ * (a file node's leaves), so a file's check is one mailbox turn per node, not per leaf. Answered
+ * with a `LeafCheck` (`storage/unixfs.ts`).
  */
 export interface StorageMayReadMessage {
   /** Message tag. */
   type: "may_read";
-  /** The block's CID. */
-  cid: string;
+  /** The blocks' CIDs, checked in order up to the first that no read can get. */
+  cids: readonly string[];
   /** Count this node's own store only (see {@link StorageGetBlockMessage.local}). */
   local?: boolean;
 }
@@ -356,6 +381,7 @@ export type StorageMessage =
   | StoragePutBytesMessage
   | StorageStatMessage
   | StoragePinMessage
+  | StoragePinHeldMessage
   | StorageGcMessage
   | StorageCapacityMessage
   | StorageListMessage
@@ -414,6 +440,8 @@ export interface StorageAnswers {
   pin: boolean;
   /** Whether it was pinned. */
   unpin: boolean;
+  /** Always `true`. */
+  pin_held: boolean;
   /** What GC did. */
   gc: GcResult;
   /** Usage and quota, and the storage peers' failures. */
@@ -428,8 +456,8 @@ export interface StorageAnswers {
   get_chunk: Uint8Array;
   /** Whether it is here. */
   has_chunk: boolean;
-  /** False when no read of it can succeed. */
-  may_read: boolean;
+  /** The first block no read can get, and whether blocks not held here are checked. */
+  may_read: LeafCheck;
   /** One proof (or `null`) per CID. */
   prove: (Uint8Array | null)[];
   /** What repair did. */

@@ -10,6 +10,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import type { ShareRecord } from "../storage/share_links.ts";
+import type { LeafCheck } from "../storage/unixfs.ts";
 import type {
   PeerCallOptions,
   ProveChunksOptions,
@@ -113,7 +114,11 @@ export function storageGateway(ref: StorageAsker): GatewayStorage {
     stat: (cid, options) => ask<FileInfo>({ type: "stat", cid, local: options?.local }),
     read: (cid, range, options) =>
       ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range, local: options?.local }),
-    mayRead: (cid, options) => ask<boolean>({ type: "may_read", cid, local: options?.local }),
+    mayRead: async (cid, options) =>
+      (await ask<LeafCheck>({ type: "may_read", cids: [cid], local: options?.local })).missing ===
+        undefined,
+    leavesReadable: (cids, options) =>
+      ask<LeafCheck>({ type: "may_read", cids, local: options?.local }),
     car: (cid, scope, signal, options) =>
       ask<ReadableStream<Uint8Array>>({
         type: "export_car",

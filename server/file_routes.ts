@@ -213,7 +213,8 @@ export function fileRoutes(
     const checks = {
       codec: cidCodec(cid),
       block: (b: string) => port.block(b, signal),
-      mayRead: (b: string) => port.mayRead?.(b) ?? Promise.resolve(true),
+      leavesReadable: port.leavesReadable &&
+        ((cids: readonly string[]) => port.leavesReadable!(cids)),
     };
     return await rangedResponse(
       c.req.header("range"),

@@ -86,6 +86,7 @@ export function localReads(port: GatewayStorage): GatewayStorage {
     stat: (cid) => port.stat(cid, local),
     read: (cid, range) => port.read(cid, range, local),
     mayRead: port.mayRead && ((cid) => port.mayRead!(cid, local)),
+    leavesReadable: port.leavesReadable && ((cids) => port.leavesReadable!(cids, local)),
     car: (cid, scope, signal) => port.car(cid, scope, signal, local),
   };
 }

@@ -453,7 +453,8 @@ async function fileResponse(
     codec: codecOf(cid),
     block: (b: string) => request.readBlock(b, c.req.raw.signal),
     // Asked for only when there are leaves to check: an identity file needs no storage.
-    mayRead: (b: string) => request.port().mayRead?.(b) ?? Promise.resolve(true),
+    leavesReadable: (cids: readonly string[]) =>
+      request.port().leavesReadable?.(cids) ?? Promise.resolve({ checks: false }),
   };
   return await rangedResponse(
     c.req.header("range"),

@@ -5,10 +5,15 @@
  * block is, `404 chunk_not_found`, and not with a `200`, its length, then a cut body (review s76
  * F3). A `HEAD` is checked the same way, so it promises no `200` its `GET` cannot keep.
  *
+ * What it cannot see: on a node with storage peers a leaf not held here is taken as readable (the
+ * peers are not asked, a round trip per leaf), so a leaf that no peer holds still gets a `200` and a
+ * cut body; there the check stops after one call. A range of more than `MAX_RANGE_STEPS` leaves is
+ * not checked either (see `assertRangeReadable`).
+ *
  * @module
  */
 import { type CidCodec, DAG_PB_CODEC } from "../protocols/cid.ts";
-import { assertRangeReadable } from "../storage/unixfs.ts";
+import { assertRangeReadable, type LeafChecker } from "../storage/unixfs.ts";
 
 /** Opens bytes `[start, end)` of a file, as `rangedResponse` calls it. */
 export type RangeOpener = (start: number, end: number) => Promise<ReadableStream<Uint8Array>>;
@@ -19,8 +24,8 @@ export interface RangeChecks {
   codec: CidCodec;
   /** A verified block (the file's inner nodes). */
   block: (cid: string) => Promise<Uint8Array>;
-  /** `GatewayStorage.mayRead` (true for every leaf where the port has none). */
-  mayRead: (cid: string) => Promise<boolean>;
+  /** `GatewayStorage.leavesReadable`; without it, every leaf is taken as readable. */
+  leavesReadable?: LeafChecker;
 }
 
 /**
@@ -36,8 +41,8 @@ export function checkedOpener(
   head: boolean,
 ): RangeOpener {
   return async (start, end) => {
-    if (checks.codec === DAG_PB_CODEC) {
-      await assertRangeReadable(cid, start, end, checks.block, checks.mayRead);
+    if (checks.codec === DAG_PB_CODEC && checks.leavesReadable !== undefined) {
+      await assertRangeReadable(cid, start, end, checks.block, checks.leavesReadable);
     }
     return head ? ReadableStream.from<Uint8Array>([]) : await open(start, end);
   };

@@ -3,10 +3,11 @@
  * given or proved ({@link GivenChunks}), which writes a holder missed, which peers answered a
  * read of a chunk without its bytes (read last until they serve it right), and which failed this
  * node's audit of a chunk (placed last for it), or audits in several recent rounds (placed last
- * for every chunk for a while). The store owns one {@link ReplicaRecords}: its puts, reads
- * (`_replica_reads.ts`) and repairs (`_replica_repair.ts`) record outcomes in it, the owner's
- * audits record their failures (`ReplicatedStore.failedAudit`), and `holders`, `missedWrite`,
- * `wasGiven` and `setPeers` read or prune it. What the audits found ({@link AuditPenalties}: failed
+ * for every chunk for a while, with every other key of the address group it was last seen in).
+ * The store owns one {@link ReplicaRecords}: its puts, reads (`_replica_reads.ts`) and repairs
+ * (`_replica_repair.ts`) record outcomes in it, the owner's audits record their failures
+ * (`ReplicatedStore.failedAudit`), and `holders`, `missedWrite`, `wasGiven` and `setPeers` read or
+ * prune it. What the audits found ({@link AuditPenalties}: failed
  * pairs, strikes, demotions) is kept in a record the store is given, which the StorageActor keeps
  * in a file, so a restart does not forget it. Not part of the public API.
  *
@@ -14,6 +15,7 @@
  */
 import { AuditPenalties } from "./audit_penalties.ts";
 import type { GivenChunks } from "./given_chunks.ts";
+import type { RankedPeer } from "./rendezvous.ts";
 import type { StoragePeer } from "./storage_peer.ts";
 
 export { DEMOTION_ROUNDS, DEMOTION_STRIKES, STRIKE_WINDOW_ROUNDS } from "./audit_penalties.ts";
@@ -35,6 +37,14 @@ export const DEFAULT_MAX_MISSED_WRITES: number = 65_536;
  */
 const MAX_UNSERVED = DEFAULT_MAX_MISSED_WRITES;
 
+/**
+ * A placement group that names an address (`rendezvous.ts`): an IPv4 address, or an IPv6 block or
+ * link-local address. Only such a group holds one key's demotion against the others in it; a
+ * group that names none (the one every relayed peer shares, `(unaddressed)`) is hosts that have
+ * nothing else in common, and one liar among them would rank every honest relayed peer last.
+ */
+const ADDRESS_GROUP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:]*(\/\d{1,3})?(%\S+)?)$/i;
+
 /** A store's record of what its peers were given, missed, and served (see the module doc). */
 export class ReplicaRecords {
   /**
@@ -53,6 +63,17 @@ export class ReplicaRecords {
   readonly #penalties: AuditPenalties;
   /** Chunks each peer was given or proved; kept across {@link setPeers}. */
   readonly #given: GivenChunks;
+  /** The address group ({@link ADDRESS_GROUP}) of each peer of the set that is in one. */
+  #groupOf = new Map<string, string>();
+  /**
+   * Per demoted peer, the address group it was last seen in. In memory only, never in the
+   * penalties file: a group is this node's view of an address at one time (a DHCP lease, a
+   * carrier's NAT, a relay), not an identity, and the file would become a record of peers' IP
+   * addresses; after a restart a demoted key is tied to its group again once it connects.
+   */
+  readonly #demotedIn = new Map<string, string>();
+  /** The groups of {@link #demotedIn}: every peer in one is placed last (review s76 F5). */
+  #heldGroups = new Set<string>();
   /** The store's `holders`: the r peers that should hold a chunk. */
   readonly #holders: (cid: string) => StoragePeer[];
 
@@ -99,6 +120,37 @@ export class ReplicaRecords {
     }
     this.#penalties.setPeers(ids, this.#given);
     this.#given.setPeers(ids);
+    this.#holdGroups(); // a demotion forgotten with a peer away past the retention
+  }
+
+  /**
+   * The peer set (its constructor's, or each `setPeers`'): the address group each peer is in now,
+   * as this node sees it ({@link RankedPeer.group}). A demoted peer's group is held against every
+   * peer in it ({@link placementOrder}).
+   */
+  seeGroups(peers: readonly RankedPeer[]): void {
+    this.#groupOf = new Map();
+    for (const peer of peers) {
+      if (peer.group !== undefined && ADDRESS_GROUP.test(peer.group)) {
+        this.#groupOf.set(peer.id, peer.group);
+      }
+    }
+    this.#holdGroups();
+  }
+
+  /**
+   * {@link #demotedIn} and {@link #heldGroups} after a change of the peers or the demotions: a
+   * demoted peer in the set is tied to its group now, and one whose demotion ended (ran out, or
+   * forgotten) holds its group no longer. Bounded by the demoted peers the penalties keep.
+   */
+  #holdGroups(): void {
+    for (const [id, group] of this.#groupOf) {
+      if (this.#penalties.demoted(id)) this.#demotedIn.set(id, group);
+    }
+    for (const id of this.#demotedIn.keys()) {
+      if (!this.#penalties.demoted(id)) this.#demotedIn.delete(id);
+    }
+    this.#heldGroups = new Set(this.#demotedIn.values());
   }
 
   /** `ReplicatedStore.missedWrite`. */
@@ -140,6 +192,7 @@ export class ReplicaRecords {
    */
   failedAudit(peerId: string, cids: readonly string[]): void {
     this.#penalties.failedAudit(peerId, cids);
+    this.#holdGroups(); // demoted now, or another demotion evicted to make room
   }
 
   /**
@@ -158,6 +211,7 @@ export class ReplicaRecords {
   /** An audit round of this node's ended: strikes age, and demotions that ran out end. */
   auditRoundEnded(): void {
     this.#penalties.auditRoundEnded();
+    this.#holdGroups();
   }
 
   /** Whether `peerId` is placed last for every chunk (see {@link failedAudit}). */
@@ -167,17 +221,22 @@ export class ReplicaRecords {
 
   /**
    * The peers to place `cid` on, in order: its rank order (`ranked`), except that a peer that
-   * failed this node's audit of it, or is demoted for every chunk, comes after every other. Its
-   * first r are the chunk's holders (writes, repairs, audits): kept in rank, a holder that kept
-   * nothing was sent a fresh copy of each chunk it failed by every round's repair, which the
-   * auditor paid, and its share of every put (review s62). Past the others it is still a fallback
-   * when too few peers are left.
+   * failed this node's audit of it, or is demoted for every chunk, or is in the address group a
+   * demoted peer was last seen in, comes after every other. Its first r are the chunk's holders
+   * (writes, repairs, audits): kept in rank, a holder that kept nothing was sent a fresh copy of
+   * each chunk it failed by every round's repair, which the auditor paid, and its share of every
+   * put (review s62); and keyed by key alone, a demoted host came back under a fresh key from the
+   * same address and held copies of half the chunks at once (review s76 vstore F5). Past the
+   * others it is still a fallback when too few peers are left.
    */
   placementOrder(cid: string, ranked: StoragePeer[]): StoragePeer[] {
     const penalties = this.#penalties;
     if (penalties.empty) return ranked;
+    const held = this.#heldGroups;
+    const groupHeld = (peer: RankedPeer) =>
+      held.size > 0 && peer.group !== undefined && held.has(peer.group);
     const last = (peer: StoragePeer) =>
-      penalties.demoted(peer.id) || penalties.failedAuditOf(peer.id, cid);
+      penalties.demoted(peer.id) || penalties.failedAuditOf(peer.id, cid) || groupHeld(peer);
     return [...ranked.filter((p) => !last(p)), ...ranked.filter(last)];
   }
 

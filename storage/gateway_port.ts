@@ -8,6 +8,7 @@
 import type { CarScope } from "./car.ts";
 import type { FileInfo, PutFileResult } from "./file_store.ts";
 import type { ShareRecord } from "./share_links.ts";
+import type { LeafCheck } from "./unixfs.ts";
 
 /**
  * The storage side of the gateway and the file routes.
@@ -47,6 +48,13 @@ export interface GatewayStorage {
    * Optional: a port without it has every leaf taken as readable.
    */
   mayRead?(cid: string, options?: { local?: boolean }): Promise<boolean>;
+  /**
+   * {@link mayRead} of many leaves in one call (one node's, for the check a file route makes before
+   * its `200`): the first that a read is known to fail on, and whether leaves not held here are
+   * checked at all (`checks`: false on a node with storage peers, when nothing here is kept from
+   * them, so the caller stops asking). Optional: a port without it has every leaf taken as readable.
+   */
+  leavesReadable?(cids: readonly string[], options?: { local?: boolean }): Promise<LeafCheck>;
   /** A CAR of the DAG under `cid`. */
   car(
     cid: string,

@@ -242,6 +242,7 @@ export class ReplicatedStore implements BlockStore {
       options?.penalties,
     );
     this.#records.given.setPeers(this.#peers.map((p) => p.id));
+    this.#records.seeGroups(this.#peers);
     const core: ReplicaCore = {
       peers: () => this.#peers,
       replicas: this.#r,
@@ -278,6 +279,7 @@ export class ReplicatedStore implements BlockStore {
   setPeers(peers: readonly StoragePeer[]): void {
     this.#peers = distinctById(peers);
     const ids = new Set(peers.map((p) => p.id));
+    this.#records.seeGroups(this.#peers);
     this.#records.setPeers(ids);
   }
 

@@ -2,7 +2,9 @@
  * `assertRangeReadable` (`storage/unixfs.ts`), the check the file routes make before their `200`
  * (review s76 F3): a lost leaf of the range asked for is `chunk_not_found`; one outside it is not
  * looked at; and the check stops, passing, once its walk has read its budget of nodes, so a file
- * whose leaves are dag-pb nodes is not read twice.
+ * whose leaves are dag-pb nodes is not read twice. Its cost (review s76 vcar F1-F3): one leaf check
+ * per node, not per leaf; a range of more leaves than its bound is not walked; a storage that checks
+ * nothing (a node with storage peers) ends the walk after one call.
  */
 import assert from "node:assert/strict";
 import * as dagPb from "@ipld/dag-pb";
@@ -10,7 +12,11 @@ import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
 import { cidOf, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { assertRangeReadable } from "../../storage/unixfs.ts";
+import {
+  assertRangeReadable,
+  type LeafChecker,
+  MAX_LEAVES_PER_CHECK,
+} from "../../storage/unixfs.ts";
 
 /** Blocks in memory by CID, and every CID read. */
 function memory() {
@@ -21,8 +27,33 @@ function memory() {
     const bytes = blocks.get(cid);
     return bytes ? Promise.resolve(bytes) : Promise.reject(new Error(`no ${cid}`));
   };
-  const mayRead = (cid: string) => Promise.resolve(blocks.has(cid));
-  return { blocks, reads, get, mayRead };
+  /** Each call of the leaf check, with the leaves it carried. */
+  const calls: (readonly string[])[] = [];
+  const mayRead: LeafChecker = (cids) => {
+    calls.push(cids);
+    return Promise.resolve({ missing: cids.find((cid) => !blocks.has(cid)), checks: true });
+  };
+  return { blocks, reads, get, mayRead, calls };
+}
+
+/** `count` distinct raw leaves of `size` bytes, stored, with `seed` making them distinct. */
+function rawLeaves(blocks: Map<string, Uint8Array>, count: number, size: number, seed: number) {
+  return Array.from({ length: count }, (_, i) => {
+    const bytes = new Uint8Array(size).fill(seed);
+    new DataView(bytes.buffer).setUint32(0, i);
+    const cid = cidOf(bytes, RAW_CODEC);
+    blocks.set(cid, bytes);
+    return { cid, size };
+  });
+}
+
+/** A root over `nodes` inner nodes of `leaves` raw leaves of 10 bytes each; the root and leaves. */
+function twoLevels(blocks: Map<string, Uint8Array>, nodes: number, leaves: number) {
+  const inner = Array.from({ length: nodes }, (_, n) => {
+    const children = rawLeaves(blocks, leaves, 10, n + 1);
+    return { cid: fileNode(blocks, children), size: 10 * leaves, children };
+  });
+  return { root: fileNode(blocks, inner), inner };
 }
 
 /** A UnixFS file node over `children` of `size` bytes each, stored in `blocks`; its CID. */
@@ -74,4 +105,54 @@ Deno.test("the check stops, passing, once it has read its budget of nodes: dag-p
   // With room for ~3 KiB of nodes it stops after a few, and passes.
   await assertRangeReadable(root, 0, 10 * 1024 + 5, get, mayRead, { maxNodeBytes: 3 * 1024 });
   assert.ok(reads.length <= 5, `read ${reads.length} blocks with a 3 KiB budget`);
+});
+
+Deno.test("each node's leaves go to the check in one call, in order, and a lost one is named", async () => {
+  const { blocks, get, mayRead, calls } = memory();
+  const { root, inner } = twoLevels(blocks, 3, 6);
+  await assertRangeReadable(root, 0, 3 * 60, get, mayRead);
+  assert.deepEqual(calls, inner.map((node) => node.children.map((leaf) => leaf.cid)));
+  // The middle node's fourth leaf lost: the check stops at its node's call and names it.
+  const lost = inner[1].children[3].cid;
+  blocks.delete(lost);
+  calls.length = 0;
+  const refused = await assertRangeReadable(root, 0, 3 * 60, get, mayRead).catch((e) => e);
+  assert.equal(refused?.code, "chunk_not_found");
+  assert.match(refused.message, new RegExp(lost));
+  assert.equal(calls.length, 2);
+});
+
+Deno.test("a range of more leaves than maxSteps is not walked: judged from the first node of leaves, nothing checked", async () => {
+  const { blocks, reads, get, mayRead, calls } = memory();
+  const { root, inner } = twoLevels(blocks, 4, 6); // 24 leaves
+  blocks.delete(inner[3].children[5].cid); // a hole the skipped check would have found
+  // 24 leaves and 4 nodes of them: 28 steps.
+  await assertRangeReadable(root, 0, 4 * 60, get, mayRead, { maxSteps: 27 });
+  assert.equal(calls.length, 0);
+  assert.deepEqual(reads, [root, inner[0].cid]); // the leftmost path only
+  // A range within the bound (18 leaves, 3 nodes: 21 steps) is still checked whole.
+  const refused = await assertRangeReadable(root, 60, 4 * 60, get, mayRead, { maxSteps: 21 })
+    .catch((e) => e);
+  assert.equal(refused?.code, "chunk_not_found");
+});
+
+Deno.test("a storage that checks nothing (checks: false, a node with storage peers) ends the walk after one call", async () => {
+  const { blocks, reads, get, calls } = memory();
+  const { root, inner } = twoLevels(blocks, 5, 6);
+  const unchecking: LeafChecker = (cids) => {
+    calls.push(cids);
+    return Promise.resolve({ checks: false });
+  };
+  await assertRangeReadable(root, 0, 5 * 60, get, unchecking);
+  assert.equal(calls.length, 1);
+  // The root, the first node, and the next one (its read is what ends the first node's leaves).
+  assert.deepEqual(reads, [root, inner[0].cid, inner[1].cid]);
+});
+
+Deno.test("a node of more leaves than one call may carry is checked in bounded calls", async () => {
+  const { blocks, get, mayRead, calls } = memory();
+  const leaves = rawLeaves(blocks, MAX_LEAVES_PER_CHECK + 5, 10, 7);
+  const root = fileNode(blocks, leaves);
+  await assertRangeReadable(root, 0, leaves.length * 10, get, mayRead);
+  assert.deepEqual(calls.map((c) => c.length), [MAX_LEAVES_PER_CHECK, 5]);
 });
