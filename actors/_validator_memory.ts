@@ -6,7 +6,7 @@
  * receipts not recorded here yet (held until the receipt comes in through the intake), and
  * "proof withheld" claims that outran their receipt or their author's pledge, or that came without
  * the evidence of a receipt forgotten here. Each is bounded and forgets its oldest entry first
- * (the held claims: the newest of the least backed, {@link MAX_HELD_CLAIMS_PER_CLAIMANT}), so no
+ * (the held claims: the least backed, {@link MAX_HELD_CLAIMS_PER_CLAIMANT}), so no
  * peer can grow the validator's memory without bound; what of it is kept across a stop
  * ({@link ValidatorMemory.waiting}) is bounded apart, by what a durable write at each finalize
  * tick may cost. Owned by the actor, read and written only inside its `receive`. Not part of the
@@ -150,22 +150,29 @@ export const MAX_HELD_CLAIMS = 256;
  * (`MAX_OPEN_CHALLENGES_PER_WORKER`, 16): more claims than that about one withholding worker's
  * receipts could not all be taken over at once.
  *
- * With the space ({@link MAX_HELD_CLAIMS}) full, the claim dropped is the newest of the least
- * backed ({@link ClaimBacking}): each held claim reserves one false-accusation penalty of its
- * author's free stake (what a fraud proof of it must have free: `_fraud_proofs.ts`), a claimant's
- * claims in the order held, so a claim its author's stake does not cover (no pledge here yet, a
- * 1-unit pledge, stake spent or reserved by its other claims) goes before any covered one, and
- * among claims alike the one held last goes. Review s76 (F1): every staked claimant counted alike
- * and the longest held went, so 256 claims from fresh keys pledging 1 unit each, about made-up
- * receipt ids, pushed out an honest staked claim that had outrun its receipt, and the worker that
- * withheld was paid here and kept its stake. Why the newest and not the oldest, nor the
- * newcomer refused: the claims kept are then those best backed, and among equals those held
- * first, whatever came in between — a ledger fed the same claims in another order keeps the same
- * ones, except among equals in the lowest class, where arrival decides either way. What is left:
- * a flooder whose keys pledge a penalty each and fill the space before an honest claim of the
- * same class arrives has that claim dropped (its author's own ledger and those it reaches first
- * still take it over); past {@link MAX_HELD_CLAIM_AGE_MS} its claims expire and it must send them
- * again, each time before the claim it means to push out.
+ * With the space ({@link MAX_HELD_CLAIMS}) full, one claim of the least backed class goes
+ * ({@link ClaimBacking}): each held claim reserves one false-accusation penalty of its author's
+ * free stake (what a fraud proof of it must have free: `_fraud_proofs.ts`), a claimant's claims in
+ * the order held, so a claim its author's stake does not cover (no pledge here yet, a 1-unit
+ * pledge, stake spent or reserved by its other claims) goes before any covered one; within the
+ * class, the newest claim of the claimant holding the most claims, and among claimants holding as
+ * many, the newest. Review s76 (gossip F1): every staked claimant counted alike and the longest
+ * held went, so 256 claims from fresh keys pledging 1 unit each, about made-up receipt ids, pushed
+ * out an honest staked claim that had outrun its receipt, and the worker that withheld was paid
+ * here and kept its stake. Review s76 (vroute F1): with the newest covered claim dropped whoever
+ * held it, 16 keys pledging 16 penalties each (a pledge's amount is self-declared and costs a
+ * signature) whose 16 claims each filled the space before the honest one had it dropped. Why the
+ * claimant holding the most: a key gains no place by holding more claims, so pushing out a
+ * claimant's one claim takes as many keys as the space has places. Why the newest and not the
+ * oldest, nor the newcomer refused: the claims kept are then those best backed, and among equals
+ * those held first, whatever came in between — a ledger fed the same claims in another order
+ * keeps as many of each claimant's, except at a tie, where arrival decides either way. What is
+ * left: {@link MAX_HELD_CLAIMS} keys with one claim each that fill the space before an honest
+ * claim of the same class arrives have that claim dropped (its author's own ledger and those it
+ * reaches first still take it over): keys pledging a penalty each against a staked claimant's,
+ * keys with no pledge against one held for its author's pledge; past
+ * {@link MAX_HELD_CLAIM_AGE_MS} their claims expire and they must send them again, each time before
+ * the claim they mean to push out.
  *
  * Who pays for a reservation: nobody. A claim moves no balance (`_peer_verdicts.ts`); a held
  * claim is released — its reservation with it — when it is taken (its receipt or its author's
@@ -190,7 +197,7 @@ export function heldClaimMaxAgeMs(challengeWindowMs: number): number {
  * stale: it was signed before the claim was, by a clock up to a skew off, and the claim came here
  * later still), plus a challenge window for a claim held for its author's pledge (its receipt,
  * recorded here before the claim came, closes within one). Without an end, claims about receipts
- * that never come sat covered for good, and with the newest of the least backed dropped, every
+ * that never come sat covered for good, and with the newest among equals dropped, every
  * later claim of their class was refused. The caller gives its ledger's
  * ({@link ClaimBacking.maxAgeMs}, {@link heldClaimMaxAgeMs}); this is the default window's.
  */
@@ -589,7 +596,7 @@ export class ValidatorMemory {
    * ({@link takeRecordedClaims}). One per claimant and receipt (a re-signed copy holds nothing
    * more). Claims past `backing`'s age are forgotten first. Bounded: past
    * {@link MAX_HELD_CLAIMS_PER_CLAIMANT} for its claimant, that claimant's longest held claim is
-   * dropped; past {@link MAX_HELD_CLAIMS} in all, the newest of the least backed (see
+   * dropped; past {@link MAX_HELD_CLAIMS} in all, one of the least backed (see
    * {@link MAX_HELD_CLAIMS_PER_CLAIMANT}).
    */
   holdClaim(
@@ -623,24 +630,34 @@ export class ValidatorMemory {
   }
 
   /**
-   * Drop the newest of the claims least backed: those their author's stake does not cover (a
-   * claimant's claims covered in the order held) if any, else any.
+   * Drop one claim of the least backed class: those their author's stake does not cover (a
+   * claimant's claims covered in the order held) if any, else any; in it, the newest claim of the
+   * claimant holding the most claims here, and among claimants holding as many, the newest.
    */
   #dropLeastBacked(backing: ClaimBacking | boolean): void {
     const covers = (claimant: string) =>
       typeof backing === "boolean" ? (backing ? Infinity : 0) : backing.covers(claimant);
     const cover = new Map<string, number>();
     const seen = new Map<string, number>();
-    let newest: string | undefined;
-    let newestUncovered: string | undefined;
+    // Each claimant's newest claim (a claimant's uncovered claims are its newest), and whether it
+    // has an uncovered one; the map iterates in the order held, so a later key is newer.
+    const newest = new Map<string, string>();
+    const uncovered = new Set<string>();
     for (const [key, { claimant }] of this.#claims) {
       if (!cover.has(claimant)) cover.set(claimant, covers(claimant));
       const n = seen.get(claimant) ?? 0;
       seen.set(claimant, n + 1);
-      newest = key;
-      if (n >= cover.get(claimant)!) newestUncovered = key;
+      newest.delete(claimant); // re-inserted last: claimants end in the order of their newest
+      newest.set(claimant, key);
+      if (n >= cover.get(claimant)!) uncovered.add(claimant);
     }
-    const dropped = newestUncovered ?? newest;
+    let dropped: string | undefined;
+    let most = 0;
+    for (const [claimant, key] of newest) {
+      if (uncovered.size > 0 && !uncovered.has(claimant)) continue;
+      const held = seen.get(claimant)!;
+      if (held >= most) [dropped, most] = [key, held];
+    }
     if (dropped !== undefined) this.#takeClaims((_, key) => key === dropped, 1);
   }
 

@@ -1,9 +1,9 @@
 /**
  * The held claims' memory (`actors/_validator_memory.ts`): each claim held reserves one
  * false-accusation penalty of its author's free stake, a claim its author's stake does not cover
- * goes first when the space is full, among equals the newest, and a claim past its age is
- * forgotten, its reservation with it (review s76, F1; through the ValidatorActor:
- * `held_claim_flood_test.ts`).
+ * goes first when the space is full, within a class the newest of the claimant holding the most,
+ * among equals the newest, and a claim past its age is forgotten, its reservation with it (review
+ * s76, gossip F1 and vroute F1; through the ValidatorActor: `held_claim_flood_test.ts`).
  *
  * @module
  */
@@ -12,8 +12,10 @@ import {
   type ClaimBacking,
   MAX_HELD_CLAIM_AGE_MS,
   MAX_HELD_CLAIMS,
+  MAX_HELD_CLAIMS_PER_CLAIMANT,
   ValidatorMemory,
 } from "../../actors/_validator_memory.ts";
+import type { Verdict } from "../../protocols/verdict.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { START, withheldVerdict } from "./_validator_fixture.ts";
@@ -100,4 +102,68 @@ Deno.test("a held claim expires: past its age it is forgotten at the next claim 
   memory.holdClaim(newer, PEER, backing(covers, START + MAX_HELD_CLAIM_AGE_MS + 1));
   assert.equal(memory.takeHeldClaims(stale.subjectId).length, 0, "the stale claim expired");
   assert.equal(memory.takeHeldClaims(newer.subjectId).length, 1, "the newcomer was held");
+});
+
+Deno.test("among claims of one class the claimant holding the most goes first, its newest: 16 keys' 16 claims each, held first, do not push out a newcomer's one claim, covered or not", () => {
+  // Review s76 vroute (F1): pledges are self-declared, so 16 keys pledging 16 penalties each
+  // covered 256 claims, and with the newest of equals dropped the honest claim held last went.
+  for (const cover of [MAX_HELD_CLAIMS_PER_CLAIMANT, 0]) {
+    const memory = new ValidatorMemory();
+    const covers = new Map<string, number>();
+    const keys = Array.from(
+      { length: MAX_HELD_CLAIMS / MAX_HELD_CLAIMS_PER_CLAIMANT },
+      () => Identity.generate(),
+    );
+    const flood: Verdict[][] = keys.map((k) => {
+      covers.set(toHex(k.publicKey), cover);
+      return Array.from({ length: MAX_HELD_CLAIMS_PER_CLAIMANT }, () => {
+        const claim = withheldVerdict(madeUpId(), worker.publicKey, START, k);
+        memory.holdClaim(claim, PEER, backing(covers));
+        return claim;
+      });
+    });
+    assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+    const honest = Identity.generate();
+    covers.set(toHex(honest.publicKey), cover);
+    const claim = withheldVerdict(madeUpId(), worker.publicKey, START, honest);
+    memory.holdClaim(claim, PEER, backing(covers));
+    assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+    assert.equal(memory.takeHeldClaims(claim.subjectId).length, 1, `cover ${cover}: kept`);
+    // Every flooder held 16, so the newest of theirs went: the last key's last claim.
+    const last = flood.at(-1)!;
+    assert.equal(memory.takeHeldClaims(last.at(-1)!.subjectId).length, 0, "the newest went");
+    assert.equal(memory.takeHeldClaims(last.at(-2)!.subjectId).length, 1);
+    assert.equal(memory.takeHeldClaims(flood[0].at(-1)!.subjectId).length, 1);
+  }
+});
+
+Deno.test("a claim its author's stake does not cover still goes first, whoever holds the most: a staked key's 16 covered claims stay and a 1-unit key's one claim goes", () => {
+  const memory = new ValidatorMemory();
+  const covers = new Map<string, number>();
+  const staked = Identity.generate();
+  covers.set(toHex(staked.publicKey), MAX_HELD_CLAIMS_PER_CLAIMANT);
+  const others = Array.from(
+    { length: MAX_HELD_CLAIMS - MAX_HELD_CLAIMS_PER_CLAIMANT },
+    () => Identity.generate(),
+  );
+  for (const k of others) covers.set(toHex(k.publicKey), 1);
+  const stakedClaims = Array.from({ length: MAX_HELD_CLAIMS_PER_CLAIMANT }, () => {
+    const claim = withheldVerdict(madeUpId(), worker.publicKey, START, staked);
+    memory.holdClaim(claim, PEER, backing(covers));
+    return claim;
+  });
+  for (const k of others) {
+    memory.holdClaim(
+      withheldVerdict(madeUpId(), worker.publicKey, START, k),
+      PEER,
+      backing(covers),
+    );
+  }
+  const unit = Identity.generate(); // no cover: a 1-unit pledge
+  const uncovered = withheldVerdict(madeUpId(), worker.publicKey, START, unit);
+  memory.holdClaim(uncovered, PEER, backing(covers));
+  assert.equal(memory.takeHeldClaims(uncovered.subjectId).length, 0, "the uncovered claim went");
+  for (const claim of stakedClaims) {
+    assert.equal(memory.takeHeldClaims(claim.subjectId).length, 1);
+  }
 });

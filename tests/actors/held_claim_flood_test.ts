@@ -1,10 +1,13 @@
 /**
  * Through the ValidatorActor: "proof withheld" claims held for their receipt
  * (`actors/_validator_memory.ts`, `MAX_HELD_CLAIMS`) are backed: each reserves one false-accusation penalty of its author's free
- * stake, and with the space full the newest of the least backed goes. Review s76 (F1): a staked
- * claimant's honest claim that outran its receipt was pushed out by 256 claims from fresh keys
- * pledging 1 unit each about made-up receipt ids (every staked claimant counted alike, the longest
- * held went), and the worker that withheld its proof was paid here and kept its whole stake.
+ * stake, and with the space full the least backed class gives way, the claimant holding the most
+ * first. Review s76 (gossip F1): a staked claimant's honest claim that outran its receipt was
+ * pushed out by 256 claims from fresh keys pledging 1 unit each about made-up receipt ids (every
+ * staked claimant counted alike, the longest held went), and the worker that withheld its proof
+ * was paid here and kept its whole stake. Review s76 (vroute F1): then 16 keys pledging 16
+ * penalties each, 16 claims each sent before the honest one, had it dropped (the newest of
+ * covered claims went).
  * The memory's own rule: `held_claim_backing_test.ts`.
  *
  * @module
@@ -13,7 +16,7 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_actor.ts";
-import { MAX_HELD_CLAIMS } from "../../actors/_validator_memory.ts";
+import { MAX_HELD_CLAIMS, MAX_HELD_CLAIMS_PER_CLAIMANT } from "../../actors/_validator_memory.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { receiptId } from "../../protocols/receipt.ts";
@@ -50,12 +53,14 @@ function madeUpId(): string {
 }
 
 interface Flood {
-  /** How many flooders each send one claim about a made-up receipt. */
+  /** How many claims about made-up receipts the flood holds in all. */
   claims: number;
-  /** What each flooder pledges. */
+  /** What each flooder key pledges. */
   pledge: number;
   /** Whether the flood comes before the honest claim (else after it). */
   first?: boolean;
+  /** Claims per flooder key (default 1: `claims` keys). */
+  perKey?: number;
 }
 
 /**
@@ -87,9 +92,10 @@ async function withheldAfter(flood: Flood) {
         origin: PEER,
       });
     const floodClaims = async () => {
-      for (const key of flooders.slice(0, flood.claims)) {
+      const perKey = flood.perKey ?? 1;
+      for (const key of flooders.slice(0, flood.claims / perKey)) {
         await pledge(key, flood.pledge);
-        await claim(madeUpId(), key);
+        for (let i = 0; i < perKey; i++) await claim(madeUpId(), key);
       }
     };
     await pledge(worker, WORKER_STAKE);
@@ -127,10 +133,36 @@ Deno.test("claims covered as well as the honest one, held after it, go before it
   assert.deepEqual(flooded, control);
 });
 
-Deno.test("the rule's other ending: covered claims that filled the space before the honest one keep their places, and the honest claim, the newest of equals, is dropped here", async () => {
+Deno.test("the rule's other ending: 256 keys pledging a penalty each, one claim each, that filled the space before the honest one keep their places, and the honest claim, the newest of equals, is dropped here", async () => {
   const flooded = await withheldAfter({ claims: MAX_HELD_CLAIMS, pledge: PENALTY, first: true });
   // Paid here: the stated limit (docs/PROOF.md, held claims): its claimant's own ledger, and
   // those the claim reaches before such a flood, still take it over.
   assert.equal(flooded.status, "final");
   assert.equal(flooded.worker.stake, WORKER_STAKE);
+});
+
+Deno.test("16 keys pledging 16 penalties each (self-declared) fill the space with 16 claims each before the honest claim: the honest claim is kept and the withholding worker is slashed", async () => {
+  // Review s76 vroute (F1): every flood claim was covered, the newest of equals went, and the
+  // newest was the honest claim; the claimant holding the most claims goes first now.
+  const control = await withheldAfter({ claims: 0, pledge: 1 });
+  const perKey = MAX_HELD_CLAIMS_PER_CLAIMANT;
+  const flooded = await withheldAfter({
+    claims: MAX_HELD_CLAIMS,
+    perKey,
+    pledge: perKey * PENALTY,
+    first: true,
+  });
+  assert.equal(control.status, "fraud");
+  assert.deepEqual(flooded, control);
+});
+
+Deno.test("128 keys pledging 2 penalties each, 2 claims each, before the honest claim: kept, the worker slashed (pushing out one claim takes 256 keys)", async () => {
+  const control = await withheldAfter({ claims: 0, pledge: 1 });
+  const flooded = await withheldAfter({
+    claims: MAX_HELD_CLAIMS,
+    perKey: 2,
+    pledge: 2 * PENALTY,
+    first: true,
+  });
+  assert.deepEqual(flooded, control);
 });
