@@ -14,7 +14,13 @@ import { unreachableEntryCount } from "../storage/unixfs_names.ts";
 import { assertRawLeafSizes } from "../storage/unixfs.ts";
 import { FileStore } from "../storage/file_store.ts";
 import { PendingPut } from "../storage/pending_put.ts";
-import { createShareLink, openShareLink, ShareStore } from "../storage/share_links.ts";
+import {
+  createShareLink,
+  openShareLink,
+  type ShareRecord,
+  ShareStore,
+} from "../storage/share_links.ts";
+import { ProgressBar } from "../storage/progress_bar.ts";
 import {
   existingStoreDir,
   notInStore,
@@ -206,11 +212,10 @@ export async function runShare(
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   // `share revoke` without its ID is told so, not taken for the file with the CID "revoke".
-  const wrong = wrongOperands(
-    positionals,
-    SHARE_OPERANDS[positionals[0]] ?? SHARE_CID,
-    SHARE_USAGE,
-  );
+  const operands = positionals[0] === "list"
+    ? SHARE_LIST_OPERANDS.slice(0, positionals.length > 1 ? 2 : 1)
+    : SHARE_OPERANDS[positionals[0]] ?? SHARE_CID;
+  const wrong = wrongOperands(positionals, operands, SHARE_USAGE);
   if (wrong !== undefined) return wrong;
   const dir = await dataDir(values);
   return await reportErrors(async () => {
@@ -221,11 +226,27 @@ export async function runShare(
       const revoked = await shares.revoke(positionals[1]);
       if (!revoked) throw new StorageError("share_not_found", `no share ${positionals[1]}`);
       console.log(`revoked ${positionals[1]}`);
+      console.error(KEYS_OUTLIVE_REVOKE);
+      return;
+    }
+    if (positionals[0] === "list") {
+      const shares = await ShareStore.open(await existingStoreDir(dir));
+      const now = Date.now();
+      for (const record of await shares.list(positionals[1])) {
+        console.log(shareListLine(record, now));
+      }
       return;
     }
     if (positionals[0] === "open") {
-      const password = values.password ? await readPassword() : undefined;
-      const { stream } = await openShareLink(positionals[1], {
+      // `-`: the link from stdin (first line; the password, with --password, the second), so
+      // its keys are not in `ps` or the shell history as an argument is.
+      const { link, password } = positionals[1] === "-"
+        ? await readLinkAndPassword(values.password === true)
+        : {
+          link: positionals[1],
+          password: values.password ? await readPassword() : undefined,
+        };
+      const { stream } = await openShareLink(link, {
         password,
         timeoutMs: io.timeoutMs,
       });
@@ -245,21 +266,34 @@ export async function runShare(
       throw new UsageError(`--expires ${values.expires} ends past any date: give a shorter one`);
     }
     const store = await openExistingStore(dir);
+    const password = values.password ? await readPassword() : undefined;
+    const files = new FileStore(store);
+    // Every chunk is decrypted before the keys are handed out (a forged manifest is refused):
+    // a large file takes a while, so it shows a bar as `get` does.
+    // Made on the first report, which carries the size (a private file's is sealed).
+    let bar: ProgressBar | null | undefined;
     const { link, record } = await createShareLink({
       cid,
       owner: await ownerKey(dir, values["key-file"] as string | undefined, cid),
-      files: new FileStore(store),
+      files,
       shares: await ShareStore.open(join(dir, "store")),
       baseUrl,
       expiresAt,
       now,
-      password: values.password ? await readPassword() : undefined,
-    });
+      password,
+      onProgress: (done, total) => {
+        bar ??= ProgressBar.maybe(undefined, total, "check");
+        bar?.update(done);
+      },
+    }).finally(() => bar?.stop());
     console.log(link);
     const until = expiresAt === null
       ? "until revoked"
       : `until ${new Date(expiresAt).toISOString()}`;
-    console.error(`share ${record.id} opens ${cid} ${until}; revoke: share revoke ${record.id}`);
+    console.error(
+      `share ${record.id} serves ${cid} from this node ${until}; stop serving it: share revoke ` +
+        `${record.id}. ${KEYS_OUTLIVE_REVOKE}`,
+    );
   }, "share");
 }
 
@@ -293,13 +327,59 @@ export function shareBaseUrl(text: string | undefined): string {
   return url!.origin;
 }
 
+/**
+ * What revoking does not do, said wherever a share is made or revoked: every share of a file
+ * carries the same keys (a function of its salt), and `/ipfs` and every peer holding a replica
+ * serve its ciphertext to whoever names the CID (docs/STORAGE.md "Share links").
+ */
+export const KEYS_OUTLIVE_REVOKE =
+  "Revoking only stops this node serving the link: its keys stay valid for anyone who has " +
+  "them and the file's ciphertext. To take access back, put the file again and unpin the old copy.";
+
+/**
+ * `share open -`: the link from stdin, and with `wantPassword` the password (a terminal prompts
+ * for each without echo; piped stdin gives the link on its first line, the password on its second).
+ */
+async function readLinkAndPassword(
+  wantPassword: boolean,
+): Promise<{ link: string; password: string | undefined }> {
+  if (Deno.stdin.isTerminal()) {
+    const link = (await readHiddenLine("link: ")).trim();
+    if (!link) throw new UsageError("share open -: no link was given");
+    return { link, password: wantPassword ? await readPassword() : undefined };
+  }
+  const lines = (await new Response(Deno.stdin.readable).text()).split("\n");
+  const link = lines[0].trim();
+  if (!link) throw new UsageError("share open -: no link on stdin");
+  if (!wantPassword) return { link, password: undefined };
+  const password = lines[1]?.replace(/\r$/, "");
+  if (!password) throw new UsageError("share open - --password: no password on stdin's 2nd line");
+  return { link, password };
+}
+
+/** `share list [CID]`'s operands (the CID is optional). */
+const SHARE_LIST_OPERANDS = [
+  ["list", "the action"],
+  ["CID", "list only the shares of this file"],
+] as const;
+
+/** One line of `share list`: id, file, expiry (and whether it is past), when it was made. */
+export function shareListLine(record: ShareRecord, now: number): string {
+  const expires = record.expiresAt === null
+    ? "never"
+    : new Date(record.expiresAt).toISOString() + (now >= record.expiresAt ? " (expired)" : "");
+  return `${record.id}  ${record.cid}  expires ${expires}  created ${
+    new Date(record.createdAt).toISOString()
+  }`;
+}
+
 /** `share CID`'s operand. */
 const SHARE_CID = [["CID", "the private file to share, as put --private printed it"]] as const;
 
 /** The operands of `share revoke` and `share open`, by their first word. */
 const SHARE_OPERANDS: Record<string, readonly (readonly [string, string])[]> = {
   revoke: [["revoke", "the action"], ["ID", "the share to revoke, as share printed it"]],
-  open: [["open", "the action"], ["LINK", "the link share printed"]],
+  open: [["open", "the action"], ["LINK", "the link share printed, or - to read it from stdin"]],
 };
 
 /**

@@ -32,14 +32,22 @@ Examples:
 export const SHARE_USAGE =
   `Usage: cli.ts share CID [--expires DURATION] [--password] [--url URL] [--key-file F] [--data DIR]
        cli.ts share revoke ID [--data DIR]
-       cli.ts share open LINK [-o FILE] [--password]
+       cli.ts share open LINK|- [-o FILE] [--password]
+       cli.ts share list [CID] [--data DIR]
   Print a link that lets someone without your key read private file CID (the key rides in the
-  link's #fragment, or wrapped under a password read from stdin/the terminal) until it expires
-  (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it, an http(s)
-  origin with no path, query or fragment (default ${DEFAULT_NODE_URL}; on another machine give
-  the address others reach it by); any other is refused (exit 2) before a share is made.
+  link's #fragment, or wrapped under a password read from stdin/the terminal). Every chunk is
+  decrypted first: a file whose chunks do not open with its keys is refused (manifest_mismatch).
+  This node serves the link until it expires (--expires 30m|24h|7d; default never) or is
+  revoked. Revoking only stops this node serving it: the keys in the link stay valid for anyone
+  who has them and the file's ciphertext (other nodes, /ipfs, copies). To take access back, put
+  the file again and unpin the old copy. URL: the node serving it, an http(s) origin with no
+  path, query or fragment (default ${DEFAULT_NODE_URL}; on another machine give the address
+  others reach it by); any other is refused (exit 2) before a share is made.
+  share open -: the link from stdin (a terminal prompts without echo), not as an argument,
+  which ps and the shell history show to others; with --password, its 2nd line is the password.
 
 Examples:
   deno run -A cli.ts share CID --expires 24h          # the link; stderr: its ID
-  deno run -A cli.ts share open 'LINK' -o notes.txt   # quoted: the link has & in it
+  deno run -A cli.ts share open - -o notes.txt < link.txt
+  deno run -A cli.ts share list CID                   # each share: ID, file, expiry, created
   deno run -A cli.ts share revoke ID`;

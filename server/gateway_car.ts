@@ -46,12 +46,12 @@ import {
   attachment,
   codecOf,
   type GatewayRequest,
-  IMMUTABLE,
   noneMatch,
   notModified,
   statOf,
 } from "./gateway_request.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
+import { blockCacheControl } from "./private_block_cache.ts";
 
 /**
  * Bytes of a content path's SHA-256 in a CAR's ETag: 16 bytes tell paths apart as well as the
@@ -110,7 +110,7 @@ export async function carResponse(
     ...common,
     "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
     "content-disposition": attachment(root, "car", request.filename),
-    "cache-control": IMMUTABLE,
+    "cache-control": blockCacheControl(cid, node),
     etag,
   };
   if (head || range !== undefined) {

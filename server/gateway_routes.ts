@@ -7,6 +7,7 @@
  * | `GET /ipfs/{cid}[/{path}]?format=raw` (or `Accept: application/vnd.ipld.raw`) | the one block the path names, verified |
  * | `GET /ipfs/{cid}[/{path}]?format=car` (or `Accept: application/vnd.ipld.car`) | a CAR rooted at `{cid}`: the path's directory blocks in order, then the named node's DAG (`dag-scope=all`, `entity` or `block`; `entity-bytes=from:to` of a file: only the blocks of those bytes), depth first, no duplicates |
  * | `GET /ipfs/{cid}[/{path}]` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it) unless an `If-Range` names another version; a directory: 301 to `…/`, then its `index.html` or a generated index |
+ * | `GET /share/{id}` | share `id`'s state: 200 `{share, state: "live", expiresAt, open}` (how to open it; never a key), 404 `share_not_found`, 410 `share_expired` |
  * | `GET /share/{id}/{cid}` | while share `id` is valid: its private file's manifest or one of its chunks (ciphertext) |
  *
  * (`HEAD` for each `/ipfs` route.) The CID and `{path}` are read from the request's raw path
@@ -34,6 +35,7 @@ import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
 import { untilCancelled } from "./cancellable_body.ts";
 import { Hono } from "hono";
 import { canonicalCid, DAG_PB_CODEC, identityBlock, isCid, RAW_CODEC } from "../protocols/cid.ts";
+import { blockCacheControl, PRIVATE_NO_STORE } from "./private_block_cache.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { CAR_MEDIA_TYPE } from "../storage/car.ts";
 import type { FileInfo } from "../storage/file_store.ts";
@@ -215,14 +217,38 @@ export function gatewayRoutes(
     }
   });
 
+  // What a browser asks when the printed link is opened as a URL (the fragment, the keys, stays
+  // in the browser): the share's state and how to open it, never a key. It answered "no route",
+  // the same for a live link as for a revoked one (review s76).
+  app.get("/share/:id", async (c) => {
+    const { id } = c.req.param();
+    const record = await port().share(id);
+    if (!record) throw new ShareUnavailableError("share_not_found", id);
+    if (record.expiresAt !== null && now() >= record.expiresAt) {
+      throw new ShareUnavailableError("share_expired", id);
+    }
+    return c.json(
+      {
+        share: id,
+        state: "live",
+        expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt).toISOString(),
+        open: SHARE_OPEN_HINT,
+      },
+      200,
+      { "cache-control": PRIVATE_NO_STORE },
+    );
+  });
+
   app.get("/share/:id/:cid", readSlot, async (c) => {
     const { id, cid } = c.req.param();
     if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
     const storagePort = onlyIfCached(c.req.header("cache-control")) ? localReads(port()) : port();
+    // Thrown, not returned: `app.onError` counts it in /metrics (returned, none showed there:
+    // id guessing and revoked or expired links were invisible, review s76).
     const record = await storagePort.share(id);
-    if (!record) return shareRefusal(new ShareUnavailableError("share_not_found", id));
+    if (!record) throw new ShareUnavailableError("share_not_found", id);
     if (record.expiresAt !== null && now() >= record.expiresAt) {
-      return shareRefusal(new ShareUnavailableError("share_expired", id));
+      throw new ShareUnavailableError("share_expired", id);
     }
     // Any block of the shared file (its manifest, a manifest tree's nodes, its chunks), found
     // through what its manifests link; never another file's.
@@ -303,7 +329,7 @@ async function blockResponse(request: GatewayRequest): Promise<Response> {
     "content-type": RAW_MEDIA_TYPE,
     "content-disposition": attachment(cid, "bin", request.filename),
     "content-length": String(bytes.length),
-    "cache-control": IMMUTABLE,
+    "cache-control": blockCacheControl(cid, bytes),
     etag,
   };
   return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
@@ -671,9 +697,9 @@ function notCachedResponse(miss: VeriflowError): Response {
   );
 }
 
-function shareRefusal(error: ShareUnavailableError): Response {
-  return errorResponse(error); // 404 share_not_found, 410 share_expired
-}
+/** How `GET /share/{id}` tells a link's holder to open it (a browser cannot: it holds no CLI). */
+const SHARE_OPEN_HINT = "this link is read with the Veriflow CLI, not a browser: " +
+  "deno run -A cli.ts share open - -o FILE, then paste the whole link (with its #fragment)";
 
 /** A content type from a file's first bytes (`gateway_content_type.ts`). */
 async function sniff(port: BlockSource, cid: string, size: number): Promise<string> {

@@ -40,6 +40,7 @@ import {
 import type { BlockStore } from "./block_store.ts";
 import { verifyCid } from "./_hash.ts";
 import {
+  AuthenticationError,
   BlockTooLargeError,
   ChunkNotFoundError,
   CorruptChunkError,
@@ -182,6 +183,27 @@ export class ShareStore {
   }
 
   /**
+   * Every share record (of file `cid` only, when given), oldest first: what `share list` shows, so
+   * an owner can find and revoke the links to a file. Expired records are listed too (their
+   * link no longer opens, but the record stays until revoked). Temporaries and unreadable records
+   * are skipped.
+   */
+  async list(cid?: string): Promise<ShareRecord[]> {
+    const records: ShareRecord[] = [];
+    try {
+      for await (const entry of Deno.readDir(this.#dir)) {
+        if (!entry.isFile || !SHARE_ID_PATTERN.test(entry.name)) continue;
+        const record = await this.get(entry.name);
+        if (record && (cid === undefined || record.cid === cid)) records.push(record);
+      }
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return [];
+      throw error;
+    }
+    return records.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+  }
+
+  /**
    * The record of share `id` if it opens at time `now`.
    *
    * @throws {ShareUnavailableError} it does not (expired, revoked, never made).
@@ -232,6 +254,10 @@ export function newShareId(): string {
  *
  * @param options.baseUrl The node's HTTP address the link points at.
  * @param options.password Wrap the keys under this password instead of putting them in the link.
+ * @param options.onProgress Told the bytes checked so far, and the file's size, while every
+ *   chunk is decrypted before the keys are handed out.
+ * @throws {ShareManifestMismatchError} a chunk of the file does not open with the keys the link
+ *   would carry: nothing is recorded or exported.
  */
 export async function createShareLink(options: {
   cid: string;
@@ -242,6 +268,7 @@ export async function createShareLink(options: {
   expiresAt: number | null;
   now: number;
   password?: string;
+  onProgress?: (done: number, total: number) => void;
 }): Promise<{ link: string; record: ShareRecord }> {
   // The tier by the CID and the store's record (`stat`) before the manifest: a public file is a
   // UnixFS node, and reading its bytes as a manifest would fail as "not CBOR", not as public.
@@ -253,12 +280,63 @@ export async function createShareLink(options: {
   // Opening the sealed metadata proves the owner key is this file's before anything is shared.
   await (await options.owner.file(manifest.salt)).openInfo(manifest.sealed);
   const keys = await options.owner.fileKeyBytes(manifest.salt);
+  await assertChunksOpen(options.files, options.cid, manifest.salt, keys, options.onProgress);
   const record = await options.shares.create(options.cid, options);
   const secret = options.password === undefined
     ? `k=${encodeBase64Url(keys)}`
     : `p=${encodeBase64Url(await wrapKeys(keys, options.password))}`;
   const base = options.baseUrl.replace(/\/+$/, "");
   return { link: `${base}/share/${record.id}#c=${options.cid}&${secret}`, record };
+}
+
+/**
+ * A private manifest whose chunks do not open with the keys of its salt: the sealed metadata is
+ * bound to the salt, not to the chunk list, so anyone who read a file's public manifest can put
+ * its `salt` and `sealed` over chunks of their own. Sharing that CID would hand out the real
+ * file's keys (review s76); the share is refused instead.
+ */
+export class ShareManifestMismatchError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param cid The file asked to be shared.
+   */
+  constructor(cid: string, cause: unknown) {
+    super(
+      "manifest_mismatch",
+      `${cid}: its chunks do not open with the keys of its sealed metadata: not a file of ` +
+        `yours as it stands (forged or tampered manifest); no share was made`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Decrypt every chunk of private file `cid` with `keys` (the keys a link is about to carry),
+ * one chunk at a time and dropping each: bounded memory whatever the file's size.
+ *
+ * @throws {ShareManifestMismatchError} a chunk does not authenticate.
+ */
+async function assertChunksOpen(
+  files: FileStore,
+  cid: string,
+  salt: Uint8Array,
+  keys: Uint8Array,
+  onProgress: ((done: number, total: number) => void) | undefined,
+): Promise<void> {
+  const cipher = await FileCipher.fromFileKeys(salt, keys);
+  const { info, stream } = await files.getWithCipher(cid, cipher);
+  const total = info.size ?? 0;
+  let done = 0;
+  try {
+    for await (const piece of stream) {
+      done += piece.length;
+      onProgress?.(done, total);
+    }
+  } catch (error) {
+    if (error instanceof AuthenticationError) throw new ShareManifestMismatchError(cid, error);
+    throw error;
+  }
 }
 
 /** A share link taken apart. */
