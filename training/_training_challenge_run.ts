@@ -58,7 +58,12 @@ import {
 } from "./training_receipt.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "../proof/economics.ts";
-import { drawTrainingChallenge, type TrainingChallenge } from "./training_challenge.ts";
+import {
+  DEFAULT_OPENING_DEADLINE_MS,
+  drawTrainingChallenge,
+  type TrainingChallenge,
+} from "./training_challenge.ts";
+import { MAX_OPENING_WINDOW_MS, openingWindowMs } from "./opening_window.ts";
 import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { deltaMismatch } from "./step_verify.ts";
@@ -72,6 +77,7 @@ import type { ChallengeEndings } from "./_challenge_endings.ts";
 import type { ChallengedReceipts } from "./_challenged_receipts.ts";
 import { KeptLastSteps } from "./_kept_last_steps.ts";
 import { checkedAnswer } from "./_challenge_answer.ts";
+import { sleep } from "../actors/_common.ts";
 import type {
   ChallengeOutcome,
   ChallengeRequest,
@@ -126,8 +132,12 @@ export interface TrainingChallengeRunOptions {
   challengeProbability: number;
   /** Uniform draws in [0, 1) for the challenge coin (the validator's option, default applied). */
   random: () => number;
-  /** Time a trainer has to open its steps, ms (the validator's option, default applied). */
-  openingDeadlineMs: number;
+  /**
+   * A fixed time a trainer has to open its steps, ms (the validator's option); absent: each
+   * challenge's window grows with the steps it asks re-run (`openingWindowMs`), up to
+   * `MAX_OPENING_WINDOW_MS` (`opening_window.ts`).
+   */
+  openingDeadlineMs?: number;
   /** The step check (re-runs opened steps; the validator's option, default applied). */
   check: NonNullable<TrainingValidatorOptions["check"]>;
   /** The validator's challenges held in its ledger: a run holds its receipt and ends it. */
@@ -174,11 +184,25 @@ export interface TrainingChallengeRunOptions {
   log(line: string): void;
 }
 
+/**
+ * How often a challenge whose connection was lost looks for the trainer's new one, when this node
+ * cannot dial it: a trainer that joins again is asked within a second of it, and one poll a
+ * second of a map lookup costs nothing beside a challenge.
+ */
+export const RECONNECT_POLL_MS = 1_000;
+
 /** See the module doc. */
 export class TrainingChallengeRun {
   readonly #options: TrainingChallengeRunOptions;
   /** The ledger's challenge window, ms ({@link TrainingChallengeRunOptions.economics}). */
   readonly #window: number;
+  /** A challenge's answer window: fixed (the option) or by the steps it asks re-run. */
+  readonly #openingWindow: number | ((steps: readonly number[]) => number);
+  /**
+   * How long to dial a trainer before its challenge is drawn: the base window (the dial comes
+   * before the challenge, and eats none of the trainer's time to answer).
+   */
+  readonly #dialMs: number;
   /**
    * Takeovers' last opened steps, by receipt id, until their delta comes: in memory and, with
    * {@link TrainingChallengeRunOptions.lastStepsDir}, on disk (`_kept_last_steps.ts`).
@@ -207,6 +231,8 @@ export class TrainingChallengeRun {
   constructor(options: TrainingChallengeRunOptions) {
     this.#options = options;
     this.#window = (options.economics ?? DEFAULT_ECONOMICS).challengeWindowMs;
+    this.#openingWindow = options.openingDeadlineMs ?? ((steps) => openingWindowMs(steps));
+    this.#dialMs = options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;
     this.#lastSteps = new KeptLastSteps(options.lastStepsDir, options.now, options.log);
   }
 
@@ -256,8 +282,9 @@ export class TrainingChallengeRun {
       );
       return { challenged: false };
     }
-    const deadlineMs = this.#options.openingDeadlineMs;
-    const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
+    const challenge = drawTrainingChallenge(receipt, this.#options.identity, {
+      deadlineMs: this.#openingWindow,
+    });
     // Held `challenged` in the ledger while it runs (a credited receipt, from an audited round,
     // is not paid meanwhile, nor after a stop mid-challenge); ended below, or by the settlement
     // of this challenge's fraud proof.
@@ -308,7 +335,7 @@ export class TrainingChallengeRun {
       // one that kept its connections to a few validators escaped every other ledger's coin.
       const connect = async () =>
         await this.#options.connectionTo(ctx, receipt.trainer) ??
-          await this.#options.reach(ctx, receipt.trainer, this.#options.openingDeadlineMs, taken);
+          await this.#options.reach(ctx, receipt.trainer, this.#dialMs, taken);
       await this.#challenge(
         {
           type: "challenge",
@@ -341,10 +368,25 @@ export class TrainingChallengeRun {
     challenge: TrainingChallenge,
     holder: string,
   ): Promise<Connection | undefined> {
-    const open = await this.#options.connectionTo(ctx, trainer);
-    if (open !== undefined && open !== lost && !open.isClosed) return open;
+    const fresh = async () => {
+      const open = await this.#options.connectionTo(ctx, trainer);
+      return open !== undefined && open !== lost && !open.isClosed ? open : undefined;
+    };
+    const now = await fresh();
+    if (now !== undefined) return now;
     const left = challenge.deadline - Date.now();
-    return left <= 0 ? undefined : await this.#options.reach(ctx, trainer, left, holder);
+    if (left <= 0) return undefined;
+    const reached = await this.#options.reach(ctx, trainer, left, holder);
+    if (reached !== undefined) return reached;
+    // Not dialled (no swarm here, or a trainer that does not listen): it comes back on its own.
+    // Stop 76, loaded: both trainers dropped the coordinator at once and joined again seconds later,
+    // and the one whose answer was lost was slashed `opening_missing`, never asked again.
+    while (Date.now() + RECONNECT_POLL_MS < challenge.deadline && !ctx.signal.aborted) {
+      await sleep(RECONNECT_POLL_MS, ctx.signal);
+      const back = await fresh();
+      if (back !== undefined) return back;
+    }
+    return undefined;
   }
 
   /** The drawn challenge's work (see {@link TrainingChallengeRun.challenge}). */
@@ -426,7 +468,7 @@ export class TrainingChallengeRun {
     // Dialled before the challenge is drawn, so the dial does not eat the trainer's time to
     // answer. Not reached: nothing is decided here (this node's reach may be what failed).
     const connection = request.connection ??
-      await this.#options.reach(ctx, receipt.trainer, this.#options.openingDeadlineMs, id);
+      await this.#options.reach(ctx, receipt.trainer, this.#dialMs, id);
     if (connection === undefined) {
       this.#options.log(
         `training validator: trainer ${trainer} not reached for a takeover: nothing decided here`,
@@ -435,8 +477,9 @@ export class TrainingChallengeRun {
     }
     const remembered = this.#remember(id, request.pendingUntil);
     remembered.catch(() => {}); // awaited below, after the open: not an unhandled rejection
-    const deadlineMs = this.#options.openingDeadlineMs;
-    const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
+    const challenge = drawTrainingChallenge(receipt, this.#options.identity, {
+      deadlineMs: this.#openingWindow,
+    });
     await this.#open(ctx, id);
     const endings = this.#options.endings;
     // Not held `challenged` here (its window closed, the ledger gone): nothing to decide.
@@ -598,7 +641,8 @@ export class TrainingChallengeRun {
   #remember(id: string, pendingUntil: number | undefined): Promise<void> {
     const until = Math.max(
       pendingUntil ?? 0,
-      this.#options.now() + this.#window + this.#options.openingDeadlineMs,
+      this.#options.now() + this.#window +
+        (this.#options.openingDeadlineMs ?? MAX_OPENING_WINDOW_MS),
     );
     return this.#options.challenged.mark(id, until);
   }

@@ -32,7 +32,7 @@ import type { TextShard } from "./brown_corpus.ts";
 import type { LocalHyperParams } from "./hyper_params.ts";
 import type { TrainingTrace } from "./step_opening.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
-import { DEFAULT_OPENING_DEADLINE_MS } from "./training_challenge.ts";
+import { MAX_OPENING_WINDOW_MS } from "./opening_window.ts";
 import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
 import {
   checkpointsRootOf,
@@ -56,12 +56,13 @@ const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
  * How long a run's trace is kept by default: the challenge window (10 min, from when a ledger
- * records the receipt), the opening deadline (1 min), and 19 min for the receipt's gossip and
- * clocks that disagree. A ledger that first records the receipt later than that can still
+ * records the receipt), the longest opening window (10 min, `MAX_OPENING_WINDOW_MS`: a challenge
+ * drawn at the window's end is answered from the trace until then), and 19 min for the receipt's
+ * gossip and clocks that disagree. A ledger that first records the receipt later than that can still
  * challenge it; see `docs/TRAINING.md`.
  */
 export const DEFAULT_TRACE_RETAIN_MS = DEFAULT_ECONOMICS.challengeWindowMs +
-  DEFAULT_OPENING_DEADLINE_MS + 19 * 60 * 1000;
+  MAX_OPENING_WINDOW_MS + 19 * 60 * 1000;
 
 /** Options of {@link TraceStore}. */
 export interface TraceStoreOptions {

@@ -34,7 +34,12 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * a 500-step round's compute. See `docs/TRAINING.md`.
  */
 export const TRAINING_CHALLENGE_STEPS = 9;
-/** Time a trainer has to answer a challenge (recompute from its nearest kept state, seal, send). */
+/**
+ * Time a trainer has to answer a challenge whatever it asks (seal, sign, send, and the first
+ * steps' re-run). A validator's window adds to it per step the challenge makes the trainer re-run
+ * (`opening_window.ts`): a fixed 60 s slashed an honest trainer on a loaded machine (stop 76).
+ * Also the shortest window a checker takes an `opening_missing` on.
+ */
 export const DEFAULT_OPENING_DEADLINE_MS = 60_000;
 
 /** A signed training challenge. */
@@ -115,8 +120,12 @@ export function drawChallengeSteps(h: number, count: number = TRAINING_CHALLENGE
 export interface DrawTrainingChallengeOptions {
   /** Steps to open; default {@link TRAINING_CHALLENGE_STEPS}. */
   steps?: number;
-  /** Answer window; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
-  deadlineMs?: number;
+  /**
+   * Answer window, ms, or a function of the drawn steps that gives it (a validator's window
+   * grows with the steps the trainer must re-run: `openingWindowMs` in `opening_window.ts`);
+   * default {@link DEFAULT_OPENING_DEADLINE_MS}.
+   */
+  deadlineMs?: number | ((steps: readonly number[]) => number);
   /** Clock (unix ms). */
   now?: () => number;
 }
@@ -128,13 +137,17 @@ export function drawTrainingChallenge(
   options: DrawTrainingChallengeOptions = {},
 ): TrainingChallenge {
   const issuedAt = Math.floor((options.now ?? Date.now)());
+  const steps = drawChallengeSteps(receipt.steps, options.steps);
+  const window = typeof options.deadlineMs === "function"
+    ? options.deadlineMs(steps)
+    : options.deadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;
   const body: Omit<TrainingChallenge, "sig"> = {
     v: TRAINING_CHALLENGE_VERSION,
     receiptId: trainingReceiptId(receipt),
     trainer: receipt.trainer,
-    steps: drawChallengeSteps(receipt.steps, options.steps),
+    steps,
     nonce: toHex(crypto.getRandomValues(new Uint8Array(16))),
-    deadline: issuedAt + (options.deadlineMs ?? DEFAULT_OPENING_DEADLINE_MS),
+    deadline: issuedAt + Math.floor(window),
     issuedAt,
     validator: validator.publicKey,
   };

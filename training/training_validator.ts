@@ -137,7 +137,7 @@ import {
   PEER_AUDIT_WINDOW_MS,
 } from "./_outcome_gate.ts";
 import type { TrainingReceipt } from "./training_receipt.ts";
-import { DEFAULT_OPENING_DEADLINE_MS, type TrainingChallenge } from "./training_challenge.ts";
+import type { TrainingChallenge } from "./training_challenge.ts";
 import type { SealedStepOpenings } from "./step_opening.ts";
 import {
   checkStepOpenings,
@@ -244,7 +244,12 @@ export interface TrainingValidatorOptions {
    * outputs) would train lazily exactly when it is not drawn. Tests inject fixed draws.
    */
   random?: () => number;
-  /** Time a trainer has to open its steps, ms; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
+  /**
+   * A fixed time a trainer has to open its steps, ms (tests, and the shortest window this node's
+   * checker takes an `opening_missing` on). Default: each challenge's window grows with the steps
+   * it asks re-run, from `DEFAULT_OPENING_DEADLINE_MS` (60 s) up to `MAX_OPENING_WINDOW_MS`
+   * (`opening_window.ts`; a fixed 60 s slashed an honest trainer on a loaded machine, stop 76).
+   */
   openingDeadlineMs?: number;
   /**
    * Clock of the per-peer audit budget ({@link MAX_AUDITS_PER_PEER}), of how long a proof is held
@@ -553,7 +558,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       models: options.models,
       challengeProbability: options.challengeProbability ?? economics.challengeProbability,
       random: options.random ?? secureRandom,
-      openingDeadlineMs: options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS,
+      openingDeadlineMs: options.openingDeadlineMs,
       check: options.check ?? checkStepOpenings,
       endings: this.#endings,
       ownProofs: this.#ownProofs,
