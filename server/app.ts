@@ -100,8 +100,9 @@ export interface AppOptions {
    */
   dashboard?: Pick<DashboardOptions, "sources" | "jobs" | "operatorToken" | "tickMs">;
   /**
-   * The process's RSS in bytes past which WebSockets running no job are dropped
-   * (`server.wsMemoryLimitBytes`, `websocket_memory_guard.ts`); default half the machine's memory.
+   * The process's RSS in bytes past which WebSockets running no job are dropped, and at the next
+   * check still over it those running one too (`server.wsMemoryLimitBytes`,
+   * `websocket_memory_guard.ts`); default half the machine's memory.
    */
   wsMemoryLimitBytes?: number;
 }

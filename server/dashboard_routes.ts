@@ -895,7 +895,9 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     /** What the memory guard drops first: a socket still to send its `auth`, then one with no key. */
     const group = (keyed: boolean): GuardedSocketGroup =>
       access === "none" ? "pre_auth" : keyed ? "keyed" : "keyless";
-    // Kept while the page's own prompt runs: the guard drops only sockets running no job.
+    // Busy while the page's own prompt is queued or runs: the guard keeps such a socket at its first
+    // check over the limit only. Queued counts here, unlike on `/v1/stream`, for one prompt at a
+    // time, from the operator alone, cannot be queued to buy an exemption.
     const guarded = guard.track(
       socket,
       group(handshakeGrant !== undefined),

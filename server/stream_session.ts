@@ -43,7 +43,7 @@
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import { QUEUED_EVENT_REPEAT_MS } from "../protocols/inference_messages.ts";
-import type { StreamedToken } from "../inference/inference_port.ts";
+import type { InferenceHandle, StreamedToken } from "../inference/inference_port.ts";
 import { QueuePosition, readOrQueued } from "../inference/queue_position.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import type { ClientIdentity } from "./client_identity.ts";
@@ -184,6 +184,11 @@ export class StreamSession {
   #options: StreamSessionOptions;
   /** Running jobs by client id; aborting one cancels it. */
   #jobs = new Map<string, AbortController>();
+  /**
+   * The ids of {@link #jobs} that hold a slot: accepted and not waiting in the queue. Only these
+   * count for the memory guard: a queued job costs its client nothing to hold.
+   */
+  #holdingSlot = new Set<string>();
   #encoder = new TextEncoder();
   /** The watch over a send buffer above the high-water mark, while there is one. */
   #overHighWater?: Promise<void>;
@@ -234,9 +239,12 @@ export class StreamSession {
     return this.#closed.promise;
   }
 
-  /** Jobs of the socket running now (the memory guard keeps a socket that runs one). */
+  /**
+   * Jobs of the socket running now, each holding a slot; a job only queued is not counted (the
+   * memory guard keeps a socket that runs one, at its first check over the limit).
+   */
   get running(): number {
-    return this.#jobs.size;
+    return this.#holdingSlot.size;
   }
 
   /**
@@ -350,7 +358,21 @@ export class StreamSession {
     const { id } = request;
     // Reported between the start and the first token, and again while unchanged: a client
     // waiting behind a deep queue hears within its idle timeout that the job is alive.
-    let queue: QueuePosition | undefined = new QueuePosition({ repeatMs: QUEUED_EVENT_REPEAT_MS });
+    const queue = new QueuePosition({ repeatMs: QUEUED_EVENT_REPEAT_MS });
+    // Holding a slot once accepted and not queued (`onQueued` is never called for a job that
+    // starts at once, and with 0 when a queued one gets its slot).
+    let accepted = false;
+    let waiting = false;
+    let ended = false;
+    const holdsSlot = () => {
+      if (accepted && !waiting && !ended) this.#holdingSlot.add(id);
+      else this.#holdingSlot.delete(id);
+    };
+    const onQueued = (position: number) => {
+      queue.update(position);
+      waiting = position > 0;
+      holdsSlot();
+    };
     let handle;
     try {
       // No signal here: a cancel that arrives while the submission is answered cancels the
@@ -364,12 +386,30 @@ export class StreamSession {
         params: toGenerationParams(request),
         nonce: request.nonce ?? undefined,
         topLogprobs: request.logprobs ?? undefined,
-      }, { client: this.#options.client, via: "ws", onQueued: queue.update });
+      }, { client: this.#options.client, via: "ws", onQueued });
     } catch (error) {
       queue.close();
       this.#sendError({ id }, error);
       return;
     }
+    accepted = true;
+    holdsSlot();
+    try {
+      await this.#stream(request, handle, queue, signal);
+    } finally {
+      ended = true;
+      holdsSlot();
+    }
+  }
+
+  /** Stream an accepted job's tokens and its end to the client. */
+  async #stream(
+    request: WsInferMessage,
+    handle: InferenceHandle,
+    queue: QueuePosition | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { id } = request;
     const reader = handle.tokens.getReader();
     const onAbort = () => reader.cancel().catch(() => {});
     if (signal.aborted) onAbort();

@@ -20,7 +20,8 @@
  * (`tmp/s76/wsfix/report.md`; now contained, `websocket_text_overflow.ts`). The caps bound how many sockets there are, not what each holds;
  * that is bounded only by how long a socket lives while its client sends: the node drops a socket
  * it has closed after the close's grace (`websocket_drop.ts`) and, past `server.wsMemoryLimitBytes`,
- * every socket running no job (`websocket_memory_guard.ts`).
+ * every socket running no job, then at the next check still over the rest
+ * (`websocket_memory_guard.ts`).
  *
  * A socket holds its place from the upgrade until its `onclose` has really fired
  * (`StreamSession.closed`), not when the node calls `close()`: a client that never answers the close

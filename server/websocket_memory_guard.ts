@@ -11,17 +11,27 @@
  * (`server.wsMemoryLimitBytes`, default {@link defaultWebSocketMemoryLimitBytes}) the sockets
  * running no job are dropped at once (`dropWebSocket`: the partial message is freed in the
  * same turn; the close frame sent first, 1013, is cut with the socket, so the client sees the
- * connection end, 1006: the node does not wait for a client while its memory runs out), the most
- * expendable group first: sockets still to send their `auth`, then
- * keyless ones, then those with a key, oldest first within a group; one group per check, so the
- * next check sees whether that was enough. One line is logged per check that drops any. A socket
- * running a job is never dropped here: its client is being served, and a job's memory is bounded
- * elsewhere.
+ * connection end, 1006: the node does not wait for a client while its memory runs out), every
+ * group in the same check, in the order sockets still to send their `auth`, then keyless ones,
+ * then those with a key, oldest first within a group: one group per check let a keyed client
+ * fill memory for a second more while a bystander was dropped (`tmp/s76/review_vws/report.md`,
+ * F2), and an idle socket reconnects cheaply. A job only waiting in the queue is no job here: a
+ * client could queue jobs to be kept while it sends (F1 there). One line is logged per check that
+ * drops any.
+ *
+ * A socket running a job (`/v1/stream`: one holding a slot; the dashboard: the page's own prompt,
+ * queued or running, which only the operator can send) is kept at the first check over the limit:
+ * its client is being served, and dropping the idle ones may be enough. If the RSS is still over at the next check, the
+ * sockets running a job are dropped too, all in that check: the guard cannot tell which socket
+ * holds a growing message (Deno counts no socket's unread bytes, so "the largest" cannot be
+ * measured), and one per check would leave the one that is growing a second per socket to grow.
+ * Their `onclose` is the session's own end: their jobs are cancelled (a queued one leaves the
+ * queue, a running one frees its slot) and a cancelled job earns no receipt.
  *
  * A socket whose writes are stuck (a client that reads nothing) is dropped too: its read stops, so
  * it holds no more than it has, though its connection and unsent bytes stay until the client goes.
  *
- * What stays unbounded: between two checks, and for a socket that runs a job, a client can push
+ * What stays unbounded: until the next check (the one after, for a socket that runs a job), a client can push
  * as much as its bandwidth allows into the node's memory; only Deno can bound a message
  * (denoland/deno#15809).
  *
@@ -61,7 +71,7 @@ export type GuardedSocketGroup =
   /** A socket whose client gave an API key or the operator token. */
   | "keyed";
 
-/** The order the groups are dropped in. */
+/** The order the groups are dropped in, all in one check. */
 const GROUP_ORDER: readonly GuardedSocketGroup[] = ["pre_auth", "keyless", "keyed"];
 
 /** What the guard says about each group in its log line. */
@@ -81,7 +91,10 @@ export interface GuardedSocket {
 
 /** Options of {@link WebSocketMemoryGuard}. */
 export interface WebSocketMemoryGuardOptions {
-  /** RSS in bytes past which idle sockets are dropped; default {@link defaultWebSocketMemoryLimitBytes}. */
+  /**
+   * RSS in bytes past which idle sockets are dropped, and those running a job at the next check
+   * still over; default {@link defaultWebSocketMemoryLimitBytes}.
+   */
   limitBytes?: number;
   /** Reads the process's RSS in bytes; default `Deno.memoryUsage().rss`. */
   rss?: () => number;
@@ -105,7 +118,8 @@ export function defaultWebSocketMemoryLimitBytes(): number {
 }
 
 /**
- * Drops idle WebSockets when the process's memory passes a limit: see the module's text.
+ * Drops idle WebSockets when the process's memory passes a limit, and those running a job when it
+ * stays past it: see the module's text.
  *
  * @example
  * ```ts ignore
@@ -123,6 +137,8 @@ export class WebSocketMemoryGuard {
   /** Oldest first (a `Set` keeps insertion order). */
   readonly #tracked = new Set<Tracked>();
   #timer: unknown;
+  /** Whether the previous check found the RSS over the limit: the next one over drops busy ones. */
+  #wasOver = false;
 
   /**
    * Create it; it reads nothing until a socket is tracked.
@@ -144,7 +160,8 @@ export class WebSocketMemoryGuard {
 
   /**
    * Track `socket` from its upgrade until its `onclose` (call `untrack` there). `busy` says whether
-   * it runs a job now (such a socket is kept).
+   * it runs a job now, one that holds a slot, not one only queued (such a socket is kept at the
+   * first check over the limit).
    */
   track(socket: DroppableSocket, group: GuardedSocketGroup, busy: () => boolean): GuardedSocket {
     const entry: Tracked = { socket, group, busy };
@@ -158,41 +175,62 @@ export class WebSocketMemoryGuard {
         // No socket, nothing to check: no timer keeps a stopping node (or a test) alive.
         this.#timers.clearTimeout(this.#timer);
         this.#timer = undefined;
+        // The next check is not "the next" of this one: a later socket's job gets its first check.
+        this.#wasOver = false;
       },
     };
   }
 
   /**
-   * Read the RSS once and, over the limit, drop the idle sockets of the most expendable group that
-   * has any. The timer calls it; a test may too.
+   * Read the RSS once and, over the limit, drop every idle socket; when the previous check was
+   * over the limit too, the sockets running a job as well. The timer calls it; a test may too.
    *
    * @returns How many sockets were dropped.
    */
   check(): number {
     const rss = this.#rss();
-    if (rss <= this.#limitBytes) return 0;
+    const wasOver = this.#wasOver;
+    this.#wasOver = rss > this.#limitBytes;
+    if (!this.#wasOver) return 0;
     const idle = [...this.#tracked].filter((t) => !t.busy());
-    const kept = this.#tracked.size - idle.length;
-    for (const group of GROUP_ORDER) {
-      const victims = idle.filter((t) => t.group === group);
-      if (victims.length === 0) continue;
-      for (const victim of victims) {
-        // The close makes it `CLOSING`, which the drop needs; one the node closed already is too.
-        if (victim.socket.readyState === WebSocket.OPEN) {
-          victim.socket.close(CLOSE_TRY_AGAIN_LATER, "the node is short of memory: retry later");
-        }
-        dropWebSocket(victim.socket, this.#timers);
-        this.#tracked.delete(victim);
+    const busy = [...this.#tracked].filter((t) => !idle.includes(t));
+    const over = `memory guard: RSS ${mib(rss)} MiB is over server.wsMemoryLimitBytes (${
+      mib(this.#limitBytes)
+    } MiB): dropped`;
+    let dropped = 0;
+    if (idle.length > 0) {
+      const counts: string[] = [];
+      for (const group of GROUP_ORDER) {
+        const victims = idle.filter((t) => t.group === group);
+        if (victims.length === 0) continue;
+        for (const victim of victims) this.#drop(victim);
+        counts.push(`${victims.length} ${GROUP_WORDS[group]}`);
       }
+      dropped += idle.length;
       this.#log(
-        `memory guard: RSS ${mib(rss)} MiB is over server.wsMemoryLimitBytes (${
-          mib(this.#limitBytes)
-        } MiB): dropped ${victims.length} WebSocket(s) ${GROUP_WORDS[group]} running no job ` +
-          `(a fragmented message grows without bound in Deno); kept ${kept} running a job`,
+        `${over} ${idle.length} WebSocket(s) running no job (${counts.join(", ")}; a fragmented ` +
+          `message grows without bound in Deno); kept ${wasOver ? 0 : busy.length} running a job`,
       );
-      return victims.length;
     }
-    return 0;
+    if (wasOver && busy.length > 0) {
+      for (const victim of busy) this.#drop(victim);
+      dropped += busy.length;
+      this.#log(
+        `${over} ${busy.length} WebSocket(s) running a job, their jobs cancelled (over the limit ` +
+          `at two checks in a row)`,
+      );
+    }
+    return dropped;
+  }
+
+  /** Close and drop one socket, and forget it. */
+  #drop(victim: Tracked): void {
+    // The close makes it `CLOSING`, which the drop needs; one the node closed already is too.
+    if (victim.socket.readyState === WebSocket.OPEN) {
+      victim.socket.close(CLOSE_TRY_AGAIN_LATER, "the node is short of memory: retry later");
+    }
+    dropWebSocket(victim.socket, this.#timers);
+    this.#tracked.delete(victim);
   }
 
   #arm(): void {

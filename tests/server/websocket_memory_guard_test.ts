@@ -1,9 +1,10 @@
 /**
  * The node's memory guard over its WebSockets (`server/websocket_memory_guard.ts`): Deno bounds no
  * WebSocket message (a fragmented one grows without limit), so past `server.wsMemoryLimitBytes`
- * the node drops the sockets running no job, those still to send their `auth` first, then keyless
- * ones, then those with a key, one group per check; a socket running a job is kept. The RSS probe
- * and the clock are injected; the sockets are real, their clients raw TCP ones.
+ * the node drops the sockets running no job (a job only queued runs none), every group in one check
+ * (those still to send their `auth` first, then keyless ones, then those with a key); a socket
+ * running a job is dropped at the next check still over the limit. The RSS probe and the clock are
+ * injected; the sockets are real, their clients raw TCP ones.
  */
 import assert from "node:assert/strict";
 import { MEMORY_CHECK_MS, WebSocketMemoryGuard } from "../../server/websocket_memory_guard.ts";
@@ -20,7 +21,7 @@ const LIMIT = 1 << 30;
 /** Long enough to see that nothing happens by itself; an ordering pause, not a deadline. */
 const NOTHING_HAPPENS_MS = 300;
 
-Deno.test("memory guard: over the limit, idle sockets are dropped one group per check (waiting for their auth, then keyless, then keyed); one running a job is kept; under it nothing is", async () => {
+Deno.test("memory guard: over the limit, every idle socket of every group is dropped in one check; one running a job only at the next check still over; under it nothing is", async () => {
   const timers = new FakeTimers();
   let rss = LIMIT;
   const lines: string[] = [];
@@ -59,30 +60,87 @@ Deno.test("memory guard: over the limit, idle sockets are dropped one group per 
 
     rss = LIMIT + 1;
     timers.fireFor(MEMORY_CHECK_MS);
-    await connectionEnd(preAuth.client);
-    assert.equal(lines.length, 1);
-    assert.match(lines[0], /dropped 1 WebSocket\(s\) waiting for their auth running no job/);
+    await Promise.all([preAuth, keyless, keyed].map(({ client }) => connectionEnd(client)));
+    assert.equal(lines.length, 1, "one line for the check");
+    assert.match(lines[0], /dropped 3 WebSocket\(s\) running no job/);
+    assert.match(lines[0], /1 waiting for their auth, 1 without a key, 1 with a key/);
     assert.match(lines[0], /kept 1 running a job/);
-    assert.equal(keyless.socket.readyState, WebSocket.OPEN, "one group per check");
+    assert.equal(busy.socket.readyState, WebSocket.OPEN, "a job's socket waits for the next check");
 
-    timers.fireFor(MEMORY_CHECK_MS);
-    await connectionEnd(keyless.client);
-    assert.match(lines[1], /dropped 1 WebSocket\(s\) without a key/);
-    assert.equal(keyed.socket.readyState, WebSocket.OPEN);
-
-    timers.fireFor(MEMORY_CHECK_MS);
-    await connectionEnd(keyed.client);
-    assert.match(lines[2], /dropped 1 WebSocket\(s\) with a key/);
-
-    assert.equal(guard.check(), 0, "only the socket running a job is left, and it is kept");
+    rss = LIMIT; // the drop was enough: the next check still over starts the count again
+    assert.equal(guard.check(), 0);
+    rss = LIMIT + 1;
+    assert.equal(guard.check(), 0, "the first check over the limit keeps a socket running a job");
     assert.equal(busy.socket.readyState, WebSocket.OPEN);
-    assert.equal(lines.length, 3, "no line when nothing is dropped");
+    assert.equal(lines.length, 1, "no line when nothing is dropped");
+
+    timers.fireFor(MEMORY_CHECK_MS); // still over, and no idle socket is left
+    await connectionEnd(busy.client);
+    assert.equal(lines.length, 2);
+    assert.match(lines[1], /dropped 1 WebSocket\(s\) running a job/);
 
     for (const place of tracked) place.untrack();
     assert.equal(timers.armed.size, 0, "no socket tracked, no check armed");
   } finally {
     dropAll(open);
     await server.shutdown();
+  }
+});
+
+Deno.test("memory guard: on the node, a /v1/stream socket whose job is only queued counts as idle and is dropped; one whose job runs is dropped at the next check still over, its job cancelled", async () => {
+  const timers = new FakeTimers();
+  // One slot: the second job waits in the queue behind the first (gated: it holds the slot).
+  const node = await startTestNode({ concurrency: 1 });
+  const lines: string[] = [];
+  // The node's own port, with a limit every process is over (the real RSS probe).
+  const app = createApp({
+    inference: node.port,
+    defaultModel: node.model.info.cid,
+    timers,
+    wsMemoryLimitBytes: 1,
+    log: (line) => lines.push(line),
+  });
+  const abort = new AbortController();
+  const server = serve({ app, port: 0, signal: abort.signal });
+  let running: WsProbe | undefined;
+  let queued: WsProbe | undefined;
+  try {
+    const wsUrl = `${server.url.replace("http:", "ws:")}/v1/stream`;
+    running = await WsProbe.open(wsUrl);
+    running.send({ type: "infer", id: "r", model: "gated", prompt: "x", max_tokens: 2 });
+    await running.next((m) => m.type === "start" && m.id === "r");
+    queued = await WsProbe.open(wsUrl);
+    queued.send({ type: "infer", id: "q", model: "gated", prompt: "x", max_tokens: 2 });
+    await queued.next((m) => m.type === "queued" && m.id === "q");
+
+    await eventually(
+      () => [...timers.armed.values()].some((t) => t.ms === MEMORY_CHECK_MS),
+      "the memory check armed",
+    );
+    timers.fireFor(MEMORY_CHECK_MS);
+    const dropped = (probe: WsProbe) => probe.closeEvent !== undefined;
+    await eventually(() => dropped(queued!), "the socket with only a queued job dropped");
+    const guardLines = () => lines.filter((l) => l.startsWith("memory guard:"));
+    assert.match(guardLines()[0], /dropped 1 WebSocket\(s\) running no job/);
+    assert.match(guardLines()[0], /kept 1 running a job/);
+    assert.equal(running.socket.readyState, WebSocket.OPEN, "kept at the first check over");
+
+    timers.fireFor(MEMORY_CHECK_MS);
+    await eventually(() => dropped(running!), "the socket running a job dropped");
+    assert.match(guardLines()[1], /dropped 1 WebSocket\(s\) running a job/);
+    // Both jobs go through the session's cancel: the slot and the queue turn are free, and a
+    // cancelled job earns no receipt (docs/API.md).
+    await eventually(async () => {
+      const stats = await node.stats();
+      return stats.jobsCancelled === 2 && stats.activeJobs === 0 && stats.queuedJobs === 0;
+    }, "both jobs cancelled");
+    assert.equal((await node.stats()).jobsFinished, 0);
+  } finally {
+    await running?.close();
+    await queued?.close();
+    abort.abort();
+    await server.finished;
+    await node.close();
   }
 });
 
