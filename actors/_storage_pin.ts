@@ -45,15 +45,11 @@ export async function fetchPin(
   if (label?.local || !replicated) return null;
   const pending = await PendingPut.begin(core.store());
   try {
-    await walkNodes(cid, async (block) => {
-      let fetched: Uint8Array | undefined;
-      await pending.hold(block, async (options) => {
-        fetched = await replicated.get(storageKey(block), options);
-        return fetched;
-      }, { signal });
-      // Held from the store's own copy: read there again, not from the peers.
-      return fetched ?? await pending.get(block, { signal });
-    });
+    await walkNodes(
+      cid,
+      (block) =>
+        pending.hold(block, (options) => replicated.get(storageKey(block), options), { signal }),
+    );
     return pending;
   } catch (error) {
     await pending.release();

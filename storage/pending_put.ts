@@ -211,20 +211,23 @@ export class PendingPut implements BlockStore {
    * @param cid The object (any codec: the store keys it by its digest).
    * @param fetch Its bytes from elsewhere (the peers), when the store lacks them.
    * @param options The caller's signal.
+   * @returns The bytes held (the caller walks them: not read again).
    * @throws {CorruptChunkError} `fetch` gave bytes of another object.
    */
   async hold(
     cid: string,
     fetch: (options?: BlockStoreCallOptions) => Promise<Uint8Array>,
     options?: BlockStoreCallOptions,
-  ): Promise<void> {
+  ): Promise<Uint8Array> {
     const here = await this.#store.get(cid, options).catch((error) => {
       if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) return null;
       throw error;
     });
-    const key = await this.put(here ?? await fetch(options), options);
+    const bytes = here ?? await fetch(options);
+    const key = await this.put(bytes, options);
     // Bytes of another object pinned nothing: said here, not as the pin's `chunk_not_found`.
     if (key !== storageKey(cid)) throw new CorruptChunkError(cid, "the fetched copy");
+    return bytes;
   }
 
   /**
