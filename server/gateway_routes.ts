@@ -125,6 +125,15 @@ export function gatewayRoutes(
     }
     return found;
   };
+  /** Share `id`'s record from `source` while its link opens; else 404 or 410 (thrown). */
+  const liveShare = async (source: GatewayStorage, id: string) => {
+    const record = await source.share(id);
+    if (!record) throw new ShareUnavailableError("share_not_found", id);
+    if (record.expiresAt !== null && now() >= record.expiresAt) {
+      throw new ShareUnavailableError("share_expired", id);
+    }
+    return record;
+  };
 
   app.use("/ipfs/*", async (c, next) => {
     await next();
@@ -222,11 +231,7 @@ export function gatewayRoutes(
   // the same for a live link as for a revoked one (review s76).
   app.get("/share/:id", async (c) => {
     const { id } = c.req.param();
-    const record = await port().share(id);
-    if (!record) throw new ShareUnavailableError("share_not_found", id);
-    if (record.expiresAt !== null && now() >= record.expiresAt) {
-      throw new ShareUnavailableError("share_expired", id);
-    }
+    const record = await liveShare(port(), id);
     return c.json(
       {
         share: id,
@@ -245,11 +250,7 @@ export function gatewayRoutes(
     const storagePort = onlyIfCached(c.req.header("cache-control")) ? localReads(port()) : port();
     // Thrown, not returned: `app.onError` counts it in /metrics (returned, none showed there:
     // id guessing and revoked or expired links were invisible, review s76).
-    const record = await storagePort.share(id);
-    if (!record) throw new ShareUnavailableError("share_not_found", id);
-    if (record.expiresAt !== null && now() >= record.expiresAt) {
-      throw new ShareUnavailableError("share_expired", id);
-    }
+    const record = await liveShare(storagePort, id);
     // Any block of the shared file (its manifest, a manifest tree's nodes, its chunks), found
     // through what its manifests link; never another file's.
     const signal = c.req.raw.signal;
