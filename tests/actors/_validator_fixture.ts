@@ -23,7 +23,7 @@ import type { CatchUpItem, ValidatorModelSource } from "../../actors/validator_m
 import type { TextModel } from "../../inference/text_model.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { Identity } from "../../protocols/identity.ts";
+import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { type FraudProof, fraudProofHash, signFraudProof } from "../../protocols/fraud_proof.ts";
@@ -100,6 +100,20 @@ export function proveOn(
 ): ReturnType<typeof proveJob> {
   const ids = f.honest.tokenizer.encode(job.prompt);
   return proveJob(job, manualStream(() => model, ids, job.params), worker);
+}
+
+/**
+ * A fresh requester's job `nonce` (prompt "The validator") proved by a fresh worker on the honest
+ * model, with the requester's assignment of it to that worker: the receipt a claim is about.
+ */
+export async function assignedProof(nonce: string) {
+  const requester = Identity.generate();
+  const worker = Identity.generate();
+  const job = textJob(requester, nonce, { prompt: "The validator" });
+  const proved = await proveOn(job, worker);
+  const id = receiptId(proved.receipt);
+  const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
+  return { requester, worker, job, proved, id, assignment };
 }
 
 /** How a receipt is announced: who relays it, and when the requester signed its assignment. */

@@ -18,18 +18,15 @@ import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_actor.ts";
 import { MAX_HELD_CLAIMS, MAX_HELD_CLAIMS_PER_CLAIMANT } from "../../actors/_validator_memory.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
+  assignedProof,
   HONEST_MODELS,
-  proveOn,
   spawnValidator,
   START,
-  textJob,
   withheldVerdict,
 } from "./_validator_fixture.ts";
 
@@ -38,13 +35,10 @@ const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 const WORKER_STAKE = 1_000_000;
 /** The honest claimant's stake: ten penalties, so its one claim is covered. */
 const CLAIMANT_STAKE = 10 * PENALTY;
-const requester = Identity.generate();
-const worker = Identity.generate();
+const { worker, job, proved, id, assignment } = await assignedProof(
+  "held-claim-backing",
+);
 const claimant = Identity.generate();
-const job = textJob(requester, "held-claim-backing", { prompt: "The validator" });
-const proved = await proveOn(job, worker);
-const id = receiptId(proved.receipt);
-const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
 const flooders = Array.from({ length: MAX_HELD_CLAIMS }, () => Identity.generate());
 
 /** A made-up receipt id (64 hex digits) that never comes. */

@@ -34,7 +34,7 @@ import {
   textJob,
   withheldVerdict,
 } from "./_validator_fixture.ts";
-import { ReadOnlyRun } from "./_read_only_validator.ts";
+import { ReadOnlyRun, type ReadOnlySetup } from "./_read_only_validator.ts";
 import { READ_ONLY_HELD } from "../../actors/_validator_read_only.ts";
 
 const STAKE = 10_000;
@@ -51,9 +51,10 @@ async function setUp(name: string, model = f.honest) {
   const disk = { full: false };
   const run = new ReadOnlyRun(name, disk, clock);
   const reads = ledgerReads(() => run.validator, clock);
+  const ledgerDir = join(dir, "ledger");
   return {
     dir,
-    ledgerDir: join(dir, "ledger"),
+    ledgerDir,
     me,
     worker,
     requester,
@@ -65,6 +66,19 @@ async function setUp(name: string, model = f.honest) {
     disk,
     run,
     reads,
+    /**
+     * Spawn the validator as `me` on the run's ledger, serving the honest models, challenging
+     * nothing unless `options` say otherwise.
+     */
+    spawn(options: Partial<ReadOnlySetup> = {}) {
+      return run.spawn({
+        identity: me,
+        ledgerDir,
+        challengeProbability: 0,
+        models: HONEST_MODELS,
+        ...options,
+      });
+    },
     /** Wait for the validator to hold `what` while read-only, or to crash (the old way). */
     async heldOrCrashed(what: string) {
       await eventually(
@@ -90,12 +104,7 @@ async function assertCleanRefusals(t: Awaited<ReturnType<typeof setUp>>): Promis
 Deno.test("a peer's fraud proof reaching a read-only validator is held, not crashed on, and slashes the cheat once the disk has room, past the window", async () => {
   const t = await setUp("ro-fraud-proof", f.otherSeed);
   try {
-    const validator = await t.run.spawn({
-      identity: t.me,
-      ledgerDir: t.ledgerDir,
-      challengeProbability: 0,
-      models: HONEST_MODELS,
-    });
+    const validator = await t.spawn();
     for (const key of [t.worker, t.peer]) {
       await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
     }
@@ -147,11 +156,8 @@ Deno.test("a validator's own challenge ending while the node is read-only does n
   try {
     const served = signServedProof(t.id, t.proved.proof, t.worker);
     const gate = Promise.withResolvers<void>();
-    const validator = await t.run.spawn({
-      identity: t.me,
-      ledgerDir: t.ledgerDir,
+    const validator = await t.spawn({
       challengeProbability: 1,
-      models: HONEST_MODELS,
       // The worker's proof data comes once the test lets it: the challenge ends after the disk filled.
       source: {
         proof: async () => {
@@ -191,11 +197,7 @@ Deno.test("a staked peer's withheld claim reaching a read-only validator is held
   const t = await setUp("ro-verdict");
   try {
     const served = signServedProof(t.id, t.proved.proof, t.worker);
-    const validator = await t.run.spawn({
-      identity: t.me,
-      ledgerDir: t.ledgerDir,
-      challengeProbability: 0,
-      models: HONEST_MODELS,
+    const validator = await t.spawn({
       source: { proof: () => Promise.resolve<ServedProof | undefined>(served) },
     });
     for (const key of [t.worker, t.peer]) {
@@ -232,12 +234,7 @@ Deno.test("a staked peer's withheld claim reaching a read-only validator is held
 Deno.test("a peer's stake pledge reaching a read-only validator is held and recorded once the disk has room", async () => {
   const t = await setUp("ro-pledge");
   try {
-    const validator = await t.run.spawn({
-      identity: t.me,
-      ledgerDir: t.ledgerDir,
-      challengeProbability: 0,
-      models: HONEST_MODELS,
-    });
+    const validator = await t.spawn();
     t.disk.full = true;
     const pledge = signStakePledge(t.worker, STAKE, 1);
     assert.equal(await validator.ask({ type: "pledge", pledge, origin: PEER }), false);
@@ -261,12 +258,7 @@ Deno.test("a peer's stake pledge reaching a read-only validator is held and reco
 Deno.test("a peer's receipt announced to a read-only validator is refused disk_full (not ledger_write_failed), held, and recorded once the disk has room", async () => {
   const t = await setUp("ro-receipt");
   try {
-    const validator = await t.run.spawn({
-      identity: t.me,
-      ledgerDir: t.ledgerDir,
-      challengeProbability: 0,
-      models: HONEST_MODELS,
-    });
+    const validator = await t.spawn();
     await validator.ask({ type: "deposit", key: t.worker.publicKey, amount: STAKE });
     t.disk.full = true;
     const handled = await announceAssigned(validator, t.proved.receipt, t.job, t.requester);
@@ -288,12 +280,7 @@ Deno.test("a peer's receipt announced to a read-only validator is refused disk_f
 Deno.test("a local deposit asked of a read-only validator is refused disk_full without crashing it", async () => {
   const t = await setUp("ro-deposit");
   try {
-    const validator = await t.run.spawn({
-      identity: t.me,
-      ledgerDir: t.ledgerDir,
-      challengeProbability: 0,
-      models: HONEST_MODELS,
-    });
+    const validator = await t.spawn();
     t.disk.full = true;
     await assert.rejects(
       validator.ask({ type: "deposit", key: t.worker.publicKey, amount: STAKE }),

@@ -14,29 +14,23 @@ import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_ac
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import { verdictId } from "../../protocols/verdict.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import type { ReceiptRecord } from "../../proof/ledger.ts";
 import {
+  assignedProof,
   HONEST_MODELS,
-  proveOn,
   spawnValidator,
   START,
-  textJob,
   withheldVerdict,
 } from "./_validator_fixture.ts";
 
 const PEER = "ee".repeat(32);
-const requester = Identity.generate();
-const worker = Identity.generate();
+const { worker, job, proved, id, assignment } = await assignedProof(
+  "withheld-self-claim",
+);
 const claimant = Identity.generate();
-const job = textJob(requester, "withheld-self-claim", { prompt: "The validator" });
-const proved = await proveOn(job, worker);
-const id = receiptId(proved.receipt);
-const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
 
 Deno.test("the accused worker's own 'proof withheld' claim about its receipt is refused: not recorded, not passed on, not taken over", async () => {
   const root = await Deno.makeTempDir();

@@ -1,40 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { storageGateway } from "../../actors/storage_actor_peer.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
-import { createApp } from "../../server/app.ts";
-import { gatewayRoutes } from "../../server/gateway_routes.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
-import { FileStore } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
-import { createShareLink, newShareId, ShareStore } from "../../storage/share_links.ts";
+import { newShareId } from "../../storage/share_links.ts";
 import { CarBlockIterator } from "@ipld/car";
 import { cidDigest } from "../../protocols/cid.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
 import { parseDuration, runExport, runShare } from "../../cli/exchange_commands.ts";
 import { pseudoRandomBytes } from "../storage/_helpers.ts";
 import { importerRoot } from "../storage/_ipfs_reference.ts";
-
-const CLI = new URL("../../cli.ts", import.meta.url).pathname;
-
-async function cli(args: string[], stdin?: Uint8Array) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdin: stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin) {
-    const writer = child.stdin.getWriter();
-    await writer.write(stdin);
-    await writer.close();
-  }
-  const out = await child.output();
-  return { code: out.code, stdout: out.stdout, err: new TextDecoder().decode(out.stderr) };
-}
+import { sharedPrivateFile } from "./_shared_private_file.ts";
+import { cli } from "./_cli_child.ts";
 
 Deno.test("cli export writes a CAR the npm reader verifies block by block; cli import of it into another store gives the same file", async () => {
   const dir = await Deno.makeTempDir();
@@ -114,41 +89,21 @@ Deno.test("share ids never start with '-', so a command line never reads one as 
 Deno.test("cli share open -o replaces an existing, longer output file with exactly the shared bytes (it used to keep the old tail)", async () => {
   const dir = await Deno.makeTempDir();
   const ownerKey = await OwnerKey.fromSecret(new Uint8Array(32).fill(7));
-  const system = new ActorSystem({ name: "share-open-test" });
-  const storage = await system.spawn<StorageMessage>({
-    name: "node/storage",
-    factory: () => new StorageActor({ dir, ownerKey }) as never,
+  const shared = await sharedPrivateFile({
+    dir,
+    ownerKey,
+    contents: new TextEncoder().encode("the new, short contents"),
+    name: "share-open-test",
   });
-  const app = createApp({ inference: {} as InferencePort });
-  app.route("/", gatewayRoutes(() => storageGateway(storage)));
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    (r, i) => app.fetch(r, i),
-  );
   try {
-    const secret = new TextEncoder().encode("the new, short contents");
-    const { cid } = await (await storage.ask<PutHandle>({
-      type: "put",
-      source: ReadableStream.from([secret]),
-      private: true,
-    })).done;
-    const { link } = await createShareLink({
-      cid,
-      owner: ownerKey,
-      files: new FileStore(await ChunkStore.open(dir)),
-      shares: new ShareStore(dir),
-      baseUrl: `http://127.0.0.1:${server.addr.port}`,
-      expiresAt: null,
-      now: Date.now(),
-    });
+    const { link } = shared;
     const out = join(dir, "out.txt");
     await Deno.writeTextFile(out, "an older and much longer file that was already here\n");
     const run = await cli(["share", "open", link, "-o", out]);
     assert.equal(run.code, 0, run.err);
     assert.equal(await Deno.readTextFile(out), "the new, short contents");
   } finally {
-    await server.shutdown();
-    await system.shutdown();
+    await shared.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CarWriter } from "@ipld/car";
 import * as dagPb from "@ipld/dag-pb";
 import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
@@ -13,8 +12,8 @@ import { runImport } from "../../cli/exchange_commands.ts";
 import { runLs, runPut } from "../../cli/storage_commands.ts";
 import { cidOf, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import { joinBytes } from "../_helpers/bytes.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
+import { carOf } from "../storage/_car_of.ts";
 
 /** The leaf every file below links: 10 bytes. */
 const LEAF = new TextEncoder().encode("0123456789");
@@ -29,15 +28,6 @@ function fileDeclaring(declared: number) {
     Links: [{ Hash: leaf.cid, Tsize: LEAF.length }],
   }));
   return { root: { cid: CID.parse(cidOf(bytes, DAG_PB_CODEC)), bytes }, leaf };
-}
-
-/** The bytes of a CAR v1 naming `root` and holding `blocks`, as `@ipld/car` writes it. */
-async function carOf(root: CID, blocks: { cid: CID; bytes: Uint8Array }[]): Promise<Uint8Array> {
-  const { writer, out } = CarWriter.create([root]);
-  const reading = Array.fromAsync(out);
-  for (const block of blocks) await writer.put(block);
-  await writer.close();
-  return joinBytes(await reading);
 }
 
 Deno.test("import of a file whose raw leaf is shorter or longer than its file node says is invalid_manifest, exit 1, and pins nothing", async () => {

@@ -5,70 +5,21 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { storageGateway } from "../../actors/storage_actor_peer.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
-import { createApp } from "../../server/app.ts";
-import { gatewayRoutes } from "../../server/gateway_routes.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
-import { FileStore } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
-import { createShareLink, ShareStore } from "../../storage/share_links.ts";
-
-const CLI = new URL("../../cli.ts", import.meta.url).pathname;
-
-async function cli(args: string[], stdin?: Uint8Array) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdin: stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin) {
-    const writer = child.stdin.getWriter();
-    await writer.write(stdin);
-    await writer.close();
-  }
-  const out = await child.output();
-  return {
-    code: out.code,
-    out: new TextDecoder().decode(out.stdout),
-    err: new TextDecoder().decode(out.stderr),
-  };
-}
+import { sharedPrivateFile } from "./_shared_private_file.ts";
+import { cli } from "./_cli_child.ts";
 
 Deno.test("s76: cli share open - reads the link from stdin, so its keys are not on the command line", async () => {
   const dir = await Deno.makeTempDir();
   const ownerKey = await OwnerKey.fromSecret(new Uint8Array(32).fill(7));
-  const system = new ActorSystem({ name: "share-open-stdin-test" });
-  const storage = await system.spawn<StorageMessage>({
-    name: "node/storage",
-    factory: () => new StorageActor({ dir, ownerKey }) as never,
+  const shared = await sharedPrivateFile({
+    dir,
+    ownerKey,
+    contents: new TextEncoder().encode("read through stdin"),
+    name: "share-open-stdin-test",
   });
-  const app = createApp({ inference: {} as InferencePort });
-  app.route("/", gatewayRoutes(() => storageGateway(storage)));
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    (r, i) => app.fetch(r, i),
-  );
   try {
-    const secret = new TextEncoder().encode("read through stdin");
-    const { cid } = await (await storage.ask<PutHandle>({
-      type: "put",
-      source: ReadableStream.from([secret]),
-      private: true,
-    })).done;
-    const { link } = await createShareLink({
-      cid,
-      owner: ownerKey,
-      files: new FileStore(await ChunkStore.open(dir)),
-      shares: new ShareStore(dir),
-      baseUrl: `http://127.0.0.1:${server.addr.port}`,
-      expiresAt: null,
-      now: Date.now(),
-    });
+    const { link } = shared;
     const out = join(dir, "out.txt");
     const run = await cli(
       ["share", "open", "-", "-o", out],
@@ -80,8 +31,7 @@ Deno.test("s76: cli share open - reads the link from stdin, so its keys are not 
     assert.equal(empty.code, 2, empty.err);
     assert.match(empty.err, /no link on stdin/);
   } finally {
-    await server.shutdown();
-    await system.shutdown();
+    await shared.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -12,24 +12,11 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  DEFAULT_HELLO_INTERVAL_MS,
-  NetworkActor,
-  type NetworkMessage,
-  type PeerInfo,
-} from "../../network/network_actor.ts";
-import { Connection } from "../../protocols/connection.ts";
-import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import {
-  PEER_PROTOCOL,
-  type PeerHelloBody,
-  PeerHelloMessage,
-  signPeerHello,
-} from "../../protocols/peer_hello.ts";
-import { ManualTimers, settle } from "../protocols/_helpers.ts";
+import { DEFAULT_HELLO_INTERVAL_MS, type PeerInfo } from "../../network/network_actor.ts";
+import { type PeerHelloBody, PeerHelloMessage } from "../../protocols/peer_hello.ts";
+import { settle } from "../protocols/_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { node, peerOf } from "./_hello_pace_node.ts";
 
 const INTERVAL = DEFAULT_HELLO_INTERVAL_MS;
 /** Hellos the honest peer sends, one per interval. */
@@ -55,35 +42,18 @@ function arrivals(n: number, jitter: number): number[] {
 Deno.test("an honest peer whose hellos arrive up to 4 s late, in order, is never refused, and its last hello (a change of roles) is taken", async () => {
   const system = new ActorSystem({ name: "hello-pace-jitter" });
   try {
-    const timers = new ManualTimers();
-    const net = await system.spawn<NetworkMessage>({
-      name: "n/network",
-      factory: () =>
-        new NetworkActor({
-          identity: Identity.generate(),
-          services: {},
-          now: () => timers.now(),
-          connection: { timers, ...NO_TIMEOUTS },
-        }),
-    });
-    const identity = Identity.generate();
-    const [a, b] = memoryDuplexPair();
-    const [nodeSide, peer] = await Promise.all([
-      net.ask<Connection>({ type: "attach", duplex: a, address: "mem", outbound: false }),
-      Connection.open(b, { identity, protocols: [PEER_PROTOCOL], timers, ...NO_TIMEOUTS }),
-    ]);
-    const key = toHex(identity.publicKey);
+    const { net, timers } = await node(system, NO_TIMEOUTS);
+    const { key, nodeSide, peer, hello } = await peerOf(net, timers, NO_TIMEOUTS);
     const start = timers.now();
     const times = arrivals(HELLOS, JITTER_MS);
     for (let i = 0; i < HELLOS; i++) {
       const at = start + times[i];
       if (at > timers.now()) await timers.advance(at - timers.now());
-      const body: PeerHelloBody = {
-        version: `v${i + 1}`,
-        roles: i === HELLOS - 1 ? ["storage", "inference"] : ["storage"],
-        models: [],
-      };
-      await peer.notify(PeerHelloMessage, { hello: signPeerHello(identity, body, i + 1, 0) });
+      // The i-th hello (seq and version i + 1); the last one changes the roles.
+      const roles: PeerHelloBody["roles"] = i === HELLOS - 1
+        ? ["storage", "inference"]
+        : ["storage"];
+      await peer.notify(PeerHelloMessage, { hello: hello({ roles }) });
       await settle();
     }
     const last = await eventually(async () => {

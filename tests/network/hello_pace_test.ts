@@ -14,77 +14,16 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { HELLO_BURST } from "../../network/_peer_hellos.ts";
-import {
-  DEFAULT_HELLO_INTERVAL_MS,
-  NetworkActor,
-  type NetworkMessage,
-  type PeerInfo,
-} from "../../network/network_actor.ts";
-import { PeerChanges } from "../../network/peer_changes.ts";
-import { Connection, DEFAULT_MAX_REFUSALS } from "../../protocols/connection.ts";
-import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import {
-  PEER_PROTOCOL,
-  type PeerHelloBody,
-  PeerHelloMessage,
-  signPeerHello,
-} from "../../protocols/peer_hello.ts";
-import { ManualTimers, settle } from "../protocols/_helpers.ts";
+import { DEFAULT_HELLO_INTERVAL_MS } from "../../network/network_actor.ts";
+import { DEFAULT_MAX_REFUSALS } from "../../protocols/connection.ts";
+import { PeerHelloMessage } from "../../protocols/peer_hello.ts";
+import { settle } from "../protocols/_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { node, peerOf } from "./_hello_pace_node.ts";
 
 const INTERVAL = DEFAULT_HELLO_INTERVAL_MS;
 /** More hellos than the refusal limit: counted as refusals, they would have cut the peer off. */
 const HONEST_HELLOS = DEFAULT_MAX_REFUSALS + HELLO_BURST + 1;
-
-/** A node on hand-moved timers, its peer-table changes counted per peer key. */
-async function node(system: ActorSystem) {
-  const timers = new ManualTimers();
-  const changes = new PeerChanges();
-  const updated = new Map<string, number>();
-  changes.subscribe((c) => {
-    if (c.type === "updated") updated.set(c.peer.key, (updated.get(c.peer.key) ?? 0) + 1);
-  });
-  const net = await system.spawn<NetworkMessage>({
-    name: "n/network",
-    factory: () =>
-      new NetworkActor({
-        identity: Identity.generate(),
-        services: {},
-        peerChanges: changes,
-        now: () => timers.now(),
-        connection: { timers },
-      }),
-  });
-  const row = async (key: string) =>
-    (await net.ask<PeerInfo[]>({ type: "peers" })).find((p) => p.key === key);
-  return { net, timers, updated, row };
-}
-
-/** A peer attached to `net`: its own end of the connection, and the node's. */
-async function peerOf(net: Awaited<ReturnType<typeof node>>["net"], timers: ManualTimers) {
-  const identity = Identity.generate();
-  const [a, b] = memoryDuplexPair();
-  const [nodeSide, peer] = await Promise.all([
-    net.ask<Connection>({ type: "attach", duplex: a, address: "mem", outbound: false }),
-    Connection.open(b, { identity, protocols: [PEER_PROTOCOL], timers }),
-  ]);
-  let seq = 0;
-  const hello = (body: Partial<PeerHelloBody> = {}) =>
-    signPeerHello(
-      identity,
-      {
-        version: `v${seq + 1}`,
-        roles: ["storage"],
-        models: [],
-        ...body,
-      },
-      ++seq,
-      0,
-    );
-  return { key: toHex(identity.publicKey), nodeSide, peer, hello };
-}
 
 Deno.test("a hello flood with a rising seq is cut off with too_many_refusals; a peer refreshing at the hello interval beside it is never refused", async () => {
   const system = new ActorSystem({ name: "hello-pace-flood" });

@@ -21,19 +21,10 @@ import { Identity } from "../../protocols/identity.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { INFO, MODEL } from "./_router_fixture.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
-import {
-  emptyInferenceStats,
-  type InferenceHandle,
-  type InferencePort,
-  type JobSummary,
-  type ServedModelInfo,
-  type StreamedToken,
-  type SubmitOptions,
-} from "../../inference/inference_port.ts";
+import type { InferencePort, JobSummary, StreamedToken } from "../../inference/inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { INFERENCE_PROTOCOL, type InferenceEvent } from "../../protocols/inference_messages.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import {
   PEER_PROTOCOL,
@@ -43,8 +34,8 @@ import {
 } from "../../protocols/peer_hello.ts";
 import { GOODBYE_PROTOCOL, PeerGoodbyeMessage } from "../../protocols/peer_goodbye.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { params } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
+import { Dropper, Honest, jobOf, type ScriptedPort, token, WHOLE } from "./_resuming_ports.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { parseReceipt } from "../../protocols/receipt.ts";
 import { jobFor, TEXT, TOKENS as SCRIPTED_TOKENS } from "./_hostile_worker_fixture.ts";
@@ -66,94 +57,10 @@ const IDLE: PeerLoad = { running: 0, queued: 0, slots: 8, queueLimit: 8 };
 const BUSY: PeerLoad = { running: 1, queued: 0, slots: 4, queueLimit: 4 };
 /** The router's stall timeout: small (a fake clock: its size costs nothing). */
 const STALL_MS = 10_000;
-/** Tokens of each job. */
-const TOKENS = 8;
-const WHOLE = Array.from({ length: TOKENS }, (_, i) => i);
 /** The address group of the host that makes the fresh keys (TEST-NET-1). */
 const SYBIL_HOST = "192.0.2.7";
 /** The honest worker's address group (TEST-NET-2). */
 const HONEST_HOST = "198.51.100.1";
-
-/** Position `i` of every job's output. */
-function token(i: number): StreamedToken {
-  return {
-    index: i,
-    tokenId: 97 + i,
-    text: String.fromCharCode(97 + i),
-    ...(i === TOKENS - 1 ? { finishReason: "length" as const } : {}),
-  };
-}
-
-function summaryOf(finishReason: JobSummary["finishReason"]): JobSummary {
-  return {
-    jobId: "",
-    finishReason,
-    usage: { promptTokens: 1, completionTokens: 0 },
-    timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-  };
-}
-
-/** A port whose jobs stream from the position they are asked to resume at. */
-abstract class ScriptedPort implements InferencePort {
-  /** Jobs submitted to it. */
-  submits = 0;
-  models(): Promise<ServedModelInfo[]> {
-    return Promise.resolve([INFO]);
-  }
-  stats(): ReturnType<InferencePort["stats"]> {
-    return Promise.resolve(emptyInferenceStats());
-  }
-  abstract tokens(from: number, done: (summary: JobSummary) => void): ReadableStream<StreamedToken>;
-  submit(j: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
-    this.submits++;
-    const done = Promise.withResolvers<JobSummary>();
-    const end = (summary: JobSummary) => done.resolve({ ...summary, jobId: jobId(j) });
-    return Promise.resolve({
-      jobId: jobId(j),
-      model: INFO,
-      promptTokens: 1,
-      tokens: this.tokens(options?.resume?.length ?? 0, end),
-      done: done.promise,
-      cancel: () => end(summaryOf("cancelled")),
-    });
-  }
-}
-
-/** An honest worker: runs the job from where it is asked to resume, to its end. */
-class Honest extends ScriptedPort {
-  ran = 0;
-  tokens(from: number, done: (summary: JobSummary) => void): ReadableStream<StreamedToken> {
-    this.ran++;
-    let i = from;
-    return new ReadableStream({
-      pull: (c) => {
-        c.enqueue(token(i));
-        if (++i === TOKENS) {
-          c.close();
-          done(summaryOf("length"));
-        }
-      },
-    }, { highWaterMark: 0 });
-  }
-}
-
-/** Streams one token of a job, then drops its connection (review F1's `Dropper`). */
-class Dropper extends ScriptedPort {
-  connection?: Connection;
-  tokens(from: number): ReadableStream<StreamedToken> {
-    let sent = false;
-    return new ReadableStream({
-      pull: async (c) => {
-        if (!sent) {
-          sent = true;
-          return c.enqueue(token(from));
-        }
-        await this.connection?.close(new Error("dropped"));
-        return new Promise<void>(() => {}); // gone
-      },
-    }, { highWaterMark: 0 });
-  }
-}
 
 /**
  * A router whose port writes the node's record of its workers (`system` given), on a fake clock;
@@ -247,10 +154,6 @@ async function sybilRouter() {
     await system.shutdown();
   };
   return { timers, port, connect, run, close };
-}
-
-function jobOf(nonce: string): TextJob {
-  return { kind: "text", model: MODEL, prompt: "hi", params: params({ maxTokens: TOKENS }), nonce };
 }
 
 /** `MAX_WORKERS_PER_JOB` droppers under fresh keys, all claiming room, from `group`. */

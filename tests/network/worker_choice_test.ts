@@ -15,20 +15,11 @@ import { Identity } from "../../protocols/identity.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { connectWorker, INFO, job, MODEL, TwoTokenWorker } from "./_router_fixture.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
-import {
-  emptyInferenceStats,
-  type InferenceHandle,
-  type InferencePort,
-  type JobSummary,
-  type ServedModelInfo,
-  type StreamedToken,
-  type SubmitOptions,
-} from "../../inference/inference_port.ts";
+import type { InferencePort, JobSummary, StreamedToken } from "../../inference/inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import {
   PEER_PROTOCOL,
@@ -37,8 +28,16 @@ import {
   signPeerHello,
 } from "../../protocols/peer_hello.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { params } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
+import {
+  Dropper,
+  Honest,
+  jobOf,
+  ScriptedPort,
+  summaryOf,
+  token,
+  WHOLE,
+} from "./_resuming_ports.ts";
 
 // ---- worker choice --------------------------------------------------------------------------------
 // The router's worker choice, rule by rule (`network/worker_choice.ts`).
@@ -407,76 +406,6 @@ const STALL_MS = 10_000;
 /** The first while a worker is asked last: longer than a job's run here, so no job ends it. */
 const FIRST_WHILE_MS_ROUTING_REVIEW = 4 * STALL_MS;
 const LONGEST_WHILE_MS = 16 * STALL_MS;
-/** Tokens of each job. */
-const TOKENS = 8;
-
-/** Position `i` of every job's output. */
-function token(i: number): StreamedToken {
-  return {
-    index: i,
-    tokenId: 97 + i,
-    text: String.fromCharCode(97 + i),
-    ...(i === TOKENS - 1 ? { finishReason: "length" as const } : {}),
-  };
-}
-
-/** A port whose jobs stream `tokens(from)` and end as `end` says. */
-abstract class ScriptedPort implements InferencePort {
-  /** Jobs submitted to it. */
-  submits = 0;
-  models(): Promise<ServedModelInfo[]> {
-    return Promise.resolve([INFO]);
-  }
-  stats(): ReturnType<InferencePort["stats"]> {
-    return Promise.resolve(emptyInferenceStats());
-  }
-  abstract tokens(from: number, done: (summary: JobSummary) => void): ReadableStream<StreamedToken>;
-  submit(j: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
-    this.submits++;
-    const done = Promise.withResolvers<JobSummary>();
-    const end = (summary: JobSummary) => done.resolve({ ...summary, jobId: jobId(j) });
-    return Promise.resolve({
-      jobId: jobId(j),
-      model: INFO,
-      promptTokens: 1,
-      tokens: this.tokens(options?.resume?.length ?? 0, end),
-      done: done.promise,
-      cancel: () => end(summaryOf("cancelled")),
-    });
-  }
-}
-
-function summaryOf(
-  finishReason: JobSummary["finishReason"],
-  error?: JobSummary["error"],
-): JobSummary {
-  return {
-    jobId: "",
-    finishReason,
-    usage: { promptTokens: 1, completionTokens: 0 },
-    timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-    ...(error ? { error } : {}),
-  };
-}
-
-/** An honest worker: runs the job from where it is asked to resume, to its end. */
-class Honest extends ScriptedPort {
-  ran = 0;
-  tokens(from: number, done: (summary: JobSummary) => void): ReadableStream<StreamedToken> {
-    this.ran++;
-    let i = from;
-    return new ReadableStream({
-      pull: (c) => {
-        c.enqueue(token(i));
-        if (++i === TOKENS) {
-          c.close();
-          done(summaryOf("length"));
-        }
-      },
-    }, { highWaterMark: 0 });
-  }
-}
-
 /** Streams `before` tokens of a job, then fails it with its own `code`, as a worker does. */
 class FailsItself extends ScriptedPort {
   constructor(readonly before: number, readonly code: string) {
@@ -517,24 +446,6 @@ class GivesUpOnReader extends ScriptedPort {
         const message = "the requester stopped reading";
         done(summaryOf("error", { code: "reader_stalled", message }));
         c.error(new VeriflowError("reader_stalled", message));
-      },
-    }, { highWaterMark: 0 });
-  }
-}
-
-/** Streams one token of a job, then drops its connection (and dials back in later). */
-class Dropper extends ScriptedPort {
-  connection?: Connection;
-  tokens(from: number): ReadableStream<StreamedToken> {
-    let sent = false;
-    return new ReadableStream({
-      pull: async (c) => {
-        if (!sent) {
-          sent = true;
-          return c.enqueue(token(from));
-        }
-        await this.connection?.close(new Error("dropped"));
-        return new Promise<void>(() => {}); // gone
       },
     }, { highWaterMark: 0 });
   }
@@ -615,13 +526,6 @@ async function routerRoutingReview() {
   };
   return { timers, port, connect, run, close };
 }
-
-/** The job of every test here, told apart by `nonce`. */
-function jobOf(nonce: string): TextJob {
-  return { kind: "text", model: MODEL, prompt: "hi", params: params({ maxTokens: TOKENS }), nonce };
-}
-
-const WHOLE = Array.from({ length: TOKENS }, (_, i) => i);
 
 Deno.test("a worker that claims room, starts each job and never sends a token costs the first job the stall timeout, not every job: it is asked last after, for longer each time it does it again", async () => {
   const r = await routerRoutingReview();

@@ -283,6 +283,8 @@ Deno.test("a timed storage audit round that fails (a node without storage peers)
           tell: async (message: StorageMessage) => {
             await actor.receive(message);
           },
+          // A pin's commit asks (`pin_held`); this test pins nothing.
+          ask: <R>(message: StorageMessage) => actor.receive(message) as Promise<R>,
         },
       });
     } finally {

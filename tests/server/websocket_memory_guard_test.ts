@@ -87,12 +87,16 @@ Deno.test("memory guard: over the limit, every idle socket of every group is dro
   }
 });
 
-Deno.test("memory guard: on the node, a /v1/stream socket whose job is only queued counts as idle and is dropped; one whose job runs is dropped at the next check still over, its job cancelled", async () => {
-  const timers = new FakeTimers();
-  // One slot: the second job waits in the queue behind the first (gated: it holds the slot).
-  const node = await startTestNode({ concurrency: 1 });
-  const lines: string[] = [];
-  // The node's own port, with a limit every process is over (the real RSS probe).
+/**
+ * The node's own app served on a free port, with a limit every process is over (the real RSS
+ * probe), its log kept in `lines`.
+ */
+function overLimitServer(
+  node: Awaited<ReturnType<typeof startTestNode>>,
+  timers: FakeTimers,
+  lines: string[],
+  signal: AbortSignal,
+) {
   const app = createApp({
     inference: node.port,
     defaultModel: node.model.info.cid,
@@ -100,8 +104,16 @@ Deno.test("memory guard: on the node, a /v1/stream socket whose job is only queu
     wsMemoryLimitBytes: 1,
     log: (line) => lines.push(line),
   });
+  return serve({ app, port: 0, signal });
+}
+
+Deno.test("memory guard: on the node, a /v1/stream socket whose job is only queued counts as idle and is dropped; one whose job runs is dropped at the next check still over, its job cancelled", async () => {
+  const timers = new FakeTimers();
+  // One slot: the second job waits in the queue behind the first (gated: it holds the slot).
+  const node = await startTestNode({ concurrency: 1 });
+  const lines: string[] = [];
   const abort = new AbortController();
-  const server = serve({ app, port: 0, signal: abort.signal });
+  const server = overLimitServer(node, timers, lines, abort.signal);
   let running: WsProbe | undefined;
   let queued: WsProbe | undefined;
   try {
@@ -148,16 +160,8 @@ Deno.test("memory guard: on the node, a /v1/stream socket running a job is kept 
   const timers = new FakeTimers();
   const node = await startTestNode();
   const lines: string[] = [];
-  // The node's own app, with a limit every process is over (the real RSS probe).
-  const app = createApp({
-    inference: node.port,
-    defaultModel: node.model.info.cid,
-    timers,
-    wsMemoryLimitBytes: 1,
-    log: (line) => lines.push(line),
-  });
   const abort = new AbortController();
-  const server = serve({ app, port: 0, signal: abort.signal });
+  const server = overLimitServer(node, timers, lines, abort.signal);
   const open: RawSocket[] = [];
   let running: WsProbe | undefined;
   try {

@@ -7,31 +7,11 @@ import assert from "node:assert/strict";
 import { CarWriter } from "@ipld/car";
 import { CID } from "multiformats/cid";
 import { identity } from "multiformats/hashes/identity";
-import { cidOf, RAW_CODEC, storageKey } from "../../protocols/cid.ts";
+import { cidOf, RAW_CODEC } from "../../protocols/cid.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { cidOfAsync } from "../../storage/_hash.ts";
-import type { BlockStore } from "../../storage/block_store.ts";
 import { importCar, MAX_CAR_CID_BYTES } from "../../storage/car.ts";
 import { joinBytes } from "../_helpers/bytes.ts";
-
-/** A {@link BlockStore} in memory that counts its puts. */
-class CountingStore implements BlockStore {
-  readonly blocks = new Map<string, Uint8Array>();
-  puts = 0;
-  async put(bytes: Uint8Array): Promise<string> {
-    this.puts++;
-    const cid = await cidOfAsync(bytes);
-    this.blocks.set(cid, bytes);
-    return cid;
-  }
-  get(cid: string): Promise<Uint8Array> {
-    const bytes = this.blocks.get(storageKey(cid));
-    return bytes ? Promise.resolve(bytes) : Promise.reject(new Error(`no ${cid}`));
-  }
-  has(cid: string): Promise<boolean> {
-    return Promise.resolve(this.blocks.has(storageKey(cid)));
-  }
-}
+import { MemoryBlockStore } from "./_memory_block_store.ts";
 
 /** A CAR v1 naming `roots` and holding `blocks` in that order (repeats kept), as a stream. */
 async function carStream(
@@ -55,7 +35,7 @@ Deno.test("a CAR whose header names a root longer than MAX_CAR_CID_BYTES is inva
   // An identity root inlining 700,000 bytes: a CID no reader takes, nor a command line passes.
   const huge = CID.createV1(RAW_CODEC, identity.digest(new Uint8Array(700_000).fill(0x61)));
   const block = rawBlock("a block that must not be stored");
-  const store = new CountingStore();
+  const store = new MemoryBlockStore();
   const refused = await importCar(await carStream([huge], [block]), store).catch((e) => e);
   assert.ok(refused instanceof VeriflowError, String(refused));
   assert.equal(refused.code, "invalid_cid");
@@ -65,14 +45,14 @@ Deno.test("a CAR whose header names a root longer than MAX_CAR_CID_BYTES is inva
   // A root of the largest length allowed is taken.
   const inline = CID.createV1(RAW_CODEC, identity.digest(new Uint8Array(128).fill(0x62)));
   assert.ok(inline.bytes.length <= MAX_CAR_CID_BYTES);
-  const taken = await importCar(await carStream([inline], [block]), new CountingStore());
+  const taken = await importCar(await carStream([inline], [block]), new MemoryBlockStore());
   assert.deepEqual(taken.roots, [inline.toString()]);
 });
 
 Deno.test("a block written in five sections of a CAR is stored once and counted once", async () => {
   const block = rawBlock("hello duplicate world\n");
   const other = rawBlock("another block");
-  const store = new CountingStore();
+  const store = new MemoryBlockStore();
   const result = await importCar(
     await carStream([block.cid], [block, block, other, block, block, block]),
     store,

@@ -10,10 +10,8 @@ import { UnixFS } from "ipfs-unixfs";
 import { varint } from "multiformats";
 import { CID } from "multiformats/cid";
 import { identity } from "multiformats/hashes/identity";
-import { cidOf, DAG_CBOR_CODEC, DAG_PB_CODEC, RAW_CODEC, storageKey } from "../../protocols/cid.ts";
+import { cidOf, DAG_CBOR_CODEC, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { cidOfAsync } from "../../storage/_hash.ts";
-import type { BlockStore } from "../../storage/block_store.ts";
 import { exportCar, importCar, MAX_CAR_MANIFEST_BYTES } from "../../storage/car.ts";
 import {
   BlockTooLargeError,
@@ -22,6 +20,7 @@ import {
 } from "../../storage/errors.ts";
 import { concatBytes, joinBytes } from "../_helpers/bytes.ts";
 import { collect } from "./_helpers.ts";
+import { MemoryBlockStore } from "./_memory_block_store.ts";
 
 // ---- hostile or damaged CARs --------------------------------------------------------------------
 //
@@ -34,23 +33,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 /** Bytes per piece of the hostile streams below (a file read's usual piece). */
 const PIECE = 64 * KiB;
-
-/** A {@link BlockStore} in memory that counts what was put. */
-class MemoryBlockStore implements BlockStore {
-  readonly blocks = new Map<string, Uint8Array>();
-  async put(bytes: Uint8Array): Promise<string> {
-    const cid = await cidOfAsync(bytes);
-    this.blocks.set(cid, bytes);
-    return cid;
-  }
-  get(cid: string): Promise<Uint8Array> {
-    const bytes = this.blocks.get(storageKey(cid));
-    return bytes ? Promise.resolve(bytes) : Promise.reject(new Error(`no ${cid}`));
-  }
-  has(cid: string): Promise<boolean> {
-    return Promise.resolve(this.blocks.has(storageKey(cid)));
-  }
-}
 
 /** The bytes of a CAR v1 holding `blocks` under `roots`, as `@ipld/car` writes it. */
 async function carBytes(roots: string[], blocks: Uint8Array[] = []): Promise<Uint8Array> {

@@ -6,15 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CarWriter } from "@ipld/car";
 import * as dagPb from "@ipld/dag-pb";
 import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
 import { runImport } from "../../cli/exchange_commands.ts";
 import { cidOf, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import { joinBytes } from "../_helpers/bytes.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
+import { carOf } from "./_car_of.ts";
 
 /** Five distinct raw leaves of 10 bytes and the file node over them. */
 function fiveLeafFile() {
@@ -29,14 +28,6 @@ function fiveLeafFile() {
     Links: leaves.map((leaf) => ({ Hash: leaf.cid, Tsize: leaf.bytes.length })),
   }));
   return { root: { cid: CID.parse(cidOf(bytes, DAG_PB_CODEC)), bytes }, leaves };
-}
-
-async function carOf(root: CID, blocks: { cid: CID; bytes: Uint8Array }[]): Promise<Uint8Array> {
-  const { writer, out } = CarWriter.create([root]);
-  const reading = Array.fromAsync(out);
-  for (const block of blocks) await writer.put(block);
-  await writer.close();
-  return joinBytes(await reading);
 }
 
 /** Counts of `has` and `storedLength` calls per CID on every ChunkStore while `run` runs. */

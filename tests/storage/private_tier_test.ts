@@ -5,21 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { storageGateway } from "../../actors/storage_actor_peer.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
 import { cidDigest, cidFromDigest, DAG_CBOR_CODEC, storageKey } from "../../protocols/cid.ts";
 import { decodeManifest, encodeManifest, type PrivateManifest } from "../../protocols/manifest.ts";
-import { createApp } from "../../server/app.ts";
-import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { AuthenticationError, KeyRequiredError } from "../../storage/errors.ts";
 import { runShare } from "../../cli/exchange_commands.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { exportFileKeys, FileCipher, OwnerKey } from "../../storage/private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "../../storage/share_links.ts";
+import { sharedPrivateFile } from "../cli/_shared_private_file.ts";
 import { runGet } from "../../cli/storage_commands.ts";
 import { filesUnder, flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
@@ -254,33 +248,16 @@ Deno.test({
     await Deno.writeFile(keyFile, secret, { mode: 0o600 });
     const ownerKey = await OwnerKey.fromSecret(secret);
     const store = join(dir, "store");
-    const system = new ActorSystem({ name: "review-s45-private" });
-    const storage = await system.spawn<StorageMessage>({
-      name: "node/storage",
-      factory: () => new StorageActor({ dir: store, ownerKey }) as never,
+    const plaintext = text("the salary list");
+    const shared = await sharedPrivateFile({
+      dir: store,
+      ownerKey,
+      contents: plaintext,
+      name: "review-s45-private",
+      now: 0,
     });
-    const app = createApp({ inference: {} as InferencePort });
-    app.route("/", gatewayRoutes(() => storageGateway(storage)));
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      (r, i) => app.fetch(r, i),
-    );
     try {
-      const plaintext = text("the salary list");
-      const { cid } = await (await storage.ask<PutHandle>({
-        type: "put",
-        source: ReadableStream.from([plaintext]),
-        private: true,
-      })).done;
-      const { link } = await createShareLink({
-        cid,
-        owner: ownerKey,
-        files: new FileStore(await ChunkStore.open(store)),
-        shares: new ShareStore(store),
-        baseUrl: `http://127.0.0.1:${server.addr.port}`,
-        expiresAt: null,
-        now: 0,
-      });
+      const { cid, link } = shared;
       const reads: [string, (out: string) => Promise<number>][] = [
         ["get", (out) => runGet([cid, "-o", out, "--data", dir, "--key-file", keyFile])],
         ["share open", (out) => runShare(["open", link, "-o", out])],
@@ -310,8 +287,7 @@ Deno.test({
         );
       }
     } finally {
-      await server.shutdown();
-      await system.shutdown();
+      await shared.close();
       await Deno.remove(dir, { recursive: true });
     }
   },

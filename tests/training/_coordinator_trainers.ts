@@ -10,6 +10,9 @@ import type { RoundModels } from "../../training/round_models.ts";
 import { trainAndSign } from "../../training/training_round.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { useTrainingBackend } from "../../training/tf_backend.ts";
+import type { CoordinatorMessage } from "../../training/round_coordinator.ts";
+import { commitShard } from "../../training/training_state.ts";
+import { TEST_HYPER } from "./_fixtures.ts";
 
 /**
  * The wasm backend, started once before any trainer trains: two trainers of one round starting
@@ -53,4 +56,14 @@ export function honestTrainer(
     });
     return report;
   });
+}
+
+/** Join `connection` to `coordinator` as the trainer of `shard` (committed at the test batch). */
+export async function joinShard(
+  coordinator: { ask: (m: CoordinatorMessage) => Promise<unknown> },
+  connection: Connection,
+  shard: TextShard,
+): Promise<void> {
+  const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
+  await coordinator.ask({ type: "join", connection, shardSize: size, shardRoot: root });
 }

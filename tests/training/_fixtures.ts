@@ -4,6 +4,7 @@ import type { RoundBody } from "../../protocols/training_messages.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { type CorpusSplit, loadBrownCorpus, splitCorpus } from "../../training/brown_corpus.ts";
 import { gptDeltaBytes } from "../../training/delta_bytes.ts";
+import { heldOutSamples } from "../../training/held_out_samples.ts";
 import { DEFAULT_ECONOMICS, trainingReward } from "../../proof/economics.ts";
 
 /** One block, width 32: ~30 k parameters, about 0.1 s a step on one core (wasm). */
@@ -36,6 +37,16 @@ let split: Promise<CorpusSplit> | undefined;
 export function testSplit(): Promise<CorpusSplit> {
   split ??= loadBrownCorpus({ limit: 40 }).then((docs) => splitCorpus(docs, 2));
   return split;
+}
+
+/** The held-out evaluation of the test model on the test split's held-out documents. */
+export async function testEvaluation() {
+  const { heldOut } = await testSplit();
+  return {
+    arch: TEST_ARCH,
+    samples: heldOutSamples(heldOut, TEST_HYPER.sampleBytes),
+    sampleBytes: TEST_HYPER.sampleBytes,
+  };
 }
 
 /**

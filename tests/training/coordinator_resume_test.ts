@@ -32,11 +32,10 @@ import type {
   TrainingValidatorMessage,
   TrainingValidatorStats,
 } from "../../training/training_validator.ts";
-import { commitShard } from "../../training/training_state.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testModelCredit, testSplit } from "./_fixtures.ts";
-import { honestTrainer, trainerConnection } from "./_coordinator_trainers.ts";
+import { honestTrainer, joinShard, trainerConnection } from "./_coordinator_trainers.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
 import { ValidatorTap } from "./_validator_tap.ts";
 
@@ -100,13 +99,7 @@ async function joinTrainers(
   models: RoundModels,
 ): Promise<void> {
   for (const { id, shard } of trainers) {
-    const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
-    await coordinator.ask({
-      type: "join",
-      connection: honestTrainer(id, shard, models).connection,
-      shardSize: size,
-      shardRoot: root,
-    });
+    await joinShard(coordinator, honestTrainer(id, shard, models).connection, shard);
   }
 }
 
@@ -441,8 +434,7 @@ Deno.test("a coordinator its supervisor restarts keeps its joined trainers: the 
       inRound1.resolve();
       return new Promise(() => {});
     });
-    const { size, root } = commitShard(split.shards[0], TEST_HYPER.sampleBytes);
-    await coordinator.ask({ type: "join", connection, shardSize: size, shardRoot: root });
+    await joinShard(coordinator, connection, split.shards[0]);
     await inRound1.promise;
     await coordinator.tell({ type: "crash" });
 
@@ -651,13 +643,8 @@ async function node(dir: string, system: ActorSystem) {
             log: (line) => lines.push(line),
           }),
       });
-      const { size, root } = commitShard(trainer.shard, TEST_HYPER.sampleBytes);
-      await coordinator.ask({
-        type: "join",
-        connection: honestTrainer(trainer.id, trainer.shard, models).connection,
-        shardSize: size,
-        shardRoot: root,
-      });
+      const { connection } = honestTrainer(trainer.id, trainer.shard, models);
+      await joinShard(coordinator, connection, trainer.shard);
       return coordinator;
     },
     /** The trainer's account once every challenge window has closed. */

@@ -8,96 +8,17 @@
  * trainer is excluded for it.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { Identity } from "../../protocols/identity.ts";
 import type { TrainingGossip } from "../../protocols/training_messages.ts";
-import {
-  type CoordinatorMessage,
-  type CoordinatorStatus,
-  RoundCoordinator,
-} from "../../training/round_coordinator.ts";
 import type { RoundRecord } from "../../training/coordinator_status.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import { commitShard } from "../../training/training_state.ts";
-import { eventually } from "../_helpers/wait.ts";
-import { honestTrainer } from "./_coordinator_trainers.ts";
 import { withDyingWorkers } from "./_dying_workers.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
-
-/** Trainers of the round, each on its own shard of the test split. */
-const TRAINERS = 2;
-/**
- * Waiting for a round of the test model to end: a few seconds on an idle machine, far more on a
- * loaded two-core one (a liveness guard, not a bound on speed).
- */
-const ROUND_WAIT_MS = 120_000;
+import { coordinatedRounds, TRAINERS } from "./_coordinated_rounds.ts";
 
 /** One round of 2 honest trainers; its record, the outcomes gossiped and the log. */
 async function oneRound(): Promise<
   { record: RoundRecord; outcomes: TrainingGossip[]; lines: string[] }
 > {
-  const split = await testSplit();
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-evaluator-retry-" });
-  const system = new ActorSystem({ name: "evaluator-retry" });
-  const lines: string[] = [];
-  const outcomes: TrainingGossip[] = [];
-  const closers: (() => void)[] = [];
-  try {
-    await system.spawn<{ type: string; gossip: TrainingGossip }>({
-      name: "t/network",
-      factory: () => ({
-        receive: (message: { type: string; gossip: TrainingGossip }) => {
-          if (message.type === "publish_training" && message.gossip.kind === "outcome") {
-            outcomes.push(message.gossip);
-          }
-        },
-      }),
-    });
-    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
-    const coordinator = await system.spawn<CoordinatorMessage>({
-      name: "t/coordinator",
-      factory: () =>
-        new RoundCoordinator({
-          identity: Identity.generate(),
-          arch: TEST_ARCH,
-          seed: 0,
-          rounds: 1,
-          steps: 4,
-          hyper: TEST_HYPER,
-          roundDeadlineMs: 600_000,
-          minTrainers: TRAINERS,
-          models,
-          heldOut: split.heldOut,
-          network: "t/network",
-          log: (line) => void lines.push(line),
-        }),
-    });
-    for (const shard of split.shards.slice(0, TRAINERS)) {
-      const trainer = honestTrainer(Identity.generate(), shard, models);
-      closers.push(trainer.close);
-      const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
-      await coordinator.ask({
-        type: "join",
-        connection: trainer.connection,
-        shardSize: size,
-        shardRoot: root,
-      });
-    }
-    const record = await eventually(
-      async () => {
-        const status = await coordinator.ask<CoordinatorStatus>({ type: "status" });
-        return status.history[0];
-      },
-      "round 0's record",
-      { timeoutMs: ROUND_WAIT_MS, everyMs: 100 },
-    );
-    return { record, outcomes, lines };
-  } finally {
-    for (const close of closers) close();
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  const { status, outcomes, lines } = await coordinatedRounds(1);
+  return { record: status.history[0], outcomes, lines };
 }
 
 Deno.test("a round whose evaluator worker dies once asks again on a fresh worker, publishes its model and pays both trainers", async () => {

@@ -14,23 +14,13 @@ import {
   EVALUATOR_MAX_WORKER_FAILURES,
   WorkerHeldOutEvaluator,
 } from "../../training/held_out_evaluator.ts";
-import { heldOutSamples } from "../../training/held_out_samples.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, testEvaluation } from "./_fixtures.ts";
 import { withDyingWorkers } from "./_dying_workers.ts";
 
 /** The silence bound the tests give (fired by hand: its length only tells its timer apart). */
 const SILENCE_MS = 1_234;
-
-async function testEvaluation() {
-  const { heldOut } = await testSplit();
-  return {
-    arch: TEST_ARCH,
-    samples: heldOutSamples(heldOut, TEST_HYPER.sampleBytes),
-    sampleBytes: TEST_HYPER.sampleBytes,
-  };
-}
 
 Deno.test("a worker that exits without an error event fails its evaluation after the silence bound, and the next evaluation runs on a fresh worker", async () => {
   const evaluation = await testEvaluation();

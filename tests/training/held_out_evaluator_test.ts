@@ -7,19 +7,9 @@
 import assert from "node:assert/strict";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { evaluateHeldOut, WorkerHeldOutEvaluator } from "../../training/held_out_evaluator.ts";
-import { heldOutSamples } from "../../training/held_out_samples.ts";
 import { upTheLoss } from "./_up_the_loss.ts";
 import { evaluatingCoordinator } from "./_eval_coordinator.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
-
-async function testEvaluation() {
-  const { heldOut } = await testSplit();
-  return {
-    arch: TEST_ARCH,
-    samples: heldOutSamples(heldOut, TEST_HYPER.sampleBytes),
-    sampleBytes: TEST_HYPER.sampleBytes,
-  };
-}
+import { TEST_ARCH, testEvaluation, testSplit } from "./_fixtures.ts";
 
 Deno.test("the evaluator's worker gives the in-thread held-out losses bit for bit", async () => {
   const evaluation = await testEvaluation();

@@ -36,11 +36,10 @@ import {
   quantizeDelta,
 } from "../../training/int8_delta.ts";
 import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
-import { commitShard } from "../../training/training_state.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
-import { honestTrainer, trainerConnection } from "./_coordinator_trainers.ts";
+import { honestTrainer, joinShard, trainerConnection } from "./_coordinator_trainers.ts";
 import { join } from "node:path";
 import { decodeRoundDelivery, encodeRoundDelivery } from "../../training/round_delivery.ts";
 import { type GptWeights, gptWeightShapes, seededGptWeights } from "../../training/gpt_weights.ts";
@@ -98,13 +97,7 @@ Deno.test("a trainer that leaves mid-round does not stall the round: it goes on 
     for (
       const [trainer, shard] of [[honest, split.shards[0]], [leaver, split.shards[1]]] as const
     ) {
-      const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
-      await coordinator.ask({
-        type: "join",
-        connection: trainer.connection,
-        shardSize: size,
-        shardRoot: root,
-      });
+      await joinShard(coordinator, trainer.connection, shard);
     }
 
     const status = await eventually(
@@ -162,8 +155,7 @@ async function oneRound(
     });
     const first = await coordinator.ask<CoordinatorStatus>({ type: "status" });
     for (const { connection, shard } of joined) {
-      const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
-      await coordinator.ask({ type: "join", connection, shardSize: size, shardRoot: root });
+      await joinShard(coordinator, connection, shard);
     }
     const status = await eventually(
       async () => {
@@ -562,13 +554,7 @@ Deno.test("rounds its trainers refuse while they finish a round the coordinator 
           models,
         }),
     });
-    const { size, root } = commitShard(split.shards[0], TEST_HYPER.sampleBytes);
-    await coordinator.ask({
-      type: "join",
-      connection: trainer.connection,
-      shardSize: size,
-      shardRoot: root,
-    });
+    await joinShard(coordinator, trainer.connection, split.shards[0]);
     await eventually(() => Promise.resolve(asked.length > 0), "the first round's request");
     await turns(5); // a few turns of the event loop: no lost round trains that fast
     busy = false; // the lost round is done: the trainer takes the next one
@@ -631,13 +617,8 @@ async function runUntil(dir: string, rounds: number): Promise<CoordinatorStatus>
           keptRoundRecords: 2,
         }),
     });
-    const { size, root } = commitShard(split.shards[0], TEST_HYPER.sampleBytes);
-    await coordinator.ask({
-      type: "join",
-      connection: honestTrainer(Identity.generate(), split.shards[0], models).connection,
-      shardSize: size,
-      shardRoot: root,
-    });
+    const { connection } = honestTrainer(Identity.generate(), split.shards[0], models);
+    await joinShard(coordinator, connection, split.shards[0]);
     return await eventually(
       async () => {
         const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
