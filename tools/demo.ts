@@ -37,6 +37,7 @@ import { toHex } from "../protocols/hash.ts";
 import { NodeProcess } from "./node_process.ts";
 import { rankPeers } from "../storage/rendezvous.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
+import { NEWCOMER_EVERY } from "../network/_worker_routing.ts";
 
 /** Exit status for a bad flag, as every `cli.ts` command answers one. */
 const EXIT_USAGE = 2;
@@ -193,18 +194,19 @@ async function main(): Promise<number> {
         const m = await router.metrics();
         return (m.get("veriflow_peer_workers") ?? 0) >= 2 ? true : undefined;
       });
-      // The router sends a job to the least busy worker: while a long job keeps the honest
-      // worker busy, the next one lands on the cheater.
-      const long = client.infer({ prompt: "A long story", max_tokens: 200, seed: 1 });
-      const longReader = long.tokens.getReader();
-      await longReader.read(); // running on the honest worker now
-      const lured = client.infer({ prompt: "A job for the network", max_tokens: 24, seed: 2 });
-      for await (const _ of lured.tokens) { /* read every token */ }
-      const luredReceipt = (await lured.done).receipt as { worker: string };
-      while (!(await longReader.read()).done) { /* let the long job finish */ }
-      await long.done;
-      const cheated = luredReceipt.worker === cheaterKey ? 1 : 0;
-      detail(`the job ran on the cheater ${luredReceipt.worker.slice(0, 16)}…`);
+      // The router prefers a worker with a record (jobs it ran to their end here) and gives a
+      // newcomer one pick in NEWCOMER_EVERY (`network/worker_choice.ts`): jobs are sent until one
+      // lands on the new worker, at most two rounds of turns.
+      let luredWorker: string | undefined;
+      let sent = 0;
+      while (luredWorker !== cheaterKey && sent < 2 * NEWCOMER_EVERY) {
+        sent++;
+        const lured = client.infer({ prompt: "A job for the network", max_tokens: 24, seed: sent });
+        for await (const _ of lured.tokens) { /* read every token */ }
+        luredWorker = ((await lured.done).receipt as { worker: string }).worker;
+      }
+      const cheated = luredWorker === cheaterKey ? 1 : 0;
+      detail(`job ${sent} ran on the newcomer ${luredWorker!.slice(0, 16)}… (a new worker's turn)`);
       if (cheated === 0) throw new Error("no job reached the cheater");
 
       say("The validator proves the fraud; every ledger slashes the cheater");

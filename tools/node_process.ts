@@ -12,6 +12,8 @@ import { fileURLToPath } from "node:url";
  * folder with a space (`My%20Projects`) it named no file, so no node started.
  */
 const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+/** The repository root, where every node of the tests and benches is started. */
+const REPOSITORY = fileURLToPath(new URL("..", import.meta.url));
 /** How long a node may take to print a line we wait for (a model load on a busy 2-core box). */
 const LINE_TIMEOUT_MS = 60_000;
 /** `/proc` reports CPU time in USER_HZ ticks, 100 per second on every Linux ABI Deno runs on. */
@@ -89,6 +91,10 @@ export class NodeProcess {
       : ["taskset", ["-c", options.cpus, Deno.execPath(), ...deno]];
     const child = new Deno.Command(command, {
       args: commandArgs,
+      // The repository, not the process's working directory of the moment: test modules run side
+      // by side in one process (`deno test --parallel`) and one may have moved into a temporary
+      // directory it is about to delete (a node spawned then failed "Failed getting cwd", CI s76).
+      cwd: REPOSITORY,
       stdout: "piped",
       stderr: "piped",
       stdin: "null",
