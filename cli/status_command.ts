@@ -10,6 +10,7 @@ import { bearerAuthorization } from "../client/_bearer.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import { readBoundedBody } from "../streams/bounded_body.ts";
 import { ledgerWritesFailing } from "../actors/validator_messages.ts";
+import { printableLine } from "../node/log_format.ts";
 
 const HELP = `Usage: cli.ts status [--url URL] [--api-key KEY] [--json]
 
@@ -131,10 +132,10 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
       timedOut();
       return 1;
     }
-    io.err(
+    io.err(printableLine(
       `error: no node answered at ${base} (${(error as Error).message}); start one with ` +
         `\`deno task start\`, or give its address with --url`,
-    );
+    ));
     return 1;
   }
   let body: string;
@@ -149,7 +150,9 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
         `error: ${base} sent an answer larger than ${STATUS_MAX_BYTES / (1 << 20)} MiB: a ` +
           `node's state is far smaller; is --url the node's address?${baseHint}`,
       );
-    } else io.err(`error: ${base} broke off its answer: ${(error as Error).message}`);
+    } else {
+      io.err(printableLine(`error: ${base} broke off its answer: ${(error as Error).message}`));
+    }
     return 1;
   }
   const notVeriflow = () =>
@@ -166,8 +169,13 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     }
     // The dashboard's routes are off only when the node itself says there is no such route.
     const dashboardOff = response.status === 404 && !hasPath && error?.code === "not_found";
+    // Whatever answers at --url chose the message: one line, its controls shown escaped
+    // (review s76 F3: a window title, a cleared screen and a forged "ledger credit" line).
+    const said = printableLine(
+      `error: ${base} answered ${response.status}: ${error?.message ?? body.slice(0, 300)}`,
+    );
     io.err(
-      `error: ${base} answered ${response.status}: ${error?.message ?? body.slice(0, 300)}` +
+      said +
         (response.status === 401 ? `\n${missingKeyHint(fromEnv.unreadable)}` : "") +
         (dashboardOff ? "\n(its dashboard is off: start it without --no-dashboard)" : "") +
         (response.status === 404 ? baseHint : ""),
@@ -188,7 +196,10 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     io.out(terminalSafeJson(state));
     return 0;
   }
-  for (const line of lines) io.out(line);
+  // The state's strings are the answering server's (a node's version, its peers' roles and
+  // keys): each line is shown as one line, its controls, bidi and zero-width characters escaped,
+  // as the node's own log shows peers' words.
+  for (const line of lines) io.out(printableLine(line));
   return 0;
 }
 
@@ -218,7 +229,8 @@ function veriflowError(body: string): { code: string; message: string } | undefi
  * strings peers chose (a hello's version, model CIDs, verdict subjects and reasons); the node's
  * text log escapes the same characters for the same reason (`node/log_format.ts`).
  */
-const TERMINAL_CONTROLS = /[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const TERMINAL_CONTROLS =
+  /[\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
 /**
  * `value` as indented JSON with {@link TERMINAL_CONTROLS} written `\uXXXX` (the C0 controls

@@ -55,9 +55,19 @@ const NOT_SPEAKERS: ReadonlySet<string> = new Set([
   "note",
   "usage",
 ]);
-/** Words that make a line a warning or an error, whatever speaks it. */
+/** Words that make a line a warning or an error, when the node says them. */
 const ERROR_WORDS = /^\s*(error|fatal|forced exit)\b|\b(crashed|gave up|escalated)\b/i;
 const WARN_WORDS = /^\s*(warning|interrupted)\b|\b(failed|refused|restarted|restarting)\b/i;
+/**
+ * A part of a line in double quotes, as `JSON.stringify` writes a string (its `\"` inside):
+ * words a line quotes are someone else's (a peer's refusal reason, an actor's name), so they
+ * do not set its level (review s76 F4: a peer's "crashed … gave up" made the node's line an
+ * `error`, which a collector pages on). Text that comes from a peer is quoted where it enters
+ * the node's sentences, with `JSON.stringify` (`protocols/session_handshake.ts`: a refusal's
+ * reason), so its own quotes cannot end the quoted part early. One not closed (cut to a length)
+ * runs to the line's end.
+ */
+const QUOTED = /"(?:[^"\\]|\\[\s\S]?)*(?:"|$)/g;
 
 /**
  * Characters neither form may write as they are, past those JSON escapes itself: DEL, the C1
@@ -101,14 +111,18 @@ export function printableLine(line: string): string {
   return "\n".repeat(lead) + body.replace(UNPRINTABLE, escaped) + "\n".repeat(trail);
 }
 
-/** The structured form of `line`. */
+/**
+ * The structured form of `line`. Its level is `level` when given, else guessed from the
+ * node's own words: {@link ERROR_WORDS}, then {@link WARN_WORDS}, outside its quoted parts.
+ */
 export function logRecord(line: string, level?: LogLevel, now: Date = new Date()): LogRecord {
   const trimmed = line.replace(/^\n+|\n+$/g, "");
   const speaker = COMPONENT.exec(trimmed)?.[1];
   const component = speaker === undefined || NOT_SPEAKERS.has(speaker) ? "node" : speaker;
-  const guessed: LogLevel = ERROR_WORDS.test(trimmed)
+  const own = trimmed.replace(QUOTED, '""');
+  const guessed: LogLevel = ERROR_WORDS.test(own)
     ? "error"
-    : WARN_WORDS.test(trimmed)
+    : WARN_WORDS.test(own)
     ? "warn"
     : "info";
   return { time: now.toISOString(), level: level ?? guessed, component, msg: trimmed };

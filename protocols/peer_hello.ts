@@ -28,6 +28,17 @@ export const HELLO_MAX_AGE_MS = 30_000;
 /** Most models a hello may list. */
 export const MAX_HELLO_MODELS = 64;
 
+/**
+ * What a hello's `version` may be: 1 to 32 of the characters a semver string uses (`0.1.0`,
+ * `1.2.0-rc.1+build.5`). The version reaches the operator as it is: a `/metrics` label
+ * (`veriflow_peer_info`), the dashboard, `cli.ts status`. Any text up to 32 characters let one
+ * peer put CR, escape sequences and bidi overrides there (review s76 F1). A hello with another
+ * version is refused whole, as any other wrong shape is (`invalid_body` back, the connection
+ * stays): its signature covers the version, so it cannot be kept with the field rewritten, and
+ * every released node sends `deno.json`'s version, which fits.
+ */
+export const HELLO_VERSION_PATTERN: RegExp = /^[0-9A-Za-z.+-]{1,32}$/;
+
 /** The roles a node can run (`cli.ts start --no-ROLE` switches one off). */
 export const PEER_ROLES = ["inference", "storage", "prover", "validator"] as const;
 /** One of {@link PEER_ROLES}. */
@@ -59,7 +70,7 @@ export interface PeerStorage {
 
 /** What a hello says (everything but the envelope). */
 export interface PeerHelloBody {
-  /** Software version (`deno.json`'s). */
+  /** Software version (`deno.json`'s), matching {@link HELLO_VERSION_PATTERN}. */
   version: string;
   /** Roles it runs. */
   roles: PeerRole[];
@@ -94,7 +105,10 @@ const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const helloFields = {
   v: z.literal(PEER_HELLO_VERSION),
   key: bytes(32),
-  version: z.string().max(32),
+  version: z.string().regex(
+    HELLO_VERSION_PATTERN,
+    "a hello's version is 1 to 32 of 0-9 A-Z a-z . + - (semver-like)",
+  ),
   roles: z.array(z.enum(PEER_ROLES)).max(PEER_ROLES.length),
   models: z.array(z.string().max(128)).max(MAX_HELLO_MODELS),
   seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),

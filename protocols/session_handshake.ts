@@ -286,13 +286,15 @@ function parse<T>(payload: Uint8Array, type: string, schema: z.ZodType<T>): T {
   if (envelope.type === ErrorMessage.type) {
     const body = envelope.body as { code?: unknown; message?: unknown };
     if (body?.code === REFUSED) {
+      // The peer's words, quoted as JSON writes a string: they reach the node's log, which
+      // takes no level from quoted words (`node/log_format.ts`, review s76 F4).
       throw new HandshakeRefusedError(
-        `the peer refused the connection: ${String(body.message)}`
+        `the peer refused the connection: ${JSON.stringify(String(body.message))}`
           .slice(0, MAX_ERROR_MESSAGE_LENGTH),
       );
     }
     throw new HandshakeError(
-      `the peer refused the handshake: ${String(body?.code)}: ${String(body?.message)}`
+      `the peer refused the handshake: ${JSON.stringify(`${body?.code}: ${body?.message}`)}`
         .slice(0, MAX_ERROR_MESSAGE_LENGTH),
     );
   }

@@ -324,6 +324,30 @@ function escapeHelp(text: string): string {
   return text.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
 }
 
+/**
+ * Characters a label value must not carry as they are, past the newline the format escapes
+ * itself: the other C0 controls, DEL and the C1 controls (a CR rewrites the line an operator's
+ * `curl …/metrics` shows, ESC recolours or clears the terminal, and the exposition parsers read a
+ * CR as a line's end), the Unicode line separators, and the bidirectional and zero-width marks
+ * (they reorder or hide what is shown). The same set `node/log_format.ts` escapes in the log. A
+ * label can carry a peer's words (review s76 F1: a hello's version did); this holds whatever
+ * else comes to carry them.
+ */
+const LABEL_HIDDEN =
+  // deno-lint-ignore no-control-regex -- matching control characters is its purpose
+  /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|[\ud800-\udfff]/gu;
+
+/**
+ * `text` as a label value: each {@link LABEL_HIDDEN} character written as the text `\xNN` or
+ * `\uNNNN` (its backslash escaped in turn: the format knows only `\\`, `\"` and `\n`, and a
+ * parser such as Prometheus' own refuses any other escape), then `\`, newline and `"` escaped.
+ */
 function escapeLabel(text: string): string {
-  return escapeHelp(text).replaceAll('"', '\\"');
+  const shown = text.replace(LABEL_HIDDEN, (char) => {
+    const code = char.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+  return escapeHelp(shown).replaceAll('"', '\\"');
 }

@@ -21,6 +21,49 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 const short = (key) => (key ? String(key).slice(0, 10) + "…" : "?");
+
+/**
+ * Characters the page shows written out (`\x1b`, `\n`, `\u202e`) in text that peers chose: the
+ * controls but tab (a newline too: one peer's text is one line, as in the log), the Unicode line
+ * separators, the bidirectional marks, overrides and isolates (a U+202E in a peer's refusal
+ * reversed the rest of its cell, review s76 F2), and the zero-width characters (which hide text).
+ * The set the node's log escapes (`node/log_format.ts`).
+ */
+const HIDDEN =
+  // deno-lint-ignore no-control-regex -- matching control characters is its purpose
+  /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
+/**
+ * Most characters of a peer's text a table cell shows; the whole is in its `title`. A line's
+ * worth: a configured peer's 1 KiB refusal made the page 11,509 px wide (review s76 F2).
+ */
+const SHOWN_PEER_CHARS = 160;
+
+/**
+ * `text` as the page shows a string that peers (or a node's answer about them) chose:
+ * {@link HIDDEN} characters written out, and, given `max`, cut to `max` characters with "…".
+ * Every peer-chosen string the page puts in a cell, a list or a title goes through here.
+ *
+ * @param {unknown} text
+ * @param {number} [max]
+ * @returns {string}
+ */
+function shown(text, max = Infinity) {
+  const visible = String(text ?? "").replace(HIDDEN, (char) => {
+    if (char === "\n") return "\\n";
+    if (char === "\r") return "\\r";
+    const code = char.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+  if (visible.length <= max) return visible;
+  // Not between the halves of a surrogate pair: that would leave half a character.
+  let end = max - 1;
+  if (/[\ud800-\udbff]/.test(visible[end - 1] ?? "")) end--;
+  return visible.slice(0, end) + "…";
+}
+
 const bytes = (n) =>
   n >= 2 ** 30
     ? (n / 2 ** 30).toFixed(2) + " GiB"
@@ -157,7 +200,9 @@ function handle(message) {
   switch (message.type) {
     case "hello":
       state.node = message.node;
-      $("node-key").textContent = `node ${short(message.node.key)} · v${message.node.version}`;
+      $("node-key").textContent = `node ${short(message.node.key)} · v${
+        shown(message.node.version, SHOWN_PEER_CHARS)
+      }`;
       $("node-key").title = message.node.key;
       setAccess(message.access);
       break;
@@ -175,7 +220,7 @@ function handle(message) {
       prependActivity(message.item);
       break;
     case "prompt_started":
-      $("prompt-hint").textContent = `job ${short(message.jobId)} on ${message.model}`;
+      $("prompt-hint").textContent = `job ${short(message.jobId)} on ${shown(message.model)}`;
       break;
     case "prompt_token":
       // Appended as a text node of its own: `textContent +=` copied and laid out all the output
@@ -188,7 +233,9 @@ function handle(message) {
       break;
     case "prompt_error":
       endPrompt();
-      $("receipt-status").textContent = `job refused: ${message.code}: ${message.message}`;
+      $("receipt-status").textContent = `job refused: ${shown(message.code)}: ${
+        shown(message.message)
+      }`;
       $("receipt-status").className = "bad";
       break;
     case "fraud_proof":
@@ -202,9 +249,9 @@ function handle(message) {
         $("prompt-hint").textContent = "that token is not this node's operator token";
       } else if (state.prompt && PROMPT_REFUSALS.has(message.code)) {
         endPrompt();
-        $("receipt-status").textContent = `${message.code}: ${message.message}`;
+        $("receipt-status").textContent = `${shown(message.code)}: ${shown(message.message)}`;
         $("receipt-status").className = "bad";
-      } else $("prompt-hint").textContent = message.message;
+      } else $("prompt-hint").textContent = shown(message.message);
       break;
   }
 }
@@ -283,7 +330,11 @@ function renderTree(tree) {
 function onLifecycle(event) {
   const log = $("lifecycle");
   log.prepend(
-    el("li", { class: event.type }, `${new Date(event.time).toLocaleTimeString()} ${event.detail}`),
+    el(
+      "li",
+      { class: event.type },
+      `${new Date(event.time).toLocaleTimeString()} ${shown(event.detail)}`,
+    ),
   );
   while (log.childElementCount > 50) log.lastElementChild?.remove();
   const row = document.querySelector(
@@ -343,14 +394,14 @@ function renderPeers(peers, s) {
       make(
         "text",
         { x, y: y + 37, "text-anchor": "middle", fill: "#8595a6", "font-size": 9 },
-        peer.roles.join(",") || "…",
+        shown(peer.roles.join(","), SHOWN_PEER_CHARS) || "…",
       ),
     );
     const title = make(
       "title",
       {},
-      `${peer.key}\n${peer.address}\nroles ${
-        peer.roles.join(", ")
+      `${peer.key}\n${shown(peer.address)}\nroles ${
+        shown(peer.roles.join(", "))
       }\nmodels ${peer.models.length}\nload ${load}${peer.convicted ? "\nCONVICTED" : ""}`,
     );
     group.append(title);
@@ -390,8 +441,8 @@ function renderPeers(peers, s) {
     return el(
       "tr",
       { "data-peer": peer.key },
-      el("td", { class: "mono", title: `${peer.key} ${peer.address}` }, short(peer.key)),
-      el("td", {}, peer.roles.join(", ") || "–"),
+      el("td", { class: "mono", title: shown(`${peer.key} ${peer.address}`) }, short(peer.key)),
+      el("td", {}, shown(peer.roles.join(", ")) || "–"),
       el("td", {}, String(peer.models.length)),
       el("td", {}, load),
       el(
@@ -414,15 +465,19 @@ function renderUnreachable(staticPeers) {
     body.append(el(
       "tr",
       { "data-static-peer": peer.address, class: "unreachable" },
-      el("td", { class: "mono" }, peer.address),
+      el("td", { class: "mono" }, shown(peer.address, SHOWN_PEER_CHARS)),
       el("td", {}, "configured"),
       el("td", {}, "–"),
       el("td", {}, "–"),
+      // The last error carries the peer's own words (its refusal's reason, up to 1 KiB): a
+      // line's worth in the cell, the whole in its title.
       el(
         "td",
-        { class: "bad", title: peer.lastError ?? "" },
+        { class: "bad", title: shown(peer.lastError) },
         `unreachable since ${new Date(peer.since).toLocaleTimeString()} ` +
-          `(${peer.failures} dials failed): ${peer.lastError ?? "no answer"}`,
+          `(${peer.failures} dials failed): ${
+            shown(peer.lastError ?? "no answer", SHOWN_PEER_CHARS)
+          }`,
       ),
     ));
   }
@@ -459,7 +514,9 @@ const jobRows = new Map();
 
 /** A job's meta line. */
 const jobMeta = (job) =>
-  `${short(job.jobId)} · ${job.model} · ${job.state} · ${job.tokens} tokens` +
+  `${short(job.jobId)} · ${
+    shown(job.model, SHOWN_PEER_CHARS)
+  } · ${job.state} · ${job.tokens} tokens` +
   (job.ttftMs !== undefined ? ` · TTFT ${Math.round(job.ttftMs)} ms` : "") +
   (job.tokensPerS ? ` · ${job.tokensPerS.toFixed(1)} tok/s` : "");
 
@@ -570,10 +627,10 @@ function prependActivity(item) {
   const line = el(
     "li",
     { class: item.outcome, "data-kind": item.kind },
-    `${new Date(item.time).toLocaleTimeString()} ${item.kind} ${
-      short(item.subject)
-    } → ${item.outcome} · ` +
-      `${short(item.target)} · ${item.detail} `,
+    `${new Date(item.time).toLocaleTimeString()} ${shown(item.kind)} ${
+      shown(short(item.subject))
+    } → ${shown(item.outcome)} · ` +
+      `${shown(short(item.target))} · ${shown(item.detail, SHOWN_PEER_CHARS)} `,
   );
   if (item.fraudProof) {
     const button = el("button", { type: "button" }, "fraud proof");
@@ -679,7 +736,7 @@ async function onPromptDone(summary) {
   }
   if (!summary.receipt) {
     status.textContent = `ended (${summary.finishReason}) without a receipt` +
-      (summary.error ? `: ${summary.error.message}` : "");
+      (summary.error ? `: ${shown(summary.error.message)}` : "");
     status.className = "bad";
     return;
   }

@@ -228,9 +228,11 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const peer = Identity.generate();
-    // A hello the node takes: the version is a well-formed string of at most 32 characters.
+    // Since review s76 a node refuses such a hello (its version is not version-shaped:
+    // `tests/protocols/peer_hello_version_test.ts`), but whatever answers at --url may still send
+    // the string: --json escapes it all the same.
     const hello = signPeerHello(peer, { version: VERSION, roles: [], models: [] }, 1, Date.now());
-    assert.ok(PeerHelloSchema.safeParse(hello).success);
+    assert.equal(PeerHelloSchema.safeParse(hello).success, false);
     const info: PeerInfo = {
       key: toHex(peer.publicKey),
       address: "127.0.0.1:40001",

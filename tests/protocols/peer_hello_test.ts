@@ -35,9 +35,9 @@ import {
 const hello = signPeerHello(
   Identity.generate(),
   {
-    version: "0.1.0-ü",
+    version: "0.1.0",
     roles: ["inference"],
-    models: ["bafkreimodel"],
+    models: ["bafkreimodel-ü"], // well-formed beyond ASCII: signed and checked as any other
   },
   1,
   10,
