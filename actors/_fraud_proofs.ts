@@ -24,7 +24,7 @@ import {
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { ReceiptAnnouncementMessage } from "../protocols/inference_messages.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import {
   checkFraudProof,
@@ -39,6 +39,7 @@ import {
 } from "../proof/ledger.ts";
 import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
+import { QueuedAccusations } from "./_queued_accusations.ts";
 import { settleTrainingFraud } from "./_validator_training.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
@@ -85,6 +86,11 @@ export class FraudProofs {
   /** Checks of proofs whose accuser's stake here falls short (bounded per receipt). */
   readonly unbacked = new UnbackedChecks();
   /**
+   * Peers' proofs that came while their accuser's accusation of the receipt was in flight here,
+   * taken again once it settles (`_queued_accusations.ts`).
+   */
+  readonly queued = new QueuedAccusations();
+  /**
    * Create the part (the actor's constructor calls this).
    * @param core What the actor's parts share.
    */
@@ -94,9 +100,13 @@ export class FraudProofs {
 
   /**
    * At the finalize tick: peers' proofs whose check threw are checked again (their receipt still
-   * held).
+   * held), and proofs queued behind an accusation no longer in flight (the one before them left
+   * without settling here: dropped from the holds' bounds) are taken again.
    */
   retryFailedChecks(ctx: ActorContext<ValidatorMessage>): void {
+    for (const [accuser, subject] of this.queued.accusations()) {
+      this.#takeQueued(accuser, subject, ctx);
+    }
     for (const [hash, { proof, origin, tries }] of [...this.#failedChecks]) {
       this.#failedChecks.delete(hash);
       this.#checkPeerProof(proof, hash, origin, ctx, tries);
@@ -150,7 +160,7 @@ export class FraudProofs {
     const id = receiptId(proof.receipt);
     const taken = this.#core.memory.hasFraudProof(hash) ||
       this.#core.memory.holdsFraudProof(id, hash);
-    if (taken || this.pledgeHeld.holds(hash)) {
+    if (taken || this.pledgeHeld.holds(hash) || this.queued.holds(hash)) {
       return skip("duplicate");
     }
     // A worker accusing its own receipt can only be shaping its own settlement (a refuted
@@ -184,24 +194,30 @@ export class FraudProofs {
     // not recorded here, a pledged key's proof is held for the receipt, as a backed one is.
     const pledged = backed || ledger.hasStaked(proof.validator);
     const unbacked = !backed && pledged && record !== undefined;
+    // Its accuser's accusation of the receipt in flight here: queued behind it (below), and
+    // weighed against its stake once that one settled and was charged.
+    const inFlight = !own && this.#core.memory.accusesNow(proof.validator, subject);
     if (
-      unbacked && !(since <= record.pendingUntil && this.unbacked.available(subject, accuser))
+      unbacked && !inFlight &&
+      !(since <= record.pendingUntil && this.unbacked.available(subject, accuser))
     ) {
       return skip("unstaked_accuser");
     }
-    // One accusation per accuser and receipt at a time: refused while one is taken and not
-    // settled (being checked, or held for its receipt) — else one key re-signs a claim into any
-    // number of checks in flight, each kept across a stop (`_held_evidence.ts`) — and once one was
-    // left undecided here. One that settled does not block the next: a refuted one cost its
-    // penalty, and the ledger settles each further proof (`_ledger_accusations.ts`; review s76,
-    // F2: a settled refuted proof blocked its accuser's confirmed one, and the cheat was paid in
-    // the ledger that heard the false one first). A flood of re-signed refuted proofs is bounded
-    // by their price: each backed one costs the penalty, and past the accuser's free stake at most
-    // `MAX_UNBACKED_CHECKS_PER_RECEIPT` more are checked (`_unbacked_checks.ts`). This validator's
-    // own proof is one per challenge already.
+    // One accusation per accuser and receipt at a time: while one is taken and not settled (being
+    // checked, or held for its receipt) the next waits behind it, bounded, and is taken again
+    // once it settled (`_queued_accusations.ts`) — checked beside it, one key would re-sign a
+    // claim into any number of checks in flight, each kept across a stop (`_held_evidence.ts`);
+    // refused (until stop 77), an accuser's confirmed proof that came while its refuted one was
+    // checked was lost, and the cheat paid here. Refused once one was left undecided here. One
+    // that settled does not block the next: a refuted one cost its penalty, and the ledger
+    // settles each further proof (`_ledger_accusations.ts`; review s76, F2: a settled refuted
+    // proof blocked its accuser's confirmed one, and the cheat was paid in the ledger that heard
+    // the false one first). A flood of re-signed refuted proofs is bounded by their price: each
+    // backed one costs the penalty, and past the accuser's free stake at most
+    // `MAX_UNBACKED_CHECKS_PER_RECEIPT` more are checked (`_unbacked_checks.ts`). This
+    // validator's own proof is one per challenge already.
     const repeated = (!pledged && this.pledgeHeld.accuses(accuser, id)) ||
-      this.#core.memory.undecided(proof.validator, subject) ||
-      (!own && this.#core.memory.accusesNow(proof.validator, subject));
+      this.#core.memory.undecided(proof.validator, subject);
     if (repeated) return skip("repeated_accusation");
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".
@@ -209,6 +225,12 @@ export class FraudProofs {
     // A receipt not recorded here is held only if signed (a forged or garbled one is refused at
     // once; any key can still sign a made-up one, which the holds' bounds take care of).
     if (record === undefined && !verifyReceipt(proof.receipt).ok) return skip("bad_signature");
+    if (inFlight) {
+      const queued = held ?? Promise.withResolvers<FraudCheckResult>();
+      queued.promise.catch(() => {});
+      this.queued.queue(accuser, subject, { proof, hash, origin, waiting: queued });
+      return { queued: false, awaitingAccusation: true, result: queued.promise };
+    }
     if (!pledged) {
       held?.reject(new Error("fraud proof held for its accuser's pledge"));
       this.pledgeHeld.hold({ proof, hash, origin });
@@ -359,6 +381,8 @@ export class FraudProofs {
     const { proof, check } = message;
     const ledger = this.#core.ledger();
     const id = receiptId(proof.receipt);
+    // The accusation it settles (its receipt's subject here), for the proofs queued behind it.
+    const subject = this.#subjectId(proof);
     const hash = check.proofHash || fraudProofHash(proof);
     const waiting = this.#core.memory.fraudProof(hash);
     this.#core.stats.fraudProofsChecked++;
@@ -470,6 +494,7 @@ export class FraudProofs {
       if (!failed) {
         this.#core.memory.fraudProofDone(hash);
         this.unbacked.done(hash);
+        if (!message.own) this.#takeQueued(toHex(proof.validator), subject, ctx);
       }
       if (message.own) {
         this.#core.held.release(id);
@@ -480,6 +505,21 @@ export class FraudProofs {
         if (!failed) await this.#core.ownProofs().remove(id);
         if (!failed) await this.#core.takenOver().remove(id);
       }
+    }
+  }
+
+  /**
+   * `accuser`'s (hex) accusation of `subject` is no longer in flight here: the proofs queued
+   * behind it are taken again, oldest first, until one is in flight again (checked, or held for
+   * its receipt) or none is left; one skipped now (its receipt settled past its window, say) has
+   * its waiter told.
+   */
+  #takeQueued(accuser: string, subject: string, ctx: ActorContext<ValidatorMessage>): void {
+    const key = fromHex(accuser);
+    while (!this.#core.memory.accusesNow(key, subject)) {
+      const next = this.queued.take(accuser, subject);
+      if (next === undefined) return;
+      this.onFraudProof(next.proof, ctx, false, next.origin, next.waiting);
     }
   }
 

@@ -42,6 +42,7 @@ import { MAX_OPEN_CHALLENGES_PER_WORKER } from "./_receipt_intake.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
 import { isLedgerRefusal, ledgerWriteFailed, observedLedgerWrite } from "./_ledger_write_faults.ts";
 import type { ValidatorMessage, VerdictMessage } from "./validator_messages.ts";
+import { HeldClaimRank } from "./_held_claim_rank.ts";
 
 /**
  * Verdicts recorded per receipt and kind ("proof withheld", other) from keys with no settled work
@@ -62,6 +63,8 @@ export class PeerVerdicts {
   readonly #challenges: Challenges;
   /** Per receipt and kind (`id kind`), verdicts recorded from keys with no settled work here. */
   readonly #unproven = new Map<string, number>();
+  /** Ranks equally backed claimants by this validator's secret (`_held_claim_rank.ts`). */
+  readonly #rank: HeldClaimRank;
 
   /**
    * Create the part (the actor's constructor calls this).
@@ -71,6 +74,7 @@ export class PeerVerdicts {
   constructor(core: ValidatorCore, challenges: Challenges) {
     this.#core = core;
     this.#challenges = challenges;
+    this.#rank = new HeldClaimRank(core.options.identity);
   }
 
   /** A verdict from elsewhere (the `verdict` message): answers its id once recorded. */
@@ -159,7 +163,8 @@ export class PeerVerdicts {
    * What backs the claims held here now (`_validator_memory.ts`, `MAX_HELD_CLAIMS_PER_CLAIMANT`):
    * a claimant's free stake, less one false-accusation penalty for each of its fraud proofs in
    * flight here (they are backed first: a refuted one is charged, a claim never is), covers one
-   * held claim per penalty left; a key with no pledge here covers none.
+   * held claim per penalty left; a key with no pledge here covers none. A claim about a receipt
+   * recorded here is about a real one; equally backed claimants rank by this validator's secret.
    */
   #claimBacking(): ClaimBacking {
     const ledger = this.#core.ledger();
@@ -173,6 +178,8 @@ export class PeerVerdicts {
       },
       now: this.#core.now(),
       maxAgeMs: heldClaimMaxAgeMs(ledger.economics.challengeWindowMs),
+      recorded: (id) => ledger.receipt(id) !== undefined,
+      rank: (claimant) => this.#rank.of(claimant),
     };
   }
 

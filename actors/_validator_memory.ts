@@ -154,25 +154,28 @@ export const MAX_HELD_CLAIMS = 256;
  * ({@link ClaimBacking}): each held claim reserves one false-accusation penalty of its author's
  * free stake (what a fraud proof of it must have free: `_fraud_proofs.ts`), a claimant's claims in
  * the order held, so a claim its author's stake does not cover (no pledge here yet, a 1-unit
- * pledge, stake spent or reserved by its other claims) goes before any covered one; within the
- * class, the newest claim of the claimant holding the most claims, and among claimants holding as
- * many, the newest. Review s76 (gossip F1): every staked claimant counted alike and the longest
- * held went, so 256 claims from fresh keys pledging 1 unit each, about made-up receipt ids, pushed
- * out an honest staked claim that had outrun its receipt, and the worker that withheld was paid
- * here and kept its stake. Review s76 (vroute F1): with the newest covered claim dropped whoever
- * held it, 16 keys pledging 16 penalties each (a pledge's amount is self-declared and costs a
- * signature) whose 16 claims each filled the space before the honest one had it dropped. Why the
- * claimant holding the most: a key gains no place by holding more claims, so pushing out a
- * claimant's one claim takes as many keys as the space has places. Why the newest and not the
- * oldest, nor the newcomer refused: the claims kept are then those best backed, and among equals
- * those held first, whatever came in between — a ledger fed the same claims in another order
- * keeps as many of each claimant's, except at a tie, where arrival decides either way. What is
- * left: {@link MAX_HELD_CLAIMS} keys with one claim each that fill the space before an honest
- * claim of the same class arrives have that claim dropped (its author's own ledger and those it
- * reaches first still take it over): keys pledging a penalty each against a staked claimant's,
- * keys with no pledge against one held for its author's pledge; past
- * {@link MAX_HELD_CLAIM_AGE_MS} their claims expire and they must send them again, each time before
- * the claim they mean to push out.
+ * pledge, stake spent or reserved by its other claims) goes before any covered one; within each,
+ * a claim about a receipt unknown here before one about a receipt known here (recorded, or
+ * waiting for its worker's pledge: signed by its worker, where an unknown id may be made up);
+ * within the class, the newest claim of the claimant holding the most claims, and among
+ * claimants holding as many, the one ranked highest by this validator's secret
+ * (`_held_claim_rank.ts`). Review s76 (gossip F1): every staked claimant counted alike and the
+ * longest held went, so 256 claims from fresh keys pledging 1 unit each, about made-up receipt
+ * ids, pushed out an honest staked claim that had outrun its receipt, and the worker that
+ * withheld was paid here and kept its stake. Review s76 (vroute F1): with the newest covered
+ * claim dropped whoever held it, 16 keys pledging 16 penalties each (a pledge's amount is
+ * self-declared and costs a signature) whose 16 claims each filled the space before the honest
+ * one had it dropped. Stop 77 (G1): with the newest of equals dropped, 256 keys pledging a
+ * penalty each, one claim each, sent before the honest claim, had it dropped. Why the claimant
+ * holding the most: a key gains no place by holding more claims, so pushing out a claimant's one
+ * claim takes as many keys as the space has places. Why a secret rank and not arrival: claims of
+ * equals look alike here, so a rule on order drops the claim at some place in it and the flood
+ * puts its claims on the losing side of the honest one (before it where the newest goes, after
+ * it where the oldest goes); ranked by a secret, the flood must bring as many keys ranking above
+ * the honest claimant as the space has places, which it cannot see. What is left: against `k`
+ * equally backed flooding keys an honest claim of its class is kept with probability
+ * 256 / (k + 1) at the least (every one of {@link MAX_HELD_CLAIMS} keys: 0.996), in any order;
+ * past {@link MAX_HELD_CLAIM_AGE_MS} the flood's claims expire and it must send them again.
  *
  * Who pays for a reservation: nobody. A claim moves no balance (`_peer_verdicts.ts`); a held
  * claim is released — its reservation with it — when it is taken (its receipt or its author's
@@ -218,6 +221,14 @@ export interface ClaimBacking {
   now: number;
   /** Age past which a held claim is forgotten (ms; {@link MAX_HELD_CLAIM_AGE_MS}). */
   maxAgeMs: number;
+  /** Whether receipt `id` is recorded here (a claim about it is about a real receipt). */
+  recorded?(id: string): boolean;
+  /**
+   * Where `claimant` (hex) ranks among claimants holding as many claims of one class: the
+   * highest goes first. A value no peer can compute (`_held_claim_rank.ts`), so a flood cannot
+   * choose whose claim of equals goes; absent, the newest goes.
+   */
+  rank?(claimant: string): string;
 }
 
 /**
@@ -630,35 +641,62 @@ export class ValidatorMemory {
   }
 
   /**
-   * Drop one claim of the least backed class: those their author's stake does not cover (a
-   * claimant's claims covered in the order held) if any, else any; in it, the newest claim of the
-   * claimant holding the most claims here, and among claimants holding as many, the newest.
+   * Drop one claim of the least backed class (see {@link MAX_HELD_CLAIMS_PER_CLAIMANT}): a claim
+   * its author's stake does not cover (a claimant's claims covered in the order held) before a
+   * covered one, and within each, one about a receipt unknown here before one about a receipt
+   * known here ({@link #knownReceipt}). In the class, the claimant holding the most claims here
+   * gives its newest; among claimants holding as many, the one `backing` ranks highest
+   * ({@link ClaimBacking.rank}), or without a rank the one whose newest is newest.
    */
   #dropLeastBacked(backing: ClaimBacking | boolean): void {
     const covers = (claimant: string) =>
       typeof backing === "boolean" ? (backing ? Infinity : 0) : backing.covers(claimant);
+    const known = (held: HeldClaim) =>
+      this.#knownReceipt(held, typeof backing === "boolean" ? undefined : backing);
     const cover = new Map<string, number>();
     const seen = new Map<string, number>();
-    // Each claimant's newest claim (a claimant's uncovered claims are its newest), and whether it
-    // has an uncovered one; the map iterates in the order held, so a later key is newer.
-    const newest = new Map<string, string>();
-    const uncovered = new Set<string>();
-    for (const [key, { claimant }] of this.#claims) {
+    // Per class (2 × covered + known: 0 goes first), each claimant's newest claim in it; the map
+    // iterates in the order held, so a later key is newer, and claimants end in the order of
+    // their newest.
+    const newest: Map<string, string>[] = [new Map(), new Map(), new Map(), new Map()];
+    for (const [key, held] of this.#claims) {
+      const { claimant } = held;
       if (!cover.has(claimant)) cover.set(claimant, covers(claimant));
       const n = seen.get(claimant) ?? 0;
       seen.set(claimant, n + 1);
-      newest.delete(claimant); // re-inserted last: claimants end in the order of their newest
-      newest.set(claimant, key);
-      if (n >= cover.get(claimant)!) uncovered.add(claimant);
+      const cls = (n < cover.get(claimant)! ? 2 : 0) + (known(held) ? 1 : 0);
+      newest[cls].delete(claimant);
+      newest[cls].set(claimant, key);
     }
+    const least = newest.find((cls) => cls.size > 0);
+    if (least === undefined) return;
+    const rank = typeof backing === "boolean" ? undefined : backing.rank;
     let dropped: string | undefined;
+    let dropper: string | undefined;
     let most = 0;
-    for (const [claimant, key] of newest) {
-      if (uncovered.size > 0 && !uncovered.has(claimant)) continue;
+    for (const [claimant, key] of least) {
       const held = seen.get(claimant)!;
-      if (held >= most) [dropped, most] = [key, held];
+      const tie = held === most && dropper !== undefined;
+      // At a tie the rank decides when there is one; else the later claimant (newest) goes.
+      const later = tie && rank !== undefined ? rank(claimant) > rank(dropper!) : true;
+      if (held > most || (held === most && later)) [dropped, dropper, most] = [key, claimant, held];
     }
     if (dropped !== undefined) this.#takeClaims((_, key) => key === dropped, 1);
+  }
+
+  /**
+   * Whether a held claim is about a receipt known here to exist, signed by its worker: recorded
+   * here (a claim held for its author's pledge, or {@link HeldClaim.recorded}), or waiting here
+   * for its worker's pledge ({@link awaitStake}, the claim's `target` its worker). A claim about
+   * a receipt nobody here has seen may be about a made-up id, which costs its author nothing.
+   */
+  #knownReceipt(held: HeldClaim, backing: ClaimBacking | undefined): boolean {
+    const id = held.verdict.subjectId;
+    if (held.recorded || backing?.recorded?.(id) === true) return true;
+    const waiting = this.#awaitingStake.get(toHex(held.verdict.target));
+    if (waiting === undefined) return false;
+    for (const copy of waiting.keys()) if (copy === id || copy.startsWith(`${id}/`)) return true;
+    return false;
   }
 
   /**

@@ -546,8 +546,9 @@ export interface FraudProofHandled {
    * so checking it would be free work: held for the pledge when the signer has none here yet,
    * `awaitingPledge`; from a signer that pledged, skipped only once its receipt's unbacked checks
    * are spent, or past its window, `actors/_unbacked_checks.ts`), `repeated_accusation` (its
-   * signer's accusation of this receipt is still being checked or held here, or was left
-   * undecided here: one at a time; one that settled does not block its next, review s76),
+   * signer's accusation of this receipt was left undecided here, or one of its proofs of it is
+   * held for its pledge; one still being checked or held for the receipt queues the next,
+   * `awaitingAccusation`, stop 77; one that settled does not block its next, review s76),
    * `self_accusation` (signed by the receipt's own worker).
    */
   skipped?:
@@ -563,6 +564,12 @@ export interface FraudProofHandled {
    * receipt comes in through the intake; it never records the receipt itself.
    */
   awaitingReceipt?: boolean;
+  /**
+   * Its signer's accusation of this receipt is still in flight here (being checked, or held for
+   * the receipt): the proof is queued behind it (bounded, `_queued_accusations.ts`) and taken
+   * again once that one settles; `result` settles with its own check.
+   */
+  awaitingAccusation?: boolean;
   /**
    * Skipped as `unstaked_accuser` for now: its signer has no stake pledged here yet, so the proof
    * is held (bounded, `_pledge_held_proofs.ts`) and taken again when the pledge comes in.

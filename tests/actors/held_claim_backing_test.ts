@@ -1,9 +1,10 @@
 /**
  * The held claims' memory (`actors/_validator_memory.ts`): each claim held reserves one
  * false-accusation penalty of its author's free stake, a claim its author's stake does not cover
- * goes first when the space is full, within a class the newest of the claimant holding the most,
- * among equals the newest, and a claim past its age is forgotten, its reservation with it (review
- * s76, gossip F1 and vroute F1; through the ValidatorActor: `held_claim_flood_test.ts`).
+ * goes first when the space is full, then one about a receipt unknown here, within a class the
+ * newest of the claimant holding the most, among equals the one ranked first (without a rank the
+ * newest), and a claim past its age is forgotten, its reservation with it (review s76, gossip F1
+ * and vroute F1; stop 77; through the ValidatorActor: `held_claim_flood_test.ts`).
  *
  * @module
  */
@@ -16,6 +17,7 @@ import {
   ValidatorMemory,
 } from "../../actors/_validator_memory.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
+import type { ReceiptMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { START, withheldVerdict } from "./_validator_fixture.ts";
@@ -165,5 +167,57 @@ Deno.test("a claim its author's stake does not cover still goes first, whoever h
   assert.equal(memory.takeHeldClaims(uncovered.subjectId).length, 0, "the uncovered claim went");
   for (const claim of stakedClaims) {
     assert.equal(memory.takeHeldClaims(claim.subjectId).length, 1);
+  }
+});
+
+Deno.test("a claim about a receipt known here (recorded, or waiting for its worker's pledge) stays before claims as backed about receipts nobody here has seen, held before or after it", () => {
+  // Stop 77 (G1): a made-up receipt id costs its claimant nothing; a receipt known here was
+  // signed by its worker. Both claims below are uncovered (their authors have no pledge here).
+  for (const knownBy of ["recorded", "awaiting its worker's pledge"]) {
+    for (const first of [true, false]) {
+      const memory = new ValidatorMemory();
+      const real = madeUpId();
+      if (knownBy !== "recorded") {
+        const message = { type: "receipt", origin: PEER } as unknown as ReceiptMessage;
+        assert.ok(memory.awaitStake(toHex(worker.publicKey), real, message));
+      }
+      const b: ClaimBacking = {
+        ...backing(new Map()),
+        recorded: (id) => knownBy === "recorded" && id === real,
+      };
+      const honest = withheldVerdict(real, worker.publicKey, START, Identity.generate());
+      const flood = () => {
+        for (let i = 0; i < MAX_HELD_CLAIMS; i++) {
+          memory.holdClaim(
+            withheldVerdict(madeUpId(), worker.publicKey, START, Identity.generate()),
+            PEER,
+            b,
+          );
+        }
+      };
+      if (first) flood();
+      memory.holdClaim(honest, PEER, b);
+      if (!first) flood();
+      assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+      const kept = memory.takeHeldClaims(real).length;
+      assert.equal(kept, 1, `${knownBy}, flood ${first ? "before" : "after"}: kept`);
+    }
+  }
+});
+
+Deno.test("among claimants holding as many claims of one class, the one the rank puts highest goes, whichever came first", () => {
+  // Stop 77 (G1): the newest of equals went, so claims that filled the space first pushed out an
+  // honest newcomer; the rank is one no peer can compute (`actors/_held_claim_rank.ts`).
+  const keys = Array.from({ length: MAX_HELD_CLAIMS + 1 }, () => Identity.generate());
+  const hex = keys.map((k) => toHex(k.publicKey));
+  const rank = new Map(hex.map((h, i) => [h, `${(i * 7919) % 1000}`.padStart(4, "0")]));
+  const top = hex.reduce((a, b) => (rank.get(a)! > rank.get(b)! ? a : b));
+  for (const reverse of [false, true]) {
+    const memory = new ValidatorMemory();
+    const b: ClaimBacking = { ...backing(new Map()), rank: (c) => rank.get(c)! };
+    const claims = keys.map((k) => withheldVerdict(madeUpId(), worker.publicKey, START, k));
+    for (const claim of reverse ? [...claims].reverse() : claims) memory.holdClaim(claim, PEER, b);
+    const gone = claims.filter((c) => memory.takeHeldClaims(c.subjectId).length === 0);
+    assert.deepEqual(gone.map((c) => toHex(c.validator)), [top], reverse ? "reversed" : "in order");
   }
 });

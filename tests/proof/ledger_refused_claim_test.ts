@@ -460,6 +460,21 @@ Deno.test({
   // has no subject: 1,000 does not cover 9,000); copy first, the copier loses all 10,000, v2
   // earns 4,500 and v1 500. Bounding kept claims by free stake instead made the claim kept or not
   // by the order of other jobs' receipts (cc30942); no order-free rule is settled yet.
+  //
+  // Why it stays ignored (stop 77, G3): the copier's own end can be made order-free (the copy's
+  // proof keeping its subject whatever stake is left: 0 in both orders), the accusers' cannot
+  // while each proof settles when it comes. A settlement is an append-only entry that pays its
+  // accuser at once (`fraud`: slashed, reward), written knowing nothing of a proof still to come.
+  // For v1 and v2 to end alike, the first settled must pay what it pays when it comes second:
+  // (a) its whole lock (9,000, reward 4,500) leaves the second 1,000 (500) — the numbers above,
+  // swapped by the order; (b) a share computed from what is open (lock × stake / the open locks
+  // and kept claims, 9,000 × 10,000 / 18,000 = 5,000 each, the same in both orders) cuts a lone
+  // conviction to 5,000 of its 9,000 lock, so a cheat halves its slash by keeping claims (copies
+  // of others' receipts) beside its cheating receipt — unless the rest is taken when those claims
+  // close unproven, which is a new entry written at a window's close (with its replay, verify and
+  // checkpoint) that this stop did not build; (c) rewards from the proved lock alone (4,500 each)
+  // pay out 9,000 of a 10,000 stake where the share is half of what is slashed, printing credit
+  // from a self-pledged stake faster than today. None is order-free at today's costs.
   ignore: true,
   fn: async () => {
     // The copier stakes 10,000. Its own receipt for job 6331 (450 tokens) locks 9,000 of it; its
