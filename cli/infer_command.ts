@@ -1,8 +1,9 @@
 /**
  * `veriflow infer`: stream a completion from a node's WebSocket API to the terminal. Tokens go
  * to stdout as they arrive (so the output pipes cleanly); a summary line (tokens, tokens/s,
- * time to first token, finish reason, job id) goes to stderr, followed by a `warning:` line when
- * the node says why the job has no receipt (its prover could not store the proof data, say).
+ * time to first token, finish reason, job id, whether the receipt signs the printed text) goes to
+ * stderr, followed by a `warning:` line when the node says why the job has no receipt (its prover
+ * could not store the proof data, say). `--receipt-out FILE` writes the receipt for checking.
  *
  * ```
  * deno run -A cli.ts infer --url ws://127.0.0.1:8080 --max-tokens 32 "Once upon a time"
@@ -32,6 +33,11 @@ import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "../client/_api_
 import { terminalText } from "../client/_terminal_text.ts";
 import { redactedUrl } from "../client/redacted_url.ts";
 import { MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
+import {
+  loadReceiptVerifier,
+  RECEIPT_CHECK_ENV_VARIABLE,
+  type ReceiptVerifier,
+} from "../client/_receipt_verifier.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {
@@ -66,10 +72,16 @@ export interface InferCommandIo {
   /** How long connecting may take (default: the client's, 10 s); tests shorten it. */
   connectTimeoutMs?: number;
   /**
-   * How long a running job may go without a message before the command gives up, when
+   * How long the job may go without a message of its own before the command gives up, when
    * `--idle-timeout` is not given (default `DEFAULT_STREAM_IDLE_TIMEOUT_MS`); tests shorten it.
    */
   idleTimeoutMs?: number;
+  /**
+   * Loads the check of the job's receipt against the printed text, or resolves undefined where
+   * it cannot load (default `loadReceiptVerifier`: only with env access, see
+   * `client/_receipt_verifier.ts`); the summary then says `receipt not checked`.
+   */
+  receiptVerifier?: () => Promise<ReceiptVerifier | undefined>;
 }
 
 /** The node a bare `infer` talks to: the default local node. */
@@ -96,11 +108,27 @@ The words of PROMPT are joined with spaces; - reads the prompt from stdin.
   --nonce TEXT        job nonce (default random)
   --input CID         a stored text file (one chunk, bafkrei...) the model reads
                       before the prompt; the node reads it from its storage
-  --idle-timeout S    give up when a running job sends nothing for S seconds
-                      (default ${DEFAULT_STREAM_IDLE_TIMEOUT_MS / 1000}; 0 = wait forever)
+  --idle-timeout S    give up when the job sends nothing of its own for S seconds
+                      (its tokens, or its place every 10 s while it waits in the
+                      queue; default ${DEFAULT_STREAM_IDLE_TIMEOUT_MS / 1000}; 0 = wait forever)
+  --receipt-out FILE  write the job's receipt, as the node sent it (JSON), to FILE;
+                      no receipt: nothing is written, and infer exits 1
   -h, --help          this text
 
 Ctrl-C cancels the job on the node and exits 130.
+
+The summary on stderr ends with what the job's receipt says of the printed text:
+  receipt ok              the worker that signed the receipt signed this text (not
+                          that it is for this prompt: check that with verifyReceipt
+                          and the job, docs/API.md)
+  receipt does not match (REASON)
+                          it does not sign this text (output_mismatch), or is no
+                          valid receipt (malformed, bad_signature): do not trust the
+                          text; infer exits 1
+  receipt not checked (needs --allow-env)
+                          the check needs --allow-env=${RECEIPT_CHECK_ENV_VARIABLE}
+                          (or --allow-env); or check --receipt-out's file yourself
+No word on it: the job ended without a receipt (a warning says why when the node did).
 
 Examples:
   deno run --allow-net cli.ts infer --max-tokens 32 "Once upon a time"
@@ -140,6 +168,7 @@ const INFER_OPTIONS = {
   nonce: { type: "string" },
   input: { type: "string" },
   "idle-timeout": { type: "string" },
+  "receipt-out": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -281,7 +310,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
         nonce: values.nonce,
         input: values.input,
       }, { onQueued: queueReporter(io) });
-      const status = await printJob(job, io, interrupt.signal, values.url);
+      const status = await printJob(job, io, interrupt.signal, values.url, values["receipt-out"]);
       return interrupt.signal.aborted
         ? await interrupted(io, "the job was cancelled on the node")
         : status;
@@ -384,8 +413,7 @@ function connectHint(error: unknown, keyFrom: string | undefined, envUnreadable:
         ? `\n${missingKeyHint(envUnreadable)}`
         : `\n(the node refused the API key given by ${keyFrom}: check it against the node's ` +
           `API keys or operator token)`;
-    case 404:
-      return "\n(give --url the node's base address, like ws://HOST:PORT: /v1/stream is added)";
+    // 404: the client's own message says what to give (the one place that advice is written).
     case 429:
       // A WebSocket client reads no refusal's body or Retry-After: say what the node's 429 on
       // the handshake is (`too_many_sockets`, server/stream_sockets.ts).
@@ -409,12 +437,16 @@ function modelsUrl(url: string): string {
   return `${parsed.origin}/v1/models`;
 }
 
-/** Print the job's tokens and summary; silent about a failure that `interrupt` caused. */
+/**
+ * Print the job's tokens and summary, and write its receipt to `receiptOut` when given; silent
+ * about a failure that `interrupt` caused.
+ */
 async function printJob(
   job: StreamJob,
   io: InferCommandIo,
   interrupt: AbortSignal,
   url: string,
+  receiptOut: string | undefined,
 ): Promise<number> {
   try {
     // A worker's text, printed: on a terminal its escape sequences would drive it (review s52).
@@ -422,11 +454,15 @@ async function printJob(
     // The tokens that came, counted here: the summary says what was printed, not what the node
     // claims (the client refuses a `done` whose count differs, but for a cancel's).
     let received = 0;
+    // As it came, for the receipt check: at most max_tokens tokens.
+    let text = "";
     for await (const token of job.tokens) {
       received++;
+      text += token.text;
       if (token.text !== "") await io.stdout(shown(token.text));
     }
     const done = await job.done;
+    const receipt = await receiptVerdict(done.receipt, text, io);
     const ttft = done.timings.ttft_ms === null ? "-" : `${done.timings.ttft_ms.toFixed(1)} ms`;
     const tokens = received === 1 ? "1 token" : `${received} tokens`;
     // Every string here is the node's: checked for its shape by the client, escaped all the same.
@@ -434,9 +470,20 @@ async function printJob(
     const jobId = nodeText(done.job_id.slice(0, JOB_ID_CHARS));
     await io.stderr(
       `\n[${tokens}, ${done.timings.tokens_per_s.toFixed(1)} tok/s, ` +
-        `ttft ${ttft}, finish ${finish}, job ${jobId}` +
-        `${done.receipt === undefined ? "" : ", receipt"}]\n`,
+        `ttft ${ttft}, finish ${finish}, job ${jobId}${receipt.summary}]\n`,
     );
+    let failed = false;
+    if (receipt.refused !== undefined) {
+      // The text is printed already; the exit status is what a script can still act on.
+      await io.stderr(
+        `error: the receipt does not vouch for the text above (${receipt.refused}); do not ` +
+          `trust it\n`,
+      );
+      failed = true;
+    }
+    if (receiptOut !== undefined && !await writeReceipt(done.receipt, receiptOut, io)) {
+      failed = true;
+    }
     if (done.receipt === undefined && done.receipt_error !== undefined) {
       // The text is all there, but nothing this node signed vouches for it.
       const { code, message } = done.receipt_error;
@@ -444,7 +491,7 @@ async function printJob(
         `warning: the job ended without a receipt (${nodeText(code)}): ${nodeText(message)}\n`,
       );
     }
-    return done.finish_reason === "cancelled" ? EXIT_FAILURE : 0;
+    return done.finish_reason === "cancelled" || failed ? EXIT_FAILURE : 0;
   } catch (error) {
     if (interrupt.aborted) return EXIT_INTERRUPTED;
     // The node's words (on a router, a worker's): escaped as its text is, since stderr is the
@@ -461,6 +508,53 @@ async function printJob(
       : "";
     await io.stderr(`\nerror${code}: ${nodeText((error as Error).message)}${hint}\n`);
     return EXIT_FAILURE;
+  }
+}
+
+/**
+ * What the summary says of the job's receipt (`, receipt ok`, …; nothing without one), and, when
+ * it does not sign `text`, why (for the error line): review s77, F4.
+ */
+async function receiptVerdict(
+  receipt: unknown,
+  text: string,
+  io: InferCommandIo,
+): Promise<{ summary: string; refused?: string }> {
+  if (receipt === undefined) return { summary: "" };
+  const verify = await (io.receiptVerifier ?? loadReceiptVerifier)();
+  if (verify === undefined) return { summary: ", receipt not checked (needs --allow-env)" };
+  const check = verify(receipt, text);
+  if (check.ok) return { summary: ", receipt ok" };
+  // The check's message may quote the node's values (a malformed field's): escaped.
+  return {
+    summary: `, receipt does not match (${check.reason})`,
+    refused: `${check.reason}: ${nodeText(check.message)}`,
+  };
+}
+
+/**
+ * Write `receipt` as it came (JSON) to `path` for `--receipt-out`; whether it was written (a job
+ * without a receipt, or a file that cannot be written, is told on stderr).
+ */
+async function writeReceipt(receipt: unknown, path: string, io: InferCommandIo): Promise<boolean> {
+  const shownPath = terminalText(path);
+  if (receipt === undefined) {
+    await io.stderr(
+      `error: the job ended without a receipt: no receipt to write to ${shownPath}\n`,
+    );
+    return false;
+  }
+  try {
+    await Deno.writeTextFile(path, `${JSON.stringify(receipt, null, 2)}\n`);
+    return true;
+  } catch (error) {
+    await io.stderr(
+      `error: cannot write the receipt to ${shownPath}: ${terminalText((error as Error).message)}` +
+        `${
+          error instanceof Deno.errors.NotCapable ? ` (run with --allow-write=${shownPath})` : ""
+        }\n`,
+    );
+    return false;
   }
 }
 

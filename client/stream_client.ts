@@ -16,7 +16,9 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { bearerAuthorization } from "./_bearer.ts";
 import { redactedUrl } from "./redacted_url.ts";
 import { frameProblem } from "./_frame_shape.ts";
+import { doneProblem } from "./_done_problem.ts";
 import { DEFAULT_MAX_TOKENS, MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import type {
   WsDoneMessage,
   WsInferMessage,
@@ -61,7 +63,10 @@ export interface StreamClosedDetails {
   closeCode?: number;
   /** The close reason the server sent with it. */
   closeReason?: string;
-  /** Which wait ran out: the connection (`connect`) or a running job's next message (`idle`). */
+  /**
+   * Which wait ran out: the connection (`connect`), or a running job's next message of its own
+   * (`idle`, {@link StreamClientOptions.idleTimeoutMs}).
+   */
   timeout?: "connect" | "idle";
   /**
    * What was wrong with the frame the client closed the socket over, when it did
@@ -73,7 +78,10 @@ export interface StreamClosedDetails {
   frameType?: string;
 }
 
-/** The socket closed or failed before the job ended. */
+/**
+ * The socket closed or failed before the job ended, or the job heard nothing of its own for the
+ * idle timeout (`details.timeout: "idle"`; the socket may then stay open for its other jobs).
+ */
 export class StreamClosedError extends VeriflowError {
   /** What is known beyond the message (see {@link StreamClosedDetails}). */
   readonly details: StreamClosedDetails;
@@ -141,7 +149,9 @@ export interface InferOptions {
   /**
    * Called while the job waits for a slot (on the node or on the worker it forwarded the job
    * to), with its place in the queue (1: next): when it is queued, when the place changes, and
-   * every 10 s while it does not (the server's `queued` message).
+   * every 10 s while it does not (the server's `queued` message). An exception it throws is
+   * reported as an event listener's is (`reportError`: the global `error` event, which ends a
+   * Deno process unless a listener calls `preventDefault()`), and the job goes on.
    */
   onQueued?: (position: number) => void;
   /**
@@ -168,10 +178,12 @@ export interface StreamJob {
    */
   tokens: ReadableStream<WsTokenMessage>;
   /**
-   * Resolves with `done` (also after a cancel: `finish_reason: "cancelled"`). Its
-   * `usage.completion_tokens` is the number of tokens that came (after a cancel, it may count a
-   * few more the node computed and never sent): a `done` that counts otherwise (an answer cut
-   * short on its way) rejects with a {@link StreamProtocolError}.
+   * Resolves with `done` (also after a cancel: `finish_reason: "cancelled"`). Its `job_id` is the
+   * one `start` gave, and its `usage.completion_tokens` the number of tokens that came (after the
+   * client sent `cancel`, it may count a few more the node computed and never sent, never more
+   * than the job's `max_tokens`): a `done` that counts otherwise (an answer cut short on its way),
+   * names another job, or contradicts its `start`'s `prompt_tokens`, rejects with a
+   * {@link StreamProtocolError}, as a second `start` for the job does.
    */
   done: Promise<WsDoneMessage>;
   /** Ask the server to cancel the job; nothing once it has ended (its id may run another job). */
@@ -201,8 +213,11 @@ export interface StreamClientOptions {
    */
   connectTimeoutMs?: number;
   /**
-   * How long the socket may stay silent while a job runs before every running job fails with
-   * {@link StreamClosedError} and the socket is closed (default
+   * How long a running job may hear nothing of its own (no `start`, `queued` or `token` for it;
+   * another job's frames do not count) before it fails with {@link StreamClosedError}
+   * (`details.timeout: "idle"`) and the client sends the node `cancel` for it; the socket and its
+   * other jobs go on. When every running job has been silent that long, the node itself is taken
+   * for gone: they all fail so, and the socket is closed (default
    * {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS}; 0 or `Infinity`: wait forever; more than
    * {@link MAX_STREAM_TIMEOUT_MS} counts as that). The server sends a job's tokens as they come,
    * and a queued job's place every 10 s (`queued`), so a long silence means a stopped, wedged
@@ -218,7 +233,19 @@ export interface StreamClientOptions {
    * {@link StreamClient.close}. `connect` rejects a negative or NaN value with a `RangeError`.
    */
   closeTimeoutMs?: number;
+  /**
+   * The clock and timers the connect, idle and close timeouts run on (default: `performance.now`
+   * and the global `setTimeout`): a test or a simulation passes its own and moves time itself
+   * instead of waiting for it.
+   */
+  timers?: StreamClientTimers;
 }
+
+/**
+ * A monotonic clock in milliseconds and one-shot timers on it: what
+ * {@link StreamClientOptions.timers} takes.
+ */
+export type StreamClientTimers = ConnectionTimers;
 
 /** Default of {@link StreamClientOptions.connectTimeoutMs}. */
 export const DEFAULT_STREAM_CONNECT_TIMEOUT_MS = 10_000;
@@ -278,6 +305,12 @@ interface PendingJob {
   failure?: Error;
   /** Whether its `start` has come: a `token` or `done` before it is not this API's. */
   started?: boolean;
+  /** Its `start`'s `job_id`: its `done` must name the same. */
+  jobId?: string;
+  /** Whether the client sent `cancel` for it: only then may a `cancelled` done count more. */
+  cancelSent?: boolean;
+  /** When it last heard a frame of its own (its clock's time): its silence is measured from it. */
+  heardAt: number;
   onQueued?: (position: number) => void;
   /**
    * The most tokens the node sends for the job, and what says so ({@link jobTokenBound}): a
@@ -294,8 +327,21 @@ interface PendingJob {
 export const STREAM_PATH = "/v1/stream";
 
 /**
+ * Paths that mean the API's: none, and the forms an OpenAI user writes, whose `baseURL` ends in
+ * `/v1` (README), or a trailing slash the node's router does not take (review s77, F6). Any
+ * other path is the caller's (a proxy's prefix) and is kept.
+ */
+const STREAM_PATH_FORMS: ReadonlySet<string> = new Set(["", "/", "/v1", "/v1/", `${STREAM_PATH}/`]);
+
+/**
+ * What to give instead of a URL the node answers 404: the one place this advice is written (the
+ * CLI prints the client's message as it is).
+ */
+const BASE_URL_HINT = `give the node's base address, like ws://HOST:PORT: ${STREAM_PATH} is added`;
+
+/**
  * The WebSocket URL of the API for a base URL: `http(s)` becomes `ws(s)`, and a URL without a
- * path gets {@link STREAM_PATH}.
+ * path, or with `/v1` or `/v1/` (OpenAI's base URL) or `/v1/stream/`, gets {@link STREAM_PATH}.
  *
  * @throws {InvalidStreamUrlError} `url` is not a URL, or not a `ws`, `wss`, `http` or `https` one.
  */
@@ -320,7 +366,7 @@ export function streamUrl(url: string | URL): URL {
       } is not a ws, wss, http or https URL (the streaming API is a WebSocket)`,
     );
   }
-  if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = STREAM_PATH;
+  if (STREAM_PATH_FORMS.has(parsed.pathname)) parsed.pathname = STREAM_PATH;
   return parsed;
 }
 
@@ -343,11 +389,12 @@ export class StreamClient {
   #closedBy: { message: string; details?: StreamClosedDetails } | undefined;
   /** The idle watch's delay; undefined: no watch. */
   #idleTimeoutMs: number | undefined;
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: unknown;
   /** How long `closed` waits for the node to answer the client's close; undefined: for good. */
   #closeTimeoutMs: number | undefined;
-  #closeTimer: ReturnType<typeof setTimeout> | undefined;
-  #lastMessageAt = 0;
+  #closeTimer: unknown;
+  /** The clock the idle and close timeouts run on. */
+  #timers: StreamClientTimers;
   #detach: () => void = () => {};
   /** How the server closed the socket, for jobs started after (their error says it too). */
   #closeDetails: StreamClosedDetails | undefined;
@@ -363,15 +410,17 @@ export class StreamClient {
     socket: WebSocket,
     url: URL,
     timeouts: { idleTimeoutMs: number | undefined; closeTimeoutMs: number | undefined },
+    timers: StreamClientTimers,
   ) {
     this.#socket = socket;
+    this.#timers = timers;
     this.#url = redactedUrl(url);
     this.#idleTimeoutMs = timeouts.idleTimeoutMs;
     this.#closeTimeoutMs = timeouts.closeTimeoutMs;
     socket.onmessage = (event) => this.#onMessage(event.data);
     socket.onclose = (event) => {
       this.#stopIdleTimer();
-      clearTimeout(this.#closeTimer);
+      this.#timers.clearTimeout(this.#closeTimer);
       this.#detach();
       // Jobs started from now on never reached the node: their error says so, not "ended".
       this.#closeMessage = closedMessage(event, "not_sent");
@@ -434,11 +483,12 @@ export class StreamClient {
           : error,
       );
     }
-    const client = new StreamClient(socket, target, { idleTimeoutMs, closeTimeoutMs });
+    const timers = options?.timers ?? SYSTEM_TIMERS;
+    const client = new StreamClient(socket, target, { idleTimeoutMs, closeTimeoutMs }, timers);
     const shown = client.#url;
     const { promise, resolve, reject } = Promise.withResolvers<StreamClient>();
     const limit = connectTimeoutMs;
-    const timer = limit === undefined ? undefined : setTimeout(() => {
+    const timer = limit === undefined ? undefined : timers.setTimeout(() => {
       reject(
         new StreamClosedError(
           `no answer from ${shown} within ${seconds(limit)}: something accepts ` +
@@ -456,8 +506,8 @@ export class StreamClient {
     signal?.addEventListener("abort", onAbort, { once: true });
     client.#detach = () => signal?.removeEventListener("abort", onAbort);
     // Settled: the timer is moot; a connection that failed needs no abort listener either.
-    promise.then(() => clearTimeout(timer), () => {
-      clearTimeout(timer);
+    promise.then(() => timers.clearTimeout(timer), () => {
+      timers.clearTimeout(timer);
       client.#detach();
     });
     socket.onopen = () => resolve(client);
@@ -465,9 +515,11 @@ export class StreamClient {
       // Deno's text names no URL today; redacted in case a version does.
       const detail = redactedUrl(errorEventMessage(event));
       const status = /invalid status code:?\s*(\d{3})/i.exec(detail)?.[1];
+      // Not the API's path: the one mistake the caller can fix from the message alone.
+      const hint = status === "404" ? ` (${BASE_URL_HINT})` : "";
       reject(
         new StreamClosedError(
-          `cannot connect to ${shown}${detail === "" ? "" : `: ${detail}`}`,
+          `cannot connect to ${shown}${detail === "" ? "" : `: ${detail}`}${hint}`,
           status === undefined ? {} : { httpStatus: Number(status) },
         ),
       );
@@ -572,21 +624,19 @@ export class StreamClient {
       onQueued: options.onQueued,
       maxTokens: jobTokenBound(request.max_tokens),
       received: 0,
+      heardAt: this.#timers.now(),
     };
     // Only while this job runs: once it has ended, its id may name a later job of the caller's,
     // which a cancel meant for this one must not reach.
     const cancel = () => {
-      if (this.#jobs.get(id) === job) this.#send({ type: "cancel", id });
+      if (this.#jobs.get(id) !== job) return;
+      job.cancelSent = true;
+      this.#send({ type: "cancel", id });
     };
     // The job ends here and now, as `fetch` ends on abort: a wedged node would never send the
-    // `done` that `cancel` asks for. The node's late frames for it are dropped (`#abandoned`).
+    // `done` that `cancel` asks for.
     const abort = () => {
-      if (this.#jobs.get(id) !== job) return;
-      cancel();
-      this.#jobs.delete(id);
-      this.#abandoned.add(id);
-      if (this.#jobs.size === 0) this.#stopIdleTimer();
-      failJob(job, signal!.reason);
+      if (this.#jobs.get(id) === job) this.#abandon(id, job, signal!.reason);
     };
     // Callers that only read tokens must not see unhandled rejections from the promises.
     job.start.promise.catch(() => {});
@@ -678,7 +728,6 @@ export class StreamClient {
 
   #onMessage(data: unknown): void {
     if (typeof data !== "string") return;
-    this.#lastMessageAt = performance.now();
     // Before parsing: a 30 MB frame costs nothing more than its refusal.
     if (data.length > MAX_FRAME_CHARS) {
       return this.#protocolError(
@@ -717,14 +766,21 @@ export class StreamClient {
     if ((message.type === "token" || message.type === "done") && !job.started) {
       return this.#protocolError(`a ${message.type} frame before its job's start`, message.type);
     }
+    // The job's own frame: its silence, which the idle watch measures, ends here.
+    job.heardAt = this.#timers.now();
     switch (message.type) {
       case "start":
+        // The node sends one per job: a second would replace what the caller was told (job id,
+        // prompt count) with what its `done` is then checked against.
+        if (job.started) return this.#protocolError("a second start for its job", "start");
         job.started = true;
+        job.jobId = message.job_id;
         job.promptTokens = message.prompt_tokens;
         job.start.resolve(message);
         break;
       case "queued":
-        settle(() => job.onQueued?.(message.position));
+        // The caller's code, outside `settle`: its exception is the caller's to see.
+        if (job.onQueued !== undefined) callCaller(job.onQueued, message.position);
         break;
       case "token":
         // The caller's memory is bounded by the job's token bound (see `infer`) times the frame
@@ -743,36 +799,14 @@ export class StreamClient {
         settle(() => job.tokens.enqueue(message));
         break;
       case "done": {
-        // The node counts the tokens it sent; fewer arrived: the answer was cut, and must not
-        // pass for a whole one. A cancel may overtake tokens already computed, which the node
-        // then counts and never sends: more is fine then, fewer never.
-        const counted = message.usage.completion_tokens;
-        const cancelled = message.finish_reason === "cancelled";
-        if (cancelled ? counted < job.received : counted !== job.received) {
-          return this.#protocolError(
-            `a done that counts ${counted} tokens after ${job.received} (finish_reason ` +
-              `${message.finish_reason})`,
-            "done",
-          );
-        }
-        // A program that bills by `usage` (OpenAI's habit: `total_tokens`) must not be handed
-        // a count the job's own `start` contradicts (review s74 verify1, F5): the node sends
-        // its prompt's count in both, and the total as their sum (`wireUsage`).
-        const { prompt_tokens: prompt, total_tokens: total } = message.usage;
-        if (prompt !== job.promptTokens) {
-          return this.#protocolError(
-            `a done that counts ${prompt} prompt tokens after a start that counted ` +
-              `${job.promptTokens}`,
-            "done",
-          );
-        }
-        if (total !== prompt + counted) {
-          return this.#protocolError(
-            `a done whose total_tokens ${total} is not its prompt_tokens ${prompt} plus its ` +
-              `completion_tokens ${counted}`,
-            "done",
-          );
-        }
+        const problem = doneProblem(message, {
+          received: job.received,
+          maxTokens: job.maxTokens,
+          jobId: job.jobId,
+          promptTokens: job.promptTokens,
+          cancelSent: job.cancelSent === true,
+        });
+        if (problem !== undefined) return this.#protocolError(problem, "done");
         this.#jobs.delete(message.id);
         if (this.#jobs.size === 0) this.#stopIdleTimer();
         settle(() => job.tokens.close());
@@ -808,33 +842,72 @@ export class StreamClient {
   }
 
   /**
-   * Watch for silence while jobs run: one timer, re-armed for what is left of the idle timeout
-   * when messages came meanwhile (no timer churn per token).
+   * Watch each running job for silence: one timer for the socket, armed for the soonest job's
+   * deadline and re-armed when it fires (no timer churn per token).
    */
   #startIdleTimer(): void {
     const idleTimeoutMs = this.#idleTimeoutMs;
     if (idleTimeoutMs === undefined || this.#idleTimer !== undefined) return;
-    this.#lastMessageAt = performance.now();
-    const check = () => {
-      const left = this.#lastMessageAt + idleTimeoutMs - performance.now();
-      if (left > 0) {
-        this.#idleTimer = setTimeout(check, left);
-        return;
-      }
-      this.#idleTimer = undefined;
-      // The server cancels the jobs that were still running.
+    this.#idleTimer = this.#timers.setTimeout(() => this.#checkIdle(idleTimeoutMs), idleTimeoutMs);
+  }
+
+  /**
+   * Fail the jobs that heard nothing of their own for `idleTimeoutMs`: one job's traffic must not
+   * hide another's wedged worker (review s77, F3). When every running job is that silent, the
+   * node itself is taken for gone: the socket is closed, and the node cancels them all.
+   */
+  #checkIdle(idleTimeoutMs: number): void {
+    this.#idleTimer = undefined;
+    const now = this.#timers.now();
+    const silent: [string, PendingJob][] = [];
+    let soonest = Infinity;
+    for (const [id, job] of this.#jobs) {
+      const left = job.heardAt + idleTimeoutMs - now;
+      if (left <= 0) silent.push([id, job]);
+      else soonest = Math.min(soonest, left);
+    }
+    if (silent.length > 0 && silent.length === this.#jobs.size) {
       this.#closeSocket({
         message: `no message from ${this.#url} for ${seconds(idleTimeoutMs)} while a job ` +
           `ran: the node or its worker may be stopped, wedged or overloaded; check the node ` +
           `(cli.ts status) and its log`,
         details: { timeout: "idle" },
       });
-    };
-    this.#idleTimer = setTimeout(check, idleTimeoutMs);
+      return;
+    }
+    for (const [id, job] of silent) {
+      this.#abandon(
+        id,
+        job,
+        new StreamClosedError(
+          `no message for job ${JSON.stringify(id)} from ${this.#url} for ` +
+            `${seconds(idleTimeoutMs)} while other jobs on the socket went on: its worker may ` +
+            `be stopped, wedged or overloaded; the client cancelled it on the node (check the ` +
+            `node with cli.ts status, and its log)`,
+          { timeout: "idle" },
+        ),
+      );
+    }
+    if (this.#jobs.size > 0) {
+      this.#idleTimer = this.#timers.setTimeout(() => this.#checkIdle(idleTimeoutMs), soonest);
+    }
+  }
+
+  /**
+   * End a running job here and now with `error`, before the node has ended it (an abort, its
+   * silence): the node is sent `cancel`, its late frames for the job are dropped, and its id
+   * stays taken until they end (`#abandoned`).
+   */
+  #abandon(id: string, job: PendingJob, error: unknown): void {
+    this.#send({ type: "cancel", id });
+    this.#jobs.delete(id);
+    this.#abandoned.add(id);
+    if (this.#jobs.size === 0) this.#stopIdleTimer();
+    failJob(job, error as Error);
   }
 
   #stopIdleTimer(): void {
-    clearTimeout(this.#idleTimer);
+    this.#timers.clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
   }
 
@@ -857,7 +930,7 @@ export class StreamClient {
     // (see `close`): `closed` does not wait past the close timeout with it.
     const limit = this.#closeTimeoutMs;
     if (closing && limit !== undefined) {
-      this.#closeTimer = setTimeout(() => this.#closeHandled.resolve(), limit);
+      this.#closeTimer = this.#timers.setTimeout(() => this.#closeHandled.resolve(), limit);
     }
   }
 
@@ -1034,6 +1107,19 @@ function failJob(job: PendingJob, error: Error): void {
   if ((job.tokens.desiredSize ?? 0) < 0) job.failure = error;
   else settle(() => job.tokens.error(error));
   job.done.reject(error);
+}
+
+/**
+ * Call the caller's callback `callback` with `value`; an exception it throws is reported as an
+ * event listener's is (`reportError`: the global `error` event, and by default the process's
+ * uncaught-error handling), not lost, and the client goes on (review s77, F5).
+ */
+function callCaller<T>(callback: (value: T) => void, value: T): void {
+  try {
+    callback(value);
+  } catch (error) {
+    reportError(error);
+  }
 }
 
 /** Run a stream-controller call that throws once the reader has cancelled; then it is moot. */

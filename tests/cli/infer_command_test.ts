@@ -14,7 +14,14 @@ import { cidOf } from "../../protocols/cid.ts";
 import { GENERATION_LIMITS } from "../../protocols/job.ts";
 import { assert, assertEquals } from "../server/_assert.ts";
 import { directText, eventually, startTestNode } from "../server/_fixtures.ts";
-import { doneFrame, scriptedServer, silentPort, stallingServer } from "../client/_stub_servers.ts";
+import {
+  doneFrame,
+  framesServer,
+  scriptedServer,
+  silentPort,
+  stallingServer,
+  startFrame,
+} from "../client/_stub_servers.ts";
 import { recordTimeouts } from "../client/_timers.ts";
 
 // ---- flags, output and errors -------------------------------------------------------------------
@@ -151,11 +158,11 @@ Deno.test("runInfer: a refused upgrade says the status; 401 adds the --api-key h
     assert(/Invalid status code: 401\n\(pass --api-key KEY/.test(text), text);
     captured = captureIo();
     assertEquals(
-      await runInfer(["--url", `${node.url}/v1`, "--api-key", key, "hi"], captured.io),
+      await runInfer(["--url", `${node.url}/v2`, "--api-key", key, "hi"], captured.io),
       1,
     );
     text = captured.err.join("");
-    assert(/Invalid status code: 404\n\(give --url the node's base address/.test(text), text);
+    assert(/Invalid status code: 404 \(give the node's base address/.test(text), text);
     // A key that was given and refused is named as refused, not asked for.
     captured = captureIo();
     assertEquals(await runInfer(["--url", node.url, "--api-key", "wrong", "hi"], captured.io), 1);
@@ -530,14 +537,29 @@ Deno.test("infer exits 1 on a done that counts more tokens than came (an answer 
   }
 });
 
-Deno.test("infer's summary counts the tokens that came, not the node's count (a cancel's done may count more)", async () => {
-  const told = await toldOnStderr((id) => doneFrame(id, 5, "cancelled"));
+Deno.test("infer's summary counts the tokens that came; a cancelled done counting more, with no cancel sent, is refused, not summed up (review s77, F1)", async () => {
+  const told = await toldOnStderr((id) => doneFrame(id, 1, "cancelled"));
   assert(told.includes("[1 token, "), told);
   assert(told.includes("finish cancelled"), told);
+  const more = await toldOnStderr((id) => doneFrame(id, 5, "cancelled"));
+  assert(more.includes("error (stream_protocol_error)"), more);
+  assert(more.includes("no cancel was sent"), more);
+  assert(!more.includes("[1 token, "), more);
 });
 
 Deno.test("infer shows the node's job_id in its summary with control characters as escapes", async () => {
-  const told = await toldOnStderr((id) => ({ ...doneFrame(id, 1), job_id: "\x1b[2J\x1b]0;t\x07" }));
+  const jobId = "\x1b[2J\x1b]0;t\x07";
+  // Its start names the same: a done naming another job than its start is refused (s77, F2).
+  await using server = framesServer((id) => [
+    { ...startFrame(id), job_id: jobId },
+    { ...doneFrame(id, 0), job_id: jobId },
+  ]);
+  const err: string[] = [];
+  await runInfer(["--url", `ws://127.0.0.1:${server.addr.port}`, "hi"], {
+    stdout: () => {},
+    stderr: (text) => void err.push(text),
+  });
+  const told = err.join("");
   assertEquals(told.includes("\x1b"), false, JSON.stringify(told));
   assert(told.includes("job \\x1b[2J\\x1b]0"), told);
 });

@@ -154,7 +154,7 @@ Deno.test("StreamClient.connect: a refused upgrade says why (Invalid status code
     assertEquals(unauthorized.details.httpStatus, 401);
     assert(/cannot connect to .*: Invalid status code: 401/.test(unauthorized.message));
     const wrongPath = await assertRejects(
-      () => StreamClient.connect(`ws://127.0.0.1:${server.addr.port}/v1`),
+      () => StreamClient.connect(`ws://127.0.0.1:${server.addr.port}/v2`),
       StreamClosedError,
     );
     assertEquals(wrongPath.details.httpStatus, 404);
