@@ -47,6 +47,17 @@ export interface PeerEntry {
    */
   host?: string;
   /**
+   * For a TCP connection this node dialled, the `addressGroup` of the address it reached
+   * (`peer_up`'s `dialled`): its group where it opened none (review s76 routegaps R3).
+   */
+  dialled?: string;
+  /**
+   * The group it is placed in by storage (`NetworkActor`'s `#placementGroup`: an `addressBlock`,
+   * the unaddressed peers' shared group, or none), fixed when it connected: its storage holder's
+   * `group`, and what the router ranks a job input's holders by (`_worker_routing.ts`).
+   */
+  placement?: string;
+  /**
    * Hellos from it whose signature did not verify (`MAX_BAD_HELLOS` of them close it,
    * `_peer_hellos.ts`).
    */

@@ -637,8 +637,18 @@ export class PeerTransports {
         const connection = await this.open(duplex, () => duplex.close(), ctx);
         logged = undefined; // connected: the next failure is news again
         const since = performance.now();
+        // The group of the address reached (resolved, so a name and its address are one host):
+        // placement and the router's record of its workers group it as a peer that dialled in
+        // (review s76 routegaps R3). Not its `host`: the per-address bounds count what peers open.
+        const dialled = addressGroup(duplex.remoteAddr.hostname);
         try {
-          await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
+          await ctx.self.tell({
+            type: "peer_up",
+            connection,
+            address: text,
+            outbound: true,
+            dialled,
+          });
         } catch (error) {
           await this.#refuse(connection); // stopping: nobody would own it
           throw error;

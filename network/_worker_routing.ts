@@ -13,7 +13,7 @@
  * @module
  */
 import { storageKey } from "../protocols/cid.ts";
-import { rankPeers } from "../storage/rendezvous.ts";
+import { type RankedPeer, rankPeers } from "../storage/rendezvous.ts";
 import { DEFAULT_REPLICAS } from "../storage/replicated_store.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -120,7 +120,7 @@ export class WorkerRouting {
     const now = this.#now();
     const record = this.#record();
     for (const list of this.#peers.values()) {
-      for (const { connection, info, hello, checking, host: entryHost } of list) {
+      for (const { connection, info, hello, checking, host, dialled } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
         if (checking) continue; // its conviction is still being asked
         // A model it lists but refused lately is not its to be picked for.
@@ -139,7 +139,8 @@ export class WorkerRouting {
           inFlight: connection.pendingRequestsOf(SubmitMessage),
           standing: this.#standing.get(info.key),
           holdsInput: holders?.has(info.key) ?? false,
-          record: this.#recordOf(record, info.key, entryHost),
+          // The group it connected from, else the one this node dialled (routegaps R3).
+          record: this.#recordOf(record, info.key, host ?? dialled),
         });
       }
     }
@@ -154,6 +155,8 @@ export class WorkerRouting {
     const pick = chooseWorker(candidates, { model, exclude, newcomerTurn, strangerFailed });
     if (pick !== undefined && isProven(pick)) this.#sinceNewcomer++;
     else if (pick !== undefined && newcomerTurn) this.#sinceNewcomer = 0;
+    // A job given after a loss of its connection: losing this one too is a second loss.
+    if (pick !== undefined) record?.picked(pick.key);
     return pick?.connection;
   }
 
@@ -166,7 +169,8 @@ export class WorkerRouting {
   /**
    * `key`'s record, once its address group is noted in it: the group its connections came from
    * (`_peer_origins.ts`, which knows a swarm peer this node dialled too), else the connection's
-   * own (`host`); none for an in-memory or dialled TCP connection.
+   * own (`host`: the one a peer opened came from, or the address a TCP dial reached); none for an
+   * in-memory connection.
    */
   #recordOf(
     record: WorkerRecord | undefined,
@@ -182,27 +186,37 @@ export class WorkerRouting {
   /**
    * Hex keys of the nodes that hold `cid` by the placement storage uses (`storage/rendezvous.ts`):
    * the first r of the storing nodes this node sees (its storage peers, peers whose hello says
-   * they store, and itself when it stores), ranked for the CID's storage key. Every node with the same peers computes the same holders;
-   * a peer this node does not see may hold it too, and is simply not preferred.
+   * they store, and itself when it stores), ranked for the CID's storage key and spread over
+   * their address groups as storage spreads copies (each peer in its placement group, the one
+   * its storage holder has: `PeerEntry.placement`; this node in none, as its storage counts
+   * itself). Ranked by key alone, 32 keys from one host held the top places of most CIDs, and
+   * their claims of locality won jobs over holders storage really places copies on (review s76
+   * routegaps R2). Every node with the same peers and groups computes the same holders; a peer
+   * this node does not see may hold it too, and is simply not preferred.
    */
   #inputHolders(cid: string): Set<string> {
     // Its storage peers, and those whose hello says they store (a router that stores nothing
     // itself speaks no storage protocol with them, but ranks them as a storing node would).
-    const ids = new Set(this.#holders().map((holder) => holder.id));
+    const peers = new Map<string, RankedPeer>();
+    for (const holder of this.#holders()) peers.set(holder.id, holder);
     for (const [key, list] of this.#peers) {
-      if (list.some((p) => !p.connection.isClosed && p.hello?.roles.includes("storage"))) {
-        ids.add(key);
+      const stores = list.find((p) => !p.connection.isClosed && p.hello?.roles.includes("storage"));
+      if (stores !== undefined && !peers.has(key)) {
+        peers.set(key, { id: key, group: stores.placement });
       }
     }
-    if (this.#services?.storage !== undefined) ids.add(toHex(this.#options.identity.publicKey));
-    const peers = [...ids].map((id) => ({ id }));
+    if (this.#services?.storage !== undefined) {
+      const self = toHex(this.#options.identity.publicKey);
+      peers.set(self, { id: self });
+    }
     let key: string;
     try {
       key = storageKey(cid);
     } catch {
       return new Set(); // not a CID: the worker refuses the job, wherever it goes
     }
-    return new Set(rankPeers(key, peers).slice(0, DEFAULT_REPLICAS).map((peer) => peer.id));
+    const ranked = rankPeers(key, [...peers.values()]);
+    return new Set(ranked.slice(0, DEFAULT_REPLICAS).map((peer) => peer.id));
   }
 
   /** Note that worker `key` refused a job for `model` it listed (see `worker_refused_model`). */

@@ -245,6 +245,13 @@ export type NetworkMessage =
      * group every such peer shares (`#placementGroup`).
      */
     unaddressed?: boolean;
+    /**
+     * For a TCP connection this node dialled, the `addressGroup` of the address it reached (its
+     * remote address, resolved): its group for placement and for the router's record of its
+     * workers, as a connection a peer opened has its `host` (review s76 routegaps R3). Not
+     * counted in the per-address bounds, which count connections peers open.
+     */
+    dialled?: string;
   }
   | { type: "peer_down"; connection: Connection }
   /** The ledger answered whether the peer of `connection` is convicted (internal). */
@@ -671,10 +678,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
       roles: [],
     };
     const list = this.#peers.get(key) ?? [];
+    // One group for its storage holder and for the router's guess of who holds a job's input
+    // (`_worker_routing.ts`): the guess ranks as storage places.
+    const placement = this.#placementGroup(key, message, ctx);
     const storage = connection.supports(STORAGE_PROTOCOL.name)
-      ? new ConnectionStoragePeer(connection, connection.peerKey!, {
-        group: this.#placementGroup(key, message, ctx),
-      })
+      ? new ConnectionStoragePeer(connection, connection.peerKey!, { group: placement })
       : undefined;
     const pledges = this.#pledgeSendBudgets.of(key);
     const validator = this.#services?.validator;
@@ -687,6 +695,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
       pledges,
       checking,
       host: message.host,
+      dialled: message.dialled,
+      placement,
     };
     list.push(entry);
     this.#peers.set(key, list);
@@ -814,11 +824,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
    *
    * A swarm peer whose address is not known (`unaddressed`: relayed) is in the one group all such
    * peers share: one group each let 32 relayed keys hold all 3 copies of 59 % of chunks (the same
-   * review). None — a group of its own, placed by key — for a peer on this machine (`loopback`, or
-   * an in-memory link, which is this process), and for a TCP peer this node dialled (the
-   * operator's choice; its inbound connection, when it has one, gives its group): this node
-   * counts itself in no group, so grouping the peers it reaches over loopback would make each
-   * node of a one-host cluster see the others as one host and itself apart, and each would place
+   * review). A TCP peer this node dialled is in the group of the address it reached (`dialled`),
+   * when nothing better is known: keys of one host are one host however the connection was
+   * opened (review s76 routegaps R3). None — a group of its own, placed by key — for a peer on
+   * this machine (`loopback`, or an in-memory link, which is this process): this node counts
+   * itself in no group, so grouping the peers it reaches over loopback would make each node of a
+   * one-host cluster see the others as one host and itself apart, and each would place
    * differently. Ungrouped, a one-host cluster places by key, the same on every node.
    */
   #placementGroup(
@@ -826,7 +837,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     message: Extract<NetworkMessage, { type: "peer_up" }>,
     ctx: ActorContext<NetworkMessage>,
   ): string | undefined {
-    const group = message.host ?? peerOriginsOf(ctx.system).of(key).group;
+    const group = message.host ?? peerOriginsOf(ctx.system).of(key).group ?? message.dialled;
     if (group === undefined) return message.unaddressed === true ? UNADDRESSED : undefined;
     return group === THIS_MACHINE ? undefined : addressBlock(group);
   }

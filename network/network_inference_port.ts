@@ -507,12 +507,19 @@ export class NetworkInferencePort implements InferencePort {
    * one goodbye is noted however many jobs it cut (they all fail with the one error), and it
    * counts only past the record's allowance of goodbyes (review s76 vroute F3: an honest worker
    * that restarted with two jobs in flight was counted a dropper twice, and got no job again).
+   * Its connection lost with no goodbye (not cut for what it sent): a loss the record judges by
+   * what the worker does next (`WorkerRecord.lost`: a crash it comes back from and then finishes
+   * a job is forgiven; review s76 routegaps R1).
    */
   #failedOrLeft(worker: Uint8Array, error: unknown): void {
-    if (!(error instanceof PeerStoppedError)) return this.#record?.failed(toHex(worker));
-    if (this.#goodbyes.has(error)) return;
-    this.#goodbyes.add(error);
-    this.#record?.left(toHex(worker));
+    const key = toHex(worker);
+    if (error instanceof PeerStoppedError) {
+      if (this.#goodbyes.has(error)) return;
+      this.#goodbyes.add(error);
+      this.#record?.left(key);
+    } else if (error instanceof ConnectionClosedError && !isWorkerFault(error)) {
+      this.#record?.lost(key);
+    } else this.#record?.failed(key);
   }
 
   /** A client's job ended: counted once, by how, with the tokens its client got. */
@@ -625,10 +632,10 @@ export class NetworkInferencePort implements InferencePort {
     const modelRefusal = error instanceof VeriflowError && MODEL_REFUSAL_CODES.has(error.code);
     if (modelRefusal || isWorkerFault(error) || isOwnFailure(error)) this.#avoid(worker, model);
     // Against its record and its address group's, but not a refusal as full: an honest worker
-    // whose hello lagged does that, and it cost the job one round trip.
-    if (
-      silent || isWorkerLost(error) || modelRefusal || isWorkerFault(error) || isOwnFailure(error)
-    ) {
+    // whose hello lagged does that, and it cost the job one round trip. Its connection lost (a
+    // goodbye, a crash) as for a job under way (`#failedOrLeft`).
+    if (isWorkerLost(error)) this.#failedOrLeft(worker, error);
+    else if (silent || modelRefusal || isWorkerFault(error) || isOwnFailure(error)) {
       this.#record?.failed(toHex(worker));
     }
   }

@@ -7,10 +7,11 @@
  * with room ran nothing).
  *
  * The router's inference port writes it as jobs end (`network_inference_port.ts`); its worker
- * routing reads it, and notes the address group of each key it may pick (`_worker_routing.ts`,
- * the group of `_peer_origins.ts`, which is `connection_limits.ts`'s `addressGroup`); the choice
- * weighs it (`worker_choice.ts`). One per actor system (per node), as the port and the network
- * actor of a node share one ({@link workerRecordOf}).
+ * routing reads it, notes each pick, and notes the address group of each key it may pick
+ * (`_worker_routing.ts`, the group of `_peer_origins.ts`, which is `connection_limits.ts`'s
+ * `addressGroup`, else the connection's own); the choice weighs it (`worker_choice.ts`). One per
+ * actor system (per node), as the port and the network actor of a node share one
+ * ({@link workerRecordOf}).
  *
  * A key's record is its net count, jobs run to their end less jobs failed: a key that finished
  * one job and then fails each one it is given loses its standing after its next failure. A
@@ -26,6 +27,21 @@
  * WorkerRecord.left}), unless it or its address group said more than {@link GOODBYES_EXCUSED}
  * within {@link GOODBYE_WINDOW_MS}: then each further one is a failure, so a worker that says
  * goodbye instead of dropping is still held to account.
+ *
+ * A connection lost under jobs with no goodbye (kill -9, power loss, a crash) looks at first like
+ * a dropper's: this side cannot tell them apart when it happens, only by what the key does next
+ * ({@link WorkerRecord.lost}). So the jobs one loss cut are held as one failure of the key, not
+ * judged yet, while the key and its address group are within the goodbyes' allowance (a crash is
+ * a stop the worker could not announce; counted in the same allowance, it gives a dropper nothing
+ * a goodbye does not); its group is counted against at once, as for any failure, so a host's
+ * fresh keys gain nothing by a key that dropped and never came back. The key's next outcome
+ * judges it: a job it then finishes here shows it came back and works, and the loss is forgiven
+ * (its group's while stays), as a goodbye would have been (review s76 routegaps R1: an
+ * honest worker that crashed with two jobs in flight was ranked below strangers for an hour,
+ * since its record went below 0 and a suspect is picked only when nobody else has room); a job
+ * given to it after the loss that it fails or loses too, or any other failure first, makes each
+ * job the loss cut a failure. Failover finishing the cut jobs elsewhere is no evidence either
+ * way: it finishes a dropper's jobs too.
  *
  * This machine's loopback (`addressGroup`'s `loopback`) counts as no group: its peers are the
  * operator's own processes. Bounded memory: {@link MAX_RECORDED_KEYS} keys (records and groups);
@@ -72,12 +88,23 @@ export const FAILURE_FORGOTTEN_MS: number = GROUP_FAILURE_MAX_MS;
  * GOODBYE_WINDOW_MS} that count as no failure: an operator restarts a node for an upgrade, and
  * may need a second try; a worker that stops more often than that while running this router's
  * jobs drops them, whatever it says first. Per group too: fresh keys of one host, each saying
- * goodbye once, share the host's allowance.
+ * goodbye once, share the host's allowance. A connection lost with jobs in flight and no goodbye
+ * (a crash, `WorkerRecord.lost`) draws on the same allowance: a stop is a stop, announced or not.
  */
 export const GOODBYES_EXCUSED = 2;
 
 /** The window {@link GOODBYES_EXCUSED} counts in: the group's longest while, an hour. */
 export const GOODBYE_WINDOW_MS: number = GROUP_FAILURE_MAX_MS;
+
+/**
+ * A connection loss of a key not judged yet ({@link WorkerRecord.lost}): the jobs it cut, when,
+ * and whether the key was given a job since (it came back: a loss now is a second one).
+ */
+interface PendingLoss {
+  jobs: number;
+  at: number;
+  pickedSince: boolean;
+}
 
 /** What the choice of worker weighs of one key (`worker_choice.ts`). */
 export interface WorkerStanding {
@@ -120,6 +147,11 @@ export class WorkerRecord {
    * last noted last.
    */
   readonly #net = new Map<string, { net: number; at: number }>();
+  /**
+   * Hex key → its connection loss not judged yet, the last noted last; past
+   * {@link MAX_RECORDED_KEYS} the oldest is forgotten, as one held an hour is.
+   */
+  readonly #losses = new Map<string, PendingLoss>();
   /** `key:…` or `group:…` → when its goodbyes with jobs in flight came (ms), within the window. */
   readonly #goodbyes = new Map<string, number[]>();
   /** The clock (`WorkerRecordOptions.now`): failures are forgotten and goodbyes counted on it. */
@@ -146,8 +178,8 @@ export class WorkerRecord {
   }
 
   /**
-   * Key `key` may be picked, from address group `group` (undefined: none known, an in-memory or
-   * dialled connection): its failures then count against the group too.
+   * Key `key` may be picked, from address group `group` (undefined: none known, an in-memory
+   * connection or a relayed swarm peer): its failures then count against the group too.
    */
   seen(key: string, group: string | undefined): void {
     // Forgetting the oldest past the bound: an old key forgotten is only as senior as a new one.
@@ -158,14 +190,86 @@ export class WorkerRecord {
     remember(this.#groups, key, group);
   }
 
-  /** Key `key` ran a job of this node's to its end. */
+  /**
+   * Key `key` was given a job of this node's (the routing's pick): a connection loss of its still
+   * waiting to be judged ({@link lost}) is one it came back from, and the next is another.
+   */
+  picked(key: string): void {
+    const pending = this.#losses.get(key);
+    if (pending !== undefined) pending.pickedSince = true;
+  }
+
+  /** Key `key` ran a job of this node's to its end: and a loss it came back from is forgiven. */
   completed(key: string): void {
+    this.#losses.delete(key);
     this.#setNet(key, this.#netOf(key) + 1);
   }
 
-  /** Key `key` failed a job of this node's: against it, and against its address group. */
+  /**
+   * Key `key` failed a job of this node's: against it, and against its address group; a loss of
+   * its not judged yet ({@link lost}) counts now too, each job it cut a failure.
+   */
   failed(key: string): void {
-    this.#setNet(key, this.#netOf(key) - 1);
+    this.#judgeLoss(key);
+    this.#fail(key, 1);
+  }
+
+  /**
+   * Key `key`'s connection was lost under a job of this node's with no goodbye (closed or timed
+   * out, not cut for frames it sent): call once per job lost. The jobs of one loss are held as
+   * one failure (and one against its address group, at once) until the key's next outcome judges
+   * them (see the module doc): forgiven by a job it finishes here, each a failure once it fails
+   * another or loses a job given to it after the loss. A first loss past the goodbyes' allowance
+   * of the key or its group
+   * ({@link GOODBYES_EXCUSED} in {@link GOODBYE_WINDOW_MS}, shared with goodbyes) is a failure
+   * per job at once, as is a loss once the held one is over {@link FAILURE_FORGOTTEN_MS} old.
+   * @returns Whether it counted as a failure now.
+   */
+  lost(key: string): boolean {
+    const pending = this.#pendingLoss(key);
+    if (pending !== undefined && !pending.pickedSince) {
+      pending.jobs++; // another job of the same loss
+      return false;
+    }
+    // A second loss after it came back, finishing nothing between: it drops what it is given.
+    if (pending !== undefined || this.#overAllowance(key)) {
+      this.failed(key);
+      return true;
+    }
+    remember(this.#losses, key, { jobs: 1, at: this.#now(), pickedSince: false });
+    // Against its address group at once, as a failure is: a host whose key dropped a job and
+    // never came back makes its fresh keys suspect (the key's own record is judged later).
+    this.#groupFailed(key);
+    return false;
+  }
+
+  /** `key`'s loss waiting to be judged, if one is (one held past its while is forgotten). */
+  #pendingLoss(key: string): PendingLoss | undefined {
+    const pending = this.#losses.get(key);
+    if (pending === undefined || this.#now() - pending.at < FAILURE_FORGOTTEN_MS) return pending;
+    this.#losses.delete(key);
+    return undefined;
+  }
+
+  /**
+   * Count `key`'s loss waiting to be judged, if any, as a failure per job it cut (its group was
+   * counted against when it came).
+   */
+  #judgeLoss(key: string): void {
+    const pending = this.#pendingLoss(key);
+    if (pending === undefined) return;
+    this.#losses.delete(key);
+    this.#setNet(key, this.#netOf(key) - pending.jobs);
+  }
+
+  /** `failures` against `key`, and one against its address group. */
+  #fail(key: string, failures: number): void {
+    this.#setNet(key, this.#netOf(key) - failures);
+    this.#groupFailed(key);
+  }
+
+  /** A failure against `key`'s address group, if it has one. */
+  #groupFailed(key: string): void {
     const group = this.#groups.get(key);
     if (group !== undefined) this.#groupFailures.refused(group);
   }
@@ -178,12 +282,20 @@ export class WorkerRecord {
    * @returns Whether it counted as a failure.
    */
   left(key: string): boolean {
-    const group = this.#groups.get(key);
-    const over = [`key:${key}`, ...(group === undefined ? [] : [`group:${group}`])]
-      .map((name) => this.#goodbye(name) > GOODBYES_EXCUSED)
-      .some((x) => x);
+    const over = this.#overAllowance(key);
     if (over) this.failed(key);
     return over;
+  }
+
+  /**
+   * Note a stop with jobs in flight of `key` now (a goodbye, or a loss with none): whether it or
+   * its address group stopped more than {@link GOODBYES_EXCUSED} times within the window.
+   */
+  #overAllowance(key: string): boolean {
+    const group = this.#groups.get(key);
+    return [`key:${key}`, ...(group === undefined ? [] : [`group:${group}`])]
+      .map((name) => this.#goodbye(name) > GOODBYES_EXCUSED)
+      .some((x) => x);
   }
 
   /** Note a goodbye of `name` now: how many it said within the window, this one included. */
@@ -219,14 +331,21 @@ export class WorkerRecord {
     this.#net.delete(this.#net.keys().next().value!);
   }
 
-  /** What is known of `key` now (a key never seen: net 0, suspect only by its group). */
+  /**
+   * What is known of `key` now (a key never seen: net 0, suspect only by its group); a loss not
+   * judged yet counts as one failure of the key.
+   */
   of(key: string): WorkerStanding {
-    const net = this.#netOf(key);
+    const pending = this.#pendingLoss(key) !== undefined;
+    const net = this.#netOf(key) - (pending ? 1 : 0);
     const group = this.#groups.get(key);
     const groupFailed = group !== undefined && this.#groupFailures.isAskedLast(group);
     return {
       net,
-      suspect: net < 0 || (net === 0 && groupFailed),
+      // A key back at 0 by its own loss, from a record above it, is judged by that record and
+      // its next outcome, not by the while its loss started for its group: else an honest worker
+      // that had finished one job and crashed waited out its group's while for its next turn.
+      suspect: net < 0 || (net === 0 && groupFailed && !pending),
       since: this.#since.get(key) ?? Infinity,
     };
   }

@@ -267,7 +267,13 @@ export async function runSimulation(
 
     // ---- the job and its receipt -------------------------------------------------------
     const origin = nodes[requester];
-    const port = new NetworkInferencePort(origin.network, origin.validator, origin.identity);
+    // Built as a node builds its own (`system` given): its receipts reach its validator through
+    // the node's inbox, and it writes the record of its workers its network actor routes by
+    // (`worker_record.ts`). The simulated nodes share one actor system, so one record too: only
+    // this requester routes jobs, so only it writes and reads it.
+    const port = new NetworkInferencePort(origin.network, origin.validator, origin.identity, {
+      system,
+    });
     const listed = await port.models();
     if (!listed.some((m: ServedModelInfo) => m.cid === SCRIPTED_MODEL.cid)) {
       throw new Error("the requester does not see the worker's model");
