@@ -119,12 +119,13 @@ export async function carResponse(
     // it lists is checked readable (not read), so a HEAD of a CAR its GET would cut at a lost leaf
     // is the 404 a missing block is (review s76 F3); the port is asked only then (an identity
     // CID's CAR needs no storage).
-    const mayRead = (leaf: string) => request.port().mayRead?.(leaf) ?? Promise.resolve(true);
+    const leavesReadable = (leaves: readonly string[]) =>
+      request.port().leavesReadable?.(leaves) ?? Promise.resolve({ checks: false });
     const length = await checkedWalk(
       carLength(cid, head ? sizedOnly(request.readBlock) : request.readBlock, {
         ...car,
         signal,
-        mayRead,
+        leavesReadable,
       }),
       bytes?.text,
     ).catch((error) => {

@@ -17,7 +17,13 @@
  * @module
  */
 import * as dagPb from "@ipld/dag-pb";
-import { cidV1String, type DagPbLinkView, type DagPbView, readDagPbNode } from "./dag_pb_reader.ts";
+import {
+  cidV1String,
+  cidV1Strings,
+  type DagPbLinkView,
+  type DagPbView,
+  readDagPbNode,
+} from "./dag_pb_reader.ts";
 import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
 import {
@@ -31,9 +37,9 @@ import {
   storageKey,
 } from "../protocols/cid.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { LeafBatch, RAW_SHA256_PREFIX } from "./_leaf_batch.ts";
 import {
   BlockTooLargeError,
-  ChunkNotFoundError,
   InvalidManifestError,
   MAX_DAG_BLOCK_BYTES,
   MAX_LINKS_PER_NODE,
@@ -244,6 +250,24 @@ class LazyLink implements UnixfsLink {
     return this.#name ??= this.nameBytes.length === 0 ? "" : NAME_DECODER.decode(this.nameBytes);
   }
 
+  /**
+   * Makes the CIDs of `links` not made yet in one pass (`cidV1Strings`), counted as each `cid`
+   * read would count them: what a range walk does with a file node whose links it will read one
+   * after another (a string each made alone cost twice as much, stop 77).
+   */
+  static makeCids(links: readonly UnixfsLink[]): void {
+    const lazy: LazyLink[] = [];
+    for (const link of links) {
+      if (link instanceof LazyLink && link.#cid === undefined) lazy.push(link);
+    }
+    if (lazy.length === 0) return;
+    const cids = cidV1Strings(lazy.map((link) => link.#hash));
+    for (let i = 0; i < lazy.length; i++) {
+      lazy[i].#cid = cids[i];
+      if (lazy[i].#stats !== undefined) lazy[i].#stats!.cidsStringified++;
+    }
+  }
+
   get cid(): string {
     if (this.#cid === undefined) {
       this.#cid = cidV1String(this.#hash);
@@ -334,24 +358,18 @@ function codecOf(cid: string): CidCodec {
   return identityBlock(cid)?.codec ?? cidCodec(cid);
 }
 
-/**
- * How every raw sha2-256 CIDv1 in base32 begins (`bafkrei`): each leaf Veriflow or `ipfs add
- * --raw-leaves` links. A link so named is a raw block and no identity CID, without parsing it.
- */
-const RAW_SHA256_PREFIX = "bafkrei";
+/** How every dag-pb sha2-256 CIDv1 in base32 begins: each inner node of such a file. */
+const DAG_PB_SHA256_PREFIX = "bafybei";
 
 /**
  * {@link codecOf} of a link of a node {@link decodeUnixfs} decoded (so a valid CID): a raw leaf's
- * without parsing it. Parsing each leaf's CID (twice) was most of a range walk's cost per leaf
- * (~65,000 leaves of a 64 MiB file of 1 KiB leaves: review s76 vcar F1, F2).
+ * or a sha2-256 dag-pb node's without parsing it. Parsing each leaf's CID (twice) was most of a
+ * range walk's cost per leaf (~65,000 leaves of a 64 MiB file of 1 KiB leaves: review s76 vcar F1,
+ * F2), and each node's twice most of the rest (stop 77).
  */
 function linkCodec(cid: string): CidCodec {
-  return cid.startsWith(RAW_SHA256_PREFIX) ? RAW_CODEC : codecOf(cid);
-}
-
-/** True when link `cid` (of a decoded node) is an identity CID: its bytes are in the CID. */
-function isInlineLink(cid: string): boolean {
-  return !cid.startsWith(RAW_SHA256_PREFIX) && identityBlock(cid) !== undefined;
+  if (cid.startsWith(RAW_SHA256_PREFIX)) return RAW_CODEC;
+  return cid.startsWith(DAG_PB_SHA256_PREFIX) ? DAG_PB_CODEC : codecOf(cid);
 }
 
 /**
@@ -517,48 +535,112 @@ export async function* fileRangeBlocks(
   getStored: GetBlock,
   options?: FileRangeOptions,
 ): AsyncGenerator<RangeBlock> {
+  for await (const run of fileRangeRuns(root, start, end, getStored, options)) {
+    if (run.leaves === undefined) yield { cid: run.cid, bytes: run.bytes };
+    else for (const cid of run.leaves) yield { cid };
+  }
+}
+
+/**
+ * A stretch of a range walk ({@link fileRangeRuns}): a node read on the way (decoded), or raw
+ * leaves listed in a row between two such nodes (never read).
+ */
+export type RangeRun =
+  | { cid: string; bytes: Uint8Array; node: UnixfsNode; leaves?: undefined }
+  | { leaves: string[] };
+
+/**
+ * Most leaves one {@link RangeRun} lists: a run ends at the next node read, and a walk that skips
+ * every node (each met again, already listed) would otherwise gather a whole range's leaves
+ * (up to `maxSteps`) before handing any on.
+ */
+const MAX_LEAVES_PER_RUN = 4096;
+
+/** Options of {@link fileRangeRuns}. */
+export interface RangeRunOptions extends FileRangeOptions {
+  /**
+   * List each leaf once (default), as a CAR must. False: a leaf linked again is listed again, for
+   * a caller that only asks whether leaves are held (the range check): a set of every leaf's CID
+   * was a third of that check's CPU for 65,536 leaves (stop 77). Nodes are read and listed once
+   * either way, so a DAG that links one subtree many times is still walked once.
+   */
+  leavesOnce?: boolean;
+}
+
+/**
+ * {@link fileRangeBlocks}' walk, in runs: each node read (decoded once, as the walk reads it) and
+ * the raw leaves between nodes in one array, in the same order and each once. What a caller that
+ * handles leaves by the batch takes (the range check, a CAR's length): a generator step per leaf
+ * (and an object per leaf) was most of the CPU of a check of 65,536 leaves (stop 77 profile).
+ *
+ * @throws What {@link fileRangeBlocks} throws, when it would.
+ */
+export async function* fileRangeRuns(
+  root: string,
+  start: number,
+  end: number,
+  getStored: GetBlock,
+  options?: RangeRunOptions,
+): AsyncGenerator<RangeRun> {
   const get = inlineAware(getStored);
   const maxSteps = options?.maxSteps ?? MAX_RANGE_STEPS;
+  const leavesOnce = options?.leavesOnce ?? true;
   let steps = 0;
   const rootBytes = await get(root);
   const rootNode = decodeUnixfs(root, rootBytes);
   assertFileNode(root, rootNode);
-  yield { cid: root, bytes: rootBytes };
+  LazyLink.makeCids(rootNode.links);
+  yield { cid: root, bytes: rootBytes, node: rootNode };
   const listed = new Set<string>([root]);
   /** Nodes every block under which is listed: met again inside the range, nothing to add. */
   const complete = new Set<string>();
   const stack: RangeFrame[] = [
     { cid: root, node: rootNode, index: 0, at: rootNode.data.length, inside: false },
   ];
+  let run: string[] = [];
   while (stack.length > 0) {
     const frame = stack[stack.length - 1];
-    if (frame.index >= frame.node.links.length || frame.at >= end) {
+    const { links, blockSizes } = frame.node;
+    if (frame.index >= links.length || frame.at >= end) {
       stack.pop();
       if (frame.inside) complete.add(frame.cid);
       continue;
     }
     const i = frame.index++;
-    const size = frame.node.blockSizes[i];
-    const link = frame.node.links[i];
+    const size = blockSizes[i];
     const at = frame.at;
     frame.at += size;
     if (at + size <= start || at >= end) continue;
     if (++steps > maxSteps) throw new RangeTooLargeError(root, maxSteps);
-    if (linkCodec(link.cid) === RAW_CODEC) {
+    const cid = links[i].cid;
+    if (linkCodec(cid) === RAW_CODEC) {
       // A raw leaf is one block, listed whole: once listed, complete (one set, not two, per leaf).
-      if (listed.has(link.cid)) continue;
-      listed.add(link.cid);
-      yield { cid: link.cid };
+      if (leavesOnce) {
+        if (listed.has(cid)) continue;
+        listed.add(cid);
+      }
+      run.push(cid);
+      if (run.length < MAX_LEAVES_PER_RUN) continue;
+      yield { leaves: run };
+      run = [];
       continue;
     }
-    if (complete.has(link.cid)) continue;
-    const { bytes, node: child } = await fileChild(link.cid, size, get);
-    if (!listed.has(link.cid)) yield { cid: link.cid, bytes };
-    listed.add(link.cid);
+    if (complete.has(cid)) continue;
+    // The leaves before this node go first: the order is the CAR's, and a caller may end the walk
+    // on them before this node is read.
+    if (run.length > 0) {
+      yield { leaves: run };
+      run = [];
+    }
+    const { bytes, node: child } = await fileChild(cid, size, get);
+    LazyLink.makeCids(child.links);
+    if (!listed.has(cid)) yield { cid, bytes, node: child };
+    listed.add(cid);
     const inside = start <= at && at + size <= end;
-    if (child.links.length === 0) complete.add(link.cid); // a dag-pb leaf: its data is its node's
-    else stack.push({ cid: link.cid, node: child, index: 0, at: at + child.data.length, inside });
+    if (child.links.length === 0) complete.add(cid); // a dag-pb leaf: its data is its node's
+    else stack.push({ cid, node: child, index: 0, at: at + child.data.length, inside });
   }
+  if (run.length > 0) yield { leaves: run };
 }
 
 /**
@@ -578,13 +660,7 @@ export interface RangeReadableOptions extends FileRangeOptions {
 /** Thrown inside {@link assertRangeReadable} when its walk has read its budget: the check ends. */
 class CheckBudgetSpent extends Error {}
 
-/**
- * Most leaves {@link assertRangeReadable} sends in one {@link LeafChecker} call. A node of a file
- * Veriflow or `ipfs add` wrote links 174 leaves, so each node's leaves go in one call (one turn of
- * the storage actor's mailbox); the bound keeps a hostile node of many thousand links from holding
- * that mailbox for one long turn.
- */
-export const MAX_LEAVES_PER_CHECK = 1024;
+export { MAX_LEAVES_PER_CHECK } from "./_leaf_batch.ts";
 
 /** What a storage answers of a batch of a file's leaves ({@link LeafChecker}). */
 export interface LeafCheck {
@@ -623,16 +699,25 @@ function estimatedSteps(node: UnixfsNode, start: number, end: number): number | 
 }
 
 /**
- * Throws {@link ChunkNotFoundError} for the first stored leaf of file `root`'s bytes `[start, end)`
- * that `check` says no read can get: what a route checks before its `200`, so that a file with a
- * lost leaf is answered as a missing block is, not with a length and then a cut body (review s76
- * F3). The walk is {@link fileRangeBlocks}': it reads the inner nodes over the range (one per 174
- * leaves, which the read reads anyway) and no raw leaf; each node's leaves go to `check` in one call
- * (at most {@link MAX_LEAVES_PER_CHECK}). What that costs, measured in-process (a StorageActor,
- * `Deno.serve`, 256 KiB leaves; `tmp/s76/review_vcar/bench.ts`, medians of 3 on 2 shared cores at
- * load 13): a 4 GiB file's status came ~150 ms after the request (95 node reads, 95 asks; ~20 ms
- * with no check, 2.3 s with one ask per leaf), a 1 GiB file's ~50 ms (~5-10 ms with no check). The
- * cost is the CPU work per leaf (16,384 CIDs listed and looked up for 4 GiB), not the asks.
+ * Throws `ChunkNotFoundError` (`errors.ts`) for the first stored leaf of file `root`'s bytes
+ * `[start, end)` that `check` says no read can get: what a route checks before its `200`, so that a
+ * file with a lost leaf is answered as a missing block is, not with a length and then a cut body
+ * (review s76 F3). The walk is {@link fileRangeRuns}' (a leaf linked again is checked again, not
+ * looked up in a set): it reads the inner nodes over the range (one per 174 leaves, which the read
+ * reads anyway) and no raw leaf; the leaves go to `check` in batches of up to
+ * {@link MAX_LEAVES_PER_CHECK}, the first node's at once. What that costs, measured through the
+ * routes (`tmp/s77/carperf`: a StorageActor and `Deno.serve` in one process, two runs of medians of
+ * 3 rounds on 2 cores shared at load 11-13; "no check" is the tree before it, 63e0d0b~1): a 4 GiB
+ * file of 256 KiB leaves (16,384 leaves, 96 node reads, 5 asks) has its `GET` status 77-126 ms
+ * after the request and its `HEAD` 88-101 ms (15 and 3-4 ms with no check; 120-125 and 76-178 ms at
+ * 5439e49, which asked per node and walked a generator step per leaf); a 64 MiB file of 1 KiB
+ * leaves (65,536 leaves, 381 node reads) 285-316 ms (66-163 with no check; 421-496 at 5439e49).
+ * The two trees' checks alone, alternated in one process: 49 → 43 ms of CPU for the 4 GiB file,
+ * 279 → 201 ms for the 64 MiB one, of which the walk 123 → 43 ms. What is left is per node and
+ * per leaf, not per ask: each node read through the storage actor (~0.1-0.2 ms: the pack file
+ * opened, read and closed, the block hashed), a CID string made for each leaf (~0.25 µs) and the
+ * store's index lookup of it (~0.5 µs in an index of ~180,000 entries, a third of that for a string
+ * hashed already).
  *
  * It is skipped, passing, where it would cost more than it saves or can find nothing:
  * - a range of more than `maxSteps` leaves, judged from the first node of raw leaves (the leftmost
@@ -659,34 +744,30 @@ export async function assertRangeReadable(
     budget -= bytes.length;
     return bytes;
   };
-  let leaves: string[] = [];
-  /** Sends the leaves gathered; false when the storage checks nothing more. */
-  const flush = async (): Promise<boolean> => {
-    if (leaves.length === 0) return true;
-    const answer = await check(leaves);
-    leaves = [];
-    if (answer.missing !== undefined) throw new ChunkNotFoundError(answer.missing);
-    return answer.checks;
-  };
+  const batch = new LeafBatch(check);
   let estimated = false;
   try {
-    for await (const block of fileRangeBlocks(root, start, end, counted, options)) {
-      if (block.bytes !== undefined) {
-        if (!await flush()) return; // a new node: the last one's leaves are all gathered
-        if (!estimated) {
-          const steps = estimatedSteps(decodeUnixfs(block.cid, block.bytes), start, end);
-          if (steps !== undefined && steps > maxSteps) return;
-          estimated = steps !== undefined;
-        }
+    const walk = fileRangeRuns(root, start, end, counted, { ...options, leavesOnce: false });
+    for await (const run of walk) {
+      if (run.leaves !== undefined) {
+        if (!await batch.add(run.leaves)) return;
+        // The first node's leaves go at once: a storage that checks nothing says so before the
+        // walk reads another node.
+        if (!batch.asked && !await batch.flush()) return;
         continue;
       }
-      if (isInlineLink(block.cid)) continue;
-      leaves.push(block.cid);
-      if (leaves.length >= MAX_LEAVES_PER_CHECK && !await flush()) return;
+      if (!estimated) {
+        const steps = estimatedSteps(run.node, start, end);
+        if (steps !== undefined && steps > maxSteps) return;
+        estimated = steps !== undefined;
+      }
     }
-    await flush();
+    await batch.flush();
   } catch (error) {
     if (!(error instanceof RangeTooLargeError || error instanceof CheckBudgetSpent)) throw error;
+    // The walk stops here, passing, but the leaves it has gathered are still checked: up to a
+    // batch of them, where asking per node left at most one node's unchecked.
+    await batch.flush();
   }
 }
 

@@ -2,9 +2,10 @@
  * `assertRangeReadable` (`storage/unixfs.ts`), the check the file routes make before their `200`
  * (review s76 F3): a lost leaf of the range asked for is `chunk_not_found`; one outside it is not
  * looked at; and the check stops, passing, once its walk has read its budget of nodes, so a file
- * whose leaves are dag-pb nodes is not read twice. Its cost (review s76 vcar F1-F3): one leaf check
- * per node, not per leaf; a range of more leaves than its bound is not walked; a storage that checks
- * nothing (a node with storage peers) ends the walk after one call.
+ * whose leaves are dag-pb nodes is not read twice. Its cost (review s76 vcar F1-F3, stop 77): one
+ * leaf check per batch of leaves, not per leaf nor per node; a range of more leaves than its bound
+ * is not walked; a storage that checks nothing (a node with storage peers) ends the walk after one
+ * call.
  */
 import assert from "node:assert/strict";
 import * as dagPb from "@ipld/dag-pb";
@@ -107,12 +108,14 @@ Deno.test("the check stops, passing, once it has read its budget of nodes: dag-p
   assert.ok(reads.length <= 5, `read ${reads.length} blocks with a 3 KiB budget`);
 });
 
-Deno.test("each node's leaves go to the check in one call, in order, and a lost one is named", async () => {
+Deno.test("the range's leaves go to the check in order: the first node's at once, the rest in one batch; a lost one is named", async () => {
   const { blocks, get, mayRead, calls } = memory();
   const { root, inner } = twoLevels(blocks, 3, 6);
   await assertRangeReadable(root, 0, 3 * 60, get, mayRead);
-  assert.deepEqual(calls, inner.map((node) => node.children.map((leaf) => leaf.cid)));
-  // The middle node's fourth leaf lost: the check stops at its node's call and names it.
+  const leavesOf = (nodes: typeof inner) => nodes.flatMap((n) => n.children.map((l) => l.cid));
+  // One call per batch of leaves (up to MAX_LEAVES_PER_CHECK), not one per node (stop 77).
+  assert.deepEqual(calls, [leavesOf(inner.slice(0, 1)), leavesOf(inner.slice(1))]);
+  // The middle node's fourth leaf lost: the batch that carries it fails, naming it.
   const lost = inner[1].children[3].cid;
   blocks.delete(lost);
   calls.length = 0;
@@ -145,8 +148,8 @@ Deno.test("a storage that checks nothing (checks: false, a node with storage pee
   };
   await assertRangeReadable(root, 0, 5 * 60, get, unchecking);
   assert.equal(calls.length, 1);
-  // The root, the first node, and the next one (its read is what ends the first node's leaves).
-  assert.deepEqual(reads, [root, inner[0].cid, inner[1].cid]);
+  // The root and the first node: its leaves are asked about before another node is read.
+  assert.deepEqual(reads, [root, inner[0].cid]);
 });
 
 Deno.test("a node of more leaves than one call may carry is checked in bounded calls", async () => {
@@ -155,4 +158,28 @@ Deno.test("a node of more leaves than one call may carry is checked in bounded c
   const root = fileNode(blocks, leaves);
   await assertRangeReadable(root, 0, leaves.length * 10, get, mayRead);
   assert.deepEqual(calls.map((c) => c.length), [MAX_LEAVES_PER_CHECK, 5]);
+});
+
+Deno.test("a walk stopped by its node budget still checks the leaves it gathered before the stop", async () => {
+  const { blocks, get, mayRead, calls } = memory();
+  const { root, inner } = twoLevels(blocks, 4, 6);
+  // The second node's leaves are gathered, not yet sent (the first node's went at once), when the
+  // third node's read finds the budget spent.
+  const lost = inner[1].children[2].cid;
+  blocks.delete(lost);
+  const budget = [root, inner[0].cid, inner[1].cid].reduce(
+    (sum, c) => sum + blocks.get(c)!.length,
+    0,
+  );
+  const refused = await assertRangeReadable(root, 0, 4 * 60, get, mayRead, { maxNodeBytes: budget })
+    .catch((e) => e);
+  assert.equal(refused?.code, "chunk_not_found");
+  assert.match(refused.message, new RegExp(lost));
+  assert.equal(calls.length, 2);
+  // A hole past where the budget stops the walk is not looked for: the check passes.
+  blocks.set(lost, new Uint8Array(10));
+  blocks.delete(inner[3].children[0].cid);
+  calls.length = 0;
+  await assertRangeReadable(root, 0, 4 * 60, get, mayRead, { maxNodeBytes: budget });
+  assert.deepEqual(calls.map((c) => c.length), [6, 6]);
 });
