@@ -445,7 +445,17 @@ export {
   type StepOpeningsCheck,
   type StepOpeningsFailure,
 } from "./training/step_check.ts";
-export type { StepClaimReason, StepMeasure } from "./training/step_verify.ts";
+export type {
+  CheckStepOptions,
+  StepClaimReason,
+  StepMeasure,
+  VerifiedStep,
+} from "./training/step_verify.ts";
+export {
+  IN_PROCESS_STEP_RERUN,
+  type StepRerun,
+  type StepRerunResult,
+} from "./training/step_rerun.ts";
 export {
   checkTrainingFraudProof,
   type CheckTrainingFraudProofOptions,

@@ -31,6 +31,7 @@ import { copyKey, type TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import type { TrainingProofIntake } from "./_training_proof_intake.ts";
 import type { ClaimTakeovers } from "./_claim_takeovers.ts";
 import { FraudProofRerun } from "./_fraud_proof_rerun.ts";
+import type { StepRerun } from "./step_rerun.ts";
 import type { TrainingValidatorMessage, TrainingValidatorOptions } from "./training_validator.ts";
 
 /** The internal `checked` message: a fraud proof checked here, to settle. */
@@ -67,6 +68,8 @@ export interface FraudProofChecksOptions {
     gossip: TrainingGossip,
     origin: string,
   ): void;
+  /** Where a proof's disputed step is re-run (the validator's worker); default this thread. */
+  rerun?: StepRerun;
   /** Where one line per proof goes. */
   log(line: string): void;
 }
@@ -96,7 +99,7 @@ export class FraudProofChecks {
     this.#taken = options.taken;
     this.#intake = options.intake;
     this.#claims = options.claims;
-    this.#rerun = new FraudProofRerun(options.settings);
+    this.#rerun = new FraudProofRerun(options.settings, options.rerun);
   }
 
   /**

@@ -3,7 +3,8 @@
  * model fetched, the architecture sent beside it (unsigned) checked to be the one that gives the
  * start model's CID, then the proof checked (`checkTrainingFraudProof`: the disputed step re-run,
  * or the missing opening's window). Throws when the proof cannot be checked here (no start model,
- * `arch_mismatch`): it settles nothing.
+ * `arch_mismatch`), or when the step's re-run could not be made (its worker failed twice:
+ * `step_rerun_failed`; stopped: `step_rerun_stopped`): it settles nothing.
  *
  * Owns only the answers kept to "is this the architecture of that start model" (a model built and
  * hashed, tens of milliseconds each). Runs outside the validator's mailbox. Not part of the public
@@ -19,6 +20,7 @@ import type { GptWeights } from "./gpt_weights.ts";
 import { DEFAULT_OPENING_DEADLINE_MS } from "./training_challenge.ts";
 import { checkTrainingFraudProof } from "./training_fraud_proof.ts";
 import type { TrainingValidatorOptions } from "./training_validator.ts";
+import type { StepRerun } from "./step_rerun.ts";
 
 /**
  * Answers kept to "is this the architecture of that start model" (a model built and hashed, tens
@@ -33,10 +35,19 @@ export class FraudProofRerun {
   readonly #options: Pick<TrainingValidatorOptions, "models" | "openingDeadlineMs">;
   /** Whether an architecture is a start model's, by `cid|arch` ({@link KEPT_ARCH_CHECKS}). */
   readonly #archChecks = new Map<string, boolean>();
+  /** Where the disputed step is re-run (the validator's worker). */
+  readonly #rerun: StepRerun | undefined;
 
-  /** @param options The validator's options. */
-  constructor(options: Pick<TrainingValidatorOptions, "models" | "openingDeadlineMs">) {
+  /**
+   * @param options The validator's options.
+   * @param rerun Where the disputed step is re-run (`step_rerun.ts`); default this thread.
+   */
+  constructor(
+    options: Pick<TrainingValidatorOptions, "models" | "openingDeadlineMs">,
+    rerun?: StepRerun,
+  ) {
     this.#options = options;
+    this.#rerun = rerun;
   }
 
   /** Check a fraud proof; `rerunning` is called once its start model and architecture hold. */
@@ -62,6 +73,7 @@ export class FraudProofRerun {
       startWeights: start.weights,
       // A trainer is owed at least the window this node gives when it challenges.
       minOpeningWindowMs: this.#options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS,
+      ...(this.#rerun === undefined ? {} : { rerun: this.#rerun }),
     });
   }
 

@@ -68,6 +68,7 @@ import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { deltaMismatch } from "./step_verify.ts";
 import type { CheckStepOpeningsOptions, StepOpeningsCheck } from "./step_check.ts";
+import type { StepRerun } from "./step_rerun.ts";
 import {
   signTrainingFraudProof,
   TRAINING_FRAUD_PROOF_VERSION,
@@ -140,6 +141,11 @@ export interface TrainingChallengeRunOptions {
   openingDeadlineMs?: number;
   /** The step check (re-runs opened steps; the validator's option, default applied). */
   check: NonNullable<TrainingValidatorOptions["check"]>;
+  /**
+   * Where the step check re-runs each opened step (the validator's worker, `step_rerun.ts`),
+   * handed to it; absent: the check's default, this thread.
+   */
+  rerun?: StepRerun;
   /** The validator's challenges held in its ledger: a run holds its receipt and ends it. */
   endings: ChallengeEndings;
   /** The validator's own fraud proofs on disk until they settle (`ownProofsDir`); absent: not kept. */
@@ -666,6 +672,7 @@ export class TrainingChallengeRun {
         ...rest,
         validator: this.#options.identity,
         startWeights: start.weights,
+        ...(this.#options.rerun === undefined ? {} : { rerun: this.#options.rerun }),
       });
   }
 

@@ -27,7 +27,8 @@ import type { Identity } from "../protocols/identity.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import { unsealStepOpenings } from "./step_opening.ts";
-import { checkVerifiedStep, type StepMeasure, verifyOpeningsPlaintext } from "./step_verify.ts";
+import { type StepMeasure, verifyOpeningsPlaintext } from "./step_verify.ts";
+import { IN_PROCESS_STEP_RERUN, type StepRerun } from "./step_rerun.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import { challengeFitsReceipt, type TrainingChallenge } from "./training_challenge.ts";
 import {
@@ -59,6 +60,11 @@ export interface CheckStepOpeningsOptions {
   shardRoot?: string;
   /** Backend of the re-runs; default wasm. */
   backend?: TrainingBackend;
+  /**
+   * Where each opened step is re-run (`step_rerun.ts`); default this thread. A node's validator
+   * gives its worker: a step's re-run held the node's event loop for seconds.
+   */
+  rerun?: StepRerun;
   /** Clock (unix ms) for the proof's `issuedAt`. */
   now?: () => number;
   /** Per-step measurements, for calibration and logs. */
@@ -121,7 +127,7 @@ export async function checkStepOpenings(
   let last: { opening: StepOpening; endWeights: GptWeights } | undefined;
   for (const [i, step] of opened.steps.entries()) {
     await nextTurn();
-    const r = await checkVerifiedStep(receipt, step, {
+    const r = await (options.rerun ?? IN_PROCESS_STEP_RERUN).check(receipt, step, {
       arch: options.arch,
       startWeights: options.startWeights,
       delta: options.delta,
@@ -161,6 +167,10 @@ export async function checkStepOpenings(
  * peers' keepalives stayed unread, and in README's example with every receipt challenged the
  * coordinator dropped both trainers at once, "nothing received for 5000 ms", while its longest
  * block was 1.4 s (stop 76). A `setTimeout` turn costs a few ms at most (clamped once nested).
+ *
+ * A node's validator re-runs in a worker since (`options.rerun`, `step_rerun.ts`): one step still
+ * held the loop up to 4.3 s under load. The turn matters for a re-run on this thread (the default:
+ * tests and tools).
  */
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));

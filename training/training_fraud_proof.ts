@@ -30,12 +30,12 @@ import { gptModelId, type GptWeights } from "./gpt_weights.ts";
 import { type StepOpening, StepOpeningSchema, verifyOpeningSignature } from "./step_opening.ts";
 import {
   CHECKER_SLACK,
-  checkVerifiedStep,
   type StepClaimReason,
   verifyOpeningsPlaintext,
   verifyStepOpening,
 } from "./step_verify.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
+import { IN_PROCESS_STEP_RERUN, type StepRerun } from "./step_rerun.ts";
 import {
   challengeFitsReceipt,
   DEFAULT_OPENING_DEADLINE_MS,
@@ -150,6 +150,11 @@ export interface CheckTrainingFraudProofOptions {
   startWeights: GptWeights | ((modelCid: string) => Promise<GptWeights>);
   /** Backend of the re-run; default wasm. */
   backend?: TrainingBackend;
+  /**
+   * Where the disputed step is re-run (`step_rerun.ts`); default this thread. A node's validator
+   * gives its worker (a step's re-run held the node's event loop for seconds).
+   */
+  rerun?: StepRerun;
   /** Clock (unix ms), only to refuse proofs issued in the future. */
   now?: () => number;
   /**
@@ -175,7 +180,8 @@ export interface TrainingFraudCheckResult {
  * Check a training fraud proof as any node: confirmed only when the validator's signature, the
  * trainer's receipt, the challenge (of this receipt, by this validator) and the claim itself
  * all hold; anything else refutes it (a false accusation, attributable to the validator).
- * Never throws.
+ * Never throws on the proof's account; rejects only when `rerun` does (its worker failed or
+ * stopped: `step_rerun_failed`, `step_rerun_stopped`), which decides nothing.
  */
 export async function checkTrainingFraudProof(
   value: unknown,
@@ -245,7 +251,7 @@ export async function checkTrainingFraudProof(
           return done(false, "delta_not_signed");
         }
       }
-      const r = await checkVerifiedStep(receipt, s.verified, {
+      const r = await (options.rerun ?? IN_PROCESS_STEP_RERUN).check(receipt, s.verified, {
         arch: options.arch,
         startWeights,
         delta: proof.delta,

@@ -81,7 +81,8 @@
  *
  * A challenge (the `challenge` message, and each trainer of a round audited here on this node's
  * own coin) runs outside the mailbox (`_training_challenge_run.ts`): the coin, the trainer's
- * openings fetched within the deadline, the re-run and its verdict; a failed one tells this actor
+ * openings fetched within the deadline, the re-run (each opened step, as each fraud proof's
+ * disputed step, in this validator's worker: `step_rerun.ts`) and its verdict; a failed one tells this actor
  * its fraud proof (`fraud_proof`, origin `local`), settled as a peer's. A trainer that refuses to
  * open its steps, or does not answer by the challenge's deadline, is convicted the same way: the
  * signed challenge without an answer is an `opening_missing` proof. The run reaches this actor
@@ -161,6 +162,7 @@ import { TrainingNetwork } from "./_training_network.ts";
 import { FraudProofChecks } from "./_fraud_proof_checks.ts";
 import { ReceiptCredits } from "./_receipt_credits.ts";
 import { type KeptCredit, OutcomeAudits } from "./_outcome_audits.ts";
+import { type StepRerun, WorkerStepRerun } from "./step_rerun.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -264,6 +266,14 @@ export interface TrainingValidatorOptions {
     sealed: SealedStepOpenings | undefined,
     context: CheckStepOpeningsOptions,
   ) => Promise<StepOpeningsCheck>;
+  /**
+   * Where opened steps are re-run, for its challenges' checks and for fraud proofs
+   * (`step_rerun.ts`). Default: a worker of this validator's own ({@link WorkerStepRerun}),
+   * started at the first re-run and terminated when the validator stops, so that a step's re-run
+   * (up to 4.3 s measured under load) no longer holds the node's event loop; `check` gets it as
+   * its `rerun`. Tests give `IN_PROCESS_STEP_RERUN`, or a worker of their own.
+   */
+  rerun?: StepRerun;
   /**
    * Seeds of the genesis models coordinators start from; default {@link DEFAULT_GENESIS_SEEDS}.
    * A round from one starts with no momentum, so it is audited whatever its number.
@@ -500,10 +510,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #audits: OutcomeAudits;
   /** The ways to the NetworkActor: connections, dials, gossip (`_training_network.ts`). */
   readonly #network: TrainingNetwork;
+  /**
+   * The worker this validator re-runs opened steps in, when it made one (no `rerun` given):
+   * terminated at `postStop` (`step_rerun.ts`).
+   */
+  readonly #ownRerun: WorkerStepRerun | undefined;
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
     this.#options = options;
+    // Started at the first re-run (a validator that never re-runs costs no worker).
+    this.#ownRerun = options.rerun === undefined
+      ? new WorkerStepRerun({ log: (line) => this.#log(line) })
+      : undefined;
+    const rerun = options.rerun ?? this.#ownRerun;
     // Resolved once: every part holds, charges and admits by the economics its ledger runs with.
     const economics: EconomicParams = { ...DEFAULT_ECONOMICS, ...options.economics };
     this.#network = new TrainingNetwork(options);
@@ -560,6 +580,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       random: options.random ?? secureRandom,
       openingDeadlineMs: options.openingDeadlineMs,
       check: options.check ?? checkStepOpenings,
+      rerun,
       endings: this.#endings,
       ownProofs: this.#ownProofs,
       lastStepsDir: dir === undefined ? undefined : join(dir, TAKEOVER_LAST_STEPS_DIR),
@@ -619,6 +640,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       claims: this.#claims,
       ask: (ctx, message) => this.#ledger(ctx, message),
       publish: (ctx, gossip, origin) => this.#network.publish(ctx, gossip, origin),
+      rerun,
       log: (line) => this.#log(line),
     });
     this.#audits = new OutcomeAudits({
@@ -676,9 +698,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /**
    * Keep the held proofs, the peers' proofs taken and not settled (waiting in the mailbox, being
    * checked: their answer, told after the stop, is lost), the spent unbacked checks and the
-   * receipts held for their trainer's stake for the next start.
+   * receipts held for their trainer's stake for the next start. The re-run worker is terminated:
+   * a check in it fails `step_rerun_stopped` and ends as a check that could not be made
+   * (docs/TRAINING.md, "Where the re-run runs").
    */
   async postStop(): Promise<void> {
+    this.#ownRerun?.close();
     await this.#intake.keep();
     await this.#credits.keepStakeHeld();
   }

@@ -22,6 +22,7 @@ import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { type RoundModel, RoundModels } from "../../training/round_models.ts";
 import type { TrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { IN_PROCESS_STEP_RERUN } from "../../training/step_rerun.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
@@ -119,6 +120,10 @@ export async function spawnTrainingLedger(
           ledger: LEDGER,
           ownProofsDir: resumeOwnProofs ? join(dir, "ledger") : undefined,
           economics,
+          // On the test's thread unless the test gives a worker (`step_rerun.ts`): these tests
+          // are about what the ledger does with a verdict, and several wait 5 s for one, which a
+          // worker's cold start (tfjs and its wasm loaded again) can take on a loaded machine.
+          rerun: IN_PROCESS_STEP_RERUN,
           ...challenge,
         }),
     });

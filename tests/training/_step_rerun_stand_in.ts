@@ -1,0 +1,48 @@
+/**
+ * Test fixture: a stand-in for `_step_rerun_worker.ts` — the real worker (imported: it answers as
+ * it does) wrapped the way its worker `name` (`MODE@RERUNS`) says:
+ * - `slow`: each re-run first holds this thread, blocked, on the gate the test posts first
+ *   (`{ gate: SharedArrayBuffer }`: this worker sets word 0 once it holds, and waits until the
+ *   test sets word 1): a re-run as long as the test wants, and a thread as busy as tfjs keeps it.
+ * - `throw@N`: re-runs N steps, then throws from a timer at the next (an uncaught error, as a
+ *   tfjs async callback might).
+ * - `exit@N`: re-runs N steps, then ends with `Deno.exit` at the next (no event reaches the
+ *   main thread).
+ *
+ * @module
+ */
+import "../../training/_step_rerun_worker.ts";
+
+/** Word of the gate this worker sets while it holds a re-run. */
+const HOLDING = 0;
+/** Word of the gate the test sets to let the re-runs go. */
+const RELEASED = 1;
+
+const port = globalThis as unknown as {
+  name: string;
+  onmessage: ((event: MessageEvent) => void) | null;
+};
+const real = port.onmessage!;
+const [mode, reruns] = port.name.split("@");
+let left = Number(reruns ?? 0);
+let gate: Int32Array | undefined;
+let broken = false;
+
+port.onmessage = (event) => {
+  if (event.data?.gate instanceof SharedArrayBuffer) {
+    gate = new Int32Array(event.data.gate);
+    return;
+  }
+  if (mode === "slow") {
+    Atomics.store(gate!, HOLDING, 1);
+    Atomics.wait(gate!, RELEASED, 0);
+    return real(event);
+  }
+  if (left-- > 0) return real(event);
+  if (broken) return; // dead already: what else was sent goes unanswered
+  broken = true;
+  if (mode === "exit") Deno.exit(1);
+  setTimeout(() => {
+    throw new Error("the step re-run worker broke");
+  }, 0);
+};
