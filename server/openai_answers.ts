@@ -44,6 +44,8 @@ import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
 import { wireUsage } from "./stream_protocol.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { type Drain, shutdownError } from "./serve.ts";
+import { ClientIdleError } from "./read_slot_body.ts";
+import { undeliveredTokensFailure } from "./_undelivered_tokens.ts";
 
 /** How an answer is given. */
 export interface AnswerOptions {
@@ -167,6 +169,8 @@ interface CollectedJob {
   pieces: TextPiece[];
   stop: string | undefined;
   summary: JobSummary;
+  /** Why not all of a job that ran to its end was read (`undeliveredTokensFailure`). */
+  undelivered: VeriflowError | undefined;
 }
 
 /**
@@ -232,18 +236,24 @@ async function collectJob(
 ): Promise<CollectedJob> {
   const trimmer = new StopTrimmer(stops);
   const pieces: TextPiece[] = [];
+  let read = 0;
+  let readError: unknown;
   try {
     for await (const token of handle.tokens) {
+      read++;
       const piece = trimmer.push(token);
       if (piece !== undefined) pieces.push(piece);
     }
-  } catch {
-    // Cancelled or failed: the summary says which.
+  } catch (error) {
+    // Cancelled or failed: the summary says which, unless the job ran to its end and only its
+    // tokens were lost (`undeliveredTokensFailure`).
+    readError = error;
   }
   const summary = await handle.done;
   const end = trimmer.finish(summary.finishReason);
   pieces.push(end.piece);
-  return { pieces, stop: end.stop, summary };
+  const undelivered = undeliveredTokensFailure(readError, summary, read);
+  return { pieces, stop: end.stop, summary, undelivered };
 }
 
 /**
@@ -259,7 +269,7 @@ function answerBody(
   job: CollectedJob,
 ): string {
   const { pieces, stop, summary } = job;
-  const failure = drain.failure(summary);
+  const failure = drain.failure(summary) ?? job.undelivered;
   if (failure !== undefined) throw failure;
   const text = pieces.map((piece) => piece.text).join("");
   const logprobs = options.logprobs
@@ -378,6 +388,8 @@ export function sseAnswer(
   /** The read in progress across a `queued` comment. */
   let pending: Promise<ReadableStreamReadResult<StreamedToken>> | undefined;
   let sent = 0;
+  /** The job's tokens read so far (a job whose tokens were lost says how many reached it). */
+  let read = 0;
   /** Characters of text sent so far (logprobs' text offsets). */
   let offset = 0;
 
@@ -387,10 +399,16 @@ export function sseAnswer(
     return chunk([shape.chunkChoice(text, logprobs, null)]);
   };
 
-  const finish = (controller: ReadableStreamDefaultController<Uint8Array>, summary: JobSummary) => {
+  const finish = (
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    summary: JobSummary,
+    readError?: unknown,
+  ) => {
     closed = true;
     queue?.close();
-    const failure = drain.failure(summary);
+    // A job that ran to its end whose tokens did not all come (a slow reader's, evicted) ends
+    // with why, not as if whole (review s77 sse, F1).
+    const failure = drain.failure(summary) ?? undeliveredTokensFailure(readError, summary, read);
     if (failure !== undefined) {
       // Mid-stream failures cannot change the status any more; OpenAI clients raise on an
       // `error` member in an event. Its body (its `type` above all: the request's fault, a
@@ -445,14 +463,15 @@ export function sseAnswer(
           queue = undefined;
           result = next.read;
         }
-      } catch {
-        finish(controller, await handle.done);
+      } catch (error) {
+        finish(controller, await handle.done, error);
         return;
       }
       if (result.done) {
         finish(controller, await handle.done);
         return;
       }
+      read++;
       const released = trimmer.push(result.value);
       if (released === undefined) continue;
       controller.enqueue(piece(released));
@@ -467,10 +486,11 @@ export function sseAnswer(
   // notes when the wait began; one timer per stream checks the deadline and, when the client
   // read in the meantime, sleeps until the current wait's end (re-arming a timer per event cost
   // ~3 µs of the main thread per token).
-  // The same rule as a stored file's read (`read_slot_body.ts`, `slotHeldBody`), not the same
-  // code: a read hands over 16 KiB pieces, few enough to re-arm its timer per piece on timers
-  // without a clock (`DrainTimers`), and ends by freeing a slot; here events come per token, so
-  // one lazy timer on a clock, and a cut cancels a job. One helper would impose one of the two.
+  // The same rule, and error, as a stored file's read (`read_slot_body.ts`, `slotHeldBody`), not
+  // the same code: a read hands over 16 KiB pieces, few enough to re-arm its timer per piece on
+  // timers without a clock (`DrainTimers`), and ends by freeing a slot; here events come per
+  // token, so one lazy timer on a clock, and a cut cancels a job. One helper would impose one of
+  // the two.
   const timers = options.timers ?? SYSTEM_TIMERS;
   let waitingSince: number | undefined;
   let idleTimer: unknown;
@@ -489,9 +509,12 @@ export function sseAnswer(
     options.stats.idleTimeouts++;
     handle.cancel();
     drain.ended();
+    // Typed, its stack one line (`ClientIdleError`): `Deno.serve` prints an errored body's
+    // error, and a timer's 8-line stack named no job (review s77 sse, F2).
     controller.error(
-      new Error(
-        `the client read nothing for ${options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
+      new ClientIdleError(
+        `job ${handle.jobId}'s client read nothing of its stream for ${options.idleTimeoutMs} ms ` +
+          "(http.clientIdleTimeoutMs): the stream was cut, the job cancelled",
       ),
     );
   };

@@ -17,6 +17,7 @@
  * @module
  */
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import type { DrainTimers } from "./serve.ts";
 
@@ -49,24 +50,26 @@ export const READ_IDLE_TIMEOUT_MS = 60_000;
  */
 export const READ_PIECE_BYTES = 16 * 1024;
 
-/** A read cut because its client took nothing for the idle time (its body errors with it). */
-export class ReadIdleError extends Error {
-  /** Stable code, as the edge's errors carry one. */
-  readonly code = "client_idle";
-
+/**
+ * An answer cut because its client took nothing of it for the idle time: its body errors with it,
+ * so the server drops the connection. A stored file's read here ({@link slotHeldBody}), a
+ * streamed job's SSE answer in `openai_answers.ts`; the message says which, and whose.
+ */
+export class ClientIdleError extends VeriflowError {
   /**
    * Create it.
    *
-   * @param timeoutMs The idle time the client passed, in milliseconds.
+   * @param message What was cut, after how long, and what that freed.
    */
-  constructor(timeoutMs: number) {
-    super(
-      `a client read nothing of its answer for ${timeoutMs} ms: the read was cut, its slot freed`,
-    );
-    this.name = "ReadIdleError";
+  constructor(message: string) {
+    super("client_idle", message);
+    this.name = "ClientIdleError";
     // `Deno.serve` prints the error of every response body that fails, stack and all: a timer's
     // stack says nothing, and an operator whose node cut 40 stalled reads gets 40 lines, not 280.
     this.stack = `${this.name}: ${this.message}`;
+    // It prints an error's own enumerable fields after it too, `code` on lines of its own: kept
+    // readable (`error.code`), not listed, so a cut is one line of the node's stderr.
+    Object.defineProperty(this, "code", { enumerable: false });
   }
 }
 
@@ -94,8 +97,9 @@ export interface ReadIdle {
  * `body`, calling `release` (once) when it has been read to its end, has failed, was cancelled,
  * or was cut because its client took nothing for `idle.timeoutMs` (at once, or once
  * `idle.overdue`'s `cut` is called): then `body` is cancelled (the store's read stops) and the
- * stream errors with a {@link ReadIdleError}, so the server drops the connection. `release` is told
- * whether the client ended the read early (it went away, or was cut), not the body's end or failure.
+ * stream errors with a {@link ClientIdleError}, so the server drops the connection. `release` is
+ * told whether the client ended the read early (it went away, or was cut), not the body's end or
+ * failure.
  * Pulls one piece of `body` at a time and hands it over in pieces of at most
  * {@link READ_PIECE_BYTES}, so it buffers nothing of its own beyond the piece being handed over.
  */
@@ -130,7 +134,9 @@ export function slotHeldBody(
     if (ended) return;
     ended = true;
     disarm();
-    const error = new ReadIdleError(timeoutMs);
+    const error = new ClientIdleError(
+      `a client read nothing of its answer for ${timeoutMs} ms: the read was cut, its slot freed`,
+    );
     if (idle.stats) idle.stats.idleTimeouts++;
     release(true);
     controller.error(error);

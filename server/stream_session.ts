@@ -57,6 +57,7 @@ import {
   retryAfterOf,
 } from "./http_errors.ts";
 import { shutdownError } from "./serve.ts";
+import { undeliveredTokensFailure } from "./_undelivered_tokens.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { closeThenDrop } from "./websocket_drop.ts";
 import {
@@ -416,11 +417,14 @@ export class StreamSession {
     else signal.addEventListener("abort", onAbort, { once: true });
     this.#send(startMessage(id, handle));
     if (this.#gateway.computesOnEventLoop) await this.#flushed();
+    /** The job's tokens read (a job whose tokens were lost says how many reached the client). */
+    let read = 0;
+    let readError: unknown;
     try {
       let pending: Promise<ReadableStreamReadResult<StreamedToken>> | undefined;
       while (true) {
-        let read: ReadableStreamReadResult<StreamedToken>;
-        if (queue === undefined) read = await reader.read();
+        let result: ReadableStreamReadResult<StreamedToken>;
+        if (queue === undefined) result = await reader.read();
         else {
           pending ??= reader.read();
           const next = await readOrQueued(pending, queue);
@@ -432,22 +436,30 @@ export class StreamSession {
           pending = undefined;
           queue.close();
           queue = undefined;
-          read = next.read;
+          result = next.read;
         }
-        const { done, value } = read;
+        const { done, value } = result;
         if (done) break;
+        read++;
         this.#send(tokenMessage(id, value, request.logprobs ?? undefined));
         if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
         else if (this.#gateway.computesOnEventLoop) await this.#flushed();
       }
-    } catch {
-      // The stream failed or was cancelled; the summary below says which.
+    } catch (error) {
+      // The stream failed or was cancelled; the summary below says which, unless the job ran to
+      // its end and only its tokens were lost (`undeliveredTokensFailure`).
+      readError = error;
     } finally {
       queue?.close();
       signal.removeEventListener("abort", onAbort);
     }
     const summary = await handle.done;
-    if (summary.finishReason === "cancelled" && signal.reason === DRAIN_DEADLINE) {
+    // A job that ran to its end whose tokens did not all come (a slow reader's, evicted) ends
+    // with why, not with `done` (review s77 sse, F1).
+    const undelivered = undeliveredTokensFailure(readError, summary, read);
+    if (undelivered !== undefined) {
+      this.#send({ type: "error", id, code: undelivered.code, message: undelivered.message });
+    } else if (summary.finishReason === "cancelled" && signal.reason === DRAIN_DEADLINE) {
       // Cut by the drain deadline, not by its client (whose cancel, if it came first, is the
       // abort's reason: that job ends `done`, `cancelled`): told so, as an SSE stream is (not
       // a refusal: the job ran).
