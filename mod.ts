@@ -202,6 +202,7 @@ export {
   type ReceiptCheck,
   type ReceiptCommitment,
   receiptContradiction,
+  type ReceiptEnd,
   type ReceiptFailure,
   receiptId,
   receiptSigningBytes,

@@ -159,8 +159,14 @@ export class JobPreparer {
       timers: this.#options.timers,
       // The run reports its end through the mailbox: the actor's state is only ever touched
       // from receive().
-      onEnd: (outcome, tokens) =>
-        tellQuietly(this.#options.selfRef(), { type: "job_ended", jobId: id, outcome, tokens }),
+      onEnd: (outcome, tokens, signed) =>
+        tellQuietly(this.#options.selfRef(), {
+          type: "job_ended",
+          jobId: id,
+          outcome,
+          tokens,
+          signed,
+        }),
     });
     const entry: JobEntry = {
       jobId: id,

@@ -175,6 +175,11 @@ export interface JobEnded {
   outcome: JobOutcome;
   /** Tokens it produced. */
   tokens: number;
+  /**
+   * Whether its prover signs a receipt for it (finished, or cancelled by its requester after a
+   * token): such a job is not taken again. Absent: when it finished.
+   */
+  signed?: boolean;
 }
 
 /**
@@ -563,7 +568,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const entry = this.#jobs.get(message.jobId);
     if (!entry) return;
     this.#jobs.delete(message.jobId);
-    if (message.outcome === "finished" && this.#prover !== undefined) {
+    if ((message.signed ?? message.outcome === "finished") && this.#prover !== undefined) {
       this.#finished.add(message.jobId);
       if (this.#finished.size > REMEMBERED_FINISHED_JOBS) {
         this.#finished.delete(this.#finished.values().next().value!);

@@ -16,6 +16,16 @@
  * slows the requester; its queue is bounded by the job itself: at most `params.maxTokens` chunks.
  * The prover's result (a signed receipt) comes with the job's end in {@link JobSummary.receipt}.
  *
+ * A job its requester cancels (its stream's `cancel`, `handle.cancel()`) after it was handed
+ * k ≥ 1 tokens ends in a receipt too, over those k tokens, signed `end: "cancelled"`
+ * (`proof/prover.ts`, `CancelledEnd`): the requester is charged and the worker paid for what was
+ * delivered, and validators re-run positions 0 … k−1 as for any receipt. The prover's branch
+ * carries that end (`EndingChunks`), so any hook that hands it on to `proveJob` signs it. Tokens
+ * the prover saw beyond k (a step that ran while the cancel came, tokens read ahead of a slow
+ * reader) are left out. A cancel before the first token, and every end the node or the model
+ * chose (a slow reader cut, the actor stopping, a by-id `cancel` message, an error), sign
+ * nothing, as before.
+ *
  * A job resumed after k tokens another worker delivered (`resume`) runs
  * `inference/resumed_generation.ts` instead of `generate`: its first k chunks are replayed to the
  * prover only, so the receipt covers the whole output while the requester's stream starts at k.
@@ -40,6 +50,7 @@ import {
   resumeGeneration,
 } from "../inference/resumed_generation.ts";
 import type { TextJob } from "../protocols/job.ts";
+import type { CancelledEnd, EndingChunks } from "../proof/prover.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import {
@@ -91,8 +102,12 @@ export interface TextJobRunOptions {
   submittedAt: number;
   /** Clock in milliseconds. */
   now: () => number;
-  /** Called once when the job ends, to free its slot (through the actor's mailbox). */
-  onEnd: (outcome: JobOutcome, tokens: number) => void;
+  /**
+   * Called once when the job ends, to free its slot (through the actor's mailbox); `signed`:
+   * whether its prover signs a receipt for it (it finished, or its requester cancelled it after a
+   * token), so the node takes the job no second time (a second receipt would be equivocation).
+   */
+  onEnd: (outcome: JobOutcome, tokens: number, signed: boolean) => void;
   /**
    * The node's budget of unread token bytes, where the job's tokens are counted while they wait
    * in memory for a slow reader (`actors/_unread_token_budget.ts`). Absent: the job always waits
@@ -127,6 +142,10 @@ export class TextJobRun implements UnreadTokenHolder {
   #done = Promise.withResolvers<JobSummary>();
   #proverController?: ReadableStreamDefaultController<TokenChunk>;
   #proverResult?: Promise<unknown>;
+  /** Set by the requester's cancel after it held a token of this run: what the prover signs. */
+  #proverEnd?: CancelledEnd;
+  /** Output positions the requester holds: the resumed prefix, then each token handed to it. */
+  #held: number;
   #tokens = 0;
   #startedAt = NaN;
   #firstTokenAt = NaN;
@@ -156,6 +175,7 @@ export class TextJobRun implements UnreadTokenHolder {
   constructor(options: TextJobRunOptions) {
     this.#o = options;
     this.#timers = options.timers ?? SYSTEM_TIMERS;
+    this.#held = this.#resumeFrom;
   }
 
   /**
@@ -199,6 +219,7 @@ export class TextJobRun implements UnreadTokenHolder {
             return;
           }
           controller.enqueue(next.token);
+          this.#held = next.token.index + 1;
           // The last chunk: end now rather than on the next pull, so `done` does not wait for
           // a requester that stops reading once it has seen the final token.
           if (next.last) {
@@ -213,7 +234,7 @@ export class TextJobRun implements UnreadTokenHolder {
       cancel: (reason) => {
         TextJobRun.#abandoned.unregister(this);
         this.#drop(new JobCancelledError(this.#o.jobId));
-        this.cancel(reason);
+        this.#cancelByRequester(reason);
       },
       // Zero: the model computes the next token only when the requester asks for it (or when a
       // slow reader's job runs on into memory, see `setContended`).
@@ -229,7 +250,7 @@ export class TextJobRun implements UnreadTokenHolder {
       cancel: () => {
         TextJobRun.#abandoned.unregister(this);
         this.#drop(new JobCancelledError(this.#o.jobId));
-        this.cancel();
+        this.#cancelByRequester();
       },
     };
   }
@@ -266,12 +287,15 @@ export class TextJobRun implements UnreadTokenHolder {
     this.#startedAt = this.#o.now();
     signal.addEventListener("abort", () => this.cancel(signal.reason), { once: true });
     if (this.#o.prover) {
-      const branch = new ReadableStream<TokenChunk>({
+      const stream = new ReadableStream<TokenChunk>({
         start: (controller) => {
           this.#proverController = controller;
         },
         // The prover never pushes back on generation (see the module comment for the bound).
       }, { highWaterMark: Infinity });
+      // Carries its own end, for `proveJob` to ask when it closes: a hook need not know of cancels.
+      const ending: EndingChunks = { cancelledEnd: () => this.#proverEnd };
+      const branch = Object.assign(stream, ending);
       this.#proverResult = this.#o.prover(this.#o.job, this.#o.jobId, branch, this.#o.input);
       this.#proverResult.catch(() => {}); // awaited in #finish; avoid an unhandled rejection
     }
@@ -301,6 +325,19 @@ export class TextJobRun implements UnreadTokenHolder {
     const cancelled = new JobCancelledError(this.#o.jobId);
     this.#end(reason ?? cancelled, cancelled);
     this.#finish("cancelled");
+  }
+
+  /**
+   * The requester's own cancel: as {@link cancel}, and when it holds at least one token this run
+   * delivered (a resumed prefix alone is another worker's), the prover signs a receipt over the
+   * tokens it holds, `end: "cancelled"` (see the module comment).
+   */
+  #cancelByRequester(reason?: unknown): void {
+    if (this.#ended) return;
+    if (this.#held > this.#resumeFrom) {
+      this.#proverEnd = { reason: "cancelled", tokens: this.#held };
+    }
+    this.cancel(reason);
   }
 
   /**
@@ -484,13 +521,16 @@ export class TextJobRun implements UnreadTokenHolder {
     this.#ended = true;
     this.#stopSpilling();
     const end = this.#o.now();
+    // A requester's cancel after a token closes the branch too: the prover signs what it held.
+    const proved = reason === "stop" || reason === "length" ||
+      (reason === "cancelled" && this.#proverEnd !== undefined);
     if (this.#proverController) {
-      if (reason === "stop" || reason === "length") this.#proverController.close();
+      if (proved) this.#proverController.close();
       else this.#proverController.error(error ?? new JobCancelledError(this.#o.jobId));
     }
     const ended: JobOutcome = outcome ??
       (reason === "cancelled" ? "cancelled" : reason === "error" ? "failed" : "finished");
-    this.#o.onEnd(ended, this.#tokens);
+    this.#o.onEnd(ended, this.#tokens, proved && this.#proverController !== undefined);
     this.#tellRunnerEnded();
     const { submittedAt } = this.#o;
     const started = Number.isNaN(this.#startedAt) ? end : this.#startedAt;
@@ -507,7 +547,7 @@ export class TextJobRun implements UnreadTokenHolder {
       },
     };
     if (error !== undefined) summary.error = errorInfo(error);
-    if (!this.#proverResult || ended === "cancelled") {
+    if (!this.#proverResult || (ended === "cancelled" && !proved)) {
       this.#done.resolve(summary);
       return;
     }

@@ -425,7 +425,8 @@ function jobEvents(
       finish();
       // Cancelled under the stream (its connection closed, the requester's cancel): a job that
       // had finished still gets its receipt, whose `end` event may never have gone out. Kept,
-      // for the requester to ask for later (`UnsentReceipts`); a cancelled job has none.
+      // for the requester to ask for later (`UnsentReceipts`), and so does one cancelled after
+      // tokens (a receipt over them, `end: "cancelled"`); one cancelled before any has none.
       handle.done.then((summary) => {
         // The local port's own prover signed it: a `Receipt`.
         if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt);

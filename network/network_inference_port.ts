@@ -698,7 +698,8 @@ export class NetworkInferencePort implements InferencePort {
 
   /**
    * The client's summary with the worker's receipt if it checks out: for a job that finished
-   * (`stop`, `length`: a prover signs nothing else), signed by `worker`, for `job`, over the
+   * (`stop`, `length`), or one signed `end: "cancelled"` for a job this side's client cancelled
+   * (a prover signs nothing else), signed by `worker`, for `job`, over the
    * text relayed and over exactly the tokens relayed (a receipt for more or fewer would pay, or
    * blame, the worker for tokens the client never got). One that fails is withheld
    * (`receipt_rejected`, and why, unless the job failed with an error of its own), never
@@ -717,9 +718,17 @@ export class NetworkInferencePort implements InferencePort {
     const check = verifyReceipt(summary.receipt, { job, worker, output: relayed.output });
     // Verified: it has the receipt's shape.
     const claimed = check.ok ? (summary.receipt as Receipt).tokenCount : NaN;
-    // A prover signs only a stream that finished: a receipt with a job that ended otherwise
-    // (error, cancelled) is none an honest worker sends, and its output was never checked.
-    const failure = !complete
+    // A receipt signed `end: "cancelled"` holds only for a job this side's client cancelled: a
+    // job settles here `cancelled` only by the client's cancel (a worker's own early end is its
+    // failure, `failover.ts`). A worker that ends a job early and calls it a cancel is paid nothing.
+    const saysCancelled = (summary.receipt as { end?: unknown } | null)?.end === "cancelled";
+    const clientCancelled = summary.finishReason === "cancelled";
+    // A prover signs only a stream that finished or that its requester cancelled: a receipt with
+    // a job that ended otherwise is none an honest worker sends, and its output was never checked.
+    const failure = saysCancelled && !clientCancelled
+      ? `it says the job was cancelled, and the client did not cancel it (it ended ` +
+        `${summary.finishReason})`
+      : !complete && !saysCancelled
       ? `it came with a job that ended ${summary.finishReason}, and only a finished job has one`
       : !check.ok
       ? check.message

@@ -10,6 +10,7 @@
  */
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { GenerationParams, TensorData, TextJob } from "../protocols/job.ts";
+import type { ReceiptEnd } from "../protocols/receipt.ts";
 import { type Fingerprint, fingerprintOf, type FingerprintTolerance } from "./fingerprint.ts";
 import {
   checkSampledToken,
@@ -195,13 +196,22 @@ function winnersOf(
   }
 }
 
-/** The output text `generate` would have streamed for `tokens` (an end token renders as ""). */
-export function reconstructOutput(model: ProofModel, tokens: readonly number[]): string {
+/**
+ * The output text `generate` would have streamed for `tokens` (an end token renders as ""). With
+ * `end` `cancelled` (the receipt's {@link ReceiptEnd}), the text streamed up to the cancel: the
+ * bytes the decoder still holds back (a character not yet complete) never went out, since only
+ * a generation's last chunk flushes them.
+ */
+export function reconstructOutput(
+  model: ProofModel,
+  tokens: readonly number[],
+  end?: ReceiptEnd,
+): string {
   const decoder = model.tokenizer.streamDecoder();
   const ends = endTokenIds(model.info);
   let out = "";
   for (const t of tokens) if (!ends.has(t)) out += decoder.push(t);
-  return out + decoder.flush();
+  return end === "cancelled" ? out : out + decoder.flush();
 }
 
 /**
@@ -266,6 +276,10 @@ export class GenerationEnd {
  * prefix alone proves; a prefix without a stop proves nothing (null), and `truncated` needs the
  * whole output.
  *
+ * A receipt whose `end` is `cancelled` (its requester cancelled after `tokenCount` tokens) may
+ * end anywhere without a stop: only a stop before its last position is a violation (`overrun`:
+ * the job ended there, and the tokens after it were no cancel's), never `truncated`.
+ *
  * A prompt that leaves no room in the context window (`promptLength ≥ contextLength`) is one
  * `generate` refuses before any token, so every receipt for it is a violation at position 0,
  * `prompt_too_long`, whatever its tokens (the validator would otherwise forward more tokens
@@ -278,6 +292,7 @@ export function terminationViolation(
   tokens: readonly number[],
   params: Pick<GenerationParams, "maxTokens" | "stop">,
   tokenCount: number = tokens.length,
+  receiptEnd?: ReceiptEnd,
 ): {
   reason: "truncated" | "overrun" | "prompt_too_long" | "empty_prompt";
   position: number;
@@ -292,6 +307,7 @@ export function terminationViolation(
   }
   if (tokens.length < tokenCount) return null;
   if (tokens.length === 0 && params.maxTokens === 0) return null;
+  if (receiptEnd === "cancelled" && tokens.length > 0) return null; // the requester ended it here
   return { reason: "truncated", position: tokens.length };
 }
 

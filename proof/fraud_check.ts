@@ -184,7 +184,8 @@ export async function checkFraudProof(
 
   if (proof.kind === "output") {
     if (!allOpened) return done(false, "needs_all_chunks");
-    const differs = textOutputHash(reconstructOutput(textModel, prefix)) !== receipt.outputHash;
+    const differs =
+      textOutputHash(reconstructOutput(textModel, prefix, receipt.end)) !== receipt.outputHash;
     return done(differs, differs ? "confirmed" : "not_reproduced");
   }
   // The input's bytes come with the proof (checked against the job's CID): without them, or with
@@ -207,6 +208,7 @@ export async function checkFraudProof(
       prefix,
       (job as TextJob).params,
       receipt.tokenCount,
+      receipt.end, // a cancelled receipt is never `truncated`
     );
     if (v === null && !allOpened) return done(false, "needs_all_chunks");
     return done(v !== null, v ? "confirmed" : "not_reproduced");

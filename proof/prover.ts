@@ -13,7 +13,13 @@
  */
 import { jobId as jobIdOf, type TextJob } from "../protocols/job.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { inputHashOf, type Receipt, signReceipt, textOutputHash } from "../protocols/receipt.ts";
+import {
+  inputHashOf,
+  type Receipt,
+  type ReceiptEnd,
+  signReceipt,
+  textOutputHash,
+} from "../protocols/receipt.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
 import {
@@ -44,6 +50,38 @@ export interface ProveOptions {
   signal?: AbortSignal;
   /** The bytes of the job's `input`, kept in the proof data for its validators. */
   input?: Uint8Array;
+  /**
+   * How the job ended, asked once the chunks have ended: a {@link CancelledEnd} when its
+   * requester cancelled it, undefined when the model's stopping rule ended it. Asked, not handed
+   * over at the start, because the end is known only when it comes. Default: the chunks' own
+   * {@link EndingChunks.cancelledEnd} when they have one, else the model's end.
+   */
+  end?: () => CancelledEnd | undefined;
+}
+
+/**
+ * A token stream that can tell, once it has closed, whether its requester cancelled the job: the
+ * prover's branch of an InferenceActor job (`actors/inference_job.ts`) is one. {@link proveJob}
+ * asks it, so a prover hook that hands its branch on to `proveJob` signs a cancel's receipt
+ * (`end: "cancelled"`) without having to know of cancels: a hook that dropped such an end would
+ * sign k tokens as a whole output, which validators convict as `truncated`.
+ */
+export interface EndingChunks {
+  /** The requester's cancel, asked once the chunks have ended; undefined: the model ended them. */
+  readonly cancelledEnd: () => CancelledEnd | undefined;
+}
+
+/**
+ * A job its requester cancelled after holding `tokens` output positions (`0 … tokens−1`): the
+ * receipt covers those and signs `end: "cancelled"`. Positions the prover read beyond them (a
+ * step that ran while the cancel came, tokens read ahead of a slow reader) were never delivered
+ * and are left out: the requester is charged, and the worker paid, for what was delivered.
+ */
+export interface CancelledEnd {
+  /** Why the job ended early. */
+  reason: ReceiptEnd;
+  /** Output positions the requester holds; at least 1 (a cancel before any token has no receipt). */
+  tokens: number;
 }
 
 /** What {@link proveJob} produces: the receipt for everyone, the proof data for challenges. */
@@ -104,6 +142,8 @@ export async function proveJob(
   let fingerprints = new Uint8Array(INITIAL_POSITIONS * FINGERPRINT_BYTES);
   let vocabSize = 0;
   let output = "";
+  /** The output's length after each position, to cut it at a cancel ({@link CancelledEnd}). */
+  const outputEnds: number[] = [];
   for await (const chunk of chunks) {
     options.signal?.throwIfAborted();
     if (chunk.index !== tokens.length) {
@@ -131,6 +171,21 @@ export async function proveJob(
     writeFingerprint(fingerprints, tokens.length, fingerprintOfChunk(chunk, vocabSize));
     tokens.push(chunk.tokenId);
     output += chunk.text;
+    outputEnds.push(output.length);
+  }
+  const endOf = options.end ?? (chunks as Partial<EndingChunks>).cancelledEnd;
+  const cancelled = typeof endOf === "function" ? endOf() : undefined;
+  if (cancelled !== undefined) {
+    if (!Number.isSafeInteger(cancelled.tokens) || cancelled.tokens < 1) {
+      throw new ProverStreamError(`a cancel after ${cancelled.tokens} tokens has no receipt`);
+    }
+    if (cancelled.tokens > tokens.length) {
+      throw new ProverStreamError(
+        `the job was cancelled after ${cancelled.tokens} tokens, but only ${tokens.length} came`,
+      );
+    }
+    tokens.length = cancelled.tokens;
+    output = output.slice(0, outputEnds[cancelled.tokens - 1]);
   }
   const end = now();
   const chunkSize = options.chunkSize ?? DEFAULT_COMMITMENT_CHUNK_SIZE;
@@ -157,6 +212,8 @@ export async function proveJob(
       tokenBytes: proof.tokenBytes,
     },
     tokenCount: tokens.length,
+    // Only on a cancel: every other receipt signs the bytes it did before the field existed.
+    ...(cancelled === undefined ? {} : { end: cancelled.reason }),
     timings: {
       startedAt,
       firstTokenMs: Math.max(0, firstTokenAt - startedAt),

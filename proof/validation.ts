@@ -451,7 +451,7 @@ export async function validateReceipt(
   // Every fraud proof of an input job carries its bytes, so any node can re-run it.
   const base = job.input === undefined ? { job, receipt } : { job, receipt, input: proof.input };
 
-  if (textOutputHash(reconstructOutput(textModel, tokens)) !== receipt.outputHash) {
+  if (textOutputHash(reconstructOutput(textModel, tokens, receipt.end)) !== receipt.outputHash) {
     return finish("fraud", "output_mismatch", {
       ...base,
       kind: "output",
@@ -459,7 +459,15 @@ export async function validateReceipt(
       cited: [],
     });
   }
-  const term = terminationViolation(textModel, promptIds.length, tokens, job.params);
+  // A cancelled receipt (`end`) may end without a stop; positions 0 … k−1 are checked below.
+  const term = terminationViolation(
+    textModel,
+    promptIds.length,
+    tokens,
+    job.params,
+    tokens.length,
+    receipt.end,
+  );
   if (term) {
     // An overrun is proven by the tokens up to its stop (the receipt signs how many follow), a
     // prompt empty or too long for the context by the job alone; only a truncation needs every

@@ -59,6 +59,15 @@ export interface ReceiptTimings {
   totalMs: number;
 }
 
+/**
+ * How a job ended, when not where the model's own stopping rule ends it: `cancelled`, its
+ * requester cancelled after holding `tokenCount` tokens (`tokenCount ≥ 1`; a cancel before any
+ * token ends in no receipt). The receipt then covers positions `0 … tokenCount−1` only, and a
+ * validator checks those as usual but does not ask the output to end where generation would.
+ * Absent on every other receipt, which signs the same bytes it did before the field existed.
+ */
+export type ReceiptEnd = "cancelled";
+
 /** A signed receipt. */
 export interface Receipt {
   /** Format version. */
@@ -79,6 +88,13 @@ export interface Receipt {
   commitment: ReceiptCommitment;
   /** Number of output tokens (0 for tensor jobs). */
   tokenCount: number;
+  /**
+   * How the job ended early ({@link ReceiptEnd}); absent: where the model's stopping rule ends
+   * it. Optional and absent unless set, so older receipts keep their bytes, ids and signatures;
+   * a node from before the field drops it when it parses the receipt, and the signature then
+   * fails there: such a node records, pays and relays no cancelled receipt (and convicts no one).
+   */
+  end?: ReceiptEnd;
   /** The worker's ed25519 public key. */
   worker: Uint8Array;
   /** Timings. */
@@ -113,6 +129,7 @@ export const ReceiptSchema: z.ZodType<Receipt> = z.object({
     tokenBytes: z.number().int().min(0).max(4),
   }),
   tokenCount: z.number().int().nonnegative(),
+  end: z.literal("cancelled").optional(),
   worker: bytes(32),
   timings: z.object({
     startedAt: z.number().nonnegative(),
@@ -120,6 +137,10 @@ export const ReceiptSchema: z.ZodType<Receipt> = z.object({
     totalMs: z.number().nonnegative(),
   }),
   sig: bytes(64),
+}).refine((r) => r.end !== "cancelled" || r.tokenCount >= 1, {
+  // A requester that cancelled before any token holds nothing to pay for.
+  message: "a cancelled receipt covers at least one token",
+  path: ["tokenCount"],
 }) as unknown as z.ZodType<Receipt>;
 
 /** A value that is not a well-formed receipt. */
