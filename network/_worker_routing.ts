@@ -25,7 +25,7 @@ import {
 } from "../protocols/inference_messages.ts";
 import type { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import { chooseWorker, isProven, type WorkerCandidate } from "./worker_choice.ts";
-import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
+import { type SeenVia, type WorkerRecord, workerRecordOf } from "./worker_record.ts";
 import { peerOriginsOf } from "./_peer_origins.ts";
 import { listedModels, type ModelListing } from "./model_listing.ts";
 import type { PeerServices } from "./peer_services.ts";
@@ -120,7 +120,7 @@ export class WorkerRouting {
     const now = this.#now();
     const record = this.#record();
     for (const list of this.#peers.values()) {
-      for (const { connection, info, hello, checking, host, dialled } of list) {
+      for (const { connection, info, hello, checking, host, dialled, placement } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
         if (checking) continue; // its conviction is still being asked
         // A model it lists but refused lately is not its to be picked for.
@@ -139,8 +139,12 @@ export class WorkerRouting {
           inFlight: connection.pendingRequestsOf(SubmitMessage),
           standing: this.#standing.get(info.key),
           holdsInput: holders?.has(info.key) ?? false,
-          // The group it connected from, else the one this node dialled (routegaps R3).
-          record: this.#recordOf(record, info.key, host ?? dialled),
+          // The group it connected from, else the one this node dialled (routegaps R3); a
+          // relayed peer's stops count in the group all relayed peers are placed in.
+          record: this.#recordOf(record, info.key, host ?? dialled, {
+            connection,
+            stopGroup: placement,
+          }),
         });
       }
     }
@@ -155,8 +159,9 @@ export class WorkerRouting {
     const pick = chooseWorker(candidates, { model, exclude, newcomerTurn, strangerFailed });
     if (pick !== undefined && isProven(pick)) this.#sinceNewcomer++;
     else if (pick !== undefined && newcomerTurn) this.#sinceNewcomer = 0;
-    // A job given after a loss of its connection: losing this one too is a second loss.
-    if (pick !== undefined) record?.picked(pick.key);
+    // A job given on a connection opened after a loss of the key's: losing this one too is a
+    // second loss, finishing it forgives one job of the first (one open before is no comeback).
+    if (pick !== undefined) record?.picked(pick.key, pick.connection);
     return pick?.connection;
   }
 
@@ -170,16 +175,18 @@ export class WorkerRouting {
    * `key`'s record, once its address group is noted in it: the group its connections came from
    * (`_peer_origins.ts`, which knows a swarm peer this node dialled too), else the connection's
    * own (`host`: the one a peer opened came from, or the address a TCP dial reached); none for an
-   * in-memory connection.
+   * in-memory connection. `via`: the connection, and the group its stops count in where it has
+   * no address group (`SeenVia`).
    */
   #recordOf(
     record: WorkerRecord | undefined,
     key: string,
     host: string | undefined,
+    via: SeenVia,
   ): WorkerCandidate["record"] {
     if (record === undefined) return undefined;
     const system = this.#services!.system;
-    record.seen(key, peerOriginsOf(system).of(key).group ?? host);
+    record.seen(key, peerOriginsOf(system).of(key).group ?? host, via);
     return record.of(key);
   }
 

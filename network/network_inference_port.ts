@@ -508,8 +508,9 @@ export class NetworkInferencePort implements InferencePort {
    * counts only past the record's allowance of goodbyes (review s76 vroute F3: an honest worker
    * that restarted with two jobs in flight was counted a dropper twice, and got no job again).
    * Its connection lost with no goodbye (not cut for what it sent): a loss the record judges by
-   * what the worker does next (`WorkerRecord.lost`: a crash it comes back from and then finishes
-   * a job is forgiven; review s76 routegaps R1).
+   * what the worker does next (`WorkerRecord.lost`: each job a crash cut is forgiven by a job it
+   * finishes after it came back; review s76 routegaps R1, s77 vroute2 F1), keyed by the close's
+   * error as a goodbye is, so every job of one crash gets one verdict (s77 vroute2 F3).
    */
   #failedOrLeft(worker: Uint8Array, error: unknown): void {
     const key = toHex(worker);
@@ -518,7 +519,8 @@ export class NetworkInferencePort implements InferencePort {
       this.#goodbyes.add(error);
       this.#record?.left(key);
     } else if (error instanceof ConnectionClosedError && !isWorkerFault(error)) {
-      this.#record?.lost(key);
+      // The error is the close's own (every job on the connection fails with it): one verdict.
+      this.#record?.lost(key, error);
     } else this.#record?.failed(key);
   }
 

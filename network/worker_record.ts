@@ -30,18 +30,27 @@
  *
  * A connection lost under jobs with no goodbye (kill -9, power loss, a crash) looks at first like
  * a dropper's: this side cannot tell them apart when it happens, only by what the key does next
- * ({@link WorkerRecord.lost}). So the jobs one loss cut are held as one failure of the key, not
- * judged yet, while the key and its address group are within the goodbyes' allowance (a crash is
- * a stop the worker could not announce; counted in the same allowance, it gives a dropper nothing
- * a goodbye does not); its group is counted against at once, as for any failure, so a host's
- * fresh keys gain nothing by a key that dropped and never came back. The key's next outcome
- * judges it: a job it then finishes here shows it came back and works, and the loss is forgiven
- * (its group's while stays), as a goodbye would have been (review s76 routegaps R1: an
- * honest worker that crashed with two jobs in flight was ranked below strangers for an hour,
- * since its record went below 0 and a suspect is picked only when nobody else has room); a job
- * given to it after the loss that it fails or loses too, or any other failure first, makes each
- * job the loss cut a failure. Failover finishing the cut jobs elsewhere is no evidence either
- * way: it finishes a dropper's jobs too.
+ * ({@link WorkerRecord.lost}). So the jobs one loss cut are held, not judged yet, while the key
+ * and its address group are within the goodbyes' allowance (a crash is a stop the worker could
+ * not announce; counted in the same allowance, it gives a dropper nothing a goodbye does not);
+ * its group is counted against at once, as for any failure, so a host's fresh keys gain nothing
+ * by a key that dropped and never came back. Every job one close cut gets one verdict (the jobs
+ * of a close fail with one error, the loss's event). While held, every job it cut counts against
+ * the key's net (a key that cut 8 jobs is proven only by 9 finished), and as one failure for
+ * suspicion: an honest worker that had finished a job and crashed is a clean stranger, with a
+ * newcomer's turn to show it came back (review s76 routegaps R1: below 0, a suspect is picked
+ * only when nobody else has room, and it was ranked below strangers for an hour). The key's
+ * outcomes judge it: each job it finishes that it was given on a connection opened after the
+ * loss forgives one job the loss cut (its group's while stays; one short job does not erase many
+ * long ones: review s77 vroute2 F1); a job given to it there that it loses too (a second crash
+ * after it came back, before it made up the first: a dropper's next drop looks the same, so it is
+ * a failure, even within the allowance), or any other failure first, makes each job still held a
+ * failure; a loss still held after {@link FAILURE_FORGOTTEN_MS} is judged the same way, its
+ * failures forgotten from then on as any are (review s77 vroute2 F2: forgotten whole, a closed
+ * socket was the cheapest way to fail). A loss of another of the key's connections, one open
+ * before the held loss came, before the key came back, is the same stop seen twice: held with it
+ * (review s77 vroute2 F4). Failover finishing the cut jobs elsewhere is no evidence either way:
+ * it finishes a dropper's jobs too.
  *
  * This machine's loopback (`addressGroup`'s `loopback`) counts as no group: its peers are the
  * operator's own processes. Bounded memory: {@link MAX_RECORDED_KEYS} keys (records and groups);
@@ -89,7 +98,9 @@ export const FAILURE_FORGOTTEN_MS: number = GROUP_FAILURE_MAX_MS;
  * may need a second try; a worker that stops more often than that while running this router's
  * jobs drops them, whatever it says first. Per group too: fresh keys of one host, each saying
  * goodbye once, share the host's allowance. A connection lost with jobs in flight and no goodbye
- * (a crash, `WorkerRecord.lost`) draws on the same allowance: a stop is a stop, announced or not.
+ * (a crash, `WorkerRecord.lost`) draws on the same allowance, once per close: a stop is a stop,
+ * announced or not. Keys with no address group that are relayed share one group's allowance
+ * ({@link SeenVia}).
  */
 export const GOODBYES_EXCUSED = 2;
 
@@ -97,20 +108,56 @@ export const GOODBYES_EXCUSED = 2;
 export const GOODBYE_WINDOW_MS: number = GROUP_FAILURE_MAX_MS;
 
 /**
- * A connection loss of a key not judged yet ({@link WorkerRecord.lost}): the jobs it cut, when,
- * and whether the key was given a job since (it came back: a loss now is a second one).
+ * A connection loss of a key not judged yet ({@link WorkerRecord.lost}): the stops it holds (one
+ * crash may close several of the key's connections, each seen as its own event), the jobs they
+ * cut still held, when the first came, and what the key was given since.
  */
-interface PendingLoss {
+interface HeldLoss {
+  /** Cut jobs still held: each one a failure once judged, or forgiven by one job finished. */
   jobs: number;
+  /** When its first event came (ms): judged {@link FAILURE_FORGOTTEN_MS} later if still held. */
   at: number;
-  pickedSince: boolean;
+  /**
+   * Its place among losses ({@link WorkerRecord}'s `#lossSeq`): a connection first seen at or
+   * after it opened after the loss, one seen before it was open when the crash came.
+   */
+  seq: number;
+  /** The key was picked on a connection opened after the loss: it came back. */
+  back: boolean;
+  /** Picks on connections opened after the loss not matched yet by a job it finished. */
+  credits: number;
+  /** Where it ended: still held, judged (its jobs failures), or forgiven whole. */
+  state: "held" | "judged" | "forgiven";
+}
+
+/** What the routing knows of one of a key's connections when it notes it ({@link WorkerRecord.seen}). */
+export interface SeenVia {
+  /**
+   * The connection it may be picked on: a loss is forgiven, and a loss after it is a second one,
+   * only by picks on a connection first seen after the loss (one open before it carried no
+   * "coming back": review s77 vroute2 F4).
+   */
+  connection?: WeakKey;
+  /**
+   * The group its stops count in when it has no address group: the one group every relayed
+   * swarm peer is placed in (`PeerEntry.placement`, as storage places them), so fresh relayed
+   * keys share one allowance of stops (review s77 vroute2 F5). Its failures do not make the
+   * other relayed keys suspect: an honest relayed newcomer is not a stranger's host.
+   */
+  stopGroup?: string;
 }
 
 /** What the choice of worker weighs of one key (`worker_choice.ts`). */
 export interface WorkerStanding {
-  /** Jobs it ran to their end here, less the jobs it failed here (may be negative). */
+  /**
+   * Jobs it ran to their end here, less the jobs it failed here and the jobs a loss of its not
+   * judged yet cut (may be negative).
+   */
   net: number;
-  /** Its key failed a job here more often than it finished one, or its group failed lately. */
+  /**
+   * Its key failed a job here more often than it finished one (a loss not judged yet counts as
+   * one failure here), or its group failed lately.
+   */
   suspect: boolean;
   /**
    * When this router first saw it, as a sequence number (smaller: earlier; a key never seen:
@@ -149,15 +196,27 @@ export class WorkerRecord {
   readonly #net = new Map<string, { net: number; at: number }>();
   /**
    * Hex key → its connection loss not judged yet, the last noted last; past
-   * {@link MAX_RECORDED_KEYS} the oldest is forgotten, as one held an hour is.
+   * {@link MAX_RECORDED_KEYS} the oldest is forgotten.
    */
-  readonly #losses = new Map<string, PendingLoss>();
+  readonly #losses = new Map<string, HeldLoss>();
+  /**
+   * A loss's event (the error its connection's jobs failed with: one per close) → its key and
+   * the loss it was held in, or `failure` when it counted as one at once: every job one close
+   * cut gets one verdict (review s77 vroute2 F3), as a goodbye's do (`#goodbyes` of the port).
+   */
+  readonly #events = new WeakMap<WeakKey, { key: string; loss: HeldLoss | "failure" }>();
+  /** A connection → the loss sequence when the routing first noted it ({@link SeenVia}). */
+  readonly #connections = new WeakMap<WeakKey, number>();
+  /** Losses held so far: orders them against the connections first seen. */
+  #lossSeq = 0;
   /** `key:…` or `group:…` → when its goodbyes with jobs in flight came (ms), within the window. */
   readonly #goodbyes = new Map<string, number[]>();
   /** The clock (`WorkerRecordOptions.now`): failures are forgotten and goodbyes counted on it. */
   readonly #now: () => number;
   /** Hex key → the address group it was last seen from, the last noted last. */
   readonly #groups = new Map<string, string>();
+  /** Hex key → the group its stops count in where it has no address group ({@link SeenVia}). */
+  readonly #stopGroups = new Map<string, string>();
   /** Hex key → when it was first seen (a sequence number), the first seen first. */
   readonly #since = new Map<string, number>();
   #seen = 0;
@@ -180,28 +239,58 @@ export class WorkerRecord {
   /**
    * Key `key` may be picked, from address group `group` (undefined: none known, an in-memory
    * connection or a relayed swarm peer): its failures then count against the group too.
+   * @param via The connection it may be picked on, and the group its stops count in where it
+   *   has no address group ({@link SeenVia}).
    */
-  seen(key: string, group: string | undefined): void {
+  seen(key: string, group: string | undefined, via: SeenVia = {}): void {
     // Forgetting the oldest past the bound: an old key forgotten is only as senior as a new one.
     if (!this.#since.has(key)) remember(this.#since, key, this.#seen++);
+    const { connection, stopGroup } = via;
+    if (connection !== undefined && !this.#connections.has(connection)) {
+      this.#connections.set(connection, this.#lossSeq);
+    }
     // This machine's own peers (a local cluster, a testnet) are the operator's processes, not a
     // stranger's host: one that crashed must not hold every other back for up to an hour.
-    if (group === undefined || group === LOOPBACK_GROUP) return;
+    if (group === LOOPBACK_GROUP) return;
+    if (group === undefined) {
+      if (stopGroup !== undefined) remember(this.#stopGroups, key, stopGroup);
+      return;
+    }
     remember(this.#groups, key, group);
   }
 
   /**
-   * Key `key` was given a job of this node's (the routing's pick): a connection loss of its still
-   * waiting to be judged ({@link lost}) is one it came back from, and the next is another.
+   * Key `key` was given a job of this node's (the routing's pick) on `connection`: where that
+   * connection opened after a loss of its still held ({@link lost}), it came back from it; the
+   * job, once finished, forgives one job the loss cut, and a loss of it is a second one.
    */
-  picked(key: string): void {
-    const pending = this.#losses.get(key);
-    if (pending !== undefined) pending.pickedSince = true;
+  picked(key: string, connection?: WeakKey): void {
+    const held = this.#heldLoss(key);
+    if (held === undefined) return;
+    // A connection the routing never noted is one it has not seen before: opened since.
+    const seq = connection === undefined
+      ? this.#lossSeq
+      : this.#connections.get(connection) ?? this.#lossSeq;
+    if (seq < held.seq) return; // open when the crash came: not the key coming back
+    held.back = true;
+    held.credits++;
   }
 
-  /** Key `key` ran a job of this node's to its end: and a loss it came back from is forgiven. */
+  /**
+   * Key `key` ran a job of this node's to its end: and one job of a loss it came back from is
+   * forgiven, where it was given a job on a connection opened since that no finished job matched
+   * yet (one finished short job does not erase a loss of many long ones: review s77 vroute2 F1).
+   * The port does not say which pick a finished job was: one given before the loss may take the
+   * place of one given since, which then, lost, is a second loss, and, finished, forgives nothing
+   * more, so a key gains no forgiveness by it beyond its picks since.
+   */
   completed(key: string): void {
-    this.#losses.delete(key);
+    const held = this.#heldLoss(key);
+    if (held !== undefined && held.credits > 0) {
+      held.credits--;
+      held.jobs--;
+      if (held.jobs === 0) this.#endLoss(key, held, "forgiven");
+    }
     this.#setNet(key, this.#netOf(key) + 1);
   }
 
@@ -216,50 +305,102 @@ export class WorkerRecord {
 
   /**
    * Key `key`'s connection was lost under a job of this node's with no goodbye (closed or timed
-   * out, not cut for frames it sent): call once per job lost. The jobs of one loss are held as
-   * one failure (and one against its address group, at once) until the key's next outcome judges
-   * them (see the module doc): forgiven by a job it finishes here, each a failure once it fails
-   * another or loses a job given to it after the loss. A first loss past the goodbyes' allowance
-   * of the key or its group
+   * out, not cut for frames it sent): call once per job lost, with the `event` the job failed
+   * with (the connection's error: one per close). Every job of one event gets one verdict. A
+   * loss is held (its group counted against at once) until the key's outcomes judge it (see the
+   * module doc): each job a job it then finishes forgives, that it was given on a connection
+   * opened after the loss; each job a failure once it fails another, loses a job given to it
+   * after the loss (a second crash after it came back, before it finished as many jobs as the
+   * first cut, is judged a failure: this side cannot tell it from a dropper's next drop), or the
+   * loss is still held {@link FAILURE_FORGOTTEN_MS} after it came. A loss of a connection that
+   * was open before the held one came, before the key came back, is the same stop seen twice:
+   * held with it. A new stop past the goodbyes' allowance of the key or its group
    * ({@link GOODBYES_EXCUSED} in {@link GOODBYE_WINDOW_MS}, shared with goodbyes) is a failure
-   * per job at once, as is a loss once the held one is over {@link FAILURE_FORGOTTEN_MS} old.
+   * per job at once.
    * @returns Whether it counted as a failure now.
    */
-  lost(key: string): boolean {
-    const pending = this.#pendingLoss(key);
-    if (pending !== undefined && !pending.pickedSince) {
-      pending.jobs++; // another job of the same loss
+  lost(key: string, event: WeakKey): boolean {
+    const known = this.#events.get(event);
+    if (known !== undefined && known.key === key) return this.#sameEvent(key, event, known.loss);
+    const held = this.#heldLoss(key);
+    if (held !== undefined && !held.back) {
+      // Another of its connections, open when the crash came, seen closing: the same stop.
+      held.jobs++;
+      this.#events.set(event, { key, loss: held });
       return false;
     }
-    // A second loss after it came back, finishing nothing between: it drops what it is given.
-    if (pending !== undefined || this.#overAllowance(key)) {
+    // A new stop, counted in the allowance whatever follows, as each goodbye is.
+    const over = this.#overAllowance(key);
+    if (held !== undefined || over) {
+      this.#events.set(event, { key, loss: "failure" });
       this.failed(key);
       return true;
     }
-    remember(this.#losses, key, { jobs: 1, at: this.#now(), pickedSince: false });
+    this.#hold(key, event);
     // Against its address group at once, as a failure is: a host whose key dropped a job and
     // never came back makes its fresh keys suspect (the key's own record is judged later).
     this.#groupFailed(key);
     return false;
   }
 
-  /** `key`'s loss waiting to be judged, if one is (one held past its while is forgotten). */
-  #pendingLoss(key: string): PendingLoss | undefined {
-    const pending = this.#losses.get(key);
-    if (pending === undefined || this.#now() - pending.at < FAILURE_FORGOTTEN_MS) return pending;
-    this.#losses.delete(key);
-    return undefined;
+  /** Another job cut by `event`, whose first job's verdict was `loss`: the same verdict. */
+  #sameEvent(key: string, event: WeakKey, loss: HeldLoss | "failure"): boolean {
+    if (loss !== "failure" && loss.state === "held") {
+      loss.jobs++;
+      return false;
+    }
+    // Its loss was forgiven whole before this job of it was seen: held anew, no new stop.
+    if (loss !== "failure" && loss.state === "forgiven") {
+      this.#hold(key, event);
+      return false;
+    }
+    this.#fail(key, 1); // its loss judged, or a failure at once: this job too
+    return true;
+  }
+
+  /** Hold one job of `key` cut by `event` as a new loss. */
+  #hold(key: string, event: WeakKey): void {
+    const held: HeldLoss = {
+      jobs: 1,
+      at: this.#now(),
+      seq: ++this.#lossSeq,
+      back: false,
+      credits: 0,
+      state: "held",
+    };
+    remember(this.#losses, key, held);
+    this.#events.set(event, { key, loss: held });
   }
 
   /**
-   * Count `key`'s loss waiting to be judged, if any, as a failure per job it cut (its group was
-   * counted against when it came).
+   * `key`'s loss still held, if one is; one held {@link FAILURE_FORGOTTEN_MS} is judged, its jobs
+   * failures from then on, forgotten as any failure is (review s77 vroute2 F2: deleted whole, a
+   * closed socket was the cheapest way to fail).
+   */
+  #heldLoss(key: string): HeldLoss | undefined {
+    const held = this.#losses.get(key);
+    if (held === undefined || this.#now() - held.at < FAILURE_FORGOTTEN_MS) return held;
+    const judgedAt = held.at + FAILURE_FORGOTTEN_MS;
+    this.#endLoss(key, held, "judged");
+    this.#setNet(key, this.#netOf(key, judgedAt) - held.jobs, judgedAt);
+    return undefined;
+  }
+
+  /** End `key`'s held loss `held` as `state`. */
+  #endLoss(key: string, held: HeldLoss, state: "judged" | "forgiven"): void {
+    held.state = state;
+    this.#losses.delete(key);
+  }
+
+  /**
+   * Count `key`'s loss still held, if any, as a failure per job it cut (its group was counted
+   * against when it came).
    */
   #judgeLoss(key: string): void {
-    const pending = this.#pendingLoss(key);
-    if (pending === undefined) return;
-    this.#losses.delete(key);
-    this.#setNet(key, this.#netOf(key) - pending.jobs);
+    const held = this.#heldLoss(key);
+    if (held === undefined) return;
+    this.#endLoss(key, held, "judged");
+    this.#setNet(key, this.#netOf(key) - held.jobs);
   }
 
   /** `failures` against `key`, and one against its address group. */
@@ -289,10 +430,11 @@ export class WorkerRecord {
 
   /**
    * Note a stop with jobs in flight of `key` now (a goodbye, or a loss with none): whether it or
-   * its address group stopped more than {@link GOODBYES_EXCUSED} times within the window.
+   * its address group (else the group its stops count in, {@link SeenVia}) stopped more than
+   * {@link GOODBYES_EXCUSED} times within the window.
    */
   #overAllowance(key: string): boolean {
-    const group = this.#groups.get(key);
+    const group = this.#groups.get(key) ?? this.#stopGroups.get(key);
     return [`key:${key}`, ...(group === undefined ? [] : [`group:${group}`])]
       .map((name) => this.#goodbye(name) > GOODBYES_EXCUSED)
       .some((x) => x);
@@ -308,22 +450,25 @@ export class WorkerRecord {
     return times.length;
   }
 
-  /** `key`'s net now: a net failure forgotten each {@link FAILURE_FORGOTTEN_MS} since it changed. */
-  #netOf(key: string): number {
+  /**
+   * `key`'s net at `at` (default now): a net failure forgotten each {@link FAILURE_FORGOTTEN_MS}
+   * since it changed.
+   */
+  #netOf(key: string, at: number = this.#now()): number {
     const entry = this.#net.get(key);
     if (entry === undefined) return 0;
     if (entry.net >= 0) return entry.net;
-    const forgotten = Math.floor((this.#now() - entry.at) / FAILURE_FORGOTTEN_MS);
+    const forgotten = Math.floor(Math.max(0, at - entry.at) / FAILURE_FORGOTTEN_MS);
     return Math.min(0, entry.net + forgotten);
   }
 
   /**
-   * Set `key`'s net as the newest entry; past the bound, the oldest at or below 0 goes first,
-   * the oldest above 0 only when none is left.
+   * Set `key`'s net, as of `at` (default now), as the newest entry; past the bound, the oldest
+   * at or below 0 goes first, the oldest above 0 only when none is left.
    */
-  #setNet(key: string, net: number): void {
+  #setNet(key: string, net: number, at: number = this.#now()): void {
     this.#net.delete(key);
-    this.#net.set(key, { net, at: this.#now() });
+    this.#net.set(key, { net, at });
     if (this.#net.size <= MAX_RECORDED_KEYS) return;
     for (const [old, entry] of this.#net) {
       if (entry.net <= 0) return void this.#net.delete(old);
@@ -332,20 +477,24 @@ export class WorkerRecord {
   }
 
   /**
-   * What is known of `key` now (a key never seen: net 0, suspect only by its group); a loss not
-   * judged yet counts as one failure of the key.
+   * What is known of `key` now (a key never seen: net 0, suspect only by its group). A loss not
+   * judged yet counts every job it cut in the net, so a key holding one is proven only by as
+   * many finished jobs more; for suspicion it counts as one failure, so an honest worker that
+   * had finished a job and crashed with several in flight is a clean stranger, with a
+   * newcomer's turn to show it came back.
    */
   of(key: string): WorkerStanding {
-    const pending = this.#pendingLoss(key) !== undefined;
-    const net = this.#netOf(key) - (pending ? 1 : 0);
+    const held = this.#heldLoss(key);
+    const judged = this.#netOf(key);
+    const suspicion = judged - (held === undefined ? 0 : 1);
     const group = this.#groups.get(key);
     const groupFailed = group !== undefined && this.#groupFailures.isAskedLast(group);
     return {
-      net,
+      net: judged - (held?.jobs ?? 0),
       // A key back at 0 by its own loss, from a record above it, is judged by that record and
       // its next outcome, not by the while its loss started for its group: else an honest worker
       // that had finished one job and crashed waited out its group's while for its next turn.
-      suspect: net < 0 || (net === 0 && groupFailed && !pending),
+      suspect: suspicion < 0 || (suspicion === 0 && groupFailed && held === undefined),
       since: this.#since.get(key) ?? Infinity,
     };
   }

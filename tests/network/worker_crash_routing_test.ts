@@ -47,26 +47,35 @@ const standing = (record: WorkerRecord, key: string) => {
 
 // ---- the record ---------------------------------------------------------------------------------
 
-Deno.test("worker record: the jobs one connection loss cut are one failure until judged; a job the key then finishes forgives it", () => {
+Deno.test("worker record: the jobs one connection loss cut are held, each in the net and one for suspicion; each job the key then finishes on a connection opened since forgives one", () => {
   const { record } = clocked();
-  record.seen("crashed", CRASHER_HOST);
+  record.seen("crashed", CRASHER_HOST, { connection: {} });
   record.completed("crashed");
-  // Its connection lost with three jobs in flight: each job's loss is noted.
-  assert.deepEqual([1, 2, 3].map(() => record.lost("crashed")), [false, false, false]);
-  // One failure of its own; not suspect by the while its loss started for its group.
-  assert.deepEqual(standing(record, "crashed"), { net: 0, suspect: false });
-  record.completed("crashed"); // back, and it finished a job
-  assert.deepEqual(standing(record, "crashed"), { net: 2, suspect: false });
+  // Its connection lost with three jobs in flight: each job's loss is noted, with the close.
+  const crash = new Error("connection closed");
+  assert.deepEqual([1, 2, 3].map(() => record.lost("crashed", crash)), [false, false, false]);
+  // Not suspect by its one held loss, nor by the while its loss started for its group.
+  assert.deepEqual(standing(record, "crashed"), { net: -2, suspect: false });
+  const back = {};
+  record.seen("crashed", CRASHER_HOST, { connection: back });
+  for (let j = 0; j < 3; j++) {
+    record.picked("crashed", back); // back, and given a job
+    record.completed("crashed"); // that it finished
+  }
+  assert.deepEqual(standing(record, "crashed"), { net: 4, suspect: false });
 });
 
-Deno.test("worker record: a loss after the key was given a job again, with none finished between, makes each job the first loss cut a failure", () => {
+Deno.test("worker record: a loss after the key was given a job again on a new connection, with none finished between, makes each job the first loss cut a failure", () => {
   const { record } = clocked();
-  record.seen("dropper", CRASHER_HOST);
+  record.seen("dropper", CRASHER_HOST, { connection: {} });
   record.completed("dropper");
-  record.lost("dropper");
-  record.lost("dropper");
-  record.picked("dropper"); // back under its key, and given a job
-  assert.equal(record.lost("dropper"), true);
+  const first = new Error("connection closed");
+  record.lost("dropper", first);
+  record.lost("dropper", first);
+  const back = {};
+  record.seen("dropper", CRASHER_HOST, { connection: back });
+  record.picked("dropper", back); // back under its key, and given a job
+  assert.equal(record.lost("dropper", new Error("connection closed")), true);
   // 1 finished, 2 + 1 lost.
   assert.deepEqual(standing(record, "dropper"), { net: -2, suspect: true });
 });
@@ -74,8 +83,9 @@ Deno.test("worker record: a loss after the key was given a job again, with none 
 Deno.test("worker record: any other failure of the key judges its held loss too", () => {
   const { record } = clocked();
   record.completed("stalls");
-  record.lost("stalls");
-  record.lost("stalls");
+  const crash = new Error("connection closed");
+  record.lost("stalls", crash);
+  record.lost("stalls", crash);
   record.failed("stalls"); // stalled on a job, say
   assert.deepEqual(standing(record, "stalls"), { net: -2, suspect: true });
 });
@@ -85,21 +95,27 @@ Deno.test("worker record: a loss is a stop in the goodbyes' allowance: past GOOD
   record.seen("restarts", CRASHER_HOST);
   for (let i = 0; i < 3; i++) record.completed("restarts");
   for (let i = 0; i < GOODBYES_EXCUSED; i++) assert.equal(record.left("restarts"), false);
-  assert.deepEqual([record.lost("restarts"), record.lost("restarts")], [true, true]);
+  const crash = new Error("connection closed");
+  assert.deepEqual([record.lost("restarts", crash), record.lost("restarts", crash)], [
+    true,
+    true,
+  ]);
   assert.deepEqual(standing(record, "restarts"), { net: 1, suspect: false });
   // Fresh keys of one host share its allowance: the host's stops above count at once.
   record.seen("fresh", CRASHER_HOST);
-  assert.equal(record.lost("fresh"), true);
+  assert.equal(record.lost("fresh", new Error("connection closed")), true);
   assert.deepEqual(standing(record, "fresh"), { net: -1, suspect: true });
 });
 
-Deno.test("worker record: a held loss counts against its address group at once (a fresh key of its host is suspect), and is forgotten after FAILURE_FORGOTTEN_MS", () => {
+Deno.test("worker record: a held loss counts against its address group at once (a fresh key of its host is suspect), and is judged a failure after FAILURE_FORGOTTEN_MS, forgotten one such while later", () => {
   const { clock, record } = clocked();
   record.seen("gone", CRASHER_HOST);
   record.seen("fresh-same-host", CRASHER_HOST);
-  record.lost("gone"); // dropped a job and never came back
+  record.lost("gone", new Error("connection closed")); // dropped a job and never came back
   assert.deepEqual(standing(record, "gone"), { net: -1, suspect: true });
   assert.deepEqual(standing(record, "fresh-same-host"), { net: 0, suspect: true });
+  clock.now += FAILURE_FORGOTTEN_MS;
+  assert.deepEqual(standing(record, "gone"), { net: -1, suspect: true });
   clock.now += FAILURE_FORGOTTEN_MS;
   assert.deepEqual(standing(record, "gone"), { net: 0, suspect: false });
 });
