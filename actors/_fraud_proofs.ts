@@ -171,9 +171,11 @@ export class FraudProofs {
     const record = ledger.fraudSubject(proof.receipt);
     const subject = record?.receiptId ?? id; // `#subjectId`, with its record
     const now = this.#core.now();
-    if (record !== undefined && !worthFraudCheck(record, now)) return skip("not_pending");
-    // Taken now, or when it was first taken before a stop: the window's test is on that time.
+    // Taken now, or when it was first taken before a stop or came into the queue: the window's
+    // test is on that time (review s77 F4: a refuted proof that came inside the window behind a
+    // confirmed one checked past it was skipped, and charged in the other order).
     const since = Math.min(now, takenAt ?? now);
+    if (record !== undefined && !worthFraudCheck(record, since)) return skip("not_pending");
     // A peer's stake must cover the penalty of this accusation and of those still being checked
     // or held here: else one key staked at the penalty buys any number of checks at once. This
     // validator's own proofs, from its own challenges, are not a peer's claims to bound: checked
@@ -195,8 +197,11 @@ export class FraudProofs {
     const pledged = backed || ledger.hasStaked(proof.validator);
     const unbacked = !backed && pledged && record !== undefined;
     // Its accuser's accusation of the receipt in flight here: queued behind it (below), and
-    // weighed against its stake once that one settled and was charged.
-    const inFlight = !own && this.#core.memory.accusesNow(proof.validator, subject);
+    // weighed against its stake once that one settled and was charged. A proof of it held for
+    // the accuser's pledge is in flight too (review s77 F3: this one was refused
+    // `repeated_accusation`, and where the held one was refuted and this one confirmed, the cheat
+    // was paid here once the pledge came, and slashed in the other order).
+    const inFlight = !own && this.#accusesNow(accuser, subject, id);
     if (
       unbacked && !inFlight &&
       !(since <= record.pendingUntil && this.unbacked.available(subject, accuser))
@@ -216,8 +221,7 @@ export class FraudProofs {
     // backed one costs the penalty, and past the accuser's free stake at most
     // `MAX_UNBACKED_CHECKS_PER_RECEIPT` more are checked (`_unbacked_checks.ts`). This
     // validator's own proof is one per challenge already.
-    const repeated = (!pledged && this.pledgeHeld.accuses(accuser, id)) ||
-      this.#core.memory.undecided(proof.validator, subject);
+    const repeated = this.#core.memory.undecided(proof.validator, subject);
     if (repeated) return skip("repeated_accusation");
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".
@@ -228,7 +232,18 @@ export class FraudProofs {
     if (inFlight) {
       const queued = held ?? Promise.withResolvers<FraudCheckResult>();
       queued.promise.catch(() => {});
-      this.queued.queue(accuser, subject, { proof, hash, origin, waiting: queued });
+      // Covered: its free stake pays a penalty for it and for each of its proofs in flight or
+      // queued before it; an uncovered one (a 1-unit pledge, none yet) goes first at the bound.
+      const covered = freeStake(ledger.account(proof.validator)) >=
+        penalty * (this.#core.memory.accusing(proof.validator) + this.queued.queuedBy(accuser) + 1);
+      this.queued.queue(accuser, subject, {
+        proof,
+        hash,
+        origin,
+        arrivedAt: since,
+        backed: covered,
+        waiting: queued,
+      });
       return { queued: false, awaitingAccusation: true, result: queued.promise };
     }
     if (!pledged) {
@@ -330,11 +345,29 @@ export class FraudProofs {
     ctx.self.tell({ type: "receipt", receipt, job, origin }).catch(() => {});
   }
 
-  /** `accuser` (hex) has stake here now: the fraud proofs held for its pledge are taken again. */
+  /**
+   * `accuser` (hex) has stake here now: the fraud proofs held for its pledge are taken again, and
+   * then those queued behind them (each held one is taken first: the queued ones wait for it
+   * to settle, or are taken now where it was not).
+   */
   takePledgeHeldProofs(accuser: string, ctx: ActorContext<ValidatorMessage>): void {
     for (const { proof, origin } of this.pledgeHeld.take(accuser)) {
       this.onFraudProof(proof, ctx, false, origin);
     }
+    for (const [by, subject] of this.queued.accusations()) {
+      if (by === accuser) this.#takeQueued(by, subject, ctx);
+    }
+  }
+
+  /**
+   * Whether `accuser`'s (hex) accusation of receipt `subject` (settled here as; `id`, the
+   * proof's own receipt) is in flight here: taken and not settled, held for its receipt, or
+   * held for the accuser's pledge.
+   */
+  #accusesNow(accuser: string, subject: string, id = subject): boolean {
+    return this.#core.memory.accusesNow(fromHex(accuser), subject) ||
+      this.pledgeHeld.accuses(accuser, id) ||
+      (id !== subject && this.pledgeHeld.accuses(accuser, subject));
   }
 
   /**
@@ -511,15 +544,17 @@ export class FraudProofs {
   /**
    * `accuser`'s (hex) accusation of `subject` is no longer in flight here: the proofs queued
    * behind it are taken again, oldest first, until one is in flight again (checked, or held for
-   * its receipt) or none is left; one skipped now (its receipt settled past its window, say) has
-   * its waiter told.
+   * its receipt or its accuser's pledge) or none is left; one skipped now (its receipt settled
+   * past its window, say) has its waiter told.
    */
   #takeQueued(accuser: string, subject: string, ctx: ActorContext<ValidatorMessage>): void {
-    const key = fromHex(accuser);
-    while (!this.#core.memory.accusesNow(key, subject)) {
+    while (!this.#accusesNow(accuser, subject)) {
       const next = this.queued.take(accuser, subject);
       if (next === undefined) return;
-      this.onFraudProof(next.proof, ctx, false, next.origin, next.waiting);
+      // As of when it came (review s77 F4): one that came inside the window settles after it.
+      this.onFraudProof(next.proof, ctx, false, next.origin, next.waiting, next.arrivedAt);
+      // Queued again (its own receipt's variant is what is in flight): it waits as it did.
+      if (this.queued.holds(next.hash)) return;
     }
   }
 

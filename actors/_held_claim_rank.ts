@@ -16,6 +16,10 @@
  * keys that rank above it as the space has places: against `k` flooding keys it stays with
  * probability 256 / (k + 1) at the least (every one of 256 such keys, 0.996), and a key cannot
  * draw again without a new pledge (a new claim of the same key only counts against that key).
+ * That holds among equals only: a flood's claim of a higher class (about a receipt recorded here,
+ * one per receipt, `_validator_memory.ts`) takes a place before the rank is asked, so `m` of them
+ * make it (256 − m) / (k + 1); a receipt merely waiting for its worker's pledge no longer counts
+ * (review s77 F1: any key can put one there, and such a flood made the rank moot).
  * Not part of the public API.
  *
  * @module

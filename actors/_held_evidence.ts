@@ -27,10 +27,11 @@
  * a proof: 64 proofs taken and not settled (the memory may remember thousands in flight, one per
  * accuser and receipt, each backed by its accuser's stake: those past 64 are not kept, the newest
  * of the accusers with the most in flight first, `_validator_memory.ts`), 64 held for their
- * receipt, 64 held for their accuser's pledge (`_pledge_held_proofs.ts`), and 256 claims (a
- * verdict each, about 1.3 KiB at most). The unbacked checks of the proofs kept here are not
- * counted as spent beside them (each spends its check again when taken up); those of the proofs
- * in flight not kept are. Every kind of proof is kept in one list:
+ * receipt, 64 held for their accuser's pledge (`_pledge_held_proofs.ts`), 64 queued behind their
+ * accuser's accusation in flight (last, each with when it came, `_queued_accusations.ts`), and 256
+ * claims (a verdict each, about 1.3 KiB at most). The unbacked checks of the proofs kept here are
+ * not counted as spent beside them (each spends its check again when taken up); those of the
+ * proofs in flight not kept are. Every kind of proof is kept in one list:
  * at the start each goes through the intake again, which holds it for what it still lacks. Not
  * part of the public API.
  *

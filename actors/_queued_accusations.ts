@@ -13,9 +13,16 @@
  * charged before the next is weighed against its free stake, `_unbacked_checks.ts`). Why
  * bounded: a proof carries its receipt and job (up to about 448 KiB), and only the accuser's own
  * key signs its proofs — an honest validator signs one per receipt — so what a longer queue of
- * one accuser's would keep is its own re-signed copies. Memory only: a stop loses the queue,
- * where the proof in flight is kept (`_held_evidence.ts`); its sender's next copy is taken then.
- * Owned by the actor; read and written only inside its `receive`. Not part of the public API.
+ * one accuser's would keep is its own re-signed copies. Also a proof whose accuser's first proof
+ * of the receipt is held for the accuser's pledge (`_pledge_held_proofs.ts`) waits here, and is
+ * taken in order once the pledge came and the first was taken (review s77 F3).
+ *
+ * Each keeps when it came (review s77 F4: taken again with the time of the retake, a proof that
+ * came inside its receipt's window behind one checked past it was refused as too late), and the
+ * queue is kept across a stop after the proofs in flight (`_held_evidence.ts`), so each queues
+ * behind its kept predecessor again at the start (review s77 F5: lost at a stop, the confirmed
+ * proof queued behind a refuted one was gone and the cheat paid). Owned by the actor; read and
+ * written only inside its `receive`. Not part of the public API.
  *
  * @module
  */
@@ -30,8 +37,14 @@ import type { FraudCheckResult } from "../proof/fraud_check.ts";
 export const MAX_QUEUED_PER_ACCUSATION = 4;
 /**
  * Proofs queued in all: as many as the proofs held for their receipt (`MAX_HELD_FRAUD_PROOFS`,
- * `_validator_memory.ts`), which bounds their memory the same way. Past it the oldest proof of
- * the accuser queuing the most goes, so one key's copies push out its own first.
+ * `_validator_memory.ts`), which bounds their memory the same way. Past it one proof goes, of
+ * the least backed class (a proof whose accuser's free stake did not cover it when it was queued
+ * before a covered one), from the accuser queuing the most in that class (one key's copies push
+ * out its own first), its oldest; among accusers queuing as many, the one that queued last —
+ * the newcomer itself when it is among them. Never one accuser's only queued proof for another's
+ * of its class (review s77 F2: at a tie the first accuser in order went, so 64 keys pledging
+ * 1 unit each, one queued proof each, pushed out the honest accuser's queued confirmed proof and
+ * the cheat was paid).
  */
 export const MAX_QUEUED_ACCUSATIONS = 64;
 
@@ -43,6 +56,17 @@ export interface QueuedAccusation {
   hash: string;
   /** The peer that sent it. */
   origin?: string;
+  /**
+   * When it came (ledger clock, unix ms; for one kept across a stop, when it first came): taken
+   * again as of then, so one that came inside its receipt's window still settles after it.
+   */
+  arrivedAt: number;
+  /**
+   * Whether its accuser's free stake covered it when it was queued (a penalty for it, its
+   * accusations in flight and its proofs queued before it): an uncovered one goes first at the
+   * bound ({@link MAX_QUEUED_ACCUSATIONS}).
+   */
+  backed: boolean;
   /** Settled when the proof is checked once taken again (or rejected if it is dropped). */
   waiting: PromiseWithResolvers<FraudCheckResult>;
 }
@@ -55,6 +79,10 @@ export class QueuedAccusations {
   readonly #hashes = new Set<string>();
   /** Queued per accuser (hex). */
   readonly #byAccuser = new Map<string, number>();
+  /** Each queued proof's place in the order queued (across accusations). */
+  readonly #order = new Map<QueuedAccusation, number>();
+  /** The next place in {@link #order}. */
+  #next = 0;
 
   /** How many proofs are queued. */
   get size(): number {
@@ -66,23 +94,56 @@ export class QueuedAccusations {
     return this.#hashes.has(hash);
   }
 
-  /** Queue `item` behind `accuser`'s (hex) accusation of receipt `subject`. */
+  /** How many proofs `accuser` (hex) has queued. */
+  queuedBy(accuser: string): number {
+    return this.#byAccuser.get(accuser) ?? 0;
+  }
+
+  /**
+   * Queue `item` behind `accuser`'s (hex) accusation of receipt `subject`. Past a bound one
+   * queued proof goes (its waiter rejected): that accusation's oldest past
+   * {@link MAX_QUEUED_PER_ACCUSATION}; past {@link MAX_QUEUED_ACCUSATIONS}, see there — maybe
+   * `item` itself.
+   */
   queue(accuser: string, subject: string, item: QueuedAccusation): void {
     const key = `${accuser}/${subject}`;
     const queue = this.#queues.get(key) ?? [];
     this.#queues.set(key, queue);
     queue.push(item);
+    this.#order.set(item, this.#next++);
     this.#hashes.add(item.hash);
     this.#byAccuser.set(accuser, (this.#byAccuser.get(accuser) ?? 0) + 1);
-    if (queue.length > MAX_QUEUED_PER_ACCUSATION) this.#drop(key);
-    if (this.#hashes.size > MAX_QUEUED_ACCUSATIONS) {
-      let most: string | undefined;
-      for (const [a, n] of this.#byAccuser) {
-        if (most === undefined || n > this.#byAccuser.get(most)!) most = a;
-      }
-      const oldest = [...this.#queues.keys()].find((k) => k.startsWith(`${most}/`));
-      if (oldest !== undefined) this.#drop(oldest);
+    if (queue.length > MAX_QUEUED_PER_ACCUSATION) this.#drop(key, queue[0]);
+    if (this.#hashes.size > MAX_QUEUED_ACCUSATIONS) this.#dropLeastBacked();
+  }
+
+  /** At the global bound: drop one proof (see {@link MAX_QUEUED_ACCUSATIONS}). */
+  #dropLeastBacked(): void {
+    const queued = [...this.#queues].flatMap(([key, items]) =>
+      items.map((item) => ({ key, item }))
+    );
+    // Arrival order across accusations: the queues are kept per accusation, so their order is
+    // rebuilt from the order each proof was queued in (`#order`).
+    queued.sort((a, b) => this.#order.get(a.item)! - this.#order.get(b.item)!);
+    const least = queued.some(({ item }) => !item.backed)
+      ? queued.filter(({ item }) => !item.backed)
+      : queued;
+    const count = new Map<string, number>();
+    const latest = new Map<string, number>();
+    for (const [i, { key }] of least.entries()) {
+      const accuser = key.slice(0, key.indexOf("/"));
+      count.set(accuser, (count.get(accuser) ?? 0) + 1);
+      latest.set(accuser, i);
     }
+    let victim: string | undefined;
+    for (const [accuser, n] of count) {
+      const most = victim === undefined ? -1 : count.get(victim)!;
+      if (n > most || (n === most && latest.get(accuser)! > latest.get(victim!)!)) {
+        victim = accuser;
+      }
+    }
+    const gone = least.find(({ key }) => key.startsWith(`${victim}/`));
+    if (gone !== undefined) this.#drop(gone.key, gone.item);
   }
 
   /** The oldest proof queued behind `accuser`'s (hex) accusation of `subject`, forgotten here. */
@@ -101,18 +162,24 @@ export class QueuedAccusations {
     });
   }
 
-  /** Drop the oldest proof queued under `key`: its waiter learns it was dropped. */
-  #drop(key: string): void {
-    const item = this.#queues.get(key)?.[0];
-    if (item === undefined) return;
-    this.#forget(key);
+  /** The proofs queued, each with its sender and when it came, oldest first per accusation. */
+  all(): { proof: FraudProof; origin?: string; takenAt: number }[] {
+    return [...this.#queues.values()].flat()
+      .sort((a, b) => this.#order.get(a)! - this.#order.get(b)!)
+      .map(({ proof, origin, arrivedAt }) => ({ proof, origin, takenAt: arrivedAt }));
+  }
+
+  /** Drop `item`, queued under `key`: its waiter learns it was dropped. */
+  #drop(key: string, item: QueuedAccusation): void {
+    this.#forget(key, item);
     item.waiting.reject(new Error("fraud proof dropped from its accusation's queue"));
   }
 
-  /** Forget the oldest proof queued under `key`. */
-  #forget(key: string): void {
+  /** Forget `item` (by default the oldest) queued under `key`. */
+  #forget(key: string, item = this.#queues.get(key)![0]): void {
     const queue = this.#queues.get(key)!;
-    const item = queue.shift()!;
+    queue.splice(queue.indexOf(item), 1);
+    this.#order.delete(item);
     if (queue.length === 0) this.#queues.delete(key);
     this.#hashes.delete(item.hash);
     const accuser = key.slice(0, key.indexOf("/"));

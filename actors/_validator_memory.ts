@@ -155,8 +155,9 @@ export const MAX_HELD_CLAIMS = 256;
  * free stake (what a fraud proof of it must have free: `_fraud_proofs.ts`), a claimant's claims in
  * the order held, so a claim its author's stake does not cover (no pledge here yet, a 1-unit
  * pledge, stake spent or reserved by its other claims) goes before any covered one; within each,
- * a claim about a receipt unknown here before one about a receipt known here (recorded, or
- * waiting for its worker's pledge: signed by its worker, where an unknown id may be made up);
+ * a claim about a receipt unknown here before one about a receipt known here (recorded: signed by
+ * its worker and backed by its stake, where an unknown id may be made up; one claim per receipt
+ * counts as known, review s77 F1);
  * within the class, the newest claim of the claimant holding the most claims, and among
  * claimants holding as many, the one ranked highest by this validator's secret
  * (`_held_claim_rank.ts`). Review s76 (gossip F1): every staked claimant counted alike and the
@@ -174,7 +175,9 @@ export const MAX_HELD_CLAIMS = 256;
  * it where the oldest goes); ranked by a secret, the flood must bring as many keys ranking above
  * the honest claimant as the space has places, which it cannot see. What is left: against `k`
  * equally backed flooding keys an honest claim of its class is kept with probability
- * 256 / (k + 1) at the least (every one of {@link MAX_HELD_CLAIMS} keys: 0.996), in any order;
+ * (256 − m) / (k + 1) at the least, where `m` is the flood's claims of a higher class — a known
+ * one needs a receipt recorded here, one per receipt, each signed by a worker whose stake backs
+ * it (with none such, m = 0: every one of {@link MAX_HELD_CLAIMS} keys, 0.996), in any order;
  * past {@link MAX_HELD_CLAIM_AGE_MS} the flood's claims expire and it must send them again.
  *
  * Who pays for a reservation: nobody. A claim moves no balance (`_peer_verdicts.ts`); a held
@@ -644,15 +647,15 @@ export class ValidatorMemory {
    * Drop one claim of the least backed class (see {@link MAX_HELD_CLAIMS_PER_CLAIMANT}): a claim
    * its author's stake does not cover (a claimant's claims covered in the order held) before a
    * covered one, and within each, one about a receipt unknown here before one about a receipt
-   * known here ({@link #knownReceipt}). In the class, the claimant holding the most claims here
-   * gives its newest; among claimants holding as many, the one `backing` ranks highest
-   * ({@link ClaimBacking.rank}), or without a rank the one whose newest is newest.
+   * known here ({@link #knownClaims}: one per receipt). In the class, the claimant holding the
+   * most claims here gives its newest; among claimants holding as many, the one `backing` ranks
+   * highest ({@link ClaimBacking.rank}), or without a rank the one whose newest is newest.
    */
   #dropLeastBacked(backing: ClaimBacking | boolean): void {
     const covers = (claimant: string) =>
       typeof backing === "boolean" ? (backing ? Infinity : 0) : backing.covers(claimant);
-    const known = (held: HeldClaim) =>
-      this.#knownReceipt(held, typeof backing === "boolean" ? undefined : backing);
+    const rank = typeof backing === "boolean" ? undefined : backing.rank;
+    const known = this.#knownClaims(typeof backing === "boolean" ? undefined : backing);
     const cover = new Map<string, number>();
     const seen = new Map<string, number>();
     // Per class (2 × covered + known: 0 goes first), each claimant's newest claim in it; the map
@@ -664,13 +667,12 @@ export class ValidatorMemory {
       if (!cover.has(claimant)) cover.set(claimant, covers(claimant));
       const n = seen.get(claimant) ?? 0;
       seen.set(claimant, n + 1);
-      const cls = (n < cover.get(claimant)! ? 2 : 0) + (known(held) ? 1 : 0);
+      const cls = (n < cover.get(claimant)! ? 2 : 0) + (known.has(key) ? 1 : 0);
       newest[cls].delete(claimant);
       newest[cls].set(claimant, key);
     }
     const least = newest.find((cls) => cls.size > 0);
     if (least === undefined) return;
-    const rank = typeof backing === "boolean" ? undefined : backing.rank;
     let dropped: string | undefined;
     let dropper: string | undefined;
     let most = 0;
@@ -685,18 +687,30 @@ export class ValidatorMemory {
   }
 
   /**
-   * Whether a held claim is about a receipt known here to exist, signed by its worker: recorded
-   * here (a claim held for its author's pledge, or {@link HeldClaim.recorded}), or waiting here
-   * for its worker's pledge ({@link awaitStake}, the claim's `target` its worker). A claim about
-   * a receipt nobody here has seen may be about a made-up id, which costs its author nothing.
+   * The held claims (keys) about a receipt known here to exist, signed by its worker and backed
+   * by its stake — recorded here (a claim held for its author's pledge, or
+   * {@link HeldClaim.recorded}) — one per receipt: of several claims about one receipt, the one
+   * whose claimant `backing` ranks lowest (kept longest), or without a rank the oldest. A claim
+   * about a receipt nobody here has seen may be about a made-up id, which costs its author
+   * nothing. Review s77 F1: a receipt waiting here for its worker's pledge counted as known too,
+   * and any key can put one there (an unpledged worker's signed receipt is kept for its pledge,
+   * `_receipt_intake.ts`), so 256 pledged keys claiming about such receipts — or all about one —
+   * outranked the honest claim that had outrun its receipt, whatever the rank, and the worker
+   * that withheld was paid; 256 claims about one recorded receipt, each counted known, would have
+   * done the same.
    */
-  #knownReceipt(held: HeldClaim, backing: ClaimBacking | undefined): boolean {
-    const id = held.verdict.subjectId;
-    if (held.recorded || backing?.recorded?.(id) === true) return true;
-    const waiting = this.#awaitingStake.get(toHex(held.verdict.target));
-    if (waiting === undefined) return false;
-    for (const copy of waiting.keys()) if (copy === id || copy.startsWith(`${id}/`)) return true;
-    return false;
+  #knownClaims(backing: ClaimBacking | undefined): Set<string> {
+    const rank = backing?.rank;
+    const byReceipt = new Map<string, { key: string; claimant: string }>();
+    for (const [key, held] of this.#claims) {
+      const id = held.verdict.subjectId;
+      if (!held.recorded && backing?.recorded?.(id) !== true) continue;
+      const before = byReceipt.get(id);
+      const lower = before !== undefined && rank !== undefined &&
+        rank(held.claimant) < rank(before.claimant);
+      if (before === undefined || lower) byReceipt.set(id, { key, claimant: held.claimant });
+    }
+    return new Set([...byReceipt.values()].map(({ key }) => key));
   }
 
   /**

@@ -433,6 +433,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #heldEvidence(): HeldEvidence {
     const { keptTaken, ...held } = this.#memory.waiting();
     held.proofs.push(...this.#fraudProofs.pledgeHeld.all());
+    // After every proof they may wait behind (taken, held for a receipt or a pledge): at the
+    // start each queues behind its kept predecessor again, as of when it came (review s77 F5:
+    // lost at a stop, a confirmed proof queued behind a refuted one was gone, the cheat paid).
+    held.proofs.push(...this.#fraudProofs.queued.all());
     // Held while read-only (a full disk): taken again at the start (`_validator_read_only.ts`).
     const readOnly = this.#readOnly.kept();
     held.receipts.push(...readOnly.receipts);

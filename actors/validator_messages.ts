@@ -546,8 +546,8 @@ export interface FraudProofHandled {
    * so checking it would be free work: held for the pledge when the signer has none here yet,
    * `awaitingPledge`; from a signer that pledged, skipped only once its receipt's unbacked checks
    * are spent, or past its window, `actors/_unbacked_checks.ts`), `repeated_accusation` (its
-   * signer's accusation of this receipt was left undecided here, or one of its proofs of it is
-   * held for its pledge; one still being checked or held for the receipt queues the next,
+   * signer's accusation of this receipt was left undecided here; one still being checked, held
+   * for the receipt, or held for its signer's pledge (review s77) queues the next,
    * `awaitingAccusation`, stop 77; one that settled does not block its next, review s76),
    * `self_accusation` (signed by the receipt's own worker).
    */

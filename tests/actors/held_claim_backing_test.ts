@@ -170,39 +170,88 @@ Deno.test("a claim its author's stake does not cover still goes first, whoever h
   }
 });
 
-Deno.test("a claim about a receipt known here (recorded, or waiting for its worker's pledge) stays before claims as backed about receipts nobody here has seen, held before or after it", () => {
-  // Stop 77 (G1): a made-up receipt id costs its claimant nothing; a receipt known here was
-  // signed by its worker. Both claims below are uncovered (their authors have no pledge here).
-  for (const knownBy of ["recorded", "awaiting its worker's pledge"]) {
-    for (const first of [true, false]) {
-      const memory = new ValidatorMemory();
-      const real = madeUpId();
-      if (knownBy !== "recorded") {
-        const message = { type: "receipt", origin: PEER } as unknown as ReceiptMessage;
-        assert.ok(memory.awaitStake(toHex(worker.publicKey), real, message));
+Deno.test("a claim about a receipt recorded here stays before claims as backed about receipts nobody here has seen, held before or after it", () => {
+  // Stop 77 (G1): a made-up receipt id costs its claimant nothing; a receipt recorded here was
+  // signed by its worker and is backed by its stake. Both claims below are uncovered (their
+  // authors have no pledge here).
+  for (const first of [true, false]) {
+    const memory = new ValidatorMemory();
+    const real = madeUpId();
+    const b: ClaimBacking = { ...backing(new Map()), recorded: (id) => id === real };
+    const honest = withheldVerdict(real, worker.publicKey, START, Identity.generate());
+    const flood = () => {
+      for (let i = 0; i < MAX_HELD_CLAIMS; i++) {
+        memory.holdClaim(
+          withheldVerdict(madeUpId(), worker.publicKey, START, Identity.generate()),
+          PEER,
+          b,
+        );
       }
-      const b: ClaimBacking = {
-        ...backing(new Map()),
-        recorded: (id) => knownBy === "recorded" && id === real,
-      };
-      const honest = withheldVerdict(real, worker.publicKey, START, Identity.generate());
-      const flood = () => {
-        for (let i = 0; i < MAX_HELD_CLAIMS; i++) {
-          memory.holdClaim(
-            withheldVerdict(madeUpId(), worker.publicKey, START, Identity.generate()),
-            PEER,
-            b,
-          );
-        }
-      };
-      if (first) flood();
-      memory.holdClaim(honest, PEER, b);
-      if (!first) flood();
-      assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
-      const kept = memory.takeHeldClaims(real).length;
-      assert.equal(kept, 1, `${knownBy}, flood ${first ? "before" : "after"}: kept`);
-    }
+    };
+    if (first) flood();
+    memory.holdClaim(honest, PEER, b);
+    if (!first) flood();
+    assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+    const kept = memory.takeHeldClaims(real).length;
+    assert.equal(kept, 1, `flood ${first ? "before" : "after"}: kept`);
   }
+});
+
+/**
+ * 256 claims from fresh keys about `subjects` (in turn), before or after an honest claim about a
+ * receipt nobody here has seen, with a rank that puts the honest claimant lowest: whether the
+ * honest claim is kept, for the flood `first` and after.
+ */
+function honestKeptAgainst(
+  subjects: string[],
+  setUp: (memory: ValidatorMemory) => void,
+  recorded: (id: string) => boolean,
+): boolean[] {
+  return [true, false].map((first) => {
+    const memory = new ValidatorMemory();
+    setUp(memory);
+    const claimant = Identity.generate();
+    const lowest = toHex(claimant.publicKey);
+    // Any order the flood's keys take among themselves; the honest claimant ranks below them all.
+    const b: ClaimBacking = {
+      ...backing(new Map()),
+      recorded,
+      rank: (c) => (c === lowest ? "0" : `1${c}`),
+    };
+    const honestId = madeUpId();
+    const flood = () => {
+      for (let i = 0; i < MAX_HELD_CLAIMS; i++) {
+        const subject = subjects[i % subjects.length];
+        memory.holdClaim(
+          withheldVerdict(subject, worker.publicKey, START, Identity.generate()),
+          PEER,
+          b,
+        );
+      }
+    };
+    if (first) flood();
+    memory.holdClaim(withheldVerdict(honestId, worker.publicKey, START, claimant), PEER, b);
+    if (!first) flood();
+    assert.equal(memory.heldClaims().length, MAX_HELD_CLAIMS);
+    return memory.takeHeldClaims(honestId).length === 1;
+  });
+}
+
+Deno.test("a receipt waiting for its worker's pledge does not make a claim about it known: 256 claims about such receipts give way by the rank, before or after the honest claim", () => {
+  // Review s77 F1: they counted as known, and any key can have a signed receipt of an unpledged
+  // key kept for its pledge, so the flood outranked the honest claim whatever its rank.
+  const waiting = Array.from({ length: 16 }, () => madeUpId());
+  const setUp = (memory: ValidatorMemory) => {
+    const message = { type: "receipt", origin: PEER } as unknown as ReceiptMessage;
+    for (const id of waiting) assert.ok(memory.awaitStake(toHex(worker.publicKey), id, message));
+  };
+  assert.deepEqual(honestKeptAgainst(waiting, setUp, () => false), [true, true]);
+});
+
+Deno.test("of many claims about one receipt recorded here only one counts as known: 256 keys claiming about it give way by the rank, before or after the honest claim", () => {
+  // Review s77 F1: each counted, so a flood about one receipt outranked the honest claim.
+  const real = madeUpId();
+  assert.deepEqual(honestKeptAgainst([real], () => {}, (id) => id === real), [true, true]);
 });
 
 Deno.test("among claimants holding as many claims of one class, the one the rank puts highest goes, whichever came first", () => {
