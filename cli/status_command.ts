@@ -155,12 +155,13 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     }
     return 1;
   }
+  // The Content-Type is the server's choice: C1 controls pass Deno's fetch (review s77 vstr F6).
   const notVeriflow = () =>
-    io.err(
+    io.err(printableLine(
       `error: ${base} did not answer like a Veriflow node (HTTP ${response.status}, ` +
         `${response.headers.get("content-type") ?? "no content type"}): is --url the node's ` +
         `address?${baseHint}`,
-    );
+    ));
   if (!response.ok) {
     const error = veriflowError(body);
     if (error === undefined && response.status !== 401) {

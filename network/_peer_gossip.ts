@@ -28,6 +28,7 @@ import {
 } from "../protocols/inference_messages.ts";
 import { INSUFFICIENT_STAKE_NOT_KEPT } from "../actors/validator_messages.ts";
 import { TRAINING_PROTOCOL } from "../protocols/training_messages.ts";
+import { errorWords, peerWords } from "./_peer_words.ts";
 import type { LogLimiter } from "./log_limiter.ts";
 import type { PledgeSync } from "./pledge_sync.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
@@ -163,7 +164,7 @@ export class PeerGossip {
     if (ack.recorded) return;
     this.#peerLog.line(
       "receipt refused",
-      `peer ${short(connection)}: receipt refused (${ack.refusal})`,
+      `peer ${short(connection)}: receipt refused (${peerWords(ack.refusal ?? "no reason given")})`,
     );
   }
 
@@ -289,7 +290,7 @@ export class PeerGossip {
       if (entry === undefined || !entry.connection.supports(protocol.name)) continue;
       sent++;
       send(entry.connection).catch((error) =>
-        this.#log(`peer ${entry.info.key.slice(0, 16)}: ${(error as Error).message}`)
+        this.#log(`peer ${entry.info.key.slice(0, 16)}: ${errorWords(error)}`)
       );
     }
     return sent;

@@ -35,6 +35,7 @@ import {
   type PeerHello,
   type PeerHelloBody,
   PeerHelloMessage,
+  PeerHelloSchema,
   signPeerHello,
   verifyPeerHello,
 } from "../protocols/peer_hello.ts";
@@ -114,6 +115,8 @@ export class PeerHellos {
   readonly #peerLog: LogLimiter;
   /** This node's latest signed hello, sent to each peer on connect. */
   #hello?: PeerHello;
+  /** Why peers refuse our own hello, as last logged (said once while it lasts). */
+  #ownRefusal?: string;
   /** Hex key → its account in this node's ledger (asked when its hello arrives). */
   readonly #standing = new Map<string, WorkerCandidate["standing"]>();
   /**
@@ -172,6 +175,7 @@ export class PeerHellos {
         const now = Date.now();
         if (text !== last || now - lastAt >= HELLO_MAX_AGE_MS) {
           const hello = signPeerHello(this.#options.identity, body, ++seq, now);
+          this.#checkOwn(hello);
           last = text;
           lastAt = now;
           await ctx.self.tell({ type: "hello_signed", hello });
@@ -182,6 +186,27 @@ export class PeerHellos {
       }
       await sleep(every, ctx.signal);
     }
+  }
+
+  /**
+   * Say once, while it lasts, that our own hello breaks the grammar peers check it against: each
+   * peer refuses it (`invalid_body`, an answer that names no request of ours), so none would know
+   * this node's roles, models or load, and neither side's log said why (review s77 vstr F3). A
+   * version off the grammar is refused at start (`node/version.ts`); this catches the rest (a
+   * `describe` of a test or an embedder, a field past its bound).
+   */
+  #checkOwn(hello: PeerHello): void {
+    const result = PeerHelloSchema.safeParse(hello);
+    const why = result.success
+      ? undefined
+      : result.error.issues.map((i) => `${i.path.join(".") || "hello"}: ${i.message}`).join("; ");
+    if (why !== undefined && why !== this.#ownRefusal) {
+      this.#log(
+        `hello: refused by every peer, ours breaks the hello's grammar (${why}): peers will ` +
+          `not know this node's roles, models or load`,
+      );
+    }
+    this.#ownRefusal = why;
   }
 
   sendHello(hello: PeerHello): void {
@@ -303,6 +328,7 @@ export class PeerHellos {
     entry.hello = hello;
     entry.info.roles = [...hello.roles];
     entry.info.version = hello.version;
+    entry.info.firstVersion ??= hello.version;
     entry.info.load = hello.load && { ...hello.load };
     entry.info.storage = hello.storage && { ...hello.storage };
     if (hello.roles.includes("inference")) this.#helloStanding(entry.info.key, ctx);

@@ -99,6 +99,7 @@ import {
 import { peerOriginsOf } from "./_peer_origins.ts";
 import type { Accusation, ClaimEvidence } from "./_accusations.ts";
 import { PeerGossip } from "./_peer_gossip.ts";
+import { peerWords } from "./_peer_words.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
 import { DEFAULT_HELLO_INTERVAL_MS, PeerHellos } from "./_peer_hellos.ts";
 import { MAX_REDIAL_MS, PeerTransports } from "./_peer_transports.ts";
@@ -131,8 +132,14 @@ export interface PeerInfo {
   convicted: boolean;
   /** The roles its signed hello lists (empty until one arrives). */
   roles: string[];
-  /** Its software version, from its hello. */
+  /** Its software version, from its last hello. */
   version?: string;
+  /**
+   * The version its first hello on this connection stated, kept for the connection's life: what
+   * `/metrics` counts (a hello may state another each time, and each would be a new series of the
+   * operator's: review s77 vstr F1, 20 in 10 s from one connection).
+   */
+  firstVersion?: string;
   /** Its inference load, from its last hello. */
   load?: PeerLoad;
   /** Its storage use, from its last hello. */
@@ -797,8 +804,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
     // peer killed, or one older than goodbyes stopped) says that much rather than nothing.
     const at = `${key.slice(0, 16)} ${gone.info.address}`;
     const reason = connection.closeReason;
-    if (reason instanceof PeerStoppedError) this.#log(`peer ${at} stopped (${reason.reason})`);
-    else this.#log(`peer down ${at}: ${reason?.message ?? "connection closed"}`);
+    // A goodbye's reason is the peer's word (any `[a-z][a-z0-9_]*`): quoted, it sets no level.
+    if (reason instanceof PeerStoppedError) {
+      this.#log(`peer ${at} stopped (${peerWords(reason.reason)})`);
+    } else this.#log(`peer down ${at}: ${reason?.message ?? "connection closed"}`);
   }
 
   /**

@@ -40,6 +40,7 @@ import { StakeAnnouncementMessage, VALIDATION_PROTOCOL } from "../protocols/infe
 import type { Accusation, NetworkMessage } from "./network_actor.ts";
 import type { PledgeBudget } from "./pledge_budget.ts";
 import { askValidatorFor } from "./_validator_ask.ts";
+import { errorWords } from "./_peer_words.ts";
 
 /** One connection in the NetworkActor's table, as the pledge exchange sees it. */
 export interface PledgePeer {
@@ -361,7 +362,7 @@ export class PledgeSync {
       this.#carry(entry.connection, pledge);
       sent++;
       entry.connection.notify(StakeAnnouncementMessage, { pledge }).catch((error) =>
-        this.#options.log(`peer ${key.slice(0, 16)}: ${(error as Error).message}`)
+        this.#options.log(`peer ${key.slice(0, 16)}: ${errorWords(error)}`)
       );
     }
     return sent;

@@ -82,6 +82,7 @@ import { DiskRoom } from "./disk_room.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { refusingWhileReadOnly } from "./_read_only_port.ts";
 import { waitForPeer, type WaitForPeerOptions } from "./wait_for_peer.ts";
+import { checkVersion } from "./version.ts";
 
 export { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
 export { NodeStoppedError, PEER_TABLE_RETRY_MS, type WaitForPeerOptions } from "./wait_for_peer.ts";
@@ -280,6 +281,7 @@ export interface VeriflowNode extends AsyncDisposable {
  * first. A role whose actor fails to start rejects it with an `ActorCrashedError` carrying
  * the role's error as `reason`.
  *
+ * @throws {InvalidVersionError} `deno.json`'s version breaks the hello's grammar.
  * @throws {HttpListenError} the HTTP port cannot be bound (taken, not this machine's).
  * @throws {PeerListenError} the peer port cannot be bound.
  * @throws {ApiKeysFileError} `http.apiKeysFile` cannot be read, or holds a malformed key.
@@ -302,6 +304,8 @@ export async function startNode(
   options: StartNodeOptions = {},
 ): Promise<VeriflowNode> {
   options.signal?.throwIfAborted();
+  // A version every peer would refuse in each hello is said now, before anything is bound.
+  checkVersion();
   // The HTTP port first: one another process holds is refused before anything touches the data
   // directory (node/http_listener.ts).
   const http = HttpListener.open({ ...config.http, log: options.log });

@@ -46,6 +46,16 @@ export interface NodeCollectorSources {
 /** A short ask: a metrics scrape must not hang on a busy actor. */
 const SCRAPE_ASK_TIMEOUT_MS = 1_000;
 
+/**
+ * Most `veriflow_peer_versions` series at once, `other` included: the versions of an upgrade in
+ * progress (two or three) with room to spare, while peers that each state a version of their own
+ * cannot make a series apiece (review s77 vstr F1).
+ */
+export const MAX_PEER_VERSION_SERIES = 16;
+
+/** The label of the connections past {@link MAX_PEER_VERSION_SERIES}' most common versions. */
+export const OTHER_PEER_VERSIONS = "other";
+
 /** A gauge's sample. */
 function gauge(name: string, help: string, value: number): MetricSample {
   return { name, help, type: "gauge", value };
@@ -420,19 +430,35 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
 }
 
 /**
- * Peer connections by the software version their hello states (`0.1.0`: the hello's grammar,
- * `protocols/peer_hello.ts`), one series per version connected now: as many as the versions
- * among the peers, not one per peer, so an upgrade's progress shows without a series per key
- * and version. Connections with no hello yet are left out.
+ * Peer connections by the software version their first hello stated (`0.1.0`: the hello's
+ * grammar, `protocols/peer_hello.ts`), one series per version connected now: as many as the
+ * versions among the peers, not one per peer, so an upgrade's progress shows without a series
+ * per key and version. A connection's first version is counted for its whole life: one that
+ * stated another in each hello made a new series with each (review s77 vstr F1). The most
+ * common versions are kept (ties by name, so a scrape does not swap them), the rest counted under
+ * {@link OTHER_PEER_VERSIONS} (a peer that states `other` is counted there too: one series).
+ * Connections with no hello yet are left out.
  */
 function versionSamples(peers: readonly PeerInfo[]): MetricSample[] {
   const counts = new Map<string, number>();
-  for (const { version } of peers) {
-    if (version !== undefined) counts.set(version, (counts.get(version) ?? 0) + 1);
+  let other = 0;
+  for (const { firstVersion } of peers) {
+    if (firstVersion === undefined) continue;
+    if (firstVersion === OTHER_PEER_VERSIONS) other++;
+    else counts.set(firstVersion, (counts.get(firstVersion) ?? 0) + 1);
   }
-  return [...counts].map(([version, value]) => ({
+  const ranked = [...counts].sort(([a, m], [b, n]) => n - m || (a < b ? -1 : a > b ? 1 : 0));
+  const room = ranked.length + (other > 0 ? 1 : 0) <= MAX_PEER_VERSION_SERIES
+    ? ranked.length
+    : MAX_PEER_VERSION_SERIES - 1;
+  for (const [, value] of ranked.slice(room)) other += value;
+  const kept = ranked.slice(0, room);
+  if (other > 0) kept.push([OTHER_PEER_VERSIONS, other]);
+  return kept.map(([version, value]) => ({
     name: "veriflow_peer_versions",
-    help: "Peer connections open now by the software version their signed hello states.",
+    help: "Peer connections open now by the software version their first signed hello on the " +
+      `connection stated; at most ${MAX_PEER_VERSION_SERIES} versions, the least common ` +
+      `counted as version="${OTHER_PEER_VERSIONS}".`,
     type: "gauge",
     value,
     labels: { version },

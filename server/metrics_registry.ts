@@ -329,7 +329,8 @@ function escapeHelp(text: string): string {
  * itself: the other C0 controls, DEL and the C1 controls (a CR rewrites the line an operator's
  * `curl …/metrics` shows, ESC recolours or clears the terminal, and the exposition parsers read a
  * CR as a line's end), the Unicode line separators, and the bidirectional and zero-width marks
- * (they reorder or hide what is shown). The same set `node/log_format.ts` escapes in the log. A
+ * (they reorder or hide what is shown; but for the joiners inside a word, {@link joinsWord}). The
+ * same set `node/log_format.ts` escapes in the log. A
  * label can carry a peer's words (review s76 F1: a hello's version did); this holds whatever
  * else comes to carry them.
  */
@@ -338,12 +339,40 @@ const LABEL_HIDDEN =
   /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|[\ud800-\udfff]/gu;
 
 /**
- * `text` as a label value: each {@link LABEL_HIDDEN} character written as the text `\xNN` or
- * `\uNNNN` (its backslash escaped in turn: the format knows only `\\`, `\"` and `\n`, and a
- * parser such as Prometheus' own refuses any other escape), then `\`, newline and `"` escaped.
+ * A character a word is made of, ending the text before a joiner: a letter, a mark, a digit or a
+ * symbol (an emoji). Alternatives, not one class: V8 matches no character outside the BMP with
+ * `[\p{S}]$` (a bracketed class before `$`), so 👩 before a joiner did not count.
+ */
+const WORD_END = /(?:\p{L}|\p{M}|\p{N}|\p{S})$/u;
+/** The same, starting the text after a joiner. */
+const WORD_START = /^(?:\p{L}|\p{M}|\p{N}|\p{S})/u;
+
+/**
+ * Whether the character at `at` in `text` is a zero-width joiner (U+200D) or non-joiner (U+200C)
+ * between two characters of a word: there they are part of ordinary writing (an emoji sequence,
+ * Persian, Sinhala, Hindi) and reorder nothing, so a label keeps them (review s77 vstr F5: such
+ * values came back with `\u200d` written in). Leading, trailing, doubled or beside a space they
+ * only hide, and are written out. The dashboard keeps the same ones (`dashboard/app.js`).
+ */
+function joinsWord(text: string, at: number): boolean {
+  const char = text[at];
+  if (char !== "\u200c" && char !== "\u200d") return false;
+  // Two code units each side: a character outside the BMP is a surrogate pair.
+  return WORD_END.test(text.slice(Math.max(0, at - 2), at)) &&
+    WORD_START.test(text.slice(at + 1, at + 3));
+}
+
+/**
+ * `text` as a label value: its backslashes doubled, so a `\u200c` it holds as text is not the
+ * escape of a real U+200C (review s77 vstr F5: `"a\u200cb"` and `"a\\u200cb"` were written
+ * alike, one series twice); then each {@link LABEL_HIDDEN} character but the joiners inside a
+ * word ({@link joinsWord}) written as the text `\xNN` or `\uNNNN`; then, for the format (it knows
+ * only `\\`, `\"` and `\n`, and a parser such as Prometheus' own refuses any other escape),
+ * `\`, newline and `"` escaped.
  */
 function escapeLabel(text: string): string {
-  const shown = text.replace(LABEL_HIDDEN, (char) => {
+  const shown = text.replaceAll("\\", "\\\\").replace(LABEL_HIDDEN, (char, at, whole) => {
+    if (joinsWord(whole, at)) return char;
     const code = char.charCodeAt(0);
     return code < 0x100
       ? `\\x${code.toString(16).padStart(2, "0")}`

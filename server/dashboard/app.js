@@ -26,12 +26,41 @@ const short = (key) => (key ? String(key).slice(0, 10) + "…" : "?");
  * Characters the page shows written out (`\x1b`, `\n`, `\u202e`) in text that peers chose: the
  * controls but tab (a newline too: one peer's text is one line, as in the log), the Unicode line
  * separators, the bidirectional marks, overrides and isolates (a U+202E in a peer's refusal
- * reversed the rest of its cell, review s76 F2), and the zero-width characters (which hide text).
- * The set the node's log escapes (`node/log_format.ts`).
+ * reversed the rest of its cell, review s76 F2), and the zero-width characters (which hide text),
+ * but for the joiners inside a word ({@link joinsWord}). The set the node's log escapes
+ * (`node/log_format.ts`).
  */
 const HIDDEN =
   // deno-lint-ignore no-control-regex -- matching control characters is its purpose
   /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
+/**
+ * A character a word is made of, ending the text before a joiner: a letter, a mark, a digit or a
+ * symbol (an emoji). Alternatives, not one class: V8 matches no character outside the BMP with
+ * `[\p{S}]$` (a bracketed class before `$`), so 👩 before a joiner did not count.
+ */
+const WORD_END = /(?:\p{L}|\p{M}|\p{N}|\p{S})$/u;
+/** The same, starting the text after a joiner. */
+const WORD_START = /^(?:\p{L}|\p{M}|\p{N}|\p{S})/u;
+
+/**
+ * Whether the character at `at` in `text` is a zero-width joiner (U+200D) or non-joiner (U+200C)
+ * between two characters of a word: there they are part of ordinary writing (an emoji sequence
+ * such as 👩‍💻, Persian می‌خواهم, Sinhala ශ්‍රී, Hindi) and reorder nothing, so they are left as
+ * they are; written out they mangled such a model's name (review s77 vstr F5). Leading, trailing,
+ * doubled or beside a space they only hide, and are written out.
+ *
+ * @param {string} text
+ * @param {number} at
+ * @returns {boolean}
+ */
+function joinsWord(text, at) {
+  const char = text[at];
+  if (char !== "\u200c" && char !== "\u200d") return false;
+  // Two code units each side: a character outside the BMP is a surrogate pair.
+  return WORD_END.test(text.slice(Math.max(0, at - 2), at)) &&
+    WORD_START.test(text.slice(at + 1, at + 3));
+}
 
 /**
  * Most characters of a peer's text a table cell shows; the whole is in its `title`. A line's
@@ -49,7 +78,8 @@ const SHOWN_PEER_CHARS = 160;
  * @returns {string}
  */
 function shown(text, max = Infinity) {
-  const visible = String(text ?? "").replace(HIDDEN, (char) => {
+  const visible = String(text ?? "").replace(HIDDEN, (char, at, whole) => {
+    if (joinsWord(whole, at)) return char;
     if (char === "\n") return "\\n";
     if (char === "\r") return "\\r";
     const code = char.charCodeAt(0);
@@ -62,6 +92,26 @@ function shown(text, max = Infinity) {
   let end = max - 1;
   if (/[\ud800-\udbff]/.test(visible[end - 1] ?? "")) end--;
   return visible.slice(0, end) + "…";
+}
+
+/**
+ * `value` as indented JSON for the page, each {@link HIDDEN} character inside its strings written
+ * `\uXXXX` (JSON's own escape, so it stays the same JSON) but for the joiners inside a word:
+ * a fraud proof holds peer-chosen strings (a receipt's model name), and a U+202E in one reversed
+ * the rest of the dialog's line (review s77 vstr F4). `JSON.stringify` escapes the C0 controls
+ * inside strings itself; the newlines left are its own, between lines.
+ *
+ * @param {unknown} value
+ * @returns {string}
+ */
+function shownJson(value) {
+  return JSON.stringify(value, null, 2).replace(
+    HIDDEN,
+    (char, at, whole) =>
+      char === "\n" || joinsWord(whole, at)
+        ? char
+        : `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 const bytes = (n) =>
@@ -240,7 +290,7 @@ function handle(message) {
       break;
     case "fraud_proof":
       $("proof-id").textContent = short(message.id);
-      $("proof-body").textContent = JSON.stringify(message.proof, null, 2);
+      $("proof-body").textContent = shownJson(message.proof);
       /** @type {HTMLDialogElement} */ ($("proof-dialog")).showModal();
       break;
     case "error":

@@ -36,7 +36,7 @@ import { connectTcp } from "../../protocols/tcp_transport.ts";
 // flight as the worker's failure: the job failed over, and the worker was asked last for a while
 // (`busy_refusals.ts`), as one whose connection is lost under a job. A stopping node now says
 // goodbye (`peer.goodbye`, reason `stopping`) to every peer that speaks it before its connections
-// close: the peer logs `peer KEY stopped (stopping)`, drops it at once, and a router fails its jobs
+// close: the peer logs `peer KEY stopped ("stopping")`, drops it at once, and a router fails its jobs
 // over at once. The job it dropped is still held against it (asked last for a while, as any worker
 // whose connection is lost under a job): a goodbye costs nothing to say, so a worker that said one
 // with every job it took and dialled back in would otherwise take a try of every job without ever
@@ -150,7 +150,7 @@ Deno.test({
       assert.equal(two.ran, 2, "the next job went to B");
 
       const about = lines.filter((l) => l.includes(a.slice(0, 16)) && !l.startsWith("peer up"));
-      assert.deepEqual(about, [`peer ${a.slice(0, 16)} mem-a stopped (stopping)`]);
+      assert.deepEqual(about, [`peer ${a.slice(0, 16)} mem-a stopped ("stopping")`]);
       const peers = await net.ask<PeerInfo[]>({ type: "peers" });
       assert.deepEqual(peers.map((p) => p.key), [toHex(bIdentity.publicKey)], "A is dropped");
     } finally {

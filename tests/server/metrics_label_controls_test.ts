@@ -31,11 +31,12 @@ Deno.test("a label value's control, separator, bidi and zero-width characters ar
   );
   const series = parsePrometheusText(page).filter((s) => s.name === "test_info");
   assert.equal(series.length, 1);
-  // Shown as text: each character's code after an escaped backslash; the format's own escapes
-  // (`\\`, `\"`, `\n`) as before.
+  // Shown as text: each character's code after an escaped backslash, a backslash of the text
+  // doubled first (so it is no escape's: review s77 vstr F5); the format's own escapes (`\\`,
+  // `\"`, `\n`) as before.
   assert.equal(
     series[0].labels.said,
-    'a\\"} 1\\\\x0d\\\\b\\\\x00c\\\\x1b[31md\\\\x7fe\\\\x9bf\\\\u2028g\\\\u202eh\\\\u2066i' +
+    'a\\"} 1\\\\x0d\\\\\\\\b\\\\x00c\\\\x1b[31md\\\\x7fe\\\\x9bf\\\\u2028g\\\\u202eh\\\\u2066i' +
       "\\\\u200bj\\\\ufeffk\\\\x09l\\nm",
   );
 });
