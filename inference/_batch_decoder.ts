@@ -11,21 +11,30 @@
  * (`position_ids`). The graph's mask gives a padded key a weight of exactly 0, so a row's logits
  * do not depend on the other rows' data; they can still differ from the sequence run alone in
  * the last bits, because onnxruntime's CPU kernels block a product of 8 rows differently from
- * one of 1 (measured ≤ ~1e-6 on the fingerprints, the same tokens:
- * `tests/inference/batch_decoder_test.ts`); the validators' calibrated tolerances absorb that
- * (`tests/proof/adversarial_test.ts`, the batch cases). The batch's cache is a
- * `BatchCache` (`_batch_cache.ts`): with the built-in graphs a change of membership copies the
- * one row that joins or leaves, never the batch, and memory is allocated only to grow.
+ * one of 1 (measured up to 3.25e-6 on the fingerprints of `small` in a worker, 2.73e-6
+ * in-thread, the same tokens: `tests/inference/batch_decoder_test.ts`); the validators'
+ * calibrated tolerances absorb that (`tests/proof/adversarial_test.ts`, the batch cases). The
+ * batch's cache is a `BatchCache` (`_batch_cache.ts`): with the built-in graphs a change of
+ * membership copies the one row that joins or leaves, never the batch, and memory is allocated
+ * only to grow.
  *
- * **A step boundary** (a *tick*) reads waiting prompts, first come first served, then runs one
- * batched execution over the members that asked for their next token (prompts first: a client
- * waiting for its first token comes before the running streams' next one, whose gap is the same
- * either way; a sequence whose prompt was just read joins that execution). Prompts that have not
- * started are read whole and together — the first waiting one and those right after it, as many
- * as fit one execution of {@link PREFILL_GROUP_TOKENS} tokens ({@link GPU_PREFILL_GROUP_TOKENS} on
- * a GPU provider), left-padded to the longest — so clients that arrive together pay one
- * execution's fixed cost and start together; each gets its own cache. A longer prompt is read
- * alone, on its own cache: whole with nobody decoding, else in pieces (below).
+ * **A step boundary** (a *tick*) reads waiting prompts, then runs one batched execution over the
+ * members that asked for their next token (prompts first: a client waiting for its first token
+ * comes before the running streams' next one, whose gap is the same either way; a sequence whose
+ * prompt was just read joins that execution). Short prompts that have not started are read whole
+ * and together — first come first, as many as fit one execution of {@link PREFILL_GROUP_TOKENS}
+ * tokens ({@link GPU_PREFILL_GROUP_TOKENS} on a GPU provider), left-padded to the longest — so
+ * clients that arrive together pay one execution's fixed cost and start together; each gets its
+ * own cache. A long prompt (longer than {@link IDLE_PREFILL_PIECE} with nobody decoding, than the
+ * tick's budget while streams decode) is read alone, on its own cache, in pieces, one long prompt
+ * at a time, first come first. Short prompts go before a long one's next piece, then it reads
+ * its next piece before any more of them (they take turns): a short prompt arriving behind a
+ * long one waits for the piece being read, not for its whole prefill (which took ~0.8 s behind
+ * 450 tokens on `small`), and a stream of short ones cannot starve it. A long prompt cancelled (its
+ * sequence closed) stops after the piece being read: an execution cannot be interrupted, so the
+ * pieces' length bounds what a cancel wastes. Before another piece of a started prompt a tick
+ * waits for a turn of the event loop, so that a cancel or a prompt that came during the last
+ * piece is heard before it.
  *
  * **While sequences decode** (one has its prompt read when the tick starts), the tick's prompt
  * work is what its decode step waits for, so it is bounded: a tick reads at most
@@ -36,9 +45,11 @@
  * that cost about {@link PREFILL_STALL_FACTOR} decode steps (it follows the measured cost of a
  * prompt token and of the last decode step). So a joining prompt delays the others' next token by
  * one bounded piece, never by the whole prompt, and a stream of joiners cannot take the decode
- * steps' turn: each tick still decodes. With nobody decoding, prompts are read whole (a lone
- * stream's first token as fast as unbatched), and prompts that came while a group was read are
- * read too before the tick's decode step (clients arriving together start together).
+ * steps' turn: each tick still decodes. With nobody decoding, a prompt is read whole up to
+ * {@link IDLE_PREFILL_PIECE} tokens ({@link GPU_IDLE_PREFILL_PIECE} on a GPU), a longer one in
+ * pieces of at most that (measured: no slower than one execution), and short prompts that came
+ * while a group was read are read too before the tick's decode step (clients arriving together
+ * start together).
  *
  * **Seats.** A sequence holds one of the `maxBatch` seats from the tick its prompt is read until
  * it closes or fails. A fresh sequence beyond the seats waits with its prompt unread — no cache,
@@ -104,11 +115,15 @@ import {
 } from "./_batched_sequence.ts";
 import {
   DEFAULT_PREFILL_TOKENS_PER_TICK,
+  GPU_IDLE_PREFILL_PIECE,
   GPU_PREFILL_GROUP_TOKENS,
+  IDLE_PREFILL_PIECE,
+  idlePrefillPieceFor,
   MIN_PREFILL_PIECE,
   PREFILL_GROUP_TOKENS,
   PREFILL_STALL_FACTOR,
   prefillGroupTokensFor,
+  type PrefillPlan,
   PrefillPlanner,
 } from "./_prefill_planner.ts";
 
@@ -117,7 +132,10 @@ import {
 export {
   BatchedSequence,
   DEFAULT_PREFILL_TOKENS_PER_TICK,
+  GPU_IDLE_PREFILL_PIECE,
   GPU_PREFILL_GROUP_TOKENS,
+  IDLE_PREFILL_PIECE,
+  idlePrefillPieceFor,
   MAX_RUN_AHEAD,
   MIN_PREFILL_PIECE,
   PREFILL_GROUP_TOKENS,
@@ -173,7 +191,7 @@ export interface BatchedDecoderOptions {
    * set, also the pieces' fixed budget (pieces of equal length, each within half of this of it).
    * Default {@link DEFAULT_PREFILL_TOKENS_PER_TICK}, with adaptive pieces under it (a piece
    * costs about {@link PREFILL_STALL_FACTOR} decode steps, and is at least
-   * {@link MIN_PREFILL_PIECE} tokens). With nobody decoding, prompts are read whole.
+   * {@link MIN_PREFILL_PIECE} tokens). With nobody decoding, see `prefillIdlePieceTokens`.
    */
   prefillTokensPerTick?: number;
   /**
@@ -182,6 +200,13 @@ export interface BatchedDecoderOptions {
    * is set (the model runtime passes {@link prefillGroupTokensFor} its session's provider).
    */
   prefillGroupTokens?: number;
+  /**
+   * With nobody decoding, the longest prompt piece: a longer prompt is read in pieces of at most
+   * this (its cancel, and a prompt arriving behind it, waits for one); default
+   * {@link IDLE_PREFILL_PIECE} (the model runtime passes {@link idlePrefillPieceFor} its
+   * session's provider).
+   */
+  prefillIdlePieceTokens?: number;
 }
 
 /** Counters of a {@link BatchedDecoder}, for diagnostics and tests. */
@@ -437,9 +462,10 @@ export class BatchedDecoder {
         // 39). With streams decoding, a second group would double their stall: it waits for
         // the next tick.
         await nextTurn();
-        if (!decoding && this.#prefill.group(this.#waitingPrompts(), false).length > 0) {
+        const more = decoding ? undefined : this.#prefill.plan(this.#waitingPrompts(), false);
+        if (more?.kind === "whole") {
           this.#answeredPrompt = false;
-          await this.#prefillStep(false);
+          await this.#read(more);
           if (this.#answeredPrompt) await nextTurn();
         }
       }
@@ -530,29 +556,38 @@ export class BatchedDecoder {
   }
 
   /**
-   * Read the waiting prompts, first come first served: the first one with those after it that
-   * have not started either, whole and together, when they fit {@link PREFILL_GROUP_TOKENS}
-   * (with `decoding`, the tick's budget); else a piece of the first, alone on its own cache (see
-   * the module doc).
+   * One prompt execution, as the planner says (see the module doc): the short prompts that have
+   * not started, whole and together, else (or, once they passed it, in turn with them) the next
+   * piece of a long one, alone on its own cache.
    */
   async #prefillStep(decoding: boolean): Promise<void> {
-    const waiting = this.#waitingPrompts();
-    if (waiting.length === 0) return;
-    const group = this.#prefill.group(waiting, decoding);
-    if (group.length > 1) return await this.#prefillTogether(group);
-    const s = waiting[0];
+    let plan = this.#prefill.plan(this.#waitingPrompts(), decoding);
+    if (plan?.kind === "piece" && plan.sequence.length > 0) {
+      // Another piece of a started prompt: first a turn of the event loop, so that a cancel or a
+      // prompt that came while the last piece ran (an execution holds the thread: onnxruntime-node
+      // runs it in a `setImmediate`) is heard before this one, which nothing interrupts. Without
+      // it the tick that read the last piece set this one up at once, and a cancel cost two
+      // pieces, a prompt arriving behind one waited for two.
+      await nextTurn();
+      plan = this.#prefill.plan(this.#waitingPrompts(), decoding);
+    }
+    if (plan !== undefined) await this.#read(plan);
+  }
+
+  async #read(plan: PrefillPlan): Promise<void> {
+    this.#prefill.served(plan);
+    if (plan.kind === "whole" && plan.group.length > 1) {
+      return await this.#prefillTogether(plan.group);
+    }
+    // One prompt whole (nothing to pad or copy), or a piece of one, on its own cache.
+    const s = plan.kind === "whole" ? plan.group[0] : plan.sequence;
     const p = s.pending!;
-    const remaining = p.tokens.length - p.fed;
+    const length = plan.kind === "whole" ? p.tokens.length - p.fed : plan.tokens;
     let piece: number[];
     let out;
     const started = performance.now();
     try {
-      // Alone in its group: whole (within the group's budget), on its own cache (nothing to pad
-      // or copy). Else a piece.
-      piece = p.tokens.slice(
-        p.fed,
-        p.fed + (group.length === 1 ? remaining : this.#prefill.pieceLength(remaining, decoding)),
-      );
+      piece = p.tokens.slice(p.fed, p.fed + length);
       out = await this.#decoder.run(piece, s.length, s.cache ?? this.#decoder.emptyPast());
     } catch (error) {
       // Only its own cache was touched.
@@ -561,11 +596,13 @@ export class BatchedDecoder {
     }
     this.#prefill.noteCost(performance.now() - started, piece.length);
     this.#stats.prefillRuns++;
+    // Cancelled (closed) while the piece was read: nothing more of it is read, since a closed
+    // sequence waits for nothing (so a cancel costs at most the piece being read).
     if (s.closed || s.pending !== p) return;
     s.cache = out.present;
     s.length += piece.length;
     p.fed += piece.length;
-    if (p.fed < p.tokens.length) return; // the rest of the prompt at the next tick
+    if (p.fed < p.tokens.length) return; // the rest of the prompt at its next turn
     s.pending = undefined;
     const vocab = this.#decoder.shape.vocabSize;
     this.#answeredPrompt = true;

@@ -16,7 +16,12 @@
  * @module
  */
 import type * as ort from "onnxruntime-node";
-import { BatchedDecoder, type BatchedSequence, prefillGroupTokensFor } from "./_batch_decoder.ts";
+import {
+  BatchedDecoder,
+  type BatchedSequence,
+  idlePrefillPieceFor,
+  prefillGroupTokensFor,
+} from "./_batch_decoder.ts";
 import { DecoderSession } from "./_decoder_session.ts";
 import { createSession } from "./_session.ts";
 import {
@@ -76,6 +81,7 @@ const handlers: Handlers = {
         maxBatch: options.maxBatch,
         prefillTokensPerTick: options.prefillTokensPerTick,
         prefillGroupTokens: prefillGroupTokensFor(created.executionProvider),
+        prefillIdlePieceTokens: idlePrefillPieceFor(created.executionProvider),
       });
     }
     const result: LoadedSession = {

@@ -1,10 +1,10 @@
 /**
- * How a batch (`_batch_decoder.ts`) reads its prompts (its module doc's "A step boundary"): which
- * waiting prompts are read whole and together in one execution (`group`), how long a piece of a
- * longer one is while others decode (`pieceLength`), the running costs that size a piece
- * (`noteCost`, `noteDecodeCost`), and the budgets behind them. The executions themselves are
- * `BatchedDecoder`'s, which owns one `PrefillPlanner` and re-exports the constants. Not part of
- * the public API.
+ * How a batch (`_batch_decoder.ts`) reads its prompts (its module doc's "A step boundary"): what
+ * the next prompt execution reads (`plan`): short prompts that have not started, whole and
+ * together (`group`), or a piece of a long one (`pieceLength`), the two taking turns (`served`);
+ * the running costs that size a piece (`noteCost`, `noteDecodeCost`), and the budgets behind
+ * them. The executions themselves are `BatchedDecoder`'s, which owns one `PrefillPlanner` and
+ * re-exports the constants. Not part of the public API.
  *
  * @module
  */
@@ -39,7 +39,7 @@ export const MIN_PREFILL_PIECE = 64;
  * at once: read one piece at a time, the last got its first token after ~0.7 s; a 512-token
  * group takes ~170 ms. This budget holds while nobody decodes; while streams decode, a group fits
  * the tick's budget ({@link DEFAULT_PREFILL_TOKENS_PER_TICK}). A longer prompt is read alone, in
- * pieces.
+ * pieces, and so is one longer than {@link IDLE_PREFILL_PIECE} while nobody decodes.
  */
 export const PREFILL_GROUP_TOKENS = 512;
 /**
@@ -52,6 +52,37 @@ export const PREFILL_GROUP_TOKENS = 512;
  * (heads × tokens × its row's length) within device memory for longer prompts.
  */
 export const GPU_PREFILL_GROUP_TOKENS = 4096;
+
+/**
+ * With nobody decoding, a prompt longer than this is read in pieces of at most this many tokens
+ * (of equal length), one an execution. An onnxruntime execution cannot be interrupted, so its
+ * length bounds both what a cancel wastes and how long a prompt arriving behind it waits for its
+ * turn (read whole, a 2,000-token prompt aborted 1 ms after it was sent still held the model
+ * ~4.5 s, and a short prompt behind it waited as long). Pieces cost no more than one execution
+ * here: one execution over n tokens computes n × n attention scores and n-row intermediates,
+ * a piece only its rows against the cache. Measured on the 2-core VM (one intra-op thread, load
+ * ~10–11, medians of 3–5 runs, a prompt read alone on its own cache):
+ *
+ * | ms (× one execution)     | one run | pieces ≤ 256 | ≤ 128        | ≤ 64         |
+ * | ------------------------ | ------- | ------------ | ------------ | ------------ |
+ * | `small`, 450 tokens      | 769     | 493 (0.64×)  | 596 (0.77×)  | 817 (1.06×)  |
+ * | the same, an earlier run | 570     | 541 (0.95×)  | 499 (0.88×)  | 603 (1.06×)  |
+ * | 4,096 context, 2,000     | 6,152   | 3,596 (0.58×)| 4,650 (0.76×)| 4,820 (0.78×)|
+ *
+ * At 256 the longest piece took ~0.3 s on `small` and ~0.8 s at 2,000 positions (at 128:
+ * 0.46 s, for a 30 % larger total; at 512: 1.2 s, total 4.0 s): the cheapest total in two of
+ * the three rows and within 10 % of the cheapest in the third, and a prompt no longer than this
+ * (a usual chat turn) is still read in one execution. Below 128 each piece's fixed cost shows
+ * (64: more than one execution on `small`).
+ */
+export const IDLE_PREFILL_PIECE = 256;
+/**
+ * The idle piece on a GPU provider: the group's budget there ({@link GPU_PREFILL_GROUP_TOKENS}).
+ * An execution of 1,024 prompt tokens cost about one of 128 (H200, WebGPU, `small`), so pieces
+ * of 256 would multiply a long prompt's fixed costs; one execution of this budget is what a
+ * cancel waits for there. (Not measured on a GPU for this bound: no device was lent.)
+ */
+export const GPU_IDLE_PREFILL_PIECE = GPU_PREFILL_GROUP_TOKENS;
 
 /**
  * Default most prompt tokens one tick reads while a sequence of the batch is decoding (its
@@ -71,10 +102,27 @@ export const DEFAULT_PREFILL_TOKENS_PER_TICK = 128;
 export function prefillGroupTokensFor(provider: ExecutionProvider): number {
   return provider === "cpu" ? PREFILL_GROUP_TOKENS : GPU_PREFILL_GROUP_TOKENS;
 }
+
+/** The idle piece for a session on `provider` (see {@link GPU_IDLE_PREFILL_PIECE}). */
+export function idlePrefillPieceFor(provider: ExecutionProvider): number {
+  return provider === "cpu" ? IDLE_PREFILL_PIECE : GPU_IDLE_PREFILL_PIECE;
+}
+
+/**
+ * What one prompt execution reads: prompts that have not started, each whole (`whole`, one or
+ * more, left-padded to the longest when several), or the next piece of one prompt (`piece`).
+ */
+export type PrefillPlan =
+  | { kind: "whole"; group: SequenceState[]; passes: boolean }
+  | { kind: "piece"; sequence: SequenceState; tokens: number };
+
 /** Weight of the newest measurement in the running per-token prefill cost. */
 const PREFILL_COST_SMOOTHING = 0.25;
 
-/** A batch's prompt budgets, and the measured costs that size a prompt's pieces. */
+/**
+ * A batch's prompt budgets, whose prompt is read next (short ones and a long one take turns), and
+ * the measured costs that size a prompt's pieces.
+ */
 export class PrefillPlanner {
   #maxBatch: number;
   /** Fixed piece budget (`prefillTokensPerTick` given), else undefined: adaptive. */
@@ -82,6 +130,13 @@ export class PrefillPlanner {
   /** Most prompt tokens a tick reads while a sequence decodes. */
   #tickBudget: number;
   #groupBudget: number;
+  /** Longest piece with nobody decoding ({@link IDLE_PREFILL_PIECE}). */
+  #idlePiece: number;
+  /**
+   * Short prompts just went before a long one's next piece: the long one reads next (they take
+   * turns, so a stream of short ones cannot hold it back).
+   */
+  #longTurn = false;
   /** Running estimate of a prompt token's cost (ms), and the last decode step's. */
   #msPerPromptToken = 0;
   #lastDecodeMs = 0;
@@ -103,6 +158,11 @@ export class PrefillPlanner {
       throw new RangeError("prefillGroupTokens must be an integer ≥ 1");
     }
     this.#groupBudget = group;
+    const idle = options?.prefillIdlePieceTokens ?? IDLE_PREFILL_PIECE;
+    if (!Number.isSafeInteger(idle) || idle < 1) {
+      throw new RangeError("prefillIdlePieceTokens must be an integer ≥ 1");
+    }
+    this.#idlePiece = idle;
   }
 
   /** Most prompt tokens one tick reads while a sequence decodes. */
@@ -116,27 +176,73 @@ export class PrefillPlanner {
   }
 
   /**
-   * The first waiting prompt and the not-yet-started ones after it (in order, none skipped) that
-   * fit one execution of the group budget (`prefillGroupTokens`; while a sequence decodes, no
-   * more than the tick's budget, {@link PrefillPlanner.tokensPerTick}), each read whole and
-   * left-padded to the longest; empty when the first one has started already or is longer than
-   * that.
+   * What the next prompt execution reads, of `waiting` (first come first): the short prompts
+   * that have not started ({@link PrefillPlanner.group}), whole and together, before the next
+   * piece of a long one (a prompt that has started, or one too long to be read whole), so a short
+   * prompt never waits for a long one's whole prefill, only for the piece being read; but once
+   * short prompts went before a long one, the long one's piece is next (they take turns: see
+   * {@link PrefillPlanner.served}). Long prompts are read one at a time, first come first, each
+   * in pieces ({@link PrefillPlanner.pieceLength}). Undefined when nothing waits.
+   *
+   * @param waiting The prompts that may be read now, first come first.
+   * @param decoding Whether a sequence of the batch is decoding.
+   */
+  plan(waiting: SequenceState[], decoding: boolean): PrefillPlan | undefined {
+    const group = this.group(waiting, decoding);
+    const long = waiting.find((s) => !this.#short(s, decoding));
+    if (group.length > 0 && (long === undefined || !this.#longTurn)) {
+      return { kind: "whole", group, passes: long !== undefined };
+    }
+    if (long === undefined) return undefined;
+    const p = long.pending!;
+    return {
+      kind: "piece",
+      sequence: long,
+      tokens: this.pieceLength(p.tokens.length - p.fed, decoding),
+    };
+  }
+
+  /** `plan` is being read: after short prompts passed a long one, the long one's turn comes. */
+  served(plan: PrefillPlan): void {
+    this.#longTurn = plan.kind === "whole" && plan.passes;
+  }
+
+  /**
+   * The short prompts of `waiting` that have not started, first come first, as many as fit one
+   * execution of the group budget (`prefillGroupTokens`; while a sequence decodes, no more than
+   * the tick's budget, {@link PrefillPlanner.tokensPerTick}), each read whole and left-padded to
+   * the longest. Short: within that budget, and with nobody decoding no longer than the idle
+   * piece ({@link IDLE_PREFILL_PIECE}); a longer prompt is read in pieces, and is no member.
    *
    * @param waiting The prompts that may be read now, first come first.
    * @param decoding Whether a sequence of the batch is decoding.
    */
   group(waiting: SequenceState[], decoding: boolean): SequenceState[] {
-    const budget = decoding ? Math.min(this.#groupBudget, this.#tickBudget) : this.#groupBudget;
+    const budget = this.#groupBudgetNow(decoding);
     const group: SequenceState[] = [];
     let width = 0;
     for (const s of waiting) {
-      if (s.length > 0 || group.length >= this.#maxBatch) break;
+      if (!this.#short(s, decoding)) continue;
+      if (group.length >= this.#maxBatch) break;
       const widened = Math.max(width, s.pending!.tokens.length);
       if (widened * (group.length + 1) > budget) break;
       group.push(s);
       width = widened;
     }
     return group;
+  }
+
+  #groupBudgetNow(decoding: boolean): number {
+    return decoding ? Math.min(this.#groupBudget, this.#tickBudget) : this.#groupBudget;
+  }
+
+  /** Whether `s` has not started and is read whole (see {@link PrefillPlanner.group}). */
+  #short(s: SequenceState, decoding: boolean): boolean {
+    if (s.length > 0) return false;
+    const limit = decoding
+      ? this.#groupBudgetNow(true)
+      : Math.min(this.#groupBudgetNow(false), this.#idlePiece);
+    return s.pending!.tokens.length <= limit;
   }
 
   /** Fold an execution of `tokens` prompt tokens that took `ms` into the per-token cost. */
@@ -150,8 +256,10 @@ export class PrefillPlanner {
   }
 
   /**
-   * Prompt tokens to read this tick, of `remaining`: all of them with nobody decoding, else a
-   * piece within half a budget of the budget — the tokens that cost about
+   * Prompt tokens to read this tick, of `remaining`. With nobody decoding, all of them up to the
+   * idle piece ({@link IDLE_PREFILL_PIECE}), else as many pieces of equal length as it takes to
+   * keep each within it (a cancel, or a prompt arriving, waits for no more than one). While a
+   * sequence decodes, a piece within half a budget of the budget — the tokens that cost about
    * {@link PREFILL_STALL_FACTOR} decode steps, no fewer than {@link MIN_PREFILL_PIECE} — and
    * never shorter than that floor: the prompt is cut into pieces of equal length, as many as
    * the budget goes into it, rounded (130 tokens at a budget of 64 are read as 65 + 65, not
@@ -163,7 +271,7 @@ export class PrefillPlanner {
    * @param decoding Whether a sequence of the batch is decoding.
    */
   pieceLength(remaining: number, decoding: boolean): number {
-    if (!decoding) return remaining;
+    if (!decoding) return Math.ceil(remaining / Math.ceil(remaining / this.#idlePiece));
     let budget = this.#prefillBudget ?? MIN_PREFILL_PIECE;
     if (this.#prefillBudget === undefined && this.#msPerPromptToken > 0) {
       budget = Math.max(

@@ -69,7 +69,8 @@ export interface SessionOptions {
    * so it delays the running streams' next token by one bounded piece. Default
    * `DEFAULT_PREFILL_TOKENS_PER_TICK` (128: about four steps of a full batch of the built-in
    * `small` model on CPU). Lower bounds the running streams' stall tighter, and brings a joining
-   * stream's first token later; with nobody decoding, prompts are read whole.
+   * stream's first token later; with nobody decoding, a prompt is read whole up to
+   * `IDLE_PREFILL_PIECE` tokens (256 on CPU), a longer one in pieces of at most that.
    */
   prefillTokensPerTick?: number;
 }

@@ -14,7 +14,12 @@ import {
   type SampledStep,
   type StepSampling,
 } from "./_decoder_session.ts";
-import { BatchedDecoder, type BatchStats, prefillGroupTokensFor } from "./_batch_decoder.ts";
+import {
+  BatchedDecoder,
+  type BatchStats,
+  idlePrefillPieceFor,
+  prefillGroupTokensFor,
+} from "./_batch_decoder.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import { IN_THREAD_HEALTH, type ModelHealth } from "./model_health.ts";
 import { createSession, type ExecutionProvider, type SessionOptions } from "./_session.ts";
@@ -72,6 +77,7 @@ export async function inThreadEngine(
     maxBatch: options?.maxBatch,
     prefillTokensPerTick: options?.prefillTokensPerTick,
     prefillGroupTokens: prefillGroupTokensFor(executionProvider),
+    prefillIdlePieceTokens: idlePrefillPieceFor(executionProvider),
   });
   const engine: TextEngine = {
     sequence: () => batched.sequence(),
