@@ -24,7 +24,7 @@ import {
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { ReceiptAnnouncementMessage } from "../protocols/inference_messages.ts";
-import { fromHex, toHex } from "../protocols/hash.ts";
+import { toHex } from "../protocols/hash.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import {
   checkFraudProof,
@@ -365,7 +365,7 @@ export class FraudProofs {
    * held for the accuser's pledge.
    */
   #accusesNow(accuser: string, subject: string, id = subject): boolean {
-    return this.#core.memory.accusesNow(fromHex(accuser), subject) ||
+    return this.#core.memory.accusesNow(accuser, subject) ||
       this.pledgeHeld.accuses(accuser, id) ||
       (id !== subject && this.pledgeHeld.accuses(accuser, subject));
   }

@@ -540,11 +540,12 @@ export class ValidatorMemory {
   }
 
   /**
-   * Whether `accuser` has an accusation of receipt `id` taken here and not settled yet (being
-   * checked, or held for the receipt): the intake takes one per accuser and receipt at a time.
+   * Whether `accuser` (hex) has an accusation of receipt `id` taken here and not settled yet
+   * (being checked, or held for the receipt): the intake takes one per accuser and receipt at a
+   * time.
    */
-  accusesNow(accuser: Uint8Array, id: string): boolean {
-    return this.#accusations.has(`${toHex(accuser)}/${id}`);
+  accusesNow(accuser: string, id: string): boolean {
+    return this.#accusations.has(`${accuser}/${id}`);
   }
 
   #count(counts: Map<string, number>, key: string, delta: number): void {

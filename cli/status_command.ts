@@ -10,7 +10,7 @@ import { bearerAuthorization } from "../client/_bearer.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import { readBoundedBody } from "../streams/bounded_body.ts";
 import { ledgerWritesFailing } from "../actors/validator_messages.ts";
-import { printableLine } from "../node/log_format.ts";
+import { printableJson, printableLine } from "../node/log_format.ts";
 
 const HELP = `Usage: cli.ts status [--url URL] [--api-key KEY] [--json]
 
@@ -194,7 +194,7 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     return 1;
   }
   if (values.json) {
-    io.out(terminalSafeJson(state));
+    io.out(printableJson(state, 2));
     return 0;
   }
   // The state's strings are the answering server's (a node's version, its peers' roles and
@@ -221,28 +221,6 @@ function veriflowError(body: string): { code: string; message: string } | undefi
     // not JSON: not a Veriflow node's refusal
   }
   return undefined;
-}
-
-/**
- * What `JSON.stringify` leaves as it is but a terminal acts on: DEL, the C1 controls (U+009B is
- * CSI, an escape sequence's start on a terminal that takes 8-bit controls), the Unicode line
- * separators and the bidirectional overrides (which reorder what is shown). The state carries
- * strings peers chose (a hello's version, model CIDs, verdict subjects and reasons); the node's
- * text log escapes the same characters for the same reason (`node/log_format.ts`).
- */
-const TERMINAL_CONTROLS =
-  /[\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
-
-/**
- * `value` as indented JSON with {@link TERMINAL_CONTROLS} written `\uXXXX` (the C0 controls
- * `JSON.stringify` escapes itself): the same JSON value, safe to print to a terminal. Outside
- * its strings, JSON is ASCII, so only characters inside strings are escaped.
- */
-function terminalSafeJson(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(
-    TERMINAL_CONTROLS,
-    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
 }
 
 /** The state as a few lines a person reads at a glance. */

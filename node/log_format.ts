@@ -143,7 +143,7 @@ export function lineLogger(
   now: () => Date = () => new Date(),
 ): (line: string) => void {
   if (format === "text") return (line) => write(printableLine(line));
-  return (line) => write(jsonLine(logRecord(line, level, now())));
+  return (line) => write(printableJson(logRecord(line, level, now())));
 }
 
 /**
@@ -153,12 +153,20 @@ export function lineLogger(
 const UNESCAPED_BY_JSON = new RegExp(`[${HIDDEN}]`, "gu");
 
 /**
- * `record` as one line of JSON with every {@link UNPRINTABLE} character escaped (`\u202e`), so a
- * peer's words reorder nothing on a terminal that shows the log (`tail -f`, `jq`) and end no
- * line for a reader that splits at U+2028; the JSON reads back the same.
+ * `value` as JSON (indented by `indent` spaces, else on one line) with every {@link UNPRINTABLE}
+ * character escaped (`\u202e`), so a peer's words reorder nothing on a terminal that shows it
+ * (the JSON log through `tail -f` or `jq`, `cli status --json`) and end no line for a reader that
+ * splits at U+2028; the JSON reads back the same. Outside its strings JSON is ASCII, and
+ * `JSON.stringify` escapes the C0 controls and lone surrogates itself.
+ *
+ * @example
+ * ```ts
+ * import { printableJson } from "./log_format.ts";
+ * printableJson({ version: "1\u202e0" }); // '{"version":"1\\u202e0"}'
+ * ```
  */
-function jsonLine(record: LogRecord): string {
-  return JSON.stringify(record).replace(
+export function printableJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(
     UNESCAPED_BY_JSON,
     (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
