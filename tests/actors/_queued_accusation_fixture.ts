@@ -18,8 +18,8 @@ import type {
 import { Identity } from "../../protocols/identity.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { validateReceipt } from "../../proof/validation.ts";
@@ -60,23 +60,6 @@ const validated = await validateReceipt(
 assert.ok(validated.fraudProof, "the cheat is caught");
 /** The accuser's true proof: every checker confirms it. */
 export const confirmed: FraudProof = validated.fraudProof;
-
-/**
- * A false `receipt`-kind proof by `by` (it cites another job: every checker refutes it), signed
- * at `issuedAt`: each `issuedAt` another proof, as an accuser re-signing.
- */
-export function refutedProof(receipt: Receipt, by: Identity, issuedAt: number): FraudProof {
-  const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };
-  return signFraudProof({
-    v: 1,
-    kind: "receipt",
-    job: unrelated as unknown as TextJob,
-    receipt,
-    chunks: [],
-    cited: [],
-    issuedAt,
-  } as never, by);
-}
 
 /** Models that load only once `gate` opens: a check taken before it is still running. */
 export function gated(gate: Promise<void>): ValidatorModelSource {

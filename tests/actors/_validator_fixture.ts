@@ -188,8 +188,11 @@ export function disguised(model: TextModel, as: TextModel): TextModel {
   });
 }
 
-/** A false `receipt`-kind proof by `by`: it cites another job, so every checker refutes it (no model needed). */
-export function falseProof(receipt: Receipt, by: Identity): FraudProof {
+/**
+ * A false `receipt`-kind proof by `by`: it cites another job, so every checker refutes it (no
+ * model needed). Signed at `issuedAt`: each `issuedAt` another proof, as an accuser re-signing.
+ */
+export function falseProof(receipt: Receipt, by: Identity, issuedAt = 1): FraudProof {
   const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };
   return signFraudProof({
     v: 1,
@@ -198,7 +201,7 @@ export function falseProof(receipt: Receipt, by: Identity): FraudProof {
     receipt,
     chunks: [],
     cited: [],
-    issuedAt: 1,
+    issuedAt,
   } as never, by);
 }
 

@@ -17,23 +17,14 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_actor.ts";
 import { MAX_HELD_CLAIMS, MAX_HELD_CLAIMS_PER_CLAIMANT } from "../../actors/_validator_memory.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { eventually } from "../_helpers/wait.ts";
 import { HeldClaimRank } from "../../actors/_held_claim_rank.ts";
 import { toHex } from "../../protocols/hash.ts";
-import {
-  assignedProof,
-  HONEST_MODELS,
-  spawnValidator,
-  START,
-  withheldVerdict,
-} from "./_validator_fixture.ts";
+import { assignedProof, ledgerReads, START, withheldVerdict } from "./_validator_fixture.ts";
+import { withholdingValidator } from "./_withholding_validator.ts";
 
 const PEER = "ee".repeat(32);
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
@@ -90,16 +81,12 @@ async function withheldAfter(flood: Flood) {
   const system = new ActorSystem({ name: `held-claim-backing-${flood.claims}` });
   const clock = { t: START };
   try {
-    const v: ActorRef<ValidatorMessage> = await spawnValidator(system, {
-      name: "v/validator",
-      identity: flood.validator ?? Identity.generate(),
-      ledgerDir: `${root}/v`,
+    const v = await withholdingValidator(
+      system,
+      flood.validator ?? Identity.generate(),
+      `${root}/v`,
       clock,
-      challengeProbability: 0,
-      models: HONEST_MODELS,
-      // The worker withholds its proof data from this validator too.
-      source: { proof: () => Promise.resolve(undefined) },
-    });
+    );
     const pledge = (who: Identity, amount: number) =>
       v.ask({ type: "pledge", pledge: signStakePledge(who, amount, 1), origin: PEER });
     const claim = (subject: string, by: Identity) =>
@@ -121,13 +108,11 @@ async function withheldAfter(flood: Flood) {
     await claim(id, claimant); // outruns its receipt: held
     if (!flood.first) await floodClaims();
     await v.ask({ type: "receipt", receipt: proved.receipt, job, assignment, origin: PEER });
-    await eventually(async () =>
-      (await v.ask<ValidatorStats>({ type: "stats" })).openChallenges === 0
-    );
-    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-    await v.ask({ type: "finalize" });
-    const record = await v.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
-    const account = await v.ask<Account>({ type: "account", key: worker.publicKey });
+    const reads = ledgerReads(() => v, clock);
+    await reads.drained();
+    await reads.closeWindow();
+    const record = (await reads.record(id))!;
+    const account = await reads.account(worker.publicKey);
     return { status: record.status, worker: account };
   } finally {
     await system.shutdown();

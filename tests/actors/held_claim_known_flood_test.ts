@@ -12,8 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage, ValidatorStats } from "../../actors/validator_actor.ts";
+import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { MAX_AWAITING_STAKE_PER_WORKER, MAX_HELD_CLAIMS } from "../../actors/_validator_memory.ts";
 import { HeldClaimRank } from "../../actors/_held_claim_rank.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -22,17 +21,15 @@ import { signAssignment } from "../../protocols/assignment.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { eventually } from "../_helpers/wait.ts";
 import {
   assignedProof,
-  HONEST_MODELS,
+  ledgerReads,
   proveOn,
-  spawnValidator,
   START,
   textJob,
   withheldVerdict,
 } from "./_validator_fixture.ts";
+import { withholdingValidator } from "./_withholding_validator.ts";
 
 const PEER = "ee".repeat(32);
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
@@ -101,16 +98,7 @@ async function withheld(flood?: Flood) {
   const system = new ActorSystem({ name: "held-claim-known-flood" });
   const clock = { t: START };
   try {
-    const v: ActorRef<ValidatorMessage> = await spawnValidator(system, {
-      name: "v/validator",
-      identity: validator,
-      ledgerDir: `${root}/v`,
-      clock,
-      challengeProbability: 0,
-      models: HONEST_MODELS,
-      // The worker withholds its proof data from this validator too.
-      source: { proof: () => Promise.resolve(undefined) },
-    });
+    const v = await withholdingValidator(system, validator, `${root}/v`, clock);
     const pledge = (who: Identity, amount: number) =>
       v.ask({ type: "pledge", pledge: signStakePledge(who, amount, 1), origin: PEER });
     const floodClaims = async (about: Waiting[]) => {
@@ -135,14 +123,12 @@ async function withheld(flood?: Flood) {
     });
     if (flood !== undefined && !flood.first) await floodClaims(flood.about);
     await v.ask({ type: "receipt", receipt: proved.receipt, job, assignment, origin: PEER });
-    await eventually(async () =>
-      (await v.ask<ValidatorStats>({ type: "stats" })).openChallenges === 0
-    );
-    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-    await v.ask({ type: "finalize" });
-    const record = await v.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
-    const w = await v.ask<Account>({ type: "account", key: worker.publicKey });
-    const c = await v.ask<Account>({ type: "account", key: claimant.publicKey });
+    const reads = ledgerReads(() => v, clock);
+    await reads.drained();
+    await reads.closeWindow();
+    const record = (await reads.record(id))!;
+    const w = await reads.account(worker.publicKey);
+    const c = await reads.account(claimant.publicKey);
     return {
       status: record.status,
       worker: { balance: w.balance, stake: w.stake },

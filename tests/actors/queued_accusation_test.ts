@@ -21,13 +21,13 @@ import {
   outcomes,
   PENALTY,
   queueLedger as ledger,
-  refutedProof,
   send,
   START,
   WORKER_STAKE,
 } from "./_queued_accusation_fixture.ts";
+import { falseProof } from "./_validator_fixture.ts";
 
-const refuted = refutedProof(cheat.receipt, accuser, 1);
+const refuted = falseProof(cheat.receipt, accuser, 1);
 
 Deno.test("an accuser's confirmed proof that comes while its refuted one is still checked, and the other way round: queued, each settles, the cheat slashed and the accuser charged and rewarded alike in both ledgers", async () => {
   const root = await Deno.makeTempDir();
@@ -70,7 +70,7 @@ Deno.test("the queue behind one accusation is bounded: past it the oldest queued
     const v = await ledger(system, "v/validator", `${root}/v`, clock, gate.promise);
     const copies = Array.from(
       { length: MAX_QUEUED_PER_ACCUSATION + 2 },
-      (_, i) => refutedProof(cheat.receipt, accuser, i + 2),
+      (_, i) => falseProof(cheat.receipt, accuser, i + 2),
     );
     const handled = await send(v, [...copies, confirmed]);
     gate.resolve();

@@ -17,7 +17,7 @@ import {
 } from "../../actors/_queued_accusations.ts";
 import type { FraudCheckResult } from "../../proof/fraud_check.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { proveOn, textJob } from "./_validator_fixture.ts";
+import { falseProof, proveOn, textJob } from "./_validator_fixture.ts";
 import {
   accuser,
   assertSlashedAndCharged,
@@ -27,7 +27,6 @@ import {
   outcomes,
   pledge,
   queueLedger,
-  refutedProof,
   requester,
   send,
   START,
@@ -49,14 +48,14 @@ async function flooded(before: boolean) {
   const gate = Promise.withResolvers<void>();
   try {
     const v = await queueLedger(system, "v/validator", `${root}/v`, clock, gate.promise);
-    const [first] = await send(v, [refutedProof(cheat.receipt, accuser, 1)]);
+    const [first] = await send(v, [falseProof(cheat.receipt, accuser, 1)]);
     assert.equal(first.queued, true, "the refuted proof is being checked");
     const flood = async () => {
       for (const key of flooders) {
         await pledge(v, key, 1);
         const [held, queued] = await send(v, [
-          refutedProof(never.receipt, key, 1),
-          refutedProof(never.receipt, key, 2),
+          falseProof(never.receipt, key, 1),
+          falseProof(never.receipt, key, 2),
         ]);
         assert.equal(held.awaitingReceipt, true, "a flooder's first is held for its receipt");
         assert.equal(queued.awaitingAccusation, true, "its second is queued behind it");

@@ -24,12 +24,12 @@ import {
   pledge,
   type QueueEnding,
   queueLedger,
-  refutedProof,
   send,
   START,
 } from "./_queued_accusation_fixture.ts";
+import { falseProof } from "./_validator_fixture.ts";
 
-const refuted = refutedProof(cheat.receipt, accuser, 1);
+const refuted = falseProof(cheat.receipt, accuser, 1);
 const ORDERS = ["refuted first", "confirmed first"] as const;
 type Order = typeof ORDERS[number];
 

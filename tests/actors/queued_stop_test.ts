@@ -20,12 +20,12 @@ import {
   ending,
   type QueueEnding,
   queueLedger,
-  refutedProof,
   send,
   START,
 } from "./_queued_accusation_fixture.ts";
+import { falseProof } from "./_validator_fixture.ts";
 
-const refuted = refutedProof(cheat.receipt, accuser, 1);
+const refuted = falseProof(cheat.receipt, accuser, 1);
 
 /** The first proof is being checked (its model never loads) and the second queued; a stop. */
 async function acrossAStop(proofs: typeof refuted[]): Promise<QueueEnding> {

@@ -20,15 +20,22 @@ import type {
 import { MAX_UNBACKED_CHECKS_PER_RECEIPT } from "../../actors/_unbacked_checks.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
-import type { TextJob } from "../../protocols/job.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { f, HONEST_MODELS, proveOn, spawnValidator, START, textJob } from "./_validator_fixture.ts";
+import {
+  f,
+  falseProof,
+  HONEST_MODELS,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
 
 const PEER = "ee".repeat(32);
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
@@ -52,23 +59,6 @@ async function provedJob(name: string, cheat: boolean) {
   };
 }
 
-/**
- * A false `receipt`-kind proof by `by` (it cites another job: every checker refutes it, no model
- * needed), signed at `issuedAt`: each `issuedAt` another proof, as an accuser re-signing.
- */
-function refutedProof(receipt: Receipt, by: Identity, issuedAt: number): FraudProof {
-  const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };
-  return signFraudProof({
-    v: 1,
-    kind: "receipt",
-    job: unrelated as unknown as TextJob,
-    receipt,
-    chunks: [],
-    cited: [],
-    issuedAt,
-  } as never, by);
-}
-
 const cheat = await provedJob("refuted-then-confirmed", true);
 const { fraudProof: confirmed } = await validateReceipt(
   { job: cheat.job, receipt: cheat.receipt, proof: cheat.proof },
@@ -77,7 +67,7 @@ const { fraudProof: confirmed } = await validateReceipt(
   { now: () => START },
 );
 assert.ok(confirmed, "the cheat is caught");
-const refuted = refutedProof(cheat.receipt, accuser, 1);
+const refuted = falseProof(cheat.receipt, accuser, 1);
 
 /** A validator holding the worker's and accuser's pledges and `r`, recorded pending. */
 async function ledger(
@@ -171,7 +161,7 @@ Deno.test("re-signed refuted proofs of one receipt stay bounded: each backed one
     );
     const flood = Array.from(
       { length: 10 },
-      (_, i) => refutedProof(honest.receipt, accuser, i + 1),
+      (_, i) => falseProof(honest.receipt, accuser, i + 1),
     );
     const answers = await feed(v, flood);
     const checks = backedChecks + MAX_UNBACKED_CHECKS_PER_RECEIPT;

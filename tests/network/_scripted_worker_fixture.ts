@@ -19,7 +19,12 @@ import {
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { StreamSigner } from "../../protocols/stream_commitment.ts";
 import type { VeriflowError } from "../../protocols/errors.ts";
-import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
+import {
+  inputHashOf,
+  type ReceiptEnd,
+  signReceipt,
+  textOutputHash,
+} from "../../protocols/receipt.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { INFO } from "./_router_fixture.ts";
 import { linked, type TestWorker, TEXT, token, TOKENS } from "./_hostile_worker_fixture.ts";
@@ -97,8 +102,14 @@ export function wireToken(i: number, text = TEXT[i]): InferenceEvent {
   return { kind: "token", index, tokenId, text, ...(finishReason ? { finishReason } : {}) };
 }
 
-/** A receipt `identity` signs for `job` over `output` and `tokenCount` tokens. */
-export function receiptFor(job: TextJob, identity: Identity, output: string, tokenCount = TOKENS) {
+/** `identity`'s receipt for `job` over `output` and `tokenCount` tokens; ended `end` if set. */
+export function receiptFor(
+  job: TextJob,
+  identity: Identity,
+  output: string,
+  tokenCount = TOKENS,
+  end?: ReceiptEnd,
+) {
   return signReceipt({
     v: 1,
     kind: "text",
@@ -109,6 +120,7 @@ export function receiptFor(job: TextJob, identity: Identity, output: string, tok
     outputHash: textOutputHash(output),
     commitment: { scheme: "vf-fp1", root: "0".repeat(64), chunkSize: 16, tokenBytes: 4 },
     tokenCount,
+    ...(end === undefined ? {} : { end }),
     timings: { startedAt: 0, firstTokenMs: 0, totalMs: 0 },
   }, identity);
 }

@@ -57,6 +57,8 @@ export interface SybilRouter {
     code?: string;
     fakeMs: number;
   }>;
+  /** Submit a job per nonce at once and run all to their end (see the function's doc). */
+  runAtOnce: (nonces: string[]) => Promise<string[]>;
   /** Close every link and the system. */
   close: () => Promise<void>;
 }
@@ -147,10 +149,28 @@ export async function sybilRouter(): Promise<SybilRouter> {
     };
   };
 
+  /**
+   * Submit a job for each of `nonces`, one after another before any runs, and run them to their
+   * end, the client reading every token, moving the fake clock as {@link run} does: how each ended.
+   */
+  const runAtOnce = async (nonces: string[]) => {
+    const handles = [];
+    for (const nonce of nonces) handles.push(await port.submit(jobOf(nonce)));
+    const ends = handles.map(async (handle) => {
+      for await (const _ of handle.tokens) { /* the client reads every token */ }
+      return (await handle.done).finishReason;
+    });
+    for (let step = 0; step < 4 * MAX_WORKERS_PER_JOB; step++) {
+      await timers.advance(STALL_MS / 2);
+      await new Promise((res) => setTimeout(res, 0));
+    }
+    return await Promise.all(ends);
+  };
+
   const close = async () => {
     for (const leave of leaves) leave();
     for (const c of links) await c.close();
     await system.shutdown();
   };
-  return { system, timers, port, connect, run, close };
+  return { system, timers, port, connect, run, runAtOnce, close };
 }

@@ -8,12 +8,12 @@
 import assert from "node:assert/strict";
 import type { Identity } from "../../protocols/identity.ts";
 import type { InferenceEvent } from "../../protocols/inference_messages.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
-import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
+import type { TextJob } from "../../protocols/job.ts";
 import { jobFor, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
   endEvent,
   events,
+  receiptFor,
   router,
   run,
   scriptedWorker,
@@ -23,19 +23,7 @@ import {
 
 /** `identity`'s receipt for `job` over the first `tokens` tokens of TEXT, signed `cancelled`. */
 function cancelledReceipt(job: TextJob, identity: Identity, tokens: number) {
-  return signReceipt({
-    v: 1,
-    kind: "text",
-    jobId: jobId(job),
-    model: job.model,
-    inputHash: inputHashOf(job),
-    params: job.params,
-    outputHash: textOutputHash(TEXT.slice(0, tokens)),
-    commitment: { scheme: "vf-fp1", root: "0".repeat(64), chunkSize: 16, tokenBytes: 4 },
-    tokenCount: tokens,
-    end: "cancelled",
-    timings: { startedAt: 0, firstTokenMs: 0, totalMs: 0 },
-  }, identity);
+  return receiptFor(job, identity, TEXT.slice(0, tokens), tokens, "cancelled");
 }
 
 /** The end event of a job the worker itself says it cancelled after `tokens` tokens. */

@@ -16,14 +16,13 @@ import {
   workerRecordOf,
 } from "../../network/worker_record.ts";
 import { NEWCOMER_EVERY } from "../../network/_worker_routing.ts";
-import { MAX_WORKERS_PER_JOB } from "../../network/failover.ts";
 import type { JobSummary, StreamedToken } from "../../inference/inference_port.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { PeerLoad } from "../../protocols/peer_hello.ts";
-import { Dropper, Honest, jobOf, token, WHOLE } from "./_resuming_ports.ts";
-import { STALL_MS, type SybilRouter, sybilRouter } from "./_sybil_router.ts";
+import { Dropper, Honest, token, WHOLE } from "./_resuming_ports.ts";
+import { type SybilRouter, sybilRouter } from "./_sybil_router.ts";
 
 /** What the crashing or dropping worker's hello claims: room for 8, nothing running. */
 const IDLE: PeerLoad = { running: 0, queued: 0, slots: 8, queueLimit: 8 };
@@ -162,23 +161,6 @@ async function twoProven(r: SybilRouter, first: Honest, identity: Identity) {
   return { other, connection };
 }
 
-/** Submit two jobs at once and run both to their end (moving the fake clock): how each ended. */
-async function twoAtOnce(r: SybilRouter, nonce: string): Promise<string[]> {
-  const handles = [
-    await r.port.submit(jobOf(`${nonce}-a`)),
-    await r.port.submit(jobOf(`${nonce}-b`)),
-  ];
-  const ends = handles.map(async (handle) => {
-    for await (const _ of handle.tokens) { /* the client reads every token */ }
-    return (await handle.done).finishReason;
-  });
-  for (let step = 0; step < 4 * MAX_WORKERS_PER_JOB; step++) {
-    await r.timers.advance(STALL_MS / 2);
-    await new Promise((res) => setTimeout(res, 0));
-  }
-  return await Promise.all(ends);
-}
-
 Deno.test("routing: an honest worker whose connection was lost with two jobs in flight (no goodbye) and that comes back under its key gets a job again, and once it finished that one it is proven again and runs every later job", async () => {
   const r = await sybilRouter();
   try {
@@ -188,7 +170,7 @@ Deno.test("routing: an honest worker whose connection was lost with two jobs in 
     crasher.connection = connection;
     crasher.crash = true;
     // Both to it (proven, most room); its connection is lost with both in flight.
-    assert.deepEqual(await twoAtOnce(r, "cut"), ["length", "length"]); // both failed over
+    assert.deepEqual(await r.runAtOnce(["cut-a", "cut-b"]), ["length", "length"]); // both failed over
     assert.equal(crasher.submits, 3);
     const back = new Honest();
     await r.connect(back, IDLE, CRASHER_HOST, identity);

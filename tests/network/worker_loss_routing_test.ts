@@ -69,21 +69,6 @@ class Washer extends Honest {
   }
 }
 
-/** Submit `n` jobs at once and run them to their end, moving the fake clock. */
-async function batch(r: SybilRouter, nonce: string, n: number): Promise<string[]> {
-  const handles = [];
-  for (let i = 0; i < n; i++) handles.push(await r.port.submit(jobOf(`${nonce}-${i}`)));
-  const ends = handles.map(async (handle) => {
-    for await (const _ of handle.tokens) { /* the client reads every token */ }
-    return (await handle.done).finishReason;
-  });
-  for (let step = 0; step < 4 * MAX_WORKERS_PER_JOB; step++) {
-    await r.timers.advance(STALL_MS / 2);
-    await new Promise((res) => setTimeout(res, 0));
-  }
-  return await Promise.all(ends);
-}
-
 /** The washer beside a proven honest worker, {@link ROUNDS} rounds: what it was given and cut. */
 async function washer(mode: "close" | "stall") {
   const r = await sybilRouter();
@@ -98,7 +83,7 @@ async function washer(mode: "close" | "stall") {
     assert.equal(w.ran, 1, "its newcomer's turn came, and it finished it");
     const ends: string[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      ends.push(...await batch(r, `round-${round}`, 2));
+      ends.push(...await r.runAtOnce([`round-${round}-0`, `round-${round}-1`]));
       if (!w.connection.isClosed) continue;
       w.washNext = true; // back at once, under its key
       w.connection = (await r.connect(w, IDLE, WASHER_HOST, identity)).connection;

@@ -10,30 +10,17 @@
  */
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { openChallengedSteps } from "../../training/step_opening.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
-import { trainAndSign } from "../../training/training_round.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { trainedRun } from "./_trained_run.ts";
 
 const STEPS = 4;
 
 /** A trained receipt of `STEPS` steps, a challenge of all of them and its sealed answer. */
 async function answeredChallenge() {
-  const start = seededGptWeights(TEST_ARCH, 0);
-  const { report, trace } = await trainAndSign({
-    arch: TEST_ARCH,
-    round: 0,
-    startModel: "start",
-    start,
-    shard: (await testSplit()).shards[0],
-    steps: STEPS,
-    dataSeed: 5,
-    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-    identity: Identity.generate(),
-  });
+  const { start, report, trace } = await trainedRun(STEPS);
   const validator = Identity.generate();
   const challenge = drawTrainingChallenge(report.receipt, validator, { steps: STEPS });
   const sealed = await openChallengedSteps(trace, challenge);

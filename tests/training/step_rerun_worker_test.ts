@@ -9,8 +9,6 @@
 import assert from "node:assert/strict";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { openChallengedSteps, unsealStepOpenings } from "../../training/step_opening.ts";
 import { checkStepOpenings, type CheckStepOpeningsOptions } from "../../training/step_check.ts";
 import {
@@ -24,10 +22,10 @@ import { type StepMeasure, verifyOpeningsPlaintext } from "../../training/step_v
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
 import { checkTrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { signTrainingReceipt } from "../../training/training_receipt.ts";
-import { trainAndSign } from "../../training/training_round.ts";
 import { FakeTimers, tracker } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { trainedRun } from "./_trained_run.ts";
 
 const STEPS = 3;
 /** The proofs' issue time, fixed: the same proof signed twice is the same bytes. */
@@ -44,19 +42,8 @@ const RELEASED = 1;
  * the receipt claims step 0's loss `lossOff` higher than trained (re-signed by the trainer).
  */
 async function answered(lossOff = 0) {
-  const start = seededGptWeights(TEST_ARCH, 0);
   const trainer = Identity.generate();
-  const { report, trace } = await trainAndSign({
-    arch: TEST_ARCH,
-    round: 0,
-    startModel: "start",
-    start,
-    shard: (await testSplit()).shards[0],
-    steps: STEPS,
-    dataSeed: 5,
-    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-    identity: trainer,
-  });
+  const { start, report, trace } = await trainedRun(STEPS, trainer);
   if (lossOff !== 0) {
     const { sig: _sig, trainer: _key, ...unsigned } = report.receipt;
     const losses = report.receipt.losses.map((l, i) => i === 0 ? l + lossOff : l);
