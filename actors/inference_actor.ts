@@ -176,8 +176,9 @@ export interface JobEnded {
   /** Tokens it produced. */
   tokens: number;
   /**
-   * Whether its prover signs a receipt for it (finished, or cancelled by its requester after a
-   * token): such a job is not taken again. Absent: when it finished.
+   * Whether its prover signs a receipt for it (finished, or cancelled by a peer's requester after a
+   * token, `inference_job.ts`): such a job is not taken again; one that signed nothing (a lost
+   * connection, the node's own client's cancel) may be retried. Absent: when it finished.
    */
   signed?: boolean;
 }

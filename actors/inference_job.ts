@@ -16,15 +16,20 @@
  * slows the requester; its queue is bounded by the job itself: at most `params.maxTokens` chunks.
  * The prover's result (a signed receipt) comes with the job's end in {@link JobSummary.receipt}.
  *
- * A job its requester cancels (its stream's `cancel`, `handle.cancel()`) after it was handed
+ * A job a peer's requester cancels explicitly (its `cancel` message, which reaches the stream's
+ * `cancel` as a `StreamCancelledError`, `protocols/_connection_responder.ts`) after it was handed
  * k ≥ 1 tokens ends in a receipt too, over those k tokens, signed `end: "cancelled"`
- * (`proof/prover.ts`, `CancelledEnd`): the requester is charged and the worker paid for what was
- * delivered, and validators re-run positions 0 … k−1 as for any receipt. The prover's branch
- * carries that end (`EndingChunks`), so any hook that hands it on to `proveJob` signs it. Tokens
- * the prover saw beyond k (a step that ran while the cancel came, tokens read ahead of a slow
- * reader) are left out. A cancel before the first token, and every end the node or the model
- * chose (a slow reader cut, the actor stopping, a by-id `cancel` message, an error), sign
- * nothing, as before.
+ * (`proof/prover.ts`, `CancelledEnd`), for a job that names its requester: validators re-run
+ * positions 0 … k−1 as for any receipt, and a ledger that gets it with the requester's assignment
+ * credits the worker k tokens. Nothing is debited from the requester (no ledger holds its funds):
+ * the record names it, and that is all. The prover's branch carries that end (`EndingChunks`), so
+ * any hook that hands it on to `proveJob` signs it. Tokens the prover saw beyond k (a step that
+ * ran while the cancel came, tokens read ahead of a slow reader) are left out. Every other end
+ * signs nothing, and leaves the job free to be run again here (review s77 F3: a signed job is
+ * refused as `duplicate_job` for good): a cancel before the first token, a lost connection, a
+ * stall cut, the actor stopping, a by-id `cancel` message, an error, and any cancel of the node's
+ * own client (`handle.cancel()`, a cancel with another reason), which carries no assignment and so
+ * could earn nothing.
  *
  * A job resumed after k tokens another worker delivered (`resume`) runs
  * `inference/resumed_generation.ts` instead of `generate`: its first k chunks are replayed to the
@@ -52,6 +57,8 @@ import {
 import type { TextJob } from "../protocols/job.ts";
 import type { CancelledEnd, EndingChunks } from "../proof/prover.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { heldOf } from "../protocols/held_cancel.ts";
+import { StreamCancelledError } from "../protocols/protocol_errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import {
   reservedTokenBytes,
@@ -104,8 +111,9 @@ export interface TextJobRunOptions {
   now: () => number;
   /**
    * Called once when the job ends, to free its slot (through the actor's mailbox); `signed`:
-   * whether its prover signs a receipt for it (it finished, or its requester cancelled it after a
-   * token), so the node takes the job no second time (a second receipt would be equivocation).
+   * whether its prover signs a receipt for it (it finished, or a peer's requester cancelled it
+   * after a token, see the module comment), so the node takes the job no second time (a second
+   * receipt would be equivocation); a job that signed nothing may be retried here.
    */
   onEnd: (outcome: JobOutcome, tokens: number, signed: boolean) => void;
   /**
@@ -328,14 +336,28 @@ export class TextJobRun implements UnreadTokenHolder {
   }
 
   /**
-   * The requester's own cancel: as {@link cancel}, and when it holds at least one token this run
-   * delivered (a resumed prefix alone is another worker's), the prover signs a receipt over the
-   * tokens it holds, `end: "cancelled"` (see the module comment).
+   * The requester's own cancel: as {@link cancel}, and when it is a peer's explicit cancel of a
+   * job that names its requester, and the requester holds at least one token this run delivered
+   * (a resumed prefix alone is another worker's), the prover signs a receipt over the tokens it
+   * holds, `end: "cancelled"` (see the module comment).
    */
   #cancelByRequester(reason?: unknown): void {
     if (this.#ended) return;
-    if (this.#held > this.#resumeFrom) {
-      this.#proverEnd = { reason: "cancelled", tokens: this.#held };
+    // Only an assignable job's explicit cancel signs: any other end leaves the job free to be
+    // retried here (a receipt makes it `duplicate_job` for good), and its receipt could earn
+    // nothing. `serveInference` passes a peer's cancel on only for a job whose requester is
+    // another node; a lost connection reaches here as a `ConnectionClosedError`.
+    if (!(reason instanceof StreamCancelledError) || this.#o.job.requester === undefined) {
+      this.cancel(reason);
+      return;
+    }
+    // A forwarding node's cancel names the positions its own client got (`held_cancel.ts`):
+    // tokens handed on here and still in the credit window were never read there. Never more
+    // than were handed on here, whatever the requester says.
+    const told = heldOf(reason);
+    const held = told === undefined ? this.#held : Math.min(told, this.#held);
+    if (held > this.#resumeFrom) {
+      this.#proverEnd = { reason: "cancelled", tokens: held };
     }
     this.cancel(reason);
   }

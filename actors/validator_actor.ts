@@ -700,7 +700,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         const id = ledger.receiptOfJob(message.jobId);
         if (id === undefined || message.worker === undefined) return id !== undefined;
-        return ledger.receipt(id)?.worker === toHex(message.worker);
+        // Its receipt recorded first, then the job taken by another worker's assigned one (review
+        // s77 F2: a cancelled receipt, then the client's retry finished elsewhere): kept as its
+        // claim, so a second receipt of this worker for the job is still its equivocation.
+        return ledger.receipt(id)?.worker === toHex(message.worker) ||
+          ledger.keepsClaim(message.jobId, message.worker);
       }
       case "has_staked":
         return ledger.hasStaked(message.key);

@@ -239,9 +239,18 @@ export function serveInference(
   // the key that submitted its job.
   const requester = connection.peerKey === undefined ? undefined : toHex(connection.peerKey);
   const unsent = options.unsent;
-  connection.handle(ReceiptRequestMessage, (body) => {
+  /**
+   * This connection's jobs that have not ended, by id: a job cancelled under its stream is still
+   * being signed when its requester asks for the receipt (a forwarding node asks right after its
+   * client's cancel), so the ask waits for its end. At most `maxJobs` per peer.
+   */
+  const ending = new Map<string, Promise<unknown>>();
+  connection.handle(ReceiptRequestMessage, async (body) => {
+    // The end's reactions run in the order they were added: the stream's cancel added the keep
+    // (`onUnsent`) before the job ended, so the receipt is kept by the time this one resumes.
+    await ending.get(body.jobId);
     const receipt = requester === undefined ? undefined : unsent?.get(requester, body.jobId);
-    return Promise.resolve({ receipt: receipt ?? null });
+    return { receipt: receipt ?? null };
   });
   connection.handle(SubmitMessage, async (body, ctx) => {
     const { job, topLogprobs, resume, tokensPerEvent, gatherMs } = body;
@@ -254,12 +263,33 @@ export function serveInference(
         timers: options.timers,
       })
       : undefined;
+    // The exchange's abort reaches the job first through its event stream's cancel once that
+    // stream exists (with the requester's count of what its client holds, `held_cancel.ts`), and
+    // only then through the submission's signal; while the submission is pending, through the
+    // signal alone. Handed the exchange's signal itself, the job was cancelled by its abort before
+    // the stream's cancel came, without the count, and its receipt signed over what was sent, not
+    // what was read.
+    const submission = new AbortController();
+    let events: ReadableStream<InferenceEvent> | undefined = undefined;
+    const abortSubmission = () => {
+      const reason = ctx.signal.reason;
+      if (events === undefined) {
+        submission.abort(reason);
+        return;
+      }
+      // Not pumped yet: cancelled here. Pumped (locked: this rejects), the pump's own abort
+      // listener, added after this one, cancels it in this same dispatch.
+      events.cancel(reason).catch(() => {});
+      queueMicrotask(() => submission.abort(reason));
+    };
+    if (ctx.signal.aborted) abortSubmission();
+    else ctx.signal.addEventListener("abort", abortSubmission, { once: true });
     let handle: InferenceHandle;
     try {
       // A refusal (too_many_jobs, unknown_model, ...) rejects here and goes back as the
       // connection's `error` with its code, before any event.
       handle = await port.submit(job, {
-        signal: ctx.signal,
+        signal: submission.signal,
         topLogprobs,
         resume,
         onQueued: queue?.update,
@@ -271,11 +301,16 @@ export function serveInference(
       queue?.close();
       throw error;
     }
+    const ended = handle.done.then(() => {}, () => {});
+    ending.set(handle.jobId, ended);
+    ended.then(() => {
+      if (ending.get(handle.jobId) === ended) ending.delete(handle.jobId);
+    });
     options.onJob?.(handle.jobId);
     const log = options.log;
     if (log !== undefined) handle.done.then((summary) => log(servedLine(summary, requester)));
     const identity = connection.identity;
-    return jobEvents(handle, {
+    events = jobEvents(handle, {
       resumedFrom: resume?.length ?? 0,
       // Signs the job's output as it streams it, the prefix it took over included: the
       // requester refuses a token it has no signature for (`stream_commitment.ts`).
@@ -288,10 +323,16 @@ export function serveInference(
       timers: options.timers,
       queue,
       onFinished: release,
+      // A job this node itself would have to assign (it names this node, or no requester) earns
+      // nothing from a cancelled receipt, and one signed would refuse every retry of the job here
+      // (review s77 F3): its requester's cancel reaches it as a plain one, which signs nothing.
+      assignable: job.requester !== undefined &&
+        (identity === undefined || job.requester !== toHex(identity.publicKey)),
       onUnsent: unsent === undefined || requester === undefined
         ? undefined
         : (receipt) => unsent.keep(requester, receipt),
     });
+    return events;
   });
 }
 
@@ -336,6 +377,12 @@ interface JobEventsOptions {
   queue?: QueuePosition;
   /** Called once when the stream is done with the job. */
   onFinished: () => void;
+  /**
+   * Whether another node may assign the job (it names a requester other than this node): only
+   * then is the requester's cancel handed to the job as it came, where a peer's explicit one
+   * signs a cancelled receipt (`actors/inference_job.ts`).
+   */
+  assignable: boolean;
   /** Called with the job's receipt when the stream was cancelled (its `end` maybe unsent). */
   onUnsent?: (receipt: Receipt) => void;
 }
@@ -352,6 +399,7 @@ function jobEvents(
     timers,
     queue,
     onFinished,
+    assignable,
     onUnsent,
   }: JobEventsOptions,
 ): ReadableStream<InferenceEvent> {
@@ -420,13 +468,16 @@ function jobEvents(
       }
     },
     cancel: (reason) => {
-      reader.cancel(reason).catch(() => {});
+      // A closed connection's reason (`ConnectionClosedError`) signs nothing: only the peer's
+      // explicit cancel of an assignable job does (`actors/inference_job.ts`).
+      reader.cancel(assignable ? reason : undefined).catch(() => {});
       handle.cancel();
       finish();
       // Cancelled under the stream (its connection closed, the requester's cancel): a job that
       // had finished still gets its receipt, whose `end` event may never have gone out. Kept,
-      // for the requester to ask for later (`UnsentReceipts`), and so does one cancelled after
-      // tokens (a receipt over them, `end: "cancelled"`); one cancelled before any has none.
+      // for the requester to ask for later (`UnsentReceipts`), and so does one its requester
+      // cancelled after tokens (a receipt over them, `end: "cancelled"`); one cancelled before
+      // any, or by a lost connection, has none.
       handle.done.then((summary) => {
         // The local port's own prover signed it: a `Receipt`.
         if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt);

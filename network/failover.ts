@@ -61,6 +61,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { InferenceStreamError, WorkerStalledError } from "../inference/remote_errors.ts";
 import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
+import { HeldCancelError } from "../protocols/held_cancel.ts";
 import { refusedPrefixPosition } from "../inference/resumed_generation.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
@@ -972,7 +973,12 @@ class FailoverJob {
   #cancel(reason?: unknown): void {
     if (this.#cancelled || this.#ended) return;
     this.#cancelled = true;
-    this.#reader.cancel(reason).catch(() => {});
+    // The worker is told how many tokens the client got (`held_cancel.ts`): its cancelled
+    // receipt covers those, not the ones still in the relay or the credit window.
+    const held = new HeldCancelError(this.#delivered.length, "cancelled by the client", {
+      cause: reason,
+    });
+    this.#reader.cancel(held).catch(() => {});
     this.#attempt.handle.cancel();
     this.#hedging?.handle.cancel();
     // Between workers, the current attempt is the one lost: its summary is its failure, not

@@ -17,6 +17,7 @@
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ActorSystem } from "../actors/actor_system.ts";
 import type { Connection } from "../protocols/connection.ts";
+import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../protocols/inference_messages.ts";
 import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
@@ -205,6 +206,14 @@ export {
 const LOOKUP_TIMEOUT_MS = 5_000;
 
 /**
+ * How long a client's `done` waits, after its cancel, for the worker's receipt over the tokens
+ * it got: the worker signs as the cancel comes (one commitment over at most `maxTokens`
+ * positions, milliseconds), so a worker silent this long has none to give; past it the job ends
+ * unpaid rather than holding the client's end.
+ */
+export const CANCELLED_RECEIPT_TIMEOUT_MS = 5_000;
+
+/**
  * A forwarding node's counters ({@link NetworkInferencePort.stats}). The job counters of
  * {@link InferenceStats} count each client's job once, across every worker it ran on (a job that
  * failed over twice and finished is 1 started and 1 finished); what the workers were asked is
@@ -391,6 +400,8 @@ export class NetworkInferencePort implements InferencePort {
     });
     this.#jobs.jobsStarted++;
     this.#jobs.activeJobs++;
+    /** The client's summary once the receipt of its cancel is asked for (set by `settle`). */
+    let cancelledEnd: Promise<JobSummary> | undefined;
     const handle = withFailover({
       first,
       before,
@@ -448,7 +459,15 @@ export class NetworkInferencePort implements InferencePort {
         // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
         if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
         // The worker that ended the job (the last one, after a failover): the edge's log names it.
-        return { ...told, worker: toHex(attempt.worker) };
+        const ended = { ...told, worker: toHex(attempt.worker) };
+        // The client cancelled after tokens of this worker's: its receipt over them, signed as
+        // the cancel came, is asked for and handed on as a finished job's would be.
+        if (summary.finishReason === "cancelled" && summary.receipt === undefined) {
+          if (relayed.tokens > relayed.resumedAt) {
+            cancelledEnd = this.#cancelledReceipt(ended, job, attempt.worker, relayed, assignment);
+          }
+        }
+        return ended;
       },
       lost: (worker, error) => {
         // A worker that went silent on a running job (its connection alive) would cost the
@@ -498,7 +517,42 @@ export class NetworkInferencePort implements InferencePort {
       hedged: (outcome) => this.#hedges[outcome]++,
     });
     handle.done.then((summary) => this.#ended(summary));
-    return handle;
+    // `settle` ran before `done` resolved: a cancel's receipt, when asked for, comes with it.
+    return { ...handle, done: handle.done.then((summary) => cancelledEnd ?? summary) };
+  }
+
+  /**
+   * `summary` of a job its client cancelled after `relayed.tokens` tokens, with the worker's
+   * receipt over them when it has one (`inference.get_receipt` on the worker's connection, which
+   * waits there for the job's end): the cancel told the worker how many the client got
+   * (`held_cancel.ts`), and it signs `end: "cancelled"` over exactly those. One that checks out
+   * goes to the validator with the assignment (the requester charged and the worker paid for
+   * them) and to the client ({@link #checked}). None (a worker from before cancelled receipts, a
+   * cancel before a token of its own, no connection, no answer within
+   * {@link CANCELLED_RECEIPT_TIMEOUT_MS}): the summary as it was, nobody charged or paid. A
+   * receipt over more tokens than the client got is what a worker signs that read no count in the
+   * cancel (from before the count), and one without `end` is one that finished the job as the
+   * cancel came: neither is the client's, neither is the worker's fault; dropped, unpaid.
+   */
+  async #cancelledReceipt(
+    summary: JobSummary,
+    job: TextJob,
+    worker: Uint8Array,
+    relayed: RelayedOutput,
+    assignment: JobAssignment | undefined,
+  ): Promise<JobSummary> {
+    const connection = await this.#network.ask<Connection | undefined>(
+      { type: "connection_to", key: worker, protocol: INFERENCE_PROTOCOL.name },
+      { timeoutMs: LOOKUP_TIMEOUT_MS },
+    ).catch(() => undefined);
+    if (connection === undefined || connection.isClosed) return summary;
+    const answer = await connection.request(ReceiptRequestMessage, { jobId: summary.jobId }, {
+      timeoutMs: CANCELLED_RECEIPT_TIMEOUT_MS,
+    }).catch(() => undefined);
+    const receipt = answer?.receipt ?? undefined;
+    if (receipt === undefined) return summary;
+    if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
+    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment);
   }
 
   /**

@@ -531,6 +531,15 @@ export class Ledger {
     return this.#index.jobReceipt(jobId);
   }
 
+  /**
+   * Whether a claim of `worker` for job `jobId` is kept here though another worker's receipt
+   * holds the job (`LedgerIndex.unrecordedClaim`: a receipt the job was taken from, the second of
+   * a double assignment, ...): the worker signed a receipt for the job all the same.
+   */
+  keepsClaim(jobId: string, worker: Uint8Array): boolean {
+    return this.#index.unrecordedClaim(jobId, toHex(worker)) !== undefined;
+  }
+
   /** Whether the verdict with id `verdictId` is recorded here. */
   hasVerdict(verdictId: string): boolean {
     return this.#index.hasVerdict(verdictId);

@@ -75,7 +75,8 @@ export interface EndingChunks {
  * A job its requester cancelled after holding `tokens` output positions (`0 … tokens−1`): the
  * receipt covers those and signs `end: "cancelled"`. Positions the prover read beyond them (a
  * step that ran while the cancel came, tokens read ahead of a slow reader) were never delivered
- * and are left out: the requester is charged, and the worker paid, for what was delivered.
+ * and are left out: a ledger that gets the receipt with the requester's assignment credits the
+ * worker for what was delivered (no ledger debits the requester: the record only names it).
  */
 export interface CancelledEnd {
   /** Why the job ended early. */

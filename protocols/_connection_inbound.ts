@@ -21,6 +21,7 @@
 import type { Envelope } from "./envelope.ts";
 import { assertEnvelopeSignature } from "./envelope_signing.ts";
 import {
+  type CancelBody,
   CancelMessage,
   CORE_MESSAGES,
   CreditMessage,
@@ -161,8 +162,8 @@ export class InboundRouter {
         return;
       }
       case CancelMessage.type: {
-        const { code, message } = body as { code: string; message: string };
-        if (!this.#o.responder.onCancel(raw.re, code, message)) this.#idle();
+        const { code, message, held } = body as CancelBody;
+        if (!this.#o.responder.onCancel(raw.re, code, message, held)) this.#idle();
         return;
       }
     }

@@ -11,7 +11,14 @@
 import { PROTOCOL_VERSION } from "./envelope.ts";
 import type { Envelope } from "./envelope.ts";
 import type { MessageDefinition } from "./message_registry.ts";
-import { CancelMessage, CreditMessage, EndMessage, ErrorMessage } from "./messages.ts";
+import {
+  type CancelBody,
+  CancelMessage,
+  CreditMessage,
+  EndMessage,
+  ErrorMessage,
+} from "./messages.ts";
+import { heldOf } from "./held_cancel.ts";
 import {
   FlowControlError,
   type ProtocolError,
@@ -130,13 +137,14 @@ export class Requester {
     for (const waiter of waiters) waiter.abandon();
   }
 
-  /** Tell the peer we gave up on request `id`. */
-  sendCancel(id: number, error: ProtocolError): void {
-    this.#core.post({
-      type: CancelMessage.type,
-      re: id,
-      body: { code: error.code, message: errorText(error) },
-    });
+  /**
+   * Tell the peer we gave up on request `id`; `held`: how much of its stream our consumer holds
+   * (`held_cancel.ts`), sent only when known.
+   */
+  sendCancel(id: number, error: ProtocolError, held?: number): void {
+    const body: CancelBody = { code: error.code, message: errorText(error) };
+    if (held !== undefined) body.held = held;
+    this.#core.post({ type: CancelMessage.type, re: id, body });
   }
 
   /** Send a request and await its reply. See `Connection.request`. */
@@ -289,7 +297,11 @@ export class Requester {
       },
       cancel: (reason) => {
         if (isLive()) {
-          this.sendCancel(id!, new StreamCancelledError(`reader cancelled: ${errorText(reason)}`));
+          this.sendCancel(
+            id!,
+            new StreamCancelledError(`reader cancelled: ${errorText(reason)}`),
+            heldOf(reason),
+          );
         }
         state.fail(new StreamCancelledError("reader cancelled"));
         state.queue.length = 0;

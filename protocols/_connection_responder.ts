@@ -27,6 +27,7 @@
 import { type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
 import type { MessageDefinition } from "./message_registry.ts";
 import { EndMessage, ErrorMessage } from "./messages.ts";
+import { HeldCancelError } from "./held_cancel.ts";
 import {
   BusyError,
   CreditTimeoutError,
@@ -159,11 +160,14 @@ export class Responder {
    * The peer gave up on a request we serve. Returns false when it did nothing: no such request
    * runs, or it was cancelled already (its handler still winding down).
    */
-  onCancel(re: number, code: string, message: string): boolean {
+  onCancel(re: number, code: string, message: string, held?: number): boolean {
     const exchange = this.#inbound.get(re);
     if (!exchange || exchange.abort.signal.aborted) return false;
+    const why = `cancelled by the requester (${code}): ${message}`;
+    // The requester's count of what its consumer holds reaches the handler's stream with the
+    // cancel (`held_cancel.ts`).
     exchange.abort.abort(
-      new StreamCancelledError(`cancelled by the requester (${code}): ${message}`),
+      held === undefined ? new StreamCancelledError(why) : new HeldCancelError(held, why),
     );
     return true;
   }

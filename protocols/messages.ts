@@ -89,11 +89,22 @@ export interface CancelBody {
   code: string;
   /** Human-readable explanation. */
   message: string;
+  /**
+   * How many of the stream's items the requester's own consumer holds, in the stream's
+   * protocol's unit (`held_cancel.ts`): for an inference job, the output positions its client
+   * got, which the worker signs its cancelled receipt over. Optional: absent, the serving side
+   * goes by what it sent; a peer from before the field strips it (bodies are not strict).
+   */
+  held?: number;
 }
 /** Sent by a requester (with `re` = its request id) to abandon a request or stream. */
 export const CancelMessage: MessageDefinition<CancelBody> = defineMessage(
   "cancel",
-  z.object({ code: errorCode, message: errorText }),
+  z.object({
+    code: errorCode,
+    message: errorText,
+    held: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  }),
 );
 
 /** Sent by a stream's sender (with `re`) after its last chunk. Body: `null`. */

@@ -121,6 +121,31 @@ const hasKeys = (value, keys) =>
   value !== null && typeof value === "object" && !Array.isArray(value) &&
   Object.keys(value).length === keys.length && keys.every((k) => Object.hasOwn(value, k));
 
+/** The fields every receipt has. */
+const RECEIPT_FIELDS = [
+  "v",
+  "kind",
+  "jobId",
+  "model",
+  "inputHash",
+  "params",
+  "outputHash",
+  "commitment",
+  "tokenCount",
+  "worker",
+  "timings",
+  "sig",
+];
+
+/**
+ * Whether a receipt's optional `end` is as the node's schema takes it: absent (the model's
+ * stopping rule ended the job), or `cancelled` (its requester cancelled after `tokenCount`
+ * tokens: at least one, since a cancel before any token has no receipt).
+ * @param {Record<string, any>} r
+ */
+const endWellFormed = (r) =>
+  !Object.hasOwn(r, "end") || (r.end === "cancelled" && r.tokenCount >= 1);
+
 /**
  * Whether `receipt` is a receipt as the node's `ReceiptSchema` (`protocols/receipt.ts`) takes
  * one: its version, its fields and no others (the node drops a field it does not know before
@@ -130,20 +155,9 @@ const hasKeys = (value, keys) =>
 function wellFormed(r) {
   const c = r.commitment;
   const t = r.timings;
-  return hasKeys(r, [
-    "v",
-    "kind",
-    "jobId",
-    "model",
-    "inputHash",
-    "params",
-    "outputHash",
-    "commitment",
-    "tokenCount",
-    "worker",
-    "timings",
-    "sig",
-  ]) && r.v === 1 && (r.kind === "text" || r.kind === "tensor") && HEX64.test(r.jobId) &&
+  const fields = Object.hasOwn(r, "end") ? [...RECEIPT_FIELDS, "end"] : RECEIPT_FIELDS;
+  return hasKeys(r, fields) && endWellFormed(r) && r.v === 1 &&
+    (r.kind === "text" || r.kind === "tensor") && HEX64.test(r.jobId) &&
     typeof r.model === "string" && r.model.length > 0 && HEX64.test(r.inputHash) &&
     HEX64.test(r.outputHash) && isInt(r.tokenCount, 0, Number.MAX_SAFE_INTEGER) &&
     typeof r.worker === "string" && /^[0-9a-f]{64}$/i.test(r.worker) &&

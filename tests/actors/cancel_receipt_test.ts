@@ -2,14 +2,17 @@
  * A job its requester cancels after k delivered tokens ends in a receipt over those k tokens,
  * signed `end: "cancelled"` (review s77 F1: it ended in none, so a client took n−1 tokens of every
  * job free by cancelling before the last, and the worker was paid nothing). On the node's path
- * (`InferenceActor` → `ProverActor`): the receipt validates when re-run alone, and a ledger holding
- * the requester's assignment records the requester charged k tokens and pays the worker k. A
- * receipt that claims more tokens than were delivered is caught.
+ * (`InferenceActor` → `ProverActor`), cancelled as a peer's explicit cancel reaches it (a
+ * `StreamCancelledError`, `protocols/_connection_responder.ts`): the receipt validates when re-run
+ * alone, and a ledger holding the requester's assignment records it with the requester's key and
+ * credits the worker k tokens (no ledger debits the requester). A receipt that claims more tokens
+ * than were delivered is caught. Other cancels sign nothing (`retry_after_abort_test.ts`).
  *
  * @module
  */
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
+import { StreamCancelledError } from "../../protocols/protocol_errors.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage, submitJob } from "../../actors/inference_actor.ts";
 import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
@@ -34,6 +37,13 @@ const READ = 5;
 const MAX_TOKENS = 12;
 /** Credits per token in the test ledger: a round number, so k tokens are k × 2 credits. */
 const PRICE = 2;
+
+/** A peer's explicit cancel of a job, as `Responder.onCancel` hands it to the job's stream. */
+function peerCancel(): StreamCancelledError {
+  return new StreamCancelledError(
+    "cancelled by the requester (stream_cancelled): reader cancelled",
+  );
+}
 
 /** A job run on the node's path whose requester reads `READ` tokens and cancels its stream. */
 async function cancelledRun() {
@@ -66,7 +76,7 @@ async function cancelledRun() {
     assert(!next.done, "the job ended before the requester cancelled");
     text += next.value.text;
   }
-  await reader.cancel();
+  await reader.cancel(peerCancel());
   const summary = await handle.done;
   const receipt = summary.receipt as Receipt | undefined;
   const served = receipt &&
@@ -95,7 +105,7 @@ async function settle(receipt: Receipt, job: TextJob, requester: Identity, worke
   }
 }
 
-Deno.test("F1: a requester's cancel after k tokens ends in a receipt over those k tokens, valid re-run alone; the requester is charged k and the worker paid k", async () => {
+Deno.test("F1: a requester's cancel after k tokens ends in a receipt over those k tokens, valid re-run alone; a ledger with the requester's assignment credits the worker k (the requester is named, not debited)", async () => {
   const run = await cancelledRun();
   try {
     assertEquals(run.summary.finishReason, "cancelled");
@@ -115,7 +125,8 @@ Deno.test("F1: a requester's cancel after k tokens ends in a receipt over those 
     assertEquals(verdict.outcome, "valid", verdict.reason);
     assertEquals(verdict.details?.positions, READ, "positions 0 … k−1 re-run");
     const { record, account } = await settle(run.receipt, run.job, run.requester, run.worker);
-    // Charged to the requester whose assignment backs it, for k tokens.
+    // Recorded under the requester whose assignment backs it (a label: its account is not
+    // debited), for k tokens.
     assertEquals(record.requester, toHex(run.requester.publicKey));
     assertEquals(record.credit, READ * PRICE);
     // Paid to the worker, for k tokens, once its window closed.
@@ -187,6 +198,7 @@ Deno.test("F1: tokens read ahead of a slow reader are left out of its cancel's r
       prompt: "x",
       params: params({ maxTokens: 40, stop: [] }),
       nonce: "ahead",
+      requester: toHex(Identity.generate().publicKey),
     };
     const slow = await submitJob(inference, job);
     const reader = slow.tokens.getReader();
@@ -197,7 +209,7 @@ Deno.test("F1: tokens read ahead of a slow reader are left out of its cancel's r
     timers.fireAll();
     await eventually(() => budget.used > 0 && timers.armed.size === 1, "reading ahead, then full");
     assert(model.steps > 2, "nothing was read ahead of the reader");
-    await reader.cancel();
+    await reader.cancel(peerCancel());
     const summary = await slow.done;
     const receipt = summary.receipt as Receipt | undefined;
     assert(receipt !== undefined, "the cancel after 2 tokens has a receipt");
