@@ -32,10 +32,13 @@ import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "../client/_api_key_variable.ts";
 import { terminalText } from "../client/_terminal_text.ts";
 import { redactedUrl } from "../client/redacted_url.ts";
-import { MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
+import { receiptOutProblem, writeReceiptFile } from "./_receipt_out.ts";
+import { dirname } from "node:path";
+import { DEFAULT_MAX_TOKENS, MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
 import {
   loadReceiptVerifier,
   RECEIPT_CHECK_ENV_VARIABLE,
+  type ReceiptJobFacts,
   type ReceiptVerifier,
 } from "../client/_receipt_verifier.ts";
 
@@ -112,19 +115,29 @@ The words of PROMPT are joined with spaces; - reads the prompt from stdin.
                       (its tokens, or its place every 10 s while it waits in the
                       queue; default ${DEFAULT_STREAM_IDLE_TIMEOUT_MS / 1000}; 0 = wait forever)
   --receipt-out FILE  write the job's receipt, as the node sent it (JSON), to FILE;
-                      no receipt: nothing is written, and infer exits 1
+                      no receipt: nothing is written, and infer exits 1. FILE is
+                      checked before the job is sent: its folder must exist, and it
+                      must not be a directory, a symbolic link or (without --force)
+                      an existing file. Needs --allow-read and --allow-write on its
+                      folder (a temp file there is renamed to FILE); a write that
+                      fails prints the receipt on stderr
+  --force             let --receipt-out replace an existing file
   -h, --help          this text
 
 Ctrl-C cancels the job on the node and exits 130.
 
 The summary on stderr ends with what the job's receipt says of the printed text:
-  receipt ok              the worker that signed the receipt signed this text (not
-                          that it is for this prompt: check that with verifyReceipt
-                          and the job, docs/API.md)
+  receipt ok (not proof of the prompt)
+                          the worker that signed the receipt signed this text, for
+                          this job id, model and max tokens (not that it is for this
+                          prompt: the node may pick the nonce; check that with
+                          verifyReceipt and the job, docs/API.md)
   receipt does not match (REASON)
-                          it does not sign this text (output_mismatch), or is no
-                          valid receipt (malformed, bad_signature): do not trust the
-                          text; infer exits 1
+                          it does not sign this text (output_mismatch), is for
+                          another job, model or max tokens (job_mismatch,
+                          model_mismatch, params_mismatch), or is no valid receipt
+                          (malformed, bad_signature): do not trust the text; infer
+                          exits 1
   receipt not checked (needs --allow-env)
                           the check needs --allow-env=${RECEIPT_CHECK_ENV_VARIABLE}
                           (or --allow-env); or check --receipt-out's file yourself
@@ -169,6 +182,7 @@ const INFER_OPTIONS = {
   input: { type: "string" },
   "idle-timeout": { type: "string" },
   "receipt-out": { type: "string" },
+  force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -260,6 +274,19 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     }
   }
 
+  // Before the job: a paid job must not lose its receipt to a typo, nor a file to the receipt.
+  const receiptOut = values["receipt-out"];
+  const force = values.force === true;
+  if (receiptOut !== undefined) {
+    const problem = await receiptOutProblem(receiptOut, force);
+    if (problem !== undefined) {
+      await io.stderr(
+        `error: --receipt-out ${terminalText(receiptOut)} ${terminalText(problem)}\n`,
+      );
+      return EXIT_USAGE;
+    }
+  }
+
   // Ctrl-C (or io.signal) interrupts: while connecting it gives up; while the job runs it sends
   // the node a cancel, then closes the socket (which cancels it too), so the node stops computing.
   const interrupt = new AbortController();
@@ -310,7 +337,12 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
         nonce: values.nonce,
         input: values.input,
       }, { onQueued: queueReporter(io) });
-      const status = await printJob(job, io, interrupt.signal, values.url, values["receipt-out"]);
+      const status = await printJob(job, io, interrupt.signal, {
+        url: values.url,
+        receiptOut,
+        force,
+        maxTokens: numbers["max-tokens"],
+      });
       return interrupt.signal.aborted
         ? await interrupted(io, "the job was cancelled on the node")
         : status;
@@ -437,6 +469,18 @@ function modelsUrl(url: string): string {
   return `${parsed.origin}/v1/models`;
 }
 
+/** What {@link printJob} needs of the command's flags. */
+interface PrintJobOptions {
+  /** `--url`, for hints. */
+  url: string;
+  /** `--receipt-out`, which {@link receiptOutProblem} passed. */
+  receiptOut: string | undefined;
+  /** `--force`: the receipt may replace a file at `receiptOut`. */
+  force: boolean;
+  /** `--max-tokens`: the receipt must sign it (the node's default without it). */
+  maxTokens: number | undefined;
+}
+
 /**
  * Print the job's tokens and summary, and write its receipt to `receiptOut` when given; silent
  * about a failure that `interrupt` caused.
@@ -445,8 +489,7 @@ async function printJob(
   job: StreamJob,
   io: InferCommandIo,
   interrupt: AbortSignal,
-  url: string,
-  receiptOut: string | undefined,
+  { url, receiptOut, force, maxTokens }: PrintJobOptions,
 ): Promise<number> {
   try {
     // A worker's text, printed: on a terminal its escape sequences would drive it (review s52).
@@ -462,7 +505,13 @@ async function printJob(
       if (token.text !== "") await io.stdout(shown(token.text));
     }
     const done = await job.done;
-    const receipt = await receiptVerdict(done.receipt, text, io);
+    // Resolved before any token: the model the node said it runs the job on.
+    const start = await job.start;
+    const receipt = await receiptVerdict(done.receipt, text, io, {
+      jobId: done.job_id,
+      model: start.model,
+      maxTokens: maxTokens ?? DEFAULT_MAX_TOKENS,
+    });
     const ttft = done.timings.ttft_ms === null ? "-" : `${done.timings.ttft_ms.toFixed(1)} ms`;
     const tokens = received === 1 ? "1 token" : `${received} tokens`;
     // Every string here is the node's: checked for its shape by the client, escaped all the same.
@@ -481,7 +530,7 @@ async function printJob(
       );
       failed = true;
     }
-    if (receiptOut !== undefined && !await writeReceipt(done.receipt, receiptOut, io)) {
+    if (receiptOut !== undefined && !await writeReceipt(done.receipt, receiptOut, force, io)) {
       failed = true;
     }
     if (done.receipt === undefined && done.receipt_error !== undefined) {
@@ -519,12 +568,15 @@ async function receiptVerdict(
   receipt: unknown,
   text: string,
   io: InferCommandIo,
+  job: ReceiptJobFacts,
 ): Promise<{ summary: string; refused?: string }> {
   if (receipt === undefined) return { summary: "" };
   const verify = await (io.receiptVerifier ?? loadReceiptVerifier)();
   if (verify === undefined) return { summary: ", receipt not checked (needs --allow-env)" };
-  const check = verify(receipt, text);
-  if (check.ok) return { summary: ", receipt ok" };
+  const check = verify(receipt, text, job);
+  // The node may have picked the nonce, so the prompt is not checked: said where it is read, on
+  // the line itself, not only in --help (review s77 vclient, F3).
+  if (check.ok) return { summary: ", receipt ok (not proof of the prompt)" };
   // The check's message may quote the node's values (a malformed field's): escaped.
   return {
     summary: `, receipt does not match (${check.reason})`,
@@ -533,10 +585,16 @@ async function receiptVerdict(
 }
 
 /**
- * Write `receipt` as it came (JSON) to `path` for `--receipt-out`; whether it was written (a job
- * without a receipt, or a file that cannot be written, is told on stderr).
+ * Write `receipt` as it came (JSON) to `path` for `--receipt-out` ({@link writeReceiptFile});
+ * whether it was written. A job without a receipt, or a file that cannot be written, is told on
+ * stderr, and then the receipt itself too: the job has run, and it is all the user has of it.
  */
-async function writeReceipt(receipt: unknown, path: string, io: InferCommandIo): Promise<boolean> {
+async function writeReceipt(
+  receipt: unknown,
+  path: string,
+  force: boolean,
+  io: InferCommandIo,
+): Promise<boolean> {
   const shownPath = terminalText(path);
   if (receipt === undefined) {
     await io.stderr(
@@ -544,15 +602,19 @@ async function writeReceipt(receipt: unknown, path: string, io: InferCommandIo):
     );
     return false;
   }
+  const json = JSON.stringify(receipt, null, 2);
   try {
-    await Deno.writeTextFile(path, `${JSON.stringify(receipt, null, 2)}\n`);
+    await writeReceiptFile(path, `${json}\n`, force);
     return true;
   } catch (error) {
+    const folder = terminalText(dirname(path));
     await io.stderr(
       `error: cannot write the receipt to ${shownPath}: ${terminalText((error as Error).message)}` +
         `${
-          error instanceof Deno.errors.NotCapable ? ` (run with --allow-write=${shownPath})` : ""
-        }\n`,
+          error instanceof Deno.errors.NotCapable
+            ? ` (run with --allow-read=${folder} --allow-write=${folder})`
+            : ""
+        }; the receipt follows, to keep:\n${terminalText(json)}\n`,
     );
     return false;
   }

@@ -18,6 +18,8 @@ import { redactedUrl } from "./redacted_url.ts";
 import { frameProblem } from "./_frame_shape.ts";
 import { doneProblem } from "./_done_problem.ts";
 import { DEFAULT_MAX_TOKENS, MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
+import { MAX_JOB_INPUT_BYTES, promptTokenBound } from "../protocols/prompt_token_bound.ts";
+import { QUEUED_EVENT_REPEAT_MS } from "../protocols/queued_repeat.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import type {
   WsDoneMessage,
@@ -221,8 +223,10 @@ export interface StreamClientOptions {
    * {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS}; 0 or `Infinity`: wait forever; more than
    * {@link MAX_STREAM_TIMEOUT_MS} counts as that). The server sends a job's tokens as they come,
    * and a queued job's place every 10 s (`queued`), so a long silence means a stopped, wedged
-   * or overloaded node or worker, not a long queue. `connect` rejects a negative or NaN value
-   * with a `RangeError`.
+   * or overloaded node or worker, not a long queue. While a job's last frame was `queued`, its
+   * silence is measured against {@link QUEUED_IDLE_FLOOR_MS} (15 s) at least, so a shorter value
+   * does not cancel an honest queued job before the node's next repeat. `connect` rejects a
+   * negative or NaN value with a `RangeError`.
    */
   idleTimeoutMs?: number;
   /**
@@ -297,6 +301,15 @@ export const MAX_TOKEN_FRAME_CHARS: number = MAX_FRAME_CHARS;
  */
 export const MAX_STREAM_TIMEOUT_MS = 2 ** 31 - 1;
 
+/**
+ * The shortest silence after which a job whose last frame was `queued` is taken for stalled,
+ * whatever {@link StreamClientOptions.idleTimeoutMs} says: the node is silent by design until it
+ * repeats the place ({@link QUEUED_EVENT_REPEAT_MS}), and half a repeat more lets a busy node's
+ * event loop or a slow link deliver the repeat late without an honest queued job being cancelled
+ * (review s77 vclient, F5). A longer idle timeout applies as it is.
+ */
+export const QUEUED_IDLE_FLOOR_MS: number = QUEUED_EVENT_REPEAT_MS * 3 / 2;
+
 interface PendingJob {
   start: PromiseWithResolvers<WsStartMessage>;
   done: PromiseWithResolvers<WsDoneMessage>;
@@ -319,8 +332,18 @@ interface PendingJob {
   maxTokens: TokenBound;
   /** Tokens received so far: the index the next must carry. */
   received: number;
+  /**
+   * Its place in the queue when its last frame was `queued` (undefined once a token came): its
+   * silence is then measured against {@link QUEUED_IDLE_FLOOR_MS} at least, and named in the error.
+   */
+  queuedPlace?: number;
   /** The prompt's tokens as its `start` counted them: the `done` must bill the same. */
   promptTokens?: number;
+  /**
+   * The most prompt tokens its `start` may count ({@link promptTokenBound}, the router's bound
+   * on a worker's claim): a server that counts more bills tokens the prompt cannot have.
+   */
+  maxPromptTokens: number;
 }
 
 /** The API's path, appended to a URL given without one. */
@@ -623,6 +646,7 @@ export class StreamClient {
       tokens,
       onQueued: options.onQueued,
       maxTokens: jobTokenBound(request.max_tokens),
+      maxPromptTokens: requestPromptBound(request),
       received: 0,
       heardAt: this.#timers.now(),
     };
@@ -773,12 +797,22 @@ export class StreamClient {
         // The node sends one per job: a second would replace what the caller was told (job id,
         // prompt count) with what its `done` is then checked against.
         if (job.started) return this.#protocolError("a second start for its job", "start");
+        // The node bills `usage.prompt_tokens` from this count, and its `done` must repeat it
+        // (`doneProblem`): refused here, a count the prompt cannot have is never billed.
+        if (message.prompt_tokens > job.maxPromptTokens) {
+          return this.#protocolError(
+            `a start that counts ${message.prompt_tokens} prompt tokens for a prompt of at most ` +
+              `${job.maxPromptTokens}`,
+            "start",
+          );
+        }
         job.started = true;
         job.jobId = message.job_id;
         job.promptTokens = message.prompt_tokens;
         job.start.resolve(message);
         break;
       case "queued":
+        job.queuedPlace = message.position;
         // The caller's code, outside `settle`: its exception is the caller's to see.
         if (job.onQueued !== undefined) callCaller(job.onQueued, message.position);
         break;
@@ -796,6 +830,7 @@ export class StreamClient {
           return this.#protocolError(`more tokens than ${job.maxTokens.what}`, "token");
         }
         job.received++;
+        job.queuedPlace = undefined;
         settle(() => job.tokens.enqueue(message));
         break;
       case "done": {
@@ -862,15 +897,16 @@ export class StreamClient {
     const silent: [string, PendingJob][] = [];
     let soonest = Infinity;
     for (const [id, job] of this.#jobs) {
-      const left = job.heardAt + idleTimeoutMs - now;
+      const left = job.heardAt + jobIdleLimit(job, idleTimeoutMs) - now;
       if (left <= 0) silent.push([id, job]);
       else soonest = Math.min(soonest, left);
     }
     if (silent.length > 0 && silent.length === this.#jobs.size) {
+      const longest = Math.max(...silent.map(([, job]) => jobIdleLimit(job, idleTimeoutMs)));
       this.#closeSocket({
-        message: `no message from ${this.#url} for ${seconds(idleTimeoutMs)} while a job ` +
-          `ran: the node or its worker may be stopped, wedged or overloaded; check the node ` +
-          `(cli.ts status) and its log`,
+        message: `no message from ${this.#url} for ${seconds(longest)} while a job ran` +
+          `${queuedNote(silent)}: the node or its worker may be stopped, wedged or overloaded; ` +
+          `check the node (cli.ts status) and its log`,
         details: { timeout: "idle" },
       });
       return;
@@ -881,9 +917,10 @@ export class StreamClient {
         job,
         new StreamClosedError(
           `no message for job ${JSON.stringify(id)} from ${this.#url} for ` +
-            `${seconds(idleTimeoutMs)} while other jobs on the socket went on: its worker may ` +
-            `be stopped, wedged or overloaded; the client cancelled it on the node (check the ` +
-            `node with cli.ts status, and its log)`,
+            `${seconds(jobIdleLimit(job, idleTimeoutMs))}${queuedNote([[id, job]])} while ` +
+            `other jobs on the socket went on: its worker may be stopped, wedged or ` +
+            `overloaded; the client cancelled it on the node (check the node with cli.ts ` +
+            `status, and its log)`,
           { timeout: "idle" },
         ),
       );
@@ -977,6 +1014,35 @@ function closedError(message: string, details?: StreamClosedDetails): StreamClos
 interface TokenBound {
   most: number;
   what: string;
+}
+
+/**
+ * How long `job` may hear nothing before it is taken for stalled: `idleTimeoutMs`, and at least
+ * {@link QUEUED_IDLE_FLOOR_MS} while its last frame was `queued`.
+ */
+function jobIdleLimit(job: PendingJob, idleTimeoutMs: number): number {
+  return job.queuedPlace === undefined
+    ? idleTimeoutMs
+    : Math.max(idleTimeoutMs, QUEUED_IDLE_FLOOR_MS);
+}
+
+/** The last queue places of the `silent` jobs that were queued, for an idle error ("" if none). */
+function queuedNote(silent: readonly [string, PendingJob][]): string {
+  const queued = silent.filter(([, job]) => job.queuedPlace !== undefined);
+  if (queued.length === 0) return "";
+  const places = queued.map(([id, job]) => `job ${JSON.stringify(id)} at place ${job.queuedPlace}`);
+  return ` (last told queued: ${places.join(", ")} in its model's queue)`;
+}
+
+/**
+ * The most prompt tokens a node may count for `request` ({@link promptTokenBound}): a job that
+ * names an input may have as many more as the largest input has bytes (the node's own room may be
+ * smaller: it depends on the job's encoded size, which the client does not compute).
+ */
+function requestPromptBound(request: InferRequest): number {
+  const prompt = typeof request.prompt === "string" ? request.prompt : "";
+  const named = request.input !== undefined && request.input !== null;
+  return promptTokenBound(prompt, named ? MAX_JOB_INPUT_BYTES : 0);
 }
 
 /**

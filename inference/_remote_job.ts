@@ -76,6 +76,25 @@ export const READER_STALL_GRACE_MS = 10_000;
 export const MIN_READER_STALL_MS = 10_000;
 
 /**
+ * A worker's words that this side did not read its job's events: it stopped reading
+ * (`reader_stalled`), or a finished job's unread tokens were evicted (`slow_reader`). Each ends
+ * the client's job without blame only when this side had left the events unread
+ * ({@link MIN_READER_STALL_MS}, {@link MIN_SLOW_READER_UNREAD_MS}); said otherwise, the worker's
+ * stream is broken.
+ */
+const READER_CLAIMS: ReadonlySet<string> = new Set(["reader_stalled", "slow_reader"]);
+
+/**
+ * The least time this side must have left a job's events unread for a worker's word that it
+ * evicted a finished job's unread tokens (`slow_reader`) to be believed: a worker lets a job run
+ * on into memory only after its reader read nothing for a second while other jobs wait
+ * (`SLOW_READER_GRACE_MS`, `actors/_unread_token_budget.ts`), far sooner than it says
+ * `reader_stalled`, and far longer than the milliseconds a router that reads each event as it
+ * comes leaves between its reads.
+ */
+export const MIN_SLOW_READER_UNREAD_MS = 1_000;
+
+/**
  * How long after a worker's last `queued` event the job is taken to have left its queue: the
  * worker repeats the place every `QUEUED_EVENT_REPEAT_MS`, so two and a half of those without
  * one means it stopped repeating.
@@ -287,7 +306,9 @@ export class RemoteJob {
           } catch (error) {
             failure = typedRefusal(error, this.#o.job);
             result = undefined; // what was read (a place further back) is what failed
-            if (failure instanceof VeriflowError && failure.code === "reader_stalled") {
+            // A finished job's evicted backlog (`slow_reader`) is the same claim, that this
+            // side did not read: believed on the same evidence (review s77 vclient, F2).
+            if (failure instanceof VeriflowError && READER_CLAIMS.has(failure.code)) {
               failure = this.#judgeReaderStalled(failure, timers.now() - since);
             }
           } finally {
@@ -569,9 +590,13 @@ export class RemoteJob {
    */
   #judgeReaderStalled(said: VeriflowError, waitedMs: number): VeriflowError {
     const unreadMs = this.#unread.unreadMs(this.#o.timers.now());
-    if (waitedMs < READER_STALL_GRACE_MS && unreadMs >= MIN_READER_STALL_MS) return said;
+    const evicted = said.code === "slow_reader";
+    const least = evicted ? MIN_SLOW_READER_UNREAD_MS : MIN_READER_STALL_MS;
+    if (waitedMs < READER_STALL_GRACE_MS && unreadMs >= least) return said;
     return new InferenceStreamError(
-      `the worker said the requester stopped reading, while it had left the job's events ` +
+      `the worker said the requester ${
+        evicted ? "read too slowly (slow_reader)" : "stopped reading"
+      }, while it had left the job's events ` +
         `unread for ${Math.round(unreadMs)} ms over its last reads and had been waiting on the ` +
         `worker for ${Math.round(waitedMs)} ms`,
     );

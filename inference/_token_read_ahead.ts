@@ -34,6 +34,8 @@ export class ReadAhead<T> {
   readonly #buffer: T[] = [];
   #reading = false;
   #done = false;
+  /** What the stream failed with, if it did. */
+  #error: unknown;
   #waiter: (() => void) | undefined;
   /** When the last {@link take} returned items (undefined before the first). */
   #lastTake: number | undefined;
@@ -53,6 +55,14 @@ export class ReadAhead<T> {
     this.#limit = Math.max(1, limit);
     this.#gatherMs = Math.max(0, options.gatherMs ?? 0);
     this.#timers = options.timers ?? SYSTEM_TIMERS;
+  }
+
+  /**
+   * What the stream failed with, once {@link take} returned `[]` for a failed stream; undefined
+   * for one that ended (a finished job's evicted backlog tells its reader so: `slow_reader`).
+   */
+  get error(): unknown {
+    return this.#error;
   }
 
   /** The items ready now (at least one, waiting for it), or `[]` once the stream ended. */
@@ -104,7 +114,8 @@ export class ReadAhead<T> {
         if (result.done) this.#done = true;
         else this.#buffer.push(result.value);
       },
-      () => {
+      (error) => {
+        this.#error = error;
         this.#done = true;
       },
     ).finally(() => {

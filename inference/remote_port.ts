@@ -31,6 +31,7 @@
  * @module
  */
 import { jobInputRoom } from "../protocols/job_input.ts";
+import { promptTokenBound } from "../protocols/prompt_token_bound.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { jobId, type TextJob } from "../protocols/job.ts";
@@ -396,20 +397,14 @@ export class RemoteInferencePort implements InferencePort {
 }
 
 /**
- * The most prompt tokens a worker may say `job` has: one per UTF-8 byte of its prompt, and one
- * more (a tokenizer that prepends a word marker). Every token of a byte-level vocabulary (the
- * built-in model's, GPT-2's) or of one with byte fallback covers at least one byte of the
- * prompt; only a tokenizer whose normalizer lengthens the text could count more, and its client
- * is then told this many. A claim past it is the worker's invention, and is not passed on. A job
- * that names an input (`protocols/job_input.ts`) may have as many more as its input may have
- * bytes ({@link jobInputRoom}): the model reads the input's text before the prompt.
+ * The most prompt tokens a worker may say `job` has: {@link promptTokenBound} (shared with the
+ * streaming client, which holds a node's `start` to the same bound), with the input's room
+ * ({@link jobInputRoom}) when the job names an input. A claim past it is the worker's invention,
+ * and is not passed on: its client is told this many.
  */
 export function maxPromptTokens(job: TextJob): number {
-  const input = job.input === undefined ? 0 : Math.max(0, jobInputRoom(job));
-  return UTF8.encode(job.prompt).length + input + 1;
+  return promptTokenBound(job.prompt, job.input === undefined ? 0 : jobInputRoom(job));
 }
-
-const UTF8 = new TextEncoder();
 
 /** The start's count of prompt tokens, at most {@link maxPromptTokens}. */
 function boundPromptTokens(start: StartEvent, job: TextJob): number {

@@ -18,6 +18,7 @@
 import type { Connection } from "../protocols/connection.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { undeliveredTokensError } from "./undelivered_tokens.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
@@ -430,13 +431,18 @@ function jobEvents(
   let controllerRef: ReadableStreamDefaultController<InferenceEvent> | undefined;
   /** The read of the next ready tokens, in progress across a `queued` report. */
   let pending: Promise<StreamedToken[]> | undefined;
+  /** What the read of the job's tokens failed with (a finished job's evicted backlog). */
+  let readError: unknown;
+  /** Tokens sent on the stream: how many of a finished job's reached its requester's side. */
+  let sentTokens = 0;
   async function readReady(): Promise<StreamedToken[]> {
     if (ahead !== undefined) return await ahead.take();
     try {
       const result = await reader.read();
       return result.done ? [] : [result.value];
-    } catch {
+    } catch (error) {
       // The job failed or was cancelled here: the summary says which, then the stream ends.
+      readError = error;
       return [];
     }
   }
@@ -525,6 +531,14 @@ function jobEvents(
     if (ready.length === 0) {
       ended = true;
       const summary = await handle.done;
+      // A finished job whose unread tokens were evicted (`slow_reader`) ends with that error,
+      // as at the edges, not with an end after fewer tokens than it made, which the router
+      // takes for a broken worker and runs again elsewhere (review s77 vclient, F2).
+      const undelivered = undeliveredTokensError(readError ?? ahead?.error, summary, sentTokens);
+      if (undelivered !== undefined) {
+        controller.error(undelivered);
+        return;
+      }
       if (summary.finishReason === "cancelled" || summary.finishReason === "error") {
         controller.error(
           new VeriflowError(
@@ -538,6 +552,7 @@ function jobEvents(
       return;
     }
     const events = ready.map(wireToken);
+    sentTokens += ready.length;
     const final = ready[ready.length - 1].finishReason !== undefined;
     const sig = signer?.sign(ready.map((token) => token.tokenId), final);
     const event: TokenEvent | TokensEvent = events.length === 1

@@ -106,6 +106,9 @@ export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([
   // The client stopped reading, so this side stopped granting credit: the next worker would
   // wait on it the same, and an honest worker must not be kept off the model for a slow client.
   "reader_stalled",
+  // The same slow client, after the job finished: the worker evicted its unread tokens and
+  // keeps its receipt over them all (review s77 vclient, F2). Run again, it would end the same.
+  "slow_reader",
 ]);
 
 /** Whether `error` is about the job itself ({@link JOB_ERROR_CODES}). */
@@ -115,7 +118,8 @@ export function isJobError(error: unknown): boolean {
 
 /**
  * Codes of {@link JOB_ERROR_CODES} a worker may end a job it *started* with: only that the
- * requester stopped reading (`reader_stalled`, which the remote port already found believable:
+ * requester stopped reading (`reader_stalled`), or read too slowly for a finished job's tokens
+ * (`slow_reader`), each of which the remote port already found believable:
  * a worker that says so while this side had not left the job's events unread for long, or while
  * it waited on the worker, breaks its stream; `inference/_remote_job.ts`). An honest worker checks
  * the rest (its parameters, its prompt, that it fits the context) before its `start`, so one
@@ -123,7 +127,10 @@ export function isJobError(error: unknown): boolean {
  * goes on elsewhere, as for any failure of its own, and a job truly bad is refused by the next
  * worker before its start.
  */
-export const STARTED_JOB_ERROR_CODES: ReadonlySet<string> = new Set(["reader_stalled"]);
+export const STARTED_JOB_ERROR_CODES: ReadonlySet<string> = new Set([
+  "reader_stalled",
+  "slow_reader",
+]);
 
 /** Whether `error`, ending a job its worker started, ends the client's job with it. */
 export function isStartedJobError(error: unknown): boolean {

@@ -216,12 +216,8 @@ export interface QueuedEvent {
   position: number;
 }
 
-/**
- * How often a worker repeats an unchanged `queued` event: well within the requester's stall
- * timeout (60 s by default), so a job queued behind jobs the requester cannot see is not taken
- * for a stalled one.
- */
-export const QUEUED_EVENT_REPEAT_MS = 10_000;
+// Defined in a file the streaming client loads without this one's imports (zod).
+export { QUEUED_EVENT_REPEAT_MS } from "./queued_repeat.ts";
 
 /** One event of a job's stream: its start, its place in a queue, one token or several, or its end. */
 export type InferenceEvent = StartEvent | QueuedEvent | TokenEvent | TokensEvent | EndEvent;

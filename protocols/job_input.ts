@@ -16,12 +16,9 @@ import { cidDigest, matchesCid } from "./cid.ts";
 import { VeriflowError } from "./errors.ts";
 import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "./job.ts";
 
-/**
- * Largest input a job may name, in bytes: one chunk (`DEFAULT_CHUNK_SIZE`), so the input is a
- * single raw block anyone checks by its hash. With the job it must also fit
- * `MAX_NETWORK_JOB_BYTES` (a fraud proof carries both to every node in one frame).
- */
-export const MAX_JOB_INPUT_BYTES = 256 * 1024;
+import { MAX_JOB_INPUT_BYTES } from "./prompt_token_bound.ts";
+// Defined beside the prompt-token bound, which the client loads without this file's imports.
+export { MAX_JOB_INPUT_BYTES };
 
 /**
  * Most bytes `job`'s input may have: {@link MAX_JOB_INPUT_BYTES}, and no more than leaves the job

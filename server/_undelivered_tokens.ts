@@ -1,17 +1,16 @@
 /**
- * What an answer says when its job ran to its end but its tokens did not all reach it: the read
- * of the job's tokens failed with a typed error while the job's summary says `stop` or `length`.
- * That is a finished job whose unread tokens the node dropped because its reader read too slowly
- * (`slow_reader`: the unread-token budget evicts a finished job's backlog and keeps its receipt,
- * `actors/inference_job.ts` `evict`). The summary alone cannot tell it from a whole answer, so
- * every edge (SSE, one JSON body, WebSocket) asks this before it sends its normal end: a client
- * given a normal end after part of the text cannot tell that tokens are missing, and a receipt
- * that commits to all of them would look like the worker's fault (review s77 sse, F1).
+ * What an answer says when its job ran to its end but its tokens did not all reach it: the rule
+ * of `inference/undelivered_tokens.ts` (a finished job whose unread tokens were evicted,
+ * `slow_reader`), shared with a worker's peer stream, as an edge's failure. Every edge (SSE, one
+ * JSON body, WebSocket) asks this before it sends its normal end: a client given a normal end
+ * after part of the text cannot tell that tokens are missing, and a receipt that commits to all
+ * of them would look like the worker's fault (review s77 sse, F1).
  *
  * @module
  */
 import type { JobSummary } from "../inference/inference_port.ts";
-import { VeriflowError } from "../protocols/errors.ts";
+import type { VeriflowError } from "../protocols/errors.ts";
+import { undeliveredTokensError } from "../inference/undelivered_tokens.ts";
 import { jobFailureForClient } from "./http_errors.ts";
 
 /**
@@ -26,13 +25,6 @@ export function undeliveredTokensFailure(
   summary: JobSummary,
   delivered: number,
 ): VeriflowError | undefined {
-  if (summary.finishReason !== "stop" && summary.finishReason !== "length") return undefined;
-  if (!(readError instanceof VeriflowError)) return undefined;
-  const made = summary.usage.completionTokens;
-  return jobFailureForClient(
-    readError.code,
-    `${readError.message}. The job had finished: ${delivered} of its ${made} tokens reached ` +
-      `this answer; its receipt, if it has one, covers all ${made}, so it does not match the ` +
-      "text received",
-  );
+  const failure = undeliveredTokensError(readError, summary, delivered);
+  return failure && jobFailureForClient(failure.code, failure.message);
 }

@@ -229,7 +229,10 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
       trustedProxies,
     }),
   );
-  app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers, options.drawSeed));
+  app.route(
+    "/v1",
+    openAiRoutes(gateway, edge, stats, options.timers, options.drawSeed, options.log),
+  );
   app.route(
     "/v1",
     streamRoutes(gateway, edge, stats, options.log, options.timers, {

@@ -101,6 +101,9 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   // A job cut because its client read nothing while others waited for its seat and the node's
   // memory for unread tokens was full (`actors/_unread_token_budget.ts`): the client was too slow.
   slow_reader: 408,
+  // A stream cut because its client read nothing for `http.clientIdleTimeoutMs`
+  // (`ClientIdleError`): told in the SSE stream's last event, the client's fault as above.
+  client_idle: 408,
   context_length_exceeded: 400,
   empty_prompt: 400,
   invalid_generation_params: 400,

@@ -54,7 +54,7 @@ import {
  * Routes of the OpenAI-compatible API; mount under `/v1`. `timers` (default the system's) is the
  * clock of the request body's deadline and of an SSE client's idle cut-off; `drawSeed` (default
  * {@link drawRequestSeed}) gives the seed of a request that samples without one
- * (`request_seed.ts`).
+ * (`request_seed.ts`); `log` (the node's; default none) tells each SSE idle cut-off.
  */
 export function openAiRoutes(
   gateway: InferenceGateway,
@@ -62,6 +62,7 @@ export function openAiRoutes(
   stats: EdgeStats,
   timers?: ConnectionTimers,
   drawSeed: () => number = drawRequestSeed,
+  log?: (line: string) => void,
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   const deadline = { timeoutMs: edge.requestBodyTimeoutMs, timers };
@@ -95,6 +96,7 @@ export function openAiRoutes(
       timers,
       stats,
       computesOnEventLoop: gateway.computesOnEventLoop,
+      log,
       // Read only for one body: a stream learns it from its body's cancel.
       clientGone: options.stream ? undefined : raw.signal,
     });

@@ -56,7 +56,7 @@ async function inferWith(
 Deno.test("infer: a receipt that signs the printed text is reported `receipt ok`, exit 0", async () => {
   const { status, out, err } = await inferWith(SIGNED_TEXT, receiptFor(SIGNED_TEXT.join("")));
   assertEquals(out, "w th");
-  assert(/job [0-9a-f]{12}, receipt ok\]\n/.test(err), err);
+  assert(/job [0-9a-f]{12}, receipt ok \(not proof of the prompt\)\]\n/.test(err), err);
   assertEquals(status, 0);
 });
 
@@ -100,7 +100,7 @@ Deno.test("infer --receipt-out FILE writes the receipt as it came, which verifyR
     assertEquals(written, receipt);
     assertEquals(verifyReceipt(written, { output: out }).ok, true);
     // Other text: the file is still written (to be looked at), and the check refuses it.
-    const replayed = await inferWith(["other"], receipt, ["--receipt-out", file]);
+    const replayed = await inferWith(["other"], receipt, ["--receipt-out", file, "--force"]);
     assertEquals(replayed.status, 1);
     const again = JSON.parse(await Deno.readTextFile(file));
     assertEquals(verifyReceipt(again, { output: replayed.out }).ok, false);

@@ -8,6 +8,7 @@
  * @module
  */
 import { createApp } from "../../server/app.ts";
+import { lineLogger } from "../../node/log_format.ts";
 import { serve } from "../../server/serve.ts";
 import type {
   InferenceHandle,
@@ -62,14 +63,18 @@ const port: InferencePort = {
 };
 
 const timers = new ManualTimers();
+// The node's log, as `node/http_listener.ts` gives it to the app and the server: in the format
+// the first argument names (`json` as --log-format json; default text).
+const log = lineLogger(Deno.args[0] === "json" ? "json" : "text", (line) => console.error(line));
 const app = createApp({
+  log,
   inference: port,
   defaultModel: model.cid,
   edge: { clientIdleTimeoutMs: IDLE_MS },
   timers,
 });
 const abort = new AbortController();
-const server = serve({ app, port: 0, signal: abort.signal });
+const server = serve({ app, port: 0, signal: abort.signal, log });
 const body = JSON.stringify({ prompt: "x", max_tokens: MAX_TOKENS, stream: true });
 const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(server.url).port) });
 await conn.write(new TextEncoder().encode(
@@ -82,11 +87,15 @@ await eventually(async () => {
   await timers.advance(IDLE_MS);
   return cancelled;
 }, "the idle client cut off");
-// Back from its pause, the client reads on: the server takes the next piece of the body, finds it
-// errored, prints that, and drops the connection.
+// Back from its pause, the client reads on to the stream's end: its last events (the cut's
+// `client_idle` error and `[DONE]`), or the connection's end.
 const buffer = new Uint8Array(1 << 16);
+let tail = "";
 try {
-  while (await conn.read(buffer) !== null);
+  for (let n; (n = await conn.read(buffer)) !== null;) {
+    tail = (tail + new TextDecoder().decode(buffer.subarray(0, n))).slice(-4096);
+    if (tail.includes("data: [DONE]")) break;
+  }
 } catch {
   // Reset rather than closed: the end is the same for this test.
 }
@@ -98,4 +107,5 @@ const metricsResponse = await app.fetch(new Request("http://127.0.0.1/metrics"),
 } as Deno.ServeHandlerInfo<Deno.NetAddr>);
 const metrics = await metricsResponse.text();
 const idleCuts = Number(/^veriflow_http_idle_timeouts_total (\d+)$/m.exec(metrics)?.[1]);
-console.log(JSON.stringify({ jobId: JOB_ID, cancelled, idleCuts }));
+const lastEvents = tail.split("\n\n").filter((event) => event !== "").slice(-2);
+console.log(JSON.stringify({ jobId: JOB_ID, cancelled, idleCuts, lastEvents }));
