@@ -26,12 +26,13 @@
  * tokens ({@link GPU_PREFILL_GROUP_TOKENS} on a GPU provider), left-padded to the longest — so
  * clients that arrive together pay one execution's fixed cost and start together; each gets its
  * own cache. A long prompt (longer than {@link IDLE_PREFILL_PIECE} with nobody decoding, than the
- * tick's budget while streams decode) is read alone, on its own cache, in pieces, one long prompt
- * at a time, first come first. Short prompts go before a long one's next piece, then it reads
- * its next piece before any more of them (they take turns): a short prompt arriving behind a
- * long one waits for the piece being read, not for its whole prefill (which took ~0.8 s behind
- * 450 tokens on `small`), and a stream of short ones cannot starve it. A long prompt cancelled (its
- * sequence closed) stops after the piece being read: an execution cannot be interrupted, so the
+ * tick's budget while streams decode) is read alone, on its own cache, in pieces; long prompts
+ * take turns, one piece each, first come first, so one waits for a piece of each other, not for
+ * another's whole prefill (`_prefill_planner.ts`). Short prompts go before a long one's next
+ * piece, then it reads its next piece before any more of them (they take turns): a short prompt
+ * arriving behind a long one waits for the piece being read, not for its whole prefill (which
+ * took ~0.8 s behind 450 tokens on `small`), and a stream of short ones cannot starve it. A long
+ * prompt cancelled (its sequence closed) stops after the piece being read: an execution cannot be interrupted, so the
  * pieces' length bounds what a cancel wastes. Before another piece of a started prompt a tick
  * waits for a turn of the event loop, so that a cancel or a prompt that came during the last
  * piece is heard before it.

@@ -1,10 +1,11 @@
 /**
  * How a batch (`_batch_decoder.ts`) reads its prompts (its module doc's "A step boundary"): what
  * the next prompt execution reads (`plan`): short prompts that have not started, whole and
- * together (`group`), or a piece of a long one (`pieceLength`), the two taking turns (`served`);
- * the running costs that size a piece (`noteCost`, `noteDecodeCost`), and the budgets behind
- * them. The executions themselves are `BatchedDecoder`'s, which owns one `PrefillPlanner` and
- * re-exports the constants. Not part of the public API.
+ * together (`group`), or a piece of a long one (`pieceLength`), the two taking turns, and long
+ * ones one piece each in turn (`served`); the running costs that size a piece (`noteCost`,
+ * `noteDecodeCost`), and the budgets behind them. The executions themselves are
+ * `BatchedDecoder`'s, which owns one `PrefillPlanner` and re-exports the constants. Not part of
+ * the public API.
  *
  * @module
  */
@@ -120,8 +121,8 @@ export type PrefillPlan =
 const PREFILL_COST_SMOOTHING = 0.25;
 
 /**
- * A batch's prompt budgets, whose prompt is read next (short ones and a long one take turns), and
- * the measured costs that size a prompt's pieces.
+ * A batch's prompt budgets, whose prompt is read next (short ones and a long one take turns, and
+ * long ones among themselves), and the measured costs that size a prompt's pieces.
  */
 export class PrefillPlanner {
   #maxBatch: number;
@@ -137,6 +138,15 @@ export class PrefillPlanner {
    * turns, so a stream of short ones cannot hold it back).
    */
   #longTurn = false;
+  /**
+   * Submission order of the long prompt whose piece was read last: the next piece goes to the
+   * next long prompt after it (first come first, wrapping round), so long prompts take turns
+   * among themselves and one waits for a piece of each other, never for another's whole prefill
+   * (read first come first, a 257-token prompt behind a 3,000-token one got its first token
+   * after the other's whole prefill, 2.9–4.8 s on the 4,096-context model, against 0.57 s for a
+   * 256-token one). They are those that may be read now, so the turns are bounded by the seats.
+   */
+  #lastLongOrder = -Infinity;
   /** Running estimate of a prompt token's cost (ms), and the last decode step's. */
   #msPerPromptToken = 0;
   #lastDecodeMs = 0;
@@ -181,15 +191,17 @@ export class PrefillPlanner {
    * piece of a long one (a prompt that has started, or one too long to be read whole), so a short
    * prompt never waits for a long one's whole prefill, only for the piece being read; but once
    * short prompts went before a long one, the long one's piece is next (they take turns: see
-   * {@link PrefillPlanner.served}). Long prompts are read one at a time, first come first, each
-   * in pieces ({@link PrefillPlanner.pieceLength}). Undefined when nothing waits.
+   * {@link PrefillPlanner.served}). Long prompts are read in pieces
+   * ({@link PrefillPlanner.pieceLength}), one piece each in turn, first come first (a long prompt
+   * waits for a piece of each other one, not for its whole prefill). Undefined when nothing waits.
    *
    * @param waiting The prompts that may be read now, first come first.
    * @param decoding Whether a sequence of the batch is decoding.
    */
   plan(waiting: SequenceState[], decoding: boolean): PrefillPlan | undefined {
     const group = this.group(waiting, decoding);
-    const long = waiting.find((s) => !this.#short(s, decoding));
+    const longs = waiting.filter((s) => !this.#short(s, decoding));
+    const long = longs.find((s) => s.pending!.order > this.#lastLongOrder) ?? longs[0];
     if (group.length > 0 && (long === undefined || !this.#longTurn)) {
       return { kind: "whole", group, passes: long !== undefined };
     }
@@ -202,9 +214,13 @@ export class PrefillPlanner {
     };
   }
 
-  /** `plan` is being read: after short prompts passed a long one, the long one's turn comes. */
+  /**
+   * `plan` is being read: after short prompts passed a long one, the long one's turn comes; after
+   * a long one's piece, the next long one's.
+   */
   served(plan: PrefillPlan): void {
     this.#longTurn = plan.kind === "whole" && plan.passes;
+    if (plan.kind === "piece") this.#lastLongOrder = plan.sequence.pending!.order;
   }
 
   /**
