@@ -118,8 +118,8 @@ export interface TakeoverRequest {
 
 /**
  * How a takeover ended: the trainer served its answer (the claim was false here), did not (this
- * validator's own fraud proof is told to the validator), or nothing was decided (cleared: a
- * takeover can only convict).
+ * validator's own fraud proof is told to the validator), or nothing was decided (cleared: the
+ * claim is not taken here, and a challenge held for it ends `undecided`).
  */
 export type TakeoverOutcome = "served" | "convicted" | "cleared";
 
@@ -449,8 +449,11 @@ export class TrainingChallengeRun {
    * window closes) and the claim was false here; not served by the deadline, or an answer that
    * fails the check, is this validator's own proof (`opening_missing`, `opening_mismatch`,
    * `step_mismatch`, …), settled and spread as any. Anything else —
-   * the ledger would not hold the receipt, an error here — clears the challenge: a takeover can
-   * only convict. Runs outside the validator's mailbox.
+   * the ledger would not hold the receipt, a check without a verdict, an error here (a re-run that
+   * could not be made: `step_rerun_failed`) — clears the claim, and a challenge already held ends
+   * `undecided`: the trainer is not paid in this ledger, nor slashed. Ended `passed`, a lazy
+   * trainer whose openings no one re-ran was paid, and this ledger's own coin never challenged it
+   * again (review s77 vtrain F1). Runs outside the validator's mailbox.
    */
   async takeover(request: TakeoverRequest, ctx: Context): Promise<TakeoverOutcome> {
     const { receipt } = request;
@@ -544,14 +547,15 @@ export class TrainingChallengeRun {
         await this.#convict(check.proof, request, ctx);
         return "convicted";
       }
-      await endings.end(ctx, id, "passed");
+      await endings.end(ctx, id, "undecided", `training_${check.reason}`);
       this.#options.log(
         `training validator: takeover of trainer ${trainer}'s receipt decided nothing ` +
-          `(${check.reason}): cleared`,
+          `(${check.reason}): ended undecided`,
       );
       return "cleared";
     } catch (error) {
-      await endings.end(ctx, id, "passed");
+      // The steps were not checked (a validator-side gap): not a pass (see `takeover`).
+      await endings.end(ctx, id, "undecided", "takeover_failed");
       throw error;
     }
   }

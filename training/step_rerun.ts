@@ -14,13 +14,23 @@
  * — the verdict, the fraud proof and its hash — is still made on the main thread from what it
  * answers: the verdicts are the bytes they were.
  *
- * A worker that fails (an uncaught error in it, or silent past `silenceMs` while it owes an
- * answer: a worker ended by `Deno.exit` or dropped by the runtime sends no event at all) is
+ * A worker that fails (an uncaught error in it; an error in its re-run that is not a
+ * `TrainingError`, such as its wasm engine's `Aborted()` after it ran out of memory, which every
+ * later re-run on that engine repeats; or silent past `silenceMs` while it owes an answer: a worker
+ * ended by `Deno.exit` or dropped by the runtime sends no event at all) is
  * reported (one log line), terminated and replaced by a fresh one; the step it was re-running is
  * re-run there ({@link RERUN_ATTEMPTS} tries in all), and the steps queued behind it are sent
  * again at no cost to their tries. A step whose tries are spent fails with `step_rerun_failed`:
  * the check throws, and its caller ends it as a check that could not be made here (see
  * docs/TRAINING.md, "Where the re-run runs", for who pays in each ending).
+ *
+ * A worker that runs out of JS heap is not one of these: Deno gives workers no heap limit of their
+ * own, and V8 ends the whole process ("Fatal JavaScript out of memory", exit 133) before any event
+ * reaches this thread: the node's process ends. A trainer cannot cause it: a re-run's memory is
+ * set by the round, not by what a trainer sends (the states decode only to the round's
+ * architecture, `verifyStepOpening`; the batch size and sample bytes are the round's
+ * hyper-parameters, which the coordinator pins; a sample longer than the model's context fails
+ * before tfjs computes), and the worker holds one step at a time.
  *
  * @module
  */
@@ -66,10 +76,15 @@ export interface StepRerunRequest {
   only?: StepClaimReason;
 }
 
-/** Re-run worker → main thread. */
+/**
+ * Re-run worker → main thread: the step's result, a `TrainingError` of its inputs (`code`), or
+ * `fatal`: the re-run failed in a way that is the worker's, not the step's (its engine broke), and
+ * the worker has closed itself.
+ */
 export type StepRerunReply =
   | { id: number; ok: true; result: StepRerunResult }
-  | { id: number; ok: false; code: string; message: string };
+  | { id: number; ok: false; code: string; message: string }
+  | { id: number; ok: false; fatal: true; message: string };
 
 /**
  * How long a worker owing an answer may stay silent before it is called dead: 10 minutes, as the
@@ -82,9 +97,11 @@ export const RERUN_SILENCE_MS = 600_000;
 
 /**
  * Tries a step gets, each on a worker of its own, before its check fails with
- * `step_rerun_failed`: a worker killed under memory pressure, or one the runtime dropped, is a
- * passing cause worth one fresh worker; a step that brings down two in a row is not re-run a
- * third time (each try costs a worker's start, about a second of CPU for tfjs and its wasm).
+ * `step_rerun_failed`: a worker whose wasm engine ran out of memory (the 4 GiB a wasm heap holds,
+ * or the machine's), or one the runtime dropped, is a passing cause worth one fresh worker; a step
+ * that brings down two in a row is not re-run a third time (each try costs a worker's start, about
+ * a second of CPU for tfjs and its wasm). A worker out of JS heap is no such cause: it ends the
+ * node (see the module doc).
  */
 export const RERUN_ATTEMPTS = 2;
 
@@ -177,6 +194,25 @@ export class WorkerStepRerun implements StepRerun {
     return owed.waiter.promise;
   }
 
+  /**
+   * `step` as it crosses to the worker, and the buffer to transfer with it: its samples copied
+   * into one buffer of their own (the batch's bytes). They are views of the trainer's whole
+   * decoded answer (`verifyOpeningsPlaintext`), and a posted view carries its whole buffer: every
+   * step sent cloned all of the answer's plaintext, 32 MiB at hidden size 128 (review s77 vtrain
+   * F4). The states are cloned, not transferred: a step is sent again to a fresh worker when its
+   * worker fails, and the caller reads the last step's end weights after.
+   */
+  static #crossing(step: VerifiedStep): { step: VerifiedStep; transfer: ArrayBuffer } {
+    const batch = new Uint8Array(step.samples.reduce((bytes, sample) => bytes + sample.length, 0));
+    let at = 0;
+    const samples = step.samples.map((sample) => {
+      const copy = batch.subarray(at, at += sample.length);
+      copy.set(sample);
+      return copy;
+    });
+    return { step: { ...step, samples }, transfer: batch.buffer };
+  }
+
   /** Terminate the worker; the steps owed fail with `step_rerun_stopped`. */
   close(): void {
     if (this.#closed) return;
@@ -193,8 +229,10 @@ export class WorkerStepRerun implements StepRerun {
   #send(owed: Owed): void {
     const worker = this.#worker ??= this.#start();
     if (this.#silence === undefined) this.#armSilence();
+    // Made afresh for each send (a retry too): the samples' buffer goes with it, transferred.
+    const { step, transfer } = WorkerStepRerun.#crossing(owed.request.step);
     try {
-      worker.postMessage(owed.request);
+      worker.postMessage({ ...owed.request, step }, [transfer]);
     } catch (error) {
       // Not cloneable: nothing was sent, and nothing is owed for it.
       this.#owed.delete(owed.request.id);
@@ -210,6 +248,13 @@ export class WorkerStepRerun implements StepRerun {
       const reply = event.data;
       const owed = this.#owed.get(reply.id);
       if (owed === undefined) return;
+      if (!reply.ok && "fatal" in reply) {
+        // Not the step's fault: it stays owed (the oldest: the one charged a try) and goes to a
+        // fresh worker. Kept, the broken engine failed every later re-run with no line logged
+        // (review s77 vtrain F2).
+        this.#workerFailed(`its re-run failed: ${reply.message}`);
+        return;
+      }
       this.#owed.delete(reply.id);
       // The next step owed, if any, gets a whole silence bound of its own.
       this.#disarmSilence();

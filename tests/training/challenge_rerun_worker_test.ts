@@ -11,26 +11,17 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { encodeCbor } from "../../protocols/cbor.ts";
-import type { Connection } from "../../protocols/connection.ts";
-import { sha256Hex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { openChallengedSteps } from "../../training/step_opening.ts";
 import { RERUN_ATTEMPTS, WorkerStepRerun } from "../../training/step_rerun.ts";
-import type { TrainingChallenge } from "../../training/training_challenge.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import { trainAndSign } from "../../training/training_round.ts";
-import type {
-  ChallengeOutcome,
-  TrainingValidatorStats,
-} from "../../training/training_validator.ts";
+import type { TrainingValidatorStats } from "../../training/training_validator.ts";
 import { tracker } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
+import { challengedHonestRun } from "./_challenged_honest_run.ts";
 import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "./_loss_fraud.ts";
 
 const STAKE = 10_000_000;
@@ -38,73 +29,6 @@ const STAND_IN = new URL("./_step_rerun_stand_in.ts", import.meta.url).href;
 /** Words of the slow stand-in's gate (`_step_rerun_stand_in.ts`). */
 const HOLDING = 0;
 const RELEASED = 1;
-
-/**
- * A ledger node whose training validator challenges every receipt and re-runs in `rerun`; an
- * honest trainer's run of 2 steps, staked, credited and challenged over a connection that
- * answers with its openings.
- */
-async function challengedHonestRun(dir: string, rerun: WorkerStepRerun) {
-  const system = new ActorSystem({ name: "challenge-rerun-worker" });
-  const clock = { t: Date.now() };
-  const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-  const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  const { ledger, training } = await spawnTrainingLedger(system, {
-    identity: Identity.generate(),
-    dir,
-    now: () => clock.t,
-    models,
-    challenge: { challengeProbability: 1, random: () => 0, rerun },
-  });
-  const trainer = Identity.generate();
-  const run = await trainAndSign({
-    arch: TEST_ARCH,
-    round: 0,
-    startModel: model.cid,
-    start: model.weights,
-    shard: (await testSplit()).shards[0],
-    steps: 2,
-    dataSeed: 3,
-    hyper: TEST_HYPER,
-    identity: trainer,
-    keepEvery: 1,
-  });
-  const { receipt } = run.report;
-  const terms = { round: 0, startModel: receipt.startModel, steps: receipt.steps };
-  await ledger.ask({ type: "deposit", key: receipt.trainer, amount: STAKE });
-  await training.ask({ type: "credit", receipts: [receipt], terms });
-  let body: Uint8Array | undefined;
-  const connection = {
-    peerKey: trainer.publicKey,
-    request: async (_type: unknown, payload: { challenge?: TrainingChallenge }) => {
-      if (payload.challenge !== undefined) {
-        body = encodeCbor(await openChallengedSteps(run.trace, payload.challenge));
-        return { size: body.length, parts: 1, sha256: sha256Hex(body) };
-      }
-      return { bytes: body! };
-    },
-  } as unknown as Connection;
-  const { result } = await training.ask<{ result: Promise<ChallengeOutcome> }>({
-    type: "challenge",
-    report: run.report,
-    connection,
-    terms,
-    arch: TEST_ARCH,
-    shardSize: receipt.shardSize,
-    shardRoot: receipt.shardRoot,
-  });
-  result.catch(() => {});
-  const id = trainingReceiptId(receipt);
-  const status = async () =>
-    (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
-      ?.status;
-  const account = () => ledger.ask<Account>({ type: "account", key: trainer.publicKey });
-  const closeWindow = async () => {
-    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-    await ledger.ask({ type: "finalize" });
-  };
-  return { system, training, result, status, account, closeWindow };
-}
 
 Deno.test("while a challenge's step is re-run in the validator's worker, the validator and its ledger answer their messages; the challenge then passes and the trainer is paid", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-rerun-worker-" });
