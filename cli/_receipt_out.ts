@@ -64,8 +64,11 @@ export async function writeReceiptFile(path: string, text: string, force: boolea
   }
 }
 
-/** A file-system failure about `path`, with the permission to ask for when that is why. */
-function problemText(error: unknown, path: string): string {
+/**
+ * A file-system failure about `path`, as words to follow it (`: …`), with the permission to ask
+ * for when that is why: also how `cli.ts infer` tells a receipt it could not write.
+ */
+export function problemText(error: unknown, path: string): string {
   const permission = error instanceof Deno.errors.NotCapable
     ? ` (run with --allow-read=${dirname(path)} --allow-write=${dirname(path)})`
     : "";

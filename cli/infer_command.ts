@@ -32,8 +32,7 @@ import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "../client/_api_key_variable.ts";
 import { terminalText } from "../client/_terminal_text.ts";
 import { redactedUrl } from "../client/redacted_url.ts";
-import { receiptOutProblem, writeReceiptFile } from "./_receipt_out.ts";
-import { dirname } from "node:path";
+import { problemText, receiptOutProblem, writeReceiptFile } from "./_receipt_out.ts";
 import { DEFAULT_MAX_TOKENS, MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
 import {
   loadReceiptVerifier,
@@ -607,14 +606,9 @@ async function writeReceipt(
     await writeReceiptFile(path, `${json}\n`, force);
     return true;
   } catch (error) {
-    const folder = terminalText(dirname(path));
     await io.stderr(
-      `error: cannot write the receipt to ${shownPath}: ${terminalText((error as Error).message)}` +
-        `${
-          error instanceof Deno.errors.NotCapable
-            ? ` (run with --allow-read=${folder} --allow-write=${folder})`
-            : ""
-        }; the receipt follows, to keep:\n${terminalText(json)}\n`,
+      `error: cannot write the receipt to ${shownPath}${terminalText(problemText(error, path))}` +
+        `; the receipt follows, to keep:\n${terminalText(json)}\n`,
     );
     return false;
   }

@@ -75,9 +75,11 @@ const QUOTED = /"(?:[^"\\]|\\[\s\S]?)*(?:"|$)/g;
  * reorder what is shown: U+061C, U+200E/U+200F, U+202A–U+202E, U+2066–U+2069), the zero-width
  * characters (which hide text: U+200B–U+200D, U+FEFF), and lone UTF-16 surrogates (no character
  * at all; a terminal shows them as it likes). Review s74 F6: the zero-width ones, U+061C and lone
- * surrogates went through raw. One list, read by both patterns below, so the forms cannot differ.
+ * surrogates went through raw. One list, read by both patterns below and by `/metrics`' label
+ * escape (`server/metrics_registry.ts`), so the forms cannot differ. The body of a character
+ * class (`[${HIDDEN}]`), for a `u` pattern.
  */
-const HIDDEN =
+export const HIDDEN: string =
   "\\x7f-\\x9f\\u061c\\u200b-\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ufeff" +
   "\\ud800-\\udfff"; // in a `u` pattern, only a surrogate not in a pair matches this range
 

@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { HIDDEN } from "../node/log_format.ts";
 
 /** One counter or gauge value. Samples with the same name must share `help` and `type`. */
 export interface ScalarSample {
@@ -329,14 +330,12 @@ function escapeHelp(text: string): string {
  * itself: the other C0 controls, DEL and the C1 controls (a CR rewrites the line an operator's
  * `curl …/metrics` shows, ESC recolours or clears the terminal, and the exposition parsers read a
  * CR as a line's end), the Unicode line separators, and the bidirectional and zero-width marks
- * (they reorder or hide what is shown; but for the joiners inside a word, {@link joinsWord}). The
- * same set `node/log_format.ts` escapes in the log. A
- * label can carry a peer's words (review s76 F1: a hello's version did); this holds whatever
- * else comes to carry them.
+ * (they reorder or hide what is shown; but for the joiners inside a word, {@link joinsWord}), and
+ * lone surrogates: past the C0 controls, the log's own list (`node/log_format.ts`'s `HIDDEN`), so
+ * the two cannot drift. A label can carry a peer's words (review s76 F1: a hello's version did);
+ * this holds whatever else comes to carry them.
  */
-const LABEL_HIDDEN =
-  // deno-lint-ignore no-control-regex -- matching control characters is its purpose
-  /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|[\ud800-\udfff]/gu;
+const LABEL_HIDDEN = new RegExp(`[\\x00-\\x09\\x0b-\\x1f${HIDDEN}]`, "gu");
 
 /**
  * A character a word is made of, ending the text before a joiner: a letter, a mark, a digit or a
