@@ -10,7 +10,8 @@
  * reproduced is asked last to take jobs over, for a while of the same kind. A job whose every
  * token reached the client and whose worker's `end` event (its receipt) was lost with the
  * connection is remembered, and the receipt asked for later (`_lost_ends.ts`). A receipt that
- * checks out goes to the node's validator with this node's signed assignment.
+ * checks out goes to the node's validator with this node's signed assignment; the client's retry
+ * of that job (same nonce) is then refused `duplicate_job` (`_assigned_jobs.ts`).
  *
  * @module
  */
@@ -18,7 +19,7 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ActorSystem } from "../actors/actor_system.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../protocols/inference_messages.ts";
-import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
+import { jobBytes, jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   checkTextJob,
@@ -50,6 +51,7 @@ import { BusyRefusals } from "./busy_refusals.ts";
 import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
 import { validatorInboxOf } from "./peer_services.ts";
 import { LostEnds } from "./_lost_ends.ts";
+import { AssignedJobs } from "./_assigned_jobs.ts";
 import {
   DEFAULT_QUEUE_HOLD_MS,
   FAILOVER_CAUSES,
@@ -274,6 +276,8 @@ export class NetworkInferencePort implements InferencePort {
   readonly #unresumable: BusyRefusals;
   /** Jobs whose worker's end event was lost after the last token (`_lost_ends.ts`). */
   readonly #lostEnds: LostEnds;
+  /** Jobs whose receipt went to the validator with this node's assignment (`_assigned_jobs.ts`). */
+  readonly #assigned = new AssignedJobs();
   /**
    * The clients' jobs, each counted once whatever workers it ran on (the job counters and gauges
    * of {@link stats}); the remote ports count each worker's run.
@@ -376,6 +380,8 @@ export class NetworkInferencePort implements InferencePort {
    * handed, with this node's signed assignment of the job to that worker, to this node's
    * validator (which records it, may challenge it, and announces both to other validators). A
    * receipt that fails is withheld, and `done` says why.
+   * @throws {AssignedJobError} (`duplicate_job`) for a job whose receipt this node already
+   *   assigned (`_assigned_jobs.ts`): run again, neither worker would be paid.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     // Checked as every port checks a job (`checkTextJob`): before it is hashed, measured or sent.
@@ -392,6 +398,9 @@ export class NetworkInferencePort implements InferencePort {
           `another node may take (its fraud proofs must fit one frame); shorten the prompt`,
       );
     }
+    // A retry (same nonce) of a job whose receipt this node assigned: run again, its second
+    // assignment would be refused `double_assignment` and void the first's pay (review s77).
+    this.#assigned.check(jobId(job));
     const { first, before } = await this.#start(job, options).catch((error: unknown) => {
       // Every worker asked was full: the client's job was refused for want of room, as a local
       // port's full queue refuses it.
@@ -809,6 +818,10 @@ export class NetworkInferencePort implements InferencePort {
         error: rest.error ??
           { code: "receipt_rejected", message: `the worker's receipt: ${failure}` },
       };
+    }
+    if (assignment !== undefined && this.#validator !== undefined) {
+      const receipt = summary.receipt as Receipt;
+      this.#assigned.assigned(jobId(job), saysCancelled ? receipt.tokenCount : undefined);
     }
     this.#toValidator(worker, {
       type: "receipt",

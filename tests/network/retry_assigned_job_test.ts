@@ -1,0 +1,165 @@
+/**
+ * A router refuses a client's retry of a job it has already assigned (review s77, the router side
+ * of the cancelled-job receipts): its client cancelled at k, the router fetched the worker's
+ * cancelled receipt and sent it to its validator with its assignment, and the client then sent the
+ * same job again (same nonce: the same job id). Before, the router forwarded the retry to another
+ * worker, which ran it to its end, and the router's second assignment of the job was refused
+ * `double_assignment`: neither worker was paid. Now the retry is refused `duplicate_job` at
+ * submission, before any worker runs it; the same prompt with a new nonce runs, and its finisher
+ * is paid.
+ *
+ * Three nodes in memory: the router (a `NetworkInferencePort` whose validator keeps a real
+ * ledger) and two workers (InferenceActor, ProverActor, the honest model). The router's network
+ * stand-in offers the first worker, then the finisher.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
+import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
+import { LocalInferencePort } from "../../inference/local_port.ts";
+import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { AssignedJobError, AssignedJobs } from "../../network/_assigned_jobs.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { f, ledgerReads, START } from "../actors/_validator_fixture.ts";
+import { StaticModels } from "../server/_fixtures.ts";
+import { connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
+
+/** Tokens the client reads before it cancels. */
+const READ = 3;
+/** The job's limit: past {@link READ}, so the cancel comes before the job's end. */
+const MAX_TOKENS = 12;
+/** Each worker's stake: far more than one job locks. */
+const WORKER_STAKE = 1_000_000;
+
+const JOB: TextJob = {
+  kind: "text",
+  model: f.honest.info.cid,
+  prompt: "Settle this",
+  params: { maxTokens: MAX_TOKENS, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+  nonce: "retry-assigned-job",
+};
+
+/** A worker node (its own system) with its stake deposited in the router's ledger. */
+async function spawnWorker(label: string, router: Identity) {
+  const identity = Identity.generate();
+  const system = new ActorSystem({ name: `retry-assigned-${label}` });
+  const prover = await system.spawn<ProverMessage>({
+    name: "prover",
+    factory: () => new ProverActor({ identity }),
+  });
+  const models = new StaticModels([f.honest]);
+  const inference = await system.spawn<InferenceMessage>({
+    name: "inference",
+    factory: () => new InferenceActor({ models, prover: proverHook(prover) }),
+  });
+  const local = new LocalInferencePort({ inference, models });
+  const ends = await connectWorker(router, identity, local, system);
+  return {
+    identity,
+    local,
+    connection: ends.toWorker,
+    async close() {
+      await ends.toWorker.close();
+      await ends.atWorker.close();
+      await system.shutdown();
+    },
+  };
+}
+
+Deno.test("a router refuses a retry (same nonce) of a job whose cancelled receipt it assigned as duplicate_job before any worker runs it; the cancelled worker keeps its pay, and a retry with a new nonce runs and its finisher is paid", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const routerSystem = new ActorSystem({ name: "retry-assigned-router" });
+  const router = Identity.generate();
+  const network = new OneWorker();
+  const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
+  const port = new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1 });
+  const reads = ledgerReads(() => validator, clock);
+  const cancelled = await spawnWorker("cancelled", router);
+  const finisher = await spawnWorker("finisher", router);
+  try {
+    for (const w of [cancelled, finisher]) {
+      await validator.ask({ type: "deposit", key: w.identity.publicKey, amount: WORKER_STAKE });
+    }
+    // The client reads k tokens on the first worker and cancels.
+    network.connection = cancelled.connection;
+    const handle = await port.submit(JOB);
+    const reader = handle.tokens.getReader();
+    for (let i = 0; i < READ; i++) {
+      const next = await reader.read();
+      assert.ok(!next.done && next.value.finishReason === undefined, "the job ended early");
+    }
+    await reader.cancel();
+    const summary = await handle.done;
+    const receipt = summary.receipt as Receipt | undefined;
+    assert.ok(receipt?.end === "cancelled", "the router got no cancelled receipt");
+    assert.equal(receipt.tokenCount, READ);
+    await eventually(
+      async () => (await reads.record(receiptId(receipt)))?.requester !== undefined,
+      "the cancelled receipt to be recorded assigned in the router's ledger",
+      { timeoutMs: 3_000 },
+    );
+
+    // The client retries the same job; the router's only worker now is the finisher.
+    network.connection = finisher.connection;
+    const refused = await assert.rejects(() => port.submit(JOB), (error: unknown) => {
+      assert.ok(error instanceof VeriflowError, String(error));
+      assert.equal(error.code, "duplicate_job", error.message);
+      assert.match(error.message, new RegExp(`cancelled at ${READ} tokens`));
+      assert.match(error.message, /new nonce/);
+      return true;
+    }).then(() => true);
+    assert.ok(refused);
+    assert.equal((await finisher.local.stats()).jobsStarted, 0, "a worker ran the retry");
+
+    // The same prompt with a new nonce is a new job: it runs, and its finisher is paid for it.
+    const fresh = await port.submit({ ...JOB, nonce: "retry-assigned-job-2" });
+    for await (const _ of fresh.tokens) { /* the client reads every token */ }
+    const done = await fresh.done;
+    const whole = done.receipt as Receipt | undefined;
+    assert.ok(whole !== undefined && whole.end === undefined, `no receipt: ${done.error?.code}`);
+    await eventually(
+      async () => (await reads.record(receiptId(whole)))?.requester !== undefined,
+      "the finisher's receipt to be recorded assigned",
+      { timeoutMs: 3_000 },
+    );
+
+    await reads.closeWindow();
+    const price = DEFAULT_ECONOMICS.defaultTokenPrice;
+    const paid = await reads.account(cancelled.identity.publicKey);
+    const theirs = await reads.account(finisher.identity.publicKey);
+    assert.equal(paid.balance, READ * price, "the cancelled worker lost its pay");
+    assert.equal(paid.stake, WORKER_STAKE);
+    assert.equal(theirs.balance, whole.tokenCount * price, "the finisher was not paid");
+    assert.equal(theirs.stake, WORKER_STAKE);
+  } finally {
+    await cancelled.close();
+    await finisher.close();
+    await routerSystem.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the router's memory of assigned jobs is bounded: past its size the oldest job id is forgotten (its retry is forwarded again), and a finished job's refusal says so", () => {
+  const jobs = new AssignedJobs(2);
+  jobs.assigned("a", READ);
+  jobs.assigned("b");
+  assert.throws(() => jobs.check("a"), (error: unknown) => {
+    assert.ok(error instanceof AssignedJobError);
+    assert.equal(error.code, "duplicate_job");
+    assert.match(error.message, new RegExp(`cancelled at ${READ} tokens`));
+    return true;
+  });
+  assert.throws(() => jobs.check("b"), /already ran to its end and its receipt was assigned/);
+  jobs.assigned("c");
+  jobs.check("a"); // forgotten: no refusal
+  assert.throws(() => jobs.check("b"), AssignedJobError);
+  assert.throws(() => jobs.check("c"), AssignedJobError);
+});
