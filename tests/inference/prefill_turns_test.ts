@@ -8,11 +8,11 @@
  */
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
-import { BatchedDecoder } from "../../inference/_batch_decoder.ts";
 import { DecoderSession, type SampledStep } from "../../inference/_decoder_session.ts";
 import { createSession } from "../../inference/_session.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
-import type { SamplingParams } from "../../inference/sampler.ts";
+import { tracker } from "../_helpers/fake_timers.ts";
+import { decodingStream, GREEDY, noted, withBatch } from "./_prefill_batch.ts";
 
 /**
  * Long enough that the long prompts below (up to 900 tokens) fit: the built-in `tiny` stops at
@@ -24,7 +24,6 @@ await buildGptModel({ size: "tiny", seed: 0, contextLength: CONTEXT, outDir: dir
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 
 const SHAPE = { numLayers: 2, numKeyValueHeads: 4, headDim: 16, vocabSize: 260 };
-const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 1 };
 
 async function decoderSession(): Promise<DecoderSession> {
   const { session } = await createSession(await Deno.readFile(`${dir}/model.onnx`), {
@@ -90,8 +89,7 @@ Deno.test("with nobody decoding, a short prompt arriving while a long one is rea
   // Before, with nobody decoding, the long prompt was read whole in one execution: the short one
   // waited for all of it (a 2,000-token prompt on a 4,096-context model: ~2 s, against ~10 ms).
   const decoder = await decoderSession();
-  try {
-    const batched = new BatchedDecoder(decoder);
+  await withBatch(decoder, async (batched) => {
     const reads: string[] = [];
     const long = batched.sequence();
     const short = batched.sequence();
@@ -102,17 +100,19 @@ Deno.test("with nobody decoding, a short prompt arriving while a long one is rea
       if (reads.length > 1) return;
       return () =>
         shortStep.resolve(
-          short.step(shortPrompt(0), { params: GREEDY, position: 0 }).then((step) => {
-            reads.push("short answered");
-            return step;
-          }),
+          noted(
+            short.step(shortPrompt(0), { params: GREEDY, position: 0 }),
+            reads,
+            "short answered",
+          ),
         );
     });
     const prompt = longPrompt(900);
-    const longStep = long.step(prompt, { params: GREEDY, position: 0 }).then((step) => {
-      reads.push("long answered");
-      return step;
-    });
+    const longStep = noted(
+      long.step(prompt, { params: GREEDY, position: 0 }),
+      reads,
+      "long answered",
+    );
     const gotLong = await longStep;
     const gotShort = await shortStep.promise;
     long.close();
@@ -128,21 +128,16 @@ Deno.test("with nobody decoding, a short prompt arriving while a long one is rea
     // Both get the first token each gets read alone.
     assert.equal(gotLong.tokenId, await solo(decoder, prompt));
     assert.equal(gotShort.tokenId, await solo(decoder, shortPrompt(0)));
-    batched.dispose();
-  } finally {
-    await decoder.session.release();
-  }
+  });
 });
 
 Deno.test("while a stream decodes, a short prompt arriving behind a long one is read before the long one's next piece", async () => {
   // Before, prompts were read first come first served: the short one waited for every piece of
   // the long one (one a tick), ~0.8 s on `small` behind 450 tokens, against ~15 ms alone.
   const decoder = await decoderSession();
-  try {
-    const batched = new BatchedDecoder(decoder);
-    const running = batched.sequence();
-    let feed = [(await running.step(shortPrompt(1), { params: GREEDY, position: 0 })).tokenId];
-    feed = [(await running.step(feed, { params: GREEDY, position: 1 })).tokenId];
+  await withBatch(decoder, async (batched) => {
+    const stream = await decodingStream(batched, shortPrompt(1));
+    const running = stream.sequence;
     const reads: string[] = [];
     const long = batched.sequence();
     const short = batched.sequence();
@@ -153,23 +148,21 @@ Deno.test("while a stream decodes, a short prompt arriving behind a long one is 
       if (who !== "L" || reads.filter((r) => r === "L").length > 1) return;
       return () =>
         shortStep.resolve(
-          short.step(shortPrompt(2), { params: GREEDY, position: 0 }).then((step) => {
-            reads.push("short answered");
-            return step;
-          }),
+          noted(
+            short.step(shortPrompt(2), { params: GREEDY, position: 0 }),
+            reads,
+            "short answered",
+          ),
         );
     });
     const prompt = longPrompt(600);
-    let longDone = false;
-    const longStep = long.step(prompt, { params: GREEDY, position: 0 }).then((step) => {
-      longDone = true;
-      reads.push("long answered");
-      return step;
-    });
+    const longStep = noted(
+      long.step(prompt, { params: GREEDY, position: 0 }),
+      reads,
+      "long answered",
+    );
     // The running stream keeps decoding while the long prompt is read.
-    for (let t = 2; !longDone && t < 200; t++) {
-      feed = [(await running.step(feed, { params: GREEDY, position: t })).tokenId];
-    }
+    await stream.decodeUntil(tracker(longStep));
     const gotLong = await longStep;
     const gotShort = await shortStep.promise;
     const piecesBefore = reads.slice(0, reads.indexOf("short answered")).filter((r) => r === "L");
@@ -185,10 +178,7 @@ Deno.test("while a stream decodes, a short prompt arriving behind a long one is 
     running.close();
     long.close();
     short.close();
-    batched.dispose();
-  } finally {
-    await decoder.session.release();
-  }
+  });
 });
 
 Deno.test("a long prompt cancelled while it is read with nobody decoding stops after the piece being read", async () => {
@@ -196,8 +186,7 @@ Deno.test("a long prompt cancelled while it is read with nobody decoding stops a
   // after the request still cost its whole prefill (4.3–4.7 s of the model's time for 2,000
   // tokens on a 4,096-context model), and every prompt behind it waited for it.
   const decoder = await decoderSession();
-  try {
-    const batched = new BatchedDecoder(decoder);
+  await withBatch(decoder, async (batched) => {
     const reads: PromptRead[] = [];
     const long = batched.sequence();
     onPromptReads(decoder, (read) => {
@@ -221,18 +210,14 @@ Deno.test("a long prompt cancelled while it is read with nobody decoding stops a
       `the cancelled prompt was read whole: ${JSON.stringify(reads)}`,
     );
     assert.equal(got.tokenId, await solo(decoder, shortPrompt(3)));
-    batched.dispose();
-  } finally {
-    await decoder.session.release();
-  }
+  });
 });
 
 Deno.test("short prompts passing a long one take turns with its pieces, so it is not starved", async () => {
   // A short prompt goes before a long one's next piece; one arriving at every execution would
   // otherwise hold the long one back for as long as they keep coming.
   const decoder = await decoderSession();
-  try {
-    const batched = new BatchedDecoder(decoder);
+  await withBatch(decoder, async (batched) => {
     const reads: string[] = [];
     const shorts: Promise<number>[] = [];
     let longDone = false;
@@ -266,10 +251,7 @@ Deno.test("short prompts passing a long one take turns with its pieces, so it is
     // pieces while a short prompt waits (one arrived at each execution).
     assert.ok(!whileLong.includes("SS") && !whileLong.includes("LL"), whileLong);
     assert.equal(got.tokenId, await solo(decoder, prompt));
-    batched.dispose();
-  } finally {
-    await decoder.session.release();
-  }
+  });
 });
 
 /** A second long prompt: digits, so its pieces are told apart from the first one's letters. */
@@ -282,8 +264,7 @@ Deno.test("a second long prompt arriving behind a first one gets a piece before 
   // 3,000-token one got its first token with it, after its whole prefill (2.9–4.8 s on the
   // 4,096-context model, against 0.57 s for a 256-token one, read whole between two pieces).
   const decoder = await decoderSession();
-  try {
-    const batched = new BatchedDecoder(decoder);
+  await withBatch(decoder, async (batched) => {
     const reads: string[] = [];
     const first = batched.sequence();
     const second = batched.sequence();
@@ -294,17 +275,19 @@ Deno.test("a second long prompt arriving behind a first one gets a piece before 
       if (reads.length > 1) return;
       return () =>
         secondStep.resolve(
-          second.step(digitPrompt(600), { params: GREEDY, position: 0 }).then((step) => {
-            reads.push("B answered");
-            return step;
-          }),
+          noted(
+            second.step(digitPrompt(600), { params: GREEDY, position: 0 }),
+            reads,
+            "B answered",
+          ),
         );
     });
     const prompt = longPrompt(900);
-    const gotFirst = await first.step(prompt, { params: GREEDY, position: 0 }).then((step) => {
-      reads.push("A answered");
-      return step;
-    });
+    const gotFirst = await noted(
+      first.step(prompt, { params: GREEDY, position: 0 }),
+      reads,
+      "A answered",
+    );
     const gotSecond = await secondStep.promise;
     first.close();
     second.close();
@@ -318,21 +301,16 @@ Deno.test("a second long prompt arriving behind a first one gets a piece before 
     assert.deepEqual(reads.slice(0, 4), ["A", "B", "A", "B"], reads.join(" "));
     assert.equal(gotFirst.tokenId, await solo(decoder, prompt));
     assert.equal(gotSecond.tokenId, await solo(decoder, digitPrompt(600)));
-    batched.dispose();
-  } finally {
-    await decoder.session.release();
-  }
+  });
 });
 
 Deno.test("while a stream decodes, two long prompts take turns one piece each", async () => {
   // Before, the second waited for every piece of the first (a 129-token prompt behind a
   // 3,000-token one, a stream decoding: 1.5 s, against 80 ms for a 128-token one).
   const decoder = await decoderSession();
-  try {
-    const batched = new BatchedDecoder(decoder);
-    const running = batched.sequence();
-    let feed = [(await running.step(shortPrompt(5), { params: GREEDY, position: 0 })).tokenId];
-    feed = [(await running.step(feed, { params: GREEDY, position: 1 })).tokenId];
+  await withBatch(decoder, async (batched) => {
+    const stream = await decodingStream(batched, shortPrompt(5));
+    const running = stream.sequence;
     const reads: string[] = [];
     const first = batched.sequence();
     const second = batched.sequence();
@@ -343,23 +321,21 @@ Deno.test("while a stream decodes, two long prompts take turns one piece each", 
       if (reads.length > 1) return;
       return () =>
         secondStep.resolve(
-          second.step(digitPrompt(400), { params: GREEDY, position: 0 }).then((step) => {
-            reads.push("B answered");
-            return step;
-          }),
+          noted(
+            second.step(digitPrompt(400), { params: GREEDY, position: 0 }),
+            reads,
+            "B answered",
+          ),
         );
     });
     const prompt = longPrompt(600);
-    let firstDone = false;
-    const firstStep = first.step(prompt, { params: GREEDY, position: 0 }).then((step) => {
-      firstDone = true;
-      reads.push("A answered");
-      return step;
-    });
+    const firstStep = noted(
+      first.step(prompt, { params: GREEDY, position: 0 }),
+      reads,
+      "A answered",
+    );
     // The running stream keeps decoding while the long prompts are read.
-    for (let t = 2; !firstDone && t < 200; t++) {
-      feed = [(await running.step(feed, { params: GREEDY, position: t })).tokenId];
-    }
+    await stream.decodeUntil(tracker(firstStep));
     const gotFirst = await firstStep;
     const gotSecond = await secondStep.promise;
     assert.ok(
@@ -372,8 +348,5 @@ Deno.test("while a stream decodes, two long prompts take turns one piece each", 
     running.close();
     first.close();
     second.close();
-    batched.dispose();
-  } finally {
-    await decoder.session.release();
-  }
+  });
 });

@@ -46,15 +46,16 @@ export const HONEST_INFO: ServedModelInfo = {
 };
 
 /**
- * A job of the forwarding node's client on the honest model, four tokens, with `nonce`; it names
- * no requester (the forwarding port signs the assignment as the requester).
+ * A job of the forwarding node's client on the honest model, `maxTokens` tokens (four unless
+ * given), with `nonce`; it names no requester (the forwarding port signs the assignment as the
+ * requester).
  */
-export function clientJob(nonce: string): TextJob {
+export function clientJob(nonce: string, maxTokens = 4): TextJob {
   return {
     kind: "text",
     model: f.honest.info.cid,
     prompt: "Settle this",
-    params: { maxTokens: 4, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+    params: { maxTokens, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
     nonce,
   };
 }

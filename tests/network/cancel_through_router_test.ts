@@ -15,11 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
-import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
 import type { InferenceHandle, InferencePort } from "../../inference/inference_port.ts";
-import { LocalInferencePort } from "../../inference/local_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { ServedProof } from "../../proof/served_proof.ts";
@@ -33,8 +29,8 @@ import { StreamCancelledError } from "../../protocols/protocol_errors.ts";
 import { type Receipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { f, ledgerReads, START } from "../actors/_validator_fixture.ts";
-import { StaticModels } from "../server/_fixtures.ts";
-import { connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
+import { spawnHonestInference } from "./_honest_inference.ts";
+import { clientJob, connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
 
 /** Tokens the client reads before it cancels. */
 const READ = 3;
@@ -47,13 +43,7 @@ const MAX_TOKENS = 24;
 const AHEAD = 2;
 const WORKER_STAKE = 1_000_000;
 
-const JOB: TextJob = {
-  kind: "text",
-  model: f.honest.info.cid,
-  prompt: "Settle this",
-  params: { maxTokens: MAX_TOKENS, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-  nonce: "cancel-through-router",
-};
+const JOB: TextJob = clientJob("cancel-through-router", MAX_TOKENS);
 
 /**
  * A worker from before the count: the peer's cancel reaches its job as a plain stream cancel,
@@ -98,16 +88,7 @@ async function setUp(label: string, countless = false) {
   const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
   await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
   const port = new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1 });
-  const prover: ActorRef<ProverMessage> = await workerSystem.spawn<ProverMessage>({
-    name: "prover",
-    factory: () => new ProverActor({ identity: worker }),
-  });
-  const models = new StaticModels([f.honest]);
-  const inference = await workerSystem.spawn<InferenceMessage>({
-    name: "inference",
-    factory: () => new InferenceActor({ models, prover: proverHook(prover) }),
-  });
-  const local = new LocalInferencePort({ inference, models });
+  const { prover, local } = await spawnHonestInference(workerSystem, worker);
   const served = countless ? new CountlessPort(local) : local;
   const ends = await connectWorker(router, worker, served, workerSystem);
   network.connection = ends.toWorker;

@@ -16,9 +16,6 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
-import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
-import { LocalInferencePort } from "../../inference/local_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { AssignedJobError, AssignedJobs } from "../../network/_assigned_jobs.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
@@ -27,9 +24,9 @@ import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { f, ledgerReads, START } from "../actors/_validator_fixture.ts";
-import { StaticModels } from "../server/_fixtures.ts";
-import { connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
+import { ledgerReads, START } from "../actors/_validator_fixture.ts";
+import { spawnHonestInference } from "./_honest_inference.ts";
+import { clientJob, connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
 
 /** Tokens the client reads before it cancels. */
 const READ = 3;
@@ -38,28 +35,13 @@ const MAX_TOKENS = 12;
 /** Each worker's stake: far more than one job locks. */
 const WORKER_STAKE = 1_000_000;
 
-const JOB: TextJob = {
-  kind: "text",
-  model: f.honest.info.cid,
-  prompt: "Settle this",
-  params: { maxTokens: MAX_TOKENS, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-  nonce: "retry-assigned-job",
-};
+const JOB: TextJob = clientJob("retry-assigned-job", MAX_TOKENS);
 
 /** A worker node (its own system) with its stake deposited in the router's ledger. */
 async function spawnWorker(label: string, router: Identity) {
   const identity = Identity.generate();
   const system = new ActorSystem({ name: `retry-assigned-${label}` });
-  const prover = await system.spawn<ProverMessage>({
-    name: "prover",
-    factory: () => new ProverActor({ identity }),
-  });
-  const models = new StaticModels([f.honest]);
-  const inference = await system.spawn<InferenceMessage>({
-    name: "inference",
-    factory: () => new InferenceActor({ models, prover: proverHook(prover) }),
-  });
-  const local = new LocalInferencePort({ inference, models });
+  const { local } = await spawnHonestInference(system, identity);
   const ends = await connectWorker(router, identity, local, system);
   return {
     identity,

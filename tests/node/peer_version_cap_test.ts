@@ -4,18 +4,11 @@
  * under `version="other"` (review s77 vstr F1: every version a peer stated was a series).
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
-import {
-  MAX_PEER_VERSION_SERIES,
-  nodeCollectors,
-  OTHER_PEER_VERSIONS,
-} from "../../node/node_metrics.ts";
-import { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { PEER_PROTOCOL, PeerHelloMessage, signPeerHello } from "../../protocols/peer_hello.ts";
-import { MetricsRegistry } from "../../server/metrics_registry.ts";
+import type { PeerInfo } from "../../network/network_actor.ts";
+import { MAX_PEER_VERSION_SERIES, OTHER_PEER_VERSIONS } from "../../node/node_metrics.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { PeerHelloMessage, signPeerHello } from "../../protocols/peer_hello.ts";
+import { connectPeer, networkWithMetrics } from "./_network_metrics.ts";
 import { parsePrometheusText } from "../server/_prometheus_text.ts";
 import { eventually } from "../_helpers/wait.ts";
 
@@ -23,19 +16,7 @@ import { eventually } from "../_helpers/wait.ts";
 const LONE_VERSIONS = MAX_PEER_VERSION_SERIES + 1;
 
 Deno.test("veriflow_peer_versions keeps the most common versions and counts the rest as other", async () => {
-  const system = new ActorSystem({ name: "s77-peer-version-cap" });
-  const net = await system.spawn<NetworkMessage>({
-    name: "node/network",
-    factory: () => new NetworkActor({ identity: Identity.generate(), services: {} }),
-  });
-  const metrics = new MetricsRegistry();
-  const collectors = nodeCollectors({
-    publicKey: new Uint8Array(32),
-    prover: () => undefined,
-    validator: () => undefined,
-    network: () => net,
-  });
-  for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
+  const { system, net, metrics } = await networkWithMetrics("s77-peer-version-cap");
   // Three peers on 0.2.0, two on 0.3.0, one that states "other" itself, and one each on
   // LONE_VERSIONS versions of their own.
   const versions = [
@@ -45,12 +26,7 @@ Deno.test("veriflow_peer_versions keeps the most common versions and counts the 
   const peers: Connection[] = [];
   try {
     for (const [i, version] of versions.entries()) {
-      const identity = Identity.generate();
-      const [a, b] = memoryDuplexPair();
-      const [, peer] = await Promise.all([
-        net.ask({ type: "attach", duplex: a, address: `127.0.0.1:${41000 + i}`, outbound: false }),
-        Connection.open(b, { identity, protocols: [PEER_PROTOCOL] }),
-      ]);
+      const { identity, peer } = await connectPeer(net, `127.0.0.1:${41000 + i}`);
       peers.push(peer);
       await peer.notify(PeerHelloMessage, {
         hello: signPeerHello(identity, { version, roles: [], models: [] }, 1, Date.now()),

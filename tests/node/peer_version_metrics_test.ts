@@ -7,15 +7,10 @@
  * `MAX_PEER_VERSION_SERIES` series (review s77 vstr F1).
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import type { PeerInfo } from "../../network/network_actor.ts";
 import { HELLO_BURST } from "../../network/_peer_hellos.ts";
-import { nodeCollectors } from "../../node/node_metrics.ts";
-import { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { PEER_PROTOCOL, PeerHelloMessage, signPeerHello } from "../../protocols/peer_hello.ts";
-import { MetricsRegistry } from "../../server/metrics_registry.ts";
+import { PeerHelloMessage, signPeerHello } from "../../protocols/peer_hello.ts";
+import { connectPeer, networkWithMetrics } from "./_network_metrics.ts";
 import { parsePrometheusText } from "../server/_prometheus_text.ts";
 import { eventually } from "../_helpers/wait.ts";
 
@@ -23,25 +18,8 @@ const HOSTILE = 'v"} 1\r\\x\u2028\u202ey\x1b[31m'; // review s76 F1's, 16 charac
 
 /** A network actor, its `/metrics`, and one peer connected to it over memory. */
 async function nodeWithPeer() {
-  const system = new ActorSystem({ name: "s77-peer-version" });
-  const net = await system.spawn<NetworkMessage>({
-    name: "node/network",
-    factory: () => new NetworkActor({ identity: Identity.generate(), services: {} }),
-  });
-  const metrics = new MetricsRegistry();
-  const collectors = nodeCollectors({
-    publicKey: new Uint8Array(32),
-    prover: () => undefined,
-    validator: () => undefined,
-    network: () => net,
-  });
-  for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
-  const identity = Identity.generate();
-  const [a, b] = memoryDuplexPair();
-  const [, peer] = await Promise.all([
-    net.ask({ type: "attach", duplex: a, address: "127.0.0.1:40001", outbound: false }),
-    Connection.open(b, { identity, protocols: [PEER_PROTOCOL] }),
-  ]);
+  const { system, net, metrics } = await networkWithMetrics("s77-peer-version");
+  const { identity, peer } = await connectPeer(net, "127.0.0.1:40001");
   const say = (version: string, seq: number) =>
     peer.notify(PeerHelloMessage, {
       hello: signPeerHello(identity, { version, roles: ["inference"], models: [] }, seq, 0),

@@ -6,40 +6,18 @@
  * `[DONE]` (what a client back from its pause reads), closed rather than errored.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { sseAnswer } from "../../server/openai_answers.ts";
-import { COMPLETION_SHAPE } from "../../server/openai_shapes.ts";
-import { EdgeStats } from "../../server/edge_stats.ts";
-import type { InferenceHandle } from "../../inference/inference_port.ts";
-import { ManualTimers } from "../protocols/_helpers.ts";
+import { IDLE_MS, openIdleSseAnswer } from "./_idle_sse_answer.ts";
 
 const JOB_ID = "ce".repeat(32);
-const IDLE_MS = 100;
 
 Deno.test("SSE idle cut-off: the cut is logged through the node's log, and the stream ends with a client_idle error event and [DONE], not an error", async () => {
   let cancels = 0;
-  const handle: InferenceHandle = {
-    jobId: JOB_ID,
-    model: { cid: "bafkidle", name: "idle", kind: "text" },
-    promptTokens: 1,
-    tokens: ReadableStream.from(
-      Array.from({ length: 5 }, (_, i) => ({ index: i, tokenId: 0x61, text: "a" })),
-    ),
-    done: new Promise(() => {}),
-    cancel: () => void cancels++,
-  };
-  const timers = new ManualTimers();
-  const stats = new EdgeStats();
   const logged: string[] = [];
-  const reader = sseAnswer(handle, COMPLETION_SHAPE, {
-    stops: [],
-    logprobs: false,
-    includeUsage: false,
-    idleTimeoutMs: IDLE_MS,
-    timers,
-    stats,
-    computesOnEventLoop: false,
-    log: (line) => logged.push(line),
-  }).body!.getReader();
+  const { reader, timers, stats } = openIdleSseAnswer(
+    JOB_ID,
+    () => void cancels++,
+    (line) => logged.push(line),
+  );
   await reader.read(); // one event, then the client reads no more
   await timers.advance(IDLE_MS);
   // The client back from its pause: what was queued, then the end.

@@ -5,38 +5,13 @@
  * outside the node's log (review s77 vclient, F6).
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { sseAnswer } from "../../server/openai_answers.ts";
-import { COMPLETION_SHAPE } from "../../server/openai_shapes.ts";
-import { EdgeStats } from "../../server/edge_stats.ts";
-import type { InferenceHandle } from "../../inference/inference_port.ts";
-import { ManualTimers } from "../protocols/_helpers.ts";
+import { IDLE_MS, openIdleSseAnswer } from "./_idle_sse_answer.ts";
 
 const JOB_ID = "cd".repeat(32);
-const IDLE_MS = 100;
 
 Deno.test("SSE idle cut-off: the stream ends with a typed client_idle error event naming the job, and the job is cancelled", async () => {
   let cancels = 0;
-  const handle: InferenceHandle = {
-    jobId: JOB_ID,
-    model: { cid: "bafkidle", name: "idle", kind: "text" },
-    promptTokens: 1,
-    tokens: ReadableStream.from(
-      Array.from({ length: 5 }, (_, i) => ({ index: i, tokenId: 0x61, text: "a" })),
-    ),
-    done: new Promise(() => {}),
-    cancel: () => void cancels++,
-  };
-  const timers = new ManualTimers();
-  const stats = new EdgeStats();
-  const reader = sseAnswer(handle, COMPLETION_SHAPE, {
-    stops: [],
-    logprobs: false,
-    includeUsage: false,
-    idleTimeoutMs: IDLE_MS,
-    timers,
-    stats,
-    computesOnEventLoop: false,
-  }).body!.getReader();
+  const { reader, timers, stats } = openIdleSseAnswer(JOB_ID, () => void cancels++);
   await reader.read(); // one event, then the client reads no more
   await timers.advance(IDLE_MS);
   // Ended by a typed event, not an errored body, which `Deno.serve` would print (review s77
