@@ -17,10 +17,24 @@ export interface CliRun {
   err: string;
 }
 
-/** Run `veriflow ARGS` with `stdin` (when given) written to its standard input and closed. */
-export async function cli(args: string[], stdin?: Uint8Array): Promise<CliRun> {
+/** The child's environment: what a test sets for that child only, never for its own process. */
+export interface CliEnv {
+  /** Variables set in the child (over this process's). */
+  env?: Record<string, string>;
+  /** Variables the child may not read (`--deny-env`): unset, as far as it can tell. */
+  denyEnv?: string[];
+}
+
+/**
+ * Run `veriflow ARGS` with `stdin` (when given) written to its standard input and closed. A test
+ * that needs a variable set gives it here: test modules run side by side in one process, so a
+ * variable set with `Deno.env.set` reaches every other module's commands while it is set.
+ */
+export async function cli(args: string[], stdin?: Uint8Array, vars: CliEnv = {}): Promise<CliRun> {
+  const deny = vars.denyEnv?.length ? [`--deny-env=${vars.denyEnv.join(",")}`] : [];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
+    args: ["run", "-A", ...deny, CLI, ...args],
+    env: vars.env,
     stdin: stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",

@@ -8,9 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runExport, runImport } from "../../cli/exchange_commands.ts";
-import { runLs, runPut } from "../../cli/storage_commands.ts";
+import { runExport } from "../../cli/exchange_commands.ts";
+import { runLs } from "../../cli/storage_commands.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
+import { cli } from "./_cli_child.ts";
 
 /** More free bytes than any disk here has (4 PiB): a floor no write can keep. */
 const FLOOR_NO_DISK_KEEPS = 4 * 1024 ** 5;
@@ -20,21 +21,28 @@ const FLOOR_VARIABLE = "VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES";
 
 Deno.test("import refuses a CAR that would leave less free disk than storage.putMinFreeBytes (disk_full, exit 1) and pins nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-import-floor-" });
-  const before = Deno.env.get(FLOOR_VARIABLE);
+  // Each floor is set for its child command only: test modules run side by side in one process.
+  const floor = (bytes: number) => ({ env: { [FLOOR_VARIABLE]: String(bytes) } });
   try {
     // A CAR of a small file, exported from a store with no floor.
-    Deno.env.set(FLOOR_VARIABLE, "0");
     const source = join(dir, "source");
     await Deno.writeTextFile(join(dir, "in.txt"), "hello, import floor");
-    const put = await capture(() => runPut(["--init", "--data", source, join(dir, "in.txt")]));
+    const put = await cli(
+      ["put", "--init", "--data", source, join(dir, "in.txt")],
+      undefined,
+      floor(0),
+    );
     assert.equal(put.code, 0, put.err);
     const car = join(dir, "in.car");
     const exported = await capture(() => runExport(["--data", source, "-o", car, put.out.trim()]));
     assert.equal(exported.code, 0, exported.err);
 
     const data = join(dir, "node");
-    Deno.env.set(FLOOR_VARIABLE, String(FLOOR_NO_DISK_KEEPS));
-    const refused = await capture(() => runImport(["--init", "--data", data, car]));
+    const refused = await cli(
+      ["import", "--init", "--data", data, car],
+      undefined,
+      floor(FLOOR_NO_DISK_KEEPS),
+    );
     assert.equal(refused.code, 1, `the import was not refused: ${refused.out} ${refused.err}`);
     assert.match(refused.err, /error \[disk_full\]/);
     assert.match(
@@ -45,12 +53,9 @@ Deno.test("import refuses a CAR that would leave less free disk than storage.put
     assert.match(ls.out, /0 files/);
 
     // With room above the floor the same CAR imports.
-    Deno.env.set(FLOOR_VARIABLE, "0");
-    const imported = await capture(() => runImport(["--data", data, car]));
+    const imported = await cli(["import", "--data", data, car], undefined, floor(0));
     assert.equal(imported.code, 0, imported.err);
   } finally {
-    if (before === undefined) Deno.env.delete(FLOOR_VARIABLE);
-    else Deno.env.set(FLOOR_VARIABLE, before);
     await Deno.remove(dir, { recursive: true });
   }
 });

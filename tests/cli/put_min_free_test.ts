@@ -9,33 +9,17 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runLs, runPut } from "../../cli/storage_commands.ts";
+import { runLs } from "../../cli/storage_commands.ts";
 import { putMinFreeBytes } from "../../cli/_put_floor.ts";
 import { DEFAULT_PUT_MIN_FREE_BYTES } from "../../node/_config_schema.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
+import { cli } from "./_cli_child.ts";
 
 /** More free bytes than any disk here has (4 PiB): a floor no put can keep. */
 const FLOOR_NO_DISK_KEEPS = 4 * 1024 ** 5;
 
-/** Run `body` with the environment variables `vars` set (undefined: unset), then restore them. */
-async function withEnv(
-  vars: Record<string, string | undefined>,
-  body: () => Promise<void>,
-): Promise<void> {
-  const before = Object.fromEntries(Object.keys(vars).map((name) => [name, Deno.env.get(name)]));
-  const set = (values: Record<string, string | undefined>) => {
-    for (const [name, value] of Object.entries(values)) {
-      if (value === undefined) Deno.env.delete(name);
-      else Deno.env.set(name, value);
-    }
-  };
-  set(vars);
-  try {
-    await body();
-  } finally {
-    set(before);
-  }
-}
+/** The variable `start` and `put` read the floor from: set for the child `put` only. */
+const FLOOR_VARIABLE = "VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES";
 
 Deno.test("put refuses a file that would leave less free disk than the configured storage.putMinFreeBytes, naming the key and storing nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-put-floor-" });
@@ -47,30 +31,29 @@ Deno.test("put refuses a file that would leave less free disk than the configure
       config,
       JSON.stringify({ storage: { putMinFreeBytes: FLOOR_NO_DISK_KEEPS } }),
     );
-    await withEnv(
-      { VERIFLOW_CONFIG: config, VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES: undefined },
-      async () => {
-        const put = await capture(() => runPut(["--init", "--data", data, join(dir, "in.txt")]));
-        assert.equal(put.code, 1, `the put was not refused: ${put.out} ${put.err}`);
-        assert.match(put.err, /error \[disk_full\]/);
-        assert.match(
-          put.err,
-          new RegExp(`keeps ${FLOOR_NO_DISK_KEEPS} \\(storage\\.putMinFreeBytes\\)`),
-        );
-        assert.match(put.err, /VERIFLOW_CONFIG file, or VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES/);
-        assert.equal(put.out, "", "no CID printed");
-      },
-    );
+    {
+      const put = await cli(["put", "--init", "--data", data, join(dir, "in.txt")], undefined, {
+        env: { VERIFLOW_CONFIG: config },
+        denyEnv: [FLOOR_VARIABLE],
+      });
+      assert.equal(put.code, 1, `the put was not refused: ${put.out} ${put.err}`);
+      assert.match(put.err, /error \[disk_full\]/);
+      assert.match(
+        put.err,
+        new RegExp(`keeps ${FLOOR_NO_DISK_KEEPS} \\(storage\\.putMinFreeBytes\\)`),
+      );
+      assert.match(put.err, /VERIFLOW_CONFIG file, or VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES/);
+      assert.equal(put.out, "", "no CID printed");
+    }
     const ls = await capture(() => runLs(["--data", data]));
     assert.match(ls.out, /0 files/);
     // The variable sets it over the file, as `start` layers them: a floor of 0 keeps nothing back.
-    await withEnv(
-      { VERIFLOW_CONFIG: config, VERIFLOW_STORAGE_PUT_MIN_FREE_BYTES: "0" },
-      async () => {
-        const put = await capture(() => runPut(["--init", "--data", data, join(dir, "in.txt")]));
-        assert.equal(put.code, 0, put.err);
-      },
-    );
+    {
+      const put = await cli(["put", "--init", "--data", data, join(dir, "in.txt")], undefined, {
+        env: { VERIFLOW_CONFIG: config, [FLOOR_VARIABLE]: "0" },
+      });
+      assert.equal(put.code, 0, put.err);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
