@@ -280,7 +280,9 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     const problem = await receiptOutProblem(receiptOut, force);
     if (problem !== undefined) {
       await io.stderr(
-        `error: --receipt-out ${terminalText(receiptOut)} ${terminalText(problem)}\n`,
+        // A problem is words after the path (`is a directory…`), or a colon and a reason.
+        `error: --receipt-out ${terminalText(receiptOut)}${problem.startsWith(":") ? "" : " "}` +
+          `${terminalText(problem)}\n`,
       );
       return EXIT_USAGE;
     }

@@ -24,7 +24,7 @@ import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import { ProtocolError } from "../protocols/protocol_errors.ts";
+import { ProtocolError, type RemoteError } from "../protocols/protocol_errors.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex } from "../protocols/hash.ts";
 import { INFERENCE_PROTOCOL, ListModelsMessage } from "../protocols/inference_messages.ts";
@@ -44,6 +44,7 @@ import type { LogLimiter } from "./log_limiter.ts";
 import type { PeerServices } from "./peer_services.ts";
 import { PledgeBudget } from "./pledge_budget.ts";
 import type { PeerEntry } from "./_peer_entry.ts";
+import { HELLO_TOO_SOON, OwnHelloRefusals } from "./_hello_refusals.ts";
 import type { NetworkActorOptions, NetworkMessage } from "./network_actor.ts";
 
 /**
@@ -83,7 +84,7 @@ export class HelloTooSoonError extends ProtocolError {
   /** @param intervalMs The hello interval (the pace allows {@link HELLO_PACE_HEADROOM} per it). */
   constructor(intervalMs: number) {
     super(
-      "hello_too_soon",
+      HELLO_TOO_SOON,
       `more than ${HELLO_BURST} hellos at once, or more than one per ` +
         `${helloRefillMs(intervalMs)} ms after them: held until then`,
       { envelopeType: PeerHelloMessage.type },
@@ -117,6 +118,8 @@ export class PeerHellos {
   #hello?: PeerHello;
   /** Why peers refuse our own hello, as last logged (said once while it lasts). */
   #ownRefusal?: string;
+  /** Peers' refusals of our hello, said in the log once per connection and code. */
+  readonly #refusedByPeers: OwnHelloRefusals;
   /** Hex key → its account in this node's ledger (asked when its hello arrives). */
   readonly #standing = new Map<string, WorkerCandidate["standing"]>();
   /**
@@ -133,6 +136,20 @@ export class PeerHellos {
     this.#options = parts.options;
     this.#peers = parts.peers;
     this.#peerLog = parts.peerLog;
+    this.#refusedByPeers = new OwnHelloRefusals({
+      peerLog: parts.peerLog,
+      ownVersion: () => this.#hello?.version,
+      peerVersion: (connection) => this.#entryOf(connection)?.info.version,
+      intervalMs: () => this.#every,
+    });
+  }
+
+  /**
+   * `connection`'s peer sent `error`, which answers no request of ours (its `onRemoteError`): a
+   * log line when it refuses our hello (`_hello_refusals.ts`).
+   */
+  refusedByPeer(connection: Connection, error: RemoteError): void {
+    this.#refusedByPeers.refused(connection, error);
   }
 
   /** This node's latest signed hello, sent to each peer on connect. */

@@ -24,7 +24,7 @@ import { listenForPeers } from "./peer_listener.ts";
 import type { LogLimiter } from "./log_limiter.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { FRAMING_ERROR_CODES } from "../protocols/protocol_errors.ts";
+import { FRAMING_ERROR_CODES, type RemoteError } from "../protocols/protocol_errors.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import { SwarmSettling } from "./_swarm_settling.ts";
 import { swarmHostHealthOf } from "./swarm_host_health.ts";
@@ -197,6 +197,11 @@ export interface PeerTransportsOptions {
   services: () => PeerServices | undefined;
   /** Tell the NetworkActor `message`, quietly (it may be stopping). */
   tell: (ctx: ActorContext<NetworkMessage>, message: NetworkMessage) => void;
+  /**
+   * A connection's peer sent an error that answers no request of ours (its `onRemoteError`,
+   * after the one in `connection` options): a refusal of our hello is logged from it.
+   */
+  remoteError?: (connection: Connection, error: RemoteError) => void;
 }
 
 /**
@@ -503,13 +508,20 @@ export class PeerTransports {
       slot = taken;
     }
     let connection: Connection;
+    let opened: Connection | undefined;
+    const given = this.#options.connection?.onRemoteError;
     try {
       connection = await Connection.open(duplex, {
         ...this.#options.connection,
         budget: this.#budget,
         identity: this.#options.identity,
         protocols: this.#protocols,
+        onRemoteError: (error) => {
+          given?.(error);
+          if (opened !== undefined) this.#parts.remoteError?.(opened, error);
+        },
       });
+      opened = connection;
     } catch (error) {
       close(); // a failed handshake leaves nothing worth lingering for
       throw error;

@@ -496,6 +496,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       protocols: () => this.#protocols,
       services: () => this.#services,
       tell: tellQuietly,
+      remoteError: (connection, error) => this.#hellos.refusedByPeer(connection, error),
     });
     this.#hellos = new PeerHellos({
       options,

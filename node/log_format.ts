@@ -7,7 +7,9 @@
  * modes say the same thing; only the framing differs. In both, one call is one line: `text`
  * shows control characters inside a line escaped ({@link printableLine}), and `json` escapes
  * the same characters as JSON (`\u202e`), so neither lets a peer's words recolour, clear or
- * reorder the operator's terminal.
+ * reorder the operator's terminal; but the zero-width joiners inside a word stay as they are
+ * (`word_joiners.ts`), so an emoji sequence or Persian in a peer's words or a model's name reads
+ * as itself.
  *
  * @example
  * ```ts
@@ -19,6 +21,7 @@
  *
  * @module
  */
+import { joinsWord } from "./word_joiners.ts";
 
 /** The two log formats (`log.format`, `--log-format`). */
 export type LogFormat = "text" | "json";
@@ -73,8 +76,9 @@ const QUOTED = /"(?:[^"\\]|\\[\s\S]?)*(?:"|$)/g;
  * Characters neither form may write as they are, past those JSON escapes itself: DEL, the C1
  * controls, the Unicode line separators, the bidirectional marks, overrides and isolates (which
  * reorder what is shown: U+061C, U+200E/U+200F, U+202A–U+202E, U+2066–U+2069), the zero-width
- * characters (which hide text: U+200B–U+200D, U+FEFF), and lone UTF-16 surrogates (no character
- * at all; a terminal shows them as it likes). Review s74 F6: the zero-width ones, U+061C and lone
+ * characters (which hide text: U+200B–U+200D, U+FEFF; but the joiners inside a word, which are
+ * writing: `word_joiners.ts`), and lone UTF-16 surrogates (no character at all; a terminal shows
+ * them as it likes). Review s74 F6: the zero-width ones, U+061C and lone
  * surrogates went through raw. One list, read by both patterns below and by `/metrics`' label
  * escape (`server/metrics_registry.ts`), so the forms cannot differ. The body of a character
  * class (`[${HIDDEN}]`), for a `u` pattern.
@@ -91,8 +95,12 @@ export const HIDDEN: string =
  */
 const UNPRINTABLE = new RegExp(`[\\x00-\\x08\\x0a-\\x1f${HIDDEN}]`, "gu");
 
-/** `char` written out: `\n`, `\r`, else `\xNN` or `\uNNNN`. */
-function escaped(char: string): string {
+/**
+ * `char`, found at `at` in `whole`, written out: `\n`, `\r`, else `\xNN` or `\uNNNN`; a joiner
+ * inside a word is kept ({@link joinsWord}).
+ */
+function escaped(char: string, at: number, whole: string): string {
+  if (joinsWord(whole, at)) return char;
   if (char === "\n") return "\\n";
   if (char === "\r") return "\\r";
   const code = char.charCodeAt(0);
@@ -102,8 +110,8 @@ function escaped(char: string): string {
 }
 
 /**
- * `line` as one line of text: every {@link UNPRINTABLE} character inside it escaped, so one log
- * call is one line whatever a peer put in it. Newlines that lead or end it stay: they are the
+ * `line` as one line of text: every {@link UNPRINTABLE} character inside it escaped (but a joiner
+ * inside a word), so one log call is one line whatever a peer put in it. Newlines that lead or end it stay: they are the
  * node's blank lines around a section.
  */
 export function printableLine(line: string): string {
@@ -156,7 +164,7 @@ const UNESCAPED_BY_JSON = new RegExp(`[${HIDDEN}]`, "gu");
 
 /**
  * `value` as JSON (indented by `indent` spaces, else on one line) with every {@link UNPRINTABLE}
- * character escaped (`\u202e`), so a peer's words reorder nothing on a terminal that shows it
+ * character escaped (`\u202e`; but a joiner inside a word, {@link joinsWord}), so a peer's words reorder nothing on a terminal that shows it
  * (the JSON log through `tail -f` or `jq`, `cli status --json`) and end no line for a reader that
  * splits at U+2028; the JSON reads back the same. Outside its strings JSON is ASCII, and
  * `JSON.stringify` escapes the C0 controls and lone surrogates itself.
@@ -170,6 +178,7 @@ const UNESCAPED_BY_JSON = new RegExp(`[${HIDDEN}]`, "gu");
 export function printableJson(value: unknown, indent?: number): string {
   return JSON.stringify(value, null, indent).replace(
     UNESCAPED_BY_JSON,
-    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    (char, at: number, whole: string) =>
+      joinsWord(whole, at) ? char : `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }

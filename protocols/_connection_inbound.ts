@@ -38,6 +38,7 @@ import {
   TooManyRefusalsError,
 } from "./protocol_errors.ts";
 import type { NegotiatedProtocols } from "./connection_protocols.ts";
+import type { OneWayRefusal } from "./_connection_notices.ts";
 import type { Session } from "./session_handshake.ts";
 import { type ConnectionCore, type ControlFrame, errorText } from "./_connection_common.ts";
 import type { Requester } from "./_connection_requester.ts";
@@ -93,9 +94,10 @@ export interface InboundRouterOptions {
   readPast?: (re: number) => void;
   /**
    * The peer refused our one-way message `about` with `code`. Returns whether it is sent again
-   * (`busy`, and known here); any other `error` frame that is no answer does nothing but tell.
+   * (`busy`, and known here) and its type; any other `error` frame that is no answer does nothing
+   * but tell.
    */
-  refusedOneWay?: (about: number, code: string) => boolean;
+  refusedOneWay?: (about: number, code: string) => OneWayRefusal;
 }
 
 /** See the module doc. */
@@ -279,9 +281,14 @@ export class InboundRouter {
       // still reported (logs and metrics see how often the peer was too busy). Any other error
       // that answers no request of ours (none addressed, or `about` a message not waiting here)
       // only tells: a frame that does nothing, past the allowance dropped unreported.
-      const resent = about !== undefined && this.#o.refusedOneWay?.(about, code) === true;
-      if (!resent && this.#idle()) return;
-      this.#o.onRemoteError?.(new RemoteError(code, message));
+      const refused = about === undefined ? undefined : this.#o.refusedOneWay?.(about, code);
+      if (refused?.resent !== true && this.#idle()) return;
+      // The message it refuses, when it is one of ours: the hook can say what was refused (a
+      // peer refusing our hello, `network/_hello_refusals.ts`), where the code alone named nothing.
+      const where = refused?.type === undefined
+        ? undefined
+        : { envelopeId: about, envelopeType: refused.type };
+      this.#o.onRemoteError?.(new RemoteError(code, message, where));
       return;
     }
     const from = envelope.sig ? envelope.from : undefined;

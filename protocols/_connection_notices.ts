@@ -85,6 +85,14 @@ interface Notice {
   timer?: unknown;
 }
 
+/** What {@link Notices.refusedOneWay} knows of a refused one-way message. */
+export interface OneWayRefusal {
+  /** Whether it will be sent again (`busy`, within its retries). */
+  resent: boolean;
+  /** Its message type, when it was one kept here (undefined: no message of ours waits on it). */
+  type?: string;
+}
+
 /** What {@link Notices} needs. */
 export interface NoticesOptions {
   /** The connection's clock (the backoff). */
@@ -138,15 +146,17 @@ export class Notices {
 
   /**
    * The peer refused our one-way message `about` with `code`.
-   * @returns Whether it will be sent again.
+   * @returns Whether it will be sent again, and its type (what the refusal is about: a hook that
+   * logs it names what was refused, a hello say).
    */
-  refusedOneWay(about: number, code: string): boolean {
+  refusedOneWay(about: number, code: string): OneWayRefusal {
     const notice = this.#sent.get(about);
-    if (notice === undefined) return false;
+    if (notice === undefined) return { resent: false };
     this.#sent.delete(about);
+    const type = notice.definition.type;
     if (code !== BUSY || notice.tries >= MAX_BUSY_RETRIES || this.#closed) {
       this.#bytes -= notice.bytes;
-      return false;
+      return { resent: false, type };
     }
     this.#waiting.add(notice);
     notice.timer = this.#o.timers.setTimeout(() => {
@@ -155,7 +165,7 @@ export class Notices {
       this.resent++;
       this.#o.resend(notice.definition, notice.body, notice.tries + 1);
     }, BUSY_RETRY_BACKOFF_MS * 2 ** notice.tries);
-    return true;
+    return { resent: true, type };
   }
 
   /** The connection is closing: forget everything, send nothing again. */

@@ -408,8 +408,10 @@ export class RemoteError extends ProtocolError {
    * Creates the error.
    * @param code The peer's code.
    * @param message The peer's message.
+   * @param options Which envelope of ours it refuses, when known (a one-way message's `about`):
+   * its `envelopeId` and `envelopeType`, so a hook can tell what was refused.
    */
-  constructor(code: string, message: string) {
-    super(code, message);
+  constructor(code: string, message: string, options?: ProtocolErrorOptions) {
+    super(code, message, options);
   }
 }

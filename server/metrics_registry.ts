@@ -38,6 +38,7 @@
  * @module
  */
 import { HIDDEN } from "../node/log_format.ts";
+import { joinsWord } from "../node/word_joiners.ts";
 
 /** One counter or gauge value. Samples with the same name must share `help` and `type`. */
 export interface ScalarSample {
@@ -330,36 +331,12 @@ function escapeHelp(text: string): string {
  * itself: the other C0 controls, DEL and the C1 controls (a CR rewrites the line an operator's
  * `curl …/metrics` shows, ESC recolours or clears the terminal, and the exposition parsers read a
  * CR as a line's end), the Unicode line separators, and the bidirectional and zero-width marks
- * (they reorder or hide what is shown; but for the joiners inside a word, {@link joinsWord}), and
+ * (they reorder or hide what is shown; but for the joiners inside a word, `node/word_joiners.ts`), and
  * lone surrogates: past the C0 controls, the log's own list (`node/log_format.ts`'s `HIDDEN`), so
  * the two cannot drift. A label can carry a peer's words (review s76 F1: a hello's version did);
  * this holds whatever else comes to carry them.
  */
 const LABEL_HIDDEN = new RegExp(`[\\x00-\\x09\\x0b-\\x1f${HIDDEN}]`, "gu");
-
-/**
- * A character a word is made of, ending the text before a joiner: a letter, a mark, a digit or a
- * symbol (an emoji). Alternatives, not one class: V8 matches no character outside the BMP with
- * `[\p{S}]$` (a bracketed class before `$`), so 👩 before a joiner did not count.
- */
-const WORD_END = /(?:\p{L}|\p{M}|\p{N}|\p{S})$/u;
-/** The same, starting the text after a joiner. */
-const WORD_START = /^(?:\p{L}|\p{M}|\p{N}|\p{S})/u;
-
-/**
- * Whether the character at `at` in `text` is a zero-width joiner (U+200D) or non-joiner (U+200C)
- * between two characters of a word: there they are part of ordinary writing (an emoji sequence,
- * Persian, Sinhala, Hindi) and reorder nothing, so a label keeps them (review s77 vstr F5: such
- * values came back with `\u200d` written in). Leading, trailing, doubled or beside a space they
- * only hide, and are written out. The dashboard keeps the same ones (`dashboard/app.js`).
- */
-function joinsWord(text: string, at: number): boolean {
-  const char = text[at];
-  if (char !== "\u200c" && char !== "\u200d") return false;
-  // Two code units each side: a character outside the BMP is a surrogate pair.
-  return WORD_END.test(text.slice(Math.max(0, at - 2), at)) &&
-    WORD_START.test(text.slice(at + 1, at + 3));
-}
 
 /**
  * `text` as a label value: its backslashes doubled, so a `\u200c` it holds as text is not the

@@ -1,6 +1,7 @@
 /**
- * Test fixture: `cli.ts` run as a child process with every permission, `stdin` piped in when
- * given (closed otherwise): what the CLI tests that read a command's exit code and output share.
+ * Test fixture: `cli.ts` run as a child process with every permission (or those a test names),
+ * `stdin` piped in when given (closed otherwise): what the CLI tests that read a command's exit
+ * code and output share.
  *
  * @module
  */
@@ -23,6 +24,11 @@ export interface CliEnv {
   env?: Record<string, string>;
   /** Variables the child may not read (`--deny-env`): unset, as far as it can tell. */
   denyEnv?: string[];
+  /**
+   * The child's permission flags (`--allow-net=127.0.0.1`, …) instead of `-A`, for what a user
+   * who grants only some sees; never a prompt (`--no-prompt`).
+   */
+  permissions?: string[];
 }
 
 /**
@@ -33,7 +39,13 @@ export interface CliEnv {
 export async function cli(args: string[], stdin?: Uint8Array, vars: CliEnv = {}): Promise<CliRun> {
   const deny = vars.denyEnv?.length ? [`--deny-env=${vars.denyEnv.join(",")}`] : [];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...deny, CLI, ...args],
+    args: [
+      "run",
+      ...(vars.permissions ? ["--no-prompt", ...vars.permissions] : ["-A"]),
+      ...deny,
+      CLI,
+      ...args,
+    ],
     env: vars.env,
     stdin: stdin ? "piped" : "null",
     stdout: "piped",

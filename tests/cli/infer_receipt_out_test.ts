@@ -7,31 +7,10 @@
  * the receipt is printed on stderr instead.
  */
 import { runInfer } from "../../cli/infer_command.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
-import { signReceipt, textOutputHash } from "../../protocols/receipt.ts";
-import { toJsonValue } from "../../server/json_value.ts";
 import { assert, assertEquals } from "../server/_assert.ts";
-import { doneFrame, framesServer, startFrame, tokenFrame } from "../client/_stub_servers.ts";
+import { receipt, receiptServer } from "./_stub_receipt.ts";
 
-const TEXTS = ["w", " th"];
 const PRECIOUS = "my precious notes\n";
-
-/** A receipt signing the stub's text for the stub's job. */
-function receipt(): unknown {
-  return toJsonValue(signReceipt({
-    v: 1,
-    kind: "text",
-    jobId: String(startFrame("x").job_id),
-    model: String(startFrame("x").model),
-    inputHash: "01".repeat(32),
-    params: { ...DEFAULT_GENERATION_PARAMS, maxTokens: 8 },
-    outputHash: textOutputHash(TEXTS.join("")),
-    commitment: { scheme: "vf-fp1", root: "02".repeat(32), chunkSize: 16, tokenBytes: 2 },
-    tokenCount: TEXTS.length,
-    timings: { startedAt: 0, firstTokenMs: 1, totalMs: 2 },
-  }, Identity.generate()));
-}
 
 /**
  * `infer --receipt-out` with `args` against a stub that ends with `signed`; `duringJob` runs when
@@ -43,14 +22,9 @@ async function inferWith(
   duringJob: () => void = () => {},
 ): Promise<{ status: number; err: string; jobs: number }> {
   let jobs = 0;
-  await using server = framesServer((id) => {
+  await using server = receiptServer(signed, () => {
     jobs++;
     duringJob();
-    return [
-      startFrame(id),
-      ...TEXTS.map((text, index) => tokenFrame(id, index, text)),
-      { ...doneFrame(id, TEXTS.length), receipt: signed },
-    ];
   });
   const err: string[] = [];
   const status = await runInfer(

@@ -60,7 +60,8 @@ Deno.test("zero-width characters, bidi marks and lone surrogates are escaped in 
     "\ud800",
     "\udfff",
   ];
-  const said = `peer says: a${hidden.join("b")}c and an emoji 😀 stays`;
+  // Each beside a space: a joiner between two letters is writing, kept (the test below).
+  const said = `peer says: a ${hidden.join(" b ")} c and an emoji 😀 stays`;
   const text: string[] = [];
   lineLogger("text", (l) => text.push(l))(said);
   const json: string[] = [];
@@ -75,5 +76,41 @@ Deno.test("zero-width characters, bidi marks and lone surrogates are escaped in 
     }
     assert.ok(line.includes("😀"), `${form}: a surrogate pair is a character, left as it is`);
   }
+  assert.equal(JSON.parse(json[0]).msg, said, "the JSON reads back the same");
+});
+
+// Stop 78: the log wrote the joiners of an emoji sequence or of Persian out (`\u200d`), so a model
+// or a peer's words named with 👩‍💻 read as escapes; a joiner that only hides (beside a space, at
+// an end, doubled) is still written out, and so is everything that can spoof a line.
+Deno.test("zero-width joiners inside a word stay in text and json; hiding ones, controls, bidi overrides and line separators are written out", () => {
+  const kept = ["👩\u200d💻", "🏳️\u200d🌈", "می\u200cخواهم", "क्\u200dष"];
+  const spoofing = [
+    ["\u200d", "a \u200db"], // beside a space: hides
+    ["\u200c", "ab\u200c"], // at the end: hides
+    ["\u200d", "a\u200d\u200db"], // doubled: hides
+    ["\u202e", "a\u202eb"], // a bidi override between letters
+    ["\u2028", "a\u2028b"], // a line separator
+    ["\x1b", "a\x1b[2Jb"], // an escape sequence
+    ["\u200b", "a\u200bb"], // a zero-width space between letters
+  ] as const;
+  const said = `peer says: ${[...kept, ...spoofing.map(([, text]) => text)].join(" | ")}`;
+  const text: string[] = [];
+  lineLogger("text", (l) => text.push(l))(said);
+  const json: string[] = [];
+  lineLogger("json", (l) => json.push(l), undefined, () => new Date(0))(said);
+  for (const [form, line] of [["text", text[0]], ["json", json[0]]]) {
+    for (const word of kept) {
+      assert.ok(line.includes(word), `${form}: ${JSON.stringify(word)} kept`);
+    }
+    for (const [char, around] of spoofing) {
+      const code = char.charCodeAt(0);
+      const out = code < 0x100 && form === "text"
+        ? `\\x${code.toString(16).padStart(2, "0")}`
+        : `\\u${code.toString(16).padStart(4, "0")}`;
+      assert.ok(!line.includes(around), `${form}: ${JSON.stringify(around)} raw`);
+      assert.ok(line.includes(out), `${form}: ${out} written out in ${JSON.stringify(around)}`);
+    }
+  }
+  assert.equal(text[0].split("\u200d").length - 1, 3, "text: only the three hiding ZWJs out");
   assert.equal(JSON.parse(json[0]).msg, said, "the JSON reads back the same");
 });
