@@ -152,6 +152,7 @@ export async function serveHttpApi(
     // names its clients.
     const reads = new ReadSlots({
       stats,
+      log,
       keys: ApiKeys.fromConfig(config.http),
       trustedProxies: TrustedProxies.from(
         config.http.trustedProxies,

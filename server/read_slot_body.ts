@@ -91,6 +91,23 @@ export interface ReadIdle {
    * is cut at the idle time.
    */
   overdue?: (cut: () => void) => () => void;
+  /**
+   * The node's log, where a cut is told in one line of its format, as the SSE answers' cut-off is
+   * (`openai_answers.ts`); default none. `Deno.serve` prints an errored body's error itself,
+   * outside that log (not JSON under `--log-format json`): see {@link sized}.
+   */
+  log?: (line: string) => void;
+  /**
+   * What was read (the request's path), named in the cut's message and log line; default none.
+   */
+  path?: string;
+  /**
+   * The answer declared its length (`Content-Length`). A cut then closes the body short of it:
+   * the runtime drops the connection (the client's read fails) and prints nothing. A body without
+   * one (a chunked answer, a CAR stream) is errored instead, which `Deno.serve` prints: closed, its
+   * last chunk would tell the client it had the whole answer.
+   */
+  sized?: boolean;
 }
 
 /**
@@ -134,12 +151,17 @@ export function slotHeldBody(
     if (ended) return;
     ended = true;
     disarm();
+    const of = idle.path === undefined ? "" : ` of ${idle.path}`;
     const error = new ClientIdleError(
-      `a client read nothing of its answer for ${timeoutMs} ms: the read was cut, its slot freed`,
+      `a client read nothing of its answer${of} for ${timeoutMs} ms: the read was cut, its ` +
+        "slot freed",
     );
     if (idle.stats) idle.stats.idleTimeouts++;
     release(true);
-    controller.error(error);
+    // Told by the node's log, in its format (stop 78, as the SSE cut-off since s77 F6).
+    idle.log?.(`http: ${error.message}`);
+    if (idle.sized) controller.close();
+    else controller.error(error);
     reader.cancel(error).catch(() => {});
   };
   // Armed while the client owes the next pull: from the body's handing over, and after each piece.

@@ -136,6 +136,8 @@ export interface ReadSlotsOptions extends ReaderAccess {
   now?: () => number;
   /** The edge's counters, which count each read cut for idleness; default none. */
   stats?: EdgeStats;
+  /** The node's log, which tells each read cut for idleness in one line; default none. */
+  log?: (line: string) => void;
 }
 
 /** A read waiting for a slot of its own client. */
@@ -208,7 +210,12 @@ export class ReadSlots {
     this.#maxWaitersPerClient = options.maxWaitersPerClient ?? MAX_READ_WAITERS_PER_CLIENT;
     this.#timers = options.timers ?? SYSTEM_TIMERS;
     this.#now = options.now ?? Date.now;
-    this.#idle = { timeoutMs: options.idleTimeoutMs, timers: this.#timers, stats: options.stats };
+    this.#idle = {
+      timeoutMs: options.idleTimeoutMs,
+      timers: this.#timers,
+      stats: options.stats,
+      log: options.log,
+    };
     this.#access = { keys: options.keys, trustedProxies: options.trustedProxies };
   }
 
@@ -327,7 +334,9 @@ export class ReadSlots {
       }
       const read = { id: queueClient(client), anonymous: isAnonymous(client) };
       const overdue = (cut: () => void) => this.#markOverdue({ ...read, cut });
-      c.res = new Response(slotHeldBody(res.body, release, { ...this.#idle, overdue }), res);
+      const sized = res.headers.has("content-length");
+      const idle = { ...this.#idle, overdue, sized, path: c.req.path };
+      c.res = new Response(slotHeldBody(res.body, release, idle), res);
     };
   }
 

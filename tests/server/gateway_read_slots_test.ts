@@ -371,7 +371,9 @@ Deno.test("a read whose client took nothing for 60 s keeps its slot while nobody
     await turns(5);
     assert.equal(t.reads.open, 1, "the idle read still holds its slot");
     assert.equal(t.plan.cancelled, 1, "the store's read was not cancelled");
-    await assert.rejects(reader.read(), /read nothing/);
+    // Cut: its body, of declared length, ends short of it (a real server then drops the
+    // connection, `read_idle_cut_log_test.ts`).
+    assert.equal((await reader.read()).done, true, "the cut read went on");
     const waiting = next.body!.getReader();
     await waiting.read();
     // The client asks for the next piece and the store does not answer: no cut-off runs.
@@ -420,7 +422,8 @@ Deno.test("reads cut for idleness, on /ipfs and /v1/files alike, count in verifl
     for (const whole of again) await whole.body!.cancel();
     assert.equal(t.reads.open, 0);
     assert.equal(await idleCuts(), 2, "a read cut for idleness was counted nowhere");
-    for (const reader of readers) await assert.rejects(reader.read(), /read nothing/);
+    // Cut: bodies of declared length end short of it (`read_idle_cut_log_test.ts`).
+    for (const reader of readers) assert.equal((await reader.read()).done, true);
   } finally {
     await t.close();
   }
@@ -592,7 +595,7 @@ Deno.test("an idle read keeps its slot while nobody wants it (a 16 KiB/s reader 
     const newcomer = await t.from("198.51.100.3", `/ipfs/${t.cid}`);
     assert.equal(newcomer.status, 200);
     held.push(newcomer);
-    await assert.rejects(stalledReader.read(), /read nothing/);
+    assert.equal((await stalledReader.read()).done, true, "the cut read went on");
     assert.equal(t.reads.open, 2);
     // A read not yet idle for 60 s, and its client's next read waiting: once the idle time
     // passes, the idle read is cut and the waiting one takes its slot.
