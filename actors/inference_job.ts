@@ -55,7 +55,7 @@ import {
   resumeGeneration,
 } from "../inference/resumed_generation.ts";
 import type { TextJob } from "../protocols/job.ts";
-import type { CancelledEnd, EndingChunks } from "../proof/prover.ts";
+import type { CancelledEnd, EndingChunks, PromptCountedChunks } from "../proof/prover.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { heldOf } from "../protocols/held_cancel.ts";
 import { StreamCancelledError } from "../protocols/protocol_errors.ts";
@@ -303,7 +303,9 @@ export class TextJobRun implements UnreadTokenHolder {
       }, { highWaterMark: Infinity });
       // Carries its own end, for `proveJob` to ask when it closes: a hook need not know of cancels.
       const ending: EndingChunks = { cancelledEnd: () => this.#proverEnd };
-      const branch = Object.assign(stream, ending);
+      // And the prompt tokens the model prefills for it, which the receipt signs and is paid by.
+      const counted: PromptCountedChunks = { promptTokens: this.#o.promptIds.length };
+      const branch = Object.assign(stream, ending, counted);
       this.#proverResult = this.#o.prover(this.#o.job, this.#o.jobId, branch, this.#o.input);
       this.#proverResult.catch(() => {}); // awaited in #finish; avoid an unhandled rejection
     }

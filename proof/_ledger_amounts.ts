@@ -12,7 +12,7 @@
  */
 import { fromHex } from "../protocols/hash.ts";
 import type { Receipt } from "../protocols/receipt.ts";
-import type { EconomicParams } from "./economics.ts";
+import { type EconomicParams, promptTokenPrice } from "./economics.ts";
 import type { LedgerIndex } from "./ledger_index.ts";
 import {
   type Account,
@@ -42,12 +42,17 @@ export interface LedgerView {
 }
 
 /**
- * Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit. To a
- * millionth of a credit, as every amount ({@link roundCredits}).
+ * Useful work: output tokens × the model's price, plus the prompt tokens a text receipt signs ×
+ * the model's prompt price ({@link promptTokenPrice}: the prefill is work too); a one-shot
+ * (tensor) job counts as one unit. A receipt that signs no prompt count (one from before the
+ * field) earns its output alone, as it always did. To a millionth of a credit, as every amount
+ * ({@link roundCredits}), rounded once over the sum.
  */
 export function rewardOf(view: LedgerView, receipt: Receipt): number {
-  const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
-  return roundCredits(units * view.tokenPrice(receipt.model));
+  const price = view.tokenPrice(receipt.model);
+  if (receipt.kind === "tensor") return roundCredits(price);
+  const prompt = (receipt.promptTokens ?? 0) * promptTokenPrice(view.economics, price);
+  return roundCredits(receipt.tokenCount * price + prompt);
 }
 
 /** The stake a receipt earning `reward` locks: `slashMultiplier ×` it, to the quantum. */

@@ -2,7 +2,8 @@
  * The economics of optimistic verification: the parameters the ledger applies and the formula
  * that says cheating does not pay.
  *
- * A worker is paid `R` (tokens × the model's price) for a job whose honest computation costs it
+ * A worker is paid `R` (output tokens × the model's price, plus the prompt tokens it signs ×
+ * {@link promptTokenPrice}) for a job whose honest computation costs it
  * `C ≤ R`. A cheat skips some or all of the work, saving up to `C`. Each receipt is challenged
  * with probability `p`, and a challenged cheat is caught with probability `d` (1 for every cheat
  * in the adversarial suite); call `q = p·d`. A caught cheat is not paid and loses the slash
@@ -37,6 +38,12 @@ export interface EconomicParams {
   falseAccusationPenalty: number;
   /** Credits per output token when a model has no price of its own (default 1). */
   defaultTokenPrice: number;
+  /**
+   * Price of a prompt token as a share of the model's price per output token (default
+   * {@link DEFAULT_PROMPT_TOKEN_SHARE}): each model's input price follows its output price
+   * ({@link promptTokenPrice}). 0 pays the prefill nothing, as before prompts were counted.
+   */
+  promptTokenShare: number;
   /** How long a receipt stays pending before it is final, in ms (default 10 minutes). */
   challengeWindowMs: number;
   /**
@@ -47,6 +54,17 @@ export interface EconomicParams {
   trainingCreditPerStep: number;
 }
 
+/**
+ * A prompt token's default price, as a share of an output token's. A worker reads the prompt in
+ * one parallel prefill pass and generates output one token at a time, so a prompt token costs it
+ * less than an output token, but not nothing: review s77 F2 measured 678 ms of model time for a
+ * 500-token prompt against 18 ms for a 5-token one, both paid one credit at `maxTokens: 1`, which
+ * let a requester push heavy prefill onto workers for nearly nothing. A quarter is a price well
+ * under an output token's (hosted APIs commonly price input at a quarter to a fifth of output)
+ * that still grows with the prompt; an operator sets its own share in the economics.
+ */
+export const DEFAULT_PROMPT_TOKEN_SHARE = 1 / 4;
+
 /** The parameters a node uses unless configured otherwise. */
 export const DEFAULT_ECONOMICS: Readonly<EconomicParams> = Object.freeze({
   challengeProbability: 0.1,
@@ -55,6 +73,7 @@ export const DEFAULT_ECONOMICS: Readonly<EconomicParams> = Object.freeze({
   validatorRewardShare: 0.5,
   falseAccusationPenalty: 100,
   defaultTokenPrice: 1,
+  promptTokenShare: DEFAULT_PROMPT_TOKEN_SHARE,
   challengeWindowMs: 10 * 60 * 1000,
   // A step of the reference configuration (`tiny`, 8 samples × 64 predicted bytes, forward and
   // backward; {@link TRAINING_REFERENCE_STEP_WORK}) costs
@@ -138,6 +157,21 @@ export function trainingReward(params: Readonly<EconomicParams>, work: TrainingW
  */
 export function trainingLock(params: Readonly<EconomicParams>, work: TrainingWork): number {
   return roundCredits(roundCredits(trainingReward(params, work)) * params.slashMultiplier);
+}
+
+/**
+ * Credits per prompt token of a model whose output token costs `outputPrice`:
+ * `promptTokenShare ×` it. A text receipt that signs its prompt tokens earns them at this price
+ * beside its output tokens (`_ledger_amounts.ts`).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_ECONOMICS, promptTokenPrice } from "./economics.ts";
+ * promptTokenPrice(DEFAULT_ECONOMICS, 1); // 0.25
+ * ```
+ */
+export function promptTokenPrice(params: Readonly<EconomicParams>, outputPrice: number): number {
+  return outputPrice * params.promptTokenShare;
 }
 
 /**

@@ -57,6 +57,7 @@ import {
   tolerancesOf,
 } from "./_common.ts";
 import { DEFAULT_TENSOR_TOLERANCE, tensorsDiffer, type ValidationOptions } from "./validation.ts";
+import { promptTokensViolation } from "./prompt_token_check.ts";
 
 /**
  * A checker confirms a fingerprint citation whose mean score exceeds 0.8 of the validator's
@@ -199,6 +200,8 @@ export async function checkFraudProof(
   }
   const promptIds = textModel.tokenizer.encode(promptText);
   if (proof.kind === "termination") {
+    // A signed prompt-token count the prompt does not have needs the job alone, no opening.
+    if (promptTokensViolation(receipt, promptIds.length)) return done(true, "confirmed");
     // An overrun needs the openings up to its stop only: the receipt signs how many tokens
     // follow; a prompt empty or too long for the context window needs none. A truncation (no stop
     // anywhere) needs them all.

@@ -57,6 +57,23 @@ export interface ProveOptions {
    * {@link EndingChunks.cancelledEnd} when they have one, else the model's end.
    */
   end?: () => CancelledEnd | undefined;
+  /**
+   * Prompt tokens the model prefilled for the job, signed as the receipt's `promptTokens` (what
+   * the prefill is paid by, and what validators re-count). Default: the chunks' own
+   * {@link PromptCountedChunks.promptTokens} when they have one, else none (the receipt then
+   * signs no count and earns its output alone, as receipts from before the field do).
+   */
+  promptTokens?: number;
+}
+
+/**
+ * A token stream that says how many prompt tokens its model prefilled: the prover's branch of
+ * an InferenceActor job (`actors/inference_job.ts`) is one, so any prover hook that hands the
+ * branch on to {@link proveJob} signs the count, as for {@link EndingChunks}.
+ */
+export interface PromptCountedChunks {
+  /** The prompt's tokens as the model encoded and read them. */
+  readonly promptTokens: number;
 }
 
 /**
@@ -188,6 +205,11 @@ export async function proveJob(
     tokens.length = cancelled.tokens;
     output = output.slice(0, outputEnds[cancelled.tokens - 1]);
   }
+  const promptTokens = options.promptTokens ??
+    (chunks as Partial<PromptCountedChunks>).promptTokens;
+  if (promptTokens !== undefined && (!Number.isSafeInteger(promptTokens) || promptTokens < 0)) {
+    throw new ProverStreamError(`a prompt of ${promptTokens} tokens is no count to sign`);
+  }
   const end = now();
   const chunkSize = options.chunkSize ?? DEFAULT_COMMITMENT_CHUNK_SIZE;
   const proof: ProofData = {
@@ -215,6 +237,8 @@ export async function proveJob(
     tokenCount: tokens.length,
     // Only on a cancel: every other receipt signs the bytes it did before the field existed.
     ...(cancelled === undefined ? {} : { end: cancelled.reason }),
+    // Only when counted: a receipt without it signs the bytes it did before the field existed.
+    ...(promptTokens === undefined ? {} : { promptTokens }),
     timings: {
       startedAt,
       firstTokenMs: Math.max(0, firstTokenAt - startedAt),

@@ -8,7 +8,8 @@
  * 2. the proof data opens the signed commitment (`invalid`, reason `commitment_mismatch`);
  * 3. the committed tokens decode to the signed output, and end where generation would have
  *    stopped (`fraud` of kind `output` / `termination`, checkable from tokens alone; a prompt
- *    that fills the context window, which generation refuses, is `termination` at position 0);
+ *    that fills the context window, which generation refuses, is `termination` at position 0,
+ *    and so is a signed prompt-token count the prompt does not have, `prompt_token_check.ts`);
  * 4. one forward pass over prompt ‖ output: the fingerprints pass the statistical test (no
  *    single position and no prefix beyond the honest noise calibrated for the model and the
  *    job's precision, `fingerprint.ts`) and each token is consistent with the job's sampling
@@ -86,6 +87,7 @@ import { verifyServedProof } from "./served_proof.ts";
 import { JobInputError, jobPromptText } from "../protocols/job_input.ts";
 import { type EndChoices, endChoicesPlayedOut } from "./end_choices.ts";
 import { END_CHOICE_DETAILS, isSteering } from "./steering.ts";
+import { promptTokensViolation } from "./prompt_token_check.ts";
 
 /** Element-wise tolerance of tensor re-execution: |a − b| ≤ atol + rtol·|b|. */
 export interface TensorTolerance {
@@ -483,6 +485,18 @@ export async function validateReceipt(
       chunks: openChunks(proof, lastChunk, new Set()),
       cited: [{ position: term.position }],
     });
+  }
+  // The prefill the worker is paid for: its signed count against the prompt re-tokenized here.
+  const prompted = promptTokensViolation(receipt, promptIds.length);
+  if (prompted) {
+    // Proven by the job (and the input's bytes) alone, as a prompt too long for the context is:
+    // the first chunk is opened only because a termination proof's openings start there.
+    return finish("fraud", prompted.reason, {
+      ...base,
+      kind: "termination",
+      chunks: openChunks(proof, 0, new Set()),
+      cited: [{ position: prompted.position }],
+    }, { promptTokensSigned: prompted.signed, promptTokensCounted: prompted.counted });
   }
   const vocab = textModel.info.vocabSize;
   const badToken = tokens.findIndex((t) => t >= vocab);

@@ -95,6 +95,17 @@ export interface Receipt {
    * fails there: such a node records, pays and relays no cancelled receipt (and convicts no one).
    */
   end?: ReceiptEnd;
+  /**
+   * Prompt tokens the model prefilled (text jobs): the job's prompt text (an input's text before
+   * it, `protocols/job_input.ts`) as the model's tokenizer encodes it. Signed so the prefill is
+   * paid (`proof/_ledger_amounts.ts`) and checked: a validator that re-runs the job re-tokenizes
+   * the prompt, and a count that differs is fraud (`proof/prompt_token_check.ts`). Optional and
+   * absent unless set, so older receipts keep their bytes, ids and signatures and earn as they
+   * did; a node from before the field drops it when it parses the receipt, and the signature then
+   * fails there (`bad_signature`): such a node records, pays and relays no receipt that carries
+   * it, and convicts no one on it, as for {@link Receipt.end}.
+   */
+  promptTokens?: number;
   /** The worker's ed25519 public key. */
   worker: Uint8Array;
   /** Timings. */
@@ -130,6 +141,7 @@ export const ReceiptSchema: z.ZodType<Receipt> = z.object({
   }),
   tokenCount: z.number().int().nonnegative(),
   end: z.literal("cancelled").optional(),
+  promptTokens: z.number().int().nonnegative().optional(),
   worker: bytes(32),
   timings: z.object({
     startedAt: z.number().nonnegative(),
@@ -141,6 +153,10 @@ export const ReceiptSchema: z.ZodType<Receipt> = z.object({
   // A requester that cancelled before any token holds nothing to pay for.
   message: "a cancelled receipt covers at least one token",
   path: ["tokenCount"],
+}).refine((r) => r.promptTokens === undefined || r.kind === "text", {
+  // A one-shot (tensor) job has no prompt: a count on its receipt would be paid for nothing.
+  message: "only a text receipt counts prompt tokens",
+  path: ["promptTokens"],
 }) as unknown as z.ZodType<Receipt>;
 
 /** A value that is not a well-formed receipt. */

@@ -147,6 +147,19 @@ const endWellFormed = (r) =>
   !Object.hasOwn(r, "end") || (r.end === "cancelled" && r.tokenCount >= 1);
 
 /**
+ * Whether a receipt's optional `promptTokens` (the prompt tokens its worker prefilled, paid beside
+ * the output) is as the node's schema takes it: absent (a receipt from before the field), or a
+ * count on a text receipt.
+ * @param {Record<string, any>} r
+ */
+const promptTokensWellFormed = (r) =>
+  !Object.hasOwn(r, "promptTokens") ||
+  (r.kind === "text" && isInt(r.promptTokens, 0, Number.MAX_SAFE_INTEGER));
+
+/** The fields a receipt may have besides {@link RECEIPT_FIELDS}. */
+const OPTIONAL_FIELDS = ["end", "promptTokens"];
+
+/**
  * Whether `receipt` is a receipt as the node's `ReceiptSchema` (`protocols/receipt.ts`) takes
  * one: its version, its fields and no others (the node drops a field it does not know before
  * it checks the signature), a commitment to its tokens a validator can challenge.
@@ -155,8 +168,8 @@ const endWellFormed = (r) =>
 function wellFormed(r) {
   const c = r.commitment;
   const t = r.timings;
-  const fields = Object.hasOwn(r, "end") ? [...RECEIPT_FIELDS, "end"] : RECEIPT_FIELDS;
-  return hasKeys(r, fields) && endWellFormed(r) && r.v === 1 &&
+  const fields = [...RECEIPT_FIELDS, ...OPTIONAL_FIELDS.filter((k) => Object.hasOwn(r, k))];
+  return hasKeys(r, fields) && endWellFormed(r) && promptTokensWellFormed(r) && r.v === 1 &&
     (r.kind === "text" || r.kind === "tensor") && HEX64.test(r.jobId) &&
     typeof r.model === "string" && r.model.length > 0 && HEX64.test(r.inputHash) &&
     HEX64.test(r.outputHash) && isInt(r.tokenCount, 0, Number.MAX_SAFE_INTEGER) &&

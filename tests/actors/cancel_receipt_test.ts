@@ -31,6 +31,7 @@ import { type ProvedJob, proveJob } from "../../proof/prover.ts";
 import { FINGERPRINT_BYTES } from "../../proof/fingerprint.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { paidFor } from "../proof/_receipt_pay.ts";
 
 /** Tokens the requester reads before it cancels, of the job's {@link MAX_TOKENS}. */
 const READ = 5;
@@ -128,9 +129,10 @@ Deno.test("F1: a requester's cancel after k tokens ends in a receipt over those 
     // Recorded under the requester whose assignment backs it (a label: its account is not
     // debited), for k tokens.
     assertEquals(record.requester, toHex(run.requester.publicKey));
-    assertEquals(record.credit, READ * PRICE);
+    // (and the prompt it signs: `_receipt_pay.ts`).
+    assertEquals(record.credit, paidFor(run.receipt, PRICE));
     // Paid to the worker, for k tokens, once its window closed.
-    assertEquals(account.balance, READ * PRICE);
+    assertEquals(account.balance, paidFor(run.receipt, PRICE));
     assertEquals(account.locked, 0);
   } finally {
     await run.system.shutdown();

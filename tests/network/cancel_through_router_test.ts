@@ -14,10 +14,10 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { paidFor } from "../proof/_receipt_pay.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { InferenceHandle, InferencePort } from "../../inference/inference_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { ServedProof } from "../../proof/served_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { toHex } from "../../protocols/hash.ts";
@@ -169,11 +169,9 @@ Deno.test("F1: a client's cancel at k through a router ends in the worker's rece
     const record = await t.reads.record(receiptId(receipt));
     assert.equal(record?.status, "final");
     assert.equal(record?.requester, toHex(t.router.publicKey));
-    assert.equal(record?.credit, READ * DEFAULT_ECONOMICS.defaultTokenPrice);
-    assert.equal(
-      (await t.reads.account(t.worker.publicKey)).balance,
-      READ * DEFAULT_ECONOMICS.defaultTokenPrice,
-    );
+    // READ output tokens (the receipt signs READ) and the prompt it signs (`_receipt_pay.ts`).
+    assert.equal(record?.credit, paidFor(receipt));
+    assert.equal((await t.reads.account(t.worker.publicKey)).balance, paidFor(receipt));
     assert.deepEqual(t.network.avoided, []);
   } finally {
     await t.close();

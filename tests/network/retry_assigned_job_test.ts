@@ -25,6 +25,7 @@ import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ledgerReads, START } from "../actors/_validator_fixture.ts";
+import { paidFor } from "../proof/_receipt_pay.ts";
 import { spawnHonestInference } from "./_honest_inference.ts";
 import { clientJob, connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
 
@@ -117,9 +118,9 @@ Deno.test("a router refuses a retry (same nonce) of a job whose cancelled receip
     const price = DEFAULT_ECONOMICS.defaultTokenPrice;
     const paid = await reads.account(cancelled.identity.publicKey);
     const theirs = await reads.account(finisher.identity.publicKey);
-    assert.equal(paid.balance, READ * price, "the cancelled worker lost its pay");
+    assert.equal(paid.balance, paidFor(receipt, price), "the cancelled worker lost its pay");
     assert.equal(paid.stake, WORKER_STAKE);
-    assert.equal(theirs.balance, whole.tokenCount * price, "the finisher was not paid");
+    assert.equal(theirs.balance, paidFor(whole, price), "the finisher was not paid");
     assert.equal(theirs.stake, WORKER_STAKE);
   } finally {
     await cancelled.close();

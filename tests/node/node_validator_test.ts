@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import type { NetworkMessage, PeerInfo } from "../../network/network_actor.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { paidFor } from "../proof/_receipt_pay.ts";
 import type { ReceiptRecord as ReceiptRecordForwardedReceiptNode } from "../../proof/ledger_state.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { queuedAt } from "../network/_validator_down.ts";
@@ -253,7 +254,7 @@ Deno.test({
 
       for (const node of nodes.splice(0)) await node.shutdown();
       // The ledger outcome, on a clock past the window.
-      const paid = receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
+      const paid = paidFor(receipt); // its tokens and its prompt (`_receipt_pay.ts`)
       for (const [name, identity] of [["a", a.identity], ["c", c.identity]] as const) {
         const ledger = await Ledger.open(join(root, name, "ledger"), identity, {
           now: () => Date.now() + 2 * DEFAULT_ECONOMICS.challengeWindowMs,
