@@ -536,6 +536,9 @@ function jobEvents(
       // takes for a broken worker and runs again elsewhere (review s77 vclient, F2).
       const undelivered = undeliveredTokensError(readError ?? ahead?.error, summary, sentTokens);
       if (undelivered !== undefined) {
+        // Its receipt never goes out in an `end`: kept for `inference.get_receipt`, where the
+        // router of the client that read too slowly asks for it, to pay the job (stop 78).
+        if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt);
         controller.error(undelivered);
         return;
       }

@@ -477,8 +477,15 @@ class FailoverJob {
   #failingOver = false;
   /** Tokens the client had when the current worker took the job (its first token is this one). */
   #attemptFrom: number;
-  /** A worker asked to take the job over beside the current one, until one of them wins. */
-  #hedging?: WorkerAttempt;
+  /**
+   * A worker asked to take the job over beside the current one, until one of them wins: its
+   * reader, and the position it was asked to start from.
+   */
+  #hedging?: {
+    attempt: WorkerAttempt;
+    reader: ReadableStreamDefaultReader<StreamedToken>;
+    from: number;
+  };
 
   constructor(options: FailoverOptions) {
     this.#o = options;
@@ -549,7 +556,11 @@ class FailoverJob {
         const ending = this.#cancelled ? failure : await this.#failOver(failure);
         if (ending === undefined) continue; // another worker took over: read on from it
         controller.error(ending);
-        this.#endWith(ending);
+        // The worker's own end of the job for its slow requester (`STARTED_JOB_ERROR_CODES`)
+        // settles with its summary, as a normal end does: `settle` then asks for the receipt of
+        // a finished job whose unread tokens it evicted (stop 78; ended here, it never was).
+        if (ending === failure && isStartedJobError(failure)) this.#settle();
+        else this.#endWith(ending);
         return;
       }
       if (this.#delivered.length === this.#given) this.#firstTokenAt = this.#now();
@@ -641,9 +652,10 @@ class FailoverJob {
           ? [...this.#excluded, ...askedNow]
           : [...this.#excluded, ...this.#askLast, ...askedNow],
       );
+      const from = this.#delivered.length;
       const outcome = await this.#o.resume(exclude, this.#delivered);
       if (this.#cancelled) {
-        if (outcome.kind === "started") outcome.attempt.handle.cancel();
+        if (outcome.kind === "started") this.#cancelUnheld(outcome.attempt, from);
         return error;
       }
       if (outcome.kind === "none") {
@@ -682,7 +694,7 @@ class FailoverJob {
         why = `the last one asked refused (${codeOf(outcome.error)})`;
         continue;
       }
-      if (!this.#fits(outcome.attempt)) {
+      if (!this.#fits(outcome.attempt, from)) {
         this.#excluded.push(worker);
         this.#asked++;
         this.#spent++;
@@ -751,15 +763,15 @@ class FailoverJob {
    * worker would have: a token may end the job for its length where the prompt and the output
    * fill the context window the worker's start names, so a smaller one than the first worker's
    * would cut the client's answer short and call it finished. Unless the prompt and `maxTokens`
-   * fit it anyway, the worker is cancelled before its first token (it spends one of the job's
-   * tries) and the next one is asked. It is not judged: which of the two windows is the model's
-   * is not known here.
+   * fit it anyway, the worker (asked to start from `from`) is cancelled before its first token
+   * (it spends one of the job's tries) and the next one is asked. It is not judged: which of the
+   * two windows is the model's is not known here.
    */
-  #fits(attempt: WorkerAttempt): boolean {
+  #fits(attempt: WorkerAttempt, from: number): boolean {
     const window = attempt.handle.model.contextLength ?? Infinity;
     const needed = attempt.handle.promptTokens + (this.#o.maxTokens ?? Infinity);
     if (window >= this.#jobWindow() || window >= needed) return true;
-    attempt.handle.cancel();
+    this.#cancelUnheld(attempt, from);
     this.#unfit = { count: this.#unfit.count + 1, window };
     return false;
   }
@@ -875,6 +887,8 @@ class FailoverJob {
     const queued = Promise.withResolvers<"queued">();
     // Never one asked last: a hedge asks only a worker it has no reason to think full.
     const exclude = [...this.#excluded, ...this.#askLast, this.#attempt.worker];
+    // Where the hedge starts: none of its tokens reach the client unless it wins.
+    const from = this.#delivered.length;
     const asked = this.#o.resume(exclude, this.#delivered, {
       onQueued: (position) => {
         if (position > 0) queued.resolve("queued");
@@ -883,7 +897,7 @@ class FailoverJob {
     const answer = await Promise.race([current.then(() => "current" as const), asked]);
     if (answer === "current" || answer.kind !== "started" || this.#cancelled) {
       // Too late (or cancelled): a hedge that starts after all is cancelled as it starts.
-      asked.then((o) => o.kind === "started" && o.attempt.handle.cancel());
+      asked.then((o) => o.kind === "started" && this.#cancelUnheld(o.attempt, from));
       if (!this.#cancelled) {
         this.#o.hedged?.(
           typeof answer !== "string" && answer.kind === "none" ? "no_worker" : "kept",
@@ -892,14 +906,14 @@ class FailoverJob {
       return undefined;
     }
     const hedge = answer.attempt;
-    if (!this.#fits(hedge)) {
+    if (!this.#fits(hedge, from)) {
       this.#excluded.push(hedge.worker); // asked, and it spent nothing of the job: no try spent
       this.#asked++;
       this.#o.hedged?.("kept");
       return undefined;
     }
-    this.#hedging = hedge;
     const reader = hedge.handle.tokens.getReader();
+    this.#hedging = { attempt: hedge, reader, from };
     const first = reader.read().then(
       (result) => ({ result, error: undefined }),
       (error: unknown) => ({ result: undefined, error }),
@@ -914,8 +928,7 @@ class FailoverJob {
         typeof winner === "string" || this.#cancelled || winner.result === undefined ||
         winner.result.done
       ) {
-        reader.cancel().catch(() => {});
-        hedge.handle.cancel();
+        this.#cancelUnheld(hedge, from, reader);
         if (typeof winner !== "string" && winner.error !== undefined) {
           this.#hedgeFailed(hedge.worker, winner.error);
         }
@@ -924,8 +937,7 @@ class FailoverJob {
       }
       // The hedge runs the job now, and the current worker still holds it: the hedge keeps it.
       const held = this.#attempt;
-      this.#reader.cancel().catch(() => {});
-      held.handle.cancel();
+      this.#cancelUnheld(held, this.#attemptFrom, this.#reader);
       // It only had the job queued: it spent nothing of the job (no try spent), and a takeover
       // asks it last, not never.
       this.#queueLast(held.worker);
@@ -962,6 +974,26 @@ class FailoverJob {
     }
   }
 
+  /**
+   * Cancel `attempt`, a worker asked to run the job from position `from` none of whose tokens
+   * reached the client (a hedge race's loser, a takeover too late or unfit), through `reader`
+   * when its tokens are being read. The cancel says the client holds `from` positions
+   * (`held_cancel.ts`): the worker signs a `cancelled` receipt only over tokens of its own run
+   * the client holds, so it signs nothing, and may take the job over later. A plain cancel made
+   * it sign over the tokens it had sent (a loser whose first token was on its way), a receipt
+   * nobody asked for or paid, and it refused the job as `duplicate_job` for good: the takeover
+   * this side then asked of it (review s78).
+   */
+  #cancelUnheld(
+    attempt: WorkerAttempt,
+    from: number,
+    reader?: ReadableStreamDefaultReader<StreamedToken>,
+  ): void {
+    const held = new HeldCancelError(from, "another worker runs the job");
+    (reader ?? attempt.handle.tokens).cancel(held).catch(() => {});
+    attempt.handle.cancel();
+  }
+
   /** The workers that refused a prefix the current worker took: theirs was the fault. */
   #attributeRefusals(): void {
     const refusals = this.#unattributed;
@@ -980,7 +1012,8 @@ class FailoverJob {
     });
     this.#reader.cancel(held).catch(() => {});
     this.#attempt.handle.cancel();
-    this.#hedging?.handle.cancel();
+    const hedging = this.#hedging;
+    if (hedging !== undefined) this.#cancelUnheld(hedging.attempt, hedging.from, hedging.reader);
     // Between workers, the current attempt is the one lost: its summary is its failure, not
     // the client's cancel (a worker starting meanwhile is cancelled as it starts).
     if (this.#failingOver) this.#endWith(undefined);

@@ -11,7 +11,8 @@
  * token reached the client and whose worker's `end` event (its receipt) was lost with the
  * connection is remembered, and the receipt asked for later (`_lost_ends.ts`). A receipt that
  * checks out goes to the node's validator with this node's signed assignment; the client's retry
- * of that job (same nonce) is then refused `duplicate_job` (`_assigned_jobs.ts`).
+ * of that job (same nonce) is then refused `duplicate_job`, across a restart when the port keeps
+ * a file, as is one sent while the job still runs (`_assigned_jobs.ts`).
  *
  * @module
  */
@@ -52,6 +53,8 @@ import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
 import { validatorInboxOf } from "./peer_services.ts";
 import { LostEnds } from "./_lost_ends.ts";
 import { AssignedJobs } from "./_assigned_jobs.ts";
+import { ASSIGNED_JOBS_FILE } from "./_assigned_job_file.ts";
+import { type PromptTokenCounter, promptTokensRefusal } from "./_prompt_token_claim.ts";
 import {
   DEFAULT_QUEUE_HOLD_MS,
   FAILOVER_CAUSES,
@@ -187,9 +190,23 @@ export interface ForwardingOptions extends RemoteInferencePortOptions {
    * Absent: memory only, and a restart forgets them (their honest workers are paid nowhere).
    */
   lostEndsDir?: string;
+  /**
+   * The file the port keeps the jobs it assigned in (`<dataDir>/assigned-jobs.log`,
+   * {@link ASSIGNED_JOBS_FILE}), read back when the port starts, so that a restart still refuses a
+   * client's retry of one as `duplicate_job` (`_assigned_jobs.ts`). Absent: memory only, and
+   * after a restart such a retry runs on a second worker, and neither is paid.
+   */
+  assignedJobsFile?: string;
+  /**
+   * This node's own count of a job's prompt tokens (its tokenizer for the job's model), to which
+   * a worker's receipt must sign the same `promptTokens` (`_prompt_token_claim.ts`). Absent, or
+   * undefined for a job: only a count past what the prompt's bytes allow is refused.
+   */
+  countPromptTokens?: PromptTokenCounter;
 }
 
 export { LOST_ENDS_DIR } from "./_lost_end_files.ts";
+export { ASSIGNED_JOBS_FILE };
 
 // The lost-end store's bounds and timings, importable from here as before the move.
 export {
@@ -277,7 +294,7 @@ export class NetworkInferencePort implements InferencePort {
   /** Jobs whose worker's end event was lost after the last token (`_lost_ends.ts`). */
   readonly #lostEnds: LostEnds;
   /** Jobs whose receipt went to the validator with this node's assignment (`_assigned_jobs.ts`). */
-  readonly #assigned = new AssignedJobs();
+  readonly #assigned: AssignedJobs;
   /**
    * The clients' jobs, each counted once whatever workers it ran on (the job counters and gauges
    * of {@link stats}); the remote ports count each worker's run.
@@ -316,6 +333,7 @@ export class NetworkInferencePort implements InferencePort {
     this.#record = remote.system === undefined ? undefined : workerRecordOf(remote.system);
     this.#validator = validator;
     this.#requester = requester;
+    this.#assigned = new AssignedJobs({ file: remote.assignedJobsFile });
     this.#lostEnds = new LostEnds({
       network,
       timers: remote.timers,
@@ -381,7 +399,10 @@ export class NetworkInferencePort implements InferencePort {
    * validator (which records it, may challenge it, and announces both to other validators). A
    * receipt that fails is withheld, and `done` says why.
    * @throws {AssignedJobError} (`duplicate_job`) for a job whose receipt this node already
-   *   assigned (`_assigned_jobs.ts`): run again, neither worker would be paid.
+   *   assigned (`_assigned_jobs.ts`), before a restart too when the port keeps them in a file
+   *   ({@link ForwardingOptions.assignedJobsFile}): run again, neither worker would be paid.
+   * @throws {RunningJobError} (`duplicate_job`) for a job still running for an earlier
+   *   submission: both runs would end assigned.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     // Checked as every port checks a job (`checkTextJob`): before it is hashed, measured or sent.
@@ -398,10 +419,15 @@ export class NetworkInferencePort implements InferencePort {
           `another node may take (its fraud proofs must fit one frame); shorten the prompt`,
       );
     }
-    // A retry (same nonce) of a job whose receipt this node assigned: run again, its second
-    // assignment would be refused `double_assignment` and void the first's pay (review s77).
-    this.#assigned.check(jobId(job));
+    // A retry (same nonce) of a job whose receipt this node assigned, across a restart too, or of
+    // one still running for its first submission: run again, its second assignment would be
+    // refused `double_assignment` and void the first's pay (review s77). Read back before the
+    // check, and checked and held as running with no await between, so two submissions of one
+    // job cannot both pass.
+    await this.#assigned.loaded;
+    const leaveRunning = this.#assigned.start(jobId(job));
     const { first, before } = await this.#start(job, options).catch((error: unknown) => {
+      leaveRunning();
       // Every worker asked was full: the client's job was refused for want of room, as a local
       // port's full queue refuses it.
       if (isCapacityRefusal(error)) this.#jobs.jobsRejected++;
@@ -409,7 +435,10 @@ export class NetworkInferencePort implements InferencePort {
     });
     this.#jobs.jobsStarted++;
     this.#jobs.activeJobs++;
-    /** The client's summary once the receipt of its cancel is asked for (set by `settle`). */
+    /**
+     * The client's summary once the receipt of its cancel, or of its evicted finished job, is
+     * asked for (set by `settle`).
+     */
     let cancelledEnd: Promise<JobSummary> | undefined;
     const handle = withFailover({
       first,
@@ -435,6 +464,9 @@ export class NetworkInferencePort implements InferencePort {
           WORKER_LOST_CODES.has(summary.error?.code ?? "");
         if (endLost && assignment) {
           this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
+          // Its receipt is assigned when it comes: a retry meanwhile would be assigned too, and
+          // neither paid. The client has every token, so a retry has nothing to add.
+          this.#assigned.assigned(jobId(job));
         }
         const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
         // Every token delivered and the worker's stream broken where its end was due (another
@@ -475,6 +507,12 @@ export class NetworkInferencePort implements InferencePort {
           if (relayed.tokens > relayed.resumedAt) {
             cancelledEnd = this.#cancelledReceipt(ended, job, attempt.worker, relayed, assignment);
           }
+        }
+        // The client read too slowly, and the worker evicted the unread tokens of a job it had
+        // finished (`slow_reader`): its receipt over the whole job is asked for, the slow
+        // client's to pay (`#evictedReceipt`).
+        if (summary.error?.code === "slow_reader" && summary.receipt === undefined) {
+          cancelledEnd = this.#evictedReceipt(ended, job, attempt.worker, relayed, assignment);
         }
         return ended;
       },
@@ -527,7 +565,10 @@ export class NetworkInferencePort implements InferencePort {
     });
     handle.done.then((summary) => this.#ended(summary));
     // `settle` ran before `done` resolved: a cancel's receipt, when asked for, comes with it.
-    return { ...handle, done: handle.done.then((summary) => cancelledEnd ?? summary) };
+    const done = handle.done.then((summary) => cancelledEnd ?? summary);
+    // Running until then: its receipt, if any, is assigned (`#checked`) before `done` resolves.
+    done.then(leaveRunning, leaveRunning);
+    return { ...handle, done };
   }
 
   /**
@@ -550,18 +591,69 @@ export class NetworkInferencePort implements InferencePort {
     relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
   ): Promise<JobSummary> {
+    const receipt = await this.#askReceipt(worker, summary.jobId);
+    if (receipt === undefined) return summary;
+    if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
+    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment);
+  }
+
+  /**
+   * `summary` of a job whose worker finished it and then evicted its unread tokens because this
+   * side's client read too slowly (`slow_reader`, believed only when this side had left them
+   * unread: `_remote_job.ts`), once the worker's receipt over the whole job, which it keeps for
+   * `inference.get_receipt` (`serve_inference.ts`), is asked for and handed to the validator with
+   * the assignment: the slow client pays, and the honest worker is paid for what it computed
+   * (stop 78: the receipt never left the worker, and it was paid nothing). It is checked for its
+   * signer, its job, a finished job's end (no `end` field) and more tokens than were relayed, not
+   * against the text, of which the client got only part: the validators' challenges check the
+   * rest. It is not given to the client (against the text it got it fails `output_mismatch`).
+   * None, or one that fails: nobody is paid, as before.
+   */
+  async #evictedReceipt(
+    summary: JobSummary,
+    job: TextJob,
+    worker: Uint8Array,
+    relayed: RelayedOutput,
+    assignment: JobAssignment | undefined,
+  ): Promise<JobSummary> {
+    const receipt = await this.#askReceipt(worker, summary.jobId);
+    if (receipt === undefined || receipt.end !== undefined) return summary;
+    if (receipt.tokenCount <= relayed.tokens || !verifyReceipt(receipt, { job, worker }).ok) {
+      return summary;
+    }
+    // Its prompt count is paid too: held to this node's count as a finished job's (`#checked`).
+    if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens)) return summary;
+    const message: ValidatorMessage = {
+      type: "receipt",
+      receipt,
+      job,
+      assignment,
+      origin: toHex(worker),
+      announce: true,
+    };
+    // Assigned before any ledger holds it, as `#checked` does: the client's retry is refused.
+    if (assignment !== undefined && this.#validator !== undefined) {
+      await this.#assigned.assigned(jobId(job));
+    }
+    this.#toValidator(worker, message);
+    return summary;
+  }
+
+  /**
+   * `worker`'s receipt for job `id`, asked for on its connection (`inference.get_receipt`, which
+   * waits there for the job's end); undefined with no connection, no answer within
+   * {@link CANCELLED_RECEIPT_TIMEOUT_MS}, or none kept.
+   */
+  async #askReceipt(worker: Uint8Array, id: string): Promise<Receipt | undefined> {
     const connection = await this.#network.ask<Connection | undefined>(
       { type: "connection_to", key: worker, protocol: INFERENCE_PROTOCOL.name },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     ).catch(() => undefined);
-    if (connection === undefined || connection.isClosed) return summary;
-    const answer = await connection.request(ReceiptRequestMessage, { jobId: summary.jobId }, {
+    if (connection === undefined || connection.isClosed) return undefined;
+    const answer = await connection.request(ReceiptRequestMessage, { jobId: id }, {
       timeoutMs: CANCELLED_RECEIPT_TIMEOUT_MS,
     }).catch(() => undefined);
-    const receipt = answer?.receipt ?? undefined;
-    if (receipt === undefined) return summary;
-    if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
-    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment);
+    return answer?.receipt ?? undefined;
   }
 
   /**
@@ -799,7 +891,7 @@ export class NetworkInferencePort implements InferencePort {
       ? check.message
       : claimed !== relayed.tokens
       ? `it claims ${claimed} tokens, and ${relayed.tokens} were relayed to the client`
-      : undefined;
+      : promptTokensRefusal(summary.receipt as Receipt, job, this.#remote.countPromptTokens);
     if (failure !== undefined) {
       // Text before a resume came from a lost worker that signed none of it: a receipt that
       // fails only over the text (the resumer signs the text it decodes from the same ids) may
@@ -819,18 +911,21 @@ export class NetworkInferencePort implements InferencePort {
           { code: "receipt_rejected", message: `the worker's receipt: ${failure}` },
       };
     }
-    if (assignment !== undefined && this.#validator !== undefined) {
-      const receipt = summary.receipt as Receipt;
-      this.#assigned.assigned(jobId(job), saysCancelled ? receipt.tokenCount : undefined);
-    }
-    this.#toValidator(worker, {
+    const message: ValidatorMessage = {
       type: "receipt",
       receipt: summary.receipt,
       job,
       assignment,
       origin: toHex(worker),
       announce: true,
-    });
+    };
+    if (assignment !== undefined && this.#validator !== undefined) {
+      const receipt = summary.receipt as Receipt;
+      // On disk before any ledger can hold the assignment: a crash between the two never leaves
+      // a job assigned that a restarted port forgot (and would forward a retry of).
+      this.#assigned.assigned(jobId(job), saysCancelled ? receipt.tokenCount : undefined)
+        .then(() => this.#toValidator(worker, message));
+    } else this.#toValidator(worker, message);
     return summary;
   }
 

@@ -54,7 +54,11 @@ import { LocalInferencePort } from "../inference/local_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import { checkPeerAddress } from "../network/peer_listener.ts";
 import { PeerChanges } from "../network/peer_changes.ts";
-import { LOST_ENDS_DIR, NetworkInferencePort } from "../network/network_inference_port.ts";
+import {
+  ASSIGNED_JOBS_FILE,
+  LOST_ENDS_DIR,
+  NetworkInferencePort,
+} from "../network/network_inference_port.ts";
 import type { PeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -544,6 +548,8 @@ async function startSteps(
           ...forwardingOptionsOf(config.network.routing),
           system,
           lostEndsDir: join(config.dataDir, LOST_ENDS_DIR),
+          // The jobs it assigned, so a restart still refuses a client's retry of one (s78).
+          assignedJobsFile: join(config.dataDir, ASSIGNED_JOBS_FILE),
         },
       ),
     ));

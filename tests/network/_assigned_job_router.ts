@@ -1,0 +1,94 @@
+/**
+ * Test fixture for a router's refusals of a client's retry of a job (`network/_assigned_jobs.ts`):
+ * the router (a `NetworkInferencePort` whose validator keeps a real ledger, its network stand-in
+ * offering whichever worker the test sets) and worker nodes that run and prove their jobs for real
+ * (InferenceActor, ProverActor, the honest model), each with its stake deposited in the router's
+ * ledger. For `assigned_jobs_restart_test.ts` and `running_job_retry_test.ts`.
+ *
+ * @module
+ */
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import {
+  type ForwardingOptions,
+  NetworkInferencePort,
+} from "../../network/network_inference_port.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import type { LocalInferencePort } from "../../inference/local_port.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { type LedgerReads, ledgerReads, START } from "../actors/_validator_fixture.ts";
+import { spawnHonestInference } from "./_honest_inference.ts";
+import { connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
+
+/** Each worker's stake: far more than one job locks. */
+export const WORKER_STAKE = 1_000_000;
+
+/** A worker node (its own system), served to the router over an in-memory connection. */
+export interface TestWorkerNode {
+  identity: Identity;
+  local: LocalInferencePort;
+  connection: Connection;
+  close(): Promise<void>;
+}
+
+/** The router and what a test reads of it. */
+export interface TestRouter {
+  dir: string;
+  router: Identity;
+  network: OneWorker;
+  networkRef: ActorRef<NetworkMessage>;
+  validator: ActorRef<ValidatorMessage>;
+  reads: LedgerReads;
+  /** A forwarding port of this router (a restart: another one, over the same file). */
+  port(options?: ForwardingOptions): NetworkInferencePort;
+  /** A worker node, its stake deposited in the router's ledger. */
+  worker(label: string): Promise<TestWorkerNode>;
+  close(): Promise<void>;
+}
+
+/** Start a router named `name` with its ledger in a fresh temporary folder. */
+export async function startRouter(name: string): Promise<TestRouter> {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name });
+  const router = Identity.generate();
+  const network = new OneWorker();
+  const { networkRef, validator } = await spawnRouter(system, dir, clock, router, network);
+  const workers: TestWorkerNode[] = [];
+  return {
+    dir,
+    router,
+    network,
+    networkRef,
+    validator,
+    reads: ledgerReads(() => validator, clock),
+    port: (options = {}) =>
+      new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1, ...options }),
+    async worker(label) {
+      const identity = Identity.generate();
+      const workerSystem = new ActorSystem({ name: `${name}-${label}` });
+      const { local } = await spawnHonestInference(workerSystem, identity);
+      const ends = await connectWorker(router, identity, local, workerSystem);
+      await validator.ask({ type: "deposit", key: identity.publicKey, amount: WORKER_STAKE });
+      const node = {
+        identity,
+        local,
+        connection: ends.toWorker,
+        async close() {
+          await ends.toWorker.close();
+          await ends.atWorker.close();
+          await workerSystem.shutdown();
+        },
+      };
+      workers.push(node);
+      return node;
+    },
+    async close() {
+      for (const w of workers) await w.close();
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}

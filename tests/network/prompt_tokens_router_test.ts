@@ -1,0 +1,103 @@
+/**
+ * A forwarding node refuses a worker's receipt whose signed prompt-token count (batching review
+ * F2 of stop 77: the count is paid) is not what the node counts for the prompt it sent: with its
+ * own tokenizer for the model, the exact count; without one, any count the prompt's bytes cannot
+ * have. A refused receipt never reaches the validator (it is paid in no ledger) and its worker is
+ * kept off the model. A receipt that signs no count (as before the field) is taken as before.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { BusyRefusals } from "../../network/busy_refusals.ts";
+import type { ForwardingOptions } from "../../network/network_inference_port.ts";
+import type { Identity } from "../../protocols/identity.ts";
+import type { InferenceEvent } from "../../protocols/inference_messages.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { signReceipt } from "../../protocols/receipt.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
+import { jobFor, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
+import {
+  endEvent,
+  events,
+  receiptFor,
+  run,
+  scriptedWorker,
+  start,
+  wireToken,
+} from "./_scripted_worker_fixture.ts";
+import { spawnRouter, Workers } from "./_router_doubles.ts";
+
+/** The router's count of `jobFor`'s prompt ("hi"): two bytes, two tokens. */
+const COUNTED = 2;
+
+/** A worker that runs each job whole and signs its receipt with `promptTokens` (none: unset). */
+function workerSigning(promptTokens: number | undefined): Promise<TestWorker> {
+  return scriptedWorker((body, _n, identity) => {
+    const list: InferenceEvent[] = [start(body.job, { promptTokens: promptTokens ?? 1 })];
+    for (let i = 0; i < TOKENS; i++) list.push(wireToken(i));
+    list.push(endEvent(body.job, TOKENS, counted(body.job, identity, promptTokens)));
+    return events(list);
+  });
+}
+
+/** `identity`'s receipt over the whole job, signing `promptTokens` when it is given. */
+function counted(job: TextJob, identity: Identity, promptTokens: number | undefined) {
+  const { sig: _sig, worker: _worker, ...unsigned } = receiptFor(job, identity, TEXT);
+  return signReceipt(
+    promptTokens === undefined ? unsigned : { ...unsigned, promptTokens },
+    identity,
+  );
+}
+
+/** A router over `worker` with `options`; runs `nonce`'s job and says what became of its receipt. */
+async function routed(worker: TestWorker, nonce: string, options: ForwardingOptions = {}) {
+  const system = new ActorSystem({ name: "prompt-tokens-router" });
+  const workers = new Workers([worker.toWorker]);
+  const timers = new ManualTimers();
+  const now = () => timers.now();
+  try {
+    const { port, recorder } = await spawnRouter(
+      system,
+      workers,
+      { tokensPerEvent: 1, timers, queueHoldMs: Infinity, ...options },
+      new BusyRefusals({ now }),
+      new BusyRefusals({ now }),
+    );
+    const got = await run(port, jobFor(nonce));
+    assert.equal(got.text, TEXT);
+    const toValidator = recorder.told.filter((m) => m.type === "receipt").length;
+    return { summary: got.summary, toValidator, avoided: workers.avoided.has(worker.key) };
+  } finally {
+    await worker.close();
+    await system.shutdown();
+  }
+}
+
+Deno.test("F2: a router with its own tokenizer refuses a receipt signing one prompt token more than it counts for the prompt it sent: withheld from the validator, the worker kept off the model; the exact count is taken", async () => {
+  const options: ForwardingOptions = { countPromptTokens: () => COUNTED };
+  const inflated = await routed(await workerSigning(COUNTED + 1), "one-more", options);
+  assert.equal(inflated.summary.receipt, undefined, "the client was handed the receipt");
+  assert.equal(inflated.summary.error?.code, "receipt_rejected");
+  assert.match(inflated.summary.error?.message ?? "", /3 prompt tokens, and the prompt sent has 2/);
+  assert.equal(inflated.toValidator, 0, "the receipt reached the validator");
+  assert.ok(inflated.avoided, "the worker was not kept off the model");
+
+  const exact = await routed(await workerSigning(COUNTED), "exact", options);
+  assert.ok(exact.summary.receipt !== undefined, exact.summary.error?.message ?? "");
+  assert.equal(exact.toValidator, 1);
+  assert.ok(!exact.avoided);
+});
+
+Deno.test("F2: a router without a tokenizer for the model refuses a count the prompt's bytes cannot have (500 for 'hi'), and takes a receipt that signs no count, as before the field", async () => {
+  const inflated = await routed(await workerSigning(500), "five-hundred");
+  assert.equal(inflated.summary.error?.code, "receipt_rejected");
+  assert.match(inflated.summary.error?.message ?? "", /500 prompt tokens, more than the prompt/);
+  assert.equal(inflated.toValidator, 0, "the receipt reached the validator");
+  assert.ok(inflated.avoided, "the worker was not kept off the model");
+
+  const older = await routed(await workerSigning(undefined), "no-count");
+  assert.ok(older.summary.receipt !== undefined, older.summary.error?.message ?? "");
+  assert.equal(older.toValidator, 1);
+  assert.ok(!older.avoided);
+});
