@@ -24,7 +24,7 @@ import {
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { ReceiptAnnouncementMessage } from "../protocols/inference_messages.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import {
   checkFraudProof,
@@ -37,7 +37,7 @@ import {
   takesFraudProofs,
   worthFraudCheck,
 } from "../proof/ledger.ts";
-import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
+import { MAX_PLEDGE_WAIT_MS, PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
 import { QueuedAccusations } from "./_queued_accusations.ts";
 import { settleTrainingFraud } from "./_validator_training.ts";
@@ -89,13 +89,18 @@ export class FraudProofs {
    * Peers' proofs that came while their accuser's accusation of the receipt was in flight here,
    * taken again once it settles (`_queued_accusations.ts`).
    */
-  readonly queued = new QueuedAccusations();
+  readonly queued: QueuedAccusations;
   /**
    * Create the part (the actor's constructor calls this).
    * @param core What the actor's parts share.
    */
   constructor(core: ValidatorCore) {
     this.#core = core;
+    // At the queue's bound an accuser's free stake per queued proof decides whose goes (review
+    // s78, `MAX_QUEUED_ACCUSATIONS`).
+    this.queued = new QueuedAccusations({
+      freeStake: (accuser) => freeStake(core.ledger().account(fromHex(accuser))),
+    });
   }
 
   /**
@@ -115,7 +120,8 @@ export class FraudProofs {
 
   /**
    * At the finalize tick: the receipts peers' fraud proofs are being checked against, as of
-   * `now` (not paid yet).
+   * `now` (not paid yet), and those a proof that came inside their window waits on its
+   * accuser's pledge for (within `MAX_PLEDGE_WAIT_MS`, `_pledge_held_proofs.ts`).
    */
   checkedReceipts(now: number): Set<string> {
     const checked = new Set<string>();
@@ -124,6 +130,10 @@ export class FraudProofs {
       // keep an honest receipt unpaid for good: past the bound the hold lapses.
       if (now - takenAt > MAX_CHECK_HOLD_MS) this.checking.delete(hash);
       else checked.add(receiptId);
+    }
+    for (const { proof, arrivedAt } of this.pledgeHeld.waiting(now)) {
+      const record = this.#core.ledger().fraudSubject(proof.receipt);
+      if (record !== undefined && arrivedAt <= record.pendingUntil) checked.add(record.receiptId);
     }
     return checked;
   }
@@ -242,13 +252,14 @@ export class FraudProofs {
         origin,
         arrivedAt: since,
         backed: covered,
+        known: record !== undefined,
         waiting: queued,
       });
       return { queued: false, awaitingAccusation: true, result: queued.promise };
     }
     if (!pledged) {
       held?.reject(new Error("fraud proof held for its accuser's pledge"));
-      this.pledgeHeld.hold({ proof, hash, origin });
+      this.pledgeHeld.hold({ proof, hash, origin, arrivedAt: since });
       this.#core.stats.fraudProofsSkipped++;
       return { queued: false, skipped: "unstaked_accuser", awaitingPledge: true };
     }
@@ -348,11 +359,16 @@ export class FraudProofs {
   /**
    * `accuser` (hex) has stake here now: the fraud proofs held for its pledge are taken again, and
    * then those queued behind them (each held one is taken first: the queued ones wait for it
-   * to settle, or are taken now where it was not).
+   * to settle, or are taken now where it was not). Each is taken as of when it came if the
+   * pledge came within `MAX_PLEDGE_WAIT_MS` of it (review s78: timed from the pledge, one that
+   * came inside its receipt's window was refused as late), else as of now.
    */
   takePledgeHeldProofs(accuser: string, ctx: ActorContext<ValidatorMessage>): void {
-    for (const { proof, origin } of this.pledgeHeld.take(accuser)) {
-      this.onFraudProof(proof, ctx, false, origin);
+    const now = this.#core.now();
+    for (const { proof, origin, arrivedAt } of this.pledgeHeld.take(accuser)) {
+      const waited = arrivedAt !== undefined && now - arrivedAt <= MAX_PLEDGE_WAIT_MS;
+      const since = waited ? arrivedAt : undefined;
+      this.onFraudProof(proof, ctx, false, origin, undefined, since);
     }
     for (const [by, subject] of this.queued.accusations()) {
       if (by === accuser) this.#takeQueued(by, subject, ctx);

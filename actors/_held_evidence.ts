@@ -54,8 +54,10 @@ export interface KeptProof {
   /**
    * When it was first taken for checking (unix ms, the ledger's clock), for one taken and not
    * settled: taken again at the start with it, so one taken inside its receipt's window still
-   * settles after it. Absent (held for its receipt or pledge, or a file written before this was
-   * kept): taken at the start, as then. Untrusted when read.
+   * settles after it; for one held for its accuser's pledge, when it arrived (timed from then when
+   * the pledge comes within `MAX_PLEDGE_WAIT_MS`, `_pledge_held_proofs.ts`). Absent (held for its
+   * receipt, or a file written before this was kept): taken at the start, as then. Untrusted when
+   * read.
    */
   takenAt?: number;
 }

@@ -14,8 +14,15 @@
  * bounded per accuser, per receipt and in all, the longest held pushed out first. Keys are free, so a
  * flood of them can push an honest accuser's proof out before its pledge comes: then it is
  * skipped, as every such proof was before; what a flood can never do is buy a forward pass.
- * Kept across a stop with the rest of the held evidence (`_held_evidence.ts`). Owned by the
- * actor, read and written only inside its `receive`. Not part of the public API.
+ * Kept across a stop with the rest of the held evidence (`_held_evidence.ts`), each with when it
+ * came.
+ *
+ * Each is timed from its own arrival, not its pledge's, when the pledge comes within
+ * {@link MAX_PLEDGE_WAIT_MS} (review s78: taken as of the pledge, a confirmed proof that came
+ * inside its receipt's window and whose pledge came after it was refused as late and the cheat
+ * paid here, slashed in every ledger that had the pledge first); meanwhile its receipt is held
+ * out of the finalize tick (`FraudProofs.checkedReceipts`). Owned by the actor, read and written
+ * only inside its `receive`. Not part of the public API.
  *
  * @module
  */
@@ -43,6 +50,18 @@ export const MAX_PLEDGE_HELD_PER_ACCUSER = 8;
  * receipt takes four places, not the whole hold, and an accuser arriving later still gets in.
  */
 export const MAX_PLEDGE_HELD_PER_RECEIPT = 4;
+/**
+ * Longest a held proof waits for its accuser's pledge and is still timed from its own arrival
+ * (ms), its receipt held out of the finalize tick meanwhile: a minute, the time a connection
+ * remembers carrying a pledge (`CARRIED_PLEDGE_TTL_MS`, `network/pledge_sync.ts`). An honest node
+ * sends the pledge ahead of the proof on the same connection, so it lags the proof only when the
+ * pledge's budget made it wait or a restart lost it; past the minute the author's next evidence
+ * brings it again. Bounded because the hold is free: a key with no stake here could otherwise keep
+ * an honest receipt unpaid for as long as it likes (one minute at most past its window now, at
+ * most {@link MAX_PLEDGE_HELD_PER_RECEIPT} keys a receipt, all of them one minute). A pledge later
+ * than that: the proof is timed from the pledge, as every held proof was before.
+ */
+export const MAX_PLEDGE_WAIT_MS = 60_000;
 
 /** A proof waiting for its accuser's pledge, and who sent it (not passed back to that peer). */
 export interface PledgeHeldProof {
@@ -52,6 +71,12 @@ export interface PledgeHeldProof {
   hash: string;
   /** Who sent it. */
   origin?: string;
+  /**
+   * When it came (ledger clock, unix ms; for one kept across a stop, when it first came): taken
+   * as of then when its pledge comes within {@link MAX_PLEDGE_WAIT_MS}. Absent: taken as of the
+   * pledge, and its receipt not held for it.
+   */
+  arrivedAt?: number;
 }
 
 /** Fraud proofs held until their accuser pledges here, oldest first. */
@@ -107,8 +132,25 @@ export class PledgeHeldProofs {
     return taken;
   }
 
-  /** Every held proof, oldest first, with its sender (for keeping across a stop). */
-  all(): { proof: FraudProof; origin?: string }[] {
-    return [...this.#held.values()].map(({ proof, origin }) => ({ proof, origin }));
+  /**
+   * Every held proof, oldest first, with its sender and when it came (for keeping across a stop:
+   * taken again at the start as of then, and held again with it).
+   */
+  all(): { proof: FraudProof; origin?: string; takenAt?: number }[] {
+    return [...this.#held.values()].map(({ proof, origin, arrivedAt }) => ({
+      proof,
+      origin,
+      takenAt: arrivedAt,
+    }));
+  }
+
+  /**
+   * The proofs held at `now` for no longer than {@link MAX_PLEDGE_WAIT_MS}, with when each came:
+   * their receipts are not paid yet, so a pledge that comes within it still finds them open.
+   */
+  waiting(now: number): { proof: FraudProof; arrivedAt: number }[] {
+    return [...this.#held.values()].flatMap(({ proof, arrivedAt }) =>
+      arrivedAt !== undefined && now - arrivedAt <= MAX_PLEDGE_WAIT_MS ? [{ proof, arrivedAt }] : []
+    );
   }
 }

@@ -38,13 +38,28 @@ export const MAX_QUEUED_PER_ACCUSATION = 4;
 /**
  * Proofs queued in all: as many as the proofs held for their receipt (`MAX_HELD_FRAUD_PROOFS`,
  * `_validator_memory.ts`), which bounds their memory the same way. Past it one proof goes, of
- * the least backed class (a proof whose accuser's free stake did not cover it when it was queued
- * before a covered one), from the accuser queuing the most in that class (one key's copies push
- * out its own first), its oldest; among accusers queuing as many, the one that queued last —
- * the newcomer itself when it is among them. Never one accuser's only queued proof for another's
- * of its class (review s77 F2: at a tie the first accuser in order went, so 64 keys pledging
- * 1 unit each, one queued proof each, pushed out the honest accuser's queued confirmed proof and
- * the cheat was paid).
+ * the least backed class: a proof whose accuser's free stake did not cover it when it was queued
+ * before a covered one, then one about a receipt not recorded here when it was queued before one
+ * about a recorded receipt; from the accuser with the least free stake per proof it has queued in
+ * that class (one key's copies push out its own first), its oldest; among accusers as low, the
+ * one queuing the most there (as low with no stake at all), then the one that queued last — the
+ * newcomer itself when it is among them. Never one accuser's only
+ * queued proof for another's of its class and stake (review s77 F2: at a tie the first accuser in
+ * order went, so 64 keys pledging 1 unit each, one queued proof each, pushed out the honest
+ * accuser's queued confirmed proof and the cheat was paid).
+ *
+ * Why the receipt and the stake (review s78): with the newcomer going at a tie, 64 keys each
+ * pledging enough to cover their proofs, queued first, still pushed out the honest accuser's
+ * covered confirmed proof, and the cheat was paid here. Each had queued its proof behind one held
+ * for a receipt that is never recorded: no check, nothing ever charged, so the flood cost the
+ * keys nothing. Ranked below a proof about a recorded receipt, such a flood is what goes; to
+ * stay, a flooding key needs an accusation of a recorded receipt in flight — a check, refuted and
+ * charged the false-accusation penalty, burned — and more free stake per queued proof than the
+ * honest accuser. So a flood that keeps one ledger's proof out burns at least
+ * 64 × `falseAccusationPenalty` (6,400 by default) for what the cheat keeps in that one ledger
+ * alone (its lock, `slashMultiplier ×` its pay; every ledger that heard the proof unqueued slashes
+ * it). Not a bound for every cheat: one whose lock is larger still gains in that ledger, and keys
+ * whose accusations in flight are true (confirmed) lose nothing for them.
  */
 export const MAX_QUEUED_ACCUSATIONS = 64;
 
@@ -67,12 +82,29 @@ export interface QueuedAccusation {
    * bound ({@link MAX_QUEUED_ACCUSATIONS}).
    */
   backed: boolean;
+  /**
+   * Whether the receipt it settles was recorded here when it was queued (absent: as recorded):
+   * one about a receipt not recorded goes before one about a recorded receipt at the bound
+   * ({@link MAX_QUEUED_ACCUSATIONS}).
+   */
+  known?: boolean;
   /** Settled when the proof is checked once taken again (or rejected if it is dropped). */
   waiting: PromiseWithResolvers<FraudCheckResult>;
 }
 
+/** How the queue weighs its accusers at the bound. */
+export interface QueuedAccusationsOptions {
+  /**
+   * An accuser's (hex) free stake here now: at the bound, the accuser with the least of it per
+   * proof it has queued in the class that goes gives one (see {@link MAX_QUEUED_ACCUSATIONS}).
+   * Default: the same for every accuser (the accuser queuing the most gives one).
+   */
+  freeStake?: (accuser: string) => number;
+}
+
 /** The queued proofs (see the module doc). */
 export class QueuedAccusations {
+  readonly #freeStake: (accuser: string) => number;
   /** By `accuser/receiptId` (hex accuser, the receipt it settles here), oldest first. */
   readonly #queues = new Map<string, QueuedAccusation[]>();
   /** Hashes queued. */
@@ -83,6 +115,14 @@ export class QueuedAccusations {
   readonly #order = new Map<QueuedAccusation, number>();
   /** The next place in {@link #order}. */
   #next = 0;
+
+  /**
+   * Create an empty queue.
+   * @param options How the bound weighs accusers.
+   */
+  constructor(options: QueuedAccusationsOptions = {}) {
+    this.#freeStake = options.freeStake ?? (() => 1);
+  }
 
   /** How many proofs are queued. */
   get size(): number {
@@ -125,9 +165,13 @@ export class QueuedAccusations {
     // Arrival order across accusations: the queues are kept per accusation, so their order is
     // rebuilt from the order each proof was queued in (`#order`).
     queued.sort((a, b) => this.#order.get(a.item)! - this.#order.get(b.item)!);
-    const least = queued.some(({ item }) => !item.backed)
-      ? queued.filter(({ item }) => !item.backed)
-      : queued;
+    // The least backed class present: uncovered, then about a receipt not recorded here.
+    const classes = [
+      ({ item }: { item: QueuedAccusation }) => !item.backed,
+      ({ item }: { item: QueuedAccusation }) => item.known === false,
+      () => true,
+    ];
+    const least = classes.map((inClass) => queued.filter(inClass)).find((c) => c.length > 0)!;
     const count = new Map<string, number>();
     const latest = new Map<string, number>();
     for (const [i, { key }] of least.entries()) {
@@ -135,10 +179,22 @@ export class QueuedAccusations {
       count.set(accuser, (count.get(accuser) ?? 0) + 1);
       latest.set(accuser, i);
     }
+    // Free stake per proof queued in the class: read once per accuser (a ledger look-up).
+    const perProof = new Map(
+      [...count].map(([accuser, n]) => [accuser, Math.max(0, this.#freeStake(accuser)) / n]),
+    );
+    // Least stake per proof; as low (say none at all), the one queuing the most; then the latest.
+    const rank = (accuser: string) => [perProof.get(accuser)!, -count.get(accuser)!];
     let victim: string | undefined;
-    for (const [accuser, n] of count) {
-      const most = victim === undefined ? -1 : count.get(victim)!;
-      if (n > most || (n === most && latest.get(accuser)! > latest.get(victim!)!)) {
+    for (const accuser of count.keys()) {
+      if (victim === undefined) {
+        victim = accuser;
+        continue;
+      }
+      const [mine, mineMost] = rank(accuser);
+      const [low, lowMost] = rank(victim);
+      const later = latest.get(accuser)! > latest.get(victim)!;
+      if (mine < low || (mine === low && (mineMost < lowMost || (mineMost === lowMost && later)))) {
         victim = accuser;
       }
     }
