@@ -175,6 +175,7 @@ export * from "./server/metrics_registry.ts";
 export * from "./server/http_errors.ts";
 export { EDGE_DEFAULTS, type EdgeConfig } from "./server/edge_config.ts";
 export { TRUSTED_PROXY_HEADERS, type TrustedProxyHeader } from "./server/forwarded_for.ts";
+export { METRICS_ACCESS, type MetricsAccess } from "./server/metrics_access.ts";
 export type * from "./server/stream_protocol.ts";
 // The OpenAI-style streamed chunks as the `/v1` routes write them, Veriflow's fields included.
 export type {

@@ -35,6 +35,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { ActorError } from "../actors/errors.ts";
 import { START_HELP } from "./start_help.ts";
 import { accessWarnings } from "../server/client_access.ts";
+import { ApiKeys, ApiKeysFileError } from "../server/api_keys.ts";
 
 /**
  * A `start` flag that cannot be read (`--port abc`): a configuration error that names a flag,
@@ -54,6 +55,7 @@ const START_OPTIONS = {
   "allow-origin": { type: "string", multiple: true },
   "allow-host": { type: "string", multiple: true },
   "trust-proxy": { type: "string", multiple: true },
+  "metrics-access": { type: "string" },
   data: { type: "string" },
   model: { type: "string" },
   "model-size": { type: "string" },
@@ -160,6 +162,7 @@ export async function resolveStartConfig(
     ["allow-origin", "http.allowedOrigins"],
     ["allow-host", "http.allowedHosts"],
     ["trust-proxy", "http.trustedProxies"],
+    ["metrics-access", "http.metricsAccess"],
     ["data", "dataDir"],
     ["model", "model.dir"],
     ["model-size", "model.size"],
@@ -418,6 +421,16 @@ export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO):
     // error with its code: one line, one code, whichever command met it.
     const code = error instanceof MovedConfigPathError ? ` [${error.code}]` : "";
     io.err(`error${code}: ${(error as Error).message}${hint}`);
+    return 2;
+  }
+  // The keys file is configuration too: read here, a missing or bad one is refused like any bad
+  // value (exit 2), by --print-config as by the start. Read only by the HTTP API's start, it let
+  // --print-config pass and the start fail exit 1 (review s78 dash, Minor).
+  try {
+    ApiKeys.fromConfig(resolved.config.http);
+  } catch (error) {
+    if (!(error instanceof ApiKeysFileError)) throw error;
+    io.err(`error [${error.code}]: ${error.message}`);
     return 2;
   }
   if (args.includes("--print-config")) {

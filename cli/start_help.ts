@@ -31,6 +31,9 @@ highest first: a flag, a VERIFLOW_* environment variable, the configuration file
                     appends its client to X-Forwarded-For (http.trustedProxyHeader "forwarded":
                     to Forwarded), the client then; a trusted address is never this machine, so
                     bind a local proxy to 127.0.0.2, not your tools' 127.0.0.1 (repeatable)
+  --metrics-access A who may read /metrics: any (default: anyone who reaches the port), local
+                    (this machine, or an API key or the operator token) or key (an API key or
+                    the operator token only)
   --data DIR        data directory (default .veriflow)
   --model DIR       serve an exported model directory instead of the built-in model
   --model-size S    built-in model size: brown (default, trained), tiny or small
@@ -47,7 +50,8 @@ highest first: a flag, a VERIFLOW_* environment variable, the configuration file
                     first token sooner; lower, the running streams' gaps shorter
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
-  --no-dashboard    serve no dashboard at /
+  --no-dashboard    serve no dashboard at / (cli.ts status still works on this machine: the
+                    state it reads is then served to this machine only)
   --p2p-port N      port peers connect to (default 7700; 0 picks a free one)
   --p2p-host H      address peers connect to (default 127.0.0.1)
   --no-listen       accept no peer connections (dial out only)

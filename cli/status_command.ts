@@ -18,7 +18,8 @@ Ask a running node for its peers, jobs, ledger and storage.
 
   --url URL       the node's HTTP API (default http://127.0.0.1:8080)
   --api-key KEY   an API key or the operator token, for a node on another machine
-                  (default: $VERIFLOW_API_KEY)
+                  (default: $VERIFLOW_API_KEY); a node started with --no-dashboard
+                  answers status on its own machine only
   --json          print the node's whole state as JSON
   -h, --help      this text
 
@@ -47,6 +48,14 @@ export interface StatusIo {
    */
   timeoutMs?: number;
 }
+
+/**
+ * What `status` adds to a 404 from the node itself: a node started with `--no-dashboard` serves
+ * its state to its own machine only (an older one to nobody), so from elsewhere `status` cannot
+ * read it, whatever key it sends (review s78 dash, F7).
+ */
+const DASHBOARD_OFF_HINT = "(its dashboard is off, --no-dashboard: it then serves its state " +
+  "to its own machine only; run status there, or start the node without --no-dashboard)";
 
 /** How long `status` waits for the node's answer before it says so and exits 1. */
 export const DEFAULT_STATUS_TIMEOUT_MS = 10_000;
@@ -178,7 +187,7 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     io.err(
       said +
         (response.status === 401 ? `\n${missingKeyHint(fromEnv.unreadable)}` : "") +
-        (dashboardOff ? "\n(its dashboard is off: start it without --no-dashboard)" : "") +
+        (dashboardOff ? `\n${DASHBOARD_OFF_HINT}` : "") +
         (response.status === 404 ? baseHint : ""),
     );
     return 1;
@@ -243,15 +252,23 @@ export function describe(s: State): string[] {
   // apart by the snapshot's `unavailable` (docs/API.md), not shown as switched off.
   const silent = (part: string): boolean =>
     Array.isArray(s.unavailable) && s.unavailable.includes(part);
-  const peers: State[] = s.peers ?? [];
+  // The snapshot lists connections; a peer is its key (review s78 F4: one peer connected twice,
+  // each node dialling the other, was listed twice). Each key once, its connections counted.
+  const connections = new Map<string, State[]>();
+  for (const p of (s.peers ?? []) as State[]) {
+    connections.set(p.key, [...connections.get(p.key) ?? [], p]);
+  }
   if (silent("peers")) lines.push("peers    ? (the network actor is not answering)");
   else {
     lines.push(
-      `peers    ${peers.length}` +
-        (peers.length
+      `peers    ${connections.size}` +
+        (connections.size
           ? ": " +
-            peers.map((p) =>
-              `${p.key.slice(0, 12)} ${p.roles.join("+") || "?"}${p.convicted ? " CONVICTED" : ""}`
+            [...connections.values()].map(([p, ...more]) =>
+              `${p.key.slice(0, 12)} ${p.roles.join("+") || "?"}${
+                p.convicted ? " CONVICTED" : ""
+              }` +
+              (more.length > 0 ? ` (${more.length + 1} connections)` : "")
             ).join(", ")
           : ""),
     );

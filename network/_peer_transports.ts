@@ -19,12 +19,16 @@ import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import { Connection } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
-import { connectTcp, type TcpListener } from "../protocols/tcp_transport.ts";
+import { connectTcp, type TcpDuplex, type TcpListener } from "../protocols/tcp_transport.ts";
 import { listenForPeers } from "./peer_listener.ts";
 import type { LogLimiter } from "./log_limiter.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { FRAMING_ERROR_CODES, type RemoteError } from "../protocols/protocol_errors.ts";
+import {
+  FRAMING_ERROR_CODES,
+  OwnKeyHandshakeError,
+  type RemoteError,
+} from "../protocols/protocol_errors.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import { SwarmSettling } from "./_swarm_settling.ts";
 import { swarmHostHealthOf } from "./swarm_host_health.ts";
@@ -221,6 +225,27 @@ export interface StaticPeerState {
   failures: number;
   /** The last failure, as the log says it (absent while none failed since it was up). */
   lastError?: string;
+  /**
+   * The address is this node itself: it answered with our own key on our own listener (one
+   * config listing every node, copied to each: review s78 F3). No longer dialled, and neither a
+   * `peer_unreachable` condition nor a `veriflow_static_peer_up` series.
+   */
+  self?: true;
+}
+
+/** This machine's loopback addresses (127.0.0.0/8, ::1, IPv4 loopback mapped into IPv6). */
+const LOOPBACK_HOST = /^(::1|(::ffff:)?127\.\d+\.\d+\.\d+)$/i;
+
+/**
+ * Whether `duplex`, a dial that answered with our own key, reached this node's own listener: our
+ * listening port, on this machine (loopback, or the same address on both ends, as a dial of one's
+ * own LAN address is). Another host that answers with our key is a copied identity (another node
+ * run from this one's data), which stays a failure to see.
+ */
+function reachedOwnListener(duplex: TcpDuplex, listening: Deno.NetAddr | undefined): boolean {
+  const remote = duplex.remoteAddr.hostname;
+  return listening !== undefined && duplex.remoteAddr.port === listening.port &&
+    (remote === duplex.localAddr.hostname || LOOPBACK_HOST.test(remote));
 }
 
 /** The NetworkActor's listener, dials and swarm; see the module doc. */
@@ -642,24 +667,26 @@ export class PeerTransports {
     let logged: string | undefined;
     while (!ctx.signal.aborted) {
       let stage: "connect" | "handshake" = "connect";
+      let duplex: TcpDuplex | undefined;
       try {
         // Stopped with the actor: a dial under way does not outlive it.
-        const duplex = await connectTcp(address, { signal: ctx.signal });
+        duplex = await connectTcp(address, { signal: ctx.signal });
         stage = "handshake";
-        const connection = await this.open(duplex, () => duplex.close(), ctx);
+        const dialled = duplex;
+        const connection = await this.open(dialled, () => dialled.close(), ctx);
         logged = undefined; // connected: the next failure is news again
         const since = performance.now();
         // The group of the address reached (resolved, so a name and its address are one host):
         // placement and the router's record of its workers group it as a peer that dialled in
         // (review s76 routegaps R3). Not its `host`: the per-address bounds count what peers open.
-        const dialled = addressGroup(duplex.remoteAddr.hostname);
+        const group = addressGroup(dialled.remoteAddr.hostname);
         try {
           await ctx.self.tell({
             type: "peer_up",
             connection,
             address: text,
             outbound: true,
-            dialled,
+            dialled: group,
           });
         } catch (error) {
           await this.#refuse(connection); // stopping: nobody would own it
@@ -673,6 +700,16 @@ export class PeerTransports {
         if (performance.now() - since >= STABLE_CONNECTION_MS) wait = first;
       } catch (error) {
         if (ctx.signal.aborted) return;
+        if (
+          error instanceof OwnKeyHandshakeError && duplex !== undefined &&
+          reachedOwnListener(duplex, this.listening)
+        ) {
+          // This node itself: redialling it would fail the same way for as long as the node runs.
+          Object.assign(state, { up: false, since: now(), failures: 0, lastError: undefined });
+          state.self = true;
+          this.#log(`peer ${text} is this node itself (network.peers); skipped, not dialled again`);
+          return;
+        }
         const why = dialFailure(error, stage, text);
         Object.assign(state, { up: false, failures: state.failures + 1, lastError: why });
         if (why !== logged) {

@@ -502,6 +502,35 @@ export const nodeConfigSchema = z.strictObject({
       ctx.addIssue({ code: "custom", message: refusal, path: ["selfStake"] });
     }
   }
+  // `/metrics` for a key only, on a node with no key and no operator token (the dashboard makes
+  // it): nothing could ever read it, and the scraper's 401s would be the first word of it.
+  if (
+    c.http.metricsAccess === "key" && c.http.apiKeys.length === 0 &&
+    c.http.apiKeysFile === undefined && !c.dashboard.enabled
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      message: 'is "key", but this node has no API key (http.apiKeys, http.apiKeysFile) and no ' +
+        "operator token (the dashboard is off): nothing could read /metrics; add a key, or use " +
+        '"local"',
+      path: ["http", "metricsAccess"],
+    });
+  }
+  // A peer listed twice: dialled twice, one peer counted as two and its /metrics series repeated
+  // (review s78 F4). Refused, naming both places, as a mistake the operator should see.
+  const firstAt = new Map<string, number>();
+  c.network.peers.forEach((peer, i) => {
+    const first = firstAt.get(peer.toLowerCase());
+    if (first === undefined) {
+      firstAt.set(peer.toLowerCase(), i);
+      return;
+    }
+    ctx.addIssue({
+      code: "custom",
+      message: `${peer} is listed twice (also at index ${first}): give each peer once`,
+      path: ["network", "peers", i],
+    });
+  });
   if (!c.network.listening) return;
   // A peer to dial that is this node's own listener: the node dialled itself for as long as it
   // ran, each side of every attempt logging "the peer claims our own key", which names neither

@@ -124,24 +124,27 @@ export async function serveHttpApi(
         disk?.conditions() ?? [],
       ])).flat(),
     nodeKey: identity.publicKey,
-    dashboard: config.dashboard.enabled
-      ? {
-        jobs: jobMonitor,
-        operatorToken: await loadOrCreateOperatorToken(config.dataDir),
-        sources: dashboardSources({
-          publicKey: identity.publicKey,
-          system,
-          inferenceName: NODE_ACTORS.inference,
-          network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
-          validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
-          storage: () => lookup<StorageMessage>(NODE_ACTORS.storage),
-          activity,
-          coordinator: () => lookup<CoordinatorMessage>(TRAINING_ACTORS.coordinator),
-          trainer: () => lookup<TrainerMessage>(TRAINING_ACTORS.trainer),
-          disk: disk && (() => disk.state()),
-        }),
-      }
-      : undefined,
+    // Without the page (`--no-dashboard`) the state is still served, to this machine only, for
+    // `cli.ts status` (review s78 dash, F7); no operator token is made for a page not served.
+    dashboard: {
+      page: config.dashboard.enabled,
+      jobs: jobMonitor,
+      operatorToken: config.dashboard.enabled
+        ? await loadOrCreateOperatorToken(config.dataDir)
+        : undefined,
+      sources: dashboardSources({
+        publicKey: identity.publicKey,
+        system,
+        inferenceName: NODE_ACTORS.inference,
+        network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
+        validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
+        storage: () => lookup<StorageMessage>(NODE_ACTORS.storage),
+        activity,
+        coordinator: () => lookup<CoordinatorMessage>(TRAINING_ACTORS.coordinator),
+        trainer: () => lookup<TrainerMessage>(TRAINING_ACTORS.trainer),
+        disk: disk && (() => disk.state()),
+      }),
+    },
   });
   if (config.roles.storage) {
     const storagePort = () => {

@@ -16,6 +16,7 @@ import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import { IDENTITY_FILE } from "./node_identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { nearestName } from "./nearest_name.ts";
+import { repeatedJsonKey } from "./_repeated_json_key.ts";
 import { schemaIssueLine } from "../protocols/schema_issues.ts";
 import type { EdgeConfig } from "../server/edge_config.ts";
 import {
@@ -715,12 +716,22 @@ export async function readConfigFile(path: string): Promise<Record<string, unkno
     );
   }
   let raw: unknown;
+  // One byte-order mark is the encoding's, not the JSON's (Notepad and PowerShell 5 write it):
+  // JSON.parse refused it as an invisible "Unexpected token".
+  const json = text.startsWith("\uFEFF") ? text.slice(1) : text;
   try {
-    // One byte-order mark is the encoding's, not the JSON's (Notepad and PowerShell 5 write
-    // it): JSON.parse refused it as an invisible "Unexpected token".
-    raw = JSON.parse(text.startsWith("\uFEFF") ? text.slice(1) : text);
+    raw = JSON.parse(json);
   } catch (cause) {
     throw new ConfigError(`${path} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  // JSON.parse keeps the last copy of a repeated key: a section written twice lost the first
+  // copy's settings without a word (review s78 F5).
+  const repeated = repeatedJsonKey(json);
+  if (repeated !== undefined) {
+    throw new ConfigError(
+      `${repeated.join(".")}: written twice in ${path} (JSON keeps only the last); merge the ` +
+        `two into one`,
+    );
   }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(`${path}: expected a JSON object at the top level`);

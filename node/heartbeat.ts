@@ -113,7 +113,11 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
           type: "static_peers",
         });
         const down = unreachablePeers(configured);
-        return `peers ${peers.length} (workers ${workers}` +
+        // Peers by key too (review s78 F4: one peer over two connections read `peers 2`); the
+        // connections only when they differ from it.
+        const connected = keys(peers);
+        const connections = peers.length === connected ? "" : `${peers.length} connections, `;
+        return `peers ${connected} (${connections}workers ${workers}` +
           (convicted > 0 ? `, convicted ${convicted})` : ")") +
           (down.length === 0 ? "" : ` · ${down.map(describeUnreachable).join(" · ")}`);
       }),

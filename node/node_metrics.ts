@@ -365,8 +365,9 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
       ]);
       return [
         // Review s74 F3: a configured peer that could not be reached showed only in the log. One
-        // series per configured address: as many as the configuration lists.
-        ...configured.map((p) => ({
+        // series per configured address: as many as the configuration lists, less this node's own
+        // address (review s78 F3: it is this node, neither up nor down).
+        ...configured.filter((p) => !p.self).map((p) => ({
           name: "veriflow_static_peer_up",
           help: "1 while a connection dialled to a configured peer (--peer) is open, else 0; " +
             "/healthz names one whose dials fail (peer_unreachable).",
@@ -374,9 +375,18 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           value: p.up ? 1 : 0,
           labels: { address: p.address },
         })),
+        // Peers by key, as the heartbeat, `status` and the dashboard count them (review s78 F4: a
+        // peer connected twice, each node dialling the other, was counted as two peers).
         {
           name: "veriflow_peers",
-          help: "Peer connections open now.",
+          help: "Peers connected now, by key: a peer connected twice is one " +
+            "(veriflow_peer_connections counts the connections).",
+          type: "gauge",
+          value: onePerKey(peers).length,
+        },
+        {
+          name: "veriflow_peer_connections",
+          help: "Peer connections open now (a peer both dialled and dialling in has two).",
           type: "gauge",
           value: peers.length,
         },
@@ -388,15 +398,16 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           // Per key: a worker connected twice is one worker (jobs go to the key).
           value: onePerKey(peers.filter((p) => p.models.length > 0 && !p.convicted)).length,
         },
-        // The peer table: one series per connection, its facts as labels. Not the version its
-        // hello states: every hello may state another, and each would start a new series of
-        // the operator's (review s76 F1: one connection made 200 in 0.4 s). Versions are
-        // counted apart, below.
-        ...peers.map((p) => ({
+        // The peer table: one series per peer key, its first connection's facts as labels. Per
+        // key, not per connection: two dials to one address gave two series with one label set
+        // (review s78 F4), an exposition parsers refuse. Not the version its hello states: every
+        // hello may state another, and each would start a new series of the operator's (review
+        // s76 F1: one connection made 200 in 0.4 s). Versions are counted apart, below.
+        ...onePerKey(peers).map((p) => ({
           name: "veriflow_peer_info",
-          help: "One per peer connection: key, address (host:port or swarm:KEY), direction, " +
-            "models listed, whether this node's ledger has slashed it (no jobs go to it), " +
-            "and the roles its signed hello states.",
+          help: "One per peer key (its oldest connection's facts): key, address (host:port or " +
+            "swarm:KEY), direction, models listed, whether this node's ledger has slashed it " +
+            "(no jobs go to it), and the roles its signed hello states.",
           type: "gauge" as const,
           value: 1,
           labels: {

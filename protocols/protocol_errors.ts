@@ -369,6 +369,19 @@ export class HandshakeError extends ProtocolError {
 }
 
 /**
+ * The peer's hello claimed this node's own key. On a dial that reached this node's own listener
+ * (a `--peer` list copied to every node names each node's own address) it is this node, not a
+ * peer that failed: the dialler stops dialling that address (`network/_peer_transports.ts`). The
+ * same `handshake_failed` code on the wire: the peer is told what it always was.
+ */
+export class OwnKeyHandshakeError extends HandshakeError {
+  /** Creates the error. */
+  constructor() {
+    super("the peer claims our own key");
+  }
+}
+
+/**
  * The peer refused the connection before its handshake (its connection limits: too many
  * handshakes in progress from this address), saying so with an `error` frame in place of its
  * hello. Nothing is wrong with either side's keys or bytes: a dial later may be admitted.

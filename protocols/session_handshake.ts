@@ -57,6 +57,7 @@ import {
   FrameTooLargeError,
   HandshakeError,
   HandshakeRefusedError,
+  OwnKeyHandshakeError,
   PeerTimeoutError,
   ProtocolError,
   TruncatedFrameError,
@@ -412,7 +413,7 @@ export async function authenticateTransport(
     if (isWeakPublicKey(theirs.key)) throw new HandshakeError("the peer's key is a weak point");
     // Our own key: a proof names its signer, and the signer such a hello names is us, so our
     // own proof sent back would verify. No peer is us.
-    if (bytesEqual(theirs.key, ours.key)) throw new HandshakeError("the peer claims our own key");
+    if (bytesEqual(theirs.key, ours.key)) throw new OwnKeyHandshakeError();
     const sessionId = sessionIdOf(ours, theirs);
     const sig = identity.sign(sessionProofBytes(sessionId, ours.key));
     const sentProof = writer.write(

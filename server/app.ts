@@ -11,7 +11,8 @@
  *
  * In front of every route, `origin_policy.ts` refuses browser pages from origins the operator
  * did not allow; in front of `/v1/*`, `client_access.ts` decides who may use the API (API keys,
- * or loopback only). Other areas mount theirs on the returned app with Hono's
+ * or loopback only); in front of `/metrics`, `metrics_access.ts` who may read it
+ * (`http.metricsAccess`). Other areas mount theirs on the returned app with Hono's
  * `app.route(prefix, subApp)`; errors thrown by any route become OpenAI-shaped error bodies
  * with the right status here, in one place.
  *
@@ -35,6 +36,7 @@ import { ADDRESS_JOB_LIMITS, KeyLimits } from "./key_limits.ts";
 import { MetricsRegistry } from "./metrics_registry.ts";
 import { openAiRoutes } from "./openai_routes.ts";
 import { originPolicy } from "./origin_policy.ts";
+import { metricsAccess } from "./metrics_access.ts";
 import { allowedMethods } from "./allowed_methods.ts";
 import { streamRoutes } from "./stream_routes.ts";
 import { WebSocketMemoryGuard } from "./websocket_memory_guard.ts";
@@ -96,9 +98,10 @@ export interface AppOptions {
   nodeKey?: Uint8Array;
   /**
    * Serve the live dashboard at `/` (see `dashboard_routes.ts`); its jobs go to `inference`,
-   * which should be the port `jobs` wraps. Absent: no dashboard.
+   * which should be the port `jobs` wraps. With `page: false` (`--no-dashboard`) only
+   * `/dashboard/state`, to this machine, for `cli.ts status`. Absent: none of its routes.
    */
-  dashboard?: Pick<DashboardOptions, "sources" | "jobs" | "operatorToken" | "tickMs">;
+  dashboard?: Pick<DashboardOptions, "sources" | "jobs" | "operatorToken" | "tickMs" | "page">;
   /**
    * The process's RSS in bytes past which WebSockets running no job are dropped, and at the next
    * check still over it those running one too (`server.wsMemoryLimitBytes`,
@@ -222,6 +225,14 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   }
   app.use("*", originPolicy(edge.allowedOrigins));
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote, trustedProxies));
+  app.use(
+    "/metrics",
+    metricsAccess(edge.metricsAccess, {
+      keys,
+      operatorToken: options.dashboard?.operatorToken,
+      trustedProxies,
+    }),
+  );
   app.route(
     "/",
     healthRoutes(gateway, metrics, options.modelHealth, options.conditions, options.nodeKey, {

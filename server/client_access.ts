@@ -1,8 +1,8 @@
 /**
  * Who may use the inference API (`/v1/*`). With API keys configured every client needs one
  * (`Authorization: Bearer KEY`, as OpenAI clients send it). Without keys the node serves only
- * clients on its own machine (a loopback peer address, relaying nobody: see
- * {@link fromThisMachine}), whatever interface it listens on, unless the operator sets
+ * clients on its own machine (a loopback peer address, relaying nobody, and no web page of another
+ * origin: see {@link fromThisMachine}), whatever interface it listens on, unless the operator sets
  * `http.allowUnauthenticatedRemote`. The identity found here is on the request context as
  * `client`, for per-key limits and the job log. Behind a reverse proxy the operator trusts
  * (`http.trustedProxies`), a keyless client is the one the proxy names (`client_address.ts`),
@@ -16,8 +16,9 @@ import { anonymousClient, type ClientIdentity, LOOPBACK_CLIENT } from "./client_
 import { clientAddress } from "./client_address.ts";
 import { isWideTrustedProxyEntry, NO_TRUSTED_PROXIES, TrustedProxies } from "./trusted_proxies.ts";
 import { DEFAULT_TRUSTED_PROXY_HEADER, type TrustedProxyHeader } from "./forwarded_for.ts";
-import { hostIsAnAddress } from "./host_guard.ts";
+import { hostIsAnAddress, namesAnAddress } from "./host_guard.ts";
 import { EdgeError } from "./http_errors.ts";
+import type { MetricsAccess } from "./metrics_access.ts";
 
 /** Hono environment of the edge's routes: the serve info as bindings, the client as a variable. */
 export interface EdgeEnv {
@@ -44,13 +45,47 @@ export function isLoopback(addr: Deno.Addr | undefined): boolean {
 const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip"] as const;
 
 /**
+ * Whether `origin` is the origin of a page this node served, going by the request's `Host`:
+ * the same host and port, named by an address or `localhost`. A name proves nothing: a
+ * DNS-rebinding page is served under the attacker's name, which then resolves to this node, so
+ * its `Host` and `Origin` agree. An address or `localhost` cannot be rebound, and a browser
+ * sends the `Host` it connected to, so a page elsewhere on this machine (another port) differs.
+ * An absent, `null` or unparsable origin is not this node's.
+ */
+export function isOwnOrigin(origin: string | undefined, host: string | undefined): boolean {
+  if (origin === undefined || host === undefined) return false;
+  const url = URL.parse(origin);
+  if (url === null || url.origin !== origin) return false;
+  if (url.protocol !== "http:" && url.protocol !== "https:") return false;
+  if (url.host !== host.toLowerCase()) return false;
+  return namesAnAddress(url.hostname);
+}
+
+/**
+ * Whether `request` is a web page's from another origin than the node's own ({@link isOwnOrigin};
+ * `null` included): a browser sends `Origin` with every cross-origin request and WebSocket
+ * handshake, and the operator's tools (`curl`, `cli.ts`) send none.
+ */
+export function fromOtherOrigin(request: Request): boolean {
+  const origin = request.headers.get("origin");
+  if (origin === null) return false;
+  const host = request.headers.get("host") ?? URL.parse(request.url)?.host;
+  return !isOwnOrigin(origin, host);
+}
+
+/**
  * Whether `request`, from the peer `addr`, is a client on this machine itself: a loopback peer
- * that names the node by an address or `localhost` (not a name a DNS-rebinding page uses) and
+ * that names the node by an address or `localhost` (not a name a DNS-rebinding page uses),
  * relays nobody (no forwarding header: a reverse proxy on this machine is a loopback peer too,
- * but its clients are other machines'). Such a client is served without a key; `/v1` and the
- * dashboard decide it alike. A peer among the `trusted` proxies is never this machine's client,
- * whatever it sends: it relays other machines' clients, and one that named nobody (a proxy set
- * up without a forwarding header) would hand the operator's exemptions to the internet.
+ * but its clients are other machines') and is no page of another origin. Such a client is served
+ * without a key; `/v1` and the dashboard decide it alike. A peer among the `trusted` proxies is
+ * never this machine's client, whatever it sends: it relays other machines' clients, and one that
+ * named nobody (a proxy set up without a forwarding header) would hand the operator's exemptions
+ * to the internet. Nor is a page of another origin ({@link fromOtherOrigin}), whatever
+ * `http.allowedOrigins` says: it comes from this machine's browser, but it is the page's author's
+ * request, and with `*` any site the operator visits would read every client's job text and,
+ * without keys, run jobs (review s78 dash, F1). Allowing an origin lets its pages in with what a
+ * client elsewhere needs (an API key), never with this machine's exemptions.
  */
 export function fromThisMachine(
   addr: Deno.Addr | undefined,
@@ -60,7 +95,8 @@ export function fromThisMachine(
   if (addr !== undefined && "hostname" in addr && trusted.has(addr.hostname)) return false;
   return isLoopback(addr) &&
     hostIsAnAddress(request.headers.get("host") ?? URL.parse(request.url)?.host) &&
-    !FORWARDING_HEADERS.some((name) => request.headers.has(name));
+    !FORWARDING_HEADERS.some((name) => request.headers.has(name)) &&
+    !fromOtherOrigin(request);
 }
 
 /**
@@ -86,6 +122,10 @@ export function clientAccess(
       const asProxy = peer !== undefined && "hostname" in peer && trusted.has(peer.hostname)
         ? `; ${peer.hostname} is a trusted proxy's address (http.trustedProxies), never this ` +
           "machine's client"
+        // A page of an allowed origin on this machine is told why it is not served as its tools.
+        : fromOtherOrigin(c.req.raw)
+        ? `; a web page from ${c.req.header("origin")} is never this machine's client, even ` +
+          "one allowed by http.allowedOrigins"
         : "";
       throw new EdgeError(
         "api_key_required",
@@ -108,6 +148,8 @@ export interface AccessConfig {
   allowedOrigins: readonly string[];
   trustedProxies?: readonly string[];
   trustedProxyHeader?: TrustedProxyHeader;
+  /** Who may read `/metrics`; `any` when absent, as `EDGE_DEFAULTS` has it. */
+  metricsAccess?: MetricsAccess;
 }
 
 /** The addresses this machine's own tools connect from (`localhost` is one or the other). */
@@ -144,7 +186,19 @@ export function describeAccess(config: AccessConfig): string {
     ? ""
     : `; clients named by the proxies at ${config.trustedProxies!.join(" ")} in their ` +
       `${headerName(config)} (http.trustedProxies, http.trustedProxyHeader)`;
-  return `API access      ${who}; ${origins}${proxies}`;
+  return `API access      ${who}; ${origins}${proxies}; ${metricsReaders(config)}`;
+}
+
+/** Who reads `/metrics`, said at start: the one route besides `/healthz` open by default. */
+function metricsReaders(config: AccessConfig): string {
+  switch (config.metricsAccess ?? "any") {
+    case "any":
+      return "/metrics open to anyone who reaches the port (http.metricsAccess any)";
+    case "local":
+      return "/metrics to this machine, an API key or the operator token (http.metricsAccess local)";
+    case "key":
+      return "/metrics to an API key or the operator token only (http.metricsAccess key)";
+  }
 }
 
 /** The forwarding header `config`'s proxies write, as its documentation spells it. */
@@ -176,6 +230,8 @@ export function accessWarnings(config: AccessConfig): string[] {
         "API keys (--api-key), or use the operator token",
     );
   }
+  const originsWarning = anyOriginWarning(config);
+  if (originsWarning !== undefined) warnings.push(originsWarning);
   const wide = (config.trustedProxies ?? []).filter(isWideTrustedProxyEntry);
   if (wide.length > 0) {
     warnings.push(
@@ -186,4 +242,27 @@ export function accessWarnings(config: AccessConfig): string[] {
     );
   }
   return warnings;
+}
+
+/**
+ * The warning for `--allow-origin '*'` on a node without API keys (review s78 dash, F1): every
+ * site the operator's browser visits may then use the node through that browser. Its pages are
+ * never this machine's clients (`fromThisMachine`), so they cannot read job text or use this
+ * machine's keyless access; but they read what needs no key (`/metrics` when
+ * `http.metricsAccess` is `any`, `/healthz`, the gateway), and under
+ * `http.allowUnauthenticatedRemote` they run jobs and store files, on a node that may be reachable
+ * from nowhere but the operator's network. Warned, not refused: a node serving public pages with
+ * no keys on purpose (`allowUnauthenticatedRemote`) is a choice, and without it `*` grants pages
+ * nothing a key would not. With keys, `*` is the usual setup of a node serving browser clients.
+ */
+function anyOriginWarning(config: AccessConfig): string | undefined {
+  if (!config.allowedOrigins.includes("*") || ApiKeys.fromConfig(config).size > 0) return undefined;
+  const risk = config.allowUnauthenticatedRemote
+    ? "run jobs, store files and read the dashboard on this node through your browser, as any " +
+      "keyless client may (http.allowUnauthenticatedRemote), even where nothing else can reach it"
+    : "read what needs no key through your browser (/healthz, the gateway, and /metrics unless " +
+      "http.metricsAccess is local or key); their /v1 requests get 403, as they are never this " +
+      "machine's clients";
+  return `warning: --allow-origin '*' (http.allowedOrigins) without API keys: every web site ` +
+    `your browser visits may ${risk}; list the origins you serve, or add API keys (--api-key)`;
 }

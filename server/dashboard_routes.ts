@@ -21,7 +21,9 @@
  * can check the receipt against it), `{type:"cancel"}`, `{type:"fraud_proof", id}`.
  *
  * Access: reading needs what `/v1/*` needs (this machine, or an API key, or
- * `allowUnauthenticatedRemote`); anything that changes state — running a job — needs the
+ * `allowUnauthenticatedRemote`); a page of another origin than the node's own is never this
+ * machine, whatever `http.allowedOrigins` says (`fromThisMachine`): an allowed origin only lets
+ * its pages ask. Anything that changes state — running a job — needs the
  * operator token (`<dataDir>/operator.token`). The socket refuses pages from other origins
  * than the node's own and `http.allowedOrigins`. The node's own page is one it served at an
  * address (`127.0.0.1`, `[::1]`, a LAN address) or at `localhost`; a page it served under any
@@ -46,13 +48,12 @@
  *
  * @module
  */
-import { namesAnAddress } from "./host_guard.ts";
 import { bearerToken, grantOf } from "./credentials.ts";
 import { Hono } from "hono";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import { textJobSchema } from "../protocols/job.ts";
 import type { ApiKeys } from "./api_keys.ts";
-import { type EdgeEnv, fromThisMachine } from "./client_access.ts";
+import { type EdgeEnv, fromThisMachine, isOwnOrigin } from "./client_access.ts";
 import type { JobMonitor } from "./job_monitor.ts";
 import { type JsonValue, toJsonValue } from "./json_value.ts";
 import { originPolicy } from "./origin_policy.ts";
@@ -195,8 +196,20 @@ export interface DashboardOptions {
   inference: InferencePort;
   /** The monitor the port reports to. */
   jobs: JobMonitor;
-  /** The token that allows state changes (running a job). */
-  operatorToken: string;
+  /**
+   * The token that allows state changes (running a job); absent, nobody runs a job from the
+   * page (a node without the page, {@link DashboardOptions.page}, has none).
+   */
+  operatorToken?: string;
+  /**
+   * Serve the page: its files at `/`, the socket, and the state to whoever may read it (default
+   * true). False (`--no-dashboard`): only `GET /dashboard/state`, and to this machine only, for
+   * `cli.ts status` on the node's machine (review s78 dash, F7). A key holder or a reader
+   * elsewhere gets 404, as from a node without the dashboard: the operator who turned the page
+   * off did not offer the node's view to the API's clients, and this machine's tools could read
+   * the data directory anyway.
+   */
+  page?: boolean;
   /** The node's API keys (reading from another machine). */
   keys: ApiKeys;
   /** Serve readers elsewhere without a key (`http.allowUnauthenticatedRemote`). */
@@ -546,23 +559,6 @@ function messageBytesOver(data: unknown, limit: number): boolean {
 }
 
 /**
- * Whether `origin` is the origin of a page this node served, going by the request's `Host`:
- * the same host and port, named by an address or `localhost`. A name proves nothing: a
- * DNS-rebinding page is served under the attacker's name, which then resolves to this node, so
- * its `Host` and `Origin` agree. An address or `localhost` cannot be rebound, and a browser
- * sends the `Host` it connected to, so a page elsewhere on this machine (another port) differs.
- * An absent, `null` or unparsable origin is not this node's.
- */
-function isOwnOrigin(origin: string | undefined, host: string | undefined): boolean {
-  if (origin === undefined || host === undefined) return false;
-  const url = URL.parse(origin);
-  if (url === null || url.origin !== origin) return false;
-  if (url.protocol !== "http:" && url.protocol !== "https:") return false;
-  if (url.host !== host.toLowerCase()) return false;
-  return namesAnAddress(url.hostname);
-}
-
-/**
  * The dashboard's routes; mount at the root, before the origin policy: the socket lets the
  * node's own page in (see {@link isOwnOrigin}; the node does not know its public name in
  * advance) and puts every other origin through the same policy as `/v1`.
@@ -713,14 +709,17 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       },
     });
   };
-  routes.get("/", () => serveFile("index.html"));
+  const page = options.page ?? true;
+  if (page) routes.get("/", () => serveFile("index.html"));
   // Only names with an extension: `live` and `state` are routes of their own, and passing a
   // WebSocket upgrade on through `next()` would have Hono copy (and break) its response.
-  routes.get("/dashboard/:file{[a-z_]+\\.(?:html|js|css)}", async (c, next) => {
-    const file = c.req.param("file");
-    if (!(file in STATIC_FILES)) return await next();
-    return await serveFile(file);
-  });
+  if (page) {
+    routes.get("/dashboard/:file{[a-z_]+\\.(?:html|js|css)}", async (c, next) => {
+      const file = c.req.param("file");
+      if (!(file in STATIC_FILES)) return await next();
+      return await serveFile(file);
+    });
+  }
 
   /**
    * Whether a request comes from the operator's own machine, whose pages see every job's text:
@@ -768,6 +767,18 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   }
 
   routes.get("/dashboard/state", async (c) => {
+    // Without the page, the state is this machine's alone (see `DashboardOptions.page`).
+    if (!page && !ownMachine(c.env?.remoteAddr, c.req.raw)) {
+      // Answered as the app answers a route it lacks: not counted as a refusal.
+      return errorResponse(
+        new EdgeError(
+          "not_found",
+          "no route for GET /dashboard/state: this node's dashboard is off (--no-dashboard), " +
+            "and without it the state is served to the node's own machine only (run " +
+            "cli.ts status there)",
+        ),
+      );
+    }
     // Read as `/v1` and the DNS-rebinding guard read it (`credentials.ts`), not more loosely.
     const bearer = bearerToken(c.req.header("authorization"));
     const open = openRead(c.env?.remoteAddr, c.req.raw);
@@ -799,6 +810,10 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   });
 
   routes.get("/dashboard/live", (c) => {
+    // The socket is the page's: with the page off, answered as a route the node lacks.
+    if (!page) {
+      return errorResponse(new EdgeError("not_found", "no route for GET /dashboard/live"));
+    }
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       return c.json(
         { error: { code: "upgrade_required", message: "send a WebSocket upgrade" } },

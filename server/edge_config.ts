@@ -11,6 +11,7 @@ import { GENERATION_LIMITS } from "../protocols/job.ts";
 import { API_KEY_CHARS, MIN_API_KEY_CHARS } from "./api_keys.ts";
 import { SHELL_HOME_REFUSAL, startsAtShellHome } from "../node/default_data_dir.ts";
 import { isTrustedProxyEntry, trustedProxyRefusal } from "./trusted_proxies.ts";
+import { METRICS_ACCESS, type MetricsAccess } from "./metrics_access.ts";
 import {
   DEFAULT_TRUSTED_PROXY_HEADER,
   TRUSTED_PROXY_HEADERS,
@@ -64,7 +65,8 @@ export interface EdgeConfig {
   drainTimeoutMs: number;
   /**
    * Browser origins (`https://app.example`) allowed to call the API; `"*"` allows any. A
-   * request with another `Origin` is refused (403 `origin_not_allowed`).
+   * request with another `Origin` is refused (403 `origin_not_allowed`). An allowed page is never
+   * this machine's client (`fromThisMachine`): it needs what a client elsewhere needs.
    */
   allowedOrigins: string[];
   /**
@@ -104,6 +106,12 @@ export interface EdgeConfig {
    * passes on the one it does not write as its client wrote it.
    */
   trustedProxyHeader: TrustedProxyHeader;
+  /**
+   * Who may read `/metrics` (`metrics_access.ts`): `any` (the default) anyone who reaches the
+   * port; `local` this machine's clients, or an API key or the operator token; `key` an API key
+   * or the operator token only.
+   */
+  metricsAccess: MetricsAccess;
   /**
    * Dashboard sockets (`/dashboard/live`) one client may hold open at once: the operator token,
    * one API key, this machine, or one address reading without a key (429, or close 1013 at its
@@ -153,6 +161,9 @@ export interface EdgeConfig {
  * - 30 s of drain lets a typical job (a few hundred tokens at tens of tokens a second) end with
  *   its receipt, and leaves the actors' own stop time within systemd's default 90 s before it
  *   kills the node; a manager that waits less (`docker stop`: 10 s) needs it lowered.
+ * - `/metrics` open to `any`: Prometheus scrapes without credentials unless told to, and the
+ *   README said "`/metrics` needs no key", so every scraper set up so would go blank on upgrade;
+ *   the start line names the value, and a node serving the internet sets `local` or `key`.
  * - 4 concurrent jobs and 120 starts a minute per key: a key gets the node's default
  *   concurrency, but cannot fill its queue alone.
  * - 8 dashboard sockets, 60 opened and 60 state reads a minute per client: a few tabs with room to
@@ -182,6 +193,7 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   allowUnauthenticatedRemote: false,
   trustedProxies: [],
   trustedProxyHeader: DEFAULT_TRUSTED_PROXY_HEADER,
+  metricsAccess: "any",
   dashboardSocketsPerClient: 8,
   dashboardSocketOpensPerMinute: 60,
   dashboardStateReadsPerMinute: 60,
@@ -256,6 +268,7 @@ export const edgeConfigFields = {
     }),
   ).default([]),
   trustedProxyHeader: z.enum(TRUSTED_PROXY_HEADERS).default(EDGE_DEFAULTS.trustedProxyHeader),
+  metricsAccess: z.enum(METRICS_ACCESS).default(EDGE_DEFAULTS.metricsAccess),
   dashboardSocketsPerClient: z.number().int().min(1).max(100_000)
     .default(EDGE_DEFAULTS.dashboardSocketsPerClient),
   dashboardSocketOpensPerMinute: z.number().int().min(1).max(1_000_000)

@@ -402,7 +402,23 @@ const ROLE_COLORS = {
   router: "#8595a6",
 };
 
-function renderPeers(peers, s) {
+/**
+ * One entry per peer key, its oldest connection's facts and how many connections it has: the
+ * snapshot lists connections, and a peer that both dialled and was dialled was drawn as two
+ * circles and two rows (review s78 F4).
+ */
+function byKey(connections) {
+  const peers = new Map();
+  for (const connection of connections) {
+    const seen = peers.get(connection.key);
+    if (seen) seen.connections++;
+    else peers.set(connection.key, { ...connection, connections: 1 });
+  }
+  return [...peers.values()];
+}
+
+function renderPeers(connections, s) {
+  const peers = byKey(connections);
   const svg = $("network");
   const ns = "http://www.w3.org/2000/svg";
   const make = (tag, attrs, text) => {
@@ -452,7 +468,9 @@ function renderPeers(peers, s) {
       {},
       `${peer.key}\n${shown(peer.address)}\nroles ${
         shown(peer.roles.join(", "))
-      }\nmodels ${peer.models.length}\nload ${load}${peer.convicted ? "\nCONVICTED" : ""}`,
+      }\nmodels ${peer.models.length}\nload ${load}\nconnections ${peer.connections}${
+        peer.convicted ? "\nCONVICTED" : ""
+      }`,
     );
     group.append(title);
     nodes.push(group);

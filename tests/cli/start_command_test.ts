@@ -333,7 +333,8 @@ Deno.test("an --api-keys-file that cannot be read stops start in one line before
     const dataDir = join(parent, "data");
     const missing = join(parent, "keys.txt");
     const fake = quietProcess();
-    assert.equal(await runStart(flagsOperator(dataDir, "--api-keys-file", missing), fake.io), 1);
+    // Exit 2, a bad configuration, as --print-config says it too (review s78 dash, Minor).
+    assert.equal(await runStart(flagsOperator(dataDir, "--api-keys-file", missing), fake.io), 2);
     assert.equal(fake.err.length, 1, fake.err.join("\n"));
     assert.match(fake.err[0], new RegExp(`API keys file ${missing}`));
     assert.ok(!fake.out.some((line) => line.startsWith("model ")), fake.out.join("\n"));

@@ -369,7 +369,7 @@ Deno.test("a peer connected twice has one veriflow_peer_jobs and one veriflow_pe
     }, "both hellos taken");
     const series = parsePrometheusText(await metrics.render());
     const of = (name: string) => series.filter((s) => s.name === name && s.labels.key === key);
-    assert.equal(of("veriflow_peer_info").length, 2, "one per connection");
+    assert.equal(of("veriflow_peer_info").length, 1, "one per key (review s78 F4)");
     assert.deepEqual(of("veriflow_peer_jobs").map((s) => s.value), [3]);
     assert.deepEqual(of("veriflow_peer_stored_bytes").map((s) => s.value), [4096]);
   } finally {
@@ -476,7 +476,8 @@ Deno.test("s52: a worker and storage peer connected twice is one worker and one 
     for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
     const series = parsePrometheusText(await metrics.render());
     const value = (name: string) => series.find((s) => s.name === name)?.value;
-    assert.equal(value("veriflow_peers"), 3, "connections, as its help says");
+    assert.equal(value("veriflow_peers"), 2, "peers by key (review s78 F4)");
+    assert.equal(value("veriflow_peer_connections"), 3, "connections");
     assert.equal(value("veriflow_peer_workers"), 1, "workers jobs can go to");
     assert.equal(value("veriflow_storage_peers"), 2, "peers files are spread over");
   } finally {
@@ -496,7 +497,7 @@ Deno.test("s52: the heartbeat counts a worker connected twice as one worker", as
   });
   try {
     const text = await line.promise;
-    assert.match(text, /peers 3 \(workers 1\)/, text);
+    assert.match(text, /peers 2 \(3 connections, workers 1\)/, text);
   } finally {
     heartbeat.stop();
     await system.shutdown();

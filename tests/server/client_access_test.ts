@@ -667,7 +667,9 @@ Deno.test("By default a page from another origin cannot drive the node: a text/p
 });
 
 Deno.test("An allowed origin (http.allowedOrigins) gets a working preflight and CORS headers; others stay refused", async () => {
-  await withNode({ allowedOrigins: [APP] }, async (node) => {
+  // With a key: a page of another origin is never this machine's client (review s78 dash, F1).
+  const auth = { authorization: `Bearer ${KEY}` };
+  await withNode({ allowedOrigins: [APP], apiKeys: [KEY] }, async (node) => {
     const preflight = await fetch(`${node.url}/v1/chat/completions`, {
       method: "OPTIONS",
       headers: {
@@ -682,7 +684,7 @@ Deno.test("An allowed origin (http.allowedOrigins) gets a working preflight and 
     assert(preflight.headers.get("access-control-allow-headers")!.includes("authorization"));
     const post = await fetch(`${node.url}/v1/completions`, {
       method: "POST",
-      headers: { origin: APP, "content-type": "application/json" },
+      headers: { origin: APP, "content-type": "application/json", ...auth },
       body: JSON.stringify({ prompt: "Hello", max_tokens: 2 }),
     });
     assertEquals(post.status, 200);
@@ -690,11 +692,11 @@ Deno.test("An allowed origin (http.allowedOrigins) gets a working preflight and 
     assertEquals(post.headers.get("vary"), "Origin");
     assertEquals((await post.json()).object, "text_completion");
     // Error bodies are readable by the allowed page too.
-    const missing = await fetch(`${node.url}/v1/nothing`, { headers: { origin: APP } });
+    const missing = await fetch(`${node.url}/v1/nothing`, { headers: { origin: APP, ...auth } });
     assertEquals(missing.status, 404);
     assertEquals(missing.headers.get("access-control-allow-origin"), APP);
     await missing.body?.cancel();
-    const ws = await WsProbe.open(node.wsUrl, { origin: APP });
+    const ws = await WsProbe.open(node.wsUrl, { origin: APP, ...auth });
     ws.send({ type: "infer", id: "a", prompt: "Hi", max_tokens: 2 });
     assertEquals((await ws.end("a")).type, "done");
     await ws.close();
@@ -705,10 +707,11 @@ Deno.test("An allowed origin (http.allowedOrigins) gets a working preflight and 
 });
 
 Deno.test('The openai client works from an allowed origin with "*"', async () => {
-  await withNode({ allowedOrigins: ["*"] }, async (node) => {
+  // With a key: a page of another origin is never this machine's client (review s78 dash, F1).
+  await withNode({ allowedOrigins: ["*"], apiKeys: [KEY] }, async (node) => {
     const client = new OpenAI({
       baseURL: `${node.url}/v1`,
-      apiKey: "unused",
+      apiKey: KEY,
       maxRetries: 0,
       defaultHeaders: { origin: EVIL },
     });

@@ -1,0 +1,69 @@
+/**
+ * Finds a key written twice in one object of a JSON text. `JSON.parse` keeps the last copy of a
+ * repeated key without a word, so a configuration file that repeats a section (an operator
+ * appending `"http": {…}` at the end) lost the first copy's API keys and ports, and the node
+ * started on defaults (review s78 F5). `node/config.ts` refuses such a file, naming the key path.
+ *
+ * It scans text that `JSON.parse` has accepted already: only the structure (objects, arrays,
+ * strings) is followed, and each key is decoded as JSON decodes it, so `"h\u0074tp"` and
+ * `"http"` are one key.
+ *
+ * @module
+ */
+
+/** An object being scanned: its keys so far and the one whose value is being read. */
+interface ObjectFrame {
+  kind: "object";
+  keys: Set<string>;
+  key?: string;
+  /** The next string is a key (after `{` or `,`), not a value. */
+  expectKey: boolean;
+}
+
+/** An array being scanned: the index of the element being read. */
+interface ArrayFrame {
+  kind: "array";
+  index: number;
+}
+
+/**
+ * The path of the first key written twice in one object of `text` (valid JSON), from the top:
+ * object keys and array indexes; undefined when no object repeats a key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { repeatedJsonKey } from "./_repeated_json_key.ts";
+ * assert.deepEqual(repeatedJsonKey('{"a": {"b": 1, "b": 2}}'), ["a", "b"]);
+ * assert.equal(repeatedJsonKey('{"a": 1}'), undefined);
+ * ```
+ */
+export function repeatedJsonKey(text: string): (string | number)[] | undefined {
+  const stack: (ObjectFrame | ArrayFrame)[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    const top = stack.at(-1);
+    if (c === '"') {
+      const start = i;
+      for (i++; text[i] !== '"'; i++) if (text[i] === "\\") i++;
+      if (top?.kind !== "object" || !top.expectKey) continue;
+      const key = JSON.parse(text.slice(start, i + 1)) as string;
+      top.expectKey = false;
+      top.key = key;
+      if (top.keys.has(key)) {
+        return stack.map((frame) => frame.kind === "object" ? frame.key! : frame.index);
+      }
+      top.keys.add(key);
+    } else if (c === "{") {
+      stack.push({ kind: "object", keys: new Set(), expectKey: true });
+    } else if (c === "[") {
+      stack.push({ kind: "array", index: 0 });
+    } else if (c === "}" || c === "]") {
+      stack.pop();
+    } else if (c === ",") {
+      if (top?.kind === "array") top.index++;
+      else if (top?.kind === "object") top.expectKey = true;
+    }
+  }
+  return undefined;
+}
