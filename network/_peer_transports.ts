@@ -416,6 +416,8 @@ export class PeerTransports {
         }
         this.#log(`swarm ${state}`);
       },
+      // No DHT node answered at its bootstrap: /healthz says so until one does (review s78, F3).
+      onDht: (reachable, message) => reachable ? health.dhtAnswered() : health.noDht(message),
       onPeer: (peer) => {
         const address = `swarm:${toHex(peer.remoteKey).slice(0, 16)}`;
         // Its address group, as a TCP peer's (a testnet's 127.0.0.1 is `loopback`, the group TCP

@@ -29,6 +29,16 @@ export function denoStandInNode(
   return parts.at(-2) === DENO_STAND_IN_DIR ? resolved : undefined;
 }
 
+/**
+ * The words for a refused stand-in at `path` (from {@link denoStandInNode}), after "cannot start
+ * the swarm host with": one sentence wherever a Node.js program would be run under it (the swarm
+ * host, the demo's testnet).
+ */
+export function standInNodeSentence(path: string): string {
+  return `${path}: that "node" is Deno's stand-in, not Node.js (Hyperswarm runs in Node.js: ` +
+    `install Node.js 20 or later, or set the path to it)`;
+}
+
 /** The first executable file named `name` in the folders of `path`. */
 function onPath(name: string, path: string): string | undefined {
   for (const dir of path.split(delimiter)) {

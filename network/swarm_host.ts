@@ -7,7 +7,8 @@
  * intensity, as a supervisor's (`actors/supervisor.ts`), past which it is given up on and
  * reported `failed`. A host that dies before it first said it was ready fails
  * {@link SwarmHost.start} (with its exit status and last lines) and is not restarted: it would
- * only die again the same way. A start under way stops with its `signal`, the host killed.
+ * only die again the same way. A start under way stops with its `signal`, the host killed; once
+ * the signal is aborted (the node has begun to stop) a host that exits is not restarted.
  *
  * The host makes no protocol decision. It joins and leaves topics and hands each peer
  * connection to this process as one local connection over the link (`swarm_link.ts`: a Unix
@@ -44,7 +45,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { SwarmHostLiveness } from "./_swarm_host_liveness.ts";
-import { denoStandInNode, notNodeHint } from "./_swarm_node_path.ts";
+import { denoStandInNode, notNodeHint, standInNodeSentence } from "./_swarm_node_path.ts";
 import { SwarmHostOutput } from "./_swarm_host_output.ts";
 import { SwarmPeerAcceptor } from "./_swarm_peer_acceptor.ts";
 
@@ -133,6 +134,20 @@ export interface SwarmHostOptions {
    * {@link SwarmHostOptions.restart}), with the error that says why (also logged, once).
    */
   onState?: (state: SwarmHostState, reason?: SwarmHostError) => void;
+  /**
+   * Whether the host knows a DHT node: `false` once it found none at its bootstrap (its topics'
+   * lookups find nobody meanwhile; it asks the bootstrap again on the backoff of
+   * {@link SwarmHostOptions.dhtRetry}), `true` once one answered after that (its topics are
+   * looked up again). Each host (re)started begins afresh: one that finds no DHT node either says
+   * so again. `message` names the bootstrap. Also logged.
+   */
+  onDht?: (reachable: boolean, message: string) => void;
+  /**
+   * How often the host asks its bootstrap again while it knows no DHT node: `initialMs` (default
+   * 2 s) doubling up to `maxMs` (default 30 s); also how often, while it knows some, it checks
+   * that it still does (every `maxMs`).
+   */
+  dhtRetry?: { initialMs: number; maxMs: number };
   /** Log lines (the host's stderr, restarts). */
   log?: (line: string) => void;
   /** The Node.js executable; default `node` on the PATH. */
@@ -205,7 +220,9 @@ export interface SwarmHostOptions {
   /**
    * Stops a start still under way: the host, not yet ready, is killed at once (it joined
    * nothing) and {@link SwarmHost.start} rejects with the signal's reason. A node that stops
-   * while its host starts leaves no host process behind, and hears nothing more from it.
+   * while its host starts leaves no host process behind, and hears nothing more from it. Aborted
+   * later, it says the node has begun to stop: a host that exits from then on is not restarted
+   * (only logged), and {@link SwarmHost.close} still stops the rest.
    */
   signal?: AbortSignal;
 }
@@ -270,7 +287,16 @@ export class SwarmHost {
   #publicKey: Uint8Array | undefined;
 
   private constructor(options: SwarmHostOptions) {
-    const { leaveGraceMs, restart } = options;
+    const { leaveGraceMs, restart, dhtRetry } = options;
+    if (
+      dhtRetry !== undefined &&
+      !(Number.isInteger(dhtRetry.initialMs) && dhtRetry.initialMs >= 1 &&
+        Number.isInteger(dhtRetry.maxMs) && dhtRetry.maxMs >= dhtRetry.initialMs)
+    ) {
+      throw new RangeError(
+        `dhtRetry needs integer ms with 1 <= initialMs <= maxMs, got ${JSON.stringify(dhtRetry)}`,
+      );
+    }
     const { maxRestarts, withinMs } = restart ?? {};
     if (maxRestarts !== undefined && !(Number.isInteger(maxRestarts) && maxRestarts >= 0)) {
       throw new RangeError(`restart.maxRestarts must be an integer from 0, got ${maxRestarts}`);
@@ -309,10 +335,7 @@ export class SwarmHost {
     // with a symbol lookup error that never says Node.js is missing (`_swarm_node_path.ts`).
     const standIn = denoStandInNode(options.nodePath ?? "node");
     if (standIn !== undefined) {
-      throw new SwarmHostError(
-        `cannot start the swarm host with ${standIn}: that "node" is Deno's stand-in, not ` +
-          `Node.js (Hyperswarm runs in Node.js: install Node.js 20 or later, or set the path to it)`,
-      );
+      throw new SwarmHostError(`cannot start the swarm host with ${standInNodeSentence(standIn)}`);
     }
     const host = new SwarmHost(options);
     const onAbort = () => host.#ready.reject(signal!.reason);
@@ -473,6 +496,15 @@ export class SwarmHost {
     this.#waiting.clear();
   }
 
+  /**
+   * Whether the node has begun to stop: close() was called, or the owner's signal aborted. A host
+   * that exits then is not restarted: a new one would join every topic again and announce the
+   * node on the DHT while it shuts down (review s78, finding 1).
+   */
+  get #stopping(): boolean {
+    return this.#closing || this.#options.signal?.aborted === true;
+  }
+
   /** Close the link's listener (and remove its directory), once. */
   #closeLink(): Promise<void> {
     return this.#linkClosed ??= this.#link?.close() ?? Promise.resolve();
@@ -558,6 +590,7 @@ export class SwarmHost {
         ? { maxConnections: this.#options.maxConnections }
         : {}),
       leaveGraceMs: this.#options.leaveGraceMs ?? DEFAULT_LEAVE_GRACE_MS,
+      ...(this.#options.dhtRetry !== undefined ? { dhtRetry: this.#options.dhtRetry } : {}),
     };
     this.#send(config).catch(() => {});
     this.#output.read(child, (line) => {
@@ -599,7 +632,7 @@ export class SwarmHost {
         // A host restarted just before close() may finish its start-up while it is being
         // stopped: no transport comes up then, and the liveness check close() cleared must
         // not be started again (it outlived the close and took the gone host for hung).
-        if (this.#closing) return;
+        if (this.#stopping) return;
         const key = fromHex(event.publicKey ?? "");
         if (!bytesEqual(key, this.#options.identity.publicKey)) {
           this.#ready.reject(new SwarmHostError("the swarm key pair differs from the identity"));
@@ -644,12 +677,19 @@ export class SwarmHost {
       }
       case "pong": // the liveness check's answer: any line counts (heardAt)
         return;
-      case "warning":
-        this.#options.log?.(
-          `swarm: ${event.message}: this node finds no peers on the swarm until one does ` +
-            `(check --swarm-bootstrap, and that the DHT node there is running)`,
-        );
+      case "warning": {
+        const message = `${event.message}: this node finds no peers on the swarm until one does ` +
+          `(check --swarm-bootstrap, and that the DHT node there is running)`;
+        this.#options.log?.(`swarm: ${message}`);
+        this.#options.onDht?.(false, message);
         return;
+      }
+      case "recovered": {
+        const message = `${event.message}: looking this node's topics up again`;
+        this.#options.log?.(`swarm: ${message}`);
+        this.#options.onDht?.(true, message);
+        return;
+      }
     }
   }
 
@@ -661,6 +701,15 @@ export class SwarmHost {
     this.#stdin = undefined;
     if (this.#closing) return;
     const how = status.signal ?? `code ${status.code}`;
+    if (this.#stopping && this.#cameUp) {
+      // Leaves in flight are done (nothing will join again); joins fail at the close.
+      for (const [topic, waiting] of this.#waiting) {
+        if (waiting.op === "leave") this.#settle(topic, "leave");
+      }
+      this.#upSince = undefined;
+      this.#options.log?.(`swarm host exited (${how}) while the node stops: not restarted`);
+      return;
+    }
     if (!this.#cameUp) {
       // Still starting: it would only die the same way again. start() fails, saying why.
       const nodePath = this.#options.nodePath ?? "node";
@@ -715,7 +764,7 @@ export class SwarmHost {
     if (wasUp) this.#options.onState?.("down");
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
-      if (this.#closing) return;
+      if (this.#stopping) return;
       try {
         this.#spawn();
       } catch (error) {

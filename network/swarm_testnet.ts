@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { SWARM_TESTNET_SCRIPT } from "./swarm_host.ts";
+import { SWARM_TESTNET_SCRIPT, SwarmHostError } from "./swarm_host.ts";
+import { denoStandInNode, standInNodeSentence } from "./_swarm_node_path.ts";
 
 /** A running testnet: its bootstrap list (`host:port`) and how to stop it. */
 export interface LocalTestnet {
@@ -15,10 +16,35 @@ export interface LocalTestnet {
   stop(): Promise<void>;
 }
 
-/** Start a testnet of `size` DHT nodes and wait until it prints its bootstrap list. */
-export async function startLocalTestnet(size = 3): Promise<LocalTestnet> {
+/** Options of {@link startLocalTestnet}. */
+export interface LocalTestnetOptions {
+  /**
+   * The UDP port of its first node, the bootstrap (default: any free one): a test starts the
+   * testnet where nodes started earlier already look for it.
+   */
+  port?: number;
+}
+
+/**
+ * Start a testnet of `size` DHT nodes and wait until it prints its bootstrap list.
+ * @throws {SwarmHostError} when `node` is Deno's stand-in (no Node.js installed: the testnet
+ *   would die on Hyperswarm's native addon with a libuv symbol error, review s78 finding 4), or
+ *   the testnet exits before it is up.
+ */
+export async function startLocalTestnet(
+  size = 3,
+  options: LocalTestnetOptions = {},
+): Promise<LocalTestnet> {
+  const standIn = denoStandInNode("node");
+  if (standIn !== undefined) {
+    throw new SwarmHostError(`cannot start the DHT testnet with ${standInNodeSentence(standIn)}`);
+  }
   const child = new Deno.Command("node", {
-    args: [SWARM_TESTNET_SCRIPT, String(size)],
+    args: [
+      SWARM_TESTNET_SCRIPT,
+      String(size),
+      ...(options.port === undefined ? [] : [String(options.port)]),
+    ],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -28,7 +54,9 @@ export async function startLocalTestnet(size = 3): Promise<LocalTestnet> {
   while (!text.includes("\n")) {
     const { value, done } = await reader.read();
     if (done) {
-      throw new Error("the DHT testnet exited before it was up (is Node.js 20+ installed?)");
+      throw new SwarmHostError(
+        "the DHT testnet exited before it was up (is Node.js 20+ installed?)",
+      );
     }
     text += value;
   }

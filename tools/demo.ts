@@ -18,7 +18,9 @@
  * together; one of them is lazy, is caught by a step challenge, slashed and left out, and the
  * round's model — lower held-out loss than where it started — is served by the trainers and
  * writes through the coordinator's API. Everything else shuts down cleanly; the exit status is
- * 0 only if every step happened.
+ * 0 only if every step happened. Stopped early (Ctrl-C, SIGTERM, SIGHUP), it stops its nodes and
+ * its testnet and removes its temporary directory (the nodes' identities) before it exits, with
+ * 128 + the signal's number as a shell reports it.
  *
  * ```
  * deno task demo            # or: deno run -A tools/demo.ts [--quiet]
@@ -38,6 +40,7 @@ import { NodeProcess } from "./node_process.ts";
 import { rankPeers } from "../storage/rendezvous.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import { NEWCOMER_EVERY } from "../network/_worker_routing.ts";
+import { stopSignalNames, StopSignals } from "../node/stop_signals.ts";
 
 /** Exit status for a bad flag, as every `cli.ts` command answers one. */
 const EXIT_USAGE = 2;
@@ -65,6 +68,53 @@ const CHEATING_WORKER = fileURLToPath(
 const LAZY_TRAINER = fileURLToPath(new URL("../tests/training/_lazy_trainer.ts", import.meta.url));
 const STEP_TIMEOUT_MS = 60_000;
 
+/**
+ * What the demo started, for {@link cleanUp}: at its end, or on a stop signal. Deno's default
+ * action for SIGTERM ends the process without running `finally`, so a demo stopped by `timeout`
+ * or a process manager left its nodes running and its directory with their identities behind
+ * (review s78, finding 2).
+ */
+const started: { root?: string; processes: NodeProcess[]; testnet?: LocalTestnet } = {
+  processes: [],
+};
+let cleaning: Promise<void> | undefined;
+
+/** Kill every node, stop the testnet, remove the temporary directory: once. */
+function cleanUp(): Promise<void> {
+  return cleaning ??= (async () => {
+    for (const p of started.processes) p.kill("SIGKILL");
+    // Gone before their directory is removed: a dying node's last write would make it fail.
+    await Promise.all(started.processes.map((p) => p.exited.catch(() => {})));
+    await started.testnet?.stop().catch(() => {});
+    if (started.root !== undefined) {
+      await Deno.remove(started.root, { recursive: true }).catch(() => {});
+    }
+  })();
+}
+
+/** Exit statuses for a stop signal: 128 + its number, as a shell reports a process it ended. */
+const SIGNAL_EXIT: Partial<Record<Deno.Signal, number>> = {
+  SIGHUP: 129,
+  SIGINT: 130,
+  SIGTERM: 143,
+};
+/** The stop signal's exit status once one came; the demo then exits with it. */
+let stoppedWith: number | undefined;
+const stops = new StopSignals(() => performance.now());
+for (const name of stopSignalNames()) {
+  Deno.addSignalListener(name, () => {
+    // A terminal's Ctrl-C often arrives twice (`deno task` forwards it): one stop. A second
+    // one, meant, exits at once.
+    const action = stops.next();
+    if (action === "ignore") return;
+    const status = SIGNAL_EXIT[name] ?? 1;
+    if (action === "force") Deno.exit(status);
+    stoppedWith = status;
+    console.error(`\ndemo stopped (${name}): stopping its nodes and removing its files`);
+    cleanUp().finally(() => Deno.exit(status));
+  });
+}
+
 const say = (text: string) => console.log(`\n▶ ${text}`);
 const detail = (text: string) => console.log(`  ${text}`);
 
@@ -91,16 +141,15 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Pr
 }
 
 async function main(): Promise<number> {
-  const root = await Deno.makeTempDir({ prefix: "veriflow-demo-" });
-  const processes: NodeProcess[] = [];
-  let testnet: LocalTestnet | undefined;
+  const root = started.root = await Deno.makeTempDir({ prefix: "veriflow-demo-" });
+  const processes = started.processes;
   try {
     say("Building the model (the built-in GPT-style tiny model) and a cheaper substitute");
     const honest = await ensureBuiltinModel(join(root, "models"), "tiny", 0);
     const substitute = await ensureBuiltinModel(join(root, "models"), "tiny", 1);
 
     say("Starting a Hyperswarm DHT testnet on 127.0.0.1 (nothing leaves this machine)");
-    testnet = await startLocalTestnet();
+    const testnet = started.testnet = await startLocalTestnet();
     detail(`bootstrap ${testnet.bootstrap.join(", ")}`);
     const swarm = [
       ...testnet.bootstrap.flatMap((b) => ["--swarm-bootstrap", b]),
@@ -239,17 +288,16 @@ async function main(): Promise<number> {
     say("Shutting down: each node stops its actors in reverse order");
     await Promise.all(processes.map((p) => p.stop()));
     await testnet.stop();
-    testnet = undefined;
+    started.testnet = undefined;
     say("Done.");
     return 0;
   } catch (error) {
+    if (stoppedWith !== undefined) return stoppedWith; // its nodes were stopped under it
     console.error(`\ndemo failed: ${(error as Error).message}`);
     for (const p of processes) console.error(`--- ${p.name} ---\n${p.tail(20)}`);
     return 1;
   } finally {
-    for (const p of processes) p.kill("SIGKILL");
-    await testnet?.stop().catch(() => {});
-    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await cleanUp();
   }
 }
 
@@ -412,4 +460,5 @@ async function trainingRound(
   );
 }
 
-Deno.exit(await main());
+const status = await main();
+Deno.exit(stoppedWith ?? status);

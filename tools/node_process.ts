@@ -1,7 +1,7 @@
 /**
  * A Veriflow node in its own process, for multi-process tests and benchmarks: `cli.ts start`
  * (or another entry script) with its log collected line by line, the ports it printed, and its
- * `/metrics`.
+ * `/metrics`. The node stops when this process goes, however it goes (`_stop_with_parent.ts`).
  *
  * @module
  */
@@ -12,6 +12,11 @@ import { fileURLToPath } from "node:url";
  * folder with a space (`My%20Projects`) it named no file, so no node started.
  */
 const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+/**
+ * Preloaded into every node: it stops when the stdin pipe this process holds closes, that is when
+ * this process exits, SIGKILLed included (see the module).
+ */
+const STOP_WITH_PARENT = fileURLToPath(new URL("./_stop_with_parent.ts", import.meta.url));
 /** The repository root, where every node of the tests and benches is started. */
 const REPOSITORY = fileURLToPath(new URL("..", import.meta.url));
 /** How long a node may take to print a line we wait for (a model load on a busy 2-core box). */
@@ -32,7 +37,12 @@ export class NodeProcess {
   private constructor(name: string, child: Deno.ChildProcess) {
     this.name = name;
     this.#child = child;
-    this.exited = child.status;
+    // The stdin pipe is held open for the node's life (it stops when it closes: see
+    // STOP_WITH_PARENT), then closed, so no test sees it leaked.
+    this.exited = child.status.then(async (status) => {
+      await child.stdin.close().catch(() => {});
+      return status;
+    });
     const pump = async (stream: ReadableStream<Uint8Array>) => {
       for await (
         const line of stream.pipeThrough(new TextDecoderStream()).pipeThrough(new TextLineStream())
@@ -81,6 +91,7 @@ export class NodeProcess {
       "run",
       "--unstable-no-legacy-abort",
       "-A",
+      `--preload=${STOP_WITH_PARENT}`,
       script,
       ...(script === CLI ? ["start"] : []),
       ...args,
@@ -97,7 +108,8 @@ export class NodeProcess {
       cwd: REPOSITORY,
       stdout: "piped",
       stderr: "piped",
-      stdin: "null",
+      // Never written to: its end-of-file tells the node that this process is gone.
+      stdin: "piped",
       env: { NO_COLOR: "1" },
     }).spawn();
     return new NodeProcess(name, child);

@@ -16,6 +16,7 @@
 //                       maxUnreadBytes, maxUnreadTotalBytes: see MAX_UNREAD_BYTES
 //                       maxConnections: see MAX_CONNECTIONS
 //                       leaveGraceMs: see LEAVE_GRACE_MS
+//                       dhtRetry?: { initialMs, maxMs }: see DHT_RETRY
 //   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
 //                       | { op: "dial", key } | { op: "undial", key } (a peer's public key, hex:
 //                         connect to it by its key and keep reconnecting, or stop; no answer)
@@ -26,16 +27,20 @@
 //                       | { ev: "error", topic, op, message } (that op failed)
 //                       | { ev: "error", message } (anything else; before "ready", the host
 //                         then exits with code 1)
-//                       | { ev: "warning", message } (once after "ready": no DHT node answered
-//                         at the bootstrap, so no peer will be found until one does)
+//                       | { ev: "warning", message } (after "ready": no DHT node answered at
+//                         the bootstrap, so no peer will be found until one does; asked again
+//                         on a backoff meanwhile, see watchDht)
+//                       | { ev: "recovered", message } (after a warning: a DHT node answered;
+//                         every joined topic is looked up and announced again)
 //   per peer:           a connection to dataPath or 127.0.0.1:dataPort that starts with
 //                       token (32) ‖ remote public key (32) ‖ initiator (1) ‖ address length (1)
 //                       ‖ address (that many bytes, ASCII: the IP the peer's UDP stream comes
 //                       from; length 0 where it is not known or the stream is relayed: see
 //                       peer_address.mjs), then the bytes.
-// It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly; it
-// ignores SIGINT and SIGHUP (a terminal's Ctrl-C or hangup, meant for the node, which then
-// closes stdin).
+// It exits when stdin closes (the node stopped, or died), leaving the swarm cleanly. While its
+// stdin is open it ignores SIGINT, SIGHUP and SIGTERM: a terminal's Ctrl-C or hangup, or a
+// service manager's stop sent to the node's whole process group, are meant for the node, which
+// drains and then closes stdin.
 import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
 import Hyperswarm from "hyperswarm";
@@ -88,13 +93,52 @@ async function start(cfg) {
   // be bound fails here, and the node's start fails with the reason instead of every join.
   await dht.bind();
   send({ ev: "ready", publicKey: keyPair.publicKey.toString("hex") });
-  // A bootstrap nobody answers at (a testnet that exited, a typo, no network) fails nothing:
-  // joins still "succeed" and the node would wait for peers that never come. Say so once.
-  dht.fullyBootstrapped().then(() => {
-    if (swarm !== null && !dht.destroyed && dht.toArray({ limit: 1 }).length === 0) {
+  void watchDht(dht, cfg);
+}
+
+// How often the host asks its bootstrap again while it knows no DHT node: from initialMs,
+// doubling up to maxMs (config.dhtRetry overrides it). A node started before its network was up
+// (a service at boot, a laptop offline, a testnet restarted) asked once: dht-rpc's own refresh
+// comes every 64 ticks of 5 s, and the topics' lookups had all run against an empty routing
+// table, so two such nodes had still not met 11.5 min after the DHT answered (review s78,
+// finding 3). A lookup against an unanswered bootstrap costs a few UDP packets; 30 s at most
+// keeps a node that comes online waiting no longer than that for its peers.
+const DHT_RETRY = { initialMs: 2_000, maxMs: 30_000 };
+
+/** Resolves after `ms`, without keeping the process alive (stdin does). */
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+// While the routing table is empty, look this node's own id up on the backoff (a lookup with no
+// node known starts from the bootstrap nodes), and once a DHT node answers look every joined
+// topic up again. A bootstrap nobody answers at (a testnet that exited, a typo, no network) fails
+// nothing, joins still "succeed", and the node would wait for peers that never come: the node is
+// told (warning), and told again once one answers (recovered). Checked every maxMs while nodes
+// are known, so a DHT that goes away and comes back is caught the same way.
+async function watchDht(dht, cfg) {
+  const retry = cfg.dhtRetry ?? DHT_RETRY;
+  await dht.fullyBootstrapped().catch(() => {});
+  let unreachable = false;
+  let delay = retry.initialMs;
+  while (!dht.destroyed) {
+    const known = dht.toArray({ limit: 1 }).length > 0;
+    if (!known && !unreachable) {
+      unreachable = true;
       send({ ev: "warning", message: `no DHT node answered at ${bootstrapName(cfg)}` });
+    } else if (known && unreachable) {
+      unreachable = false;
+      delay = retry.initialMs;
+      send({ ev: "recovered", message: `a DHT node answered at ${bootstrapName(cfg)}` });
+      refreshJoined();
     }
-  }, () => {});
+    await pause(known ? retry.maxMs : delay);
+    if (known || dht.destroyed) continue;
+    delay = Math.min(retry.maxMs, delay * 2);
+    try {
+      await dht.findNode(dht.table.id).finished();
+    } catch {
+      // nobody answered (or the host is stopping): the next round asks again
+    }
+  }
 }
 
 // Hyperswarm connects to the peers its lookups find only while its connections are fewer than
@@ -460,6 +504,22 @@ function stopRefreshing(topic) {
   refreshTimers.delete(topic);
 }
 
+// A DHT node answered at last: every topic joined meanwhile was announced and looked up against
+// an empty routing table, found nobody and would not be looked up again for 10 minutes. Looked
+// up now, then on the early schedule: the peers that recover at the same moment each look up
+// before the other has announced.
+function refreshJoined() {
+  // This node's own record too, where a peer that found it on a topic looks for it to connect:
+  // its announcer stored it on nobody either, and stores it again only minutes later (the peers
+  // found each other on the topic, and every connection failed).
+  swarm.server?.refresh();
+  for (const [topic, { session, options }] of joined) {
+    stopRefreshing(topic);
+    session.refresh(options).catch(() => {});
+    refreshEarly(topic, session, options);
+  }
+}
+
 // Connect to a peer by its key through the DHT, whatever topics it is on, and keep reconnecting
 // while dialled (Hyperswarm's explicit peers); its connection is delivered like any other.
 // Undialling stops the attempts and leaves an open connection alone.
@@ -472,8 +532,8 @@ function dial(message) {
   else swarm.leavePeer(key);
 }
 
-/** The topics joined (hex), each by one Hyperswarm session. */
-const joined = new Set();
+/** The topics joined (hex), each with its Hyperswarm session and the options it was joined with. */
+const joined = new Map();
 
 async function handle(message) {
   if (message.op === "dial" || message.op === "undial") return dial(message);
@@ -496,7 +556,7 @@ async function handle(message) {
       await swarm.leave(topic).catch(() => {});
       throw error;
     }
-    joined.add(message.topic);
+    joined.set(message.topic, { session: discovery, options });
     refreshEarly(message.topic, discovery, options);
     send({ ev: "joined", topic: message.topic });
   } else if (message.op === "leave") {
@@ -585,8 +645,21 @@ async function stop() {
     process.exit(0);
   }
 }
-lines.on("close", stop);
-process.on("SIGTERM", stop);
+/** Whether the node closed stdin: the host is leaving the swarm (stop). */
+let stdinClosed = false;
+lines.on("close", () => {
+  stdinClosed = true;
+  stop();
+});
+// systemd's default stop (KillMode=control-group), like `kill -TERM -PGID`, sends SIGTERM to every
+// process of the node's group at once: the host left the swarm at the start of the node's drain,
+// cutting the swarm peers of the jobs the drain was waiting for, and the node took it for a crash
+// and started a new host mid-shutdown (review s78, finding 1). The node closes stdin once it is
+// done with the swarm, and a node killed outright closes it too. Once stdin is closed the host is
+// leaving already: a SIGTERM then means "now".
+process.on("SIGTERM", () => {
+  if (stdinClosed) process.exit(0);
+});
 // Ctrl-C in a terminal reaches the whole foreground process group, this host with its node.
 // The node stops gracefully and closes our stdin when it is done with the swarm; dying here
 // first made it log a crash and start a new host (joining every topic again) mid-shutdown.

@@ -1,6 +1,6 @@
 // A stand-in for `cli.ts start` (cli/start_command.ts): a SwarmHost, and on a stop signal (the
-// first argument: SIGINT by default, or SIGHUP) a graceful stop that takes a moment (the node
-// drains) before it closes the host. Prints JSON at the end.
+// first argument: SIGINT by default, SIGHUP or SIGTERM) a graceful stop that takes a moment (the
+// node drains) before it closes the host. Prints JSON at the end.
 import { SwarmHost } from "../../network/swarm_host.ts";
 import { Identity } from "../../protocols/identity.ts";
 
@@ -16,7 +16,7 @@ const host = await SwarmHost.start({
   log: (l) => logs.push(l),
 });
 const firstPid = host.pid;
-const signal = (Deno.args[0] ?? "SIGINT") as "SIGINT" | "SIGHUP";
+const signal = (Deno.args[0] ?? "SIGINT") as "SIGINT" | "SIGHUP" | "SIGTERM";
 Deno.addSignalListener(signal, async () => {
   // The node's graceful stop: actors drain before NetworkActor.postStop closes the host.
   await new Promise((r) => setTimeout(r, 1_000));

@@ -389,7 +389,7 @@ Deno.test({
 const CHILD = fileURLToPath(new URL("./_swarm_sigint_child.ts", import.meta.url));
 
 /** Send `signal` to the process group of a node stand-in, as a terminal does; what it saw. */
-async function signalGroup(signal: "SIGINT" | "SIGHUP") {
+async function signalGroup(signal: "SIGINT" | "SIGHUP" | "SIGTERM") {
   const child = new Deno.Command("setsid", {
     args: [Deno.execPath(), "run", "-A", CHILD, signal],
     stdout: "piped",
@@ -442,6 +442,65 @@ Deno.test("swarm host: a hangup (SIGHUP to the process group) does not kill the 
     { restarts: 0, states: ["up"], samePid: true },
     "the host died of the SIGHUP and was restarted during the node's graceful stop",
   );
+});
+
+// systemd's default stop (KillMode=control-group) sends SIGTERM to every process of the node's
+// group at once, like `kill -TERM -PGID`: the host left the swarm at the start of the node's
+// drain, and the node restarted it mid-shutdown (review s78, finding 1).
+Deno.test("swarm host: SIGTERM to the process group (systemd's stop) does not kill the host under a node that stops gracefully", async () => {
+  const result = await signalGroup("SIGTERM");
+  assert.deepEqual(
+    {
+      restarts: result.restarts,
+      states: result.states,
+      samePid: result.pidAtClose === result.firstPid,
+    },
+    { restarts: 0, states: ["up"], samePid: true },
+    `the host died of the SIGTERM and was restarted during the node's graceful stop: ${
+      JSON.stringify(result.logs)
+    }`,
+  );
+});
+
+// Once the node has begun to stop (the NetworkActor's signal aborted, before its postStop closes
+// the host), a host that exits is not restarted: a new one would join every topic again and
+// announce the node on the DHT while it shuts down (review s78, finding 1).
+Deno.test({
+  name: "swarm host: a host that exits after the owner's signal aborted is not restarted",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const stop = new AbortController();
+    const logs: string[] = [];
+    const states: string[] = [];
+    const host = await SwarmHost.start({
+      identity: Identity.generate(),
+      bootstrap: [],
+      bind: "127.0.0.1",
+      restart: { initialMs: 10, maxMs: 10 },
+      signal: stop.signal,
+      onPeer: (peer) => peer.close(),
+      onState: (state) => states.push(state),
+      log: (line) => logs.push(line),
+    });
+    try {
+      stop.abort();
+      const killed = host.pid!;
+      Deno.kill(killed, "SIGKILL");
+      await eventually(
+        () => logs.some((line) => line.startsWith("swarm host exited")),
+        "the host's exit to be logged",
+      );
+      assert.deepEqual(
+        { restarts: host.restarts, states, pid: host.pid },
+        { restarts: 0, states: ["up"], pid: killed },
+        JSON.stringify(logs),
+      );
+      assert.ok(logs.some((line) => line.includes("while the node stops: not restarted")));
+    } finally {
+      await host.close();
+    }
+  },
 });
 
 // ---- ops2 stand in node ---------------------------------------------------------------------------

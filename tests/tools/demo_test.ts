@@ -57,6 +57,11 @@ Deno.test("NodeProcess starts cli.ts from a checkout whose path has a space, arg
   try {
     await Deno.mkdir(join(root, "tools"));
     await Deno.copyFile(SOURCE, join(root, "tools", "node_process.ts"));
+    // Preloaded into every node it starts (the node stops when its parent goes).
+    await Deno.copyFile(
+      new URL("../../tools/_stop_with_parent.ts", import.meta.url),
+      join(root, "tools", "_stop_with_parent.ts"),
+    );
     // A stand-in for cli.ts: prints the arguments it got, as a node prints its ports.
     await Deno.writeTextFile(
       join(root, "cli.ts"),
