@@ -440,6 +440,7 @@ export {
   type SealedStepOpenings,
   type StepOpening,
   type TrainingTrace,
+  type UnsealResult,
 } from "./training/step_opening.ts";
 export {
   checkStepOpenings,

@@ -22,20 +22,33 @@
  * re-run there ({@link RERUN_ATTEMPTS} tries in all), and the steps queued behind it are sent
  * again at no cost to their tries. A step whose tries are spent fails with `step_rerun_failed`:
  * the check throws, and its caller ends it as a check that could not be made here (see
- * docs/TRAINING.md, "Where the re-run runs", for who pays in each ending).
+ * docs/TRAINING.md, "Where the re-run runs", for who pays in each ending). Past
+ * {@link RERUN_BACKOFF_AFTER_FAILURES} workers failed in a row, the next one starts only after a
+ * back-off ({@link RERUN_BACKOFF_BASE_MS} doubling up to {@link RERUN_BACKOFF_MAX_MS}, logged);
+ * the steps owed wait for it. Any answer resets the count.
  *
- * A worker that runs out of JS heap is not one of these: Deno gives workers no heap limit of their
- * own, and V8 ends the whole process ("Fatal JavaScript out of memory", exit 133) before any event
- * reaches this thread: the node's process ends. A trainer cannot cause it: a re-run's memory is
- * set by the round, not by what a trainer sends (the states decode only to the round's
- * architecture, `verifyStepOpening`; the batch size and sample bytes are the round's
+ * The worker also unseals the trainer's answer ({@link WorkerStepRerun.unseal}): 198 to 570 ms of
+ * the main thread for a `tiny` challenge's 32.5 MB answer, 23 to 67 ms to hand it over
+ * (`tmp/s78/trainfix/unseal_block.ts`, `rerun_heap.ts`).
+ *
+ * The worker has a JS heap limit of its own ({@link RERUN_WORKER_HEAP_MB},
+ * `_heap_limited_worker.ts`): a Web Worker out of JS heap ended the whole process ("Fatal
+ * JavaScript out of memory", exit 133; review s77 vtrain F3). Past its limit Deno 2.9.6 stops that
+ * worker alone, but with no event when it was running a step (inside a message handler): it is
+ * found by the silence bound and replaced like a worker that exited. A trainer cannot cause it: a
+ * re-run's memory is set by the round, not by what a trainer sends (the states decode only to the
+ * round's architecture, `verifyStepOpening`; the batch size and sample bytes are the round's
  * hyper-parameters, which the coordinator pins; a sample longer than the model's context fails
  * before tfjs computes), and the worker holds one step at a time.
  *
  * @module
  */
 import { toHex } from "../protocols/hash.ts";
+import type { Identity } from "../protocols/identity.ts";
 import type { EvaluatorTimers } from "./held_out_evaluator.ts";
+import { startHeapLimitedWorker } from "./_heap_limited_worker.ts";
+import type { UnsealResult } from "./step_opening.ts";
+import type { TrainingChallenge } from "./training_challenge.ts";
 import type { TrainingReceipt } from "./training_receipt.ts";
 import {
   type CheckStepOptions,
@@ -60,6 +73,17 @@ export interface StepRerun {
     options: CheckStepOptions,
     only?: StepClaimReason,
   ): Promise<StepRerunResult>;
+  /**
+   * `unsealStepOpenings(sealed, challenge, receipt, validator)`, wherever it runs (absent: the
+   * caller unseals on its own thread). Unsealing a `tiny` challenge's answer (32.5 MB) held the
+   * main thread 198 to 570 ms (`tmp/s78/trainfix/unseal_block.ts`, `rerun_heap.ts`).
+   */
+  unseal?(
+    sealed: unknown,
+    challenge: TrainingChallenge,
+    receipt: TrainingReceipt,
+    validator: Identity,
+  ): Promise<UnsealResult>;
 }
 
 /** Re-runs on the calling thread (the worker's inside; checks outside a node: tests, tools). */
@@ -77,12 +101,27 @@ export interface StepRerunRequest {
 }
 
 /**
- * Re-run worker → main thread: the step's result, a `TrainingError` of its inputs (`code`), or
- * `fatal`: the re-run failed in a way that is the worker's, not the step's (its engine broke), and
- * the worker has closed itself.
+ * Main thread → re-run worker: unseal a trainer's answer (`unsealStepOpenings`) with the
+ * validator's secret key (a copy, transferred: the worker zeroes it once it holds the identity).
+ */
+export interface UnsealRequest {
+  op: "unseal";
+  /** Answered by this id, in turn with the steps. */
+  id: number;
+  sealed: unknown;
+  challenge: TrainingChallenge;
+  receipt: TrainingReceipt;
+  validatorSecret: Uint8Array;
+}
+
+/**
+ * Re-run worker → main thread: the step's result, the answer unsealed (its plaintext transferred),
+ * a `TrainingError` of its inputs (`code`), or `fatal`: the request failed in a way that is the
+ * worker's, not the step's (its engine broke), and the worker has closed itself.
  */
 export type StepRerunReply =
   | { id: number; ok: true; result: StepRerunResult }
+  | { id: number; ok: true; unsealed: UnsealResult }
   | { id: number; ok: false; code: string; message: string }
   | { id: number; ok: false; fatal: true; message: string };
 
@@ -100,10 +139,51 @@ export const RERUN_SILENCE_MS = 600_000;
  * `step_rerun_failed`: a worker whose wasm engine ran out of memory (the 4 GiB a wasm heap holds,
  * or the machine's), or one the runtime dropped, is a passing cause worth one fresh worker; a step
  * that brings down two in a row is not re-run a third time (each try costs a worker's start, about
- * a second of CPU for tfjs and its wasm). A worker out of JS heap is no such cause: it ends the
- * node (see the module doc).
+ * a second of CPU for tfjs and its wasm), and a third failure in a row waits a back-off
+ * ({@link RERUN_BACKOFF_AFTER_FAILURES}).
  */
 export const RERUN_ATTEMPTS = 2;
+
+/**
+ * Workers that may fail in a row, with no answer between them, before the next one waits a
+ * back-off ({@link RERUN_BACKOFF_BASE_MS}, doubling): one more than a step's
+ * {@link RERUN_ATTEMPTS}, so one step that brings down its workers (a passing cause: one step too
+ * large for the wasm heap) costs those starts only, and the next step starts at once. A failure
+ * past them is on a second step in a row: the workers, not a step, are what fail (a broken
+ * install, a machine out of memory), and each failed step used to cost two more starts for good,
+ * about a second of CPU each (tfjs and its wasm). Any answer (a result, or the step's own
+ * `TrainingError`) resets the count.
+ */
+export const RERUN_BACKOFF_AFTER_FAILURES = RERUN_ATTEMPTS + 1;
+
+/**
+ * The first back-off: 5 s, five worker starts' CPU, so a worker that fails at start costs at most
+ * a fifth of a core while it rests; doubled at each further failure in a row, up to
+ * {@link RERUN_BACKOFF_MAX_MS}. The steps owed wait for the worker, they do not fail: a passing
+ * cause (memory pressure that ends) then costs a check seconds, not its verdict.
+ */
+export const RERUN_BACKOFF_BASE_MS = 5_000;
+
+/**
+ * The longest back-off: 1 minute. On a broken install one start a minute is about 2 % of a core;
+ * a step owed waits at most a minute per try, so a check whose workers keep failing still ends
+ * (`step_rerun_failed`, undecided) within minutes, well inside the 10 min silence bound and the
+ * challenge window, and a check queued behind it does not hold its decoded states for long. The
+ * held-out evaluator's rest is 5 min (`EVALUATOR_RETRY_AFTER_MS`), but its evaluations fail at once
+ * while it rests; a re-run's steps wait.
+ */
+export const RERUN_BACKOFF_MAX_MS = 60_000;
+
+/**
+ * The re-run worker's JS heap limit: 1 GiB. A worker past it fails like any other (logged,
+ * replaced, its step charged a try); without a limit of its own, a worker out of JS heap ended the
+ * whole node (exit 133; review s77 vtrain F3). A re-run keeps little on the JS heap: the states'
+ * floats are `Float32Array`s and tfjs's tensors live in wasm memory, both outside it; a `tiny`
+ * challenge's whole check (unseal and 9 re-runs) passed in a worker limited to 48 MB
+ * (`tmp/s78/trainfix/rerun_heap.ts`), so 1 GiB is a wide margin that still stops a runaway long
+ * before it takes the machine's memory.
+ */
+export const RERUN_WORKER_HEAP_MB = 1024;
 
 /** Options of a {@link WorkerStepRerun}. */
 export interface WorkerStepRerunOptions {
@@ -114,20 +194,31 @@ export interface WorkerStepRerunOptions {
   /** Where a failed worker is reported (one line each). */
   log?: (line: string) => void;
   /**
-   * Start a worker (default `_step_rerun_worker.ts`, a module worker): tests start stand-ins that
-   * are slow or die.
+   * The JS heap limit of the default worker, in MB (default {@link RERUN_WORKER_HEAP_MB}); past
+   * it the worker fails and is replaced, the process goes on.
+   */
+  heapMb?: number;
+  /**
+   * Start a worker (default `_step_rerun_worker.ts` in a worker with a heap limit of its own,
+   * `_heap_limited_worker.ts`): tests start stand-ins that are slow or die.
    */
   startWorker?: () => Worker;
 }
 
-/** A step sent to the worker and not answered yet. */
+/** A request (a step, or an answer to unseal) sent to the worker and not answered yet. */
 interface Owed {
-  /** What was sent. */
-  request: StepRerunRequest;
-  /** Workers that failed while this step was the one they were re-running. */
+  /** Its id (the worker answers by it). */
+  id: number;
+  /** What it is, for the error: "step 3 of a receipt of trainer …". */
+  what: string;
+  /** What the worker did with it, for the log: "re-ran step 3 of a receipt of trainer …". */
+  doing: string;
+  /** What to post, made afresh for each send (a retry too), and the buffers to transfer. */
+  crossing(): { message: StepRerunRequest | UnsealRequest; transfer: Transferable[] };
+  /** Workers that failed while this request was the one they were running. */
   failures: number;
-  /** Settles the caller's check. */
-  waiter: PromiseWithResolvers<StepRerunResult>;
+  /** Settles the caller's check or unseal (with the reply's `result` or `unsealed`). */
+  waiter: PromiseWithResolvers<unknown>;
 }
 
 /**
@@ -146,6 +237,10 @@ export class WorkerStepRerun implements StepRerun {
   #next = 0;
   #closed = false;
   #silence: unknown;
+  /** Workers that failed with no answer since (see {@link RERUN_BACKOFF_AFTER_FAILURES}). */
+  #failuresInARow = 0;
+  /** The back-off's timer, while no worker may start. */
+  #backoff: unknown;
 
   /**
    * Make the re-run; its worker starts at the first step.
@@ -159,9 +254,9 @@ export class WorkerStepRerun implements StepRerun {
       clearTimeout: (handle) => clearTimeout(handle as number),
     };
     this.#log = options.log ?? (() => {});
+    const heapMb = options.heapMb ?? RERUN_WORKER_HEAP_MB;
     this.#startWorker = options.startWorker ??
-      (() =>
-        new Worker(new URL("./_step_rerun_worker.ts", import.meta.url).href, { type: "module" }));
+      (() => startHeapLimitedWorker(new URL("./_step_rerun_worker.ts", import.meta.url), heapMb));
   }
 
   /** See {@link StepRerun.check}; rejects with `step_rerun_failed` or `step_rerun_stopped`. */
@@ -188,8 +283,50 @@ export class WorkerStepRerun implements StepRerun {
       },
       ...(only === undefined ? {} : { only }),
     };
-    const owed: Owed = { request, failures: 0, waiter: Promise.withResolvers() };
-    this.#owed.set(request.id, owed);
+    return this.#ask({
+      id: request.id,
+      what: `step ${step.step} of ${receiptOf(receipt)}`,
+      doing: `re-ran step ${step.step} of ${receiptOf(receipt)}`,
+      crossing: () => {
+        const { step, transfer } = WorkerStepRerun.#crossing(request.step);
+        return { message: { ...request, step }, transfer: [transfer] };
+      },
+    }) as Promise<StepRerunResult>;
+  }
+
+  /**
+   * See {@link StepRerun.unseal}: in the worker, in turn with the steps; rejects as
+   * {@link WorkerStepRerun.check} does. The sealed answer is cloned to the worker (the caller
+   * keeps it: its signature goes into a fraud proof); the plaintext comes back transferred.
+   */
+  unseal(
+    sealed: unknown,
+    challenge: TrainingChallenge,
+    receipt: TrainingReceipt,
+    validator: Identity,
+  ): Promise<UnsealResult> {
+    if (this.#closed) {
+      return Promise.reject(new TrainingError("step_rerun_stopped", "the step re-run stopped"));
+    }
+    const id = this.#next++;
+    return this.#ask({
+      id,
+      what: `the answer to a challenge of ${receiptOf(receipt)}`,
+      doing: `unsealed the answer to a challenge of ${receiptOf(receipt)}`,
+      crossing: () => {
+        const validatorSecret = validator.exportSecretKey();
+        return {
+          message: { op: "unseal", id, sealed, challenge, receipt, validatorSecret },
+          transfer: [validatorSecret.buffer as ArrayBuffer],
+        };
+      },
+    }) as Promise<UnsealResult>;
+  }
+
+  /** Owe `ask` and send it. */
+  #ask(ask: Omit<Owed, "failures" | "waiter">): Promise<unknown> {
+    const owed: Owed = { ...ask, failures: 0, waiter: Promise.withResolvers() };
+    this.#owed.set(owed.id, owed);
     this.#send(owed);
     return owed.waiter.promise;
   }
@@ -218,6 +355,8 @@ export class WorkerStepRerun implements StepRerun {
     if (this.#closed) return;
     this.#closed = true;
     this.#disarmSilence();
+    if (this.#backoff !== undefined) this.#timers.clearTimeout(this.#backoff);
+    this.#backoff = undefined;
     this.#worker?.terminate();
     this.#worker = undefined;
     const stopped = new TrainingError("step_rerun_stopped", "the step re-run stopped");
@@ -225,17 +364,20 @@ export class WorkerStepRerun implements StepRerun {
     this.#owed.clear();
   }
 
-  /** Post `owed` to the worker (started if none), bounding its silence if nothing else is owed. */
+  /**
+   * Post `owed` to the worker (started if none), bounding its silence if nothing else is owed;
+   * while it backs off, `owed` waits (it is sent when the back-off ends).
+   */
   #send(owed: Owed): void {
+    if (this.#backoff !== undefined) return;
     const worker = this.#worker ??= this.#start();
     if (this.#silence === undefined) this.#armSilence();
-    // Made afresh for each send (a retry too): the samples' buffer goes with it, transferred.
-    const { step, transfer } = WorkerStepRerun.#crossing(owed.request.step);
     try {
-      worker.postMessage({ ...owed.request, step }, [transfer]);
+      const { message, transfer } = owed.crossing();
+      worker.postMessage(message, transfer);
     } catch (error) {
       // Not cloneable: nothing was sent, and nothing is owed for it.
-      this.#owed.delete(owed.request.id);
+      this.#owed.delete(owed.id);
       if (this.#owed.size === 0) this.#disarmSilence();
       owed.waiter.reject(error);
     }
@@ -256,10 +398,11 @@ export class WorkerStepRerun implements StepRerun {
         return;
       }
       this.#owed.delete(reply.id);
+      this.#failuresInARow = 0;
       // The next step owed, if any, gets a whole silence bound of its own.
       this.#disarmSilence();
       if (this.#owed.size > 0) this.#armSilence();
-      if (reply.ok) owed.waiter.resolve(reply.result);
+      if (reply.ok) owed.waiter.resolve("unsealed" in reply ? reply.unsealed : reply.result);
       else owed.waiter.reject(new TrainingError(reply.code, reply.message));
     };
     worker.onerror = (event) => {
@@ -279,29 +422,48 @@ export class WorkerStepRerun implements StepRerun {
     this.#disarmSilence();
     this.#worker?.terminate();
     this.#worker = undefined;
+    this.#failuresInARow++;
+    const backoffMs = this.#failuresInARow < RERUN_BACKOFF_AFTER_FAILURES ? 0 : Math.min(
+      RERUN_BACKOFF_BASE_MS * 2 ** (this.#failuresInARow - RERUN_BACKOFF_AFTER_FAILURES),
+      RERUN_BACKOFF_MAX_MS,
+    );
+    if (backoffMs > 0) this.#backOff(backoffMs);
+    const rest = backoffMs === 0 ? "" : `; ${this.#failuresInARow} re-run workers failed in a ` +
+      `row: resting ${backoffMs / 1000} s before the next one starts (the steps owed wait)`;
     const running = this.#owed.values().next().value;
-    if (running === undefined) return;
+    if (running === undefined) {
+      this.#log(`training validator: the step re-run worker failed (${why})${rest}`);
+      return;
+    }
     running.failures++;
     const spent = running.failures >= RERUN_ATTEMPTS;
-    const { step, receipt } = running.request;
     this.#log(
-      `training validator: the step re-run worker failed (${why}) while it re-ran step ` +
-        `${step.step} of a receipt of trainer ${toHex(receipt.trainer).slice(0, 16)}; ` +
+      `training validator: the step re-run worker failed (${why}) while it ` +
+        `${running.doing}; ` +
         (spent
           ? `${running.failures} workers failed on it: its check ends without a verdict ` +
             `(step_rerun_failed)`
-          : `re-running it on a fresh worker (try ${running.failures + 1} of ${RERUN_ATTEMPTS})`),
+          : `re-running it on a fresh worker (try ${running.failures + 1} of ${RERUN_ATTEMPTS})`) +
+        rest,
     );
     if (spent) {
-      this.#owed.delete(running.request.id);
+      this.#owed.delete(running.id);
       running.waiter.reject(
         new TrainingError(
           "step_rerun_failed",
-          `step ${step.step} brought down ${running.failures} re-run workers (last: ${why})`,
+          `${running.what} brought down ${running.failures} re-run workers (last: ${why})`,
         ),
       );
     }
     for (const owed of this.#owed.values()) this.#send(owed);
+  }
+
+  /** Start no worker for `ms`; then send every step owed (in order) to a fresh one. */
+  #backOff(ms: number): void {
+    this.#backoff = this.#timers.setTimeout(() => {
+      this.#backoff = undefined;
+      for (const owed of this.#owed.values()) this.#send(owed);
+    }, ms);
   }
 
   #armSilence(): void {
@@ -316,6 +478,11 @@ export class WorkerStepRerun implements StepRerun {
     this.#timers.clearTimeout(this.#silence);
     this.#silence = undefined;
   }
+}
+
+/** How a receipt is named in the log: by its trainer's key. */
+function receiptOf(receipt: TrainingReceipt): string {
+  return `a receipt of trainer ${toHex(receipt.trainer).slice(0, 16)}`;
 }
 
 /**

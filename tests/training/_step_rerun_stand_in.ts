@@ -8,6 +8,11 @@
  *   tfjs async callback might).
  * - `exit@N`: re-runs N steps, then ends with `Deno.exit` at the next (no event reaches the
  *   main thread).
+ * - `unseal-throw`: throws from a timer at the first answer it is asked to unseal (an uncaught
+ *   error), and runs everything else as the real worker does.
+ *
+ * In the other modes an answer to unseal (`op: "unseal"`) goes to the real worker untouched and
+ * is not counted among the N: the modes are about the steps' re-runs.
  *
  * @module
  */
@@ -33,6 +38,15 @@ port.onmessage = (event) => {
     gate = new Int32Array(event.data.gate);
     return;
   }
+  if (event.data?.op === "unseal") {
+    if (mode !== "unseal-throw" || broken) return real(event);
+    broken = true;
+    setTimeout(() => {
+      throw new Error("the worker broke while it unsealed");
+    }, 0);
+    return;
+  }
+  if (mode === "unseal-throw") return real(event);
   if (mode === "slow") {
     Atomics.store(gate!, HOLDING, 1);
     Atomics.wait(gate!, RELEASED, 0);

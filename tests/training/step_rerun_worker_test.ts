@@ -10,10 +10,13 @@ import assert from "node:assert/strict";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { openChallengedSteps, unsealStepOpenings } from "../../training/step_opening.ts";
+import { startHeapLimitedWorker } from "../../training/_heap_limited_worker.ts";
+import { DONE, HEAP_MB, PROGRESS_BYTES, ROUNDS } from "./_heap_hog_progress.ts";
 import { checkStepOpenings, type CheckStepOpeningsOptions } from "../../training/step_check.ts";
 import {
   IN_PROCESS_STEP_RERUN,
   RERUN_ATTEMPTS,
+  RERUN_WORKER_HEAP_MB,
   type StepRerun,
   WorkerStepRerun,
   type WorkerStepRerunOptions,
@@ -33,9 +36,21 @@ const ISSUED_AT = 1_700_000_000_000;
 /** The silence bound the tests give (fired by hand: its length only tells its timer apart). */
 const SILENCE_MS = 4_321;
 const STAND_IN = new URL("./_step_rerun_stand_in.ts", import.meta.url).href;
+const REAL_WORKER = new URL("../../training/_step_rerun_worker.ts", import.meta.url);
+/** A worker that fills its JS heap at its first step (`_heap_hog_worker.ts`). */
+const HEAP_HOG = new URL("./_heap_hog_worker.ts", import.meta.url);
+/** The hog's heap limit: small, so it fills in a second or so. */
+const HOG_HEAP_MB = 64;
+/**
+ * How long the hog's round count must stand still to call it stopped: a round (a few MB of small
+ * objects) takes tens of ms, and a GC pause near the limit a few hundred.
+ */
+const HOG_STILL_MS = 2_000;
 /** Words of the slow stand-in's gate (`_step_rerun_stand_in.ts`). */
 const HOLDING = 0;
 const RELEASED = 1;
+/** How long a test waits for the slow stand-in to hold a re-run (a worker's start under load). */
+const HOLDING_GIVE_UP_MS = 60_000;
 
 /**
  * A run of {@link STEPS} steps, its challenge of all of them and the sealed answer; `lossOff`:
@@ -117,8 +132,12 @@ function gatedRerun() {
       return worker;
     },
   });
+  // The worker starts, unseals the answer, then holds the first step: on the shared 2-core machine
+  // at load 11 that took past the default 15 s give-up.
   const holding = () =>
-    eventually(() => Atomics.load(gate, HOLDING) === 1, "the worker holding a re-run");
+    eventually(() => Atomics.load(gate, HOLDING) === 1, "the worker holding a re-run", {
+      timeoutMs: HOLDING_GIVE_UP_MS,
+    });
   const release = () => {
     Atomics.store(gate, RELEASED, 1);
     Atomics.notify(gate, RELEASED);
@@ -205,6 +224,100 @@ Deno.test("a worker that throws mid-re-run is reported and terminated, and the s
   }
 });
 
+Deno.test("a challenge's answer is unsealed in the re-run worker, not on the main thread (198-570 ms of a tiny answer there): a worker that breaks while it unseals is logged, replaced, and the check ends with the verdict it would have had", async () => {
+  const run = await answered();
+  const expected = await run.check(IN_PROCESS_STEP_RERUN);
+  const lines: string[] = [];
+  const { rerun, started } = standInRerun(["unseal-throw"], {
+    log: (line) => void lines.push(line),
+  });
+  try {
+    assert.deepEqual(await run.check(rerun), expected);
+    assert.equal(started.length, 2, "one fresh worker");
+    assert.ok(started[0].terminated, "the broken worker is terminated");
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(
+      lines[0],
+      /worker failed \(an uncaught error in it: .*unsealed the answer to a challenge .*try 2 of 2/,
+    );
+  } finally {
+    rerun.close();
+  }
+});
+
+Deno.test("the worker unseals as unsealStepOpenings does: the plaintext, or the refusal of an answer the trainer did not sign", async () => {
+  const run = await answered();
+  const { receipt } = run.report;
+  const rerun = new WorkerStepRerun();
+  try {
+    const here = unsealStepOpenings(run.sealed, run.challenge, receipt, run.options.validator);
+    const there = await rerun.unseal(run.sealed, run.challenge, receipt, run.options.validator);
+    assert.ok(here.ok && there.ok);
+    assert.deepEqual(there.plaintext, here.plaintext);
+    const forged = { ...run.sealed, sig: new Uint8Array(64) };
+    assert.deepEqual(
+      await rerun.unseal(forged, run.challenge, receipt, run.options.validator),
+      { ok: false, reason: "opening_unsigned" },
+    );
+    const other = Identity.generate();
+    assert.deepEqual(
+      await rerun.unseal(run.sealed, run.challenge, receipt, other),
+      unsealStepOpenings(run.sealed, run.challenge, receipt, other),
+      "sealed to another key: as on this thread",
+    );
+  } finally {
+    rerun.close();
+  }
+});
+
+Deno.test("a re-run worker that runs out of JS heap stops alone, not the process (exit 133 before): found silent by the silence bound, replaced, and the check ends with the verdict it would have had", async () => {
+  const run = await answered();
+  const expected = await run.check(IN_PROCESS_STEP_RERUN);
+  const progress = new Int32Array(new SharedArrayBuffer(PROGRESS_BYTES));
+  const timers = new FakeTimers();
+  const lines: string[] = [];
+  let started = 0;
+  const rerun = new WorkerStepRerun({
+    silenceMs: SILENCE_MS,
+    timers,
+    log: (line) => void lines.push(line),
+    startWorker: () => {
+      if (started++ > 0) return startHeapLimitedWorker(REAL_WORKER, RERUN_WORKER_HEAP_MB);
+      const hog = startHeapLimitedWorker(HEAP_HOG, HOG_HEAP_MB);
+      hog.postMessage({ progress: progress.buffer });
+      return hog;
+    },
+  });
+  try {
+    const checking = run.check(rerun);
+    await eventually(
+      () => Atomics.load(progress, HEAP_MB) >= HOG_HEAP_MB / 2,
+      "the hog's heap to near its limit",
+    );
+    // Deno 2.9.6 stops a worker past its heap limit inside a message handler with no event
+    // (`tmp/s78/trainfix/hog_probe3.ts`): stopped once its rounds no longer move.
+    let seen = -1;
+    await eventually(
+      () => {
+        const rounds = Atomics.load(progress, ROUNDS);
+        const still = rounds === seen;
+        seen = rounds;
+        return still;
+      },
+      "the hog to stop",
+      { everyMs: HOG_STILL_MS },
+    );
+    assert.equal(Atomics.load(progress, DONE), 0, "stopped mid-fill, by its limit");
+    timers.fireFor(SILENCE_MS);
+    assert.deepEqual(await checking, expected);
+    assert.equal(started, 2, "one fresh worker");
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], /no answer for 4321 ms.*re-ran step 0 .*try 2 of 2/);
+  } finally {
+    rerun.close();
+  }
+});
+
 Deno.test("a worker that exits without an event is called dead after the silence bound, and the step it owed is re-run on a fresh worker", async () => {
   const run = await answered();
   const expected = await run.check(IN_PROCESS_STEP_RERUN);
@@ -215,10 +328,17 @@ Deno.test("a worker that exits without an event is called dead after the silence
     timers,
     log: (line) => void lines.push(line),
   });
+  // The bound is armed once for the answer's unseal (answered), then for step 0 (never answered).
+  let arms = 0;
+  const arm = timers.setTimeout.bind(timers);
+  timers.setTimeout = (callback, ms) => (arms++, arm(callback, ms));
   try {
     const checking = run.check(rerun);
     const ended = tracker(checking);
-    await eventually(() => timers.armed.size === 1 ? true : undefined, "the silence bound armed");
+    await eventually(
+      () => arms === 2 && timers.armed.size === 1 ? true : undefined,
+      "the silence bound armed for step 0",
+    );
     assert.equal(ended(), false, "no answer from the worker that exited");
     timers.fireFor(SILENCE_MS);
     assert.deepEqual(await checking, expected);
