@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { exportCar, importCar } from "../storage/car.ts";
-import { dagBlocks, storedLinks } from "../storage/dag_links.ts";
+import { dagBlocks, MAX_DAG_DEPTH, storedLinks } from "../storage/dag_links.ts";
 import { StorageError } from "../storage/errors.ts";
 import { unreachableEntryCount } from "../storage/unixfs_names.ts";
 import { assertRawLeafSizes } from "../storage/unixfs.ts";
@@ -134,7 +134,10 @@ export async function runImport(args: string[], io: CommandIo = {}): Promise<num
             looked.add(c);
             return length;
           };
-          for await (const block of dagBlocks(kept, (c) => store.get(c))) {
+          // No deeper than a CAR export walks: a DAG no gateway read would serve is refused
+          // before its pin, not kept to cost every later walk (review s78 F1).
+          const walk = dagBlocks(kept, (c) => store.get(c), { maxDepth: MAX_DAG_DEPTH });
+          for await (const block of walk) {
             if (!block.bytes) {
               if (!looked.delete(block.cid) && !await store.has(block.cid)) {
                 throw missing(block.cid);
@@ -226,7 +229,7 @@ export async function runShare(
       const revoked = await shares.revoke(positionals[1]);
       if (!revoked) throw new StorageError("share_not_found", `no share ${positionals[1]}`);
       console.log(`revoked ${positionals[1]}`);
-      console.error(KEYS_OUTLIVE_REVOKE);
+      console.error(keysOutliveRevoke(dir));
       return;
     }
     if (positionals[0] === "list") {
@@ -292,7 +295,7 @@ export async function runShare(
       : `until ${new Date(expiresAt).toISOString()}`;
     console.error(
       `share ${record.id} serves ${cid} from this node ${until}; stop serving it: share revoke ` +
-        `${record.id}. ${KEYS_OUTLIVE_REVOKE}`,
+        `${record.id}. ${keysOutliveRevoke(dir, record.cid)}`,
     );
   }, "share");
 }
@@ -335,6 +338,18 @@ export function shareBaseUrl(text: string | undefined): string {
 export const KEYS_OUTLIVE_REVOKE =
   "Revoking only stops this node serving the link: its keys stay valid for anyone who has " +
   "them and the file's ciphertext. To take access back, put the file again and unpin the old copy.";
+
+/**
+ * {@link KEYS_OUTLIVE_REVOKE} with how to unpin, which no command does: delete the pin's file
+ * (`store/pins/<cid>` in data directory `dir`), then `cli.ts gc` removes the old copy's blocks
+ * (README "A full disk"). It said "unpin" and `cli.ts unpin` was an unknown command (review s78 F5).
+ *
+ * @param cid The old copy's CID, where known (a revoke knows only the share's id).
+ */
+export function keysOutliveRevoke(dir: string, cid = "<cid>"): string {
+  return `${KEYS_OUTLIVE_REVOKE.slice(0, -1)}: delete ${join(dir, "store", "pins", cid)}, ` +
+    `then run \`cli.ts gc --data ${dir}\` (both work beside a running node).`;
+}
 
 /**
  * `share open -`: the link from stdin, and with `wantPassword` the password (a terminal prompts

@@ -40,7 +40,8 @@ export const SHARE_USAGE =
   This node serves the link until it expires (--expires 30m|24h|7d; default never) or is
   revoked. Revoking only stops this node serving it: the keys in the link stay valid for anyone
   who has them and the file's ciphertext (other nodes, /ipfs, copies). To take access back, put
-  the file again and unpin the old copy. URL: the node serving it, an http(s) origin with no
+  the file again and unpin the old copy (delete DATA/store/pins/CID, then cli.ts gc; there is
+  no unpin command). URL: the node serving it, an http(s) origin with no
   path, query or fragment (default ${DEFAULT_NODE_URL}; on another machine give the address
   others reach it by); any other is refused (exit 2) before a share is made.
   share open -: the link from stdin (a terminal prompts without echo), not as an argument,

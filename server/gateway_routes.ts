@@ -35,7 +35,7 @@ import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
 import { untilCancelled } from "./cancellable_body.ts";
 import { Hono } from "hono";
 import { canonicalCid, DAG_PB_CODEC, identityBlock, isCid, RAW_CODEC } from "../protocols/cid.ts";
-import { blockCacheControl, PRIVATE_NO_STORE } from "./private_block_cache.ts";
+import { blockCacheControl, isPrivateManifest, PRIVATE_NO_STORE } from "./private_block_cache.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { CAR_MEDIA_TYPE } from "../storage/car.ts";
 import type { FileInfo } from "../storage/file_store.ts";
@@ -385,10 +385,11 @@ type PlainEntity =
  * What a plain read of `cid` serves, decided from the node itself (the store's `stat` calls every
  * dag-pb node that is not a directory a file): a public raw leaf, UnixFS file or pre-UnixFS
  * manifest is a file; a UnixFS directory is a directory; a private file (also another owner's,
- * which this node's key does not open) is `403 key_required`; a HAMT-sharded directory, a symlink
- * or another UnixFS type is `501` (bytes read from one would be its node's, not a file's); an
- * inline dag-pb directory is a directory, an inline UnixFS file node that links nothing a file of
- * its data, any other inline dag-pb or dag-cbor node `501` (ask for its block or CAR).
+ * which this node's key does not open, and its manifest named by a raw CID) is `403
+ * key_required`; a HAMT-sharded directory, a symlink or another UnixFS type is `501` (bytes read
+ * from one would be its node's, not a file's); an inline dag-pb directory is a directory, an
+ * inline UnixFS file node that links nothing a file of its data, any other inline dag-pb or
+ * dag-cbor node `501` (ask for its block or CAR).
  */
 async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainEntity> {
   const inline = identityBlock(cid);
@@ -414,6 +415,20 @@ async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainE
   const info = await statOf(source, cid);
   if (info === undefined || info.tier !== "public") {
     return refused(new EdgeError("key_required", `${cid} is private: open it with a share link`));
+  }
+  if (codecOf(cid) === RAW_CODEC) {
+    // A raw CID is one block, its whole file, which the read reads anyway: a private manifest
+    // named so (`bafkrei…` for its `bafyrei…`) is refused as under its own CID, not served as a
+    // public file (review s78 F3).
+    const bytes = await source.block(cid, request.c.req.raw.signal);
+    if (isPrivateManifest(cid, bytes)) {
+      return refused(
+        new EdgeError(
+          "key_required",
+          `${cid} is a private file's manifest: open it with a share link`,
+        ),
+      );
+    }
   }
   if (codecOf(cid) !== DAG_PB_CODEC) return fileOf(info);
   const node = request.decode(cid, await source.block(cid, request.c.req.raw.signal));
@@ -462,7 +477,7 @@ async function fileResponse(
   // The type the put recorded (one a header can carry: `headerType`); else a name's: the URL's,
   // else the put's (`cli put notes.txt` records the name alone); else the bytes'.
   const type = headerType(info.mime) ?? typeFromName(filename ?? name) ??
-    typeFromName(info.name) ?? await sniff(source, cid, fileSize);
+    typeFromName(info.name) ?? await sniff(source, cid, fileSize, c.req.raw.signal);
   assertPlainTypeAsked(type, request.plainTypes);
   const headers: Record<string, string> = {
     ...common,
@@ -702,11 +717,21 @@ function notCachedResponse(miss: VeriflowError): Response {
 const SHARE_OPEN_HINT = "this link is read with the Veriflow CLI, not a browser: " +
   "deno run -A cli.ts share open - -o FILE, then paste the whole link (with its #fragment)";
 
-/** A content type from a file's first bytes (`gateway_content_type.ts`). */
-async function sniff(port: BlockSource, cid: string, size: number): Promise<string> {
+/**
+ * A content type from a file's first bytes (`gateway_content_type.ts`), read under the request's
+ * `signal`: read without it, the walk down to a file's first leaf went on after its client had
+ * gone, the one read of a plain GET or HEAD that did (review s78 F1: the node kept working ~15 s
+ * after a client left a 50,000-deep chain; `tmp/s78/sharefix_max/probe_abort_reads.ts`).
+ */
+async function sniff(
+  port: BlockSource,
+  cid: string,
+  size: number,
+  signal: AbortSignal,
+): Promise<string> {
   const head = new Uint8Array(
     await new Response(
-      await port.read(cid, { start: 0, end: Math.min(size, SNIFF_BYTES) }),
+      await port.read(cid, { start: 0, end: Math.min(size, SNIFF_BYTES), signal }),
     ).arrayBuffer(),
   );
   return typeFromBytes(head);

@@ -158,6 +158,10 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   path_not_found: 404,
   invalid_manifest: 422,
   block_too_large: 422,
+  // A file DAG deeper than any importer writes, or one a plain read would walk more blocks of
+  // than its bytes pay for (`storage/unixfs.ts`, review s78 F1, F2): content no read takes.
+  dag_too_deep: 422,
+  read_too_costly: 422,
   not_acceptable: 406,
   not_implemented: 501,
   // `Cache-Control: only-if-cached` for content this node would have had to fetch (Path Gateway

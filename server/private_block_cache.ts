@@ -6,20 +6,29 @@
  * (review s76). A private file's chunks are raw ciphertext: nothing in such a block says its
  * tier, so a chunk named on its own keeps `IMMUTABLE`.
  *
+ * Decided from the bytes, never from the CID's codec: the same digest under the raw codec
+ * (`bafkrei…` for `bafyrei…`) is a CID anyone can write, and named so the manifest was cached for
+ * a year as a public block (review s78 F3).
+ *
  * @module
  */
-import { cidCodec, DAG_CBOR_CODEC } from "../protocols/cid.ts";
-import { decodeManifest } from "../protocols/manifest.ts";
+import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
 import { IMMUTABLE } from "./gateway_request.ts";
 
 /** What caches may not keep: the blocks of a private file. */
 export const PRIVATE_NO_STORE = "private, no-store";
 
-/** Whether block `cid` (its verified `bytes`) is a private file's manifest. */
-export function isPrivateManifest(cid: string, bytes: Uint8Array): boolean {
+/**
+ * Whether `bytes` (a verified block, named by any CID) are a private file's manifest: whatever
+ * decodes as one is taken as one, under any codec. A public file's leaf that happens to hold such
+ * bytes loses only shared caching.
+ *
+ * @param _cid The block's CID, of any codec: not what decides.
+ */
+export function isPrivateManifest(_cid: string, bytes: Uint8Array): boolean {
+  if (!looksLikeManifest(bytes)) return false; // a one-byte test for most blocks
   try {
-    // Inside the try: `cidCodec` refuses some CIDs the gateway answers (an identity CID's).
-    return cidCodec(cid) === DAG_CBOR_CODEC && decodeManifest(bytes).tier === "private";
+    return decodeManifest(bytes).tier === "private";
   } catch {
     return false;
   }

@@ -31,7 +31,7 @@ import {
   storageKey,
 } from "../protocols/cid.ts";
 import type { BlockStore } from "./block_store.ts";
-import { dagBlocks } from "./dag_links.ts";
+import { dagBlocks, MAX_DAG_DEPTH } from "./dag_links.ts";
 import { fileRangeBlocks, type LeafChecker } from "./unixfs.ts";
 import { LeafBatch, MAX_LEAVES_PER_CHECK, RAW_SHA256_PREFIX } from "./_leaf_batch.ts";
 import { digestOf, equalBytes } from "./_hash.ts";
@@ -253,7 +253,8 @@ function inlineAware(read: ReadBlock, signal?: AbortSignal) {
 /**
  * The blocks of a CAR, in order, each once (by storage key; an identity block by its CID, and
  * only as a root): the path's, then the root's per `range` or `scope`. Bytes come with the blocks
- * the walk read; a leaf comes without.
+ * the walk read; a leaf comes without. A block deeper than `dag_links.ts` `MAX_DAG_DEPTH` (a
+ * range's: `unixfs.ts` `MAX_UNIXFS_DEPTH`) ends the walk with `dag_too_deep`.
  */
 async function* carBlocks(
   root: string,
@@ -285,6 +286,8 @@ async function* carBlocks(
     : dagBlocks(root, get, {
       isLegacyManifest: options?.isLegacyManifest,
       onUnstorable: options?.onUnstorable,
+      // A CAR is walked per request by anyone: no deeper than any real DAG goes.
+      maxDepth: MAX_DAG_DEPTH,
     });
   for await (const block of blocks) {
     if (first(block.cid)) yield block;

@@ -25,7 +25,7 @@ import {
   looksLikeManifestNode,
   manifestLinks,
 } from "../protocols/manifest.ts";
-import { assertDagBlockSize, dagPbLinks } from "./unixfs.ts";
+import { assertDagBlockSize, dagPbLinks, DagTooDeepError, MAX_UNIXFS_DEPTH } from "./unixfs.ts";
 import { BlockTooLargeError } from "./errors.ts";
 
 /**
@@ -142,6 +142,15 @@ export function isDagNode(cid: string): boolean {
   return codec === DAG_PB_CODEC || codec === DAG_CBOR_CODEC;
 }
 
+/**
+ * Most links from a root to any block of its DAG that a walk which hands a DAG on (a CAR export, an
+ * import's check before the pin) follows: a content path's directories (the gateway follows 64
+ * names, `server/gateway_paths.ts` `MAX_PATH_NAMES`) above a file of up to
+ * {@link MAX_UNIXFS_DEPTH} levels. A manifest tree is 8 levels at most. A chain of 50,000
+ * one-link nodes took a CAR walk 5.8 s per request and an import 3 minutes (review s78 F1).
+ */
+export const MAX_DAG_DEPTH = 64 + MAX_UNIXFS_DEPTH;
+
 /** A block met on a walk: its CID, and its bytes when the walk had to read it. */
 export interface WalkedBlock {
   /** The block's CID, with the codec its parent links it by. */
@@ -158,6 +167,9 @@ export interface WalkedBlock {
  * An identity root comes with the bytes its CID carries, never read with `get`, and is not walked
  * into; below the root, an identity block is no stored block and is not listed, but an inline
  * node's links are ({@link blocksReferencedBy}).
+ *
+ * @throws {DagTooDeepError} with `options.maxDepth`, a block more links below the root than it.
+ * Without it the walk goes to any depth (GC must keep whatever a pin reaches).
  */
 export async function* dagBlocks(
   root: string,
@@ -166,16 +178,21 @@ export async function* dagBlocks(
     isLegacyManifest?: (cid: string) => Promise<boolean>;
     /** Told each link passed over for naming no block a store here holds ({@link storedLinks}). */
     onUnstorable?: (link: string) => void;
+    /** Most links below the root a block may be ({@link MAX_DAG_DEPTH}); default no limit. */
+    maxDepth?: number;
   },
 ): AsyncGenerator<WalkedBlock> {
+  const maxDepth = options?.maxDepth ?? Infinity;
   const seen = new Set<string>(); // listed, by digest
   // Read for its links, by digest. Apart from `seen`: a DAG can link one block as a raw leaf and,
   // by the same digest, as a dag-pb node; met as the leaf first, the node must still be walked,
   // else what it links is never listed (a CAR import took such a DAG for whole without them).
   const walked = new Set<string>();
-  const stack = [root];
+  // Each block with its depth: links below the root, on the path that reached it first.
+  const stack = [{ cid: root, depth: 0 }];
   while (stack.length > 0) {
-    const cid = stack.pop()!;
+    const { cid, depth } = stack.pop()!;
+    if (depth > maxDepth) throw new DagTooDeepError(root, maxDepth);
     // An identity CID carries its block: nothing stored under a key, nothing to fetch.
     const inline = identityBlock(cid);
     const key = inline === undefined ? storageKey(cid) : cid;
@@ -200,6 +217,6 @@ export async function* dagBlocks(
       refuseTooLarge: true,
       onUnstorable: options?.onUnstorable,
     });
-    for (let i = links.length - 1; i >= 0; i--) stack.push(links[i]);
+    for (let i = links.length - 1; i >= 0; i--) stack.push({ cid: links[i], depth: depth + 1 });
   }
 }

@@ -54,6 +54,80 @@ export const MAX_CHILDREN_PER_NODE = 174;
  */
 export const SHARD_SPLIT_THRESHOLD_BYTES = 262_144;
 
+/**
+ * Most links from a file's root to any block of it that a walk follows. A balanced tree of 174-link
+ * nodes over 256 KiB leaves holds 2^64 bytes in 7 levels of nodes; a trickle DAG (`ipfs add
+ * --trickle`) grows about one level per fivefold growth and needs ~18 for as much; an importer
+ * that chunked to 1 KiB still needs under 10 balanced levels. 32 is far past what any writer
+ * makes, and cheap to walk: a DAG deeper than that is made to cost, not to hold a file (a chain of
+ * 50,000 one-link nodes over 8 bytes cost each plain read 22 CPU-s, review s78 F1).
+ */
+export const MAX_UNIXFS_DEPTH = 32;
+
+/** A UnixFS file whose DAG goes deeper than {@link MAX_UNIXFS_DEPTH}: no read walks it. */
+export class DagTooDeepError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param cid The root walked from.
+   * @param limit The depth allowed.
+   */
+  constructor(cid: string, limit: number) {
+    super(
+      "dag_too_deep",
+      `${cid} links blocks more than ${limit} levels below it, deeper than any importer writes a ` +
+        "file: it is not read",
+    );
+  }
+}
+
+/**
+ * Bytes of file a plain read must bring per step of its walk (a leaf listed or a node read) once
+ * past {@link FREE_READ_STEPS}: each step costs ~70 µs of node CPU however small the leaf, so a
+ * file of 1-byte leaves cost ~250,000 times the CPU per byte of one of 256 KiB leaves, and a
+ * 5-block DAG declaring 916 MB of them made one read last ~10 days (review s78 F2). 1 KiB keeps
+ * the cost of a byte at most 256 times the default leaves' and passes every chunker IPFS tools
+ * offer by default (fixed 256 KiB; rabin and buzhash, whose default minimums are far above it); a
+ * file of smaller leaves is still whole as a CAR (`?format=car`), which lists each leaf once.
+ */
+export const MIN_BYTES_PER_READ_STEP = 1024;
+
+/**
+ * Steps any plain read may take whatever its bytes: as many as {@link MAX_RANGE_STEPS}, the walk a
+ * range answer may take (~7 CPU-s at ~70 µs a step), so that a small file is read however it was
+ * chunked (a 64 MiB file of 1 KiB leaves is 65,536 steps, a 10,000-leaf file of 64-byte leaves
+ * ~10,060).
+ */
+export const FREE_READ_STEPS = 100_000;
+
+/** Steps a read of `bytes` bytes of a file may take ({@link MIN_BYTES_PER_READ_STEP}). */
+export function readStepBudget(bytes: number): number {
+  return FREE_READ_STEPS + Math.ceil(bytes / MIN_BYTES_PER_READ_STEP);
+}
+
+/** A read whose walk would take more steps than its bytes pay for ({@link readStepBudget}). */
+export class ReadTooCostlyError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param cid The file.
+   * @param bytes The bytes asked for.
+   */
+  constructor(cid: string, bytes: number) {
+    super(
+      "read_too_costly",
+      `${bytes} bytes of ${cid} need more than ${readStepBudget(bytes)} blocks walked (leaves ` +
+        `of under ${MIN_BYTES_PER_READ_STEP} bytes on average): ask for ?format=car, which lists ` +
+        "each block once",
+    );
+  }
+}
+
+/** Throws {@link DagTooDeepError} when a block at `depth` links below `root` is too deep. */
+function assertDepth(root: string, depth: number): void {
+  if (depth > MAX_UNIXFS_DEPTH) throw new DagTooDeepError(root, MAX_UNIXFS_DEPTH);
+}
+
 /** A directory too big to be one flat UnixFS node. */
 export class DirectoryTooLargeError extends StorageError {
   /**
@@ -426,6 +500,10 @@ export type GetBlock = (cid: string) => Promise<Uint8Array>;
  * Reads only the inner nodes on the way (one per 174 leaves), never a raw leaf; a dag-pb leaf is a
  * node too, so it is read on the way and its piece carries its data ({@link FilePiece.data}). A
  * node whose sizes disagree with its parent's is {@link InvalidManifestError}.
+ *
+ * @throws {DagTooDeepError} a block in the range lies deeper than {@link MAX_UNIXFS_DEPTH}.
+ * @throws {ReadTooCostlyError} the walk would take more than {@link readStepBudget} steps for the
+ * range's bytes (thrown when met: what a read sent before it stays sent).
  */
 export async function* filePieces(
   root: UnixfsNode & { cid: string },
@@ -441,6 +519,8 @@ export async function* filePieces(
   const own = leafPiece(root.cid, root, 0, start, end);
   if (own) yield own;
   if (root.links.length === 0) return;
+  const budget = readStepBudget(end - start);
+  let steps = 0;
   const stack: WalkFrame[] = [{ cid: root.cid, node: root, index: 0, at: root.data.length }];
   while (stack.length > 0) {
     const frame = stack[stack.length - 1];
@@ -456,6 +536,9 @@ export async function* filePieces(
     // A link holding no byte has none to read, wherever it sits: walked, a zero-byte subtree that
     // links the next level 174 times costs 174^depth reads for nothing (a tiny hostile DAG).
     if (size === 0 || at + size <= start || at >= end) continue;
+    // The link's block is `stack.length` links below the root.
+    assertDepth(root.cid, stack.length);
+    if (++steps > budget) throw new ReadTooCostlyError(root.cid, end - start);
     if (codecOf(link.cid) === RAW_CODEC) {
       const from = Math.max(0, start - at);
       const to = Math.min(size, end - at);
@@ -611,6 +694,7 @@ export async function* fileRangeRuns(
     const at = frame.at;
     frame.at += size;
     if (at + size <= start || at >= end) continue;
+    assertDepth(root, stack.length); // the link's block is `stack.length` links below the root
     if (++steps > maxSteps) throw new RangeTooLargeError(root, maxSteps);
     const cid = links[i].cid;
     if (linkCodec(cid) === RAW_CODEC) {
@@ -727,6 +811,11 @@ function estimatedSteps(node: UnixfsNode, start: number, end: number): number | 
  * - once `check` says it does not check (`LeafCheck.checks`: a node with storage peers, after one
  *   call).
  * A leaf missing where the check was skipped still cuts the body after a `200`.
+ *
+ * Refused, not passed: a block the walk meets deeper than {@link MAX_UNIXFS_DEPTH}
+ * ({@link DagTooDeepError}), and a range whose estimated steps are over {@link readStepBudget}
+ * ({@link ReadTooCostlyError}): the read itself would stop on either, so they are refused before
+ * the status.
  */
 export async function assertRangeReadable(
   root: string,
@@ -758,6 +847,11 @@ export async function assertRangeReadable(
       }
       if (!estimated) {
         const steps = estimatedSteps(run.node, start, end);
+        // A read that would walk more than its bytes pay for is refused before its status, not
+        // cut after it: the read's own walk would stop there anyway (`filePieces`).
+        if (steps !== undefined && steps > readStepBudget(end - start)) {
+          throw new ReadTooCostlyError(root, end - start);
+        }
         if (steps !== undefined && steps > maxSteps) return;
         estimated = steps !== undefined;
       }

@@ -313,13 +313,13 @@ async function deepChain(store: BlockStore, leaf: Uint8Array, depth: number): Pr
   return child;
 }
 
-Deno.test("a file DAG 5,000 levels deep reads back whole and in ranges (no stack overflow)", async () => {
+Deno.test("a file DAG 5,000 levels deep is refused dag_too_deep by reads, whole and in ranges (review s78 F1), and listed whole (no stack overflow)", async () => {
   const store = new MemoryBlockStore();
   const leaf = new TextEncoder().encode("deep leaf!");
   const root = await deepChain(store, leaf, 5_000);
   const files = new FileStore(store);
-  assert.deepEqual(await files.bytes(root), leaf);
-  assert.deepEqual(await files.bytes(root, { start: 2, end: 6 }), leaf.subarray(2, 6));
+  await assert.rejects(files.bytes(root), { code: "dag_too_deep" });
+  await assert.rejects(files.bytes(root, { start: 2, end: 6 }), { code: "dag_too_deep" });
   assert.equal((await files.blocks(root)).length, 5_001);
 });
 
