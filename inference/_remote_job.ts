@@ -25,6 +25,7 @@ import {
   type TokensEvent,
 } from "../protocols/inference_messages.ts";
 import type { StreamVerifier } from "../protocols/stream_commitment.ts";
+import { HeldCancelError } from "../protocols/held_cancel.ts";
 import {
   cancelOnAbort,
   type FinishReason,
@@ -539,7 +540,7 @@ export class RemoteJob {
     if (this.#ended) return;
     const error = new WorkerStalledError(this.#o.worker, ms, this.#tokens, busy);
     this.#failedWith = error;
-    this.#reader.cancel(error).catch(() => {});
+    this.#reader.cancel(this.#unpaidCancel(error)).catch(() => {});
     this.#end("error", error);
     if (!busy) this.#o.progress.stalled();
   }
@@ -572,8 +573,21 @@ export class RemoteJob {
       stallTimeoutMs,
     );
     this.#failedWith = error;
-    this.#reader.cancel(error).catch(() => {});
+    this.#reader.cancel(this.#unpaidCancel(error)).catch(() => {});
     this.#end("error", error);
+  }
+
+  /**
+   * The cancel of a worker that failed this side (`error`: it stalled, or fell below the delivery
+   * floor): it says the client holds only the positions before this run (`held_cancel.ts`), so
+   * the worker signs no `cancelled` receipt and may run the job again. A stalled worker is paid
+   * nothing for the tokens it streamed (`docs/PROTOCOL.md`, "Who pays, by how a job ends"): a
+   * takeover re-signs them and is paid for the whole job, and with none the job failed and its
+   * client may retry it. A plain cancel read as the requester's own: the worker signed a receipt
+   * nobody assigned, and refused the client's retry as `duplicate_job` for good (review s78).
+   */
+  #unpaidCancel(error: VeriflowError): HeldCancelError {
+    return new HeldCancelError(this.#from, error.message, { cause: error });
   }
 
   /**

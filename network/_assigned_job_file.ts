@@ -24,8 +24,15 @@
  *   {@link LoadedAssignedJobs.dropped}. What was skipped is forgotten, so a retry of such a job
  *   is forwarded again, as before the file existed.
  * - **Rewritten whole at load** (temporary file, `fsync`, rename, `fsync` of the folder:
- *   `proof/_durable_file.ts`) from the records kept, so appends follow whole records, and again
- *   once it holds more than twice the records its owner keeps ({@link AssignedJobFile.compact}).
+ *   `proof/_durable_file.ts`) from the records kept, and again once it holds more than twice the
+ *   records its owner keeps ({@link AssignedJobFile.compact}). A rewrite that fails (a full disk)
+ *   loses nothing: the records read are returned all the same
+ *   ({@link LoadedAssignedJobs.rewriteFailed}), and the file stays as it was.
+ * - **Appends stay on the record grid**: the file's good length (header and whole records) is
+ *   kept, each write goes there, and after a write that failed or was cut short (a full disk
+ *   writes part of a batch, then `ENOSPC`) the file is truncated back to it before the next one.
+ *   Appended after the torn bytes, every later record sat off the grid and was dropped at the
+ *   next load, though its append had resolved (review s78 vassign, F3).
  *
  * Not part of the public API.
  *
@@ -64,6 +71,11 @@ export interface LoadedAssignedJobs {
   records: AssignedRecord[];
   /** Records (or a whole file, with a wrong header) skipped as torn or damaged. */
   dropped: number;
+  /**
+   * The rewrite after the read failed (a full disk): the records are kept all the same, and the
+   * file as it was; appends go on from its last whole record.
+   */
+  rewriteFailed: boolean;
 }
 
 /** See the module doc. */
@@ -73,6 +85,13 @@ export class AssignedJobFile {
   #batch?: { records: Uint8Array[]; written: Promise<void> };
   /** Records in the file. */
   #records = 0;
+  /**
+   * Bytes of the file up to its last whole record on the grid (0: it must be begun with its
+   * header); undefined until a load read it, and then no append is made.
+   */
+  #good?: number;
+  /** The file may hold bytes past {@link #good} (a failed or short write): truncated first. */
+  #torn = false;
   #queue: Promise<void> = Promise.resolve();
 
   /**
@@ -102,12 +121,20 @@ export class AssignedJobFile {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
         bytes = new Uint8Array();
       }
-      const { jobs, dropped } = parse(bytes);
+      const { jobs, dropped, good } = parse(bytes);
       const records = [...jobs].slice(-max).map(([jobId, cancelledAt]) =>
         cancelledAt === undefined ? { jobId } : { jobId, cancelledAt }
       );
-      await this.#rewrite(records);
-      return { records, dropped };
+      // Only tidying: failed, the ids read are still returned (thrown, a full disk at a restart
+      // lost every one of them, review s78 vassign, F2), and appends follow the file's last whole
+      // record (a header that is not ours: the file is begun anew at the first append).
+      const rewriteFailed = await this.#rewrite(records).then(() => false, () => true);
+      if (rewriteFailed) {
+        this.#good = good;
+        this.#torn = good < bytes.length;
+        this.#records = (good - Math.min(good, MAGIC.length)) / RECORD_BYTES;
+      }
+      return { records, dropped, rewriteFailed };
     });
   }
 
@@ -129,21 +156,39 @@ export class AssignedJobFile {
     return this.#then(() => this.#rewrite(records));
   }
 
-  /** Write `batch` with one write and one `fsync`. */
+  /**
+   * Write `batch` at the file's good length with one write and one `fsync`; a file that may hold
+   * torn bytes there is truncated back first, and is again when this write fails.
+   */
   async #write(batch: Uint8Array[]): Promise<void> {
     // Appends from now on join the next write.
     if (this.#batch?.records === batch) this.#batch = undefined;
-    const bytes = new Uint8Array(batch.length * RECORD_BYTES);
-    batch.forEach((record, i) => bytes.set(record, i * RECORD_BYTES));
+    const good = this.#good;
+    if (good === undefined) throw new Error(`${this.#path} was not read: nothing is appended`);
+    const head = good === 0 ? MAGIC : new Uint8Array();
+    const bytes = new Uint8Array(head.length + batch.length * RECORD_BYTES);
+    bytes.set(head);
+    batch.forEach((record, i) => bytes.set(record, head.length + i * RECORD_BYTES));
     // Opened for each batch, not held: the port has no close, and a node stopping mid-batch
     // leaves at most a torn record, which the next load skips.
-    const file = await Deno.open(this.#path, { append: true, create: true, mode: OWNER_FILE_MODE });
+    const file = await Deno.open(this.#path, { write: true, create: true, mode: OWNER_FILE_MODE });
     try {
-      for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
-      await file.syncData();
+      if (this.#torn) await file.truncate(good);
+      this.#torn = false;
+      await file.seek(good, Deno.SeekMode.Start);
+      try {
+        for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
+        await file.syncData();
+      } catch (error) {
+        this.#torn = true;
+        // Shrinking needs no space: done now, the next load and append find whole records.
+        await file.truncate(good).then(() => this.#torn = false, () => {});
+        throw error;
+      }
     } finally {
       file.close();
     }
+    this.#good = good + bytes.length;
     this.#records += batch.length;
   }
 
@@ -154,6 +199,8 @@ export class AssignedJobFile {
     await Deno.mkdir(dirname(this.#path), { recursive: true, mode: OWNER_DIR_MODE });
     await writeFileDurably(this.#path, bytes);
     this.#records = records.length;
+    this.#good = bytes.length;
+    this.#torn = false;
   }
 
   /** Run `op` after every operation asked before it; its failure fails only its own caller. */
@@ -175,15 +222,18 @@ function encode(record: AssignedRecord): Uint8Array {
 }
 
 /**
- * The records of a file's `bytes`, in order (a job recorded twice moves to its last place), and
- * how many were skipped (see the module doc).
+ * The records of a file's `bytes`, in order (a job recorded twice moves to its last place), how
+ * many were skipped (see the module doc), and the length up to its last whole record on the grid
+ * (`good`; 0 when its header is not ours, or it is empty).
  */
-function parse(bytes: Uint8Array): { jobs: Map<string, number | undefined>; dropped: number } {
+function parse(
+  bytes: Uint8Array,
+): { jobs: Map<string, number | undefined>; dropped: number; good: number } {
   const jobs = new Map<string, number | undefined>();
-  if (bytes.length === 0) return { jobs, dropped: 0 };
+  if (bytes.length === 0) return { jobs, dropped: 0, good: 0 };
   const header = bytes.subarray(0, MAGIC.length);
   if (header.length < MAGIC.length || header.some((b, i) => b !== MAGIC[i])) {
-    return { jobs, dropped: 1 };
+    return { jobs, dropped: 1, good: 0 };
   }
   let dropped = 0;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -202,5 +252,5 @@ function parse(bytes: Uint8Array): { jobs: Map<string, number | undefined>; drop
     jobs.set(jobId, cancelledAt === FINISHED ? undefined : cancelledAt);
   }
   if (at < bytes.length) dropped++; // a torn tail: a crash mid-append
-  return { jobs, dropped };
+  return { jobs, dropped, good: at };
 }

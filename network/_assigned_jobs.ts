@@ -11,26 +11,46 @@
  * both runs end ({@link RunningJobError}); both `duplicate_job`.
  *
  * The assigned ones are kept on disk when the port is given a file (`_assigned_job_file.ts`), so
- * a restart still refuses their retries; bounded by {@link MAX_ASSIGNED_JOBS}, the oldest
- * forgotten first. The running ones are memory only: a restart ends them.
+ * a restart still refuses their retries. Each is kept with the time it was assigned, at least
+ * {@link ASSIGNED_JOB_KEEP_MS}: past {@link MAX_ASSIGNED_JOBS} the oldest is forgotten only once
+ * it is that old, unless {@link MAX_ASSIGNED_JOBS_HARD} forces it sooner (counted in
+ * {@link AssignedJobs.stats}). The running ones are memory only: a restart ends them.
  *
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import { AssignedJobFile, type AssignedRecord } from "./_assigned_job_file.ts";
+import { CLOCK_SKEW_MS, STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 
 /**
- * How many assigned job ids are remembered (the oldest forgotten first), in memory and on disk.
- * What must be covered is the window in which a retry's second assignment voids the first
- * receipt's pay in some ledger: from its signing to the last moment a ledger may record it
- * (`STALE_RECEIPT_AGE_MS`, 7.5 min) plus that ledger's challenge window (10 min by default) and
- * clock skew, 22.5 min (`heldClaimMaxAgeMs` of the default window). 16,384 ids hold that at up to
- * 728 jobs a minute, in about 2 MiB of memory and 640 KiB of file (40 bytes each, twice that
- * before a compaction). Past the window a retry costs its own worker only (refused
- * `job_already_recorded`), so no age is set: an id is kept until the bound pushes it out, since no
- * ledger ever forgets the job.
+ * How long an assigned job id is kept at least: the window in which a retry's second assignment
+ * voids the first receipt's pay in some ledger, from its signing to the last moment a ledger may
+ * record it (`STALE_RECEIPT_AGE_MS`) plus that ledger's challenge window (10 min by default) and
+ * clock skew both ways: 22.5 min, `heldClaimMaxAgeMs` of the default window. Measured from its assignment here, which comes after its signing. Past it a
+ * retry costs its own worker only (refused `job_already_recorded`), so an older id goes first.
+ * Kept by count alone, 16,384 later jobs inside the window (12 a second) pushed an id out while
+ * its retry still voided the first worker's pay (review s78 vassign, F4).
+ */
+export const ASSIGNED_JOB_KEEP_MS: number = STALE_RECEIPT_AGE_MS + 2 * CLOCK_SKEW_MS +
+  DEFAULT_ECONOMICS.challengeWindowMs;
+
+/**
+ * How many assigned job ids are kept however old they are (the oldest forgotten first once older
+ * than {@link ASSIGNED_JOB_KEEP_MS}), in memory and on disk: 16,384 cover the window at up to
+ * 728 jobs a minute. Past the window no ledger can be harmed, but no ledger ever forgets the job
+ * either, so ids are kept this far for free.
  */
 export const MAX_ASSIGNED_JOBS = 16_384;
+
+/**
+ * Most assigned job ids kept at all: past it the oldest is forgotten even inside the window
+ * ({@link AssignedJobs.stats}' `forcedEvictions`), so a flood of jobs cannot grow the memory
+ * without bound. 131,072 cover the window at up to 5,825 jobs a minute (97 a second), in about
+ * 22 MiB of memory (about 170 bytes an id: a 64-digit hex key, its entry and its map slot,
+ * measured with V8) and 5 MiB of file (40 bytes a record; twice that before a compaction).
+ */
+export const MAX_ASSIGNED_JOBS_HARD = 131_072;
 
 /** Job ids are SHA-256 hex digests: only those are kept on disk (the file's record is fixed). */
 const JOB_ID_PATTERN = /^[0-9a-f]{64}$/;
@@ -84,85 +104,192 @@ export class RunningJobError extends VeriflowError {
   }
 }
 
+/**
+ * A client sent again a job (same nonce) whose every token it got and whose worker's receipt this
+ * node still asks for (its `end` event was lost with the connection: `_lost_ends.ts`): that
+ * receipt is assigned when it comes, and a retry's run would be assigned too, neither paid. Once
+ * the lost end is forgotten (its window over, its place yielded, its receipt refused) the retry
+ * runs; a receipt that came and was assigned is refused with {@link AssignedJobError}.
+ */
+export class OwedReceiptError extends VeriflowError {
+  /** The job id. */
+  readonly jobId: string;
+
+  /**
+   * Create it.
+   * @param jobId The job id.
+   */
+  constructor(jobId: string) {
+    super(
+      "duplicate_job",
+      `job ${jobId} ran to its end and its worker's receipt is still owed (this node asks for ` +
+        `it); send it with a new nonce, or again once the receipt is given up`,
+    );
+    this.jobId = jobId;
+  }
+}
+
 /** Options of {@link AssignedJobs}. */
 export interface AssignedJobsOptions {
-  /** How many assigned job ids to remember (default {@link MAX_ASSIGNED_JOBS}). */
+  /**
+   * How many assigned job ids to keep however old (default {@link MAX_ASSIGNED_JOBS}); past it
+   * the oldest goes once older than {@link keepMs}.
+   */
   max?: number;
+  /** Most ids kept at all (default {@link MAX_ASSIGNED_JOBS_HARD}, at least {@link max}). */
+  hardMax?: number;
+  /** How long an id is kept at least (default {@link ASSIGNED_JOB_KEEP_MS}). */
+  keepMs?: number;
+  /** Unix ms now: when an id was assigned (default `Date.now`; tests pass their own). */
+  now?: () => number;
   /**
    * The file to keep them in (`<dataDir>/assigned-jobs.log`, `_assigned_job_file.ts`), read back
    * once {@link AssignedJobs.loaded}. Absent: memory only.
    */
   file?: string;
+  /**
+   * Whether a job's receipt is still owed (its worker's end event lost: the port's lost-end
+   * store, which bounds and ends the owe); such a job is refused ({@link OwedReceiptError}) and is
+   * written to the file only when its receipt is assigned ({@link AssignedJobs.assigned}).
+   * Absent: none is.
+   */
+  owed?: (jobId: string) => boolean;
+}
+
+/**
+ * What went wrong with the memory of assigned jobs since the port started: each is a job whose
+ * retry may be forwarded again, and run twice (`/metrics`:
+ * `veriflow_router_assigned_jobs_faults_total{kind}`).
+ */
+export interface AssignedJobsStats {
+  /** Loads of the file that failed (it could not be read, or its rewrite failed). */
+  loadFailures: number;
+  /** Appends to the file that failed (a full disk): those ids are kept in memory only. */
+  appendFailures: number;
+  /** Records of the file skipped at load as torn or damaged (a header that is not ours: 1). */
+  droppedRecords: number;
+  /** Ids forgotten inside {@link ASSIGNED_JOB_KEEP_MS}, forced by {@link MAX_ASSIGNED_JOBS_HARD}. */
+  forcedEvictions: number;
+}
+
+/** An assigned job held in memory. */
+interface Assigned {
+  /** The cancelled receipt's token count; undefined: it ran to its end. */
+  cancelledAt?: number;
+  /** When it was assigned here (unix ms); at the load for one read back from the file. */
+  at: number;
 }
 
 /** The job ids this node runs or assigned (see the module comment). */
 export class AssignedJobs {
-  /** Job id → the cancelled receipt's token count, or undefined (finished); insertion order. */
-  readonly #jobs = new Map<string, number | undefined>();
+  /** Job id → how it ended and when it was assigned; oldest first. */
+  readonly #jobs = new Map<string, Assigned>();
   /** The jobs its clients' first submissions run now. */
   readonly #running = new Set<string>();
   readonly #max: number;
+  readonly #hardMax: number;
+  readonly #keepMs: number;
+  readonly #now: () => number;
   readonly #file?: AssignedJobFile;
+  readonly #owed: (jobId: string) => boolean;
+  readonly #stats: AssignedJobsStats = {
+    loadFailures: 0,
+    appendFailures: 0,
+    droppedRecords: 0,
+    forcedEvictions: 0,
+  };
   /**
    * Resolves once the ids kept on disk are read back (at once without a file); never rejects.
-   * Records skipped as torn or damaged are in {@link dropped}; a file that cannot be read at all
-   * leaves the memory as it is (empty), and its ids forgotten.
+   * A file that cannot be read at all leaves the memory as it is (empty), and its ids forgotten;
+   * one whose rewrite fails keeps the ids read. Both are counted ({@link stats}).
    */
   readonly loaded: Promise<void>;
-  /** Records of the file skipped at load as torn or damaged (a header that is not ours: 1). */
-  dropped = 0;
 
   /**
    * Create it.
-   * @param options The bound, or the options ({@link AssignedJobsOptions}).
+   * @param options A bound by count alone (kept however young: the soft and hard bound at once),
+   *   or the options ({@link AssignedJobsOptions}).
    */
   constructor(options: number | AssignedJobsOptions = {}) {
-    const o = typeof options === "number" ? { max: options } : options;
+    const o = typeof options === "number" ? { max: options, hardMax: options } : options;
     this.#max = o.max ?? MAX_ASSIGNED_JOBS;
+    this.#hardMax = Math.max(this.#max, o.hardMax ?? MAX_ASSIGNED_JOBS_HARD);
+    this.#keepMs = o.keepMs ?? ASSIGNED_JOB_KEEP_MS;
+    this.#now = o.now ?? Date.now;
     if (o.file !== undefined) this.#file = new AssignedJobFile(o.file);
-    this.loaded = this.#load().catch(() => {});
+    this.#owed = o.owed ?? (() => false);
+    this.loaded = this.#load().catch(() => {
+      this.#stats.loadFailures++;
+    });
+  }
+
+  /** Records skipped at load as torn or damaged (see {@link stats}). */
+  get dropped(): number {
+    return this.#stats.droppedRecords;
+  }
+
+  /** What went wrong so far ({@link AssignedJobsStats}); the counters never go down. */
+  stats(): AssignedJobsStats {
+    return { ...this.#stats };
   }
 
   async #load(): Promise<void> {
     if (this.#file === undefined) return;
-    const { records, dropped } = await this.#file.load(this.#max);
-    this.dropped = dropped;
-    // Assigned since the port started (before the load ended) stays newest.
+    const { records, dropped, rewriteFailed } = await this.#file.load(this.#hardMax);
+    this.#stats.droppedRecords += dropped;
+    if (rewriteFailed) this.#stats.loadFailures++;
+    // Their times are not on disk: taken as assigned now, so each is kept a whole window after a
+    // restart, never less. Assigned since the port started (before the load ended) stays newest.
+    const at = this.#now();
     const since = [...this.#jobs];
     this.#jobs.clear();
-    for (const { jobId, cancelledAt } of records) this.#jobs.set(jobId, cancelledAt);
-    for (const [jobId, cancelledAt] of since) this.#remember(jobId, cancelledAt);
+    for (const { jobId, cancelledAt } of records) this.#jobs.set(jobId, { cancelledAt, at });
+    for (const [jobId, job] of since) this.#jobs.set(jobId, job);
+    this.#bound();
   }
 
   /**
    * Remember `jobId` as assigned; `cancelledAt` when its receipt was signed `cancelled`. Resolves
    * once it is on disk (at once without a file); never rejects: a failed write leaves it in
-   * memory only, refused until the node restarts.
+   * memory only, refused until the node restarts, and is counted ({@link stats}).
    */
   assigned(jobId: string, cancelledAt?: number): Promise<void> {
-    this.#remember(jobId, cancelledAt);
+    this.#jobs.delete(jobId);
+    this.#jobs.set(jobId, { cancelledAt, at: this.#now() });
+    this.#bound();
     const file = this.#file;
     if (file === undefined || !JOB_ID_PATTERN.test(jobId)) return Promise.resolve();
     return this.loaded.then(async () => {
-      await file.append(cancelledAt === undefined ? { jobId } : { jobId, cancelledAt });
-      // Twice the bound in the file: rewritten from memory, so it stays bounded too.
-      if (file.records > 2 * this.#max) await file.compact(this.#records());
+      await file.append(cancelledAt === undefined ? { jobId } : { jobId, cancelledAt }).catch(
+        (error) => {
+          this.#stats.appendFailures++;
+          throw error;
+        },
+      );
+      // Twice what it keeps in the file: rewritten from memory, so it stays bounded too.
+      if (file.records > 2 * Math.max(this.#max, this.#jobs.size)) {
+        await file.compact(this.#records());
+      }
     }).catch(() => {});
   }
 
   /**
-   * Refuse `jobId` if it was assigned here.
+   * Refuse `jobId` if it was assigned here, or its receipt is still owed.
    * @throws {AssignedJobError} when `jobId` was assigned here.
+   * @throws {OwedReceiptError} when its receipt is still owed ({@link AssignedJobsOptions.owed}).
    */
   check(jobId: string): void {
-    if (this.#jobs.has(jobId)) throw new AssignedJobError(jobId, this.#jobs.get(jobId));
+    const job = this.#jobs.get(jobId);
+    if (job !== undefined) throw new AssignedJobError(jobId, job.cancelledAt);
+    if (this.#owed(jobId)) throw new OwedReceiptError(jobId);
   }
 
   /**
    * A client's submission of `jobId` starts: refused when it was assigned here
-   * ({@link AssignedJobError}) or is running for another submission ({@link RunningJobError});
-   * else held as running until the returned function is called (once the submission's job has
-   * ended and its receipt, if any, was assigned: {@link assigned} first).
+   * ({@link AssignedJobError}), its receipt is owed ({@link OwedReceiptError}) or it is running for
+   * another submission ({@link RunningJobError}); else held as running until the returned function
+   * is called (once the submission's job has ended and its receipt, if any, was assigned:
+   * {@link assigned} first).
    */
   start(jobId: string): () => void {
     this.check(jobId);
@@ -171,17 +298,26 @@ export class AssignedJobs {
     return () => this.#running.delete(jobId);
   }
 
-  #remember(jobId: string, cancelledAt: number | undefined): void {
-    this.#jobs.delete(jobId);
-    this.#jobs.set(jobId, cancelledAt);
-    if (this.#jobs.size > this.#max) this.#jobs.delete(this.#jobs.keys().next().value!);
+  /**
+   * Past {@link MAX_ASSIGNED_JOBS}, forget the oldest ids that are older than the keep window;
+   * past {@link MAX_ASSIGNED_JOBS_HARD}, the oldest whatever their age, counted.
+   */
+  #bound(): void {
+    const now = this.#now();
+    for (const [jobId, { at }] of this.#jobs) {
+      if (this.#jobs.size <= this.#max) return;
+      const young = now - at < this.#keepMs;
+      if (young && this.#jobs.size <= this.#hardMax) return;
+      if (young) this.#stats.forcedEvictions++;
+      this.#jobs.delete(jobId);
+    }
   }
 
   /** The ids kept, oldest first, as the file writes them. */
   #records(): AssignedRecord[] {
     return [...this.#jobs]
       .filter(([jobId]) => JOB_ID_PATTERN.test(jobId))
-      .map(([jobId, cancelledAt]) =>
+      .map(([jobId, { cancelledAt }]) =>
         cancelledAt === undefined ? { jobId } : { jobId, cancelledAt }
       );
   }

@@ -230,6 +230,14 @@ export class LostEnds {
     this.#askLater(lost);
   }
 
+  /**
+   * Whether the receipt of job `id` is still owed here (remembered, not yet answered, refused or
+   * forgotten): the port refuses a retry of it meanwhile (`_assigned_jobs.ts`).
+   */
+  has(id: string): boolean {
+    return this.#lostEnds.has(id);
+  }
+
   /** A lost end of `stored`, forgotten past `until` on the port's clock, not asked yet. */
   #lostEnd(stored: StoredLostEnd, until: number): LostEnd {
     const { job, relayed } = stored;

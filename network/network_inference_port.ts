@@ -52,7 +52,7 @@ import { BusyRefusals } from "./busy_refusals.ts";
 import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
 import { validatorInboxOf } from "./peer_services.ts";
 import { LostEnds } from "./_lost_ends.ts";
-import { AssignedJobs } from "./_assigned_jobs.ts";
+import { AssignedJobs, type AssignedJobsStats } from "./_assigned_jobs.ts";
 import { ASSIGNED_JOBS_FILE } from "./_assigned_job_file.ts";
 import { type PromptTokenCounter, promptTokensRefusal } from "./_prompt_token_claim.ts";
 import {
@@ -100,8 +100,18 @@ const MODEL_REFUSAL_CODES: ReadonlySet<string> = new Set([
  */
 function isOwnFailure(error: unknown): boolean {
   return error instanceof RemoteError ||
-    (error instanceof VeriflowError && error.code === CANCELLED);
+    (error instanceof VeriflowError && OWN_FAILURE_CODES.has(error.code));
 }
+
+/**
+ * Typed codes that are a worker's own failure when it refuses a job (`isOwnFailure`): the job
+ * was cancelled, which nobody here asked, or it is a duplicate (`duplicate_job`). A job reaches a
+ * worker only once this node's own memory (`_assigned_jobs.ts`) says it is neither assigned nor
+ * running nor owed here, so a worker's `duplicate_job` is that worker's state: passed to the
+ * client, one worker that answered it to every job failed each one it was picked for, and the
+ * honest worker behind it was never asked (review s78 vassign, F1).
+ */
+const OWN_FAILURE_CODES: ReadonlySet<string> = new Set([CANCELLED, "duplicate_job"]);
 
 /**
  * Seconds a client is told to wait before it retries a job refused `no_worker` while the node is
@@ -254,6 +264,13 @@ export interface ForwardingStats extends InferenceStats {
    * (`veriflow_inference_hedges_total{outcome}`).
    */
   hedges: Record<HedgeOutcome, number>;
+  /**
+   * What went wrong with its memory of the jobs it assigned (`_assigned_jobs.ts`): loads and
+   * appends of its file that failed, records dropped at load, ids forgotten inside the keep
+   * window (`veriflow_router_assigned_jobs_faults_total{kind}`). Each may let a client's retry
+   * run twice and void a worker's pay; the port has no log, so this is how an operator learns it.
+   */
+  assignedJobs: AssignedJobsStats;
 }
 
 /** Each of `keys` at 0. */
@@ -333,7 +350,12 @@ export class NetworkInferencePort implements InferencePort {
     this.#record = remote.system === undefined ? undefined : workerRecordOf(remote.system);
     this.#validator = validator;
     this.#requester = requester;
-    this.#assigned = new AssignedJobs({ file: remote.assignedJobsFile });
+    // A job whose receipt is owed is refused as long as its lost end is kept, and no longer
+    // (review s78 vassign, F6: marked assigned, it was refused for good as "assigned").
+    this.#assigned = new AssignedJobs({
+      file: remote.assignedJobsFile,
+      owed: (id) => this.#lostEnds.has(id),
+    });
     this.#lostEnds = new LostEnds({
       network,
       timers: remote.timers,
@@ -403,6 +425,8 @@ export class NetworkInferencePort implements InferencePort {
    *   ({@link ForwardingOptions.assignedJobsFile}): run again, neither worker would be paid.
    * @throws {RunningJobError} (`duplicate_job`) for a job still running for an earlier
    *   submission: both runs would end assigned.
+   * @throws {OwedReceiptError} (`duplicate_job`) for a job whose every token its client got and
+   *   whose worker's receipt this node still asks for (`_lost_ends.ts`), while it asks.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     // Checked as every port checks a job (`checkTextJob`): before it is hashed, measured or sent.
@@ -424,7 +448,7 @@ export class NetworkInferencePort implements InferencePort {
     // refused `double_assignment` and void the first's pay (review s77). Read back before the
     // check, and checked and held as running with no await between, so two submissions of one
     // job cannot both pass.
-    await this.#assigned.loaded;
+    await Promise.all([this.#assigned.loaded, this.#lostEnds.loaded]);
     const leaveRunning = this.#assigned.start(jobId(job));
     const { first, before } = await this.#start(job, options).catch((error: unknown) => {
       leaveRunning();
@@ -463,10 +487,9 @@ export class NetworkInferencePort implements InferencePort {
         const endLost = summary.receipt === undefined && relayed.lastToken !== undefined &&
           WORKER_LOST_CODES.has(summary.error?.code ?? "");
         if (endLost && assignment) {
+          // Owed while it is kept (a retry meanwhile is refused: it would be assigned too, and
+          // neither paid), and written as assigned only when its receipt is (`#checked`).
           this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
-          // Its receipt is assigned when it comes: a retry meanwhile would be assigned too, and
-          // neither paid. The client has every token, so a retry has nothing to add.
-          this.#assigned.assigned(jobId(job));
         }
         const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
         // Every token delivered and the worker's stream broken where its end was due (another
@@ -1033,6 +1056,7 @@ export class NetworkInferencePort implements InferencePort {
       workerAttempts: total.jobsStarted,
       failovers: { ...this.#failovers },
       hedges: { ...this.#hedges },
+      assignedJobs: this.#assigned.stats(),
     };
   }
 

@@ -366,6 +366,8 @@ interface ForwardedCounts {
   failovers?: Readonly<Record<string, number>>;
   /** Hedges asked beside a worker that held a job without a token, by outcome. */
   hedges?: Readonly<Record<string, number>>;
+  /** Faults of its memory of the jobs it assigned, by kind (`network/_assigned_jobs.ts`). */
+  assignedJobs?: Readonly<Record<string, number>>;
 }
 
 /**
@@ -407,6 +409,16 @@ function forwardedSamples(counts: ForwardedCounts): MetricSample[] {
       type: "counter",
       value,
       labels: { outcome },
+    });
+  }
+  for (const [kind, value] of Object.entries(counts.assignedJobs ?? {})) {
+    samples.push({
+      name: "veriflow_router_assigned_jobs_faults_total",
+      help: "Faults of the router's memory of the jobs it assigned (file loads and appends " +
+        "failed, records dropped, ids forced out inside the keep window), by kind.",
+      type: "counter",
+      value,
+      labels: { kind },
     });
   }
   return samples;

@@ -17,9 +17,9 @@ const id = (name: string) => sha256Hex(new TextEncoder().encode(name));
 const HEADER_BYTES = 8;
 const RECORD_BYTES = 40;
 
-/** An `AssignedJobs` over `file`, read back. */
+/** An `AssignedJobs` over `file`, read back; `max`: a bound by count alone, however young. */
 async function opened(file: string, max?: number): Promise<AssignedJobs> {
-  const jobs = new AssignedJobs({ file, max });
+  const jobs = new AssignedJobs({ file, max, hardMax: max });
   await jobs.loaded;
   return jobs;
 }
