@@ -4,7 +4,9 @@
  * worker's stake, credited only if this validator can get its model, refused when stale
  * ({@link RECEIPT_STALE}), signed ahead of this clock ({@link RECEIPT_FROM_FUTURE}), or when
  * its worker already holds {@link MAX_OPEN_CHALLENGES_PER_WORKER} challenges drawn here; the
- * validator's coin decides whether it is challenged (`_challenges.ts`), and what it is kept on
+ * validator's coin decides whether it is challenged (`_challenges.ts`), except for what needs no
+ * forward pass to see: a contradiction of its job, or a prompt-token count its prompt does not
+ * have (`promptTokensAtIntake`), challenged whatever the coin; and what it is kept on
  * disk as meanwhile (`_receipt_files.ts`). What waited for the receipt (peers' fraud proofs,
  * `_fraud_proofs.ts`, and peers' claims, `_peer_verdicts.ts`) is taken again once it is recorded.
  * A write the ledger fails for another cause than a refusal (a disk error) leaves the receipt
@@ -20,7 +22,7 @@
  */
 import { CLOCK_SKEW_MS, STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
 import type { ActorContext } from "./actor.ts";
-import { jobId as jobIdOf } from "../protocols/job.ts";
+import { type Job, jobId as jobIdOf } from "../protocols/job.ts";
 import {
   parseReceipt,
   type Receipt,
@@ -32,6 +34,8 @@ import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
+import { type PromptCountingModel, promptTokensAtIntake } from "../proof/prompt_token_check.ts";
+import type { ProofTensorModel } from "../proof/_common.ts";
 import type { Challenges } from "./_challenges.ts";
 import type { FraudProofs } from "./_fraud_proofs.ts";
 import type { PeerVerdicts } from "./_peer_verdicts.ts";
@@ -195,8 +199,13 @@ export class ReceiptIntake {
     // earning nothing here for want of its model is not challenged on the coin: nothing here
     // could decide it (a contradiction needs no model, so it still is).
     const draw = fresh && !own ? challengeTicket(this.#core.options.identity, id).draw : 1;
+    // A prompt-token count re-counted on every receipt, whatever the coin: the count is paid, and
+    // checking it costs a tokenization, no forward pass (review s78 vprompt F1). A wrong one is
+    // challenged as a contradiction is, and the challenge proves the same `prompt_tokens` fraud.
+    const miscounted = fresh && !own && uncredited === undefined &&
+      await this.#miscountsPrompt(receipt, job);
     const owed = fresh && !own &&
-      (contradiction !== null || (uncredited === undefined && draw < p));
+      (contradiction !== null || miscounted || (uncredited === undefined && draw < p));
     // Its challenge is opened by a second ledger write: kept first, a crash between the two
     // does not let it slip into payment unchecked (the start opens it, `_validator_restart.ts`). Kept
     // only for a receipt the ledger takes (this actor alone writes it, so the answer holds for
@@ -381,6 +390,28 @@ export class ReceiptIntake {
     } catch {
       return true;
     }
+  }
+
+  /**
+   * Whether `receipt` signs a prompt-token count its text job's prompt does not have, by the
+   * model's tokenizer (`promptTokensAtIntake`): its tokenizer alone where the source gives it
+   * (`ValidatorModelSource.promptCounting`), else the model (loaded once, as a challenge would).
+   * Asked only for a receipt that signs a count. A model that fails to load, or is not a text
+   * model, is no evidence against the worker: the coin alone decides, as before.
+   */
+  async #miscountsPrompt(receipt: Receipt, job: Job): Promise<boolean> {
+    if (receipt.promptTokens === undefined || job.kind !== "text") return false;
+    const { models } = this.#core.options;
+    let model: PromptCountingModel | ProofTensorModel | undefined;
+    try {
+      model = models.promptCounting !== undefined
+        ? await models.promptCounting(receipt.model)
+        : await models.get(receipt.model);
+    } catch {
+      return false;
+    }
+    if (model === undefined || !("tokenizer" in model)) return false;
+    return promptTokensAtIntake(receipt, job, model) !== null;
   }
 
   /**

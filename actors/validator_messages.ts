@@ -52,6 +52,17 @@ export interface ValidatorModelSource {
    * that fails to load is the validator's gap, judged in the challenge).
    */
   has?(cid: string): boolean | Promise<boolean>;
+  /**
+   * The model's tokenizer and window alone, for the intake's re-count of a receipt's prompt
+   * tokens (`promptTokensAtIntake`): loading no session. Absent: `get` gives them (loading the
+   * model in the mailbox at the first receipt that signs a count).
+   */
+  promptCounting?(cid: string): Promise<
+    {
+      readonly info: { readonly contextLength: number };
+      readonly tokenizer: { encode(text: string): number[] };
+    } | undefined
+  >;
 }
 
 /** Where a receipt, verdict or fraud proof came from: this node, or a peer's hex key. */

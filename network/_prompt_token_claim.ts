@@ -1,30 +1,41 @@
 /**
  * A router's check of the prompt-token count a worker's receipt signs (`Receipt.promptTokens`),
  * before it accepts the receipt and hands it to its validator (`network_inference_port.ts`). The
- * count is paid (`proof/_ledger_amounts.ts`), so a worker gains by inflating it; the router sent
- * the prompt and can count it itself, for free, where a validator re-counts only the receipts
- * it samples. With its own tokenizer for the job's model the router asks the exact count; without
- * one it still refuses a count no prompt of these bytes can have ({@link maxPromptTokens}).
+ * count is paid (`proof/_ledger_amounts.ts`), so a worker gains by inflating it. Where this node
+ * holds the job's model (`_held_model_prompt_counter.ts`) it asks the exact count, or, for a job
+ * whose input it does not hold, no more than the model's window allows. Where it does not hold
+ * the model it refuses nothing: the prompt's bytes are no bound for a tokenizer whose normalizer
+ * lengthens text (NFKC counts the 3-byte "ﷺ" as 33 tokens, review s78 vprompt F4), and refusing
+ * an honest count kept the worker off the model. The validators that hold the model re-count
+ * every receipt they record (`proof/prompt_token_check.ts`, `promptTokensAtIntake`), and a wrong
+ * count is slashed there.
  *
  * @module
  */
 import type { TextJob } from "../protocols/job.ts";
-import { maxPromptTokens } from "../inference/remote_port.ts";
+
+/**
+ * A router's count of a job's prompt tokens: exact (a number), or only the most an honest
+ * worker can count (`atMost`: the model's window, where the router cannot count the whole prompt).
+ */
+export type PromptTokenCount = number | { atMost: number };
 
 /**
  * The router's own count of `job`'s prompt tokens, with the tokenizer of the job's model; undefined
- * where it has none (it holds no copy of the model, or the job names an input it does not hold).
+ * where it holds no copy of the model.
  */
-export type PromptTokenCounter = (job: TextJob) => number | undefined;
+export type PromptTokenCounter = (job: TextJob) => PromptTokenCount | undefined;
 
 /**
- * Why a receipt's signed prompt-token count cannot be accepted for `job`: it is not `count`'s
- * (when that counts the job), or it is more than the prompt's bytes allow; undefined when it
- * holds, or the receipt signs no count (one from before the field, paid for its output alone).
+ * Why a receipt's signed prompt-token count cannot be accepted for `job`: it is not `count`'s,
+ * or past its `atMost`; undefined when it holds, when nothing here counts the job, or the receipt
+ * signs no count (one from before the field, paid for its output alone).
  *
  * @example
  * ```ts ignore
  * promptTokensRefusal({ promptTokens: 500 }, job, () => 5); // "it signs 500 prompt tokens, …"
+ * promptTokensRefusal({ promptTokens: 500 }, job, () => ({ atMost: 255 })); // "… (255)"
+ * promptTokensRefusal({ promptTokens: 500 }, job); // undefined: the validators re-count it
  * ```
  */
 export function promptTokensRefusal(
@@ -35,13 +46,13 @@ export function promptTokensRefusal(
   const signed = receipt.promptTokens;
   if (signed === undefined) return undefined;
   const counted = count?.(job);
-  if (counted !== undefined) {
+  if (counted === undefined) return undefined;
+  if (typeof counted === "number") {
     return signed === counted
       ? undefined
       : `it signs ${signed} prompt tokens, and the prompt sent has ${counted}`;
   }
-  const most = maxPromptTokens(job);
-  return signed > most
-    ? `it signs ${signed} prompt tokens, more than the prompt sent can have (${most})`
+  return signed > counted.atMost
+    ? `it signs ${signed} prompt tokens, more than the model's window allows (${counted.atMost})`
     : undefined;
 }

@@ -210,7 +210,7 @@ export interface ForwardingOptions extends RemoteInferencePortOptions {
   /**
    * This node's own count of a job's prompt tokens (its tokenizer for the job's model), to which
    * a worker's receipt must sign the same `promptTokens` (`_prompt_token_claim.ts`). Absent, or
-   * undefined for a job: only a count past what the prompt's bytes allow is refused.
+   * undefined for a job: no count is refused here; the validators re-count every receipt.
    */
   countPromptTokens?: PromptTokenCounter;
 }

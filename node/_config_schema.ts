@@ -486,8 +486,11 @@ export const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   /**
    * Stake recorded for the node's own key on first start (bookkeeping: there is no token). A
-   * receipt locks `slashMultiplier × tokens × price` of it during its challenge window, so the
-   * default backs about two hundred 256-token jobs per window at the default price.
+   * receipt locks `slashMultiplier ×` its reward (output tokens × price, plus the prompt tokens it
+   * signs × price × `promptTokenShare`) during its challenge window, so the default backs about two
+   * hundred 256-token jobs per window at the default price (a 256-token prompt adds a sixteenth).
+   * A receipt past it is refused `insufficient_stake`, unpaid: no worker yet refuses a job its
+   * free stake cannot back, nor does a router rank by it (`docs/PROOF.md`, review s78 vprompt F2).
    */
   selfStake: z.number().min(0).default(1_000_000),
 }).superRefine((c, ctx) => {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { HeldModelPromptCounter } from "../network/_held_model_prompt_counter.ts";
 import { join } from "node:path";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ChildSpec } from "../actors/actor.ts";
@@ -98,6 +99,8 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
   const { roles } = config;
+  // The validator's tokenizers, read once per model across its restarts (review s78 vprompt F1).
+  const prompts = new HeldModelPromptCounter(models);
   if (roles.storage) {
     add<StorageMessage>({
       name: NODE_ACTORS.storage,
@@ -181,6 +184,8 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           models: {
             has: (cid) => models.has(cid),
             get: async (cid) => models.has(cid) ? await models.get(cid) : undefined,
+            // The re-count of every receipt's prompt tokens reads a tokenizer, loads no session.
+            promptCounting: (cid) => prompts.promptCounting(cid),
           },
           challengeProbability: config.validator.challengeProbability,
           validation: calibration && { calibration: calibration.lookup },

@@ -78,6 +78,7 @@ import type { TrainFunction } from "../training/trainer_service.ts";
 import { OwnerKey } from "../storage/private_tier.ts";
 import { NODE_ACTORS } from "./_actor_names.ts";
 import { loadModels, offeredModels } from "./_node_models.ts";
+import { HeldModelPromptCounter } from "../network/_held_model_prompt_counter.ts";
 import { nodeChildren } from "./_node_children.ts";
 import { trainingInputs } from "./_training_children.ts";
 import { apiLines, serveHttpApi } from "./_http_api.ts";
@@ -535,6 +536,9 @@ async function startSteps(
 
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
   const local = localPort();
+  // Read before the first job, so each is counted exactly (review s78 vprompt F1).
+  const promptCounter = new HeldModelPromptCounter(models);
+  if (local === undefined && network !== undefined) await promptCounter.prepare();
   const port: InferencePort | undefined = local ??
     (network && jobMonitor.wrap(
       new NetworkInferencePort(
@@ -550,6 +554,8 @@ async function startSteps(
           lostEndsDir: join(config.dataDir, LOST_ENDS_DIR),
           // The jobs it assigned, so a restart still refuses a client's retry of one (s78).
           assignedJobsFile: join(config.dataDir, ASSIGNED_JOBS_FILE),
+          // A worker's prompt-token count held to this node's tokenizers, for the models it holds.
+          countPromptTokens: promptCounter.count,
         },
       ),
     ));

@@ -104,9 +104,12 @@ export function streamFraudEntry(
       stream: { jobId, worker },
     };
   }
-  // What a receipt for these tokens would have earned (`rewardOf` of a text receipt: tokens ×
-  // the model's price, to the quantum) and locked (`lockOf`): a stream cut short carries the
-  // liability the receipt it never became would have.
+  // What the output part of a receipt for these tokens would have earned (tokens × the model's
+  // price, to the quantum) and locked (`lockOf`). Its prompt part is left out (review s78 vprompt
+  // F5): a stream claim signs no prompt count, and counting one needs the model's tokenizer, which
+  // not every ledger settling a peer's stream proof holds, and every ledger must cut the same. The
+  // stream alone earns nothing; a receipt the worker signed for the job is judged on its own, and
+  // its slash includes the prompt tokens it claims.
   const price = view.tokenPrice(model);
   const owed = lockOf(view, roundCredits(tokens * price));
   // From the whole stake, the part other open receipts lock included: no lock backs a stream,

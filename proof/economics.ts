@@ -59,11 +59,17 @@ export interface EconomicParams {
  * one parallel prefill pass and generates output one token at a time, so a prompt token costs it
  * less than an output token, but not nothing: review s77 F2 measured 678 ms of model time for a
  * 500-token prompt against 18 ms for a 5-token one, both paid one credit at `maxTokens: 1`, which
- * let a requester push heavy prefill onto workers for nearly nothing. A quarter is a price well
- * under an output token's (hosted APIs commonly price input at a quarter to a fifth of output)
- * that still grows with the prompt; an operator sets its own share in the economics.
+ * let a requester push heavy prefill onto workers for nearly nothing. The share follows the
+ * measured cost (review s78 vprompt F3, `prefill_price_bench.ts`, CPU, one thread, medians of 7):
+ * at ¼, a prefill-heavy job earned 3.0–3.3× the credits per second of model time of a decode-heavy
+ * one on `tiny`, 4.6–5.1× on `brown` (the node's default) and 4.0–5.4× on `small` (about 1.3–1.8 ms
+ * per prompt token against 22–39 ms per output token), so the fair share is about 1/12 (tiny) to
+ * 1/20 (brown, small). A sixteenth sits in that range, a power of two so prompt prices are exact
+ * in binary as the quarter was (not measured on a GPU, where batched prefill is expected to be
+ * cheaper still next to decode: the share errs toward paying prompts less). It is one value for the whole
+ * network, not an operator's setting: every ledger must pay the same signed receipt the same.
  */
-export const DEFAULT_PROMPT_TOKEN_SHARE = 1 / 4;
+export const DEFAULT_PROMPT_TOKEN_SHARE = 1 / 16;
 
 /** The parameters a node uses unless configured otherwise. */
 export const DEFAULT_ECONOMICS: Readonly<EconomicParams> = Object.freeze({

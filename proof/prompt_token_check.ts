@@ -13,6 +13,8 @@
  * @module
  */
 import type { Receipt } from "../protocols/receipt.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { jobPromptText } from "../protocols/job_input.ts";
 
 /** The verdict reason (and fraud reason) of a receipt whose prompt-token count is not the prompt's. */
 export const PROMPT_TOKENS_REASON = "prompt_tokens";
@@ -25,7 +27,10 @@ export interface PromptTokensViolation {
   position: 0;
   /** What the receipt signs. */
   signed: number;
-  /** What the model's tokenizer counts for the prompt. */
+  /**
+   * What the model's tokenizer counts for the prompt; at intake, for a job whose input is not at
+   * hand, the most its model's window allows ({@link promptTokensAtIntake}).
+   */
   counted: number;
 }
 
@@ -47,4 +52,49 @@ export function promptTokensViolation(
   const signed = receipt.promptTokens;
   if (signed === undefined || signed === promptLength) return null;
   return { reason: PROMPT_TOKENS_REASON, position: 0, signed, counted: promptLength };
+}
+
+/** What {@link promptTokensAtIntake} needs of the receipt's model: its tokenizer and window. */
+export interface PromptCountingModel {
+  /** The model's context window, in tokens: an honest prompt leaves room for one more. */
+  readonly info: { readonly contextLength: number };
+  /** The model's tokenizer, as generation encodes the prompt. */
+  readonly tokenizer: { encode(text: string): number[] };
+}
+
+/**
+ * The violation a validator sees in `receipt`'s prompt-token count when it records the receipt,
+ * before its coin: tokenizing is free next to a forward pass, so every receipt is re-counted,
+ * not only the sampled ones (review s78 vprompt F1). A job without an input is counted exactly
+ * ({@link promptTokensViolation}); one that names an input (its bytes come only with the proof
+ * data) is held to the model's window: generation refuses a prompt that fills it
+ * (`checkPromptFits`), so no honest count reaches `contextLength`. Null when the count holds, or
+ * the receipt signs none. A violation is the same `prompt_tokens` fraud a challenge proves: the
+ * caller opens the challenge whatever the coin, and the challenge convicts on the prompt alone.
+ *
+ * @example
+ * ```ts
+ * import { promptTokensAtIntake } from "./prompt_token_check.ts";
+ * import { DEFAULT_GENERATION_PARAMS, type TextJob } from "../protocols/job.ts";
+ * const job: TextJob = {
+ *   kind: "text", model: "m", prompt: "hi", params: { ...DEFAULT_GENERATION_PARAMS }, nonce: "1",
+ * };
+ * const model = { info: { contextLength: 256 }, tokenizer: { encode: (s: string) => [...s].map(() => 0) } };
+ * promptTokensAtIntake({ promptTokens: 100_000 }, job, model)?.counted; // 2
+ * ```
+ */
+export function promptTokensAtIntake(
+  receipt: Pick<Receipt, "promptTokens">,
+  job: TextJob,
+  model: PromptCountingModel,
+): PromptTokensViolation | null {
+  const signed = receipt.promptTokens;
+  if (signed === undefined) return null;
+  if (job.input === undefined) {
+    return promptTokensViolation(receipt, model.tokenizer.encode(jobPromptText(job)).length);
+  }
+  const most = model.info.contextLength - 1;
+  return signed > most
+    ? { reason: PROMPT_TOKENS_REASON, position: 0, signed, counted: most }
+    : null;
 }

@@ -22,8 +22,9 @@ export const MAX_JOB_INPUT_BYTES = 256 * 1024;
  * names an input (the model reads the input's text before the prompt; a negative room adds
  * nothing). Every token of a byte-level vocabulary (the built-in model's, GPT-2's) or of one with
  * byte fallback covers at least one byte of the text; only a tokenizer whose normalizer lengthens
- * the text could count more. A claim past it is the claimant's invention, and a bill over it is
- * not passed on.
+ * the text could count more (NFKC counts the 3-byte "ﷺ" as 33 tokens). So it caps the usage a
+ * client is told, and is no ground to refuse a worker's signed receipt: a router holds that to its
+ * own tokenizer or the model's window, and validators re-count it (review s78 vprompt F4).
  *
  * @param prompt The job's prompt.
  * @param inputBytes The most bytes the job's input may have: 0 for a job without one.

@@ -100,9 +100,10 @@ Deno.test("F2: the node's receipt signs the prompt tokens its model prefilled, a
   assertEquals(long.receipt.tokenCount, 1);
   assertEquals(short.receipt.tokenCount, 1);
 
-  // The model's prompt price: the default share (a quarter) of its output price.
+  // The model's prompt price: the default share (a sixteenth, review s78 vprompt F3) of its
+  // output price.
   const inputPrice = PRICE * DEFAULT_ECONOMICS.promptTokenShare;
-  assertEquals(inputPrice, PRICE / 4);
+  assertEquals(inputPrice, PRICE / 16);
   const [longPaid, shortPaid] = [await paid(long), await paid(short)];
   assertEquals(longPaid, 1 * PRICE + LONG * inputPrice);
   assertEquals(shortPaid, 1 * PRICE + SHORT * inputPrice);

@@ -1,8 +1,8 @@
 /**
  * A forwarding node refuses a worker's receipt whose signed prompt-token count (batching review
  * F2 of stop 77: the count is paid) is not what the node counts for the prompt it sent: with its
- * own tokenizer for the model, the exact count; without one, any count the prompt's bytes cannot
- * have. A refused receipt never reaches the validator (it is paid in no ledger) and its worker is
+ * own tokenizer for the model, the exact count; where it cannot count the whole prompt, any count
+ * past the model's window. A refused receipt never reaches the validator (it is paid in no ledger) and its worker is
  * kept off the model. A receipt that signs no count (as before the field) is taken as before.
  *
  * @module
@@ -30,6 +30,8 @@ import { spawnRouter, Workers } from "./_router_doubles.ts";
 
 /** The router's count of `jobFor`'s prompt ("hi"): two bytes, two tokens. */
 const COUNTED = 2;
+/** The most an honest count can be on a model of a 256-token window. */
+const WINDOW_BOUND = 255;
 
 /** A worker that runs each job whole and signs its receipt with `promptTokens` (none: unset). */
 function workerSigning(promptTokens: number | undefined): Promise<TestWorker> {
@@ -89,14 +91,15 @@ Deno.test("F2: a router with its own tokenizer refuses a receipt signing one pro
   assert.ok(!exact.avoided);
 });
 
-Deno.test("F2: a router without a tokenizer for the model refuses a count the prompt's bytes cannot have (500 for 'hi'), and takes a receipt that signs no count, as before the field", async () => {
-  const inflated = await routed(await workerSigning(500), "five-hundred");
+Deno.test("F2: a router that holds the model but cannot count the whole prompt (an input it does not hold) refuses a count past the model's window (500 against 255), and takes a receipt that signs no count, as before the field", async () => {
+  const options: ForwardingOptions = { countPromptTokens: () => ({ atMost: WINDOW_BOUND }) };
+  const inflated = await routed(await workerSigning(500), "five-hundred", options);
   assert.equal(inflated.summary.error?.code, "receipt_rejected");
-  assert.match(inflated.summary.error?.message ?? "", /500 prompt tokens, more than the prompt/);
+  assert.match(inflated.summary.error?.message ?? "", /500 prompt tokens, more than the model's/);
   assert.equal(inflated.toValidator, 0, "the receipt reached the validator");
   assert.ok(inflated.avoided, "the worker was not kept off the model");
 
-  const older = await routed(await workerSigning(undefined), "no-count");
+  const older = await routed(await workerSigning(undefined), "no-count", options);
   assert.ok(older.summary.receipt !== undefined, older.summary.error?.message ?? "");
   assert.equal(older.toValidator, 1);
   assert.ok(!older.avoided);
