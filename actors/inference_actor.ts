@@ -149,9 +149,11 @@ export interface GetInferenceStats {
   /** Message tag. */
   type: "stats";
   /**
-   * The models whose slots `slots` sums: the ones the node serves (`LocalInferencePort` passes
-   * its catalog's). A model no job has named yet is looked up in the source to learn its seats
-   * (a model loaded at the node's start: a map read); one the source does not give counts none.
+   * The models whose slots `slots` sums: the ones the node serves and has loaded
+   * (`LocalInferencePort` passes its catalog's loaded ones). A model no job has named yet is
+   * looked up in the source to learn its seats (a model loaded at the node's start: a map read);
+   * one the source does not give counts none. Name no model that is not loaded: a source that
+   * loads lazily would load it here, on every stats ask (review s78 F2).
    * Absent: the models jobs have named so far.
    */
   models?: readonly string[];

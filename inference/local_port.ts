@@ -134,10 +134,14 @@ export class LocalInferencePort implements InferencePort {
 
   /**
    * The actor's counters and gauges, its `slots` summed over the models the catalog lists (the
-   * ones served: a model dropped from it, its pool given up, runs nothing a router could send).
+   * ones served: a model dropped from it, its pool given up, runs nothing a router could send)
+   * and has loaded. One a catalog lists as not loaded (`loaded: false`, a `ModelRegistry`'s
+   * model no job has named yet) counts no slot: asking for stats must not load it, or every
+   * scrape of `/metrics` and the dashboard would load every model ever registered, with its
+   * workers (review s78 F2). A catalog that does not say is taken as loaded.
    */
   async stats(): Promise<InferenceStats> {
-    const models = (await this.#models.list()).map((m) => m.cid);
+    const models = (await this.#models.list()).filter(isLoaded).map((m) => m.cid);
     return await this.#inference.ask<InferenceStats>({ type: "stats", models }, {
       timeoutMs: this.#statsTimeoutMs,
     });
@@ -189,6 +193,11 @@ async function readJobInput(
     );
   }
   return bytes;
+}
+
+/** Whether a catalog's entry is loaded: unless it says it is not (`ModelRegistry.list`). */
+function isLoaded(model: ServedModelInfo & { loaded?: unknown }): boolean {
+  return model.loaded !== false;
 }
 
 /**

@@ -78,6 +78,11 @@ interface Entry {
   retryAt?: number;
   /** Set once loaded: whose health {@link ModelRegistry.health} reports. */
   loaded?: LoadedModel;
+  /**
+   * Bumped by {@link ModelRegistry.unload}: a load begun before it finds it changed and leaves
+   * the entry unloaded, so an unload during a load is not undone when the load ends.
+   */
+  epoch: number;
 }
 
 /** A loaded model's runtime health, from {@link ModelRegistry.health}. */
@@ -181,7 +186,7 @@ export class ModelRegistry implements AsyncDisposable {
       meta.vocabSize = number("vocab_size");
       meta.contextLength = number("n_positions", "max_position_embeddings", "n_ctx");
     }
-    this.#entries.set(cid, { meta });
+    this.#entries.set(cid, { meta, epoch: 0 });
     return { ...meta };
   }
 
@@ -248,6 +253,38 @@ export class ModelRegistry implements AsyncDisposable {
     return model;
   }
 
+  /**
+   * Release `cid`'s sessions and workers (its health and metric series go with them) but keep it
+   * registered: the next `get` loads it again. A job running on it then fails with
+   * `ModelDisposedError`. Resolves to whether it was loaded (or loading).
+   */
+  async unload(cid: string): Promise<boolean> {
+    const entry = this.#entries.get(cid);
+    if (entry?.loading === undefined) return false;
+    const loading = entry.loading;
+    entry.epoch++;
+    entry.loading = undefined;
+    entry.retryAt = undefined;
+    entry.loaded = undefined;
+    entry.meta.loaded = false;
+    await disposeLoad(loading);
+    return true;
+  }
+
+  /**
+   * Forget `cid` ({@link unload}, then drop it from {@link list}, `/v1/models` and `get`, which
+   * answers `UnknownModelError` from then on). Resolves to whether it was registered.
+   */
+  async unregister(cid: string): Promise<boolean> {
+    if (!this.#entries.has(cid)) return false;
+    await this.unload(cid);
+    // A `get` while the unload awaited may have started a new load: released here too.
+    const entry = this.#entries.get(cid);
+    this.#entries.delete(cid);
+    if (entry?.loading !== undefined) await disposeLoad(entry.loading);
+    return true;
+  }
+
   /** Release every loaded session and forget all models. */
   async close(): Promise<void> {
     const loads = [...this.#entries.values()].flatMap((e) => (e.loading ? [e.loading] : []));
@@ -264,6 +301,7 @@ export class ModelRegistry implements AsyncDisposable {
 
   async #load(entry: Entry): Promise<LoadedModel> {
     const { meta } = entry;
+    const epoch = entry.epoch;
     const onWorkerEvent = this.#options.onWorkerEvent;
     const options = {
       ...this.#options,
@@ -288,6 +326,9 @@ export class ModelRegistry implements AsyncDisposable {
         `model files at ${meta.path} changed since registration (now ${model.info.cid})`,
       );
     }
+    // Unloaded (or unregistered) while it loaded: the caller gets a model that the unload
+    // disposes, and the entry stays unloaded.
+    if (entry.epoch !== epoch) return model;
     meta.loaded = true;
     meta.executionProvider = model.info.executionProvider;
     if (model.info.executionProviderFallback !== undefined) {
@@ -296,6 +337,12 @@ export class ModelRegistry implements AsyncDisposable {
     entry.loaded = model;
     return model;
   }
+}
+
+/** Dispose what `loading` loaded; a failed load left nothing to release. */
+async function disposeLoad(loading: Promise<LoadedModel>): Promise<void> {
+  const [settled] = await Promise.allSettled([loading]);
+  if (settled.status === "fulfilled") await settled.value.dispose();
 }
 
 /** The first of `candidates` that is a string: a config may hold anything under its name keys. */

@@ -40,6 +40,7 @@ import {
   readHeldOutFile,
 } from "../training/held_out_text.ts";
 import { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
+import { RoundModelRetirement } from "./_round_model_retirement.ts";
 
 /** What the training roles need beyond the configuration: the corpus parts this node holds. */
 export interface TrainingInputs {
@@ -129,12 +130,12 @@ export function addTrainingChildren(
     modelsDir: join(config.dataDir, "models"),
     storage: () => roles.storage ? lookup<StorageMessage>(NODE_ACTORS.storage) : undefined,
   });
-  // A round's model is served here (and checkable by this node's validator).
-  const serve = roles.inference || roles.validator
-    ? async (dir: string) => {
-      await models.register(dir);
-    }
+  // A round's model is served here (and checkable by this node's validator); the older rounds'
+  // are unloaded, then forgotten once no receipt of theirs can be challenged (review s78 F2).
+  const retirement = roles.inference || roles.validator
+    ? new RoundModelRetirement({ registry: models, log })
     : undefined;
+  const serve = retirement && ((dir: string) => retirement.serve(dir));
   if (validates) {
     const unsafe = challengeProbabilityWarning(
       training.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,
