@@ -37,7 +37,7 @@ import {
   takesFraudProofs,
   worthFraudCheck,
 } from "../proof/ledger.ts";
-import { MAX_PLEDGE_WAIT_MS, PledgeHeldProofs } from "./_pledge_held_proofs.ts";
+import { PledgeHeldProofs, timedFromArrival } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
 import { QueuedAccusations } from "./_queued_accusations.ts";
 import { settleTrainingFraud } from "./_validator_training.ts";
@@ -366,8 +366,7 @@ export class FraudProofs {
   takePledgeHeldProofs(accuser: string, ctx: ActorContext<ValidatorMessage>): void {
     const now = this.#core.now();
     for (const { proof, origin, arrivedAt } of this.pledgeHeld.take(accuser)) {
-      const waited = arrivedAt !== undefined && now - arrivedAt <= MAX_PLEDGE_WAIT_MS;
-      const since = waited ? arrivedAt : undefined;
+      const since = timedFromArrival(arrivedAt, now) ? arrivedAt : undefined;
       this.onFraudProof(proof, ctx, false, origin, undefined, since);
     }
     for (const [by, subject] of this.queued.accusations()) {

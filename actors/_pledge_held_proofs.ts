@@ -63,6 +63,14 @@ export const MAX_PLEDGE_HELD_PER_RECEIPT = 4;
  */
 export const MAX_PLEDGE_WAIT_MS = 60_000;
 
+/**
+ * Whether a held proof that came at `arrivedAt` is still timed from then at `now` (within
+ * {@link MAX_PLEDGE_WAIT_MS}): one place for the hold of its receipt and the time it is taken as of.
+ */
+export function timedFromArrival(arrivedAt: number | undefined, now: number): arrivedAt is number {
+  return arrivedAt !== undefined && now - arrivedAt <= MAX_PLEDGE_WAIT_MS;
+}
+
 /** A proof waiting for its accuser's pledge, and who sent it (not passed back to that peer). */
 export interface PledgeHeldProof {
   /** The proof (parsed, its signature verified). */
@@ -150,7 +158,7 @@ export class PledgeHeldProofs {
    */
   waiting(now: number): { proof: FraudProof; arrivedAt: number }[] {
     return [...this.#held.values()].flatMap(({ proof, arrivedAt }) =>
-      arrivedAt !== undefined && now - arrivedAt <= MAX_PLEDGE_WAIT_MS ? [{ proof, arrivedAt }] : []
+      timedFromArrival(arrivedAt, now) ? [{ proof, arrivedAt }] : []
     );
   }
 }

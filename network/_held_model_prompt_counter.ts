@@ -59,10 +59,9 @@ export class HeldModelPromptCounter {
   readonly count = (job: TextJob): PromptTokenCount | undefined => {
     const model = this.#models.info(job.model);
     if (model?.kind !== "text" || model.contextLength === undefined) return undefined;
-    const tokenizer = this.#tokenizers.get(model.cid);
-    if (tokenizer === undefined) this.#loaded(model);
-    const held = tokenizer !== undefined && tokenizer !== null && !(tokenizer instanceof Promise);
-    if (held && job.input === undefined) {
+    if (!this.#tokenizers.has(model.cid)) this.#loaded(model);
+    const tokenizer = this.#held(model.cid);
+    if (tokenizer !== undefined && job.input === undefined) {
       return tokenizer.encode(job.prompt).length;
     }
     return { atMost: model.contextLength - 1 };
@@ -77,11 +76,16 @@ export class HeldModelPromptCounter {
     const model = this.#models.info(cid);
     if (model?.kind !== "text" || model.contextLength === undefined) return undefined;
     await this.#loaded(model);
-    const tokenizer = this.#tokenizers.get(cid);
-    if (tokenizer === undefined || tokenizer === null || tokenizer instanceof Promise) {
-      return undefined;
-    }
-    return { info: { contextLength: model.contextLength }, tokenizer };
+    const tokenizer = this.#held(cid);
+    return tokenizer === undefined
+      ? undefined
+      : { info: { contextLength: model.contextLength }, tokenizer };
+  }
+
+  /** Model `cid`'s tokenizer when read (undefined while it loads, failed, or was never asked). */
+  #held(cid: string): TextTokenizer | undefined {
+    const known = this.#tokenizers.get(cid);
+    return known === null || known instanceof Promise ? undefined : known;
   }
 
   /** `model`'s tokenizer read once (a read in flight is shared). */

@@ -173,7 +173,7 @@ export function trainingLock(params: Readonly<EconomicParams>, work: TrainingWor
  * @example
  * ```ts
  * import { DEFAULT_ECONOMICS, promptTokenPrice } from "./economics.ts";
- * promptTokenPrice(DEFAULT_ECONOMICS, 1); // 0.25
+ * promptTokenPrice(DEFAULT_ECONOMICS, 1); // 0.0625
  * ```
  */
 export function promptTokenPrice(params: Readonly<EconomicParams>, outputPrice: number): number {
