@@ -20,7 +20,7 @@
  */
 import { storageKey } from "../protocols/cid.ts";
 import type { PinLabel } from "../storage/chunk_store.ts";
-import { dagBlocks, isDagNode } from "../storage/dag_links.ts";
+import { dagBlocks, isDagNode, MAX_DAG_DEPTH } from "../storage/dag_links.ts";
 import { ChunkNotFoundError, CorruptChunkError } from "../storage/errors.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { StorageCore } from "./_storage_core.ts";
@@ -34,6 +34,10 @@ import type { StorageCore } from "./_storage_core.ts";
  * `null` when there is nothing to fetch: a `local` file never leaves this node, and without peers
  * there is nowhere to fetch from (the store's own pin checks, under its lock, that the root is
  * here).
+ * @throws {DagTooDeepError} `dag_too_deep` when the DAG the peers hold goes deeper than
+ * `MAX_DAG_DEPTH`, as a CAR export or an import refuses it: the walk stops there (the peers'
+ * replica chose the depth, and made this node fetch a node per level), what it fetched is released
+ * and nothing is pinned.
  */
 export async function fetchPin(
   core: StorageCore,
@@ -49,6 +53,7 @@ export async function fetchPin(
       cid,
       (block) =>
         pending.hold(block, (options) => replicated.get(storageKey(block), options), { signal }),
+      MAX_DAG_DEPTH,
     );
     return pending;
   } catch (error) {
@@ -86,16 +91,20 @@ export async function holdPinned(
  * Read `root` with `read`, and, when it is a UnixFS or private root, every node under it that
  * links others (a root over 174 chunks links inner nodes: GC walks them), each once; leaves are
  * not read. A raw root (a leaf, an old manifest) links no inner node.
+ *
+ * @param maxDepth Most links below `root` the walk follows (`dag_too_deep` past it); none for a
+ * file already pinned (`holdPinned`): GC must keep whatever its pin reaches.
  */
 async function walkNodes(
   root: string,
   read: (cid: string) => Promise<Uint8Array>,
+  maxDepth?: number,
 ): Promise<void> {
   if (!isDagNode(root)) {
     await read(root);
     return;
   }
-  for await (const _block of dagBlocks(root, read)) {
+  for await (const _block of dagBlocks(root, read, { maxDepth })) {
     // Each node is read (and so held) by the walk itself.
   }
 }

@@ -622,6 +622,10 @@ export class StorageActor {
     const label = await this.#store!.pinLabel(cid);
     const held = await fetchPin(this.#core, cid, label, ctx?.signal).catch((error) => {
       this.#core.writeFaults.failed(error); // the store's condition, when the OS refused a block
+      if (error instanceof VeriflowError && error.code === "dag_too_deep") {
+        // The peers' replica is at fault, not this store: said once per refused pin.
+        this.#options.log?.(`storage: pin of ${cid} refused: ${error.message}`);
+      }
       throw error;
     });
     if (held !== null) this.#pinsHeld.add(held);

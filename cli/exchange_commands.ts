@@ -333,11 +333,12 @@ export function shareBaseUrl(text: string | undefined): string {
 /**
  * What revoking does not do, said wherever a share is made or revoked: every share of a file
  * carries the same keys (a function of its salt), and `/ipfs` and every peer holding a replica
- * serve its ciphertext to whoever names the CID (docs/STORAGE.md "Share links").
+ * serve its ciphertext to whoever names the CID (docs/STORAGE.md "Share links"). Unended:
+ * {@link keysOutliveRevoke} adds how to unpin.
  */
-export const KEYS_OUTLIVE_REVOKE =
+const KEYS_OUTLIVE_REVOKE =
   "Revoking only stops this node serving the link: its keys stay valid for anyone who has " +
-  "them and the file's ciphertext. To take access back, put the file again and unpin the old copy.";
+  "them and the file's ciphertext. To take access back, put the file again and unpin the old copy";
 
 /**
  * {@link KEYS_OUTLIVE_REVOKE} with how to unpin, which no command does: delete the pin's file
@@ -347,7 +348,7 @@ export const KEYS_OUTLIVE_REVOKE =
  * @param cid The old copy's CID, where known (a revoke knows only the share's id).
  */
 export function keysOutliveRevoke(dir: string, cid = "<cid>"): string {
-  return `${KEYS_OUTLIVE_REVOKE.slice(0, -1)}: delete ${join(dir, "store", "pins", cid)}, ` +
+  return `${KEYS_OUTLIVE_REVOKE}: delete ${join(dir, "store", "pins", cid)}, ` +
     `then run \`cli.ts gc --data ${dir}\` (both work beside a running node).`;
 }
 

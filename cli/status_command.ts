@@ -254,10 +254,7 @@ export function describe(s: State): string[] {
     Array.isArray(s.unavailable) && s.unavailable.includes(part);
   // The snapshot lists connections; a peer is its key (review s78 F4: one peer connected twice,
   // each node dialling the other, was listed twice). Each key once, its connections counted.
-  const connections = new Map<string, State[]>();
-  for (const p of (s.peers ?? []) as State[]) {
-    connections.set(p.key, [...connections.get(p.key) ?? [], p]);
-  }
+  const connections = Map.groupBy((s.peers ?? []) as State[], (p) => p.key);
   if (silent("peers")) lines.push("peers    ? (the network actor is not answering)");
   else {
     lines.push(

@@ -710,10 +710,10 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     });
   };
   const page = options.page ?? true;
-  if (page) routes.get("/", () => serveFile("index.html"));
-  // Only names with an extension: `live` and `state` are routes of their own, and passing a
-  // WebSocket upgrade on through `next()` would have Hono copy (and break) its response.
   if (page) {
+    routes.get("/", () => serveFile("index.html"));
+    // Only names with an extension: `live` and `state` are routes of their own, and passing a
+    // WebSocket upgrade on through `next()` would have Hono copy (and break) its response.
     routes.get("/dashboard/:file{[a-z_]+\\.(?:html|js|css)}", async (c, next) => {
       const file = c.req.param("file");
       if (!(file in STATIC_FILES)) return await next();

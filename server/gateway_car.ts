@@ -31,7 +31,7 @@ import {
 import { untilCancelled } from "./cancellable_body.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { isManifest } from "../protocols/manifest.ts";
-import { chunksReferencedBy } from "../storage/dag_links.ts";
+import { chunksReferencedBy, dagBlocks, MAX_DAG_DEPTH } from "../storage/dag_links.ts";
 import {
   CAR_MEDIA_TYPE,
   carLength,
@@ -58,6 +58,16 @@ import { blockCacheControl } from "./private_block_cache.ts";
  * whole digest would, in half the header.
  */
 const PATH_DIGEST_BYTES = 16;
+
+/**
+ * Inner nodes a full CAR's depth check reads before its `200` ({@link assertDepthServable}). A
+ * chain one level past `MAX_DAG_DEPTH` is found in 97 reads; an honest file of 1,024 inner nodes
+ * holds up to ~178,000 chunks (~43 GiB at 256 KiB), so nearly every real DAG is checked whole, and
+ * the check never costs more than 1,024 node reads (each read again by the export: the store's,
+ * or for a DAG on the peers a second fetch). A deep branch hidden behind more nodes than this is
+ * still cut after the `200`, by the export's own walk, as before.
+ */
+const DEPTH_CHECK_NODES = 1024;
 
 /** Options of {@link carResponse}. */
 export interface CarResponseOptions {
@@ -138,6 +148,9 @@ export async function carResponse(
       });
     }
   }
+  if (served === "all" && range === undefined) {
+    await assertDepthServable(request, cid, node, signal);
+  }
   // Stopped when the client goes away by the body's cancel, not `request.signal` (which Deno
   // also aborts after a successful response: `cancellable_body.ts`).
   const stream = await untilCancelled((signal) =>
@@ -146,6 +159,36 @@ export async function carResponse(
       : exportCar(cid, request.readBlock, { ...car, signal })
   );
   return new Response(stream, { headers });
+}
+
+/**
+ * Throws `dag_too_deep` (a `422`) when the DAG under `cid` goes deeper than `MAX_DAG_DEPTH`, the
+ * limit the export's walk (`storage/car.ts`) ends a CAR at: the export walks only once the `200` is
+ * sent, so a too-deep DAG got a `200` and a cut body while its `HEAD`, which walks first, was a
+ * `422`. The same walk, over the links only (leaves are listed, never read), stopped after
+ * {@link DEPTH_CHECK_NODES} inner nodes: not a second full walk of a huge DAG.
+ *
+ * @param node The block of `cid`, already read: the walk starts from it.
+ */
+async function assertDepthServable(
+  request: GatewayRequest,
+  cid: string,
+  node: Uint8Array,
+  signal: AbortSignal,
+): Promise<void> {
+  let reads = 0;
+  const read = (block: string) => {
+    if (block === cid) return Promise.resolve(node); // read already, before the walk
+    reads++;
+    return request.readBlock(block, signal);
+  };
+  const walk = dagBlocks(cid, read, {
+    isLegacyManifest: (c) => isLegacyManifest(request, c),
+    maxDepth: MAX_DAG_DEPTH,
+  });
+  for await (const _block of walk) {
+    if (reads >= DEPTH_CHECK_NODES) return; // the rest is the export's to walk (and cut)
+  }
 }
 
 /**

@@ -349,7 +349,7 @@ async function plainResponse(request: GatewayRequest, search: string): Promise<R
   if (entity.kind === "refused") throw entity.error;
   if (entity.kind === "file") {
     const name = path.names.at(-1);
-    return await fileResponse(request, cid, entity.info, name && nameText(name));
+    return await fileResponse(request, cid, entity.info, name && nameText(name), entity.bytes);
   }
   if (!path.directoryForm) {
     // Relative links in a directory's page resolve against its URL: only `…/` is inside it. The
@@ -370,14 +370,21 @@ async function plainResponse(request: GatewayRequest, search: string): Promise<R
     // Served only when it is a public file; anything else (private, another owner's, a
     // directory, a symlink) is no page to show: the generated index stands in for it.
     const page = await plainEntity(request, index.cid);
-    if (page.kind === "file") return await fileResponse(request, index.cid, page.info, INDEX_FILE);
+    if (page.kind === "file") {
+      return await fileResponse(request, index.cid, page.info, INDEX_FILE, page.bytes);
+    }
   }
   return directoryListing(request, entity.node.links);
 }
 
 /** What a plain read of a CID finds: bytes to serve, a directory, or a refusal to answer with. */
 type PlainEntity =
-  | { kind: "file"; info: FileInfo & { size: number } }
+  | {
+    kind: "file";
+    info: FileInfo & { size: number };
+    /** A raw CID's one block, its whole file, when the check read it: served from these. */
+    bytes?: Uint8Array;
+  }
   | { kind: "directory"; node: UnixfsNode }
   | { kind: "refused"; error: EdgeError };
 
@@ -417,9 +424,10 @@ async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainE
     return refused(new EdgeError("key_required", `${cid} is private: open it with a share link`));
   }
   if (codecOf(cid) === RAW_CODEC) {
-    // A raw CID is one block, its whole file, which the read reads anyway: a private manifest
-    // named so (`bafkrei…` for its `bafyrei…`) is refused as under its own CID, not served as a
-    // public file (review s78 F3).
+    // A raw CID is one block, its whole file: a private manifest named so (`bafkrei…` for its
+    // `bafyrei…`) is refused as under its own CID, not served as a public file (review s78 F3).
+    // The bytes read for that are the file's: the sniff and the body are served from them, not
+    // read again (a second and third read of the block per GET).
     const bytes = await source.block(cid, request.c.req.raw.signal);
     if (isPrivateManifest(cid, bytes)) {
       return refused(
@@ -429,6 +437,8 @@ async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainE
         ),
       );
     }
+    const file = fileOf(info);
+    return file.kind === "file" ? { ...file, bytes } : file;
   }
   if (codecOf(cid) !== DAG_PB_CODEC) return fileOf(info);
   const node = request.decode(cid, await source.block(cid, request.c.req.raw.signal));
@@ -461,15 +471,21 @@ function refused(error: EdgeError): PlainEntity {
  * its pin's type, the request's `filename` or its `name`, its pin's name, or its first bytes; with
  * a `Content-Disposition` when `filename` or `download=true` asked for one (Path Gateway spec:
  * `inline` unless `download=true`).
+ *
+ * @param bytes A raw file's one block, when the caller read it: the sniff and body use it.
  */
 async function fileResponse(
   request: GatewayRequest,
   cid: string,
   info: FileInfo & { size: number },
   name: string | undefined,
+  bytes?: Uint8Array,
 ): Promise<Response> {
   const { c, common, head } = request;
-  const source = request.source(cid);
+  // A raw file's block already read (`plainEntity`) is served as an inline block is: from memory.
+  const source = bytes === undefined
+    ? request.source(cid)
+    : inlineBlocks(cid, { codec: RAW_CODEC, bytes });
   const fileSize = info.size;
   const etag = `"${cid}"`;
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);

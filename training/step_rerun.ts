@@ -211,8 +211,8 @@ interface Owed {
   id: number;
   /** What it is, for the error: "step 3 of a receipt of trainer …". */
   what: string;
-  /** What the worker did with it, for the log: "re-ran step 3 of a receipt of trainer …". */
-  doing: string;
+  /** What the worker does with it, for the log: "re-ran" ("re-ran step 3 of …"). */
+  verb: string;
   /** What to post, made afresh for each send (a retry too), and the buffers to transfer. */
   crossing(): { message: StepRerunRequest | UnsealRequest; transfer: Transferable[] };
   /** Workers that failed while this request was the one they were running. */
@@ -286,7 +286,7 @@ export class WorkerStepRerun implements StepRerun {
     return this.#ask({
       id: request.id,
       what: `step ${step.step} of ${receiptOf(receipt)}`,
-      doing: `re-ran step ${step.step} of ${receiptOf(receipt)}`,
+      verb: "re-ran",
       crossing: () => {
         const { step, transfer } = WorkerStepRerun.#crossing(request.step);
         return { message: { ...request, step }, transfer: [transfer] };
@@ -312,7 +312,7 @@ export class WorkerStepRerun implements StepRerun {
     return this.#ask({
       id,
       what: `the answer to a challenge of ${receiptOf(receipt)}`,
-      doing: `unsealed the answer to a challenge of ${receiptOf(receipt)}`,
+      verb: "unsealed",
       crossing: () => {
         const validatorSecret = validator.exportSecretKey();
         return {
@@ -439,7 +439,7 @@ export class WorkerStepRerun implements StepRerun {
     const spent = running.failures >= RERUN_ATTEMPTS;
     this.#log(
       `training validator: the step re-run worker failed (${why}) while it ` +
-        `${running.doing}; ` +
+        `${running.verb} ${running.what}; ` +
         (spent
           ? `${running.failures} workers failed on it: its check ends without a verdict ` +
             `(step_rerun_failed)`
