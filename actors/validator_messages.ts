@@ -18,7 +18,6 @@ import type { StreamCheckResult } from "../proof/stream_check.ts";
 import type { StreamClaim } from "../protocols/stream_commitment.ts";
 import type { StreamProof } from "../protocols/stream_proof.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
-import type { PromptCountingModel } from "../proof/prompt_token_check.ts";
 import type { TrainingReceipt } from "../training/training_receipt.ts";
 import type { TrainingRoundTerms } from "../proof/ledger.ts";
 import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
@@ -58,7 +57,12 @@ export interface ValidatorModelSource {
    * tokens (`promptTokensAtIntake`): loading no session. Absent: `get` gives them (loading the
    * model in the mailbox at the first receipt that signs a count).
    */
-  promptCounting?(cid: string): Promise<PromptCountingModel | undefined>;
+  promptCounting?(cid: string): Promise<
+    {
+      readonly info: { readonly contextLength: number };
+      readonly tokenizer: { encode(text: string): number[] };
+    } | undefined
+  >;
 }
 
 /** Where a receipt, verdict or fraud proof came from: this node, or a peer's hex key. */

@@ -33,6 +33,10 @@
  *   writes part of a batch, then `ENOSPC`) the file is truncated back to it before the next one.
  *   Appended after the torn bytes, every later record sat off the grid and was dropped at the
  *   next load, though its append had resolved (review s78 vassign, F3).
+ * - **Closed with its port** ({@link AssignedJobFile.close}): what was asked before is written,
+ *   and nothing after ({@link AssignedJobFileClosedError}). A write the node did not wait for
+ *   landed in its data directory after it stopped, and a removal of that directory failed
+ *   "Directory not empty" (a flaky node test, s78).
  *
  * Not part of the public API.
  *
@@ -42,6 +46,7 @@ import { basename, dirname } from "node:path";
 import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import { fromHex, sha256, toHex } from "../protocols/hash.ts";
 import { OWNER_DIR_MODE, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 
 /** The file of a node's data directory that its forwarding port keeps its assigned jobs in. */
 export const ASSIGNED_JOBS_FILE = "assigned-jobs.log";
@@ -78,6 +83,17 @@ export interface LoadedAssignedJobs {
   rewriteFailed: boolean;
 }
 
+/** A load, append or compaction asked of an {@link AssignedJobFile} after its close. */
+export class AssignedJobFileClosedError extends VeriflowError {
+  /**
+   * Create it.
+   * @param path The file.
+   */
+  constructor(path: string) {
+    super("assigned_jobs_closed", `${path} is closed: nothing more is written to it`);
+  }
+}
+
 /** See the module doc. */
 export class AssignedJobFile {
   readonly #path: string;
@@ -93,6 +109,8 @@ export class AssignedJobFile {
   /** The file may hold bytes past {@link #good} (a failed or short write): truncated first. */
   #torn = false;
   #queue: Promise<void> = Promise.resolve();
+  /** {@link close} was called: nothing more is asked of the disk. */
+  #closed = false;
 
   /**
    * The log at `path`.
@@ -143,6 +161,8 @@ export class AssignedJobFile {
    * once that write is on disk (rejects if it failed).
    */
   append(record: AssignedRecord): Promise<void> {
+    // Checked here too: joined to a batch asked before the close, it would still be written.
+    if (this.#closed) return Promise.reject(new AssignedJobFileClosedError(this.#path));
     if (this.#batch === undefined) {
       const records: Uint8Array[] = [];
       this.#batch = { records, written: this.#then(() => this.#write(records)) };
@@ -154,6 +174,16 @@ export class AssignedJobFile {
   /** Rewrite the file with `records` only (oldest first), after the appends asked before. */
   compact(records: readonly AssignedRecord[]): Promise<void> {
     return this.#then(() => this.#rewrite(records));
+  }
+
+  /**
+   * Write nothing more: resolves once every load, append and compaction asked before has ended
+   * (each as it would have: failed ones fail their own callers only); any asked after rejects with
+   * {@link AssignedJobFileClosedError}. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    return this.#queue;
   }
 
   /**
@@ -169,8 +199,8 @@ export class AssignedJobFile {
     const bytes = new Uint8Array(head.length + batch.length * RECORD_BYTES);
     bytes.set(head);
     batch.forEach((record, i) => bytes.set(record, head.length + i * RECORD_BYTES));
-    // Opened for each batch, not held: the port has no close, and a node stopping mid-batch
-    // leaves at most a torn record, which the next load skips.
+    // Opened for each batch, not held: a node that dies mid-batch (a crash, a kill) leaves at most
+    // a torn record, which the next load skips.
     const file = await Deno.open(this.#path, { write: true, create: true, mode: OWNER_FILE_MODE });
     try {
       if (this.#torn) await file.truncate(good);
@@ -203,8 +233,12 @@ export class AssignedJobFile {
     this.#torn = false;
   }
 
-  /** Run `op` after every operation asked before it; its failure fails only its own caller. */
+  /**
+   * Run `op` after every operation asked before it; its failure fails only its own caller. Asked
+   * after {@link close}: not run, rejected.
+   */
   #then<T>(op: () => Promise<T> | T): Promise<T> {
+    if (this.#closed) return Promise.reject(new AssignedJobFileClosedError(this.#path));
     const result = this.#queue.then(op);
     this.#queue = result.then(() => {}, () => {});
     return result;

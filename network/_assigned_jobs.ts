@@ -16,6 +16,10 @@
  * it is that old, unless {@link MAX_ASSIGNED_JOBS_HARD} forces it sooner (counted in
  * {@link AssignedJobs.stats}). The running ones are memory only: a restart ends them.
  *
+ * The port closes it as its node stops ({@link AssignedJobs.close}): the load and every write
+ * asked before have ended when that resolves, and nothing is written after, so a node's data
+ * directory holds still once the node has stopped.
+ *
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
@@ -192,6 +196,10 @@ export class AssignedJobs {
   readonly #now: () => number;
   readonly #file?: AssignedJobFile;
   readonly #owed: (jobId: string) => boolean;
+  /** Writes to the file not ended yet: each assignment's append, and a compaction after it. */
+  readonly #writes = new Set<Promise<void>>();
+  /** Set by {@link close}: from then on, assignments are kept in memory only. */
+  #closing?: Promise<void>;
   readonly #stats: AssignedJobsStats = {
     loadFailures: 0,
     appendFailures: 0,
@@ -249,16 +257,41 @@ export class AssignedJobs {
   }
 
   /**
+   * Write nothing more to the file: resolves once its load and every write asked before (an
+   * assignment's append, a compaction) have ended; assignments after are kept in memory only, as
+   * without a file. Never rejects; idempotent. At once without a file.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.loaded;
+      // A write waits for the load before it reaches the file: awaited here, not by the file.
+      await Promise.all(this.#writes);
+      await this.#file?.close();
+    })();
+    return this.#closing;
+  }
+
+  /**
    * Remember `jobId` as assigned; `cancelledAt` when its receipt was signed `cancelled`. Resolves
-   * once it is on disk (at once without a file); never rejects: a failed write leaves it in
-   * memory only, refused until the node restarts, and is counted ({@link stats}).
+   * once it is on disk (at once without a file, or after {@link close}); never rejects: a failed
+   * write leaves it in memory only, refused until the node restarts, and is counted
+   * ({@link stats}).
    */
   assigned(jobId: string, cancelledAt?: number): Promise<void> {
     this.#jobs.delete(jobId);
     this.#jobs.set(jobId, { cancelledAt, at: this.#now() });
     this.#bound();
     const file = this.#file;
-    if (file === undefined || !JOB_ID_PATTERN.test(jobId)) return Promise.resolve();
+    const closed = this.#closing !== undefined;
+    if (file === undefined || closed || !JOB_ID_PATTERN.test(jobId)) return Promise.resolve();
+    const write = this.#write(file, jobId, cancelledAt);
+    this.#writes.add(write);
+    write.finally(() => this.#writes.delete(write));
+    return write;
+  }
+
+  /** Append `jobId` to `file` once it is loaded, and compact it when due; never rejects. */
+  #write(file: AssignedJobFile, jobId: string, cancelledAt?: number): Promise<void> {
     return this.loaded.then(async () => {
       await file.append(cancelledAt === undefined ? { jobId } : { jobId, cancelledAt }).catch(
         (error) => {

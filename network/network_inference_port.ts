@@ -1023,6 +1023,18 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
+   * Write nothing more to the node's data directory: resolves once the assigned jobs' file
+   * (`_assigned_jobs.ts`) was read back and every write to it asked before has landed, and the
+   * lost ends' folder was read back; assignments after are kept in memory only. The node calls
+   * it as it stops, after its actors (the jobs they end assign their receipts first) and before
+   * it releases its data directory: a write nobody waited for landed after the node stopped, and
+   * a removal of the directory failed "Directory not empty" (s78). Idempotent; never rejects.
+   */
+  async close(): Promise<void> {
+    await Promise.all([this.#assigned.close(), this.#lostEnds.loaded]);
+  }
+
+  /**
    * The clients' jobs, each counted once across the workers it ran on (review s71: summed over
    * the workers' runs, one job that failed over twice and finished read as 3 started, 2 failed),
    * the tokens their clients got, and what they cost on the workers: their runs, their failovers

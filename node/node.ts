@@ -539,26 +539,28 @@ async function startSteps(
   // Read before the first job, so each is counted exactly (review s78 vprompt F1).
   const promptCounter = new HeldModelPromptCounter(models);
   if (local === undefined && network !== undefined) await promptCounter.prepare();
-  const port: InferencePort | undefined = local ??
-    (network && jobMonitor.wrap(
-      new NetworkInferencePort(
-        network,
-        validator,
-        identity,
-        // The validator's system: each checked receipt reaches it through the node's
-        // ValidatorInbox, held while it is down (review s60). Receipts a lost worker still owes
-        // are kept on disk, so a restart still asks for them (review s64).
-        {
-          ...forwardingOptionsOf(config.network.routing),
-          system,
-          lostEndsDir: join(config.dataDir, LOST_ENDS_DIR),
-          // The jobs it assigned, so a restart still refuses a client's retry of one (s78).
-          assignedJobsFile: join(config.dataDir, ASSIGNED_JOBS_FILE),
-          // A worker's prompt-token count held to this node's tokenizers, for the models it holds.
-          countPromptTokens: promptCounter.count,
-        },
-      ),
-    ));
+  const forwarding = local === undefined && network !== undefined
+    ? new NetworkInferencePort(
+      network,
+      validator,
+      identity,
+      // The validator's system: each checked receipt reaches it through the node's
+      // ValidatorInbox, held while it is down (review s60). Receipts a lost worker still owes
+      // are kept on disk, so a restart still asks for them (review s64).
+      {
+        ...forwardingOptionsOf(config.network.routing),
+        system,
+        lostEndsDir: join(config.dataDir, LOST_ENDS_DIR),
+        // The jobs it assigned, so a restart still refuses a client's retry of one (s78).
+        assignedJobsFile: join(config.dataDir, ASSIGNED_JOBS_FILE),
+        // A worker's prompt-token count held to this node's tokenizers, for the models it holds.
+        countPromptTokens: promptCounter.count,
+      },
+    )
+    : undefined;
+  // It reads and writes its files in the data directory: done before the directory is released.
+  if (forwarding !== undefined) started.push(() => forwarding.close());
+  const port: InferencePort | undefined = local ?? (forwarding && jobMonitor.wrap(forwarding));
   let url: string | undefined;
   if (port !== undefined) {
     url = await serveHttpApi(http, port, {
@@ -608,12 +610,18 @@ async function startSteps(
   });
 
   const stops = nodeShutdown({ heartbeat, http, system, models, log });
-  const { finished, stopping } = stops;
+  const { stopping } = stops;
+  // The forwarding port's files are closed once the actors stopped (the jobs they end assign
+  // their receipts first) and before the node is said stopped, however it stops: the caller then
+  // releases the data directory, and may remove it (s78: a write landed after, and the removal
+  // failed "Directory not empty").
+  const finished = stops.finished.finally(() => forwarding?.close());
   // The disk's re-checks stop with the node, however it stops (a fatal stop included).
   finished.finally(() => disk.close()).catch(() => {});
   const shutdown = async () => {
     disk.close();
     await stops.shutdown();
+    await forwarding?.close();
   };
 
   const jobs = async (): Promise<NodeJobs> => {
