@@ -76,7 +76,8 @@ export interface ServeInferenceOptions {
   timers?: ConnectionTimers;
   /**
    * The node's receipts whose `end` event a connection lost, kept for their requester's
-   * `inference.get_receipt` on a later connection (one per node, with `peer`; absent: none kept).
+   * `inference.get_receipt` on a later connection (one per node, with `peer`; absent: none kept);
+   * delivered ones too, for a requester that forgot the job (review s78 vfinal, F1).
    */
   unsent?: UnsentReceipts;
   /**
@@ -551,6 +552,10 @@ function jobEvents(
         );
         return;
       }
+      // Kept though its `end` goes out: a router that forgot the job (its memory of assigned
+      // jobs lost) asks for it when this node refuses the client's retry `duplicate_job`, and
+      // assigns it rather than have the job run again elsewhere (review s78 vfinal, F1).
+      if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt);
       controller.enqueue({ kind: "end", summary: wireSummary(summary) });
       return;
     }

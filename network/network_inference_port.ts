@@ -109,7 +109,8 @@ function isOwnFailure(error: unknown): boolean {
  * worker only once this node's own memory (`_assigned_jobs.ts`) says it is neither assigned nor
  * running nor owed here, so a worker's `duplicate_job` is that worker's state: passed to the
  * client, one worker that answered it to every job failed each one it was picked for, and the
- * honest worker behind it was never asked (review s78 vassign, F1).
+ * honest worker behind it was never asked (review s78 vassign, F1). Unless the worker's receipt
+ * for the job checks out: then the job ran there and this node forgot it (`#ranBefore`).
  */
 const OWN_FAILURE_CODES: ReadonlySet<string> = new Set([CANCELLED, "duplicate_job"]);
 
@@ -663,6 +664,45 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
+   * The client's `duplicate_job` for `job`, which `worker` refused as a duplicate, when the
+   * worker's receipt for it checks out (signed by it, for this job, a finished or cancelled
+   * job's end, a prompt count this node accepts): the job ran on it before, so the receipt is
+   * assigned (written as assigned, then handed to the validator with the assignment, as
+   * {@link #checked} does) and the worker is not blamed. Undefined with no such receipt: the
+   * refusal is the worker's own failure (`OWN_FAILURE_CODES`).
+   */
+  async #ranBefore(
+    job: TextJob,
+    worker: Uint8Array,
+    assignedAt: number,
+  ): Promise<VeriflowError | undefined> {
+    const id = jobId(job);
+    const receipt = await this.#askReceipt(worker, id);
+    if (receipt === undefined || !verifyReceipt(receipt, { job, worker }).ok) return undefined;
+    if (receipt.end !== undefined && receipt.end !== "cancelled") return undefined;
+    if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens)) return undefined;
+    const assignment = this.#requester &&
+      signAssignment({ job, worker, issuedAt: assignedAt }, this.#requester);
+    if (assignment !== undefined && this.#validator !== undefined) {
+      const cancelledAt = receipt.end === "cancelled" ? receipt.tokenCount : undefined;
+      await this.#assigned.assigned(id, cancelledAt);
+    }
+    this.#toValidator(worker, {
+      type: "receipt",
+      receipt,
+      job,
+      assignment,
+      origin: toHex(worker),
+      announce: true,
+    });
+    return new VeriflowError(
+      "duplicate_job",
+      `job ${id} already ran on worker ${toHex(worker)} and its receipt is assigned; its text ` +
+        `is not kept here: send it with a new nonce`,
+    );
+  }
+
+  /**
    * `worker`'s receipt for job `id`, asked for on its connection (`inference.get_receipt`, which
    * waits there for the job's end); undefined with no connection, no answer within
    * {@link CANCELLED_RECEIPT_TIMEOUT_MS}, or none kept.
@@ -759,6 +799,14 @@ export class NetworkInferencePort implements InferencePort {
         // starts it: believed at once, one worker, picked first for the room its hellos claim,
         // turned every client's job away with the code of its choice and stayed first. Like a
         // refusal as full it cost the worker no prefill, so it spends none of the job's tries.
+        // A worker's `duplicate_job` with its receipt for the job: the job ran, and this node
+        // forgot it (`_assigned_jobs.ts`: past its keep window, a lost file, no data dir). Run
+        // again elsewhere, its second assignment voided the first receipt, and neither was paid
+        // (review s78 vfinal, F1). Without a receipt that checks out it is the worker's failure.
+        if (error instanceof VeriflowError && error.code === "duplicate_job") {
+          const ran = await this.#ranBefore(job, worker, assignedAt);
+          if (ran !== undefined) throw ran;
+        }
         const claimedBad = isJobError(error);
         if (!isWorkerRefusal(error) && !claimedBad && !isOwnFailure(error)) throw error;
         refusedBy.push(worker);

@@ -60,16 +60,17 @@ Deno.test("a client's retry of a job whose worker's connection dropped mid-strea
     const again = await worker.connect();
     workers.connections.splice(0, workers.connections.length, again.to);
     const retry = await router.port.submit(job);
+    // The lost run signed nothing (it had ended before the retry was taken: a running job is
+    // refused): the worker kept no receipt for the job's requester to fetch. Read before the
+    // retry's end, whose receipt the worker keeps too (review s78 vfinal, F1).
+    const requester = toHex(worker.link.at.peerKey!);
+    assertEquals(worker.unsent.get(requester, first.jobId), undefined);
     const got = await readAll(retry.tokens);
     const done = await retry.done;
     assertEquals(got.failed, undefined, "the client's retry of the job was refused");
     assertEquals(done.error?.code, undefined);
     assertEquals(done.usage.completionTokens, MAX_TOKENS);
     assert(done.receipt !== undefined, "the retry's finished run has its receipt");
-    // The lost run signed nothing (it had ended before the retry was taken: a running job is
-    // refused): the worker kept no receipt for the job's requester to fetch.
-    const requester = toHex(worker.link.at.peerKey!);
-    assertEquals(worker.unsent.get(requester, first.jobId), undefined);
   } finally {
     await system.shutdown();
     await worker.close();
