@@ -6,8 +6,9 @@
  * its worker already holds {@link MAX_OPEN_CHALLENGES_PER_WORKER} challenges drawn here; the
  * validator's coin decides whether it is challenged (`_challenges.ts`), except for what needs no
  * forward pass to see: a contradiction of its job, or a prompt-token count its prompt does not
- * have (`promptTokensAtIntake`), challenged whatever the coin; and what it is kept on
- * disk as meanwhile (`_receipt_files.ts`). What waited for the receipt (peers' fraud proofs,
+ * have (`promptTokensAtIntake`) or that cannot be counted here, challenged whatever the coin
+ * (re-counted only for a receipt the ledger would take, after its stake refusal); and what it is
+ * kept on disk as meanwhile (`_receipt_files.ts`). What waited for the receipt (peers' fraud proofs,
  * `_fraud_proofs.ts`, and peers' claims, `_peer_verdicts.ts`) is taken again once it is recorded.
  * A write the ledger fails for another cause than a refusal (a disk error) leaves the receipt
  * unrecorded, answered `ledger_write_failed`, and is the ledger's condition, logged once and on
@@ -199,23 +200,26 @@ export class ReceiptIntake {
     // earning nothing here for want of its model is not challenged on the coin: nothing here
     // could decide it (a contradiction needs no model, so it still is).
     const draw = fresh && !own ? challengeTicket(this.#core.options.identity, id).draw : 1;
-    // A prompt-token count re-counted on every receipt, whatever the coin: the count is paid, and
-    // checking it costs a tokenization, no forward pass (review s78 vprompt F1). A wrong one is
-    // challenged as a contradiction is, and the challenge proves the same `prompt_tokens` fraud.
-    const miscounted = fresh && !own && uncredited === undefined &&
-      await this.#miscountsPrompt(receipt, job);
-    const owed = fresh && !own &&
-      (contradiction !== null || miscounted || (uncredited === undefined && draw < p));
     // Its challenge is opened by a second ledger write: kept first, a crash between the two
     // does not let it slip into payment unchecked (the start opens it, `_validator_restart.ts`). Kept
     // only for a receipt the ledger takes (this actor alone writes it, so the answer holds for
     // the write below): the work of keeping one it refuses made that refusal take longer exactly
     // when the coin drew it, and anyone announcing a receipt it cannot get recorded (its stake
     // locked, its job held) learnt the coin of each variant without committing to any (review
-    // s52). Asked whatever the coin, so asking takes no longer when it drew.
+    // s52). Asked whatever the coin, so asking takes no longer when it drew. Asked before the
+    // re-count below: it writes nothing and reads the worker's stake and free lock, so a stranger
+    // with no stake is refused without its prompt being tokenized (review s78 vfinal F3).
     const refused = fresh && !own
       ? ledger.receiptRefusal(receipt, { assignment, uncredited })
       : undefined;
+    // A prompt-token count re-counted on every receipt the ledger takes, whatever the coin: the
+    // count is paid, and checking it costs a tokenization, no forward pass (review s78 vprompt
+    // F1). A wrong one, or one this validator cannot count now, is challenged as a contradiction
+    // is, and the challenge proves the same `prompt_tokens` fraud.
+    const miscounted = fresh && !own && uncredited === undefined && refused === undefined &&
+      await this.#promptCountOwesChallenge(receipt, job);
+    const owed = fresh && !own &&
+      (contradiction !== null || miscounted || (uncredited === undefined && draw < p));
     // A peer's receipt not drawn is kept too, until it leaves `pending` (`pending`): a claim
     // that it was withheld, coming after a restart, is taken over on it. So every receipt the
     // ledger takes is written once here, whatever the coin.
@@ -393,13 +397,21 @@ export class ReceiptIntake {
   }
 
   /**
-   * Whether `receipt` signs a prompt-token count its text job's prompt does not have, by the
-   * model's tokenizer (`promptTokensAtIntake`): its tokenizer alone where the source gives it
-   * (`ValidatorModelSource.promptCounting`), else the model (loaded once, as a challenge would).
-   * Asked only for a receipt that signs a count. A model that fails to load, or is not a text
-   * model, is no evidence against the worker: the coin alone decides, as before.
+   * Whether `receipt`'s signed prompt-token count owes a challenge whatever the coin: its text
+   * job's prompt does not have that count by the model's tokenizer (`promptTokensAtIntake`), or
+   * this validator cannot count it now. Counted with the tokenizer alone where the source gives it
+   * (`ValidatorModelSource.promptCounting`), else with the model (loaded once, as a challenge
+   * would). Asked only for a receipt that signs a count.
+   *
+   * A count that cannot be checked here (the tokenizer's read failed and waits out its back-off,
+   * the model failed to load, or it has no tokenizer) is challenged, not paid on the coin alone:
+   * the count is paid as signed, so waving it through paid a 100,000-token claim on an 11-token
+   * job 6,258 credits where a validator that could count slashed it (review s78 vfinal F2). The
+   * challenge loads the model and counts the prompt itself; an honest count is paid on its
+   * `valid` verdict, and a model this validator cannot load is its own gap there (unpaid, nobody
+   * slashed), as the design asks of every validator-side gap.
    */
-  async #miscountsPrompt(receipt: Receipt, job: Job): Promise<boolean> {
+  async #promptCountOwesChallenge(receipt: Receipt, job: Job): Promise<boolean> {
     if (receipt.promptTokens === undefined || job.kind !== "text") return false;
     const { models } = this.#core.options;
     let model: PromptCountingModel | ProofTensorModel | undefined;
@@ -408,9 +420,9 @@ export class ReceiptIntake {
         ? await models.promptCounting(receipt.model)
         : await models.get(receipt.model);
     } catch {
-      return false;
+      return true;
     }
-    if (model === undefined || !("tokenizer" in model)) return false;
+    if (model === undefined || !("tokenizer" in model)) return true;
     return promptTokensAtIntake(receipt, job, model) !== null;
   }
 

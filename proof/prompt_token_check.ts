@@ -29,7 +29,8 @@ export interface PromptTokensViolation {
   signed: number;
   /**
    * What the model's tokenizer counts for the prompt; at intake, for a job whose input is not at
-   * hand, the most its model's window allows ({@link promptTokensAtIntake}).
+   * hand or a count past the model's window, the most that window allows
+   * ({@link promptTokensAtIntake}).
    */
   counted: number;
 }
@@ -68,7 +69,9 @@ export interface PromptCountingModel {
  * not only the sampled ones (review s78 vprompt F1). A job without an input is counted exactly
  * ({@link promptTokensViolation}); one that names an input (its bytes come only with the proof
  * data) is held to the model's window: generation refuses a prompt that fills it
- * (`checkPromptFits`), so no honest count reaches `contextLength`. Null when the count holds, or
+ * (`checkPromptFits`), so no honest count reaches `contextLength`, and a count that does is a
+ * violation without tokenizing (its `counted` is then the window's most, `contextLength − 1`,
+ * whether the job names an input or not). Null when the count holds, or
  * the receipt signs none. A violation is the same `prompt_tokens` fraud a challenge proves: the
  * caller opens the challenge whatever the coin, and the challenge convicts on the prompt alone.
  *
@@ -80,7 +83,8 @@ export interface PromptCountingModel {
  *   kind: "text", model: "m", prompt: "hi", params: { ...DEFAULT_GENERATION_PARAMS }, nonce: "1",
  * };
  * const model = { info: { contextLength: 256 }, tokenizer: { encode: (s: string) => [...s].map(() => 0) } };
- * promptTokensAtIntake({ promptTokens: 100_000 }, job, model)?.counted; // 2
+ * promptTokensAtIntake({ promptTokens: 5 }, job, model)?.counted; // 2
+ * promptTokensAtIntake({ promptTokens: 100_000 }, job, model)?.counted; // 255: not tokenized
  * ```
  */
 export function promptTokensAtIntake(
@@ -90,11 +94,10 @@ export function promptTokensAtIntake(
 ): PromptTokensViolation | null {
   const signed = receipt.promptTokens;
   if (signed === undefined) return null;
-  if (job.input === undefined) {
-    return promptTokensViolation(receipt, model.tokenizer.encode(jobPromptText(job)).length);
-  }
   const most = model.info.contextLength - 1;
-  return signed > most
-    ? { reason: PROMPT_TOKENS_REASON, position: 0, signed, counted: most }
-    : null;
+  // Past the window, the count is wrong on its face: no prompt is tokenized for it, so a prompt
+  // of 440,000 characters signed so costs a comparison (review s78 vfinal F3).
+  if (signed > most) return { reason: PROMPT_TOKENS_REASON, position: 0, signed, counted: most };
+  if (job.input !== undefined) return null;
+  return promptTokensViolation(receipt, model.tokenizer.encode(jobPromptText(job)).length);
 }
