@@ -15,7 +15,6 @@ import { VeriflowError } from "../../protocols/errors.ts";
 import { StreamCancelledError } from "../../protocols/protocol_errors.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage, submitJob } from "../../actors/inference_actor.ts";
-import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
 import type { ServedProof } from "../../proof/served_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { Ledger } from "../../proof/ledger.ts";
@@ -26,6 +25,7 @@ import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId, signReceipt, verifyReceipt } from "../../protocols/receipt.ts";
 import { loadTinyModel, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+import { spawnProvingInference } from "./_proving_inference.ts";
 import { UnreadTokenBudget } from "../../actors/_unread_token_budget.ts";
 import { type ProvedJob, proveJob } from "../../proof/prover.ts";
 import { FINGERPRINT_BYTES } from "../../proof/fingerprint.ts";
@@ -52,15 +52,7 @@ async function cancelledRun() {
   const worker = Identity.generate();
   const requester = Identity.generate();
   const system = new ActorSystem({ name: "cancel-receipt" });
-  const prover = await system.spawn<ProverMessage>({
-    name: "prover",
-    factory: () => new ProverActor({ identity: worker }),
-  });
-  const inference = await system.spawn<InferenceMessage>({
-    name: "inference",
-    factory: () =>
-      new InferenceActor({ models: new StaticModels([model]), prover: proverHook(prover) }),
-  });
+  const { prover, inference } = await spawnProvingInference(system, model, worker);
   const job: TextJob = {
     kind: "text",
     model: model.info.cid,

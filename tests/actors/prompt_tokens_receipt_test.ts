@@ -10,8 +10,7 @@
  */
 import { assert, assertEquals } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { InferenceActor, type InferenceMessage, submitJob } from "../../actors/inference_actor.ts";
-import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
+import { submitJob } from "../../actors/inference_actor.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
@@ -19,7 +18,8 @@ import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import type { Receipt } from "../../protocols/receipt.ts";
-import { loadTinyModel, params, StaticModels } from "../server/_fixtures.ts";
+import { loadTinyModel, params } from "../server/_fixtures.ts";
+import { spawnProvingInference } from "./_proving_inference.ts";
 
 /** Credits per output token in the test ledger: a round number the prompt share divides. */
 const PRICE = 2;
@@ -35,15 +35,7 @@ async function runOnNode(prompt: string, nonce: string) {
   const requester = Identity.generate();
   const system = new ActorSystem({ name: "prompt-tokens" });
   try {
-    const prover = await system.spawn<ProverMessage>({
-      name: "prover",
-      factory: () => new ProverActor({ identity: worker }),
-    });
-    const inference = await system.spawn<InferenceMessage>({
-      name: "inference",
-      factory: () =>
-        new InferenceActor({ models: new StaticModels([model]), prover: proverHook(prover) }),
-    });
+    const { inference } = await spawnProvingInference(system, model, worker);
     const job: TextJob = {
       kind: "text",
       model: model.info.cid,

@@ -14,18 +14,9 @@ import { createApp } from "../../server/app.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { silentPort } from "../client/_stub_servers.ts";
+import { io } from "./_command_io.ts";
 
 // ---- the node's state ---------------------------------------------------------------------------
-
-function io() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) },
-  };
-}
 
 Deno.test({
   name: "status asks a running node for its actors, peers, jobs, ledger and storage",

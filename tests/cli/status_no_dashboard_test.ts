@@ -5,22 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { runStatus } from "../../cli/status_command.ts";
-import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
 import { createApp } from "../../server/app.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { quietSources } from "../server/_dashboard_sources.ts";
-
-function io() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) },
-  };
-}
+import { NO_JOBS_PORT } from "../server/_dashboard_node.ts";
+import { io } from "./_command_io.ts";
 
 Deno.test({
   name:
@@ -58,11 +49,7 @@ Deno.test({
 Deno.test("a node without the dashboard page serves its state to no other machine, not even with an API key: status from there says to run it on the node's machine", async () => {
   const key = "a-long-random-api-key-1234";
   const app = createApp({
-    inference: {
-      submit: () => Promise.reject(new Error("no jobs")),
-      models: () => Promise.resolve([]),
-      stats: () => Promise.resolve({} as InferenceStats),
-    } as InferencePort,
+    inference: NO_JOBS_PORT,
     edge: { apiKeys: [key], allowUnauthenticatedRemote: true },
     dashboard: { sources: quietSources(), jobs: new JobMonitor(), page: false },
   });

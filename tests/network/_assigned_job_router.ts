@@ -3,7 +3,8 @@
  * the router (a `NetworkInferencePort` whose validator keeps a real ledger, its network stand-in
  * offering whichever worker the test sets) and worker nodes that run and prove their jobs for real
  * (InferenceActor, ProverActor, the honest model), each with its stake deposited in the router's
- * ledger. For `assigned_jobs_restart_test.ts` and `running_job_retry_test.ts`.
+ * ledger; and the steps their tests share: a job run to its end, its receipt waited for until it is
+ * recorded assigned.
  *
  * @module
  */
@@ -16,6 +17,10 @@ import {
 } from "../../network/network_inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { LocalInferencePort } from "../../inference/local_port.ts";
+import type { InferenceHandle } from "../../inference/inference_port.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { eventually } from "../_helpers/wait.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type LedgerReads, ledgerReads, START } from "../actors/_validator_fixture.ts";
@@ -91,4 +96,30 @@ export async function startRouter(name: string): Promise<TestRouter> {
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** How long a finished job's receipt may take to be recorded: far past an in-memory round trip. */
+const RECORDED_TIMEOUT_MS = 3_000;
+
+/** Submit `job` through `port`, the client reading every token; the receipt it ends with, if any. */
+export async function receiptOfRun(
+  port: { submit(job: TextJob): Promise<InferenceHandle> },
+  job: TextJob,
+): Promise<Receipt | undefined> {
+  const handle = await port.submit(job);
+  for await (const _ of handle.tokens) { /* the client reads every token */ }
+  return (await handle.done).receipt as Receipt | undefined;
+}
+
+/** Wait until the router's ledger holds `receipt` recorded with its assignment (`what` names it). */
+export async function recordedAssigned(
+  r: { reads: LedgerReads },
+  receipt: Receipt,
+  what: string,
+): Promise<void> {
+  await eventually(
+    async () => (await r.reads.record(receiptId(receipt)))?.requester !== undefined,
+    what,
+    { timeoutMs: RECORDED_TIMEOUT_MS },
+  );
 }

@@ -9,14 +9,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { AssignedJobError, AssignedJobs } from "../../network/_assigned_jobs.ts";
+import { AssignedJobs } from "../../network/_assigned_jobs.ts";
 import { ASSIGNED_JOBS_FILE } from "../../network/_assigned_job_file.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { sha256, toHex } from "../../protocols/hash.ts";
-import { eventually } from "../_helpers/wait.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import { clientJob } from "./_proving_worker.ts";
-import { startRouter } from "./_assigned_job_router.ts";
+import { receiptOfRun, recordedAssigned, startRouter } from "./_assigned_job_router.ts";
+import { id, refused } from "./_assigned_job_ids.ts";
 import { diskUnder } from "./_assigned_jobs_disk_fault.ts";
 import { MetricsRegistry } from "../../server/metrics_registry.ts";
 import { inferenceCollector } from "../../server/health_routes.ts";
@@ -29,27 +28,11 @@ const RECORD_BYTES = 40;
 /** Room that cuts one record short: part of it is written, then `ENOSPC`. */
 const SHORT_ROOM = 24;
 
-/** A job id (64 hex digits) named by `label`. */
-function id(label: string): string {
-  return toHex(sha256(new TextEncoder().encode(label)));
-}
-
 /** An `AssignedJobs` over `file`, read back. */
 async function opened(file: string): Promise<AssignedJobs> {
   const jobs = new AssignedJobs({ file });
   await jobs.loaded;
   return jobs;
-}
-
-/** Whether `jobs` refuses `jobId` as assigned. */
-function refused(jobs: AssignedJobs, jobId: string): boolean {
-  try {
-    jobs.check(jobId);
-    return false;
-  } catch (error) {
-    assert.ok(error instanceof AssignedJobError, String(error));
-    return true;
-  }
 }
 
 Deno.test("a restart whose rewrite of the assigned-jobs file fails on a full disk keeps every id it read, counts the failure, and later appends are kept", async () => {
@@ -110,15 +93,9 @@ Deno.test("a router restarting on a full disk still refuses the client's retry o
     const second = await r.worker("second");
     const job = clientJob("assigned-full-disk", 6);
     r.network.connection = first.connection;
-    const handle = await r.port({ assignedJobsFile: file }).submit(job);
-    for await (const _ of handle.tokens) { /* the client reads every token */ }
-    const whole = (await handle.done).receipt as Receipt | undefined;
+    const whole = await receiptOfRun(r.port({ assignedJobsFile: file }), job);
     assert.ok(whole !== undefined, "no receipt");
-    await eventually(
-      async () => (await r.reads.record(receiptId(whole)))?.requester !== undefined,
-      "the first worker's receipt to be recorded assigned",
-      { timeoutMs: 3_000 },
-    );
+    await recordedAssigned(r, whole, "the first worker's receipt to be recorded assigned");
 
     disk.room = 0; // full when the router restarts
     r.network.connection = second.connection;

@@ -9,33 +9,16 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { AssignedJobError, AssignedJobs, MAX_ASSIGNED_JOBS } from "../../network/_assigned_jobs.ts";
+import { AssignedJobs, MAX_ASSIGNED_JOBS } from "../../network/_assigned_jobs.ts";
 import { ASSIGNED_JOBS_FILE, AssignedJobFile } from "../../network/_assigned_job_file.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { sha256, toHex } from "../../protocols/hash.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { eventually } from "../_helpers/wait.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import { clientJob } from "./_proving_worker.ts";
-import { startRouter } from "./_assigned_job_router.ts";
+import { receiptOfRun, recordedAssigned, startRouter } from "./_assigned_job_router.ts";
+import { id, refused } from "./_assigned_job_ids.ts";
 
 /** The keep window of the unit test, in its own clock's ms. */
 const KEEP_MS = 1_000;
-
-/** A job id (64 hex digits) named by `label`. */
-function id(label: string): string {
-  return toHex(sha256(new TextEncoder().encode(label)));
-}
-
-/** Whether `jobs` refuses `jobId` as assigned. */
-function refused(jobs: AssignedJobs, jobId: string): boolean {
-  try {
-    jobs.check(jobId);
-    return false;
-  } catch (error) {
-    assert.ok(error instanceof AssignedJobError, String(error));
-    return true;
-  }
-}
 
 Deno.test("past its bound the router forgets only ids older than the keep window; the hard cap forces a younger one out and counts it", () => {
   const clock = { t: 0 };
@@ -63,15 +46,9 @@ Deno.test("16,384 later assignments inside the window do not push a job out: aft
     const second = await r.worker("second");
     const job = clientJob("assigned-window", 4);
     r.network.connection = first.connection;
-    const handle = await r.port({ assignedJobsFile: file }).submit(job);
-    for await (const _ of handle.tokens) { /* the client reads every token */ }
-    const whole = (await handle.done).receipt as Receipt | undefined;
+    const whole = await receiptOfRun(r.port({ assignedJobsFile: file }), job);
     assert.ok(whole !== undefined, "no receipt");
-    await eventually(
-      async () => (await r.reads.record(receiptId(whole)))?.requester !== undefined,
-      "the first worker's receipt to be recorded assigned",
-      { timeoutMs: 3_000 },
-    );
+    await recordedAssigned(r, whole, "the first worker's receipt to be recorded assigned");
     // As many other jobs assigned after it, as the port appends them (one batch, same bytes).
     const log = new AssignedJobFile(file);
     await log.load(2 * MAX_ASSIGNED_JOBS);

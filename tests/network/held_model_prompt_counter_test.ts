@@ -9,8 +9,6 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { BusyRefusals } from "../../network/busy_refusals.ts";
 import {
   HeldModelPromptCounter,
   type HeldModels,
@@ -23,18 +21,16 @@ import { cidOf } from "../../protocols/cid.ts";
 import type { InferenceEvent } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { signReceipt } from "../../protocols/receipt.ts";
-import { ManualTimers } from "../protocols/_helpers.ts";
 import { jobFor, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
   endEvent,
   events,
   receiptFor,
-  run,
   scriptedWorker,
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
-import { spawnRouter, Workers } from "./_router_doubles.ts";
+import { routeOnce } from "./_route_once.ts";
 
 /** The review's inflated claim. */
 const CLAIM = 100_000;
@@ -80,26 +76,8 @@ function workerSigning(promptTokens: number): Promise<TestWorker> {
 }
 
 /** A router over `worker` with `options` runs `job`: what became of the receipt. */
-async function routed(worker: TestWorker, job: TextJob, options: ForwardingOptions = {}) {
-  const system = new ActorSystem({ name: "held-model-prompt-counter" });
-  const workers = new Workers([worker.toWorker]);
-  const timers = new ManualTimers();
-  const now = () => timers.now();
-  try {
-    const { port, recorder } = await spawnRouter(
-      system,
-      workers,
-      { tokensPerEvent: 1, timers, queueHoldMs: Infinity, ...options },
-      new BusyRefusals({ now }),
-      new BusyRefusals({ now }),
-    );
-    const got = await run(port, job);
-    const toValidator = recorder.told.filter((m) => m.type === "receipt").length;
-    return { summary: got.summary, toValidator, avoided: workers.avoided.has(worker.key) };
-  } finally {
-    await worker.close();
-    await system.shutdown();
-  }
+function routed(worker: TestWorker, job: TextJob, options: ForwardingOptions = {}) {
+  return routeOnce("held-model-prompt-counter", worker, job, options);
 }
 
 Deno.test("a router holding the model refuses 100,000 prompt tokens for 'hi' and a 5-byte input: held to the model's window (255), not the input allowance; withheld from the validator", async () => {

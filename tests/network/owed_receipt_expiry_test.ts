@@ -10,59 +10,32 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import { LOST_END_KEEP_MS, NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { ASSIGNED_JOBS_FILE } from "../../network/_assigned_job_file.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { eventually } from "../_helpers/wait.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { ledgerReads, START } from "../actors/_validator_fixture.ts";
-import {
-  clientJob,
-  connectWorker,
-  OneWorker,
-  ProvingWorkerPort,
-  spawnRouter,
-} from "./_proving_worker.ts";
-import { WORKER_STAKE } from "./_assigned_job_router.ts";
+import { clientJob, connectWorker } from "./_proving_worker.ts";
+import { recordedAssigned } from "./_assigned_job_router.ts";
+import { loseEnd, startOwedReceiptRouter } from "./_owed_receipt_router.ts";
 
 /** Bytes of the assigned-jobs file's header (`_assigned_job_file.ts`): a file with no record. */
 const HEADER_BYTES = 8;
 
 Deno.test("a retry of a job whose receipt is owed is refused as still owed; never written as assigned; once the owe is given up the retry runs and its worker is paid", async () => {
-  const dir = await Deno.makeTempDir();
-  const file = `${dir}/${ASSIGNED_JOBS_FILE}`;
-  const clock = { t: START };
-  const routerSystem = new ActorSystem({ name: "owed-expiry-router" });
-  const workerSystem = new ActorSystem({ name: "owed-expiry-workers" });
-  const router = Identity.generate();
-  const [owing, other] = [Identity.generate(), Identity.generate()];
-  const network = new OneWorker();
+  const r = await startOwedReceiptRouter("owed-expiry");
+  const { router, owing, other, network, networkRef, validator, reads, otherPort } = r;
+  const file = `${r.dir}/${ASSIGNED_JOBS_FILE}`;
   try {
-    const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
-    for (const w of [owing, other]) {
-      await validator.ask({ type: "deposit", key: w.publicKey, amount: WORKER_STAKE });
-    }
     const timers = new ManualTimers();
     const options = { tokensPerEvent: 1, timers, assignedJobsFile: file };
     const port = new NetworkInferencePort(networkRef, validator, router, options);
-    const reads = ledgerReads(() => validator, clock);
-    const owingPort = new ProvingWorkerPort(owing, { held: true });
-    const otherPort = new ProvingWorkerPort(other);
     const job = clientJob("owed-expiry");
 
-    const first = await connectWorker(router, owing, owingPort, workerSystem);
-    network.connection = first.toWorker;
-    const handle = await port.submit(job);
-    for await (const _ of handle.tokens) { /* the client reads every token */ }
-    await first.toWorker.close();
-    await first.atWorker.close();
-    owingPort.release.resolve();
-    assert.equal((await handle.done).receipt, undefined, "the end event was not lost");
+    const summary = await loseEnd(r, port, job);
+    assert.equal(summary.receipt, undefined, "the end event was not lost");
 
-    const second = await connectWorker(router, other, otherPort, workerSystem);
+    const second = await connectWorker(router, other, otherPort, r.workerSystem);
     network.connection = second.toWorker;
     // Owed: refused, saying so.
     await assert.rejects(() => port.submit(job), (error: unknown) => {
@@ -81,11 +54,7 @@ Deno.test("a retry of a job whose receipt is owed is refused as still owed; neve
     assert.equal(done.error, undefined, JSON.stringify(done.error));
     const receipt = done.receipt as Receipt | undefined;
     assert.ok(receipt !== undefined, "the retry ended without a receipt");
-    await eventually(
-      async () => (await reads.record(receiptId(receipt)))?.requester !== undefined,
-      "the retry's receipt to be recorded assigned",
-      { timeoutMs: 3_000 },
-    );
+    await recordedAssigned(r, receipt, "the retry's receipt to be recorded assigned");
     await reads.closeWindow();
     const credit = (await reads.record(receiptId(receipt)))!.credit;
     assert.ok(credit > 0, "the retry's receipt earned nothing");
@@ -100,8 +69,6 @@ Deno.test("a retry of a job whose receipt is owed is refused as still owed; neve
     await second.toWorker.close();
     await second.atWorker.close();
   } finally {
-    await routerSystem.shutdown();
-    await workerSystem.shutdown();
-    await Deno.remove(dir, { recursive: true });
+    await r.close();
   }
 });

@@ -10,59 +10,31 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
-import { eventually } from "../_helpers/wait.ts";
+import { clientJob, connectWorker } from "./_proving_worker.ts";
+import { recordedAssigned } from "./_assigned_job_router.ts";
+import { loseEnd, startOwedReceiptRouter } from "./_owed_receipt_router.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
-import { ledgerReads, START } from "../actors/_validator_fixture.ts";
-import {
-  clientJob,
-  connectWorker,
-  OneWorker,
-  ProvingWorkerPort,
-  spawnRouter,
-} from "./_proving_worker.ts";
-import { WORKER_STAKE } from "./_assigned_job_router.ts";
 
 Deno.test("a router refuses a client's retry (same nonce) of a job whose receipt is still owed (its end event lost after the last token) as duplicate_job; no other worker runs it, and the owed receipt is paid when it comes", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const routerSystem = new ActorSystem({ name: "owed-retry-router" });
-  const workerSystem = new ActorSystem({ name: "owed-retry-workers" });
-  const router = Identity.generate();
-  const [owing, other] = [Identity.generate(), Identity.generate()];
-  const network = new OneWorker();
+  const r = await startOwedReceiptRouter("owed-retry");
+  const { router, owing, other, network, networkRef, validator, reads, owingPort, otherPort } = r;
   try {
-    const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
-    for (const w of [owing, other]) {
-      await validator.ask({ type: "deposit", key: w.publicKey, amount: WORKER_STAKE });
-    }
     const timers = new FakeTimers();
     const port = new NetworkInferencePort(networkRef, validator, router, {
       tokensPerEvent: 1,
       timers,
     });
-    const reads = ledgerReads(() => validator, clock);
-    const owingPort = new ProvingWorkerPort(owing, { held: true });
-    const otherPort = new ProvingWorkerPort(other);
     const job = clientJob("owed-retry");
 
     // Every token reaches the client; the connection is lost before the worker's end event.
-    const first = await connectWorker(router, owing, owingPort, workerSystem);
-    network.connection = first.toWorker;
-    const handle = await port.submit(job);
-    for await (const _ of handle.tokens) { /* the client reads every token */ }
-    await first.toWorker.close();
-    await first.atWorker.close();
-    owingPort.release.resolve(); // its receipt is signed, its end unsent
-    const summary = await handle.done;
+    const summary = await loseEnd(r, port, job);
     assert.equal(summary.receipt, undefined, "the end event (receipt) was not lost");
 
     // The client retries the job; the router's only worker now is another.
-    const second = await connectWorker(router, other, otherPort, workerSystem);
+    const second = await connectWorker(router, other, otherPort, r.workerSystem);
     network.connection = second.toWorker;
     await assert.rejects(() => port.submit(job), (error: unknown) => {
       assert.ok(error instanceof VeriflowError, String(error));
@@ -74,15 +46,11 @@ Deno.test("a router refuses a client's retry (same nonce) of a job whose receipt
     await second.atWorker.close();
 
     // The owing worker is connected again; the router asks for the receipt and assigns it.
-    const back = await connectWorker(router, owing, owingPort, workerSystem);
+    const back = await connectWorker(router, owing, owingPort, r.workerSystem);
     network.connection = back.toWorker;
     timers.fireAll();
     const receipt = owingPort.receipt!;
-    await eventually(
-      async () => (await reads.record(receiptId(receipt)))?.requester !== undefined,
-      "the owed receipt to be recorded assigned",
-      { timeoutMs: 3_000 },
-    );
+    await recordedAssigned(r, receipt, "the owed receipt to be recorded assigned");
     await reads.closeWindow();
     const credit = (await reads.record(receiptId(receipt)))!.credit;
     assert.ok(credit > 0, "the owed receipt was recorded earning nothing");
@@ -91,8 +59,6 @@ Deno.test("a router refuses a client's retry (same nonce) of a job whose receipt
     await back.toWorker.close();
     await back.atWorker.close();
   } finally {
-    await routerSystem.shutdown();
-    await workerSystem.shutdown();
-    await Deno.remove(dir, { recursive: true });
+    await r.close();
   }
 });

@@ -8,25 +8,21 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { BusyRefusals } from "../../network/busy_refusals.ts";
 import type { ForwardingOptions } from "../../network/network_inference_port.ts";
 import type { Identity } from "../../protocols/identity.ts";
 import type { InferenceEvent } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { signReceipt } from "../../protocols/receipt.ts";
-import { ManualTimers } from "../protocols/_helpers.ts";
 import { jobFor, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
   endEvent,
   events,
   receiptFor,
-  run,
   scriptedWorker,
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
-import { spawnRouter, Workers } from "./_router_doubles.ts";
+import { routeOnce } from "./_route_once.ts";
 
 /** The router's count of `jobFor`'s prompt ("hi"): two bytes, two tokens. */
 const COUNTED = 2;
@@ -54,26 +50,9 @@ function counted(job: TextJob, identity: Identity, promptTokens: number | undefi
 
 /** A router over `worker` with `options`; runs `nonce`'s job and says what became of its receipt. */
 async function routed(worker: TestWorker, nonce: string, options: ForwardingOptions = {}) {
-  const system = new ActorSystem({ name: "prompt-tokens-router" });
-  const workers = new Workers([worker.toWorker]);
-  const timers = new ManualTimers();
-  const now = () => timers.now();
-  try {
-    const { port, recorder } = await spawnRouter(
-      system,
-      workers,
-      { tokensPerEvent: 1, timers, queueHoldMs: Infinity, ...options },
-      new BusyRefusals({ now }),
-      new BusyRefusals({ now }),
-    );
-    const got = await run(port, jobFor(nonce));
-    assert.equal(got.text, TEXT);
-    const toValidator = recorder.told.filter((m) => m.type === "receipt").length;
-    return { summary: got.summary, toValidator, avoided: workers.avoided.has(worker.key) };
-  } finally {
-    await worker.close();
-    await system.shutdown();
-  }
+  const got = await routeOnce("prompt-tokens-router", worker, jobFor(nonce), options);
+  assert.equal(got.text, TEXT);
+  return got;
 }
 
 Deno.test("F2: a router with its own tokenizer refuses a receipt signing one prompt token more than it counts for the prompt it sent: withheld from the validator, the worker kept off the model; the exact count is taken", async () => {

@@ -15,62 +15,29 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { AssignedJobError, AssignedJobs } from "../../network/_assigned_jobs.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { eventually } from "../_helpers/wait.ts";
-import { ledgerReads, START } from "../actors/_validator_fixture.ts";
+import type { Receipt } from "../../protocols/receipt.ts";
 import { paidFor } from "../proof/_receipt_pay.ts";
-import { spawnHonestInference } from "./_honest_inference.ts";
-import { clientJob, connectWorker, OneWorker, spawnRouter } from "./_proving_worker.ts";
+import { clientJob } from "./_proving_worker.ts";
+import { recordedAssigned, startRouter, WORKER_STAKE } from "./_assigned_job_router.ts";
 
 /** Tokens the client reads before it cancels. */
 const READ = 3;
 /** The job's limit: past {@link READ}, so the cancel comes before the job's end. */
 const MAX_TOKENS = 12;
-/** Each worker's stake: far more than one job locks. */
-const WORKER_STAKE = 1_000_000;
 
 const JOB: TextJob = clientJob("retry-assigned-job", MAX_TOKENS);
 
-/** A worker node (its own system) with its stake deposited in the router's ledger. */
-async function spawnWorker(label: string, router: Identity) {
-  const identity = Identity.generate();
-  const system = new ActorSystem({ name: `retry-assigned-${label}` });
-  const { local } = await spawnHonestInference(system, identity);
-  const ends = await connectWorker(router, identity, local, system);
-  return {
-    identity,
-    local,
-    connection: ends.toWorker,
-    async close() {
-      await ends.toWorker.close();
-      await ends.atWorker.close();
-      await system.shutdown();
-    },
-  };
-}
-
 Deno.test("a router refuses a retry (same nonce) of a job whose cancelled receipt it assigned as duplicate_job before any worker runs it; the cancelled worker keeps its pay, and a retry with a new nonce runs and its finisher is paid", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const routerSystem = new ActorSystem({ name: "retry-assigned-router" });
-  const router = Identity.generate();
-  const network = new OneWorker();
-  const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
-  const port = new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1 });
-  const reads = ledgerReads(() => validator, clock);
-  const cancelled = await spawnWorker("cancelled", router);
-  const finisher = await spawnWorker("finisher", router);
+  const r = await startRouter("retry-assigned");
+  const { network, reads } = r;
+  const port = r.port();
   try {
-    for (const w of [cancelled, finisher]) {
-      await validator.ask({ type: "deposit", key: w.identity.publicKey, amount: WORKER_STAKE });
-    }
+    const cancelled = await r.worker("cancelled");
+    const finisher = await r.worker("finisher");
     // The client reads k tokens on the first worker and cancels.
     network.connection = cancelled.connection;
     const handle = await port.submit(JOB);
@@ -84,10 +51,10 @@ Deno.test("a router refuses a retry (same nonce) of a job whose cancelled receip
     const receipt = summary.receipt as Receipt | undefined;
     assert.ok(receipt?.end === "cancelled", "the router got no cancelled receipt");
     assert.equal(receipt.tokenCount, READ);
-    await eventually(
-      async () => (await reads.record(receiptId(receipt)))?.requester !== undefined,
+    await recordedAssigned(
+      r,
+      receipt,
       "the cancelled receipt to be recorded assigned in the router's ledger",
-      { timeoutMs: 3_000 },
     );
 
     // The client retries the same job; the router's only worker now is the finisher.
@@ -108,11 +75,7 @@ Deno.test("a router refuses a retry (same nonce) of a job whose cancelled receip
     const done = await fresh.done;
     const whole = done.receipt as Receipt | undefined;
     assert.ok(whole !== undefined && whole.end === undefined, `no receipt: ${done.error?.code}`);
-    await eventually(
-      async () => (await reads.record(receiptId(whole)))?.requester !== undefined,
-      "the finisher's receipt to be recorded assigned",
-      { timeoutMs: 3_000 },
-    );
+    await recordedAssigned(r, whole, "the finisher's receipt to be recorded assigned");
 
     await reads.closeWindow();
     const price = DEFAULT_ECONOMICS.defaultTokenPrice;
@@ -123,10 +86,7 @@ Deno.test("a router refuses a retry (same nonce) of a job whose cancelled receip
     assert.equal(theirs.balance, paidFor(whole, price), "the finisher was not paid");
     assert.equal(theirs.stake, WORKER_STAKE);
   } finally {
-    await cancelled.close();
-    await finisher.close();
-    await routerSystem.shutdown();
-    await Deno.remove(dir, { recursive: true });
+    await r.close();
   }
 });
 

@@ -14,11 +14,10 @@ import {
 } from "../../network/network_actor.ts";
 import { peerConditions } from "../../network/peer_conditions.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { nodeCollectors } from "../../node/node_metrics.ts";
-import { MetricsRegistry } from "../../server/metrics_registry.ts";
-import { startHeartbeat } from "../../node/heartbeat.ts";
 import { parsePrometheusText } from "../server/_prometheus_text.ts";
 import { delay, eventually } from "../_helpers/wait.ts";
+import { firstHeartbeat } from "../node/_first_heartbeat.ts";
+import { metricsOver } from "../node/_network_metrics.ts";
 
 /** A free port on 127.0.0.1 (taken, then given back). */
 function freePort(): number {
@@ -85,33 +84,13 @@ Deno.test("a --peer that is this node's own address is dialled once, marked self
     // /healthz's conditions: none.
     assert.deepEqual(await peerConditions(network), []);
     // /metrics: the other peer's static_peer_up only.
-    const metrics = new MetricsRegistry();
-    const collectors = nodeCollectors({
-      publicKey: new Uint8Array(32),
-      prover: () => undefined,
-      validator: () => undefined,
-      network: () => network,
-    });
-    for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
-    const up = parsePrometheusText(await metrics.render())
+    const up = parsePrometheusText(await metricsOver(network).render())
       .filter((s) => s.name === "veriflow_static_peer_up");
     assert.deepEqual(up.map((s) => [s.labels.address, s.value]), [[otherText, 1]]);
     // The heartbeat: one peer, nothing unreachable.
-    const beat = Promise.withResolvers<string>();
-    const heartbeat = startHeartbeat({
-      everyMs: 1,
-      publicKey: new Uint8Array(32),
-      validator: () => undefined,
-      network: () => network,
-      log: (text) => beat.resolve(text),
-    });
-    try {
-      const text = await beat.promise;
-      assert.match(text, /peers 1 \(workers 0\)/, text);
-      assert.doesNotMatch(text, /cannot be reached/, text);
-    } finally {
-      heartbeat.stop();
-    }
+    const text = await firstHeartbeat(network);
+    assert.match(text, /peers 1 \(workers 0\)/, text);
+    assert.doesNotMatch(text, /cannot be reached/, text);
   } finally {
     await system.shutdown();
     await otherSystem.shutdown();

@@ -20,7 +20,7 @@ import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { eventually } from "../_helpers/wait.ts";
+import { recordedAssigned } from "./_assigned_job_router.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
 import { StaticModels } from "../server/_fixtures.ts";
 import { f, ledgerReads, START } from "../actors/_validator_fixture.ts";
@@ -118,11 +118,7 @@ Deno.test("a worker cut for a stall after streaming tokens signs nothing: the jo
     const receipt = done.receipt as Receipt | undefined;
     assert.ok(receipt !== undefined, "the retry ended without a receipt");
     assert.equal(receipt.tokenCount, MAX_TOKENS);
-    await eventually(
-      async () => (await reads.record(receiptId(receipt)))?.requester !== undefined,
-      "the retry's receipt to be recorded assigned",
-      { timeoutMs: 3_000 },
-    );
+    await recordedAssigned({ reads }, receipt, "the retry's receipt to be recorded assigned");
     await reads.closeWindow();
     const credit = (await reads.record(receiptId(receipt)))!.credit;
     assert.ok(credit > 0);

@@ -30,6 +30,11 @@ export async function networkWithMetrics(name: string): Promise<NetworkMetrics> 
     name: "node/network",
     factory: () => new NetworkActor({ identity: Identity.generate(), services: {} }),
   });
+  return { system, net, metrics: metricsOver(net) };
+}
+
+/** A `/metrics` registry with the node's collectors over `net` alone (no prover, no validator). */
+export function metricsOver(net: ActorRef<NetworkMessage>): MetricsRegistry {
   const metrics = new MetricsRegistry();
   const collectors = nodeCollectors({
     publicKey: new Uint8Array(32),
@@ -38,7 +43,7 @@ export async function networkWithMetrics(name: string): Promise<NetworkMetrics> 
     network: () => net,
   });
   for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
-  return { system, net, metrics };
+  return metrics;
 }
 
 /** A peer of its own identity, attached to `net` as an inbound connection from `address`. */

@@ -25,8 +25,8 @@ import { toHex } from "../../protocols/hash.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { PEER_PROTOCOL, PeerHelloMessage, signPeerHello } from "../../protocols/peer_hello.ts";
 import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { startHeartbeat } from "../../node/heartbeat.ts";
 import { dashboardSources } from "../../node/dashboard_sources.ts";
+import { firstHeartbeat } from "./_first_heartbeat.ts";
 
 /** A stand-in actor ref whose `ask` answers with `answer(message)`. */
 function refAnswering<M>(answer: (message: M) => Promise<unknown>): ActorRef<M> {
@@ -487,19 +487,10 @@ Deno.test("s52: a worker and storage peer connected twice is one worker and one 
 
 Deno.test("s52: the heartbeat counts a worker connected twice as one worker", async () => {
   const { system, network } = await nodeStandIns();
-  const line = Promise.withResolvers<string>();
-  const heartbeat = startHeartbeat({
-    everyMs: 1,
-    publicKey: new Uint8Array(32),
-    validator: () => undefined,
-    network: () => network,
-    log: (text) => line.resolve(text),
-  });
   try {
-    const text = await line.promise;
+    const text = await firstHeartbeat(network);
     assert.match(text, /peers 2 \(3 connections, workers 1\)/, text);
   } finally {
-    heartbeat.stop();
     await system.shutdown();
   }
 });

@@ -7,19 +7,17 @@
  */
 import assert from "node:assert/strict";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { PEER_PROTOCOL, PeerHelloMessage, signPeerHello } from "../../protocols/peer_hello.ts";
-import { nodeCollectors } from "../../node/node_metrics.ts";
-import { startHeartbeat } from "../../node/heartbeat.ts";
 import { describe as describeStatus } from "../../cli/status_command.ts";
-import { MetricsRegistry } from "../../server/metrics_registry.ts";
 import { parsePrometheusText } from "../server/_prometheus_text.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { firstHeartbeat } from "./_first_heartbeat.ts";
+import { metricsOver, networkWithMetrics } from "./_network_metrics.ts";
 
 /** The address both connections name: one `--peer` given twice dials it twice. */
 const ADDRESS = "127.0.0.1:18792";
@@ -56,11 +54,7 @@ async function dialledTwice(
 async function withPeerTwice(
   run: (net: ActorRef<NetworkMessage>, key: string, table: PeerInfo[]) => Promise<void>,
 ): Promise<void> {
-  const system = new ActorSystem({ name: "s78-peer-by-key" });
-  const net = await system.spawn<NetworkMessage>({
-    name: "node/network",
-    factory: () => new NetworkActor({ identity: Identity.generate(), services: {} }),
-  });
+  const { system, net } = await networkWithMetrics("s78-peer-by-key");
   const peerKey = Identity.generate();
   const connections: Connection[] = [];
   try {
@@ -78,14 +72,7 @@ async function withPeerTwice(
 
 Deno.test("one peer over two connections to one address is one peer on /metrics, with one veriflow_peer_info series and its connections counted apart", async () => {
   await withPeerTwice(async (net, key) => {
-    const metrics = new MetricsRegistry();
-    const collectors = nodeCollectors({
-      publicKey: new Uint8Array(32),
-      prover: () => undefined,
-      validator: () => undefined,
-      network: () => net,
-    });
-    for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
+    const metrics = metricsOver(net);
     // The parser refuses a page that gives one series twice.
     const series = parsePrometheusText(await metrics.render());
     const value = (name: string) => series.find((s) => s.name === name)?.value;
@@ -98,20 +85,8 @@ Deno.test("one peer over two connections to one address is one peer on /metrics,
 
 Deno.test("one peer over two connections is one peer in the heartbeat, its connections said beside it", async () => {
   await withPeerTwice(async (net) => {
-    const beat = Promise.withResolvers<string>();
-    const heartbeat = startHeartbeat({
-      everyMs: 1,
-      publicKey: new Uint8Array(32),
-      validator: () => undefined,
-      network: () => net,
-      log: (text) => beat.resolve(text),
-    });
-    try {
-      const text = await beat.promise;
-      assert.match(text, /peers 1 \(2 connections, workers 0\)/, text);
-    } finally {
-      heartbeat.stop();
-    }
+    const text = await firstHeartbeat(net);
+    assert.match(text, /peers 1 \(2 connections, workers 0\)/, text);
   });
 });
 

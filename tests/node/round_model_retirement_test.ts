@@ -46,14 +46,20 @@ async function modelSeries(registry: ModelRegistry): Promise<number> {
   return text.split("\n").filter((line) => line.includes('model="')).length;
 }
 
-Deno.test("many rounds leave a bounded number of loaded models, workers and model series", async () => {
-  const registry = new ModelRegistry({ intraOpThreads: 1, worker: true, workerCount: 1 });
-  let now = 0;
+/** Rounds' models served into `registry`, retired on a clock the test moves (`clock.now`, ms). */
+function retiring(registry: ModelRegistry) {
+  const clock = { now: 0 };
   const retirement = new RoundModelRetirement({
     registry,
     challengeWindowMs: WINDOW_MS,
-    now: () => now,
+    now: () => clock.now,
   });
+  return { clock, retirement };
+}
+
+Deno.test("many rounds leave a bounded number of loaded models, workers and model series", async () => {
+  const registry = new ModelRegistry({ intraOpThreads: 1, worker: true, workerCount: 1 });
+  const { clock, retirement } = retiring(registry);
   try {
     let oneModelSeries = 0;
     for (let i = 0; i < ROUNDS; i++) {
@@ -62,7 +68,7 @@ Deno.test("many rounds leave a bounded number of loaded models, workers and mode
       const cid = registry.list().at(-1)!.cid;
       await registry.get(cid);
       if (i === 0) oneModelSeries = await modelSeries(registry);
-      now += 10_000;
+      clock.now += 10_000;
     }
     const health = registry.health();
     assert.equal(health.length, ROUND_MODELS_KEPT_LOADED, "loaded models after the rounds");
@@ -82,24 +88,19 @@ Deno.test("many rounds leave a bounded number of loaded models, workers and mode
 
 Deno.test("a replaced round model stays registered until its challenge window has passed", async () => {
   const registry = new ModelRegistry({ intraOpThreads: 1 });
-  let now = 0;
-  const retirement = new RoundModelRetirement({
-    registry,
-    challengeWindowMs: WINDOW_MS,
-    now: () => now,
-  });
+  const { clock, retirement } = retiring(registry);
   try {
     const dirs = await Promise.all([0, 1, 2, 3].map((i) => roundModel(10 + i)));
     await retirement.serve(dirs[0]);
     const first = registry.list()[0].cid;
     await retirement.serve(dirs[1]); // round 0 replaced at 0
-    now = WINDOW_MS + ROUND_MODEL_JOB_TAIL_MS - 1;
+    clock.now = WINDOW_MS + ROUND_MODEL_JOB_TAIL_MS - 1;
     await retirement.serve(dirs[2]);
     assert.ok(registry.has(first), "a receipt on it may still be challenged");
     assert.equal(registry.info(first)?.loaded, false);
     // A challenge within the window loads it on demand.
     await registry.get(first);
-    now = WINDOW_MS + ROUND_MODEL_JOB_TAIL_MS;
+    clock.now = WINDOW_MS + ROUND_MODEL_JOB_TAIL_MS;
     await retirement.serve(dirs[3]);
     assert.equal(registry.has(first), false, "forgotten once its window is over");
     await assert.rejects(registry.get(first), UnknownModelError);
@@ -112,12 +113,7 @@ Deno.test("a replaced round model stays registered until its challenge window ha
 
 Deno.test("a model registered by something else is never retired, and serving one model twice counts once", async () => {
   const registry = new ModelRegistry({ intraOpThreads: 1 });
-  let now = 0;
-  const retirement = new RoundModelRetirement({
-    registry,
-    challengeWindowMs: WINDOW_MS,
-    now: () => now,
-  });
+  const { clock, retirement } = retiring(registry);
   try {
     const served = await roundModel(20);
     const { cid: servedCid } = await registry.register(served);
@@ -127,7 +123,7 @@ Deno.test("a model registered by something else is never retired, and serving on
     for (const dir of dirs) {
       await retirement.serve(dir);
       await retirement.serve(dir); // the coordinator and its validator both serve each round
-      now += WINDOW_MS + ROUND_MODEL_JOB_TAIL_MS;
+      clock.now += WINDOW_MS + ROUND_MODEL_JOB_TAIL_MS;
     }
     assert.ok(registry.has(servedCid));
     assert.equal(registry.info(servedCid)?.loaded, true);

@@ -8,12 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { Hono } from "hono";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  JobSummary,
-} from "../../inference/inference_port.ts";
+import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { accessWarnings, describeAccess, type EdgeEnv } from "../../server/client_access.ts";
 import { createApp } from "../../server/app.ts";
@@ -21,6 +16,7 @@ import type { EdgeConfig } from "../../server/edge_config.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { quietSources } from "./_dashboard_sources.ts";
+import { oneTokenJob } from "./_one_token_job.ts";
 
 /** The site the operator happens to visit. */
 const EVIL = "https://evil.example";
@@ -35,23 +31,7 @@ function secretPort(): InferencePort & { jobs: number } {
     jobs: 0,
     submit: () => {
       port.jobs++;
-      const summary = {
-        jobId: "j",
-        finishReason: "length",
-        usage: { promptTokens: 1, completionTokens: 1 },
-        timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-      } as JobSummary;
-      const done = Promise.withResolvers<JobSummary>();
-      const tokens = ReadableStream.from([{ index: 0, tokenId: 0, text: SECRET }])
-        .pipeThrough(new TransformStream({ flush: () => done.resolve(summary) }));
-      return Promise.resolve({
-        jobId: "j",
-        model: { cid: "m", name: "m", kind: "text" },
-        promptTokens: 1,
-        tokens,
-        done: done.promise,
-        cancel: () => {},
-      } as unknown as InferenceHandle);
+      return oneTokenJob(SECRET);
     },
     models: () => Promise.resolve([{ cid: "m", name: "m", kind: "text" as const }]),
     stats: () => Promise.resolve({} as InferenceStats),

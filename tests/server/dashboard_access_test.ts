@@ -18,6 +18,7 @@ import type { TextJob } from "../../protocols/job.ts";
 import { quietSources } from "./_dashboard_sources.ts";
 import assert from "node:assert/strict";
 import { eventually } from "../_helpers/wait.ts";
+import { oneTokenJob } from "./_one_token_job.ts";
 
 // Which pages may open the dashboard's socket (`/dashboard/live`): the node's own page, reached
 // at an address or `localhost`, and the origins in `http.allowedOrigins`; nothing else, however
@@ -308,25 +309,7 @@ const SOURCES: DashboardSources = quietSources();
 /** A port whose one job streams "secret answer" (another client's output) and ends. */
 const SECRET_ANSWER_PORT: InferencePort = {
   ...IDLE_PORT,
-  submit: () => {
-    const ended = Promise.withResolvers<JobSummary>();
-    const summary = {
-      jobId: "j",
-      finishReason: "length",
-      usage: { promptTokens: 1, completionTokens: 1 },
-      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-    } as JobSummary;
-    const tokens = ReadableStream.from([{ index: 0, tokenId: 0, text: "secret answer" }])
-      .pipeThrough(new TransformStream({ flush: () => ended.resolve(summary) }));
-    return Promise.resolve({
-      jobId: "j",
-      model: { cid: "m", name: "m", kind: "text" },
-      promptTokens: 1,
-      tokens,
-      done: ended.promise,
-      cancel: () => {},
-    } as unknown as InferenceHandle);
-  },
+  submit: () => oneTokenJob("secret answer"),
 };
 
 Deno.test("/dashboard/state takes a token only as 'Authorization: Bearer TOKEN', as /v1 does: a bare operator token or API key is refused (401)", async () => {

@@ -8,45 +8,15 @@
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { checkReceipt } from "../../server/dashboard/receipt_check.js";
-import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
-import {
-  inputHashOf,
-  receiptSigningBytes,
-  textOutputHash,
-  verifyReceipt,
-} from "../../protocols/receipt.ts";
-
-const JOB = {
-  kind: "text",
-  model: "bafkmodel",
-  prompt: "hello",
-  params: { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-  nonce: "00112233445566778899aabbccddeeff",
-} as unknown as TextJob;
-const OUTPUT = "abc";
+import { verifyReceipt } from "../../protocols/receipt.ts";
+import { JOB, OUTPUT, receiptWith } from "./_page_receipt.ts";
 
 /** A receipt for JOB and OUTPUT signing `promptTokens`, as the node sends it to the page. */
 function receiptSigning(promptTokens: unknown, kind = "text"): Record<string, unknown> {
-  const identity = Identity.generate();
-  const body: Record<string, unknown> = {
-    v: 1,
-    kind,
-    jobId: jobId(JOB),
-    model: JOB.model,
-    inputHash: inputHashOf(JOB),
-    params: JOB.params,
-    outputHash: textOutputHash(OUTPUT),
-    commitment: { scheme: "vf-fp1", root: "ab".repeat(32), chunkSize: 16, tokenBytes: 4 },
-    tokenCount: 3,
-    promptTokens,
-    worker: identity.publicKey,
-    timings: { startedAt: 1, firstTokenMs: 2, totalMs: 3 },
-  };
-  // deno-lint-ignore no-explicit-any
-  const sig = identity.sign(receiptSigningBytes(body as any));
-  return { ...body, worker: toHex(identity.publicKey), sig: toHex(sig) };
+  return receiptWith((body) => {
+    body.kind = kind;
+    body.promptTokens = promptTokens;
+  });
 }
 
 Deno.test("F2: the page's receipt check says verified for a receipt signing its prompt tokens, as the node does", async () => {

@@ -5,6 +5,7 @@
  * its own job (tokens, receipt, fraud proofs) when it falls behind or reads with an API key.
  */
 import { assert, assertEquals } from "./_assert.ts";
+import { JOB, OUTPUT, receiptWith } from "./_page_receipt.ts";
 import {
   checkReceipt,
   encodeCanonical as inBrowser,
@@ -23,14 +24,8 @@ import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { quietSources } from "./_dashboard_sources.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import {
-  inputHashOf,
-  receiptSigningBytes,
-  textOutputHash,
-  verifyReceipt,
-} from "../../protocols/receipt.ts";
+import { verifyReceipt } from "../../protocols/receipt.ts";
 
 // The dashboard checks receipts in the browser with its own canonical CBOR encoder
 // (`server/dashboard/receipt_check.js`): it must write the node's bytes (`protocols/cbor.ts`),
@@ -60,38 +55,6 @@ Deno.test("the dashboard's receipt check encodes canonical CBOR byte for byte as
 //
 // And the socket (`server/dashboard_routes.ts`): a page that fell behind (over 4 MiB unread) lost
 // its own prompt's tokens and receipt with the updates, and was left "streaming…" for good.
-
-const JOB = {
-  kind: "text",
-  model: "bafkmodel",
-  prompt: "hello",
-  params: { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-  nonce: "00112233445566778899aabbccddeeff",
-} as unknown as TextJob;
-const OUTPUT = "abc";
-
-/** A receipt for JOB and OUTPUT with `change` applied, signed over what it then says. */
-function receiptWith(change: (body: Record<string, unknown>) => void): Record<string, unknown> {
-  const identity = Identity.generate();
-  const body: Record<string, unknown> = {
-    v: 1,
-    kind: "text",
-    jobId: jobId(JOB),
-    model: JOB.model,
-    inputHash: inputHashOf(JOB),
-    params: JOB.params,
-    outputHash: textOutputHash(OUTPUT),
-    commitment: { scheme: "vf-fp1", root: "ab".repeat(32), chunkSize: 16, tokenBytes: 4 },
-    tokenCount: 3,
-    worker: identity.publicKey,
-    timings: { startedAt: 1, firstTokenMs: 2, totalMs: 3 },
-  };
-  change(body);
-  // deno-lint-ignore no-explicit-any
-  const sig = identity.sign(receiptSigningBytes(body as any));
-  // As the node sends it to the page: JSON, worker and sig in hex.
-  return { ...body, worker: toHex(identity.publicKey), sig: toHex(sig) };
-}
 
 Deno.test("the page's receipt check says verified for a well-formed receipt of its job, as the node does", async () => {
   const receipt = receiptWith(() => {});

@@ -7,6 +7,7 @@
  * of it (the runtime drops the connection, and prints nothing); one without a length still errors.
  */
 import { assert, assertEquals } from "./_assert.ts";
+import { runLogChild } from "./_log_child.ts";
 import { READ_IDLE_TIMEOUT_MS, slotHeldBody } from "../../server/read_slot_body.ts";
 import { FakeTimers } from "../_helpers/fake_timers.ts";
 
@@ -39,21 +40,12 @@ Deno.test("a read cut for idleness is one line of the node's log naming the path
 });
 
 Deno.test("a stored file's read cut for idleness over a real server under --log-format json: every line of the node's stderr is JSON, one naming the cut read, and the client's connection ends short of its Content-Length", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-no-legacy-abort",
-      new URL("./_read_idle_cut_child.ts", import.meta.url).pathname,
-      "json",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const { code, stdout, stderr } = await child.output();
-  const err = new TextDecoder().decode(stderr);
+  const { code, out, err } = await runLogChild(
+    new URL("./_read_idle_cut_child.ts", import.meta.url),
+    ["json"],
+  );
   assertEquals(code, 0, err);
-  const result = JSON.parse(new TextDecoder().decode(stdout));
+  const result = JSON.parse(out);
   assertEquals([result.idleCuts, result.second, result.short], [1, 206, true], err);
   const lines = err.split("\n").filter((line) => line !== "");
   const records = lines.map((line) => {

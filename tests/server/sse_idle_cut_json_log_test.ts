@@ -6,6 +6,7 @@
  * `[DONE]` (what a client back from its pause reads), closed rather than errored.
  */
 import { assert, assertEquals } from "./_assert.ts";
+import { runLogChild } from "./_log_child.ts";
 import { IDLE_MS, openIdleSseAnswer } from "./_idle_sse_answer.ts";
 
 const JOB_ID = "ce".repeat(32);
@@ -39,21 +40,12 @@ Deno.test("SSE idle cut-off: the cut is logged through the node's log, and the s
 });
 
 Deno.test("SSE idle cut-off over a real server under --log-format json: every line of the node's stderr is JSON, one naming the cut job", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-no-legacy-abort",
-      new URL("./_sse_idle_cut_child.ts", import.meta.url).pathname,
-      "json",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const { code, stdout, stderr } = await child.output();
-  const err = new TextDecoder().decode(stderr);
+  const { code, out, err } = await runLogChild(
+    new URL("./_sse_idle_cut_child.ts", import.meta.url),
+    ["json"],
+  );
   assertEquals(code, 0, err);
-  const result = JSON.parse(new TextDecoder().decode(stdout));
+  const result = JSON.parse(out);
   assertEquals([result.cancelled, result.idleCuts], [true, 1]);
   const lines = err.split("\n").filter((line) => line !== "");
   const records = lines.map((line) => {

@@ -5,6 +5,7 @@
  * outside the node's log (review s77 vclient, F6).
  */
 import { assert, assertEquals } from "./_assert.ts";
+import { runLogChild } from "./_log_child.ts";
 import { IDLE_MS, openIdleSseAnswer } from "./_idle_sse_answer.ts";
 
 const JOB_ID = "cd".repeat(32);
@@ -29,20 +30,11 @@ Deno.test("SSE idle cut-off: the stream ends with a typed client_idle error even
 });
 
 Deno.test("SSE idle cut-off over a real server: the node's log gets one line naming the job, no stack trace; the job is cancelled and counted", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-no-legacy-abort",
-      new URL("./_sse_idle_cut_child.ts", import.meta.url).pathname,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const { code, stdout, stderr } = await child.output();
-  const err = new TextDecoder().decode(stderr);
+  const { code, out, err } = await runLogChild(
+    new URL("./_sse_idle_cut_child.ts", import.meta.url),
+  );
   assertEquals(code, 0, err);
-  const result = JSON.parse(new TextDecoder().decode(stdout));
+  const result = JSON.parse(out);
   assertEquals([result.cancelled, result.idleCuts], [true, 1]);
   const lines = err.split("\n").filter((line) => line.trim() !== "");
   assertEquals(lines.filter((line) => /^\s+at /.test(line)), [], err);
