@@ -647,20 +647,33 @@ export class NetworkInferencePort implements InferencePort {
     }
     // Its prompt count is paid too: held to this node's count as a finished job's (`#checked`).
     if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens)) return summary;
-    const message: ValidatorMessage = {
+    await this.#assign(worker, receipt, job, assignment);
+    return summary;
+  }
+
+  /**
+   * `receipt` of `worker` for `job` written as assigned (before any ledger holds it, as
+   * {@link #checked} does: the client's retry is then refused), then handed to the validator with
+   * `assignment`.
+   */
+  async #assign(
+    worker: Uint8Array,
+    receipt: Receipt,
+    job: TextJob,
+    assignment: JobAssignment | undefined,
+  ): Promise<void> {
+    if (assignment !== undefined && this.#validator !== undefined) {
+      const cancelledAt = receipt.end === "cancelled" ? receipt.tokenCount : undefined;
+      await this.#assigned.assigned(jobId(job), cancelledAt);
+    }
+    this.#toValidator(worker, {
       type: "receipt",
       receipt,
       job,
       assignment,
       origin: toHex(worker),
       announce: true,
-    };
-    // Assigned before any ledger holds it, as `#checked` does: the client's retry is refused.
-    if (assignment !== undefined && this.#validator !== undefined) {
-      await this.#assigned.assigned(jobId(job));
-    }
-    this.#toValidator(worker, message);
-    return summary;
+    });
   }
 
   /**
@@ -683,18 +696,7 @@ export class NetworkInferencePort implements InferencePort {
     if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens)) return undefined;
     const assignment = this.#requester &&
       signAssignment({ job, worker, issuedAt: assignedAt }, this.#requester);
-    if (assignment !== undefined && this.#validator !== undefined) {
-      const cancelledAt = receipt.end === "cancelled" ? receipt.tokenCount : undefined;
-      await this.#assigned.assigned(id, cancelledAt);
-    }
-    this.#toValidator(worker, {
-      type: "receipt",
-      receipt,
-      job,
-      assignment,
-      origin: toHex(worker),
-      announce: true,
-    });
+    await this.#assign(worker, receipt, job, assignment);
     return new VeriflowError(
       "duplicate_job",
       `job ${id} already ran on worker ${toHex(worker)} and its receipt is assigned; its text ` +
