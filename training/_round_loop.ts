@@ -45,6 +45,15 @@ const TRAINER_POLL_MS = 200;
  */
 const SEAT_POLL_MS = 2_000;
 /**
+ * How long a start's first round waits for joined trainers without free stake here to become
+ * backed before it seats the others: a trainer's pledge comes over the connection it joins on,
+ * but the ledger records it a moment after the join is heard, and the last of `minTrainers` to
+ * join was left out of the first round when its pledge landed just after the seating (CI, stop 78:
+ * `training_network_test` round 0 seated 2 of 3, "free stake 0 here"). Polled every
+ * {@link TRAINER_POLL_MS}; one that stays unbacked past it is left out as before.
+ */
+const FIRST_ROUND_PLEDGE_WAIT_MS = 2_000;
+/**
  * Longest pause after rounds that failed, or that no trainer reported for, in a row (it doubles
  * from {@link TRAINER_POLL_MS}).
  */
@@ -167,10 +176,23 @@ export class RoundLoop {
     // Seats go only to trainers this node's ledger has not convicted and whose free stake there
     // backs the round's receipt (`_round_seats.ts`); the coordinator keeps who was skipped, so
     // its status counts only the trainers it can ask.
-    const seats = await seatRound(round, trainers, {
-      convicted: this.#options.convicted,
-      stakes: (keys) => this.#parts.stakes?.(keys, ctx) ?? Promise.resolve(undefined),
-    });
+    const seat = () =>
+      seatRound(round, trainers, {
+        convicted: this.#options.convicted,
+        stakes: (keys) => this.#parts.stakes?.(keys, ctx) ?? Promise.resolve(undefined),
+      });
+    let seats = await seat();
+    // A start's first round gives joiners' pledges a moment to be recorded
+    // ({@link FIRST_ROUND_PLEDGE_WAIT_MS}).
+    for (
+      let waited = 0;
+      state.first && seats.unbacked.length > 0 && waited < FIRST_ROUND_PLEDGE_WAIT_MS &&
+      !ctx.signal.aborted;
+      waited += TRAINER_POLL_MS
+    ) {
+      await sleep(TRAINER_POLL_MS, ctx.signal).catch(() => {});
+      if (!ctx.signal.aborted) seats = await seat();
+    }
     if (ctx.signal.aborted) return false;
     await ctx.self.ask({
       type: "seated",
