@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { HeldModelPromptCounter } from "../network/_held_model_prompt_counter.ts";
+import type { HeldModelPromptCounter } from "../network/_held_model_prompt_counter.ts";
 import { join } from "node:path";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ChildSpec } from "../actors/actor.ts";
@@ -66,6 +66,11 @@ export interface NodeChildrenInputs {
   activity: NodeActivity | undefined;
   /** The training roles' inputs (`_training_children.ts`). */
   training: TrainingInputs;
+  /**
+   * The node's tokenizers, read once per model: its validator re-counts receipts' prompt tokens
+   * with them, its router counts the prompts it forwards (review s78 vprompt F1).
+   */
+  prompts: HeldModelPromptCounter;
   /** The owner's key the storage's private tier encrypts this node's own files with. */
   ownerKey: OwnerKey;
   /** Where the NetworkActor tells its peer table's changes (`VeriflowNode.waitForPeer` hears). */
@@ -95,12 +100,11 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
     training,
     ownerKey,
     peerChanges,
+    prompts,
   } = inputs;
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
   const { roles } = config;
-  // The validator's tokenizers, read once per model across its restarts (review s78 vprompt F1).
-  const prompts = new HeldModelPromptCounter(models);
   if (roles.storage) {
     add<StorageMessage>({
       name: NODE_ACTORS.storage,

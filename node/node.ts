@@ -488,6 +488,9 @@ async function startSteps(
 
   // The peer table's changes, told by the NetworkActor (any incarnation of it): waitForPeer's.
   const peerChanges = new PeerChanges();
+  // The tokenizers the validator and the router count prompt tokens with, read once per model
+  // (review s78 vprompt F1).
+  const promptCounter = new HeldModelPromptCounter(models);
   await system.supervise({
     name: NODE_ACTORS.supervisor,
     strategy: "one_for_one",
@@ -507,6 +510,7 @@ async function startSteps(
       training,
       ownerKey,
       peerChanges,
+      prompts: promptCounter,
       readInput,
       signal: options.signal,
       disk,
@@ -537,7 +541,6 @@ async function startSteps(
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
   const local = localPort();
   // Read before the first job, so each is counted exactly (review s78 vprompt F1).
-  const promptCounter = new HeldModelPromptCounter(models);
   if (local === undefined && network !== undefined) await promptCounter.prepare();
   const forwarding = local === undefined && network !== undefined
     ? new NetworkInferencePort(
