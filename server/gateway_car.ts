@@ -65,9 +65,12 @@ const PATH_DIGEST_BYTES = 16;
  * holds up to ~178,000 chunks (~43 GiB at 256 KiB), so nearly every real DAG is checked whole, and
  * the check never costs more than 1,024 node reads (each read again by the export: the store's,
  * or for a DAG on the peers a second fetch). A deep branch hidden behind more nodes than this is
- * still cut after the `200`, by the export's own walk, as before.
+ * still cut after the `200`, by the export's own walk: its depth is known only once every node
+ * before it is read, so any bound leaves a DAG just past it, and no bound makes every huge honest
+ * CAR wait for a second whole walk before its first byte (docs/STORAGE.md; the cut is shown in
+ * `tests/server/gateway_car_depth_test.ts`).
  */
-const DEPTH_CHECK_NODES = 1024;
+export const DEPTH_CHECK_NODES = 1024;
 
 /** Options of {@link carResponse}. */
 export interface CarResponseOptions {
@@ -120,7 +123,7 @@ export async function carResponse(
     ...common,
     "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
     "content-disposition": attachment(root, "car", request.filename),
-    "cache-control": blockCacheControl(cid, node),
+    "cache-control": blockCacheControl(node),
     etag,
   };
   if (head || range !== undefined) {

@@ -330,7 +330,7 @@ async function blockResponse(request: GatewayRequest): Promise<Response> {
     "content-type": RAW_MEDIA_TYPE,
     "content-disposition": attachment(cid, "bin", request.filename),
     "content-length": String(bytes.length),
-    "cache-control": blockCacheControl(cid, bytes),
+    "cache-control": blockCacheControl(bytes),
     etag,
   };
   return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
@@ -429,7 +429,7 @@ async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainE
     // The bytes read for that are the file's: the sniff and the body are served from them, not
     // read again (a second and third read of the block per GET).
     const bytes = await source.block(cid, request.c.req.raw.signal);
-    if (isPrivateManifest(cid, bytes)) {
+    if (isPrivateManifest(bytes)) {
       return refused(
         new EdgeError(
           "key_required",

@@ -21,11 +21,9 @@ export const PRIVATE_NO_STORE = "private, no-store";
 /**
  * Whether `bytes` (a verified block, named by any CID) are a private file's manifest: whatever
  * decodes as one is taken as one, under any codec. A public file's leaf that happens to hold such
- * bytes loses only shared caching.
- *
- * @param _cid The block's CID, of any codec: not what decides.
+ * bytes loses only shared caching. Takes no CID: its codec is what must not decide.
  */
-export function isPrivateManifest(_cid: string, bytes: Uint8Array): boolean {
+export function isPrivateManifest(bytes: Uint8Array): boolean {
   if (!looksLikeManifest(bytes)) return false; // a one-byte test for most blocks
   try {
     return decodeManifest(bytes).tier === "private";
@@ -34,7 +32,7 @@ export function isPrivateManifest(_cid: string, bytes: Uint8Array): boolean {
   }
 }
 
-/** The `Cache-Control` of an answer rooted at block `cid`. */
-export function blockCacheControl(cid: string, bytes: Uint8Array): string {
-  return isPrivateManifest(cid, bytes) ? PRIVATE_NO_STORE : IMMUTABLE;
+/** The `Cache-Control` of an answer rooted at the block `bytes` (named by any CID). */
+export function blockCacheControl(bytes: Uint8Array): string {
+  return isPrivateManifest(bytes) ? PRIVATE_NO_STORE : IMMUTABLE;
 }

@@ -115,9 +115,10 @@ export interface ExportCarOptions {
  * A CAR of the DAG under `root` (or just the root block, `scope: "block"`; or the blocks of a
  * file's byte range, `range`), after the blocks of `path` if given, as a byte stream. Each block
  * appears once. Every block is read verified; a missing one errors the stream (`chunk_not_found`).
- * An identity block is read from its CID and left out unless it is one of the CAR's roots: its
- * bytes are in the CID that links it (trustless gateway spec), but a CAR of an identity root alone
- * would otherwise carry no block at all.
+ * No block of an identity CID is written, not even a root's: its bytes are in the CID itself, and
+ * the trustless gateway spec says a CAR MUST NOT carry such "virtual blocks" whether or not they
+ * are in the DAG (for the probe `bafkqaaa`: a header naming it as root, the block MAY be skipped).
+ * A CAR of an identity root alone is its header (review s78 F4: the node wrote the block).
  *
  * @example
  * ```ts
@@ -251,8 +252,8 @@ function inlineAware(read: ReadBlock, signal?: AbortSignal) {
 }
 
 /**
- * The blocks of a CAR, in order, each once (by storage key; an identity block by its CID, and
- * only as a root): the path's, then the root's per `range` or `scope`. Bytes come with the blocks
+ * The blocks of a CAR, in order, each once (by storage key; an identity block never, see
+ * {@link exportCar}): the path's, then the root's per `range` or `scope`. Bytes come with the blocks
  * the walk read; a leaf comes without. A block deeper than `dag_links.ts` `MAX_DAG_DEPTH` (a
  * range's: `unixfs.ts` `MAX_UNIXFS_DEPTH`) ends the walk with `dag_too_deep`.
  */
@@ -261,15 +262,13 @@ async function* carBlocks(
   get: (cid: string) => Promise<Uint8Array>,
   options?: ExportCarOptions,
 ): AsyncGenerator<{ cid: string; bytes?: Uint8Array }> {
-  const roots = new Set(options?.roots ?? [root]);
   const seen = new Set<string>();
   const first = (cid: string) => {
     // A raw leaf (each leaf of a file, a CID the walk has checked) is its own storage key and no
     // identity CID: told without parsing it twice per leaf.
     const raw = cid.startsWith(RAW_SHA256_PREFIX);
-    const inline = !raw && identityBlock(cid) !== undefined;
-    if (inline && !roots.has(cid)) return false;
-    const key = raw || inline ? cid : storageKey(cid);
+    if (!raw && identityBlock(cid) !== undefined) return false;
+    const key = raw ? cid : storageKey(cid);
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
@@ -394,10 +393,13 @@ export async function importCar(
     const cid = head.cid.toV1().toString();
     const inline = identityBlock(cid);
     if (inline !== undefined) {
-      // An identity block is the bytes its CID carries (a CAR may hold one, as the gateway's CAR
-      // of an identity CID does): checked against them, stored nowhere, since nothing reads it
-      // from a store. Its length is known from the CID: a section announcing another one is
-      // refused before its bytes are read (the reader would buffer whatever it announces).
+      // An identity block is the bytes its CID carries. Gateways must not send one (trustless
+      // gateway spec), but other writers may (this node did before stop 79; go-car's blockstore
+      // skips them on put rather than refusing): taken and ignored, as they do, after a check
+      // against the CID's bytes, since a section that contradicts its own CID is a corrupt CAR.
+      // Stored nowhere: nothing reads it from a store. Its length is known from the CID: a
+      // section announcing another one is refused before its bytes are read (the reader would
+      // buffer whatever it announces).
       if (head.blockLength !== inline.bytes.length) {
         throw new CorruptChunkError(cid, "the CAR file");
       }

@@ -25,7 +25,9 @@ import {
   looksLikeManifestNode,
   manifestLinks,
 } from "../protocols/manifest.ts";
+import { UnixFS } from "ipfs-unixfs";
 import { assertDagBlockSize, dagPbLinks, DagTooDeepError, MAX_UNIXFS_DEPTH } from "./unixfs.ts";
+import { readDagPbNode } from "./dag_pb_reader.ts";
 import { BlockTooLargeError } from "./errors.ts";
 
 /**
@@ -147,7 +149,8 @@ export function isDagNode(cid: string): boolean {
  * import's check before the pin) follows: a content path's directories (the gateway follows 64
  * names, `server/gateway_paths.ts` `MAX_PATH_NAMES`) above a file of up to
  * {@link MAX_UNIXFS_DEPTH} levels. A manifest tree is 8 levels at most. A chain of 50,000
- * one-link nodes took a CAR walk 5.8 s per request and an import 3 minutes (review s78 F1).
+ * one-link nodes took a CAR walk 5.8 s per request and an import 3 minutes (review s78 F1). Such a
+ * walk also holds each UnixFS file in it to {@link MAX_UNIXFS_DEPTH} levels ({@link dagBlocks}).
  */
 export const MAX_DAG_DEPTH = 64 + MAX_UNIXFS_DEPTH;
 
@@ -168,8 +171,12 @@ export interface WalkedBlock {
  * into; below the root, an identity block is no stored block and is not listed, but an inline
  * node's links are ({@link blocksReferencedBy}).
  *
- * @throws {DagTooDeepError} with `options.maxDepth`, a block more links below the root than it.
- * Without it the walk goes to any depth (GC must keep whatever a pin reaches).
+ * @throws {DagTooDeepError} with `options.maxDepth`, a block more links below the root than it, or
+ * more than {@link MAX_UNIXFS_DEPTH} below the UnixFS file node it belongs to: the bound every
+ * plain read holds a file to, so that a walk which hands a DAG on (a CAR export, an import, a peer's
+ * pin) takes no file the node's reads refuse (a file 33 to 96 levels deep was imported and served
+ * as a CAR while its plain reads were `422`). Without it the walk goes to any depth (GC must keep
+ * whatever a pin reaches).
  */
 export async function* dagBlocks(
   root: string,
@@ -183,16 +190,21 @@ export async function* dagBlocks(
   },
 ): AsyncGenerator<WalkedBlock> {
   const maxDepth = options?.maxDepth ?? Infinity;
+  const fileDepths = options?.maxDepth !== undefined;
   const seen = new Set<string>(); // listed, by digest
   // Read for its links, by digest. Apart from `seen`: a DAG can link one block as a raw leaf and,
   // by the same digest, as a dag-pb node; met as the leaf first, the node must still be walked,
   // else what it links is never listed (a CAR import took such a DAG for whole without them).
   const walked = new Set<string>();
-  // Each block with its depth: links below the root, on the path that reached it first.
-  const stack = [{ cid: root, depth: 0 }];
+  // Each block with its depth: links below the root, on the path that reached it first; inside a
+  // UnixFS file (with a bound), that file's root node and the links below it.
+  const stack: WalkEntry[] = [{ cid: root, depth: 0 }];
   while (stack.length > 0) {
-    const { cid, depth } = stack.pop()!;
+    const { cid, depth, file } = stack.pop()!;
     if (depth > maxDepth) throw new DagTooDeepError(root, maxDepth);
+    if (file !== undefined && file.depth > MAX_UNIXFS_DEPTH) {
+      throw new DagTooDeepError(file.root, MAX_UNIXFS_DEPTH);
+    }
     // An identity CID carries its block: nothing stored under a key, nothing to fetch.
     const inline = identityBlock(cid);
     const key = inline === undefined ? storageKey(cid) : cid;
@@ -217,6 +229,37 @@ export async function* dagBlocks(
       refuseTooLarge: true,
       onUnstorable: options?.onUnstorable,
     });
-    for (let i = links.length - 1; i >= 0; i--) stack.push({ cid: links[i], depth: depth + 1 });
+    // Only a node outside any file is decoded for its type: one inside a file is of that file.
+    const inFile = file ??
+      (fileDepths && isFileNode(cid, bytes) ? { root: cid, depth: 0 } : undefined);
+    const below = inFile && { root: inFile.root, depth: inFile.depth + 1 };
+    for (let i = links.length - 1; i >= 0; i--) {
+      stack.push({ cid: links[i], depth: depth + 1, file: below });
+    }
+  }
+}
+
+/** A block a {@link dagBlocks} walk has still to visit. */
+interface WalkEntry {
+  cid: string;
+  /** Links below the walk's root. */
+  depth: number;
+  /** In a UnixFS file: the file's root node, and links below it. */
+  file?: { root: string; depth: number };
+}
+
+/**
+ * True when dag-pb node `cid` (`bytes`) is a UnixFS file node (type `file` or `raw`); false for
+ * a directory, anything else, or a node that does not decode (its reader refuses it anyway).
+ */
+function isFileNode(cid: string, bytes: Uint8Array): boolean {
+  if (cidCodec(cid) !== DAG_PB_CODEC) return false;
+  try {
+    const data = readDagPbNode(bytes).data;
+    if (data === undefined) return false;
+    const type = UnixFS.unmarshal(data).type;
+    return type === "file" || type === "raw";
+  } catch {
+    return false;
   }
 }

@@ -76,7 +76,7 @@ export class DagTooDeepError extends StorageError {
     super(
       "dag_too_deep",
       `${cid} links blocks more than ${limit} levels below it, deeper than any importer writes a ` +
-        "file: it is not read",
+        "file: this node does not read, serve, import or pin it",
     );
   }
 }

@@ -3,7 +3,8 @@
  * `storage/dag_links.ts` `MAX_DAG_DEPTH`, as a CAR export and an import do: a replica deeper than
  * that made this node fetch a node per level for as deep as the peer chose (review s78
  * follow-up). Past it the pin is refused `dag_too_deep`, logged, nothing is pinned, and the walk
- * stops at the limit.
+ * stops at the limit. A file in it deeper than `unixfs.ts` `MAX_UNIXFS_DEPTH` is refused the same
+ * way (stop 79), so a replica at the limit is directories over a file at its own.
  */
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
@@ -13,7 +14,8 @@ import type { VeriflowError } from "../../protocols/errors.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { MAX_DAG_DEPTH } from "../../storage/dag_links.ts";
 import type { PeerCallOptions } from "../../storage/storage_peer.ts";
-import { chainDag, type MemoryDag } from "../storage/_hostile_dags.ts";
+import { chainDag, dirsOverChainDag, type MemoryDag } from "../storage/_hostile_dags.ts";
+import { MAX_UNIXFS_DEPTH } from "../../storage/unixfs.ts";
 import { MemoryPeer } from "../storage/_memory_peer.ts";
 
 /** A holder that records which blocks were asked of it (a read may ask every holder). */
@@ -67,8 +69,8 @@ Deno.test("pinning a peers' replica deeper than MAX_DAG_DEPTH is refused dag_too
   );
 });
 
-Deno.test("pinning a peers' replica exactly MAX_DAG_DEPTH deep succeeds", async () => {
-  const dag = await chainDag(MAX_DAG_DEPTH);
+Deno.test("pinning a peers' replica exactly MAX_DAG_DEPTH deep (directories over a file MAX_UNIXFS_DEPTH deep) succeeds", async () => {
+  const dag = await dirsOverChainDag(MAX_DAG_DEPTH - MAX_UNIXFS_DEPTH, MAX_UNIXFS_DEPTH);
   const { reply, pins } = await pinFromPeers(dag);
   assert.equal(unwrapReply<boolean>(reply), true);
   assert.deepEqual(pins, [dag.root]);

@@ -74,7 +74,11 @@ Deno.test("s78 F1: a plain GET and HEAD of a file one level deeper than MAX_UNIX
 
 Deno.test("s78 F1: a CAR HEAD of a DAG deeper than MAX_DAG_DEPTH is 422 dag_too_deep; one at the limit is counted", async () => {
   const { dir, make } = await newGatewayStore();
-  const fits = await chain(make, MAX_DAG_DEPTH);
+  // Directories over a file at MAX_UNIXFS_DEPTH (a deeper file is refused on its own).
+  let fits = await chain(make, MAX_UNIXFS_DEPTH);
+  for (let i = MAX_UNIXFS_DEPTH; i < MAX_DAG_DEPTH; i++) {
+    fits = await make.directory([{ name: "d", cid: fits }]);
+  }
   const deep = await chain(make, MAX_DAG_DEPTH + 1);
   const node = await startGatewayNode(dir);
   try {

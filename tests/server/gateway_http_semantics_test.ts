@@ -348,12 +348,18 @@ Deno.test("a CID in any form IPFS tools print (CIDv0, base36, base58btc, upper c
     const part = await node.get(`/ipfs/${inline}`, { headers: { range: "bytes=1-2" } });
     assert.equal(part.response.status, 206);
     assert.equal(new TextDecoder().decode(part.body), "el");
-    const car = await node.get(`/ipfs/${inline}?format=car`);
-    assert.equal(car.response.status, 200);
-    const blocks = await CarBlockIterator.fromIterable(ReadableStream.from([car.body]));
-    const inCar = [];
-    for await (const block of blocks) inCar.push([block.cid.toString(), block.bytes]);
-    assert.deepEqual(inCar, [[inline, hello]]);
+    // Its CAR names it and carries no block: the spec's MUST NOT for identity blocks (s78 F4).
+    for (const cid of [inline, "bafkqaaa"]) {
+      const car = await node.get(`/ipfs/${cid}?format=car`);
+      assert.equal(car.response.status, 200, cid);
+      const blocks = await CarBlockIterator.fromIterable(ReadableStream.from([car.body]));
+      assert.deepEqual((await blocks.getRoots()).map(String), [cid]);
+      const inCar = [];
+      for await (const block of blocks) inCar.push([block.cid.toString(), block.bytes]);
+      assert.deepEqual(inCar, [], cid);
+      const head = await node.get(`/ipfs/${cid}?format=car`, { method: "HEAD" });
+      assert.equal(head.response.headers.get("content-length"), `${car.body.length}`, cid);
+    }
     const empty = await node.get(`/ipfs/bafkqaaa`);
     assert.equal(empty.response.status, 200);
     assert.equal(empty.body.length, 0);
@@ -509,14 +515,14 @@ Deno.test("an inlined (identity CID) UnixFS directory is listed and redirected l
     const unread = await node.get(`/ipfs/${linkedNode}`);
     assert.equal(unread.response.status, 501, decode(unread.body));
     assert.match(decode(unread.body), /format=raw/);
-    // Blocks and CARs are served as before.
+    // Blocks are served as before; a CAR names the node and carries no identity block (s78 F4).
     for (const cid of [dataNode, linkedNode]) {
       const raw = await node.get(`/ipfs/${cid}?format=raw`);
       assert.equal(raw.response.status, 200);
       assert.deepEqual(raw.body, CID.parse(cid).multihash.digest);
       const car = await node.get(`/ipfs/${cid}?format=car&dag-scope=block`);
       assert.equal(car.response.status, 200);
-      assert.deepEqual((await readCar(car.body)).blocks.map((b) => b.cid), [cid]);
+      assert.deepEqual(await readCar(car.body), { roots: [cid], blocks: [] });
     }
   } finally {
     await node.close();

@@ -91,3 +91,21 @@ export async function manyLeavesDag(count: number): Promise<MemoryDag> {
   }
   return memory(level[0].cid, blocks, count * 64);
 }
+
+/**
+ * A chain of `nodes` one-link file nodes over the leaf `deepleaf` ({@link chainDag}) under `dirs`
+ * one-entry UnixFS directories, each naming the one below `d`: the leaf is `dirs + nodes` links
+ * below the root, and `nodes` below its file's root.
+ */
+export async function dirsOverChainDag(dirs: number, nodes: number): Promise<MemoryDag> {
+  const { blocks, root } = await chainDag(nodes);
+  let cid = root;
+  for (let i = 0; i < dirs; i++) {
+    const bytes = dagPb.encode(dagPb.prepare({
+      Data: new UnixFS({ type: "directory" }).marshal(),
+      Links: [{ Name: "d", Hash: CID.parse(cid), Tsize: 8 }],
+    }));
+    cid = await put(blocks, dagPb.code, bytes);
+  }
+  return memory(cid, blocks, 8);
+}

@@ -14,7 +14,13 @@ import {
   readStepBudget,
 } from "../../storage/unixfs.ts";
 import { dagBlocks, MAX_DAG_DEPTH } from "../../storage/dag_links.ts";
-import { bombDag, chainDag, manyLeavesDag, type MemoryDag } from "./_hostile_dags.ts";
+import {
+  bombDag,
+  chainDag,
+  dirsOverChainDag,
+  manyLeavesDag,
+  type MemoryDag,
+} from "./_hostile_dags.ts";
 
 /** Every leaf can be read: the check asks for nothing more. */
 const allReadable = () => Promise.resolve({ checks: true });
@@ -57,18 +63,29 @@ Deno.test("s78 F1: the walk stops at the depth limit: a chain far deeper costs n
   assert.equal(reads, MAX_UNIXFS_DEPTH, "the nodes down to the limit, then no more");
 });
 
-Deno.test("s78 F1: dagBlocks with maxDepth refuses a DAG deeper than MAX_DAG_DEPTH; without it (GC) it walks any depth", async () => {
-  const fits = await chainDag(MAX_DAG_DEPTH);
+Deno.test("s78 F1: dagBlocks with maxDepth refuses a DAG deeper than MAX_DAG_DEPTH, and a file in it deeper than MAX_UNIXFS_DEPTH; without it (GC) it walks any depth", async () => {
+  // Directories above a file at MAX_UNIXFS_DEPTH: MAX_DAG_DEPTH links in all.
+  const dirs = MAX_DAG_DEPTH - MAX_UNIXFS_DEPTH;
+  const fits = await dirsOverChainDag(dirs, MAX_UNIXFS_DEPTH);
   assert.equal(
     await drain(dagBlocks(fits.root, fits.get, { maxDepth: MAX_DAG_DEPTH })),
     MAX_DAG_DEPTH + 1,
   );
-  const deeper = await chainDag(MAX_DAG_DEPTH + 1);
+  const deeper = await dirsOverChainDag(dirs + 1, MAX_UNIXFS_DEPTH);
   await assert.rejects(
     drain(dagBlocks(deeper.root, deeper.get, { maxDepth: MAX_DAG_DEPTH })),
     { code: "dag_too_deep" },
   );
   assert.equal(await drain(dagBlocks(deeper.root, deeper.get)), MAX_DAG_DEPTH + 2);
+  // A file one level deeper than its plain reads take, far inside MAX_DAG_DEPTH: refused by name.
+  const file = await chainDag(MAX_UNIXFS_DEPTH + 1);
+  const deepFile = await dirsOverChainDag(1, MAX_UNIXFS_DEPTH + 1);
+  await assert.rejects(
+    drain(dagBlocks(deepFile.root, deepFile.get, { maxDepth: MAX_DAG_DEPTH })),
+    (error: Error & { code?: string }) =>
+      error.code === "dag_too_deep" && error.message.startsWith(`${file.root} links blocks`),
+  );
+  assert.equal(await drain(dagBlocks(deepFile.root, deepFile.get)), MAX_UNIXFS_DEPTH + 3);
 });
 
 Deno.test("s78 F2: a read of a DAG bomb of 1-byte leaves is read_too_costly: before the status by the check, and in the read's own walk", async () => {
