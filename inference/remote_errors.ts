@@ -13,6 +13,7 @@
 import { jobId, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { RemoteError } from "../protocols/protocol_errors.ts";
+import { InsufficientStakeError } from "../proof/ledger_errors.ts";
 import {
   DuplicateJobError,
   JobCancelledError,
@@ -163,6 +164,9 @@ export const CANCELLED = "job_cancelled";
  */
 const TYPED_REFUSALS: Readonly<Record<string, (job: TextJob) => VeriflowError>> = {
   too_many_jobs: () => new TooManyJobsError(""),
+  // A worker whose free stake cannot back the job's receipt (`node/_stake_backed_port.ts`):
+  // typed, so the router asks the next worker rather than counting it the worker's own failure.
+  insufficient_stake: () => new InsufficientStakeError(NaN, NaN),
   duplicate_job: (job) => new DuplicateJobError(jobId(job)),
   job_cancelled: (job) => new JobCancelledError(jobId(job)),
   unknown_model: (job) => new UnknownModelError(job.model),

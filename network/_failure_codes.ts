@@ -66,6 +66,9 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
   ...WORKER_FAULT_CODES,
   "too_many_jobs",
   "busy",
+  // Its own ledger shows too little free stake to back the job's receipt (`node/
+  // _stake_backed_port.ts`): another worker's stake may back it.
+  "insufficient_stake",
   "request_timeout",
   "unknown_model",
   "model_load_failed",
@@ -139,11 +142,18 @@ export function isStartedJobError(error: unknown): boolean {
 
 /**
  * Codes of a worker's refusal that says only that it is full now: the worker's port queue or its
- * per-peer share of jobs (`too_many_jobs`, `inference/serve_inference.ts`), or the connection's
- * inbound request limit (`busy`). The worker did nothing for the job: asking the next one costs
+ * per-peer share of jobs (`too_many_jobs`, `inference/serve_inference.ts`), the connection's
+ * inbound request limit (`busy`), or its free stake (`insufficient_stake`). The worker did nothing for the job: asking the next one costs
  * no prefill and no token, so it does not spend the job's `MAX_WORKERS_PER_JOB` (`failover.ts`).
  */
-export const CAPACITY_REFUSAL_CODES: ReadonlySet<string> = new Set(["too_many_jobs", "busy"]);
+export const CAPACITY_REFUSAL_CODES: ReadonlySet<string> = new Set([
+  "too_many_jobs",
+  "busy",
+  // Full of stake, not of seats: its free stake cannot back the job's receipt until its locks
+  // free up (`node/_stake_backed_port.ts`). It computed nothing; no fault of its own, so no
+  // try spent and not kept off the model, only asked last a while, as a full worker.
+  "insufficient_stake",
+]);
 
 /** Whether `error` is a worker's refusal of a job because it is full now. */
 export function isCapacityRefusal(error: unknown): boolean {

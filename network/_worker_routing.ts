@@ -112,9 +112,15 @@ export class WorkerRouting {
    * this node's ledger, proven before strangers and suspect strangers last (`worker_record.ts`),
    * a holder of the job's `input` (when it names one), least loaded. Once in
    * {@link NEWCOMER_EVERY} picks a clean stranger with a free slot goes first, unless `exclude`
-   * names a stranger that failed here (this job, or lately).
+   * names a stranger that failed here (this job, or lately). `lock`: the most stake the job's
+   * receipt can lock here (`_job_stake_lock.ts`); backed means free stake covering it.
    */
-  worker(model?: string, exclude: readonly string[] = [], input?: string): Connection | undefined {
+  worker(
+    model?: string,
+    exclude: readonly string[] = [],
+    input?: string,
+    lock?: number,
+  ): Connection | undefined {
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     const holders = input === undefined ? undefined : this.#inputHolders(input);
     const now = this.#now();
@@ -156,7 +162,13 @@ export class WorkerRouting {
     // with it, and strangers get only the jobs no proven worker has room for.
     const strangerFailed = exclude.some((key) => (record?.of(key).net ?? 0) < 0);
     const newcomerTurn = !strangerFailed && this.#sinceNewcomer >= NEWCOMER_EVERY - 1;
-    const pick = chooseWorker(candidates, { model, exclude, newcomerTurn, strangerFailed });
+    const pick = chooseWorker(candidates, {
+      model,
+      exclude,
+      newcomerTurn,
+      strangerFailed,
+      lock,
+    });
     if (pick !== undefined && isProven(pick)) this.#sinceNewcomer++;
     else if (pick !== undefined && newcomerTurn) this.#sinceNewcomer = 0;
     // A job given on a connection opened after a loss of the key's: losing this one too is a

@@ -343,6 +343,11 @@ export type NetworkMessage =
     exclude?: readonly string[];
     /** The job's input CID (`protocols/job_input.ts`): its storage holders are preferred. */
     input?: string;
+    /**
+     * The most stake the job's receipt can lock in this node's ledger (`_job_stake_lock.ts`):
+     * a worker whose free stake covers it is backed (`worker_choice.ts`, rule 3).
+     */
+    lock?: number;
   }
   | {
     /**
@@ -592,7 +597,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "release_reach":
         return this.#transports.dials?.release(message.key, message.holder);
       case "worker":
-        return this.#routing.worker(message.model, message.exclude, message.input);
+        return this.#routing.worker(
+          message.model,
+          message.exclude,
+          message.input,
+          message.lock,
+        );
       case "worker_refused_model":
         return this.#routing.refusedModel(message.key, message.model);
       case "worker_models":

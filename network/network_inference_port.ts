@@ -55,6 +55,8 @@ import { LostEnds } from "./_lost_ends.ts";
 import { AssignedJobs, type AssignedJobsStats } from "./_assigned_jobs.ts";
 import { ASSIGNED_JOBS_FILE } from "./_assigned_job_file.ts";
 import { type PromptTokenCounter, promptTokensRefusal } from "./_prompt_token_claim.ts";
+import { jobStakeLock } from "./_job_stake_lock.ts";
+import type { LedgerTerms } from "../proof/_ledger_amounts.ts";
 import {
   DEFAULT_QUEUE_HOLD_MS,
   FAILOVER_CAUSES,
@@ -214,6 +216,13 @@ export interface ForwardingOptions extends RemoteInferencePortOptions {
    * undefined for a job: no count is refused here; the validators re-count every receipt.
    */
   countPromptTokens?: PromptTokenCounter;
+  /**
+   * The terms this node's ledger prices and locks receipts by (default
+   * `DEFAULT_LEDGER_TERMS`, those the node opens its ledger with): the router ranks a worker as
+   * backed for a job only when its free stake there covers the job's worst-case lock
+   * (`_job_stake_lock.ts`, `worker_choice.ts` rule 3).
+   */
+  ledgerTerms?: LedgerTerms;
 }
 
 export { LOST_ENDS_DIR } from "./_lost_end_files.ts";
@@ -400,10 +409,15 @@ export class NetworkInferencePort implements InferencePort {
     return port;
   }
 
-  /** The network actor's choice of worker for `job`, none of `exclude` (hex keys). */
+  /**
+   * The network actor's choice of worker for `job`, none of `exclude` (hex keys), backed by
+   * stake for the most its receipt can lock (with this node's own prompt count, else a bound).
+   */
   #lookup(job: TextJob, exclude: string[]): Promise<Connection | undefined> {
+    const count = this.#remote.countPromptTokens?.(job);
+    const lock = jobStakeLock(job, count, this.#remote.ledgerTerms);
     return this.#network.ask<Connection | undefined>(
-      { type: "worker", model: job.model, exclude, input: job.input },
+      { type: "worker", model: job.model, exclude, input: job.input, lock },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
   }

@@ -10,8 +10,15 @@
  *    just sent; its other requests — a receipt announcement, a catch-up's receipts, a proof
  *    fetch — are no load on its model and do not count). When none has, every eligible worker stays in (the job queues there, or
  *    is refused with `too_many_jobs`).
- * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
- *    so validators will record and pay it) before one without.
+ * 3. **Standing**: a worker whose free stake in this node's ledger covers the job's worst-case
+ *    lock (`WorkerNeeds.lock`, `_job_stake_lock.ts`: it can back the receipt, so validators will
+ *    record and pay it) before one whose free stake does not; without a lock given, any free
+ *    stake. A receipt locks `slashMultiplier ×` its reward, prompt tokens included: ranked
+ *    "backed" for any free stake, a worker of small stake (or a busy one at the default stake)
+ *    did the work and had its receipt refused `insufficient_stake`, unpaid (review s78 vprompt
+ *    F2). A worker not backed for the job is still chosen where no backed one is eligible, as an
+ *    unstaked one always was: it refuses a job it cannot back before the work
+ *    (`node/_stake_backed_port.ts`), and the router asks the next.
  * 4. **Track record**: a *proven* worker — one that ran more jobs to their end for this node
  *    than it failed (`worker_record.ts`), or, on a router that keeps a ledger, one with earned
  *    credit there of at least `PROVEN_CREDIT_FLOOR` (balance: finished, unchallenged work), no
@@ -64,6 +71,7 @@
 import { hasCapacity, type PeerLoad } from "../protocols/peer_hello.ts";
 import { DEFAULT_MAX_TOKENS } from "../protocols/job_token_bounds.ts";
 import type { WorkerStanding } from "./worker_record.ts";
+import { freeStake } from "../proof/_ledger_amounts.ts";
 
 /** What the router knows of one peer that serves inference. */
 export interface WorkerCandidate {
@@ -99,6 +107,12 @@ export interface WorkerNeeds {
    * first (rule 4).
    */
   strangerFailed?: boolean;
+  /**
+   * The most stake the job's receipt can lock in this node's ledger (`_job_stake_lock.ts`): a
+   * worker is backed for it (rule 3) only when its free stake there is at least this. Absent:
+   * any free stake backs it.
+   */
+  lock?: number;
 }
 
 /**
@@ -176,6 +190,7 @@ export function chooseWorker<C extends WorkerCandidate>(
       busyness(c),
       needs.newcomerTurn === true,
       needs.strangerFailed === true,
+      needs.lock ?? 0,
     );
     if (best === undefined || better(score, bestScore)) {
       best = c;
@@ -191,8 +206,9 @@ function scoreOf(
   busyness: number,
   newcomerTurn: boolean,
   strangerFailed: boolean,
+  lock: number,
 ): number[] {
-  const backed = c.standing !== undefined && c.standing.stake - c.standing.locked > 0;
+  const backed = isBacked(c, lock);
   // No hello yet: its slots are unknown, and it is not taken for full.
   const queues = c.load !== undefined && busyness >= c.load.slots;
   const tier = recordTier(c, newcomerTurn && !queues);
@@ -211,6 +227,24 @@ function scoreOf(
     -(c.standing?.balance ?? 0),
     -(c.record?.net ?? 0),
   ];
+}
+
+/**
+ * Whether `c`'s free stake in this node's ledger backs a receipt locking `lock` (rule 3): some
+ * free stake, and at least `lock` of it. A worker this node's ledger has no account of is not.
+ *
+ * @example
+ * ```ts
+ * import { isBacked } from "./worker_choice.ts";
+ * const standing = { stake: 1_000, locked: 900, balance: 0 };
+ * console.log(isBacked({ standing }, 100)); // true
+ * console.log(isBacked({ standing }, 101)); // false
+ * ```
+ */
+export function isBacked(c: Pick<WorkerCandidate, "standing">, lock: number): boolean {
+  if (c.standing === undefined) return false;
+  const free = freeStake(c.standing);
+  return free > 0 && free >= lock;
 }
 
 /**

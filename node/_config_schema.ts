@@ -489,8 +489,10 @@ export const nodeConfigSchema = z.strictObject({
    * receipt locks `slashMultiplier ×` its reward (output tokens × price, plus the prompt tokens it
    * signs × price × `promptTokenShare`) during its challenge window, so the default backs about two
    * hundred 256-token jobs per window at the default price (a 256-token prompt adds a sixteenth).
-   * A receipt past it is refused `insufficient_stake`, unpaid: no worker yet refuses a job its
-   * free stake cannot back, nor does a router rank by it (`docs/PROOF.md`, review s78 vprompt F2).
+   * A worker refuses (`insufficient_stake`, before the work) a job whose worst-case lock
+   * (`maxTokens` and its prompt count) its free stake, less the jobs it runs, cannot back, and a
+   * router ranks first the workers whose free stake covers it (`network/_job_stake_lock.ts`,
+   * `docs/PROOF.md`, review s78 vprompt F2): a receipt past the stake is refused unpaid.
    */
   selfStake: z.number().min(0).default(1_000_000),
 }).superRefine((c, ctx) => {

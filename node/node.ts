@@ -86,6 +86,7 @@ import { nodeShutdown } from "./_node_shutdown.ts";
 import { DiskRoom } from "./disk_room.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { refusingWhileReadOnly } from "./_read_only_port.ts";
+import { refusingUnbacked, STAKE_ASK_TIMEOUT_MS } from "./_stake_backed_port.ts";
 import { waitForPeer, type WaitForPeerOptions } from "./wait_for_peer.ts";
 import { checkVersion } from "./version.ts";
 
@@ -479,9 +480,22 @@ async function startSteps(
     const writes = config.roles.prover;
     return inference &&
       jobMonitor.wrap(
-        refusingWhileReadOnly(
-          new LocalInferencePort({ inference, models: offeredModels(models), readInput }),
-          writes ? disk : undefined,
+        // A job this node's stake cannot back is refused before the work (review s78 F2).
+        refusingUnbacked(
+          refusingWhileReadOnly(
+            new LocalInferencePort({ inference, models: offeredModels(models), readInput }),
+            writes ? disk : undefined,
+          ),
+          {
+            self: toHex(identity.publicKey),
+            account: async () =>
+              await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.ask<Account>(
+                { type: "account", key: identity.publicKey },
+                { timeoutMs: STAKE_ASK_TIMEOUT_MS },
+              ),
+            count: (job) => promptCounter.count(job),
+            prepare: (model) => promptCounter.promptCounting(model),
+          },
         ),
       );
   };

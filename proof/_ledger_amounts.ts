@@ -6,7 +6,8 @@
  * (`_ledger_receipts.ts`, `_ledger_training.ts`, `_ledger_accusations.ts`,
  * `_ledger_steering.ts`): the working state, the history index and the economics, read in the
  * writer's turn. Every amount is kept to a millionth of a credit ({@link roundCredits}). Not part
- * of the public API (but `freeStake`).
+ * of the public API (but `freeStake`); {@link rewardOf} and {@link lockOf} are also what a router
+ * and a worker price a job's worst-case lock with before the work (`network/_job_stake_lock.ts`).
  *
  * @module
  */
@@ -42,22 +43,40 @@ export interface LedgerView {
 }
 
 /**
+ * What of a ledger {@link rewardOf} and {@link lockOf} read: its economics and its prices. A
+ * {@link LedgerView} is one; a router or a worker that asks whether a stake backs a job before
+ * the work (`jobStakeLock`) hands the terms its ledger runs with, so the formula lives here once.
+ */
+export type LedgerTerms = Pick<LedgerView, "economics" | "tokenPrice">;
+
+/** What {@link rewardOf} reads of a receipt: a job's worst case (`maxTokens`) has the same shape. */
+export type RewardedWork = Pick<Receipt, "model" | "kind" | "tokenCount" | "promptTokens">;
+
+/**
  * Useful work: output tokens × the model's price, plus the prompt tokens a text receipt signs ×
  * the model's prompt price ({@link promptTokenPrice}: the prefill is work too); a one-shot
  * (tensor) job counts as one unit. A receipt that signs no prompt count (one from before the
  * field) earns its output alone, as it always did. To a millionth of a credit, as every amount
  * ({@link roundCredits}), rounded once over the sum.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_ECONOMICS } from "./economics.ts";
+ * import { rewardOf } from "./_ledger_amounts.ts";
+ * const terms = { economics: DEFAULT_ECONOMICS, tokenPrice: () => 1 };
+ * rewardOf(terms, { model: "m", kind: "text", tokenCount: 8, promptTokens: 16 }); // 9
+ * ```
  */
-export function rewardOf(view: LedgerView, receipt: Receipt): number {
-  const price = view.tokenPrice(receipt.model);
+export function rewardOf(terms: LedgerTerms, receipt: RewardedWork): number {
+  const price = terms.tokenPrice(receipt.model);
   if (receipt.kind === "tensor") return roundCredits(price);
-  const prompt = (receipt.promptTokens ?? 0) * promptTokenPrice(view.economics, price);
+  const prompt = (receipt.promptTokens ?? 0) * promptTokenPrice(terms.economics, price);
   return roundCredits(receipt.tokenCount * price + prompt);
 }
 
 /** The stake a receipt earning `reward` locks: `slashMultiplier ×` it, to the quantum. */
-export function lockOf(view: LedgerView, reward: number): number {
-  return roundCredits(reward * view.economics.slashMultiplier);
+export function lockOf(terms: Pick<LedgerTerms, "economics">, reward: number): number {
+  return roundCredits(reward * terms.economics.slashMultiplier);
 }
 
 /**

@@ -169,6 +169,9 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   not_cached: 412,
   // A forwarded job: no worker peer, or the worker went away before answering.
   no_worker: 503,
+  // No worker's free stake backs the job's receipt now (`node/_stake_backed_port.ts`): the
+  // node's want, not the client's; locks free as receipts finalize.
+  insufficient_stake: 503,
   service_unavailable: 503,
   // The node is draining on shutdown (`serve.ts`): new requests and new jobs are refused.
   shutting_down: 503,

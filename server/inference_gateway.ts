@@ -105,6 +105,7 @@ const PROMPT_REFUSALS: ReadonlySet<string> = new Set([
 const NODE_REFUSALS: ReadonlySet<string> = new Set([
   "too_many_jobs", // the model's slots and queue are full
   "no_worker", // no peer to forward the job to
+  "insufficient_stake", // no worker's free stake backs the job's receipt now
   "shutting_down", // the node is draining
   // Its InferenceActor restarting or overloaded: refused before the job started (a timed-out
   // submission is cancelled behind it: `submitJob`). A job that started and then failed ends
