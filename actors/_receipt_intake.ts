@@ -75,6 +75,14 @@ export const RECEIPT_STALE = "receipt_stale";
  */
 export const RECEIPT_FROM_FUTURE = "receipt_from_future";
 
+/**
+ * Longest a validator's intake waits for a job's input from its own store: one local block of at
+ * most 256 KiB reads in milliseconds, and the wait holds the mailbox, so a store that stalls
+ * costs each receipt of an input job this much at most, and the receipt is then held to the
+ * model's window as one whose input is not held here.
+ */
+export const LOCAL_INPUT_READ_TIMEOUT_MS = 2_000;
+
 /** The validator's receipt intake (see the module doc). */
 export class ReceiptIntake {
   readonly #core: ValidatorCore;
@@ -423,7 +431,29 @@ export class ReceiptIntake {
       return true;
     }
     if (model === undefined || !("tokenizer" in model)) return true;
-    return promptTokensAtIntake(receipt, job, model) !== null;
+    try {
+      const input = await this.#heldInput(job);
+      return promptTokensAtIntake(receipt, job, model, input) !== null;
+    } catch {
+      // Bytes by the job's CID that are not text or overflow its room: no honest worker ran on
+      // them, and nothing here can count them; the challenge judges it.
+      return true;
+    }
+  }
+
+  /**
+   * The bytes of `job`'s input when this node's own store holds them (`readInput` with `local`,
+   * no storage peer asked: this runs in the mailbox, and a peer's read could hold every receipt
+   * behind it), so a receipt of an input job is counted exactly, not only held to the model's
+   * window (a worker could claim up to `contextLength − 1` prompt tokens unchecked, review s78
+   * vprompt F1). Undefined for a job without one, with no reader, or one that does not answer
+   * within {@link LOCAL_INPUT_READ_TIMEOUT_MS}.
+   */
+  async #heldInput(job: Job): Promise<Uint8Array | undefined> {
+    const read = this.#core.options.readInput;
+    if (job.kind !== "text" || job.input === undefined || read === undefined) return undefined;
+    return await read(job.input, AbortSignal.timeout(LOCAL_INPUT_READ_TIMEOUT_MS), { local: true })
+      .catch(() => undefined);
   }
 
   /**

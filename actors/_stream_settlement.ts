@@ -77,6 +77,8 @@ export async function settleStreamCheck(
       worker: claim.worker,
       model: claim.job.model,
       tokens: claim.tokenIds.length,
+      // Its prefill as the receipt would sign it, counted by this node's replay (review s78 F5).
+      ...(check.promptTokens === undefined ? {} : { promptTokens: check.promptTokens }),
       claimHash: proof === undefined ? check.claimHash : hash,
       ...(proof === undefined ? {} : { accuser: proof.accuser }),
       confirmed: check.confirmed,

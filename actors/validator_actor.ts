@@ -132,8 +132,10 @@ export interface ValidatorActorOptions {
   validation?: ValidationOptions;
   /**
    * Reads a job's stored input (`protocols/job_input.ts`) by its CID: a stream claim about a job
-   * that reads one is replayed on its bytes (checked against the CID), and passed on with them.
-   * None: such a claim, without the bytes, is undecided here.
+   * that reads one is replayed on its bytes (checked against the CID), and passed on with them;
+   * a receipt of a job that reads one has its prompt tokens counted exactly at intake when this
+   * node's own store holds the bytes (asked `local`, `_receipt_intake.ts`). None: such a claim,
+   * without the bytes, is undecided here, and such a receipt is held to the model's window.
    */
   readInput?: JobInputReader;
   /**

@@ -4,9 +4,13 @@
  * count is paid (`proof/_ledger_amounts.ts`), so a worker gains by inflating it. Where this node
  * holds the job's model (`_held_model_prompt_counter.ts`) it asks the exact count, or, for a job
  * whose input it does not hold, no more than the model's window allows. Where it does not hold
- * the model it refuses nothing: the prompt's bytes are no bound for a tokenizer whose normalizer
- * lengthens text (NFKC counts the 3-byte "ﷺ" as 33 tokens, review s78 vprompt F4), and refusing
- * an honest count kept the worker off the model. The validators that hold the model re-count
+ * the model it refuses only a count past the window the worker itself stated for the job's model
+ * (its `start` event's `contextLength`): generation refuses a prompt that fills it, so an honest
+ * worker never signs one (stop 78 left it open: such a router took any count). That window is
+ * the worker's word, not the model's (the model's `config.json` is not here), so a worker that
+ * states a larger one passes here. The prompt's bytes are no bound: a tokenizer whose normalizer
+ * lengthens text counts more (NFKC counts the 3-byte "ﷺ" as 33 tokens, review s78 vprompt F4),
+ * and refusing an honest count kept the worker off the model. The validators that hold the model re-count
  * every receipt they record (`proof/prompt_token_check.ts`, `promptTokensAtIntake`), and a wrong
  * count is slashed there.
  *
@@ -28,13 +32,17 @@ export type PromptTokenCounter = (job: TextJob) => PromptTokenCount | undefined;
 
 /**
  * Why a receipt's signed prompt-token count cannot be accepted for `job`: it is not `count`'s,
- * or past its `atMost`; undefined when it holds, when nothing here counts the job, or the receipt
- * signs no count (one from before the field, paid for its output alone).
+ * or past its `atMost`; where nothing here counts the job, past `statedWindow − 1`. Undefined
+ * when it holds, when nothing here bounds the job, or the receipt signs no count (one from before
+ * the field, paid for its output alone).
  *
+ * @param statedWindow The context length the worker stated for the job's model in its `start`
+ *   (`ServedModelInfo.contextLength`), when the router saw one.
  * @example
  * ```ts ignore
  * promptTokensRefusal({ promptTokens: 500 }, job, () => 5); // "it signs 500 prompt tokens, …"
  * promptTokensRefusal({ promptTokens: 500 }, job, () => ({ atMost: 255 })); // "… (255)"
+ * promptTokensRefusal({ promptTokens: 500 }, job, undefined, 256); // "… it stated is 256"
  * promptTokensRefusal({ promptTokens: 500 }, job); // undefined: the validators re-count it
  * ```
  */
@@ -42,11 +50,16 @@ export function promptTokensRefusal(
   receipt: { promptTokens?: number },
   job: TextJob,
   count?: PromptTokenCounter,
+  statedWindow?: number,
 ): string | undefined {
   const signed = receipt.promptTokens;
   if (signed === undefined) return undefined;
   const counted = count?.(job);
-  if (counted === undefined) return undefined;
+  if (counted === undefined) {
+    return statedWindow !== undefined && signed >= statedWindow
+      ? `it signs ${signed} prompt tokens, and the model's window it stated is ${statedWindow}`
+      : undefined;
+  }
   if (typeof counted === "number") {
     return signed === counted
       ? undefined

@@ -506,7 +506,15 @@ export class NetworkInferencePort implements InferencePort {
           // neither paid), and written as assigned only when its receipt is (`#checked`).
           this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
         }
-        const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
+        // Its prompt count held to the window it stated, where this node cannot count it.
+        const told = this.#checked(
+          summary,
+          job,
+          attempt.worker,
+          relayed,
+          assignment,
+          attempt.handle.model.contextLength,
+        );
         // Every token delivered and the worker's stream broken where its end was due (another
         // event, no end in time: `_remote_job.ts`): the client has its whole answer, and no
         // receipt pays for it. Kept off the model as any worker whose stream broke the protocol.
@@ -543,7 +551,7 @@ export class NetworkInferencePort implements InferencePort {
         // the cancel came, is asked for and handed on as a finished job's would be.
         if (summary.finishReason === "cancelled" && summary.receipt === undefined) {
           if (relayed.tokens > relayed.resumedAt) {
-            cancelledEnd = this.#cancelledReceipt(ended, job, attempt.worker, relayed, assignment);
+            cancelledEnd = this.#cancelledReceipt(ended, job, attempt, relayed, assignment);
           }
         }
         // The client read too slowly, and the worker evicted the unread tokens of a job it had
@@ -625,14 +633,15 @@ export class NetworkInferencePort implements InferencePort {
   async #cancelledReceipt(
     summary: JobSummary,
     job: TextJob,
-    worker: Uint8Array,
+    { worker, handle }: WorkerAttempt,
     relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
   ): Promise<JobSummary> {
     const receipt = await this.#askReceipt(worker, summary.jobId);
     if (receipt === undefined) return summary;
     if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
-    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment);
+    const window = handle.model.contextLength;
+    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment, window);
   }
 
   /**
@@ -948,7 +957,8 @@ export class NetworkInferencePort implements InferencePort {
    * blame, the worker for tokens the client never got). One that fails is withheld
    * (`receipt_rejected`, and why, unless the job failed with an error of its own), never
    * reaches the validator, and the worker, faulty, is kept off the model for a while as one
-   * that refuses it.
+   * that refuses it. `statedWindow`: the context length the worker stated in its `start`, which
+   * bounds its prompt count where this node cannot count it (`_prompt_token_claim.ts`).
    */
   #checked(
     summary: JobSummary,
@@ -956,6 +966,7 @@ export class NetworkInferencePort implements InferencePort {
     worker: Uint8Array,
     relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
+    statedWindow?: number,
   ): JobSummary {
     if (summary.receipt === undefined) return summary;
     const complete = summary.finishReason === "stop" || summary.finishReason === "length";
@@ -978,7 +989,12 @@ export class NetworkInferencePort implements InferencePort {
       ? check.message
       : claimed !== relayed.tokens
       ? `it claims ${claimed} tokens, and ${relayed.tokens} were relayed to the client`
-      : promptTokensRefusal(summary.receipt as Receipt, job, this.#remote.countPromptTokens);
+      : promptTokensRefusal(
+        summary.receipt as Receipt,
+        job,
+        this.#remote.countPromptTokens,
+        statedWindow,
+      );
     if (failure !== undefined) {
       // Text before a resume came from a lost worker that signed none of it: a receipt that
       // fails only over the text (the resumer signs the text it decodes from the same ids) may

@@ -464,14 +464,14 @@ async function startSteps(
   // A job's input (`protocols/job_input.ts`) is read from this node's storage: its own chunks
   // first, then its storage peers'. A node without the storage role reads none.
   const readInput: JobInputReader | undefined = config.roles.storage
-    ? (cid, signal) => {
+    ? (cid, signal, readOptions) => {
       const storage = lookup<StorageMessage>(NODE_ACTORS.storage);
       if (storage === undefined) {
         return Promise.reject(
           new JobInputError("input_unavailable", `storage is not running: input ${cid} unread`),
         );
       }
-      return storageGateway(storage).block(cid, signal);
+      return storageGateway(storage).block(cid, signal, readOptions);
     }
     : undefined;
   const localPort = (): InferencePort | undefined => {

@@ -19,7 +19,7 @@ import { toHex } from "../protocols/hash.ts";
 import { LedgerRejectedError } from "./ledger_errors.ts";
 import { streamFraudKey } from "./ledger_index.ts";
 import { roundCredits } from "./ledger_state.ts";
-import { freeStake, type LedgerView, lockOf } from "./_ledger_amounts.ts";
+import { freeStake, type LedgerView, lockOf, rewardOf } from "./_ledger_amounts.ts";
 
 /** What a caller proves when settling a stream conviction (`Ledger.settleStreamFraud`). */
 export interface StreamFraudSettlement {
@@ -31,6 +31,13 @@ export interface StreamFraudSettlement {
   model: string;
   /** Tokens the worker's signed head covers (the claim's `tokenIds.length`). */
   tokens: number;
+  /**
+   * The job's prompt tokens as the model's tokenizer counts them (input text included): the
+   * checker's own count from its replay (`StreamCheckResult.promptTokens`). Every ledger that
+   * settles a conviction replayed the claim with the model and the input (without them it is
+   * undecided and settles nothing), so each counts the same. Absent: the output alone is priced.
+   */
+  promptTokens?: number;
   /**
    * Hex hash of what this ledger's owner checked, kept for the record: its own claim's
    * (`streamClaimHash`), or a peer's stream proof's (`streamProofHash`).
@@ -104,14 +111,18 @@ export function streamFraudEntry(
       stream: { jobId, worker },
     };
   }
-  // What the output part of a receipt for these tokens would have earned (tokens × the model's
-  // price, to the quantum) and locked (`lockOf`). Its prompt part is left out (review s78 vprompt
-  // F5): a stream claim signs no prompt count, and counting one needs the model's tokenizer, which
-  // not every ledger settling a peer's stream proof holds, and every ledger must cut the same. The
-  // stream alone earns nothing; a receipt the worker signed for the job is judged on its own, and
-  // its slash includes the prompt tokens it claims.
-  const price = view.tokenPrice(model);
-  const owed = lockOf(view, roundCredits(tokens * price));
+  // What a receipt for these tokens would have earned (`rewardOf`: output tokens × the model's
+  // price, plus the prompt tokens × its prompt price) and locked (`lockOf`), the liability its
+  // worker dropped. The prompt is counted by the replay that convicted: a stream claim signs no
+  // count, and every ledger that settles one replayed it with the model's tokenizer and the
+  // input, so each cuts the same (review s78 vprompt F5: the output alone was priced, 40 against
+  // a receipt's 540 for a 200-token prompt). The stream alone earns nothing; a receipt the
+  // worker signed for the job is judged on its own, and its slash covers the count it signs.
+  const { promptTokens } = settlement;
+  const owed = lockOf(
+    view,
+    rewardOf(view, { model, kind: "text", tokenCount: tokens, promptTokens }),
+  );
   // From the whole stake, the part other open receipts lock included: no lock backs a stream,
   // and a worker keeping its stake at its locks must not stream wrong tokens for free (as a
   // steerer). A slash of those receipts later takes what is left (`slashable`). A key convicted
@@ -165,5 +176,10 @@ function checkShape(s: StreamFraudSettlement): void {
   }
   if (typeof s.model !== "string" || s.model.length === 0) {
     throw new RangeError("model must name the job's model");
+  }
+  if (
+    s.promptTokens !== undefined && (!Number.isSafeInteger(s.promptTokens) || s.promptTokens < 0)
+  ) {
+    throw new RangeError("promptTokens must be a non-negative integer");
   }
 }

@@ -67,8 +67,10 @@ export interface PromptCountingModel {
  * The violation a validator sees in `receipt`'s prompt-token count when it records the receipt,
  * before its coin: tokenizing is free next to a forward pass, so every receipt is re-counted,
  * not only the sampled ones (review s78 vprompt F1). A job without an input is counted exactly
- * ({@link promptTokensViolation}); one that names an input (its bytes come only with the proof
- * data) is held to the model's window: generation refuses a prompt that fills it
+ * ({@link promptTokensViolation}), and so is one that names an input whose bytes the validator
+ * holds (`input`, read from its own store: the job's text is then whole); one whose input it does
+ * not hold (its bytes come only with the proof data, and a CID says nothing of the size) is held
+ * to the model's window: generation refuses a prompt that fills it
  * (`checkPromptFits`), so no honest count reaches `contextLength`, and a count that does is a
  * violation without tokenizing (its `counted` is then the window's most, `contextLength − 1`,
  * whether the job names an input or not). Null when the count holds, or
@@ -91,6 +93,7 @@ export function promptTokensAtIntake(
   receipt: Pick<Receipt, "promptTokens">,
   job: TextJob,
   model: PromptCountingModel,
+  input?: Uint8Array,
 ): PromptTokensViolation | null {
   const signed = receipt.promptTokens;
   if (signed === undefined) return null;
@@ -98,6 +101,8 @@ export function promptTokensAtIntake(
   // Past the window, the count is wrong on its face: no prompt is tokenized for it, so a prompt
   // of 440,000 characters signed so costs a comparison (review s78 vfinal F3).
   if (signed > most) return { reason: PROMPT_TOKENS_REASON, position: 0, signed, counted: most };
-  if (job.input !== undefined) return null;
-  return promptTokensViolation(receipt, model.tokenizer.encode(jobPromptText(job)).length);
+  if (job.input !== undefined && input === undefined) return null;
+  // With an input: throws `JobInputError` for bytes no honest worker reads (not the CID's, not
+  // text, past the job's room); the caller challenges what it cannot count.
+  return promptTokensViolation(receipt, model.tokenizer.encode(jobPromptText(job, input)).length);
 }

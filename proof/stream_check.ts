@@ -51,6 +51,12 @@ export interface StreamCheckResult {
   reason: string;
   /** {@link streamClaimHash} of the claim; empty for a malformed one. */
   claimHash: string;
+  /**
+   * The job's prompt tokens (its input's text and prompt) as the model's tokenizer encodes them:
+   * set on every confirmed result, so the conviction's cut prices the prefill as the receipt
+   * would have (`_ledger_stream_fraud.ts`); absent where the check stopped before the prompt.
+   */
+  promptTokens?: number;
   /** Tokens in the checker's forward passes (0 when none ran). */
   forwardTokens: number;
   /** Time spent (ms). */
@@ -96,11 +102,14 @@ export async function checkStreamClaim(
   const started = performance.now();
   let claimHash = "";
   let forwardTokens = 0;
+  /** The prompt's count, once the check has encoded it (`StreamCheckResult.promptTokens`). */
+  const counted: { promptTokens?: number } = {};
   const done = (confirmed: boolean, reason: string, inconclusive = false): StreamCheckResult => ({
     confirmed,
     inconclusive,
     reason,
     claimHash,
+    ...counted,
     forwardTokens,
     ms: performance.now() - started,
   });
@@ -128,6 +137,7 @@ export async function checkStreamClaim(
     throw e;
   }
   const promptIds = model.tokenizer.encode(promptText);
+  counted.promptTokens = promptIds.length;
   // Every token the worker signed is checked, not only at `at`: the refusers name the first
   // position their own exact replay stopped at, and an honest takeover whose machine rounded a
   // near-tie the other way (or a colluder) names an earlier, honest one than the lie.

@@ -43,8 +43,16 @@ export function jobInputRoom(job: TextJob): number {
   return Math.min(MAX_JOB_INPUT_BYTES, MAX_NETWORK_JOB_BYTES - jobBytes(job));
 }
 
-/** How a node reads a job's input: the verified bytes of a stored block. */
-export type JobInputReader = (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
+/**
+ * How a node reads a job's input: the verified bytes of a stored block. `local` keeps the read to
+ * this node's own store (no storage peer asked): what a validator's intake reads, inside its
+ * mailbox, to count a receipt's prompt exactly (`actors/_receipt_intake.ts`).
+ */
+export type JobInputReader = (
+  cid: string,
+  signal?: AbortSignal,
+  options?: { local?: boolean },
+) => Promise<Uint8Array>;
 
 /** A job's input is unusable: not given, not the named block, not text, or too large. */
 export class JobInputError extends VeriflowError {

@@ -15,7 +15,9 @@ import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type StreamClaim, StreamSigner } from "../../protocols/stream_commitment.ts";
 import type { StreamCheckResult } from "../../proof/stream_check.ts";
-import { honestTokens, leastLikely, sampledJob } from "../proof/_stream_fixtures.ts";
+import { honestTokens, leastLikely, sampledJob, STREAM_PROMPT } from "../proof/_stream_fixtures.ts";
+import { paidFor } from "../proof/_receipt_pay.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { f, HONEST_MODELS, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
 import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
 import type { JobInputReader } from "../../protocols/job_input.ts";
@@ -35,6 +37,16 @@ export const job = (nonce: string, requester?: Identity): TextJob => {
   const j = sampledJob(f.honest, nonce);
   return requester === undefined ? j : { ...j, requester: toHex(requester.publicKey) };
 };
+
+/**
+ * What a confirmed claim over `tokens` of a job whose model reads `promptText` (default the
+ * sampled jobs' prompt) cuts from the worker's stake: the lock of the receipt the stream would
+ * have been, `slashMultiplier ×` its reward, prompt tokens included (review s78 vprompt F5).
+ */
+export function streamCut(tokens: number, promptText: string = STREAM_PROMPT): number {
+  const promptTokens = f.honest.tokenizer.encode(promptText).length;
+  return DEFAULT_ECONOMICS.slashMultiplier * paidFor({ tokenCount: tokens, promptTokens });
+}
 
 /** The first {@link TOKENS} token ids the honest model streams for `j`. */
 export const honestIds = (j: TextJob) => honestTokens(f.honest, j, TOKENS);

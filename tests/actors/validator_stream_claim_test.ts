@@ -28,6 +28,7 @@ import {
   setUp,
   STAKE,
   startValidator,
+  streamCut,
   TOKENS,
   WRONG_AT,
 } from "./_stream_claim_fixture.ts";
@@ -43,8 +44,7 @@ Deno.test("a stream claim the replay confirms cuts the lost worker's stake by m 
     const { handled, check } = await claimed(validator, claimOf(j, liar, ids, WRONG_AT));
     assert.equal(handled.queued, true, `skipped: ${handled.skipped}`);
     assert.equal(check?.confirmed, true, `check: ${check?.reason}`);
-    const slashed = DEFAULT_ECONOMICS.slashMultiplier * TOKENS *
-      DEFAULT_ECONOMICS.defaultTokenPrice;
+    const slashed = streamCut(TOKENS);
     const worker = await ledger.account(liar.publicKey);
     assert.equal(worker.stake, STAKE - slashed, "the liar's stake");
     assert.equal(worker.balance, 0, "the liar was paid");
@@ -145,7 +145,7 @@ Deno.test("a stream claim whose check throws (the model failed to load) is check
     const check = checked;
     assert.equal(failures, -1, "checked twice: once failed, once again");
     assert.equal(check?.reason, "confirmed");
-    const slashed = DEFAULT_ECONOMICS.slashMultiplier * DEFAULT_ECONOMICS.defaultTokenPrice;
+    const slashed = streamCut(1);
     assert.equal((await ledger.account(liar.publicKey)).stake, STAKE - slashed);
   } finally {
     await close();
@@ -174,7 +174,7 @@ Deno.test("a stream claim taken and not settled when the validator stops is take
     const up = await startValidator(dir, clock);
     try {
       const ledger = up.ledger;
-      const slashed = DEFAULT_ECONOMICS.slashMultiplier * DEFAULT_ECONOMICS.defaultTokenPrice;
+      const slashed = streamCut(1);
       await eventually(
         async () => (await ledger.account(liar.publicKey)).stake === STAKE - slashed,
         "the liar convicted after the restart",
@@ -247,8 +247,7 @@ for (const fault of ["append", "index"] as const) {
       // Failed before review s69: the claim was forgotten before its settlement was written, and
       // the restart never saw it (append: the liar kept its stake; index: convicted here, passed
       // on to no other ledger).
-      const slashed = DEFAULT_ECONOMICS.slashMultiplier * TOKENS *
-        DEFAULT_ECONOMICS.defaultTokenPrice;
+      const slashed = streamCut(TOKENS);
       await eventually(
         async () => (await ledger.account(liar.publicKey)).stake === STAKE - slashed,
         "the liar convicted after the restart",

@@ -31,6 +31,7 @@ import {
   setUp,
   STAKE,
   startValidator,
+  streamCut,
   TOKENS,
   WRONG_AT,
 } from "./_stream_claim_fixture.ts";
@@ -38,7 +39,8 @@ import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { MAX_PLEDGE_HELD_STREAM_PROOFS } from "../../actors/_stream_pledge_hold.ts";
 
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
-const SLASHED = DEFAULT_ECONOMICS.slashMultiplier * TOKENS * DEFAULT_ECONOMICS.defaultTokenPrice;
+/** The lock of the receipt each liar's stream would have been, its prompt included. */
+const SLASHED = streamCut(TOKENS);
 /** The peer the proofs come from. */
 const PEER = "ab".repeat(32);
 
@@ -299,7 +301,7 @@ Deno.test("a stream claim of a job that reads a stored input is replayed on the 
     // Failed before: input_required, undecided, and the liar kept its stake.
     assert.equal(check?.reason, "confirmed");
     assert.equal(reads, 1);
-    assert.equal((await v.ledger.account(liar.publicKey)).stake, STAKE - SLASHED);
+    assert.equal((await v.ledger.account(liar.publicKey)).stake, STAKE - streamCut(TOKENS, text));
     const [sent] = published(v);
     assert.deepEqual(sent.proof.claim.input, bytes, "passed on with the bytes");
   } finally {

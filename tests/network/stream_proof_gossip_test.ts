@@ -26,6 +26,7 @@ import {
   honestIds,
   job,
   lyingStream,
+  streamCut,
   TOKENS,
   WRONG_AT,
 } from "../actors/_stream_claim_fixture.ts";
@@ -33,7 +34,8 @@ import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_nod
 
 const NODE_STAKE = 10_000;
 const WORKER_STAKE = 1_000_000;
-const SLASHED = DEFAULT_ECONOMICS.slashMultiplier * TOKENS * DEFAULT_ECONOMICS.defaultTokenPrice;
+/** The lock of the receipt the liar's stream would have been, its prompt included. */
+const SLASHED = streamCut(TOKENS);
 const SHARE = SLASHED * DEFAULT_ECONOMICS.validatorRewardShare;
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 
