@@ -120,10 +120,18 @@ export const UNSENT_RECEIPT_KEEP_MS: number = DEFAULT_ECONOMICS.challengeWindowM
  * full, the oldest of the requester that holds the most (a requester with few keeps them against
  * keys that drop their jobs' ends: only 256 keys with one each push out another's one), and its
  * worker is paid nowhere, as before (the worker's memory is what it pays).
+ *
+ * Receipts whose `end` did go out are kept too (`delivered`), for a router that forgot the job
+ * (review s78 vfinal, F1), within the same bounds, but they go first and never push out one that
+ * is still owed: a router is one requester key for all its clients' jobs, and 32 jobs it got whole
+ * after a lost end pushed out the receipt it was about to ask for (stop 78 left open).
  */
 export class UnsentReceipts {
   /** By job id, oldest first. */
-  readonly #kept = new Map<string, { peer: string; receipt: Receipt; at: number }>();
+  readonly #kept = new Map<
+    string,
+    { peer: string; receipt: Receipt; at: number; delivered: boolean }
+  >();
   readonly #now: () => number;
 
   /**
@@ -134,26 +142,42 @@ export class UnsentReceipts {
     this.#now = now;
   }
 
-  /** Keep `receipt`, signed for a job `peer` (hex key) submitted. */
-  keep(peer: string, receipt: Receipt): void {
+  /**
+   * Keep `receipt`, signed for a job `peer` (hex key) submitted.
+   * @param delivered Its `end` event went out: kept only where no receipt still owed would go
+   *   for it, and the first to go (see the class doc). Kept once as owed, it stays owed.
+   */
+  keep(peer: string, receipt: Receipt, delivered = false): void {
     this.#sweep();
+    const before = this.#kept.get(receipt.jobId);
+    delivered &&= before?.delivered ?? true;
     this.#kept.delete(receipt.jobId);
     const ofPeer = [...this.#kept].filter(([, k]) => k.peer === peer);
-    if (ofPeer.length >= MAX_UNSENT_RECEIPTS_PER_PEER) this.#kept.delete(ofPeer[0][0]);
-    if (this.#kept.size >= MAX_UNSENT_RECEIPTS) this.#kept.delete(this.#toGo());
-    this.#kept.set(receipt.jobId, { peer, receipt, at: this.#now() });
+    if (ofPeer.length >= MAX_UNSENT_RECEIPTS_PER_PEER) {
+      const go = ofPeer.find(([, k]) => k.delivered) ?? (delivered ? undefined : ofPeer[0]);
+      if (go === undefined) return; // every one of its receipts is owed: the delivered one yields
+      this.#kept.delete(go[0]);
+    }
+    if (this.#kept.size >= MAX_UNSENT_RECEIPTS) {
+      const go = this.#toGo(true) ?? (delivered ? undefined : this.#toGo(false));
+      if (go === undefined) return;
+      this.#kept.delete(go);
+    }
+    this.#kept.set(receipt.jobId, { peer, receipt, at: this.#now(), delivered });
   }
 
   /**
    * The job id whose receipt goes when the store is full: the oldest of the requester that holds
-   * the most (of those, the one whose oldest is oldest). Before review s60 the oldest of all went,
-   * and 8 keys that each drop 32 jobs' ends pushed out every other requester's receipts, the one
-   * an honest router was about to ask for among them.
+   * the most (of those, the one whose oldest is oldest), among the delivered ones when
+   * `delivered` (undefined when none is). Before review s60 the oldest of all went, and 8 keys
+   * that each drop 32 jobs' ends pushed out every other requester's receipts, the one an honest
+   * router was about to ask for among them.
    */
-  #toGo(): string {
+  #toGo(delivered: boolean): string | undefined {
     const byPeer = new Map<string, string[]>();
-    for (const [id, { peer }] of this.#kept) { // oldest first: so is each requester's list
-      byPeer.set(peer, [...byPeer.get(peer) ?? [], id]);
+    for (const [id, kept] of this.#kept) { // oldest first: so is each requester's list
+      if (delivered && !kept.delivered) continue;
+      byPeer.set(kept.peer, [...byPeer.get(kept.peer) ?? [], id]);
     }
     let most: string[] = [];
     for (const ids of byPeer.values()) if (ids.length > most.length) most = ids;
@@ -332,7 +356,7 @@ export function serveInference(
         (identity === undefined || job.requester !== toHex(identity.publicKey)),
       onUnsent: unsent === undefined || requester === undefined
         ? undefined
-        : (receipt) => unsent.keep(requester, receipt),
+        : (receipt, delivered) => unsent.keep(requester, receipt, delivered),
     });
     return events;
   });
@@ -385,8 +409,11 @@ interface JobEventsOptions {
    * signs a cancelled receipt (`actors/inference_job.ts`).
    */
   assignable: boolean;
-  /** Called with the job's receipt when the stream was cancelled (its `end` maybe unsent). */
-  onUnsent?: (receipt: Receipt) => void;
+  /**
+   * Called with the job's receipt when the stream was cancelled (its `end` maybe unsent), when a
+   * finished job's unread tokens were evicted, and, `delivered`, as its `end` goes out.
+   */
+  onUnsent?: (receipt: Receipt, delivered?: boolean) => void;
 }
 
 /** A local job's handle as the stream of events the requester reads. */
@@ -555,7 +582,7 @@ function jobEvents(
       // Kept though its `end` goes out: a router that forgot the job (its memory of assigned
       // jobs lost) asks for it when this node refuses the client's retry `duplicate_job`, and
       // assigns it rather than have the job run again elsewhere (review s78 vfinal, F1).
-      if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt);
+      if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt, true);
       controller.enqueue({ kind: "end", summary: wireSummary(summary) });
       return;
     }

@@ -231,11 +231,6 @@ export class AssignedJobs {
     });
   }
 
-  /** Records skipped at load as torn or damaged (see {@link stats}). */
-  get dropped(): number {
-    return this.#stats.droppedRecords;
-  }
-
   /** What went wrong so far ({@link AssignedJobsStats}); the counters never go down. */
   stats(): AssignedJobsStats {
     return { ...this.#stats };

@@ -17,6 +17,7 @@ import { jobId, type TextJob } from "../protocols/job.ts";
 import type { JobSummary } from "../inference/inference_port.ts";
 import { type JobAssignment, verifyAssignment } from "../protocols/assignment.ts";
 import type { RelayedOutput } from "./failover.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 
 /** The folder of a node's data directory its forwarding port keeps its lost ends in. */
 export const LOST_ENDS_DIR = "lost-ends";
@@ -35,21 +36,46 @@ export interface StoredLostEnd {
   expiresAt: number;
 }
 
+/** A write, removal or read asked of {@link LostEndFiles} after its close. */
+export class LostEndFilesClosedError extends VeriflowError {
+  /** @param dir The folder. */
+  constructor(dir: string) {
+    super("lost_ends_closed", `${dir} is closed: nothing more is written to it`);
+  }
+}
+
 /**
  * The lost ends in one folder. Writes and removals run one at a time, in the order asked, so a
  * lost end forgotten just after it was remembered is not left on disk; a failed one is dropped
- * (the lost end is then kept in memory only, as before).
+ * (the lost end is then kept in memory only, as before). Closed as its node stops
+ * ({@link LostEndFiles.close}): what was asked before is on disk when the close resolves, and
+ * nothing is asked of the disk after.
  */
 export class LostEndFiles {
   readonly #files: ReceiptFiles;
+  readonly #dir: string;
   #queue: Promise<void> = Promise.resolve();
+  /** {@link close} was called: nothing more is asked of the disk. */
+  #closed = false;
 
   /**
    * The store in `dir` (made on the first write).
    * @param dir The folder, e.g. `<dataDir>/lost-ends` ({@link LOST_ENDS_DIR}).
    */
   constructor(dir: string) {
+    this.#dir = dir;
     this.#files = ReceiptFiles.in(dirname(dir), basename(dir));
+  }
+
+  /**
+   * Ask nothing more of the disk: resolves once every write and removal asked before has ended
+   * (a stop that did not wait left a write landing after the node released its data directory,
+   * or cut off as the process ended). Later ones reject with {@link LostEndFilesClosedError}.
+   * Idempotent; never rejects.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    return this.#queue;
   }
 
   /** Keep `lost` on disk, under its job id. */
@@ -82,6 +108,7 @@ export class LostEndFiles {
 
   /** Run `op` after every write asked before it; its failure fails only its own caller. */
   #then<T>(op: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new LostEndFilesClosedError(this.#dir));
     const result = this.#queue.then(op);
     this.#queue = result.then(() => {}, () => {});
     return result;

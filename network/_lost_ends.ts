@@ -209,6 +209,17 @@ export class LostEnds {
   }
 
   /**
+   * Write nothing more to the folder: resolves once the lost ends kept there were read back and
+   * every write and removal asked before has ended (`LostEndFiles.close`); lost ends remembered
+   * after are kept in memory only, as without a folder. The port calls it as its node stops,
+   * with its assigned-jobs file's close. Idempotent; never rejects; at once without a folder.
+   */
+  async close(): Promise<void> {
+    await this.loaded;
+    await this.#files?.close();
+  }
+
+  /**
    * Remember a job whose end event was lost after its last token ({@link LostEnd}), within
    * the bounds ({@link MAX_LOST_ENDS}, {@link MAX_LOST_ENDS_PER_WORKER},
    * {@link MAX_LOST_END_BYTES}: when they are full, in place of the oldest job of the worker that

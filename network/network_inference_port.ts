@@ -48,6 +48,7 @@ import { CANCELLED, WorkerStalledError, WorkerTooSlowError } from "../inference/
 import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
 import { PeerStoppedError } from "../protocols/peer_goodbye.ts";
 import type { NetworkMessage } from "./network_actor.ts";
+import { REFUSED_MODEL_COOLDOWN_MS } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
 import { type WorkerRecord, workerRecordOf } from "./worker_record.ts";
 import { validatorInboxOf } from "./peer_services.ts";
@@ -253,6 +254,25 @@ const LOOKUP_TIMEOUT_MS = 5_000;
 export const CANCELLED_RECEIPT_TIMEOUT_MS = 5_000;
 
 /**
+ * How long a worker that refused a job `duplicate_job` and then left the request for its receipt
+ * unanswered for {@link CANCELLED_RECEIPT_TIMEOUT_MS} is not asked for one again: its next
+ * `duplicate_job` is its failure at once. At first as long as it is kept off the model for it
+ * (`REFUSED_MODEL_COOLDOWN_MS`), so the job it is next picked for after that waits on it no more;
+ * doubled each time it is silent again after, up to {@link MAX_UNANSWERED_RECEIPT_MS}. Asked
+ * again each time, such a worker held one job the whole wait each minute, per key (stop 78 left
+ * open). An honest worker answers from memory in one round trip, so this costs one only when a
+ * link stalls just then, and it is asked again after the while.
+ */
+const UNANSWERED_RECEIPT_FIRST_MS = REFUSED_MODEL_COOLDOWN_MS;
+/**
+ * The longest such while: the assigned-jobs keep window (`_assigned_jobs.ts`, 22.5 min) at most,
+ * rounded down to whole doublings of the first (16 min): past it, a `duplicate_job` is about a job
+ * whose first receipt no ledger holds open any more, and an honest worker's answer then saves
+ * nobody's pay.
+ */
+const MAX_UNANSWERED_RECEIPT_MS = 16 * UNANSWERED_RECEIPT_FIRST_MS;
+
+/**
  * A forwarding node's counters ({@link NetworkInferencePort.stats}). The job counters of
  * {@link InferenceStats} count each client's job once, across every worker it ran on (a job that
  * failed over twice and finished is 1 started and 1 finished); what the workers were asked is
@@ -318,6 +338,14 @@ export class NetworkInferencePort implements InferencePort {
    * `busy_refusals.ts`; a job it resumes and runs to its end forgets them.
    */
   readonly #unresumable: BusyRefusals;
+  /**
+   * Workers that refused a job `duplicate_job` and left the request for its receipt unanswered:
+   * not asked for one again for a while ({@link UNANSWERED_RECEIPT_FIRST_MS}).
+   */
+  readonly #unanswered = new BusyRefusals({
+    firstMs: UNANSWERED_RECEIPT_FIRST_MS,
+    maxMs: MAX_UNANSWERED_RECEIPT_MS,
+  });
   /** Jobs whose worker's end event was lost after the last token (`_lost_ends.ts`). */
   readonly #lostEnds: LostEnds;
   /** Jobs whose receipt went to the validator with this node's assignment (`_assigned_jobs.ts`). */
@@ -705,7 +733,11 @@ export class NetworkInferencePort implements InferencePort {
    * job's end, a prompt count this node accepts): the job ran on it before, so the receipt is
    * assigned (written as assigned, then handed to the validator with the assignment, as
    * {@link #checked} does) and the worker is not blamed. Undefined with no such receipt: the
-   * refusal is the worker's own failure (`OWN_FAILURE_CODES`).
+   * refusal is the worker's own failure (`OWN_FAILURE_CODES`). While its answer is awaited the
+   * worker is asked last, so the jobs sent meanwhile go to another worker first; one that left
+   * the request unanswered is not asked again for a while ({@link #unanswered}), and is asked last
+   * as long as it held the job: each job it was picked for waited
+   * {@link CANCELLED_RECEIPT_TIMEOUT_MS} on it (stop 78 left open).
    */
   async #ranBefore(
     job: TextJob,
@@ -713,13 +745,21 @@ export class NetworkInferencePort implements InferencePort {
     assignedAt: number,
   ): Promise<VeriflowError | undefined> {
     const id = jobId(job);
-    const receipt = await this.#askReceipt(worker, id);
+    const key = toHex(worker);
+    if (this.#unanswered.isAskedLast(key)) return undefined;
+    this.#busy.refused(key);
+    const receipt = await this.#askReceipt(worker, id, () => {
+      this.#unanswered.refused(key);
+      this.#busy.refused(key, CANCELLED_RECEIPT_TIMEOUT_MS);
+    });
     if (receipt === undefined || !verifyReceipt(receipt, { job, worker }).ok) return undefined;
     if (receipt.end !== undefined && receipt.end !== "cancelled") return undefined;
     if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens)) return undefined;
     const assignment = this.#requester &&
       signAssignment({ job, worker, issuedAt: assignedAt }, this.#requester);
     await this.#assign(worker, receipt, job, assignment);
+    // It ran the job to its end (or its client's cancel): not asked last for answering truly.
+    this.#busy.took(key);
     return new VeriflowError(
       "duplicate_job",
       `job ${id} already ran on worker ${toHex(worker)} and its receipt is assigned; its text ` +
@@ -730,9 +770,14 @@ export class NetworkInferencePort implements InferencePort {
   /**
    * `worker`'s receipt for job `id`, asked for on its connection (`inference.get_receipt`, which
    * waits there for the job's end); undefined with no connection, no answer within
-   * {@link CANCELLED_RECEIPT_TIMEOUT_MS}, or none kept.
+   * {@link CANCELLED_RECEIPT_TIMEOUT_MS}, or none kept; `silent` is called when the connection was
+   * open and the worker did not answer in time.
    */
-  async #askReceipt(worker: Uint8Array, id: string): Promise<Receipt | undefined> {
+  async #askReceipt(
+    worker: Uint8Array,
+    id: string,
+    silent?: () => void,
+  ): Promise<Receipt | undefined> {
     const connection = await this.#network.ask<Connection | undefined>(
       { type: "connection_to", key: worker, protocol: INFERENCE_PROTOCOL.name },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
@@ -740,7 +785,10 @@ export class NetworkInferencePort implements InferencePort {
     if (connection === undefined || connection.isClosed) return undefined;
     const answer = await connection.request(ReceiptRequestMessage, { jobId: id }, {
       timeoutMs: CANCELLED_RECEIPT_TIMEOUT_MS,
-    }).catch(() => undefined);
+    }).catch((error: unknown) => {
+      if (error instanceof VeriflowError && error.code === "request_timeout") silent?.();
+      return undefined;
+    });
     return answer?.receipt ?? undefined;
   }
 
@@ -1104,14 +1152,15 @@ export class NetworkInferencePort implements InferencePort {
 
   /**
    * Write nothing more to the node's data directory: resolves once the assigned jobs' file
-   * (`_assigned_jobs.ts`) was read back and every write to it asked before has landed, and the
-   * lost ends' folder was read back; assignments after are kept in memory only. The node calls
-   * it as it stops, after its actors (the jobs they end assign their receipts first) and before
-   * it releases its data directory: a write nobody waited for landed after the node stopped, and
-   * a removal of the directory failed "Directory not empty" (s78). Idempotent; never rejects.
+   * (`_assigned_jobs.ts`) and the lost ends' folder (`_lost_ends.ts`) were read back and every
+   * write to them asked before has landed; assignments and lost ends after are kept in memory
+   * only. The node calls it as it stops, after its actors (the jobs they end assign their
+   * receipts first) and before it releases its data directory: a write nobody waited for landed
+   * after the node stopped, and a removal of the directory failed "Directory not empty" (s78).
+   * Idempotent; never rejects.
    */
   async close(): Promise<void> {
-    await Promise.all([this.#assigned.close(), this.#lostEnds.loaded]);
+    await Promise.all([this.#assigned.close(), this.#lostEnds.close()]);
   }
 
   /**

@@ -53,7 +53,7 @@ Deno.test("assigned jobs kept in a file are refused after a restart, a finished 
     const after = await opened(file, 2);
     assert.match(refusal(after, id("a")) ?? "", /cancelled at 3 tokens/);
     assert.match(refusal(after, id("b")) ?? "", /already ran to its end/);
-    assert.equal(after.dropped, 0);
+    assert.equal(after.stats().droppedRecords, 0);
     await after.assigned(id("c"));
     const third = await opened(file, 2);
     assert.equal(refusal(third, id("a")), undefined, "the oldest was kept past the bound");
@@ -73,14 +73,14 @@ Deno.test("a torn tail of the assigned jobs' file (a crash mid-append) is skippe
     const torn = new Uint8Array([...bytes, ...bytes.subarray(HEADER_BYTES, HEADER_BYTES + 17)]);
     await Deno.writeFile(file, torn);
     const after = await opened(file);
-    assert.equal(after.dropped, 2, "the damaged record and the torn tail");
+    assert.equal(after.stats().droppedRecords, 2, "the damaged record and the torn tail");
     assert.ok(refusal(after, id("a")) !== undefined);
     assert.equal(refusal(after, id("b")), undefined);
     assert.ok(refusal(after, id("c")) !== undefined);
     // Appends follow whole records again: the next restart reads them all.
     await after.assigned(id("d"));
     const third = await opened(file);
-    assert.equal(third.dropped, 0);
+    assert.equal(third.stats().droppedRecords, 0);
     for (const name of ["a", "c", "d"]) assert.ok(refusal(third, id(name)) !== undefined, name);
   });
 });
@@ -89,11 +89,11 @@ Deno.test("a garbage assigned jobs' file does not stop the port: it is read as e
   await inTempDir(async (file) => {
     await Deno.writeFile(file, new TextEncoder().encode("not a log of assigned jobs at all\n"));
     const jobs = await opened(file);
-    assert.equal(jobs.dropped, 1);
+    assert.equal(jobs.stats().droppedRecords, 1);
     assert.equal(refusal(jobs, id("a")), undefined);
     await jobs.assigned(id("a"));
     const after = await opened(file);
-    assert.equal(after.dropped, 0);
+    assert.equal(after.stats().droppedRecords, 0);
     assert.ok(refusal(after, id("a")) !== undefined);
   });
 });
