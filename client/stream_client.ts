@@ -18,8 +18,8 @@ import { redactedUrl } from "./redacted_url.ts";
 import { frameProblem } from "./_frame_shape.ts";
 import { doneProblem } from "./_done_problem.ts";
 import { DEFAULT_MAX_TOKENS, MAX_JOB_TOKENS } from "../protocols/job_token_bounds.ts";
-import { MAX_JOB_INPUT_BYTES, promptTokenBound } from "../protocols/prompt_token_bound.ts";
 import { QUEUED_EVENT_REPEAT_MS } from "../protocols/queued_repeat.ts";
+import { MAX_REQUEST_ID_CHARS } from "../protocols/stream_request_id.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import type {
   WsDoneMessage,
@@ -339,11 +339,6 @@ interface PendingJob {
   queuedPlace?: number;
   /** The prompt's tokens as its `start` counted them: the `done` must bill the same. */
   promptTokens?: number;
-  /**
-   * The most prompt tokens its `start` may count ({@link promptTokenBound}, the router's bound
-   * on a worker's claim): a server that counts more bills tokens the prompt cannot have.
-   */
-  maxPromptTokens: number;
 }
 
 /** The API's path, appended to a URL given without one. */
@@ -560,8 +555,9 @@ export class StreamClient {
    * running on this socket fails the new job at once with a {@link StreamRequestError} of code
    * `duplicate_id` naming the id (the code the server refuses such a frame with); nothing is
    * sent, the running job goes on, and the failed job's `cancel` does nothing to it. A request
-   * that cannot go on the wire (an `id` that is not a string, which the server could not name in
-   * its answer; a value JSON cannot encode, such as a BigInt) fails the job at once with a
+   * that cannot go on the wire (an `id` that is not a string, or one over 128 characters,
+   * `MAX_REQUEST_ID_CHARS`, either of which the server could not name in its answer; a value JSON
+   * cannot encode, such as a BigInt) fails the job at once with a
    * {@link StreamRequestError} of code `invalid_request`; nothing is sent. So does an
    * `options.signal` already aborted, with the signal's reason; aborted later, it cancels the job.
    *
@@ -585,6 +581,18 @@ export class StreamClient {
           "invalid_request",
           `request id ${String(id)} is not a string: give each job a string id, or leave id ` +
             `out and the client picks one`,
+        ),
+      );
+    }
+    if (id !== undefined && id.length > MAX_REQUEST_ID_CHARS) {
+      // The node refuses it without naming it (it is no request's), so the job would wait for
+      // the idle timeout and then blame the node (review s79 F3).
+      return failedJob(
+        id,
+        new StreamRequestError(
+          "invalid_request",
+          `request id of ${id.length} characters is over the node's limit of ` +
+            `${MAX_REQUEST_ID_CHARS}: give a shorter id, or leave id out and the client picks one`,
         ),
       );
     }
@@ -646,7 +654,6 @@ export class StreamClient {
       tokens,
       onQueued: options.onQueued,
       maxTokens: jobTokenBound(request.max_tokens),
-      maxPromptTokens: requestPromptBound(request),
       received: 0,
       heardAt: this.#timers.now(),
     };
@@ -797,15 +804,10 @@ export class StreamClient {
         // The node sends one per job: a second would replace what the caller was told (job id,
         // prompt count) with what its `done` is then checked against.
         if (job.started) return this.#protocolError("a second start for its job", "start");
-        // The node bills `usage.prompt_tokens` from this count, and its `done` must repeat it
-        // (`doneProblem`): refused here, a count the prompt cannot have is never billed.
-        if (message.prompt_tokens > job.maxPromptTokens) {
-          return this.#protocolError(
-            `a start that counts ${message.prompt_tokens} prompt tokens for a prompt of at most ` +
-              `${job.maxPromptTokens}`,
-            "start",
-          );
-        }
+        // Its count is the model's tokenizer's, taken as it is: one whose normalizer lengthens
+        // text (NFKC) honestly counts more tokens than the prompt has bytes, and the client knows
+        // neither the tokenizer nor the model's window to hold it to (review s79 F1). What it
+        // holds is that the `done` bills the same count (`doneProblem`).
         job.started = true;
         job.jobId = message.job_id;
         job.promptTokens = message.prompt_tokens;
@@ -1032,17 +1034,6 @@ function queuedNote(silent: readonly [string, PendingJob][]): string {
   if (queued.length === 0) return "";
   const places = queued.map(([id, job]) => `job ${JSON.stringify(id)} at place ${job.queuedPlace}`);
   return ` (last told queued: ${places.join(", ")} in its model's queue)`;
-}
-
-/**
- * The most prompt tokens a node may count for `request` ({@link promptTokenBound}): a job that
- * names an input may have as many more as the largest input has bytes (the node's own room may be
- * smaller: it depends on the job's encoded size, which the client does not compute).
- */
-function requestPromptBound(request: InferRequest): number {
-  const prompt = typeof request.prompt === "string" ? request.prompt : "";
-  const named = request.input !== undefined && request.input !== null;
-  return promptTokenBound(prompt, named ? MAX_JOB_INPUT_BYTES : 0);
 }
 
 /**

@@ -356,9 +356,10 @@ export class RemoteInferencePort implements InferencePort {
       this.#progress.set(checked.model, progress);
     }
     progress.jobs++;
-    // The worker's count of the prompt's tokens goes to the client's usage (what it may be
-    // billed by), and no receipt signs it: it is held to what the prompt sent can be.
-    const start = { ...first.value, promptTokens: boundPromptTokens(first.value, checked) };
+    // The worker's count of the prompt's tokens goes to the client's usage as its receipt signs
+    // it, the count a ledger pays: a byte bound told the client 7 where an NFKC tokenizer's
+    // receipt billed 24 (review s79 F1). Only the window it states bounds it here.
+    const start = { ...first.value, promptTokens: boundPromptTokens(first.value) };
     const workerKey = this.#connection.peerKey;
     const relayed = new RemoteJob(start, from, reader, {
       job: checked,
@@ -397,18 +398,34 @@ export class RemoteInferencePort implements InferencePort {
 }
 
 /**
- * The most prompt tokens a worker may say `job` has: {@link promptTokenBound} (shared with the
- * streaming client, which holds a node's `start` to the same bound), with the input's room
- * ({@link jobInputRoom}) when the job names an input. A claim past it is the worker's invention,
- * and is not passed on: its client is told this many.
+ * The most prompt tokens a byte-level worker may say `job` has: {@link promptTokenBound}, with
+ * the input's room ({@link jobInputRoom}) when the job names an input (its real size is not
+ * known here: the CID does not say it, and the bytes are the worker's to read), and, when
+ * `contextLength` is given, no more than that window leaves room for one token: generation
+ * refuses a prompt that fills it.
+ * With an input the window is the tighter bound (255 on a 256-token model, where the room alone
+ * allowed about 262,000, review s78 vprompt F1). Not a cap on what the client is told: a
+ * tokenizer whose normalizer lengthens text honestly counts more, and the client is told the
+ * count its worker's receipt bills, held only to the stated window (review s79 F1).
+ *
+ * @param job The job sent.
+ * @param contextLength The model's window as the worker stated it in its `start`, if it did.
  */
-export function maxPromptTokens(job: TextJob): number {
-  return promptTokenBound(job.prompt, job.input === undefined ? 0 : jobInputRoom(job));
+export function maxPromptTokens(job: TextJob, contextLength?: number): number {
+  const bytes = promptTokenBound(job.prompt, job.input === undefined ? 0 : jobInputRoom(job));
+  return contextLength === undefined ? bytes : Math.min(bytes, Math.max(0, contextLength - 1));
 }
 
-/** The start's count of prompt tokens, at most {@link maxPromptTokens}. */
-function boundPromptTokens(start: StartEvent, job: TextJob): number {
-  return Math.min(start.promptTokens, maxPromptTokens(job));
+/**
+ * The start's count of prompt tokens, at most its stated window less one (generation refuses a
+ * prompt that fills it, so an honest worker never counts more), and not held to the prompt's
+ * bytes: a tokenizer whose normalizer lengthens text honestly counts more (review s79 F1).
+ */
+function boundPromptTokens(start: StartEvent): number {
+  const window = start.model.contextLength;
+  return window === undefined
+    ? start.promptTokens
+    : Math.min(start.promptTokens, Math.max(0, window - 1));
 }
 
 /** Hex characters of a worker's key in messages. */

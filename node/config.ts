@@ -16,7 +16,7 @@ import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import { IDENTITY_FILE } from "./node_identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { nearestName } from "./nearest_name.ts";
-import { repeatedJsonKey } from "./_repeated_json_key.ts";
+import { repeatedJsonKey } from "../server/repeated_json_key.ts";
 import { schemaIssueLine } from "../protocols/schema_issues.ts";
 import type { EdgeConfig } from "../server/edge_config.ts";
 import {

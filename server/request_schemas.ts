@@ -19,9 +19,10 @@ import { CHAT_NAME_RULE, isChatName } from "./chat_template.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./json_depth.ts";
 import type { SamplingRequest, WsClientMessage } from "./stream_protocol.ts";
+import { MAX_REQUEST_ID_CHARS } from "../protocols/stream_request_id.ts";
 
-/** Longest WebSocket request id, in characters. */
-export const MAX_REQUEST_ID_CHARS = 128;
+/** Longest WebSocket request id, in characters (shared with the client). */
+export { MAX_REQUEST_ID_CHARS };
 /**
  * Largest `logprobs` of `POST /v1/completions`: OpenAI's bound for the legacy API (chat's
  * `top_logprobs` goes to `MAX_TOP_LOGPROBS`, 20), so a request OpenAI refuses is refused here.

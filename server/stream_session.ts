@@ -60,7 +60,9 @@ import { shutdownError } from "./serve.ts";
 import { undeliveredTokensFailure } from "./_undelivered_tokens.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { closeThenDrop } from "./websocket_drop.ts";
+import { repeatedJsonKey } from "./repeated_json_key.ts";
 import {
+  MAX_REQUEST_ID_CHARS,
   parseJsonText,
   parseRequest,
   toGenerationParams,
@@ -294,11 +296,20 @@ export class StreamSession {
         throw new RequestValidationError("invalid_request", "messages must be JSON text frames");
       }
       raw = parseJsonText(data);
+      const repeated = repeatedJsonKey(data);
+      if (repeated !== undefined) {
+        // A repeated `id`: its last copy is not surely the request the client meant.
+        if (repeated.length === 1 && repeated[0] === "id") raw = undefined;
+        throw repeatedKeyError(repeated);
+      }
       message = parseRequest(WsClientMessageSchema, raw);
     } catch (error) {
-      // Attribute the refusal to its request when the frame has a readable id.
+      // Attribute the refusal to its request when the frame has a readable id within the limit:
+      // one over it is no request's, and echoed it sent back as much as the client put there
+      // (70,000 characters outgrew the client's frame limit, review s79 F3).
       const id = (raw as { id?: unknown } | null | undefined)?.id;
-      this.#refuse(typeof id === "string" ? id : undefined, error);
+      const named = typeof id === "string" && id.length <= MAX_REQUEST_ID_CHARS;
+      this.#refuse(named ? id : undefined, error);
       return;
     }
     if (message.type === "cancel") {
@@ -325,11 +336,16 @@ export class StreamSession {
     }
     const abort = new AbortController();
     this.#jobs.set(message.id, abort);
-    this.#armIdle(); // a job runs now: no idle countdown until it ends
-    this.#run(message, abort.signal).finally(() => {
+    // The countdown runs on until the gateway accepts the job (`#run` stops it then): an `infer`
+    // it refuses (`unknown_model`, `too_many_jobs`, ...) started nothing, and restarting the
+    // countdown for it let a client hold its place forever (review s79 F2). Only an accepted
+    // job's end arms a fresh one; after a refusal, one is armed only where none runs (it ran out
+    // while the submission was answered, or another job's end found this one pending).
+    let accepted = false;
+    this.#run(message, abort.signal).then((ran) => accepted = ran).finally(() => {
       this.#jobs.delete(message.id);
       this.#closeIfDrained();
-      this.#armIdle();
+      if (accepted || this.#idleTimer === undefined) this.#armIdle();
     });
   }
 
@@ -355,7 +371,8 @@ export class StreamSession {
     return false;
   }
 
-  async #run(request: WsInferMessage, signal: AbortSignal): Promise<void> {
+  /** Run one `infer`; resolves with whether the gateway accepted it (false: refused). */
+  async #run(request: WsInferMessage, signal: AbortSignal): Promise<boolean> {
     const { id } = request;
     // Reported between the start and the first token, and again while unchanged: a client
     // waiting behind a deep queue hears within its idle timeout that the job is alive.
@@ -391,9 +408,10 @@ export class StreamSession {
     } catch (error) {
       queue.close();
       this.#sendError({ id }, error);
-      return;
+      return false;
     }
     accepted = true;
+    this.#stopIdle(); // a job runs now: no idle countdown until it ends
     holdsSlot();
     try {
       await this.#stream(request, handle, queue, signal);
@@ -401,6 +419,7 @@ export class StreamSession {
       ended = true;
       holdsSlot();
     }
+    return true;
   }
 
   /** Stream an accepted job's tokens and its end to the client. */
@@ -611,4 +630,17 @@ export class StreamSession {
     this.#cancelAll();
     this.#closed.resolve();
   }
+}
+
+/**
+ * The refusal of a frame that writes a key twice in one object (at `path`): `JSON.parse` keeps
+ * the last copy, so `{"type":"infer",…,"type":"cancel"}` was read as a cancel and refused for a
+ * field the client never got wrong (review s79 F4). Named, the client sees its real mistake.
+ */
+function repeatedKeyError(path: (string | number)[]): RequestValidationError {
+  return new RequestValidationError(
+    "invalid_request",
+    `key ${JSON.stringify(path.join("."))} written twice in one object of the frame (JSON ` +
+      `keeps only the last): send each key once`,
+  );
 }

@@ -1,12 +1,12 @@
 /**
  * Review s78 F5: a configuration file that wrote a key twice (an operator appending a section at
  * the end) silently lost the first copy, since `JSON.parse` keeps the last: its API keys and ports
- * fell back to defaults. `repeatedJsonKey` (`node/_repeated_json_key.ts`) finds such a key at any
+ * fell back to defaults. `repeatedJsonKey` (`server/repeated_json_key.ts`) finds such a key at any
  * depth, and `readConfigFile` refuses the file naming the key path and the file.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { repeatedJsonKey } from "../../node/_repeated_json_key.ts";
+import { repeatedJsonKey } from "../../server/repeated_json_key.ts";
 import { ConfigError, readConfigFile } from "../../node/config.ts";
 
 Deno.test("repeatedJsonKey names a key written twice at the top, in a nested object and in an object inside an array", () => {

@@ -2,7 +2,9 @@
  * Finds a key written twice in one object of a JSON text. `JSON.parse` keeps the last copy of a
  * repeated key without a word, so a configuration file that repeats a section (an operator
  * appending `"http": {…}` at the end) lost the first copy's API keys and ports, and the node
- * started on defaults (review s78 F5). `node/config.ts` refuses such a file, naming the key path.
+ * started on defaults (review s78 F5). `node/config.ts` refuses such a file, naming the key path,
+ * and the streaming API a `/v1/stream` frame (`stream_session.ts`): `{"type":"infer",…,
+ * "type":"cancel"}` was read as a cancel and refused for a field it did not name (review s79 F4).
  *
  * It scans text that `JSON.parse` has accepted already: only the structure (objects, arrays,
  * strings) is followed, and each key is decoded as JSON decodes it, so `"h\u0074tp"` and
@@ -33,7 +35,7 @@ interface ArrayFrame {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { repeatedJsonKey } from "./_repeated_json_key.ts";
+ * import { repeatedJsonKey } from "./repeated_json_key.ts";
  * assert.deepEqual(repeatedJsonKey('{"a": {"b": 1, "b": 2}}'), ["a", "b"]);
  * assert.equal(repeatedJsonKey('{"a": 1}'), undefined);
  * ```
