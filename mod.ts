@@ -439,6 +439,7 @@ export {
   OpenedStates,
   type SealedStepOpenings,
   type StepOpening,
+  type StepOpenings,
   type TrainingTrace,
   type UnsealResult,
 } from "./training/step_opening.ts";
@@ -450,12 +451,14 @@ export {
 } from "./training/step_check.ts";
 export type {
   CheckStepOptions,
+  OpeningsPlaintextCheck,
   StepClaimReason,
   StepMeasure,
   VerifiedStep,
 } from "./training/step_verify.ts";
 export {
   IN_PROCESS_STEP_RERUN,
+  type OpenedAnswer,
   type StepRerun,
   type StepRerunResult,
 } from "./training/step_rerun.ts";

@@ -590,6 +590,25 @@ export class InferenceActor implements Actor<InferenceMessage> {
     lane.running--;
     this.#activeJobs--;
     await this.#fill(lane, ctx);
+    this.#dropRetiredLanes();
+  }
+
+  /**
+   * Drop the lanes of models the source no longer serves (see `ModelSource.list`) that no job
+   * holds: each kept its queue, its seats and a capacity listener on a model that is gone, one
+   * more per training round for the node's life. A job of such a model still running or queued
+   * keeps its lane until it ends; one submitted later is refused by the source.
+   */
+  #dropRetiredLanes(): void {
+    const listed = this.#models.list?.();
+    if (listed === undefined) return;
+    const served = new Set(listed.map((m) => m.cid));
+    for (const [cid, lane] of this.#lanes) {
+      if (served.has(cid) || lane.running > 0) continue;
+      if (this.#jobs.values().some((entry) => entry.modelCid === cid)) continue;
+      lane.watching?.stop();
+      this.#lanes.delete(cid);
+    }
   }
 
   /**
@@ -652,6 +671,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
    * see this worker busier than it is.
    */
   #statsNow(models?: readonly string[]): InferenceStats & UnreadTokenStats {
+    this.#dropRetiredLanes();
     let queuedJobs = 0;
     for (const lane of this.#lanes.values()) queuedJobs += lane.queue.liveCount;
     // The slots are the lanes' own (a model's seats, read now: they shrink with a lost worker),

@@ -58,6 +58,13 @@ export interface ModelSource {
    * `cause` it is.
    */
   get(cid: string): Promise<GenerativeModel | OneShotModel | undefined>;
+  /**
+   * The models the source serves now (`ModelRegistry.list`). The actor keeps a lane (queue,
+   * seats, a capacity listener) per model a job named; a lane whose model is no longer listed
+   * (a training round's model retired, `node/_round_model_retirement.ts`) is dropped once no job
+   * of it runs or waits. Absent: lanes are kept for the actor's life.
+   */
+  list?(): readonly { cid: string }[];
 }
 
 /**

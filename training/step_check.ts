@@ -28,7 +28,7 @@ import type { GptWeights } from "./gpt_weights.ts";
 import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import { unsealStepOpenings } from "./step_opening.ts";
 import { type StepMeasure, verifyOpeningsPlaintext } from "./step_verify.ts";
-import { IN_PROCESS_STEP_RERUN, type StepRerun } from "./step_rerun.ts";
+import { IN_PROCESS_STEP_RERUN, type OpenedAnswer, type StepRerun } from "./step_rerun.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import { challengeFitsReceipt, type TrainingChallenge } from "./training_challenge.ts";
 import {
@@ -97,7 +97,10 @@ interface OpenAnswerOptions {
   arch: GptArchitecture;
   /** Clock (unix ms) for the deadline and the proof's `issuedAt`. */
   now?: () => number;
-  /** Where the answer is unsealed (its `unseal`, when it has one), else this thread. */
+  /**
+   * Where the answer is unsealed and its structure checked (its `open`, else its `unseal` and the
+   * check here), else this thread.
+   */
   rerun?: StepRerun;
 }
 
@@ -215,9 +218,10 @@ function convictor(
 }
 
 /**
- * Unseal the answer (in `options.rerun`'s worker when it unseals: 198 to 570 ms of a `tiny`
- * challenge's answer on this thread, `tmp/s78/trainfix/unseal_block.ts`) and check its structure
- * against the receipt's commitments (no model; on this thread).
+ * Unseal the answer and check its structure against the receipt's commitments (no model): in
+ * `options.rerun`'s worker when it opens answers, since on this thread a `tiny` challenge's answer
+ * held the loop 198 to 570 ms unsealing and 47 to 320 ms checking
+ * (`tmp/s78/trainfix/unseal_block.ts`).
  */
 async function openAnswer(
   receipt: TrainingReceipt,
@@ -235,20 +239,44 @@ async function openAnswer(
     if (Math.floor(now()) < challenge.deadline) return { ok: false, reason: "opening_pending" };
     return convict("opening_missing", "no answer by the deadline");
   }
-  const unsealed = options.rerun?.unseal === undefined
-    ? unsealStepOpenings(sealed, challenge, receipt, options.validator)
-    : await options.rerun.unseal(sealed, challenge, receipt, options.validator);
-  if (!unsealed.ok) {
+  const opened = await unsealAndCheck(receipt, challenge, sealed, options);
+  if (!("structure" in opened)) {
+    const { unsealed } = opened;
     if (unsealed.reason === "opening_unsigned") return { ok: false, reason: "opening_unsigned" };
     // The trainer signed it, and it opens nothing: no answer, a fault once the deadline passed.
     if (Math.floor(now()) < challenge.deadline) return { ok: false, reason: "opening_unopenable" };
     return convict("opening_missing", "the signed answer cannot be opened");
   }
-  const structure = verifyOpeningsPlaintext(receipt, challenge, unsealed.plaintext, options.arch);
+  const { unsealed, structure } = opened;
   if (!structure.ok) {
     return convict("opening_mismatch", structure.why, {
       answer: { plaintext: unsealed.plaintext, sig: sealed.sig },
     });
   }
   return structure;
+}
+
+/**
+ * `sealed` unsealed and, when it opened, its structure checked: both in `options.rerun`'s worker
+ * when it opens answers ({@link StepRerun.open}), else the unsealing there when it unseals, and
+ * the rest on this thread.
+ */
+async function unsealAndCheck(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  sealed: SealedStepOpenings,
+  options: OpenAnswerOptions,
+): Promise<OpenedAnswer> {
+  const { rerun, validator, arch } = options;
+  if (rerun?.open !== undefined) {
+    return await rerun.open(sealed, challenge, receipt, validator, arch);
+  }
+  const unsealed = rerun?.unseal === undefined
+    ? unsealStepOpenings(sealed, challenge, receipt, validator)
+    : await rerun.unseal(sealed, challenge, receipt, validator);
+  if (!unsealed.ok) return { unsealed };
+  return {
+    unsealed,
+    structure: verifyOpeningsPlaintext(receipt, challenge, unsealed.plaintext, arch),
+  };
 }

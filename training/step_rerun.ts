@@ -27,19 +27,30 @@
  * back-off ({@link RERUN_BACKOFF_BASE_MS} doubling up to {@link RERUN_BACKOFF_MAX_MS}, logged);
  * the steps owed wait for it. Any answer resets the count.
  *
- * The worker also unseals the trainer's answer ({@link WorkerStepRerun.unseal}): 198 to 570 ms of
- * the main thread for a `tiny` challenge's 32.5 MB answer, 23 to 67 ms to hand it over
- * (`tmp/s78/trainfix/unseal_block.ts`, `rerun_heap.ts`).
+ * The worker also opens the trainer's answer ({@link WorkerStepRerun.open}): unsealing it, 198 to
+ * 570 ms of the main thread for a `tiny` challenge's 32.5 MB answer, and checking its structure,
+ * 47 to 320 ms more (`tmp/s78/trainfix/unseal_block.ts`); handing it over (the clone of the
+ * ciphertext) is what is left here: 73 to 154 ms at load 11 to 13, the main thread's longest stall
+ * while an answer is opened, against 242 to 1,072 ms with the structure checked here
+ * (`tmp/s79/fay/structure_stall.ts`, `stall_post_probe.ts`).
  *
  * The worker has a JS heap limit of its own ({@link RERUN_WORKER_HEAP_MB},
  * `_heap_limited_worker.ts`): a Web Worker out of JS heap ended the whole process ("Fatal
  * JavaScript out of memory", exit 133; review s77 vtrain F3). Past its limit Deno 2.9.6 stops that
- * worker alone, but with no event when it was running a step (inside a message handler): it is
- * found by the silence bound and replaced like a worker that exited. A trainer cannot cause it: a
- * re-run's memory is set by the round, not by what a trainer sends (the states decode only to the
- * round's architecture, `verifyStepOpening`; the batch size and sample bytes are the round's
- * hyper-parameters, which the coordinator pins; a sample longer than the model's context fails
- * before tfjs computes), and the worker holds one step at a time.
+ * worker alone: in a timer's callback with an `error` event (`ERR_WORKER_OUT_OF_MEMORY`), so the
+ * worker starts each request in a task of its own and a worker that fills its heap opening an
+ * answer, or in a re-run before its first `await`, fails at once (logged, replaced, its request
+ * charged a try, as after the silence bound); in a promise job (a re-run after an `await`) with no
+ * event at all, found by the silence bound (`_step_rerun_worker.ts`). A trainer cannot cause it in a
+ * re-run: a re-run's memory is set by the round, not by what a trainer sends (the states decode
+ * only to the round's architecture, `verifyStepOpening`; the batch size and sample bytes are the
+ * round's hyper-parameters, which the coordinator pins; a sample longer than the model's context
+ * fails before tfjs computes), and the worker holds one step at a time. Opening an answer is not so
+ * bounded: its CBOR is the trainer's. Its maps, arrays and byte strings are bounded by what an
+ * answer to the challenge can hold (`answerValueBound`, `step_verify.ts`), but numbers the decoder
+ * boxes still fill a heap (`tests/training/answer_opening_worker_test.ts`: 24 MB past a 64 MB
+ * limit; reasoned, not measured, some 130 MB for the 1 GiB one): both tries fail and the check
+ * ends `step_rerun_failed`, undecided, where the main thread decoded it and convicted it.
  *
  * @module
  */
@@ -53,10 +64,12 @@ import type { TrainingReceipt } from "./training_receipt.ts";
 import {
   type CheckStepOptions,
   checkVerifiedStep,
+  type OpeningsPlaintextCheck,
   type StepClaimReason,
   type StepMeasure,
   type VerifiedStep,
 } from "./step_verify.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
 import { TrainingError } from "./training_error.ts";
 
 /** What re-running one opened step answers (`checkVerifiedStep`'s result). */
@@ -84,7 +97,33 @@ export interface StepRerun {
     receipt: TrainingReceipt,
     validator: Identity,
   ): Promise<UnsealResult>;
+  /**
+   * `unsealStepOpenings`, then, when it opened, `verifyOpeningsPlaintext(receipt, challenge,
+   * plaintext, arch)`, wherever they run (absent: the caller does both on its own thread, or
+   * unseals with {@link StepRerun.unseal}). The structure check after unsealing (CBOR decode,
+   * state hashes, Merkle paths) held the main thread 47 to 320 ms for a `tiny` challenge's answer
+   * (measured at stop 78 on a 2-core machine).
+   */
+  open?(
+    sealed: unknown,
+    challenge: TrainingChallenge,
+    receipt: TrainingReceipt,
+    validator: Identity,
+    arch: GptArchitecture,
+  ): Promise<OpenedAnswer>;
 }
+
+/**
+ * A trainer's answer unsealed and, when it opened, its structure checked
+ * ({@link StepRerun.open}).
+ */
+export type OpenedAnswer =
+  | { unsealed: Extract<UnsealResult, { ok: false }> }
+  | {
+    unsealed: Extract<UnsealResult, { ok: true }>;
+    /** The structure check of its plaintext. */
+    structure: OpeningsPlaintextCheck;
+  };
 
 /** Re-runs on the calling thread (the worker's inside; checks outside a node: tests, tools). */
 export const IN_PROCESS_STEP_RERUN: StepRerun = { check: checkVerifiedStep };
@@ -115,6 +154,16 @@ export interface UnsealRequest {
 }
 
 /**
+ * Main thread → re-run worker: unseal a trainer's answer as {@link UnsealRequest} does, then
+ * check its structure (`verifyOpeningsPlaintext`) for `arch`.
+ */
+export interface OpenRequest extends Omit<UnsealRequest, "op"> {
+  op: "open";
+  /** The architecture the opened states decode for. */
+  arch: GptArchitecture;
+}
+
+/**
  * Re-run worker → main thread: the step's result, the answer unsealed (its plaintext transferred),
  * a `TrainingError` of its inputs (`code`), or `fatal`: the request failed in a way that is the
  * worker's, not the step's (its engine broke), and the worker has closed itself.
@@ -122,6 +171,7 @@ export interface UnsealRequest {
 export type StepRerunReply =
   | { id: number; ok: true; result: StepRerunResult }
   | { id: number; ok: true; unsealed: UnsealResult }
+  | { id: number; ok: true; opened: OpenedAnswer }
   | { id: number; ok: false; code: string; message: string }
   | { id: number; ok: false; fatal: true; message: string };
 
@@ -214,7 +264,10 @@ interface Owed {
   /** What the worker does with it, for the log: "re-ran" ("re-ran step 3 of …"). */
   verb: string;
   /** What to post, made afresh for each send (a retry too), and the buffers to transfer. */
-  crossing(): { message: StepRerunRequest | UnsealRequest; transfer: Transferable[] };
+  crossing(): {
+    message: StepRerunRequest | UnsealRequest | OpenRequest;
+    transfer: Transferable[];
+  };
   /** Workers that failed while this request was the one they were running. */
   failures: number;
   /** Settles the caller's check or unseal (with the reply's `result` or `unsealed`). */
@@ -323,6 +376,36 @@ export class WorkerStepRerun implements StepRerun {
     }) as Promise<UnsealResult>;
   }
 
+  /**
+   * See {@link StepRerun.open}: in the worker, in turn with the steps; rejects as
+   * {@link WorkerStepRerun.check} does. The sealed answer is cloned to the worker; the plaintext
+   * and the decoded states come back transferred.
+   */
+  open(
+    sealed: unknown,
+    challenge: TrainingChallenge,
+    receipt: TrainingReceipt,
+    validator: Identity,
+    arch: GptArchitecture,
+  ): Promise<OpenedAnswer> {
+    if (this.#closed) {
+      return Promise.reject(new TrainingError("step_rerun_stopped", "the step re-run stopped"));
+    }
+    const id = this.#next++;
+    return this.#ask({
+      id,
+      what: `the answer to a challenge of ${receiptOf(receipt)}`,
+      verb: "opened",
+      crossing: () => {
+        const validatorSecret = validator.exportSecretKey();
+        return {
+          message: { op: "open", id, sealed, challenge, receipt, validatorSecret, arch },
+          transfer: [validatorSecret.buffer as ArrayBuffer],
+        };
+      },
+    }) as Promise<OpenedAnswer>;
+  }
+
   /** Owe `ask` and send it. */
   #ask(ask: Omit<Owed, "failures" | "waiter">): Promise<unknown> {
     const owed: Owed = { ...ask, failures: 0, waiter: Promise.withResolvers() };
@@ -402,8 +485,11 @@ export class WorkerStepRerun implements StepRerun {
       // The next step owed, if any, gets a whole silence bound of its own.
       this.#disarmSilence();
       if (this.#owed.size > 0) this.#armSilence();
-      if (reply.ok) owed.waiter.resolve("unsealed" in reply ? reply.unsealed : reply.result);
-      else owed.waiter.reject(new TrainingError(reply.code, reply.message));
+      if (reply.ok) {
+        owed.waiter.resolve(
+          "opened" in reply ? reply.opened : "unsealed" in reply ? reply.unsealed : reply.result,
+        );
+      } else owed.waiter.reject(new TrainingError(reply.code, reply.message));
     };
     worker.onerror = (event) => {
       event.preventDefault();

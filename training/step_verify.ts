@@ -18,7 +18,7 @@
  * @module
  */
 import type { GptArchitecture } from "../inference/model_builder.ts";
-import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
+import { decodeCheckedCbor, DEFAULT_MAX_CBOR_DEPTH } from "../protocols/cbor_guard.ts";
 import { batchIndices } from "./brown_corpus.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { decodeInt8Delta, type Int8Tensor, nonCanonicalRow, unfitTensors } from "./int8_delta.ts";
@@ -228,6 +228,14 @@ export function verifyStepOpening(
 }
 
 /**
+ * {@link verifyOpeningsPlaintext}'s verdict on an unsealed answer: its openings and the steps they
+ * verify, or why its structure fails.
+ */
+export type OpeningsPlaintextCheck =
+  | { ok: true; openings: StepOpenings; steps: VerifiedStep[] }
+  | { ok: false; why: string };
+
+/**
  * Structural check of a whole answer's plaintext: CBOR, schema, ids of this receipt and
  * challenge, exactly the challenged steps in order, each step as {@link verifyStepOpening}.
  */
@@ -236,12 +244,16 @@ export function verifyOpeningsPlaintext(
   challenge: TrainingChallenge,
   plaintext: Uint8Array,
   arch: GptArchitecture,
-):
-  | { ok: true; openings: StepOpenings; steps: VerifiedStep[] }
-  | { ok: false; why: string } {
+): OpeningsPlaintextCheck {
   let value: unknown;
   try {
-    value = decodeCheckedCbor(plaintext); // the trainer's bytes
+    // The trainer's bytes: no more maps, arrays and byte strings than an answer to this challenge
+    // can hold, checked before any is built.
+    value = decodeCheckedCbor(
+      plaintext,
+      DEFAULT_MAX_CBOR_DEPTH,
+      answerValueBound(receipt, challenge),
+    );
   } catch {
     return { ok: false, why: "not CBOR" };
   }
@@ -265,6 +277,31 @@ export function verifyOpeningsPlaintext(
     verified.push(r.verified);
   }
   return { ok: true, openings, steps: verified };
+}
+
+/** Most entries of a Merkle path the answer's schema takes (`step_opening.ts`). */
+const MAX_PATH_ENTRIES = 64;
+/**
+ * Built CBOR values (maps, arrays, byte strings) of one opened step besides its samples: its map,
+ * the two states, the two paths' arrays and the samples' array.
+ */
+const STEP_VALUES = 6;
+/** Built values of one opened sample besides its path's entries: its map, bytes and path array. */
+const SAMPLE_VALUES = 3;
+
+/**
+ * The most maps, arrays and byte strings an answer to `challenge` can hold under the answer's
+ * schema (paths of at most {@link MAX_PATH_ENTRIES}; `batchSize` samples a step): a few thousand.
+ * An answer is the trainer's CBOR, and without a bound one of millions of empty arrays (a byte
+ * each) was built in full before the schema looked: on the main thread a stall of seconds, in the
+ * re-run worker a heap past its limit, both tries failed and a lazy trainer's challenge left
+ * undecided instead of convicted (`tests/training/answer_opening_worker_test.ts`).
+ */
+export function answerValueBound(receipt: TrainingReceipt, challenge: TrainingChallenge): number {
+  const sample = SAMPLE_VALUES + MAX_PATH_ENTRIES;
+  const step = STEP_VALUES + 2 * MAX_PATH_ENTRIES + receipt.hyper.batchSize * sample;
+  // The answer's map and its steps' array.
+  return 2 + challenge.steps.length * step;
 }
 
 /** Claims about an opened step that re-checking can confirm. */

@@ -26,7 +26,7 @@ port.onmessage = (event) => {
     progress = new Int32Array(event.data.progress);
     return;
   }
-  if (event.data?.op === "unseal") return real(event);
+  if (event.data?.op !== undefined) return real(event); // an answer to open or unseal
   const kept: { i: number; s: string }[][] = [];
   for (let r = 0; r < FILL_ROUNDS; r++) {
     const round = [];

@@ -11,8 +11,8 @@
  * - `unseal-throw`: throws from a timer at the first answer it is asked to unseal (an uncaught
  *   error), and runs everything else as the real worker does.
  *
- * In the other modes an answer to unseal (`op: "unseal"`) goes to the real worker untouched and
- * is not counted among the N: the modes are about the steps' re-runs.
+ * In the other modes an answer to open (`op: "open"` or `"unseal"`) goes to the real worker
+ * untouched and is not counted among the N: the modes are about the steps' re-runs.
  *
  * @module
  */
@@ -38,7 +38,8 @@ port.onmessage = (event) => {
     gate = new Int32Array(event.data.gate);
     return;
   }
-  if (event.data?.op === "unseal") {
+  // An answer to open (`op: "open"`, or `"unseal"` alone): unsealing, not a step's re-run.
+  if (event.data?.op !== undefined) {
     if (mode !== "unseal-throw" || broken) return real(event);
     broken = true;
     setTimeout(() => {

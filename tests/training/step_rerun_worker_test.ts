@@ -238,7 +238,7 @@ Deno.test("a challenge's answer is unsealed in the re-run worker, not on the mai
     assert.equal(lines.length, 1, lines.join("\n"));
     assert.match(
       lines[0],
-      /worker failed \(an uncaught error in it: .*unsealed the answer to a challenge .*try 2 of 2/,
+      /worker failed \(an uncaught error in it: .*opened the answer to a challenge .*try 2 of 2/,
     );
   } finally {
     rerun.close();
