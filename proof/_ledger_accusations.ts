@@ -30,6 +30,7 @@ import {
 } from "./_ledger_amounts.ts";
 import type { FraudSettlement } from "./ledger.ts";
 import { stakeCovers, unrecordedBody, unrecordedRecord } from "./_ledger_unrecorded.ts";
+import { steeringCover } from "./_ledger_steering.ts";
 import {
   otherTrainingClaim,
   trainingFraudSubjectOf,
@@ -182,17 +183,24 @@ export function fraudDecision(
             { outputHash: null, tokens: null },
       )
       : undefined;
-    // Slashed for equivocation while it still took proofs, with no accuser rewarded yet: a
-    // confirmed proof is rewarded out of that slash, and slashes nothing more (below).
+    // Slashed for equivocation, or by this ledger's own fault (review s79, F4), while it still
+    // took proofs, with no accuser rewarded yet: a confirmed proof is rewarded out of that
+    // slash, and slashes nothing more (below).
     const unrewarded = settlement.confirmed && rec.status === "fraud"
       ? view.index.unrewardedSlash(rec.receiptId)
       : undefined;
+    // A confirmed proof about another claim its worker signed for the job (not the one that was
+    // convicted: another output or token count) proves an equivocation not settled yet.
+    const otherOf = () =>
+      training !== undefined
+        ? otherTrainingClaim(view, rec, training)
+        : otherClaim(view, rec, settlement.receipt);
+    const convicted = rec.status === "fraud" && settlement.confirmed && unrewarded === undefined;
     // A receipt already slashed takes only a refuted proof (see `takesFraudProofs`), but for
-    // the one confirmed proof an equivocation left unrewarded.
-    if (
-      !takesFraudProofs(rec.status) ||
-      (rec.status === "fraud" && settlement.confirmed && unrewarded === undefined)
-    ) {
+    // the one confirmed proof a slash left unrewarded, and a proof of that other claim: the
+    // equivocation is settled whichever proof came first (review s79, F2: refused here
+    // `not_pending`, the worker kept 720 that a ledger hearing the proofs the other way took).
+    if (!takesFraudProofs(rec.status) || (convicted && otherOf() === undefined)) {
       throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
     }
     // After its window, only this ledger's own open challenge still settles a receipt: a
@@ -244,25 +252,31 @@ export function fraudDecision(
     // that claim was recorded, and the job is marked so that the claim coming here later is
     // not slashed again (review s54: 10 tokens recorded here, a proof about its 1,000-token
     // variant cut 200 here and 20,000 there, its accuser rewarded 100 here and 10,000 there).
-    const other = !settlement.confirmed || unrewarded !== undefined
-      ? undefined
-      : training !== undefined
-      ? otherTrainingClaim(view, rec, training)
-      : otherClaim(view, rec, settlement.receipt);
+    const other = !settlement.confirmed || unrewarded !== undefined ? undefined : otherOf();
     const proved = training !== undefined
       ? trainingProvedLock(view, rec, training)
       : provedLock(view, rec, settlement.receipt);
+    // Pending evidence of this ledger's owner's steering conviction: the cut took its lock
+    // already, so only what another claim adds is slashed now, and the accuser's share is of
+    // what the cut took for it (`steeringCover`; review s79, F3).
+    const cover = settlement.confirmed && unrewarded === undefined
+      ? steeringCover(view, rec)
+      : undefined;
     const slashed = unrewarded !== undefined
       ? 0
       : other === undefined
-      ? slashable(view, rec)
-      : equivocationSlash(view, rec, other.locked);
+      ? (cover === undefined ? slashable(view, rec) : 0)
+      : cover === undefined
+      ? equivocationSlash(view, rec, other.locked)
+      : roundCredits(equivocationSlash(view, rec, other.locked) - slashable(view, rec));
     // What the accuser's share is of: the slash of the claim it proved, never more than was
     // taken. Against one of a worker's two contradicting claims that is the proved claim's
     // lock, whichever claim came first and whether the equivocation was settled before, with
     // or after the proof (review s62: 0, 100 or 300 by the order, the worker losing 600 in all).
     const earned = unrewarded !== undefined
       ? Math.min(unrewarded, proved)
+      : cover !== undefined
+      ? Math.min(roundCredits(cover + slashed), proved)
       : other === undefined
       ? slashed
       : Math.min(slashed, proved);
@@ -279,7 +293,10 @@ export function fraudDecision(
           ? 0
           : roundCredits(earned * view.economics.validatorRewardShare),
         reason: settlement.reason,
-        ...(unpaid || unrewarded !== undefined ? { worker: rec.worker } : {}),
+        // Closed here (left unpaid, convicted): the state cuts `worker`'s stake, not a lock.
+        ...(unpaid || rec.status === "fraud" ? { worker: rec.worker } : {}),
+        // What of the steering conviction's cut this slash is (the index takes it from there).
+        ...(cover === undefined ? {} : { steering: cover }),
         // Its claim: another claim of its worker's for the job coming later is equivocation
         // (`unrecordedEquivocation`), as where this receipt held the job.
         ...(unrecorded !== undefined ? { unrecorded } : {}),

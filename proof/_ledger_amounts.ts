@@ -100,7 +100,8 @@ export function slashable(view: LedgerView, rec: ReceiptRecord): number {
  */
 export function equivocationSlash(view: LedgerView, first: ReceiptRecord, other: number): number {
   const account = view.account(fromHex(first.worker));
-  const open = first.status === "pending" || first.status === "challenged";
+  // Open here: pending, challenged, or left unpaid inside its window with its lock kept.
+  const open = view.state.open(first.receiptId) !== undefined;
   const own = first.status === "fraud" ? 0 : Math.min(first.locked, Math.max(0, account.stake));
   // An open `first`'s lock is among the locks: its part comes out of it, not out of the free.
   const free = Math.max(0, roundCredits(account.stake - account.locked - (open ? 0 : own)));

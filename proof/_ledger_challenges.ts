@@ -14,6 +14,7 @@ import { toHex } from "../protocols/hash.ts";
 import { LedgerRejectedError } from "./ledger_errors.ts";
 import type { ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 import { type LedgerView, slashable } from "./_ledger_amounts.ts";
+import { steeringCover } from "./_ledger_steering.ts";
 
 /**
  * The body of the `challenge` entry opening the owner's challenge of `receiptId`: only a
@@ -42,7 +43,9 @@ export function clearDecision(view: LedgerView, receiptId: string): () => Record
 
 /**
  * The body of the `fault` entry: the challenge of `receiptId` ended in the worker's own
- * failure; the slash is what the receipt locks ({@link slashable}).
+ * failure; the slash is what the receipt locks ({@link slashable}), or nothing more when the
+ * owner's steering conviction already took it (`steering`: what of the cut it takes, see
+ * `steeringCover`). The index keeps the whole as unrewarded, for a peer's proof to come.
  */
 export function faultDecision(
   view: LedgerView,
@@ -52,24 +55,34 @@ export function faultDecision(
 ): () => Record<string, unknown> {
   return () => {
     const rec = pendingRecord(view, receiptId, ["challenged"]);
+    const cover = steeringCover(view, rec);
     return {
       receiptId,
       validator: toHex(validator),
       reason,
-      slashed: slashable(view, rec),
+      slashed: cover === undefined ? slashable(view, rec) : 0,
+      ...(cover === undefined ? {} : { steering: cover }),
     };
   };
 }
 
-/** The body of the `unresolved` entry: the challenge of `receiptId` could not be decided. */
+/**
+ * The body of the `unresolved` entry: the challenge of `receiptId` could not be decided. Inside
+ * the receipt's window its lock is `held` until the window ends (`LedgerState.apply`): a peer's
+ * proof can still convict it there, and every ledger that did not challenge keeps that stake
+ * locked too (review s79, F1: released now, it backed one more receipt, whose conviction then
+ * slashed nothing). Past the window, released now, as entries without `held` always were.
+ */
 export function unresolvedDecision(
   view: LedgerView,
   receiptId: string,
   reason: string,
 ): () => Record<string, unknown> {
   return () => {
-    pendingRecord(view, receiptId, ["pending", "challenged"]);
-    return { receiptId, reason };
+    const rec = pendingRecord(view, receiptId, ["pending", "challenged"]);
+    return view.now() <= rec.pendingUntil
+      ? { receiptId, reason, held: true }
+      : { receiptId, reason };
   };
 }
 

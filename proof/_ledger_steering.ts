@@ -5,7 +5,8 @@
  * and worker); {@link steeringEntry} decides, in the writer's turn, the next `steering` entry,
  * bounded so each fits one frame: `part` entries marking pending evidence unpaid, then the
  * conviction's own with the cut. `Ledger.settleSteering` and `Ledger.steeringSettled`
- * (`ledger.ts`) use them. Not part of the public API.
+ * (`ledger.ts`) use them; {@link steeringCover} tells a later slash of the conviction's pending
+ * evidence (a fraud proof, a fault) what of it the cut already took. Not part of the public API.
  *
  * @module
  */
@@ -31,6 +32,23 @@ const MAX_STEERING_RECEIPTS_LISTED = 4096;
  * s52).
  */
 const MAX_STEERING_UNCREDITED_PER_ENTRY = 4096;
+
+/**
+ * What of the slash of `rec`, open here, this ledger's owner's steering conviction of its worker
+ * already took, when `rec` is that conviction's pending evidence: its lock, or what is left of the
+ * cut when less (`LedgerIndex.steeringLeft`: each such slash takes its part out of the cut once).
+ * Undefined when it is not such evidence, or the conviction is not settled yet (only a `part`).
+ * A proof or a fault about it then slashes nothing more, its accuser paid out of this: one caught
+ * receipt, one slash, whichever came first (review s79, F3: steering then a proof took `m ×` the
+ * receipt twice; the other order once). The cut is `min(stake, owed)`, so each slash taking
+ * `min(lock, left)` takes what it would have taken from the stake before the conviction.
+ */
+export function steeringCover(view: LedgerView, rec: ReceiptRecord): number | undefined {
+  if (view.state.open(rec.receiptId) === undefined) return undefined;
+  if (!view.index.proofSettled(steeringEvidenceKey(rec.receiptId))) return undefined;
+  const left = view.index.steeringLeft(rec.worker);
+  return left === undefined ? undefined : roundCredits(Math.min(rec.locked, left));
+}
 
 /** The key under which `owner` settles its steering conviction of hex `worker`, once. */
 export function steeringSettlement(owner: string, worker: string): string {

@@ -793,7 +793,8 @@ export class Ledger {
 
   /**
    * Make every pending receipt whose window has closed final, crediting it (a `challenged` one
-   * waits for its challenge to end). Returns their ids.
+   * waits for its challenge to end); release, unpaid, the lock of one left `unpaid` by an
+   * undecided challenge. Returns the ids of those paid.
    *
    * @param held Receipts not to finalize yet (a fraud proof taken inside the window is still
    *   being checked: paid now, the cheat it catches would keep the pay): still due, finalized by
@@ -815,11 +816,15 @@ export class Ledger {
         continue;
       }
       // Checked again in the writer's turn: a settlement may have come first.
+      let paid = false;
       const entry = await this.#writer.transition("final", () => {
         const rec = this.#state.open(id);
-        return rec?.status === "pending" && rec.pendingUntil <= now ? { receiptId: id } : null;
+        // Left unpaid by an undecided challenge: its lock is released, unpaid (`ledger_state.ts`).
+        paid = rec?.status === "pending";
+        const due = paid || rec?.status === "unpaid";
+        return due && rec!.pendingUntil <= now ? { receiptId: id } : null;
       });
-      if (entry !== null) finalized.push(id);
+      if (entry !== null && paid) finalized.push(id);
     }
     return finalized;
   }
@@ -978,7 +983,8 @@ export class Ledger {
 
   /**
    * The challenge could not be decided (the validator lacks the model, failed, restarted): the
-   * job is not paid, and the worker's locked stake is released.
+   * job is not paid, and the worker's locked stake is released when the receipt's window ends (a
+   * peer's fraud proof can still convict it until then, out of that lock).
    */
   async leaveUnresolved(receiptId: string, reason: string): Promise<void> {
     await this.#writer.transition("unresolved", unresolvedDecision(this.#view, receiptId, reason));

@@ -19,7 +19,12 @@ import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { toHex } from "../protocols/hash.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { entryHash, type LedgerEntry } from "./ledger_entry.ts";
-import type { ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
+import {
+  type ReceiptKind,
+  type ReceiptRecord,
+  type ReceiptStatus,
+  roundCredits,
+} from "./ledger_state.ts";
 import { LedgerNewerFormatError } from "./ledger_errors.ts";
 import { keepToOwner, OWNER_FILE_MODE } from "../protocols/owner_only.ts";
 
@@ -132,8 +137,13 @@ export const INDEX_FILE = "index.sqlite";
  * `training_equivocation` carrying `unrecorded`) passes the job to the convicted claim: an index
  * built before keeps the recorded receipt's claim row, so a job taken from it later kept the
  * row's old mark (its worker's other claim slashed twice).
+ * 9: a `fault` keeps what it burned as unrewarded, so a peer's confirmed proof inside the window
+ * still earns its accuser its share (review s79, F4); a steering conviction keeps what it cut
+ * ({@link LedgerIndex.steeringLeft}), so a proof about its pending evidence takes its slash from
+ * that, not from the stake again (F3); and a `final` entry that releases a receipt left `unpaid`
+ * keeps it `unpaid` (F1): an index built before has none of those rows.
  */
-const INDEX_FORMAT = 8;
+const INDEX_FORMAT = 9;
 
 /**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
@@ -189,6 +199,9 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS unrewarded (
     receipt TEXT PRIMARY KEY, slashed REAL NOT NULL
   ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS steering_cuts (
+    worker TEXT PRIMARY KEY, left REAL NOT NULL
+  ) WITHOUT ROWID;
   DROP TABLE IF EXISTS unrecorded;
   CREATE TABLE IF NOT EXISTS unrecorded_claims (
     job TEXT NOT NULL, worker TEXT NOT NULL, receipt TEXT NOT NULL, output_hash TEXT,
@@ -214,6 +227,7 @@ const ENTRY_TABLES = [
   "accusations",
   "proofs",
   "unrewarded",
+  "steering_cuts",
   "unrecorded_claims",
   "refused_claims",
   "verdicts",
@@ -243,6 +257,7 @@ export class LedgerIndex {
         "INSERT OR REPLACE INTO receipts (id, worker, status, credit, requester, locked, pending_until, kind) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
       ),
       status: p("UPDATE receipts SET status = ? WHERE id = ?"),
+      finalize: p("UPDATE receipts SET status = 'final' WHERE id = ? AND status <> 'unpaid'"),
       assign: p("UPDATE receipts SET requester = ?, credit = ? WHERE id = ?"),
       uncredit: p("UPDATE receipts SET credit = 0 WHERE id = ?"),
       job: p("SELECT * FROM jobs WHERE job = ?"),
@@ -261,6 +276,8 @@ export class LedgerIndex {
       unrewarded: p("SELECT slashed FROM unrewarded WHERE receipt = ?"),
       keepUnrewarded: p("INSERT OR REPLACE INTO unrewarded (receipt, slashed) VALUES (?, ?)"),
       rewarded: p("DELETE FROM unrewarded WHERE receipt = ?"),
+      steeringLeft: p("SELECT left FROM steering_cuts WHERE worker = ?"),
+      keepSteeringCut: p("INSERT OR REPLACE INTO steering_cuts (worker, left) VALUES (?, ?)"),
       unrecorded: p("SELECT * FROM unrecorded_claims WHERE job = ? AND worker = ?"),
       keepUnrecorded: p(
         "INSERT INTO unrecorded_claims (job, worker, receipt, output_hash, tokens, locked, equivocated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, worker) DO NOTHING",
@@ -508,11 +525,14 @@ export class LedgerIndex {
         return void status("fraud");
       }
       case "final":
-        return void status("final");
+        // Releasing a receipt left unpaid (its window over, its lock kept till then): unpaid.
+        return void q.finalize.run(b.receiptId);
       case "fraud": {
         q.accuse.run(b.validator, b.receiptId);
         q.settle.run(b.fraudProof);
         q.rewarded.run(b.receiptId);
+        // Steering evidence: its slash was part of the conviction's cut, taken from that now.
+        this.#takeSteeringCut(b.receiptId, b.steering);
         // A receipt never recorded here (another worker's held its job), convicted: its row.
         const unrecorded = unrecordedOf(b);
         if (unrecorded !== undefined) this.#convictUnrecorded(b, unrecorded);
@@ -579,6 +599,13 @@ export class LedgerIndex {
       case "cleared":
         return void status("pending");
       case "fault":
+        // Burned, no accuser rewarded: a peer's confirmed proof inside the window still earns
+        // its share of it, as after an equivocation (review s79, F4).
+        q.keepUnrewarded.run(
+          b.receiptId,
+          roundCredits(b.slashed + ((b.steering as number | undefined) ?? 0)),
+        );
+        this.#takeSteeringCut(b.receiptId, b.steering);
         return void status("fraud");
       case "unresolved":
         return void status("unpaid");
@@ -590,7 +617,11 @@ export class LedgerIndex {
           q.uncredit.run(id);
           q.settle.run(steeringEvidenceKey(id));
         }
-        if (typeof b.settlement === "string") q.settle.run(b.settlement);
+        if (typeof b.settlement === "string") {
+          q.settle.run(b.settlement);
+          // What it cut: a proof about its pending evidence takes its slash from this (F3).
+          q.keepSteeringCut.run(b.worker, b.slashed);
+        }
         return;
       case "stream_fraud":
         // Settled once per job and worker (`Ledger.settleStreamFraud`); no receipt to mark, and
@@ -673,6 +704,24 @@ export class LedgerIndex {
   /** Whether `validator` (hex) has had an accusation against `receiptId` settled. */
   hasAccused(validator: string, receiptId: string): boolean {
     return this.#q.accused.get(validator, receiptId) !== undefined;
+  }
+
+  /**
+   * What is left of the cut of this ledger's owner's steering conviction of `worker` (hex) that
+   * no slash of its pending evidence has taken since (`steeringCover`, `_ledger_steering.ts`);
+   * undefined when no conviction of `worker` is settled here.
+   */
+  steeringLeft(worker: string): number | undefined {
+    return (this.#q.steeringLeft.get(worker) as { left: number } | undefined)?.left;
+  }
+
+  /** `taken` (an entry's `steering`, if it has one) out of the cut of `receiptId`'s worker. */
+  #takeSteeringCut(receiptId: string, taken: unknown): void {
+    if (typeof taken !== "number") return;
+    const rec = this.#q.receipt.get(receiptId) as { worker: string } | undefined;
+    const left = rec === undefined ? undefined : this.steeringLeft(rec.worker);
+    if (left === undefined) return;
+    this.#q.keepSteeringCut.run(rec!.worker, Math.max(0, roundCredits(left - taken)));
   }
 
   /** The claim an entry keeps (`unrecorded` in its body, naming its worker and receipt). */

@@ -3,8 +3,10 @@
  * pledge behind each pledged key (served to peers: `network/network_actor.ts` sends them all on
  * connect), and the receipts still open (`pending` or `challenged`) with a queue of when their
  * windows close. Its size depends on how many keys hold stake and how many receipts are inside
- * their window, never on how long the log is: a receipt leaves it the moment it is final,
- * slashed or left unpaid, and from then on lives only in the history index (`ledger_index.ts`).
+ * their window, never on how long the log is: a receipt leaves it the moment it is final or
+ * slashed, or, left unpaid by an undecided challenge, when its window ends (a peer's proof can
+ * still convict it until then, so its lock stays: review s79), and from then on lives only in the
+ * history index (`ledger_index.ts`).
  *
  * {@link LedgerState.apply} is the one place an entry moves balances. It reads nothing but this
  * state and the entry, so a checkpoint's snapshot plus the entries after it rebuild exactly the
@@ -38,7 +40,8 @@ import { LedgerNewerFormatError } from "./ledger_errors.ts";
  * The state of one receipt in the ledger: `pending` (in its window), `challenged` (this
  * ledger's owner is checking it), `final` (paid), `fraud` (slashed, unpaid) or `unpaid` (a
  * challenge that could not be decided: not paid, not slashed here unless a peer's fraud proof
- * comes inside its window).
+ * comes inside its window; its lock is kept until then, open here, and released unpaid by a
+ * `final` entry when the window ends — review s79, F1).
  */
 export type ReceiptStatus = "pending" | "challenged" | "final" | "fraud" | "unpaid";
 
@@ -274,7 +277,7 @@ export class LedgerState {
     return this.#accounts.size;
   }
 
-  /** Receipts open here (pending or challenged). */
+  /** Receipts open here (pending, challenged, or left unpaid inside their window). */
   get openCount(): number {
     return this.#open.size;
   }
@@ -318,16 +321,17 @@ export class LedgerState {
   }
 
   /**
-   * Ids of pending receipts whose window has closed at `now`, earliest first. Taken out of the
-   * due queue: the caller finalizes them (a receipt challenged now is queued again when it is
-   * cleared).
+   * Ids of pending receipts whose window has closed at `now`, earliest first, and of receipts left
+   * `unpaid` whose lock is released then. Taken out of the due queue: the caller finalizes them
+   * (a receipt challenged now is queued again when it is cleared or left unpaid).
    */
   takeDue(now: number): string[] {
     const ids = new Set<string>();
     for (const item of this.#due.takeDue(now)) {
       const rec = this.#open.get(item.receiptId);
       // Lazy deletion: settled or challenged since it was queued → skip (queued twice → once).
-      if (rec?.status === "pending" && rec.pendingUntil === item.pendingUntil) {
+      const due = rec?.status === "pending" || rec?.status === "unpaid";
+      if (due && rec.pendingUntil === item.pendingUntil) {
         ids.add(rec.receiptId);
       }
     }
@@ -337,9 +341,14 @@ export class LedgerState {
   /** Queue the open receipt `receiptId` again as due: taken out, it was held back unpaid. */
   deferDue(receiptId: string): void {
     const rec = this.#open.get(receiptId);
-    const order = this.#orderOf.get(receiptId);
-    if (rec === undefined || order === undefined) return;
-    this.#due.push({ pendingUntil: rec.pendingUntil, order, receiptId });
+    if (rec !== undefined) this.#queue(rec);
+  }
+
+  /** Queue the open `rec` as due when its window closes (a stale item is skipped: `takeDue`). */
+  #queue(rec: ReceiptRecord): void {
+    const order = this.#orderOf.get(rec.receiptId);
+    if (order === undefined) return;
+    this.#due.push({ pendingUntil: rec.pendingUntil, order, receiptId: rec.receiptId });
   }
 
   #account(key: string): Account {
@@ -455,7 +464,8 @@ export class LedgerState {
         this.#close(rec);
         const acc = this.#account(rec.worker);
         this.#move(acc, "locked", -rec.locked);
-        this.#move(acc, "balance", rec.credit);
+        // Left unpaid by an undecided challenge: its window is over, its lock released, unpaid.
+        if (rec.status !== "unpaid") this.#move(acc, "balance", rec.credit);
         return;
       }
       case "fraud": {
@@ -463,7 +473,8 @@ export class LedgerState {
         if (rec) {
           this.#slash(rec, b.slashed as number);
         } else if (typeof b.worker === "string") {
-          // An unpaid receipt (closed, its lock released): its stake is cut as much.
+          // A receipt closed unpaid (left unpaid before its lock was kept, or never recorded
+          // here), or already slashed (a proof of its worker's other claim): its stake is cut.
           this.#cut(this.#account(b.worker), b.slashed);
         } else {
           return;
@@ -513,10 +524,7 @@ export class LedgerState {
         const rec = this.#open.get(b.receiptId);
         if (!rec) return;
         rec.status = entry.kind === "challenge" ? "challenged" : "pending";
-        if (entry.kind === "cleared") {
-          const order = this.#orderOf.get(rec.receiptId)!;
-          this.#due.push({ pendingUntil: rec.pendingUntil, order, receiptId: rec.receiptId });
-        }
+        if (entry.kind === "cleared") this.#queue(rec);
         return;
       }
       case "fault": {
@@ -527,6 +535,15 @@ export class LedgerState {
       case "unresolved": {
         const rec = this.#open.get(b.receiptId);
         if (!rec) return;
+        if (b.held === true) {
+          // Inside its window a peer's proof can still convict it, out of its lock: the lock is
+          // kept, so no other receipt is recorded against that stake (review s79, F1), and
+          // released unpaid when the window ends (a `final` entry). Open until then.
+          rec.status = "unpaid";
+          this.#queue(rec);
+          return;
+        }
+        // Written before the lock was kept (no `held`), or past the window: released now.
         this.#close(rec);
         this.#move(this.#account(rec.worker), "locked", -rec.locked);
         return;

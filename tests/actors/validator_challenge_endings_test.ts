@@ -290,10 +290,11 @@ Deno.test("an own challenge that caught a cheat but whose fraud proof's check th
     await t.drained();
     await t.checked(id);
     assert.equal((await t.record(id))?.status, "unpaid", "undecided here: fraud_check_error");
+    // Its lock kept until its window ends: a peer's proof can still slash it (review s79, F1).
     assert.deepEqual(await t.account(t.worker.publicKey), {
       balance: 0,
       stake: WORKER_STAKE,
-      locked: 0,
+      locked: lock,
     });
     assert.deepEqual(await t.account(t.me.publicKey), {
       balance: 0,

@@ -319,7 +319,8 @@ Deno.test("a receipt left unresolved by this validator's restart is slashed by a
     });
     const ledger = ledgerReads(() => validator, clock);
     assert.equal((await ledger.record(id))?.status, "unpaid", "ended undecided at the start");
-    assert.equal((await ledger.account(worker.publicKey)).locked, 0, "its lock released");
+    // Kept until its window ends, for a proof to slash (review s79, F1).
+    assert.equal((await ledger.account(worker.publicKey)).locked, lock, "its lock kept");
 
     const handled = await validator.ask<FraudProofHandled>({
       type: "fraud_proof",

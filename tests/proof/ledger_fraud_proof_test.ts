@@ -84,7 +84,12 @@ Deno.test("ledger: an unresolved receipt is slashed by a peer's confirmed proof 
     }
     const lock = ledger.receipt(receiptId(cheat))!.locked;
     assert.ok(lock > 0);
-    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0, stake: 1_000, locked: 0 });
+    // Each lock is kept until its window ends: a proof can still convict it (review s79, F1).
+    assert.deepEqual(ledger.account(worker.publicKey), {
+      balance: 0,
+      stake: 1_000,
+      locked: 3 * lock,
+    });
     assert.equal(ledger.receipt(receiptId(cheat))!.status, "unpaid");
 
     const settle = (r: typeof cheat, confirmed: boolean, hash: string) =>
@@ -100,7 +105,7 @@ Deno.test("ledger: an unresolved receipt is slashed by a peer's confirmed proof 
     assert.deepEqual(ledger.account(worker.publicKey), {
       balance: 0,
       stake: 1_000 - lock,
-      locked: 0,
+      locked: 2 * lock,
     });
     const reward = lock * DEFAULT_ECONOMICS.validatorRewardShare;
     assert.deepEqual(ledger.account(accuser.publicKey), {
@@ -121,6 +126,12 @@ Deno.test("ledger: an unresolved receipt is slashed by a peer's confirmed proof 
       (e: unknown) => e instanceof LedgerRejectedError && e.code === "challenge_window_closed",
     );
     assert.deepEqual(await ledger.finalizeDue(), [], "nothing unpaid is paid at the window's end");
+    // Released unpaid at the window's end.
+    assert.deepEqual(ledger.account(worker.publicKey), {
+      balance: 0,
+      stake: 1_000 - lock,
+      locked: 0,
+    });
 
     const accounts = [worker, accuser].map((k) => ledger.account(k.publicKey));
     const statuses = [cheat, honest, late].map((r) => ledger.receipt(receiptId(r))!.status);

@@ -242,7 +242,8 @@ Deno.test("ledger training: an undecidable challenge releases the stake and pays
     await ledger.recordTrainingReceipt(r, terms(1));
     await ledger.openChallenge(id);
     await ledger.leaveUnresolved(id, "checkpoint_unavailable");
-    assert.deepEqual(ledger.account(trainer.publicKey), acct(0, TRAINER_STAKE, 0));
+    // Kept until the window ends: a peer's proof can still convict it (review s79, F1).
+    assert.deepEqual(ledger.account(trainer.publicKey), acct(0, TRAINER_STAKE, locked(4)));
     assert.equal(ledger.receipt(id)?.status, "unpaid");
     assert.ok(!ledger.convicted(trainer.publicKey));
     clock.t += WINDOW;

@@ -717,7 +717,12 @@ Deno.test("equivocation on a receipt left unpaid by the owner's undecided challe
     await ledger.recordReceipt(first, assigned(first));
     await ledger.openChallenge(id);
     await ledger.leaveUnresolved(id, "validator_error");
-    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0, stake: 10_000, locked: 0 });
+    // Its lock kept until its window ends (review s79, F1).
+    assert.deepEqual(ledger.account(worker.publicKey), {
+      balance: 0,
+      stake: 10_000,
+      locked: 10 * M,
+    });
     const second = resigned(first, { outputHash: "55".repeat(32) }, worker);
     await assert.rejects(() => ledger.recordReceipt(second, assigned(second)), {
       code: "equivocation",
