@@ -48,6 +48,9 @@ async function addDag(
   }
 }
 
+/** Roots {@link StorageScope.pinnedHere} remembers between two looks at `pins/`. */
+const MAX_PINNED_HERE = 4096;
+
 /** What the pins of the actor's store reach, and the blocks its running puts hold. */
 export class StorageScope {
   readonly #store: () => ChunkStore;
@@ -62,6 +65,12 @@ export class StorageScope {
    * for the network like a pinned file's.
    */
   readonly ownPuts = new Map<string, number>();
+  /**
+   * Roots this actor pinned (its puts, its pins) since the catch-up's last look at `pins/`
+   * (`_storage_catch_up.ts`), which takes them for its own, not another process's: their chunks
+   * went to the holders with the put. Cleared by that look; bounded by {@link MAX_PINNED_HERE}.
+   */
+  readonly pinnedHere = new Set<string>();
 
   /**
    * @param store The actor's chunk store, open from its start.
@@ -161,6 +170,10 @@ export class StorageScope {
 
   /** Record a new pin of `root` (labelled `local` or not) in the scope, if one is kept. */
   async add(root: string, local: boolean, blocks?: Iterable<string>): Promise<void> {
+    // Past the bound (no look at `pins/` for a long while) the oldest go: such a pin is then
+    // taken for another process's, which costs a catch-up a rank per block, no copy.
+    if (this.pinnedHere.size >= MAX_PINNED_HERE) this.pinnedHere.clear();
+    this.pinnedHere.add(root);
     const pending = this.#pinScope;
     const scope = pending && await pending.catch(() => null);
     if (!scope || this.#pinScope !== pending) return; // read afresh on next use: it sees the pin

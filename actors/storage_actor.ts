@@ -26,7 +26,8 @@
  * (`_storage_core.ts`): whose each block is, this node's own or held for the network
  * (`_storage_scope.ts`), this node as one of its own holders (`_storage_self_peer.ts`), the put
  * (`_storage_put.ts`), what storage peers ask of this node (`_storage_peer_requests.ts`), the
- * audits (`_storage_audits.ts`) and storage peers' failures counted and logged
+ * audits (`_storage_audits.ts`), the catch-up of copies never sent when a holder joins or another
+ * process pins a file here (`_storage_catch_up.ts`) and storage peers' failures counted and logged
  * (`_storage_peer_failures.ts`).
  *
  * @module
@@ -67,6 +68,7 @@ import {
   unwrapReply,
 } from "./storage_actor_messages.ts";
 import { StorageAudits } from "./_storage_audits.ts";
+import { PINS_CHECK_MS, StorageCatchUp } from "./_storage_catch_up.ts";
 import type { StorageCore } from "./_storage_core.ts";
 import { NetworkRestarts } from "./_storage_network_restarts.ts";
 import { PeerFailures } from "./_storage_peer_failures.ts";
@@ -177,6 +179,12 @@ export interface StorageActorOptions {
    * (`onVerdict`) and the failed chunks are repaired. Default 0: only when asked.
    */
   auditIntervalMs?: number;
+  /**
+   * Look for pins another process made (`cli.ts put` into this directory) this often, ms, and
+   * send their chunks to their holders (`_storage_catch_up.ts`). Default {@link PINS_CHECK_MS};
+   * 0: never (a test sends `pins_check` itself).
+   */
+  pinsCheckMs?: number;
 }
 
 /** The part of the runtime's `ActorContext` the actor uses (declared structurally). */
@@ -223,6 +231,8 @@ export class StorageActor {
   readonly #core: StorageCore;
   /** The audits and audit rounds (`_storage_audits.ts`). */
   readonly #audits: StorageAudits;
+  /** The catch-ups of copies never sent, and what starts them (`_storage_catch_up.ts`). */
+  readonly #catchUp: StorageCatchUp;
   /** Storage peers' failures, counted and logged (`_storage_peer_failures.ts`). */
   readonly #failures: PeerFailures;
   /**
@@ -291,6 +301,7 @@ export class StorageActor {
       network: this.#network,
     };
     this.#audits = new StorageAudits(this.#core);
+    this.#catchUp = new StorageCatchUp(this.#core);
   }
 
   /** Open the store (the runtime calls this before the first message). */
@@ -350,8 +361,12 @@ export class StorageActor {
         },
         onError: (error) =>
           this.#options.log?.(`storage: repair after a departure failed: ${String(error)}`),
+        catchUp: this.#catchUp.sources,
+        onCatchUp: (progress) => this.#catchUp.report(progress),
       });
     }
+    // What is pinned now: a pin that appears after this is another process's (or a put's).
+    await this.#catchUp.pinsCheck(ctx?.signal);
     // Its network going down closes the connection to every storage peer it told of (stop 64).
     if (this.#options.network && ctx?.system && ctx.self) {
       this.#network.listen(ctx.system.events, this.#options.network, ctx.self, ctx.signal);
@@ -361,6 +376,12 @@ export class StorageActor {
     if (every > 0 && ctx?.self !== undefined) {
       const self = ctx.self;
       const timer = setInterval(() => self.tell({ type: "audit_round" }).catch(() => {}), every);
+      ctx.signal?.addEventListener("abort", () => clearInterval(timer), { once: true });
+    }
+    const pinsEvery = this.#options.pinsCheckMs ?? PINS_CHECK_MS;
+    if (pinsEvery > 0 && ctx?.self !== undefined && this.#holderRepair !== null) {
+      const self = ctx.self;
+      const timer = setInterval(() => self.tell({ type: "pins_check" }).catch(() => {}), pinsEvery);
       ctx.signal?.addEventListener("abort", () => clearInterval(timer), { once: true });
     }
     // A restart: the network already knows the peers (it tells us on every change after this).
@@ -395,6 +416,7 @@ export class StorageActor {
     } else if (this.#replicated) {
       this.#replicated.setPeers(peers);
       this.#holderRepair?.peersChanged(this.#replicated, before, signal);
+      this.#catchUp.peersSet(before, false, signal); // a holder back or new lacks copies
     } else {
       this.#replicated = new ReplicatedStore(peers, {
         ...this.#options.replication,
@@ -412,6 +434,7 @@ export class StorageActor {
       });
     }
     this.#files = new FileStore(this.#blocks(), this.#fileOptions());
+    if (before.length === 0) this.#catchUp.peersSet(before, true, signal);
   }
 
   /**
@@ -732,6 +755,7 @@ export class StorageActor {
           // One statfs: what the figures and the condition read (review s74 F2).
           diskFreeBytes: await store.diskFree().catch(() => null),
           minFreeBytes: store.minFreeBytes,
+          chunksShort: this.#catchUp.short,
         };
         return capacity;
       }
@@ -745,6 +769,8 @@ export class StorageActor {
         return await answerPeer(this.#core, message);
       case "audit_round":
         return { done: this.#audits.auditRound() };
+      case "pins_check":
+        return await this.#catchUp.pinsCheck(ctx?.signal);
       case "network_down":
         this.#network.tookDown(message.generation);
         return undefined;

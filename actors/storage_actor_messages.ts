@@ -191,6 +191,12 @@ export interface StorageCapacity extends ChunkStoreStats {
    * 0: none). Free space under it is the `storage_disk_low` condition.
    */
   minFreeBytes: number;
+  /**
+   * Chunks of this node's files known to be short of a copy on some holder: a catch-up after a
+   * holder joined or a pin appeared is placing them, or their check failed and waits for a retry
+   * (`HolderRepair.short`). 0 once every holder has its copies.
+   */
+  chunksShort: number;
 }
 
 /** A storage write fault held by the StorageActor (see {@link StorageCapacity.writeFault}). */
@@ -294,6 +300,15 @@ export interface StorageAuditRoundMessage {
   /** Message tag. */
   type: "audit_round";
 }
+/**
+ * Look for pins another process made in this node's store since the last look (`cli.ts put` into
+ * its directory) and start a catch-up of their copies (`actors/_storage_catch_up.ts`). The actor
+ * sends it to itself every `PINS_CHECK_MS`. Answered with how many new pins it found.
+ */
+export interface StoragePinsCheckMessage {
+  /** Message tag. */
+  type: "pins_check";
+}
 /** Answer to `audit_round`. */
 export interface AuditRoundHandle {
   /** Settles when the round (audits, then the repair of what failed) is over. */
@@ -394,6 +409,7 @@ export type StorageMessage =
   | StorageRepairMessage
   | StorageAuditMessage
   | StorageAuditRoundMessage
+  | StoragePinsCheckMessage
   | StorageSetPeersMessage
   | StorageNetworkDownMessage
   | StorageGetBlockMessage
@@ -466,6 +482,8 @@ export interface StorageAnswers {
   audit: AuditResult;
   /** The round, running. */
   audit_round: AuditRoundHandle;
+  /** How many new pins were found. */
+  pins_check: number;
   /** Nothing. */
   set_peers: undefined;
   /** Nothing. */

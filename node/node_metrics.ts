@@ -171,6 +171,13 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           "The cap on what peers may place here (-1: none of its own).",
           c.replicaQuotaBytes ?? -1,
         ),
+        // Review s79 F1: copies a holder was never given (it joined, or a file was put with the
+        // CLI beside the node) showed nowhere while they trickled in over hours.
+        gauge(
+          "veriflow_storage_chunks_short",
+          "Chunks of this node's files short of a copy on some holder: being copied by a catch-up, or waiting to retry (0: every holder has its copies).",
+          c.chunksShort ?? 0,
+        ),
         gauge(
           "veriflow_storage_peers",
           "Connected peers with the storage role: where files are replicated (0: local only).",

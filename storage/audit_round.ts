@@ -94,10 +94,12 @@ export function planAuditRound(
 /**
  * The chunks among `chunks` that some holder other than this node should hold but was never
  * given (nor proved), up to `perHolder` per holder, drawn like {@link planAuditRound}'s: nobody
- * can blame that holder for lacking one, but nothing else ever gives it one either — an owner
- * that crashed between a put's quorum and its remaining copies, or a holder that joined after the
- * write, leaves the chunk below r copies until it is checked. A round repairs them (a proof from
- * each holder, a copy where one lacks it), and what a holder proves or is given is recorded.
+ * can blame that holder for lacking one, and an owner that crashed between a put's quorum and its
+ * remaining copies leaves the chunk below r copies until it is checked. A round repairs them (a
+ * proof from each holder, a copy where one lacks it), and what a holder proves or is given is
+ * recorded. A holder that joins or comes back, and a pin another process made here, get all of
+ * theirs at once from holder repair's catch-up (`HolderRepair.catchUp`, review s79 F1): this is
+ * the safety net behind it, a few a round.
  */
 export function planPlacementChecks(
   chunks: Iterable<string>,
@@ -106,10 +108,9 @@ export function planPlacementChecks(
 ): string[] {
   const byHolder = new Map<string, string[]>();
   for (const cid of new Set(chunks)) {
-    for (const peer of sources.holders(cid)) {
-      if (peer.id === sources.selfId || sources.wasGiven(peer.id, cid)) continue;
-      let cids = byHolder.get(peer.id);
-      if (cids === undefined) byHolder.set(peer.id, cids = []);
+    for (const id of unplacedHolders(cid, sources) ?? []) {
+      let cids = byHolder.get(id);
+      if (cids === undefined) byHolder.set(id, cids = []);
       cids.push(cid);
     }
   }
@@ -119,6 +120,37 @@ export function planPlacementChecks(
     for (const cid of sample(cids, perHolder, randomBelow)) out.add(cid);
   }
   return [...out];
+}
+
+/**
+ * The ids of the holders of `cid` other than this node that were never given it (nor proved it),
+ * by the given-chunks log; `undefined` when every holder was. What {@link planPlacementChecks}
+ * samples a few of per round, and what holder repair's catch-up (`holder_repair.ts`,
+ * `HolderRepair.catchUp`) checks all of, once, when a holder joins or a pin appears here that this
+ * node did not write.
+ *
+ * @example
+ * ```ts
+ * import { unplacedHolders } from "./audit_round.ts";
+ * import type { StoragePeer } from "./storage_peer.ts";
+ * const peer = (id: string) => ({ id }) as StoragePeer;
+ * const missing = unplacedHolders("bafk…", {
+ *   holders: () => [peer("a"), peer("b"), peer("c")],
+ *   wasGiven: (peerId) => peerId === "b",
+ *   selfId: "a",
+ * }); // Set {"c"}
+ * ```
+ */
+export function unplacedHolders(
+  cid: string,
+  sources: Pick<AuditPlanSources, "holders" | "wasGiven" | "selfId">,
+): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  for (const peer of sources.holders(cid)) {
+    if (peer.id === sources.selfId || sources.wasGiven(peer.id, cid)) continue;
+    (out ??= new Set()).add(peer.id);
+  }
+  return out;
 }
 
 /** What one audit round did ({@link runAuditRound}). */

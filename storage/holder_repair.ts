@@ -29,8 +29,21 @@
  * still missing itself: the better-ranked one may never repair (hostile, or gone quiet). With
  * honest survivors that check finds every copy in place, at a proof per holder and no bytes.
  *
+ * Copies never sent are caught up here too ({@link HolderRepair.catchUp}): when a holder joins or
+ * comes back, and when a pin appears here that this node did not write (`cli.ts put` into a
+ * running node's directory), the node goes over the blocks of its own files and checks every
+ * holder the given-chunks log says was never given one (`unplacedHolders`, `audit_round.ts`): a
+ * proof from each, a copy where one lacks it. Before (review s79, F1) only the audit round's
+ * placement check did, 4 chunks per holder per round, so a 400 MB file put beside a running node
+ * took about 32 hours to reach its r copies. The catch-up runs as fast as the holders take the
+ * copies, {@link CATCH_UP_IN_FLIGHT} chunks at a time, and at most {@link MAX_CATCH_UP_LISTED}
+ * chunks are listed at once (the rest by a scan after them), so a huge or hostile backlog costs
+ * time, not memory or sockets. Progress goes to {@link HolderRepairOptions.onCatchUp}, and the
+ * chunks still short to {@link HolderRepair.short} (the `veriflow_storage_chunks_short` gauge).
+ *
  * @module
  */
+import { unplacedHolders } from "./audit_round.ts";
 import { rankPeers } from "./rendezvous.ts";
 import type { RepairReport, ReplicatedStore } from "./replicated_store.ts";
 
@@ -212,6 +225,60 @@ const RETRY_SLICE = 1024;
 /** Chunks waiting to be tried again; past this, a new one is given up at once (reported). */
 const MAX_PENDING_RETRIES = 1 << 16;
 
+/**
+ * Chunks a catch-up repairs at once: each is a proof asked of each holder never given it, and a
+ * copy (256 KiB at most) to those that lack it, so at most this many copies per holder are in
+ * flight. One at a time left a link idle for a round trip per chunk; a few keep it busy, and the
+ * bound keeps a catch-up from crowding out puts and reads on the same link.
+ */
+export const CATCH_UP_IN_FLIGHT = 4;
+/**
+ * Chunks a catch-up lists at once (storage keys and the holders each lacks: a few MB at most);
+ * past it, the rest is counted, not listed, and found by a scan after these are done.
+ */
+export const MAX_CATCH_UP_LISTED = 1 << 14;
+/**
+ * Chunks one repair call of a catch-up takes (per lane): a holder that does not answer costs one
+ * peer timeout per call (`ReplicatedStore.repair`), and progress is counted per call.
+ */
+const CATCH_UP_SLICE = 64;
+/**
+ * Roots a catch-up waiting to start remembers; past it, it goes over every pinned file (the same
+ * work, without a list that a flood of pins could grow).
+ */
+const MAX_CATCH_UP_ROOTS = 1024;
+/** Least time between two progress reports of one catch-up (the first and last always go). */
+export const CATCH_UP_REPORT_MS = 10_000;
+
+/** Where a catch-up ({@link HolderRepair.catchUp}) finds this node's files and what was given. */
+export interface CatchUpSources {
+  /**
+   * The storage keys of the blocks of this node's own files (its pins but `local` ones) under
+   * `roots`; `null`: under every pin. A key may come more than once.
+   */
+  blocks(roots: ReadonlySet<string> | null): AsyncIterable<string>;
+  /** Whether this node gave (or saw prove) `cid` to the peer with id `peerId` (the given log). */
+  wasGiven(peerId: string, cid: string): boolean;
+}
+
+/** How far a catch-up got ({@link HolderRepairOptions.onCatchUp}). */
+export interface CatchUpProgress {
+  /** Why it ran: the changes it took ("2 holder(s) joined", "1 file(s) pinned here by …"). */
+  reason: string;
+  /** Chunks found that some holder was never given. */
+  short: number;
+  /** Of them, checked: every holder proved it or was given a copy, or a check failed. */
+  checked: number;
+  /** Copies written. */
+  repaired: number;
+  /** Holder checks that failed (no answer, copy refused): tried again after a backoff. */
+  failedChecks: number;
+  /** Chunks of which no valid copy was found anywhere. */
+  lost: number;
+  /** True on the catch-up's last report. */
+  done: boolean;
+}
+
 /** What one repair pass did (for logs and tests). */
 export interface HolderRepairPass extends RepairReport {
   /** Hex ids of the peers whose departure started it; empty for a pass that retried chunks. */
@@ -263,6 +330,18 @@ interface QueuedPass {
   pass: Promise<void>;
 }
 
+/** A catch-up of {@link HolderRepair.catchUp} waiting for the pass before it. */
+interface QueuedCatchUp {
+  store: ReplicatedStore;
+  signal: AbortSignal | undefined;
+  /** The roots whose blocks it goes over; `null`: every pin's. */
+  roots: Set<string> | null;
+  /** Why, one entry per kind of change it took. */
+  reasons: Set<string>;
+  /** Resolves when it is done. */
+  pass: Promise<void>;
+}
+
 /** Options of {@link HolderRepair}. */
 export interface HolderRepairOptions {
   /** This node's holder id (hex public key). */
@@ -281,6 +360,12 @@ export interface HolderRepairOptions {
   onError?: (error: unknown) => void;
   /** Clock and timers of retries. Default: the system's; tests pass one they move by hand. */
   clock?: RepairClock;
+  /** This node's files and the given-chunks log, for {@link HolderRepair.catchUp}; none: no catch-up. */
+  catchUp?: CatchUpSources;
+  /** Chunks a catch-up lists at once (the rest by a later scan). Default {@link MAX_CATCH_UP_LISTED}. */
+  maxCatchUpListed?: number;
+  /** Told how a catch-up goes: when it starts, every {@link CATCH_UP_REPORT_MS}, and when it ends. */
+  onCatchUp?: (progress: CatchUpProgress) => void;
 }
 
 /**
@@ -308,6 +393,10 @@ export class HolderRepair {
   #views = new Map<readonly { readonly id: string }[], Set<string> | null>();
   /** The pass queued behind the running one and not started: later changes join it. */
   #queued: QueuedPass | null = null;
+  /** The catch-up queued and not started: later joins and pins join it. */
+  #catchUpQueued: QueuedCatchUp | null = null;
+  /** Chunks the running catch-up found short and has not checked yet (listed or counted). */
+  #catchUpLeft = 0;
 
   /** @param options Who this node is, what it holds, where reports go. */
   constructor(options: HolderRepairOptions) {
@@ -318,6 +407,17 @@ export class HolderRepair {
   /** Passes finished so far. */
   get passes(): number {
     return this.#passes;
+  }
+
+  /**
+   * Chunks known to be short of a copy on some holder: found by the running catch-up and not yet
+   * checked, and those whose check failed, waiting to be tried again. What the operator watches
+   * fall to 0 after a join or a `cli.ts put` beside the node (`veriflow_storage_chunks_short`).
+   */
+  get short(): number {
+    let waiting = 0;
+    for (const retry of this.#retries.values()) if (retry.failures > 0) waiting++;
+    return this.#catchUpLeft + waiting;
   }
 
   /**
@@ -356,10 +456,7 @@ export class HolderRepair {
     if (departed.length === 0) return this.#running;
     this.#store = store;
     this.#stopped = false;
-    if (this.#signal !== signal) {
-      this.#signal = signal;
-      signal?.addEventListener("abort", () => this.stop(), { once: true });
-    }
+    this.#follow(signal);
     // A pass still waiting for the one running takes this change too: it judges under every set
     // before a change it took, against the set it finds when it starts. Before, each change
     // queued a pass of its own, so a holder that flapped while a pass ran (a connection that
@@ -459,6 +556,169 @@ export class HolderRepair {
     next.pass = pass;
     this.#running = pass;
     return pass;
+  }
+
+  /**
+   * Give the holders of this node's files (under `roots`; `null`: every pin) the chunks the
+   * given-chunks log says they were never given — a holder joined or came back (`null`), or a pin
+   * appeared here that this node did not write (its roots) — as a pass, one at a time with the
+   * others (see the module doc). A catch-up waiting to start takes this one too. `reason` is
+   * what the reports say it ran for. Resolves when that pass is done (never rejects).
+   */
+  catchUp(
+    store: ReplicatedStore,
+    roots: Iterable<string> | null,
+    reason: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (this.#options.catchUp === undefined) return this.#running;
+    this.#store = store;
+    this.#stopped = false;
+    this.#follow(signal);
+    const queued = this.#catchUpQueued;
+    if (queued !== null && queued.store === store && queued.signal === signal) {
+      if (roots === null) queued.roots = null;
+      else if (queued.roots !== null) {
+        for (const root of roots) queued.roots.add(root);
+        if (queued.roots.size > MAX_CATCH_UP_ROOTS) queued.roots = null;
+      }
+      queued.reasons.add(reason);
+      return queued.pass;
+    }
+    const listed = roots === null ? null : new Set(roots);
+    const next: QueuedCatchUp = {
+      store,
+      signal,
+      roots: listed !== null && listed.size > MAX_CATCH_UP_ROOTS ? null : listed,
+      reasons: new Set([reason]),
+      pass: Promise.resolve(),
+    };
+    this.#catchUpQueued = next;
+    const pass = this.#running.then(async () => {
+      if (this.#catchUpQueued === next) this.#catchUpQueued = null;
+      if (signal?.aborted) return;
+      try {
+        await this.#runCatchUp(next);
+      } catch (error) {
+        if (!signal?.aborted) this.#options.onError?.(error);
+      } finally {
+        this.#catchUpLeft = 0;
+      }
+      this.#arm();
+    });
+    next.pass = pass;
+    this.#running = pass;
+    return pass;
+  }
+
+  /** One catch-up: scan, then repair what the scan listed; again while a scan left some out. */
+  async #runCatchUp(job: QueuedCatchUp): Promise<void> {
+    const { store, signal } = job;
+    const sources = this.#options.catchUp!;
+    const selfId = this.#options.selfId;
+    const progress: CatchUpProgress = {
+      reason: [...job.reasons].join("; "),
+      short: 0,
+      checked: 0,
+      repaired: 0,
+      failedChecks: 0,
+      lost: 0,
+      done: false,
+    };
+    const maxListed = this.#options.maxCatchUpListed ?? MAX_CATCH_UP_LISTED;
+    let reported = this.#clock.now();
+    let started = false;
+    /** Chunks the last scan found short: a scan after it goes on only if it found fewer. */
+    let previous = Infinity;
+    for (;;) {
+      const listed = new Map<string, Set<string>>();
+      let unlisted = 0;
+      let seen = 0;
+      for await (const cid of sources.blocks(job.roots)) {
+        if (++seen % RANK_SLICE === 0) {
+          // Ranking is a hash per peer per block: yield as a departure's pass does.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          signal?.throwIfAborted();
+        }
+        // Listed already, or waiting for a retry of its own (it failed a check and backs off).
+        if (listed.has(cid) || this.#retries.has(cid)) continue;
+        const targets = unplacedHolders(cid, {
+          holders: (key) => store.holders(key),
+          wasGiven: (peerId, key) => sources.wasGiven(peerId, key),
+          selfId,
+        });
+        if (targets === undefined) continue;
+        if (listed.size < maxListed) listed.set(cid, targets);
+        else unlisted++; // found by the next scan, once these are placed
+      }
+      const found = listed.size + unlisted;
+      // Nothing placed since the last scan (every check failed, or the log did not take them):
+      // the rest waits for its retries, the next catch-up or the audit rounds, not a loop here.
+      if (found >= previous) break;
+      previous = found;
+      // A block of two files, or listed by a scan and counted by an earlier one, counts once.
+      progress.short = Math.max(progress.short, progress.checked + found);
+      this.#catchUpLeft = found;
+      if (!started && listed.size > 0) {
+        started = true;
+        this.#options.onCatchUp?.({ ...progress });
+      }
+      const cids = [...listed.keys()];
+      const step = CATCH_UP_SLICE * CATCH_UP_IN_FLIGHT;
+      for (let at = 0; at < cids.length; at += step) {
+        signal?.throwIfAborted();
+        const slice = cids.slice(at, at + step);
+        const failed = new Set<string>();
+        const lanes: string[][] = Array.from({ length: CATCH_UP_IN_FLIGHT }, () => []);
+        slice.forEach((cid, i) => lanes[i % CATCH_UP_IN_FLIGHT].push(cid));
+        const reports = await Promise.all(
+          lanes.filter((lane) => lane.length > 0).map((lane) =>
+            store.repair(lane, {
+              signal,
+              presence: true,
+              local: this.#options.read,
+              only: (cid) => listed.get(cid),
+              onFailedCheck: (cid) => failed.add(cid),
+            })
+          ),
+        );
+        for (const report of reports) {
+          progress.repaired += report.repaired;
+          progress.lost += report.lost.length;
+        }
+        progress.checked += slice.length;
+        progress.failedChecks += failed.size;
+        const gaveUp: string[] = [];
+        for (const cid of failed) this.#failedAgain(cid, listed.get(cid) ?? null, gaveUp);
+        if (gaveUp.length > 0) {
+          // Past the bound on retries waiting: reported as a pass's are ("given up").
+          this.#options.onPass?.({
+            checked: 0,
+            repaired: 0,
+            lost: [],
+            failedChecks: 0,
+            departed: [],
+            gaveUp,
+          });
+        }
+        this.#catchUpLeft -= slice.length;
+        const now = this.#clock.now();
+        if (now - reported >= CATCH_UP_REPORT_MS) {
+          reported = now;
+          this.#options.onCatchUp?.({ ...progress });
+        }
+      }
+      if (unlisted === 0) break; // else scan again: the ones placed are in the log now
+    }
+    this.#passes++;
+    if (started) this.#options.onCatchUp?.({ ...progress, done: true });
+  }
+
+  /** Follow `signal` (the latest change's): its abort stops the retry timer. */
+  #follow(signal: AbortSignal | undefined): void {
+    if (this.#signal === signal) return;
+    this.#signal = signal;
+    signal?.addEventListener("abort", () => this.stop(), { once: true });
   }
 
   /**

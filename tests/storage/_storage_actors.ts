@@ -47,12 +47,13 @@ export interface StorageActors {
 
 /**
  * `n` nodes replicating `replicas` copies, a put waiting for `writeQuorum` of them; each audit
- * verdict a node signs goes to `onVerdict`, if given.
+ * verdict a node signs goes to `onVerdict`, if given, and each line node `i` logs to `log`.
  */
 export async function storageActors(
   n: number,
   replication: { replicas: number; writeQuorum: number },
   onVerdict?: (verdict: Verdict) => void,
+  log?: (i: number, line: string) => void,
 ): Promise<StorageActors> {
   const ids = Array.from({ length: n }, () => Identity.generate());
   const dirs = await Promise.all(ids.map(() => Deno.makeTempDir({ prefix: "storage-actors-" })));
@@ -65,6 +66,7 @@ export async function storageActors(
       store: { durable: false },
       replication,
       ...(onVerdict === undefined ? {} : { onVerdict }),
+      ...(log === undefined ? {} : { log: (line: string) => log(i, line) }),
     })
   );
   /** The calls running in the nodes, asked through {@link StorageActors.askerOf}. */
