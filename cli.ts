@@ -29,7 +29,7 @@ Commands:
                           (-: the prompt is read from stdin)
   put [--private] [--key-file F] [--name N] [--mime T] [--progress] [--data DIR] FILE|DIR|-
                           store a file or directory; prints its CID (public: its IPFS UnixFS id)
-  get CID [-o FILE] [--range START-END] [--key-file F] [--progress] [--data DIR]
+  get CID|DIRCID/PATH [-o FILE] [--range START-END] [--key-file F] [--progress] [--data DIR]
                           read a file back (verified against its CID)
   ls [--json] [--verify] [--data DIR]
                           what the store holds and its capacity; damaged files flagged

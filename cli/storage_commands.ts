@@ -22,11 +22,18 @@ import { DiskFullError, KeyRequiredError, StorageError } from "../storage/errors
 import { ChunkStore, type ChunkStoreOptions } from "../storage/chunk_store.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import { type FileInfo, FileStore } from "../storage/file_store.ts";
+import { checkReplicas } from "../storage/replica_check.ts";
 import { OwnerKey } from "../storage/private_tier.ts";
 import { formatBytes, ProgressBar } from "../storage/progress_bar.ts";
-import { assertRawLeafSizes, type DagEntry, type DirectoryEntry } from "../storage/unixfs.ts";
+import {
+  assertRawLeafSizes,
+  type DagEntry,
+  decodeUnixfs,
+  type DirectoryEntry,
+} from "../storage/unixfs.ts";
+import { resolveUnixfsPath } from "../storage/unixfs_path.ts";
 import { blocksReferencedBy, isDagNode, storedLinks } from "../storage/dag_links.ts";
-import { cidCodec, DAG_PB_CODEC, storageKey } from "../protocols/cid.ts";
+import { cidCodec, DAG_PB_CODEC, identityBlock, storageKey } from "../protocols/cid.ts";
 import { explainQuarantined, quarantinedKeys, wasQuarantined } from "./_quarantined.ts";
 import { putMinFreeBytes } from "./_put_floor.ts";
 import { chunkCountOf } from "../protocols/manifest.ts";
@@ -109,18 +116,30 @@ export async function runPut(args: string[]): Promise<number> {
     const key = values.private ? await ownerKey(dataDir, values["key-file"] as string) : undefined;
     let source: ReadableStream<Uint8Array> | undefined;
     let total: number | null = null;
-    if (path === "-") source = Deno.stdin.readable;
-    else if (!isDir) {
+    // Walked whole before anything is stored: an entry put DIR refuses stores nothing, and the
+    // bar's total is the bytes of every file under DIR.
+    const tree = isDir ? await scanDirectory(path) : undefined;
+    if (tree) total = treeBytes(tree);
+    else if (path === "-") source = Deno.stdin.readable;
+    else {
       const file = await Deno.open(path, { read: true });
       total = (await file.stat()).size;
       source = file.readable;
     }
     const bar = ProgressBar.maybe(values.progress as boolean | undefined, total, "put");
+    // Source bytes stored so far: drawn once more when the put ends, since the bar redraws at
+    // most every 100 ms and a put that failed was left showing an earlier count (review s79 F3).
+    let done = 0;
+    const progress = (n: number) => {
+      done = n;
+      bar?.update(n);
+    };
     const pending = await PendingPut.begin(store);
     try {
-      if (isDir) {
-        const root = await putDirectory(new FileStore(pending), path);
+      if (tree) {
+        const root = await putTree(new FileStore(pending), tree, progress);
         await pending.commit(root.cid);
+        bar?.finish(done);
         console.log(root.cid);
         storedIn(dataDir);
         return;
@@ -131,7 +150,7 @@ export async function runPut(args: string[]): Promise<number> {
         key,
         name,
         mime,
-        onProgress: (n) => bar?.update(n),
+        onProgress: progress,
       });
       // A private file's name and type are sealed in its manifest, never written in the clear.
       await pending.commit(result.cid, key ? undefined : { name, mime });
@@ -139,6 +158,7 @@ export async function runPut(args: string[]): Promise<number> {
       console.log(result.cid);
       storedIn(dataDir);
     } catch (error) {
+      bar?.finish(done); // what was stored, not the last throttled draw, above the error
       throw failedPut(floorHint(error), pending.stored);
     } finally {
       bar?.stop();
@@ -201,33 +221,88 @@ async function assertUtf8Name(dir: string, name: string): Promise<void> {
 /** What a UTF-8 decoder puts in place of bytes that do not decode (Deno's directory names). */
 const REPLACEMENT_CHARACTER = "\uFFFD";
 
+/** An entry of a directory `put DIR` stores: a file with its size, or a directory. */
+interface TreeEntry {
+  /** Its name in its directory. */
+  name: string;
+  /** Its path on disk. */
+  path: string;
+  /** A file's size when walked (the bar's share of it). */
+  size?: number;
+  /** A directory's entries, in name order. */
+  entries?: TreeEntry[];
+}
+
 /**
- * Put the directory at `path` as a UnixFS directory: its files and subdirectories, in name
- * order (what the npm importer and `ipfs add -r` give the same tree). Symlinks and other
- * special files are refused rather than silently left out of the id.
+ * The directory at `path` and everything under it, each directory's entries in name order (what
+ * the npm importer and `ipfs add -r` give the same tree). Symlinks and other special files are
+ * refused, by what they are, rather than silently left out of the id.
+ *
+ * @throws {UsageError} an entry is a symlink, or neither a file nor a directory.
+ * @throws {InvalidNameError} an entry's name is not UTF-8.
  */
-async function putDirectory(files: FileStore, path: string): Promise<DagEntry> {
-  const names: { name: string; isDirectory: boolean }[] = [];
+async function scanDirectory(path: string, name = ""): Promise<TreeEntry> {
+  const entries: TreeEntry[] = [];
   for await (const entry of Deno.readDir(path)) {
+    const child = join(path, entry.name);
+    if (entry.isSymlink) {
+      // A link's target is outside the tree the CID names (and may be gone): neither storing
+      // what it points to nor leaving it out would be the directory the operator sees.
+      throw new UsageError(
+        `${child}: a symlink; put DIR stores files and directories only: replace it with a copy ` +
+          "of what it points to, or move it out of the directory",
+      );
+    }
     if (!entry.isFile && !entry.isDirectory) {
-      throw new UsageError(`${join(path, entry.name)}: only files and directories can be put`);
+      throw new UsageError(
+        `${child}: neither a file nor a directory (a socket, FIFO or device); put DIR stores ` +
+          "files and directories only: move it out of the directory",
+      );
     }
     await assertUtf8Name(path, entry.name);
-    names.push({ name: entry.name, isDirectory: entry.isDirectory });
+    entries.push(
+      entry.isDirectory
+        ? await scanDirectory(child, entry.name)
+        : { name: entry.name, path: child, size: (await Deno.stat(child)).size },
+    );
   }
-  names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { name, path, entries };
+}
+
+/** Bytes of every file under `tree`, as walked. */
+function treeBytes(tree: TreeEntry): number {
+  return (tree.entries ?? []).reduce((sum, e) => sum + (e.size ?? treeBytes(e)), 0);
+}
+
+/**
+ * Put `tree` ({@link scanDirectory}) as a UnixFS directory; `onProgress` is told the file bytes
+ * stored so far across all its files.
+ */
+async function putTree(
+  files: FileStore,
+  tree: TreeEntry,
+  onProgress: (bytes: number) => void,
+  before = 0,
+): Promise<DagEntry & { bytes: number }> {
   const entries: DirectoryEntry[] = [];
-  for (const { name, isDirectory } of names) {
-    const child = join(path, name);
-    if (isDirectory) {
-      entries.push({ name, ...await putDirectory(files, child) });
+  let bytes = before;
+  for (const entry of tree.entries!) {
+    if (entry.entries) {
+      const { bytes: after, ...dir } = await putTree(files, entry, onProgress, bytes);
+      bytes = after;
+      entries.push({ name: entry.name, ...dir });
       continue;
     }
-    const file = await Deno.open(child, { read: true });
-    const { cid, size, tsize } = await files.put(file.readable);
-    entries.push({ name, cid, fileSize: size, tsize });
+    const file = await Deno.open(entry.path, { read: true });
+    const base = bytes;
+    const { cid, size, tsize } = await files.put(file.readable, {
+      onProgress: (n) => onProgress(base + n),
+    });
+    bytes += size;
+    entries.push({ name: entry.name, cid, fileSize: size, tsize });
   }
-  return await files.putDirectory(entries);
+  return { ...await files.putDirectory(entries), bytes };
 }
 
 /**
@@ -248,26 +323,36 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   if (values.help) return usage(GET_USAGE, 0);
   const wrong = wrongOperands(
     positionals,
-    [["CID", "the file to read, as put printed it"]],
+    [["CID", "the file to read, as put printed it, or DIRCID/PATH: a file in a directory"]],
     GET_USAGE,
   );
   if (wrong !== undefined) return wrong;
-  const [cid] = positionals;
+  const [operand] = positionals;
   const dataDir = await commandDataDir(values.data);
   const output = values.output as string | undefined;
   return await reportErrors(async () => {
+    const { root, names } = splitGetOperand(operand);
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
-    const { tier } = await files.stat(cid).catch(async (error) => {
+    const explained = async (error: unknown): Promise<never> => {
       // A root set aside as corrupt is a damaged file, not a CID to check (review s75 F4).
       if (await explainQuarantined(error, store.dir)) throw error;
       throw notInStore(
         error,
         dataDir,
         "or, if other nodes hold it (a public file), read it through a running node: " +
-          `curl -o FILE http://127.0.0.1:8080/v1/files/${cid}`,
+          `curl -o FILE http://127.0.0.1:8080/${
+            names.length === 0 ? "v1/files" : "ipfs"
+          }/${operand}`,
       );
-    });
+    };
+    // The names followed as the gateway follows them (review s79 F4: `DIRCID/NAME` was refused
+    // as an invalid CID, so what put DIR stored could not be read back here).
+    const cid = names.length === 0
+      ? root
+      : (await resolveUnixfsPath(root, names, (c) => blockOf(store, c)).catch(explained)).cid;
+    const { tier, type } = await files.stat(cid).catch(explained);
+    if (type === "directory") throw await directoryRefusal(store, operand, cid);
     const key = tier === "private"
       ? await ownerKey(dataDir, values["key-file"] as string | undefined, cid)
       : undefined;
@@ -282,6 +367,12 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
       if (end < start) throw new UsageError(`--range ${values.range}: END is before START`);
     }
     const info = await files.stat(cid, { key });
+    // An END past the file reads to its end, as an HTTP byte range does (`server/http_range.ts`,
+    // the gateway's and /v1/files'): "from START to the end" needs no size looked up first
+    // (review s79 F5). A START at or past the end is still refused: there is nothing to read.
+    if (start !== undefined && end !== undefined && info.size !== null && start < info.size) {
+      end = Math.min(end, info.size);
+    }
     const stream = await files.get(cid, { key, start, end });
     const total = (end ?? info.size ?? 0) - (start ?? 0);
     const bar = ProgressBar.maybe(values.progress as boolean | undefined, total, "get");
@@ -305,6 +396,58 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
       bar?.stop();
     }
   }, "get");
+}
+
+/**
+ * `get`'s operand, `CID` or `CID/PATH`, split into the CID and the names to follow from it. Empty
+ * names and `.` are dropped, as a file system reads a path; `..` is refused rather than resolved:
+ * a path names entries below the CID, and one that climbed above it would name another root.
+ *
+ * @throws {UsageError} a `..` in the path.
+ */
+function splitGetOperand(operand: string): { root: string; names: string[] } {
+  const [root, ...path] = operand.split("/");
+  const names = path.filter((name) => name !== "" && name !== ".");
+  if (names.includes("..")) {
+    throw new UsageError(
+      `${operand}: ".." is not followed; a path after the CID names entries below it`,
+    );
+  }
+  return { root, names };
+}
+
+/** A verified block of `store` by CID; an identity CID (a node inlined in its link) is its own. */
+function blockOf(store: ChunkStore, cid: string): Promise<Uint8Array> {
+  const inline = identityBlock(cid);
+  return inline ? Promise.resolve(inline.bytes) : store.get(storageKey(cid));
+}
+
+/**
+ * Most entry names a refused directory lists: enough to see what it is and pick a path, one line
+ * on a terminal for short names; a directory of thousands is read with `export` or the gateway.
+ */
+const LISTED_ENTRIES = 10;
+
+/**
+ * The `not_a_file` refusal of `get` on directory `cid` (named `operand` on the command line):
+ * its entries, and the commands that read them. `get` writes one file; writing a tree to disk is
+ * left to the tools that unpack a CAR, which `export` writes.
+ */
+async function directoryRefusal(
+  store: ChunkStore,
+  operand: string,
+  cid: string,
+): Promise<StorageError> {
+  const { links } = decodeUnixfs(cid, await blockOf(store, cid));
+  const names = links.slice(0, LISTED_ENTRIES).map((link) => printableName(link.name));
+  if (links.length > LISTED_ENTRIES) names.push(`… ${links.length - LISTED_ENTRIES} more`);
+  return new StorageError(
+    "not_a_file",
+    `${operand} is a directory of ${links.length} ${links.length === 1 ? "entry" : "entries"} ` +
+      `(${names.join(", ")}): get writes one file, \`cli.ts get ${operand.replace(/\/+$/, "")}` +
+      `/NAME\`; \`cli.ts export ${cid} -o DIR.car\` writes the whole tree as a CAR, which ` +
+      "IPFS tools unpack (`ipfs-car unpack`; `ipfs dag import`, then `ipfs get`)",
+  );
 }
 
 /**
@@ -354,6 +497,8 @@ export async function runLs(args: string[]): Promise<number> {
   if (wrong !== undefined) return wrong;
   const dataDir = await commandDataDir(values.data);
   let damaged = 0;
+  /** Chunks held for peers that are missing or corrupt here. */
+  let lostReplicas = 0;
   const code = await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
@@ -387,8 +532,11 @@ export async function runLs(args: string[]): Promise<number> {
     }
     damaged = listed.filter((f) => "error" in f || f.damage).length;
     const stats = await store.stats();
+    // The chunks held for peers too: their records outlive lost packs (review s79, F2).
+    const replicas = await checkReplicas(store, { verify: values.verify === true });
+    lostReplicas = replicas.missing + replicas.corrupt;
     if (values.json) {
-      console.log(JSON.stringify({ files: listed, capacity: stats }, null, 2));
+      console.log(JSON.stringify({ files: listed, capacity: stats, replicas }, null, 2));
       return;
     }
     for (const f of listed) {
@@ -412,7 +560,7 @@ export async function runLs(args: string[]): Promise<number> {
       console.log(`${f.cid}  ${f.tier.padEnd(7)}  ${size.padStart(10)}  ${name}${damage}`);
     }
     const quota = stats.quotaBytes === null ? "no quota" : `quota ${formatBytes(stats.quotaBytes)}`;
-    const replicas = stats.replicaCount > 0
+    const held = stats.replicaCount > 0
       ? `, ${countOf(stats.replicaCount, "chunk")} held for peers`
       : "";
     // Counted in the usage and the quota; only the operator removes it (see ChunkStoreStats).
@@ -421,10 +569,22 @@ export async function runLs(args: string[]): Promise<number> {
         `delete them once looked at)`
       : "";
     console.log(
-      `${countOf(listed.length, "file")}, ${countOf(stats.objectCount, "object")}${replicas}, ${
+      `${countOf(listed.length, "file")}, ${countOf(stats.objectCount, "object")}${held}, ${
         formatBytes(stats.usedBytes)
       } used${quarantined}, ${quota}`,
     );
+    if (lostReplicas > 0) {
+      // Said as a file's damage is ("1 corrupt of 3 chunks"), and what it costs this node.
+      const parts = [
+        ...replicas.missing > 0 ? [`${replicas.missing} missing`] : [],
+        ...replicas.corrupt > 0 ? [`${replicas.corrupt} corrupt (moved to quarantine/)`] : [],
+      ];
+      console.log(
+        `DAMAGED: ${parts.join(", ")} of ${countOf(replicas.total, "chunk")} held for peers: ` +
+          "this node fails the audits of the peers that gave them until they restore them; " +
+          "check the disk",
+      );
+    }
     const unreferenced = reached && await countUnreferenced(store, reached);
     if (unreferenced) {
       console.log(
@@ -433,8 +593,15 @@ export async function runLs(args: string[]): Promise<number> {
       );
     }
   }, "ls");
-  if (code !== 0 || damaged === 0) return code;
-  console.error(`error: ${countOf(damaged, "file")} damaged (DAMAGED above): put each again`);
+  if (code !== 0 || damaged + lostReplicas === 0) return code;
+  if (damaged > 0) {
+    console.error(`error: ${countOf(damaged, "file")} damaged (DAMAGED above): put each again`);
+  }
+  if (lostReplicas > 0) {
+    console.error(
+      `error: ${countOf(lostReplicas, "chunk")} held for peers missing or corrupt (DAMAGED above)`,
+    );
+  }
   return EXIT_DAMAGED;
 }
 

@@ -27,11 +27,15 @@ Examples:
 
 /** What `cli.ts get --help` prints. */
 export const GET_USAGE =
-  `Usage: cli.ts get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
-  Write the file (or bytes START..END-1) to FILE or stdout; every chunk is verified.
+  `Usage: cli.ts get CID|DIRCID/PATH [-o FILE] [--range START-END] [--key-file FILE] [--data DIR]
+                  [--progress]
+  Write the file (or bytes START..END-1; an END past the file reads to its end) to FILE or stdout;
+  every chunk is verified. DIRCID/PATH names a file in a directory put DIR stored. A directory
+  itself is not written: export DIRCID writes it as a CAR, which IPFS tools unpack.
 
 Examples:
   deno run -A cli.ts get CID -o /tmp/readme.md
+  deno run -A cli.ts get DIRCID/docs/a.txt -o /tmp/a.txt          # a file in a stored directory
   deno run -A cli.ts get CID --range 0-100 --data /srv/veriflow     # its first 100 bytes`;
 
 /** What `cli.ts ls --help` prints. */

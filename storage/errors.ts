@@ -171,7 +171,11 @@ export class HolderNotReachedError extends StorageError {
   }
 }
 
-/** A byte range outside the file was asked for. */
+/**
+ * A byte range the file cannot give was asked for. The message says which end is wrong: a range
+ * that overlaps the file's last bytes was called "outside" it (review s79 F5), which sent users to
+ * look for a wrong start.
+ */
 export class RangeNotSatisfiableError extends StorageError {
   /**
    * Build the error.
@@ -181,8 +185,19 @@ export class RangeNotSatisfiableError extends StorageError {
    * @param size Size of the file.
    */
   constructor(start: number, end: number, size: number) {
-    super("range_not_satisfiable", `range [${start}, ${end}) is outside a ${size}-byte file`);
+    super("range_not_satisfiable", `range [${start}, ${end}) ${rangeProblem(start, end, size)}`);
   }
+}
+
+/** What is wrong with `[start, end)` of a `size`-byte file, said after the range. */
+function rangeProblem(start: number, end: number, size: number): string {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0) {
+    return "is not a range of byte offsets";
+  }
+  if (end < start) return "ends before it starts";
+  if (start >= size && end > size) return `starts at or past the end of a ${size}-byte file`;
+  if (end > size) return `runs past the end of a ${size}-byte file (its last byte is ${size - 1})`;
+  return `is not a range of a ${size}-byte file`;
 }
 
 /** A file was to be read whole into memory, and it is larger than the configured limit. */
