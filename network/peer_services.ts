@@ -31,7 +31,8 @@ import {
   VALIDATION_PROTOCOL,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import type { Account } from "../proof/ledger_state.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { TrainingError } from "../training/training_error.ts";
@@ -409,6 +410,52 @@ export function servePeer(
   serveTraining(connection, peer, services);
 }
 
+/**
+ * A round asked of this node's trainer by a coordinator with no stake in this node's ledger
+ * (`unstaked_coordinator`). A trainer trains and signs for whoever asks, and its signed slot is
+ * (round, start model) whoever asked (`training/_signed_slots.ts`): before this gate any peer
+ * could take an honest coordinator's next slot first (review s79 F2), have cheap rounds signed
+ * and gossip their receipts to lock the trainer's whole stake so it got no seat (F3), or hold its
+ * engine with a long round past other coordinators' deadlines (F4).
+ */
+class UnstakedCoordinatorError extends TrainingError {
+  constructor(round: number) {
+    super(
+      "unstaked_coordinator",
+      `round ${round} refused: this trainer trains only for coordinators with stake in its ledger`,
+    );
+  }
+}
+
+/**
+ * Refuse `peer`'s round `round` unless its key holds stake in this node's ledger, the way a
+ * node audits only the outcomes of staked coordinators (`training/_outcome_gate.ts`) and a
+ * router ranks a worker by its standing in its own ledger (`worker_choice.ts`). This node's own
+ * key is not asked (its coordinator is its own). A node that keeps no ledger cannot tell, and
+ * trains for any peer, as before (docs/TRAINING.md says so).
+ */
+async function refuseUnstakedCoordinator(
+  services: PeerServices,
+  peer: string,
+  round: number,
+  signal: AbortSignal,
+): Promise<void> {
+  if (services.validator === undefined) return;
+  if (services.self !== undefined && toHex(services.self) === peer) return;
+  const account = await validatorInboxOf<ValidatorMessage>(services.system, services.validator)
+    .ask<Account | undefined>(peer, { type: "account", key: fromHex(peer) }, {
+      timers: services.timers,
+      signal,
+      unavailable: () => new ServiceUnavailableError("the validator"),
+    });
+  if ((account?.stake ?? 0) > 0) return;
+  services.log?.(
+    `trainer: round ${round} refused for ${peer.slice(0, 16)}: unstaked_coordinator (no stake ` +
+      `in this ledger)`,
+  );
+  throw new UnstakedCoordinatorError(round);
+}
+
 /** The training protocol's handlers (`protocols/training_messages.ts`), by role. */
 function serveTraining(connection: Connection, peer: string, services: PeerServices): void {
   const { system } = services;
@@ -429,6 +476,7 @@ function serveTraining(connection: Connection, peer: string, services: PeerServi
   });
   connection.handle(RoundMessage, async (body, { signal }) => {
     const trainer = actor<TrainerMessage>(services.trainer, "a trainer");
+    await refuseUnstakedCoordinator(services, peer, body.round, signal);
     // The signal aborts when this connection closes: a coordinator gone (restarted) no longer
     // holds its one round slot at the trainer with a round nobody will read the report of.
     const accepted = await trainer.ask<RoundAccepted>({

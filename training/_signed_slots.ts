@@ -5,7 +5,10 @@
  * into an equivocation that would slash it. Kept in `<data dir>/signed-slots.json` when the
  * trainer has a data directory, written durably before a slot's receipt is signed. Owned by the
  * service's round admission (`_trainer_rounds.ts`), read and written only inside its mailbox.
- * Not part of the public API.
+ * The slot names no coordinator (nor does the receipt, nor the ledger's slot), so the first to ask
+ * takes it: a node with a ledger lets only coordinators staked there ask at all
+ * (`unstaked_coordinator`, `network/peer_services.ts`; review s79 F2), and a staked key that asks
+ * first still takes another coordinator's slot (docs/TRAINING.md). Not part of the public API.
  *
  * @module
  */
