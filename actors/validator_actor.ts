@@ -182,6 +182,13 @@ export interface ValidatorActorOptions {
    * its own.
    */
   stats?: ValidatorStats;
+  /**
+   * Told this incarnation's ledger once it has started (`open` true) and again as it stops
+   * (false), for reads that must not queue behind the intake in the mailbox: the node's
+   * admission of a job by its free stake (`node/_stake_backed_port.ts`). Reads only: every write
+   * stays in `receive`.
+   */
+  onLedger?: (ledger: Ledger, open: boolean) => void;
 }
 
 /** Default finalize timer period: a fraction of the default 10-minute window. */
@@ -415,6 +422,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         ctx.self.tell({ type: "finalize" }).catch(() => {});
       }, every);
       ctx.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+    }
+    const told = this.#options.onLedger;
+    if (told !== undefined) {
+      told(ledger, true);
+      ctx.signal.addEventListener("abort", () => told(ledger, false), { once: true });
     }
   }
 

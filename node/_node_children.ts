@@ -19,7 +19,11 @@ import {
 import { ProverActor, proverHook, type ProverMessage } from "../actors/prover_actor.ts";
 import { StorageActor } from "../actors/storage_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
-import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
+import {
+  ValidatorActor,
+  type ValidatorActorOptions,
+  type ValidatorMessage,
+} from "../actors/validator_actor.ts";
 import { emptyValidatorStats } from "../actors/validator_messages.ts";
 import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { ModelRegistry } from "../inference/model_registry.ts";
@@ -83,6 +87,8 @@ export interface NodeChildrenInputs {
   disk?: DiskRoom;
   /** The disk's free bytes as a test sees them (`StartNodeOptions.disk`), for the store too. */
   freeBytes?: () => number | Promise<number>;
+  /** Told the validator's ledger while it is open: the job admission reads its free stake. */
+  onLedger?: ValidatorActorOptions["onLedger"];
 }
 
 /** The supervisor's children for the node's configuration, in start order. */
@@ -201,6 +207,7 @@ export function nodeChildren(inputs: NodeChildrenInputs): ChildSpec<never>[] {
           // The training validator resumes its own interrupted challenges (addTrainingChildren).
           trainingProofsResumed: trainingValidates(config, training),
           stats,
+          onLedger: inputs.onLedger,
         }),
     });
   }

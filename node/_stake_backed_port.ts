@@ -7,18 +7,27 @@
  * unpaid (review s78 vprompt F2). The router takes the refusal as a full worker's and asks the
  * next one (`network/_failure_codes.ts`).
  *
- * Jobs admitted here whose receipts are not in the ledger yet hold their worst-case lock here
- * until they end, so a burst of jobs is not admitted against the same free stake. A node that
- * keeps no ledger, whose ledger cannot answer now, or that has no stake in it (a receipt of a
- * worker without stake is held for its pledge, not lost), admits every job: it knows no stake to
- * check. Used by `node.ts` for the peers' and the clients' jobs alike. Not part of the public
- * API.
+ * A job admitted here holds its worst-case lock here from its admission until this node's ledger
+ * holds its receipt (the ledger's own lock then counts it), or it ended with no receipt, or its
+ * receipt was not recorded within {@link RECEIPT_RECORD_WAIT_MS}: a burst of jobs, or a job
+ * admitted between a receipt's signing and its record, is not admitted against the same free
+ * stake (review s79 vmoney F1). One requester's open jobs hold at most
+ * {@link REQUESTER_STAKE_SHARE} of the free stake (its first one excepted), so its queued jobs
+ * cannot shut the worker to everyone else (F6).
+ *
+ * The ledger is read synchronously, from the memory of the validator's open ledger, never through
+ * the validator's mailbox, which the intake may hold for seconds per receipt (F2). A node that
+ * keeps no ledger, or that has no stake in it (a receipt of a worker without stake is held for
+ * its pledge, not lost), admits every job: it knows no stake to check. A node whose ledger is not
+ * open now (its validator starting or restarting) refuses: it never admits unchecked. Used by
+ * `node.ts` for the peers' and the clients' jobs alike. Not part of the public API.
  *
  * @module
  */
-import type { InferencePort } from "../inference/inference_port.ts";
-import type { TextJob } from "../protocols/job.ts";
-import type { Account } from "../proof/ledger_state.ts";
+import type { InferencePort, JobSummary } from "../inference/inference_port.ts";
+import { jobId, type TextJob } from "../protocols/job.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { Account, Ledger } from "../proof/ledger.ts";
 import { freeStake, type LedgerTerms } from "../proof/_ledger_amounts.ts";
 import { InsufficientStakeError } from "../proof/ledger_errors.ts";
 import { roundCredits } from "../proof/ledger_state.ts";
@@ -26,11 +35,23 @@ import type { PromptTokenCounter } from "../network/_prompt_token_claim.ts";
 import { DEFAULT_LEDGER_TERMS, jobStakeLock } from "../network/_job_stake_lock.ts";
 
 /**
- * How long a job's admission waits on the node's ledger for its account: the validator answers
- * it from memory, so a ledger slower than this is busy (a long mailbox), and the job is admitted
- * as where no ledger is known rather than held at its start for the ask's default 30 s.
+ * How long a job that ended with a receipt keeps its lock here while this node's ledger does not
+ * hold the receipt, ms. The prover hands the receipt over only once the validator recorded it, or
+ * after the validator's ask timed out (`DEFAULT_ASK_TIMEOUT_MS`, 30 s, a mailbox that busy); the
+ * message is still queued then and recorded when reached, so this allows that wait twice over.
+ * Past it the receipt was refused or lost, and holding its stake longer would refuse jobs the
+ * stake backs.
  */
-export const STAKE_ASK_TIMEOUT_MS = 1_000;
+export const RECEIPT_RECORD_WAIT_MS = 60_000;
+
+/**
+ * The most of this worker's free stake one requester's open jobs may hold here (its first job is
+ * never refused for it). Half, as a peer's job places (`DEFAULT_MAX_JOBS_PER_PEER`, 32) are about
+ * half of a default worker's 4 slots and 64 queue places (`too_many_jobs`,
+ * `inference/serve_inference.ts`): one requester — a router forwards all its clients' jobs under
+ * its own key — can fill half, and the other half stays for everyone else.
+ */
+export const REQUESTER_STAKE_SHARE = 1 / 2;
 
 /** A job refused because this worker's free stake cannot back its receipt's lock. */
 export class JobUnbackedError extends InsufficientStakeError {
@@ -46,12 +67,67 @@ export class JobUnbackedError extends InsufficientStakeError {
   }
 }
 
+/** A job refused because its requester's open jobs hold their share of this worker's stake. */
+export class RequesterShareError extends InsufficientStakeError {
+  /**
+   * Create the error.
+   * @param lock The most stake the job's receipt can lock.
+   * @param holding What the requester's open jobs here hold already.
+   * @param share The most of the free stake one requester's jobs may hold.
+   */
+  constructor(lock: number, holding: number, share: number) {
+    super(lock, Math.max(0, roundCredits(share - holding)));
+    this.message = `this requester's open jobs here hold ${holding} of this worker's stake, and ` +
+      `one requester may hold ${share}: the job's receipt could lock up to ${lock} more; refused ` +
+      `before the work, not computed`;
+  }
+}
+
+/** A job refused because this worker's ledger is not open now: its free stake is unknown. */
+export class StakeUnknownError extends InsufficientStakeError {
+  /** Create the error. */
+  constructor() {
+    super(0, 0);
+    this.message = "this worker's ledger is not open now (its validator starting or " +
+      "restarting): its free stake cannot be read, so the job is refused before the work, " +
+      "not computed unchecked";
+  }
+}
+
+/** What {@link refusingUnbacked} reads of this node's ledger, synchronously. */
+export interface OwnStake {
+  /** This node's account now. */
+  account(): Readonly<Account>;
+  /** Whether the ledger holds this node's receipt for job `jobId` (its lock is in `account`). */
+  recorded(jobId: string): boolean;
+}
+
+/** The reads of a {@link Ledger} that {@link ownStakeIn} takes. */
+export type LedgerStakeReads = Pick<Ledger, "account" | "receiptOfJob" | "receipt" | "keepsClaim">;
+
+/** {@link OwnStake} of key `self` in `ledger`. */
+export function ownStakeIn(ledger: LedgerStakeReads, self: Uint8Array): OwnStake {
+  const hex = toHex(self);
+  return {
+    account: () => ledger.account(self),
+    recorded: (id) => {
+      const receipt = ledger.receiptOfJob(id);
+      if (receipt === undefined) return false;
+      // Another worker's receipt holding the job keeps this node's as a claim, its lock settled.
+      return ledger.receipt(receipt)?.worker === hex || ledger.keepsClaim(id, self);
+    },
+  };
+}
+
 /** What {@link refusingUnbacked} reads of the node. */
 export interface StakeBackedPortOptions {
   /** This node's hex key: its own jobs (`requester` this node) earn nothing and are not checked. */
   self: string;
-  /** This node's account in its own ledger; undefined where it keeps none or cannot say now. */
-  account: () => Promise<Readonly<Account> | undefined>;
+  /**
+   * This node's ledger while it is open, undefined while it is not (a job is then refused).
+   * Absent: the node keeps no ledger (no validator role), and every job is admitted.
+   */
+  ledger?: () => OwnStake | undefined;
   /** This node's count of a job's prompt tokens (`HeldModelPromptCounter.count`). */
   count: PromptTokenCounter;
   /**
@@ -61,6 +137,17 @@ export interface StakeBackedPortOptions {
   prepare?: (model: string) => Promise<unknown>;
   /** The terms the node's ledger runs with (default `DEFAULT_LEDGER_TERMS`). */
   terms?: LedgerTerms;
+  /** Clock of {@link RECEIPT_RECORD_WAIT_MS}, ms (default `Date.now`). */
+  now?: () => number;
+}
+
+/** A job admitted here whose lock its receipt has not taken over in the ledger yet. */
+interface Admitted {
+  readonly jobId: string;
+  readonly requester: string;
+  readonly lock: number;
+  /** When it ended with a receipt the ledger did not hold yet; undefined while it runs. */
+  endedAt?: number;
 }
 
 /** `port`, whose submits of earning jobs are refused when this node's stake cannot back them. */
@@ -69,42 +156,65 @@ export function refusingUnbacked(
   options: StakeBackedPortOptions,
 ): InferencePort {
   const terms = options.terms ?? DEFAULT_LEDGER_TERMS;
-  /** Worst-case locks of the jobs admitted here that have not ended. */
-  let held = 0;
+  const now = options.now ?? Date.now;
+  const admitted = new Set<Admitted>();
   const lockOf = (job: TextJob) => jobStakeLock(job, options.count(job), terms);
+  /** The locks held here by `requester`'s jobs, or by all, after dropping what the ledger holds. */
+  const held = (stake: OwnStake, requester?: string) => {
+    let sum = 0;
+    for (const job of admitted) {
+      if (job.endedAt !== undefined) {
+        if (stake.recorded(job.jobId) || now() - job.endedAt >= RECEIPT_RECORD_WAIT_MS) {
+          admitted.delete(job);
+          continue;
+        }
+      }
+      if (requester === undefined || job.requester === requester) sum += job.lock;
+    }
+    return roundCredits(sum);
+  };
+  const ended = (job: Admitted) => (summary: JobSummary) => {
+    if (summary.receipt === undefined) admitted.delete(job);
+    else job.endedAt = now();
+  };
   return {
     submit: async (job, submitOptions) => {
-      if (job.requester === undefined || job.requester === options.self) {
+      const requester = job.requester;
+      if (requester === undefined || requester === options.self || !options.ledger) {
         return await port.submit(job, submitOptions);
       }
-      const account = await options.account().catch(() => undefined);
+      let stake = options.ledger();
+      if (stake === undefined) throw new StakeUnknownError();
       // No stake here: the ledger holds such a receipt until the worker's pledge comes (a
       // staked worker's refused receipt is lost), and its stake may be pledged to the ledgers
       // that pay it but not to its own. Nothing here says it cannot be backed.
-      if (account === undefined || account.stake <= 0) {
-        return await port.submit(job, submitOptions);
-      }
+      if (stake.account().stake <= 0) return await port.submit(job, submitOptions);
       let lock = lockOf(job);
       // The window's bound (a tokenizer not read yet) is no ground to refuse: count exactly.
-      if (lock > freeStake(account) - held && options.prepare !== undefined) {
+      if (lock > freeStake(stake.account()) - held(stake) && options.prepare !== undefined) {
         await options.prepare(job.model).catch(() => undefined);
         lock = lockOf(job);
+        stake = options.ledger();
+        if (stake === undefined) throw new StakeUnknownError();
       }
-      const free = roundCredits(freeStake(account) - held);
+      // From here to `admitted.add` nothing awaits: no other admission reads between.
+      const ledgerFree = freeStake(stake.account());
+      const free = roundCredits(ledgerFree - held(stake));
       if (lock > free) throw new JobUnbackedError(lock, Math.max(0, free));
-      held = roundCredits(held + lock);
-      let released = false;
-      const release = () => {
-        if (released) return;
-        released = true;
-        held = roundCredits(held - lock);
-      };
+      const holding = held(stake, requester);
+      const share = roundCredits(ledgerFree * REQUESTER_STAKE_SHARE);
+      if (holding > 0 && roundCredits(holding + lock) > share) {
+        throw new RequesterShareError(lock, holding, share);
+      }
+      const entry: Admitted = { jobId: jobId(job), requester, lock };
+      admitted.add(entry);
       try {
         const handle = await port.submit(job, submitOptions);
-        handle.done.then(release, release);
+        // `done` never rejects; a rejection all the same ends the job with no receipt known.
+        handle.done.then(ended(entry), () => admitted.delete(entry));
         return handle;
       } catch (error) {
-        release();
+        admitted.delete(entry);
         throw error;
       }
     },

@@ -86,7 +86,7 @@ import { nodeShutdown } from "./_node_shutdown.ts";
 import { DiskRoom } from "./disk_room.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { refusingWhileReadOnly } from "./_read_only_port.ts";
-import { refusingUnbacked, STAKE_ASK_TIMEOUT_MS } from "./_stake_backed_port.ts";
+import { type LedgerStakeReads, ownStakeIn, refusingUnbacked } from "./_stake_backed_port.ts";
 import { waitForPeer, type WaitForPeerOptions } from "./wait_for_peer.ts";
 import { checkVersion } from "./version.ts";
 
@@ -474,6 +474,12 @@ async function startSteps(
       return storageGateway(storage).block(cid, signal, readOptions);
     }
     : undefined;
+  // The validator's ledger while it is open (`onLedger`), for the admission's synchronous reads.
+  let openLedger: LedgerStakeReads | undefined;
+  const onLedger = (ledger: LedgerStakeReads, open: boolean) => {
+    if (open) openLedger = ledger;
+    else if (openLedger === ledger) openLedger = undefined; // not a newer incarnation's
+  };
   const localPort = (): InferencePort | undefined => {
     const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
     // A job that signs a receipt writes it to the ledger: refused up front while read-only.
@@ -488,11 +494,11 @@ async function startSteps(
           ),
           {
             self: toHex(identity.publicKey),
-            account: async () =>
-              await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.ask<Account>(
-                { type: "account", key: identity.publicKey },
-                { timeoutMs: STAKE_ASK_TIMEOUT_MS },
-              ),
+            // Read from the ledger's memory, not asked of the validator: its mailbox may be
+            // held seconds per receipt by the intake (review s79 vmoney F2).
+            ledger: config.roles.validator
+              ? () => openLedger && ownStakeIn(openLedger, identity.publicKey)
+              : undefined,
             count: (job) => promptCounter.count(job),
             prepare: (model) => promptCounter.promptCounting(model),
           },
@@ -529,6 +535,7 @@ async function startSteps(
       signal: options.signal,
       disk,
       freeBytes: options.disk?.freeBytes,
+      onLedger,
     }),
   });
   step();

@@ -152,7 +152,10 @@ async function routerOver(ports: InferencePort[]) {
 function stakedWorker(inner: InferencePort, free: number): InferencePort {
   return refusingUnbacked(inner, {
     self: toHex(Identity.generate().publicKey),
-    account: () => Promise.resolve({ balance: 0, stake: free, locked: 0 }),
+    ledger: () => ({
+      account: () => ({ balance: 0, stake: free, locked: 0 }),
+      recorded: () => false,
+    }),
     count: () => PROMPT_TOKENS,
   });
 }

@@ -2,7 +2,7 @@
  * A worker refuses a job its own ledger shows it cannot back, before the work
  * (`node/_stake_backed_port.ts`, review s78 vprompt F2): the ledger outcomes of each branch —
  * backed (admitted, its receipt locks what was checked and is paid), not backed (refused, nothing
- * computed, nothing locked or recorded), jobs in flight holding their lock, and no ledger known.
+ * computed, nothing locked or recorded), jobs in flight holding their lock, and no ledger kept.
  */
 import assert from "node:assert/strict";
 import { Ledger } from "../../proof/ledger.ts";
@@ -16,7 +16,7 @@ import { signReceipt } from "../../protocols/receipt.ts";
 import type { InferenceHandle } from "../../inference/inference_port.ts";
 import { jobStakeLock } from "../../network/_job_stake_lock.ts";
 import type { PromptTokenCount } from "../../network/_prompt_token_claim.ts";
-import { JobUnbackedError, refusingUnbacked } from "../../node/_stake_backed_port.ts";
+import { JobUnbackedError, ownStakeIn, refusingUnbacked } from "../../node/_stake_backed_port.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
 import { receiptFor } from "../network/_scripted_worker_fixture.ts";
 import { jobFor } from "../network/_hostile_worker_fixture.ts";
@@ -69,7 +69,7 @@ function workerPort(
 ) {
   return refusingUnbacked(inner, {
     self: toHex(worker.publicKey),
-    account: () => Promise.resolve(ledger?.account(worker.publicKey)),
+    ledger: ledger && (() => ownStakeIn(ledger, worker.publicKey)),
     count,
   });
 }
@@ -168,7 +168,7 @@ Deno.test("a job refused by the port under the stake check gives its held lock b
       stats: () => inner.stats(),
     }, {
       self: toHex(worker.publicKey),
-      account: () => Promise.resolve(ledger.account(worker.publicKey)),
+      ledger: () => ownStakeIn(ledger, worker.publicKey),
       count: () => PROMPT_TOKENS,
     });
     await assert.rejects(port.submit(job), /full/);
@@ -179,20 +179,12 @@ Deno.test("a job refused by the port under the stake check gives its held lock b
   });
 });
 
-Deno.test("a worker that knows no ledger of its own (no validator role, or the ask failed) admits the job", async () => {
+Deno.test("a worker that keeps no ledger of its own (no validator role) admits the job", async () => {
   const inner = held();
   const handle = await workerPort(undefined, inner).submit(earningJob("no-ledger"));
   handle.cancel();
   await handle.done;
-  const failing = refusingUnbacked(inner, {
-    self: toHex(worker.publicKey),
-    account: () => Promise.reject(new Error("validator restarting")),
-    count: () => PROMPT_TOKENS,
-  });
-  const again = await failing.submit(earningJob("ask-failed"));
-  again.cancel();
-  await again.done;
-  assert.equal(inner.submits, 2);
+  assert.equal(inner.submits, 1);
 });
 
 Deno.test("a worker with no stake in its own ledger (its pledge made elsewhere, or late) admits the job: such a receipt is held for the pledge, not lost", async () => {
@@ -212,9 +204,9 @@ Deno.test("a job of the worker's own (no requester, or itself as requester) earn
     let asked = 0;
     const port = refusingUnbacked(inner, {
       self: toHex(worker.publicKey),
-      account: () => {
+      ledger: () => {
         asked++;
-        return Promise.resolve(ledger.account(worker.publicKey));
+        return ownStakeIn(ledger, worker.publicKey);
       },
       count: () => PROMPT_TOKENS,
     });
@@ -238,7 +230,7 @@ Deno.test("a prompt bounded by the model's window (tokenizer not read yet) is co
     let read = false;
     const port = refusingUnbacked(inner, {
       self: toHex(worker.publicKey),
-      account: () => Promise.resolve(ledger.account(worker.publicKey)),
+      ledger: () => ownStakeIn(ledger, worker.publicKey),
       count: () => read ? PROMPT_TOKENS : { atMost: 4_095 },
       prepare: () => {
         read = true;
