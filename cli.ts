@@ -105,19 +105,19 @@ export const COMMANDS: Record<string, Command> = {
   infer: async (args) => (await import("./cli/infer_command.ts")).runInfer(args),
   put: helpFirst(
     async () => (await import("./cli/storage_help.ts")).PUT_USAGE,
-    async (args) => (await import("./cli/storage_commands.ts")).runPut(args),
+    async (args) => (await import("./cli/put_command.ts")).runPut(args),
   ),
   get: helpFirst(
     async () => (await import("./cli/storage_help.ts")).GET_USAGE,
-    async (args) => (await import("./cli/storage_commands.ts")).runGet(args),
+    async (args) => (await import("./cli/get_command.ts")).runGet(args),
   ),
   ls: helpFirst(
     async () => (await import("./cli/storage_help.ts")).LS_USAGE,
-    async (args) => (await import("./cli/storage_commands.ts")).runLs(args),
+    async (args) => (await import("./cli/ls_command.ts")).runLs(args),
   ),
   gc: helpFirst(
     async () => (await import("./cli/storage_help.ts")).GC_USAGE,
-    async (args) => (await import("./cli/storage_commands.ts")).runGc(args),
+    async (args) => (await import("./cli/gc_command.ts")).runGc(args),
   ),
   export: helpFirst(
     async () => (await import("./cli/exchange_help.ts")).EXPORT_USAGE,

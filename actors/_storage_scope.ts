@@ -170,8 +170,8 @@ export class StorageScope {
 
   /** Record a new pin of `root` (labelled `local` or not) in the scope, if one is kept. */
   async add(root: string, local: boolean, blocks?: Iterable<string>): Promise<void> {
-    // Past the bound (no look at `pins/` for a long while) the oldest go: such a pin is then
-    // taken for another process's, which costs a catch-up a rank per block, no copy.
+    // Past the bound (no look at `pins/` for a long while) the set starts over: a pin forgotten
+    // so is then taken for another process's, which costs a catch-up a rank per block, no copy.
     if (this.pinnedHere.size >= MAX_PINNED_HERE) this.pinnedHere.clear();
     this.pinnedHere.add(root);
     const pending = this.#pinScope;

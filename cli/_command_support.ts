@@ -1,14 +1,16 @@
 /**
- * What the storage commands (`storage_commands.ts`, `exchange_commands.ts`) share: argument
- * parsing with a usage text, and one mapping from failures to exit codes — 0 done (also when the
- * reader of stdout stopped reading: `get CID | head -c 10`), 1 a storage failure
- * (`error [code]: message`) or one the OS reported (`error: message; what to do`, naming the
- * path, even for the errors Deno has no class for, such as a read-only file system), 2 a usage
- * error, 130 interrupted (Ctrl-C while writing a file: the partial copy is removed).
+ * What the storage commands (`put_command.ts`, `get_command.ts`, `ls_command.ts`, `gc_command.ts`,
+ * `exchange_commands.ts`) share: argument parsing with a usage text, and one mapping from failures
+ * to exit codes — 0 done (also when the reader of stdout stopped reading: `get CID | head -c 10`),
+ * 1 a storage failure (`error [code]: message`) or one the OS reported (`error: message; what to
+ * do`, naming the path, even for the errors Deno has no class for, such as a read-only file
+ * system), 2 a usage error, 130 interrupted (Ctrl-C while writing a file: the partial copy is
+ * removed).
  *
  * @module
  */
 import { listenForStopSignals } from "../node/stop_signals.ts";
+import { notWholeNumber, parseWholeNumber } from "../node/number_flags.ts";
 import { flagProblem } from "../node/_unknown_flag.ts";
 import {
   EXIT_USAGE,
@@ -154,6 +156,20 @@ export function wrongOperands(
   if (problem === undefined) return undefined;
   console.error(usageErrorText(problem, text));
   return EXIT_USAGE;
+}
+
+/**
+ * The value of number flag `name` (`--quota`, `--grace-ms`), read as `start` reads its numbers:
+ * decimal digits only. `Number()` would take `""` (an unset shell variable) as 0, a grace period
+ * that collects what a put is still recording, and `0x10` or `1e3` as numbers nobody wrote.
+ *
+ * @throws {UsageError} naming the flag, when `text` is not a whole number.
+ */
+export function wholeNumberFlag(name: string, text: unknown): number | undefined {
+  if (text === undefined) return undefined;
+  const value = parseWholeNumber(String(text));
+  if (value === undefined) throw new UsageError(notWholeNumber(name, String(text)));
+  return value;
 }
 
 /** `1 file`, `2 files`: a count and its noun, in the plural unless it is one. */

@@ -26,9 +26,9 @@ import {
   notInStore,
   openExistingStore,
   openStoreToAdd,
-  ownerKey,
   storedIn,
-} from "./storage_commands.ts";
+} from "./_command_store.ts";
+import { ownerKey } from "./_owner_key.ts";
 import { putMinFreeBytes } from "./_put_floor.ts";
 import { commandDataDir } from "../node/default_data_dir.ts";
 import {

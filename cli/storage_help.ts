@@ -1,7 +1,8 @@
 /**
- * The help of the storage commands (`storage_commands.ts`: `put`, `get`, `ls`, `gc`), apart
- * from them: this module imports nothing, so `cli.ts` answers their `--help` without loading the
- * store, whose imports read the environment as they load (cbor-x), and help needs no permission.
+ * The help of the storage commands (`put`, `get`, `ls`, `gc`: `put_command.ts` and its siblings),
+ * apart from them: this module imports nothing, so `cli.ts` answers their `--help` without loading
+ * the store, whose imports read the environment as they load (cbor-x), and help needs no
+ * permission.
  *
  * @module
  */

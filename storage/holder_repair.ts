@@ -615,7 +615,12 @@ export class HolderRepair {
   async #runCatchUp(job: QueuedCatchUp): Promise<void> {
     const { store, signal } = job;
     const sources = this.#options.catchUp!;
-    const selfId = this.#options.selfId;
+    // Built once, not per block: every scan asks it of each block of this node's files.
+    const placement = {
+      holders: (key: string) => store.holders(key),
+      wasGiven: (peerId: string, key: string) => sources.wasGiven(peerId, key),
+      selfId: this.#options.selfId,
+    };
     const progress: CatchUpProgress = {
       reason: [...job.reasons].join("; "),
       short: 0,
@@ -642,11 +647,7 @@ export class HolderRepair {
         }
         // Listed already, or waiting for a retry of its own (it failed a check and backs off).
         if (listed.has(cid) || this.#retries.has(cid)) continue;
-        const targets = unplacedHolders(cid, {
-          holders: (key) => store.holders(key),
-          wasGiven: (peerId, key) => sources.wasGiven(peerId, key),
-          selfId,
-        });
+        const targets = unplacedHolders(cid, placement);
         if (targets === undefined) continue;
         if (listed.size < maxListed) listed.set(cid, targets);
         else unlisted++; // found by the next scan, once these are placed

@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runGc, runLs, runPut } from "../../cli/storage_commands.ts";
+import { runGc } from "../../cli/gc_command.ts";
+import { runLs } from "../../cli/ls_command.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { runImport, runShare } from "../../cli/exchange_commands.ts";
 import { runLedger } from "../../cli/ledger_command.ts";
 import { runCalibrate } from "../../cli/calibrate_command.ts";

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runLs, runPut } from "../../cli/storage_commands.ts";
+import { runLs } from "../../cli/ls_command.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { runShare } from "../../cli/exchange_commands.ts";
 import { runCalibrate } from "../../cli/calibrate_command.ts";
 import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runExport, runImport } from "../../cli/exchange_commands.ts";
-import { runPut } from "../../cli/storage_commands.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
 import { eventually } from "../_helpers/wait.ts";
 

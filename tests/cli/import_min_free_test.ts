@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runExport } from "../../cli/exchange_commands.ts";
-import { runLs } from "../../cli/storage_commands.ts";
+import { runLs } from "../../cli/ls_command.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
 import { cli } from "./_cli_child.ts";
 

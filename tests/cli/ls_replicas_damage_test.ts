@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runLs } from "../../cli/storage_commands.ts";
+import { runLs } from "../../cli/ls_command.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
 import { flipObjectBit, pseudoRandomBytes } from "../storage/_helpers.ts";

@@ -7,7 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runGet, runLs, runPut } from "../../cli/storage_commands.ts";
+import { runGet } from "../../cli/get_command.ts";
+import { runLs } from "../../cli/ls_command.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runLs } from "../../cli/storage_commands.ts";
+import { runLs } from "../../cli/ls_command.ts";
 import { putMinFreeBytes } from "../../cli/_put_floor.ts";
 import { DEFAULT_PUT_MIN_FREE_BYTES } from "../../node/_config_schema.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";

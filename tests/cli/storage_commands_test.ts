@@ -1,5 +1,5 @@
 /**
- * The storage commands a user runs (`cli/storage_commands.ts`, `cli/exchange_commands.ts`):
+ * The storage commands a user runs (`cli/{put,get,ls,gc}_command.ts`, `cli/exchange_commands.ts`):
  * `put`, `get`, `ls`, `gc`, `import`, `share`, their flags and what they print.
  */
 import assert from "node:assert/strict";
@@ -8,7 +8,10 @@ import { MAX_FILE_LABEL_CHARS } from "../../protocols/media_type.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { runExport, runImport, runShare } from "../../cli/exchange_commands.ts";
 import { FileStore } from "../../storage/file_store.ts";
-import { runGc, runGet, runLs, runPut } from "../../cli/storage_commands.ts";
+import { runGc } from "../../cli/gc_command.ts";
+import { runGet } from "../../cli/get_command.ts";
+import { runLs } from "../../cli/ls_command.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { flipObjectBit, pseudoRandomBytes } from "../storage/_helpers.ts";

@@ -11,7 +11,7 @@ import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
 import { cidOf, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { runImport } from "../../cli/exchange_commands.ts";
-import { runPut } from "../../cli/storage_commands.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);

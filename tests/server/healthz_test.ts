@@ -39,7 +39,7 @@ import { errorResponse } from "../../server/http_errors.ts";
 import { KeyLimits } from "../../server/key_limits.ts";
 import { edgeConfig } from "../../server/edge_config.ts";
 import { runShare } from "../../cli/exchange_commands.ts";
-import { runPut } from "../../cli/storage_commands.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
 
 // What a client and an operator see while a node's proof data cannot be written: every

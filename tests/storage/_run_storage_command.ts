@@ -1,5 +1,8 @@
 /** Subprocess helper of the storage tests: `deno run -A _run_storage_command.ts put|get|ls|gc ARGS...`. */
-import { runGc, runGet, runLs, runPut } from "../../cli/storage_commands.ts";
+import { runGc } from "../../cli/gc_command.ts";
+import { runGet } from "../../cli/get_command.ts";
+import { runLs } from "../../cli/ls_command.ts";
+import { runPut } from "../../cli/put_command.ts";
 
 const [command, ...args] = Deno.args;
 const run = { put: runPut, get: runGet, ls: runLs, gc: runGc }[command];

@@ -23,7 +23,8 @@ import { ChunkStore } from "../../storage/chunk_store.ts";
 import { dagBlocks } from "../../storage/dag_links.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
-import { runLs, runPut } from "../../cli/storage_commands.ts";
+import { runLs } from "../../cli/ls_command.ts";
+import { runPut } from "../../cli/put_command.ts";
 import { captureConsole as capture } from "../_helpers/console_capture.ts";
 import { collect, flipObjectBit } from "./_helpers.ts";
 
@@ -160,7 +161,7 @@ Deno.test("a pinned pre-UnixFS manifest unreadable when the store is upgraded ke
 // identity CID has none of: one such pin made every GC of the store fail with `invalid_cid`. Fixed
 // in `dag_links.ts` (`blocksReferencedBy` names the stored blocks a node links, an inline node's
 // own links in its place), and `cli ls` listed such a file as `ERROR invalid_cid`
-// (`storage_commands.ts` walks a file's links the same way now).
+// (`cli/_file_damage.ts` walks a file's links the same way now).
 
 const encode = (text: string) => new TextEncoder().encode(text);
 

@@ -14,7 +14,7 @@ import { FileStore } from "../../storage/file_store.ts";
 import { exportFileKeys, FileCipher, OwnerKey } from "../../storage/private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "../../storage/share_links.ts";
 import { sharedPrivateFile } from "../cli/_shared_private_file.ts";
-import { runGet } from "../../cli/storage_commands.ts";
+import { runGet } from "../../cli/get_command.ts";
 import { filesUnder, flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 // ---- private files ------------------------------------------------------------------------------
