@@ -36,6 +36,7 @@ import {
 } from "../protocols/training_messages.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/hyper_params.ts";
 import { trainingStakeRefusal } from "../training/training_stake.ts";
+import { roundAnswerRefusal } from "../training/opening_window.ts";
 // Every setting that becomes a timer's delay is capped at it (~24.8 days): past it Deno warns and
 // waits 1 ms, so `--heartbeat 3000000000` logged a heartbeat every millisecond.
 import { MAX_TIMER_MS } from "../protocols/connection_timers.ts";
@@ -505,6 +506,14 @@ export const nodeConfigSchema = z.strictObject({
     const refusal = trainingStakeRefusal(terms, c.selfStake);
     if (refusal !== undefined) {
       ctx.addIssue({ code: "custom", message: refusal, path: ["selfStake"] });
+    }
+  }
+  // A round's challenge must end inside its receipts' challenge window, or its conviction of a
+  // lazy or withholding trainer settles in this node's ledger alone (review s79 trainnet F1).
+  if (coordinator.enabled) {
+    const late = roundAnswerRefusal(coordinator.steps);
+    if (late !== undefined) {
+      ctx.addIssue({ code: "custom", message: late, path: ["training", "coordinator", "steps"] });
     }
   }
   // `/metrics` for a key only, on a node with no key and no operator token (the dashboard makes

@@ -4,8 +4,8 @@
  * receipt brought to the ledger is ({@link trainingReceiptDecision}: a new pending receipt, or
  * equivocation — a second, different receipt of the trainer for the round, slashed on arrival,
  * or one coming after its other claim was kept, refused for want of stake
- * (`_ledger_stake_refused.ts`) — or a refusal), crediting one recorded without credit
- * ({@link trainingCreditDecision}), and which record a fraud proof about a training receipt
+ * (`_ledger_stake_refused.ts`) — or a refusal), crediting one recorded without credit, open or
+ * closed unpaid and never convicted ({@link trainingCreditDecision}), and which record a fraud proof about a training receipt
  * settles ({@link trainingFraudSubjectOf}: the receipt's own, or the one recorded in its trainer's
  * slot) with the other claim it reveals ({@link otherTrainingClaim}). Each decision runs in the
  * writer's turn. Used by `Ledger.recordTrainingReceipt`, `Ledger.creditTrainingReceipt`,
@@ -120,23 +120,52 @@ export function trainingReceiptDecision(
 }
 
 /**
- * Crediting the training receipt `receiptId`, decided in the writer's turn: the body of its
- * `assigned` entry, or null when there is nothing to credit (see `Ledger.creditTrainingReceipt`).
+ * How long after a training receipt's window closed unpaid its round's credit still pays it, in
+ * challenge windows ({@link trainingCreditDecision}). A round's challenges end inside the window
+ * (`roundAnswerRefusal`, `training/opening_window.ts`, checked at a coordinator's start), but the
+ * outer step, the solo judging (at most half the round's deadline, 60 s at the default), the
+ * held-out evaluations, the publish and, elsewhere, the outcome's gossip and audit come after
+ * them: one more window (10 min) covers those at the defaults with room to spare. Bounded, and no
+ * longer: an auditing ledger cannot challenge a receipt past its window (`challenge_window_closed`),
+ * so a coordinator that held its outcome back longer would buy its trainers pay there that no
+ * auditor's challenge could put at risk.
+ */
+export const LATE_TRAINING_CREDIT_WINDOWS = 1;
+
+/**
+ * Crediting the training receipt `receiptId`, decided in the writer's turn: the entry to write,
+ * or null when there is nothing to credit (see `Ledger.creditTrainingReceipt`). Open (pending or
+ * challenged) and uncredited: an `assigned` entry, paid when its window closes. Closed unpaid
+ * from `pending` (its window ended while its round still waited for another trainer's challenge,
+ * or before an outcome audited here named it) and never convicted, within
+ * {@link LATE_TRAINING_CREDIT_WINDOWS} of its window's end: a `training_late_credit` entry that
+ * pays it now (review s79 trainnet, F1). Every ledger records such a receipt
+ * uncredited from recording (the coordinator's before the challenge, the others' from gossip), so
+ * whichever came first, the window's end or the credit, the trainer ends paid the same in each.
+ * Its lock was released when the window ended; a fraud proof can no longer settle it anywhere
+ * (`challenge_window_closed`), so paying it later risks nothing a proof could still take. A
+ * receipt closed `unpaid` (an undecided challenge), convicted (`fraud`: a proof, a fault, its
+ * trainer's other receipt for the round), credited already, or credited past that bound earns
+ * nothing here.
  */
 export function trainingCreditDecision(
   view: LedgerView,
   receiptId: string,
-): () => Record<string, unknown> | null {
+): () => { kind: LedgerEntryKind; body: Record<string, unknown> } | null {
   return () => {
     const rec = view.record(receiptId);
-    const open = rec?.status === "pending" || rec?.status === "challenged";
-    if (rec === undefined || !open || rec.kind !== "training" || rec.credit > 0) return null;
+    if (rec === undefined || rec.kind !== "training" || rec.credit > 0) return null;
     // Its slash was locked as `slashMultiplier ×` the credit it was recorded without.
-    return {
-      receiptId,
-      requester: view.owner,
-      credit: roundCredits(rec.locked / view.economics.slashMultiplier),
-    };
+    const credit = roundCredits(rec.locked / view.economics.slashMultiplier);
+    const body = { receiptId, requester: view.owner, credit };
+    if (rec.status === "pending" || rec.status === "challenged") return { kind: "assigned", body };
+    // `final` here is a window that closed from `pending`: the index keeps a receipt released
+    // from `unpaid` as `unpaid`, and marks a convicted one `fraud`.
+    if (rec.status !== "final") return null;
+    const lateUntil = rec.pendingUntil +
+      LATE_TRAINING_CREDIT_WINDOWS * view.economics.challengeWindowMs;
+    if (view.now() > lateUntil) return null;
+    return { kind: "training_late_credit", body: { ...body, worker: rec.worker } };
   };
 }
 

@@ -780,14 +780,14 @@ export class Ledger {
   /**
    * Credit a training receipt recorded without credit (gossip alone), now that a round outcome
    * this ledger's owner audited names it: `trainingReward` (`trainingCreditPerStep × steps`,
-   * scaled by the work of a step; its locked slash ÷ `slashMultiplier`), paid when final.
-   * Returns whether it changed anything (a receipt unknown, closed or already credited: no).
+   * scaled by the work of a step; its locked slash ÷ `slashMultiplier`), paid when final; or paid
+   * now when its window already closed unpaid and it was never convicted (`training_late_credit`:
+   * its round outlasted the window, review s79 trainnet F1; `_ledger_training.ts`).
+   * Returns whether it changed anything (a receipt unknown, convicted, left unpaid by an undecided
+   * challenge or already credited: no).
    */
   async creditTrainingReceipt(receiptId: string): Promise<boolean> {
-    const entry = await this.#writer.transition(
-      "assigned",
-      trainingCreditDecision(this.#view, receiptId),
-    );
+    const entry = await this.#writer.transitionOf(trainingCreditDecision(this.#view, receiptId));
     return entry !== null;
   }
 

@@ -41,6 +41,9 @@ export const GENESIS_PREV = "0".repeat(64);
  * another); an `equivocation` whose second receipt came assigned carries its `requester`.
  * `pledge_equivocation` records a key's second, different signed pledge (its first is the `stake`
  * entry): the key is convicted and its stake and balance forfeited (`ledger_state.ts`).
+ * `training_late_credit` pays a training receipt that closed unpaid (recorded without credit, its
+ * window ended) and was never convicted, once its round's credit comes (its `worker` is paid its
+ * `credit`; review s79 trainnet F1: the round had outlasted the window).
  * `stream_fraud` records the owner's conviction of a worker that signed wrong tokens of a job it
  * never finished (no receipt): cut from its stake, once per job and worker, its share to the
  * accuser (`validator`: the owner, or the peer that signed the stream proof); a peer's stream
@@ -54,6 +57,7 @@ export type LedgerEntryKind =
   | "receipt"
   | "training_receipt"
   | "training_equivocation"
+  | "training_late_credit"
   | "final"
   | "fraud"
   | "false_accusation"
@@ -81,6 +85,7 @@ const KNOWN_KINDS: Readonly<Record<LedgerEntryKind, true>> = {
   receipt: true,
   training_receipt: true,
   training_equivocation: true,
+  training_late_credit: true,
   final: true,
   fraud: true,
   false_accusation: true,

@@ -580,6 +580,8 @@ export class LedgerIndex {
         return void status("fraud");
       }
       case "assigned":
+      case "training_late_credit":
+        // A late credit is the closed receipt's credit, paid: a second credit finds it paid.
         return void q.assign.run(b.requester, b.credit, b.receiptId);
       case "double_assignment":
         // The second worker's claim for the job, known here though never recorded (absent

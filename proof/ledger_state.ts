@@ -519,6 +519,14 @@ export class LedgerState {
         rec.credit = b.credit;
         return;
       }
+      case "training_late_credit": {
+        // A training receipt closed unpaid, never convicted, credited by its round after its
+        // window: paid now (`_ledger_training.ts`). Written only for a closed one: open, it is
+        // credited by `assigned` and paid when final.
+        if (this.#open.has(b.receiptId)) return;
+        this.#move(this.#account(b.worker), "balance", b.credit);
+        return;
+      }
       case "challenge":
       case "cleared": {
         const rec = this.#open.get(b.receiptId);

@@ -485,7 +485,9 @@ export class RoundRun {
         // Paid are the reports whose deltas are in the model, and no other: the receipts were
         // recorded uncredited before their challenge, so one left out for any reason — a
         // challenge failed without a proof, a check this node could not run, a delta the outer
-        // step refused — earns nothing in this ledger.
+        // step refused — earns nothing in this ledger. One whose window closed while the round
+        // waited for another trainer's challenge is paid all the same, if never convicted, up to a
+        // window after (`training_late_credit`, `proof/_ledger_training.ts`; review s79 trainnet F1).
         credit: accepted.map((r) => r.report.receipt),
         outcome: {
           round,

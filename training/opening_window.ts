@@ -19,8 +19,10 @@
  *
  * @module
  */
+import { DEFAULT_ECONOMICS, type EconomicParams } from "../proof/economics.ts";
 import { DEFAULT_KEEP_EVERY } from "./step_opening.ts";
-import { DEFAULT_OPENING_DEADLINE_MS } from "./training_challenge.ts";
+import { DEFAULT_OPENING_DEADLINE_MS, TRAINING_CHALLENGE_STEPS } from "./training_challenge.ts";
+import { MAX_ROUND_STEPS } from "../protocols/training_messages.ts";
 
 /**
  * Time allowed per step a challenge makes the trainer run. Measured in stop 76 with `tiny` on
@@ -98,4 +100,71 @@ export function openingWindowMs(
   const perStep = options.perStepMs ?? OPENING_MS_PER_STEP;
   const max = options.maxMs ?? MAX_OPENING_WINDOW_MS;
   return Math.min(max, base + recomputedSteps(steps, options.keepEvery) * perStep);
+}
+
+/**
+ * The longest answer window any challenge of a receipt of `steps` (H) steps can get: the window
+ * of {@link openingWindowMs} for the worst draw of {@link TRAINING_CHALLENGE_STEPS} steps. The
+ * steps a challenge makes the trainer re-run ({@link recomputedSteps}) are disjoint stretches of
+ * the H steps, each at most `keepEvery` long, so at most min(H, opened × keepEvery): a draw that
+ * puts each opened step just before a kept state reaches it.
+ *
+ * @example
+ * ```ts
+ * import { worstOpeningWindowMs } from "./opening_window.ts";
+ * worstOpeningWindowMs(50); // 60_000 + 50 × 5_000 = 310_000
+ * ```
+ */
+export function worstOpeningWindowMs(
+  steps: number,
+  options: OpeningWindowOptions = {},
+): number {
+  const base = options.baseMs ?? DEFAULT_OPENING_DEADLINE_MS;
+  const perStep = options.perStepMs ?? OPENING_MS_PER_STEP;
+  const max = options.maxMs ?? MAX_OPENING_WINDOW_MS;
+  const every = Math.max(1, Math.floor(options.keepEvery ?? DEFAULT_KEEP_EVERY));
+  const opened = Math.min(steps, TRAINING_CHALLENGE_STEPS);
+  return Math.min(max, base + Math.min(steps, opened * every) * perStep);
+}
+
+/**
+ * The longest a challenge of a round of `steps` (H) steps takes from its receipt's recording to
+ * its verdict: the longest answer window ({@link worstOpeningWindowMs}) and the challenger's re-run
+ * of the opened steps, {@link OPENING_MS_PER_STEP} each (the allowance a loaded machine's step
+ * was measured under). The coordinator records every report before it draws the challenges, so a
+ * receipt's challenge window starts before that.
+ */
+export function roundAnswerMs(steps: number, options: OpeningWindowOptions = {}): number {
+  const perStep = options.perStepMs ?? OPENING_MS_PER_STEP;
+  return worstOpeningWindowMs(steps, options) +
+    Math.min(steps, TRAINING_CHALLENGE_STEPS) * perStep;
+}
+
+/**
+ * Why a coordinator's rounds of `steps` (H, `training.coordinator.steps`) cannot be challenged
+ * inside the challenge window of `params` (the node's ledger's), as one line of the configuration
+ * refusal, naming the setting and the largest H that fits; undefined when they can. A challenge's
+ * verdict (a fraud proof) must reach every ledger inside the receipt's window: past it, every
+ * ledger but the challenger's own refuses the proof (`challenge_window_closed`), so a lazy or
+ * withholding trainer convicted there keeps its stake everywhere else (review s79 trainnet F1).
+ * Pay no longer depends on it: a round's credit pays a receipt that closed unpaid and was never
+ * convicted (`training_late_credit`, `proof/_ledger_training.ts`).
+ */
+export function roundAnswerRefusal(
+  steps: number,
+  params: Readonly<EconomicParams> = DEFAULT_ECONOMICS,
+): string | undefined {
+  const window = params.challengeWindowMs;
+  const answer = roundAnswerMs(steps);
+  if (answer <= window) return undefined;
+  let fits = 0;
+  for (let h = 1; h <= MAX_ROUND_STEPS && roundAnswerMs(h) <= window; h++) fits = h;
+  const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
+  return `H = ${steps}: a challenge of a round's receipt may take ${seconds(answer)} ` +
+    `(an answer window of up to ${seconds(worstOpeningWindowMs(steps))} for the steps the ` +
+    `trainer re-runs, and the opened steps' re-run), past the ${
+      seconds(window)
+    } challenge window ` +
+    `in which a conviction settles in every ledger: set training.coordinator.steps to at most ` +
+    `${fits}`;
 }
