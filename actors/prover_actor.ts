@@ -26,6 +26,12 @@
  * (`storeFaults`, which `/healthz` shows through {@link proofStoreConditions}) and in one log
  * line when writes start failing and one when they succeed again.
  *
+ * The record keeps the signed receipt, and the actor answers what it knows of a job by its id
+ * ({@link JobTraceMessage}): a worker killed after signing, before the receipt's `end` event went
+ * out, still hands the receipt to the job's requester after a restart, and one with no trace of a
+ * job (not being proven, no record) says so, so the requester stops asking for a receipt that
+ * will never come (review s79 crash F2, F4; `inference/serve_inference.ts`).
+ *
  * Wire it into the InferenceActor with {@link proverHook}.
  *
  * @module
@@ -44,6 +50,8 @@ import { DEFAULT_PROOF_BUCKET_MS, ProofStore, ProofStoreError } from "../proof/p
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
 import { PendingAsks } from "./pending_asks.ts";
+import type { ActorSystem } from "./actor_system.ts";
+import type { JobTrace } from "../inference/serve_inference.ts";
 
 /** Start proving a job from the prover's branch of its token stream. */
 export interface ProveMessage {
@@ -101,6 +109,20 @@ export interface SweepProofsMessage {
   type: "sweep";
 }
 
+/**
+ * What this worker knows of job `jobId` (a requester's `inference.get_receipt` that found no
+ * receipt in memory: the worker restarted). Answers {@link JobTrace}: `signed` with the receipt
+ * its record keeps; `unknown` when the job is not being proven and the store, sure of what it
+ * holds, has no record of it (never admitted here, or its process killed before signing);
+ * `unsure` otherwise (being proven, a record from before receipts were kept, no store).
+ */
+export interface JobTraceMessage {
+  /** Message tag. */
+  type: "job_trace";
+  /** Hex job id. */
+  jobId: string;
+}
+
 /** Counters. Answers {@link ProverStats}. */
 export interface GetProverStatsMessage {
   /** Message tag. */
@@ -114,6 +136,7 @@ export type ProverMessage =
   | ProvedMessage
   | ProveFailedMessage
   | SweepProofsMessage
+  | JobTraceMessage
   | GetProverStatsMessage;
 
 /** What `prove` answers: the receipt arrives when the stream ends. */
@@ -203,6 +226,12 @@ export const DEFAULT_PROOF_RETENTION_MS: number = MIN_PROOF_RETENTION_MS;
 
 /** Proving runs started in this process: each run's id, unique across a prover's restarts. */
 let proveRuns = 0;
+/**
+ * The job of each proving run of this process not yet stored or failed, by run id: kept across a
+ * prover's restarts (a run of an incarnation before one ends in the new one), so no incarnation
+ * says it has no trace of a job still being proven.
+ */
+const provingJobs = new Map<number, string>();
 
 /** The prover actor. */
 export class ProverActor implements Actor<ProverMessage> {
@@ -246,7 +275,8 @@ export class ProverActor implements Actor<ProverMessage> {
   async preStart(ctx: ActorContext<ProverMessage>): Promise<void> {
     if (this.#store === undefined) return;
     await this.#sweep();
-    this.#stored = await this.#store.count();
+    // Read back by job id: what this worker signed before a restart (see the module doc).
+    this.#stored = await this.#store.index();
     if (this.#sweepEveryMs > 0) {
       const timer = setInterval(() => {
         ctx.self.tell({ type: "sweep" }).catch(() => {});
@@ -259,7 +289,7 @@ export class ProverActor implements Actor<ProverMessage> {
   async receive(
     message: ProverMessage,
     ctx: ActorContext<ProverMessage>,
-  ): Promise<ProveHandle | ServedProof | ProverStats | ProofStoreError | undefined> {
+  ): Promise<ProveHandle | ServedProof | ProverStats | ProofStoreError | JobTrace | undefined> {
     switch (message.type) {
       case "prove":
         return this.#prove(message, ctx);
@@ -277,6 +307,7 @@ export class ProverActor implements Actor<ProverMessage> {
               provedAt: this.#now(),
               job: message.job,
               proof,
+              receipt: message.proved.receipt,
             });
           } catch (error) {
             if (!(error instanceof ProofStoreError)) throw error;
@@ -305,6 +336,8 @@ export class ProverActor implements Actor<ProverMessage> {
       case "sweep":
         await this.#sweep();
         return undefined;
+      case "job_trace":
+        return await this.#jobTrace(message.jobId);
       case "stats":
         return {
           active: this.#active.size,
@@ -321,6 +354,7 @@ export class ProverActor implements Actor<ProverMessage> {
   #prove(message: ProveMessage, ctx: ActorContext<ProverMessage>): ProveHandle {
     const id = ++proveRuns;
     this.#active.add(id);
+    provingJobs.set(id, message.jobId);
     const run = proveJob(message.job, message.chunks, this.#identity, {
       signal: ctx.signal,
       input: message.input,
@@ -341,9 +375,23 @@ export class ProverActor implements Actor<ProverMessage> {
       await ctx.self.tell({ type: "prove_failed", jobId: message.jobId, run: id }).catch(() => {});
       throw error;
     });
+    // Stored (or failed) by then: the job's trace is its record (or none).
+    receipt.finally(() => provingJobs.delete(id)).catch(() => {});
     // The handle's owner may drop it; never leave an unhandled rejection behind.
     receipt.catch(() => {});
     return { receipt };
+  }
+
+  /** What this worker knows of job `jobId` ({@link JobTraceMessage}). */
+  async #jobTrace(jobId: string): Promise<JobTrace> {
+    if (this.#store === undefined) return { kind: "unsure" }; // memory only: a restart forgot
+    const found = await this.#store.findJob(jobId).catch(() => undefined);
+    if (typeof found === "object" && found.receipt !== undefined) {
+      const { receipt, job, provedAt } = found;
+      return { kind: "signed", receipt, requester: job?.requester, provedAt };
+    }
+    const proving = [...provingJobs.values()].includes(jobId);
+    return found === "none" && !proving ? { kind: "unknown" } : { kind: "unsure" };
   }
 
   /**
@@ -434,6 +482,23 @@ export function proverHook(
   return async (job, jobId, chunks, input) => {
     const handle = await ref.ask<ProveHandle>({ type: "prove", job, jobId, chunks, input });
     return await handle.receipt;
+  };
+}
+
+/**
+ * What the node's ProverActor, registered as `name` in `system`, knows of a job
+ * ({@link JobTraceMessage}), for `serveInference`'s `trace`: undefined without a prover; `unsure`
+ * when it is not there or does not answer (restarting).
+ */
+export function proverJobTrace(
+  system: ActorSystem,
+  name: string | undefined,
+): ((jobId: string) => Promise<JobTrace>) | undefined {
+  if (name === undefined) return undefined;
+  return async (jobId) => {
+    const prover = system.lookup<ProverMessage>(name);
+    const trace = await prover?.ask<JobTrace>({ type: "job_trace", jobId }).catch(() => undefined);
+    return trace ?? { kind: "unsure" };
   };
 }
 

@@ -11,7 +11,10 @@
  * connections ({@link ServeInferenceOptions}). A job whose stream is cancelled under it (its
  * connection closed after the last token, before the `end` went out) keeps its receipt for the
  * requester, which asks for it on a later connection with `inference.get_receipt`
- * ({@link UnsentReceipts}).
+ * ({@link UnsentReceipts}). A worker restarted since (its memory lost with its process) answers
+ * from its prover's durable record of the job (`trace`, {@link JobTrace}): the signed receipt,
+ * to the job's requester within the same window; or `unknown_job` when it has no trace of the
+ * job at all, so the requester stops asking (review s79 crash F2, F4).
  *
  * @module
  */
@@ -23,6 +26,7 @@ import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
   type InferenceEvent,
+  type KeptReceiptBody,
   ListModelsMessage,
   QUEUED_EVENT_REPEAT_MS,
   ReceiptRequestMessage,
@@ -30,6 +34,7 @@ import {
   SubmitMessage,
   type TokenEvent,
   type TokensEvent,
+  UNKNOWN_JOB,
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
 import { StreamSigner } from "../protocols/stream_commitment.ts";
@@ -85,7 +90,27 @@ export interface ServeInferenceOptions {
    * none). A worker otherwise shows its peers' jobs only as counts in its heartbeat.
    */
   log?: (line: string) => void;
+  /**
+   * What the node's prover knows of a job ({@link JobTrace}; `proverJobTrace`,
+   * `actors/prover_actor.ts`): asked when `unsent` keeps no receipt of it for the requester (the
+   * worker restarted since). Absent: `unsent` alone, and never an `unknown_job`.
+   */
+  trace?: (jobId: string) => Promise<JobTrace>;
+  /** Unix ms, against which a traced receipt's window is kept (default `Date.now`). */
+  now?: () => number;
 }
+
+/**
+ * What a worker's prover knows of a job, from its durable record (`actors/prover_actor.ts`,
+ * `job_trace`): `signed`, the receipt it signed for the job named `requester` (hex key; absent:
+ * the job names none), proven at `provedAt` (unix ms); `unknown`, sure it has no trace of the job
+ * (not being proven, no record: never admitted here, or killed before signing); `unsure`,
+ * anything else (being proven, a record without a receipt, no durable store).
+ */
+export type JobTrace =
+  | { kind: "signed"; receipt: Receipt; requester?: string; provedAt: number }
+  | { kind: "unknown" }
+  | { kind: "unsure" };
 
 /**
  * Default jobs per peer connection: a relay multiplexes its clients' jobs over one
@@ -275,8 +300,11 @@ export function serveInference(
     // The end's reactions run in the order they were added: the stream's cancel added the keep
     // (`onUnsent`) before the job ended, so the receipt is kept by the time this one resumes.
     await ending.get(body.jobId);
-    const receipt = requester === undefined ? undefined : unsent?.get(requester, body.jobId);
-    return { receipt: receipt ?? null };
+    if (requester === undefined) return { receipt: null };
+    const receipt = unsent?.get(requester, body.jobId);
+    if (receipt !== undefined) return { receipt };
+    const trace = await options.trace?.(body.jobId).catch(() => undefined);
+    return tracedReceipt(trace, requester, options.now ?? Date.now);
   });
   connection.handle(SubmitMessage, async (body, ctx) => {
     const { job, topLogprobs, resume, tokensPerEvent, gatherMs } = body;
@@ -360,6 +388,26 @@ export function serveInference(
     });
     return events;
   });
+}
+
+/**
+ * The answer to `requester`'s `inference.get_receipt` from `trace`, under the keep rules of
+ * {@link UnsentReceipts}: the receipt only to the key the job names as its requester (the one
+ * that signs its assignment: a forwarding node names itself), and only within
+ * {@link UNSENT_RECEIPT_KEEP_MS} of its signing. The store's count bounds are not applied: the
+ * receipt is in the proof record, kept on disk anyway for its retention, and costs no memory.
+ * `unknown_job` only when the prover is sure it has no trace of the job; a job it is unsure of
+ * (or has for another key) is "not yet": the requester asks again.
+ */
+function tracedReceipt(
+  trace: JobTrace | undefined,
+  requester: string,
+  now: () => number,
+): KeptReceiptBody {
+  if (trace?.kind === "unknown") return { receipt: null, reason: UNKNOWN_JOB };
+  if (trace?.kind !== "signed" || trace.requester !== requester) return { receipt: null };
+  if (now() - trace.provedAt > UNSENT_RECEIPT_KEEP_MS) return { receipt: null };
+  return { receipt: trace.receipt };
 }
 
 /** Characters of a job id in a log line: as many as the edge's lines show (`inference_gateway.ts`). */

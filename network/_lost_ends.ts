@@ -22,7 +22,11 @@ import type { JobSummary } from "../inference/inference_port.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { toHex } from "../protocols/hash.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../protocols/inference_messages.ts";
+import {
+  INFERENCE_PROTOCOL,
+  ReceiptRequestMessage,
+  UNKNOWN_JOB,
+} from "../protocols/inference_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { NetworkMessage, ReachAnswer } from "./network_actor.ts";
 import type { RelayedOutput } from "./failover.ts";
@@ -363,7 +367,10 @@ export class LostEnds {
    * Ask `lost`'s worker, if it is connected again, for the receipt whose end event was lost.
    * Not connected at {@link LOST_END_DIAL_AFTER_ASKS} asks in a row: dialled by its key
    * ({@link #dial}), and the connection that comes up asked at the next. None yet (not
-   * connected, no answer, or none kept: its prover may still be signing): asked again later.
+   * connected, no answer, or none kept: its prover may still be signing): asked again later. One
+   * that answers `unknown_job` has no trace of the job (restarted, and never signed it: review
+   * s79 crash F4): it is forgotten at once, so its client's retry runs rather than be refused as
+   * owed for the rest of the window. A worker that says so falsely only forgoes its own pay.
    * One that comes is checked as it would have been with the end event ({@link #checked}:
    * signer, job, the text and the number of tokens the client got) and, if it holds, goes to the
    * validator with the assignment; else it is refused, nothing is announced, the worker is kept
@@ -383,6 +390,10 @@ export class LostEnds {
       ? undefined
       : await open.request(ReceiptRequestMessage, { jobId: lost.jobId }).catch(() => undefined);
     if (this.#lostEnds.get(lost.jobId) !== lost) return; // yielded its place meanwhile
+    if (answer?.receipt == null && answer?.reason === UNKNOWN_JOB) {
+      this.#forgetLostEnd(lost); // never will: the retry runs
+      return;
+    }
     if (answer?.receipt == null) {
       this.#askLater(lost);
       return;

@@ -11,6 +11,13 @@
  * store's own entries). A node that crashed or restarted still answers every challenge it can
  * be asked.
  *
+ * Each record keeps the signed receipt too, and the store knows its records by job id
+ * ({@link ProofStore.findJob}, an index in memory made by {@link ProofStore.index} at start and
+ * kept by every write and sweep): a worker killed after signing, before the receipt left it,
+ * still hands it to the job's requester after a restart, and one that has no record of a job can
+ * say so (review s79 crash F2, F4). Nothing more is kept than before: the receipt's few hundred
+ * bytes in a record already kept for the retention, and one index entry per record.
+ *
  * A write or a removal the file system refuses (a full disk, a read-only mount, permissions)
  * throws a {@link ProofStoreError} naming the directory and the OS's reason: a condition of the
  * machine that the operator must fix, not a bug of the caller, so the prover ends that one job
@@ -20,7 +27,8 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
-import type { TextJob } from "../protocols/job.ts";
+import { jobId as jobIdOf, type TextJob } from "../protocols/job.ts";
+import type { Receipt } from "../protocols/receipt.ts";
 import type { ProofData } from "./commitment.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
@@ -39,7 +47,18 @@ export interface StoredProof {
   job?: TextJob;
   /** Its proof data (what a challenger is served). */
   proof: ProofData;
+  /**
+   * The signed receipt (absent in records from before review s79): what the job's requester is
+   * handed when the receipt's `end` event was lost with the worker's process.
+   */
+  receipt?: Receipt;
 }
+
+/**
+ * What {@link ProofStore.findJob} knows of a job: its record; `"none"`, sure that no record of it
+ * is kept; or undefined, not sure (the index is not made, or a record could not be read).
+ */
+export type JobRecordLookup = StoredProof | "none" | undefined;
 
 /** Options of {@link ProofStore}. */
 export interface ProofStoreOptions {
@@ -101,6 +120,13 @@ export class ProofStore {
   readonly #buckets = new Set<number>();
   /** Whether the store's own directory is known to exist durably (its parent synced). */
   #dirMade = false;
+  /** The records kept, by job id: receipt id and bucket ({@link findJob}). */
+  readonly #byJob = new Map<string, { receiptId: string; bucket: number }>();
+  /**
+   * Whether {@link #byJob} holds every record on disk: made whole by {@link index}; until then,
+   * or when a record could not be read, no job is said to have none.
+   */
+  #indexWhole = false;
 
   /**
    * A store in `dir` (created on the first write).
@@ -147,6 +173,44 @@ export class ProofStore {
     } catch (error) {
       throw new ProofStoreError(this.#dir, "written to", error);
     }
+    const job = jobOf(record);
+    if (job !== undefined) this.#byJob.set(job, { receiptId: record.receiptId, bucket });
+  }
+
+  /**
+   * Read every record's job id into the index {@link findJob} answers from (at start: a worker
+   * that restarted knows what it signed before). Returns how many records are kept. A record
+   * that cannot be read, or one of the old layout, leaves the index partial: no job is then said
+   * to have none.
+   */
+  async index(): Promise<number> {
+    let whole = true;
+    let n = 0;
+    for (const bucket of await this.#bucketsOnDisk()) {
+      for await (const entry of Deno.readDir(join(this.#dir, String(bucket)))) {
+        if (!entry.isFile || !entry.name.endsWith(".cbor")) continue;
+        n++;
+        const receiptId = entry.name.slice(0, -".cbor".length);
+        const record = await readRecord(join(this.#dir, String(bucket), entry.name))
+          .catch(() => undefined);
+        const job = record === undefined ? undefined : jobOf(record);
+        if (job === undefined) whole = false;
+        else this.#byJob.set(job, { receiptId, bucket });
+      }
+    }
+    for await (const entry of readDirIfAny(this.#dir)) {
+      if (entry.isFile && entry.name.endsWith(".cbor")) whole = false; // old layout: no job
+    }
+    this.#indexWhole = whole;
+    return n;
+  }
+
+  /** The record of job `jobId`, or whether none is kept ({@link JobRecordLookup}). */
+  async findJob(jobId: string): Promise<JobRecordLookup> {
+    const at = this.#byJob.get(jobId);
+    if (at === undefined) return this.#indexWhole ? "none" : undefined;
+    const path = join(this.#dir, String(at.bucket), `${at.receiptId}.cbor`);
+    return await readRecord(path).catch(() => undefined);
   }
 
   /** The record of `receiptId`, if it is still kept. */
@@ -182,6 +246,7 @@ export class ProofStore {
       for await (const entry of Deno.readDir(path)) if (entry.name.endsWith(".cbor")) removed++;
       await Deno.remove(path, { recursive: true });
       this.#buckets.delete(bucket);
+      for (const [job, at] of this.#byJob) if (at.bucket === bucket) this.#byJob.delete(job);
     }
     for await (const entry of readDirIfAny(this.#dir)) {
       if (!entry.isFile) continue;
@@ -215,6 +280,16 @@ export class ProofStore {
   }
 }
 
+/** The job id of `record`: its receipt's, or its job's hash; undefined without either. */
+function jobOf(record: StoredProof): string | undefined {
+  if (record.receipt !== undefined) return record.receipt.jobId;
+  try {
+    return record.job === undefined ? undefined : jobIdOf(record.job);
+  } catch {
+    return undefined; // a job that does not encode: not indexed
+  }
+}
+
 async function* readDirIfAny(path: string): AsyncIterable<Deno.DirEntry> {
   try {
     yield* Deno.readDir(path);
@@ -232,7 +307,16 @@ async function readRecord(path: string): Promise<StoredProof | undefined> {
     throw error;
   }
   const { v: _v, ...record } = decodeCbor(bytes) as StoredProof & { v: number };
-  return { ...record, proof: plainProof(record.proof) };
+  const plain: StoredProof = { ...record, proof: plainProof(record.proof) };
+  const receipt = record.receipt;
+  if (receipt !== undefined) {
+    plain.receipt = {
+      ...receipt,
+      worker: new Uint8Array(receipt.worker),
+      sig: new Uint8Array(receipt.sig),
+    };
+  }
+  return plain;
 }
 
 /** A record of the old layout (`<dir>/<receiptId>.cbor`, proof data only), kept until swept. */

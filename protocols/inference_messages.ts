@@ -12,7 +12,7 @@
  *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
  *   inference.list_models {}               → inference.models { models }
  *   inference.get_proof { receiptId }      → inference.proof { served: { proof, sig } | null }
- *   inference.get_receipt { jobId }        → inference.receipt { receipt | null }
+ *   inference.get_receipt { jobId }        → inference.receipt { receipt | null, reason? }
  *
  * validation (a node that keeps a ledger serves it)
  *   validation.receipt  { receipt, job }   → validation.receipt_ack { recorded, refusal? }
@@ -500,12 +500,25 @@ export interface KeptReceiptBody {
    * connection closed first), or null when it keeps none for this requester.
    */
   receipt: Receipt | null;
+  /**
+   * Why null, when the worker is sure it never will have one: {@link UNKNOWN_JOB}. Absent: not
+   * yet (still signing, or kept for another key); the requester asks again later.
+   */
+  reason?: string;
 }
+
+/**
+ * `inference.receipt`'s `reason` when the worker has no trace of the job (not running, no proof
+ * record: never admitted, or killed before signing): its requester stops asking and lets the
+ * job's retry run (review s79 crash F4).
+ */
+export const UNKNOWN_JOB = "unknown_job";
 
 /** Reply to `inference.get_receipt`. */
 export const KeptReceiptMessage: MessageDefinition<KeptReceiptBody> = defineMessage(
   "inference.receipt",
-  z.object({ receipt: ReceiptSchema.nullable() }),
+  // A peer from before `reason` strips it (bodies are not strict) and asks again, as before.
+  z.object({ receipt: ReceiptSchema.nullable(), reason: z.string().max(64).optional() }),
 );
 
 /** Body of `inference.get_receipt`. */
