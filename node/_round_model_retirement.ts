@@ -12,11 +12,15 @@
  *   pending for the ledger's challenge window (`DEFAULT_ECONOMICS.challengeWindowMs`, the one the
  *   node's ValidatorActor runs with) after it arrives, and a job started on the model before it
  *   was replaced ends within {@link ROUND_MODEL_JOB_TAIL_MS}: a challenge loads it again on demand.
- * - Once that has passed, it is unregistered: `/v1/models` no longer lists it.
+ * - Once that has passed, it is unregistered: `/v1/models` no longer lists it. A timer does it at
+ *   that time, so the models of a training that stopped leave too, not only when a newer round
+ *   comes (s79). One found loaded then (a job or a challenge named it since it was unloaded) is
+ *   given {@link ROUND_MODEL_JOB_TAIL_MS} more: unregistering disposes its session, and a job
+ *   running on it would fail mid-stream.
  *
  * Models registered by anything else (`--model`, the builtin one) are never touched, even when a
- * round's model has the same id. The sweep runs on each new round's model; not part of the
- * public API.
+ * round's model has the same id. The sweep runs on each new round's model and on that timer, which
+ * {@link RoundModelRetirement.stop} clears when the node stops; not part of the public API.
  *
  * @module
  */
@@ -36,14 +40,24 @@ export const ROUND_MODELS_KEPT_LOADED = 2;
  */
 export const ROUND_MODEL_JOB_TAIL_MS = 5 * 60 * 1000;
 
+/** The timers a retirement waits with (tests pass fake ones and fire them). */
+export interface RetirementTimers {
+  /** Call `callback` once after `ms` milliseconds; returns a handle for `clearTimeout`. */
+  setTimeout(callback: () => void, ms: number): unknown;
+  /** Cancel a timer (one already fired or cleared is ignored). */
+  clearTimeout(handle: unknown): void;
+}
+
 /** Options of {@link RoundModelRetirement}. */
 export interface RoundModelRetirementOptions {
   /** The node's model registry. */
-  registry: Pick<ModelRegistry, "register" | "list" | "unload" | "unregister">;
+  registry: Pick<ModelRegistry, "register" | "list" | "info" | "unload" | "unregister">;
   /** How long a receipt may be challenged (default `DEFAULT_ECONOMICS.challengeWindowMs`). */
   challengeWindowMs?: number;
   /** Clock in ms (default `Date.now`). */
   now?: () => number;
+  /** Timers the next retirement is due on (default the global ones, not keeping a process up). */
+  timers?: RetirementTimers;
   /** Where a retirement is said (one line each); default silent. */
   log?: (line: string) => void;
 }
@@ -52,7 +66,19 @@ interface RoundModel {
   cid: string;
   /** When a newer round's model replaced it; unset for the current one. */
   replacedAt?: number;
+  /** When it was due but found loaded (a job may run on it): it gets the job tail from then. */
+  busyAt?: number;
 }
+
+/** The global timers, unref'd: a retirement due in 15 minutes must not keep a process alive. */
+const GLOBAL_TIMERS: RetirementTimers = {
+  setTimeout: (callback, ms) => {
+    const id = setTimeout(callback, ms);
+    Deno.unrefTimer(id);
+    return id;
+  },
+  clearTimeout: (handle) => clearTimeout(handle as number),
+};
 
 /** Registers each round's model and retires the rounds' older ones (see the module doc). */
 export class RoundModelRetirement {
@@ -61,6 +87,12 @@ export class RoundModelRetirement {
   #rounds: RoundModel[] = [];
   /** Models registered by something else: never retired. */
   #foreign = new Set<string>();
+  /** The timer of the next due retirement, while one is armed. */
+  #timer: unknown;
+  /** Set by {@link stop}: no timer is armed again. */
+  #stopped = false;
+  /** The sweep running now: sweeps run one at a time (a serve and the timer may meet). */
+  #sweeping: Promise<void> = Promise.resolve();
 
   /**
    * Create it.
@@ -86,7 +118,7 @@ export class RoundModelRetirement {
     if (current !== undefined) current.replacedAt = now;
     if (before.has(cid)) this.#foreign.add(cid);
     else this.#rounds.push({ cid });
-    await this.#sweep(now);
+    await this.#sweepInTurn(true);
   }
 
   /** The round models this node still holds registered, oldest first. */
@@ -94,22 +126,88 @@ export class RoundModelRetirement {
     return this.#rounds.map((r) => r.cid);
   }
 
-  async #sweep(now: number): Promise<void> {
-    const { registry } = this.#options;
+  /**
+   * Clear the timer (the node stops) and wait for a sweep still running. The models stay as they
+   * are: the registry is closed next. Idempotent.
+   */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#disarm();
+    await this.#sweeping;
+  }
+
+  /** Run a sweep after the one running (if any), then arm the timer for the next due one. */
+  #sweepInTurn(unloadOlder: boolean): Promise<void> {
+    const run = this.#sweeping.then(() => this.#sweep(unloadOlder)).finally(() => this.#arm());
+    // The next sweep waits for this one whether it failed or not; its caller hears the failure.
+    this.#sweeping = run.catch(() => {});
+    return run;
+  }
+
+  /** When `round` is due to be unregistered (ms). */
+  #dueAt(round: RoundModel, now: number): number {
     const window = this.#options.challengeWindowMs ?? DEFAULT_ECONOMICS.challengeWindowMs;
+    const due = (round.replacedAt ?? now) + window + ROUND_MODEL_JOB_TAIL_MS;
+    return round.busyAt === undefined ? due : Math.max(due, round.busyAt + ROUND_MODEL_JOB_TAIL_MS);
+  }
+
+  /**
+   * Unregister the older rounds' models that are due; with `unloadOlder` (a new round came),
+   * unload the others. The timer's sweep leaves a model a job or a challenge loaded again alone
+   * until it is due.
+   */
+  async #sweep(unloadOlder: boolean): Promise<void> {
+    const { registry } = this.#options;
+    const now = this.#now();
     const older = this.#rounds.slice(0, -ROUND_MODELS_KEPT_LOADED);
     for (const round of older) {
-      const replacedAt = round.replacedAt ?? now;
-      if (now >= replacedAt + window + ROUND_MODEL_JOB_TAIL_MS) {
+      if (
+        now >= this.#dueAt(round, now) && !unloadOlder && round.busyAt === undefined &&
+        registry.info(round.cid)?.loaded === true
+      ) {
+        // Loaded again since it was unloaded: a job may stream on it now. It gets the job tail.
+        round.busyAt = now;
+      }
+      if (now >= this.#dueAt(round, now)) {
         await registry.unregister(round.cid);
         this.#rounds = this.#rounds.filter((r) => r !== round);
         this.#options.log?.(
           `training: round model ${round.cid} retired (replaced, its receipts' challenge window over)`,
         );
-      } else {
+      } else if (unloadOlder) {
         await registry.unload(round.cid);
       }
     }
+  }
+
+  /**
+   * Arm the timer for the earliest due retirement, `atLeastMs` from now at the soonest (none when
+   * none is left or after stop).
+   */
+  #arm(atLeastMs = 0): void {
+    this.#disarm();
+    if (this.#stopped) return;
+    const now = this.#now();
+    const older = this.#rounds.slice(0, -ROUND_MODELS_KEPT_LOADED);
+    if (older.length === 0) return;
+    const due = Math.min(...older.map((round) => this.#dueAt(round, now)));
+    const timers = this.#options.timers ?? GLOBAL_TIMERS;
+    this.#timer = timers.setTimeout(() => {
+      this.#timer = undefined;
+      this.#sweepInTurn(false).catch((error) => {
+        this.#options.log?.(
+          `training: retiring round models failed: ${(error as Error)?.message ?? String(error)}`,
+        );
+        // Tried again a job tail later: re-armed at once, the timer would spin on the error.
+        this.#arm(ROUND_MODEL_JOB_TAIL_MS);
+      });
+    }, Math.max(atLeastMs, due - now));
+  }
+
+  #disarm(): void {
+    if (this.#timer === undefined) return;
+    (this.#options.timers ?? GLOBAL_TIMERS).clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   #now(): number {

@@ -42,6 +42,13 @@ import {
 import { NODE_ACTORS, TRAINING_ACTORS } from "./_actor_names.ts";
 import { RoundModelRetirement } from "./_round_model_retirement.ts";
 
+/**
+ * The child that holds the round models' retirement ({@link RoundModelRetirement}) for the node's
+ * life: it takes no message, and its stop clears the retirement's timer. Named here, not in
+ * `TRAINING_ACTORS`: nothing asks it.
+ */
+const ROUND_MODEL_RETIREMENT_ACTOR = "node/round-model-retirement";
+
 /** What the training roles need beyond the configuration: the corpus parts this node holds. */
 export interface TrainingInputs {
   /** This trainer's private shard (`--train`). */
@@ -136,6 +143,17 @@ export function addTrainingChildren(
     ? new RoundModelRetirement({ registry: models, log })
     : undefined;
   const serve = retirement && ((dir: string) => retirement.serve(dir));
+  if (retirement !== undefined) {
+    // Its timer retires the rounds' models also after training stops (s79); this child is its
+    // stop path: added before the training actors, it stops after them, when the node stops.
+    add<never>({
+      name: ROUND_MODEL_RETIREMENT_ACTOR,
+      factory: () => ({
+        receive: () => {},
+        postStop: () => retirement.stop(),
+      }),
+    });
+  }
   if (validates) {
     const unsafe = challengeProbabilityWarning(
       training.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,

@@ -101,10 +101,12 @@ export async function checkedAnswer(
   // nothing, is no answer: past the deadline, with its `opening_missing` proof. A proof
   // issued before the deadline would be refuted by every checker, and a lazy trainer
   // cannot send junk for free.
+  // Why it cannot be opened, where the check says (one larger than an answer can be).
+  const why = check.detail === undefined ? "" : ` (${check.detail})`;
   log(
     `training validator: trainer ${trainer} answered with an opening that is ${
       check.reason === "opening_unsigned" ? "unsigned" : "signed but cannot be opened"
-    }; waiting for the deadline`,
+    }${why}; waiting for the deadline`,
   );
   await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
   return await checkAnswer(undefined);

@@ -6,10 +6,11 @@
  * Outcomes (`reason`):
  * - `ok`: every opened step re-runs within tolerance.
  * - `opening_missing` (proof): no answer (`sealed` undefined) once the challenge's deadline has
- *   passed, or a trainer-signed answer that cannot be opened, once it has too. Before the
- *   deadline, `sealed` undefined gives `opening_pending` and a signed answer that cannot be
- *   opened `opening_unopenable` (no proof: one issued then would be refuted by every checker,
- *   `before_deadline`; wait for the deadline and check again).
+ *   passed, or a trainer-signed answer that cannot be opened, once it has too. An answer larger
+ *   than an honest one to the challenge can be (`answerByteBound`) is one that cannot be opened:
+ *   it is not unsealed. Before the deadline, `sealed` undefined gives `opening_pending` and a
+ *   signed answer that cannot be opened `opening_unopenable` (no proof: one issued then would be
+ *   refuted by every checker, `before_deadline`; wait for the deadline and check again).
  * - `opening_mismatch` (proof): the trainer's signed plaintext does not open its commitments.
  * - `start_mismatch`, `delta_mismatch`, `step_mismatch`, `loss_mismatch` (proof): see
  *   `step_verify.ts`.
@@ -26,8 +27,13 @@ import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
-import { unsealStepOpenings } from "./step_opening.ts";
-import { type StepMeasure, verifyOpeningsPlaintext } from "./step_verify.ts";
+import { trainersAnswer, unsealStepOpenings } from "./step_opening.ts";
+import {
+  ANSWER_TOO_LARGE,
+  answerByteBound,
+  type StepMeasure,
+  verifyOpeningsPlaintext,
+} from "./step_verify.ts";
 import { IN_PROCESS_STEP_RERUN, type OpenedAnswer, type StepRerun } from "./step_rerun.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import { challengeFitsReceipt, type TrainingChallenge } from "./training_challenge.ts";
@@ -38,6 +44,12 @@ import {
   type UnsignedTrainingFraudProof,
 } from "./training_fraud_proof.ts";
 import { type TrainingReceipt, verifyTrainingReceipt } from "./training_receipt.ts";
+
+/**
+ * What sealing adds to an answer's plaintext: the 16-byte tag of its XChaCha20-Poly1305
+ * ciphertext (`proof/private_input.ts`).
+ */
+const SEAL_TAG_BYTES = 16;
 
 /** What the validator checks an answer with. */
 export interface CheckStepOpeningsOptions {
@@ -239,6 +251,18 @@ async function openAnswer(
     if (Math.floor(now()) < challenge.deadline) return { ok: false, reason: "opening_pending" };
     return convict("opening_missing", "no answer by the deadline");
   }
+  if (sealedBytes(sealed) > answerByteBound(receipt, challenge, options.arch) + SEAL_TAG_BYTES) {
+    // Larger than an honest answer can be: neither unsealed, decoded nor handed to the worker,
+    // whose heap it could fill. The trainer's signed one is a signed answer that cannot be
+    // opened (the consequence below); anything else is nobody's answer, as unsealing finds.
+    if (trainersAnswer(sealed, challenge, receipt) === undefined) {
+      return { ok: false, reason: "opening_unsigned" };
+    }
+    if (Math.floor(now()) < challenge.deadline) {
+      return { ok: false, reason: "opening_unopenable", detail: ANSWER_TOO_LARGE };
+    }
+    return convict("opening_missing", `the signed answer is ${ANSWER_TOO_LARGE}`);
+  }
   const opened = await unsealAndCheck(receipt, challenge, sealed, options);
   if (!("structure" in opened)) {
     const { unsealed } = opened;
@@ -254,6 +278,12 @@ async function openAnswer(
     });
   }
   return structure;
+}
+
+/** The length of a sealed answer's ciphertext (0 when it has none): what it would unseal to. */
+function sealedBytes(sealed: SealedStepOpenings): number {
+  const ciphertext: unknown = (sealed as { box?: { ciphertext?: unknown } }).box?.ciphertext;
+  return ciphertext instanceof Uint8Array ? ciphertext.length : 0;
 }
 
 /**

@@ -447,15 +447,9 @@ export function unsealStepOpenings(
   receipt: TrainingReceipt,
   validator: Identity,
 ): UnsealResult {
-  const parsed = SealedStepOpeningsSchema.safeParse(sealed);
-  if (!parsed.success) return { ok: false, reason: "opening_unsigned" };
-  const s = parsed.data;
-  const challengeId = trainingChallengeId(challenge);
-  if (
-    s.receiptId !== challenge.receiptId || s.challengeId !== challengeId ||
-    toHex(s.trainer) !== toHex(receipt.trainer) ||
-    !verifyOpeningSignature(receipt.trainer, s.receiptId, s.challengeId, s.openingsHash, s.sig)
-  ) return { ok: false, reason: "opening_unsigned" };
+  const s = trainersAnswer(sealed, challenge, receipt);
+  if (s === undefined) return { ok: false, reason: "opening_unsigned" };
+  const challengeId = s.challengeId;
   try {
     const plaintext = openInput(s.box, validator, openingContext(s.receiptId, challengeId));
     if (sha256Hex(plaintext) !== s.openingsHash) return { ok: false, reason: "opening_unopenable" };
@@ -463,6 +457,26 @@ export function unsealStepOpenings(
   } catch {
     return { ok: false, reason: "opening_unopenable" };
   }
+}
+
+/**
+ * `sealed` when it is the receipt's trainer's signed answer to `challenge` (its box not opened),
+ * else undefined: what {@link unsealStepOpenings} checks first, and a validator checks before it
+ * weighs an answer's size (`step_check.ts`). Never throws.
+ */
+export function trainersAnswer(
+  sealed: unknown,
+  challenge: TrainingChallenge,
+  receipt: TrainingReceipt,
+): SealedStepOpenings | undefined {
+  const parsed = SealedStepOpeningsSchema.safeParse(sealed);
+  if (!parsed.success) return undefined;
+  const s = parsed.data;
+  const signed = s.receiptId === challenge.receiptId &&
+    s.challengeId === trainingChallengeId(challenge) &&
+    toHex(s.trainer) === toHex(receipt.trainer) &&
+    verifyOpeningSignature(receipt.trainer, s.receiptId, s.challengeId, s.openingsHash, s.sig);
+  return signed ? s : undefined;
 }
 
 /** True when `sig` is `trainer`'s signature on an answer with these ids and hash. */

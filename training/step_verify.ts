@@ -36,6 +36,7 @@ import {
   type StateDistance,
   stateDistance,
   type TrainingState,
+  trainingStateBytes,
   trainingStateHash,
   verifyCheckpointPath,
   verifyShardPath,
@@ -227,6 +228,9 @@ export function verifyStepOpening(
   };
 }
 
+/** {@link verifyOpeningsPlaintext}'s reason for a plaintext past {@link answerByteBound}. */
+export const ANSWER_TOO_LARGE = "larger than an answer to the challenge can be";
+
 /**
  * {@link verifyOpeningsPlaintext}'s verdict on an unsealed answer: its openings and the steps they
  * verify, or why its structure fails.
@@ -245,6 +249,10 @@ export function verifyOpeningsPlaintext(
   plaintext: Uint8Array,
   arch: GptArchitecture,
 ): OpeningsPlaintextCheck {
+  // Larger than an honest answer can be: not decoded (its numbers would fill the heap).
+  if (plaintext.length > answerByteBound(receipt, challenge, arch)) {
+    return { ok: false, why: ANSWER_TOO_LARGE };
+  }
   let value: unknown;
   try {
     // The trainer's bytes: no more maps, arrays and byte strings than an answer to this challenge
@@ -302,6 +310,57 @@ export function answerValueBound(receipt: TrainingReceipt, challenge: TrainingCh
   const step = STEP_VALUES + 2 * MAX_PATH_ENTRIES + receipt.hyper.batchSize * sample;
   // The answer's map and its steps' array.
   return 2 + challenge.steps.length * step;
+}
+
+/** CBOR's longest head of an item (its type and length): a byte and an 8-byte argument. */
+const CBOR_HEAD_BYTES = 9;
+/** The longest map key of the answer's schema ("challengeId") with its head. */
+const CBOR_KEY_BYTES = 1 + "challengeId".length;
+/** One Merkle path entry: a 32-byte hash with its byte-string head. */
+const PATH_ENTRY_BYTES = 2 + 32;
+/**
+ * Room past the bound computed from the answer's schema: the computation takes each head at its
+ * longest, so an honest answer is already below it; this keeps an honest answer inside should a
+ * field be added to the answer or the state's header without the bound following at once.
+ */
+const ANSWER_BYTES_MARGIN = 64 * 1024;
+
+/** Entries of a Merkle path among `leaves` leaves (an odd node is carried up: none for it). */
+function pathEntries(leaves: number): number {
+  let depth = 0;
+  while (2 ** depth < leaves) depth++;
+  return Math.min(depth, MAX_PATH_ENTRIES);
+}
+
+/**
+ * The most bytes an honest answer to `challenge` can take, as plaintext: per challenged step its
+ * two states (their size is fixed by `arch`: {@link trainingStateBytes}), their paths among the
+ * H + 1 checkpoints, and `batchSize` samples of `sampleBytes` each with its path among the
+ * shard's; every CBOR head at its longest, and {@link ANSWER_BYTES_MARGIN}. The value bound
+ * ({@link answerValueBound}) leaves numbers uncounted: 24 MB of half-floats (3 bytes each) were
+ * boxed into some 190 MB of the re-run worker's heap, past its limit, and the challenge was left
+ * undecided. A validator checks an answer's size against this before it unseals, decodes or hands
+ * it to its worker (`step_check.ts`); this module's check of a plaintext too.
+ */
+export function answerByteBound(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  arch: GptArchitecture,
+): number {
+  const { batchSize, sampleBytes } = receipt.hyper;
+  const bytesItem = (n: number) => CBOR_HEAD_BYTES + n;
+  const path = (leaves: number) => CBOR_HEAD_BYTES + pathEntries(leaves) * PATH_ENTRY_BYTES;
+  // A sample's map: index, bytes, path.
+  const sample = CBOR_HEAD_BYTES + 3 * CBOR_KEY_BYTES + CBOR_HEAD_BYTES +
+    bytesItem(sampleBytes) + path(receipt.shardSize);
+  // A step's map: step, before, beforePath, after, afterPath, samples.
+  const step = CBOR_HEAD_BYTES + 6 * CBOR_KEY_BYTES + CBOR_HEAD_BYTES +
+    2 * (bytesItem(trainingStateBytes(arch)) + path(receipt.steps + 1)) +
+    CBOR_HEAD_BYTES + batchSize * sample;
+  // The answer's map: v, receiptId, challengeId (64 hex characters each), steps.
+  const answer = CBOR_HEAD_BYTES + 4 * CBOR_KEY_BYTES + CBOR_HEAD_BYTES + 2 * bytesItem(64) +
+    CBOR_HEAD_BYTES;
+  return answer + challenge.steps.length * step + ANSWER_BYTES_MARGIN;
 }
 
 /** Claims about an opened step that re-checking can confirm. */

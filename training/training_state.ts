@@ -57,16 +57,24 @@ function f32Bytes(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/**
+ * Length of {@link encodeTrainingState}'s bytes for `arch`: every state of it has this length (a
+ * validator bounds a trainer's answer by it before decoding anything, `step_verify.ts`).
+ */
+export function trainingStateBytes(arch: GptArchitecture): number {
+  let size = MAGIC.length + 4;
+  for (const [name, shape] of gptWeightShapes(arch)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    size += 2 + new TextEncoder().encode(name).length + 1 + 4 * shape.length + 3 * 4 * n;
+  }
+  return size;
+}
+
 /** Canonical bytes of a state (see the module doc). Names follow `gptWeightShapes(arch)`. */
 export function encodeTrainingState(arch: GptArchitecture, state: TrainingState): Uint8Array {
   const shapes = gptWeightShapes(arch);
   const names = shapes.map(([n]) => new TextEncoder().encode(n));
-  let size = MAGIC.length + 4;
-  shapes.forEach(([, shape], i) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    size += 2 + names[i].length + 1 + 4 * shape.length + 3 * 4 * n;
-  });
-  const out = new Uint8Array(size);
+  const out = new Uint8Array(trainingStateBytes(arch));
   const view = new DataView(out.buffer);
   out.set(MAGIC);
   let o = MAGIC.length;

@@ -16,6 +16,7 @@ import {
 } from "../../node/_round_model_retirement.ts";
 import { nodeCollectors } from "../../node/node_metrics.ts";
 import { MetricsRegistry } from "../../server/metrics_registry.ts";
+import { FakeTimers } from "../_helpers/fake_timers.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-round-models-test-" });
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
@@ -53,6 +54,8 @@ function retiring(registry: ModelRegistry) {
     registry,
     challengeWindowMs: WINDOW_MS,
     now: () => clock.now,
+    // Never fired: these tests retire on each new round; the timer's own tests fire it.
+    timers: new FakeTimers(),
   });
   return { clock, retirement };
 }

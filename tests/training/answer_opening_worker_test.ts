@@ -47,8 +47,18 @@ const SMALL_HEAP_MB = 64;
  * {@link SMALL_HEAP_MB}. (An array of small integers is one large object, outside the limit.)
  */
 const NUMBER_BOMB_ITEMS = 8_000_000;
-/** Empty arrays in an answer past its bound of built values: one byte each on the wire. */
-const ARRAY_BOMB_ITEMS = 4_000_000;
+/**
+ * Empty arrays in an answer past its bound of built values: one byte each on the wire, and under
+ * the answer's byte bound (831,416 bytes for the placeholder receipt's challenge of the test
+ * model, `answerByteBound`), so the bound of built values is what refuses it.
+ */
+const ARRAY_BOMB_ITEMS = 800_000;
+/**
+ * An architecture whose honest answers are larger than the number bomb (a state of some 40 MB):
+ * an answer within the byte bound (`answerByteBound`) can still fill a worker's small heap, and
+ * the out-of-memory test opens it as one.
+ */
+const LARGE_ARCH = { numLayers: 4, hiddenSize: 256, numHeads: 4, contextLength: 128 };
 
 /** CBOR of an array of `n` items of the one-byte encoding `item` (a definite 32-bit length). */
 function arrayOf(n: number, item: number): Uint8Array {
@@ -163,7 +173,7 @@ Deno.test("a re-run worker that fills its JS heap opening an answer is reported 
     log: (line) => void lines.push(line),
   });
   try {
-    const opening = rerun.open(sealed, challenge, receipt, validator, TEST_ARCH);
+    const opening = rerun.open(sealed, challenge, receipt, validator, LARGE_ARCH);
     opening.catch(() => {});
     // Both tries' workers fill their heaps; the silence bound is never fired here.
     await eventually(() => lines.length === 2, "two workers reported out of memory", {
