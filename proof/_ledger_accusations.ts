@@ -30,7 +30,7 @@ import {
 } from "./_ledger_amounts.ts";
 import type { FraudSettlement } from "./ledger.ts";
 import { stakeCovers, unrecordedBody, unrecordedRecord } from "./_ledger_unrecorded.ts";
-import { steeringCover } from "./_ledger_steering.ts";
+import { steeringCover, steeringTakenLocks } from "./_ledger_steering.ts";
 import {
   otherTrainingClaim,
   trainingFraudSubjectOf,
@@ -252,7 +252,10 @@ export function fraudDecision(
     // that claim was recorded, and the job is marked so that the claim coming here later is
     // not slashed again (review s54: 10 tokens recorded here, a proof about its 1,000-token
     // variant cut 200 here and 20,000 there, its accuser rewarded 100 here and 10,000 there).
-    const other = !settlement.confirmed || unrewarded !== undefined ? undefined : otherOf();
+    // Asked after a slash left unrewarded too (this ledger's own fault): the fault slashed the
+    // claim recorded here, never the equivocation (review s79 vledger F1: the worker kept 720 of
+    // the larger claim's 800 where the fault came before the proof, its accuser paid R's share).
+    const other = settlement.confirmed ? otherOf() : undefined;
     const proved = training !== undefined
       ? trainingProvedLock(view, rec, training)
       : provedLock(view, rec, settlement.receipt);
@@ -262,19 +265,22 @@ export function fraudDecision(
     const cover = settlement.confirmed && unrewarded === undefined
       ? steeringCover(view, rec)
       : undefined;
-    const slashed = unrewarded !== undefined
-      ? 0
-      : other === undefined
-      ? (cover === undefined ? slashable(view, rec) : 0)
+    // What of the worker's locks a steering conviction already cut: free stake for the larger
+    // claim's part (`steeringTakenLocks`; review s79 vledger F2).
+    const taken = other === undefined ? 0 : steeringTakenLocks(view, rec.worker);
+    // After a slash left unrewarded (`rec` is `fraud`: its own part is 0), only what the larger
+    // claim adds; the accuser's share is of both (`earned`).
+    const slashed = other === undefined
+      ? (unrewarded !== undefined || cover !== undefined ? 0 : slashable(view, rec))
       : cover === undefined
-      ? equivocationSlash(view, rec, other.locked)
-      : roundCredits(equivocationSlash(view, rec, other.locked) - slashable(view, rec));
+      ? equivocationSlash(view, rec, other.locked, taken)
+      : roundCredits(equivocationSlash(view, rec, other.locked, taken) - slashable(view, rec));
     // What the accuser's share is of: the slash of the claim it proved, never more than was
     // taken. Against one of a worker's two contradicting claims that is the proved claim's
     // lock, whichever claim came first and whether the equivocation was settled before, with
     // or after the proof (review s62: 0, 100 or 300 by the order, the worker losing 600 in all).
     const earned = unrewarded !== undefined
-      ? Math.min(unrewarded, proved)
+      ? Math.min(roundCredits(unrewarded + slashed), proved)
       : cover !== undefined
       ? Math.min(roundCredits(cover + slashed), proved)
       : other === undefined

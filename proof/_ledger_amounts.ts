@@ -96,15 +96,23 @@ export function slashable(view: LedgerView, rec: ReceiptRecord): number {
  * s54). `first`'s own part as before (its lock, from what is left of the stake; nothing when
  * a fraud proof or a fault already slashed it); what the larger claim adds, only from stake no
  * open receipt locks: recorded first, that claim would have needed as much free, and the locks
- * of the worker's other receipts still back their slashes.
+ * of the worker's other receipts still back their slashes. `taken`: what of those locks a
+ * steering conviction already cut from the stake (`steeringTakenLocks`, `_ledger_steering.ts`):
+ * that stake backs nothing now, so the free stake is what is left beyond the other locks.
  */
-export function equivocationSlash(view: LedgerView, first: ReceiptRecord, other: number): number {
+export function equivocationSlash(
+  view: LedgerView,
+  first: ReceiptRecord,
+  other: number,
+  taken = 0,
+): number {
   const account = view.account(fromHex(first.worker));
   // Open here: pending, challenged, or left unpaid inside its window with its lock kept.
   const open = view.state.open(first.receiptId) !== undefined;
   const own = first.status === "fraud" ? 0 : Math.min(first.locked, Math.max(0, account.stake));
   // An open `first`'s lock is among the locks: its part comes out of it, not out of the free.
-  const free = Math.max(0, roundCredits(account.stake - account.locked - (open ? 0 : own)));
+  const locked = Math.max(0, roundCredits(account.locked - taken));
+  const free = Math.max(0, roundCredits(account.stake - locked - (open ? 0 : own)));
   return roundCredits(own + Math.min(Math.max(0, other - first.locked), free));
 }
 

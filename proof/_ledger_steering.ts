@@ -1,12 +1,13 @@
 /**
  * Settling a steering conviction: when this ledger's owner convicts a worker of steering
- * (`steering.ts`), the evidence receipts still pending go unpaid, those paid are clawed back,
+ * (`steering.ts`), the evidence receipts still open go unpaid, those paid are clawed back,
  * and each is slashed. {@link steeringSettlement} names the conviction (settled once per owner
  * and worker); {@link steeringEntry} decides, in the writer's turn, the next `steering` entry,
  * bounded so each fits one frame: `part` entries marking pending evidence unpaid, then the
  * conviction's own with the cut. `Ledger.settleSteering` and `Ledger.steeringSettled`
  * (`ledger.ts`) use them; {@link steeringCover} tells a later slash of the conviction's pending
- * evidence (a fraud proof, a fault) what of it the cut already took. Not part of the public API.
+ * evidence (a fraud proof, a fault) what of it the cut already took, and
+ * {@link steeringTakenLocks} what of the worker's locks it took. Not part of the public API.
  *
  * @module
  */
@@ -50,6 +51,26 @@ export function steeringCover(view: LedgerView, rec: ReceiptRecord): number | un
   return left === undefined ? undefined : roundCredits(Math.min(rec.locked, left));
 }
 
+/**
+ * What of hex `worker`'s locked stake this ledger's owner's steering conviction already cut: the
+ * locks of its pending evidence still open here, at most what is left of the cut. That stake is
+ * gone, so it backs none of those locks any more: stake a slash may take beyond the locks is
+ * `stake − (locked − this)` (`equivocationSlash`). Review s79 vledger F2: counted as still
+ * locked, a proof of the worker's other claim heard after the conviction took 40 of the 120 the
+ * worker had free, where heard before it took all 120. 0 when no conviction of `worker` is
+ * settled here. Walks the open receipts: called only for a confirmed proof of another claim.
+ */
+export function steeringTakenLocks(view: LedgerView, worker: string): number {
+  const left = view.index.steeringLeft(worker);
+  if (left === undefined) return 0;
+  let locks = 0;
+  for (const rec of view.state.openReceipts()) {
+    if (rec.worker !== worker) continue;
+    if (view.index.proofSettled(steeringEvidenceKey(rec.receiptId))) locks += rec.locked;
+  }
+  return roundCredits(Math.min(locks, left));
+}
+
 /** The key under which `owner` settles its steering conviction of hex `worker`, once. */
 export function steeringSettlement(owner: string, worker: string): string {
   return `steering/${owner}/${worker}`;
@@ -67,14 +88,18 @@ export function steeringEntry(
   settlement: string,
   ids: string[],
 ): Record<string, unknown> {
+  // Open here (pending, challenged, or left unpaid inside its window with its lock held: a
+  // proof or a fault can still slash each) or paid. Review s79 vledger F3: a held `unpaid` one
+  // (a challenged one too) was skipped, so a conviction heard after the undecided challenge cut
+  // nothing for it, and the worker kept the lock it lost where the conviction came first.
   const evidence = ids.filter((id) => {
     const rec = view.record(id);
-    return rec?.worker === key && (rec.status === "pending" || rec.status === "final");
+    return rec?.worker === key && (view.state.open(id) !== undefined || rec.status === "final");
   });
-  // Receipts still pending are not paid at all (their credit goes to 0, as a doubly
+  // Receipts still open are not paid at all (their credit goes to 0, as a doubly
   // assigned job's); those already paid are clawed back from the stake. Either way each is
   // slashed `m` times its credit as well.
-  const pending = evidence.filter((id) => view.record(id)!.status === "pending");
+  const pending = evidence.filter((id) => view.state.open(id) !== undefined);
   // Those an earlier part of this conviction marked unpaid are not listed again.
   const unmarked = pending.filter((id) => !view.index.proofSettled(steeringEvidenceKey(id)));
   if (unmarked.length > MAX_STEERING_UNCREDITED_PER_ENTRY) {

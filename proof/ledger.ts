@@ -910,8 +910,9 @@ export class Ledger {
    * evidence are treated as caught cheats. Those still pending are not paid (credit 0); those
    * already paid are clawed back; and each is slashed `slashMultiplier ×` its credit: `(1 + m) ×`
    * the paid ones' credit and `m ×` the pending ones' is cut from the worker's stake (the part
-   * open receipts lock included; never below zero). Only receipts of this worker that are or will
-   * be paid (pending or final) count. Settled once per worker here: in one entry, or, with more
+   * open receipts lock included; never below zero). Only receipts of this worker still open here
+   * (pending, challenged, or left undecided inside their window) or paid count. Settled once per
+   * worker here: in one entry, or, with more
    * pending evidence than one lists (`MAX_STEERING_UNCREDITED_PER_ENTRY` in
    * `_ledger_steering.ts`), in several, the cut in the last; a call that a crash cut off between
    * them is finished by the next.

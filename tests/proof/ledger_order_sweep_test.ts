@@ -1,0 +1,68 @@
+/**
+ * Every order of the settlements one job can meet on a ledger ends at the same accounts (review
+ * s79 vledger: the reviewer's order sweep, made a test). R is the worker's receipt recorded here
+ * (lock 80), R′ its other signed claim for the job (lock 800), known only from a peer's proof.
+ * For each set of at least two of: a peer's proof of R, a peer's proof of R′, this ledger's
+ * steering conviction (R its evidence), and at most one of this ledger's own challenge endings
+ * (a fault, or undecided), every order, then the window ends: the worker's account and what the
+ * accusers earn together are the same in every order (how two accusers split it may differ), the
+ * accusers never earn more than `validatorRewardShare ×` what the worker lost, and every lock is
+ * released. Each run is read again after the index is rebuilt from the log (`runOrder`). With a
+ * stake of 10,000 the larger claim is covered; with 200 it is not.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { roundCredits } from "../../proof/ledger_state.ts";
+import { type EventName, EVENTS, orders, runOrder, windowEnds } from "./_ledger_order_run.ts";
+
+const PEER_EVENTS: EventName[] = ["proveR", "proveVariant", "steer"];
+const OWN_ENDINGS: EventName[][] = [[], ["fault"], ["unresolved"]];
+
+/** Every set of at least two events: any of the peer events, with at most one own ending. */
+function eventSets(): EventName[][] {
+  const sets: EventName[][] = [];
+  for (const own of OWN_ENDINGS) {
+    for (let mask = 1; mask < 1 << PEER_EVENTS.length; mask++) {
+      const peer = PEER_EVENTS.filter((_, i) => mask & (1 << i));
+      if (peer.length + own.length >= 2) sets.push([...own, ...peer]);
+    }
+  }
+  return sets;
+}
+
+for (const stake of [10_000, 200]) {
+  Deno.test(`ledger order sweep: every order of R's and R′'s settlements ends the same, stake ${stake}`, async () => {
+    const disagree: string[] = [];
+    for (const set of eventSets()) {
+      const ends = new Map<string, string[]>();
+      for (const order of orders(set)) {
+        const o = await runOrder(stake, [...order.map((name) => EVENTS[name]), windowEnds]);
+        const lost = roundCredits(stake - o.worker.stake - o.worker.balance);
+        const earned = roundCredits(o.a1.balance + o.a2.balance);
+        const label = order.join(">");
+        assert.ok(
+          earned <= roundCredits(lost * DEFAULT_ECONOMICS.validatorRewardShare),
+          `${label}: accusers earned ${earned} of ${lost} lost`,
+        );
+        assert.equal(o.worker.locked, 0, `${label}: every lock released`);
+        const end = JSON.stringify({ worker: o.worker, accusers: earned, owner: o.owner });
+        ends.set(end, [...(ends.get(end) ?? []), label]);
+      }
+      if (ends.size > 1) {
+        disagree.push(`{${set}}: ${[...ends].map(([end, by]) => `${end} <- ${by.join(" | ")}`)}`);
+      }
+    }
+    assert.deepEqual(disagree, []);
+  });
+}
+
+Deno.test("ledger order sweep: the equivocation's larger claim is slashed once, whatever else came", async () => {
+  // The end every order above agrees on, pinned: 800 lost (or all 200), half of it earned.
+  for (const [stake, kept, earned] of [[10_000, 9_200, 400], [200, 0, 100]]) {
+    const o = await runOrder(stake, [EVENTS.fault, EVENTS.steer, EVENTS.proveVariant, windowEnds]);
+    assert.equal(o.worker.stake, kept);
+    assert.equal(o.a1.balance + o.a2.balance, earned);
+  }
+});
