@@ -109,10 +109,40 @@ export class Challenges {
       if (claim !== undefined) await this.#core.takenOver().remove(id);
       throw error;
     }
-    // `challenged` in the ledger now: what its draw, or its intake, kept is done with.
-    await this.#core.drawn().remove(id);
+    // `challenged` in the ledger now: what its intake kept is done with. What its draw kept
+    // stays until the challenge ends (`#end`): a stop before then re-opens it from that record at
+    // the start (`_validator_restart.ts`, review s79 crash F3), as the job is kept nowhere else.
     await this.#core.pending().remove(id);
     this.#core.stats.challenged++;
+    return this.#run(receipt, job, ctx, claimant);
+  }
+
+  /**
+   * At the start: run again the challenge on `receipt`, drawn here and open in the ledger when
+   * this validator stopped (`_validator_restart.ts`), with the same draw and a fresh proof
+   * deadline. Nothing is written to the ledger: its one `challenge` entry stands, so a log that
+   * holds a re-opened challenge replays as one that held it open, after any number of stops.
+   * Counted as challenged when it was opened, not again. Resolves as {@link open} does.
+   */
+  reopen(
+    receipt: Receipt,
+    job: Job,
+    ctx: ActorContext<ValidatorMessage>,
+  ): { result: Promise<ValidationResult> } {
+    return this.#run(receipt, job, ctx, undefined);
+  }
+
+  /**
+   * Hold the challenge on `receipt`, open in the ledger, and run it off the mailbox; its end
+   * comes back as a `challenged` (or `challenge_failed`) message.
+   */
+  #run(
+    receipt: Receipt,
+    job: Job,
+    ctx: ActorContext<ValidatorMessage>,
+    claimant: string | undefined,
+  ): { result: Promise<ValidationResult> } {
+    const id = receiptId(receipt);
     // Challenged here once: no peer's claim makes this validator ask the worker again (nor a
     // copy of the receipt that comes ahead of one, `_receipt_intake.ts`).
     this.#core.memory.challenged(id);
@@ -172,6 +202,9 @@ export class Challenges {
       });
       let settled: Promise<unknown> | undefined;
       if (result.fraudProof) {
+        // Kept (`keepEnding`): a stop from now on settles it from that proof, not by running it
+        // again, so what its draw kept is done with.
+        await this.#core.drawn().remove(id);
         // Checked and settled like anyone's, on the work queue: never inside this message. The
         // receipt stays `challenged` (unpaid) until then, and settles even after its window.
         const taken = this.#fraudProofs.onFraudProof(result.fraudProof, ctx, true);
@@ -254,7 +287,7 @@ export class Challenges {
     if (result.fraudProof) return await this.#core.ownProofs().save(id, result.fraudProof);
     const end = endOf(result.verdict);
     // A "proof withheld" fault with its receipt and job: the start sends it after them, as
-    // `onChallenged` does (review s58; the job is kept nowhere else once the challenge opened).
+    // `onChallenged` does (review s58; a takeover's job is kept nowhere else once it opened).
     const evidence = claimEvidence(result.verdict, receipt, message.job);
     const ending = {
       end,
@@ -293,6 +326,8 @@ export class Challenges {
       this.#core.held.release(id);
     }
     await this.#core.endings().remove(id);
+    // Ended in the ledger: not to be re-opened at a start (see `open`).
+    await this.#core.drawn().remove(id);
     if (takeover) await this.#core.takenOver().remove(id);
     return ended;
   }

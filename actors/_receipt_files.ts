@@ -49,7 +49,10 @@ export const OWN_FRAUD_PROOFS_DIR = "own-fraud-proofs";
  * and start file it is checked under), resumed by it at its start.
  */
 export const OWN_TRAINING_FRAUD_PROOFS_DIR = "own-training-fraud-proofs";
-/** The folder of the receipts drawn for a challenge not opened yet, each with its job. */
+/**
+ * The folder of the receipts drawn for a challenge, each with its job, kept until the challenge
+ * ends: one not opened yet is opened at the start, one open at a stop is run again (review s79).
+ */
 export const DRAWN_CHALLENGES_DIR = "drawn-challenges";
 /**
  * The folder of peers' receipts recorded and not drawn here, each with its job, kept while they are

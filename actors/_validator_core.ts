@@ -37,7 +37,7 @@ export interface ValidatorCore {
   ownProofs(): ReceiptFiles;
   /** How challenges without a fraud proof ended, on disk until the ledger has it. */
   endings(): ChallengeEndings;
-  /** Receipts drawn for a challenge, with their jobs, on disk until the challenge is open. */
+  /** Receipts drawn for a challenge, with their jobs, on disk until the challenge ends. */
   drawn(): ReceiptFiles;
   /** Peers' receipts recorded and not drawn, with their jobs, on disk while remembered. */
   pending(): ReceiptFiles;

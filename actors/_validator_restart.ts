@@ -2,8 +2,9 @@
  * What the ValidatorActor resumes at its start (`validator_actor.ts`, `preStart`): the challenge
  * endings kept before a ledger write that failed or a stop (`applyKeptEndings`,
  * `_challenge_endings.ts`); the challenges open at the stop, each settled from this validator's
- * own fraud proof kept on disk, cleared as a takeover the stop cut off, or left undecided
- * (`resumeChallenges`); the challenges of receipts drawn before the stop and not opened yet; and
+ * own fraud proof kept on disk, cleared as a takeover the stop cut off, run again from the receipt
+ * and job kept at its draw, or left undecided when that cannot be (`resumeChallenges`); the
+ * challenges of receipts drawn before the stop and not opened yet; and
  * the peers' receipts kept at their intake, remembered again so that a claim that comes after
  * the restart is taken over (`restorePending`, `_receipt_files.ts`). The drawn challenges a failed
  * ledger write cut off are opened also when the ledger is reopened in place, without a start
@@ -27,13 +28,24 @@ import type { FraudProofs } from "./_fraud_proofs.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
 import { ledgerWriteFailed } from "./_ledger_write_faults.ts";
 import { LEDGER_WRITE_FAILED } from "./ledger_conditions.ts";
+import { PROOF_DEADLINE_MS } from "../proof/challenge_timing.ts";
+import { MAX_OPEN_CHALLENGES_PER_WORKER } from "./_receipt_intake.ts";
 import type { ValidatorMessage } from "./validator_messages.ts";
+
+/**
+ * The reason a challenge open at a stop ends `unresolved` at the start when it is not run again
+ * (`#reopenDrawn`) nor settled from what was kept: this validator's own gap, so unpaid here and
+ * nobody slashed.
+ */
+export const VALIDATOR_RESTARTED = "validator_restarted";
 
 /** What the validator resumes at its start (see the module doc). */
 export class ValidatorRestart {
   readonly #core: ValidatorCore;
   readonly #challenges: Challenges;
   readonly #fraudProofs: FraudProofs;
+  /** The receipts whose kept ending `applyKeptEndings` took: their draw's records go. */
+  readonly #ended = new Set<string>();
 
   /**
    * Create the part (the actor's constructor calls this).
@@ -118,6 +130,10 @@ export class ValidatorRestart {
         }
       }
       await this.#core.endings().remove(id);
+      // Ended (here or before the stop): its draw's record must not open it again
+      // (`#resumeDrawn` opens the record of a receipt `pending`, and a cleared one is). Removed
+      // in `resumeChallenges`: the records are not open yet.
+      this.#ended.add(id);
     }
   }
 
@@ -144,6 +160,12 @@ export class ValidatorRestart {
     const keptTraining = this.#core.options.trainingProofsResumed
       ? await ReceiptFiles.in(this.#core.options.ledgerDir, OWN_TRAINING_FRAUD_PROOFS_DIR).all()
       : new Map<string, unknown>();
+    // The receipts and jobs kept at their draw: an open challenge's stays until it ends
+    // (`_challenges.ts`), so one the stop cut off is run again from it.
+    await this.#core.drawn().removeAll(this.#ended);
+    this.#ended.clear();
+    const drawnKept = await this.#core.drawn().all();
+    const reopen: Reopening[] = [];
     for (const id of this.#core.ledger().challenged()) {
       // The training validator's to settle from its kept proof (or end) when it starts.
       if (keptTraining.has(id) && this.#core.ledger().receipt(id)?.kind === "training") continue;
@@ -152,12 +174,16 @@ export class ValidatorRestart {
         // ends the receipt as fraud): what the stop cut off is the clearing that follows it.
         // Re-checked, the proof would be refused a second settlement and the work left unpaid.
         await this.#core.ledger().clearChallenge(id);
+        await this.#core.drawn().remove(id); // ended: not to be opened again (`#resumeDrawn`)
         continue;
       }
       const claimant = this.#claimantKept(id, claims.get(id));
       const proof = kept.get(id);
       if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx, claimant)) {
         kept.delete(id);
+        // Settled from its proof, never run again: a record of its draw left by a stop between
+        // the proof's keeping and the record's removal (`_challenges.ts`) goes now.
+        await this.#core.drawn().remove(id);
         continue;
       }
       if (claimant !== undefined) {
@@ -167,14 +193,24 @@ export class ValidatorRestart {
         continue;
       }
       // A kept proof that is not resumed (garbled, not this validator's, not checkable) ends
-      // with its challenge: removed below.
-      await this.#core.ledger().leaveUnresolved(id, "validator_restarted");
-      this.#core.stats.unresolved++;
+      // with its challenge: removed below. A challenge this validator drew and had not decided
+      // is run again, once all those above are settled (`#reopenDrawn`).
+      const record = drawnKept.has(id) ? readDrawn(id, drawnKept.get(id)) : undefined;
+      if (record !== undefined) {
+        reopen.push({ ...record, pendingUntil: this.#core.ledger().receipt(id)!.pendingUntil });
+        continue;
+      }
+      await this.#leaveUnresolved(id);
     }
+    await this.#reopenDrawn(reopen, ctx);
     for (const id of kept.keys()) await this.#core.ownProofs().remove(id);
-    // Kept only while its takeover is open (one resumed from its fraud proof above).
+    // Kept only while its takeover is open (one resumed from its fraud proof above); not beside a
+    // challenge this validator drew, run again above (a file it never recorded the claim of).
     for (const id of claims.keys()) {
-      if (this.#core.ledger().receipt(id)?.status !== "challenged") {
+      if (
+        this.#core.ledger().receipt(id)?.status !== "challenged" ||
+        this.#core.held.claimantOf(id) === undefined
+      ) {
         await this.#core.takenOver().remove(id);
       }
     }
@@ -220,7 +256,11 @@ export class ValidatorRestart {
   async #resumeDrawn(ctx: ActorContext<ValidatorMessage>, reason: string): Promise<void> {
     const ledger = this.#core.ledger();
     for (const [id, kept] of await this.#core.drawn().all()) {
-      if (ledger.receipt(id)?.status !== "pending") {
+      const status = ledger.receipt(id)?.status;
+      // Its challenge is open here (re-opened at this start, or running at a reopen): its record
+      // stays until the challenge ends (`_challenges.ts`).
+      if (status === "challenged" && this.#core.held.has(id)) continue;
+      if (status !== "pending") {
         await this.#core.drawn().remove(id);
         continue;
       }
@@ -241,6 +281,46 @@ export class ValidatorRestart {
       }
       await this.#core.drawn().remove(id);
     }
+  }
+
+  /**
+   * At start: run again each challenge this validator drew that was open and undecided at the
+   * stop (review s79 crash F3: it was left `unresolved`, so the honest worker paid in every ledger
+   * that did not restart was unpaid in this one, and two honest ledgers settled the same evidence
+   * two ways). The same draw, its one `challenge` entry in the ledger (nothing written again),
+   * and a fresh proof deadline, which must end inside the receipt's window (the worker keeps its
+   * proof data for the window and a deadline more, `MIN_PROOF_RETENTION_MS`): one whose deadline
+   * would end after its window is left unresolved, as before, and so is one past the cap of open
+   * challenges per worker ({@link MAX_OPEN_CHALLENGES_PER_WORKER}, the intake's, which the draws
+   * open at the stop kept to: only a cap lowered across the stop finds more), soonest windows
+   * first. Forward passes run one at a time on the serial queue, as every challenge's.
+   */
+  async #reopenDrawn(
+    reopen: Reopening[],
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<void> {
+    const deadlineMs = this.#core.options.proofDeadlineMs ?? PROOF_DEADLINE_MS;
+    reopen.sort((a, b) => a.pendingUntil - b.pendingUntil);
+    for (const { receipt, job, pendingUntil } of reopen) {
+      const id = receiptId(receipt);
+      const fits = this.#core.now() + deadlineMs <= pendingUntil;
+      const room = this.#core.held.drawnOf(toHex(receipt.worker)) < MAX_OPEN_CHALLENGES_PER_WORKER;
+      if (fits && room) {
+        this.#challenges.reopen(receipt, job, ctx);
+        this.#core.log(
+          `validator: challenge of receipt ${id.slice(0, 12)} was open at the stop: run again`,
+        );
+        continue;
+      }
+      await this.#leaveUnresolved(id);
+      await this.#core.drawn().remove(id);
+    }
+  }
+
+  /** The challenge on `id`, open at the stop, ends undecided: this validator's own gap, unpaid. */
+  async #leaveUnresolved(id: string): Promise<void> {
+    await this.#core.ledger().leaveUnresolved(id, VALIDATOR_RESTARTED);
+    this.#core.stats.unresolved++;
   }
 
   /**
@@ -316,6 +396,14 @@ export class ValidatorRestart {
     this.#core.held.release(id);
     return false;
   }
+}
+
+/** A challenge drawn here, open at the stop, to run again (`#reopenDrawn`). */
+interface Reopening {
+  receipt: Receipt;
+  job: Job;
+  /** When the receipt's window ends (the ledger's clock, ms). */
+  pendingUntil: number;
 }
 
 /**

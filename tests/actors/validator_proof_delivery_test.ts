@@ -28,6 +28,7 @@ import {
   textJob,
 } from "./_validator_fixture.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
+import { eventually } from "../_helpers/wait.ts";
 
 // -------------------------------------------------------------------------------------------------
 // A challenged worker that does not deliver its proof data by the deadline withheld it,
@@ -283,7 +284,7 @@ for (const [who, routes, cheat] of late) {
   });
 }
 
-Deno.test("the validator's own failure while it cannot reach the worker (it restarts mid-fetch) stays unpaid and unslashed", async () => {
+Deno.test("a validator that restarts mid-fetch runs the challenge again (review s79 crash F3): neither paid nor slashed while it runs", async () => {
   const routes: Routes = {
     workerFrom: Infinity,
     worker: "served",
@@ -295,9 +296,15 @@ Deno.test("the validator's own failure while it cannot reach the worker (it rest
     const handled = await t.submit();
     assert.equal(handled.challenged, true);
     await t.restart();
+    // The restarted validator asks again, every route (before: the challenge ended unpaid).
+    const asked = t.table.lookups;
+    await eventually(() => t.table.lookups > asked, "the worker looked up again");
     const { status, account } = await t.afterWindow();
-    assert.equal(status, "unpaid");
-    assert.deepEqual(account, { balance: 0, stake: WORKER_STAKE, locked: 0 });
+    assert.equal(status, "challenged", "still open: judged at its fresh deadline");
+    assert.deepEqual({ balance: account.balance, stake: account.stake }, {
+      balance: 0,
+      stake: WORKER_STAKE,
+    });
   } finally {
     await t.close();
   }

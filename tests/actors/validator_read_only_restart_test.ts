@@ -43,7 +43,7 @@ async function keptEndings(ledgerDir: string): Promise<string[]> {
   return names;
 }
 
-Deno.test("a validator restarted read-only keeps its kept ending and its open challenge as they are, and the next start with room applies the ending (the honest worker paid) and ends the open challenge undecided (unpaid, not slashed)", async () => {
+Deno.test("a validator restarted read-only keeps its kept ending and its open challenge as they are, and the next start with room applies the ending (the honest worker paid) and runs the open challenge again (not paid while open, not slashed)", async () => {
   const dir = await Deno.makeTempDir();
   const ledgerDir = join(dir, "ledger");
   const clock = { t: START };
@@ -113,7 +113,8 @@ Deno.test("a validator restarted read-only keeps its kept ending and its open ch
       await second.close();
     }
 
-    // 3. Room again: the next start applies the kept ending and ends the open challenge.
+    // 3. Room again: the next start applies the kept ending and runs the open challenge again
+    // (review s79 crash F3; it ended unpaid before), whose worker still does not answer.
     disk.full = false;
     const third = new ReadOnlyRun("ro-restart-3", disk, clock);
     try {
@@ -128,12 +129,9 @@ Deno.test("a validator restarted read-only keeps its kept ending and its open ch
         stake: STAKE,
         locked: 0,
       }, "the honest worker whose ending was kept is paid");
-      assert.equal((await reads.record(openId))?.status, "unpaid");
-      assert.deepEqual(await reads.account(open.publicKey), {
-        balance: 0,
-        stake: STAKE,
-        locked: 0,
-      }, "the open challenge ends undecided: not paid, not slashed");
+      assert.equal((await reads.record(openId))?.status, "challenged", "run again, still open");
+      const { balance, stake } = await reads.account(open.publicKey);
+      assert.deepEqual({ balance, stake }, { balance: 0, stake: STAKE }, "not paid, not slashed");
       assert.equal(third.counts.crashes, 0);
     } finally {
       await third.close();

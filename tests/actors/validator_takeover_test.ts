@@ -229,8 +229,9 @@ Deno.test("a takeover undecided here (this validator's own failure) leaves the w
 // challenge: the claim cost its author nothing and proved nothing, so the work stands as it would
 // without it (the budget's section above). A restart is the same gap, but the start ended
 // every challenge open at the stop as `unresolved / validator_restarted`: an honest worker lost its
-// pay to anyone's free claim plus this validator's restart. A challenge this validator drew still
-// ends unpaid at a restart (its draw was owed, and nothing here checked it).
+// pay to anyone's free claim plus this validator's restart. A challenge this validator drew is run
+// again at the restart (review s79 crash F3, `validator_restart_reopen_test.ts`): undecided there,
+// it ends unpaid (its draw was owed, and nothing here checked it).
 
 const RESTART_STAKE = 10_000;
 
@@ -331,10 +332,14 @@ Deno.test("a restart while a takeover on a peer's withheld claim is open leaves 
   assert.equal(account.stake, RESTART_STAKE);
 });
 
-Deno.test("a restart while a challenge this validator drew is open leaves the job unpaid, nobody slashed", async () => {
+Deno.test("a restart while a challenge this validator drew is open runs it again: the honest work is paid, nobody slashed", async () => {
   const { status, account } = await restartMidChallenge(1, false);
-  assert.equal(status, "unpaid");
-  assert.deepEqual(account, { balance: 0, stake: RESTART_STAKE, locked: 0 });
+  assert.equal(status, "final", "before review s79 crash F3: unpaid");
+  assert.ok(account.balance > 0, "the honest worker is paid");
+  assert.deepEqual({ stake: account.stake, locked: account.locked }, {
+    stake: RESTART_STAKE,
+    locked: 0,
+  });
 });
 
 Deno.test("a claim file planted beside a challenge this validator drew does not make it end as a takeover: the claim must be one the ledger recorded", async () => {
@@ -389,8 +394,12 @@ Deno.test("a claim file planted beside a challenge this validator drew does not 
         clock,
         challengeProbability: 1,
         models: HONEST_MODELS,
+        // The challenge is run again at the start (review s79 crash F3) and stays undecided here,
+        // no route to the worker: a takeover's ends cleared (paid), a drawn one's unpaid.
+        source: { proof: () => Promise.reject(new Error("no route to the worker")) },
       });
       const reads = ledgerReads(() => validator, clock);
+      await reads.drained();
       await reads.closeWindow();
       assert.equal((await reads.record(id))?.status, "unpaid");
       assert.equal(
