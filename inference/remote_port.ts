@@ -358,8 +358,9 @@ export class RemoteInferencePort implements InferencePort {
     progress.jobs++;
     // The worker's count of the prompt's tokens goes to the client's usage as its receipt signs
     // it, the count a ledger pays: a byte bound told the client 7 where an NFKC tokenizer's
-    // receipt billed 24 (review s79 F1). Only the window it states bounds it here.
-    const start = { ...first.value, promptTokens: boundPromptTokens(first.value) };
+    // receipt billed 24 (review s79 F1). The window it states, capped, bounds it here; the bytes
+    // only where it states none (review s79 vmoney F3).
+    const start = { ...first.value, promptTokens: boundPromptTokens(first.value, checked) };
     const workerKey = this.#connection.peerKey;
     const relayed = new RemoteJob(start, from, reader, {
       job: checked,
@@ -398,34 +399,56 @@ export class RemoteInferencePort implements InferencePort {
 }
 
 /**
- * The most prompt tokens a byte-level worker may say `job` has: {@link promptTokenBound}, with
- * the input's room ({@link jobInputRoom}) when the job names an input (its real size is not
- * known here: the CID does not say it, and the bytes are the worker's to read), and, when
- * `contextLength` is given, no more than that window leaves room for one token: generation
- * refuses a prompt that fills it.
- * With an input the window is the tighter bound (255 on a 256-token model, where the room alone
- * allowed about 262,000, review s78 vprompt F1). Not a cap on what the client is told: a
- * tokenizer whose normalizer lengthens text honestly counts more, and the client is told the
- * count its worker's receipt bills, held only to the stated window (review s79 F1).
- *
- * @param job The job sent.
- * @param contextLength The model's window as the worker stated it in its `start`, if it did.
+ * The largest context window a router believes a worker states for a model, in tokens: 2^20,
+ * past the longest windows of today's open decoder models (128K to 1M) and far past what a node
+ * runs with onnxruntime on one machine. A stated window is the worker's word (the model's
+ * `config.json` is not on a router without the model): uncapped, a worker that stated 10^9 had
+ * any prompt count taken and told to its client (review s79 vmoney F3).
  */
-export function maxPromptTokens(job: TextJob, contextLength?: number): number {
-  const bytes = promptTokenBound(job.prompt, job.input === undefined ? 0 : jobInputRoom(job));
-  return contextLength === undefined ? bytes : Math.min(bytes, Math.max(0, contextLength - 1));
+export const MAX_STATED_CONTEXT_TOKENS = 1 << 20;
+
+/**
+ * The window a router holds a worker's prompt count to: the smallest of the window the worker
+ * `stated` in its `start`, the one the router `known`s for the model (its workers' listings,
+ * `worker_models`), and {@link MAX_STATED_CONTEXT_TOKENS}.
+ *
+ * @param stated The window the worker stated in its `start`, if it did.
+ * @param known The model's window as the router knows it, if it does.
+ */
+export function boundedWindow(stated?: number, known?: number): number {
+  return Math.min(stated ?? Infinity, known ?? Infinity, MAX_STATED_CONTEXT_TOKENS);
 }
 
 /**
- * The start's count of prompt tokens, at most its stated window less one (generation refuses a
- * prompt that fills it, so an honest worker never counts more), and not held to the prompt's
- * bytes: a tokenizer whose normalizer lengthens text honestly counts more (review s79 F1).
+ * The most prompt tokens a router takes from a worker for `job`: where a window is stated or
+ * known, that window ({@link boundedWindow}) less one, since generation refuses a prompt that
+ * fills it (255 on a 256-token model). Not the prompt's bytes then: a tokenizer whose normalizer
+ * lengthens text honestly counts more (review s79 F1). Where no window is, the prompt's byte
+ * bound ({@link promptTokenBound}, with the input's room, {@link jobInputRoom}, when the job
+ * names an input). An honest current worker always states its window (a text model does not load
+ * without one, `_model_config.ts`, and `serve_inference.ts` puts it in every `start`), so the
+ * byte bound only meets a worker from before the field or one that leaves it out: before this,
+ * such a worker's count went to the client unbounded (9e15, review s79 vmoney F3).
+ *
+ * @param job The job sent.
+ * @param stated The model's window as the worker stated it in its `start`, if it did.
+ * @param known The model's window as the router knows it, if it does.
  */
-function boundPromptTokens(start: StartEvent): number {
-  const window = start.model.contextLength;
-  return window === undefined
-    ? start.promptTokens
-    : Math.min(start.promptTokens, Math.max(0, window - 1));
+export function maxPromptTokens(job: TextJob, stated?: number, known?: number): number {
+  if (stated !== undefined || known !== undefined) {
+    return Math.max(0, boundedWindow(stated, known) - 1);
+  }
+  const bytes = promptTokenBound(job.prompt, job.input === undefined ? 0 : jobInputRoom(job));
+  return Math.min(bytes, MAX_STATED_CONTEXT_TOKENS - 1);
+}
+
+/**
+ * The start's count of prompt tokens, at most {@link maxPromptTokens} by the window it states:
+ * what the client is told, and what the worker's receipt must sign (the router refuses another
+ * count, `network/_prompt_token_claim.ts`).
+ */
+function boundPromptTokens(start: StartEvent, job: TextJob): number {
+  return Math.min(start.promptTokens, maxPromptTokens(job, start.model.contextLength));
 }
 
 /** Hex characters of a worker's key in messages. */

@@ -15,6 +15,7 @@ import { MAX_JOB_INPUT_BYTES, promptTokenBound } from "../protocols/prompt_token
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { type LedgerTerms, lockOf, rewardOf } from "../proof/_ledger_amounts.ts";
 import type { PromptTokenCount } from "./_prompt_token_claim.ts";
+import { boundedWindow } from "../inference/remote_port.ts";
 
 /**
  * The terms a node's ledger runs with: `node/_node_children.ts` opens the validator's ledger with
@@ -29,17 +30,29 @@ export const DEFAULT_LEDGER_TERMS: LedgerTerms = Object.freeze({
  * The most prompt tokens `job`'s receipt can honestly sign, by what this node can count: its own
  * `count` (exact with the model's tokenizer, else the model's window), or without one, one token
  * per byte of the prompt and of the largest input (`promptTokenBound`: a bound for byte-level
- * vocabularies, which a normalizing tokenizer can exceed; the validators re-count what is signed).
+ * vocabularies, which a normalizing tokenizer can exceed; the validators re-count what is signed),
+ * and, where `window` is known (the model's as its workers list it, capped by `boundedWindow`),
+ * no more than it leaves room for: a router without the model priced an input job's prompt at
+ * the whole 256 KiB input room, 206 times the worker's own lock, so a worker with ample stake
+ * ranked "not backed" and an unstaked stranger got the job (review s79 vmoney F5).
+ *
+ * @param window The model's window as this node knows it (its workers' listings), if it does.
  */
-export function jobPromptTokens(job: TextJob, count: PromptTokenCount | undefined): number {
+export function jobPromptTokens(
+  job: TextJob,
+  count: PromptTokenCount | undefined,
+  window?: number,
+): number {
   if (typeof count === "number") return count;
   if (count !== undefined) return count.atMost;
-  return promptTokenBound(job.prompt, job.input === undefined ? 0 : MAX_JOB_INPUT_BYTES);
+  const bytes = promptTokenBound(job.prompt, job.input === undefined ? 0 : MAX_JOB_INPUT_BYTES);
+  return window === undefined ? bytes : Math.min(bytes, Math.max(0, boundedWindow(window) - 1));
 }
 
 /**
  * The stake `job`'s receipt locks at most under `terms`: `maxTokens` output tokens and
- * {@link jobPromptTokens} prompt tokens, priced and locked as the ledger prices and locks them.
+ * {@link jobPromptTokens} prompt tokens (with `window`, the model's known window, where this node
+ * has no `count`), priced and locked as the ledger prices and locks them.
  *
  * @example
  * ```ts
@@ -59,12 +72,13 @@ export function jobStakeLock(
   job: TextJob,
   count: PromptTokenCount | undefined,
   terms: LedgerTerms = DEFAULT_LEDGER_TERMS,
+  window?: number,
 ): number {
   const work = {
     model: job.model,
     kind: "text" as const,
     tokenCount: job.params.maxTokens,
-    promptTokens: jobPromptTokens(job, count),
+    promptTokens: jobPromptTokens(job, count, window),
   };
   return lockOf(terms, rewardOf(terms, work));
 }

@@ -41,6 +41,7 @@ import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import {
   DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_START_TIMEOUT_MS,
+  maxPromptTokens,
   RemoteInferencePort,
   type RemoteInferencePortOptions,
 } from "../inference/remote_port.ts";
@@ -55,7 +56,11 @@ import { validatorInboxOf } from "./peer_services.ts";
 import { LostEnds } from "./_lost_ends.ts";
 import { AssignedJobs, type AssignedJobsStats } from "./_assigned_jobs.ts";
 import { ASSIGNED_JOBS_FILE } from "./_assigned_job_file.ts";
-import { type PromptTokenCounter, promptTokensRefusal } from "./_prompt_token_claim.ts";
+import {
+  type PromptTokenCounter,
+  type PromptTokenSeen,
+  promptTokensRefusal,
+} from "./_prompt_token_claim.ts";
 import { jobStakeLock } from "./_job_stake_lock.ts";
 import type { LedgerTerms } from "../proof/_ledger_amounts.ts";
 import {
@@ -399,8 +404,12 @@ export class NetworkInferencePort implements InferencePort {
       timers: remote.timers,
       lookupTimeoutMs: LOOKUP_TIMEOUT_MS,
       dir: remote.lostEndsDir,
+      // The summary kept is the one `settle` remembered: its prompt count is the lost worker's
+      // own start's, held to the window it stated (`remote_port.ts`).
       checked: (summary, job, worker, relayed, assignment) =>
-        this.#checked(summary, job, worker, relayed, assignment),
+        this.#checked(summary, job, worker, relayed, assignment, {
+          started: summary.usage.promptTokens,
+        }),
     });
   }
 
@@ -439,12 +448,14 @@ export class NetworkInferencePort implements InferencePort {
 
   /**
    * The network actor's choice of worker for `job`, none of `exclude` (hex keys), backed by
-   * stake for the most its receipt can lock (with this node's own prompt count, else a bound).
+   * stake for the most its receipt can lock (with this node's own prompt count, else a bound:
+   * the model's window as its workers list it, where they list one, review s79 vmoney F5).
    */
-  #lookup(job: TextJob, exclude: string[]): Promise<Connection | undefined> {
+  async #lookup(job: TextJob, exclude: string[]): Promise<Connection | undefined> {
     const count = this.#remote.countPromptTokens?.(job);
-    const lock = jobStakeLock(job, count, this.#remote.ledgerTerms);
-    return this.#network.ask<Connection | undefined>(
+    const window = count === undefined ? await this.#listedWindow(job.model) : undefined;
+    const lock = jobStakeLock(job, count, this.#remote.ledgerTerms, window);
+    return await this.#network.ask<Connection | undefined>(
       { type: "worker", model: job.model, exclude, input: job.input, lock },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
@@ -493,13 +504,19 @@ export class NetworkInferencePort implements InferencePort {
     // job cannot both pass.
     await Promise.all([this.#assigned.loaded, this.#lostEnds.loaded]);
     const leaveRunning = this.#assigned.start(jobId(job));
-    const { first, before } = await this.#start(job, options).catch((error: unknown) => {
+    // The model's listed window, asked beside the start (its answer comes from memory): the
+    // receipt's prompt count is held to it where this node cannot count the prompt.
+    const listing = this.#remote.countPromptTokens?.(job) === undefined
+      ? this.#listedWindow(job.model)
+      : Promise.resolve(undefined);
+    const { first, before } = await this.#start(job, options, listing).catch((error: unknown) => {
       leaveRunning();
       // Every worker asked was full: the client's job was refused for want of room, as a local
       // port's full queue refuses it.
       if (isCapacityRefusal(error)) this.#jobs.jobsRejected++;
       throw error;
     });
+    const listed = await listing;
     this.#jobs.jobsStarted++;
     this.#jobs.activeJobs++;
     /**
@@ -513,7 +530,8 @@ export class NetworkInferencePort implements InferencePort {
       signal: options?.signal,
       prefix: options?.resume,
       maxTokens: job.params.maxTokens,
-      resume: (exclude, prefix, hedge) => this.#resume(job, options, exclude, prefix, hedge),
+      resume: (exclude, prefix, hedge) =>
+        this.#resume(job, options, exclude, prefix, listing, hedge),
       queueHoldMs: this.#remote.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS,
       timers: this.#remote.timers,
       // The assignment is signed once the job is done, off the first token's path (an ed25519
@@ -532,16 +550,26 @@ export class NetworkInferencePort implements InferencePort {
         if (endLost && assignment) {
           // Owed while it is kept (a retry meanwhile is refused: it would be assigned too, and
           // neither paid), and written as assigned only when its receipt is (`#checked`).
-          this.#lostEnds.remember(job, attempt.worker, relayed, summary, assignment);
+          // With its own start's count, the one its receipt must sign (`#checked`).
+          const own = { ...summary.usage, promptTokens: attempt.handle.promptTokens };
+          this.#lostEnds.remember(
+            job,
+            attempt.worker,
+            relayed,
+            { ...summary, usage: own },
+            assignment,
+          );
         }
-        // Its prompt count held to the window it stated, where this node cannot count it.
+        // Its prompt count held to its own start's (after a failover, the resumer's: the first
+        // worker's word is not its), and to the window it stated, capped by the model's listed
+        // window, where this node cannot count it.
         const told = this.#checked(
           summary,
           job,
           attempt.worker,
           relayed,
           assignment,
-          attempt.handle.model.contextLength,
+          this.#seen(attempt, listed),
         );
         // Every token delivered and the worker's stream broken where its end was due (another
         // event, no end in time: `_remote_job.ts`): the client has its whole answer, and no
@@ -579,14 +607,23 @@ export class NetworkInferencePort implements InferencePort {
         // the cancel came, is asked for and handed on as a finished job's would be.
         if (summary.finishReason === "cancelled" && summary.receipt === undefined) {
           if (relayed.tokens > relayed.resumedAt) {
-            cancelledEnd = this.#cancelledReceipt(ended, job, attempt, relayed, assignment);
+            const seen = this.#seen(attempt, listed);
+            cancelledEnd = this.#cancelledReceipt(ended, job, attempt, relayed, assignment, seen);
           }
         }
         // The client read too slowly, and the worker evicted the unread tokens of a job it had
         // finished (`slow_reader`): its receipt over the whole job is asked for, the slow
         // client's to pay (`#evictedReceipt`).
         if (summary.error?.code === "slow_reader" && summary.receipt === undefined) {
-          cancelledEnd = this.#evictedReceipt(ended, job, attempt.worker, relayed, assignment);
+          const seen = this.#seen(attempt, listed);
+          cancelledEnd = this.#evictedReceipt(
+            ended,
+            job,
+            attempt.worker,
+            relayed,
+            assignment,
+            seen,
+          );
         }
         return ended;
       },
@@ -661,15 +698,15 @@ export class NetworkInferencePort implements InferencePort {
   async #cancelledReceipt(
     summary: JobSummary,
     job: TextJob,
-    { worker, handle }: WorkerAttempt,
+    { worker }: WorkerAttempt,
     relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
+    seen: PromptTokenSeen,
   ): Promise<JobSummary> {
     const receipt = await this.#askReceipt(worker, summary.jobId);
     if (receipt === undefined) return summary;
     if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
-    const window = handle.model.contextLength;
-    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment, window);
+    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment, seen);
   }
 
   /**
@@ -690,14 +727,16 @@ export class NetworkInferencePort implements InferencePort {
     worker: Uint8Array,
     relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
+    seen: PromptTokenSeen,
   ): Promise<JobSummary> {
     const receipt = await this.#askReceipt(worker, summary.jobId);
     if (receipt === undefined || receipt.end !== undefined) return summary;
     if (receipt.tokenCount <= relayed.tokens || !verifyReceipt(receipt, { job, worker }).ok) {
       return summary;
     }
-    // Its prompt count is paid too: held to this node's count as a finished job's (`#checked`).
-    if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens)) return summary;
+    // Its prompt count is paid too: held to its start's, this node's count and the window as a
+    // finished job's (`#checked`; review s79 vmoney F4: it was held to no window).
+    if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens, seen)) return summary;
     await this.#assign(worker, receipt, job, assignment);
     return summary;
   }
@@ -754,7 +793,12 @@ export class NetworkInferencePort implements InferencePort {
     });
     if (receipt === undefined || !verifyReceipt(receipt, { job, worker }).ok) return undefined;
     if (receipt.end !== undefined && receipt.end !== "cancelled") return undefined;
-    if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens)) return undefined;
+    // No start was seen: its count is held to the model's window as its workers list it, else
+    // to the prompt's bytes (review s79 vmoney F4: it was held to nothing here).
+    const known = await this.#listedWindow(job.model);
+    if (promptTokensRefusal(receipt, job, this.#remote.countPromptTokens, { known })) {
+      return undefined;
+    }
     const assignment = this.#requester &&
       signAssignment({ job, worker, issuedAt: assignedAt }, this.#requester);
     await this.#assign(worker, receipt, job, assignment);
@@ -840,6 +884,7 @@ export class NetworkInferencePort implements InferencePort {
   async #start(
     job: TextJob,
     options: SubmitOptions | undefined,
+    listing: Promise<number | undefined>,
   ): Promise<
     { first: WorkerAttempt; before: { workers: Uint8Array[]; spent: number; full: Uint8Array[] } }
   > {
@@ -860,7 +905,7 @@ export class NetworkInferencePort implements InferencePort {
       const worker = port.connection.peerKey!;
       const assignedAt = Date.now();
       try {
-        const handle = await port.submit(job, options);
+        const handle = this.#held(await port.submit(job, options), job, await listing);
         // An error about the job is every worker's: those that gave this one, which a worker
         // serving the same model has now started, said what was not true of it.
         for (const liar of calledBad) this.#avoid(liar, job.model);
@@ -970,6 +1015,7 @@ export class NetworkInferencePort implements InferencePort {
     options: SubmitOptions | undefined,
     exclude: readonly Uint8Array[],
     prefix: readonly number[],
+    listing: Promise<number | undefined>,
     hedge?: HedgeRequest,
   ): Promise<ResumeOutcome> {
     let port: RemoteInferencePort | undefined;
@@ -989,7 +1035,7 @@ export class NetworkInferencePort implements InferencePort {
       };
     }
     try {
-      const handle = await port.submit(job, submitted);
+      const handle = this.#held(await port.submit(job, submitted), job, await listing);
       return { kind: "started", attempt: { worker, handle, assignedAt } };
     } catch (error) {
       this.#noteRefusal(worker, job.model, error);
@@ -1005,8 +1051,8 @@ export class NetworkInferencePort implements InferencePort {
    * blame, the worker for tokens the client never got). One that fails is withheld
    * (`receipt_rejected`, and why, unless the job failed with an error of its own), never
    * reaches the validator, and the worker, faulty, is kept off the model for a while as one
-   * that refuses it. `statedWindow`: the context length the worker stated in its `start`, which
-   * bounds its prompt count where this node cannot count it (`_prompt_token_claim.ts`).
+   * that refuses it. `seen`: the worker's own start's prompt count, which its receipt must sign,
+   * and the windows that bound it where this node cannot count it (`_prompt_token_claim.ts`).
    */
   #checked(
     summary: JobSummary,
@@ -1014,7 +1060,7 @@ export class NetworkInferencePort implements InferencePort {
     worker: Uint8Array,
     relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
-    statedWindow?: number,
+    seen: PromptTokenSeen,
   ): JobSummary {
     if (summary.receipt === undefined) return summary;
     const complete = summary.finishReason === "stop" || summary.finishReason === "length";
@@ -1037,12 +1083,7 @@ export class NetworkInferencePort implements InferencePort {
       ? check.message
       : claimed !== relayed.tokens
       ? `it claims ${claimed} tokens, and ${relayed.tokens} were relayed to the client`
-      : promptTokensRefusal(
-        summary.receipt as Receipt,
-        job,
-        this.#remote.countPromptTokens,
-        statedWindow,
-      );
+      : promptTokensRefusal(summary.receipt as Receipt, job, this.#remote.countPromptTokens, seen);
     if (failure !== undefined) {
       // Text before a resume came from a lost worker that signed none of it: a receipt that
       // fails only over the text (the resumer signs the text it decodes from the same ids) may
@@ -1106,6 +1147,49 @@ export class NetworkInferencePort implements InferencePort {
         .deliver(toHex(worker), message, { own: true });
     // A full mailbox or a timeout (the inbox holds neither): nothing more to do here.
     handed.catch(() => {});
+  }
+
+  /**
+   * `handle` with its start's prompt count held to the model's `listed` window too (its worker's
+   * port held it to the window the worker stated, `remote_port.ts`): what the client is told, and
+   * what the worker's receipt must sign (`#checked`). A worker that stated a window of 10^9 had
+   * its count of 100,000 told to the client (review s79 vmoney F3).
+   */
+  #held(handle: InferenceHandle, job: TextJob, listed: number | undefined): InferenceHandle {
+    if (listed === undefined) return handle;
+    const most = maxPromptTokens(job, handle.model.contextLength, listed);
+    if (handle.promptTokens <= most) return handle;
+    // Its `done` too: a job that never fails over tells the client its worker's summary's usage.
+    const done = handle.done.then((summary) => ({
+      ...summary,
+      usage: { ...summary.usage, promptTokens: most },
+    }));
+    return { ...handle, promptTokens: most, done };
+  }
+
+  /**
+   * What `attempt`'s worker said of `job`'s prompt in its own `start` (its count, held to its
+   * stated window: what its client is told; its window), with the model's `listed` window.
+   */
+  #seen(attempt: WorkerAttempt, listed: number | undefined): PromptTokenSeen {
+    return {
+      started: attempt.handle.promptTokens,
+      stated: attempt.handle.model.contextLength,
+      known: listed,
+    };
+  }
+
+  /**
+   * `model`'s window as its connected workers list it (`worker_models`: one listing per model,
+   * named by the keys with the most standing, `model_listing.ts`); undefined where none lists
+   * one, or the network actor does not answer. The workers' word too, but given before the job,
+   * and capped (`MAX_STATED_CONTEXT_TOKENS`).
+   */
+  async #listedWindow(model: string): Promise<number | undefined> {
+    const models = await this.#network.ask<ServedModelInfo[]>({ type: "worker_models" }, {
+      timeoutMs: LOOKUP_TIMEOUT_MS,
+    }).catch(() => []);
+    return models.find((m) => m.cid === model)?.contextLength;
   }
 
   /** Whether a connected worker lists `model` (though none was picked for it). */

@@ -3,7 +3,8 @@
  * signs, which is what a ledger pays the worker for (review s79 F1): a tokenizer whose normalizer
  * lengthens text (NFKC counts the 6-byte "㌀㌀" as 24 tokens) honestly counts more than the
  * prompt's bytes, and a byte bound told the client 7 while the receipt billed 24. Only the model's
- * window the worker stated still bounds the count: generation refuses a prompt that fills it.
+ * window the worker stated (capped) still bounds the count: generation refuses a prompt that fills
+ * it; a worker that states none is held to the prompt's bytes (review s79 vmoney F3).
  *
  * @module
  */
@@ -55,7 +56,9 @@ Deno.test("a forwarding node tells its client the prompt count its worker's rece
   assert.ok(NFKC_COUNT > promptTokenBound(NFKC_PROMPT, 0), `${NFKC_COUNT} tokens`);
   const w = await scriptedWorker((body, _n, identity) =>
     events([
-      start(body.job, { promptTokens: NFKC_COUNT }),
+      // A window stated, as every current worker states one: with none, the prompt's bytes
+      // bound the count (review s79 vmoney F3).
+      start(body.job, { promptTokens: NFKC_COUNT, model: { ...INFO, contextLength: 256 } }),
       ...Array.from({ length: TOKENS }, (_, i) => wireToken(i)),
       endEvent(body.job, TOKENS, receiptCounting(body.job, identity, NFKC_COUNT), NFKC_COUNT),
     ])

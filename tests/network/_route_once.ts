@@ -27,15 +27,19 @@ export interface RoutedOnce {
   avoided: boolean;
 }
 
-/** A router named `name` over `worker` alone, with `options`, runs `job`; `worker` is closed after. */
+/**
+ * A router named `name` over `worker` alone, with `options`, runs `job`; `worker` is closed after.
+ * `models`: what the router's network answers `worker_models` (default the fixture's one model).
+ */
 export async function routeOnce(
   name: string,
   worker: TestWorker,
   job: TextJob,
   options: ForwardingOptions = {},
+  models?: unknown[],
 ): Promise<RoutedOnce> {
   const system = new ActorSystem({ name });
-  const workers = new Workers([worker.toWorker]);
+  const workers = new Workers([worker.toWorker], models);
   const timers = new ManualTimers();
   const now = () => timers.now();
   try {

@@ -31,6 +31,7 @@ import {
   wireToken,
 } from "./_scripted_worker_fixture.ts";
 import { routeOnce } from "./_route_once.ts";
+import { INFO } from "./_router_fixture.ts";
 
 /** The review's inflated claim. */
 const CLAIM = 100_000;
@@ -64,10 +65,14 @@ function heldModels(): HeldModels {
   };
 }
 
-/** A worker that runs each job whole and signs `promptTokens`. */
+/**
+ * A worker that states the model's window, tells `promptTokens` in its start (a receipt must sign
+ * its start's count), runs each job whole and signs `promptTokens`.
+ */
 function workerSigning(promptTokens: number): Promise<TestWorker> {
   return scriptedWorker((body, _n, identity) => {
-    const list: InferenceEvent[] = [start(body.job, { promptTokens: 1 })];
+    const model = { ...INFO, contextLength: CONTEXT };
+    const list: InferenceEvent[] = [start(body.job, { model, promptTokens })];
     for (let i = 0; i < TOKENS; i++) list.push(wireToken(i));
     const { sig: _s, worker: _w, ...unsigned } = receiptFor(body.job, identity, TEXT);
     list.push(endEvent(body.job, TOKENS, signReceipt({ ...unsigned, promptTokens }, identity)));

@@ -5,7 +5,9 @@
  * claim on an input job was paid 25,008 where no validator counted it). Who pays: nobody; the
  * receipt never reaches the validator (paid in no ledger) and the worker is kept off the model.
  * A count inside the stated window is taken as before (the validators that hold the model re-count
- * it), and so is any count where the worker stated no window.
+ * it); where the worker stated no window, the prompt's bytes bound it (review s79 vmoney F3). The
+ * worker here tells the count it signs in its `start`: one that signs another is refused for that
+ * (`prompt_tokens_start_match_test.ts`).
  *
  * @module
  */
@@ -38,7 +40,7 @@ const CLAIM = 100_000;
 function workerStating(window: number | undefined, promptTokens: number): Promise<TestWorker> {
   return scriptedWorker((body, _n, identity) => {
     const model = window === undefined ? INFO : { ...INFO, contextLength: window };
-    const list: InferenceEvent[] = [start(body.job, { model, promptTokens: 1 })];
+    const list: InferenceEvent[] = [start(body.job, { model, promptTokens })];
     for (let i = 0; i < TOKENS; i++) list.push(wireToken(i));
     list.push(endEvent(body.job, TOKENS, counted(body.job, identity, promptTokens)));
     return events(list);
@@ -64,7 +66,7 @@ Deno.test("a router without the model refuses a receipt signing more prompt toke
   assert.equal(inflated.summary.error?.code, "receipt_rejected");
   assert.match(
     inflated.summary.error?.message ?? "",
-    /100000 prompt tokens, and the model's window/,
+    /100000 prompt tokens, more than the model's window allows \(255/,
   );
   assert.equal(inflated.toValidator, 0, "the receipt reached the validator");
   assert.ok(inflated.avoided, "the worker was not kept off the model");
@@ -74,13 +76,16 @@ Deno.test("a router without the model refuses a receipt signing more prompt toke
   assert.equal(full.toValidator, 0, "a count that fills the window reached the validator");
 });
 
-Deno.test("a router without the model takes a count inside the window its worker stated, and any count where the worker stated none: its validators re-count it", async () => {
+Deno.test("a router without the model takes a count inside the window its worker stated, and, where the worker stated none, a count inside the prompt's bytes only: its validators re-count it", async () => {
   const inside = await routed(await workerStating(STATED_WINDOW, STATED_WINDOW - 1), "inside");
   assert.ok(inside.summary.receipt !== undefined, inside.summary.error?.message ?? "");
   assert.equal(inside.toValidator, 1);
   assert.ok(!inside.avoided);
 
-  const unstated = await routed(await workerStating(undefined, CLAIM), "unstated");
+  // "hi": 2 bytes and a marker.
+  const unstated = await routed(await workerStating(undefined, 3), "unstated");
   assert.ok(unstated.summary.receipt !== undefined, unstated.summary.error?.message ?? "");
   assert.equal(unstated.toValidator, 1);
+  const past = await routed(await workerStating(undefined, CLAIM), "unstated-past");
+  assert.equal(past.toValidator, 0, "a count past the prompt's bytes reached the validator");
 });
