@@ -109,9 +109,12 @@ Deno.test("a worker that streams a token the job's rule could not give and drops
     })().then(() => undefined, (e) => (e as { code?: string }).code);
     assert.equal(failed, "delivered_tokens_diverged");
     assert.equal(read.length, STREAMED);
-    // The liar's stake is cut by m × the reward of the tokens it signed, half of it to the
-    // router's validator; the honest worker, which refused, loses nothing.
-    const slashed = DEFAULT_ECONOMICS.slashMultiplier * STREAMED *
+    // The liar's stake is cut by m × the reward of the tokens it signed and of the job's prompt
+    // as the replay counts it (the receipt it never became would have locked that, 4d5d1fa), half
+    // of it to the router's validator; the honest worker, which refused, loses nothing.
+    const promptTokens = f.honest.tokenizer.encode(JOB.prompt).length;
+    const slashed = DEFAULT_ECONOMICS.slashMultiplier *
+      (STREAMED + promptTokens * DEFAULT_ECONOMICS.promptTokenShare) *
       DEFAULT_ECONOMICS.defaultTokenPrice;
     await eventually(
       async () => (await ledger.account(liar.identity.publicKey)).stake === STAKE - slashed,
