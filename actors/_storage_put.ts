@@ -122,7 +122,7 @@ export function startPut(
         : { name: message.name, mime: message.mime, local: message.local };
       if (message.pin ?? true) {
         await stopRecording();
-        await pending.commit(result.cid, label);
+        await core.scope.pinWrite(result.cid, true, () => pending.commit(result.cid, label));
         await core.scope.add(result.cid, message.local === true);
       }
       return result;

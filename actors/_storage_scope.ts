@@ -71,6 +71,27 @@ export class StorageScope {
    * went to the holders with the put. Cleared by that look; bounded by {@link MAX_PINNED_HERE}.
    */
   readonly pinnedHere = new Set<string>();
+  /**
+   * Roots pinned here, this node's and those a pins check found, each with the {@link pinSeq} of
+   * its latest pin: what a holder back soon after its last catch-up lacks at most (review s79
+   * F5). Bounded by {@link MAX_PINNED_HERE}, oldest dropped first ({@link pinLogFloor}).
+   */
+  readonly pinLog = new Map<string, number>();
+  /** Counts the pins {@link notePinned} saw; 0 before any. */
+  pinSeq = 0;
+  /** Pins with a sequence number up to this one may be missing from {@link pinLog}. */
+  pinLogFloor = 0;
+  /** Unpins this actor made: a catch-up copying meanwhile scans again (review s79 F6). */
+  unpins = 0;
+  /** Roots this actor unpinned since that look, bounded as {@link pinnedHere} is. */
+  readonly unpinnedHere = new Set<string>();
+  /**
+   * This actor's writes of `pins/` since that look, as the directory's stamps read just before
+   * and just after each ({@link pinWrite}): what lets the look take a changed stamp for this
+   * node's own doing without listing every pin (review s79 F4). Bounded by
+   * {@link MAX_PINNED_HERE}; past it, emptied (the look then lists, as it would have).
+   */
+  readonly pinWrites: { before: number; after: number }[] = [];
 
   /**
    * @param store The actor's chunk store, open from its start.
@@ -79,6 +100,56 @@ export class StorageScope {
   constructor(store: () => ChunkStore, given: () => GivenChunks) {
     this.#store = store;
     this.#given = given;
+  }
+
+  /**
+   * Run `write`, this actor's pin (`pinned`) or unpin of `root`, noting the stamps of `pins/`
+   * around it (see {@link pinWrites}). Resolves to what `write` resolves to.
+   */
+  async pinWrite<T>(root: string, pinned: boolean, write: () => Promise<T>): Promise<T> {
+    const store = this.#store();
+    // A stamp not read leaves the write unnoted: the next look lists, as it did before.
+    const before = await store.pinsStamp().catch(() => null);
+    try {
+      return await write();
+    } finally {
+      const after = await store.pinsStamp().catch(() => null);
+      if (this.pinWrites.length >= MAX_PINNED_HERE) this.pinWrites.length = 0;
+      if (before !== null && after !== null) this.pinWrites.push({ before, after });
+      if (!pinned) {
+        this.unpins++;
+        if (this.unpinnedHere.size >= MAX_PINNED_HERE) {
+          this.unpinnedHere.clear();
+          this.pinWrites.length = 0; // an unpin forgotten: the look must list
+        }
+        this.unpinnedHere.add(root);
+      }
+    }
+  }
+
+  /** Note a pin of `root` in {@link pinLog}. */
+  notePinned(root: string): void {
+    this.pinLog.delete(root); // re-inserted last: the map's order is the pins' order
+    this.pinLog.set(root, ++this.pinSeq);
+    if (this.pinLog.size <= MAX_PINNED_HERE) return;
+    const [oldest, seq] = this.pinLog.entries().next().value!;
+    this.pinLog.delete(oldest);
+    this.pinLogFloor = seq;
+  }
+
+  /** The roots of {@link pinLog} pinned after pin number `seq`; `null`: some may be missing. */
+  pinnedSince(seq: number): string[] | null {
+    if (seq < this.pinLogFloor) return null;
+    const out: string[] = [];
+    for (const [root, at] of this.pinLog) if (at > seq) out.push(root);
+    return out;
+  }
+
+  /** Forget the {@link pinWrites} a look at `pins/` with stamp `stamp` has taken in. */
+  forgetPinWrites(stamp: number): void {
+    const left = this.pinWrites.filter((write) => write.after > stamp);
+    this.pinWrites.length = 0;
+    this.pinWrites.push(...left);
   }
 
   /** Drop what the pins reach: it is read again on next use (after an unpin). */
@@ -174,6 +245,7 @@ export class StorageScope {
     // so is then taken for another process's, which costs a catch-up a rank per block, no copy.
     if (this.pinnedHere.size >= MAX_PINNED_HERE) this.pinnedHere.clear();
     this.pinnedHere.add(root);
+    this.notePinned(root);
     const pending = this.#pinScope;
     const scope = pending && await pending.catch(() => null);
     if (!scope || this.#pinScope !== pending) return; // read afresh on next use: it sees the pin

@@ -107,13 +107,24 @@ export const LATER_REPLIES: ReadonlySet<StorageMessage["type"]> = new Set([
   "get_chunk",
   "pin",
   "gc",
+  "pins_check",
 ]);
 
 /** A message of {@link LATER_REPLIES}. */
 type LaterReplyMessage =
   | Extract<
     StorageMessage,
-    { type: "put_bytes" | "get_bytes" | "repair" | "audit" | "prove" | "get_chunk" | "gc" }
+    {
+      type:
+        | "put_bytes"
+        | "get_bytes"
+        | "repair"
+        | "audit"
+        | "prove"
+        | "get_chunk"
+        | "gc"
+        | "pins_check";
+    }
   >
   | StoragePinMessage & { type: "pin" };
 
@@ -632,6 +643,9 @@ export class StorageActor {
         return await this.#pin(message.cid, ctx);
       case "gc":
         return await this.#gc(message.graceMs, ctx?.signal);
+      // A listing of `pins/` when it changed: a second with 100,000 pins (review s79 F4).
+      case "pins_check":
+        return await this.#catchUp.pinsCheck(ctx?.signal);
     }
   }
 
@@ -702,6 +716,7 @@ export class StorageActor {
       case "prove":
       case "get_chunk":
       case "gc":
+      case "pins_check":
         return await this.#later(message, ctx);
       // `local` (the gateway's `only-if-cached`): this node's own store only, as `get_bytes`.
       // `receive` answers these later
@@ -724,9 +739,12 @@ export class StorageActor {
       case "pin_held": {
         // Pinning again keeps what the pin recorded: a `local` file stays this node's own.
         const label = await store.pinLabel(message.cid);
-        if (message.held === null) await store.pin(message.cid, label);
-        else if (this.#pinsHeld.has(message.held)) await message.held.commit(message.cid, label);
-        else {
+        const held = message.held;
+        if (held === null) {
+          await this.#scope.pinWrite(message.cid, true, () => store.pin(message.cid, label));
+        } else if (this.#pinsHeld.has(held)) {
+          await this.#scope.pinWrite(message.cid, true, () => held.commit(message.cid, label));
+        } else {
           throw new StorageError(
             "pin_abandoned",
             `the fetch of ${message.cid} for its pin was given up before it was committed`,
@@ -738,7 +756,11 @@ export class StorageActor {
       case "unpin": {
         // What the file reaches, read while its pin still keeps its root and inner nodes here.
         const reached = await this.#scope.reached(message.cid);
-        const unpinned = await store.unpin(message.cid);
+        const unpinned = await this.#scope.pinWrite(
+          message.cid,
+          false,
+          () => store.unpin(message.cid),
+        );
         if (unpinned) {
           this.#scope.clear(); // its blocks may be shared: read the pins again
           await this.#scope.forgetGiven(reached);
@@ -769,8 +791,6 @@ export class StorageActor {
         return await answerPeer(this.#core, message);
       case "audit_round":
         return { done: this.#audits.auditRound() };
-      case "pins_check":
-        return await this.#catchUp.pinsCheck(ctx?.signal);
       case "network_down":
         this.#network.tookDown(message.generation);
         return undefined;

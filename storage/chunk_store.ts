@@ -952,6 +952,11 @@ export class ChunkStore implements BlockStore {
     return true;
   }
 
+  /** Whether `cid` is pinned now (here or by another process on this directory). */
+  async isPinned(cid: string): Promise<boolean> {
+    return isCid(cid) && await pathExists(join(this.#dir, PINS_DIR, cid));
+  }
+
   /**
    * Modification time (ms) of the pins directory: it changes when a pin is made or removed, here
    * or by another process, so a view of the pins can tell it is out of date.

@@ -33,9 +33,10 @@
  * comes back, and when a pin appears here that this node did not write (`cli.ts put` into a
  * running node's directory), the node goes over the blocks of its own files and checks every
  * holder the given-chunks log says was never given one (`unplacedHolders`, `audit_round.ts`): a
- * proof from each, a copy where one lacks it. Before (review s79, F1) only the audit round's
- * placement check did, 4 chunks per holder per round, so a 400 MB file put beside a running node
- * took about 32 hours to reach its r copies. The catch-up runs as fast as the holders take the
+ * proof from each, a copy where one lacks it (after a join, of the holders that joined only:
+ * review s79 F5). Before (review s79, F1) only the audit round's placement check did, 4 chunks
+ * per holder per round, so a 400 MB file put beside a running node took about 32 hours to reach
+ * its r copies. The catch-up runs as fast as the holders take the
  * copies, {@link CATCH_UP_IN_FLIGHT} chunks at a time, and at most {@link MAX_CATCH_UP_LISTED}
  * chunks are listed at once (the rest by a scan after them), so a huge or hostile backlog costs
  * time, not memory or sockets. Progress goes to {@link HolderRepairOptions.onCatchUp}, and the
@@ -259,12 +260,23 @@ export interface CatchUpSources {
   blocks(roots: ReadonlySet<string> | null): AsyncIterable<string>;
   /** Whether this node gave (or saw prove) `cid` to the peer with id `peerId` (the given log). */
   wasGiven(peerId: string, cid: string): boolean;
+  /**
+   * How many unpins this node has made so far. One made while a catch-up copies makes it scan
+   * again before its next slice, so the rest of a file unpinned meanwhile is not copied (review
+   * s79 F6: {@link blocks} skips a root no longer pinned). None: never.
+   */
+  unpins?(): number;
 }
 
 /** How far a catch-up got ({@link HolderRepairOptions.onCatchUp}). */
 export interface CatchUpProgress {
   /** Why it ran: the changes it took ("2 holder(s) joined", "1 file(s) pinned here by …"). */
   reason: string;
+  /**
+   * Blocks its scans went over (a block of two files, or scanned twice, counts each time): the
+   * work a catch-up costs even when it finds nothing short, which the operator sees in its log.
+   */
+  walked: number;
   /** Chunks found that some holder was never given. */
   short: number;
   /** Of them, checked: every holder proved it or was given a copy, or a check failed. */
@@ -336,6 +348,8 @@ interface QueuedCatchUp {
   signal: AbortSignal | undefined;
   /** The roots whose blocks it goes over; `null`: every pin's. */
   roots: Set<string> | null;
+  /** Ids of the holders it checks (those that joined); `null`: every holder. */
+  holders: Set<string> | null;
   /** Why, one entry per kind of change it took. */
   reasons: Set<string>;
   /** Resolves when it is done. */
@@ -562,26 +576,38 @@ export class HolderRepair {
    * Give the holders of this node's files (under `roots`; `null`: every pin) the chunks the
    * given-chunks log says they were never given — a holder joined or came back (`null`), or a pin
    * appeared here that this node did not write (its roots) — as a pass, one at a time with the
-   * others (see the module doc). A catch-up waiting to start takes this one too. `reason` is
-   * what the reports say it ran for. Resolves when that pass is done (never rejects).
+   * others (see the module doc). A catch-up waiting to start takes this one too when it is of
+   * the same shape. `holders` (ids) limits the checks to those holders: a join's catch-up checks
+   * the holders that joined, not every holder again (review s79 F5); `null`: every holder.
+   * `reason` is what the reports say it ran for. Resolves when that pass is done (never rejects).
    */
   catchUp(
     store: ReplicatedStore,
     roots: Iterable<string> | null,
     reason: string,
     signal?: AbortSignal,
+    holders: Iterable<string> | null = null,
   ): Promise<void> {
     if (this.#options.catchUp === undefined) return this.#running;
     this.#store = store;
     this.#stopped = false;
     this.#follow(signal);
+    const only = holders === null ? null : new Set(holders);
     const queued = this.#catchUpQueued;
-    if (queued !== null && queued.store === store && queued.signal === signal) {
+    // Merged only when the union is no wider than both: a pin's catch-up (its roots, every
+    // holder) and a join's (every root, the holders that joined) together would be every root
+    // for every holder, the full scan a join must not cost.
+    if (
+      queued !== null && queued.store === store && queued.signal === signal &&
+      ((queued.holders === null && only === null) || (queued.roots === null && roots === null))
+    ) {
       if (roots === null) queued.roots = null;
       else if (queued.roots !== null) {
         for (const root of roots) queued.roots.add(root);
         if (queued.roots.size > MAX_CATCH_UP_ROOTS) queued.roots = null;
       }
+      if (only === null) queued.holders = null;
+      else if (queued.holders !== null) { for (const id of only) queued.holders.add(id); }
       queued.reasons.add(reason);
       return queued.pass;
     }
@@ -590,6 +616,7 @@ export class HolderRepair {
       store,
       signal,
       roots: listed !== null && listed.size > MAX_CATCH_UP_ROOTS ? null : listed,
+      holders: only,
       reasons: new Set([reason]),
       pass: Promise.resolve(),
     };
@@ -616,13 +643,16 @@ export class HolderRepair {
     const { store, signal } = job;
     const sources = this.#options.catchUp!;
     // Built once, not per block: every scan asks it of each block of this node's files.
+    const only = job.holders;
     const placement = {
-      holders: (key: string) => store.holders(key),
+      holders: (key: string) =>
+        only === null ? store.holders(key) : store.holders(key).filter((p) => only.has(p.id)),
       wasGiven: (peerId: string, key: string) => sources.wasGiven(peerId, key),
       selfId: this.#options.selfId,
     };
     const progress: CatchUpProgress = {
       reason: [...job.reasons].join("; "),
+      walked: 0,
       short: 0,
       checked: 0,
       repaired: 0,
@@ -636,10 +666,14 @@ export class HolderRepair {
     /** Chunks the last scan found short: a scan after it goes on only if it found fewer. */
     let previous = Infinity;
     for (;;) {
+      const unpins = sources.unpins?.() ?? 0;
+      /** An unpin came while this scan's chunks were copied: the rest is scanned again. */
+      let unpinned = false;
       const listed = new Map<string, Set<string>>();
       let unlisted = 0;
       let seen = 0;
       for await (const cid of sources.blocks(job.roots)) {
+        progress.walked++;
         if (++seen % RANK_SLICE === 0) {
           // Ranking is a hash per peer per block: yield as a departure's pass does.
           await new Promise((resolve) => setTimeout(resolve, 0));
@@ -668,6 +702,11 @@ export class HolderRepair {
       const step = CATCH_UP_SLICE * CATCH_UP_IN_FLIGHT;
       for (let at = 0; at < cids.length; at += step) {
         signal?.throwIfAborted();
+        if ((sources.unpins?.() ?? 0) !== unpins) {
+          unpinned = true;
+          this.#catchUpLeft -= cids.length - at; // found again by the scan, if still owed
+          break;
+        }
         const slice = cids.slice(at, at + step);
         const failed = new Set<string>();
         const lanes: string[][] = Array.from({ length: CATCH_UP_IN_FLIGHT }, () => []);
@@ -709,10 +748,15 @@ export class HolderRepair {
           this.#options.onCatchUp?.({ ...progress });
         }
       }
+      if (unpinned) {
+        previous = Infinity; // fewer found is no sign of progress when the files changed
+        continue;
+      }
       if (unlisted === 0) break; // else scan again: the ones placed are in the log now
     }
     this.#passes++;
-    if (started) this.#options.onCatchUp?.({ ...progress, done: true });
+    // Reported even when nothing was short: the scan's walk is work the operator should see.
+    this.#options.onCatchUp?.({ ...progress, done: true });
   }
 
   /** Follow `signal` (the latest change's): its abort stops the retry timer. */
