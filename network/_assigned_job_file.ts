@@ -6,13 +6,21 @@
  * assignment of the job was refused `double_assignment` in every ledger, and neither worker was
  * paid (review s77).
  *
- * An append-only log of fixed-size records after an 8-byte header ({@link MAGIC}):
+ * An append-only log of records after an 8-byte header ({@link MAGIC}):
  *
  * ```
- * job id (32 bytes) | cancelled at (uint32, big-endian; 0xffffffff: ran to its end) | check (4)
+ * job id (32 bytes) | flag (1 bit) and cancelled at (31 bits, big-endian; all ones: ran to its end)
+ *   [ | handoff length (uint32) | handoff (that many bytes), when the flag is set ] | check (4)
  * ```
  *
- * the check being the first 4 bytes of the SHA-256 of the 36 bytes before it.
+ * the check being the first 4 bytes of the SHA-256 of the bytes before it in the record. The
+ * handoff (version 2) is what the port hands its validator for the job (its worker's receipt, the
+ * job and the signed assignment, CBOR), kept until the validator took it: the port waits for its
+ * append before its client gets `done`, so a router killed right after `done` still hands the
+ * receipt over at its restart (review s79 crash, F1: before, the assignment and the receipt were
+ * in memory only when the client held the receipt, and the worker was paid in no ledger). A
+ * record of the same job appended later without a handoff says it was taken, and supersedes it.
+ * A version 1 file (fixed records of 40 bytes, no handoff) is still read.
  *
  * - **Appended and synced** before the receipt goes to the validator (the port waits for
  *   {@link AssignedJobFile.append}): a crash after the assignment reached a ledger cannot leave
@@ -28,7 +36,7 @@
  *   records its owner keeps ({@link AssignedJobFile.compact}). A rewrite that fails (a full disk)
  *   loses nothing: the records read are returned all the same
  *   ({@link LoadedAssignedJobs.rewriteFailed}), and the file stays as it was.
- * - **Appends stay on the record grid**: the file's good length (header and whole records) is
+ * - **Appends stay on the records**: the file's good length (header and whole records) is
  *   kept, each write goes there, and after a write that failed or was cut short (a full disk
  *   writes part of a batch, then `ENOSPC`) the file is truncated back to it before the next one.
  *   Appended after the torn bytes, every later record sat off the grid and was dropped at the
@@ -51,16 +59,30 @@ import { VeriflowError } from "../protocols/errors.ts";
 /** The file of a node's data directory that its forwarding port keeps its assigned jobs in. */
 export const ASSIGNED_JOBS_FILE = "assigned-jobs.log";
 
-/** The first bytes of the file: its format and version ("vf-asg" and version 1). */
-const MAGIC = new TextEncoder().encode("vf-asg01");
+/** The first bytes of the file: its format and version ("vf-asg" and version 2: handoffs). */
+const MAGIC = new TextEncoder().encode("vf-asg02");
+/** The header of a version 1 file (fixed records, no handoff), still read. */
+const MAGIC_V1 = new TextEncoder().encode("vf-asg01");
 /** Bytes of a job id (a SHA-256). */
 const JOB_ID_BYTES = 32;
 /** Bytes of the check: 32 bits tell a torn or damaged record from a whole one. */
 const CHECK_BYTES = 4;
-/** Bytes of one record: id, cancelled-at count, check. */
-const RECORD_BYTES = JOB_ID_BYTES + 4 + CHECK_BYTES;
-/** The cancelled-at field of a job that ran to its end. */
-const FINISHED = 0xffff_ffff;
+/** Bytes of a record's id and cancelled-at field, all a record without a handoff holds but its check. */
+const PLAIN_BYTES = JOB_ID_BYTES + 4;
+/** Bytes of a record with a handoff before the handoff: its plain bytes and the handoff's length. */
+const HEAD_BYTES = PLAIN_BYTES + 4;
+/**
+ * Most bytes a handoff may take: a job of `MAX_NETWORK_JOB_BYTES` (448 KiB) with its receipt and
+ * assignment fits with room. A longer length read back is a damaged record, not a huge one: the
+ * rest of the file cannot be walked past it and is dropped.
+ */
+export const MAX_HANDOFF_BYTES = 1 << 20;
+/** The cancelled-at field of a job that ran to its end (version 2; version 1: all 32 bits set). */
+const FINISHED = 0x7fff_ffff;
+/** The cancelled-at field of a job that ran to its end in a version 1 file. */
+const FINISHED_V1 = 0xffff_ffff;
+/** The cancelled-at field's top bit: a handoff follows (version 2). */
+const HANDOFF_FLAG = 0x8000_0000;
 
 /** One assigned job: its id, and the tokens its receipt covers if it was signed `cancelled`. */
 export interface AssignedRecord {
@@ -68,6 +90,11 @@ export interface AssignedRecord {
   jobId: string;
   /** The cancelled receipt's token count; absent when the job ran to its end. */
   cancelledAt?: number;
+  /**
+   * What the port hands its validator for the job, until the validator took it (see the module
+   * doc); absent once it did.
+   */
+  handoff?: Uint8Array;
 }
 
 /** What {@link AssignedJobFile.load} read. */
@@ -125,6 +152,11 @@ export class AssignedJobFile {
     return this.#records;
   }
 
+  /** Bytes of the file up to its last whole record (the owner compacts it past a bound too). */
+  get bytes(): number {
+    return this.#good ?? 0;
+  }
+
   /**
    * Read the file (none: empty), keep the newest `max` records (a job recorded twice counts at its
    * last place), and rewrite it with exactly those. Call once, before any append.
@@ -140,17 +172,18 @@ export class AssignedJobFile {
         bytes = new Uint8Array();
       }
       const { jobs, dropped, good } = parse(bytes);
-      const records = [...jobs].slice(-max).map(([jobId, cancelledAt]) =>
-        cancelledAt === undefined ? { jobId } : { jobId, cancelledAt }
-      );
+      const records = [...jobs.values()].slice(-max);
       // Only tidying: failed, the ids read are still returned (thrown, a full disk at a restart
       // lost every one of them, review s78 vassign, F2), and appends follow the file's last whole
       // record (a header that is not ours: the file is begun anew at the first append).
       const rewriteFailed = await this.#rewrite(records).then(() => false, () => true);
       if (rewriteFailed) {
-        this.#good = good;
-        this.#torn = good < bytes.length;
-        this.#records = (good - Math.min(good, MAGIC.length)) / RECORD_BYTES;
+        // A version 1 file is begun anew at the first append (its records are returned all the
+        // same): version 2 records appended to it would not read back.
+        const current = good > 0 && sameBytes(bytes.subarray(0, MAGIC.length), MAGIC);
+        this.#good = current ? good : 0;
+        this.#torn = current ? good < bytes.length : bytes.length > 0;
+        this.#records = current ? jobs.size : 0;
       }
       return { records, dropped, rewriteFailed };
     });
@@ -195,10 +228,7 @@ export class AssignedJobFile {
     if (this.#batch?.records === batch) this.#batch = undefined;
     const good = this.#good;
     if (good === undefined) throw new Error(`${this.#path} was not read: nothing is appended`);
-    const head = good === 0 ? MAGIC : new Uint8Array();
-    const bytes = new Uint8Array(head.length + batch.length * RECORD_BYTES);
-    bytes.set(head);
-    batch.forEach((record, i) => bytes.set(record, head.length + i * RECORD_BYTES));
+    const bytes = concat(good === 0 ? [MAGIC, ...batch] : batch);
     // Opened for each batch, not held: a node that dies mid-batch (a crash, a kill) leaves at most
     // a torn record, which the next load skips.
     const file = await Deno.open(this.#path, { write: true, create: true, mode: OWNER_FILE_MODE });
@@ -223,9 +253,7 @@ export class AssignedJobFile {
   }
 
   async #rewrite(records: readonly AssignedRecord[]): Promise<void> {
-    const bytes = new Uint8Array(MAGIC.length + records.length * RECORD_BYTES);
-    bytes.set(MAGIC);
-    records.forEach((record, i) => bytes.set(encode(record), MAGIC.length + i * RECORD_BYTES));
+    const bytes = concat([MAGIC, ...records.map(encode)]);
     await Deno.mkdir(dirname(this.#path), { recursive: true, mode: OWNER_DIR_MODE });
     await writeFileDurably(this.#path, bytes);
     this.#records = records.length;
@@ -247,44 +275,84 @@ export class AssignedJobFile {
 
 /** `record` as its bytes on disk. */
 function encode(record: AssignedRecord): Uint8Array {
-  const bytes = new Uint8Array(RECORD_BYTES);
+  const handoff = record.handoff;
+  if (handoff !== undefined && handoff.length > MAX_HANDOFF_BYTES) {
+    throw new RangeError(`a handoff of ${handoff.length} bytes, over ${MAX_HANDOFF_BYTES}`);
+  }
+  const body = handoff === undefined ? PLAIN_BYTES : HEAD_BYTES + handoff.length;
+  const bytes = new Uint8Array(body + CHECK_BYTES);
   bytes.set(fromHex(record.jobId));
-  new DataView(bytes.buffer).setUint32(JOB_ID_BYTES, record.cancelledAt ?? FINISHED);
-  const body = RECORD_BYTES - CHECK_BYTES;
+  const view = new DataView(bytes.buffer);
+  const cancelledAt = record.cancelledAt ?? FINISHED;
+  view.setUint32(
+    JOB_ID_BYTES,
+    handoff === undefined ? cancelledAt : (cancelledAt | HANDOFF_FLAG) >>> 0,
+  );
+  if (handoff !== undefined) {
+    view.setUint32(PLAIN_BYTES, handoff.length);
+    bytes.set(handoff, HEAD_BYTES);
+  }
   bytes.set(sha256(bytes.subarray(0, body)).subarray(0, CHECK_BYTES), body);
   return bytes;
 }
 
+/** `parts` one after the other. */
+function concat(parts: Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return bytes;
+}
+
+/** Whether `a` and `b` hold the same bytes. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /**
- * The records of a file's `bytes`, in order (a job recorded twice moves to its last place), how
- * many were skipped (see the module doc), and the length up to its last whole record on the grid
+ * The records of a file's `bytes`, by job id in order (a job recorded twice moves to its last
+ * place), how many were skipped (see the module doc), and the length up to its last whole record
  * (`good`; 0 when its header is not ours, or it is empty).
  */
 function parse(
   bytes: Uint8Array,
-): { jobs: Map<string, number | undefined>; dropped: number; good: number } {
-  const jobs = new Map<string, number | undefined>();
+): { jobs: Map<string, AssignedRecord>; dropped: number; good: number } {
+  const jobs = new Map<string, AssignedRecord>();
   if (bytes.length === 0) return { jobs, dropped: 0, good: 0 };
   const header = bytes.subarray(0, MAGIC.length);
-  if (header.length < MAGIC.length || header.some((b, i) => b !== MAGIC[i])) {
-    return { jobs, dropped: 1, good: 0 };
-  }
+  const v1 = sameBytes(header, MAGIC_V1);
+  if (!v1 && !sameBytes(header, MAGIC)) return { jobs, dropped: 1, good: 0 };
   let dropped = 0;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = MAGIC.length;
-  for (; at + RECORD_BYTES <= bytes.length; at += RECORD_BYTES) {
-    const body = bytes.subarray(at, at + RECORD_BYTES - CHECK_BYTES);
-    const check = bytes.subarray(at + RECORD_BYTES - CHECK_BYTES, at + RECORD_BYTES);
-    const want = sha256(body);
-    if (check.some((b, i) => b !== want[i])) {
-      dropped++;
-      continue;
-    }
-    const jobId = toHex(body.subarray(0, JOB_ID_BYTES));
-    const cancelledAt = view.getUint32(at + JOB_ID_BYTES);
-    jobs.delete(jobId);
-    jobs.set(jobId, cancelledAt === FINISHED ? undefined : cancelledAt);
+  for (;;) {
+    if (at + PLAIN_BYTES + CHECK_BYTES > bytes.length) break;
+    const field = view.getUint32(at + JOB_ID_BYTES);
+    const flagged = !v1 && (field & HANDOFF_FLAG) !== 0;
+    if (flagged && at + HEAD_BYTES + CHECK_BYTES > bytes.length) break;
+    const length = flagged ? view.getUint32(at + PLAIN_BYTES) : 0;
+    // Past the bound, the length itself is damaged: nothing after it can be found.
+    if (length > MAX_HANDOFF_BYTES) break;
+    const head = flagged ? HEAD_BYTES : PLAIN_BYTES;
+    const body = head + length;
+    if (at + body + CHECK_BYTES > bytes.length) break;
+    const check = bytes.subarray(at + body, at + body + CHECK_BYTES);
+    const want = sha256(bytes.subarray(at, at + body));
+    const whole = check.every((b, i) => b === want[i]);
+    if (whole) {
+      const jobId = toHex(bytes.subarray(at, at + JOB_ID_BYTES));
+      const cancelledAt = v1 ? field : (field & ~HANDOFF_FLAG) >>> 0;
+      const record: AssignedRecord = { jobId };
+      if (cancelledAt !== (v1 ? FINISHED_V1 : FINISHED)) record.cancelledAt = cancelledAt;
+      if (flagged) record.handoff = bytes.slice(at + head, at + body);
+      jobs.delete(jobId);
+      jobs.set(jobId, record);
+    } else dropped++;
+    at += body + CHECK_BYTES;
   }
-  if (at < bytes.length) dropped++; // a torn tail: a crash mid-append
+  if (at < bytes.length) dropped++; // a torn tail (a crash mid-append), or a damaged length
   return { jobs, dropped, good: at };
 }

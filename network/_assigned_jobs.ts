@@ -16,6 +16,12 @@
  * it is that old, unless {@link MAX_ASSIGNED_JOBS_HARD} forces it sooner (counted in
  * {@link AssignedJobs.stats}). The running ones are memory only: a restart ends them.
  *
+ * With each assignment the port may keep what it hands its validator for the job (its handoff:
+ * the worker's receipt, the job, the signed assignment), on disk before its client gets `done`,
+ * until the validator took it ({@link AssignedJobs.handed}); those read back at a restart are
+ * handed to the validator again ({@link AssignedJobsOptions.recover}): a router killed right after
+ * its client got `done` left the receipt assigned nowhere (review s79 crash, F1).
+ *
  * The port closes it as its node stops ({@link AssignedJobs.close}): the load and every write
  * asked before have ended when that resolves, and nothing is written after, so a node's data
  * directory holds still once the node has stopped.
@@ -23,7 +29,7 @@
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
-import { AssignedJobFile, type AssignedRecord } from "./_assigned_job_file.ts";
+import { AssignedJobFile, type AssignedRecord, MAX_HANDOFF_BYTES } from "./_assigned_job_file.ts";
 import { CLOCK_SKEW_MS, STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 
@@ -55,6 +61,13 @@ export const MAX_ASSIGNED_JOBS = 16_384;
  * measured with V8) and 5 MiB of file (40 bytes a record; twice that before a compaction).
  */
 export const MAX_ASSIGNED_JOBS_HARD = 131_072;
+
+/**
+ * Bytes of the file past which it is rewritten from memory (the handoffs taken since dropped):
+ * handoffs carry their job (up to 448 KiB), so a bound by records alone let it grow to gigabytes.
+ * 64 MiB is about 150 of the largest jobs, or thousands of usual ones, between rewrites.
+ */
+export const MAX_ASSIGNED_FILE_BYTES = 64 * 1024 * 1024;
 
 /** Job ids are SHA-256 hex digests: only those are kept on disk (the file's record is fixed). */
 const JOB_ID_PATTERN = /^[0-9a-f]{64}$/;
@@ -158,6 +171,11 @@ export interface AssignedJobsOptions {
    * Absent: none is.
    */
   owed?: (jobId: string) => boolean;
+  /**
+   * Called at load with each handoff read back that the validator had not taken (see the module
+   * doc), oldest first; its owner hands it over and then calls {@link AssignedJobs.handed}.
+   */
+  recover?: (jobId: string, handoff: Uint8Array) => void;
 }
 
 /**
@@ -182,6 +200,8 @@ interface Assigned {
   cancelledAt?: number;
   /** When it was assigned here (unix ms); at the load for one read back from the file. */
   at: number;
+  /** Its handoff, until the validator took it: kept by a compaction. */
+  handoff?: Uint8Array;
 }
 
 /** The job ids this node runs or assigned (see the module comment). */
@@ -196,6 +216,7 @@ export class AssignedJobs {
   readonly #now: () => number;
   readonly #file?: AssignedJobFile;
   readonly #owed: (jobId: string) => boolean;
+  readonly #recover?: (jobId: string, handoff: Uint8Array) => void;
   /** Writes to the file not ended yet: each assignment's append, and a compaction after it. */
   readonly #writes = new Set<Promise<void>>();
   /** Set by {@link close}: from then on, assignments are kept in memory only. */
@@ -226,6 +247,7 @@ export class AssignedJobs {
     this.#now = o.now ?? Date.now;
     if (o.file !== undefined) this.#file = new AssignedJobFile(o.file);
     this.#owed = o.owed ?? (() => false);
+    this.#recover = o.recover;
     this.loaded = this.#load().catch(() => {
       this.#stats.loadFailures++;
     });
@@ -246,9 +268,14 @@ export class AssignedJobs {
     const at = this.#now();
     const since = [...this.#jobs];
     this.#jobs.clear();
-    for (const { jobId, cancelledAt } of records) this.#jobs.set(jobId, { cancelledAt, at });
+    for (const { jobId, cancelledAt, handoff } of records) {
+      this.#jobs.set(jobId, { cancelledAt, at, handoff });
+    }
     for (const [jobId, job] of since) this.#jobs.set(jobId, job);
     this.#bound();
+    for (const [jobId, { handoff }] of this.#jobs) {
+      if (handoff !== undefined) this.#recover?.(jobId, handoff);
+    }
   }
 
   /**
@@ -267,37 +294,63 @@ export class AssignedJobs {
   }
 
   /**
-   * Remember `jobId` as assigned; `cancelledAt` when its receipt was signed `cancelled`. Resolves
+   * Remember `jobId` as assigned; `cancelledAt` when its receipt was signed `cancelled`;
+   * `handoff`, what its owner hands the validator for it, kept until {@link handed}. Resolves
    * once it is on disk (at once without a file, or after {@link close}); never rejects: a failed
    * write leaves it in memory only, refused until the node restarts, and is counted
    * ({@link stats}).
    */
-  assigned(jobId: string, cancelledAt?: number): Promise<void> {
+  assigned(jobId: string, cancelledAt?: number, handoff?: Uint8Array): Promise<void> {
+    // Kept for the file only: without one (or closed), or too large for a record (none an honest
+    // job makes), it is handed over from memory only, and memory holds no copy of it.
+    const kept = this.#file !== undefined && this.#closing === undefined;
+    if (!kept || (handoff !== undefined && handoff.length > MAX_HANDOFF_BYTES)) {
+      handoff = undefined;
+    }
     this.#jobs.delete(jobId);
-    this.#jobs.set(jobId, { cancelledAt, at: this.#now() });
+    this.#jobs.set(jobId, { cancelledAt, at: this.#now(), handoff });
     this.#bound();
+    return this.#append(jobId, { jobId, cancelledAt, handoff });
+  }
+
+  /**
+   * The validator took `jobId`'s handoff: forgotten here, and a record without it appended (not
+   * waited for by anyone: read back before it, the handoff is only handed over twice, and the
+   * ledger takes a receipt once). Nothing for a job not kept with one.
+   */
+  handed(jobId: string): Promise<void> {
+    const job = this.#jobs.get(jobId);
+    if (job?.handoff === undefined) return Promise.resolve();
+    job.handoff = undefined;
+    return this.#append(jobId, { jobId, cancelledAt: job.cancelledAt });
+  }
+
+  /** Append `record` to the file, if there is one and it is open; never rejects. */
+  #append(jobId: string, record: AssignedRecord): Promise<void> {
     const file = this.#file;
     const closed = this.#closing !== undefined;
     if (file === undefined || closed || !JOB_ID_PATTERN.test(jobId)) return Promise.resolve();
-    const write = this.#write(file, jobId, cancelledAt);
+    const write = this.#write(file, record);
     this.#writes.add(write);
     write.finally(() => this.#writes.delete(write));
     return write;
   }
 
-  /** Append `jobId` to `file` once it is loaded, and compact it when due; never rejects. */
-  #write(file: AssignedJobFile, jobId: string, cancelledAt?: number): Promise<void> {
+  /** Append `record` to `file` once it is loaded, and compact it when due; never rejects. */
+  #write(file: AssignedJobFile, record: AssignedRecord): Promise<void> {
+    const { jobId, cancelledAt, handoff } = record;
     return this.loaded.then(async () => {
-      await file.append(cancelledAt === undefined ? { jobId } : { jobId, cancelledAt }).catch(
+      const plain: AssignedRecord = cancelledAt === undefined ? { jobId } : { jobId, cancelledAt };
+      await file.append(handoff === undefined ? plain : { ...plain, handoff }).catch(
         (error) => {
           this.#stats.appendFailures++;
           throw error;
         },
       );
-      // Twice what it keeps in the file: rewritten from memory, so it stays bounded too.
-      if (file.records > 2 * Math.max(this.#max, this.#jobs.size)) {
-        await file.compact(this.#records());
-      }
+      // Twice what it keeps in the file, or its byte bound: rewritten from memory, so it stays
+      // bounded too.
+      const many = file.records > 2 * Math.max(this.#max, this.#jobs.size);
+      if (many || file.bytes > MAX_ASSIGNED_FILE_BYTES) await file.compact(this.#records());
     }).catch(() => {});
   }
 
@@ -345,8 +398,11 @@ export class AssignedJobs {
   #records(): AssignedRecord[] {
     return [...this.#jobs]
       .filter(([jobId]) => JOB_ID_PATTERN.test(jobId))
-      .map(([jobId, { cancelledAt }]) =>
-        cancelledAt === undefined ? { jobId } : { jobId, cancelledAt }
-      );
+      .map(([jobId, { cancelledAt, handoff }]) => {
+        const record: AssignedRecord = { jobId };
+        if (cancelledAt !== undefined) record.cancelledAt = cancelledAt;
+        if (handoff !== undefined) record.handoff = handoff;
+        return record;
+      });
   }
 }

@@ -35,7 +35,8 @@ import {
 import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { streamEvidence } from "../protocols/stream_commitment.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import {
@@ -398,6 +399,8 @@ export class NetworkInferencePort implements InferencePort {
     this.#assigned = new AssignedJobs({
       file: remote.assignedJobsFile,
       owed: (id) => this.#lostEnds.has(id),
+      // A receipt assigned before a crash that the validator had not taken: handed over now.
+      recover: (id, handoff) => this.#recovered(id, handoff),
     });
     this.#lostEnds = new LostEnds({
       network,
@@ -419,22 +422,25 @@ export class NetworkInferencePort implements InferencePort {
    * (their hellos' claim of room is contradicted by their own answer), and, to take a job over
    * (`resuming`), that did not lately refuse tokens another worker reproduced, when there is
    * one; else among all, unless `fresh` (a hedge: `failover.ts`), which asks none of them.
+   * `stakeLock`: the most stake the job's receipt can lock, which a backed worker covers.
    */
   async #port(
     job: TextJob,
-    exclude: readonly Uint8Array[] = [],
+    exclude: readonly Uint8Array[],
+    stakeLock: Promise<number>,
     resuming = false,
     fresh = false,
   ): Promise<RemoteInferencePort | undefined> {
+    const lock = await stakeLock;
     const tried = exclude.map(toHex);
     const last = resuming
       ? [...this.#busy.askedLast(), ...this.#unresumable.askedLast()]
       : this.#busy.askedLast();
     const full = [...new Set(last)].filter((key) => !tried.includes(key));
     const connection = full.length === 0
-      ? await this.#lookup(job, tried)
-      : await this.#lookup(job, [...tried, ...full]) ??
-        (fresh ? undefined : await this.#lookup(job, tried));
+      ? await this.#lookup(job, tried, lock)
+      : await this.#lookup(job, [...tried, ...full], lock) ??
+        (fresh ? undefined : await this.#lookup(job, tried, lock));
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
     if (port === undefined) {
@@ -448,13 +454,11 @@ export class NetworkInferencePort implements InferencePort {
 
   /**
    * The network actor's choice of worker for `job`, none of `exclude` (hex keys), backed by
-   * stake for the most its receipt can lock (with this node's own prompt count, else a bound:
-   * the model's window as its workers list it, where they list one, review s79 vmoney F5).
+   * stake for `lock`, the most its receipt can lock (with this node's own prompt count, else a
+   * bound: the model's window as its workers list it, where they list one, review s79 vmoney F5;
+   * read once per job in `submit`).
    */
-  async #lookup(job: TextJob, exclude: string[]): Promise<Connection | undefined> {
-    const count = this.#remote.countPromptTokens?.(job);
-    const window = count === undefined ? await this.#listedWindow(job.model) : undefined;
-    const lock = jobStakeLock(job, count, this.#remote.ledgerTerms, window);
+  async #lookup(job: TextJob, exclude: string[], lock: number): Promise<Connection | undefined> {
     return await this.#network.ask<Connection | undefined>(
       { type: "worker", model: job.model, exclude, input: job.input, lock },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
@@ -504,12 +508,19 @@ export class NetworkInferencePort implements InferencePort {
     // job cannot both pass.
     await Promise.all([this.#assigned.loaded, this.#lostEnds.loaded]);
     const leaveRunning = this.#assigned.start(jobId(job));
-    // The model's listed window, asked beside the start (its answer comes from memory): the
-    // receipt's prompt count is held to it where this node cannot count the prompt.
-    const listing = this.#remote.countPromptTokens?.(job) === undefined
+    // This node's count of the prompt, read once per job (an exact count encodes the whole
+    // prompt): it prices the stake a worker must back at every lookup of the job's (`#port`).
+    // Where there is none, the model's listed window, asked beside the start (its answer comes
+    // from memory), bounds the lock, and the receipt's prompt count is held to it.
+    const count = this.#remote.countPromptTokens?.(job);
+    const listing = count === undefined
       ? this.#listedWindow(job.model)
       : Promise.resolve(undefined);
-    const { first, before } = await this.#start(job, options, listing).catch((error: unknown) => {
+    const lock = listing.then((window) =>
+      jobStakeLock(job, count, this.#remote.ledgerTerms, window)
+    );
+    const started = this.#start(job, options, listing, lock);
+    const { first, before } = await started.catch((error: unknown) => {
       leaveRunning();
       // Every worker asked was full: the client's job was refused for want of room, as a local
       // port's full queue refuses it.
@@ -524,6 +535,8 @@ export class NetworkInferencePort implements InferencePort {
      * asked for (set by `settle`).
      */
     let cancelledEnd: Promise<JobSummary> | undefined;
+    /** The receipt's assignment on disk (set by `#checked`): `done` waits for it. */
+    let durable: Promise<void> | undefined;
     const handle = withFailover({
       first,
       before,
@@ -531,7 +544,7 @@ export class NetworkInferencePort implements InferencePort {
       prefix: options?.resume,
       maxTokens: job.params.maxTokens,
       resume: (exclude, prefix, hedge) =>
-        this.#resume(job, options, exclude, prefix, listing, hedge),
+        this.#resume(job, options, exclude, prefix, listing, lock, hedge),
       queueHoldMs: this.#remote.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS,
       timers: this.#remote.timers,
       // The assignment is signed once the job is done, off the first token's path (an ed25519
@@ -570,6 +583,7 @@ export class NetworkInferencePort implements InferencePort {
           relayed,
           assignment,
           this.#seen(attempt, listed),
+          (written) => durable = written,
         );
         // Every token delivered and the worker's stream broken where its end was due (another
         // event, no end in time: `_remote_job.ts`): the client has its whole answer, and no
@@ -676,7 +690,13 @@ export class NetworkInferencePort implements InferencePort {
     });
     handle.done.then((summary) => this.#ended(summary));
     // `settle` ran before `done` resolved: a cancel's receipt, when asked for, comes with it.
-    const done = handle.done.then((summary) => cancelledEnd ?? summary);
+    // Nor before its receipt's assignment is on disk, with the receipt: a router killed right after
+    // its client got `done` hands it to its validator at its restart (review s79 crash, F1).
+    const done = handle.done.then(async (summary) => {
+      const told = await (cancelledEnd ?? summary);
+      await durable;
+      return told;
+    });
     // Running until then: its receipt, if any, is assigned (`#checked`) before `done` resolves.
     done.then(leaveRunning, leaveRunning);
     return { ...handle, done };
@@ -706,7 +726,19 @@ export class NetworkInferencePort implements InferencePort {
     const receipt = await this.#askReceipt(worker, summary.jobId);
     if (receipt === undefined) return summary;
     if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
-    return this.#checked({ ...summary, receipt }, job, worker, relayed, assignment, seen);
+    let durable: Promise<void> | undefined;
+    const told = this.#checked(
+      { ...summary, receipt },
+      job,
+      worker,
+      relayed,
+      assignment,
+      seen,
+      (written) => durable = written,
+    );
+    // Told once its assignment is on disk, as a finished job's (`submit`'s `done`).
+    await durable;
+    return told;
   }
 
   /**
@@ -752,9 +784,14 @@ export class NetworkInferencePort implements InferencePort {
     job: TextJob,
     assignment: JobAssignment | undefined,
   ): Promise<void> {
+    const id = jobId(job);
+    let taken: (() => void) | undefined;
     if (assignment !== undefined && this.#validator !== undefined) {
       const cancelledAt = receipt.end === "cancelled" ? receipt.tokenCount : undefined;
-      await this.#assigned.assigned(jobId(job), cancelledAt);
+      // With what the validator is handed, as `#checked` keeps it: handed over at a restart.
+      const handoff = encodeCbor({ receipt, job, assignment, origin: toHex(worker) });
+      await this.#assigned.assigned(id, cancelledAt, handoff);
+      taken = () => this.#assigned.handed(id);
     }
     this.#toValidator(worker, {
       type: "receipt",
@@ -763,7 +800,7 @@ export class NetworkInferencePort implements InferencePort {
       assignment,
       origin: toHex(worker),
       announce: true,
-    });
+    }, taken);
   }
 
   /**
@@ -885,6 +922,7 @@ export class NetworkInferencePort implements InferencePort {
     job: TextJob,
     options: SubmitOptions | undefined,
     listing: Promise<number | undefined>,
+    lock: Promise<number>,
   ): Promise<
     { first: WorkerAttempt; before: { workers: Uint8Array[]; spent: number; full: Uint8Array[] } }
   > {
@@ -897,7 +935,7 @@ export class NetworkInferencePort implements InferencePort {
     const calledBad: Uint8Array[] = [];
     while (spent < MAX_WORKERS_PER_JOB && refusedBy.length < MAX_WORKERS_ASKED_PER_JOB) {
       // After a refusal, a lookup that fails ends the search with that refusal.
-      const port = await this.#port(job, refusedBy).catch((error) => {
+      const port = await this.#port(job, refusedBy, lock).catch((error) => {
         if (refusedBy.length === 0) throw error;
         return undefined;
       });
@@ -1016,11 +1054,12 @@ export class NetworkInferencePort implements InferencePort {
     exclude: readonly Uint8Array[],
     prefix: readonly number[],
     listing: Promise<number | undefined>,
+    lock: Promise<number>,
     hedge?: HedgeRequest,
   ): Promise<ResumeOutcome> {
     let port: RemoteInferencePort | undefined;
     try {
-      port = await this.#port(job, exclude, prefix.length > 0, hedge !== undefined);
+      port = await this.#port(job, exclude, lock, prefix.length > 0, hedge !== undefined);
     } catch {
       return { kind: "none" }; // the network actor did not answer: nobody to hand the job to
     }
@@ -1061,6 +1100,7 @@ export class NetworkInferencePort implements InferencePort {
     relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
     seen: PromptTokenSeen,
+    onDurable?: (written: Promise<void>) => void,
   ): JobSummary {
     if (summary.receipt === undefined) return summary;
     const complete = summary.finishReason === "stop" || summary.finishReason === "length";
@@ -1113,10 +1153,23 @@ export class NetworkInferencePort implements InferencePort {
     };
     if (assignment !== undefined && this.#validator !== undefined) {
       const receipt = summary.receipt as Receipt;
+      const id = jobId(job);
       // On disk before any ledger can hold the assignment: a crash between the two never leaves
-      // a job assigned that a restarted port forgot (and would forward a retry of).
-      this.#assigned.assigned(jobId(job), saysCancelled ? receipt.tokenCount : undefined)
-        .then(() => this.#toValidator(worker, message));
+      // a job assigned that a restarted port forgot (and would forward a retry of). With what the
+      // validator is handed, until it took it: read back at a restart, it is handed over then.
+      const handoff = encodeCbor({
+        receipt: summary.receipt,
+        job,
+        assignment,
+        origin: toHex(worker),
+      });
+      const written = this.#assigned.assigned(
+        id,
+        saysCancelled ? receipt.tokenCount : undefined,
+        handoff,
+      );
+      written.then(() => this.#toValidator(worker, message, () => this.#assigned.handed(id)));
+      onDurable?.(written);
     } else this.#toValidator(worker, message);
     return summary;
   }
@@ -1137,16 +1190,47 @@ export class NetworkInferencePort implements InferencePort {
    * node's announcement is how it reaches them), the honest worker is paid in none, and this node
    * refuses every relay request for the receipt (review s60).
    */
-  #toValidator(worker: Uint8Array, message: ValidatorMessage): void {
+  #toValidator(worker: Uint8Array, message: ValidatorMessage, taken?: () => void): void {
     const validator = this.#validator;
     if (validator === undefined) return;
     const system = this.#remote.system;
+    // Only the inbox's handover to a running validator resolves once its `receive` took the
+    // message; a `tell`, or the inbox holding it for a validator that is down, holds it in memory,
+    // so its kept handoff is not marked taken then (read back at a restart, it is handed again).
+    const running = system?.lookup(validator.name) !== undefined;
     const handed = system === undefined
       ? validator.tell(message)
       : validatorInboxOf<ValidatorMessage>(system, validator.name)
         .deliver(toHex(worker), message, { own: true });
+    if (running && taken !== undefined) handed.then(taken, () => {});
     // A full mailbox or a timeout (the inbox holds neither): nothing more to do here.
     handed.catch(() => {});
+  }
+
+  /**
+   * A receipt this node assigned before it stopped, read back with its assignment
+   * (`_assigned_jobs.ts`) before its validator had taken it: handed to the validator now (the
+   * ledger takes a receipt once, so one it had taken after all costs nothing). Unreadable bytes
+   * (a record whose check passed, so not damage: a format this node cannot read) are left alone.
+   */
+  #recovered(id: string, handoff: Uint8Array): void {
+    let kept: { receipt: unknown; job: TextJob; assignment?: JobAssignment; origin: string };
+    try {
+      kept = decodeCbor(handoff) as typeof kept;
+      if (typeof kept?.origin !== "string") return;
+    } catch {
+      return;
+    }
+    const { receipt, job, assignment, origin } = kept;
+    const message: ValidatorMessage = {
+      type: "receipt",
+      receipt,
+      job,
+      assignment,
+      origin,
+      announce: true,
+    };
+    this.#toValidator(fromHex(origin), message, () => this.#assigned.handed(id));
   }
 
   /**
