@@ -67,6 +67,7 @@ export function trainingReceiptDecision(
       first !== undefined && first.receiptId !== receiptId &&
       (first.status !== "fraud" || slashed > 0) && !view.index.equivocated(slot)
     ) {
+      const reclaimed = reclaimedCredit(view, first);
       return {
         kind: "training_equivocation",
         body: {
@@ -76,6 +77,8 @@ export function trainingReceiptDecision(
           second: receipt as unknown as Record<string, unknown>,
           // As for inference: the larger claim's lock, what is left of the stake at most.
           slashed,
+          // Left out when nothing was paid, so such an entry reads as it always did.
+          ...(reclaimed > 0 ? { reclaimed } : {}),
         },
       };
     }
@@ -120,6 +123,27 @@ export function trainingReceiptDecision(
 }
 
 /**
+ * What the trainer was paid for `first`, the receipt its equivocation convicts, that the
+ * `training_equivocation` entry takes back from its balance (`reclaimed`, `ledger_state.ts`).
+ * Nothing for a receipt still open (it is slashed unpaid) or closed unpaid; for one closed
+ * `final` with a credit — paid when its window ended, or paid since by its round's late credit
+ * (`training_late_credit`) — that credit. Review s79 vlate, F2: a conviction after the pay kept
+ * it, so a ledger that heard the round's late credit before the trainer's second receipt ended
+ * paid and one that heard them the other way round (the credit then refused: `fraud`) unpaid; as
+ * did a ledger that heard the second receipt after the window's end and one that heard it inside.
+ * A balance never shrinks but when its key's account is forfeited (held at zero: nothing to take
+ * back, as nothing was paid where the conviction came first), so it holds the credit. Decided
+ * here, in the writer's turn, and carried in the entry: a replay moves what was decided.
+ */
+function reclaimedCredit(view: LedgerView, first: ReceiptRecord): number {
+  // `final` is a closed record (an open one is pending, challenged or unpaid), and the index
+  // keeps one released from `unpaid` as `unpaid`: `final` with a credit is a paid one.
+  if (first.kind !== "training" || first.status !== "final" || first.credit <= 0) return 0;
+  const balance = view.state.account(first.worker).balance;
+  return roundCredits(Math.min(first.credit, Math.max(0, balance)));
+}
+
+/**
  * How long after a training receipt's window closed unpaid its round's credit still pays it, in
  * challenge windows ({@link trainingCreditDecision}). A round's challenges end inside the window
  * (`roundAnswerRefusal`, `training/opening_window.ts`, checked at a coordinator's start), but the
@@ -128,7 +152,10 @@ export function trainingReceiptDecision(
  * them: one more window (10 min) covers those at the defaults with room to spare. Bounded, and no
  * longer: an auditing ledger cannot challenge a receipt past its window (`challenge_window_closed`),
  * so a coordinator that held its outcome back longer would buy its trainers pay there that no
- * auditor's challenge could put at risk.
+ * auditor's challenge could put at risk. Measured in each ledger from its own recording of the
+ * receipt (`pendingUntil`) against its own clock: neither the receipt nor the outcome signs a
+ * time every ledger shares, so a credit that comes near the bound may pay in one ledger and not
+ * in another (review s79 vlate, F3: not fixed, written down in `docs/PROOF.md`).
  */
 export const LATE_TRAINING_CREDIT_WINDOWS = 1;
 
@@ -141,7 +168,9 @@ export const LATE_TRAINING_CREDIT_WINDOWS = 1;
  * {@link LATE_TRAINING_CREDIT_WINDOWS} of its window's end: a `training_late_credit` entry that
  * pays it now (review s79 trainnet, F1). Every ledger records such a receipt
  * uncredited from recording (the coordinator's before the challenge, the others' from gossip), so
- * whichever came first, the window's end or the credit, the trainer ends paid the same in each.
+ * whichever came first, the window's end or the credit, the trainer ends paid the same in a
+ * ledger (not one near the bound, each ledger's own: {@link LATE_TRAINING_CREDIT_WINDOWS}).
+ * A conviction for its round coming after the pay takes it back ({@link reclaimedCredit}).
  * Its lock was released when the window ended; a fraud proof can no longer settle it anywhere
  * (`challenge_window_closed`), so paying it later risks nothing a proof could still take. A
  * receipt closed `unpaid` (an undecided challenge), convicted (`fraud`: a proof, a fault, its

@@ -729,7 +729,7 @@ export class Ledger {
    * `slashMultiplier × reward` is locked from the trainer's free stake until then, credited or
    * not. A second, different receipt of the same
    * trainer for the same round is equivocation: the first is slashed (or, if already closed, the
-   * trainer's stake is cut as much) and the second is not recorded.
+   * trainer's stake is cut as much and what it was paid taken back) and the second is not recorded.
    *
    * @throws {LedgerRejectedError} `receipt_rejected` for a receipt that does not verify,
    *   `round_mismatch` for one of another round or start model, `too_many_steps` for one

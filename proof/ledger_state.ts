@@ -502,8 +502,14 @@ export class LedgerState {
       case "training_equivocation": {
         // As `equivocation`: the first receipt slashed, or its stake cut as much if it closed.
         const rec = this.#open.get(b.receiptId);
-        if (rec) this.#slash(rec, b.slashed as number);
-        else this.#move(this.#account(b.worker), "stake", -b.slashed);
+        if (rec) return void this.#slash(rec, b.slashed as number);
+        const worker = this.#account(b.worker);
+        this.#move(worker, "stake", -b.slashed);
+        // Closed paid (at its window's end or by a late credit): that pay taken back, so the
+        // trainer ends as where the conviction came first (`reclaimedCredit`,
+        // `_ledger_training.ts`; review s79 vlate, F2). Absent from entries written before:
+        // their pay stays, as it did when they were written.
+        if (typeof b.reclaimed === "number") this.#move(worker, "balance", -b.reclaimed);
         return;
       }
       case "double_assignment": {

@@ -347,13 +347,14 @@ Deno.test("ledger training: two different receipts of one trainer for one round 
     clock.t += WINDOW;
     assert.deepEqual(await ledger.finalizeDue(), [trainingReceiptId(paid)]);
     assert.deepEqual(ledger.account(trainer.publicKey), acct(credit(2), stake, 0));
-    // Equivocation on a receipt already paid: the stake is cut as much; the credit stays.
+    // Equivocation on a receipt already paid: the stake is cut as much, and its pay taken back
+    // (review s79 vlate F2: as where the second receipt came inside the window).
     await assert.rejects(
       () => ledger.recordTrainingReceipt(trainingReceipt(trainer, 2, 2, "d4"), terms(2)),
       { code: "equivocation" },
     );
     stake -= locked(2);
-    assert.deepEqual(ledger.account(trainer.publicKey), acct(credit(2), stake, 0));
+    assert.deepEqual(ledger.account(trainer.publicKey), acct(0, stake, 0));
     await ledger.close();
   }));
 
