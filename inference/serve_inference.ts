@@ -14,7 +14,9 @@
  * ({@link UnsentReceipts}). A worker restarted since (its memory lost with its process) answers
  * from its prover's durable record of the job (`trace`, {@link JobTrace}): the signed receipt,
  * to the job's requester within the same window; or `unknown_job` when it has no trace of the
- * job at all, so the requester stops asking (review s79 crash F2, F4).
+ * job at all, so the requester stops asking (review s79 crash F2, F4). A job admitted over any of
+ * the node's connections and not ended ({@link PeerJobShares.admitted}: queued too, before its
+ * prover has it) is "not yet", never unknown (review s79 vcrash F3).
  *
  * @module
  */
@@ -24,6 +26,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { undeliveredTokensError } from "./undelivered_tokens.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
+import { jobId } from "../protocols/job.ts";
 import {
   type InferenceEvent,
   type KeptReceiptBody,
@@ -240,9 +243,16 @@ class PeerJobLimitError extends VeriflowError {
   }
 }
 
-/** Jobs each peer key runs here, over all its connections (one per node). */
+/**
+ * Jobs each peer key runs here, over all its connections (one per node), and the ids of the jobs
+ * admitted here that have not ended: a job queued behind busy slots is not yet the prover's, whose
+ * trace would call it unknown, and its requester asking on another connection was told
+ * `unknown_job` for a job this worker then ran and signed (review s79 vcrash F3).
+ */
 export class PeerJobShares {
   readonly #running = new Map<string, number>();
+  /** Admitted job ids, each with how many submissions of it are open (a retry may overlap). */
+  readonly #admitted = new Map<string, number>();
 
   /** Take one of `peer`'s `limit` places; false when it holds them all. */
   take(peer: string, limit: number): boolean {
@@ -262,6 +272,27 @@ export class PeerJobShares {
   /** Jobs `peer` runs here now. */
   running(peer: string): number {
     return this.#running.get(peer) ?? 0;
+  }
+
+  /**
+   * Count job `jobId` as admitted here, queued or running, until the returned function is called
+   * (its submission refused, or the job ended); calling it again does nothing.
+   */
+  admit(jobId: string): () => void {
+    this.#admitted.set(jobId, (this.#admitted.get(jobId) ?? 0) + 1);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      const left = (this.#admitted.get(jobId) ?? 0) - 1;
+      if (left > 0) this.#admitted.set(jobId, left);
+      else this.#admitted.delete(jobId);
+    };
+  }
+
+  /** Whether a submission of job `jobId` was admitted here and has not ended. */
+  admitted(jobId: string): boolean {
+    return this.#admitted.has(jobId);
   }
 }
 
@@ -303,6 +334,8 @@ export function serveInference(
     if (requester === undefined) return { receipt: null };
     const receipt = unsent?.get(requester, body.jobId);
     if (receipt !== undefined) return { receipt };
+    // Admitted and not ended (queued, or its receipt being signed): "not yet", never unknown.
+    if (shares.admitted(body.jobId)) return { receipt: null };
     const trace = await options.trace?.(body.jobId).catch(() => undefined);
     return tracedReceipt(trace, requester, options.now ?? Date.now);
   });
@@ -310,6 +343,8 @@ export function serveInference(
     const { job, topLogprobs, resume, tokensPerEvent, gatherMs } = body;
     if (!shares.take(peer, maxJobs)) throw new PeerJobLimitError(maxJobs);
     taken++;
+    // Before the submission, which may wait for a queue place: known from here (F3).
+    const forget = shares.admit(jobId(job));
     // Only to a requester that asked: one that predates `queued` events fails on one.
     const queue = body.queued
       ? new QueuePosition({
@@ -352,10 +387,13 @@ export function serveInference(
       });
     } catch (error) {
       release();
+      forget();
       queue?.close();
       throw error;
     }
     const ended = handle.done.then(() => {}, () => {});
+    // After `done`: the prover's record (or none, the job unsigned) is its trace from then on.
+    ended.then(forget);
     ending.set(handle.jobId, ended);
     ended.then(() => {
       if (ending.get(handle.jobId) === ended) ending.delete(handle.jobId);

@@ -8,12 +8,19 @@
  * next one (`network/_failure_codes.ts`).
  *
  * A job admitted here holds its worst-case lock here from its admission until this node's ledger
- * holds its receipt (the ledger's own lock then counts it), or it ended with no receipt, or its
- * receipt was not recorded within {@link RECEIPT_RECORD_WAIT_MS}: a burst of jobs, or a job
- * admitted between a receipt's signing and its record, is not admitted against the same free
- * stake (review s79 vmoney F1). One requester's open jobs hold at most
- * {@link REQUESTER_STAKE_SHARE} of the free stake (its first one excepted), so its queued jobs
- * cannot shut the worker to everyone else (F6).
+ * holds its receipt (the ledger's own lock then counts it), or it ended with no receipt, or no
+ * ledger will record its receipt any more: a burst of jobs, or a job admitted between a receipt's
+ * signing and its record, is not admitted against the same free stake (review s79 vmoney F1).
+ * "Any more" is the validator's own give-up, not a guess: its intake refuses a receipt signed
+ * more than `STALE_RECEIPT_AGE_MS` ago (`actors/_receipt_intake.ts`, `receipt_stale`), also one it
+ * held meanwhile on a full disk (`actors/_validator_read_only.ts`) or across a restart. Before, the
+ * lock went 60 s after the job's end, and a receipt the read-only validator recorded later found
+ * its stake admitted to a second job, whose receipt was refused unpaid (review s79 vcrash F1).
+ * One client's open jobs hold at most {@link REQUESTER_STAKE_SHARE} of the free stake (its first
+ * one excepted), so its queued jobs cannot shut the worker to everyone else (F6). The client is
+ * the submitter the port is told (`SubmitOptions.client`: a peer's connection key), not the
+ * job's `requester`, which the peer writes itself: a fresh key per job took the whole free stake
+ * (review s79 vcrash F2).
  *
  * The ledger is read synchronously, from the memory of the validator's open ledger, never through
  * the validator's mailbox, which the intake may hold for seconds per receipt (F2). A node that
@@ -27,28 +34,20 @@
 import type { InferencePort, JobSummary } from "../inference/inference_port.ts";
 import { jobId, type TextJob } from "../protocols/job.ts";
 import { toHex } from "../protocols/hash.ts";
+import type { Receipt } from "../protocols/receipt.ts";
 import type { Account, Ledger } from "../proof/ledger.ts";
 import { freeStake, type LedgerTerms } from "../proof/_ledger_amounts.ts";
 import { InsufficientStakeError } from "../proof/ledger_errors.ts";
 import { roundCredits } from "../proof/ledger_state.ts";
 import type { PromptTokenCounter } from "../network/_prompt_token_claim.ts";
 import { DEFAULT_LEDGER_TERMS, jobStakeLock } from "../network/_job_stake_lock.ts";
+import { STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
 
 /**
- * How long a job that ended with a receipt keeps its lock here while this node's ledger does not
- * hold the receipt, ms. The prover hands the receipt over only once the validator recorded it, or
- * after the validator's ask timed out (`DEFAULT_ASK_TIMEOUT_MS`, 30 s, a mailbox that busy); the
- * message is still queued then and recorded when reached, so this allows that wait twice over.
- * Past it the receipt was refused or lost, and holding its stake longer would refuse jobs the
- * stake backs.
- */
-export const RECEIPT_RECORD_WAIT_MS = 60_000;
-
-/**
- * The most of this worker's free stake one requester's open jobs may hold here (its first job is
+ * The most of this worker's free stake one client's open jobs may hold here (its first job is
  * never refused for it). Half, as a peer's job places (`DEFAULT_MAX_JOBS_PER_PEER`, 32) are about
  * half of a default worker's 4 slots and 64 queue places (`too_many_jobs`,
- * `inference/serve_inference.ts`): one requester — a router forwards all its clients' jobs under
+ * `inference/serve_inference.ts`): one peer — a router forwards all its clients' jobs under
  * its own key — can fill half, and the other half stays for everyone else.
  */
 export const REQUESTER_STAKE_SHARE = 1 / 2;
@@ -137,17 +136,37 @@ export interface StakeBackedPortOptions {
   prepare?: (model: string) => Promise<unknown>;
   /** The terms the node's ledger runs with (default `DEFAULT_LEDGER_TERMS`). */
   terms?: LedgerTerms;
-  /** Clock of {@link RECEIPT_RECORD_WAIT_MS}, ms (default `Date.now`). */
+  /**
+   * Unix ms against which an unrecorded receipt's age is read (default `Date.now`: the clock the
+   * validator's intake refuses a stale receipt by, on the same node).
+   */
   now?: () => number;
 }
 
 /** A job admitted here whose lock its receipt has not taken over in the ledger yet. */
 interface Admitted {
   readonly jobId: string;
-  readonly requester: string;
+  /** Who submitted it: the key of its share (see the module doc, F2). */
+  readonly client: string;
   readonly lock: number;
-  /** When it ended with a receipt the ledger did not hold yet; undefined while it runs. */
-  endedAt?: number;
+  /**
+   * Unix ms past which no intake records its receipt (signed end + `STALE_RECEIPT_AGE_MS`);
+   * undefined while it runs.
+   */
+  recordableUntil?: number;
+}
+
+/**
+ * Where receipt `receipt` says its job ended (unix ms, as the intake reads it), or undefined when
+ * it is not shaped as a receipt (the port's summary types it `unknown`: then its end is taken as
+ * now, about when it was signed).
+ */
+function signedEnd(receipt: unknown): number | undefined {
+  const timings = (receipt as { timings?: Partial<Receipt["timings"]> } | null)?.timings;
+  const { startedAt, totalMs } = timings ?? {};
+  return typeof startedAt === "number" && typeof totalMs === "number"
+    ? startedAt + totalMs
+    : undefined;
 }
 
 /** `port`, whose submits of earning jobs are refused when this node's stake cannot back them. */
@@ -159,23 +178,23 @@ export function refusingUnbacked(
   const now = options.now ?? Date.now;
   const admitted = new Set<Admitted>();
   const lockOf = (job: TextJob) => jobStakeLock(job, options.count(job), terms);
-  /** The locks held here by `requester`'s jobs, or by all, after dropping what the ledger holds. */
-  const held = (stake: OwnStake, requester?: string) => {
+  /** The locks held here by `client`'s jobs, or by all, after dropping what the ledger holds. */
+  const held = (stake: OwnStake, client?: string) => {
     let sum = 0;
     for (const job of admitted) {
-      if (job.endedAt !== undefined) {
-        if (stake.recorded(job.jobId) || now() - job.endedAt >= RECEIPT_RECORD_WAIT_MS) {
+      if (job.recordableUntil !== undefined) {
+        if (stake.recorded(job.jobId) || now() > job.recordableUntil) {
           admitted.delete(job);
           continue;
         }
       }
-      if (requester === undefined || job.requester === requester) sum += job.lock;
+      if (client === undefined || job.client === client) sum += job.lock;
     }
     return roundCredits(sum);
   };
   const ended = (job: Admitted) => (summary: JobSummary) => {
     if (summary.receipt === undefined) admitted.delete(job);
-    else job.endedAt = now();
+    else job.recordableUntil = (signedEnd(summary.receipt) ?? now()) + STALE_RECEIPT_AGE_MS;
   };
   return {
     submit: async (job, submitOptions) => {
@@ -201,12 +220,15 @@ export function refusingUnbacked(
       const ledgerFree = freeStake(stake.account());
       const free = roundCredits(ledgerFree - held(stake));
       if (lock > free) throw new JobUnbackedError(lock, Math.max(0, free));
-      const holding = held(stake, requester);
+      // The connection's key where a peer submitted it (a router's clients' jobs name the router,
+      // its own key: `docs/PROTOCOL.md`), else the job's requester.
+      const client = submitOptions?.client ?? requester;
+      const holding = held(stake, client);
       const share = roundCredits(ledgerFree * REQUESTER_STAKE_SHARE);
       if (holding > 0 && roundCredits(holding + lock) > share) {
         throw new RequesterShareError(lock, holding, share);
       }
-      const entry: Admitted = { jobId: jobId(job), requester, lock };
+      const entry: Admitted = { jobId: jobId(job), client, lock };
       admitted.add(entry);
       try {
         const handle = await port.submit(job, submitOptions);

@@ -20,10 +20,10 @@ import type { Receipt } from "../../protocols/receipt.ts";
 import { signReceipt } from "../../protocols/receipt.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { jobStakeLock } from "../../network/_job_stake_lock.ts";
+import { STALE_RECEIPT_AGE_MS } from "../../proof/challenge_timing.ts";
 import {
   type LedgerStakeReads,
   ownStakeIn,
-  RECEIPT_RECORD_WAIT_MS,
   refusingUnbacked,
   REQUESTER_STAKE_SHARE,
   RequesterShareError,
@@ -114,6 +114,9 @@ Deno.test("a job ended with a receipt the worker's ledger does not hold yet keep
       self: toHex(worker.publicKey),
       ledger: () => ownStakeIn(ledger, worker.publicKey),
       count: () => PROMPT_TOKENS,
+      // The receipts' clock (`receiptFor` signs startedAt 0): by `Date.now` they are stale at
+      // once, no intake records them, and their lock goes at the job's end.
+      now: () => 0,
     });
     const a = await port.submit(first);
     a.cancel();
@@ -150,7 +153,7 @@ Deno.test("once the ledger holds the ended job's receipt, the stake it leaves fr
   });
 });
 
-Deno.test("a receipt that never reaches the worker's ledger holds its job's lock only RECEIPT_RECORD_WAIT_MS after the job ended", async () => {
+Deno.test("a receipt that never reaches the worker's ledger holds its job's lock only until no intake would record it (STALE_RECEIPT_AGE_MS after its signed end)", async () => {
   const first = earningJob("lost-first");
   const second = earningJob("lost-second");
   await withLedger(jobStakeLock(first, PROMPT_TOKENS), async (ledger) => {
@@ -165,7 +168,8 @@ Deno.test("a receipt that never reaches the worker's ledger holds its job's lock
     const a = await port.submit(first);
     a.cancel();
     await a.done;
-    clock.t += RECEIPT_RECORD_WAIT_MS - 1;
+    // `receiptFor` signs startedAt 0 and totalMs 0: the intake still records it at this age.
+    clock.t = STALE_RECEIPT_AGE_MS;
     assert.equal(await outcomeOf(port.submit(second)), "refused insufficient_stake");
     clock.t += 1;
     assert.equal(await outcomeOf(port.submit(second)), "admitted");
