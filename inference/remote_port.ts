@@ -358,8 +358,9 @@ export class RemoteInferencePort implements InferencePort {
     progress.jobs++;
     // The worker's count of the prompt's tokens goes to the client's usage as its receipt signs
     // it, the count a ledger pays: a byte bound told the client 7 where an NFKC tokenizer's
-    // receipt billed 24 (review s79 F1). The window it states, capped, bounds it here; the bytes
-    // only where it states none (review s79 vmoney F3).
+    // receipt billed 24 (review s79 F1). The window it states, capped, and the bytes as NFKC can
+    // grow them bound it here (review s79 vlate F4); the bytes alone only where it states none
+    // (review s79 vmoney F3).
     const start = { ...first.value, promptTokens: boundPromptTokens(first.value, checked) };
     const workerKey = this.#connection.peerKey;
     const relayed = new RemoteJob(start, from, reader, {
@@ -408,38 +409,61 @@ export class RemoteInferencePort implements InferencePort {
 export const MAX_STATED_CONTEXT_TOKENS = 1 << 20;
 
 /**
- * The window a router holds a worker's prompt count to: the smallest of the window the worker
- * `stated` in its `start`, the one the router `known`s for the model (its workers' listings,
- * `worker_models`), and {@link MAX_STATED_CONTEXT_TOKENS}.
+ * The most UTF-8 bytes a tokenizer's Unicode normalizer makes of one byte of text: 11. NFKC
+ * (and NFKD) turn U+FDFA "ﷺ", 3 bytes, into 18 characters, 33 bytes (15 two-byte Arabic letters
+ * and 3 spaces); no other code point grows more per byte, NFC and NFD at most 3
+ * (`tests/inference/nfkc_max_expansion_test.ts` computes it over every code point), and canonical
+ * composition never lengthens what decomposition made, so no string grows more than its worst
+ * character. A tokenizer counts at most one token a byte of its normalized text (a byte-level
+ * vocabulary's, byte fallback's; other tokens cover more), so an honest count never passes this
+ * many tokens a byte of the prompt, and a marker: the bound a router keeps beside a stated window
+ * (review s79 vlate F4: without it, a worker that stated 2^20 was believed 1,048,575 prompt
+ * tokens for the 1-byte prompt "a").
+ */
+export const NFKC_MAX_EXPANSION = 11;
+
+/**
+ * The window a router holds a worker's prompt count to: the window the worker `stated` in its
+ * `start` where it stated one, else the one the router `known`s for the model (its workers'
+ * listings, `worker_models`), at most {@link MAX_STATED_CONTEXT_TOKENS}. A stated window is the
+ * worker's own word, so it answers for it (the validators holding the model re-count); a listing
+ * is any key's claim, one per model picked by standing, and capping a stated window by it let
+ * whoever listed the smallest window get every honest worker's receipt refused and keep them off
+ * the model (review s79 vlate F1).
  *
  * @param stated The window the worker stated in its `start`, if it did.
  * @param known The model's window as the router knows it, if it does.
  */
 export function boundedWindow(stated?: number, known?: number): number {
-  return Math.min(stated ?? Infinity, known ?? Infinity, MAX_STATED_CONTEXT_TOKENS);
+  return Math.min(stated ?? known ?? Infinity, MAX_STATED_CONTEXT_TOKENS);
 }
 
 /**
- * The most prompt tokens a router takes from a worker for `job`: where a window is stated or
- * known, that window ({@link boundedWindow}) less one, since generation refuses a prompt that
- * fills it (255 on a 256-token model). Not the prompt's bytes then: a tokenizer whose normalizer
- * lengthens text honestly counts more (review s79 F1). Where no window is, the prompt's byte
- * bound ({@link promptTokenBound}, with the input's room, {@link jobInputRoom}, when the job
- * names an input). An honest current worker always states its window (a text model does not load
- * without one, `_model_config.ts`, and `serve_inference.ts` puts it in every `start`), so the
- * byte bound only meets a worker from before the field or one that leaves it out: before this,
- * such a worker's count went to the client unbounded (9e15, review s79 vmoney F3).
+ * The most prompt tokens a router takes from a worker for `job`. Where a window is stated or
+ * known: that window ({@link boundedWindow}) less one, since generation refuses a prompt that
+ * fills it (255 on a 256-token model), and at most what a normalizer can honestly make of the
+ * prompt's bytes ({@link NFKC_MAX_EXPANSION} tokens a byte of the prompt and of the input's room,
+ * {@link jobInputRoom}, and of the marker's: a bound a little loose, never below an honest
+ * count). Not the bytes alone then: a tokenizer whose normalizer lengthens text honestly counts
+ * more (review s79 F1); nor the window alone: a worker stating 2^20 was believed 1,048,575 tokens
+ * for a 1-byte prompt (review s79 vlate F4). Where no window is, the prompt's byte bound
+ * ({@link promptTokenBound}, with the input's room when the job names an input). An honest
+ * current worker always states its window (a text model does not load without one,
+ * `_model_config.ts`, and `serve_inference.ts` puts it in every `start`), so the byte bound only
+ * meets a worker from before the field or one that leaves it out: before this, such a worker's
+ * count went to the client unbounded (9e15, review s79 vmoney F3).
  *
  * @param job The job sent.
  * @param stated The model's window as the worker stated it in its `start`, if it did.
  * @param known The model's window as the router knows it, if it does.
  */
 export function maxPromptTokens(job: TextJob, stated?: number, known?: number): number {
-  if (stated !== undefined || known !== undefined) {
-    return Math.max(0, boundedWindow(stated, known) - 1);
-  }
   const bytes = promptTokenBound(job.prompt, job.input === undefined ? 0 : jobInputRoom(job));
-  return Math.min(bytes, MAX_STATED_CONTEXT_TOKENS - 1);
+  if (stated === undefined && known === undefined) {
+    return Math.min(bytes, MAX_STATED_CONTEXT_TOKENS - 1);
+  }
+  const window = Math.max(0, boundedWindow(stated, known) - 1);
+  return Math.min(window, NFKC_MAX_EXPANSION * bytes);
 }
 
 /**

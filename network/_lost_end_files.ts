@@ -18,12 +18,19 @@ import type { JobSummary } from "../inference/inference_port.ts";
 import { type JobAssignment, verifyAssignment } from "../protocols/assignment.ts";
 import type { RelayedOutput } from "./failover.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import type { PromptTokenSeen } from "./_prompt_token_claim.ts";
 
 /** The folder of a node's data directory its forwarding port keeps its lost ends in. */
 export const LOST_ENDS_DIR = "lost-ends";
 
-/** Version of a {@link StoredLostEnd} record. */
-const RECORD_VERSION = 1;
+/**
+ * Version of a {@link StoredLostEnd} record: 2 keeps what the router saw of the worker's `start`
+ * ({@link StoredLostEnd.seen}, review s79 vlate F5). A version-1 record (written before) is still
+ * read, with no `seen`.
+ */
+const RECORD_VERSION = 2;
+/** The record versions read back: this one, and version 1 (no `seen`). */
+const READ_VERSIONS: readonly unknown[] = [1, RECORD_VERSION];
 
 /** What is kept of a lost end: enough to ask for its receipt and check it as before. */
 export interface StoredLostEnd {
@@ -34,6 +41,12 @@ export interface StoredLostEnd {
   assignment: JobAssignment;
   /** Unix ms past which it is forgotten (its challenge window closed). */
   expiresAt: number;
+  /**
+   * What the router saw of the worker's `start` (its count, the window it stated, the model's
+   * listed window): the late receipt's prompt count is checked against it, as the end event's
+   * would have been. Absent in a lost end kept before it was (version 1).
+   */
+  seen?: PromptTokenSeen;
 }
 
 /** A write, removal or read asked of {@link LostEndFiles} after its close. */
@@ -80,8 +93,17 @@ export class LostEndFiles {
 
   /** Keep `lost` on disk, under its job id. */
   save(lost: StoredLostEnd): Promise<void> {
-    const { job, worker, relayed, summary, assignment, expiresAt } = lost;
-    const record = { v: RECORD_VERSION, job, worker, relayed, summary, assignment, expiresAt };
+    const { job, worker, relayed, summary, assignment, expiresAt, seen } = lost;
+    const record = {
+      v: RECORD_VERSION,
+      job,
+      worker,
+      relayed,
+      summary,
+      assignment,
+      expiresAt,
+      ...(seen === undefined ? {} : { seen }),
+    };
     return this.#then(() => this.#files.save(jobId(job), record));
   }
 
@@ -119,8 +141,10 @@ export class LostEndFiles {
 function parse(id: string, record: unknown): StoredLostEnd | undefined {
   if (typeof record !== "object" || record === null) return undefined;
   const r = record as Record<string, unknown>;
-  if (r.v !== RECORD_VERSION || typeof r.expiresAt !== "number") return undefined;
+  if (!READ_VERSIONS.includes(r.v) || typeof r.expiresAt !== "number") return undefined;
   const { job, worker, relayed, summary, assignment } = r;
+  const seen = r.v === 1 ? undefined : parseSeen(r.seen);
+  if (seen === null) return undefined;
   if (!(worker instanceof Uint8Array) || typeof summary !== "object" || summary === null) {
     return undefined;
   }
@@ -143,5 +167,27 @@ function parse(id: string, record: unknown): StoredLostEnd | undefined {
     summary: summary as JobSummary,
     assignment,
     expiresAt: r.expiresAt,
+    ...(seen === undefined ? {} : { seen }),
   };
+}
+
+/** The fields of a {@link PromptTokenSeen}: counts and windows, each a whole number or absent. */
+const SEEN_FIELDS = ["started", "stated", "known"] as const;
+
+/**
+ * `value` (a record's `seen`) as a {@link PromptTokenSeen}: undefined where none was kept, null
+ * where it is not one (a damaged record).
+ */
+function parseSeen(value: unknown): PromptTokenSeen | undefined | null {
+  if (value === undefined) return undefined;
+  if (typeof value !== "object" || value === null) return null;
+  const v = value as Record<string, unknown>;
+  const seen: PromptTokenSeen = {};
+  for (const field of SEEN_FIELDS) {
+    const n = v[field];
+    if (n === undefined) continue;
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) return null;
+    seen[field] = n;
+  }
+  return seen;
 }

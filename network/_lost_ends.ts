@@ -31,6 +31,7 @@ import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { NetworkMessage, ReachAnswer } from "./network_actor.ts";
 import type { RelayedOutput } from "./failover.ts";
 import { LostEndFiles, type StoredLostEnd } from "./_lost_end_files.ts";
+import type { PromptTokenSeen } from "./_prompt_token_claim.ts";
 
 /**
  * Most forwarded jobs a node remembers at once whose every token its client got and whose
@@ -117,6 +118,11 @@ interface LostEnd {
   /** The client's summary (its `done`), the receipt checked as if it had come with it. */
   summary: JobSummary;
   assignment: JobAssignment;
+  /**
+   * What the port saw of the worker's `start`, its receipt's prompt count checked against it;
+   * absent for one read back from a version-1 file.
+   */
+  seen?: PromptTokenSeen;
   bytes: number;
   /** Past this (on the port's clock) it is forgotten. */
   until: number;
@@ -148,7 +154,8 @@ export interface LostEndsOptions {
   /**
    * Check a lost end's receipt that came (in `summary`) as it would have been with the end event,
    * and hand it on: the port's own check, which also keeps a worker whose receipt fails off the
-   * model.
+   * model. `seen`: what {@link LostEnds.remember} was given of the worker's `start` (undefined for
+   * a lost end kept on disk before it was).
    */
   checked: (
     summary: JobSummary,
@@ -156,6 +163,7 @@ export interface LostEndsOptions {
     worker: Uint8Array,
     relayed: RelayedOutput,
     assignment: JobAssignment,
+    seen: PromptTokenSeen | undefined,
   ) => unknown;
 }
 
@@ -228,7 +236,10 @@ export class LostEnds {
    * the bounds ({@link MAX_LOST_ENDS}, {@link MAX_LOST_ENDS_PER_WORKER},
    * {@link MAX_LOST_END_BYTES}: when they are full, in place of the oldest job of the worker that
    * holds the most, if it holds more than this one's worker would; else it is not remembered,
-   * and its worker is paid nowhere), and ask its worker for the receipt later.
+   * and its worker is paid nowhere), and ask its worker for the receipt later. `seen`: what the
+   * port saw of the worker's `start` (its count, the window it stated), kept with it (on disk too)
+   * so the late receipt is checked as the end event's would have been (review s79 vlate F5: only
+   * the count was kept, and the receipt was held to the prompt's bytes).
    */
   remember(
     job: TextJob,
@@ -236,9 +247,10 @@ export class LostEnds {
     relayed: RelayedOutput,
     summary: JobSummary,
     assignment: JobAssignment,
+    seen: PromptTokenSeen,
   ): void {
     const expiresAt = this.#wallClock() + LOST_END_KEEP_MS;
-    const stored = { job, worker, relayed, summary, assignment, expiresAt };
+    const stored = { job, worker, relayed, summary, assignment, expiresAt, seen };
     const lost = this.#lostEnd(stored, this.#timers.now() + LOST_END_KEEP_MS);
     if (this.#lostEnds.has(lost.jobId) || !this.#keep(lost)) return;
     this.#files?.save(stored).catch(() => {}); // not written: kept in memory only, as before
@@ -406,6 +418,7 @@ export class LostEnds {
       lost.worker,
       lost.relayed,
       lost.assignment,
+      lost.seen,
     );
   }
 }

@@ -5,21 +5,28 @@
  * holds the job's model (`_held_model_prompt_counter.ts`) it asks the exact count, or, for a job
  * whose input it does not hold, no more than the model's window allows. Where it does not hold
  * the model it refuses only a count past the window the worker itself stated for the job's model
- * (its `start` event's `contextLength`), capped by the window the workers' listings give the
- * model and by `MAX_STATED_CONTEXT_TOKENS` (`inference/remote_port.ts`): generation refuses a prompt that fills it, so
- * an honest worker never signs one (stop 78 left it open: such a router took any count). Every
+ * (its `start` event's `contextLength`; the window the workers' listings give the model only where
+ * it stated none: a listing is any key's claim, review s79 vlate F1), capped by
+ * `MAX_STATED_CONTEXT_TOKENS` and by `NFKC_MAX_EXPANSION` tokens a byte of the prompt
+ * (`inference/remote_port.ts`): generation refuses a prompt that fills the window, and no
+ * normalizer makes more of a byte, so an honest worker never signs one (stop 78 left it open: such
+ * a router took any count; review s79 vlate F4: a stated 2^20 passed 1,048,575 for "a"). Every
  * receipt must also sign the count its worker's own `start` gave, the count its client was told
- * (review s79 vmoney F3: a worker told 1 and signed 255). The prompt's bytes bound a count only
- * where no window is stated or listed: a tokenizer whose normalizer lengthens text counts more
- * (NFKC counts the 3-byte "ﷺ" as 33 tokens, review s78 vprompt F4), and refusing an honest count
- * kept the worker off the model. The validators that hold the model re-count
+ * (review s79 vmoney F3: a worker told 1 and signed 255). The prompt's bytes themselves bound a
+ * count only where no window is stated or listed: a tokenizer whose normalizer lengthens text
+ * counts more (NFKC counts the 3-byte "ﷺ" as 33 tokens, review s78 vprompt F4), and refusing an
+ * honest count kept the worker off the model. The validators that hold the model re-count
  * every receipt they record (`proof/prompt_token_check.ts`, `promptTokensAtIntake`), and a wrong
  * count is slashed there.
  *
  * @module
  */
 import type { TextJob } from "../protocols/job.ts";
-import { MAX_STATED_CONTEXT_TOKENS, maxPromptTokens } from "../inference/remote_port.ts";
+import {
+  MAX_STATED_CONTEXT_TOKENS,
+  maxPromptTokens,
+  NFKC_MAX_EXPANSION,
+} from "../inference/remote_port.ts";
 
 /**
  * A router's count of a job's prompt tokens: exact (a number), or only the most an honest
@@ -42,7 +49,7 @@ export interface PromptTokenSeen {
   started?: number;
   /** The window the worker stated in its `start` (`ServedModelInfo.contextLength`). */
   stated?: number;
-  /** The model's window as the router knows it (the workers' listings). */
+  /** The model's window as the router knows it (the workers' listings): used where none is stated. */
   known?: number;
 }
 
@@ -91,8 +98,9 @@ function boundRefusal(
     const ceiling = maxPromptTokens(job, seen.stated, seen.known);
     return signed > ceiling
       ? `it signs ${signed} prompt tokens, more than the model's window allows (${ceiling}: the ` +
-        `window its worker stated or its model is listed with, at most ` +
-        `${MAX_STATED_CONTEXT_TOKENS}, else the prompt's bytes)`
+        `window its worker stated, else the one its model is listed with, at most ` +
+        `${MAX_STATED_CONTEXT_TOKENS} and ${NFKC_MAX_EXPANSION} a byte of the prompt; with ` +
+        `neither, the prompt's bytes)`
       : undefined;
   }
   if (typeof counted === "number") {

@@ -407,12 +407,18 @@ export class NetworkInferencePort implements InferencePort {
       timers: remote.timers,
       lookupTimeoutMs: LOOKUP_TIMEOUT_MS,
       dir: remote.lostEndsDir,
-      // The summary kept is the one `settle` remembered: its prompt count is the lost worker's
-      // own start's, held to the window it stated (`remote_port.ts`).
-      checked: (summary, job, worker, relayed, assignment) =>
-        this.#checked(summary, job, worker, relayed, assignment, {
-          started: summary.usage.promptTokens,
-        }),
+      // What `settle` remembered of the lost worker's own start (its count and the window it
+      // stated, review s79 vlate F5); a lost end kept on disk before that has only the count, in
+      // the summary kept.
+      checked: (summary, job, worker, relayed, assignment, seen) =>
+        this.#checked(
+          summary,
+          job,
+          worker,
+          relayed,
+          assignment,
+          seen ?? { started: summary.usage.promptTokens },
+        ),
     });
   }
 
@@ -511,7 +517,8 @@ export class NetworkInferencePort implements InferencePort {
     // This node's count of the prompt, read once per job (an exact count encodes the whole
     // prompt): it prices the stake a worker must back at every lookup of the job's (`#port`).
     // Where there is none, the model's listed window, asked beside the start (its answer comes
-    // from memory), bounds the lock, and the receipt's prompt count is held to it.
+    // from memory), bounds the lock, and the receipt's prompt count of a worker that stated no
+    // window is held to it.
     const count = this.#remote.countPromptTokens?.(job);
     const listing = count === undefined
       ? this.#listedWindow(job.model)
@@ -563,7 +570,8 @@ export class NetworkInferencePort implements InferencePort {
         if (endLost && assignment) {
           // Owed while it is kept (a retry meanwhile is refused: it would be assigned too, and
           // neither paid), and written as assigned only when its receipt is (`#checked`).
-          // With its own start's count, the one its receipt must sign (`#checked`).
+          // With its own start's count, the one its receipt must sign (`#checked`), and the
+          // window it stated: the late receipt is checked as this end's would be.
           const own = { ...summary.usage, promptTokens: attempt.handle.promptTokens };
           this.#lostEnds.remember(
             job,
@@ -571,11 +579,12 @@ export class NetworkInferencePort implements InferencePort {
             relayed,
             { ...summary, usage: own },
             assignment,
+            this.#seen(attempt, listed),
           );
         }
         // Its prompt count held to its own start's (after a failover, the resumer's: the first
-        // worker's word is not its), and to the window it stated, capped by the model's listed
-        // window, where this node cannot count it.
+        // worker's word is not its), and to the window it stated (the model's listed window where
+        // it stated none), where this node cannot count it.
         const told = this.#checked(
           summary,
           job,
@@ -1234,10 +1243,12 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * `handle` with its start's prompt count held to the model's `listed` window too (its worker's
-   * port held it to the window the worker stated, `remote_port.ts`): what the client is told, and
-   * what the worker's receipt must sign (`#checked`). A worker that stated a window of 10^9 had
-   * its count of 100,000 told to the client (review s79 vmoney F3).
+   * `handle` with its start's prompt count held to the model's `listed` window where its worker
+   * stated none (its worker's port held it to the window the worker stated and to the prompt's
+   * bytes as NFKC can grow them, `remote_port.ts`; a listing does not cut a stated window, review
+   * s79 vlate F1): what the client is told, and what the worker's receipt must sign (`#checked`).
+   * A worker that stated a window of 10^9 had its count of 100,000 told to the client (review s79
+   * vmoney F3).
    */
   #held(handle: InferenceHandle, job: TextJob, listed: number | undefined): InferenceHandle {
     if (listed === undefined) return handle;
@@ -1253,7 +1264,8 @@ export class NetworkInferencePort implements InferencePort {
 
   /**
    * What `attempt`'s worker said of `job`'s prompt in its own `start` (its count, held to its
-   * stated window: what its client is told; its window), with the model's `listed` window.
+   * stated window: what its client is told; its window), with the model's `listed` window, which
+   * bounds the count only where the worker stated none (`maxPromptTokens`).
    */
   #seen(attempt: WorkerAttempt, listed: number | undefined): PromptTokenSeen {
     return {

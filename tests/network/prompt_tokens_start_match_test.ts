@@ -1,8 +1,9 @@
 /**
  * A router holds a worker's signed prompt count to the count the worker's own `start` gave (what
  * the client was told), and to a window that is not the worker's word alone: the window it stated,
- * capped by the one its workers list for the model and by `MAX_STATED_CONTEXT_TOKENS`; with no
- * window at all, by the prompt's bytes (review s79 vmoney F3: a worker that stated 10^9 passed
+ * capped by `MAX_STATED_CONTEXT_TOKENS` and by what NFKC can make of the prompt's bytes (the
+ * listed window only where it stated none, review s79 vlate F1 and F4); with no window at all, by
+ * the prompt's bytes (review s79 vmoney F3: a worker that stated 10^9 passed
  * 100,000; one that told 1 and signed 255 was paid 255 while its client was told 1; one that
  * stated no window had 9e15 told to the client). Who pays: nobody; such a receipt never reaches
  * the validator, and the worker is kept off the model. An honest worker (its start's count signed,
@@ -15,7 +16,11 @@ import type { Identity } from "../../protocols/identity.ts";
 import type { InferenceEvent } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { signReceipt } from "../../protocols/receipt.ts";
-import { MAX_STATED_CONTEXT_TOKENS, maxPromptTokens } from "../../inference/remote_port.ts";
+import {
+  MAX_STATED_CONTEXT_TOKENS,
+  maxPromptTokens,
+  NFKC_MAX_EXPANSION,
+} from "../../inference/remote_port.ts";
 import { jobFor, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import { INFO } from "./_router_fixture.ts";
 import {
@@ -53,10 +58,20 @@ function counted(job: TextJob, identity: Identity, promptTokens: number) {
   return signReceipt({ ...unsigned, promptTokens }, identity);
 }
 
-/** Routed by a router without the model, whose workers list the model with `listed` (if set). */
-async function routed(w: TestWorker, nonce: string, listed?: number) {
+/**
+ * A prompt whose bytes allow more than the window (scaled by `NFKC_MAX_EXPANSION`, they bound a
+ * stated window too): only the window decides.
+ */
+const LONG_PROMPT = "x".repeat(WINDOW);
+
+/**
+ * Routed by a router without the model, whose workers list the model with `listed` (if set);
+ * `prompt`: the job's (default `jobFor`'s "hi").
+ */
+async function routed(w: TestWorker, nonce: string, listed?: number, prompt?: string) {
   const models = listed === undefined ? undefined : [{ ...INFO, contextLength: listed }];
-  const got = await routeOnce("prompt-start-match", w, jobFor(nonce), {}, models);
+  const job = prompt === undefined ? jobFor(nonce) : { ...jobFor(nonce), prompt };
+  const got = await routeOnce("prompt-start-match", w, job, {}, models);
   assert.equal(got.text, TEXT);
   return got;
 }
@@ -71,20 +86,29 @@ function assertWithheld(got: Awaited<ReturnType<typeof routed>>, why: RegExp): v
 }
 
 Deno.test("a receipt signing another prompt count than its worker's start told the client (1 told, 255 signed, inside the stated window 256) is withheld, paid in no ledger", async () => {
-  const got = await routed(await worker(WINDOW, 1, WINDOW - 1), "told-1-signed-255");
+  const got = await routed(
+    await worker(WINDOW, 1, WINDOW - 1),
+    "told-1-signed-255",
+    undefined,
+    LONG_PROMPT,
+  );
   assert.equal(got.summary.usage.promptTokens, 1);
   assertWithheld(got, /signs 255 prompt tokens, and its start counted 1/);
 });
 
-Deno.test("a worker stating a window of 10^9 is held to the window its model is listed with (256): a 100,000-token start and receipt are withheld, the client told at most 255", async () => {
+Deno.test("a worker stating a window of 10^9 is held to what NFKC can make of its prompt's bytes (33 for 'hi'), whatever window its model is listed with: a 100,000-token start and receipt are withheld", async () => {
   const got = await routed(await worker(1_000_000_000, CLAIM, CLAIM), "huge-window", WINDOW);
-  assert.ok(got.summary.usage.promptTokens <= WINDOW - 1, `${got.summary.usage.promptTokens}`);
+  const most = maxPromptTokens(jobFor("huge-window"), 1_000_000_000);
+  assert.equal(most, NFKC_MAX_EXPANSION * 3);
+  assert.equal(got.summary.usage.promptTokens, most);
   assertWithheld(got, /signs 100000 prompt tokens/);
 });
 
 Deno.test("with no window listed, a stated window of 10^9 is capped at MAX_STATED_CONTEXT_TOKENS: a count past it is withheld, the client told at most the cap", async () => {
   const claim = 2 * MAX_STATED_CONTEXT_TOKENS;
-  const got = await routed(await worker(1_000_000_000, claim, claim), "capped");
+  // Bytes that, scaled by NFKC_MAX_EXPANSION, allow more than the cap: only the cap decides.
+  const prompt = "x".repeat(Math.ceil(MAX_STATED_CONTEXT_TOKENS / NFKC_MAX_EXPANSION));
+  const got = await routed(await worker(1_000_000_000, claim, claim), "capped", undefined, prompt);
   assert.equal(got.summary.usage.promptTokens, MAX_STATED_CONTEXT_TOKENS - 1);
   assertWithheld(got, new RegExp(`signs ${claim} prompt tokens`));
 });

@@ -53,9 +53,16 @@ function counted(job: TextJob, identity: Identity, promptTokens: number) {
   return signReceipt({ ...unsigned, promptTokens }, identity);
 }
 
+/**
+ * A prompt whose bytes allow more than the window (even scaled by `NFKC_MAX_EXPANSION`, they
+ * bound a stated window too): only the window decides here.
+ */
+const PROMPT = "x".repeat(STATED_WINDOW);
+
 /** A router with no count of its own (it holds no model) runs `nonce`'s job on `worker`. */
 async function routed(worker: TestWorker, nonce: string) {
-  const got = await routeOnce("prompt-tokens-stated-window", worker, jobFor(nonce));
+  const job = { ...jobFor(nonce), prompt: PROMPT };
+  const got = await routeOnce("prompt-tokens-stated-window", worker, job);
   assert.equal(got.text, TEXT);
   return got;
 }
@@ -82,7 +89,7 @@ Deno.test("a router without the model takes a count inside the window its worker
   assert.equal(inside.toValidator, 1);
   assert.ok(!inside.avoided);
 
-  // "hi": 2 bytes and a marker.
+  // Inside the prompt's bytes (256 and a marker).
   const unstated = await routed(await workerStating(undefined, 3), "unstated");
   assert.ok(unstated.summary.receipt !== undefined, unstated.summary.error?.message ?? "");
   assert.equal(unstated.toValidator, 1);
