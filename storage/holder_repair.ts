@@ -730,17 +730,7 @@ export class HolderRepair {
         progress.failedChecks += failed.size;
         const gaveUp: string[] = [];
         for (const cid of failed) this.#failedAgain(cid, listed.get(cid) ?? null, gaveUp);
-        if (gaveUp.length > 0) {
-          // Past the bound on retries waiting: reported as a pass's are ("given up").
-          this.#options.onPass?.({
-            checked: 0,
-            repaired: 0,
-            lost: [],
-            failedChecks: 0,
-            departed: [],
-            gaveUp,
-          });
-        }
+        this.#reportGaveUp(gaveUp);
         this.#catchUpLeft -= slice.length;
         const now = this.#clock.now();
         if (now - reported >= CATCH_UP_REPORT_MS) {
@@ -788,6 +778,19 @@ export class HolderRepair {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+
+  /** Chunks past the bound on retries waiting, reported as a pass's are ("given up"). */
+  #reportGaveUp(gaveUp: string[]): void {
+    if (gaveUp.length === 0) return;
+    this.#options.onPass?.({
+      checked: 0,
+      repaired: 0,
+      lost: [],
+      failedChecks: 0,
+      departed: [],
+      gaveUp,
+    });
   }
 
   /** `cid` failed a check (again): queued after a doubled wait, or given up past the bound. */
@@ -867,16 +870,7 @@ export class HolderRepair {
         for (const [cid, retry] of due) {
           if (this.#retries.get(cid) === retry) this.#failedAgain(cid, retry.targets, gaveUp);
         }
-        if (gaveUp.length > 0) {
-          this.#options.onPass?.({
-            checked: 0,
-            repaired: 0,
-            lost: [],
-            failedChecks: 0,
-            departed: [],
-            gaveUp,
-          });
-        }
+        this.#reportGaveUp(gaveUp);
         if (!signal?.aborted) this.#options.onError?.(error);
       }
       this.#arm();

@@ -358,22 +358,14 @@ export class WorkerStepRerun implements StepRerun {
     receipt: TrainingReceipt,
     validator: Identity,
   ): Promise<UnsealResult> {
-    if (this.#closed) {
-      return Promise.reject(new TrainingError("step_rerun_stopped", "the step re-run stopped"));
-    }
-    const id = this.#next++;
-    return this.#ask({
+    return this.#askAnswer("unsealed", receipt, validator, (id, validatorSecret) => ({
+      op: "unseal",
       id,
-      what: `the answer to a challenge of ${receiptOf(receipt)}`,
-      verb: "unsealed",
-      crossing: () => {
-        const validatorSecret = validator.exportSecretKey();
-        return {
-          message: { op: "unseal", id, sealed, challenge, receipt, validatorSecret },
-          transfer: [validatorSecret.buffer as ArrayBuffer],
-        };
-      },
-    }) as Promise<UnsealResult>;
+      sealed,
+      challenge,
+      receipt,
+      validatorSecret,
+    })) as Promise<UnsealResult>;
   }
 
   /**
@@ -388,6 +380,27 @@ export class WorkerStepRerun implements StepRerun {
     validator: Identity,
     arch: GptArchitecture,
   ): Promise<OpenedAnswer> {
+    return this.#askAnswer("opened", receipt, validator, (id, validatorSecret) => ({
+      op: "open",
+      id,
+      sealed,
+      challenge,
+      receipt,
+      validatorSecret,
+      arch,
+    })) as Promise<OpenedAnswer>;
+  }
+
+  /**
+   * Ask the worker about a challenge's sealed answer (`message` built with the request's id and
+   * the validator's secret key, handed over, not copied, when the request crosses).
+   */
+  #askAnswer(
+    verb: string,
+    receipt: TrainingReceipt,
+    validator: Identity,
+    message: (id: number, validatorSecret: Uint8Array) => UnsealRequest | OpenRequest,
+  ): Promise<unknown> {
     if (this.#closed) {
       return Promise.reject(new TrainingError("step_rerun_stopped", "the step re-run stopped"));
     }
@@ -395,15 +408,15 @@ export class WorkerStepRerun implements StepRerun {
     return this.#ask({
       id,
       what: `the answer to a challenge of ${receiptOf(receipt)}`,
-      verb: "opened",
+      verb,
       crossing: () => {
         const validatorSecret = validator.exportSecretKey();
         return {
-          message: { op: "open", id, sealed, challenge, receipt, validatorSecret, arch },
+          message: message(id, validatorSecret),
           transfer: [validatorSecret.buffer as ArrayBuffer],
         };
       },
-    }) as Promise<OpenedAnswer>;
+    });
   }
 
   /** Owe `ask` and send it. */
