@@ -37,6 +37,7 @@ import { type AnswerOptions, fullAnswer, sseAnswer } from "./openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shapes.ts";
 import { BodyBudget, readBodyText } from "./body_limit.ts";
 import { RequestValidationError } from "./http_errors.ts";
+import { repeatedJsonKey, repeatedKeyError } from "./repeated_json_key.ts";
 import { drainBeforeShutdown } from "./serve.ts";
 import { drawRequestSeed, requestJobSeed } from "./request_seed.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
@@ -72,10 +73,20 @@ export function openAiRoutes(
   const budget = new BodyBudget(bufferedBodyBytesOf(edge), {
     minClientBytes: edge.maxRequestBytes,
   });
-  const bodyOf = async (request: Request, client: ClientIdentity) =>
-    parseJsonText(
-      await readBodyText(request, edge.maxRequestBytes, deadline, budget, queueClient(client)),
+  const bodyOf = async (request: Request, client: ClientIdentity) => {
+    const text = await readBodyText(
+      request,
+      edge.maxRequestBytes,
+      deadline,
+      budget,
+      queueClient(client),
     );
+    const body = parseJsonText(text);
+    // A repeated key is refused, not run with its last copy (review s80 serve F1).
+    const repeated = repeatedJsonKey(text);
+    if (repeated !== undefined) throw repeatedKeyError(repeated, "body");
+    return body;
+  };
   const answer = (
     raw: Request,
     request: TextRequest,

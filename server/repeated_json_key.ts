@@ -3,8 +3,11 @@
  * repeated key without a word, so a configuration file that repeats a section (an operator
  * appending `"http": {…}` at the end) lost the first copy's API keys and ports, and the node
  * started on defaults (review s78 F5). `node/config.ts` refuses such a file, naming the key path,
- * and the streaming API a `/v1/stream` frame (`stream_session.ts`): `{"type":"infer",…,
- * "type":"cancel"}` was read as a cancel and refused for a field it did not name (review s79 F4).
+ * the streaming API a `/v1/stream` frame (`stream_session.ts`): `{"type":"infer",…,
+ * "type":"cancel"}` was read as a cancel and refused for a field it did not name (review s79 F4),
+ * and the OpenAI routes a request body (`openai_routes.ts`): `{"max_tokens":1,…,"max_tokens":40}`
+ * ran 40 tokens behind a filter that read the first copy, and a message's second `"role"` made a
+ * user turn a system turn (review s80 serve F1).
  *
  * It scans text that `JSON.parse` has accepted already: only the structure (objects, arrays,
  * strings) is followed, and each key is decoded as JSON decodes it, so `"h\u0074tp"` and
@@ -12,6 +15,7 @@
  *
  * @module
  */
+import { RequestValidationError } from "./http_errors.ts";
 
 /** An object being scanned: its keys so far and the one whose value is being read. */
 interface ObjectFrame {
@@ -68,4 +72,25 @@ export function repeatedJsonKey(text: string): (string | number)[] | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The refusal of a request that writes a key twice in one object (at `path`), naming the key: the
+ * client sees its real mistake, and nothing between it and the node can read a copy the node does
+ * not run.
+ *
+ * @param path The repeated key's path, as {@link repeatedJsonKey} gives it.
+ * @param where What the text was: `"body"` (HTTP) or `"frame"` (WebSocket).
+ */
+export function repeatedKeyError(
+  path: (string | number)[],
+  where: "body" | "frame",
+): RequestValidationError {
+  const name = path.join(".");
+  return new RequestValidationError(
+    "invalid_request",
+    `key ${JSON.stringify(name)} written twice in one object of the ${where} (JSON keeps only ` +
+      `the last): send each key once`,
+    name,
+  );
 }

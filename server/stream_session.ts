@@ -60,7 +60,7 @@ import { shutdownError } from "./serve.ts";
 import { undeliveredTokensFailure } from "./_undelivered_tokens.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { closeThenDrop } from "./websocket_drop.ts";
-import { repeatedJsonKey } from "./repeated_json_key.ts";
+import { repeatedJsonKey, repeatedKeyError } from "./repeated_json_key.ts";
 import {
   MAX_REQUEST_ID_CHARS,
   parseJsonText,
@@ -300,7 +300,7 @@ export class StreamSession {
       if (repeated !== undefined) {
         // A repeated `id`: its last copy is not surely the request the client meant.
         if (repeated.length === 1 && repeated[0] === "id") raw = undefined;
-        throw repeatedKeyError(repeated);
+        throw repeatedKeyError(repeated, "frame");
       }
       message = parseRequest(WsClientMessageSchema, raw);
     } catch (error) {
@@ -630,17 +630,4 @@ export class StreamSession {
     this.#cancelAll();
     this.#closed.resolve();
   }
-}
-
-/**
- * The refusal of a frame that writes a key twice in one object (at `path`): `JSON.parse` keeps
- * the last copy, so `{"type":"infer",…,"type":"cancel"}` was read as a cancel and refused for a
- * field the client never got wrong (review s79 F4). Named, the client sees its real mistake.
- */
-function repeatedKeyError(path: (string | number)[]): RequestValidationError {
-  return new RequestValidationError(
-    "invalid_request",
-    `key ${JSON.stringify(path.join("."))} written twice in one object of the frame (JSON ` +
-      `keeps only the last): send each key once`,
-  );
 }
