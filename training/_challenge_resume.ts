@@ -3,8 +3,9 @@
  * incarnation left in the ledger: where each receipt stands whose own fraud proof or ending was
  * kept on disk (`ownProofsDir`), then the challenges held open there. A kept proof is told to the
  * validator again (`fraud_proof`, origin `local`), a kept ending is ended with its verdict
- * (`_challenge_endings.ts`), and every other challenge left open ends undecided
- * (`validator_restarted`). A read the ledger does not answer is read again: the validator's
+ * (`_challenge_endings.ts`), a kept open challenge is asked of its trainer again
+ * (`_open_challenge_record.ts`, `TrainingChallengeRun.resume`), and every other challenge left
+ * open ends undecided (`validator_restarted`). A read the ledger does not answer is read again: the validator's
  * `resume_again` message, told from here after a wait.
  *
  * Owns only what is left to read ({@link ChallengeResume.begin}); the endings, the own proofs on
@@ -32,6 +33,7 @@ import {
   MAX_END_RETRY_MS,
 } from "./_challenge_endings.ts";
 import type { TrainingChallengeRun } from "./_training_challenge_run.ts";
+import { openChallengeOf } from "./_open_challenge_record.ts";
 import type { TrainingValidatorMessage, TrainingValidatorOptions } from "./training_validator.ts";
 
 /** The ledger questions of the resume (the ValidatorActor's messages). */
@@ -133,6 +135,13 @@ export class ChallengeResume {
       // Ended before the stop, the ledger not told: told now, with the verdict it had.
       if (await this.#endings.resumeKept(ctx, id, value)) continue;
       this.#endings.hold(id);
+      // Open when the stop came: the trainer is asked the same challenge again, off the mailbox
+      // (`TrainingChallengeRun.resume`); before (review s80), it ended undecided here.
+      const open = openChallengeOf(value);
+      if (open !== undefined && trainingReceiptId(open.report.receipt) === id) {
+        this.#challenges.resume(open, ctx).catch(() => {}); // ends the challenge itself
+        continue;
+      }
       const body = value as TrainingFraudProofBody | undefined;
       const proof = body?.proof;
       const mine = proof?.validator instanceof Uint8Array &&

@@ -78,6 +78,7 @@ import type { ChallengeEndings } from "./_challenge_endings.ts";
 import type { ChallengedReceipts } from "./_challenged_receipts.ts";
 import { KeptLastSteps } from "./_kept_last_steps.ts";
 import { checkedAnswer } from "./_challenge_answer.ts";
+import { type OpenChallenge, openChallengeRecord } from "./_open_challenge_record.ts";
 import { sleep } from "../actors/_common.ts";
 import type {
   ChallengeOutcome,
@@ -291,10 +292,15 @@ export class TrainingChallengeRun {
     const challenge = drawTrainingChallenge(receipt, this.#options.identity, {
       deadlineMs: this.#openingWindow,
     });
+    // Kept before the ledger holds it: a stop from here on asks the trainer again at the next
+    // start (`resume`), instead of ending the challenge unresolved (the honest trainer unpaid).
+    await this.#keepOpen({ ...request, challenge }, id);
     // Held `challenged` in the ledger while it runs (a credited receipt, from an audited round,
     // is not paid meanwhile, nor after a stop mid-challenge); ended below, or by the settlement
     // of this challenge's fraud proof.
     await this.#open(ctx, id);
+    // Not held here (not recorded, past its window, no ledger): nothing a restart would resume.
+    if (!this.#options.endings.holds(id)) await this.#options.ownProofs?.remove(id).catch(() => {});
     this.#stats.challenged++;
     try {
       await remembered;
@@ -364,13 +370,72 @@ export class TrainingChallengeRun {
   }
 
   /**
-   * The trainer's connection after `lost` went during its challenge (review s75 vtrain F1): the
-   * one it opened again, or this node dials it for what is left of the challenge's deadline.
+   * At the start: ask the trainer again the challenge `open` that a stop of this validator cut off
+   * (kept on disk, `_open_challenge_record.ts`; the receipt held `challenged` here, read by
+   * `_challenge_resume.ts`), the same signed challenge, over this node's connection to it or one
+   * dialled for what is left of the deadline, and check its answer as the first run would have:
+   * an answer that holds ends `passed` (paid when its window closes), one that fails is this
+   * validator's fraud proof. Silence does not convict here: the stop may have come before the
+   * trainer was ever asked, and the deadline is the one signed then, so a trainer that did not
+   * answer (or was not reached) ends `undecided` (`validator_restarted`: unpaid, its stake
+   * released), as every challenge cut off by a restart did before. Runs outside the mailbox, as a
+   * challenge does.
+   */
+  async resume(open: OpenChallenge, ctx: Context): Promise<void> {
+    const { challenge, report } = open;
+    const id = trainingReceiptId(report.receipt);
+    this.#options.log(
+      `training validator: challenge of trainer ${
+        toHex(report.receipt.trainer).slice(0, 16)
+      } cut off by a restart: asked again`,
+    );
+    try {
+      const connection = await this.#reconnect(
+        ctx,
+        report.receipt.trainer,
+        undefined,
+        challenge,
+        id,
+      );
+      if (connection === undefined) {
+        await this.#options.endings.end(ctx, id, "undecided", "validator_restarted");
+        return;
+      }
+      await this.#run({ type: "challenge", ...open, connection }, challenge, ctx, true);
+    } catch (error) {
+      await this.#options.endings.end(ctx, id, "undecided", "validator_restarted");
+      this.#options.log(
+        `training validator: challenge of ${id.slice(0, 12)} asked again failed: ${
+          (error as Error).message
+        }`,
+      );
+    }
+  }
+
+  /**
+   * Keep the challenge about to open on disk until it ends ({@link TrainingChallengeRun.resume}).
+   * Not kept (no folder, a failed write): the challenge runs all the same, and a stop ends it
+   * unresolved at the next start, as before.
+   */
+  async #keepOpen(open: OpenChallenge, id: string): Promise<void> {
+    await this.#options.ownProofs?.save(id, openChallengeRecord(open)).catch((error) =>
+      this.#options.log(
+        `training validator: challenge of ${id.slice(0, 12)} not kept for a restart: ${
+          (error as Error).message
+        }`,
+      )
+    );
+  }
+
+  /**
+   * The trainer's connection after `lost` went during its challenge (review s75 vtrain F1), or
+   * (`lost` undefined) at a restart: the one it has open (again), or this node dials it for what
+   * is left of the challenge's deadline.
    */
   async #reconnect(
     ctx: Context,
     trainer: Uint8Array,
-    lost: Connection,
+    lost: Connection | undefined,
     challenge: TrainingChallenge,
     holder: string,
   ): Promise<Connection | undefined> {
@@ -400,6 +465,7 @@ export class TrainingChallengeRun {
     request: ChallengeRequest,
     challenge: TrainingChallenge,
     ctx: Context,
+    resumed = false,
   ): Promise<ChallengeOutcome> {
     const { receipt, delta } = request.report;
     const id = trainingReceiptId(receipt);
@@ -435,6 +501,11 @@ export class TrainingChallengeRun {
     this.#options.log(
       `training validator: trainer ${trainer} failed its challenge (${check.reason})`,
     );
+    if (resumed && check.reason === "opening_missing") {
+      // Asked again after a restart: silence is no proof (see `resume`).
+      await endings.end(ctx, id, "undecided", "validator_restarted");
+      return { challenged: true, ok: false, reason: check.reason };
+    }
     if (check.proof !== undefined) await this.#convict(check.proof, request, ctx);
     else await endings.end(ctx, id, "undecided", `training_${check.reason}`);
     return { challenged: true, ok: false, reason: check.reason, proof: check.proof };

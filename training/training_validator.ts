@@ -284,7 +284,8 @@ export interface TrainingValidatorOptions {
   /**
    * The ledger's directory: this validator's own fraud proofs are kept in its
    * `own-training-fraud-proofs/` from the failed challenge to their settlement, and resumed at
-   * start (set the ValidatorActor's `trainingProofsResumed` with it); peers' proofs held for
+   * start (set the ValidatorActor's `trainingProofsResumed` with it), as are its challenges while
+   * open (`_open_challenge_record.ts`: asked of the trainer again at start); peers' proofs held for
    * their accuser's pledge are kept in its `pledge-held-training-proofs/`, those held for their
    * receipt in its `receipt-held-training-proofs/`, both taken up again at start, the
    * unbacked checks spent per receipt in its `training-unbacked-checks.cbor`, and the receipts

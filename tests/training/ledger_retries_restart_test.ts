@@ -19,6 +19,8 @@ import {
   type TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
+import type { TrainFunction } from "../../training/trainer_engine.ts";
+import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import { MAX_END_ATTEMPTS } from "../../training/_challenge_endings.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
@@ -83,6 +85,7 @@ async function withTrainer(
     ledgerDown: (down: boolean) => void;
     challenge: TrainingChallenge;
     engine: InProcessTrainerEngine;
+    asks: number;
   }) => Promise<SealedStepOpenings>,
   test: (context: {
     n: ClaimNode;
@@ -96,6 +99,7 @@ async function withTrainer(
     /** The training validator's log lines, in order. */
     logs: string[];
   }) => Promise<void>,
+  train?: TrainFunction,
 ): Promise<void> {
   let link: Connection | undefined;
   const logs: string[] = [];
@@ -125,10 +129,11 @@ async function withTrainer(
       };
       return counted;
     }) as typeof n.system.lookup;
-    const t = await trainedEngine(n.model.cid, 1);
+    const t = await trainedEngine(n.model.cid, 1, { train });
+    let asks = 0;
     link = trainerLink(
       t.identity,
-      (challenge) => answer({ ledgerDown, challenge, engine: t.engine }),
+      (challenge) => answer({ ledgerDown, challenge, engine: t.engine, asks: ++asks }),
     ).connection;
     const { receipt, delta } = t.receipts[0];
     const record = await n.credited(receipt, Identity.generate());
@@ -145,6 +150,21 @@ async function withTrainer(
   } finally {
     await n.close();
   }
+}
+
+/**
+ * A trainer whose first answer is cut off by the validator's restart (it is about to answer, as
+ * {@link silent}), and that answers when asked again: honestly, from its engine (a lazy one's
+ * trace is honest, its delta is not).
+ */
+function answersWhenAskedAgain(
+  { challenge, engine, asks }: {
+    challenge: TrainingChallenge;
+    engine: InProcessTrainerEngine;
+    asks: number;
+  },
+): Promise<SealedStepOpenings> {
+  return asks === 1 ? silent() : engine.open(challenge);
 }
 
 /** Challenges the silent trainer ({@link silent}) was asked, all tests together. */
@@ -206,54 +226,68 @@ Deno.test("a training validator restarted alone while its ledger does not answer
     },
   ));
 
-Deno.test("a training validator restarted alone while its ledger does not answer ends the challenge the crash cut off once the ledger is back: the trainer's stake is released, not left locked in a challenged receipt", () =>
+// Review s80: the challenge a restart cut off was kept nowhere, and ended undecided at the start:
+// the honest trainer went unpaid here (while a ledger that had not restarted paid it), and a lazy
+// one escaped its slash. Now it is kept on disk while open (`_open_challenge_record.ts`) and the
+// restarted validator asks the trainer the same signed challenge again.
+
+Deno.test("a training validator restarted alone while its ledger does not answer asks the challenge the crash cut off again once the ledger is back: the honest trainer is paid, not left unpaid", () =>
   withTrainer(
     "open-challenge",
     // A deadline of a minute on the wall clock: the challenge does not end on it in the test.
     60_000,
-    // The trainer is about to answer (it never does within the test): the challenge is open.
-    silent,
+    // The trainer is about to answer when the crash comes; asked again, it answers.
+    answersWhenAskedAgain,
     async ({ n, record, challenge, ledgerDown }) => {
       const before = silentAsked;
       void challenge();
       await asked(n, record, before);
-      // The training validator crashes and its supervisor restarts it, the ledger down: the
-      // challenge's material is lost with the crash, and nothing of it was kept.
+      // The training validator crashes and its supervisor restarts it, the ledger down.
       ledgerDown(true);
       await n.restartTraining();
       ledgerDown(false);
-      await settledAs(n, record, "unpaid");
-      // As when the ledger answered at the restart (`challenge_hold_test.ts`): undecided, the
-      // work not paid, the trainer's stake whole and free.
-      assert.equal((await n.record(record.receiptId)).status, "unpaid", "left challenged here");
-      assert.deepEqual(
-        await n.account(fromHex(record.worker)),
-        { balance: 0, stake: TRAINER_STAKE, locked: 0 } satisfies Account,
-      );
+      await settledAs(n, record, "pending");
+      await assertPaid(n, record);
     },
   ));
 
-Deno.test("a training validator restarted alone whose ledger answered at its start ends the challenge the crash cut off at once, without asking again", () =>
+Deno.test("a training validator restarted alone whose ledger answered at its start asks the challenge the crash cut off again at once: the honest trainer is paid", () =>
   withTrainer(
     "answered",
     60_000,
-    silent,
+    answersWhenAskedAgain,
     async ({ n, record, challenge, reads }) => {
       const before = silentAsked;
       void challenge();
       await asked(n, record, before);
       const first = reads();
       await n.restartTraining();
-      // Ended within the restarted validator's start: no retry needed.
-      assert.equal((await n.record(record.receiptId)).status, "unpaid");
+      await settledAs(n, record, "pending");
       await n.stats();
       assert.equal(reads() - first, 1, "read once");
-      await n.closeWindow();
-      assert.deepEqual(
-        await n.account(fromHex(record.worker)),
-        { balance: 0, stake: TRAINER_STAKE, locked: 0 } satisfies Account,
+      await assertPaid(n, record);
+    },
+  ));
+
+Deno.test("a training validator restarted alone asks a lazy trainer the challenge the crash cut off again: its answer convicts it, the locked stake slashed, nothing paid", () =>
+  withTrainer(
+    "lazy",
+    60_000,
+    answersWhenAskedAgain,
+    async ({ n, record, challenge }) => {
+      const before = silentAsked;
+      void challenge();
+      await asked(n, record, before);
+      await n.restartTraining();
+      await settledAs(n, record, "fraud");
+      await assertWithholderSlashed(
+        n,
+        record,
+        fromHex(record.worker),
+        "the lazy trainer was not slashed here",
       );
     },
+    shuffledDeltaTrainer,
   ));
 
 /**
