@@ -19,11 +19,18 @@ import { isTokenWidth, MIN_COMMITMENT_CHUNK_SIZE } from "./commitment.ts";
 import type { LedgerEntryKind } from "./ledger_entry.ts";
 import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts";
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
-import { equivocationSlash, type LedgerView, lockOf, rewardOf } from "./_ledger_amounts.ts";
+import {
+  equivocationSlash,
+  type LedgerView,
+  lockOf,
+  rewardOf,
+  slashable,
+} from "./_ledger_amounts.ts";
 import { claimBody, unrecordedClaimEntry, unrecordedEquivocation } from "./_ledger_unrecorded.ts";
 import { lateAssignment, takesAssignment } from "./_ledger_late_assignment.ts";
 import { stakeRefusedClaim } from "./_ledger_stake_refused.ts";
 import { streamFraudKey } from "./ledger_index.ts";
+import { steeringCover, steeringTakenLocks } from "./_ledger_steering.ts";
 
 /**
  * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
@@ -62,7 +69,15 @@ export function receiptDecision(
       const claim = view.index.claim(receipt.jobId);
       // The same claim signed twice (fingerprints' last bits) is not equivocation: it is
       // refused below, not paid twice.
-      const slashed = equivocationSlash(view, first, locked);
+      // Pending evidence of this ledger's owner's steering conviction: the cut took its lock
+      // already, so only what the larger claim adds is cut now, as for a proof of the other
+      // claim (`steeringCover`, `_ledger_accusations.ts`). Stop 80: the conviction then this
+      // receipt took 80 + 800 where this receipt first took 800.
+      const cover = steeringCover(view, first);
+      const slashed = cover === undefined ? equivocationSlash(view, first, locked) : roundCredits(
+        equivocationSlash(view, first, locked, steeringTakenLocks(view, worker)) -
+          slashable(view, first),
+      );
       if (
         claim !== undefined &&
         (claim.outputHash !== receipt.outputHash || claim.tokens !== receipt.tokenCount) &&
@@ -81,6 +96,9 @@ export function receiptDecision(
             second: receipt as unknown as Record<string, unknown>,
             slashed,
             ...assignedTo,
+            // What of the steering conviction's cut the first receipt's slash is (the index
+            // takes it from there, and keeps it for a later proof's share).
+            ...(cover === undefined ? {} : { steering: cover }),
           },
         };
       }

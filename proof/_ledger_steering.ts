@@ -58,17 +58,24 @@ export function steeringCover(view: LedgerView, rec: ReceiptRecord): number | un
  * `stake − (locked − this)` (`equivocationSlash`). Review s79 vledger F2: counted as still
  * locked, a proof of the worker's other claim heard after the conviction took 40 of the 120 the
  * worker had free, where heard before it took all 120. 0 when no conviction of `worker` is
- * settled here. Walks the open receipts: called only for a confirmed proof of another claim.
+ * settled here. Less what the conviction's own entry released from `locked` already (`freed`,
+ * stop 80; entries written before freed nothing). Walks the open receipts: called only for a
+ * confirmed proof of another claim.
  */
 export function steeringTakenLocks(view: LedgerView, worker: string): number {
   const left = view.index.steeringLeft(worker);
   if (left === undefined) return 0;
   let locks = 0;
+  let freed = 0;
   for (const rec of view.state.openReceipts()) {
     if (rec.worker !== worker) continue;
-    if (view.index.proofSettled(steeringEvidenceKey(rec.receiptId))) locks += rec.locked;
+    if (!view.index.proofSettled(steeringEvidenceKey(rec.receiptId))) continue;
+    locks += rec.locked;
+    freed += view.state.freed(rec.receiptId);
   }
-  return roundCredits(Math.min(locks, left));
+  // What the conviction's entry released from `locked` already (`LedgerState.freed`, stop 80) is
+  // not among the locks any more: only the rest is taken out of them here.
+  return Math.max(0, roundCredits(Math.min(locks, left) - freed));
 }
 
 /** The key under which `owner` settles its steering conviction of hex `worker`, once. */
@@ -109,6 +116,8 @@ export function steeringEntry(
       part: true,
       uncredited: unmarked.slice(0, MAX_STEERING_UNCREDITED_PER_ENTRY),
       slashed: 0,
+      // Marks them as evidence whose locks the conviction's own entry frees (nothing yet).
+      freed: 0,
     };
   }
   const sum = (ids: string[], of: (rec: ReceiptRecord) => number) =>
@@ -124,6 +133,11 @@ export function steeringEntry(
   // From the whole stake, the part open receipts lock included: a steerer that keeps its
   // stake at its locks must not be convicted for free. Never below zero.
   const slashed = Math.min(Math.max(0, view.state.account(key).stake), owed);
+  // The cut took the pending evidence's locks first (as `steeringTakenLocks` counts them): that
+  // stake is gone, so those locks are released now rather than when the windows close. Counted
+  // locked as well until then, the worker's free stake was short by them, its next honest
+  // receipt refused `insufficient_stake` where the proofs came before the conviction (stop 80).
+  const freed = roundCredits(Math.min(sum(pending, (rec) => rec.locked), slashed));
   return {
     worker: key,
     validator: view.owner,
@@ -133,5 +147,6 @@ export function steeringEntry(
     evidence: evidence.length,
     uncredited: unmarked,
     slashed,
+    freed,
   };
 }

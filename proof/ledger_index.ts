@@ -569,8 +569,14 @@ export class LedgerIndex {
           ? "unpaid"
           : (q.receipt.get(b.receiptId) as { status: ReceiptStatus } | undefined)?.status;
         if (was === "pending" || was === "challenged" || was === "unpaid") {
-          q.keepUnrewarded.run(b.receiptId, b.slashed);
+          // With what of a steering conviction's cut its slash is (`steering`, stop 80), as a
+          // fault keeps it: a proof coming later earns its share of both.
+          q.keepUnrewarded.run(
+            b.receiptId,
+            roundCredits(b.slashed + ((b.steering as number | undefined) ?? 0)),
+          );
         }
+        this.#takeSteeringCut(b.receiptId, b.steering);
         // Assigned while another worker's assigned receipt held the job: that one is unpaid.
         const twice = b.doubleAssignment as { receiptId: string } | undefined;
         if (twice !== undefined) q.uncredit.run(twice.receiptId);

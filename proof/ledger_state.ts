@@ -122,11 +122,23 @@ export interface LedgerStateSnapshot {
   /** `[key, balance, stake, locked, staked]` per account. */
   accounts: [string, number, number, number, boolean][];
   /**
-   * `[receiptId, worker, status, credit, requester | null, locked, pendingUntil, kind?]`: `kind`
-   * only for a training receipt (absent: inference), so a state without training receipts
-   * encodes as it did before training receipts existed, and older checkpoints restore.
+   * `[receiptId, worker, status, credit, requester | null, locked, pendingUntil, kind?, freed?]`:
+   * `kind` only for a training receipt (absent: inference; `null` before a `freed`), so a state
+   * without training receipts encodes as it did before training receipts existed, and older
+   * checkpoints restore. `freed` only for a steering conviction's pending evidence marked by an
+   * entry that frees locks (`LedgerState.freed`): absent, nothing of its lock was freed.
    */
-  open: [string, string, ReceiptStatus, number, string | null, number, number, "training"?][];
+  open: [
+    string,
+    string,
+    ReceiptStatus,
+    number,
+    string | null,
+    number,
+    number,
+    ("training" | null)?,
+    number?,
+  ][];
   /**
    * `[key, amount, issuedAt, sig, v]` per signed pledge, as recorded. Absent in checkpoints
    * written before pledges were kept here: such a checkpoint cannot restore them, so recovery
@@ -198,6 +210,12 @@ export class LedgerState {
   readonly #forfeited = new WeakSet<Account>();
   /** Receipts in their window or under challenge, in the order they were recorded. */
   readonly #open = new Map<string, ReceiptRecord>();
+  /**
+   * Open receipts a steering conviction holds as pending evidence (entries that free locks:
+   * `freed` in their body), each with what of its lock the conviction's cut took and so released
+   * from its worker's `locked` already ({@link LedgerState.freed}).
+   */
+  readonly #freed = new Map<string, number>();
   /** Arrival order of each open receipt (ties in the due queue). */
   readonly #orderOf = new Map<string, number>();
   readonly #due = new DueQueue();
@@ -223,8 +241,8 @@ export class LedgerState {
       state.#forfeit(key, { v, key: fromHex(key), amount, issuedAt, sig });
     }
     for (
-      const [receiptId, worker, status, credit, requester, locked, pendingUntil, kind] of snapshot
-        .open
+      const [receiptId, worker, status, credit, requester, locked, pendingUntil, kind, freed]
+        of snapshot.open
     ) {
       const rec: ReceiptRecord = {
         receiptId,
@@ -237,6 +255,7 @@ export class LedgerState {
       };
       if (requester !== null) rec.requester = requester;
       state.#admit(rec);
+      if (typeof freed === "number") state.#freed.set(receiptId, roundCredits(freed));
     }
     return state;
   }
@@ -261,7 +280,11 @@ export class LedgerState {
           r.locked,
           r.pendingUntil,
         ];
-        if (r.kind === "training") row.push("training");
+        const freed = this.#freed.get(r.receiptId);
+        if (r.kind === "training" || freed !== undefined) {
+          row.push(r.kind === "training" ? "training" : null);
+        }
+        if (freed !== undefined) row.push(freed);
         return row;
       }),
       pledges: [...this.#pledges].map(([key, p]) => pledgeRow(key, p)),
@@ -313,6 +336,15 @@ export class LedgerState {
   /** The open receipt `receiptId`, if it is open (the live record: do not hand it out). */
   open(receiptId: string): ReceiptRecord | undefined {
     return this.#open.get(receiptId);
+  }
+
+  /**
+   * What of open `receiptId`'s lock a steering conviction's cut took, released from its worker's
+   * `locked` at the conviction (that stake is gone, so it backs no lock: counted locked as well
+   * until the window closed, the worker's free stake was short by it, stop 80); 0 when none.
+   */
+  freed(receiptId: string): number {
+    return this.#freed.get(receiptId) ?? 0;
   }
 
   /** Every open receipt, in the order recorded. */
@@ -399,6 +431,24 @@ export class LedgerState {
     this.#hold(account);
   }
 
+  /** Up to `amount` of the locks of hex `worker`'s marked steering evidence released. */
+  #free(worker: string, amount: number): void {
+    let left = amount;
+    let released = 0;
+    // In the order recorded (a checkpoint restores that order; the marks' own order may differ).
+    for (const rec of this.#open.values()) {
+      if (left <= 0) break;
+      const freed = this.#freed.get(rec.receiptId);
+      if (freed === undefined || rec.worker !== worker) continue;
+      const take = roundCredits(Math.min(rec.locked - freed, left));
+      if (take <= 0) continue;
+      this.#freed.set(rec.receiptId, roundCredits(freed + take));
+      left = roundCredits(left - take);
+      released = roundCredits(released + take);
+    }
+    this.#move(this.#account(worker), "locked", -released);
+  }
+
   #admit(rec: ReceiptRecord): void {
     const order = this.#order++;
     this.#open.set(rec.receiptId, rec);
@@ -409,15 +459,22 @@ export class LedgerState {
   /** A receipt leaves the working state: it is final, slashed or unpaid for good. */
   /** An open receipt slashed: closed unpaid, its lock released, `amount` cut from the stake. */
   #slash(rec: ReceiptRecord, amount: number): void {
-    this.#close(rec);
     const worker = this.#account(rec.worker);
-    this.#move(worker, "locked", -rec.locked);
+    this.#release(rec);
     this.#cut(worker, amount);
+  }
+
+  /** An open receipt closed and its lock released: what a steering cut did not free already. */
+  #release(rec: ReceiptRecord): void {
+    const freed = this.freed(rec.receiptId);
+    this.#close(rec);
+    this.#move(this.#account(rec.worker), "locked", -roundCredits(rec.locked - freed));
   }
 
   #close(rec: ReceiptRecord): void {
     this.#open.delete(rec.receiptId);
     this.#orderOf.delete(rec.receiptId);
+    this.#freed.delete(rec.receiptId);
   }
 
   /** Apply a verified entry: the one place balances move. */
@@ -461,9 +518,8 @@ export class LedgerState {
       case "final": {
         const rec = this.#open.get(b.receiptId);
         if (!rec) return;
-        this.#close(rec);
         const acc = this.#account(rec.worker);
-        this.#move(acc, "locked", -rec.locked);
+        this.#release(rec);
         // Left unpaid by an undecided challenge: its window is over, its lock released, unpaid.
         if (rec.status !== "unpaid") this.#move(acc, "balance", rec.credit);
         return;
@@ -558,18 +614,24 @@ export class LedgerState {
           return;
         }
         // Written before the lock was kept (no `held`), or past the window: released now.
-        this.#close(rec);
-        this.#move(this.#account(rec.worker), "locked", -rec.locked);
+        this.#release(rec);
         return;
       }
       case "steering": {
         // A steering conviction: the evidence's pending receipts are not paid, and the stake is
         // cut (the paid ones' credit stays with the worker; the cut covers it).
+        // An entry that frees locks (`freed`, stop 80) marks them as its pending evidence.
+        const frees = typeof b.freed === "number";
         for (const id of (b.uncredited as string[] | undefined) ?? []) {
           const rec = this.#open.get(id);
           if (rec) rec.credit = 0;
+          if (rec && frees && !this.#freed.has(id)) this.#freed.set(id, 0);
         }
         this.#move(this.#account(b.worker), "stake", -b.slashed);
+        // The cut took `freed` of those receipts' locks: released now, not when their windows
+        // close, each taking its lock in the order recorded. Entries written before (no
+        // `freed`) keep the locks until then, and replay so.
+        if (frees && typeof b.settlement === "string") this.#free(b.worker, b.freed);
         return;
       }
       case "stream_fraud":

@@ -75,6 +75,11 @@ export const EVENTS = {
   proveR: (c: OrderContext) => prove(c, "r", c.a1, "a1"),
   /** A peer's (a2's) confirmed proof about R′: the worker's equivocation too. */
   proveVariant: (c: OrderContext) => prove(c, "variant", c.a2, "a2"),
+  /**
+   * R′ itself reaches this ledger (its worker announced it): the worker's equivocation on
+   * arrival, its own two signatures the evidence, no accuser (stop 80).
+   */
+  variantArrives: (c: OrderContext) => c.ledger.recordReceipt(c.variant, {}),
   /** This ledger's owner convicts the worker of steering, R (and the `others`) the evidence. */
   steer: (c: OrderContext) =>
     c.ledger.settleSteering(c.worker.publicKey, [c.r, ...c.others].map((r) => receiptId(r))),

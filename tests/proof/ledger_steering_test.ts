@@ -232,6 +232,8 @@ async function assertSettled(
   assert.equal(ledger.receipt(ids.at(-1)!)!.status, "final");
   assert.equal(ledger.account(steerer.publicKey).balance, 0, "no evidence receipt paid");
   assert.equal(ledger.account(steerer.publicKey).stake, expected.stake);
+  // Each lock released once: freed at the conviction, not again at its window's end.
+  assert.equal(ledger.account(steerer.publicKey).locked, 0);
 }
 
 Deno.test("a steering conviction over more pending receipts than one entry can list is settled: none of them paid, the cut taken once, the same after a reopen and an index rebuild", () =>
@@ -262,7 +264,9 @@ Deno.test("a steering conviction over more pending receipts than one entry can l
     assert.equal(before.locked, locked);
     const cut = await withoutFsync(() => ledger.settleSteering(steerer.publicKey, ids));
     assert.equal(cut, locked, "m × each pending receipt's reward");
-    const expected = { stake: before.stake - cut, locked };
+    // The cut took every pending lock: released at the conviction, not at the windows' end
+    // (stop 80: counted locked as well, the steerer's free stake was short by all of them).
+    const expected = { stake: before.stake - cut, locked: 0 };
     // Each entry readable at the next open.
     for (const entry of ledger.entries()) {
       assert.ok(JSON.stringify(entry.body).length < MAX_ENTRY_BYTES, entry.kind);
