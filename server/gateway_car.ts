@@ -110,7 +110,10 @@ export async function carResponse(
   const pathTag = path.names.length > 0 ? `.path-${await pathDigest(path.names)}` : "";
   const bytesTag = ranged ? `.bytes-${bytes.text}` : "";
   const etag = `"${root}.car.${label}${pathTag}${bytesTag}"`;
-  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  const cacheControl = blockCacheControl(node);
+  if (noneMatch(c.req.header("if-none-match"), etag)) {
+    return notModified(common, etag, cacheControl);
+  }
   const car: ExportCarOptions = {
     scope: served,
     range,
@@ -123,7 +126,7 @@ export async function carResponse(
     ...common,
     "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
     "content-disposition": attachment(root, "car", request.filename),
-    "cache-control": blockCacheControl(node),
+    "cache-control": cacheControl,
     etag,
   };
   if (head || range !== undefined) {

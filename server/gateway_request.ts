@@ -123,11 +123,20 @@ export function noneMatch(header: string | undefined, etag: string): boolean {
   return [...header.matchAll(/(?:W\/)?"[^"]*"/g)].some((m) => opaque(m[0]) === opaque(etag));
 }
 
-/** 304 with what a cache refreshes from it (RFC 9110 §15.4.5). */
-export function notModified(common: Record<string, string>, etag: string): Response {
+/**
+ * 304 with what a cache refreshes from it (RFC 9110 §15.4.5): the `Cache-Control` the `200` would
+ * carry (`cacheControl`), so a private file's manifest stays `private, no-store`. Before (review
+ * s80 F3) every 304 said `IMMUTABLE`, and a cache holding the manifest had it refreshed as public
+ * for a year.
+ */
+export function notModified(
+  common: Record<string, string>,
+  etag: string,
+  cacheControl: string,
+): Response {
   return new Response(null, {
     status: 304,
-    headers: { ...common, "cache-control": IMMUTABLE, etag },
+    headers: { ...common, "cache-control": cacheControl, etag },
   });
 }
 

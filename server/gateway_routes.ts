@@ -324,13 +324,16 @@ async function blockResponse(request: GatewayRequest): Promise<Response> {
   const cid = request.resolved.cid;
   const bytes = await request.readBlock(cid, c.req.raw.signal);
   const etag = `"${cid}.raw"`;
-  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  const cacheControl = blockCacheControl(bytes);
+  if (noneMatch(c.req.header("if-none-match"), etag)) {
+    return notModified(common, etag, cacheControl);
+  }
   const headers = {
     ...common,
     "content-type": RAW_MEDIA_TYPE,
     "content-disposition": attachment(cid, "bin", request.filename),
     "content-length": String(bytes.length),
-    "cache-control": blockCacheControl(bytes),
+    "cache-control": cacheControl,
     etag,
   };
   return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
@@ -488,7 +491,7 @@ async function fileResponse(
     : inlineBlocks(cid, { codec: RAW_CODEC, bytes });
   const fileSize = info.size;
   const etag = `"${cid}"`;
-  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag, IMMUTABLE);
   const { filename, download } = request;
   // The type the put recorded (one a header can carry: `headerType`); else a name's: the URL's,
   // else the put's (`cli put notes.txt` records the name alone); else the bytes'.
@@ -536,7 +539,7 @@ function directoryListing(request: GatewayRequest, entries: readonly IndexEntry[
   const etag = `"DirIndex-${DIRECTORY_INDEX_VERSION}_CID-${request.resolved.cid}"`;
   const type = "text/html; charset=utf-8";
   assertPlainTypeAsked(type, request.plainTypes);
-  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag, IMMUTABLE);
   const headers: Record<string, string> = {
     ...common,
     ...UNTRUSTED_CONTENT_HEADERS,

@@ -12,7 +12,15 @@
  * (`GivenChunks`), or it is one of the chunk's r holders and another replica served the chunk, so
  * the chunk exists and this holder lacks it. This node's own store (`ReplicaCore.selfId`) is never
  * reported missing. Before (review s72, docs F2), every miss was reported, the node's own store
- * included: any client drove the counter and the log with GETs of CIDs nobody stores.
+ * included: any client drove the counter and the log with GETs of CIDs nobody stores. The record
+ * that has a peer asked last for a chunk it answered without its bytes
+ * (`ReplicaRecords.readOrder`) takes a `chunk_not_found` on the same terms (this node's own store
+ * included): before (review s80 F2) every peer asked was recorded for every CID nobody holds, so
+ * keyless reads of random CIDs flushed that bounded record, and a holder that keeps a chunk for its
+ * audits but refuses reads (review s62) was asked first again and sent another read-repair copy.
+ *
+ * A read asks only the chunk's r holders and at most {@link READ_PEERS_PAST_HOLDERS} peers past
+ * them (see there), never the whole ranking: a CID none of them holds is `chunk_not_found`.
  *
  * @module
  */
@@ -21,6 +29,19 @@ import { verifyCid } from "./_hash.ts";
 import type { ReplicaCore } from "./_replica_core.ts";
 import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
 import type { StoragePeer } from "./storage_peer.ts";
+
+/**
+ * Most peers past a chunk's r holders that one read asks, when the holders do not serve it: the
+ * chunk's known stand-ins first (`ReplicatedStore.standIns`: peers this node gave the chunk, or saw
+ * prove it, that rank past its holders now), then the next peers in rank. A holder that a peer
+ * joining pushed out of the first r keeps its copy (the next in rank) until the catch-up moves it,
+ * so a chunk stays readable through three such joins, also from a node that never wrote it. A CID
+ * none of these peers holds is `chunk_not_found` after at most r + 3 peer calls. Before (review s80
+ * F1) a read walked the whole ranking: a keyless `GET /ipfs/{cid}` of a CID nobody holds made one
+ * call to every storage peer (40 with 40 peers), each up to the peer timeout where a peer is
+ * silent, and the peers bore the cost.
+ */
+export const READ_PEERS_PAST_HOLDERS: number = 3;
 
 /** A store's reads and read repairs (see the module doc). */
 export class ReplicaReads {
@@ -46,9 +67,10 @@ export class ReplicaReads {
     options: BlockStoreCallOptions | undefined,
     tasks?: Set<Promise<unknown>>,
   ): Promise<Uint8Array> {
+    const records = this.#core.records;
     const placed = this.#core.placement(cid);
     const holders = new Set(placed.slice(0, this.#core.replicas));
-    const ranked = this.#core.records.readOrder(cid, placed);
+    const ranked = records.readOrder(cid, this.#readPeers(cid, placed));
     const readRepair = this.#readRepair && options?.readRepair !== false;
     // Cancels the slower replicas once a good copy is in; unlike the caller's signal and the
     // timeout it does not cut their answers off: one that arrives anyway and proves its copy
@@ -59,17 +81,28 @@ export class ReplicaReads {
     let sawCorrupt = false;
     /** Failures that say nothing of the replica's copy (a timeout, a peer unreachable). */
     const unanswered: unknown[] = [];
-    /** Holders' misses with no record of a copy given: reported once another replica serves. */
+    /**
+     * Holders' misses with no record of a copy given: recorded and reported once another replica
+     * serves (the chunk exists, so they lack it); forgotten when none does.
+     */
     const unconfirmed: [StoragePeer, ChunkNotFoundError][] = [];
+    /**
+     * `peer`, expected to hold the chunk, answered `chunk_not_found`: read last for it from now on,
+     * as a holder serving garbage is (one that keeps it for its audits but answers reads
+     * `chunk_not_found` was asked first on every read and sent a read-repair copy each time:
+     * review s62), and reported, unless it is this node's own store (a read of what it does not
+     * hold goes on to the peers: no peer's failure).
+     */
+    const missed = (peer: StoragePeer, error: ChunkNotFoundError) => {
+      records.failedToServe(peer, cid);
+      if (peer.id !== this.#core.selfId) this.#core.failures.report("get", peer, cid, error);
+    };
     /** Report `peer`'s `error`, a miss only where it was expected to hold the chunk (module doc). */
     const report = (peer: StoragePeer, error: unknown) => {
       if (!(error instanceof ChunkNotFoundError)) {
         this.#core.failures.report("get", peer, cid, error);
-      } else if (peer.id === this.#core.selfId) {
-        // This node's own store: no peer's failure (a read of what it does not hold goes on to
-        // the peers).
-      } else if (this.#core.records.given.has(peer.id, cid) || (good && holders.has(peer))) {
-        this.#core.failures.report("get", peer, cid, error);
+      } else if (records.given.has(peer.id, cid) || (good && holders.has(peer))) {
+        missed(peer, error);
       } else if (holders.has(peer)) unconfirmed.push([peer, error]);
     };
     let good: Uint8Array | undefined;
@@ -86,20 +119,16 @@ export class ReplicaReads {
       )
         .then(async (bytes) => {
           if (!(await verifyCid(cid, bytes))) {
-            this.#core.records.failedToServe(peer, cid);
+            records.failedToServe(peer, cid);
             throw new CorruptChunkError(cid, `peer ${peer.id}`);
           }
-          this.#core.records.servedRight(peer, cid);
+          records.servedRight(peer, cid);
           if (settled) return;
           settled = true;
           good = bytes;
           resolve(bytes);
         })
         .catch((error) => {
-          // Read last for this chunk from now on, as a holder serving garbage is: one that keeps
-          // it for its audits but answers reads `chunk_not_found` was asked first on every read
-          // and sent a read-repair copy each time (review s62).
-          if (error instanceof ChunkNotFoundError) this.#core.records.failedToServe(peer, cid);
           if (settled) {
             // A late answer. Only one that proves the copy bad counts: a replica cancelled
             // because another was faster fails with our own abort, which says nothing.
@@ -155,7 +184,7 @@ export class ReplicaReads {
     try {
       const bytes = await promise;
       // The chunk exists: a holder that said it lacks it does lack it.
-      for (const [peer, error] of unconfirmed) this.#core.failures.report("get", peer, cid, error);
+      for (const [peer, error] of unconfirmed) missed(peer, error);
       if (readRepair) {
         for (const peer of failed) {
           if (holders.has(peer)) this.#repairReplica(peer, cid, bytes, tasks);
@@ -165,6 +194,19 @@ export class ReplicaReads {
     } finally {
       done.abort(); // cancel the slower replicas
     }
+  }
+
+  /**
+   * The peers a read of `cid` asks (`placed`: its placement order): its holders, then at most
+   * {@link READ_PEERS_PAST_HOLDERS} more, its known stand-ins first, then the next in rank.
+   */
+  #readPeers(cid: string, placed: StoragePeer[]): StoragePeer[] {
+    const r = this.#core.replicas;
+    const past = placed.slice(r);
+    const standIns = past.filter((peer) => this.#core.records.standsIn(peer.id, cid));
+    const known = new Set(standIns);
+    const spares = [...standIns, ...past.filter((peer) => !known.has(peer))];
+    return [...placed.slice(0, r), ...spares.slice(0, READ_PEERS_PAST_HOLDERS)];
   }
 
   /**

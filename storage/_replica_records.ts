@@ -246,6 +246,14 @@ export class ReplicaRecords {
   }
 
   /**
+   * Whether `peerId`, placed past the holders of `cid`, stands in for one: this node knows it was
+   * given the chunk (or proved it) and it failed no audit of it since (`ReplicatedStore.standIns`).
+   */
+  standsIn(peerId: string, cid: string): boolean {
+    return this.#given.has(peerId, cid) && !this.#penalties.failedAuditOf(peerId, cid);
+  }
+
+  /**
    * The peers to read `cid` from, in order: its placement order (`placed`, {@link placementOrder}),
    * except that a peer that answered a read of it without its bytes (bytes not matching
    * the CID, or `chunk_not_found`) comes after every other, until it serves it right.

@@ -13,7 +13,9 @@
  *   answered `chunk_not_found` or a corrupt copy (not to one that timed out: it may hold a good
  *   one), one copy at a time per holder and chunk, within `maxBackgroundBytes`. A peer that
  *   answered a read of a chunk with bytes that do not match it is asked for that chunk after every
- *   other, until it serves it right.
+ *   other, until it serves it right. A read asks the r holders and at most
+ *   {@link READ_PEERS_PAST_HOLDERS} peers past them (known stand-ins first), never every peer: a
+ *   CID none of them holds is `chunk_not_found`.
  * - **Repair**: {@link ReplicatedStore.repair} checks every holder of the given CIDs with a
  *   possession proof (cheap: 32 bytes per chunk back, not the chunk) and re-sends the chunk to
  *   any holder that is missing it or holds a bad copy, restoring r copies after a peer was
@@ -44,6 +46,7 @@ import { rankPeers } from "./rendezvous.ts";
 import type { PeerCallOptions, StoragePeer } from "./storage_peer.ts";
 
 export { GivenChunks, type GivenChunksOptions } from "./given_chunks.ts";
+export { READ_PEERS_PAST_HOLDERS } from "./_replica_reads.ts";
 export {
   AuditPenalties,
   type AuditPenaltiesOptions,
@@ -326,9 +329,7 @@ export class ReplicatedStore implements BlockStore {
    * this node's audit of `cid` holds no copy of it and is not one.
    */
   standIns(cid: string): StoragePeer[] {
-    return this.placement(cid).slice(this.#r).filter((p) =>
-      this.#records.given.has(p.id, cid) && !this.#records.failedAuditOf(p.id, cid)
-    );
+    return this.placement(cid).slice(this.#r).filter((p) => this.#records.standsIn(p.id, cid));
   }
 
   /**
@@ -484,8 +485,9 @@ export class ReplicatedStore implements BlockStore {
   }
 
   /**
-   * The verified bytes of `cid` from the first replica that has a good copy.
-   * @throws {ChunkNotFoundError} no peer has it (every peer asked said so).
+   * The verified bytes of `cid` from the first replica that has a good copy: its holders are asked,
+   * then at most {@link READ_PEERS_PAST_HOLDERS} peers past them.
+   * @throws {ChunkNotFoundError} no peer asked has it (every one said so).
    * @throws {CorruptChunkError} only bad copies exist.
    * @throws {ReplicationError} no good copy came back and some peer did not answer (timed out,
    *   unreachable): the chunk may exist, try again later.
