@@ -6,34 +6,43 @@
  * assignment of the job was refused `double_assignment` in every ledger, and neither worker was
  * paid (review s77).
  *
- * An append-only log of records after an 8-byte header ({@link MAGIC}):
+ * An append-only log of records after an 8-byte header ({@link MAGIC}, version 3):
  *
  * ```
- * job id (32 bytes) | flag (1 bit) and cancelled at (31 bits, big-endian; all ones: ran to its end)
- *   [ | handoff length (uint32) | handoff (that many bytes), when the flag is set ] | check (4)
+ * mark (4 bytes) | job id (32) | flag (1 bit) and cancelled at (31 bits, big-endian; all ones: ran
+ *   to its end) [ | handoff length (uint32), when the flag is set ] | head check (4)
+ *   [ | handoff (that many bytes) | check (4), when the flag is set ]
  * ```
  *
- * the check being the first 4 bytes of the SHA-256 of the bytes before it in the record. The
- * handoff (version 2) is what the port hands its validator for the job (its worker's receipt, the
- * job and the signed assignment, CBOR), kept until the validator took it: the port waits for its
- * append before its client gets `done`, so a router killed right after `done` still hands the
- * receipt over at its restart (review s79 crash, F1: before, the assignment and the receipt were
- * in memory only when the client held the receipt, and the worker was paid in no ledger). A
- * record of the same job appended later without a handoff says it was taken, and supersedes it.
- * A version 1 file (fixed records of 40 bytes, no handoff) is still read.
+ * each check being the first 4 bytes of the SHA-256 of the record's bytes before it. The handoff
+ * is what the port hands its validator for the job (its worker's receipt, the job and the signed
+ * assignment, CBOR), kept until the validator took it: the port waits for its append before its
+ * client gets `done`, so a router killed right after `done` still hands the receipt over at its
+ * restart (review s79 crash, F1: before, the assignment and the receipt were in memory only when
+ * the client held the receipt, and the worker was paid in no ledger). A record of the same job
+ * appended later without a handoff says it was taken, and supersedes it.
+ *
+ * The mark and the head check are how a reader gets past a damaged record (stop 80): the length
+ * is trusted only once the head check holds, and a record that does not verify is skipped up to
+ * the next mark a whole record starts at. In version 2 (no mark, one check after the handoff) a
+ * damaged length lost every record after it, every later job's receipt handoff with them. A
+ * version 2 file and a version 1 file (fixed records of 40 bytes, no handoff) are still read, and
+ * rewritten as version 3 at that load.
  *
  * - **Appended and synced** before the receipt goes to the validator (the port waits for
  *   {@link AssignedJobFile.append}): a crash after the assignment reached a ledger cannot leave
  *   a job the file forgot. Appends that queue behind one in progress go out in one write and one
  *   `fsync`.
  * - **A torn or damaged file never stops the node**: a tail shorter than a record (a crash
- *   mid-append) and every record whose check fails are skipped; a file whose header is not
- *   {@link MAGIC} (another format, garbage) is read as empty. Each is counted in
- *   {@link LoadedAssignedJobs.dropped}. What was skipped is forgotten, so a retry of such a job
- *   is forwarded again, as before the file existed.
+ *   mid-append) and every stretch that holds no whole record are skipped; a file whose header is
+ *   none of ours (another format, garbage) is read as empty. Each stretch is counted in
+ *   {@link LoadedAssignedJobs.dropped} and listed, where and how long, in
+ *   {@link LoadedAssignedJobs.skipped} (its owner logs it). What was skipped is forgotten, so a
+ *   retry of such a job is forwarded again, as before the file existed.
  * - **Rewritten whole at load** (temporary file, `fsync`, rename, `fsync` of the folder:
- *   `proof/_durable_file.ts`) from the records kept, and again once it holds more than twice the
- *   records its owner keeps ({@link AssignedJobFile.compact}). A rewrite that fails (a full disk)
+ *   `proof/_durable_file.ts`) from the records kept, and again when its owner asks
+ *   ({@link AssignedJobFile.compact}: once as many of its bytes are dead as live, see
+ *   `_assigned_jobs.ts`). A rewrite that fails (a full disk)
  *   loses nothing: the records read are returned all the same
  *   ({@link LoadedAssignedJobs.rewriteFailed}), and the file stays as it was.
  * - **Appends stay on the records**: the file's good length (header and whole records) is
@@ -59,10 +68,20 @@ import { VeriflowError } from "../protocols/errors.ts";
 /** The file of a node's data directory that its forwarding port keeps its assigned jobs in. */
 export const ASSIGNED_JOBS_FILE = "assigned-jobs.log";
 
-/** The first bytes of the file: its format and version ("vf-asg" and version 2: handoffs). */
-const MAGIC = new TextEncoder().encode("vf-asg02");
+/** The first bytes of the file: its format and version ("vf-asg" and version 3: marked records). */
+const MAGIC = new TextEncoder().encode("vf-asg03");
+/** The header of a version 2 file (handoffs, records not marked), still read. */
+const MAGIC_V2 = new TextEncoder().encode("vf-asg02");
 /** The header of a version 1 file (fixed records, no handoff), still read. */
 const MAGIC_V1 = new TextEncoder().encode("vf-asg01");
+/** Bytes of the file's header (its magic). */
+export const ASSIGNED_JOBS_HEADER_BYTES = MAGIC.length;
+/**
+ * The first bytes of each record (version 3): where a reader that met a damaged record looks for
+ * the next one. 0xf8 and 0xc1 never occur in UTF-8, so a prompt's text does not hold it by chance;
+ * a match that is no record fails its head check and the search goes on.
+ */
+const MARK = new Uint8Array([0xf8, 0xc1, 0x76, 0x66]);
 /** Bytes of a job id (a SHA-256). */
 const JOB_ID_BYTES = 32;
 /** Bytes of the check: 32 bits tell a torn or damaged record from a whole one. */
@@ -73,8 +92,9 @@ const PLAIN_BYTES = JOB_ID_BYTES + 4;
 const HEAD_BYTES = PLAIN_BYTES + 4;
 /**
  * Most bytes a handoff may take: a job of `MAX_NETWORK_JOB_BYTES` (448 KiB) with its receipt and
- * assignment fits with room. A longer length read back is a damaged record, not a huge one: the
- * rest of the file cannot be walked past it and is dropped.
+ * assignment fits with room. A longer length read back is a damaged record, not a huge one (in a
+ * version 2 file the rest of the file cannot be walked past it and is dropped; version 3 looks
+ * for the next {@link MARK}).
  */
 export const MAX_HANDOFF_BYTES = 1 << 20;
 /** The cancelled-at field of a job that ran to its end (version 2; version 1: all 32 bits set). */
@@ -101,13 +121,26 @@ export interface AssignedRecord {
 export interface LoadedAssignedJobs {
   /** The records, oldest first, at most the `max` newest. */
   records: AssignedRecord[];
-  /** Records (or a whole file, with a wrong header) skipped as torn or damaged. */
+  /**
+   * Stretches skipped as torn or damaged: a damaged record (with what could not be told from it),
+   * a torn tail, or a whole file with a wrong header; {@link skipped}'s length.
+   */
   dropped: number;
+  /** Each stretch skipped, in file order, for its owner's log. */
+  skipped: SkippedBytes[];
   /**
    * The rewrite after the read failed (a full disk): the records are kept all the same, and the
    * file as it was; appends go on from its last whole record.
    */
   rewriteFailed: boolean;
+}
+
+/** A stretch of the file skipped at load: no whole record could be read from it. */
+export interface SkippedBytes {
+  /** Where it starts in the file. */
+  offset: number;
+  /** How long it is. */
+  bytes: number;
 }
 
 /** A load, append or compaction asked of an {@link AssignedJobFile} after its close. */
@@ -171,7 +204,7 @@ export class AssignedJobFile {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
         bytes = new Uint8Array();
       }
-      const { jobs, dropped, good } = parse(bytes);
+      const { jobs, skipped, good } = parse(bytes);
       const records = [...jobs.values()].slice(-max);
       // Only tidying: failed, the ids read are still returned (thrown, a full disk at a restart
       // lost every one of them, review s78 vassign, F2), and appends follow the file's last whole
@@ -185,7 +218,7 @@ export class AssignedJobFile {
         this.#torn = current ? good < bytes.length : bytes.length > 0;
         this.#records = current ? jobs.size : 0;
       }
-      return { records, dropped, rewriteFailed };
+      return { records, dropped: skipped.length, skipped, rewriteFailed };
     });
   }
 
@@ -273,27 +306,55 @@ export class AssignedJobFile {
   }
 }
 
-/** `record` as its bytes on disk. */
+/** Bytes of a record's head before its head check: its mark, id, field and handoff length. */
+function headBytes(handoff: boolean): number {
+  return MARK.length + (handoff ? HEAD_BYTES : PLAIN_BYTES);
+}
+
+/**
+ * Bytes `record` takes in the file: what its owner counts to tell live bytes from dead ones
+ * (see `_assigned_jobs.ts`).
+ */
+export function recordBytes(record: AssignedRecord): number {
+  const handoff = record.handoff;
+  return handoff === undefined
+    ? headBytes(false) + CHECK_BYTES
+    : headBytes(true) + CHECK_BYTES + handoff.length + CHECK_BYTES;
+}
+
+/** `record` as its bytes on disk (version 3). */
 function encode(record: AssignedRecord): Uint8Array {
   const handoff = record.handoff;
   if (handoff !== undefined && handoff.length > MAX_HANDOFF_BYTES) {
     throw new RangeError(`a handoff of ${handoff.length} bytes, over ${MAX_HANDOFF_BYTES}`);
   }
-  const body = handoff === undefined ? PLAIN_BYTES : HEAD_BYTES + handoff.length;
-  const bytes = new Uint8Array(body + CHECK_BYTES);
-  bytes.set(fromHex(record.jobId));
+  const head = headBytes(handoff !== undefined);
+  const bytes = new Uint8Array(recordBytes(record));
+  bytes.set(MARK);
+  bytes.set(fromHex(record.jobId), MARK.length);
   const view = new DataView(bytes.buffer);
   const cancelledAt = record.cancelledAt ?? FINISHED;
-  view.setUint32(
-    JOB_ID_BYTES,
-    handoff === undefined ? cancelledAt : (cancelledAt | HANDOFF_FLAG) >>> 0,
-  );
+  const field = MARK.length + JOB_ID_BYTES;
+  view.setUint32(field, handoff === undefined ? cancelledAt : (cancelledAt | HANDOFF_FLAG) >>> 0);
+  if (handoff !== undefined) view.setUint32(field + 4, handoff.length);
+  bytes.set(checkOf(bytes.subarray(0, head)), head);
   if (handoff !== undefined) {
-    view.setUint32(PLAIN_BYTES, handoff.length);
-    bytes.set(handoff, HEAD_BYTES);
+    const body = head + CHECK_BYTES + handoff.length;
+    bytes.set(handoff, head + CHECK_BYTES);
+    bytes.set(checkOf(bytes.subarray(0, body)), body);
   }
-  bytes.set(sha256(bytes.subarray(0, body)).subarray(0, CHECK_BYTES), body);
   return bytes;
+}
+
+/** The check of `bytes`: the first {@link CHECK_BYTES} of their SHA-256. */
+function checkOf(bytes: Uint8Array): Uint8Array {
+  return sha256(bytes).subarray(0, CHECK_BYTES);
+}
+
+/** Whether the {@link CHECK_BYTES} at `at` in `bytes` are the check of the bytes `from` there. */
+function checked(bytes: Uint8Array, from: number, at: number): boolean {
+  const want = checkOf(bytes.subarray(from, at));
+  return want.every((b, i) => b === bytes[at + i]);
 }
 
 /** `parts` one after the other. */
@@ -312,20 +373,100 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/**
- * The records of a file's `bytes`, by job id in order (a job recorded twice moves to its last
- * place), how many were skipped (see the module doc), and the length up to its last whole record
- * (`good`; 0 when its header is not ours, or it is empty).
- */
-function parse(
-  bytes: Uint8Array,
-): { jobs: Map<string, AssignedRecord>; dropped: number; good: number } {
-  const jobs = new Map<string, AssignedRecord>();
-  if (bytes.length === 0) return { jobs, dropped: 0, good: 0 };
+/** What {@link parse} read of a file. */
+interface Parsed {
+  /** The records by job id, in order (a job recorded twice moves to its last place). */
+  jobs: Map<string, AssignedRecord>;
+  /** The stretches skipped (see the module doc), in file order. */
+  skipped: SkippedBytes[];
+  /** The length up to its last whole record: 0 when its header is not ours, or it is empty. */
+  good: number;
+}
+
+/** The records of a file's `bytes` (any version read), and what was skipped. */
+function parse(bytes: Uint8Array): Parsed {
+  const parsed: Parsed = { jobs: new Map(), skipped: [], good: 0 };
+  if (bytes.length === 0) return parsed;
   const header = bytes.subarray(0, MAGIC.length);
-  const v1 = sameBytes(header, MAGIC_V1);
-  if (!v1 && !sameBytes(header, MAGIC)) return { jobs, dropped: 1, good: 0 };
-  let dropped = 0;
+  if (sameBytes(header, MAGIC)) parseMarked(bytes, parsed);
+  else if (sameBytes(header, MAGIC_V2)) parseUnmarked(bytes, parsed, false);
+  else if (sameBytes(header, MAGIC_V1)) parseUnmarked(bytes, parsed, true);
+  else parsed.skipped.push({ offset: 0, bytes: bytes.length });
+  return parsed;
+}
+
+/** Keep `record` as its job's last. */
+function keep(parsed: Parsed, record: AssignedRecord): void {
+  parsed.jobs.delete(record.jobId);
+  parsed.jobs.set(record.jobId, record);
+}
+
+/**
+ * Read a version 3 file: a record that does not verify (torn, damaged, its length too) is skipped
+ * up to the next {@link MARK} a whole record starts at, so one damaged record costs itself only.
+ */
+function parseMarked(bytes: Uint8Array, parsed: Parsed): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = MAGIC.length;
+  parsed.good = at;
+  while (at < bytes.length) {
+    const read = readMarked(bytes, view, at);
+    if (read !== undefined) {
+      keep(parsed, read.record);
+      at = parsed.good = read.end;
+      continue;
+    }
+    let next = at + 1;
+    for (;; next++) {
+      next = findMark(bytes, next);
+      if (next === -1) next = bytes.length;
+      if (next === bytes.length || readMarked(bytes, view, next) !== undefined) break;
+    }
+    parsed.skipped.push({ offset: at, bytes: next - at });
+    at = next;
+  }
+}
+
+/** The version 3 record at `at` of `bytes` and where it ends, or undefined if none whole is. */
+function readMarked(
+  bytes: Uint8Array,
+  view: DataView,
+  at: number,
+): { record: AssignedRecord; end: number } | undefined {
+  if (at + headBytes(false) + CHECK_BYTES > bytes.length) return undefined;
+  if (!MARK.every((b, i) => bytes[at + i] === b)) return undefined;
+  const fieldAt = at + MARK.length + JOB_ID_BYTES;
+  const field = view.getUint32(fieldAt);
+  const flagged = (field & HANDOFF_FLAG) !== 0;
+  const head = at + headBytes(flagged);
+  // The head's own check first: a damaged length is found before it is trusted.
+  if (head + CHECK_BYTES > bytes.length || !checked(bytes, at, head)) return undefined;
+  const record: AssignedRecord = { jobId: toHex(bytes.subarray(at + MARK.length, fieldAt)) };
+  const cancelledAt = (field & ~HANDOFF_FLAG) >>> 0;
+  if (cancelledAt !== FINISHED) record.cancelledAt = cancelledAt;
+  if (!flagged) return { record, end: head + CHECK_BYTES };
+  const length = view.getUint32(fieldAt + 4);
+  if (length > MAX_HANDOFF_BYTES) return undefined;
+  const body = head + CHECK_BYTES + length;
+  if (body + CHECK_BYTES > bytes.length || !checked(bytes, at, body)) return undefined;
+  record.handoff = bytes.slice(head + CHECK_BYTES, body);
+  return { record, end: body + CHECK_BYTES };
+}
+
+/** The first {@link MARK} in `bytes` at `from` or after; -1 if none. */
+function findMark(bytes: Uint8Array, from: number): number {
+  for (let at = bytes.indexOf(MARK[0], from); at !== -1; at = bytes.indexOf(MARK[0], at + 1)) {
+    if (at + MARK.length > bytes.length) return -1;
+    if (MARK.every((b, i) => bytes[at + i] === b)) return at;
+  }
+  return -1;
+}
+
+/**
+ * Read a version 1 or 2 file (records not marked): a record whose check fails is skipped alone,
+ * but past a damaged length (version 2) nothing can be found, and the rest is skipped.
+ */
+function parseUnmarked(bytes: Uint8Array, parsed: Parsed, v1: boolean): void {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = MAGIC.length;
   for (;;) {
@@ -334,25 +475,21 @@ function parse(
     const flagged = !v1 && (field & HANDOFF_FLAG) !== 0;
     if (flagged && at + HEAD_BYTES + CHECK_BYTES > bytes.length) break;
     const length = flagged ? view.getUint32(at + PLAIN_BYTES) : 0;
-    // Past the bound, the length itself is damaged: nothing after it can be found.
     if (length > MAX_HANDOFF_BYTES) break;
     const head = flagged ? HEAD_BYTES : PLAIN_BYTES;
     const body = head + length;
     if (at + body + CHECK_BYTES > bytes.length) break;
-    const check = bytes.subarray(at + body, at + body + CHECK_BYTES);
-    const want = sha256(bytes.subarray(at, at + body));
-    const whole = check.every((b, i) => b === want[i]);
-    if (whole) {
+    if (checked(bytes, at, at + body)) {
       const jobId = toHex(bytes.subarray(at, at + JOB_ID_BYTES));
       const cancelledAt = v1 ? field : (field & ~HANDOFF_FLAG) >>> 0;
       const record: AssignedRecord = { jobId };
       if (cancelledAt !== (v1 ? FINISHED_V1 : FINISHED)) record.cancelledAt = cancelledAt;
       if (flagged) record.handoff = bytes.slice(at + head, at + body);
-      jobs.delete(jobId);
-      jobs.set(jobId, record);
-    } else dropped++;
+      keep(parsed, record);
+    } else parsed.skipped.push({ offset: at, bytes: body + CHECK_BYTES });
     at += body + CHECK_BYTES;
   }
-  if (at < bytes.length) dropped++; // a torn tail (a crash mid-append), or a damaged length
-  return { jobs, dropped, good: at };
+  // A torn tail (a crash mid-append), or a damaged length.
+  if (at < bytes.length) parsed.skipped.push({ offset: at, bytes: bytes.length - at });
+  parsed.good = at;
 }

@@ -29,7 +29,13 @@
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
-import { AssignedJobFile, type AssignedRecord, MAX_HANDOFF_BYTES } from "./_assigned_job_file.ts";
+import {
+  ASSIGNED_JOBS_HEADER_BYTES,
+  AssignedJobFile,
+  type AssignedRecord,
+  MAX_HANDOFF_BYTES,
+  recordBytes,
+} from "./_assigned_job_file.ts";
 import { CLOCK_SKEW_MS, STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 
@@ -58,14 +64,19 @@ export const MAX_ASSIGNED_JOBS = 16_384;
  * ({@link AssignedJobs.stats}' `forcedEvictions`), so a flood of jobs cannot grow the memory
  * without bound. 131,072 cover the window at up to 5,825 jobs a minute (97 a second), in about
  * 22 MiB of memory (about 170 bytes an id: a 64-digit hex key, its entry and its map slot,
- * measured with V8) and 5 MiB of file (40 bytes a record; twice that before a compaction).
+ * measured with V8) and 5 MiB of file (44 bytes a record; twice that before a compaction).
  */
 export const MAX_ASSIGNED_JOBS_HARD = 131_072;
 
 /**
- * Bytes of the file past which it is rewritten from memory (the handoffs taken since dropped):
- * handoffs carry their job (up to 448 KiB), so a bound by records alone let it grow to gigabytes.
- * 64 MiB is about 150 of the largest jobs, or thousands of usual ones, between rewrites.
+ * Dead bytes of the file (records superseded or forgotten since its last rewrite) past which it
+ * is rewritten from memory, once they are as many as its live bytes too (the records it would
+ * write): handoffs carry their job (up to 448 KiB), so a bound by records alone let it grow to
+ * gigabytes. 64 MiB is about 150 of the largest jobs, or thousands of usual ones, between
+ * rewrites. Counted on all its bytes, a file holding more than this of handoffs the validator had
+ * not taken yet was rewritten at every append, all of them each time (quadratic work); now each
+ * rewrite follows at least as many bytes appended as it writes, and the file stays under twice
+ * its live bytes or this past them.
  */
 export const MAX_ASSIGNED_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -176,6 +187,16 @@ export interface AssignedJobsOptions {
    * doc), oldest first; its owner hands it over and then calls {@link AssignedJobs.handed}.
    */
   recover?: (jobId: string, handoff: Uint8Array) => void;
+  /**
+   * Dead bytes past which the file is rewritten, once as many as its live ones (default
+   * {@link MAX_ASSIGNED_FILE_BYTES}; tests pass a small one).
+   */
+  maxFileBytes?: number;
+  /**
+   * Told a line for each stretch of the file skipped at load as torn or damaged (where, how long):
+   * a receipt handoff in it is lost. Absent: counted only ({@link AssignedJobsStats}).
+   */
+  log?: (line: string) => void;
 }
 
 /**
@@ -217,6 +238,12 @@ export class AssignedJobs {
   readonly #file?: AssignedJobFile;
   readonly #owed: (jobId: string) => boolean;
   readonly #recover?: (jobId: string, handoff: Uint8Array) => void;
+  readonly #maxFileBytes: number;
+  readonly #log?: (line: string) => void;
+  /** Bytes the records of {@link #jobs} take in the file: what a compaction writes. */
+  #liveBytes = 0;
+  /** Compactions of the file (its rewrites past the load). */
+  #compactions = 0;
   /** Writes to the file not ended yet: each assignment's append, and a compaction after it. */
   readonly #writes = new Set<Promise<void>>();
   /** Set by {@link close}: from then on, assignments are kept in memory only. */
@@ -248,6 +275,8 @@ export class AssignedJobs {
     if (o.file !== undefined) this.#file = new AssignedJobFile(o.file);
     this.#owed = o.owed ?? (() => false);
     this.#recover = o.recover;
+    this.#maxFileBytes = o.maxFileBytes ?? MAX_ASSIGNED_FILE_BYTES;
+    this.#log = o.log;
     this.loaded = this.#load().catch(() => {
       this.#stats.loadFailures++;
     });
@@ -258,20 +287,31 @@ export class AssignedJobs {
     return { ...this.#stats };
   }
 
+  /** Rewrites of the file to drop its dead records, since the port started (not at load). */
+  get compactions(): number {
+    return this.#compactions;
+  }
+
   async #load(): Promise<void> {
     if (this.#file === undefined) return;
-    const { records, dropped, rewriteFailed } = await this.#file.load(this.#hardMax);
+    const { records, dropped, skipped, rewriteFailed } = await this.#file.load(this.#hardMax);
     this.#stats.droppedRecords += dropped;
+    for (const { offset, bytes } of skipped) {
+      this.#log?.(
+        `assigned jobs: skipped ${bytes} torn or damaged bytes at offset ${offset}; a receipt ` +
+          `handoff or an assigned job id kept there is lost`,
+      );
+    }
     if (rewriteFailed) this.#stats.loadFailures++;
     // Their times are not on disk: taken as assigned now, so each is kept a whole window after a
     // restart, never less. Assigned since the port started (before the load ended) stays newest.
     const at = this.#now();
     const since = [...this.#jobs];
-    this.#jobs.clear();
+    for (const [jobId] of since) this.#forget(jobId);
     for (const { jobId, cancelledAt, handoff } of records) {
-      this.#jobs.set(jobId, { cancelledAt, at, handoff });
+      this.#keep(jobId, { cancelledAt, at, handoff });
     }
-    for (const [jobId, job] of since) this.#jobs.set(jobId, job);
+    for (const [jobId, job] of since) this.#keep(jobId, job);
     this.#bound();
     for (const [jobId, { handoff }] of this.#jobs) {
       if (handoff !== undefined) this.#recover?.(jobId, handoff);
@@ -307,8 +347,7 @@ export class AssignedJobs {
     if (!kept || (handoff !== undefined && handoff.length > MAX_HANDOFF_BYTES)) {
       handoff = undefined;
     }
-    this.#jobs.delete(jobId);
-    this.#jobs.set(jobId, { cancelledAt, at: this.#now(), handoff });
+    this.#keep(jobId, { cancelledAt, at: this.#now(), handoff });
     this.#bound();
     return this.#append(jobId, { jobId, cancelledAt, handoff });
   }
@@ -321,7 +360,7 @@ export class AssignedJobs {
   handed(jobId: string): Promise<void> {
     const job = this.#jobs.get(jobId);
     if (job?.handoff === undefined) return Promise.resolve();
-    job.handoff = undefined;
+    this.#keep(jobId, { ...job, handoff: undefined }, false);
     return this.#append(jobId, { jobId, cancelledAt: job.cancelledAt });
   }
 
@@ -347,10 +386,16 @@ export class AssignedJobs {
           throw error;
         },
       );
-      // Twice what it keeps in the file, or its byte bound: rewritten from memory, so it stays
-      // bounded too.
+      // Twice the records it keeps, or as many dead bytes as live ones and the byte bound:
+      // rewritten from memory, so it stays bounded too, and each rewrite follows at least as
+      // much appended as it writes (amortised).
       const many = file.records > 2 * Math.max(this.#max, this.#jobs.size);
-      if (many || file.bytes > MAX_ASSIGNED_FILE_BYTES) await file.compact(this.#records());
+      const live = ASSIGNED_JOBS_HEADER_BYTES + this.#liveBytes;
+      const dead = file.bytes - live;
+      if (many || dead >= Math.max(live, this.#maxFileBytes)) {
+        this.#compactions++;
+        await file.compact(this.#records());
+      }
     }).catch(() => {});
   }
 
@@ -390,8 +435,31 @@ export class AssignedJobs {
       const young = now - at < this.#keepMs;
       if (young && this.#jobs.size <= this.#hardMax) return;
       if (young) this.#stats.forcedEvictions++;
-      this.#jobs.delete(jobId);
+      this.#forget(jobId);
     }
+  }
+
+  /**
+   * Hold `job` as `jobId`'s, at the newest place (`last`, the default) or at its own, and count
+   * its bytes in the file.
+   */
+  #keep(jobId: string, job: Assigned, last = true): void {
+    if (last) this.#forget(jobId);
+    else this.#liveBytes -= this.#fileBytes(jobId, this.#jobs.get(jobId));
+    this.#jobs.set(jobId, job);
+    this.#liveBytes += this.#fileBytes(jobId, job);
+  }
+
+  /** Forget `jobId`, and its bytes in the file. */
+  #forget(jobId: string): void {
+    this.#liveBytes -= this.#fileBytes(jobId, this.#jobs.get(jobId));
+    this.#jobs.delete(jobId);
+  }
+
+  /** Bytes `job` takes in the file as `jobId`'s record (none when it is not written). */
+  #fileBytes(jobId: string, job: Assigned | undefined): number {
+    if (job === undefined || !JOB_ID_PATTERN.test(jobId)) return 0;
+    return recordBytes({ jobId, handoff: job.handoff });
   }
 
   /** The ids kept, oldest first, as the file writes them. */

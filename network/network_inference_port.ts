@@ -218,6 +218,12 @@ export interface ForwardingOptions extends RemoteInferencePortOptions {
    */
   assignedJobsFile?: string;
   /**
+   * Told a line for each torn or damaged stretch of {@link assignedJobsFile} skipped as the port
+   * starts (a receipt handoff or an assigned job id kept there is lost). Absent: only counted
+   * (`droppedRecords`).
+   */
+  log?: (line: string) => void;
+  /**
    * This node's own count of a job's prompt tokens (its tokenizer for the job's model), to which
    * a worker's receipt must sign the same `promptTokens` (`_prompt_token_claim.ts`). Absent, or
    * undefined for a job: no count is refused here; the validators re-count every receipt.
@@ -304,7 +310,8 @@ export interface ForwardingStats extends InferenceStats {
    * What went wrong with its memory of the jobs it assigned (`_assigned_jobs.ts`): loads and
    * appends of its file that failed, records dropped at load, ids forgotten inside the keep
    * window (`veriflow_router_assigned_jobs_faults_total{kind}`). Each may let a client's retry
-   * run twice and void a worker's pay; the port has no log, so this is how an operator learns it.
+   * run twice and void a worker's pay; this is how an operator learns it (the damaged stretches
+   * skipped at load also go to {@link ForwardingOptions.log}).
    */
   assignedJobs: AssignedJobsStats;
 }
@@ -401,6 +408,7 @@ export class NetworkInferencePort implements InferencePort {
       owed: (id) => this.#lostEnds.has(id),
       // A receipt assigned before a crash that the validator had not taken: handed over now.
       recover: (id, handoff) => this.#recovered(id, handoff),
+      log: remote.log,
     });
     this.#lostEnds = new LostEnds({
       network,

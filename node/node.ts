@@ -577,6 +577,8 @@ async function startSteps(
         lostEndsDir: join(config.dataDir, LOST_ENDS_DIR),
         // The jobs it assigned, so a restart still refuses a client's retry of one (s78).
         assignedJobsFile: join(config.dataDir, ASSIGNED_JOBS_FILE),
+        // What that file's load skipped as damaged (stop 80): an operator reads it here.
+        log,
         // A worker's prompt-token count held to this node's tokenizers, for the models it holds.
         countPromptTokens: promptCounter.count,
       },

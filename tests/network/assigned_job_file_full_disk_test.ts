@@ -24,7 +24,7 @@ import { parsePrometheusText, valueOf } from "../server/_prometheus_text.ts";
 
 /** Bytes of the file's header and of one record (`_assigned_job_file.ts`). */
 const HEADER_BYTES = 8;
-const RECORD_BYTES = 40;
+const RECORD_BYTES = 44; // version 3: a 4-byte mark, the id, the field and the check
 /** Room that cuts one record short: part of it is written, then `ENOSPC`. */
 const SHORT_ROOM = 24;
 

@@ -15,7 +15,7 @@ const id = (name: string) => sha256Hex(new TextEncoder().encode(name));
 
 /** Bytes of the file's header and of one record (`_assigned_job_file.ts`). */
 const HEADER_BYTES = 8;
-const RECORD_BYTES = 40;
+const RECORD_BYTES = 44; // version 3: a 4-byte mark, the id, the field and the check
 
 /** An `AssignedJobs` over `file`, read back; `max`: a bound by count alone, however young. */
 async function opened(file: string, max?: number): Promise<AssignedJobs> {
