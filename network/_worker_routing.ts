@@ -52,6 +52,14 @@ const MAX_REFUSED_MODELS = 4_096;
  */
 export const NEWCOMER_EVERY = 8;
 
+/**
+ * Most jobs whose worst-case locks the routing holds against their workers' free stake
+ * ({@link WorkerRouting.worker}'s `job`); past it the oldest hold goes first. Each job's hold goes
+ * at its end (`worker_job_ended`), so only a port that lost its ends fills it: 4,096 is far past
+ * the jobs a router has in flight at once.
+ */
+const MAX_STAKE_HOLDS = 4_096;
+
 /** Options of {@link WorkerRouting}: what it needs of the NetworkActor. */
 export interface WorkerRoutingOptions {
   /** The actor's options: read for `identity`. */
@@ -84,6 +92,11 @@ export class WorkerRouting {
   readonly #refused = new Map<string, number>();
   /** Picks of proven workers since the last newcomer's turn was taken ({@link NEWCOMER_EVERY}). */
   #sinceNewcomer = 0;
+  /**
+   * Job id → the worker it was last sent to and its worst-case lock: held against that worker's
+   * free stake until the job ends here (`jobEnded`) or is sent elsewhere (see {@link worker}).
+   */
+  readonly #stakeHolds = new Map<string, { key: string; lock: number }>();
 
   /** @param parts See {@link WorkerRoutingOptions}. */
   constructor(parts: WorkerRoutingOptions) {
@@ -113,14 +126,21 @@ export class WorkerRouting {
    * a holder of the job's `input` (when it names one), least loaded. Once in
    * {@link NEWCOMER_EVERY} picks a clean stranger with a free slot goes first, unless `exclude`
    * names a stranger that failed here (this job, or lately). `lock`: the most stake the job's
-   * receipt can lock here (`_job_stake_lock.ts`); backed means free stake covering it.
+   * receipt can lock here (`_job_stake_lock.ts`); backed means free stake covering it, less the
+   * locks of this node's other jobs sent to it and not ended. `job`: the job's id, whose lock is
+   * then held against the worker picked until {@link jobEnded}, or until the job's next lookup
+   * (the worker refused it or was lost: the job goes elsewhere; a hedge's lookup too, so while a
+   * hedge races the first worker only the second holds the job's lock).
    */
   worker(
     model?: string,
     exclude: readonly string[] = [],
     input?: string,
     lock?: number,
+    job?: string,
   ): Connection | undefined {
+    if (job !== undefined) this.#stakeHolds.delete(job);
+    const held = this.#heldStake();
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     const holders = input === undefined ? undefined : this.#inputHolders(input);
     const now = this.#now();
@@ -144,6 +164,7 @@ export class WorkerRouting {
           // that had just connected looked busy with the catch-up's receipts and got no job).
           inFlight: connection.pendingRequestsOf(SubmitMessage),
           standing: this.#standing.get(info.key),
+          held: held.get(info.key),
           holdsInput: holders?.has(info.key) ?? false,
           // The group it connected from, else the one this node dialled (routegaps R3); a
           // relayed peer's stops count in the group all relayed peers are placed in.
@@ -174,7 +195,30 @@ export class WorkerRouting {
     // A job given on a connection opened after a loss of the key's: losing this one too is a
     // second loss, finishing it forgives one job of the first (one open before is no comeback).
     if (pick !== undefined) record?.picked(pick.key, pick.connection);
+    if (pick !== undefined && job !== undefined && lock !== undefined && lock > 0) {
+      if (this.#stakeHolds.size >= MAX_STAKE_HOLDS) {
+        this.#stakeHolds.delete(this.#stakeHolds.keys().next().value!);
+      }
+      this.#stakeHolds.set(job, { key: pick.key, lock });
+    }
     return pick?.connection;
+  }
+
+  /**
+   * Job `job` ended here (its receipt handed on, or none): its lock no longer holds its worker's
+   * stake here. A receipt recorded in this node's ledger locks it there (`standing`).
+   */
+  jobEnded(job: string): void {
+    this.#stakeHolds.delete(job);
+  }
+
+  /** Hex key → the locks this node's jobs not ended hold of its free stake. */
+  #heldStake(): Map<string, number> {
+    const held = new Map<string, number>();
+    for (const { key, lock } of this.#stakeHolds.values()) {
+      held.set(key, (held.get(key) ?? 0) + lock);
+    }
+    return held;
   }
 
   /** The node's record of its workers (`worker_record.ts`); none before the actor started. */

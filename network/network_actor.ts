@@ -348,7 +348,14 @@ export type NetworkMessage =
      * a worker whose free stake covers it is backed (`worker_choice.ts`, rule 3).
      */
     lock?: number;
+    /**
+     * The job's id: its `lock` is held against the worker picked, beside the locks of this
+     * node's other jobs there, until `worker_job_ended` or the job's next lookup.
+     */
+    job?: string;
   }
+  /** Job `job`, looked up by `worker`, ended here: its lock no longer holds its worker's stake. */
+  | { type: "worker_job_ended"; job: string }
   | {
     /**
      * A worker failed a job for a model it listed — refused it (`unknown_model`,
@@ -602,7 +609,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
           message.exclude,
           message.input,
           message.lock,
+          message.job,
         );
+      case "worker_job_ended":
+        return this.#routing.jobEnded(message.job);
       case "worker_refused_model":
         return this.#routing.refusedModel(message.key, message.model);
       case "worker_models":

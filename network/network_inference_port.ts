@@ -473,8 +473,10 @@ export class NetworkInferencePort implements InferencePort {
    * read once per job in `submit`).
    */
   async #lookup(job: TextJob, exclude: string[], lock: number): Promise<Connection | undefined> {
+    // With the job's id, its lock is held against the worker picked until `#stakeReleased`: a
+    // burst of jobs does not all go to a worker whose stake backs one (`worker_choice.ts`).
     return await this.#network.ask<Connection | undefined>(
-      { type: "worker", model: job.model, exclude, input: job.input, lock },
+      { type: "worker", model: job.model, exclude, input: job.input, lock, job: jobId(job) },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
   }
@@ -537,6 +539,7 @@ export class NetworkInferencePort implements InferencePort {
     const started = this.#start(job, options, listing, lock);
     const { first, before } = await started.catch((error: unknown) => {
       leaveRunning();
+      this.#stakeReleased(job);
       // Every worker asked was full: the client's job was refused for want of room, as a local
       // port's full queue refuses it.
       if (isCapacityRefusal(error)) this.#jobs.jobsRejected++;
@@ -716,7 +719,14 @@ export class NetworkInferencePort implements InferencePort {
     });
     // Running until then: its receipt, if any, is assigned (`#checked`) before `done` resolves.
     done.then(leaveRunning, leaveRunning);
+    // Its receipt handed to the validator by then (the ledger's lock counts it), or none.
+    done.finally(() => this.#stakeReleased(job)).catch(() => {});
     return { ...handle, done };
+  }
+
+  /** `job` ended here: its lock no longer holds its worker's stake in the routing. */
+  #stakeReleased(job: TextJob): void {
+    this.#network.tell({ type: "worker_job_ended", job: jobId(job) }).catch(() => {});
   }
 
   /**

@@ -18,7 +18,10 @@
  *    did the work and had its receipt refused `insufficient_stake`, unpaid (review s78 vprompt
  *    F2). A worker not backed for the job is still chosen where no backed one is eligible, as an
  *    unstaked one always was: it refuses a job it cannot back before the work
- *    (`node/_stake_backed_port.ts`), and the router asks the next.
+ *    (`node/_stake_backed_port.ts`), and the router asks the next. The free stake is less the
+ *    locks of this node's own jobs sent to it and not ended (`WorkerCandidate.held`): read from
+ *    the ledger alone, a burst of N jobs all went to a worker whose stake backed one, and N − 1
+ *    were refused there, a round trip each, or a 503 where nobody else had the model (stop 80).
  * 4. **Track record**: a *proven* worker — one that ran more jobs to their end for this node
  *    than it failed (`worker_record.ts`), or, on a router that keeps a ledger, one with earned
  *    credit there of at least `PROVEN_CREDIT_FLOOR` (balance: finished, unchallenged work), no
@@ -87,6 +90,11 @@ export interface WorkerCandidate {
   inFlight: number;
   /** Its account in this node's ledger, if this node keeps one. */
   standing?: { stake: number; locked: number; balance: number };
+  /**
+   * The worst-case locks (`_job_stake_lock.ts`) of the jobs this node sent it that have not ended
+   * here: their receipts are not in `standing` yet, and will lock its free stake there.
+   */
+  held?: number;
   /** Whether it holds the job's input CID (a storage holder of it). */
   holdsInput?: boolean;
   /** Its record at this router (`worker_record.ts`); absent: none (a stranger, not suspect). */
@@ -230,8 +238,9 @@ function scoreOf(
 }
 
 /**
- * Whether `c`'s free stake in this node's ledger backs a receipt locking `lock` (rule 3): some
- * free stake, and at least `lock` of it. A worker this node's ledger has no account of is not.
+ * Whether `c`'s free stake in this node's ledger, less what this node's jobs in flight to it hold
+ * (`held`), backs a receipt locking `lock` (rule 3): some free stake, and at least `lock` of it.
+ * A worker this node's ledger has no account of is not.
  *
  * @example
  * ```ts
@@ -241,9 +250,9 @@ function scoreOf(
  * console.log(isBacked({ standing }, 101)); // false
  * ```
  */
-export function isBacked(c: Pick<WorkerCandidate, "standing">, lock: number): boolean {
+export function isBacked(c: Pick<WorkerCandidate, "standing" | "held">, lock: number): boolean {
   if (c.standing === undefined) return false;
-  const free = freeStake(c.standing);
+  const free = freeStake(c.standing) - (c.held ?? 0);
   return free > 0 && free >= lock;
 }
 

@@ -16,6 +16,10 @@
  * held meanwhile on a full disk (`actors/_validator_read_only.ts`) or across a restart. Before, the
  * lock went 60 s after the job's end, and a receipt the read-only validator recorded later found
  * its stake admitted to a second job, whose receipt was refused unpaid (review s79 vcrash F1).
+ * A receipt the ledger refuses (invalid, its stake short, its job held by another receipt) gives
+ * the lock back at once: nothing of it is locked, nor will be by that receipt, and held until
+ * stale (7.5 min) it shut the worker to jobs its stake backed (stop 80). A receipt the ledger
+ * would still record (not handed to it yet, or held on a full disk) keeps it.
  * One client's open jobs hold at most {@link REQUESTER_STAKE_SHARE} of the free stake (its first
  * one excepted), so its queued jobs cannot shut the worker to everyone else (F6). The client is
  * the submitter the port is told (`SubmitOptions.client`: a peer's connection key), not the
@@ -99,10 +103,19 @@ export interface OwnStake {
   account(): Readonly<Account>;
   /** Whether the ledger holds this node's receipt for job `jobId` (its lock is in `account`). */
   recorded(jobId: string): boolean;
+  /**
+   * Whether the ledger refuses `receipt`, this node's for an admitted job (its stake, its job
+   * held by another receipt, its form): nothing of it is locked, nor will be by this copy.
+   * Absent: never known, and such a job's lock is held until the receipt is stale.
+   */
+  refuses?(receipt: Receipt): boolean;
 }
 
 /** The reads of a {@link Ledger} that {@link ownStakeIn} takes. */
-export type LedgerStakeReads = Pick<Ledger, "account" | "receiptOfJob" | "receipt" | "keepsClaim">;
+export type LedgerStakeReads = Pick<
+  Ledger,
+  "account" | "receiptOfJob" | "receipt" | "keepsClaim" | "receiptRefusal"
+>;
 
 /** {@link OwnStake} of key `self` in `ledger`. */
 export function ownStakeIn(ledger: LedgerStakeReads, self: Uint8Array): OwnStake {
@@ -114,6 +127,15 @@ export function ownStakeIn(ledger: LedgerStakeReads, self: Uint8Array): OwnStake
       if (receipt === undefined) return false;
       // Another worker's receipt holding the job keeps this node's as a claim, its lock settled.
       return ledger.receipt(receipt)?.worker === hex || ledger.keepsClaim(id, self);
+    },
+    // Asked only of a job ended with a receipt the ledger does not hold: the validator answered
+    // the prover before the receipt was released, so a refusal now is the one it recorded.
+    refuses: (receipt) => {
+      try {
+        return ledger.receiptRefusal(receipt) !== undefined;
+      } catch {
+        return false; // not answered: held as before, until recorded or stale
+      }
     },
   };
 }
@@ -154,6 +176,8 @@ interface Admitted {
    * undefined while it runs.
    */
   recordableUntil?: number;
+  /** The receipt it ended with, when shaped as one: asked of the ledger (`OwnStake.refuses`). */
+  receipt?: Receipt;
 }
 
 /**
@@ -166,6 +190,14 @@ function signedEnd(receipt: unknown): number | undefined {
   const { startedAt, totalMs } = timings ?? {};
   return typeof startedAt === "number" && typeof totalMs === "number"
     ? startedAt + totalMs
+    : undefined;
+}
+
+/** `receipt` as a {@link Receipt} when it is shaped as one (the summary types it `unknown`). */
+function asReceipt(receipt: unknown): Receipt | undefined {
+  return typeof (receipt as Partial<Receipt> | null)?.jobId === "string" &&
+      (receipt as Partial<Receipt>).worker instanceof Uint8Array
+    ? receipt as Receipt
     : undefined;
 }
 
@@ -183,7 +215,11 @@ export function refusingUnbacked(
     let sum = 0;
     for (const job of admitted) {
       if (job.recordableUntil !== undefined) {
-        if (stake.recorded(job.jobId) || now() > job.recordableUntil) {
+        // Recorded (its lock is the ledger's), refused by the ledger (none will be: a refusal
+        // is final for this receipt), or stale (no intake records it any more).
+        const settled = stake.recorded(job.jobId) ||
+          (job.receipt !== undefined && stake.refuses?.(job.receipt) === true);
+        if (settled || now() > job.recordableUntil) {
           admitted.delete(job);
           continue;
         }
@@ -194,7 +230,10 @@ export function refusingUnbacked(
   };
   const ended = (job: Admitted) => (summary: JobSummary) => {
     if (summary.receipt === undefined) admitted.delete(job);
-    else job.recordableUntil = (signedEnd(summary.receipt) ?? now()) + STALE_RECEIPT_AGE_MS;
+    else {
+      job.recordableUntil = (signedEnd(summary.receipt) ?? now()) + STALE_RECEIPT_AGE_MS;
+      job.receipt = asReceipt(summary.receipt);
+    }
   };
   return {
     submit: async (job, submitOptions) => {

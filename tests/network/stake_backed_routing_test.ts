@@ -13,7 +13,8 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { jobPromptTokens, jobStakeLock } from "../../network/_job_stake_lock.ts";
 import { chooseWorker, type WorkerCandidate } from "../../network/worker_choice.ts";
-import { refusingUnbacked } from "../../node/_stake_backed_port.ts";
+import { refusingUnbacked, StakeUnknownError } from "../../node/_stake_backed_port.ts";
+import { isCapacityRefusal } from "../../network/_failure_codes.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -193,5 +194,39 @@ Deno.test("when every worker refuses insufficient_stake the client is told so (5
     assert.equal(t.workers.avoided.size, 0);
   } finally {
     await t.close();
+  }
+});
+
+Deno.test("a worker whose own validator is restarting (its ledger not open) refuses as full, not as failed: the router asks the next worker without spending a try or keeping it off the model, and with nobody else the client gets a 503", async () => {
+  const restarting = () =>
+    refusingUnbacked(new StallingPort(served, script), {
+      self: toHex(Identity.generate().publicKey),
+      ledger: () => undefined,
+      count: () => PROMPT_TOKENS,
+    });
+  const refusal = new StakeUnknownError();
+  assert.ok(isCapacityRefusal(refusal), "not a refusal as full: it would spend the job's tries");
+  const closed = restarting();
+  const backed = new StallingPort(served, script);
+  const t = await routerOver([closed, stakedWorker(backed, jobStakeLock(job("r"), 200))]);
+  try {
+    const handle = await t.port.submit(job("restarting"));
+    const got = [];
+    for await (const token of handle.tokens) got.push(token.index);
+    assert.deepEqual(got, script.map((s) => s.index));
+    assert.equal((await handle.done).finishReason, "length");
+    assert.equal(backed.submits, 1);
+    assert.equal(t.workers.avoided.size, 0, "the restarting worker was kept off the model");
+  } finally {
+    await t.close();
+  }
+  const alone = await routerOver([restarting()]);
+  try {
+    const error = await alone.port.submit(job("alone")).then(() => undefined, (e) => e);
+    assert.equal(error?.code, "insufficient_stake");
+    assert.equal(httpStatusOf(error), 503);
+    assert.equal(alone.workers.avoided.size, 0);
+  } finally {
+    await alone.close();
   }
 });

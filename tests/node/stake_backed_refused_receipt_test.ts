@@ -1,0 +1,176 @@
+/**
+ * The worker's admission by its stake (`node/_stake_backed_port.ts`) once its own ledger refused
+ * the receipt of a job it admitted (stop 80): the refusal is final for that receipt, so its lock
+ * is given back then, not held until the receipt is stale (`STALE_RECEIPT_AGE_MS`, 7.5 min)
+ * while the worker refused jobs its stake backs. A receipt the ledger would still record (its
+ * validator restarting, a read-only ledger: `stake_backed_held_receipt_test.ts`) keeps it.
+ */
+import assert from "node:assert/strict";
+import type { InferenceHandle, InferencePort } from "../../inference/inference_port.ts";
+import { Ledger } from "../../proof/ledger.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import { type Receipt, signReceipt } from "../../protocols/receipt.ts";
+import { jobStakeLock } from "../../network/_job_stake_lock.ts";
+import { InsufficientStakeError, LedgerRejectedError } from "../../proof/ledger_errors.ts";
+import { ownStakeIn, refusingUnbacked } from "../../node/_stake_backed_port.ts";
+import { StallingPort } from "../inference/_stalling_port.ts";
+import { receiptFor } from "../network/_scripted_worker_fixture.ts";
+import { jobFor } from "../network/_hostile_worker_fixture.ts";
+import { served } from "../network/_scripted_workers.ts";
+
+/** The prompt tokens the worker's tokenizer counts for every test job. */
+const PROMPT_TOKENS = 200;
+
+const requester = Identity.generate();
+const worker = Identity.generate();
+
+function earningJob(nonce: string): TextJob {
+  const job = jobFor(nonce);
+  return { ...job, params: { ...job.params, maxTokens: 8 }, requester: toHex(requester.publicKey) };
+}
+
+/** The worker's receipt for `job`, signing `PROMPT_TOKENS`. */
+function receiptOf(job: TextJob): Receipt {
+  const tokens = job.params.maxTokens;
+  const { sig: _s, worker: _w, ...unsigned } = receiptFor(job, worker, "x".repeat(tokens), tokens);
+  return signReceipt({ ...unsigned, promptTokens: PROMPT_TOKENS }, worker) as Receipt;
+}
+
+const assignmentOf = (job: TextJob) =>
+  signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
+
+/** `inner`, whose jobs end with `receipt(job)`, as a prover's do. */
+function signing(inner: InferencePort, receipt: (job: TextJob) => Receipt): InferencePort {
+  return {
+    submit: async (job, options) => {
+      const handle = await inner.submit(job, options);
+      const done = handle.done.then((summary) => ({ ...summary, receipt: receipt(job) }));
+      return { ...handle, done };
+    },
+    models: () => inner.models(),
+    stats: () => inner.stats(),
+  };
+}
+
+const held = () => new StallingPort(served, [{ index: 0, tokenId: 97, text: "a" }], { permits: 0 });
+
+const outcomeOf = (submitted: Promise<InferenceHandle>) =>
+  submitted.then(
+    (handle) => (handle.cancel(), "admitted"),
+    (error) => `refused ${error.code}`,
+  );
+
+async function withLedger(
+  stake: number,
+  fn: (ledger: Ledger, clock: { t: number }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: 1_000 };
+  const ledger = await Ledger.open(dir, Identity.generate(), { now: () => clock.t });
+  try {
+    await ledger.deposit(worker.publicKey, stake);
+    await fn(ledger, clock);
+  } finally {
+    await ledger.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The admission over `inner`, against `ledger`, on a clock where no receipt goes stale. */
+const admission = (inner: InferencePort, ledger: Ledger) =>
+  refusingUnbacked(inner, {
+    self: toHex(worker.publicKey),
+    ledger: () => ownStakeIn(ledger, worker.publicKey),
+    count: () => PROMPT_TOKENS,
+    now: () => 0,
+  });
+
+Deno.test("a receipt the worker's ledger refuses as invalid gives its job's lock back at once: the next job its stake backs is admitted, computed, and its receipt locks that stake", async () => {
+  const first = earningJob("invalid-first");
+  const second = earningJob("invalid-second");
+  const lock = jobStakeLock(first, PROMPT_TOKENS);
+  await withLedger(lock, async (ledger) => {
+    const inner = held();
+    // Its signature broken after signing: every ledger refuses it `receipt_rejected`.
+    const forged = (job: TextJob) => ({ ...receiptOf(job), tokenCount: 7 });
+    const port = admission(
+      signing(inner, (job) => job === first ? forged(job) : receiptOf(job)),
+      ledger,
+    );
+    const a = await port.submit(first);
+    a.cancel();
+    const { receipt } = await a.done;
+    // The validator's intake, before the prover releases the receipt.
+    await assert.rejects(
+      ledger.recordReceipt(receipt as Receipt, { assignment: assignmentOf(first) }),
+      (e) => e instanceof LedgerRejectedError && e.code === "receipt_rejected",
+    );
+    assert.equal(ledger.receiptOfJob(jobId(first)), undefined);
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0, stake: lock, locked: 0 });
+    // Nothing of the stake is locked, nor will be by that receipt: the second job is backed.
+    assert.equal(await outcomeOf(port.submit(second)), "admitted");
+    assert.equal(inner.submits, 2, "the second job was computed");
+    await ledger.recordReceipt(receiptOf(second), { assignment: assignmentOf(second) });
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0, stake: lock, locked: lock });
+  });
+});
+
+Deno.test("a receipt the worker's ledger refuses insufficient_stake (kept as its claim) gives its job's lock back: once the stake that refused it is free, the next job is admitted and paid", async () => {
+  const first = earningJob("short-first");
+  const earlier = earningJob("short-earlier");
+  const second = earningJob("short-second");
+  const lock = jobStakeLock(first, PROMPT_TOKENS);
+  await withLedger(lock, async (ledger, clock) => {
+    const inner = held();
+    const port = admission(signing(inner, receiptOf), ledger);
+    const a = await port.submit(first);
+    // Meanwhile a receipt of the worker's the ledger heard from a peer (signed before a restart)
+    // takes the whole stake: the first job's receipt is refused for want of it.
+    await ledger.recordReceipt(receiptOf(earlier), { assignment: assignmentOf(earlier) });
+    a.cancel();
+    const { receipt } = await a.done;
+    await assert.rejects(
+      ledger.recordReceipt(receipt as Receipt, { assignment: assignmentOf(first) }),
+      InsufficientStakeError,
+    );
+    assert.equal(ledger.receiptOfJob(jobId(first)), undefined, "the refused receipt holds no job");
+    // Still nothing free: the earlier receipt's lock.
+    assert.equal(await outcomeOf(port.submit(second)), "refused insufficient_stake");
+    // Its window ends: paid, its lock released.
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs;
+    assert.equal((await ledger.finalizeDue()).length, 1);
+    const paid = ledger.account(worker.publicKey).balance;
+    assert.ok(paid > 0);
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: paid, stake: lock, locked: 0 });
+    // The refused receipt locks nothing: the stake backs the second job.
+    assert.equal(await outcomeOf(port.submit(second)), "admitted");
+    assert.equal(inner.submits, 2, "the second job was computed");
+    await ledger.recordReceipt(receiptOf(second), { assignment: assignmentOf(second) });
+    assert.deepEqual(ledger.account(worker.publicKey), {
+      balance: paid,
+      stake: lock,
+      locked: lock,
+    });
+  });
+});
+
+Deno.test("a receipt its ledger would still record (not handed to it yet) keeps its job's lock: refusal, not absence, gives it back", async () => {
+  const first = earningJob("unheard-first");
+  const second = earningJob("unheard-second");
+  const lock = jobStakeLock(first, PROMPT_TOKENS);
+  await withLedger(lock, async (ledger) => {
+    const inner = held();
+    const port = admission(signing(inner, receiptOf), ledger);
+    const a = await port.submit(first);
+    a.cancel();
+    await a.done;
+    assert.equal(await outcomeOf(port.submit(second)), "refused insufficient_stake");
+    assert.equal(inner.submits, 1);
+    await ledger.recordReceipt(receiptOf(first), { assignment: assignmentOf(first) });
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0, stake: lock, locked: lock });
+  });
+});
