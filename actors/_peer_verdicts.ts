@@ -41,7 +41,8 @@ import { type Challenges, claimEvidence } from "./_challenges.ts";
 import { MAX_OPEN_CHALLENGES_PER_WORKER } from "./_receipt_intake.ts";
 import type { ValidatorCore } from "./_validator_core.ts";
 import { isLedgerRefusal, ledgerWriteFailed, observedLedgerWrite } from "./_ledger_write_faults.ts";
-import type { ValidatorMessage, VerdictMessage } from "./validator_messages.ts";
+import type { ForgedEvidence, ValidatorMessage, VerdictMessage } from "./validator_messages.ts";
+import { LedgerRejectedError } from "../proof/ledger_errors.ts";
 import { HeldClaimRank } from "./_held_claim_rank.ts";
 
 /**
@@ -56,6 +57,9 @@ export const MAX_UNPROVEN_VERDICTS_PER_RECEIPT = 8;
  * receipt forgotten counts afresh): about 100 bytes each, 400 KB at most.
  */
 export const MAX_COUNTED_RECEIPTS = 4_096;
+
+/** The answer to a peer's verdict whose signature does not verify (`ForgedEvidence`). */
+const FORGED: ForgedEvidence = { queued: false, skipped: "bad_signature" };
 
 /** Peers' verdicts and claims (see the module doc). */
 export class PeerVerdicts {
@@ -77,11 +81,15 @@ export class PeerVerdicts {
     this.#rank = new HeldClaimRank(core.options.identity);
   }
 
-  /** A verdict from elsewhere (the `verdict` message): answers its id once recorded. */
+  /**
+   * A verdict from elsewhere (the `verdict` message): answers its id once recorded, and
+   * {@link FORGED} for a peer's whose signature does not verify (its connection is charged a
+   * refusal for it: an honest peer passes on only verdicts it checked itself).
+   */
   async onVerdict(
     message: VerdictMessage,
     ctx: ActorContext<ValidatorMessage>,
-  ): Promise<string | undefined> {
+  ): Promise<string | ForgedEvidence | undefined> {
     const ledger = this.#core.ledger();
     const fromPeer = message.origin !== undefined && message.origin !== "local";
     if (fromPeer && selfAccusation(message.verdict)) {
@@ -94,6 +102,11 @@ export class PeerVerdicts {
     }
     if (fromPeer && !this.#worthRecording(message.verdict)) {
       if (this.#awaitsEvidence(message.verdict)) {
+        // Checked last, the costly one: a forged copy must not take the genuine claim's place.
+        if (!verifyVerdict(message.verdict)) {
+          this.#core.stats.refusedVerdicts++;
+          return FORGED;
+        }
         // A claim that outran its receipt or its author's pledge: held, taken again when
         // what it lacks comes.
         this.#core.memory.holdClaim(message.verdict, message.origin, this.#claimBacking());
@@ -155,7 +168,8 @@ export class PeerVerdicts {
       // A peer's forged verdict is refused, not a reason to crash the ledger's owner.
       if (!fromPeer) throw error;
       this.#core.stats.refusedVerdicts++;
-      return undefined;
+      const forged = error instanceof LedgerRejectedError && error.code === "verdict_rejected";
+      return forged ? FORGED : undefined;
     }
   }
 
@@ -204,8 +218,9 @@ export class PeerVerdicts {
   }
 
   /**
-   * Whether a peer's verdict, refused for now, is a claim to hold until what it lacks comes in: a
-   * signed "proof withheld" claim (what a takeover acts on), the first of its author about its
+   * Whether a peer's verdict, refused for now, is a claim to hold until what it lacks comes in
+   * once its signature verifies (checked by the caller, last): a "proof withheld" claim (what a
+   * takeover acts on), the first of its author about its
    * receipt, about a receipt this ledger has not recorded, or about one pending here (inside its
    * window) by a validator whose pledge has not reached this ledger yet. Gossip order is not
    * guaranteed (the claim comes on its author's connection or through any peer, the receipt on
@@ -226,8 +241,8 @@ export class PeerVerdicts {
       const open = record.status !== "final" && this.#core.now() <= record.pendingUntil;
       if (!open || ledger.hasStaked(verdict.validator)) return false;
     }
-    // Checked last, the costly one: a forged copy must not take the genuine claim's place.
-    return !this.#core.memory.hasJudged(judgedKey(verdict)) && verifyVerdict(verdict);
+    // Its signature is checked by the caller, last (the costly check).
+    return !this.#core.memory.hasJudged(judgedKey(verdict));
   }
 
   /**

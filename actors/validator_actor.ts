@@ -589,16 +589,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           // Every ledger that holds either pledge must come to hold both: the first goes to every
           // peer (the one the second came from may lack it: gossip passes on what is new), the
           // second to all but where it came from. A ledger that holds a pledge already passes
-          // nothing on, so this ends; each send is out of the peer's budget (`pledge_budget.ts`).
+          // nothing on, so this ends; each send is out of the peer's budget (`pledge_budget.ts`),
+          // the reserve included, and owed to a peer with no room, not dropped (review s80, F1).
           const [first] = ledger.pledges({ key: pledge.key });
-          this.#tellNetwork(ctx, { type: "publish_pledge", pledge: first });
+          this.#tellNetwork(ctx, { type: "publish_pledge", pledge: first, conviction: true });
         }
         const fromPeer = message.origin !== undefined && message.origin !== "local";
         if (fromPeer || convicted) {
           // Gossip: ledgers that are not the pledger's direct peers need its stake too, or
           // they refuse its receipts (and, for a validator, its verdicts).
           const except = fromPeer ? message.origin : undefined;
-          this.#tellNetwork(ctx, { type: "publish_pledge", pledge, except });
+          this.#tellNetwork(ctx, { type: "publish_pledge", pledge, except, conviction: convicted });
         }
         return true;
       }

@@ -99,7 +99,11 @@ export interface FraudProofMessage {
   /** Who sent it. */
   origin?: Origin;
 }
-/** A signed verdict from elsewhere (a peer's validator, a storage audit). Answers its id. */
+/**
+ * A signed verdict from elsewhere (a peer's validator, a storage audit). Answers its id once
+ * recorded, undefined when not, or {@link ForgedEvidence} for a peer's whose signature does not
+ * verify.
+ */
 export interface VerdictMessage {
   /** Message tag. */
   type: "verdict";
@@ -107,6 +111,19 @@ export interface VerdictMessage {
   verdict: Verdict;
   /** Who sent it. */
   origin?: Origin;
+}
+/**
+ * The answer to a peer's `verdict` that fails a check its sender could have made itself: its
+ * signature does not verify. An honest peer passes on only evidence its own ledger checked, so
+ * the connection it came on is charged a refusal for it (`network/peer_services.ts`), as for a
+ * fraud proof or a stream proof answered `skipped` `bad_signature` or `malformed` (review s80,
+ * F2: 2,000 forged claims cost 2,000 signature checks and the connection nothing).
+ */
+export interface ForgedEvidence {
+  /** Nothing was taken. */
+  queued: false;
+  /** Why. */
+  skipped: "bad_signature";
 }
 /** A peer's stake pledge. Answers whether it was recorded. */
 export interface PledgeMessage {

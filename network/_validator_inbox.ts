@@ -333,19 +333,20 @@ export class ValidatorInbox<M = PeerEvidence> {
   }
 
   /**
-   * Hand `message` from `peer` to the validator; resolves once it took it, or holds it for the
-   * validator's return (see the module docs). Rejects only as the handover did otherwise
-   * (a full mailbox, a timeout), like the `tell` it replaces. `options.own`: this node's own
-   * message, `peer` its worker's key, held in a share of its own ({@link DeliverOptions}).
+   * Hand `message` from `peer` to the validator; resolves with its answer once it took it, or
+   * undefined once it holds it for the validator's return (see the module docs; a held message's
+   * answer, later, goes to nobody). Rejects only as the handover did otherwise (a full mailbox, a
+   * timeout), like the `tell` it replaces. `options.own`: this node's own message, `peer` its
+   * worker's key, held in a share of its own ({@link DeliverOptions}).
    */
-  async deliver(peer: string, message: M, options?: DeliverOptions): Promise<void> {
+  async deliver(peer: string, message: M, options?: DeliverOptions): Promise<unknown> {
     const own = options?.own === true;
     const shares = own ? this.#ownShares : this.#heldShares;
     const origin = own ? OWN : this.#origins.of(peer);
     const item: Held<M> = { peer, origin, message, bytes: 0, crashes: 0, shares };
     const ref = this.#system.lookup<M>(this.#name);
     if (ref === undefined) return this.#hold(item);
-    await this.#handOver(ref, item);
+    return await this.#handOver(ref, item);
   }
 
   /**
@@ -420,11 +421,12 @@ export class ValidatorInbox<M = PeerEvidence> {
   }
 
   /** Ask `ref` to take `item`; hold it if it did not get there (see the module docs). */
-  async #handOver(ref: ActorRef<M>, item: Held<M>): Promise<void> {
+  async #handOver(ref: ActorRef<M>, item: Held<M>): Promise<unknown> {
     try {
-      await ref.ask(item.message);
+      const answer = await ref.ask(item.message);
       // Taken: a key with no standing may have some now (its own pledge, usually).
       if (item.origin !== OWN) void this.#origins.recheck(item.peer);
+      return answer;
     } catch (error) {
       if (error instanceof ActorCrashedError) {
         if (++item.crashes >= MAX_HANDOVERS) return;

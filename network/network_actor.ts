@@ -290,7 +290,19 @@ export type NetworkMessage =
     except?: string;
     workerPledge?: StakePledge | null;
   }
-  | { type: "publish_pledge"; pledge: StakePledge; except?: string }
+  | {
+    /**
+     * A pledge new to our ledger, to pass on (`PledgeSync.relayPledge`); `conviction`: one of the
+     * two pledges that convict its key of pledge equivocation, sent from the budget's reserve and
+     * owed to a peer with no room, never dropped.
+     */
+    type: "publish_pledge";
+    pledge: StakePledge;
+    except?: string;
+    conviction?: boolean;
+  }
+  /** Internal: some room is back for the pledges owed to peers (`PledgeSync.sendOwed`). */
+  | { type: "send_owed_pledges" }
   | {
     /**
      * Pledges our ledger holds, for one peer (`PledgeSync.sendPledges`, `.sendNeeded`): sent as
@@ -491,6 +503,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       tell: tellQuietly,
       log: (line) => this.#log(line),
       now: options.now,
+      timers: this.#timers,
     });
     this.#gossip = new PeerGossip({
       peers: this.#peers,
@@ -550,6 +563,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
 
   /** Close the listener and every connection. */
   async postStop(): Promise<void> {
+    this.#pledgeSync.close();
     await this.#transports.close();
     const all = [...this.#peers.values()].flat();
     for (const entry of all) this.#hellos.dropped(entry);
@@ -592,7 +606,14 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "publish_accusation":
         return this.#gossip.sendAccusation(message);
       case "publish_pledge":
-        return this.#pledgeSync.relayPledge(message.pledge, message.except);
+        return this.#pledgeSync.relayPledge(
+          message.pledge,
+          message.except,
+          message.conviction,
+          ctx,
+        );
+      case "send_owed_pledges":
+        return this.#pledgeSync.sendOwed(ctx);
       case "push_pledges":
         return this.#pledgeSync.pushPledges(message);
       case "publish_training":

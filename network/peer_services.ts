@@ -35,6 +35,8 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import type { Account } from "../proof/ledger_state.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { BadSignatureError, InvalidBodyError } from "../protocols/protocol_errors.ts";
+import type { Envelope } from "../protocols/envelope.ts";
 import { TrainingError } from "../training/training_error.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
@@ -380,14 +382,19 @@ export function servePeer(
     // asked again by the sender's NetworkActor: `announceReceipt`, `_accusations.ts`).
     // Handed over once the validator took it, or held (bounded, per node) while it is down or
     // after it crashed with it queued, and handed over when it is back (`_validator_inbox.ts`).
-    connection.handle(VerdictAnnouncementMessage, async ({ verdict }) => {
-      await inbox.deliver(peer, { type: "verdict", verdict, origin: peer });
+    // Evidence that fails a check its sender could have made itself is charged to the
+    // connection ({@link chargeForged}).
+    connection.handle(VerdictAnnouncementMessage, async ({ verdict }, { envelope }) => {
+      const answer = await inbox.deliver(peer, { type: "verdict", verdict, origin: peer });
+      chargeForged(connection, answer, envelope);
     });
-    connection.handle(FraudProofAnnouncementMessage, async ({ proof }) => {
-      await inbox.deliver(peer, { type: "fraud_proof", proof, origin: peer });
+    connection.handle(FraudProofAnnouncementMessage, async ({ proof }, { envelope }) => {
+      const answer = await inbox.deliver(peer, { type: "fraud_proof", proof, origin: peer });
+      chargeForged(connection, answer, envelope);
     });
-    connection.handle(StreamProofAnnouncementMessage, async ({ proof }) => {
-      await inbox.deliver(peer, { type: "stream_proof", proof, origin: peer });
+    connection.handle(StreamProofAnnouncementMessage, async ({ proof }, { envelope }) => {
+      const answer = await inbox.deliver(peer, { type: "stream_proof", proof, origin: peer });
+      chargeForged(connection, answer, envelope);
     });
     // Pledges are valid from any fresh key and kept for good: what this connection may bring
     // the ledger is budgeted, and a peer that keeps on past it is cut off (`pledge_budget.ts`).
@@ -410,6 +417,29 @@ export function servePeer(
     });
   }
   serveTraining(connection, peer, services);
+}
+
+/**
+ * Charge `connection` a refusal for a peer's verdict, fraud proof or stream proof its validator
+ * answered `skipped` `bad_signature` or `malformed` (`ForgedEvidence`, `FraudProofHandled`,
+ * `StreamProofHandled`): checks the sender could have made itself, and an honest peer passes on
+ * only evidence its own ledger took, so only a forger meets them. Counted like any refused frame,
+ * a peer that keeps on is cut off at the connection's refusal limit (`too_many_refusals`), as one
+ * sending bad hellos is; before, each forgery cost this node a signature check and the peer
+ * nothing, without end (review s80, F2). Whatever an honest relay can meet — a duplicate, a
+ * receipt not recorded here, an unstaked author, a receipt settled already — is never charged,
+ * nor evidence held while the validator is down (its answer, later, goes to nobody).
+ */
+function chargeForged(connection: Connection, answer: unknown, envelope: Envelope): void {
+  const skipped = (answer as { skipped?: unknown } | undefined)?.skipped;
+  const where = { envelopeId: envelope.id, envelopeType: envelope.type };
+  if (skipped === "bad_signature") {
+    connection.refuse(
+      new BadSignatureError(`${envelope.type}: its signature does not verify`, where),
+    );
+  } else if (skipped === "malformed") {
+    connection.refuse(new InvalidBodyError(envelope.type, "not a valid proof", where));
+  }
 }
 
 /**

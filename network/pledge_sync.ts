@@ -6,7 +6,8 @@
  * gossiped before it came; a pledge new to this node's ledger is passed on to its other peers,
  * and so is a second, different pledge of a pledged key (it convicts the key of pledge
  * equivocation, `proof/_ledger_pledges.ts`), with the key's first: every ledger that holds
- * either comes to hold both, and settles the key alike.
+ * either comes to hold both, and settles the key alike (those two are never dropped for want of
+ * budget: owed, and sent as it refills, {@link MAX_OWED_PLEDGES}).
  * The evidence that counts in a ledger only from a key with stake there — a fraud proof, a "proof
  * withheld" claim — is passed on after its author's pledge, on the same connection, unless that
  * connection has carried the pledge in the last minute ({@link PledgeSync.sendAhead},
@@ -29,6 +30,7 @@
  */
 import type { ActorContext } from "../actors/actor.ts";
 import type { Connection } from "../protocols/connection.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
@@ -102,6 +104,20 @@ export const CARRIED_PLEDGE_TTL_MS = 60_000;
  */
 export const CLAIM_PLEDGE_RESERVE = PLEDGE_SEND_RESERVE / 2;
 
+/**
+ * Pledges of convictions ({@link PledgeSync.relayPledge} `conviction`) owed to one peer key: those
+ * that found no room at all in its budget, the reserve included, sent as its budget refills (one
+ * per `PLEDGE_SEND_REFILL_MS`, 12 s). Dropped for good, a key convicted of pledge equivocation in
+ * this ledger kept its stake in a peer this node stayed connected to (review s80, F1: a flood of
+ * fresh keys' pledges spent the budget, and the conviction's two pledges, published once, were
+ * never sent). The reserve's size: a peer owed more than that has more convictions than 16
+ * pledges' worth of room behind it, each from a key a ledger had to take as new
+ * (`NEW_PLEDGES_PER_GROUP_BURST`); past it the newest is dropped for that peer, as a relay past
+ * the budget was, and counted in the log. About 2.5 KB per peer key owed, gone with its last
+ * connection.
+ */
+export const MAX_OWED_PLEDGES = PLEDGE_SEND_RESERVE;
+
 /** Options of {@link PledgeSync}: what it needs of the NetworkActor. */
 export interface PledgeSyncOptions {
   /** Our stake pledge, sent first to every ledger-keeping peer on connect. */
@@ -118,6 +134,11 @@ export interface PledgeSyncOptions {
   log: (line: string) => void;
   /** Clock of the memo of pledges carried ({@link CARRIED_PLEDGE_TTL_MS}; default `Date.now`). */
   now?: () => number;
+  /**
+   * Timers of the wait for a budget to refill when pledges are owed ({@link MAX_OWED_PLEDGES};
+   * default the system's).
+   */
+  timers?: ConnectionTimers;
 }
 
 /**
@@ -140,6 +161,14 @@ export class PledgeSync {
    * at a time, whatever number of refusals asked for it; gone with the connection.
    */
   readonly #needed = new WeakMap<Connection, Map<string, PromiseWithResolvers<boolean>>>();
+  /**
+   * Per peer key (hex), the pledges of convictions owed to it, the oldest first (bounded:
+   * {@link MAX_OWED_PLEDGES}); sent by {@link sendOwed}.
+   */
+  readonly #owed = new Map<string, StakePledge[]>();
+  /** The timer that wakes {@link sendOwed} once some room is back, while pledges are owed. */
+  #owedTimer: unknown;
+  readonly #timers: ConnectionTimers;
 
   /**
    * The exchange of one NetworkActor, over its table.
@@ -148,6 +177,7 @@ export class PledgeSync {
   constructor(options: PledgeSyncOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#timers = options.timers ?? SYSTEM_TIMERS;
   }
 
   /**
@@ -345,9 +375,20 @@ export class PledgeSync {
    * its first again: `actors/validator_actor.ts`): to one connection of every `validation/1` peer but
    * `except` (where it came from) and the pledger itself, each within its budget, keeping
    * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is dropped for that peer, so a flood
-   * through this node reaches each peer at the budget's pace at most.
+   * through this node reaches each peer at the budget's pace at most. The two pledges of a
+   * conviction (`conviction`) are its evidence, and every ledger must come to hold both: they may
+   * use the reserve, as a pledge a peer needs does ({@link sendNeeded}), and with no room at all
+   * they are owed to that peer and sent as its budget refills ({@link MAX_OWED_PLEDGES},
+   * {@link sendOwed}; `ctx`: where the timer that wakes it tells, none in tests that call
+   * {@link sendOwed} themselves). Owed pledges go before anything relayed after them.
    */
-  relayPledge(pledge: StakePledge, except: string | undefined): number {
+  relayPledge(
+    pledge: StakePledge,
+    except: string | undefined,
+    conviction = false,
+    ctx?: ActorContext<NetworkMessage>,
+  ): number {
+    this.sendOwed(ctx);
     const pledger = toHex(pledge.key);
     // The peer it came from has it: not sent it ahead of its author's evidence either.
     for (const { connection } of this.#options.peers.get(except ?? "") ?? []) {
@@ -358,14 +399,87 @@ export class PledgeSync {
       if (key === except || key === pledger) continue;
       const entry = list.find((p) => !p.connection.isClosed);
       if (entry === undefined || !entry.connection.supports(VALIDATION_PROTOCOL.name)) continue;
-      if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) continue;
-      this.#carry(entry.connection, pledge);
+      // Nothing goes ahead of the convictions owed to it: they are sent first, as room comes back.
+      const owed = this.#owed.has(key);
+      if (conviction) {
+        if (owed || !entry.pledges.take(0)) {
+          this.#owe(key, pledge, ctx);
+          continue;
+        }
+      } else if (owed || !entry.pledges.take(PLEDGE_SEND_RESERVE)) continue;
+      this.#send(key, entry.connection, pledge);
       sent++;
-      entry.connection.notify(StakeAnnouncementMessage, { pledge }).catch((error) =>
-        this.#options.log(`peer ${key.slice(0, 16)}: ${errorWords(error)}`)
-      );
     }
     return sent;
+  }
+
+  /**
+   * Send the pledges of convictions owed to each peer ({@link MAX_OWED_PLEDGES}) as far as its
+   * budget goes, the reserve included; those of a peer key with no open connection left are
+   * forgotten (a new connection's peer is sent the pledges its ledger lacks as for any other: the
+   * connect push, then on need). While some are still owed, a timer on the connections' clock
+   * tells the NetworkActor (`ctx`) to call this again once one pledge of room is back.
+   */
+  sendOwed(ctx?: ActorContext<NetworkMessage>): void {
+    for (const [key, owed] of this.#owed) {
+      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      if (entry === undefined) {
+        this.#owed.delete(key);
+        continue;
+      }
+      while (owed.length > 0 && entry.pledges.take(0)) {
+        this.#send(key, entry.connection, owed.shift()!);
+      }
+      if (owed.length === 0) this.#owed.delete(key);
+    }
+    this.#wakeForOwed(ctx);
+  }
+
+  /** Stop the timer of {@link sendOwed} (the NetworkActor stops). */
+  close(): void {
+    if (this.#owedTimer !== undefined) this.#timers.clearTimeout(this.#owedTimer);
+    this.#owedTimer = undefined;
+    this.#owed.clear();
+  }
+
+  /** Owe `pledge` to peer `key` ({@link MAX_OWED_PLEDGES}; once: a copy owed already is not). */
+  #owe(key: string, pledge: StakePledge, ctx?: ActorContext<NetworkMessage>): void {
+    let owed = this.#owed.get(key);
+    if (owed === undefined) this.#owed.set(key, owed = []);
+    if (owed.some((p) => bytesEqual(p.sig, pledge.sig))) return;
+    if (owed.length >= MAX_OWED_PLEDGES) {
+      this.#options.log(
+        `peer ${
+          key.slice(0, 16)
+        }: a conviction's pledge dropped (${MAX_OWED_PLEDGES} owed already)`,
+      );
+      return;
+    }
+    owed.push(pledge);
+    this.#wakeForOwed(ctx);
+  }
+
+  /** Arm the timer of {@link sendOwed} for the first owed peer's next pledge of room. */
+  #wakeForOwed(ctx?: ActorContext<NetworkMessage>): void {
+    if (ctx === undefined || this.#owedTimer !== undefined || this.#owed.size === 0) return;
+    let ms = Infinity;
+    for (const key of this.#owed.keys()) {
+      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      if (entry !== undefined) ms = Math.min(ms, entry.pledges.nextInMs);
+    }
+    if (ms === Infinity) return;
+    this.#owedTimer = this.#timers.setTimeout(() => {
+      this.#owedTimer = undefined;
+      this.#options.tell(ctx, { type: "send_owed_pledges" });
+    }, Math.max(ms, 1));
+  }
+
+  /** Send `pledge` on `connection`, to peer `key` (room taken by the caller). */
+  #send(key: string, connection: Connection, pledge: StakePledge): void {
+    this.#carry(connection, pledge);
+    connection.notify(StakeAnnouncementMessage, { pledge }).catch((error) =>
+      this.#options.log(`peer ${key.slice(0, 16)}: ${errorWords(error)}`)
+    );
   }
 
   /**

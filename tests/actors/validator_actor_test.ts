@@ -231,7 +231,10 @@ Deno.test("a peer's verdict is recorded only when it is signed, about a receipt 
     assert.equal(await ask(verdict), undefined);
     await t.validator.ask({ type: "pledge", pledge: signStakePledge(other, 1_000, 1) });
     // Forged (the outcome changed after signing), or about a receipt this ledger never saw.
-    assert.equal(await ask({ ...verdict, outcome: "fraud" }), undefined);
+    assert.deepEqual(await ask({ ...verdict, outcome: "fraud" }), {
+      queued: false,
+      skipped: "bad_signature",
+    });
     assert.equal(await ask(about("cd".repeat(32), other)), undefined);
     assert.ok(await ask(verdict));
     const stats = await t.stats();

@@ -374,7 +374,13 @@ Deno.test("padded verdicts from freshly staked keys are neither recorded nor pas
     const before = await t.logBytes();
     for (const key of keys) {
       const padded = t.verdict(proved, key, "valid", "ok", { note: "x".repeat(900_000) });
-      assert.equal(await t.tell(padded), undefined, "a padded verdict is refused");
+      // Refused as a forgery: its signature does not cover what it carries (its connection is
+      // charged a refusal for it, `network/peer_services.ts`).
+      assert.deepEqual(
+        await t.tell(padded),
+        { queued: false, skipped: "bad_signature" },
+        "a padded verdict is refused",
+      );
     }
     assert.equal(await t.logBytes(), before, "the ledger did not grow");
     assert.equal(t.published().length, 0, "nothing was passed on");

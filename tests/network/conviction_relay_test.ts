@@ -1,0 +1,154 @@
+/**
+ * The two pledges of a conviction for pledge equivocation reach every connected peer, whatever
+ * its send budget (review s80, F1: `relayPledge` dropped them past the reserve, and they were
+ * published once, so a key convicted in A kept its stake in B, connected to A all along).
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Account } from "../../proof/ledger.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import {
+  StakeAnnouncementMessage,
+  VALIDATION_PROTOCOL,
+} from "../../protocols/inference_messages.ts";
+import {
+  PLEDGE_SEND_BURST,
+  PLEDGE_SEND_REFILL_MS,
+  PLEDGE_SEND_RESERVE,
+  signStakePledge,
+  type StakePledge,
+} from "../../protocols/stake_pledge.ts";
+import { PledgeBudget } from "../../network/pledge_budget.ts";
+import { MAX_OWED_PLEDGES, type PledgePeer, PledgeSync } from "../../network/pledge_sync.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { settle } from "../protocols/_helpers.ts";
+
+const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
+
+Deno.test("a key convicted of pledge equivocation in A is convicted and slashed in B too, after a flood spent A's budget to B", async () => {
+  // The budgets' clock stands still: nothing refills A's budget to B while the test runs.
+  const now = () => 1_000_000;
+  const system = new ActorSystem({ name: "conviction-relay" });
+  const dir = await Deno.makeTempDir();
+  try {
+    const node = async (name: string) => {
+      const identity = Identity.generate();
+      const pledge = signStakePledge(identity, 5_000, 1);
+      const actors = await spawnLedgerNode(system, dir, name, {
+        identity,
+        pledge,
+        models: MODELS,
+        now,
+      });
+      return { identity, pledge, ...actors };
+    };
+    const peer = async (to: Awaited<ReturnType<typeof node>>, identity = Identity.generate()) => {
+      const [dx, dy] = memoryDuplexPair();
+      const open = Connection.open(dx, { identity, protocols: [VALIDATION_PROTOCOL] });
+      await to.network.ask<Connection>({
+        type: "attach",
+        duplex: dy,
+        address: "mem",
+        outbound: false,
+      });
+      return await open;
+    };
+    const a = await node("a");
+    const b = await node("b");
+    const ab = await joinLedgerNodes(a, b);
+    const account = (n: typeof a, key: Uint8Array) =>
+      n.validator.ask<Account>({ type: "account", key });
+    const convicted = (n: typeof a, key: Uint8Array) =>
+      n.validator.ask<boolean>({ type: "convicted", key });
+    await eventually(async () => (await account(b, a.identity.publicKey)).stake > 0, "B has A");
+
+    // K's first pledge, to A, passed on to B: K has stake in both.
+    const k = Identity.generate();
+    const kConn = await peer(a, k);
+    await kConn.notify(StakeAnnouncementMessage, { pledge: signStakePledge(k, 1_000, 1) });
+    await eventually(async () => (await account(b, k.publicKey)).stake === 1_000, "B has K");
+
+    // Fresh keys' pledges through A (a key is free) until A's budget to B is down to its reserve.
+    const flooder = await peer(a);
+    for (let i = 0; i < 400; i++) {
+      const pledge = signStakePledge(Identity.generate(), 1_000, 2);
+      try {
+        await flooder.notify(StakeAnnouncementMessage, { pledge });
+      } catch {
+        break;
+      }
+    }
+    await eventually(() => flooder.isClosed || undefined, "flooder cut off");
+    await a.network.ask({ type: "peers" });
+    await ab.ping();
+    await settle();
+
+    // K's second, different pledge, to A: A convicts K and publishes both pledges.
+    await kConn.notify(StakeAnnouncementMessage, { pledge: signStakePledge(k, 1_000_000, 2) });
+    await eventually(() => convicted(a, k.publicKey), "A convicts K");
+    await eventually(() => convicted(b, k.publicKey), "B convicts K", { timeoutMs: 10_000 });
+    const inA = await account(a, k.publicKey);
+    const inB = await account(b, k.publicKey);
+    assert.equal(inA.stake, 0, "K's stake is forfeited in A");
+    assert.equal(inB.stake, 0, "and in B, connected to A all along");
+    assert.equal(inB.balance, inA.balance);
+    assert.ok(!ab.isClosed, "A and B stay connected");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a conviction's pledges with no room at all, the reserve spent, are owed and sent as the budget refills; other relays wait behind them", () => {
+  const peer = Identity.generate();
+  const key = toHex(peer.publicKey);
+  const sent: string[] = [];
+  const connection = {
+    isClosed: false,
+    peerKey: peer.publicKey,
+    supports: () => true,
+    notify: (_: unknown, body: { pledge: StakePledge }) => {
+      sent.push(toHex(body.pledge.sig));
+      return Promise.resolve();
+    },
+  } as unknown as Connection;
+  let clock = 0;
+  const pledges = new PledgeBudget({ now: () => clock });
+  const entries: PledgePeer[] = [{ connection, pledges }];
+  const sync = new PledgeSync({
+    peers: new Map([[key, entries]]),
+    entryOf: (c) => entries.find((e) => e.connection === c),
+    validator: () => undefined,
+    tell: () => {},
+    log: () => {},
+  });
+  // The whole budget spent, the reserve too (pledges the peer needed, sent from the reserve).
+  for (let i = 0; i < PLEDGE_SEND_BURST; i++) assert.ok(pledges.take());
+  const k = Identity.generate();
+  const first = signStakePledge(k, 1_000, 1);
+  const second = signStakePledge(k, 1_000_000, 2);
+  assert.equal(sync.relayPledge(first, undefined, true), 0);
+  assert.equal(sync.relayPledge(second, undefined, true), 0);
+  // A fresh key's pledge relayed meanwhile does not jump ahead of them.
+  const other = signStakePledge(Identity.generate(), 1_000, 1);
+  clock += PLEDGE_SEND_REFILL_MS;
+  assert.equal(sync.relayPledge(other, undefined), 0);
+  assert.deepEqual(sent, [toHex(first.sig)], "one pledge of room back: the first owed goes");
+  clock += PLEDGE_SEND_REFILL_MS;
+  sync.sendOwed();
+  assert.deepEqual(sent, [toHex(first.sig), toHex(second.sig)]);
+  // Owed to a peer with none left: bounded, the newest dropped.
+  for (let i = 0; i < PLEDGE_SEND_BURST; i++) pledges.take(0);
+  for (let i = 0; i < MAX_OWED_PLEDGES + 4; i++) {
+    sync.relayPledge(signStakePledge(Identity.generate(), 1, 1), undefined, true);
+  }
+  clock += PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST;
+  sync.sendOwed();
+  assert.equal(sent.length, 2 + MAX_OWED_PLEDGES);
+  assert.ok(PLEDGE_SEND_RESERVE <= MAX_OWED_PLEDGES);
+  sync.close();
+});
