@@ -28,6 +28,20 @@ export async function ownCpuSeconds(pid: number): Promise<number> {
 }
 
 /**
+ * CPU seconds (user + system) of `pid`'s main thread alone (`/proc/<pid>/task/<pid>/stat`): in a
+ * Deno process, the JavaScript event loop, apart from its workers and the runtime's own threads.
+ */
+export async function mainThreadCpuSeconds(pid: number): Promise<number> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/task/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
  * Minor page faults of `pid` so far, all its threads together (the 10th field). Each is a page
  * the allocator handed back and took again: on this project's VM about 15 µs each, which made
  * decoding page-fault-bound under a low mmap threshold (`docs/MODELS.md`, "Page faults").

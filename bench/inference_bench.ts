@@ -18,7 +18,9 @@
  *
  * A client counts the events that carry text as its tokens (their times give tokens/s, time to
  * first token and the inter-token gaps); a node's final event (finish reason and receipt, no text)
- * is not a token, and how long it follows the last one is a column of its own.
+ * is not a token, and how long it follows the last one is a column of its own. Below the table, a
+ * diagnostic: each node's CPU per one-stream job (whole process and main thread, from
+ * `/proc/<pid>/stat`), which a shared 2-core VM disturbs far less than the wall-clock rows.
  *
  * Then 8 and 32 concurrent SSE clients on the shipped node: aggregate tokens/s, time to first
  * token and inter-token latency percentiles, errors, and the node's peak RSS (its
@@ -49,7 +51,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { median } from "./_stats.ts";
-import { minorFaults } from "./_cpu.ts";
+import { mainThreadCpuSeconds, minorFaults, ownCpuSeconds } from "./_cpu.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -529,6 +531,28 @@ async function countingFaults<T>(into: { faults: number }, run: () => Promise<T>
   }
 }
 
+/** A node's CPU during its one-stream jobs: the whole process's and its main thread's, ms each. */
+interface JobCpu {
+  processMs: number[];
+  mainMs: number[];
+}
+
+/**
+ * Runs `run` and adds `node`'s CPU during it to `into` (a diagnostic: on a 2-core VM shared with
+ * other work the wall-clock rows move by several percent between runs, CPU time per job much
+ * less; the difference between the two nodes is what the prover, validator and storage cost).
+ */
+async function countingCpu<T>(node: NodeProcess, into: JobCpu, run: () => Promise<T>): Promise<T> {
+  const process = await ownCpuSeconds(node.pid);
+  const main = await mainThreadCpuSeconds(node.pid);
+  try {
+    return await run();
+  } finally {
+    into.processMs.push(((await ownCpuSeconds(node.pid)) - process) * 1000);
+    into.mainMs.push(((await mainThreadCpuSeconds(node.pid)) - main) * 1000);
+  }
+}
+
 // --- the run -------------------------------------------------------------------------------------
 
 console.log(
@@ -566,12 +590,25 @@ try {
   single.stripped = [];
   // The shipped node's page faults during its one-stream and 8-client rows.
   const faults = { single: { faults: 0 }, eight: { faults: 0 } };
+  // Each node's CPU during its one-stream jobs (a diagnostic printed below the table).
+  const cpu = {
+    shipped: { processMs: [], mainMs: [] } as JobCpu,
+    stripped: { processMs: [], mainMs: [] } as JobCpu,
+  };
   for (let i = 0; i < RUNS; i++) {
     single.bareDeno.push(await bareLoop(1, TOKENS));
     single.shipped.push(
-      streamResult(await countingFaults(faults.single, () => sseClient(shipped, TOKENS))),
+      streamResult(
+        await countingCpu(
+          shipped,
+          cpu.shipped,
+          () => countingFaults(faults.single, () => sseClient(shipped, TOKENS)),
+        ),
+      ),
     );
-    single.stripped.push(streamResult(await sseClient(stripped, TOKENS)));
+    single.stripped.push(
+      streamResult(await countingCpu(stripped, cpu.stripped, () => sseClient(stripped, TOKENS))),
+    );
   }
   // The Node.js loop is a process per round, and a process's exit slows whatever runs next on
   // this VM: interleaved before the shipped node, its first token came 10–15 ms later (the
@@ -710,6 +747,15 @@ try {
     `\npage faults in the node as shipped: ${perToken(faults.single.faults, singleTokens)} per ` +
       `token for one stream, ${perToken(faults.eight.faults, eightTokens)} with ` +
       `${BATCH_CLIENTS} clients (allocator: ${malloc})`,
+  );
+
+  // CPU per one-stream job, request to final event (the receipt's storage after it not counted).
+  const cpuOf = (c: JobCpu) =>
+    `${f1(median(c.processMs))} ms (main thread ${f1(median(c.mainMs))} ms)`;
+  console.log(
+    `\nnode CPU per one-stream job (medians, all threads; diagnostic): as shipped ` +
+      `${cpuOf(cpu.shipped)}, stripped ${cpuOf(cpu.stripped)}; difference ` +
+      `${f1(median(cpu.shipped.processMs) - median(cpu.stripped.processMs))} ms`,
   );
 
   const manyErrors = many.reduce((a, r) => a + r.errors, 0);
