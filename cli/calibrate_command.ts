@@ -28,6 +28,7 @@ import { calibrateModel, type CalibrationOptions } from "../proof/calibrate_mode
 import {
   type CalibrationProfile,
   CalibrationStore,
+  classCoverageNote,
   noiseProfileProblem,
   tolerancesFor,
 } from "../proof/calibration.ts";
@@ -312,8 +313,11 @@ export async function runCalibrate(
       `calibration of ${profile.model} failed; profile not saved (any earlier one is kept):\n` +
         problems.map((p) => `  ${p}`).join("\n") +
         `\nthe tolerances derived from it would misjudge workers on this machine. If only ` +
-        `fp16 or bf16 failed, --precisions fp32 calibrates fp32 alone; otherwise report it ` +
-        `(a safety factor in proof/calibration.ts is too thin for this model)`,
+        `fp16 or bf16 failed, --precisions can leave it out (fp32,bf16 or fp32): a validator ` +
+        `checks a job of a class left out under the nearest coarser class saved (fp16 under ` +
+        `bf16), and with none (fp32 alone) pays no fp16 or bf16 receipt it challenges ` +
+        `(inconclusive / class_uncalibrated); otherwise report it (a safety factor in ` +
+        `proof/calibration.ts is too thin for this model)`,
     );
     return EXIT_FAILURE;
   }
@@ -365,6 +369,9 @@ export async function runCalibrate(
         `sampling failures`,
     );
   }
+  // A class left out (`--precisions`): what the validator does with its jobs (review s80, F1).
+  const missing = classCoverageNote(profile);
+  if (missing !== undefined) console.log(`note: ${missing}`);
   console.log("the validator uses it from its next start (start or restart the node)");
   return 0;
 }

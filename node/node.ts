@@ -70,7 +70,7 @@ import { forwardingOptionsOf, type NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { checkAccountKey } from "../proof/account_key.ts";
-import { CalibrationStore } from "../proof/calibration.ts";
+import { CalibrationStore, classCoverageNote } from "../proof/calibration.ts";
 import { HttpListener } from "./http_listener.ts";
 import { JobMonitor } from "../server/job_monitor.ts";
 import { NodeActivity } from "./node_activity.ts";
@@ -415,6 +415,12 @@ async function startSteps(
         ? `calibration: ${calibrated} model profile(s) from ${calibration.dir}`
         : `calibration: none (default tolerances; run \`cli.ts calibrate\` per model)`,
     );
+    // A class missing from a profile: its jobs are checked under a coarser class, or, with none,
+    // not paid on the defaults (`inconclusive / class_uncalibrated`, review s80 F1).
+    for (const model of calibration.models) {
+      const note = classCoverageNote(calibration.lookup(model)!);
+      if (note !== undefined) log(`warning: calibration: ${model}: ${note}`);
+    }
     for (const { file, reason } of calibration.rejected) {
       log(
         `warning: calibration: ${join(calibration.dir, file)} not loaded (its model gets the ` +

@@ -120,7 +120,8 @@ export interface RecomputeOptions {
 
 /**
  * The tolerances for `job`: its model's calibration profile (if the lookup has one) for the
- * precision the job declares, then any explicit override.
+ * precision the job declares (or the coarser class standing in for it, `tolerancesFor`), then
+ * any explicit override.
  */
 export function tolerancesOf(
   job: TextJob,
@@ -135,6 +136,8 @@ export function tolerancesOf(
     fingerprint: options.fingerprint ?? profiled.fingerprint,
     sampling: options.sampling ?? profiled.sampling,
     calibrated: profiled.calibrated,
+    ...(profiled.standIn ? { standIn: profiled.standIn } : {}),
+    ...(profiled.classMissing ? { classMissing: true } : {}),
   };
 }
 

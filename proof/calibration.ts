@@ -23,7 +23,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import type { JobPrecision } from "../protocols/job.ts";
+import { coarserPrecisions, JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
 import {
   DEFAULT_FINGERPRINT_TOLERANCE,
   FINGERPRINT_QUANTIZATION_RMS,
@@ -222,13 +222,31 @@ export interface Tolerances {
   fingerprint: FingerprintTolerance;
   /** Sampling check. */
   sampling: SamplingTolerance;
-  /** True when they come from a calibration profile; false: the defaults. */
+  /**
+   * True when they come from the profile's class for the job's own precision; false: the
+   * defaults, or a coarser class standing in ({@link Tolerances.standIn}). A fraud-proof checker
+   * refutes a citation it does not reproduce only when true (a looser stand-in may miss what the
+   * job's own class catches).
+   */
   calibrated: boolean;
   /**
    * Why the profile's class for the job's precision was refused and the defaults apply
    * ({@link noiseProfileProblem}); absent when there was none to refuse.
    */
   refused?: string;
+  /**
+   * The coarser class whose measurements stand in for the job's own, which the profile lacks:
+   * the nearest calibrated one after it in {@link JOB_PRECISIONS} (fp16 → bf16). Looser than the
+   * job's class would be, but never as loose as the defaults.
+   */
+  standIn?: JobPrecision;
+  /**
+   * The profile lacks the job's class and every coarser one (e.g. a bf16 or fp16 job on a
+   * profile saved with `--precisions fp32`): the defaults apply, and a check that finds no fault
+   * under them cannot tell the job's precision from a cheaper one, so it decides nothing
+   * (`inconclusive / class_uncalibrated`, `validation.ts`: unpaid, nobody slashed).
+   */
+  classMissing?: boolean;
 }
 
 /** The fingerprint test's tolerance from measured noise (never below the quantization noise). */
@@ -253,10 +271,12 @@ export function samplingToleranceOf(noise: NoiseProfile): SamplingTolerance {
 }
 
 /**
- * The tolerances for a job of `precision` on a model with `profile`. Without a profile, or
- * without that precision's class in it, or for another fingerprint scheme: the defaults. A class
- * that is not a plausible measurement, or whose self-check failed, is refused (the defaults, with
- * `refused` saying why): the lookup may hand over a profile that no store checked.
+ * The tolerances for a job of `precision` on a model with `profile`. Without a profile, or for
+ * another fingerprint scheme: the defaults. A profile without that precision's class lends the
+ * nearest coarser class it has ({@link Tolerances.standIn}); with none, the defaults and
+ * {@link Tolerances.classMissing}. A class that is not a plausible measurement, or whose
+ * self-check failed, is refused (the defaults, with `refused` saying why): the lookup may hand
+ * over a profile that no store checked.
  *
  * @example
  * ```ts
@@ -268,13 +288,28 @@ export function tolerancesFor(
   profile: CalibrationProfile | undefined,
   precision: JobPrecision = "fp32",
 ): Tolerances {
-  const noise = profile?.scheme === FINGERPRINT_SCHEME ? profile.precisions[precision] : undefined;
   const defaults: Tolerances = {
     fingerprint: DEFAULT_FINGERPRINT_TOLERANCE,
     sampling: DEFAULT_SAMPLING_TOLERANCE,
     calibrated: false,
   };
-  if (!noise) return defaults;
+  if (profile?.scheme !== FINGERPRINT_SCHEME) return defaults;
+  const noise = profile.precisions[precision];
+  if (!noise) {
+    // Review s80 F1: the defaults here (σ 0.01 nats) were looser than a coarser class the profile
+    // holds, so an fp16 job was checked more loosely than a bf16 one and cheaper work was paid.
+    for (const coarser of coarserPrecisions(precision)) {
+      const lent = profile.precisions[coarser];
+      if (!lent || noiseProfileProblem(lent) !== undefined) continue;
+      return {
+        fingerprint: fingerprintToleranceOf(lent),
+        sampling: samplingToleranceOf(lent),
+        calibrated: false,
+        standIn: coarser,
+      };
+    }
+    return { ...defaults, classMissing: true };
+  }
   const problem = noiseProfileProblem(noise);
   if (problem !== undefined) return { ...defaults, refused: `${precision}: ${problem}` };
   return {
@@ -282,6 +317,51 @@ export function tolerancesFor(
     sampling: samplingToleranceOf(noise),
     calibrated: true,
   };
+}
+
+/**
+ * How a profile covers each {@link JobPrecision} (what a node logs at start): `"calibrated"`, the
+ * coarser class standing in for a missing one, or `"missing"` (the defaults: jobs of that class
+ * end `inconclusive / class_uncalibrated` unless they fail even those).
+ *
+ * @example
+ * ```ts ignore
+ * classCoverage(profile); // { fp32: "calibrated", fp16: "bf16", bf16: "calibrated" }
+ * ```
+ */
+export function classCoverage(
+  profile: CalibrationProfile,
+): Record<JobPrecision, "calibrated" | "missing" | JobPrecision> {
+  const coverage = {} as Record<JobPrecision, "calibrated" | "missing" | JobPrecision>;
+  for (const precision of JOB_PRECISIONS) {
+    const tol = tolerancesFor(profile, precision);
+    coverage[precision] = tol.calibrated ? "calibrated" : tol.standIn ?? "missing";
+  }
+  return coverage;
+}
+
+/**
+ * What a node logs at start about a profile's missing classes ({@link classCoverage}), or
+ * undefined when it has every class.
+ *
+ * @example
+ * ```ts ignore
+ * classCoverageNote(profile); // "no fp16 class: fp16 jobs checked under the bf16 class (…)"
+ * ```
+ */
+export function classCoverageNote(profile: CalibrationProfile): string | undefined {
+  const coverage = classCoverage(profile);
+  const notes = JOB_PRECISIONS.flatMap((precision) => {
+    const c = coverage[precision];
+    if (c === "calibrated") return [];
+    const what = c === "missing"
+      ? "challenged here end unpaid unless convicted (inconclusive / class_uncalibrated)"
+      : `checked under the ${c} class (what ${c} allows passes)`;
+    return [`no ${precision} class: ${precision} jobs ${what}`];
+  });
+  if (notes.length === 0) return undefined;
+  const rerun = "run `cli.ts calibrate --precisions fp32,fp16,bf16` to measure them";
+  return `${notes.join("; ")}; ${rerun}`;
 }
 
 /** A file {@link CalibrationStore.open} did not load, and why. */

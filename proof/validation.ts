@@ -175,6 +175,14 @@ export interface ChallengeMaterial {
  */
 export const PROOF_EXPIRED = "proof_expired";
 
+/**
+ * Reason of the `inconclusive` verdict on a text job whose precision class this validator's
+ * calibration profile lacks, with no coarser class to stand in (`Tolerances.classMissing`): a
+ * receipt that passes the default tolerances may still come from cheaper work the class would
+ * catch, so it is not paid on them; nor is the worker slashed for the validator's gap.
+ */
+export const CLASS_UNCALIBRATED = "class_uncalibrated";
+
 /** Numbers of one validation. */
 export interface ValidationStats {
   /** Positions checked. */
@@ -339,6 +347,8 @@ export async function validateReceipt(
   } catch {
     // reported below by verifyReceipt as `malformed`
   }
+  // The coarser class a text job's tolerances came from, when its own is not in the profile.
+  const classDetails: Record<string, string> = {};
   const finish = (
     outcome: VerdictOutcome,
     reason: string,
@@ -356,6 +366,7 @@ export async function validateReceipt(
       details: finiteDetails({
         ...options.details,
         ...details,
+        ...classDetails,
         positions: stats.positions,
         maxDistance: round6(stats.maxDistance),
         meanScore: round6(stats.meanScore),
@@ -504,6 +515,7 @@ export async function validateReceipt(
   const positions = Array.from({ length: checkable }, (_, t) => t);
   const tol = tolerancesOf(job, options);
   stats.calibrated = tol.calibrated;
+  if (tol.standIn) classDetails.standIn = tol.standIn;
   const f0 = performance.now();
   const { results, forwardTokens } = await recomputePositions(
     textModel,
@@ -555,7 +567,10 @@ export async function validateReceipt(
     candidates.push({ kind: "sampling", reason: "sampling_rule", cited: [samplingFails[0]] });
   }
   if (candidates.length === 0) {
-    if (!countEnds) return finish("valid", "ok");
+    // No fault found: paid, unless no class of the profile could have found one (review s80, F1).
+    const passed = () =>
+      tol.classMissing ? finish("inconclusive", CLASS_UNCALIBRATED) : finish("valid", "ok");
+    if (!countEnds) return passed();
     const ends = await endChoicesPlayedOut(
       textModel,
       promptIds,
@@ -573,7 +588,7 @@ export async function validateReceipt(
     const steering = ends.passed > 0 &&
       (isSteering(record) ||
         isSteering({ passed: record.passed + ends.passed, taken: record.taken + ends.taken }));
-    return steering ? finish("invalid", "steering") : finish("valid", "ok");
+    return steering ? finish("invalid", "steering") : passed();
   }
   candidates.sort((a, b) => Math.max(...a.cited) - Math.max(...b.cited));
   const pick = candidates[0];

@@ -88,8 +88,25 @@ export const DEFAULT_GENERATION_PARAMS: Readonly<GenerationParams> = Object.free
  */
 export type JobPrecision = "fp32" | "fp16" | "bf16";
 
-/** Every {@link JobPrecision}, finest first. */
+/**
+ * Every {@link JobPrecision}, finest first: the order in which a validator whose calibration
+ * profile lacks a job's class stands in the nearest coarser class it has ({@link coarserPrecisions}).
+ */
 export const JOB_PRECISIONS: readonly JobPrecision[] = Object.freeze(["fp32", "fp16", "bf16"]);
+
+/**
+ * The classes coarser than `precision`, nearest first (fp16 → bf16; none after bf16): their
+ * honest noise is at least as large, so a check under one of them is looser, never tighter.
+ *
+ * @example
+ * ```ts
+ * import { coarserPrecisions } from "./job.ts";
+ * coarserPrecisions("fp16"); // ["bf16"]
+ * ```
+ */
+export function coarserPrecisions(precision: JobPrecision): JobPrecision[] {
+  return JOB_PRECISIONS.slice(JOB_PRECISIONS.indexOf(precision) + 1);
+}
 
 /** A text-generation job. */
 export interface TextJob {

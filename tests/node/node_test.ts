@@ -285,6 +285,15 @@ Deno.test("a node's validator takes the calibration profiles in <data>/calibrati
       lines.some((l) => l.startsWith("calibration: 1 model profile(s)")),
       lines.join("\n"),
     );
+    // The fixture's profile has no fp16 class: said at start (review s80, F1).
+    assert.ok(
+      lines.some((l) =>
+        l.startsWith(
+          `warning: calibration: ${cid}: no fp16 class: fp16 jobs checked under the bf16`,
+        )
+      ),
+      lines.join("\n"),
+    );
     // A profile file that is not a plausible measurement is named, with why, not skipped silently.
     await Deno.writeTextFile(
       join(dataDir, "calibration", `${cid}.json`),

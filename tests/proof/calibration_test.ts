@@ -65,7 +65,6 @@ Deno.test("calibration: tolerances derive from the profile for the job's precisi
   for (
     const none of [
       tolerancesFor(undefined),
-      tolerancesFor(profile, "fp16"),
       tolerancesFor({ ...profile, scheme: "vf-fp1" }),
     ]
   ) {
