@@ -137,7 +137,11 @@ export function steeringEntry(
   // stake is gone, so those locks are released now rather than when the windows close. Counted
   // locked as well until then, the worker's free stake was short by them, its next honest
   // receipt refused `insufficient_stake` where the proofs came before the conviction (stop 80).
-  const freed = roundCredits(Math.min(sum(pending, (rec) => rec.locked), slashed));
+  // All of them, even when the stake was already short of them (a stream conviction cut it
+  // first) and the cut took less: a later slash of this evidence takes nothing more from the
+  // stake (`steeringCover`), so the rest would back nothing until the windows close, and the
+  // worker's next receipt was refused in that order only (review vled F1: 20 of 120 kept).
+  const freed = roundCredits(sum(pending, (rec) => rec.locked));
   return {
     worker: key,
     validator: view.owner,

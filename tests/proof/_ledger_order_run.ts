@@ -15,7 +15,7 @@ import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { type Account, Ledger } from "../../proof/ledger.ts";
 import { INDEX_FILE } from "../../proof/ledger_index.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { assigned, receipt, resigned, withLedgerDir } from "./_ledger_fixtures.ts";
+import { assigned, jobIdOf, receipt, resigned, withLedgerDir } from "./_ledger_fixtures.ts";
 
 /** The challenge window (ms): past it, `finalizeDue` closes R. */
 export const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
@@ -83,6 +83,18 @@ export const EVENTS = {
   /** This ledger's owner convicts the worker of steering, R (and the `others`) the evidence. */
   steer: (c: OrderContext) =>
     c.ledger.settleSteering(c.worker.publicKey, [c.r, ...c.others].map((r) => receiptId(r))),
+  /**
+   * A stream conviction of the worker on another job (5 tokens: 100 cut from the whole stake,
+   * its locks included), this ledger's owner the accuser (review vled F1).
+   */
+  stream: (c: OrderContext) =>
+    c.ledger.settleStreamFraud({
+      jobId: jobIdOf(7990),
+      worker: c.worker.publicKey,
+      model: "bafkreimodel",
+      tokens: 5,
+      claimHash: "c1".repeat(32),
+    }),
   /** This ledger's own challenge of R ends in the worker's fault (proof data withheld). */
   fault: async (c: OrderContext) => {
     await c.ledger.openChallenge(receiptId(c.r));
@@ -102,6 +114,16 @@ export type EventName = keyof typeof EVENTS;
 export const windowEnds: OrderEvent = async (c) => {
   c.clock.t += WINDOW + 1;
   await c.ledger.finalizeDue();
+};
+
+/**
+ * The worker deposits 800 and its honest receipt for another job (40 tokens, lock 800) arrives:
+ * recorded only where nothing but its own receipts' locks holds that stake (review vled F1).
+ */
+export const honestAfterDeposit: OrderEvent = async (c) => {
+  await c.ledger.deposit(c.worker.publicKey, 800);
+  const honest = receipt(7995, 40, c.worker);
+  await c.ledger.recordReceipt(honest, assigned(honest));
 };
 
 /** Every order of `events`. */

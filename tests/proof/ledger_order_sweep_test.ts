@@ -15,7 +15,14 @@
 import assert from "node:assert/strict";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { roundCredits } from "../../proof/ledger_state.ts";
-import { type EventName, EVENTS, orders, runOrder, windowEnds } from "./_ledger_order_run.ts";
+import {
+  type EventName,
+  EVENTS,
+  honestAfterDeposit,
+  orders,
+  runOrder,
+  windowEnds,
+} from "./_ledger_order_run.ts";
 
 const PEER_EVENTS: EventName[] = ["proveR", "proveVariant", "steer"];
 const OWN_ENDINGS: EventName[][] = [[], ["fault"], ["unresolved"]];
@@ -65,6 +72,49 @@ Deno.test("ledger order sweep: the equivocation's larger claim is slashed once, 
     assert.equal(o.worker.stake, kept);
     assert.equal(o.a1.balance + o.a2.balance, earned);
   }
+});
+
+Deno.test("ledger order sweep: a stream conviction that left the stake short of the locks, the steering conviction and a proof of R, in every order: nothing stays locked and the worker's next honest receipt is recorded", async () => {
+  // Review vled F1: stake 200, R (lock 80) and another receipt (lock 40) both steering
+  // evidence; the stream cut (100) leaves 100 against 120 locked where it comes before the
+  // steering one. The conviction freed only what it cut (100 of 120, or 20 of 40 after R's
+  // proof), the rest stayed locked until the windows closed, and the honest receipt (lock 800
+  // after a deposit of 800) was refused insufficient_stake in those orders only. How the rewards
+  // split between the stream conviction and R's proof follows which cut came first (the later
+  // takes what is left), so only the worker's end is compared.
+  const disagree: string[] = [];
+  for (const set of [["stream", "steer"], ["stream", "steer", "proveR"]] as EventName[][]) {
+    const ends = new Map<string, string[]>();
+    for (const order of orders(set)) {
+      const o = await runOrder(200, [
+        ...order.map((n) => EVENTS[n]),
+        honestAfterDeposit,
+        windowEnds,
+      ], {
+        extra: [2],
+      });
+      const label = order.join(">");
+      // Staked 200 + 800, the honest receipt's 40 earned: what the convictions took.
+      const lost = roundCredits(1_040 - o.worker.stake - o.worker.balance);
+      const earned = roundCredits(o.a1.balance + o.a2.balance + o.owner.balance);
+      assert.ok(earned <= roundCredits(lost * DEFAULT_ECONOMICS.validatorRewardShare), label);
+      const end = JSON.stringify({ worker: o.worker, codes: o.codes.slice(set.length) });
+      ends.set(end, [...(ends.get(end) ?? []), label]);
+    }
+    if (ends.size > 1) {
+      disagree.push(`{${set}}: ${[...ends].map(([end, by]) => `${end} <- ${by.join(" | ")}`)}`);
+    }
+    // The end every order agrees on: all 200 taken, the honest receipt recorded and paid 40.
+    const [end] = ends.keys();
+    assert.equal(
+      end,
+      JSON.stringify({
+        worker: { balance: 40, stake: 800, locked: 0 },
+        codes: ["ok", "ok"],
+      }),
+    );
+  }
+  assert.deepEqual(disagree, []);
 });
 
 /**
