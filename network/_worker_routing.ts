@@ -93,10 +93,11 @@ export class WorkerRouting {
   /** Picks of proven workers since the last newcomer's turn was taken ({@link NEWCOMER_EVERY}). */
   #sinceNewcomer = 0;
   /**
-   * Job id → the worker it was last sent to and its worst-case lock: held against that worker's
-   * free stake until the job ends here (`jobEnded`) or is sent elsewhere (see {@link worker}).
+   * Job id → the workers it was sent to that may run it (hex key → its worst-case lock): held
+   * against each one's free stake until the job ends here (`jobEnded`), is sent elsewhere (see
+   * {@link worker}), or that worker no longer runs it ({@link released}: a hedge's race lost).
    */
-  readonly #stakeHolds = new Map<string, { key: string; lock: number }>();
+  readonly #stakeHolds = new Map<string, Map<string, number>>();
 
   /** @param parts See {@link WorkerRoutingOptions}. */
   constructor(parts: WorkerRoutingOptions) {
@@ -128,9 +129,11 @@ export class WorkerRouting {
    * names a stranger that failed here (this job, or lately). `lock`: the most stake the job's
    * receipt can lock here (`_job_stake_lock.ts`); backed means free stake covering it, less the
    * locks of this node's other jobs sent to it and not ended. `job`: the job's id, whose lock is
-   * then held against the worker picked until {@link jobEnded}, or until the job's next lookup
-   * (the worker refused it or was lost: the job goes elsewhere; a hedge's lookup too, so while a
-   * hedge races the first worker only the second holds the job's lock).
+   * then held against the worker picked until {@link jobEnded}, until the job's next lookup
+   * (the worker refused it or was lost: the job goes elsewhere), or until {@link released}.
+   * `hedge`: the lookup of a hedge, which races the worker that holds the job (`failover.ts`):
+   * both hold the job's lock until the race's loser is released (review s80 vadm F4: the hedge's
+   * lookup moved the hold, and a lost hedge left the running worker unheld).
    */
   worker(
     model?: string,
@@ -138,8 +141,9 @@ export class WorkerRouting {
     input?: string,
     lock?: number,
     job?: string,
+    hedge = false,
   ): Connection | undefined {
-    if (job !== undefined) this.#stakeHolds.delete(job);
+    if (job !== undefined && !hedge) this.#stakeHolds.delete(job);
     const held = this.#heldStake();
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     const holders = input === undefined ? undefined : this.#inputHolders(input);
@@ -196,10 +200,15 @@ export class WorkerRouting {
     // second loss, finishing it forgives one job of the first (one open before is no comeback).
     if (pick !== undefined) record?.picked(pick.key, pick.connection);
     if (pick !== undefined && job !== undefined && lock !== undefined && lock > 0) {
-      if (this.#stakeHolds.size >= MAX_STAKE_HOLDS) {
-        this.#stakeHolds.delete(this.#stakeHolds.keys().next().value!);
+      let holds = this.#stakeHolds.get(job);
+      if (holds === undefined) {
+        if (this.#stakeHolds.size >= MAX_STAKE_HOLDS) {
+          this.#stakeHolds.delete(this.#stakeHolds.keys().next().value!);
+        }
+        holds = new Map();
+        this.#stakeHolds.set(job, holds);
       }
-      this.#stakeHolds.set(job, { key: pick.key, lock });
+      holds.set(pick.key, lock);
     }
     return pick?.connection;
   }
@@ -212,11 +221,21 @@ export class WorkerRouting {
     this.#stakeHolds.delete(job);
   }
 
+  /**
+   * Worker `key` no longer runs job `job`, which goes on with another (a hedge that lost its
+   * race, or the worker a hedge took the job from): its lock no longer holds `key`'s stake here.
+   */
+  released(job: string, key: string): void {
+    const holds = this.#stakeHolds.get(job);
+    holds?.delete(key);
+    if (holds?.size === 0) this.#stakeHolds.delete(job);
+  }
+
   /** Hex key → the locks this node's jobs not ended hold of its free stake. */
   #heldStake(): Map<string, number> {
     const held = new Map<string, number>();
-    for (const { key, lock } of this.#stakeHolds.values()) {
-      held.set(key, (held.get(key) ?? 0) + lock);
+    for (const holds of this.#stakeHolds.values()) {
+      for (const [key, lock] of holds) held.set(key, (held.get(key) ?? 0) + lock);
     }
     return held;
   }

@@ -364,6 +364,12 @@ export interface FailoverOptions {
   /** Called as each hedge ends, with how (the router's counters). */
   hedged?(outcome: HedgeOutcome): void;
   /**
+   * Called with each worker a hedge's race left without the job while the job goes on: the
+   * hedge that lost it (answered after the current worker, refused, queued, failed or unfit),
+   * or the worker the hedge took it from (the router drops that worker's hold on its stake).
+   */
+  released?(worker: Uint8Array): void;
+  /**
    * Called with each worker that took the job over and refused the delivered tokens before its
    * first token (`resume_mismatch`, `invalid_resume`), once a later worker has reproduced them
    * (it streamed on from a prefix that holds them): the refusal was the refuser's, not the
@@ -897,7 +903,12 @@ class FailoverJob {
     const answer = await Promise.race([current.then(() => "current" as const), asked]);
     if (answer === "current" || answer.kind !== "started" || this.#cancelled) {
       // Too late (or cancelled): a hedge that starts after all is cancelled as it starts.
-      asked.then((o) => o.kind === "started" && this.#cancelUnheld(o.attempt, from));
+      asked.then((o) => {
+        if (o.kind === "started") this.#cancelUnheld(o.attempt, from);
+        if (o.kind !== "none") {
+          this.#o.released?.(o.kind === "started" ? o.attempt.worker : o.worker);
+        }
+      });
       if (!this.#cancelled) {
         this.#o.hedged?.(
           typeof answer !== "string" && answer.kind === "none" ? "no_worker" : "kept",
@@ -907,6 +918,7 @@ class FailoverJob {
     }
     const hedge = answer.attempt;
     if (!this.#fits(hedge, from)) {
+      this.#o.released?.(hedge.worker);
       this.#excluded.push(hedge.worker); // asked, and it spent nothing of the job: no try spent
       this.#asked++;
       this.#o.hedged?.("kept");
@@ -929,6 +941,7 @@ class FailoverJob {
         winner.result.done
       ) {
         this.#cancelUnheld(hedge, from, reader);
+        this.#o.released?.(hedge.worker);
         if (typeof winner !== "string" && winner.error !== undefined) {
           this.#hedgeFailed(hedge.worker, winner.error);
         }
@@ -938,6 +951,7 @@ class FailoverJob {
       // The hedge runs the job now, and the current worker still holds it: the hedge keeps it.
       const held = this.#attempt;
       this.#cancelUnheld(held, this.#attemptFrom, this.#reader);
+      this.#o.released?.(held.worker);
       // It only had the job queued: it spent nothing of the job (no try spent), and a takeover
       // asks it last, not never.
       this.#queueLast(held.worker);

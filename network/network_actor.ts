@@ -362,12 +362,23 @@ export type NetworkMessage =
     lock?: number;
     /**
      * The job's id: its `lock` is held against the worker picked, beside the locks of this
-     * node's other jobs there, until `worker_job_ended` or the job's next lookup.
+     * node's other jobs there, until `worker_job_ended`, `worker_job_released` or the job's
+     * next lookup.
      */
     job?: string;
+    /**
+     * The lookup of a hedge (`failover.ts`): the worker holding the job keeps its hold beside
+     * the hedge's until the race's loser is released (`worker_job_released`).
+     */
+    hedge?: boolean;
   }
   /** Job `job`, looked up by `worker`, ended here: its lock no longer holds its worker's stake. */
   | { type: "worker_job_ended"; job: string }
+  /**
+   * Worker `worker` (hex key) no longer runs job `job`, which goes on with another (a hedge's
+   * race lost): the job's lock no longer holds its stake.
+   */
+  | { type: "worker_job_released"; job: string; worker: string }
   | {
     /**
      * A worker failed a job for a model it listed — refused it (`unknown_model`,
@@ -631,9 +642,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
           message.input,
           message.lock,
           message.job,
+          message.hedge,
         );
       case "worker_job_ended":
         return this.#routing.jobEnded(message.job);
+      case "worker_job_released":
+        return this.#routing.released(message.job, message.worker);
       case "worker_refused_model":
         return this.#routing.refusedModel(message.key, message.model);
       case "worker_models":

@@ -452,8 +452,8 @@ export class NetworkInferencePort implements InferencePort {
       : this.#busy.askedLast();
     const full = [...new Set(last)].filter((key) => !tried.includes(key));
     const connection = full.length === 0
-      ? await this.#lookup(job, tried, lock)
-      : await this.#lookup(job, [...tried, ...full], lock) ??
+      ? await this.#lookup(job, tried, lock, fresh)
+      : await this.#lookup(job, [...tried, ...full], lock, fresh) ??
         (fresh ? undefined : await this.#lookup(job, tried, lock));
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
@@ -470,13 +470,27 @@ export class NetworkInferencePort implements InferencePort {
    * The network actor's choice of worker for `job`, none of `exclude` (hex keys), backed by
    * stake for `lock`, the most its receipt can lock (with this node's own prompt count, else a
    * bound: the model's window as its workers list it, where they list one, review s79 vmoney F5;
-   * read once per job in `submit`).
+   * read once per job in `submit`). `hedge`: a hedge's lookup, beside the worker that holds
+   * the job (both hold its lock until the race's loser is released: `failover.ts` `released`).
    */
-  async #lookup(job: TextJob, exclude: string[], lock: number): Promise<Connection | undefined> {
+  async #lookup(
+    job: TextJob,
+    exclude: string[],
+    lock: number,
+    hedge = false,
+  ): Promise<Connection | undefined> {
     // With the job's id, its lock is held against the worker picked until `#stakeReleased`: a
     // burst of jobs does not all go to a worker whose stake backs one (`worker_choice.ts`).
     return await this.#network.ask<Connection | undefined>(
-      { type: "worker", model: job.model, exclude, input: job.input, lock, job: jobId(job) },
+      {
+        type: "worker",
+        model: job.model,
+        exclude,
+        input: job.input,
+        lock,
+        job: jobId(job),
+        ...(hedge ? { hedge } : {}),
+      },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
   }
@@ -707,6 +721,10 @@ export class NetworkInferencePort implements InferencePort {
         }),
       failedOver: (cause) => this.#failovers[cause]++,
       hedged: (outcome) => this.#hedges[outcome]++,
+      // A hedge's race lost: the loser's hold on its stake goes (review s80 vadm F4).
+      released: (worker) =>
+        this.#network.tell({ type: "worker_job_released", job: jobId(job), worker: toHex(worker) })
+          .catch(() => {}),
     });
     handle.done.then((summary) => this.#ended(summary));
     // `settle` ran before `done` resolved: a cancel's receipt, when asked for, comes with it.

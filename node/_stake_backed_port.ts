@@ -16,10 +16,16 @@
  * held meanwhile on a full disk (`actors/_validator_read_only.ts`) or across a restart. Before, the
  * lock went 60 s after the job's end, and a receipt the read-only validator recorded later found
  * its stake admitted to a second job, whose receipt was refused unpaid (review s79 vcrash F1).
- * A receipt the ledger refuses (invalid, its stake short, its job held by another receipt) gives
- * the lock back at once: nothing of it is locked, nor will be by that receipt, and held until
- * stale (7.5 min) it shut the worker to jobs its stake backed (stop 80). A receipt the ledger
- * would still record (not handed to it yet, or held on a full disk) keeps it.
+ * A receipt the ledger refuses for good gives the lock back at once: one that does not verify
+ * (every copy is the same bytes), or whose job a receipt holds that no copy of this one can take
+ * it from (this worker's own, or another worker's recorded with its assignment): nothing of it is
+ * locked, nor will be, and held until stale (7.5 min) it shut the worker to jobs its stake backed
+ * (stop 80). A refusal for now keeps it (review s80 vadm F1-F3): its stake short while other
+ * receipts' windows are open (sent again once it frees, it is recorded), or its job held by
+ * another worker's receipt recorded without an assignment (a copier's: the router's assigned copy
+ * of this one takes the job from it and locks the stake), this worker's claim kept against such a
+ * holder included. So does a receipt the ledger would still record (not handed to it yet, or held
+ * on a full disk). Released, the next job was admitted, computed, and its receipt refused unpaid.
  * One client's open jobs hold at most {@link REQUESTER_STAKE_SHARE} of the free stake (its first
  * one excepted), so its queued jobs cannot shut the worker to everyone else (F6). The client is
  * the submitter the port is told (`SubmitOptions.client`: a peer's connection key), not the
@@ -104,8 +110,9 @@ export interface OwnStake {
   /** Whether the ledger holds this node's receipt for job `jobId` (its lock is in `account`). */
   recorded(jobId: string): boolean;
   /**
-   * Whether the ledger refuses `receipt`, this node's for an admitted job (its stake, its job
-   * held by another receipt, its form): nothing of it is locked, nor will be by this copy.
+   * Whether the ledger refuses `receipt`, this node's for an admitted job, for good (its form,
+   * its job held for good by another receipt): nothing of it is locked, nor will be by any copy.
+   * A refusal for now (its stake short, its job held by an unassigned receipt) is not one.
    * Absent: never known, and such a job's lock is held until the receipt is stale.
    */
   refuses?(receipt: Receipt): boolean;
@@ -120,21 +127,52 @@ export type LedgerStakeReads = Pick<
 /** {@link OwnStake} of key `self` in `ledger`. */
 export function ownStakeIn(ledger: LedgerStakeReads, self: Uint8Array): OwnStake {
   const hex = toHex(self);
+  /** The record of the receipt holding job `id` here, if any. */
+  const holder = (id: string) => {
+    const receipt = ledger.receiptOfJob(id);
+    return receipt === undefined ? undefined : ledger.receipt(receipt);
+  };
+  /**
+   * Whether job `id` is held here for good against any copy of this node's receipt: by this
+   * node's own receipt, or by another worker's recorded with its assignment (this node's
+   * assigned copy is then a double assignment or a kept claim, never recorded). Another worker's
+   * receipt recorded without one is not: this node's assigned copy (the router's announcement)
+   * takes the job from it and locks this node's stake (review s80 vadm F1, F3).
+   */
+  const heldForGood = (id: string) => {
+    const record = holder(id);
+    return record !== undefined && (record.worker === hex || record.requester !== undefined);
+  };
   return {
     account: () => ledger.account(self),
     recorded: (id) => {
-      const receipt = ledger.receiptOfJob(id);
-      if (receipt === undefined) return false;
-      // Another worker's receipt holding the job keeps this node's as a claim, its lock settled.
-      return ledger.receipt(receipt)?.worker === hex || ledger.keepsClaim(id, self);
+      const record = holder(id);
+      if (record === undefined) return false;
+      // Another worker's assigned receipt holding the job keeps this node's as a claim, its
+      // lock settled; an unassigned holder's is only for now (`heldForGood`).
+      return record.worker === hex || (heldForGood(id) && ledger.keepsClaim(id, self));
     },
-    // Asked only of a job ended with a receipt the ledger does not hold: the validator answered
-    // the prover before the receipt was released, so a refusal now is the one it recorded.
+    // Only a refusal no copy of the receipt can undo: its form (every copy is the same bytes),
+    // or its job held for good. A refusal for now keeps the lock (review s80 vadm F2): a stake
+    // short while other receipts' windows are open records the receipt once it frees (it is
+    // sent again: the router's announcement, a held receipt), as may a job held by an
+    // unassigned receipt. Asked live, it is answered the same on every admission until final.
     refuses: (receipt) => {
+      let code: string | undefined;
       try {
-        return ledger.receiptRefusal(receipt) !== undefined;
+        code = ledger.receiptRefusal(receipt);
       } catch {
         return false; // not answered: held as before, until recorded or stale
+      }
+      switch (code) {
+        case "receipt_rejected":
+          return true;
+        case "job_already_recorded":
+        case "double_assignment":
+        case "equivocation":
+          return heldForGood(receipt.jobId);
+        default:
+          return false; // recordable, or refused for now (`insufficient_stake`, ...)
       }
     },
   };
@@ -215,8 +253,8 @@ export function refusingUnbacked(
     let sum = 0;
     for (const job of admitted) {
       if (job.recordableUntil !== undefined) {
-        // Recorded (its lock is the ledger's), refused by the ledger (none will be: a refusal
-        // is final for this receipt), or stale (no intake records it any more).
+        // Recorded (its lock is the ledger's), refused by the ledger for good (no copy will
+        // be recorded), or stale (no intake records it any more).
         const settled = stake.recorded(job.jobId) ||
           (job.receipt !== undefined && stake.refuses?.(job.receipt) === true);
         if (settled || now() > job.recordableUntil) {

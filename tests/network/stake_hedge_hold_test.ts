@@ -1,0 +1,124 @@
+/**
+ * The router's hold of a job's worst-case lock on its worker's stake while a hedge races that
+ * worker (review s80 vadm F4; `network/_worker_routing.ts`, `network/failover.ts`): the hedge's
+ * lookup holds the lock against the hedge worker beside the worker that holds the job, and the
+ * race's loser is released. Before, the hedge's lookup moved the hold; when the first worker
+ * answered first, it ran the job unheld (a burst job went to it as backed, to be refused there
+ * `insufficient_stake`) and the cancelled hedge worker stayed held until the job's end.
+ */
+import assert from "node:assert/strict";
+import type { NetworkActorOptions } from "../../network/network_actor.ts";
+import type { PeerEntry } from "../../network/_peer_entry.ts";
+import { WorkerRouting } from "../../network/_worker_routing.ts";
+import type { WorkerCandidate } from "../../network/worker_choice.ts";
+import { jobStakeLock } from "../../network/_job_stake_lock.ts";
+import { type ResumeOutcome, withFailover } from "../../network/failover.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { FakeTimers, turns } from "../_helpers/fake_timers.ts";
+import { heldAttempt } from "./_failover_fixture.ts";
+import { job, served } from "./_scripted_workers.ts";
+
+const LOCK = jobStakeLock(job("lock"), 200);
+
+/** A peer entry of worker `key`, open and serving the model, running `running` of 4 slots. */
+function entry(key: string, running: number): PeerEntry {
+  const connection = {
+    isClosed: false,
+    supports: () => true,
+    pendingRequestsOf: () => 0,
+  } as unknown as Connection;
+  return {
+    connection,
+    info: { key, models: [served.cid], convicted: false },
+    models: [],
+    hello: { load: { running, queued: 0, slots: 4, queueLimit: 0 } },
+  } as unknown as PeerEntry;
+}
+
+/** Routing over `one` (idle, its stake backs one job) and `many` (busier, its stake backs ten). */
+function routing() {
+  const one = entry("one", 0);
+  const many = entry("many", 2);
+  const r = new WorkerRouting({
+    options: { identity: Identity.generate() } as NetworkActorOptions,
+    peers: new Map([["one", [one]], ["many", [many]]]),
+    standing: new Map<string, WorkerCandidate["standing"]>([
+      ["one", { stake: LOCK, locked: 0, balance: 0 }],
+      ["many", { stake: 10 * LOCK, locked: 0, balance: 0 }],
+    ]),
+    holders: () => [],
+    services: () => undefined,
+  });
+  const keys = new Map([[one.connection, "one"], [many.connection, "many"]]);
+  const pick = (...args: Parameters<WorkerRouting["worker"]>) => keys.get(r.worker(...args)!);
+  return { r, pick };
+}
+
+Deno.test("a hedge that lost its race is released: the worker running the job stays held, and the next job goes to the worker whose stake backs it", () => {
+  const { r, pick } = routing();
+  assert.equal(pick(served.cid, [], undefined, LOCK, "a"), "one");
+  // a held without a token past the queue hold: the hedge's lookup excludes "one".
+  assert.equal(pick(served.cid, ["one"], undefined, LOCK, "a", true), "many");
+  // "one" answers first: the hedge on "many" is cancelled and released.
+  r.released("a", "many");
+  assert.equal(pick(served.cid, [], undefined, LOCK, "b"), "many", "one's stake backs a only");
+  // a ends: one's stake is free again.
+  r.jobEnded("a");
+  r.jobEnded("b");
+  assert.equal(pick(served.cid, [], undefined, LOCK, "c"), "one");
+});
+
+Deno.test("a hedge that took the job over holds it alone once the worker it took it from is released; a failover's lookup moves the hold", () => {
+  const { r, pick } = routing();
+  assert.equal(pick(served.cid, [], undefined, LOCK, "a"), "one");
+  assert.equal(pick(served.cid, ["one"], undefined, LOCK, "a", true), "many");
+  // While the race runs, both hold a's lock: one's stake backs nothing more.
+  assert.equal(pick(served.cid, [], undefined, LOCK, "b"), "many");
+  r.jobEnded("b");
+  // The hedge on "many" sends a's first token first: "one" is released.
+  r.released("a", "one");
+  assert.equal(pick(served.cid, [], undefined, LOCK, "c"), "one");
+  r.jobEnded("c");
+  // "many" is lost: the failover's lookup (not a hedge's) drops a's holds and holds the new one.
+  assert.equal(pick(served.cid, ["many"], undefined, LOCK, "a"), "one");
+  assert.equal(pick(served.cid, [], undefined, LOCK, "d"), "many");
+});
+
+/** A job held by worker 0 without a token, hedged on worker 1; what `released` heard. */
+async function race(winner: 0 | 1): Promise<number[]> {
+  const timers = new FakeTimers();
+  const first = heldAttempt(0, 0);
+  const hedge = heldAttempt(1, 0);
+  const released: number[] = [];
+  let hedged = false;
+  const handle = withFailover({
+    first: first.attempt,
+    settle: (s) => s,
+    queueHoldMs: 1_000,
+    timers,
+    released: (worker) => void released.push(worker[0]),
+    resume(_exclude, _prefix, request): Promise<ResumeOutcome> {
+      assert.ok(request !== undefined, "only the hedge is asked");
+      hedged = true;
+      return Promise.resolve({ kind: "started", attempt: hedge.attempt });
+    },
+  });
+  const reader = handle.tokens.getReader();
+  const read = reader.read();
+  while (timers.armed.size === 0) await turns(1); // the queue hold runs
+  timers.fireAll();
+  while (!hedged) await turns(1);
+  await turns(5);
+  (winner === 0 ? first : hedge).release();
+  assert.equal((await read).value?.index, 0);
+  await turns(5);
+  await reader.cancel();
+  await handle.done.catch(() => undefined);
+  return released;
+}
+
+Deno.test("failover: the hedge that lost its race is released; a hedge that took the job over releases the worker it took it from", async () => {
+  assert.deepEqual(await race(0), [1], "the first worker answered first: the hedge goes");
+  assert.deepEqual(await race(1), [0], "the hedge answered first: the first worker goes");
+});
