@@ -317,7 +317,7 @@ export {
   RangeTooLargeError,
 } from "./storage/unixfs.ts";
 export type { CarScope } from "./storage/car.ts";
-export type { GatewayStorage } from "./storage/gateway_port.ts";
+export type { GatewayReadOptions, GatewayStorage } from "./storage/gateway_port.ts";
 export type { ShareRecord } from "./storage/share_links.ts";
 export * from "./storage/block_store.ts";
 export * from "./storage/private_tier.ts";

@@ -36,7 +36,7 @@ import { join } from "node:path";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { Verdict } from "../protocols/verdict.ts";
-import type { BlockStore } from "../storage/block_store.ts";
+import type { BlockStore, DeepWalkGate } from "../storage/block_store.ts";
 import { ChunkStore, type ChunkStoreOptions, type GcResult } from "../storage/chunk_store.ts";
 import { ChunkNotFoundError, CorruptChunkError, StorageError } from "../storage/errors.ts";
 import { type FileInfo, FileStore, type FileStoreOptions } from "../storage/file_store.ts";
@@ -452,20 +452,39 @@ export class StorageActor {
    * A block read for a caller with `signal`: the replicas' fetch is cancelled with it, and a
    * read its caller gave up on (its client went away) is answered `read_aborted`: its reason, an
    * AbortError, is no failure of this actor, which a plain error thrown here would crash. With
-   * `local`, from this node's own store only (a block not here is `chunk_not_found`).
+   * `local`, from this node's own store only (a block not here is `chunk_not_found`); with
+   * `deepWalk`, a walk deep into the peers' ranking is asked of it (the gateway's budget).
    */
   async #readBlock(
     cid: string,
     signal: AbortSignal | undefined,
     local = false,
+    deepWalk?: DeepWalkGate,
   ): Promise<Uint8Array> {
     const blocks = local ? this.#store! : this.#blocks();
-    return await blocks.get(storageKey(cid), { signal }).catch((error) => {
+    return await blocks.get(storageKey(cid), { signal, deepWalk }).catch((error) => {
       if (!signal?.aborted || error instanceof VeriflowError) throw error;
       throw new StorageError("read_aborted", `the read of ${cid} was aborted`, {
         cause: signal.reason,
       });
     });
+  }
+
+  /**
+   * The files a `get` or `stat` reads: this node's own store for `local` (the gateway's
+   * `only-if-cached`); with `deepWalk`, the node's files whose every block read asks it before a
+   * walk deep into the peers' ranking (the gateway's budget); else the node's files.
+   */
+  #filesFor(message: { local?: boolean; deepWalk?: DeepWalkGate }): FileStore {
+    if (message.local) return this.#local!;
+    const deepWalk = message.deepWalk;
+    // Without storage peers every read is this node's own store's: no walk to bound.
+    if (deepWalk === undefined || this.#replicated === null) return this.#files!;
+    const blocks = this.#blocks(); // an object of arrow functions (peers configured)
+    return new FileStore({
+      ...blocks,
+      get: (cid, options) => blocks.get(cid, { ...options, deepWalk }),
+    }, this.#fileOptions());
   }
 
   /**
@@ -705,7 +724,6 @@ export class StorageActor {
 
   async #handle(message: StorageMessage, ctx?: StorageActorContext): Promise<unknown> {
     const store = this.#store!;
-    const files = this.#files!;
     switch (message.type) {
       case "put":
         return startPut(this.#core, message, ctx);
@@ -721,14 +739,14 @@ export class StorageActor {
       // `local` (the gateway's `only-if-cached`): this node's own store only, as `get_bytes`.
       // `receive` answers these later
       case "get":
-        return await (message.local ? this.#local! : files).get(message.cid, {
+        return await this.#filesFor(message).get(message.cid, {
           key: this.#options.ownerKey,
           start: message.start,
           end: message.end,
           signal: message.signal,
         });
       case "stat": {
-        const info = await (message.local ? this.#local! : files).stat(message.cid, {
+        const info = await this.#filesFor(message).stat(message.cid, {
           key: this.#options.ownerKey,
         });
         // A public UnixFS id has no name or type: the pin here may have recorded them.
@@ -800,7 +818,7 @@ export class StorageActor {
         await this.#given!.flush(); // who left and who came back
         return undefined;
       case "get_block":
-        return await this.#readBlock(message.cid, message.signal, message.local);
+        return await this.#readBlock(message.cid, message.signal, message.local, message.deepWalk);
       case "may_read":
         // Index lookups here; the holders are not asked (a round trip per leaf of a file).
         return await leavesReadable(
@@ -812,9 +830,10 @@ export class StorageActor {
         );
       case "export_car": {
         const blocks = message.local ? store : this.#blocks();
+        const deepWalk = message.deepWalk;
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.
-        await this.#readBlock(message.cid, message.signal, message.local);
-        return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal }), {
+        await this.#readBlock(message.cid, message.signal, message.local, deepWalk);
+        return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal, deepWalk }), {
           scope: message.scope,
           signal: message.signal,
           isLegacyManifest: (cid) => this.#store!.isLegacyManifest(cid),

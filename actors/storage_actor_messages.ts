@@ -19,6 +19,7 @@
  */
 import type { VeriflowError } from "../protocols/errors.ts";
 import type { AuditResult } from "../storage/audit.ts";
+import type { DeepWalkGate } from "../storage/block_store.ts";
 import type { AuditRoundReport } from "../storage/audit_round.ts";
 import type { ChunkStoreStats, GcResult } from "../storage/chunk_store.ts";
 import type { FileInfo, PutFileResult } from "../storage/file_store.ts";
@@ -76,6 +77,11 @@ export interface StorageGetMessage {
    * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
    */
   local?: boolean;
+  /**
+   * Asked before a read walks deep into the storage peers' ranking (`BlockStoreCallOptions`
+   * `deepWalk`): the HTTP gateway's spends its client's budget. Default: none (not bounded).
+   */
+  deepWalk?: DeepWalkGate;
 }
 /**
  * The whole content named by a CID, as bytes (a file id or a raw object CID). This is what
@@ -117,6 +123,11 @@ export interface StorageStatMessage {
    * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
    */
   local?: boolean;
+  /**
+   * Asked before a read walks deep into the storage peers' ranking (`BlockStoreCallOptions`
+   * `deepWalk`): the HTTP gateway's spends its client's budget. Default: none (not bounded).
+   */
+  deepWalk?: DeepWalkGate;
 }
 /**
  * Pin or unpin a root. Answered with `true` when the pin set changed (pin: always `true`). A pin of
@@ -328,6 +339,11 @@ export interface StorageGetBlockMessage {
    * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
    */
   local?: boolean;
+  /**
+   * Asked before a read walks deep into the storage peers' ranking (`BlockStoreCallOptions`
+   * `deepWalk`): the HTTP gateway's spends its client's budget. Default: none (not bounded).
+   */
+  deepWalk?: DeepWalkGate;
 }
 /**
  * Whether reads of blocks may succeed (`GatewayStorage.mayRead`, `leavesReadable`): a block fails
@@ -358,6 +374,11 @@ export interface StorageExportCarMessage {
    * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
    */
   local?: boolean;
+  /**
+   * Asked before a read walks deep into the storage peers' ranking (`BlockStoreCallOptions`
+   * `deepWalk`): the HTTP gateway's spends its client's budget. Default: none (not bounded).
+   */
+  deepWalk?: DeepWalkGate;
 }
 /** A share record (`<store>/shares/<id>`). Answered with {@link ShareRecord} or `null`. */
 export interface StorageShareMessage {

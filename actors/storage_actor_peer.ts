@@ -108,12 +108,13 @@ export function storageGateway(ref: StorageAsker): GatewayStorage {
       await (await ref.ask<PutHandle>({ type: "put", source, ...options })).done,
     // The caller's signal goes to the peer fetch itself: a read whose client went away must not
     // hold a connection slot and a chunk's memory until the peer call's own timeout. `local`
-    // (`only-if-cached`) keeps each read to this node's own store.
+    // (`only-if-cached`) keeps each read to this node's own store; `deepWalk` (the gateway's
+    // budget) is asked before a read walks deep into the peers' ranking.
     block: (cid, signal, options) =>
-      ask<Uint8Array>({ type: "get_block", cid, signal, local: options?.local }, signal),
-    stat: (cid, options) => ask<FileInfo>({ type: "stat", cid, local: options?.local }),
+      ask<Uint8Array>({ type: "get_block", cid, signal, ...options }, signal),
+    stat: (cid, options) => ask<FileInfo>({ type: "stat", cid, ...options }),
     read: (cid, range, options) =>
-      ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range, local: options?.local }),
+      ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range, ...options }),
     mayRead: async (cid, options) =>
       (await ask<LeafCheck>({ type: "may_read", cids: [cid], local: options?.local })).missing ===
         undefined,
@@ -125,7 +126,7 @@ export function storageGateway(ref: StorageAsker): GatewayStorage {
         cid,
         scope,
         signal,
-        local: options?.local,
+        ...options,
       }),
     share: async (id) => (await ask<ShareRecord | null>({ type: "share", id })) ?? undefined,
   };

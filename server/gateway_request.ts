@@ -10,7 +10,7 @@ import type { Context } from "hono";
 import { type CidCodec, cidCodec, identityBlock } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { FileInfo } from "../storage/file_store.ts";
-import type { GatewayStorage } from "../storage/gateway_port.ts";
+import type { GatewayReadOptions, GatewayStorage } from "../storage/gateway_port.ts";
 import type { ResolvedPath } from "../storage/unixfs_path.ts";
 import type { UnixfsNode } from "../storage/unixfs.ts";
 import type { EdgeEnv } from "./client_access.ts";
@@ -79,15 +79,24 @@ export function onlyIfCached(cacheControl: string | undefined): boolean {
  * fetched from (nor named to) the storage peers.
  */
 export function localReads(port: GatewayStorage): GatewayStorage {
-  const local = { local: true };
+  return readsWith(port, { local: true });
+}
+
+/**
+ * `port` with every read made with `options`: `{ local: true }` ({@link localReads}), or a
+ * `deepWalk` gate (the client's budget, `deep_reads.ts`) each block read asks before it walks deep
+ * into the storage peers' ranking.
+ */
+export function readsWith(port: GatewayStorage, options: GatewayReadOptions): GatewayStorage {
+  const local = { local: options.local };
   return {
     ...port,
-    block: (cid, signal) => port.block(cid, signal, local),
-    stat: (cid) => port.stat(cid, local),
-    read: (cid, range) => port.read(cid, range, local),
+    block: (cid, signal) => port.block(cid, signal, options),
+    stat: (cid) => port.stat(cid, options),
+    read: (cid, range) => port.read(cid, range, options),
     mayRead: port.mayRead && ((cid) => port.mayRead!(cid, local)),
     leavesReadable: port.leavesReadable && ((cids) => port.leavesReadable!(cids, local)),
-    car: (cid, scope, signal) => port.car(cid, scope, signal, local),
+    car: (cid, scope, signal) => port.car(cid, scope, signal, options),
   };
 }
 

@@ -28,12 +28,15 @@
  * file's plaintext (plain reads of a private file are 403 `key_required`; its blocks are
  * ciphertext). Reads under way at once are bounded per client and on the node (`read_slots.ts`,
  * 429 `too_many_reads`), a client named as the rest of the edge names it (`reader_identity.ts`).
+ * A block read that no first storage peer serves walks on through the whole ranking of peers (a
+ * deep walk); those the gateway starts spend the client's budget and the node's (`deep_reads.ts`,
+ * 429 `too_many_deep_reads` with `Retry-After`, never a 404 for a block that may exist).
  *
  * @module
  */
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
 import { untilCancelled } from "./cancellable_body.ts";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { canonicalCid, DAG_PB_CODEC, identityBlock, isCid, RAW_CODEC } from "../protocols/cid.ts";
 import { blockCacheControl, isPrivateManifest, PRIVATE_NO_STORE } from "./private_block_cache.ts";
 import { VeriflowError } from "../protocols/errors.ts";
@@ -66,12 +69,14 @@ import {
   noneMatch,
   notModified,
   onlyIfCached,
+  readsWith,
   statOf,
 } from "./gateway_request.ts";
 import { EdgeError, errorResponse, RequestValidationError } from "./http_errors.ts";
 import { rangedResponse } from "./http_range.ts";
 import { checkedOpener } from "./readable_range.ts";
 import { ReadSlots } from "./read_slots.ts";
+import { DeepReads } from "./deep_reads.ts";
 
 /** Media type of one raw block (trustless gateway spec). */
 export const RAW_MEDIA_TYPE = "application/vnd.ipld.raw";
@@ -103,6 +108,11 @@ export interface GatewayRoutesOptions {
    * (every reader named by its address) unless given.
    */
   reads?: ReadSlots;
+  /**
+   * The node's budget of deep walks (`deep_reads.ts`): a read walking past a block's first storage
+   * peers spends its client's. A new `DeepReads` with the default limits unless given.
+   */
+  deepReads?: DeepReads;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -116,7 +126,9 @@ export function gatewayRoutes(
   const decode = (cid: string, bytes: Uint8Array) => directories.decode(cid, bytes);
   // Before any read: a client that opens reads and does not read them holds the store's
   // read-ahead of each, so how many are under way is bounded, per client and on the node.
-  const readSlot = (options?.reads ?? new ReadSlots()).guard();
+  const reads = options?.reads ?? new ReadSlots();
+  const readSlot = reads.guard();
+  const deepReads = options?.deepReads ?? new DeepReads();
   const app = new Hono<EdgeEnv>();
   const port = () => {
     const found = storage();
@@ -124,6 +136,14 @@ export function gatewayRoutes(
       throw new EdgeError("service_unavailable", "this node runs no storage (--no-storage)");
     }
     return found;
+  };
+  /**
+   * The port a request's reads go through: this node's own store for `only-if-cached`, else the
+   * peers too, each deep walk spending the client's budget (`deep_reads.ts`).
+   */
+  const edgePort = (c: Context<EdgeEnv>): GatewayStorage => {
+    if (onlyIfCached(c.req.header("cache-control"))) return localReads(port());
+    return readsWith(port(), { deepWalk: deepReads.gate(reads.reader(c)) });
   };
   /** Share `id`'s record from `source` while its link opens; else 404 or 410 (thrown). */
   const liveShare = async (source: GatewayStorage, id: string) => {
@@ -177,7 +197,7 @@ export function gatewayRoutes(
     // names, a file's bytes, a CAR's blocks) is kept to its own store, and a miss before the
     // answer starts is a 412 (the middleware above). A HEAD so asked reads what its GET reads
     // before the status, never a file's or a CAR's leaves: the cheap "do you have it?" probe.
-    const storage = onlyIfCached(c.req.header("cache-control")) ? () => localReads(port()) : port;
+    const storage = () => edgePort(c);
     const source = (cid: string): BlockSource => {
       const inline = identityBlock(cid);
       return inline ? inlineBlocks(cid, inline) : storage();
@@ -247,7 +267,7 @@ export function gatewayRoutes(
   app.get("/share/:id/:cid", readSlot, async (c) => {
     const { id, cid } = c.req.param();
     if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
-    const storagePort = onlyIfCached(c.req.header("cache-control")) ? localReads(port()) : port();
+    const storagePort = edgePort(c);
     // Thrown, not returned: `app.onError` counts it in /metrics (returned, none showed there:
     // id guessing and revoked or expired links were invisible, review s76).
     const record = await liveShare(storagePort, id);

@@ -132,6 +132,9 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   too_many_uploads: 429,
   // Reads of stored files under way (`read_slots.ts`): the client's own, or the node's, all taken.
   too_many_reads: 429,
+  // Gateway reads walking past a block's first storage peers (`deep_reads.ts`): the client's
+  // budget, or the node's, spent.
+  too_many_deep_reads: 429,
   // Request bodies being read hold the node's budget for them (`body_limit.ts`'s `BodyBudget`).
   too_many_request_bodies: 429,
   rate_limited: 429,

@@ -46,7 +46,7 @@
  *
  * @module
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { BUSY_BODIES_SHARE } from "./body_limit.ts";
 import type { EdgeEnv } from "./client_access.ts";
@@ -232,6 +232,11 @@ export class ReadSlots {
   /** Reads waiting for a slot of their own client now. */
   get waiting(): number {
     return this.#waiters;
+  }
+
+  /** The client a read of `c` comes from, as these slots name it (`reader_identity.ts`). */
+  reader(c: Context<EdgeEnv>): ClientIdentity {
+    return readerOf(c, this.#access);
   }
 
   /**

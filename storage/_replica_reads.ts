@@ -15,12 +15,17 @@
  * included: any client drove the counter and the log with GETs of CIDs nobody stores. The record
  * that has a peer asked last for a chunk it answered without its bytes
  * (`ReplicaRecords.readOrder`) takes a `chunk_not_found` on the same terms (this node's own store
- * included): before (review s80 F2) every peer asked was recorded for every CID nobody holds, so
- * keyless reads of random CIDs flushed that bounded record, and a holder that keeps a chunk for its
- * audits but refuses reads (review s62) was asked first again and sent another read-repair copy.
+ * included), and so does an answer whose bytes do not match the CID: before (review s80 F2, and
+ * vgw F3 for garbage) every peer asked was recorded for every CID nobody holds, so keyless reads of
+ * random CIDs flushed that bounded record, and a holder that keeps a chunk for its audits but
+ * refuses reads (review s62) was asked first again and sent another read-repair copy.
  *
- * A read asks only the chunk's r holders and at most {@link READ_PEERS_PAST_HOLDERS} peers past
- * them (see there), never the whole ranking: a CID none of them holds is `chunk_not_found`.
+ * A read walks the whole ranking, as a put's and a repair's hand-on do (a copy handed past full
+ * peers, or placed under a smaller membership, ranks anywhere below the holders): the r holders,
+ * the chunk's known stand-ins, the next in rank. Past the first r + {@link READ_PEERS_PAST_HOLDERS}
+ * peers the walk is deep, and a read whose caller passed `deepWalk` (the HTTP gateway's) asks it
+ * first: refused, the read rejects with its error, never `chunk_not_found` for a chunk that may
+ * exist further down.
  *
  * @module
  */
@@ -31,15 +36,15 @@ import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./error
 import type { StoragePeer } from "./storage_peer.ts";
 
 /**
- * Most peers past a chunk's r holders that one read asks, when the holders do not serve it: the
- * chunk's known stand-ins first (`ReplicatedStore.standIns`: peers this node gave the chunk, or saw
- * prove it, that rank past its holders now), then the next peers in rank. A holder that a peer
- * joining pushed out of the first r keeps its copy (the next in rank) until the catch-up moves it,
- * so a chunk stays readable through three such joins, also from a node that never wrote it. A CID
- * none of these peers holds is `chunk_not_found` after at most r + 3 peer calls. Before (review s80
- * F1) a read walked the whole ranking: a keyless `GET /ipfs/{cid}` of a CID nobody holds made one
- * call to every storage peer (40 with 40 peers), each up to the peer timeout where a peer is
- * silent, and the peers bore the cost.
+ * Peers past a chunk's r holders that a read asks before its walk is deep: the chunk's known
+ * stand-ins first (`ReplicatedStore.standIns`: peers this node gave the chunk, or saw prove it,
+ * that rank past its holders now), then the next peers in rank. A read goes on past them, through
+ * the whole ranking (a copy handed on past full peers, or placed under an older, smaller
+ * membership, may rank anywhere: review s80 vgw F1, F2, where a bound here made such chunks
+ * `chunk_not_found`, and repair count them lost, on every node but their writer), but a caller
+ * that passed `BlockStoreCallOptions.deepWalk` is asked first: the HTTP gateway's spends the
+ * client's budget (`server/deep_reads.ts`), since a keyless `GET /ipfs/{cid}` of a CID nobody
+ * holds otherwise asks every storage peer (40 with 40 peers: review s80 F1).
  */
 export const READ_PEERS_PAST_HOLDERS: number = 3;
 
@@ -71,6 +76,11 @@ export class ReplicaReads {
     const placed = this.#core.placement(cid);
     const holders = new Set(placed.slice(0, this.#core.replicas));
     const ranked = records.readOrder(cid, this.#readPeers(cid, placed));
+    /** Where the walk becomes deep (`READ_PEERS_PAST_HOLDERS`), and its end once it did. */
+    const shallow = this.#core.replicas + READ_PEERS_PAST_HOLDERS;
+    let endDeepWalk: (() => void) | undefined;
+    /** The caller's refusal of the deep walk: the read's error unless a replica serves. */
+    let refused: unknown;
     const readRepair = this.#readRepair && options?.readRepair !== false;
     // Cancels the slower replicas once a good copy is in; unlike the caller's signal and the
     // timeout it does not cut their answers off: one that arrives anyway and proves its copy
@@ -85,23 +95,31 @@ export class ReplicaReads {
      * Holders' misses with no record of a copy given: recorded and reported once another replica
      * serves (the chunk exists, so they lack it); forgotten when none does.
      */
-    const unconfirmed: [StoragePeer, ChunkNotFoundError][] = [];
+    const unconfirmed: [StoragePeer, ChunkNotFoundError | CorruptChunkError][] = [];
     /**
-     * `peer`, expected to hold the chunk, answered `chunk_not_found`: read last for it from now on,
-     * as a holder serving garbage is (one that keeps it for its audits but answers reads
+     * `peer`, expected to hold the chunk, answered `chunk_not_found` or bytes that do not match it:
+     * read last for it from now on (one that keeps it for its audits but answers reads
      * `chunk_not_found` was asked first on every read and sent a read-repair copy each time:
-     * review s62), and reported, unless it is this node's own store (a read of what it does not
-     * hold goes on to the peers: no peer's failure).
+     * review s62), and a miss reported, unless it is this node's own store (a read of what it does
+     * not hold goes on to the peers: no peer's failure).
      */
-    const missed = (peer: StoragePeer, error: ChunkNotFoundError) => {
+    const missed = (peer: StoragePeer, error: ChunkNotFoundError | CorruptChunkError) => {
       records.failedToServe(peer, cid);
-      if (peer.id !== this.#core.selfId) this.#core.failures.report("get", peer, cid, error);
+      if (error instanceof ChunkNotFoundError && peer.id !== this.#core.selfId) {
+        this.#core.failures.report("get", peer, cid, error);
+      }
     };
-    /** Report `peer`'s `error`, a miss only where it was expected to hold the chunk (module doc). */
+    /**
+     * Report `peer`'s `error`, a miss only where it was expected to hold the chunk, and record a
+     * miss or garbage on the same terms (module doc): garbage from any peer asked was recorded, and
+     * ~77,000 random-CID reads answered with garbage flushed the record (review s80 vgw F3).
+     */
     const report = (peer: StoragePeer, error: unknown) => {
       if (!(error instanceof ChunkNotFoundError)) {
         this.#core.failures.report("get", peer, cid, error);
-      } else if (records.given.has(peer.id, cid) || (good && holders.has(peer))) {
+      }
+      if (!(error instanceof ChunkNotFoundError || error instanceof CorruptChunkError)) return;
+      if (records.given.has(peer.id, cid) || (good && holders.has(peer))) {
         missed(peer, error);
       } else if (holders.has(peer)) unconfirmed.push([peer, error]);
     };
@@ -111,6 +129,15 @@ export class ReplicaReads {
     let pending = 0;
     let settled = false;
     const launch = () => {
+      if (next === shallow && options?.deepWalk !== undefined) {
+        try {
+          endDeepWalk = options.deepWalk();
+        } catch (error) {
+          refused = error;
+          next = ranked.length; // no further peer is asked
+          return;
+        }
+      }
       const peer = ranked[next++];
       pending++;
       const read = this.#core.call(
@@ -118,10 +145,7 @@ export class ReplicaReads {
         (s) => peer.getChunk(cid, { signal: AbortSignal.any([s, done.signal]) }),
       )
         .then(async (bytes) => {
-          if (!(await verifyCid(cid, bytes))) {
-            records.failedToServe(peer, cid);
-            throw new CorruptChunkError(cid, `peer ${peer.id}`);
-          }
+          if (!(await verifyCid(cid, bytes))) throw new CorruptChunkError(cid, `peer ${peer.id}`);
           records.servedRight(peer, cid);
           if (settled) return;
           settled = true;
@@ -164,7 +188,7 @@ export class ReplicaReads {
             // file that exists read as one that does not (a 404 a client may cache), and a
             // repair count the chunk lost and never try it again.
             reject(
-              unanswered.length > 0
+              refused !== undefined ? refused : unanswered.length > 0
                 ? new ReplicationError(
                   `no replica of ${cid} could be read: ${unanswered.length} of the storage ` +
                     `peers asked did not answer`,
@@ -180,7 +204,7 @@ export class ReplicaReads {
       this.#core.background.track(read, tasks);
     };
     if (ranked.length === 0) throw new ChunkNotFoundError(cid, "any storage peer (none known)");
-    for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
+    for (let i = 0; i < this.#readParallelism && next < ranked.length; i++) launch();
     try {
       const bytes = await promise;
       // The chunk exists: a holder that said it lacks it does lack it.
@@ -193,20 +217,20 @@ export class ReplicaReads {
       return bytes;
     } finally {
       done.abort(); // cancel the slower replicas
+      endDeepWalk?.();
     }
   }
 
   /**
-   * The peers a read of `cid` asks (`placed`: its placement order): its holders, then at most
-   * {@link READ_PEERS_PAST_HOLDERS} more, its known stand-ins first, then the next in rank.
+   * The peers a read of `cid` asks, in turn (`placed`: its placement order): its holders, its known
+   * stand-ins, then every other peer in rank.
    */
   #readPeers(cid: string, placed: StoragePeer[]): StoragePeer[] {
     const r = this.#core.replicas;
     const past = placed.slice(r);
     const standIns = past.filter((peer) => this.#core.records.standsIn(peer.id, cid));
     const known = new Set(standIns);
-    const spares = [...standIns, ...past.filter((peer) => !known.has(peer))];
-    return [...placed.slice(0, r), ...spares.slice(0, READ_PEERS_PAST_HOLDERS)];
+    return [...placed.slice(0, r), ...standIns, ...past.filter((peer) => !known.has(peer))];
   }
 
   /**

@@ -5,10 +5,23 @@
  *
  * @module
  */
+import type { DeepWalkGate } from "./block_store.ts";
 import type { CarScope } from "./car.ts";
 import type { FileInfo, PutFileResult } from "./file_store.ts";
 import type { ShareRecord } from "./share_links.ts";
 import type { LeafCheck } from "./unixfs.ts";
+
+/** How a {@link GatewayStorage} read reaches the storage peers. */
+export interface GatewayReadOptions {
+  /** This node's own store only (`only-if-cached`): a block not held here is `chunk_not_found`. */
+  local?: boolean;
+  /**
+   * Asked before a block read walks deep into the storage peers' ranking
+   * (`BlockStoreCallOptions.deepWalk`): the gateway's spends its client's budget
+   * (`server/deep_reads.ts`). Default: none, the walk unbounded (the node's own reads).
+   */
+  deepWalk?: DeepWalkGate;
+}
 
 /**
  * The storage side of the gateway and the file routes.
@@ -31,14 +44,14 @@ export interface GatewayStorage {
     },
   ): Promise<PutFileResult>;
   /** One verified block, by any CID of it (local or from the storage peers). */
-  block(cid: string, signal?: AbortSignal, options?: { local?: boolean }): Promise<Uint8Array>;
+  block(cid: string, signal?: AbortSignal, options?: GatewayReadOptions): Promise<Uint8Array>;
   /** A file's metadata (with the labels its pin recorded). */
-  stat(cid: string, options?: { local?: boolean }): Promise<FileInfo>;
+  stat(cid: string, options?: GatewayReadOptions): Promise<FileInfo>;
   /** A public file's bytes `[start, end)`, verified chunk by chunk. */
   read(
     cid: string,
     range: { start: number; end: number; signal?: AbortSignal },
-    options?: { local?: boolean },
+    options?: GatewayReadOptions,
   ): Promise<ReadableStream<Uint8Array>>;
   /**
    * False only when a read of block `cid` is known to fail with `chunk_not_found`: this node's store
@@ -60,7 +73,7 @@ export interface GatewayStorage {
     cid: string,
     scope: CarScope,
     signal?: AbortSignal,
-    options?: { local?: boolean },
+    options?: GatewayReadOptions,
   ): Promise<ReadableStream<Uint8Array>>;
   /** The record of share `id`, if there is one (valid or not: the gateway judges expiry). */
   share(id: string): Promise<ShareRecord | undefined>;

@@ -12,10 +12,11 @@
  *   read fall back to the next one, and (read repair) the good bytes are written back to one that
  *   answered `chunk_not_found` or a corrupt copy (not to one that timed out: it may hold a good
  *   one), one copy at a time per holder and chunk, within `maxBackgroundBytes`. A peer that
- *   answered a read of a chunk with bytes that do not match it is asked for that chunk after every
- *   other, until it serves it right. A read asks the r holders and at most
- *   {@link READ_PEERS_PAST_HOLDERS} peers past them (known stand-ins first), never every peer: a
- *   CID none of them holds is `chunk_not_found`.
+ *   should hold a chunk (given it, or a holder once another replica served it) and answered a
+ *   read of it with bytes that do not match it is asked for that chunk after every other, until
+ *   it serves it right. A read asks the r holders, then known stand-ins, then every
+ *   other peer in rank; past the first {@link READ_PEERS_PAST_HOLDERS} peers past the holders
+ *   the walk is deep, and a caller's `deepWalk` (the HTTP gateway's budget) may refuse it.
  * - **Repair**: {@link ReplicatedStore.repair} checks every holder of the given CIDs with a
  *   possession proof (cheap: 32 bytes per chunk back, not the chunk) and re-sends the chunk to
  *   any holder that is missing it or holds a bad copy, restoring r copies after a peer was
@@ -486,8 +487,11 @@ export class ReplicatedStore implements BlockStore {
 
   /**
    * The verified bytes of `cid` from the first replica that has a good copy: its holders are asked,
-   * then at most {@link READ_PEERS_PAST_HOLDERS} peers past them.
-   * @throws {ChunkNotFoundError} no peer asked has it (every one said so).
+   * then its known stand-ins, then the other peers in rank (past {@link READ_PEERS_PAST_HOLDERS}
+   * of them only if `options.deepWalk`, when given, lets the walk go on).
+   * @throws {ChunkNotFoundError} no peer has it (every one said so).
+   * @throws {unknown} what `options.deepWalk` threw, when it refused the deep walk and no peer
+   *   asked before served the chunk.
    * @throws {CorruptChunkError} only bad copies exist.
    * @throws {ReplicationError} no good copy came back and some peer did not answer (timed out,
    *   unreachable): the chunk may exist, try again later.
