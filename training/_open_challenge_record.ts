@@ -13,7 +13,8 @@
  * challenge per validator and receipt and gives the same one the same answer
  * (`_challenge_admission.ts`), so a fresh challenge would be refused and its refusal read as
  * silence. The deadline therefore stays the one signed; a trainer asked again is judged on what it
- * answers, never on its silence (the stop may have come before it was ever asked).
+ * answers, and on its silence only when the re-ask left it at least the shortest window a checker
+ * takes (`TrainingChallengeRun.resume`: the stop may have come before it was ever asked).
  *
  * What is read back is untrusted (a damaged file, an older shape): {@link openChallengeOf} takes
  * only a signed challenge of a signed receipt with the fields the check needs. Not part of the

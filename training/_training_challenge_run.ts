@@ -211,6 +211,18 @@ export class TrainingChallengeRun {
    */
   readonly #dialMs: number;
   /**
+   * What a re-ask after a restart ({@link TrainingChallengeRun.resume}) must leave the trainer of
+   * the challenge's signed window for its silence to convict, as on a first ask: the shortest
+   * window this node's checker takes an `opening_missing` on (the fixed option, else
+   * `DEFAULT_OPENING_DEADLINE_MS`, as `_fraud_proof_rerun.ts` checks). A checker judges a first
+   * ask by that bound alone (its signed window, deadline − issue, at least this long), so a re-ask
+   * with this much left gives even a trainer the first ask never reached what every checker owes
+   * a challenge; one the first ask reached kept its answer until the deadline and has only to
+   * serve it. The proof is the one a first ask makes (the signed challenge, issued past its
+   * deadline), confirmed by any checker.
+   */
+  readonly #reaskSilenceMs: number;
+  /**
    * Takeovers' last opened steps, by receipt id, until their delta comes: in memory and, with
    * {@link TrainingChallengeRunOptions.lastStepsDir}, on disk (`_kept_last_steps.ts`).
    */
@@ -240,6 +252,7 @@ export class TrainingChallengeRun {
     this.#window = (options.economics ?? DEFAULT_ECONOMICS).challengeWindowMs;
     this.#openingWindow = options.openingDeadlineMs ?? ((steps) => openingWindowMs(steps));
     this.#dialMs = options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;
+    this.#reaskSilenceMs = options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;
     this.#lastSteps = new KeptLastSteps(options.lastStepsDir, options.now, options.log);
   }
 
@@ -375,11 +388,13 @@ export class TrainingChallengeRun {
    * `_challenge_resume.ts`), the same signed challenge, over this node's connection to it or one
    * dialled for what is left of the deadline, and check its answer as the first run would have:
    * an answer that holds ends `passed` (paid when its window closes), one that fails is this
-   * validator's fraud proof. Silence does not convict here: the stop may have come before the
-   * trainer was ever asked, and the deadline is the one signed then, so a trainer that did not
-   * answer (or was not reached) ends `undecided` (`validator_restarted`: unpaid, its stake
-   * released), as every challenge cut off by a restart did before. Runs outside the mailbox, as a
-   * challenge does.
+   * validator's fraud proof. Silence convicts as on a first ask (`opening_missing`) when the
+   * re-ask left the trainer at least the shortest window a checker takes (`#reaskSilenceMs`):
+   * ended undecided, silence through a restart was a lazy trainer's best answer (review s80 vtrn
+   * F1). With less left (the restart came late: the stop may have come before the trainer was
+   * ever asked, and the deadline is the one signed then), or a trainer not reached, it ends
+   * `undecided` (`validator_restarted`: unpaid, its stake released). Runs outside the mailbox, as
+   * a challenge does.
    */
   async resume(open: OpenChallenge, ctx: Context): Promise<void> {
     const { challenge, report } = open;
@@ -401,7 +416,19 @@ export class TrainingChallengeRun {
         await this.#options.endings.end(ctx, id, "undecided", "validator_restarted");
         return;
       }
-      await this.#run({ type: "challenge", ...open, connection }, challenge, ctx, true);
+      // Measured as the re-ask goes out: what the trainer has left of the signed window.
+      const left = challenge.deadline - Date.now();
+      const silence = left >= this.#reaskSilenceMs ? "convicts" : "undecided";
+      this.#options.log(
+        `training validator: challenge of ${id.slice(0, 12)} asked again with ${
+          Math.max(0, Math.round(left / 1000))
+        } s of its window left: ${
+          silence === "convicts"
+            ? "no answer convicts, as on a first ask"
+            : "no answer ends undecided (less than the shortest window a checker takes)"
+        }`,
+      );
+      await this.#run({ type: "challenge", ...open, connection }, challenge, ctx, silence);
     } catch (error) {
       await this.#options.endings.end(ctx, id, "undecided", "validator_restarted");
       this.#options.log(
@@ -460,12 +487,16 @@ export class TrainingChallengeRun {
     return undefined;
   }
 
-  /** The drawn challenge's work (see {@link TrainingChallengeRun.challenge}). */
+  /**
+   * The drawn challenge's work (see {@link TrainingChallengeRun.challenge}); `silence`: whether no
+   * answer convicts (`opening_missing`), as on a first ask, or ends `undecided` (a re-ask after a
+   * restart that left the trainer too little of its window, see `resume`).
+   */
   async #run(
     request: ChallengeRequest,
     challenge: TrainingChallenge,
     ctx: Context,
-    resumed = false,
+    silence: "convicts" | "undecided" = "convicts",
   ): Promise<ChallengeOutcome> {
     const { receipt, delta } = request.report;
     const id = trainingReceiptId(receipt);
@@ -501,8 +532,8 @@ export class TrainingChallengeRun {
     this.#options.log(
       `training validator: trainer ${trainer} failed its challenge (${check.reason})`,
     );
-    if (resumed && check.reason === "opening_missing") {
-      // Asked again after a restart: silence is no proof (see `resume`).
+    if (silence === "undecided" && check.reason === "opening_missing") {
+      // Asked again late after a restart: silence is no proof (see `resume`).
       await endings.end(ctx, id, "undecided", "validator_restarted");
       return { challenged: true, ok: false, reason: check.reason };
     }

@@ -164,14 +164,15 @@ class TrainerNetwork implements Actor<{ type: string }> {
  * A ledger and training validator on a test clock (challenge probability 1, its own answer
  * window `windowMs`), staked, with `link` as its way to the trainer and `reach` as its network's
  * answer to a dial by key (default: no swarm); `validator` adds to the training validator's
- * options (`timers` a test fires by hand for its waits before a try again, `log`).
+ * options (`timers` a test fires by hand for its waits before a try again, `log`, and
+ * `openingDeadlineMs: undefined` for the default windows, grown by the steps a challenge asks).
  */
 export async function claimNode(
   name: string,
   link: () => Connection | undefined,
   windowMs = 400,
   reach: (message: DialMessage) => boolean | "full" = () => false,
-  validator: Pick<TrainingValidatorOptions, "timers" | "log"> = {},
+  validator: Pick<TrainingValidatorOptions, "timers" | "log" | "openingDeadlineMs"> = {},
 ) {
   const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-${name}-` });
   const system = new ActorSystem({ name });

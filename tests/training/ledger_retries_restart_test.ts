@@ -13,7 +13,14 @@ import { Identity } from "../../protocols/identity.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { ChallengeMismatchError, type SealedStepOpenings } from "../../training/step_opening.ts";
 import type { InProcessTrainerEngine } from "../../training/trainer_engine.ts";
-import type { TrainingChallenge } from "../../training/training_challenge.ts";
+import {
+  DEFAULT_OPENING_DEADLINE_MS,
+  type TrainingChallenge,
+  trainingChallengeId,
+} from "../../training/training_challenge.ts";
+import { checkTrainingFraudProof } from "../../training/training_fraud_proof.ts";
+import type { TrainingGossip } from "../../protocols/training_messages.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
 import {
   TrainingValidator,
   type TrainingValidatorStats,
@@ -29,6 +36,8 @@ import {
   type ClaimNode,
   claimNode,
   creditWithholdingTrainer,
+  STAKE,
+  start,
   trainedEngine,
   TRAINER_STAKE,
   trainerLink,
@@ -76,11 +85,12 @@ const LEDGER = "node/validator";
  * it, or to leave unanswered only its reads of the challenges open there (`readsDown(true)`:
  * `training_challenged`, counted in `reads()`), and a trainer that trained one receipt, credited
  * here (paid when final), whose answer to a challenge is `answer`; a trainer has `windowMs` on the
- * wall clock to answer (a refusal is convicted when that deadline passes).
+ * wall clock to answer (a refusal is convicted when that deadline passes); undefined: the default
+ * window, grown by the steps the challenge asks (`openingWindowMs`, 75 s for a receipt of H = 3).
  */
 async function withTrainer(
   name: string,
-  windowMs: number,
+  windowMs: number | undefined,
   answer: (context: {
     ledgerDown: (down: boolean) => void;
     challenge: TrainingChallenge;
@@ -105,6 +115,8 @@ async function withTrainer(
   const logs: string[] = [];
   const n = await claimNode(`s59-restart-${name}`, () => link, windowMs, undefined, {
     log: (line) => logs.push(line),
+    // No fixed window: each challenge's grows with its steps (`openingWindowMs`).
+    ...(windowMs === undefined ? { openingDeadlineMs: undefined } : {}),
   });
   let down = false;
   let readsDown = false;
@@ -288,6 +300,140 @@ Deno.test("a training validator restarted alone asks a lazy trainer the challeng
       );
     },
     shuffledDeltaTrainer,
+  ));
+
+// Review s80 vtrn F1: silence after the re-ask ended undecided (`validator_restarted`: unpaid, the
+// stake released) however much of the window the re-ask left, where silence on a first ask is an
+// `opening_missing` proof: a lazy trainer kept its stake by staying silent whenever the validator
+// restarted inside its window. Now a re-ask that left the trainer at least the shortest window a
+// checker takes (60 s by default) convicts on silence as a first ask does; with less left it still
+// ends undecided. These use the default windows (75 s for a receipt of H = 3); `Date.now`, the
+// clock deadlines are on, is moved by hand (`wallClock`), never waited for.
+
+/**
+ * `Date.now` moved forward by `shift()` ms, restored by `restore()`: the wall clock challenges'
+ * deadlines are on, for a test that must pass one without waiting.
+ */
+function wallClock(): { forward: (ms: number) => void; restore: () => void } {
+  const real = Date.now;
+  let shift = 0;
+  Date.now = () => real() + shift;
+  return { forward: (ms) => shift += ms, restore: () => Date.now = real };
+}
+
+/**
+ * A lazy trainer silent to its challenge, which a restart cuts off; `restart()` restarts the
+ * validator (moving the wall clock as it needs). The re-ask gets no answer: the test moves the
+ * wall clock past the signed deadline and its request fails then, as a real connection's timeout
+ * would (the test link has none). `test` reads the outcome.
+ */
+function silentThroughRestart(
+  name: string,
+  restart: (n: ClaimNode, clock: ReturnType<typeof wallClock>) => Promise<void>,
+  test: (context: {
+    n: ClaimNode;
+    record: ReceiptRecord;
+    challenge: TrainingChallenge;
+    logs: string[];
+  }) => Promise<void>,
+): Promise<void> {
+  const clock = wallClock();
+  const reasked = Promise.withResolvers<TrainingChallenge>();
+  const timedOut = Promise.withResolvers<never>();
+  timedOut.promise.catch(() => {});
+  return withTrainer(
+    name,
+    undefined,
+    ({ challenge, asks }) => {
+      if (asks === 1) return silent();
+      reasked.resolve(challenge);
+      return timedOut.promise;
+    },
+    async ({ n, record, challenge, logs }) => {
+      const before = silentAsked;
+      void challenge();
+      await asked(n, record, before);
+      await restart(n, clock);
+      const asked2 = await reasked.promise;
+      // Silent till the signed deadline: the request fails once it has passed.
+      clock.forward(asked2.deadline - Date.now() + 1_000);
+      timedOut.reject(new Error("request timed out (simulated)"));
+      await eventually(
+        async () => (await n.record(record.receiptId)).status !== "challenged",
+        "the re-asked challenge to end",
+      );
+      await test({ n, record, challenge: asked2, logs });
+    },
+    shuffledDeltaTrainer,
+  ).finally(clock.restore);
+}
+
+Deno.test("a lazy trainer silent to the challenge a restart cut off, re-asked with most of its window left, is slashed as on a first ask: fraud, its locked stake cut and burned, the accuser not charged, the proof confirmed by a checker that did not restart", () =>
+  silentThroughRestart(
+    "silent-reask",
+    (n) => n.restartTraining().then(() => {}),
+    async ({ n, record, challenge, logs }) => {
+      assert.ok(
+        challenge.deadline - challenge.issuedAt > DEFAULT_OPENING_DEADLINE_MS,
+        "a window longer than the shortest a checker takes",
+      );
+      await assertWithholderSlashed(
+        n,
+        record,
+        fromHex(record.worker),
+        "the lazy trainer silent through a restart was not slashed",
+      );
+      // The proof the restarted validator made and passed on, as any other ledger checks it (the
+      // default shortest window, the wall clock).
+      const proofs = n.published
+        .filter((g) => (g as TrainingGossip).kind === "fraud_proof")
+        .map((g) => (g as Extract<TrainingGossip, { kind: "fraud_proof" }>).body.proof);
+      assert.equal(proofs.length, 1, "one proof passed on");
+      assert.equal(proofs[0].reason, "opening_missing");
+      assert.equal(trainingChallengeId(proofs[0].challenge), trainingChallengeId(challenge));
+      const elsewhere = await checkTrainingFraudProof(structuredClone(proofs[0]), {
+        arch: TEST_ARCH,
+        startWeights: start,
+        now: Date.now,
+      });
+      assert.equal(elsewhere.reason, "confirmed");
+      // The accuser keeps its whole stake (no false-accusation charge) and earns nothing: an
+      // `opening_missing` rests on its word, so its slash is burned (`wordOnly`), as on a first ask.
+      assert.deepEqual(
+        await n.account(n.identity.publicKey),
+        { balance: 0, stake: STAKE, locked: 0 } satisfies Account,
+        "the accuser charged, or rewarded for its word",
+      );
+      assert.ok(
+        logs.some((line) => line.includes("no answer convicts, as on a first ask")),
+        JSON.stringify(logs),
+      );
+    },
+  ));
+
+Deno.test("a trainer silent to the challenge a restart cut off, re-asked with less than the shortest window a checker takes left (a late restart), is not convicted: undecided, unpaid, its stake whole", () =>
+  silentThroughRestart(
+    "late-reask",
+    // The restart takes 20 s of the 75 s window: under 60 s left when the trainer is asked again.
+    (n, clock) => n.restartTraining(() => clock.forward(20_000)).then(() => {}),
+    async ({ n, record, logs }) => {
+      assert.equal(
+        n.published.filter((g) => (g as TrainingGossip).kind === "fraud_proof").length,
+        0,
+        "no proof passed on",
+      );
+      await n.closeWindow();
+      assert.equal((await n.record(record.receiptId)).status, "unpaid");
+      assert.deepEqual(
+        await n.account(fromHex(record.worker)),
+        { balance: 0, stake: TRAINER_STAKE, locked: 0 } satisfies Account,
+      );
+      assert.equal((await n.account(n.identity.publicKey)).balance, 0, "nobody paid");
+      assert.ok(
+        logs.some((line) => line.includes("no answer ends undecided")),
+        JSON.stringify(logs),
+      );
+    },
   ));
 
 /**
