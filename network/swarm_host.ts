@@ -243,9 +243,20 @@ interface Joined {
   client: boolean;
 }
 
-/** A join or leave waiting for the host's answer. */
-interface Waiting extends PromiseWithResolvers<void> {
+/**
+ * A join or leave sent to the host (or to be sent once it is up again) and not yet answered. Its
+ * `id` goes in the line to the host, which echoes it in its answer: the answer settles only this
+ * request. `callers` are the calls it settles: its own; for the rejoin of a topic after a
+ * restart, the joins of that topic that the host died before answering (the later one's outcome
+ * is theirs too); none for a rejoin nobody waits for.
+ */
+interface Pending {
+  id: number;
+  topic: string;
   op: "join" | "leave";
+  callers: PromiseWithResolvers<void>[];
+  /** Sent to the host that runs now, which will answer it; false once that host died. */
+  answerable: boolean;
 }
 
 /** A supervised swarm host process. */
@@ -255,7 +266,11 @@ export class SwarmHost {
   readonly #peers: SwarmPeerAcceptor;
   #link: SwarmLink | undefined;
   readonly #topics = new Map<string, Joined>();
-  readonly #waiting = new Map<string, Waiting>();
+  /** Requests not yet answered, by id (in the order they were made). */
+  readonly #pending = new Map<number, Pending>();
+  /** Each topic's latest request (id) until answered: a failed join that is one is not kept. */
+  readonly #latest = new Map<string, number>();
+  #nextId = 0;
   /** Peers dialled by key, hex (see {@link dial}). */
   readonly #dialled = new Set<string>();
   #child: Deno.ChildProcess | undefined;
@@ -395,8 +410,12 @@ export class SwarmHost {
    * Join a 32-byte topic (announce as a server, look up as a client, or both); kept across
    * restarts of the host. Resolves once the host has announced and looked it up; while the host
    * is being restarted, once the restarted host has.
-   * @throws {SwarmHostError} when the host fails the join (the topic is then not joined), or
-   * the host is closed first.
+   * Each call is settled by the host's answer to it, even when another join or leave of the
+   * topic was asked meanwhile (the host does them in order). A join the host died before
+   * answering takes the outcome of the restarted host's rejoin of the topic.
+   * @throws {SwarmHostError} when the host fails the join (the topic is then not joined, unless
+   * a later join of it is under way), when a leave of the topic was asked before a host that
+   * died answered it (superseded: not joined), or when the host is closed first.
    */
   async join(topic: Uint8Array, options: Partial<Joined> = {}): Promise<void> {
     if (topic.length !== 32) {
@@ -490,10 +509,7 @@ export class SwarmHost {
     this.#output.stderrLog.flush();
     await this.#closeLink();
     this.#peers.cutPending();
-    for (const waiting of this.#waiting.values()) {
-      waiting.reject(new SwarmHostError("the swarm host stopped"));
-    }
-    this.#waiting.clear();
+    this.#rejectAll(new SwarmHostError("the swarm host stopped"));
   }
 
   /**
@@ -511,35 +527,117 @@ export class SwarmHost {
   }
 
   /**
-   * Ask the host to join or leave `topic`; settled by its answer. While the host is down (being
-   * restarted), a join waits for the restarted host's rejoin and a leave is done at once.
+   * Ask the host to join or leave `topic`; settled by the host's answer to this request (its id),
+   * not by what it answers to another request of the topic: the host does a topic's requests one
+   * after another, so each gets its own outcome (until review s80 a second request resolved the
+   * first at once, and the host's answer to the first then settled the second, so a join the
+   * host failed could resolve). While the host is down (being restarted), a join waits for the
+   * restarted host's rejoin and a leave is done at once (see {@link #hostGone}).
    */
-  #request(topic: string, op: Waiting["op"], message: Record<string, unknown>): Promise<void> {
+  #request(topic: string, op: Pending["op"], message: Record<string, unknown>): Promise<void> {
     if (this.#closing) return Promise.reject(new SwarmHostError("the swarm host stopped"));
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    const waiting: Waiting = { op, ...Promise.withResolvers<void>() };
-    this.#waiting.get(topic)?.resolve();
-    this.#waiting.set(topic, waiting);
+    const caller = Promise.withResolvers<void>();
+    const pending = this.#track(topic, op, [caller]);
     if (this.#stdin === undefined) {
-      if (op === "leave") this.#settle(topic, "leave");
-      return waiting.promise;
+      this.#unanswerable(pending);
+      this.#dropSuperseded();
+      return caller.promise;
     }
+    pending.answerable = true;
     // A write that fails means the host just died: #onExit treats this request as one made
-    // while it was down.
-    this.#send(message).catch(() => {
-      if (op === "leave") this.#settle(topic, "leave");
+    // while it was down (and a leave is done at once, whichever comes first).
+    this.#send({ ...message, id: pending.id }).catch(() => {
+      if (this.#pending.get(pending.id) === pending && pending.answerable) {
+        this.#unanswerable(pending);
+        this.#dropSuperseded();
+      }
     });
-    return waiting.promise;
+    return caller.promise;
   }
 
-  /** Settle what waits on `topic` if it is an `op`: resolved, or rejected with `error`. */
-  #settle(topic: string, op: Waiting["op"], error?: Error): boolean {
-    const waiting = this.#waiting.get(topic);
-    if (waiting?.op !== op) return false;
-    this.#waiting.delete(topic);
-    if (error === undefined) waiting.resolve();
-    else waiting.reject(error);
-    return true;
+  /** A new request of `topic` (the topic's latest), settling `callers`. */
+  #track(topic: string, op: Pending["op"], callers: Pending["callers"]): Pending {
+    const pending: Pending = { id: ++this.#nextId, topic, op, callers, answerable: false };
+    this.#pending.set(pending.id, pending);
+    this.#latest.set(topic, pending.id);
+    return pending;
+  }
+
+  /**
+   * `pending` will get no answer (the host it was sent to died, or none runs): a leave is done
+   * (the restarted host does not join its topic); a join waits for the restarted host's rejoin
+   * of its topic, and takes its outcome (see {@link #dropSuperseded} for a topic left since).
+   */
+  #unanswerable(pending: Pending): void {
+    pending.answerable = false;
+    if (pending.op === "join") return;
+    this.#done(pending);
+    for (const caller of pending.callers) caller.resolve();
+  }
+
+  /**
+   * Every join that will get no answer and whose topic was left since (so the restarted host does
+   * not join it again): rejected as superseded by that leave, since the topic is not joined.
+   */
+  #dropSuperseded(): void {
+    for (const pending of [...this.#pending.values()]) {
+      if (pending.op !== "join" || pending.answerable || this.#topics.has(pending.topic)) continue;
+      this.#done(pending);
+      const error = new SwarmHostError(
+        `the join of topic ${pending.topic.slice(0, 16)}… was superseded by a leave of it ` +
+          `before the swarm host answered: not joined`,
+      );
+      for (const caller of pending.callers) caller.reject(error);
+    }
+  }
+
+  /** `pending` answered (or given up on): no longer tracked. */
+  #done(pending: Pending): void {
+    this.#pending.delete(pending.id);
+    if (this.#latest.get(pending.topic) === pending.id) this.#latest.delete(pending.topic);
+  }
+
+  /**
+   * The host died: nothing it was sent will be answered. Leaves are done; joins wait for the
+   * restarted host's rejoin, unless a later leave of their topic superseded them.
+   */
+  #hostGone(): void {
+    for (const pending of [...this.#pending.values()]) this.#unanswerable(pending);
+    this.#dropSuperseded();
+  }
+
+  /**
+   * The host's answer to the request `id` (or, from a host that echoes no id, to the oldest
+   * request of `topic` with that `op` it was sent): that request is settled, with `error` if the
+   * host failed it. A failed join is not kept (nor joined again after a restart) when it is the
+   * topic's latest request, whether or not a caller waits for it; a rejoin after a restart that
+   * failed and that nobody waited for is kept for the next restart.
+   */
+  #answer(id: unknown, topic: string, op: Pending["op"], error?: SwarmHostError): void {
+    let pending = typeof id === "number" ? this.#pending.get(id) : undefined;
+    if (id === undefined) {
+      pending = [...this.#pending.values()].find((p) =>
+        p.topic === topic && p.op === op && p.answerable
+      );
+    }
+    if (pending === undefined || pending.op !== op || pending.topic !== topic) return;
+    const latest = this.#latest.get(topic) === pending.id;
+    this.#done(pending);
+    if (error === undefined) {
+      for (const caller of pending.callers) caller.resolve();
+      return;
+    }
+    if (op === "join" && latest && pending.callers.length > 0) this.#topics.delete(topic);
+    for (const caller of pending.callers) caller.reject(error);
+  }
+
+  /** Every request's callers rejected with `error`; none tracked any more. */
+  #rejectAll(error: Error): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    this.#latest.clear();
+    for (const { callers } of pending) for (const caller of callers) caller.reject(error);
   }
 
   async #send(message: Record<string, unknown>): Promise<void> {
@@ -622,6 +720,7 @@ export class SwarmHost {
     }
     const event = parsed as {
       ev?: string;
+      id?: unknown;
       publicKey?: string;
       topic?: string;
       op?: string;
@@ -646,28 +745,33 @@ export class SwarmHost {
         this.#ready.resolve();
         this.#liveness.watch(this.#child!);
         this.#options.onState?.("up");
-        // After a restart: join every topic again, dial every dialled peer again.
+        // After a restart: join every topic again, dial every dialled peer again. The joins of
+        // a topic that the dead host did not answer take the rejoin's outcome.
         for (const [topic, joined] of this.#topics) {
-          this.#send({ op: "join", topic, ...joined }).catch(() => {});
+          const waiting = [...this.#pending.values()].filter((p) =>
+            p.topic === topic && p.op === "join" && !p.answerable
+          );
+          for (const p of waiting) this.#done(p);
+          const rejoin = this.#track(topic, "join", waiting.flatMap((p) => p.callers));
+          rejoin.answerable = true;
+          this.#send({ op: "join", id: rejoin.id, topic, ...joined }).catch(() => {});
         }
         for (const key of this.#dialled) this.#send({ op: "dial", key }).catch(() => {});
         return;
       }
       case "joined":
-        this.#settle(event.topic ?? "", "join");
+        this.#answer(event.id, event.topic ?? "", "join");
         return;
       case "left":
-        this.#settle(event.topic ?? "", "leave");
+        this.#answer(event.id, event.topic ?? "", "leave");
         return;
       case "error": {
-        const { topic, op, message } = event;
+        const { id, topic, op, message } = event;
         if (topic !== undefined && (op === "join" || op === "leave")) {
           const error = new SwarmHostError(
             `the swarm host could not ${op} topic ${topic.slice(0, 16)}…: ${message}`,
           );
-          // A join the caller waits for and that failed is not kept (nor joined again after a
-          // restart); a rejoin after a restart that failed is kept for the next restart.
-          if (this.#settle(topic, op, error) && op === "join") this.#topics.delete(topic);
+          this.#answer(id, topic, op, error);
           this.#options.log?.(error.message);
           return;
         }
@@ -703,9 +807,7 @@ export class SwarmHost {
     const how = status.signal ?? `code ${status.code}`;
     if (this.#stopping && this.#cameUp) {
       // Leaves in flight are done (nothing will join again); joins fail at the close.
-      for (const [topic, waiting] of this.#waiting) {
-        if (waiting.op === "leave") this.#settle(topic, "leave");
-      }
+      this.#hostGone();
       this.#upSince = undefined;
       this.#options.log?.(`swarm host exited (${how}) while the node stops: not restarted`);
       return;
@@ -729,9 +831,7 @@ export class SwarmHost {
     }
     // Leaves in flight are done: the restarted host does not join those topics. Joins wait
     // for the restarted host's rejoin.
-    for (const [topic, waiting] of this.#waiting) {
-      if (waiting.op === "leave") this.#settle(topic, "leave");
-    }
+    this.#hostGone();
     this.#scheduleRestart(`swarm host exited (${how})`);
   }
 
@@ -792,8 +892,7 @@ export class SwarmHost {
     this.#upSince = undefined;
     this.#output.stderrLog.flush();
     this.#options.log?.(failure.message);
-    for (const waiting of this.#waiting.values()) waiting.reject(failure);
-    this.#waiting.clear();
+    this.#rejectAll(failure);
     void this.#closeLink().catch(() => {});
     this.#options.onState?.("failed", failure);
   }

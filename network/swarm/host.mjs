@@ -17,14 +17,17 @@
 //                       maxConnections: see MAX_CONNECTIONS
 //                       leaveGraceMs: see LEAVE_GRACE_MS
 //                       dhtRetry?: { initialMs, maxMs }: see DHT_RETRY
-//   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
+//   stdin, then:        { op: "join", id?, topic, server, client } | { op: "leave", id?, topic }
+//                         (id: the node's number for the request, echoed in its answer)
 //                       | { op: "dial", key } | { op: "undial", key } (a peer's public key, hex:
 //                         connect to it by its key and keep reconnecting, or stop; no answer)
 //                       | { op: "ping" } (answered { ev: "pong" } at once: the node's check
 //                         that this host still runs; one that does not answer is restarted)
 //   stdout:             { ev: "ready", publicKey } (once the DHT's socket is bound)
-//                       | { ev: "joined", topic } | { ev: "left", topic }
-//                       | { ev: "error", topic, op, message } (that op failed)
+//                       | { ev: "joined", id?, topic } | { ev: "left", id?, topic }
+//                       | { ev: "error", id?, topic, op, message } (that op failed)
+//                         (id: the request's, where it had one; a topic's ops are answered
+//                         in the order they came)
 //                       | { ev: "error", message } (anything else; before "ready", the host
 //                         then exits with code 1)
 //                       | { ev: "warning", message } (after "ready": no DHT node answered at
@@ -558,12 +561,12 @@ async function handle(message) {
     }
     joined.set(message.topic, { session: discovery, options });
     refreshEarly(message.topic, discovery, options);
-    send({ ev: "joined", topic: message.topic });
+    send({ ev: "joined", id: message.id, topic: message.topic });
   } else if (message.op === "leave") {
     stopRefreshing(message.topic);
     joined.delete(message.topic);
     await swarm.leave(topic);
-    send({ ev: "left", topic: message.topic });
+    send({ ev: "left", id: message.id, topic: message.topic });
   } else {
     throw new Error("unknown op");
   }
@@ -596,6 +599,7 @@ lines.on("line", (line) => {
   inOrder(message.topic ?? message.key, () => handle(message)).catch((error) =>
     send({
       ev: "error",
+      id: message.id,
       topic: message.topic,
       op: message.op,
       message: errorText(error),
