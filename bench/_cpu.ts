@@ -9,22 +9,27 @@
 const CLOCK_TICKS_PER_S = 100;
 
 /**
- * The fields of `/proc/<pid>/stat` after the ")" that closes the command name (the 3rd field
- * overall is index 0), or undefined when they cannot be read.
+ * The fields of `/proc/<pid>/stat` (or of another stat file of the same format: `path`) after the
+ * ")" that closes the command name (the 3rd field overall is index 0), or undefined when they
+ * cannot be read.
  */
-async function statFields(pid: number): Promise<string[] | undefined> {
+async function statFields(pid: number, path = `/proc/${pid}/stat`): Promise<string[] | undefined> {
   try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    const stat = await Deno.readTextFile(path);
     return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
     return undefined;
   }
 }
 
-/** CPU seconds (user + system, all threads) of `pid` alone (utime is the 14th field, stime 15th). */
-export async function ownCpuSeconds(pid: number): Promise<number> {
-  const fields = await statFields(pid);
+/** CPU seconds (user + system) in stat `fields` (utime is the 14th field, stime 15th), else NaN. */
+function cpuSecondsOf(fields: string[] | undefined): number {
   return fields ? (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S : NaN;
+}
+
+/** CPU seconds (user + system, all threads) of `pid` alone. */
+export async function ownCpuSeconds(pid: number): Promise<number> {
+  return cpuSecondsOf(await statFields(pid));
 }
 
 /**
@@ -32,13 +37,7 @@ export async function ownCpuSeconds(pid: number): Promise<number> {
  * Deno process, the JavaScript event loop, apart from its workers and the runtime's own threads.
  */
 export async function mainThreadCpuSeconds(pid: number): Promise<number> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/task/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
-  } catch {
-    return NaN;
-  }
+  return cpuSecondsOf(await statFields(pid, `/proc/${pid}/task/${pid}/stat`));
 }
 
 /**

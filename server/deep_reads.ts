@@ -13,9 +13,10 @@
  * - the node has at most {@link MAX_DEEP_WALKS} deep walks of the gateway's in flight.
  *
  * Past either, the read is refused: 429 `too_many_deep_reads` with `Retry-After`, never a 404 for a
- * block that may exist further down. Reads that end within the first peers spend nothing. This
- * machine's own tools (`THIS_MACHINE_CLIENT`), and the node's own reads (repair, audits, `/v1`
- * file reads, a job's input), are not bounded here.
+ * block that may exist further down (a file's or a CAR's later block refused after its `200` went
+ * out ends the body in error). Reads that end within the first peers spend nothing. This machine's
+ * own tools (`THIS_MACHINE_CLIENT`) spend no client budget, but take the node's places in flight;
+ * the node's own reads (repair, `/v1` file reads, a job's input) are not bounded here.
  *
  * @module
  */
