@@ -60,7 +60,8 @@ export function steeringCover(view: LedgerView, rec: ReceiptRecord): number | un
  * worker had free, where heard before it took all 120. 0 when no conviction of `worker` is
  * settled here. Less what the conviction's own entry released from `locked` already (`freed`,
  * stop 80; entries written before freed nothing). Walks the open receipts: called only for a
- * confirmed proof of another claim.
+ * confirmed proof of another claim, or for the worker's other claim arriving while the first is
+ * this conviction's pending evidence (`_ledger_receipts.ts`).
  */
 export function steeringTakenLocks(view: LedgerView, worker: string): number {
   const left = view.index.steeringLeft(worker);

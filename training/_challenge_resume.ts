@@ -5,8 +5,8 @@
  * validator again (`fraud_proof`, origin `local`), a kept ending is ended with its verdict
  * (`_challenge_endings.ts`), a kept open challenge is asked of its trainer again
  * (`_open_challenge_record.ts`, `TrainingChallengeRun.resume`), and every other challenge left
- * open ends undecided (`validator_restarted`). A read the ledger does not answer is read again: the validator's
- * `resume_again` message, told from here after a wait.
+ * open ends undecided (`validator_restarted`). A read the ledger does not answer is read again:
+ * the validator's `resume_again` message, told from here after a wait.
  *
  * Owns only what is left to read ({@link ChallengeResume.begin}); the endings, the own proofs on
  * disk and the challenge run (whose opens made meanwhile are this incarnation's own) are the
@@ -137,7 +137,7 @@ export class ChallengeResume {
       this.#endings.hold(id);
       // Open when the stop came: the trainer is asked the same challenge again, off the mailbox
       // (`TrainingChallengeRun.resume`); before (review s80), it ended undecided here.
-      const open = openChallengeOf(value);
+      const open = openChallengeOf(value, this.#options.identity.publicKey);
       if (open !== undefined && trainingReceiptId(open.report.receipt) === id) {
         this.#challenges.resume(open, ctx).catch(() => {}); // ends the challenge itself
         continue;

@@ -17,12 +17,13 @@
  * takes (`TrainingChallengeRun.resume`: the stop may have come before it was ever asked).
  *
  * What is read back is untrusted (a damaged file, an older shape): {@link openChallengeOf} takes
- * only a signed challenge of a signed receipt with the fields the check needs. Not part of the
- * public API.
+ * only a challenge this validator signed, of a signed receipt, with the fields the check needs.
+ * Not part of the public API.
  *
  * @module
  */
 import type { GptArchitecture } from "../inference/model_builder.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import {
   ArchitectureSchema,
   RoundTermsSchema,
@@ -73,9 +74,15 @@ export function openChallengeRecord(open: OpenChallenge): OpenChallengeRecord {
 
 /**
  * The open challenge kept as `value` (what the validator's folder held for a receipt), or
- * undefined when `value` is not one (a proof, an ending, a damaged or forged file). Never throws.
+ * undefined when `value` is not one (a proof, an ending, a damaged or forged file) or its
+ * challenge is not signed by `validator` (this node's key: the trainer seals its answer to the
+ * key that signed the challenge, so another key's could be neither read nor proved from here, as
+ * a kept proof of another key is not resumed). Never throws.
  */
-export function openChallengeOf(value: unknown): OpenChallenge | undefined {
+export function openChallengeOf(
+  value: unknown,
+  validator: Uint8Array,
+): OpenChallenge | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const open = (value as Partial<OpenChallengeRecord>).open;
   if (typeof open !== "object" || open === null) return undefined;
@@ -84,6 +91,7 @@ export function openChallengeOf(value: unknown): OpenChallenge | undefined {
     if (!(report?.delta instanceof Uint8Array)) return undefined;
     if (!verifyTrainingReceipt(report.receipt).ok) return undefined;
     if (!challengeFitsReceipt(challenge, report.receipt)) return undefined;
+    if (!bytesEqual(challenge.validator, validator)) return undefined;
     if (!RoundTermsSchema.safeParse(terms).success) return undefined;
     if (!ArchitectureSchema.safeParse(arch).success) return undefined;
     if (!Number.isSafeInteger(shardSize)) return undefined;
