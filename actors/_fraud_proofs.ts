@@ -66,6 +66,21 @@ const MAX_CHECK_HOLD_MS = 3 * DEFAULT_ECONOMICS.challengeWindowMs;
  */
 const MAX_FRAUD_CHECK_TRIES = 3;
 
+/**
+ * Check reasons that name no one to charge: the proof, or the receipt it carries, is not what its
+ * signer signed. Nothing is settled and the proof is not passed on: a peer's intake refuses such
+ * a proof `bad_signature` and charges whoever sent it (`network/peer_services.ts`), so a node
+ * passes on only evidence whose every signature it verified itself (review s80 vgfx F3). A peer's
+ * proof meets them only here if the intake let it through (`FraudProofs.onFraudProof` checks the
+ * receipt's signature too).
+ */
+const UNATTRIBUTABLE: ReadonlySet<string> = new Set([
+  "malformed",
+  "bad_signature",
+  "receipt_malformed",
+  "receipt_bad_signature",
+]);
+
 /** The validator's fraud proofs: taken, checked and settled (see the module doc). */
 export class FraudProofs {
   readonly #core: ValidatorCore;
@@ -236,9 +251,14 @@ export class FraudProofs {
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".
     if (!verifyFraudProofSignature(proof)) return skip("bad_signature");
-    // A receipt not recorded here is held only if signed (a forged or garbled one is refused at
-    // once; any key can still sign a made-up one, which the holds' bounds take care of).
-    if (record === undefined && !verifyReceipt(proof.receipt).ok) return skip("bad_signature");
+    // The receipt's signature too, recorded here or not: a receipt not recorded here is held only
+    // if signed (any key can still sign a made-up one, which the holds' bounds take care of), and
+    // `receiptId` leaves the signature out, so a copy of a recorded receipt with its signature
+    // broken finds the record. Taken, it was checked (refuted `receipt_bad_signature`) and passed
+    // on, and a peer without the record answered `bad_signature` and charged this node as its
+    // forger: a node that passes on only what it verified in full is never charged (review s80
+    // vgfx F3: an honest relay was cut off `too_many_refusals`).
+    if (!verifyReceipt(proof.receipt).ok) return skip("bad_signature");
     if (inFlight) {
       const queued = held ?? Promise.withResolvers<FraudCheckResult>();
       queued.promise.catch(() => {});
@@ -444,7 +464,7 @@ export class FraudProofs {
      */
     let failed = false;
     try {
-      if (check.reason === "malformed" || check.reason === "bad_signature") {
+      if (UNATTRIBUTABLE.has(check.reason)) {
         // Unattributable: nothing to settle, nothing to pass on (and an own challenge is
         // undecided).
         if (own) await this.ownProofUndecided(id, `fraud_check_${check.reason}`);

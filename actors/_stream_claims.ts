@@ -196,6 +196,15 @@ export class StreamClaims {
       return skip("repeated_accusation");
     }
     if (!verifyStreamProofSignature(proof)) return skip("bad_signature");
+    // The worker's signature over its stream, whatever pledges are here: a peer that lacks the
+    // worker's pledge checks it at its intake, answers `bad_signature` and charges whoever sent
+    // it (`network/peer_services.ts`), so this node passes on only a proof whose every signature
+    // it verified. Checked only while awaiting a pledge, a proof with a broken claim signature
+    // was taken, refuted and passed on, and the peer cut this node off as its forger (review s80
+    // vgfx F4). A position past the stream is the sender's mistake, checkable by anyone:
+    // `malformed`, charged the same way.
+    if (claim.at >= claim.tokenIds.length) return skip("malformed");
+    if (!verifyStreamClaim(claim, job)) return skip("bad_signature");
     // The worker's pledge and the accuser's go ahead of the proof (`PledgeSync.sendAhead`), but
     // only while the connection's pledge budget allows: a proof that outran one is held for it
     // (bounded, `_stream_pledge_hold.ts`), and taken again when it is recorded (review s69:
@@ -206,9 +215,8 @@ export class StreamClaims {
       ? accuser
       : undefined;
     if (awaiting !== undefined) {
-      // Only a proof worth its place: the worker's signature over its stream checked too, one
-      // per accuser and stream (review s69, third round).
-      if (!verifyStreamClaim(claim, job)) return skip("bad_signature");
+      // Only a proof worth its place (its signatures checked above), one per accuser and stream
+      // (review s69, third round).
       const staked = ledger.hasStaked(accuser);
       const held = { proof, origin, staked };
       if (!this.#pledgeHeld.hold(hash, toHex(awaiting), accuserHex, subject, held)) {

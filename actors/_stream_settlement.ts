@@ -34,6 +34,14 @@ import type { ValidatorMessage } from "./validator_messages.ts";
 /** Hex characters of a key or job in log lines. */
 const LOG_CHARS = 12;
 
+/**
+ * Stream check reasons a peer's intake answers `malformed` or `bad_signature` (charged to the
+ * sender, `network/peer_services.ts`): a proof refuted so is not passed on. (A check's other
+ * `malformed`, input bytes the job does not read, is the accuser's signed word, refuted on its
+ * merits: passed on, as any refuted proof is, so every ledger charges it alike.)
+ */
+const SENDERS_MISTAKES: ReadonlySet<string> = new Set(["bad_position", "bad_signature"]);
+
 /** A checked claim: a peer's proof of it with the peer it came from, or none (this node's own). */
 export interface CheckedStream {
   claim: StreamClaim;
@@ -55,7 +63,10 @@ export async function settleStreamCheck(
   const job = jobId(claim.job);
   const outcome = check.confirmed ? "confirmed" : check.inconclusive ? "undecided" : "refuted";
   core.stats[proof === undefined ? "streamClaims" : "streamProofs"][outcome]++;
-  if (proof !== undefined) {
+  // Not a proof its sender could have checked was broken (`StreamClaims.onStreamProof` refuses
+  // those at the intake; a peer charges whoever passes one on): only what this node verified in
+  // full is passed on (review s80 vgfx F4).
+  if (proof !== undefined && !SENDERS_MISTAKES.has(check.reason)) {
     core.tellNetwork(ctx, { type: "publish_stream_proof", proof, except: checked.origin });
   }
   const whose = proof === undefined ? "stream claim" : `stream proof by ${short(proof.accuser)}`;

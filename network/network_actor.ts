@@ -626,7 +626,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "send_owed_pledges":
         return this.#pledgeSync.sendOwed(ctx);
       case "push_pledges":
-        return this.#pledgeSync.pushPledges(message);
+        return this.#pledgeSync.pushPledges(message, ctx);
       case "publish_training":
         return this.#gossip.publishTraining(message, ctx);
       case "connection_to":

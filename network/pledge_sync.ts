@@ -7,7 +7,8 @@
  * and so is a second, different pledge of a pledged key (it convicts the key of pledge
  * equivocation, `proof/_ledger_pledges.ts`), with the key's first: every ledger that holds
  * either comes to hold both, and settles the key alike (those two are never dropped for want of
- * budget: owed, and sent as it refills, {@link MAX_OWED_PLEDGES}).
+ * budget: the key is owed to the peer, kept while the peer is away, and its pledges sent as the
+ * budget refills, and first on a reconnect, {@link MAX_OWED_CONVICTIONS}).
  * The evidence that counts in a ledger only from a key with stake there — a fraud proof, a "proof
  * withheld" claim — is passed on after its author's pledge, on the same connection, unless that
  * connection has carried the pledge in the last minute ({@link PledgeSync.sendAhead},
@@ -105,18 +106,44 @@ export const CARRIED_PLEDGE_TTL_MS = 60_000;
 export const CLAIM_PLEDGE_RESERVE = PLEDGE_SEND_RESERVE / 2;
 
 /**
- * Pledges of convictions ({@link PledgeSync.relayPledge} `conviction`) owed to one peer key: those
- * that found no room at all in its budget, the reserve included, sent as its budget refills (one
- * per `PLEDGE_SEND_REFILL_MS`, 12 s). Dropped for good, a key convicted of pledge equivocation in
- * this ledger kept its stake in a peer this node stayed connected to (review s80, F1: a flood of
- * fresh keys' pledges spent the budget, and the conviction's two pledges, published once, were
- * never sent). The reserve's size: a peer owed more than that has more convictions than 16
- * pledges' worth of room behind it, each from a key a ledger had to take as new
- * (`NEW_PLEDGES_PER_GROUP_BURST`); past it the newest is dropped for that peer, as a relay past
- * the budget was, and counted in the log. About 2.5 KB per peer key owed, gone with its last
- * connection.
+ * Convictions for pledge equivocation ({@link PledgeSync.relayPledge} `conviction`) owed to one
+ * peer key, at most: keys whose two pledges found no room at all in its budget, the reserve
+ * included, sent as its budget refills (one pledge per `PLEDGE_SEND_REFILL_MS`, 12 s), and kept
+ * while the peer is away ({@link MAX_OWED_AWAY_PEERS}). Dropped, a key convicted in this ledger
+ * kept its stake in a peer this node stayed connected to (review s80 F1: a flood of fresh keys'
+ * pledges spent the budget, and the conviction's two pledges, published once, were never sent);
+ * and an owed queue of 16 pledges, the newest dropped past it, let eight throw-away convictions
+ * (a fresh key and two pledges each: a key is free) push a real one out (review s80 vgfx F1).
+ *
+ * Owed by key, the heaviest first ({@link PledgeSync.sendOwed}): the amount of the key's first
+ * pledge, its stake in a ledger that holds only that one, which the conviction takes there; past
+ * the bound, the lightest is forgotten for that peer, and of equal ones the newest, so a fresh key
+ * never pushes out an older conviction of as much stake. A conviction is not free to mint
+ * everywhere at once: each costs a key a ledger takes as new, out of its address group's and the
+ * node's budgets (80 a minute, `address_budget.ts`), while a peer drains 2.5 a minute; the bound
+ * keeps what a flood leaves owed to about 150 KB per peer key (the pledges themselves are shared
+ * by every peer owed them), 75 MB over the 256 connected and {@link MAX_OWED_AWAY_PEERS} away. Amounts are the keys' own word
+ * until a settlement layer exists (docs/PROTOCOL.md): a flood of throw-away keys pledging more
+ * than a cheater did goes ahead of it, and past the bound pushes it out for that peer.
  */
-export const MAX_OWED_PLEDGES = PLEDGE_SEND_RESERVE;
+export const MAX_OWED_CONVICTIONS = 1_024;
+
+/**
+ * Peer keys with no open connection whose owed convictions ({@link MAX_OWED_CONVICTIONS}) are kept
+ * for their return, at most: past it, the one owed longest is forgotten. Forgotten on a
+ * disconnect, a conviction owed to a peer that was away for a moment was never sent (review s80
+ * vgfx F2: the connect push keeps the reserve back, and the peer key's budget, remembered across
+ * its connections, was still spent).
+ */
+export const MAX_OWED_AWAY_PEERS = 256;
+
+/** A conviction owed to one peer: the key's pledges not sent there yet, and its weight. */
+interface OwedConviction {
+  /** Its pledges still to send, the first first (by signature: each once). */
+  pledges: StakePledge[];
+  /** The amount of the first pledge owed: what goes first, and what is forgotten last. */
+  weight: number;
+}
 
 /** Options of {@link PledgeSync}: what it needs of the NetworkActor. */
 export interface PledgeSyncOptions {
@@ -135,7 +162,7 @@ export interface PledgeSyncOptions {
   /** Clock of the memo of pledges carried ({@link CARRIED_PLEDGE_TTL_MS}; default `Date.now`). */
   now?: () => number;
   /**
-   * Timers of the wait for a budget to refill when pledges are owed ({@link MAX_OWED_PLEDGES};
+   * Timers of the wait for a budget to refill when pledges are owed ({@link MAX_OWED_CONVICTIONS};
    * default the system's).
    */
   timers?: ConnectionTimers;
@@ -162,10 +189,11 @@ export class PledgeSync {
    */
   readonly #needed = new WeakMap<Connection, Map<string, PromiseWithResolvers<boolean>>>();
   /**
-   * Per peer key (hex), the pledges of convictions owed to it, the oldest first (bounded:
-   * {@link MAX_OWED_PLEDGES}); sent by {@link sendOwed}.
+   * Per peer key (hex), the convictions owed to it by convicted key (hex), the oldest first
+   * (bounded: {@link MAX_OWED_CONVICTIONS}; kept while the peer is away, {@link MAX_OWED_AWAY_PEERS});
+   * sent by {@link sendOwed}, the heaviest first.
    */
-  readonly #owed = new Map<string, StakePledge[]>();
+  readonly #owed = new Map<string, Map<string, OwedConviction>>();
   /** The timer that wakes {@link sendOwed} once some room is back, while pledges are owed. */
   #owedTimer: unknown;
   readonly #timers: ConnectionTimers;
@@ -202,6 +230,9 @@ export class PledgeSync {
   sendPledges(connection: Connection, ctx: ActorContext<NetworkMessage>): void {
     const own = this.#options.pledge;
     if (own !== undefined) this.pushPledges({ type: "push_pledges", connection, pledges: [own] });
+    // Then the convictions owed to its key while it was away, from the reserve (review s80 vgfx
+    // F2): its budget is the key's, remembered across connections, and may still be spent.
+    this.sendOwed(ctx);
     const validator = this.#options.validator();
     if (validator === undefined) return;
     const peer = connection.peerKey!;
@@ -333,8 +364,27 @@ export class PledgeSync {
    * slow at the connect, `_validator_ask.ts`), that copy took the room of one of the pledges the
    * first push carries (review s65; `tests/network/peers_test.ts`, "connected three
    * times").
+   *
+   * The connect push's convictions (a key listed twice: both its pledges) are owed to the peer
+   * rather than pushed, and sent first, the reserve included ({@link sendOwed}): the peer may have
+   * been away when gossip carried them (review s80 vgfx F2). `ctx`: where the timer that sends
+   * what is still owed tells (none in tests that call {@link sendOwed} themselves).
    */
-  pushPledges(message: PushPledgesMessage): void {
+  pushPledges(message: PushPledgesMessage, ctx?: ActorContext<NetworkMessage>): void {
+    if (!message.needed) {
+      const convictions = convictionPledges(message.pledges);
+      if (convictions.size > 0) {
+        const key = toHex(message.connection.peerKey!);
+        const pushed = message.pledges.filter((p) => !convictions.has(p));
+        // Those this peer key carried in the last minute (another connection's push) aside.
+        for (const pledge of convictions) {
+          if (!this.#keyCarried(message.connection, pledge)) this.#owe(key, pledge);
+        }
+        this.sendOwed(ctx);
+        if (pushed.length === 0) return;
+        message = { ...message, pledges: pushed };
+      }
+    }
     const { connection } = message;
     // Pledges `needed` ({@link sendNeeded}): whoever waits for one learns whether it was written.
     const sent = (pledges: readonly StakePledge[], written: boolean) => {
@@ -378,7 +428,7 @@ export class PledgeSync {
    * through this node reaches each peer at the budget's pace at most. The two pledges of a
    * conviction (`conviction`) are its evidence, and every ledger must come to hold both: they may
    * use the reserve, as a pledge a peer needs does ({@link sendNeeded}), and with no room at all
-   * they are owed to that peer and sent as its budget refills ({@link MAX_OWED_PLEDGES},
+   * they are owed to that peer and sent as its budget refills ({@link MAX_OWED_CONVICTIONS},
    * {@link sendOwed}; `ctx`: where the timer that wakes it tells, none in tests that call
    * {@link sendOwed} themselves). Owed pledges go before anything relayed after them.
    */
@@ -414,24 +464,26 @@ export class PledgeSync {
   }
 
   /**
-   * Send the pledges of convictions owed to each peer ({@link MAX_OWED_PLEDGES}) as far as its
-   * budget goes, the reserve included; those of a peer key with no open connection left are
-   * forgotten (a new connection's peer is sent the pledges its ledger lacks as for any other: the
-   * connect push, then on need). While some are still owed, a timer on the connections' clock
-   * tells the NetworkActor (`ctx`) to call this again once one pledge of room is back.
+   * Send the convictions owed to each peer ({@link MAX_OWED_CONVICTIONS}) as far as its budget
+   * goes, the reserve included: the heaviest first (of equal ones the oldest), each key's pledges
+   * its first first. Those of a peer key with no open connection are kept for its return
+   * ({@link MAX_OWED_AWAY_PEERS}; sent first then, {@link sendPledges}). While some are still owed
+   * to a connected peer, a timer on the connections' clock tells the NetworkActor (`ctx`) to call
+   * this again once one pledge of room is back.
    */
   sendOwed(ctx?: ActorContext<NetworkMessage>): void {
     for (const [key, owed] of this.#owed) {
       const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
-      if (entry === undefined) {
-        this.#owed.delete(key);
-        continue;
+      if (entry === undefined) continue;
+      while (owed.size > 0) {
+        const [convicted, conviction] = heaviest(owed);
+        if (!entry.pledges.take(0)) break;
+        this.#send(key, entry.connection, conviction.pledges.shift()!);
+        if (conviction.pledges.length === 0) owed.delete(convicted);
       }
-      while (owed.length > 0 && entry.pledges.take(0)) {
-        this.#send(key, entry.connection, owed.shift()!);
-      }
-      if (owed.length === 0) this.#owed.delete(key);
+      if (owed.size === 0) this.#owed.delete(key);
     }
+    this.#forgetAway();
     this.#wakeForOwed(ctx);
   }
 
@@ -442,21 +494,42 @@ export class PledgeSync {
     this.#owed.clear();
   }
 
-  /** Owe `pledge` to peer `key` ({@link MAX_OWED_PLEDGES}; once: a copy owed already is not). */
+  /**
+   * Owe `pledge`, one of a conviction's, to peer `key` ({@link MAX_OWED_CONVICTIONS}; once: a copy
+   * owed already is not). Past the bound the lightest conviction owed there is forgotten, of equal
+   * ones the newest: this one, if none is lighter.
+   */
   #owe(key: string, pledge: StakePledge, ctx?: ActorContext<NetworkMessage>): void {
     let owed = this.#owed.get(key);
-    if (owed === undefined) this.#owed.set(key, owed = []);
-    if (owed.some((p) => bytesEqual(p.sig, pledge.sig))) return;
-    if (owed.length >= MAX_OWED_PLEDGES) {
-      this.#options.log(
-        `peer ${
-          key.slice(0, 16)
-        }: a conviction's pledge dropped (${MAX_OWED_PLEDGES} owed already)`,
-      );
+    if (owed === undefined) this.#owed.set(key, owed = new Map());
+    const convicted = toHex(pledge.key);
+    const conviction = owed.get(convicted);
+    if (conviction !== undefined) {
+      if (!conviction.pledges.some((p) => bytesEqual(p.sig, pledge.sig))) {
+        conviction.pledges.push(pledge);
+      }
       return;
     }
-    owed.push(pledge);
+    owed.set(convicted, { pledges: [pledge], weight: pledge.amount });
+    if (owed.size > MAX_OWED_CONVICTIONS) {
+      const [lightest] = lightestNewest(owed);
+      owed.delete(lightest);
+      this.#options.log(
+        `peer ${key.slice(0, 16)}: the conviction of ${lightest.slice(0, 16)} not sent ` +
+          `(${MAX_OWED_CONVICTIONS} heavier or older owed already)`,
+      );
+    }
     this.#wakeForOwed(ctx);
+  }
+
+  /** Past {@link MAX_OWED_AWAY_PEERS} peer keys away and owed, forget those owed longest. */
+  #forgetAway(): void {
+    const away = [...this.#owed.keys()].filter((key) =>
+      !this.#options.peers.get(key)?.some((p) => !p.connection.isClosed)
+    );
+    for (const key of away.slice(0, Math.max(0, away.length - MAX_OWED_AWAY_PEERS))) {
+      this.#owed.delete(key);
+    }
   }
 
   /** Arm the timer of {@link sendOwed} for the first owed peer's next pledge of room. */
@@ -518,4 +591,29 @@ export class PledgeSync {
       carried.delete(oldest);
     }
   }
+}
+
+/** The heaviest conviction owed (of equal ones the oldest): sent first. */
+function heaviest(owed: Map<string, OwedConviction>): [string, OwedConviction] {
+  let best: [string, OwedConviction] | undefined;
+  for (const entry of owed) {
+    if (best === undefined || entry[1].weight > best[1].weight) best = entry;
+  }
+  return best!;
+}
+
+/** The lightest conviction owed (of equal ones the newest): forgotten first past the bound. */
+function lightestNewest(owed: Map<string, OwedConviction>): [string, OwedConviction] {
+  let worst: [string, OwedConviction] | undefined;
+  for (const entry of owed) {
+    if (worst === undefined || entry[1].weight <= worst[1].weight) worst = entry;
+  }
+  return worst!;
+}
+
+/** The pledges of `pledges` whose key is listed twice: convictions (`Ledger.pledges` lists both). */
+function convictionPledges(pledges: readonly StakePledge[]): Set<StakePledge> {
+  const count = new Map<string, number>();
+  for (const { key } of pledges) count.set(toHex(key), (count.get(toHex(key)) ?? 0) + 1);
+  return new Set(pledges.filter(({ key }) => count.get(toHex(key))! > 1));
 }

@@ -22,7 +22,7 @@ import {
   type StakePledge,
 } from "../../protocols/stake_pledge.ts";
 import { PledgeBudget } from "../../network/pledge_budget.ts";
-import { MAX_OWED_PLEDGES, type PledgePeer, PledgeSync } from "../../network/pledge_sync.ts";
+import { MAX_OWED_CONVICTIONS, type PledgePeer, PledgeSync } from "../../network/pledge_sync.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
 import { settle } from "../protocols/_helpers.ts";
@@ -141,14 +141,75 @@ Deno.test("a conviction's pledges with no room at all, the reserve spent, are ow
   clock += PLEDGE_SEND_REFILL_MS;
   sync.sendOwed();
   assert.deepEqual(sent, [toHex(first.sig), toHex(second.sig)]);
-  // Owed to a peer with none left: bounded, the newest dropped.
+  // Owed to a peer with none left: by key, bounded, the heaviest first; lighter throw-away
+  // convictions, however many, never push a heavier one out (review s80 vgfx F1).
   for (let i = 0; i < PLEDGE_SEND_BURST; i++) pledges.take(0);
-  for (let i = 0; i < MAX_OWED_PLEDGES + 4; i++) {
-    sync.relayPledge(signStakePledge(Identity.generate(), 1, 1), undefined, true);
+  const light = (amount: number) => {
+    const j = Identity.generate();
+    return [signStakePledge(j, amount, 1), signStakePledge(j, amount, 2)];
+  };
+  for (const p of light(1)) sync.relayPledge(p, undefined, true);
+  const cheater = Identity.generate();
+  const heavy = [signStakePledge(cheater, 1_000, 1), signStakePledge(cheater, 7, 2)];
+  for (const p of heavy) sync.relayPledge(p, undefined, true);
+  for (let i = 0; i < MAX_OWED_CONVICTIONS + 4; i++) {
+    for (const p of light(1)) sync.relayPledge(p, undefined, true);
   }
-  clock += PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST;
+  sent.length = 0;
+  clock += PLEDGE_SEND_REFILL_MS * 2;
   sync.sendOwed();
-  assert.equal(sent.length, 2 + MAX_OWED_PLEDGES);
-  assert.ok(PLEDGE_SEND_RESERVE <= MAX_OWED_PLEDGES);
+  assert.deepEqual(sent, heavy.map((p) => toHex(p.sig)), "the heaviest first, its first first");
+  clock += PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST * 1_000;
+  for (let i = 0; i < 40; i++) {
+    sync.sendOwed();
+    clock += PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST;
+  }
+  assert.equal(sent.length, 2 * MAX_OWED_CONVICTIONS, "at most the bound owed, each key's two");
+  assert.ok(PLEDGE_SEND_RESERVE < MAX_OWED_CONVICTIONS);
+  sync.close();
+});
+
+Deno.test("convictions owed to a peer key are kept while it is away and sent first when it connects again", () => {
+  const peer = Identity.generate();
+  const key = toHex(peer.publicKey);
+  const sent: string[] = [];
+  const connection = (closed: boolean) =>
+    ({
+      isClosed: closed,
+      peerKey: peer.publicKey,
+      supports: () => true,
+      notify: (_: unknown, body: { pledge: StakePledge }) => {
+        sent.push(toHex(body.pledge.sig));
+        return Promise.resolve();
+      },
+    }) as unknown as Connection;
+  let clock = 0;
+  const pledges = new PledgeBudget({ now: () => clock });
+  const table = new Map<string, PledgePeer[]>([[key, [{
+    connection: connection(false),
+    pledges,
+  }]]]);
+  const sync = new PledgeSync({
+    peers: table,
+    entryOf: (c) => table.get(key)?.find((e) => e.connection === c),
+    validator: () => undefined,
+    tell: () => {},
+    log: () => {},
+  });
+  for (let i = 0; i < PLEDGE_SEND_BURST; i++) assert.ok(pledges.take(0));
+  const k = Identity.generate();
+  const both = [signStakePledge(k, 1_000, 1), signStakePledge(k, 5, 2)];
+  for (const p of both) assert.equal(sync.relayPledge(p, undefined, true), 0);
+  // The peer goes; a pledge relayed meanwhile runs `sendOwed`: what is owed to it is kept.
+  table.set(key, []);
+  sync.relayPledge(signStakePledge(Identity.generate(), 1, 1), undefined);
+  sync.sendOwed();
+  assert.deepEqual(sent, []);
+  // Back (on its key's budget, two pledges of room back): the conviction goes at once.
+  clock += PLEDGE_SEND_REFILL_MS * 2;
+  const again = connection(false);
+  table.set(key, [{ connection: again, pledges }]);
+  sync.sendPledges(again, {} as never);
+  assert.deepEqual(sent, both.map((p) => toHex(p.sig)));
   sync.close();
 });
