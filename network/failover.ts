@@ -61,7 +61,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { InferenceStreamError, WorkerStalledError } from "../inference/remote_errors.ts";
 import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
-import { HeldCancelError } from "../protocols/held_cancel.ts";
+import { HeldCancelError, heldOf } from "../protocols/held_cancel.ts";
 import { refusedPrefixPosition } from "../inference/resumed_generation.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
@@ -433,6 +433,13 @@ class FailoverJob {
   /** How many of them it had before this handle (its own resume's prefix). */
   readonly #given: number;
   #output = "";
+  /** `#output`'s length after each token delivered here (the text of a client's first k). */
+  #textEnds: number[] = [];
+  /**
+   * Positions the client holds, as its cancel said (`#cancel`): tokens delivered past them were
+   * read by its edge and never passed on, and are not the client's to pay for.
+   */
+  #clientHolds?: number;
   /** Workers this job has lost or been refused by at a cost: never asked again. */
   readonly #excluded: Uint8Array[] = [];
   /**
@@ -575,6 +582,7 @@ class FailoverJob {
       if (this.#unattributed.length > 0) this.#attributeRefusals();
       this.#delivered.push(token!.tokenId);
       this.#output += token!.text;
+      this.#textEnds.push(this.#output.length);
       controller.enqueue(token!);
       if (token!.finishReason !== undefined) {
         this.#lastToken = token!.finishReason;
@@ -1020,8 +1028,16 @@ class FailoverJob {
     if (this.#cancelled || this.#ended) return;
     this.#cancelled = true;
     // The worker is told how many tokens the client got (`held_cancel.ts`): its cancelled
-    // receipt covers those, not the ones still in the relay or the credit window.
-    const held = new HeldCancelError(this.#delivered.length, "cancelled by the client", {
+    // receipt covers those, not the ones still in the relay or the credit window. An edge that
+    // read tokens it did not pass on (an SSE answer holding a possible stop's start, a one-body
+    // answer not yet written) says what its client holds: never more than were handed it.
+    const told = heldOf(reason);
+    const delivered = this.#delivered.length;
+    // The prefix it was given (`#given`) it held before this side's first token.
+    this.#clientHolds = told === undefined
+      ? delivered
+      : Math.max(this.#given, Math.min(told, delivered));
+    const held = new HeldCancelError(this.#clientHolds, "cancelled by the client", {
       cause: reason,
     });
     this.#reader.cancel(held).catch(() => {});
@@ -1034,6 +1050,19 @@ class FailoverJob {
     else this.#settle();
   }
 
+  /** Tokens the client holds: all delivered, or fewer where its cancel said so. */
+  #clientTokens(): number {
+    return this.#clientHolds ?? this.#delivered.length;
+  }
+
+  /** The text of the tokens the client holds, of those delivered here (`#given` is 0). */
+  #clientOutput(): string {
+    const holds = this.#clientTokens() - this.#given;
+    return holds >= this.#textEnds.length
+      ? this.#output
+      : this.#output.slice(0, holds > 0 ? this.#textEnds[holds - 1] : 0);
+  }
+
   /** The job ended with the current worker: its summary, over every worker's tokens. */
   #settle(): void {
     if (this.#ended) return;
@@ -1044,7 +1073,7 @@ class FailoverJob {
       const whole = this.#resumes === 0
         ? {
           ...summary,
-          usage: { ...summary.usage, completionTokens: this.#delivered.length - this.#given },
+          usage: { ...summary.usage, completionTokens: this.#clientTokens() - this.#given },
         }
         : this.#acrossWorkers(summary);
       if (this.#cancelled && summary.finishReason !== "cancelled") {
@@ -1057,8 +1086,8 @@ class FailoverJob {
         return;
       }
       const relayed = {
-        output: this.#given === 0 ? this.#output : undefined,
-        tokens: this.#delivered.length,
+        output: this.#given === 0 ? this.#clientOutput() : undefined,
+        tokens: this.#clientTokens(),
         resumedAt: this.#resumes === 0 ? 0 : this.#resumedAt,
         lastToken: this.#lastToken,
       };
@@ -1080,7 +1109,7 @@ class FailoverJob {
       finishReason: cancelled ? "cancelled" : "error",
       usage: {
         promptTokens: this.#o.first.handle.promptTokens,
-        completionTokens: this.#delivered.length - this.#given,
+        completionTokens: this.#clientTokens() - this.#given,
       },
       timings: {
         queueMs: NaN,
@@ -1108,13 +1137,13 @@ class FailoverJob {
       ...summary,
       usage: {
         promptTokens: this.#o.first.handle.promptTokens,
-        completionTokens: this.#delivered.length - this.#given,
+        completionTokens: this.#clientTokens() - this.#given,
       },
       timings: {
         queueMs: NaN,
         ttftMs: this.#firstTokenAt - this.#startedAt,
         totalMs: end - this.#startedAt,
-        tokensPerS: seconds > 0 ? (this.#delivered.length - this.#given) / seconds : NaN,
+        tokensPerS: seconds > 0 ? (this.#clientTokens() - this.#given) / seconds : NaN,
       },
     };
   }

@@ -46,6 +46,7 @@ import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_ti
 import { type Drain, shutdownError } from "./serve.ts";
 import { ClientIdleError } from "./read_slot_body.ts";
 import { undeliveredTokensFailure } from "./_undelivered_tokens.ts";
+import { HeldCancelError } from "../protocols/held_cancel.ts";
 
 /** How an answer is given. */
 export interface AnswerOptions {
@@ -205,10 +206,12 @@ export async function fullAnswer(
 ): Promise<Response> {
   const drain = new AnswerDrain(handle, options.drainBeforeShutdown);
   const gone = options.clientGone;
-  const cancel = () => handle.cancel();
+  const reader = handle.tokens.getReader();
+  // A client that goes away before its one body got none of the job's text: it holds no token.
+  const cancel = () => cancelHolding(handle, reader, 0, "the client went away before its answer");
   if (gone?.aborted) cancel();
   else gone?.addEventListener("abort", cancel, { once: true });
-  const collected = collectJob(handle, options.stops).finally(() => {
+  const collected = collectJob(handle, reader, options.stops).finally(() => {
     gone?.removeEventListener("abort", cancel);
     drain.ended();
   });
@@ -229,24 +232,28 @@ export async function fullAnswer(
   const text = collected
     .then((job) => answerBody(handle, shape, options, drain, job))
     .catch((failure) => JSON.stringify(openAiErrorBody(failure)));
-  return new Response(heartbeatBody(handle, text, timers), {
+  return new Response(heartbeatBody(cancel, text, timers), {
     headers: { "content-type": "application/json" },
   });
 }
 
-/** Read `handle`'s tokens to the job's end, through a {@link StopTrimmer} of `stops`. */
+/**
+ * Read `handle`'s tokens (through `reader`) to the job's end, through a {@link StopTrimmer} of
+ * `stops`.
+ */
 async function collectJob(
   handle: InferenceHandle,
+  reader: ReadableStreamDefaultReader<StreamedToken>,
   stops: readonly string[],
 ): Promise<CollectedJob> {
   const trimmer = new StopTrimmer(stops);
   const pieces: TextPiece[] = [];
-  let read = 0;
   let readError: unknown;
   try {
-    for await (const token of handle.tokens) {
-      read++;
-      const piece = trimmer.push(token);
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      const piece = trimmer.push(next.value);
       if (piece !== undefined) pieces.push(piece);
     }
   } catch (error) {
@@ -255,9 +262,11 @@ async function collectJob(
     readError = error;
   }
   const summary = await handle.done;
+  // Tokens a possible stop's start held back never reach the answer (review s80 bill, F4).
+  const released = pieces.reduce((sum, piece) => sum + piece.tokens.length, 0);
   const end = trimmer.finish(summary.finishReason);
   pieces.push(end.piece);
-  const undelivered = undeliveredTokensFailure(readError, summary, read);
+  const undelivered = undeliveredTokensFailure(readError, summary, released);
   return { pieces, stop: end.stop, summary, undelivered };
 }
 
@@ -299,10 +308,10 @@ const HEARTBEAT_SPACE = new TextEncoder().encode(" ");
  * The body of a non-streamed answer after its 200: a space now and every
  * {@link NON_STREAM_HEARTBEAT_EVERY_MS}, then `text` (the answer, or its failure's error body)
  * once the job has ended. Cancelled (a write to a connection the client closed fails), it
- * cancels the job.
+ * cancels the job (`cancel`).
  */
 function heartbeatBody(
-  handle: InferenceHandle,
+  cancelJob: () => void,
   text: Promise<string>,
   timers: ConnectionTimers,
 ): ReadableStream<Uint8Array> {
@@ -325,7 +334,7 @@ function heartbeatBody(
     cancel() {
       cancelled = true;
       timers.clearTimeout(beat);
-      handle.cancel();
+      cancelJob();
     },
   });
 }
@@ -353,6 +362,23 @@ const SSE_HEADERS = {
 type StreamChunkBody =
   & Omit<OpenAiStreamChunk, "object" | "choices">
   & { object: OpenAiStreamChunk["object"]; choices: OpenAiStreamChunk["choices"][number][] };
+
+/**
+ * Cancel `handle`'s job, read through `reader`, saying that the client holds output positions
+ * `0 … held−1` (`HeldCancelError`): a router's handle tells its worker so, and the worker's
+ * cancelled receipt, the client's usage and the ledger's charge cover those tokens, not the ones
+ * read here whose text never reached the client (a possible stop's start held back, a one-body
+ * answer not yet written: review s80 bill, F2, F3); a local job's prover is told the same.
+ */
+function cancelHolding(
+  handle: InferenceHandle,
+  reader: ReadableStreamDefaultReader<StreamedToken>,
+  held: number,
+  why: string,
+): void {
+  reader.cancel(new HeldCancelError(held, why)).catch(() => {});
+  handle.cancel();
+}
 
 /** The SSE answer: one `data:` event per released piece of text. */
 export function sseAnswer(
@@ -393,12 +419,22 @@ export function sseAnswer(
   /** The read in progress across a `queued` comment. */
   let pending: Promise<ReadableStreamReadResult<StreamedToken>> | undefined;
   let sent = 0;
-  /** The job's tokens read so far (a job whose tokens were lost says how many reached it). */
-  let read = 0;
+  /**
+   * The job's tokens whose text was sent (a job whose tokens were lost says how many reached
+   * it): tokens the trimmer holds back as a possible stop's start are read, not sent.
+   */
+  let released = 0;
+  /**
+   * Output positions `0 … held−1` whose text was sent: what a cancel says the client holds
+   * (`cancelHolding`), so it is charged for those, not for tokens held back (review s80 bill, F2).
+   */
+  let held = 0;
   /** Characters of text sent so far (logprobs' text offsets). */
   let offset = 0;
 
   const piece = ({ text, tokens }: TextPiece) => {
+    released += tokens.length;
+    if (tokens.length > 0) held = tokens[tokens.length - 1].index + 1;
     const logprobs = options.logprobs ? shape.logprobs(tokens, offset) : null;
     offset += text.length;
     return chunk([shape.chunkChoice(text, logprobs, null)]);
@@ -413,7 +449,8 @@ export function sseAnswer(
     queue?.close();
     // A job that ran to its end whose tokens did not all come (a slow reader's, evicted) ends
     // with why, not as if whole (review s77 sse, F1).
-    const failure = drain.failure(summary) ?? undeliveredTokensFailure(readError, summary, read);
+    const failure = drain.failure(summary) ??
+      undeliveredTokensFailure(readError, summary, released);
     if (failure !== undefined) {
       // Mid-stream failures cannot change the status any more; OpenAI clients raise on an
       // `error` member in an event. Its body (its `type` above all: the request's fault, a
@@ -476,10 +513,9 @@ export function sseAnswer(
         finish(controller, await handle.done);
         return;
       }
-      read++;
-      const released = trimmer.push(result.value);
-      if (released === undefined) continue;
-      controller.enqueue(piece(released));
+      const text = trimmer.push(result.value);
+      if (text === undefined) continue;
+      controller.enqueue(piece(text));
       sent++;
       return;
     }
@@ -512,7 +548,7 @@ export function sseAnswer(
       return;
     }
     options.stats.idleTimeouts++;
-    handle.cancel();
+    cancelHolding(handle, reader, held, "the client stopped reading");
     drain.ended();
     const cut = new ClientIdleError(
       `job ${handle.jobId}'s client read nothing of its stream for ${options.idleTimeoutMs} ms ` +
@@ -549,7 +585,7 @@ export function sseAnswer(
       closed = true;
       stopTimer();
       queue?.close();
-      handle.cancel();
+      cancelHolding(handle, reader, held, "the client went away");
       drain.ended();
     },
   }, { highWaterMark: 0 });
