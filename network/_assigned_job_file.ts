@@ -41,8 +41,9 @@
  *   retry of such a job is forwarded again, as before the file existed.
  * - **Rewritten whole at load** (temporary file, `fsync`, rename, `fsync` of the folder:
  *   `proof/_durable_file.ts`) from the records kept, and again when its owner asks
- *   ({@link AssignedJobFile.compact}: once as many of its bytes are dead as live, see
- *   `_assigned_jobs.ts`). A rewrite that fails (a full disk)
+ *   ({@link AssignedJobFile.compact}: once its dead bytes reach its live ones and 64 MiB, or it
+ *   holds more than twice the records kept, see `_assigned_jobs.ts`). A rewrite that fails (a full
+ *   disk)
  *   loses nothing: the records read are returned all the same
  *   ({@link LoadedAssignedJobs.rewriteFailed}), and the file stays as it was.
  * - **Appends stay on the records**: the file's good length (header and whole records) is

@@ -64,7 +64,7 @@ export const MAX_ASSIGNED_JOBS = 16_384;
  * ({@link AssignedJobs.stats}' `forcedEvictions`), so a flood of jobs cannot grow the memory
  * without bound. 131,072 cover the window at up to 5,825 jobs a minute (97 a second), in about
  * 22 MiB of memory (about 170 bytes an id: a 64-digit hex key, its entry and its map slot,
- * measured with V8) and 5 MiB of file (44 bytes a record; twice that before a compaction).
+ * measured with V8) and 5.5 MiB of file (44 bytes a record; twice that before a compaction).
  */
 export const MAX_ASSIGNED_JOBS_HARD = 131_072;
 

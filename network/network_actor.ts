@@ -372,7 +372,10 @@ export type NetworkMessage =
      */
     hedge?: boolean;
   }
-  /** Job `job`, looked up by `worker`, ended here: its lock no longer holds its worker's stake. */
+  /**
+   * Job `job`, whose worker a `worker` lookup picked, ended here: its lock no longer holds that
+   * worker's stake (nor a hedge's).
+   */
   | { type: "worker_job_ended"; job: string }
   /**
    * Worker `worker` (hex key) no longer runs job `job`, which goes on with another (a hedge's

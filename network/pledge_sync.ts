@@ -122,9 +122,10 @@ export const CLAIM_PLEDGE_RESERVE = PLEDGE_SEND_RESERVE / 2;
  * everywhere at once: each costs a key a ledger takes as new, out of its address group's and the
  * node's budgets (80 a minute, `address_budget.ts`), while a peer drains 2.5 a minute; the bound
  * keeps what a flood leaves owed to about 150 KB per peer key (the pledges themselves are shared
- * by every peer owed them), 75 MB over the 256 connected and {@link MAX_OWED_AWAY_PEERS} away. Amounts are the keys' own word
- * until a settlement layer exists (docs/PROTOCOL.md): a flood of throw-away keys pledging more
- * than a cheater did goes ahead of it, and past the bound pushes it out for that peer.
+ * by every peer owed them), 75 MB over the 256 connected and {@link MAX_OWED_AWAY_PEERS} away.
+ * Amounts are the keys' own word until a settlement layer exists (docs/PROTOCOL.md): a flood of
+ * throw-away keys pledging more than a cheater did goes ahead of it, and past the bound pushes it
+ * out for that peer.
  */
 export const MAX_OWED_CONVICTIONS = 1_024;
 
@@ -190,8 +191,8 @@ export class PledgeSync {
   readonly #needed = new WeakMap<Connection, Map<string, PromiseWithResolvers<boolean>>>();
   /**
    * Per peer key (hex), the convictions owed to it by convicted key (hex), the oldest first
-   * (bounded: {@link MAX_OWED_CONVICTIONS}; kept while the peer is away, {@link MAX_OWED_AWAY_PEERS});
-   * sent by {@link sendOwed}, the heaviest first.
+   * (bounded: {@link MAX_OWED_CONVICTIONS}; kept while the peer is away,
+   * {@link MAX_OWED_AWAY_PEERS}); sent by {@link sendOwed}, the heaviest first.
    */
   readonly #owed = new Map<string, Map<string, OwedConviction>>();
   /** The timer that wakes {@link sendOwed} once some room is back, while pledges are owed. */
