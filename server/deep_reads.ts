@@ -7,10 +7,19 @@
  * (review s80 vgw F1, F2). That walk past the first peers is a deep walk; for a CID nobody holds it
  * asks every storage peer (40 with 40 peers, review s80 F1), so the edge bounds it:
  *
- * - each client (`queueClient`: an API key's id, else its address as the edge groups it) spends a
- *   token per deep walk from a bucket of {@link DEEP_WALK_BURST}, refilled at
- *   {@link DEEP_WALKS_PER_S} a second;
- * - the node has at most {@link MAX_DEEP_WALKS} deep walks of the gateway's in flight.
+ * - each client (`queueClient`: an API key's id, else its address as the edge groups it) has a
+ *   bucket of {@link DEEP_WALK_BURST} tokens, refilled at {@link DEEP_WALKS_PER_S} a second; a deep
+ *   walk takes one while it runs and gives it back if it found the block, so only misses spend
+ *   the budget: the amplification it bounds is reads of CIDs nobody holds. Before (RR2), every
+ *   deep walk spent one, and a file placed under a smaller membership (many blocks deep) was cut
+ *   after 32 blocks: 0 of a 200-chunk file's bytes, a 500 MiB file at 1 block a second;
+ * - the node has {@link MAX_DEEP_WALKS} places for the gateway's requests walking deep; one
+ *   request's walks in flight together hold one place (a file read walks up to its read-ahead,
+ *   `DEFAULT_FILE_CONCURRENCY` blocks, at once: review s80 vdeep, where one `GET` took all 16; so
+ *   up to 16 × 16 walks run on the node, each client's no more than its tokens), and the requests
+ *   of clients without a key together hold at most {@link ANONYMOUS_DEEP_WALKS_SHARE} of them,
+ *   the rest kept for API keys and this machine's tools, and one client's at most
+ *   {@link MAX_DEEP_WALK_PLACES_PER_CLIENT}, as the read slots keep theirs.
  *
  * Past either, the read is refused: 429 `too_many_deep_reads` with `Retry-After`, never a 404 for a
  * block that may exist further down (a file's or a CAR's later block refused after its `200` went
@@ -24,13 +33,30 @@ import type { DeepWalkGate } from "../storage/block_store.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import { EdgeError } from "./http_errors.ts";
 import { queueClient, THIS_MACHINE_CLIENT } from "./inference_gateway.ts";
+import { ANONYMOUS_READS_SHARE } from "./read_slots.ts";
 
-/** Deep walks one client may start back to back (its bucket's size). */
+/**
+ * Deep walks one client may have running or missed back to back (its bucket's size): a file read
+ * runs up to `DEFAULT_FILE_CONCURRENCY` (16) at once, so two such reads fit.
+ */
 export const DEEP_WALK_BURST = 32;
-/** Deep walks a second one client's bucket gets back. */
+/** Tokens a second one client's bucket gets back (a walk that found its block gives its own back). */
 export const DEEP_WALKS_PER_S = 1;
-/** The gateway's deep walks in flight on the node, all clients together. */
+/** The gateway's requests walking deep at once on the node, all clients together. */
 export const MAX_DEEP_WALKS = 16;
+/**
+ * Share of {@link MAX_DEEP_WALKS} the requests of clients without a key may hold together: the
+ * read slots' ({@link ANONYMOUS_READS_SHARE}, 12 of 16), so keyless clients from any number of
+ * addresses cannot refuse this machine's tools or a key holder a deep walk.
+ */
+export const ANONYMOUS_DEEP_WALKS_SHARE: number = ANONYMOUS_READS_SHARE;
+/**
+ * The node's places one client's requests may hold at once (this machine's tools excepted): a
+ * quarter of them, as a client's reads are of the read slots, so one address whose misses each
+ * wait out a peer that does not answer (10 s) cannot hold every keyless place (review s80 vdeep
+ * F3: 16 GETs of CIDs nobody holds, within one address's burst, refused every other client).
+ */
+export const MAX_DEEP_WALK_PLACES_PER_CLIENT = 4;
 /** Clients whose buckets are kept; past it the fullest are forgotten (a full bucket is no debt). */
 const MAX_BUCKETS = 4096;
 
@@ -57,34 +83,66 @@ export class DeepReads {
   readonly #burst: number;
   readonly #perMs: number;
   readonly #maxInFlight: number;
+  readonly #maxAnonymous: number;
   readonly #now: () => number;
   readonly #buckets = new Map<string, Bucket>();
+  /** Places held per client, while it holds any. */
+  readonly #places = new Map<string, number>();
   #inFlight = 0;
+  #anonymousInFlight = 0;
 
   /** A budget with `options`' limits. */
   constructor(options: DeepReadsOptions = {}) {
     this.#burst = Math.max(1, options.burst ?? DEEP_WALK_BURST);
     this.#perMs = Math.max(1e-6, options.perSecond ?? DEEP_WALKS_PER_S) / 1000;
     this.#maxInFlight = Math.max(1, options.maxInFlight ?? MAX_DEEP_WALKS);
+    this.#maxAnonymous = Math.max(1, Math.floor(this.#maxInFlight * ANONYMOUS_DEEP_WALKS_SHARE));
     this.#now = options.now ?? Date.now;
   }
 
-  /** The gateway's deep walks in flight now. */
+  /** The node's places held now: the gateway's requests with a deep walk in flight. */
   get inFlight(): number {
     return this.#inFlight;
   }
 
   /**
    * The gate for one request of `client` (`BlockStoreCallOptions.deepWalk`): each deep walk takes
-   * one of the client's tokens and one of the node's places, given back when the walk ends; with
-   * none, it throws 429 `too_many_deep_reads` with `Retry-After`.
+   * one of the client's tokens, given back when it ends having found its block; the request's
+   * walks in flight hold one of the node's places together, given back when the last ends. With
+   * no token or place, it throws 429 `too_many_deep_reads` with `Retry-After`.
    */
   gate(client: ClientIdentity): DeepWalkGate {
     const id = queueClient(client);
-    return () => this.#start(id);
+    const anonymous = client.keyId === undefined && client.address !== undefined;
+    /** This request's deep walks in flight: one place while there is any. */
+    let walking = 0;
+    return () => {
+      const budgeted = id !== THIS_MACHINE_CLIENT;
+      if (walking === 0) this.#checkPlace(id, anonymous, budgeted);
+      if (budgeted) this.#spend(id);
+      if (walking++ === 0) this.#hold(id, anonymous, 1);
+      let ended = false;
+      return (found) => {
+        if (ended) return;
+        ended = true;
+        if (found && budgeted) this.#giveBack(id);
+        if (--walking === 0) this.#hold(id, anonymous, -1);
+      };
+    };
   }
 
-  #start(id: string): () => void {
+  /**
+   * Throw the refusal when no place is free for a request of client `id` (`anonymous`: keyless;
+   * `capped`: held to {@link MAX_DEEP_WALK_PLACES_PER_CLIENT}, all but this machine).
+   */
+  #checkPlace(id: string, anonymous: boolean, capped: boolean): void {
+    if (capped && (this.#places.get(id) ?? 0) >= MAX_DEEP_WALK_PLACES_PER_CLIENT) {
+      throw refusal(
+        `this client has ${MAX_DEEP_WALK_PLACES_PER_CLIENT} reads walking past a block's first ` +
+          "storage peers already; retry after the Retry-After seconds",
+        1,
+      );
+    }
     if (this.#inFlight >= this.#maxInFlight) {
       throw refusal(
         `the node has ${this.#maxInFlight} reads walking past a block's first storage peers ` +
@@ -92,14 +150,29 @@ export class DeepReads {
         1,
       );
     }
-    if (id !== THIS_MACHINE_CLIENT) this.#spend(id);
-    this.#inFlight++;
-    let ended = false;
-    return () => {
-      if (ended) return;
-      ended = true;
-      this.#inFlight--;
-    };
+    if (anonymous && this.#anonymousInFlight >= this.#maxAnonymous) {
+      throw refusal(
+        `clients without an API key have ${this.#maxAnonymous} reads walking past a block's ` +
+          "first storage peers already; retry after the Retry-After seconds",
+        1,
+      );
+    }
+  }
+
+  /** Take (`1`) or give back (`-1`) a place for a request of client `id`. */
+  #hold(id: string, anonymous: boolean, delta: 1 | -1): void {
+    this.#inFlight += delta;
+    if (anonymous) this.#anonymousInFlight += delta;
+    const held = (this.#places.get(id) ?? 0) + delta;
+    if (held > 0) this.#places.set(id, held);
+    else this.#places.delete(id);
+  }
+
+  /** Give client `id` back the token of a walk that found its block. */
+  #giveBack(id: string): void {
+    const bucket = this.#buckets.get(id);
+    if (bucket === undefined) return; // forgotten: full again
+    bucket.tokens = Math.min(this.#burst, bucket.tokens + 1);
   }
 
   /** Take a token of client `id`'s bucket, or throw the refusal naming when one is back. */

@@ -25,7 +25,8 @@
  * the chunk's known stand-ins, the next in rank. Past the first r + {@link READ_PEERS_PAST_HOLDERS}
  * peers the walk is deep, and a read whose caller passed `deepWalk` (the HTTP gateway's) asks it
  * first: refused, the read rejects with its error, never `chunk_not_found` for a chunk that may
- * exist further down.
+ * exist further down. The walk's end tells the caller whether the read found the chunk (the
+ * gateway's budget charges only the walks that miss).
  *
  * @module
  */
@@ -78,7 +79,7 @@ export class ReplicaReads {
     const ranked = records.readOrder(cid, this.#readPeers(cid, placed));
     /** Where the walk becomes deep (`READ_PEERS_PAST_HOLDERS`), and its end once it did. */
     const shallow = this.#core.replicas + READ_PEERS_PAST_HOLDERS;
-    let endDeepWalk: (() => void) | undefined;
+    let endDeepWalk: ((found: boolean) => void) | undefined;
     /** The caller's refusal of the deep walk: the read's error unless a replica serves. */
     let refused: unknown;
     const readRepair = this.#readRepair && options?.readRepair !== false;
@@ -217,7 +218,7 @@ export class ReplicaReads {
       return bytes;
     } finally {
       done.abort(); // cancel the slower replicas
-      endDeepWalk?.();
+      endDeepWalk?.(good !== undefined); // a walk that found the chunk costs its client nothing
     }
   }
 

@@ -20,16 +20,20 @@ export interface BlockStoreCallOptions {
   /**
    * `get` on a replicated store: called before the read walks past the chunk's r holders and
    * `READ_PEERS_PAST_HOLDERS` peers more (a deep walk, toward every peer in rank); it returns the
-   * function that ends the walk, or throws to refuse it (the read then rejects with that error,
-   * never `chunk_not_found`). Without it a deep walk is not bounded (the node's own reads: repair,
-   * audits, owner reads). The HTTP gateway's reads pass one that spends the client's budget
-   * (`server/deep_reads.ts`). Other stores ignore it.
+   * function that ends the walk, called with whether the read found the chunk, or throws to refuse
+   * it (the read then rejects with that error, never `chunk_not_found`). Without it a deep walk is
+   * not bounded (the node's own reads: repair, audits, owner reads). The HTTP gateway's reads pass
+   * one that spends the client's budget on the walks that miss (`server/deep_reads.ts`). Other
+   * stores ignore it.
    */
   deepWalk?: DeepWalkGate;
 }
 
-/** {@link BlockStoreCallOptions.deepWalk}: starts a deep walk and returns its end, or throws. */
-export type DeepWalkGate = () => () => void;
+/**
+ * {@link BlockStoreCallOptions.deepWalk}: starts a deep walk and returns its end, or throws. The end
+ * is told whether the read found the chunk (`found`: it returned verified bytes).
+ */
+export type DeepWalkGate = () => (found: boolean) => void;
 
 /** A content-addressed store of immutable blobs. */
 export interface BlockStore {

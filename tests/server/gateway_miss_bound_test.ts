@@ -2,7 +2,7 @@
  * The gateway's reads of blocks no first storage peer holds (review s80 F1, vgw F1): a read walks
  * past a chunk's r holders and `READ_PEERS_PAST_HOLDERS` more through every peer in rank (a copy
  * handed on past full peers is served: it was a `404` on every node but its writer), and that deep
- * walk spends the client's budget (`server/deep_reads.ts`): over it, a keyless `GET /ipfs/{cid}` is
+ * walk that misses spends the client's budget (`server/deep_reads.ts`): over it, a keyless `GET /ipfs/{cid}` is
  * `429 too_many_deep_reads` with `Retry-After` after r + 3 peer calls, never a `404` for a block
  * that may exist (one keyless GET of a CID nobody holds asked all 40 peers each time).
  */
@@ -121,10 +121,18 @@ Deno.test("GET /ipfs/{cid} of a block a put handed past full holders is served b
     response = await get(cid, REMOTE);
     await response.body?.cancel();
     assert.equal(response.status, 429);
-    // Another client with budget left is served the block (it was a 404).
+    // Another client with budget left is served the block (it was a 404). A deep walk that finds
+    // its block gives the token back (re-read s80 RR2: each spent one, and a file whose blocks lie
+    // deep was cut after 32): its one token is still there for a miss, and only then spent.
     response = await get(cid, OTHER);
     assert.equal(response.status, 200);
     assert.deepEqual(new Uint8Array(await response.arrayBuffer()), bytes);
+    response = await get(randomCid(), OTHER);
+    await response.body?.cancel();
+    assert.equal(response.status, 404);
+    response = await get(randomCid(), OTHER);
+    await response.body?.cancel();
+    assert.equal(response.status, 429);
     assert.equal(deepReads.inFlight, 0);
   });
 });
