@@ -567,8 +567,8 @@ export interface FraudProofHandled {
   /** Whether it was queued to be checked (one forward pass up to the cited positions). */
   queued: boolean;
   /**
-   * Why not: `malformed`, `bad_signature` (the proof's, or, for a receipt not recorded here,
-   * the receipt's), `duplicate` (this proof was already taken), `not_pending` (its receipt is
+   * Why not: `malformed`, `bad_signature` (the proof's, or the receipt's, checked whether or not
+   * the receipt is recorded here), `duplicate` (this proof was already taken), `not_pending` (its receipt is
    * already final or settled here), `unstaked_accuser` (its signer's stake here does not cover
    * the false-accusation penalty of this proof and of its others still being checked or held,
    * so checking it would be free work: held for the pledge when the signer has none here yet,

@@ -91,8 +91,14 @@ export class PledgeBudget {
 
   /** Milliseconds until one more pledge of room comes back (0: there is room now). */
   get nextInMs(): number {
-    if (this.room > 0) return 0;
-    return Math.max(0, this.#at + this.#refillMs - this.#now());
+    return this.inMs(0);
+  }
+
+  /** Milliseconds until {@link take} with `reserve` fits (0: it fits now). */
+  inMs(reserve: number): number {
+    const room = this.room;
+    if (room > reserve) return 0;
+    return Math.max(0, this.#at + (reserve - room + 1) * this.#refillMs - this.#now());
   }
 
   /**

@@ -131,12 +131,30 @@ export const MAX_OWED_CONVICTIONS = 1_024;
 
 /**
  * Peer keys with no open connection whose owed convictions ({@link MAX_OWED_CONVICTIONS}) are kept
- * for their return, at most: past it, the one owed longest is forgotten. Forgotten on a
- * disconnect, a conviction owed to a peer that was away for a moment was never sent (review s80
- * vgfx F2: the connect push keeps the reserve back, and the peer key's budget, remembered across
- * its connections, was still spent).
+ * for their return, at most: past it, the one owed the lightest is forgotten (by the heaviest
+ * conviction owed to it), of equal ones the one owed longest. Forgotten on a disconnect, a
+ * conviction owed to a peer that was away for a moment was never sent (review s80 vgfx F2: the
+ * connect push keeps the reserve back, and the peer key's budget, remembered across its
+ * connections, was still spent). Not the one owed longest first: peer keys are free, and an
+ * attacker cycling 256 of them (a flood that spends their budgets, one throw-away conviction owed
+ * to each, gone) made this node forget the conviction of a cheater owed to an honest peer away
+ * meanwhile (review s80 vgfx2 F1). Amounts are the keys' own word, as for
+ * {@link MAX_OWED_CONVICTIONS}: throw-away convictions of keys pledging more than the cheater
+ * did, owed to 256 away keys, still push it out.
  */
 export const MAX_OWED_AWAY_PEERS = 256;
+
+/**
+ * Room the convictions owed to a peer ({@link MAX_OWED_CONVICTIONS}) leave to the pledges it
+ * needs ({@link PledgeSync.sendNeeded}, which may take the last): owed pledges are sent only
+ * while more than this is left, so a needed pledge never waits behind them — it takes the room
+ * the next refill brings, and the owed ones what is left. Taking every pledge of room as it came
+ * back, 1,024 throw-away convictions owed held a worker's pledge a peer refused its receipts for
+ * want of 6.8 hours (review s80 vgfx2 F2). One: a refusal's pledge waits one refill (12 s) at
+ * most, a fraud proof's pledge sent ahead takes it too, and a claim's
+ * ({@link CLAIM_PLEDGE_RESERVE}) never does while anything is owed.
+ */
+export const OWED_SEND_RESERVE = 1;
 
 /** A conviction owed to one peer: the key's pledges not sent there yet, and its weight. */
 interface OwedConviction {
@@ -428,7 +446,8 @@ export class PledgeSync {
    * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is dropped for that peer, so a flood
    * through this node reaches each peer at the budget's pace at most. The two pledges of a
    * conviction (`conviction`) are its evidence, and every ledger must come to hold both: they may
-   * use the reserve, as a pledge a peer needs does ({@link sendNeeded}), and with no room at all
+   * use the reserve but for {@link OWED_SEND_RESERVE} (left to a pledge a peer needs,
+   * {@link sendNeeded}), and with no more room
    * they are owed to that peer and sent as its budget refills ({@link MAX_OWED_CONVICTIONS},
    * {@link sendOwed}; `ctx`: where the timer that wakes it tells, none in tests that call
    * {@link sendOwed} themselves). Owed pledges go before anything relayed after them.
@@ -453,7 +472,7 @@ export class PledgeSync {
       // Nothing goes ahead of the convictions owed to it: they are sent first, as room comes back.
       const owed = this.#owed.has(key);
       if (conviction) {
-        if (owed || !entry.pledges.take(0)) {
+        if (owed || !entry.pledges.take(OWED_SEND_RESERVE)) {
           this.#owe(key, pledge, ctx);
           continue;
         }
@@ -466,7 +485,7 @@ export class PledgeSync {
 
   /**
    * Send the convictions owed to each peer ({@link MAX_OWED_CONVICTIONS}) as far as its budget
-   * goes, the reserve included: the heaviest first (of equal ones the oldest), each key's pledges
+   * goes, the reserve included but for {@link OWED_SEND_RESERVE}: the heaviest first (of equal ones the oldest), each key's pledges
    * its first first. Those of a peer key with no open connection are kept for its return
    * ({@link MAX_OWED_AWAY_PEERS}; sent first then, {@link sendPledges}). While some are still owed
    * to a connected peer, a timer on the connections' clock tells the NetworkActor (`ctx`) to call
@@ -478,7 +497,7 @@ export class PledgeSync {
       if (entry === undefined) continue;
       while (owed.size > 0) {
         const [convicted, conviction] = heaviest(owed);
-        if (!entry.pledges.take(0)) break;
+        if (!entry.pledges.take(OWED_SEND_RESERVE)) break;
         this.#send(key, entry.connection, conviction.pledges.shift()!);
         if (conviction.pledges.length === 0) owed.delete(convicted);
       }
@@ -523,14 +542,19 @@ export class PledgeSync {
     this.#wakeForOwed(ctx);
   }
 
-  /** Past {@link MAX_OWED_AWAY_PEERS} peer keys away and owed, forget those owed longest. */
+  /**
+   * Past {@link MAX_OWED_AWAY_PEERS} peer keys away and owed, forget those owed the lightest
+   * (by the heaviest conviction owed there), of equal ones those owed longest.
+   */
   #forgetAway(): void {
-    const away = [...this.#owed.keys()].filter((key) =>
+    const away = [...this.#owed].filter(([key]) =>
       !this.#options.peers.get(key)?.some((p) => !p.connection.isClosed)
     );
-    for (const key of away.slice(0, Math.max(0, away.length - MAX_OWED_AWAY_PEERS))) {
-      this.#owed.delete(key);
-    }
+    const over = away.length - MAX_OWED_AWAY_PEERS;
+    if (over <= 0) return;
+    const ranked = away.map(([key, owed], at) => ({ key, weight: heaviest(owed)[1].weight, at }))
+      .sort((x, y) => x.weight - y.weight || x.at - y.at);
+    for (const { key } of ranked.slice(0, over)) this.#owed.delete(key);
   }
 
   /** Arm the timer of {@link sendOwed} for the first owed peer's next pledge of room. */
@@ -539,7 +563,7 @@ export class PledgeSync {
     let ms = Infinity;
     for (const key of this.#owed.keys()) {
       const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
-      if (entry !== undefined) ms = Math.min(ms, entry.pledges.nextInMs);
+      if (entry !== undefined) ms = Math.min(ms, entry.pledges.inMs(OWED_SEND_RESERVE));
     }
     if (ms === Infinity) return;
     this.#owedTimer = this.#timers.setTimeout(() => {

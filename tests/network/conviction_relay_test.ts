@@ -22,7 +22,13 @@ import {
   type StakePledge,
 } from "../../protocols/stake_pledge.ts";
 import { PledgeBudget } from "../../network/pledge_budget.ts";
-import { MAX_OWED_CONVICTIONS, type PledgePeer, PledgeSync } from "../../network/pledge_sync.ts";
+import {
+  MAX_OWED_AWAY_PEERS,
+  MAX_OWED_CONVICTIONS,
+  OWED_SEND_RESERVE,
+  type PledgePeer,
+  PledgeSync,
+} from "../../network/pledge_sync.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
 import { settle } from "../protocols/_helpers.ts";
@@ -137,7 +143,10 @@ Deno.test("a conviction's pledges with no room at all, the reserve spent, are ow
   const other = signStakePledge(Identity.generate(), 1_000, 1);
   clock += PLEDGE_SEND_REFILL_MS;
   assert.equal(sync.relayPledge(other, undefined), 0);
-  assert.deepEqual(sent, [toHex(first.sig)], "one pledge of room back: the first owed goes");
+  assert.deepEqual(sent, [], "one pledge of room back: left to a pledge the peer needs");
+  clock += PLEDGE_SEND_REFILL_MS;
+  assert.equal(sync.relayPledge(other, undefined), 0);
+  assert.deepEqual(sent, [toHex(first.sig)], "two back: the first owed goes, one left");
   clock += PLEDGE_SEND_REFILL_MS;
   sync.sendOwed();
   assert.deepEqual(sent, [toHex(first.sig), toHex(second.sig)]);
@@ -156,7 +165,7 @@ Deno.test("a conviction's pledges with no room at all, the reserve spent, are ow
     for (const p of light(1)) sync.relayPledge(p, undefined, true);
   }
   sent.length = 0;
-  clock += PLEDGE_SEND_REFILL_MS * 2;
+  clock += PLEDGE_SEND_REFILL_MS * (2 + OWED_SEND_RESERVE);
   sync.sendOwed();
   assert.deepEqual(sent, heavy.map((p) => toHex(p.sig)), "the heaviest first, its first first");
   clock += PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST * 1_000;
@@ -205,11 +214,107 @@ Deno.test("convictions owed to a peer key are kept while it is away and sent fir
   sync.relayPledge(signStakePledge(Identity.generate(), 1, 1), undefined);
   sync.sendOwed();
   assert.deepEqual(sent, []);
-  // Back (on its key's budget, two pledges of room back): the conviction goes at once.
-  clock += PLEDGE_SEND_REFILL_MS * 2;
+  // Back (on its key's budget, three pledges of room back): the conviction goes at once.
+  clock += PLEDGE_SEND_REFILL_MS * (2 + OWED_SEND_RESERVE);
   const again = connection(false);
   table.set(key, [{ connection: again, pledges }]);
   sync.sendPledges(again, {} as never);
   assert.deepEqual(sent, both.map((p) => toHex(p.sig)));
   sync.close();
+});
+
+/** PledgeSync over fake connections to peers connected and dropped by hand, on one clock. */
+function harness() {
+  let clock = 0;
+  const now = () => clock;
+  const sent = new Map<string, string[]>();
+  const table = new Map<string, PledgePeer[]>();
+  const budgets = new Map<string, PledgeBudget>();
+  const connect = (publicKey: Uint8Array) => {
+    const key = toHex(publicKey);
+    const connection = {
+      isClosed: false,
+      peerKey: publicKey,
+      supports: () => true,
+      notify: (_: unknown, body: { pledge: StakePledge }) => {
+        sent.get(key)!.push(toHex(body.pledge.sig));
+        return Promise.resolve();
+      },
+    } as unknown as Connection;
+    if (!sent.has(key)) sent.set(key, []);
+    let pledges = budgets.get(key);
+    if (pledges === undefined) budgets.set(key, pledges = new PledgeBudget({ now }));
+    table.set(key, [{ connection, pledges }]);
+    // Its budget spent (a flood of fresh keys' pledges, then pledges it needed).
+    for (let i = 0; i < PLEDGE_SEND_BURST; i++) pledges.take(0);
+    return { key, connection, pledges };
+  };
+  const disconnect = (key: string) => {
+    for (const e of table.get(key) ?? []) (e.connection as { isClosed: boolean }).isClosed = true;
+    table.set(key, []);
+  };
+  const sync = new PledgeSync({
+    peers: table,
+    entryOf: (c) => [...table.values()].flat().find((e) => e.connection === c),
+    validator: () => undefined,
+    tell: () => {},
+    log: () => {},
+    now,
+  });
+  const conviction = (first: number, second: number) => {
+    const j = Identity.generate();
+    return [signStakePledge(j, first, 1), signStakePledge(j, second, 2)];
+  };
+  const tick = (ms: number) => (clock += ms);
+  return { sync, sent, connect, disconnect, conviction, tick };
+}
+
+Deno.test("peer keys cycled by an attacker (free, one throw-away conviction owed to each, gone) do not make A forget a cheater's conviction owed to an honest peer away meanwhile", () => {
+  const h = harness();
+  const b = h.connect(Identity.generate().publicKey);
+  const k = h.conviction(1_000_000, 5);
+  for (const p of k) h.sync.relayPledge(p, undefined, true);
+  h.disconnect(b.key);
+  const attackers = Array.from(
+    { length: MAX_OWED_AWAY_PEERS + 14 },
+    () => h.connect(Identity.generate().publicKey),
+  );
+  for (const p of h.conviction(1, 1)) h.sync.relayPledge(p, undefined, true);
+  for (const a of attackers) h.disconnect(a.key);
+  h.sync.sendOwed();
+  // B back an hour later: K's conviction goes to it first.
+  h.tick(PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST * 10);
+  const again = h.connect(b.connection.peerKey!);
+  h.tick(PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST);
+  h.sync.sendOwed();
+  assert.deepEqual(h.sent.get(b.key), k.map((p) => toHex(p.sig)), "K's two pledges reach B");
+  assert.ok(!again.connection.isClosed);
+  h.sync.close();
+});
+
+Deno.test("a pledge a peer needs is not held behind the convictions owed to it: it goes at the next refill, and the owed ones still drain", async () => {
+  const h = harness();
+  const b = h.connect(Identity.generate().publicKey);
+  for (let i = 0; i < MAX_OWED_CONVICTIONS; i++) {
+    for (const p of h.conviction(1, 1)) h.sync.relayPledge(p, undefined, true);
+  }
+  const w = signStakePledge(Identity.generate(), 5_000, 1);
+  const needed = { type: "push_pledges", connection: b.connection, pledges: [w], needed: true };
+  let refills = 0;
+  for (; refills < 10 && !h.sent.get(b.key)!.includes(toHex(w.sig)); refills++) {
+    // The owed timer wakes at each pledge of room; then B refuses a receipt of W.
+    h.tick(PLEDGE_SEND_REFILL_MS);
+    h.sync.sendOwed();
+    h.sync.pushPledges(needed as Parameters<PledgeSync["pushPledges"]>[0]);
+  }
+  await Promise.resolve();
+  assert.equal(refills, 1, "W's pledge goes at the first pledge of room back");
+  // The owed convictions still go, one pledge per refill past the one left.
+  const before = h.sent.get(b.key)!.length;
+  for (let i = 0; i < 10; i++) {
+    h.tick(PLEDGE_SEND_REFILL_MS);
+    h.sync.sendOwed();
+  }
+  assert.equal(h.sent.get(b.key)!.length - before, 10 - OWED_SEND_RESERVE);
+  h.sync.close();
 });
