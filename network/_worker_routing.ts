@@ -60,6 +60,14 @@ export const NEWCOMER_EVERY = 8;
  */
 const MAX_STAKE_HOLDS = 4_096;
 
+/**
+ * Most ended job ids remembered ({@link WorkerRouting.jobEnded}), so that a lookup of a job that
+ * arrives after its end holds nothing (review s80 vadm2 F1: a failover's second lookup, sent after
+ * its client's cancel ended the job, held the lock against an honest worker, and nothing named
+ * the job again to drop it); past it the oldest goes first. Bounded like the holds.
+ */
+const MAX_ENDED_JOBS = 4_096;
+
 /** Options of {@link WorkerRouting}: what it needs of the NetworkActor. */
 export interface WorkerRoutingOptions {
   /** The actor's options: read for `identity`. */
@@ -98,6 +106,11 @@ export class WorkerRouting {
    * {@link worker}), or that worker no longer runs it ({@link released}: a hedge's race lost).
    */
   readonly #stakeHolds = new Map<string, Map<string, number>>();
+  /**
+   * The ids of the jobs that ended here lately ({@link jobEnded}), the oldest first: a lookup
+   * naming one holds nothing, until a submission of that job starts again (`start`).
+   */
+  readonly #ended = new Set<string>();
 
   /** @param parts See {@link WorkerRoutingOptions}. */
   constructor(parts: WorkerRoutingOptions) {
@@ -134,6 +147,9 @@ export class WorkerRouting {
    * `hedge`: the lookup of a hedge, which races the worker that holds the job (`failover.ts`):
    * both hold the job's lock until the race's loser is released (review s80 vadm F4: the hedge's
    * lookup moved the hold, and a lost hedge left the running worker unheld).
+   * A job that ended here ({@link jobEnded}) holds nothing at a later lookup (one sent before its
+   * end that arrives after it), unless `start`: a lookup of its submission (a client's retry of
+   * a job that ended unassigned), which holds it again.
    */
   worker(
     model?: string,
@@ -142,7 +158,9 @@ export class WorkerRouting {
     lock?: number,
     job?: string,
     hedge = false,
+    start = false,
   ): Connection | undefined {
+    if (job !== undefined && start) this.#ended.delete(job);
     if (job !== undefined && !hedge) this.#stakeHolds.delete(job);
     const held = this.#heldStake();
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
@@ -199,7 +217,10 @@ export class WorkerRouting {
     // A job given on a connection opened after a loss of the key's: losing this one too is a
     // second loss, finishing it forgives one job of the first (one open before is no comeback).
     if (pick !== undefined) record?.picked(pick.key, pick.connection);
-    if (pick !== undefined && job !== undefined && lock !== undefined && lock > 0) {
+    if (
+      pick !== undefined && job !== undefined && lock !== undefined && lock > 0 &&
+      !this.#ended.has(job)
+    ) {
       let holds = this.#stakeHolds.get(job);
       if (holds === undefined) {
         if (this.#stakeHolds.size >= MAX_STAKE_HOLDS) {
@@ -219,6 +240,9 @@ export class WorkerRouting {
    */
   jobEnded(job: string): void {
     this.#stakeHolds.delete(job);
+    this.#ended.delete(job);
+    if (this.#ended.size >= MAX_ENDED_JOBS) this.#ended.delete(this.#ended.values().next().value!);
+    this.#ended.add(job);
   }
 
   /**

@@ -366,7 +366,9 @@ export interface FailoverOptions {
   /**
    * Called with each worker a hedge's race left without the job while the job goes on: the
    * hedge that lost it (answered after the current worker, refused, queued, failed or unfit),
-   * or the worker the hedge took it from (the router drops that worker's hold on its stake).
+   * or the worker the hedge took it from (the router drops that worker's hold on its stake);
+   * and with a worker a failover asked that answered after the client's cancel (cancelled as it
+   * starts).
    */
   released?(worker: Uint8Array): void;
   /**
@@ -669,7 +671,12 @@ class FailoverJob {
       const from = this.#delivered.length;
       const outcome = await this.#o.resume(exclude, this.#delivered);
       if (this.#cancelled) {
+        // Too late: the client cancelled while it was asked. Its worker runs nothing of the job
+        // (cancelled as it starts), so its hold on its stake goes (review s80 vadm2 F1).
         if (outcome.kind === "started") this.#cancelUnheld(outcome.attempt, from);
+        if (outcome.kind !== "none") {
+          this.#o.released?.(outcome.kind === "started" ? outcome.attempt.worker : outcome.worker);
+        }
         return error;
       }
       if (outcome.kind === "none") {

@@ -371,6 +371,11 @@ export type NetworkMessage =
      * the hedge's until the race's loser is released (`worker_job_released`).
      */
     hedge?: boolean;
+    /**
+     * A lookup of the job's submission, before it starts: a job id that ended here holds nothing
+     * at a later lookup (one sent before its end), but a client's retry of it is held again.
+     */
+    start?: boolean;
   }
   /**
    * Job `job`, whose worker a `worker` lookup picked, ended here: its lock no longer holds that
@@ -646,6 +651,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
           message.lock,
           message.job,
           message.hedge,
+          message.start,
         );
       case "worker_job_ended":
         return this.#routing.jobEnded(message.job);

@@ -437,6 +437,7 @@ export class NetworkInferencePort implements InferencePort {
    * (`resuming`), that did not lately refuse tokens another worker reproduced, when there is
    * one; else among all, unless `fresh` (a hedge: `failover.ts`), which asks none of them.
    * `stakeLock`: the most stake the job's receipt can lock, which a backed worker covers.
+   * `start`: a lookup of the job's submission (see {@link #lookup}).
    */
   async #port(
     job: TextJob,
@@ -444,6 +445,7 @@ export class NetworkInferencePort implements InferencePort {
     stakeLock: Promise<number>,
     resuming = false,
     fresh = false,
+    start = false,
   ): Promise<RemoteInferencePort | undefined> {
     const lock = await stakeLock;
     const tried = exclude.map(toHex);
@@ -452,9 +454,9 @@ export class NetworkInferencePort implements InferencePort {
       : this.#busy.askedLast();
     const full = [...new Set(last)].filter((key) => !tried.includes(key));
     const connection = full.length === 0
-      ? await this.#lookup(job, tried, lock, fresh)
-      : await this.#lookup(job, [...tried, ...full], lock, fresh) ??
-        (fresh ? undefined : await this.#lookup(job, tried, lock));
+      ? await this.#lookup(job, tried, lock, fresh, start)
+      : await this.#lookup(job, [...tried, ...full], lock, fresh, start) ??
+        (fresh ? undefined : await this.#lookup(job, tried, lock, false, start));
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
     if (port === undefined) {
@@ -472,12 +474,15 @@ export class NetworkInferencePort implements InferencePort {
    * bound: the model's window as its workers list it, where they list one, review s79 vmoney F5;
    * read once per job in `submit`). `hedge`: a hedge's lookup, beside the worker that holds
    * the job (both hold its lock until the race's loser is released: `failover.ts` `released`).
+   * `start`: a lookup of its submission (`#start`), which holds it even where an earlier run of
+   * it ended here (a lookup after the job's end holds nothing: review s80 vadm2 F1).
    */
   async #lookup(
     job: TextJob,
     exclude: string[],
     lock: number,
     hedge = false,
+    start = false,
   ): Promise<Connection | undefined> {
     // With the job's id, its lock is held against the worker picked until `#stakeReleased`: a
     // burst of jobs does not all go to a worker whose stake backs one (`worker_choice.ts`).
@@ -490,6 +495,7 @@ export class NetworkInferencePort implements InferencePort {
         lock,
         job: jobId(job),
         ...(hedge ? { hedge } : {}),
+        ...(start ? { start } : {}),
       },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
@@ -980,7 +986,7 @@ export class NetworkInferencePort implements InferencePort {
     const calledBad: Uint8Array[] = [];
     while (spent < MAX_WORKERS_PER_JOB && refusedBy.length < MAX_WORKERS_ASKED_PER_JOB) {
       // After a refusal, a lookup that fails ends the search with that refusal.
-      const port = await this.#port(job, refusedBy, lock).catch((error) => {
+      const port = await this.#port(job, refusedBy, lock, false, false, true).catch((error) => {
         if (refusedBy.length === 0) throw error;
         return undefined;
       });

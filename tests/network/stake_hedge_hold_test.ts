@@ -16,7 +16,7 @@ import { type ResumeOutcome, withFailover } from "../../network/failover.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { FakeTimers, turns } from "../_helpers/fake_timers.ts";
-import { heldAttempt } from "./_failover_fixture.ts";
+import { attempt, heldAttempt } from "./_failover_fixture.ts";
 import { job, served } from "./_scripted_workers.ts";
 
 const LOCK = jobStakeLock(job("lock"), 200);
@@ -121,4 +121,55 @@ async function race(winner: 0 | 1): Promise<number[]> {
 Deno.test("failover: the hedge that lost its race is released; a hedge that took the job over releases the worker it took it from", async () => {
   assert.deepEqual(await race(0), [1], "the first worker answered first: the hedge goes");
   assert.deepEqual(await race(1), [0], "the hedge answered first: the first worker goes");
+});
+
+Deno.test("a lookup of a job that arrives after the job's end holds nothing; a retry's submission holds the job again", () => {
+  const { r, pick } = routing();
+  assert.equal(pick(served.cid, [], undefined, LOCK, "J", false, true), "one"); // J submitted
+  r.jobEnded("J");
+  // A failover's lookup of J sent before J's end, that reaches the routing after it.
+  assert.equal(pick(served.cid, ["lost"], undefined, LOCK, "J"), "one");
+  assert.equal(pick(served.cid, [], undefined, LOCK, "b"), "one", "J ended: one's stake backs b");
+  r.jobEnded("b");
+  // Its client's retry of J (it ended unassigned): its submission's lookup holds one's stake.
+  assert.equal(pick(served.cid, [], undefined, LOCK, "J", false, true), "one");
+  assert.equal(pick(served.cid, [], undefined, LOCK, "c"), "many", "J's retry holds one's stake");
+});
+
+Deno.test("a failover's lookup after the client's cancel ended the job: the worker it picked is released and holds nothing, and the next job goes to it (review s80 vadm2 F1)", async () => {
+  const { r, pick } = routing();
+  let cancelClient: () => void = () => {};
+  const lookups: string[] = [];
+  const released: number[] = [];
+  const handle = withFailover({
+    first: attempt(9, 0, 2), // the first worker is lost after 2 tokens: failover
+    settle: (s) => s,
+    released: (worker) => void released.push(worker[0]),
+    async resume(exclude): Promise<ResumeOutcome> {
+      const tried = exclude.map((w) => String(w[0]));
+      // The port's first lookup excludes the workers it asks last ("one", "many"): none.
+      lookups.push(`1st: ${pick(served.cid, [...tried, "one", "many"], undefined, LOCK, "J")}`);
+      // The client cancels during its answer's round trip: the job ends.
+      cancelClient();
+      await turns(20);
+      lookups.push(`2nd: ${pick(served.cid, tried, undefined, LOCK, "J")}`);
+      return { kind: "started", attempt: heldAttempt(1, 2).attempt }; // worker 1 is "one"
+    },
+  });
+  // The router's port tells the routing of the job's end (`worker_job_ended`).
+  handle.done.finally(() => {
+    lookups.push("worker_job_ended");
+    r.jobEnded("J");
+  }).catch(() => {});
+  const reader = handle.tokens.getReader();
+  cancelClient = () => void reader.cancel().catch(() => {});
+  await reader.read();
+  await reader.read();
+  await reader.read().catch(() => undefined);
+  await handle.done.catch(() => undefined);
+  await turns(50);
+  assert.deepEqual(lookups, ["1st: undefined", "worker_job_ended", "2nd: one"]);
+  assert.deepEqual(released, [1], "the attempt cancelled as it started is released");
+  // J ended: "one" is idle and its stake backs one job.
+  assert.equal(pick(served.cid, [], undefined, LOCK, "b"), "one", "J holds none of one's stake");
 });
