@@ -154,6 +154,12 @@ export class TextJobRun implements UnreadTokenHolder {
   #proverEnd?: CancelledEnd;
   /** Output positions the requester holds: the resumed prefix, then each token handed to it. */
   #held: number;
+  /**
+   * Set by a requester's cancel that stated what it holds, or over which the prover signs:
+   * output positions `0 … n−1` the requester holds. A cancelled job's usage reports these (less
+   * the resumed prefix), as its receipt does, not the tokens computed (review s80 vbil, F2).
+   */
+  #heldAtCancel?: number;
   #tokens = 0;
   #startedAt = NaN;
   #firstTokenAt = NaN;
@@ -345,6 +351,12 @@ export class TextJobRun implements UnreadTokenHolder {
    */
   #cancelByRequester(reason?: unknown): void {
     if (this.#ended) return;
+    // A forwarding node's (or this node's HTTP edge's) cancel names the positions its own
+    // client got (`held_cancel.ts`): tokens handed on here and still in the credit window were
+    // never read there. Never more than were handed on here, whatever the requester says.
+    const told = heldOf(reason);
+    const held = told === undefined ? this.#held : Math.min(told, this.#held);
+    if (told !== undefined) this.#heldAtCancel = held;
     // Only an assignable job's explicit cancel signs: any other end leaves the job free to be
     // retried here (a receipt makes it `duplicate_job` for good), and its receipt could earn
     // nothing. `serveInference` passes a peer's cancel on only for a job whose requester is
@@ -353,13 +365,9 @@ export class TextJobRun implements UnreadTokenHolder {
       this.cancel(reason);
       return;
     }
-    // A forwarding node's cancel names the positions its own client got (`held_cancel.ts`):
-    // tokens handed on here and still in the credit window were never read there. Never more
-    // than were handed on here, whatever the requester says.
-    const told = heldOf(reason);
-    const held = told === undefined ? this.#held : Math.min(told, this.#held);
     if (held > this.#resumeFrom) {
       this.#proverEnd = { reason: "cancelled", tokens: held };
+      this.#heldAtCancel = held;
     }
     this.cancel(reason);
   }
@@ -559,10 +567,15 @@ export class TextJobRun implements UnreadTokenHolder {
     const { submittedAt } = this.#o;
     const started = Number.isNaN(this.#startedAt) ? end : this.#startedAt;
     const genSeconds = (end - started) / MS_PER_S;
+    // A cancelled job is used for what its requester holds (what its receipt is signed over),
+    // not for tokens computed past that and never read.
+    const completionTokens = reason === "cancelled" && this.#heldAtCancel !== undefined
+      ? Math.min(this.#tokens, Math.max(0, this.#heldAtCancel - this.#resumeFrom))
+      : this.#tokens;
     const summary: JobSummary = {
       jobId: this.#o.jobId,
       finishReason: reason,
-      usage: { promptTokens: this.#o.promptIds.length, completionTokens: this.#tokens },
+      usage: { promptTokens: this.#o.promptIds.length, completionTokens },
       timings: {
         queueMs: started - submittedAt,
         ttftMs: this.#firstTokenAt - submittedAt,

@@ -429,6 +429,14 @@ export function sseAnswer(
    * (`cancelHolding`), so it is charged for those, not for tokens held back (review s80 bill, F2).
    */
   let held = 0;
+  /**
+   * `held` as of the last event the connection took: with `highWaterMark: 0` the body is pulled
+   * again only once `Deno.serve` has handed the previous event to its send buffer (up to 64 KiB
+   * ahead of the socket's writes). When that hand-off fails (the connection is gone), it cancels
+   * without pulling again, and that event is not charged (review s80 vbil, F1). Events in its
+   * buffer, or written to a socket the client had already closed, are: nothing here can tell.
+   */
+  let taken = 0;
   /** Characters of text sent so far (logprobs' text offsets). */
   let offset = 0;
 
@@ -569,6 +577,7 @@ export function sseAnswer(
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       waitingSince = undefined;
+      taken = held;
       try {
         await next(controller);
       } catch (error) {
@@ -585,7 +594,7 @@ export function sseAnswer(
       closed = true;
       stopTimer();
       queue?.close();
-      cancelHolding(handle, reader, held, "the client went away");
+      cancelHolding(handle, reader, taken, "the client went away");
       drain.ended();
     },
   }, { highWaterMark: 0 });

@@ -200,3 +200,46 @@ Deno.test("a one-body client of a router that goes away before its answer pays f
     await t.close();
   }
 });
+
+// Review s80 vbil, F1: `Deno.serve` takes an event off the body (a pull), then hands it to the
+// connection; when the connection is gone that hand-off fails and it cancels the body without
+// pulling again. The event it took last was never sent, so the client does not pay for it.
+Deno.test("an SSE client whose connection failed to take an event does not pay for that event", async () => {
+  const t = await setUp("handoff");
+  try {
+    const handle = await t.port.submit(clientJob("edge-held-handoff", MAX_TOKENS));
+    const body = sseAnswer(handle, COMPLETION_SHAPE, {
+      ...answerOptions,
+      stops: [],
+      includeUsage: true,
+      timers: new ManualTimers(),
+      stats: new EdgeStats(),
+    }).body!.getReader();
+    const decoder = new TextDecoder();
+    const events: string[] = [];
+    const sent = 3;
+    // Each event is taken, and handed on, before the next is pulled: as `Deno.serve` does.
+    while (events.length <= sent) {
+      const next = await body.read();
+      if (next.done) throw new Error("the stream ended early");
+      events.push(decoder.decode(next.value));
+    }
+    // The 4th event's hand-off fails (the connection is gone): the body is cancelled.
+    await body.cancel();
+    const got = textOfSse(events.slice(0, sent).join(""));
+    assert.ok(got.length > 0);
+
+    const summary = await handle.done;
+    assert.equal(summary.finishReason, "cancelled");
+    assert.equal(summary.usage.completionTokens, sent, "the client's usage");
+    const receipt = summary.receipt as Receipt | undefined;
+    assert.ok(receipt !== undefined, "the worker's cancelled receipt");
+    assert.equal(receipt.tokenCount, sent, "the receipt covers the events the client was sent");
+    const { credit, balance } = await settled(t, receipt);
+    const price = paidFor({ tokenCount: sent, promptTokens: receipt.promptTokens });
+    assert.equal(credit, price, "the worker is credited for the events the client was sent");
+    assert.equal(balance, price, "and for nothing else");
+  } finally {
+    await t.close();
+  }
+});
