@@ -35,9 +35,8 @@
  *   `fsync`.
  * - **A torn or damaged file never stops the node**: a tail shorter than a record (a crash
  *   mid-append) and every stretch that holds no whole record are skipped; a file whose header is
- *   none of ours (another format, garbage) is read as empty. Each stretch is counted in
- *   {@link LoadedAssignedJobs.dropped} and listed, where and how long, in
- *   {@link LoadedAssignedJobs.skipped} (its owner logs it). What was skipped is forgotten, so a
+ *   none of ours (another format, garbage) is read as empty. Each stretch is listed, where and
+ *   how long, in {@link LoadedAssignedJobs.skipped} (its owner counts and logs it). What was skipped is forgotten, so a
  *   retry of such a job is forwarded again, as before the file existed.
  * - **Rewritten whole at load** (temporary file, `fsync`, rename, `fsync` of the folder:
  *   `proof/_durable_file.ts`) from the records kept, and again when its owner asks
@@ -123,11 +122,10 @@ export interface LoadedAssignedJobs {
   /** The records, oldest first, at most the `max` newest. */
   records: AssignedRecord[];
   /**
-   * Stretches skipped as torn or damaged: a damaged record (with what could not be told from it),
-   * a torn tail, or a whole file with a wrong header; {@link skipped}'s length.
+   * Each stretch skipped as torn or damaged, in file order, for its owner's count and log: a
+   * damaged record (with what could not be told from it), a torn tail, or a whole file with a
+   * wrong header.
    */
-  dropped: number;
-  /** Each stretch skipped, in file order, for its owner's log. */
   skipped: SkippedBytes[];
   /**
    * The rewrite after the read failed (a full disk): the records are kept all the same, and the
@@ -219,7 +217,7 @@ export class AssignedJobFile {
         this.#torn = current ? good < bytes.length : bytes.length > 0;
         this.#records = current ? jobs.size : 0;
       }
-      return { records, dropped: skipped.length, skipped, rewriteFailed };
+      return { records, skipped, rewriteFailed };
     });
   }
 

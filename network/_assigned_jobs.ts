@@ -294,8 +294,8 @@ export class AssignedJobs {
 
   async #load(): Promise<void> {
     if (this.#file === undefined) return;
-    const { records, dropped, skipped, rewriteFailed } = await this.#file.load(this.#hardMax);
-    this.#stats.droppedRecords += dropped;
+    const { records, skipped, rewriteFailed } = await this.#file.load(this.#hardMax);
+    this.#stats.droppedRecords += skipped.length;
     for (const { offset, bytes } of skipped) {
       this.#log?.(
         `assigned jobs: skipped ${bytes} torn or damaged bytes at offset ${offset}; a receipt ` +

@@ -673,10 +673,7 @@ class FailoverJob {
       if (this.#cancelled) {
         // Too late: the client cancelled while it was asked. Its worker runs nothing of the job
         // (cancelled as it starts), so its hold on its stake goes (review s80 vadm2 F1).
-        if (outcome.kind === "started") this.#cancelUnheld(outcome.attempt, from);
-        if (outcome.kind !== "none") {
-          this.#o.released?.(outcome.kind === "started" ? outcome.attempt.worker : outcome.worker);
-        }
+        this.#tooLate(outcome, from);
         return error;
       }
       if (outcome.kind === "none") {
@@ -918,12 +915,7 @@ class FailoverJob {
     const answer = await Promise.race([current.then(() => "current" as const), asked]);
     if (answer === "current" || answer.kind !== "started" || this.#cancelled) {
       // Too late (or cancelled): a hedge that starts after all is cancelled as it starts.
-      asked.then((o) => {
-        if (o.kind === "started") this.#cancelUnheld(o.attempt, from);
-        if (o.kind !== "none") {
-          this.#o.released?.(o.kind === "started" ? o.attempt.worker : o.worker);
-        }
-      });
+      asked.then((o) => this.#tooLate(o, from));
       if (!this.#cancelled) {
         this.#o.hedged?.(
           typeof answer !== "string" && answer.kind === "none" ? "no_worker" : "kept",
@@ -1021,6 +1013,18 @@ class FailoverJob {
     const held = new HeldCancelError(from, "another worker runs the job");
     (reader ?? attempt.handle.tokens).cancel(held).catch(() => {});
     attempt.handle.cancel();
+  }
+
+  /**
+   * `outcome` of asking for a worker from position `from` came too late (the client cancelled,
+   * or the job stays where it runs): a worker that started it is cancelled
+   * (`#cancelUnheld`), and a worker it names no longer holds the job's lock of its stake.
+   */
+  #tooLate(outcome: ResumeOutcome, from: number): void {
+    if (outcome.kind === "started") this.#cancelUnheld(outcome.attempt, from);
+    if (outcome.kind !== "none") {
+      this.#o.released?.(outcome.kind === "started" ? outcome.attempt.worker : outcome.worker);
+    }
   }
 
   /** The workers that refused a prefix the current worker took: theirs was the fault. */

@@ -543,7 +543,8 @@ export class NetworkInferencePort implements InferencePort {
     // check, and checked and held as running with no await between, so two submissions of one
     // job cannot both pass.
     await Promise.all([this.#assigned.loaded, this.#lostEnds.loaded]);
-    const leaveRunning = this.#assigned.start(jobId(job));
+    const id = jobId(job);
+    const leaveRunning = this.#assigned.start(id);
     // This node's count of the prompt, read once per job (an exact count encodes the whole
     // prompt): it prices the stake a worker must back at every lookup of the job's (`#port`).
     // Where there is none, the model's listed window, asked beside the start (its answer comes
@@ -559,7 +560,7 @@ export class NetworkInferencePort implements InferencePort {
     const started = this.#start(job, options, listing, lock);
     const { first, before } = await started.catch((error: unknown) => {
       leaveRunning();
-      this.#stakeReleased(job);
+      this.#stakeReleased(id);
       // Every worker asked was full: the client's job was refused for want of room, as a local
       // port's full queue refuses it.
       if (isCapacityRefusal(error)) this.#jobs.jobsRejected++;
@@ -729,7 +730,7 @@ export class NetworkInferencePort implements InferencePort {
       hedged: (outcome) => this.#hedges[outcome]++,
       // A hedge's race lost: the loser's hold on its stake goes (review s80 vadm F4).
       released: (worker) =>
-        this.#network.tell({ type: "worker_job_released", job: jobId(job), worker: toHex(worker) })
+        this.#network.tell({ type: "worker_job_released", job: id, worker: toHex(worker) })
           .catch(() => {}),
     });
     handle.done.then((summary) => this.#ended(summary));
@@ -744,13 +745,13 @@ export class NetworkInferencePort implements InferencePort {
     // Running until then: its receipt, if any, is assigned (`#checked`) before `done` resolves.
     done.then(leaveRunning, leaveRunning);
     // Its receipt handed to the validator by then (the ledger's lock counts it), or none.
-    done.finally(() => this.#stakeReleased(job)).catch(() => {});
+    done.finally(() => this.#stakeReleased(id)).catch(() => {});
     return { ...handle, done };
   }
 
-  /** `job` ended here: its lock no longer holds its worker's stake in the routing. */
-  #stakeReleased(job: TextJob): void {
-    this.#network.tell({ type: "worker_job_ended", job: jobId(job) }).catch(() => {});
+  /** Job `id` ended here: its lock no longer holds its worker's stake in the routing. */
+  #stakeReleased(id: string): void {
+    this.#network.tell({ type: "worker_job_ended", job: id }).catch(() => {});
   }
 
   /**

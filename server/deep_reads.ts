@@ -114,10 +114,10 @@ export class DeepReads {
   gate(client: ClientIdentity): DeepWalkGate {
     const id = queueClient(client);
     const anonymous = client.keyId === undefined && client.address !== undefined;
+    const budgeted = id !== THIS_MACHINE_CLIENT;
     /** This request's deep walks in flight: one place while there is any. */
     let walking = 0;
     return () => {
-      const budgeted = id !== THIS_MACHINE_CLIENT;
       if (walking === 0) this.#checkPlace(id, anonymous, budgeted);
       if (budgeted) this.#spend(id);
       if (walking++ === 0) this.#hold(id, anonymous, 1);
