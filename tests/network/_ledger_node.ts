@@ -21,15 +21,16 @@ import type {
   ValidatorModelSource,
 } from "../../actors/validator_messages.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
-import type {
+import {
   Connection,
-  ConnectionOptions,
-  ConnectionTimers,
+  type ConnectionOptions,
+  type ConnectionTimers,
 } from "../../protocols/connection.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { VALIDATION_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
 import { Ledger } from "../../proof/ledger.ts";
@@ -374,6 +375,20 @@ export function joinLedgerNodeEnds(
     x.network.ask<Connection>({ type: "attach", duplex: dx, address: "mem", outbound: true }),
     y.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false }),
   ]);
+}
+
+/**
+ * A bare peer with key `identity` (a fresh one by default) speaking the validation protocol,
+ * connected in memory to `to` (which accepts): a pledger or a flooder with no node behind it.
+ */
+export async function attachValidationPeer(
+  to: LedgerNode,
+  identity: Identity = Identity.generate(),
+): Promise<Connection> {
+  const [dx, dy] = memoryDuplexPair();
+  const open = Connection.open(dx, { identity, protocols: [VALIDATION_PROTOCOL] });
+  await to.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false });
+  return await open;
 }
 
 /** `key`'s stake in `node`'s ledger. */

@@ -6,14 +6,10 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { Connection } from "../../protocols/connection.ts";
+import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import {
-  StakeAnnouncementMessage,
-  VALIDATION_PROTOCOL,
-} from "../../protocols/inference_messages.ts";
+import { StakeAnnouncementMessage } from "../../protocols/inference_messages.ts";
 import {
   PLEDGE_SEND_BURST,
   PLEDGE_SEND_REFILL_MS,
@@ -30,7 +26,7 @@ import {
   PledgeSync,
 } from "../../network/pledge_sync.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { attachValidationPeer, joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
 import { settle } from "../protocols/_helpers.ts";
 
 const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
@@ -52,17 +48,7 @@ Deno.test("a key convicted of pledge equivocation in A is convicted and slashed 
       });
       return { identity, pledge, ...actors };
     };
-    const peer = async (to: Awaited<ReturnType<typeof node>>, identity = Identity.generate()) => {
-      const [dx, dy] = memoryDuplexPair();
-      const open = Connection.open(dx, { identity, protocols: [VALIDATION_PROTOCOL] });
-      await to.network.ask<Connection>({
-        type: "attach",
-        duplex: dy,
-        address: "mem",
-        outbound: false,
-      });
-      return await open;
-    };
+    const peer = attachValidationPeer;
     const a = await node("a");
     const b = await node("b");
     const ab = await joinLedgerNodes(a, b);

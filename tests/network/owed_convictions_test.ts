@@ -11,16 +11,12 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { Connection } from "../../protocols/connection.ts";
+import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import {
-  StakeAnnouncementMessage,
-  VALIDATION_PROTOCOL,
-} from "../../protocols/inference_messages.ts";
+import { StakeAnnouncementMessage } from "../../protocols/inference_messages.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { attachValidationPeer, joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
 import { settle } from "../protocols/_helpers.ts";
 
 const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
@@ -51,17 +47,7 @@ async function run(scenario: Scenario): Promise<void> {
       });
       return { identity, pledge, ...actors };
     };
-    const peer = async (to: Awaited<ReturnType<typeof node>>, identity = Identity.generate()) => {
-      const [dx, dy] = memoryDuplexPair();
-      const open = Connection.open(dx, { identity, protocols: [VALIDATION_PROTOCOL] });
-      await to.network.ask<Connection>({
-        type: "attach",
-        duplex: dy,
-        address: "mem",
-        outbound: false,
-      });
-      return await open;
-    };
+    const peer = attachValidationPeer;
     const a = await node("a");
     const b = await node("b");
     let ab = await joinLedgerNodes(a, b);
