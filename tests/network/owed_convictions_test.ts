@@ -11,7 +11,6 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Account } from "../../proof/ledger.ts";
-import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { StakeAnnouncementMessage } from "../../protocols/inference_messages.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
