@@ -61,12 +61,21 @@ export const NEWCOMER_EVERY = 8;
 const MAX_STAKE_HOLDS = 4_096;
 
 /**
- * Most ended job ids remembered ({@link WorkerRouting.jobEnded}), so that a lookup of a job that
- * arrives after its end holds nothing (review s80 vadm2 F1: a failover's second lookup, sent after
- * its client's cancel ended the job, held the lock against an honest worker, and nothing named
- * the job again to drop it); past it the oldest goes first. Bounded like the holds.
+ * Most ended job ids remembered ({@link WorkerRouting.jobEnded}), each with its last run that
+ * ended, so that a lookup of a run that arrives after its end holds nothing (review s80 vadm2 F1:
+ * a failover's second lookup, sent after its client's cancel ended the job, held the lock against
+ * an honest worker, and nothing named the job again to drop it); past it the oldest goes first.
+ * Bounded like the holds.
  */
 const MAX_ENDED_JOBS = 4_096;
+
+/** The stake one run of a job (one submission of it) holds: see {@link WorkerRouting.worker}. */
+interface RunHolds {
+  /** The run (`run` of its lookups): later submissions of the job have greater ones. */
+  run: number;
+  /** Hex key of each worker it was sent to that may run it → the job's worst-case lock. */
+  locks: Map<string, number>;
+}
 
 /** Options of {@link WorkerRouting}: what it needs of the NetworkActor. */
 export interface WorkerRoutingOptions {
@@ -101,16 +110,17 @@ export class WorkerRouting {
   /** Picks of proven workers since the last newcomer's turn was taken ({@link NEWCOMER_EVERY}). */
   #sinceNewcomer = 0;
   /**
-   * Job id → the workers it was sent to that may run it (hex key → its worst-case lock): held
-   * against each one's free stake until the job ends here (`jobEnded`), is sent elsewhere (see
-   * {@link worker}), or that worker no longer runs it ({@link released}: a hedge's race lost).
+   * Job id → its latest run's holds: the workers that run was sent to that may run it, each
+   * one's lock held against its free stake until the run ends here (`jobEnded`), is sent
+   * elsewhere (see {@link worker}), or that worker no longer runs it ({@link released}: a
+   * hedge's race lost).
    */
-  readonly #stakeHolds = new Map<string, Map<string, number>>();
+  readonly #stakeHolds = new Map<string, RunHolds>();
   /**
-   * The ids of the jobs that ended here lately ({@link jobEnded}), the oldest first: a lookup
-   * naming one holds nothing, until a submission of that job starts again (`start`).
+   * Job id → its last run that ended here lately ({@link jobEnded}), the oldest first: a lookup
+   * of that run, or of an earlier one, holds nothing.
    */
-  readonly #ended = new Set<string>();
+  readonly #ended = new Map<string, number>();
 
   /** @param parts See {@link WorkerRoutingOptions}. */
   constructor(parts: WorkerRoutingOptions) {
@@ -142,14 +152,18 @@ export class WorkerRouting {
    * names a stranger that failed here (this job, or lately). `lock`: the most stake the job's
    * receipt can lock here (`_job_stake_lock.ts`); backed means free stake covering it, less the
    * locks of this node's other jobs sent to it and not ended. `job`: the job's id, whose lock is
-   * then held against the worker picked until {@link jobEnded}, until the job's next lookup
+   * then held against the worker picked until {@link jobEnded}, until the run's next lookup
    * (the worker refused it or was lost: the job goes elsewhere), or until {@link released}.
    * `hedge`: the lookup of a hedge, which races the worker that holds the job (`failover.ts`):
    * both hold the job's lock until the race's loser is released (review s80 vadm F4: the hedge's
    * lookup moved the hold, and a lost hedge left the running worker unheld).
-   * A job that ended here ({@link jobEnded}) holds nothing at a later lookup (one sent before its
-   * end that arrives after it), unless `start`: a lookup of its submission (a client's retry of
-   * a job that ended unassigned), which holds it again.
+   * `run`: which submission of the job looks up (a client's retry of a job that ended unassigned
+   * is a later run, with a greater number: `network_inference_port.ts`); the holds are the run's.
+   * A run that ended here ({@link jobEnded}) or was superseded by a later run holds nothing at a
+   * later lookup (one sent before its end that arrives after it), nor moves the later run's hold:
+   * a late lookup of a cancelled run, reaching the routing after the client's retry started,
+   * dropped the retry's hold, and its worker, whose stake the retry locks, was sent one more job
+   * as backed, to refuse it `insufficient_stake` (review s80 vlate F1).
    */
   worker(
     model?: string,
@@ -158,10 +172,11 @@ export class WorkerRouting {
     lock?: number,
     job?: string,
     hedge = false,
-    start = false,
+    run = 0,
   ): Connection | undefined {
-    if (job !== undefined && start) this.#ended.delete(job);
-    if (job !== undefined && !hedge) this.#stakeHolds.delete(job);
+    const current = job !== undefined && this.#current(job, run);
+    // A lookup that is not a hedge's sends the run elsewhere: its holds go (an earlier run's too).
+    if (current && !hedge) this.#stakeHolds.delete(job);
     const held = this.#heldStake();
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     const holders = input === undefined ? undefined : this.#inputHolders(input);
@@ -217,49 +232,59 @@ export class WorkerRouting {
     // A job given on a connection opened after a loss of the key's: losing this one too is a
     // second loss, finishing it forgives one job of the first (one open before is no comeback).
     if (pick !== undefined) record?.picked(pick.key, pick.connection);
-    if (
-      pick !== undefined && job !== undefined && lock !== undefined && lock > 0 &&
-      !this.#ended.has(job)
-    ) {
+    if (current && pick !== undefined && lock !== undefined && lock > 0) {
       let holds = this.#stakeHolds.get(job);
       if (holds === undefined) {
         if (this.#stakeHolds.size >= MAX_STAKE_HOLDS) {
           this.#stakeHolds.delete(this.#stakeHolds.keys().next().value!);
         }
-        holds = new Map();
+        holds = { run, locks: new Map() };
         this.#stakeHolds.set(job, holds);
       }
-      holds.set(pick.key, lock);
+      holds.locks.set(pick.key, lock);
     }
     return pick?.connection;
   }
 
   /**
-   * Job `job` ended here (its receipt handed on, or none): its lock no longer holds its worker's
-   * stake here. A receipt recorded in this node's ledger locks it there (`standing`).
+   * Whether run `run` of job `job` is its current one here: it has not ended ({@link jobEnded}),
+   * and no later run of the job holds stake. Only the current run holds, or moves holds.
    */
-  jobEnded(job: string): void {
-    this.#stakeHolds.delete(job);
-    this.#ended.delete(job);
-    if (this.#ended.size >= MAX_ENDED_JOBS) this.#ended.delete(this.#ended.values().next().value!);
-    this.#ended.add(job);
+  #current(job: string, run: number): boolean {
+    return run > (this.#ended.get(job) ?? -Infinity) &&
+      run >= (this.#stakeHolds.get(job)?.run ?? -Infinity);
   }
 
   /**
-   * Worker `key` no longer runs job `job`, which goes on with another (a hedge that lost its
-   * race, or the worker a hedge took the job from): its lock no longer holds `key`'s stake here.
+   * Run `run` of job `job` ended here (its receipt handed on, or none): its lock no longer holds
+   * its worker's stake here, and a later lookup of it holds nothing. A later run's holds stay.
+   * A receipt recorded in this node's ledger locks it there (`standing`).
    */
-  released(job: string, key: string): void {
+  jobEnded(job: string, run = 0): void {
+    if (run >= (this.#stakeHolds.get(job)?.run ?? -Infinity)) this.#stakeHolds.delete(job);
+    const ended = Math.max(run, this.#ended.get(job) ?? -Infinity);
+    this.#ended.delete(job);
+    if (this.#ended.size >= MAX_ENDED_JOBS) this.#ended.delete(this.#ended.keys().next().value!);
+    this.#ended.set(job, ended);
+  }
+
+  /**
+   * Worker `key` no longer runs run `run` of job `job`, which goes on with another (a hedge that
+   * lost its race, or the worker a hedge took the job from): its lock no longer holds `key`'s
+   * stake here. Another run's hold on `key` stays.
+   */
+  released(job: string, key: string, run = 0): void {
     const holds = this.#stakeHolds.get(job);
-    holds?.delete(key);
-    if (holds?.size === 0) this.#stakeHolds.delete(job);
+    if (holds?.run !== run) return;
+    holds.locks.delete(key);
+    if (holds.locks.size === 0) this.#stakeHolds.delete(job);
   }
 
   /** Hex key → the locks this node's jobs not ended hold of its free stake. */
   #heldStake(): Map<string, number> {
     const held = new Map<string, number>();
-    for (const holds of this.#stakeHolds.values()) {
-      for (const [key, lock] of holds) held.set(key, (held.get(key) ?? 0) + lock);
+    for (const { locks } of this.#stakeHolds.values()) {
+      for (const [key, lock] of locks) held.set(key, (held.get(key) ?? 0) + lock);
     }
     return held;
   }

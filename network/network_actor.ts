@@ -362,7 +362,7 @@ export type NetworkMessage =
     lock?: number;
     /**
      * The job's id: its `lock` is held against the worker picked, beside the locks of this
-     * node's other jobs there, until `worker_job_ended`, `worker_job_released` or the job's
+     * node's other jobs there, until `worker_job_ended`, `worker_job_released` or the run's
      * next lookup.
      */
     job?: string;
@@ -372,21 +372,22 @@ export type NetworkMessage =
      */
     hedge?: boolean;
     /**
-     * A lookup of the job's submission, before it starts: a job id that ended here holds nothing
-     * at a later lookup (one sent before its end), but a client's retry of it is held again.
+     * Which submission of the job looks up (default 0; a client's retry of it is a later run,
+     * with a greater number): a run that ended here, or that a later run of the job superseded,
+     * holds nothing at a later lookup (one sent before its end), nor moves the later run's hold.
      */
-    start?: boolean;
+    run?: number;
   }
   /**
-   * Job `job`, whose worker a `worker` lookup picked, ended here: its lock no longer holds that
-   * worker's stake (nor a hedge's).
+   * Run `run` (default 0) of job `job`, whose worker a `worker` lookup picked, ended here: its
+   * lock no longer holds that worker's stake (nor a hedge's).
    */
-  | { type: "worker_job_ended"; job: string }
+  | { type: "worker_job_ended"; job: string; run?: number }
   /**
-   * Worker `worker` (hex key) no longer runs job `job`, which goes on with another (a hedge's
-   * race lost): the job's lock no longer holds its stake.
+   * Worker `worker` (hex key) no longer runs run `run` (default 0) of job `job`, which goes on
+   * with another (a hedge's race lost): the run's lock no longer holds its stake.
    */
-  | { type: "worker_job_released"; job: string; worker: string }
+  | { type: "worker_job_released"; job: string; worker: string; run?: number }
   | {
     /**
      * A worker failed a job for a model it listed — refused it (`unknown_model`,
@@ -651,12 +652,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
           message.lock,
           message.job,
           message.hedge,
-          message.start,
+          message.run,
         );
       case "worker_job_ended":
-        return this.#routing.jobEnded(message.job);
+        return this.#routing.jobEnded(message.job, message.run);
       case "worker_job_released":
-        return this.#routing.released(message.job, message.worker);
+        return this.#routing.released(message.job, message.worker, message.run);
       case "worker_refused_model":
         return this.#routing.refusedModel(message.key, message.model);
       case "worker_models":

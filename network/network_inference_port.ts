@@ -323,6 +323,13 @@ function zeros<K extends string>(keys: readonly K[]): Record<K, number> {
 
 /** Forwards jobs to peers chosen by the {@link NetworkMessage} actor. */
 export class NetworkInferencePort implements InferencePort {
+  /**
+   * The last submission's run (see `submit`): each submission of a job, a client's retry of it
+   * too, looks up its workers as a run of its own, with a greater number than every earlier one
+   * in this process (every port's), so that the routing tells a late lookup of a cancelled run
+   * from its retry's own (review s80 vlate F1). It never leaves the process.
+   */
+  static #runs = 0;
   readonly #network: ActorRef<NetworkMessage>;
   readonly #validator?: ActorRef<ValidatorMessage>;
   readonly #requester?: Identity;
@@ -437,15 +444,15 @@ export class NetworkInferencePort implements InferencePort {
    * (`resuming`), that did not lately refuse tokens another worker reproduced, when there is
    * one; else among all, unless `fresh` (a hedge: `failover.ts`), which asks none of them.
    * `stakeLock`: the most stake the job's receipt can lock, which a backed worker covers.
-   * `start`: a lookup of the job's submission (see {@link #lookup}).
+   * `run`: the submission that asks (see {@link #lookup}).
    */
   async #port(
     job: TextJob,
+    run: number,
     exclude: readonly Uint8Array[],
     stakeLock: Promise<number>,
     resuming = false,
     fresh = false,
-    start = false,
   ): Promise<RemoteInferencePort | undefined> {
     const lock = await stakeLock;
     const tried = exclude.map(toHex);
@@ -454,9 +461,9 @@ export class NetworkInferencePort implements InferencePort {
       : this.#busy.askedLast();
     const full = [...new Set(last)].filter((key) => !tried.includes(key));
     const connection = full.length === 0
-      ? await this.#lookup(job, tried, lock, fresh, start)
-      : await this.#lookup(job, [...tried, ...full], lock, fresh, start) ??
-        (fresh ? undefined : await this.#lookup(job, tried, lock, false, start));
+      ? await this.#lookup(job, run, tried, lock, fresh)
+      : await this.#lookup(job, run, [...tried, ...full], lock, fresh) ??
+        (fresh ? undefined : await this.#lookup(job, run, tried, lock, false));
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
     if (port === undefined) {
@@ -474,15 +481,15 @@ export class NetworkInferencePort implements InferencePort {
    * bound: the model's window as its workers list it, where they list one, review s79 vmoney F5;
    * read once per job in `submit`). `hedge`: a hedge's lookup, beside the worker that holds
    * the job (both hold its lock until the race's loser is released: `failover.ts` `released`).
-   * `start`: a lookup of its submission (`#start`), which holds it even where an earlier run of
-   * it ended here (a lookup after the job's end holds nothing: review s80 vadm2 F1).
+   * `run`: the submission that asks (`submit`): a lookup of a run that ended here (review s80
+   * vadm2 F1), or that the client's retry of the job superseded (vlate F1), holds nothing.
    */
   async #lookup(
     job: TextJob,
+    run: number,
     exclude: string[],
     lock: number,
     hedge = false,
-    start = false,
   ): Promise<Connection | undefined> {
     // With the job's id, its lock is held against the worker picked until `#stakeReleased`: a
     // burst of jobs does not all go to a worker whose stake backs one (`worker_choice.ts`).
@@ -494,8 +501,8 @@ export class NetworkInferencePort implements InferencePort {
         input: job.input,
         lock,
         job: jobId(job),
+        run,
         ...(hedge ? { hedge } : {}),
-        ...(start ? { start } : {}),
       },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
@@ -545,6 +552,8 @@ export class NetworkInferencePort implements InferencePort {
     await Promise.all([this.#assigned.loaded, this.#lostEnds.loaded]);
     const id = jobId(job);
     const leaveRunning = this.#assigned.start(id);
+    // This submission's run: its lookups, its releases and its end name it (`#runs`).
+    const run = ++NetworkInferencePort.#runs;
     // This node's count of the prompt, read once per job (an exact count encodes the whole
     // prompt): it prices the stake a worker must back at every lookup of the job's (`#port`).
     // Where there is none, the model's listed window, asked beside the start (its answer comes
@@ -557,10 +566,10 @@ export class NetworkInferencePort implements InferencePort {
     const lock = listing.then((window) =>
       jobStakeLock(job, count, this.#remote.ledgerTerms, window)
     );
-    const started = this.#start(job, options, listing, lock);
+    const started = this.#start(job, run, options, listing, lock);
     const { first, before } = await started.catch((error: unknown) => {
       leaveRunning();
-      this.#stakeReleased(id);
+      this.#stakeReleased(id, run);
       // Every worker asked was full: the client's job was refused for want of room, as a local
       // port's full queue refuses it.
       if (isCapacityRefusal(error)) this.#jobs.jobsRejected++;
@@ -583,7 +592,7 @@ export class NetworkInferencePort implements InferencePort {
       prefix: options?.resume,
       maxTokens: job.params.maxTokens,
       resume: (exclude, prefix, hedge) =>
-        this.#resume(job, options, exclude, prefix, listing, lock, hedge),
+        this.#resume(job, run, options, exclude, prefix, listing, lock, hedge),
       queueHoldMs: this.#remote.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS,
       timers: this.#remote.timers,
       // The assignment is signed once the job is done, off the first token's path (an ed25519
@@ -730,7 +739,7 @@ export class NetworkInferencePort implements InferencePort {
       hedged: (outcome) => this.#hedges[outcome]++,
       // A hedge's race lost: the loser's hold on its stake goes (review s80 vadm F4).
       released: (worker) =>
-        this.#network.tell({ type: "worker_job_released", job: id, worker: toHex(worker) })
+        this.#network.tell({ type: "worker_job_released", job: id, worker: toHex(worker), run })
           .catch(() => {}),
     });
     handle.done.then((summary) => this.#ended(summary));
@@ -745,13 +754,16 @@ export class NetworkInferencePort implements InferencePort {
     // Running until then: its receipt, if any, is assigned (`#checked`) before `done` resolves.
     done.then(leaveRunning, leaveRunning);
     // Its receipt handed to the validator by then (the ledger's lock counts it), or none.
-    done.finally(() => this.#stakeReleased(id)).catch(() => {});
+    done.finally(() => this.#stakeReleased(id, run)).catch(() => {});
     return { ...handle, done };
   }
 
-  /** Job `id` ended here: its lock no longer holds its worker's stake in the routing. */
-  #stakeReleased(id: string): void {
-    this.#network.tell({ type: "worker_job_ended", job: id }).catch(() => {});
+  /**
+   * Run `run` of job `id` ended here: its lock no longer holds its worker's stake in the
+   * routing, and a lookup of it still on its way holds nothing.
+   */
+  #stakeReleased(id: string, run: number): void {
+    this.#network.tell({ type: "worker_job_ended", job: id, run }).catch(() => {});
   }
 
   /**
@@ -972,6 +984,7 @@ export class NetworkInferencePort implements InferencePort {
    */
   async #start(
     job: TextJob,
+    run: number,
     options: SubmitOptions | undefined,
     listing: Promise<number | undefined>,
     lock: Promise<number>,
@@ -987,7 +1000,7 @@ export class NetworkInferencePort implements InferencePort {
     const calledBad: Uint8Array[] = [];
     while (spent < MAX_WORKERS_PER_JOB && refusedBy.length < MAX_WORKERS_ASKED_PER_JOB) {
       // After a refusal, a lookup that fails ends the search with that refusal.
-      const port = await this.#port(job, refusedBy, lock, false, false, true).catch((error) => {
+      const port = await this.#port(job, run, refusedBy, lock).catch((error) => {
         if (refusedBy.length === 0) throw error;
         return undefined;
       });
@@ -1102,6 +1115,7 @@ export class NetworkInferencePort implements InferencePort {
    */
   async #resume(
     job: TextJob,
+    run: number,
     options: SubmitOptions | undefined,
     exclude: readonly Uint8Array[],
     prefix: readonly number[],
@@ -1111,7 +1125,7 @@ export class NetworkInferencePort implements InferencePort {
   ): Promise<ResumeOutcome> {
     let port: RemoteInferencePort | undefined;
     try {
-      port = await this.#port(job, exclude, lock, prefix.length > 0, hedge !== undefined);
+      port = await this.#port(job, run, exclude, lock, prefix.length > 0, hedge !== undefined);
     } catch {
       return { kind: "none" }; // the network actor did not answer: nobody to hand the job to
     }

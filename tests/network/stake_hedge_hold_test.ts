@@ -125,14 +125,14 @@ Deno.test("failover: the hedge that lost its race is released; a hedge that took
 
 Deno.test("a lookup of a job that arrives after the job's end holds nothing; a retry's submission holds the job again", () => {
   const { r, pick } = routing();
-  assert.equal(pick(served.cid, [], undefined, LOCK, "J", false, true), "one"); // J submitted
-  r.jobEnded("J");
+  assert.equal(pick(served.cid, [], undefined, LOCK, "J", false, 1), "one"); // J submitted: run 1
+  r.jobEnded("J", 1);
   // A failover's lookup of J sent before J's end, that reaches the routing after it.
-  assert.equal(pick(served.cid, ["lost"], undefined, LOCK, "J"), "one");
+  assert.equal(pick(served.cid, ["lost"], undefined, LOCK, "J", false, 1), "one");
   assert.equal(pick(served.cid, [], undefined, LOCK, "b"), "one", "J ended: one's stake backs b");
   r.jobEnded("b");
-  // Its client's retry of J (it ended unassigned): its submission's lookup holds one's stake.
-  assert.equal(pick(served.cid, [], undefined, LOCK, "J", false, true), "one");
+  // Its client's retry of J (it ended unassigned) is run 2: its lookup holds one's stake.
+  assert.equal(pick(served.cid, [], undefined, LOCK, "J", false, 2), "one");
   assert.equal(pick(served.cid, [], undefined, LOCK, "c"), "many", "J's retry holds one's stake");
 });
 
