@@ -29,7 +29,7 @@ import {
 import { claimBody, unrecordedClaimEntry, unrecordedEquivocation } from "./_ledger_unrecorded.ts";
 import { lateAssignment, takesAssignment } from "./_ledger_late_assignment.ts";
 import { stakeRefusedClaim } from "./_ledger_stake_refused.ts";
-import { streamFraudKey } from "./ledger_index.ts";
+import { cancelledReceiptKey, streamFraudKey } from "./ledger_index.ts";
 import { steeringCover, steeringTakenLocks } from "./_ledger_steering.ts";
 
 /**
@@ -58,13 +58,18 @@ export function receiptDecision(
     const credit = assigned && uncredited === undefined ? reward : 0;
     const firstId = view.index.jobReceipt(receipt.jobId);
     const first = firstId === undefined ? undefined : view.record(firstId);
+    // The worker's finished receipt and its cancelled one over the first k of the same tokens
+    // (its requester's client cancelled after the worker's end): one claim, not equivocation.
+    const pair = first === undefined || first.worker !== worker
+      ? undefined
+      : cancelledPair(view, first, receipt);
     // Another receipt of this worker for a job it already has one recorded for, claiming
     // other work (another output or token count): two signed answers to one job. Its own
     // signatures convict it; the first receipt is slashed (or, if already paid, its stake is
     // cut as much), by the larger of the two claims (`equivocationSlash`).
     if (
       first !== undefined && first.receiptId !== check.receiptId && first.worker === worker &&
-      !view.index.equivocated(receipt.jobId)
+      !view.index.equivocated(receipt.jobId) && pair === undefined
     ) {
       const claim = view.index.claim(receipt.jobId);
       // The same claim signed twice (fingerprints' last bits) is not equivocation: it is
@@ -190,14 +195,30 @@ export function receiptDecision(
       const claim = view.index.claim(receipt.jobId);
       const same = claim?.outputHash === receipt.outputHash &&
         claim.tokens === receipt.tokenCount && first.locked === locked;
-      const late = lateAssignment(
-        view,
-        first,
-        requester,
-        same ? reward : undefined,
-        check.receiptId,
-      );
+      // One of a cancelled pair: the job is paid the cancelled receipt's k tokens, whichever of
+      // the two holds it (`cancelledPair`).
+      const paid = pair !== undefined ? pair.reward : same ? reward : undefined;
+      const late = lateAssignment(view, first, requester, paid, check.receiptId);
       if (late !== undefined) return late;
+    }
+    // The cancelled receipt of a pair whose finished one holds the job assigned: the job is
+    // paid its k tokens, not the finished receipt's n, while the record is open (the worker's
+    // own word that its requester's client held k; an honest worker signs it only when asked,
+    // after the cancel). Else a worker that raced its finished receipt with the assignment of
+    // the cancelled one to a ledger was paid n there and k elsewhere.
+    if (pair?.cancelledSecond && first !== undefined && first.requester !== undefined) {
+      const open = first.status === "pending" || first.status === "challenged";
+      if (open && first.credit > pair.reward) {
+        return {
+          kind: "assigned",
+          body: {
+            receiptId: first.receiptId,
+            requester: first.requester,
+            credit: pair.reward,
+            receivedWith: check.receiptId,
+          },
+        };
+      }
     }
     // An assigned receipt takes the job from another worker's receipt recorded without one: a
     // copier that re-signed the worker's announced receipt under its own key and got here
@@ -260,9 +281,47 @@ export function receiptDecision(
         locked,
         pendingUntil: view.now() + view.economics.challengeWindowMs,
         ...(uncredited === undefined ? {} : { uncredited }),
+        // So the worker's finished receipt for the job, coming later, is its pair, one claim
+        // (`cancelledReceiptKey`).
+        ...(receipt.end === undefined ? {} : { end: receipt.end }),
       },
     };
   };
+}
+
+/**
+ * Whether `receipt` and `first`, the record of the same worker's that holds its job, are a
+ * cancelled pair: the worker's finished receipt over n tokens (no `end`) and its `cancelled`
+ * receipt over k < n of them, in either order (`docs/PROTOCOL.md`, "Through a forwarding node":
+ * the worker had finished when its requester's client cancelled after k, and it signed a
+ * cancelled receipt over k that replaces the finished one). One claim, paid once, the k tokens
+ * (`reward`, what the cancelled receipt earns). Undefined for anything else, which stays
+ * equivocation where the claims differ: two finished or two cancelled receipts, a cancelled one
+ * over more tokens than the finished one (or as many, with another output), or a claim whose
+ * lock over n is not the record's (another prompt count or priced model). What the receipts do
+ * not show (other tokens in the shared prefix, another seed) a challenge of the recorded one
+ * convicts: one of the two answers is not the model's. `cancelledSecond`: `receipt` is the
+ * cancelled one.
+ */
+function cancelledPair(
+  view: LedgerView,
+  first: ReceiptRecord,
+  receipt: Receipt,
+): { reward: number; cancelledSecond: boolean } | undefined {
+  if (first.kind !== "inference" || receipt.kind !== "text") return undefined;
+  const claim = view.index.claim(receipt.jobId);
+  if (claim === undefined || claim.outputHash === null) return undefined;
+  const firstCancelled = view.index.proofSettled(cancelledReceiptKey(first.receiptId));
+  const cancelledSecond = receipt.end === "cancelled";
+  // The cancelled one covers fewer tokens than the finished one.
+  const [k, n] = cancelledSecond
+    ? [receipt.tokenCount, claim.tokens]
+    : [claim.tokens, receipt.tokenCount];
+  if (firstCancelled === cancelledSecond || !(k >= 1 && k < n)) return undefined;
+  // The same work priced over n as the record's lock: the same model's price, prompt count.
+  const over = (tokens: number) => rewardOf(view, { ...receipt, tokenCount: tokens });
+  if (lockOf(view, over(cancelledSecond ? n : k)) !== first.locked) return undefined;
+  return { reward: over(k), cancelledSecond };
 }
 
 /**

@@ -62,6 +62,17 @@ export function uncreditedReceiptKey(receiptId: string): string {
 }
 
 /**
+ * The key under which the index remembers that receipt `receiptId` was recorded with
+ * `end: "cancelled"` (its `receipt` entry's `end`): a receipt of the same worker for the same job
+ * with no `end`, over more tokens, is then its finished one, one claim with it, not its
+ * equivocation (`_ledger_receipts.ts`, `cancelledPair`). Absent from entries written before the
+ * field: such a record reads as a finished one, as it did.
+ */
+export function cancelledReceiptKey(receiptId: string): string {
+  return `cancelled/${receiptId}`;
+}
+
+/**
  * A worker's claim for a job another worker's receipt holds here
  * ({@link LedgerIndex.unrecordedClaim}).
  */
@@ -475,6 +486,7 @@ export class LedgerIndex {
           typeof b.outputHash === "string" ? b.tokens : null,
         );
         if (typeof b.uncredited === "string") q.settle.run(uncreditedReceiptKey(b.receiptId));
+        if (b.end === "cancelled") q.settle.run(cancelledReceiptKey(b.receiptId));
         // Kept before as its worker's claim (refused: for want of stake, or while another's
         // receipt held the job): the record stands for it now, and takes its marks.
         q.forgetClaim.run(b.jobId, b.worker, b.receiptId);
