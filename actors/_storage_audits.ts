@@ -94,6 +94,9 @@ export class StorageAudits {
       // the repair after counted each copy it could not send against its holder (stop 63).
       audit: (peer, cids, sampleSize) => this.audit(peer, cids, undefined, sampleSize),
       sweeps: this.#sweeps,
+      // Each peer audited on chunks drawn from what it was given, uniformly: its chances of
+      // escaping do not depend on which files they came from (review s81 store, F2).
+      peers: replicated.peers,
       givenTo: (peerId) => this.#core.given().chunksOf(peerId),
       retained: (peerId) => this.#core.given().retained(peerId),
       failedAuditOf: (peerId, cid) => replicated.failedAuditOf(peerId, cid),
@@ -152,6 +155,10 @@ export class StorageAudits {
       // Nor did it do anything to the connection this node's network closed when it went down (a
       // crash, a restart): not reached, audited again next round (stop 64).
       closedHere: () => network.downSince(generation),
+      // The chunks asked are served to no peer until the answer is in (or its deadline passed):
+      // else a holder that keeps nothing fetched them from this node under a second key (review
+      // s81 store, F1).
+      challenging: (cids) => this.#core.challenged.hold(cids),
       onVerdict: this.#core.options.onVerdict,
     });
     const stopping = this.#core.stopping;

@@ -14,6 +14,7 @@ import type { FileStore, FileStoreOptions } from "../storage/file_store.ts";
 import type { GivenChunks } from "../storage/given_chunks.ts";
 import type { HolderRepair } from "../storage/holder_repair.ts";
 import type { ReplicatedStore } from "../storage/replicated_store.ts";
+import type { ChallengedChunks } from "./_challenged_chunks.ts";
 import type { NetworkRestarts } from "./_storage_network_restarts.ts";
 import type { SelfPeer } from "./_storage_self_peer.ts";
 import type { StorageScope } from "./_storage_scope.ts";
@@ -63,4 +64,9 @@ export interface StorageCore {
   readonly network: NetworkRestarts;
   /** Writes the OS refused, held until one succeeds: the `capacity` answer's `writeFault`. */
   readonly writeFaults: StorageWriteFaults;
+  /**
+   * The chunks an audit here is challenging a holder on now: served to no peer until its answer
+   * (`_challenged_chunks.ts`).
+   */
+  readonly challenged: ChallengedChunks;
 }

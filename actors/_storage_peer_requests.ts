@@ -11,7 +11,11 @@
  */
 import { isCid, storageKey } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../storage/errors.ts";
+import {
+  ChunkNotFoundError,
+  ChunkUnderAuditError,
+  ReplicaQuotaExceededError,
+} from "../storage/errors.ts";
 import { rankPeers } from "../storage/rendezvous.ts";
 import { peerIdOf } from "../storage/replicated_store.ts";
 import { proveFromStore } from "../storage/storage_peer.ts";
@@ -53,6 +57,10 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
     case "get_chunk":
       if (!await core.scope.servesPeers(message.cid)) throw new ChunkNotFoundError(message.cid);
       if (admitsLoss(core, message.from, message.cid)) throw new ChunkNotFoundError(message.cid);
+      // To any other key, refused while this node challenges a holder on it: the holder's
+      // relay through this node under a second key (`_challenged_chunks.ts`). A reader asks the
+      // chunk's other holders (the refusal says nothing of the copy here).
+      if (core.challenged.has(message.cid)) throw new ChunkUnderAuditError(message.cid);
       return await store.get(message.cid);
     case "has_chunk":
       return await core.scope.servesPeers(message.cid) && await store.has(message.cid);

@@ -67,6 +67,7 @@ import {
   type StorageReply,
   unwrapReply,
 } from "./storage_actor_messages.ts";
+import { ChallengedChunks } from "./_challenged_chunks.ts";
 import { StorageAudits } from "./_storage_audits.ts";
 import { PINS_CHECK_MS, StorageCatchUp } from "./_storage_catch_up.ts";
 import type { StorageCore } from "./_storage_core.ts";
@@ -310,6 +311,7 @@ export class StorageActor {
       stopped: () => this.#stopped(),
       writeFaults: new StorageWriteFaults((line) => this.#options.log?.(line)),
       network: this.#network,
+      challenged: new ChallengedChunks(),
     };
     this.#audits = new StorageAudits(this.#core);
     this.#catchUp = new StorageCatchUp(this.#core);

@@ -127,6 +127,13 @@ export interface StorageAuditorOptions {
    * it would fail. Default: never.
    */
   closedHere?(holder: StoragePeer): boolean;
+  /**
+   * Called with the chunks sampled just before the challenge goes out; what it returns is called
+   * once the holder's answer is in or its deadline passed. A StorageActor serves those chunks to
+   * no peer meanwhile (`actors/_challenged_chunks.ts`): else a holder that keeps nothing fetched
+   * them from the auditor under a second key (review s81 store, F1). Default: nothing.
+   */
+  challenging?(cids: readonly string[]): () => void;
   /** Also sign a `valid` verdict for passed audits. Default `false`. */
   signPasses?: boolean;
   /** Receives every signed verdict (the ledger's sink). */
@@ -200,6 +207,7 @@ export class StorageAuditor {
     let proofs: (Uint8Array | null)[] | null = null;
     /** The holder answered, with a reply that fails the `storage.proofs` schema. */
     let answeredMalformed = false;
+    const answered = this.#options.challenging?.(sampled);
     try {
       proofs = await untilAborted(holder.proveChunks(nonce, sampled, { signal }), signal);
     } catch (error) {
@@ -213,6 +221,8 @@ export class StorageAuditor {
       // `no_response`, within milliseconds of the challenge. A `RemoteError` with the same code is
       // the holder refusing this node's request: no answer, still `no_response`.
       answeredMalformed = error instanceof InvalidBodyError;
+    } finally {
+      answered?.();
     }
     // Blame needs a reference copy: a chunk nobody can produce proves nothing against anyone.
     const referenceTimeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);

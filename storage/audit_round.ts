@@ -1,11 +1,17 @@
 /**
  * Which holders a storage node audits in one round, on which chunks (`actors/storage_actor.ts`
- * runs the rounds on a timer, `storage.auditIntervalMs`): the node picks a few of its own
- * replicated files at random, and for each peer that should hold some of their chunks (by the
- * rendezvous placement), up to {@link AUDIT_CHUNKS_PER_HOLDER} of those it knows it gave that
- * peer, drawn with a CSPRNG so no holder can tell which it will be asked for. A chunk the node
- * never gave a peer (it was down, or joined later) is not asked: the auditor could not blame it
- * for lacking one (`audit.ts`, `never_given`).
+ * runs the rounds on a timer, `storage.auditIntervalMs`): for each of its storage peers, up to
+ * {@link AUDIT_CHUNKS_PER_HOLDER} chunks drawn uniformly from its record of what it gave that peer
+ * (`given_chunks.ts`), among those the peer still counts as a copy of (a holder or a stand-in by
+ * the rendezvous placement), with a CSPRNG so no holder can tell which it will be asked for
+ * ({@link planFromGiven}). Each chunk a holder was given is as likely to be asked as any other,
+ * so one that dropped a fraction f of them escapes a round with probability at most about
+ * (1-f)^4, whatever files they came from: a round that picked 8 files uniformly, then chunks among
+ * them, let a holder that dropped one large file (91 % of its chunks) escape 96 % of rounds
+ * (review s81 store, F2). A chunk the node never gave a peer (it was down, or joined later) is
+ * not asked: the auditor could not blame it for lacking one (`audit.ts`, `never_given`). A few
+ * files picked at random are still listed each round, for what their holders were never given
+ * ({@link planPlacementChecks}).
  *
  * @module
  */
@@ -20,14 +26,26 @@ import {
 } from "./audit_sweeps.ts";
 import { MAX_PROVE_CIDS } from "../protocols/storage_messages.ts";
 
-/** Files sampled per round: each costs listing its blocks (its manifest or DAG nodes read). */
+/**
+ * Files sampled per round for the placement checks ({@link planPlacementChecks}): each costs
+ * listing its blocks (its manifest or DAG nodes read). Audits draw from the record of what each
+ * holder was given instead ({@link planFromGiven}).
+ */
 export const AUDIT_FILES_PER_ROUND = 8;
 /**
  * Chunks asked of each holder per round (each costs the auditor one verified reference copy,
- * 256 KiB at most, and the holder one read): a holder that dropped a fraction f of what it was
- * given passes one round with probability about (1-f)^4, and rounds compound.
+ * 256 KiB at most, and the holder one read), drawn uniformly from what it was given and still
+ * counts for ({@link planFromGiven}): a holder that dropped a fraction f of those passes one round
+ * with probability at most about (1-f)^4, and rounds compound.
  */
 export const AUDIT_CHUNKS_PER_HOLDER = 4;
+/**
+ * Chunks of a holder's record a round draws at most, {@link AUDIT_CHUNKS_PER_HOLDER} times this,
+ * to find the ones it still counts as a copy of: each costs a rendezvous ranking. A holder that
+ * counts for fewer than 1 in 16 of the chunks it was given (the peer set changed much since) may
+ * be asked fewer than {@link AUDIT_CHUNKS_PER_HOLDER} in a round.
+ */
+export const AUDIT_DRAWS_PER_HOLDER = 16;
 
 /**
  * Blocks a round ranks between two turns of the event loop: ranking is a hash per peer per block
@@ -68,7 +86,8 @@ export interface AuditAssignment {
 /**
  * The round's assignments over `chunks` (the storage keys of the sampled files): for each
  * holder other than this node, and each stand-in past the holders, up to `perHolder` chunks it
- * should hold and was given.
+ * should hold and was given. A round plans so only where it has no record of what each peer was
+ * given ({@link planFromGiven}): a holder's chances here depend on which files were sampled.
  */
 export function planAuditRound(
   chunks: Iterable<string>,
@@ -89,6 +108,57 @@ export function planAuditRound(
     peer,
     cids: sample(cids, perHolder, randomBelow),
   }));
+}
+
+/**
+ * The round's assignments drawn from the record of what each holder was given (`given`): for
+ * each of `peers` other than this node, up to `perHolder` chunks uniformly among those in its
+ * record that it still counts as a copy of (a holder or a stand-in of the chunk, and given it),
+ * with at most `perHolder` × {@link AUDIT_DRAWS_PER_HOLDER} draws (a rendezvous ranking each): a
+ * round's work is bounded by the peer count, not by the files or their size. Each chunk a holder
+ * counts for is as likely to be asked as any other, so one that dropped a fraction f of them
+ * escapes with probability at most about (1-f)^4 (review s81 store, F2: sampling files first let
+ * a holder that dropped one large file escape most rounds). A peer with none is not audited.
+ *
+ * @example
+ * ```ts
+ * import { planFromGiven } from "./audit_round.ts";
+ * import type { StoragePeer } from "./storage_peer.ts";
+ * const peer = (id: string) => ({ id }) as StoragePeer;
+ * const plan = planFromGiven([peer("a"), peer("b")], (id) => id === "a" ? ["k1", "k2"] : [], {
+ *   holders: () => [peer("a"), peer("b")],
+ *   wasGiven: () => true,
+ * }); // [{ peer: a, cids: ["k2", "k1"] }] (in a random order)
+ * ```
+ */
+export function planFromGiven(
+  peers: readonly StoragePeer[],
+  given: (peerId: string) => readonly string[],
+  sources: AuditPlanSources,
+  perHolder = AUDIT_CHUNKS_PER_HOLDER,
+): AuditAssignment[] {
+  const randomBelow = sources.randomBelow ?? secureBelow;
+  const out: AuditAssignment[] = [];
+  for (const peer of peers) {
+    if (peer.id === sources.selfId) continue;
+    const counts = (cid: string) =>
+      sources.wasGiven(peer.id, cid) &&
+      [...sources.holders(cid), ...sources.standIns?.(cid) ?? NO_PEERS].some((p) =>
+        p.id === peer.id
+      );
+    // A partial Fisher–Yates over a copy of its record: draws without replacement, each uniform
+    // among those not drawn yet, so the ones kept are uniform among those that count.
+    const pool = [...given(peer.id)];
+    const cids: string[] = [];
+    const draws = Math.min(pool.length, perHolder * AUDIT_DRAWS_PER_HOLDER);
+    for (let i = 0; i < draws && cids.length < perHolder; i++) {
+      const j = i + randomBelow(pool.length - i);
+      [pool[i], pool[j]] = [pool[j], pool[i]];
+      if (counts(pool[i])) cids.push(pool[i]);
+    }
+    if (cids.length > 0) out.push({ peer, cids });
+  }
+  return out;
 }
 
 /**
@@ -180,8 +250,19 @@ export interface AuditRoundReport {
 
 /** What {@link runAuditRound} works with. */
 export interface AuditRoundDeps extends AuditPlanSources {
-  /** The node's replicated files (their roots), of which a round samples a few. */
+  /**
+   * The node's replicated files (their roots), of which a round samples a few for the placement
+   * checks ({@link planPlacementChecks}), and, without {@link givenTo} and {@link peers}, for the
+   * audits ({@link planAuditRound}).
+   */
   roots: readonly string[];
+  /**
+   * The storage peers a round audits, each on chunks drawn from its record
+   * ({@link planFromGiven}, with {@link givenTo}). Default none: the audits are planned over the
+   * sampled files' chunks ({@link planAuditRound}), where a holder's chances depend on which files
+   * its chunks came from.
+   */
+  peers?: readonly StoragePeer[];
   /** The storage keys of a file's blocks. */
   blocksOf(root: string): Promise<string[]>;
   /**
@@ -204,7 +285,10 @@ export interface AuditRoundDeps extends AuditPlanSources {
    * {@link SWEEP_CHUNKS_PER_ROUND_ALL} of all. Default none: sampling only.
    */
   sweeps?: AuditSweeps;
-  /** The chunks (storage keys) the peer with id `peerId` was recorded as given. Default none. */
+  /**
+   * The chunks (storage keys) the peer with id `peerId` was recorded as given: what a round draws
+   * its audits from ({@link peers}), and a sweep goes through. Default none.
+   */
   givenTo?(peerId: string): readonly string[];
   /**
    * Whether the record of what the peer with id `peerId` was given is still kept (it is here, or
@@ -232,9 +316,11 @@ export interface AuditRoundDeps extends AuditPlanSources {
 }
 
 /**
- * One round: sample files, plan ({@link planAuditRound}), audit each holder in turn, then repair
+ * One round: plan (each peer's chunks drawn from its record: {@link planFromGiven}; without one,
+ * among the sampled files' chunks: {@link planAuditRound}), audit each holder in turn, then repair
  * the chunks any holder failed on, so a lost copy is restored as soon as it is found, and a few
- * that some holder was never given ({@link planPlacementChecks}), so a copy never placed is.
+ * of the sampled files' chunks that some holder was never given ({@link planPlacementChecks}), so
+ * a copy never placed is.
  */
 export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundReport> {
   const report: AuditRoundReport = {
@@ -279,7 +365,10 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
     standIns: (cid) => placement.get(cid)?.standIns ?? NO_PEERS,
   };
   const failed = new Set<string>();
-  for (const { peer: planned, cids } of planAuditRound(chunks, placed)) {
+  const plan = deps.peers !== undefined && deps.givenTo !== undefined
+    ? planFromGiven(deps.peers, deps.givenTo, deps)
+    : planAuditRound(chunks, placed);
+  for (const { peer: planned, cids } of plan) {
     if (deps.signal?.aborted) return report;
     const peer = deps.peer === undefined ? planned : deps.peer(planned.id);
     if (peer === undefined) {

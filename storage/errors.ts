@@ -41,6 +41,28 @@ export class ChunkNotFoundError extends StorageError {
 }
 
 /**
+ * A peer asked this node for a chunk it is challenging some holder on right now (an audit
+ * awaiting its answer: `actors/_challenged_chunks.ts`). Served, a holder that keeps nothing
+ * answered the challenge with this node's own copy, fetched under a second key (review s81 store,
+ * F1). Says nothing of this node's copy: a reader asks the chunk's other holders, or again later.
+ */
+export class ChunkUnderAuditError extends StorageError {
+  /** The CID that was asked for. */
+  readonly cid: string;
+  /**
+   * Build the error.
+   * @param cid The CID that was asked for.
+   */
+  constructor(cid: string) {
+    super(
+      "chunk_under_audit",
+      `${cid} is not served to peers while this node audits a holder on it: ask another holder`,
+    );
+    this.cid = cid;
+  }
+}
+
+/**
  * A peer's chunk would take what this node holds for other nodes past its cap
  * (`replicaQuotaBytes`), or leave the disk with less free space than the node keeps for itself
  * (`replicaMinFreeBytes`). Nothing was written; the peer places the copy on another holder.
