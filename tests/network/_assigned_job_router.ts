@@ -4,7 +4,8 @@
  * offering whichever worker the test sets) and worker nodes that run and prove their jobs for real
  * (InferenceActor, ProverActor, the honest model), each with its stake deposited in the router's
  * ledger; and the steps their tests share: a job run to its end, its receipt waited for until it is
- * recorded assigned.
+ * recorded assigned; a port of a router killed after its clients got `done`, and where a job's id
+ * stands in its assigned jobs' file.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import {
+  ASSIGNED_JOBS_FILE,
   type ForwardingOptions,
   NetworkInferencePort,
 } from "../../network/network_inference_port.ts";
@@ -96,6 +98,31 @@ export async function startRouter(name: string): Promise<TestRouter> {
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/**
+ * `r`'s port over its assigned jobs' file (`file`, in `r.dir`) as a router killed after its
+ * clients got `done` left it: its validator never takes what it is handed (the handover died with
+ * the process). Closing it is the test's; a restart is `r.port({ assignedJobsFile: file })`.
+ */
+export function killedPort(r: TestRouter): { file: string; killed: NetworkInferencePort } {
+  const file = `${r.dir}/${ASSIGNED_JOBS_FILE}`;
+  const lostHandovers = {
+    name: r.validator.name,
+    tell: () => Promise.resolve(),
+    ask: (message, options) => r.validator.ask(message, options),
+  } as ActorRef<ValidatorMessage>;
+  const killed = new NetworkInferencePort(r.networkRef, lostHandovers, r.router, {
+    tokensPerEvent: 1,
+    assignedJobsFile: file,
+  });
+  return { file, killed };
+}
+
+/** Where job `jobId`'s id (hex) starts in an assigned jobs' file's `bytes`; -1 if nowhere. */
+export function jobIdAt(bytes: Uint8Array, jobId: string): number {
+  const idBytes = Uint8Array.from(jobId.match(/../g)!, (h) => parseInt(h, 16));
+  return bytes.findIndex((_, i) => idBytes.every((b, j) => bytes[i + j] === b));
 }
 
 /** How long a finished job's receipt may take to be recorded: far past an in-memory round trip. */

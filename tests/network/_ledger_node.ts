@@ -6,7 +6,8 @@
  * node with only its network over a stand-in ledger, pledged nodes, a validator V with a late peer
  * L that catches up with it, a forwarding node and a peer with a worker staked in both, a cheat
  * caught in every ledger, a worker that withholds (or serves)
- * its proof data, and a ledger directory copied as a new process reads it.
+ * its proof data, and a ledger directory copied as a new process reads it; a fresh key's node
+ * pledged 5,000 on models all held, and an honest worker's receipt handed to a node's validator.
  *
  * @module
  */
@@ -14,7 +15,11 @@ import type { Actor } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
-import { ValidatorActor, type ValidatorActorOptions } from "../../actors/validator_actor.ts";
+import {
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorActorOptions,
+} from "../../actors/validator_actor.ts";
 import type {
   ChallengeSource,
   ValidatorMessage,
@@ -31,11 +36,13 @@ import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { VALIDATION_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { inputHashOf, type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { assigned, job, receipt, requester, resigned } from "../proof/_ledger_fixtures.ts";
 import { stoppedValidator } from "./_validator_down.ts";
 import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
@@ -495,4 +502,71 @@ export async function joinWhileValidatorDown(
   await joinLedgerNodes(c, a);
   await back();
   return { validator: system.lookup<ValidatorMessage>("a/validator")!, network: a.network };
+}
+
+/**
+ * Every model counts as held, so assigned receipts are credited (a ledger credits only what it
+ * can check); none is ever loaded: for nodes that challenge nothing.
+ */
+export const HELD_MODELS: ValidatorModelSource = {
+  has: () => true,
+  get: () => Promise.resolve(undefined),
+};
+
+/** A node of {@link spawnFreshPledgedNode}: its key, its pledge and its actors. */
+export interface FreshPledgedNode extends LedgerNode {
+  identity: Identity;
+  pledge: StakePledge;
+}
+
+/**
+ * Spawn node `name` under a fresh key that pledges 5,000, on {@link HELD_MODELS}, its
+ * NetworkActor on `now` (default its own clock).
+ */
+export async function spawnFreshPledgedNode(
+  system: ActorSystem,
+  dir: string,
+  name: string,
+  now?: () => number,
+): Promise<FreshPledgedNode> {
+  const identity = Identity.generate();
+  const pledge = signStakePledge(identity, 5_000, 1);
+  const actors = await spawnLedgerNode(system, dir, name, {
+    identity,
+    pledge,
+    models: HELD_MODELS,
+    now,
+  });
+  return { identity, pledge, ...actors };
+}
+
+/**
+ * Worker `by`'s receipt for fixture job `n` (`_ledger_fixtures.ts`), committing to the job's own
+ * input, signed now (the validators' ledgers run on the real clock, and refuse a receipt first
+ * seen long after).
+ */
+export function honestReceipt(n: number, by: Identity): Receipt {
+  return resigned(receipt(n, 8, by), {
+    inputHash: inputHashOf(job(n)),
+    timings: { startedAt: Date.now(), firstTokenMs: 1, totalMs: 2 },
+  }, by);
+}
+
+/**
+ * Hand `node`'s validator `r`, a receipt for fixture job `n`, as from the job's requester: with
+ * its assignment, unless `assignment` is false. What the validator answered.
+ */
+export function handReceipt(
+  node: LedgerNode,
+  r: Receipt,
+  n: number,
+  assignment = true,
+): Promise<ReceiptHandled> {
+  return node.validator.ask<ReceiptHandled>({
+    type: "receipt",
+    receipt: r,
+    job: job(n),
+    ...(assignment ? assigned(r) : {}),
+    origin: toHex(requester.publicKey),
+  } as ValidatorMessage);
 }

@@ -79,6 +79,88 @@ export async function script(
   return { dir, nodePath };
 }
 
+/** A stand-in that answers joins and leaves in order, 50 ms apart (see `_join_order_host.mjs`). */
+const JOIN_ORDER_HOST = fileURLToPath(new URL("./_join_order_host.mjs", import.meta.url));
+
+/**
+ * The stand-in hosts that log each op they are sent, and the shell assignment (run from the
+ * `node` script, `$d` its dir) that has each log them to `$d/ops.jsonl`.
+ */
+const LOGGING_HOSTS = {
+  fake: { program: FAKE_HOST, env: `FAKE_SWARM_HOST_LOG="$d/ops.jsonl"` },
+  joinOrder: { program: JOIN_ORDER_HOST, env: `JOIN_ORDER_DIR="$d"` },
+} as const;
+
+/** An op a stand-in host was sent, as it logged it (`pid`: which run of the host). */
+export interface LoggedOp {
+  pid: number;
+  op: string;
+  id?: number;
+  topic: string;
+  server?: boolean;
+  client?: boolean;
+}
+
+/**
+ * A `node` script (in a fresh dir) that runs stand-in host `kind` ({@link FAKE_HOST}, or the
+ * join-order host), logging each op it is sent to `log` (read it with {@link opsIn}).
+ */
+export async function loggingHost(
+  kind: keyof typeof LOGGING_HOSTS,
+): Promise<{ dir: string; nodePath: string; log: string }> {
+  const { program, env } = LOGGING_HOSTS[kind];
+  const { dir, nodePath } = await script(`d="$(dirname "$0")"\n${env} exec node ${program}`);
+  return { dir, nodePath, log: join(dir, "ops.jsonl") };
+}
+
+/** The ops a stand-in host logged to `log` so far (none when it logged nothing yet). */
+export async function opsIn(log: string): Promise<LoggedOp[]> {
+  const text = await Deno.readTextFile(log).catch(() => "");
+  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+}
+
+/** A topic of zeros but its first byte (which the stand-ins read) and its last. */
+export function topicOf(first: number, last: number): Uint8Array {
+  const topic = new Uint8Array(32);
+  topic[0] = first;
+  topic[31] = last;
+  return topic;
+}
+
+/**
+ * `test` on a {@link watchedHost} (with `options`) running stand-in host `kind`, which logs to
+ * `log` ({@link loggingHost}); the host closed and its dir removed after.
+ */
+export async function withLoggingHost(
+  kind: keyof typeof LOGGING_HOSTS,
+  options: Pick<SwarmHostOptions, "restart" | "log">,
+  test: (
+    running: { host: SwarmHost; watch: ReturnType<typeof stateWatch>; log: string },
+  ) => Promise<void>,
+): Promise<void> {
+  const { dir, nodePath, log } = await loggingHost(kind);
+  const { host, watch } = await watchedHost(nodePath, options);
+  try {
+    await test({ host, watch, log });
+  } finally {
+    await host.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * A host of `base()` running `nodePath`, with `options` (its restarts' delays, its log), and a
+ * {@link stateWatch} on the states it reports.
+ */
+async function watchedHost(
+  nodePath: string,
+  options: Pick<SwarmHostOptions, "restart" | "log">,
+): Promise<{ host: SwarmHost; watch: ReturnType<typeof stateWatch> }> {
+  const watch = stateWatch();
+  const host = await SwarmHost.start({ ...base(), nodePath, ...options, onState: watch.onState });
+  return { host, watch };
+}
+
 /** The states a host reports, and a promise for the next one of a kind. */
 export function stateWatch() {
   const states: string[] = [];

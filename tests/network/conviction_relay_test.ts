@@ -26,10 +26,8 @@ import {
   PledgeSync,
 } from "../../network/pledge_sync.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { attachValidationPeer, joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { attachValidationPeer, joinLedgerNodes, spawnFreshPledgedNode } from "./_ledger_node.ts";
 import { settle } from "../protocols/_helpers.ts";
-
-const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
 
 Deno.test("a key convicted of pledge equivocation in A is convicted and slashed in B too, after a flood spent A's budget to B", async () => {
   // The budgets' clock stands still: nothing refills A's budget to B while the test runs.
@@ -37,17 +35,7 @@ Deno.test("a key convicted of pledge equivocation in A is convicted and slashed 
   const system = new ActorSystem({ name: "conviction-relay" });
   const dir = await Deno.makeTempDir();
   try {
-    const node = async (name: string) => {
-      const identity = Identity.generate();
-      const pledge = signStakePledge(identity, 5_000, 1);
-      const actors = await spawnLedgerNode(system, dir, name, {
-        identity,
-        pledge,
-        models: MODELS,
-        now,
-      });
-      return { identity, pledge, ...actors };
-    };
+    const node = (name: string) => spawnFreshPledgedNode(system, dir, name, now);
     const peer = attachValidationPeer;
     const a = await node("a");
     const b = await node("b");

@@ -6,9 +6,8 @@
  * genuine, about a receipt not recorded here, again and again — is never charged.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ReceiptHandled } from "../../actors/validator_actor.ts";
-import type { FraudProofHandled, ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { ActorSystem } from "../../actors/actor_system.ts";
+import type { FraudProofHandled } from "../../actors/validator_messages.ts";
 import { Connection, DEFAULT_MAX_REFUSALS } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
@@ -22,27 +21,25 @@ import {
 import { signStreamProof } from "../../protocols/stream_proof.ts";
 import { claimOf, job as streamJob } from "../actors/_stream_claim_fixture.ts";
 import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
-import { inputHashOf, type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
-import { assigned, job, receipt, requester, resigned } from "../proof/_ledger_fixtures.ts";
+import { job } from "../proof/_ledger_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { spawnLedgerNode } from "./_ledger_node.ts";
+import {
+  handReceipt,
+  honestReceipt,
+  inLedgerSetting,
+  type LedgerNode,
+  spawnFreshPledgedNode,
+} from "./_ledger_node.ts";
 
-const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
 /** Past the refusal limit, with room for the frames in flight when the peer is cut off. */
 const SENT = DEFAULT_MAX_REFUSALS + 50;
 
-type Node = Awaited<ReturnType<typeof spawnLedgerNode>>;
-
 /** A ledger node holding an honest worker's pending receipt, and an honest staked validator. */
 async function ledgerWithPendingReceipt(system: ActorSystem, dir: string) {
-  const identity = Identity.generate();
-  const node = await spawnLedgerNode(system, dir, "b", {
-    identity,
-    pledge: signStakePledge(identity, 5_000, 1),
-    models: MODELS,
-  });
+  const node = await spawnFreshPledgedNode(system, dir, "b");
   const worker = Identity.generate();
   const honestValidator = Identity.generate();
   for (const who of [worker, honestValidator]) {
@@ -52,23 +49,14 @@ async function ledgerWithPendingReceipt(system: ActorSystem, dir: string) {
       origin: "local",
     });
   }
-  const r = resigned(receipt(2, 8, worker), {
-    inputHash: inputHashOf(job(2)),
-    timings: { startedAt: Date.now(), firstTokenMs: 1, totalMs: 2 },
-  }, worker);
-  const handled = await node.validator.ask<ReceiptHandled>({
-    type: "receipt",
-    receipt: r,
-    job: job(2),
-    ...assigned(r),
-    origin: toHex(requester.publicKey),
-  } as ValidatorMessage);
+  const r = honestReceipt(2, worker);
+  const handled = await handReceipt(node, r, 2);
   assert.equal(handled.recorded, true);
   return { node, worker, honestValidator, receipt: r };
 }
 
 /** A fresh key's connection to `node`: our end and the node's. */
-async function connect(node: Node): Promise<{ far: Connection; near: Connection }> {
+async function connect(node: LedgerNode): Promise<{ far: Connection; near: Connection }> {
   const [dx, dy] = memoryDuplexPair();
   const open = Connection.open(dx, {
     identity: Identity.generate(),
@@ -81,6 +69,19 @@ async function connect(node: Node): Promise<{ far: Connection; near: Connection 
     outbound: false,
   });
   return { far: await open, near };
+}
+
+/**
+ * `send` (one forged frame on `far`) again and again, until the node cut `far` off or {@link SENT}
+ * were sent; then waits for the node's end, `near`, to close.
+ */
+async function forgeUntilCutOff(
+  far: Connection,
+  near: Connection,
+  send: () => Promise<void>,
+): Promise<void> {
+  for (let i = 0; i < SENT && !far.isClosed; i++) await send().catch(() => {});
+  await eventually(() => near.isClosed || undefined, "the forger cut off", { timeoutMs: 30_000 });
 }
 
 /** `verdict` with its signature broken. */
@@ -100,7 +101,7 @@ function withheldClaim(subjectId: string, worker: Identity, by: Identity): Verdi
   }, by);
 }
 
-async function receiptStatus(node: Node, r: Receipt): Promise<string> {
+async function receiptStatus(node: LedgerNode, r: Receipt): Promise<string> {
   return (await node.validator.ask<{ status: string }>({
     type: "receipt_status",
     receiptId: receiptId(r),
@@ -108,19 +109,18 @@ async function receiptStatus(node: Node, r: Receipt): Promise<string> {
 }
 
 Deno.test("a peer sending forged verdicts (a staked validator's key, a broken signature) is cut off at the refusal limit; the receipt stays pending", async () => {
-  const system = new ActorSystem({ name: "forged-verdicts" });
-  const dir = await Deno.makeTempDir();
-  try {
+  await inLedgerSetting("forged-verdicts", async ({ system, dir }) => {
     const { node, worker, honestValidator, receipt: r } = await ledgerWithPendingReceipt(
       system,
       dir,
     );
     const { far, near } = await connect(node);
     const forged = forgedVerdict(withheldClaim(receiptId(r), worker, honestValidator));
-    for (let i = 0; i < SENT && !far.isClosed; i++) {
-      await far.notify(VerdictAnnouncementMessage, { verdict: forged }).catch(() => {});
-    }
-    await eventually(() => near.isClosed || undefined, "the forger cut off", { timeoutMs: 30_000 });
+    await forgeUntilCutOff(
+      far,
+      near,
+      () => far.notify(VerdictAnnouncementMessage, { verdict: forged }),
+    );
     assert.equal((near.closeReason as { code?: string } | undefined)?.code, "too_many_refusals");
     // Nothing moved: the worker's receipt is pending, its stake whole, nobody's locked.
     assert.equal(await receiptStatus(node, r), "pending");
@@ -129,16 +129,11 @@ Deno.test("a peer sending forged verdicts (a staked validator's key, a broken si
       key: worker.publicKey,
     });
     assert.equal(account.stake, 1_000_000);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a peer sending forged fraud proofs (a staked accuser's key, a broken signature) is cut off at the refusal limit; the receipt stays pending", async () => {
-  const system = new ActorSystem({ name: "forged-fraud-proofs" });
-  const dir = await Deno.makeTempDir();
-  try {
+  await inLedgerSetting("forged-fraud-proofs", async ({ system, dir }) => {
     const { node, honestValidator, receipt: r } = await ledgerWithPendingReceipt(system, dir);
     const genuine = signFraudProof(
       {
@@ -164,10 +159,11 @@ Deno.test("a peer sending forged fraud proofs (a staked accuser's key, a broken 
     });
     assert.equal(answer.skipped, "bad_signature");
     const { far, near } = await connect(node);
-    for (let i = 0; i < SENT && !far.isClosed; i++) {
-      await far.notify(FraudProofAnnouncementMessage, { proof: forged }).catch(() => {});
-    }
-    await eventually(() => near.isClosed || undefined, "the forger cut off", { timeoutMs: 30_000 });
+    await forgeUntilCutOff(
+      far,
+      near,
+      () => far.notify(FraudProofAnnouncementMessage, { proof: forged }),
+    );
     assert.equal((near.closeReason as { code?: string } | undefined)?.code, "too_many_refusals");
     assert.equal(await receiptStatus(node, r), "pending");
     const accuser = await node.validator.ask<{ stake: number; locked: number }>({
@@ -179,16 +175,11 @@ Deno.test("a peer sending forged fraud proofs (a staked accuser's key, a broken 
       [1_000_000, 0],
       "the named accuser untouched",
     );
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a peer sending forged stream proofs (the job's requester as accuser, a broken signature) is cut off at the refusal limit; the worker keeps its stake", async () => {
-  const system = new ActorSystem({ name: "forged-stream-proofs" });
-  const dir = await Deno.makeTempDir();
-  try {
+  await inLedgerSetting("forged-stream-proofs", async ({ system, dir }) => {
     const { node, worker, honestValidator } = await ledgerWithPendingReceipt(system, dir);
     const j = streamJob("forged", honestValidator);
     const genuine = signStreamProof(
@@ -198,26 +189,22 @@ Deno.test("a peer sending forged stream proofs (the job's requester as accuser, 
     );
     const forged = { ...genuine, sig: genuine.sig.map((x, i) => (i === 0 ? x ^ 1 : x)) };
     const { far, near } = await connect(node);
-    for (let i = 0; i < SENT && !far.isClosed; i++) {
-      await far.notify(StreamProofAnnouncementMessage, { proof: forged }).catch(() => {});
-    }
-    await eventually(() => near.isClosed || undefined, "the forger cut off", { timeoutMs: 30_000 });
+    await forgeUntilCutOff(
+      far,
+      near,
+      () => far.notify(StreamProofAnnouncementMessage, { proof: forged }),
+    );
     assert.equal((near.closeReason as { code?: string } | undefined)?.code, "too_many_refusals");
     const account = await node.validator.ask<{ stake: number }>({
       type: "account",
       key: worker.publicKey,
     });
     assert.equal(account.stake, 1_000_000);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a peer relaying a genuine claim about a receipt not recorded here, over and over, is not charged", async () => {
-  const system = new ActorSystem({ name: "genuine-relays" });
-  const dir = await Deno.makeTempDir();
-  try {
+  await inLedgerSetting("genuine-relays", async ({ system, dir }) => {
     const { node, worker, honestValidator } = await ledgerWithPendingReceipt(system, dir);
     const { far, near } = await connect(node);
     const unknown = withheldClaim("ab".repeat(32), worker, honestValidator);
@@ -229,8 +216,5 @@ Deno.test("a peer relaying a genuine claim about a receipt not recorded here, ov
     await far.ping();
     assert.equal(near.stats().refused, 0);
     assert.ok(!near.isClosed && !far.isClosed, "the relay stays connected");
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -13,13 +13,10 @@
  *   stream (the position is not signed), while B lacks the worker's pledge (A's budget to B spent).
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ReceiptHandled } from "../../actors/validator_actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { ActorSystem } from "../../actors/actor_system.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import {
   FraudProofAnnouncementMessage,
@@ -28,27 +25,27 @@ import {
   VALIDATION_PROTOCOL,
 } from "../../protocols/inference_messages.ts";
 import { signFraudProof } from "../../protocols/fraud_proof.ts";
-import { inputHashOf, receiptId } from "../../protocols/receipt.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { signStreamProof } from "../../protocols/stream_proof.ts";
-import { job, receipt, requester, resigned } from "../proof/_ledger_fixtures.ts";
+import { job } from "../proof/_ledger_fixtures.ts";
 import { claimOf, job as streamJob } from "../actors/_stream_claim_fixture.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { joinLedgerNodeEnds, spawnLedgerNode } from "./_ledger_node.ts";
+import {
+  handReceipt,
+  honestReceipt,
+  inLedgerSetting,
+  joinLedgerNodeEnds,
+  spawnFreshPledgedNode,
+} from "./_ledger_node.ts";
 import { settle } from "../protocols/_helpers.ts";
 
-const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
 /** Past the 100 refusals a connection tolerates: the forger's connection to A is cut. */
 const PROOFS = 150;
 
 /** Two ledger nodes A and B, connected, and a way for a fresh key to connect to one of them. */
 async function pair(system: ActorSystem, dir: string) {
-  const node = async (name: string) => {
-    const identity = Identity.generate();
-    const pledge = signStakePledge(identity, 5_000, 1);
-    const actors = await spawnLedgerNode(system, dir, name, { identity, pledge, models: MODELS });
-    return { identity, pledge, ...actors };
-  };
+  const node = (name: string) => spawnFreshPledgedNode(system, dir, name);
   const a = await node("a");
   const b = await node("b");
   const [ab, ba] = await joinLedgerNodeEnds(a, b); // A's end, B's end
@@ -89,9 +86,7 @@ async function assertOnlyTheForgerCharged(
 }
 
 Deno.test("a fraud proof carrying A's recorded receipt with a broken signature is refused at A's intake, never passed on to B", async () => {
-  const system = new ActorSystem({ name: "honest-relay-fraud" });
-  const dir = await Deno.makeTempDir();
-  try {
+  await inLedgerSetting("honest-relay-fraud", async ({ system, dir }) => {
     const { a, b, ab, ba, account, peer } = await pair(system, dir);
     // A worker's pending receipt recorded in A only (unassigned: never announced on).
     const worker = Identity.generate();
@@ -100,16 +95,8 @@ Deno.test("a fraud proof carrying A's recorded receipt with a broken signature i
       pledge: signStakePledge(worker, 1_000_000, 1),
       origin: "local",
     });
-    const r = resigned(receipt(2, 8, worker), {
-      inputHash: inputHashOf(job(2)),
-      timings: { startedAt: Date.now(), firstTokenMs: 1, totalMs: 2 },
-    }, worker);
-    const handled = await a.validator.ask<ReceiptHandled>({
-      type: "receipt",
-      receipt: r,
-      job: job(2),
-      origin: toHex(requester.publicKey),
-    } as ValidatorMessage);
+    const r = honestReceipt(2, worker);
+    const handled = await handReceipt(a, r, 2, false);
     assert.equal(handled.recorded, true);
     await settle();
     const status = (n: typeof a) =>
@@ -157,10 +144,7 @@ Deno.test("a fraud proof carrying A's recorded receipt with a broken signature i
       // Its pledge reached B or not (gossip within A's budget), but no penalty there.
       assert.ok([0, 1_000].includes((await account(b, accuser.publicKey)).stake), "not in B");
     }
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 /**
@@ -171,9 +155,7 @@ Deno.test("a fraud proof carrying A's recorded receipt with a broken signature i
 async function streamProofsThroughA(
   spoil: (claim: ReturnType<typeof claimOf>) => ReturnType<typeof claimOf>,
 ): Promise<void> {
-  const system = new ActorSystem({ name: "honest-relay-stream" });
-  const dir = await Deno.makeTempDir();
-  try {
+  await inLedgerSetting("honest-relay-stream", async ({ system, dir }) => {
     const { a, b, ab, ba, account, peer } = await pair(system, dir);
     const flooder = await peer();
     for (let i = 0; i < 400 && !flooder.isClosed; i++) {
@@ -215,10 +197,7 @@ async function streamProofsThroughA(
     // The ledgers: nothing to settle on a claim its worker never signed (or at no position).
     assert.equal((await account(a, w.publicKey)).stake, 1_000_000, "W keeps its stake in A");
     assert.equal((await account(a, m.publicKey)).stake, 1_000_000, "M not charged in A");
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 Deno.test("a stream proof whose worker claim signature is broken is refused at A's intake, never passed on to B", () =>

@@ -15,10 +15,8 @@ import { Identity } from "../../protocols/identity.ts";
 import { StakeAnnouncementMessage } from "../../protocols/inference_messages.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { attachValidationPeer, joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import { attachValidationPeer, joinLedgerNodes, spawnFreshPledgedNode } from "./_ledger_node.ts";
 import { settle } from "../protocols/_helpers.ts";
-
-const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
 
 /** What happens between the budget's flood and the hour that follows K's conviction. */
 type Scenario =
@@ -35,17 +33,7 @@ async function run(scenario: Scenario): Promise<void> {
   const system = new ActorSystem({ name: "owed-convictions" });
   const dir = await Deno.makeTempDir();
   try {
-    const node = async (name: string) => {
-      const identity = Identity.generate();
-      const pledge = signStakePledge(identity, 5_000, 1);
-      const actors = await spawnLedgerNode(system, dir, name, {
-        identity,
-        pledge,
-        models: MODELS,
-        now,
-      });
-      return { identity, pledge, ...actors };
-    };
+    const node = (name: string) => spawnFreshPledgedNode(system, dir, name, now);
     const peer = attachValidationPeer;
     const a = await node("a");
     const b = await node("b");

@@ -21,21 +21,24 @@ import {
   signPeerHello,
 } from "../../protocols/peer_hello.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ReceiptHandled } from "../../actors/validator_actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { inputHashOf, receiptId } from "../../protocols/receipt.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import {
   PLEDGES_PUSHED_ON_CONNECT,
   signStakePledge,
   type StakePledge,
 } from "../../protocols/stake_pledge.ts";
-import { assigned, job, receipt, requester, resigned } from "../proof/_ledger_fixtures.ts";
+import { job } from "../proof/_ledger_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { nodeHello } from "../../node/node_hello.ts";
 import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import { emptyInferenceStats, type InferencePort } from "../../inference/inference_port.ts";
-import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import {
+  handReceipt,
+  honestReceipt,
+  joinLedgerNodes,
+  spawnFreshPledgedNode,
+} from "./_ledger_node.ts";
 import { type PeerChange, PeerChanges } from "../../network/peer_changes.ts";
 import { connectWorker, MODEL, TwoTokenWorker } from "./_router_fixture.ts";
 
@@ -168,17 +171,8 @@ Deno.test("s46: a node connected three times to a peer still gets it the worker'
   const system = new ActorSystem({ name: "s46-pledge-three" });
   const dir = await Deno.makeTempDir();
   const now = () => 1_000_000; // the budgets' clock never moves: no room comes back
-  const models = { has: () => true, get: () => Promise.resolve(undefined) };
   try {
-    const node = (name: string) => {
-      const identity = Identity.generate();
-      return spawnLedgerNode(system, dir, name, {
-        identity,
-        pledge: signStakePledge(identity, 5_000, 1),
-        models,
-        now,
-      });
-    };
+    const node = (name: string) => spawnFreshPledgedNode(system, dir, name, now);
     const [a, c] = [await node("a"), await node("c")];
     const worker = Identity.generate();
     await a.validator.ask({
@@ -197,17 +191,8 @@ Deno.test("s46: a node connected three times to a peer still gets it the worker'
     await eventually(async () => (await pledgesIn()).length >= pushed, "C to record A's push");
     for (const j of joins) await j.ping(); // whatever else was pushed came before the pongs
     for (const j of joins) await j.ping();
-    const r = resigned(receipt(2, 8, worker), {
-      inputHash: inputHashOf(job(2)),
-      timings: { startedAt: Date.now(), firstTokenMs: 1, totalMs: 2 },
-    }, worker);
-    const handled = await a.validator.ask<ReceiptHandled>({
-      type: "receipt",
-      receipt: r,
-      job: job(2),
-      ...assigned(r),
-      origin: toHex(requester.publicKey),
-    } as ValidatorMessage);
+    const r = honestReceipt(2, worker);
+    const handled = await handReceipt(a, r, 2);
     assert.equal(handled.recorded, true);
     const atC = await eventually(
       () =>

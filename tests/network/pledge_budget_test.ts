@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ReceiptHandled } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import type { NetworkMessage, PeerInfo } from "../../network/network_actor.ts";
@@ -15,7 +14,7 @@ import { Connection, type Protocol } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { inputHashOf, receiptId } from "../../protocols/receipt.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import {
   StakeAnnouncementMessage,
   VALIDATION_PROTOCOL,
@@ -28,9 +27,15 @@ import {
   signStakePledge,
   type StakePledge,
 } from "../../protocols/stake_pledge.ts";
-import { assigned, job, receipt, requester, resigned } from "../proof/_ledger_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
+import {
+  handReceipt,
+  HELD_MODELS,
+  honestReceipt,
+  joinLedgerNodes,
+  spawnFreshPledgedNode,
+  spawnLedgerNode,
+} from "./_ledger_node.ts";
 import { CLAIM_PLEDGE_RESERVE, type PledgePeer, PledgeSync } from "../../network/pledge_sync.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import { HONEST_MODELS } from "../actors/_validator_fixture.ts";
@@ -46,11 +51,6 @@ import { Gated } from "./_busy_connection.ts";
 // first); and an honest worker's pledge left out of that push still reaches a late peer with its
 // first receipt, which is recorded there with stake. The budgets' clock is fixed.
 
-/**
- * Every model counts as held, so assigned receipts are credited (a ledger credits only what it
- * can check); none is ever loaded, as nothing here is challenged (p = 0).
- */
-const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
 /** The budgets' clock: it never moves, so no pledge of room comes back during a test. */
 const now = () => 1_000_000;
 
@@ -65,17 +65,7 @@ interface Node {
 async function network(name: string) {
   const system = new ActorSystem({ name });
   const dir = await Deno.makeTempDir();
-  const node = async (name: string): Promise<Node> => {
-    const identity = Identity.generate();
-    const pledge = signStakePledge(identity, 5_000, 1);
-    const actors = await spawnLedgerNode(system, dir, name, {
-      identity,
-      pledge,
-      models: MODELS,
-      now,
-    });
-    return { identity, pledge, ...actors };
-  };
+  const node = (name: string): Promise<Node> => spawnFreshPledgedNode(system, dir, name, now);
   /** Join two nodes in memory; resolves with x's side of the connection. */
   const join = joinLedgerNodes;
   /** A bare peer of `to` (not a node): its connection, and the node's side of it. */
@@ -106,15 +96,6 @@ async function network(name: string) {
 const pledgesIn = (n: Node) => n.validator.ask<StakePledge[]>({ type: "pledges" });
 const stakeIn = (n: Node, key: Uint8Array) =>
   n.validator.ask<Account>({ type: "account", key }).then((a) => a.stake);
-/**
- * Worker `by`'s receipt for fixture job `n`, committing to the job's own input, signed now (the
- * validators' ledgers run on the real clock, and refuse a receipt first seen long after).
- */
-const honestReceipt = (n: number, by: Identity) =>
-  resigned(receipt(n, 8, by), {
-    inputHash: inputHashOf(job(n)),
-    timings: { startedAt: Date.now(), firstTokenMs: 1, totalMs: 2 },
-  }, by);
 const freshPledges = (count: number) =>
   Array.from({ length: count }, () => signStakePledge(Identity.generate(), 1_000, 2));
 
@@ -174,13 +155,7 @@ Deno.test("a newcomer is pushed a bounded few of a ledger's pledges, the active 
     const workerPledge = signStakePledge(worker, 1_000_000, 1);
     await a.validator.ask({ type: "pledge", pledge: workerPledge, origin: "local" });
     const r = honestReceipt(1, worker);
-    const handled = await a.validator.ask<ReceiptHandled>({
-      type: "receipt",
-      receipt: r,
-      job: job(1),
-      ...assigned(r),
-      origin: toHex(requester.publicKey),
-    } as ValidatorMessage);
+    const handled = await handReceipt(a, r, 1);
     assert.equal(handled.recorded, true);
     for (const pledge of freshPledges(300)) {
       await a.validator.ask({ type: "pledge", pledge, origin: "local" });
@@ -239,13 +214,7 @@ Deno.test("an honest worker's pledge left out of the connect push reaches a late
     // The worker's first receipt, recorded at A and announced to C: C lacks its stake, keeps the
     // receipt, and A sends the pledge C turned out to need.
     const r = honestReceipt(2, worker);
-    const handled = await a.validator.ask<ReceiptHandled>({
-      type: "receipt",
-      receipt: r,
-      job: job(2),
-      ...assigned(r),
-      origin: toHex(requester.publicKey),
-    } as ValidatorMessage);
+    const handled = await handReceipt(a, r, 2);
     assert.equal(handled.recorded, true);
     const atC = await eventually(
       () =>
@@ -294,7 +263,7 @@ Deno.test("a key that reconnects draws on the pledge budget it left: past it, it
     const a = await spawnLedgerNode(system, dir, "a", {
       identity,
       pledge: signStakePledge(identity, 5_000, 1),
-      models: MODELS,
+      models: HELD_MODELS,
       now, // the budgets' clock never moves: no room comes back
     });
     const mallory = Identity.generate(); // one key, one "address", throughout

@@ -12,33 +12,23 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import { ASSIGNED_JOBS_FILE, NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { clientJob } from "./_proving_worker.ts";
-import { receiptOfRun, recordedAssigned, startRouter } from "./_assigned_job_router.ts";
+import {
+  jobIdAt,
+  killedPort,
+  receiptOfRun,
+  recordedAssigned,
+  startRouter,
+} from "./_assigned_job_router.ts";
 
 /** The job's limit: a few tokens, run to its end. */
 const MAX_TOKENS = 6;
 
-/** `validator`, except that what is told it is lost (the router died before it took it). */
-function lostHandovers(validator: ActorRef<ValidatorMessage>): ActorRef<ValidatorMessage> {
-  return {
-    name: validator.name,
-    tell: () => Promise.resolve(),
-    ask: (message, options) => validator.ask(message, options),
-  } as ActorRef<ValidatorMessage>;
-}
-
 Deno.test("a router killed right after its client got done hands the worker's receipt to its validator at its restart: recorded assigned, the worker paid, and the retry (same nonce) refused as a job assigned", async () => {
   const r = await startRouter("killed-after-done");
-  const file = `${r.dir}/${ASSIGNED_JOBS_FILE}`;
-  const killed = new NetworkInferencePort(r.networkRef, lostHandovers(r.validator), r.router, {
-    tokensPerEvent: 1,
-    assignedJobsFile: file,
-  });
+  const { file, killed } = killedPort(r);
   try {
     const worker = await r.worker("first");
     r.network.connection = worker.connection;
@@ -72,11 +62,7 @@ Deno.test("a router killed right after its client got done hands the worker's re
 
 Deno.test("a router's assignment of a receipt is in its assigned jobs' file by the time its client gets done", async () => {
   const r = await startRouter("durable-at-done");
-  const file = `${r.dir}/${ASSIGNED_JOBS_FILE}`;
-  const first = new NetworkInferencePort(r.networkRef, lostHandovers(r.validator), r.router, {
-    tokensPerEvent: 1,
-    assignedJobsFile: file,
-  });
+  const { file, killed: first } = killedPort(r);
   try {
     const worker = await r.worker("first");
     r.network.connection = worker.connection;
@@ -85,9 +71,7 @@ Deno.test("a router's assignment of a receipt is in its assigned jobs' file by t
     assert.ok(receipt !== undefined, "the client got no receipt");
     // Read now, synchronously after `done`: nothing more of the first port's may run first.
     const bytes = Deno.readFileSync(file);
-    const id = receipt.jobId;
-    const idBytes = Uint8Array.from(id.match(/../g)!, (h) => parseInt(h, 16));
-    const found = bytes.findIndex((_, i) => idBytes.every((b, j) => bytes[i + j] === b));
+    const found = jobIdAt(bytes, receipt.jobId);
     assert.ok(found >= 0, "the job is not in the assigned jobs' file when its client got done");
   } finally {
     await first.close();

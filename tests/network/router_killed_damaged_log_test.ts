@@ -7,32 +7,22 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import { ASSIGNED_JOBS_FILE, NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { clientJob } from "./_proving_worker.ts";
-import { receiptOfRun, recordedAssigned, startRouter } from "./_assigned_job_router.ts";
+import {
+  jobIdAt,
+  killedPort,
+  receiptOfRun,
+  recordedAssigned,
+  startRouter,
+} from "./_assigned_job_router.ts";
 
 /** The jobs' limit: a few tokens, run to their end. */
 const MAX_TOKENS = 6;
 
-/** `validator`, except that what is told it is lost (the router died before it took it). */
-function lostHandovers(validator: ActorRef<ValidatorMessage>): ActorRef<ValidatorMessage> {
-  return {
-    name: validator.name,
-    tell: () => Promise.resolve(),
-    ask: (message, options) => validator.ask(message, options),
-  } as ActorRef<ValidatorMessage>;
-}
-
 Deno.test("a damaged record in the middle of a killed router's assigned jobs' file costs that job only: the next job's receipt is handed over at the restart, recorded assigned and its worker paid", async () => {
   const r = await startRouter("damaged-log");
-  const file = `${r.dir}/${ASSIGNED_JOBS_FILE}`;
-  const killed = new NetworkInferencePort(r.networkRef, lostHandovers(r.validator), r.router, {
-    tokensPerEvent: 1,
-    assignedJobsFile: file,
-  });
+  const { file, killed } = killedPort(r);
   try {
     const worker = await r.worker("first");
     r.network.connection = worker.connection;
@@ -43,8 +33,7 @@ Deno.test("a damaged record in the middle of a killed router's assigned jobs' fi
     // The first job's handoff length (after its id and its field, in version 2 and 3 alike)
     // damaged, as a bad sector or a stray write would.
     const bytes = Deno.readFileSync(file);
-    const idBytes = Uint8Array.from(first.jobId.match(/../g)!, (h) => parseInt(h, 16));
-    const at = bytes.findIndex((_, i) => idBytes.every((b, j) => bytes[i + j] === b));
+    const at = jobIdAt(bytes, first.jobId);
     assert.ok(at >= 0, "the first job is not in the file");
     const view = new DataView(bytes.buffer);
     view.setUint32(at + 36, view.getUint32(at + 36) + 7);

@@ -14,7 +14,18 @@ import {
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { base, FAKE_HOST, floodPeers, script, settled, stateWatch } from "./_swarm_host_fixture.ts";
+import {
+  base,
+  FAKE_HOST,
+  floodPeers,
+  loggingHost,
+  opsIn,
+  script,
+  settled,
+  stateWatch,
+  topicOf,
+  withLoggingHost,
+} from "./_swarm_host_fixture.ts";
 import { TextLineStream } from "../../tools/node_process.ts";
 
 // ---- swarm host failures --------------------------------------------------------------------------
@@ -24,31 +35,6 @@ import { TextLineStream } from "../../tools/node_process.ts";
 // no part, the real host on a local testnet (127.0.0.1) where it does.
 
 const MIB = 1024 * 1024;
-
-/** The fake host, each op it is sent logged to `log` (see `_fake_swarm_host.mjs`). */
-async function fakeHost(): Promise<{ dir: string; nodePath: string; log: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-swarm-failures-" });
-  const log = join(dir, "ops.jsonl");
-  const nodePath = join(dir, "node");
-  await Deno.writeTextFile(
-    nodePath,
-    `#!/bin/sh\nFAKE_SWARM_HOST_LOG=${log} exec node ${FAKE_HOST}\n`,
-    { mode: 0o755 },
-  );
-  return { dir, nodePath, log };
-}
-
-async function opsLogged(log: string): Promise<{ pid: number; op: string; topic: string }[]> {
-  const text = await Deno.readTextFile(log).catch(() => "");
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
-}
-
-function topicOf(first: number, last: number): Uint8Array {
-  const topic = new Uint8Array(32);
-  topic[0] = first;
-  topic[31] = last;
-  return topic;
-}
 
 Deno.test({
   name:
@@ -152,34 +138,27 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath, log } = await fakeHost();
-    const watch = stateWatch();
-    const host = await SwarmHost.start({
-      ...base(),
-      nodePath,
-      restart: { initialMs: 10, maxMs: 10 },
-      onState: watch.onState,
-    });
-    try {
-      const bad = topicOf(0xee, 1);
-      await assert.rejects(
-        settled(host.join(bad), "join()"),
-        (e) => e instanceof SwarmHostError && /flush failed \(fake\)/.test(e.message),
-      );
-      // Restarted, the host joins what was joined, not the failed topic.
-      const good = topicOf(0, 2);
-      await host.join(good);
-      const up = watch.next("up");
-      Deno.kill(host.pid!, "SIGKILL");
-      await up;
-      const after = topicOf(0, 3);
-      await host.join(after); // sent after the rejoins: logged after them
-      const ops = (await opsLogged(log)).filter((o) => o.pid === host.pid);
-      assert.deepEqual(ops.map((o) => o.topic), [toHex(good), toHex(after)]);
-    } finally {
-      await host.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await withLoggingHost(
+      "fake",
+      { restart: { initialMs: 10, maxMs: 10 } },
+      async ({ host, watch, log }) => {
+        const bad = topicOf(0xee, 1);
+        await assert.rejects(
+          settled(host.join(bad), "join()"),
+          (e) => e instanceof SwarmHostError && /flush failed \(fake\)/.test(e.message),
+        );
+        // Restarted, the host joins what was joined, not the failed topic.
+        const good = topicOf(0, 2);
+        await host.join(good);
+        const up = watch.next("up");
+        Deno.kill(host.pid!, "SIGKILL");
+        await up;
+        const after = topicOf(0, 3);
+        await host.join(after); // sent after the rejoins: logged after them
+        const ops = (await opsIn(log)).filter((o) => o.pid === host.pid);
+        assert.deepEqual(ops.map((o) => o.topic), [toHex(good), toHex(after)]);
+      },
+    );
   },
 });
 
@@ -189,7 +168,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath } = await fakeHost();
+    const { dir, nodePath } = await loggingHost("fake");
     const watch = stateWatch();
     const logs: string[] = [];
     let killOnUp = false;
@@ -238,33 +217,30 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath, log } = await fakeHost();
-    const watch = stateWatch();
-    const host = await SwarmHost.start({
-      ...base(),
-      nodePath,
-      restart: { initialMs: 50, maxMs: 50 },
-      onState: watch.onState,
-    });
-    try {
-      const [kept, left, later] = [topicOf(0, 1), topicOf(0, 2), topicOf(0, 3)];
-      await host.join(left);
-      const down = watch.next("down");
-      Deno.kill(host.pid!, "SIGKILL");
-      await down;
-      // Down: the restart is at least a timer away.
-      const outcome = (e: Error) => [`rejected: ${e.message}`];
-      const joining = host.join(kept).then(() => [...watch.states], outcome);
-      const leaving = host.leave(left).then(() => [...watch.states], outcome);
-      assert.deepEqual(await settled(leaving, "leave()"), ["up", "down"], "resolved while down");
-      assert.deepEqual(await settled(joining, "join()"), ["up", "down", "up"], "after the rejoin");
-      await host.join(later); // sent after the rejoins: logged after them
-      const ops = (await opsLogged(log)).filter((o) => o.pid === host.pid);
-      assert.deepEqual(ops.map((o) => o.topic), [toHex(kept), toHex(later)]);
-    } finally {
-      await host.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await withLoggingHost(
+      "fake",
+      { restart: { initialMs: 50, maxMs: 50 } },
+      async ({ host, watch, log }) => {
+        const [kept, left, later] = [topicOf(0, 1), topicOf(0, 2), topicOf(0, 3)];
+        await host.join(left);
+        const down = watch.next("down");
+        Deno.kill(host.pid!, "SIGKILL");
+        await down;
+        // Down: the restart is at least a timer away.
+        const outcome = (e: Error) => [`rejected: ${e.message}`];
+        const joining = host.join(kept).then(() => [...watch.states], outcome);
+        const leaving = host.leave(left).then(() => [...watch.states], outcome);
+        assert.deepEqual(await settled(leaving, "leave()"), ["up", "down"], "resolved while down");
+        assert.deepEqual(
+          await settled(joining, "join()"),
+          ["up", "down", "up"],
+          "after the rejoin",
+        );
+        await host.join(later); // sent after the rejoins: logged after them
+        const ops = (await opsIn(log)).filter((o) => o.pid === host.pid);
+        assert.deepEqual(ops.map((o) => o.topic), [toHex(kept), toHex(later)]);
+      },
+    );
   },
 });
 
@@ -273,15 +249,9 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath } = await fakeHost();
-    const watch = stateWatch();
-    const host = await SwarmHost.start({
-      ...base(),
-      nodePath,
+    await withLoggingHost("fake", {
       restart: { initialMs: 60_000, maxMs: 60_000 },
-      onState: watch.onState,
-    });
-    try {
+    }, async ({ host, watch }) => {
       const down = watch.next("down");
       Deno.kill(host.pid!, "SIGKILL");
       await down;
@@ -290,10 +260,7 @@ Deno.test({
       const error = await joining;
       assert.ok(error instanceof SwarmHostError && /stopped/.test(error.message), String(error));
       await assert.rejects(host.join(topicOf(0, 2)), SwarmHostError);
-    } finally {
-      await host.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 

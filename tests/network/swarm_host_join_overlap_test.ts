@@ -8,44 +8,15 @@
  * was joined again after every restart.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { join } from "node:path";
-import { SwarmHost, SwarmHostError } from "../../network/swarm_host.ts";
+import { type SwarmHost, SwarmHostError } from "../../network/swarm_host.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { base, FAKE_HOST, settled, stateWatch } from "./_swarm_host_fixture.ts";
-
-const JOIN_ORDER_HOST = fileURLToPath(new URL("./_join_order_host.mjs", import.meta.url));
-
-interface Op {
-  pid: number;
-  op: string;
-  id?: number;
-  topic: string;
-  server?: boolean;
-  client?: boolean;
-}
-
-/** A `node` that runs `script` with its ops logged (as `env` names the log), in a fresh dir. */
-async function stand(script: string, env: (dir: string) => string) {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-swarm-overlap-" });
-  const nodePath = join(dir, "node");
-  await Deno.writeTextFile(nodePath, `#!/bin/sh\n${env(dir)} exec node ${script}\n`, {
-    mode: 0o755,
-  });
-  return { dir, nodePath };
-}
-
-async function opsIn(file: string): Promise<Op[]> {
-  const text = await Deno.readTextFile(file).catch(() => "");
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
-}
-
-function topicOf(first: number, last: number): Uint8Array {
-  const topic = new Uint8Array(32);
-  topic[0] = first;
-  topic[31] = last;
-  return topic;
-}
+import {
+  opsIn,
+  settled,
+  type stateWatch,
+  topicOf,
+  withLoggingHost,
+} from "./_swarm_host_fixture.ts";
 
 /** "joined", or "failed: why". */
 const outcome = (p: Promise<void>) =>
@@ -69,26 +40,19 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath } = await stand(FAKE_HOST, (d) => `FAKE_SWARM_HOST_LOG=${d}/ops.jsonl`);
-    const watch = stateWatch();
-    const host = await SwarmHost.start({
-      ...base(),
-      nodePath,
-      restart: { initialMs: 10, maxMs: 10 },
-      onState: watch.onState,
-    });
-    try {
-      const bad = topicOf(0xee, 5); // the stand-in fails every join of it
-      const first = outcome(host.join(bad, { server: true, client: true }));
-      const second = outcome(host.join(bad, { server: true, client: false }));
-      const [a, b] = await Promise.all([first, second]);
-      assert.match(a, /^failed: .*flush failed \(fake\)/, "the first join");
-      assert.match(b, /^failed: .*flush failed \(fake\)/, "the second join");
-      assert.deepEqual(await restarted(host, watch, join(dir, "ops.jsonl")), []);
-    } finally {
-      await host.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await withLoggingHost(
+      "fake",
+      { restart: { initialMs: 10, maxMs: 10 } },
+      async ({ host, watch, log }) => {
+        const bad = topicOf(0xee, 5); // the stand-in fails every join of it
+        const first = outcome(host.join(bad, { server: true, client: true }));
+        const second = outcome(host.join(bad, { server: true, client: false }));
+        const [a, b] = await Promise.all([first, second]);
+        assert.match(a, /^failed: .*flush failed \(fake\)/, "the first join");
+        assert.match(b, /^failed: .*flush failed \(fake\)/, "the second join");
+        assert.deepEqual(await restarted(host, watch, log), []);
+      },
+    );
   },
 });
 
@@ -98,34 +62,25 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath } = await stand(JOIN_ORDER_HOST, (d) => `JOIN_ORDER_DIR=${d}`);
-    const watch = stateWatch();
     const logs: string[] = [];
-    const host = await SwarmHost.start({
-      ...base(),
-      nodePath,
+    await withLoggingHost("joinOrder", {
       restart: { initialMs: 10, maxMs: 10 },
-      onState: watch.onState,
       log: (l) => logs.push(l),
-    });
-    try {
+    }, async ({ host, watch, log }) => {
       const topic = topicOf(0x06, 6); // its first join succeeds, every later one fails
       const first = outcome(host.join(topic, { server: true, client: true }));
       const second = outcome(host.join(topic, { server: false, client: true }));
       const [a, b] = await Promise.all([first, second]);
       assert.equal(a, "joined", "the host joined it the first time");
       assert.match(b, /^failed: .*flush failed \(stand-in\)/, "the host failed the second join");
-      const ops = await opsIn(join(dir, "ops.jsonl"));
+      const ops = await opsIn(log);
       assert.deepEqual(ops.map((o) => [o.op, typeof o.id]), [["join", "number"], [
         "join",
         "number",
       ]]);
       assert.notEqual(ops[0].id, ops[1].id, "each request has its own id");
-      assert.deepEqual(await restarted(host, watch, join(dir, "ops.jsonl")), []);
-    } finally {
-      await host.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+      assert.deepEqual(await restarted(host, watch, log), []);
+    });
   },
 });
 
@@ -135,32 +90,24 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath } = await stand(JOIN_ORDER_HOST, (d) => `JOIN_ORDER_DIR=${d}`);
-    const watch = stateWatch();
-    const host = await SwarmHost.start({
-      ...base(),
-      nodePath,
-      restart: { initialMs: 10, maxMs: 10 },
-      onState: watch.onState,
-    });
-    try {
-      const topic = topicOf(0xdd, 1); // not answered by the first host, joined by the next
-      const when = (p: Promise<void>) =>
-        settled(p, "join()").then(() => [...watch.states], (e) => [`failed: ${e.message}`]);
-      const first = when(host.join(topic, { server: true, client: true }));
-      const second = when(host.join(topic, { server: false, client: true }));
-      const log = join(dir, "ops.jsonl");
-      while ((await opsIn(log)).length < 2) await new Promise((r) => setTimeout(r, 10));
-      const rejoins = await restarted(host, watch, log);
-      assert.deepEqual(await first, ["up", "down", "up"], "the first join: after the rejoin");
-      assert.deepEqual(await second, ["up", "down", "up"], "the second join: after the rejoin");
-      assert.deepEqual(rejoins.map((o) => [o.op, o.topic, o.server, o.client]), [
-        ["join", toHex(topic), false, true],
-      ]);
-    } finally {
-      await host.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await withLoggingHost(
+      "joinOrder",
+      { restart: { initialMs: 10, maxMs: 10 } },
+      async ({ host, watch, log }) => {
+        const topic = topicOf(0xdd, 1); // not answered by the first host, joined by the next
+        const when = (p: Promise<void>) =>
+          settled(p, "join()").then(() => [...watch.states], (e) => [`failed: ${e.message}`]);
+        const first = when(host.join(topic, { server: true, client: true }));
+        const second = when(host.join(topic, { server: false, client: true }));
+        while ((await opsIn(log)).length < 2) await new Promise((r) => setTimeout(r, 10));
+        const rejoins = await restarted(host, watch, log);
+        assert.deepEqual(await first, ["up", "down", "up"], "the first join: after the rejoin");
+        assert.deepEqual(await second, ["up", "down", "up"], "the second join: after the rejoin");
+        assert.deepEqual(rejoins.map((o) => [o.op, o.topic, o.server, o.client]), [
+          ["join", toHex(topic), false, true],
+        ]);
+      },
+    );
   },
 });
 
@@ -170,29 +117,21 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const { dir, nodePath } = await stand(JOIN_ORDER_HOST, (d) => `JOIN_ORDER_DIR=${d}`);
-    const watch = stateWatch();
-    const host = await SwarmHost.start({
-      ...base(),
-      nodePath,
-      restart: { initialMs: 10, maxMs: 10 },
-      onState: watch.onState,
-    });
-    try {
-      const topic = topicOf(0xdd, 2); // the first host never answers its join
-      const joining = settled(host.join(topic), "join()").then(() => "joined", (e) => e);
-      const leaving = settled(host.leave(topic), "leave()").then(() => "left", (e) => e);
-      const log = join(dir, "ops.jsonl");
-      while ((await opsIn(log)).length < 2) await new Promise((r) => setTimeout(r, 10));
-      const rejoins = await restarted(host, watch, log);
-      assert.equal(await leaving, "left");
-      const error = await joining;
-      assert.ok(error instanceof SwarmHostError, `the join: ${error}`);
-      assert.match(error.message, /superseded by a leave/);
-      assert.deepEqual(rejoins, [], "the restarted host joins nothing");
-    } finally {
-      await host.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await withLoggingHost(
+      "joinOrder",
+      { restart: { initialMs: 10, maxMs: 10 } },
+      async ({ host, watch, log }) => {
+        const topic = topicOf(0xdd, 2); // the first host never answers its join
+        const joining = settled(host.join(topic), "join()").then(() => "joined", (e) => e);
+        const leaving = settled(host.leave(topic), "leave()").then(() => "left", (e) => e);
+        while ((await opsIn(log)).length < 2) await new Promise((r) => setTimeout(r, 10));
+        const rejoins = await restarted(host, watch, log);
+        assert.equal(await leaving, "left");
+        const error = await joining;
+        assert.ok(error instanceof SwarmHostError, `the join: ${error}`);
+        assert.match(error.message, /superseded by a leave/);
+        assert.deepEqual(rejoins, [], "the restarted host joins nothing");
+      },
+    );
   },
 });

@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { InferenceHandle, InferencePort } from "../../inference/inference_port.ts";
-import { Ledger } from "../../proof/ledger.ts";
+import type { InferenceHandle } from "../../inference/inference_port.ts";
+import type { Ledger } from "../../proof/ledger.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
@@ -16,8 +16,6 @@ import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { jobPromptText } from "../../protocols/job_input.ts";
 import { MAX_JOB_TOKENS } from "../../protocols/job_token_bounds.ts";
-import type { Receipt } from "../../protocols/receipt.ts";
-import { signReceipt } from "../../protocols/receipt.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { jobStakeLock } from "../../network/_job_stake_lock.ts";
 import { STALE_RECEIPT_AGE_MS } from "../../proof/challenge_timing.ts";
@@ -29,10 +27,6 @@ import {
   RequesterShareError,
   StakeUnknownError,
 } from "../../node/_stake_backed_port.ts";
-import { StallingPort } from "../inference/_stalling_port.ts";
-import { receiptFor } from "../network/_scripted_worker_fixture.ts";
-import { jobFor } from "../network/_hostile_worker_fixture.ts";
-import { served } from "../network/_scripted_workers.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
   announceAssigned,
@@ -42,27 +36,20 @@ import {
   START,
   textJob,
 } from "../actors/_validator_fixture.ts";
+import {
+  earningJob,
+  held,
+  outcomeOf,
+  PROMPT_TOKENS,
+  receiptOf,
+  requester,
+  signing,
+  withStakedLedger,
+  worker,
+} from "./_stake_backed_fixture.ts";
 
-/** The prompt tokens the worker's tokenizer counts for every test job. */
-const PROMPT_TOKENS = 200;
 /** node/_config_schema.ts's `selfStake` default. */
 const DEFAULT_SELF_STAKE = 1_000_000;
-
-const requester = Identity.generate();
-const worker = Identity.generate();
-
-/** A job naming `who` as its requester, so its receipt earns. */
-function earningJob(nonce: string, maxTokens = 8, who = requester): TextJob {
-  const job = jobFor(nonce);
-  return { ...job, params: { ...job.params, maxTokens }, requester: toHex(who.publicKey) };
-}
-
-/** The worker's receipt for `job` run to its `maxTokens`, signing `PROMPT_TOKENS`. */
-function receiptOf(job: TextJob): Receipt {
-  const tokens = job.params.maxTokens;
-  const { sig: _s, worker: _w, ...unsigned } = receiptFor(job, worker, "x".repeat(tokens), tokens);
-  return signReceipt({ ...unsigned, promptTokens: PROMPT_TOKENS }, worker) as Receipt;
-}
 
 async function record(ledger: Ledger, job: TextJob): Promise<void> {
   await ledger.recordReceipt(receiptOf(job), {
@@ -70,45 +57,11 @@ async function record(ledger: Ledger, job: TextJob): Promise<void> {
   });
 }
 
-/** `inner`, whose jobs end with the worker's signed receipt, as a prover's do. */
-function signing(inner: InferencePort): InferencePort {
-  return {
-    submit: async (job, options) => {
-      const handle = await inner.submit(job, options);
-      const done = handle.done.then((summary) => ({ ...summary, receipt: receiptOf(job) }));
-      return { ...handle, done };
-    },
-    models: () => inner.models(),
-    stats: () => inner.stats(),
-  };
-}
-
-/** A port whose jobs stay open until the test cancels them. */
-const held = () => new StallingPort(served, [{ index: 0, tokenId: 97, text: "a" }], { permits: 0 });
-
-async function withLedger(stake: number, fn: (ledger: Ledger) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const ledger = await Ledger.open(dir, Identity.generate(), { now: () => 1_000 });
-  try {
-    if (stake > 0) await ledger.deposit(worker.publicKey, stake);
-    await fn(ledger);
-  } finally {
-    await ledger.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-const outcomeOf = (submitted: Promise<InferenceHandle>) =>
-  submitted.then(
-    (handle) => (handle.cancel(), "admitted"),
-    (error) => `refused ${error.code}`,
-  );
-
 Deno.test("a job ended with a receipt the worker's ledger does not hold yet keeps its lock: a second job its stake cannot back beside it is refused before the work, and the first receipt is paid its lock", async () => {
   const first = earningJob("first");
   const second = earningJob("second");
   const lock = jobStakeLock(first, PROMPT_TOKENS);
-  await withLedger(lock, async (ledger) => {
+  await withStakedLedger(lock, async (ledger) => {
     const inner = held();
     const port = refusingUnbacked(signing(inner), {
       self: toHex(worker.publicKey),
@@ -136,7 +89,7 @@ Deno.test("once the ledger holds the ended job's receipt, the stake it leaves fr
   const first = earningJob("recorded-first");
   const second = earningJob("recorded-second");
   const lock = jobStakeLock(first, PROMPT_TOKENS);
-  await withLedger(2 * lock, async (ledger) => {
+  await withStakedLedger(2 * lock, async (ledger) => {
     const inner = held();
     const port = refusingUnbacked(signing(inner), {
       self: toHex(worker.publicKey),
@@ -156,7 +109,7 @@ Deno.test("once the ledger holds the ended job's receipt, the stake it leaves fr
 Deno.test("a receipt that never reaches the worker's ledger holds its job's lock only until no intake would record it (STALE_RECEIPT_AGE_MS after its signed end)", async () => {
   const first = earningJob("lost-first");
   const second = earningJob("lost-second");
-  await withLedger(jobStakeLock(first, PROMPT_TOKENS), async (ledger) => {
+  await withStakedLedger(jobStakeLock(first, PROMPT_TOKENS), async (ledger) => {
     const clock = { t: 5_000 };
     const inner = held();
     const port = refusingUnbacked(signing(inner), {
@@ -179,7 +132,7 @@ Deno.test("a receipt that never reaches the worker's ledger holds its job's lock
 
 Deno.test("a job that ended with no receipt (cancelled before its first token) gives its lock back at its end", async () => {
   const first = earningJob("unsigned-first");
-  await withLedger(jobStakeLock(first, PROMPT_TOKENS), async (ledger) => {
+  await withStakedLedger(jobStakeLock(first, PROMPT_TOKENS), async (ledger) => {
     const inner = held();
     const port = refusingUnbacked(inner, {
       self: toHex(worker.publicKey),
@@ -273,7 +226,7 @@ Deno.test("with its validator's mailbox held by the intake's input read, a job t
 Deno.test("one requester's open jobs hold at most REQUESTER_STAKE_SHARE of a default-stake worker's free stake: another requester's small job is still admitted", async () => {
   const heavy = Identity.generate();
   const other = Identity.generate();
-  await withLedger(DEFAULT_SELF_STAKE, async (ledger) => {
+  await withStakedLedger(DEFAULT_SELF_STAKE, async (ledger) => {
     const inner = held();
     const port = refusingUnbacked(inner, {
       self: toHex(worker.publicKey),
@@ -312,7 +265,7 @@ Deno.test("one requester's open jobs hold at most REQUESTER_STAKE_SHARE of a def
 
 Deno.test("a requester's first job is never refused for its share: a worker whose stake backs one job but not two still takes a job bigger than half of it", async () => {
   const job = earningJob("only");
-  await withLedger(jobStakeLock(job, PROMPT_TOKENS), async (ledger) => {
+  await withStakedLedger(jobStakeLock(job, PROMPT_TOKENS), async (ledger) => {
     const inner = held();
     const port = refusingUnbacked(inner, {
       self: toHex(worker.publicKey),

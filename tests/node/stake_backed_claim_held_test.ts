@@ -9,81 +9,42 @@
  * stale (`STALE_RECEIPT_AGE_MS`): no intake records it any more.
  */
 import assert from "node:assert/strict";
-import type { InferenceHandle, InferencePort } from "../../inference/inference_port.ts";
-import { Ledger } from "../../proof/ledger.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
+import type { Ledger } from "../../proof/ledger.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import { type Receipt, signReceipt } from "../../protocols/receipt.ts";
 import { jobStakeLock } from "../../network/_job_stake_lock.ts";
 import { InsufficientStakeError, LedgerRejectedError } from "../../proof/ledger_errors.ts";
 import { STALE_RECEIPT_AGE_MS } from "../../proof/challenge_timing.ts";
 import { ownStakeIn, refusingUnbacked } from "../../node/_stake_backed_port.ts";
-import { StallingPort } from "../inference/_stalling_port.ts";
-import { receiptFor } from "../network/_scripted_worker_fixture.ts";
-import { jobFor } from "../network/_hostile_worker_fixture.ts";
-import { served } from "../network/_scripted_workers.ts";
+import {
+  earningJob,
+  held,
+  outcomeOf,
+  PROMPT_TOKENS,
+  receiptOf,
+  requester,
+  signing,
+  withStakedLedger,
+  worker,
+} from "./_stake_backed_fixture.ts";
 
-/** The prompt tokens the worker's tokenizer counts for every test job. */
-const PROMPT_TOKENS = 200;
-
-const requester = Identity.generate(); // the router
-const worker = Identity.generate(); // the honest worker
 const copier = Identity.generate(); // the client's confederate, staked
 
-function earningJob(nonce: string): TextJob {
-  const job = jobFor(nonce);
-  return { ...job, params: { ...job.params, maxTokens: 8 }, requester: toHex(requester.publicKey) };
-}
-
-/** `who`'s receipt for `job`, signing `PROMPT_TOKENS`. */
-function signedBy(job: TextJob, who: Identity): Receipt {
-  const tokens = job.params.maxTokens;
-  const { sig: _s, worker: _w, ...unsigned } = receiptFor(job, who, "x".repeat(tokens), tokens);
-  return signReceipt({ ...unsigned, promptTokens: PROMPT_TOKENS }, who) as Receipt;
-}
-
-const receiptOf = (job: TextJob) => signedBy(job, worker);
 const assignmentOf = (job: TextJob, to = worker) =>
   signAssignment({ job, worker: to.publicKey, issuedAt: 0 }, requester);
-
-/** `inner`, whose jobs end with the worker's receipt, as a prover's do. */
-function signing(inner: InferencePort): InferencePort {
-  return {
-    submit: async (job, options) => {
-      const handle = await inner.submit(job, options);
-      const done = handle.done.then((summary) => ({ ...summary, receipt: receiptOf(job) }));
-      return { ...handle, done };
-    },
-    models: () => inner.models(),
-    stats: () => inner.stats(),
-  };
-}
-
-const held = () => new StallingPort(served, [{ index: 0, tokenId: 97, text: "a" }], { permits: 0 });
-
-const outcomeOf = (submitted: Promise<InferenceHandle>) =>
-  submitted.then(
-    (handle) => (handle.cancel(), "admitted"),
-    (error) => `refused ${error.code}`,
-  );
 
 /** A ledger where the worker's stake backs one job and the copier has as much. */
 async function withLedger(
   fn: (ledger: Ledger, lock: number, admissionClock: { t: number }) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const ledger = await Ledger.open(dir, Identity.generate(), { now: () => 1_000 });
   const lock = jobStakeLock(earningJob("lock"), PROMPT_TOKENS);
-  try {
-    await ledger.deposit(worker.publicKey, lock);
+  await withStakedLedger(lock, async (ledger) => {
     await ledger.deposit(copier.publicKey, lock);
     await fn(ledger, lock, { t: 0 });
-  } finally {
-    await ledger.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 /** The admission over `inner`, against `ledger`, reading receipts' age on `clock`. */
@@ -123,7 +84,7 @@ Deno.test("a copier's unassigned receipt holding the job keeps the worker's lock
     const inner = held();
     const port = admission(signing(inner), ledger, clock);
     await ran(port, first);
-    await ledger.recordReceipt(signedBy(first, copier)); // no assignment: only the router signs one
+    await ledger.recordReceipt(receiptOf(first, copier)); // no assignment: only the router signs one
     assert.equal(ledger.receiptRefusal(receiptOf(first)), "job_already_recorded");
     assert.equal(await outcomeOf(port.submit(second)), "refused insufficient_stake");
     assert.equal(inner.submits, 1, "the second job was not computed");
@@ -140,7 +101,7 @@ Deno.test("the worker's own unassigned receipt kept as its claim against a copie
     const inner = held();
     const port = admission(signing(inner), ledger, clock);
     await ran(port, first);
-    await ledger.recordReceipt(signedBy(first, copier));
+    await ledger.recordReceipt(receiptOf(first, copier));
     // The prover's own hand-in (no assignment): refused, kept as the worker's claim.
     await assert.rejects(
       ledger.recordReceipt(receiptOf(first)),
@@ -163,7 +124,7 @@ Deno.test("another worker's assigned receipt holding the job holds it for good: 
     const port = admission(signing(inner), ledger, clock);
     await ran(port, first);
     // The requester assigned the job to the copier too: its receipt holds the job, assigned.
-    await ledger.recordReceipt(signedBy(first, copier), {
+    await ledger.recordReceipt(receiptOf(first, copier), {
       assignment: assignmentOf(first, copier),
     });
     // The worker's assigned copy is a double assignment: not recorded, nothing locked.
@@ -190,7 +151,7 @@ Deno.test("a lock held for a refusal that is only for now goes once the receipt 
     const inner = held();
     const port = admission(signing(inner), ledger, clock);
     await ran(port, first);
-    await ledger.recordReceipt(signedBy(first, copier));
+    await ledger.recordReceipt(receiptOf(first, copier));
     assert.equal(await outcomeOf(port.submit(second)), "refused insufficient_stake");
     // The receipt's signed end (`receiptFor`: at 0) is more than STALE_RECEIPT_AGE_MS behind.
     const signed = receiptOf(first).timings;

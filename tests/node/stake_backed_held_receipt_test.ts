@@ -8,42 +8,31 @@
  */
 import assert from "node:assert/strict";
 import type { InferenceHandle, InferencePort } from "../../inference/inference_port.ts";
-import { Ledger } from "../../proof/ledger.ts";
+import type { Ledger } from "../../proof/ledger.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { MAX_JOB_TOKENS } from "../../protocols/job_token_bounds.ts";
-import { type Receipt, signReceipt } from "../../protocols/receipt.ts";
 import { jobStakeLock } from "../../network/_job_stake_lock.ts";
 import { ownStakeIn, refusingUnbacked } from "../../node/_stake_backed_port.ts";
-import { StallingPort } from "../inference/_stalling_port.ts";
-import { receiptFor } from "../network/_scripted_worker_fixture.ts";
-import { jobFor } from "../network/_hostile_worker_fixture.ts";
-import { served } from "../network/_scripted_workers.ts";
+import {
+  earningJob,
+  held,
+  PROMPT_TOKENS,
+  receiptOf,
+  requester,
+  signing,
+  withStakedLedger,
+  worker,
+} from "./_stake_backed_fixture.ts";
 
-/** The prompt tokens the worker's tokenizer counts for every test job. */
-const PROMPT_TOKENS = 200;
 /** node/_config_schema.ts's `selfStake` default. */
 const DEFAULT_SELF_STAKE = 1_000_000;
 /** The old release after a job's end (5b13e6a's RECEIPT_RECORD_WAIT_MS) and a second more. */
 const PAST_THE_OLD_WAIT_MS = 61_000;
 /** `DEFAULT_MAX_JOBS_PER_PEER`: the most jobs one peer may have open at a worker. */
 const PEER_JOB_PLACES = 32;
-
-const requester = Identity.generate();
-const worker = Identity.generate();
-
-function earningJob(nonce: string, maxTokens = 8, who = toHex(requester.publicKey)): TextJob {
-  const job = jobFor(nonce);
-  return { ...job, params: { ...job.params, maxTokens }, requester: who };
-}
-
-function receiptOf(job: TextJob): Receipt {
-  const tokens = job.params.maxTokens;
-  const { sig: _s, worker: _w, ...unsigned } = receiptFor(job, worker, "x".repeat(tokens), tokens);
-  return signReceipt({ ...unsigned, promptTokens: PROMPT_TOKENS }, worker) as Receipt;
-}
 
 async function record(ledger: Ledger, job: TextJob): Promise<string> {
   const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
@@ -53,37 +42,10 @@ async function record(ledger: Ledger, job: TextJob): Promise<string> {
   );
 }
 
-/** `inner`, whose jobs end with the worker's signed receipt, as a prover's do. */
-function signing(inner: InferencePort): InferencePort {
-  return {
-    submit: async (job, options) => {
-      const handle = await inner.submit(job, options);
-      return { ...handle, done: handle.done.then((s) => ({ ...s, receipt: receiptOf(job) })) };
-    },
-    models: () => inner.models(),
-    stats: () => inner.stats(),
-  };
-}
-
-/** A port whose jobs stay open until the test cancels them. */
-const held = () => new StallingPort(served, [{ index: 0, tokenId: 97, text: "a" }], { permits: 0 });
-
-async function withLedger(stake: number, fn: (ledger: Ledger) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const ledger = await Ledger.open(dir, Identity.generate(), { now: () => 1_000 });
-  try {
-    await ledger.deposit(worker.publicKey, stake);
-    await fn(ledger);
-  } finally {
-    await ledger.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("a receipt the validator holds past a minute (read-only ledger) keeps its job's lock: the next job is refused before the work until the receipt is recorded, then admitted and paid", async () => {
   const first = earningJob("held-first");
   const second = earningJob("held-second");
-  await withLedger(jobStakeLock(first, PROMPT_TOKENS), async (ledger) => {
+  await withStakedLedger(jobStakeLock(first, PROMPT_TOKENS), async (ledger) => {
     const clock = { t: 5_000 };
     const inner = held();
     const port = refusingUnbacked(signing(inner), {
@@ -129,7 +91,7 @@ async function fill(
 
 for (const naming of ["one requester", "a fresh requester per job"] as const) {
   Deno.test(`one peer's jobs naming ${naming} are held to half the free stake: another peer's job is admitted`, async () => {
-    await withLedger(DEFAULT_SELF_STAKE, async (ledger) => {
+    await withStakedLedger(DEFAULT_SELF_STAKE, async (ledger) => {
       const port = refusingUnbacked(held(), {
         self: toHex(worker.publicKey),
         ledger: () => ownStakeIn(ledger, worker.publicKey),

@@ -5,61 +5,25 @@
  * computed, nothing locked or recorded), jobs in flight holding their lock, and no ledger kept.
  */
 import assert from "node:assert/strict";
-import { Ledger } from "../../proof/ledger.ts";
+import type { Ledger } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import type { Receipt } from "../../protocols/receipt.ts";
-import { signReceipt } from "../../protocols/receipt.ts";
 import type { InferenceHandle } from "../../inference/inference_port.ts";
 import { jobStakeLock } from "../../network/_job_stake_lock.ts";
 import type { PromptTokenCount } from "../../network/_prompt_token_claim.ts";
 import { JobUnbackedError, ownStakeIn, refusingUnbacked } from "../../node/_stake_backed_port.ts";
-import { StallingPort } from "../inference/_stalling_port.ts";
-import { receiptFor } from "../network/_scripted_worker_fixture.ts";
-import { jobFor } from "../network/_hostile_worker_fixture.ts";
-import { served } from "../network/_scripted_workers.ts";
-
-/** The prompt tokens the worker's tokenizer counts for every test job. */
-const PROMPT_TOKENS = 200;
-
-const requester = Identity.generate();
-const worker = Identity.generate();
-
-/** A job that earns (it names a requester other than the worker). */
-function earningJob(nonce: string, maxTokens = 8): TextJob {
-  const job = jobFor(nonce);
-  return {
-    ...job,
-    params: { ...job.params, maxTokens },
-    requester: toHex(requester.publicKey),
-  };
-}
-
-/** The worker's receipt for `job` run to its `maxTokens`, signing `PROMPT_TOKENS`. */
-function receiptOf(job: TextJob): Receipt {
-  const tokens = job.params.maxTokens;
-  const { sig: _s, worker: _w, ...unsigned } = receiptFor(job, worker, "x".repeat(tokens), tokens);
-  return signReceipt({ ...unsigned, promptTokens: PROMPT_TOKENS }, worker) as Receipt;
-}
-
-async function withLedger(
-  stake: number,
-  fn: (ledger: Ledger, clock: { t: number }) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: 1_000 };
-  const ledger = await Ledger.open(dir, Identity.generate(), { now: () => clock.t });
-  try {
-    if (stake > 0) await ledger.deposit(worker.publicKey, stake);
-    await fn(ledger, clock);
-  } finally {
-    await ledger.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import type { StallingPort } from "../inference/_stalling_port.ts";
+import {
+  earningJob,
+  held,
+  PROMPT_TOKENS,
+  receiptOf,
+  requester,
+  withStakedLedger,
+  worker,
+} from "./_stake_backed_fixture.ts";
 
 /** The worker's port over `ledger`'s account of it, counting `count` prompt tokens. */
 function workerPort(
@@ -80,9 +44,6 @@ async function record(ledger: Ledger, job: TextJob): Promise<void> {
   });
 }
 
-/** A port whose jobs stay open until the test releases their tokens. */
-const held = () => new StallingPort(served, [{ index: 0, tokenId: 97, text: "a" }], { permits: 0 });
-
 const lockOf = (job: TextJob) => jobStakeLock(job, PROMPT_TOKENS);
 
 Deno.test("a worker's free stake equal to the job's worst-case lock admits it, and the receipt of that worst case locks exactly that stake and is paid at the window's end", async () => {
@@ -90,7 +51,7 @@ Deno.test("a worker's free stake equal to the job's worst-case lock admits it, a
   const lock = lockOf(job);
   // 20 × (8 output + 200 prompt / 16) at price 1.
   assert.equal(lock, 410);
-  await withLedger(lock, async (ledger, clock) => {
+  await withStakedLedger(lock, async (ledger, clock) => {
     const inner = held();
     const handle = await workerPort(ledger, inner).submit(job);
     assert.equal(inner.submits, 1);
@@ -113,7 +74,7 @@ Deno.test("a worker whose free stake is short of the job's lock refuses it insuf
   const job = earningJob("short");
   const lock = lockOf(job);
   const stake = lock - 1;
-  await withLedger(stake, async (ledger) => {
+  await withStakedLedger(stake, async (ledger) => {
     const inner = held();
     const error = await workerPort(ledger, inner).submit(job).then(() => undefined, (e) => e);
     assert.ok(error instanceof JobUnbackedError, String(error));
@@ -130,7 +91,7 @@ Deno.test("a worker whose free stake is short of the job's lock refuses it insuf
 Deno.test("a worker's own ledger locks count: with one job's receipt locked, a second job the rest of the stake cannot back is refused", async () => {
   const first = earningJob("first");
   const second = earningJob("second");
-  await withLedger(lockOf(first) + lockOf(second) - 1, async (ledger) => {
+  await withStakedLedger(lockOf(first) + lockOf(second) - 1, async (ledger) => {
     await record(ledger, first);
     const inner = held();
     await assert.rejects(workerPort(ledger, inner).submit(second), { code: "insufficient_stake" });
@@ -142,7 +103,7 @@ Deno.test("a worker's own ledger locks count: with one job's receipt locked, a s
 Deno.test("jobs admitted and running hold their worst-case lock: a second job the stake cannot back beside the first is refused, and admitted once the first ended", async () => {
   const first = earningJob("running");
   const second = earningJob("beside");
-  await withLedger(lockOf(first) + lockOf(second) - 1, async (ledger) => {
+  await withStakedLedger(lockOf(first) + lockOf(second) - 1, async (ledger) => {
     const inner = held();
     const port = workerPort(ledger, inner);
     const running: InferenceHandle = await port.submit(first);
@@ -159,7 +120,7 @@ Deno.test("jobs admitted and running hold their worst-case lock: a second job th
 
 Deno.test("a job refused by the port under the stake check gives its held lock back", async () => {
   const job = earningJob("inner-refused");
-  await withLedger(lockOf(job), async (ledger) => {
+  await withStakedLedger(lockOf(job), async (ledger) => {
     const inner = held();
     let refuse = true;
     const port = refusingUnbacked({
@@ -188,7 +149,7 @@ Deno.test("a worker that keeps no ledger of its own (no validator role) admits t
 });
 
 Deno.test("a worker with no stake in its own ledger (its pledge made elsewhere, or late) admits the job: such a receipt is held for the pledge, not lost", async () => {
-  await withLedger(0, async (ledger) => {
+  await withStakedLedger(0, async (ledger) => {
     const inner = held();
     const handle = await workerPort(ledger, inner).submit(earningJob("unstaked"));
     assert.equal(inner.submits, 1);
@@ -199,7 +160,7 @@ Deno.test("a worker with no stake in its own ledger (its pledge made elsewhere, 
 });
 
 Deno.test("a job of the worker's own (no requester, or itself as requester) earns nothing and is not checked against its stake", async () => {
-  await withLedger(1, async (ledger) => {
+  await withStakedLedger(1, async (ledger) => {
     const inner = held();
     let asked = 0;
     const port = refusingUnbacked(inner, {
@@ -225,7 +186,7 @@ Deno.test("a job of the worker's own (no requester, or itself as requester) earn
 
 Deno.test("a prompt bounded by the model's window (tokenizer not read yet) is counted exactly before a refusal: a job its exact count fits is admitted", async () => {
   const job = earningJob("window");
-  await withLedger(lockOf(job), async (ledger) => {
+  await withStakedLedger(lockOf(job), async (ledger) => {
     const inner = held();
     let read = false;
     const port = refusingUnbacked(inner, {

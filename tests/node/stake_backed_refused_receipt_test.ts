@@ -8,79 +8,30 @@
  * `stake_backed_held_receipt_test.ts`).
  */
 import assert from "node:assert/strict";
-import type { InferenceHandle, InferencePort } from "../../inference/inference_port.ts";
-import { Ledger } from "../../proof/ledger.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
+import type { Ledger } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import { type Receipt, signReceipt } from "../../protocols/receipt.ts";
+import type { Receipt } from "../../protocols/receipt.ts";
 import { jobStakeLock } from "../../network/_job_stake_lock.ts";
 import { InsufficientStakeError, LedgerRejectedError } from "../../proof/ledger_errors.ts";
 import { ownStakeIn, refusingUnbacked } from "../../node/_stake_backed_port.ts";
-import { StallingPort } from "../inference/_stalling_port.ts";
-import { receiptFor } from "../network/_scripted_worker_fixture.ts";
-import { jobFor } from "../network/_hostile_worker_fixture.ts";
-import { served } from "../network/_scripted_workers.ts";
-
-/** The prompt tokens the worker's tokenizer counts for every test job. */
-const PROMPT_TOKENS = 200;
-
-const requester = Identity.generate();
-const worker = Identity.generate();
-
-function earningJob(nonce: string): TextJob {
-  const job = jobFor(nonce);
-  return { ...job, params: { ...job.params, maxTokens: 8 }, requester: toHex(requester.publicKey) };
-}
-
-/** The worker's receipt for `job`, signing `PROMPT_TOKENS`. */
-function receiptOf(job: TextJob): Receipt {
-  const tokens = job.params.maxTokens;
-  const { sig: _s, worker: _w, ...unsigned } = receiptFor(job, worker, "x".repeat(tokens), tokens);
-  return signReceipt({ ...unsigned, promptTokens: PROMPT_TOKENS }, worker) as Receipt;
-}
+import {
+  earningJob,
+  held,
+  outcomeOf,
+  PROMPT_TOKENS,
+  receiptOf,
+  requester,
+  signing,
+  withStakedLedger,
+  worker,
+} from "./_stake_backed_fixture.ts";
 
 const assignmentOf = (job: TextJob) =>
   signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
-
-/** `inner`, whose jobs end with `receipt(job)`, as a prover's do. */
-function signing(inner: InferencePort, receipt: (job: TextJob) => Receipt): InferencePort {
-  return {
-    submit: async (job, options) => {
-      const handle = await inner.submit(job, options);
-      const done = handle.done.then((summary) => ({ ...summary, receipt: receipt(job) }));
-      return { ...handle, done };
-    },
-    models: () => inner.models(),
-    stats: () => inner.stats(),
-  };
-}
-
-const held = () => new StallingPort(served, [{ index: 0, tokenId: 97, text: "a" }], { permits: 0 });
-
-const outcomeOf = (submitted: Promise<InferenceHandle>) =>
-  submitted.then(
-    (handle) => (handle.cancel(), "admitted"),
-    (error) => `refused ${error.code}`,
-  );
-
-async function withLedger(
-  stake: number,
-  fn: (ledger: Ledger, clock: { t: number }) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: 1_000 };
-  const ledger = await Ledger.open(dir, Identity.generate(), { now: () => clock.t });
-  try {
-    await ledger.deposit(worker.publicKey, stake);
-    await fn(ledger, clock);
-  } finally {
-    await ledger.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** The admission over `inner`, against `ledger`, on a clock where no receipt goes stale. */
 const admission = (inner: InferencePort, ledger: Ledger) =>
@@ -95,7 +46,7 @@ Deno.test("a receipt the worker's ledger refuses as invalid gives its job's lock
   const first = earningJob("invalid-first");
   const second = earningJob("invalid-second");
   const lock = jobStakeLock(first, PROMPT_TOKENS);
-  await withLedger(lock, async (ledger) => {
+  await withStakedLedger(lock, async (ledger) => {
     const inner = held();
     // Its signature broken after signing: every ledger refuses it `receipt_rejected`.
     const forged = (job: TextJob) => ({ ...receiptOf(job), tokenCount: 7 });
@@ -126,7 +77,7 @@ Deno.test("a receipt the worker's ledger refuses insufficient_stake only for now
   const earlier = earningJob("short-earlier");
   const second = earningJob("short-second");
   const lock = jobStakeLock(first, PROMPT_TOKENS);
-  await withLedger(lock, async (ledger, clock) => {
+  await withStakedLedger(lock, async (ledger, clock) => {
     const inner = held();
     const port = admission(signing(inner, receiptOf), ledger);
     const a = await port.submit(first);
@@ -168,7 +119,7 @@ Deno.test("a receipt its ledger would still record (not handed to it yet) keeps 
   const first = earningJob("unheard-first");
   const second = earningJob("unheard-second");
   const lock = jobStakeLock(first, PROMPT_TOKENS);
-  await withLedger(lock, async (ledger) => {
+  await withStakedLedger(lock, async (ledger) => {
     const inner = held();
     const port = admission(signing(inner, receiptOf), ledger);
     const a = await port.submit(first);

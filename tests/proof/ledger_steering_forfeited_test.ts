@@ -10,7 +10,6 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { type Account, Ledger } from "../../proof/ledger.ts";
@@ -18,6 +17,7 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
 import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
 import { orders } from "./_ledger_order_run.ts";
+import { recordSteeringEvidence, settleProof, steeringKeys } from "./_steering_evidence.ts";
 
 const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
 
@@ -39,22 +39,11 @@ interface End {
 function run(steps: readonly Step[]): Promise<End> {
   let out: End | undefined;
   return withLedgerDir(async (dir, clock) => {
-    const owner = Identity.generate();
-    const worker = Identity.generate();
-    const a1 = Identity.generate();
-    const a2 = Identity.generate();
+    const keys = steeringKeys();
+    const { owner, worker, a1, a2 } = keys;
     const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
     await ledger.recordPledge(signStakePledge(worker, 1_000, 1));
-    await ledger.deposit(a1.publicKey, 1_000);
-    await ledger.deposit(a2.publicKey, 1_000);
-    const paid = receipt(8960, 1, worker);
-    await ledger.recordReceipt(paid, assigned(paid));
-    clock.t += WINDOW + 1;
-    await ledger.finalizeDue();
-    const caught = receipt(8961, 4, worker);
-    const other = receipt(8962, 2, worker);
-    await ledger.recordReceipt(caught, assigned(caught));
-    await ledger.recordReceipt(other, assigned(other));
+    const { paid, caught, other } = await recordSteeringEvidence(ledger, clock, keys, 8960);
     const kept = receipt(8963, 3, worker);
     await ledger.recordReceipt(kept, assigned(kept));
     const act: Record<Step, () => Promise<unknown>> = {
@@ -65,14 +54,7 @@ function run(steps: readonly Step[]): Promise<End> {
         for (
           const [r, by, hash] of [[caught, a1, "ab"], [other, a2, "cd"], [kept, a2, "ef"]] as const
         ) {
-          await ledger.settleFraud({
-            receiptId: receiptId(r),
-            receipt: r,
-            fraudProofHash: hash.repeat(32),
-            validator: by.publicKey,
-            confirmed: true,
-            reason: "fingerprint_mismatch",
-          });
+          await settleProof(ledger, r, by, hash);
         }
       },
     };

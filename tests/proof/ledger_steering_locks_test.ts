@@ -9,13 +9,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Identity } from "../../protocols/identity.ts";
+import type { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { type Account, freeStake, Ledger } from "../../proof/ledger.ts";
 import { INDEX_FILE } from "../../proof/ledger_index.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
 import { assigned, jobIdOf, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { recordSteeringEvidence, settleProof, steeringKeys } from "./_steering_evidence.ts";
 
 const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
 
@@ -41,32 +42,14 @@ interface Outcome {
 function run(proofsFirst: boolean, reopen: boolean, checkpointEvery?: number): Promise<Outcome> {
   let out: Outcome | undefined;
   return withLedgerDir(async (dir, clock) => {
-    const owner = Identity.generate();
-    const worker = Identity.generate();
-    const a1 = Identity.generate();
-    const a2 = Identity.generate();
+    const keys = steeringKeys();
+    const { owner, worker, a1, a2 } = keys;
     const options = { now: () => clock.t, checkpointEvery };
     let ledger = await Ledger.open(dir, owner, options);
     await ledger.deposit(worker.publicKey, 1_000);
-    await ledger.deposit(a1.publicKey, 1_000);
-    await ledger.deposit(a2.publicKey, 1_000);
-    const paid = receipt(8930, 1, worker);
-    await ledger.recordReceipt(paid, assigned(paid));
-    clock.t += WINDOW + 1;
-    await ledger.finalizeDue();
-    const caught = receipt(8931, 4, worker);
-    const other = receipt(8932, 2, worker);
-    await ledger.recordReceipt(caught, assigned(caught));
-    await ledger.recordReceipt(other, assigned(other));
+    const { paid, caught, other } = await recordSteeringEvidence(ledger, clock, keys, 8930);
     const prove = (r: typeof caught, by: Identity, hash: string) =>
-      ledger.settleFraud({
-        receiptId: receiptId(r),
-        receipt: r,
-        fraudProofHash: hash.repeat(32),
-        validator: by.publicKey,
-        confirmed: true,
-        reason: "fingerprint_mismatch",
-      });
+      settleProof(ledger, r, by, hash);
     if (proofsFirst) {
       await prove(caught, a1, "ab");
       await prove(other, a2, "cd");
@@ -144,10 +127,7 @@ function shortStake(
 ): Promise<ShortOutcome> {
   let out: ShortOutcome | undefined;
   return withLedgerDir(async (dir, clock) => {
-    const owner = Identity.generate();
-    const worker = Identity.generate();
-    const a1 = Identity.generate();
-    const a2 = Identity.generate();
+    const { owner, worker, a1, a2 } = steeringKeys();
     const options = { now: () => clock.t, checkpointEvery: reopen ? 1 : undefined };
     let ledger = await Ledger.open(dir, owner, options);
     await ledger.deposit(worker.publicKey, 1_000);
@@ -169,14 +149,7 @@ function shortStake(
       ledger.settleSteering(worker.publicKey, [caught, other].map((r) => receiptId(r)));
     const prove = async () => {
       for (const [r, by, hash] of [[caught, a1, "ab"], [other, a2, "cd"]] as const) {
-        await ledger.settleFraud({
-          receiptId: receiptId(r),
-          receipt: r,
-          fraudProofHash: hash.repeat(32),
-          validator: by.publicKey,
-          confirmed: true,
-          reason: "fingerprint_mismatch",
-        });
+        await settleProof(ledger, r, by, hash);
       }
     };
     if (order === "steer>stream") {

@@ -8,14 +8,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Identity } from "../../protocols/identity.ts";
+import type { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { type Account, Ledger } from "../../proof/ledger.ts";
 import { INDEX_FILE } from "../../proof/ledger_index.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
-
-const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
+import { withLedgerDir } from "./_ledger_fixtures.ts";
+import { orders } from "./_ledger_order_run.ts";
+import { recordSteeringEvidence, settleProof, steeringKeys } from "./_steering_evidence.ts";
 
 /** The three settlements a run hears, in some order. */
 type Event = "steer" | "proveCaught" | "proveOther" | "faultCaught";
@@ -34,32 +33,14 @@ interface Outcome {
 function run(order: readonly Event[], stake: number): Promise<Outcome> {
   let out: Outcome | undefined;
   return withLedgerDir(async (dir, clock) => {
-    const owner = Identity.generate();
-    const worker = Identity.generate();
-    const a1 = Identity.generate();
-    const a2 = Identity.generate();
+    const keys = steeringKeys();
+    const { owner, worker, a1, a2 } = keys;
     let ledger = await Ledger.open(dir, owner, { now: () => clock.t });
     await ledger.deposit(worker.publicKey, stake);
-    await ledger.deposit(a1.publicKey, 1_000);
-    await ledger.deposit(a2.publicKey, 1_000);
-    const paid = receipt(7930, 1, worker); // credit 1: clawed back 1 + 20
-    await ledger.recordReceipt(paid, assigned(paid));
-    clock.t += WINDOW + 1;
-    await ledger.finalizeDue();
-    const caught = receipt(7931, 4, worker); // lock 80
-    const other = receipt(7932, 2, worker); // lock 40
-    await ledger.recordReceipt(caught, assigned(caught));
-    await ledger.recordReceipt(other, assigned(other));
+    const { paid, caught, other } = await recordSteeringEvidence(ledger, clock, keys, 7930);
     const ids = [paid, caught, other].map((r) => receiptId(r));
     const prove = (r: typeof caught, by: Identity, hash: string) =>
-      ledger.settleFraud({
-        receiptId: receiptId(r),
-        receipt: r,
-        fraudProofHash: hash.repeat(32),
-        validator: by.publicKey,
-        confirmed: true,
-        reason: "fingerprint_mismatch",
-      });
+      settleProof(ledger, r, by, hash);
     const events: Record<Event, () => Promise<unknown>> = {
       steer: () => ledger.settleSteering(worker.publicKey, ids),
       proveCaught: () => prove(caught, a1, "ab"),
@@ -83,14 +64,6 @@ function run(order: readonly Event[], stake: number): Promise<Outcome> {
     };
     await ledger.close();
   }).then(() => out!);
-}
-
-/** Every order of `events`. */
-function orders<T>(events: readonly T[]): T[][] {
-  if (events.length <= 1) return [[...events]];
-  return events.flatMap((e, i) =>
-    orders([...events.slice(0, i), ...events.slice(i + 1)]).map((rest) => [e, ...rest])
-  );
 }
 
 Deno.test("ledger steering then proof: a steering conviction and a confirmed proof slash the caught receipt once, in either order", async () => {
