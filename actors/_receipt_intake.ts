@@ -244,6 +244,9 @@ export class ReceiptIntake {
         return refuse(id, LEDGER_WRITE_FAILED);
       }
     }
+    // The record of this worker's that holds the job before this receipt: a cancelled pair's
+    // finished one (`pairAssigned` below).
+    const holderBefore = this.#jobHolder(receipt.jobId, worker);
     // Its entry reached the log, then the history index failed (`ledger_index_failed`).
     let indexFailed = false;
     try {
@@ -319,12 +322,25 @@ export class ReceiptIntake {
     }
     // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
     const assigned = recorded && ledger.receipt(id)?.requester !== undefined;
+    // The cancelled receipt of a worker's cancelled pair whose finished one holds the job here
+    // (`proof/_ledger_receipts.ts`, `cancelledPair`): the ledger wrote the assignment on that
+    // record, paying the job k tokens, and refused this one `job_already_recorded`. Passed on all
+    // the same, once (when it changed the record: assigned it, or cut its credit), as an assigned
+    // receipt is: a ledger that holds no receipt of the job records it and pays k, one that holds
+    // the finished one does as this one did; not passed on, every other ledger paid nothing, or
+    // the n of a finished receipt the worker's race assigned there (review s80 bill F1).
+    const holderAfter = this.#jobHolder(receipt.jobId, worker);
+    const pairAssigned = !recorded && refusal === "job_already_recorded" &&
+      receipt.end === "cancelled" && assignment !== undefined && holderAfter !== undefined &&
+      holderAfter.receiptId !== id && holderAfter.requester !== undefined &&
+      (holderBefore?.requester !== holderAfter.requester ||
+        holderBefore?.credit !== holderAfter.credit);
     // A worker convicted here of streaming this job's tokens wrong is paid nothing for it here
     // (`stream_fraud`): its receipt is not passed on with an assignment for other ledgers to pay.
     const convicted = ledger.streamFraudSettled(receipt.jobId, receipt.worker);
     if (
-      (message.announce || fromPeer) && (fresh || gotAssigned) && assigned && !convicted &&
-      job.kind === "text"
+      (message.announce || fromPeer) && ((fresh || gotAssigned) && assigned || pairAssigned) &&
+      !convicted && job.kind === "text"
     ) {
       // Once, when it is new here as an assigned receipt (recorded now, or its assignment just
       // attached): a job we relayed, with the assignment we signed, or a peer's (gossip:
@@ -464,6 +480,21 @@ export class ReceiptIntake {
    * (the id leaves the signature out: a copy signed by anyone else must not stand in for it). The
    * signature is checked last, only for such a copy: any other copy costs a look-up.
    */
+  /**
+   * The record that holds job `jobId` in the ledger when it is `worker`'s (hex): its requester
+   * and credit, copied (the record may be replaced); undefined when none holds it, or another's.
+   */
+  #jobHolder(
+    jobId: string,
+    worker: string,
+  ): { receiptId: string; requester?: string; credit: number } | undefined {
+    const ledger = this.#core.ledger();
+    const holderId = ledger.receiptOfJob(jobId);
+    const record = holderId === undefined ? undefined : ledger.receipt(holderId);
+    if (record === undefined || record.worker !== worker) return undefined;
+    return { receiptId: record.receiptId, requester: record.requester, credit: record.credit };
+  }
+
   #forgottenPending(receipt: Receipt, id: string): boolean {
     const record = this.#core.ledger().receipt(id);
     if (!this.#core.inWindow(record) || record.kind !== "inference") return false;

@@ -55,7 +55,12 @@ import {
   resumeGeneration,
 } from "../inference/resumed_generation.ts";
 import type { TextJob } from "../protocols/job.ts";
-import type { CancelledEnd, EndingChunks, PromptCountedChunks } from "../proof/prover.ts";
+import type {
+  CancelledEnd,
+  EndingChunks,
+  PromptCountedChunks,
+  ResumedChunks,
+} from "../proof/prover.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { heldOf } from "../protocols/held_cancel.ts";
 import { StreamCancelledError } from "../protocols/protocol_errors.ts";
@@ -254,11 +259,13 @@ export class TextJobRun implements UnreadTokenHolder {
       // slow reader's job runs on into memory, see `setContended`).
     }, { highWaterMark: 0 });
     TextJobRun.#abandoned.register(tokens, this, this);
+    const resumedText = this.#resumedText();
     return {
       kind: "text",
       jobId: this.#o.jobId,
       model,
       promptTokens,
+      ...(resumedText === undefined ? {} : { resumedText }),
       tokens,
       done: this.#done.promise,
       cancel: () => {
@@ -267,6 +274,18 @@ export class TextJobRun implements UnreadTokenHolder {
         this.#cancelByRequester();
       },
     };
+  }
+
+  /**
+   * The text of the resumed prefix as generation decodes it (`resumeGeneration` primes its
+   * stream decoder with the same ids, unflushed), which the receipt signs ahead of the tokens
+   * streamed; undefined for a job from the start or a model that cannot resume.
+   */
+  #resumedText(): string | undefined {
+    const { model, resume } = this.#o;
+    if (!resume?.length || !isResumable(model)) return undefined;
+    const decoder = model.tokenizer.streamDecoder();
+    return resume.map((id) => decoder.push(id)).join("");
   }
 
   /**
@@ -311,7 +330,10 @@ export class TextJobRun implements UnreadTokenHolder {
       const ending: EndingChunks = { cancelledEnd: () => this.#proverEnd };
       // And the prompt tokens the model prefills for it, which the receipt signs and is paid by.
       const counted: PromptCountedChunks = { promptTokens: this.#o.promptIds.length };
-      const branch = Object.assign(stream, ending, counted);
+      // And the positions it replays of another worker's prefix: none of them is this run's to cut
+      // a receipt over (`cutProvedJob`, `actors/prover_actor.ts`).
+      const resumed: ResumedChunks = { resumedFrom: this.#resumeFrom };
+      const branch = Object.assign(stream, ending, counted, resumed);
       this.#proverResult = this.#o.prover(this.#o.job, this.#o.jobId, branch, this.#o.input);
       this.#proverResult.catch(() => {}); // awaited in #finish; avoid an unhandled rejection
     }

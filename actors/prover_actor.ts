@@ -45,13 +45,21 @@ import type { TextJob } from "../protocols/job.ts";
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
 import type { ProofData } from "../proof/commitment.ts";
-import { type ProvedJob, proveJob } from "../proof/prover.ts";
+import {
+  cutProvedJob,
+  type ProvedJob,
+  proveJob,
+  ProverStreamError,
+  type ResumedChunks,
+} from "../proof/prover.ts";
 import { DEFAULT_PROOF_BUCKET_MS, ProofStore, ProofStoreError } from "../proof/proof_store.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 import { HEALTH_ASK_TIMEOUT_MS, unansweredCondition } from "./_unanswered_condition.ts";
 import { PendingAsks } from "./pending_asks.ts";
 import type { ActorSystem } from "./actor_system.ts";
-import type { JobTrace } from "../inference/serve_inference.ts";
+import { type JobTrace, UNSENT_RECEIPT_KEEP_MS } from "../inference/serve_inference.ts";
+import { toHex } from "../protocols/hash.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 
 /** Start proving a job from the prover's branch of its token stream. */
 export interface ProveMessage {
@@ -65,7 +73,56 @@ export interface ProveMessage {
   chunks: ReadableStream<TokenChunk>;
   /** The bytes of the job's `input`, if it names one: kept in the proof data. */
   input?: Uint8Array;
+  /**
+   * Positions of the output replayed from another worker's prefix (a resumed job): never cut a
+   * receipt over ({@link CutReceiptMessage}). Default 0.
+   */
+  resumedFrom?: number;
 }
+
+/**
+ * Sign the `cancelled` receipt over the first `tokens` positions of finished job `jobId`, whose
+ * requester's client cancelled after holding them while the job's last tokens were still on
+ * their way (`inference.get_receipt` with `held`, `serve_inference.ts`; `docs/PROTOCOL.md`,
+ * "Through a forwarding node"), from the proof data kept for it ({@link MAX_CUTTABLE_JOBS}, for
+ * {@link CUTTABLE_KEEP_MS}): its proof is stored under its own receipt id, the finished one's
+ * kept, so a challenge of either is answered. One per job: asked again, whatever the count, it
+ * answers the one it signed (two cancelled receipts of one job are equivocation). Answers a
+ * {@link ProveHandle}, whose receipt rejects with {@link CutRefusedError} when none is signed.
+ */
+export interface CutReceiptMessage {
+  /** Message tag. */
+  type: "cut";
+  /** Hex job id. */
+  jobId: string;
+  /** Output positions the requester's client held. */
+  tokens: number;
+}
+
+/**
+ * No cancelled receipt over a finished job's prefix ({@link CutReceiptMessage}): its proof data
+ * is not kept here (never finished here for another node, past its keep-time or bound, a restart
+ * since), the count is no prefix of this worker's own (not below the finished receipt's, or
+ * within a resumed job's replayed prefix), or its proof data could not be stored.
+ */
+export class CutRefusedError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param message Why.
+   */
+  constructor(message: string) {
+    super("receipt_not_cut", message);
+  }
+}
+
+/** Most finished jobs whose proof data and text ends are kept to cut a cancelled receipt from. */
+export const MAX_CUTTABLE_JOBS = 256;
+/**
+ * How long they are kept: as long as their receipts are kept for `inference.get_receipt`
+ * (`UNSENT_RECEIPT_KEEP_MS`, the challenge window), within which a requester asks right after
+ * its client's cancel.
+ */
+export const CUTTABLE_KEEP_MS: number = UNSENT_RECEIPT_KEEP_MS;
 
 /**
  * Fetch the proof data of a receipt (a validator's challenge), signed by this worker as served.
@@ -88,6 +145,8 @@ export interface ProvedMessage {
   job: TextJob;
   /** The proving run it ends ({@link ProveFailedMessage.run}). */
   run: number;
+  /** {@link ProveMessage.resumedFrom}. */
+  resumedFrom?: number;
 }
 
 /** Internal: a proof that failed. */
@@ -137,6 +196,7 @@ export type ProverMessage =
   | ProveFailedMessage
   | SweepProofsMessage
   | JobTraceMessage
+  | CutReceiptMessage
   | GetProverStatsMessage;
 
 /** What `prove` answers: the receipt arrives when the stream ends. */
@@ -246,6 +306,14 @@ export class ProverActor implements Actor<ProverMessage> {
   readonly #faults = new Map<ProofStoreFault["operation"], ProofStoreFault>();
   /** Without a store only: the proofs, in memory. */
   readonly #proofs = new Map<string, ProofData>();
+  /**
+   * Finished jobs another node requested, by job id, oldest first: what a cancelled receipt over a
+   * prefix is cut from ({@link CutReceiptMessage}), and the one cut, once it is.
+   */
+  readonly #cuttable = new Map<
+    string,
+    { proved: ProvedJob; job: TextJob; at: number; resumedFrom: number; cut?: Receipt }
+  >();
   /** Proving runs this incarnation started that have not ended: the `active` gauge. */
   readonly #active = new Set<number>();
   #proven = 0;
@@ -298,30 +366,18 @@ export class ProverActor implements Actor<ProverMessage> {
         this.#active.delete(message.run);
         const id = receiptId(message.proved.receipt);
         const { proof } = message.proved;
-        if (this.#store === undefined) this.#remember(id, proof);
-        else {
-          // Durable before the receipt is released: a crash cannot lose what a challenge asks.
-          try {
-            await this.#store.put({
-              receiptId: id,
-              provedAt: this.#now(),
-              job: message.job,
-              proof,
-              receipt: message.proved.receipt,
-            });
-          } catch (error) {
-            if (!(error instanceof ProofStoreError)) throw error;
-            this.#failed++;
-            this.#unstored++;
-            this.#fault("write", error);
-            return error;
-          }
-          this.#stored++;
-          this.#recovered("write");
+        const failure = await this.#keep(id, proof, message.job, message.proved.receipt);
+        if (failure !== undefined) {
+          this.#failed++;
+          this.#unstored++;
+          return failure;
         }
+        this.#keepCuttable(message.proved, message.job, message.resumedFrom ?? 0);
         this.#proven++;
         return undefined;
       }
+      case "cut":
+        return this.#cut(message, ctx);
       case "prove_failed":
         this.#active.delete(message.run);
         this.#failed++;
@@ -367,6 +423,7 @@ export class ProverActor implements Actor<ProverMessage> {
         proved,
         job: message.job,
         run: id,
+        resumedFrom: message.resumedFrom,
       });
       if (failure !== undefined) throw failure;
       await this.#record(proved.receipt, message.job, ctx);
@@ -378,6 +435,95 @@ export class ProverActor implements Actor<ProverMessage> {
     // Stored (or failed) by then: the job's trace is its record (or none).
     receipt.finally(() => provingJobs.delete(id)).catch(() => {});
     // The handle's owner may drop it; never leave an unhandled rejection behind.
+    receipt.catch(() => {});
+    return { receipt };
+  }
+
+  /**
+   * Keep `proof` for challenges of receipt `id` (durably with a store, before the receipt is
+   * released: a crash cannot lose what a challenge asks); the store's error when it cannot.
+   */
+  async #keep(
+    id: string,
+    proof: ProofData,
+    job: TextJob,
+    receipt: Receipt,
+  ): Promise<ProofStoreError | undefined> {
+    if (this.#store === undefined) {
+      this.#remember(id, proof);
+      return undefined;
+    }
+    try {
+      await this.#store.put({ receiptId: id, provedAt: this.#now(), job, proof, receipt });
+    } catch (error) {
+      if (!(error instanceof ProofStoreError)) throw error;
+      this.#fault("write", error);
+      return error;
+    }
+    this.#stored++;
+    this.#recovered("write");
+    return undefined;
+  }
+
+  /**
+   * Keep a finished job's proof data and text ends to cut a cancelled receipt from
+   * ({@link CutReceiptMessage}): only for a job another node requested (one this node assigns
+   * itself, or none, earns nothing from a cancelled receipt), within {@link MAX_CUTTABLE_JOBS}
+   * and {@link CUTTABLE_KEEP_MS}, oldest out first.
+   */
+  #keepCuttable(proved: ProvedJob, job: TextJob, resumedFrom: number): void {
+    const requester = job.requester;
+    if (proved.receipt.end !== undefined || proved.outputEnds === undefined) return;
+    if (requester === undefined || requester === toHex(this.#identity.publicKey)) return;
+    this.#sweepCuttable();
+    const id = proved.receipt.jobId;
+    this.#cuttable.delete(id);
+    this.#cuttable.set(id, { proved, job, at: this.#now(), resumedFrom });
+    while (this.#cuttable.size > MAX_CUTTABLE_JOBS) {
+      this.#cuttable.delete(this.#cuttable.keys().next().value!);
+    }
+  }
+
+  #sweepCuttable(): void {
+    const before = this.#now() - CUTTABLE_KEEP_MS;
+    for (const [id, kept] of this.#cuttable) {
+      if (kept.at >= before) break; // oldest first
+      this.#cuttable.delete(id);
+    }
+  }
+
+  /** {@link CutReceiptMessage}: signed and stored here, recorded outside the mailbox. */
+  async #cut(message: CutReceiptMessage, ctx: ActorContext<ProverMessage>): Promise<ProveHandle> {
+    const refused = (why: string): ProveHandle => {
+      const receipt = Promise.reject(new CutRefusedError(why));
+      receipt.catch(() => {}); // the handle's owner may drop it
+      return { receipt };
+    };
+    this.#sweepCuttable();
+    const kept = this.#cuttable.get(message.jobId);
+    if (kept === undefined) {
+      return refused(`no finished job ${message.jobId} is kept here to cut a receipt from`);
+    }
+    if (kept.cut !== undefined) return { receipt: Promise.resolve(kept.cut) };
+    if (message.tokens <= kept.resumedFrom) {
+      return refused(
+        `the job's first ${kept.resumedFrom} positions are another worker's prefix, resumed here: ` +
+          `no receipt over ${message.tokens} of them is this worker's`,
+      );
+    }
+    let cut: ProvedJob;
+    try {
+      cut = cutProvedJob(kept.proved, message.tokens, this.#identity);
+    } catch (error) {
+      if (!(error instanceof ProverStreamError)) throw error;
+      return refused(error.message);
+    }
+    // The finished one's proof stays: a challenge of either receipt is answered.
+    const failure = await this.#keep(receiptId(cut.receipt), cut.proof, kept.job, cut.receipt);
+    if (failure !== undefined) return refused(failure.message);
+    kept.cut = cut.receipt;
+    this.#proven++;
+    const receipt = this.#record(cut.receipt, kept.job, ctx).then(() => cut.receipt);
     receipt.catch(() => {});
     return { receipt };
   }
@@ -480,7 +626,40 @@ export function proverHook(
   input?: Uint8Array,
 ) => Promise<Receipt> {
   return async (job, jobId, chunks, input) => {
-    const handle = await ref.ask<ProveHandle>({ type: "prove", job, jobId, chunks, input });
+    // An InferenceActor's branch says how much of it is a resumed prefix (`ResumedChunks`).
+    const resumedFrom = (chunks as Partial<ResumedChunks>).resumedFrom;
+    const handle = await ref.ask<ProveHandle>({
+      type: "prove",
+      job,
+      jobId,
+      chunks,
+      input,
+      resumedFrom,
+    });
+    return await handle.receipt;
+  };
+}
+
+/**
+ * The node's ProverActor, registered as `name` in `system`, signing the `cancelled` receipt over
+ * the first `tokens` positions of a finished job ({@link CutReceiptMessage}), for
+ * `serveInference`'s `cut`: undefined without a prover; rejects when it signs none (not there,
+ * no answer, {@link CutRefusedError}).
+ *
+ * @example
+ * ```ts ignore
+ * serveInference(connection, port, { cut: proverCut(system, "node/prover") });
+ * ```
+ */
+export function proverCut(
+  system: ActorSystem,
+  name: string | undefined,
+): ((jobId: string, tokens: number) => Promise<Receipt>) | undefined {
+  if (name === undefined) return undefined;
+  return async (jobId, tokens) => {
+    const prover = system.lookup<ProverMessage>(name);
+    if (prover === undefined) throw new CutRefusedError("the prover is not running");
+    const handle = await prover.ask<ProveHandle>({ type: "cut", jobId, tokens });
     return await handle.receipt;
   };
 }

@@ -441,6 +441,7 @@ export class RemoteJob {
       jobId: this.#start.jobId,
       model: this.#start.model,
       promptTokens: this.#start.promptTokens,
+      ...(this.#start.resumedText === undefined ? {} : { resumedText: this.#start.resumedText }),
       tokens,
       done: this.#done.promise,
       cancel: () => {

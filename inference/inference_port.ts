@@ -133,6 +133,14 @@ export interface InferenceHandle {
   /** Tokens in the prompt. */
   promptTokens: number;
   /**
+   * For a job resumed after a prefix (`SubmitOptions.resume`): the text the model that runs it
+   * decodes the prefix's ids to, its stream decoder primed with them and not flushed (a
+   * character split across the cut comes with the first token after it). Its receipt signs this
+   * text followed by the text of `tokens`. Absent for a job from the start, and where the worker
+   * did not say (one that predates it).
+   */
+  resumedText?: string;
+  /**
    * The token stream. Cancelling it cancels the job.
    *
    * It is pull-driven: the model computes a token only when the stream is read (a remote

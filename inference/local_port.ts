@@ -102,6 +102,7 @@ export class LocalInferencePort implements InferencePort {
       jobId: handle.jobId,
       model: servedModelInfo(handle.model),
       promptTokens: handle.promptTokens,
+      ...(handle.resumedText === undefined ? {} : { resumedText: handle.resumedText }),
       tokens: handle.tokens,
       done: handle.done,
       cancel: () => handle.cancel(),

@@ -99,6 +99,13 @@ export interface ServeInferenceOptions {
    * worker restarted since). Absent: `unsent` alone, and never an `unknown_job`.
    */
   trace?: (jobId: string) => Promise<JobTrace>;
+  /**
+   * Signs the `cancelled` receipt over the first `tokens` positions of a finished job, from its
+   * kept proof data (`proverCut`, `actors/prover_actor.ts`): asked when a requester's
+   * `inference.get_receipt` says its client held fewer tokens (`held`) than the finished receipt
+   * covers; rejects when it signs none. Absent: the finished receipt is answered, as before.
+   */
+  cut?: (jobId: string, tokens: number) => Promise<Receipt>;
   /** Unix ms, against which a traced receipt's window is kept (default `Date.now`). */
   now?: () => number;
 }
@@ -333,12 +340,45 @@ export function serveInference(
     await ending.get(body.jobId);
     if (requester === undefined) return { receipt: null };
     const receipt = unsent?.get(requester, body.jobId);
-    if (receipt !== undefined) return { receipt };
+    if (receipt !== undefined) return await cutFor({ receipt }, requester, body.held);
     // Admitted and not ended (queued, or its receipt being signed): "not yet", never unknown.
     if (shares.admitted(body.jobId)) return { receipt: null };
     const trace = await options.trace?.(body.jobId).catch(() => undefined);
-    return tracedReceipt(trace, requester, options.now ?? Date.now);
+    return await cutFor(
+      tracedReceipt(trace, requester, options.now ?? Date.now),
+      requester,
+      body.held,
+    );
   });
+  /**
+   * `kept`, or, when it is a finished job's receipt over more than the `held` positions its
+   * requester's client held at its cancel (the job had ended here, its last tokens still on their
+   * way), the `cancelled` receipt over those, signed from its proof data (`options.cut`), which
+   * replaces it in `unsent`: every ledger takes the two as one claim, paid once at `held`
+   * (`docs/PROTOCOL.md`, "Through a forwarding node"; review s80 bill F1). Where none is signed
+   * (no `cut`, its data gone, a resumed job's prefix: logged), the finished one, which the
+   * requester drops as a worker from before `held` sees it answered.
+   */
+  async function cutFor(
+    kept: KeptReceiptBody,
+    requester: string,
+    held: number | undefined,
+  ): Promise<KeptReceiptBody> {
+    const finished = kept.receipt;
+    if (held === undefined || finished === null || finished.end !== undefined) return kept;
+    if (held >= finished.tokenCount || options.cut === undefined) return kept;
+    try {
+      const receipt = await options.cut(finished.jobId, held);
+      unsent?.keep(requester, receipt);
+      return { receipt };
+    } catch (error) {
+      options.log?.(
+        `job ${finished.jobId.slice(0, JOB_LOG_CHARS)}: no receipt over the ${held} tokens its ` +
+          `requester's client held: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return kept;
+    }
+  }
   connection.handle(SubmitMessage, async (body, ctx) => {
     const { job, topLogprobs, resume, tokensPerEvent, gatherMs } = body;
     if (!shares.take(peer, maxJobs)) throw new PeerJobLimitError(maxJobs);
@@ -620,6 +660,10 @@ function jobEvents(
       };
       // Only when resuming, so a start from the beginning is what it always was on the wire.
       if (resumedFrom > 0) start.resumedFrom = resumedFrom;
+      // And the prefix's text as its receipt signs it: the router checks what it relayed by it.
+      if (resumedFrom > 0 && handle.resumedText !== undefined) {
+        start.resumedText = handle.resumedText;
+      }
       controller.enqueue(start);
       return;
     }

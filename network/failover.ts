@@ -15,6 +15,13 @@
  * is an ordinary one over all n tokens and the whole text, so the router checks it as any
  * receipt, and the job still has exactly one receipt: A signed none (its job was cut).
  *
+ * A signed ids only (`stream_commitment.ts`): the text it sent beside them is its word. B's start
+ * says the text its model decodes the prefix's ids to (`resumedText`), and its receipt is checked
+ * over that text, not the text relayed. Where they differ and B's receipt checks out, B is paid,
+ * A is kept off the model as one that broke the protocol (it is paid nothing: it signed no
+ * receipt), and the client, whose text is not its tokens', is told `delivered_tokens_diverged`
+ * instead of being handed a receipt over other text (review s81 failover F1).
+ *
  * Only the loss of the worker fails over: its connection failed (`connection_closed`,
  * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent with
  * its connection alive and the job was cancelled there (`worker_stalled`, the remote port's stall
@@ -303,7 +310,11 @@ export type ResumeOutcome =
 
 /** What the client of a job got, across every worker. */
 export interface RelayedOutput {
-  /** The whole text, or undefined when the client resumed after a prefix whose text it holds. */
+  /**
+   * The whole text, or undefined when the client resumed after a prefix whose text it holds. After
+   * a takeover whose start said the prefix's text (`InferenceHandle.resumedText`), that text
+   * stands for the prefix's: the text its receipt signs, whatever the lost worker relayed.
+   */
   output: string | undefined;
   /** Tokens it has: positions `0 … n−1`, its own prefix included. */
   tokens: number;
@@ -483,6 +494,19 @@ class FailoverJob {
    * `unreproduced` at the first token of a worker that took the job over after them.
    */
   #unattributed: { worker: Uint8Array; error: unknown }[] = [];
+  /**
+   * The current worker's own text for the prefix it took over (`InferenceHandle.resumedText`),
+   * and how much of `#output` was relayed for that prefix: its receipt signs its text, not the
+   * text relayed (`#signedOutput`). Undefined: it ran the job from the start, the client's own
+   * prefix is in it (its text is not here), or it did not say.
+   */
+  #signedPrefix?: { text: string; relayed: number };
+  /**
+   * The first delivered position whose relayed text a takeover decoded otherwise from its id
+   * (the lost worker sent the right ids with other text), and the two workers: the client holds
+   * text that is not its tokens' (`#toldDiverged`).
+   */
+  #textDiverged?: { position: number; lost?: Uint8Array; taker: Uint8Array };
   #firstTokenAt = NaN;
   /** The finish reason of the token that ended the job, once the client got it. */
   #lastToken?: "stop" | "length";
@@ -854,6 +878,78 @@ class FailoverJob {
     this.#resumes++;
     this.#resumedAt = this.#delivered.length;
     this.#attemptFrom = this.#delivered.length;
+    this.#signedPrefix = undefined;
+    const said = attempt.handle.resumedText;
+    // Only the text of tokens relayed here is this side's to compare (`#given` is 0).
+    if (said === undefined || this.#given > 0 || this.#delivered.length === 0) return;
+    this.#signedPrefix = { text: said, relayed: this.#output.length };
+    if (said !== this.#output && this.#textDiverged === undefined) this.#misrelayed(attempt, said);
+  }
+
+  /**
+   * `attempt` took the job over and decodes the delivered ids to `said`, not to the text relayed
+   * for them: the relayed text is not its tokens' from the first position where the two part,
+   * by its word, which it backs only once its receipt signs it (`#toldDiverged`).
+   */
+  #misrelayed(attempt: WorkerAttempt, said: string): void {
+    let char = 0;
+    while (char < said.length && said[char] === this.#output[char]) char++;
+    const at = this.#textEnds.findIndex((end) => end > char);
+    const position = at < 0 ? this.#textEnds.length - 1 : at;
+    this.#textDiverged = { position, lost: this.#lost?.worker, taker: attempt.worker };
+  }
+
+  /**
+   * The text of the tokens the client holds as the worker that finished signs it: its own text
+   * for the prefix it took over (`#signedPrefix`) in place of the text relayed for it.
+   */
+  #signedOutput(): string {
+    const output = this.#clientOutput();
+    const prefix = this.#signedPrefix;
+    if (prefix === undefined || output.length < prefix.relayed) return output;
+    return prefix.text + output.slice(prefix.relayed);
+  }
+
+  /**
+   * `told`, the client's summary, once a takeover decoded the delivered ids to other text than
+   * the client got (`#textDiverged`) and its receipt, over its text, checked out (`settle`
+   * handed it on to be paid): the ids are what every worker signs and replays
+   * (`stream_commitment.ts`), and a receipt that signs other text than theirs is convicted by a
+   * replay, so the taker's word is backed by its stake. The worker lost last sent the relayed
+   * text: it broke the protocol, and is reported as one that did (kept off the model); it signed
+   * no receipt, so it is paid nothing. The receipt is not over the client's text, so the client
+   * is not handed it, and a job that finished ends `delivered_tokens_diverged` instead. A taker
+   * whose receipt did not check out (it signed other text than its word) backed nothing: the
+   * summary is `settle`'s.
+   */
+  #toldDiverged(told: JobSummary): JobSummary {
+    const diverged = this.#textDiverged;
+    if (diverged === undefined || told.receipt === undefined) return told;
+    if (diverged.lost !== undefined) {
+      this.#o.lost?.(
+        diverged.lost,
+        new InferenceStreamError(
+          `the text it sent for token ${diverged.position} is not what the token's id decodes ` +
+            `to, by the receipt of the worker ${toHex(diverged.taker).slice(0, KEY_CHARS)} ` +
+            `that took the job over`,
+        ),
+      );
+    }
+    const { receipt: _notTheClients, ...rest } = told;
+    const lost = diverged.lost === undefined
+      ? "a worker the job lost"
+      : `the worker ${toHex(diverged.lost).slice(0, KEY_CHARS)}, lost,`;
+    const error = {
+      code: "delivered_tokens_diverged",
+      message:
+        `the text delivered from token ${diverged.position} on is not what the tokens' ids ` +
+        `decode to: ${lost} sent other text for them, by the word of the worker ` +
+        `${toHex(diverged.taker).slice(0, KEY_CHARS)} that took the job over and signed the ` +
+        `tokens' text`,
+    };
+    return told.finishReason === "cancelled"
+      ? { ...rest, error }
+      : { ...rest, finishReason: "error", error };
   }
 
   /**
@@ -1087,22 +1183,25 @@ class FailoverJob {
           usage: { ...summary.usage, completionTokens: this.#clientTokens() - this.#given },
         }
         : this.#acrossWorkers(summary);
+      // The client cancelled, and the worker had finished anyway with tokens the client never
+      // read (several per event wait in the relay, its end with them): the client's job ended
+      // cancelled. The worker's receipt covers more than the client got, so it is neither the
+      // client's nor checked against it, and the worker did nothing wrong: settled as the
+      // client's cancel, which asks the worker for its `cancelled` receipt over the tokens the
+      // client got (`inference.get_receipt` with `held`: it signs it from the finished job's
+      // proof data), assigned in its place (review s80 bill F1: dropped here, nobody was paid).
+      let settled = whole;
       if (this.#cancelled && summary.finishReason !== "cancelled") {
-        // The client cancelled, and the worker finished anyway with tokens the client never
-        // read (several per event wait in the relay): the client's job ended cancelled. The
-        // worker's receipt covers more than the client got, so it is neither the client's nor
-        // checked against it, and the worker did nothing wrong.
         const { receipt: _notTheClients, error: _none, ...rest } = whole;
-        this.#done.resolve({ ...rest, finishReason: "cancelled" });
-        return;
+        settled = { ...rest, finishReason: "cancelled" };
       }
       const relayed = {
-        output: this.#given === 0 ? this.#clientOutput() : undefined,
+        output: this.#given === 0 ? this.#signedOutput() : undefined,
         tokens: this.#clientTokens(),
         resumedAt: this.#resumes === 0 ? 0 : this.#resumedAt,
         lastToken: this.#lastToken,
       };
-      this.#done.resolve(this.#o.settle(whole, attempt, relayed));
+      this.#done.resolve(this.#toldDiverged(this.#o.settle(settled, attempt, relayed)));
     });
   }
 
@@ -1119,7 +1218,8 @@ class FailoverJob {
       jobId: this.#o.first.handle.jobId,
       finishReason: cancelled ? "cancelled" : "error",
       usage: {
-        promptTokens: this.#o.first.handle.promptTokens,
+        // The last worker's count (a lost one's word is not the one a receipt signs).
+        promptTokens: this.#attempt.handle.promptTokens,
         completionTokens: this.#clientTokens() - this.#given,
       },
       timings: {
@@ -1147,7 +1247,9 @@ class FailoverJob {
     return {
       ...summary,
       usage: {
-        promptTokens: this.#o.first.handle.promptTokens,
+        // The count the receipt signs, and the ledger charges: the worker that finished's
+        // (`summary`'s is its start's), not the first worker's, which a lost worker inflates.
+        promptTokens: this.#attempt.handle.promptTokens,
         completionTokens: this.#clientTokens() - this.#given,
       },
       timings: {

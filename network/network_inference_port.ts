@@ -776,8 +776,11 @@ export class NetworkInferencePort implements InferencePort {
    * cancel before a token of its own, no connection, no answer within
    * {@link CANCELLED_RECEIPT_TIMEOUT_MS}): the summary as it was, nobody charged or paid. A
    * receipt over more tokens than the client got is what a worker signs that read no count in the
-   * cancel (from before the count), and one without `end` is one that finished the job as the
-   * cancel came: neither is the client's, neither is the worker's fault; dropped, unpaid.
+   * cancel (from before the count), and one without `end` is the finished receipt of a worker that
+   * had finished the job as the cancel came and cannot sign over the `held` count it is asked
+   * with (from before it, its proof data gone, a resumed job's prefix): neither is the client's,
+   * neither is the worker's fault; dropped, unpaid. A worker that can signs its cancelled receipt
+   * over the count instead, assigned as any (review s80 bill F1).
    */
   async #cancelledReceipt(
     summary: JobSummary,
@@ -787,7 +790,9 @@ export class NetworkInferencePort implements InferencePort {
     assignment: JobAssignment | undefined,
     seen: PromptTokenSeen,
   ): Promise<JobSummary> {
-    const receipt = await this.#askReceipt(worker, summary.jobId);
+    // With the count: a worker that had finished the job as the cancel came signs its cancelled
+    // receipt over those from the finished job's proof data (review s80 bill F1).
+    const receipt = await this.#askReceipt(worker, summary.jobId, undefined, relayed.tokens);
     if (receipt === undefined) return summary;
     if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
     let durable: Promise<void> | undefined;
@@ -916,19 +921,22 @@ export class NetworkInferencePort implements InferencePort {
    * `worker`'s receipt for job `id`, asked for on its connection (`inference.get_receipt`, which
    * waits there for the job's end); undefined with no connection, no answer within
    * {@link CANCELLED_RECEIPT_TIMEOUT_MS}, or none kept; `silent` is called when the connection was
-   * open and the worker did not answer in time.
+   * open and the worker did not answer in time. `held`: the positions the job's client held when
+   * it cancelled, for a cancelled receipt over them (`GetReceiptBody.held`).
    */
   async #askReceipt(
     worker: Uint8Array,
     id: string,
     silent?: () => void,
+    held?: number,
   ): Promise<Receipt | undefined> {
     const connection = await this.#network.ask<Connection | undefined>(
       { type: "connection_to", key: worker, protocol: INFERENCE_PROTOCOL.name },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     ).catch(() => undefined);
     if (connection === undefined || connection.isClosed) return undefined;
-    const answer = await connection.request(ReceiptRequestMessage, { jobId: id }, {
+    const body = held === undefined ? { jobId: id } : { jobId: id, held };
+    const answer = await connection.request(ReceiptRequestMessage, body, {
       timeoutMs: CANCELLED_RECEIPT_TIMEOUT_MS,
     }).catch((error: unknown) => {
       if (error instanceof VeriflowError && error.code === "request_timeout") silent?.();

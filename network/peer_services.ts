@@ -41,7 +41,7 @@ import { TrainingError } from "../training/training_error.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { PeerJobShares, serveInference, UnsentReceipts } from "../inference/serve_inference.ts";
-import { proverJobTrace, type ProverMessage } from "../actors/prover_actor.ts";
+import { proverCut, proverJobTrace, type ProverMessage } from "../actors/prover_actor.ts";
 import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { StorageActorPeer } from "../actors/storage_actor_peer.ts";
@@ -320,6 +320,8 @@ export function servePeer(
       unsent: perSystem(unsentReceipts, system, () => new UnsentReceipts()),
       // After a restart: the receipt its prover kept on disk, or `unknown_job` (review s79 crash).
       trace: proverJobTrace(system, services.prover),
+      // A finished job's receipt over what its requester's client held, cut when asked (bill F1).
+      cut: proverCut(system, services.prover),
       log: services.log,
     });
   }

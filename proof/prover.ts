@@ -110,6 +110,22 @@ export interface ProvedJob {
   proof: ProofData;
   /** The output text (concatenation of the chunks' text). */
   output: string;
+  /**
+   * The output text's length after each position (`output.slice(0, outputEnds[k − 1])` is the
+   * first k tokens' text): what {@link cutProvedJob} signs a prefix of the job by.
+   */
+  outputEnds?: readonly number[];
+}
+
+/**
+ * A token stream that says how many of its first positions are a prefix another worker delivered
+ * (a job taken over after them, `resume`): the prover's branch of an InferenceActor job is one. A
+ * receipt over those positions alone is no work of this worker's, so {@link cutProvedJob} is never
+ * asked for one (`actors/prover_actor.ts`).
+ */
+export interface ResumedChunks {
+  /** Positions replayed from the resumed prefix (0: the job ran from its start). */
+  readonly resumedFrom: number;
 }
 
 /**
@@ -204,6 +220,7 @@ export async function proveJob(
     }
     tokens.length = cancelled.tokens;
     output = output.slice(0, outputEnds[cancelled.tokens - 1]);
+    outputEnds.length = cancelled.tokens;
   }
   const promptTokens = options.promptTokens ??
     (chunks as Partial<PromptCountedChunks>).promptTokens;
@@ -245,7 +262,52 @@ export async function proveJob(
       totalMs: Math.max(0, end - startedAt),
     },
   }, identity);
-  return { receipt, proof, output };
+  return { receipt, proof, output, outputEnds };
+}
+
+/**
+ * The receipt over the first `tokens` positions of a finished job, `end: "cancelled"`, with its
+ * proof data: what {@link proveJob} would have signed had the requester cancelled after holding
+ * them (the same tokens, fingerprints, chunk size and prompt count, the output text cut at the
+ * `tokens`-th position's end), signed from the finished job's own proof. For a requester that
+ * cancelled after the worker had finished the job, its last tokens still on their way
+ * (`inference.get_receipt` with `held`, `docs/PROTOCOL.md`, "Through a forwarding node"): every
+ * ledger takes the two receipts as one claim, paid once at `tokens`. Throws
+ * {@link ProverStreamError} for a count that is no prefix (below 1, or not below the finished
+ * one's), a receipt that is itself cancelled, or proof data without the text ends.
+ *
+ * @example
+ * ```ts ignore
+ * const finished = await proveJob(job, proverBranch, workerIdentity);
+ * const { receipt } = cutProvedJob(finished, 7, workerIdentity); // end: "cancelled", 7 tokens
+ * ```
+ */
+export function cutProvedJob(proved: ProvedJob, tokens: number, identity: Identity): ProvedJob {
+  const { receipt, proof, output, outputEnds } = proved;
+  if (receipt.end !== undefined) throw new ProverStreamError("the receipt is no finished job's");
+  if (!Number.isSafeInteger(tokens) || tokens < 1 || tokens >= receipt.tokenCount) {
+    throw new ProverStreamError(
+      `${tokens} tokens are no prefix of a job of ${receipt.tokenCount} to sign`,
+    );
+  }
+  if (outputEnds === undefined || outputEnds.length !== receipt.tokenCount) {
+    throw new ProverStreamError("the job's text ends were not kept: no prefix can be signed");
+  }
+  const cut: ProofData = {
+    ...proof,
+    tokens: proof.tokens.slice(0, tokens * proof.tokenBytes),
+    fingerprints: proof.fingerprints.slice(0, tokens * FINGERPRINT_BYTES),
+  };
+  const text = output.slice(0, outputEnds[tokens - 1]);
+  const { sig: _sig, worker: _worker, ...signed } = receipt;
+  const cancelled = signReceipt({
+    ...signed,
+    outputHash: textOutputHash(text),
+    commitment: { ...receipt.commitment, root: commitmentRoot(cut) },
+    tokenCount: tokens,
+    end: "cancelled",
+  }, identity);
+  return { receipt: cancelled, proof: cut, output: text, outputEnds: outputEnds.slice(0, tokens) };
 }
 
 /** The chunk's `vocabSize`, else the length of its logits row. */

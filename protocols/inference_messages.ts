@@ -12,7 +12,7 @@
  *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
  *   inference.list_models {}               → inference.models { models }
  *   inference.get_proof { receiptId }      → inference.proof { served: { proof, sig } | null }
- *   inference.get_receipt { jobId }        → inference.receipt { receipt | null, reason? }
+ *   inference.get_receipt { jobId, held? } → inference.receipt { receipt | null, reason? }
  *
  * validation (a node that keeps a ledger serves it)
  *   validation.receipt  { receipt, job }   → validation.receipt_ack { recorded, refusal? }
@@ -134,6 +134,14 @@ export interface StartEvent {
    * a job from the start, and from a worker that predates resuming (which ignores `resume`).
    */
   resumedFrom?: number;
+  /**
+   * With `resumedFrom`: the text the worker decodes the resumed prefix's ids to (its stream
+   * decoder primed with them, unflushed: a character split across the cut comes with the first
+   * token after it). Its receipt signs this text followed by its tokens' own; the router compares
+   * it with the text it relayed for those ids (`network/failover.ts`). Absent from a worker that
+   * predates it, or whose model cannot decode here.
+   */
+  resumedText?: string;
 }
 
 /** One of the most likely tokens at a position, in a `token` event. */
@@ -247,6 +255,8 @@ const inferenceEventSchema = z.discriminatedUnion("kind", [
     model: modelInfoSchema,
     promptTokens: z.number().int().nonnegative(),
     resumedFrom: z.number().int().nonnegative().max(GENERATION_LIMITS.maxTokens).optional(),
+    // A token's text each, at most: the prefix has at most `maxTokens` of them.
+    resumedText: z.string().max(GENERATION_LIMITS.maxTokens * MAX_TOKEN_TEXT_LENGTH).optional(),
   }),
   z.object({ kind: z.literal("queued"), position: z.number().int().min(1).max(MAX_QUEUE_PLACE) }),
   z.object({ kind: z.literal("token"), ...tokenFields, sig: streamSig }),
@@ -525,6 +535,15 @@ export const KeptReceiptMessage: MessageDefinition<KeptReceiptBody> = defineMess
 export interface GetReceiptBody {
   /** Hex id of a job the asker submitted to this worker. */
   jobId: string;
+  /**
+   * The output positions the asker's client held when it cancelled the job (`held_cancel.ts`),
+   * when it did. A worker that had finished the job first (its last tokens still on their way)
+   * answers with its `cancelled` receipt over those, signed from the finished job's proof data,
+   * not the finished one (`docs/PROTOCOL.md`, "Through a forwarding node"). Optional: a worker
+   * from before it reads the request as it was and answers the finished receipt, which the asker
+   * drops as no receipt of its client's.
+   */
+  held?: number;
 }
 
 /**
@@ -535,7 +554,10 @@ export interface GetReceiptBody {
 export const ReceiptRequestMessage: MessageDefinition<GetReceiptBody, KeptReceiptBody> =
   defineMessage(
     "inference.get_receipt",
-    z.object({ jobId: z.string().regex(HEX64) }),
+    z.object({
+      jobId: z.string().regex(HEX64),
+      held: z.number().int().min(1).max(GENERATION_LIMITS.maxTokens).optional(),
+    }),
     { reply: KeptReceiptMessage },
   );
 

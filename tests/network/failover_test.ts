@@ -8,6 +8,7 @@ import {
   DEFAULT_QUEUE_HOLD_MS,
   MAX_WORKERS_ASKED_PER_JOB,
   MAX_WORKERS_PER_JOB,
+  type RelayedOutput,
   type ResumeOutcome,
   withFailover,
   type WorkerAttempt,
@@ -151,15 +152,15 @@ Deno.test("failover: the workers that refused the job at its start count against
   assert.equal((await handle.done).error?.code, "connection_closed");
 });
 
-Deno.test("failover: a client that cancels while the worker finishes anyway (its last tokens unread in the relay) ends cancelled, without the worker's receipt, and the worker is not judged", async () => {
+Deno.test("failover: a client that cancels while the worker finishes anyway (its last tokens unread in the relay) ends cancelled, without the worker's receipt, and is settled as the client's cancel over the tokens it got (where the worker's cancelled receipt over them is asked for: review s80 bill F1)", async () => {
   const first = attempt(0, 0);
   // The worker's end came with all its tokens: a receipt over more than the client will read.
   first.handle.done = Promise.resolve({ ...summary, receipt: { tokenCount: TOKENS } as never });
-  let settled = 0;
+  const settled: { summary: JobSummary; relayed: RelayedOutput }[] = [];
   const handle = withFailover({
     first,
-    settle: (s) => {
-      settled++;
+    settle: (s, _attempt, relayed) => {
+      settled.push({ summary: s, relayed });
       return s;
     },
     resume: () => Promise.resolve({ kind: "none" }),
@@ -173,7 +174,13 @@ Deno.test("failover: a client that cancels while the worker finishes anyway (its
   assert.equal(done.receipt, undefined);
   assert.equal(done.error, undefined);
   assert.equal(done.usage.completionTokens, 2);
-  assert.equal(settled, 0, "nothing to check the receipt against");
+  // Settled as the client's cancel: no receipt of the worker's to check, the client's two tokens.
+  assert.equal(settled.length, 1, "the late cancel was not settled: nobody asks for a receipt");
+  assert.equal(settled[0].summary.finishReason, "cancelled");
+  assert.equal(settled[0].summary.receipt, undefined);
+  assert.equal(settled[0].summary.error, undefined);
+  assert.equal(settled[0].relayed.tokens, 2);
+  assert.equal(settled[0].relayed.output, "ab");
 });
 
 Deno.test("failover: an error that is not a worker's coded failure (a bug on the router's own side) ends the job, blames no worker and asks no other", async () => {

@@ -558,9 +558,11 @@ Deno.test("a worker that refused a takeover whose tokens the next worker reprodu
   }
 });
 
-Deno.test("a lost worker that relayed the right ids with altered text does not get the honest worker that resumed after it blamed: the receipt is withheld, nobody is kept off the model for it", async () => {
+// Pinned the other way before review s81 (failover F1): the honest resumer's receipt was withheld
+// (`receipt_rejected`), and the liar answered for nothing.
+Deno.test("a lost worker that relayed the right ids with altered text does not get the honest worker that resumed after it blamed: its receipt, over the text its start said, is paid, the liar is kept off the model, and the client is told delivered_tokens_diverged", async () => {
   // Worker 0 sends each token's id with "!" for its text, then dies; worker 1 resumes from the
-  // ids and signs over the true text, which is not what the client got.
+  // ids, says their true text in its start, and signs over it, which is not what the client got.
   const t = await routerWith(2, (tiny, i) =>
     i === 0
       ? {
@@ -587,15 +589,19 @@ Deno.test("a lost worker that relayed the right ids with altered text does not g
     assertEquals(tokens.map((x) => x.tokenId), reference.ids, "the ids are the job's");
     const summary = await handle.done;
     await t.settled();
-    assertEquals(summary.error?.code, "receipt_rejected");
-    assertEquals(summary.receipt, undefined);
+    assertEquals(summary.error?.code, "delivered_tokens_diverged");
+    assertEquals(summary.receipt, undefined, "the client was handed a receipt over other text");
     assertEquals(
-      t.told.filter((m) => m.type === "receipt").length,
-      0,
-      "the validator got no receipt",
+      t.told.flatMap((m) => m.type === "receipt" ? [m.origin] : []),
+      [toHex(t.workers[1].identity.publicKey)],
+      "the validator got the resumer's receipt",
     );
-    const blamed = t.net.told.filter((m) => m.type === "worker_refused_model");
-    assertEquals(blamed, [], "the resuming worker is not kept off the model");
+    const blamed = t.net.told.flatMap((m) => m.type === "worker_refused_model" ? [m.key] : []);
+    assertEquals(
+      blamed,
+      [toHex(t.workers[0].identity.publicKey)],
+      "the liar, and only it, is kept off the model",
+    );
   } finally {
     await t.close();
   }

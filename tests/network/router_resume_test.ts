@@ -439,3 +439,84 @@ Deno.test("router resume (tiny model): a prefix the client hands the router that
     await t.close();
   }
 });
+
+/** The tiny model, except that every token it streams comes with the text "X" (its ids are right). */
+function textAltered(tiny: TextModel): GenerativeModel {
+  return {
+    info: tiny.info,
+    tokenizer: tiny.tokenizer,
+    forward: (tokens: readonly number[], o?: { signal?: AbortSignal }) => tiny.forward(tokens, o),
+    generate: (ids: number[], p: GenerationParams, o?: GenerateOptions) =>
+      tiny.generate(ids, p, o).pipeThrough(
+        new TransformStream<TokenChunk, TokenChunk>({
+          transform: (chunk, out) => out.enqueue({ ...chunk, text: "X" }),
+        }),
+      ),
+  } as GenerativeModel;
+}
+
+// Failed before the fix (review s81 failover F1): the worker that took the job over signed the
+// ids' true text, its receipt was withheld against the relayed "XXXXXX…" as `output_mismatch`, a
+// stream claim was filed against it, and the client was told only `receipt_rejected`.
+Deno.test("router resume (tiny model): a lost worker that streamed the model's ids with made-up text leaves the worker that takes the job over paid for the whole job; the client is told delivered_tokens_diverged, the liar is kept off the model, and no stream claim is filed", async () => {
+  const tiny = await loadTinyModel();
+  const t = await routerOver(tiny, [textAltered(tiny), tiny]);
+  try {
+    const handle = await t.port.submit(t.job("altered-text"));
+    const got = await read(handle, (n) => n === DIES_AFTER && t.workers[0].die());
+    assert.equal(got.failed, undefined, "the client's token stream failed");
+    assert.equal(got.summary.finishReason, "error");
+    assert.equal(got.summary.error?.code, "delivered_tokens_diverged");
+    assert.match(got.summary.error?.message ?? "", new RegExp(t.workers[0].key.slice(0, 16)));
+    assert.equal(got.summary.receipt, undefined, "the client was handed a receipt over other text");
+    await t.settled();
+    // The ledger's input: one receipt, the taker's, over every token the client got.
+    assert.deepEqual(
+      t.recorder.told.map((m) => m.type === "receipt" ? m.origin : m.type),
+      [t.workers[1].key],
+      "what reached the validator",
+    );
+    const paid = t.recorder.told[0];
+    assert.ok(paid.type === "receipt");
+    assert.equal(parseReceipt(paid.receipt).tokenCount, got.ids.length);
+    assert.ok(t.net.avoided.has(t.workers[0].key), "the liar was not kept off the model");
+    assert.equal(t.net.avoided.has(t.workers[1].key), false, "the honest taker was kept off");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("router resume (tiny model): a resumed job's handle says the prefix's text as the model decodes it, a character split across the cut held back for the first token after it", async () => {
+  const tiny = await loadTinyModel();
+  const system = new ActorSystem({ name: "resumed-text" });
+  const models = new StaticModels([tiny]);
+  const inference = await system.spawn<InferenceMessage>({
+    name: "inference",
+    factory: () => new InferenceActor({ models }),
+  });
+  const port = new LocalInferencePort({ inference, models });
+  try {
+    const job: TextJob = {
+      kind: "text",
+      model: tiny.info.cid,
+      prompt: "Once upon a time",
+      params: JOB_PARAMS,
+      nonce: "resumed-text",
+    };
+    // "hé" is 0x68 0xc3 0xa9: a cut after 0xc3 leaves half of "é" pending.
+    const handle = await port.submit(job, { resume: [0x68, 0xc3] });
+    assert.equal(handle.resumedText, "h");
+    handle.cancel();
+    await handle.done;
+    const whole = await port.submit({ ...job, nonce: "resumed-text-2" }, { resume: [0x68, 0x69] });
+    assert.equal(whole.resumedText, "hi");
+    whole.cancel();
+    await whole.done;
+    const fresh = await port.submit({ ...job, nonce: "resumed-text-3" });
+    assert.equal(fresh.resumedText, undefined);
+    fresh.cancel();
+    await fresh.done;
+  } finally {
+    await system.shutdown();
+  }
+});
