@@ -76,6 +76,31 @@ export class InvalidGenerationParamsError extends InferenceError {
   }
 }
 
+/**
+ * A worker refused a job for a field of it that the worker's version does not know (a newer
+ * requester's parameter): the worker cannot run exactly that job, and would run another if it
+ * dropped the field. Not the job's fault nor the worker's: another worker, of a version that
+ * reads the field, may run it, and this one spent nothing on it.
+ */
+export class JobVersionMismatchError extends InferenceError {
+  /** The field the worker named, as a dotted path (`job.params.minP`). */
+  readonly field: string;
+
+  /**
+   * Name the field.
+   *
+   * @param field The field the worker named.
+   * @param detail The worker's words.
+   */
+  constructor(field: string, detail: string) {
+    super(
+      "job_version_mismatch",
+      `the worker cannot read the job's field ${field} (an older version?): ${detail}`,
+    );
+    this.field = field;
+  }
+}
+
 /** A token id outside the model's vocabulary. */
 export class InvalidTokenError extends InferenceError {
   /**

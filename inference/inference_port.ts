@@ -215,10 +215,11 @@ export function emptyInferenceStats(): InferenceStats {
 }
 
 /**
- * `job` checked against `textJobSchema` (unknown fields dropped, as the wire drops them), or an
- * {@link InvalidGenerationParamsError} naming the first field that fails. Every port checks a
- * submission with it before anything else, so a bad job is refused with one code whichever port
- * takes it, and a local port never runs (and signs) a job the wire would refuse.
+ * `job` checked against `textJobSchema` (strict: a field it does not know is refused, as the wire
+ * refuses it), or an {@link InvalidGenerationParamsError} naming the first field that fails.
+ * Every port checks a submission with it before anything else, so a bad job is refused with one
+ * code whichever port takes it, and a local port never runs (and signs) a job the wire would
+ * refuse.
  *
  * @param job The job as submitted.
  * @returns The checked job.

@@ -37,6 +37,7 @@ import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_ti
 import { jobId, type TextJob } from "../protocols/job.ts";
 import { toHex } from "../protocols/hash.ts";
 import { RemoteError } from "../protocols/protocol_errors.ts";
+import { unknownFieldOf } from "../protocols/message_registry.ts";
 import {
   type InferenceEvent,
   ListModelsMessage,
@@ -46,7 +47,7 @@ import {
   type SubmitBody,
   SubmitMessage,
 } from "../protocols/inference_messages.ts";
-import { InvalidGenerationParamsError } from "./errors.ts";
+import { InvalidGenerationParamsError, JobVersionMismatchError } from "./errors.ts";
 import { MAX_TOP_LOGPROBS } from "./top_logprobs.ts";
 import {
   checkTextJob,
@@ -309,6 +310,10 @@ export class RemoteInferencePort implements InferencePort {
       // network's byte bound) is a bad job: the code a local port gives for one, not the
       // connection's generic one.
       if (error instanceof RemoteError && error.code === "invalid_body") {
+        // A field of the job the worker's schema does not know (this side's strict schema read
+        // it exactly: `checkTextJob`): an older worker, not a bad job (review s81 wire, F2).
+        const field = unknownFieldOf(error.message);
+        if (field !== undefined) throw new JobVersionMismatchError(field, error.message);
         throw new InvalidGenerationParamsError(`the worker refused the job: ${error.message}`);
       }
       throw typedRefusal(error, checked);

@@ -80,6 +80,9 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
   "input_not_found",
   "input_unavailable",
   "input_mismatch",
+  // It cannot read a field of the job (an older version: `JobVersionMismatchError`): a worker
+  // of a version that reads it may run it.
+  "job_version_mismatch",
 ]);
 
 /**
@@ -143,7 +146,8 @@ export function isStartedJobError(error: unknown): boolean {
 /**
  * Codes of a worker's refusal that says only that it is full now: the worker's port queue or its
  * per-peer share of jobs (`too_many_jobs`, `inference/serve_inference.ts`), the connection's
- * inbound request limit (`busy`), or its free stake (`insufficient_stake`). The worker did nothing for the job: asking the next one costs
+ * inbound request limit (`busy`), or its free stake (`insufficient_stake`); or that it is too
+ * old to read the job (`job_version_mismatch`). The worker did nothing for the job: asking the next one costs
  * no prefill and no token, so it does not spend the job's `MAX_WORKERS_PER_JOB` (`failover.ts`).
  */
 export const CAPACITY_REFUSAL_CODES: ReadonlySet<string> = new Set([
@@ -153,6 +157,11 @@ export const CAPACITY_REFUSAL_CODES: ReadonlySet<string> = new Set([
   // free up (`node/_stake_backed_port.ts`). It computed nothing; no fault of its own, so no
   // try spent and not kept off the model, only asked last a while, as a full worker.
   "insufficient_stake",
+  // Too old for the job, not full: it cannot read one of the job's fields (a newer requester's)
+  // and refused it before running anything (review s81 wire, F2). Neither its fault nor the
+  // job's: like a full worker it spends no try, is not kept off the model nor counted a
+  // failure, and is asked last for a while. Nothing ran, so nobody is paid and nothing is locked.
+  "job_version_mismatch",
 ]);
 
 /** Whether `error` is a worker's refusal of a job because it is full now. */

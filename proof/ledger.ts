@@ -602,7 +602,9 @@ export class Ledger {
   /**
    * The signed pledges recorded here, as each pledger signed it (so a peer checks each one
    * itself). Deposits are not pledges and are not listed. Held in memory, one per pledged key
-   * (about 150 bytes each), and in every checkpoint.
+   * (about 150 bytes each: its key and signature are decoded from the peer's frame as copies of
+   * their own, not views of a frame padded up to 1 MiB, `decodeCheckedCbor`), and in every
+   * checkpoint.
    *
    * A key convicted of pledge equivocation has both its pledges listed, first then second.
    *

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { decodeCbor } from "./cbor.ts";
+import { decodeCbor, decodeCborCopying } from "./cbor.ts";
 import { MalformedCborError, NestingTooDeepError, ProtocolError } from "./protocol_errors.ts";
 
 /**
@@ -95,14 +95,16 @@ const AI_EIGHT_BYTES = 27;
  * deeper than `maxDepth`, of at most `maxValues` maps, arrays and byte strings (default: no
  * bound but the bytes'; a peer's frame passes {@link DEFAULT_MAX_FRAME_VALUES} or its
  * connection's bound). Throws {@link MalformedCborError} or {@link NestingTooDeepError}.
+ * @returns The length of its longest byte string (0 if it holds none).
  */
 export function checkCborStructure(
   bytes: Uint8Array,
   maxDepth: number = DEFAULT_MAX_CBOR_DEPTH,
   maxValues: number = Number.POSITIVE_INFINITY,
-): void {
+): number {
   const end = bytes.byteLength;
   if (end === 0) throw new MalformedCborError("empty frame");
+  let longestBytes = 0;
   // Maps, arrays and byte strings read so far: refused at the first one too many.
   let values = 0;
   // remaining[i] = items still expected in the i-th open container.
@@ -165,6 +167,7 @@ export function checkCborStructure(
       case MAJOR_TEXT:
         if (arg > end - pos) throw new MalformedCborError("CBOR string runs past the frame");
         pos += arg;
+        if (major === MAJOR_BYTES && arg > longestBytes) longestBytes = arg;
         break;
       case MAJOR_ARRAY:
       case MAJOR_MAP: {
@@ -192,6 +195,7 @@ export function checkCborStructure(
     if (remaining.length === 0) break;
   }
   if (pos !== end) throw new MalformedCborError("trailing bytes after the CBOR item");
+  return longestBytes;
 }
 
 /**
@@ -201,18 +205,46 @@ export function checkCborStructure(
  * hundred bytes can then stand for an array of millions of items. `maxValues` bounds its maps,
  * arrays and byte strings (default none: a stored block is as large as its author made it;
  * frames pass their bound). Throws {@link MalformedCborError} or {@link NestingTooDeepError}.
+ *
+ * What it returns never keeps `bytes` alive for more than twice its own size: a byte string
+ * (or typed array) is a view of `bytes` only if it takes at least half of them (a storage
+ * chunk, a tensor: bulk content, not copied again), and every other one is a copy with a buffer
+ * of its own. Otherwise a 64-byte signature a node keeps for good (a pledge's, a hello's, a
+ * receipt's) would keep alive the whole frame it came in, padded by its sender to 1 MiB with a
+ * field the schema drops.
  */
 export function decodeCheckedCbor(
   bytes: Uint8Array,
   maxDepth: number = DEFAULT_MAX_CBOR_DEPTH,
   maxValues: number = Number.POSITIVE_INFINITY,
 ): unknown {
-  checkCborStructure(bytes, maxDepth, maxValues);
+  const longestBytes = checkCborStructure(bytes, maxDepth, maxValues);
   try {
-    return decodeCbor(bytes);
+    if (longestBytes * 2 < bytes.byteLength) return decodeCborCopying(bytes);
+    // A bulk byte string: decoded as a view, the rest copied (the structural check bounded how
+    // many values there are to walk).
+    return ownSmallViews(decodeCbor(bytes), bytes.byteLength / 2);
   } catch (cause) {
     // The structural check passed, so this is a value cbor-x itself refuses.
     if (cause instanceof ProtocolError) throw cause;
     throw new MalformedCborError("CBOR decoder refused the bytes", { cause });
   }
+}
+
+/**
+ * Replace each byte string or typed array in `value` shorter than `bulk` bytes by a copy with
+ * a buffer of its own (in place; arrays and maps are the decoder's own, never shared).
+ */
+function ownSmallViews(value: unknown, bulk: number): unknown {
+  if (value === null || typeof value !== "object") return value;
+  if (ArrayBuffer.isView(value)) {
+    return value.byteLength < bulk ? (value as Uint8Array).slice() : value;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = ownSmallViews(value[i], bulk);
+    return value;
+  }
+  const map = value as Record<string, unknown>;
+  for (const key of Object.keys(map)) map[key] = ownSmallViews(map[key], bulk);
+  return value;
 }

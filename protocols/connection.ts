@@ -686,9 +686,10 @@ export class Connection implements AsyncDisposable {
       if (this.#closing) return;
       this.#framesReceived++;
       // A payload that shares its buffer with other frames (one socket read holds many) is
-      // copied first: decoded byte strings are views of it, and whatever a handler keeps (a
-      // key, a signature) must not pin the whole read buffer. One in our read buffer is
-      // always copied: the next read reuses that buffer.
+      // copied first: a bulk byte string (half the frame or more: a chunk) is decoded as a view
+      // of it, and must not pin the whole read buffer. One in our read buffer is always
+      // copied: the next read reuses that buffer. Smaller byte strings (a key, a signature a
+      // handler keeps) are copies of their own (`decodeCheckedCbor`), so they pin no frame.
       const own = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength &&
         payload.buffer !== lent;
       const frame = decodeFrame(own ? payload : payload.slice(), decode);

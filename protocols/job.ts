@@ -206,7 +206,8 @@ export const GENERATION_LIMITS: GenerationLimits = Object.freeze({
 /**
  * Zod schema of {@link GenerationParams} within {@link GENERATION_LIMITS}. Parse once where
  * parameters enter (the edge, the wire, the InferenceActor); the sampler re-checks its subset
- * with the same limits on every draw without zod.
+ * with the same limits on every draw without zod. Strict, as {@link textJobSchema}: a field it
+ * does not know is refused, naming it, not dropped.
  */
 export const generationParamsSchema: z.ZodType<GenerationParams> = z.object({
   maxTokens: z.number().int().min(1).max(GENERATION_LIMITS.maxTokens),
@@ -219,9 +220,16 @@ export const generationParamsSchema: z.ZodType<GenerationParams> = z.object({
   // job id with it): refused, as every string of a job is (`well_formed.ts`).
   stop: z.array(wellFormed(z.string().min(1).max(GENERATION_LIMITS.maxStopChars)))
     .max(GENERATION_LIMITS.maxStopSequences),
-});
+}).strict();
 
-/** Zod schema of a {@link TextJob} within {@link GENERATION_LIMITS}; unknown fields are dropped. */
+/**
+ * Zod schema of a {@link TextJob} within {@link GENERATION_LIMITS}. Strict: a field it does not
+ * know (in the job or its `params`) is refused, naming it, not dropped. The job id hashes every
+ * field, so a job with one dropped is another job: a worker of an older version that dropped a
+ * newer requester's field ran a job nobody asked for and signed a receipt for its id, which the
+ * requester then refused (review s81 wire, F2). Refused, the requester asks another worker
+ * (`job_version_mismatch`, `inference/remote_port.ts`).
+ */
 export const textJobSchema: z.ZodType<TextJob> = z.object({
   kind: z.literal("text"),
   model: wellFormed(z.string().min(1).max(GENERATION_LIMITS.maxModelChars)),
@@ -233,7 +241,7 @@ export const textJobSchema: z.ZodType<TextJob> = z.object({
     message: "must be the CID of a stored public file of one chunk (raw, bafkrei…)",
   }).optional(),
   requester: z.string().regex(/^[0-9a-f]{64}$/).optional(),
-});
+}).strict();
 
 /** A tensor in a one-shot job, raw little-endian bytes. */
 export interface TensorData {

@@ -120,11 +120,47 @@ export function defineMessage<B, R = never, C = never>(
   return Object.freeze({ type, schema, reply: options?.reply, chunk: options?.chunk });
 }
 
-/** Summarise the first zod issue (bounded length: it goes back over the wire). */
-function describeIssue(error: { issues: readonly SchemaIssue[] }): string {
+/**
+ * What an `invalid_body` refusal says after the field it names when the body's schema is strict
+ * and does not know that field (a job's: `protocols/job.ts`): most likely one a later version
+ * added. {@link unknownFieldOf} reads the field back.
+ */
+export const UNKNOWN_FIELD_REASON = "unknown field (from a later version?)";
+
+/** Longest field name an `invalid_body` refusal quotes: the refusal goes back over the wire. */
+const MAX_FIELD_CHARS = 64;
+
+/**
+ * Summarise the first zod issue of a refused body (bounded length: it goes back over the wire):
+ * its path, then what is wrong. A field the schema does not know is named in the path, then
+ * {@link UNKNOWN_FIELD_REASON}.
+ *
+ * @param error The failed parse's error.
+ * @returns The summary.
+ */
+export function describeIssue(error: { issues: readonly SchemaIssue[] }): string {
   const issue = error.issues[0];
-  const where = issue?.path.length ? issue.path.map(String).join(".") : "(root)";
+  const path = (issue?.path ?? []).map(String);
+  const detail = issue as { code?: unknown; keys?: unknown } | undefined;
+  const unknown = detail?.code === "unrecognized_keys" ? detail.keys : undefined;
+  if (Array.isArray(unknown) && unknown.length > 0) {
+    const field = [...path, String(unknown[0]).slice(0, MAX_FIELD_CHARS)].join(".");
+    return `${field}: ${UNKNOWN_FIELD_REASON}`;
+  }
+  const where = path.length ? path.join(".") : "(root)";
   return `${where}: ${issue?.message ?? "invalid"}`.slice(0, 200);
+}
+
+/**
+ * The field an `invalid_body` refusal's message names as one its schema does not know
+ * ({@link UNKNOWN_FIELD_REASON}), or undefined when it names none: how a requester tells a
+ * worker of an older version (it cannot read a field of the job) from a bad job.
+ */
+export function unknownFieldOf(message: string): string | undefined {
+  const end = message.lastIndexOf(`: ${UNKNOWN_FIELD_REASON}`);
+  if (end < 0 || end + UNKNOWN_FIELD_REASON.length + 2 !== message.length) return undefined;
+  const start = message.lastIndexOf(": ", end - 1);
+  return message.slice(start < 0 ? 0 : start + 2, end) || undefined;
 }
 
 /** The set of message types a connection understands. */

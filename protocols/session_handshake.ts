@@ -48,6 +48,7 @@ import { encodeCanonical } from "./cbor.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
 import { isProtocolOffer, MAX_PROTOCOLS, type ProtocolOffer } from "./connection_protocols.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
+import { describeIssue } from "./message_registry.ts";
 import { isWeakPublicKey } from "./envelope_signing.ts";
 import { sha256 } from "./hash.ts";
 import { type Identity, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verifySignature } from "./identity.ts";
@@ -303,7 +304,15 @@ function parse<T>(payload: Uint8Array, type: string, schema: z.ZodType<T>): T {
     throw new HandshakeError(`expected ${type}, got ${JSON.stringify(envelope.type)}`);
   }
   const parsed = schema.safeParse(envelope.body);
-  if (!parsed.success) throw new HandshakeError(`malformed ${type}`);
+  if (!parsed.success) {
+    // What is wrong, and where: a field a later version added is named as one (the handshake
+    // stays strict: both sides sign over exactly what the session id hashes), so both operators
+    // read a version skew, not a bare "malformed" (review s81 wire, F3).
+    throw new HandshakeError(
+      `the peer's ${type} (protocol version ${envelope.v}) is refused: ` +
+        describeIssue(parsed.error),
+    );
+  }
   return parsed.data;
 }
 

@@ -15,6 +15,7 @@ import {
   textJobSchema,
 } from "../../protocols/job.ts";
 import { ILL_FORMED_STRING_MESSAGE } from "../../protocols/well_formed.ts";
+import { describeIssue, UNKNOWN_FIELD_REASON } from "../../protocols/message_registry.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { signAssignment, verifyAssignment } from "../../protocols/assignment.ts";
@@ -75,7 +76,7 @@ Deno.test("generationParamsSchema refuses each value just past a GENERATION_LIMI
   }
 });
 
-Deno.test("textJobSchema bounds model, prompt and nonce, and drops unknown fields so the job id is the job's", () => {
+Deno.test("textJobSchema bounds model, prompt and nonce, and refuses unknown fields (in the job or its params), naming them: dropped, the job id would be another job's", () => {
   assert.ok(textJobSchema.safeParse(job()).success);
   assert.ok(textJobSchema.safeParse(job({ prompt: "x".repeat(L.maxPromptChars) })).success);
   for (
@@ -90,8 +91,14 @@ Deno.test("textJobSchema bounds model, prompt and nonce, and drops unknown field
   ) {
     assert.ok(!textJobSchema.safeParse(bad).success);
   }
-  const parsed = textJobSchema.parse({ ...job(), extra: "smuggled" });
-  assert.equal(jobId(parsed), jobId(job()));
+  // Review s81 wire F2: a worker that dropped a newer requester's field ran another job.
+  const extra = textJobSchema.safeParse({ ...job(), extra: "smuggled" });
+  assert.ok(!extra.success);
+  assert.equal(describeIssue(extra.error), `extra: ${UNKNOWN_FIELD_REASON}`);
+  const inParams = textJobSchema.safeParse({ ...job(), params: { ...params(), minP: 0.05 } });
+  assert.ok(!inParams.success);
+  assert.equal(describeIssue(inParams.error), `params.minP: ${UNKNOWN_FIELD_REASON}`);
+  assert.equal(jobId(textJobSchema.parse(job())), jobId(job()));
 });
 
 Deno.test("textJobSchema refuses a lone surrogate in prompt, stop, nonce or model, naming the field", () => {
