@@ -112,7 +112,14 @@ export function otherClaim(
   rec: ReceiptRecord,
   receipt: Receipt | undefined,
 ): { jobId: string; locked: number } | undefined {
-  if (receipt === undefined || receiptId(receipt) === rec.receiptId) return undefined;
+  if (receipt === undefined) return undefined;
+  if (receiptId(receipt) === rec.receiptId) {
+    // One of a cancelled pair whose other half came (`cancelled_pair`): the proof convicts the
+    // pair, slashed by its larger claim whichever half holds the job (review s81 vpair F5).
+    const paired = view.index.cancelledPair(rec.receiptId);
+    if (paired === undefined || view.index.equivocated(receipt.jobId)) return undefined;
+    return { jobId: receipt.jobId, locked: paired.locked };
+  }
   // `rec` never recorded here, another worker's receipt holding the job: its own claim, and
   // its worker's equivocation, not the job holder's.
   const side = view.index.unrecordedClaim(receipt.jobId, rec.worker);

@@ -21,6 +21,7 @@ import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts"
 import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
 import {
   equivocationSlash,
+  freeStake,
   type LedgerView,
   lockOf,
   rewardOf,
@@ -29,7 +30,14 @@ import {
 import { claimBody, unrecordedClaimEntry, unrecordedEquivocation } from "./_ledger_unrecorded.ts";
 import { lateAssignment, takesAssignment } from "./_ledger_late_assignment.ts";
 import { stakeRefusedClaim } from "./_ledger_stake_refused.ts";
-import { cancelledReceiptKey, streamFraudKey } from "./ledger_index.ts";
+import { encodeCanonical } from "../protocols/cbor.ts";
+import { sha256Hex } from "../protocols/hash.ts";
+import {
+  cancelledReceiptKey,
+  pairableKey,
+  type PairedClaim,
+  streamFraudKey,
+} from "./ledger_index.ts";
 import { steeringCover, steeringTakenLocks } from "./_ledger_steering.ts";
 
 /**
@@ -63,6 +71,11 @@ export function receiptDecision(
     const pair = first === undefined || first.worker !== worker
       ? undefined
       : cancelledPair(view, first, receipt);
+    // The pair's other half, come before: a third claim must be one of the two, or it is
+    // equivocation, slashed by the larger of the three claims (review s81 vpair F1).
+    const paired = first === undefined || first.worker !== worker
+      ? undefined
+      : view.index.cancelledPair(first.receiptId);
     // Another receipt of this worker for a job it already has one recorded for, claiming
     // other work (another output or token count): two signed answers to one job. Its own
     // signatures convict it; the first receipt is slashed (or, if already paid, its stake is
@@ -79,8 +92,9 @@ export function receiptDecision(
       // claim (`steeringCover`, `_ledger_accusations.ts`). Stop 80: the conviction then this
       // receipt took 80 + 800 where this receipt first took 800.
       const cover = steeringCover(view, first);
-      const slashed = cover === undefined ? equivocationSlash(view, first, locked) : roundCredits(
-        equivocationSlash(view, first, locked, steeringTakenLocks(view, worker)) -
+      const larger = Math.max(locked, paired?.locked ?? 0);
+      const slashed = cover === undefined ? equivocationSlash(view, first, larger) : roundCredits(
+        equivocationSlash(view, first, larger, steeringTakenLocks(view, worker)) -
           slashable(view, first),
       );
       if (
@@ -178,9 +192,11 @@ export function receiptDecision(
       // recorded uncredited (its model was not here), it earns nothing whatever the owner
       // holds when its assignment comes; recorded checkable, it is credited even if the
       // model has left since (review s47: the late announcement decided both ways).
+      // One of a cancelled pair: the job is paid the k tokens, whichever half the assignment came
+      // with (review s81 vpair F3: the finished one's paid n after its bare cancelled one).
       const late = requester === null
         ? undefined
-        : lateAssignment(view, existing, requester, reward);
+        : lateAssignment(view, existing, requester, paired?.reward ?? reward);
       if (late !== undefined) return late;
       throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
     }
@@ -197,28 +213,21 @@ export function receiptDecision(
         claim.tokens === receipt.tokenCount && first.locked === locked;
       // One of a cancelled pair: the job is paid the cancelled receipt's k tokens, whichever of
       // the two holds it (`cancelledPair`).
-      const paid = pair !== undefined ? pair.reward : same ? reward : undefined;
-      const late = lateAssignment(view, first, requester, paid, check.receiptId);
-      if (late !== undefined) return late;
-    }
-    // The cancelled receipt of a pair whose finished one holds the job assigned: the job is
-    // paid its k tokens, not the finished receipt's n, while the record is open (the worker's
-    // own word that its requester's client held k; an honest worker signs it only when asked,
-    // after the cancel). Else a worker that raced its finished receipt with the assignment of
-    // the cancelled one to a ledger was paid n there and k elsewhere.
-    if (pair?.cancelledSecond && first !== undefined && first.requester !== undefined) {
-      const open = first.status === "pending" || first.status === "challenged";
-      if (open && first.credit > pair.reward) {
-        return {
-          kind: "assigned",
-          body: {
-            receiptId: first.receiptId,
-            requester: first.requester,
-            credit: pair.reward,
-            receivedWith: check.receiptId,
-          },
-        };
+      const paid = pair !== undefined ? pair.reward : same ? paired?.reward ?? reward : undefined;
+      if (pair === undefined || paired !== undefined) {
+        const late = lateAssignment(view, first, requester, paid, check.receiptId);
+        if (late !== undefined) return late;
       }
+    }
+    // The pair's other half, first heard: kept, the job paid its k tokens once.
+    if (pair !== undefined && paired === undefined && first !== undefined) {
+      return pairEntry(
+        view,
+        first,
+        receipt,
+        { receiptId: check.receiptId, locked, requester },
+        pair,
+      );
     }
     // An assigned receipt takes the job from another worker's receipt recorded without one: a
     // copier that re-signed the worker's announced receipt under its own key and got here
@@ -284,6 +293,8 @@ export function receiptDecision(
         // So the worker's finished receipt for the job, coming later, is its pair, one claim
         // (`cancelledReceiptKey`).
         ...(receipt.end === undefined ? {} : { end: receipt.end }),
+        // What it signed besides its end, count and output: its pair's must be the same.
+        ...(receipt.kind === "text" ? { pairable: pairableDigest(receipt) } : {}),
       },
     };
   };
@@ -295,24 +306,33 @@ export function receiptDecision(
  * receipt over k < n of them, in either order (`docs/PROTOCOL.md`, "Through a forwarding node":
  * the worker had finished when its requester's client cancelled after k, and it signed a
  * cancelled receipt over k that replaces the finished one). One claim, paid once, the k tokens
- * (`reward`, what the cancelled receipt earns). Undefined for anything else, which stays
- * equivocation where the claims differ: two finished or two cancelled receipts, a cancelled one
- * over more tokens than the finished one (or as many, with another output), or a claim whose
- * lock over n is not the record's (another prompt count or priced model). What the receipts do
- * not show (other tokens in the shared prefix, another seed) a challenge of the recorded one
- * convicts: one of the two answers is not the model's. `cancelledSecond`: `receipt` is the
- * cancelled one.
+ * (`reward`, what the cancelled receipt earns). Both must sign the same everything else: job,
+ * model, input, parameters (seed included), commitment scheme and width, prompt count
+ * ({@link pairableDigest}, kept with the record: review s81 vpair F2). Once the pair's other half
+ * came (`LedgerIndex.cancelledPair`), only that half again pairs: a third claim is equivocation
+ * (F1). Undefined for anything else, which stays equivocation where the claims differ: two
+ * finished or two cancelled receipts, a cancelled one over more tokens than the finished one (or
+ * as many), or one that signs anything else differently. Other tokens in the shared prefix a
+ * challenge of the recorded one convicts: one of the two answers is not the model's.
  */
 function cancelledPair(
   view: LedgerView,
   first: ReceiptRecord,
   receipt: Receipt,
-): { reward: number; cancelledSecond: boolean } | undefined {
+): { reward: number } | undefined {
   if (first.kind !== "inference" || receipt.kind !== "text") return undefined;
   const claim = view.index.claim(receipt.jobId);
   if (claim === undefined || claim.outputHash === null) return undefined;
-  const firstCancelled = view.index.proofSettled(cancelledReceiptKey(first.receiptId));
+  if (!view.index.proofSettled(pairableKey(first.receiptId, pairableDigest(receipt)))) {
+    return undefined;
+  }
   const cancelledSecond = receipt.end === "cancelled";
+  const known = view.index.cancelledPair(first.receiptId);
+  if (known !== undefined) {
+    const same = known.outputHash === receipt.outputHash && known.tokens === receipt.tokenCount;
+    return same ? { reward: known.reward } : undefined;
+  }
+  const firstCancelled = view.index.proofSettled(cancelledReceiptKey(first.receiptId));
   // The cancelled one covers fewer tokens than the finished one.
   const [k, n] = cancelledSecond
     ? [receipt.tokenCount, claim.tokens]
@@ -321,7 +341,99 @@ function cancelledPair(
   // The same work priced over n as the record's lock: the same model's price, prompt count.
   const over = (tokens: number) => rewardOf(view, { ...receipt, tokenCount: tokens });
   if (lockOf(view, over(cancelledSecond ? n : k)) !== first.locked) return undefined;
-  return { reward: over(k), cancelledSecond };
+  return { reward: over(k) };
+}
+
+/**
+ * What a receipt signs that a cancel after the worker's end does not change: every signed field
+ * but its `end`, `tokenCount`, `outputHash`, commitment `root`, timings and signature (hex
+ * SHA-256 of their canonical CBOR). A worker's finished receipt and its cancelled one over a
+ * prefix of the same tokens have the same digest; one with another seed, model or input does not.
+ */
+export function pairableDigest(receipt: Receipt): string {
+  const { commitment } = receipt;
+  return sha256Hex(encodeCanonical({
+    v: receipt.v,
+    kind: receipt.kind,
+    jobId: receipt.jobId,
+    model: receipt.model,
+    inputHash: receipt.inputHash,
+    params: receipt.params ?? null,
+    scheme: commitment.scheme,
+    chunkSize: commitment.chunkSize,
+    tokenBytes: commitment.tokenBytes,
+    promptTokens: receipt.promptTokens ?? null,
+    worker: receipt.worker,
+  }));
+}
+
+/**
+ * The `cancelled_pair` entry keeping `receipt` (`second`: its id, lock, and the requester its
+ * assignment names, if it came with one), the other half of `first`'s cancelled pair: the job is
+ * paid `pair.reward`, the k tokens, once, whichever half came first and with the assignment.
+ * Open, `first`'s credit is that at most (assigned now by this half's assignment, if it had
+ * none). Closed paid more (the cancelled receipt came after the finished one's window: F4), the
+ * difference is taken back (`reclaimed`), so the worker ends as where the cancelled one came
+ * first: the cut is its own signed word, never another's. Convicted before the pair was whole
+ * (a proof of the record, or its equivocation with a second cancelled receipt over another
+ * count), what this half's larger claim adds is cut (`slashed`, from stake no open
+ * receipt locks), so the same messages cost the same in every order (F1, F5).
+ */
+function pairEntry(
+  view: LedgerView,
+  first: ReceiptRecord,
+  receipt: Receipt,
+  second: { receiptId: string; locked: number; requester: string | null },
+  pair: { reward: number },
+) {
+  const open = first.status === "pending" || first.status === "challenged";
+  let assignedTo: { requester?: string; credit?: number } = {};
+  if (second.requester !== null && takesAssignment(view, first)) {
+    const late = lateAssignment(view, first, second.requester, pair.reward)!;
+    assignedTo = { requester: second.requester, credit: late.body.credit };
+  } else if (open) {
+    assignedTo = { credit: Math.min(first.credit, pair.reward) };
+  }
+  const reclaimed = first.status === "final" && first.credit > pair.reward
+    ? roundCredits(first.credit - pair.reward)
+    : 0;
+  // What the record's conviction took so far: its own lock (a proof of it), or, for an
+  // equivocation no proof has rewarded yet, the larger of its two claims. Once a proof of another
+  // claim settled the job's equivocation, that slash already weighed the larger claim. A fault
+  // (this ledger's own challenge, burned, unrewarded) slashes the record alone, as for any record.
+  const equivocated = view.index.equivocated(receipt.jobId);
+  const unrewarded = view.index.unrewardedSlash(first.receiptId);
+  const taken = first.status !== "fraud"
+    ? undefined
+    : equivocated
+    ? unrewarded
+    : unrewarded === undefined
+    ? first.locked
+    : undefined;
+  const slashed = taken === undefined ? 0 : Math.min(
+    Math.max(0, roundCredits(second.locked - Math.max(taken, first.locked))),
+    freeStake(view.account(receipt.worker)),
+  );
+  const claim: PairedClaim = {
+    receiptId: second.receiptId,
+    outputHash: receipt.outputHash,
+    tokens: receipt.tokenCount,
+    locked: second.locked,
+    reward: pair.reward,
+  };
+  return {
+    kind: "cancelled_pair" as const,
+    body: {
+      jobId: receipt.jobId,
+      receiptId: first.receiptId,
+      worker: first.worker,
+      second: receipt as unknown as Record<string, unknown>,
+      pair: claim as unknown as Record<string, unknown>,
+      ...assignedTo,
+      ...(reclaimed > 0 ? { credit: pair.reward, reclaimed } : {}),
+      ...(slashed > 0 ? { slashed } : {}),
+    },
+  };
 }
 
 /**

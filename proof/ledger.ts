@@ -684,6 +684,12 @@ export class Ledger {
         "another receipt for this job is already recorded (this one is kept as its worker's claim)",
       );
     }
+    if (entry?.kind === "cancelled_pair") {
+      throw new LedgerRejectedError(
+        "job_already_recorded",
+        "this worker's receipt for the job is recorded: this one is kept as its cancelled pair",
+      );
+    }
     if (entry?.kind === "assigned" && entry.body.receiptId !== check.receiptId) {
       throw new LedgerRejectedError(
         "job_already_recorded",
@@ -712,7 +718,7 @@ export class Ledger {
     try {
       const { kind, body } = receiptDecision(this.#view, receipt, check, options)();
       if (stakeRefusal(this.#view, { kind, body }, receipt.worker)) return "insufficient_stake";
-      if (kind === "unrecorded_claim") return "job_already_recorded";
+      if (kind === "unrecorded_claim" || kind === "cancelled_pair") return "job_already_recorded";
       if (kind === "assigned" && body.receiptId !== check.receiptId) return "job_already_recorded";
       return kind === "equivocation" || kind === "double_assignment" ? kind : undefined;
     } catch (error) {

@@ -39,6 +39,10 @@ export const GENESIS_PREV = "0".repeat(64);
  * worker's record that holds the job without one (credited only while open, and only for the
  * work it records), whichever receipt of that worker's it came with (`receivedWith` when
  * another); an `equivocation` whose second receipt came assigned carries its `requester`.
+ * `cancelled_pair` keeps the other half of a worker's cancelled pair (its finished receipt over n
+ * and its `cancelled` one over k < n for the same job) whose recorded receipt holds the job: one
+ * claim, paid the k tokens once (`credit`, with `requester` when it came assigned), and, the
+ * record closed paid more, that much taken back (`reclaimed`; `_ledger_receipts.ts`).
  * `pledge_equivocation` records a key's second, different signed pledge (its first is the `stake`
  * entry): the key is convicted and its stake and balance forfeited (`ledger_state.ts`).
  * `training_late_credit` pays a training receipt that closed unpaid (recorded without credit, its
@@ -65,6 +69,7 @@ export type LedgerEntryKind =
   | "equivocation"
   | "double_assignment"
   | "unrecorded_claim"
+  | "cancelled_pair"
   | "challenge"
   | "cleared"
   | "fault"
@@ -93,6 +98,7 @@ const KNOWN_KINDS: Readonly<Record<LedgerEntryKind, true>> = {
   equivocation: true,
   double_assignment: true,
   unrecorded_claim: true,
+  cancelled_pair: true,
   challenge: true,
   cleared: true,
   fault: true,

@@ -73,6 +73,36 @@ export function cancelledReceiptKey(receiptId: string): string {
 }
 
 /**
+ * The key under which the index remembers what receipt `receiptId` signed besides its end, token
+ * count and output (`digest`, `pairableDigest` of it, its `receipt` entry's `pairable`): a
+ * receipt of the same worker for the same job with the same digest can be its cancelled pair
+ * (`_ledger_receipts.ts`, `cancelledPair`); another seed, model, input, parameters, commitment
+ * scheme or prompt count cannot. Absent from entries written before the field: such a record pairs
+ * with nothing, its worker's other claim for the job is equivocation, as before stop 81.
+ */
+export function pairableKey(receiptId: string, digest: string): string {
+  return `pairable/${receiptId}/${digest}`;
+}
+
+/**
+ * The other half of a cancelled pair whose recorded receipt holds the job
+ * ({@link LedgerIndex.cancelledPair}): the worker's finished receipt, or its cancelled one,
+ * never recorded (one claim with the record, not its own).
+ */
+export interface PairedClaim {
+  /** Its receipt's id. */
+  receiptId: string;
+  /** The output it claims. */
+  outputHash: string;
+  /** The token count it claims. */
+  tokens: number;
+  /** The stake it would lock: a proof or equivocation slashes the pair by the larger lock. */
+  locked: number;
+  /** What the pair earns: the cancelled receipt's k tokens. */
+  reward: number;
+}
+
+/**
  * A worker's claim for a job another worker's receipt holds here
  * ({@link LedgerIndex.unrecordedClaim}).
  */
@@ -224,6 +254,10 @@ const SCHEMA = `
     PRIMARY KEY (job, worker)
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS refused_claims_by_worker ON refused_claims (worker, until);
+  CREATE TABLE IF NOT EXISTS cancelled_pairs (
+    receipt TEXT PRIMARY KEY, other TEXT NOT NULL, output_hash TEXT NOT NULL,
+    tokens INTEGER NOT NULL, locked REAL NOT NULL, reward REAL NOT NULL
+  ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS verdicts (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, verdict BLOB NOT NULL,
     validator TEXT, target TEXT
@@ -241,6 +275,7 @@ const ENTRY_TABLES = [
   "steering_cuts",
   "unrecorded_claims",
   "refused_claims",
+  "cancelled_pairs",
   "verdicts",
 ] as const;
 
@@ -290,6 +325,10 @@ export class LedgerIndex {
       steeringLeft: p("SELECT left FROM steering_cuts WHERE worker = ?"),
       keepSteeringCut: p("INSERT OR REPLACE INTO steering_cuts (worker, left) VALUES (?, ?)"),
       unrecorded: p("SELECT * FROM unrecorded_claims WHERE job = ? AND worker = ?"),
+      pair: p("SELECT * FROM cancelled_pairs WHERE receipt = ?"),
+      keepPair: p(
+        "INSERT INTO cancelled_pairs (receipt, other, output_hash, tokens, locked, reward) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (receipt) DO NOTHING",
+      ),
       keepUnrecorded: p(
         "INSERT INTO unrecorded_claims (job, worker, receipt, output_hash, tokens, locked, equivocated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, worker) DO NOTHING",
       ),
@@ -487,6 +526,7 @@ export class LedgerIndex {
         );
         if (typeof b.uncredited === "string") q.settle.run(uncreditedReceiptKey(b.receiptId));
         if (b.end === "cancelled") q.settle.run(cancelledReceiptKey(b.receiptId));
+        if (typeof b.pairable === "string") q.settle.run(pairableKey(b.receiptId, b.pairable));
         // Kept before as its worker's claim (refused: for want of stake, or while another's
         // receipt held the job): the record stands for it now, and takes its marks.
         q.forgetClaim.run(b.jobId, b.worker, b.receiptId);
@@ -596,6 +636,33 @@ export class LedgerIndex {
         // to it (absent from entries written before stop 63, which never carried it).
         if (typeof b.requester === "string") q.assign.run(b.requester, 0, b.receiptId);
         return void status("fraud");
+      }
+      case "cancelled_pair": {
+        // The other half of the record's cancelled pair: kept, so a third claim of the worker's
+        // for the job is equivocation against both, and the job is paid and slashed as the pair.
+        const pair = b.pair as unknown as PairedClaim;
+        q.keepPair.run(
+          b.receiptId,
+          pair.receiptId,
+          pair.outputHash,
+          pair.tokens,
+          pair.locked,
+          pair.reward,
+        );
+        const rec = q.receipt.get(b.receiptId) as { requester: string | null } | undefined;
+        if (typeof b.credit === "number" && rec !== undefined) {
+          q.assign.run(
+            typeof b.requester === "string" ? b.requester : rec.requester,
+            b.credit,
+            b.receiptId,
+          );
+        }
+        // What the pair's larger claim added to an equivocation's slash: a proof's share too.
+        const kept = q.unrewarded.get(b.receiptId) as { slashed: number } | undefined;
+        if (typeof b.slashed === "number" && kept !== undefined) {
+          q.keepUnrewarded.run(b.receiptId, roundCredits(kept.slashed + b.slashed));
+        }
+        return;
       }
       case "assigned":
       case "training_late_credit":
@@ -883,6 +950,23 @@ export class LedgerIndex {
       tokens: row.tokens,
       locked: row.locked,
       equivocated: row.equivocated === 1,
+    };
+  }
+
+  /**
+   * The other half of the cancelled pair whose recorded receipt is `receiptId` (a
+   * `cancelled_pair` entry), if one came: the pair is one claim, paid its `reward` once, and
+   * slashed by the larger of the two locks.
+   */
+  cancelledPair(receiptId: string): PairedClaim | undefined {
+    const row = this.#q.pair.get(receiptId) as Record<string, never> | undefined;
+    if (row === undefined) return undefined;
+    return {
+      receiptId: row.other,
+      outputHash: row.output_hash,
+      tokens: row.tokens,
+      locked: row.locked,
+      reward: row.reward,
     };
   }
 

@@ -581,6 +581,22 @@ export class LedgerState {
         rec.credit = b.credit;
         return;
       }
+      case "cancelled_pair": {
+        // The other half of the record's cancelled pair: the job is paid the k tokens once.
+        // Open, the record's credit is that (and its requester the one the half came assigned
+        // by); closed paid more (the cancelled receipt after the finished one's window), the
+        // difference is taken back.
+        const rec = this.#open.get(b.receiptId);
+        if (rec) {
+          if (typeof b.requester === "string") rec.requester = b.requester;
+          if (typeof b.credit === "number") rec.credit = b.credit;
+        } else if (typeof b.reclaimed === "number") {
+          this.#move(this.#account(b.worker), "balance", -b.reclaimed);
+        }
+        // Convicted of equivocation before the pair was whole: what its larger claim adds.
+        if (typeof b.slashed === "number") this.#cut(this.#account(b.worker), b.slashed);
+        return;
+      }
       case "training_late_credit": {
         // A training receipt closed unpaid, never convicted, credited by its round after its
         // window: paid now (`_ledger_training.ts`). Written only for a closed one: open, it is
