@@ -18,7 +18,8 @@
  * link, bad signature, foreign signer) raises {@link LedgerTamperedError} naming it and the
  * commands that recover (`ledger verify`, `ledger repair`). A torn write from a crash at the
  * very end — a frame cut short, or zeros where the file system allocated space the write never
- * filled; the append was never acknowledged — is cut off, its bytes copied to
+ * filled (to the end, or over a page inside the last frame); the append was never acknowledged —
+ * is cut off, its bytes copied to
  * `ledger.log.torn-<time>` first, not reported as tampering; bytes that could hide an
  * acknowledged entry (a whole entry signed by the owner among them) are damage, however they
  * end (`judgeTail`, `ledger_recovery.ts`). A write that fails (a full disk, an I/O error) poisons

@@ -12,8 +12,10 @@
  * The bytes after the last entry that verifies are a torn tail — what a crash mid-append left,
  * never acknowledged — only when they cannot hide an acknowledged entry ({@link judgeTail}): a
  * frame cut short by the end of the file, space allocated but never written (zeros), a frame
- * whose first bytes are still zeros, or a frame that does not decode (or decodes as another
- * signer's: zeros over its last field) followed only by zeros,
+ * whose first bytes are still zeros, a frame that does not decode (or decodes as another
+ * signer's: zeros over its last field) followed only by zeros, or a last frame that ends where the
+ * file ends, is not the owner's entry as signed, and holds a page of zeros on a page boundary (a
+ * page between its first and last never written back: review s81),
  * and no whole entry signed by the owner anywhere in them. A torn tail is cut, and copied first to `ledger.log.torn-<time>` next to the log; any
  * other tail is damage ({@link LedgerTamperedError}), for `ledger repair` to set aside.
  *
@@ -400,8 +402,17 @@ export type TailJudgement =
  * length runs past the end of the file (and whose bytes are not themselves a whole entry: that
  * is a damaged length prefix), zeros only (space the file system allocated, never written),
  * zeros where the length should be followed by part of a frame (its first page never written;
- * again not a whole entry), or a frame that does not decode, or decodes as another signer's
- * (zeros over the signer, its last field), followed only by zeros (its own last byte included).
+ * again not a whole entry), a frame that does not decode, or decodes as another signer's
+ * (zeros over the signer, its last field), followed only by zeros (its own last byte included),
+ * or a frame that ends at the end of the file, is not an entry signed by `owner`, and holds a
+ * whole page of zeros on a page boundary (`PAGE_BYTES`: a page between its first and last
+ * that never reached the disk).
+ *
+ * That last rule lets no one who can write the file do more than the zero tail already lets
+ * them: it cuts only the last frame, one no signed checkpoint covers (the replay starts past the
+ * checkpoint's entries), and no whole entry of the owner's may follow it — the frame's bytes could
+ * as well be cut short or zeroed to the end, both torn already. The cut frame is kept beside the
+ * log, as every torn tail is.
  */
 export async function judgeTail(
   log: LedgerLog,
@@ -472,7 +483,38 @@ export async function judgeTail(
   if (nonZeroEnd <= frameEnd && nonZeroEnd < size && !namesOwner(payload, owner)) {
     return { torn: true }; // written in part, the rest allocated as zeros
   }
+  if (
+    frameEnd === size && signedEntry(payload, owner) === undefined &&
+    holdsZeroPage(bytes, from, FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length)
+  ) {
+    // The last frame, whole in length and ending where the file ends, with a page inside it that
+    // reads as zeros: an append whose first and last pages reached the disk while one between
+    // them did not (pages are written back in no set order). Not the owner's entry as signed,
+    // and no whole entry of the owner's after it (checked above), so it hides nothing
+    // acknowledged: what a crash cut short, as a zero tail is (review s81 F1).
+    return { torn: true };
+  }
   return { torn: false };
+}
+
+/**
+ * The least a file system writes back at once: a page of the page cache (4 KiB on x86-64; the
+ * larger pages of some arm64 kernels are whole multiples of it). A write cut short by a power cut
+ * loses whole pages, so what it left unwritten inside a file reads as zeros over at least one
+ * page on a boundary of this size.
+ */
+const PAGE_BYTES = 4096;
+
+/**
+ * Whether `bytes[start, end)`, where `bytes[0]` is byte `offset` of the file, holds a whole page
+ * of zeros on a page boundary of the file: what an unwritten page of an append leaves.
+ */
+function holdsZeroPage(bytes: Uint8Array, offset: number, start: number, end: number): boolean {
+  const first = Math.ceil((offset + start) / PAGE_BYTES) * PAGE_BYTES - offset;
+  for (let page = first; page + PAGE_BYTES <= end; page += PAGE_BYTES) {
+    if (bytes.subarray(page, page + PAGE_BYTES).every((b) => b === 0)) return true;
+  }
+  return false;
 }
 
 /**

@@ -22,6 +22,7 @@ import { DatabaseSync } from "node:sqlite";
 import { receiptId } from "../../protocols/receipt.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { MAX_ENTRY_BYTES } from "../../proof/ledger_entry.ts";
+import { LedgerTamperedError } from "../../proof/ledger_errors.ts";
 
 // What the ledger writes after a failure, and what a new ledger's files need to survive a power
 // cut.
@@ -453,3 +454,155 @@ Deno.test("an index whose kept position does not parse (a damaged row SQLite rea
     });
   }
 });
+
+/** A page of the page cache (as `judgeTail` assumes): what a power cut loses of a write at once. */
+const PAGE = 4096;
+
+/**
+ * A ledger whose last entry is a steering conviction over 300 paid receipts (some 20 KB, so its
+ * frame spans several pages), imaged as a kill left it (before the close's checkpoint), and again
+ * once an acknowledged deposit follows the conviction. `length` counts the conviction.
+ */
+async function steeringImages(dir: string, clock: { t: number }) {
+  const steerer = Identity.generate();
+  const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+  const ids: string[] = [];
+  await withoutFsync(async () => {
+    await ledger.deposit(steerer.publicKey, 1e12);
+    for (let n = 0; n < 300; n++) {
+      const r = receipt(20_000 + n, 1, steerer);
+      ids.push((await ledger.recordReceipt(r, assigned(r))).receiptId);
+    }
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+  });
+  const before = ledger.account(steerer.publicKey);
+  assert.ok((await ledger.settleSteering(steerer.publicKey, ids)) > 0);
+  const length = ledger.length;
+  const last = await copyDir(dir);
+  await ledger.deposit(steerer.publicKey, 5);
+  const followed = await copyDir(dir);
+  await ledger.close();
+  return { steerer, before, length, last, followed };
+}
+
+/** Run `fn` on a copy of the ledger directory `image` whose log is `bytes`; removed after. */
+async function withLog(
+  image: string,
+  bytes: Uint8Array,
+  fn: (dir: string) => Promise<void>,
+): Promise<void> {
+  const crashed = await copyDir(image);
+  try {
+    await Deno.writeFile(`${crashed}/ledger.log`, bytes);
+    await fn(crashed);
+  } finally {
+    await Deno.remove(crashed, { recursive: true });
+  }
+}
+
+/** The names of the files a torn tail was set aside to in `dir`. */
+async function tornFiles(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.startsWith("ledger.log.torn-")) names.push(e.name);
+  }
+  return names;
+}
+
+Deno.test("a steering conviction whose append lost a page between its first and last (a power cut) is cut on open as a torn tail, and the steerer's stake stays whole", () =>
+  withLedgerDir(async (dir, clock) => {
+    const built = await steeringImages(dir, clock);
+    try {
+      const full = await Deno.readFile(`${built.last}/ledger.log`);
+      const start = frameOffsets(full)[built.length - 1];
+      // Each page wholly inside the frame, its last excepted (zeros to the end: torn already).
+      const pages: number[] = [];
+      for (let p = Math.ceil((start + 4) / PAGE) * PAGE; p + PAGE < full.length; p += PAGE) {
+        pages.push(p);
+      }
+      assert.ok(pages.length >= 3, `frame ${start}..${full.length}`);
+      for (const page of pages) {
+        const bytes = full.slice();
+        bytes.fill(0, page, page + PAGE);
+        await withLog(built.last, bytes, async (crashed) => {
+          const report = await verifyLedger(crashed, { owner: owner.publicKey });
+          assert.deepEqual(
+            { ok: report.ok, entries: report.entries, torn: report.tornBytes },
+            { ok: true, entries: built.length - 1, torn: full.length - start },
+            `verify, page at byte ${page - start} of the frame lost`,
+          );
+          const reopened = await Ledger.open(crashed, owner, { now: () => clock.t });
+          try {
+            assert.deepEqual(
+              {
+                length: reopened.length,
+                account: reopened.account(built.steerer.publicKey),
+                settled: reopened.steeringSettled(built.steerer.publicKey),
+              },
+              { length: built.length - 1, account: built.before, settled: false },
+              `page at byte ${page - start} of the frame lost`,
+            );
+          } finally {
+            await reopened.close();
+          }
+          // Cut from the log, and kept beside it.
+          assert.equal((await Deno.stat(`${crashed}/ledger.log`)).size, start);
+          const torn = await tornFiles(crashed);
+          assert.equal(torn.length, 1);
+          assert.deepEqual(await Deno.readFile(`${crashed}/${torn[0]}`), bytes.subarray(start));
+        });
+      }
+    } finally {
+      await Deno.remove(built.last, { recursive: true });
+      await Deno.remove(built.followed, { recursive: true });
+    }
+  }));
+
+Deno.test("zeros a lost page cannot explain are damage, and the open changes nothing: a page's worth off a page boundary, a zero page in a frame an acknowledged entry follows, or bytes after the frame", () =>
+  withLedgerDir(async (dir, clock) => {
+    const built = await steeringImages(dir, clock);
+    try {
+      const full = await Deno.readFile(`${built.last}/ledger.log`);
+      const start = frameOffsets(full)[built.length - 1];
+      const page = Math.ceil((start + 4) / PAGE) * PAGE; // the frame's first whole page
+      assert.ok(page + 2 * PAGE < full.length);
+      // A page's worth of zeros that starts just past a byte that is not zero: no whole page on
+      // a boundary reads as zeros.
+      let shift = 1;
+      while (full[page + shift - 1] === 0) shift++;
+      const offBoundary = full.slice();
+      offBoundary.fill(0, page + shift, page + shift + PAGE);
+      for (let p = page; p < full.length; p += PAGE) {
+        assert.ok(offBoundary.subarray(p, p + PAGE).some((b) => b !== 0));
+      }
+      const zeroPage = full.slice();
+      zeroPage.fill(0, page, page + PAGE);
+      const followed = await Deno.readFile(`${built.followed}/ledger.log`);
+      assert.deepEqual(frameOffsets(followed)[built.length - 1], start);
+      const followedZeroPage = followed.slice();
+      followedZeroPage.fill(0, page, page + PAGE);
+      const cases: [string, string, Uint8Array][] = [
+        ["off a page boundary", built.last, offBoundary],
+        ["an acknowledged entry follows", built.followed, followedZeroPage],
+        ["bytes after the frame", built.last, new Uint8Array([...zeroPage, 1, 2, 3, 4, 5, 6, 7])],
+      ];
+      for (const [name, image, bytes] of cases) {
+        await withLog(image, bytes, async (crashed) => {
+          const report = await verifyLedger(crashed, { owner: owner.publicKey });
+          assert.deepEqual({ ok: report.ok, torn: report.tornBytes }, { ok: false, torn: 0 }, name);
+          await assert.rejects(
+            () => Ledger.open(crashed, owner, { now: () => clock.t }),
+            (e: unknown) => e instanceof LedgerTamperedError && e.seq === built.length - 1,
+            name,
+          );
+          // Nothing cut, nothing set aside: every byte is there for `ledger repair` to judge.
+          assert.deepEqual(await Deno.readFile(`${crashed}/ledger.log`), bytes, name);
+          assert.deepEqual(await tornFiles(crashed), [], name);
+        });
+      }
+    } finally {
+      await Deno.remove(built.last, { recursive: true });
+      await Deno.remove(built.followed, { recursive: true });
+    }
+  }));
