@@ -1,16 +1,23 @@
 /**
  * The chunks this node is challenging a holder on right now (`_storage_audits.ts`, each audit from
- * the challenge sent to its answer or its deadline), which it serves to no peer meanwhile
- * (`_storage_peer_requests.ts`, `get_chunk`): a holder that keeps nothing answered each challenge
- * by fetching the chunk from this node, its auditor, under a second key (a fresh key costs
- * nothing), and passed every round (review s81 store, F1). Refused to every key, for the few
- * chunks asked and only while asked: the holder learns the challenge when it arrives, so the hold
- * tells a colluding key nothing sooner. Owned by the StorageActor (its `StorageCore`). Not part of
- * the public API.
+ * the challenge sent to its answer or its deadline, `AUDIT_ANSWER_TIMEOUT_MS` at most), which it
+ * serves to no one meanwhile: not to a peer (`_storage_peer_requests.ts`, `get_chunk`), nor to a
+ * client of its gateway (`storage_actor.ts`: `get_block`, `export_car`, `get`). A holder that keeps
+ * nothing answered each challenge by fetching the chunk from this node, its auditor, under a second
+ * key (a fresh key costs nothing: review s81 store, F1) or from its gateway, which needs no key
+ * (review s81 vaudit, F1), and passed every round. Refused to everyone, for the few chunks asked
+ * and only while asked: the holder learns the challenge when it arrives, so the hold tells a
+ * colluding reader nothing sooner. This node's own reads (the audit's reference copies, repair)
+ * are not held. Owned by the StorageActor (its `StorageCore`). Not part of the public API.
  *
  * @module
  */
 import { storageKey } from "../protocols/cid.ts";
+import { AUDIT_ANSWER_TIMEOUT_MS } from "../storage/audit.ts";
+import { ChunkUnderAuditError } from "../storage/errors.ts";
+
+/** `Retry-After` of a refusal: the hold ends by the holder's answer deadline at the latest. */
+const HOLD_RETRY_AFTER_S = Math.ceil(AUDIT_ANSWER_TIMEOUT_MS / 1000);
 
 /** Chunks (storage keys) under an open challenge here, counted: two audits may ask one chunk. */
 export class ChallengedChunks {
@@ -38,6 +45,11 @@ export class ChallengedChunks {
   /** Whether `cid` (a CID or a storage key) is under an open challenge here. */
   has(cid: string): boolean {
     return this.#open.has(keyOf(cid));
+  }
+
+  /** Throw {@link ChunkUnderAuditError} when `cid` is held: a read of it others asked for. */
+  refuseHeld(cid: string): void {
+    if (this.has(cid)) throw new ChunkUnderAuditError(cid, HOLD_RETRY_AFTER_S);
   }
 
   /** How many chunks are held. */

@@ -98,6 +98,7 @@ export class StorageAudits {
       // escaping do not depend on which files they came from (review s81 store, F2).
       peers: replicated.peers,
       givenTo: (peerId) => this.#core.given().chunksOf(peerId),
+      givenRecord: (peerId) => this.#core.given().recordOf(peerId),
       retained: (peerId) => this.#core.given().retained(peerId),
       failedAuditOf: (peerId, cid) => replicated.failedAuditOf(peerId, cid),
       unproven: (peerId, cids) => replicated.unproven(peerId, cids),
@@ -159,6 +160,7 @@ export class StorageAudits {
       // else a holder that keeps nothing fetched them from this node under a second key (review
       // s81 store, F1).
       challenging: (cids) => this.#core.challenged.hold(cids),
+      deadline: this.#core.options.auditDeadline,
       onVerdict: this.#core.options.onVerdict,
     });
     const stopping = this.#core.stopping;

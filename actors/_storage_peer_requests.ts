@@ -11,11 +11,7 @@
  */
 import { isCid, storageKey } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import {
-  ChunkNotFoundError,
-  ChunkUnderAuditError,
-  ReplicaQuotaExceededError,
-} from "../storage/errors.ts";
+import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../storage/errors.ts";
 import { rankPeers } from "../storage/rendezvous.ts";
 import { peerIdOf } from "../storage/replicated_store.ts";
 import { proveFromStore } from "../storage/storage_peer.ts";
@@ -60,7 +56,7 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
       // To any other key, refused while this node challenges a holder on it: the holder's
       // relay through this node under a second key (`_challenged_chunks.ts`). A reader asks the
       // chunk's other holders (the refusal says nothing of the copy here).
-      if (core.challenged.has(message.cid)) throw new ChunkUnderAuditError(message.cid);
+      core.challenged.refuseHeld(message.cid);
       return await store.get(message.cid);
     case "has_chunk":
       return await core.scope.servesPeers(message.cid) && await store.has(message.cid);
@@ -90,13 +86,17 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
         if (proofs[i] === null || await store.isReplica(served[i])) continue;
         if (!holdsForPeers(core, prover, served[i])) continue;
         // Charged to the asker, as its `put_chunk` of the chunk would be. Past its share, the
-        // proof still stands; the chunk stays the owner's.
+        // chunk stays this node's own and it answers that it holds none for the asker (null):
+        // the asker counted the proof as given, and signed `missing_chunk` once this node
+        // unpinned its own file (review s81 vaudit, F2). Its repair sends a copy next, refused
+        // for the same share, and goes to the next holder.
         await store.put(await store.get(served[i]), {
           cid: served[i],
           replica: true,
           giver: message.from,
         }).catch((error) => {
           if (!(error instanceof ReplicaQuotaExceededError)) throw error;
+          proofs[i] = null;
         });
       }
       return message.cids.map((cid) => {

@@ -192,6 +192,12 @@ export interface StorageActorOptions {
    */
   auditIntervalMs?: number;
   /**
+   * A signal that aborts after `ms`: the clock of an audit's deadlines (a holder's answer, at
+   * most `AUDIT_ANSWER_TIMEOUT_MS`, and the reference copies). Default `AbortSignal.timeout`; a
+   * test injects its own.
+   */
+  auditDeadline?(ms: number): AbortSignal;
+  /**
    * Look for pins another process made (`cli.ts put` into this directory) this often, ms, and
    * send their chunks to their holders (`_storage_catch_up.ts`). Default {@link PINS_CHECK_MS};
    * 0: never (a test sends `pins_check` itself).
@@ -477,9 +483,17 @@ export class StorageActor {
    * `only-if-cached`); with `deepWalk`, the node's files whose every block read asks it before a
    * walk deep into the peers' ranking (the gateway's budget); else the node's files.
    */
-  #filesFor(message: { local?: boolean; deepWalk?: DeepWalkGate }): FileStore {
-    if (message.local) return this.#local!;
+  #filesFor(message: { local?: boolean; deepWalk?: DeepWalkGate }, edge = false): FileStore {
     const deepWalk = message.deepWalk;
+    if (edge) {
+      // A read for the gateway (`get`): its chunks held while this node audits a holder on them.
+      const blocks = this.#edgeReads(message.local ? this.#store! : this.#blocks());
+      return new FileStore({
+        ...blocks,
+        get: (cid, options) => blocks.get(cid, deepWalk ? { ...options, deepWalk } : options),
+      }, this.#fileOptions());
+    }
+    if (message.local) return this.#local!;
     // Without storage peers every read is this node's own store's: no walk to bound.
     if (deepWalk === undefined || this.#replicated === null) return this.#files!;
     const blocks = this.#blocks(); // an object of arrow functions (peers configured)
@@ -487,6 +501,26 @@ export class StorageActor {
       ...blocks,
       get: (cid, options) => blocks.get(cid, { ...options, deepWalk }),
     }, this.#fileOptions());
+  }
+
+  /**
+   * `blocks` as the gateway reads them (`get_block`, `export_car`, `get`): a chunk this node is
+   * challenging a holder on is refused (`chunk_under_audit`, a 503 with `Retry-After`) until the
+   * answer is in or its deadline passed, as to peers (`_challenged_chunks.ts`). Else a holder that
+   * keeps nothing answered each challenge from this node's gateway (review s81 vaudit, F1). The
+   * node's own reads (the audit's reference copies, repair) go round it.
+   */
+  #edgeReads(blocks: BlockStore): BlockStore {
+    const challenged = this.#core.challenged;
+    return {
+      put: (bytes, options) => blocks.put(bytes, options),
+      get: async (cid, options) => {
+        challenged.refuseHeld(cid);
+        return await blocks.get(cid, options);
+      },
+      has: (cid, options) => blocks.has(cid, options),
+      isLegacyManifest: (cid) => blocks.isLegacyManifest?.(cid) ?? Promise.resolve(false),
+    };
   }
 
   /**
@@ -741,7 +775,7 @@ export class StorageActor {
       // `local` (the gateway's `only-if-cached`): this node's own store only, as `get_bytes`.
       // `receive` answers these later
       case "get":
-        return await this.#filesFor(message).get(message.cid, {
+        return await this.#filesFor(message, true).get(message.cid, {
           key: this.#options.ownerKey,
           start: message.start,
           end: message.end,
@@ -820,6 +854,7 @@ export class StorageActor {
         await this.#given!.flush(); // who left and who came back
         return undefined;
       case "get_block":
+        this.#core.challenged.refuseHeld(message.cid); // the gateway's: held as from peers
         return await this.#readBlock(message.cid, message.signal, message.local, message.deepWalk);
       case "may_read":
         // Index lookups here; the holders are not asked (a round trip per leaf of a file).
@@ -831,9 +866,10 @@ export class StorageActor {
           message.local === true,
         );
       case "export_car": {
-        const blocks = message.local ? store : this.#blocks();
+        const blocks = this.#edgeReads(message.local ? store : this.#blocks());
         const deepWalk = message.deepWalk;
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.
+        this.#core.challenged.refuseHeld(message.cid);
         await this.#readBlock(message.cid, message.signal, message.local, deepWalk);
         return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal, deepWalk }), {
           scope: message.scope,

@@ -155,6 +155,9 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   // its files are still served, a write may succeed on another node or after the operator's fix.
   storage_unwritable: 503,
   replication_failed: 503,
+  // A block the node is challenging a storage holder on, held for the few seconds of the
+  // challenge (`actors/_challenged_chunks.ts`); its `retryAfterS` says when the hold ends at most.
+  chunk_under_audit: 503,
   corrupt_chunk: 502,
   // The IPFS gateway (`gateway_routes.ts`): a content path naming nothing, bytes no codec reads,
   // a DAG node too big to read, an Accept it cannot meet, a CAR option it does not implement.

@@ -100,10 +100,17 @@ export interface StorageAuditorOptions {
    */
   sampleSize?: number;
   /**
-   * How long the holder has to answer, ms, enforced even if it ignores the abort signal; the
-   * reference copies get as long again. Default 30 000.
+   * How long the holder has to answer, ms, enforced even if it ignores the abort signal: a later
+   * answer is `no_response`. The chunks asked are held (served to no one else, `challenging`)
+   * until then at most. Default {@link AUDIT_ANSWER_TIMEOUT_MS}. The reference copies get
+   * {@link AUDIT_REFERENCE_TIMEOUT_MS}, or this when longer.
    */
   timeoutMs?: number;
+  /**
+   * A signal that aborts after `ms` (the audit's deadlines). Default `AbortSignal.timeout`; a test
+   * injects its own clock.
+   */
+  deadline?(ms: number): AbortSignal;
   /**
    * Whether `holder` was given `cid` (its write of it succeeded), when the caller knows: a
    * holder that admits not holding a chunk it was never given is not blamed. Default: every
@@ -141,7 +148,25 @@ export interface StorageAuditorOptions {
 }
 
 const NONCE_BYTES = 32;
-const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * How long a holder has to answer a challenge by default, ms, and so the longest the chunks asked
+ * are served to no one else at the auditor (`challenging`, review s81 vaudit, F3: a holder that
+ * stalled held the auditor's copy away from every reader for the old 30 s, at will). An honest
+ * answer reads and hashes the chunks asked. Measured from the challenge to the answer, a
+ * StorageActor holder over a connection, on a busy 2-core test machine (stop 81): 4 chunks of
+ * 256 KiB (the default chunk size; a round asks 4) 4–7 ms, 64 of them (a sweep's whole challenge)
+ * 50–180 ms. A chunk is under 1 MiB (one frame), so the largest challenge is under 1 s; 5 s leaves
+ * that five times over, and a round's usual one hundreds of times, for a slow disk, a busy holder
+ * and a round trip across the world.
+ */
+export const AUDIT_ANSWER_TIMEOUT_MS = 5_000;
+
+/**
+ * How long the auditor's own reads of the reference copies may take, ms: they may come from
+ * other holders, and no one is held up by them (nothing is held meanwhile).
+ */
+export const AUDIT_REFERENCE_TIMEOUT_MS = 30_000;
 
 /** Runs audit rounds against storage holders. */
 export class StorageAuditor {
@@ -198,7 +223,9 @@ export class StorageAuditor {
     roundInput.set(nonce);
     roundInput.set(holder.publicKey, NONCE_BYTES);
     const roundId = toHex(await digestOf(roundInput));
-    const timeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const deadline = this.#options.deadline ?? ((ms: number) => AbortSignal.timeout(ms));
+    const answerMs = this.#options.timeoutMs ?? AUDIT_ANSWER_TIMEOUT_MS;
+    const timeout = deadline(answerMs);
     const signal = options?.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
 
     // Taken before the challenge: a chunk given to the holder while the round runs (a read
@@ -225,7 +252,7 @@ export class StorageAuditor {
       answered?.();
     }
     // Blame needs a reference copy: a chunk nobody can produce proves nothing against anyone.
-    const referenceTimeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const referenceTimeout = deadline(Math.max(answerMs, AUDIT_REFERENCE_TIMEOUT_MS));
     const referenceSignal = options?.signal
       ? AbortSignal.any([options.signal, referenceTimeout])
       : referenceTimeout;

@@ -18,6 +18,7 @@
 import type { AuditFailure, AuditResult } from "./audit.ts";
 import type { RepairReport } from "./replicated_store.ts";
 import type { StoragePeer } from "./storage_peer.ts";
+import type { IndexedChunks } from "./_indexed_keys.ts";
 import { sample, secureBelow } from "./_crypto_sample.ts";
 import {
   type AuditSweeps,
@@ -133,7 +134,7 @@ export function planAuditRound(
  */
 export function planFromGiven(
   peers: readonly StoragePeer[],
-  given: (peerId: string) => readonly string[],
+  given: (peerId: string) => IndexedChunks,
   sources: AuditPlanSources,
   perHolder = AUDIT_CHUNKS_PER_HOLDER,
 ): AuditAssignment[] {
@@ -146,15 +147,21 @@ export function planFromGiven(
       [...sources.holders(cid), ...sources.standIns?.(cid) ?? NO_PEERS].some((p) =>
         p.id === peer.id
       );
-    // A partial Fisher–Yates over a copy of its record: draws without replacement, each uniform
+    // A partial Fisher–Yates over its record, read by position and never copied (review s81
+    // vaudit, F4: a copy of every peer's whole record each round): the positions swapped so far
+    // are kept aside (`moved`), at most one per draw. Draws without replacement, each uniform
     // among those not drawn yet, so the ones kept are uniform among those that count.
-    const pool = [...given(peer.id)];
+    const record = given(peer.id);
+    const n = record.length;
+    const moved = new Map<number, string>();
+    const at = (i: number) => moved.get(i) ?? record.at(i)!;
     const cids: string[] = [];
-    const draws = Math.min(pool.length, perHolder * AUDIT_DRAWS_PER_HOLDER);
+    const draws = Math.min(n, perHolder * AUDIT_DRAWS_PER_HOLDER);
     for (let i = 0; i < draws && cids.length < perHolder; i++) {
-      const j = i + randomBelow(pool.length - i);
-      [pool[i], pool[j]] = [pool[j], pool[i]];
-      if (counts(pool[i])) cids.push(pool[i]);
+      const j = i + randomBelow(n - i);
+      const drawn = at(j);
+      moved.set(j, at(i)); // position i is never read again
+      if (counts(drawn)) cids.push(drawn);
     }
     if (cids.length > 0) out.push({ peer, cids });
   }
@@ -291,6 +298,12 @@ export interface AuditRoundDeps extends AuditPlanSources {
    */
   givenTo?(peerId: string): readonly string[];
   /**
+   * The same record read by position, without a copy (`GivenChunks.recordOf`): what a round draws
+   * from when given, so its work stays bounded by the peer count (review s81 vaudit, F4).
+   * Default: {@link givenTo}.
+   */
+  givenRecord?(peerId: string): IndexedChunks;
+  /**
    * Whether the record of what the peer with id `peerId` was given is still kept (it is here, or
    * away for less than the departed-holder retention: `GivenChunks.retained`). A sweep of one
    * whose record was dropped is dropped with it. Default: kept.
@@ -366,7 +379,7 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
   };
   const failed = new Set<string>();
   const plan = deps.peers !== undefined && deps.givenTo !== undefined
-    ? planFromGiven(deps.peers, deps.givenTo, deps)
+    ? planFromGiven(deps.peers, deps.givenRecord ?? deps.givenTo, deps)
     : planAuditRound(chunks, placed);
   for (const { peer: planned, cids } of plan) {
     if (deps.signal?.aborted) return report;

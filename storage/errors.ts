@@ -41,24 +41,30 @@ export class ChunkNotFoundError extends StorageError {
 }
 
 /**
- * A peer asked this node for a chunk it is challenging some holder on right now (an audit
- * awaiting its answer: `actors/_challenged_chunks.ts`). Served, a holder that keeps nothing
- * answered the challenge with this node's own copy, fetched under a second key (review s81 store,
- * F1). Says nothing of this node's copy: a reader asks the chunk's other holders, or again later.
+ * A peer, or a client of the node's gateway, asked this node for a chunk it is challenging some
+ * holder on right now (an audit awaiting its answer: `actors/_challenged_chunks.ts`). Served, a
+ * holder that keeps nothing answered the challenge with this node's own copy, fetched under a
+ * second key (review s81 store, F1) or from the gateway (review s81 vaudit, F1). Says nothing of
+ * this node's copy: a reader asks the chunk's other holders, or again after `retryAfterS`.
  */
 export class ChunkUnderAuditError extends StorageError {
   /** The CID that was asked for. */
   readonly cid: string;
+  /** Seconds after which the hold has ended: the longest a holder has to answer. */
+  readonly retryAfterS: number;
   /**
    * Build the error.
    * @param cid The CID that was asked for.
+   * @param retryAfterS Seconds after which the hold has ended (default 1).
    */
-  constructor(cid: string) {
+  constructor(cid: string, retryAfterS = 1) {
     super(
       "chunk_under_audit",
-      `${cid} is not served to peers while this node audits a holder on it: ask another holder`,
+      `${cid} is not served for a few seconds while this node audits a holder on it: ask another ` +
+        "holder, or retry after the Retry-After seconds",
     );
     this.cid = cid;
+    this.retryAfterS = retryAfterS;
   }
 }
 

@@ -47,6 +47,7 @@ import { basename, dirname } from "node:path";
 import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import { storageKey } from "../protocols/cid.ts";
 import { sha256 } from "../protocols/hash.ts";
+import { IndexedKeys } from "./_indexed_keys.ts";
 
 /** File name of the record in the store directory (`<data>/store/given-chunks.log`). */
 export const GIVEN_CHUNKS_FILE = "given-chunks.log";
@@ -132,6 +133,9 @@ export interface GivenChunksOptions {
   log?: (line: string) => void;
 }
 
+/** The record of a holder with none. */
+const NO_CHUNKS: readonly string[] = [];
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -140,7 +144,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  * memory with `new GivenChunks()`, on disk with {@link GivenChunks.open}.
  */
 export class GivenChunks {
-  readonly #byPeer = new Map<string, Set<string>>();
+  readonly #byPeer = new Map<string, IndexedKeys>();
   /** Holders out of the peer set, with when they left. */
   readonly #departed = new Map<string, number>();
   readonly #retentionMs: number;
@@ -242,14 +246,27 @@ export class GivenChunks {
   }
 
   /**
-   * The chunks (storage keys) `peerId` is recorded as given or having proved, oldest first; none
-   * once its retention ran out. A copy: what is added meanwhile is not in it.
+   * The chunks (storage keys) `peerId` is recorded as given or having proved, in no set order;
+   * none once its retention ran out. A copy: what is added meanwhile is not in it. An audit sweep
+   * goes through it; a round draws from {@link recordOf}, which copies nothing.
    *
    * @param peerId The holder's id.
    * @returns Its chunks.
    */
   chunksOf(peerId: string): string[] {
     return [...this.#kept(peerId) ?? []];
+  }
+
+  /**
+   * `peerId`'s record as it is now, read by position (what {@link chunksOf} copies): an audit
+   * round draws a few random positions of it, so its work does not grow with the record (review
+   * s81 vaudit, F4). Live: read it before the record changes (synchronously).
+   *
+   * @param peerId The holder's id.
+   * @returns Its chunks, by position; empty once its retention ran out.
+   */
+  recordOf(peerId: string): { readonly length: number; at(index: number): string | undefined } {
+    return this.#kept(peerId) ?? NO_CHUNKS;
   }
 
   /**
@@ -267,7 +284,7 @@ export class GivenChunks {
    * `peerId`'s recorded chunks (storage keys), or undefined when it has none or it left the peer
    * set longer ago than the retention, whether or not a {@link setPeers} has noticed.
    */
-  #kept(peerId: string): Set<string> | undefined {
+  #kept(peerId: string): IndexedKeys | undefined {
     const since = this.#departed.get(peerId);
     return since !== undefined && this.retentionRanOut(since)
       ? undefined
@@ -351,7 +368,7 @@ export class GivenChunks {
   }
 
   #hold(peer: string, key: string): boolean {
-    const keys = this.#byPeer.get(peer) ?? new Set<string>();
+    const keys = this.#byPeer.get(peer) ?? new IndexedKeys();
     if (keys.has(key)) return false;
     keys.add(key);
     this.#byPeer.set(peer, keys);

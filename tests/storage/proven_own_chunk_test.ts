@@ -1,0 +1,148 @@
+/**
+ * A holder the owner's repair asked to prove a chunk it has as its own (a public file both nodes
+ * pinned) counts as given that chunk only when it now keeps it for the owner, as a replica (review
+ * s81 vaudit, F2). With no room left for replicas (`replicaQuotaBytes`) it answers that it holds
+ * none for the asker (a null proof), so after it unpins and collects its own file, the owner signs
+ * no `missing_chunk` against it.
+ */
+import assert from "node:assert/strict";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
+import {
+  type AuditRoundHandle,
+  type PutHandle,
+  unwrapReply,
+} from "../../actors/storage_actor_messages.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
+import type { Verdict } from "../../protocols/verdict.ts";
+import type { AuditRoundReport } from "../../storage/audit_round.ts";
+import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
+import type { StoragePeer } from "../../storage/storage_peer.ts";
+import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
+
+const CHUNK = 1024;
+const identityOf = (n: number) => Identity.fromSecretKey(new Uint8Array(32).fill(n));
+
+/** `target` served to the node with identity `asker` over a connection: the peer `asker` sees. */
+async function reach(target: StorageActor, targetId: Identity, asker: Identity) {
+  const [a, b] = memoryDuplexPair();
+  const [client, server] = await Promise.all([
+    Connection.open(a, { identity: asker, protocols: [STORAGE_PROTOCOL] }),
+    Connection.open(b, { identity: targetId, protocols: [STORAGE_PROTOCOL] }),
+  ]);
+  const ref = { ask: (m: never) => target.receive(m) as never };
+  serveStoragePeer(server, new StorageActorPeer(ref, asker.publicKey));
+  return {
+    peer: new ConnectionStoragePeer(client, targetId.publicKey),
+    close: async () => {
+      await client.close();
+      await server.close();
+    },
+  };
+}
+
+/** The owner as H sees it: a peer id only (H never reads from it here). */
+function silentPeer(key: Uint8Array): StoragePeer {
+  const no = () => Promise.reject(new Error("not used"));
+  return {
+    id: toHex(key),
+    publicKey: key,
+    putChunk: no,
+    getChunk: no,
+    hasChunk: no,
+    proveChunks: no,
+  } as StoragePeer;
+}
+
+async function scenario(replicaQuotaBytes: number | undefined) {
+  const dirs: string[] = [];
+  const tmp = async () => {
+    const d = await Deno.makeTempDir({ prefix: "vaudit_own_" });
+    dirs.push(d);
+    return d;
+  };
+  const ownerId = identityOf(1);
+  const holderId = identityOf(2);
+  const verdicts: Verdict[] = [];
+  const owner = new StorageActor({
+    dir: await tmp(),
+    chunkSize: CHUNK,
+    identity: ownerId,
+    store: { durable: false },
+    holdHere: true,
+    auditIntervalMs: 0,
+    replication: { replicas: 2, writeQuorum: 2 },
+    onVerdict: (v) => void verdicts.push(v),
+  });
+  const holder = new StorageActor({
+    dir: await tmp(),
+    chunkSize: CHUNK,
+    identity: holderId,
+    store: { durable: false, replicaQuotaBytes }, // 1: no room for anyone's replicas
+    holdHere: true,
+    auditIntervalMs: 0,
+    replication: { replicas: 2, writeQuorum: 2 },
+  });
+  await owner.preStart();
+  await holder.preStart();
+  const link = await reach(holder, holderId, ownerId);
+  const bytes = pseudoRandomBytes(8 * CHUNK, 11);
+  const rounds: AuditRoundReport[] = [];
+  let holderFile = "";
+  let gc: unknown = undefined;
+  try {
+    // H's own file (the same bytes: a public file both nodes have), put before it knew any peer.
+    holderFile =
+      (await (await holder.receive({ type: "put", source: streamOf(bytes) }) as PutHandle)
+        .done).cid;
+    const file = (await (await owner.receive({ type: "put", source: streamOf(bytes) }) as PutHandle)
+      .done).cid;
+    assert.equal(file, holderFile);
+    unwrapReply(
+      await holder.receive({ type: "set_peers", peers: [silentPeer(ownerId.publicKey)] }),
+    );
+    unwrapReply(await owner.receive({ type: "set_peers", peers: [link.peer] }));
+    // Round 1: H was given nothing; the placement checks find it holds the chunks and record that.
+    rounds.push(
+      await unwrapReply<AuditRoundHandle>(await owner.receive({ type: "audit_round" })).done,
+    );
+    await owner.repairIdle();
+    // H drops its own file: unpin, collect.
+    unwrapReply(await holder.receive({ type: "unpin", cid: holderFile }));
+    gc = unwrapReply(await holder.receive({ type: "gc", graceMs: 0 }));
+    for (let n = 0; n < 3; n++) {
+      rounds.push(
+        await unwrapReply<AuditRoundHandle>(await owner.receive({ type: "audit_round" })).done,
+      );
+      await owner.repairIdle();
+    }
+  } finally {
+    await link.close();
+    await owner.repairIdle();
+    await holder.repairIdle();
+    await owner.postStop();
+    await holder.postStop();
+    for (const d of dirs) await Deno.remove(d, { recursive: true });
+  }
+  return { verdicts, gc: gc as { removed: number }, rounds };
+}
+
+Deno.test("with room for replicas, a proven own chunk becomes a replica: kept through the holder's unpin and gc, no verdict", async () => {
+  const { verdicts, gc } = await scenario(undefined);
+  assert.equal(verdicts.length, 0);
+  assert.equal(gc.removed, 0, "held for the owner");
+});
+
+Deno.test("a holder with no room for replicas answers that it holds none for the asker: no verdict after it drops its own file", async () => {
+  const { verdicts, gc, rounds } = await scenario(1);
+  assert.ok(gc.removed > 0, "its own file's chunks are gone");
+  assert.equal(verdicts.length, 0, "a holder that never accepted a copy is judged for none");
+  // Not counted as a copy: the owner still checks those chunks' placement, and audits it on none.
+  assert.ok(
+    rounds.slice(1).every((r) => r.holders === 0 && r.failedHolders === 0 && r.unplaced > 0),
+  );
+});
