@@ -10,7 +10,11 @@
  * "proof withheld" claims use), this validator asks the trainer itself
  * (`TrainingChallengeRun.takeover`). Not served by the deadline: the trainer is convicted here on
  * this validator's own proof. Served: the claim was false here, and it counts against its
- * claimant. A claim not taken over leaves the trainer as it was here.
+ * claimant. The trainer not reached: its receipt ends `undecided` here (unpaid, not slashed; the
+ * claimant not counted false). A claim not taken over leaves the trainer as it was here. A receipt
+ * left `unpaid` here because its trainer was not reached (by this node's coin or an earlier
+ * takeover) is taken over as a pending one is: the trainer was never asked here. A claim that
+ * comes while this node's coin dials the trainer is kept and considered again, as below.
  *
  * **A claim the ledger did not answer for is kept and considered again.** Whether a claim is taken
  * over asks the ledger twice: where the receipt stands (pending, inside its window) and this
@@ -101,6 +105,14 @@ interface KeptClaim {
 /** A ledger ask of {@link ClaimTakeovers} that went unanswered: the claim is kept, not refused. */
 class LedgerUnanswered extends Error {}
 
+/**
+ * The claim's receipt is drawn by this node's coin, its trainer being dialled: kept and considered
+ * again as a claim the ledger did not answer for. Refused, a claim that came during a dial that
+ * then failed was lost, and the withholder, slashed in every ledger that took it over, was only
+ * unpaid here (review s81 train F2).
+ */
+class DialUnderWay extends LedgerUnanswered {}
+
 /** What {@link ClaimTakeovers} needs from the validator. */
 export interface ClaimTakeoversOptions {
   /** The validator's key (its own receipts are not taken over; its stake is asked). */
@@ -182,11 +194,16 @@ export class ClaimTakeovers {
       label: "training validator: kept claims",
       noun: "claim",
       kept: (claim, error) =>
-        `training validator: ${what(claim)} kept, the ledger did not answer: ${error.message}`,
+        `training validator: ${what(claim)} kept, ${
+          error instanceof DialUnderWay
+            ? "this node is dialling its trainer"
+            : "the ledger did not answer"
+        }: ${error.message}`,
       // The trainer is paid here, as for any claim not taken over.
       dropped: (claim, reason, error) =>
-        `training validator: ${what(claim)} not taken over, the ledger did not answer ` +
-        `(${reason}): ${error.message}; the trainer is not slashed here on its word`,
+        `training validator: ${what(claim)} not taken over, ${
+          error instanceof DialUnderWay ? "its trainer still dialled" : "the ledger did not answer"
+        } (${reason}): ${error.message}; the trainer is not slashed here on its word`,
       log: (line) => options.log(line),
     });
   }
@@ -318,6 +335,7 @@ export class ClaimTakeovers {
     const challenges = this.#options.challenges;
     if (bytesEqual(receipt.trainer, self)) return "own_receipt";
     if (challenges.challengedHere(id)) return "challenged_here";
+    if (challenges.dialling(id)) throw new DialUnderWay("drawn by this node's coin");
     const refusal = this.#budget.refusal(
       claimant,
       this.#options.now(),
@@ -329,7 +347,12 @@ export class ClaimTakeovers {
       type: "receipt_status",
       receiptId: id,
     });
-    if (record?.status !== "pending") return "not_pending";
+    // `unpaid` and not challenged here (above): left undecided here when this validator drew it
+    // and its trainer was not reached (`UNREACHED_REASON`), never asked. A proof still settles it
+    // inside its window, so the claim is taken over as on a pending one: refused, a withholder
+    // reachable again was slashed in every ledger that took the claim over but this one.
+    const unpaid = record?.status === "unpaid";
+    if (record?.status !== "pending" && !unpaid) return "not_pending";
     // Past its window (not finalized yet: the ledger's tick comes later) the ledger will not hold
     // it for a challenge, and the takeover is cleared unasked: refused before a credit is spent,
     // or any key drained the budget for free with claims about receipts just past their window,
@@ -343,11 +366,13 @@ export class ClaimTakeovers {
     const connection = await this.#options.connectionTo(ctx, receipt.trainer);
     // Challenged meanwhile (the asks above await): not again.
     if (challenges.challengedHere(id)) return "challenged_here";
+    if (challenges.dialling(id)) throw new DialUnderWay("drawn by this node's coin");
     return {
       receipt,
       arch: body.arch,
       ...(body.startFile === undefined ? {} : { startFile: body.startFile }),
       ...(connection === undefined ? {} : { connection }),
+      ...(unpaid ? { unpaid } : {}),
       pendingUntil: record.pendingUntil,
     };
   }

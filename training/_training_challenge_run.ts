@@ -11,17 +11,22 @@
  * A challenge comes from the validator's `challenge` message (the coordinator's reports) or from
  * an outcome audited there ({@link TrainingChallengeRun.afterRound}: each trainer of a finished
  * round, on this node's own coin and connection, the trainer dialled by its key when none is
- * open). A takeover of a peer's `opening_missing` claim
+ * open). A drawn trainer not reached within the dial (`#reconnect`: its connection, a dial, and,
+ * when this node cannot dial it, a look every second for it to join again) is not challenged from
+ * here, and its receipt ends `undecided` here ({@link UNREACHED_REASON}: unpaid, not slashed).
+ * A takeover of a peer's `opening_missing` claim
  * ({@link TrainingChallengeRun.takeover}, decided in `_claim_takeovers.ts`) is a challenge made
  * without the coin; its last opened step is kept until the receipt's delta comes, and checked
- * against it then. No receipt is challenged twice (`_challenged_receipts.ts`). It runs outside the validator's mailbox, for
- * up to the challenge's deadline and a re-run, so one trainer does not hold the mailbox; as it
- * did inside the validator, it holds and ends the validator's challenges (`ChallengeEndings`,
- * given) and saves its own fraud proofs (`ReceiptFiles`, given) from there, outside the mailbox.
- * The only state it owns is its counters (`stats`). Everything else it needs from the validator
- * is {@link TrainingChallengeRunOptions}: the ledger asks (the open, where a receipt stands),
- * whether a ledger is on the node, the connection to a trainer, the round models, the log, and
- * the context it tells its fraud proofs to. Deadlines are on the wall clock (`Date.now`), the one
+ * against it then. No receipt is challenged twice (`_challenged_receipts.ts`): marked there once
+ * a challenge goes out, and meanwhile (its dial) held off here. It runs outside the validator's
+ * mailbox, for up to the challenge's deadline and a re-run, so one trainer does not hold the
+ * mailbox; as it did inside the validator, it holds and ends the validator's challenges
+ * (`ChallengeEndings`, given) and saves its own fraud proofs (`ReceiptFiles`, given) from there,
+ * outside the mailbox. The only state it owns is its counters (`stats`) and the receipts it is
+ * dialling. Everything else it needs from the validator is {@link TrainingChallengeRunOptions}:
+ * the ledger asks (the open, where a receipt stands), whether a ledger is on the node, the
+ * connection to a trainer, the round models, the log, and the context it tells its fraud proofs
+ * to. Deadlines are on the wall clock (`Date.now`), the one
  * the challenge is stamped with, not the validator's `now` (the ledger's).
  *
  * @example
@@ -106,6 +111,13 @@ export interface TakeoverRequest {
   receipt: TrainingReceipt;
   /** Its start model's architecture (checked against the start model by the claim's check). */
   arch: GptArchitecture;
+  /**
+   * The receipt stands `unpaid` in this ledger (drawn here before, its trainer not reached:
+   * {@link UNREACHED_REASON}): not held for the takeover, which the ledger would refuse, and
+   * nothing to hold (it is not paid); a failure convicts as on a held one (a proof settles an
+   * unpaid receipt inside its window), a pass leaves it unpaid.
+   */
+  unpaid?: boolean;
   /** Storage file id of the start model, if known (for this validator's own fraud proof). */
   startFile?: string;
   /**
@@ -198,6 +210,16 @@ export interface TrainingChallengeRunOptions {
  */
 export const RECONNECT_POLL_MS = 1_000;
 
+/**
+ * Why a receipt drawn here (by the coin, or a takeover of a pending one) ended `undecided`: its
+ * trainer was not reached within the dial. Paid, a lazy trainer that refused every connection but
+ * its coordinator's was checked by that coordinator's coin alone and paid in every other ledger
+ * (review s81 train F1); slashed, an honest trainer would pay for this node's own reach, which a
+ * dial by key cannot tell from the trainer's absence. So unpaid here and not slashed, as for a
+ * takeover whose re-run could not be made, and as inference's `worker_unreachable`.
+ */
+export const UNREACHED_REASON = "trainer_unreachable";
+
 /** See the module doc. */
 export class TrainingChallengeRun {
   readonly #options: TrainingChallengeRunOptions;
@@ -235,6 +257,15 @@ export class TrainingChallengeRun {
    * the round's outcome came kept its delta from every ledger that took the claim over.
    */
   readonly #takingOver = new Map<string, Promise<void>>();
+  /**
+   * Receipts whose trainer is being dialled for this node's coin, until the challenge goes out or,
+   * not reached, its `undecided` ending was asked: no takeover meanwhile (it would race the dial
+   * with a second challenge; a claim waits, `_claim_takeovers.ts`), and marked in `challenged`
+   * only once the challenge goes out. Marked before the dial and kept when it failed, the trainer
+   * never asked here refused every later true claim (`challenged_here`) and the withholder was
+   * paid here (review s81 train F2).
+   */
+  readonly #dialling = new Set<string>();
   /** Receipts this run asked the ledger to hold, while recorded (`recordOpens`). */
   #opened: Set<string> | undefined;
   readonly #stats: ChallengeRunStats = {
@@ -268,8 +299,8 @@ export class TrainingChallengeRun {
 
   /**
    * {@link TrainingChallengeRun.challenge} over the connection `connect` answers once the coin
-   * has drawn the report (none: not challenged, the receipt marked challenged here all the same,
-   * so a takeover does not race the dial with a second challenge).
+   * has drawn the report (none: not challenged, the receipt ended `undecided` here,
+   * {@link UNREACHED_REASON}, and not marked challenged here: a later claim may be taken over).
    */
   async #challenge(
     request: Omit<ChallengeRequest, "connection">,
@@ -289,19 +320,23 @@ export class TrainingChallengeRun {
     const id = trainingReceiptId(receipt);
     // A second challenge of a receipt is refused by its trainer, and that refusal would be an
     // `opening_missing`: a receipt challenged here (by the coin, or a takeover) is not again.
-    if (this.challengedHere(id)) return { challenged: false };
+    if (this.challengedHere(id) || this.dialling(id)) return { challenged: false };
+    // Connected (dialled) before the challenge is drawn: the dial does not eat the trainer's
+    // time to answer. Held off from takeovers while dialling, marked challenged here only once
+    // connected (the challenge goes out below).
+    this.#dialling.add(id);
+    let connection: Connection | undefined;
+    try {
+      connection = await connect();
+      if (connection === undefined) {
+        await this.#unreached(ctx, receipt, "drawn for a challenge");
+        return { challenged: false };
+      }
+    } finally {
+      this.#dialling.delete(id);
+    }
     const remembered = this.#remember(id, undefined);
     remembered.catch(() => {}); // awaited below, after the open: not an unhandled rejection
-    // Connected (dialled) before the challenge is drawn: the dial does not eat the trainer's
-    // time to answer. Not reached: nothing is decided here (this node's reach may have failed).
-    const connection = await connect();
-    if (connection === undefined) {
-      this.#options.log(
-        `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)} drawn for a ` +
-          `challenge but not reached: not challenged from here`,
-      );
-      return { challenged: false };
-    }
     const challenge = drawTrainingChallenge(receipt, this.#options.identity, {
       deadlineMs: this.#openingWindow,
     });
@@ -327,9 +362,10 @@ export class TrainingChallengeRun {
   /**
    * Challenge one trainer of a finished round on this validator's own coin, over this node's
    * connection to it (none: the trainer is dialled once drawn, and not challenged from here when
-   * the dial brings none), with the delta the audit fetched (or, when the round could not be
-   * audited here, fetched now). A failure is a fraud proof like the
-   * coordinator's: settled here, gossiped, slashing in every ledger.
+   * the dial brings none: its receipt ends `undecided` here, {@link UNREACHED_REASON}), with the
+   * delta the audit fetched (or, when the round could not be audited here, fetched now). A
+   * failure is a fraud proof like the coordinator's: settled here, gossiped, slashing in every
+   * ledger.
    */
   async afterRound(
     body: OutcomeBody,
@@ -358,9 +394,7 @@ export class TrainingChallengeRun {
       const delta = fetched ?? await this.#options.models.getFile(report.deltaFile);
       // A trainer this node has no connection to is dialled by its key once the coin drew it:
       // one that kept its connections to a few validators escaped every other ledger's coin.
-      const connect = async () =>
-        await this.#options.connectionTo(ctx, receipt.trainer) ??
-          await this.#options.reach(ctx, receipt.trainer, this.#dialMs, taken);
+      const connect = () => this.#dial(ctx, receipt.trainer, taken);
       await this.#challenge(
         {
           type: "challenge",
@@ -409,7 +443,7 @@ export class TrainingChallengeRun {
         ctx,
         report.receipt.trainer,
         undefined,
-        challenge,
+        challenge.deadline,
         id,
       );
       if (connection === undefined) {
@@ -456,14 +490,15 @@ export class TrainingChallengeRun {
 
   /**
    * The trainer's connection after `lost` went during its challenge (review s75 vtrain F1), or
-   * (`lost` undefined) at a restart: the one it has open (again), or this node dials it for what
-   * is left of the challenge's deadline.
+   * (`lost` undefined) at a restart or before a challenge is drawn: the one it has open (again),
+   * or this node dials it until `deadline` (ms, the wall clock), and, when it cannot dial it,
+   * looks for it to join again every {@link RECONNECT_POLL_MS} until then.
    */
   async #reconnect(
     ctx: Context,
     trainer: Uint8Array,
     lost: Connection | undefined,
-    challenge: TrainingChallenge,
+    deadline: number,
     holder: string,
   ): Promise<Connection | undefined> {
     const fresh = async () => {
@@ -472,19 +507,47 @@ export class TrainingChallengeRun {
     };
     const now = await fresh();
     if (now !== undefined) return now;
-    const left = challenge.deadline - Date.now();
+    const left = deadline - Date.now();
     if (left <= 0) return undefined;
     const reached = await this.#options.reach(ctx, trainer, left, holder);
     if (reached !== undefined) return reached;
     // Not dialled (no swarm here, or a trainer that does not listen): it comes back on its own.
     // Stop 76, loaded: both trainers dropped the coordinator at once and joined again seconds later,
     // and the one whose answer was lost was slashed `opening_missing`, never asked again.
-    while (Date.now() + RECONNECT_POLL_MS < challenge.deadline && !ctx.signal.aborted) {
+    while (Date.now() + RECONNECT_POLL_MS < deadline && !ctx.signal.aborted) {
       await sleep(RECONNECT_POLL_MS, ctx.signal);
       const back = await fresh();
       if (back !== undefined) return back;
     }
     return undefined;
+  }
+
+  /**
+   * A connection to `trainer` before a challenge of receipt `holder` is drawn (the coin's, or a
+   * takeover's): the one open, else as `#reconnect`, for the dial's time (`#dialMs`, the base answer window). A
+   * trainer away for a moment (a restart, a dropped link) is found within it; one not found by
+   * then is not reached here ({@link UNREACHED_REASON}).
+   */
+  async #dial(ctx: Context, trainer: Uint8Array, holder: string): Promise<Connection | undefined> {
+    const deadline = Date.now() + this.#dialMs;
+    return await this.#options.connectionTo(ctx, trainer) ??
+      await this.#reconnect(ctx, trainer, undefined, deadline, holder);
+  }
+
+  /**
+   * Receipt `receipt`, drawn here (`what`), whose trainer the dial did not reach: not challenged,
+   * nothing proved, and its receipt held and ended `undecided` here ({@link UNREACHED_REASON}:
+   * unpaid, not slashed; a peer's proof still settles it inside its window). Not marked challenged
+   * here: the trainer was never asked, so a later claim about it may be taken over.
+   */
+  async #unreached(ctx: Context, receipt: TrainingReceipt, what: string): Promise<void> {
+    const id = trainingReceiptId(receipt);
+    this.#options.log(
+      `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)} ${what} but not ` +
+        `reached: not challenged from here, its receipt ended undecided here (unpaid, not slashed)`,
+    );
+    await this.#open(ctx, id);
+    await this.#options.endings.end(ctx, id, "undecided", UNREACHED_REASON);
   }
 
   /**
@@ -516,7 +579,7 @@ export class TrainingChallengeRun {
           shardRoot: request.shardRoot,
         }),
       (line) => this.#options.log(line),
-      (lost) => this.#reconnect(ctx, receipt.trainer, lost, challenge, id),
+      (lost) => this.#reconnect(ctx, receipt.trainer, lost, challenge.deadline, id),
     );
     const endings = this.#options.endings;
     if (check.ok) {
@@ -552,15 +615,17 @@ export class TrainingChallengeRun {
    * fails the check, is this validator's own proof (`opening_missing`, `opening_mismatch`,
    * `step_mismatch`, …), settled and spread as any. Anything else —
    * the ledger would not hold the receipt, a check without a verdict, an error here (a re-run that
-   * could not be made: `step_rerun_failed`) — clears the claim, and a challenge already held ends
-   * `undecided`: the trainer is not paid in this ledger, nor slashed. Ended `passed`, a lazy
-   * trainer whose openings no one re-ran was paid, and this ledger's own coin never challenged it
-   * again (review s77 vtrain F1). Runs outside the validator's mailbox.
+   * could not be made: `step_rerun_failed`), a trainer the dial did not reach
+   * ({@link UNREACHED_REASON}) — clears the claim, and the receipt held ends `undecided`: the
+   * trainer is not paid in this ledger, nor slashed. A receipt already `unpaid` here (its trainer
+   * not reached before: {@link TakeoverRequest.unpaid}) is taken over without a hold. Ended
+   * `passed`, a lazy trainer whose openings no one re-ran was paid, and this ledger's own coin
+   * never challenged it again (review s77 vtrain F1). Runs outside the validator's mailbox.
    */
   async takeover(request: TakeoverRequest, ctx: Context): Promise<TakeoverOutcome> {
     const { receipt } = request;
     const id = trainingReceiptId(receipt);
-    if (this.challengedHere(id)) return "cleared";
+    if (this.challengedHere(id) || this.dialling(id)) return "cleared";
     // Under way until it ends: a delta that comes meanwhile waits for its kept step.
     const ended = Promise.withResolvers<void>();
     this.#takingOver.set(id, ended.promise);
@@ -577,13 +642,16 @@ export class TrainingChallengeRun {
     const { receipt } = request;
     const trainer = toHex(receipt.trainer).slice(0, 16);
     // Dialled before the challenge is drawn, so the dial does not eat the trainer's time to
-    // answer. Not reached: nothing is decided here (this node's reach may be what failed).
-    const connection = request.connection ??
-      await this.#options.reach(ctx, receipt.trainer, this.#dialMs, id);
+    // answer. Not reached: not challenged, and the receipt (pending) ends `undecided` here: paid,
+    // a trainer reachable by its coordinator alone was paid wherever no one reached it (review
+    // s81 train F1). Not marked challenged here: a later claim may be taken over again.
+    const connection = request.connection ?? await this.#dial(ctx, receipt.trainer, id);
     if (connection === undefined) {
-      this.#options.log(
-        `training validator: trainer ${trainer} not reached for a takeover: nothing decided here`,
-      );
+      if (request.unpaid === true) {
+        this.#options.log(
+          `training validator: trainer ${trainer} not reached for a takeover: still unpaid here`,
+        );
+      } else await this.#unreached(ctx, receipt, "taken over on a peer's claim");
       return "cleared";
     }
     const remembered = this.#remember(id, request.pendingUntil);
@@ -591,10 +659,12 @@ export class TrainingChallengeRun {
     const challenge = drawTrainingChallenge(receipt, this.#options.identity, {
       deadlineMs: this.#openingWindow,
     });
-    await this.#open(ctx, id);
     const endings = this.#options.endings;
-    // Not held `challenged` here (its window closed, the ledger gone): nothing to decide.
-    if (!endings.holds(id)) return "cleared";
+    if (request.unpaid !== true) {
+      await this.#open(ctx, id);
+      // Not held `challenged` here (its window closed, the ledger gone): nothing to decide.
+      if (!endings.holds(id)) return "cleared";
+    }
     this.#stats.takeovers++;
     let last: { opening: StepOpening; endWeights: GptWeights } | undefined;
     try {
@@ -619,7 +689,7 @@ export class TrainingChallengeRun {
             onLastStep: (opening, endWeights) => last = { opening, endWeights },
           }),
         (line) => this.#options.log(line),
-        (lost) => this.#reconnect(ctx, receipt.trainer, lost, challenge, id),
+        (lost) => this.#reconnect(ctx, receipt.trainer, lost, challenge.deadline, id),
       );
       if (check.ok) {
         // State H is checked against the delta once the round's outcome (or the coordinator's
@@ -744,6 +814,14 @@ export class TrainingChallengeRun {
   /** Whether receipt `id` was challenged here (by the coin or a takeover) within its window. */
   challengedHere(id: string): boolean {
     return this.#options.challenged.has(id);
+  }
+
+  /**
+   * Whether receipt `id`'s trainer is being dialled for this node's coin now (until the challenge
+   * goes out, or its `undecided` ending was asked): a claim about it waits.
+   */
+  dialling(id: string): boolean {
+    return this.#dialling.has(id);
   }
 
   /**
