@@ -34,7 +34,7 @@ import { jobInputRoom } from "../protocols/job_input.ts";
 import { promptTokenBound } from "../protocols/prompt_token_bound.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import { jobId, type TextJob } from "../protocols/job.ts";
+import { jobId, type TextJob, textJobSchema } from "../protocols/job.ts";
 import { toHex } from "../protocols/hash.ts";
 import { RemoteError } from "../protocols/protocol_errors.ts";
 import { unknownFieldOf } from "../protocols/message_registry.ts";
@@ -312,7 +312,7 @@ export class RemoteInferencePort implements InferencePort {
       if (error instanceof RemoteError && error.code === "invalid_body") {
         // A field of the job the worker's schema does not know (this side's strict schema read
         // it exactly: `checkTextJob`): an older worker, not a bad job (review s81 wire, F2).
-        const field = unknownFieldOf(error.message);
+        const field = versionSkewFieldOf(error.message, checked);
         if (field !== undefined) throw new JobVersionMismatchError(field, error.message);
         throw new InvalidGenerationParamsError(`the worker refused the job: ${error.message}`);
       }
@@ -487,4 +487,41 @@ const WORKER_KEY_CHARS = 16;
 function workerName(connection: Connection): string {
   const key = connection.peerKey;
   return key === undefined ? "(unauthenticated peer)" : toHex(key).slice(0, WORKER_KEY_CHARS);
+}
+
+/**
+ * The field a worker's `invalid_body` refusal names as one its version does not know, when a
+ * worker of another version may truly lack it (review s81 vwire2, F3): the refusal is exactly
+ * an unknown-field one ({@link unknownFieldOf}), its path is under `job.` and names a key `job`
+ * (the job as sent) has, and `job` is still a job of this version without that key: an optional
+ * field, which a later version may have added. A required field (the prompt, `params`) every
+ * version that reads jobs knows, and a field not sent nobody refused: such a claim is a plain
+ * refusal, undefined here. The worker wrote the words: nothing else it says is believed.
+ */
+function versionSkewFieldOf(message: string, job: TextJob): string | undefined {
+  const field = unknownFieldOf(message);
+  const [root, ...path] = field?.split(".") ?? [];
+  if (root !== "job" || path.length === 0) return undefined;
+  const without = withoutKey(job, path);
+  return without !== undefined && textJobSchema.safeParse(without).success ? field : undefined;
+}
+
+/**
+ * A copy of `value` without the key at `path` (plain objects all the way, the key's own and set),
+ * or undefined when there is none.
+ */
+function withoutKey(value: unknown, path: readonly string[]): Record<string, unknown> | undefined {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
+  const [key, ...rest] = path;
+  const record = value as Record<string, unknown>;
+  if (!Object.hasOwn(record, key) || record[key] === undefined) return undefined;
+  const copy = { ...record };
+  if (rest.length === 0) {
+    delete copy[key];
+    return copy;
+  }
+  const inner = withoutKey(record[key], rest);
+  if (inner === undefined) return undefined;
+  copy[key] = inner;
+  return copy;
 }

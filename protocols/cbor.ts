@@ -38,14 +38,49 @@ const decoder = new Decoder({ useRecords: false, mapsAsObjects: true }) as Decod
   copyBuffers: boolean;
 };
 
-/** A plain `Uint8Array` view of cbor-x's Buffer result (no copy). */
-function plain(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/**
+ * The most a result of {@link encodeCbor} or {@link encodeCanonical} may keep alive, as a
+ * multiple of its own size. cbor-x writes every value into one buffer it shares between calls
+ * and returns a view of it: a result under a quarter of that buffer is copied out, so a small
+ * encoding that is kept (a router's assignment handoff, `network/_assigned_jobs.ts`) holds its
+ * own bytes and not the buffer (review s81 vwire2, F1: a kept 73-byte result held 10.8 MB). A
+ * larger one stays a view: it is most of what it holds, and a copy would cost it again.
+ */
+const MAX_PIN_RATIO = 4;
+/**
+ * Largest buffer cbor-x keeps writing into after an encode. A large value makes cbor-x grow its
+ * buffer (to ~12× a long string's length: 10.8 MB for a 900 KB prompt), and cbor-x starts each
+ * new one as large as the last, so one large encode kept that much allocated for as long as the
+ * node ran. Past this size it is handed a fresh buffer of {@link SHARED_BUFFER_BYTES} instead,
+ * and the grown one lives only as long as the result that may be its view. 64 KiB: what a
+ * direct encode starts at (`DIRECT_ENCODE_MIN_BYTES`); smaller growth is cheap to keep.
+ */
+const MAX_SHARED_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * A result of cbor-x's shared buffer fit to keep: a plain `Uint8Array`, a copy when it is under
+ * 1 / {@link MAX_PIN_RATIO} of that buffer, else a view. cbor-x gets a fresh buffer if the
+ * encode grew its own past {@link MAX_SHARED_BUFFER_BYTES}.
+ */
+function fromSharedBuffer(encoded: Uint8Array): Uint8Array {
+  releaseGrownBuffer(encoded);
+  const bytes = new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+  return bytes.byteLength * MAX_PIN_RATIO < bytes.buffer.byteLength ? bytes.slice() : bytes;
 }
 
-/** Encode a value as CBOR bytes. */
+/** Hand cbor-x a fresh small buffer if `encoded` (its latest result) is in one grown large. */
+function releaseGrownBuffer(encoded: Uint8Array): void {
+  if (encoded.buffer.byteLength > MAX_SHARED_BUFFER_BYTES) {
+    codec.useBuffer(Buffer.alloc(SHARED_BUFFER_BYTES));
+  }
+}
+
+/**
+ * Encode a value as CBOR bytes. The result keeps at most {@link MAX_PIN_RATIO} times its own
+ * size alive (a small one is a copy), so it may be kept for good.
+ */
 export function encodeCbor(value: unknown): Uint8Array {
-  return plain(codec.encode(value));
+  return fromSharedBuffer(codec.encode(value));
 }
 
 /**
@@ -98,7 +133,10 @@ export function encodeCborWithHeadroom(
     }
     return withHeadroom(encoded, headroom);
   }
-  return withHeadroom(codec.encode(value), headroom);
+  const encoded = codec.encode(value);
+  // A value the hint undercounts (a long string: a 900 KB prompt) may have grown the buffer.
+  releaseGrownBuffer(encoded);
+  return withHeadroom(encoded, headroom);
 }
 
 /** Placeholders of {@link encodeCborAround}: an empty byte string (`0x40`) and a one-byte one. */
@@ -206,7 +244,8 @@ export class IllFormedStringError extends VeriflowError {
  * written in the order a JavaScript object then lists them — which puts keys that look like
  * array indices (`"0"` … `"4294967294"`) first, in numeric order; headers are the shortest;
  * `undefined` fields are dropped. Throws {@link IllFormedStringError} for a string or map key
- * that is not well-formed Unicode.
+ * that is not well-formed Unicode. Like {@link encodeCbor}'s, the result keeps at most a few
+ * times its own size alive.
  *
  * For keys of ASCII letters, digits and punctuation that are not all digits — every key of every
  * message the protocol defines — this is RFC 8949 §4.2.3 "length-first" order, which DAG-CBOR
@@ -224,7 +263,8 @@ export class IllFormedStringError extends VeriflowError {
  * ```
  */
 export function encodeCanonical(value: unknown): Uint8Array {
-  return plain(canonicalCodec.encode(canonicalize(value)));
+  // The same shared buffer as `codec`'s (cbor-x has one for all its encoders).
+  return fromSharedBuffer(canonicalCodec.encode(canonicalize(value)));
 }
 
 function canonicalize(value: unknown): unknown {

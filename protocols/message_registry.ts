@@ -130,6 +130,21 @@ export const UNKNOWN_FIELD_REASON = "unknown field (from a later version?)";
 /** Longest field name an `invalid_body` refusal quotes: the refusal goes back over the wire. */
 const MAX_FIELD_CHARS = 64;
 
+/** A field name {@link describeIssue} writes as it is; any other is quoted (JSON). */
+const PLAIN_FIELD = /^[A-Za-z0-9_]+$/;
+
+/**
+ * The whole of an unknown-field refusal as {@link describeIssue} and `InvalidBodyError` write
+ * it: the type, a dotted path of plain field names, {@link UNKNOWN_FIELD_REASON}. Nothing else
+ * is read as one (review s81 vwire2, F3): the peer writes the words, and before, any text that
+ * ended with the reason was taken for a field, newlines and terminal escapes included.
+ */
+const UNKNOWN_FIELD_REFUSAL = new RegExp(
+  `^invalid body for "[a-z][a-z0-9_.]*": ([A-Za-z0-9_]+(?:\\.[A-Za-z0-9_]+)*): ${
+    UNKNOWN_FIELD_REASON.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  }$`,
+);
+
 /**
  * Summarise the first zod issue of a refused body (bounded length: it goes back over the wire):
  * its path, then what is wrong. A field the schema does not know is named in the path, then
@@ -144,7 +159,8 @@ export function describeIssue(error: { issues: readonly SchemaIssue[] }): string
   const detail = issue as { code?: unknown; keys?: unknown } | undefined;
   const unknown = detail?.code === "unrecognized_keys" ? detail.keys : undefined;
   if (Array.isArray(unknown) && unknown.length > 0) {
-    const field = [...path, String(unknown[0]).slice(0, MAX_FIELD_CHARS)].join(".");
+    const key = String(unknown[0]).slice(0, MAX_FIELD_CHARS);
+    const field = [...path, PLAIN_FIELD.test(key) ? key : JSON.stringify(key)].join(".");
     return `${field}: ${UNKNOWN_FIELD_REASON}`;
   }
   const where = path.length ? path.join(".") : "(root)";
@@ -153,14 +169,22 @@ export function describeIssue(error: { issues: readonly SchemaIssue[] }): string
 
 /**
  * The field an `invalid_body` refusal's message names as one its schema does not know
- * ({@link UNKNOWN_FIELD_REASON}), or undefined when it names none: how a requester tells a
- * worker of an older version (it cannot read a field of the job) from a bad job.
+ * ({@link UNKNOWN_FIELD_REASON}), as a dotted path of plain names (`[A-Za-z0-9_]`), or
+ * undefined unless the message is exactly such a refusal: how a requester tells a worker of an
+ * older version (it cannot read a field of the job) from a bad job. The peer wrote it: whether
+ * the field is one the peer may lack is the caller's to judge (`inference/remote_port.ts`).
+ *
+ * @example
+ * ```ts
+ * import { unknownFieldOf } from "./message_registry.ts";
+ * unknownFieldOf(
+ *   'invalid body for "inference.submit": job.params.minP: unknown field (from a later version?)',
+ * ); // "job.params.minP"
+ * unknownFieldOf("go away: unknown field (from a later version?)"); // undefined
+ * ```
  */
 export function unknownFieldOf(message: string): string | undefined {
-  const end = message.lastIndexOf(`: ${UNKNOWN_FIELD_REASON}`);
-  if (end < 0 || end + UNKNOWN_FIELD_REASON.length + 2 !== message.length) return undefined;
-  const start = message.lastIndexOf(": ", end - 1);
-  return message.slice(start < 0 ? 0 : start + 2, end) || undefined;
+  return UNKNOWN_FIELD_REFUSAL.exec(message)?.[1];
 }
 
 /** The set of message types a connection understands. */

@@ -175,6 +175,11 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   not_cached: 412,
   // A forwarded job: no worker peer, or the worker went away before answering.
   no_worker: 503,
+  // Every worker asked is of an older version that cannot read a field of the job
+  // (`JobVersionMismatchError`): the network's versions out of step, not the client's fault nor
+  // the node's; its message names the field (review s81 vwire2, F2: a 500 hid it). No
+  // `Retry-After`, as `no_worker`'s: it lasts until the workers are upgraded, not a second.
+  job_version_mismatch: 503,
   // No worker's free stake backs the job's receipt now (`node/_stake_backed_port.ts`): the
   // node's want, not the client's; locks free as receipts finalize.
   insufficient_stake: 503,

@@ -98,6 +98,10 @@ Deno.test("textJobSchema bounds model, prompt and nonce, and refuses unknown fie
   const inParams = textJobSchema.safeParse({ ...job(), params: { ...params(), minP: 0.05 } });
   assert.ok(!inParams.success);
   assert.equal(describeIssue(inParams.error), `params.minP: ${UNKNOWN_FIELD_REASON}`);
+  // Review s81 vwire2 F3: a key that is no plain name (a newline, an escape) is quoted, not echoed.
+  const odd = textJobSchema.safeParse({ ...job(), "a\n\u001b[31m": 1 });
+  assert.ok(!odd.success);
+  assert.equal(describeIssue(odd.error), `"a\\n\\u001b[31m": ${UNKNOWN_FIELD_REASON}`);
   assert.equal(jobId(textJobSchema.parse(job())), jobId(job()));
 });
 
