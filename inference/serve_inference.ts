@@ -23,6 +23,8 @@
 import type { Connection } from "../protocols/connection.ts";
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { HeldCancelError, heldOf } from "../protocols/held_cancel.ts";
+import { StreamCancelledError } from "../protocols/protocol_errors.ts";
 import { undeliveredTokensError } from "./undelivered_tokens.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -103,7 +105,9 @@ export interface ServeInferenceOptions {
    * Signs the `cancelled` receipt over the first `tokens` positions of a finished job, from its
    * kept proof data (`proverCut`, `actors/prover_actor.ts`): asked when a requester's
    * `inference.get_receipt` says its client held fewer tokens (`held`) than the finished receipt
-   * covers; rejects when it signs none. Absent: the finished receipt is answered, as before.
+   * covers, and only for a job whose stream that requester cancelled here, never below the
+   * tokens of the events it gave credit back for (`CancelSeen`); rejects when it signs
+   * none. Absent: the finished receipt is answered, as before.
    */
   cut?: (jobId: string, tokens: number) => Promise<Receipt>;
   /** Unix ms, against which a traced receipt's window is kept (default `Date.now`). */
@@ -334,6 +338,17 @@ export function serveInference(
    * client's cancel), so the ask waits for its end. At most `maxJobs` per peer.
    */
   const ending = new Map<string, Promise<unknown>>();
+  /**
+   * This connection's jobs whose stream the requester cancelled, by id (oldest dropped past
+   * {@link MAX_CANCELS_SEEN}): only these may be cut, and never below their floor (review s81
+   * vcancel F1, F2). A job whose stream ran to its end, or ended by a lost connection, has none.
+   */
+  const cancels = new Map<string, CancelSeen>();
+  const sawCancel = (id: string, seen: CancelSeen) => {
+    cancels.delete(id);
+    cancels.set(id, seen);
+    if (cancels.size > MAX_CANCELS_SEEN) cancels.delete(cancels.keys().next().value!);
+  };
   connection.handle(ReceiptRequestMessage, async (body) => {
     // The end's reactions run in the order they were added: the stream's cancel added the keep
     // (`onUnsent`) before the job ended, so the receipt is kept by the time this one resumes.
@@ -366,9 +381,16 @@ export function serveInference(
   ): Promise<KeptReceiptBody> {
     const finished = kept.receipt;
     if (held === undefined || finished === null || finished.end !== undefined) return kept;
-    if (held >= finished.tokenCount || options.cut === undefined) return kept;
+    // Only a job whose stream this requester cancelled here (a router's ask after a stream that
+    // ran to its end, read whole, cut a paid job to 1 token: review s81 vcancel F1), and never
+    // below the positions of the events it gave credit back for, nor below its cancel's own
+    // count: a requester cannot name fewer than it demonstrably read (F2).
+    const seen = cancels.get(finished.jobId);
+    if (seen === undefined) return kept;
+    const tokens = Math.max(held, seen.held ?? 0, seen.floor);
+    if (tokens >= finished.tokenCount || options.cut === undefined) return kept;
     try {
-      const receipt = await options.cut(finished.jobId, held);
+      const receipt = await options.cut(finished.jobId, tokens);
       unsent?.keep(requester, receipt);
       return { receipt };
     } catch (error) {
@@ -463,6 +485,8 @@ export function serveInference(
       onUnsent: unsent === undefined || requester === undefined
         ? undefined
         : (receipt, delivered) => unsent.keep(requester, receipt, delivered),
+      credited: ctx.credited,
+      onCancelled: (seen) => sawCancel(handle.jobId, seen),
     });
     return events;
   });
@@ -540,7 +564,38 @@ interface JobEventsOptions {
    * finished job's unread tokens were evicted, and, `delivered`, as its `end` goes out.
    */
   onUnsent?: (receipt: Receipt, delivered?: boolean) => void;
+  /** Events of the stream its requester gave credit back for (`HandlerContext.credited`). */
+  credited?: () => number;
+  /** Called when the requester cancelled the stream (not a lost connection or a stall). */
+  onCancelled?: (seen: CancelSeen) => void;
 }
+
+/**
+ * What a worker saw of its requester's cancel of one job's stream: the count its cancel named
+ * (`held`), and `floor`, the output positions it demonstrably read: the resumed prefix and the
+ * tokens of every event it gave credit back for, and of every event but the last
+ * {@link MAX_UNCREDITED_EVENTS} sent. A reader grants credit again only for events it took
+ * (`Connection.openStream`), so a requester that names fewer positions than `floor` names fewer
+ * than it read. Past `floor` it can leave at most those 16 events unnamed: events sent ahead that
+ * it never credited, the same a cancel while they were in flight declines.
+ */
+interface CancelSeen {
+  /** The positions the requester's cancel said its consumer holds, when it said. */
+  held?: number;
+  /** The positions in the events it gave credit back for, the resumed prefix included. */
+  floor: number;
+}
+
+/** Cancels a connection remembers for `inference.get_receipt` (the oldest dropped past it). */
+const MAX_CANCELS_SEEN = 1024;
+
+/**
+ * The most events an honest requester leaves sent and not credited back: the largest window it
+ * opens a job's stream with (`submitWindow`, `remote_port.ts`: at most 16). Every event sent
+ * before the last this many was credited by an honest requester, so counting them as read never
+ * raises its floor.
+ */
+const MAX_UNCREDITED_EVENTS = 16;
 
 /** A local job's handle as the stream of events the requester reads. */
 function jobEvents(
@@ -556,6 +611,8 @@ function jobEvents(
     onFinished,
     assignable,
     onUnsent,
+    credited,
+    onCancelled,
   }: JobEventsOptions,
 ): ReadableStream<InferenceEvent> {
   const reader = handle.tokens.getReader();
@@ -589,6 +646,25 @@ function jobEvents(
   let readError: unknown;
   /** Tokens sent on the stream: how many of a finished job's reached its requester's side. */
   let sentTokens = 0;
+  /** Tokens sent in the stream's events, in order, up to each (its start and `queued`: 0). */
+  const tokensUpTo: number[] = [];
+  /**
+   * The positions in the events the requester gave credit back for (`CancelSeen.floor`), and at
+   * least in all but the last {@link MAX_UNCREDITED_EVENTS} sent: a requester that opened a
+   * larger window than an honest one (up to `MAX_CREDIT_GRANT`) and never gave credit back
+   * would otherwise read the whole job at a floor of 0.
+   */
+  const creditedPositions = (): number => {
+    const events = Math.min(
+      tokensUpTo.length,
+      Math.max(credited?.() ?? 0, tokensUpTo.length - MAX_UNCREDITED_EVENTS),
+    );
+    return resumedFrom + (events > 0 ? tokensUpTo[events - 1] : 0);
+  };
+  const sent = (controller: ReadableStreamDefaultController<InferenceEvent>, e: InferenceEvent) => {
+    tokensUpTo.push(sentTokens);
+    controller.enqueue(e);
+  };
   async function readReady(): Promise<StreamedToken[]> {
     if (ahead !== undefined) return await ahead.take();
     try {
@@ -628,9 +704,21 @@ function jobEvents(
       }
     },
     cancel: (reason) => {
+      // The requester's own cancel (not a lost connection, a stall or a credit timeout): the
+      // job may be cut for it, never below what it read (`CancelSeen`).
+      let told = reason;
+      if (reason instanceof StreamCancelledError) {
+        const floor = creditedPositions();
+        const held = heldOf(reason);
+        onCancelled?.(held === undefined ? { floor } : { held, floor });
+        // A job still running signs its cancelled receipt over the count: held to the floor.
+        if (held !== undefined && held < floor) {
+          told = new HeldCancelError(floor, reason.message, { cause: reason });
+        }
+      }
       // A closed connection's reason (`ConnectionClosedError`) signs nothing: only the peer's
       // explicit cancel of an assignable job does (`actors/inference_job.ts`).
-      reader.cancel(assignable ? reason : undefined).catch(() => {});
+      reader.cancel(assignable ? told : undefined).catch(() => {});
       handle.cancel();
       finish();
       // Cancelled under the stream (its connection closed, the requester's cancel): a job that
@@ -664,7 +752,7 @@ function jobEvents(
       if (resumedFrom > 0 && handle.resumedText !== undefined) {
         start.resumedText = handle.resumedText;
       }
-      controller.enqueue(start);
+      sent(controller, start);
       return;
     }
     if (ended) {
@@ -678,7 +766,7 @@ function jobEvents(
     if (queue !== undefined) {
       const next = await readOrQueued(pending, queue);
       if ("position" in next) {
-        controller.enqueue({ kind: "queued", position: next.position });
+        sent(controller, { kind: "queued", position: next.position });
         return;
       }
       queue.close();
@@ -713,11 +801,12 @@ function jobEvents(
       // jobs lost) asks for it when this node refuses the client's retry `duplicate_job`, and
       // assigns it rather than have the job run again elsewhere (review s78 vfinal, F1).
       if (summary.receipt !== undefined) onUnsent?.(summary.receipt as Receipt, true);
-      controller.enqueue({ kind: "end", summary: wireSummary(summary) });
+      sent(controller, { kind: "end", summary: wireSummary(summary) });
       return;
     }
     const events = ready.map(wireToken);
     sentTokens += ready.length;
+    tokensUpTo.push(sentTokens);
     const final = ready[ready.length - 1].finishReason !== undefined;
     const sig = signer?.sign(ready.map((token) => token.tokenId), final);
     const event: TokenEvent | TokensEvent = events.length === 1

@@ -58,6 +58,12 @@ export interface HandlerContextBase {
   peer?: Uint8Array;
   /** Aborted when the requester cancels, times out, or the connection closes. */
   signal: AbortSignal;
+  /**
+   * Chunks of this request's stream the requester has given credit back for: its grants past
+   * its first (the window). A reader grants again only for chunks it has taken, so these are
+   * chunks it read. It stays readable after the stream ends (0 for a request that is not a stream).
+   */
+  credited: () => number;
 }
 
 /** The responder's bounds beyond its own `maxInbound`. */
@@ -82,6 +88,8 @@ interface InboundExchange {
   window?: number;
   /** Chunks sent and not yet re-credited, for stats. */
   inFlight: number;
+  /** Every grant of the peer, its first included: what `credited` counts from. */
+  granted: number;
   /** Wakes the stream pump waiting for credit. */
   wake: (() => void) | null;
 }
@@ -151,6 +159,7 @@ export class Responder {
     if (!exchange) return false;
     exchange.window ??= chunks;
     exchange.credits += chunks;
+    exchange.granted += chunks;
     exchange.inFlight = Math.max(0, exchange.inFlight - chunks);
     exchange.wake?.();
     return exchange.credits <= exchange.window;
@@ -214,6 +223,7 @@ export class Responder {
       abort: new AbortController(),
       credits: 0,
       inFlight: 0,
+      granted: 0,
       wake: null,
     };
     this.#inbound.set(envelope.id, exchange);
@@ -247,7 +257,13 @@ export class Responder {
     try {
       const result = await handler(
         envelope.body,
-        this.#context({ envelope, from: extra.from, peer: extra.peer, signal }) as never,
+        this.#context({
+          envelope,
+          from: extra.from,
+          peer: extra.peer,
+          signal,
+          credited: () => exchange.granted - (exchange.window ?? 0),
+        }) as never,
       );
       if (signal.aborted) {
         if (result instanceof ReadableStream) await result.cancel(signal.reason).catch(() => {});

@@ -170,6 +170,12 @@ export interface HandlerContext {
   peer?: Uint8Array;
   /** Aborted when the requester cancels, times out, or the connection closes. */
   signal: AbortSignal;
+  /**
+   * Chunks of this request's stream the requester has given credit back for (its grants past
+   * its first, the window): chunks it read, as a reader grants again only for those. Readable
+   * after the stream ended; absent where the context was not made by a connection.
+   */
+  credited?: () => number;
   /** The connection the request came in on. */
   connection: Connection;
 }

@@ -1,0 +1,258 @@
+/**
+ * The worker cuts a finished job's receipt (`inference.get_receipt` with `held`) only for a job
+ * whose stream its requester cancelled, and never below the positions of the events that
+ * requester gave credit back for (`CancelSeen`, `serve_inference.ts`; review s81 vcancel F1, F2).
+ * A router whose client read the whole stream asks with `held: 1`: it gets the finished receipt,
+ * and the worker is paid all n in the router's ledger and a third one, the window open or the
+ * finished receipt already final. A client that read n−1 and cancels saying it holds 1: the
+ * worker signs over the n−1 its router credited, not 1.
+ *
+ * Two nodes in memory, as in `late_cancel_receipt_test.ts` (setup from its review's probes).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { paidFor } from "../proof/_receipt_pay.ts";
+import type { Actor } from "../../actors/actor.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ReceiptHandled } from "../../actors/validator_actor.ts";
+import type { InferenceHandle, InferencePort, JobSummary } from "../../inference/inference_port.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { servePeer } from "../../network/peer_services.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../../protocols/inference_messages.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { HeldCancelError } from "../../protocols/held_cancel.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { type Receipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { HONEST_MODELS, ledgerReads, spawnValidator, START } from "../actors/_validator_fixture.ts";
+import { spawnHonestInference } from "../network/_honest_inference.ts";
+import { clientJob, OneWorker, spawnRouter } from "../network/_proving_worker.ts";
+
+/** The job's tokens: few, so the worker finishes and sends its end within the credit window. */
+const MAX_TOKENS = 8;
+const WORKER_STAKE = 1_000_000;
+
+type Announced = Extract<NetworkMessage, { type: "announce_receipt" }>;
+
+/** The router's network stand-in, keeping what its validator gossips. */
+class GossipingWorker extends OneWorker {
+  readonly announced: Announced[] = [];
+  override receive(message: NetworkMessage): unknown {
+    if (message.type === "announce_receipt") this.announced.push(message);
+    return super.receive(message);
+  }
+}
+
+/** A third node's network stand-in: what its validator gossips on. */
+class Gossip implements Actor<NetworkMessage> {
+  readonly announced: Announced[] = [];
+  receive(message: NetworkMessage): unknown {
+    if (message.type === "announce_receipt") this.announced.push(message);
+    return undefined;
+  }
+}
+
+/** The worker's local port, keeping each job's own summary (its finished receipt). */
+class Summaries implements InferencePort {
+  readonly done: Promise<JobSummary>[] = [];
+  constructor(readonly inner: InferencePort) {}
+  models(): ReturnType<InferencePort["models"]> {
+    return this.inner.models();
+  }
+  stats(): ReturnType<InferencePort["stats"]> {
+    return this.inner.stats();
+  }
+  async submit(...args: Parameters<InferencePort["submit"]>): Promise<InferenceHandle> {
+    const handle = await this.inner.submit(...args);
+    this.done.push(handle.done);
+    return handle;
+  }
+}
+
+/**
+ * Router, worker and a third ledger. `cuts`: the worker serves its peers with its prover named,
+ * so it signs a cancelled receipt over `held` (false: it answers as a worker from before `held`).
+ */
+async function setUp(label: string, cuts: boolean) {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const routerSystem = new ActorSystem({ name: `late-floor-router-${label}` });
+  const workerSystem = new ActorSystem({ name: `late-floor-worker-${label}` });
+  const [router, worker] = [Identity.generate(), Identity.generate()];
+  const network = new GossipingWorker();
+  const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
+  await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+  const gossip = new Gossip();
+  await routerSystem.spawn<NetworkMessage>({ name: "third/network", factory: () => gossip });
+  const third = await spawnValidator(routerSystem, {
+    name: "third/validator",
+    identity: Identity.generate(),
+    ledgerDir: `${dir}/third`,
+    clock,
+    challengeProbability: 0,
+    network: "third/network",
+    models: HONEST_MODELS,
+  });
+  await third.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+  const port = new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1 });
+  const { prover, local } = await spawnHonestInference(workerSystem, worker);
+  const served = new Summaries(local);
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [toWorker, atWorker] = await Promise.all([
+    Connection.open(a, { identity: router, protocols }),
+    Connection.open(b, { identity: worker, protocols }),
+  ]);
+  servePeer(atWorker, router.publicKey, {
+    system: workerSystem,
+    inference: served,
+    ...(cuts ? { prover: "prover" } : {}),
+  });
+  network.connection = toWorker;
+  return {
+    routerValidator: validator,
+    router,
+    worker,
+    network,
+    gossip,
+    port,
+    prover,
+    served,
+    third,
+    reads: ledgerReads(() => validator, clock),
+    thirdReads: ledgerReads(() => third, clock),
+    async close() {
+      await toWorker.close();
+      await atWorker.close();
+      await routerSystem.shutdown();
+      await workerSystem.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** The client reads every token to its end: no cancel at all. */
+async function readAll(t: Awaited<ReturnType<typeof setUp>>, nonce: string) {
+  const job = clientJob(nonce, MAX_TOKENS);
+  const handle = await t.port.submit(job);
+  let text = "";
+  for await (const chunk of handle.tokens) text += chunk.text;
+  const summary = await handle.done;
+  const routed: TextJob = { ...job, requester: toHex(t.router.publicKey) };
+  return { summary, text, routed };
+}
+
+for (const afterWindow of [false, true]) {
+  Deno.test(`vcancel F1: a router whose client read all n tokens asks get_receipt with held 1: the worker answers its finished receipt, and is paid n in the router's ledger and a third (${afterWindow ? "the finished receipt already final" : "window open"})`, async () => {
+    const t = await setUp(afterWindow ? "after" : "open", true);
+    try {
+      const { summary, text, routed } = await readAll(t, `underpay-${afterWindow}`);
+      assert.equal(summary.usage.completionTokens, MAX_TOKENS, "the client read all n");
+      const finished = summary.receipt as Receipt;
+      assert.equal(finished.end, undefined);
+      assert.equal(finished.tokenCount, MAX_TOKENS);
+      assert.ok(
+        verifyReceipt(finished, { job: routed, worker: t.worker.publicKey, output: text }).ok,
+      );
+      await eventually(() => t.network.announced.length === 1, "the finished receipt assigned");
+      const { assignment } = t.network.announced[0];
+      const hex = toHex(t.router.publicKey);
+      await t.third.ask({
+        type: "receipt",
+        receipt: finished,
+        job: routed,
+        assignment,
+        origin: hex,
+      });
+      if (afterWindow) {
+        await t.reads.closeWindow();
+        await t.third.ask({ type: "finalize" });
+      }
+      // The router asks for a cut though its client cancelled nothing and read all n.
+      const answer = await t.network.connection!.request(ReceiptRequestMessage, {
+        jobId: finished.jobId,
+        held: 1,
+      });
+      const got = answer.receipt as Receipt;
+      assert.equal(got.end, undefined, "the worker cut a job whose stream nobody cancelled");
+      assert.equal(got.tokenCount, MAX_TOKENS);
+      assert.equal(receiptId(got), receiptId(finished));
+      // Whatever the router does with the answer, both ledgers hear it (the third bare).
+      await t.routerValidator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt: got,
+        job: routed,
+        assignment,
+        origin: toHex(t.worker.publicKey),
+      });
+      await t.third.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt: got,
+        job: routed,
+        origin: toHex(t.worker.publicKey),
+      });
+      await t.reads.closeWindow();
+      await t.third.ask({ type: "finalize" });
+      const full = paidFor(finished);
+      for (const reads of [t.reads, t.thirdReads]) {
+        const account = await reads.account(t.worker.publicKey);
+        assert.equal(account.balance, full, "the worker that delivered n is not paid n");
+        assert.equal(account.stake, WORKER_STAKE, "the worker was slashed");
+      }
+      // Each ledger holds the finished receipt alone, final, assigned by the router: n credited.
+      for (const reads of [t.reads, t.thirdReads]) {
+        const record = await reads.record(receiptId(finished));
+        assert.equal(record?.status, "final");
+        assert.equal(record?.requester, toHex(t.router.publicKey));
+        assert.equal(record?.credit, full);
+        assert.equal((await reads.account(t.worker.publicKey)).locked, 0);
+      }
+    } finally {
+      await t.close();
+    }
+  });
+}
+
+Deno.test("vcancel F2: a client that read n-1 tokens after the worker finished cancels saying it holds 1: the worker signs over the n-1 its router gave credit back for, never over 1, and the router's ledger pays no 1-token cut", async () => {
+  const t = await setUp("claims-one", true);
+  try {
+    const job = clientJob("claims-one", MAX_TOKENS);
+    const handle = await t.port.submit(job);
+    const reader = handle.tokens.getReader();
+    let text = "";
+    for (let i = 0; i < MAX_TOKENS - 1; i++) {
+      const next = await reader.read();
+      assert.ok(!next.done);
+      text += next.value.text;
+    }
+    await eventually(() => t.served.done.length === 1, "the worker to finish the job");
+    const finished = (await t.served.done[0]).receipt as Receipt;
+    assert.equal(finished.tokenCount, MAX_TOKENS);
+    await reader.cancel(new HeldCancelError(1, "I hold one token"));
+    const summary = await handle.done;
+    // The router asked with its client's count, 1; the worker's cut is floored at the credited
+    // events' MAX_TOKENS - 1 positions, which its router, trusting its client, does not assign.
+    assert.equal(summary.receipt, undefined);
+    const answer = await t.network.connection!.request(ReceiptRequestMessage, {
+      jobId: finished.jobId,
+      held: 1,
+    });
+    const cut = answer.receipt as Receipt;
+    assert.equal(cut.end, "cancelled");
+    assert.equal(cut.tokenCount, MAX_TOKENS - 1, "the worker cut below what its requester read");
+    const routed: TextJob = { ...job, requester: toHex(t.router.publicKey) };
+    assert.ok(verifyReceipt(cut, { job: routed, worker: t.worker.publicKey, output: text }).ok);
+    await t.reads.closeWindow();
+    const account = await t.reads.account(t.worker.publicKey);
+    assert.equal(account.balance, 0, "a cut the worker never signed was paid");
+    assert.equal(account.stake, WORKER_STAKE);
+    assert.equal(t.network.announced.length, 0);
+  } finally {
+    await t.close();
+  }
+});
