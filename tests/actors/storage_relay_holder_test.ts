@@ -9,46 +9,19 @@
  */
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
-import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
+import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { storageKey } from "../../protocols/cid.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
+import { pseudoRandomBytes } from "../storage/_helpers.ts";
+import { CHUNK, identityOf, putFile, reach } from "../storage/_audit_owner.ts";
 
-const CHUNK = 1024;
 const CHUNKS = 16;
 const REPLICAS = 3;
-
-/** A fixed identity per `n`: the rendezvous ranks below are the same on every run. */
-const identityOf = (n: number) => Identity.fromSecretKey(new Uint8Array(32).fill(n));
-
-/** `owner` served over a connection to the peer with identity `asker`: what that peer reaches. */
-async function reach(owner: StorageActor, ownerId: Identity, asker: Identity) {
-  const [a, b] = memoryDuplexPair();
-  const [client, server] = await Promise.all([
-    Connection.open(a, { identity: asker, protocols: [STORAGE_PROTOCOL] }),
-    Connection.open(b, { identity: ownerId, protocols: [STORAGE_PROTOCOL] }),
-  ]);
-  const ref = { ask: (m: never) => owner.receive(m) as never };
-  serveStoragePeer(server, new StorageActorPeer(ref, asker.publicKey));
-  return {
-    peer: new ConnectionStoragePeer(client, ownerId.publicKey),
-    close: async () => {
-      await client.close();
-      await server.close();
-    },
-  };
-}
 
 Deno.test("a holder the owner gave a chunk is refused it, placed last for it, and the copy goes to the next peer; a stranger is still served", async () => {
   const owner = identityOf(1);
@@ -70,8 +43,7 @@ Deno.test("a holder the owner gave a chunk is refused it, placed last for it, an
   const links: { close(): Promise<void> }[] = [];
   try {
     unwrapReply(await actor.receive({ type: "set_peers", peers }));
-    const source = streamOf(pseudoRandomBytes(CHUNKS * CHUNK, 71));
-    const { cid } = await (await actor.receive({ type: "put", source }) as PutHandle).done;
+    const cid = await putFile(actor, pseudoRandomBytes(CHUNKS * CHUNK, 71));
     const { chunks } = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
     // A chunk the owner holds too (what the relay fetches), with a remote holder (the relay) and
     // a remote peer past its holders (the next).

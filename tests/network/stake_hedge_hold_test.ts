@@ -7,53 +7,11 @@
  * `insufficient_stake`) and the cancelled hedge worker stayed held until the job's end.
  */
 import assert from "node:assert/strict";
-import type { NetworkActorOptions } from "../../network/network_actor.ts";
-import type { PeerEntry } from "../../network/_peer_entry.ts";
-import { WorkerRouting } from "../../network/_worker_routing.ts";
-import type { WorkerCandidate } from "../../network/worker_choice.ts";
-import { jobStakeLock } from "../../network/_job_stake_lock.ts";
 import { type ResumeOutcome, withFailover } from "../../network/failover.ts";
-import type { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { FakeTimers, turns } from "../_helpers/fake_timers.ts";
 import { attempt, heldAttempt } from "./_failover_fixture.ts";
-import { job, served } from "./_scripted_workers.ts";
-
-const LOCK = jobStakeLock(job("lock"), 200);
-
-/** A peer entry of worker `key`, open and serving the model, running `running` of 4 slots. */
-function entry(key: string, running: number): PeerEntry {
-  const connection = {
-    isClosed: false,
-    supports: () => true,
-    pendingRequestsOf: () => 0,
-  } as unknown as Connection;
-  return {
-    connection,
-    info: { key, models: [served.cid], convicted: false },
-    models: [],
-    hello: { load: { running, queued: 0, slots: 4, queueLimit: 0 } },
-  } as unknown as PeerEntry;
-}
-
-/** Routing over `one` (idle, its stake backs one job) and `many` (busier, its stake backs ten). */
-function routing() {
-  const one = entry("one", 0);
-  const many = entry("many", 2);
-  const r = new WorkerRouting({
-    options: { identity: Identity.generate() } as NetworkActorOptions,
-    peers: new Map([["one", [one]], ["many", [many]]]),
-    standing: new Map<string, WorkerCandidate["standing"]>([
-      ["one", { stake: LOCK, locked: 0, balance: 0 }],
-      ["many", { stake: 10 * LOCK, locked: 0, balance: 0 }],
-    ]),
-    holders: () => [],
-    services: () => undefined,
-  });
-  const keys = new Map([[one.connection, "one"], [many.connection, "many"]]);
-  const pick = (...args: Parameters<WorkerRouting["worker"]>) => keys.get(r.worker(...args)!);
-  return { r, pick };
-}
+import { served } from "./_scripted_workers.ts";
+import { LOCK, oneAndMany as routing } from "./_stake_routing.ts";
 
 Deno.test("a hedge that lost its race is released: the worker running the job stays held, and the next job goes to the worker whose stake backs it", () => {
   const { r, pick } = routing();

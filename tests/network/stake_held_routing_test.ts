@@ -7,69 +7,17 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { NetworkActorOptions, NetworkMessage } from "../../network/network_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { PeerEntry } from "../../network/_peer_entry.ts";
-import { WorkerRouting } from "../../network/_worker_routing.ts";
-import type { WorkerCandidate } from "../../network/worker_choice.ts";
-import { jobStakeLock } from "../../network/_job_stake_lock.ts";
-import type { Connection } from "../../protocols/connection.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
 import { job, script, served } from "./_scripted_workers.ts";
-import { Recorder, Workers } from "./_router_doubles.ts";
+import { spawnRouter, Workers } from "./_router_doubles.ts";
+import { LOCK, oneAndMany as routing } from "./_stake_routing.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { Connection as Conn } from "../../protocols/connection.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
-
-const LOCK = jobStakeLock(job("lock"), 200);
-
-/** A peer entry of worker `key`, open and serving the model, running `running` of 4 slots. */
-function entry(key: string, running: number): PeerEntry {
-  const connection = {
-    isClosed: false,
-    supports: () => true,
-    pendingRequestsOf: () => 0,
-  } as unknown as Connection;
-  return {
-    connection,
-    info: { key, models: [served.cid], convicted: false },
-    models: [],
-    hello: { load: { running, queued: 0, slots: 4, queueLimit: 0 } },
-  } as unknown as PeerEntry;
-}
-
-/**
- * A router's routing over two workers: `one`, idle, whose free stake backs one job's lock, and
- * `many`, busier, whose stake backs ten.
- */
-function routing(): {
-  r: WorkerRouting;
-  pick: (...args: Parameters<WorkerRouting["worker"]>) => string | undefined;
-} {
-  const one = entry("one", 0);
-  const many = entry("many", 2);
-  const peers = new Map([["one", [one]], ["many", [many]]]);
-  const standing = new Map<string, WorkerCandidate["standing"]>([
-    ["one", { stake: LOCK, locked: 0, balance: 0 }],
-    ["many", { stake: 10 * LOCK, locked: 0, balance: 0 }],
-  ]);
-  const r = new WorkerRouting({
-    options: { identity: Identity.generate() } as NetworkActorOptions,
-    peers,
-    standing,
-    holders: () => [],
-    services: () => undefined,
-  });
-  const keys = new Map([[one.connection, "one"], [many.connection, "many"]]);
-  const pick = (...args: Parameters<WorkerRouting["worker"]>) => {
-    const connection = r.worker(...args);
-    return connection && keys.get(connection);
-  };
-  return { r, pick };
-}
 
 Deno.test("three jobs at once: the idle worker whose stake backs one gets one, the others go to the worker whose stake backs them, not to be refused insufficient_stake", () => {
   const { pick } = routing();
@@ -108,14 +56,7 @@ Deno.test("the router's port names the job in each worker lookup and tells its e
   serveInference(atWorker, new StallingPort(served, script));
   const workers = new MessageRecordingWorkers([toWorker], [served]);
   try {
-    const network = await system.spawn<NetworkMessage>({
-      name: "r/network",
-      factory: () => workers,
-    });
-    const validator = await system.spawn({ name: "r/validator", factory: () => new Recorder() });
-    const port = new NetworkInferencePort(network, validator, Identity.generate(), {
-      countPromptTokens: () => 200,
-    });
+    const { port } = await spawnRouter(system, workers, { countPromptTokens: () => 200 });
     const handle = await port.submit(job("held"));
     for await (const _ of handle.tokens) { /* drain */ }
     await handle.done;

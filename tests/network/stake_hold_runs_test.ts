@@ -9,53 +9,20 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { NetworkActorOptions, NetworkMessage } from "../../network/network_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { PeerEntry } from "../../network/_peer_entry.ts";
-import { WorkerRouting } from "../../network/_worker_routing.ts";
-import type { WorkerCandidate } from "../../network/worker_choice.ts";
-import { jobStakeLock } from "../../network/_job_stake_lock.ts";
-import type { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
 import { job, served } from "./_scripted_workers.ts";
-import { Recorder, Workers } from "./_router_doubles.ts";
-
-const LOCK = jobStakeLock(job("lock"), 200);
-
-/** A peer entry of worker `key`, open and serving the model, running `running` of 4 slots. */
-function entry(key: string, running: number): PeerEntry {
-  const connection = {
-    isClosed: false,
-    supports: () => true,
-    pendingRequestsOf: () => 0,
-  } as unknown as Connection;
-  return {
-    connection,
-    info: { key, models: [served.cid], convicted: false },
-    models: [],
-    hello: { load: { running, queued: 0, slots: 4, queueLimit: 0 } },
-  } as unknown as PeerEntry;
-}
+import { spawnRouter, Workers } from "./_router_doubles.ts";
+import { LOCK, stakeRouting } from "./_stake_routing.ts";
 
 /**
  * Routing over `one` (idle) and `two` (busier), each with free stake for exactly one job's lock:
  * a worker held by a job is backed for no other, so where a pick goes says what is held.
  */
 function routing() {
-  const one = entry("one", 0);
-  const two = entry("two", 2);
-  const r = new WorkerRouting({
-    options: { identity: Identity.generate() } as NetworkActorOptions,
-    peers: new Map([["one", [one]], ["two", [two]]]),
-    standing: new Map<string, WorkerCandidate["standing"]>([
-      ["one", { stake: LOCK, locked: 0, balance: 0 }],
-      ["two", { stake: LOCK, locked: 0, balance: 0 }],
-    ]),
-    holders: () => [],
-    services: () => undefined,
-  });
-  const keys = new Map([[one.connection, "one"], [two.connection, "two"]]);
-  const pick = (...args: Parameters<WorkerRouting["worker"]>) => keys.get(r.worker(...args)!);
+  const { r, pick } = stakeRouting([
+    { key: "one", running: 0, stake: LOCK },
+    { key: "two", running: 2, stake: LOCK },
+  ]);
   /**
    * Nothing is held: the idle `one` backs a first job, and `two` the second (a hold left on
    * either sends a job elsewhere: to `two` first, or both to the less loaded `one`, unbacked).
@@ -127,14 +94,7 @@ Deno.test("the router's port makes each submission of a job a run of its own: it
   const system = new ActorSystem({ name: "stake-hold-runs" });
   const workers = new RecordingWorkers([]); // no worker: each submission ends unassigned
   try {
-    const network = await system.spawn<NetworkMessage>({
-      name: "r/network",
-      factory: () => workers,
-    });
-    const validator = await system.spawn({ name: "r/validator", factory: () => new Recorder() });
-    const port = new NetworkInferencePort(network, validator, Identity.generate(), {
-      countPromptTokens: () => 200,
-    });
+    const { port, network } = await spawnRouter(system, workers, { countPromptTokens: () => 200 });
     const retried = job("retried");
     for (let i = 0; i < 2; i++) {
       await assert.rejects(port.submit(retried), { code: "no_worker" });

@@ -8,100 +8,30 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Identity } from "../../protocols/identity.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { join } from "node:path";
+import type { Receipt } from "../../protocols/receipt.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { INDEX_FILE } from "../../proof/ledger_index.ts";
-import { join } from "node:path";
-import { assigned, receipt, resigned, withLedgerDir } from "./_ledger_fixtures.ts";
+import type { Identity } from "../../protocols/identity.ts";
+import { assigned, resigned, withLedgerDir } from "./_ledger_fixtures.ts";
+import {
+  type Acc,
+  K,
+  M,
+  N,
+  owner,
+  pair,
+  pairLedgerOptions,
+  settle,
+  STAKE,
+  type Step,
+  WINDOW,
+} from "./_cancelled_pair.ts";
 
-const owner = Identity.generate();
-const accuser = Identity.generate();
-const WINDOW = 100;
-const STAKE = 100_000;
-const N = 8;
-const K = 3;
-/** The slash multiplier of the default economics (the token price is 1). */
-const M = 20;
 /** Paid the k tokens once, nothing slashed or locked. */
 const PAID_K: Acc = { balance: K, stake: STAKE, locked: 0 };
 /** Slashed by the pair's larger claim (the finished one's n tokens), paid nothing. */
 const SLASHED_N: Acc = { balance: 0, stake: STAKE - M * N, locked: 0 };
-
-type Step =
-  | { r: Receipt; assigned: boolean }
-  | { proof: Receipt }
-  | "close";
-
-type Acc = { balance: number; stake: number; locked: number };
-
-/** Fresh ledger fed `steps`, window closed, reopened from disk (replay must agree). */
-async function settle(worker: Identity, steps: Step[], rebuildEach = false) {
-  let out: { worker: Acc; accuser: Acc; refused: string[] } | undefined;
-  await withLedgerDir(async (dir, clock) => {
-    const options = {
-      now: () => clock.t,
-      economics: { challengeWindowMs: WINDOW },
-      checkpointEvery: 0,
-    };
-    let ledger = await Ledger.open(dir, owner, options);
-    await ledger.deposit(worker.publicKey, STAKE);
-    await ledger.deposit(accuser.publicKey, 1_000);
-    const refused: string[] = [];
-    const code = (e: { code?: string }) => void refused.push(e.code ?? String(e));
-    for (const step of steps) {
-      if (rebuildEach) {
-        // Close, delete the index, reopen: the index rebuilt from the log before each step.
-        await ledger.close();
-        await Deno.remove(join(dir, INDEX_FILE));
-        ledger = await Ledger.open(dir, owner, options);
-      }
-      if (step === "close") {
-        clock.t += WINDOW + 1;
-        await ledger.finalizeDue();
-      } else if ("proof" in step) {
-        await ledger.settleFraud({
-          receiptId: receiptId(step.proof),
-          receipt: step.proof,
-          fraudProofHash: "ab".repeat(32),
-          validator: accuser.publicKey,
-          confirmed: true,
-          reason: "fingerprint",
-        }).catch(code);
-      } else {
-        await ledger.recordReceipt(step.r, step.assigned ? assigned(step.r) : {}).catch(code);
-      }
-    }
-    clock.t += WINDOW + 1;
-    await ledger.finalizeDue();
-    const live = {
-      worker: ledger.account(worker.publicKey) as Acc,
-      accuser: ledger.account(accuser.publicKey) as Acc,
-    };
-    await ledger.close();
-    ledger = await Ledger.open(dir, owner, options);
-    assert.deepEqual(
-      { worker: ledger.account(worker.publicKey), accuser: ledger.account(accuser.publicKey) },
-      live,
-      "replayed alike",
-    );
-    await ledger.close();
-    out = { ...live, refused };
-  });
-  return out!;
-}
-
-function pair(n: number) {
-  const worker = Identity.generate();
-  const finished = receipt(n, N, worker);
-  const cancelled = resigned(finished, {
-    tokenCount: K,
-    outputHash: "44".repeat(32),
-    commitment: { ...finished.commitment, root: "55".repeat(32) },
-    end: "cancelled",
-  }, worker);
-  return { worker, finished, cancelled };
-}
 
 /** Each order's outcome, then that they are all `expected`. */
 async function allEnd(worker: Identity, orders: [string, Step[]][], expected: Acc) {
@@ -267,11 +197,7 @@ Deno.test("cancelled pair: what the pair keeps survives a checkpoint and a rebui
   const { worker, finished, cancelled } = pair(8809);
   const other = resigned(finished, { tokenCount: 6, outputHash: "77".repeat(32) }, worker);
   await withLedgerDir(async (dir, clock) => {
-    const options = {
-      now: () => clock.t,
-      economics: { challengeWindowMs: WINDOW },
-      checkpointEvery: 1,
-    };
+    const options = pairLedgerOptions(clock, 1);
     let ledger = await Ledger.open(dir, owner, options);
     await ledger.deposit(worker.publicKey, STAKE);
     await ledger.recordReceipt(finished);
@@ -293,11 +219,7 @@ Deno.test("cancelled pair: what the pair keeps survives a checkpoint and a rebui
     await ledger.close();
   });
   await withLedgerDir(async (dir, clock) => {
-    const options = {
-      now: () => clock.t,
-      economics: { challengeWindowMs: WINDOW },
-      checkpointEvery: 1,
-    };
+    const options = pairLedgerOptions(clock, 1);
     let ledger = await Ledger.open(dir, owner, options);
     await ledger.deposit(worker.publicKey, STAKE);
     await ledger.recordReceipt(finished, assigned(finished));

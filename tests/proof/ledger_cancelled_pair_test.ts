@@ -9,85 +9,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Identity } from "../../protocols/identity.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { Ledger } from "../../proof/ledger.ts";
-import { assigned, receipt, resigned, withLedgerDir } from "./_ledger_fixtures.ts";
-
-const owner = Identity.generate();
-const accuser = Identity.generate();
-const WINDOW = 100;
-const STAKE = 100_000;
-/** The slash multiplier and the token price (1) of the default economics. */
-const M = 20;
-const N = 8;
-const K = 3;
-
-/** A receipt of the pair, and whether it comes with the job's assignment. */
-type Step = { r: Receipt; assigned: boolean } | "proof_finished";
-
-/**
- * A fresh ledger fed `steps`, its window closed, then reopened from disk (replayed from
- * genesis): the worker's and the accuser's accounts, live and replayed alike, and the codes of
- * the refusals.
- */
-async function settle(worker: Identity, finished: Receipt, steps: Step[]) {
-  let outcome: { worker: unknown; accuser: unknown; refused: string[] } | undefined;
-  await withLedgerDir(async (dir, clock) => {
-    const options = {
-      now: () => clock.t,
-      economics: { challengeWindowMs: WINDOW },
-      checkpointEvery: 0,
-    };
-    let ledger = await Ledger.open(dir, owner, options);
-    await ledger.deposit(worker.publicKey, STAKE);
-    await ledger.deposit(accuser.publicKey, 1_000);
-    const refused: string[] = [];
-    const code = (error: { code?: string }) => void refused.push(error.code ?? String(error));
-    for (const step of steps) {
-      if (step === "proof_finished") {
-        await ledger.settleFraud({
-          receiptId: receiptId(finished),
-          receipt: finished,
-          fraudProofHash: "ab".repeat(32),
-          validator: accuser.publicKey,
-          confirmed: true,
-          reason: "fingerprint",
-        }).catch(code);
-        continue;
-      }
-      await ledger.recordReceipt(step.r, step.assigned ? assigned(step.r) : {}).catch(code);
-    }
-    clock.t += WINDOW + 1;
-    await ledger.finalizeDue();
-    const live = {
-      worker: ledger.account(worker.publicKey),
-      accuser: ledger.account(accuser.publicKey),
-    };
-    await ledger.close();
-    ledger = await Ledger.open(dir, owner, options);
-    assert.deepEqual(
-      { worker: ledger.account(worker.publicKey), accuser: ledger.account(accuser.publicKey) },
-      live,
-      "replayed alike",
-    );
-    await ledger.close();
-    outcome = { ...live, refused };
-  });
-  return outcome!;
-}
-
-function pair(n: number) {
-  const worker = Identity.generate();
-  const finished = receipt(n, N, worker);
-  const cancelled = resigned(finished, {
-    tokenCount: K,
-    outputHash: "44".repeat(32),
-    commitment: { ...finished.commitment, root: "55".repeat(32) },
-    end: "cancelled",
-  }, worker);
-  return { worker, finished, cancelled };
-}
+import { resigned } from "./_ledger_fixtures.ts";
+import { K, M, N, pair, settle, STAKE, type Step } from "./_cancelled_pair.ts";
 
 Deno.test("a worker's finished receipt and its cancelled one over the first k tokens are one claim: paid k once, whichever reaches the ledger first", async () => {
   const { worker, finished, cancelled } = pair(8101);
@@ -122,7 +45,7 @@ Deno.test("a worker's finished receipt and its cancelled one over the first k to
     }]],
   ];
   for (const [label, steps] of orders) {
-    const outcome = await settle(worker, finished, steps);
+    const outcome = await settle(worker, steps);
     assert.deepEqual(outcome.worker, paidK, label);
     assert.ok(!outcome.refused.includes("equivocation"), `${label}: ${outcome.refused}`);
   }
@@ -150,7 +73,7 @@ Deno.test("a contradicting pair is still equivocation: a cancelled receipt over 
     }], N],
   ];
   for (const [label, steps, larger] of cases) {
-    const outcome = await settle(worker, finished, steps);
+    const outcome = await settle(worker, steps);
     assert.ok(outcome.refused.includes("equivocation"), `${label}: ${outcome.refused}`);
     const { stake, balance } = outcome.worker as { stake: number; balance: number };
     assert.equal(balance, 0, label);
@@ -162,11 +85,11 @@ Deno.test("a proof that the finished receipt is wrong convicts its worker after 
   const { worker, finished, cancelled } = pair(8103);
   for (
     const steps of [
-      [{ r: cancelled, assigned: true }, { r: finished, assigned: false }, "proof_finished"],
-      [{ r: finished, assigned: false }, { r: cancelled, assigned: true }, "proof_finished"],
+      [{ r: cancelled, assigned: true }, { r: finished, assigned: false }, { proof: finished }],
+      [{ r: finished, assigned: false }, { r: cancelled, assigned: true }, { proof: finished }],
     ] as Step[][]
   ) {
-    const outcome = await settle(worker, finished, steps);
+    const outcome = await settle(worker, steps);
     const w = outcome.worker as { stake: number; balance: number };
     const a = outcome.accuser as { balance: number };
     assert.equal(w.balance, 0, "the convicted worker is not paid");

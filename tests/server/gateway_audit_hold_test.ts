@@ -7,23 +7,22 @@
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import { storageGateway } from "../../actors/storage_actor_peer.ts";
-import {
-  type AuditRoundHandle,
-  type PutHandle,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
+import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import { createApp } from "../../server/app.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import type { AuditRoundReport } from "../../storage/audit_round.ts";
 import { possessionProof, type StoragePeer } from "../../storage/storage_peer.ts";
-import { pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
-
-const CHUNK = 1024;
-const identityOf = (n: number) => Identity.fromSecretKey(new Uint8Array(32).fill(n));
+import { pseudoRandomBytes } from "../storage/_helpers.ts";
+import {
+  auditNodeOptions,
+  auditRounds,
+  CHUNK,
+  identityOf,
+  putFile,
+} from "../storage/_audit_owner.ts";
 
 /** What the owner's gateway answered a relaying holder during a challenge. */
 interface Refusal {
@@ -77,13 +76,7 @@ Deno.test("a holder relaying challenged chunks from the owner's gateway is refus
   const dir = await Deno.makeTempDir({ prefix: "gateway_audit_hold_" });
   const verdicts: Verdict[] = [];
   const owner = new StorageActor({
-    dir,
-    chunkSize: CHUNK,
-    identity: identityOf(1),
-    store: { durable: false },
-    holdHere: true,
-    auditIntervalMs: 0,
-    replication: { replicas: 3, writeQuorum: 3 },
+    ...auditNodeOptions(dir, identityOf(1), 3),
     onVerdict: (v) => void verdicts.push(v),
   });
   await owner.preStart();
@@ -93,24 +86,15 @@ Deno.test("a holder relaying challenged chunks from the owner's gateway is refus
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
   const url = `http://127.0.0.1:${server.addr.port}`;
   const cheaters = [2, 3, 4].map((n) => new GatewayRelayHolder(identityOf(n).publicKey, () => url));
-  const rounds: AuditRoundReport[] = [];
+  let rounds: AuditRoundReport[] = [];
   let servedAfter = 0;
   let ownChunks = 0;
   try {
     unwrapReply(await owner.receive({ type: "set_peers", peers: cheaters }));
-    const put = await owner.receive({
-      type: "put",
-      source: streamOf(pseudoRandomBytes(16 * CHUNK, 7)),
-    }) as PutHandle;
-    const file = (await put.done).cid;
+    const file = await putFile(owner, pseudoRandomBytes(16 * CHUNK, 7));
     const blocks =
       unwrapReply<{ chunks: string[] }>(await owner.receive({ type: "stat", cid: file })).chunks;
-    for (let n = 0; n < 3; n++) {
-      rounds.push(
-        await unwrapReply<AuditRoundHandle>(await owner.receive({ type: "audit_round" })).done,
-      );
-      await owner.repairIdle();
-    }
+    rounds = await auditRounds(owner, 3);
     // No challenge open now: the chunks this node holds are served again.
     for (const cid of blocks) {
       const local = await fetch(`${url}/ipfs/${cid}?format=raw`, {

@@ -6,26 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
-import {
-  type AuditRoundHandle,
-  type PutHandle,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
-import { Connection } from "../../protocols/connection.ts";
+import { type AuditRoundHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
+import type { Identity } from "../../protocols/identity.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import { AUDIT_ANSWER_TIMEOUT_MS } from "../../storage/audit.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
-import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
-
-const CHUNK = 1024;
-const identityOf = (n: number) => Identity.fromSecretKey(new Uint8Array(32).fill(n));
+import { pseudoRandomBytes } from "./_helpers.ts";
+import { auditNodeOptions, CHUNK, identityOf, putFile, reach, TempDirs } from "./_audit_owner.ts";
 
 /** Deadlines on a clock the test moves. */
 class ManualDeadlines {
@@ -44,26 +33,6 @@ class ManualDeadlines {
       if (at <= this.#now) controller.abort(new DOMException("deadline", "TimeoutError"));
     }
   }
-}
-
-/** `owner` served over a connection to the node with identity `asker`: the peer it sees. */
-async function reach(owner: StorageActor, ownerId: Identity, asker: Identity) {
-  const [a, b] = memoryDuplexPair();
-  const [client, server] = await Promise.all([
-    Connection.open(a, { identity: asker, protocols: [STORAGE_PROTOCOL] }),
-    Connection.open(b, { identity: ownerId, protocols: [STORAGE_PROTOCOL] }),
-  ]);
-  serveStoragePeer(
-    server,
-    new StorageActorPeer({ ask: (m) => owner.receive(m) as never }, asker.publicKey),
-  );
-  return {
-    peer: new ConnectionStoragePeer(client, ownerId.publicKey),
-    close: async () => {
-      await client.close();
-      await server.close();
-    },
-  };
 }
 
 /** An honest store that sits on its first challenge, serving no reads meanwhile (hostile). */
@@ -106,36 +75,23 @@ class StallingHolder implements StoragePeer {
 
 Deno.test("a holder stalling its answer holds the owner's copy from readers only until the answer deadline, and is judged no_response", async () => {
   assert.ok(AUDIT_ANSWER_TIMEOUT_MS <= 10_000, "a reader waits seconds, not the old 30 s");
-  const dirs: string[] = [];
-  const tmp = async () => {
-    const d = await Deno.makeTempDir({ prefix: "audit_hold_bound_" });
-    dirs.push(d);
-    return d;
-  };
+  const dirs = new TempDirs("audit_hold_bound_");
   const clock = new ManualDeadlines();
   const verdicts: Verdict[] = [];
   const ownerId = identityOf(1);
   const staller = new StallingHolder(
-    await ChunkStore.open(await tmp(), { durable: false }),
+    await ChunkStore.open(await dirs.make(), { durable: false }),
     identityOf(2).publicKey,
   );
-  const base = (dir: string, identity: Identity) => ({
-    dir,
-    chunkSize: CHUNK,
-    identity,
-    store: { durable: false },
-    holdHere: true,
-    auditIntervalMs: 0,
-    replication: { replicas: 2, writeQuorum: 2 },
-  });
+  const base = (dir: string, identity: Identity) => auditNodeOptions(dir, identity, 2);
   const owner = new StorageActor({
-    ...base(await tmp(), ownerId),
+    ...base(await dirs.make(), ownerId),
     auditDeadline: clock.deadline,
     onVerdict: (v) => void verdicts.push(v),
   });
   await owner.preStart();
   const readerId = identityOf(9);
-  const reader = new StorageActor(base(await tmp(), readerId));
+  const reader = new StorageActor(base(await dirs.make(), readerId));
   await reader.preStart();
   const link = await reach(owner, ownerId, readerId);
   const read = async (cid: string) => {
@@ -151,11 +107,7 @@ Deno.test("a holder stalling its answer holds the owner's copy from readers only
   let after = "";
   try {
     unwrapReply(await owner.receive({ type: "set_peers", peers: [staller] }));
-    const put = await owner.receive({
-      type: "put",
-      source: streamOf(pseudoRandomBytes(16 * CHUNK, 3)),
-    }) as PutHandle;
-    const file = (await put.done).cid;
+    const file = await putFile(owner, pseudoRandomBytes(16 * CHUNK, 3));
     unwrapReply(await reader.receive({ type: "set_peers", peers: [link.peer, staller] }));
     const round = unwrapReply<AuditRoundHandle>(await owner.receive({ type: "audit_round" }));
     await staller.challenged.promise;
@@ -172,7 +124,7 @@ Deno.test("a holder stalling its answer holds the owner's copy from readers only
     await reader.repairIdle();
     await owner.postStop();
     await reader.postStop();
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
+    await dirs.removeAll();
   }
   assert.equal(clock.asked[0], AUDIT_ANSWER_TIMEOUT_MS, "the answer's deadline");
   assert.equal(during, "error replication_failed", "held while the challenge is open");

@@ -12,50 +12,27 @@
  */
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
-import {
-  type AuditRoundHandle,
-  type PutHandle,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
+import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { storageKey } from "../../protocols/cid.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import type { AuditRoundReport } from "../../storage/audit_round.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
-import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import { LocalStoragePeer, possessionProof, type StoragePeer } from "../../storage/storage_peer.ts";
-import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { pseudoRandomBytes } from "./_helpers.ts";
+import {
+  auditNodeOptions,
+  auditRounds,
+  CHUNK,
+  identityOf,
+  putFile,
+  reach,
+  TempDirs,
+} from "./_audit_owner.ts";
 
-const CHUNK = 1024;
 const CHUNKS = 16;
 const REPLICAS = 3;
 const ROUNDS = 5;
-
-/** A fixed identity per `n`: the placement is the same on every run. */
-const identityOf = (n: number) => Identity.fromSecretKey(new Uint8Array(32).fill(n));
-
-/** `owner` served over a connection to the peer with identity `asker`: what that key reaches. */
-async function reach(owner: StorageActor, ownerId: Identity, asker: Identity) {
-  const [a, b] = memoryDuplexPair();
-  const [client, server] = await Promise.all([
-    Connection.open(a, { identity: asker, protocols: [STORAGE_PROTOCOL] }),
-    Connection.open(b, { identity: ownerId, protocols: [STORAGE_PROTOCOL] }),
-  ]);
-  const ref = { ask: (m: never) => owner.receive(m) as never };
-  serveStoragePeer(server, new StorageActorPeer(ref, asker.publicKey));
-  return {
-    peer: new ConnectionStoragePeer(client, ownerId.publicKey),
-    close: async () => {
-      await client.close();
-      await server.close();
-    },
-  };
-}
 
 /** Acknowledges every put, keeps nothing, answers reads and proofs by fetching from `source`. */
 class RelayHolder implements StoragePeer {
@@ -114,38 +91,25 @@ interface Outcome {
 async function scenario(honestKeys: number[]): Promise<Outcome> {
   const owner = identityOf(1);
   const cheaters = [2, 3, 4].map((n) => new RelayHolder(identityOf(n).publicKey));
-  const dirs: string[] = [];
-  const tempDir = async () => {
-    const dir = await Deno.makeTempDir();
-    dirs.push(dir);
-    return dir;
-  };
+  const dirs = new TempDirs();
   const honestStores: ChunkStore[] = [];
   const honest: StoragePeer[] = [];
   for (const n of honestKeys) {
-    const store = await ChunkStore.open(await tempDir(), { durable: false });
+    const store = await ChunkStore.open(await dirs.make(), { durable: false });
     honestStores.push(store);
     honest.push(new LocalStoragePeer(store, identityOf(n).publicKey));
   }
   const peers = [...cheaters, ...honest];
   const verdicts: Verdict[] = [];
-  const options = (dir: string) => ({
-    dir,
-    chunkSize: CHUNK,
-    identity: owner,
-    store: { durable: false },
-    holdHere: true,
-    auditIntervalMs: 0,
-    replication: { replicas: REPLICAS, writeQuorum: REPLICAS },
-  });
+  const options = (dir: string) => auditNodeOptions(dir, owner, REPLICAS);
   const actor = new StorageActor({
-    ...options(await tempDir()),
+    ...options(await dirs.make()),
     onVerdict: (v) => void verdicts.push(v),
   });
   await actor.preStart();
   const original = pseudoRandomBytes(CHUNKS * CHUNK, 7);
   const links: { close(): Promise<void> }[] = [];
-  const rounds: AuditRoundReport[] = [];
+  let rounds: AuditRoundReport[] = [];
   let fileCid = "";
   let servedBetweenRounds = false;
   let blocks: string[] = [];
@@ -159,14 +123,8 @@ async function scenario(honestKeys: number[]): Promise<Outcome> {
     const reader = await reach(actor, owner, identityOf(60));
     links.push(reader);
     unwrapReply(await actor.receive({ type: "set_peers", peers }));
-    const handle = await actor.receive({ type: "put", source: streamOf(original) }) as PutHandle;
-    fileCid = (await handle.done).cid;
-    for (let n = 0; n < ROUNDS; n++) {
-      rounds.push(
-        await unwrapReply<AuditRoundHandle>(await actor.receive({ type: "audit_round" })).done,
-      );
-      await actor.repairIdle();
-    }
+    fileCid = await putFile(actor, original);
+    rounds = await auditRounds(actor, ROUNDS);
     // Outside a challenge, any key is served as before (a reader on another node).
     servedBetweenRounds = (await reader.peer.getChunk(storageKey(fileCid))).length > 0;
     blocks = unwrapReply<{ chunks: string[] }>(
@@ -185,7 +143,7 @@ async function scenario(honestKeys: number[]): Promise<Outcome> {
     honestCopies.push(n);
   }
   // The owner's disk dies: a fresh owner (same key, same peers, empty disk) reads the file back.
-  const fresh = new StorageActor(options(await tempDir()));
+  const fresh = new StorageActor(options(await dirs.make()));
   await fresh.preStart();
   let readBack: Uint8Array | string;
   try {
@@ -198,7 +156,7 @@ async function scenario(honestKeys: number[]): Promise<Outcome> {
   } finally {
     await fresh.repairIdle();
     await fresh.postStop();
-    for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+    await dirs.removeAll();
   }
   return {
     rounds,

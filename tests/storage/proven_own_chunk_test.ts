@@ -7,43 +7,21 @@
  */
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
-import {
-  type AuditRoundHandle,
-  type PutHandle,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
-import { Connection } from "../../protocols/connection.ts";
+import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import type { AuditRoundReport } from "../../storage/audit_round.ts";
-import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import type { StoragePeer } from "../../storage/storage_peer.ts";
-import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
-
-const CHUNK = 1024;
-const identityOf = (n: number) => Identity.fromSecretKey(new Uint8Array(32).fill(n));
-
-/** `target` served to the node with identity `asker` over a connection: the peer `asker` sees. */
-async function reach(target: StorageActor, targetId: Identity, asker: Identity) {
-  const [a, b] = memoryDuplexPair();
-  const [client, server] = await Promise.all([
-    Connection.open(a, { identity: asker, protocols: [STORAGE_PROTOCOL] }),
-    Connection.open(b, { identity: targetId, protocols: [STORAGE_PROTOCOL] }),
-  ]);
-  const ref = { ask: (m: never) => target.receive(m) as never };
-  serveStoragePeer(server, new StorageActorPeer(ref, asker.publicKey));
-  return {
-    peer: new ConnectionStoragePeer(client, targetId.publicKey),
-    close: async () => {
-      await client.close();
-      await server.close();
-    },
-  };
-}
+import { pseudoRandomBytes } from "./_helpers.ts";
+import {
+  auditNodeOptions,
+  auditRounds,
+  CHUNK,
+  identityOf,
+  putFile,
+  reach,
+  TempDirs,
+} from "./_audit_owner.ts";
 
 /** The owner as H sees it: a peer id only (H never reads from it here). */
 function silentPeer(key: Uint8Array): StoragePeer {
@@ -59,33 +37,17 @@ function silentPeer(key: Uint8Array): StoragePeer {
 }
 
 async function scenario(replicaQuotaBytes: number | undefined) {
-  const dirs: string[] = [];
-  const tmp = async () => {
-    const d = await Deno.makeTempDir({ prefix: "vaudit_own_" });
-    dirs.push(d);
-    return d;
-  };
+  const dirs = new TempDirs("vaudit_own_");
   const ownerId = identityOf(1);
   const holderId = identityOf(2);
   const verdicts: Verdict[] = [];
   const owner = new StorageActor({
-    dir: await tmp(),
-    chunkSize: CHUNK,
-    identity: ownerId,
-    store: { durable: false },
-    holdHere: true,
-    auditIntervalMs: 0,
-    replication: { replicas: 2, writeQuorum: 2 },
+    ...auditNodeOptions(await dirs.make(), ownerId, 2),
     onVerdict: (v) => void verdicts.push(v),
   });
   const holder = new StorageActor({
-    dir: await tmp(),
-    chunkSize: CHUNK,
-    identity: holderId,
+    ...auditNodeOptions(await dirs.make(), holderId, 2),
     store: { durable: false, replicaQuotaBytes }, // 1: no room for anyone's replicas
-    holdHere: true,
-    auditIntervalMs: 0,
-    replication: { replicas: 2, writeQuorum: 2 },
   });
   await owner.preStart();
   await holder.preStart();
@@ -96,37 +58,26 @@ async function scenario(replicaQuotaBytes: number | undefined) {
   let gc: unknown = undefined;
   try {
     // H's own file (the same bytes: a public file both nodes have), put before it knew any peer.
-    holderFile =
-      (await (await holder.receive({ type: "put", source: streamOf(bytes) }) as PutHandle)
-        .done).cid;
-    const file = (await (await owner.receive({ type: "put", source: streamOf(bytes) }) as PutHandle)
-      .done).cid;
+    holderFile = await putFile(holder, bytes);
+    const file = await putFile(owner, bytes);
     assert.equal(file, holderFile);
     unwrapReply(
       await holder.receive({ type: "set_peers", peers: [silentPeer(ownerId.publicKey)] }),
     );
     unwrapReply(await owner.receive({ type: "set_peers", peers: [link.peer] }));
     // Round 1: H was given nothing; the placement checks find it holds the chunks and record that.
-    rounds.push(
-      await unwrapReply<AuditRoundHandle>(await owner.receive({ type: "audit_round" })).done,
-    );
-    await owner.repairIdle();
+    rounds.push(...await auditRounds(owner, 1));
     // H drops its own file: unpin, collect.
     unwrapReply(await holder.receive({ type: "unpin", cid: holderFile }));
     gc = unwrapReply(await holder.receive({ type: "gc", graceMs: 0 }));
-    for (let n = 0; n < 3; n++) {
-      rounds.push(
-        await unwrapReply<AuditRoundHandle>(await owner.receive({ type: "audit_round" })).done,
-      );
-      await owner.repairIdle();
-    }
+    rounds.push(...await auditRounds(owner, 3));
   } finally {
     await link.close();
     await owner.repairIdle();
     await holder.repairIdle();
     await owner.postStop();
     await holder.postStop();
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
+    await dirs.removeAll();
   }
   return { verdicts, gc: gc as { removed: number }, rounds };
 }
