@@ -226,8 +226,11 @@ export class ReceiptIntake {
     // is, and the challenge proves the same `prompt_tokens` fraud.
     const miscounted = fresh && !own && uncredited === undefined && refused === undefined &&
       await this.#promptCountOwesChallenge(receipt, job);
+    // This node's router asks for one whatever the coin where the receipt's worker's word blames
+    // another (`ReceiptMessage.challenge`): it acts on that word only on a `valid` verdict.
+    const asked = message.challenge === true;
     const owed = fresh && !own &&
-      (contradiction !== null || miscounted || (uncredited === undefined && draw < p));
+      (contradiction !== null || miscounted || (uncredited === undefined && (draw < p || asked)));
     // A peer's receipt not drawn is kept too, until it leaves `pending` (`pending`): a claim
     // that it was withheld, coming after a restart, is taken over on it. So every receipt the
     // ledger takes is written once here, whatever the coin.

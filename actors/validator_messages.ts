@@ -89,6 +89,14 @@ export interface ReceiptMessage {
    * their assignment), so a worker that announces nothing is announced all the same.
    */
   announce?: boolean;
+  /**
+   * Challenge it whatever the coin, when new here and its model is held: set in-process only, by
+   * this node's router for a receipt whose worker's word blames another (a takeover that says
+   * the ids it took over decode to other text than was relayed: `RelayedOutput.disputed`), which
+   * acts on it only once the challenge's `result` says `valid`. A peer's announcement never sets
+   * it (`peer_services.ts` builds the message field by field).
+   */
+  challenge?: boolean;
 }
 /** A fraud proof from anyone. Answers {@link FraudProofHandled}. */
 export interface FraudProofMessage {

@@ -17,10 +17,16 @@
  *
  * A signed ids only (`stream_commitment.ts`): the text it sent beside them is its word. B's start
  * says the text its model decodes the prefix's ids to (`resumedText`), and its receipt is checked
- * over that text, not the text relayed. Where they differ and B's receipt checks out, B is paid,
- * A is kept off the model as one that broke the protocol (it is paid nothing: it signed no
- * receipt), and the client, whose text is not its tokens', is told `delivered_tokens_diverged`
- * instead of being handed a receipt over other text (review s81 failover F1).
+ * over that text, not the text relayed. Where they differ and B's receipt checks out, the client,
+ * whose text is not its tokens' by B's word, is told `delivered_tokens_diverged` instead of being
+ * handed a receipt over other text (review s81 failover F1), and B's receipt goes the normal way
+ * with its validator asked to challenge it whatever the coin: B made up the text and signed it
+ * as well as not, so A is kept off the model only once that challenge finds B's receipt valid
+ * (review s81 vfotext F2; who pays in each case: {@link RelayedOutput.disputed}). Only the word
+ * of the worker that finishes counts, checked against its own receipt: a taker that signs
+ * nothing (lost, hedged away) leaves no word behind (F1). A taker that does not say the text (a
+ * worker from before `resumedText`) and whose receipt fails over the text alone is not blamed for
+ * it ({@link RelayedOutput.unsaid}, F3).
  *
  * Only the loss of the worker fails over: its connection failed (`connection_closed`,
  * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent with
@@ -329,6 +335,56 @@ export interface RelayedOutput {
    * event (its receipt) was lost with its connection.
    */
   lastToken?: "stop" | "length";
+  /**
+   * Set where the worker that finished took the job over saying the prefix's ids decode to other
+   * text than was relayed for them (`output` holds its text): its word, not yet checked. A taker
+   * that makes the text up and signs it checks out against `output` as well as an honest one,
+   * so its receipt goes the normal way (assigned to it, the requester charged) and its validator
+   * is asked to challenge it whatever the coin: `valid` (the ids decode to its text) and it is
+   * paid, and the relayer, which sent other text than its ids, is kept off the model (paid
+   * nothing: it signed no receipt); `fraud` and the taker is slashed and unpaid, the relayer not
+   * blamed; undecided, nobody is paid or blamed. The client is told `delivered_tokens_diverged`
+   * either way, without the receipt (it is not over the client's text).
+   */
+  disputed?: TextDispute;
+  /**
+   * The worker that finished took the job over after tokens relayed here without saying their
+   * text (a worker from before `resumedText`): `output` holds the text relayed, which its receipt
+   * may not sign through no fault of its own (the relayer may have lied). A receipt withheld for
+   * its text alone is then neither claimed against nor asked last for.
+   */
+  unsaid?: boolean;
+  /**
+   * Set where the client cancelled holding fewer tokens (`tokens`) than this side's reader took
+   * from the workers: the tokens an edge held back as a possible stop's start, those still in the
+   * relay, those a client that names its own count left unnamed. The worker signs its `cancelled`
+   * receipt over no fewer than the events this side gave credit back for, which it read
+   * (`CancelSeen`, `serve_inference.ts`; review s81 vcancel F2), so a receipt over a count in
+   * `tokens + 1 … read.tokens` is checked over the text read to there and paid; the client is
+   * told and charged its own count, and is not handed that receipt.
+   */
+  read?: ReadPast;
+}
+
+/** The tokens this side read past those its client holds ({@link RelayedOutput.read}). */
+export interface ReadPast {
+  /** Tokens read: positions `0 … tokens−1`, the client's own prefix included. */
+  tokens: number;
+  /**
+   * The text a receipt over all of them signs, or undefined where `RelayedOutput.output` is (the
+   * client resumed after a prefix whose text it holds).
+   */
+  output: string | undefined;
+  /** The length of the text a receipt over `RelayedOutput.tokens + 1 + i` tokens signs, by `i`. */
+  ends: number[];
+}
+
+/** A takeover's word that the text relayed for its prefix is not the ids' ({@link RelayedOutput}). */
+export interface TextDispute {
+  /** The first position whose relayed text differs from the taker's. */
+  position: number;
+  /** The worker that relayed that position (one the job lost). */
+  relayer: Uint8Array;
 }
 
 /** Options of {@link withFailover}. */
@@ -502,11 +558,17 @@ class FailoverJob {
    */
   #signedPrefix?: { text: string; relayed: number };
   /**
-   * The first delivered position whose relayed text a takeover decoded otherwise from its id
-   * (the lost worker sent the right ids with other text), and the two workers: the client holds
-   * text that is not its tokens' (`#toldDiverged`).
+   * The current worker took the job over after tokens relayed here without saying their text (a
+   * worker from before `resumedText`): its receipt signs the text it decodes, which may not be the
+   * text relayed through no fault of its own (`RelayedOutput.unsaid`).
    */
-  #textDiverged?: { position: number; lost?: Uint8Array; taker: Uint8Array };
+  #prefixUnsaid = false;
+  /**
+   * Which worker relayed which delivered positions: each worker's first position, in the order
+   * they ran the job. A takeover's word that the text relayed for a position is not its id's
+   * names the worker that relayed it (`#disputed`).
+   */
+  readonly #relayers: { from: number; worker: Uint8Array }[] = [];
   #firstTokenAt = NaN;
   /** The finish reason of the token that ended the job, once the client got it. */
   #lastToken?: "stop" | "length";
@@ -538,6 +600,7 @@ class FailoverJob {
     this.#delivered = [...options.prefix ?? []];
     this.#given = this.#delivered.length;
     this.#attemptFrom = this.#given;
+    this.#relayers.push({ from: this.#given, worker: options.first.worker });
     this.#reader = options.first.handle.tokens.getReader();
     // The workers' ports see the signal too, but a worker's end is read only when the client
     // pulls, and between workers there is none.
@@ -554,6 +617,11 @@ class FailoverJob {
       jobId: first.jobId,
       model: first.model,
       promptTokens: first.promptTokens,
+      // A job resumed after its client's prefix: the first worker's text for it, passed on (a
+      // forwarding node's `start` says it to its own requester, review s81 vfotext F4).
+      ...(this.#given > 0 && first.resumedText !== undefined
+        ? { resumedText: first.resumedText }
+        : {}),
       tokens,
       done: this.#done.promise,
       cancel: () => {
@@ -878,25 +946,38 @@ class FailoverJob {
     this.#resumes++;
     this.#resumedAt = this.#delivered.length;
     this.#attemptFrom = this.#delivered.length;
+    this.#relayers.push({ from: this.#delivered.length, worker: attempt.worker });
+    // Each takeover's word is its own, and goes with it: only the receipt of the worker that
+    // finishes answers for the text its start said (`#disputed`). A word kept past its taker let
+    // a taker that signed nothing (lost, or hedged away) have the next one's receipt back it
+    // (review s81 vfotext F1).
     this.#signedPrefix = undefined;
     const said = attempt.handle.resumedText;
     // Only the text of tokens relayed here is this side's to compare (`#given` is 0).
-    if (said === undefined || this.#given > 0 || this.#delivered.length === 0) return;
+    const relayedHere = this.#given === 0 && this.#delivered.length > 0;
+    this.#prefixUnsaid = relayedHere && said === undefined;
+    if (said === undefined || !relayedHere) return;
     this.#signedPrefix = { text: said, relayed: this.#output.length };
-    if (said !== this.#output && this.#textDiverged === undefined) this.#misrelayed(attempt, said);
   }
 
   /**
-   * `attempt` took the job over and decodes the delivered ids to `said`, not to the text relayed
-   * for them: the relayed text is not its tokens' from the first position where the two part,
-   * by its word, which it backs only once its receipt signs it (`#toldDiverged`).
+   * Where the worker that finished the job decodes the ids it took over to other text than was
+   * relayed for them (`#signedPrefix`), by its start's word: the first position where the two
+   * part, and the worker that relayed it (one the job lost). Undefined when they agree, or when
+   * the client holds less than that prefix (its cancel came before it).
    */
-  #misrelayed(attempt: WorkerAttempt, said: string): void {
+  #disputed(): TextDispute | undefined {
+    const prefix = this.#signedPrefix;
+    if (prefix === undefined || this.#clientOutput().length < prefix.relayed) return undefined;
+    const relayed = this.#output.slice(0, prefix.relayed);
+    if (prefix.text === relayed) return undefined;
     let char = 0;
-    while (char < said.length && said[char] === this.#output[char]) char++;
+    while (char < prefix.text.length && prefix.text[char] === relayed[char]) char++;
+    // Positions are indices of `#textEnds` (`#given` is 0); the prefix's last is `#resumedAt − 1`.
     const at = this.#textEnds.findIndex((end) => end > char);
-    const position = at < 0 ? this.#textEnds.length - 1 : at;
-    this.#textDiverged = { position, lost: this.#lost?.worker, taker: attempt.worker };
+    const position = at < 0 || at >= this.#resumedAt ? this.#resumedAt - 1 : at;
+    const relayer = this.#relayers.findLast(({ from }) => from <= position)!.worker;
+    return { position, relayer };
   }
 
   /**
@@ -911,41 +992,27 @@ class FailoverJob {
   }
 
   /**
-   * `told`, the client's summary, once a takeover decoded the delivered ids to other text than
-   * the client got (`#textDiverged`) and its receipt, over its text, checked out (`settle`
-   * handed it on to be paid): the ids are what every worker signs and replays
-   * (`stream_commitment.ts`), and a receipt that signs other text than theirs is convicted by a
-   * replay, so the taker's word is backed by its stake. The worker lost last sent the relayed
-   * text: it broke the protocol, and is reported as one that did (kept off the model); it signed
-   * no receipt, so it is paid nothing. The receipt is not over the client's text, so the client
-   * is not handed it, and a job that finished ends `delivered_tokens_diverged` instead. A taker
-   * whose receipt did not check out (it signed other text than its word) backed nothing: the
-   * summary is `settle`'s.
+   * `told`, the client's summary, where the worker that finished decodes the delivered ids to
+   * other text than the client got (`disputed`) and its receipt, over its own text, checked out
+   * (`settle` handed it on, assigned: see {@link RelayedOutput.disputed} for who pays). The
+   * receipt is not over the client's text, so the client is not handed it, and a job that
+   * finished ends `delivered_tokens_diverged` instead, saying whose word that is. Nobody is blamed
+   * here: the relayer is held to it only once a challenge of that receipt finds it valid (the
+   * router's `settle`), for a taker that makes the text up and signs it checks out here too
+   * (review s81 vfotext F2). A taker whose receipt did not check out (it signed other text than
+   * its word) backed nothing: the summary is `settle`'s.
    */
-  #toldDiverged(told: JobSummary): JobSummary {
-    const diverged = this.#textDiverged;
-    if (diverged === undefined || told.receipt === undefined) return told;
-    if (diverged.lost !== undefined) {
-      this.#o.lost?.(
-        diverged.lost,
-        new InferenceStreamError(
-          `the text it sent for token ${diverged.position} is not what the token's id decodes ` +
-            `to, by the receipt of the worker ${toHex(diverged.taker).slice(0, KEY_CHARS)} ` +
-            `that took the job over`,
-        ),
-      );
-    }
+  #toldDiverged(told: JobSummary, disputed: TextDispute | undefined): JobSummary {
+    if (disputed === undefined || told.receipt === undefined) return told;
     const { receipt: _notTheClients, ...rest } = told;
-    const lost = diverged.lost === undefined
-      ? "a worker the job lost"
-      : `the worker ${toHex(diverged.lost).slice(0, KEY_CHARS)}, lost,`;
     const error = {
       code: "delivered_tokens_diverged",
       message:
-        `the text delivered from token ${diverged.position} on is not what the tokens' ids ` +
-        `decode to: ${lost} sent other text for them, by the word of the worker ` +
-        `${toHex(diverged.taker).slice(0, KEY_CHARS)} that took the job over and signed the ` +
-        `tokens' text`,
+        `the text delivered from token ${disputed.position} on is not what the tokens' ids ` +
+        `decode to, by the word of the worker ${toHex(this.#attempt.worker).slice(0, KEY_CHARS)} ` +
+        `that took the job over and finished it, whose receipt signs its own text for them: the ` +
+        `worker ${toHex(disputed.relayer).slice(0, KEY_CHARS)}, lost, sent the text relayed; ` +
+        `that receipt is challenged before either is held to it`,
     };
     return told.finishReason === "cancelled"
       ? { ...rest, error }
@@ -1162,6 +1229,30 @@ class FailoverJob {
     return this.#clientHolds ?? this.#delivered.length;
   }
 
+  /**
+   * The tokens delivered here past those the client holds, with the text a receipt over each
+   * count signs (`RelayedOutput.read`); undefined where the client holds them all.
+   */
+  #readPast(): ReadPast | undefined {
+    const holds = this.#clientTokens();
+    const read = this.#delivered.length;
+    if (holds >= read) return undefined;
+    const prefix = this.#signedPrefix;
+    // A count's text is the relayed text to its last token, the taker's text for its prefix.
+    const signedEnd = (count: number) => {
+      const end = count > this.#given ? this.#textEnds[count - this.#given - 1] : 0;
+      return prefix === undefined || end < prefix.relayed
+        ? end
+        : end - prefix.relayed + prefix.text.length;
+    };
+    const ends: number[] = [];
+    for (let count = holds + 1; count <= read; count++) ends.push(signedEnd(count));
+    const whole = prefix === undefined || this.#output.length < prefix.relayed
+      ? this.#output
+      : prefix.text + this.#output.slice(prefix.relayed);
+    return { tokens: read, output: this.#given === 0 ? whole : undefined, ends };
+  }
+
   /** The text of the tokens the client holds, of those delivered here (`#given` is 0). */
   #clientOutput(): string {
     const holds = this.#clientTokens() - this.#given;
@@ -1195,13 +1286,18 @@ class FailoverJob {
         const { receipt: _notTheClients, error: _none, ...rest } = whole;
         settled = { ...rest, finishReason: "cancelled" };
       }
-      const relayed = {
+      const disputed = this.#disputed();
+      const relayed: RelayedOutput = {
         output: this.#given === 0 ? this.#signedOutput() : undefined,
         tokens: this.#clientTokens(),
         resumedAt: this.#resumes === 0 ? 0 : this.#resumedAt,
         lastToken: this.#lastToken,
+        ...(disputed === undefined ? {} : { disputed }),
+        ...(this.#prefixUnsaid ? { unsaid: true } : {}),
       };
-      this.#done.resolve(this.#toldDiverged(this.#o.settle(settled, attempt, relayed)));
+      const read = this.#cancelled ? this.#readPast() : undefined;
+      if (read !== undefined) relayed.read = read;
+      this.#done.resolve(this.#toldDiverged(this.#o.settle(settled, attempt, relayed), disputed));
     });
   }
 
@@ -1218,8 +1314,10 @@ class FailoverJob {
       jobId: this.#o.first.handle.jobId,
       finishReason: cancelled ? "cancelled" : "error",
       usage: {
-        // The last worker's count (a lost one's word is not the one a receipt signs).
-        promptTokens: this.#attempt.handle.promptTokens,
+        // No receipt signs a count here (every worker was lost, or the client cancelled between
+        // workers): the first worker's start's, as the handle's `promptTokens` says it (held to
+        // the prompt's bound by the router), not the last lost one's (review s81 vfotext F5).
+        promptTokens: this.#o.first.handle.promptTokens,
         completionTokens: this.#clientTokens() - this.#given,
       },
       timings: {

@@ -39,6 +39,7 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { streamEvidence } from "../protocols/stream_commitment.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
+import type { ReceiptHandled } from "../actors/validator_messages.ts";
 import {
   DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_START_TIMEOUT_MS,
@@ -80,6 +81,7 @@ import {
   MAX_WORKERS_PER_JOB,
   type RelayedOutput,
   type ResumeOutcome,
+  type TextDispute,
   withFailover,
   WORKER_FAILED,
   WORKER_FAULT_CODES,
@@ -626,6 +628,9 @@ export class NetworkInferencePort implements InferencePort {
         // Its prompt count held to its own start's (after a failover, the resumer's: the first
         // worker's word is not its), and to the window it stated (the model's listed window where
         // it stated none), where this node cannot count it.
+        // A taker that did not say the prefix's text, whose receipt fails over that text alone:
+        // withheld, and not held to it (`RelayedOutput.unsaid`, review s81 vfotext F3).
+        let excused = false as boolean;
         const told = this.#checked(
           summary,
           job,
@@ -634,6 +639,7 @@ export class NetworkInferencePort implements InferencePort {
           assignment,
           this.#seen(attempt, listed),
           (written) => durable = written,
+          () => excused = true,
         );
         // Every token delivered and the worker's stream broken where its end was due (another
         // event, no end in time: `_remote_job.ts`): the client has its whole answer, and no
@@ -643,12 +649,13 @@ export class NetworkInferencePort implements InferencePort {
         if (brokeAtEnd) this.#avoid(attempt.worker, job.model);
         // Nor one whose receipt was withheld: what the client got is not what it signed.
         const withheld = summary.receipt !== undefined && told.receipt === undefined;
+        const blamed = withheld && !excused;
         // No takeover replays the tokens of a job whose last token came: where no receipt that
         // checks out came with them (its end lost, its stream broken where its end was due, its
         // receipt withheld), the worker's signed stream is checked instead, every token of it
         // (an honest one is refuted, at the cost of one forward pass; one whose last token was
         // made up to end the job is convicted, and its receipt, if one comes, is not paid).
-        if (endLost || brokeAtEnd || withheld) this.#claimStream(job, attempt);
+        if (endLost || brokeAtEnd || blamed) this.#claimStream(job, attempt);
         // Lost where its end was due: asked last for a while, as a worker lost mid-stream is
         // (it may dial back in with its receipt): a worker that drops after every last token
         // costs its router a replay each time, and must not be asked first again.
@@ -660,17 +667,18 @@ export class NetworkInferencePort implements InferencePort {
         // Its track record (`worker_record.ts`): a job run to its end for it, one it failed
         // where its end was due against it.
         if (finished) this.#record?.completed(toHex(attempt.worker));
-        if (brokeAtEnd || withheld) this.#record?.failed(toHex(attempt.worker));
+        if (brokeAtEnd || blamed) this.#record?.failed(toHex(attempt.worker));
         else if (endLost) this.#failedOrLeft(attempt.worker, summary.error);
         // Only a job it took over after tokens were delivered, and ran to its end, shows it
         // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
         if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
         // The worker that ended the job (the last one, after a failover): the edge's log names it.
         const ended = { ...told, worker: toHex(attempt.worker) };
-        // The client cancelled after tokens of this worker's: its receipt over them, signed as
-        // the cancel came, is asked for and handed on as a finished job's would be.
+        // The client cancelled after tokens of this worker's (or this side read some: the
+        // worker's floor, `RelayedOutput.read`): its receipt over them, signed as the cancel came,
+        // is asked for and handed on as a finished job's would be.
         if (summary.finishReason === "cancelled" && summary.receipt === undefined) {
-          if (relayed.tokens > relayed.resumedAt) {
+          if (Math.max(relayed.tokens, relayed.read?.tokens ?? 0) > relayed.resumedAt) {
             const seen = this.#seen(attempt, listed);
             cancelledEnd = this.#cancelledReceipt(ended, job, attempt, relayed, assignment, seen);
           }
@@ -775,7 +783,10 @@ export class NetworkInferencePort implements InferencePort {
    * them) and to the client ({@link #checked}). None (a worker from before cancelled receipts, a
    * cancel before a token of its own, no connection, no answer within
    * {@link CANCELLED_RECEIPT_TIMEOUT_MS}): the summary as it was, nobody charged or paid. A
-   * receipt over more tokens than the client got is what a worker signs that read no count in the
+   * receipt over more tokens than the client got and no more than this side's reader took
+   * (`RelayedOutput.read`: the worker's floor, the events this side gave credit back for) is
+   * checked over the text read and assigned, and the client, told its own count, is not handed
+   * it. One over more than were read is what a worker signs that read no count in the
    * cancel (from before the count), and one without `end` is the finished receipt of a worker that
    * had finished the job as the cancel came and cannot sign over the `held` count it is asked
    * with (from before it, its proof data gone, a resumed job's prefix): neither is the client's,
@@ -792,22 +803,40 @@ export class NetworkInferencePort implements InferencePort {
   ): Promise<JobSummary> {
     // With the count: a worker that had finished the job as the cancel came signs its cancelled
     // receipt over those from the finished job's proof data (review s80 bill F1).
-    const receipt = await this.#askReceipt(worker, summary.jobId, undefined, relayed.tokens);
-    if (receipt === undefined) return summary;
-    if (receipt.end !== "cancelled" || receipt.tokenCount > relayed.tokens) return summary;
+    // A client that holds none names no count (`held` is at least 1): a finished job is not cut.
+    const held = relayed.tokens > 0 ? relayed.tokens : undefined;
+    const receipt = await this.#askReceipt(worker, summary.jobId, undefined, held);
+    if (receipt === undefined || receipt.end !== "cancelled") return summary;
+    // Past the client's count, up to the tokens this side's reader took: the worker's floor, the
+    // events this side gave credit back for (review s81 vcancel F2), checked over the text read
+    // to there. Past those: dropped, as before.
+    const read = relayed.read;
+    const past = receipt.tokenCount - relayed.tokens;
+    if (past > 0 && (read === undefined || receipt.tokenCount > read.tokens)) return summary;
+    const over: RelayedOutput = past > 0
+      ? {
+        ...relayed,
+        tokens: receipt.tokenCount,
+        output: read!.output?.slice(0, read!.ends[past - 1]),
+      }
+      : relayed;
     let durable: Promise<void> | undefined;
     const told = this.#checked(
       { ...summary, receipt },
       job,
       worker,
-      relayed,
+      over,
       assignment,
       seen,
       (written) => durable = written,
     );
     // Told once its assignment is on disk, as a finished job's (`submit`'s `done`).
     await durable;
-    return told;
+    if (past <= 0 || told.receipt === undefined) return told;
+    // Paid, and this node, which read those tokens, is charged for them: its client is told and
+    // charged its own count (`usage`), and not handed a receipt over text it never got.
+    const { receipt: _notTheClients, ...rest } = told;
+    return rest;
   }
 
   /**
@@ -1175,6 +1204,7 @@ export class NetworkInferencePort implements InferencePort {
     assignment: JobAssignment | undefined,
     seen: PromptTokenSeen,
     onDurable?: (written: Promise<void>) => void,
+    onExcused?: () => void,
   ): JobSummary {
     if (summary.receipt === undefined) return summary;
     const complete = summary.finishReason === "stop" || summary.finishReason === "length";
@@ -1207,7 +1237,11 @@ export class NetworkInferencePort implements InferencePort {
       // text is not asked first again, and an honest one after a lying lost worker loses little.
       const unattributable = relayed.resumedAt > 0 && !check.ok &&
         check.reason === "output_mismatch";
-      if (unattributable) this.#unresumable.refused(toHex(worker));
+      // One that did not say the prefix's text (`relayed.unsaid`: a worker from before
+      // `resumedText`) cannot be told apart from an honest one after a relayer's lie: not asked
+      // last either, nor claimed against (`onExcused`, review s81 vfotext F3).
+      if (unattributable && relayed.unsaid === true) onExcused?.();
+      else if (unattributable) this.#unresumable.refused(toHex(worker));
       else this.#avoid(worker, job.model);
       const { receipt: _withheld, ...rest } = summary;
       return {
@@ -1224,7 +1258,12 @@ export class NetworkInferencePort implements InferencePort {
       assignment,
       origin: toHex(worker),
       announce: true,
+      // Its worker's word blames the worker that relayed the prefix: checked for sure.
+      ...(relayed.disputed === undefined ? {} : { challenge: true }),
     };
+    const disputed = relayed.disputed;
+    const answered = disputed &&
+      ((answer: unknown) => this.#disputeAnswered(answer, job, disputed));
     if (assignment !== undefined && this.#validator !== undefined) {
       const receipt = summary.receipt as Receipt;
       const id = jobId(job);
@@ -1242,10 +1281,30 @@ export class NetworkInferencePort implements InferencePort {
         saysCancelled ? receipt.tokenCount : undefined,
         handoff,
       );
-      written.then(() => this.#toValidator(worker, message, () => this.#assigned.handed(id)));
+      written.then(() =>
+        this.#toValidator(worker, message, () => this.#assigned.handed(id), answered)
+      );
       onDurable?.(written);
-    } else this.#toValidator(worker, message);
+    } else this.#toValidator(worker, message, undefined, answered);
     return summary;
+  }
+
+  /**
+   * The validator's answer to a receipt handed on with `disputed` (`RelayedOutput.disputed`),
+   * challenged whatever the coin: once the challenge finds it `valid`, the ids decode to the
+   * text its worker signed, so the worker that relayed other text for them broke the protocol:
+   * kept off the model, and against its track record (it is paid nothing: it signed no receipt).
+   * Any other verdict (`fraud`: the taker made the text up, and is slashed; undecided), or no
+   * challenge (a validator without the model, one that is down), holds nobody to the taker's
+   * word (review s81 vfotext F2).
+   */
+  #disputeAnswered(answer: unknown, job: TextJob, disputed: TextDispute): void {
+    const result = (answer as ReceiptHandled | undefined)?.result;
+    result?.then((checked) => {
+      if (checked.verdict.outcome !== "valid") return;
+      this.#avoid(disputed.relayer, job.model);
+      this.#record?.failed(toHex(disputed.relayer));
+    }, () => {});
   }
 
   /** Hand the node's validator a claim against `attempt`'s whole signed stream of `job`. */
@@ -1264,7 +1323,12 @@ export class NetworkInferencePort implements InferencePort {
    * node's announcement is how it reaches them), the honest worker is paid in none, and this node
    * refuses every relay request for the receipt (review s60).
    */
-  #toValidator(worker: Uint8Array, message: ValidatorMessage, taken?: () => void): void {
+  #toValidator(
+    worker: Uint8Array,
+    message: ValidatorMessage,
+    taken?: () => void,
+    answered?: (answer: unknown) => void,
+  ): void {
     const validator = this.#validator;
     if (validator === undefined) return;
     const system = this.#remote.system;
@@ -1272,10 +1336,12 @@ export class NetworkInferencePort implements InferencePort {
     // message; a `tell`, or the inbox holding it for a validator that is down, holds it in memory,
     // so its kept handoff is not marked taken then (read back at a restart, it is handed again).
     const running = system?.lookup(validator.name) !== undefined;
-    const handed = system === undefined
-      ? validator.tell(message)
+    // `answered` wants the validator's answer: asked, not told, where there is no inbox.
+    const handed: Promise<unknown> = system === undefined
+      ? answered === undefined ? validator.tell(message) : validator.ask(message)
       : validatorInboxOf<ValidatorMessage>(system, validator.name)
         .deliver(toHex(worker), message, { own: true });
+    if (answered !== undefined) handed.then(answered, () => {});
     if (running && taken !== undefined) handed.then(taken, () => {});
     // A full mailbox or a timeout (the inbox holds neither): nothing more to do here.
     handed.catch(() => {});

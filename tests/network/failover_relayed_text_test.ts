@@ -64,7 +64,7 @@ function ledgerInput(told: ValidatorMessage[]) {
 // Failed before the fix: the resumer's receipt (over "abcdef") was withheld against the relayed
 // "XYcdef" as `output_mismatch`, a stream claim was filed against it, it was asked last, the liar
 // was not kept off the model, and the client was told only `receipt_rejected`.
-Deno.test("failover relayed text: a lost worker that sent the right ids with made-up text leaves the honest resumer paid for the job, no claim against it, the liar kept off the model and paid nothing, and the client told delivered_tokens_diverged", async () => {
+Deno.test("failover relayed text: a lost worker that sent the right ids with made-up text leaves the honest resumer paid for the job, its receipt challenged for sure, no claim against it, the liar paid nothing, and the client told delivered_tokens_diverged", async () => {
   const liar = await crashingWorker([wireToken(0, "X"), wireToken(1, "Y")]);
   const good = await honest();
   const r = await router([liar.toWorker, good.toWorker]);
@@ -87,8 +87,12 @@ Deno.test("failover relayed text: a lost worker that sent the right ids with mad
     const paid = r.recorder.told.find((m) => m.type === "receipt");
     assert.ok(paid?.type === "receipt");
     assert.equal(parseReceipt(paid.receipt).tokenCount, TOKENS);
-    // Blame: the liar broke the protocol; the resumer is not asked last for what it did.
-    assert.ok(r.workers.avoided.has(liar.key), "the liar was not kept off the model");
+    // Blame: the resumer's word is checked first (its receipt challenged whatever the coin); this
+    // recorder answers no verdict, so the liar is not kept off on that word alone (a `valid`
+    // verdict does: `failover_text_dispute_test.ts`, review s81 vfotext F2). The resumer is not
+    // asked last for what the liar did.
+    assert.equal(paid.challenge, true, "the resumer's receipt was not challenged for sure");
+    assert.equal(r.workers.avoided.has(liar.key), false, "the liar was kept off on a word");
     assert.equal(r.workers.avoided.has(good.key), false, "the honest resumer was kept off");
     assert.equal(r.unresumable.askedLast().includes(good.key), false, "resumer asked last");
   } finally {

@@ -5,7 +5,8 @@
  * A router whose client read the whole stream asks with `held: 1`: it gets the finished receipt,
  * and the worker is paid all n in the router's ledger and a third one, the window open or the
  * finished receipt already final. A client that read n−1 and cancels saying it holds 1: the
- * worker signs over the n−1 its router credited, not 1.
+ * worker signs over the n−1 its router credited, not 1, and the router, which read them, assigns
+ * that cut: the worker is paid n−1, the client told usage 1 (`router_cancel_floor_test.ts`).
  *
  * Two nodes in memory, as in `late_cancel_receipt_test.ts` (setup from its review's probes).
  *
@@ -218,7 +219,7 @@ for (const afterWindow of [false, true]) {
   });
 }
 
-Deno.test("vcancel F2: a client that read n-1 tokens after the worker finished cancels saying it holds 1: the worker signs over the n-1 its router gave credit back for, never over 1, and the router's ledger pays no 1-token cut", async () => {
+Deno.test("vcancel F2: a client that read n-1 tokens after the worker finished cancels saying it holds 1: the worker signs over the n-1 its router gave credit back for, never over 1; the router checks that cut over the text it read and assigns it, so the worker is paid n-1 in the router's ledger and a third, and the client is told usage 1 and handed no receipt", async () => {
   const t = await setUp("claims-one", true);
   try {
     const job = clientJob("claims-one", MAX_TOKENS);
@@ -236,22 +237,37 @@ Deno.test("vcancel F2: a client that read n-1 tokens after the worker finished c
     await reader.cancel(new HeldCancelError(1, "I hold one token"));
     const summary = await handle.done;
     // The router asked with its client's count, 1; the worker's cut is floored at the credited
-    // events' MAX_TOKENS - 1 positions, which its router, trusting its client, does not assign.
-    assert.equal(summary.receipt, undefined);
-    const answer = await t.network.connection!.request(ReceiptRequestMessage, {
-      jobId: finished.jobId,
-      held: 1,
-    });
-    const cut = answer.receipt as Receipt;
+    // events' MAX_TOKENS - 1 positions, which its router read: assigned, not handed to the client.
+    assert.equal(summary.finishReason, "cancelled");
+    assert.equal(summary.usage.completionTokens, 1, "the client is told the count it named");
+    assert.equal(summary.receipt, undefined, "the client was handed a receipt over text it lacks");
+    await eventually(() => t.network.announced.length === 1, "the cut assigned");
+    const { receipt: cut, assignment } = t.network.announced[0];
     assert.equal(cut.end, "cancelled");
     assert.equal(cut.tokenCount, MAX_TOKENS - 1, "the worker cut below what its requester read");
     const routed: TextJob = { ...job, requester: toHex(t.router.publicKey) };
     assert.ok(verifyReceipt(cut, { job: routed, worker: t.worker.publicKey, output: text }).ok);
+    await t.third.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt: cut,
+      job: routed,
+      assignment,
+      origin: toHex(t.router.publicKey),
+    });
+    await eventually(
+      async () => (await t.reads.record(receiptId(cut))) !== undefined,
+      "the cut in the router's ledger",
+    );
     await t.reads.closeWindow();
-    const account = await t.reads.account(t.worker.publicKey);
-    assert.equal(account.balance, 0, "a cut the worker never signed was paid");
-    assert.equal(account.stake, WORKER_STAKE);
-    assert.equal(t.network.announced.length, 0);
+    await t.third.ask({ type: "finalize" });
+    for (const reads of [t.reads, t.thirdReads]) {
+      const account = await reads.account(t.worker.publicKey);
+      assert.equal(account.balance, paidFor(cut), "the worker is not paid the n-1 it was read");
+      assert.equal(account.stake, WORKER_STAKE);
+      assert.equal(account.locked, 0);
+      const record = await reads.record(receiptId(cut));
+      assert.equal(record?.requester, toHex(t.router.publicKey), "the router is charged");
+    }
   } finally {
     await t.close();
   }

@@ -560,7 +560,7 @@ Deno.test("a worker that refused a takeover whose tokens the next worker reprodu
 
 // Pinned the other way before review s81 (failover F1): the honest resumer's receipt was withheld
 // (`receipt_rejected`), and the liar answered for nothing.
-Deno.test("a lost worker that relayed the right ids with altered text does not get the honest worker that resumed after it blamed: its receipt, over the text its start said, is paid, the liar is kept off the model, and the client is told delivered_tokens_diverged", async () => {
+Deno.test("a lost worker that relayed the right ids with altered text does not get the honest worker that resumed after it blamed: its receipt, over the text its start said, is paid and challenged for sure, nobody is kept off the model on its word alone, and the client is told delivered_tokens_diverged", async () => {
   // Worker 0 sends each token's id with "!" for its text, then dies; worker 1 resumes from the
   // ids, says their true text in its start, and signs over it, which is not what the client got.
   const t = await routerWith(2, (tiny, i) =>
@@ -596,12 +596,15 @@ Deno.test("a lost worker that relayed the right ids with altered text does not g
       [toHex(t.workers[1].identity.publicKey)],
       "the validator got the resumer's receipt",
     );
-    const blamed = t.net.told.flatMap((m) => m.type === "worker_refused_model" ? [m.key] : []);
     assertEquals(
-      blamed,
-      [toHex(t.workers[0].identity.publicKey)],
-      "the liar, and only it, is kept off the model",
+      t.told.flatMap((m) => m.type === "receipt" ? [m.challenge] : []),
+      [true],
+      "the resumer's receipt was not challenged whatever the coin",
     );
+    // The liar is kept off only once that challenge finds the receipt valid (this recorder answers
+    // no verdict: `failover_text_dispute_test.ts` has both verdicts, review s81 vfotext F2).
+    const blamed = t.net.told.flatMap((m) => m.type === "worker_refused_model" ? [m.key] : []);
+    assertEquals(blamed, [], "kept off the model on the resumer's word alone");
   } finally {
     await t.close();
   }

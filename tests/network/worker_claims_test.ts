@@ -65,7 +65,10 @@ function alterer(refuseFirst = false): Promise<TestWorker> {
   return scriptedWorker((body, n, identity) => {
     if (refuseFirst && n === 0) throw new VeriflowError("too_many_jobs", "full");
     const from = body.resume?.length ?? 0;
-    const list: InferenceEvent[] = [start(body.job, from > 0 ? { resumedFrom: from } : {})];
+    // It says the prefix's true text (`resumedText`), so a receipt that fails over the text is over
+    // its own tokens' (a taker that says none is not asked last for it: review s81 vfotext F3).
+    const resumed = from > 0 ? { resumedFrom: from, resumedText: TEXT.slice(0, from) } : {};
+    const list: InferenceEvent[] = [start(body.job, resumed)];
     for (let i = from; i < TOKENS; i++) list.push(wireToken(i, "X"));
     list.push(endEvent(body.job, TOKENS - from, receiptFor(body.job, identity, TEXT)));
     return events(list);
