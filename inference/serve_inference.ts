@@ -368,9 +368,10 @@ export function serveInference(
   /**
    * `kept`, or, when it is a finished job's receipt over more than the `held` positions its
    * requester's client held at its cancel (the job had ended here, its last tokens still on their
-   * way), the `cancelled` receipt over those, signed from its proof data (`options.cut`), which
-   * replaces it in `unsent`: every ledger takes the two as one claim, paid once at `held`
-   * (`docs/PROTOCOL.md`, "Through a forwarding node"; review s80 bill F1). Where none is signed
+   * way), the `cancelled` receipt over those, or over the positions it read where that is more
+   * (`CancelSeen`), signed from its proof data (`options.cut`), which replaces it in `unsent`:
+   * every ledger takes the two as one claim, paid once at that count (`docs/PROTOCOL.md`,
+   * "Through a forwarding node"; review s80 bill F1, s81 vcancel F2). Where none is signed
    * (no `cut`, its data gone, a resumed job's prefix: logged), the finished one, which the
    * requester drops as a worker from before `held` sees it answered.
    */
@@ -395,8 +396,8 @@ export function serveInference(
       return { receipt };
     } catch (error) {
       options.log?.(
-        `job ${finished.jobId.slice(0, JOB_LOG_CHARS)}: no receipt over the ${held} tokens its ` +
-          `requester's client held: ${error instanceof Error ? error.message : String(error)}`,
+        `job ${finished.jobId.slice(0, JOB_LOG_CHARS)}: no receipt over ${tokens} tokens (its ` +
+          `client held ${held}): ${error instanceof Error ? error.message : String(error)}`,
       );
       return kept;
     }

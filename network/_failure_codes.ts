@@ -147,8 +147,9 @@ export function isStartedJobError(error: unknown): boolean {
  * Codes of a worker's refusal that says only that it is full now: the worker's port queue or its
  * per-peer share of jobs (`too_many_jobs`, `inference/serve_inference.ts`), the connection's
  * inbound request limit (`busy`), or its free stake (`insufficient_stake`); or that it is too
- * old to read the job (`job_version_mismatch`). The worker did nothing for the job: asking the next one costs
- * no prefill and no token, so it does not spend the job's `MAX_WORKERS_PER_JOB` (`failover.ts`).
+ * old to read the job (`job_version_mismatch`). The worker did nothing for the job: asking the
+ * next one costs no prefill and no token, so it does not spend the job's `MAX_WORKERS_PER_JOB`
+ * (`failover.ts`).
  */
 export const CAPACITY_REFUSAL_CODES: ReadonlySet<string> = new Set([
   "too_many_jobs",

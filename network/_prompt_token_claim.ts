@@ -13,12 +13,12 @@
  * a router took any count; review s79 vlate F4: a stated 2^20 passed 1,048,575 for "a"). Every
  * receipt must also sign the count its worker's own `start` gave, the count its client was told
  * (review s79 vmoney F3: a worker told 1 and signed 255; after a failover, the start of the worker
- * that finished the job, not the lost first worker's: review s81 failover F2). The prompt's bytes themselves bound a
- * count only where no window is stated or listed: a tokenizer whose normalizer lengthens text
- * counts more (NFKC counts the 3-byte "ﷺ" as 33 tokens, review s78 vprompt F4), and refusing an
- * honest count kept the worker off the model. The validators that hold the model re-count
- * every receipt they record (`proof/prompt_token_check.ts`, `promptTokensAtIntake`), and a wrong
- * count is slashed there.
+ * that finished the job, not the lost first worker's: review s81 failover F2). The prompt's
+ * bytes themselves bound a count only where no window is stated or listed: a tokenizer whose
+ * normalizer lengthens text counts more (NFKC counts the 3-byte "ﷺ" as 33 tokens, review s78
+ * vprompt F4), and refusing an honest count kept the worker off the model. The validators that
+ * hold the model re-count every receipt they record (`proof/prompt_token_check.ts`,
+ * `promptTokensAtIntake`), and a wrong count is slashed there.
  *
  * @module
  */

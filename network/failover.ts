@@ -981,11 +981,11 @@ class FailoverJob {
   }
 
   /**
-   * The text of the tokens the client holds as the worker that finished signs it: its own text
-   * for the prefix it took over (`#signedPrefix`) in place of the text relayed for it.
+   * `output`, text relayed here from the job's first token (the client's, by default), as the
+   * worker that finished signs it: its own text for the prefix it took over (`#signedPrefix`) in
+   * place of the text relayed for it.
    */
-  #signedOutput(): string {
-    const output = this.#clientOutput();
+  #signedOutput(output = this.#clientOutput()): string {
     const prefix = this.#signedPrefix;
     if (prefix === undefined || output.length < prefix.relayed) return output;
     return prefix.text + output.slice(prefix.relayed);
@@ -1247,10 +1247,8 @@ class FailoverJob {
     };
     const ends: number[] = [];
     for (let count = holds + 1; count <= read; count++) ends.push(signedEnd(count));
-    const whole = prefix === undefined || this.#output.length < prefix.relayed
-      ? this.#output
-      : prefix.text + this.#output.slice(prefix.relayed);
-    return { tokens: read, output: this.#given === 0 ? whole : undefined, ends };
+    const output = this.#given === 0 ? this.#signedOutput(this.#output) : undefined;
+    return { tokens: read, output, ends };
   }
 
   /** The text of the tokens the client holds, of those delivered here (`#given` is 0). */
