@@ -248,8 +248,9 @@ export class ReceiptIntake {
       }
     }
     // The record of this worker's that holds the job before this receipt: a cancelled pair's
-    // finished one (`pairAssigned` below).
-    const holderBefore = this.#jobHolder(receipt.jobId, worker);
+    // finished one (`pairAssigned` below), looked up only for an assigned cancelled receipt.
+    const pairable = receipt.end === "cancelled" && assignment !== undefined;
+    const holderBefore = pairable ? this.#jobHolder(receipt.jobId, worker) : undefined;
     // Its entry reached the log, then the history index failed (`ledger_index_failed`).
     let indexFailed = false;
     try {
@@ -332,10 +333,11 @@ export class ReceiptIntake {
     // receipt is: a ledger that holds no receipt of the job records it and pays k, one that holds
     // the finished one does as this one did; not passed on, every other ledger paid nothing, or
     // the n of a finished receipt the worker's race assigned there (review s80 bill F1).
-    const holderAfter = this.#jobHolder(receipt.jobId, worker);
-    const pairAssigned = !recorded && refusal === "job_already_recorded" &&
-      receipt.end === "cancelled" && assignment !== undefined && holderAfter !== undefined &&
-      holderAfter.receiptId !== id && holderAfter.requester !== undefined &&
+    const holderAfter = pairable && !recorded && refusal === "job_already_recorded"
+      ? this.#jobHolder(receipt.jobId, worker)
+      : undefined;
+    const pairAssigned = holderAfter !== undefined && holderAfter.receiptId !== id &&
+      holderAfter.requester !== undefined &&
       (holderBefore?.requester !== holderAfter.requester ||
         holderBefore?.credit !== holderAfter.credit);
     // A worker convicted here of streaming this job's tokens wrong is paid nothing for it here
@@ -476,14 +478,6 @@ export class ReceiptIntake {
   }
 
   /**
-   * Whether a copy of receipt `id`, recorded here before, is one to remember again (review s57):
-   * pending here inside its window, neither remembered nor challenged here (ever: asked once, a
-   * worker is not asked again on a peer's claim; `ValidatorMemory.challenged`), and the very
-   * receipt recorded — same id (its job checked against it by the intake), signed by its worker
-   * (the id leaves the signature out: a copy signed by anyone else must not stand in for it). The
-   * signature is checked last, only for such a copy: any other copy costs a look-up.
-   */
-  /**
    * The record that holds job `jobId` in the ledger when it is `worker`'s (hex): its requester
    * and credit, copied (the record may be replaced); undefined when none holds it, or another's.
    */
@@ -498,6 +492,14 @@ export class ReceiptIntake {
     return { receiptId: record.receiptId, requester: record.requester, credit: record.credit };
   }
 
+  /**
+   * Whether a copy of receipt `id`, recorded here before, is one to remember again (review s57):
+   * pending here inside its window, neither remembered nor challenged here (ever: asked once, a
+   * worker is not asked again on a peer's claim; `ValidatorMemory.challenged`), and the very
+   * receipt recorded — same id (its job checked against it by the intake), signed by its worker
+   * (the id leaves the signature out: a copy signed by anyone else must not stand in for it). The
+   * signature is checked last, only for such a copy: any other copy costs a look-up.
+   */
   #forgottenPending(receipt: Receipt, id: string): boolean {
     const record = this.#core.ledger().receipt(id);
     if (!this.#core.inWindow(record) || record.kind !== "inference") return false;

@@ -350,7 +350,7 @@ function cancelledPair(
  * SHA-256 of their canonical CBOR). A worker's finished receipt and its cancelled one over a
  * prefix of the same tokens have the same digest; one with another seed, model or input does not.
  */
-export function pairableDigest(receipt: Receipt): string {
+function pairableDigest(receipt: Receipt): string {
   const { commitment } = receipt;
   return sha256Hex(encodeCanonical({
     v: receipt.v,
