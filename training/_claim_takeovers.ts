@@ -10,10 +10,11 @@
  * "proof withheld" claims use), this validator asks the trainer itself
  * (`TrainingChallengeRun.takeover`). Not served by the deadline: the trainer is convicted here on
  * this validator's own proof. Served: the claim was false here, and it counts against its
- * claimant. The trainer not reached: its receipt ends `undecided` here (unpaid, not slashed; the
- * claimant not counted false). A claim not taken over leaves the trainer as it was here. A receipt
- * left `unpaid` here because its trainer was not reached (by this node's coin or an earlier
- * takeover) is taken over as a pending one is: the trainer was never asked here. A claim that
+ * claimant. The trainer not reached: the receipt is left as it was here (not slashed, the
+ * claimant not counted false; review s81 vtrn2 F2: ended unpaid, any staked key's claim took an
+ * honest trainer's pay wherever it could not be reached). A claim not taken over leaves the trainer
+ * as it was here. A receipt left `unpaid` here because this node's coin drew it and its trainer was
+ * not reached is taken over as a pending one is: the trainer was never asked here. A claim that
  * comes while this node's coin dials the trainer is kept and considered again, as below.
  *
  * **A claim the ledger did not answer for is kept and considered again.** Whether a claim is taken

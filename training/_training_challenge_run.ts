@@ -13,8 +13,9 @@
  * round, on this node's own coin and connection, the trainer dialled by its key when none is
  * open). A drawn trainer not reached within the dial (`#reconnect`: its connection, a dial, and,
  * when this node cannot dial it, a look every second for it to join again) is not challenged from
- * here, and its receipt ends `undecided` here ({@link UNREACHED_REASON}: unpaid, not slashed).
- * A takeover of a peer's `opening_missing` claim
+ * here, and its receipt ends `undecided` here ({@link UNREACHED_REASON}: unpaid, not slashed),
+ * but only when a dial was made and this node's own network is known to work (`#unreached`);
+ * otherwise the receipt is left pending. A takeover of a peer's `opening_missing` claim
  * ({@link TrainingChallengeRun.takeover}, decided in `_claim_takeovers.ts`) is a challenge made
  * without the coin; its last opened step is kept until the receipt's delta comes, and checked
  * against it then. No receipt is challenged twice (`_challenged_receipts.ts`): marked there once
@@ -198,7 +199,16 @@ export interface TrainingChallengeRunOptions {
     trainer: Uint8Array,
     forMs: number,
     holder: string,
+    dialled?: () => void,
   ): Promise<Connection | undefined>;
+  /**
+   * Whether this node's own network is known to work since `since` (ms, the wall clock): a live
+   * peer connection, or a dial that brought a connection up since then. Without it (absent, or
+   * false) a drawn trainer not reached is not held against it: its receipt is left pending
+   * (review s81 vtrn2 F3: a validator whose network was down withheld pay from every trainer its
+   * coin drew).
+   */
+  networkWorks?(ctx: Context, since: number): Promise<boolean>;
   /** Where one line per challenge goes. */
   log(line: string): void;
 }
@@ -211,14 +221,27 @@ export interface TrainingChallengeRunOptions {
 export const RECONNECT_POLL_MS = 1_000;
 
 /**
- * Why a receipt drawn here (by the coin, or a takeover of a pending one) ended `undecided`: its
- * trainer was not reached within the dial. Paid, a lazy trainer that refused every connection but
- * its coordinator's was checked by that coordinator's coin alone and paid in every other ledger
- * (review s81 train F1); slashed, an honest trainer would pay for this node's own reach, which a
- * dial by key cannot tell from the trainer's absence. So unpaid here and not slashed, as for a
- * takeover whose re-run could not be made, and as inference's `worker_unreachable`.
+ * Why a receipt drawn by this node's own coin ended `undecided`: its trainer was not reached
+ * within the dial, a dial was made, and this node's own network works (`#unreached`). Paid, a lazy
+ * trainer that refused every connection but its coordinator's was checked by that coordinator's
+ * coin alone and paid in every other ledger (review s81 train F1); slashed, an honest trainer
+ * would pay for this node's own reach, which a dial by key cannot tell from the trainer's absence.
+ * So unpaid here and not slashed, as for a takeover whose re-run could not be made, and as
+ * inference's `worker_unreachable`. A takeover not reached never ends a receipt so: a peer's
+ * claim would raise the coin to certainty for free (review s81 vtrn2 F2).
  */
 export const UNREACHED_REASON = "trainer_unreachable";
+
+/**
+ * What a dial before a challenge brought (`#dial`): the trainer's connection, or none; whether a
+ * dial was made at all (the NetworkActor took it: not "no swarm", not "full" to the end); and
+ * when it began (ms, the wall clock), for the evidence that this node's network works.
+ */
+interface Dialled {
+  connection?: Connection;
+  dialled: boolean;
+  since: number;
+}
 
 /** See the module doc. */
 export class TrainingChallengeRun {
@@ -227,6 +250,11 @@ export class TrainingChallengeRun {
   readonly #window: number;
   /** A challenge's answer window: fixed (the option) or by the steps it asks re-run. */
   readonly #openingWindow: number | ((steps: readonly number[]) => number);
+  /**
+   * Whether this node's network was last found down when a drawn trainer was not reached (see
+   * `#unreached`): its outage is logged once, not once per trainer.
+   */
+  #outage = false;
   /**
    * How long to dial a trainer before its challenge is drawn: the base window (the dial comes
    * before the challenge, and eats none of the trainer's time to answer).
@@ -294,17 +322,19 @@ export class TrainingChallengeRun {
 
   /** Draw, ask the trainer, check; runs outside the validator's mailbox. */
   challenge(request: ChallengeRequest, ctx: Context): Promise<ChallengeOutcome> {
-    return this.#challenge(request, () => Promise.resolve(request.connection), ctx);
+    const given = { connection: request.connection, dialled: false, since: Date.now() };
+    return this.#challenge(request, () => Promise.resolve(given), ctx);
   }
 
   /**
    * {@link TrainingChallengeRun.challenge} over the connection `connect` answers once the coin
-   * has drawn the report (none: not challenged, the receipt ended `undecided` here,
-   * {@link UNREACHED_REASON}, and not marked challenged here: a later claim may be taken over).
+   * has drawn the report (none: not challenged, the receipt ended `undecided` here when that was
+   * the trainer's doing, `#unreached`, and not marked challenged here: a later claim may be taken
+   * over).
    */
   async #challenge(
     request: Omit<ChallengeRequest, "connection">,
-    connect: () => Promise<Connection | undefined>,
+    connect: () => Promise<Dialled>,
     ctx: Context,
   ): Promise<ChallengeOutcome> {
     // Taken over before: its delta is checked against the kept last step, whatever the coin.
@@ -327,9 +357,10 @@ export class TrainingChallengeRun {
     this.#dialling.add(id);
     let connection: Connection | undefined;
     try {
-      connection = await connect();
+      const dial = await connect();
+      connection = dial.connection;
       if (connection === undefined) {
-        await this.#unreached(ctx, receipt, "drawn for a challenge");
+        await this.#unreached(ctx, receipt, dial);
         return { challenged: false };
       }
     } finally {
@@ -362,7 +393,7 @@ export class TrainingChallengeRun {
   /**
    * Challenge one trainer of a finished round on this validator's own coin, over this node's
    * connection to it (none: the trainer is dialled once drawn, and not challenged from here when
-   * the dial brings none: its receipt ends `undecided` here, {@link UNREACHED_REASON}), with the
+   * the dial brings none: its receipt may end `undecided` here, {@link UNREACHED_REASON}), with the
    * delta the audit fetched (or, when the round could not be audited here, fetched now). A
    * failure is a fraud proof like the coordinator's: settled here, gossiped, slashing in every
    * ledger.
@@ -492,7 +523,8 @@ export class TrainingChallengeRun {
    * The trainer's connection after `lost` went during its challenge (review s75 vtrain F1), or
    * (`lost` undefined) at a restart or before a challenge is drawn: the one it has open (again),
    * or this node dials it until `deadline` (ms, the wall clock), and, when it cannot dial it,
-   * looks for it to join again every {@link RECONNECT_POLL_MS} until then.
+   * looks for it to join again every {@link RECONNECT_POLL_MS} until then. `dialled` is called
+   * once a dial was made (see {@link TrainingChallengeRunOptions.reach}).
    */
   async #reconnect(
     ctx: Context,
@@ -500,6 +532,7 @@ export class TrainingChallengeRun {
     lost: Connection | undefined,
     deadline: number,
     holder: string,
+    dialled?: () => void,
   ): Promise<Connection | undefined> {
     const fresh = async () => {
       const open = await this.#options.connectionTo(ctx, trainer);
@@ -509,7 +542,7 @@ export class TrainingChallengeRun {
     if (now !== undefined) return now;
     const left = deadline - Date.now();
     if (left <= 0) return undefined;
-    const reached = await this.#options.reach(ctx, trainer, left, holder);
+    const reached = await this.#options.reach(ctx, trainer, left, holder, dialled);
     if (reached !== undefined) return reached;
     // Not dialled (no swarm here, or a trainer that does not listen): it comes back on its own.
     // Stop 76, loaded: both trainers dropped the coordinator at once and joined again seconds later,
@@ -526,25 +559,59 @@ export class TrainingChallengeRun {
    * A connection to `trainer` before a challenge of receipt `holder` is drawn (the coin's, or a
    * takeover's): the one open, else as `#reconnect`, for the dial's time (`#dialMs`, the base answer window). A
    * trainer away for a moment (a restart, a dropped link) is found within it; one not found by
-   * then is not reached here ({@link UNREACHED_REASON}).
+   * then is not reached here; whether a dial was made at all comes with it (see `#unreached`).
    */
-  async #dial(ctx: Context, trainer: Uint8Array, holder: string): Promise<Connection | undefined> {
-    const deadline = Date.now() + this.#dialMs;
-    return await this.#options.connectionTo(ctx, trainer) ??
-      await this.#reconnect(ctx, trainer, undefined, deadline, holder);
+  async #dial(ctx: Context, trainer: Uint8Array, holder: string): Promise<Dialled> {
+    const since = Date.now();
+    const deadline = since + this.#dialMs;
+    let dialled = false;
+    const connection = await this.#options.connectionTo(ctx, trainer) ??
+      await this.#reconnect(ctx, trainer, undefined, deadline, holder, () => dialled = true);
+    return { connection, dialled, since };
   }
 
   /**
-   * Receipt `receipt`, drawn here (`what`), whose trainer the dial did not reach: not challenged,
-   * nothing proved, and its receipt held and ended `undecided` here ({@link UNREACHED_REASON}:
-   * unpaid, not slashed; a peer's proof still settles it inside its window). Not marked challenged
-   * here: the trainer was never asked, so a later claim about it may be taken over.
+   * Receipt `receipt`, drawn by this node's coin, whose trainer `dial` did not reach: not
+   * challenged, nothing proved. Its receipt is held and ended `undecided` here
+   * ({@link UNREACHED_REASON}: unpaid, not slashed; a peer's proof still settles it inside its
+   * window) only when the failure is the trainer's as far as this node can tell: a dial was made
+   * (not "no swarm", nor this node's dials "full" to the end: review s81 vtrn2 F1) and this
+   * node's own network works ({@link TrainingChallengeRunOptions.networkWorks}: a live peer, or a
+   * dial that brought a connection since this one began; F3). Otherwise the receipt is left as it
+   * was (pending: paid when its window closes), and a network found down is logged once until it
+   * works again. Not marked challenged here either way: the trainer was never asked, so a later
+   * claim about it may be taken over.
    */
-  async #unreached(ctx: Context, receipt: TrainingReceipt, what: string): Promise<void> {
+  async #unreached(ctx: Context, receipt: TrainingReceipt, dial: Dialled): Promise<void> {
     const id = trainingReceiptId(receipt);
+    const trainer = toHex(receipt.trainer).slice(0, 16);
+    if (!dial.dialled) {
+      this.#options.log(
+        `training validator: trainer ${trainer} drawn for a challenge but never dialled (no ` +
+          `swarm here, or this node's dials full to the dial's end): not challenged from here, ` +
+          `its receipt left pending`,
+      );
+      return;
+    }
+    const works = await this.#options.networkWorks?.(ctx, dial.since).catch(() => false);
+    if (works !== true) {
+      if (!this.#outage) {
+        this.#outage = true;
+        this.#options.log(
+          `training validator: a drawn trainer not reached and no live peer nor a dial that ` +
+            `connected: this node's own network looks down, so drawn trainers it does not reach ` +
+            `are left pending (paid), not ended unpaid, until it works again`,
+        );
+      }
+      return;
+    }
+    if (this.#outage) {
+      this.#outage = false;
+      this.#options.log(`training validator: this node's network works again`);
+    }
     this.#options.log(
-      `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)} ${what} but not ` +
-        `reached: not challenged from here, its receipt ended undecided here (unpaid, not slashed)`,
+      `training validator: trainer ${trainer} drawn for a challenge but not reached: not ` +
+        `challenged from here, its receipt ended undecided here (unpaid, not slashed)`,
     );
     await this.#open(ctx, id);
     await this.#options.endings.end(ctx, id, "undecided", UNREACHED_REASON);
@@ -615,9 +682,10 @@ export class TrainingChallengeRun {
    * fails the check, is this validator's own proof (`opening_missing`, `opening_mismatch`,
    * `step_mismatch`, …), settled and spread as any. Anything else —
    * the ledger would not hold the receipt, a check without a verdict, an error here (a re-run that
-   * could not be made: `step_rerun_failed`), a trainer the dial did not reach
-   * ({@link UNREACHED_REASON}) — clears the claim, and the receipt held ends `undecided`: the
-   * trainer is not paid in this ledger, nor slashed. A receipt already `unpaid` here (its trainer
+   * could not be made: `step_rerun_failed`) — clears the claim, and the receipt held ends
+   * `undecided`: the trainer is not paid in this ledger, nor slashed. A trainer the dial did not
+   * reach clears the claim with nothing held: the receipt is left as it was (pending: paid). A
+   * receipt already `unpaid` here (its trainer
    * not reached before: {@link TakeoverRequest.unpaid}) is taken over without a hold. Ended
    * `passed`, a lazy trainer whose openings no one re-ran was paid, and this ledger's own coin
    * never challenged it again (review s77 vtrain F1). Runs outside the validator's mailbox.
@@ -642,16 +710,18 @@ export class TrainingChallengeRun {
     const { receipt } = request;
     const trainer = toHex(receipt.trainer).slice(0, 16);
     // Dialled before the challenge is drawn, so the dial does not eat the trainer's time to
-    // answer. Not reached: not challenged, and the receipt (pending) ends `undecided` here: paid,
-    // a trainer reachable by its coordinator alone was paid wherever no one reached it (review
-    // s81 train F1). Not marked challenged here: a later claim may be taken over again.
-    const connection = request.connection ?? await this.#dial(ctx, receipt.trainer, id);
+    // answer. Not reached: not challenged, and the receipt is left as it was here (pending, or
+    // unpaid after this node's own coin). Ended `undecided` (8cfdaaea), any staked key's claim
+    // took the pay of an honest trainer that only dials out in every ledger that could not reach
+    // it, at no cost to the claimant (review s81 vtrn2 F2): only this node's own coin may end a
+    // receipt unreached. Not marked challenged here: a later claim may be taken over again.
+    const connection = request.connection ??
+      (await this.#dial(ctx, receipt.trainer, id)).connection;
     if (connection === undefined) {
-      if (request.unpaid === true) {
-        this.#options.log(
-          `training validator: trainer ${trainer} not reached for a takeover: still unpaid here`,
-        );
-      } else await this.#unreached(ctx, receipt, "taken over on a peer's claim");
+      this.#options.log(
+        `training validator: trainer ${trainer} not reached for a takeover: the claim decides ` +
+          `nothing here, its receipt left ${request.unpaid === true ? "unpaid" : "pending"}`,
+      );
       return "cleared";
     }
     const remembered = this.#remember(id, request.pendingUntil);

@@ -4,8 +4,10 @@
  * connection (`reach`: a takeover's, or a drawn trainer's after a round), and the gossip it
  * passes on (`publish`: to every peer but the one it came from).
  *
- * Holds no state of its own: it reads the NetworkActor's registry name from the validator's
- * options at each use. Owned by the validator, which hands `connectionTo` and `reach` to its
+ * Holds one thing of its own, when a dial last brought a connection up (`reachedAt`): with the
+ * NetworkActor's live peers, the evidence ({@link TrainingNetwork.works}) that this node's own
+ * network works, without which a drawn trainer not reached is not held against it (review s81
+ * vtrn2 F3). It reads the NetworkActor's registry name from the validator's options at each use. Owned by the validator, which hands `connectionTo` and `reach` to its
  * challenge run and claim takeovers. Not part of the public API.
  *
  * @module
@@ -28,6 +30,8 @@ const REACH_POLL_MS = 250;
 export class TrainingNetwork {
   /** The validator's options, read at each use (`network`). */
   readonly #options: Pick<TrainingValidatorOptions, "network">;
+  /** When a dial (`reach`) last answered a connection (ms, the wall clock); none yet: -Infinity. */
+  #reachedAt = -Infinity;
 
   /** @param options The validator's options. */
   constructor(options: Pick<TrainingValidatorOptions, "network">) {
@@ -53,13 +57,19 @@ export class TrainingNetwork {
   /**
    * Have the NetworkActor dial `trainer` by its key (`reach`, on behalf of `holder`) and answer
    * the `training/1` connection once it is up; undefined when none came up within `forMs`, or
-   * the node has no network or swarm. The dial is released however this ends.
+   * the node has no network or swarm. `dialled` is called once the NetworkActor took the dial
+   * (answered true): a dial was made. An answer "full" (this node's bound on dials, `MAX_DIALS`,
+   * taken by other dials) is asked again at each look until `forMs` ends: a slot frees as soon as
+   * another dial's connection comes (before, the first "full" was final, and an honest trainer
+   * drawn in a round of more than `MAX_DIALS` unconnected trainers was never dialled: review s81
+   * vtrn2 F1). The dial is released however this ends.
    */
   async reach(
     ctx: ActorContext<TrainingValidatorMessage>,
     trainer: Uint8Array,
     forMs: number,
     holder: string,
+    dialled?: () => void,
   ): Promise<Connection | undefined> {
     const name = this.#options.network;
     const network = name === undefined ? undefined : ctx.system.lookup<
@@ -68,28 +78,50 @@ export class TrainingNetwork {
     >(name);
     if (network === undefined) return undefined;
     const until = performance.now() + forMs;
-    let dialled = false;
+    let asked = false;
+    let taken = false;
     try {
       for (;;) {
         const connection = await this.connectionTo(ctx, trainer);
-        if (connection !== undefined) return connection;
+        if (connection !== undefined) {
+          this.#reachedAt = Date.now();
+          return connection;
+        }
         const left = until - performance.now();
         if (left <= 0 || ctx.signal.aborted) return undefined;
-        if (!dialled) {
-          // `false` (nothing to dial: no swarm, or a connection came up meanwhile) or "full"
-          // (this node's bound on dials): looked for once more, then no dial is waited for.
+        if (!taken) {
           const answer = await network.ask<boolean | "full">(
             { type: "reach", key: trainer, forMs: left, holder },
             { timeoutMs: Math.max(1, left), signal: ctx.signal },
           ).catch(() => undefined);
-          dialled = true;
-          if (answer !== true) return await this.connectionTo(ctx, trainer);
+          asked = true;
+          if (answer === true) {
+            taken = true;
+            dialled?.();
+          } else if (answer !== "full") {
+            // `false` (nothing to dial: no swarm, or a connection came up meanwhile): looked for
+            // once more, then no dial is waited for.
+            return await this.connectionTo(ctx, trainer);
+          }
         }
         await sleep(Math.min(REACH_POLL_MS, left), ctx.signal);
       }
     } finally {
-      if (dialled) network.tell({ type: "release_reach", key: trainer, holder }).catch(() => {});
+      if (asked) network.tell({ type: "release_reach", key: trainer, holder }).catch(() => {});
     }
+  }
+
+  /**
+   * Whether this node's own network is known to work: a dial brought a connection up at or after
+   * `since` (ms, the wall clock), or the NetworkActor holds a live peer connection now. False with
+   * no network actor, or one that does not answer.
+   */
+  async works(ctx: ActorContext<TrainingValidatorMessage>, since: number): Promise<boolean> {
+    if (this.#reachedAt >= since) return true;
+    const name = this.#options.network;
+    const network = name === undefined ? undefined : ctx.system.lookup<{ type: "peers" }>(name);
+    const peers = await network?.ask<unknown>({ type: "peers" }).catch(() => undefined);
+    return Array.isArray(peers) && peers.length > 0;
   }
 
   /** Pass `gossip` on to every peer but `origin`'s (to all when it is "local"). */

@@ -591,7 +591,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return name !== undefined && ctx.system.lookup(name) !== undefined;
       },
       connectionTo: (ctx, trainer) => this.#network.connectionTo(ctx, trainer),
-      reach: (ctx, trainer, forMs, holder) => this.#network.reach(ctx, trainer, forMs, holder),
+      reach: (ctx, trainer, forMs, holder, dialled) =>
+        this.#network.reach(ctx, trainer, forMs, holder, dialled),
+      networkWorks: (ctx, since) => this.#network.works(ctx, since),
       log: (line) => this.#log(line),
     });
     this.#resume = new ChallengeResume({

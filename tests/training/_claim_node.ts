@@ -140,7 +140,7 @@ export type DialMessage = { type: "reach" | "release_reach"; key: Uint8Array; ho
 /**
  * The NetworkActor as the training validator sees it: a connection to the trainer, or none; a
  * dial by key (`reach`) answered `reach(message)` (default `false`: no swarm), every dial message
- * kept in `dials`.
+ * kept in `dials`; its live peers (`peers`) are `peers()`.
  */
 class TrainerNetwork implements Actor<{ type: string }> {
   constructor(
@@ -148,9 +148,11 @@ class TrainerNetwork implements Actor<{ type: string }> {
     readonly published: unknown[],
     readonly dials: DialMessage[],
     readonly reach: (message: DialMessage) => boolean | "full",
+    readonly peers: () => unknown[],
   ) {}
   receive(message: { type: string; gossip?: unknown }): unknown {
     if (message.type === "connection_to") return this.connection();
+    if (message.type === "peers") return this.peers();
     if (message.type === "publish_training") this.published.push(message.gossip);
     if (message.type === "reach" || message.type === "release_reach") {
       this.dials.push(message as DialMessage);
@@ -165,7 +167,9 @@ class TrainerNetwork implements Actor<{ type: string }> {
  * window `windowMs`), staked, with `link` as its way to the trainer and `reach` as its network's
  * answer to a dial by key (default: no swarm); `validator` adds to the training validator's
  * options (`timers` a test fires by hand for its waits before a try again, `log`, and
- * `openingDeadlineMs: undefined` for the default windows, grown by the steps a challenge asks).
+ * `openingDeadlineMs: undefined` for the default windows, grown by the steps a challenge asks);
+ * `network.peers` is its network's live peers (default: one, the peer its gossip comes from, so
+ * its network works; `() => []`: this node's own network is down).
  */
 export async function claimNode(
   name: string,
@@ -173,6 +177,7 @@ export async function claimNode(
   windowMs = 400,
   reach: (message: DialMessage) => boolean | "full" = () => false,
   validator: Pick<TrainingValidatorOptions, "timers" | "log" | "openingDeadlineMs"> = {},
+  network: { peers?: () => unknown[] } = {},
 ) {
   const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-${name}-` });
   const system = new ActorSystem({ name });
@@ -184,7 +189,8 @@ export async function claimNode(
   const dials: DialMessage[] = [];
   await system.spawn({
     name: "node/network",
-    factory: () => new TrainerNetwork(link, published, dials, reach),
+    factory: () =>
+      new TrainerNetwork(link, published, dials, reach, network.peers ?? (() => [{ key: PEER }])),
   });
   const identity = Identity.generate();
   const { ledger, restartTraining } = await spawnTrainingLedger(system, {

@@ -24,6 +24,7 @@ import {
   claimNode,
   type DialMessage,
   PEER,
+  STAKE,
   start,
   trainedEngine,
   TRAINER_STAKE,
@@ -37,13 +38,18 @@ import { TEST_ARCH } from "./_fixtures.ts";
  * reported delta) by another coordinator: the receipt is credited here, and this node's coin
  * (probability 1 on a claim node) draws its trainer.
  */
-async function roundReproduced(n: ClaimNode, receipt: TrainingReceipt, delta: Uint8Array) {
+async function roundReproduced(
+  n: ClaimNode,
+  receipt: TrainingReceipt,
+  delta: Uint8Array,
+  tag = "",
+) {
   await n.ledger.ask({ type: "deposit", key: receipt.trainer, amount: TRAINER_STAKE });
   const body = {
     round: 0,
     startModel: n.model.cid,
-    model: "bafy-s81-unreached-model",
-    file: "bafy-s81-unreached-file",
+    model: `bafy-s81-unreached-model${tag}`,
+    file: `bafy-s81-unreached-file${tag}`,
     arch: TEST_ARCH,
     accepted: [toHex(receipt.trainer)],
     reports: [{ receipt, deltaFile: "unused" }],
@@ -236,6 +242,170 @@ Deno.test("a peer's true claim that comes while this node's coin is dialling the
       stake: TRAINER_STAKE - locked,
       locked: 0,
     });
+  } finally {
+    await n.close();
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// Review s81 vtrn2: three ways the above made an HONEST trainer lose its pay here. A receipt ends
+// `trainer_unreachable` only on this node's own coin, after a dial was actually made, and while
+// this node's own network is known to work (a live peer, or a dial that connected); otherwise it
+// is left pending, and paid when its window closes.
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("review s81 vtrn2 F1: an honest trainer drawn while this node's dials are full is dialled again once a slot frees, challenged, and paid here (before: never dialled again, unpaid)", async () => {
+  let trainerConn: Connection | undefined;
+  let link: Connection | undefined;
+  let reaches = 0;
+  // The first dial finds every slot taken (a round of more than MAX_DIALS unconnected trainers);
+  // the next one is taken and brings the trainer's connection up.
+  const reach = (m: DialMessage) => {
+    if (m.type !== "reach") return false;
+    if (++reaches === 1) return "full" as const;
+    link = trainerConn;
+    return true;
+  };
+  const n = await claimNode("s81-vtrn2-full", () => link, 2_500, reach);
+  try {
+    const t = await trainedEngine(n.model.cid, 1);
+    const { receipt, delta } = t.receipts[0];
+    const linked = trainerLink(t.identity, (c) => t.engine.open(c));
+    trainerConn = linked.connection;
+    const id = trainingReceiptId(receipt);
+    await roundReproduced(n, receipt, delta);
+    await eventually(
+      async () => (await n.record(id)).status === "unpaid" || (await n.stats()).passed === 1,
+      "the dial's end",
+    );
+    assert.equal((await n.stats()).passed, 1, "challenged once a slot freed, and passed");
+    assert.ok(reaches >= 2, "dialled again after the first answer was full");
+    assert.equal(linked.challenges.length, 1);
+    const record = await n.record(id);
+    await n.closeWindow();
+    assert.deepEqual(await n.account(receipt.trainer), {
+      balance: record.credit,
+      stake: TRAINER_STAKE,
+      locked: 0,
+    });
+  } finally {
+    await n.close();
+  }
+});
+
+Deno.test("review s81 vtrn2 F1: a drawn trainer this node's dials stay full for, to the dial's end, was never dialled: its receipt is left pending and paid here, not ended unreachable", async () => {
+  let reaches = 0;
+  const logs: string[] = [];
+  const reach = (m: DialMessage) => m.type === "reach" && ++reaches > 0 && "full" as const;
+  const n = await claimNode("s81-vtrn2-full-end", () => undefined, 400, reach, {
+    log: (line) => logs.push(line),
+  });
+  try {
+    const t = await trainedEngine(n.model.cid, 1);
+    const { receipt, delta } = t.receipts[0];
+    const id = trainingReceiptId(receipt);
+    await roundReproduced(n, receipt, delta);
+    await eventually(
+      async () =>
+        logs.some((l) => l.includes("never dialled")) || (await n.record(id)).status === "unpaid",
+      "the dial's end",
+    );
+    assert.equal((await n.record(id)).status, "pending", "not ended: no dial was made");
+    assert.ok(reaches >= 2, "asked again while the answer was full");
+    const record = await n.record(id);
+    await n.closeWindow();
+    assert.deepEqual(await n.account(receipt.trainer), {
+      balance: record.credit,
+      stake: TRAINER_STAKE,
+      locked: 0,
+    });
+  } finally {
+    await n.close();
+  }
+});
+
+Deno.test("review s81 vtrn2 F2: one staked griefer's claims about three honest trainers this ledger dials but cannot reach decide nothing: each receipt is left pending and paid, the griefer's stake whole (before: all three unpaid here, for free)", async () => {
+  const logs: string[] = [];
+  // A dial is made (the network takes it) but never connects: the trainers only dial out.
+  const n = await claimNode("s81-vtrn2-grief", () => undefined, 400, () => true, {
+    log: (line) => logs.push(line),
+  });
+  try {
+    const griefer = Identity.generate();
+    await n.pledge(griefer);
+    const before = await n.account(griefer.publicKey);
+    const records = [];
+    for (let i = 0; i < 3; i++) {
+      const t = await trainedEngine(n.model.cid, 1); // honest
+      const { receipt } = t.receipts[0];
+      await n.credit(receipt);
+      const id = trainingReceiptId(receipt);
+      const locked = (await n.record(id)).locked;
+      await n.claim(claim(receipt, griefer));
+      await eventually(
+        async () =>
+          logs.filter((l) => l.includes("not reached for a takeover")).length === i + 1 ||
+          (await n.record(id)).status === "unpaid",
+        `claim ${i}'s takeover to end`,
+      );
+      const record = await n.record(id);
+      assert.equal(record.status, "pending", "left as it was: the claim decided nothing");
+      assert.equal(record.locked, locked);
+      records.push({ receipt, record });
+    }
+    const stats = await n.stats();
+    assert.equal(stats.takeovers, 0, "no challenge was made");
+    await n.closeWindow();
+    for (const { receipt, record } of records) {
+      assert.deepEqual(await n.account(receipt.trainer), {
+        balance: record.credit,
+        stake: TRAINER_STAKE,
+        locked: 0,
+      });
+    }
+    assert.deepEqual(before, { balance: 0, stake: STAKE, locked: 0 });
+    assert.deepEqual(await n.account(griefer.publicKey), before);
+  } finally {
+    await n.close();
+  }
+});
+
+Deno.test("review s81 vtrn2 F3: a validator whose own network is down (no live peer, no dial connects) leaves every drawn trainer it cannot reach pending and paid, logging the outage once (before: all unpaid here)", async () => {
+  const logs: string[] = [];
+  let peerAsks = 0;
+  // Dials are taken but nothing ever connects, and this node holds no live peer.
+  const n = await claimNode("s81-vtrn2-down", () => undefined, 400, () => true, {
+    log: (line) => logs.push(line),
+  }, { peers: () => (peerAsks++, []) });
+  try {
+    const drawn = [];
+    for (let i = 0; i < 3; i++) {
+      const t = await trainedEngine(n.model.cid, 1); // honest, listening elsewhere
+      const { receipt, delta } = t.receipts[0];
+      await roundReproduced(n, receipt, delta, `-down-${i}`);
+      const id = trainingReceiptId(receipt);
+      // This node asked its network for its peers (its evidence that it works) once the dial failed.
+      await eventually(
+        async () => peerAsks === i + 1 || (await n.record(id)).status === "unpaid",
+        `trainer ${i}'s dial to end`,
+      );
+      assert.equal(
+        (await n.record(id)).status,
+        "pending",
+        "left pending: the outage is this node's",
+      );
+      drawn.push({ receipt, credit: (await n.record(id)).credit });
+    }
+    assert.equal(logs.filter((l) => l.includes("network looks down")).length, 1, "logged once");
+    assert.equal((await n.stats()).frauds, 0);
+    await n.closeWindow();
+    for (const { receipt, credit } of drawn) {
+      assert.deepEqual(await n.account(receipt.trainer), {
+        balance: credit,
+        stake: TRAINER_STAKE,
+        locked: 0,
+      });
+    }
   } finally {
     await n.close();
   }
