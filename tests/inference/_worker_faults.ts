@@ -8,6 +8,35 @@
  * @module
  */
 
+/**
+ * The liveness guard (`eventually`'s options) of a wait across a model worker's restart, given
+ * how long the pool took to start (ms of real time, measured around `TextModel.load` or
+ * `ModelWorkerPool.start`). A replacement is a new `Worker`: under `deno test` its module graph is
+ * built and checked again at each spawn ("Check …"), then onnxruntime loads the model, so a
+ * restart costs about what a start does and grows with the machine's load as a start does.
+ * `eventually`'s 15 s was too short for it (stop 81: a CI run of the whole suite on a loaded
+ * 2-core machine failed three restart waits; restarts measured 2–5 s here at load 14, after a
+ * 40 s start), and a wait that gave up while a replacement was about to take a file-driven fault
+ * left that fault for the next test's first load, which then never ended ({@link disarmFaults}).
+ */
+export function restartWait(startMs: number): { timeoutMs: number } {
+  return { timeoutMs: 60_000 + 10 * startMs };
+}
+
+/**
+ * Remove the file-driven faults from `dir` (`hold-load` and its `load-held` answer): before a
+ * pool starts, so a fault a failed test left armed is never taken by a first load. The pool does
+ * not watch its first loads (no yardstick of their time yet), so a first load held that way never
+ * ends and its `start` never returns: the test hangs instead of failing.
+ */
+export async function disarmFaults(dir: string): Promise<void> {
+  for (const name of ["hold-load", "load-held"]) {
+    await Deno.remove(`${dir}/${name}`).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+}
+
 /** The broadcast channels the hooks listen on: this name, then the test module's scope. */
 export const FAULTS_CHANNEL = "veriflow-test-model-worker-faults";
 

@@ -8,10 +8,12 @@ import assert from "node:assert/strict";
 import { collect, params, tinyModel } from "./_fixtures.ts";
 import {
   crashModelWorker,
+  disarmFaults,
   FAULTY_WORKER_URL,
   faultyWorkerUrl,
   holdModelSteps,
   releaseModelSteps,
+  restartWait,
 } from "./_worker_faults.ts";
 import { SupervisionClock } from "./_supervision_clock.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -40,9 +42,13 @@ const GREEDY = params({ maxTokens: 24 });
 
 const expected = (await collect(inThread.generate(PROMPT, GREEDY))).map((c) => c.tokenId);
 
-/** A worker-mode model whose workers can be crashed, recording its supervision events. */
+/**
+ * A worker-mode model whose workers can be crashed, recording its supervision events; `wait`: the
+ * guard of a wait across a restart.
+ */
 async function crashable(options: TextModelOptions = {}) {
   const events: ModelWorkerEvent[] = [];
+  const began = performance.now();
   const model = await TextModel.load(dir, {
     worker: true,
     workerCount: 1,
@@ -52,7 +58,8 @@ async function crashable(options: TextModelOptions = {}) {
     onWorkerEvent: (event) => events.push(event),
     ...options,
   });
-  return { model, events, [Symbol.asyncDispose]: () => model.dispose() };
+  const wait = restartWait(performance.now() - began);
+  return { model, events, wait, [Symbol.asyncDispose]: () => model.dispose() };
 }
 
 /** Read `stream` until it fails; the error. */
@@ -79,7 +86,7 @@ Deno.test("a model worker that dies fails the generation it held, is restarted, 
   assert.ok(error instanceof ModelWorkerError, String(error));
   assert.equal((error as ModelWorkerError).code, "model_worker_failed");
 
-  await eventually(() => events.some((e) => e.type === "restarted"), "the restart");
+  await eventually(() => events.some((e) => e.type === "restarted"), "the restart", pool.wait);
   const health = model.health();
   assert.equal(health.status, "ok");
   assert.equal(health.restarts, 1);
@@ -106,7 +113,7 @@ Deno.test("a job submitted while its worker restarts waits for the replacement i
     },
   });
   crashModelWorker(0);
-  await eventually(() => during !== undefined, "the crash");
+  await eventually(() => during !== undefined, "the crash", pool.wait);
   assert.equal(healthAtCrash?.status, "degraded");
   assert.equal(healthAtCrash?.workers[0].state, "restarting");
   assert.deepEqual(await during, expected);
@@ -131,9 +138,13 @@ Deno.test("a generation cancelled while its worker restarts leaves no KV cache i
     },
   });
   crashModelWorker(0);
-  await eventually(() => cancelled !== undefined, "the crash");
+  await eventually(() => cancelled !== undefined, "the crash", pool.wait);
   await cancelled;
-  await eventually(async () => (await pool.model.workerStats())[0].sequences === 0, "no cache");
+  await eventually(
+    async () => (await pool.model.workerStats())[0].sequences === 0,
+    "no cache",
+    pool.wait,
+  );
   // The step that waited was never posted: cancelled before any worker held its cache.
   assert.equal((await pool.model.workerStats())[0].runs, 0);
 });
@@ -146,7 +157,7 @@ Deno.test.afterAll(() => Deno.remove(FLAGS, { recursive: true }));
 /** A crashable model whose next replacement holds its load until crashed or disposed. */
 async function withHeldReplacement() {
   const flags = FLAGS;
-  await Deno.remove(`${flags}/load-held`).catch(() => {});
+  await disarmFaults(flags);
   const pool = await crashable({ workerUrl: faultyWorkerUrl(flags) });
   const running = pool.model.generate(PROMPT, params({ maxTokens: 1000 }));
   const reader = running.getReader();
@@ -155,10 +166,11 @@ async function withHeldReplacement() {
   await Deno.writeTextFile(`${flags}/hold-load`, "");
   crashModelWorker(0);
   assert.ok(await failureOf(running) instanceof ModelWorkerError);
-  await eventually(() => Deno.statSync(`${flags}/load-held`), "the replacement loading");
+  await eventually(() => Deno.statSync(`${flags}/load-held`), "the replacement loading", pool.wait);
   return {
     model: pool.model,
     events: pool.events,
+    wait: pool.wait,
     [Symbol.asyncDispose]: () => pool.model.dispose(),
   };
 }
@@ -171,7 +183,11 @@ Deno.test("a generation opened while its worker restarts survives a replacement 
   crashModelWorker(0); // the replacement dies while it loads
   assert.deepEqual((await during).map((c) => c.tokenId), expected);
   assert.deepEqual(events.map((e) => e.type), ["crashed", "crashed", "restarted"]);
-  await eventually(async () => (await model.workerStats())[0].sequences === 0, "no cache left");
+  await eventually(
+    async () => (await model.workerStats())[0].sequences === 0,
+    "no cache left",
+    held.wait,
+  );
 });
 
 Deno.test("dispose while a crashed worker's replacement loads fails the generation waiting for it (ModelDisposedError), not leaves it pending", async () => {
@@ -179,7 +195,11 @@ Deno.test("dispose while a crashed worker's replacement loads fails the generati
   const before = held.model.runCount;
   const waiting = held.model.generate(PROMPT, GREEDY).getReader().read();
   waiting.catch(() => {}); // awaited below
-  await eventually(() => held.model.runCount > before, "its first step waiting for a worker");
+  await eventually(
+    () => held.model.runCount > before,
+    "its first step waiting for a worker",
+    held.wait,
+  );
   await held[Symbol.asyncDispose]();
   await assert.rejects(waiting, ModelDisposedError);
 });
@@ -188,9 +208,13 @@ Deno.test("a worker that keeps dying is given up past the restart limit: health 
   await using pool = await crashable({ restart: { maxRestarts: 1, backoffInitialMs: 0 } });
   const { model, events } = pool;
   crashModelWorker(0);
-  await eventually(() => events.some((e) => e.type === "restarted"), "the first restart");
+  await eventually(
+    () => events.some((e) => e.type === "restarted"),
+    "the first restart",
+    pool.wait,
+  );
   crashModelWorker(0);
-  await eventually(() => events.some((e) => e.type === "gave_up"), "giving up");
+  await eventually(() => events.some((e) => e.type === "gave_up"), "giving up", pool.wait);
   const health = model.health();
   assert.equal(health.status, "failed");
   assert.equal(health.workers[0].state, "failed");
@@ -274,7 +298,7 @@ Deno.test("a model worker that leaves its steps unanswered past stallMs is taken
   }
   assert.ok(error instanceof ModelWorkerError, String(error));
   assert.match(error.message, /stalled: no answer to its 1 request\(s\) for \d+ s/);
-  await eventually(() => events.some((e) => e.type === "restarted"), "the restart");
+  await eventually(() => events.some((e) => e.type === "restarted"), "the restart", pool.wait);
   const health = model.health();
   assert.equal(health.status, "ok");
   assert.equal(health.restarts, 1);
@@ -313,7 +337,7 @@ Deno.test("a pause of the whole process (stopped, its VM or laptop asleep) longe
   // Found hung from the look after the pause, not for the pause itself (10 s).
   const seconds = Number(/for (\d+) s/.exec(error.message)?.[1]);
   assert.ok(seconds < 10, error.message);
-  await eventually(() => events.some((e) => e.type === "restarted"), "the restart");
+  await eventually(() => events.some((e) => e.type === "restarted"), "the restart", pool.wait);
 });
 
 // The worker pool's supervision of a replacement worker. A replacement whose load never ends (a
@@ -344,6 +368,7 @@ Deno.test("a replacement worker whose load never ends is taken for hung after st
   // unanswered for stallMs on it (or 4 × the first load's time on it: 0, the clock stood still),
   // whatever the load of the machine, and without waiting that long in real time.
   const clock = new SupervisionClock();
+  await disarmFaults(FLAGS_RESTART);
   const began = performance.now();
   const model = await TextModel.load(dirRestart, {
     worker: true,
@@ -422,6 +447,7 @@ Deno.test("a worker terminated as hung is counted as an abandoned thread once it
   const events: ModelWorkerEvent[] = [];
   // The stall watch's clock: still through the crash, moved on by hand once the steps are held.
   const clock = new SupervisionClock();
+  const began = performance.now();
   const model = await TextModel.load(dirAbandonedThreads, {
     worker: true,
     workerCount: 1,
@@ -431,6 +457,7 @@ Deno.test("a worker terminated as hung is counted as an abandoned thread once it
     onWorkerEvent: (event) => events.push(event),
     supervisionClock: clock.now,
   });
+  const wait = restartWait(performance.now() - began);
   const health = new Hono().route(
     "/",
     healthRoutes(
@@ -453,7 +480,7 @@ Deno.test("a worker terminated as hung is counted as an abandoned thread once it
     await assert.rejects(async () => {
       while (!(await crashed.read()).done) { /* the chunks computed before the crash */ }
     });
-    await eventually(() => events.some((e) => e.type === "restarted"), "the first restart");
+    await eventually(() => events.some((e) => e.type === "restarted"), "the first restart", wait);
     assert.equal(model.health().abandonedThreads, 0);
     assert.equal((await healthz()).conditions, undefined);
 
@@ -474,6 +501,7 @@ Deno.test("a worker terminated as hung is counted as an abandoned thread once it
     await eventually(
       () => events.filter((e) => e.type === "restarted").length === 2,
       "the hung worker's replacement",
+      wait,
     );
     const crashes = events.filter((e) => e.type === "crashed");
     assert.doesNotMatch(crashes[0].message, /core/);
