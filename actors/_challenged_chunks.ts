@@ -22,6 +22,8 @@ const HOLD_RETRY_AFTER_S = Math.ceil(AUDIT_ANSWER_TIMEOUT_MS / 1000);
 /** Chunks (storage keys) under an open challenge here, counted: two audits may ask one chunk. */
 export class ChallengedChunks {
   readonly #open = new Map<string, number>();
+  /** Per held key, the reads waiting for its hold to end ({@link whenReleased}). */
+  readonly #waiting = new Map<string, Set<() => void>>();
 
   /**
    * Hold `cids` (CIDs or storage keys) until the returned release is called (once; later calls do
@@ -37,9 +39,51 @@ export class ChallengedChunks {
       for (const key of keys) {
         const left = (this.#open.get(key) ?? 1) - 1;
         if (left > 0) this.#open.set(key, left);
-        else this.#open.delete(key);
+        else {
+          this.#open.delete(key);
+          const waiting = this.#waiting.get(key);
+          this.#waiting.delete(key);
+          for (const wake of waiting ?? []) wake();
+        }
       }
     };
+  }
+
+  /**
+   * Settle once `cid` is not held (at once when it is not), for a read already streaming a file to
+   * a gateway client, which a refusal would break after its headers (review s81 vaudit2, F3). The
+   * hold ends with the holder's answer or its deadline, so this waits {@link AUDIT_ANSWER_TIMEOUT_MS}
+   * at most; held still then (a new challenge of the chunk), it throws {@link ChunkUnderAuditError}
+   * as {@link refuseHeld}. Delaying the bytes past the holder's deadline gives a holder relaying
+   * them nothing. `signal` (the client gone) ends the wait with its reason.
+   */
+  async whenReleased(cid: string, signal?: AbortSignal): Promise<void> {
+    const key = keyOf(cid);
+    if (!this.#open.has(key)) return;
+    signal?.throwIfAborted();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    let waiting = this.#waiting.get(key);
+    if (waiting === undefined) this.#waiting.set(key, waiting = new Set());
+    waiting.add(resolve);
+    const timer = setTimeout(resolve, AUDIT_ANSWER_TIMEOUT_MS);
+    const abort = () => reject(signal!.reason);
+    signal?.addEventListener("abort", abort, { once: true });
+    try {
+      await promise;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", abort);
+      this.#waiting.get(key)?.delete(resolve);
+      if (this.#waiting.get(key)?.size === 0) this.#waiting.delete(key);
+    }
+    this.refuseHeld(cid);
+  }
+
+  /** How many reads wait for a hold to end ({@link whenReleased}). */
+  get waiting(): number {
+    let n = 0;
+    for (const set of this.#waiting.values()) n += set.size;
+    return n;
   }
 
   /** Whether `cid` (a CID or a storage key) is under an open challenge here. */

@@ -504,18 +504,20 @@ export class StorageActor {
   }
 
   /**
-   * `blocks` as the gateway reads them (`get_block`, `export_car`, `get`): a chunk this node is
-   * challenging a holder on is refused (`chunk_under_audit`, a 503 with `Retry-After`) until the
-   * answer is in or its deadline passed, as to peers (`_challenged_chunks.ts`). Else a holder that
-   * keeps nothing answered each challenge from this node's gateway (review s81 vaudit, F1). The
-   * node's own reads (the audit's reference copies, repair) go round it.
+   * `blocks` as the gateway streams them (`export_car`, `get`): a chunk this node is challenging a
+   * holder on is served only once the answer is in or its deadline passed (`_challenged_chunks.ts`,
+   * 5 s at most): the stream waits at it. Served meanwhile, a holder that keeps nothing answered
+   * each challenge from this node's gateway (review s81 vaudit, F1); refused, a download already
+   * past its headers broke mid-stream (review s81 vaudit2, F3). A raw block (`get_block`) and the
+   * root of a CAR, read before any header, are refused instead (`chunk_under_audit`, a 503 with
+   * `Retry-After`). The node's own reads (the audit's reference copies, repair) go round it.
    */
   #edgeReads(blocks: BlockStore): BlockStore {
     const challenged = this.#core.challenged;
     return {
       put: (bytes, options) => blocks.put(bytes, options),
       get: async (cid, options) => {
-        challenged.refuseHeld(cid);
+        await challenged.whenReleased(cid, options?.signal);
         return await blocks.get(cid, options);
       },
       has: (cid, options) => blocks.has(cid, options),
@@ -614,7 +616,10 @@ export class StorageActor {
         // Taken here, in the mailbox's order; past the asker's budget refused at once, so a
         // flood costs its sender a round trip and this node nothing.
         try {
-          release = this.#peerBudget.take(message.type, message.from);
+          // A key that gave this node chunks (its owner's, the one with a reason to audit
+          // them) is not in the strangers' shared lane of proves.
+          const gave = message.from !== undefined && (this.#store?.heldFor(message.from) ?? 0) > 0;
+          release = this.#peerBudget.take(message.type, message.from, gave);
         } catch (error) {
           if (error instanceof VeriflowError) return Promise.resolve({ ok: false, error });
           throw error;

@@ -20,6 +20,7 @@ import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import {
   MAX_PEER_CHUNK_READS_IN_FLIGHT,
   MAX_PEER_PROVES_IN_FLIGHT,
+  MAX_STRANGER_PROVES_IN_FLIGHT,
 } from "../../actors/_peer_request_budget.ts";
 import { storageKey } from "../../protocols/cid.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -92,11 +93,12 @@ async function askerView(
 }
 
 /**
- * Flood the holder with `budget` + {@link PAST_BUDGET} `flood` requests from one key, their reads
- * held open, audit it meanwhile from another key and assert it passed; then let the flood go.
- * Returns the flood's refusals' codes, how many were answered and how many reads were held at once.
+ * Flood the holder with `budget` + {@link PAST_BUDGET} `flood` requests from each of `keys` keys
+ * that gave it nothing, their reads held open, audit it meanwhile from the key that gave it its
+ * chunks and assert it passed; then let the flood go. Returns the flood's refusals' codes, how
+ * many were answered and how many reads were held at once.
  */
-async function floodedAudit(flood: Flood, budget: number, via: Via = "actor") {
+async function floodedAudit(flood: Flood, budget: number, via: Via = "actor", keys = 1) {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: `flood-${flood}-${via}` });
   const hangUps: (() => Promise<void>)[] = [];
@@ -126,7 +128,9 @@ async function floodedAudit(flood: Flood, budget: number, via: Via = "actor") {
   });
   try {
     const holder = new StorageActorPeer(ref, identity.publicKey);
-    const giver = toHex(Identity.generate().publicKey);
+    // The owner: it placed the chunks here, and audits them.
+    const owner = Identity.generate();
+    const giver = toHex(owner.publicKey);
     const chunks = new Map<string, Uint8Array>();
     const floodCids: string[] = [];
     const auditedCids: string[] = [];
@@ -140,24 +144,28 @@ async function floodedAudit(flood: Flood, budget: number, via: Via = "actor") {
     }
     held = true;
 
-    // The flood: one key, its requests not awaited (in flight, as on a connection).
-    const attacker = await askerView(via, holder, ref, identity, Identity.generate());
-    hangUps.push(attacker.close);
+    // The flood: fresh keys, their requests not awaited (in flight, as on a connection).
     const refused: string[] = [];
     const answered: unknown[] = [];
-    const requests = Array.from({ length: budget + PAST_BUDGET }, (_, i) => {
-      const cid = floodCids[i % FLOOD_CHUNKS];
-      const request = flood === "prove"
-        ? attacker.peer.proveChunks(crypto.getRandomValues(new Uint8Array(32)), [cid])
-        : attacker.peer.getChunk(cid);
-      return request.then(
-        (value) => void answered.push(value),
-        (error) => void refused.push(error instanceof VeriflowError ? error.code : String(error)),
-      );
-    });
+    const requests: Promise<void>[] = [];
+    for (let k = 0; k < keys; k++) {
+      const attacker = await askerView(via, holder, ref, identity, Identity.generate());
+      hangUps.push(attacker.close);
+      requests.push(...Array.from({ length: budget + PAST_BUDGET }, (_, i) => {
+        const cid = floodCids[i % FLOOD_CHUNKS];
+        const request = flood === "prove"
+          ? attacker.peer.proveChunks(crypto.getRandomValues(new Uint8Array(32)), [cid])
+          : attacker.peer.getChunk(cid);
+        return request.then(
+          (value) => void answered.push(value),
+          (error) => void refused.push(error instanceof VeriflowError ? error.code : String(error)),
+        );
+      }));
+    }
 
-    // The honest auditor's round right after, asking with its own key.
-    const auditor = await askerView(via, holder, ref, identity, Identity.generate());
+    // The honest auditor's round right after, asking with its own key (the one that gave the
+    // holder these chunks).
+    const auditor = await askerView(via, holder, ref, identity, owner);
     hangUps.push(auditor.close);
     const verdicts: string[] = [];
     const auditing = new StorageAuditor({
@@ -175,8 +183,12 @@ async function floodedAudit(flood: Flood, budget: number, via: Via = "actor") {
     );
     // The requests past the flooder's budget were refused without being read, and the admitted
     // ones all reached their reads at once (queued, not all of them could while the reads are held).
-    await eventually(() => refused.length === PAST_BUDGET, "the flood's requests past its budget");
-    await eventually(() => heldReads >= budget, `${budget} of the flood's reads held at once`);
+    const admitted = flood === "prove"
+      ? Math.min(budget * keys, MAX_STRANGER_PROVES_IN_FLIGHT)
+      : budget * keys;
+    const pastBudget = (budget + PAST_BUDGET) * keys - admitted;
+    await eventually(() => refused.length === pastBudget, "the flood's requests past its budget");
+    await eventually(() => heldReads >= admitted, `${admitted} of the flood's reads held at once`);
     const readsWhileHeld = heldReads;
     openGate();
     await Promise.all(requests);
@@ -218,4 +230,19 @@ Deno.test("storage peer flood: over authenticated connections, the flooding key 
   assert.deepEqual(refused, Array(PAST_BUDGET).fill("busy")); // the remote code, as sent
   assert.equal(answered, MAX_PEER_PROVES_IN_FLIGHT);
   assert.equal(readsWhileHeld, MAX_PEER_PROVES_IN_FLIGHT);
+});
+
+Deno.test("storage peer flood: 32 keys that gave the holder nothing share one lane of 8 proves, and the owner's audit passes beside them (review s81 vaudit2, F2)", async () => {
+  const keys = 32;
+  const { refused, answered, readsWhileHeld } = await floodedAudit(
+    "prove",
+    MAX_PEER_PROVES_IN_FLIGHT,
+    "actor",
+    keys,
+  );
+  // Work, not time: of 32 × 13 proves asked at once, 8 read (and held), the rest refused at once.
+  assert.equal(readsWhileHeld, MAX_STRANGER_PROVES_IN_FLIGHT);
+  assert.equal(answered, MAX_STRANGER_PROVES_IN_FLIGHT);
+  assert.equal(refused.length, keys * (MAX_PEER_PROVES_IN_FLIGHT + PAST_BUDGET) - answered);
+  assert.ok(refused.every((code) => code === "busy"));
 });
