@@ -18,135 +18,29 @@
  */
 import assert from "node:assert/strict";
 import { paidFor } from "../proof/_receipt_pay.ts";
-import type { Actor } from "../../actors/actor.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ReceiptHandled } from "../../actors/validator_actor.ts";
-import type { InferenceHandle, InferencePort, JobSummary } from "../../inference/inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import { servePeer } from "../../network/peer_services.ts";
 import type { ServedProof } from "../../proof/served_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { type Receipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
-import {
-  f,
-  HONEST_MODELS,
-  ledgerReads,
-  spawnValidator,
-  START,
-} from "../actors/_validator_fixture.ts";
-import { spawnHonestInference } from "./_honest_inference.ts";
-import { clientJob, OneWorker, spawnRouter } from "./_proving_worker.ts";
+import { f } from "../actors/_validator_fixture.ts";
+import { GossipingWorker, setUpLateCancel, WORKER_STAKE } from "./_late_cancel.ts";
+import { clientJob } from "./_proving_worker.ts";
 
 /** The job's tokens: few, so the worker finishes and sends its end within the credit window. */
 const MAX_TOKENS = 8;
 /** Tokens the client reads before it cancels: all but the last. */
 const READ = MAX_TOKENS - 1;
-const WORKER_STAKE = 1_000_000;
-
-type Announced = Extract<NetworkMessage, { type: "announce_receipt" }>;
-
-/** The router's network stand-in, keeping what its validator gossips. */
-class GossipingWorker extends OneWorker {
-  readonly announced: Announced[] = [];
-  override receive(message: NetworkMessage): unknown {
-    if (message.type === "announce_receipt") this.announced.push(message);
-    return super.receive(message);
-  }
-}
-
-/** A third node's network stand-in: what its validator gossips on. */
-class Gossip implements Actor<NetworkMessage> {
-  readonly announced: Announced[] = [];
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "announce_receipt") this.announced.push(message);
-    return undefined;
-  }
-}
-
-/** The worker's local port, keeping each job's own summary (its finished receipt). */
-class Summaries implements InferencePort {
-  readonly done: Promise<JobSummary>[] = [];
-  constructor(readonly inner: InferencePort) {}
-  models(): ReturnType<InferencePort["models"]> {
-    return this.inner.models();
-  }
-  stats(): ReturnType<InferencePort["stats"]> {
-    return this.inner.stats();
-  }
-  async submit(...args: Parameters<InferencePort["submit"]>): Promise<InferenceHandle> {
-    const handle = await this.inner.submit(...args);
-    this.done.push(handle.done);
-    return handle;
-  }
-}
-
 /**
- * Router, worker and a third ledger. `cuts`: the worker serves its peers with its prover named,
- * so it signs a cancelled receipt over `held` (false: it answers as a worker from before `held`).
+ * Router, worker and a third ledger (`_late_cancel.ts`). `cuts`: the worker serves its peers with
+ * its prover named, so it signs a cancelled receipt over `held` (false: it answers as a worker
+ * from before `held`).
  */
-async function setUp(label: string, cuts: boolean) {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const routerSystem = new ActorSystem({ name: `late-cancel-router-${label}` });
-  const workerSystem = new ActorSystem({ name: `late-cancel-worker-${label}` });
-  const [router, worker] = [Identity.generate(), Identity.generate()];
-  const network = new GossipingWorker();
-  const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
-  await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-  const gossip = new Gossip();
-  await routerSystem.spawn<NetworkMessage>({ name: "third/network", factory: () => gossip });
-  const third = await spawnValidator(routerSystem, {
-    name: "third/validator",
-    identity: Identity.generate(),
-    ledgerDir: `${dir}/third`,
-    clock,
-    challengeProbability: 0,
-    network: "third/network",
-    models: HONEST_MODELS,
-  });
-  await third.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-  const port = new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1 });
-  const { prover, local } = await spawnHonestInference(workerSystem, worker);
-  const served = new Summaries(local);
-  const [a, b] = memoryDuplexPair();
-  const protocols = [INFERENCE_PROTOCOL];
-  const [toWorker, atWorker] = await Promise.all([
-    Connection.open(a, { identity: router, protocols }),
-    Connection.open(b, { identity: worker, protocols }),
-  ]);
-  servePeer(atWorker, router.publicKey, {
-    system: workerSystem,
-    inference: served,
-    ...(cuts ? { prover: "prover" } : {}),
-  });
-  network.connection = toWorker;
-  return {
-    router,
-    worker,
-    network,
-    gossip,
-    port,
-    prover,
-    served,
-    third,
-    reads: ledgerReads(() => validator, clock),
-    thirdReads: ledgerReads(() => third, clock),
-    async close() {
-      await toWorker.close();
-      await atWorker.close();
-      await routerSystem.shutdown();
-      await workerSystem.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+function setUp(label: string, cuts: boolean) {
+  return setUpLateCancel({ name: `late-cancel-${label}`, cuts, network: new GossipingWorker() });
 }
 
 /** Submit the job, read {@link READ} tokens, wait for the worker's own end, cancel. */

@@ -14,50 +14,36 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Actor } from "../../actors/actor.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ReceiptHandled } from "../../actors/validator_actor.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  JobSummary,
-  StreamedToken,
-} from "../../inference/inference_port.ts";
+import type { InferenceHandle, StreamedToken } from "../../inference/inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import { servePeer } from "../../network/peer_services.ts";
-import { Connection } from "../../protocols/connection.ts";
+import type { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { HeldCancelError } from "../../protocols/held_cancel.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL, ReceiptRequestMessage } from "../../protocols/inference_messages.ts";
+import { ReceiptRequestMessage } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { type Receipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
 import { EdgeStats } from "../../server/edge_stats.ts";
 import { sseAnswer } from "../../server/openai_answers.ts";
 import { COMPLETION_SHAPE } from "../../server/openai_shapes.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { HONEST_MODELS, ledgerReads, spawnValidator, START } from "../actors/_validator_fixture.ts";
 import { paidFor } from "../proof/_receipt_pay.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { spawnHonestInference } from "./_honest_inference.ts";
-import { clientJob, OneWorker, spawnRouter } from "./_proving_worker.ts";
-
-const WORKER_STAKE = 1_000_000;
-
-type Announced = Extract<NetworkMessage, { type: "announce_receipt" }>;
+import {
+  GossipingWorker as LateCancelNetwork,
+  setUpLateCancel,
+  WORKER_STAKE,
+} from "./_late_cancel.ts";
+import { clientJob } from "./_proving_worker.ts";
 
 /**
  * The router's network stand-in, keeping what its validator gossips. With `raiseHeld` set, its
  * connection to the worker asks `inference.get_receipt` with that `held` instead of the router's:
  * the worker then signs over more tokens than the router read (a worker that signs too many).
  */
-class GossipingWorker extends OneWorker {
-  readonly announced: Announced[] = [];
+class GossipingWorker extends LateCancelNetwork {
   raiseHeld?: number;
   override receive(message: NetworkMessage): unknown {
-    if (message.type === "announce_receipt") this.announced.push(message);
     const answer = super.receive(message);
     const raise = this.raiseHeld;
     if (message.type !== "connection_to" || answer === undefined || raise === undefined) {
@@ -83,83 +69,13 @@ class GossipingWorker extends OneWorker {
   }
 }
 
-/** The worker's local port, keeping each job's own summary. */
-class Summaries implements InferencePort {
-  readonly done: Promise<JobSummary>[] = [];
-  constructor(readonly inner: InferencePort) {}
-  models(): ReturnType<InferencePort["models"]> {
-    return this.inner.models();
-  }
-  stats(): ReturnType<InferencePort["stats"]> {
-    return this.inner.stats();
-  }
-  async submit(...args: Parameters<InferencePort["submit"]>): Promise<InferenceHandle> {
-    const handle = await this.inner.submit(...args);
-    this.done.push(handle.done);
-    return handle;
-  }
-}
-
-/** A third node's network stand-in. */
-class Gossip implements Actor<NetworkMessage> {
-  receive(): unknown {
-    return undefined;
-  }
-}
-
 /** Router, worker (serving its peers with its prover, so it cuts finished jobs) and a third ledger. */
-async function setUp(label: string) {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const routerSystem = new ActorSystem({ name: `cut-floor-router-${label}` });
-  const workerSystem = new ActorSystem({ name: `cut-floor-worker-${label}` });
-  const [router, worker] = [Identity.generate(), Identity.generate()];
-  const network = new GossipingWorker();
-  const { networkRef, validator } = await spawnRouter(routerSystem, dir, clock, router, network);
-  await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-  await routerSystem.spawn<NetworkMessage>({ name: "third/network", factory: () => new Gossip() });
-  const third = await spawnValidator(routerSystem, {
-    name: "third/validator",
-    identity: Identity.generate(),
-    ledgerDir: `${dir}/third`,
-    clock,
-    challengeProbability: 0,
-    network: "third/network",
-    models: HONEST_MODELS,
+function setUp(label: string) {
+  return setUpLateCancel({
+    name: `cut-floor-${label}`,
+    cuts: true,
+    network: new GossipingWorker(),
   });
-  await third.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-  const port = new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1 });
-  const { local } = await spawnHonestInference(workerSystem, worker);
-  const served = new Summaries(local);
-  const [a, b] = memoryDuplexPair();
-  const protocols = [INFERENCE_PROTOCOL];
-  const [toWorker, atWorker] = await Promise.all([
-    Connection.open(a, { identity: router, protocols }),
-    Connection.open(b, { identity: worker, protocols }),
-  ]);
-  servePeer(atWorker, router.publicKey, {
-    system: workerSystem,
-    inference: served,
-    prover: "prover",
-  });
-  network.connection = toWorker;
-  return {
-    router,
-    worker,
-    network,
-    port,
-    served,
-    third,
-    reads: ledgerReads(() => validator, clock),
-    thirdReads: ledgerReads(() => third, clock),
-    async close() {
-      await toWorker.close();
-      await atWorker.close();
-      await routerSystem.shutdown();
-      await workerSystem.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
 }
 
 /**
