@@ -206,6 +206,7 @@ export interface CrashingWorker extends TestWorker {
 export async function crashingWorker(
   list: InferenceEvent[],
   after?: number,
+  extra: Partial<InferenceEvent & { kind: "start" }> = {},
 ): Promise<CrashingWorker> {
   const sent = after ?? list.filter((e) => e.kind === "token").length;
   const delivered = Promise.withResolvers<void>();
@@ -213,7 +214,7 @@ export async function crashingWorker(
   const worker = await linked((atWorker, submissions, identity) => {
     atWorker.handle(SubmitMessage, (body) => {
       submissions.push(body);
-      const all: InferenceEvent[] = [start(body.job), ...list];
+      const all: InferenceEvent[] = [start(body.job, extra), ...list];
       let i = 0;
       return Promise.resolve(
         signed(
@@ -232,4 +233,12 @@ export async function crashingWorker(
     });
   });
   return { ...worker, read: (n) => void (n === sent && delivered.resolve()) };
+}
+
+/** As {@link crashingWorker}, with `extra` in its start event (a taker that says more: review s81 F2). */
+export function crashingWith(
+  extra: Partial<InferenceEvent & { kind: "start" }>,
+  list: InferenceEvent[],
+): Promise<CrashingWorker> {
+  return crashingWorker(list, undefined, extra);
 }

@@ -17,6 +17,7 @@ import { parseReceipt } from "../../protocols/receipt.ts";
 import type { StreamClaim } from "../../protocols/stream_commitment.ts";
 import { jobFor, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import {
+  crashingWith,
   crashingWorker,
   endEvent,
   events,
@@ -27,7 +28,6 @@ import {
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
-import { crashingWith } from "./_crashing_start_fixture.ts";
 
 /**
  * An honest worker: runs each job from where it is asked to resume, its start saying the

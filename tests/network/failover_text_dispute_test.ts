@@ -31,6 +31,7 @@ import { ManualTimers } from "../protocols/_helpers.ts";
 import { jobFor, type TestWorker, TEXT, TOKENS } from "./_hostile_worker_fixture.ts";
 import { Workers } from "./_router_doubles.ts";
 import {
+  crashingWith,
   crashingWorker,
   endEvent,
   events,
@@ -40,7 +41,6 @@ import {
   start,
   wireToken,
 } from "./_scripted_worker_fixture.ts";
-import { crashingWith } from "./_crashing_start_fixture.ts";
 
 /**
  * Stands in for the router's ValidatorActor: keeps every message but `stats`, and answers a
