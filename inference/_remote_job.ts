@@ -449,6 +449,7 @@ export class RemoteJob {
         this.#cancel();
       },
       ...(this.#o.stream === undefined ? {} : { signedStream: this.#o.stream }),
+      received: () => this.#tokens,
     };
   }
 

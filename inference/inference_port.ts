@@ -170,6 +170,15 @@ export interface InferenceHandle {
    * a handshake (no key to check against).
    */
   signedStream?: SignedStream;
+  /**
+   * Over a `RemoteInferencePort`: the tokens of this run taken off the worker's connection so far
+   * (a resumed prefix not counted). An event carries several, and `tokens` hands them out one by
+   * one, so up to an event's tokens less one may wait in `tokens` unread; the worker counts them
+   * read (a cancel's floor, a stream taken to its end: `serve_inference.ts`, `CancelSeen`), and a
+   * forwarding node reads them at its client's cancel to check the receipt over them
+   * (`network/failover.ts`). Absent for a local job, whose tokens are computed as they are read.
+   */
+  received?: () => number;
 }
 
 /** Counters and gauges of whatever runs the jobs (served on `/metrics`). */

@@ -377,6 +377,11 @@ export interface ReadPast {
   output: string | undefined;
   /** The length of the text a receipt over `RelayedOutput.tokens + 1 + i` tokens signs, by `i`. */
   ends: number[];
+  /**
+   * The finish reason of the last token read, where it ended the job: the worker's stream was
+   * taken to its end, which it counts read whole, so its finished receipt over `tokens` is owed.
+   */
+  last?: "stop" | "length";
 }
 
 /** A takeover's word that the text relayed for its prefix is not the ids' ({@link RelayedOutput}). */
@@ -572,6 +577,12 @@ class FailoverJob {
   #firstTokenAt = NaN;
   /** The finish reason of the token that ended the job, once the client got it. */
   #lastToken?: "stop" | "length";
+  /** The finish reason of the last token read at the cancel past the client's (`ReadPast.last`). */
+  #lastRead?: "stop" | "length";
+  /** A read of the current worker's tokens in progress (`#pull`). */
+  #reading = false;
+  /** The tokens read at the cancel, once in `#delivered` (`#takeReceived`). */
+  #taken: Promise<void> = Promise.resolve();
   #cancelled = false;
   #ended = false;
   /** Between losing a worker and another taking over (or none). */
@@ -639,7 +650,8 @@ class FailoverJob {
       let failure: unknown;
       let token: StreamedToken | undefined;
       try {
-        const result = await this.#read();
+        this.#reading = true;
+        const result = await this.#read().finally(() => this.#reading = false);
         if (result.done) {
           // The worker's end came without a last token (or the job was cancelled here).
           controller.close();
@@ -1214,6 +1226,7 @@ class FailoverJob {
     const held = new HeldCancelError(this.#clientHolds, "cancelled by the client", {
       cause: reason,
     });
+    this.#takeReceived();
     this.#reader.cancel(held).catch(() => {});
     this.#attempt.handle.cancel();
     const hedging = this.#hedging;
@@ -1222,6 +1235,34 @@ class FailoverJob {
     // the client's cancel (a worker starting meanwhile is cancelled as it starts).
     if (this.#failingOver) this.#endWith(undefined);
     else this.#settle();
+  }
+
+  /**
+   * At the client's cancel, the current worker's tokens its handle took off the connection that
+   * were not read here (`InferenceHandle.received`: an event carries several, handed out one by
+   * one), read now, before the cancel empties the stream: the worker counts them read (its
+   * cancel's floor; a stream taken to its end, read whole: its finished receipt), so a receipt
+   * over them is checked over their text and paid (`RelayedOutput.read`; stop 81 left open: it
+   * was dropped, and the worker paid nothing for what the client got). They wait in the stream,
+   * so each read takes one at once and none waits on the worker; with a read in progress
+   * (`#pull`'s, whose token is not in `#delivered` yet) none is taken, as before.
+   */
+  #takeReceived(): void {
+    const received = this.#attempt.handle.received?.();
+    if (received === undefined || this.#reading) return;
+    const waiting = received - (this.#delivered.length - this.#attemptFrom);
+    const reads: Promise<ReadableStreamReadResult<StreamedToken> | undefined>[] = [];
+    for (let i = 0; i < waiting; i++) reads.push(this.#reader.read().catch(() => undefined));
+    this.#taken = Promise.all(reads).then((results) => {
+      for (const result of results) {
+        const token = result?.done === false ? result.value : undefined;
+        if (token === undefined || token.index !== this.#delivered.length) return;
+        this.#delivered.push(token.tokenId);
+        this.#output += token.text;
+        this.#textEnds.push(this.#output.length);
+        if (token.finishReason !== undefined) this.#lastRead = token.finishReason;
+      }
+    });
   }
 
   /** Tokens the client holds: all delivered, or fewer where its cancel said so. */
@@ -1248,7 +1289,8 @@ class FailoverJob {
     const ends: number[] = [];
     for (let count = holds + 1; count <= read; count++) ends.push(signedEnd(count));
     const output = this.#given === 0 ? this.#signedOutput(this.#output) : undefined;
-    return { tokens: read, output, ends };
+    const last = this.#lastRead ?? this.#lastToken;
+    return { tokens: read, output, ends, ...(last === undefined ? {} : { last }) };
   }
 
   /** The text of the tokens the client holds, of those delivered here (`#given` is 0). */
@@ -1264,7 +1306,8 @@ class FailoverJob {
     if (this.#ended) return;
     this.#ended = true;
     const attempt = this.#attempt;
-    attempt.handle.done.then((summary) => {
+    // With the tokens read at the cancel (`#takeReceived`).
+    Promise.all([attempt.handle.done, this.#taken]).then(([summary]) => {
       // The client is told the tokens it got, not the worker's own count of them.
       const whole = this.#resumes === 0
         ? {

@@ -791,7 +791,10 @@ export class NetworkInferencePort implements InferencePort {
    * had finished the job as the cancel came and cannot sign over the `held` count it is asked
    * with (from before it, its proof data gone, a resumed job's prefix): neither is the client's,
    * neither is the worker's fault; dropped, unpaid. A worker that can signs its cancelled receipt
-   * over the count instead, assigned as any (review s80 bill F1).
+   * over the count instead, assigned as any (review s80 bill F1). Unless this side took the
+   * worker's stream to its end (`ReadPast.last`): the worker saw no cancel, and its finished
+   * receipt over every token read is owed, checked as a finished job's and assigned, the client
+   * told its own count (stop 81 left open).
    */
   async #cancelledReceipt(
     summary: JobSummary,
@@ -806,11 +809,17 @@ export class NetworkInferencePort implements InferencePort {
     // A client that holds none names no count (`held` is at least 1): a finished job is not cut.
     const held = relayed.tokens > 0 ? relayed.tokens : undefined;
     const receipt = await this.#askReceipt(worker, summary.jobId, undefined, held);
-    if (receipt === undefined || receipt.end !== "cancelled") return summary;
+    const read = relayed.read;
+    // A finished receipt, where this side took the worker's stream to its end (its last event
+    // read at the cancel, `ReadPast.last`): the worker saw no cancel, and a stream read whole is
+    // not cut (review s81 vcancel F1), so all of it is owed, checked as a finished job's over the
+    // text read (stop 81 left open: dropped, the worker paid nothing for what the client got).
+    const drained = receipt !== undefined && receipt.end === undefined &&
+      read?.last !== undefined && receipt.tokenCount === read.tokens;
+    if (receipt === undefined || (receipt.end !== "cancelled" && !drained)) return summary;
     // Past the client's count, up to the tokens this side's reader took: the worker's floor, the
     // events this side gave credit back for (review s81 vcancel F2), checked over the text read
     // to there. Past those: dropped, as before.
-    const read = relayed.read;
     const past = receipt.tokenCount - relayed.tokens;
     if (past > 0 && (read === undefined || receipt.tokenCount > read.tokens)) return summary;
     const over: RelayedOutput = past > 0
@@ -821,8 +830,8 @@ export class NetworkInferencePort implements InferencePort {
       }
       : relayed;
     let durable: Promise<void> | undefined;
-    const told = this.#checked(
-      { ...summary, receipt },
+    const checked = this.#checked(
+      drained ? { ...summary, finishReason: read!.last!, receipt } : { ...summary, receipt },
       job,
       worker,
       over,
@@ -830,6 +839,8 @@ export class NetworkInferencePort implements InferencePort {
       seen,
       (written) => durable = written,
     );
+    // The client's job ended cancelled, whatever the receipt paid ends with.
+    const told = drained ? { ...checked, finishReason: summary.finishReason } : checked;
     // Told once its assignment is on disk, as a finished job's (`submit`'s `done`).
     await durable;
     if (past <= 0 || told.receipt === undefined) return told;

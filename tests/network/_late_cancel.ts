@@ -13,6 +13,9 @@ import type { InferenceHandle, InferencePort, JobSummary } from "../../inference
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { servePeer } from "../../network/peer_services.ts";
+import { proverCut, proverJobTrace } from "../../actors/prover_actor.ts";
+import { serveInference, UnsentReceipts } from "../../inference/serve_inference.ts";
+import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
@@ -23,6 +26,13 @@ import { OneWorker, spawnRouter } from "./_proving_worker.ts";
 
 /** The worker's stake, deposited in the router's ledger and the third one. */
 export const WORKER_STAKE = 1_000_000;
+
+/** A clock that never moves: a worker's gathering (`gatherMs`) waits for its event to fill. */
+const STILL_CLOCK: ConnectionTimers = {
+  now: () => 0,
+  setTimeout: () => undefined,
+  clearTimeout: () => {},
+};
 
 /** A receipt a validator gossips. */
 export type Announced = Extract<NetworkMessage, { type: "announce_receipt" }>;
@@ -66,12 +76,15 @@ export class Summaries implements InferencePort {
  * Router, worker and a third ledger. `name`: the actor systems' names (`${name}-router`,
  * `${name}-worker`). `cuts`: the worker serves its peers with its prover named, so it signs a
  * cancelled receipt over `held` (false: it answers as a worker from before `held`). `network`: the
- * router's network stand-in, connected to the worker here.
+ * router's network stand-in, connected to the worker here. `grouped`: the router asks for
+ * events of up to that many tokens, and the worker gathers them on a clock that never moves, so
+ * each event after its first token holds `grouped` tokens (or the job's rest): deterministic
+ * events of several tokens, which the router's connection takes whole and its reader one by one.
  */
 export async function setUpLateCancel<N extends GossipingWorker>(
-  options: { name: string; cuts: boolean; network: N },
+  options: { name: string; cuts: boolean; network: N; grouped?: number },
 ) {
-  const { name, cuts, network } = options;
+  const { name, cuts, network, grouped } = options;
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
   const routerSystem = new ActorSystem({ name: `${name}-router` });
@@ -91,7 +104,12 @@ export async function setUpLateCancel<N extends GossipingWorker>(
     models: HONEST_MODELS,
   });
   await third.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
-  const port = new NetworkInferencePort(networkRef, validator, router, { tokensPerEvent: 1 });
+  const port = new NetworkInferencePort(
+    networkRef,
+    validator,
+    router,
+    grouped === undefined ? { tokensPerEvent: 1 } : { tokensPerEvent: grouped, gatherMs: 1 },
+  );
   const { prover, local } = await spawnHonestInference(workerSystem, worker);
   const served = new Summaries(local);
   const [a, b] = memoryDuplexPair();
@@ -100,11 +118,22 @@ export async function setUpLateCancel<N extends GossipingWorker>(
     Connection.open(a, { identity: router, protocols }),
     Connection.open(b, { identity: worker, protocols }),
   ]);
-  servePeer(atWorker, router.publicKey, {
-    system: workerSystem,
-    inference: served,
-    ...(cuts ? { prover: "prover" } : {}),
-  });
+  if (grouped === undefined) {
+    servePeer(atWorker, router.publicKey, {
+      system: workerSystem,
+      inference: served,
+      ...(cuts ? { prover: "prover" } : {}),
+    });
+  } else {
+    // As `servePeer` serves it, with the gathering's clock standing still.
+    const prover = cuts ? "prover" : undefined;
+    serveInference(atWorker, served, {
+      unsent: new UnsentReceipts(),
+      trace: proverJobTrace(workerSystem, prover),
+      cut: proverCut(workerSystem, prover),
+      timers: STILL_CLOCK,
+    });
+  }
   network.connection = toWorker;
   return {
     routerValidator: validator,
