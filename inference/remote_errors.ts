@@ -6,7 +6,9 @@
  *
  * A worker's refusal comes back as the typed error the local port throws for it
  * (`UnknownModelError`, ...), by its code ({@link typedRefusal}), so a caller catches one class
- * whichever port ran the job.
+ * whichever port ran the job. The worker writes its refusal's words, and a client may be told
+ * them (a 4xx keeps its message): they are taken as {@link refusalWords}, bounded and without
+ * control characters.
  *
  * @module
  */
@@ -190,13 +192,84 @@ const TYPED_REFUSALS: Readonly<Record<string, (job: TextJob) => VeriflowError>> 
 const CONTEXT_LENGTH_MESSAGE =
   /^(?:the prompt is (\d+) tokens; the model's context window of (\d+) |(\d+) tokens do not fit the model's context window of (\d+)$)/;
 
-/** `error` as the local port's typed class when it is a worker's refusal of a known code. */
+/**
+ * Most characters of a worker's words a refusal passes on ({@link refusalWords}). What this
+ * version writes in one is a sentence: a context-length refusal is about 130 characters, an
+ * `invalid_body` one at most about 230 (`describeIssue` cuts its detail at 200). The wire allows
+ * 1,024 (`MAX_ERROR_MESSAGE_LENGTH`), all of which reached the client before.
+ */
+export const MAX_REFUSAL_CHARS = 300;
+
+/**
+ * What a peer's words may not carry into a message a client or a terminal shows: control
+ * characters (C0 with tab and newline, DEL, C1: terminal escapes, fake lines), line and
+ * paragraph separators, and the invisible bidirectional and zero-width marks that reorder or
+ * hide text. A run of them becomes one space.
+ */
+const UNSHOWN = /[\p{Cc}\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]+/gu;
+
+/**
+ * A worker's words (a refusal's message) as this side passes them on: what {@link UNSHOWN}
+ * names as one space each run, trimmed, and cut to {@link MAX_REFUSAL_CHARS} code points, the
+ * last `…` where cut. A refusal this version writes comes through as it was.
+ *
+ * @example
+ * ```ts
+ * import { refusalWords } from "./remote_errors.ts";
+ * refusalWords("bad\n\x1b[31mtemperature"); // "bad [31mtemperature"
+ * ```
+ */
+export function refusalWords(words: string): string {
+  const shown = words.replace(UNSHOWN, " ").trim();
+  const chars = [...shown];
+  if (chars.length <= MAX_REFUSAL_CHARS) return shown;
+  return `${chars.slice(0, MAX_REFUSAL_CHARS - 1).join("")}…`;
+}
+
+/** Longest dotted field path {@link bodyRefusal} names as the refused field. */
+const MAX_REFUSED_FIELD_CHARS = 128;
+
+/**
+ * An `invalid_body` refusal as `InvalidBodyError` writes it (`protocols/message_registry.ts`,
+ * `describeIssue`): the message type, then a dotted path of plain field names, then what is
+ * wrong. The field is all a requester reads from it; the type is the protocol's, not the client's.
+ */
+const BODY_REFUSAL = /^invalid body for "[a-z][a-z0-9_.]*": ([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): /;
+
+/**
+ * The message of the `invalid_generation_params` a worker's `invalid_body` refusal of a job
+ * becomes (its schema refused the body, `inference/remote_port.ts`): the field it names, when it
+ * names one as `describeIssue` does, and the rest of its words as {@link refusalWords}; else its
+ * words alone, the same way. Before, the worker's text (up to 1,024 characters, any of them
+ * control characters) reached the client as it was.
+ *
+ * @example
+ * ```ts
+ * import { bodyRefusal } from "./remote_errors.ts";
+ * bodyRefusal('invalid body for "inference.submit": job.params.topP: Too big');
+ * // "the worker refused the job: job.params.topP: Too big"
+ * ```
+ */
+export function bodyRefusal(message: string): string {
+  const named = BODY_REFUSAL.exec(message);
+  if (named === null || named[1].length > MAX_REFUSED_FIELD_CHARS) {
+    return `the worker refused the job: ${refusalWords(message)}`;
+  }
+  const rest = message.slice(named[0].length);
+  return `the worker refused the job: ${named[1]}: ${refusalWords(rest)}`;
+}
+
+/**
+ * `error` as the local port's typed class when it is a worker's refusal of a known code, its
+ * message the worker's words as {@link refusalWords} (the fields a typed class reads from them
+ * are read from the words as they came).
+ */
 export function typedRefusal(error: unknown, job: TextJob): unknown {
   if (!(error instanceof RemoteError)) return error;
   const make = TYPED_REFUSALS[error.code];
   if (make === undefined) return error;
   const typed = make(job);
-  typed.message = error.message;
+  typed.message = refusalWords(error.message);
   if (typed instanceof ContextLengthError) {
     const numbers = CONTEXT_LENGTH_MESSAGE.exec(error.message);
     // Read-only for callers; set once here, as the worker's constructor set them.

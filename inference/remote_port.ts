@@ -59,6 +59,7 @@ import {
   type SubmitOptions,
 } from "./inference_port.ts";
 import {
+  bodyRefusal,
   InferenceStreamError,
   ResumeUnsupportedError,
   StartTimeoutError,
@@ -314,7 +315,7 @@ export class RemoteInferencePort implements InferencePort {
         // it exactly: `checkTextJob`): an older worker, not a bad job (review s81 wire, F2).
         const field = versionSkewFieldOf(error.message, checked);
         if (field !== undefined) throw new JobVersionMismatchError(field, error.message);
-        throw new InvalidGenerationParamsError(`the worker refused the job: ${error.message}`);
+        throw new InvalidGenerationParamsError(bodyRefusal(error.message));
       }
       throw typedRefusal(error, checked);
     } finally {

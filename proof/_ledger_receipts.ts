@@ -66,16 +66,14 @@ export function receiptDecision(
     const credit = assigned && uncredited === undefined ? reward : 0;
     const firstId = view.index.jobReceipt(receipt.jobId);
     const first = firstId === undefined ? undefined : view.record(firstId);
+    const mine = first !== undefined && first.worker === worker ? first : undefined;
+    // The pair's other half, come before: a third claim must be one of the two, or it is
+    // equivocation, slashed by the larger of the three claims (review s81 vpair F1). Read once,
+    // here, and handed to `cancelledPair`.
+    const paired = mine === undefined ? undefined : view.index.cancelledPair(mine.receiptId);
     // The worker's finished receipt and its cancelled one over the first k of the same tokens
     // (its requester's client cancelled after the worker's end): one claim, not equivocation.
-    const pair = first === undefined || first.worker !== worker
-      ? undefined
-      : cancelledPair(view, first, receipt);
-    // The pair's other half, come before: a third claim must be one of the two, or it is
-    // equivocation, slashed by the larger of the three claims (review s81 vpair F1).
-    const paired = first === undefined || first.worker !== worker
-      ? undefined
-      : view.index.cancelledPair(first.receiptId);
+    const pair = mine === undefined ? undefined : cancelledPair(view, mine, receipt, paired);
     // Another receipt of this worker for a job it already has one recorded for, claiming
     // other work (another output or token count): two signed answers to one job. Its own
     // signatures convict it; the first receipt is slashed (or, if already paid, its stake is
@@ -309,16 +307,18 @@ export function receiptDecision(
  * (`reward`, what the cancelled receipt earns). Both must sign the same everything else: job,
  * model, input, parameters (seed included), commitment scheme and width, prompt count
  * ({@link pairableDigest}, kept with the record: review s81 vpair F2). Once the pair's other half
- * came (`LedgerIndex.cancelledPair`), only that half again pairs: a third claim is equivocation
- * (F1). Undefined for anything else, which stays equivocation where the claims differ: two
- * finished or two cancelled receipts, a cancelled one over more tokens than the finished one (or
- * as many), or one that signs anything else differently. Other tokens in the shared prefix a
+ * came (`known`: `LedgerIndex.cancelledPair` of `first`, read once by the caller), only that half
+ * again pairs: a third claim is equivocation (F1). Undefined for anything else, which stays
+ * equivocation where the claims differ: two finished or two cancelled receipts, a cancelled one
+ * over more tokens than the finished one (or as many), or one that signs anything else
+ * differently. Other tokens in the shared prefix a
  * challenge of the recorded one convicts: one of the two answers is not the model's.
  */
 function cancelledPair(
   view: LedgerView,
   first: ReceiptRecord,
   receipt: Receipt,
+  known: PairedClaim | undefined,
 ): { reward: number } | undefined {
   if (first.kind !== "inference" || receipt.kind !== "text") return undefined;
   const claim = view.index.claim(receipt.jobId);
@@ -327,7 +327,6 @@ function cancelledPair(
     return undefined;
   }
   const cancelledSecond = receipt.end === "cancelled";
-  const known = view.index.cancelledPair(first.receiptId);
   if (known !== undefined) {
     const same = known.outputHash === receipt.outputHash && known.tokens === receipt.tokenCount;
     return same ? { reward: known.reward } : undefined;
