@@ -169,8 +169,27 @@ export class StorageAudits {
       sampleSize,
     });
     // What it proved it holds, it was given (however it got it): losing it later is its fault.
+    // Not what it proved but named kept for no one on this node's behalf (its own file's chunk,
+    // no replica room left for this node): that goes with its file. Where the record counts it
+    // as given already (older code recorded such a proof), the holder says it keeps no copy for
+    // this node: the pair is forgotten, so its unpinning the file later is blamed on no one
+    // (review s81 vaudit2, F1), and it is placed last for the chunk without a strike, as by
+    // `admittedLoss`, and the chunk repaired onto the next peer.
     const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));
-    for (const cid of result.sampled) if (!open.has(cid)) given.add(holder.id, cid);
+    const unkept = new Set(result.unkept);
+    const replicated = this.#core.replicated();
+    for (const cid of result.sampled) {
+      if (open.has(cid)) continue;
+      if (!unkept.has(cid)) {
+        given.add(holder.id, cid);
+        continue;
+      }
+      if (!given.has(holder.id, cid)) continue;
+      given.remove(holder.id, cid);
+      if (replicated === null) continue;
+      replicated.admittedLoss(holder.id, storageKey(cid));
+      this.#core.holderRepair()?.repairSoon(replicated, storageKey(cid));
+    }
     await given.flush();
     // This node's own verdict has a consequence here, where it alone decides: the holder is placed
     // last for what it failed (the repair after puts it on the next peer, not back on it), and

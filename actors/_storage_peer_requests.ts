@@ -82,23 +82,27 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
       // would collect it, and the peer blame the loss). Any other chunk of this node's own stays
       // its own, whoever asks: a proof of it made it permanent, counted for no peer, and anyone
       // who knew a node's public CIDs could keep its unpinned files on its disk (review B, s70).
+      const unkept: string[] = [];
       for (let i = 0; i < served.length; i++) {
         if (proofs[i] === null || await store.isReplica(served[i])) continue;
         if (!holdsForPeers(core, prover, served[i])) continue;
         // Charged to the asker, as its `put_chunk` of the chunk would be. Past its share, the
-        // chunk stays this node's own and it answers that it holds none for the asker (null):
-        // the asker counted the proof as given, and signed `missing_chunk` once this node
-        // unpinned its own file (review s81 vaudit, F2). Its repair sends a copy next, refused
-        // for the same share, and goes to the next holder.
+        // chunk stays this node's own: proven all the same (the bytes are here, and an asker whose
+        // record already counts it as given, as older code wrote from such a proof, must not read
+        // a null as a loss: review s81 vaudit2, F1), and named unkept, so the asker neither counts
+        // it as given (it signed `missing_chunk` once this node unpinned its own file: vaudit,
+        // F2) nor as a copy: its repair sends one, refused for the same share, and it goes to the
+        // next holder.
         await store.put(await store.get(served[i]), {
           cid: served[i],
           replica: true,
           giver: message.from,
         }).catch((error) => {
           if (!(error instanceof ReplicaQuotaExceededError)) throw error;
-          proofs[i] = null;
+          unkept.push(served[i]);
         });
       }
+      if (unkept.length > 0) message.onUnkept?.(unkept);
       return message.cids.map((cid) => {
         const i = served.indexOf(cid);
         return i < 0 ? null : proofs[i];

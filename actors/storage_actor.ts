@@ -58,6 +58,7 @@ import type { ActorSystem } from "./actor_system.ts";
 import type { AskOptions } from "./actor_ref.ts";
 import type { PendingPut } from "../storage/pending_put.ts";
 import { HolderRepair } from "../storage/holder_repair.ts";
+import { JUDGED_PEERS_FILE, JudgedPeers } from "../storage/judged_peers.ts";
 import {
   type PutHandle,
   type StorageCapacity,
@@ -203,6 +204,12 @@ export interface StorageActorOptions {
    * 0: never (a test sends `pins_check` itself).
    */
   pinsCheckMs?: number;
+  /**
+   * How long after its start (with `holdHere`) the node waits for its peers to reconnect before
+   * it repairs what holders that left while it was down held (`HolderRepair.started`). Default
+   * `START_GRACE_MS` (a minute); 0: at the first peer set (a test sends every peer at once).
+   */
+  repairStartGraceMs?: number;
 }
 
 /** The part of the runtime's `ActorContext` the actor uses (declared structurally). */
@@ -233,6 +240,8 @@ export class StorageActor {
   /** This node's own store as a holder (with `holdHere`). */
   #self: SelfPeer | null = null;
   #holderRepair: HolderRepair | null = null;
+  /** The peer set holder repair judges a start against, on disk (none: read-only store). */
+  #judged: JudgedPeers | null = null;
   /**
    * Which chunks each peer was given or proved (`<dir>/given-chunks.log`, loaded in `preStart`),
    * kept when the replicated store is rebuilt and across restarts.
@@ -362,8 +371,17 @@ export class StorageActor {
         ownedHere: async (key) =>
           this.#scope.ownPuts.has(key) || (await this.#scope.read()).network.has(key),
       });
+      // The peers a departure is judged against at the start: what the last run knew (F1).
+      const judged = await JudgedPeers.open(
+        join(this.#options.dir, JUDGED_PEERS_FILE),
+        this.#options.log,
+      );
+      this.#judged = store.readOnly ? null : judged;
       this.#holderRepair = new HolderRepair({
         selfId: this.#self.id,
+        judged: judged.ids,
+        onJudged: (ids) => this.#judged?.save(ids),
+        startGraceMs: this.#options.repairStartGraceMs,
         held: () => this.#scope.heldForNetwork(),
         read: (cid) => store.get(cid),
         onPass: (pass) => {
@@ -437,7 +455,7 @@ export class StorageActor {
       this.#holderRepair?.peersChanged(this.#replicated, before, signal);
       this.#catchUp.peersSet(before, false, signal); // a holder back or new lacks copies
     } else {
-      this.#replicated = new ReplicatedStore(peers, {
+      const replicated = this.#replicated = new ReplicatedStore(peers, {
         ...this.#options.replication,
         given: this.#given!,
         penalties: this.#penalties!,
@@ -451,6 +469,8 @@ export class StorageActor {
           this.#options.replication?.onReplicaFailure?.(event);
         },
       });
+      // Built at the start, or after every peer left: departures it did not see are judged.
+      this.#holderRepair?.started(replicated, signal);
     }
     this.#files = new FileStore(this.#blocks(), this.#fileOptions());
     if (before.length === 0) this.#catchUp.peersSet(before, true, signal);
@@ -593,6 +613,7 @@ export class StorageActor {
     await this.#audits.settled();
     await this.#holderRepair?.idle();
     this.#holderRepair?.stop(); // its retry timer (queued retries wait for the next change)
+    await this.#judged?.flush();
     await this.#replicated?.flush();
     await this.#self?.settled(); // what flush cannot see: calls whose race was already settled
     await this.#given?.close();

@@ -283,6 +283,11 @@ export interface StorageProveMessage {
    * would be. Unset: counted for no peer.
    */
   from?: string;
+  /**
+   * Told the CIDs proven but kept for no one on the asker's behalf (no replica room left for
+   * it): `ProveChunksOptions.onUnkept`, called before the answer.
+   */
+  onUnkept?: (cids: readonly string[]) => void;
 }
 /** Restore replication of `cids` (default: every chunk of every pinned file). */
 export interface StorageRepairMessage {

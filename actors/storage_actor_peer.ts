@@ -87,9 +87,9 @@ export class StorageActorPeer implements StoragePeer {
     cids: readonly string[],
     options?: ProveChunksOptions,
   ): Promise<(Uint8Array | null)[]> {
-    const from = options?.from;
+    const { from, onUnkept } = options ?? {};
     return unwrapReply<(Uint8Array | null)[]>(
-      await this.#ref.ask({ type: "prove", nonce, cids: [...cids], from }, options),
+      await this.#ref.ask({ type: "prove", nonce, cids: [...cids], from, onUnkept }, options),
     );
   }
 }

@@ -6,7 +6,7 @@
  * storage.put_chunk { cid, bytes, repair? }  → storage.put_chunk_ok {}
  * storage.get_chunk { cid }                  → storage.chunk { bytes }
  * storage.has_chunk { cid }                  → storage.has { present }
- * storage.prove     { nonce, cids }          → storage.proofs { proofs: (bytes | null)[] }
+ * storage.prove     { nonce, cids }          → storage.proofs { proofs: (bytes | null)[], unkept? }
  * ```
  *
  * Failures travel as the connection's `error` with the storage error's `code`
@@ -107,11 +107,22 @@ export interface ProofsBody {
    * `null` for a chunk the peer lacks.
    */
   proofs: (Uint8Array | null)[];
+  /**
+   * Indices into the challenge's `cids` of the chunks proven but kept for no one on the asker's
+   * behalf (`ProveChunksOptions.onUnkept`): the asker counts none of them as a copy there. Left
+   * out when there is none. Added without a version change (review s81 vaudit2, F1): bodies are
+   * not strict, so an older asker ignores it and reads the proofs as before.
+   */
+  unkept?: number[];
 }
 /** Reply to `storage.prove`. */
 export const ProofsMessage: MessageDefinition<ProofsBody> = defineMessage(
   "storage.proofs",
-  z.object({ proofs: z.array(digest.nullable()).max(MAX_PROVE_CIDS) }),
+  z.object({
+    proofs: z.array(digest.nullable()).max(MAX_PROVE_CIDS),
+    unkept: z.array(z.number().int().min(0).max(MAX_PROVE_CIDS - 1)).max(MAX_PROVE_CIDS)
+      .optional(),
+  }),
 );
 
 /** Body of `storage.prove`. */

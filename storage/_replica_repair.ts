@@ -51,6 +51,38 @@ async function handOnWhenFull(
   }
 }
 
+/**
+ * `check` each of `cids`, `lanes` at a time (each lane takes the next CID when its last is done),
+ * until `signal` aborts; the first failure stops the lanes taking more and is thrown once every
+ * check under way ended. A chunk waits only for its own holders, so a holder that answers just
+ * under the peer timeout slows the checks that ask it, not every chunk after them.
+ */
+async function inLanes(
+  cids: Iterable<string>,
+  lanes: number,
+  signal: AbortSignal | undefined,
+  check: (cid: string) => Promise<void>,
+): Promise<void> {
+  const next = cids[Symbol.iterator]();
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    for (;;) {
+      if (failed) return;
+      signal?.throwIfAborted();
+      const item = next.next();
+      if (item.done) return;
+      await check(item.value).catch((error) => {
+        failed = true;
+        throw error;
+      });
+    }
+  };
+  const ends = await Promise.allSettled(
+    Array.from({ length: Math.max(1, Math.floor(lanes)) }, lane),
+  );
+  for (const end of ends) if (end.status === "rejected") throw end.reason;
+}
+
 /** A store's repair passes (see the module doc). */
 export class ReplicaRepair {
   readonly #core: ReplicaCore;
@@ -67,16 +99,13 @@ export class ReplicaRepair {
     const report: RepairReport = { checked: 0, repaired: 0, lost: [], failedChecks: 0 };
     // Holders that timed out in this repair: asked nothing more by it (see `#ask`).
     const silent: Silent = new Map();
-    for (const cid of cids) {
-      options?.signal?.throwIfAborted();
+    /** Check (and repair) one chunk. */
+    const check = async (cid: string): Promise<void> => {
       report.checked++;
-      if (options?.presence) {
-        await this.#repairPresence(cid, options, report, silent);
-        continue;
-      }
+      if (options?.presence) return await this.#repairPresence(cid, options, report, silent);
       const read = new Set<Promise<unknown>>();
       const bytes = await this.#copyOf(cid, options, report, read);
-      if (bytes === undefined) continue;
+      if (bytes === undefined) return;
       // Let the read repairs of that get land before the holders are judged — those alone: the
       // whole background (other puts' copies to a slow holder, other reads' repairs) held each
       // chunk's repair for up to the peer timeout, and never let it go while uploads went on.
@@ -88,12 +117,7 @@ export class ReplicaRepair {
         const expected = await possessionProof(nonce, peer.publicKey, bytes);
         let proof: Uint8Array | null;
         try {
-          [proof] = await this.#ask(
-            peer,
-            silent,
-            options?.signal,
-            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-          );
+          proof = await this.#prove(peer, silent, options?.signal, nonce, cid);
         } catch (error) {
           this.#core.failures.report("prove", peer, cid, error, options?.signal);
           throw error;
@@ -122,7 +146,8 @@ export class ReplicaRepair {
           handOnWhenFull(() => ensure(holder), substitutes, ensure, failed)
         ),
       );
-    }
+    };
+    await inLanes(cids, options?.inFlight ?? 1, options?.signal, check);
     // what the holders proved or were sent is on disk when this returns
     await this.#core.records.given.flush();
     return report;
@@ -181,13 +206,8 @@ export class ReplicaRepair {
       const above = this.#core.peers().filter((peer) => defer.has(peer.id));
       const proven = await Promise.all(above.map(async (peer) => {
         try {
-          const [proof] = await this.#ask(
-            peer,
-            silent,
-            options.signal,
-            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-          );
-          if (!(proof instanceof Uint8Array)) return false;
+          const proof = await this.#prove(peer, silent, options.signal, nonce, cid);
+          if (proof === null) return false;
           if (!verified) return true;
           if (!equalBytes(proof, await possessionProof(nonce, peer.publicKey, verified))) {
             return false;
@@ -203,14 +223,9 @@ export class ReplicaRepair {
     }
     const proofs = await Promise.all(
       holders.map((peer) =>
-        this.#ask(
-          peer,
-          silent,
-          options.signal,
-          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-        )
+        this.#prove(peer, silent, options.signal, nonce, cid)
           .then(
-            (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
+            (proof): Uint8Array | null => proof,
             (error) => {
               this.#core.failures.report("prove", peer, cid, error, options.signal);
               this.#failedCheck(cid, options, report);
@@ -262,14 +277,9 @@ export class ReplicaRepair {
     /** A peer past the holders: its proof (the put that placed the chunk may have given it a copy), else a copy. */
     const provesOrGets = async (peer: StoragePeer): Promise<void> => {
       try {
-        const [proof] = await this.#ask(
-          peer,
-          silent,
-          options.signal,
-          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-        );
+        const proof = await this.#prove(peer, silent, options.signal, nonce, cid);
         if (
-          proof instanceof Uint8Array &&
+          proof !== null &&
           equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))
         ) return this.#core.records.wrote(peer, cid, true);
       } catch (error) {
@@ -294,11 +304,41 @@ export class ReplicaRepair {
   }
 
   /**
+   * `peer`'s proof of `cid` under `nonce` (asked through {@link #ask}), or null where it has none,
+   * or proves a copy it keeps for no one on this node's behalf (`ProveChunksOptions.onUnkept`: its
+   * own file's chunk, and no replica room left for this node). Such a copy is none of this node's:
+   * it goes with that file, so it is not recorded as given (an audit would blame its loss), and the
+   * peer is sent a copy instead, whose put decides (refused for the same room, it goes to the next
+   * peer: {@link handOnWhenFull}). Review s81 vaudit2, F1; a proof of any other copy is recorded,
+   * so a holder that proves during a repair is audited for it later.
+   */
+  async #prove(
+    peer: StoragePeer,
+    silent: Silent,
+    outer: AbortSignal | undefined,
+    nonce: Uint8Array,
+    cid: string,
+  ): Promise<Uint8Array | null> {
+    let unkept = false;
+    const onUnkept = (cids: readonly string[]) => void (unkept ||= cids.includes(cid));
+    const answer: unknown = await this.#ask(
+      peer,
+      silent,
+      outer,
+      (signal) => peer.proveChunks(nonce, [cid], { signal, onUnkept }),
+    );
+    // A record an older node wrote from such a proof is forgotten: it is no copy to audit.
+    if (unkept) this.#core.records.given.remove(peer.id, cid);
+    const proof = Array.isArray(answer) ? answer[0] : null;
+    return !unkept && proof instanceof Uint8Array ? proof : null;
+  }
+
+  /**
    * {@link ReplicaCore.call} for a repair, unless `peer` already timed out in it (`silent`): then
-   * it fails at once, as it did. A repair checks its chunks one after another, so a holder that
-   * never answers (gone quiet, hostile) held each chunk it holds for the peer timeout (10 s): a
-   * pass over a departed peer's chunks sat for hours behind one such new holder, the chunks after
-   * them short meanwhile. Now it costs one timeout per repair, and its chunks are failed checks
+   * it fails at once, as it did. A repair checks its chunks one (or `inFlight`) at a time, so a
+   * holder that never answers (gone quiet, hostile) held each chunk it holds for the peer timeout
+   * (10 s): a pass over a departed peer's chunks sat for hours behind one such new holder, the
+   * chunks after them short meanwhile. Now it costs one timeout per repair, and its chunks are failed checks
    * (holder repair tries them again after a backoff; an audit round's, at a later round).
    */
   #ask<T>(

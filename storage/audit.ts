@@ -80,6 +80,13 @@ export interface AuditResult {
   failures: AuditFailure[];
   /** Sampled chunks the round could not judge, and so blames no one for. */
   unjudged: UnjudgedChunk[];
+  /**
+   * Sampled chunks the holder proved but named kept for no one on this node's behalf
+   * (`ProveChunksOptions.onUnkept`: its own file's chunks, no replica room left for this node):
+   * passed (the bytes are there), but no copy of this node's, which the caller neither records
+   * as given nor counts on. Left out when there is none.
+   */
+  unkept?: string[];
   /** The signed verdict (always on failure; on success only with `signPasses`). */
   verdict?: Verdict;
 }
@@ -235,8 +242,13 @@ export class StorageAuditor {
     /** The holder answered, with a reply that fails the `storage.proofs` schema. */
     let answeredMalformed = false;
     const answered = this.#options.challenging?.(sampled);
+    const unkept = new Set<string>();
+    const onUnkept = (cids: readonly string[]) => cids.forEach((cid) => unkept.add(cid));
     try {
-      proofs = await untilAborted(holder.proveChunks(nonce, sampled, { signal }), signal);
+      proofs = await untilAborted(
+        holder.proveChunks(nonce, sampled, { signal, onUnkept }),
+        signal,
+      );
     } catch (error) {
       options?.signal?.throwIfAborted(); // our own cancellation is not the holder's fault
       if (this.#options.stopping?.()) { // nor is our own stop
@@ -305,6 +317,10 @@ export class StorageAuditor {
       failures,
       unjudged,
     };
+    // Of the chunks it passed on: one failed or unjudged is that, whatever the holder named it.
+    const open = new Set([...failures, ...unjudged].map((c) => c.cid));
+    const passedUnkept = sampled.filter((cid) => unkept.has(cid) && !open.has(cid));
+    if (passedUnkept.length > 0) result.unkept = passedUnkept;
     const judged = sampled.length - unjudged.length;
     if (!passed || (this.#options.signPasses && judged > 0)) {
       result.verdict = signVerdict({

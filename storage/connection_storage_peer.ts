@@ -20,7 +20,12 @@ import {
   PutChunkMessage,
 } from "../protocols/storage_messages.ts";
 import { ChunkNotFoundError, CorruptChunkError } from "./errors.ts";
-import type { PeerCallOptions, PutChunkOptions, StoragePeer } from "./storage_peer.ts";
+import type {
+  PeerCallOptions,
+  ProveChunksOptions,
+  PutChunkOptions,
+  StoragePeer,
+} from "./storage_peer.ts";
 
 /** Options of {@link ConnectionStoragePeer}. */
 export interface ConnectionStoragePeerOptions {
@@ -119,11 +124,14 @@ export class ConnectionStoragePeer implements StoragePeer {
     return reply.present;
   }
 
-  /** Challenge the remote node to prove possession. */
+  /**
+   * Challenge the remote node to prove possession; the chunks it names unkept go to
+   * `options.onUnkept` (a node on older code names none).
+   */
   async proveChunks(
     nonce: Uint8Array,
     cids: readonly string[],
-    options?: PeerCallOptions,
+    options?: ProveChunksOptions,
   ): Promise<(Uint8Array | null)[]> {
     const reply = await this.#request(
       () =>
@@ -133,6 +141,8 @@ export class ConnectionStoragePeer implements StoragePeer {
         }),
       cids[0] ?? "",
     );
+    const unkept = [...new Set(reply.unkept ?? [])].filter((i) => i < cids.length);
+    if (unkept.length > 0) options?.onUnkept?.(unkept.map((i) => cids[i]));
     return reply.proofs;
   }
 
@@ -175,6 +185,10 @@ export function serveStoragePeer(connection: Connection, peer: StoragePeer): Con
     .handle(ProveMessage, async ({ nonce, cids }, { signal }) => {
       // What the prover keeps for the asker is counted for the key its handshake proved, too.
       const from = connection.peerKey && toHex(connection.peerKey);
-      return { proofs: await peer.proveChunks(nonce, cids, { signal, from }) };
+      const unkept = new Set<string>();
+      const onUnkept = (named: readonly string[]) => named.forEach((cid) => unkept.add(cid));
+      const proofs = await peer.proveChunks(nonce, cids, { signal, from, onUnkept });
+      if (unkept.size === 0) return { proofs };
+      return { proofs, unkept: cids.flatMap((cid, i) => unkept.has(cid) ? [i] : []) };
     });
 }

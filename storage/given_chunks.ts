@@ -326,6 +326,24 @@ export class GivenChunks {
   }
 
   /**
+   * Forget that `peerId` holds `cid` (by storage key), durably with the next {@link flush}: it
+   * proved the chunk but said it keeps no copy for this node (`ProveChunksOptions.onUnkept`). The
+   * log has no record for one pair — a node on older code, after a downgrade, would stop reading
+   * at one it does not know — so that flush rewrites the whole record from memory, as a compaction
+   * does. Rare: a pair so recorded is one an older node wrote from such a proof.
+   *
+   * @param peerId The holder's id.
+   * @param cid The chunk.
+   */
+  remove(peerId: string, cid: string): void {
+    const keys = this.#byPeer.get(peerId);
+    if (keys === undefined || !keys.delete(keyOf(cid))) return;
+    this.#pairs--;
+    if (keys.size === 0) this.#forgetPeer(peerId);
+    if (this.#path !== null) this.#rewriteDue = true;
+  }
+
+  /**
    * Tell the record which holders are in the peer set now. One that left starts its retention
    * ({@link GivenChunksOptions.departedRetentionMs}); one that came back before it ran out keeps
    * its record; one away longer is forgotten — also when this call is the one that brings it
@@ -437,12 +455,14 @@ export class GivenChunks {
     // are pending, appended after it.
     const snapshot = this.#snapshot();
     this.#pending = [];
+    // Cleared at the snapshot, not after the write: a `remove` while it is written is not in it,
+    // and must leave the next write a rewrite too.
+    this.#rewriteDue = false;
     this.#file?.close();
     this.#file = null;
     try {
       await writeFileDurably(path, snapshot.blocks());
       this.#records = snapshot.lines;
-      this.#rewriteDue = false;
     } catch (error) {
       this.#failed(path, error);
     }

@@ -175,6 +175,13 @@ export interface RepairOptions extends BlockStoreCallOptions {
    * the caller can try those chunks again later.
    */
   onFailedCheck?: (cid: string) => void;
+  /**
+   * Chunks checked at once (each asks each of its holders at most one proof at a time, so no
+   * holder has more than this many of the repair's proofs in flight). One at a time, a holder
+   * that answers just under the peer timeout held the whole repair for that long per chunk
+   * (review s82 repair, F3). Default 1.
+   */
+  inFlight?: number;
 }
 
 /** What a repair pass did. */

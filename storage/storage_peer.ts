@@ -41,6 +41,15 @@ export interface ProveChunksOptions extends PeerCallOptions {
    * its `put_chunk` would be ({@link PutChunkOptions.from}). Unset: counted for no peer.
    */
   from?: string;
+  /**
+   * Called, before the proofs resolve, with the challenged CIDs the peer proved but keeps for no
+   * one on the asker's behalf: it holds them (its own files' chunks), but has no replica room left
+   * for the asker, so they go when it unpins its own file. A proof of one is a good answer to an
+   * audit, never a copy placed there: the asker does not record it as given, and places the copy
+   * elsewhere (review s81 vaudit2, F1). Not called when there is none. A peer on older code never
+   * calls it (an answer it kept nothing for read as a copy, as before).
+   */
+  onUnkept?: (cids: readonly string[]) => void;
 }
 
 /** Options of {@link StoragePeer.getChunk}. */
@@ -71,7 +80,8 @@ export interface StoragePeer {
   hasChunk(cid: string, options?: PeerCallOptions): Promise<boolean>;
   /**
    * Proof of possession: for each CID, {@link possessionProof} under the peer's own key, or
-   * `null` when the peer does not hold a valid copy.
+   * `null` when the peer does not hold a valid copy. Those it holds but keeps for no one on the
+   * asker's behalf are named to {@link ProveChunksOptions.onUnkept}.
    */
   proveChunks(
     nonce: Uint8Array,
