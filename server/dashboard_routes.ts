@@ -13,12 +13,13 @@
  * | `job` | a job starts, streams a token, ends | a `JobEvent` (`job_monitor.ts`) |
  * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
  * | `prompt_token`, `prompt_done`, `prompt_error` | the page's own job | its tokens, summary |
- * | `fraud_proof` | asked for | the proof as JSON |
- * | `error` | a refused request | `code`, `message`, `retryAfterS` when over the client's allowance |
+ * | `fraud_proof` | asked for (within the client's allowance) | the proof as JSON: whole to the operator, from an allow-list to a reader job text is blanked for ({@link withoutJobText}) |
+ * | `error` | a refused request, a message that is no JSON object (`bad_message`) | `code`, `message`, `retryAfterS` when over the client's allowance |
  *
  * Page to server: `{type:"auth", token}` (the operator token, or an API key for reading from
  * another machine), `{type:"prompt", job}` (a complete text job: the page chose its nonce, so it
- * can check the receipt against it), `{type:"cancel"}`, `{type:"fraud_proof", id}`.
+ * can check the receipt against it), `{type:"cancel"}`, `{type:"fraud_proof", id}`. What throws
+ * while one socket's message is handled closes that socket (1011), never the node.
  *
  * Access: reading needs what `/v1/*` needs (this machine, or an API key, or
  * `allowUnauthenticatedRemote`); a page of another origin than the node's own is never this
@@ -68,6 +69,7 @@ import type { EdgeStats } from "./edge_stats.ts";
 import type { DrainTimers } from "./serve.ts";
 import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { closeThenDrop } from "./websocket_drop.ts";
+import { MAX_JSON_DEPTH, nestsDeeperThan } from "./json_depth.ts";
 import { type GuardedSocketGroup, WebSocketMemoryGuard } from "./websocket_memory_guard.ts";
 
 /** An actor lifecycle event as the page shows it. */
@@ -277,9 +279,23 @@ export interface DashboardLimits {
    * (429 `key_concurrency_exceeded`).
    */
   authPendingSocketsPerAddress: number;
+  /**
+   * `fraud_proof` asks one client may make per minute, bursts included (an `error`
+   * `rate_limited` with `retryAfterS`; the socket stays open). Default
+   * {@link DASHBOARD_FRAUD_PROOF_ASKS_PER_MINUTE}.
+   */
+  fraudProofAsksPerMinute: number;
   /** Clock in milliseconds for the per-minute allowances; default `performance.now`. */
   now?: () => number;
 }
+
+/**
+ * `fraud_proof` asks one dashboard client may make per minute. A page asks when its user clicks
+ * a proof, so 30 is more than a person clicks; each answer can be ~0.5 MiB (a proof carries its
+ * job's input file, up to `MAX_JOB_INPUT_BYTES`, in hex), and without a bound one reader's 100-byte
+ * asks kept the node encoding and sending them (review s82 dash F3).
+ */
+export const DASHBOARD_FRAUD_PROOF_ASKS_PER_MINUTE = 30;
 
 /**
  * The limits a node runs with: `http.dashboardSocketsPerClient`,
@@ -294,6 +310,7 @@ export const DEFAULT_DASHBOARD_LIMITS: DashboardLimits = Object.freeze({
   anonymousSockets: EDGE_DEFAULTS.dashboardAnonymousSockets,
   authPendingSockets: EDGE_DEFAULTS.dashboardAuthPendingSockets,
   authPendingSocketsPerAddress: EDGE_DEFAULTS.dashboardAuthPendingSocketsPerAddress,
+  fraudProofAsksPerMinute: DASHBOARD_FRAUD_PROOF_ASKS_PER_MINUTE,
 });
 
 /**
@@ -320,6 +337,8 @@ const MAX_PAGE_BUFFERED_BYTES = 4 << 20;
 const MAX_BAD_TOKENS = 3;
 /** WebSocket close code "Try Again Later" (RFC 6455 registry): a client over its allowance. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
+/** WebSocket close code "Internal Error" (RFC 6455 registry): the node failed on one socket's turn. */
+const CLOSE_INTERNAL_ERROR = 1011;
 /**
  * Live jobs a snapshot lists, the first submitted first (the rest counted in `leftOut`): what the
  * page draws (`SHOWN_LIVE_JOBS` in `dashboard/app.js`). A node keeps its whole queue live, each job
@@ -505,34 +524,118 @@ class DashboardHub {
 
 /**
  * `message` with every job's text blanked (a snapshot's `jobs`, a job event): what a page
- * reading with an API key gets, so one client never reads another's output.
+ * reading with an API key gets, so one client never reads another's output. A `job_ended`'s
+ * summary and a fraud proof are sent to such a page from an allow-list of fields
+ * ({@link summaryForReader}, {@link proofForReader}): a deny-list blanked the text and left what
+ * gives it back, the nonce beside the input's HMAC and the output's plain hash (review s82 dash
+ * F1, F2).
  */
 export function withoutJobText(message: unknown): unknown {
   if (typeof message !== "object" || message === null) return message;
   const m = message as Record<string, unknown>;
   if (m.type === "snapshot" && m.jobs !== undefined) return { ...m, jobs: blankText(m.jobs) };
-  if (m.type === "job" && m.event !== undefined) return { ...m, event: blankText(m.event) };
-  if (m.type === "fraud_proof") return { ...m, proof: proofWithoutJobText(m.proof) };
+  if (m.type === "job" && m.event !== undefined) return { ...m, event: eventForReader(m.event) };
+  if (m.type === "fraud_proof") return { ...m, proof: proofForReader(m.proof) };
   return message;
 }
 
+/** A job event without its text; a `job_ended` with its summary from the allow-list. */
+function eventForReader(event: unknown): unknown {
+  const blanked = blankText(event);
+  if (!isRecord(blanked) || blanked.type !== "job_ended") return blanked;
+  return { ...blanked, summary: summaryForReader(blanked.summary) };
+}
+
 /**
- * A fraud proof (as JSON) without what would give its job away: the job's prompt or input
- * tensors, the output's tokens in its opened chunks, the worker's served proof data and tensor
- * outputs. What is claimed, the receipt, the cited positions and the signatures stay.
+ * A job's generation parameters a reader is sent: the numbers, not `stop` (the client's own
+ * strings, which may be as telling as its prompt).
  */
-function proofWithoutJobText(proof: unknown): unknown {
-  if (typeof proof !== "object" || proof === null || Array.isArray(proof)) return proof;
-  const { tensorOutputs: _outputs, served: _served, ...rest } = proof as Record<string, unknown>;
-  const out: Record<string, unknown> = { ...rest };
-  if (typeof rest.job === "object" && rest.job !== null) {
-    const { inputs: _inputs, ...job } = rest.job as Record<string, unknown>;
-    out.job = "prompt" in job ? { ...job, prompt: "" } : job;
+const READER_PARAMS_FIELDS = ["maxTokens", "temperature", "topK", "topP", "seed"] as const;
+/**
+ * A receipt's fields a reader is sent: what was run, by whom, how many tokens, how fast. Left
+ * out: `inputHash` (an HMAC of the prompt keyed by the job's nonce), `outputHash` (SHA-256 of the
+ * output: a short answer is read back by hashing guesses), `commitment` (hashes of the output's
+ * tokens), `params.stop`, and `sig`, which cannot be checked without what is left out.
+ */
+const READER_RECEIPT_FIELDS = [
+  "v",
+  "kind",
+  "jobId",
+  "model",
+  "tokenCount",
+  "end",
+  "promptTokens",
+  "worker",
+] as const;
+/** A job's fields a reader is sent: never its prompt, input, inputs (tensors) or nonce. */
+const READER_JOB_FIELDS = ["kind", "model", "precision", "requester"] as const;
+/** A fraud proof's own fields a reader is sent (its job and receipt as above). */
+const READER_PROOF_FIELDS = ["v", "kind", "issuedAt", "validator"] as const;
+/** A cited position's fields: where, and the numbers the validator measured there. */
+const READER_CITED_FIELDS = ["position", "logProb", "projection", "lo", "hi"] as const;
+/** A job summary's fields a reader is sent: how the job went, never what it said. */
+const READER_SUMMARY_FIELDS = ["jobId", "finishReason", "usage", "timings", "worker"] as const;
+
+/** Whether `value` is a plain (JSON) object. */
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The `fields` of `value` it has; undefined when it is no object. */
+function pick(value: unknown, fields: readonly string[]): Record<string, unknown> | undefined {
+  if (!isRecord(value)) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const field of fields) if (Object.hasOwn(value, field)) out[field] = value[field];
+  return out;
+}
+
+/** Generation parameters as a reader is sent them (`params` absent: tensor jobs). */
+function paramsForReader(params: unknown): Record<string, unknown> | null | undefined {
+  return params === null ? null : pick(params, READER_PARAMS_FIELDS);
+}
+
+/** A receipt (as JSON) as a reader is sent it: {@link READER_RECEIPT_FIELDS}. */
+function receiptForReader(receipt: unknown): Record<string, unknown> | undefined {
+  const out = pick(receipt, READER_RECEIPT_FIELDS);
+  if (out === undefined || !isRecord(receipt)) return out;
+  if (Object.hasOwn(receipt, "params")) out.params = paramsForReader(receipt.params);
+  if (isRecord(receipt.timings)) {
+    out.timings = pick(receipt.timings, ["startedAt", "firstTokenMs", "totalMs"]);
   }
-  if (Array.isArray(rest.chunks)) {
-    out.chunks = rest.chunks.map((chunk) =>
-      typeof chunk === "object" && chunk !== null ? { ...chunk, tokens: "" } : chunk
-    );
+  return out;
+}
+
+/** A job summary (as JSON) as a reader is sent it: numbers, the error's code, the receipt's numbers. */
+function summaryForReader(summary: unknown): unknown {
+  const out = pick(summary, READER_SUMMARY_FIELDS);
+  if (out === undefined || !isRecord(summary)) return out;
+  if (isRecord(summary.error)) out.error = pick(summary.error, ["code"]);
+  if (summary.receipt !== undefined) out.receipt = receiptForReader(summary.receipt);
+  return out;
+}
+
+/**
+ * A fraud proof (as JSON) as a reader the job's text is blanked for is sent it: who convicted
+ * whom, of what kind of fraud, when, on which job and model, at which positions, with the
+ * numbers measured there. Nothing of the job's text, nor anything that lets it be tested: the
+ * prompt, input and nonce, the receipt's input and output hashes and commitment, the opened
+ * chunks' tokens and Merkle paths, the served proof data, the tensor outputs, the stop strings
+ * and the signatures (which cannot be checked without them). The operator gets the whole proof.
+ */
+function proofForReader(proof: unknown): unknown {
+  const out = pick(proof, READER_PROOF_FIELDS);
+  if (out === undefined || !isRecord(proof)) return undefined;
+  if (isRecord(proof.job)) {
+    const job = pick(proof.job, READER_JOB_FIELDS)!;
+    if (Object.hasOwn(proof.job, "params")) job.params = paramsForReader(proof.job.params);
+    out.job = job;
+  }
+  if (proof.receipt !== undefined) out.receipt = receiptForReader(proof.receipt);
+  if (Array.isArray(proof.chunks)) {
+    out.chunks = proof.chunks.map((chunk) => pick(chunk, ["index"]) ?? null);
+  }
+  if (Array.isArray(proof.cited)) {
+    out.cited = proof.cited.map((cited) => pick(cited, READER_CITED_FIELDS) ?? null);
   }
   return out;
 }
@@ -596,6 +699,39 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       rateSetting: "http.dashboardStateReadsPerMinute",
     },
   });
+  const fraudProofAsks = new KeyLimits({
+    concurrency: Number.POSITIVE_INFINITY, // answered at once: only the rate bounds them
+    requestsPerMinute: limits.fraudProofAsksPerMinute,
+    now: limits.now,
+    things: {
+      holder: "this client",
+      held: "fraud proof asks under way",
+      started: "fraud proof asks",
+    },
+  });
+  /**
+   * Each kept proof's answer as encoded for each form (with job text, without), so asking again
+   * costs a lookup, not a copy and an encoding of up to ~0.5 MiB. Keyed by the kept proof itself
+   * (`ActivitySource.fraudProof` returns the one it keeps): an entry lasts as long as the feed
+   * keeps the proof, and no longer.
+   */
+  const encodedProofs = new WeakMap<object, Map<string, string>>();
+  /** The answer to an ask for the kept `proof` `id`, in the form for a page with or without text. */
+  const encodedProof = (id: string, proof: JsonValue, withJobText: boolean): string => {
+    const message = { type: "fraud_proof", id, proof };
+    if (typeof proof !== "object" || proof === null) {
+      return JSON.stringify(withJobText ? message : withoutJobText(message));
+    }
+    let forms = encodedProofs.get(proof);
+    if (forms === undefined) encodedProofs.set(proof, forms = new Map());
+    const form = `${withJobText} ${id}`;
+    let text = forms.get(form);
+    if (text === undefined) {
+      text = JSON.stringify(withJobText ? message : withoutJobText(message));
+      forms.set(form, text);
+    }
+    return text;
+  };
   /** The node's anonymous readers' sockets, every address together. */
   const anonymousSockets = new OpenSockets(
     limits.anonymousSockets,
@@ -925,6 +1061,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       authDeadline = undefined;
     };
     let badTokens = 0;
+    /** Who this socket reads as, for the allowances it spends once open (`fraud_proof` asks). */
+    let reader = clientOf(
+      handshakeGrant === undefined ? undefined : handshake.token,
+      onThisMachine,
+      address,
+    );
     let leave: (() => void) | undefined;
     let prompt: AbortController | undefined;
     /** Send `text` unless the page stopped reading: it loses updates, never the node's memory. */
@@ -970,9 +1112,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       if (socket.readyState !== WebSocket.OPEN) return;
       leave ??= hub.join((encoded) => sendText(encoded(withJobText())));
     };
+    /** As a message's handler: a welcome that fails (a source that throws) closes this socket. */
+    const welcomeOrClose = () =>
+      welcome().catch(() => close(CLOSE_INTERNAL_ERROR, "the node could not read its state"));
     socket.onopen = () => {
       if (wasPushedOut) return closePushedOut();
-      if (access !== "none") void welcome();
+      if (access !== "none") void welcomeOrClose();
       else {
         send({ type: "hello", node: options.sources.node, access });
         if (noAnonymousPlace !== undefined) {
@@ -1012,7 +1157,19 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       giveBackPlaces();
       prompt?.abort();
     };
+    /**
+     * One page's message. What it throws closes that page's socket (1011), never the node: a
+     * throw in a WebSocket event handler is uncaught, and an uncaught error ends the process
+     * (review s82 dash F0: one message `null`, from a client nobody let in, did).
+     */
     socket.onmessage = (event) => {
+      try {
+        onMessage(event);
+      } catch {
+        close(CLOSE_INTERNAL_ERROR, "the node could not handle that message");
+      }
+    };
+    const onMessage = (event: MessageEvent) => {
       if (wasPushedOut) return; // closing
       const limit = access === "none" ? MAX_UNAUTHENTICATED_MESSAGE_BYTES : maxMessageBytes;
       // Binary messages too: refused, but one over the limit closes the socket as text does.
@@ -1020,12 +1177,22 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
         return close(1009, `message over ${limit} bytes`);
       }
       if (typeof event.data !== "string") return refuse("bad_message", "messages are JSON text");
-      let message: { type?: unknown; token?: unknown; job?: unknown; id?: unknown };
+      // As `/v1` bodies and `/v1/stream` frames: refused before the parser, which would hold the
+      // event loop as long as a deeply nested text takes it (`json_depth.ts`).
+      if (nestsDeeperThan(event.data, MAX_JSON_DEPTH)) {
+        return refuse("bad_message", `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+      }
+      let parsed: unknown;
       try {
-        message = JSON.parse(event.data);
+        parsed = JSON.parse(event.data);
       } catch {
         return refuse("bad_message", "not JSON");
       }
+      // `null`, an array, a number or a string is JSON too, but no message: each is an object.
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        return refuse("bad_message", "a message is a JSON object with a `type`");
+      }
+      const message = parsed as { type?: unknown; token?: unknown; job?: unknown; id?: unknown };
       switch (message.type) {
         case "auth": {
           const granted = typeof message.token === "string" ? grant(message.token) : undefined;
@@ -1054,17 +1221,28 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
             authPending = undefined;
           }
           const before = access;
-          if (granted === "operator" || access === "none") access = granted;
+          if (granted === "operator" || access === "none") {
+            access = granted;
+            reader = clientOf(message.token as string, onThisMachine, address);
+          }
           guarded.regroup(group(true));
           // A snapshot only when the access changed: repeated auths cost a hello, no more.
           if (access === before) return send({ type: "hello", node: options.sources.node, access });
-          return void welcome();
+          return void welcomeOrClose();
         }
         case "fraud_proof": {
           if (access === "none") return refuse("api_key_required", "authenticate first");
-          const proof = options.sources.activity?.fraudProof(String(message.id));
+          try {
+            fraudProofAsks.admit(reader)();
+          } catch (error) {
+            options.stats?.countRefusal(error);
+            const { code, message, retryAfterS } = error as EdgeError;
+            return refuse(code, message, retryAfterS);
+          }
+          const id = String(message.id);
+          const proof = options.sources.activity?.fraudProof(id);
           if (proof === undefined) return refuse("not_found", "no such fraud proof kept here");
-          return send(forThisPage({ type: "fraud_proof", id: message.id, proof }));
+          return sendText(encodedProof(id, proof, withJobText()));
         }
         case "cancel":
           prompt?.abort();

@@ -130,6 +130,8 @@ export const WS_CLOSE = {
   messageTooBig: 1009,
   /** The server is going away: its drain ended the socket's jobs and closed it. */
   goingAway: 1001,
+  /** The server failed on one of this socket's messages: that socket ends, never the node. */
+  internalError: 1011,
 } as const;
 
 /** Why {@link StreamSession.drain} closes a socket (with {@link WS_CLOSE}.goingAway). */
@@ -214,7 +216,16 @@ export class StreamSession {
     this.#socket = socket;
     this.#gateway = gateway;
     this.#options = options;
-    socket.onmessage = (event) => this.#onMessage(event.data);
+    // A throw in a WebSocket event handler is uncaught, and ends the process: one frame the
+    // session fails on ends that session's socket and jobs instead (review s82 dash F0).
+    socket.onmessage = (event) => {
+      try {
+        this.#onMessage(event.data);
+      } catch {
+        this.#cancelAll();
+        this.#close(WS_CLOSE.internalError, "the node could not handle that frame");
+      }
+    };
     socket.onclose = () => this.#ended();
     socket.onerror = () => this.#ended();
     this.#armIdle();

@@ -277,6 +277,8 @@ function handle(message) {
       // so far at every token, quadratic in a long job (4,096 tokens of a worker's 1,024
       // characters). The receipt is checked against `textContent`, all of them joined.
       $("prompt-output").append(message.text);
+      // Counted apart from the text: a token may show none, and the receipt bills each one.
+      if (state.prompt) state.prompt.tokens++;
       break;
     case "prompt_done":
       void onPromptDone(message.summary);
@@ -774,7 +776,7 @@ $("prompt-form").addEventListener("submit", (event) => {
     params: { maxTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
     nonce: toHex(crypto.getRandomValues(new Uint8Array(16))),
   };
-  state.prompt = { job, output: "" };
+  state.prompt = { job, output: "", tokens: 0 };
   $("prompt-output").textContent = "";
   $("receipt-status").textContent = "streaming…";
   $("receipt-status").className = "";
@@ -809,13 +811,22 @@ async function onPromptDone(summary) {
     return;
   }
   const output = $("prompt-output").textContent ?? "";
-  const result = await checkReceipt(summary.receipt, { job: prompt.job, output });
+  const result = await checkReceipt(summary.receipt, {
+    job: prompt.job,
+    output,
+    tokens: prompt.tokens,
+  });
   status.className = result.ok ? "ok" : "bad";
   status.dataset.verified = String(result.ok);
+  // "Verified" says what was checked: signed by the key shown, for this job, text and tokens; the
+  // page knows nothing of who holds that key (`receipt_check.js`).
   status.textContent = result.ok
-    ? `receipt verified in this page ✓ — ${result.checks.map((c) => c.name).join(", ")} · worker ` +
-      `${short(summary.receipt.worker)} · ${summary.usage.completionTokens} tokens, TTFT ` +
-      `${Math.round(summary.timings.ttftMs)} ms`
+    ? `receipt verified in this page ✓ — ${result.checks.map((c) => c.name).join(", ")} · ` +
+      `signed by worker key ${short(summary.receipt.worker)} · ` +
+      `${summary.usage.completionTokens} tokens, TTFT ${Math.round(summary.timings.ttftMs)} ms`
+    // A count that differs is said as it is: a token may show no text, so the text can match.
+    : result.detail !== undefined
+    ? `receipt NOT verified ✗ — ${result.detail}`
     : `receipt NOT verified ✗ — ${result.reason} failed`;
 }
 

@@ -1,9 +1,14 @@
 /**
  * Checks a Veriflow receipt in the page, with nothing but the browser's Web Crypto: the
- * worker's Ed25519 signature over the receipt's canonical CBOR, that the receipt is for the job
- * the page built (its id, model, input commitment, parameters) and that it commits to the text
- * the page received. The same rules as `verifyReceipt` in `protocols/receipt.ts`, written anew
- * for the browser so the page trusts no one's word, the node's included.
+ * Ed25519 signature of the key the receipt names over its canonical CBOR, that the receipt is
+ * for the job the page built (its id, model, input commitment, parameters), that it commits to
+ * the text the page received, and that it counts the tokens the page received. The same rules as
+ * `verifyReceipt` in `protocols/receipt.ts`, written anew for the browser, so the node cannot
+ * pass off a receipt for another job, another text or another number of tokens as the page's.
+ *
+ * What it does not say: who holds that key. The page checks the receipt against nothing the
+ * network knows (no peer table, stake or ledger): "verified" means signed by the key shown, for
+ * this job, this text and these tokens — not that the key is a known or staked worker.
  *
  * @module
  */
@@ -184,16 +189,26 @@ function wellFormed(r) {
 
 /**
  * Check `receipt` (as the node sends it: JSON, `worker` and `sig` in hex) against the job the
- * page submitted and the text it received. Never throws.
+ * page submitted, the text it received and the number of tokens it received (`prompt_token`
+ * messages: the node sends the page every token of its own job, never drops one). Never throws.
+ *
+ * The token count is checked apart from the text: a token may decode to no text (part of a
+ * character, a special token), so a receipt that bills tokens the page never got can match the
+ * text exactly. Such a receipt fails `tokens received`, and `detail` says by how much, without
+ * saying which side is wrong: the worker billed more than it sent, or the node did not pass on
+ * all it got.
  *
  * @param {Record<string, any>} receipt
- * @param {{job?: Record<string, any>, output?: string}} against
- * @returns {Promise<{ok: boolean, checks: {name: string, ok: boolean}[], reason?: string}>}
+ * @param {{job?: Record<string, any>, output?: string, tokens?: number}} against
+ * @returns {Promise<{ok: boolean, checks: {name: string, ok: boolean}[], reason?: string,
+ *   detail?: string}>}
  */
 export async function checkReceipt(receipt, against = {}) {
   /** @type {{name: string, ok: boolean}[]} */
   const checks = [];
   const check = (name, ok) => (checks.push({ name, ok }), ok);
+  /** @type {string | undefined} */
+  let detail;
   try {
     check("format", wellFormed(receipt));
     const { sig, ...unsigned } = receipt;
@@ -224,6 +239,13 @@ export async function checkReceipt(receipt, against = {}) {
     if (output !== undefined) {
       check("output", (await sha256Hex(utf8.encode(output))) === receipt.outputHash);
     }
+    if (
+      against.tokens !== undefined &&
+      !check("tokens received", receipt.tokenCount === against.tokens)
+    ) {
+      detail =
+        `the receipt claims ${receipt.tokenCount} tokens, this page received ${against.tokens}`;
+    }
   } catch (error) {
     checks.push({
       name: `malformed (${error instanceof Error ? error.message : error})`,
@@ -231,5 +253,10 @@ export async function checkReceipt(receipt, against = {}) {
     });
   }
   const failed = checks.find((c) => !c.ok);
-  return { ok: failed === undefined, checks, reason: failed?.name };
+  return {
+    ok: failed === undefined,
+    checks,
+    reason: failed?.name,
+    ...(detail === undefined ? {} : { detail }),
+  };
 }
