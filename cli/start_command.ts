@@ -64,6 +64,7 @@ const START_OPTIONS = {
   workers: { type: "string" },
   "validation-workers": { type: "string" },
   "prefill-tokens-per-tick": { type: "string" },
+  "model-load-timeout": { type: "string" },
   "no-storage": { type: "boolean" },
   "no-inference": { type: "boolean" },
   "no-prover": { type: "boolean" },
@@ -138,6 +139,7 @@ export async function resolveStartConfig(
     ["workers", "model.workers"],
     ["validation-workers", "model.validationWorkers"],
     ["prefill-tokens-per-tick", "model.prefillTokensPerTick"],
+    ["model-load-timeout", "model.loadTimeoutMs"],
     ["heartbeat", "heartbeatMs"],
     ["p2p-port", "network.listen.port"],
     ["training-rounds", "training.coordinator.rounds"],
@@ -228,6 +230,7 @@ function refuseIdleFlags(values: StartFlags, config: NodeConfig): void {
         "workers",
         "validation-workers",
         "prefill-tokens-per-tick",
+        "model-load-timeout",
       ],
       !loadsModel,
       "this node loads no model: --no-inference and --no-validator (roles.inference and " +
@@ -240,6 +243,12 @@ function refuseIdleFlags(values: StartFlags, config: NodeConfig): void {
       "whole)",
     ],
     [["model-size"], config.model.dir !== undefined, "--model (model.dir) is served instead"],
+    [
+      ["model-load-timeout"],
+      loadsModel && config.model.workers === 0,
+      "--workers 0 (model.workers): the model loads on the main thread, which the load blocks, " +
+      "so nothing can time it",
+    ],
     [["cuda"], device !== undefined && device !== "cuda", `--device ${device} asks otherwise`],
     [
       ["p2p-port", "p2p-host"],

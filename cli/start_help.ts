@@ -48,6 +48,10 @@ highest first: a flag, a VERIFLOW_* environment variable, the configuration file
                     most prompt tokens a batch reads per step while its streams decode (1 to
                     65536; default 128, pieces sized to the step): higher, a joining stream's
                     first token sooner; lower, the running streams' gaps shorter
+  --model-load-timeout MS
+                    give up starting when the model's first load in its workers takes longer
+                    (default 600000, ten minutes; 0: never); the log says every 30 s that it
+                    is still loading
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
   --no-dashboard    serve no dashboard at / (cli.ts status still works on this machine: the

@@ -28,6 +28,12 @@
  * its requests fail with a `ModelWorkerError` that says so, and {@link ModelWorkerPool.health}
  * reports it, as `/healthz` does. After `dispose()` requests fail with `ModelDisposedError`.
  *
+ * **First load.** {@link ModelWorkerPool.start} waits for every worker's first load, which has no
+ * earlier load to measure it by: the same watch says every {@link LOAD_PROGRESS_MS} that it is
+ * still going (a `loading` event, for the log), and past `loadTimeoutMs` terminates the workers
+ * that have not answered and rejects with a `ModelLoadTimeoutError` naming the model and the
+ * setting, so a session load hung in onnxruntime no longer holds a node's start for ever.
+ *
  * Two private modules hold the rest: `_pool_sizing.ts`, the pool's size and threads for the
  * worker-mode options (`poolSizing`, re-exported here), and `_worker_slot.ts`, one worker as
  * the pool tracks it and the sequences pinned to it ({@link RemoteSequence}).
@@ -48,13 +54,15 @@ import {
   type WorkerRequest,
   type WorkerStats,
 } from "./_worker_protocol.ts";
-import { ModelDisposedError, ModelWorkerError } from "./errors.ts";
-import type {
-  ModelHealth,
-  ModelWorkerEvent,
-  ModelWorkerHealth,
-  ModelWorkerLane,
-  ModelWorkerRestartPolicy,
+import { ModelDisposedError, ModelLoadTimeoutError, ModelWorkerError } from "./errors.ts";
+import {
+  DEFAULT_LOAD_TIMEOUT_MS,
+  LOAD_PROGRESS_MS,
+  type ModelHealth,
+  type ModelWorkerEvent,
+  type ModelWorkerHealth,
+  type ModelWorkerLane,
+  type ModelWorkerRestartPolicy,
 } from "./model_health.ts";
 import { RemoteSequence, WorkerSlot } from "./_worker_slot.ts";
 import { batchSeats } from "./_pool_sizing.ts";
@@ -142,6 +150,14 @@ export interface ModelWorkerPoolOptions {
   onEvent?: (event: ModelWorkerEvent) => void;
   /** The worker's entry module; default `_model_worker.ts` (a test may wrap it to inject faults). */
   workerUrl?: string | URL;
+  /**
+   * Longest the first loads (in {@link ModelWorkerPool.start}) may go unanswered, in ms, before
+   * the workers still loading are terminated and `start` rejects with `ModelLoadTimeoutError`;
+   * default {@link DEFAULT_LOAD_TIMEOUT_MS}; 0: never.
+   */
+  loadTimeoutMs?: number;
+  /** What the load-timeout error calls the model (its directory, its name); default "the model". */
+  model?: string;
   /** What the supervision reads as the time (ms, monotonic); default `performance.now`. */
   supervisionClock?: () => number;
   /**
@@ -177,20 +193,22 @@ export class ModelWorkerPool {
   #abandoned = 0;
   /** When the first of them was terminated (Unix ms). */
   #abandonedSince: number | undefined;
+  /** Longest the first loads may take (ms; 0: never), `loadTimeoutMs`. */
+  #loadTimeoutMs: number;
+  /** While the first loads run: when they began and when they are next said to be going on. */
+  #firstLoad: { began: number; nextReport: number } | undefined;
 
   private constructor(bytes: Uint8Array, options: ModelWorkerPoolOptions) {
     this.#bytes = bytes;
     this.#options = options;
     this.#restart = { ...DEFAULT_WORKER_RESTART, ...options.restart };
     this.#now = options.supervisionClock ?? (() => performance.now());
-    const { stallMs } = this.#restart;
-    if (stallMs > 0) {
-      const every = Math.min(STALL_CHECK_MAX_MS, Math.max(1, stallMs / 4));
-      this.#stallPause = new StallPause(every, options.pauseClock);
-      // Unref'd: a pool nobody disposed does not keep the process alive.
-      this.#stallTimer = setInterval(() => this.#checkStalls(), every);
-      this.#stallTimer.unref();
+    this.#loadTimeoutMs = options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS;
+    if (!Number.isSafeInteger(this.#loadTimeoutMs) || this.#loadTimeoutMs < 0) {
+      throw new RangeError("loadTimeoutMs must be an integer ≥ 0");
     }
+    // One watch for both limits: the first loads' (for as long as they run), then the stalls'.
+    this.#watch([this.#restart.stallMs, this.#loadTimeoutMs]);
     const validation = options.validationWorkers ?? 0;
     if (!Number.isSafeInteger(validation) || validation < 0) {
       throw new RangeError("validationWorkers must be an integer ≥ 0");
@@ -224,9 +242,18 @@ export class ModelWorkerPool {
     const pool = new ModelWorkerPool(bytes, held ? onCpu(options) : options);
     // Taken before the loads, so two pools starting together do not both get the device.
     if (asksWebgpu && !held) webgpuHolder = pool;
+    const began = pool.#now();
+    pool.#firstLoad = { began, nextReport: began + LOAD_PROGRESS_MS };
     try {
-      const began = pool.#now();
-      const loads = await Promise.all(pool.#slots.map((slot) => pool.#load(slot)));
+      const loads = await Promise.all(pool.#slots.map(async (slot) => {
+        slot.loadingSince = began;
+        const loaded = await pool.#load(slot);
+        slot.loadingSince = undefined;
+        return loaded;
+      }));
+      pool.#firstLoad = undefined;
+      // From now on the stalls alone: none to watch with 0, and a look as often as they need.
+      pool.#watch([pool.#restart.stallMs]);
       pool.#loadMs = pool.#now() - began;
       pool.#seats = batchSeats(loads[0].inputNames, options.session.maxBatch);
       // No adapter here (the workers fell back to CPU): the device is free for another pool.
@@ -235,9 +262,29 @@ export class ModelWorkerPool {
       }
       return { pool, loaded: held ? { ...loads[0], fallbackReason: WEBGPU_HELD } : loads[0] };
     } catch (error) {
+      pool.#firstLoad = undefined;
       await pool.dispose();
       throw error;
     }
+  }
+
+  /**
+   * (Re)start the stall watch, looking every quarter of the shortest of `limits` (ms, 0: none), at
+   * most every {@link STALL_CHECK_MAX_MS}; none when every limit is 0.
+   */
+  #watch(limits: number[]): void {
+    clearInterval(this.#stallTimer);
+    this.#stallTimer = undefined;
+    this.#stallPause = undefined;
+    const set = limits.filter((ms) => ms > 0);
+    if (set.length === 0) return;
+    const every = Math.min(STALL_CHECK_MAX_MS, Math.max(1, Math.min(...set) / 4));
+    this.#stallPause = new StallPause(every, this.#options.pauseClock);
+    // A look now: the first gap is measured from here (a pause before the first tick is one too).
+    this.#stallPause.look();
+    // Unref'd: a pool nobody disposed does not keep the process alive.
+    this.#stallTimer = setInterval(() => this.#checkStalls(), every);
+    this.#stallTimer.unref();
   }
 
   /** Number of workers, both lanes. */
@@ -478,6 +525,8 @@ export class ModelWorkerPool {
       }
       return;
     }
+    // No caller's request is sent before the first loads end: they are all there is to watch.
+    if (this.#firstLoad !== undefined) return this.#checkFirstLoads(now);
     const loadLimit = Math.max(stallMs, LOAD_STALL_FACTOR * this.#loadMs);
     for (const slot of this.#slots) {
       if (slot.failure) continue;
@@ -505,6 +554,56 @@ export class ModelWorkerPool {
         true,
       );
     }
+  }
+
+  /**
+   * The first loads, still going at `now`: past `loadTimeoutMs`, each worker that has not answered
+   * is terminated as hung (its thread counted as abandoned) and its load rejected with a
+   * {@link ModelLoadTimeoutError}, which `start` rejects with once it has disposed of the rest;
+   * before that, every {@link LOAD_PROGRESS_MS} an event says they are still going. No
+   * replacement: the same bytes in a fresh worker would hang the same way, and the caller (a
+   * node starting) is waiting to hear.
+   */
+  #checkFirstLoads(now: number): void {
+    const first = this.#firstLoad!;
+    const loading = this.#slots.filter((s) => s.loadingSince !== undefined && !s.failure);
+    if (loading.length === 0) return;
+    const elapsed = Math.round((now - first.began) / 1000);
+    const limit = this.#loadTimeoutMs;
+    const hung = loading.filter((s) => limit > 0 && now - s.loadingSince! >= limit);
+    const names = (slots: WorkerSlot[]) => slots.map((s) => s.index).join(", ");
+    if (hung.length > 0) {
+      const error = new ModelLoadTimeoutError(
+        this.#options.model ?? "the model",
+        limit,
+        `model worker(s) ${names(hung)} of ${this.#slots.length} never answered in ${elapsed} s; ` +
+          `terminated (a thread stuck in a native call may keep a core until the process ends)`,
+      );
+      for (const slot of hung) {
+        slot.worker.terminate();
+        this.#abandoned++;
+        this.#abandonedSince ??= Date.now();
+        slot.loadingSince = undefined;
+        slot.state = "failed";
+        slot.lastError = error.message;
+        slot.failure = error;
+        slot.failPending(error);
+      }
+      return;
+    }
+    if (now < first.nextReport) return;
+    first.nextReport = now + LOAD_PROGRESS_MS;
+    const loaded = this.#slots.length - loading.length;
+    this.#notify({
+      type: "loading",
+      worker: loading[0].index,
+      lane: loading[0].lane,
+      message: `still loading after ${elapsed} s (${loaded} of ${this.#slots.length} model ` +
+        `workers loaded; waiting on ${names(loading)}); ` +
+        (limit > 0
+          ? `gives up at ${Math.round(limit / 1000)} s (model.loadTimeoutMs ${limit})`
+          : `never given up (model.loadTimeoutMs 0)`),
+    });
   }
 
   /**

@@ -101,16 +101,22 @@ export async function inThreadEngine(
   } satisfies LoadedEngine;
 }
 
-/** Sessions in a pool of model workers (`ModelWorkerPool`), sized by `poolSizing`. */
+/**
+ * Sessions in a pool of model workers (`ModelWorkerPool`), sized by `poolSizing`; `model` is what
+ * a load timeout's error calls the model.
+ */
 export async function workerEngine(
   bytes: Uint8Array,
   shape: DecoderShape,
   options: TextModelOptions,
+  model?: string,
 ) {
   const { pool, loaded } = await ModelWorkerPool.start(bytes, {
     ...poolSizing(options),
     decoder: shape,
     restart: options.restart,
+    loadTimeoutMs: options.loadTimeoutMs,
+    model,
     onEvent: options.onWorkerEvent,
     workerUrl: options.workerUrl,
     supervisionClock: options.supervisionClock,

@@ -128,6 +128,35 @@ export class ModelLoadError extends InferenceError {
 }
 
 /**
+ * A model whose session did not load within its time (`loadTimeoutMs`; the node's
+ * `model.loadTimeoutMs`): its model workers still loading were terminated. The same code as any
+ * other {@link ModelLoadError}, since a caller refuses the model either way; the message names
+ * the model, the limit and the setting.
+ */
+export class ModelLoadTimeoutError extends ModelLoadError {
+  /** The limit it ran past, in ms. */
+  readonly timeoutMs: number;
+
+  /**
+   * Describe the timeout.
+   *
+   * @param model What the model is called (its directory, its name).
+   * @param timeoutMs The limit, in ms.
+   * @param detail What was given up on (which workers, what became of them).
+   */
+  constructor(model: string, timeoutMs: number, detail: string) {
+    super(
+      `${model} did not load within ${
+        timeoutMs < 1_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`
+      } ` +
+        `(model.loadTimeoutMs ${timeoutMs}): ${detail}; if the model is that slow to load here, ` +
+        `raise model.loadTimeoutMs (--model-load-timeout MS; 0: never give up)`,
+    );
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
  * `error` as a load failure of the model `what` names: a typed error (`VeriflowError`) as it is,
  * anything else as a {@link ModelLoadError} `"<what>: <its message>"` whose `cause` it is. A
  * model's files are the operator's input, so whatever they make fail is a refusal of that model,

@@ -31,6 +31,24 @@ export interface ModelWorkerRestartPolicy {
 }
 
 /**
+ * Default `loadTimeoutMs` (the node's `model.loadTimeoutMs`): how long a model's first load in its
+ * workers may take before it is given up. Ten minutes: the built-in models load in under a
+ * second, but onnxruntime reads and optimises a whole graph in every worker at once, which for a
+ * multi-gigabyte export on a slow disk or a loaded machine can take minutes, and refusing a model
+ * that would have loaded is worse than waiting; a load hung in a native call, though, held the
+ * node's start for ever without a line. Meanwhile a `loading` event says every
+ * {@link LOAD_PROGRESS_MS} that it goes on; set it higher (or 0: never) for a larger model.
+ */
+export const DEFAULT_LOAD_TIMEOUT_MS = 600_000;
+
+/**
+ * How often a first load still going is said (a `loading` event): often enough that an operator
+ * watching a start sees it is loading, not hung without a word; rarely enough for a minutes-long
+ * load to say so in a few lines.
+ */
+export const LOAD_PROGRESS_MS = 30_000;
+
+/**
  * The lane a model worker serves: `generation` (token steps and one-shot tensor runs, the
  * latency-bound work clients wait on) or `validation` (a validator's teacher-forced forward
  * passes, which must not hold up a generation step).
@@ -82,9 +100,11 @@ export interface ModelHealth {
 export interface ModelWorkerEvent {
   /**
    * `crashed`: it died (its requests failed) and a restart is scheduled; `restarted`: it runs
-   * again; `gave_up`: it crashed past the restart limit and stays down.
+   * again; `gave_up`: it crashed past the restart limit and stays down; `loading`: the model's
+   * first load is still going, said every 30 s until it ends or runs past `loadTimeoutMs` (one
+   * event for the pool, naming the first worker still loading).
    */
-  type: "crashed" | "restarted" | "gave_up";
+  type: "crashed" | "restarted" | "gave_up" | "loading";
   /** The worker's index in its pool. */
   worker: number;
   /** Its lane. */

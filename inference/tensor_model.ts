@@ -116,6 +116,8 @@ export class TensorModel {
         workerCount,
         session,
         restart: options.restart,
+        loadTimeoutMs: options.loadTimeoutMs,
+        model: `model ${path}`,
         onEvent: options.onWorkerEvent,
         workerUrl: options.workerUrl,
         supervisionClock: options.supervisionClock,

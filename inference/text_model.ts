@@ -151,7 +151,19 @@ export interface ModelWorkerOptions {
   validationWorkers?: number;
   /** When a dead model worker is restarted, and when it is given up on; see the defaults. */
   restart?: Partial<ModelWorkerRestartPolicy>;
-  /** Called on each crash, restart and give-up of a model worker (for the log). */
+  /**
+   * Worker mode: longest the workers' first session loads may take, in ms, before the load fails
+   * with `ModelLoadTimeoutError` (the workers still loading terminated); meanwhile a
+   * `loading` event ({@link onWorkerEvent}) says every 30 s that it is still going. Default
+   * `DEFAULT_LOAD_TIMEOUT_MS` (10 minutes: a multi-gigabyte export on a slow machine can take
+   * minutes); 0: never. In-thread the session loads on the calling thread, which it blocks, so
+   * nothing can time it.
+   */
+  loadTimeoutMs?: number;
+  /**
+   * Called on each crash, restart and give-up of a model worker, and while a first load goes on
+   * (for the log).
+   */
   onWorkerEvent?: (event: ModelWorkerEvent) => void;
   /**
    * The model worker's entry module; default the built-in one. For fault-injection tests and
@@ -381,6 +393,7 @@ export class TextModel implements AsyncDisposable {
     // A worker's crash, restart or give-up changes the seats (`batchCapacity`): the model's
     // listeners ({@link onCapacityChange}) hear of each.
     const capacityListeners = new Set<() => void>();
+    const name = options?.name ?? config.name ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? dir;
     const loaded: LoadedEngine = options?.worker
       ? await workerEngine(bytes, shape, {
         ...options,
@@ -388,7 +401,7 @@ export class TextModel implements AsyncDisposable {
           options.onWorkerEvent?.(event);
           callEach(capacityListeners);
         },
-      })
+      }, `model ${name} (${dir})`)
       : await inThreadEngine(bytes, shape, options);
     const { engine, executionProvider, fallbackReason, inputNames } = loaded;
     try {
@@ -399,7 +412,7 @@ export class TextModel implements AsyncDisposable {
     }
     const info: ModelInfo = {
       cid,
-      name: options?.name ?? config.name ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? dir,
+      name,
       kind: "text",
       sizeBytes: bytes.byteLength,
       executionProvider,

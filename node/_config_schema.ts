@@ -26,6 +26,7 @@ import {
 } from "../inference/remote_port.ts";
 import { DEFAULT_QUEUE_HOLD_MS } from "../network/failover.ts";
 import { DEFAULT_PREFILL_TOKENS_PER_TICK } from "../inference/_prefill_planner.ts";
+import { DEFAULT_LOAD_TIMEOUT_MS } from "../inference/model_health.ts";
 import { MAX_QUEUE_LIMIT } from "../actors/_fair_queue.ts";
 import { MAX_GATHER_MS, MAX_TOKENS_PER_EVENT } from "../protocols/inference_messages.ts";
 import {
@@ -248,6 +249,13 @@ export const nodeConfigSchema = z.strictObject({
        */
       stallMs: z.number().int().min(0).default(120_000),
     }).prefault({}),
+    /**
+     * Longest the model's first load in its workers may take (ms) before the node gives up on it
+     * (its start fails, naming the model and this key); 0: never. Ten minutes by default
+     * (`DEFAULT_LOAD_TIMEOUT_MS`): a large export on a slow machine loads in minutes, a hung one
+     * never. With `workers` 0 the load blocks the main thread and is not timed.
+     */
+    loadTimeoutMs: z.number().int().min(0).default(DEFAULT_LOAD_TIMEOUT_MS),
   }).prefault({}),
   inference: z.strictObject({
     /**

@@ -11,6 +11,7 @@ import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
 import { webgpuPoolClamp } from "../inference/_model_worker_pool.ts";
 import type { ModelCatalog } from "../inference/inference_port.ts";
+import type { ModelWorkerOptions } from "../inference/text_model.ts";
 import type { NodeConfig } from "./config.ts";
 
 /**
@@ -30,8 +31,19 @@ export function offeredModels(models: ModelRegistry): ModelCatalog {
   };
 }
 
-/** Register and load the configured model (a lazy load would land on the first job's TTFT). */
-export async function loadModels(config: NodeConfig, log: (line: string) => void) {
+/**
+ * Register and load the configured model (a lazy load would land on the first job's TTFT). A load
+ * past `model.loadTimeoutMs` rejects with `ModelLoadTimeoutError`, and the node does not start.
+ *
+ * @param config The node's configuration.
+ * @param log Where the loading line, its progress and the workers' events go.
+ * @param workers For tests: a stand-in worker entry and supervision clock (default the real ones).
+ */
+export async function loadModels(
+  config: NodeConfig,
+  log: (line: string) => void,
+  workers: Pick<ModelWorkerOptions, "workerUrl" | "supervisionClock"> = {},
+) {
   const inWorkers = config.model.workers > 0;
   const pool = {
     executionProvider: config.model.executionProvider,
@@ -51,13 +63,23 @@ export async function loadModels(config: NodeConfig, log: (line: string) => void
       ? {}
       : { prefillTokensPerTick: config.model.prefillTokensPerTick }),
     restart: config.model.restart,
+    loadTimeoutMs: config.model.loadTimeoutMs,
+    // Crashes and restarts, and a first load's progress ("still loading after 30 s").
     onWorkerEvent: (event) => log(event.message),
+    ...workers,
   });
   if (!config.roles.inference && !config.roles.validator) return models;
   const started = performance.now();
   const dir = config.model.dir ??
     await ensureBuiltinModel(join(config.dataDir, "models"), config.model.size, config.model.seed);
   const model = await models.register(dir);
+  // Said before the load, which may take minutes (or hang): the operator sees what the node is
+  // waiting on, and its progress every 30 s (`loading` events) until it ends or times out.
+  log(
+    `loading model ${model.cid} (${model.name}, ${formatMiB(model.sizeBytes)}) ${
+      loadLimit(config)
+    }`,
+  );
   await models.get(model.cid);
   const source = config.model.dir ? dir : `built-in ${config.model.size}`;
   log(
@@ -66,4 +88,21 @@ export async function loadModels(config: NodeConfig, log: (line: string) => void
     } ms`,
   );
   return models;
+}
+
+/** `bytes` in MiB, one decimal. */
+function formatMiB(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
+/** Where the model loads and how long it may take, as the loading line says it. */
+function loadLimit(config: NodeConfig): string {
+  const { workers, validationWorkers, loadTimeoutMs } = config.model;
+  if (workers === 0) return "on the main thread (model.workers 0: the load is not timed)";
+  const where = `in ${workers + (config.roles.validator ? validationWorkers : 0)} worker(s)`;
+  return loadTimeoutMs === 0
+    ? `${where}; never given up (model.loadTimeoutMs 0)`
+    : `${where}; given up after ${
+      loadTimeoutMs < 1_000 ? `${loadTimeoutMs} ms` : `${Math.round(loadTimeoutMs / 1000)} s`
+    } (model.loadTimeoutMs)`;
 }

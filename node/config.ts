@@ -113,6 +113,7 @@ export interface NodeConfig {
     validationWorkers: number;
     prefillTokensPerTick?: number;
     restart: { maxRestarts: number; withinMs: number; stallMs: number };
+    loadTimeoutMs: number;
   };
   /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */
   inference: { concurrency: number; queueLimit: number };

@@ -25,9 +25,9 @@ export function restartWait(startMs: number): { timeoutMs: number } {
 
 /**
  * Remove the file-driven faults from `dir` (`hold-load` and its `load-held` answer): before a
- * pool starts, so a fault a failed test left armed is never taken by a first load. The pool does
- * not watch its first loads (no yardstick of their time yet), so a first load held that way never
- * ends and its `start` never returns: the test hangs instead of failing.
+ * pool starts, so a fault a failed test left armed is never taken by a first load. A first load
+ * held that way is given up only past `loadTimeoutMs` (ten minutes by default), so the test
+ * would wait that long instead of failing.
  */
 export async function disarmFaults(dir: string): Promise<void> {
   for (const name of ["hold-load", "load-held"]) {
