@@ -41,8 +41,9 @@
  * work is what its decode step waits for, so it is bounded: a tick reads at most
  * `prefillTokensPerTick` prompt tokens ({@link DEFAULT_PREFILL_TOKENS_PER_TICK}), one group (a
  * group fits that budget) or one piece of a longer prompt, never a second one. Pieces are of
- * equal length, each within half a budget of it, never shorter than {@link MIN_PREFILL_PIECE}
- * (each execution has a fixed cost) nor longer than the tick's budget; the budget is the tokens
+ * equal length, each within half a budget of it, never longer than the tick's budget and, with the
+ * adaptive budget, never shorter than {@link MIN_PREFILL_PIECE} (each execution has a fixed cost; a
+ * fixed `prefillTokensPerTick` below it makes pieces that size); the adaptive budget is the tokens
  * that cost about {@link PREFILL_STALL_FACTOR} decode steps (it follows the measured cost of a
  * prompt token and of the last decode step). So a joining prompt delays the others' next token by
  * one bounded piece, never by the whole prompt, and a stream of joiners cannot take the decode
