@@ -275,9 +275,17 @@ export type NetworkMessage =
   }
   /**
    * A verdict to spread; a "proof withheld" claim goes as an accusation (`publish_accusation`),
-   * after its author's pledge, and after `evidence` where the validator gave it.
+   * after its author's pledge, and after `evidence` where the validator gave it. `authorPledge`:
+   * the author's pledge as our ledger holds it, once looked up (`null`: none here); absent, it is
+   * looked up first, and sent ahead of a plain verdict too (`PeerGossip.publishVerdict`).
    */
-  | { type: "publish_verdict"; verdict: Verdict; except?: string; evidence?: ClaimEvidence }
+  | {
+    type: "publish_verdict";
+    verdict: Verdict;
+    except?: string;
+    evidence?: ClaimEvidence;
+    authorPledge?: StakePledge | null;
+  }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
   | {
     /**

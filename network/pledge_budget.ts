@@ -13,8 +13,9 @@
  * - sending ({@link PledgeBudget} held per peer key by the NetworkActor, across the key's
  *   connections, {@link PledgeBudgets}): what a node pushes on
  *   connect, passes on and sends on need takes room from a bucket half the receiver's size, so
- *   an honest node never meets the receiver's limit; a pledge passed on past it is dropped (the
- *   peer gets it when it needs it).
+ *   an honest node never meets the receiver's limit; a pledge passed on past it is queued for the
+ *   peer and sent as the bucket refills (`MAX_QUEUED_PLEDGES`, `pledge_sync.ts`; past that bound
+ *   it is dropped, and the peer gets it with the evidence that needs it).
  *
  * A key is free, so a bound per key alone holds nobody who makes one per connection: the pledges
  * of keys a ledger has never seen are also budgeted per address group and for the node

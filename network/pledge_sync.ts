@@ -156,6 +156,25 @@ export const MAX_OWED_AWAY_PEERS = 256;
  */
 export const OWED_SEND_RESERVE = 1;
 
+/**
+ * Pledges queued for one connected peer key, at most: pledges new to this node's ledger that found
+ * no room in the peer's budget when passed on ({@link PledgeSync.relayPledge}), and those of the
+ * connect push past it ({@link PledgeSync.pushPledges}), sent in order as the budget refills
+ * (one per `PLEDGE_SEND_REFILL_MS`, 12 s, keeping {@link PLEDGE_SEND_RESERVE} back, after the
+ * convictions owed there: {@link PledgeSync.sendOwed}). Dropped past the budget, a pledge reached
+ * only the ledgers its first few relays fitted: in a 200-node network that pledged on connect,
+ * 5 of 200 pledges reached every ledger once quiet, and a plain verdict missed a fifth of the
+ * ledgers for want of its author's stake (review s82 sim F1). Past the bound the newest is
+ * dropped (a flood of throw-away keys fills it, and the pledges queued before it still go; one
+ * that is dropped reaches the peer with the evidence that needs it, {@link PledgeSync.sendNeeded},
+ * {@link PledgeSync.sendAhead}), so what a peer is sent stays at its budget's pace and the
+ * memory at this many entries per peer key (a hex signature and a reference; the pledges
+ * themselves are the ledger's): about 50 KB per peer, 13 MB at the 256 connections a node holds by
+ * default. A queue is forgotten when its peer key has no open connection left (it is pushed
+ * pledges again when it comes back). Draining a full queue takes 51 minutes per peer.
+ */
+export const MAX_QUEUED_PLEDGES = 256;
+
 /** A conviction owed to one peer: the key's pledges not sent there yet, and its weight. */
 interface OwedConviction {
   /** Its pledges still to send, the first first (by signature: each once). */
@@ -213,6 +232,11 @@ export class PledgeSync {
    * {@link MAX_OWED_AWAY_PEERS}); sent by {@link sendOwed}, the heaviest first.
    */
   readonly #owed = new Map<string, Map<string, OwedConviction>>();
+  /**
+   * Per connected peer key (hex), the pledges queued for it by hex signature, the oldest first
+   * (bounded: {@link MAX_QUEUED_PLEDGES}); sent by {@link sendOwed} after what is owed there.
+   */
+  readonly #queued = new Map<string, Map<string, StakePledge>>();
   /** The timer that wakes {@link sendOwed} once some room is back, while pledges are owed. */
   #owedTimer: unknown;
   readonly #timers: ConnectionTimers;
@@ -255,14 +279,15 @@ export class PledgeSync {
     const validator = this.#options.validator();
     if (validator === undefined) return;
     const peer = connection.peerKey!;
-    // Two more than sent: the peer's own and ours are left out below.
-    const ask = { type: "pledges", limit: PLEDGES_PUSHED_ON_CONNECT + 2 };
+    // Two more than sent: the peer's own and ours are left out below; those past the budget
+    // are queued ({@link MAX_QUEUED_PLEDGES}).
+    const ask = { type: "pledges", limit: PLEDGES_PUSHED_ON_CONNECT + 2 + MAX_QUEUED_PLEDGES };
     askValidatorFor<StakePledge[]>(ctx.system, validator, ask, connection)
       .then((recorded) => {
         // Not ours again (it went first), nor the peer's own: it knows its own stake.
         const pledges = recorded.filter((p) =>
           !bytesEqual(p.key, peer) && !(own && bytesEqual(p.key, own.key))
-        ).slice(0, PLEDGES_PUSHED_ON_CONNECT);
+        ).slice(0, PLEDGES_PUSHED_ON_CONNECT + MAX_QUEUED_PLEDGES);
         this.#options.tell(ctx, { type: "push_pledges", connection, pledges });
       }, () => {}); // it closed, or the validator failed every ask: the next connect sends them
   }
@@ -342,8 +367,8 @@ export class PledgeSync {
    * which checked the evidence against it, holds it; without it the peer holds the evidence
    * until the pledge comes, which nothing else asks for. Out of the room kept back for pledges a
    * peer needs ({@link PLEDGE_SEND_RESERVE}): all of it for a fraud proof (`kind`, the default),
-   * half for a claim or a stream proof (`withheld`, `stream`, {@link CLAIM_PLEDGE_RESERVE}); with
-   * none left the evidence goes
+   * half for a claim, a stream proof or a plain verdict (`withheld`, `stream`, `verdict`,
+   * {@link CLAIM_PLEDGE_RESERVE}); with none left the evidence goes
    * alone (and is held there until the pledge comes). Not to the
    * author itself, nor to a peer that keeps no ledger, nor again on a connection that has
    * carried the pledge, either way, in the last {@link CARRIED_PLEDGE_TTL_MS} (a copy carried
@@ -354,7 +379,7 @@ export class PledgeSync {
   sendAhead(
     connection: Connection,
     pledge: StakePledge | undefined,
-    kind: Accusation["kind"] = "inference",
+    kind: Accusation["kind"] | "verdict" = "inference",
   ): void {
     if (pledge === undefined || connection.isClosed) return;
     if (bytesEqual(pledge.key, connection.peerKey!)) return;
@@ -363,16 +388,20 @@ export class PledgeSync {
     const entry = this.#options.entryOf(connection);
     // A claim and a stream proof are as cheap to make as to send: they leave half the room
     // kept for pledges a peer needs (review s69 for stream proofs, s56 for claims).
-    const reserve = kind === "withheld" || kind === "stream" ? CLAIM_PLEDGE_RESERVE : 0;
+    // A plain verdict likewise (any key with a pledge signs one per receipt; review s82 sim F1).
+    const reserve = kind === "withheld" || kind === "stream" || kind === "verdict"
+      ? CLAIM_PLEDGE_RESERVE
+      : 0;
     if (entry === undefined || !entry.pledges.take(reserve)) return;
     this.#carry(connection, pledge);
     connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {}); // closed meanwhile
   }
 
   /**
-   * Send `pledges` to one peer, as far as its budget goes (the rest are not sent: a peer that
-   * needs one gets it then). Sent one after another, each waiting for room in the connection's
-   * write budget, so a slow peer slows this down rather than piling it up in memory.
+   * Send `pledges` to one peer, as far as its budget goes (the rest of a connect push is queued,
+   * {@link MAX_QUEUED_PLEDGES}; the rest of `needed` ones are not sent: the peer asks again).
+   * Sent one after another, each waiting for room in the connection's write budget, so a slow
+   * peer slows this down rather than piling it up in memory.
    *
    * A pledge of the connect push ({@link sendPledges}: not `needed`) that an open connection of
    * the same peer key carried in the last {@link CARRIED_PLEDGE_TTL_MS} is not sent again: the
@@ -423,6 +452,11 @@ export class PledgeSync {
       this.#carry(connection, pledge);
     }
     sent(pushed.slice(fits.length), false);
+    // The connect push past the budget: queued, sent as it refills ({@link MAX_QUEUED_PLEDGES}).
+    if (!message.needed) {
+      const key = toHex(connection.peerKey!);
+      for (const pledge of pushed.slice(fits.length)) this.#queue(key, pledge, ctx);
+    }
     if (fits.length === 0) return;
     (async () => {
       let written = 0;
@@ -443,11 +477,12 @@ export class PledgeSync {
    * Gossip of a pledge new to our ledger (a key's first, or a second that convicts it, and then
    * its first again: `actors/validator_actor.ts`): to one connection of every `validation/1` peer but
    * `except` (where it came from) and the pledger itself, each within its budget, keeping
-   * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is dropped for that peer, so a flood
-   * through this node reaches each peer at the budget's pace at most. The two pledges of a
-   * conviction (`conviction`) are its evidence, and every ledger must come to hold both: they may
-   * use the reserve but for {@link OWED_SEND_RESERVE} (left to a pledge a peer needs,
-   * {@link sendNeeded}), and with no more room
+   * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is queued for that peer
+   * ({@link MAX_QUEUED_PLEDGES}) and sent as the budget refills, so a flood through this node
+   * reaches each peer at the budget's pace at most, and an honest pledge still reaches it. The
+   * two pledges of a conviction (`conviction`) are its evidence, and every ledger must come to
+   * hold both: they may use the reserve but for {@link OWED_SEND_RESERVE} (left to a pledge a
+   * peer needs, {@link sendNeeded}), and with no more room
    * they are owed to that peer and sent as its budget refills ({@link MAX_OWED_CONVICTIONS},
    * {@link sendOwed}; `ctx`: where the timer that wakes it tells, none in tests that call
    * {@link sendOwed} themselves). Owed pledges go before anything relayed after them.
@@ -476,7 +511,13 @@ export class PledgeSync {
           this.#owe(key, pledge, ctx);
           continue;
         }
-      } else if (owed || !entry.pledges.take(PLEDGE_SEND_RESERVE)) continue;
+      } else if (
+        owed || this.#queued.has(key) || !entry.pledges.take(PLEDGE_SEND_RESERVE)
+      ) {
+        // No room (or others wait ahead of it): queued, sent as the budget refills.
+        this.#queue(key, pledge, ctx);
+        continue;
+      }
       this.#send(key, entry.connection, pledge);
       sent++;
     }
@@ -503,6 +544,25 @@ export class PledgeSync {
       }
       if (owed.size === 0) this.#owed.delete(key);
     }
+    for (const [key, queued] of this.#queued) {
+      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      if (entry === undefined) {
+        this.#queued.delete(key); // away: pushed pledges again when it comes back
+        continue;
+      }
+      if (this.#owed.has(key)) continue; // the convictions owed there go first
+      for (const [sig, pledge] of queued) {
+        // One the peer sent us, or that went to it since: not sent again.
+        if (this.#keyCarried(entry.connection, pledge)) {
+          queued.delete(sig);
+          continue;
+        }
+        if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) break;
+        queued.delete(sig);
+        this.#send(key, entry.connection, pledge);
+      }
+      if (queued.size === 0) this.#queued.delete(key);
+    }
     this.#forgetAway();
     this.#wakeForOwed(ctx);
   }
@@ -512,6 +572,18 @@ export class PledgeSync {
     if (this.#owedTimer !== undefined) this.#timers.clearTimeout(this.#owedTimer);
     this.#owedTimer = undefined;
     this.#owed.clear();
+    this.#queued.clear();
+  }
+
+  /**
+   * Queue `pledge` for peer `key` ({@link MAX_QUEUED_PLEDGES}: past it, dropped; once: a copy
+   * queued already is not queued again).
+   */
+  #queue(key: string, pledge: StakePledge, ctx?: ActorContext<NetworkMessage>): void {
+    let queued = this.#queued.get(key);
+    if (queued === undefined) this.#queued.set(key, queued = new Map());
+    if (queued.size < MAX_QUEUED_PLEDGES) queued.set(toHex(pledge.sig), pledge);
+    this.#wakeForOwed(ctx);
   }
 
   /**
@@ -559,11 +631,18 @@ export class PledgeSync {
 
   /** Arm the timer of {@link sendOwed} for the first owed peer's next pledge of room. */
   #wakeForOwed(ctx?: ActorContext<NetworkMessage>): void {
-    if (ctx === undefined || this.#owedTimer !== undefined || this.#owed.size === 0) return;
+    if (ctx === undefined || this.#owedTimer !== undefined) return;
+    if (this.#owed.size === 0 && this.#queued.size === 0) return;
     let ms = Infinity;
     for (const key of this.#owed.keys()) {
       const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
       if (entry !== undefined) ms = Math.min(ms, entry.pledges.inMs(OWED_SEND_RESERVE));
+    }
+    for (const key of this.#queued.keys()) {
+      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      if (entry !== undefined && !this.#owed.has(key)) {
+        ms = Math.min(ms, entry.pledges.inMs(PLEDGE_SEND_RESERVE));
+      }
     }
     if (ms === Infinity) return;
     this.#owedTimer = this.#timers.setTimeout(() => {

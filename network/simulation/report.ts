@@ -36,11 +36,13 @@ export function formatReport(report: SimulationReport): string {
   row(
     `  verdict flood (${verdicts} verdict${verdicts === 1 ? "" : "s"})`,
     `${count(job.verdictPhase.frames)} frames, ${megabytes(job.verdictPhase.bytes)} ` +
-      `(${count(job.expected.verdictFlood)} = 2·links − nodes + 1 per verdict)`,
+      `(${count(job.expected.verdictFlood)} = 2·links − nodes + 1 per verdict, each after its ` +
+      `author's stake pledge: at most as many again)`,
   );
   row(
     "  copies received by validators",
-    `${count(job.receiptCopies)} receipts, ${count(job.verdictCopies)} verdicts ` +
+    `${count(job.receiptCopies)} receipts (the requester's own, from the job's stream, among ` +
+      `them), ${count(job.verdictCopies)} verdicts ` +
       `(refused: ${job.refused.receipts} receipts, ${job.refused.verdicts} verdicts)`,
   );
   row("Receipt reaches every ledger", flood(receipt, topology.nodes, "the requester"));

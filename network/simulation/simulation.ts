@@ -26,10 +26,15 @@
  *
  * Stake: a ledger records a receipt only if its worker has stake there, and a peer's verdict
  * only if its validator has. By default (`stake: "global"`) the worker's and the challengers'
- * pledges are put into every ledger before the job: the steady state of a network whose pledges
- * have spread. `stake: "direct"` runs the protocol from the start, every node pledging to its own
- * peers on connect and every ledger passing new pledges on (gossip) — N pledge floods while the
- * nodes connect, so it is slow at 1,000 nodes, and the figures per job are the same.
+ * pledges are put into every ledger before the job (after the memory figure is taken: it is of
+ * empty ledgers): the steady state of a network whose pledges have spread. `stake: "direct"` runs
+ * the protocol from the start, every node pledging to its own peers on connect and every ledger
+ * passing new pledges on (gossip) — N pledge floods while the nodes connect, so it is slow at
+ * 1,000 nodes. Each peer's pledge budget (64 at once, then one per 12 s) lets only part of them
+ * through at once; the rest is queued and trickles on for many minutes after the job
+ * (`pledge_sync.ts`, `MAX_QUEUED_PLEDGES`), so the job runs before every ledger knows every
+ * stake: the receipt brings its worker's pledge to a ledger that refuses it for want of stake,
+ * and the verdict goes after its author's (review s82 sim F1).
  *
  * @module
  */
@@ -137,7 +142,7 @@ export interface SimulationReport {
     /** The verdicts' flood. */
     verdictPhase: Traffic;
     /** Frames the flood algorithm implies (see {@link expectedFrames}). */
-    expected: { receiptFlood: number; verdictFlood: number };
+    expected: { receiptFlood: number; verdictFlood: number; pledgesAhead: number };
     /** Receipt announcements validators received from peers, over all nodes. */
     receiptCopies: number;
     /** Verdict copies validators received from peers (recorded or refused), over all nodes. */
@@ -164,14 +169,19 @@ export interface SimulationReport {
  * Frames a flood over `edges` links among `nodes` nodes costs when every node passes a new item
  * on to every peer but the one it came from: Σ (degree − 1) = 2·edges − nodes sends, plus the
  * origin's one extra (it has no sender to skip). A receipt announcement is a request, so it
- * costs its acknowledgement too; a verdict is a notification.
+ * costs its acknowledgement too; a verdict is a notification. The receipt has no extra send: its
+ * origin, the requester, has it from the worker on the job's stream and skips the worker
+ * (the requester's copy is among the validators' `receiptCopies`, one more than the links
+ * carried). `pledgesAhead`: at most one stake pledge of the verdict's author ahead of each verdict
+ * copy (`PledgeSync.sendAhead`: none to the author itself, none on a link that carried the
+ * pledge in the last minute).
  */
 export function expectedFrames(
   nodes: number,
   edges: number,
-): { receiptFlood: number; verdictFlood: number } {
+): { receiptFlood: number; verdictFlood: number; pledgesAhead: number } {
   const sends = 2 * edges - nodes;
-  return { receiptFlood: 2 * sends, verdictFlood: sends + 1 };
+  return { receiptFlood: 2 * sends, verdictFlood: sends + 1, pledgesAhead: sends + 1 };
 }
 
 /**

@@ -147,7 +147,10 @@ Deno.test("a conviction's pledges with no room at all, the reserve spent, are ow
     sync.sendOwed();
     clock += PLEDGE_SEND_REFILL_MS * PLEDGE_SEND_BURST;
   }
-  assert.equal(sent.length, 2 * MAX_OWED_CONVICTIONS, "at most the bound owed, each key's two");
+  // At most the bound owed, each key's two; then the fresh key's pledge relayed while they were
+  // owed, queued behind them (`MAX_QUEUED_PLEDGES`), not dropped (review s82 sim F1).
+  assert.equal(sent.length, 2 * MAX_OWED_CONVICTIONS + 1, "at most the bound owed, each key's two");
+  assert.equal(sent.at(-1), toHex(other.sig), "the queued relay goes last, once");
   assert.ok(PLEDGE_SEND_RESERVE < MAX_OWED_CONVICTIONS);
   sync.close();
 });
