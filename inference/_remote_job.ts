@@ -175,6 +175,13 @@ export interface RemoteJobContext {
    */
   creditWindow: number;
   /**
+   * The most tokens in one event this side asked for (`SubmitBody.tokensPerEvent`, 1 when it
+   * asked none). An honest worker never sends more (`serve_inference.ts` reads at most that many
+   * ahead); an event with more breaks the stream: its extra tokens would be taken, and paid for
+   * at a cancel, past the events of the size asked for (review s82 vdrain, F2).
+   */
+  tokensPerEvent: number;
+  /**
    * Checks each token event's signature of the job's stream (undefined: the connection has no
    * proven key to check against); a token event without a valid one breaks the stream.
    */
@@ -385,7 +392,9 @@ export class RemoteJob {
         const full = (index: number) =>
           index >= last ||
           (contextLength !== undefined && promptTokens + index + 1 >= contextLength);
-        const inOrder = items?.every((t, i) => t.index === this.#from + this.#tokens + i) &&
+        const oversized = items !== undefined && items.length > this.#o.tokensPerEvent;
+        const inOrder = !oversized &&
+          items?.every((t, i) => t.index === this.#from + this.#tokens + i) &&
           items.slice(0, -1).every((t) => t.finishReason === undefined) &&
           items.every((t) => t.index < last || t.finishReason !== undefined) &&
           items.every((t) => t.finishReason !== "length" || full(t.index));
@@ -400,7 +409,12 @@ export class RemoteJob {
         if (items === undefined || !inOrder || unsigned) {
           const sig = (event as TokensEvent).sig;
           const error = new InferenceStreamError(
-            !unsigned ? `unexpected ${event.kind} event` : sig === undefined
+            oversized
+              ? `a ${event.kind} event of ${items.length} tokens, where ${this.#o.tokensPerEvent} ` +
+                `at most were asked for (tokensPerEvent)`
+              : !unsigned
+              ? `unexpected ${event.kind} event`
+              : sig === undefined
               // A worker that predates signed streams sends none: said so, for its operator.
               ? `a ${event.kind} event without the worker's signature of the job's stream (sig): ` +
                 `a worker that predates signed streams, whose tokens are refused`

@@ -383,6 +383,7 @@ export class RemoteInferencePort implements InferencePort {
       tokenBudgetMs: this.#tokenBudgetMs,
       progress,
       creditWindow,
+      tokensPerEvent: this.#tokensPerEvent,
       onQueued: options.onQueued,
       signal: options.signal,
       onEnd: (summary) => {

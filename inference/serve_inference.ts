@@ -52,6 +52,7 @@ import type {
   StreamedToken,
 } from "./inference_port.ts";
 import { CANCELLED } from "./remote_errors.ts";
+import { submitWindow } from "./remote_port.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 
 /** Options of {@link serveInference}. */
@@ -575,10 +576,11 @@ interface JobEventsOptions {
  * What a worker saw of its requester's cancel of one job's stream: the count its cancel named
  * (`held`), and `floor`, the output positions it demonstrably read: the resumed prefix and the
  * tokens of every event it gave credit back for, and of every event but the last
- * {@link MAX_UNCREDITED_EVENTS} sent. A reader grants credit again only for events it took
+ * {@link uncreditedEvents} sent. A reader grants credit again only for events it took
  * (`Connection.openStream`), so a requester that names fewer positions than `floor` names fewer
- * than it read. Past `floor` it can leave at most those 16 events unnamed: events sent ahead that
- * it never credited, the same a cancel while they were in flight declines.
+ * than it read. Past `floor` it can leave at most those events unnamed, the tokens an honest
+ * requester's window holds in flight (fewer than `MAX_TOKENS_IN_FLIGHT` + `tokensPerEvent`):
+ * events sent ahead that it never credited, the same a cancel while they were in flight declines.
  */
 interface CancelSeen {
   /** The positions the requester's cancel said its consumer holds, when it said. */
@@ -591,12 +593,19 @@ interface CancelSeen {
 const MAX_CANCELS_SEEN = 1024;
 
 /**
- * The most events an honest requester leaves sent and not credited back: the largest window it
- * opens a job's stream with (`submitWindow`, `remote_port.ts`: at most 16). Every event sent
- * before the last this many was credited by an honest requester, so counting them as read never
- * raises its floor.
+ * The most events an honest requester that asked `tokensPerEvent` leaves sent and not credited
+ * back: the window it opens the job's stream with (`submitWindow`, `remote_port.ts`), about
+ * `MAX_TOKENS_IN_FLIGHT` tokens' worth of events of that size. Every event sent before the last
+ * this many was credited by an honest requester, so counting them as read never raises its floor.
+ * A requester that opened a larger window (the connection takes one up to `MAX_CREDIT_GRANT`)
+ * gains nothing by it: a fixed count of events (16 before) let one that asked 16 tokens per event
+ * read a 256-token job whole and name 1 (review s82 vdrain, F1).
+ * @param tokensPerEvent The most tokens in one event the requester asked for.
+ * @returns The events, counted from the last sent.
  */
-const MAX_UNCREDITED_EVENTS = 16;
+function uncreditedEvents(tokensPerEvent: number): number {
+  return submitWindow(tokensPerEvent);
+}
 
 /** A local job's handle as the stream of events the requester reads. */
 function jobEvents(
@@ -651,14 +660,15 @@ function jobEvents(
   const tokensUpTo: number[] = [];
   /**
    * The positions in the events the requester gave credit back for (`CancelSeen.floor`), and at
-   * least in all but the last {@link MAX_UNCREDITED_EVENTS} sent: a requester that opened a
+   * least in all but the last {@link uncreditedEvents} sent: a requester that opened a
    * larger window than an honest one (up to `MAX_CREDIT_GRANT`) and never gave credit back
    * would otherwise read the whole job at a floor of 0.
    */
+  const uncredited = uncreditedEvents(tokensPerEvent);
   const creditedPositions = (): number => {
     const events = Math.min(
       tokensUpTo.length,
-      Math.max(credited?.() ?? 0, tokensUpTo.length - MAX_UNCREDITED_EVENTS),
+      Math.max(credited?.() ?? 0, tokensUpTo.length - uncredited),
     );
     return resumedFrom + (events > 0 ? tokensUpTo[events - 1] : 0);
   };
