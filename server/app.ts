@@ -82,7 +82,7 @@ export interface AppOptions {
   /**
    * Where a line per job start, end and cancel goes, and one per internal error a request ran
    * into (answered 500 without its message: untyped, or typed with no status of its own), with
-   * its stack; nowhere by default.
+   * its stack, and the dashboard's own failures (`DashboardOptions.log`); nowhere by default.
    */
   log?: (line: string) => void;
   /**
@@ -220,6 +220,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
         timers: options.timers,
         stats,
         memoryGuard,
+        log: options.log,
       }),
     );
   }

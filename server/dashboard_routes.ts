@@ -14,7 +14,7 @@
  * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
  * | `prompt_token`, `prompt_done`, `prompt_error` | the page's own job | its tokens, summary |
  * | `fraud_proof` | asked for (within the client's allowance) | the proof as JSON: whole to the operator, from an allow-list to a reader job text is blanked for ({@link withoutJobText}) |
- * | `error` | a refused request, a message that is no JSON object (`bad_message`) | `code`, `message`, `retryAfterS` when over the client's allowance |
+ * | `error` | a refused request, a message that is no JSON object or has no string `type` (`bad_message`) | `code`, `message`, `retryAfterS` when over the client's allowance |
  *
  * Page to server: `{type:"auth", token}` (the operator token, or an API key for reading from
  * another machine), `{type:"prompt", job}` (a complete text job: the page chose its nonce, so it
@@ -58,7 +58,7 @@ import { type EdgeEnv, fromThisMachine, isOwnOrigin } from "./client_access.ts";
 import type { JobMonitor } from "./job_monitor.ts";
 import { type JsonValue, toJsonValue } from "./json_value.ts";
 import { originPolicy } from "./origin_policy.ts";
-import { EdgeError, errorResponse } from "./http_errors.ts";
+import { EdgeError, errorResponse, httpStatusOf } from "./http_errors.ts";
 import { KeyLimits } from "./key_limits.ts";
 import { type AuthPendingPlace, AuthPendingSockets, OpenSockets } from "./dashboard_socket_caps.ts";
 import { type DashboardHandshake, readDashboardHandshake } from "./dashboard_handshake.ts";
@@ -246,6 +246,12 @@ export interface DashboardOptions {
   memoryGuard?: WebSocketMemoryGuard;
   /** Where refusals are counted for `/metrics` (the edge's, shared with `/v1`); nowhere if absent. */
   stats?: EdgeStats;
+  /**
+   * Where the node's own failures on the dashboard's path go, with their stack: a socket's message
+   * it could not handle (closed 1011, once a socket), a tick's snapshot that failed (the first of
+   * a run, and the tick that works again); nowhere if absent.
+   */
+  log?: (line: string) => void;
 }
 
 /**
@@ -339,6 +345,11 @@ const MAX_BAD_TOKENS = 3;
 const CLOSE_TRY_AGAIN_LATER = 1013;
 /** WebSocket close code "Internal Error" (RFC 6455 registry): the node failed on one socket's turn. */
 const CLOSE_INTERNAL_ERROR = 1011;
+/**
+ * Longest text of one failure in the node's log: a stack is a few hundred characters, and what a
+ * bug threw may hold anything, a client's message included.
+ */
+const MAX_FAILURE_LOG_CHARS = 2_000;
 /**
  * Live jobs a snapshot lists, the first submitted first (the rest counted in `leftOut`): what the
  * page draws (`SHOWN_LIVE_JOBS` in `dashboard/app.js`). A node keeps its whole queue live, each job
@@ -504,11 +515,29 @@ class DashboardHub {
         : []),
     ];
     let busy = false;
+    /**
+     * Ticks failed in a row. A failed tick is the node's bug (a source that throws where it should
+     * reject, a value `toJsonValue` cannot encode): logged at the first of a run and at the tick
+     * that works again, not every second, and never thrown, for a rejection nobody handles ends
+     * the process (review s82 vdash). The pages keep their last snapshot meanwhile.
+     */
+    let failedTicks = 0;
     this.#timer = setInterval(async () => {
       if (busy) return; // a slow actor: skip a tick rather than pile asks up
       busy = true;
       try {
         this.#broadcast(await this.snapshot(false));
+        if (failedTicks > 0) {
+          this.#options.log?.(`dashboard: snapshots work again after ${failedTicks} failed ticks`);
+          failedTicks = 0;
+        }
+      } catch (error) {
+        if (failedTicks++ === 0) {
+          this.#options.log?.(
+            `error: a dashboard snapshot failed; pages get none until one works (logged again ` +
+              `when one does): ${failureText(error)}`,
+          );
+        }
       } finally {
         busy = false;
       }
@@ -520,6 +549,23 @@ class DashboardHub {
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
     this.#unsubscribe = [];
   }
+}
+
+/**
+ * `error` for the node's log: its stack (or its name and message), clipped to
+ * {@link MAX_FAILURE_LOG_CHARS}. Never throws: a thrown value may be anything, one whose
+ * `toString` is not a function included.
+ */
+function failureText(error: unknown): string {
+  let text: string;
+  try {
+    text = error instanceof Error
+      ? error.stack ?? `${error.name}: ${error.message}`
+      : `a thrown ${typeof error}: ${String(error)}`;
+  } catch {
+    text = `a thrown ${typeof error} that cannot be shown`;
+  }
+  return text.length > MAX_FAILURE_LOG_CHARS ? `${text.slice(0, MAX_FAILURE_LOG_CHARS)}…` : text;
 }
 
 /**
@@ -1157,15 +1203,29 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       giveBackPlaces();
       prompt?.abort();
     };
+    /** Whether the node failed on one of this socket's messages: it is closing, and reads no more. */
+    let failed = false;
     /**
      * One page's message. What it throws closes that page's socket (1011), never the node: a
      * throw in a WebSocket event handler is uncaught, and an uncaught error ends the process
-     * (review s82 dash F0: one message `null`, from a client nobody let in, did).
+     * (review s82 dash F0: one message `null`, from a client nobody let in, did). It is the node's
+     * bug, whatever the error says: counted as a 5xx (`veriflow_http_errors_total`) and logged
+     * with its stack, once a socket (review s82 vdash V1: it was swallowed, leaving no trace).
      */
     socket.onmessage = (event) => {
+      if (failed) return;
       try {
         onMessage(event);
-      } catch {
+      } catch (error) {
+        failed = true;
+        options.stats?.countRefusal(
+          httpStatusOf(error) >= 500 ? error : new Error("a dashboard message's handler threw"),
+        );
+        options.log?.(
+          `error: internal error handling a dashboard socket's message (closed 1011): ${
+            failureText(error)
+          }`,
+        );
         close(CLOSE_INTERNAL_ERROR, "the node could not handle that message");
       }
     };
@@ -1193,6 +1253,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
         return refuse("bad_message", "a message is a JSON object with a `type`");
       }
       const message = parsed as { type?: unknown; token?: unknown; job?: unknown; id?: unknown };
+      // Named by its `typeof`, never `String()`: an object's `toString` may be anything, `null`
+      // included, and `String()` of it throws (review s82 vdash V1: a client nobody let in got the
+      // socket closed as a node bug, 1011).
+      if (typeof message.type !== "string") {
+        return refuse("bad_message", `a message's type is a string, not ${typeof message.type}`);
+      }
       switch (message.type) {
         case "auth": {
           const granted = typeof message.token === "string" ? grant(message.token) : undefined;
@@ -1232,6 +1298,11 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
         }
         case "fraud_proof": {
           if (access === "none") return refuse("api_key_required", "authenticate first");
+          // Before the ask is counted: a malformed one spends none of the client's allowance.
+          const id = message.id;
+          if (typeof id !== "string") {
+            return refuse("bad_message", `a fraud_proof's id is a string, not ${typeof id}`);
+          }
           try {
             fraudProofAsks.admit(reader)();
           } catch (error) {
@@ -1239,7 +1310,6 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
             const { code, message, retryAfterS } = error as EdgeError;
             return refuse(code, message, retryAfterS);
           }
-          const id = String(message.id);
           const proof = options.sources.activity?.fraudProof(id);
           if (proof === undefined) return refuse("not_found", "no such fraud proof kept here");
           return sendText(encodedProof(id, proof, withJobText()));
@@ -1269,7 +1339,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           return;
         }
         default:
-          return refuse("bad_message", `unknown message type ${String(message.type)}`);
+          return refuse("bad_message", `unknown message type ${message.type}`);
       }
     };
     return response;
