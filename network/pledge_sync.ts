@@ -526,15 +526,18 @@ export class PledgeSync {
 
   /**
    * Send the convictions owed to each peer ({@link MAX_OWED_CONVICTIONS}) as far as its budget
-   * goes, the reserve included but for {@link OWED_SEND_RESERVE}: the heaviest first (of equal ones the oldest), each key's pledges
-   * its first first. Those of a peer key with no open connection are kept for its return
-   * ({@link MAX_OWED_AWAY_PEERS}; sent first then, {@link sendPledges}). While some are still owed
-   * to a connected peer, a timer on the connections' clock tells the NetworkActor (`ctx`) to call
-   * this again once one pledge of room is back.
+   * goes, the reserve included but for {@link OWED_SEND_RESERVE}: the heaviest first (of equal
+   * ones the oldest), each key's pledges its first first. Those of a peer key with no open
+   * connection are kept for its return ({@link MAX_OWED_AWAY_PEERS}; sent first then,
+   * {@link sendPledges}). Then, to a peer owed none, the pledges queued for it
+   * ({@link MAX_QUEUED_PLEDGES}), keeping {@link PLEDGE_SEND_RESERVE} back; a queue of a peer key
+   * with no open connection is forgotten. While some are still owed or queued to a connected
+   * peer, a timer on the connections' clock tells the NetworkActor (`ctx`) to call this again once
+   * one pledge of room is back.
    */
   sendOwed(ctx?: ActorContext<NetworkMessage>): void {
     for (const [key, owed] of this.#owed) {
-      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      const entry = this.#openEntry(key);
       if (entry === undefined) continue;
       while (owed.size > 0) {
         const [convicted, conviction] = heaviest(owed);
@@ -545,7 +548,7 @@ export class PledgeSync {
       if (owed.size === 0) this.#owed.delete(key);
     }
     for (const [key, queued] of this.#queued) {
-      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      const entry = this.#openEntry(key);
       if (entry === undefined) {
         this.#queued.delete(key); // away: pushed pledges again when it comes back
         continue;
@@ -619,9 +622,7 @@ export class PledgeSync {
    * (by the heaviest conviction owed there), of equal ones those owed longest.
    */
   #forgetAway(): void {
-    const away = [...this.#owed].filter(([key]) =>
-      !this.#options.peers.get(key)?.some((p) => !p.connection.isClosed)
-    );
+    const away = [...this.#owed].filter(([key]) => this.#openEntry(key) === undefined);
     const over = away.length - MAX_OWED_AWAY_PEERS;
     if (over <= 0) return;
     const ranked = away.map(([key, owed], at) => ({ key, weight: heaviest(owed)[1].weight, at }))
@@ -629,17 +630,20 @@ export class PledgeSync {
     for (const { key } of ranked.slice(0, over)) this.#owed.delete(key);
   }
 
-  /** Arm the timer of {@link sendOwed} for the first owed peer's next pledge of room. */
+  /**
+   * Arm the timer of {@link sendOwed} for the first connected peer's next pledge of room: one owed
+   * convictions, or one owed none with pledges queued.
+   */
   #wakeForOwed(ctx?: ActorContext<NetworkMessage>): void {
     if (ctx === undefined || this.#owedTimer !== undefined) return;
     if (this.#owed.size === 0 && this.#queued.size === 0) return;
     let ms = Infinity;
     for (const key of this.#owed.keys()) {
-      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      const entry = this.#openEntry(key);
       if (entry !== undefined) ms = Math.min(ms, entry.pledges.inMs(OWED_SEND_RESERVE));
     }
     for (const key of this.#queued.keys()) {
-      const entry = this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
+      const entry = this.#openEntry(key);
       if (entry !== undefined && !this.#owed.has(key)) {
         ms = Math.min(ms, entry.pledges.inMs(PLEDGE_SEND_RESERVE));
       }
@@ -649,6 +653,11 @@ export class PledgeSync {
       this.#owedTimer = undefined;
       this.#options.tell(ctx, { type: "send_owed_pledges" });
     }, Math.max(ms, 1));
+  }
+
+  /** Peer `key`'s first entry with an open connection; undefined while it has none. */
+  #openEntry(key: string): PledgePeer | undefined {
+    return this.#options.peers.get(key)?.find((p) => !p.connection.isClosed);
   }
 
   /** Send `pledge` on `connection`, to peer `key` (room taken by the caller). */

@@ -765,17 +765,13 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   /** The answer to an ask for the kept `proof` `id`, in the form for a page with or without text. */
   const encodedProof = (id: string, proof: JsonValue, withJobText: boolean): string => {
     const message = { type: "fraud_proof", id, proof };
-    if (typeof proof !== "object" || proof === null) {
-      return JSON.stringify(withJobText ? message : withoutJobText(message));
-    }
+    const encode = () => JSON.stringify(withJobText ? message : withoutJobText(message));
+    if (typeof proof !== "object" || proof === null) return encode();
     let forms = encodedProofs.get(proof);
     if (forms === undefined) encodedProofs.set(proof, forms = new Map());
     const form = `${withJobText} ${id}`;
     let text = forms.get(form);
-    if (text === undefined) {
-      text = JSON.stringify(withJobText ? message : withoutJobText(message));
-      forms.set(form, text);
-    }
+    if (text === undefined) forms.set(form, text = encode());
     return text;
   };
   /** The node's anonymous readers' sockets, every address together. */
