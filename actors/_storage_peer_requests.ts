@@ -11,7 +11,7 @@
  */
 import { isCid, storageKey } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../storage/errors.ts";
+import { ChunkNotFoundError, ReplicaQuotaExceededError, StorageError } from "../storage/errors.ts";
 import { rankPeers } from "../storage/rendezvous.ts";
 import { peerIdOf } from "../storage/replicated_store.ts";
 import { proveFromStore } from "../storage/storage_peer.ts";
@@ -35,6 +35,13 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
   const store = core.store();
   switch (message.type) {
     case "put_chunk":
+      if (await core.scope.refusesReplica(message.cid)) {
+        // Under the code every writer and repairer (older ones too) hands on to the next peer.
+        throw new StorageError(
+          "replica_quota_exceeded",
+          `this node holds no copy of ${message.cid} for peers: it unpinned it as its own file's`,
+        );
+      }
       // The writer counts this answer as a good copy here (its quorum): a copy already here is
       // verified first, and a rotten one replaced, repair or not.
       await store.put(message.bytes, {
@@ -91,15 +98,18 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
         // record already counts it as given, as older code wrote from such a proof, must not read
         // a null as a loss: review s81 vaudit2, F1), and named unkept, so the asker neither counts
         // it as given (it signed `missing_chunk` once this node unpinned its own file: vaudit,
-        // F2) nor as a copy: its repair sends one, refused for the same share, and it goes to the
-        // next holder.
+        // F2) nor as a copy: its repair hands the copy to the next holder. An asker that does not
+        // read unkept (no `onUnkept`: older code) is answered null instead, as older code was: it
+        // would record the proof as given and sign `missing_chunk` after the unpin (s82 vstore,
+        // F1).
         await store.put(await store.get(served[i]), {
           cid: served[i],
           replica: true,
           giver: message.from,
         }).catch((error) => {
           if (!(error instanceof ReplicaQuotaExceededError)) throw error;
-          unkept.push(served[i]);
+          if (message.onUnkept === undefined) proofs[i] = null;
+          else unkept.push(served[i]);
         });
       }
       if (unkept.length > 0) message.onUnkept?.(unkept);

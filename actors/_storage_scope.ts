@@ -51,6 +51,12 @@ async function addDag(
 /** Roots {@link StorageScope.pinnedHere} remembers between two looks at `pins/`. */
 const MAX_PINNED_HERE = 4096;
 
+/**
+ * Blocks {@link StorageScope.refusesReplica} remembers as let go by this node's unpins, oldest
+ * dropped first: a 16 GiB file of 256 KiB chunks, about 10 MB of keys at most.
+ */
+const MAX_RELEASED = 65_536;
+
 /** What the pins of the actor's store reach, and the blocks its running puts hold. */
 export class StorageScope {
   readonly #store: () => ChunkStore;
@@ -92,6 +98,11 @@ export class StorageScope {
    * {@link MAX_PINNED_HERE}; past it, emptied (the look then lists, as it would have).
    */
   readonly pinWrites: { before: number; after: number }[] = [];
+  /**
+   * Storage keys of the blocks this node's unpins let go (see {@link forgetGiven}), bounded by
+   * {@link MAX_RELEASED}, in memory only: a restart forgets them.
+   */
+  readonly #released = new Set<string>();
 
   /**
    * @param store The actor's chunk store, open from its start.
@@ -220,7 +231,19 @@ export class StorageScope {
     reading.catch(() => {
       if (this.#pinScope === reading) this.#pinScope = null;
     });
-    return await reading;
+    const fresh = await reading;
+    if (current) {
+      // Another process's unpin (`store/pins/<cid>` deleted by hand): what no pin reaches now is
+      // let go as by this node's own (`forgetGiven`).
+      const gone = [];
+      for (const keys of [current.network, current.local]) {
+        for (const key of keys) {
+          if (!fresh.network.has(key) && !fresh.local.has(key)) gone.push(key);
+        }
+      }
+      this.#release(gone);
+    }
+    return fresh;
   }
 
   async #readScope(stamp: number): Promise<PinScope> {
@@ -297,5 +320,38 @@ export class StorageScope {
       if (!scope.network.has(key) && !scope.local.has(key)) gone.push(key);
     }
     await this.#given().forget(gone);
+    this.#release(gone);
+  }
+
+  /** Note `keys` as let go here (see {@link refusesReplica}); the oldest past the bound go. */
+  #release(keys: Iterable<string>): void {
+    for (const key of keys) {
+      this.#released.delete(key); // the newest last: dropped last
+      this.#released.add(key);
+    }
+    for (const key of this.#released) {
+      if (this.#released.size <= MAX_RELEASED) break;
+      this.#released.delete(key);
+    }
+  }
+
+  /**
+   * True when a peer's copy of `cid` (`put_chunk`) is to be refused: an unpin here let the block
+   * go and nothing here holds it for the network since (no pin but `local` ones, no running put
+   * of this node's, no peer's copy). Taken, it was a replica for good: the survivors of the next
+   * departure still list the copies this node's put gave them, rank this node among the holders,
+   * find it without the chunk and send it one, so a file the owner unpinned and collected came
+   * back onto its disk, never to be released (review s82 repair, F2). Refused, the copy goes to
+   * the next peer in rank, as from a full node.
+   */
+  async refusesReplica(cid: string): Promise<boolean> {
+    const key = storageKey(cid);
+    // Another process's unpin since the pins were last read shows in a new read (one `stat`
+    // while nothing changed). With none read yet there is nothing to compare: no read now.
+    if (this.#pinScope !== null) await this.read();
+    if (!this.#released.has(key)) return false;
+    if (!await this.servesPeers(key)) return true;
+    this.#released.delete(key); // pinned or put here again, or held for a peer: kept as before
+    return false;
   }
 }

@@ -285,7 +285,8 @@ export interface StorageProveMessage {
   from?: string;
   /**
    * Told the CIDs proven but kept for no one on the asker's behalf (no replica room left for
-   * it): `ProveChunksOptions.onUnkept`, called before the answer.
+   * it): `ProveChunksOptions.onUnkept`, called before the answer. Unset (an asker that does not
+   * read unkept), each such chunk is answered `null` instead.
    */
   onUnkept?: (cids: readonly string[]) => void;
 }

@@ -6,7 +6,7 @@
  * storage.put_chunk { cid, bytes, repair? }  → storage.put_chunk_ok {}
  * storage.get_chunk { cid }                  → storage.chunk { bytes }
  * storage.has_chunk { cid }                  → storage.has { present }
- * storage.prove     { nonce, cids }          → storage.proofs { proofs: (bytes | null)[], unkept? }
+ * storage.prove     { nonce, cids, unkept? } → storage.proofs { proofs: (bytes | null)[], unkept? }
  * ```
  *
  * Failures travel as the connection's `error` with the storage error's `code`
@@ -110,8 +110,8 @@ export interface ProofsBody {
   /**
    * Indices into the challenge's `cids` of the chunks proven but kept for no one on the asker's
    * behalf (`ProveChunksOptions.onUnkept`): the asker counts none of them as a copy there. Left
-   * out when there is none. Added without a version change (review s81 vaudit2, F1): bodies are
-   * not strict, so an older asker ignores it and reads the proofs as before.
+   * out when there is none, and sent only to an asker whose challenge set {@link ProveBody.unkept}
+   * (review s81 vaudit2, F1; s82 vstore, F1).
    */
   unkept?: number[];
 }
@@ -131,6 +131,14 @@ export interface ProveBody {
   nonce: Uint8Array;
   /** Challenged chunks. */
   cids: string[];
+  /**
+   * The asker reads {@link ProofsBody.unkept}. Without it (a node on older code, which drops that
+   * field and records every proof as a copy given) a chunk the holder keeps for no one on the
+   * asker's behalf is answered `null`, the answer older code gave: a proof of it, read as a copy,
+   * became a `missing_chunk` verdict once the holder collected its own file (review s82 vstore,
+   * F1). Added within version 2: bodies are not strict, so an older holder ignores it.
+   */
+  unkept?: boolean;
 }
 /** An audit challenge: prove possession of `cids` under `nonce`. */
 export const ProveMessage: MessageDefinition<ProveBody, ProofsBody> = defineMessage(
@@ -138,6 +146,7 @@ export const ProveMessage: MessageDefinition<ProveBody, ProofsBody> = defineMess
   z.object({
     nonce: z.instanceof(Uint8Array).refine((b) => b.length === AUDIT_NONCE_BYTES),
     cids: z.array(cid).min(1).max(MAX_PROVE_CIDS),
+    unkept: z.boolean().optional(),
   }),
   { reply: ProofsMessage },
 );

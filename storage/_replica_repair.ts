@@ -25,6 +25,30 @@ function isFullRefusal(error: unknown): boolean {
   return (error as { code?: unknown })?.code === "replica_quota_exceeded";
 }
 
+/** A holder's answer to one chunk's challenge (`ReplicaRepair.#prove`). */
+interface Proven {
+  /** Its proof, or null where it has none. */
+  proof: Uint8Array | null;
+  /** It named the chunk unkept (`ProveChunksOptions.onUnkept`); never set next to a null proof. */
+  unkept: boolean;
+}
+
+/** What a holder's answer, checked against a verified copy, says it holds (`ReplicaRepair.#judge`). */
+type Judged = "copy" | "unkept" | "none";
+
+/**
+ * A holder proved the chunk and keeps it for no one on this node's behalf: it has no room for this
+ * node (it tried to keep the chunk for it while proving), so its place goes to the next peer as on
+ * a refused copy ({@link handOnWhenFull}), without sending the copy it would refuse.
+ */
+class KeptForNoOne extends Error {
+  /** As a holder's refusal of a copy when full. */
+  readonly code = "replica_quota_exceeded";
+  constructor(peerId: string, cid: string) {
+    super(`peer ${peerId} proved ${cid} but keeps it for no one on this node's behalf`);
+  }
+}
+
 /**
  * Repair one holder's copy: `attempt`, and while what was tried fails because that peer holds no
  * more for peers (it keeps its rank), `substitute` on the next peer past the holders, as a put
@@ -111,21 +135,21 @@ export class ReplicaRepair {
       // chunk's repair for up to the peer timeout, and never let it go while uploads went on.
       await this.#core.background.settle(read);
       const nonce = crypto.getRandomValues(new Uint8Array(32));
-      const substitutes = this.#substitutes(cid);
+      const holders = this.#core.holders(cid);
+      const substitutes = this.#substitutes(cid, holders);
       /** Whether `peer` holds a good copy now: proven, or given one. Throws its failure. */
       const ensure = async (peer: StoragePeer): Promise<void> => {
         const expected = await possessionProof(nonce, peer.publicKey, bytes);
-        let proof: Uint8Array | null;
+        let proven: Proven;
         try {
-          proof = await this.#prove(peer, silent, options?.signal, nonce, cid);
+          proven = await this.#prove(peer, silent, options?.signal, nonce, cid);
         } catch (error) {
           this.#core.failures.report("prove", peer, cid, error, options?.signal);
           throw error;
         }
-        if (proof && equalBytes(proof, expected)) {
-          this.#core.records.wrote(peer, cid, true); // it holds a good copy, however it got it
-          return;
-        }
+        const judged = this.#judge(peer, cid, proven, expected);
+        if (judged === "copy") return; // it holds a good copy, however it got it
+        if (judged === "unkept") throw new KeptForNoOne(peer.id, cid);
         try {
           await this.#ask(
             peer,
@@ -142,9 +166,7 @@ export class ReplicaRepair {
       };
       const failed = () => this.#failedCheck(cid, options, report);
       await Promise.all(
-        this.#core.holders(cid).map((holder) =>
-          handOnWhenFull(() => ensure(holder), substitutes, ensure, failed)
-        ),
+        holders.map((holder) => handOnWhenFull(() => ensure(holder), substitutes, ensure, failed)),
       );
     };
     await inLanes(cids, options?.inFlight ?? 1, options?.signal, check);
@@ -195,7 +217,8 @@ export class ReplicaRepair {
     silent: Silent,
   ): Promise<void> {
     const only = options.only?.(cid);
-    const holders = this.#core.holders(cid).filter((peer) => !only || only.has(peer.id));
+    const all = this.#core.holders(cid);
+    const holders = all.filter((peer) => !only || only.has(peer.id));
     const nonce = crypto.getRandomValues(new Uint8Array(32));
     const local = await options.local?.(cid).catch(() => undefined);
     const verified = local !== undefined && await verifyCid(cid, local) ? local : undefined;
@@ -206,14 +229,11 @@ export class ReplicaRepair {
       const above = this.#core.peers().filter((peer) => defer.has(peer.id));
       const proven = await Promise.all(above.map(async (peer) => {
         try {
-          const proof = await this.#prove(peer, silent, options.signal, nonce, cid);
-          if (proof === null) return false;
-          if (!verified) return true;
-          if (!equalBytes(proof, await possessionProof(nonce, peer.publicKey, verified))) {
-            return false;
-          }
-          this.#core.records.wrote(peer, cid, true); // proven against a good copy
-          return true;
+          const answer = await this.#prove(peer, silent, options.signal, nonce, cid);
+          if (answer.proof === null) return false;
+          if (!verified) return !answer.unkept;
+          const expected = await possessionProof(nonce, peer.publicKey, verified);
+          return this.#judge(peer, cid, answer, expected) === "copy";
         } catch (error) {
           this.#core.failures.report("prove", peer, cid, error, options.signal);
           return false;
@@ -225,7 +245,7 @@ export class ReplicaRepair {
       holders.map((peer) =>
         this.#prove(peer, silent, options.signal, nonce, cid)
           .then(
-            (proof): Uint8Array | null => proof,
+            (proven): Proven | undefined => proven,
             (error) => {
               this.#core.failures.report("prove", peer, cid, error, options.signal);
               this.#failedCheck(cid, options, report);
@@ -235,26 +255,43 @@ export class ReplicaRepair {
       ),
     );
     const lacking: StoragePeer[] = [];
+    // Holders that proved it but keep it for no one here: handed on, never sent a copy.
+    const unkept = new Set<StoragePeer>();
     for (const [i, peer] of holders.entries()) {
-      const proof = proofs[i];
-      if (proof === undefined) continue; // no answer: retried on a later pass
-      const expected = verified && await possessionProof(nonce, peer.publicKey, verified);
-      if (!(proof instanceof Uint8Array) || (expected && !equalBytes(proof, expected))) {
-        lacking.push(peer);
-      } else if (expected) this.#core.records.wrote(peer, cid, true); // proven against a good copy
+      const proven = proofs[i];
+      if (proven === undefined) continue; // no answer: retried on a later pass
+      if (!verified) {
+        // Taken as presence until a copy is read; one named unkept is no copy either way.
+        if (proven.proof === null || proven.unkept) lacking.push(peer);
+        continue;
+      }
+      const judged = this.#judge(
+        peer,
+        cid,
+        proven,
+        await possessionProof(nonce, peer.publicKey, verified),
+      );
+      if (judged === "unkept") unkept.add(peer);
+      if (judged !== "copy") lacking.push(peer);
     }
     if (lacking.length === 0) return;
     const bytes = verified ?? await this.#copyOf(cid, options, report);
     if (bytes === undefined) return;
     if (!verified) {
-      // A verified copy is here now: the proofs taken as presence without one are checked
-      // against it, so a holder claiming a chunk it lacks is not counted as a copy.
+      // A verified copy is here now: the proofs taken as presence without one, and those named
+      // unkept, are checked against it, so a holder claiming a chunk it lacks is not counted as a
+      // copy, and the word unkept counts only next to a proof of the bytes.
       for (const [i, peer] of holders.entries()) {
-        const proof = proofs[i];
-        if (!(proof instanceof Uint8Array)) continue; // lacking already, or no answer
-        if (equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))) {
-          this.#core.records.wrote(peer, cid, true); // proven against a good copy
-        } else lacking.push(peer);
+        const proven = proofs[i];
+        if (proven === undefined || proven.proof === null) continue; // lacking already, or no answer
+        const judged = this.#judge(
+          peer,
+          cid,
+          proven,
+          await possessionProof(nonce, peer.publicKey, bytes),
+        );
+        if (judged === "unkept") unkept.add(peer);
+        if (judged !== "copy" && !lacking.includes(peer)) lacking.push(peer);
       }
     }
     /** Give `peer` a copy; throws its failure. */
@@ -276,23 +313,34 @@ export class ReplicaRepair {
     };
     /** A peer past the holders: its proof (the put that placed the chunk may have given it a copy), else a copy. */
     const provesOrGets = async (peer: StoragePeer): Promise<void> => {
+      let judged: Judged = "none";
       try {
-        const proof = await this.#prove(peer, silent, options.signal, nonce, cid);
-        if (
-          proof !== null &&
-          equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))
-        ) return this.#core.records.wrote(peer, cid, true);
+        const proven = await this.#prove(peer, silent, options.signal, nonce, cid);
+        judged = this.#judge(
+          peer,
+          cid,
+          proven,
+          await possessionProof(nonce, peer.publicKey, bytes),
+        );
       } catch (error) {
         // given a copy below, which may still land
         this.#core.failures.report("prove", peer, cid, error, options.signal);
       }
+      if (judged === "copy") return;
+      if (judged === "unkept") throw new KeptForNoOne(peer.id, cid);
       await give(peer);
     };
-    const substitutes = this.#substitutes(cid);
+    const substitutes = this.#substitutes(cid, all);
     const failed = () => this.#failedCheck(cid, options, report);
     await Promise.all(
       lacking.map((holder) =>
-        handOnWhenFull(() => give(holder), substitutes, provesOrGets, failed)
+        handOnWhenFull(
+          () =>
+            unkept.has(holder) ? Promise.reject(new KeptForNoOne(holder.id, cid)) : give(holder),
+          substitutes,
+          provesOrGets,
+          failed,
+        )
       ),
     );
   }
@@ -304,13 +352,10 @@ export class ReplicaRepair {
   }
 
   /**
-   * `peer`'s proof of `cid` under `nonce` (asked through {@link #ask}), or null where it has none,
-   * or proves a copy it keeps for no one on this node's behalf (`ProveChunksOptions.onUnkept`: its
-   * own file's chunk, and no replica room left for this node). Such a copy is none of this node's:
-   * it goes with that file, so it is not recorded as given (an audit would blame its loss), and the
-   * peer is sent a copy instead, whose put decides (refused for the same room, it goes to the next
-   * peer: {@link handOnWhenFull}). Review s81 vaudit2, F1; a proof of any other copy is recorded,
-   * so a holder that proves during a repair is audited for it later.
+   * `peer`'s proof of `cid` under `nonce` (asked through {@link #ask}), null where it has none, and
+   * whether it named the chunk unkept: held, but kept for no one on this node's behalf
+   * (`ProveChunksOptions.onUnkept`: its own file's chunk, and no replica room left for this node).
+   * What that means is decided against a verified copy ({@link #judge}).
    */
   async #prove(
     peer: StoragePeer,
@@ -318,19 +363,44 @@ export class ReplicaRepair {
     outer: AbortSignal | undefined,
     nonce: Uint8Array,
     cid: string,
-  ): Promise<Uint8Array | null> {
-    let unkept = false;
-    const onUnkept = (cids: readonly string[]) => void (unkept ||= cids.includes(cid));
+  ): Promise<Proven> {
+    let named = false;
+    const onUnkept = (cids: readonly string[]) => void (named ||= cids.includes(cid));
     const answer: unknown = await this.#ask(
       peer,
       silent,
       outer,
       (signal) => peer.proveChunks(nonce, [cid], { signal, onUnkept }),
     );
-    // A record an older node wrote from such a proof is forgotten: it is no copy to audit.
-    if (unkept) this.#core.records.given.remove(peer.id, cid);
-    const proof = Array.isArray(answer) ? answer[0] : null;
-    return !unkept && proof instanceof Uint8Array ? proof : null;
+    const proof = Array.isArray(answer) && answer[0] instanceof Uint8Array ? answer[0] : null;
+    return { proof, unkept: named && proof !== null };
+  }
+
+  /**
+   * `peer`'s answer `proven` for `cid`, checked against `expected` (the proof of a verified copy):
+   * - `"copy"`: the proof checks and names no unkept copy. Recorded as given, however the peer got
+   *   the chunk, so a holder that proves during a repair is audited for it later.
+   * - `"unkept"`: the proof checks, and the peer keeps the chunk for no one on this node's behalf.
+   *   Such a copy goes with the peer's own file, so it is not recorded (an audit would blame its
+   *   loss: review s81 vaudit2, F1) and its place goes to the next peer ({@link KeptForNoOne}).
+   *   Where the record counts the pair as given already (older code recorded such a proof; or the
+   *   peer took a copy and lies), the pair is forgotten as the holder's admitted loss: placed last
+   *   for the chunk, without a strike (`ReplicatedStore.admittedLoss`), as an audit does.
+   * - `"none"`: no proof, or a wrong one, whatever the peer named: the word counts only next to a
+   *   proof of the bytes, else a holder that dropped what it was given erased the record with it
+   *   and escaped every audit of it (review s82 vstore, F2).
+   */
+  #judge(peer: StoragePeer, cid: string, proven: Proven, expected: Uint8Array): Judged {
+    if (proven.proof === null || !equalBytes(proven.proof, expected)) return "none";
+    if (!proven.unkept) {
+      this.#core.records.wrote(peer, cid, true);
+      return "copy";
+    }
+    if (this.#core.records.given.has(peer.id, cid)) {
+      this.#core.records.given.remove(peer.id, cid);
+      this.#core.records.admittedLoss(peer.id, cid);
+    }
+    return "unkept";
   }
 
   /**
@@ -358,9 +428,12 @@ export class ReplicaRepair {
    * The peers past `cid`'s r holders, in placement order, one at a time: each takes the place of a
    * holder that holds no more for peers (see {@link handOnWhenFull}), shared by its holders.
    */
-  #substitutes(cid: string): () => StoragePeer | undefined {
+  #substitutes(cid: string, holders: readonly StoragePeer[]): () => StoragePeer | undefined {
     let ranked: StoragePeer[] | undefined; // ranked only when a holder is full
-    let next = this.#core.replicas;
-    return () => (ranked ??= this.#core.placement(cid))[next++];
+    let next = 0;
+    // Past `holders` (the pass's, taken before it asked them): a holder placed last meanwhile (an
+    // admitted loss, {@link #judge}) is not handed its own place.
+    const past = (peer: StoragePeer) => !holders.some((holder) => holder.id === peer.id);
+    return () => (ranked ??= this.#core.placement(cid).filter(past))[next++];
   }
 }

@@ -126,22 +126,27 @@ export class ConnectionStoragePeer implements StoragePeer {
 
   /**
    * Challenge the remote node to prove possession; the chunks it names unkept go to
-   * `options.onUnkept` (a node on older code names none).
+   * `options.onUnkept` (a node on older code names none). The challenge says the asker reads
+   * `unkept` only where `options.onUnkept` is set: else the holder answers `null` for such a
+   * chunk, as older code did. A chunk named unkept with no proof is not passed on: the word says
+   * what a proof is, so with none it says nothing (review s82 vstore, F2).
    */
   async proveChunks(
     nonce: Uint8Array,
     cids: readonly string[],
     options?: ProveChunksOptions,
   ): Promise<(Uint8Array | null)[]> {
+    const body = { nonce, cids: [...cids], ...(options?.onUnkept && { unkept: true }) };
     const reply = await this.#request(
       () =>
-        this.#connection.request(ProveMessage, { nonce, cids: [...cids] }, {
+        this.#connection.request(ProveMessage, body, {
           signal: options?.signal,
           timeoutMs: this.#timeoutMs,
         }),
       cids[0] ?? "",
     );
-    const unkept = [...new Set(reply.unkept ?? [])].filter((i) => i < cids.length);
+    const unkept = [...new Set(reply.unkept ?? [])]
+      .filter((i) => i < cids.length && reply.proofs[i] instanceof Uint8Array);
     if (unkept.length > 0) options?.onUnkept?.(unkept.map((i) => cids[i]));
     return reply.proofs;
   }
@@ -182,11 +187,15 @@ export function serveStoragePeer(connection: Connection, peer: StoragePeer): Con
     .handle(HasChunkMessage, async ({ cid }, { signal }) => ({
       present: await peer.hasChunk(cid, { signal }),
     }))
-    .handle(ProveMessage, async ({ nonce, cids }, { signal }) => {
+    .handle(ProveMessage, async ({ nonce, cids, unkept: readsUnkept }, { signal }) => {
       // What the prover keeps for the asker is counted for the key its handshake proved, too.
       const from = connection.peerKey && toHex(connection.peerKey);
       const unkept = new Set<string>();
-      const onUnkept = (named: readonly string[]) => named.forEach((cid) => unkept.add(cid));
+      // Only an asker that reads `unkept` is told (`ProveBody.unkept`); any other gets `null` for
+      // such a chunk, as from older code.
+      const onUnkept = readsUnkept === true
+        ? (named: readonly string[]) => named.forEach((cid) => unkept.add(cid))
+        : undefined;
       const proofs = await peer.proveChunks(nonce, cids, { signal, from, onUnkept });
       if (unkept.size === 0) return { proofs };
       return { proofs, unkept: cids.flatMap((cid, i) => unkept.has(cid) ? [i] : []) };

@@ -46,8 +46,11 @@ export interface ProveChunksOptions extends PeerCallOptions {
    * one on the asker's behalf: it holds them (its own files' chunks), but has no replica room left
    * for the asker, so they go when it unpins its own file. A proof of one is a good answer to an
    * audit, never a copy placed there: the asker does not record it as given, and places the copy
-   * elsewhere (review s81 vaudit2, F1). Not called when there is none. A peer on older code never
-   * calls it (an answer it kept nothing for read as a copy, as before).
+   * elsewhere (review s81 vaudit2, F1). Not called when there is none, nor for a chunk whose
+   * proof is `null`. A peer on older code never calls it (an answer it kept nothing for read as a
+   * copy, as before). Unset, the asker says it does not read unkept: the peer answers `null` for
+   * such a chunk, as older code did, so an asker that would record the proof as a copy never
+   * blames the holder for it later (review s82 vstore, F1).
    */
   onUnkept?: (cids: readonly string[]) => void;
 }

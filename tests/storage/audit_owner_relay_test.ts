@@ -84,11 +84,11 @@ interface Outcome {
 }
 
 /**
- * The owner (r = 3, `holdHere`) with three holders that keep nothing and relay through the owner
- * under keys the owner never gave anything to, and honest holders with the keys `honestKeys`;
- * `ROUNDS` audit rounds, then the owner's disk dies.
+ * The owner (r = `replicas`, `holdHere`) with three holders that keep nothing and relay through
+ * the owner under keys the owner never gave anything to, and honest holders with the keys
+ * `honestKeys`; `ROUNDS` audit rounds, then the owner's disk dies.
  */
-async function scenario(honestKeys: number[]): Promise<Outcome> {
+async function scenario(honestKeys: number[], replicas = REPLICAS): Promise<Outcome> {
   const owner = identityOf(1);
   const cheaters = [2, 3, 4].map((n) => new RelayHolder(identityOf(n).publicKey));
   const dirs = new TempDirs();
@@ -101,7 +101,7 @@ async function scenario(honestKeys: number[]): Promise<Outcome> {
   }
   const peers = [...cheaters, ...honest];
   const verdicts: Verdict[] = [];
-  const options = (dir: string) => auditNodeOptions(dir, owner, REPLICAS);
+  const options = (dir: string) => auditNodeOptions(dir, owner, replicas);
   const actor = new StorageActor({
     ...options(await dirs.make()),
     onVerdict: (v) => void verdicts.push(v),
@@ -201,10 +201,16 @@ Deno.test("holders that keep nothing and relay each challenge through the owner 
 });
 
 Deno.test("with only relaying holders (each a holder of every chunk, the owner holding every chunk), each fails the first round it is audited in and every round after", async () => {
-  const out = await scenario([]);
+  // Four copies over the four nodes: the owner holds every chunk, the reference each answer is
+  // judged against. With three, a chunk placed on the three cheaters alone had no reference (they
+  // relay from the owner, which has none), was left unjudged (`no_reference`), and a holder whose
+  // draw fell on those only passed its round (2 runs in 8 here).
+  const out = await scenario([], 4);
   const failed = out.rounds.map((r) => r.failedHolders);
   // Before: 5 rounds of { holders: 3, failed: 0 }, no verdict, 60+ chunks relayed (review s81).
   assert.deepEqual(failed, out.rounds.map(() => 3), `failed holders per round: ${failed}`);
+  const unjudged = out.rounds.map((r) => r.unjudged);
+  assert.deepEqual(unjudged, out.rounds.map(() => 0), `every chunk asked is judged: ${unjudged}`);
   for (const c of out.cheaters) {
     const against = out.verdicts.filter((v) => toHex(v.target) === c.id);
     assert.ok(against.length >= ROUNDS, `verdicts against cheater ${c.id.slice(0, 8)}`);

@@ -50,7 +50,7 @@ Deno.test("a holder slow to prove does not hold a departure's repair one chunk a
   try {
     const writer = new ReplicatedStore(base, { replicas: 3, writeQuorum: 3 });
     const cids: string[] = [];
-    for (let i = 0; i < 60; i++) cids.push(await writer.put(pseudoRandomBytes(1024, 7000 + i)));
+    for (let i = 0; i < 240; i++) cids.push(await writer.put(pseudoRandomBytes(1024, 7000 + i)));
     await writer.flush();
     const all = base.map((_, j) => j);
     const store = new ReplicatedStore(all.map(link), { replicas: 3 });
