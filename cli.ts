@@ -12,6 +12,10 @@
 import { VeriflowError } from "./protocols/errors.ts";
 import { nearestName } from "./node/nearest_name.ts";
 import { EXIT_USAGE, isConfigRefusal } from "./node/usage_error_text.ts";
+import { HeldStopSignals } from "./node/stop_signals.ts";
+
+/** Exit code of an interrupted command: 128 + SIGINT, as shells report. */
+const INTERRUPTED_EXIT_CODE = 130;
 
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
@@ -39,13 +43,15 @@ Commands:
                           write a file's DAG as a CAR (stdout by default)
   import FILE|- [--data DIR]
                           store a CAR's blocks, each verified, and pin its roots
-  share CID [--expires 24h] [--password] [--url URL] | share revoke ID | share open LINK
-                          a link to one private file for someone without your key
+  share CID [--expires 24h] [--password] [--url URL] | share list [CID] | share revoke ID |
+  share open LINK         a link to one private file for someone without your key; list
+                          shows each share made (ID, file, expiry)
   ledger verify|repair [--data DIR] [--force]
                           check the ledger from genesis; repair keeps what verifies and says
                           what the cut entries carried (signed ones only with --force)
-  build-model [--size tiny|small] [--seed N] --out DIR
+  build-model [--kind gpt|mlp] [--size tiny|small] [--seed N] --out DIR
                           write the built-in GPT-style ONNX model, tokenizer and config
+                          (--kind mlp: the one-shot tensor model; no --size)
   calibrate [--model DIR | --model-size S] [--data DIR] [--jobs N]
                           measure a model's honest noise on this machine; validators derive
                           their tolerances from the profile (DIR/calibration/<cid>.json)
@@ -91,6 +97,28 @@ function asksForHelp(args: string[]): boolean {
 }
 
 /**
+ * `start`, listening for stop signals before its modules load (see {@link HeldStopSignals}): a
+ * Ctrl-C while the node's modules load and its configuration is read stops start-up, as one a
+ * moment later does, instead of killing the process without a word or, where SIGINT was
+ * inherited as ignored, being lost.
+ */
+async function runStartListening(args: string[]): Promise<number> {
+  const held = new HeldStopSignals({
+    now: () => performance.now(),
+    onForce: () => {
+      console.error("forced exit during start-up");
+      Deno.exit(INTERRUPTED_EXIT_CODE);
+    },
+  });
+  try {
+    const { runStart, PROCESS_IO } = await import("./cli/start_command.ts");
+    return await runStart(args, { ...PROCESS_IO, onStopSignal: held.onStopSignal });
+  } finally {
+    held.close();
+  }
+}
+
+/**
  * Every command by name: what `main` dispatches to (tests call each with `--help`). Each loads
  * its module only when it runs: a command's imports ask only for the permissions it needs
  * (cbor-x reads an environment variable as it loads, which `status` and `infer` need not allow,
@@ -100,7 +128,7 @@ function asksForHelp(args: string[]): boolean {
 export const COMMANDS: Record<string, Command> = {
   start: helpFirst(
     async () => (await import("./cli/start_help.ts")).START_HELP,
-    async (args) => (await import("./cli/start_command.ts")).runStart(args),
+    runStartListening,
   ),
   infer: async (args) => (await import("./cli/infer_command.ts")).runInfer(args),
   put: helpFirst(

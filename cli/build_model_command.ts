@@ -31,10 +31,13 @@ const BUILT_SIZES = Object.keys(GPT_MODEL_SIZES).filter((size) =>
   TRAINED_BUILTIN_MODELS[size as GptModelSize] === undefined
 );
 
+/** The size built when `--size` is not given. */
+const DEFAULT_BUILD_SIZE = "tiny";
+
 const USAGE = `Usage: cli.ts build-model [--kind gpt|mlp] [--size tiny|small] [--seed N] --out DIR
 (a trained size such as brown is installed from its checked-in weights, not built)
   --kind   gpt (decoder text model, default) or mlp (one-shot tensor model)
-  --size   ${BUILT_SIZES.join(" | ")} (default tiny; gpt only)
+  --size   ${BUILT_SIZES.join(" | ")} (default tiny; gpt only: refused with --kind mlp)
   --seed   weight seed, an integer (default ${DEFAULT_MODEL_SEED})
   --out    output directory (created)
 
@@ -45,7 +48,8 @@ Examples:
 /** `build-model`'s flags, as parseArgs takes them (and as a mistyped flag is matched against). */
 const BUILD_MODEL_OPTIONS = {
   kind: { type: "string", default: "gpt" },
-  size: { type: "string", default: "tiny" },
+  // No default here: a --size given with --kind mlp, which has one shape, is refused.
+  size: { type: "string" },
   seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
   out: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -82,19 +86,23 @@ export async function runBuildModel(args: string[]): Promise<number> {
   if (!["gpt", "mlp"].includes(values.kind)) {
     return bad(`--kind expects gpt or mlp, got "${values.kind}"`);
   }
-  if (!Object.hasOwn(GPT_MODEL_SIZES, values.size)) {
-    return bad(`--size expects ${BUILT_SIZES.join(" or ")}, got "${values.size}"`);
+  if (values.kind === "mlp" && values.size !== undefined) {
+    return bad(`--size is for --kind gpt: the mlp model has one shape, got --size ${values.size}`);
+  }
+  const size = values.size ?? DEFAULT_BUILD_SIZE;
+  if (!Object.hasOwn(GPT_MODEL_SIZES, size)) {
+    return bad(`--size expects ${BUILT_SIZES.join(" or ")}, got "${size}"`);
   }
   if (seed === undefined || !Number.isSafeInteger(seed)) {
     return bad(`--seed expects a non-negative integer, got "${values.seed}"`);
   }
   if (!values.out) return bad("--out DIR is missing: the directory to write the model into");
-  const trained = TRAINED_BUILTIN_MODELS[values.size as GptModelSize];
+  const trained = TRAINED_BUILTIN_MODELS[size as GptModelSize];
   if (values.kind === "gpt" && trained !== undefined) {
     // Its weights come from training, not from a seed: building would give a random model
     // under the trained one's name.
     return bad(
-      `${values.size} is a trained model: the node installs the checked-in weights ` +
+      `${size} is a trained model: the node installs the checked-in weights ` +
         `(model.onnx CID ${trained.cid}); to reproduce them: ${trained.command}`,
     );
   }
@@ -103,7 +111,7 @@ export async function runBuildModel(args: string[]): Promise<number> {
   try {
     built = values.kind === "mlp"
       ? await buildMlpModel({ outDir: values.out, seed })
-      : await buildGptModel({ size: values.size as GptModelSize, seed, outDir: values.out });
+      : await buildGptModel({ size: size as GptModelSize, seed, outDir: values.out });
   } catch (error) {
     // A directory that cannot be written is the operator's to fix; anything else is a bug.
     if (!Object.values(Deno.errors).some((type) => error instanceof type)) throw error;

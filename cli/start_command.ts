@@ -261,6 +261,14 @@ function refuseIdleFlags(values: StartFlags, config: NodeConfig): void {
       "the swarm is off: add --swarm or --swarm-bootstrap (network.swarm.enabled)",
     ],
     [["challenge-probability"], !config.roles.validator, "--no-validator: nothing challenges"],
+    [
+      ["training-challenge-probability"],
+      !validatesTraining(config),
+      config.roles.validator
+        ? "this node validates no training: add --train, --coordinate-training or " +
+          "training.validate"
+        : "--no-validator: no training receipt is audited",
+    ],
     [["train-shard"], !config.training.trainer.enabled, "this node does not train: add --train"],
     [
       [
@@ -281,6 +289,15 @@ function refuseIdleFlags(values: StartFlags, config: NodeConfig): void {
       throw new StartUsageError(`${given.join(", ")} ${verb} no effect here: ${because}`);
     }
   }
+}
+
+/**
+ * Whether the configuration asks for a TrainingValidator: the configuration's half of
+ * `trainingValidates` (node/_training_children.ts), which also needs this trainer's shard.
+ */
+function validatesTraining({ roles, training }: NodeConfig): boolean {
+  return roles.validator &&
+    (training.trainer.enabled || training.coordinator.enabled || training.validate);
 }
 
 /** The `start` flags as parsed. */

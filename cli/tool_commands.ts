@@ -70,10 +70,16 @@ export async function runKeygen(args: string[]): Promise<number> {
     console.error(existed ? `(the key already in ${path})` : `(new key written to ${path})`);
     return 0;
   } catch (error) {
+    // A key renamed into place whose directory then could not be synced is there: not said to
+    // be missing (review s82 cli, F2).
+    const written = !existed && await Deno.stat(path).then(() => true, () => false);
     // Only a key that is there can be damaged; with none, it was the write that failed.
     console.error(
       dangling
         ? `error: ${(error as Error).message}`
+        : written
+        ? `error: ${(error as Error).message}; a new key was written to ${path}, but its ` +
+          `directory could not be synced: it may not survive a crash`
         : existed
         ? `error: ${(error as Error).message}; move ${path} aside to make a new identity (the ` +
           `node's ledger account and stake belong to the old key)`

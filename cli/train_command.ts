@@ -56,6 +56,26 @@ function wholeFlag(name: string, raw: string | undefined, min: number, max: numb
   return value;
 }
 
+/** The shortest sample: one byte of context and the next byte, its target. */
+const MIN_SAMPLE_BYTES = 2;
+
+/**
+ * Why `dir` cannot hold the trained models (the OS's words), or undefined once it exists and a
+ * file was written into it and removed: creates it if missing.
+ */
+async function outDirProblem(dir: string): Promise<string | undefined> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const probe = await Deno.makeTempFile({ dir, prefix: ".write-check-" });
+    await Deno.remove(probe);
+    return undefined;
+  } catch (error) {
+    // Only what the file system answered is the operator's to fix; anything else is a bug.
+    if (!Object.values(Deno.errors).some((type) => error instanceof type)) throw error;
+    return (error as Error).message;
+  }
+}
+
 /** A positive integer flag, or a RangeError. */
 function positiveInt(name: string, raw: string | undefined, max = Number.MAX_SAFE_INTEGER) {
   return wholeFlag(name, raw, 1, max);
@@ -137,12 +157,13 @@ export async function runTrain(args: string[]): Promise<number> {
     const hyper: Partial<LocalHyperParams> = {};
     if (values.batch) hyper.batchSize = positiveInt("batch", values.batch, 4096);
     if (values["sample-bytes"]) {
-      hyper.sampleBytes = positiveInt(
+      // A sample is the context and the byte after it (the next-byte target): at least 2.
+      hyper.sampleBytes = wholeFlag(
         "sample-bytes",
         values["sample-bytes"],
+        MIN_SAMPLE_BYTES,
         arch.contextLength + 1,
       );
-      if (hyper.sampleBytes < 2) throw new RangeError("--sample-bytes must be at least 2");
     }
     if (values.lr) {
       const lr = decimalFlag("lr", values.lr);
@@ -181,6 +202,15 @@ export async function runTrain(args: string[]): Promise<number> {
     return EXIT_USAGE;
   }
 
+  // Before a round is spent: the directory is first written after round 1 (review s82 cli, F3).
+  const unwritable = await outDirProblem(options.outDir);
+  if (unwritable !== undefined) {
+    console.error(
+      `error: cannot write the model to ${options.outDir}: ${unwritable}; give --out a ` +
+        `directory you can write (it is created if missing)`,
+    );
+    return 1;
+  }
   const view = json ? new JsonView() : new TextView(options, Deno.stdout.isTerminal());
   try {
     const result = await trainModel(options, (e) => view.event(e));

@@ -26,7 +26,7 @@ to DIR/<cid>. Ends with the model's CID, directory, held-out bits per byte and a
   --seed S          seed of the initial weights and of every batch (default 0)
   --minutes M       wall budget: stop before a round that would end past it
   --batch B         samples per step (default ${DEFAULT_LOCAL_HYPER_PARAMS.batchSize})
-  --sample-bytes L  bytes per sample (default context + 1, at most 129)
+  --sample-bytes L  bytes per sample, from 2 to context + 1 (the default)
   --lr X            inner AdamW learning rate (default ${DEFAULT_LOCAL_HYPER_PARAMS.learningRate})
   --eval-samples K  held-out samples evaluated after each round (default ${DEFAULT_EVAL_SAMPLES})
   --corpus-limit D  use D of the 500 corpus documents (default all)

@@ -26,6 +26,17 @@ export const SHELL_HOME_REFUSAL: string =
   "starts with ~, which only a shell expands (not after = nor " +
   "in a file or a service's environment): write the full path, such as /home/you/.veriflow";
 
+/**
+ * Said of an empty data directory, which would be the working directory. A variable set but
+ * empty is refused, not taken as unset, as `start` refuses it.
+ */
+function emptyDataDirRefusal(source: string): string {
+  return `${source} is empty, which would be the working directory: ` +
+    (source === "--data"
+      ? 'name a directory (was the shell variable in --data "$DIR" set?)'
+      : `name a directory, or unset ${source} for the default`);
+}
+
 /** Whether `path` is led by `~` ({@link SHELL_HOME_REFUSAL}); a `~` elsewhere is a name. */
 export function startsAtShellHome(path: string): boolean {
   return path.startsWith("~");
@@ -38,7 +49,7 @@ export function startsAtShellHome(path: string): boolean {
  * relative path against the file's directory), else {@link DEFAULT_DATA_DIR}. Without the file,
  * `put` stored into a `./.veriflow` that the node, configured by file, never served. A command
  * run without `--allow-env` falls back quietly to the default.
- * @throws {VeriflowError} `invalid_config`: the one used is led by `~`
+ * @throws {VeriflowError} `invalid_config`: the one used is empty, or led by `~`
  *   ({@link SHELL_HOME_REFUSAL}), or the configuration file is refused, as `start` refuses them.
  */
 export async function commandDataDir(flag?: unknown): Promise<string> {
@@ -48,7 +59,7 @@ export async function commandDataDir(flag?: unknown): Promise<string> {
     const readable = (variable: string) =>
       Deno.permissions.querySync({ name: "env", variable }).state === "granted";
     if (!readable("VERIFLOW_DATA_DIR")) return DEFAULT_DATA_DIR;
-    dir = Deno.env.get("VERIFLOW_DATA_DIR") || undefined;
+    dir = Deno.env.get("VERIFLOW_DATA_DIR");
     source = "VERIFLOW_DATA_DIR";
     const file = readable("VERIFLOW_CONFIG") ? Deno.env.get("VERIFLOW_CONFIG") : undefined;
     if (dir === undefined && file !== undefined && file.trim() !== "") {
@@ -57,6 +68,12 @@ export async function commandDataDir(flag?: unknown): Promise<string> {
       return resolveNodeConfig([fileLayer(await readConfigFile(file), file)]).config.dataDir;
     }
     dir ??= DEFAULT_DATA_DIR;
+  }
+  // An empty one is the working directory to the file system: `keygen` left the node's key in
+  // it and `put` a store there (review s82 cli, F2). Usually a shell variable that was not set
+  // (`--data "$DIR"`); `start` refuses it too.
+  if (dir === "") {
+    throw new VeriflowError("invalid_config", emptyDataDirRefusal(source));
   }
   if (startsAtShellHome(dir)) {
     throw new VeriflowError("invalid_config", `${source} ${dir} ${SHELL_HOME_REFUSAL}`);

@@ -71,3 +71,75 @@ export function listenForStopSignals(listener: () => void): () => void {
     for (const name of names) Deno.removeSignalListener(name, listener);
   };
 }
+
+/** Options of {@link HeldStopSignals}. */
+export interface HeldStopSignalsOptions {
+  /** A monotonic clock in milliseconds (`performance.now` in the CLI). */
+  now: () => number;
+  /** A second stop signal before anyone took the held one over: the command is to exit now. */
+  onForce: () => void;
+  /** Registers the process's listener (default {@link listenForStopSignals}). */
+  listen?: (listener: () => void) => () => void;
+}
+
+/**
+ * Stop signals heard before the code that acts on them has loaded. `cli.ts start` listens from
+ * its first instant, while it loads the node's modules and reads its configuration (about a
+ * second), and hands what it heard to the listener its life cycle registers later
+ * ({@link HeldStopSignals.onStopSignal}). Unheard, a Ctrl-C in that second killed the process
+ * without a word, and where the process had inherited SIGINT as ignored (started with `&` from a
+ * script, which then sends `kill -INT`) it was lost: the node came up and ran. A second signal
+ * before the hand-over exits at once ({@link HeldStopSignalsOptions.onForce}), as a second
+ * Ctrl-C during start-up does.
+ */
+export class HeldStopSignals {
+  #signals: StopSignals;
+  #onForce: () => void;
+  #stopListening: () => void;
+  #listener: (() => void) | undefined;
+  #held = false;
+
+  /**
+   * Start listening.
+   *
+   * @param options The clock, what a second signal does, how to listen.
+   */
+  constructor(options: HeldStopSignalsOptions) {
+    this.#signals = new StopSignals(options.now);
+    this.#onForce = options.onForce;
+    this.#stopListening = (options.listen ?? listenForStopSignals)(() => this.#heard());
+  }
+
+  /** Whether a stop signal was heard that no listener has taken over yet. */
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /**
+   * An `onStopSignal` for the command's own life cycle: `listener` is called at once for a
+   * signal heard so far, then on each signal until the returned function is called.
+   */
+  readonly onStopSignal = (listener: () => void): () => void => {
+    this.#listener = listener;
+    if (this.#held) {
+      this.#held = false;
+      listener();
+    }
+    return () => {
+      if (this.#listener === listener) this.#listener = undefined;
+    };
+  };
+
+  /** Stop listening to the process's signals. */
+  close(): void {
+    this.#listener = undefined;
+    this.#stopListening();
+  }
+
+  #heard(): void {
+    if (this.#listener !== undefined) return this.#listener();
+    const action = this.#signals.next();
+    if (action === "stop") this.#held = true;
+    else if (action === "force") this.#onForce();
+  }
+}
