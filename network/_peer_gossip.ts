@@ -171,8 +171,9 @@ export class PeerGossip {
 
   /**
    * A verdict to every ledger-keeping peer but `except`, after its author's pledge: looked up in
-   * this node's ledger first (`authorPledge`, then the message told again with it) and sent once
-   * per connection and minute (`PledgeSync.sendAhead`), since a ledger takes a peer's verdict only
+   * this node's ledger first (`authorPledge`, then the message told again with it) and sent unless
+   * the peer key was sent it, or sent it us, in the last ten minutes (`PledgeSync.sendAhead`,
+   * `VERDICT_PLEDGE_TTL_MS`), since a ledger takes a peer's verdict only
    * from a validator with stake there and a verdict is a one-way notify (refused, it is lost
    * there: review s82 sim F1, 154 of 200 ledgers); a "proof withheld" claim as an accusation
    * (`publish_verdict`).

@@ -12,7 +12,8 @@
  * The evidence that counts in a ledger only from a key with stake there — a fraud proof, a "proof
  * withheld" claim — is passed on after its author's pledge, on the same connection, unless that
  * connection has carried the pledge in the last minute ({@link PledgeSync.sendAhead},
- * {@link CARRIED_PLEDGE_TTL_MS}).
+ * {@link CARRIED_PLEDGE_TTL_MS}); a plain verdict after its author's pledge unless the peer key was
+ * sent it, or sent it us, in the last {@link VERDICT_PLEDGE_TTL_MS}.
  * Every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`), held in the
  * NetworkActor's table: {@link PledgeSync} only reads the table, from the actor's `receive`, and
  * what it learns in the background (the validator's answers) comes back to the actor as a
@@ -106,6 +107,22 @@ export const CARRIED_PLEDGE_TTL_MS = 60_000;
 export const CLAIM_PLEDGE_RESERVE = PLEDGE_SEND_RESERVE / 2;
 
 /**
+ * How long a peer key is taken to hold a pledge it was sent, or sent us, when a plain verdict of
+ * that pledge's author goes to it ({@link PledgeSync.sendAhead} `verdict`), ms: the challenge
+ * window (`DEFAULT_ECONOMICS.challengeWindowMs`). Remembered per connection and minute
+ * ({@link CARRIED_PLEDGE_TTL_MS}), the pledge went ahead of every verdict of its author each
+ * minute, to a peer that held it, out of the budget the queued pledges drain from: with more than
+ * five validators passing verdicts through a node, its queue for a peer stopped draining (review
+ * s82 vpledge F1: 41 → 46 of 100 queued pledges reached the peer in ten minutes, 91 without
+ * verdicts). Per peer key (its connections share its budget), while it has an open connection,
+ * {@link MAX_CARRIED_PLEDGES} at most (the oldest forgotten). Not for fraud proofs, claims and
+ * stream proofs, which move stake and keep the minute (review s58): a verdict moves none, and one
+ * that comes after a copy of the pledge lost on the way (a validator restarting) is refused there
+ * until the author's next verdict ten minutes on.
+ */
+export const VERDICT_PLEDGE_TTL_MS = 10 * 60_000;
+
+/**
  * Convictions for pledge equivocation ({@link PledgeSync.relayPledge} `conviction`) owed to one
  * peer key, at most: keys whose two pledges found no room at all in its budget, the reserve
  * included, sent as its budget refills (one pledge per `PLEDGE_SEND_REFILL_MS`, 12 s), and kept
@@ -157,23 +174,37 @@ export const MAX_OWED_AWAY_PEERS = 256;
 export const OWED_SEND_RESERVE = 1;
 
 /**
- * Pledges queued for one connected peer key, at most: pledges new to this node's ledger that found
- * no room in the peer's budget when passed on ({@link PledgeSync.relayPledge}), and those of the
- * connect push past it ({@link PledgeSync.pushPledges}), sent in order as the budget refills
- * (one per `PLEDGE_SEND_REFILL_MS`, 12 s, keeping {@link PLEDGE_SEND_RESERVE} back, after the
- * convictions owed there: {@link PledgeSync.sendOwed}). Dropped past the budget, a pledge reached
- * only the ledgers its first few relays fitted: in a 200-node network that pledged on connect,
- * 5 of 200 pledges reached every ledger once quiet, and a plain verdict missed a fifth of the
- * ledgers for want of its author's stake (review s82 sim F1). Past the bound the newest is
- * dropped (a flood of throw-away keys fills it, and the pledges queued before it still go; one
- * that is dropped reaches the peer with the evidence that needs it, {@link PledgeSync.sendNeeded},
- * {@link PledgeSync.sendAhead}), so what a peer is sent stays at its budget's pace and the
- * memory at this many entries per peer key (a hex signature and a reference; the pledges
- * themselves are the ledger's): about 50 KB per peer, 13 MB at the 256 connections a node holds by
- * default. A queue is forgotten when its peer key has no open connection left (it is pushed
- * pledges again when it comes back). Draining a full queue takes 51 minutes per peer.
+ * Pledges queued for one connected peer key, at most, in two lanes: fresh, the pledges new to this
+ * node's ledger that found no room in the peer's budget when passed on
+ * ({@link PledgeSync.relayPledge}); and the backlog, those of the connect push past it
+ * ({@link PledgeSync.pushPledges}). Sent as the budget refills (one per `PLEDGE_SEND_REFILL_MS`,
+ * 12 s, keeping {@link PLEDGE_SEND_RESERVE} back, after the convictions owed there:
+ * {@link PledgeSync.sendOwed}), the fresh ones first, each lane in order. Dropped past the budget,
+ * a pledge reached only the ledgers its first few relays fitted: in a 200-node network that
+ * pledged on connect, 5 of 200 pledges reached every ledger once quiet, and a plain verdict missed
+ * a fifth of the ledgers for want of its author's stake (review s82 sim F1). Past the bound the
+ * backlog's last is dropped (the push lists the keys active here first, then the newest: the
+ * oldest idle pledge, the likeliest to be held there already), and with no backlog left the oldest fresh one. One lane, the newest
+ * dropped, let a connect push to a node joining a ledger of 303 pledges or more fill the queue at
+ * once, and a validator's pledge that came later never reached the peer (review s82 vpledge F2).
+ * A flood of throw-away keys faster than the drain (a key's first pledge is budgeted per address
+ * group, `address_budget.ts`) still pushes an honest one out for that peer: it then reaches it with
+ * the evidence that needs it ({@link PledgeSync.sendNeeded}, {@link PledgeSync.sendAhead}). What a
+ * peer is sent stays at its budget's pace and the memory at this many entries per peer key (a hex
+ * signature and a reference; the pledges themselves are the ledger's): about 50 KB per peer,
+ * 13 MB at the 256 connections a node holds by default. A queue is forgotten when its peer key has
+ * no open connection left (it is pushed pledges again when it comes back). Draining a full queue
+ * takes 51 minutes per peer.
  */
 export const MAX_QUEUED_PLEDGES = 256;
+
+/** The pledges queued for one peer key ({@link MAX_QUEUED_PLEDGES}), by hex signature. */
+interface PledgeQueue {
+  /** Relayed pledges that found no room, the oldest first: sent first. */
+  fresh: Map<string, StakePledge>;
+  /** The connect push past the budget, in its order (active keys, then the newest): sent after. */
+  backlog: Map<string, StakePledge>;
+}
 
 /** A conviction owed to one peer: the key's pledges not sent there yet, and its weight. */
 interface OwedConviction {
@@ -233,10 +264,16 @@ export class PledgeSync {
    */
   readonly #owed = new Map<string, Map<string, OwedConviction>>();
   /**
-   * Per connected peer key (hex), the pledges queued for it by hex signature, the oldest first
-   * (bounded: {@link MAX_QUEUED_PLEDGES}); sent by {@link sendOwed} after what is owed there.
+   * Per connected peer key (hex), the pledges queued for it, in two lanes (bounded together:
+   * {@link MAX_QUEUED_PLEDGES}); sent by {@link sendOwed} after what is owed there.
    */
-  readonly #queued = new Map<string, Map<string, StakePledge>>();
+  readonly #queued = new Map<string, PledgeQueue>();
+  /**
+   * Per connected peer key (hex), the pledges it was sent or sent us (by hex signature) and when,
+   * the oldest first (bounded: {@link MAX_CARRIED_PLEDGES}, and held
+   * {@link VERDICT_PLEDGE_TTL_MS}): a plain verdict's pledge goes ahead only when missing here.
+   */
+  readonly #heldBy = new Map<string, Map<string, number>>();
   /** The timer that wakes {@link sendOwed} once some room is back, while pledges are owed. */
   #owedTimer: unknown;
   readonly #timers: ConnectionTimers;
@@ -373,7 +410,8 @@ export class PledgeSync {
    * author itself, nor to a peer that keeps no ledger, nor again on a connection that has
    * carried the pledge, either way, in the last {@link CARRIED_PLEDGE_TTL_MS} (a copy carried
    * before may have been lost on the way into the peer's ledger: sent again then)
-   * ({@link MAX_CARRIED_PLEDGES}). Frames on a connection go out in the order sent, and a peer
+   * ({@link MAX_CARRIED_PLEDGES}); for a plain verdict, nor to a peer key that was sent it or sent
+   * it us in the last {@link VERDICT_PLEDGE_TTL_MS}. Frames on a connection go out in the order sent, and a peer
    * hands them to its validator in that order, so the pledge is recorded first.
    */
   sendAhead(
@@ -385,13 +423,15 @@ export class PledgeSync {
     if (bytesEqual(pledge.key, connection.peerKey!)) return;
     if (!connection.supports(VALIDATION_PROTOCOL.name)) return;
     if (this.#hasCarried(connection, pledge)) return;
+    const peer = toHex(connection.peerKey!);
+    // A verdict moves no stake: the pledge goes again only past VERDICT_PLEDGE_TTL_MS.
+    if (kind === "verdict" && this.#keyHolds(peer, pledge)) return;
     const entry = this.#options.entryOf(connection);
     // A claim and a stream proof are as cheap to make as to send: they leave half the room
     // kept for pledges a peer needs (review s69 for stream proofs, s56 for claims).
     // A plain verdict likewise (any key with a pledge signs one per receipt; review s82 sim F1).
-    const reserve = kind === "withheld" || kind === "stream" || kind === "verdict"
-      ? CLAIM_PLEDGE_RESERVE
-      : 0;
+    const cheap = kind === "withheld" || kind === "stream" || kind === "verdict";
+    const reserve = cheap ? CLAIM_PLEDGE_RESERVE : 0;
     if (entry === undefined || !entry.pledges.take(reserve)) return;
     this.#carry(connection, pledge);
     connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {}); // closed meanwhile
@@ -455,7 +495,7 @@ export class PledgeSync {
     // The connect push past the budget: queued, sent as it refills ({@link MAX_QUEUED_PLEDGES}).
     if (!message.needed) {
       const key = toHex(connection.peerKey!);
-      for (const pledge of pushed.slice(fits.length)) this.#queue(key, pledge, ctx);
+      for (const pledge of pushed.slice(fits.length)) this.#queue(key, pledge, "backlog", ctx);
     }
     if (fits.length === 0) return;
     (async () => {
@@ -477,9 +517,11 @@ export class PledgeSync {
    * Gossip of a pledge new to our ledger (a key's first, or a second that convicts it, and then
    * its first again: `actors/validator_actor.ts`): to one connection of every `validation/1` peer but
    * `except` (where it came from) and the pledger itself, each within its budget, keeping
-   * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is queued for that peer
-   * ({@link MAX_QUEUED_PLEDGES}) and sent as the budget refills, so a flood through this node
-   * reaches each peer at the budget's pace at most, and an honest pledge still reaches it. The
+   * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is queued for that peer, ahead of the
+   * connect push's backlog ({@link MAX_QUEUED_PLEDGES}), and sent as the budget refills, so a
+   * flood through this node reaches each peer at the budget's pace at most; an honest pledge
+   * reaches it unless a flood faster than the drain fills the queue with relayed pledges while it
+   * is the oldest there (then with the evidence that needs it, {@link sendNeeded}). The
    * two pledges of a conviction (`conviction`) are its evidence, and every ledger must come to
    * hold both: they may use the reserve but for {@link OWED_SEND_RESERVE} (left to a pledge a
    * peer needs, {@link sendNeeded}), and with no more room
@@ -512,10 +554,11 @@ export class PledgeSync {
           continue;
         }
       } else if (
-        owed || this.#queued.has(key) || !entry.pledges.take(PLEDGE_SEND_RESERVE)
+        owed || (this.#queued.get(key)?.fresh.size ?? 0) > 0 ||
+        !entry.pledges.take(PLEDGE_SEND_RESERVE)
       ) {
-        // No room (or others wait ahead of it): queued, sent as the budget refills.
-        this.#queue(key, pledge, ctx);
+        // No room (or fresh ones wait ahead of it): queued, sent as the budget refills.
+        this.#queue(key, pledge, "fresh", ctx);
         continue;
       }
       this.#send(key, entry.connection, pledge);
@@ -530,10 +573,11 @@ export class PledgeSync {
    * ones the oldest), each key's pledges its first first. Those of a peer key with no open
    * connection are kept for its return ({@link MAX_OWED_AWAY_PEERS}; sent first then,
    * {@link sendPledges}). Then, to a peer owed none, the pledges queued for it
-   * ({@link MAX_QUEUED_PLEDGES}), keeping {@link PLEDGE_SEND_RESERVE} back; a queue of a peer key
-   * with no open connection is forgotten. While some are still owed or queued to a connected
-   * peer, a timer on the connections' clock tells the NetworkActor (`ctx`) to call this again once
-   * one pledge of room is back.
+   * ({@link MAX_QUEUED_PLEDGES}: the fresh ones, then the backlog), keeping
+   * {@link PLEDGE_SEND_RESERVE} back; a queue of a peer key with no open connection is forgotten,
+   * and what it was taken to hold ({@link VERDICT_PLEDGE_TTL_MS}). While some are still owed or
+   * queued to a connected peer, a timer on the connections' clock tells the NetworkActor (`ctx`)
+   * to call this again once one pledge of room is back.
    */
   sendOwed(ctx?: ActorContext<NetworkMessage>): void {
     for (const [key, owed] of this.#owed) {
@@ -547,6 +591,9 @@ export class PledgeSync {
       }
       if (owed.size === 0) this.#owed.delete(key);
     }
+    for (const key of this.#heldBy.keys()) {
+      if (this.#openEntry(key) === undefined) this.#heldBy.delete(key);
+    }
     for (const [key, queued] of this.#queued) {
       const entry = this.#openEntry(key);
       if (entry === undefined) {
@@ -554,17 +601,19 @@ export class PledgeSync {
         continue;
       }
       if (this.#owed.has(key)) continue; // the convictions owed there go first
-      for (const [sig, pledge] of queued) {
-        // One the peer sent us, or that went to it since: not sent again.
-        if (this.#keyCarried(entry.connection, pledge)) {
-          queued.delete(sig);
-          continue;
+      drain: for (const lane of [queued.fresh, queued.backlog]) {
+        for (const [sig, pledge] of lane) {
+          // One the peer sent us, or that went to it since: not sent again.
+          if (this.#keyCarried(entry.connection, pledge) || this.#keyHolds(key, pledge)) {
+            lane.delete(sig);
+            continue;
+          }
+          if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) break drain;
+          lane.delete(sig);
+          this.#send(key, entry.connection, pledge);
         }
-        if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) break;
-        queued.delete(sig);
-        this.#send(key, entry.connection, pledge);
       }
-      if (queued.size === 0) this.#queued.delete(key);
+      if (queued.fresh.size + queued.backlog.size === 0) this.#queued.delete(key);
     }
     this.#forgetAway();
     this.#wakeForOwed(ctx);
@@ -576,16 +625,34 @@ export class PledgeSync {
     this.#owedTimer = undefined;
     this.#owed.clear();
     this.#queued.clear();
+    this.#heldBy.clear();
   }
 
   /**
-   * Queue `pledge` for peer `key` ({@link MAX_QUEUED_PLEDGES}: past it, dropped; once: a copy
-   * queued already is not queued again).
+   * Queue `pledge` for peer `key` in `lane` ({@link MAX_QUEUED_PLEDGES}: past it the backlog's
+   * last is dropped, with no backlog the oldest fresh one, and a backlog entry never pushes out a
+   * fresh one; once: a copy queued already is not queued again).
    */
-  #queue(key: string, pledge: StakePledge, ctx?: ActorContext<NetworkMessage>): void {
+  #queue(
+    key: string,
+    pledge: StakePledge,
+    lane: keyof PledgeQueue,
+    ctx?: ActorContext<NetworkMessage>,
+  ): void {
     let queued = this.#queued.get(key);
-    if (queued === undefined) this.#queued.set(key, queued = new Map());
-    if (queued.size < MAX_QUEUED_PLEDGES) queued.set(toHex(pledge.sig), pledge);
+    if (queued === undefined) {
+      this.#queued.set(key, queued = { fresh: new Map(), backlog: new Map() });
+    }
+    const sig = toHex(pledge.sig);
+    if (queued.fresh.has(sig) || queued.backlog.has(sig)) return;
+    if (queued.fresh.size + queued.backlog.size >= MAX_QUEUED_PLEDGES) {
+      if (queued.backlog.size > 0) {
+        queued.backlog.delete([...queued.backlog.keys()].at(-1)!);
+      } else if (lane === "fresh") {
+        queued.fresh.delete(queued.fresh.keys().next().value!);
+      } else return;
+    }
+    queued[lane].set(sig, pledge);
     this.#wakeForOwed(ctx);
   }
 
@@ -697,12 +764,30 @@ export class PledgeSync {
     if (carried === undefined) this.#carried.set(connection, carried = new Map());
     const key = toHex(pledge.sig);
     const now = this.#now();
-    carried.delete(key); // to the back: carried again now
-    carried.set(key, now);
-    for (const [oldest, at] of carried) {
-      if (carried.size <= MAX_CARRIED_PLEDGES && now - at < CARRIED_PLEDGE_TTL_MS) break;
-      carried.delete(oldest);
-    }
+    note(carried, key, now, CARRIED_PLEDGE_TTL_MS);
+    const peer = toHex(connection.peerKey!);
+    let held = this.#heldBy.get(peer);
+    if (held === undefined) this.#heldBy.set(peer, held = new Map());
+    note(held, key, now, VERDICT_PLEDGE_TTL_MS);
+  }
+
+  /** Whether peer `key` was sent `pledge`, or sent it us, within {@link VERDICT_PLEDGE_TTL_MS}. */
+  #keyHolds(key: string, pledge: StakePledge): boolean {
+    const at = this.#heldBy.get(key)?.get(toHex(pledge.sig));
+    return at !== undefined && this.#now() - at < VERDICT_PLEDGE_TTL_MS;
+  }
+}
+
+/**
+ * Note `sig` in `memo` at `now`, to the back (the oldest noted is forgotten past
+ * {@link MAX_CARRIED_PLEDGES}, and those older than `ttl` as they come up: noted in time order).
+ */
+function note(memo: Map<string, number>, sig: string, now: number, ttl: number): void {
+  memo.delete(sig); // to the back: carried again now
+  memo.set(sig, now);
+  for (const [oldest, at] of memo) {
+    if (memo.size <= MAX_CARRIED_PLEDGES && now - at < ttl) break;
+    memo.delete(oldest);
   }
 }
 
