@@ -82,7 +82,8 @@ Deno.test("a file its owner unpinned and collected does not come back to the own
   }
 });
 
-Deno.test("a peer's copy of a block the owner's unpin let go is refused until the owner puts it again; one held for a peer is kept", async () => {
+/** A started node in a new directory, and the hex key of a peer that gives it copies. */
+async function oneNode() {
   const dir = await Deno.makeTempDir();
   const actor = new StorageActor({
     dir,
@@ -92,6 +93,11 @@ Deno.test("a peer's copy of a block the owner's unpin let go is refused until th
   });
   await actor.preStart();
   const giver = toHex(Identity.fromSecretKey(new Uint8Array(32).fill(9)).publicKey);
+  return { dir, actor, giver };
+}
+
+Deno.test("a peer's copy of a block the owner's unpin let go is refused until the owner puts it again; one held for a peer is kept", async () => {
+  const { dir, actor, giver } = await oneNode();
   const data = pseudoRandomBytes(8 * 1024, 7);
   const putFile = async () => {
     const handle = await actor.receive({ type: "put", source: ReadableStream.from([data]) });
@@ -140,15 +146,7 @@ Deno.test("a peer's copy of a block the owner's unpin let go is refused until th
 });
 
 Deno.test("a pin another process deleted lets its blocks go as the node's own unpin does", async () => {
-  const dir = await Deno.makeTempDir();
-  const actor = new StorageActor({
-    dir,
-    chunkSize: 1024,
-    identity: Identity.fromSecretKey(new Uint8Array(32).fill(1)),
-    store: { durable: false },
-  });
-  await actor.preStart();
-  const giver = toHex(Identity.fromSecretKey(new Uint8Array(32).fill(9)).publicKey);
+  const { dir, actor, giver } = await oneNode();
   try {
     const source = ReadableStream.from([pseudoRandomBytes(8 * 1024, 8)]);
     const { cid } = await (await actor.receive({ type: "put", source }) as PutHandle).done;

@@ -43,9 +43,13 @@ export function auditNodeOptions(dir: string, identity: Identity, replicas: numb
   };
 }
 
-/** What a node reaches of `target` over a connection: its peer, and the connection's close. */
+/**
+ * What a node reaches of `target` over a connection: its peer, the asker's end of the connection
+ * (to send it messages as the peer would not), and the connection's close.
+ */
 export interface Reach {
   peer: ConnectionStoragePeer;
+  client: Connection;
   close(): Promise<void>;
 }
 
@@ -64,6 +68,7 @@ export async function reach(
   serveStoragePeer(server, new StorageActorPeer(ref, asker.publicKey));
   return {
     peer: new ConnectionStoragePeer(client, targetId.publicKey),
+    client,
     close: async () => {
       await client.close();
       await server.close();

@@ -8,35 +8,14 @@
  * against a holder that held 8/8 chunks, when it answered null).
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
+import type { StorageActor } from "../../actors/storage_actor.ts";
 import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../../storage/given_chunks.ts";
-import type { StoragePeer } from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
-import {
-  auditNodeOptions,
-  auditRounds,
-  CHUNK,
-  identityOf,
-  putFile,
-  reach,
-  TempDirs,
-} from "./_audit_owner.ts";
-
-/** The owner as H sees it: a peer id only (H never reads from it here). */
-function silentPeer(key: Uint8Array): StoragePeer {
-  const no = () => Promise.reject(new Error("not used"));
-  return {
-    id: toHex(key),
-    publicKey: key,
-    putChunk: no,
-    getChunk: no,
-    hasChunk: no,
-    proveChunks: no,
-  } as StoragePeer;
-}
+import { auditRounds, CHUNK, identityOf, putFile, reach, TempDirs } from "./_audit_owner.ts";
+import { auditOwner, chunksOf, quotaHolder, silentPeer } from "./_unkept_fixture.ts";
 
 Deno.test("a given record of a holder's own chunks that it keeps no replica of: proven, forgotten, and no verdict before or after it drops its file", async () => {
   const dirs = new TempDirs("legacy_given_");
@@ -45,10 +24,7 @@ Deno.test("a given record of a holder's own chunks that it keeps no replica of: 
   const holderKey = toHex(holderId.publicKey);
   const verdicts: Verdict[] = [];
   const ownerDir = await dirs.make();
-  const holder = new StorageActor({
-    ...auditNodeOptions(await dirs.make(), holderId, 2),
-    store: { durable: false, replicaQuotaBytes: 1 }, // no room for anyone's replicas
-  });
+  const holder = quotaHolder(await dirs.make(), holderId, 1); // no room for anyone's replicas
   await holder.preStart();
   const bytes = pseudoRandomBytes(8 * CHUNK, 11);
   let owner: StorageActor | undefined;
@@ -59,17 +35,12 @@ Deno.test("a given record of a holder's own chunks that it keeps no replica of: 
   let gc: { removed: number } | undefined;
   try {
     const holderFile = await putFile(holder, bytes);
-    chunks = unwrapReply<{ chunks: string[] }>(
-      await holder.receive({ type: "stat", cid: holderFile }),
-    ).chunks;
+    chunks = await chunksOf(holder, holderFile);
     // The owner's record as the code before vaudit F2 left it: a proof of H's own chunk counted.
     const seeded = await GivenChunks.open(`${ownerDir}/${GIVEN_CHUNKS_FILE}`);
     for (const cid of chunks) seeded.add(holderKey, cid);
     await seeded.close();
-    owner = new StorageActor({
-      ...auditNodeOptions(ownerDir, ownerId, 2),
-      onVerdict: (v) => void verdicts.push(v),
-    });
+    owner = auditOwner(ownerDir, ownerId, 2, verdicts);
     await owner.preStart();
     link = await reach(holder, holderId, ownerId);
     assert.equal(await putFile(owner, bytes), holderFile);

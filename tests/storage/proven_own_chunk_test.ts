@@ -6,49 +6,20 @@
  * no `missing_chunk` against it.
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
 import { unwrapReply } from "../../actors/storage_actor_messages.ts";
-import { toHex } from "../../protocols/hash.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import type { AuditRoundReport } from "../../storage/audit_round.ts";
-import type { StoragePeer } from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
-import {
-  auditNodeOptions,
-  auditRounds,
-  CHUNK,
-  identityOf,
-  putFile,
-  reach,
-  TempDirs,
-} from "./_audit_owner.ts";
-
-/** The owner as H sees it: a peer id only (H never reads from it here). */
-function silentPeer(key: Uint8Array): StoragePeer {
-  const no = () => Promise.reject(new Error("not used"));
-  return {
-    id: toHex(key),
-    publicKey: key,
-    putChunk: no,
-    getChunk: no,
-    hasChunk: no,
-    proveChunks: no,
-  } as StoragePeer;
-}
+import { auditRounds, CHUNK, identityOf, putFile, reach, TempDirs } from "./_audit_owner.ts";
+import { auditOwner, quotaHolder, silentPeer } from "./_unkept_fixture.ts";
 
 async function scenario(replicaQuotaBytes: number | undefined) {
   const dirs = new TempDirs("vaudit_own_");
   const ownerId = identityOf(1);
   const holderId = identityOf(2);
   const verdicts: Verdict[] = [];
-  const owner = new StorageActor({
-    ...auditNodeOptions(await dirs.make(), ownerId, 2),
-    onVerdict: (v) => void verdicts.push(v),
-  });
-  const holder = new StorageActor({
-    ...auditNodeOptions(await dirs.make(), holderId, 2),
-    store: { durable: false, replicaQuotaBytes }, // 1: no room for anyone's replicas
-  });
+  const owner = auditOwner(await dirs.make(), ownerId, 2, verdicts);
+  const holder = quotaHolder(await dirs.make(), holderId, replicaQuotaBytes);
   await owner.preStart();
   await holder.preStart();
   const link = await reach(holder, holderId, ownerId);

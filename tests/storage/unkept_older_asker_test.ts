@@ -8,16 +8,13 @@
  * asker is stood in for by {@link OlderAsker}: today's owner, asking the way older code asked.
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
 import { unwrapReply } from "../../actors/storage_actor_messages.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
-import { Connection } from "../../protocols/connection.ts";
+import type { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { ProveMessage, STORAGE_PROTOCOL } from "../../protocols/storage_messages.ts";
+import { ProveMessage } from "../../protocols/storage_messages.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
-import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
+import { ConnectionStoragePeer } from "../../storage/connection_storage_peer.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../../storage/given_chunks.ts";
 import {
   type PeerCallOptions,
@@ -25,27 +22,8 @@ import {
   type StoragePeer,
 } from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
-import {
-  auditNodeOptions,
-  auditRounds,
-  CHUNK,
-  identityOf,
-  putFile,
-  TempDirs,
-} from "./_audit_owner.ts";
-
-/** The owner as H sees it: a peer id only (H never reads from it here). */
-function silentPeer(key: Uint8Array): StoragePeer {
-  const no = () => Promise.reject(new Error("not used"));
-  return {
-    id: toHex(key),
-    publicKey: key,
-    putChunk: no,
-    getChunk: no,
-    hasChunk: no,
-    proveChunks: no,
-  } as StoragePeer;
-}
+import { auditRounds, CHUNK, identityOf, putFile, reach, TempDirs } from "./_audit_owner.ts";
+import { auditOwner, chunksOf, quotaHolder, silentPeer } from "./_unkept_fixture.ts";
 
 /**
  * A remote holder as an asker on code before `unkept` reached it: `storage.prove { nonce, cids }`
@@ -77,15 +55,10 @@ class OlderAsker implements StoragePeer {
 
 /** H: a node with no replica room for anyone, holding `bytes` as its own pinned file. */
 async function holderWithOwnFile(dirs: TempDirs, holderId: Identity, ownerId: Identity) {
-  const holder = new StorageActor({
-    ...auditNodeOptions(await dirs.make(), holderId, 2),
-    store: { durable: false, replicaQuotaBytes: 1 }, // no room for anyone's replicas
-  });
+  const holder = quotaHolder(await dirs.make(), holderId, 1); // no room for anyone's replicas
   await holder.preStart();
   const file = await putFile(holder, pseudoRandomBytes(8 * CHUNK, 11));
-  const chunks = unwrapReply<{ chunks: string[] }>(
-    await holder.receive({ type: "stat", cid: file }),
-  ).chunks;
+  const chunks = await chunksOf(holder, file);
   // With the owner, r = 2 ranks H among every chunk's holders: a proof of one is kept for the
   // asker if its share allows (it does not).
   unwrapReply(
@@ -94,30 +67,12 @@ async function holderWithOwnFile(dirs: TempDirs, holderId: Identity, ownerId: Id
   return { holder, file, chunks };
 }
 
-/** A connection from `asker` to `holder`, served the way a node serves its storage peers. */
-async function link(holder: StorageActor, holderId: Identity, asker: Identity) {
-  const [a, b] = memoryDuplexPair();
-  const [client, server] = await Promise.all([
-    Connection.open(a, { identity: asker, protocols: [STORAGE_PROTOCOL] }),
-    Connection.open(b, { identity: holderId, protocols: [STORAGE_PROTOCOL] }),
-  ]);
-  const ref = { ask: (m: never) => holder.receive(m) as never };
-  serveStoragePeer(server, new StorageActorPeer(ref, asker.publicKey));
-  return {
-    client,
-    close: async () => {
-      await client.close();
-      await server.close();
-    },
-  };
-}
-
 Deno.test("storage.prove: a chunk kept for no one is proven and named unkept only to an asker that sets unkept, null to one that does not", async () => {
   const dirs = new TempDirs("unkept_older_wire_");
   const ownerId = identityOf(1);
   const holderId = identityOf(2);
   const { holder, chunks } = await holderWithOwnFile(dirs, holderId, ownerId);
-  const conn = await link(holder, holderId, ownerId);
+  const conn = await reach(holder, holderId, ownerId);
   try {
     const nonce = crypto.getRandomValues(new Uint8Array(32));
     const older = await conn.client.request(ProveMessage, { nonce, cids: chunks });
@@ -147,12 +102,9 @@ Deno.test("an owner asking as older code did counts none of a holder's own-file 
   const verdicts: Verdict[] = [];
   const ownerDir = await dirs.make();
   const { holder, file, chunks } = await holderWithOwnFile(dirs, holderId, ownerId);
-  const owner = new StorageActor({
-    ...auditNodeOptions(ownerDir, ownerId, 2),
-    onVerdict: (v) => void verdicts.push(v),
-  });
+  const owner = auditOwner(ownerDir, ownerId, 2, verdicts);
   await owner.preStart();
-  const conn = await link(holder, holderId, ownerId);
+  const conn = await reach(holder, holderId, ownerId);
   let givenWhileHeld = -1;
   let verdictsWhileHeld = -1;
   let gc: { removed: number } | undefined;

@@ -8,65 +8,16 @@
  */
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { StorageActor } from "../../actors/storage_actor.ts";
 import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { storageKey } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { ProofsMessage } from "../../protocols/storage_messages.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
-import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../../storage/errors.ts";
-import {
-  possessionProof,
-  type ProveChunksOptions,
-  type StoragePeer,
-} from "../../storage/storage_peer.ts";
-import { GIVEN_CHUNKS_FILE, GivenChunks } from "../../storage/given_chunks.ts";
+import type { StoragePeer } from "../../storage/storage_peer.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
-import {
-  auditNodeOptions,
-  auditRounds,
-  CHUNK,
-  identityOf,
-  putFile,
-  TempDirs,
-} from "./_audit_owner.ts";
-
-/** A holder in memory: it proves what it has, naming it unkept or not, and takes copies or not. */
-class MemoryHolder implements StoragePeer {
-  readonly id: string;
-  readonly chunks = new Map<string, Uint8Array>();
-  constructor(
-    readonly publicKey: Uint8Array,
-    readonly mode: { unkept: boolean; takesCopies: boolean },
-  ) {
-    this.id = toHex(publicKey);
-  }
-  putChunk(cid: string, bytes: Uint8Array): Promise<void> {
-    if (!this.mode.takesCopies) {
-      return Promise.reject(new ReplicaQuotaExceededError(bytes.length, "no room (test)"));
-    }
-    this.chunks.set(storageKey(cid), bytes);
-    return Promise.resolve();
-  }
-  getChunk(cid: string): Promise<Uint8Array> {
-    const bytes = this.chunks.get(storageKey(cid));
-    return bytes ? Promise.resolve(bytes) : Promise.reject(new ChunkNotFoundError(cid));
-  }
-  hasChunk(cid: string): Promise<boolean> {
-    return Promise.resolve(this.chunks.has(storageKey(cid)));
-  }
-  async proveChunks(nonce: Uint8Array, cids: readonly string[], options?: ProveChunksOptions) {
-    const proofs: (Uint8Array | null)[] = [];
-    for (const cid of cids) {
-      const bytes = this.chunks.get(storageKey(cid));
-      proofs.push(bytes ? await possessionProof(nonce, this.publicKey, bytes) : null);
-    }
-    const held = cids.filter((cid) => this.chunks.has(storageKey(cid)));
-    if (this.mode.unkept && held.length > 0) options?.onUnkept?.(held);
-    return proofs;
-  }
-}
+import { auditRounds, CHUNK, identityOf, putFile, TempDirs } from "./_audit_owner.ts";
+import { auditOwner, chunksOf, givenTo, MemoryHolder, reasonsAgainst } from "./_unkept_fixture.ts";
 
 /**
  * The owner stores a file with no peers, then gets `holders` (H first, which has every chunk of
@@ -77,16 +28,12 @@ async function scenario(holders: MemoryHolder[], replicas: number) {
   const dirs = new TempDirs("unkept_proof_");
   const verdicts: Verdict[] = [];
   const ownerDir = await dirs.make();
-  const owner = new StorageActor({
-    ...auditNodeOptions(ownerDir, identityOf(1), replicas),
-    onVerdict: (v) => void verdicts.push(v),
-  });
+  const owner = auditOwner(ownerDir, identityOf(1), replicas, verdicts);
   await owner.preStart();
   let chunks: string[] = [];
   try {
     const file = await putFile(owner, pseudoRandomBytes(8 * CHUNK, 5));
-    chunks = unwrapReply<{ chunks: string[] }>(await owner.receive({ type: "stat", cid: file }))
-      .chunks;
+    chunks = await chunksOf(owner, file);
     for (const cid of chunks) {
       const bytes = unwrapReply<Uint8Array>(
         await owner.receive({ type: "get_block", cid, local: true } as never),
@@ -103,26 +50,28 @@ async function scenario(holders: MemoryHolder[], replicas: number) {
     await owner.repairIdle();
     await owner.postStop();
   }
-  const record = await GivenChunks.open(`${ownerDir}/${GIVEN_CHUNKS_FILE}`);
-  const givenToH = record.chunksOf(holders[0].id).length;
-  await record.close();
+  const givenToH = (await givenTo(ownerDir, holders[0])).length;
   await dirs.removeAll();
-  const against = (peer: StoragePeer) =>
-    verdicts.filter((v) => v.outcome === "invalid" && toHex(v.target) === peer.id)
-      .map((v) => (v as { reason?: string }).reason);
+  const against = (peer: StoragePeer) => reasonsAgainst(verdicts, peer);
   return { chunks, against, givenToH };
 }
 
 Deno.test("a holder that proves a chunk in a placement check, takes no copy and then drops it is caught by the next audit", async () => {
-  const cheater = new MemoryHolder(identityOf(2).publicKey, { unkept: false, takesCopies: false });
+  const cheater = new MemoryHolder(identityOf(2).publicKey, {
+    takesCopies: false,
+    namesUnkept: "none",
+  });
   const { against } = await scenario([cheater], 1);
   assert.ok(against(cheater).length > 0, "the proof counted as a copy it is held to");
   assert.ok(against(cheater).every((reason) => reason === "missing_chunk"), `${against(cheater)}`);
 });
 
 Deno.test("a holder that proves a chunk but names it unkept is no copy: the copy goes to the next peer, and its drop is blamed on no one", async () => {
-  const h = new MemoryHolder(identityOf(2).publicKey, { unkept: true, takesCopies: false });
-  const next = new MemoryHolder(identityOf(3).publicKey, { unkept: false, takesCopies: true });
+  const h = new MemoryHolder(identityOf(2).publicKey, { takesCopies: false, namesUnkept: "held" });
+  const next = new MemoryHolder(identityOf(3).publicKey, {
+    takesCopies: true,
+    namesUnkept: "none",
+  });
   const { chunks, against, givenToH } = await scenario([h, next], 1);
   assert.deepEqual(against(h), [], "H never kept a copy for the owner");
   assert.deepEqual(against(next), []);

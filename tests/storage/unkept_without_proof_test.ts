@@ -9,7 +9,6 @@
  * the next peer, once, instead of being re-sent to the holder on every pass.
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
 import { unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { storageKey } from "../../protocols/cid.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -22,96 +21,20 @@ import {
 } from "../../protocols/storage_messages.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import { ConnectionStoragePeer } from "../../storage/connection_storage_peer.ts";
-import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../../storage/errors.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../../storage/given_chunks.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import type { RepairReport } from "../../storage/replicated_store.ts";
-import {
-  possessionProof,
-  type ProveChunksOptions,
-  type StoragePeer,
-} from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
-import {
-  auditNodeOptions,
-  auditRounds,
-  CHUNK,
-  identityOf,
-  putFile,
-  TempDirs,
-} from "./_audit_owner.ts";
-
-/** How a {@link MemoryHolder} answers. */
-interface Mode {
-  /** It takes copies (else it refuses them as full). */
-  takesCopies: boolean;
-  /** It names every challenged chunk unkept, proof or none. */
-  namesUnkept: boolean;
-}
-
-/** A holder in memory that counts what it is sent and asked. */
-class MemoryHolder implements StoragePeer {
-  readonly id: string;
-  readonly chunks = new Map<string, Uint8Array>();
-  puts = 0;
-  proves = 0;
-  /** The keys of the chunks it was challenged on. */
-  readonly asked = new Set<string>();
-  constructor(readonly publicKey: Uint8Array, public mode: Mode) {
-    this.id = toHex(publicKey);
-  }
-  putChunk(cid: string, bytes: Uint8Array): Promise<void> {
-    if (!this.mode.takesCopies) {
-      return Promise.reject(new ReplicaQuotaExceededError(bytes.length, "no room (test)"));
-    }
-    this.puts++;
-    this.chunks.set(storageKey(cid), bytes);
-    return Promise.resolve();
-  }
-  getChunk(cid: string): Promise<Uint8Array> {
-    const bytes = this.chunks.get(storageKey(cid));
-    return bytes ? Promise.resolve(bytes) : Promise.reject(new ChunkNotFoundError(cid));
-  }
-  hasChunk(cid: string): Promise<boolean> {
-    return Promise.resolve(this.chunks.has(storageKey(cid)));
-  }
-  async proveChunks(nonce: Uint8Array, cids: readonly string[], options?: ProveChunksOptions) {
-    this.proves += cids.length;
-    for (const cid of cids) this.asked.add(storageKey(cid));
-    const proofs: (Uint8Array | null)[] = [];
-    for (const cid of cids) {
-      const bytes = this.chunks.get(storageKey(cid));
-      proofs.push(bytes ? await possessionProof(nonce, this.publicKey, bytes) : null);
-    }
-    if (this.mode.namesUnkept) options?.onUnkept?.(cids);
-    return proofs;
-  }
-}
+import { auditRounds, CHUNK, identityOf, putFile, TempDirs } from "./_audit_owner.ts";
+import { auditOwner, chunksOf, givenTo, MemoryHolder, reasonsAgainst } from "./_unkept_fixture.ts";
 
 /** An owner of a 16-chunk file, writing `replicas` copies: its verdicts and record. */
 async function owner(dirs: TempDirs, replicas: number, seed: number) {
   const dir = await dirs.make();
   const verdicts: Verdict[] = [];
-  const actor = new StorageActor({
-    ...auditNodeOptions(dir, identityOf(1), replicas),
-    onVerdict: (v) => void verdicts.push(v),
-  });
+  const actor = auditOwner(dir, identityOf(1), replicas, verdicts);
   return { dir, actor, verdicts, bytes: pseudoRandomBytes(16 * CHUNK, seed) };
 }
-
-/** The chunk keys the owner's record in `dir` counts as given to `peer`. */
-async function givenTo(dir: string, peer: StoragePeer): Promise<string[]> {
-  const record = await GivenChunks.open(`${dir}/${GIVEN_CHUNKS_FILE}`);
-  try {
-    return record.chunksOf(peer.id);
-  } finally {
-    await record.close();
-  }
-}
-
-const reasonsAgainst = (verdicts: Verdict[], peer: StoragePeer) =>
-  verdicts.filter((v) => v.outcome === "invalid" && toHex(v.target) === peer.id)
-    .map((v) => (v as { reason?: string }).reason);
 
 Deno.test("storage.proofs: an index named unkept next to a null proof does not reach the asker, and the asker says it reads unkept only where it does", async () => {
   const [a, b] = memoryDuplexPair();
@@ -145,8 +68,8 @@ Deno.test("a holder that dropped the chunks it was given and answers a placement
   const dirs = new TempDirs("unkept_null_");
   const o = await owner(dirs, 2, 9);
   await o.actor.preStart();
-  const h = new MemoryHolder(identityOf(2).publicKey, { takesCopies: true, namesUnkept: false });
-  const n = new MemoryHolder(identityOf(3).publicKey, { takesCopies: true, namesUnkept: false });
+  const h = new MemoryHolder(identityOf(2).publicKey, { takesCopies: true, namesUnkept: "none" });
+  const n = new MemoryHolder(identityOf(3).publicKey, { takesCopies: true, namesUnkept: "none" });
   let givenBefore: string[] = [];
   let givenAfter: string[] = [];
   try {
@@ -157,7 +80,7 @@ Deno.test("a holder that dropped the chunks it was given and answers a placement
     givenBefore = await givenTo(o.dir, h);
     // H drops every copy it was given, refuses new ones, and names whatever it is asked unkept.
     h.chunks.clear();
-    h.mode = { takesCopies: false, namesUnkept: true };
+    h.mode = { takesCopies: false, namesUnkept: "all" };
     unwrapReply(await o.actor.receive({ type: "repair" }));
     await o.actor.repairIdle();
     givenAfter = await givenTo(o.dir, h);
@@ -180,8 +103,8 @@ Deno.test("a holder that takes every copy and names every proof unkept sheds the
   const dirs = new TempDirs("unkept_liar_");
   const o = await owner(dirs, 2, 7);
   await o.actor.preStart();
-  const h = new MemoryHolder(identityOf(2).publicKey, { takesCopies: true, namesUnkept: true });
-  const n = new MemoryHolder(identityOf(3).publicKey, { takesCopies: true, namesUnkept: false });
+  const h = new MemoryHolder(identityOf(2).publicKey, { takesCopies: true, namesUnkept: "all" });
+  const n = new MemoryHolder(identityOf(3).publicKey, { takesCopies: true, namesUnkept: "none" });
   const putsPerPass: number[] = [];
   const reports: RepairReport[] = [];
   let placedOnH = 0;
@@ -217,9 +140,9 @@ Deno.test("a valid unkept proof of a pair the record counts as given, in a repai
   const dirs = new TempDirs("unkept_admitted_");
   const o = await owner(dirs, 2, 13);
   await o.actor.preStart();
-  const h = new MemoryHolder(identityOf(2).publicKey, { takesCopies: false, namesUnkept: true });
+  const h = new MemoryHolder(identityOf(2).publicKey, { takesCopies: false, namesUnkept: "all" });
   const others = [3, 4, 5, 6].map((i) =>
-    new MemoryHolder(identityOf(i).publicKey, { takesCopies: true, namesUnkept: false })
+    new MemoryHolder(identityOf(i).publicKey, { takesCopies: true, namesUnkept: "none" })
   );
   let secondPass: RepairReport | undefined;
   let provesToHInSecondPass = -1;
@@ -228,9 +151,7 @@ Deno.test("a valid unkept proof of a pair the record counts as given, in a repai
   let keys: string[] = [];
   try {
     const file = await putFile(o.actor, o.bytes);
-    const chunks = unwrapReply<{ chunks: string[] }>(
-      await o.actor.receive({ type: "stat", cid: file }),
-    ).chunks;
+    const chunks = await chunksOf(o.actor, file);
     keys = [file, ...chunks].map(storageKey);
     // H holds every chunk (its own file's) and the record counts them as given to it, as older
     // code recorded such a proof.
@@ -246,10 +167,7 @@ Deno.test("a valid unkept proof of a pair the record counts as given, in a repai
     for (const key of keys) seeded.add(h.id, key);
     await seeded.close();
     await o.actor.postStop(); // restarted on the seeded record
-    o.actor = new StorageActor({
-      ...auditNodeOptions(o.dir, identityOf(1), 2),
-      onVerdict: (v) => void o.verdicts.push(v),
-    });
+    o.actor = auditOwner(o.dir, identityOf(1), 2, o.verdicts);
     await o.actor.preStart();
     unwrapReply(await o.actor.receive({ type: "set_peers", peers: [h, ...others] }));
     unwrapReply(await o.actor.receive({ type: "repair" }));
