@@ -24,6 +24,7 @@ import { flagProblem } from "../node/_unknown_flag.ts";
 import { EXIT_USAGE, usageErrorText } from "../node/usage_error_text.ts";
 import { renderLossChart } from "../training/loss_chart.ts";
 import { TRAIN_USAGE } from "./train_help.ts";
+import { isDenoError } from "./_command_support.ts";
 import {
   GPT_MODEL_SIZES,
   type GptArchitecture,
@@ -71,8 +72,8 @@ async function outDirProblem(dir: string): Promise<string | undefined> {
     return undefined;
   } catch (error) {
     // Only what the file system answered is the operator's to fix; anything else is a bug.
-    if (!Object.values(Deno.errors).some((type) => error instanceof type)) throw error;
-    return (error as Error).message;
+    if (!isDenoError(error)) throw error;
+    return error.message;
   }
 }
 

@@ -33,7 +33,9 @@ interface Proven {
   unkept: boolean;
 }
 
-/** What a holder's answer, checked against a verified copy, says it holds (`ReplicaRepair.#judge`). */
+/**
+ * What a holder's answer, checked against a verified copy, says it holds (`ReplicaRepair.#judge`).
+ */
 type Judged = "copy" | "unkept" | "none";
 
 /**
@@ -243,15 +245,11 @@ export class ReplicaRepair {
     }
     const proofs = await Promise.all(
       holders.map((peer) =>
-        this.#prove(peer, silent, options.signal, nonce, cid)
-          .then(
-            (proven): Proven | undefined => proven,
-            (error) => {
-              this.#core.failures.report("prove", peer, cid, error, options.signal);
-              this.#failedCheck(cid, options, report);
-              return undefined;
-            },
-          )
+        this.#prove(peer, silent, options.signal, nonce, cid).catch((error): undefined => {
+          this.#core.failures.report("prove", peer, cid, error, options.signal);
+          this.#failedCheck(cid, options, report);
+          return undefined;
+        })
       ),
     );
     const lacking: StoragePeer[] = [];
@@ -283,7 +281,8 @@ export class ReplicaRepair {
       // copy, and the word unkept counts only next to a proof of the bytes.
       for (const [i, peer] of holders.entries()) {
         const proven = proofs[i];
-        if (proven === undefined || proven.proof === null) continue; // lacking already, or no answer
+        // No answer, or lacking already.
+        if (proven === undefined || proven.proof === null) continue;
         const judged = this.#judge(
           peer,
           cid,
@@ -408,8 +407,9 @@ export class ReplicaRepair {
    * it fails at once, as it did. A repair checks its chunks one (or `inFlight`) at a time, so a
    * holder that never answers (gone quiet, hostile) held each chunk it holds for the peer timeout
    * (10 s): a pass over a departed peer's chunks sat for hours behind one such new holder, the
-   * chunks after them short meanwhile. Now it costs one timeout per repair, and its chunks are failed checks
-   * (holder repair tries them again after a backoff; an audit round's, at a later round).
+   * chunks after them short meanwhile. Now it costs one timeout per repair, and its chunks are
+   * failed checks (holder repair tries them again after a backoff; an audit round's, at a later
+   * round).
    */
   #ask<T>(
     peer: StoragePeer,
