@@ -35,7 +35,10 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
   const store = core.store();
   switch (message.type) {
     case "put_chunk":
-      if (await core.scope.refusesReplica(message.cid)) {
+      // Only a repair copy: a fresh write is another owner's put of a block it shares with the
+      // file let go here, and where no next peer ranks it would stay short (review s82 vstore2,
+      // F1).
+      if (message.repair === true && await core.scope.refusesReplica(message.cid)) {
         // Under the code every writer and repairer (older ones too) hands on to the next peer.
         throw new StorageError(
           "replica_quota_exceeded",
@@ -50,6 +53,7 @@ export async function answerPeer(core: StorageCore, message: StoragePeerRequest)
         replica: true,
         giver: message.from, // its fair share of what this node holds for peers
       });
+      core.scope.heldForPeer(message.cid); // held for a peer now: no longer let go here
       // Holder repair judges its placement under the peer set it came in under, too.
       if (core.replicated()) {
         core.holderRepair()?.noteWrite(core.replicated()!.peers, storageKey(message.cid));

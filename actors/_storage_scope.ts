@@ -342,9 +342,15 @@ export class StorageScope {
    * departure still list the copies this node's put gave them, rank this node among the holders,
    * find it without the chunk and send it one, so a file the owner unpinned and collected came
    * back onto its disk, never to be released (review s82 repair, F2). Refused, the copy goes to
-   * the next peer in rank, as from a full node.
+   * the next peer in rank, as from a full node. Asked of repair copies only
+   * (`_storage_peer_requests.ts`).
+   *
+   * With nothing let go here it answers false at once, reading nothing: another process's unpin
+   * is noticed at the next read of the pins that happens anyway (a peer's `get_chunk`,
+   * `has_chunk` or `prove`, a GC, holder repair), not by a `put_chunk` (review s82 vstore2, F2).
    */
   async refusesReplica(cid: string): Promise<boolean> {
+    if (this.#released.size === 0) return false;
     const key = storageKey(cid);
     // Another process's unpin since the pins were last read shows in a new read (one `stat`
     // while nothing changed). With none read yet there is nothing to compare: no read now.
@@ -353,5 +359,10 @@ export class StorageScope {
     if (!await this.servesPeers(key)) return true;
     this.#released.delete(key); // pinned or put here again, or held for a peer: kept as before
     return false;
+  }
+
+  /** Note that a peer's copy of `cid` is held here now: its block is no longer let go. */
+  heldForPeer(cid: string): void {
+    if (this.#released.size > 0) this.#released.delete(storageKey(cid));
   }
 }

@@ -2,15 +2,17 @@
  * A file its owner unpinned and collected stays off the owner's disk (review s82 repair, F2).
  * Before, the next departure brought it back for good: the survivors still list the copies the
  * owner's put gave them, rank the owner among a chunk's holders, find it without the chunk and send
- * it one, which `put_chunk` kept as a replica (never released). Now the owner refuses a peer's copy
- * of a block its unpin let go, under `replica_quota_exceeded`, and the copy goes to the next peer.
+ * it one, which `put_chunk` kept as a replica (never released). Now the owner refuses a peer's
+ * repair copy of a block its unpin let go, under `replica_quota_exceeded`, and the copy goes to the
+ * next peer; another owner's fresh write of the block is taken (review s82 vstore2, F1), and a
+ * `put_chunk` reads no pins while nothing is let go (F2).
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
-import { storageKey } from "../../protocols/cid.ts";
+import { cidOf, storageKey } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
@@ -158,12 +160,108 @@ Deno.test("a pin another process deleted lets its blocks go as the node's own un
     // Its own stamp, whatever the clock's grain: the node sees the pins directory changed.
     const pins = `${dir}/${PINS_DIR}`;
     await Deno.utime(pins, new Date(), new Date(Date.now() + 60_000));
+    // Noticed at the next read of the pins (a `put_chunk` reads none while nothing is let go).
+    assert.equal(unwrapReply(await actor.receive({ type: "has_chunk", cid: leaf })), false);
     await assert.rejects(
       async () =>
-        unwrapReply(await actor.receive({ type: "put_chunk", cid: leaf, bytes, from: giver })),
+        unwrapReply(
+          await actor.receive({ type: "put_chunk", cid: leaf, bytes, repair: true, from: giver }),
+        ),
       { code: "replica_quota_exceeded" },
     );
   } finally {
+    await actor.postStop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("another owner's fresh write of blocks shared with a file unpinned here is taken: r copies with no next peer", async () => {
+  // Exactly r nodes: a refused copy has no next peer to go to (review s82 vstore2, F1).
+  const net = await storageActors(3, { replicas: REPLICAS, writeQuorum: 2 });
+  const { dirs, actors, setPeers } = net;
+  try {
+    for (const a of actors) await a.preStart();
+    await setPeers([0, 1, 2]);
+    const put = async (i: number, bytes: Uint8Array) => {
+      const handle = await actors[i].receive({ type: "put", source: ReadableStream.from([bytes]) });
+      return (await (handle as PutHandle).done).cid;
+    };
+    const a = pseudoRandomBytes(8 * 1024, 41);
+    const cidA = await put(0, a);
+    for (const x of actors) await x.postStop();
+    unwrapReply(await actors[0].receive({ type: "unpin", cid: cidA }));
+    unwrapReply(await actors[0].receive({ type: "gc", graceMs: -1 }));
+    // Node 1's own file B starts with A's bytes: its first leaves are A's (a fresh put).
+    const b = new Uint8Array(12 * 1024);
+    b.set(a);
+    b.set(pseudoRandomBytes(4 * 1024, 42), 8 * 1024);
+    const cidB = await put(1, b);
+    for (const x of actors) await x.postStop();
+    const blocksA = new Set(
+      (await new FileStore(await ChunkStore.open(dirs[1])).blocks(cidA)).map(storageKey),
+    );
+    const blocksB = (await new FileStore(await ChunkStore.open(dirs[1])).blocks(cidB)).map(
+      storageKey,
+    );
+    const shared = blocksB.filter((key) => blocksA.has(key));
+    assert.ok(shared.length > 0, "B shares blocks with A");
+    const owner = await ChunkStore.open(dirs[0]);
+    for (const key of blocksB) {
+      let copies = 0;
+      for (const d of dirs) if (await (await ChunkStore.open(d)).has(key)) copies++;
+      assert.equal(copies, REPLICAS, `block ${key} of B`);
+    }
+    for (const key of shared) {
+      assert.equal(await owner.isReplica(key), true, `node 0 holds ${key} for node 1`);
+    }
+    // Node 1's repair finds nothing short.
+    const report = unwrapReply(await actors[1].receive({ type: "repair" })) as {
+      failedChecks: number;
+    };
+    assert.equal(report.failedChecks, 0);
+  } finally {
+    await net.remove();
+  }
+});
+
+Deno.test("a peer's put_chunk reads no pins while nothing was let go here", async () => {
+  const { dir, actor, giver } = await oneNode();
+  const proto = ChunkStore.prototype;
+  const { pinsStamp, pins } = proto;
+  const counts = { stamp: 0, pins: 0 };
+  try {
+    const source = ReadableStream.from([pseudoRandomBytes(8 * 1024, 9)]);
+    const { cid } = await (await actor.receive({ type: "put", source }) as PutHandle).done;
+    unwrapReply(await actor.receive({ type: "has_chunk", cid })); // the pins read once
+    const data = pseudoRandomBytes(20 * 1024, 10);
+    const chunks = [];
+    for (let i = 0; i < 20; i++) {
+      const bytes = data.slice(i * 1024, (i + 1) * 1024);
+      chunks.push({ cid: await cidOf(bytes), bytes });
+    }
+    proto.pinsStamp = function (this: ChunkStore) {
+      counts.stamp++;
+      return pinsStamp.call(this);
+    };
+    proto.pins = function (this: ChunkStore) {
+      counts.pins++;
+      return pins.call(this);
+    };
+    for (const [i, chunk] of chunks.entries()) {
+      // Another process writes the pins directory now and then (`cli.ts put` beside the node).
+      if (i % 5 === 0) {
+        await Deno.utime(`${dir}/${PINS_DIR}`, new Date(), new Date(Date.now() + 60_000 + i));
+      }
+      unwrapReply(
+        await actor.receive({ type: "put_chunk", ...chunk, repair: i % 2 === 0, from: giver }),
+      );
+    }
+    assert.deepEqual(counts, { stamp: 0, pins: 0 });
+    const after = await ChunkStore.open(dir);
+    for (const chunk of chunks) assert.equal(await after.isReplica(chunk.cid), true, "taken");
+  } finally {
+    proto.pinsStamp = pinsStamp;
+    proto.pins = pins;
     await actor.postStop();
     await Deno.remove(dir, { recursive: true });
   }
