@@ -158,6 +158,12 @@ export interface ModelWorkerPoolOptions {
   loadTimeoutMs?: number;
   /** What the load-timeout error calls the model (its directory, its name); default "the model". */
   model?: string;
+  /**
+   * Aborting it while the first loads run (in {@link ModelWorkerPool.start}) gives them up as a
+   * load timeout does: the workers still loading are terminated and `start` rejects with the
+   * signal's reason (a node stopped during a hung load stops now, not at `loadTimeoutMs`).
+   */
+  signal?: AbortSignal;
   /** What the supervision reads as the time (ms, monotonic); default `performance.now`. */
   supervisionClock?: () => number;
   /**
@@ -234,6 +240,7 @@ export class ModelWorkerPool {
     bytes: Uint8Array,
     options: ModelWorkerPoolOptions,
   ): Promise<{ pool: ModelWorkerPool; loaded: LoadedSession }> {
+    options.signal?.throwIfAborted();
     const asksWebgpu = [options.session, options.validationSession].some((session) =>
       session?.executionProvider === "webgpu"
     );
@@ -244,6 +251,9 @@ export class ModelWorkerPool {
     if (asksWebgpu && !held) webgpuHolder = pool;
     const began = pool.#now();
     pool.#firstLoad = { began, nextReport: began + LOAD_PROGRESS_MS };
+    const signal = options.signal;
+    const onAbort = () => pool.#giveUpLoads(pool.#loading(), asError(signal!.reason));
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const loads = await Promise.all(pool.#slots.map(async (slot) => {
         slot.loadingSince = began;
@@ -265,6 +275,8 @@ export class ModelWorkerPool {
       pool.#firstLoad = undefined;
       await pool.dispose();
       throw error;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -566,7 +578,7 @@ export class ModelWorkerPool {
    */
   #checkFirstLoads(now: number): void {
     const first = this.#firstLoad!;
-    const loading = this.#slots.filter((s) => s.loadingSince !== undefined && !s.failure);
+    const loading = this.#loading();
     if (loading.length === 0) return;
     const elapsed = Math.round((now - first.began) / 1000);
     const limit = this.#loadTimeoutMs;
@@ -579,16 +591,7 @@ export class ModelWorkerPool {
         `model worker(s) ${names(hung)} of ${this.#slots.length} never answered in ${elapsed} s; ` +
           `terminated (a thread stuck in a native call may keep a core until the process ends)`,
       );
-      for (const slot of hung) {
-        slot.worker.terminate();
-        this.#abandoned++;
-        this.#abandonedSince ??= Date.now();
-        slot.loadingSince = undefined;
-        slot.state = "failed";
-        slot.lastError = error.message;
-        slot.failure = error;
-        slot.failPending(error);
-      }
+      this.#giveUpLoads(hung, error);
       return;
     }
     if (now < first.nextReport) return;
@@ -604,6 +607,29 @@ export class ModelWorkerPool {
           ? `gives up at ${Math.round(limit / 1000)} s (model.loadTimeoutMs ${limit})`
           : `never given up (model.loadTimeoutMs 0)`),
     });
+  }
+
+  /** The workers whose first load is still going. */
+  #loading(): WorkerSlot[] {
+    return this.#slots.filter((s) => s.loadingSince !== undefined && !s.failure);
+  }
+
+  /**
+   * Give up the first loads of `slots` (past `loadTimeoutMs`, or `start`'s signal aborted): each
+   * worker is terminated as hung (its thread counted as abandoned) and its load rejected with
+   * `error`, which `start` rejects with once it has disposed of the rest.
+   */
+  #giveUpLoads(slots: WorkerSlot[], error: Error): void {
+    for (const slot of slots) {
+      slot.worker.terminate();
+      this.#abandoned++;
+      this.#abandonedSince ??= Date.now();
+      slot.loadingSince = undefined;
+      slot.state = "failed";
+      slot.lastError = error.message;
+      slot.failure = error;
+      slot.failPending(error);
+    }
   }
 
   /**
@@ -754,4 +780,9 @@ export class ModelWorkerPool {
 function before(a: readonly number[], b: readonly number[]): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
   return false;
+}
+
+/** An abort reason as the error a load is rejected with (a reason that is no `Error` wrapped). */
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(String(reason));
 }

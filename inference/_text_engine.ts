@@ -116,6 +116,7 @@ export async function workerEngine(
     decoder: shape,
     restart: options.restart,
     loadTimeoutMs: options.loadTimeoutMs,
+    signal: options.loadSignal,
     model,
     onEvent: options.onWorkerEvent,
     workerUrl: options.workerUrl,

@@ -219,8 +219,13 @@ export class ModelRegistry implements AsyncDisposable {
   /**
    * The loaded model `cid` (creating its session on first use). A failed load answers with its
    * error for `failedLoadRetryMs`; the first `get` after that tries again.
+   *
+   * @param cid The model.
+   * @param options `signal`: aborting it gives up the load this call starts (as `loadSignal`
+   *   does; a call that finds the load already going waits for it, uncancelled), which rejects
+   *   with the signal's reason.
    */
-  get(cid: string): Promise<LoadedModel> {
+  get(cid: string, options?: { signal?: AbortSignal }): Promise<LoadedModel> {
     const entry = this.#entries.get(cid);
     if (!entry) return Promise.reject(new UnknownModelError(cid));
     const now = this.#options.now ?? (() => performance.now());
@@ -229,7 +234,7 @@ export class ModelRegistry implements AsyncDisposable {
       entry.retryAt = undefined;
     }
     if (!entry.loading) {
-      const loading = this.#load(entry);
+      const loading = this.#load(entry, options?.signal);
       entry.loading = loading;
       loading.catch(() => {
         if (entry.loading !== loading) return;
@@ -299,12 +304,13 @@ export class ModelRegistry implements AsyncDisposable {
     return this.close();
   }
 
-  async #load(entry: Entry): Promise<LoadedModel> {
+  async #load(entry: Entry, signal?: AbortSignal): Promise<LoadedModel> {
     const { meta } = entry;
     const epoch = entry.epoch;
     const onWorkerEvent = this.#options.onWorkerEvent;
     const options = {
       ...this.#options,
+      ...(signal ? { loadSignal: signal } : {}),
       name: meta.name,
       onWorkerEvent: onWorkerEvent &&
         ((event: ModelWorkerEvent) =>
@@ -316,6 +322,8 @@ export class ModelRegistry implements AsyncDisposable {
         ? await TextModel.load(meta.path, options)
         : await TensorModel.load(meta.path, options);
     } catch (error) {
+      // Stopped (the signal aborted): the caller hears its own reason, not a load failure.
+      if (signal?.aborted && error === signal.reason) throw error;
       // The files are the operator's: whatever they make fail is this model's load failure,
       // typed, so the caller refuses what needed the model rather than crashing on it.
       throw asModelLoadError(`cannot load the model at ${meta.path}`, error);

@@ -117,6 +117,7 @@ export class TensorModel {
         session,
         restart: options.restart,
         loadTimeoutMs: options.loadTimeoutMs,
+        signal: options.loadSignal,
         model: `model ${path}`,
         onEvent: options.onWorkerEvent,
         workerUrl: options.workerUrl,

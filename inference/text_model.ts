@@ -161,6 +161,12 @@ export interface ModelWorkerOptions {
    */
   loadTimeoutMs?: number;
   /**
+   * Worker mode: aborting it during the workers' first session loads gives them up as
+   * {@link loadTimeoutMs} does (the workers still loading terminated), and the load rejects with
+   * the signal's reason.
+   */
+  loadSignal?: AbortSignal;
+  /**
    * Called on each crash, restart and give-up of a model worker, and while a first load goes on
    * (for the log).
    */
@@ -359,6 +365,8 @@ export class TextModel implements AsyncDisposable {
     try {
       return await TextModel.#load(dir, options);
     } catch (error) {
+      // Stopped (`loadSignal` aborted): the caller hears its own reason, not a load failure.
+      if (options?.loadSignal?.aborted && error === options.loadSignal.reason) throw error;
       // Typed errors (a worker that cannot start, …) keep their code; anything else a bad file
       // provokes becomes a load failure, so a caller refuses the one model instead of crashing.
       throw asModelLoadError(`cannot load the model in ${dir}`, error);

@@ -38,11 +38,14 @@ export function offeredModels(models: ModelRegistry): ModelCatalog {
  * @param config The node's configuration.
  * @param log Where the loading line, its progress and the workers' events go.
  * @param workers For tests: a stand-in worker entry and supervision clock (default the real ones).
+ * @param signal Start-up's: aborting it during the load terminates the workers still loading
+ *   (as the timeout does) and rejects with its reason at once, not at `model.loadTimeoutMs`.
  */
 export async function loadModels(
   config: NodeConfig,
   log: (line: string) => void,
   workers: Pick<ModelWorkerOptions, "workerUrl" | "supervisionClock"> = {},
+  signal?: AbortSignal,
 ) {
   const inWorkers = config.model.workers > 0;
   const pool = {
@@ -80,7 +83,7 @@ export async function loadModels(
       loadLimit(config)
     }`,
   );
-  await models.get(model.cid);
+  await models.get(model.cid, { signal });
   const source = config.model.dir ? dir : `built-in ${config.model.size}`;
   log(
     `model ${model.cid} (${model.kind}, ${source}) ready in ${

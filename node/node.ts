@@ -401,7 +401,7 @@ async function startSteps(
   });
   started.push(() => Promise.resolve(disk.close()));
   step();
-  const models = options.models ?? await loadModels(config, log);
+  const models = options.models ?? await loadModels(config, log, {}, options.signal);
   if (options.models === undefined) started.push(() => models.close());
   step();
   // The validator's tolerances per model, from `cli.ts calibrate` (read at start).

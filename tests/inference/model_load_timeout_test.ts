@@ -53,7 +53,7 @@ const LOAD_TIMEOUT_MS = 120_000;
  * once the worker has taken the load (and holds it). `restart.stallMs` only makes the watch look
  * every 250 ms of real time (a quarter of the shorter limit): nothing here is restarted.
  */
-async function heldLoad(clock: SupervisionClock, loadTimeoutMs: number) {
+async function heldLoad(clock: SupervisionClock, loadTimeoutMs: number, loadSignal?: AbortSignal) {
   await disarmFaults(FLAGS);
   await Deno.writeTextFile(`${FLAGS}/hold-load`, "");
   const events: ModelWorkerEvent[] = [];
@@ -65,6 +65,7 @@ async function heldLoad(clock: SupervisionClock, loadTimeoutMs: number) {
     workerUrl: faultyWorkerUrl(FLAGS),
     restart: { stallMs: 1_000 },
     loadTimeoutMs,
+    ...(loadSignal ? { loadSignal } : {}),
     onWorkerEvent: (event) => events.push(event),
     supervisionClock: clock.now,
   }).finally(() => settled = true);
@@ -127,4 +128,47 @@ Deno.test("with loadTimeoutMs 0 a first load is never given up: past the default
   // Ended the way a crash while loading ends it: the load fails and the pool is disposed.
   crashModelWorker(0);
   await assert.rejects(loading, (error: unknown) => !(error instanceof ModelLoadTimeoutError));
+});
+
+Deno.test("a first load that never answers is given up at once when its loadSignal aborts: the signal's reason, its worker terminated, the clock never moved", async () => {
+  const clock = new SupervisionClock();
+  const stop = new AbortController();
+  const realWorker = globalThis.Worker;
+  RecordedWorker.created = [];
+  globalThis.Worker = RecordedWorker;
+  const { loading, events, settled } = await heldLoad(clock, LOAD_TIMEOUT_MS, stop.signal)
+    .finally(() => globalThis.Worker = realWorker);
+  assert.equal(settled(), false);
+  const reason = new DOMException("start-up interrupted", "AbortError");
+  stop.abort(reason);
+  // No clock advance: before, the load waited out loadTimeoutMs (the guard's 10 s here).
+  await eventually(settled, "the load given up on abort", { timeoutMs: 10_000 });
+  const error = await loading.then(
+    () => assert.fail("the hung load resolved"),
+    (error: unknown) => error,
+  );
+  assert.equal(error, reason);
+  assert.deepEqual(events.map((e) => e.type), []);
+  assert.deepEqual(RecordedWorker.created.map((w) => w.terminated), [true]);
+});
+
+Deno.test("a load whose loadSignal is already aborted starts no worker", async () => {
+  const realWorker = globalThis.Worker;
+  RecordedWorker.created = [];
+  globalThis.Worker = RecordedWorker;
+  try {
+    const reason = new Error("stopped before");
+    await assert.rejects(
+      TextModel.load(dir, {
+        worker: true,
+        workerCount: 1,
+        intraOpThreads: 1,
+        loadSignal: AbortSignal.abort(reason),
+      }),
+      (error: unknown) => error === reason,
+    );
+  } finally {
+    globalThis.Worker = realWorker;
+  }
+  assert.deepEqual(RecordedWorker.created, []);
 });

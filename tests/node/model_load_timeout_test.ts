@@ -100,3 +100,61 @@ Deno.test("a node whose model never loads logs the load, then its progress every
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a stop during a node's hung model load ends it at once, as the timeout would: the signal's reason, the loading worker terminated", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "veriflow-load-stop-node-" });
+  const flags = await Deno.makeTempDir({ prefix: "veriflow-load-stop-node-flags-" });
+  const realWorker = globalThis.Worker;
+  const workers: { terminated: boolean }[] = [];
+  globalThis.Worker = class extends realWorker {
+    #record = { terminated: false };
+    constructor(url: string | URL, options?: WorkerOptions) {
+      super(url, options);
+      workers.push(this.#record);
+    }
+    override terminate(): void {
+      this.#record.terminated = true;
+      super.terminate();
+    }
+  };
+  try {
+    await disarmFaults(flags);
+    await Deno.writeTextFile(`${flags}/hold-load`, "");
+    const config = parseNodeConfig({
+      dataDir,
+      model: {
+        size: "tiny",
+        workers: 1,
+        validationWorkers: 0,
+        loadTimeoutMs: 120_000,
+        restart: { stallMs: 1_000 },
+      },
+    });
+    const stop = new AbortController();
+    const log: string[] = [];
+    let outcome: unknown;
+    const loading = loadModels(
+      config,
+      (line) => void log.push(line),
+      { workerUrl: faultyWorkerUrl(flags), supervisionClock: new SupervisionClock().now },
+      stop.signal,
+    ).then(() => outcome = "loaded", (error) => outcome = error);
+    await eventually(() => Deno.statSync(`${flags}/load-held`), "the worker holding its load", {
+      timeoutMs: 120_000,
+    });
+    const reason = new DOMException("start-up interrupted", "AbortError");
+    stop.abort(reason);
+    // The clock never moves: before, only loadTimeoutMs ended the load (the guard's 10 s here).
+    const error = await eventually(() => outcome, "the load given up on stop", {
+      timeoutMs: 10_000,
+    });
+    await loading;
+    assert.equal(error, reason);
+    assert.deepEqual(workers.map((w) => w.terminated), [true]);
+    assert.ok(!log.some((line) => / ready in /.test(line)), log.join("\n"));
+  } finally {
+    globalThis.Worker = realWorker;
+    await Deno.remove(flags, { recursive: true });
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
