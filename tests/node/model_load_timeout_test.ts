@@ -21,6 +21,40 @@ const KEY = "model.loadTimeoutMs";
 const FLAG = "--model-load-timeout";
 const ENV = "VERIFLOW_MODEL_LOAD_TIMEOUT_MS";
 
+/**
+ * A node config whose one model worker (the generation one) never answers its load, in fresh data
+ * and fault-flag directories removed after `run`; `stallMs` only makes the watch look every 250 ms.
+ */
+async function withHungLoad(
+  prefix: string,
+  run: (
+    config: ReturnType<typeof parseNodeConfig>,
+    flags: string,
+    dataDir: string,
+  ) => Promise<void>,
+): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: `${prefix}-` });
+  const flags = await Deno.makeTempDir({ prefix: `${prefix}-flags-` });
+  try {
+    await disarmFaults(flags);
+    await Deno.writeTextFile(`${flags}/hold-load`, "");
+    const config = parseNodeConfig({
+      dataDir,
+      model: {
+        size: "tiny",
+        workers: 1,
+        validationWorkers: 0,
+        loadTimeoutMs: 120_000,
+        restart: { stallMs: 1_000 },
+      },
+    });
+    await run(config, flags, dataDir);
+  } finally {
+    await Deno.remove(flags, { recursive: true });
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
 Deno.test("loadTimeoutMs: ten minutes by default; 0 (never) and any whole number of ms accepted", () => {
   assert.equal(DEFAULT_LOAD_TIMEOUT_MS, 600_000);
   assert.equal(parseNodeConfig({}).model.loadTimeoutMs, DEFAULT_LOAD_TIMEOUT_MS);
@@ -53,22 +87,7 @@ Deno.test("loadTimeoutMs: the flag is refused where nothing can time the load (t
 });
 
 Deno.test("a node whose model never loads logs the load, then its progress every 30 s, then fails past loadTimeoutMs naming the model and the key", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "veriflow-load-timeout-node-" });
-  const flags = await Deno.makeTempDir({ prefix: "veriflow-load-timeout-node-flags-" });
-  try {
-    await disarmFaults(flags);
-    await Deno.writeTextFile(`${flags}/hold-load`, "");
-    const config = parseNodeConfig({
-      dataDir,
-      // One worker, the generation one; stallMs only makes the watch look every 250 ms.
-      model: {
-        size: "tiny",
-        workers: 1,
-        validationWorkers: 0,
-        loadTimeoutMs: 120_000,
-        restart: { stallMs: 1_000 },
-      },
-    });
+  await withHungLoad("veriflow-load-timeout-node", async (config, flags, dataDir) => {
     const clock = new SupervisionClock();
     const log: string[] = [];
     let outcome: unknown;
@@ -95,15 +114,10 @@ Deno.test("a node whose model never loads logs the load, then its progress every
     assert.ok(error.message.includes(dataDir), error.message);
     assert.match(error.message, /model\.loadTimeoutMs 120000/);
     assert.ok(!log.some((line) => / ready in /.test(line)), log.join("\n"));
-  } finally {
-    await Deno.remove(flags, { recursive: true });
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a stop during a node's hung model load ends it at once, as the timeout would: the signal's reason, the loading worker terminated", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "veriflow-load-stop-node-" });
-  const flags = await Deno.makeTempDir({ prefix: "veriflow-load-stop-node-flags-" });
   const realWorker = globalThis.Worker;
   const workers: { terminated: boolean }[] = [];
   globalThis.Worker = class extends realWorker {
@@ -118,43 +132,31 @@ Deno.test("a stop during a node's hung model load ends it at once, as the timeou
     }
   };
   try {
-    await disarmFaults(flags);
-    await Deno.writeTextFile(`${flags}/hold-load`, "");
-    const config = parseNodeConfig({
-      dataDir,
-      model: {
-        size: "tiny",
-        workers: 1,
-        validationWorkers: 0,
-        loadTimeoutMs: 120_000,
-        restart: { stallMs: 1_000 },
-      },
+    await withHungLoad("veriflow-load-stop-node", async (config, flags) => {
+      const stop = new AbortController();
+      const log: string[] = [];
+      let outcome: unknown;
+      const loading = loadModels(
+        config,
+        (line) => void log.push(line),
+        { workerUrl: faultyWorkerUrl(flags), supervisionClock: new SupervisionClock().now },
+        stop.signal,
+      ).then(() => outcome = "loaded", (error) => outcome = error);
+      await eventually(() => Deno.statSync(`${flags}/load-held`), "the worker holding its load", {
+        timeoutMs: 120_000,
+      });
+      const reason = new DOMException("start-up interrupted", "AbortError");
+      stop.abort(reason);
+      // The clock never moves: before, only loadTimeoutMs ended the load (the guard's 10 s here).
+      const error = await eventually(() => outcome, "the load given up on stop", {
+        timeoutMs: 10_000,
+      });
+      await loading;
+      assert.equal(error, reason);
+      assert.deepEqual(workers.map((w) => w.terminated), [true]);
+      assert.ok(!log.some((line) => / ready in /.test(line)), log.join("\n"));
     });
-    const stop = new AbortController();
-    const log: string[] = [];
-    let outcome: unknown;
-    const loading = loadModels(
-      config,
-      (line) => void log.push(line),
-      { workerUrl: faultyWorkerUrl(flags), supervisionClock: new SupervisionClock().now },
-      stop.signal,
-    ).then(() => outcome = "loaded", (error) => outcome = error);
-    await eventually(() => Deno.statSync(`${flags}/load-held`), "the worker holding its load", {
-      timeoutMs: 120_000,
-    });
-    const reason = new DOMException("start-up interrupted", "AbortError");
-    stop.abort(reason);
-    // The clock never moves: before, only loadTimeoutMs ended the load (the guard's 10 s here).
-    const error = await eventually(() => outcome, "the load given up on stop", {
-      timeoutMs: 10_000,
-    });
-    await loading;
-    assert.equal(error, reason);
-    assert.deepEqual(workers.map((w) => w.terminated), [true]);
-    assert.ok(!log.some((line) => / ready in /.test(line)), log.join("\n"));
   } finally {
     globalThis.Worker = realWorker;
-    await Deno.remove(flags, { recursive: true });
-    await Deno.remove(dataDir, { recursive: true });
   }
 });
